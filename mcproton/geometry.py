@@ -1,0 +1,174 @@
+"""Voxel geometry: the grid the kernels transport through.
+
+Axis order of every 3-D array is (z, y, x) (like pydicom/pymedphys ``dose_zyx``); positions and sizes are
+given as (x, y, z) in millimetres.  ``origin_mm`` is the centre of the first voxel ``[0, 0, 0]``, so voxel
+``(k, j, i)`` has its centre at ``origin_mm + (i*dx, j*dy, k*dz)``.  For a DICOM CT the grid frame is the
+patient (LPS) frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .materials import Material
+
+
+@dataclass
+class VoxelGeometry:
+    """A rectilinear voxel grid with a material index and a mass density per voxel.
+
+    Parameters
+    ----------
+    material_index_zyx : integer array (nz, ny, nx), index into ``materials``.
+    density_g_cm3_zyx : float array (nz, ny, nx), mass density of each voxel in g/cm3.
+    materials : the materials referenced by ``material_index_zyx``.
+    voxel_size_mm : (dx, dy, dz) in mm.
+    origin_mm : (x, y, z) of the centre of voxel [0, 0, 0] in mm.
+    labels_zyx : optional organ/structure label per voxel (0 = none) with ``label_names``.
+    """
+
+    material_index_zyx: np.ndarray
+    density_g_cm3_zyx: np.ndarray
+    materials: Sequence[Material]
+    voxel_size_mm: tuple[float, float, float]
+    origin_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    labels_zyx: np.ndarray | None = None
+    label_names: dict[int, str] = field(default_factory=dict)
+    name: str = "voxel grid"
+
+    def __post_init__(self) -> None:
+        mi = np.asarray(self.material_index_zyx)
+        rho = np.asarray(self.density_g_cm3_zyx, dtype=np.float32)
+        if mi.ndim != 3:
+            raise ValueError(f"material_index_zyx must be 3-D (z, y, x); got shape {mi.shape}")
+        if rho.shape != mi.shape:
+            raise ValueError(
+                f"density_g_cm3_zyx shape {rho.shape} differs from material_index_zyx shape {mi.shape}; "
+                "give one density per voxel")
+        if min(mi.shape) < 1:
+            raise ValueError(f"the grid is empty: shape {mi.shape}")
+        n_mat = len(self.materials)
+        if n_mat == 0:
+            raise ValueError("no materials given; pass at least one Material")
+        if n_mat > 255:
+            raise ValueError(f"at most 255 materials per geometry are supported; got {n_mat}")
+        if mi.min() < 0 or mi.max() >= n_mat:
+            raise ValueError(
+                f"material_index_zyx holds indices {int(mi.min())}..{int(mi.max())} but only {n_mat} materials "
+                "are given; every index must point into `materials`")
+        if not np.all(np.isfinite(rho)):
+            raise ValueError("density_g_cm3_zyx contains NaN or inf; every voxel needs a finite density")
+        if rho.min() < 0:
+            raise ValueError(f"density_g_cm3_zyx has negative values (min {rho.min()}); densities must be >= 0")
+        if rho.max() > 25.0:
+            raise ValueError(f"density_g_cm3_zyx max {rho.max()} g/cm3 exceeds 25 g/cm3; check the units (g/cm3)")
+        vs = tuple(float(v) for v in self.voxel_size_mm)
+        if len(vs) != 3 or not all(np.isfinite(v) and v > 0 for v in vs):
+            raise ValueError(f"voxel_size_mm must be three positive numbers (dx, dy, dz); got {self.voxel_size_mm}")
+        org = tuple(float(v) for v in self.origin_mm)
+        if len(org) != 3 or not all(np.isfinite(v) for v in org):
+            raise ValueError(f"origin_mm must be three finite numbers (x, y, z); got {self.origin_mm}")
+        self.material_index_zyx = np.ascontiguousarray(mi, dtype=np.uint8)
+        self.density_g_cm3_zyx = np.ascontiguousarray(rho)
+        self.voxel_size_mm = vs  # type: ignore[assignment]
+        self.origin_mm = org  # type: ignore[assignment]
+        if self.labels_zyx is not None:
+            lab = np.asarray(self.labels_zyx)
+            if lab.shape != mi.shape:
+                raise ValueError(f"labels_zyx shape {lab.shape} differs from the grid shape {mi.shape}")
+            self.labels_zyx = np.ascontiguousarray(lab, dtype=np.int16)
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.material_index_zyx.shape)  # type: ignore[return-value]
+
+    @property
+    def lower_corner_mm(self) -> np.ndarray:
+        """(x, y, z) of the outer corner of voxel [0, 0, 0]."""
+        return np.asarray(self.origin_mm) - 0.5 * np.asarray(self.voxel_size_mm)
+
+    @property
+    def extent_mm(self) -> np.ndarray:
+        """Size of the grid (x, y, z) in mm."""
+        nz, ny, nx = self.shape_zyx
+        return np.asarray(self.voxel_size_mm) * np.array([nx, ny, nz])
+
+    def axis_mm(self, axis: str) -> np.ndarray:
+        """Voxel-centre coordinates along 'x', 'y' or 'z' in mm."""
+        k = "xyz".index(axis)
+        n = self.shape_zyx[2 - k]
+        return self.origin_mm[k] + self.voxel_size_mm[k] * np.arange(n)
+
+    @property
+    def voxel_volume_cm3(self) -> float:
+        dx, dy, dz = self.voxel_size_mm
+        return dx * dy * dz * 1e-3
+
+
+def box_phantom(material: Material | str, size_mm: Sequence[float], voxel_mm: Sequence[float] | float,
+                density_g_cm3: float | None = None, origin_mm: Sequence[float] | None = None,
+                name: str | None = None) -> VoxelGeometry:
+    """A homogeneous box.  By default the front face is at z = 0 and the box is centred on the z axis.
+
+    ``size_mm`` and ``voxel_mm`` are (x, y, z); the number of voxels is ``round(size/voxel)``.
+    """
+    from .materials import get_material
+
+    mat = get_material(material) if isinstance(material, str) else material
+    vox = np.broadcast_to(np.asarray(voxel_mm, dtype=float), (3,))
+    size = np.asarray(size_mm, dtype=float)
+    if size.shape != (3,) or np.any(size <= 0) or np.any(vox <= 0):
+        raise ValueError(f"size_mm and voxel_mm must be positive (x, y, z); got {size_mm}, {voxel_mm}")
+    n = np.maximum(1, np.round(size / vox).astype(int))
+    if np.prod(n) > 2_000_000_000:
+        raise ValueError(f"grid of {n.tolist()} voxels is too large; use larger voxels")
+    rho = mat.density_g_cm3 if density_g_cm3 is None else float(density_g_cm3)
+    if origin_mm is None:
+        ext = n * vox
+        origin = np.array([-ext[0] / 2 + vox[0] / 2, -ext[1] / 2 + vox[1] / 2, vox[2] / 2])
+    else:
+        origin = np.asarray(origin_mm, dtype=float)
+    shape = (n[2], n[1], n[0])
+    return VoxelGeometry(np.zeros(shape, np.uint8), np.full(shape, rho, np.float32), [mat],
+                         tuple(vox), tuple(origin), name=name or f"{mat.name} box")
+
+
+def slab_phantom(layers: Sequence[tuple[Material | str, float] | tuple[Material | str, float, float]],
+                 lateral_size_mm: Sequence[float], voxel_mm: Sequence[float] | float,
+                 name: str = "slab phantom") -> VoxelGeometry:
+    """A stack of layers along +z starting at z = 0: ``[(material, thickness_mm[, density]), ...]``.
+
+    Each layer thickness must be a whole number of voxels along z (so that interfaces fall on voxel
+    boundaries); a clear error says otherwise.
+    """
+    from .materials import get_material
+
+    vox = np.broadcast_to(np.asarray(voxel_mm, dtype=float), (3,))
+    if not layers:
+        raise ValueError("slab_phantom needs at least one layer")
+    mats: list[Material] = []
+    keys: list[str] = []
+    idx_z: list[int] = []
+    rho_z: list[float] = []
+    for layer in layers:
+        m = get_material(layer[0]) if isinstance(layer[0], str) else layer[0]
+        t = float(layer[1])
+        rho = float(layer[2]) if len(layer) > 2 else m.density_g_cm3
+        nz = t / vox[2]
+        if t <= 0 or abs(nz - round(nz)) > 1e-6:
+            raise ValueError(
+                f"layer {m.name!r} thickness {t} mm is not a positive whole number of {vox[2]} mm voxels; "
+                "change the thickness or the voxel size")
+        if m.name not in keys:
+            keys.append(m.name)
+            mats.append(m)
+        idx_z += [keys.index(m.name)] * int(round(nz))
+        rho_z += [rho] * int(round(nz))
+    lat = np.asarray(lateral_size_mm, dtype=float)
+    nx, ny = (max(1, int(round(lat[i] / vox[i]))) for i in range(2))
+    mi = np.broadcast_to(np.asarray(idx_z, np.uint8)[:, None, None], (len(idx_z), ny, nx)).copy()
+    rho = np.broadcast_to(np.asarray(rho_z, np.float32)[:, None, None], mi.shape).copy()
+    origin = (-nx * vox[0] / 2 + vox[0] / 2, -ny * vox[1] / 2 + vox[1] / 2, vox[2] / 2)
+    return VoxelGeometry(mi, rho, mats, tuple(vox), origin, name=name)
