@@ -1,11 +1,24 @@
 """Materials: elemental composition, density and mean excitation energy.
 
-(Skeleton: the material database and ``get_material`` are being written; see mcproton/data/materials/.)
+The material database lives in ``mcproton/data/materials/materials.csv`` and the element table in
+``mcproton/data/materials/elements.csv``; both files carry their sources in ``#`` header lines.
+
+>>> get_material("water").i_value_ev
+78.0
+>>> get_material("Lucite").name
+'pmma'
 """
 from __future__ import annotations
 
+import csv
+import difflib
+import math
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Mapping
+
+_DATA_DIR = Path(__file__).resolve().parent / "data" / "materials"
 
 
 @dataclass(frozen=True)
@@ -26,3 +39,157 @@ class Material:
     mass_fractions: Mapping[str, float] = field(default_factory=dict)
     i_value_ev: float | None = None
     source: str = ""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Elements
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Element:
+    """One chemical element (see ``data/materials/elements.csv`` for sources).
+
+    symbol, Z, name; atomic_mass_g_mol: standard atomic weight (g/mol, NIST/IUPAC);
+    i_elemental_ev: I-value of the pure element (ICRU 37/49, eV);
+    i_bragg_ev: I-value of the element bound in a condensed compound, for Bragg additivity
+    (ICRU 37 Table 5.1, eV).
+    """
+
+    symbol: str
+    Z: int
+    name: str
+    atomic_mass_g_mol: float
+    i_elemental_ev: float
+    i_bragg_ev: float
+
+
+def _read_csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        lines = [ln for ln in fh if ln.strip() and not ln.lstrip().startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+def _load_elements() -> dict[str, Element]:
+    out: dict[str, Element] = {}
+    for r in _read_csv_rows(_DATA_DIR / "elements.csv"):
+        out[r["symbol"]] = Element(r["symbol"], int(r["Z"]), r["name"], float(r["atomic_mass_g_mol"]),
+                                   float(r["i_elemental_ev"]), float(r["i_bragg_ev"]))
+    return out
+
+
+#: symbol -> Element (Z, atomic mass in g/mol, I-values in eV). Sources in data/materials/elements.csv.
+ELEMENTS: Mapping[str, Element] = _load_elements()
+_ELEMENTS_LOWER = {s.lower(): s for s in ELEMENTS}
+_ELEMENTS_BY_NAME = {e.name: e.symbol for e in ELEMENTS.values()}
+_ELEMENTS_BY_NAME["aluminum"] = "Al"
+_ELEMENTS_BY_NAME["sulphur"] = "S"
+
+
+def element(symbol: str) -> Element:
+    """The element with this symbol (``"Ca"``; case-insensitive; English names such as ``"calcium"``
+    work too)."""
+    key = str(symbol).strip()
+    sym = key if key in ELEMENTS else (_ELEMENTS_LOWER.get(key.lower()) or _ELEMENTS_BY_NAME.get(key.lower()))
+    if sym is None:
+        raise KeyError(f"unknown element {symbol!r}; known symbols: {', '.join(ELEMENTS)}")
+    return ELEMENTS[sym]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Material database
+# ----------------------------------------------------------------------------------------------------------
+
+class UnknownMaterialError(KeyError, ValueError):
+    """Raised by :func:`get_material` for a name that is neither a material nor an alias."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
+def _normalise_key(name: str) -> str:
+    """Lower case; spaces, '-', '.', '/' -> '_'; collapse repeats ("A-150", "a 150", "a_150": one key)."""
+    s = str(name).strip().lower()
+    for ch in " -./()":
+        s = s.replace(ch, "_")
+    while "__" in s:
+        s = s.replace("__", "_")
+    return s.strip("_")
+
+
+def _parse_composition(text: str, where: str) -> dict[str, float]:
+    comp: dict[str, float] = {}
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        sym, _, w = part.partition(":")
+        sym = element(sym).symbol
+        if sym in comp:
+            raise ValueError(f"{where}: element {sym} listed twice")
+        comp[sym] = float(w)
+    if not comp:
+        raise ValueError(f"{where}: empty composition")
+    total = math.fsum(comp.values())
+    if any(w < 0 for w in comp.values()) or abs(total - 1.0) > 1e-4:
+        raise ValueError(f"{where}: mass fractions must be >= 0 and sum to 1 (got {total:.6f})")
+    # renormalise exactly (the file rounds to 6 decimals)
+    return {k: v / total for k, v in comp.items()}
+
+
+@lru_cache(maxsize=1)
+def _database() -> tuple[dict[str, Material], dict[str, str]]:
+    """(name -> Material, normalised alias/name -> name)."""
+    path = _DATA_DIR / "materials.csv"
+    mats: dict[str, Material] = {}
+    keys: dict[str, str] = {}
+    for r in _read_csv_rows(path):
+        name = r["name"].strip()
+        where = f"{path.name}: material {name!r}"
+        i_txt = (r.get("i_value_ev") or "").strip()
+        mat = Material(name=name, density_g_cm3=float(r["density_g_cm3"]),
+                       mass_fractions=_parse_composition(r["composition"], where),
+                       i_value_ev=float(i_txt) if i_txt else None, source=r.get("source", "").strip())
+        if name in mats:
+            raise ValueError(f"{where}: duplicate name")
+        mats[name] = mat
+        for key in [name] + [a for a in (r.get("aliases") or "").split(";") if a.strip()]:
+            k = _normalise_key(key)
+            if k in keys and keys[k] != name:
+                raise ValueError(f"{where}: alias {key!r} already used by {keys[k]!r}")
+            keys[k] = name
+    return mats, keys
+
+
+def list_materials() -> list[str]:
+    """Names of all materials in the database (canonical names, not aliases), in file order."""
+    return list(_database()[0])
+
+
+def material_aliases() -> dict[str, str]:
+    """Normalised alias -> canonical material name (canonical names map to themselves)."""
+    return dict(_database()[1])
+
+
+def get_material(name: str) -> Material:
+    """The database material called ``name``.
+
+    Case-insensitive; aliases such as ``"lucite"``, ``"cortical_bone"`` or ``"G4_WATER"`` work, and ``-`` or
+    spaces count as ``_``. A :class:`Material` passed in is returned as is. Unknown names raise
+    :class:`UnknownMaterialError` (a ``KeyError`` and a ``ValueError``) naming the closest matches and listing
+    the available materials.
+    """
+    if isinstance(name, Material):
+        return name
+    mats, keys = _database()
+    k = _normalise_key(name)
+    if k in keys:
+        return mats[keys[k]]
+    close = difflib.get_close_matches(k, list(keys), n=8, cutoff=0.5)
+    # canonical names, closest first, no repeats
+    suggestions = list(dict.fromkeys(keys[c] for c in close))[:3]
+    hint = ("did you mean " + " or ".join(repr(c) for c in suggestions) + "? ") if suggestions else ""
+    raise UnknownMaterialError(f"unknown material {name!r}; {hint}available materials: {', '.join(mats)}")
+
+
+__all__ = ["Material", "Element", "ELEMENTS", "element", "get_material", "list_materials", "material_aliases",
+           "UnknownMaterialError"]

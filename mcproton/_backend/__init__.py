@@ -1,0 +1,31 @@
+"""Backends: ``get_backend("auto" | "cpu" | "cuda")``."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .base import Backend
+from .cuda import cuda_available
+
+
+@lru_cache(maxsize=8)
+def get_backend(name: str = "auto", threads: int | None = None) -> Backend:
+    """The backend by name.  "auto" picks cuda when CuPy and a device are present, else cpu."""
+    if name == "auto":
+        ok, _ = cuda_available()
+        name = "cuda" if ok else "cpu"
+    if name == "cpu":
+        from .cpu import CpuBackend
+
+        return CpuBackend(threads)
+    if name == "cuda":
+        ok, why = cuda_available()
+        if not ok:
+            raise RuntimeError(f"backend 'cuda' requested but unavailable: {why}. Install CuPy for your CUDA "
+                               "version (pip install 'mcproton[cuda12]' or '[cuda13]') or use --backend cpu")
+        from .cuda import CudaBackend
+
+        return CudaBackend()
+    raise ValueError(f"unknown backend {name!r}; use 'auto', 'cpu' or 'cuda'")
+
+
+__all__ = ["Backend", "get_backend", "cuda_available"]

@@ -1,0 +1,87 @@
+/* \file geometry/voxel_grid.h
+ * Navigation in a rectilinear voxel grid.  Positions are in cm relative to the outer corner of voxel
+ * [0,0,0]; the grid spans [0, n*v) along each axis.
+ */
+#pragma once
+#include "../params.h"
+
+/* Distance pushed across a voxel face after a boundary-limited step (cm): 1e-5 cm = 0.1 um, above the
+ * float rounding of positions up to ~60 cm (ulp 4e-6 cm), far below any physical scale. */
+#define MCP_BOUNDARY_PUSH 1e-5f
+
+struct VoxelIndex { int ix, iy, iz; };
+
+MCP_FORCEINLINE MCP_HOST_DEVICE bool locate(const Params& p, float x, float y, float z, VoxelIndex& v)
+{
+    v.ix = (int)floorf(x / p.vx);
+    v.iy = (int)floorf(y / p.vy);
+    v.iz = (int)floorf(z / p.vz);
+    return v.ix >= 0 && v.iy >= 0 && v.iz >= 0 && v.ix < p.nx && v.iy < p.ny && v.iz < p.nz;
+}
+
+MCP_FORCEINLINE MCP_HOST_DEVICE int64_t linear_index(const Params& p, const VoxelIndex& v)
+{
+    return ((int64_t)v.iz * p.ny + v.iy) * p.nx + v.ix;
+}
+
+MCP_FORCEINLINE MCP_HOST_DEVICE float axis_exit_distance(float x, int i, float vox, float u)
+{
+    if (u > 1e-12f) return ((float)(i + 1) * vox - x) / u;
+    if (u < -1e-12f) return ((float)i * vox - x) / u;
+    return MCP_INFINITY;
+}
+
+struct VoxelExit {
+    float distance;  /* along the direction, >= 0 */
+    int axis;        /* 0, 1, 2 = x, y, z face crossed */
+};
+
+/* Distance along (u, v, w) to the boundary of the current voxel, and the axis of the face reached. */
+MCP_FORCEINLINE MCP_HOST_DEVICE VoxelExit voxel_exit(const Params& p, const VoxelIndex& v, float x, float y,
+                                                     float z, float u, float vv, float w)
+{
+    VoxelExit e;
+    e.distance = axis_exit_distance(x, v.ix, p.vx, u);
+    e.axis = 0;
+    const float dy = axis_exit_distance(y, v.iy, p.vy, vv);
+    if (dy < e.distance) { e.distance = dy; e.axis = 1; }
+    const float dz = axis_exit_distance(z, v.iz, p.vz, w);
+    if (dz < e.distance) { e.distance = dz; e.axis = 2; }
+    e.distance = mcp_max(e.distance, 0.0f);
+    return e;
+}
+
+/* After a step that ended on a face of voxel v along `axis` (direction component `dir`), put the
+ * coordinate just across that face, so that the next voxel is found whatever the direction's obliquity. */
+MCP_FORCEINLINE MCP_HOST_DEVICE void cross_face(const Params& p, const VoxelIndex& v, int axis, float dir,
+                                                float& x, float& y, float& z)
+{
+    float* c = axis == 0 ? &x : (axis == 1 ? &y : &z);
+    const int i = axis == 0 ? v.ix : (axis == 1 ? v.iy : v.iz);
+    const float vox = axis == 0 ? p.vx : (axis == 1 ? p.vy : p.vz);
+    if (dir > 0.0f) *c = mcp_max(*c, (float)(i + 1) * vox + MCP_BOUNDARY_PUSH);
+    else *c = mcp_min(*c, (float)i * vox - MCP_BOUNDARY_PUSH);
+}
+
+/* Distance along the ray to the grid's bounding box (0 if inside), or a negative value if it misses. */
+MCP_FORCEINLINE MCP_HOST_DEVICE float distance_to_grid(const Params& p, float x, float y, float z, float u,
+                                                       float v, float w)
+{
+    const float lo[3] = {0.0f, 0.0f, 0.0f};
+    const float hi[3] = {p.nx * p.vx, p.ny * p.vy, p.nz * p.vz};
+    const float o[3] = {x, y, z};
+    const float d[3] = {u, v, w};
+    float t0 = 0.0f, t1 = MCP_INFINITY;
+    for (int k = 0; k < 3; ++k) {
+        if (d[k] > 1e-12f || d[k] < -1e-12f) {
+            float ta = (lo[k] - o[k]) / d[k];
+            float tb = (hi[k] - o[k]) / d[k];
+            if (ta > tb) { const float tmp = ta; ta = tb; tb = tmp; }
+            t0 = mcp_max(t0, ta);
+            t1 = mcp_min(t1, tb);
+        } else if (o[k] < lo[k] || o[k] >= hi[k]) {
+            return -1.0f;
+        }
+    }
+    return t0 <= t1 ? t0 : -1.0f;
+}

@@ -1,0 +1,91 @@
+/* \file params.h
+ * The immutable run parameters handed to the kernels: one by-value struct of table pointers and scalars,
+ * mirrored field by field by mcproton/_kernels/layout.py (PARAMS_DTYPE) and checked by a layout probe.
+ * Pointers are device addresses on the GPU and host addresses on the CPU.
+ *
+ * Units: lengths cm, energies MeV, densities g/cm3, mass stopping powers MeV cm2/g, mass cross sections
+ * cm2/g, ranges g/cm2.  Tallies are 64-bit integers in units of MCP_TALLY_UNIT_MEV (fixed point), so their
+ * sums do not depend on the order of the threads.
+ */
+#pragma once
+#include "core/portability.h"
+#include "source/spot.h"
+
+/* Fixed-point unit of the energy tallies and ledger: 2^-24 MeV (6e-8 MeV), range +-5.5e11 MeV. */
+#define MCP_TALLY_SCALE 16777216.0f
+/* LET numerator unit: 2^-20 MeV keV/um. */
+#define MCP_LET_SCALE 1048576.0f
+
+/* Columns of the per-(material, energy-bin) record of the energy table. */
+enum EnergyColumn {
+    COL_RANGE = 0,        /* CSDA range, g/cm2 */
+    COL_STOP = 1,         /* electronic mass stopping power, MeV cm2/g */
+    COL_SPR_W = 2,        /* (S/rho)_water / (S/rho)_material */
+    COL_NUC_SIGMA = 3,    /* nonelastic mass cross section, cm2/g */
+    COL_MULT_P = 4,       /* secondary protons per nonelastic event */
+    COL_FRAC_RECOIL = 5,  /* fraction of the incident energy to recoils (local) */
+    COL_MULT_ALPHA = 6,   /* alphas per event */
+    COL_MULT_D = 7,       /* deuterons per event */
+    N_ENERGY_COLUMNS = 8
+};
+
+/* Columns of the per-material property record. */
+enum MaterialColumn {
+    MAT_XS = 0,         /* Gottschalk scattering length X_S, g/cm2 */
+    MAT_Z_OVER_A = 1,   /* <Z/A>, mol/g */
+    MAT_RANGE_CUT = 2,  /* CSDA range at the cut-off energy, g/cm2 */
+    MAT_SPARE = 3,
+    N_MATERIAL_COLUMNS = 4
+};
+
+/* Ledger entries (fixed point, MCP_TALLY_SCALE). */
+enum LedgerEntry {
+    LEDGER_INCIDENT = 0,   /* kinetic energy of the primaries leaving the source */
+    LEDGER_DEPOSITED = 1,  /* energy deposited in the grid (sum of the dose tally) */
+    LEDGER_ESCAPED = 2,    /* kinetic energy of protons leaving the grid */
+    LEDGER_MISSED = 3,     /* kinetic energy of primaries that never reach the grid */
+    LEDGER_NEUTRAL = 4,    /* nonelastic energy to neutrons, photons and binding (leaves the geometry) */
+    LEDGER_PRIMARIES = 5,  /* number of primaries (count, not MeV) */
+    LEDGER_NUCLEAR_EVENTS = 6, /* nonelastic events (count) */
+    LEDGER_SECONDARIES = 7,    /* secondary protons produced (count) */
+    LEDGER_ERRORS = 8,         /* tracks stopped for a numerical error (count): must be 0 */
+    LEDGER_STACK_FULL = 9,     /* secondaries dropped because the per-history stack was full (count) */
+    LEDGER_STEPS = 10,         /* transport steps (count) */
+    N_LEDGER = 16
+};
+
+struct Params {
+    /* --- physics tables --- */
+    const float* energy_table;   /* [n_mat][n_e][N_ENERGY_COLUMNS] on the ln(E) grid */
+    const int32_t* range_index;  /* [n_mat][n_r] for each ln(range) grid point, the last energy bin whose
+                                    range is <= it: the start of the inverse-range search */
+    const float* material_props; /* [n_mat][N_MATERIAL_COLUMNS] */
+    /* --- geometry --- */
+    const uint8_t* material_index; /* [nz][ny][nx] */
+    const float* density;          /* [nz][ny][nx] g/cm3 */
+    /* --- source --- */
+    const Spot* spots;           /* [n_spots] */
+    const float* spot_cdf;       /* [n_spots], last = 1 */
+    /* --- tallies (zeroed per batch) --- */
+    int64_t* edep;         /* [nvox] energy deposited (all particles), fixed point */
+    int64_t* edep_water;   /* [nvox] energy x (S/rho)_w/(S/rho)_m, fixed point */
+    int64_t* edep_proton;  /* [nvox] energy deposited by protons (LET denominator), fixed point */
+    int64_t* let_num;      /* [nvox] sum of proton energy x LET (keV/um), MCP_LET_SCALE fixed point */
+    int64_t* ledger;       /* [N_LEDGER] */
+    /* --- scalars --- */
+    float log_e_min, inv_dlog_e;  /* ln(E/MeV) of bin 0 and 1/bin width */
+    float log_r_min, inv_dlog_r;  /* ln(R/(g/cm2)) of bin 0 and 1/bin width */
+    int32_t n_e, n_r, n_mat, n_spots;
+    int32_t nx, ny, nz, flags;
+    float vx, vy, vz;             /* voxel size, cm */
+    float e_cut;                  /* MeV */
+    float max_eloss_fraction;
+    float max_step;               /* cm */
+    float pad0, pad1;
+    uint64_t seed;
+};
+
+/* Bits of Params::flags. */
+#define MCP_FLAG_STRAGGLING 1
+#define MCP_FLAG_MSC 2
+#define MCP_FLAG_NUCLEAR 4

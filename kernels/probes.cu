@@ -1,0 +1,132 @@
+/* \file probes.cu
+ * Test-only entry points: they call the single-source header functions one by one so that the tests can
+ * compare them with independent NumPy references, on the CPU and the GPU alike.  Never used in a run.
+ */
+#include "core/portability.h"
+#include "random/rng.h"
+#include "params.h"
+#include "physics/material_tables.h"
+#include "physics/straggling.h"
+#include "physics/msc.h"
+#include "physics/nuclear.h"
+#include "source/sample.h"
+
+#define MCP_OFFSET(type, field) ((int64_t)(&((type*)0)->field))
+
+/* Raw Philox4x32-10: in = n x {ctr0..ctr3, key0, key1}, out = n x 4 words. */
+MCP_KERNEL void mcp_probe_philox(const uint32_t* MCP_RESTRICT in, uint32_t* MCP_RESTRICT out, int64_t n)
+{
+    MCP_PARALLEL_BEGIN
+    MCP_FOR_EACH_ITEM(i, n)
+    {
+        Philox4x32Ctr c;
+        for (int k = 0; k < 4; ++k) c.v[k] = in[6 * i + k];
+        c = mcp_philox4x32_10(c, in[6 * i + 4], in[6 * i + 5]);
+        for (int k = 0; k < 4; ++k) out[4 * i + k] = c.v[k];
+    }
+    MCP_PARALLEL_END
+}
+
+/* Streams of uniforms (kind 0) or normals (kind 1): n_tracks streams of length m of history `history`. */
+MCP_KERNEL void mcp_probe_stream(uint64_t seed, uint64_t history, int32_t kind, float* MCP_RESTRICT out,
+                                 int64_t n_tracks, int64_t m)
+{
+    MCP_PARALLEL_BEGIN
+    MCP_FOR_EACH_ITEM(t, n_tracks)
+    {
+        Rng r;
+        rng_init(r, seed, history, (uint32_t)t);
+        for (int64_t j = 0; j < m; ++j) out[t * m + j] = kind == 0 ? rng_uniform(r) : rng_gauss(r);
+    }
+    MCP_PARALLEL_END
+}
+
+/* CSDA energy after a path of mass thickness dx_g_cm2[i] in material mat[i] from energy e[i]. */
+MCP_KERNEL void mcp_probe_energy_loss(const Params* MCP_RESTRICT params, const float* MCP_RESTRICT e,
+                                      const int32_t* MCP_RESTRICT mat, const float* MCP_RESTRICT dx,
+                                      float* MCP_RESTRICT out, int64_t n)
+{
+    const Params& p = *params;
+    MCP_PARALLEL_BEGIN
+    MCP_FOR_EACH_ITEM(i, n)
+    {
+        const EnergyPoint ep = lookup_energy(p, mat[i], e[i]);
+        const float r = ep.range - dx[i];
+        out[3 * i + 0] = r > 0.0f ? energy_from_range(p, mat[i], r) : 0.0f;
+        out[3 * i + 1] = ep.range;
+        out[3 * i + 2] = ep.stop;
+    }
+    MCP_PARALLEL_END
+}
+
+/* Physics functions: out[i] = {bohr variance, scattering power, pv} for energy e[i], z/a, thickness, X_S. */
+MCP_KERNEL void mcp_probe_physics(const float* MCP_RESTRICT in, float* MCP_RESTRICT out, int64_t n)
+{
+    MCP_PARALLEL_BEGIN
+    MCP_FOR_EACH_ITEM(i, n)
+    {
+        const float T = in[5 * i], za = in[5 * i + 1], dx = in[5 * i + 2], xs = in[5 * i + 3], t1 = in[5 * i + 4];
+        out[3 * i + 0] = bohr_variance_mev2(T, za, dx);
+        out[3 * i + 1] = scattering_power_dm(proton_pv(T), proton_pv(t1), xs);
+        out[3 * i + 2] = proton_pv(T);
+    }
+    MCP_PARALLEL_END
+}
+
+/* Sampled primaries (x, y, z, u, v, w, E) for histories 0..n-1 (source stream). */
+MCP_KERNEL void mcp_probe_source(const Params* MCP_RESTRICT params, float* MCP_RESTRICT out, int64_t n)
+{
+    const Params& p = *params;
+    MCP_PARALLEL_BEGIN
+    MCP_FOR_EACH_ITEM(i, n)
+    {
+        Rng r;
+        rng_init(r, p.seed, (uint64_t)i, MCP_STREAM_SOURCE);
+        const Primary pr = sample_primary(p, r);
+        const float v[7] = {pr.x, pr.y, pr.z, pr.u, pr.v, pr.w, pr.energy};
+        for (int k = 0; k < 7; ++k) out[7 * i + k] = v[k];
+    }
+    MCP_PARALLEL_END
+}
+
+/* Struct layout probe: sizeof and field offsets of Params and Spot (checked against the NumPy dtypes). */
+MCP_KERNEL void mcp_probe_layout(int64_t* MCP_RESTRICT out)
+{
+    int k = 0;
+    out[k++] = (int64_t)sizeof(Params);
+    out[k++] = MCP_OFFSET(Params, energy_table);
+    out[k++] = MCP_OFFSET(Params, range_index);
+    out[k++] = MCP_OFFSET(Params, material_props);
+    out[k++] = MCP_OFFSET(Params, material_index);
+    out[k++] = MCP_OFFSET(Params, density);
+    out[k++] = MCP_OFFSET(Params, spots);
+    out[k++] = MCP_OFFSET(Params, spot_cdf);
+    out[k++] = MCP_OFFSET(Params, edep);
+    out[k++] = MCP_OFFSET(Params, edep_water);
+    out[k++] = MCP_OFFSET(Params, edep_proton);
+    out[k++] = MCP_OFFSET(Params, let_num);
+    out[k++] = MCP_OFFSET(Params, ledger);
+    out[k++] = MCP_OFFSET(Params, log_e_min);
+    out[k++] = MCP_OFFSET(Params, inv_dlog_e);
+    out[k++] = MCP_OFFSET(Params, log_r_min);
+    out[k++] = MCP_OFFSET(Params, inv_dlog_r);
+    out[k++] = MCP_OFFSET(Params, n_e);
+    out[k++] = MCP_OFFSET(Params, n_r);
+    out[k++] = MCP_OFFSET(Params, n_mat);
+    out[k++] = MCP_OFFSET(Params, n_spots);
+    out[k++] = MCP_OFFSET(Params, nx);
+    out[k++] = MCP_OFFSET(Params, ny);
+    out[k++] = MCP_OFFSET(Params, nz);
+    out[k++] = MCP_OFFSET(Params, flags);
+    out[k++] = MCP_OFFSET(Params, vx);
+    out[k++] = MCP_OFFSET(Params, vy);
+    out[k++] = MCP_OFFSET(Params, vz);
+    out[k++] = MCP_OFFSET(Params, e_cut);
+    out[k++] = MCP_OFFSET(Params, max_eloss_fraction);
+    out[k++] = MCP_OFFSET(Params, max_step);
+    out[k++] = MCP_OFFSET(Params, seed);
+    out[k++] = (int64_t)sizeof(Spot);
+    out[k++] = MCP_OFFSET(Spot, energy);
+    out[k++] = MCP_OFFSET(Spot, sigma);
+    out[k++] = MCP_OFFSET(Spot, corr);
+}

@@ -1,0 +1,148 @@
+"""CPU backend: the kernel source compiled by the host C++ compiler with OpenMP, cached as a shared
+library keyed by SHA-256(source + options + compiler version + CPU), loaded with ctypes."""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._kernels.layout import ENTRY_POINTS
+from .._kernels.source import assemble
+from .base import cast_scalar
+
+# -ffast-math for speed, but keep IEEE infinities (the kernels use +inf as "no limit").
+CPU_OPTIONS = ("-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp", "-fPIC", "-shared",
+               "-std=c++17", "-x", "c++")
+
+
+def cache_dir() -> Path:
+    d = os.environ.get("MCPROTON_CACHE_DIR")
+    return Path(d) if d else Path.home() / ".cache" / "mcproton" / "kernels"
+
+
+def find_compiler() -> str:
+    for cand in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if cand and shutil.which(cand):
+            return cand
+    raise RuntimeError("no C++ compiler found for the CPU backend (looked for $CXX, g++, c++, clang++); "
+                       "install one, e.g. `apt-get install g++`")
+
+
+@lru_cache(maxsize=None)
+def compiler_version(cxx: str) -> str:
+    out = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
+    return out.splitlines()[0].strip() if out else cxx
+
+
+@lru_cache(maxsize=None)
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _build(entry: str, cxx: str) -> Path:
+    src = assemble(entry)
+    key = hashlib.sha256("\0".join([src, " ".join(CPU_OPTIONS), compiler_version(cxx), cpu_model()])
+                         .encode()).hexdigest()[:24]
+    out = cache_dir() / f"{Path(entry).stem}-{key}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        cpp = Path(tmp) / f"{Path(entry).stem}.cpp"
+        cpp.write_text(src)
+        tmp_so = Path(tmp) / "k.so"
+        proc = subprocess.run([cxx, *CPU_OPTIONS, str(cpp), "-o", str(tmp_so)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"compiling kernels/{entry} for the CPU failed:\n{proc.stderr[-6000:]}")
+        os.replace(tmp_so, out)  # atomic: concurrent builders never see a partial library
+    return out
+
+
+_CTYPES = {"p": ctypes.c_void_p, "u64": ctypes.c_uint64, "i64": ctypes.c_int64, "i32": ctypes.c_int32,
+           "f32": ctypes.c_float}
+
+
+class CpuBackend:
+    name = "cpu"
+    xp = np
+
+    def __init__(self, threads: int | None = None) -> None:
+        self._cxx = find_compiler()
+        self.compiler = compiler_version(self._cxx)
+        self.compile_options = CPU_OPTIONS
+        self._libs: dict[str, ctypes.CDLL] = {}
+        self.threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count() or 1
+        self.device = f"CPU: {cpu_model()} ({self.threads} OpenMP threads)"
+
+    def _lib(self, entry: str) -> ctypes.CDLL:
+        if entry not in self._libs:
+            lib = ctypes.CDLL(str(_build(entry, self._cxx)))
+            for name, (file, spec) in ENTRY_POINTS.items():
+                if file == entry:
+                    fn = getattr(lib, name)
+                    fn.argtypes = [_CTYPES[k] for k in spec]
+                    fn.restype = None
+            self._libs[entry] = lib
+        return self._libs[entry]
+
+    def compile(self) -> None:
+        self._lib("transport.cu")
+
+    def asarray(self, a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a)
+
+    def zeros(self, shape: Any, dtype: Any) -> np.ndarray:
+        return np.zeros(shape, dtype)
+
+    def ptr(self, a: np.ndarray) -> int:
+        return int(a.ctypes.data)
+
+    def to_host(self, a: np.ndarray) -> np.ndarray:
+        return a
+
+    def synchronize(self) -> None:
+        pass
+
+    def launch(self, name: str, n_items: int, *args: Any) -> None:
+        file, spec = ENTRY_POINTS[name]
+        if len(args) != len(spec):
+            raise TypeError(f"{name} takes {len(spec)} arguments, got {len(args)}")
+        cargs = []
+        for kind, a in zip(spec, args):
+            if kind == "p":
+                if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
+                    raise TypeError(f"{name}: pointer arguments must be C-contiguous numpy arrays")
+                cargs.append(ctypes.c_void_p(a.ctypes.data))
+            else:
+                cargs.append(cast_scalar(kind, a).item())
+        _set_threads(self.threads)
+        getattr(self._lib(file), name)(*cargs)
+
+
+@lru_cache(maxsize=1)
+def _gomp() -> Any:
+    try:
+        return ctypes.CDLL("libgomp.so.1")
+    except OSError:
+        return None
+
+
+def _set_threads(n: int) -> None:
+    lib = _gomp()
+    if lib is not None:
+        lib.omp_set_num_threads(ctypes.c_int(int(n)))

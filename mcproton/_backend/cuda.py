@@ -1,0 +1,81 @@
+"""CUDA backend: the kernel source compiled at run time by NVRTC through ``cupy.RawModule`` and launched on
+CuPy arrays.  CuPy is an optional dependency (``pip install mcproton[cuda12]`` or ``[cuda13]``)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._kernels.layout import ENTRY_POINTS
+from .._kernels.source import assemble
+from .base import cast_scalar
+
+CUDA_OPTIONS = ("-std=c++17", "--use_fast_math")
+BLOCK = 128
+
+
+def cuda_available() -> tuple[bool, str]:
+    """(available, reason): CuPy importable and at least one CUDA device present."""
+    try:
+        import cupy  # noqa: F401
+    except Exception as exc:  # ImportError or a broken CUDA install
+        return False, f"CuPy not importable ({type(exc).__name__}: {exc})"
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return False, f"no CUDA device ({exc})"
+    if n < 1:
+        return False, "no CUDA device"
+    return True, f"{n} CUDA device(s)"
+
+
+class CudaBackend:
+    name = "cuda"
+
+    def __init__(self, device_id: int = 0) -> None:
+        import cupy
+
+        self.xp = cupy
+        self._cupy = cupy
+        cupy.cuda.Device(device_id).use()
+        props = cupy.cuda.runtime.getDeviceProperties(device_id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        self._sm = int(props["multiProcessorCount"])
+        self.device = f"GPU {device_id}: {name} ({self._sm} SMs, driver {cupy.cuda.runtime.driverGetVersion()})"
+        self.compiler = f"NVRTC {'.'.join(map(str, cupy.cuda.nvrtc.getVersion()))} (CuPy {cupy.__version__})"
+        self.compile_options = CUDA_OPTIONS
+        self._modules: dict[str, Any] = {}
+
+    def _module(self, entry: str) -> Any:
+        if entry not in self._modules:
+            self._modules[entry] = self._cupy.RawModule(code=assemble(entry), options=CUDA_OPTIONS)
+        return self._modules[entry]
+
+    def compile(self) -> None:
+        self._module("transport.cu").get_function("mcp_transport")
+
+    def asarray(self, a: np.ndarray) -> Any:
+        return self._cupy.asarray(np.ascontiguousarray(a))
+
+    def zeros(self, shape: Any, dtype: Any) -> Any:
+        return self._cupy.zeros(shape, dtype)
+
+    def ptr(self, a: Any) -> int:
+        return int(a.data.ptr)
+
+    def to_host(self, a: Any) -> np.ndarray:
+        return self._cupy.asnumpy(a)
+
+    def synchronize(self) -> None:
+        self._cupy.cuda.Device().synchronize()
+
+    def launch(self, name: str, n_items: int, *args: Any) -> None:
+        file, spec = ENTRY_POINTS[name]
+        if len(args) != len(spec):
+            raise TypeError(f"{name} takes {len(spec)} arguments, got {len(args)}")
+        cargs = [a if kind == "p" else cast_scalar(kind, a) for kind, a in zip(spec, args)]
+        for kind, a in zip(spec, cargs):
+            if kind == "p" and not isinstance(a, self._cupy.ndarray):
+                raise TypeError(f"{name}: pointer arguments must be CuPy arrays on the CUDA backend")
+        grid = max(1, min((int(n_items) + BLOCK - 1) // BLOCK, self._sm * 64))
+        self._module(file).get_function(name)((grid,), (BLOCK,), tuple(cargs))

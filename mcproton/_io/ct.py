@@ -1,0 +1,414 @@
+"""CT series import and export (DICOM CT Image Storage).
+
+``load_ct_series`` reads a folder of axial CT slices into a :class:`CTImage` whose voxel grid follows the
+conventions of :mod:`mcproton.geometry`: arrays are (z, y, x), ``voxel_size_mm`` is (dx, dy, dz) and
+``origin_mm`` is the (x, y, z) centre of voxel [0, 0, 0] in the DICOM patient frame (LPS, mm).
+
+Only axial, untilted series are accepted.  Slices whose rows run along -x or whose columns run along -y
+(e.g. feet-first or prone acquisitions stored with flipped direction cosines) are flipped so that the
+returned grid always has axes along +x, +y, +z with positive spacings.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from pydicom.multival import MultiValue
+
+from .errors import DicomInputError
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
+
+_ORIENT_TOL = 1e-3       # direction-cosine tolerance for "axis aligned"
+_SPACING_RTOL = 1e-3     # relative tolerance for even slice spacing
+_SPACING_ATOL_MM = 0.01  # absolute tolerance (mm)
+
+
+@dataclass
+class CTImage:
+    """A CT volume in Hounsfield units on a regular grid in the patient (LPS) frame."""
+
+    hu_zyx: np.ndarray
+    voxel_size_mm: tuple[float, float, float]
+    origin_mm: tuple[float, float, float]
+    frame_of_reference_uid: str = ""
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    patient_name: str = ""
+    patient_id: str = ""
+    patient_position: str = ""
+    slice_sop_instance_uids: list[str] = field(default_factory=list)
+    series_description: str = ""
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.hu_zyx.shape)  # type: ignore[return-value]
+
+    def axis_mm(self, axis: str) -> np.ndarray:
+        """Voxel-centre coordinates along 'x', 'y' or 'z' (mm)."""
+        k = "xyz".index(axis)
+        return self.origin_mm[k] + self.voxel_size_mm[k] * np.arange(self.hu_zyx.shape[2 - k])
+
+
+def _err(msg: str) -> DicomInputError:
+    return DicomInputError(msg)
+
+
+def _floats(ds, keyword: str, n: int, fname: str) -> np.ndarray:
+    if keyword not in ds or ds[keyword].value is None or ds[keyword].value == "":
+        raise _err(f"{fname}: required attribute {keyword} is missing; the file is not a usable CT slice")
+    v = ds[keyword].value
+    vals = list(v) if isinstance(v, (list, tuple, MultiValue)) else [v]
+    try:
+        a = np.array([float(x) for x in vals], dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise _err(f"{fname}: attribute {keyword} = {v!r} is not numeric") from exc
+    if a.size != n or not np.all(np.isfinite(a)):
+        raise _err(f"{fname}: attribute {keyword} must hold {n} finite numbers; got {v!r}")
+    return a
+
+
+def _list_files(folder: str | Path | Sequence[str | Path]) -> list[Path]:
+    if isinstance(folder, (str, Path)):
+        p = Path(folder)
+        if not p.exists():
+            raise _err(f"CT folder {p} does not exist; give the folder that holds the CT slices")
+        if p.is_file():
+            return [p]
+        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+    else:
+        files = [Path(f) for f in folder]
+    if not files:
+        raise _err(f"no files in {folder}; give the folder that holds the CT slices (*.dcm)")
+    return files
+
+
+def _read(path: Path, *, pixels: bool):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=not pixels)
+    except InvalidDicomError:
+        return None
+    except Exception as exc:  # truncated/corrupted files raise many different exceptions in pydicom
+        raise _err(f"{path}: cannot be read as DICOM ({type(exc).__name__}: {exc}); "
+                   "the file is corrupted or truncated: re-export the series") from exc
+
+
+def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str | None = None) -> CTImage:
+    """Read an axial CT series from a folder (or a list of files).
+
+    Non-DICOM files and DICOM objects that are not images (RT Plan, RT Struct, RT Dose) are ignored.
+    If the folder holds more than one CT series, pass ``series_uid`` to choose one.
+    """
+    files = _list_files(folder)
+    headers = []
+    skipped_modalities: dict[str, int] = {}
+    n_not_dicom = 0
+    for f in files:
+        ds = _read(f, pixels=False)
+        if ds is None:
+            if f.suffix.lower() == ".dcm":
+                raise _err(f"{f}: not a valid DICOM file (no DICOM preamble/header); remove it or re-export")
+            n_not_dicom += 1
+            continue
+        sop = str(ds.get("SOPClassUID", ""))
+        modality = str(ds.get("Modality", "")).upper()
+        if sop == ENHANCED_CT_IMAGE_STORAGE:
+            raise _err(f"{f}: Enhanced (multi-frame) CT is not supported; export the CT as classic "
+                       "single-slice CT Image Storage")
+        if sop != CT_IMAGE_STORAGE and modality != "CT":
+            key = modality or sop or "unknown"
+            skipped_modalities[key] = skipped_modalities.get(key, 0) + 1
+            continue
+        if modality and modality != "CT":
+            raise _err(f"{f}: CT Image Storage object with Modality {modality!r}; expected 'CT'")
+        headers.append((f, ds))
+    if not headers:
+        found = ", ".join(f"{k} x{v}" for k, v in skipped_modalities.items()) or "none"
+        raise _err(f"no CT image slices found in {folder} (other DICOM objects: {found}; non-DICOM files: "
+                   f"{n_not_dicom}); give the folder of a CT series (Modality CT)")
+
+    series: dict[str, list] = {}
+    for f, ds in headers:
+        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((f, ds))
+    if series_uid is not None:
+        if series_uid not in series:
+            raise _err(f"series {series_uid} is not in {folder}; available CT series: {sorted(series)}")
+        chosen = series[series_uid]
+    elif len(series) > 1:
+        desc = "; ".join(f"{uid} ({len(v)} slices)" for uid, v in series.items())
+        raise _err(f"the folder holds {len(series)} CT series (mixed series): {desc}; pass series_uid= to "
+                   "choose one or separate them into folders")
+    else:
+        chosen = next(iter(series.values()))
+
+    # --- geometry checks on the headers ---
+    f0, ds0 = chosen[0]
+    iop = _floats(ds0, "ImageOrientationPatient", 6, str(f0))
+    row, col = iop[:3], iop[3:]
+    for f, ds in chosen[1:]:
+        o = _floats(ds, "ImageOrientationPatient", 6, str(f))
+        if np.max(np.abs(o - iop)) > _ORIENT_TOL:
+            raise _err(f"{f}: ImageOrientationPatient {o.tolist()} differs from {iop.tolist()} of {f0}; "
+                       "all slices of a series must share one orientation")
+    if (np.max(np.abs(np.abs(row) - [1, 0, 0])) > _ORIENT_TOL
+            or np.max(np.abs(np.abs(col) - [0, 1, 0])) > _ORIENT_TOL):
+        raise _err(f"ImageOrientationPatient {iop.tolist()} is not axial (rows along x, columns along y); "
+                   "oblique, sagittal and coronal series are not supported: reformat to axial slices")
+    sx, sy = float(np.sign(row[0])), float(np.sign(col[1]))
+    for f, ds in chosen:
+        tilt = ds.get("GantryDetectorTilt", None)
+        try:
+            tilt_v = float(tilt) if tilt not in (None, "") else 0.0
+        except (TypeError, ValueError):
+            tilt_v = 0.0
+        if abs(tilt_v) > 1e-3:
+            raise _err(f"{f}: GantryDetectorTilt = {tilt_v} deg; tilted-gantry CT is not supported: "
+                       "resample the series to an untilted grid")
+
+    ps0 = _floats(ds0, "PixelSpacing", 2, str(f0))
+    rows0, cols0 = int(ds0.get("Rows", 0) or 0), int(ds0.get("Columns", 0) or 0)
+    if rows0 <= 0 or cols0 <= 0:
+        raise _err(f"{f0}: Rows/Columns missing or zero ({rows0} x {cols0})")
+    if np.any(ps0 <= 0) or np.any(ps0 > 100):
+        raise _err(f"{f0}: PixelSpacing {ps0.tolist()} mm is not a plausible positive spacing")
+    ipps = []
+    for f, ds in chosen:
+        if int(ds.get("Rows", 0) or 0) != rows0 or int(ds.get("Columns", 0) or 0) != cols0:
+            raise _err(f"{f}: slice size {ds.get('Rows')} x {ds.get('Columns')} differs from {rows0} x {cols0}")
+        ps = _floats(ds, "PixelSpacing", 2, str(f))
+        if np.max(np.abs(ps - ps0)) > 1e-4:
+            raise _err(f"{f}: PixelSpacing {ps.tolist()} differs from {ps0.tolist()}; mixed in-plane spacing")
+        ipps.append(_floats(ds, "ImagePositionPatient", 3, str(f)))
+    ipps_a = np.array(ipps)
+    normal = np.cross(row, col)
+    s = ipps_a @ normal
+    order = np.argsort(s, kind="stable")
+    s_sorted = s[order]
+    ipps_sorted = ipps_a[order]
+    chosen = [chosen[i] for i in order]
+    if len(chosen) >= 2:
+        ds_ = np.diff(s_sorted)
+        dup = np.where(ds_ < _SPACING_ATOL_MM)[0]
+        if dup.size:
+            i = int(dup[0])
+            raise _err(f"duplicate slices at position {s_sorted[i]:.3f} mm along the slice normal: "
+                       f"{chosen[i][0]} and {chosen[i + 1][0]}; remove the duplicate files")
+        # in-plane drift of ImagePositionPatient between slices = gantry tilt (or a sheared grid)
+        inplane = ipps_sorted - np.outer(s_sorted, normal)
+        drift = np.max(np.linalg.norm(inplane - inplane[0], axis=1))
+        if drift > 0.01 + 1e-3 * float(np.max(ps0)):
+            raise _err(f"ImagePositionPatient moves {drift:.3f} mm in-plane across the slices (gantry tilt or "
+                       "sheared grid); resample the series to an untilted grid")
+        dz = float(np.median(ds_))
+        bad = np.abs(ds_ - dz) > max(_SPACING_ATOL_MM, _SPACING_RTOL * dz)
+        if np.any(bad):
+            i = int(np.where(bad)[0][0])
+            ratio = ds_[i] / dz
+            if abs(ratio - round(ratio)) < 0.05 and round(ratio) >= 2:
+                raise _err(f"missing slice(s): gap of {ds_[i]:.3f} mm (= {int(round(ratio))} x {dz:.3f} mm) "
+                           f"between {chosen[i][0].name} (at {s_sorted[i]:.3f} mm) and {chosen[i + 1][0].name}; "
+                           "the series is incomplete: re-export all slices")
+            raise _err(f"uneven slice spacing: {ds_[i]:.3f} mm between {chosen[i][0].name} and "
+                       f"{chosen[i + 1][0].name} vs {dz:.3f} mm elsewhere; resample to a regular grid")
+    else:
+        thick = ds0.get("SliceThickness", None)
+        try:
+            dz = float(thick) if thick not in (None, "") else 0.0
+        except (TypeError, ValueError):
+            dz = 0.0
+        if not dz > 0:
+            raise _err(f"a single CT slice without a positive SliceThickness cannot define a 3-D grid ({f0})")
+
+    # --- pixels ---
+    slices = []
+    integral = True
+    for f, _ in chosen:
+        ds = _read(f, pixels=True)
+        if ds is None or "PixelData" not in ds:
+            raise _err(f"{f}: slice has no PixelData; the file is truncated or not an image")
+        try:
+            arr = ds.pixel_array
+        except Exception as exc:
+            raise _err(f"{f}: pixel data cannot be decoded ({type(exc).__name__}: {exc}); the file is "
+                       "truncated/corrupted or uses a compression pydicom cannot decode "
+                       "(install pylibjpeg / gdcm, or re-export uncompressed)") from exc
+        if arr.shape != (rows0, cols0):
+            raise _err(f"{f}: pixel array shape {arr.shape} differs from Rows x Columns {rows0} x {cols0}")
+        try:
+            slope_v, inter_v = ds.get("RescaleSlope", None), ds.get("RescaleIntercept", None)
+            slope = 1.0 if slope_v in (None, "") else float(slope_v)
+            inter = 0.0 if inter_v in (None, "") else float(inter_v)
+        except (TypeError, ValueError) as exc:
+            raise _err(f"{f}: RescaleSlope/RescaleIntercept are not numeric") from exc
+        if not (np.isfinite(slope) and np.isfinite(inter)) or slope == 0 or abs(slope) > 1e3:
+            raise _err(f"{f}: absurd RescaleSlope {slope} / RescaleIntercept {inter}")
+        if slope != int(slope) or inter != int(inter):
+            integral = False
+        slices.append(arr.astype(np.float64) * slope + inter)
+    hu = np.stack(slices, axis=0)
+    if not np.all(np.isfinite(hu)):
+        raise _err("CT contains non-finite values after rescaling")
+    lo, hi = float(hu.min()), float(hu.max())
+    if lo < -32768 or hi > 32767:
+        raise _err(f"CT values {lo:.0f}..{hi:.0f} HU are outside any plausible HU range; check RescaleSlope/"
+                   "RescaleIntercept")
+    hu = hu.astype(np.int16) if integral else hu.astype(np.float32)
+
+    # flip axes whose direction cosine is negative so that the grid runs along +x, +y
+    origin = ipps_sorted[0].copy()
+    if sx < 0:
+        hu = hu[:, :, ::-1]
+        origin[0] = origin[0] - (cols0 - 1) * float(ps0[1])
+    if sy < 0:
+        hu = hu[:, ::-1, :]
+        origin[1] = origin[1] - (rows0 - 1) * float(ps0[0])
+    if normal[2] < 0:  # z decreasing with the sort key: reverse so that z increases
+        hu = hu[::-1]
+        origin[2] = ipps_sorted[-1][2]
+        chosen = chosen[::-1]
+    hu = np.ascontiguousarray(hu)
+    ds0 = chosen[0][1]
+    return CTImage(
+        hu_zyx=hu,
+        voxel_size_mm=(float(ps0[1]), float(ps0[0]), float(dz)),
+        origin_mm=(float(origin[0]), float(origin[1]), float(origin[2])),
+        frame_of_reference_uid=str(ds0.get("FrameOfReferenceUID", "")),
+        study_instance_uid=str(ds0.get("StudyInstanceUID", "")),
+        series_instance_uid=str(ds0.get("SeriesInstanceUID", "")),
+        patient_name=str(ds0.get("PatientName", "")),
+        patient_id=str(ds0.get("PatientID", "")),
+        patient_position=str(ds0.get("PatientPosition", "")),
+        slice_sop_instance_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in chosen],
+        series_description=str(ds0.get("SeriesDescription", "")),
+    )
+
+
+def _now() -> tuple[str, str]:
+    t = _dt.datetime.now()
+    return t.strftime("%Y%m%d"), t.strftime("%H%M%S")
+
+
+def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
+                    out_dir: str | Path, *, patient_name: str = "mcproton^phantom", patient_id: str = "MCPROTON",
+                    series_description: str = "mcproton phantom", frame_of_reference_uid: str | None = None,
+                    study_instance_uid: str | None = None, series_instance_uid: str | None = None,
+                    patient_position: str = "HFS") -> list[Path]:
+    """Write ``hu_zyx`` (HU, rounded to integers) as an axial CT Image Storage series, one file per slice.
+
+    The grid is written with ImageOrientationPatient [1,0,0,0,1,0]; ``origin_mm`` is the (x, y, z) centre of
+    voxel [0, 0, 0] and ``voxel_size_mm`` is (dx, dy, dz).  Pixels are stored as signed 16-bit integers with
+    RescaleSlope 1 and RescaleIntercept 0.  Returns the file paths (CT_0000.dcm, ...).
+    """
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+
+    hu = np.asarray(hu_zyx)
+    if hu.ndim != 3 or min(hu.shape) < 1:
+        raise ValueError(f"hu_zyx must be a non-empty 3-D array (z, y, x); got shape {hu.shape}")
+    if hu.shape[1] > 65535 or hu.shape[2] > 65535:
+        raise ValueError(f"slice size {hu.shape[1:]} exceeds the DICOM limit of 65535 rows/columns")
+    hu = np.asarray(hu, dtype=float)
+    if not np.all(np.isfinite(hu)):
+        raise ValueError("hu_zyx contains NaN or inf; give finite Hounsfield units")
+    hu_i = np.rint(hu)
+    if hu_i.min() < -32768 or hu_i.max() > 32767:
+        raise ValueError(f"HU range {hu_i.min():.0f}..{hu_i.max():.0f} does not fit 16-bit signed pixels")
+    vs = [float(v) for v in voxel_size_mm]
+    org = [float(v) for v in origin_mm]
+    if len(vs) != 3 or not all(np.isfinite(v) and v > 0 for v in vs):
+        raise ValueError(f"voxel_size_mm must be three positive numbers (dx, dy, dz); got {voxel_size_mm}")
+    if len(org) != 3 or not all(np.isfinite(v) for v in org):
+        raise ValueError(f"origin_mm must be three finite numbers (x, y, z); got {origin_mm}")
+    if patient_position not in ("HFS", "HFP", "FFS", "FFP", "HFDL", "HFDR", "FFDL", "FFDR"):
+        raise ValueError(f"patient_position {patient_position!r} is not a DICOM patient position (e.g. HFS)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for_uid = frame_of_reference_uid or generate_uid()
+    study_uid = study_instance_uid or generate_uid()
+    series_uid = series_instance_uid or generate_uid()
+    date, time = _now()
+    pix = hu_i.astype(np.int16)
+    paths = []
+    nz = hu.shape[0]
+    for k in range(nz):
+        meta = FileMetaDataset()
+        sop_uid = generate_uid()
+        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+        meta.MediaStorageSOPInstanceUID = sop_uid
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        path = out / f"CT_{k:04d}.dcm"
+        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+        ds.SOPClassUID = CT_IMAGE_STORAGE
+        ds.SOPInstanceUID = sop_uid
+        ds.StudyDate = date
+        ds.SeriesDate = date
+        ds.ContentDate = date
+        ds.StudyTime = time
+        ds.SeriesTime = time
+        ds.ContentTime = time
+        ds.AccessionNumber = ""
+        ds.Modality = "CT"
+        ds.Manufacturer = "mcproton"
+        ds.ReferringPhysicianName = ""
+        ds.SeriesDescription = series_description[:64]
+        ds.PatientName = patient_name
+        ds.PatientID = patient_id[:64]
+        ds.PatientBirthDate = ""
+        ds.PatientSex = ""
+        ds.KVP = ""
+        ds.PatientPosition = patient_position
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.StudyID = "1"
+        ds.Laterality = ""
+        ds.SeriesNumber = 1
+        ds.AcquisitionNumber = 1
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [_ds(org[0]), _ds(org[1]), _ds(org[2] + k * vs[2])]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.FrameOfReferenceUID = for_uid
+        ds.PositionReferenceIndicator = ""
+        ds.SliceThickness = _ds(vs[2])
+        ds.SliceLocation = _ds(org[2] + k * vs[2])
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows = hu.shape[1]
+        ds.Columns = hu.shape[2]
+        ds.PixelSpacing = [_ds(vs[1]), _ds(vs[0])]
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.RescaleIntercept = 0
+        ds.RescaleSlope = 1
+        ds.RescaleType = "HU"
+        ds.PixelData = np.ascontiguousarray(pix[k]).astype("<i2").tobytes()
+        ds.save_as(path, enforce_file_format=True) if _pydicom_v3() else ds.save_as(path, write_like_original=False)
+        paths.append(path)
+    return paths
+
+
+def _ds(v: float) -> str:
+    """A DICOM DS string (at most 16 characters) for a float, with as many digits as fit."""
+    for prec in range(12, 0, -1):
+        s = f"{v:.{prec}g}"
+        if len(s) <= 16:
+            return s
+    raise ValueError(f"cannot encode {v} as DS")
+
+
+def _pydicom_v3() -> bool:
+    import pydicom
+
+    return int(pydicom.__version__.split(".")[0]) >= 3

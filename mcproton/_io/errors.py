@@ -1,0 +1,22 @@
+"""Exceptions raised for bad input files (DICOM, calibrations, beam models).
+
+All derive from ``ValueError`` so that callers that catch ``ValueError`` keep working; catch the specific
+class to tell input problems apart from programming errors.
+"""
+from __future__ import annotations
+
+
+class InputDataError(ValueError):
+    """An input file or value is malformed or unsupported; the message says what and what to do."""
+
+
+class DicomInputError(InputDataError):
+    """A DICOM file or series cannot be used (unreadable, inconsistent, unsupported)."""
+
+
+class CalibrationError(InputDataError):
+    """A CT (HU) calibration file is malformed or inconsistent."""
+
+
+class BeamModelError(InputDataError):
+    """A beam-model file is malformed, or a requested energy / accessory is not in the model."""

@@ -1,0 +1,430 @@
+"""CT number (HU) -> material and mass density calibration.
+
+A calibration has two parts:
+
+* a **density curve**: piecewise-linear HU -> mass density (g/cm3) made of segments ``[hu_lo, hu_hi)``;
+  values outside the curve are clamped to its end values;
+* **material bins**: HU lower bounds (inclusive) with one elemental composition each; a voxel takes the
+  composition of the last bin whose lower bound is <= its HU (HU below the first bound -> first bin).
+
+Built-in calibrations (data in ``mcproton/data/ct_calibration/``, provenance in each file's header):
+
+``schneider2000`` (default)
+    Schneider, Bortfeld & Schlegel, Phys. Med. Biol. 45 (2000) 459-478, doi:10.1088/0031-9155/45/2/314:
+    the 24 tissue bins (Air, Lung, 5 adipose/glands, soft tissue, connective tissue, 15 marrow/bone) with
+    their elemental mass fractions, and the HU -> density fits (-1000..-98: air-lung line;
+    -98..14: 1.018 + 0.893e-3 H; 15..22: 1.03; 23..100: 1.003 + 1.169e-3 H; >= 101: 1.017 + 0.592e-3 H,
+    extended linearly up to 3071 HU).  The fit is discontinuous at 100/101 HU (1.1199 -> 1.0768 g/cm3).
+``mcsquare_default``, ``mcsquare_water``, ``mcsquare_solidwater``, ``mcsquare_matrad_water``
+    the MCsquare/OpenTPS scanner calibrations (Apache-2.0), with compositions from MCsquare's material
+    library (which keeps only H, C, N, O, P, Ca, ... and renormalises).
+
+User calibrations: ``HUCalibration.load(path)`` with an MCsquare/OpenTPS scanner folder holding
+``HU_Density_Conversion.txt`` and ``HU_Material_Conversion.txt`` (the material IDs refer to MCsquare's
+material library, bundled), or with a density CSV (columns ``HU,density_gcm3``) plus a material CSV (columns
+``hu_lo,name,w_H,w_C,...`` as mass fractions or percent), see :meth:`HUCalibration.from_files`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..materials import Material
+from .errors import CalibrationError
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "ct_calibration"
+
+SCHNEIDER_CITATION = ("Schneider, Bortfeld & Schlegel 2000, Phys Med Biol 45:459, doi:10.1088/0031-9155/45/2/314 "
+                      "(compositions as transcribed in OpenGATE Schneider2000MaterialsTable.txt)")
+MCSQUARE_CITATION = "MCsquare material library (UCLouvain/IBA, Apache-2.0), github.com/e0404/MCsquare 211eefe"
+
+_BUILTIN_SCANNERS = {
+    "mcsquare_default": "default",
+    "mcsquare_water": "Water_Phantom",
+    "mcsquare_solidwater": "SolidWater_Phantom",
+    "mcsquare_matrad_water": "matRad_water",
+}
+
+_ELEMENTS = {"H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar",
+             "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br",
+             "Kr", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I", "Xe", "Cs",
+             "Ba", "Gd", "W", "Pt", "Au", "Hg", "Pb", "Bi", "U"}
+
+
+def _read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV with '#' comment lines; header = first non-comment line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if len(lines) < 2:
+        raise CalibrationError(f"{path}: no data rows (need a header line and at least one row)")
+    rdr = csv.DictReader(io.StringIO("\n".join(lines)))
+    return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in rdr]
+
+
+def _read_whitespace_table(path: Path) -> list[list[str]]:
+    """MCsquare-style text: whitespace/comma separated numbers, '#' starts a comment (kept as last field)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
+    rows = []
+    for ln in text.splitlines():
+        body, _, comment = ln.partition("#")
+        toks = body.replace(",", " ").replace(";", " ").split()
+        if not toks:
+            continue
+        rows.append(toks + ([comment.strip()] if comment.strip() else []))
+    return rows
+
+
+def _num(v: str, what: str, path) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError) as exc:
+        raise CalibrationError(f"{path}: {what} {v!r} is not a number") from exc
+    if not np.isfinite(x):
+        raise CalibrationError(f"{path}: {what} is not finite ({v!r})")
+    return x
+
+
+@dataclass
+class HUCalibration:
+    """HU -> (material, density) calibration.
+
+    Parameters
+    ----------
+    seg_hu_lo, seg_hu_hi : (n,) segment limits of the density curve (``hu_lo[i] < hu_hi[i]``, contiguous).
+    seg_rho_lo, seg_rho_hi : (n,) density at each segment's ends (g/cm3), linear in between.
+    bin_hu_lo : (m,) increasing HU lower bounds of the material bins.
+    materials : (m,) :class:`Material` per bin.
+    name, source : identification and citation.
+    """
+
+    seg_hu_lo: np.ndarray
+    seg_hu_hi: np.ndarray
+    seg_rho_lo: np.ndarray
+    seg_rho_hi: np.ndarray
+    bin_hu_lo: np.ndarray
+    materials: list[Material]
+    name: str = "calibration"
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        lo, hi = (np.asarray(a, float) for a in (self.seg_hu_lo, self.seg_hu_hi))
+        rlo, rhi = (np.asarray(a, float) for a in (self.seg_rho_lo, self.seg_rho_hi))
+        if not (lo.ndim == 1 and lo.size >= 1 and lo.shape == hi.shape == rlo.shape == rhi.shape):
+            raise CalibrationError(f"{self.name}: the density curve needs >= 1 segment with matching arrays")
+        if not np.all(np.isfinite(np.concatenate([lo, hi, rlo, rhi]))):
+            raise CalibrationError(f"{self.name}: the density curve contains NaN/inf")
+        if np.any(hi <= lo) or np.any(np.abs(lo[1:] - hi[:-1]) > 1e-9):
+            raise CalibrationError(f"{self.name}: density-curve HU values must increase strictly; check the "
+                                   "order of the HU column")
+        if np.any(rlo < 0) or np.any(rhi < 0) or max(rlo.max(), rhi.max()) > 25:
+            raise CalibrationError(f"{self.name}: densities must lie in 0..25 g/cm3 (check the units)")
+        b = np.asarray(self.bin_hu_lo, float)
+        if b.ndim != 1 or b.size == 0 or b.size != len(self.materials):
+            raise CalibrationError(f"{self.name}: need one material per HU bin ({b.size} bins, "
+                                   f"{len(self.materials)} materials)")
+        if np.any(np.diff(b) <= 0):
+            raise CalibrationError(f"{self.name}: material-bin HU lower bounds must increase strictly: {b.tolist()}")
+        if b.size > 255:
+            raise CalibrationError(f"{self.name}: at most 255 material bins are supported; got {b.size}")
+        self.seg_hu_lo, self.seg_hu_hi, self.seg_rho_lo, self.seg_rho_hi, self.bin_hu_lo = lo, hi, rlo, rhi, b
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_points(cls, hu: Sequence[float], density: Sequence[float], bin_hu_lo: Sequence[float],
+                    materials: Sequence[Material], name: str = "calibration", source: str = "") -> "HUCalibration":
+        """Piecewise-linear density curve through (hu, density) points (HU strictly increasing)."""
+        h = np.asarray(hu, float)
+        r = np.asarray(density, float)
+        if h.ndim != 1 or h.size < 2 or h.shape != r.shape:
+            raise CalibrationError(f"{name}: the HU -> density table needs at least two (HU, density) points")
+        if np.any(np.diff(h) <= 0):
+            i = int(np.where(np.diff(h) <= 0)[0][0])
+            raise CalibrationError(f"{name}: HU values of the density table must increase strictly; "
+                                   f"row {i + 2} ({h[i + 1]}) follows {h[i]}")
+        return cls(h[:-1], h[1:], r[:-1], r[1:], np.asarray(bin_hu_lo, float), list(materials), name, source)
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "schneider2000") -> "HUCalibration":
+        """A built-in calibration by name (``schneider2000``, ``mcsquare_default``, ...) or a user path.
+
+        A path may be an MCsquare/OpenTPS scanner folder (``HU_Density_Conversion.txt`` +
+        ``HU_Material_Conversion.txt``) or a folder with ``hu_density.csv`` + ``hu_materials.csv``.
+        """
+        key = str(name_or_path)
+        if key.lower() in ("schneider2000", "schneider", "default"):
+            return _schneider2000()
+        if key.lower() in _BUILTIN_SCANNERS:
+            sc = _BUILTIN_SCANNERS[key.lower()]
+            return cls.from_files(DATA_DIR / f"mcsquare_scanner_{sc}_hu_density.csv",
+                                  DATA_DIR / f"mcsquare_scanner_{sc}_hu_material.csv", name=key.lower())
+        p = Path(name_or_path)
+        if not p.exists():
+            raise CalibrationError(
+                f"unknown calibration {key!r}: not a built-in name ({', '.join(['schneider2000', *_BUILTIN_SCANNERS])}) "
+                "and no such file or folder")
+        if p.is_dir():
+            for dens, mat in (("HU_Density_Conversion.txt", "HU_Material_Conversion.txt"),
+                              ("hu_density.csv", "hu_materials.csv")):
+                if (p / dens).exists() and (p / mat).exists():
+                    return cls.from_files(p / dens, p / mat, name=p.name)
+            raise CalibrationError(f"{p}: a calibration folder must hold HU_Density_Conversion.txt and "
+                                   "HU_Material_Conversion.txt (MCsquare/OpenTPS) or hu_density.csv and "
+                                   "hu_materials.csv")
+        raise CalibrationError(f"{p}: give a calibration folder (density + material files), or call "
+                               "HUCalibration.from_files(density_file, material_file)")
+
+    @classmethod
+    def from_files(cls, density_file: str | Path, material_file: str | Path, *,
+                   mcsquare_materials: str | Path | None = None, name: str | None = None) -> "HUCalibration":
+        """Build a calibration from a HU -> density table and a HU -> material table.
+
+        density_file : CSV with header ``HU,density_gcm3`` (or ``HU,density_g_cm3``) or MCsquare text
+            (two whitespace-separated columns, '#' comments).
+        material_file : either MCsquare style (``HU_lo  material_id`` referring to MCsquare's material
+            library; bundled copy used unless ``mcsquare_materials`` is given) or a composition CSV with
+            columns ``hu_lo,name,w_<El>...`` (mass fraction or percent; rows are renormalised to 1).
+        """
+        density_file, material_file = Path(density_file), Path(material_file)
+        hu, rho = _read_density_table(density_file)
+        bins, mats = _read_material_table(material_file, mcsquare_materials)
+        nm = name or density_file.parent.name or density_file.stem
+        return cls.from_points(hu, rho, bins, mats, name=nm, source=f"{density_file}; {material_file}")
+
+    # ------------------------------------------------------------------ evaluation
+    def density_from_hu(self, hu) -> np.ndarray:
+        """Mass density (g/cm3, float32) for HU values (clamped to the ends of the curve)."""
+        h = np.asarray(hu, dtype=np.float64)
+        lo, hi, rlo, rhi = self.seg_hu_lo, self.seg_hu_hi, self.seg_rho_lo, self.seg_rho_hi
+        i = np.clip(np.searchsorted(lo, h, side="right") - 1, 0, lo.size - 1)
+        t = np.clip((h - lo[i]) / (hi[i] - lo[i]), 0.0, 1.0)
+        rho = rlo[i] + t * (rhi[i] - rlo[i])
+        return rho.astype(np.float32)
+
+    def material_index_from_hu(self, hu) -> np.ndarray:
+        """Index of the material bin for HU values (HU below the first bound -> bin 0)."""
+        h = np.asarray(hu, dtype=np.float64)
+        return np.clip(np.searchsorted(self.bin_hu_lo, h, side="right") - 1, 0, self.bin_hu_lo.size - 1)
+
+    @property
+    def density_range(self) -> tuple[float, float]:
+        r = np.concatenate([self.seg_rho_lo, self.seg_rho_hi])
+        return float(r.min()), float(r.max())
+
+    @property
+    def density_resolution(self) -> float:
+        """Largest density change per 1 HU on the sloped segments (g/cm3): the tolerance of a CT round trip
+        (density -> integer HU -> density) for densities the curve can produce.  Steps narrower than 2 HU
+        (e.g. MCsquare's -201/-200 jump) are excluded."""
+        w = self.seg_hu_hi - self.seg_hu_lo
+        slope = np.abs(self.seg_rho_hi - self.seg_rho_lo) / w
+        ok = w >= 2.0
+        return float(slope[ok].max()) if np.any(ok) else float(slope.max())
+
+    def hu_from_density(self, density, *, integer: bool = True) -> np.ndarray:
+        """Inverse of :meth:`density_from_hu` (for exporting phantoms as CT).
+
+        Where several HU map to the same density (non-monotonic curves, flat segments), the lowest HU is
+        returned.  With ``integer=True`` the integer HU whose density is closest to the target is chosen
+        (so that a CT round trip reproduces densities within :attr:`density_resolution`).  Densities
+        outside the curve are clamped to its end points.
+        """
+        d = np.asarray(density, dtype=np.float64)
+        if not np.all(np.isfinite(d)):
+            raise ValueError("density contains NaN or inf")
+        flat = d.ravel()
+        best_hu = np.full(flat.shape, np.nan)
+        best_err = np.full(flat.shape, np.inf)
+        for lo, hi, rlo, rhi in zip(self.seg_hu_lo, self.seg_hu_hi, self.seg_rho_lo, self.seg_rho_hi):
+            if rhi != rlo:
+                h = lo + (flat - rlo) / (rhi - rlo) * (hi - lo)
+            else:
+                h = np.full(flat.shape, lo)
+            h = np.clip(h, lo, np.nextafter(hi, lo))
+            cands = [np.floor(h), np.ceil(h)] if integer else [h]
+            for c in cands:
+                err = np.abs(self.density_from_hu(c).astype(np.float64) - flat)
+                better = err < best_err - 1e-12
+                best_err = np.where(better, err, best_err)
+                best_hu = np.where(better, c, best_hu)
+        return best_hu.reshape(d.shape)
+
+    def to_geometry(self, ct, *, compact: bool = False, name: str | None = None):
+        """A :class:`mcproton.geometry.VoxelGeometry` from a :class:`~mcproton._io.ct.CTImage`.
+
+        Every voxel gets the material of its HU bin and the density of the HU -> density curve.
+        ``compact=True`` keeps only the materials that occur (otherwise all bins, in calibration order).
+        """
+        from ..geometry import VoxelGeometry
+
+        hu = np.asarray(ct.hu_zyx)
+        idx = self.material_index_from_hu(hu)
+        rho = self.density_from_hu(hu)
+        mats = list(self.materials)
+        if compact:
+            used = np.unique(idx)
+            remap = np.zeros(len(mats), dtype=np.int64)
+            remap[used] = np.arange(used.size)
+            idx = remap[idx]
+            mats = [mats[i] for i in used]
+        return VoxelGeometry(idx.astype(np.uint8), rho, mats, tuple(ct.voxel_size_mm), tuple(ct.origin_mm),
+                             name=name or f"CT {ct.series_instance_uid or ''} ({self.name})".strip())
+
+
+# ---------------------------------------------------------------------- readers
+def _read_density_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.exists():
+        raise CalibrationError(f"HU -> density file {path} does not exist")
+    rows = _read_whitespace_table(path)
+    pts = []
+    for r in rows:
+        try:
+            pts.append((float(r[0]), float(r[1])))
+        except (ValueError, IndexError):
+            # a header line (HU,density_gcm3) is fine; anything else is an error
+            if pts or not any(c.isalpha() for c in r[0]):
+                raise CalibrationError(f"{path}: line {' '.join(r)!r} is not 'HU density'") from None
+    if len(pts) < 2:
+        raise CalibrationError(f"{path}: need at least two 'HU density' rows")
+    a = np.array(pts)
+    if not np.all(np.isfinite(a)):
+        raise CalibrationError(f"{path}: non-finite values in the density table")
+    return a[:, 0], a[:, 1]
+
+
+_mcsq_cache: dict[str, dict[int, Material]] = {}
+
+
+def _mcsquare_library(path: str | Path | None) -> dict[int, Material]:
+    p = Path(path) if path is not None else DATA_DIR / "mcsquare_materials.csv"
+    key = str(p)
+    if key in _mcsq_cache:
+        return _mcsq_cache[key]
+    lib = {}
+    for row in _read_csv_rows(p):
+        fr = {k[2:-4]: float(v) / 100.0 for k, v in row.items() if k.startswith("w_") and k.endswith("_pct")
+              and v and float(v) > 0}
+        s = sum(fr.values())
+        fr = {k: v / s for k, v in fr.items()}
+        mid = int(row["id"])
+        lib[mid] = Material(f"mcsquare_{row['name']}", float(row["density_gcm3"]), fr, None, MCSQUARE_CITATION)
+    _mcsq_cache[key] = lib
+    return lib
+
+
+def _read_material_table(path: Path, mcsquare_materials) -> tuple[list[float], list[Material]]:
+    if not path.exists():
+        raise CalibrationError(f"HU -> material file {path} does not exist")
+    head = next((ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
+                 if ln.strip() and not ln.lstrip().startswith("#")), "")
+    if any(h.strip().startswith("w_") for h in head.split(",")):
+        return _read_composition_csv(path)
+    lib = _mcsquare_library(mcsquare_materials)
+    bins: list[float] = []
+    mats: list[Material] = []
+    for r in _read_whitespace_table(path):
+        try:
+            hu_lo, mid = float(r[0]), int(float(r[1]))
+        except (ValueError, IndexError):
+            if bins or not any(c.isalpha() for c in r[0]):
+                raise CalibrationError(f"{path}: line {' '.join(r)!r} is not 'HU_lo material_id'") from None
+            continue
+        if mid not in lib:
+            raise CalibrationError(f"{path}: material ID {mid} is not in the MCsquare material library "
+                                   f"({min(lib)}..{max(lib)}); pass mcsquare_materials= with your list")
+        if bins and hu_lo <= bins[-1]:
+            # MCsquare files sometimes repeat the same material at a later bound (a no-op split)
+            if hu_lo == bins[-1]:
+                raise CalibrationError(f"{path}: HU bound {hu_lo} appears twice")
+            raise CalibrationError(f"{path}: HU bounds must increase ({hu_lo} after {bins[-1]})")
+        bins.append(hu_lo)
+        mats.append(lib[mid])
+    if not bins:
+        raise CalibrationError(f"{path}: no 'HU_lo material_id' rows")
+    # materials must be unique objects per bin for VoxelGeometry; identical consecutive bins are kept
+    return bins, mats
+
+
+def _read_composition_csv(path: Path, name_prefix: str = "") -> tuple[list[float], list[Material]]:
+    rows = _read_csv_rows(path)
+    bins, mats = [], []
+    for i, row in enumerate(rows):
+        hu_lo = _num(row.get("hu_lo", ""), f"row {i + 1} hu_lo", path)
+        fr = {}
+        for k, v in row.items():
+            if not k.startswith("w_") or v == "":
+                continue
+            el = k[2:].replace("_pct", "")
+            if el not in _ELEMENTS:
+                raise CalibrationError(f"{path}: column {k!r} does not name a chemical element")
+            x = _num(v, f"row {i + 1} {k}", path)
+            if x < 0:
+                raise CalibrationError(f"{path}: row {i + 1}: negative mass fraction {k} = {x}")
+            if x > 0:
+                fr[el] = x
+        s = sum(fr.values())
+        if s <= 0:
+            raise CalibrationError(f"{path}: row {i + 1} has no elements")
+        if not (0.95 <= s <= 1.05 or 95 <= s <= 105):
+            raise CalibrationError(f"{path}: row {i + 1} mass fractions sum to {s:g}; they must sum to 1 "
+                                   "(or 100 %)")
+        fr = {k: v / s for k, v in fr.items()}
+        nm = row.get("name") or f"bin{i + 1}"
+        dens = row.get("density_gcm3", "") or row.get("density_g_cm3", "")
+        mats.append(Material(f"{name_prefix}{nm}", float(dens) if dens else 1.0, fr, None, str(path)))
+        bins.append(hu_lo)
+    return bins, mats
+
+
+_schneider_cache: list[HUCalibration] = []
+
+
+def _schneider2000() -> HUCalibration:
+    if _schneider_cache:
+        return _schneider_cache[0]
+    # density: Schneider 2000 fits, section limits as encoded in OpenTOPAS (file header cites the source)
+    sec = _read_csv_rows(DATA_DIR / "schneider2000_hu_to_density_opentopas_piecewise.csv")
+    lo, hi, rlo, rhi = [], [], [], []
+    for row in sec:
+        a, b = float(row["hu_lo"]), float(row["hu_hi_excl"])
+        if a >= 2001:  # sections 6-7 are TOPAS extensions, not Schneider 2000
+            continue
+        off, fac, foff = float(row["offset_gcm3"]), float(row["factor_gcm3_per_HU"]), float(row["factor_offset_HU"])
+        f = lambda h: off + fac * (foff + h)  # noqa: E731
+        if a == 101:  # bone line 1.017 + 0.592e-3 H, extended to 3071 HU (upper end of 12-bit CT)
+            b = 3072.0
+        lo.append(a)
+        hi.append(b)
+        rlo.append(f(a))
+        rhi.append(f(b))
+    # compositions: the 24 bins of Schneider 2000 (GATE's extra AmalgamTooth/MetallImplants rows dropped)
+    mats, bins = [], []
+    for row in _read_csv_rows(DATA_DIR / "schneider2000_materials_opengate.csv"):
+        if int(row["bin"]) > 24:
+            continue
+        fr = {k[2:-4]: float(v) / 100.0 for k, v in row.items() if k.startswith("w_") and float(v) > 0}
+        s = sum(fr.values())
+        fr = {k: v / s for k, v in fr.items()}
+        b_lo, b_hi = float(row["hu_lo"]), float(row["hu_hi"] or row["hu_lo"])
+        bins.append(b_lo)
+        mats.append((row["name"], fr, b_lo, b_hi))
+    cal0 = HUCalibration(np.array(lo), np.array(hi), np.array(rlo), np.array(rhi), np.array(bins),
+                         [Material("tmp", 1.0)] * len(bins), "schneider2000", SCHNEIDER_CITATION)
+    materials = []
+    for nm, fr, b_lo, b_hi in mats:
+        rho_nom = float(cal0.density_from_hu(0.5 * (max(b_lo, -1000.0) + b_hi)))
+        materials.append(Material(f"schneider2000_{nm}", round(rho_nom, 4), fr, None, SCHNEIDER_CITATION))
+    cal0.materials = materials
+    _schneider_cache.append(cal0)
+    return cal0

@@ -1,0 +1,482 @@
+"""DICOM RT Ion Plan import (pencil-beam scanning) and conversion to :class:`mcproton.source.Beam`.
+
+Plan reading
+------------
+Each ion beam's control points are walked in order; attributes absent from a control point (energy, gantry
+and couch angles, isocentre, range-shifter settings...) are inherited from the previous one, as PS3.3
+allows.  Every control point whose ``ScanSpotMetersetWeights`` are not all zero is one energy layer (Eclipse
+and RayStation write each layer as a pair of control points whose second one repeats the spot map with zero
+weights).  The MU of a spot is ``BeamMeterset * w / FinalCumulativeMetersetWeight`` with ``BeamMeterset``
+from FractionGroupSequence[0].ReferencedBeamSequence (per fraction).  ``NumberOfPaintings`` is recorded
+only: the weights of a control point are the total over all paintings.
+
+Geometry (IEC 61217 -> DICOM patient LPS)
+-----------------------------------------
+IEC fixed system f: Xf to the right of an observer at the foot of the couch facing the gantry, Yf
+horizontal towards the gantry, Zf up.  Gantry system g: rotated from f by the gantry angle theta about Yf
+(right-handed, i.e. clockwise as seen from the isocentre looking at the gantry).  At theta = 0 the beam
+comes from above: the virtual source sits at +Zg and the central axis points along -Zg.  Spot positions
+(ScanSpotPositionMap X, Y) are coordinates along Xg, Yg in the isocentre plane.  The patient support
+system s is rotated from f by the couch angle phi about Zf (right-handed: counter-clockwise seen from
+above).  The patient is fixed to the table top (pitch and roll must be 0); for a head-first-supine (HFS)
+patient the LPS axes in table coordinates are x_L = +Xs, y_P = -Zs, z_S = +Ys (so gantry 0 is an
+anterior beam travelling +y, gantry 90 enters from the patient's left travelling -x, gantry 270 travels
++x).  HFP (x_L = -Xs, y_P = +Zs, z_S = +Ys), FFS (x_L = -Xs, y_P = -Zs, z_S = -Ys) and FFP (x_L = +Xs,
+y_P = +Zs, z_S = -Ys) are also handled; decubitus positions raise an error.  A vector v_f in the fixed
+system is v_LPS = A^T R_z(phi)^T v_f with A the LPS -> table matrix above.
+
+Spots
+-----
+A spot at isocentre-plane position (X, Y) lies on the ray from the virtual sources: with SAD_x, SAD_y the
+virtual source-axis distances and L the beam-model plane distance upstream of the isocentre, its position
+at the plane is (X (1 - L/SAD_x), Y (1 - L/SAD_y), L) and its direction (X/SAD_x, Y/SAD_y, -1) (normalised)
+in gantry coordinates (Xg, Yg, Zg), translated to the isocentre.  The spot's transverse x axis is Xg
+(made perpendicular to the direction), matching the beam model's x.
+
+Range shifters
+--------------
+If a layer has a range shifter IN, its water-equivalent thickness (beam model, else the plan's
+RangeShifterWaterEquivalentThickness) lowers the mean energy with the Bragg-Kleeman rule for water,
+R = alpha E^p with alpha = 0.0022 cm MeV^-p, p = 1.77 (Bortfeld 1997, Med Phys 24:2024):
+E_out = ((R(E_in) - WET) / alpha)^(1/p).  The energy spread is scaled by dR/dE ratio (sigma_E_out =
+sigma_E_in * (E_out/E_in)^(1-p)); added range straggling and the lateral scattering in the shifter are
+NOT modelled (a simplification: model the shifter as a slab in the geometry for accurate spot sizes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import DicomInputError
+
+RT_ION_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.8"
+RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
+
+# Bragg-Kleeman parameters for water (Bortfeld 1997; see mcproton reference bortfeld1997_parameters_water.csv)
+BK_ALPHA_CM = 0.0022
+BK_P = 1.77
+
+_A_LPS_TO_TABLE = {
+    # rows: the LPS unit vectors x_L, y_P, z_S expressed in IEC table-top coordinates (Xs, Ys, Zs);
+    # transposed so that the columns hold them: p_table = A @ p_LPS
+    "HFS": np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=float).T,
+    "HFP": np.array([[-1, 0, 0], [0, 0, 1], [0, 1, 0]], dtype=float).T,
+    "FFS": np.array([[-1, 0, 0], [0, 0, -1], [0, -1, 0]], dtype=float).T,
+    "FFP": np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=float).T,
+}
+
+
+@dataclass
+class EnergyLayer:
+    """One energy layer (a control point with non-zero spot weights)."""
+
+    nominal_energy_mev: float
+    spot_xy_mm: np.ndarray            # (n, 2) X, Y at the isocentre plane, IEC gantry coordinates
+    spot_weights: np.ndarray          # (n,) ScanSpotMetersetWeights (plan units)
+    spot_mu: np.ndarray               # (n,) MU (or particles if PrimaryDosimeterUnit == NP) per fraction
+    number_of_paintings: int = 1
+    scan_spot_tune_id: str = ""
+    range_shifter_settings: list[dict] = field(default_factory=list)  # {'id','setting','wet_mm','distance_mm'}
+    control_point_index: int = 0
+
+
+@dataclass
+class IonBeam:
+    number: int
+    name: str
+    machine: str
+    radiation_type: str
+    scan_mode: str
+    primary_dosimeter_unit: str
+    beam_meterset: float
+    final_cumulative_meterset_weight: float
+    gantry_angle_deg: float
+    couch_angle_deg: float
+    isocenter_mm: np.ndarray
+    patient_position: str
+    virtual_source_axis_distances_mm: tuple[float, float] | None
+    snout_id: str = ""
+    snout_position_mm: float | None = None
+    range_shifter_ids: dict[int, str] = field(default_factory=dict)
+    layers: list[EnergyLayer] = field(default_factory=list)
+    treatment_delivery_type: str = "TREATMENT"
+
+    @property
+    def total_mu(self) -> float:
+        return float(sum(l.spot_mu.sum() for l in self.layers))
+
+    @property
+    def n_spots(self) -> int:
+        return int(sum(len(l.spot_mu) for l in self.layers))
+
+
+@dataclass
+class RTIonPlan:
+    sop_instance_uid: str
+    frame_of_reference_uid: str
+    label: str
+    patient_name: str
+    patient_id: str
+    number_of_fractions: int | None
+    beams: list[IonBeam]
+    study_instance_uid: str = ""
+    path: str = ""
+
+
+def _e(msg: str) -> DicomInputError:
+    return DicomInputError(msg)
+
+
+def _f(item, kw: str, where: str, default=None, *, required: bool = True):
+    v = item.get(kw, None)
+    if v is None or v == "":
+        if default is not None or not required:
+            return default
+        raise _e(f"{where}: required attribute {kw} is missing or empty; the plan is incomplete")
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise _e(f"{where}: {kw} = {v!r} is not a number") from None
+    if not np.isfinite(x):
+        raise _e(f"{where}: {kw} is not finite ({v!r})")
+    return x
+
+
+def _floats(v, kw: str, where: str) -> np.ndarray:
+    if v is None:
+        raise _e(f"{where}: {kw} is missing")
+    if isinstance(v, (bytes, bytearray)):
+        a = np.frombuffer(bytes(v[: len(v) // 4 * 4]), dtype="<f4").astype(float)
+    else:
+        try:
+            a = np.array([float(x) for x in (v if hasattr(v, "__len__") and not isinstance(v, str) else [v])])
+        except (TypeError, ValueError):
+            raise _e(f"{where}: {kw} holds non-numeric values") from None
+    if not np.all(np.isfinite(a)):
+        raise _e(f"{where}: {kw} holds NaN/inf")
+    return a
+
+
+def load_rtplan(path_or_dataset) -> RTIonPlan:
+    """Read a DICOM RT Ion Plan (PBS) from a file path or a pydicom Dataset."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    if isinstance(path_or_dataset, pydicom.Dataset):
+        ds, src = path_or_dataset, "<dataset>"
+    else:
+        src = str(path_or_dataset)
+        if not Path(src).is_file():
+            raise _e(f"RT plan file {src} does not exist")
+        try:
+            ds = pydicom.dcmread(src)
+        except InvalidDicomError as exc:
+            raise _e(f"{src}: not a DICOM file ({exc})") from exc
+        except Exception as exc:
+            raise _e(f"{src}: cannot be read as DICOM ({type(exc).__name__}: {exc}); the file is corrupted or "
+                     "truncated") from exc
+    try:
+        return _parse_plan(ds, src)
+    except DicomInputError:
+        raise
+    except Exception as exc:  # malformed nested data: report instead of crashing with an obscure error
+        raise _e(f"{src}: malformed RT Ion Plan ({type(exc).__name__}: {exc})") from exc
+
+
+def _parse_plan(ds, src: str) -> RTIonPlan:
+    sop = str(ds.get("SOPClassUID", ""))
+    modality = str(ds.get("Modality", ""))
+    if sop == RT_PLAN_STORAGE or ("BeamSequence" in ds and "IonBeamSequence" not in ds):
+        raise _e(f"{src}: this is a photon/electron RT Plan (RT Plan Storage), not an RT Ion Plan; mcproton "
+                 "computes proton pencil-beam-scanning plans only")
+    if sop and sop != RT_ION_PLAN_STORAGE:
+        raise _e(f"{src}: SOP class {sop} (Modality {modality or '?'}) is not RT Ion Plan Storage "
+                 f"({RT_ION_PLAN_STORAGE}); give an RT Ion Plan")
+    if "IonBeamSequence" not in ds or len(ds.IonBeamSequence) == 0:
+        raise _e(f"{src}: the plan has no IonBeamSequence (no ion beams)")
+    geom = str(ds.get("RTPlanGeometry", "PATIENT"))
+    if geom not in ("PATIENT", ""):
+        raise _e(f"{src}: RTPlanGeometry {geom!r}: only PATIENT plans (isocentre in the CT frame) are supported")
+
+    setups = {}
+    for s in ds.get("PatientSetupSequence", []) or []:
+        try:
+            setups[int(s.get("PatientSetupNumber", 0) or 0)] = str(s.get("PatientPosition", "") or "")
+        except (TypeError, ValueError):
+            continue
+
+    meterset = {}
+    n_fx = None
+    fgs = ds.get("FractionGroupSequence", None)
+    if fgs:
+        fg = fgs[0]
+        try:
+            n_fx = int(fg.get("NumberOfFractionsPlanned", 0) or 0) or None
+        except (TypeError, ValueError):
+            n_fx = None
+        for rb in fg.get("ReferencedBeamSequence", []) or []:
+            num = rb.get("ReferencedBeamNumber", None)
+            if num is None:
+                continue
+            if "BeamMeterset" in rb and rb.BeamMeterset not in (None, ""):
+                meterset[int(num)] = _f(rb, "BeamMeterset", f"{src} ReferencedBeam {num}")
+
+    beams = []
+    for bi, b in enumerate(ds.IonBeamSequence):
+        where = f"{src} beam #{bi + 1}"
+        num = int(_f(b, "BeamNumber", where, default=bi + 1))
+        where = f"{src} beam {num} ({b.get('BeamName', '')})"
+        rad = str(b.get("RadiationType", "") or "")
+        if rad != "PROTON":
+            raise _e(f"{where}: RadiationType {rad!r}; only PROTON beams are supported")
+        scan = str(b.get("ScanMode", "") or "")
+        if scan == "UNIFORM":
+            raise _e(f"{where}: ScanMode UNIFORM (uniform scanning) is not supported; only pencil-beam scanning "
+                     "(MODULATED)")
+        if scan in ("NONE", ""):
+            raise _e(f"{where}: ScanMode {scan or 'missing'!r} (passive scattering) is not supported; only "
+                     "pencil-beam scanning (MODULATED)")
+        if scan not in ("MODULATED", "MODULATED_SPEC"):
+            raise _e(f"{where}: unknown ScanMode {scan!r}")
+        unit = str(b.get("PrimaryDosimeterUnit", "MU") or "MU")
+        if unit not in ("MU", "NP"):
+            raise _e(f"{where}: PrimaryDosimeterUnit {unit!r} is not MU or NP")
+        fcmw = _f(b, "FinalCumulativeMetersetWeight", where)
+        if fcmw <= 0:
+            raise _e(f"{where}: FinalCumulativeMetersetWeight {fcmw} must be > 0")
+        if num not in meterset:
+            raise _e(f"{where}: no BeamMeterset for beam {num} in FractionGroupSequence/ReferencedBeamSequence; "
+                     "cannot convert weights to MU")
+        bm = meterset[num]
+        if bm < 0 or bm > 1e13:
+            raise _e(f"{where}: BeamMeterset {bm} is not plausible")
+        vsad = None
+        if "VirtualSourceAxisDistances" in b and b.VirtualSourceAxisDistances is not None:
+            v = _floats(b.VirtualSourceAxisDistances, "VirtualSourceAxisDistances", where)
+            if v.size != 2 or np.any(v <= 0):
+                raise _e(f"{where}: VirtualSourceAxisDistances {v.tolist()} must be two positive distances (mm)")
+            vsad = (float(v[0]), float(v[1]))
+        rs_ids = {}
+        for r in b.get("RangeShifterSequence", []) or []:
+            rs_ids[int(r.get("RangeShifterNumber", len(rs_ids) + 1) or 0)] = str(r.get("RangeShifterID", ""))
+        snout = b.get("SnoutSequence", None)
+        snout_id = str(snout[0].get("SnoutID", "")) if snout else ""
+        pos = setups.get(int(b.get("ReferencedPatientSetupNumber", 0) or 0), "")
+        if not pos and len(setups) == 1:
+            pos = next(iter(setups.values()))
+        cps = b.get("IonControlPointSequence", None)
+        if not cps:
+            raise _e(f"{where}: no IonControlPointSequence")
+        state: dict = {"energy": None, "gantry": None, "couch": None, "iso": None, "snout": None,
+                       "rs": {}, "pitch": 0.0, "roll": 0.0, "gpitch": 0.0}
+        layers = []
+        angles_seen = set()
+        for ci, cp in enumerate(cps):
+            cw = f"{where} control point {ci}"
+            if cp.get("NominalBeamEnergy", None) not in (None, ""):
+                state["energy"] = _f(cp, "NominalBeamEnergy", cw)
+            if cp.get("GantryAngle", None) not in (None, ""):
+                state["gantry"] = _f(cp, "GantryAngle", cw)
+            if cp.get("PatientSupportAngle", None) not in (None, ""):
+                state["couch"] = _f(cp, "PatientSupportAngle", cw)
+            if cp.get("IsocenterPosition", None) not in (None, ""):
+                iso = _floats(cp.IsocenterPosition, "IsocenterPosition", cw)
+                if iso.size != 3:
+                    raise _e(f"{cw}: IsocenterPosition must have 3 values; got {iso.tolist()}")
+                state["iso"] = iso
+            if cp.get("SnoutPosition", None) not in (None, ""):
+                state["snout"] = _f(cp, "SnoutPosition", cw)
+            for kw, key in (("TableTopPitchAngle", "pitch"), ("TableTopRollAngle", "roll"),
+                            ("GantryPitchAngle", "gpitch")):
+                if cp.get(kw, None) not in (None, ""):
+                    state[key] = _f(cp, kw, cw)
+            for rss in cp.get("RangeShifterSettingsSequence", []) or []:
+                ref = int(rss.get("ReferencedRangeShifterNumber", 0) or 0)
+                wet = rss.get("RangeShifterWaterEquivalentThickness", None)
+                dist = rss.get("IsocenterToRangeShifterDistance", None)
+                state["rs"][ref] = {"id": rs_ids.get(ref, str(ref)),
+                                    "setting": str(rss.get("RangeShifterSetting", "") or ""),
+                                    "wet_mm": float(wet) if wet not in (None, "") else None,
+                                    "distance_mm": float(dist) if dist not in (None, "") else None}
+            if state["gantry"] is not None:
+                angles_seen.add((round(state["gantry"], 3), round(state["couch"] or 0.0, 3)))
+            w = cp.get("ScanSpotMetersetWeights", None)
+            if w is None:
+                continue
+            w = _floats(w, "ScanSpotMetersetWeights", cw)
+            if w.size == 0 or not np.any(w != 0):
+                continue
+            if np.any(w < 0):
+                raise _e(f"{cw}: negative ScanSpotMetersetWeights")
+            xy = _floats(cp.get("ScanSpotPositionMap", None), "ScanSpotPositionMap", cw)
+            if xy.size != 2 * w.size:
+                raise _e(f"{cw}: ScanSpotPositionMap has {xy.size} values for {w.size} spot weights (needs 2 per spot)")
+            nsp = cp.get("NumberOfScanSpotPositions", None)
+            if nsp not in (None, "") and int(nsp) != w.size:
+                raise _e(f"{cw}: NumberOfScanSpotPositions {int(nsp)} differs from the {w.size} spot weights")
+            if np.any(np.abs(xy) > 1000):
+                raise _e(f"{cw}: spot positions beyond +-1000 mm at isocentre are not plausible")
+            if state["energy"] is None:
+                raise _e(f"{cw}: no NominalBeamEnergy in this or an earlier control point")
+            if not (1.0 <= state["energy"] <= 350.0):
+                raise _e(f"{cw}: NominalBeamEnergy {state['energy']} MeV is outside 1-350 MeV")
+            npaint = int(cp.get("NumberOfPaintings", 1) or 1)
+            if npaint < 1:
+                raise _e(f"{cw}: NumberOfPaintings {npaint} must be >= 1")
+            layers.append(EnergyLayer(
+                nominal_energy_mev=float(state["energy"]), spot_xy_mm=xy.reshape(-1, 2), spot_weights=w,
+                spot_mu=bm * w / fcmw, number_of_paintings=npaint,
+                scan_spot_tune_id=str(cp.get("ScanSpotTuneID", "") or ""),
+                range_shifter_settings=[dict(v) for v in state["rs"].values()], control_point_index=ci))
+        if state["gantry"] is None or state["iso"] is None:
+            raise _e(f"{where}: the first control point lacks GantryAngle or IsocenterPosition")
+        if len(angles_seen) > 1:
+            raise _e(f"{where}: gantry/couch angles change between control points {sorted(angles_seen)}; arc "
+                     "delivery is not supported")
+        if abs(state["pitch"]) > 1e-3 or abs(state["roll"]) > 1e-3 or abs(state["gpitch"]) > 1e-3:
+            raise _e(f"{where}: table-top pitch/roll or gantry pitch angles are not supported (must be 0)")
+        if not layers:
+            raise _e(f"{where}: no control point has non-zero ScanSpotMetersetWeights (empty beam)")
+        beams.append(IonBeam(
+            number=num, name=str(b.get("BeamName", "") or ""), machine=str(b.get("TreatmentMachineName", "") or ""),
+            radiation_type=rad, scan_mode=scan, primary_dosimeter_unit=unit, beam_meterset=bm,
+            final_cumulative_meterset_weight=fcmw, gantry_angle_deg=float(state["gantry"]),
+            couch_angle_deg=float(state["couch"] or 0.0), isocenter_mm=np.asarray(state["iso"], float),
+            patient_position=pos, virtual_source_axis_distances_mm=vsad, snout_id=snout_id,
+            snout_position_mm=state["snout"], range_shifter_ids=rs_ids, layers=layers,
+            treatment_delivery_type=str(b.get("TreatmentDeliveryType", "TREATMENT") or "TREATMENT")))
+    return RTIonPlan(
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "")), frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
+        label=str(ds.get("RTPlanLabel", "")), patient_name=str(ds.get("PatientName", "")),
+        patient_id=str(ds.get("PatientID", "")), number_of_fractions=n_fx, beams=beams,
+        study_instance_uid=str(ds.get("StudyInstanceUID", "")), path=src)
+
+
+# --------------------------------------------------------------------------------------- geometry
+def _rot_y(deg: float) -> np.ndarray:
+    t = np.radians(deg)
+    c, s = np.cos(t), np.sin(t)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def _rot_z(deg: float) -> np.ndarray:
+    t = np.radians(deg)
+    c, s = np.cos(t), np.sin(t)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def gantry_to_lps_matrix(gantry_deg: float, couch_deg: float, patient_position: str = "HFS") -> np.ndarray:
+    """3x3 matrix whose columns are the IEC gantry axes Xg, Yg, Zg expressed in the patient LPS frame."""
+    pos = (patient_position or "").upper()
+    if pos not in _A_LPS_TO_TABLE:
+        raise _e(f"patient position {patient_position!r} is not supported (HFS, HFP, FFS, FFP are); "
+                 "decubitus or unknown positions need a different IEC -> LPS mapping")
+    a = _A_LPS_TO_TABLE[pos]                     # LPS -> table
+    g_in_f = _rot_y(gantry_deg)                  # gantry axes in fixed coordinates
+    f_to_table = _rot_z(couch_deg).T             # fixed -> table
+    return a.T @ f_to_table @ g_in_f
+
+
+def beam_direction_lps(gantry_deg: float, couch_deg: float, patient_position: str = "HFS") -> np.ndarray:
+    """Unit vector of the central beam axis (source -> isocentre) in LPS."""
+    return -gantry_to_lps_matrix(gantry_deg, couch_deg, patient_position)[:, 2]
+
+
+def _bk_range_cm(e_mev):
+    return BK_ALPHA_CM * np.power(e_mev, BK_P)
+
+
+def energy_after_wet(energy_mev: float, wet_mm: float) -> float:
+    """Mean energy after ``wet_mm`` of water (Bragg-Kleeman, Bortfeld 1997); error if the beam stops."""
+    r = _bk_range_cm(energy_mev) - wet_mm / 10.0
+    if r <= 0.05:
+        raise _e(f"a {energy_mev:g} MeV beam stops in a range shifter of {wet_mm:g} mm WET")
+    return float((r / BK_ALPHA_CM) ** (1.0 / BK_P))
+
+
+def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | None = None,
+                  all_fractions: bool = False, min_mu: float = 0.0) -> list:
+    """One :class:`mcproton.source.Beam` per ion beam, with spots in the patient LPS frame (mm).
+
+    Spot weights are absolute protons (MU x protons/MU of the beam model at the layer's nominal energy; with
+    PrimaryDosimeterUnit NP the meterset is already a number of protons) and ``Beam.total_protons`` is their
+    sum, per fraction unless ``all_fractions``.  Beam-model components (double Gaussian) become separate
+    spots sharing the ray.  See the module docstring for the geometry and range-shifter treatment.
+    """
+    from ..source import Beam, Spot
+
+    if isinstance(beam_model, (str, Path)):
+        from .beam_model import load_beam_model
+
+        beam_model = load_beam_model(beam_model)
+    out = []
+    nfx = plan.number_of_fractions or 1
+    for b in plan.beams:
+        if beam_numbers is not None and b.number not in beam_numbers:
+            continue
+        vsad = b.virtual_source_axis_distances_mm or beam_model.virtual_source_axis_distances_mm
+        if vsad is None:
+            raise _e(f"beam {b.number}: no VirtualSourceAxisDistances in the plan or the beam model")
+        L = beam_model.plane_upstream_of_isocentre_mm
+        if min(vsad) <= L:
+            raise _e(f"beam {b.number}: virtual source-axis distances {vsad} must exceed the beam-model plane "
+                     f"distance {L} mm")
+        m = gantry_to_lps_matrix(b.gantry_angle_deg, b.couch_angle_deg, b.patient_position or _missing_position(b))
+        xg, zg = m[:, 0], m[:, 2]
+        iso = b.isocenter_mm
+        spots = []
+        for layer in b.layers:
+            entry = beam_model.at(layer.nominal_energy_mev)
+            e_mean, e_sig = entry.mean_energy_mev, entry.energy_spread_mev
+            for rs in layer.range_shifter_settings:
+                if rs["setting"].upper() in ("OUT", "0", ""):
+                    continue
+                wet = None
+                if rs["id"] in beam_model.range_shifters:
+                    wet = beam_model.range_shifters[rs["id"]].wet_mm
+                elif rs["wet_mm"] is not None:
+                    wet = rs["wet_mm"]
+                if wet is None:
+                    raise _e(f"beam {b.number}: range shifter {rs['id']!r} is IN but neither the beam model nor "
+                             "the plan gives its water-equivalent thickness; add it to the beam model")
+                e_out = energy_after_wet(e_mean, wet)
+                e_sig = e_sig * (e_out / e_mean) ** (1.0 - BK_P)
+                e_mean = e_out
+            if b.primary_dosimeter_unit == "NP":
+                protons = layer.spot_mu.copy()
+            else:
+                protons = layer.spot_mu * entry.protons_per_mu
+            if all_fractions:
+                protons = protons * nfx
+            wsum = sum(c.weight for c in entry.components)
+            for (x, y), mu, n_p in zip(layer.spot_xy_mm, layer.spot_mu, protons):
+                if mu <= min_mu or n_p <= 0:
+                    continue
+                d_g = np.array([x / vsad[0], y / vsad[1], -1.0])
+                d = m @ (d_g / np.linalg.norm(d_g))
+                pos = iso + m @ np.array([x * (1 - L / vsad[0]), y * (1 - L / vsad[1]), L])
+                ax = xg - d * np.dot(xg, d)
+                for c in entry.components:
+                    spots.append(Spot(energy_mev=e_mean, position_mm=tuple(pos), direction=tuple(d),
+                                      energy_spread_mev=e_sig, sigma_mm=c.sigma_mm,
+                                      divergence_rad=c.divergence_rad, correlation=c.correlation,
+                                      weight=float(n_p * c.weight / wsum), axis_x=tuple(ax)))
+        if not spots:
+            raise _e(f"beam {b.number}: no spot with MU > {min_mu}")
+        total = float(sum(s.weight for s in spots))
+        out.append(Beam(spots, total_protons=total, name=f"{b.number}:{b.name}", meta={
+            "beam_number": b.number, "gantry_angle_deg": b.gantry_angle_deg, "couch_angle_deg": b.couch_angle_deg,
+            "isocenter_mm": tuple(float(v) for v in iso), "beam_direction": tuple(float(v) for v in -zg),
+            "patient_position": b.patient_position or "HFS", "total_mu": b.total_mu,
+            "fractions": nfx if all_fractions else 1, "machine": b.machine, "beam_model": beam_model.name,
+            "frame_of_reference_uid": plan.frame_of_reference_uid, "plan_sop_instance_uid": plan.sop_instance_uid}))
+    if not out:
+        raise _e(f"no beams selected (beam numbers in the plan: {[b.number for b in plan.beams]})")
+    return out
+
+
+def _missing_position(b: IonBeam) -> str:
+    raise _e(f"beam {b.number}: the plan has no PatientSetupSequence/PatientPosition; cannot map IEC to LPS")

@@ -1,0 +1,274 @@
+"""Run a simulation: ``simulate(geometry, beam, settings) -> DoseResult``.
+
+Data flow (params / state): the physics tables, geometry and source are built once in NumPy, mirrored to
+the backend, and referenced by one ``Params`` struct (kernels/params.h).  The run proceeds in batches of
+histories with disjoint, consecutive history indices; each batch zeroes the integer tallies, launches the
+kernel, and adds the tallies to integer running sums (so the dose does not depend on the batch split, the
+thread count or, on the CPU, anything but the seed) and the squared per-batch dose to a float sum for the
+per-voxel standard error.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from . import __version__
+from ._backend import get_backend
+from ._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_STRAGGLING, LEDGER, LET_SCALE, N_LEDGER, PARAMS_DTYPE, \
+    TALLY_SCALE
+from ._kernels.source import source_hash
+from ._physics.tables import E_MAX_MEV, PhysicsTables, build_tables
+from .geometry import VoxelGeometry
+from .settings import RunSettings
+from .source import Beam
+
+MEV_TO_J = 1.602176634e-13  # J per MeV (SI exact, CODATA 2018)
+MEV_PER_G_TO_GY = MEV_TO_J * 1e3  # MeV/g -> J/kg
+
+
+@dataclass
+class DoseResult:
+    """The result of a run.  Arrays are (z, y, x).  Dose is Gy per primary proton unless the beam gives
+    ``total_protons`` (then Gy for that many protons): see ``normalisation``."""
+
+    dose_gy_zyx: np.ndarray
+    dose_to_water_gy_zyx: np.ndarray
+    let_d_kev_um_zyx: np.ndarray
+    uncertainty_rel_zyx: np.ndarray
+    mean_rel_uncertainty_50: float
+    geometry: VoxelGeometry
+    ledger: dict
+    provenance: dict
+    primaries: int
+    wall_s: float
+    protons_per_second: float
+    backend: str
+    device: str
+    normalisation: str = "Gy per primary"
+    edep_mev_zyx: np.ndarray | None = None
+
+    def integrated_depth_dose(self, axis: str = "z") -> tuple[np.ndarray, np.ndarray]:
+        """(depth of voxel centres in mm, IDD in MeV cm2/(g primary)): the energy deposited per unit
+        depth per unit density summed over the plane perpendicular to ``axis``, comparable with the TOPAS
+        IDDs in validation/.  Always per primary."""
+        g = self.geometry
+        k = "xyz".index(axis)
+        ax = 2 - k
+        edep = self.edep_mev_zyx if self.edep_mev_zyx is not None else np.zeros(g.shape_zyx)
+        rho = g.density_g_cm3_zyx.astype(np.float64)
+        d_cm = g.voxel_size_mm[k] / 10.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_rho = np.where(rho > 0, edep / rho, 0.0)
+        other = tuple(i for i in range(3) if i != ax)
+        idd = per_rho.sum(axis=other) / d_cm  # edep_mev_zyx is already per primary
+        depth_mm = g.axis_mm(axis) - (g.origin_mm[k] - g.voxel_size_mm[k] / 2)  # from the grid's front face
+        return depth_mm, idd
+
+    def depth_axis_mm(self, axis: str = "z") -> np.ndarray:
+        return self.geometry.axis_mm(axis)
+
+
+def _progress_printer(total: int) -> Callable[[int, float], None]:
+    start = time.perf_counter()
+
+    def show(done: int, _pps: float) -> None:
+        el = time.perf_counter() - start
+        rate = done / el if el > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else float("nan")
+        bar = "#" * int(30 * done / total)
+        sys.stderr.write(f"\r  [{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  ETA {eta:6.1f} s")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+class Simulation:
+    """A prepared simulation: tables, geometry and source on the backend.  ``run_histories`` can be called
+    repeatedly with disjoint history ranges (used by batching, checkpointing and distributed runs)."""
+
+    def __init__(self, geometry: VoxelGeometry, beam: Beam, settings: RunSettings | None = None,
+                 tables: PhysicsTables | None = None) -> None:
+        self.settings = settings or RunSettings()
+        self.geometry = geometry
+        self.beam = beam
+        phys = self.settings.physics
+        if beam.max_energy_mev >= E_MAX_MEV:
+            raise ValueError(f"beam energy up to {beam.max_energy_mev:.1f} MeV exceeds the physics tables "
+                             f"({E_MAX_MEV} MeV); lower the energy or its spread")
+        self.tables = tables or build_tables(geometry.materials, phys.water_model, phys.e_cut_mev)
+        self.backend = get_backend(self.settings.backend, self.settings.threads)
+        b = self.backend
+        nz, ny, nx = geometry.shape_zyx
+        self.n_vox = nx * ny * nz
+        corner_cm = geometry.lower_corner_mm / 10.0
+        spots = beam.spot_array()
+        spots["pos_cm"] -= corner_cm.astype(np.float32)
+        self._keep = {
+            "energy_table": b.asarray(self.tables.energy_table),
+            "range_index": b.asarray(self.tables.range_index),
+            "material_props": b.asarray(self.tables.material_props),
+            "material_index": b.asarray(geometry.material_index_zyx.reshape(-1)),
+            "density": b.asarray(geometry.density_g_cm3_zyx.reshape(-1)),
+            "spots": b.asarray(spots.view(np.uint8)),
+            "spot_cdf": b.asarray(beam.spot_cdf()),
+        }
+        self.tally = {k: b.zeros(self.n_vox, np.int64) for k in ("edep", "edep_water", "edep_proton", "let_num")}
+        self.ledger_dev = b.zeros(N_LEDGER, np.int64)
+        p = np.zeros(1, PARAMS_DTYPE)
+        for k, a in {**self._keep, **self.tally, "ledger": self.ledger_dev}.items():
+            p[k] = b.ptr(a)
+        p["log_e_min"] = self.tables.log_e_min
+        p["inv_dlog_e"] = 1.0 / self.tables.dlog_e
+        p["log_r_min"] = self.tables.log_r_min
+        p["inv_dlog_r"] = 1.0 / self.tables.dlog_r
+        p["n_e"], p["n_r"], p["n_mat"], p["n_spots"] = (self.tables.n_e, self.tables.n_r,
+                                                        len(self.tables.materials), len(beam.spots))
+        p["nx"], p["ny"], p["nz"] = nx, ny, nz
+        p["flags"] = ((FLAG_STRAGGLING if phys.straggling else 0) | (FLAG_MSC if phys.msc else 0)
+                      | (FLAG_NUCLEAR if phys.nuclear else 0))
+        p["vx"], p["vy"], p["vz"] = (v / 10.0 for v in geometry.voxel_size_mm)
+        p["e_cut"] = phys.e_cut_mev
+        p["max_eloss_fraction"] = phys.max_eloss_fraction
+        p["max_step"] = phys.max_step_mm / 10.0
+        p["seed"] = self.settings.seed
+        self.params_host = p
+        self.params_dev = b.asarray(p.view(np.uint8))
+
+    def run_histories(self, first: int, n: int) -> dict[str, np.ndarray]:
+        """Transport histories [first, first + n) into zeroed tallies; returns host copies (int64)."""
+        b = self.backend
+        for a in self.tally.values():
+            a.fill(0)
+        self.ledger_dev.fill(0)
+        b.launch("mcp_transport", n, self.params_dev, first, n)
+        b.synchronize()
+        out = {k: b.to_host(a).copy() for k, a in self.tally.items()}
+        out["ledger"] = b.to_host(self.ledger_dev).copy()
+        return out
+
+
+class Accumulator:
+    """Running integer sums of the tallies over batches, and the float sum of squared batch dose."""
+
+    def __init__(self, n_vox: int) -> None:
+        self.sums = {k: np.zeros(n_vox, np.int64) for k in ("edep", "edep_water", "edep_proton", "let_num")}
+        self.ledger = np.zeros(N_LEDGER, np.int64)
+        self.sum_x2 = np.zeros(n_vox, np.float64)   # sum over batches of (edep_b / n_b)^2, MeV^2
+        self.sum_x = np.zeros(n_vox, np.float64)    # sum over batches of edep_b / n_b, MeV
+        self.batches = 0
+        self.primaries = 0
+
+    def add(self, batch: dict[str, np.ndarray], n: int) -> None:
+        for k in self.sums:
+            self.sums[k] += batch[k]
+            if self.sums[k].max(initial=0) > 2**62:
+                raise OverflowError("a voxel tally approaches the 64-bit limit; split the run into several")
+        self.ledger += batch["ledger"]
+        x = batch["edep"].astype(np.float64) / TALLY_SCALE / n
+        self.sum_x += x
+        self.sum_x2 += x * x
+        self.batches += 1
+        self.primaries += n
+
+
+def batch_plan(primaries: int, batches: int) -> list[tuple[int, int]]:
+    """(first history, count) of each batch: consecutive, disjoint, covering 0..primaries-1."""
+    base, rem = divmod(primaries, batches)
+    out, first = [], 0
+    for b in range(batches):
+        n = base + (1 if b < rem else 0)
+        if n:
+            out.append((first, n))
+        first += n
+    return out
+
+
+def finish(sim: Simulation, acc: Accumulator, wall_s: float) -> DoseResult:
+    g = sim.geometry
+    shape = g.shape_zyx
+    n = acc.primaries
+    mass_g = g.density_g_cm3_zyx.astype(np.float64).reshape(-1) * g.voxel_volume_cm3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_mass = np.where(mass_g > 0, 1.0 / mass_g, 0.0)
+        edep = acc.sums["edep"] / TALLY_SCALE
+        dose = edep * inv_mass * MEV_PER_G_TO_GY / n
+        dose_w = acc.sums["edep_water"] / TALLY_SCALE * inv_mass * MEV_PER_G_TO_GY / n
+        ep = acc.sums["edep_proton"] / TALLY_SCALE
+        let_d = np.where(ep > 0, acc.sums["let_num"] / LET_SCALE / np.where(ep > 0, ep, 1), 0.0)
+        B = acc.batches
+        mean_x = acc.sum_x / B
+        var_mean = np.maximum(acc.sum_x2 / B - mean_x**2, 0.0) / max(B - 1, 1)
+        unc = np.where(mean_x > 0, np.sqrt(var_mean) / np.where(mean_x > 0, mean_x, 1), 0.0)
+    scale = 1.0
+    norm = "Gy per primary"
+    if sim.beam.total_protons:
+        scale = float(sim.beam.total_protons)
+        norm = f"Gy for {scale:.6g} protons"
+    hi = dose >= 0.5 * dose.max() if dose.max() > 0 else np.zeros_like(dose, bool)
+    mean_unc = float(unc[hi].mean()) if hi.any() else float("nan")
+    led = {k: float(acc.ledger[i]) / TALLY_SCALE for k, i in LEDGER.items()
+           if k in ("incident", "escaped", "missed", "neutral")}
+    led["deposited"] = float(acc.sums["edep"].sum()) / TALLY_SCALE
+    for k in ("primaries", "nuclear_events", "secondaries", "errors", "stack_full", "steps"):
+        led[k] = int(acc.ledger[LEDGER[k]])
+    out_e = led["deposited"] + led["escaped"] + led["missed"] + led["neutral"]
+    led["imbalance_rel"] = (led["incident"] - out_e) / led["incident"] if led["incident"] > 0 else 0.0
+    pps = n / wall_s if wall_s > 0 else float("nan")
+    b = sim.backend
+    prov = {
+        "package": "mcproton", "version": __version__,
+        "kernel_hash": source_hash("transport.cu"),
+        "compile_options": " ".join(b.compile_options), "compiler": b.compiler,
+        "backend": b.name, "device": b.device,
+        "seed": sim.settings.seed, "primaries": n, "batches": acc.batches,
+        "physics": asdict(sim.settings.physics),
+        "tables": sim.tables.meta,
+        "materials": [m.name for m in g.materials],
+        "beam": {"name": sim.beam.name, "spots": len(sim.beam.spots), "total_protons": sim.beam.total_protons},
+        "wall_s": wall_s, "protons_per_second": pps,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(), "python": platform.python_version(), "numpy": np.__version__,
+        "normalisation": norm,
+    }
+    if led["errors"]:
+        import warnings
+
+        warnings.warn(f"{led['errors']} track(s) stopped on a numerical error (step limit); their energy was "
+                      "deposited locally. Please report this with the input.", RuntimeWarning, stacklevel=2)
+    return DoseResult(
+        dose_gy_zyx=(dose * scale).reshape(shape), dose_to_water_gy_zyx=(dose_w * scale).reshape(shape),
+        let_d_kev_um_zyx=let_d.reshape(shape), uncertainty_rel_zyx=unc.reshape(shape),
+        mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n,
+        wall_s=wall_s, protons_per_second=pps, backend=b.name, device=b.device, normalisation=norm,
+        edep_mev_zyx=(edep / n).reshape(shape))
+
+
+def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | None = None,
+             progress: bool | Callable[[int, float], None] = False) -> DoseResult:
+    """Transport ``settings.primaries`` protons of ``beam`` through ``geometry``.
+
+    Parameters
+    ----------
+    progress : True for a progress bar on stderr, or a callable ``f(done_primaries, protons_per_second)``.
+    """
+    settings = settings or RunSettings()
+    sim = Simulation(geometry, beam, settings)
+    sim.backend.compile()
+    acc = Accumulator(sim.n_vox)
+    show = _progress_printer(settings.primaries) if progress is True else (progress or None)
+    t0 = time.perf_counter()
+    for first, n in batch_plan(settings.primaries, settings.batches):
+        acc.add(sim.run_histories(first, n), n)
+        if show:
+            el = time.perf_counter() - t0
+            show(acc.primaries, acc.primaries / el if el > 0 else 0.0)
+    wall = time.perf_counter() - t0
+    return finish(sim, acc, wall)

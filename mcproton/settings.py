@@ -1,0 +1,84 @@
+"""Run and physics settings, validated when set.
+
+Every field is also a config key (``[physics]`` and ``[run]`` sections of a run config, see README).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+WATER_MODELS = ("icru90", "pstar")
+BACKENDS = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class PhysicsSettings:
+    """Physics options of the transport (defaults follow the models documented in docs/physics.md).
+
+    water_model : "icru90" (I = 78 eV, ICRU Report 90) or "pstar" (I = 75 eV, ICRU Report 49).
+    nuclear : nonelastic nuclear interactions (ICRU 63 cross sections) with secondary protons.
+    straggling : Gaussian energy-loss straggling (Bohr variance with relativistic correction).
+    msc : multiple Coulomb scattering (Gottschalk differential Highland scattering power).
+    e_cut_mev : protons below this kinetic energy deposit their energy locally (MeV).
+    max_eloss_fraction : largest fractional energy loss per step.
+    max_step_mm : longest step (mm) in addition to voxel boundaries.
+    """
+
+    water_model: str = "icru90"
+    nuclear: bool = True
+    straggling: bool = True
+    msc: bool = True
+    e_cut_mev: float = 0.5
+    max_eloss_fraction: float = 0.2
+    max_step_mm: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.water_model not in WATER_MODELS:
+            raise ValueError(f"physics.water_model must be one of {WATER_MODELS}; got {self.water_model!r}")
+        if not (0.05 <= self.e_cut_mev <= 10):
+            raise ValueError(f"physics.e_cut_mev must lie in 0.05..10 MeV; got {self.e_cut_mev}")
+        if not (0.01 <= self.max_eloss_fraction <= 0.5):
+            raise ValueError(f"physics.max_eloss_fraction must lie in 0.01..0.5; got {self.max_eloss_fraction}")
+        if not (0.01 <= self.max_step_mm <= 100):
+            raise ValueError(f"physics.max_step_mm must lie in 0.01..100 mm; got {self.max_step_mm}")
+
+
+@dataclass
+class RunSettings:
+    """How a simulation is run.
+
+    primaries : number of primary proton histories.
+    seed : run seed (with the history index it fixes every random number of a history).
+    backend : "auto" (cuda if CuPy and a device are present, else cpu), "cpu" or "cuda".
+    batches : number of statistical batches (>= 2) for the per-voxel uncertainty.
+    threads : CPU threads (None = all cores / OMP_NUM_THREADS).
+    """
+
+    primaries: int = 100_000
+    seed: int = 12345
+    backend: str = "auto"
+    batches: int = 10
+    threads: int | None = None
+    physics: PhysicsSettings = field(default_factory=PhysicsSettings)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.physics, dict):
+            self.physics = PhysicsSettings(**self.physics)
+        if int(self.primaries) != self.primaries or self.primaries < 1:
+            raise ValueError(f"run.primaries must be a positive integer; got {self.primaries}")
+        self.primaries = int(self.primaries)
+        if self.primaries >= 2**40:
+            raise ValueError(f"run.primaries {self.primaries} is too large (max 2^40); split the run")
+        if not (0 <= int(self.seed) < 2**63):
+            raise ValueError(f"run.seed must be a non-negative integer below 2^63; got {self.seed}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"run.backend must be one of {BACKENDS}; got {self.backend!r}")
+        if int(self.batches) < 2:
+            raise ValueError(f"run.batches must be >= 2 (the uncertainty needs at least two); got {self.batches}")
+        if self.batches > self.primaries:
+            self.batches = max(2, min(self.batches, self.primaries))
+        if self.threads is not None and int(self.threads) < 1:
+            raise ValueError(f"run.threads must be >= 1 or unset; got {self.threads}")
+
+
+def field_names(cls) -> list[str]:
+    return [f.name for f in fields(cls)]

@@ -1,0 +1,179 @@
+"""CT series import/export: round trip, slice sorting, orientation and the error cases."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+
+from mcproton._io.ct import CTImage, load_ct_series, write_ct_series
+from mcproton._io.errors import DicomInputError
+
+
+def _hu(shape=(6, 5, 4), seed=0):
+    return np.random.default_rng(seed).integers(-1000, 2000, shape).astype(np.int16)
+
+
+def test_round_trip(tmp_path):
+    hu = _hu()
+    paths = write_ct_series(hu, (1.5, 2.0, 3.0), (-10.0, -20.0, 5.0), tmp_path, frame_of_reference_uid="1.2.3")
+    assert len(paths) == 6
+    ct = load_ct_series(tmp_path)
+    assert isinstance(ct, CTImage)
+    assert ct.hu_zyx.dtype == np.int16
+    np.testing.assert_array_equal(ct.hu_zyx, hu)
+    assert ct.voxel_size_mm == (1.5, 2.0, 3.0)
+    assert ct.origin_mm == (-10.0, -20.0, 5.0)
+    assert ct.frame_of_reference_uid == "1.2.3"
+    assert len(ct.slice_sop_instance_uids) == 6 and ct.patient_position == "HFS"
+
+
+def test_sorting_independent_of_file_names(tmp_path):
+    hu = _hu()
+    paths = write_ct_series(hu, (1.0, 1.0, 2.0), (0, 0, 0), tmp_path)
+    # rename so that alphabetical order is reversed z order
+    for k, p in enumerate(paths):
+        p.rename(tmp_path / f"z{len(paths) - k:03d}.dcm")
+    ct = load_ct_series(tmp_path)
+    np.testing.assert_array_equal(ct.hu_zyx, hu)
+
+
+def test_rescale_slope_intercept(tmp_path):
+    hu = _hu()
+    paths = write_ct_series(hu, (1, 1, 1), (0, 0, 0), tmp_path)
+    for p in paths:  # store as unsigned with intercept -1024 and slope 0.5
+        ds = pydicom.dcmread(p)
+        raw = ds.pixel_array.astype(float)
+        ds.PixelRepresentation = 0
+        ds.RescaleIntercept = -1024
+        ds.RescaleSlope = 0.5
+        ds.PixelData = ((raw + 1024) * 2).astype("<u2").tobytes()
+        ds.save_as(p)
+    ct = load_ct_series(tmp_path)
+    assert ct.hu_zyx.dtype == np.float32
+    np.testing.assert_allclose(ct.hu_zyx, hu, atol=1e-3)
+
+
+def test_flipped_row_direction(tmp_path):
+    hu = _hu()
+    paths = write_ct_series(hu, (1.0, 2.0, 3.0), (0, 0, 0), tmp_path)
+    for p in paths:  # rewrite each slice with rows running along -x
+        ds = pydicom.dcmread(p)
+        arr = ds.pixel_array[:, ::-1]
+        ipp = [float(v) for v in ds.ImagePositionPatient]
+        ds.ImagePositionPatient = [ipp[0] + 3 * 1.0, ipp[1], ipp[2]]
+        ds.ImageOrientationPatient = [-1, 0, 0, 0, 1, 0]
+        ds.PixelData = np.ascontiguousarray(arr).astype("<i2").tobytes()
+        ds.save_as(p)
+    ct = load_ct_series(tmp_path)
+    np.testing.assert_array_equal(ct.hu_zyx, hu)
+    assert ct.origin_mm == (0.0, 0.0, 0.0)
+
+
+def _series(tmp_path, n=6):
+    return write_ct_series(_hu((n, 4, 4)), (1, 1, 2), (0, 0, 0), tmp_path)
+
+
+def test_missing_slice(tmp_path):
+    paths = _series(tmp_path)
+    paths[3].unlink()
+    with pytest.raises(DicomInputError, match="missing slice"):
+        load_ct_series(tmp_path)
+
+
+def test_duplicate_slice(tmp_path):
+    paths = _series(tmp_path)
+    ds = pydicom.dcmread(paths[2])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(tmp_path / "dup.dcm")
+    with pytest.raises(DicomInputError, match="duplicate"):
+        load_ct_series(tmp_path)
+
+
+def test_uneven_spacing(tmp_path):
+    paths = _series(tmp_path)
+    ds = pydicom.dcmread(paths[-1])
+    ds.ImagePositionPatient = [0, 0, float(ds.ImagePositionPatient[2]) + 0.7]
+    ds.save_as(paths[-1])
+    with pytest.raises(DicomInputError, match="uneven"):
+        load_ct_series(tmp_path)
+
+
+def test_mixed_series(tmp_path):
+    _series(tmp_path / "a")
+    _series(tmp_path / "b")
+    for p in (tmp_path / "b").iterdir():
+        shutil.move(p, tmp_path / "a" / f"b_{p.name}")
+    with pytest.raises(DicomInputError, match="mixed series"):
+        load_ct_series(tmp_path / "a")
+    uid = pydicom.dcmread(next((tmp_path / "a").glob("b_*"))).SeriesInstanceUID
+    assert load_ct_series(tmp_path / "a", series_uid=uid).series_instance_uid == uid
+
+
+def test_gantry_tilt(tmp_path):
+    paths = _series(tmp_path)
+    ds = pydicom.dcmread(paths[0])
+    ds.GantryDetectorTilt = 15
+    ds.save_as(paths[0])
+    with pytest.raises(DicomInputError, match="tilt"):
+        load_ct_series(tmp_path)
+
+
+def test_sheared_positions_are_rejected_as_tilt(tmp_path):
+    paths = _series(tmp_path)
+    for k, p in enumerate(paths):
+        ds = pydicom.dcmread(p)
+        ds.ImagePositionPatient = [0, k * 0.5, float(ds.ImagePositionPatient[2])]
+        ds.save_as(p)
+    with pytest.raises(DicomInputError, match="tilt"):
+        load_ct_series(tmp_path)
+
+
+def test_non_axial(tmp_path):
+    paths = _series(tmp_path)
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+        ds.save_as(p)
+    with pytest.raises(DicomInputError, match="not axial"):
+        load_ct_series(tmp_path)
+
+
+def test_non_ct_modality(tmp_path):
+    paths = _series(tmp_path, n=3)
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR Image Storage
+        ds.Modality = "MR"
+        ds.save_as(p)
+    with pytest.raises(DicomInputError, match="no CT image"):
+        load_ct_series(tmp_path)
+
+
+def test_empty_and_missing_folder(tmp_path):
+    with pytest.raises(DicomInputError, match="no files"):
+        load_ct_series(tmp_path)
+    with pytest.raises(DicomInputError, match="does not exist"):
+        load_ct_series(tmp_path / "nope")
+    (tmp_path / "README.txt").write_text("not dicom")
+    with pytest.raises(DicomInputError, match="no CT image"):
+        load_ct_series(tmp_path)
+
+
+def test_write_rejects_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="3-D"):
+        write_ct_series(np.zeros((4, 4)), (1, 1, 1), (0, 0, 0), tmp_path)
+    with pytest.raises(ValueError, match="voxel_size"):
+        write_ct_series(np.zeros((2, 2, 2)), (1, 0, 1), (0, 0, 0), tmp_path)
+    with pytest.raises(ValueError, match="NaN"):
+        write_ct_series(np.full((2, 2, 2), np.nan), (1, 1, 1), (0, 0, 0), tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not installed")
+def test_written_ct_passes_dciodvfy(tmp_path):
+    paths = write_ct_series(_hu((2, 4, 4)), (1, 1, 2), (0, 0, 0), tmp_path)
+    r = subprocess.run(["dciodvfy", str(paths[0])], capture_output=True, text=True, timeout=60)
+    errors = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("Error")]
+    assert not errors, errors

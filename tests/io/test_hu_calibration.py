@@ -1,0 +1,113 @@
+"""HU calibrations: Schneider 2000 (default), MCsquare scanners, user files, inverse and CT round trip."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mcproton._io.ct import load_ct_series, write_ct_series
+from mcproton._io.errors import CalibrationError
+from mcproton._io.hu_calibration import HUCalibration
+from mcproton.geometry import VoxelGeometry
+
+
+def test_schneider_bins_and_fits():
+    c = HUCalibration.load()
+    assert c.name == "schneider2000" and len(c.materials) == 24
+    # Schneider 2000 fits: 1.018 + 0.893e-3 H (-98..14), 1.03 (15..22), 1.003 + 1.169e-3 H (23..100),
+    # 1.017 + 0.592e-3 H (>= 101)
+    h = np.array([-50.0, 0.0, 18.0, 50.0, 100.0, 101.0, 1000.0])
+    expect = [1.018 - 0.893e-3 * 50, 1.018, 1.03, 1.003 + 1.169e-3 * 50, 1.003 + 0.1169, 1.017 + 0.0592 * 1.01,
+              1.017 + 0.592]
+    np.testing.assert_allclose(c.density_from_hu(h), expect, rtol=1e-5)
+    assert c.density_from_hu(-3000) == pytest.approx(0.00121)
+    names = [m.name for m in c.materials]
+    assert names[0].endswith("Air") and names[7].endswith("SoftTissus") and names[-1].endswith("Marrow_Bone15")
+    for m in c.materials:
+        assert sum(m.mass_fractions.values()) == pytest.approx(1.0)
+    # bin boundaries (lower bound inclusive): -121 lung, -120 adipose 1, 1500 bone 15
+    idx = c.material_index_from_hu([-2000, -951, -950, -121, -120, 19, 1499, 1500, 4000])
+    assert idx.tolist() == [0, 0, 1, 1, 2, 7, 22, 23, 23]
+    bone = c.materials[23].mass_fractions
+    assert bone["Ca"] == pytest.approx(0.225) and bone["P"] == pytest.approx(0.103)
+
+
+@pytest.mark.parametrize("name", ["schneider2000", "mcsquare_default", "mcsquare_matrad_water"])
+def test_inverse_round_trip(name):
+    c = HUCalibration.load(name)
+    hu = np.linspace(-1000, 3000, 40001)
+    rho = c.density_from_hu(hu).astype(float)
+    back = c.density_from_hu(c.hu_from_density(rho))
+    assert np.abs(back - rho).max() <= c.density_resolution + 1e-6
+
+
+def test_inverse_prefers_lowest_hu_on_non_monotonic_curve():
+    c = HUCalibration.load()
+    h = c.hu_from_density(1.10)  # reachable on the soft-tissue (23..100) and on the bone (>= 101) line
+    assert 23 <= h <= 100
+
+
+def test_ct_round_trip_to_geometry(tmp_path):
+    c = HUCalibration.load()
+    rho = np.array([0.0012, 0.26, 0.95, 1.0, 1.04, 1.09, 1.3, 1.6, 1.92], dtype=float)
+    dens = np.broadcast_to(rho[None, None, :], (3, 2, rho.size)).copy()
+    hu = c.hu_from_density(dens)
+    write_ct_series(hu, (2.0, 2.0, 3.0), (-8.0, -1.0, 0.0), tmp_path)
+    geo = c.to_geometry(load_ct_series(tmp_path))
+    assert isinstance(geo, VoxelGeometry)
+    assert geo.voxel_size_mm == (2.0, 2.0, 3.0) and geo.origin_mm == (-8.0, -1.0, 0.0)
+    assert np.abs(geo.density_g_cm3_zyx - dens).max() <= c.density_resolution
+    names = [geo.materials[i].name for i in geo.material_index_zyx[0, 0]]
+    assert names[0].endswith("Air") and names[1].endswith("Lung") and names[-1].startswith("schneider2000_Marrow")
+    compact = c.to_geometry(load_ct_series(tmp_path), compact=True)
+    assert len(compact.materials) < len(c.materials)
+    assert [compact.materials[i].name for i in compact.material_index_zyx[0, 0]] == names
+
+
+def test_mcsquare_default_scanner():
+    c = HUCalibration.load("mcsquare_default")
+    np.testing.assert_allclose(c.density_from_hu([-1000, 0, 1565, 3000]), [0.001, 1.0, 1.825, 1.825], rtol=1e-6)
+    assert c.materials[c.material_index_from_hu(0)].name == "mcsquare_Schneider_AT_AG_SI4"
+
+
+def test_mcsquare_scanner_folder(tmp_path):
+    (tmp_path / "HU_Density_Conversion.txt").write_text(
+        "# ===================\n# HU\tdensity g/cm3\n# ===================\n-1000\t0.001\n0\t1.0\n1000\t1.6\n")
+    (tmp_path / "HU_Material_Conversion.txt").write_text(
+        "# ===================\n# HU\tMaterial label\n# ===================\n\n-1050\t13\t# Air\n-200\t17\t# Water\n"
+        "300\t38 # Bone_Cortical\n")
+    c = HUCalibration.load(tmp_path)
+    assert c.density_from_hu(500) == pytest.approx(1.3)
+    assert [m.name for m in c.materials] == ["mcsquare_Air", "mcsquare_Water", "mcsquare_Bone_Cortical"]
+    assert c.materials[1].mass_fractions["H"] == pytest.approx(0.111894)
+
+
+def test_user_composition_csv(tmp_path):
+    (tmp_path / "hu_density.csv").write_text("# my scanner\nHU,density_gcm3\n-1000,0.0012\n0,1.0\n2000,2.0\n")
+    (tmp_path / "hu_materials.csv").write_text(
+        "hu_lo,name,w_H,w_O,w_C,w_Ca\n-1000,air_like,0,0.3,0.7,0\n-100,water,11.19,88.81,0,0\n300,bone,3.4,43.5,30,23.1\n")
+    c = HUCalibration.load(tmp_path)
+    assert [m.name for m in c.materials] == ["air_like", "water", "bone"]
+    assert c.materials[1].mass_fractions["H"] == pytest.approx(0.1119)
+
+
+@pytest.mark.parametrize("dens,mat,match", [
+    ("HU,density_gcm3\n0,1.0\n-100,0.9\n", None, "increase"),
+    ("HU,density_gcm3\n0,1.0\n", None, "two"),
+    ("HU,density_gcm3\n0,1.0\n100,abc\n", None, "not 'HU density'"),
+    ("HU,density_gcm3\n0,1.0\n100,1000\n", None, "0..25"),
+    (None, "hu_lo,name,w_H,w_Xx\n0,a,0.5,0.5\n", "element"),
+    (None, "hu_lo,name,w_H,w_O\n0,a,0.5,0.2\n", "sum"),
+    (None, "-1000 999\n", "not in the MCsquare"),
+])
+def test_bad_calibration_files(tmp_path, dens, mat, match):
+    d = tmp_path / "hu_density.csv"
+    m = tmp_path / "hu_materials.csv"
+    d.write_text(dens or "HU,density_gcm3\n-1000,0.001\n0,1\n")
+    m.write_text(mat or "hu_lo,name,w_H,w_O\n-1000,water,0.111,0.889\n")
+    with pytest.raises(CalibrationError, match=match):
+        HUCalibration.from_files(d, m)
+
+
+def test_unknown_name():
+    with pytest.raises(CalibrationError, match="unknown calibration"):
+        HUCalibration.load("no_such_scanner")

@@ -1,0 +1,174 @@
+"""RT Ion Plan import and plan -> Beam conversion: real plans, IEC 61217 geometry, MU, range shifters."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcproton._io.beam_model import load_beam_model
+from mcproton._io.errors import DicomInputError
+from mcproton._io.rtplan import BK_ALPHA_CM, BK_P, load_rtplan, plan_to_beams
+from mcproton.source import Beam
+
+from dicom_factories import make_plan, save
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "dicom"
+SX, SY = 2000.0, 2560.0          # virtual source-axis distances written by make_plan
+ISO = np.array([12.0, -30.0, 45.0])
+SPOTS = [(0.0, 0.0), (20.0, 0.0), (0.0, -30.0), (-15.0, 25.0)]
+WEIGHTS = [1.0, 2.0, 3.0, 4.0]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_beam_model("dcpt_v2")
+
+
+def test_eclipse_plan02(model):
+    plan = load_rtplan(DATA / "RN_plan02_mono.dcm")
+    assert len(plan.beams) == 1
+    b = plan.beams[0]
+    assert b.patient_position == "HFS" and b.gantry_angle_deg == 0 and b.couch_angle_deg == 0
+    np.testing.assert_allclose(b.isocenter_mm, [0, -80, 0])
+    assert len(b.layers) == 1 and b.layers[0].nominal_energy_mev == 160.0
+    assert b.n_spots == 323
+    assert b.total_mu == pytest.approx(58414.5492229546, rel=1e-6)  # = BeamMeterset
+    assert b.virtual_source_axis_distances_mm == (2000.0, 2560.0)
+    assert b.snout_id == "S1" and b.layers[0].number_of_paintings == 1
+    (beam,) = plan_to_beams(plan, model)
+    assert isinstance(beam, Beam) and len(beam.spots) == 323
+    ppmu = model.at(160.0).protons_per_mu
+    assert beam.total_protons == pytest.approx(b.total_mu * ppmu, rel=1e-6)
+    pos = np.array([s.position_mm for s in beam.spots])
+    np.testing.assert_allclose(pos[:, 1], -80.0 - 500.0, atol=1e-9)   # plane 500 mm upstream (anterior)
+    assert all(s.energy_mev == pytest.approx(model.at(160.0).mean_energy_mev) for s in beam.spots)
+
+
+def test_raystation_plan05(model):
+    plan = load_rtplan(DATA / "RP_plan05.dcm")
+    b = plan.beams[0]
+    assert len(b.layers) == 13
+    e = [l.nominal_energy_mev for l in b.layers]
+    assert e[0] == 119.5 and e[-1] == 81.7 and all(np.diff(e) < 0)
+    assert b.total_mu == pytest.approx(52188.75, rel=1e-6)
+    np.testing.assert_allclose(b.isocenter_mm, [0, -25, 0])
+    beams = plan_to_beams(load_rtplan(DATA / "RP_plan05.dcm"), load_beam_model("dcpt_v5"))
+    assert len(beams[0].spots) == b.n_spots
+
+
+def _expected_axes(case):
+    """Gantry axes Xg, Yg and source-side axis Zg in LPS for an HFS patient, written out by hand."""
+    x, y, z = np.eye(3)
+    return {
+        "g0": (x, z, -y),        # beam from anterior; BEV X = patient left, BEV Y = superior
+        "g90": (y, z, x),        # source at patient's left (+x), beam travels -x
+        "g270": (-y, z, -x),     # source at patient's right, beam travels +x
+        "g90c90": (y, x, -z),    # couch 90: beam from the feet, travels +z
+        "g0c90": (-z, x, -y),    # couch 90 at gantry 0: BEV X points to the feet
+    }[case]
+
+
+@pytest.mark.parametrize("case,gantry,couch", [("g0", 0, 0), ("g90", 90, 0), ("g270", 270, 0),
+                                                ("g90c90", 90, 90), ("g0c90", 0, 90)])
+def test_geometry_round_trip(tmp_path, model, case, gantry, couch):
+    ds = make_plan([{"gantry": gantry, "couch": couch, "iso": ISO, "meterset": 50.0,
+                     "layers": [(150.0, SPOTS, WEIGHTS)]}])
+    plan = load_rtplan(save(ds, tmp_path / "plan.dcm"))
+    (beam,) = plan_to_beams(plan, model)
+    xg, yg, zg = _expected_axes(case)
+    L = model.plane_upstream_of_isocentre_mm
+    np.testing.assert_allclose(beam.meta["beam_direction"], -zg, atol=1e-12)
+    np.testing.assert_allclose(beam.meta["isocenter_mm"], ISO)
+    assert len(beam.spots) == len(SPOTS)
+    for s, (X, Y) in zip(beam.spots, SPOTS):
+        exp_pos = ISO + X * (1 - L / SX) * xg + Y * (1 - L / SY) * yg + L * zg
+        exp_dir = X / SX * xg + Y / SY * yg - zg
+        exp_dir /= np.linalg.norm(exp_dir)
+        np.testing.assert_allclose(s.position_mm, exp_pos, atol=1e-9)
+        np.testing.assert_allclose(s.direction, exp_dir, atol=1e-12)
+        # the ray reaches the spot position in the isocentre plane
+        t = np.dot(ISO - np.asarray(s.position_mm), zg) / np.dot(s.direction, zg)
+        np.testing.assert_allclose(np.asarray(s.position_mm) + t * np.asarray(s.direction), ISO + X * xg + Y * yg,
+                                   atol=1e-9)
+        assert abs(np.dot(s.axis_x, s.direction)) < 1e-12 and np.dot(s.axis_x, xg) > 0.99
+    # MU per spot = BeamMeterset * w / FinalCumulativeMetersetWeight, protons = MU * protons/MU
+    ppmu = model.at(150.0).protons_per_mu
+    w = np.array([s.weight for s in beam.spots])
+    np.testing.assert_allclose(w, 50.0 * np.array(WEIGHTS) / sum(WEIGHTS) * ppmu, rtol=1e-12)
+    assert beam.total_protons == pytest.approx(50.0 * ppmu)
+
+
+def test_other_patient_positions(tmp_path, model):
+    for pos, expect in [("HFP", [0, -1, 0]), ("FFS", [0, 1, 0]), ("FFP", [0, -1, 0])]:
+        ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)]}],
+                       patient_position=pos)
+        (beam,) = plan_to_beams(load_rtplan(ds), model)
+        np.testing.assert_allclose(beam.meta["beam_direction"], expect, atol=1e-12)
+    ds = make_plan([{"gantry": 90, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)]}],
+                   patient_position="HFP")
+    (beam,) = plan_to_beams(load_rtplan(ds), model)
+    np.testing.assert_allclose(beam.meta["beam_direction"], [1, 0, 0], atol=1e-12)  # prone: source at patient's right
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)]}],
+                   patient_position="HFDL")
+    with pytest.raises(DicomInputError, match="HFDL"):
+        plan_to_beams(load_rtplan(ds), model)
+
+
+def test_multi_beam_multi_layer_and_fractions(model):
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "meterset": 10.0,
+                     "layers": [(150.0, SPOTS, WEIGHTS), (140.0, SPOTS[:2], [5.0, 5.0])]},
+                    {"gantry": 90, "couch": 0, "iso": ISO, "meterset": 20.0, "layers": [(120.0, SPOTS, WEIGHTS)]}],
+                   n_fractions=5)
+    plan = load_rtplan(ds)
+    assert [len(b.layers) for b in plan.beams] == [2, 1] and plan.number_of_fractions == 5
+    assert plan.beams[0].total_mu == pytest.approx(10.0)
+    b1, b2 = plan_to_beams(plan, model)
+    assert len(b1.spots) == 6
+    (only2,) = plan_to_beams(plan, model, beam_numbers=[2], all_fractions=True)
+    assert only2.total_protons == pytest.approx(5 * b2.total_protons)
+
+
+def test_range_shifter_energy(model):
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
+                     "rs_id": "RS_40", "rs_wet": 40.0}])
+    plan = load_rtplan(ds)
+    assert plan.beams[0].layers[0].range_shifter_settings[0]["wet_mm"] == 40.0
+    (beam,) = plan_to_beams(plan, model)
+    e_in = model.at(150.0).mean_energy_mev
+    r_out = BK_ALPHA_CM * e_in ** BK_P - 4.0
+    assert beam.spots[0].energy_mev == pytest.approx((r_out / BK_ALPHA_CM) ** (1 / BK_P))
+    assert 120.0 < beam.spots[0].energy_mev < 135.0
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)], "rs_id": "RS_X"}])
+    with pytest.raises(DicomInputError, match="water-equivalent"):
+        plan_to_beams(load_rtplan(ds), model)
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"scan_mode": "UNIFORM"}, "uniform scanning"),
+    ({"scan_mode": "NONE"}, "passive scattering"),
+    ({"radiation": "ION"}, "only PROTON"),
+])
+def test_unsupported_beams(kw, match):
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)], **kw}])
+    with pytest.raises(DicomInputError, match=match):
+        load_rtplan(ds)
+
+
+def test_photon_plan_and_no_beams():
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)]}])
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.5"
+    ds.BeamSequence = ds.IonBeamSequence
+    del ds.IonBeamSequence
+    with pytest.raises(DicomInputError, match="photon"):
+        load_rtplan(ds)
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)]}])
+    del ds.IonBeamSequence
+    with pytest.raises(DicomInputError, match="no IonBeamSequence"):
+        load_rtplan(ds)
+
+
+def test_energy_outside_beam_model(model):
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(60.0, SPOTS, WEIGHTS)]}])
+    with pytest.raises(ValueError, match="outside beam model"):
+        plan_to_beams(load_rtplan(ds), model)

@@ -1,0 +1,124 @@
+"""Material database, aliases and element table (mcproton/materials.py, data/materials/*.csv)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+
+import mcproton.materials as mm
+from mcproton.materials import ELEMENTS, Material, element, get_material, list_materials
+
+DATA = Path(mm.__file__).resolve().parent / "data" / "materials"
+
+REQUIRED = ["water", "air", "bone_compact_icru", "bone_cortical_icrp", "adipose_tissue_icrp",
+            "muscle_skeletal_icrp", "muscle_striated_icru", "pmma", "lung", "brain_icrp", "soft_tissue_icrp",
+            "eye_lens_icrp", "skin_icrp", "blood_icrp", "polyethylene", "polystyrene", "graphite",
+            "aluminium", "titanium", "a_150", "b_100"]
+
+ALIASES = {"compact_bone": "bone_compact_icru", "cortical_bone": "bone_cortical_icrp",
+           "adipose": "adipose_tissue_icrp", "muscle": "muscle_skeletal_icrp", "lung": "lung",
+           "brain": "brain_icrp", "pmma": "pmma", "lucite": "pmma", "perspex": "pmma", "PMMA": "pmma",
+           "solid_water": "solid_water_gammex457", "Solid Water": "solid_water_gammex457",
+           "G4_WATER": "water",
+           "A-150": "a_150", "aluminum": "aluminium", "WATER": "water"}
+
+
+def _raw_rows():
+    with open(DATA / "materials.csv", encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(ln for ln in fh if ln.strip() and not ln.startswith("#")))
+
+
+def test_material_dataclass_fields_unchanged():
+    assert [f.name for f in dataclasses.fields(Material)] == [
+        "name", "density_g_cm3", "mass_fractions", "i_value_ev", "source"]
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_required_materials_present(name):
+    m = get_material(name)
+    assert m.name == name
+    assert m.density_g_cm3 > 0
+    assert m.source
+    assert m.i_value_ev is None or 10 < m.i_value_ev < 1000
+
+
+def test_solid_water_present_with_dcpt_density():
+    m = get_material("solid_water")
+    assert m.density_g_cm3 == pytest.approx(1.032)
+    assert set(m.mass_fractions) == {"H", "C", "N", "O", "Cl", "Ca"}
+    assert m.i_value_ev is None  # not published -> Bragg additivity
+
+
+@pytest.mark.parametrize("alias,name", sorted(ALIASES.items()))
+def test_aliases_and_case(alias, name):
+    assert get_material(alias).name == name
+
+
+def test_key_values():
+    assert get_material("water").i_value_ev == 78.0            # ICRU 90
+    assert get_material("lung").density_g_cm3 == pytest.approx(0.26)
+    assert get_material("air").density_g_cm3 == pytest.approx(1.20479e-3)
+    assert get_material("pmma").i_value_ev == 74.0
+    assert get_material("bone_cortical_icrp").i_value_ev == 106.4  # ICRU 49 / PSTAR
+    assert get_material("water").mass_fractions["H"] == pytest.approx(0.111894, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", list_materials())
+def test_mass_fractions_sum_to_one(name):
+    m = get_material(name)
+    assert math.fsum(m.mass_fractions.values()) == pytest.approx(1.0, abs=1e-12)
+    assert all(w > 0 for w in m.mass_fractions.values())
+    assert all(s in ELEMENTS for s in m.mass_fractions)
+
+
+def test_raw_file_rows_sum_to_one_and_have_provenance():
+    text = (DATA / "materials.csv").read_text(encoding="utf-8")
+    assert text.startswith("#") and "NIST" in text and "Geant4" in text
+    rows = _raw_rows()
+    assert len(rows) == len(list_materials())
+    for r in rows:
+        s = math.fsum(float(p.split(":")[1]) for p in r["composition"].split(";"))
+        assert s == pytest.approx(1.0, abs=1e-5), r["name"]
+
+
+def test_list_materials_unique_and_complete():
+    names = list_materials()
+    assert len(names) == len(set(names))
+    assert set(REQUIRED) <= set(names)
+
+
+def test_unknown_material_error_names_closest_match():
+    with pytest.raises(KeyError) as exc:
+        get_material("bone_compakt_icru")
+    msg = str(exc.value)
+    assert "did you mean 'bone_compact_icru'" in msg
+    assert "water" in msg and "pmma" in msg      # lists the available names
+    with pytest.raises(ValueError):               # also a ValueError
+        get_material("musle")
+    with pytest.raises(KeyError, match="muscle_skeletal_icrp"):
+        get_material("musle")
+
+
+def test_get_material_passes_material_through():
+    m = Material("x", 1.0, {"H": 1.0})
+    assert get_material(m) is m
+
+
+def test_element_table():
+    assert element("H").Z == 1 and element("H").atomic_mass_g_mol == pytest.approx(1.008, abs=1e-3)
+    assert element("o").Z == 8 and element("O").atomic_mass_g_mol == pytest.approx(15.999, abs=1e-3)
+    assert element("calcium").symbol == "Ca" and element("Ca").atomic_mass_g_mol == pytest.approx(40.078)
+    assert element("Pb").Z == 82
+    zs = [e.Z for e in ELEMENTS.values()]
+    assert len(zs) == len(set(zs)) and zs == sorted(zs)
+    assert all(e.atomic_mass_g_mol > e.Z for e in ELEMENTS.values() if e.Z > 1)
+    with pytest.raises(KeyError):
+        element("Xx")
+
+
+def test_element_file_has_provenance():
+    text = (DATA / "elements.csv").read_text(encoding="utf-8")
+    assert text.startswith("#") and "ICRU" in text and "NIST" in text
