@@ -1,0 +1,79 @@
+"""HDF5 output of a run (h5py).
+
+Layout: datasets ``dose`` (Gy), ``dose_to_water`` (Gy), ``let_d`` (keV/um), ``uncertainty`` (relative
+standard error), ``density`` (g/cm3) and ``material_index``, all with axes (z, y, x); root attributes
+``voxel_size_mm`` (dx, dy, dz), ``origin_mm`` (x, y, z of the centre of the first voxel), ``axes`` =
+"zyx", ``normalisation``; groups ``provenance`` (attributes; nested dicts as JSON strings) and ``ledger``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _attr(v: Any) -> Any:
+    if isinstance(v, (dict, list, tuple)) and not (isinstance(v, (list, tuple)) and v and
+                                                   all(isinstance(x, (int, float)) for x in v)):
+        return json.dumps(v, default=str)
+    if v is None:
+        return "none"
+    return v
+
+
+def write_result_hdf5(result, path: str | Path, extra_attrs: dict | None = None) -> Path:
+    """Write a DoseResult atomically (to a temporary file renamed into place)."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    g = result.geometry
+    with h5py.File(tmp, "w") as f:
+        opts = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+        for name, arr, unit in (("dose", result.dose_gy_zyx, "Gy"),
+                                ("dose_to_water", result.dose_to_water_gy_zyx, "Gy"),
+                                ("let_d", result.let_d_kev_um_zyx, "keV/um"),
+                                ("uncertainty", result.uncertainty_rel_zyx, "1 (relative standard error)")):
+            d = f.create_dataset(name, data=np.asarray(arr, np.float32 if name != "dose" else np.float64), **opts)
+            d.attrs["unit"] = unit
+            d.attrs["axes"] = "zyx"
+        f.create_dataset("density", data=g.density_g_cm3_zyx, **opts).attrs["unit"] = "g/cm3"
+        f.create_dataset("material_index", data=g.material_index_zyx, **opts)
+        if g.labels_zyx is not None:
+            f.create_dataset("labels", data=g.labels_zyx, **opts)
+            f.attrs["label_names"] = json.dumps({str(k): v for k, v in g.label_names.items()})
+        f.attrs["voxel_size_mm"] = np.asarray(g.voxel_size_mm, np.float64)
+        f.attrs["origin_mm"] = np.asarray(g.origin_mm, np.float64)
+        f.attrs["axes"] = "zyx"
+        f.attrs["normalisation"] = result.normalisation
+        f.attrs["materials"] = json.dumps([m.name for m in g.materials])
+        f.attrs["mean_rel_uncertainty_50"] = result.mean_rel_uncertainty_50
+        pg = f.create_group("provenance")
+        for k, v in result.provenance.items():
+            pg.attrs[k] = _attr(v)
+        lg = f.create_group("ledger")
+        for k, v in result.ledger.items():
+            lg.attrs[k] = v
+        for k, v in (extra_attrs or {}).items():
+            f.attrs[k] = _attr(v)
+    os.replace(tmp, path)
+    return path
+
+
+def read_dose_hdf5(path: str | Path) -> dict[str, Any]:
+    """Read back the arrays and attributes written by :func:`write_result_hdf5`."""
+    import h5py
+
+    out: dict[str, Any] = {}
+    with h5py.File(path, "r") as f:
+        for k in ("dose", "dose_to_water", "let_d", "uncertainty", "density", "material_index", "labels"):
+            if k in f:
+                out[k] = f[k][()]
+        out["attrs"] = dict(f.attrs)
+        out["provenance"] = dict(f["provenance"].attrs) if "provenance" in f else {}
+        out["ledger"] = dict(f["ledger"].attrs) if "ledger" in f else {}
+    return out

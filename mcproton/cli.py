@@ -1,0 +1,185 @@
+"""The ``mcproton`` command line: run, bench, info, validate, demo, phantom."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ._io.hdf5 import write_result_hdf5
+    from .config import build_beams, build_geometry, check_beam_hits, load_config, run_settings
+    from .run import simulate
+
+    cfg = load_config(args.config, args.set)
+    settings = run_settings(cfg)
+    geometry = build_geometry(cfg)
+    beams = build_beams(cfg)
+    check_beam_hits(geometry, beams)
+    out = Path(args.out)
+    results = []
+    for n, beam in enumerate(beams):
+        if len(beams) > 1:
+            print(f"beam {n + 1}/{len(beams)}: {beam.name} ({len(beam.spots)} spots)", file=sys.stderr)
+        res = simulate(geometry, beam, settings, progress=not args.quiet)
+        results.append(res)
+    total = results[0]
+    if len(results) > 1:
+        from .run import sum_results
+
+        total = sum_results(results)
+    write_result_hdf5(total, out)
+    summary = {"output": str(out), "backend": total.backend, "device": total.device,
+               "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
+               "protons_per_second": round(total.protons_per_second, 1),
+               "mean_rel_uncertainty_50": total.mean_rel_uncertainty_50,
+               "max_dose_gy": float(total.dose_gy_zyx.max()), "normalisation": total.normalisation,
+               "energy_imbalance_rel": total.ledger["imbalance_rel"]}
+    out_cfg = cfg.get("output", {})
+    rtdose = args.rtdose or out_cfg.get("rtdose")
+    if rtdose:
+        from .dicom import write_rtdose
+
+        dose = total.dose_to_water_gy_zyx if out_cfg.get("dose_to", "medium") == "water" else total.dose_gy_zyx
+        g = total.geometry
+        write_rtdose(dose, g.voxel_size_mm, g.origin_mm, rtdose,
+                     frame_of_reference_uid=getattr(g, "frame_of_reference_uid", None) or _new_uid())
+        summary["rtdose"] = str(rtdose)
+    if out_cfg.get("plot", True):
+        from .plots import plot_depth_dose, plot_dose_planes
+
+        png = out.with_suffix(".png")
+        if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
+            plot_dose_planes(total, png)
+        else:
+            plot_depth_dose(total, png)
+        summary["plot"] = str(png)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _new_uid() -> str:
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid())
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    res = run_bench(backend=args.backend, energy_mev=args.energy, primaries=args.primaries, voxel_mm=args.voxel_mm,
+                    repeats=args.repeats)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"mcproton bench: {res['energy_mev']:g} MeV pencil beam in water, {res['voxel_mm']:g} mm voxels, "
+              f"{res['primaries']:,} primaries, full physics")
+        print(f"  backend {res['backend']}  device {res['device']}")
+        print(f"  {res['protons_per_second']:,.0f} protons/s  (best of {res['repeats']}; "
+              f"{res['steps_per_proton']:.1f} steps/proton; compile {res['compile_s']:.2f} s)")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from ._backend import cuda_available, get_backend
+    from ._kernels.source import source_hash
+
+    ok, why = cuda_available()
+    info = {"version": __version__, "kernel_hash": source_hash("transport.cu"),
+            "backends": {"cpu": True, "cuda": ok}, "cuda": why}
+    try:
+        cpu = get_backend("cpu")
+        info["cpu_device"] = cpu.device
+        info["cpu_compiler"] = cpu.compiler
+    except RuntimeError as exc:
+        info["backends"]["cpu"] = False
+        info["cpu_error"] = str(exc)
+    if ok:
+        gpu = get_backend("cuda")
+        info["gpu_device"] = gpu.device
+        info["gpu_compiler"] = gpu.compiler
+    info["auto_backend"] = "cuda" if ok else "cpu"
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:>14}: {v}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .validation.runner import main as validate_main
+
+    return int(validate_main(args.rest))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import main as demo_main
+
+    return int(demo_main(args.rest))
+
+
+def _cmd_phantom(args: argparse.Namespace) -> int:
+    from .phantoms.cli import main as phantom_main
+
+    return int(phantom_main(args.rest))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy")
+    p.add_argument("--version", action="version", version=f"mcproton {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a simulation from a TOML config")
+    r.add_argument("config", help="run config (TOML); see examples/ and the README config reference")
+    r.add_argument("--out", required=True, help="output HDF5 file")
+    r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config key, e.g. --set beam.energy_mev=100 (repeatable)")
+    r.add_argument("--rtdose", help="also write a DICOM RT Dose file")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_run)
+
+    b = sub.add_parser("bench", help="benchmark: pencil beam in water, full physics; prints protons/s")
+    b.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"])
+    b.add_argument("--energy", type=float, default=150.0, help="beam energy in MeV (default 150)")
+    b.add_argument("--primaries", type=int, default=None, help="protons (default 100000 CPU, 10^7 GPU)")
+    b.add_argument("--voxel-mm", type=float, default=1.0, help="voxel size in mm (default 1)")
+    b.add_argument("--repeats", type=int, default=3, help="timed repetitions; the best is reported")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=_cmd_bench)
+
+    i = sub.add_parser("info", help="version, backends, devices, compilers")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_cmd_info)
+
+    for name, func, helptext in (("validate", _cmd_validate, "run the validation suite and write the report"),
+                                 ("demo", _cmd_demo, "the built-in default job (paediatric brain-tumour plan)"),
+                                 ("phantom", _cmd_phantom, "generate a paediatric phantom (DICOM CT, RT Struct, HDF5)")):
+        s = sub.add_parser(name, help=helptext, add_help=False)
+        s.add_argument("rest", nargs=argparse.REMAINDER)
+        s.set_defaults(func=func)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"mcproton: config error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"mcproton: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mcproton: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

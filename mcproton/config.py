@@ -1,0 +1,310 @@
+"""Run configurations: a TOML file with sections [run], [physics], [phantom], [beam] (or [plan]),
+[output]; every key can be overridden with ``--set section.key=value``.  Unknown keys, wrong types and
+out-of-range values give one clear message naming the key and the fix (see README "Config reference").
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from .settings import PhysicsSettings, RunSettings
+
+
+class ConfigError(ValueError):
+    """A problem in a run configuration (message names the key and the fix)."""
+
+
+# Every accepted key with its type(s) and a one-line description (the README config reference is generated
+# from the same text).
+SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
+    "run": {
+        "primaries": ((int,), "number of primary protons"),
+        "seed": ((int,), "run seed (same seed + backend -> same dose)"),
+        "backend": ((str,), '"auto", "cpu" or "cuda"'),
+        "batches": ((int,), "statistical batches (>= 2) for the per-voxel uncertainty"),
+        "threads": ((int,), "CPU threads (default: all cores)"),
+    },
+    "physics": {
+        "water_model": ((str,), '"icru90" (I = 78 eV, default) or "pstar" (I = 75 eV)'),
+        "nuclear": ((bool,), "nonelastic nuclear interactions"),
+        "straggling": ((bool,), "energy-loss straggling"),
+        "msc": ((bool,), "multiple Coulomb scattering"),
+        "e_cut_mev": ((int, float), "proton cut-off energy (MeV)"),
+        "max_eloss_fraction": ((int, float), "largest fractional energy loss per step"),
+        "max_step_mm": ((int, float), "longest step (mm)"),
+    },
+    "phantom": {
+        "type": ((str,), '"water" (box), "box", "slabs", "ct" or "paediatric"'),
+        "material": ((str,), "material of a box phantom (default water)"),
+        "density_g_cm3": ((int, float), "density override of a box phantom"),
+        "size_mm": ((list,), "box size [x, y, z] in mm"),
+        "voxel_mm": ((list, int, float), "voxel size [dx, dy, dz] or one number, mm"),
+        "lateral_size_mm": ((list,), "slab phantom lateral size [x, y] in mm"),
+        "layers": ((list,), 'slab layers: [{material = "water", thickness_mm = 20, density_g_cm3 = 1.0}, ...]'),
+        "ct_dir": ((str,), "folder of a DICOM CT series"),
+        "calibration": ((str,), 'HU calibration: "schneider2000" (default), a built-in name or a folder'),
+        "age_years": ((int, float), "age of the paediatric phantom"),
+    },
+    "beam": {
+        "energy_mev": ((int, float), "mean kinetic energy (MeV)"),
+        "energy_spread_mev": ((int, float), "Gaussian sigma of the energy (MeV)"),
+        "position_mm": ((list,), "a point of the central ray at the source plane [x, y, z] (mm)"),
+        "direction": ((list,), "direction of the central ray [u, v, w]"),
+        "sigma_mm": ((list,), "spot sigma [x, y] at the source plane (mm)"),
+        "divergence_rad": ((list,), "angular sigma [x, y] (rad)"),
+        "correlation": ((list,), "position-angle correlation [x, y]"),
+        "total_protons": ((int, float), "protons of the beam (gives Gy); omit for Gy per primary"),
+        "spots": ((list,), "list of spots (tables with the keys above and weight)"),
+    },
+    "plan": {
+        "rtplan": ((str,), "DICOM RT Ion Plan file"),
+        "beam_model": ((str,), 'beam model: "dcpt_v5", "dcpt_v2", a .toml file or an MCsquare BDL'),
+        "beams": ((list,), "beam numbers to simulate (default all)"),
+        "all_fractions": ((bool,), "dose for all fractions instead of one"),
+    },
+    "output": {
+        "dose_to": ((str,), '"medium" (default) or "water": which dose the RT Dose file holds'),
+        "rtdose": ((str,), "path of a DICOM RT Dose to write"),
+        "plot": ((bool,), "write a PNG of the depth-dose / dose planes beside the HDF5"),
+    },
+}
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    m = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f" (did you mean {m[0]!r}?)" if m else ""
+
+
+def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Check sections, keys and types; raise ConfigError with a did-you-mean for unknown ones."""
+    for sec, body in cfg.items():
+        if sec not in SCHEMA:
+            raise ConfigError(f"unknown config section [{sec}]{_suggest(sec, list(SCHEMA))}; "
+                              f"valid sections: {', '.join(SCHEMA)}")
+        if not isinstance(body, dict):
+            raise ConfigError(f"[{sec}] must be a table of keys")
+        for key, val in body.items():
+            if key not in SCHEMA[sec]:
+                raise ConfigError(f"unknown key {sec}.{key}{_suggest(key, list(SCHEMA[sec]))}; valid keys of "
+                                  f"[{sec}]: {', '.join(SCHEMA[sec])}")
+            types, desc = SCHEMA[sec][key]
+            if isinstance(val, bool) and bool not in types:
+                raise ConfigError(f"{sec}.{key} = {val!r}: expected {desc}, not true/false")
+            if not isinstance(val, types):
+                raise ConfigError(f"{sec}.{key} = {val!r} has the wrong type: expected {desc}")
+            _check_finite(f"{sec}.{key}", val)
+    return cfg
+
+
+def _check_finite(name: str, val: Any) -> None:
+    if isinstance(val, float) and not math.isfinite(val):
+        raise ConfigError(f"{name} = {val} is not a finite number; give a real value")
+    if isinstance(val, list):
+        for v in val:
+            _check_finite(name, v)
+    if isinstance(val, dict):
+        for k, v in val.items():
+            _check_finite(f"{name}.{k}", v)
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` -> (section, key, value); the value is parsed as TOML, else kept as a string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. --set beam.energy_mev=100")
+    lhs, rhs = text.split("=", 1)
+    sec, key = lhs.strip().split(".", 1)
+    try:
+        val = tomllib.loads(f"v = {rhs.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        val = rhs.strip()
+    return sec, key, val
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
+    cfg: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} not found; give the path of a TOML run config "
+                              "(see examples/)")
+        try:
+            cfg = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+        cfg["_base_dir"] = str(p.resolve().parent)
+    base = cfg.pop("_base_dir", None)
+    cfg = copy.deepcopy(cfg)
+    for o in overrides or []:
+        sec, key, val = parse_override(o)
+        cfg.setdefault(sec, {})[key] = val
+    validate_config(cfg)
+    if base:
+        cfg["_base_dir"] = base
+    return cfg
+
+
+def _resolve(cfg: dict[str, Any], p: str) -> Path:
+    q = Path(p).expanduser()
+    if not q.is_absolute() and cfg.get("_base_dir"):
+        cand = Path(cfg["_base_dir"]) / q
+        if cand.exists() or not q.exists():
+            return cand
+    return q
+
+
+def run_settings(cfg: dict[str, Any]) -> RunSettings:
+    try:
+        phys = PhysicsSettings(**cfg.get("physics", {}))
+        run = dict(cfg.get("run", {}))
+        if run.get("threads") == 0:
+            run.pop("threads")
+        return RunSettings(physics=phys, **run)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _vec(cfg_sec: dict, key: str, n: int, default: Any, where: str) -> list[float]:
+    v = cfg_sec.get(key, default)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        v = [float(v)] * n
+    if not isinstance(v, list) or len(v) != n or not all(isinstance(x, (int, float)) for x in v):
+        raise ConfigError(f"{where}.{key} must be a list of {n} numbers; got {v!r}")
+    return [float(x) for x in v]
+
+
+def build_geometry(cfg: dict[str, Any]):
+    from .geometry import box_phantom, slab_phantom
+
+    ph = cfg.get("phantom", {})
+    kind = ph.get("type", "water")
+    try:
+        if kind in ("water", "box"):
+            size = _vec(ph, "size_mm", 3, [200.0, 200.0, 300.0], "phantom")
+            vox = _vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom")
+            if any(v <= 0 for v in size + vox):
+                raise ConfigError(f"phantom.size_mm and phantom.voxel_mm must be positive; got {size}, {vox}")
+            return box_phantom(ph.get("material", "water"), size, vox, ph.get("density_g_cm3"))
+        if kind == "slabs":
+            layers = ph.get("layers")
+            if not layers:
+                raise ConfigError("phantom.type = \"slabs\" needs phantom.layers = [{material=..., thickness_mm=...}]")
+            lay = []
+            for i, L in enumerate(layers):
+                if not isinstance(L, dict) or "material" not in L or "thickness_mm" not in L:
+                    raise ConfigError(f"phantom.layers[{i}] must be a table with material and thickness_mm")
+                extra = set(L) - {"material", "thickness_mm", "density_g_cm3"}
+                if extra:
+                    raise ConfigError(f"phantom.layers[{i}] has unknown keys {sorted(extra)}")
+                lay.append((L["material"], float(L["thickness_mm"]))
+                           + ((float(L["density_g_cm3"]),) if "density_g_cm3" in L else ()))
+            return slab_phantom(lay, _vec(ph, "lateral_size_mm", 2, [200.0, 200.0], "phantom"),
+                                _vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom"))
+        if kind == "ct":
+            from .dicom import HUCalibration, load_ct_series
+
+            if "ct_dir" not in ph:
+                raise ConfigError('phantom.type = "ct" needs phantom.ct_dir (a folder of DICOM CT slices)')
+            ct = load_ct_series(_resolve(cfg, ph["ct_dir"]))
+            return HUCalibration.load(ph.get("calibration", "schneider2000")).to_geometry(ct)
+        if kind == "paediatric":
+            from .phantoms import make_head_phantom
+
+            return make_head_phantom(float(ph.get("age_years", 5.0)), float(_vec(ph, "voxel_mm", 3, 2.0, "phantom")[0]))
+    except ConfigError:
+        raise
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"[phantom]: {exc}") from None
+    raise ConfigError(f"unknown phantom.type {kind!r}{_suggest(kind, ['water', 'box', 'slabs', 'ct', 'paediatric'])}")
+
+
+def _spot(d: dict, where: str):
+    from .source import Spot
+
+    allowed = set(SCHEMA["beam"]) - {"spots", "total_protons"} | {"weight"}
+    extra = set(d) - allowed
+    if extra:
+        raise ConfigError(f"{where} has unknown keys {sorted(extra)}{_suggest(sorted(extra)[0], sorted(allowed))}")
+    if "energy_mev" not in d:
+        raise ConfigError(f"{where}.energy_mev is missing: give the beam energy in MeV")
+    kw: dict[str, Any] = {"energy_mev": float(d["energy_mev"])}
+    for key, n in (("position_mm", 3), ("direction", 3), ("sigma_mm", 2), ("divergence_rad", 2), ("correlation", 2)):
+        if key in d:
+            kw[key] = _vec(d, key, n, None, where)
+    for key in ("energy_spread_mev", "weight"):
+        if key in d:
+            kw[key] = float(d[key])
+    try:
+        return Spot(**kw)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def build_beams(cfg: dict[str, Any]):
+    """The beams of the config: [beam] (one pencil beam or a spot list) or [plan] (an RT Ion Plan)."""
+    from .source import Beam
+
+    if "plan" in cfg and "beam" in cfg:
+        raise ConfigError("give either [beam] or [plan], not both")
+    if "plan" in cfg:
+        from .dicom import load_beam_model, load_rtplan, plan_to_beams
+
+        pl = cfg["plan"]
+        if "rtplan" not in pl or "beam_model" not in pl:
+            raise ConfigError("[plan] needs rtplan (an RT Ion Plan file) and beam_model")
+        plan = load_rtplan(_resolve(cfg, pl["rtplan"]))
+        bm_name = pl["beam_model"]
+        bm_path = _resolve(cfg, bm_name)
+        model = load_beam_model(bm_path if bm_path.exists() else bm_name)
+        return plan_to_beams(plan, model, beam_numbers=pl.get("beams"), all_fractions=pl.get("all_fractions", False))
+    bm = cfg.get("beam", {})
+    if not bm:
+        raise ConfigError("no [beam] or [plan] section: say what to irradiate, e.g. beam.energy_mev = 150")
+    total = bm.get("total_protons")
+    if "spots" in bm:
+        common = {k: v for k, v in bm.items() if k not in ("spots", "total_protons")}
+        spots = [_spot({**common, **s}, f"beam.spots[{i}]") for i, s in enumerate(bm["spots"])]
+    else:
+        spots = [_spot({k: v for k, v in bm.items() if k != "total_protons"}, "beam")]
+    try:
+        return [Beam(spots, total_protons=float(total) if total is not None else None, name="beam")]
+    except ValueError as exc:
+        raise ConfigError(f"[beam]: {exc}") from None
+
+
+def check_beam_hits(geometry, beams) -> None:
+    """Refuse a run whose beams all miss the grid (it would produce an empty dose silently)."""
+    import numpy as np
+
+    lo = geometry.lower_corner_mm
+    hi = lo + geometry.extent_mm
+    for beam in beams:
+        hit = False
+        for s in beam.spots:
+            o = np.asarray(s.position_mm, float)
+            d = np.asarray(s.direction, float)
+            t0, t1 = 0.0, np.inf
+            ok = True
+            for k in range(3):
+                if abs(d[k]) < 1e-12:
+                    if not (lo[k] <= o[k] <= hi[k]):
+                        ok = False
+                    continue
+                ta, tb = sorted(((lo[k] - o[k]) / d[k], (hi[k] - o[k]) / d[k]))
+                t0, t1 = max(t0, ta), min(t1, tb)
+            if ok and t0 <= t1:
+                hit = True
+                break
+        if not hit:
+            raise ConfigError(
+                f"every spot of beam {beam.name!r} misses the phantom (grid spans x {lo[0]:.1f}..{hi[0]:.1f}, "
+                f"y {lo[1]:.1f}..{hi[1]:.1f}, z {lo[2]:.1f}..{hi[2]:.1f} mm); check beam.position_mm and "
+                "beam.direction")

@@ -1,0 +1,90 @@
+"""HDF5 export of voxel phantoms and label-map helpers (DICOM CT / RT Struct export lives elsewhere)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..geometry import VoxelGeometry
+from ..materials import Material
+
+
+def label_map_to_masks(geometry_or_labels, label_names: dict[int, str] | None = None,
+                       names=None) -> dict[str, np.ndarray]:
+    """Boolean (z, y, x) mask per structure name from a label map (a VoxelGeometry or an int array +
+    ``label_names``).  ``names`` restricts the output to those structures."""
+    if isinstance(geometry_or_labels, VoxelGeometry):
+        labels, label_names = geometry_or_labels.labels_zyx, geometry_or_labels.label_names
+    else:
+        labels = np.asarray(geometry_or_labels)
+    if labels is None or not label_names:
+        raise ValueError("a label map and label_names are needed")
+    want = set(names) if names is not None else None
+    return {nm: labels == i for i, nm in sorted(label_names.items())
+            if (want is None or nm in want)}
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def write_phantom_hdf5(geometry: VoxelGeometry, path) -> Path:
+    """Datasets ``material_index`` (uint8), ``density`` (float32 g/cm3), ``labels`` (int16), all (z, y, x);
+    root attributes ``voxel_size_mm``, ``origin_mm`` (x, y, z; centre of voxel [0,0,0]), ``axis_order``,
+    ``label_names`` (JSON {id: name}), ``name`` and ``meta`` (JSON, when the geometry has one); group
+    ``materials`` with one subgroup per material (index order) holding name, density, I-value, source and
+    the element mass fractions."""
+    import h5py
+
+    path = Path(path)
+    with h5py.File(path, "w") as f:
+        opts = dict(compression="gzip", compression_opts=4, shuffle=True)
+        f.create_dataset("material_index", data=geometry.material_index_zyx, **opts)
+        f.create_dataset("density", data=geometry.density_g_cm3_zyx, **opts)
+        f["density"].attrs["unit"] = "g/cm3"
+        if geometry.labels_zyx is not None:
+            f.create_dataset("labels", data=geometry.labels_zyx, **opts)
+        f.attrs["voxel_size_mm"] = np.asarray(geometry.voxel_size_mm, float)
+        f.attrs["origin_mm"] = np.asarray(geometry.origin_mm, float)
+        f.attrs["axis_order"] = "zyx (arrays); x, y, z (attributes)"
+        f.attrs["name"] = geometry.name
+        f.attrs["label_names"] = json.dumps({str(k): v for k, v in sorted(geometry.label_names.items())})
+        meta = getattr(geometry, "meta", None)
+        if meta is not None:
+            f.attrs["meta"] = json.dumps(meta, default=_json_default)
+        g = f.create_group("materials")
+        g.attrs["names"] = json.dumps([m.name for m in geometry.materials])
+        for i, m in enumerate(geometry.materials):
+            gm = g.create_group(f"{i:03d}")
+            gm.attrs["name"] = m.name
+            gm.attrs["density_g_cm3"] = m.density_g_cm3
+            gm.attrs["i_value_ev"] = np.nan if m.i_value_ev is None else m.i_value_ev
+            gm.attrs["source"] = m.source
+            gm.attrs["mass_fractions"] = json.dumps(dict(m.mass_fractions))
+    return path
+
+
+def read_phantom_hdf5(path) -> VoxelGeometry:
+    """Inverse of :func:`write_phantom_hdf5`."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        mats = []
+        for key in sorted(f["materials"].keys()):
+            a = f["materials"][key].attrs
+            iv = float(a["i_value_ev"])
+            mats.append(Material(str(a["name"]), float(a["density_g_cm3"]), json.loads(a["mass_fractions"]),
+                                 None if np.isnan(iv) else iv, str(a["source"])))
+        labels = f["labels"][...] if "labels" in f else None
+        names = {int(k): v for k, v in json.loads(f.attrs["label_names"]).items()}
+        geom = VoxelGeometry(f["material_index"][...], f["density"][...], mats,
+                             tuple(f.attrs["voxel_size_mm"]), tuple(f.attrs["origin_mm"]), labels, names,
+                             name=str(f.attrs["name"]))
+        if "meta" in f.attrs:
+            geom.meta = json.loads(f.attrs["meta"])  # type: ignore[attr-defined]
+    return geom
