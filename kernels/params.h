@@ -83,6 +83,7 @@ struct Params {
     float max_step;               /* cm */
     float pad0, pad1;
     uint64_t seed;
+    int64_t tally_stride; /* CPU: voxels per thread-private tally slot (0 = one shared, atomic tally) */
 };
 
 /* Bits of Params::flags. */

@@ -125,6 +125,7 @@ MCP_KERNEL void mcp_probe_layout(int64_t* MCP_RESTRICT out)
     out[k++] = MCP_OFFSET(Params, max_eloss_fraction);
     out[k++] = MCP_OFFSET(Params, max_step);
     out[k++] = MCP_OFFSET(Params, seed);
+    out[k++] = MCP_OFFSET(Params, tally_stride);
     out[k++] = (int64_t)sizeof(Spot);
     out[k++] = MCP_OFFSET(Spot, energy);
     out[k++] = MCP_OFFSET(Spot, sigma);

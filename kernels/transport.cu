@@ -52,15 +52,15 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void transverse_basis(float u, float v, float w,
     }
 }
 
-MCP_FORCEINLINE MCP_HOST_DEVICE void deposit_local_proton(const Params& p, int64_t vox, int mat, float energy)
+MCP_FORCEINLINE MCP_HOST_DEVICE void deposit_local_proton(const Params& p, const Scorer& sc, int64_t vox, int mat, float energy)
 {
     const EnergyPoint ep = lookup_energy(p, mat, mcp_max(energy, 1e-3f));
     const float rho = p.density[vox];
-    score_proton_step(p, vox, energy, energy_column(ep, COL_SPR_W), ep.stop * rho * 0.1f);
+    score_proton_step(sc, vox, energy, energy_column(ep, COL_SPR_W), ep.stop * rho * 0.1f);
 }
 
 /* Emit the products of a nonelastic event at the track's position. */
-MCP_FORCEINLINE MCP_HOST_DEVICE void nonelastic_event(const Params& p, Track& t, int64_t vox, int mat,
+MCP_FORCEINLINE MCP_HOST_DEVICE void nonelastic_event(const Params& p, const Scorer& sc, Track& t, int64_t vox, int mat,
                                                       Rng& rng, Track* stack, int& n_stack, uint32_t& next_id,
                                                       HistoryLedger& L)
 {
@@ -88,13 +88,13 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void nonelastic_event(const Params& p, Track& t,
         stack[n_stack++] = s;
         ++L.secondaries;
     }
-    score_local(p, vox, local, energy_column(ep, COL_SPR_W));
+    score_local(sc, vox, local, energy_column(ep, COL_SPR_W));
     L.neutral += ledger_units(np.neutral);
     ++L.nuclear;
 }
 
 /* Transport one proton until it stops, leaves the grid or is absorbed in a nonelastic event. */
-MCP_HOST_DEVICE void transport_track(const Params& p, Track t, uint64_t history, Track* stack, int& n_stack,
+MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t, uint64_t history, Track* stack, int& n_stack,
                                      uint32_t& next_id, HistoryLedger& L)
 {
     VoxelIndex vi;
@@ -135,7 +135,7 @@ MCP_HOST_DEVICE void transport_track(const Params& p, Track t, uint64_t history,
         const float r_after = ep.range - rho * s;
         if (r_after <= material_prop(p, mat, MAT_RANGE_CUT)) {
             /* The proton stops within this step (before the end): residual energy deposited here. */
-            score_proton_step(p, vox, t.energy, energy_column(ep, COL_SPR_W), ep.stop * rho * 0.1f);
+            score_proton_step(sc, vox, t.energy, energy_column(ep, COL_SPR_W), ep.stop * rho * 0.1f);
             return;
         }
         const float de_mean = t.energy - energy_from_range(p, mat, r_after);
@@ -146,7 +146,7 @@ MCP_HOST_DEVICE void transport_track(const Params& p, Track t, uint64_t history,
             de = mcp_min(mcp_max(de_mean + mcp_sqrt(var) * rng_gauss(rng), 0.0f), t.energy);
         }
         /* LET: mean (CSDA) energy loss per unit path over the step, MeV/cm -> keV/um (x 0.1). */
-        score_proton_step(p, vox, de, energy_column(ep, COL_SPR_W), 0.1f * de_mean / s);
+        score_proton_step(sc, vox, de, energy_column(ep, COL_SPR_W), 0.1f * de_mean / s);
         t.energy -= de;
         nuc_left -= s * mfp_rate;
 
@@ -174,11 +174,11 @@ MCP_HOST_DEVICE void transport_track(const Params& p, Track t, uint64_t history,
         }
 
         if (limit == LIMIT_NUCLEAR) {
-            nonelastic_event(p, t, vox, mat, rng, stack, n_stack, next_id, L);
+            nonelastic_event(p, sc, t, vox, mat, rng, stack, n_stack, next_id, L);
             return;
         }
         if (t.energy <= p.e_cut) {
-            if (t.energy > 0.0f) deposit_local_proton(p, vox, mat, t.energy);
+            if (t.energy > 0.0f) deposit_local_proton(p, sc, vox, mat, t.energy);
             return;
         }
         if (limit == LIMIT_BOUNDARY) {
@@ -192,7 +192,7 @@ MCP_HOST_DEVICE void transport_track(const Params& p, Track t, uint64_t history,
     }
     /* Too many steps: a numerical problem.  Deposit locally and count it (reported by Python). */
     VoxelIndex last;
-    if (locate(p, t.x, t.y, t.z, last)) score_local(p, linear_index(p, last), t.energy, 1.0f);
+    if (locate(p, t.x, t.y, t.z, last)) score_local(sc, linear_index(p, last), t.energy, 1.0f);
     else L.escaped += ledger_units(t.energy);
     ++L.errors;
 }
@@ -217,6 +217,7 @@ MCP_KERNEL void mcp_transport(const Params* MCP_RESTRICT params, uint64_t first_
     const Params& p = *params;
     MCP_PARALLEL_BEGIN
     HistoryLedger L = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    const Scorer sc = make_scorer(p);
     MCP_FOR_EACH_ITEM(i, n_histories)
     {
         const uint64_t history = first_history + (uint64_t)i;
@@ -239,10 +240,10 @@ MCP_KERNEL void mcp_transport(const Params* MCP_RESTRICT params, uint64_t first_
         Track stack[MCP_MAX_STACK];
         int n_stack = 0;
         uint32_t next_id = 1;
-        transport_track(p, t, history, stack, n_stack, next_id, L);
+        transport_track(p, sc, t, history, stack, n_stack, next_id, L);
         while (n_stack > 0) {
             const Track s = stack[--n_stack];
-            transport_track(p, s, history, stack, n_stack, next_id, L);
+            transport_track(p, sc, s, history, stack, n_stack, next_id, L);
         }
     }
     flush_ledger(p, L);

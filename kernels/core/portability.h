@@ -31,6 +31,7 @@ typedef unsigned long long uint64_t;
 #else
 #include <cstdint>
 #include <cmath>
+#include <omp.h>
 #endif
 
 /* A parallel region over work items (whole histories): a grid-stride loop on the GPU, an OpenMP loop on
@@ -58,6 +59,16 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void mcp_atomic_add(int64_t* addr, int64_t value
     atomicAdd((unsigned long long*)addr, (unsigned long long)value);
 #else
     __atomic_fetch_add(addr, value, __ATOMIC_RELAXED);
+#endif
+}
+
+/* Index of the calling CPU thread (thread-private tally slot); 0 on the GPU (shared atomic tallies). */
+MCP_FORCEINLINE MCP_HOST_DEVICE int mcp_thread_slot()
+{
+#if MCP_DEVICE_COMPILE
+    return 0;
+#else
+    return omp_get_thread_num();
 #endif
 }
 

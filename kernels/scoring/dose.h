@@ -7,21 +7,50 @@
 #pragma once
 #include "../params.h"
 
-MCP_FORCEINLINE MCP_HOST_DEVICE void score_proton_step(const Params& p, int64_t voxel, float edep_mev,
+/* The tallies one thread writes to: on the CPU a thread-private slot (plain adds, no cache-line
+ * contention between cores) when memory allows, else the shared tally with atomic adds (always on the GPU).
+ * Slots are summed as integers after the launch, so the result is the same either way. */
+struct Scorer {
+    int64_t* edep;
+    int64_t* edep_water;
+    int64_t* edep_proton;
+    int64_t* let_num;
+    int atomic;
+};
+
+MCP_FORCEINLINE MCP_HOST_DEVICE Scorer make_scorer(const Params& p)
+{
+    const int64_t off = p.tally_stride * (int64_t)mcp_thread_slot();
+    Scorer s;
+    s.edep = p.edep + off;
+    s.edep_water = p.edep_water + off;
+    s.edep_proton = p.edep_proton + off;
+    s.let_num = p.let_num + off;
+    s.atomic = p.tally_stride == 0;
+    return s;
+}
+
+MCP_FORCEINLINE MCP_HOST_DEVICE void tally_add(const Scorer& s, int64_t* addr, int64_t v)
+{
+    if (s.atomic) mcp_atomic_add(addr, v);
+    else *addr += v;
+}
+
+MCP_FORCEINLINE MCP_HOST_DEVICE void score_proton_step(const Scorer& sc, int64_t voxel, float edep_mev,
                                                        float spr_w, float let_kev_um)
 {
     const int64_t e = mcp_llrint(edep_mev * MCP_TALLY_SCALE);
-    mcp_atomic_add(p.edep + voxel, e);
-    mcp_atomic_add(p.edep_proton + voxel, e);
-    mcp_atomic_add(p.edep_water + voxel, mcp_llrint(edep_mev * spr_w * MCP_TALLY_SCALE));
-    mcp_atomic_add(p.let_num + voxel, mcp_llrint(edep_mev * let_kev_um * MCP_LET_SCALE));
+    tally_add(sc, sc.edep + voxel, e);
+    tally_add(sc, sc.edep_proton + voxel, e);
+    tally_add(sc, sc.edep_water + voxel, mcp_llrint(edep_mev * spr_w * MCP_TALLY_SCALE));
+    tally_add(sc, sc.let_num + voxel, mcp_llrint(edep_mev * let_kev_um * MCP_LET_SCALE));
 }
 
 /* Local deposit of heavy fragments (no LET contribution: LET_d is that of protons). */
-MCP_FORCEINLINE MCP_HOST_DEVICE void score_local(const Params& p, int64_t voxel, float edep_mev, float spr_w)
+MCP_FORCEINLINE MCP_HOST_DEVICE void score_local(const Scorer& sc, int64_t voxel, float edep_mev, float spr_w)
 {
-    mcp_atomic_add(p.edep + voxel, mcp_llrint(edep_mev * MCP_TALLY_SCALE));
-    mcp_atomic_add(p.edep_water + voxel, mcp_llrint(edep_mev * spr_w * MCP_TALLY_SCALE));
+    tally_add(sc, sc.edep + voxel, mcp_llrint(edep_mev * MCP_TALLY_SCALE));
+    tally_add(sc, sc.edep_water + voxel, mcp_llrint(edep_mev * spr_w * MCP_TALLY_SCALE));
 }
 
 MCP_FORCEINLINE MCP_HOST_DEVICE int64_t ledger_units(float mev) { return mcp_llrint(mev * MCP_TALLY_SCALE); }

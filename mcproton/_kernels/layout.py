@@ -24,6 +24,7 @@ PARAMS_DTYPE = np.dtype([
     ("e_cut", np.float32), ("max_eloss_fraction", np.float32), ("max_step", np.float32),
     ("pad0", np.float32), ("pad1", np.float32),
     ("seed", np.uint64),
+    ("tally_stride", np.int64),
 ], align=True)
 
 # Order of mcp_probe_layout's output (kernels/probes.cu).
@@ -32,7 +33,7 @@ LAYOUT_PROBE_FIELDS = (
     + ["energy_table", "range_index", "material_props", "material_index", "density", "spots", "spot_cdf",
        "edep", "edep_water", "edep_proton", "let_num", "ledger", "log_e_min", "inv_dlog_e", "log_r_min",
        "inv_dlog_r", "n_e", "n_r", "n_mat", "n_spots", "nx", "ny", "nz", "flags", "vx", "vy", "vz", "e_cut",
-       "max_eloss_fraction", "max_step", "seed"]
+       "max_eloss_fraction", "max_step", "seed", "tally_stride"]
     + ["sizeof(Spot)", "Spot.energy", "Spot.sigma", "Spot.corr"]
 )
 

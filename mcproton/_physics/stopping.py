@@ -40,7 +40,7 @@ from typing import Mapping
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-from ..materials import ELEMENTS, Material, get_material
+from ..materials import ELEMENTS, Material, element, get_material
 
 _SP_DIR = Path(__file__).resolve().parents[1] / "data" / "stopping_power"
 
@@ -280,3 +280,43 @@ def electronic_mass_stopping_power(material: Material | str, energy_mev,
 
 __all__ = ["water_stopping_table", "mean_excitation_energy_ev", "electronic_mass_stopping_power",
            "bethe_ratio_to_water", "WATER_MODELS", "E_FREEZE_MEV"]
+
+
+# --- nuclear (elastic Coulomb) stopping power
+
+def _water_nuclear_table(model: str) -> tuple[np.ndarray, np.ndarray]:
+    """(energy MeV, nuclear mass stopping power MeV cm2/g) of water: third column of the same table."""
+    rows = []
+    with open(_SP_DIR / WATER_MODELS[_check_model(model)][0], encoding="utf-8") as fh:
+        for line in fh:
+            s = line.strip()
+            if not s or s.startswith("#") or s[0].isalpha():
+                continue
+            f = s.split(",")
+            rows.append((float(f[0]), float(f[2])))
+    a = np.array(rows, dtype=float)
+    return a[:, 0], a[:, 1]
+
+
+def nuclear_mass_stopping_power(material: Material | str, energy_mev, water_model: str = "icru90") -> np.ndarray:
+    """Nuclear (elastic Coulomb) mass stopping power (MeV cm2/g).
+
+    Water: the ICRU 90 / PSTAR (ICRU 49) table column, interpolated log-log.  Other materials: water's value
+    scaled by sum_i w_i Z_i^2 / A_i relative to water (the high-energy, Rutherford-regime dependence of the
+    nuclear stopping on the target, ICRU Report 49 sec. 4).  It is ~0.1 % of the electronic stopping power
+    at 1 MeV and shortens the CSDA range of therapeutic protons by ~0.03 %; the approximation for materials
+    other than water changes ranges by far less than that.
+    """
+    m = _as_material(material)
+    e_tab, s_tab = _water_nuclear_table(water_model)
+    e = np.asarray(energy_mev, dtype=float)
+    s = np.exp(np.interp(np.log(e), np.log(e_tab), np.log(s_tab)))
+
+    def z2a(mat: Material) -> float:
+        tot = 0.0
+        for sym, w in mat.mass_fractions.items():
+            el = element(sym)
+            tot += w * el.Z**2 / el.atomic_mass_g_mol
+        return tot
+
+    return s * (z2a(m) / z2a(_water_material()))

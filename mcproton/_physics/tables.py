@@ -1,8 +1,8 @@
 """Build the per-material kernel tables (kernels/params.h) from the physics data layer.
 
 For each material, on a grid uniform in ln(E):
-  CSDA range R(E) = integral_0^E dE'/S(E') (g/cm2, electronic stopping; below the first grid point the
-  range is taken as R(E0) = E0 / S(E0) * 1/(1+p) with the low-energy power law S ~ E^-p... see _range()),
+  CSDA range R(E) = integral_0^E dE'/S_tot(E') (g/cm2, electronic + nuclear stopping; below the first
+  grid point S ~ E^(1/2), see _csda_range()),
   the electronic mass stopping power, the water/medium mass stopping-power ratio, the nonelastic mass cross
   section and the nonelastic product multiplicities (ICRU 63), plus an index table on a uniform ln(R) grid
   for the exact inverse-range lookup.
@@ -86,7 +86,10 @@ def build_tables(materials: Sequence[Material | str], water_model: str = "icru90
         s = np.asarray(stopping.electronic_mass_stopping_power(m, e, water_model=water_model), np.float64)
         if not np.all(np.isfinite(s)) or np.any(s <= 0):
             raise ValueError(f"stopping power of material {m.name!r} is not positive and finite on the grid")
-        r = _csda_range(e, s)
+        # CSDA range from the total (electronic + nuclear) stopping power, as ICRU 49/90 define it; the
+        # nuclear-stopping energy is deposited locally like the electronic loss.
+        s_nuc = stopping.nuclear_mass_stopping_power(m, e, water_model=water_model)
+        r = _csda_range(e, s + s_nuc)
         nuc = nuclear.nonelastic_tables(m, e)
         table[k, :, COL["range"]] = r
         table[k, :, COL["stop"]] = s

@@ -1,0 +1,199 @@
+"""Data model of a validation run: metrics, figures, case results and the run context.
+
+The context wraps :func:`mcproton.run.simulate` so that every simulation a case makes is recorded (settings,
+provenance, energy ledger, wall time) and shows up in the report and in the energy-conservation case.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+PASSED, FAILED, SKIPPED, ERROR = "passed", "failed", "skipped", "error"
+
+
+@dataclass
+class Metric:
+    """One compared quantity.
+
+    comparison:
+      "abs"  : pass if |value - reference| <= tolerance
+      "rel"  : pass if |value / reference - 1| <= tolerance (tolerance is a fraction)
+      "max"  : pass if value <= tolerance (reference unused)
+      "min"  : pass if value >= tolerance (e.g. a gamma pass rate)
+      "info" : reported, never fails
+    """
+
+    name: str
+    value: float
+    reference: float | None = None
+    tolerance: float | None = None
+    unit: str = ""
+    comparison: str = "abs"
+    note: str = ""
+
+    @property
+    def difference(self) -> float | None:
+        if self.reference is None or self.comparison in ("max", "min", "info"):
+            return None
+        if self.comparison == "rel":
+            return self.value / self.reference - 1.0 if self.reference else float("nan")
+        return self.value - self.reference
+
+    @property
+    def passed(self) -> bool | None:
+        v = self.value
+        if self.comparison == "info":
+            return None
+        if v is None or not np.isfinite(v):
+            return False
+        if self.comparison == "max":
+            return bool(v <= self.tolerance)
+        if self.comparison == "min":
+            return bool(v >= self.tolerance)
+        d = self.difference
+        return bool(d is not None and np.isfinite(d) and abs(d) <= self.tolerance)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "value": _num(self.value), "reference": _num(self.reference),
+                "difference": _num(self.difference), "tolerance": _num(self.tolerance), "unit": self.unit,
+                "comparison": self.comparison, "passed": self.passed, "note": self.note}
+
+
+def _num(v):
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+@dataclass
+class Figure:
+    title: str
+    png: bytes
+    filename: str = ""
+
+
+@dataclass
+class CaseResult:
+    name: str
+    title: str
+    data_kind: str = ""
+    status: str = PASSED
+    metrics: list[Metric] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # extra info (e.g. fit results)
+    gamma_params: dict[str, Any] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    reference_files: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    message: str = ""
+
+    def finalize(self) -> "CaseResult":
+        if self.status in (SKIPPED, ERROR):
+            return self
+        self.status = PASSED if all(m.passed is not False for m in self.metrics) else FAILED
+        return self
+
+    @property
+    def passed(self) -> bool:
+        return self.status in (PASSED, SKIPPED)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "data_kind": self.data_kind, "status": self.status,
+                "passed": self.passed, "message": self.message, "metrics": [m.to_json() for m in self.metrics],
+                "n_metrics": len(self.metrics),
+                "n_failed": sum(1 for m in self.metrics if m.passed is False),
+                "notes": self.notes, "tables": _jsonable(self.tables), "gamma_params": _jsonable(self.gamma_params),
+                "runs": _jsonable(self.runs), "reference_files": self.reference_files,
+                "figures": [f.filename for f in self.figures], "wall_s": round(self.wall_s, 3)}
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        return _num(o)
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.ndarray):
+        return _jsonable(o.tolist())
+    if o is None or isinstance(o, (str, int, bool)):
+        return o
+    return str(o)
+
+
+@dataclass
+class Context:
+    """What every case gets: the mode, the run settings, and a recording wrapper around ``simulate``."""
+
+    mode: str = "quick"                   # "quick" or "full"
+    backend: str = "auto"
+    seed: int = 20240611
+    batches: int = 10
+    physics: Any = None                   # mcproton.settings.PhysicsSettings (None = defaults)
+    out_dir: Path | None = None
+    simulate_fn: Callable | None = None   # injectable for tests; default mcproton.run.simulate
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    log: Callable[[str], None] = print
+
+    @property
+    def full(self) -> bool:
+        return self.mode == "full"
+
+    def pick(self, quick, full):
+        return full if self.full else quick
+
+    def water_model(self) -> str:
+        return getattr(self.physics, "water_model", "icru90") if self.physics is not None else "icru90"
+
+    def run_settings(self, primaries: int, seed_offset: int = 0, backend: str | None = None):
+        from ..settings import PhysicsSettings, RunSettings
+
+        phys = self.physics if self.physics is not None else PhysicsSettings()
+        return RunSettings(primaries=int(primaries), seed=int(self.seed + seed_offset),
+                           backend=backend or self.backend, batches=self.batches, physics=phys)
+
+    def simulate(self, geometry, beam, primaries: int, label: str, case: str, seed_offset: int = 0,
+                 backend: str | None = None):
+        fn = self.simulate_fn
+        if fn is None:
+            from ..run import simulate as fn  # the engine
+        settings = self.run_settings(primaries, seed_offset, backend)
+        t0 = time.perf_counter()
+        self.log(f"  [{case}] {label}: {settings.primaries} primaries on {settings.backend} ...")
+        res = fn(geometry, beam, settings, progress=False)
+        wall = time.perf_counter() - t0
+        prov = dict(getattr(res, "provenance", {}) or {})
+        rec = {"case": case, "label": label, "primaries": settings.primaries, "seed": settings.seed,
+               "backend": getattr(res, "backend", prov.get("backend", settings.backend)),
+               "device": getattr(res, "device", prov.get("device", "")),
+               "wall_s": round(float(getattr(res, "wall_s", wall) or wall), 3),
+               "protons_per_second": _num(getattr(res, "protons_per_second", None)),
+               "mean_rel_uncertainty_50": _num(getattr(res, "mean_rel_uncertainty_50", None)),
+               "ledger": dict(getattr(res, "ledger", {}) or {}), "provenance": prov,
+               "geometry": f"{getattr(geometry, 'name', '')} {getattr(geometry, 'shape_zyx', '')} voxels of "
+                           f"{getattr(geometry, 'voxel_size_mm', '')} mm",
+               "beam": _beam_summary(beam)}
+        self.runs.append(rec)
+        self.log(f"  [{case}] {label}: done in {wall:.1f} s")
+        return res, rec
+
+
+def _beam_summary(beam) -> str:
+    try:
+        s = beam.spots[0]
+        return (f"{len(beam.spots)} spot(s); E = {s.energy_mev:.3f} MeV, sigma_E = {s.energy_spread_mev:.4f} MeV, "
+                f"sigma = {tuple(round(float(v), 3) for v in s.sigma_mm)} mm, position {tuple(s.position_mm)} mm, "
+                f"direction {tuple(round(float(v), 4) for v in s.direction)}")
+    except Exception:  # pragma: no cover
+        return str(beam)

@@ -1,0 +1,161 @@
+"""Write ``summary.json``, ``report.html`` (self-contained: CSS inline, plots as base64 PNG) and the PNGs."""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+from .core import CaseResult, _jsonable
+
+SCHEMA_VERSION = 1
+
+
+def _settings_from_runs(cases: list[CaseResult]) -> dict[str, Any]:
+    """Engine settings common to the run (from the provenance of the first simulation)."""
+    for c in cases:
+        for r in c.runs:
+            p = r.get("provenance") or {}
+            keys = ("version", "kernel_hash", "compile_options", "backend", "device", "seed", "primaries", "physics")
+            return {k: p.get(k) for k in keys if k in p} | {"backend": r.get("backend"), "device": r.get("device")}
+    return {}
+
+
+def build_summary(cases: list[CaseResult], meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **_jsonable(meta),
+        "engine": _jsonable(_settings_from_runs(cases)),
+        "all_passed": all(c.passed for c in cases),
+        "n_cases": len(cases),
+        "n_passed": sum(1 for c in cases if c.status == "passed"),
+        "n_failed": sum(1 for c in cases if c.status in ("failed", "error")),
+        "n_skipped": sum(1 for c in cases if c.status == "skipped"),
+        "cases": [c.to_json() for c in cases],
+    }
+
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1100px}
+h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
+table{border-collapse:collapse;margin:8px 0;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}
+th{background:#f3f3f3}.passed{color:#116611;font-weight:bold}.failed,.error{color:#b00000;font-weight:bold}
+.skipped,.info{color:#777;font-weight:bold}img{max-width:100%;border:1px solid #ddd;margin:6px 0}
+.small{font-size:11px;color:#555}code{background:#f6f6f6;padding:0 3px}
+"""
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if v != v:
+            return "NaN"
+        a = abs(v)
+        return f"{v:.3g}" if (a and (a < 1e-3 or a >= 1e5)) else f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _kv_table(d: dict[str, Any]) -> str:
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v) if not isinstance(v, (dict, list)) else '<code>' + html.escape(json.dumps(_jsonable(v))) + '</code>'}</td></tr>"
+                   for k, v in d.items())
+    return f"<table>{rows}</table>"
+
+
+def _rows_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _metrics_table(c: CaseResult) -> str:
+    head = "<tr><th>metric</th><th>value</th><th>reference</th><th>difference</th><th>tolerance</th><th>unit</th>" \
+           "<th>result</th><th>note</th></tr>"
+    rows = []
+    for m in c.metrics:
+        p = m.passed
+        cls, word = ("info", "info") if p is None else (("passed", "pass") if p else ("failed", "FAIL"))
+        tol = {"abs": "&plusmn;", "rel": "&plusmn;", "max": "&le;", "min": "&ge;"}.get(m.comparison, "")
+        tv = "" if m.tolerance is None else (f"{tol}{m.tolerance * 100:g} %" if m.comparison == "rel"
+                                              else f"{tol}{_fmt(m.tolerance)}")
+        d = m.difference
+        dv = "" if d is None else (f"{d * 100:+.2f} %" if m.comparison == "rel" else f"{d:+.4g}")
+        rows.append(f"<tr><td>{html.escape(m.name)}</td><td>{_fmt(m.value)}</td><td>{_fmt(m.reference)}</td>"
+                    f"<td>{dv}</td><td>{tv}</td><td>{html.escape(m.unit)}</td><td class='{cls}'>{word}</td>"
+                    f"<td class='small'>{html.escape(m.note)}</td></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def render_html(summary: dict[str, Any], cases: list[CaseResult]) -> str:
+    ok = summary["all_passed"]
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>mcproton commissioning report</title>"
+             f"<style>{_CSS}</style></head><body>",
+             "<h1>mcproton validation and commissioning report</h1>",
+             f"<p>Overall: <span class='{'passed' if ok else 'failed'}'>{'ALL CASES PASSED' if ok else 'FAILURES'}"
+             f"</span> &mdash; {summary['n_passed']} passed, {summary['n_failed']} failed, {summary['n_skipped']} "
+             f"skipped, generated {html.escape(summary['generated'])}.</p>",
+             "<h2>Settings</h2>",
+             _kv_table({k: summary.get(k) for k in ("mode", "backend_requested", "seed", "batches", "physics",
+                                                      "command", "python", "platform", "total_wall_s")}),
+             "<p class='small'>Engine provenance (first simulation):</p>", _kv_table(summary.get("engine", {})),
+             "<h2>Summary</h2><table><tr><th>case</th><th>title</th><th>reference data</th><th>result</th>"
+             "<th>metrics failed</th></tr>"]
+    for c in cases:
+        parts.append(f"<tr><td><a href='#{c.name}'>{c.name}</a></td><td>{html.escape(c.title)}</td>"
+                     f"<td class='small'>{html.escape(c.data_kind)}</td><td class='{c.status}'>{c.status}</td>"
+                     f"<td>{sum(1 for m in c.metrics if m.passed is False)} / {len(c.metrics)}</td></tr>")
+    parts.append("</table>")
+    for c in cases:
+        parts.append(f"<h2 id='{c.name}'>{html.escape(c.name)}: {html.escape(c.title)} &mdash; "
+                     f"<span class='{c.status}'>{c.status}</span></h2>")
+        parts.append(f"<p class='small'>Reference data ({html.escape(c.data_kind)}): "
+                     f"{html.escape(', '.join(c.reference_files))}. Case time {c.wall_s:.1f} s.</p>")
+        if c.message:
+            parts.append(f"<p><b>{html.escape(c.message)}</b></p>")
+        for f in c.figures:
+            b64 = base64.b64encode(f.png).decode("ascii")
+            parts.append(f"<div><img alt='{html.escape(f.title)}' src='data:image/png;base64,{b64}'></div>")
+        if c.metrics:
+            parts.append(_metrics_table(c))
+        if c.gamma_params:
+            parts.append("<p class='small'>Gamma parameters:</p>" + _kv_table(c.gamma_params))
+        for name, rows in c.tables.items():
+            parts.append(f"<p class='small'>{html.escape(name)}:</p>" + _rows_table(rows))
+        for n in c.notes:
+            parts.append(f"<p class='small'>{html.escape(n)}</p>")
+        if c.runs:
+            rows = [{"run": r.get("label"), "primaries": r.get("primaries"), "seed": r.get("seed"),
+                     "backend": r.get("backend"), "device": r.get("device"), "wall_s": r.get("wall_s"),
+                     "protons/s": r.get("protons_per_second"), "geometry": r.get("geometry"), "beam": r.get("beam")}
+                    for r in c.runs]
+            parts.append("<p class='small'>Simulations:</p>" + _rows_table(rows))
+            prov = c.runs[0].get("provenance") or {}
+            if prov:
+                parts.append("<p class='small'>Provenance of the first simulation of this case:</p>" + _kv_table(prov))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(out_dir: Path | str, cases: list[CaseResult], meta: dict[str, Any]) -> dict[str, Any]:
+    """Write summary.json, report.html and one PNG per figure into ``out_dir``; returns the summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for c in cases:
+        for i, f in enumerate(c.figures):
+            if not f.filename:
+                f.filename = f"{c.name}_{i}.png"
+            (out / f.filename).write_bytes(f.png)
+    meta = {"python": platform.python_version(), "platform": platform.platform(), **meta}
+    summary = build_summary(cases, meta)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+    (out / "report.html").write_text(render_html(summary, cases), encoding="utf-8")
+    return summary
