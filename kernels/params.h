@@ -26,7 +26,8 @@ enum EnergyColumn {
     COL_FRAC_RECOIL = 5,  /* fraction of the incident energy to recoils (local) */
     COL_MULT_ALPHA = 6,   /* alphas per event */
     COL_MULT_D = 7,       /* deuterons per event */
-    N_ENERGY_COLUMNS = 8
+    COL_PP_SIGMA = 8,     /* elastic scattering on hydrogen (p-p), mass cross section, cm2/g */
+    N_ENERGY_COLUMNS = 12 /* columns 9-11 spare (keeps records 16-byte aligned) */
 };
 
 /* Columns of the per-material property record. */
@@ -51,6 +52,7 @@ enum LedgerEntry {
     LEDGER_ERRORS = 8,         /* tracks stopped for a numerical error (count): must be 0 */
     LEDGER_STACK_FULL = 9,     /* secondaries dropped because the per-history stack was full (count) */
     LEDGER_STEPS = 10,         /* transport steps (count) */
+    LEDGER_PP_ELASTIC = 11,    /* elastic scatterings on hydrogen (count) */
     N_LEDGER = 16
 };
 

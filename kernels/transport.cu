@@ -19,7 +19,7 @@
 #include "scoring/dose.h"
 #include "source/sample.h"
 
-#define MCP_MAX_STACK 8
+#define MCP_MAX_STACK 16
 #define MCP_MAX_STEPS 200000
 /* Density below which a voxel is treated as vacuum (g/cm3). */
 #define MCP_VACUUM_DENSITY 1e-6f
@@ -32,7 +32,7 @@ struct Track {
 
 struct HistoryLedger {
     int64_t incident, escaped, missed, neutral;
-    int64_t primaries, nuclear, secondaries, steps, errors, stack_full;
+    int64_t primaries, nuclear, pp_elastic, secondaries, steps, errors, stack_full;
 };
 
 enum StepLimit { LIMIT_BOUNDARY = 0, LIMIT_PHYSICS = 1, LIMIT_NUCLEAR = 2 };
@@ -59,34 +59,59 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void deposit_local_proton(const Params& p, const
     score_proton_step(sc, vox, energy, energy_column(ep, COL_SPR_W), ep.stop * rho * 0.1f);
 }
 
-/* Emit the products of a nonelastic event at the track's position. */
-MCP_FORCEINLINE MCP_HOST_DEVICE void nonelastic_event(const Params& p, const Scorer& sc, Track& t, int64_t vox, int mat,
-                                                      Rng& rng, Track* stack, int& n_stack, uint32_t& next_id,
-                                                      HistoryLedger& L)
+/* Put a secondary proton of energy e on the stack, emitted at polar cosine ct (relative to the track) and
+ * azimuth given by (cphi, sphi) in the track's transverse basis; slow ones and overflow are local. */
+MCP_FORCEINLINE MCP_HOST_DEVICE void emit_proton(const Params& p, const Track& t, const float* e1, const float* e2,
+                                                 float e, float ct, float cphi, float sphi, Track* stack,
+                                                 int& n_stack, uint32_t& next_id, HistoryLedger& L, float& local)
+{
+    if (e <= p.e_cut) { local += e; return; }
+    if (n_stack >= MCP_MAX_STACK) { local += e; ++L.stack_full; return; }
+    const float st = mcp_sqrt(mcp_max(1.0f - ct * ct, 0.0f));
+    Track s;
+    s.x = t.x; s.y = t.y; s.z = t.z;
+    s.u = ct * t.u + st * (cphi * e1[0] + sphi * e2[0]);
+    s.v = ct * t.v + st * (cphi * e1[1] + sphi * e2[1]);
+    s.w = ct * t.w + st * (cphi * e1[2] + sphi * e2[2]);
+    s.energy = e;
+    s.id = next_id++;
+    stack[n_stack++] = s;
+    ++L.secondaries;
+}
+
+/* A hard nuclear event at the track's position: elastic scattering on hydrogen (p-p) or a nonelastic
+ * reaction (nuclear.h), chosen by their cross sections.  The incoming track ends here; its products go on
+ * the stack.
+ * p-p elastic: isotropic in the centre-of-mass system (nearly so at 30-300 MeV, SAID), non-relativistic
+ * kinematics of equal masses: T1 = T (1 + cos theta_cm) / 2, T2 = T - T1, cos theta_i = sqrt(T_i / T), the two
+ * protons at opposite azimuths. */
+MCP_FORCEINLINE MCP_HOST_DEVICE void nuclear_event(const Params& p, const Scorer& sc, Track& t, int64_t vox, int mat,
+                                                   Rng& rng, Track* stack, int& n_stack, uint32_t& next_id,
+                                                   HistoryLedger& L)
 {
     const EnergyPoint ep = lookup_energy(p, mat, t.energy);
+    const float sig_pp = energy_column(ep, COL_PP_SIGMA);
+    float e1[3], e2[3];
+    transverse_basis(t.u, t.v, t.w, e1, e2);
+    float local = 0.0f;
+    float sphi, cphi;
+    mcp_sincospi(2.0f * rng_uniform(rng), &sphi, &cphi);
+    if (rng_uniform(rng) * ep.nuc_sigma < sig_pp) {
+        const float t1 = 0.5f * t.energy * (1.0f + (2.0f * rng_uniform(rng) - 1.0f));
+        const float t2 = t.energy - t1;
+        emit_proton(p, t, e1, e2, t1, mcp_sqrt(t1 / t.energy), cphi, sphi, stack, n_stack, next_id, L, local);
+        emit_proton(p, t, e1, e2, t2, mcp_sqrt(t2 / t.energy), -cphi, -sphi, stack, n_stack, next_id, L, local);
+        if (local > 0.0f) deposit_local_proton(p, sc, vox, mat, local);
+        ++L.pp_elastic;
+        return;
+    }
     const NuclearProducts np = sample_nonelastic(t.energy, energy_column(ep, COL_MULT_P),
                                                  energy_column(ep, COL_FRAC_RECOIL),
                                                  energy_column(ep, COL_MULT_ALPHA), energy_column(ep, COL_MULT_D), rng);
-    float local = np.local;
-    float e1[3], e2[3];
-    transverse_basis(t.u, t.v, t.w, e1, e2);
+    local = np.local;
     for (int k = 0; k < np.n_p; ++k) {
-        if (np.energy_p[k] <= p.e_cut) { local += np.energy_p[k]; continue; }
-        if (n_stack >= MCP_MAX_STACK) { local += np.energy_p[k]; ++L.stack_full; continue; }
-        const float ct = np.cos_p[k];
-        const float st = mcp_sqrt(mcp_max(1.0f - ct * ct, 0.0f));
-        float sphi, cphi;
+        emit_proton(p, t, e1, e2, np.energy_p[k], np.cos_p[k], cphi, sphi, stack, n_stack, next_id, L, local);
         mcp_sincospi(2.0f * rng_uniform(rng), &sphi, &cphi);
-        Track s;
-        s.x = t.x; s.y = t.y; s.z = t.z;
-        s.u = ct * t.u + st * (cphi * e1[0] + sphi * e2[0]);
-        s.v = ct * t.v + st * (cphi * e1[1] + sphi * e2[1]);
-        s.w = ct * t.w + st * (cphi * e1[2] + sphi * e2[2]);
-        s.energy = np.energy_p[k];
-        s.id = next_id++;
-        stack[n_stack++] = s;
-        ++L.secondaries;
     }
     score_local(sc, vox, local, energy_column(ep, COL_SPR_W));
     L.neutral += ledger_units(np.neutral);
@@ -174,7 +199,7 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
         }
 
         if (limit == LIMIT_NUCLEAR) {
-            nonelastic_event(p, sc, t, vox, mat, rng, stack, n_stack, next_id, L);
+            nuclear_event(p, sc, t, vox, mat, rng, stack, n_stack, next_id, L);
             return;
         }
         if (t.energy <= p.e_cut) {
@@ -205,6 +230,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void flush_ledger(const Params& p, const History
     mcp_atomic_add(p.ledger + LEDGER_NEUTRAL, L.neutral);
     mcp_atomic_add(p.ledger + LEDGER_PRIMARIES, L.primaries);
     mcp_atomic_add(p.ledger + LEDGER_NUCLEAR_EVENTS, L.nuclear);
+    mcp_atomic_add(p.ledger + LEDGER_PP_ELASTIC, L.pp_elastic);
     mcp_atomic_add(p.ledger + LEDGER_SECONDARIES, L.secondaries);
     mcp_atomic_add(p.ledger + LEDGER_STEPS, L.steps);
     if (L.errors) mcp_atomic_add(p.ledger + LEDGER_ERRORS, L.errors);
@@ -216,7 +242,7 @@ MCP_KERNEL void mcp_transport(const Params* MCP_RESTRICT params, uint64_t first_
 {
     const Params& p = *params;
     MCP_PARALLEL_BEGIN
-    HistoryLedger L = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    HistoryLedger L = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     const Scorer sc = make_scorer(p);
     MCP_FOR_EACH_ITEM(i, n_histories)
     {

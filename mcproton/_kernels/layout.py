@@ -53,7 +53,7 @@ FLAG_NUCLEAR = 4
 
 # Ledger entries (kernels/params.h enum LedgerEntry).
 LEDGER = {"incident": 0, "deposited": 1, "escaped": 2, "missed": 3, "neutral": 4, "primaries": 5,
-          "nuclear_events": 6, "secondaries": 7, "errors": 8, "stack_full": 9, "steps": 10}
+          "nuclear_events": 6, "secondaries": 7, "errors": 8, "stack_full": 9, "steps": 10, "pp_elastic": 11}
 N_LEDGER = 16
 TALLY_SCALE = 16777216.0   # MCP_TALLY_SCALE: fixed-point units per MeV
 LET_SCALE = 1048576.0      # MCP_LET_SCALE

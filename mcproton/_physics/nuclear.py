@@ -33,7 +33,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..materials import ELEMENTS, Material, get_material
+from ..materials import ELEMENTS, Material, element, get_material
 
 _NUC_FILE = Path(__file__).resolve().parents[1] / "data" / "nuclear" / "icru63_nonelastic_p_elements.csv"
 
@@ -159,3 +159,33 @@ def nonelastic_tables(material: Material | str, energy_mev: np.ndarray) -> dict[
 __all__ = ["nonelastic_tables", "element_nonelastic", "elements_with_data", "substitute_element",
            "SUBSTITUTES",
            "KEYS", "AVOGADRO", "BARN_CM2"]
+
+
+# --- proton-proton elastic scattering on the hydrogen of the material
+
+def _pp_table() -> tuple[np.ndarray, np.ndarray]:
+    rows = []
+    with open(Path(__file__).resolve().parent.parent / "data" / "nuclear" / "pp_elastic.csv", encoding="utf-8") as fh:
+        for line in fh:
+            t = line.strip()
+            if not t or t.startswith("#") or t[0].isalpha():
+                continue
+            a, b = t.split(",")[:2]
+            rows.append((float(a), float(b)))
+    arr = np.array(rows)
+    return arr[:, 0], arr[:, 1]
+
+
+def pp_elastic_mass_cross_section(material: Material | str, energy_mev) -> np.ndarray:
+    """Macroscopic mass cross section (cm2/g) of elastic scattering on the material's hydrogen nuclei:
+    w_H N_A / A_H sigma_pp(E), with sigma_pp from data/nuclear/pp_elastic.csv (interpolated log-log, constant
+    outside the table)."""
+    m = get_material(material) if isinstance(material, str) else material
+    w_h = float(m.mass_fractions.get("H", 0.0))
+    e = np.asarray(energy_mev, dtype=float)
+    if w_h <= 0:
+        return np.zeros_like(e)
+    et, st = _pp_table()
+    sig_mb = np.exp(np.interp(np.log(np.clip(e, et[0], et[-1])), np.log(et), np.log(st)))
+    a_h = element("H").atomic_mass_g_mol
+    return w_h * AVOGADRO / a_h * sig_mb * 1e-27

@@ -1,0 +1,41 @@
+"""Test configuration: one marker table (like pymedphys's SKIPPING_CONFIG) and the backend fixture.
+
+Markers: gpu (auto-skipped without CuPy and a CUDA device), slow (only with `-m slow`), validation,
+nvrtc (GPU compilation with NVRTC; needs cuda-bindings + nvidia-cuda-nvrtc, no GPU; skipped when they are
+missing unless MCPROTON_REQUIRE_NVRTC=1, which CI sets so that the check can never be skipped there).
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mcproton._backend import cuda_available
+
+_GPU_OK, _GPU_WHY = cuda_available()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    run_slow = config.getoption("--run-slow") or "slow" in (config.getoption("-m") or "")
+    for item in items:
+        if "gpu" in item.keywords and not _GPU_OK:
+            item.add_marker(pytest.mark.skip(reason=f"no GPU: {_GPU_WHY}"))
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(pytest.mark.skip(reason="slow test: run with --run-slow or -m slow"))
+
+
+BACKENDS = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Each engine test runs on both backends with the same expectations (cuda skipped without a GPU)."""
+    return request.param
+
+
+def nvrtc_required() -> bool:
+    return os.environ.get("MCPROTON_REQUIRE_NVRTC", "") == "1"

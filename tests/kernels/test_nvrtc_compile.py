@@ -1,0 +1,62 @@
+"""Every kernel entry point compiles for the GPU (compute_90) with NVRTC, on a machine without a GPU.
+
+Needs cuda-bindings + nvidia-cuda-nvrtc-cu12 (the `test` extra installs them).  CI sets
+MCPROTON_REQUIRE_NVRTC=1 so that a missing NVRTC fails instead of skipping.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from mcproton._backend.cuda import CUDA_OPTIONS
+from mcproton._kernels.layout import ENTRY_POINTS
+from mcproton._kernels.source import ENTRY_FILES, assemble
+
+
+def nvrtc_required() -> bool:
+    return os.environ.get("MCPROTON_REQUIRE_NVRTC", "") == "1"
+
+pytestmark = pytest.mark.nvrtc
+
+
+def _nvrtc():
+    try:
+        from cuda.bindings import nvrtc
+    except ImportError:
+        try:
+            from cuda import nvrtc  # older cuda-python layout
+        except ImportError as exc:
+            if nvrtc_required():
+                raise AssertionError("NVRTC (cuda-bindings) is required here but missing: "
+                                     "pip install 'cuda-bindings>=12.9,<13' nvidia-cuda-nvrtc-cu12") from exc
+            pytest.skip("cuda-bindings not installed")
+    return nvrtc
+
+
+def compile_ptx(entry: str, arch: str = "compute_90") -> str:
+    nvrtc = _nvrtc()
+    src = assemble(entry).encode()
+    err, prog = nvrtc.nvrtcCreateProgram(src, entry.encode(), 0, [], [])
+    assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, err
+    opts = [f"--gpu-architecture={arch}".encode()] + [o.encode() for o in CUDA_OPTIONS]
+    (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+    _, n = nvrtc.nvrtcGetProgramLogSize(prog)
+    log = b" " * n
+    nvrtc.nvrtcGetProgramLog(prog, log)
+    assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, f"NVRTC failed on {entry}:\n{log.decode(errors='replace')}"
+    _, n = nvrtc.nvrtcGetPTXSize(prog)
+    ptx = b" " * n
+    nvrtc.nvrtcGetPTX(prog, ptx)
+    nvrtc.nvrtcDestroyProgram(prog)
+    return ptx.decode(errors="replace")
+
+
+@pytest.mark.parametrize("entry", ENTRY_FILES)
+def test_entry_points_compile_for_compute_90(entry):
+    ptx = compile_ptx(entry)
+    assert ".target sm_90" in ptx
+    entries = set(re.findall(r"\.entry\s+(\w+)", ptx))
+    expected = {name for name, (f, _) in ENTRY_POINTS.items() if f == entry}
+    assert expected <= entries, f"missing entry points in PTX: {expected - entries}"
