@@ -168,7 +168,7 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
         float de = de_mean;
         if (p.flags & MCP_FLAG_STRAGGLING) {
             const float var = bohr_variance_mev2(e_mid, material_prop(p, mat, MAT_Z_OVER_A), rho * s);
-            de = mcp_min(mcp_max(de_mean + mcp_sqrt(var) * rng_gauss(rng), 0.0f), t.energy);
+            de = sample_energy_loss(de_mean, var, t.energy, rng_gauss(rng));
         }
         /* LET: mean (CSDA) energy loss per unit path over the step, MeV/cm -> keV/um (x 0.1). */
         score_proton_step(sc, vox, de, energy_column(ep, COL_SPR_W), 0.1f * de_mean / s);
