@@ -12,26 +12,49 @@ from . import __version__
 def _cmd_run(args: argparse.Namespace) -> int:
     from ._io.hdf5 import write_result_hdf5
     from .config import build_beams, build_geometry, check_beam_hits, load_config, run_settings
-    from .run import simulate
 
     cfg = load_config(args.config, args.set)
     settings = run_settings(cfg)
     geometry = build_geometry(cfg)
     beams = build_beams(cfg)
     check_beam_hits(geometry, beams)
+    from ._run.inputs import check_inputs
+
+    check_inputs(cfg, settings, geometry, beams)
     out = Path(args.out)
-    results = []
-    for n, beam in enumerate(beams):
-        if len(beams) > 1:
-            print(f"beam {n + 1}/{len(beams)}: {beam.name} ({len(beam.spots)} spots)", file=sys.stderr)
-        res = simulate(geometry, beam, settings, progress=not args.quiet)
-        results.append(res)
+    # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
+    from ._run.job import RunInterrupted, remove_checkpoint, run_job
+
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1; got {args.workers}")
+    if not args.quiet and args.workers is None and args.scheduler is None:
+        from ._backend import cuda_available, get_backend
+
+        be = get_backend(settings.backend, settings.threads)
+        why = "" if settings.backend != "auto" else f" (auto: {'GPU found' if be.name == 'cuda' else cuda_available()[1]})"
+        print(f"mcproton: backend {be.name} on {be.device}{why}", file=sys.stderr)
+    try:
+        results = run_job(cfg, settings, geometry, beams, out, resume=args.resume,
+                          checkpoint=not args.no_checkpoint, workers=args.workers, scheduler=args.scheduler,
+                          progress=not args.quiet)
+    except RunInterrupted as exc:
+        print(f"mcproton: {exc}", file=sys.stderr)
+        return exc.code
     total = results[0]
     if len(results) > 1:
         from .run import sum_results
 
         total = sum_results(results)
     write_result_hdf5(total, out)
+    if not args.no_checkpoint:
+        remove_checkpoint(out)
+    rtstruct = cfg.get("plan", {}).get("rtstruct")
+    if rtstruct:  # DVH per structure into the HDF5 group "dvh" (mcproton/_io/rtstruct.py)
+        from ._io.rtstruct import add_dvh_to_result
+        from .config import _resolve
+
+        add_dvh_to_result(total, out, _resolve(cfg, rtstruct),
+                          dose="dose_to_water" if cfg.get("output", {}).get("dose_to") == "water" else "dose")
     summary = {"output": str(out), "backend": total.backend, "device": total.device,
                "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
                "protons_per_second": round(total.protons_per_second, 1),
@@ -140,6 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set beam.energy_mev=100 (repeatable)")
     r.add_argument("--rtdose", help="also write a DICOM RT Dose file")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoint (<out>.ckpt.h5)")
+    r.add_argument("--no-checkpoint", action="store_true",
+                   help="write no checkpoint (an interrupted run cannot be resumed)")
+    r.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="run on a local Dask cluster of N single-threaded workers (needs mcproton[distributed])")
+    r.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on the Dask cluster at ADDRESS, e.g. tcp://host:8786 (workers need mcproton and "
+                        "the config's input files)")
     r.set_defaults(func=_cmd_run)
 
     b = sub.add_parser("bench", help="benchmark: pencil beam in water, full physics; prints protons/s")
@@ -164,10 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_PASSTHROUGH = {"validate": _cmd_validate, "demo": _cmd_demo, "phantom": _cmd_phantom}
+
+
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
 
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _PASSTHROUGH:
+        # argparse.REMAINDER does not capture a remainder that starts with an option (``demo --out x``):
+        # hand everything after the subcommand to its own parser
+        args = argparse.Namespace(func=_PASSTHROUGH[argv[0]], rest=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

@@ -32,6 +32,12 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "backend": ((str,), '"auto", "cpu" or "cuda"'),
         "batches": ((int,), "statistical batches (>= 2) for the per-voxel uncertainty"),
         "threads": ((int,), "CPU threads (default: all cores)"),
+        "batch_size": ((int,), "histories per batch (default primaries / batches); memory does not grow "
+                               "with it"),
+        "target_uncertainty": ((int, float), "stop at this mean relative uncertainty (voxels > 50 % Dmax), "
+                                             "e.g. 0.01; primaries is then the upper limit"),
+        "time_limit_s": ((int, float), "stop after this many seconds of transport (checked between batches)"),
+        "checkpoint_interval_s": ((int, float), "seconds between checkpoints of a CLI run (0 = every batch)"),
     },
     "physics": {
         "water_model": ((str,), '"icru90" (I = 78 eV, default) or "pstar" (I = 75 eV)'),
@@ -43,7 +49,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "max_step_mm": ((int, float), "longest step (mm)"),
     },
     "phantom": {
-        "type": ((str,), '"water" (box), "box", "slabs", "ct" or "paediatric"'),
+        "type": ((str,), '"water" (box), "box", "slabs", "slab_ct", "ct" or "paediatric"'),
         "material": ((str,), "material of a box phantom (default water)"),
         "density_g_cm3": ((int, float), "density override of a box phantom"),
         "size_mm": ((list,), "box size [x, y, z] in mm"),
@@ -53,6 +59,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "ct_dir": ((str,), "folder of a DICOM CT series"),
         "calibration": ((str,), 'HU calibration: "schneider2000" (default), a built-in name or a folder'),
         "age_years": ((int, float), "age of the paediatric phantom"),
+        "depth_axis": ((str,), 'slab_ct: direction of increasing depth in the patient frame, "+x".."-z"'),
+        "surface_mm": ((list,), "slab_ct: point [x, y, z] where the central axis enters the first layer"),
+        "air_mm": ((int, float), "slab_ct: air in front of the surface, inside the CT (mm)"),
     },
     "beam": {
         "energy_mev": ((int, float), "mean kinetic energy (MeV)"),
@@ -70,6 +79,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "beam_model": ((str,), 'beam model: "dcpt_v5", "dcpt_v2", a .toml file or an MCsquare BDL'),
         "beams": ((list,), "beam numbers to simulate (default all)"),
         "all_fractions": ((bool,), "dose for all fractions instead of one"),
+        "rtstruct": ((str,), "DICOM RT Structure Set: DVH per structure in the HDF5 group dvh"),
     },
     "output": {
         "dose_to": ((str,), '"medium" (default) or "water": which dose the RT Dose file holds'),
@@ -193,7 +203,7 @@ def build_geometry(cfg: dict[str, Any]):
             if any(v <= 0 for v in size + vox):
                 raise ConfigError(f"phantom.size_mm and phantom.voxel_mm must be positive; got {size}, {vox}")
             return box_phantom(ph.get("material", "water"), size, vox, ph.get("density_g_cm3"))
-        if kind == "slabs":
+        if kind in ("slabs", "slab_ct"):
             layers = ph.get("layers")
             if not layers:
                 raise ConfigError("phantom.type = \"slabs\" needs phantom.layers = [{material=..., thickness_mm=...}]")
@@ -206,6 +216,15 @@ def build_geometry(cfg: dict[str, Any]):
                     raise ConfigError(f"phantom.layers[{i}] has unknown keys {sorted(extra)}")
                 lay.append((L["material"], float(L["thickness_mm"]))
                            + ((float(L["density_g_cm3"]),) if "density_g_cm3" in L else ()))
+            if kind == "slab_ct":
+                from ._io.slab_ct import slab_ct_geometry
+
+                return slab_ct_geometry(
+                    lay, surface_mm=_vec(ph, "surface_mm", 3, [0.0, 0.0, 0.0], "phantom"),
+                    depth_axis=ph.get("depth_axis", "+z"), air_mm=float(ph.get("air_mm", 0.0)),
+                    lateral_size_mm=_vec(ph, "lateral_size_mm", 2, [200.0, 200.0], "phantom"),
+                    voxel_mm=_vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom"),
+                    ct_dir=_resolve(cfg, ph["ct_dir"]) if "ct_dir" in ph else None)
             return slab_phantom(lay, _vec(ph, "lateral_size_mm", 2, [200.0, 200.0], "phantom"),
                                 _vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom"))
         if kind == "ct":
@@ -214,7 +233,11 @@ def build_geometry(cfg: dict[str, Any]):
             if "ct_dir" not in ph:
                 raise ConfigError('phantom.type = "ct" needs phantom.ct_dir (a folder of DICOM CT slices)')
             ct = load_ct_series(_resolve(cfg, ph["ct_dir"]))
-            return HUCalibration.load(ph.get("calibration", "schneider2000")).to_geometry(ct)
+            cal = ph.get("calibration", "schneider2000")
+            cal_path = _resolve(cfg, cal)  # a calibration folder relative to the config, else a built-in name
+            g = HUCalibration.load(cal_path if cal_path.exists() else cal).to_geometry(ct)
+            g.frame_of_reference_uid = ct.frame_of_reference_uid  # the RT Dose refers to the CT's frame
+            return g
         if kind == "paediatric":
             from .phantoms import make_head_phantom
 
@@ -223,7 +246,7 @@ def build_geometry(cfg: dict[str, Any]):
         raise
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"[phantom]: {exc}") from None
-    raise ConfigError(f"unknown phantom.type {kind!r}{_suggest(kind, ['water', 'box', 'slabs', 'ct', 'paediatric'])}")
+    raise ConfigError(f"unknown phantom.type {kind!r}{_suggest(kind, ['water', 'box', 'slabs', 'slab_ct', 'ct', 'paediatric'])}")
 
 
 def _spot(d: dict, where: str):
@@ -308,3 +331,13 @@ def check_beam_hits(geometry, beams) -> None:
                 f"every spot of beam {beam.name!r} misses the phantom (grid spans x {lo[0]:.1f}..{hi[0]:.1f}, "
                 f"y {lo[1]:.1f}..{hi[1]:.1f}, z {lo[2]:.1f}..{hi[2]:.1f} mm); check beam.position_mm and "
                 "beam.direction")
+
+
+def schema_markdown() -> str:
+    """The config reference as a Markdown table (README "Config reference"; tests keep them in sync)."""
+    lines = ["| key | type | meaning |", "|---|---|---|"]
+    for sec, keys in SCHEMA.items():
+        for key, (types, desc) in keys.items():
+            t = "/".join(sorted({ty.__name__ for ty in types}))
+            lines.append(f"| `{sec}.{key}` | {t} | {desc.replace('|', '/')} |")
+    return "\n".join(lines)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -42,29 +43,60 @@ def plot_depth_dose(result, path: str | Path, title: str | None = None) -> Path:
 
 
 def plot_dose_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] | None = None,
-                     title: str | None = None) -> Path:
-    """Dose over the density (anatomy) in three orthogonal planes through ``centre_zyx`` (default: Dmax)."""
+                     title: str | None = None, *, structures: dict | None = None,
+                     isodose_gy: Sequence[float] | None = None, reference_gy: float | None = None,
+                     body_mask=None) -> Path:
+    """Dose over the density (anatomy) in three orthogonal planes through ``centre_zyx`` (default: Dmax).
+
+    structures : {name: boolean (z, y, x) mask} drawn as outlines (e.g. target, brainstem, cochleae).
+    isodose_gy : dose levels (Gy) drawn as isodose lines; with ``reference_gy`` (e.g. the prescription) the
+        default levels are 30, 50, 80, 95 and 107 % of it, and the colour scale ends at 110 % of it.
+    body_mask : voxels where the dose is shown (default: all); e.g. density > 0.5 g/cm3 hides the
+        dose-to-air spikes outside the patient.
+    """
     plt = _plt()
     g = result.geometry
-    dose = result.dose_gy_zyx
+    dose = np.asarray(result.dose_gy_zyx)
+    if body_mask is not None:
+        dose = np.where(body_mask, dose, 0.0)
     rho = g.density_g_cm3_zyx
     if centre_zyx is None:
         centre_zyx = tuple(int(v) for v in np.unravel_index(int(np.argmax(dose)), dose.shape))
     k, j, i = centre_zyx
     x, y, z = g.axis_mm("x"), g.axis_mm("y"), g.axis_mm("z")
-    planes = [("axial (z = %.0f mm)" % z[k], dose[k], rho[k], (x[0], x[-1], y[-1], y[0]), "x (mm)", "y (mm)"),
-              ("coronal (y = %.0f mm)" % y[j], dose[:, j, :], rho[:, j, :], (x[0], x[-1], z[0], z[-1]), "x (mm)", "z (mm)"),
-              ("sagittal (x = %.0f mm)" % x[i], dose[:, :, i], rho[:, :, i], (y[0], y[-1], z[0], z[-1]), "y (mm)", "z (mm)")]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.8), dpi=100)
-    dmax = float(dose.max()) or 1.0
-    for ax, (name, d, r, ext, xl, yl) in zip(axes, planes):
-        origin = "upper" if name.startswith("axial") else "lower"
+    sl = [(k, slice(None), slice(None)), (slice(None), j, slice(None)), (slice(None), slice(None), i)]
+    planes = [("axial (z = %.0f mm)" % z[k], (x, y), (x[0], x[-1], y[-1], y[0]), "x (mm, +left)", "y (mm, +posterior)"),
+              ("coronal (y = %.0f mm)" % y[j], (x, z), (x[0], x[-1], z[0], z[-1]), "x (mm, +left)", "z (mm, +superior)"),
+              ("sagittal (x = %.0f mm)" % x[i], (y, z), (y[0], y[-1], z[0], z[-1]), "y (mm, +posterior)", "z (mm, +superior)")]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), dpi=100)
+    dmax = float(reference_gy * 1.1) if reference_gy else (float(dose.max()) or 1.0)
+    levels = list(isodose_gy) if isodose_gy is not None else (
+        [f * reference_gy for f in (0.3, 0.5, 0.8, 0.95, 1.07)] if reference_gy else [])
+    im = None
+    handles = {}
+    for n, (ax, (name, (h, v), ext, xl, yl)) in enumerate(zip(axes, planes)):
+        origin = "upper" if n == 0 else "lower"
+        d, r = dose[sl[n]], rho[sl[n]]
         ax.imshow(r, cmap="gray", extent=ext, origin=origin, vmin=0, vmax=2.0, aspect="equal")
         m = np.ma.masked_less(d, 0.05 * dmax)
-        im = ax.imshow(m, cmap="jet", alpha=0.5, extent=ext, origin=origin, vmin=0, vmax=dmax, aspect="equal")
+        im = ax.imshow(m, cmap="jet", alpha=0.45, extent=ext, origin=origin, vmin=0, vmax=dmax, aspect="equal")
+        if levels and d.max() > min(levels):
+            cs = ax.contour(h, v, d, levels=sorted(levels), colors="white", linewidths=0.7)
+            fmt = {lv: (f"{100 * lv / reference_gy:.0f}%" if reference_gy else f"{lv:.2g}") for lv in cs.levels}
+            ax.clabel(cs, cs.levels, fmt=fmt, fontsize=6, inline=True)
+        for c, (nm, mask) in enumerate((structures or {}).items()):
+            ms = np.asarray(mask, bool)[sl[n]]
+            if ms.any():
+                ax.contour(h, v, ms.astype(float), levels=[0.5], colors=[f"C{c}"], linewidths=1.1)
+                handles[nm] = f"C{c}"
         ax.set_title(name)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
+    if handles:
+        from matplotlib.lines import Line2D
+
+        fig.legend([Line2D([0], [0], color=c, lw=1.5) for c in handles.values()], list(handles),
+                   loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
     fig.colorbar(im, ax=axes, shrink=0.8, label=f"dose ({result.normalisation})")
     if title:
         fig.suptitle(title)

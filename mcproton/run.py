@@ -30,6 +30,24 @@ from .source import Beam
 
 MEV_TO_J = 1.602176634e-13  # J per MeV (SI exact, CODATA 2018)
 MEV_PER_G_TO_GY = MEV_TO_J * 1e3  # MeV/g -> J/kg
+PRIVATE_TALLY_BYTES = 1 << 30  # largest memory for thread-private CPU tallies (else shared atomic tallies)
+
+
+# Voxels lighter than this (air, g/cm3) are left out of the 50 %-of-Dmax uncertainty figure: dose to medium in
+# air is large and noisy, and would otherwise set Dmax.
+UNCERTAINTY_MIN_DENSITY = 0.05
+
+
+def mean_uncertainty_above_half_max(dose: np.ndarray, unc: np.ndarray, density: np.ndarray) -> float:
+    """Mean relative uncertainty over the voxels (density >= 0.05 g/cm3) with dose >= 50 % of their maximum
+    (MCsquare's stopping figure).  NaN without dose."""
+    tissue = np.asarray(density).reshape(dose.shape) >= UNCERTAINTY_MIN_DENSITY
+    d = np.where(tissue, dose, 0.0)
+    dmax = d.max(initial=0.0)
+    if dmax <= 0:
+        return float("nan")
+    hi = d >= 0.5 * dmax
+    return float(np.asarray(unc)[hi].mean())
 
 
 @dataclass
@@ -120,7 +138,15 @@ class Simulation:
             "spots": b.asarray(spots.view(np.uint8)),
             "spot_cdf": b.asarray(beam.spot_cdf()),
         }
-        self.tally = {k: b.zeros(self.n_vox, np.int64) for k in ("edep", "edep_water", "edep_proton", "let_num")}
+        # CPU: one private tally slot per thread (no atomics, no cache-line contention) when the memory
+        # allows; otherwise (and on the GPU) one shared tally with atomic adds.
+        self.slots = 1
+        if b.name == "cpu":
+            threads = int(getattr(b, "threads", 1))
+            if threads > 1 and threads * self.n_vox * 4 * 8 <= PRIVATE_TALLY_BYTES:
+                self.slots = threads
+        self.tally = {k: b.zeros((self.slots, self.n_vox), np.int64)
+                      for k in ("edep", "edep_water", "edep_proton", "let_num")}
         self.ledger_dev = b.zeros(N_LEDGER, np.int64)
         p = np.zeros(1, PARAMS_DTYPE)
         for k, a in {**self._keep, **self.tally, "ledger": self.ledger_dev}.items():
@@ -139,6 +165,7 @@ class Simulation:
         p["max_eloss_fraction"] = phys.max_eloss_fraction
         p["max_step"] = phys.max_step_mm / 10.0
         p["seed"] = self.settings.seed
+        p["tally_stride"] = self.n_vox if self.slots > 1 else 0
         self.params_host = p
         self.params_dev = b.asarray(p.view(np.uint8))
 
@@ -150,7 +177,8 @@ class Simulation:
         self.ledger_dev.fill(0)
         b.launch("mcp_transport", n, self.params_dev, first, n)
         b.synchronize()
-        out = {k: b.to_host(a).copy() for k, a in self.tally.items()}
+        out = {k: (b.to_host(a)[0].copy() if self.slots == 1 else b.to_host(a).sum(axis=0))
+               for k, a in self.tally.items()}
         out["ledger"] = b.to_host(self.ledger_dev).copy()
         return out
 
@@ -172,9 +200,10 @@ class Accumulator:
             if self.sums[k].max(initial=0) > 2**62:
                 raise OverflowError("a voxel tally approaches the 64-bit limit; split the run into several")
         self.ledger += batch["ledger"]
-        x = batch["edep"].astype(np.float64) / TALLY_SCALE / n
-        self.sum_x += x
-        self.sum_x2 += x * x
+        idx = np.flatnonzero(batch["edep"])
+        x = batch["edep"][idx].astype(np.float64) / TALLY_SCALE / n
+        self.sum_x[idx] += x
+        self.sum_x2[idx] += x * x
         self.batches += 1
         self.primaries += n
 
@@ -212,12 +241,11 @@ def finish(sim: Simulation, acc: Accumulator, wall_s: float) -> DoseResult:
     if sim.beam.total_protons:
         scale = float(sim.beam.total_protons)
         norm = f"Gy for {scale:.6g} protons"
-    hi = dose >= 0.5 * dose.max() if dose.max() > 0 else np.zeros_like(dose, bool)
-    mean_unc = float(unc[hi].mean()) if hi.any() else float("nan")
+    mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx)
     led = {k: float(acc.ledger[i]) / TALLY_SCALE for k, i in LEDGER.items()
            if k in ("incident", "escaped", "missed", "neutral")}
     led["deposited"] = float(acc.sums["edep"].sum()) / TALLY_SCALE
-    for k in ("primaries", "nuclear_events", "secondaries", "errors", "stack_full", "steps"):
+    for k in ("primaries", "nuclear_events", "pp_elastic", "secondaries", "errors", "stack_full", "steps"):
         led[k] = int(acc.ledger[LEDGER[k]])
     out_e = led["deposited"] + led["escaped"] + led["missed"] + led["neutral"]
     led["imbalance_rel"] = (led["incident"] - out_e) / led["incident"] if led["incident"] > 0 else 0.0
@@ -264,11 +292,71 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | None =
     sim.backend.compile()
     acc = Accumulator(sim.n_vox)
     show = _progress_printer(settings.primaries) if progress is True else (progress or None)
-    t0 = time.perf_counter()
-    for first, n in batch_plan(settings.primaries, settings.batches):
-        acc.add(sim.run_histories(first, n), n)
-        if show:
-            el = time.perf_counter() - t0
-            show(acc.primaries, acc.primaries / el if el > 0 else 0.0)
-    wall = time.perf_counter() - t0
-    return finish(sim, acc, wall)
+    # streaming batches (bounded memory, GPU out-of-memory -> smaller batches, stop at run.primaries,
+    # run.target_uncertainty or run.time_limit_s): mcproton/_run/streaming.py
+    from ._run.streaming import BatchPlan, LocalExecutor, stream
+
+    plan = BatchPlan.from_settings(settings, sim.backend.name)
+    res = stream(acc, plan, LocalExecutor(sim, plan), settings, geometry, progress=show)
+    if show is not None and progress is True and acc.primaries < settings.primaries:
+        sys.stderr.write("\n")
+    out = finish(sim, acc, res.elapsed_s)
+    out.provenance["stop_reason"] = res.stop_reason
+    return out
+
+
+def sum_results(results: list[DoseResult]) -> DoseResult:
+    """The sum of the DoseResults of several beams on the same geometry (e.g. the beams of a plan).
+
+    Dose and dose to water add; LET_d is the dose-weighted mean of the beams' LET_d; the relative
+    uncertainty combines the beams' absolute standard errors in quadrature; the ledger energies, primaries
+    and wall time add.  All results must be absolute (``Gy for N protons``) or all per primary.
+    """
+    if not results:
+        raise ValueError("sum_results needs at least one DoseResult")
+    if len(results) == 1:
+        return results[0]
+    g = results[0].geometry
+    for r in results[1:]:
+        rg = r.geometry
+        if (rg.shape_zyx != g.shape_zyx or not np.allclose(rg.voxel_size_mm, g.voxel_size_mm)
+                or not np.allclose(rg.origin_mm, g.origin_mm)):
+            raise ValueError("sum_results: the results have different dose grids; resample them first")
+    per_primary = [r.normalisation == "Gy per primary" for r in results]
+    if any(per_primary) and not all(per_primary):
+        raise ValueError("sum_results: cannot add a per-primary dose to an absolute dose; give every beam "
+                         "total_protons (plans do)")
+    dose = np.sum([r.dose_gy_zyx for r in results], axis=0)
+    dose_w = np.sum([r.dose_to_water_gy_zyx for r in results], axis=0)
+    var = np.sum([(r.uncertainty_rel_zyx * r.dose_gy_zyx) ** 2 for r in results], axis=0)
+    wlet = np.sum([r.let_d_kev_um_zyx * r.dose_gy_zyx for r in results], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unc = np.where(dose > 0, np.sqrt(var) / np.where(dose > 0, dose, 1.0), 0.0)
+        let_d = np.where(dose > 0, wlet / np.where(dose > 0, dose, 1.0), 0.0)
+    mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx)
+    n = int(sum(r.primaries for r in results))
+    edep = None
+    if all(r.edep_mev_zyx is not None for r in results):
+        edep = np.sum([r.edep_mev_zyx * r.primaries for r in results], axis=0) / n
+    led: dict = {}
+    for r in results:
+        for k, v in r.ledger.items():
+            if k != "imbalance_rel":
+                led[k] = led.get(k, 0) + v
+    if "incident" in led:
+        out_e = sum(led.get(k, 0.0) for k in ("deposited", "escaped", "missed", "neutral"))
+        led["imbalance_rel"] = (led["incident"] - out_e) / led["incident"] if led["incident"] > 0 else 0.0
+    wall = float(sum(r.wall_s for r in results))
+    pps = n / wall if wall > 0 else float("nan")
+    norm = ("Gy per primary (sum over beams)" if all(per_primary)
+            else f"Gy (sum of {len(results)} beams: " + "; ".join(r.normalisation for r in results) + ")")
+    prov = dict(results[0].provenance)
+    prov.update({"primaries": n, "wall_s": wall, "protons_per_second": pps, "normalisation": norm,
+                 "summed_beams": [r.provenance.get("beam", {}) for r in results],
+                 "summed_primaries": [r.primaries for r in results]})
+    prov.pop("beam", None)
+    return DoseResult(
+        dose_gy_zyx=dose, dose_to_water_gy_zyx=dose_w, let_d_kev_um_zyx=let_d, uncertainty_rel_zyx=unc,
+        mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n, wall_s=wall,
+        protons_per_second=pps, backend=results[0].backend, device=results[0].device, normalisation=norm,
+        edep_mev_zyx=edep)

@@ -51,6 +51,14 @@ class RunSettings:
     backend : "auto" (cuda if CuPy and a device are present, else cpu), "cpu" or "cuda".
     batches : number of statistical batches (>= 2) for the per-voxel uncertainty.
     threads : CPU threads (None = all cores / OMP_NUM_THREADS).
+    batch_size : histories per batch (None: primaries / batches, or primaries / 100 when a target
+        uncertainty or a time limit is set; at most 10^6 on the CPU, 10^7 on the GPU); memory does not
+        depend on it or on the number of batches.
+    target_uncertainty : stop when the mean relative uncertainty over the voxels above 50 % of Dmax falls
+        to this (e.g. 0.01 for 1 %); None = no target.  primaries is then the upper limit.
+    time_limit_s : stop after this many seconds of transport (checked between batches, summed over
+        resumed segments); None = no limit.
+    checkpoint_interval_s : seconds between checkpoints of a CLI run (0 = after every batch).
     """
 
     primaries: int = 100_000
@@ -59,10 +67,15 @@ class RunSettings:
     batches: int = 10
     threads: int | None = None
     physics: PhysicsSettings = field(default_factory=PhysicsSettings)
+    batch_size: int | None = None
+    target_uncertainty: float | None = None
+    time_limit_s: float | None = None
+    checkpoint_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
         if isinstance(self.physics, dict):
             self.physics = PhysicsSettings(**self.physics)
+        _check_stream_settings(self)
         if int(self.primaries) != self.primaries or self.primaries < 1:
             raise ValueError(f"run.primaries must be a positive integer; got {self.primaries}")
         self.primaries = int(self.primaries)
@@ -78,6 +91,23 @@ class RunSettings:
             self.batches = max(2, min(self.batches, self.primaries))
         if self.threads is not None and int(self.threads) < 1:
             raise ValueError(f"run.threads must be >= 1 or unset; got {self.threads}")
+
+
+def _check_stream_settings(s: RunSettings) -> None:
+    import math
+
+    if s.batch_size is not None and (int(s.batch_size) != s.batch_size or s.batch_size < 1):
+        raise ValueError(f"run.batch_size must be a positive integer (histories per batch) or unset; "
+                         f"got {s.batch_size}")
+    if s.target_uncertainty is not None and not (0 < s.target_uncertainty < 1):
+        raise ValueError(f"run.target_uncertainty must be a fraction in (0, 1), e.g. 0.01 for 1 %; "
+                         f"got {s.target_uncertainty}")
+    if s.time_limit_s is not None and not (s.time_limit_s > 0 and math.isfinite(s.time_limit_s)):
+        raise ValueError(f"run.time_limit_s must be a positive number of seconds or unset; "
+                         f"got {s.time_limit_s}")
+    if not (s.checkpoint_interval_s >= 0 and math.isfinite(s.checkpoint_interval_s)):
+        raise ValueError(f"run.checkpoint_interval_s must be >= 0 seconds (0 = after every batch); "
+                         f"got {s.checkpoint_interval_s}")
 
 
 def field_names(cls) -> list[str]:

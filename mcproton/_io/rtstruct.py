@@ -1,0 +1,244 @@
+"""DICOM RT Structure Set import, rasterisation onto a voxel grid, and DVHs in the output HDF5.
+
+``load_rtstruct(path)`` returns ``{ROI name: [contour, ...]}`` where each contour is an (n, 3) array of
+(x, y, z) points in the patient frame (LPS, mm) of a CLOSED_PLANAR contour; ROIs with only POINT or OPEN
+contours (isocentre markers, ...) are returned with an empty list.  ``read_rtstruct`` also gives the frame of
+reference and the ROI numbers and types.
+
+``rasterise(struct, geometry)`` turns the contours into boolean masks (z, y, x) on a
+:class:`mcproton.geometry.VoxelGeometry` (or any grid with ``origin_mm``, ``voxel_size_mm``, ``shape_zyx``):
+a voxel is inside when its centre lies inside the contour polygon (matplotlib.path, even-odd rule across
+the contours of one plane, so that a contour inside another is a hole as in DICOM PS3.3 C.8.8.6).  Contour
+planes must be axial.  Each grid slice takes the contour plane nearest to its centre if it lies within half
+the structure's plane spacing (half a voxel for a single-plane structure); slices beyond the first and last
+plane by more than that stay empty.
+
+``write_dvh_hdf5(h5_path, dose_zyx, masks, voxel_volume_cm3)`` adds a group ``dvh`` to a result HDF5: one
+subgroup per structure with the cumulative DVH (``dose_gy``, ``volume_fraction``: the fraction of the
+structure's voxels receiving at least that dose) and attributes (volume, mean/min/max dose, D98/D50/D2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from .errors import DicomInputError
+
+RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+_PLANE_TOL_MM = 0.01
+
+
+@dataclass
+class RTStruct:
+    """Contours of an RT Structure Set (closed planar contours only, (n, 3) arrays in mm)."""
+
+    contours: dict[str, list[np.ndarray]]
+    roi_numbers: dict[str, int] = field(default_factory=dict)
+    roi_types: dict[str, str] = field(default_factory=dict)
+    frame_of_reference_uid: str = ""
+    path: str = ""
+
+
+def _read(path_or_ds):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    if isinstance(path_or_ds, pydicom.Dataset):
+        return path_or_ds, "<dataset>"
+    src = str(path_or_ds)
+    if not Path(src).is_file():
+        raise DicomInputError(f"RT Structure Set {src} does not exist")
+    try:
+        return pydicom.dcmread(src), src
+    except InvalidDicomError:
+        try:  # files written without the 128-byte preamble / file meta (e.g. pydicom's rtstruct.dcm)
+            return pydicom.dcmread(src, force=True), src
+        except Exception as exc:
+            raise DicomInputError(f"{src}: not a DICOM file ({exc})") from exc
+    except Exception as exc:
+        raise DicomInputError(f"{src}: cannot be read as DICOM ({type(exc).__name__}: {exc})") from exc
+
+
+def read_rtstruct(path_or_ds) -> RTStruct:
+    """Read an RT Structure Set (file path or pydicom Dataset)."""
+    ds, src = _read(path_or_ds)
+    sop = str(ds.get("SOPClassUID", ""))
+    if sop and sop != RT_STRUCTURE_SET_STORAGE:
+        raise DicomInputError(f"{src}: SOP class {sop} (Modality {ds.get('Modality', '?')}) is not an RT Structure "
+                              f"Set ({RT_STRUCTURE_SET_STORAGE})")
+    if "StructureSetROISequence" not in ds:
+        raise DicomInputError(f"{src}: no StructureSetROISequence; not an RT Structure Set")
+    names: dict[int, str] = {}
+    for r in ds.StructureSetROISequence:
+        num = int(r.get("ROINumber", len(names) + 1))
+        nm = str(r.get("ROIName", "") or f"ROI_{num}")
+        if nm in names.values():  # duplicate names: keep both
+            nm = f"{nm}_{num}"
+        names[num] = nm
+    types = {}
+    for o in ds.get("RTROIObservationsSequence", []) or []:
+        ref = o.get("ReferencedROINumber", None)
+        if ref is not None and int(ref) in names:
+            types[names[int(ref)]] = str(o.get("RTROIInterpretedType", "") or "")
+    contours: dict[str, list[np.ndarray]] = {nm: [] for nm in names.values()}
+    for rc in ds.get("ROIContourSequence", []) or []:
+        ref = int(rc.get("ReferencedROINumber", -1))
+        if ref not in names:
+            raise DicomInputError(f"{src}: ROIContourSequence refers to ROI number {ref}, which is not in "
+                                  "StructureSetROISequence")
+        nm = names[ref]
+        for ci, c in enumerate(rc.get("ContourSequence", []) or []):
+            gt = str(c.get("ContourGeometricType", "") or "")
+            if gt != "CLOSED_PLANAR":
+                continue
+            data = c.get("ContourData", None)
+            try:
+                pts = np.asarray([float(v) for v in data], float) if data is not None else np.zeros(0)
+            except (TypeError, ValueError):
+                raise DicomInputError(f"{src}: ROI {nm!r} contour {ci}: ContourData is not numeric") from None
+            if pts.size % 3 or pts.size < 9 or not np.all(np.isfinite(pts)):
+                raise DicomInputError(f"{src}: ROI {nm!r} contour {ci}: ContourData needs >= 3 finite (x, y, z) "
+                                      f"points; got {pts.size} values")
+            contours[nm].append(pts.reshape(-1, 3))
+    for_uid = str(ds.get("FrameOfReferenceUID", "") or "")
+    if not for_uid:
+        for r in ds.get("ReferencedFrameOfReferenceSequence", []) or []:
+            for_uid = str(r.get("FrameOfReferenceUID", "") or "")
+            break
+    return RTStruct(contours, {v: k for k, v in names.items()}, types, for_uid, src)
+
+
+def load_rtstruct(path_or_ds) -> dict[str, list[np.ndarray]]:
+    """``{ROI name: [(n, 3) closed planar contour in mm, ...]}`` of an RT Structure Set."""
+    return read_rtstruct(path_or_ds).contours
+
+
+def _grid(geometry):
+    org = np.asarray(geometry.origin_mm, float)
+    vox = np.asarray(geometry.voxel_size_mm, float)
+    shape = tuple(int(s) for s in geometry.shape_zyx)
+    return org, vox, shape
+
+
+def rasterise(struct: Mapping[str, list[np.ndarray]] | RTStruct, geometry,
+              names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Boolean masks (z, y, x) of the structures on the grid of ``geometry`` (see the module docstring).
+    Structures without closed contours, or entirely outside the grid, give all-False masks."""
+    from matplotlib.path import Path as MplPath
+
+    contours = struct.contours if isinstance(struct, RTStruct) else struct
+    org, vox, (nz, ny, nx) = _grid(geometry)
+    xs = org[0] + vox[0] * np.arange(nx)
+    ys = org[1] + vox[1] * np.arange(ny)
+    zs = org[2] + vox[2] * np.arange(nz)
+    out: dict[str, np.ndarray] = {}
+    for nm, cl in contours.items():
+        if names is not None and nm not in names:
+            continue
+        mask = np.zeros((nz, ny, nx), bool)
+        out[nm] = mask
+        if not cl:
+            continue
+        planes: dict[float, list[np.ndarray]] = {}
+        for c in cl:
+            z = c[:, 2]
+            if np.ptp(z) > _PLANE_TOL_MM:
+                raise DicomInputError(f"structure {nm!r}: a contour is not axial (z spans {np.ptp(z):.3f} mm); "
+                                      "only axial contours are supported")
+            zc = float(np.round(z.mean(), 3))
+            planes.setdefault(zc, []).append(c[:, :2])
+        pz = np.array(sorted(planes))
+        half = 0.5 * (float(np.median(np.diff(pz))) if pz.size > 1 else vox[2])
+        half = max(half, 0.5 * vox[2]) if pz.size == 1 else half
+        for k, z in enumerate(zs):
+            j = int(np.argmin(np.abs(pz - z)))
+            if abs(pz[j] - z) > half + 1e-6:
+                continue
+            sl = np.zeros((ny, nx), bool)
+            for poly in planes[float(pz[j])]:
+                lo, hi = poly.min(axis=0), poly.max(axis=0)
+                ix = np.flatnonzero((xs >= lo[0] - vox[0]) & (xs <= hi[0] + vox[0]))
+                iy = np.flatnonzero((ys >= lo[1] - vox[1]) & (ys <= hi[1] + vox[1]))
+                if ix.size == 0 or iy.size == 0:
+                    continue
+                gx, gy = np.meshgrid(xs[ix], ys[iy])
+                inside = MplPath(poly).contains_points(np.column_stack([gx.ravel(), gy.ravel()]))
+                sl[np.ix_(iy, ix)] ^= inside.reshape(iy.size, ix.size)
+            mask[k] = sl
+    return out
+
+
+def cumulative_dvh(dose: np.ndarray, mask: np.ndarray, n_bins: int = 1000,
+                   d_max: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(dose_gy, volume_fraction >= dose) of the voxels in ``mask`` (equal voxel volumes)."""
+    d = np.asarray(dose, float)[mask]
+    top = float(d_max if d_max is not None else (d.max() if d.size else 0.0)) * 1.001 or 1.0
+    edges = np.linspace(0.0, top, n_bins + 1)
+    if d.size == 0:
+        return edges, np.zeros_like(edges)
+    hist, _ = np.histogram(d, bins=edges)
+    above = np.concatenate([[d.size], d.size - np.cumsum(hist)]).astype(float)
+    # the first bin counts everything >= 0; clamp the last one (doses == top) to the exact count
+    above[-1] = float(np.count_nonzero(d >= edges[-1]))
+    return edges, above / d.size
+
+
+def dvh_stats(dose: np.ndarray, mask: np.ndarray, voxel_volume_cm3: float) -> dict[str, float]:
+    d = np.asarray(dose, float)[mask]
+    if d.size == 0:
+        return {"n_voxels": 0, "volume_cm3": 0.0}
+    return {"n_voxels": int(d.size), "volume_cm3": float(d.size * voxel_volume_cm3),
+            "mean_gy": float(d.mean()), "min_gy": float(d.min()), "max_gy": float(d.max()),
+            "D98_gy": float(np.percentile(d, 2)), "D50_gy": float(np.percentile(d, 50)),
+            "D2_gy": float(np.percentile(d, 98))}
+
+
+def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str, np.ndarray],
+                   voxel_volume_cm3: float, *, n_bins: int = 1000, source: str = "") -> dict[str, dict]:
+    """Append (replace) the group ``dvh`` of an existing result HDF5; returns the per-structure stats."""
+    import h5py
+
+    dose = np.asarray(dose_zyx)
+    stats: dict[str, dict] = {}
+    with h5py.File(h5_path, "a") as f:
+        if "dvh" in f:
+            del f["dvh"]
+        g = f.create_group("dvh")
+        g.attrs["definition"] = ("cumulative DVH: fraction of the structure's voxels (centre inside the contour) "
+                                 "with dose >= dose_gy; dose as the 'dose' dataset")
+        if source:
+            g.attrs["rtstruct"] = source
+        for nm, m in masks.items():
+            if m.shape != dose.shape:
+                raise ValueError(f"mask {nm!r} has shape {m.shape}, the dose {dose.shape}")
+            edges, vf = cumulative_dvh(dose, m, n_bins)
+            key = nm.replace("/", "_") or "unnamed"
+            s = g.create_group(key)
+            s.create_dataset("dose_gy", data=edges)
+            s.create_dataset("volume_fraction", data=vf)
+            st = dvh_stats(dose, m, voxel_volume_cm3)
+            for k, v in st.items():
+                s.attrs[k] = v
+            s.attrs["name"] = nm
+            stats[nm] = st
+    return stats
+
+
+def add_dvh_to_result(result, h5_path: str | Path, rtstruct_path: str | Path, *, dose: str = "dose") -> dict:
+    """Rasterise an RT Structure Set on the result's grid and write the DVHs (of ``result.dose_gy_zyx``, or
+    the dose to water with ``dose="dose_to_water"``) into the group ``dvh`` of ``h5_path``; returns the
+    per-structure stats.  Warns when the structure set's frame of reference differs from the CT's."""
+    import warnings
+
+    s = read_rtstruct(rtstruct_path)
+    g = result.geometry
+    for_uid = getattr(g, "frame_of_reference_uid", None)
+    if for_uid and s.frame_of_reference_uid and for_uid != s.frame_of_reference_uid:
+        warnings.warn(f"RT Structure Set {rtstruct_path} refers to frame of reference {s.frame_of_reference_uid}, "
+                      f"the CT to {for_uid}: the contours may not belong to this CT", RuntimeWarning, stacklevel=2)
+    masks = rasterise(s, g)
+    d = result.dose_to_water_gy_zyx if dose == "dose_to_water" else result.dose_gy_zyx
+    return write_dvh_hdf5(h5_path, d, masks, g.voxel_volume_cm3, source=str(rtstruct_path))

@@ -1,0 +1,221 @@
+"""Checkpoints: the running sums of a run and its RNG position, written atomically beside the output.
+
+A checkpoint is a sibling of the output, ``<out stem>.ckpt.h5``.  It holds, per beam of the job, the
+integer tally sums, the ledger, the float sums of the batch dose and its square (for the uncertainty), the
+number of batches and primaries, and the *next history index* (each history's random numbers depend only on
+the seed and its index, and batches are consecutive history ranges, so this index is the whole RNG state).
+
+Writes go to ``<name>.tmp``, are fsync'ed and renamed over the old checkpoint (``os.replace``): a kill at any
+moment leaves either the previous or the new checkpoint, never a partial one.  A checksum over every array and
+counter detects a damaged file; a fingerprint (config, version, kernel, geometry, beams, backend, seed)
+refuses a checkpoint of another job.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = 1
+#: run keys that do not change the result and may differ on resume
+_FREE_RUN_KEYS = ("threads", "time_limit_s", "checkpoint_interval_s", "backend")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (corrupt, or written by another job); the message says what to do."""
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    out = Path(out)
+    stem = out.name[: -len(out.suffix)] if out.suffix in (".h5", ".hdf5") else out.name
+    return out.with_name(stem + ".ckpt.h5")
+
+
+def _sha(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            h.update(str(p.dtype).encode() + str(p.shape).encode())
+            h.update(np.ascontiguousarray(p).tobytes())
+        else:
+            h.update(repr(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def config_hash(cfg: dict[str, Any]) -> str:
+    """Hash of the parts of a config that change the result (not [output], threads, time limit, checkpoint
+    interval, the config's folder; the backend is checked on its own)."""
+    c = {k: v for k, v in cfg.items() if not k.startswith("_") and k != "output"}
+    if "run" in c:
+        c["run"] = {k: v for k, v in c["run"].items() if k not in _FREE_RUN_KEYS}
+    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def geometry_hash(g: Any) -> str:
+    return _sha(g.material_index_zyx, g.density_g_cm3_zyx, np.asarray(g.voxel_size_mm, np.float64),
+                np.asarray(g.origin_mm, np.float64), [m.name for m in g.materials])
+
+
+def beams_hash(beams: list[Any]) -> str:
+    return _sha(*[x for b in beams for x in (b.spot_array(), b.spot_cdf(), b.total_protons)])
+
+
+def fingerprint(cfg: dict[str, Any] | None, settings: Any, backend: str, geometry: Any,
+                beams: list[Any]) -> dict[str, str]:
+    from .. import __version__
+    from .._kernels.source import source_hash
+
+    return {
+        "format": str(FORMAT), "version": __version__, "kernel_hash": source_hash("transport.cu"),
+        "config_hash": config_hash(cfg) if cfg is not None else "none",
+        "geometry_hash": geometry_hash(geometry), "beams_hash": beams_hash(beams),
+        "backend": backend, "seed": str(settings.seed), "primaries": str(settings.primaries),
+        "n_beams": str(len(beams)),
+    }
+
+
+_WHAT = {"format": ("checkpoint format", "it was written by another mcproton version"),
+         "version": ("mcproton version", "resume with the version that wrote it"),
+         "kernel_hash": ("transport kernel", "the kernel source changed since; resume with the same build"),
+         "config_hash": ("config", "resume with the same config and --set options (only run.threads, "
+                                   "run.time_limit_s, run.checkpoint_interval_s and [output] may change)"),
+         "geometry_hash": ("geometry", "the phantom/CT differs from the interrupted run's"),
+         "beams_hash": ("beam", "the beam/plan differs from the interrupted run's"),
+         "backend": ("backend", "resume on the same backend (--set run.backend=...)"),
+         "seed": ("seed", "resume with the same run.seed"),
+         "primaries": ("number of primaries", "resume with the same run.primaries"),
+         "n_beams": ("number of beams", "resume with the same plan")}
+
+
+@dataclass
+class BeamState:
+    """The running state of one beam of a job."""
+
+    acc: Any                    # run.Accumulator
+    next_history: int = 0       # RNG position: histories [0, next_history) are in acc
+    elapsed_s: float = 0.0      # transport wall time so far
+    done: bool = False
+    stop_reason: str = ""
+    batch_cap: int = 0          # batch size after a GPU out-of-memory shrink (0 = none)
+
+    def checksum(self) -> str:
+        a = self.acc
+        return _sha(*[a.sums[k] for k in sorted(a.sums)], a.ledger, a.sum_x, a.sum_x2, int(a.batches),
+                    int(a.primaries), int(self.next_history), bool(self.done), self.stop_reason, int(self.batch_cap))
+
+
+def save_checkpoint(path: str | Path, fp: dict[str, str], states: list[BeamState]) -> Path:
+    """Write the states atomically (temp file, fsync, os.replace)."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        f.attrs["mcproton_checkpoint"] = FORMAT
+        f.attrs["fingerprint"] = json.dumps(fp, sort_keys=True)
+        f.attrs["fingerprint_sha"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+        for i, st in enumerate(states):
+            g = f.create_group(f"beam_{i:03d}")
+            a = st.acc
+            for k, arr in a.sums.items():
+                g.create_dataset(f"sum_{k}", data=arr, compression="gzip", compression_opts=1, shuffle=True)
+            g.create_dataset("ledger", data=a.ledger)
+            g.create_dataset("sum_x", data=a.sum_x, compression="gzip", compression_opts=1, shuffle=True)
+            g.create_dataset("sum_x2", data=a.sum_x2, compression="gzip", compression_opts=1, shuffle=True)
+            g.attrs["batches"] = int(a.batches)
+            g.attrs["primaries"] = int(a.primaries)
+            g.attrs["next_history"] = int(st.next_history)
+            g.attrs["elapsed_s"] = float(st.elapsed_s)
+            g.attrs["done"] = bool(st.done)
+            g.attrs["stop_reason"] = st.stop_reason
+            g.attrs["batch_cap"] = int(st.batch_cap)
+            g.attrs["checksum"] = st.checksum()
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    return path
+
+
+def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[BeamState]:
+    """Read and verify a checkpoint; CheckpointError if it is damaged or belongs to another job."""
+    import h5py
+
+    from ..run import Accumulator
+
+    path = Path(path)
+    fix = f"delete {path} to start the run afresh"
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} is unreadable or corrupt ({exc}); {fix}") from None
+    try:
+        with f:
+            if "fingerprint" not in f.attrs or "mcproton_checkpoint" not in f.attrs:
+                raise CheckpointError(f"{path} is not an mcproton checkpoint; {fix}")
+            old = json.loads(f.attrs["fingerprint"])
+            if hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest() != f.attrs["fingerprint_sha"]:
+                raise CheckpointError(f"checkpoint {path} is corrupt (fingerprint checksum mismatch); {fix}")
+            order = ("format", "version", "kernel_hash", "backend", "seed", "primaries", "n_beams",
+                     "geometry_hash", "beams_hash", "config_hash")  # the most specific reason first
+            for key in sorted(fp, key=lambda k: order.index(k) if k in order else len(order)):
+                if old.get(key) != fp[key]:
+                    what, how = _WHAT.get(key, (key, ""))
+                    raise CheckpointError(
+                        f"checkpoint {path} belongs to a run with another {what} ({key} {str(old.get(key))[:16]} "
+                        f"!= {str(fp[key])[:16]}): {how}; or {fix}")
+            states = []
+            for i in range(int(fp["n_beams"])):
+                g = f[f"beam_{i:03d}"]
+                acc = Accumulator(n_vox)
+                for k in acc.sums:
+                    acc.sums[k] = np.asarray(g[f"sum_{k}"][()], np.int64)
+                acc.ledger = np.asarray(g["ledger"][()], np.int64)
+                acc.sum_x = np.asarray(g["sum_x"][()], np.float64)
+                acc.sum_x2 = np.asarray(g["sum_x2"][()], np.float64)
+                acc.batches = int(g.attrs["batches"])
+                acc.primaries = int(g.attrs["primaries"])
+                if any(a.shape != (n_vox,) for a in (*acc.sums.values(), acc.sum_x, acc.sum_x2)):
+                    raise CheckpointError(f"checkpoint {path} has tallies of another grid size; {fix}")
+                st = BeamState(acc, int(g.attrs["next_history"]), float(g.attrs["elapsed_s"]), bool(g.attrs["done"]),
+                               str(g.attrs["stop_reason"]), int(g.attrs["batch_cap"]))
+                if st.checksum() != g.attrs["checksum"]:
+                    raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch in beam {i}); {fix}")
+                if acc.primaries != st.next_history:
+                    raise CheckpointError(f"checkpoint {path} is inconsistent (primaries {acc.primaries} != next "
+                                          f"history {st.next_history}); {fix}")
+                states.append(st)
+            return states
+    except CheckpointError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is unreadable or corrupt ({type(exc).__name__}: {exc}); "
+                              f"{fix}") from None
+
+
+def describe(path: str | Path) -> str:
+    """A one-line summary of a checkpoint (for messages); '' if unreadable."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            fp = json.loads(f.attrs["fingerprint"])
+            done = sum(int(f[k].attrs["next_history"]) for k in f if k.startswith("beam_"))
+            total = int(fp["primaries"]) * int(fp["n_beams"])
+            return f"{done:,} of {total:,} primaries done"
+    except Exception:  # noqa: BLE001
+        return ""

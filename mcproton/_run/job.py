@@ -1,0 +1,186 @@
+"""The job driver of ``mcproton run``: every beam of a config streamed in batches (locally or on Dask),
+checkpointed atomically beside the output at intervals and on SIGINT/SIGTERM, resumable with ``--resume``.
+
+A SIGKILL at any moment loses at most the batches since the last checkpoint (with
+``run.checkpoint_interval_s = 0``: the batch in flight); the resumed run goes through the same batches as an
+uninterrupted one, so its dose is bitwise the same on the CPU backend (and so is the uncertainty).
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, load_checkpoint, \
+    save_checkpoint
+from .streaming import BatchPlan, LocalExecutor, progress_printer, stream
+
+
+class RunInterrupted(Exception):
+    """SIGINT/SIGTERM: a checkpoint was written (message says where); exit status ``code``."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag (the batch in flight finishes, then a checkpoint is written); a second
+    signal raises KeyboardInterrupt at once (the last checkpoint on disk stays valid)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        sys.stderr.write(f"\nmcproton: {signal.Signals(signum).name} received: finishing the batch in flight and "
+                         "writing a checkpoint (send it again to stop at once)\n")
+        sys.stderr.flush()
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def resolve_backend(settings: Any) -> str:
+    if settings.backend != "auto":
+        return settings.backend
+    from .._backend import cuda_available
+
+    return "cuda" if cuda_available()[0] else "cpu"
+
+
+def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: list[Any], out: str | Path | None, *,
+            resume: bool = False, checkpoint: bool = True, workers: int | None = None,
+            scheduler: str | None = None, client: Any = None, processes: bool = True,
+            progress: bool | Callable[[int, float], None] = True,
+            log: Callable[[str], None] | None = None) -> list[Any]:
+    """Run every beam; returns one DoseResult per beam (the caller sums and writes them, then calls
+    :func:`remove_checkpoint`).
+
+    workers / scheduler / client : run on Dask (a LocalCluster of ``workers`` processes, the scheduler at
+        ``scheduler``, or the given ``distributed.Client``); needs ``cfg`` (each worker rebuilds the job from
+        it).  Otherwise the batches run here.
+    """
+    from ..run import Accumulator, Simulation, finish
+
+    log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+    backend = resolve_backend(settings)
+    fp = fingerprint(cfg, settings, backend, geometry, beams)
+    ckpt = checkpoint_path(out) if (out is not None and checkpoint) else None
+    nz, ny, nx = geometry.shape_zyx
+    n_vox = nx * ny * nz
+    states: list[BeamState] | None = None
+    if ckpt is not None and ckpt.exists():
+        if not resume:
+            info = describe(ckpt)
+            raise CheckpointError(f"{ckpt} holds an interrupted run{' (' + info + ')' if info else ''}; add "
+                                  f"--resume to continue it, or delete it to start afresh")
+        states = load_checkpoint(ckpt, fp, n_vox)
+        log(f"mcproton: resuming from {ckpt} ({describe(ckpt)})")
+    elif resume and ckpt is not None:
+        log(f"mcproton: --resume: no checkpoint at {ckpt}; starting from the beginning")
+    if states is None:
+        states = [BeamState(Accumulator(n_vox)) for _ in beams]
+
+    dask_ctx = None
+    if cfg is not None and (workers or scheduler or client is not None):
+        from .distributed import DaskSession
+
+        dask_ctx = DaskSession(workers=workers, scheduler=scheduler, client=client, processes=processes, log=log)
+    elif workers or scheduler or client is not None:
+        raise ValueError("a distributed run needs the job's config (workers rebuild the simulation from it)")
+
+    def save(i: int | None = None, pos: int | None = None, elapsed: float | None = None) -> None:
+        if ckpt is None:
+            return
+        if i is not None:
+            states[i].next_history = pos
+            states[i].elapsed_s = elapsed
+        save_checkpoint(ckpt, fp, states)
+
+    results = []
+    try:
+        with _StopFlag() as stop:
+            for i, beam in enumerate(beams):
+                st = states[i]
+                sim = Simulation(geometry, beam, settings)
+                if st.done:
+                    results.append(_finish(finish, sim, st))
+                    continue
+                if len(beams) > 1:
+                    log(f"beam {i + 1}/{len(beams)}: {beam.name} ({len(beam.spots)} spots)")
+                sim.backend.compile()
+                plan = BatchPlan.from_settings(settings, sim.backend.name)
+                if dask_ctx is not None:
+                    executor = dask_ctx.executor(cfg, i, plan, settings)
+                else:
+                    executor = LocalExecutor(sim, plan, cap=st.batch_cap or None, log=log)
+                show = None
+                if progress is True:
+                    show = progress_printer(settings.primaries, st.next_history)
+                elif callable(progress):
+                    show = progress
+                res = stream(st.acc, plan, executor, settings, geometry, start=st.next_history,
+                             elapsed_s=st.elapsed_s,
+                             checkpoint=(lambda p, e, i=i: save(i, p, e)) if ckpt is not None else None,
+                             should_stop=stop, progress=show)
+                if progress is True:
+                    sys.stderr.write("\n")
+                st.next_history, st.elapsed_s = res.next_history, res.elapsed_s
+                st.batch_cap = int(getattr(executor, "cap", 0) or 0)
+                if res.stop_reason == "interrupted":
+                    save()
+                    code = 128 + int(stop.signum or signal.SIGINT)
+                    where = f"checkpoint written to {ckpt}" if ckpt else "no checkpoint (checkpointing is off)"
+                    raise RunInterrupted(
+                        f"interrupted by {signal.Signals(stop.signum or signal.SIGINT).name} after "
+                        f"{st.next_history:,} of {settings.primaries:,} primaries of beam {i + 1}; {where}; "
+                        "continue with the same command and --resume", code)
+                st.done, st.stop_reason = True, res.stop_reason
+                if res.stop_reason == "target_uncertainty":
+                    log(f"mcproton: beam {i + 1} reached the target uncertainty after {st.next_history:,} primaries "
+                        f"(mean relative uncertainty above 50 % Dmax {res.mean_rel_uncertainty_50:.4g} <= "
+                        f"{settings.target_uncertainty:g})")
+                elif res.stop_reason == "time_limit":
+                    log(f"mcproton: beam {i + 1} stopped by the time limit ({settings.time_limit_s:g} s) after "
+                        f"{st.next_history:,} primaries")
+                save()
+                results.append(_finish(finish, sim, st))
+                if dask_ctx is not None:
+                    results[-1].provenance["distributed"] = dask_ctx.describe()
+    finally:
+        if dask_ctx is not None:
+            dask_ctx.close()
+    return results
+
+
+def _finish(finish: Callable, sim: Any, st: BeamState) -> Any:
+    res = finish(sim, st.acc, st.elapsed_s)
+    res.provenance["stop_reason"] = st.stop_reason
+    res.provenance["next_history"] = st.next_history
+    return res
+
+
+def remove_checkpoint(out: str | Path) -> None:
+    """Delete the checkpoint of a finished job (after its output is written)."""
+    p = checkpoint_path(out)
+    for q in (p, p.with_name(p.name + ".tmp")):
+        try:
+            q.unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,280 @@
+"""Streaming batches: a run of any size proceeds in batches of consecutive history indices with bounded
+host and device memory, stops at a number of primaries, a target statistical uncertainty or a time limit
+(whichever comes first), and survives GPU out-of-memory by shrinking the batch.
+
+Memory: the device holds one set of tallies (4 int64 per voxel) whatever the batch size; the host holds the
+running sums (4 int64 + 2 float64 per voxel) and one batch's tallies.  Neither grows with the number of
+batches or primaries.
+
+The batch boundaries are a pure function of the settings (``BatchPlan``), so a run interrupted at a batch
+boundary and resumed there goes through the same batches as an uninterrupted one: same integer sums (the
+dose), same float sums in the same order (the uncertainty), same stopping point.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .._kernels.layout import TALLY_SCALE
+
+#: the uncertainty target is tested only once this many batches are in (a 2-batch estimate is too noisy)
+MIN_BATCHES_FOR_TARGET = 10
+#: default largest batch (histories) when run.batch_size is unset: bounds the work lost to a kill and the
+#: overrun of a time limit to about half a minute on one CPU core / a few seconds on a GPU
+DEFAULT_MAX_BATCH = {"cpu": 1_000_000, "cuda": 10_000_000}
+#: default number of batches when the run may stop early (target uncertainty or time limit)
+EARLY_STOP_BATCHES = 100
+
+
+def _log(msg: str) -> None:
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+class BatchPlan:
+    """The batches of a run as consecutive history ranges; ``next_n(pos)`` is the size of the batch that
+    starts at history ``pos`` (0 at the end).  Without ``batch_size`` and without early stopping the
+    boundaries are those of ``run.batch_plan(primaries, batches)`` (as before streaming existed)."""
+
+    def __init__(self, primaries: int, batches: int = 10, batch_size: int | None = None,
+                 early_stop: bool = False, backend: str = "cpu") -> None:
+        self.total = int(primaries)
+        cap = DEFAULT_MAX_BATCH.get(backend, DEFAULT_MAX_BATCH["cpu"])
+        self._ends: list[int] | None = None
+        if batch_size:
+            self.size = int(batch_size)
+        elif early_stop:
+            self.size = max(1, min(cap, math.ceil(self.total / EARLY_STOP_BATCHES)))
+        elif math.ceil(self.total / batches) > cap:
+            self.size = cap
+        else:
+            from ..run import batch_plan
+
+            self._ends = [f + n for f, n in batch_plan(self.total, batches)]
+            self.size = max(n for _, n in batch_plan(self.total, batches))
+
+    @classmethod
+    def from_settings(cls, settings: Any, backend: str = "cpu") -> "BatchPlan":
+        early = settings.target_uncertainty is not None or settings.time_limit_s is not None
+        return cls(settings.primaries, settings.batches, settings.batch_size, early, backend)
+
+    def next_n(self, pos: int) -> int:
+        if pos >= self.total:
+            return 0
+        if self._ends is not None:
+            end = self._ends[bisect.bisect_right(self._ends, pos)]
+        else:
+            end = (pos // self.size + 1) * self.size
+        return min(end, self.total) - pos
+
+    def iter_from(self, pos: int) -> Iterator[tuple[int, int]]:
+        while (n := self.next_n(pos)) > 0:
+            yield pos, n
+            pos += n
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a GPU out-of-memory error (cupy.cuda.memory.OutOfMemoryError, or a CUDA driver/runtime
+    error saying so).  Matched by name so that it can be tested without CuPy."""
+    if type(exc).__name__ == "OutOfMemoryError":
+        return True
+    msg = str(exc)
+    return any(s in msg for s in ("CUDA_ERROR_OUT_OF_MEMORY", "cudaErrorMemoryAllocation", "out of memory"))
+
+
+def _free_device_pools(sim: Any) -> None:
+    if getattr(sim.backend, "name", "") != "cuda":
+        return
+    try:
+        import cupy
+
+        cupy.get_default_memory_pool().free_all_blocks()
+        cupy.get_default_pinned_memory_pool().free_all_blocks()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+def run_shrinking(sim: Any, first: int, n: int, cap: int | None, min_batch: int = 1,
+                  log: Callable[[str], None] = _log) -> tuple[dict[str, np.ndarray], int | None]:
+    """Run histories [first, first + n) as one batch, splitting it into pieces of at most ``cap`` (halved on
+    each GPU out-of-memory) whose integer tallies are summed: the result is the same as one launch.
+    Returns (tallies, cap)."""
+    out: dict[str, np.ndarray] | None = None
+    pos, end = first, first + n
+    while pos < end:
+        m = min(end - pos, cap) if cap else end - pos
+        try:
+            t = sim.run_histories(pos, m)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if m <= min_batch:
+                raise RuntimeError(f"the GPU ran out of memory even for a batch of {m} histories: the grid or "
+                                   "the tables do not fit; use a coarser grid or --set run.backend=\"cpu\"") from exc
+            cap = max(min_batch, m // 2)
+            log(f"mcproton: GPU out of memory for a batch of {m:,} histories; retrying with batches of {cap:,}")
+            _free_device_pools(sim)
+            continue
+        if out is None:
+            out = t
+        else:
+            for k in out:
+                out[k] = out[k] + t[k]
+        pos += m
+    assert out is not None
+    return out, cap
+
+
+class LocalExecutor:
+    """Runs the batches of a plan one after the other on one Simulation, in the calling process.
+    After a GPU out-of-memory the batches are cut to the shrunk size for the rest of the run (each piece
+    is a statistical batch of its own; the integer tallies, hence the dose, are unchanged)."""
+
+    def __init__(self, sim: Any, plan: BatchPlan, cap: int | None = None, min_batch: int = 1,
+                 log: Callable[[str], None] = _log) -> None:
+        self.sim, self.plan, self.cap, self.min_batch, self.log = sim, plan, cap, min_batch, log
+
+    def results(self, pos: int) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+        while (n := self.plan.next_n(pos)) > 0:
+            if self.cap:
+                n = min(n, self.cap)
+            try:
+                t = self.sim.run_histories(pos, n)
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                if n <= self.min_batch:
+                    raise RuntimeError(f"the GPU ran out of memory even for a batch of {n} histories: the grid "
+                                       "or the tables do not fit; use a coarser grid or "
+                                       "--set run.backend=\"cpu\"") from exc
+                self.cap = max(self.min_batch, n // 2)
+                self.log(f"mcproton: GPU out of memory for a batch of {n:,} histories; "
+                         f"retrying with batches of {self.cap:,}")
+                _free_device_pools(self.sim)
+                continue
+            yield pos, n, t
+            pos += n
+
+    def close(self) -> None:
+        pass
+
+
+def inverse_mass(geometry: Any) -> np.ndarray:
+    mass_g = geometry.density_g_cm3_zyx.astype(np.float64).reshape(-1) * geometry.voxel_volume_cm3
+    with np.errstate(divide="ignore"):
+        return np.where(mass_g > 0, 1.0 / mass_g, 0.0)
+
+
+def mean_rel_uncertainty_50(acc: Any, inv_mass: np.ndarray, density: np.ndarray) -> float:
+    """The mean relative standard error over voxels >= 50 % of Dmax, by the same rule as ``run.finish``
+    (``run.mean_uncertainty_above_half_max``); NaN before two batches or without dose."""
+    from ..run import mean_uncertainty_above_half_max
+
+    B = acc.batches
+    if B < 2:
+        return float("nan")
+    dose = acc.sums["edep"] * inv_mass  # proportional to the dose
+    mean_x = acc.sum_x / B
+    var_mean = np.maximum(acc.sum_x2 / B - mean_x**2, 0.0) / max(B - 1, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unc = np.where(mean_x > 0, np.sqrt(var_mean) / np.where(mean_x > 0, mean_x, 1), 0.0)
+    return mean_uncertainty_above_half_max(dose, unc, density)
+
+
+@dataclass
+class StreamResult:
+    next_history: int          # the RNG position: every history below it is in the sums
+    elapsed_s: float           # transport wall time, including earlier (resumed) segments
+    stop_reason: str           # "primaries", "target_uncertainty", "time_limit" or "interrupted"
+    mean_rel_uncertainty_50: float
+
+
+def progress_printer(total: int, start_done: int = 0) -> Callable[[int, float], None]:
+    t0 = time.perf_counter()
+
+    def show(done: int, _pps: float) -> None:
+        el = time.perf_counter() - t0
+        rate = (done - start_done) / el if el > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else float("nan")
+        bar = "#" * int(30 * min(done, total) / total)
+        sys.stderr.write(f"\r  [{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  ETA {eta:6.1f} s")
+        sys.stderr.flush()
+
+    return show
+
+
+def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: Any, *, start: int = 0,
+           elapsed_s: float = 0.0, checkpoint: Callable[[int, float], None] | None = None,
+           checkpoint_interval_s: float | None = None, should_stop: Callable[[], bool] | None = None,
+           progress: Callable[[int, float], None] | None = None) -> StreamResult:
+    """Add the batches of ``plan`` from history ``start`` into ``acc`` until a stopping criterion holds.
+
+    checkpoint : called as ``checkpoint(next_history, elapsed_s)`` every ``checkpoint_interval_s`` seconds
+        (after the batch that crosses the interval; 0 = after every batch); not at the end (the caller
+        decides what to write then).
+    should_stop : polled after every batch (e.g. a SIGINT/SIGTERM flag): stop with reason "interrupted".
+    """
+    target = settings.target_uncertainty
+    limit = settings.time_limit_s
+    interval = settings.checkpoint_interval_s if checkpoint_interval_s is None else checkpoint_interval_s
+    inv_mass = inverse_mass(geometry) if target is not None else None
+    pos = start
+    t0 = time.perf_counter()
+    last_ckpt = t0
+    unc = float("nan")
+
+    def reason_now(elapsed: float) -> str | None:
+        nonlocal unc
+        if pos >= plan.total:
+            return "primaries"
+        if target is not None and acc.batches >= MIN_BATCHES_FOR_TARGET:
+            unc = mean_rel_uncertainty_50(acc, inv_mass, geometry.density_g_cm3_zyx)
+            if unc <= target:
+                return "target_uncertainty"
+        if limit is not None and elapsed >= limit:
+            return "time_limit"
+        if should_stop is not None and should_stop():
+            return "interrupted"
+        return None
+
+    reason = reason_now(elapsed_s)
+    elapsed = elapsed_s
+    if reason is None:
+        it = executor.results(pos)
+        try:
+            for first, n, tallies in it:
+                if first != pos:
+                    raise RuntimeError(f"internal error: batch at history {first}, expected {pos}")
+                acc.add(tallies, n)
+                del tallies
+                pos += n
+                now = time.perf_counter()
+                elapsed = elapsed_s + (now - t0)
+                if progress is not None:
+                    progress(pos, (pos - start) / (now - t0) if now > t0 else 0.0)
+                reason = reason_now(elapsed)
+                if reason is not None:
+                    break
+                if checkpoint is not None and now - last_ckpt >= interval:
+                    checkpoint(pos, elapsed)
+                    last_ckpt = time.perf_counter()
+        finally:
+            close = getattr(it, "close", None)
+            if close:
+                close()
+            executor.close()
+        if reason is None:  # the executor ran out of batches
+            reason = "primaries"
+    if target is not None and math.isnan(unc) and acc.batches >= 2:
+        unc = mean_rel_uncertainty_50(acc, inv_mass, geometry.density_g_cm3_zyx)
+    return StreamResult(pos, elapsed, reason, unc)
+
+
+__all__ = ["BatchPlan", "LocalExecutor", "StreamResult", "is_out_of_memory", "mean_rel_uncertainty_50",
+           "run_shrinking", "stream", "progress_printer", "inverse_mass", "TALLY_SCALE"]

@@ -1,0 +1,119 @@
+"""Dose-volume histograms and dose statistics per structure.
+
+Conventions (as in ICRU 83 / most TPSs, without interpolation between voxels):
+
+* every voxel of a mask has the same volume (the grid's voxel volume);
+* ``D_v%`` (e.g. D95, D2%) is the highest dose ``d`` such that at least ``v`` % of the structure's volume
+  receives a dose ``>= d``: with the doses sorted in descending order it is the dose of voxel number
+  ``ceil(v/100 * N)`` (1-based), so for doses 1, 2, ..., 100 Gy D95 = 6 Gy and D2% = 99 Gy;
+* the cumulative DVH ``V(d)`` is the fraction (0..1) of the volume with a dose ``>= d``.
+"""
+from __future__ import annotations
+
+from math import ceil
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def _doses(dose: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    d = np.asarray(dose, dtype=np.float64)
+    m = np.asarray(mask, dtype=bool)
+    if d.shape != m.shape:
+        raise ValueError(f"dose shape {d.shape} differs from mask shape {m.shape}")
+    return d[m]
+
+
+def dose_at_volume(dose: np.ndarray, mask: np.ndarray, volume_percent: float) -> float:
+    """D_v: the highest dose received by at least ``volume_percent`` % of the masked volume (NaN if empty)."""
+    if not 0 < volume_percent <= 100:
+        raise ValueError(f"volume_percent must lie in (0, 100]; got {volume_percent}")
+    d = _doses(dose, mask)
+    if d.size == 0:
+        return float("nan")
+    n = max(1, ceil(volume_percent / 100.0 * d.size - 1e-9))
+    # the n-th largest value
+    return float(np.partition(d, d.size - n)[d.size - n])
+
+
+def volume_at_dose(dose: np.ndarray, mask: np.ndarray, dose_gy: float) -> float:
+    """V_d: fraction (0..1) of the masked volume receiving at least ``dose_gy``."""
+    d = _doses(dose, mask)
+    return float((d >= dose_gy).mean()) if d.size else float("nan")
+
+
+def cumulative_dvh(dose: np.ndarray, mask: np.ndarray, bins: int | Sequence[float] = 200,
+                   d_max: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(dose levels in Gy, fraction of the volume with dose >= level).  ``bins`` is a number of equal steps
+    from 0 to ``d_max`` (default: the maximum dose in the mask) or explicit levels."""
+    d = _doses(dose, mask)
+    if np.isscalar(bins):
+        top = float(d_max if d_max is not None else (d.max() if d.size else 1.0)) or 1.0
+        levels = np.linspace(0.0, top, int(bins) + 1)
+    else:
+        levels = np.asarray(bins, dtype=np.float64)
+    if d.size == 0:
+        return levels, np.full(levels.shape, np.nan)
+    s = np.sort(d)
+    frac = 1.0 - np.searchsorted(s, levels, side="left") / s.size
+    return levels, frac
+
+
+def dose_stats(dose: np.ndarray, mask: np.ndarray, voxel_volume_cm3: float = 1.0,
+               prescription_gy: float | None = None) -> dict[str, float]:
+    """Volume, Dmean, Dmin, Dmax, D98, D95, D50, D2% of one structure (Gy).  With ``prescription_gy``:
+    also V95 (fraction >= 95 % of it) and the fraction of voxels within +-5 % of it."""
+    d = _doses(dose, mask)
+    out = {"voxels": int(d.size), "volume_cm3": float(d.size * voxel_volume_cm3)}
+    if d.size == 0:
+        out.update({k: float("nan") for k in ("dmean", "dmin", "dmax", "d98", "d95", "d50", "d2")})
+        return out
+    out.update({"dmean": float(d.mean()), "dmin": float(d.min()), "dmax": float(d.max()),
+                "d98": dose_at_volume(dose, mask, 98), "d95": dose_at_volume(dose, mask, 95),
+                "d50": dose_at_volume(dose, mask, 50), "d2": dose_at_volume(dose, mask, 2)})
+    if prescription_gy:
+        p = float(prescription_gy)
+        out["v95"] = float((d >= 0.95 * p).mean())
+        out["within_5pct"] = float((np.abs(d - p) <= 0.05 * p).mean())
+        out["homogeneity_index"] = (out["d2"] - out["d98"]) / out["d50"] if out["d50"] > 0 else float("nan")
+    return out
+
+
+def dvh_table(dose: np.ndarray, masks: Mapping[str, np.ndarray], voxel_volume_cm3: float = 1.0,
+              prescription_gy: Mapping[str, float] | None = None) -> dict[str, dict[str, float]]:
+    """``dose_stats`` for every named mask."""
+    pres = prescription_gy or {}
+    return {nm: dose_stats(dose, m, voxel_volume_cm3, pres.get(nm)) for nm, m in masks.items()}
+
+
+def plot_dvh(dose: np.ndarray, masks: Mapping[str, np.ndarray], path: str | Path, *,
+             prescription_gy: float | None = None, title: str | None = None, bins: int = 300) -> Path:
+    """Cumulative DVHs of the named masks in one figure (PNG)."""
+    from .plots import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    top = max((float(np.asarray(dose)[np.asarray(m, bool)].max()) for m in masks.values() if np.any(m)),
+              default=1.0) * 1.05
+    for n, (nm, m) in enumerate(masks.items()):
+        if not np.any(m):
+            continue
+        lv, fr = cumulative_dvh(dose, m, bins=bins, d_max=top)
+        ax.plot(lv, 100 * fr, lw=1.6, color=f"C{n}", label=nm)
+    if prescription_gy:
+        ax.axvline(prescription_gy, color="0.4", ls="--", lw=0.8)
+        ax.text(prescription_gy, 3, f" prescription {prescription_gy:.3g} Gy", color="0.3", fontsize=8)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, 102)
+    ax.set_xlabel("dose (Gy)")
+    ax.set_ylabel("volume (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

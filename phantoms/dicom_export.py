@@ -1,0 +1,248 @@
+"""DICOM export of the phantoms: a CT series (HU from the inverse of a HU -> density calibration) and an
+RT Structure Set with one ROI per label (contours per axial slice from the label map)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..geometry import VoxelGeometry
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"   # referenced study (as written by most TPSs)
+
+
+@dataclass
+class CTSeriesRef:
+    """What an RT object needs to reference a written CT series."""
+
+    folder: Path
+    frame_of_reference_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uids: list[str] = field(default_factory=list)   # slice k -> SOP instance UID
+    z_mm: list[float] = field(default_factory=list)
+    patient_name: str = ""
+    patient_id: str = ""
+
+
+def phantom_hu(geometry: VoxelGeometry, calibration="schneider2000") -> np.ndarray:
+    """Integer HU per voxel: the inverse of ``calibration``'s HU -> density curve at the voxel densities."""
+    from ..dicom import HUCalibration
+
+    cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
+    return cal.hu_from_density(geometry.density_g_cm3_zyx, integer=True)
+
+
+def write_phantom_ct(geometry: VoxelGeometry, out_dir, *, calibration="schneider2000",
+                     patient_name: str = "mcproton^phantom", patient_id: str = "MCPROTON",
+                     series_description: str | None = None) -> CTSeriesRef:
+    """Write the phantom as an axial CT series (CT_0000.dcm, ...) in ``out_dir``; returns the UIDs."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from ..dicom import write_ct_series
+
+    for_uid, study_uid, series_uid = generate_uid(), generate_uid(), generate_uid()
+    desc = series_description or geometry.name
+    paths = write_ct_series(phantom_hu(geometry, calibration), geometry.voxel_size_mm, geometry.origin_mm, out_dir,
+                            patient_name=patient_name, patient_id=patient_id, series_description=desc,
+                            frame_of_reference_uid=for_uid, study_instance_uid=study_uid,
+                            series_instance_uid=series_uid)
+    sops, zs = [], []
+    for p in paths:
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        sops.append(str(ds.SOPInstanceUID))
+        zs.append(float(ds.ImagePositionPatient[2]))
+    return CTSeriesRef(Path(out_dir), for_uid, study_uid, series_uid, sops, zs, patient_name, patient_id)
+
+
+def slice_contours(mask_yx: np.ndarray, x_mm: np.ndarray, y_mm: np.ndarray) -> list[np.ndarray]:
+    """Closed contours (each (n, 2) x, y in mm, not repeating the first point) of a 2-D boolean mask at the
+    0.5 level between voxel centres (marching squares, contourpy)."""
+    import contourpy
+
+    m = np.pad(np.asarray(mask_yx, float), 1)
+    dx, dy = x_mm[1] - x_mm[0] if len(x_mm) > 1 else 1.0, y_mm[1] - y_mm[0] if len(y_mm) > 1 else 1.0
+    xs = np.concatenate([[x_mm[0] - dx], x_mm, [x_mm[-1] + dx]])
+    ys = np.concatenate([[y_mm[0] - dy], y_mm, [y_mm[-1] + dy]])
+    gen = contourpy.contour_generator(x=xs, y=ys, z=m, line_type=contourpy.LineType.Separate)
+    out = []
+    for line in gen.lines(0.5):
+        pts = np.asarray(line, float)
+        if len(pts) > 1 and np.allclose(pts[0], pts[-1]):
+            pts = pts[:-1]
+        if len(pts) >= 3:
+            out.append(pts)
+    return out
+
+
+_COLOURS = [(255, 0, 0), (0, 160, 255), (0, 200, 0), (255, 200, 0), (200, 0, 255), (255, 120, 0),
+            (0, 220, 200), (160, 80, 40), (255, 0, 150), (120, 120, 255)]
+
+
+def _interpreted_type(name: str) -> str:
+    n = name.lower()
+    if n == "body":
+        return "EXTERNAL"
+    if n.startswith("ctv"):
+        return "CTV"
+    if n.startswith("ptv"):
+        return "PTV"
+    if n.startswith("gtv"):
+        return "GTV"
+    return "ORGAN"
+
+
+def write_rtstruct(masks: Mapping[str, np.ndarray], geometry: VoxelGeometry, ct: CTSeriesRef, path, *,
+                   label: str = "mcproton phantom", interpreted_types: Mapping[str, str] | None = None) -> Path:
+    """RT Structure Set with one ROI per named (z, y, x) mask on ``geometry``'s grid (the grid of the CT
+    series ``ct``); contours are CLOSED_PLANAR polygons on the CT slice planes, each referencing its CT
+    image.  ROIs with no voxels are skipped."""
+    import datetime as _dt
+
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.sequence import Sequence as DSeq
+    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+
+    nz = geometry.shape_zyx[0]
+    if len(ct.sop_instance_uids) != nz:
+        raise ValueError(f"the CT series has {len(ct.sop_instance_uids)} slices but the grid {nz}")
+    x_mm, y_mm, z_mm = geometry.axis_mm("x"), geometry.axis_mm("y"), geometry.axis_mm("z")
+    now = _dt.datetime.now()
+    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sop_uid = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = RT_STRUCTURE_SET_STORAGE
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    ds.SOPClassUID = RT_STRUCTURE_SET_STORAGE
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyDate, ds.StudyTime = date, time
+    ds.AccessionNumber = ""
+    ds.Modality = "RTSTRUCT"
+    ds.Manufacturer = "mcproton"
+    ds.ReferringPhysicianName = ""
+    ds.SeriesDescription = label[:64]
+    ds.OperatorsName = ""
+    ds.PatientName = ct.patient_name
+    ds.PatientID = ct.patient_id
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyInstanceUID = ct.study_instance_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.StudyID = "1"
+    ds.SeriesNumber = 2
+    ds.InstanceNumber = 1
+    ds.FrameOfReferenceUID = ct.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.StructureSetLabel = label[:16]
+    ds.StructureSetName = label[:64]
+    ds.StructureSetDate, ds.StructureSetTime = date, time
+
+    def img_ref(k: int) -> Dataset:
+        r = Dataset()
+        r.ReferencedSOPClassUID = CT_IMAGE_STORAGE
+        r.ReferencedSOPInstanceUID = ct.sop_instance_uids[k]
+        return r
+
+    series = Dataset()
+    series.SeriesInstanceUID = ct.series_instance_uid
+    series.ContourImageSequence = DSeq([img_ref(k) for k in range(nz)])
+    study = Dataset()
+    study.ReferencedSOPClassUID = STUDY_COMPONENT_SOP_CLASS
+    study.ReferencedSOPInstanceUID = ct.study_instance_uid
+    study.RTReferencedSeriesSequence = DSeq([series])
+    fref = Dataset()
+    fref.FrameOfReferenceUID = ct.frame_of_reference_uid
+    fref.RTReferencedStudySequence = DSeq([study])
+    ds.ReferencedFrameOfReferenceSequence = DSeq([fref])
+
+    rois, roi_contours, observations = [], [], []
+    types = dict(interpreted_types or {})
+    number = 0
+    for name, mask in masks.items():
+        m = np.asarray(mask, bool)
+        if m.shape != geometry.shape_zyx:
+            raise ValueError(f"mask {name!r} has shape {m.shape}, the grid {geometry.shape_zyx}")
+        ks = np.nonzero(m.any(axis=(1, 2)))[0]
+        if ks.size == 0:
+            continue
+        number += 1
+        contours = []
+        for k in ks:
+            for poly in slice_contours(m[k], x_mm, y_mm):
+                c = Dataset()
+                c.ContourImageSequence = DSeq([img_ref(int(k))])
+                c.ContourGeometricType = "CLOSED_PLANAR"
+                c.NumberOfContourPoints = len(poly)
+                xyz = np.column_stack([poly, np.full(len(poly), z_mm[k])])
+                c.ContourData = [f"{v:.2f}" for v in xyz.ravel()]
+                contours.append(c)
+        if not contours:
+            number -= 1
+            continue
+        r = Dataset()
+        r.ROINumber = number
+        r.ReferencedFrameOfReferenceUID = ct.frame_of_reference_uid
+        r.ROIName = name[:64]
+        r.ROIGenerationAlgorithm = "AUTOMATIC"
+        rois.append(r)
+        rc = Dataset()
+        rc.ROIDisplayColor = list(_COLOURS[(number - 1) % len(_COLOURS)])
+        rc.ReferencedROINumber = number
+        rc.ContourSequence = DSeq(contours)
+        roi_contours.append(rc)
+        o = Dataset()
+        o.ObservationNumber = number
+        o.ReferencedROINumber = number
+        o.RTROIInterpretedType = types.get(name, _interpreted_type(name))
+        o.ROIInterpreter = ""
+        observations.append(o)
+    ds.StructureSetROISequence = DSeq(rois)
+    ds.ROIContourSequence = DSeq(roi_contours)
+    ds.RTROIObservationsSequence = DSeq(observations)
+    ds.ApprovalStatus = "UNAPPROVED"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def read_rtstruct_contours(path) -> dict[str, list[np.ndarray]]:
+    """{ROI name: [(n, 3) contour points in mm, ...]} of an RT Structure Set (for tests and checks)."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    names = {int(r.ROINumber): str(r.ROIName) for r in ds.StructureSetROISequence}
+    out: dict[str, list[np.ndarray]] = {}
+    for rc in ds.ROIContourSequence:
+        pts = [np.asarray(c.ContourData, float).reshape(-1, 3) for c in getattr(rc, "ContourSequence", [])]
+        out[names[int(rc.ReferencedROINumber)]] = pts
+    return out
+
+
+def export_phantom(geometry: VoxelGeometry, out_dir, *, calibration="schneider2000", rtstruct: bool = True,
+                   extra_masks: Mapping[str, np.ndarray] | None = None, hdf5: bool = True) -> dict:
+    """``out_dir/ct/`` (CT series), ``out_dir/rtstruct.dcm`` (one ROI per label + ``extra_masks``) and
+    ``out_dir/phantom.h5`` (materials, densities, label map); returns the paths and the CT reference."""
+    from .export import label_map_to_masks, write_phantom_hdf5
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ct = write_phantom_ct(geometry, out / "ct", calibration=calibration)
+    res = {"ct": ct, "ct_dir": out / "ct"}
+    if rtstruct:
+        masks = dict(extra_masks or {})
+        masks.update(label_map_to_masks(geometry))
+        res["rtstruct"] = write_rtstruct(masks, geometry, ct, out / "rtstruct.dcm")
+    if hdf5:
+        res["hdf5"] = write_phantom_hdf5(geometry, out / "phantom.h5")
+    return res

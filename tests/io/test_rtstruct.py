@@ -1,0 +1,204 @@
+"""RT Structure Set reading, rasterisation and the HDF5 dvh group."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+
+from mcproton._io.errors import DicomInputError
+from mcproton._io.rtstruct import (RT_STRUCTURE_SET_STORAGE, cumulative_dvh, load_rtstruct, rasterise,
+                                   read_rtstruct, write_dvh_hdf5)
+from mcproton.geometry import box_phantom
+
+from dicom_factories import save
+
+
+def _circle(cx, cy, r, z, n=180):
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.column_stack([cx + r * np.cos(t), cy + r * np.sin(t), np.full(n, z)])
+
+
+def _rect(x0, x1, y0, y1, z):
+    return np.array([[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]], float)
+
+
+def make_rtstruct(rois: dict[str, list[np.ndarray]], *, points: dict[str, tuple] | None = None,
+                  for_uid: str | None = None) -> FileDataset:
+    meta = FileMetaDataset()
+    uid = generate_uid()
+    meta.MediaStorageSOPClassUID = RT_STRUCTURE_SET_STORAGE
+    meta.MediaStorageSOPInstanceUID = uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = FileDataset("rs.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = RT_STRUCTURE_SET_STORAGE
+    ds.SOPInstanceUID = uid
+    ds.Modality = "RTSTRUCT"
+    for_uid = for_uid or generate_uid()
+    rf = Dataset()
+    rf.FrameOfReferenceUID = for_uid
+    ds.ReferencedFrameOfReferenceSequence = Sequence([rf])
+    ssroi, rcs, obs = [], [], []
+    allr = [(n, c, "CLOSED_PLANAR") for n, c in rois.items()]
+    allr += [(n, [np.asarray([p], float)], "POINT") for n, p in (points or {}).items()]
+    for i, (name, cl, gt) in enumerate(allr, start=1):
+        r = Dataset()
+        r.ROINumber = i
+        r.ROIName = name
+        r.ReferencedFrameOfReferenceUID = for_uid
+        ssroi.append(r)
+        rc = Dataset()
+        rc.ReferencedROINumber = i
+        seq = []
+        for c in cl:
+            cd = Dataset()
+            cd.ContourGeometricType = gt
+            cd.NumberOfContourPoints = len(c)
+            cd.ContourData = [f"{v:.4f}" for v in np.asarray(c).ravel()]
+            seq.append(cd)
+        rc.ContourSequence = Sequence(seq)
+        rcs.append(rc)
+        o = Dataset()
+        o.ObservationNumber = i
+        o.ReferencedROINumber = i
+        o.RTROIInterpretedType = "ISOCENTER" if gt == "POINT" else "ORGAN"
+        obs.append(o)
+    ds.StructureSetROISequence = Sequence(ssroi)
+    ds.ROIContourSequence = Sequence(rcs)
+    ds.RTROIObservationsSequence = Sequence(obs)
+    return ds
+
+
+def test_pydicom_test_rtstruct():
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("rtstruct.dcm")
+    if path is None:
+        pytest.skip("pydicom test data not installed")
+    s = read_rtstruct(path)
+    assert set(s.contours) == {"patient", "Isocenter 1", "Isocenter 2"}
+    assert [c.shape for c in s.contours["patient"]] == [(5, 3), (6, 3), (6, 3)]
+    assert s.contours["Isocenter 1"] == []          # POINT ROIs have no closed contours
+    assert s.roi_types["patient"] == "EXTERNAL"
+    assert s.frame_of_reference_uid == "1.2.826.0.1.3680043.8.498.2010020400001.2"
+    # planes z = -200, -190, -180 mm; the contour is the rectangle x -200..200, y -150..150
+    g = box_phantom("water", (500, 400, 40), (10, 10, 10), origin_mm=(-245, -195, -215))  # z -215..-185
+    m = rasterise(s, g)["patient"]
+    per_slice = m.sum(axis=(1, 2))
+    assert per_slice.tolist() == [0, 1200, 1200, 1200]   # z = -215 is 15 mm before the first plane
+    ys, xs = np.nonzero(m[1])
+    assert g.axis_mm("x")[xs].min() == -195 and g.axis_mm("x")[xs].max() == 195
+    assert g.axis_mm("y")[ys].min() == -145 and g.axis_mm("y")[ys].max() == 145
+
+
+def test_orientation_hole_and_area(tmp_path):
+    z = [0.0, 2.0, 4.0]
+    rois = {
+        # ring: outer r 20, hole r 8, centred at (30, -10): the even-odd rule makes the inner contour a hole
+        "ring": [c for zz in z for c in (_circle(30, -10, 20, zz), _circle(30, -10, 8, zz))],
+        # an off-centre box x 10..20, y 40..60 on the middle plane only
+        "box": [_rect(10, 20, 40, 60, 2.0)],
+    }
+    path = save(make_rtstruct(rois, points={"iso": (0, 0, 0)}), tmp_path / "RS.dcm")
+    contours = load_rtstruct(path)
+    assert set(contours) == {"ring", "box", "iso"} and contours["iso"] == []
+    g = box_phantom("water", (120, 160, 10), (0.5, 0.5, 2.0), origin_mm=(-29.75, -79.75, -2.0))  # z -2..6
+    m = rasterise(contours, g)
+    ring = m["ring"]
+    assert ring.sum(axis=(1, 2)).astype(bool).tolist() == [False, True, True, True, False]
+    area = ring[2].sum() * 0.25
+    assert area == pytest.approx(np.pi * (20**2 - 8**2), rel=0.02)
+    x, y = g.axis_mm("x"), g.axis_mm("y")
+    j, i = np.nonzero(ring[2])
+    assert np.mean(x[i]) == pytest.approx(30, abs=0.1) and np.mean(y[j]) == pytest.approx(-10, abs=0.1)
+    assert not ring[2][np.argmin(np.abs(y + 10)), np.argmin(np.abs(x - 30))]  # the centre is in the hole
+    box = m["box"]
+    assert box.sum(axis=(1, 2)).tolist() == [0, 0, 20 * 40, 0, 0]
+    j, i = np.nonzero(box[2])
+    assert (x[i].min(), x[i].max(), y[j].min(), y[j].max()) == (10.25, 19.75, 40.25, 59.75)
+
+
+def test_rasterise_grid_finer_than_planes():
+    s = {"cyl": [_circle(0, 0, 10, zz) for zz in (0.0, 3.0, 6.0)]}
+    g = box_phantom("water", (40, 40, 12), (1, 1, 1), origin_mm=(-19.5, -19.5, -2.5))   # z -2.5 .. 8.5
+    per = rasterise(s, g)["cyl"].sum(axis=(1, 2))
+    z = g.axis_mm("z")
+    assert np.all(per[(z >= -1.5) & (z <= 7.5)] > 0) and np.all(per[(z < -1.5) | (z > 7.5)] == 0)
+
+
+def test_errors(tmp_path):
+    with pytest.raises(DicomInputError, match="does not exist"):
+        load_rtstruct(tmp_path / "nope.dcm")
+    tilted = _circle(0, 0, 10, 0.0)
+    tilted[:, 2] = np.linspace(0, 5, len(tilted))
+    with pytest.raises(DicomInputError, match="not axial"):
+        rasterise({"t": [tilted]}, box_phantom("water", (40, 40, 10), 2.0))
+    from dicom_factories import make_plan, spot_grid
+
+    plan = save(make_plan([{"gantry": 0, "couch": 0, "iso": (0, 0, 0), "layers": [(100, spot_grid(1), [1.0])]}]),
+                tmp_path / "plan.dcm")
+    with pytest.raises(DicomInputError, match="not an RT Structure Set"):
+        read_rtstruct(plan)
+
+
+def test_dvh_hdf5(tmp_path):
+    import h5py
+
+    dose = np.zeros((2, 4, 5))
+    dose[:, :, :] = np.arange(5)[None, None, :]            # 0..4 Gy along x
+    masks = {"all": np.ones(dose.shape, bool), "hot": dose >= 3, "empty": np.zeros(dose.shape, bool)}
+    d, v = cumulative_dvh(dose, masks["all"], n_bins=8, d_max=4.0)
+    assert v[0] == 1.0 and v[-1] == pytest.approx(0.0)
+    assert v[np.searchsorted(d, 2.0)] == pytest.approx(0.6, abs=0.21)
+    p = tmp_path / "r.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("dose", data=dose)
+    st = write_dvh_hdf5(p, dose, masks, 0.008, source="RS.dcm")
+    assert st["hot"]["mean_gy"] == pytest.approx(3.5) and st["hot"]["volume_cm3"] == pytest.approx(16 * 0.008)
+    assert st["empty"]["n_voxels"] == 0
+    with h5py.File(p, "r") as f:
+        assert set(f["dvh"]) == {"all", "hot", "empty"} and f["dvh"].attrs["rtstruct"] == "RS.dcm"
+        vf = f["dvh/all/volume_fraction"][()]
+        assert np.all(np.diff(vf) <= 0) and f["dvh/all"].attrs["max_gy"] == 4.0
+        assert "dose" in f
+
+
+def test_cli_writes_dvh_group(tmp_path, capsys):
+    """[plan] rtstruct: the CLI adds one DVH per structure to the output HDF5."""
+    import h5py
+
+    from dicom_factories import make_plan
+    from mcproton.cli import main
+    from mcproton.dicom import write_ct_series
+
+    for_uid = generate_uid()
+    write_ct_series(np.zeros((10, 10, 10)), (4.0, 4.0, 4.0), (-18.0, -18.0, -18.0), tmp_path / "ct",
+                    frame_of_reference_uid=for_uid)
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    (cal / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.0012\n0,1.0\n1000,2.0\n")
+    (cal / "hu_materials.csv").write_text("hu_lo,name,w_H,w_O\n-2000,water,0.111894,0.888106\n")
+    save(make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(70.0, [(0.0, 0.0)], [1.0])]}]),
+         tmp_path / "RP.dcm")
+    # beam along +y from y = -20: "entrance" 0..8 mm deep, "outside" a column far off the beam
+    rois = {"entrance": [_rect(-7, 7, -21, -11, z) for z in (-2.0, 2.0)],       # 4 x 2 x 2 voxels
+            "outside": [_rect(11, 20, -20, 20, z) for z in (-14.0, -10.0)]}
+    save(make_rtstruct(rois, for_uid=for_uid), tmp_path / "RS.dcm")
+    (tmp_path / "run.toml").write_text('[run]\nprimaries = 400\nbatches = 2\n[phantom]\ntype = "ct"\nct_dir = "ct"\n'
+                                       'calibration = "cal"\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\n'
+                                       'rtstruct = "RS.dcm"\n[output]\nplot = false\n')
+    out = tmp_path / "r.h5"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)   # same frame of reference: no warning
+        assert main(["run", str(tmp_path / "run.toml"), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    with h5py.File(out, "r") as f:
+        assert set(f["dvh"]) == {"entrance", "outside"}
+        ent, far = f["dvh/entrance"].attrs, f["dvh/outside"].attrs
+        assert ent["n_voxels"] == 4 * 2 * 2 and ent["mean_gy"] > 0
+        assert far["mean_gy"] < 0.05 * ent["mean_gy"]
+        assert f["dvh/entrance/volume_fraction"][0] == 1.0

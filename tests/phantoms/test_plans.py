@@ -1,0 +1,105 @@
+"""Example PBS plans: the analytical kernel, WET ray tracing, spot generation and the optimisation."""
+import numpy as np
+import pytest
+
+from mcproton.geometry import box_phantom, slab_phantom
+from mcproton.phantoms import make_head_phantom
+from mcproton.phantoms import plans as P
+
+
+@pytest.fixture(scope="module")
+def head4():
+    return make_head_phantom(5, 4.0, region="head")
+
+
+def test_range_energy_and_bortfeld_curve():
+    r100 = float(P.water_range_mm(100.0))
+    assert 75 < r100 < 79                                   # ICRU 90 CSDA range of 100 MeV: ~77 mm
+    assert float(P.energy_for_range_mm(r100)) == pytest.approx(100.0, rel=1e-4)
+    z = np.linspace(0, 1.1 * r100 / 10, 2000)
+    idd = P.bortfeld_idd(z, 100.0, 0.8)
+    assert np.all(np.isfinite(idd)) and idd.min() >= 0
+    zpk = z[np.argmax(idd)] * 10
+    assert r100 - 4 < zpk < r100                            # peak just before the range
+    assert 3.0 < idd.max() / idd[0] < 5.0                   # peak-to-entrance ratio of a pristine peak
+    assert np.trapezoid(idd, z) == pytest.approx(100.0, rel=0.08)   # ~ all energy deposited
+    assert np.max(np.abs(np.diff(idd))) < 0.02 * idd.max()   # continuous across the plateau/peak switch
+
+
+def test_wet_through_slabs():
+    g = slab_phantom([("water", 20.0), ("G4_BONE_COMPACT_ICRU", 10.0), ("water", 20.0)], (40, 40), 2.0)
+    rsp = P.relative_stopping_power(g)
+    assert rsp[0].mean() == pytest.approx(1.0, abs=0.01)
+    pts = np.array([[0.0, 0.0, 45.0]])
+    wet = P.water_equivalent_depth(g, rsp, pts, (0, 0, 1))
+    expected = 20.0 + 10.0 * float(rsp[12].mean()) + 15.0
+    assert wet[0] == pytest.approx(expected, abs=1.5)
+    wet_back = P.water_equivalent_depth(g, rsp, pts, (0, 0, -1))   # from the far side
+    assert wet_back[0] == pytest.approx(5.0, abs=1.5)
+
+
+def test_gantry_directions():
+    assert np.allclose(P.gantry_direction(0), [0, 1, 0])      # from anterior, travelling posterior (+y)
+    assert np.allclose(P.gantry_direction(180), [0, -1, 0])
+    assert np.allclose(P.gantry_direction(90), [-1, 0, 0])    # from the patient's left
+
+
+def test_sobp_in_water_is_uniform():
+    """Single field on a water box: the optimiser flattens the analytical dose on a cube target."""
+    g = box_phantom("water", (60, 60, 120), 3.0)
+    Z, Y, X = np.meshgrid(*(g.axis_mm(a) for a in "zyx"), indexing="ij")
+    tgt = (np.abs(X) <= 12) & (np.abs(Y) <= 12) & (Z >= 40) & (Z <= 70)
+    plan = P.optimise_plan("box", g, tgt, [{"name": "f", "direction": (0, 0, 1), "layer_spacing_mm": 4.0}],
+                           prescription_gy_rbe=1.1)
+    assert plan.prescription_gy == pytest.approx(1.0)
+    f = plan.fields[0]
+    assert f.n_layers >= 6
+    assert 35 < P.water_range_mm(f.energy_mev.min()) < 45 and 67 < P.water_range_mm(f.energy_mev.max()) < 74
+    assert plan.model_stats["within_5pct"] > 0.95
+    b = plan.beam()
+    assert b.total_protons == pytest.approx(f.weights.sum())
+    assert all(s.position_mm[2] < g.lower_corner_mm[2] for s in b.spots)   # sources outside the grid
+
+
+def test_posterior_fossa_plan_on_phantom(head4):
+    plan = P.posterior_fossa_plan(head4, iterations=250)
+    assert plan.prescription_gy == pytest.approx(1.8 / 1.1)
+    tgt = plan.target_mask_zyx
+    assert 15 < tgt.sum() * head4.voxel_volume_cm3 < 40           # ~30 mL ellipsoid clipped to the cavity
+    lab = head4.labels_zyx[tgt]
+    skull = [i for i, n in head4.label_names.items() if n in ("skull", "body")]
+    assert not np.isin(lab, skull).any()
+    assert len(plan.fields) == 3
+    for f in plan.fields:
+        assert f.direction[1] < 0                                  # all from posterior
+        assert 50 <= f.energy_mev.min() and f.energy_mev.max() < 110
+        assert f.n_layers >= 4 and (f.weights > 0).all()
+    assert plan.model_stats["d95_rel"] > 0.95
+    assert plan.model_stats["within_5pct"] > 0.9
+    s = plan.summary()
+    assert s["total_protons"] == pytest.approx(plan.total_protons) and len(s["fields"]) == 3
+
+
+def test_craniospinal_plan_coarse():
+    g = make_head_phantom(5, 8.0, region="neuraxis")
+    parts = P.craniospinal_target(g)
+    assert parts["brain"].any() and parts["spine"].any()
+    plan = P.craniospinal_plan(g, iterations=150, max_points=1500)
+    names = [f.name for f in plan.fields]
+    assert sum(n.startswith("cranial") for n in names) == 2
+    assert sum(n.startswith("spine") for n in names) >= 2          # 5 y neuraxis: ~40 cm, split in two
+    assert plan.model_stats["d95_rel"] > 0.85 and 0.95 < plan.model_stats["dmean_rel"] < 1.05
+    z_spine = [P.gantry_direction(180) @ f.direction for f in plan.fields if f.name.startswith("spine")]
+    assert np.allclose(z_spine, 1.0)
+
+
+@pytest.mark.slow
+def test_posterior_fossa_plan_monte_carlo_d95():
+    """Full MC verification (about 1 minute on 2 cores): D95 >= 95 % of the prescription."""
+    from mcproton.settings import RunSettings
+
+    g = make_head_phantom(5, 2.0, region="head")
+    plan = P.posterior_fossa_plan(g)
+    res, st = P.verify_plan(plan, g, RunSettings(primaries=2_500_000, backend="cpu"))
+    assert st["d95_rel"] >= 0.95
+    assert 0.97 < st["mc_over_model_mean"] < 1.03

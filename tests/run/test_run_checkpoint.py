@@ -1,0 +1,179 @@
+"""Checkpoint and resume: a CPU run killed mid-way (SIGKILL / SIGTERM / SIGINT) and resumed gives bitwise the
+dose (and uncertainty) of the uninterrupted run; damaged or mismatched checkpoints are refused."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from run_helpers import cli, cli_popen, read_h5
+
+from mcproton._run.checkpoint import CheckpointError, checkpoint_path, describe, load_checkpoint
+
+PRIMARIES = 80_000
+
+
+def _job(small_cfg):
+    return small_cfg(PRIMARIES, batch_size=2000, checkpoint_interval_s=0)
+
+
+def _kill_midway(cfg: Path, out: Path, sig: int) -> tuple[int, str]:
+    ckpt = checkpoint_path(out)
+    proc = cli_popen("run", cfg, "--out", out, "--quiet")
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ckpt.exists() and describe(ckpt).split(" ")[0] not in ("", "0"):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+        time.sleep(0.15)  # somewhere inside a batch or a checkpoint write
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_bitwise(small_cfg, tmp_path, sig):
+    cfg = _job(small_cfg)
+    ref = _reference(cfg)
+    out = tmp_path / "run.h5"
+    rc, err = _kill_midway(cfg, out, sig)
+    ckpt = checkpoint_path(out)
+    if sig == signal.SIGKILL:
+        assert rc == -signal.SIGKILL
+    else:
+        assert rc == 128 + sig, err
+        assert "checkpoint written to" in err and "--resume" in err
+    assert not out.exists() and ckpt.exists()
+    done = int(describe(ckpt).split(" ")[0].replace(",", ""))
+    assert 0 < done < PRIMARIES, describe(ckpt)
+    r = cli("run", cfg, "--out", out, "--quiet", "--resume")
+    assert "resuming from" in r.stderr
+    assert not ckpt.exists(), "a finished run removes its checkpoint"
+    b = read_h5(out)
+    assert np.array_equal(ref.dose_gy_zyx, b["dose"])   # bitwise
+    assert np.array_equal(ref.uncertainty_rel_zyx.astype(np.float32), b["uncertainty"])  # same batches and sums
+    assert b["provenance"]["primaries"] == PRIMARIES
+    assert ref.ledger["deposited"] == b["ledger"]["deposited"]
+
+
+def _reference(cfg: Path):
+    """The uninterrupted run, in-process (the same code path as the CLI, without a checkpoint)."""
+    from mcproton._run.job import run_job
+    from mcproton.config import build_beams, build_geometry, load_config, run_settings
+
+    c = load_config(cfg)
+    return run_job(c, run_settings(c), build_geometry(c), build_beams(c), None, progress=False,
+                   log=lambda m: None)[0]
+
+
+def _checkpoint_after_sigint(small_cfg, tmp_path) -> tuple[Path, Path, Path]:
+    cfg = small_cfg(PRIMARIES, batch_size=2000, checkpoint_interval_s=0)
+    out = tmp_path / "run.h5"
+    rc, err = _kill_midway(cfg, out, signal.SIGINT)
+    assert rc == 130, err
+    return cfg, out, checkpoint_path(out)
+
+
+def test_checkpoint_refused_when_corrupt_or_mismatched(small_cfg, tmp_path, monkeypatch):
+    cfg, out, ckpt = _checkpoint_after_sigint(small_cfg, tmp_path)
+    good = ckpt.read_bytes()
+    # existing checkpoint without --resume: refused, not overwritten
+    r = cli("run", cfg, "--out", out, "--quiet", check=False)
+    assert r.returncode == 2 and "holds an interrupted run" in r.stderr and "--resume" in r.stderr
+    assert ckpt.read_bytes() == good
+    # another seed (through the CLI)
+    r = cli("run", cfg, "--out", out, "--quiet", "--resume", "--set", "run.seed=7", check=False)
+    assert r.returncode == 2 and "another seed" in r.stderr and str(ckpt) in r.stderr, r.stderr
+    # truncated file (through the CLI)
+    ckpt.write_bytes(good[: len(good) // 2])
+    r = cli("run", cfg, "--out", out, "--quiet", "--resume", check=False)
+    assert r.returncode == 2 and "corrupt" in r.stderr and "delete" in r.stderr, r.stderr
+    ckpt.write_bytes(good)
+    # the rest in-process (no run starts: refused while loading)
+    import h5py
+
+    from mcproton._run.checkpoint import fingerprint
+    from mcproton._run.job import run_job
+    from mcproton.config import build_beams, build_geometry, load_config, run_settings
+
+    def refused(*sets):
+        c2 = load_config(cfg, list(sets))
+        with pytest.raises(CheckpointError) as ei:
+            run_job(c2, run_settings(c2), build_geometry(c2), build_beams(c2), out, resume=True, progress=False)
+        return str(ei.value)
+
+    assert "another beam" in refused("beam.energy_mev=95")
+    assert "another config" in refused("physics.msc=false")
+    assert "another number of primaries" in refused("run.primaries=90000")
+    assert "another geometry" in refused("phantom.material=\"pmma\"")
+    ckpt.write_bytes(b"not a checkpoint" * 100)
+    assert "corrupt" in refused()
+    ckpt.write_bytes(good)
+    c = load_config(cfg)
+    s, g, beams = run_settings(c), build_geometry(c), build_beams(c)
+    fp = fingerprint(c, s, "cpu", g, beams)
+    states = load_checkpoint(ckpt, fp, g.material_index_zyx.size)
+    assert 0 < states[0].next_history < PRIMARIES
+    with h5py.File(ckpt, "r+") as f:
+        f["beam_000"].attrs["next_history"] = int(f["beam_000"].attrs["next_history"]) + 3000
+        f["beam_000"].attrs["primaries"] = int(f["beam_000"].attrs["primaries"]) + 3000
+    with pytest.raises(CheckpointError, match="corrupt .checksum"):
+        load_checkpoint(ckpt, fp, g.material_index_zyx.size)
+    ckpt.write_bytes(good)
+    with pytest.raises(CheckpointError, match="another mcproton version"):
+        load_checkpoint(ckpt, {**fp, "version": "9.9"}, g.material_index_zyx.size)
+    with pytest.raises(CheckpointError, match="another transport kernel"):
+        load_checkpoint(ckpt, {**fp, "kernel_hash": "0" * 64}, g.material_index_zyx.size)
+    g2 = build_geometry(load_config(cfg, ["phantom.material=\"pmma\""]))
+    with pytest.raises(CheckpointError, match="another geometry"):   # e.g. a CT folder changed under the config
+        run_job(c, s, g2, beams, out, resume=True, progress=False)
+    assert ckpt.read_bytes() == good
+
+
+def test_free_keys_may_change_on_resume(small_cfg, tmp_path):
+    """threads, time limit and checkpoint interval do not change the result: a resume may change them."""
+    from mcproton._run.checkpoint import config_hash
+    from mcproton.config import load_config
+
+    cfg = small_cfg(1000)
+    a = config_hash(load_config(cfg))
+    b = config_hash(load_config(cfg, ["run.threads=2", "run.time_limit_s=100", "run.checkpoint_interval_s=5",
+                                      "output.plot=true"]))
+    c = config_hash(load_config(cfg, ["run.batch_size=100"]))
+    assert a == b != c
+
+
+def test_checkpoint_write_is_atomic(small_cfg, tmp_path, monkeypatch):
+    """A crash while writing leaves the previous checkpoint intact (the data goes to a .tmp first)."""
+    import h5py
+
+    from mcproton._run import checkpoint as ck
+    from mcproton.run import Accumulator
+
+    p = tmp_path / "x.ckpt.h5"
+    fp = {"format": "1", "n_beams": "1", "primaries": "10"}
+    st = ck.BeamState(Accumulator(8), next_history=0)
+    ck.save_checkpoint(p, fp, [st])
+    before = p.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    st.acc.batches = 1
+    with pytest.raises(OSError):
+        ck.save_checkpoint(p, fp, [st])
+    assert p.read_bytes() == before
+    monkeypatch.undo()
+    assert ck.load_checkpoint(p, fp, 8)[0].acc.batches == 0
+    with h5py.File(p) as f:
+        assert f.attrs["mcproton_checkpoint"] == 1

@@ -1,0 +1,130 @@
+"""Streaming batches: the batch plan, GPU out-of-memory handling (a fake OOM injected on the CPU), and the
+stopping criteria (target uncertainty, time limit, primaries)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mcproton._run.streaming import BatchPlan, LocalExecutor, is_out_of_memory, mean_rel_uncertainty_50, \
+    run_shrinking, stream
+from mcproton.config import build_beams, build_geometry, load_config, run_settings
+from mcproton.run import Accumulator, Simulation, batch_plan, finish, simulate
+
+
+class OutOfMemoryError(Exception):
+    """Stands for cupy.cuda.memory.OutOfMemoryError (matched by name)."""
+
+
+class OomProxy:
+    """A Simulation that runs out of 'GPU memory' for batches larger than ``limit`` histories."""
+
+    def __init__(self, sim, limit):
+        self.sim, self.limit, self.calls = sim, limit, []
+        self.backend = sim.backend
+
+    def run_histories(self, first, n):
+        self.calls.append((first, n))
+        if n > self.limit:
+            raise OutOfMemoryError(f"Out of memory allocating {n * 1000:,} bytes")
+        return self.sim.run_histories(first, n)
+
+
+def _setup(small_cfg, primaries=12000, *sets):
+    cfg = load_config(small_cfg(primaries), list(sets))
+    s = run_settings(cfg)
+    g = build_geometry(cfg)
+    return s, g, build_beams(cfg)[0]
+
+
+def test_batch_plan_matches_legacy_and_is_positional():
+    p = BatchPlan(1003, batches=10)
+    assert list(p.iter_from(0)) == batch_plan(1003, 10)
+    mid = batch_plan(1003, 10)[4][0] + 7      # resuming inside a batch finishes that batch first
+    assert list(p.iter_from(mid))[0] == (mid, batch_plan(1003, 10)[5][0] - mid)
+    q = BatchPlan(10_000, batch_size=3000)
+    assert list(q.iter_from(0)) == [(0, 3000), (3000, 3000), (6000, 3000), (9000, 1000)]
+    assert BatchPlan(10**9, batches=10).size == 1_000_000              # bounded batch (checkpoint granularity)
+    assert BatchPlan(10**6, batches=10, early_stop=True).size == 10_000  # 100 batches when stopping early
+
+
+def test_is_out_of_memory():
+    assert is_out_of_memory(OutOfMemoryError("x"))
+    assert is_out_of_memory(RuntimeError("cuLaunchKernel failed: CUDA_ERROR_OUT_OF_MEMORY"))
+    assert not is_out_of_memory(ValueError("bad"))
+
+
+def test_oom_shrinks_the_batch_and_keeps_the_dose(small_cfg):
+    s, g, beam = _setup(small_cfg, 12000, "run.batch_size=4000")
+    ref = Simulation(g, beam, s)
+    acc_ref = Accumulator(ref.n_vox)
+    plan = BatchPlan.from_settings(s)
+    stream(acc_ref, plan, LocalExecutor(ref, plan), s, g)
+    msgs = []
+    proxy = OomProxy(Simulation(g, beam, s), limit=1500)
+    acc = Accumulator(ref.n_vox)
+    ex = LocalExecutor(proxy, plan, log=msgs.append)
+    res = stream(acc, plan, ex, s, g)
+    assert res.stop_reason == "primaries" and res.next_history == 12000 == acc.primaries
+    assert ex.cap == 1000 and len(msgs) == 2 and "retrying with batches of 2,000" in msgs[0]
+    assert "retrying with batches of 1,000" in msgs[1]
+    assert all(n <= 1000 for f, n in proxy.calls[3:])
+    for k in acc.sums:
+        assert np.array_equal(acc.sums[k], acc_ref.sums[k])       # the dose is bitwise unchanged
+    assert acc.batches == 12                                       # each shrunk piece is a batch
+
+
+def test_oom_in_a_chunk_sums_pieces(small_cfg):
+    s, g, beam = _setup(small_cfg, 3000)
+    sim = Simulation(g, beam, s)
+    whole = sim.run_histories(0, 3000)
+    pieces, cap = run_shrinking(OomProxy(sim, 800), 0, 3000, cap=None, log=lambda m: None)
+    assert cap == 750
+    for k in whole:
+        assert np.array_equal(whole[k], pieces[k])
+
+
+def test_oom_at_the_smallest_batch_is_a_clear_error(small_cfg):
+    s, g, beam = _setup(small_cfg, 100)
+    plan = BatchPlan(100, batch_size=100)
+    ex = LocalExecutor(OomProxy(Simulation(g, beam, s), 0), plan, log=lambda m: None)
+    with pytest.raises(RuntimeError, match="out of memory even for a batch of 1 histories"):
+        stream(Accumulator(g.material_index_zyx.size), plan, ex, s, g)
+
+
+def test_stops_at_target_uncertainty(small_cfg):
+    """Tolerance: the run stops at the first batch boundary (after >= 10 batches) where the mean relative
+    uncertainty over voxels >= 50 % Dmax is <= the target: final <= target, one batch fewer > target."""
+    target, bs = 0.015, 1000
+    s, g, beam = _setup(small_cfg, 10**6, f"run.target_uncertainty={target}", f"run.batch_size={bs}")
+    r = simulate(g, beam, s)
+    assert r.provenance["stop_reason"] == "target_uncertainty"
+    assert 10 * bs < r.primaries < 10**6 and r.primaries % bs == 0
+    assert r.mean_rel_uncertainty_50 <= target
+    s2, *_ = _setup(small_cfg, r.primaries - bs, f"run.batch_size={bs}")
+    r2 = simulate(g, beam, s2)
+    assert r2.mean_rel_uncertainty_50 > target
+    # the stopping point is reproducible (same batches, same float sums)
+    assert simulate(g, beam, s).primaries == r.primaries
+
+
+def test_stops_at_time_limit_and_at_primaries(small_cfg):
+    s, g, beam = _setup(small_cfg, 10**7, "run.time_limit_s=0.6", "run.batch_size=2000")
+    r = simulate(g, beam, s)
+    assert r.provenance["stop_reason"] == "time_limit"
+    assert 0.6 <= r.wall_s < 0.6 + 2.0   # checked between batches: overrun < one batch (~0.05 s) + slack
+    assert 0 < r.primaries < 10**7 and r.primaries % 2000 == 0
+    s3, *_ = _setup(small_cfg, 5000, "run.target_uncertainty=0.0001", "run.time_limit_s=100")
+    r3 = simulate(g, beam, s3)
+    assert r3.provenance["stop_reason"] == "primaries" and r3.primaries == 5000
+
+
+def test_mean_uncertainty_matches_finish(small_cfg):
+    s, g, beam = _setup(small_cfg, 8000)
+    sim = Simulation(g, beam, s)
+    acc = Accumulator(sim.n_vox)
+    plan = BatchPlan.from_settings(s)
+    stream(acc, plan, LocalExecutor(sim, plan), s, g)
+    from mcproton._run.streaming import inverse_mass
+
+    assert mean_rel_uncertainty_50(acc, inverse_mass(g), g.density_g_cm3_zyx) == pytest.approx(
+        finish(sim, acc, 1.0).mean_rel_uncertainty_50, rel=1e-12)

@@ -1,0 +1,46 @@
+"""`mcproton demo`: a tiny run (few primaries, 4 mm voxels) writes every output with the summary keys."""
+import json
+
+import pytest
+
+from mcproton.cli import main as cli_main
+
+KEYS = {"target_mean_gy", "target_d95_gy", "target_d95_rel", "target_within_5pct", "brainstem_d2_gy",
+        "cochlea_left_mean_gy", "cochlea_right_mean_gy", "mean_rel_uncertainty_50", "protons_per_second",
+        "backend", "device", "wall_s", "prescription_gy", "total_protons_per_fraction", "primaries"}
+
+
+def test_demo_small(tmp_path, capsys):
+    out = tmp_path / "demo"
+    rc = cli_main(["demo", "--out", str(out), "--primaries", "20000", "--voxel-mm", "4", "--backend", "cpu",
+                   "--quiet"])
+    assert rc == 0
+    for f in ("dose.h5", "rtdose.dcm", "rtstruct.dcm", "dose_planes.png", "dvh.png", "summary.json"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    assert len(list((out / "ct").glob("CT_*.dcm"))) > 10
+    s = json.loads((out / "summary.json").read_text())
+    assert KEYS <= set(s)
+    assert s["primaries"] == 20000 and s["backend"] == "cpu"
+    assert 0.5 < s["target_mean_gy"] / s["prescription_gy"] < 1.5      # 20k histories: noisy but absolute
+    printed = capsys.readouterr().out
+    assert "target_d95_gy" in printed
+    import pydicom
+
+    from mcproton.dicom import load_ct_series, read_rtdose
+
+    ct = load_ct_series(out / "ct")
+    rd = pydicom.dcmread(out / "rtdose.dcm")
+    assert rd.FrameOfReferenceUID == ct.frame_of_reference_uid
+    d = read_rtdose(out / "rtdose.dcm")
+    assert d.dose_gy_zyx.max() > 0
+
+
+@pytest.mark.slow
+def test_demo_full_default(tmp_path):
+    """The default job (2.5 M protons on the CPU): D95 >= 95 % and under two minutes on 2 cores."""
+    out = tmp_path / "demo"
+    assert cli_main(["demo", "--out", str(out), "--quiet"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["d95_ok"] and s["target_d95_rel"] >= 0.95
+    if s["backend"] == "cpu":
+        assert s["wall_s"] < 120
