@@ -83,9 +83,12 @@ struct Params {
     float e_cut;                  /* MeV */
     float max_eloss_fraction;
     float max_step;               /* cm */
-    float pad0, pad1;
+    float dlog_e;                 /* ln-energy bin width (1 / inv_dlog_e) */
+    float pad1;
     uint64_t seed;
     int64_t tally_stride; /* CPU: voxels per thread-private tally slot (0 = one shared, atomic tally) */
+    float inv_vx, inv_vy, inv_vz; /* 1 / voxel size, 1/cm */
+    float pad2;
 };
 
 /* Bits of Params::flags. */

@@ -124,8 +124,11 @@ MCP_KERNEL void mcp_probe_layout(int64_t* MCP_RESTRICT out)
     out[k++] = MCP_OFFSET(Params, e_cut);
     out[k++] = MCP_OFFSET(Params, max_eloss_fraction);
     out[k++] = MCP_OFFSET(Params, max_step);
+    out[k++] = MCP_OFFSET(Params, dlog_e);
     out[k++] = MCP_OFFSET(Params, seed);
     out[k++] = MCP_OFFSET(Params, tally_stride);
+    out[k++] = MCP_OFFSET(Params, inv_vx);
+    out[k++] = MCP_OFFSET(Params, inv_vz);
     out[k++] = (int64_t)sizeof(Spot);
     out[k++] = MCP_OFFSET(Spot, energy);
     out[k++] = MCP_OFFSET(Spot, sigma);

@@ -161,6 +161,8 @@ class Simulation:
         p["flags"] = ((FLAG_STRAGGLING if phys.straggling else 0) | (FLAG_MSC if phys.msc else 0)
                       | (FLAG_NUCLEAR if phys.nuclear else 0))
         p["vx"], p["vy"], p["vz"] = (v / 10.0 for v in geometry.voxel_size_mm)
+        p["inv_vx"], p["inv_vy"], p["inv_vz"] = (10.0 / v for v in geometry.voxel_size_mm)
+        p["dlog_e"] = self.tables.dlog_e
         p["e_cut"] = phys.e_cut_mev
         p["max_eloss_fraction"] = phys.max_eloss_fraction
         p["max_step"] = phys.max_step_mm / 10.0

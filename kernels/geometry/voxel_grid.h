@@ -13,9 +13,9 @@ struct VoxelIndex { int ix, iy, iz; };
 
 MCP_FORCEINLINE MCP_HOST_DEVICE bool locate(const Params& p, float x, float y, float z, VoxelIndex& v)
 {
-    v.ix = (int)floorf(x / p.vx);
-    v.iy = (int)floorf(y / p.vy);
-    v.iz = (int)floorf(z / p.vz);
+    v.ix = (int)floorf(x * p.inv_vx);
+    v.iy = (int)floorf(y * p.inv_vy);
+    v.iz = (int)floorf(z * p.inv_vz);
     return v.ix >= 0 && v.iy >= 0 && v.iz >= 0 && v.ix < p.nx && v.iy < p.ny && v.iz < p.nz;
 }
 

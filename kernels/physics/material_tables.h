@@ -51,7 +51,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE float energy_from_range(const Params& p, int mat
     const float r0 = row[i * N_ENERGY_COLUMNS + COL_RANGE];
     const float r1 = row[(i + 1) * N_ENERGY_COLUMNS + COL_RANGE];
     const float f = mcp_min(mcp_max((range_g_cm2 - r0) / (r1 - r0), 0.0f), 1.0f);
-    return mcp_exp(p.log_e_min + ((float)i + f) / p.inv_dlog_e);
+    return mcp_exp(p.log_e_min + ((float)i + f) * p.dlog_e);
 }
 
 MCP_FORCEINLINE MCP_HOST_DEVICE float material_prop(const Params& p, int mat, int col)

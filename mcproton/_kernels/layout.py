@@ -22,9 +22,10 @@ PARAMS_DTYPE = np.dtype([
     ("nx", np.int32), ("ny", np.int32), ("nz", np.int32), ("flags", np.int32),
     ("vx", np.float32), ("vy", np.float32), ("vz", np.float32),
     ("e_cut", np.float32), ("max_eloss_fraction", np.float32), ("max_step", np.float32),
-    ("pad0", np.float32), ("pad1", np.float32),
+    ("dlog_e", np.float32), ("pad1", np.float32),
     ("seed", np.uint64),
     ("tally_stride", np.int64),
+    ("inv_vx", np.float32), ("inv_vy", np.float32), ("inv_vz", np.float32), ("pad2", np.float32),
 ], align=True)
 
 # Order of mcp_probe_layout's output (kernels/probes.cu).
@@ -33,7 +34,7 @@ LAYOUT_PROBE_FIELDS = (
     + ["energy_table", "range_index", "material_props", "material_index", "density", "spots", "spot_cdf",
        "edep", "edep_water", "edep_proton", "let_num", "ledger", "log_e_min", "inv_dlog_e", "log_r_min",
        "inv_dlog_r", "n_e", "n_r", "n_mat", "n_spots", "nx", "ny", "nz", "flags", "vx", "vy", "vz", "e_cut",
-       "max_eloss_fraction", "max_step", "seed", "tally_stride"]
+       "max_eloss_fraction", "max_step", "dlog_e", "seed", "tally_stride", "inv_vx", "inv_vz"]
     + ["sizeof(Spot)", "Spot.energy", "Spot.sigma", "Spot.corr"]
 )
 
