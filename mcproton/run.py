@@ -13,8 +13,8 @@ import datetime as _dt
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 

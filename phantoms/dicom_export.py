@@ -104,9 +104,11 @@ def write_rtstruct(masks: Mapping[str, np.ndarray], geometry: VoxelGeometry, ct:
     image.  ROIs with no voxels are skipped."""
     import datetime as _dt
 
-    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DSeq
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+    from pydicom.uid import generate_uid
+
+    from .._io.dicom_common import new_file_dataset
 
     nz = geometry.shape_zyx[0]
     if len(ct.sop_instance_uids) != nz:
@@ -116,17 +118,8 @@ def write_rtstruct(masks: Mapping[str, np.ndarray], geometry: VoxelGeometry, ct:
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sop_uid = generate_uid()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = RT_STRUCTURE_SET_STORAGE
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds, sop_uid = new_file_dataset(path, RT_STRUCTURE_SET_STORAGE)
     ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
-    ds.SOPClassUID = RT_STRUCTURE_SET_STORAGE
-    ds.SOPInstanceUID = sop_uid
     ds.StudyDate, ds.StudyTime = date, time
     ds.AccessionNumber = ""
     ds.Modality = "RTSTRUCT"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 from pydicom.multival import MultiValue
@@ -306,9 +306,9 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
     voxel [0, 0, 0] and ``voxel_size_mm`` is (dx, dy, dz).  Pixels are stored as signed 16-bit integers with
     RescaleSlope 1 and RescaleIntercept 0.  Returns the file paths (CT_0000.dcm, ...).
     """
-    import pydicom
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+    from pydicom.uid import generate_uid
+
+    from .dicom_common import new_file_dataset
 
     hu = np.asarray(hu_zyx)
     if hu.ndim != 3 or min(hu.shape) < 1:
@@ -339,18 +339,9 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
     paths = []
     nz = hu.shape[0]
     for k in range(nz):
-        meta = FileMetaDataset()
-        sop_uid = generate_uid()
-        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-        meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
         path = out / f"CT_{k:04d}.dcm"
-        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds, sop_uid = new_file_dataset(path, CT_IMAGE_STORAGE)
         ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-        ds.SOPClassUID = CT_IMAGE_STORAGE
-        ds.SOPInstanceUID = sop_uid
         ds.StudyDate = date
         ds.SeriesDate = date
         ds.ContentDate = date

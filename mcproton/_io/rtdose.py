@@ -61,9 +61,11 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     ``referenced_plan_sop_instance_uid`` is given (e.g. a phantom simulation without a plan) a fresh UID is
     referenced and the DoseComment says so.
     """
-    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DSequence
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+    from pydicom.uid import generate_uid
+
+    from .dicom_common import new_file_dataset
 
     d = np.asarray(dose_gy_zyx, dtype=np.float64)
     if d.ndim != 3 or min(d.shape) < 1:
@@ -103,20 +105,11 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sop_uid = generate_uid()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = RT_DOSE_STORAGE
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds, sop_uid = new_file_dataset(path, RT_DOSE_STORAGE)
     now = _dt.datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-    ds.SpecificCharacterSet = "ISO_IR 100"
     ds.InstanceCreationDate = date
     ds.InstanceCreationTime = time
-    ds.SOPClassUID = RT_DOSE_STORAGE
-    ds.SOPInstanceUID = sop_uid
     ds.StudyDate = date
     ds.StudyTime = time
     ds.ContentDate = date

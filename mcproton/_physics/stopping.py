@@ -71,8 +71,9 @@ def _check_model(water_model: str) -> str:
     return key
 
 
-def _read_table(filename: str) -> tuple[np.ndarray, np.ndarray]:
-    """First two columns (energy MeV, electronic mass stopping power MeV cm2/g) of a packaged CSV table."""
+def _read_table(filename: str, column: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Energy (MeV, first column) and one other column of a packaged CSV table: by default the electronic
+    mass stopping power (MeV cm2/g), column 2 = nuclear stopping power."""
     rows = []
     with open(_SP_DIR / filename, encoding="utf-8") as fh:
         for line in fh:
@@ -80,7 +81,7 @@ def _read_table(filename: str) -> tuple[np.ndarray, np.ndarray]:
             if not s or s.startswith("#") or s[0].isalpha():
                 continue
             f = s.split(",")
-            rows.append((float(f[0]), float(f[1])))
+            rows.append((float(f[0]), float(f[column])))
     a = np.array(rows, dtype=float)
     if a.ndim != 2 or len(a) < 10 or np.any(np.diff(a[:, 0]) <= 0) or np.any(a[:, 1] <= 0):
         raise ValueError(f"stopping-power table {filename} is malformed")
@@ -286,16 +287,7 @@ __all__ = ["water_stopping_table", "mean_excitation_energy_ev", "electronic_mass
 
 def _water_nuclear_table(model: str) -> tuple[np.ndarray, np.ndarray]:
     """(energy MeV, nuclear mass stopping power MeV cm2/g) of water: third column of the same table."""
-    rows = []
-    with open(_SP_DIR / WATER_MODELS[_check_model(model)][0], encoding="utf-8") as fh:
-        for line in fh:
-            s = line.strip()
-            if not s or s.startswith("#") or s[0].isalpha():
-                continue
-            f = s.split(",")
-            rows.append((float(f[0]), float(f[2])))
-    a = np.array(rows, dtype=float)
-    return a[:, 0], a[:, 1]
+    return _read_table(WATER_MODELS[_check_model(model)][0], column=2)
 
 
 def nuclear_mass_stopping_power(material: Material | str, energy_mev, water_model: str = "icru90") -> np.ndarray:
