@@ -1,0 +1,85 @@
+"""Write the committed commissioning summary (validation/REPORT.md) from a run's summary.json and PNGs.
+
+    python -m mcproton.validation.markdown RUN_DIR validation/REPORT.md [--figures validation/report_figures]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def write_markdown(run_dir: str | Path, out_md: str | Path, figures_dir: str | Path | None = None) -> Path:
+    run_dir, out_md = Path(run_dir), Path(out_md)
+    s = json.loads((run_dir / "summary.json").read_text())
+    fig_dir = Path(figures_dir) if figures_dir else out_md.parent / "report_figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    eng = s.get("engine", {})
+    lines = [
+        "# mcproton validation report",
+        "",
+        f"Generated {s.get('generated')} by `{s.get('command')}` ({s.get('mode')} mode), "
+        f"{s.get('total_wall_s', 0):.0f} s.",
+        "",
+        f"- version {eng.get('version')}, kernel `{str(eng.get('kernel_hash'))[:16]}`",
+        f"- backend {eng.get('backend')}, device: {eng.get('device')}",
+        f"- physics: {json.dumps(eng.get('physics'))}",
+        f"- seed {s.get('seed')}, {s.get('batches')} batches per simulation",
+        f"- result: {s.get('n_passed')} passed, {s.get('n_failed')} failed, {s.get('n_skipped')} skipped "
+        f"(all passed: {_fmt(s.get('all_passed'))})",
+        "",
+        "The self-contained HTML report (overlays, difference curves, gamma parameters, every simulation's "
+        "provenance) is written by `mcproton validate`; this page is its summary. Tolerances are physics "
+        "tolerances, explained in each case's README (validation/<case>/README.md).",
+        "",
+        "## Summary",
+        "",
+        "| case | status | data | failed metrics |",
+        "|---|---|---|---|",
+    ]
+    for c in s["cases"]:
+        bad = [m["name"] for m in c.get("metrics", []) if m.get("passed") is False and m.get("tolerance") is not None]
+        lines.append(f"| {c['name']} | {c['status']} | {c.get('data_kind', '')} | {'; '.join(bad)} |")
+    for c in s["cases"]:
+        lines += ["", f"## {c['name']}: {c['title']}", "", f"Status: **{c['status']}**. {c.get('message', '')}", ""]
+        ms = c.get("metrics", [])
+        if ms:
+            lines += ["| metric | value | reference | tolerance | pass |", "|---|---|---|---|---|"]
+            for m in ms:
+                tol = m.get("tolerance")
+                tol_s = "" if tol is None else f"{_fmt(tol)} {m.get('unit', '')} ({m.get('comparison', '')})"
+                lines.append(f"| {m['name']} | {_fmt(m.get('value'))} | {_fmt(m.get('reference'))} | {tol_s} | "
+                             f"{'info' if tol is None else _fmt(m.get('passed'))} |")
+        for png in sorted(run_dir.glob(f"{c['name']}*.png")):
+            shutil.copy2(png, fig_dir / png.name)
+            rel = Path(fig_dir.name) / png.name if fig_dir.parent == out_md.parent else fig_dir / png.name
+            lines += ["", f"![{png.stem}]({rel.as_posix()})"]
+        for note in c.get("notes", []):
+            lines += ["", f"> {note}"]
+    out_md.write_text("\n".join(lines) + "\n")
+    return out_md
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("out_md")
+    ap.add_argument("--figures")
+    a = ap.parse_args(argv)
+    print(write_markdown(a.run_dir, a.out_md, a.figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
