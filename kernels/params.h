@@ -95,3 +95,6 @@ struct Params {
 #define MCP_FLAG_STRAGGLING 1
 #define MCP_FLAG_MSC 2
 #define MCP_FLAG_NUCLEAR 4
+/* Tallies are shared between threads: add atomically (always on the GPU; on the CPU with several threads
+ * and one shared slot). */
+#define MCP_FLAG_SHARED_TALLY 8

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__
 from ._backend import get_backend
-from ._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_STRAGGLING, LEDGER, LET_SCALE, N_LEDGER, PARAMS_DTYPE, \
+from ._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_SHARED_TALLY, FLAG_STRAGGLING, LEDGER, LET_SCALE, N_LEDGER, PARAMS_DTYPE, \
     TALLY_SCALE
 from ._kernels.source import source_hash
 from ._physics.tables import E_MAX_MEV, PhysicsTables, build_tables
@@ -158,8 +158,10 @@ class Simulation:
         p["n_e"], p["n_r"], p["n_mat"], p["n_spots"] = (self.tables.n_e, self.tables.n_r,
                                                         len(self.tables.materials), len(beam.spots))
         p["nx"], p["ny"], p["nz"] = nx, ny, nz
+        # atomic adds only where threads share one tally: the GPU, or several CPU threads in one slot
+        shared = b.name != "cpu" or (self.slots == 1 and int(getattr(b, "threads", 1)) > 1)
         p["flags"] = ((FLAG_STRAGGLING if phys.straggling else 0) | (FLAG_MSC if phys.msc else 0)
-                      | (FLAG_NUCLEAR if phys.nuclear else 0))
+                      | (FLAG_NUCLEAR if phys.nuclear else 0) | (FLAG_SHARED_TALLY if shared else 0))
         p["vx"], p["vy"], p["vz"] = (v / 10.0 for v in geometry.voxel_size_mm)
         p["inv_vx"], p["inv_vy"], p["inv_vz"] = (10.0 / v for v in geometry.voxel_size_mm)
         p["dlog_e"] = self.tables.dlog_e

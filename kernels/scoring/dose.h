@@ -26,7 +26,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE Scorer make_scorer(const Params& p)
     s.edep_water = p.edep_water + off;
     s.edep_proton = p.edep_proton + off;
     s.let_num = p.let_num + off;
-    s.atomic = p.tally_stride == 0;
+    s.atomic = (p.flags & MCP_FLAG_SHARED_TALLY) != 0;
     return s;
 }
 

@@ -51,6 +51,7 @@ def expected_layout() -> list[int]:
 FLAG_STRAGGLING = 1
 FLAG_MSC = 2
 FLAG_NUCLEAR = 4
+FLAG_SHARED_TALLY = 8
 
 # Ledger entries (kernels/params.h enum LedgerEntry).
 LEDGER = {"incident": 0, "deposited": 1, "escaped": 2, "missed": 3, "neutral": 4, "primaries": 5,
