@@ -4,18 +4,24 @@
  */
 #pragma once
 
+/* Decorations key on __CUDACC__ (NVRTC and nvcc, both passes); the choice of device intrinsics keys on
+ * __CUDA_ARCH__ (defined only while code is compiled for the device, by NVRTC and by nvcc's device pass), so
+ * that nvcc's host pass also compiles every __host__ __device__ function. */
 #if defined(__CUDACC__)
-#define MCP_DEVICE_COMPILE 1
 #define MCP_HOST_DEVICE __host__ __device__
 #define MCP_FORCEINLINE __forceinline__
 #define MCP_KERNEL extern "C" __global__
 #define MCP_RESTRICT __restrict__
 #else
-#define MCP_DEVICE_COMPILE 0
 #define MCP_HOST_DEVICE
 #define MCP_FORCEINLINE inline __attribute__((always_inline))
 #define MCP_KERNEL extern "C"
 #define MCP_RESTRICT __restrict__
+#endif
+#if defined(__CUDA_ARCH__)
+#define MCP_DEVICE_COMPILE 1
+#else
+#define MCP_DEVICE_COMPILE 0
 #endif
 
 #if defined(__CUDACC_RTC__)
@@ -79,16 +85,16 @@ MCP_FORCEINLINE MCP_HOST_DEVICE int mcp_thread_slot()
 #define mcp_sqrt sqrtf
 #define mcp_rsqrt rsqrtf
 #define mcp_log10(x) (__logf(x) * 0.43429448190325176f)
-MCP_FORCEINLINE __device__ void mcp_sincospi(float x, float* s, float* c) { sincospif(x, s, c); }
+MCP_FORCEINLINE MCP_HOST_DEVICE void mcp_sincospi(float x, float* s, float* c) { sincospif(x, s, c); }
 #define mcp_llrint(x) __float2ll_rn(x)
 #define MCP_INFINITY __int_as_float(0x7f800000)
 #else
 #define mcp_log logf
 #define mcp_exp expf
 #define mcp_sqrt sqrtf
-MCP_FORCEINLINE float mcp_rsqrt(float x) { return 1.0f / sqrtf(x); }
+MCP_FORCEINLINE MCP_HOST_DEVICE float mcp_rsqrt(float x) { return 1.0f / sqrtf(x); }
 #define mcp_log10(x) (logf(x) * 0.43429448190325176f)
-MCP_FORCEINLINE void mcp_sincospi(float x, float* s, float* c)
+MCP_FORCEINLINE MCP_HOST_DEVICE void mcp_sincospi(float x, float* s, float* c)
 {
     const float a = 3.14159265358979323846f * x;
     *s = sinf(a);
