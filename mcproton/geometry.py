@@ -148,6 +148,11 @@ def slab_phantom(layers: Sequence[tuple[Material | str, float] | tuple[Material 
     vox = np.broadcast_to(np.asarray(voxel_mm, dtype=float), (3,))
     if not layers:
         raise ValueError("slab_phantom needs at least one layer")
+    lat = np.asarray(lateral_size_mm, dtype=float)
+    if not (np.all(np.isfinite(vox)) and np.all(vox > 0)) or lat.shape != (2,) or not np.all(np.isfinite(lat)) \
+            or np.any(lat <= 0):
+        raise ValueError(f"voxel_mm (dx, dy, dz) and lateral_size_mm (x, y) must be positive; got {voxel_mm}, "
+                         f"{lateral_size_mm}")
     mats: list[Material] = []
     keys: list[str] = []
     idx_z: list[int] = []
@@ -166,7 +171,6 @@ def slab_phantom(layers: Sequence[tuple[Material | str, float] | tuple[Material 
             mats.append(m)
         idx_z += [keys.index(m.name)] * int(round(nz))
         rho_z += [rho] * int(round(nz))
-    lat = np.asarray(lateral_size_mm, dtype=float)
     nx, ny = (max(1, int(round(lat[i] / vox[i]))) for i in range(2))
     mi = np.broadcast_to(np.asarray(idx_z, np.uint8)[:, None, None], (len(idx_z), ny, nx)).copy()
     rho = np.broadcast_to(np.asarray(rho_z, np.float32)[:, None, None], mi.shape).copy()

@@ -113,8 +113,11 @@ class Simulation:
     repeatedly with disjoint history ranges (used by batching, checkpointing and distributed runs)."""
 
     def __init__(self, geometry: VoxelGeometry, beam: Beam, settings: RunSettings | None = None,
-                 tables: PhysicsTables | None = None) -> None:
+                 tables: PhysicsTables | None = None, beam_index: int = 0) -> None:
         self.settings = settings or RunSettings()
+        # Each beam of a plan gets its own disjoint range of history indices (2^40 apart; a run has fewer
+        # primaries), so the beams' random numbers - and their statistical errors - are independent.
+        self.history_offset = int(beam_index) << 40
         self.geometry = geometry
         self.beam = beam
         phys = self.settings.physics
@@ -179,7 +182,7 @@ class Simulation:
         for a in self.tally.values():
             a.fill(0)
         self.ledger_dev.fill(0)
-        b.launch("mcp_transport", n, self.params_dev, first, n)
+        b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
         b.synchronize()
         out = {k: (b.to_host(a)[0].copy() if self.slots == 1 else b.to_host(a).sum(axis=0))
                for k, a in self.tally.items()}
@@ -240,6 +243,8 @@ def finish(sim: Simulation, acc: Accumulator, wall_s: float) -> DoseResult:
         mean_x = acc.sum_x / B
         var_mean = np.maximum(acc.sum_x2 / B - mean_x**2, 0.0) / max(B - 1, 1)
         unc = np.where(mean_x > 0, np.sqrt(var_mean) / np.where(mean_x > 0, mean_x, 1), 0.0)
+        if B < 2:  # one batch (batch_size >= primaries, an early stop): no uncertainty estimate, not 0
+            unc = np.where(mean_x > 0, np.nan, 0.0)
     scale = 1.0
     norm = "Gy per primary"
     if sim.beam.total_protons:

@@ -322,9 +322,26 @@ def generate_field_spots(geometry: VoxelGeometry, rsp_zyx: np.ndarray, target_po
     return f, wet
 
 
+def voxel_depth_offsets(voxel_size_mm: Sequence[float], direction: Sequence[float], n: int = 5,
+                        grid: int = 8) -> np.ndarray:
+    """``n`` equal-weight depth offsets (mm, along ``direction``) that represent a box voxel: the quantile
+    midpoints of the distribution of the depth (projection on the beam direction) of a uniform point in the
+    voxel.  Averaging a depth-dose over them gives the voxel-mean dose that the Monte Carlo scores."""
+    d = np.asarray(direction, float) / np.linalg.norm(direction)
+    f = (np.arange(grid) + 0.5) / grid - 0.5
+    O = np.stack(np.meshgrid(f, f, f, indexing="ij"), -1).reshape(-1, 3) * np.asarray(voxel_size_mm, float)
+    return np.quantile(O @ d, (np.arange(n) + 0.5) / n)
+
+
 def influence_matrix(field_: FieldSpots, points_mm: np.ndarray, wet_mm: np.ndarray,
-                     dose_factor: np.ndarray | None = None, cutoff_sigma: float = 3.5) -> np.ndarray:
-    """(n_points, n_spots) float32 dose (Gy per proton) of each spot at each point, analytical kernel."""
+                     dose_factor: np.ndarray | None = None, cutoff_sigma: float = 3.5,
+                     wet_offsets_mm: np.ndarray | None = None) -> np.ndarray:
+    """(n_points, n_spots) float32 dose (Gy per proton) of each spot at each point, analytical kernel.
+
+    ``wet_offsets_mm`` ((n_points, n_samples) or (n_samples,), WET mm): the depth dose is averaged over
+    ``wet_mm + offsets`` (voxel-mean depth dose, see :func:`voxel_depth_offsets`) instead of taken at the
+    point; this matters for thin targets (the spinal canal) and low-energy, sharp Bragg peaks, where the dose
+    at a voxel centre can differ by +-25 % from the voxel mean."""
     rel = np.asarray(points_mm, float) - field_.isocentre_mm
     pu, pv = rel @ field_.axis_x, rel @ field_.axis_y
     A = np.zeros((len(pu), field_.n_spots), np.float32)
@@ -334,7 +351,13 @@ def influence_matrix(field_: FieldSpots, points_mm: np.ndarray, wet_mm: np.ndarr
     for e in np.unique(e_round):
         cols = np.nonzero(e_round == e)[0]
         r_mm = float(water_range_mm(e))
-        idd = bortfeld_idd(wet_cm, float(e), field_.energy_spread_rel * float(e), r_mm / 10.0)  # MeV cm2/g
+        if wet_offsets_mm is None:
+            idd = bortfeld_idd(wet_cm, float(e), field_.energy_spread_rel * float(e), r_mm / 10.0)  # MeV cm2/g
+        else:
+            wo = np.broadcast_to(np.asarray(wet_offsets_mm, float), (len(wet_cm),) + np.shape(wet_offsets_mm)[-1:])
+            zz = np.clip(wet_cm[:, None] + wo / 10.0, 0.0, None)
+            idd = bortfeld_idd(zz.ravel(), float(e), field_.energy_spread_rel * float(e),
+                               r_mm / 10.0).reshape(zz.shape).mean(axis=1)
         sig_mm = np.sqrt(field_.sigma_air_mm**2 + mcs_sigma_mm(wet_mm, r_mm) ** 2)
         sig_cm2 = (sig_mm / 10.0) ** 2
         base = idd * fac / (2 * np.pi * sig_cm2)                          # Gy per proton on the axis
@@ -398,10 +421,16 @@ def _target_stats(dose: np.ndarray, pres: float) -> dict:
 
 def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, field_specs: list[dict], *,
                   prescription_gy_rbe: float = 1.8, target_name: str = "CTV", max_points: int = 6000,
-                  iterations: int = 400, seed: int = 0, rsp_zyx: np.ndarray | None = None) -> Plan:
+                  iterations: int = 400, seed: int = 0, rsp_zyx: np.ndarray | None = None,
+                  keep_points_mask: np.ndarray | None = None, voxel_average_samples: int = 0) -> Plan:
     """Generate the spots of each field (``field_specs``: dicts with ``name``, ``direction`` and optional
     :func:`generate_field_spots` keywords, e.g. ``target_mask`` to restrict that field to part of the target)
-    and optimise all spot weights jointly to a uniform physical dose prescription / RBE."""
+    and optimise all spot weights jointly to a uniform physical dose prescription / RBE.
+
+    ``keep_points_mask``: target voxels that are always optimisation points (the rest of the target is
+    sampled at random up to ``max_points`` in all).  ``voxel_average_samples`` > 0: the dose-influence matrix
+    holds the voxel-mean depth dose (that many depth samples per voxel, :func:`voxel_depth_offsets`) instead
+    of the dose at the voxel centre, i.e. the quantity the Monte Carlo scores."""
     pres = prescription_gy_rbe / RBE
     rsp = rsp_zyx if rsp_zyx is not None else relative_stopping_power(geometry)
     msr = mass_stopping_ratio(geometry)
@@ -409,11 +438,19 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
     if len(pts_all) == 0:
         raise ValueError("the target mask is empty")
     rng = np.random.default_rng(seed)
-    sel = np.sort(rng.choice(len(pts_all), max_points, replace=False)) if len(pts_all) > max_points \
-        else np.arange(len(pts_all))
+    if keep_points_mask is not None and len(pts_all) > max_points:
+        kk, jj, ii = np.nonzero(target_mask)
+        must = np.asarray(keep_points_mask, bool)[kk, jj, ii]
+        rest = np.nonzero(~must)[0]
+        n_rest = max(0, min(len(rest), max_points - int(must.sum())))
+        sel = np.sort(np.concatenate([np.nonzero(must)[0], rng.choice(rest, n_rest, replace=False)]))
+    else:
+        sel = np.sort(rng.choice(len(pts_all), max_points, replace=False)) if len(pts_all) > max_points \
+            else np.arange(len(pts_all))
     pts = pts_all[sel]
     k, j, i = (np.asarray(a)[sel] for a in np.nonzero(target_mask))
     dose_factor = msr[geometry.material_index_zyx[k, j, i]]
+    rsp_pts = rsp[k, j, i].astype(np.float64)
     fields, blocks = [], []
     for spec in field_specs:
         spec = dict(spec)
@@ -427,7 +464,11 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
         else:
             f, _ = generate_field_spots(geometry, rsp, pts, direction, name=fname, target_wet_mm=wet, **spec)
         fields.append(f)
-        blocks.append(influence_matrix(f, pts, wet, dose_factor))
+        offs = None
+        if voxel_average_samples:
+            offs = rsp_pts[:, None] * voxel_depth_offsets(geometry.voxel_size_mm, direction,
+                                                          int(voxel_average_samples))[None, :]
+        blocks.append(influence_matrix(f, pts, wet, dose_factor, wet_offsets_mm=offs))
     A = np.concatenate(blocks, axis=1)
     x = optimise_weights(A, pres, iterations=iterations)
     # drop negligible spots and refit once
@@ -444,7 +485,9 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
             setattr(f, attr, getattr(f, attr)[keepf])
     stats = _target_stats(dose, pres)
     stats.update({"points": int(len(pts)), "spots": int(sum(f.n_spots for f in fields)),
-                  "kernel": "Bortfeld 1997 Bragg curve x Gaussian (air + Preston-Koehler MCS)"})
+                  "kernel": "Bortfeld 1997 Bragg curve x Gaussian (air + Preston-Koehler MCS)"
+                            + (f", voxel-mean depth dose ({int(voxel_average_samples)} samples)"
+                               if voxel_average_samples else "")})
     return Plan(name, target_name, np.asarray(target_mask, bool), fields, pres, prescription_gy_rbe, stats,
                 {"target_volume_cm3": float(target_mask.sum() * geometry.voxel_volume_cm3)})
 
@@ -499,7 +542,9 @@ def posterior_fossa_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float 
 def craniospinal_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float = 1.8,
                       cranial_gantry_deg: Sequence[float] = (150.0, 210.0), sigma_air_mm: float = 8.0,
                       spot_spacing_mm: float = 8.0, layer_spacing_mm: float = 6.0, max_spine_field_mm: float = 300.0,
-                      overlap_mm: float = 50.0, iterations: int = 300, max_points: int = 5000) -> Plan:
+                      overlap_mm: float = 50.0, iterations: int = 300, max_points: int = 5000,
+                      spine_layer_spacing_mm: float | None = None, voxel_average_samples: int = 5,
+                      keep_spine_points: bool = True) -> Plan:
     """Craniospinal irradiation (coarse: 8 mm spots on an 8 mm grid, 6 mm layers): two posterior-oblique
     cranial fields (IEC gantry 150/210 deg) on the whole
     brain and one or more posterior (gantry 180) spinal fields on the thecal sac (split into fields of at
@@ -523,9 +568,12 @@ def craniospinal_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float = 1
         top = z_hi - m * (length - overlap_mm)
         band = (Z <= top) & (Z >= top - length)
         specs.append({"name": f"spine {m + 1} G180", "direction": gantry_direction(180.0),
-                      "target_mask": parts["csi"] & band, **common})
+                      "target_mask": parts["csi"] & band,
+                      **{**common, "layer_spacing_mm": spine_layer_spacing_mm or layer_spacing_mm}})
     return optimise_plan("craniospinal", geometry, parts["csi"], specs, prescription_gy_rbe=prescription_gy_rbe,
-                         target_name="CTV_CSI", iterations=iterations, max_points=max_points)
+                         target_name="CTV_CSI", iterations=iterations, max_points=max_points,
+                         keep_points_mask=parts["spine"] if keep_spine_points else None,
+                         voxel_average_samples=voxel_average_samples)
 
 
 def verify_plan(plan: Plan, geometry: VoxelGeometry, settings=None, progress=False, normalise: bool = False):

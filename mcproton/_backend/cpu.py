@@ -130,19 +130,7 @@ class CpuBackend:
                 cargs.append(ctypes.c_void_p(a.ctypes.data))
             else:
                 cargs.append(cast_scalar(kind, a).item())
-        _set_threads(self.threads)
-        getattr(self._lib(file), name)(*cargs)
-
-
-@lru_cache(maxsize=1)
-def _gomp() -> Any:
-    try:
-        return ctypes.CDLL("libgomp.so.1")
-    except OSError:
-        return None
-
-
-def _set_threads(n: int) -> None:
-    lib = _gomp()
-    if lib is not None:
-        lib.omp_set_num_threads(ctypes.c_int(int(n)))
+        lib = self._lib(file)
+        # through the kernel library's own handle: the OpenMP runtime it was linked with (libgomp, libomp)
+        lib.omp_set_num_threads(ctypes.c_int(int(self.threads)))
+        getattr(lib, name)(*cargs)

@@ -39,7 +39,7 @@ def _build_sim(spec: dict[str, Any]) -> Any:
     cfg = spec["cfg"]
     settings = run_settings(cfg)
     settings.threads = spec["threads"]
-    sim = Simulation(build_geometry(cfg), build_beams(cfg)[spec["beam"]], settings)
+    sim = Simulation(build_geometry(cfg), build_beams(cfg)[spec["beam"]], settings, beam_index=spec["beam"])
     sim.backend.compile()
     return sim
 

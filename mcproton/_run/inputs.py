@@ -26,6 +26,9 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
                           "phantom.calibration")
     if (rho < 0).any():
         raise ConfigError("the phantom has negative densities; check phantom.density_g_cm3 / the HU calibration")
+    if rho.max(initial=0.0) < 1e-6:  # MCP_VACUUM_DENSITY (kernels/transport.cu): every voxel is vacuum
+        raise ConfigError("the phantom's density is zero everywhere (below 1e-6 g/cm3, transported as vacuum), so "
+                          "no dose would be deposited; check phantom.density_g_cm3 / the HU calibration")
     where = "beam" if "beam" in cfg else "plan"
     cut = settings.physics.e_cut_mev
     for beam in beams:

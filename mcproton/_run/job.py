@@ -118,7 +118,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
         with _StopFlag() as stop:
             for i, beam in enumerate(beams):
                 st = states[i]
-                sim = Simulation(geometry, beam, settings)
+                sim = Simulation(geometry, beam, settings, beam_index=i)
                 if st.done:
                     results.append(_finish(finish, sim, st))
                     continue

@@ -170,3 +170,30 @@ def test_thin_low_density_layer_shifts_range_by_its_wet():
     rho = get_material("air").density_g_cm3
     wet, _ = water_equivalent_thickness(pstar("air"), rho, 470.0, 160.0, pstar("water"))
     assert abs((r_w - r_a) - wet) < 0.2, (r_w - r_a, wet)
+
+
+def test_single_batch_gives_no_uncertainty_not_zero():
+    """One statistical batch (batch_size >= primaries, or an early stop after the first batch) cannot estimate
+    a standard error: the uncertainty must be NaN where there is dose, not a false 0 %."""
+    g = box_phantom("water", (40, 40, 100), 2.0)
+    beam = Beam.pencil(90.0, position_mm=(0, 0, -1), sigma_mm=(3, 3))
+    r = simulate(g, beam, RunSettings(primaries=500, seed=1, backend="cpu", threads=1, batch_size=5000))
+    assert r.provenance["batches"] == 1
+    dosed = r.dose_gy_zyx > 0
+    assert dosed.any()
+    assert np.isnan(r.uncertainty_rel_zyx[dosed]).all()
+    assert (r.uncertainty_rel_zyx[~dosed] == 0).all()
+    assert np.isnan(r.mean_rel_uncertainty_50)
+
+
+def test_beams_of_a_plan_have_independent_random_streams():
+    """Two identical beams must not repeat each other's histories (their errors are added in quadrature)."""
+    from mcproton.run import Simulation
+
+    g = box_phantom("water", (40, 40, 60), 2.0)
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -1), sigma_mm=(3, 3))
+    s = RunSettings(primaries=500, seed=3, backend="cpu", batches=2)
+    a = Simulation(g, beam, s, beam_index=0).run_histories(0, 500)["edep"]
+    b = Simulation(g, beam, s, beam_index=1).run_histories(0, 500)["edep"]
+    a2 = Simulation(g, beam, s, beam_index=0).run_histories(0, 500)["edep"]
+    assert np.array_equal(a, a2) and not np.array_equal(a, b)

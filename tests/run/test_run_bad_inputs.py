@@ -31,3 +31,50 @@ def test_doc_lists_every_case():
     text = DOC.read_text()
     for case, *_ in CASES:
         assert f"| {case} |" in text, f"docs/bad_inputs.md lacks {case!r}: rerun tests/run/make_bad_input_table.py"
+
+
+SLABS = """\
+[run]
+primaries = 100
+backend = "cpu"
+threads = 1
+
+[phantom]
+type = "slabs"
+lateral_size_mm = [40.0, 40.0]
+voxel_mm = [4.0, 4.0, 2.0]
+layers = [{material = "water", thickness_mm = 20.0}]
+
+[beam]
+energy_mev = 100.0
+position_mm = [0.0, 0.0, -10.0]
+
+[output]
+plot = false
+"""
+
+
+@pytest.mark.parametrize("text,args,must", [
+    # zero voxel size of a slab phantom: used to end in an OverflowError traceback
+    (SLABS, ["--set", "phantom.voxel_mm=0"], "voxel_mm"),
+    (SLABS, ["--set", "phantom.voxel_mm=[0.0, 4.0, 2.0]"], "voxel_mm"),
+    # zero / negative lateral size: used to run silently on a one-voxel-wide phantom
+    (SLABS, ["--set", "phantom.lateral_size_mm=[0.0, 40.0]"], "lateral_size_mm"),
+    (SLABS, ["--set", "phantom.lateral_size_mm=[-40.0, 40.0]"], "lateral_size_mm"),
+    # a box of zero density: used to run and write an all-zero dose
+    (None, ["--set", "phantom.density_g_cm3=0"], "density"),
+], ids=["slab zero voxel", "slab zero voxel x", "slab zero lateral size", "slab negative lateral size",
+        "zero density"])
+def test_more_bad_inputs_refused(text, args, must, tmp_path, capsys, monkeypatch):
+    import mcproton.run
+
+    def no_transport(*a, **k):
+        raise AssertionError("a bad input reached the transport")
+
+    monkeypatch.setattr(mcproton.run.Simulation, "run_histories", no_transport)
+    rc = main(case_argv(args, text, tmp_path, 0))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("mcproton:"), err
+    assert must in err[0], err[0]
+    assert not list(tmp_path.glob("*.h5"))
