@@ -310,7 +310,7 @@ def check_beam_hits(geometry, beams) -> None:
     hi = lo + geometry.extent_mm
     for beam in beams:
         hit = False
-        for s in beam.spots:
+        for s in (sp for sp in beam.spots if sp.weight > 0):  # zero-weight spots deliver nothing
             o = np.asarray(s.position_mm, float)
             d = np.asarray(s.direction, float)
             t0, t1 = 0.0, np.inf
