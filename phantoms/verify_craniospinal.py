@@ -1,0 +1,133 @@
+"""Monte Carlo verification of the craniospinal (CSI) example plan; writes figures/craniospinal_dose.png and a
+summary JSON.
+
+    python phantoms/verify_craniospinal.py [--voxel-mm 6] [--primaries 16e6] [--threads 1] [--out DIR]
+
+(or ``python -m mcproton.phantoms.verify_craniospinal``).  5-year-old neuraxis phantom, ``craniospinal_plan``
+(2 cranial + 2 spinal fields at 5 y), one MC run of all fields (CPU by default), target statistics for the
+whole CTV_CSI and for its brain and spinal-canal parts, the spinal-canal dose profile along z (junctions) and
+the dose in three planes (sagittal through the spinal canal).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script from a source checkout (as make_figures.py)
+    _root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(_root))
+    import importlib.util
+
+    import mcproton
+
+    _spec = importlib.util.spec_from_file_location("mcproton.phantoms", _root / "phantoms" / "__init__.py",
+                                                   submodule_search_locations=[str(_root / "phantoms")])
+    _mod = importlib.util.module_from_spec(_spec)
+    sys.modules["mcproton.phantoms"] = _mod
+    _spec.loader.exec_module(_mod)
+    mcproton.phantoms = _mod
+    __package__ = "mcproton.phantoms"
+
+HERE = Path(__file__).resolve().parent
+
+
+def spine_profile(dose: np.ndarray, spine: np.ndarray, z_mm: np.ndarray, pres: float) -> dict:
+    """Mean dose per axial slice of the spinal-canal CTV (relative to the prescription): min / max over the
+    slices below the foramen magnum and where they are (junction check)."""
+    ks = np.nonzero(spine.any(axis=(1, 2)))[0]
+    prof = np.array([dose[k][spine[k]].mean() / pres for k in ks])
+    return {"slice_mean_min_rel": float(prof.min()), "z_of_min_mm": float(z_mm[ks[np.argmin(prof)]]),
+            "slice_mean_max_rel": float(prof.max()), "z_of_max_mm": float(z_mm[ks[np.argmax(prof)]]),
+            "z_mm": [float(z_mm[k]) for k in ks], "slice_mean_rel": [round(float(p), 4) for p in prof]}
+
+
+def verify_craniospinal(voxel_mm: float = 6.0, primaries: int = 16_000_000, *, age: float = 5.0,
+                        threads: int | None = 1, backend: str = "cpu", seed: int = 12345,
+                        figure: str | Path | None = HERE / "figures" / "craniospinal_dose.png",
+                        progress: bool = False, plan_kw: dict | None = None) -> tuple[dict, object, object]:
+    """Plan + MC; returns (summary dict, plan, DoseResult)."""
+    from mcproton.dvh import dose_stats
+    from mcproton.phantoms import make_head_phantom
+    from mcproton.phantoms.plans import craniospinal_plan, craniospinal_target, verify_plan
+    from mcproton.settings import RunSettings
+
+    times = {}
+    t = time.perf_counter()
+    g = make_head_phantom(age, voxel_mm, region="neuraxis")
+    plan = craniospinal_plan(g, **(plan_kw or {}))
+    times["plan_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    res, st = verify_plan(plan, g, RunSettings(primaries=int(primaries), seed=seed, backend=backend,
+                                                threads=threads), progress=progress)
+    times["monte_carlo_s"] = time.perf_counter() - t
+    pres = plan.prescription_gy
+    parts = craniospinal_target(g)
+    dose, unc = res.dose_gy_zyx, res.uncertainty_rel_zyx
+    rel = lambda s: {k: (s[k] / pres if k in ("dmean", "d98", "d95", "d50", "d2", "dmin", "dmax") else s[k])  # noqa: E731
+                     for k in s}
+    summary = {
+        "case": f"craniospinal, {age:g}-year-old neuraxis phantom, {voxel_mm:g} mm voxels",
+        "date": _dt.date.today().isoformat(), "backend": res.backend, "device": res.device,
+        "primaries": res.primaries, "protons_per_second": res.protons_per_second, "mc_wall_s": res.wall_s,
+        "prescription_gy": pres, "prescription_gy_rbe": plan.prescription_gy_rbe,
+        "total_protons_per_fraction": plan.total_protons, "spots": int(sum(f.n_spots for f in plan.fields)),
+        "fields": plan.summary()["fields"], "model": plan.model_stats,
+        "mc_over_model_mean": st["mc_over_model_mean"],
+        "target_rel": rel(st), "target_gy": {k: st[k] for k in ("dmean", "d98", "d95", "d2")},
+        "brain_rel": rel(dose_stats(dose, parts["brain"], g.voxel_volume_cm3, pres)),
+        "spine_rel": rel(dose_stats(dose, parts["spine"], g.voxel_volume_cm3, pres)),
+        "target_mean_rel_uncertainty": float(unc[plan.target_mask_zyx].mean()),
+        "spine_mean_rel_uncertainty": float(unc[parts["spine"]].mean()),
+        "spine_profile": spine_profile(dose, parts["spine"], g.axis_mm("z"), pres),
+        "times_s": times,
+        "notes": "dose = physical dose to medium per fraction, no renormalisation; *_rel = / prescription; "
+                 "D95 etc. of the MC include the statistical noise (it lowers D95/D98 and raises D2)",
+    }
+    if figure is not None:
+        from mcproton.plots import plot_dose_planes
+
+        kb, jb, ib = (int(round(float(a.mean()))) for a in np.nonzero(parts["brain"]))
+        js = int(round(float(np.nonzero(parts["spine"])[1].mean())))
+        i0 = int(np.argmin(np.abs(g.axis_mm("x"))))
+        organs = {"CTV_CSI": plan.target_mask_zyx}
+        for nm in ("brainstem", "eye_left", "eye_right"):
+            ids = [i for i, n in g.label_names.items() if n == nm]
+            if ids:
+                organs[nm] = np.isin(g.labels_zyx, ids)
+        plot_dose_planes(res, figure, (kb, js, i0), structures=organs, reference_gy=pres,
+                         body_mask=g.density_g_cm3_zyx > 0.5,
+                         title=f"craniospinal plan, {age:g}-y phantom ({voxel_mm:g} mm): MC, {res.primaries:,} "
+                               f"protons ({res.backend}); D95 {100 * st['d95_rel']:.1f} % of "
+                               f"{pres:.3f} Gy/fraction")
+        summary["figure"] = str(figure)
+    return summary, plan, res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--voxel-mm", type=float, default=6.0)
+    p.add_argument("--primaries", type=float, default=16e6)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--backend", default="cpu")
+    p.add_argument("--figure", default=str(HERE / "figures" / "craniospinal_dose.png"))
+    p.add_argument("--out", default=None, help="write summary.json here")
+    a = p.parse_args(argv)
+    s, _, _ = verify_craniospinal(a.voxel_mm, int(a.primaries), threads=a.threads, backend=a.backend,
+                                  figure=a.figure, progress=True)
+    txt = json.dumps(s, indent=1, default=float)
+    if a.out:
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        (Path(a.out) / "summary.json").write_text(txt)
+    short = {k: v for k, v in s.items() if k not in ("fields", "spine_profile")}
+    print(json.dumps(short, indent=1, default=float))
+    return 0 if s["target_rel"]["d95_rel"] >= 0.95 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
