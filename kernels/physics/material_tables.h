@@ -31,13 +31,6 @@ MCP_FORCEINLINE MCP_HOST_DEVICE float energy_column(const EnergyPoint& e, int co
     return lerp_row(e.row, e.g, N_ENERGY_COLUMNS, col);
 }
 
-/* Single column at another energy (e.g. the stopping power at mid-step for the LET). */
-MCP_FORCEINLINE MCP_HOST_DEVICE float lookup_column(const Params& p, int mat, float energy, int col)
-{
-    const float* row = p.energy_table + (int64_t)mat * p.n_e * N_ENERGY_COLUMNS;
-    return lerp_row(row, log_grid_point(energy, p.log_e_min, p.inv_dlog_e, p.n_e), N_ENERGY_COLUMNS, col);
-}
-
 /* InverseRangeCalculator: kinetic energy whose CSDA range in material `mat` is `range_g_cm2`.
  * This is the exact inverse of the forward lookup (range linear in ln E between table nodes), so that a
  * step's energy loss E - E(R(E) - rho s) carries no bias from interpolating two separate tables. */
