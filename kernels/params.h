@@ -27,7 +27,8 @@ enum EnergyColumn {
     COL_MULT_ALPHA = 6,   /* alphas per event */
     COL_MULT_D = 7,       /* deuterons per event */
     COL_PP_SIGMA = 8,     /* elastic scattering on hydrogen (p-p), mass cross section, cm2/g */
-    N_ENERGY_COLUMNS = 12 /* columns 9-11 spare (keeps records 16-byte aligned) */
+    COL_EL_SIGMA = 9,     /* nuclear elastic scattering on nuclei heavier than H, mass cross section, cm2/g */
+    N_ENERGY_COLUMNS = 12 /* columns 10-11 spare (keeps records 16-byte aligned) */
 };
 
 /* Columns of the per-material property record. */
@@ -35,7 +36,7 @@ enum MaterialColumn {
     MAT_XS = 0,         /* Gottschalk scattering length X_S, g/cm2 */
     MAT_Z_OVER_A = 1,   /* <Z/A>, mol/g */
     MAT_RANGE_CUT = 2,  /* CSDA range at the cut-off energy, g/cm2 */
-    MAT_SPARE = 3,
+    MAT_EL_A = 3,       /* effective mass number of the nuclear elastic targets (0: none) */
     N_MATERIAL_COLUMNS = 4
 };
 
@@ -53,6 +54,7 @@ enum LedgerEntry {
     LEDGER_STACK_FULL = 9,     /* secondaries dropped because the per-history stack was full (count) */
     LEDGER_STEPS = 10,         /* transport steps (count) */
     LEDGER_PP_ELASTIC = 11,    /* elastic scatterings on hydrogen (count) */
+    LEDGER_NUC_ELASTIC = 12,   /* nuclear elastic scatterings on nuclei heavier than hydrogen (count) */
     N_LEDGER = 16
 };
 

@@ -73,6 +73,22 @@ MCP_KERNEL void mcp_probe_physics(const float* MCP_RESTRICT in, float* MCP_RESTR
     MCP_PARALLEL_END
 }
 
+/* Nuclear elastic scattering: in = n x {T (MeV), A}, out = n x {recoil energy (MeV), cos theta}; item i draws
+ * from the stream (seed, history i, track 0). */
+MCP_KERNEL void mcp_probe_elastic(const float* MCP_RESTRICT in, uint64_t seed, float* MCP_RESTRICT out, int64_t n)
+{
+    MCP_PARALLEL_BEGIN
+    MCP_FOR_EACH_ITEM(i, n)
+    {
+        Rng r;
+        rng_init(r, seed, (uint64_t)i, 0u);
+        const ElasticOutcome el = sample_nuclear_elastic(in[2 * i], in[2 * i + 1], r);
+        out[2 * i] = el.t_recoil;
+        out[2 * i + 1] = el.cos_theta;
+    }
+    MCP_PARALLEL_END
+}
+
 /* Sampled primaries (x, y, z, u, v, w, E) for histories 0..n-1 (source stream). */
 MCP_KERNEL void mcp_probe_source(const Params* MCP_RESTRICT params, float* MCP_RESTRICT out, int64_t n)
 {

@@ -3,7 +3,7 @@
  *
  * One thread transports one whole history (the primary and its secondary protons) at a time:
  * condensed-history steps limited by the voxel boundary, the maximum fractional energy loss, the maximum
- * step and the distance to the next nonelastic nuclear event.  Per step: CSDA energy loss from the range
+ * step and the distance to the next hard nuclear event.  Per step: CSDA energy loss from the range
  * tables, Gaussian straggling, scoring, multiple Coulomb scattering (angle and lateral displacement).
  * Physics models and their sources: docs/physics.md and the headers included below.
  */
@@ -32,7 +32,7 @@ struct Track {
 
 struct HistoryLedger {
     int64_t incident, escaped, missed, neutral;
-    int64_t primaries, nuclear, pp_elastic, secondaries, steps, errors, stack_full;
+    int64_t primaries, nuclear, pp_elastic, nuc_elastic, secondaries, steps, errors, stack_full;
 };
 
 enum StepLimit { LIMIT_BOUNDARY = 0, LIMIT_PHYSICS = 1, LIMIT_NUCLEAR = 2 };
@@ -79,31 +79,48 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void emit_proton(const Params& p, const Track& t
     ++L.secondaries;
 }
 
-/* A hard nuclear event at the track's position: elastic scattering on hydrogen (p-p) or a nonelastic
- * reaction (nuclear.h), chosen by their cross sections.  The incoming track ends here; its products go on
- * the stack.
+/* A hard nuclear event at the track's position: elastic scattering on hydrogen (p-p), nuclear elastic
+ * scattering on a heavier nucleus, or a nonelastic reaction (nuclear.h), chosen by their cross sections.
+ * Returns true when the track goes on (nuclear elastic: the proton is deflected and slowed by the recoil
+ * energy, which is deposited here); otherwise the incoming track ends and its products go on the stack.
  * p-p elastic: isotropic in the centre-of-mass system (nearly so at 30-300 MeV, SAID), non-relativistic
  * kinematics of equal masses: T1 = T (1 + cos theta_cm) / 2, T2 = T - T1, cos theta_i = sqrt(T_i / T), the two
  * protons at opposite azimuths. */
-MCP_FORCEINLINE MCP_HOST_DEVICE void nuclear_event(const Params& p, const Scorer& sc, Track& t, int64_t vox, int mat,
+MCP_FORCEINLINE MCP_HOST_DEVICE bool nuclear_event(const Params& p, const Scorer& sc, Track& t, int64_t vox, int mat,
                                                    Rng& rng, Track* stack, int& n_stack, uint32_t& next_id,
                                                    HistoryLedger& L)
 {
     const EnergyPoint ep = lookup_energy(p, mat, t.energy);
     const float sig_pp = energy_column(ep, COL_PP_SIGMA);
+    const float sig_el = energy_column(ep, COL_EL_SIGMA);
     float e1[3], e2[3];
     transverse_basis(t.u, t.v, t.w, e1, e2);
     float local = 0.0f;
     float sphi, cphi;
     mcp_sincospi(2.0f * rng_uniform(rng), &sphi, &cphi);
-    if (rng_uniform(rng) * ep.nuc_sigma < sig_pp) {
+    const float pick = rng_uniform(rng) * ep.nuc_sigma;
+    if (pick >= sig_pp && pick < sig_pp + sig_el) {
+        const ElasticOutcome el = sample_nuclear_elastic(t.energy, material_prop(p, mat, MAT_EL_A), rng);
+        const float ct = el.cos_theta;
+        const float st = mcp_sqrt(mcp_max(1.0f - ct * ct, 0.0f));
+        float u = ct * t.u + st * (cphi * e1[0] + sphi * e2[0]);
+        float v = ct * t.v + st * (cphi * e1[1] + sphi * e2[1]);
+        float w = ct * t.w + st * (cphi * e1[2] + sphi * e2[2]);
+        const float inv = mcp_rsqrt(u * u + v * v + w * w);
+        t.u = u * inv; t.v = v * inv; t.w = w * inv;
+        t.energy -= el.t_recoil;
+        score_local(sc, vox, el.t_recoil, energy_column(ep, COL_SPR_W));
+        ++L.nuc_elastic;
+        return true;
+    }
+    if (pick < sig_pp) {
         const float t1 = 0.5f * t.energy * (1.0f + (2.0f * rng_uniform(rng) - 1.0f));
         const float t2 = t.energy - t1;
         emit_proton(p, t, e1, e2, t1, mcp_sqrt(t1 / t.energy), cphi, sphi, stack, n_stack, next_id, L, local);
         emit_proton(p, t, e1, e2, t2, mcp_sqrt(t2 / t.energy), -cphi, -sphi, stack, n_stack, next_id, L, local);
         if (local > 0.0f) deposit_local_proton(p, sc, vox, mat, local);
         ++L.pp_elastic;
-        return;
+        return false;
     }
     const NuclearProducts np = sample_nonelastic(t.energy, energy_column(ep, COL_MULT_P),
                                                  energy_column(ep, COL_FRAC_RECOIL),
@@ -116,6 +133,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void nuclear_event(const Params& p, const Scorer
     score_local(sc, vox, local, energy_column(ep, COL_SPR_W));
     L.neutral += ledger_units(np.neutral);
     ++L.nuclear;
+    return false;
 }
 
 /* Transport one proton until it stops, leaves the grid or is absorbed in a nonelastic event. */
@@ -199,8 +217,8 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
         }
 
         if (limit == LIMIT_NUCLEAR) {
-            nuclear_event(p, sc, t, vox, mat, rng, stack, n_stack, next_id, L);
-            return;
+            if (!nuclear_event(p, sc, t, vox, mat, rng, stack, n_stack, next_id, L)) return;
+            nuc_left = rng_exponential(rng);
         }
         if (t.energy <= p.e_cut) {
             if (t.energy > 0.0f) deposit_local_proton(p, sc, vox, mat, t.energy);
@@ -231,6 +249,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void flush_ledger(const Params& p, const History
     mcp_atomic_add(p.ledger + LEDGER_PRIMARIES, L.primaries);
     mcp_atomic_add(p.ledger + LEDGER_NUCLEAR_EVENTS, L.nuclear);
     mcp_atomic_add(p.ledger + LEDGER_PP_ELASTIC, L.pp_elastic);
+    mcp_atomic_add(p.ledger + LEDGER_NUC_ELASTIC, L.nuc_elastic);
     mcp_atomic_add(p.ledger + LEDGER_SECONDARIES, L.secondaries);
     mcp_atomic_add(p.ledger + LEDGER_STEPS, L.steps);
     if (L.errors) mcp_atomic_add(p.ledger + LEDGER_ERRORS, L.errors);
@@ -242,7 +261,7 @@ MCP_KERNEL void mcp_transport(const Params* MCP_RESTRICT params, uint64_t first_
 {
     const Params& p = *params;
     MCP_PARALLEL_BEGIN
-    HistoryLedger L = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    HistoryLedger L = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     const Scorer sc = make_scorer(p);
     MCP_FOR_EACH_ITEM(i, n_histories)
     {

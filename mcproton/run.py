@@ -254,7 +254,8 @@ def finish(sim: Simulation, acc: Accumulator, wall_s: float) -> DoseResult:
     led = {k: float(acc.ledger[i]) / TALLY_SCALE for k, i in LEDGER.items()
            if k in ("incident", "escaped", "missed", "neutral")}
     led["deposited"] = float(acc.sums["edep"].sum()) / TALLY_SCALE
-    for k in ("primaries", "nuclear_events", "pp_elastic", "secondaries", "errors", "stack_full", "steps"):
+    for k in ("primaries", "nuclear_events", "pp_elastic", "nuclear_elastic", "secondaries", "errors", "stack_full",
+              "steps"):
         led[k] = int(acc.ledger[LEDGER[k]])
     out_e = led["deposited"] + led["escaped"] + led["missed"] + led["neutral"]
     led["imbalance_rel"] = (led["incident"] - out_e) / led["incident"] if led["incident"] > 0 else 0.0

@@ -17,7 +17,8 @@ def test_non_editable_install_has_kernels_and_data(tmp_path):
     inst = {p.relative_to(pkg / "kernels") for p in (pkg / "kernels").rglob("*") if p.suffix in (".h", ".cu")}
     assert src and src == inst, f"kernel sources missing from the wheel: {sorted(map(str, src - inst))}"
     for rel in ("data/stopping_power/icru90_protons_water.csv", "data/nuclear/icru63_nonelastic_p_elements.csv",
-                "data/nuclear/pp_elastic.csv", "data/materials/materials.csv",
+                "data/nuclear/pp_elastic.csv", "data/nuclear/barashenkov_proton_nucleus.csv",
+                "data/materials/materials.csv",
                 "phantoms/data/tissues.csv", "validation/topas_idd/idd_mc_topas_matrad_generic_water_subset.csv"):
         assert (pkg / rel).is_file(), f"{rel} is not installed"
     # the installed package compiles and finds its kernels from anywhere

@@ -11,7 +11,8 @@ struct EnergyPoint {
     const float* row;  /* start of this material's energy table */
     float range;       /* CSDA range, g/cm2 */
     float stop;        /* electronic mass stopping power, MeV cm2/g */
-    float nuc_sigma;   /* nonelastic + p-p elastic mass cross section, cm2/g (all "hard" nuclear events) */
+    float nuc_sigma;   /* nonelastic + p-p elastic + nuclear elastic mass cross section, cm2/g (all "hard"
+                          nuclear events) */
 };
 
 MCP_FORCEINLINE MCP_HOST_DEVICE EnergyPoint lookup_energy(const Params& p, int mat, float energy)
@@ -22,7 +23,8 @@ MCP_FORCEINLINE MCP_HOST_DEVICE EnergyPoint lookup_energy(const Params& p, int m
     e.range = lerp_row(e.row, e.g, N_ENERGY_COLUMNS, COL_RANGE);
     e.stop = lerp_row(e.row, e.g, N_ENERGY_COLUMNS, COL_STOP);
     e.nuc_sigma = lerp_row(e.row, e.g, N_ENERGY_COLUMNS, COL_NUC_SIGMA) +
-                  lerp_row(e.row, e.g, N_ENERGY_COLUMNS, COL_PP_SIGMA);
+                  lerp_row(e.row, e.g, N_ENERGY_COLUMNS, COL_PP_SIGMA) +
+                  lerp_row(e.row, e.g, N_ENERGY_COLUMNS, COL_EL_SIGMA);
     return e;
 }
 

@@ -55,7 +55,8 @@ FLAG_SHARED_TALLY = 8
 
 # Ledger entries (kernels/params.h enum LedgerEntry).
 LEDGER = {"incident": 0, "deposited": 1, "escaped": 2, "missed": 3, "neutral": 4, "primaries": 5,
-          "nuclear_events": 6, "secondaries": 7, "errors": 8, "stack_full": 9, "steps": 10, "pp_elastic": 11}
+          "nuclear_events": 6, "secondaries": 7, "errors": 8, "stack_full": 9, "steps": 10, "pp_elastic": 11,
+          "nuclear_elastic": 12}
 N_LEDGER = 16
 TALLY_SCALE = 16777216.0   # MCP_TALLY_SCALE: fixed-point units per MeV
 LET_SCALE = 1048576.0      # MCP_LET_SCALE
@@ -68,5 +69,6 @@ ENTRY_POINTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mcp_probe_energy_loss": ("probes.cu", ("p", "p", "p", "p", "p", "i64")),
     "mcp_probe_physics": ("probes.cu", ("p", "p", "i64")),
     "mcp_probe_source": ("probes.cu", ("p", "p", "i64")),
+    "mcp_probe_elastic": ("probes.cu", ("p", "u64", "p", "i64")),
     "mcp_probe_layout": ("probes.cu", ("p",)),
 }

@@ -157,7 +157,7 @@ def nonelastic_tables(material: Material | str, energy_mev: np.ndarray) -> dict[
 
 
 __all__ = ["nonelastic_tables", "element_nonelastic", "elements_with_data", "substitute_element",
-           "SUBSTITUTES",
+           "SUBSTITUTES", "element_elastic_mb", "elastic_mass_cross_section", "elastic_target_mass_number",
            "KEYS", "AVOGADRO", "BARN_CM2"]
 
 
@@ -189,3 +189,97 @@ def pp_elastic_mass_cross_section(material: Material | str, energy_mev) -> np.nd
     sig_mb = np.exp(np.interp(np.log(np.clip(e, et[0], et[-1])), np.log(et), np.log(st)))
     a_h = element("H").atomic_mass_g_mol
     return w_h * AVOGADRO / a_h * sig_mb * 1e-27
+
+
+# --- proton-nucleus (Z >= 2) nuclear elastic scattering
+
+_BAR_FILE = Path(__file__).resolve().parents[1] / "data" / "nuclear" / "barashenkov_proton_nucleus.csv"
+
+#: Lowest energy of the elastic tables (MeV).  Below it (residual range < 2.6 mm in water) nuclear elastic
+#: scattering is not simulated: its deflections shift the end of the track by well under 0.1 mm.
+ELASTIC_E_MIN_MEV = 14.0
+
+
+@lru_cache(maxsize=1)
+def _elastic_element_data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """symbol -> (energy MeV, proton nuclear elastic cross section mb = total - inelastic) from Barashenkov."""
+    with open(_BAR_FILE, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(ln for ln in fh if ln.strip() and not ln.startswith("#")))
+    acc: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        el = max(float(r["sigma_total_mb"]) - float(r["sigma_inelastic_mb"]), 0.0)
+        acc.setdefault(r["element"], []).append((float(r["energy_MeV"]), el))
+    out = {}
+    for sym, pts in acc.items():
+        if sym not in ELEMENTS:
+            raise ValueError(f"{_BAR_FILE.name}: unknown element {sym!r}")
+        arr = np.asarray(sorted(pts))
+        if np.any(np.diff(arr[:, 0]) <= 0):
+            raise ValueError(f"{_BAR_FILE.name}: repeated energies for {sym}")
+        out[sym] = (arr[:, 0], arr[:, 1])
+    return out
+
+
+def element_elastic_mb(symbol: str, energy_mev) -> np.ndarray:
+    """Proton nuclear elastic cross section (mb) of one element (Z >= 2) at ``energy_mev``: Barashenkov's
+    total - inelastic, linear in E, 0 below ELASTIC_E_MIN_MEV, constant above the table.  Elements without a
+    table are interpolated between the neighbours in Z with the sigma ~ A^(2/3) scaling (weights linear in A;
+    the rule Geant4 applies to these tables); below the lightest / above the heaviest tabulated element the
+    nearest one is scaled by (A/A_ref)^(2/3).  Hydrogen: 0 (p-p scattering is its own channel)."""
+    e = np.asarray(energy_mev, dtype=float)
+    if symbol not in ELEMENTS:
+        raise KeyError(f"unknown element {symbol!r}")
+    if symbol == "H":
+        return np.zeros_like(e)
+    data = _elastic_element_data()
+    el = ELEMENTS[symbol]
+
+    def one(sym: str) -> np.ndarray:
+        et, st = data[sym]
+        y = np.interp(e, et, st)
+        return np.where(e < ELASTIC_E_MIN_MEV, 0.0, y)
+
+    if symbol in data:
+        return one(symbol)
+    tab = sorted(data, key=lambda s: ELEMENTS[s].Z)
+    lower = [s for s in tab if ELEMENTS[s].Z < el.Z]
+    upper = [s for s in tab if ELEMENTS[s].Z > el.Z]
+    a = el.atomic_mass_g_mol
+
+    def scaled(sym: str) -> np.ndarray:
+        return one(sym) * (a / ELEMENTS[sym].atomic_mass_g_mol) ** (2.0 / 3.0)
+
+    if not lower:
+        return scaled(upper[0])
+    if not upper:
+        return scaled(lower[-1])
+    s1, s2 = lower[-1], upper[0]
+    a1, a2 = ELEMENTS[s1].atomic_mass_g_mol, ELEMENTS[s2].atomic_mass_g_mol
+    return (scaled(s1) * (a2 - a) + scaled(s2) * (a - a1)) / (a2 - a1)
+
+
+def elastic_mass_cross_section(material: Material | str, energy_mev) -> np.ndarray:
+    """Macroscopic mass cross section (cm2/g) of proton nuclear elastic scattering on the material's nuclei
+    heavier than hydrogen: sum_i w_i N_A / A_i sigma_el,i(E)."""
+    m = get_material(material) if isinstance(material, str) else material
+    e = np.asarray(energy_mev, dtype=float)
+    out = np.zeros_like(e)
+    for sym, w in m.mass_fractions.items():
+        if w > 0 and sym != "H":
+            out += w * AVOGADRO / ELEMENTS[sym].atomic_mass_g_mol * element_elastic_mb(sym, e) * 1e-27
+    return out
+
+
+def elastic_target_mass_number(material: Material | str, energy_mev: float = 100.0) -> float:
+    """Effective mass number of the material's elastic-scattering targets: the mean of A_i weighted by each
+    element's share of the elastic cross section at ``energy_mev`` (0 if the material has no nucleus heavier
+    than hydrogen).  The kernel samples the momentum transfer for this one target (nuclear.h)."""
+    m = get_material(material) if isinstance(material, str) else material
+    num = den = 0.0
+    for sym, w in m.mass_fractions.items():
+        if w > 0 and sym != "H":
+            a = ELEMENTS[sym].atomic_mass_g_mol
+            part = w / a * float(element_elastic_mb(sym, energy_mev))
+            num += part * a
+            den += part
+    return num / den if den > 0 else 0.0

@@ -28,16 +28,36 @@ def idd_run(energy, n, backend="cpu", depth_mm=None, voxel_z=0.5, seed=3, **phys
     return r
 
 
+def topas_idd_on_bins(energy_label: float, z_centres: np.ndarray) -> np.ndarray:
+    """The TOPAS reference IDD (validation/topas_idd) averaged over the simulation's depth bins."""
+    from mcproton.validation.metrics import rebin_curve
+    from mcproton.validation.reference import case_file, read_table
+
+    tab, _ = read_table(case_file("topas_idd", "idd_mc_topas_matrad_generic_water_subset.csv"))
+    sel = np.isclose(tab["spectrum_mean_MeV"], energy_label)
+    assert sel.any()
+    dz = np.diff(z_centres)
+    edges = np.concatenate([[z_centres[0] - dz[0] / 2], z_centres[:-1] + dz / 2, [z_centres[-1] + dz[-1] / 2]])
+    return rebin_curve(tab["depth_mm"][sel], tab["idd_MeVcm2_per_g_per_primary"][sel], edges)
+
+
 def test_range_and_falloff_100mev_water(backend):
-    """R80 against the ICRU 90 CSDA range and the TOPAS reference (matRad generic, 99.965 MeV)."""
-    r = idd_run(99.965, 20_000, backend)
+    """R80, fall-off and peak/entrance against the TOPAS reference (matRad generic, 99.965 MeV)."""
+    r = idd_run(99.965, 100_000, backend)
     z, d = r.integrated_depth_dose()
     r80 = distal_range(z, d, 0.8)
-    # TOPAS (99.965 MeV, sigma 0.03 %): R80 77.396 mm, R80-R20 1.125 mm, peak/entrance 6.153.
-    # R80 statistical sd with 2e4 protons ~0.02 mm -> 0.3 mm tolerance is > 10 sd.
+    # TOPAS (99.965 MeV, sigma 0.03 %): R80 77.396 mm, R80-R20 1.125 mm (0.1 mm reference grid near the peak).
+    # R80 statistical sd with 1e5 protons ~0.01 mm -> 0.3 mm tolerance is > 10 sd.
     assert abs(r80 - 77.396) < 0.3
     assert abs(falloff(z, d) - 1.125) < 0.25
-    assert abs(peak_to_entrance(z, d) / 6.153 - 1) < 0.05
+    # Peak / IDD at 1 mm, both on the same 0.5 mm bins (TOPAS bin-averaged: 5.74).  Statistical sd of the ratio
+    # with 1e5 protons ~0.6 % -> the 5 % criterion of the engine issue is > 8 sd.  Without nuclear elastic
+    # scattering on oxygen the ratio was +6 % too high, so this check fails for that model error.
+    ref = topas_idd_on_bins(99.965, z)
+    ok = np.isfinite(ref)
+    pe_ref = peak_to_entrance(z[ok], ref[ok], 1.0)
+    assert pe_ref == pytest.approx(5.74, abs=0.02)
+    assert abs(peak_to_entrance(z, d, 1.0) / pe_ref - 1) < 0.05
     # absolute IDD in the plateau per primary: entrance = electronic stopping power of 100 MeV (7.29 MeV cm2/g,
     # ICRU 90) plus the secondary build-up: within 3 %.
     assert abs(d[:4].mean() / 7.29 - 1) < 0.03
