@@ -105,12 +105,17 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     elif workers or scheduler or client is not None:
         raise ValueError("a distributed run needs the job's config (workers rebuild the simulation from it)")
 
+    current: dict[str, Any] = {"executor": None}   # the running beam's executor (its OOM batch cap)
+
     def save(i: int | None = None, pos: int | None = None, elapsed: float | None = None) -> None:
         if ckpt is None:
             return
         if i is not None:
             states[i].next_history = pos
             states[i].elapsed_s = elapsed
+            cap = getattr(current["executor"], "cap", None)
+            if cap:   # a GPU out-of-memory shrink is kept by every checkpoint, not only the last one
+                states[i].batch_cap = int(cap)
         save_checkpoint(ckpt, fp, states)
 
     results = []
@@ -130,6 +135,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     executor = dask_ctx.executor(cfg, i, plan, settings)
                 else:
                     executor = LocalExecutor(sim, plan, cap=st.batch_cap or None, log=log)
+                current["executor"] = executor
                 show = None
                 if progress is True:
                     show = progress_printer(settings.primaries, st.next_history)

@@ -128,3 +128,34 @@ def test_mean_uncertainty_matches_finish(small_cfg):
 
     assert mean_rel_uncertainty_50(acc, inverse_mass(g), g.density_g_cm3_zyx) == pytest.approx(
         finish(sim, acc, 1.0).mean_rel_uncertainty_50, rel=1e-12)
+
+
+def test_oom_shrink_is_kept_by_every_intermediate_checkpoint(small_cfg, tmp_path, monkeypatch):
+    """After a GPU out-of-memory the shrunk batch size goes into each later checkpoint, so that a run
+    killed mid-way resumes with the batch that fits instead of hitting the OOM again."""
+    import mcproton._run.job as job
+    from mcproton.run import Simulation as RealSimulation
+
+    limit = 1500
+    real_run = RealSimulation.run_histories
+
+    def oom_above_limit(self, first, n):
+        if n > limit:
+            raise OutOfMemoryError(f"Out of memory allocating {n * 1000:,} bytes")
+        return real_run(self, first, n)
+
+    monkeypatch.setattr(RealSimulation, "run_histories", oom_above_limit)
+    saved = []
+    real_save = job.save_checkpoint
+
+    def spy(path, fp, states):
+        saved.append([st.batch_cap for st in states])
+        return real_save(path, fp, states)
+
+    monkeypatch.setattr(job, "save_checkpoint", spy)
+    cfg = load_config(small_cfg(12000, batch_size=4000, checkpoint_interval_s=0))
+    job.run_job(cfg, run_settings(cfg), build_geometry(cfg), build_beams(cfg), tmp_path / "out.h5",
+                progress=False, log=lambda m: None)
+    assert len(saved) >= 5
+    # 4000 -> 2000 -> 1000 on the first batch; every checkpoint written after it carries the cap of 1000
+    assert all(caps == [1000] for caps in saved[:-1]), saved
