@@ -156,19 +156,26 @@ class Context:
     def water_model(self) -> str:
         return getattr(self.physics, "water_model", "icru90") if self.physics is not None else "icru90"
 
-    def run_settings(self, primaries: int, seed_offset: int = 0, backend: str | None = None):
+    def run_settings(self, primaries: int, seed_offset: int = 0, backend: str | None = None,
+                     physics_override: dict | None = None):
+        import dataclasses
+
         from ..settings import PhysicsSettings, RunSettings
 
         phys = self.physics if self.physics is not None else PhysicsSettings()
+        if physics_override:
+            phys = dataclasses.replace(phys, **physics_override)
         return RunSettings(primaries=int(primaries), seed=int(self.seed + seed_offset),
                            backend=backend or self.backend, batches=self.batches, physics=phys)
 
     def simulate(self, geometry, beam, primaries: int, label: str, case: str, seed_offset: int = 0,
-                 backend: str | None = None):
+                 backend: str | None = None, physics_override: dict | None = None):
+        """Run one simulation with the context's settings (``physics_override``: physics fields changed for
+        this run only, e.g. {"nuclear": False}; recorded in the run's provenance)."""
         fn = self.simulate_fn
         if fn is None:
             from ..run import simulate as fn  # the engine
-        settings = self.run_settings(primaries, seed_offset, backend)
+        settings = self.run_settings(primaries, seed_offset, backend, physics_override)
         t0 = time.perf_counter()
         self.log(f"  [{case}] {label}: {settings.primaries} primaries on {settings.backend} ...")
         res = fn(geometry, beam, settings, progress=False)
