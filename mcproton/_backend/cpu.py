@@ -20,8 +20,14 @@ from .._kernels.source import assemble
 from .base import cast_scalar
 
 # -ffast-math for speed, but keep IEEE infinities (the kernels use +inf as "no limit").
-CPU_OPTIONS = ("-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp", "-fPIC", "-shared",
-               "-std=c++17", "-x", "c++")
+CPU_COMPILE_OPTIONS = ("-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp", "-fPIC",
+                       "-std=c++17", "-x", "c++", "-c")
+# Linked in a second step WITHOUT -ffast-math: with it, gcc < 13 links crtfastmath.o into the shared library,
+# whose constructor switches the whole process to flush-to-zero / denormals-are-zero when the library is
+# loaded - silently changing every later NumPy/SciPy result in the user's process (it sent scipy's cKDTree into
+# endless recursion in the demo's planner).  tests/engine/test_cpu_backend_fp_env.py guards this.
+CPU_LINK_OPTIONS = ("-shared", "-fopenmp")
+CPU_OPTIONS = CPU_COMPILE_OPTIONS + ("&&",) + CPU_LINK_OPTIONS   # as recorded in the provenance
 
 
 def cache_dir() -> Path:
@@ -65,8 +71,11 @@ def _build(entry: str, cxx: str) -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         cpp = Path(tmp) / f"{Path(entry).stem}.cpp"
         cpp.write_text(src)
-        tmp_so = Path(tmp) / "k.so"
-        proc = subprocess.run([cxx, *CPU_OPTIONS, str(cpp), "-o", str(tmp_so)], capture_output=True, text=True)
+        tmp_o, tmp_so = Path(tmp) / "k.o", Path(tmp) / "k.so"
+        proc = subprocess.run([cxx, *CPU_COMPILE_OPTIONS, str(cpp), "-o", str(tmp_o)], capture_output=True, text=True)
+        if proc.returncode == 0:
+            proc = subprocess.run([cxx, *CPU_LINK_OPTIONS, str(tmp_o), "-o", str(tmp_so)], capture_output=True,
+                                  text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"compiling kernels/{entry} for the CPU failed:\n{proc.stderr[-6000:]}")
         os.replace(tmp_so, out)  # atomic: concurrent builders never see a partial library
