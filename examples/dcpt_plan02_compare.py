@@ -23,78 +23,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "dcpt_plan02.toml"
-REF_DIR = Path("/work/shared/reference/dcpt_plan02")
-CODES = ("sh12a", "openshieldhit", "fluka", "mcnp", "topas")
-MEV_PER_G_TO_GY = 1.602176634e-10
-ACCEPT_HALF_MM = 10.0          # 2 x 2 cm2 acceptance
-SURFACE_DEPTH_AXIS = 1         # y (LPS) is the depth axis of the example
-
-
-def read_reference(code: str) -> tuple[np.ndarray, np.ndarray]:
-    import csv
-
-    path = REF_DIR / f"{code}_depth.csv"
-    rows = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    r = list(csv.DictReader(rows))
-    d = np.array([float(x["depth_mm"]) for x in r])
-    dose = np.array([float(x["dose_all_mat_MeV_g"]) if x["dose_all_mat_MeV_g"] else np.nan for x in r])
-    return d, dose
-
-
-def metrics(depth: np.ndarray, dose: np.ndarray) -> dict[str, float]:
-    """Key numbers as defined in summary_plan02.csv."""
-    ok = np.isfinite(dose)
-    d, y = depth[ok], dose[ok]
-    i = int(np.argmax(y))
-    peak = float(y[i])
-    ent = float(np.mean(y[(d >= 1.4) & (d <= 4.6)]))
-    out = {"entrance_MeV_g": ent, "peak_MeV_g": peak, "peak_depth_maxbin_mm": float(d[i]),
-           "peak_to_entrance": peak / ent}
-    if 0 < i < len(y) - 1:
-        a, b, c = y[i - 1], y[i], y[i + 1]
-        den = a - 2 * b + c
-        out["peak_depth_parabolic_mm"] = float(d[i] + 0.5 * (a - c) / den * (d[i + 1] - d[i])) if den else float(d[i])
-    for lvl in (90, 80, 20):
-        f = lvl / 100.0
-        j = i
-        while j + 1 < len(y) and y[j + 1] >= f * peak:
-            j += 1
-        if j + 1 >= len(y):
-            out[f"R{lvl}_mm"] = float("nan")
-            continue
-        y0, y1 = y[j] / peak, y[j + 1] / peak
-        out[f"R{lvl}_mm"] = float(d[j] + (y0 - f) / (y0 - y1) * (d[j + 1] - d[j]))
-    out["falloff_80_20_mm"] = out["R20_mm"] - out["R80_mm"]
-    k = int(np.argmin(np.abs(d - 22.5)))
-    out["dose_22.5mm_MeV_g"] = float(y[k]) if abs(d[k] - 22.5) < 0.01 else float("nan")
-    return out
-
-
-def depth_dose_from_arrays(dose_gy_zyx, unc_rel_zyx, density_zyx, voxel_mm, origin_mm, surface_y_mm: float,
-                           per_primary_scale: float):
-    """(depth_mm, dose MeV/g per primary, 1-sigma) in the 2 x 2 cm2 acceptance around x = z = 0."""
-    nz, ny, nx = dose_gy_zyx.shape
-    x = origin_mm[0] + voxel_mm[0] * np.arange(nx)
-    z = origin_mm[2] + voxel_mm[2] * np.arange(nz)
-    y = origin_mm[1] + voxel_mm[1] * np.arange(ny)
-    for ax, c, v in (("x", x, voxel_mm[0]), ("z", z, voxel_mm[2])):
-        lo = c - v / 2
-        if not (np.any(np.isclose(lo, -ACCEPT_HALF_MM)) and np.any(np.isclose(lo + v, ACCEPT_HALF_MM))):
-            raise SystemExit(f"the {ax} voxel boundaries do not fall on +-10 mm: the 2 x 2 cm2 acceptance "
-                             "cannot be taken exactly; use voxel sizes dividing 10 mm with a centred grid")
-    sx = np.abs(x) < ACCEPT_HALF_MM
-    sz = np.abs(z) < ACCEPT_HALF_MM
-    d = dose_gy_zyx[np.ix_(sz, np.ones(ny, bool), sx)]
-    m = density_zyx[np.ix_(sz, np.ones(ny, bool), sx)].astype(np.float64)
-    u = unc_rel_zyx[np.ix_(sz, np.ones(ny, bool), sx)]
-    msum = m.sum(axis=(0, 2))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dd = (d * m).sum(axis=(0, 2)) / msum
-        err = np.sqrt(((u * d * m) ** 2).sum(axis=(0, 2))) / msum
-    depth = y - surface_y_mm
-    keep = depth > 0
-    s = per_primary_scale / MEV_PER_G_TO_GY
-    return depth[keep], dd[keep] * s, err[keep] * s
+# the reference profiles (packaged with the validation case dcpt_plan02) and the scoring shared with it
+from mcproton.validation.dcpt import CODES, MEV_PER_G_TO_GY, SURFACE_DEPTH_AXIS, depth_dose_from_arrays, metrics, \
+    read_reference  # noqa: E402
 
 
 def run(primaries: int, overrides: list[str]):

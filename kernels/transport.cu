@@ -188,8 +188,10 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
             const float var = bohr_variance_mev2(e_mid, material_prop(p, mat, MAT_Z_OVER_A), rho * s);
             de = sample_energy_loss(de_mean, var, t.energy, rng_gauss(rng));
         }
-        /* LET: mean (CSDA) energy loss per unit path over the step, MeV/cm -> keV/um (x 0.1). */
-        score_proton_step(sc, vox, de, energy_column(ep, COL_SPR_W), 0.1f * de_mean / s);
+        /* LET: electronic stopping power at the mid-step energy, MeV/cm -> keV/um (x 0.1).  Not de_mean / s:
+         * for the very short steps at voxel faces the float difference E - E(R - rho s) is rounding noise of
+         * either sign, and dividing it by s gave absurd (even negative) LETs that overflowed the tally. */
+        score_proton_step(sc, vox, de, energy_column(ep, COL_SPR_W), 0.1f * rho * stopping_at(p, mat, e_mid));
         t.energy -= de;
         nuc_left -= s * mfp_rate;
 

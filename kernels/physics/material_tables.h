@@ -28,6 +28,14 @@ MCP_FORCEINLINE MCP_HOST_DEVICE EnergyPoint lookup_energy(const Params& p, int m
     return e;
 }
 
+/* Electronic mass stopping power (MeV cm2/g) of material `mat` at kinetic energy `energy`. */
+MCP_FORCEINLINE MCP_HOST_DEVICE float stopping_at(const Params& p, int mat, float energy)
+{
+    const float* row = p.energy_table + (int64_t)mat * p.n_e * N_ENERGY_COLUMNS;
+    const GridPoint g = log_grid_point(mcp_max(energy, 1e-3f), p.log_e_min, p.inv_dlog_e, p.n_e);
+    return lerp_row(row, g, N_ENERGY_COLUMNS, COL_STOP);
+}
+
 MCP_FORCEINLINE MCP_HOST_DEVICE float energy_column(const EnergyPoint& e, int col)
 {
     return lerp_row(e.row, e.g, N_ENERGY_COLUMNS, col);
