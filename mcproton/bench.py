@@ -10,6 +10,15 @@ from .settings import RunSettings
 from .source import Beam
 
 
+def bench_case(energy_mev: float = 150.0, voxel_mm: float = 1.0):
+    """(geometry, beam) of the benchmark: a pencil beam (sigma 3 mm) entering a 100 x 100 x (range + 40 mm)
+    water box of ``voxel_mm`` voxels."""
+    depth = 10 * (0.0022 * energy_mev**1.77) + 40.0  # Bragg-Kleeman range (Bortfeld 1997) + margin, mm
+    geom = box_phantom("water", (100.0, 100.0, depth), voxel_mm)
+    beam = Beam.pencil(energy_mev, position_mm=(0.0, 0.0, -1.0), sigma_mm=(3.0, 3.0))
+    return geom, beam
+
+
 def run_bench(backend: str = "auto", energy_mev: float = 150.0, primaries: int | None = None,
               voxel_mm: float = 1.0, repeats: int = 3, seed: int = 1) -> dict:
     """Protons per second (best of ``repeats``) for ``primaries`` protons of ``energy_mev`` in a
@@ -17,9 +26,7 @@ def run_bench(backend: str = "auto", energy_mev: float = 150.0, primaries: int |
     be = get_backend(backend)
     if primaries is None:
         primaries = 10_000_000 if be.name == "cuda" else 100_000
-    depth = 10 * (0.0022 * energy_mev**1.77) + 40.0  # Bragg-Kleeman range (Bortfeld 1997) + margin, mm
-    geom = box_phantom("water", (100.0, 100.0, depth), voxel_mm)
-    beam = Beam.pencil(energy_mev, position_mm=(0.0, 0.0, -1.0), sigma_mm=(3.0, 3.0))
+    geom, beam = bench_case(energy_mev, voxel_mm)
     settings = RunSettings(primaries=primaries, seed=seed, backend=be.name, batches=2)
     t0 = time.perf_counter()
     sim = Simulation(geom, beam, settings)

@@ -176,6 +176,15 @@ class Simulation:
         self.params_host = p
         self.params_dev = b.asarray(p.view(np.uint8))
 
+    def _reduce_slots(self, a: np.ndarray) -> np.ndarray:
+        """Sum of the thread-private tally slots (a fresh array: the slots are zeroed for the next batch)."""
+        if self.slots == 1:
+            return a[0].copy()
+        out = a[0] + a[1]
+        for s in range(2, self.slots):
+            out += a[s]
+        return out
+
     def run_histories(self, first: int, n: int) -> dict[str, np.ndarray]:
         """Transport histories [first, first + n) into zeroed tallies; returns host copies (int64)."""
         b = self.backend
@@ -184,8 +193,7 @@ class Simulation:
         self.ledger_dev.fill(0)
         b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
         b.synchronize()
-        out = {k: (b.to_host(a)[0].copy() if self.slots == 1 else b.to_host(a).sum(axis=0))
-               for k, a in self.tally.items()}
+        out = {k: self._reduce_slots(b.to_host(a)) for k, a in self.tally.items()}
         out["ledger"] = b.to_host(self.ledger_dev).copy()
         return out
 

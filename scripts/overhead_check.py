@@ -1,0 +1,63 @@
+"""Cost of streaming batches and checkpointing (issue: long runs): protons/s of the benchmark case run as one
+launch, against the same histories run by the job machinery (``mcproton run``'s code path) in batches with a
+checkpoint written after every batch.
+
+    python scripts/overhead_check.py [--backend cpu|cuda] [--primaries N] [--batches 20] [--energy 150]
+
+Prints one JSON object: both rates, their ratio, and the case.  Used for BENCHMARKS.md (CPU here; GPU in
+scripts/gpu_check.sh).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from mcproton._backend import get_backend
+from mcproton._run.checkpoint import checkpoint_path
+from mcproton._run.job import run_job
+from mcproton.bench import bench_case
+from mcproton.run import Simulation
+from mcproton.settings import RunSettings
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--primaries", type=int)
+    ap.add_argument("--batches", type=int, default=20, help="batches of the streamed run (a checkpoint after each)")
+    ap.add_argument("--energy", type=float, default=150.0)
+    ap.add_argument("--interval", type=float, default=60.0,
+                    help="seconds between checkpoints (run.checkpoint_interval_s; 60 is the default, 0 = every batch)")
+    a = ap.parse_args()
+    be = get_backend(a.backend)
+    n = a.primaries or (20_000_000 if be.name == "cuda" else 400_000)
+    geom, beam = bench_case(a.energy)
+    plain = RunSettings(primaries=n, seed=1, backend=be.name, batches=2)
+    sim = Simulation(geom, beam, plain)
+    sim.backend.compile()
+    sim.run_histories(0, min(1000, n))                      # warm-up
+    t = time.perf_counter()
+    sim.run_histories(0, n)
+    one_launch = n / (time.perf_counter() - t)
+    streamed = RunSettings(primaries=n, seed=1, backend=be.name, batch_size=max(1, n // a.batches),
+                           checkpoint_interval_s=a.interval)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run.h5"
+        t = time.perf_counter()
+        run_job(None, streamed, geom, [beam], out, progress=False, log=lambda m: None)
+        wall = time.perf_counter() - t
+        ckpt = checkpoint_path(out)
+        ckpt_size = ckpt.stat().st_size if ckpt.exists() else 0
+    print(json.dumps({"case": f"{a.energy:g} MeV pencil beam in water, 1 mm voxels ({geom.shape_zyx} voxels)",
+                      "backend": be.name, "device": getattr(be, "device", be.name),
+                      "primaries": n, "batches": a.batches, "checkpoint_interval_s": a.interval,
+                      "one_launch_protons_per_second": one_launch,
+                      "streamed_checkpointed_protons_per_second": n / wall,
+                      "ratio": (n / wall) / one_launch, "checkpoint_bytes": ckpt_size}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
