@@ -629,17 +629,24 @@ def case_dcpt_plan02(ctx: Context) -> CaseResult:
     let_codes = ["sh12a", "openshieldhit", "topas", "mcnp"]
     lets = {c: D.read_reference(c, "LETd_protons_mat_keV_um") for c in let_codes}
 
+    # LETd is a ratio estimator with a heavy tail (rare slow secondary protons): with the --quick statistics
+    # (2e5 protons, ~8000 in the 2 x 2 cm2 column) it scatters by ~5-10 % between seeds, so it is scored in
+    # --full only and reported as info in --quick.
+    scored = "rel" if ctx.full else "info"
+
     def envelope_metric(label: str, value: float, ref_values: list[float], note: str) -> Metric:
         lo, hi = 0.95 * min(ref_values), 1.05 * max(ref_values)
         mid = 0.5 * (lo + hi)
-        return Metric(label, value, mid, (hi - lo) / (2 * mid), "keV/um", "rel",
+        return Metric(label, value, mid, (hi - lo) / (2 * mid), "keV/um", scored,
                       f"range of the codes {min(ref_values):.3f}-{max(ref_values):.3f} keV/um widened by 5 %; {note}")
 
     dose_zl = np.interp(zl, depth, dd)
-    for z0 in (5.5, 50.5, 100.5, 150.5):       # 5 mm windows (dose-weighted), the same for every code
+    for z0, half in ((5.5, 4.5), (50.5, 5.0), (100.5, 5.0), (150.5, 5.0)):   # dose-weighted windows, same for all
         cr.metrics.append(envelope_metric(
-            f"LETd(protons) at {z0 - 2.5:g}-{z0 + 2.5:g} mm within the codes' range", _let_window(zl, let, dose_zl, z0),
-            [_let_window(*lets[c], np.interp(lets[c][0], *refs[c]), z0) for c in let_codes], "SH12A, OSH, TOPAS, MCNP"))
+            f"LETd(protons) at {z0 - half:g}-{z0 + half:g} mm within the codes' range",
+            _let_window(zl, let, dose_zl, z0, half),
+            [_let_window(*lets[c], np.interp(lets[c][0], *refs[c]), z0, half) for c in let_codes],
+            "SH12A, OSH, TOPAS, MCNP"))
     cr.metrics.append(envelope_metric(
         "LETd(protons) at 20.5-24.5 mm (in PMMA) within the codes' range", _let_window(zl, let, dose_zl, 22.5, 2.0),
         [_let_window(*lets[c], np.interp(lets[c][0], *refs[c]), 22.5, 2.0) for c in ("sh12a", "openshieldhit", "mcnp")],
