@@ -7,7 +7,8 @@ from mcproton.cli import main as cli_main
 
 KEYS = {"target_mean_gy", "target_d95_gy", "target_d95_rel", "target_within_5pct", "brainstem_d2_gy",
         "cochlea_left_mean_gy", "cochlea_right_mean_gy", "mean_rel_uncertainty_50", "protons_per_second",
-        "backend", "device", "wall_s", "prescription_gy", "total_protons_per_fraction", "primaries"}
+        "backend", "device", "wall_s", "prescription_gy", "total_protons_per_fraction", "primaries",
+        "target_let_d_kev_um", "brainstem_let_d_kev_um"}
 
 
 def test_demo_small(tmp_path, capsys):
@@ -22,6 +23,8 @@ def test_demo_small(tmp_path, capsys):
     assert KEYS <= set(s)
     assert s["primaries"] == 20000 and s["backend"] == "cpu"
     assert 0.5 < s["target_mean_gy"] / s["prescription_gy"] < 1.5      # 20k histories: noisy but absolute
+    # a 3-field PBS target (51-87 MeV) has a dose-averaged LET of a few keV/um (plateau ~1, SOBP 2-4)
+    assert 1.0 < s["target_let_d_kev_um"] < 8.0
     printed = capsys.readouterr().out
     assert "target_d95_gy" in printed
     import pydicom
