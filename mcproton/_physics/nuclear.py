@@ -1,4 +1,5 @@
-"""Proton nonelastic nuclear interaction data per material.
+"""Proton nuclear interaction data per material: nonelastic reactions (ICRU 63, below), elastic scattering on
+hydrogen (p-p, end of file) and nuclear elastic scattering on heavier nuclei (Barashenkov, end of file).
 
 Source: ``data/nuclear/icru63_nonelastic_p_elements.csv`` (ICRU Report 63 (2000)-layout evaluations as
 distributed with MCsquare, e0404/MCsquare @ 211eefe, Apache-2.0; see the file header): for C, N, O, Al, Si, P,
@@ -196,7 +197,7 @@ def pp_elastic_mass_cross_section(material: Material | str, energy_mev) -> np.nd
 _BAR_FILE = Path(__file__).resolve().parents[1] / "data" / "nuclear" / "barashenkov_proton_nucleus.csv"
 
 #: Lowest energy of the elastic tables (MeV).  Below it (residual range < 2.6 mm in water) nuclear elastic
-#: scattering is not simulated: its deflections shift the end of the track by well under 0.1 mm.
+#: scattering is not simulated: a typical 0.3 rad deflection there shortens the track's depth by ~0.1 mm at most.
 ELASTIC_E_MIN_MEV = 14.0
 
 
