@@ -40,7 +40,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     },
     "physics": {
         "water_model": ((str,), '"icru90" (I = 78 eV, default) or "pstar" (I = 75 eV)'),
-        "nuclear": ((bool,), "nonelastic nuclear interactions"),
+        "nuclear": ((bool,), "nuclear interactions (nonelastic, p-p elastic, nuclear elastic)"),
+        "nuclear_elastic": ((bool,), "nuclear elastic scattering on O, C, Ca, ... (with nuclear; default on)"),
         "straggling": ((bool,), "energy-loss straggling"),
         "msc": ((bool,), "multiple Coulomb scattering"),
         "e_cut_mev": ((int, float), "proton cut-off energy (MeV)"),

@@ -124,7 +124,8 @@ class Simulation:
         if beam.max_energy_mev >= E_MAX_MEV:
             raise ValueError(f"beam energy up to {beam.max_energy_mev:.1f} MeV exceeds the physics tables "
                              f"({E_MAX_MEV} MeV); lower the energy or its spread")
-        self.tables = tables or build_tables(geometry.materials, phys.water_model, phys.e_cut_mev)
+        self.tables = tables or build_tables(geometry.materials, phys.water_model, phys.e_cut_mev,
+                                             phys.nuclear_elastic)
         self.backend = get_backend(self.settings.backend, self.settings.threads)
         b = self.backend
         nz, ny, nx = geometry.shape_zyx

@@ -15,7 +15,10 @@ class PhysicsSettings:
     """Physics options of the transport (defaults follow the models documented in docs/physics.md).
 
     water_model : "icru90" (I = 78 eV, ICRU Report 90) or "pstar" (I = 75 eV, ICRU Report 49).
-    nuclear : nonelastic nuclear interactions (ICRU 63 cross sections) with secondary protons.
+    nuclear : nuclear interactions: nonelastic (ICRU 63 cross sections) with secondary protons, elastic
+        scattering on hydrogen (p-p) and on heavier nuclei.
+    nuclear_elastic : with ``nuclear``, include nuclear elastic scattering on nuclei heavier than hydrogen
+        (O, C, Ca, ...; on by default; off only to study its effect).
     straggling : Gaussian energy-loss straggling (Bohr variance with relativistic correction).
     msc : multiple Coulomb scattering (Gottschalk differential Highland scattering power).
     e_cut_mev : protons below this kinetic energy deposit their energy locally (MeV).
@@ -25,6 +28,7 @@ class PhysicsSettings:
 
     water_model: str = "icru90"
     nuclear: bool = True
+    nuclear_elastic: bool = True
     straggling: bool = True
     msc: bool = True
     e_cut_mev: float = 0.5

@@ -73,8 +73,9 @@ def _csda_range(e: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 
 def build_tables(materials: Sequence[Material | str], water_model: str = "icru90",
-                 e_cut_mev: float = 0.5) -> PhysicsTables:
-    """Tables for the given materials (order = material index in the geometry)."""
+                 e_cut_mev: float = 0.5, nuclear_elastic: bool = True) -> PhysicsTables:
+    """Tables for the given materials (order = material index in the geometry).  ``nuclear_elastic=False``
+    leaves the nuclear elastic cross section at 0 (the channel is then never chosen)."""
     mats = [get_material(m) if isinstance(m, str) else m for m in materials]
     e = np.exp(np.linspace(np.log(E_MIN_MEV), np.log(E_MAX_MEV), N_E))
     water = get_material("water")
@@ -100,7 +101,8 @@ def build_tables(materials: Sequence[Material | str], water_model: str = "icru90
         table[k, :, COL["mult_alpha"]] = nuc["mult_alpha"]
         table[k, :, COL["mult_d"]] = nuc["mult_d"]
         table[k, :, COL["pp_sigma"]] = nuclear.pp_elastic_mass_cross_section(m, e)
-        table[k, :, COL["el_sigma"]] = nuclear.elastic_mass_cross_section(m, e)
+        if nuclear_elastic:
+            table[k, :, COL["el_sigma"]] = nuclear.elastic_mass_cross_section(m, e)
         props[k, 0] = scattering.scattering_length_g_cm2(m)
         props[k, 1] = scattering.z_over_a(m)
         t = (np.log(e_cut_mev) - np.log(E_MIN_MEV)) / (np.log(E_MAX_MEV / E_MIN_MEV) / (N_E - 1))
