@@ -61,7 +61,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     from .phantoms import label_map_to_masks, make_head_phantom
     from .phantoms.dicom_export import write_phantom_ct, write_rtstruct
     from .phantoms.plans import posterior_fossa_plan, verify_plan
-    from .plots import plot_dose_planes
+    from .plots import plot_dose_planes, plot_let_planes
     from .settings import RunSettings
 
     t0 = time.perf_counter()
@@ -121,6 +121,9 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
                      title=f"posterior-fossa boost, {age:g}-year-old phantom, {PRESCRIPTION_GY_RBE} Gy(RBE) "
                            f"= {pres:.3f} Gy physical per fraction",
                      structures={n: m for n, m in dvh_masks.items()}, reference_gy=pres, body_mask=body)
+    plot_let_planes(res, out / "let_planes.png", (kc, jc, ic),
+                    title=f"dose-averaged LET of protons, posterior-fossa boost, {age:g}-year-old phantom",
+                    structures={n: m for n, m in dvh_masks.items()}, reference_gy=pres, body_mask=body)
     times["outputs_s"] = time.perf_counter() - t
 
     unc = res.uncertainty_rel_zyx
@@ -164,6 +167,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         "dvh": table,
         "files": {k: str(out / v) for k, v in (("ct", "ct"), ("rtstruct", "rtstruct.dcm"), ("rtdose", "rtdose.dcm"),
                                                ("dose", "dose.h5"), ("dose_planes", "dose_planes.png"),
+                                               ("let_planes", "let_planes.png"),
                                                ("dvh", "dvh.png"), ("summary", "summary.json"))},
         "notes": "dose = physical dose to medium per fraction (Gy); *_let_d_kev_um = dose-averaged LET of protons "
                  "over the structure (validated against four MC codes in validation/dcpt_plan02); "

@@ -54,14 +54,50 @@ def plot_dose_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] 
     body_mask : voxels where the dose is shown (default: all); e.g. density > 0.5 g/cm3 hides the
         dose-to-air spikes outside the patient.
     """
-    plt = _plt()
-    g = result.geometry
     dose = np.asarray(result.dose_gy_zyx)
     if body_mask is not None:
         dose = np.where(body_mask, dose, 0.0)
-    rho = g.density_g_cm3_zyx
     if centre_zyx is None:
         centre_zyx = tuple(int(v) for v in np.unravel_index(int(np.argmax(dose)), dose.shape))
+    dmax = float(reference_gy * 1.1) if reference_gy else (float(dose.max()) or 1.0)
+    levels = list(isodose_gy) if isodose_gy is not None else (
+        [f * reference_gy for f in (0.3, 0.5, 0.8, 0.95, 1.07)] if reference_gy else [])
+
+    def fmt(lv: float) -> str:
+        return f"{100 * lv / reference_gy:.0f}%" if reference_gy else f"{lv:.2g}"
+
+    return _plot_planes(result, dose, dose >= 0.05 * dmax, path, centre_zyx, title, structures, dmax, levels, fmt,
+                        f"dose ({result.normalisation})")
+
+
+def plot_let_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] | None = None,
+                    title: str | None = None, *, structures: dict | None = None, reference_gy: float | None = None,
+                    min_dose_fraction: float = 0.1, body_mask=None, vmax: float | None = None) -> Path:
+    """Dose-averaged LET of protons (keV/um) over the anatomy in three planes through ``centre_zyx``, shown
+    where the dose is at least ``min_dose_fraction`` of ``reference_gy`` (default: of the maximum dose): the
+    LETd of nearly undosed voxels is noisy and clinically irrelevant.  Colour scale up to ``vmax`` (default:
+    the 99th percentile of the shown voxels)."""
+    dose = np.asarray(result.dose_gy_zyx)
+    let = np.asarray(result.let_d_kev_um_zyx)
+    ref = float(reference_gy) if reference_gy else float(dose.max()) or 1.0
+    shown = dose >= min_dose_fraction * ref
+    if body_mask is not None:
+        shown &= np.asarray(body_mask, bool)
+    if centre_zyx is None:
+        centre_zyx = tuple(int(v) for v in np.unravel_index(int(np.argmax(dose)), dose.shape))
+    top = vmax if vmax is not None else (float(np.percentile(let[shown], 99)) if shown.any() else 1.0)
+    return _plot_planes(result, let, shown, path, centre_zyx, title, structures, max(top, 1e-6), [], str,
+                        f"LETd of protons (keV/um), where dose >= {100 * min_dose_fraction:.0f} % of "
+                        f"{'the reference' if reference_gy else 'Dmax'}")
+
+
+def _plot_planes(result, values, shown, path, centre_zyx, title, structures, vmax, levels, level_fmt,
+                 colorbar_label) -> Path:
+    """``values`` (z, y, x) over the density in three orthogonal planes through ``centre_zyx``; only the
+    voxels in ``shown``; ``levels`` drawn as labelled contour lines."""
+    plt = _plt()
+    g = result.geometry
+    rho = g.density_g_cm3_zyx
     k, j, i = centre_zyx
     x, y, z = g.axis_mm("x"), g.axis_mm("y"), g.axis_mm("z")
     sl = [(k, slice(None), slice(None)), (slice(None), j, slice(None)), (slice(None), slice(None), i)]
@@ -69,21 +105,17 @@ def plot_dose_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] 
               ("coronal (y = %.0f mm)" % y[j], (x, z), (x[0], x[-1], z[0], z[-1]), "x (mm, +left)", "z (mm, +superior)"),
               ("sagittal (x = %.0f mm)" % x[i], (y, z), (y[0], y[-1], z[0], z[-1]), "y (mm, +posterior)", "z (mm, +superior)")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), dpi=100)
-    dmax = float(reference_gy * 1.1) if reference_gy else (float(dose.max()) or 1.0)
-    levels = list(isodose_gy) if isodose_gy is not None else (
-        [f * reference_gy for f in (0.3, 0.5, 0.8, 0.95, 1.07)] if reference_gy else [])
     im = None
     handles = {}
     for n, (ax, (name, (h, v), ext, xl, yl)) in enumerate(zip(axes, planes)):
         origin = "upper" if n == 0 else "lower"
-        d, r = dose[sl[n]], rho[sl[n]]
+        d, r = values[sl[n]], rho[sl[n]]
         ax.imshow(r, cmap="gray", extent=ext, origin=origin, vmin=0, vmax=2.0, aspect="equal")
-        m = np.ma.masked_less(d, 0.05 * dmax)
-        im = ax.imshow(m, cmap="jet", alpha=0.45, extent=ext, origin=origin, vmin=0, vmax=dmax, aspect="equal")
+        m = np.ma.masked_where(~np.asarray(shown)[sl[n]], d)
+        im = ax.imshow(m, cmap="jet", alpha=0.45, extent=ext, origin=origin, vmin=0, vmax=vmax, aspect="equal")
         if levels and d.max() > min(levels):
             cs = ax.contour(h, v, d, levels=sorted(levels), colors="white", linewidths=0.7)
-            fmt = {lv: (f"{100 * lv / reference_gy:.0f}%" if reference_gy else f"{lv:.2g}") for lv in cs.levels}
-            ax.clabel(cs, cs.levels, fmt=fmt, fontsize=6, inline=True)
+            ax.clabel(cs, cs.levels, fmt={lv: level_fmt(lv) for lv in cs.levels}, fontsize=6, inline=True)
         for c, (nm, mask) in enumerate((structures or {}).items()):
             ms = np.asarray(mask, bool)[sl[n]]
             if ms.any():
@@ -97,7 +129,7 @@ def plot_dose_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] 
 
         fig.legend([Line2D([0], [0], color=c, lw=1.5) for c in handles.values()], list(handles),
                    loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
-    fig.colorbar(im, ax=axes, shrink=0.8, label=f"dose ({result.normalisation})")
+    fig.colorbar(im, ax=axes, shrink=0.8, label=colorbar_label)
     if title:
         fig.suptitle(title)
     path = Path(path)

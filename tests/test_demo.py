@@ -16,7 +16,7 @@ def test_demo_small(tmp_path, capsys):
     rc = cli_main(["demo", "--out", str(out), "--primaries", "20000", "--voxel-mm", "4", "--backend", "cpu",
                    "--quiet"])
     assert rc == 0
-    for f in ("dose.h5", "rtdose.dcm", "rtstruct.dcm", "dose_planes.png", "dvh.png", "summary.json"):
+    for f in ("dose.h5", "rtdose.dcm", "rtstruct.dcm", "dose_planes.png", "let_planes.png", "dvh.png", "summary.json"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     assert len(list((out / "ct").glob("CT_*.dcm"))) > 10
     s = json.loads((out / "summary.json").read_text())
