@@ -129,6 +129,24 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     unc = res.uncertainty_rel_zyx
     hi_body = body & (res.dose_gy_zyx >= 0.5 * pres)
 
+    def variable_rbe() -> dict:
+        """The plan's RBE-weighted doses with the McNamara (2015) LETd-based RBE (mcproton/rbe.py) next to the
+        constant 1.1: alpha/beta 10 Gy for the target, 2 Gy for the brainstem (late-responding CNS)."""
+        from .dvh import dose_at_volume
+        from .rbe import mcnamara_rbe_weighted_dose
+
+        out = {"model": "McNamara et al., Phys Med Biol 60 (2015) 8399", "alpha_beta_target_gy": 10.0,
+               "alpha_beta_brainstem_gy": 2.0, "note": "research output; the clinical standard is RBE 1.1"}
+        d_t = mcnamara_rbe_weighted_dose(res.dose_gy_zyx, res.let_d_kev_um_zyx, 10.0)
+        out["target_mean_gy_rbe"] = float(d_t[ctv].mean())
+        out["target_mean_gy_rbe_const_1.1"] = 1.1 * float(res.dose_gy_zyx[ctv].mean())
+        bs = organs.get("brainstem")
+        if bs is not None and bs.any():
+            d_b = mcnamara_rbe_weighted_dose(res.dose_gy_zyx, res.let_d_kev_um_zyx, 2.0)
+            out["brainstem_d2_gy_rbe"] = dose_at_volume(d_b, bs, 2)
+            out["brainstem_d2_gy_rbe_const_1.1"] = 1.1 * dose_at_volume(res.dose_gy_zyx, bs, 2)
+        return out
+
     def let_d(mask) -> float | None:
         """Dose-averaged LET of protons over a structure (keV/um): the voxel LETd weighted by the energy the
         voxel received, so that the nearly undosed, noisy voxels count for little."""
@@ -153,6 +171,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         "spinal_cord_d2_gy": table.get("spinal_cord", {}).get("d2"),
         "target_let_d_kev_um": let_d(ctv),
         "brainstem_let_d_kev_um": let_d(organs.get("brainstem")),
+        "variable_rbe_mcnamara": variable_rbe(),
         "mc_over_model_target_mean": st["mc_over_model_mean"],
         "model_d95_rel": plan.model_stats["d95_rel"],
         "mean_rel_uncertainty_50": res.mean_rel_uncertainty_50,

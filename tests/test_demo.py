@@ -8,7 +8,7 @@ from mcproton.cli import main as cli_main
 KEYS = {"target_mean_gy", "target_d95_gy", "target_d95_rel", "target_within_5pct", "brainstem_d2_gy",
         "cochlea_left_mean_gy", "cochlea_right_mean_gy", "mean_rel_uncertainty_50", "protons_per_second",
         "backend", "device", "wall_s", "prescription_gy", "total_protons_per_fraction", "primaries",
-        "target_let_d_kev_um", "brainstem_let_d_kev_um"}
+        "target_let_d_kev_um", "brainstem_let_d_kev_um", "variable_rbe_mcnamara"}
 
 
 def test_demo_small(tmp_path, capsys):
@@ -25,6 +25,9 @@ def test_demo_small(tmp_path, capsys):
     assert 0.5 < s["target_mean_gy"] / s["prescription_gy"] < 1.5      # 20k histories: noisy but absolute
     # a 3-field PBS target (51-87 MeV) has a dose-averaged LET of a few keV/um (plateau ~1, SOBP 2-4)
     assert 1.0 < s["target_let_d_kev_um"] < 8.0
+    # McNamara RBE in the target (alpha/beta 10 Gy, LETd ~3 keV/um, ~1.6 Gy): within 10 % of the constant 1.1
+    v = s["variable_rbe_mcnamara"]
+    assert 0.9 < v["target_mean_gy_rbe"] / v["target_mean_gy_rbe_const_1.1"] < 1.1
     printed = capsys.readouterr().out
     assert "target_d95_gy" in printed
     import pydicom
