@@ -337,7 +337,8 @@ def case_heterogeneity_slabs(ctx: Context) -> CaseResult:
 
 
 SP_MATERIALS = ["water", "bone_compact_icru", "bone_cortical_icrp", "adipose_tissue_icrp", "muscle_skeletal_icrp",
-                "muscle_striated_icru", "pmma", "air", "graphite", "a_150", "polyethylene", "aluminium"]
+                "muscle_striated_icru", "pmma", "air", "graphite", "a_150", "polyethylene", "aluminium",
+                "titanium"]
 SP_ENERGIES = np.array([1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 250, 300], float)
 
 

@@ -107,6 +107,7 @@ PSTAR_FILES = {
     "a_150": "pstar_a_150_tissue_equivalent_plastic.csv",
     "polyethylene": "pstar_polyethylene.csv",
     "aluminium": "pstar_aluminum.csv",
+    "titanium": "pstar_titanium.csv",
 }
 # Lung is not a PSTAR material.  ICRP lung tissue (H 10.5 %, C 8.3 %, N 2.3 %, O 77.9 %, I = 75.3 eV) has the
 # same I-value and nearly the same H fraction as ICRP skeletal muscle (H 10.2 %, I = 75.3 eV), so the PSTAR

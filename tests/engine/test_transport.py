@@ -94,23 +94,26 @@ def test_dose_independent_of_batch_split():
     assert not np.array_equal(a.dose_gy_zyx, c.dose_gy_zyx)
 
 
-def test_bone_slab_range_shift_matches_wet():
-    """R80 shift behind 2 cm compact bone = WET from the PSTAR tables (bone/water) within 0.5 mm."""
+@pytest.mark.parametrize("material,thick_mm", [("bone_compact_icru", 20.0), ("titanium", 5.0),
+                                               ("aluminium", 10.0)])
+def test_slab_range_shift_matches_wet(material, thick_mm):
+    """R80 shift behind a slab (2 cm compact bone; 5 mm titanium, like a spinal rod; 1 cm aluminium) = WET from
+    the PSTAR tables within 0.5 mm."""
     e0 = 150.0
     n = 20_000
     vox = (300, 300, 0.5)
     water = slab_phantom([("water", 200.0)], vox[:2], vox)
-    bone = slab_phantom([("water", 10.0), ("bone_compact_icru", 20.0), ("water", 170.0)], vox[:2], vox)
+    bone = slab_phantom([("water", 10.0), (material, thick_mm), ("water", 190.0 - thick_mm)], vox[:2], vox)
     beam = Beam.pencil(e0, position_mm=(0, 0, -1), energy_spread_mev=0.045)
     s = RunSettings(primaries=n, seed=2, backend="cpu", batches=4)
     r_w = distal_range(*simulate(water, beam, s).integrated_depth_dose())
     r_b = distal_range(*simulate(bone, beam, s).integrated_depth_dose())
-    rho = get_material("bone_compact_icru").density_g_cm3
+    rho = get_material(material).density_g_cm3
     # energy at the slab entrance (10 mm water) from the CSDA table, then WET of the slab
     water_tab = pstar("water")
     e_in = float(energy_at_depth(e0, 10.0, water_tab))
-    wet, _ = water_equivalent_thickness(pstar("bone_compact_icru"), rho, 20.0, e_in, water_tab)
-    expected_shift = wet - 20.0
+    wet, _ = water_equivalent_thickness(pstar(material), rho, thick_mm, e_in, water_tab)
+    expected_shift = wet - thick_mm
     assert abs((r_w - r_b) - expected_shift) < 0.5, (r_w - r_b, expected_shift)
 
 
