@@ -28,7 +28,8 @@ enum EnergyColumn {
     COL_MULT_D = 7,       /* deuterons per event */
     COL_PP_SIGMA = 8,     /* elastic scattering on hydrogen (p-p), mass cross section, cm2/g */
     COL_EL_SIGMA = 9,     /* nuclear elastic scattering on nuclei heavier than H, mass cross section, cm2/g */
-    N_ENERGY_COLUMNS = 12 /* columns 10-11 spare (keeps records 16-byte aligned) */
+    COL_HARD_SIGMA = 10,  /* sum of columns 3, 8 and 9: all hard nuclear events (one lookup per step) */
+    N_ENERGY_COLUMNS = 12 /* column 11 spare (keeps records 16-byte aligned) */
 };
 
 /* Columns of the per-material property record. */

@@ -22,9 +22,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE EnergyPoint lookup_energy(const Params& p, int m
     e.g = log_grid_point(energy, p.log_e_min, p.inv_dlog_e, p.n_e);
     e.range = lerp_row(e.row, e.g, N_ENERGY_COLUMNS, COL_RANGE);
     e.stop = lerp_row(e.row, e.g, N_ENERGY_COLUMNS, COL_STOP);
-    e.nuc_sigma = lerp_row(e.row, e.g, N_ENERGY_COLUMNS, COL_NUC_SIGMA) +
-                  lerp_row(e.row, e.g, N_ENERGY_COLUMNS, COL_PP_SIGMA) +
-                  lerp_row(e.row, e.g, N_ENERGY_COLUMNS, COL_EL_SIGMA);
+    e.nuc_sigma = lerp_row(e.row, e.g, N_ENERGY_COLUMNS, COL_HARD_SIGMA);
     return e;
 }
 

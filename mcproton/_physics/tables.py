@@ -19,7 +19,8 @@ from . import nuclear, scattering, stopping
 
 N_ENERGY_COLUMNS = 12
 COL = {"range": 0, "stop": 1, "spr_w": 2, "nuc_sigma": 3, "mult_p": 4, "frac_recoil": 5, "mult_alpha": 6,
-       "mult_d": 7, "pp_sigma": 8, "el_sigma": 9}
+       "mult_d": 7, "pp_sigma": 8, "el_sigma": 9,
+       "hard_sigma": 10}
 N_MATERIAL_COLUMNS = 4
 
 E_MIN_MEV = 0.01     # lowest table energy (below every allowed cut-off)
@@ -103,6 +104,8 @@ def build_tables(materials: Sequence[Material | str], water_model: str = "icru90
         table[k, :, COL["pp_sigma"]] = nuclear.pp_elastic_mass_cross_section(m, e)
         if nuclear_elastic:
             table[k, :, COL["el_sigma"]] = nuclear.elastic_mass_cross_section(m, e)
+        table[k, :, COL["hard_sigma"]] = (table[k, :, COL["nuc_sigma"]] + table[k, :, COL["pp_sigma"]]
+                                          + table[k, :, COL["el_sigma"]])
         props[k, 0] = scattering.scattering_length_g_cm2(m)
         props[k, 1] = scattering.z_over_a(m)
         t = (np.log(e_cut_mev) - np.log(E_MIN_MEV)) / (np.log(E_MAX_MEV / E_MIN_MEV) / (N_E - 1))

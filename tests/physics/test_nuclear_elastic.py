@@ -166,3 +166,15 @@ def test_switching_nuclear_elastic_off_removes_the_channel_and_raises_the_peak()
         out[on] = (r.ledger["nuclear_elastic"], peak_to_entrance(z, d, 1.0))
     assert out[False][0] == 0 and out[True][0] > 0.1 * 50_000
     assert out[False][1] > 1.03 * out[True][1]
+
+
+def test_hard_event_column_is_the_sum_of_the_channels():
+    """The kernel reads one column per step for the distance to the next hard nuclear event: it must be the sum
+    of the nonelastic, p-p elastic and nuclear elastic cross sections (and follow the nuclear_elastic switch)."""
+    from mcproton._physics.tables import COL, build_tables
+
+    for on in (True, False):
+        t = build_tables(["water", "bone_compact_icru"], nuclear_elastic=on).energy_table.astype(np.float64)
+        parts = t[..., COL["nuc_sigma"]] + t[..., COL["pp_sigma"]] + t[..., COL["el_sigma"]]
+        assert np.allclose(t[..., COL["hard_sigma"]], parts, rtol=1e-6, atol=0)
+        assert (t[..., COL["el_sigma"]].max() > 0) == on
