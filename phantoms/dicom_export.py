@@ -102,42 +102,26 @@ def write_rtstruct(masks: Mapping[str, np.ndarray], geometry: VoxelGeometry, ct:
     """RT Structure Set with one ROI per named (z, y, x) mask on ``geometry``'s grid (the grid of the CT
     series ``ct``); contours are CLOSED_PLANAR polygons on the CT slice planes, each referencing its CT
     image.  ROIs with no voxels are skipped."""
-    import datetime as _dt
-
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DSeq
     from pydicom.uid import generate_uid
 
-    from .._io.dicom_common import new_file_dataset
+    from .._io.dicom_common import new_file_dataset, now_date_time, save_dataset, set_patient_study_series
 
     nz = geometry.shape_zyx[0]
     if len(ct.sop_instance_uids) != nz:
         raise ValueError(f"the CT series has {len(ct.sop_instance_uids)} slices but the grid {nz}")
     x_mm, y_mm, z_mm = geometry.axis_mm("x"), geometry.axis_mm("y"), geometry.axis_mm("z")
-    now = _dt.datetime.now()
-    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    date, time = now_date_time()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds, sop_uid = new_file_dataset(path, RT_STRUCTURE_SET_STORAGE)
+    set_patient_study_series(ds, modality="RTSTRUCT", date=date, time=time, series_description=label,
+                             patient_name=ct.patient_name, patient_id=ct.patient_id,
+                             study_instance_uid=ct.study_instance_uid, series_instance_uid=generate_uid(),
+                             series_number=2, instance_number=1, frame_of_reference_uid=ct.frame_of_reference_uid)
     ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
-    ds.StudyDate, ds.StudyTime = date, time
-    ds.AccessionNumber = ""
-    ds.Modality = "RTSTRUCT"
-    ds.Manufacturer = "mcproton"
-    ds.ReferringPhysicianName = ""
-    ds.SeriesDescription = label[:64]
     ds.OperatorsName = ""
-    ds.PatientName = ct.patient_name
-    ds.PatientID = ct.patient_id
-    ds.PatientBirthDate = ""
-    ds.PatientSex = ""
-    ds.StudyInstanceUID = ct.study_instance_uid
-    ds.SeriesInstanceUID = generate_uid()
-    ds.StudyID = "1"
-    ds.SeriesNumber = 2
-    ds.InstanceNumber = 1
-    ds.FrameOfReferenceUID = ct.frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
     ds.StructureSetLabel = label[:16]
     ds.StructureSetName = label[:64]
     ds.StructureSetDate, ds.StructureSetTime = date, time
@@ -205,8 +189,7 @@ def write_rtstruct(masks: Mapping[str, np.ndarray], geometry: VoxelGeometry, ct:
     ds.ROIContourSequence = DSeq(roi_contours)
     ds.RTROIObservationsSequence = DSeq(observations)
     ds.ApprovalStatus = "UNAPPROVED"
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return save_dataset(ds, path)
 
 
 def read_rtstruct_contours(path) -> dict[str, list[np.ndarray]]:

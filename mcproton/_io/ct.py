@@ -10,7 +10,6 @@ returned grid always has axes along +x, +y, +z with positive spacings.
 """
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -290,11 +289,6 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     )
 
 
-def _now() -> tuple[str, str]:
-    t = _dt.datetime.now()
-    return t.strftime("%Y%m%d"), t.strftime("%H%M%S")
-
-
 def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
                     out_dir: str | Path, *, patient_name: str = "mcproton^phantom", patient_id: str = "MCPROTON",
                     series_description: str = "mcproton phantom", frame_of_reference_uid: str | None = None,
@@ -308,7 +302,7 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
     """
     from pydicom.uid import generate_uid
 
-    from .dicom_common import new_file_dataset
+    from .dicom_common import new_file_dataset, now_date_time, save_dataset, set_patient_study_series
 
     hu = np.asarray(hu_zyx)
     if hu.ndim != 3 or min(hu.shape) < 1:
@@ -334,7 +328,7 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
     for_uid = frame_of_reference_uid or generate_uid()
     study_uid = study_instance_uid or generate_uid()
     series_uid = series_instance_uid or generate_uid()
-    date, time = _now()
+    date, time = now_date_time()
     pix = hu_i.astype(np.int16)
     paths = []
     nz = hu.shape[0]
@@ -342,34 +336,20 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
         path = out / f"CT_{k:04d}.dcm"
         ds, sop_uid = new_file_dataset(path, CT_IMAGE_STORAGE)
         ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-        ds.StudyDate = date
+        set_patient_study_series(ds, modality="CT", date=date, time=time, series_description=series_description,
+                                 patient_name=patient_name, patient_id=patient_id, study_instance_uid=study_uid,
+                                 series_instance_uid=series_uid, series_number=1, instance_number=k + 1,
+                                 frame_of_reference_uid=for_uid)
         ds.SeriesDate = date
         ds.ContentDate = date
-        ds.StudyTime = time
         ds.SeriesTime = time
         ds.ContentTime = time
-        ds.AccessionNumber = ""
-        ds.Modality = "CT"
-        ds.Manufacturer = "mcproton"
-        ds.ReferringPhysicianName = ""
-        ds.SeriesDescription = series_description[:64]
-        ds.PatientName = patient_name
-        ds.PatientID = patient_id[:64]
-        ds.PatientBirthDate = ""
-        ds.PatientSex = ""
         ds.KVP = ""
         ds.PatientPosition = patient_position
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.StudyID = "1"
         ds.Laterality = ""
-        ds.SeriesNumber = 1
         ds.AcquisitionNumber = 1
-        ds.InstanceNumber = k + 1
         ds.ImagePositionPatient = [_ds(org[0]), _ds(org[1]), _ds(org[2] + k * vs[2])]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.FrameOfReferenceUID = for_uid
-        ds.PositionReferenceIndicator = ""
         ds.SliceThickness = _ds(vs[2])
         ds.SliceLocation = _ds(org[2] + k * vs[2])
         ds.SamplesPerPixel = 1
@@ -385,7 +365,7 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
         ds.RescaleSlope = 1
         ds.RescaleType = "HU"
         ds.PixelData = np.ascontiguousarray(pix[k]).astype("<i2").tobytes()
-        ds.save_as(path, enforce_file_format=True) if _pydicom_v3() else ds.save_as(path, write_like_original=False)
+        save_dataset(ds, path)
         paths.append(path)
     return paths
 
@@ -399,7 +379,3 @@ def _ds(v: float) -> str:
     raise ValueError(f"cannot encode {v} as DS")
 
 
-def _pydicom_v3() -> bool:
-    import pydicom
-
-    return int(pydicom.__version__.split(".")[0]) >= 3

@@ -21,3 +21,53 @@ def new_file_dataset(path: str | Path, sop_class_uid: str, sop_instance_uid: str
     ds.SOPClassUID = sop_class_uid
     ds.SOPInstanceUID = sop_uid
     return ds, sop_uid
+
+
+def now_date_time() -> tuple[str, str]:
+    """Today's DICOM DA and TM strings (YYYYMMDD, HHMMSS)."""
+    import datetime as _dt
+
+    t = _dt.datetime.now()
+    return t.strftime("%Y%m%d"), t.strftime("%H%M%S")
+
+
+def set_patient_study_series(ds, *, modality: str, date: str, time: str, series_description: str,
+                             patient_name: str, patient_id: str, study_instance_uid: str,
+                             series_instance_uid: str, series_number: int, instance_number: int,
+                             frame_of_reference_uid: str | None, patient_birth_date: str = "",
+                             patient_sex: str = "") -> None:
+    """The Patient, General Study, General Series, General Equipment and Frame of Reference attributes that
+    every mcproton writer sets the same way (the writers add their modality's own)."""
+    ds.StudyDate = date
+    ds.StudyTime = time
+    ds.AccessionNumber = ""
+    ds.Modality = modality
+    ds.Manufacturer = "mcproton"
+    ds.ReferringPhysicianName = ""
+    ds.SeriesDescription = series_description[:64]
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id[:64]
+    ds.PatientBirthDate = patient_birth_date
+    ds.PatientSex = patient_sex
+    ds.StudyInstanceUID = study_instance_uid
+    ds.SeriesInstanceUID = series_instance_uid
+    ds.StudyID = "1"
+    ds.SeriesNumber = series_number
+    ds.InstanceNumber = instance_number
+    ds.FrameOfReferenceUID = frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+
+
+def pydicom_v3() -> bool:
+    import pydicom
+
+    return int(pydicom.__version__.split(".")[0]) >= 3
+
+
+def save_dataset(ds, path: str | Path) -> Path:
+    """Write ``ds`` as a DICOM Part 10 file (pydicom 2 and 3 spell this differently)."""
+    if pydicom_v3():
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        ds.save_as(path, write_like_original=False)
+    return Path(path)

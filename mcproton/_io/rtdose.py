@@ -9,7 +9,6 @@ GridFrameOffsetVector (first value 0).  The 16-bit result passes ``dciodvfy`` (d
 """
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -65,7 +64,7 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     from pydicom.sequence import Sequence as DSequence
     from pydicom.uid import generate_uid
 
-    from .dicom_common import new_file_dataset
+    from .dicom_common import new_file_dataset, now_date_time, save_dataset, set_patient_study_series
 
     d = np.asarray(dose_gy_zyx, dtype=np.float64)
     if d.ndim != 3 or min(d.shape) < 1:
@@ -106,31 +105,18 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds, sop_uid = new_file_dataset(path, RT_DOSE_STORAGE)
-    now = _dt.datetime.now()
-    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    date, time = now_date_time()
+    set_patient_study_series(ds, modality="RTDOSE", date=date, time=time, series_description=series_description,
+                             patient_name=patient_name, patient_id=patient_id,
+                             study_instance_uid=study_instance_uid or generate_uid(),
+                             series_instance_uid=generate_uid(), series_number=1, instance_number=1,
+                             frame_of_reference_uid=frame_of_reference_uid, patient_birth_date=patient_birth_date,
+                             patient_sex=patient_sex)
     ds.InstanceCreationDate = date
     ds.InstanceCreationTime = time
-    ds.StudyDate = date
-    ds.StudyTime = time
     ds.ContentDate = date
     ds.ContentTime = time
-    ds.AccessionNumber = ""
-    ds.Modality = "RTDOSE"
-    ds.Manufacturer = "mcproton"
-    ds.ReferringPhysicianName = ""
-    ds.SeriesDescription = series_description[:64]
     ds.OperatorsName = ""
-    ds.PatientName = patient_name
-    ds.PatientID = patient_id[:64]
-    ds.PatientBirthDate = patient_birth_date
-    ds.PatientSex = patient_sex
-    ds.StudyInstanceUID = study_instance_uid or generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.StudyID = "1"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = 1
-    ds.FrameOfReferenceUID = frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
     ds.ImagePositionPatient = [_ds(org[0]), _ds(org[1]), _ds(org[2])]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     ds.SliceThickness = _ds(vs[2])
@@ -168,10 +154,7 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
         ref.ReferencedFractionGroupSequence = DSequence([fg])
     ds.ReferencedRTPlanSequence = DSequence([ref])
     ds.PixelData = np.ascontiguousarray(pix).tobytes()
-    from .ct import _pydicom_v3
-
-    ds.save_as(path, enforce_file_format=True) if _pydicom_v3() else ds.save_as(path, write_like_original=False)
-    return path
+    return save_dataset(ds, path)
 
 
 def read_rtdose(path: str | Path) -> RTDose:

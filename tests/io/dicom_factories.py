@@ -111,13 +111,9 @@ def make_plan(beams: list[dict], *, patient_position: str = "HFS", frame_of_refe
 
 
 def save(ds: FileDataset, path: Path) -> Path:
-    from mcproton._io.ct import _pydicom_v3
+    from mcproton._io.dicom_common import save_dataset
 
-    if _pydicom_v3():
-        ds.save_as(path, enforce_file_format=True)
-    else:
-        ds.save_as(path, write_like_original=False)
-    return path
+    return save_dataset(ds, path)
 
 
 def bdl_text_from_csv(csv_path: Path, *, with_range_shifter: bool = True) -> str:
