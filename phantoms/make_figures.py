@@ -4,24 +4,13 @@
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
 if __package__ in (None, ""):  # run as a script from a source checkout
-    _root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(_root))
-    import importlib.util
+    import _script_bootstrap  # noqa: F401  (makes mcproton.phantoms this folder)
 
-    import mcproton
-
-    _spec = importlib.util.spec_from_file_location("mcproton.phantoms", _root / "phantoms" / "__init__.py",
-                                                   submodule_search_locations=[str(_root / "phantoms")])
-    _mod = importlib.util.module_from_spec(_spec)
-    sys.modules["mcproton.phantoms"] = _mod
-    _spec.loader.exec_module(_mod)
-    mcproton.phantoms = _mod
     __package__ = "mcproton.phantoms"
 
 from mcproton.phantoms.anatomy import brain_volume_from_hc_ml, published_source, published_value, sources  # noqa: E402
