@@ -302,7 +302,8 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
     """
     from pydicom.uid import generate_uid
 
-    from .dicom_common import new_file_dataset, now_date_time, save_dataset, set_patient_study_series
+    from .dicom_common import check_grid_geometry, new_file_dataset, now_date_time, save_dataset, \
+        set_patient_study_series
 
     hu = np.asarray(hu_zyx)
     if hu.ndim != 3 or min(hu.shape) < 1:
@@ -315,12 +316,7 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
     hu_i = np.rint(hu)
     if hu_i.min() < -32768 or hu_i.max() > 32767:
         raise ValueError(f"HU range {hu_i.min():.0f}..{hu_i.max():.0f} does not fit 16-bit signed pixels")
-    vs = [float(v) for v in voxel_size_mm]
-    org = [float(v) for v in origin_mm]
-    if len(vs) != 3 or not all(np.isfinite(v) and v > 0 for v in vs):
-        raise ValueError(f"voxel_size_mm must be three positive numbers (dx, dy, dz); got {voxel_size_mm}")
-    if len(org) != 3 or not all(np.isfinite(v) for v in org):
-        raise ValueError(f"origin_mm must be three finite numbers (x, y, z); got {origin_mm}")
+    vs, org = check_grid_geometry(voxel_size_mm, origin_mm)
     if patient_position not in ("HFS", "HFP", "FFS", "FFP", "HFDL", "HFDR", "FFDL", "FFDR"):
         raise ValueError(f"patient_position {patient_position!r} is not a DICOM patient position (e.g. HFS)")
     out = Path(out_dir)

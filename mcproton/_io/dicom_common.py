@@ -71,3 +71,17 @@ def save_dataset(ds, path: str | Path) -> Path:
     else:
         ds.save_as(path, write_like_original=False)
     return Path(path)
+
+
+def check_grid_geometry(voxel_size_mm, origin_mm) -> tuple[list[float], list[float]]:
+    """``(voxel size, origin)`` as float lists after checking them: three positive finite sizes (dx, dy, dz)
+    and three finite coordinates (x, y, z of the first voxel centre), in mm."""
+    import math
+
+    vs = [float(v) for v in voxel_size_mm]
+    org = [float(v) for v in origin_mm]
+    if len(vs) != 3 or not all(math.isfinite(v) and v > 0 for v in vs):
+        raise ValueError(f"voxel_size_mm must be three positive numbers (dx, dy, dz); got {voxel_size_mm}")
+    if len(org) != 3 or not all(math.isfinite(v) for v in org):
+        raise ValueError(f"origin_mm must be three finite numbers (x, y, z); got {origin_mm}")
+    return vs, org

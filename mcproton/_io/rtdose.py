@@ -64,7 +64,8 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     from pydicom.sequence import Sequence as DSequence
     from pydicom.uid import generate_uid
 
-    from .dicom_common import new_file_dataset, now_date_time, save_dataset, set_patient_study_series
+    from .dicom_common import check_grid_geometry, new_file_dataset, now_date_time, save_dataset, \
+        set_patient_study_series
 
     d = np.asarray(dose_gy_zyx, dtype=np.float64)
     if d.ndim != 3 or min(d.shape) < 1:
@@ -75,12 +76,7 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
         raise ValueError("dose contains NaN or inf; give finite doses")
     if d.min() < 0:
         raise ValueError(f"dose has negative values (min {d.min():g} Gy); RT Dose stores non-negative doses")
-    vs = [float(v) for v in voxel_size_mm]
-    org = [float(v) for v in origin_mm]
-    if len(vs) != 3 or not all(np.isfinite(v) and v > 0 for v in vs):
-        raise ValueError(f"voxel_size_mm must be three positive numbers (dx, dy, dz); got {voxel_size_mm}")
-    if len(org) != 3 or not all(np.isfinite(v) for v in org):
-        raise ValueError(f"origin_mm must be three finite numbers (x, y, z); got {origin_mm}")
+    vs, org = check_grid_geometry(voxel_size_mm, origin_mm)
     summation_type = summation_type.upper()
     if summation_type not in ("PLAN", "BEAM", "FRACTION"):
         raise ValueError(f"summation_type must be 'PLAN', 'BEAM' or 'FRACTION'; got {summation_type!r}")
