@@ -7,6 +7,8 @@ Reference data: APTG/2022_DCPT_LET @ 62db608 (CC BY 4.0), Bassler et al. 2024, d
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from . import reference as R
@@ -18,16 +20,18 @@ SURFACE_DEPTH_AXIS = 1         # y (LPS) is the depth axis of the plan's geometr
 SUBSET_FILE = "dcpt_plan02_depth_subset.csv"
 
 
+@lru_cache(maxsize=1)
+def _subset_table() -> dict[str, np.ndarray]:
+    return R.read_table(R.case_file("dcpt_plan02", SUBSET_FILE))[0]
+
+
 def read_reference(code: str, column: str = "dose_all_mat_MeV_g") -> tuple[np.ndarray, np.ndarray]:
     """(depth_mm, values) of one code from the packaged subset; NaN where the code gives no value."""
-    tab, _ = R.read_table(R.case_file("dcpt_plan02", SUBSET_FILE))
+    tab = _subset_table()
     sel = tab["code"] == code
     if not sel.any():
         raise KeyError(f"no reference profile for code {code!r}")
-    vals = np.asarray(tab[column][sel])
-    if vals.dtype.kind not in "fi":       # an all-empty column (FLUKA's LET) reads as strings
-        vals = np.array([float(v) if str(v).strip() else np.nan for v in vals])
-    return np.asarray(tab["depth_mm"][sel], float), vals.astype(float)
+    return np.asarray(tab["depth_mm"][sel], float), np.asarray(tab[column][sel], float)
 
 
 def metrics(depth: np.ndarray, dose: np.ndarray) -> dict[str, float]:
