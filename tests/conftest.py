@@ -28,13 +28,40 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="slow test: run with --run-slow or -m slow"))
 
 
-BACKENDS = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+BACKENDS = ["cpu", "cuda-emulated", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request):
-    """Each engine test runs on both backends with the same expectations (cuda skipped without a GPU)."""
-    return request.param
+def backend(request, monkeypatch):
+    """Each engine test runs on both backends with the same expectations (cuda skipped without a GPU).
+
+    "cuda-emulated" runs the test through the CUDA backend's Python side with a strict CuPy stand-in
+    (tests/fake_cupy.py) whose kernel launches execute on the CPU: it checks the GPU data flow and launch
+    arguments in CI, without a GPU; the test sees the backend name "cuda"."""
+    if request.param != "cuda-emulated":
+        yield request.param
+        return
+    fake = install_fake_cupy(monkeypatch)
+    yield "cuda"
+    assert fake.launches, "the test never launched a kernel through the emulated CUDA backend"
+    from mcproton._backend import get_backend
+
+    get_backend.cache_clear()  # drop the backend built on the fake before the fake leaves sys.modules
+
+
+def install_fake_cupy(monkeypatch):
+    """Put the fake CuPy in sys.modules for one test (monkeypatch takes it out again); returns it.  The caller
+    clears ``get_backend``'s cache at teardown."""
+    import sys
+
+    from fake_cupy import make_fake_cupy
+    from mcproton._backend import get_backend
+    from mcproton._backend.cpu import CpuBackend
+
+    fake = make_fake_cupy(CpuBackend())
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    get_backend.cache_clear()
+    return fake
 
 
 def nvrtc_required() -> bool:

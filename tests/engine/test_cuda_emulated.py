@@ -1,0 +1,113 @@
+"""The CUDA backend's Python side, run without a GPU through a strict CuPy stand-in (tests/fake_cupy.py) whose
+kernel launches execute on the CPU backend.  What this proves in CI: the launch arguments match the kernels'
+C signatures, device arrays never leak into host NumPy code, a GPU run goes through the whole pipeline (CLI,
+streaming, checkpoint, HDF5) and, because the tallies are integers, gives bitwise the CPU backend's dose.
+What it cannot prove: the GPU's own arithmetic and speed (the `gpu` marker tests and scripts/gpu_check.sh)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import install_fake_cupy
+from fake_cupy import DEVICE_NAME, kernel_signatures
+from mcproton._backend import get_backend
+from mcproton._kernels.layout import ENTRY_POINTS
+from mcproton._kernels.source import ENTRY_FILES, assemble
+from mcproton.geometry import box_phantom
+from mcproton.run import simulate
+from mcproton.settings import RunSettings
+from mcproton.source import Beam
+
+SPEC_TO_C = {"p": "ptr", "u64": "uint64_t", "i64": "int64_t", "i32": "int32_t", "f32": "float"}
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    fake = install_fake_cupy(monkeypatch)
+    yield fake
+    get_backend.cache_clear()
+
+
+def test_entry_point_specs_match_the_kernel_signatures():
+    """ENTRY_POINTS (how both backends cast arguments) against the C parameter lists of the real source."""
+    seen = set()
+    for entry in ENTRY_FILES:
+        for name, params in kernel_signatures(assemble(entry)).items():
+            assert name in ENTRY_POINTS, f"kernel {name} in {entry} has no ENTRY_POINTS spec"
+            file, spec = ENTRY_POINTS[name]
+            assert file == entry
+            assert [SPEC_TO_C[k] for k in spec] == params, name
+            seen.add(name)
+    assert seen == set(ENTRY_POINTS)
+
+
+def test_fake_cupy_refuses_what_cupy_would_get_wrong(fake_cupy):
+    """The stand-in can fail: a Python int for an int64_t, a host array for a pointer, a bad grid."""
+    be = get_backend("cuda")
+    fn = be._module("probes.cu").get_function("mcp_probe_philox")
+    dev_in, dev_out = be.zeros(6, np.uint32), be.zeros(4, np.uint32)
+    fn((1,), (128,), (dev_in, dev_out, np.int64(1)))   # correct: runs
+    with pytest.raises(TypeError, match="int64"):
+        fn((1,), (128,), (dev_in, dev_out, 1))
+    with pytest.raises(TypeError, match="device array"):
+        fn((1,), (128,), (np.zeros(6, np.uint32), dev_out, np.int64(1)))
+    with pytest.raises(TypeError, match="grid"):
+        fn(1, (128,), (dev_in, dev_out, np.int64(1)))
+    with pytest.raises(TypeError, match="NumPy"):
+        np.sum(dev_out)
+
+
+def test_gpu_pipeline_gives_the_cpu_dose_bitwise(fake_cupy):
+    g = box_phantom("water", (40.0, 40.0, 60.0), (2.0, 2.0, 1.0))
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -5), sigma_mm=(3, 3))
+    s = dict(primaries=3000, seed=21, batches=3)
+    gpu = simulate(g, beam, RunSettings(backend="cuda", **s), progress=False)
+    cpu = simulate(g, beam, RunSettings(backend="cpu", **s), progress=False)
+    assert gpu.backend == "cuda" and DEVICE_NAME in gpu.device
+    assert gpu.dose_gy_zyx.max() > 0
+    for name in ("dose_gy_zyx", "dose_to_water_gy_zyx", "let_d_kev_um_zyx", "uncertainty_rel_zyx"):
+        assert np.array_equal(getattr(gpu, name), getattr(cpu, name), equal_nan=True), name
+    assert gpu.ledger == cpu.ledger
+    launches = [x for x in fake_cupy.launches if x[0] == "mcp_transport"]
+    assert len(launches) >= 3
+    assert all(block == (128,) and 1 <= grid[0] <= 2 * 64 for _, grid, block in launches)
+
+
+def test_gpu_cli_run_with_checkpoints(fake_cupy, tmp_path):
+    """`mcproton run --set run.backend=cuda`: streamed batches, checkpoints and the HDF5 output on the GPU
+    path; the CPU backend writes bitwise the same dose."""
+    from mcproton.cli import main
+
+    config = Path(__file__).resolve().parents[2] / "examples" / "water_pencil.toml"
+
+    def run(backend):
+        out = tmp_path / f"{backend}.h5"
+        sets = [f"run.backend={backend}", "run.primaries=4000", "beam.energy_mev=70", "phantom.size_mm=[40,40,60]",
+                "phantom.voxel_mm=[2,2,1]", "run.batch_size=1000", "run.checkpoint_interval_s=0"]
+        assert main(["run", str(config), "--out", str(out), *[x for kv in sets for x in ("--set", kv)]]) == 0
+        with h5py.File(out) as f:
+            return f["dose"][()], dict(f["provenance"].attrs)
+
+    dose, prov = run("cuda")
+    assert prov["backend"] == "cuda" and DEVICE_NAME in prov["device"]
+    assert dose.max() > 0
+    assert len(fake_cupy.transport_sizes) == 4
+    dose_cpu, _ = run("cpu")
+    assert np.array_equal(dose, dose_cpu)
+
+
+def test_gpu_out_of_memory_shrinks_the_batch_and_frees_the_pools(fake_cupy):
+    """A CuPy OutOfMemoryError from a launch halves the batch (streaming.run_shrinking) and empties CuPy's
+    memory pools before the retry; the dose is unchanged (same histories)."""
+    g = box_phantom("water", (40.0, 40.0, 60.0), (2.0, 2.0, 1.0))
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -5), sigma_mm=(3, 3))
+    s = dict(primaries=2000, seed=5, batch_size=2000)
+    ref = simulate(g, beam, RunSettings(backend="cuda", **s), progress=False)
+    fake_cupy.oom_above = 600
+    shrunk = simulate(g, beam, RunSettings(backend="cuda", **s), progress=False)
+    assert fake_cupy.get_default_memory_pool().freed >= 1
+    assert max(n for n in fake_cupy.transport_sizes[-4:]) <= 600
+    assert np.array_equal(shrunk.dose_gy_zyx, ref.dose_gy_zyx)
