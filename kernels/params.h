@@ -29,7 +29,9 @@ enum EnergyColumn {
     COL_PP_SIGMA = 8,     /* elastic scattering on hydrogen (p-p), mass cross section, cm2/g */
     COL_EL_SIGMA = 9,     /* nuclear elastic scattering on nuclei heavier than H, mass cross section, cm2/g */
     COL_HARD_SIGMA = 10,  /* sum of columns 3, 8 and 9: all hard nuclear events (one lookup per step) */
-    N_ENERGY_COLUMNS = 12 /* column 11 spare (keeps records 16-byte aligned) */
+    COL_RANGE_B = 11,     /* b = (1 + k) dlnE of the bin starting here, S_tot ~ E^-k inside it (range interpolation) */
+    COL_HARD_SIGMA_MAX = 12, /* majorant of column 10 over the energies one step can reach (null-collision sampling) */
+    N_ENERGY_COLUMNS = 16 /* columns 13-15 spare (16-float records) */
 };
 
 /* Columns of the per-material property record. */

@@ -23,7 +23,7 @@ class PhysicsSettings:
     msc : multiple Coulomb scattering (Gottschalk differential Highland scattering power).
     e_cut_mev : protons below this kinetic energy deposit their energy locally (MeV).
     max_eloss_fraction : largest fractional energy loss per step.
-    max_step_mm : longest step (mm) in addition to voxel boundaries.
+    max_step_mm : longest step (mm); steps also end where the material changes (they may cross voxels of one material).
     """
 
     water_model: str = "icru90"

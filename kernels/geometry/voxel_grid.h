@@ -85,3 +85,67 @@ MCP_FORCEINLINE MCP_HOST_DEVICE float distance_to_grid(const Params& p, float x,
     }
     return t0 <= t1 ? t0 : -1.0f;
 }
+
+/* VoxelWalk: the voxels a straight ray crosses, in order (a 3D DDA: Amanatides & Woo, "A fast voxel
+ * traversal algorithm for ray tracing", Eurographics 1987).  t_exit[k] is the distance from the ray's origin
+ * to the face through which it leaves the current voxel along axis k.  The transport uses it twice per step:
+ * to find how far the step may run through voxels of one material, then to share the step's energy loss among
+ * the voxels it crossed; both passes start from the same copy, so they see the same voxels. */
+struct VoxelWalk {
+    VoxelIndex v;
+    int64_t vox;
+    float t_exit[3];
+    float t_delta[3];
+};
+
+MCP_FORCEINLINE MCP_HOST_DEVICE void walk_axis(float x, int i, float vox, float u, float& t_exit, float& t_delta)
+{
+    if (u > 1e-12f) { t_exit = ((float)(i + 1) * vox - x) / u; t_delta = vox / u; }
+    else if (u < -1e-12f) { t_exit = ((float)i * vox - x) / u; t_delta = -vox / u; }
+    else { t_exit = MCP_INFINITY; t_delta = MCP_INFINITY; }
+    t_exit = mcp_max(t_exit, 0.0f);
+}
+
+MCP_FORCEINLINE MCP_HOST_DEVICE VoxelWalk walk_begin(const Params& p, const VoxelIndex& v, int64_t vox, float x,
+                                                     float y, float z, float u, float vv, float w)
+{
+    VoxelWalk k;
+    k.v = v;
+    k.vox = vox;
+    walk_axis(x, v.ix, p.vx, u, k.t_exit[0], k.t_delta[0]);
+    walk_axis(y, v.iy, p.vy, vv, k.t_exit[1], k.t_delta[1]);
+    walk_axis(z, v.iz, p.vz, w, k.t_exit[2], k.t_delta[2]);
+    return k;
+}
+
+/* Distance from the ray's origin to the exit of the current voxel, and the axis of the face crossed. */
+MCP_FORCEINLINE MCP_HOST_DEVICE float walk_exit(const VoxelWalk& k, int& axis)
+{
+    axis = 0;
+    float t = k.t_exit[0];
+    if (k.t_exit[1] < t) { t = k.t_exit[1]; axis = 1; }
+    if (k.t_exit[2] < t) { t = k.t_exit[2]; axis = 2; }
+    return t;
+}
+
+/* Step into the neighbour across the face along `axis` (the ray's direction sign `dir`); false if that
+ * leaves the grid (the walk is then unchanged). */
+MCP_FORCEINLINE MCP_HOST_DEVICE bool walk_next(const Params& p, VoxelWalk& k, int axis, float dir)
+{
+    const int d = dir > 0.0f ? 1 : -1;
+    if (axis == 0) {
+        const int i = k.v.ix + d;
+        if (i < 0 || i >= p.nx) return false;
+        k.v.ix = i; k.vox += d;
+    } else if (axis == 1) {
+        const int i = k.v.iy + d;
+        if (i < 0 || i >= p.ny) return false;
+        k.v.iy = i; k.vox += d * (int64_t)p.nx;
+    } else {
+        const int i = k.v.iz + d;
+        if (i < 0 || i >= p.nz) return false;
+        k.v.iz = i; k.vox += d * (int64_t)p.nx * p.ny;
+    }
+    k.t_exit[axis] += k.t_delta[axis];
+    return true;
+}
