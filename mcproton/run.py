@@ -180,7 +180,8 @@ class Simulation:
     def _reduce_slots(self, a: np.ndarray) -> np.ndarray:
         """Sum of the thread-private tally slots (a fresh array: the slots are zeroed for the next batch)."""
         if self.slots == 1:
-            return a[0].copy()
+            # the GPU's to_host already made a fresh host array: no second copy of 4 x n_vox int64 per batch
+            return a[0] if getattr(self.backend, "to_host_is_copy", False) else a[0].copy()
         out = a[0] + a[1]
         for s in range(2, self.slots):
             out += a[s]
@@ -209,6 +210,12 @@ class Accumulator:
         self.sum_x = np.zeros(n_vox, np.float64)    # sum over batches of edep_b / n_b, MeV
         self.batches = 0
         self.primaries = 0
+
+    def touch(self) -> None:
+        """Write every page of the sums once (np.zeros maps them lazily; the first write to each page then
+        costs a page fault, which would otherwise fall on the first batch)."""
+        for a in (*self.sums.values(), self.sum_x, self.sum_x2):
+            a.fill(0)
 
     def add(self, batch: dict[str, np.ndarray], n: int) -> None:
         for k in self.sums:

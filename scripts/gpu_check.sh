@@ -16,10 +16,14 @@ for e in 70 150 230; do
 done
 python -c "import mcproton.cli as c; c.main(['bench', '--backend', 'cpu', '--energy', '150', '--primaries', '200000', '--json'])" \
   | tee -a "$out/bench_cpu.jsonl"
-# issue "long runs": streamed batches + checkpoints (default 60 s interval, and every 10 s) vs one launch
+# issue "long runs": streamed batches + checkpoints vs one launch.  The default GPU batch (10^7 histories; 10
+# batches) with the default 60 s checkpoint interval and with one every 10 s, then 10^6-history batches (the
+# per-batch host work - copying and accumulating the tallies - is fixed per batch, so small batches cost more).
 for iv in 60 10; do
-  python scripts/overhead_check.py --backend cuda --primaries 20000000 --batches 20 --interval $iv \
+  python scripts/overhead_check.py --backend cuda --primaries 100000000 --batches 10 --interval $iv \
     | tee -a "$out/overhead_cuda.jsonl"
 done
+python scripts/overhead_check.py --backend cuda --primaries 20000000 --batches 20 --interval 60 \
+  | tee -a "$out/overhead_cuda.jsonl"
 python -c "import mcproton.cli as c, sys; sys.exit(c.main(['validate', '--quick', '--backend', 'cuda', '--out', '$out/validation']))" \
   2>&1 | tail -20 | tee "$out/validate.log"

@@ -31,6 +31,7 @@ def cuda_available() -> tuple[bool, str]:
 
 class CudaBackend:
     name = "cuda"
+    to_host_is_copy = True   # cupy.asnumpy returns a new host array
 
     def __init__(self, device_id: int = 0) -> None:
         import cupy
