@@ -129,7 +129,7 @@ def case_topas_idd(ctx: Context) -> CaseResult:
     all_e = np.unique(tab["spectrum_mean_MeV"])
     targets = ctx.pick([70.0, 150.0, 210.0], [float(e) for e in range(70, 211, 10)])
     energies = sorted({float(all_e[np.argmin(np.abs(all_e - t))]) for t in targets})
-    primaries = ctx.pick(150_000, 500_000)
+    primaries = ctx.pick(400_000, 500_000)
     gamma_rates = []
     for i, e in enumerate(energies):
         sel = tab["spectrum_mean_MeV"] == e
