@@ -89,6 +89,14 @@ MCP_KERNEL void mcp_probe_elastic(const float* MCP_RESTRICT in, uint64_t seed, f
     MCP_PARALLEL_END
 }
 
+/* Elastic p-p kinematics: in = n x {T, t_out} (MeV), out = n x {lab cos theta of the proton leaving with t_out}. */
+MCP_KERNEL void mcp_probe_pp(const float* MCP_RESTRICT in, float* MCP_RESTRICT out, int64_t n)
+{
+    MCP_PARALLEL_BEGIN
+    MCP_FOR_EACH_ITEM(i, n) { out[i] = pp_elastic_cos_lab(in[2 * i + 1], in[2 * i]); }
+    MCP_PARALLEL_END
+}
+
 /* Sampled primaries (x, y, z, u, v, w, E) for histories 0..n-1 (source stream). */
 MCP_KERNEL void mcp_probe_source(const Params* MCP_RESTRICT params, float* MCP_RESTRICT out, int64_t n)
 {

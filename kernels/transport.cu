@@ -127,9 +127,9 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void emit_proton(const Params& p, const Track& t
  * Returns true when the track goes on (a null event of the majorant sampling, or nuclear elastic: the proton
  * is deflected and slowed by the recoil energy, which is deposited here); otherwise the incoming track ends and
  * its products go on the stack.
- * p-p elastic: isotropic in the centre-of-mass system (nearly so at 30-300 MeV, SAID), non-relativistic
- * kinematics of equal masses: T1 = T (1 + cos theta_cm) / 2, T2 = T - T1, cos theta_i = sqrt(T_i / T), the two
- * protons at opposite azimuths. */
+ * p-p elastic: isotropic in the centre-of-mass system (nearly so at 30-300 MeV, SAID), relativistic kinematics
+ * of equal masses: T1 = T (1 + cos theta_cm) / 2, T2 = T - T1, lab angles from pp_elastic_cos_lab (kinematics.h),
+ * the two protons at opposite azimuths. */
 MCP_FORCEINLINE MCP_HOST_DEVICE bool nuclear_event(const Params& p, const Scorer& sc, Track& t, int64_t vox, int mat,
                                                    float sigma_max, Rng& rng, Track* stack, int& n_stack,
                                                    uint32_t& next_id, HistoryLedger& L)
@@ -163,8 +163,9 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool nuclear_event(const Params& p, const Scorer
     if (pick < sig_pp) {
         const float t1 = 0.5f * t.energy * (1.0f + (2.0f * rng_uniform(rng) - 1.0f));
         const float t2 = t.energy - t1;
-        emit_proton(p, t, e1, e2, t1, mcp_sqrt(t1 / t.energy), cphi, sphi, stack, n_stack, next_id, L, local);
-        emit_proton(p, t, e1, e2, t2, mcp_sqrt(t2 / t.energy), -cphi, -sphi, stack, n_stack, next_id, L, local);
+        emit_proton(p, t, e1, e2, t1, pp_elastic_cos_lab(t1, t.energy), cphi, sphi, stack, n_stack, next_id, L, local);
+        emit_proton(p, t, e1, e2, t2, pp_elastic_cos_lab(t2, t.energy), -cphi, -sphi, stack, n_stack, next_id, L,
+                    local);
         if (local > 0.0f) deposit_local_proton(p, sc, vox, mat, local);
         ++L.pp_elastic;
         return false;
