@@ -14,7 +14,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -187,15 +187,26 @@ class Simulation:
             out += a[s]
         return out
 
-    def run_histories(self, first: int, n: int) -> dict[str, np.ndarray]:
-        """Transport histories [first, first + n) into zeroed tallies; returns host copies (int64)."""
+    @property
+    def keeps_tallies_on_device(self) -> bool:
+        """True on the GPU: batches can stay on the device (``run_histories(..., on_device=True)``) and be
+        summed there by a DeviceAccumulator, so that a batch costs no host copy of the tallies."""
+        return bool(getattr(self.backend, "to_host_is_copy", False)) and self.slots == 1
+
+    def run_histories(self, first: int, n: int, on_device: bool = False) -> dict[str, np.ndarray]:
+        """Transport histories [first, first + n) into zeroed tallies; returns host copies (int64), or with
+        ``on_device`` (GPU only, see keeps_tallies_on_device) device copies of the tallies (the ledger is
+        always a host array)."""
         b = self.backend
         for a in self.tally.values():
             a.fill(0)
         self.ledger_dev.fill(0)
         b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
         b.synchronize()
-        out = {k: self._reduce_slots(b.to_host(a)) for k, a in self.tally.items()}
+        if on_device and self.keeps_tallies_on_device:
+            out = {k: a[0].copy() for k, a in self.tally.items()}
+        else:
+            out = {k: self._reduce_slots(b.to_host(a)) for k, a in self.tally.items()}
         out["ledger"] = b.to_host(self.ledger_dev).copy()
         return out
 
@@ -229,6 +240,43 @@ class Accumulator:
         self.sum_x2[idx] += x * x
         self.batches += 1
         self.primaries += n
+
+
+class DeviceAccumulator:
+    """The Accumulator's sums kept in GPU memory while a run streams its batches (``xp`` = cupy): a batch then
+    costs a few device additions instead of copying four tallies to the host and summing them there.
+    ``host()`` returns an ordinary Accumulator (for checkpoints, the uncertainty criterion and the result);
+    the sums are integers, so the dose is bitwise the same as with host accumulation."""
+
+    def __init__(self, acc: Accumulator, xp: Any) -> None:
+        self.xp = xp
+        self.sums = {k: xp.asarray(v) for k, v in acc.sums.items()}
+        self.ledger = acc.ledger.copy()
+        self.sum_x = xp.asarray(acc.sum_x)
+        self.sum_x2 = xp.asarray(acc.sum_x2)
+        self.batches = acc.batches
+        self.primaries = acc.primaries
+
+    def add(self, batch: dict[str, Any], n: int) -> None:
+        for k in self.sums:
+            self.sums[k] += batch[k]
+            if int(self.sums[k].max()) > 2**62:
+                raise OverflowError("a voxel tally approaches the 64-bit limit; split the run into several")
+        self.ledger += np.asarray(batch["ledger"])
+        x = batch["edep"].astype(np.float64) / TALLY_SCALE / n   # the same rounding as Accumulator.add
+        self.sum_x += x
+        self.sum_x2 += x * x
+        self.batches += 1
+        self.primaries += n
+
+    def host(self) -> Accumulator:
+        out = Accumulator(len(self.sum_x))
+        out.sums = {k: self.xp.asnumpy(v) for k, v in self.sums.items()}
+        out.ledger = self.ledger.copy()
+        out.sum_x = self.xp.asnumpy(self.sum_x)
+        out.sum_x2 = self.xp.asnumpy(self.sum_x2)
+        out.batches, out.primaries = self.batches, self.primaries
+        return out
 
 
 def batch_plan(primaries: int, batches: int) -> list[tuple[int, int]]:

@@ -9,8 +9,10 @@ exercised in CI before any GPU run:
   ``RawModule``: device arrays for pointers, NumPy scalars of exactly the parameter's type for scalars (CuPy
   would pass a Python ``int`` as 64-bit and a Python ``float`` as a double, silently wrong for ``int32_t`` /
   ``float`` parameters);
-* device arrays refuse to take part in NumPy operations (CuPy raises on implicit conversion to NumPy), so any
-  host code that treats a device array as a NumPy array fails here as it would on a GPU.
+* device arrays compute with each other (ufuncs, methods) but refuse NumPy functions and any mixing with host
+  arrays (CuPy raises on implicit conversion to NumPy), so host code that treats a device array as a NumPy
+  array fails here as it would on a GPU;
+* it counts the bytes copied to the host (``bytes_to_host``), to check what a batch costs.
 
 The launched kernel itself runs on the CPU backend (the same source compiled by the host compiler): the emulation
 tests the CUDA backend's data flow, not the GPU's arithmetic.
@@ -62,9 +64,21 @@ class DeviceArray(np.ndarray):
     def data(self) -> _Ptr:  # CuPy: a MemoryPointer with .ptr
         return _Ptr(self)
 
-    def __array_ufunc__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError("fake CuPy: a device array was used in a NumPy ufunc (host code must copy it with "
-                        "asnumpy first)")
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """Arithmetic between device arrays (and scalars) stays on the "device", as in CuPy; a device array
+        meeting a host (NumPy) array is an error, as in CuPy."""
+        outs = kwargs.get("out", ())
+        arrays = [x for x in (*inputs, *outs) if isinstance(x, np.ndarray)]
+        if not all(isinstance(a, DeviceArray) for a in arrays):
+            raise TypeError("fake CuPy: a device array met a host (NumPy) array in a NumPy ufunc (host code must "
+                            "copy it with asnumpy first)")
+        host_in = tuple(x.view(np.ndarray) if isinstance(x, DeviceArray) else x for x in inputs)
+        if outs:
+            kwargs["out"] = tuple(o.view(np.ndarray) for o in outs)
+        result = getattr(ufunc, method)(*host_in, **kwargs)
+        if outs:
+            return outs[0] if len(outs) == 1 else outs
+        return np.asarray(result).view(DeviceArray)
 
     def __array_function__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("fake CuPy: a device array was passed to a NumPy function (host code must copy it with "
@@ -90,6 +104,7 @@ def make_fake_cupy(cpu_backend: Any, log: list | None = None) -> types.ModuleTyp
     cp.launches = launches            # (kernel, grid, block) of every launch
     cp.transport_sizes = []           # n_histories of every mcp_transport launch
     cp.oom_above = None               # set to an int: mcp_transport launches above it raise OutOfMemoryError
+    cp.bytes_to_host = 0              # bytes copied device -> host by asnumpy
 
     def asarray(a: Any) -> DeviceArray:
         if isinstance(a, DeviceArray):
@@ -101,6 +116,7 @@ def make_fake_cupy(cpu_backend: Any, log: list | None = None) -> types.ModuleTyp
 
     def asnumpy(a: Any) -> np.ndarray:
         if isinstance(a, DeviceArray):
+            cp.bytes_to_host += a.nbytes
             return np.array(a.host_view(), copy=True)
         return np.asarray(a)
 

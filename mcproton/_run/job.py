@@ -76,7 +76,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
         ``scheduler``, or the given ``distributed.Client``); needs ``cfg`` (each worker rebuilds the job from
         it).  Otherwise the batches run here.
     """
-    from ..run import Accumulator, Simulation, finish
+    from ..run import Accumulator, DeviceAccumulator, Simulation, finish
 
     log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
     backend = resolve_backend(settings)
@@ -105,11 +105,14 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     elif workers or scheduler or client is not None:
         raise ValueError("a distributed run needs the job's config (workers rebuild the simulation from it)")
 
-    current: dict[str, Any] = {"executor": None}   # the running beam's executor (its OOM batch cap)
+    # the running beam's executor (its OOM batch cap) and, on the GPU, its DeviceAccumulator
+    current: dict[str, Any] = {"executor": None, "device_acc": None}
 
     def save(i: int | None = None, pos: int | None = None, elapsed: float | None = None) -> None:
         if ckpt is None:
             return
+        if i is not None and current["device_acc"] is not None:
+            states[i].acc = current["device_acc"].host()   # the checkpoint gets host copies of the sums
         if i is not None:
             states[i].next_history = pos
             states[i].elapsed_s = elapsed
@@ -131,8 +134,14 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     log(f"beam {i + 1}/{len(beams)}: {beam.name} ({len(beam.spots)} spots)")
                 sim.backend.compile()
                 plan = BatchPlan.from_settings(settings, sim.backend.name)
+                acc = st.acc
+                current["device_acc"] = None
                 if dask_ctx is not None:
                     executor = dask_ctx.executor(cfg, i, plan, settings)
+                elif sim.keeps_tallies_on_device:
+                    # GPU: the batches are summed on the device; host copies only for checkpoints and the end
+                    acc = current["device_acc"] = DeviceAccumulator(st.acc, sim.backend.xp)
+                    executor = LocalExecutor(sim, plan, cap=st.batch_cap or None, log=log, on_device=True)
                 else:
                     executor = LocalExecutor(sim, plan, cap=st.batch_cap or None, log=log)
                 current["executor"] = executor
@@ -141,10 +150,15 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     show = progress_printer(settings.primaries, st.next_history)
                 elif callable(progress):
                     show = progress
-                res = stream(st.acc, plan, executor, settings, geometry, start=st.next_history,
-                             elapsed_s=st.elapsed_s,
-                             checkpoint=(lambda p, e, i=i: save(i, p, e)) if ckpt is not None else None,
-                             should_stop=stop, progress=show)
+                try:
+                    res = stream(acc, plan, executor, settings, geometry, start=st.next_history,
+                                 elapsed_s=st.elapsed_s,
+                                 checkpoint=(lambda p, e, i=i: save(i, p, e)) if ckpt is not None else None,
+                                 should_stop=stop, progress=show)
+                finally:
+                    if current["device_acc"] is not None:
+                        st.acc = current["device_acc"].host()
+                        current["device_acc"] = None
                 if progress is True:
                     sys.stderr.write("\n")
                 st.next_history, st.elapsed_s = res.next_history, res.elapsed_s

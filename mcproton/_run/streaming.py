@@ -137,15 +137,16 @@ class LocalExecutor:
     is a statistical batch of its own; the integer tallies, hence the dose, are unchanged)."""
 
     def __init__(self, sim: Any, plan: BatchPlan, cap: int | None = None, min_batch: int = 1,
-                 log: Callable[[str], None] = _log) -> None:
+                 log: Callable[[str], None] = _log, on_device: bool = False) -> None:
         self.sim, self.plan, self.cap, self.min_batch, self.log = sim, plan, cap, min_batch, log
+        self.on_device = on_device   # GPU: leave the batch tallies on the device (for a DeviceAccumulator)
 
     def results(self, pos: int) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
         while (n := self.plan.next_n(pos)) > 0:
             if self.cap:
                 n = min(n, self.cap)
             try:
-                t = self.sim.run_histories(pos, n)
+                t = self.sim.run_histories(pos, n, on_device=True) if self.on_device else self.sim.run_histories(pos, n)
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -179,6 +180,8 @@ def mean_rel_uncertainty_50(acc: Any, inv_mass: np.ndarray, density: np.ndarray)
     B = acc.batches
     if B < 2:
         return float("nan")
+    if hasattr(acc, "host"):   # a DeviceAccumulator: evaluated on host copies
+        acc = acc.host()
     dose = acc.sums["edep"] * inv_mass  # proportional to the dose
     mean_x = acc.sum_x / B
     var_mean = np.maximum(acc.sum_x2 / B - mean_x**2, 0.0) / max(B - 1, 1)
