@@ -269,6 +269,26 @@ class DeviceAccumulator:
         self.batches += 1
         self.primaries += n
 
+    def mean_rel_uncertainty_50(self, inv_mass: np.ndarray, density: np.ndarray) -> float:
+        """``mean_uncertainty_above_half_max`` of the running sums, evaluated on the device (no host copy of the
+        grid per batch when a run stops at a target uncertainty).  The same rule as the host version."""
+        B = self.batches
+        if B < 2:
+            return float("nan")
+        if getattr(self, "_dev_mass", None) is None:
+            tissue = (np.asarray(density).reshape(-1) >= UNCERTAINTY_MIN_DENSITY).astype(np.float64)
+            self._dev_mass = self.xp.asarray(inv_mass * tissue)   # 0 outside tissue
+        mean_x = self.sum_x / B
+        var_mean = (self.sum_x2 / B - mean_x * mean_x).clip(min=0.0) / max(B - 1, 1)
+        has = mean_x > 0
+        unc = (var_mean ** 0.5) / (mean_x + ~has) * has            # 0 where no dose, as on the host
+        dose = self.sums["edep"] * self._dev_mass
+        dmax = float(dose.max())
+        if dmax <= 0:
+            return float("nan")
+        hi = dose >= 0.5 * dmax
+        return float((unc * hi).sum() / hi.sum())
+
     def host(self) -> Accumulator:
         out = Accumulator(len(self.sum_x))
         out.sums = {k: self.xp.asnumpy(v) for k, v in self.sums.items()}

@@ -180,8 +180,8 @@ def mean_rel_uncertainty_50(acc: Any, inv_mass: np.ndarray, density: np.ndarray)
     B = acc.batches
     if B < 2:
         return float("nan")
-    if hasattr(acc, "host"):   # a DeviceAccumulator: evaluated on host copies
-        acc = acc.host()
+    if hasattr(acc, "mean_rel_uncertainty_50"):   # a DeviceAccumulator: evaluated on the device
+        return acc.mean_rel_uncertainty_50(inv_mass, density)
     dose = acc.sums["edep"] * inv_mass  # proportional to the dose
     mean_x = acc.sum_x / B
     var_mean = np.maximum(acc.sum_x2 / B - mean_x**2, 0.0) / max(B - 1, 1)

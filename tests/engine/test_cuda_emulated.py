@@ -161,3 +161,32 @@ def test_gpu_run_interrupted_and_resumed_gives_the_cpu_dose(fake_cupy, tmp_path)
     ref = _job("cpu", None)
     assert np.array_equal(res.dose_gy_zyx, ref.dose_gy_zyx)
     assert np.array_equal(res.uncertainty_rel_zyx, ref.uncertainty_rel_zyx, equal_nan=True)
+
+
+def test_device_uncertainty_figure_equals_the_host_one(fake_cupy):
+    """The stopping figure (mean relative uncertainty over tissue voxels >= 50 % of Dmax) computed on the device
+    equals the host computation on the same sums, including air voxels (excluded) and voxels without dose."""
+    from mcproton.run import Accumulator, DeviceAccumulator
+    from mcproton._run.streaming import mean_rel_uncertainty_50
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    acc = Accumulator(n)
+    for _ in range(7):
+        e = (rng.gamma(2.0, 1.0, n) * 1e9).astype(np.int64) * (rng.random(n) < 0.7)
+        acc.add({"edep": e, "edep_water": e, "edep_proton": e, "let_num": e,
+                 "ledger": np.zeros_like(acc.ledger)}, 1000)
+    density = np.where(rng.random(n) < 0.1, 0.0012, 1.0)   # 10 % air voxels
+    inv_mass = 1.0 / (density * 0.008)
+    host = mean_rel_uncertainty_50(acc, inv_mass, density)
+    dev = mean_rel_uncertainty_50(DeviceAccumulator(acc, get_backend("cuda").xp), inv_mass, density)
+    assert np.isfinite(host) and dev == pytest.approx(host, rel=1e-12)
+
+
+def test_gpu_run_stops_at_the_target_uncertainty_like_the_cpu(fake_cupy, tmp_path):
+    extra = ["run.target_uncertainty=0.045", "run.primaries=20000"]   # reached after ~10^4 (CPU: 0.034 at 2e4)
+    gpu = _job("cuda", tmp_path / "g.h5", [*extra, "run.checkpoint_interval_s=3600"])
+    cpu = _job("cpu", None, extra)
+    assert gpu.provenance["stop_reason"] == cpu.provenance["stop_reason"] == "target_uncertainty"
+    assert gpu.primaries == cpu.primaries < 20000
+    assert np.array_equal(gpu.dose_gy_zyx, cpu.dose_gy_zyx)
