@@ -16,14 +16,15 @@ for e in 70 150 230; do
 done
 python -c "import mcproton.cli as c; c.main(['bench', '--backend', 'cpu', '--energy', '150', '--primaries', '200000', '--json'])" \
   | tee -a "$out/bench_cpu.jsonl"
-# issue "long runs": streamed batches + checkpoints vs one launch.  The default GPU batch (10^7 histories; 10
-# batches) with the default 60 s checkpoint interval and with one every 10 s, then 10^6-history batches (the
-# per-batch host work - copying and accumulating the tallies - is fixed per batch, so small batches cost more).
+# issue "long runs": streamed batches + checkpoints vs one launch, with the default 60 s checkpoint interval and
+# with one every 10 s (the per-batch work and the checkpoints cost a fixed time each, so small batches cost more).
+# Sized by time (--seconds: primaries = what one launch does in that time), so that an unknown GPU speed cannot
+# make this step overrun the device budget: 10 batches in ~20 s, then 20 smaller batches in ~10 s.
 for iv in 60 10; do
-  python scripts/overhead_check.py --backend cuda --primaries 100000000 --batches 10 --interval $iv \
+  python scripts/overhead_check.py --backend cuda --seconds 20 --batches 10 --interval $iv \
     | tee -a "$out/overhead_cuda.jsonl"
 done
-python scripts/overhead_check.py --backend cuda --primaries 20000000 --batches 20 --interval 60 \
+python scripts/overhead_check.py --backend cuda --seconds 10 --batches 20 --interval 60 \
   | tee -a "$out/overhead_cuda.jsonl"
 python -c "import mcproton.cli as c, sys; sys.exit(c.main(['validate', '--quick', '--backend', 'cuda', '--out', '$out/validation']))" \
   2>&1 | tail -20 | tee "$out/validate.log"
