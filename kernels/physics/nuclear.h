@@ -16,12 +16,15 @@
  *     locally, evaporation protons transported isotropically, neutrons leave (neutral);
  *   - the leading proton (if any) takes sqrt(u) of the energy left (mean 2/3: the forward, high-energy
  *     pre-equilibrium / quasi-free component of (p, xp) spectra), direction from quasi-free kinematics
- *     cos(theta) = sqrt(T_p / T); the rest leaves with fast neutrons and photons (neutral).
+ *     (p-p scattering on a nucleon at rest, relativistic: pp_elastic_cos_lab in kinematics.h; the
+ *     non-relativistic form is cos(theta) = sqrt(T_p / T)); the rest leaves with fast neutrons and photons
+ *     (neutral).
  * The mean 2/3 share is a model parameter: with it the total energy deposited per primary in water agrees
  * with TOPAS (Geant4 QGSP_BIC) within 0.5 % at 70-200 MeV (validation/topas_idd).
  */
 #pragma once
 #include "../random/rng.h"
+#include "kinematics.h"
 
 #define MCP_MAX_SECONDARY_P 4
 /* Mean separation energy per nonelastic event (MeV), carried off by photons/neutrons: typical nucleon
@@ -87,7 +90,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE NuclearProducts sample_nonelastic(float T, float
         const float e = avail * mcp_sqrt(rng_uniform(rng));
         avail -= e;
         out.energy_p[out.n_p] = e;
-        out.cos_p[out.n_p] = mcp_sqrt(mcp_min(e / T, 1.0f));
+        out.cos_p[out.n_p] = pp_elastic_cos_lab(e, T);
         ++out.n_p;
     }
     out.neutral += avail;  /* fast neutrons and photons */
