@@ -135,6 +135,10 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool nuclear_event(const Params& p, const Scorer
                                                    uint32_t& next_id, HistoryLedger& L)
 {
     const EnergyPoint ep = lookup_energy(p, mat, t.energy);
+    /* Null-collision method: the event was sampled with the majorant sigma_max of the step's start; it is
+     * real with probability sigma(E) / sigma_max at the energy it happens at, else nothing happens. */
+    const float pick = rng_uniform(rng) * sigma_max;
+    if (pick >= energy_column(ep, COL_HARD_SIGMA)) return true;
     const float sig_pp = energy_column(ep, COL_PP_SIGMA);
     const float sig_el = energy_column(ep, COL_EL_SIGMA);
     float e1[3], e2[3];
@@ -142,10 +146,6 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool nuclear_event(const Params& p, const Scorer
     float local = 0.0f;
     float sphi, cphi;
     mcp_sincospi(2.0f * rng_uniform(rng), &sphi, &cphi);
-    /* Null-collision method: the event was sampled with the majorant sigma_max of the step's start; it is
-     * real with probability sigma(E) / sigma_max at the energy it happens at, else nothing happens. */
-    const float pick = rng_uniform(rng) * sigma_max;
-    if (pick >= energy_column(ep, COL_HARD_SIGMA)) return true;
     if (pick >= sig_pp && pick < sig_pp + sig_el) {
         const ElasticOutcome el = sample_nuclear_elastic(t.energy, material_prop(p, mat, MAT_EL_A), rng);
         const float ct = el.cos_theta;
