@@ -191,7 +191,7 @@ class Simulation:
     def keeps_tallies_on_device(self) -> bool:
         """True on the GPU: batches can stay on the device (``run_histories(..., on_device=True)``) and be
         summed there by a DeviceAccumulator, so that a batch costs no host copy of the tallies."""
-        return bool(getattr(self.backend, "to_host_is_copy", False)) and self.slots == 1
+        return getattr(self.backend, "name", "") == "cuda" and self.slots == 1
 
     def run_histories(self, first: int, n: int, on_device: bool = False) -> dict[str, np.ndarray]:
         """Transport histories [first, first + n) into zeroed tallies; returns host copies (int64), or with

@@ -31,7 +31,7 @@ N_R = 1024
 
 @dataclass
 class PhysicsTables:
-    energy_table: np.ndarray      # float32 [n_mat, n_e, 8]
+    energy_table: np.ndarray      # float32 [n_mat, n_e, N_ENERGY_COLUMNS] (columns: COL)
     range_index: np.ndarray       # int32 [n_mat, n_r]
     material_props: np.ndarray    # float32 [n_mat, 4]
     log_e_min: float
