@@ -31,6 +31,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "backend": ((str,), '"auto", "cpu" or "cuda"'),
         "batches": ((int,), "statistical batches (>= 2) for the per-voxel uncertainty"),
         "threads": ((int,), "CPU threads (default: all cores)"),
+        "gpu": ((int,), "CUDA device index for the cuda backend (default 0; Dask: one GPU per worker)"),
         "batch_size": ((int,), "histories per batch (default primaries / batches); memory does not grow "
                                "with it"),
         "target_uncertainty": ((int, float), "stop at this mean relative uncertainty (voxels > 50 % Dmax), "

@@ -126,7 +126,7 @@ class Simulation:
                              f"({E_MAX_MEV} MeV); lower the energy or its spread")
         self.tables = tables or build_tables(geometry.materials, phys.water_model, phys.e_cut_mev,
                                              phys.nuclear_elastic)
-        self.backend = get_backend(self.settings.backend, self.settings.threads)
+        self.backend = get_backend(self.settings.backend, self.settings.threads, self.settings.gpu)
         b = self.backend
         nz, ny, nx = geometry.shape_zyx
         self.n_vox = nx * ny * nz
@@ -198,16 +198,17 @@ class Simulation:
         ``on_device`` (GPU only, see keeps_tallies_on_device) device copies of the tallies (the ledger is
         always a host array)."""
         b = self.backend
-        for a in self.tally.values():
-            a.fill(0)
-        self.ledger_dev.fill(0)
-        b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
-        b.synchronize()
-        if on_device and self.keeps_tallies_on_device:
-            out = {k: a[0].copy() for k, a in self.tally.items()}
-        else:
-            out = {k: self._reduce_slots(b.to_host(a)) for k, a in self.tally.items()}
-        out["ledger"] = b.to_host(self.ledger_dev).copy()
+        with b.device_context():
+            for a in self.tally.values():
+                a.fill(0)
+            self.ledger_dev.fill(0)
+            b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
+            b.synchronize()
+            if on_device and self.keeps_tallies_on_device:
+                out = {k: a[0].copy() for k, a in self.tally.items()}
+            else:
+                out = {k: self._reduce_slots(b.to_host(a)) for k, a in self.tally.items()}
+            out["ledger"] = b.to_host(self.ledger_dev).copy()
         return out
 
 
@@ -248,16 +249,24 @@ class DeviceAccumulator:
     ``host()`` returns an ordinary Accumulator (for checkpoints, the uncertainty criterion and the result);
     the sums are integers, so the dose is bitwise the same as with host accumulation."""
 
-    def __init__(self, acc: Accumulator, xp: Any) -> None:
+    def __init__(self, acc: Accumulator, xp: Any, device_context: Callable[[], Any] | None = None) -> None:
+        import contextlib
+
         self.xp = xp
-        self.sums = {k: xp.asarray(v) for k, v in acc.sums.items()}
+        self._ctx = device_context or contextlib.nullcontext   # the GPU the sums live on, made current
+        with self._ctx():
+            self.sums = {k: xp.asarray(v) for k, v in acc.sums.items()}
+            self.sum_x = xp.asarray(acc.sum_x)
+            self.sum_x2 = xp.asarray(acc.sum_x2)
         self.ledger = acc.ledger.copy()
-        self.sum_x = xp.asarray(acc.sum_x)
-        self.sum_x2 = xp.asarray(acc.sum_x2)
         self.batches = acc.batches
         self.primaries = acc.primaries
 
     def add(self, batch: dict[str, Any], n: int) -> None:
+        with self._ctx():
+            self._add(batch, n)
+
+    def _add(self, batch: dict[str, Any], n: int) -> None:
         for k in self.sums:
             self.sums[k] += batch[k]
             if int(self.sums[k].max()) > 2**62:
@@ -272,6 +281,10 @@ class DeviceAccumulator:
     def mean_rel_uncertainty_50(self, inv_mass: np.ndarray, density: np.ndarray) -> float:
         """``mean_uncertainty_above_half_max`` of the running sums, evaluated on the device (no host copy of the
         grid per batch when a run stops at a target uncertainty).  The same rule as the host version."""
+        with self._ctx():
+            return self._mean_rel_uncertainty_50(inv_mass, density)
+
+    def _mean_rel_uncertainty_50(self, inv_mass: np.ndarray, density: np.ndarray) -> float:
         B = self.batches
         if B < 2:
             return float("nan")
@@ -291,10 +304,11 @@ class DeviceAccumulator:
 
     def host(self) -> Accumulator:
         out = Accumulator(len(self.sum_x))
-        out.sums = {k: self.xp.asnumpy(v) for k, v in self.sums.items()}
+        with self._ctx():
+            out.sums = {k: self.xp.asnumpy(v) for k, v in self.sums.items()}
+            out.sum_x = self.xp.asnumpy(self.sum_x)
+            out.sum_x2 = self.xp.asnumpy(self.sum_x2)
         out.ledger = self.ledger.copy()
-        out.sum_x = self.xp.asnumpy(self.sum_x)
-        out.sum_x2 = self.xp.asnumpy(self.sum_x2)
         out.batches, out.primaries = self.batches, self.primaries
         return out
 

@@ -55,6 +55,7 @@ class RunSettings:
     backend : "auto" (cuda if CuPy and a device are present, else cpu), "cpu" or "cuda".
     batches : number of statistical batches (>= 2) for the per-voxel uncertainty.
     threads : CPU threads (None = all cores / OMP_NUM_THREADS).
+    gpu : CUDA device index for the cuda backend (None = device 0; a Dask run gives each worker its own GPU).
     batch_size : histories per batch (None: primaries / batches, or primaries / 100 when a target
         uncertainty or a time limit is set; at most 10^6 on the CPU, 10^7 on the GPU); memory does not
         depend on it or on the number of batches.
@@ -71,6 +72,7 @@ class RunSettings:
     batches: int = 10
     threads: int | None = None
     physics: PhysicsSettings = field(default_factory=PhysicsSettings)
+    gpu: int | None = None
     batch_size: int | None = None
     target_uncertainty: float | None = None
     time_limit_s: float | None = None
@@ -95,6 +97,8 @@ class RunSettings:
             self.batches = max(2, min(self.batches, self.primaries))
         if self.threads is not None and int(self.threads) < 1:
             raise ValueError(f"run.threads must be >= 1 or unset; got {self.threads}")
+        if self.gpu is not None and (isinstance(self.gpu, bool) or int(self.gpu) != self.gpu or self.gpu < 0):
+            raise ValueError(f"run.gpu must be a CUDA device index (0, 1, ...) or unset; got {self.gpu!r}")
 
 
 def _check_stream_settings(s: RunSettings) -> None:

@@ -179,19 +179,35 @@ def make_fake_cupy(cpu_backend: Any, log: list | None = None) -> types.ModuleTyp
     cp.get_default_memory_pool = lambda: pool
     cp.get_default_pinned_memory_pool = lambda: pinned
 
+    cp.n_devices = 1                  # how many GPUs the fake machine has
+    cp.devices_used = []              # device ids made current (Device.use / with Device(i))
+
     class Device:
         def __init__(self, device_id: int = 0) -> None:
-            self.id = device_id
+            if not 0 <= int(device_id) < cp.n_devices:
+                raise RuntimeError(f"fake CuPy: no CUDA device {device_id} (the machine has {cp.n_devices})")
+            self.id = int(device_id)
 
         def use(self) -> None:
+            cp.devices_used.append(self.id)
+
+        def __enter__(self) -> "Device":
+            cp.devices_used.append(self.id)
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
             pass
 
         def synchronize(self) -> None:
             pass
 
+    def properties(i: int) -> dict:
+        Device(i)  # checks the index
+        return {"name": DEVICE_NAME.encode(), "multiProcessorCount": 2}
+
     runtime = types.SimpleNamespace(
-        getDeviceCount=lambda: 1,
-        getDeviceProperties=lambda i: {"name": DEVICE_NAME.encode(), "multiProcessorCount": 2},
+        getDeviceCount=lambda: cp.n_devices,
+        getDeviceProperties=properties,
         driverGetVersion=lambda: 13000,
     )
     cp.cuda = types.SimpleNamespace(Device=Device, runtime=runtime,

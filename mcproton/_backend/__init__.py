@@ -7,9 +7,10 @@ from .base import Backend
 from .cuda import cuda_available
 
 
-@lru_cache(maxsize=8)
-def get_backend(name: str = "auto", threads: int | None = None) -> Backend:
-    """The backend by name.  "auto" picks cuda when CuPy and a device are present, else cpu."""
+@lru_cache(maxsize=16)
+def get_backend(name: str = "auto", threads: int | None = None, gpu: int | None = None) -> Backend:
+    """The backend by name.  "auto" picks cuda when CuPy and a device are present, else cpu.  ``gpu``: the
+    CUDA device index of the cuda backend (default 0)."""
     if name == "auto":
         ok, _ = cuda_available()
         name = "cuda" if ok else "cpu"
@@ -22,9 +23,13 @@ def get_backend(name: str = "auto", threads: int | None = None) -> Backend:
         if not ok:
             raise RuntimeError(f"backend 'cuda' requested but unavailable: {why}. Install CuPy for your CUDA "
                                "version (pip install 'mcproton[cuda12]' or '[cuda13]') or use --backend cpu")
-        from .cuda import CudaBackend
+        from .cuda import CudaBackend, device_count
 
-        return CudaBackend()
+        n = device_count()
+        if gpu is not None and not 0 <= int(gpu) < n:
+            raise RuntimeError(f"run.gpu = {gpu}: this machine has {n} CUDA device(s), numbered 0..{n - 1}; "
+                               "choose one of them or leave run.gpu unset (device 0)")
+        return CudaBackend(int(gpu or 0))
     raise ValueError(f"unknown backend {name!r}; use 'auto', 'cpu' or 'cuda'")
 
 

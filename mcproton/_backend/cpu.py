@@ -2,6 +2,7 @@
 library keyed by SHA-256(source + options + compiler version + CPU), loaded with ctypes."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -126,6 +127,9 @@ class CpuBackend:
 
     def synchronize(self) -> None:
         pass
+
+    def device_context(self) -> Any:
+        return contextlib.nullcontext()
 
     def launch(self, name: str, n_items: int, *args: Any) -> None:
         file, spec = ENTRY_POINTS[name]

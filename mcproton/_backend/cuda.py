@@ -29,6 +29,12 @@ def cuda_available() -> tuple[bool, str]:
     return True, f"{n} CUDA device(s)"
 
 
+def device_count() -> int:
+    import cupy
+
+    return int(cupy.cuda.runtime.getDeviceCount())
+
+
 class CudaBackend:
     name = "cuda"
     to_host_is_copy = True   # cupy.asnumpy returns a new host array
@@ -38,7 +44,11 @@ class CudaBackend:
 
         self.xp = cupy
         self._cupy = cupy
-        cupy.cuda.Device(device_id).use()
+        self.device_id = int(device_id)
+        # every call below runs with this device current: CUDA's current device is per thread, and a Dask
+        # worker or a caller may run batches from another thread than the one that built the backend
+        self._device = cupy.cuda.Device(self.device_id)
+        self._device.use()
         props = cupy.cuda.runtime.getDeviceProperties(device_id)
         name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
         self._sm = int(props["multiProcessorCount"])
@@ -47,28 +57,37 @@ class CudaBackend:
         self.compile_options = CUDA_OPTIONS
         self._modules: dict[str, Any] = {}
 
+    def device_context(self) -> Any:
+        """A context in which this backend's GPU is the current device."""
+        return self._device
+
     def _module(self, entry: str) -> Any:
         if entry not in self._modules:
-            self._modules[entry] = self._cupy.RawModule(code=assemble(entry), options=CUDA_OPTIONS)
+            with self._device:
+                self._modules[entry] = self._cupy.RawModule(code=assemble(entry), options=CUDA_OPTIONS)
         return self._modules[entry]
 
     def compile(self) -> None:
-        self._module("transport.cu").get_function("mcp_transport")
+        with self._device:
+            self._module("transport.cu").get_function("mcp_transport")
 
     def asarray(self, a: np.ndarray) -> Any:
-        return self._cupy.asarray(np.ascontiguousarray(a))
+        with self._device:
+            return self._cupy.asarray(np.ascontiguousarray(a))
 
     def zeros(self, shape: Any, dtype: Any) -> Any:
-        return self._cupy.zeros(shape, dtype)
+        with self._device:
+            return self._cupy.zeros(shape, dtype)
 
     def ptr(self, a: Any) -> int:
         return int(a.data.ptr)
 
     def to_host(self, a: Any) -> np.ndarray:
-        return self._cupy.asnumpy(a)
+        with self._device:
+            return self._cupy.asnumpy(a)
 
     def synchronize(self) -> None:
-        self._cupy.cuda.Device().synchronize()
+        self._device.synchronize()
 
     def launch(self, name: str, n_items: int, *args: Any) -> None:
         file, spec = ENTRY_POINTS[name]
@@ -79,4 +98,5 @@ class CudaBackend:
             if kind == "p" and not isinstance(a, self._cupy.ndarray):
                 raise TypeError(f"{name}: pointer arguments must be CuPy arrays on the CUDA backend")
         grid = max(1, min((int(n_items) + BLOCK - 1) // BLOCK, self._sm * 64))
-        self._module(file).get_function(name)((grid,), (BLOCK,), tuple(cargs))
+        with self._device:
+            self._module(file).get_function(name)((grid,), (BLOCK,), tuple(cargs))

@@ -32,6 +32,28 @@ def _spec_key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+def worker_gpu(settings: Any) -> int | None:
+    """The GPU this Dask worker uses: ``run.gpu`` if set; else, for the cuda backend, the worker's index modulo
+    the GPUs it can see (LocalCluster workers are numbered 0, 1, ...; other names are hashed), so that the
+    workers of a multi-GPU machine spread over its GPUs, one each.  Workers started by dask-cuda see only their
+    own GPU (CUDA_VISIBLE_DEVICES) and get device 0.  None on the CPU backend."""
+    if settings.gpu is not None:
+        return int(settings.gpu)
+    if settings.backend == "cpu":
+        return None
+    from .._backend import cuda_available
+
+    if not cuda_available()[0]:
+        return None
+    from .._backend.cuda import device_count
+
+    s = _worker_name()
+    if not s:
+        return None
+    idx = int(s) if s.isdigit() else int(hashlib.sha256(s.encode()).hexdigest(), 16)
+    return idx % max(device_count(), 1)
+
+
 def _build_sim(spec: dict[str, Any]) -> Any:
     from ..config import build_beams, build_geometry, run_settings
     from ..run import Simulation
@@ -39,6 +61,7 @@ def _build_sim(spec: dict[str, Any]) -> Any:
     cfg = spec["cfg"]
     settings = run_settings(cfg)
     settings.threads = spec["threads"]
+    settings.gpu = worker_gpu(settings)
     sim = Simulation(build_geometry(cfg), build_beams(cfg)[spec["beam"]], settings, beam_index=spec["beam"])
     sim.backend.compile()
     return sim
@@ -80,12 +103,22 @@ def _unpack(p: dict[str, tuple]) -> dict[str, np.ndarray]:
 def run_chunk(key: str, spec: dict[str, Any], first: int, n: int) -> tuple[int, int, dict[str, tuple]]:
     """Dask task: histories [first, first + n) on this worker's cached Simulation (GPU out-of-memory: the
     chunk is split into smaller launches whose integer tallies are summed, which changes nothing)."""
+    key = f"{key}@{_worker_name()}"   # per worker: workers sharing a process (threads) keep their own GPU
     sim = _acquire(key, spec)
     try:
         t, _ = run_shrinking(sim, first, n, cap=getattr(sim, "_mcp_cap", None))
     finally:
         _release(key, sim)
     return first, n, _pack(t)
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().name)
+    except Exception:  # noqa: BLE001 - not inside a worker
+        return ""
 
 
 class DaskExecutor:
@@ -159,7 +192,7 @@ class DaskSession:
     ``workers`` single-threaded workers."""
 
     def __init__(self, workers: int | None = None, scheduler: str | None = None, client: Any = None,
-                 processes: bool = True, log: Callable[[str], None] | None = None) -> None:
+                 processes: bool = True, log: Callable[[str], None] | None = None, gpu: bool = False) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
@@ -167,13 +200,22 @@ class DaskSession:
         self._own_client = client is None
         self._cluster = None
         self.local = scheduler is None
+        self.cluster_kind = "external"
         if client is not None:
             self.client = client
         elif scheduler:
             self.client = Client(scheduler)
         else:
-            self._cluster = LocalCluster(n_workers=int(workers or 1), threads_per_worker=1, processes=processes,
-                                         dashboard_address=None, silence_logs=logging.ERROR)
+            cluster_cls, self.cluster_kind = LocalCluster, "LocalCluster"
+            if gpu and processes:
+                try:   # dask-cuda pins each worker process to one GPU (CUDA_VISIBLE_DEVICES)
+                    from dask_cuda import LocalCUDACluster
+
+                    cluster_cls, self.cluster_kind = LocalCUDACluster, "LocalCUDACluster (dask-cuda)"
+                except ImportError:   # without it, worker_gpu() spreads the workers over the GPUs
+                    pass
+            self._cluster = cluster_cls(n_workers=int(workers or 1), threads_per_worker=1, processes=processes,
+                                        dashboard_address=None, silence_logs=logging.ERROR)
             self.client = Client(self._cluster)
             self.client.wait_for_workers(int(workers or 1))
         if log:
@@ -188,7 +230,7 @@ class DaskSession:
         return DaskExecutor(self.client, spec, plan)
 
     def describe(self) -> dict[str, Any]:
-        return {"scheduler": str(self.client.scheduler.address),
+        return {"scheduler": str(self.client.scheduler.address), "cluster": self.cluster_kind,
                 "workers": len(self.client.scheduler_info().get("workers", {}))}
 
     def close(self) -> None:

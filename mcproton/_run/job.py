@@ -101,7 +101,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     if cfg is not None and (workers or scheduler or client is not None):
         from .distributed import DaskSession
 
-        dask_ctx = DaskSession(workers=workers, scheduler=scheduler, client=client, processes=processes, log=log)
+        dask_ctx = DaskSession(workers=workers, scheduler=scheduler, client=client, processes=processes, log=log,
+                               gpu=backend == "cuda")
     elif workers or scheduler or client is not None:
         raise ValueError("a distributed run needs the job's config (workers rebuild the simulation from it)")
 
@@ -140,7 +141,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     executor = dask_ctx.executor(cfg, i, plan, settings)
                 elif sim.keeps_tallies_on_device:
                     # GPU: the batches are summed on the device; host copies only for checkpoints and the end
-                    acc = current["device_acc"] = DeviceAccumulator(st.acc, sim.backend.xp)
+                    acc = current["device_acc"] = DeviceAccumulator(st.acc, sim.backend.xp, sim.backend.device_context)
                     executor = LocalExecutor(sim, plan, cap=st.batch_cap or None, log=log, on_device=True)
                 else:
                     executor = LocalExecutor(sim, plan, cap=st.batch_cap or None, log=log)

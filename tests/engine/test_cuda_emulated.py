@@ -190,3 +190,35 @@ def test_gpu_run_stops_at_the_target_uncertainty_like_the_cpu(fake_cupy, tmp_pat
     assert gpu.provenance["stop_reason"] == cpu.provenance["stop_reason"] == "target_uncertainty"
     assert gpu.primaries == cpu.primaries < 20000
     assert np.array_equal(gpu.dose_gy_zyx, cpu.dose_gy_zyx)
+
+
+def test_run_gpu_picks_the_device_and_refuses_a_missing_one(fake_cupy):
+    fake_cupy.n_devices = 2
+    g = box_phantom("water", (20.0, 20.0, 50.0), (2.0, 2.0, 1.0))
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -5))
+    r = simulate(g, beam, RunSettings(backend="cuda", gpu=1, primaries=500, batches=2), progress=False)
+    assert r.device.startswith("GPU 1:")
+    launch_device = set(fake_cupy.devices_used[-5:])
+    assert launch_device == {1}, fake_cupy.devices_used
+    with pytest.raises(RuntimeError, match=r"run.gpu = 2: this machine has 2 CUDA device\(s\)"):
+        simulate(g, beam, RunSettings(backend="cuda", gpu=2, primaries=500, batches=2), progress=False)
+    with pytest.raises(ValueError, match="run.gpu must be a CUDA device index"):
+        RunSettings(gpu=-1)
+
+
+def test_dask_workers_take_one_gpu_each(fake_cupy, tmp_path):
+    """Two Dask workers on a machine with two GPUs: each builds its simulation on its own GPU, and the dose is
+    bitwise the single-process CPU dose."""
+    distributed = pytest.importorskip("distributed")
+    from mcproton._run.job import run_job
+    from mcproton.config import build_beams, build_geometry, load_config, run_settings
+
+    fake_cupy.n_devices = 2
+    c = load_config(CONFIG, [*SMALL, "run.backend=cuda"])
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        fake_cupy.devices_used.clear()
+        r = run_job(c, run_settings(c), build_geometry(c), build_beams(c), None, client=client, progress=False,
+                    log=lambda m: None)[0]
+    assert set(fake_cupy.devices_used) == {0, 1}
+    assert np.array_equal(r.dose_gy_zyx, _job("cpu", None).dose_gy_zyx)
