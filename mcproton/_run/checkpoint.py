@@ -23,7 +23,7 @@ import numpy as np
 
 FORMAT = 1
 #: run keys that do not change the result and may differ on resume
-_FREE_RUN_KEYS = ("threads", "time_limit_s", "checkpoint_interval_s", "backend")
+_FREE_RUN_KEYS = ("threads", "time_limit_s", "checkpoint_interval_s", "backend", "gpu")
 
 
 class CheckpointError(ValueError):
@@ -83,7 +83,7 @@ def fingerprint(cfg: dict[str, Any] | None, settings: Any, backend: str, geometr
 _WHAT = {"format": ("checkpoint format", "it was written by another mcproton version"),
          "version": ("mcproton version", "resume with the version that wrote it"),
          "kernel_hash": ("transport kernel", "the kernel source changed since; resume with the same build"),
-         "config_hash": ("config", "resume with the same config and --set options (only run.threads, "
+         "config_hash": ("config", "resume with the same config and --set options (only run.threads, run.gpu, "
                                    "run.time_limit_s, run.checkpoint_interval_s and [output] may change)"),
          "geometry_hash": ("geometry", "the phantom/CT differs from the interrupted run's"),
          "beams_hash": ("beam", "the beam/plan differs from the interrupted run's"),

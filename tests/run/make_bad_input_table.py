@@ -67,6 +67,7 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("negative seed", ["--set", "run.seed=-1"], None, "run.seed"),
     ("unknown backend", ["--set", 'run.backend="gpu"'], None, "run.backend"),
     ("negative threads", ["--set", "run.threads=-2"], None, "run.threads"),
+    ("negative GPU index", ["--set", "run.gpu=-1"], None, "run.gpu"),
     ("zero batch size", ["--set", "run.batch_size=0"], None, "run.batch_size"),
     ("target uncertainty above 1", ["--set", "run.target_uncertainty=1.5"], None, "run.target_uncertainty"),
     ("negative time limit", ["--set", "run.time_limit_s=-1"], None, "run.time_limit_s"),
