@@ -292,7 +292,8 @@ class DeviceAccumulator:
             tissue = (np.asarray(density).reshape(-1) >= UNCERTAINTY_MIN_DENSITY).astype(np.float64)
             self._dev_mass = self.xp.asarray(inv_mass * tissue)   # 0 outside tissue
         mean_x = self.sum_x / B
-        var_mean = (self.sum_x2 / B - mean_x * mean_x).clip(min=0.0) / max(B - 1, 1)
+        v = self.sum_x2 / B - mean_x * mean_x
+        var_mean = v * (v > 0) / max(B - 1, 1)                      # max(v, 0) with operators only
         has = mean_x > 0
         unc = (var_mean ** 0.5) / (mean_x + ~has) * has            # 0 where no dose, as on the host
         dose = self.sums["edep"] * self._dev_mass
