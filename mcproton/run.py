@@ -195,8 +195,8 @@ class Simulation:
 
     def run_histories(self, first: int, n: int, on_device: bool = False) -> dict[str, np.ndarray]:
         """Transport histories [first, first + n) into zeroed tallies; returns host copies (int64), or with
-        ``on_device`` (GPU only, see keeps_tallies_on_device) device copies of the tallies (the ledger is
-        always a host array)."""
+        ``on_device`` (GPU only, see keeps_tallies_on_device) the device tallies themselves - views that the
+        next call overwrites, to be summed (DeviceAccumulator.add) before it; the ledger is always a host copy."""
         b = self.backend
         with b.device_context():
             for a in self.tally.values():
@@ -205,7 +205,7 @@ class Simulation:
             b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
             b.synchronize()
             if on_device and self.keeps_tallies_on_device:
-                out = {k: a[0].copy() for k, a in self.tally.items()}
+                out = {k: a[0] for k, a in self.tally.items()}   # no device copy: consumed before the next batch
             else:
                 out = {k: self._reduce_slots(b.to_host(a)) for k, a in self.tally.items()}
             out["ledger"] = b.to_host(self.ledger_dev).copy()

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, load_checkpoint, \
     save_checkpoint
-from .streaming import BatchPlan, LocalExecutor, progress_printer, stream
+from .streaming import BatchPlan, LocalExecutor, is_out_of_memory, progress_printer, stream
 
 
 class RunInterrupted(Exception):
@@ -139,12 +139,19 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 current["device_acc"] = None
                 if dask_ctx is not None:
                     executor = dask_ctx.executor(cfg, i, plan, settings)
-                elif sim.keeps_tallies_on_device:
-                    # GPU: the batches are summed on the device; host copies only for checkpoints and the end
-                    acc = current["device_acc"] = DeviceAccumulator(st.acc, sim.backend.xp, sim.backend.device_context)
-                    executor = LocalExecutor(sim, plan, cap=st.batch_cap or None, log=log, on_device=True)
                 else:
-                    executor = LocalExecutor(sim, plan, cap=st.batch_cap or None, log=log)
+                    if sim.keeps_tallies_on_device:
+                        # GPU: the batches are summed on the device; host copies only for checkpoints and the end
+                        try:
+                            acc = current["device_acc"] = DeviceAccumulator(st.acc, sim.backend.xp,
+                                                                            sim.backend.device_context)
+                        except Exception as exc:
+                            if not is_out_of_memory(exc):
+                                raise
+                            log("mcproton: not enough GPU memory for the running sums of this grid; summing the "
+                                "batches on the host instead (slower per batch, same dose)")
+                    executor = LocalExecutor(sim, plan, cap=st.batch_cap or None, log=log,
+                                             on_device=current["device_acc"] is not None)
                 current["executor"] = executor
                 show = None
                 if progress is True:

@@ -222,3 +222,23 @@ def test_dask_workers_take_one_gpu_each(fake_cupy, tmp_path):
                     log=lambda m: None)[0]
     assert set(fake_cupy.devices_used) == {0, 1}
     assert np.array_equal(r.dose_gy_zyx, _job("cpu", None).dose_gy_zyx)
+
+
+def test_gpu_without_memory_for_the_sums_falls_back_to_host_sums(fake_cupy, tmp_path, monkeypatch):
+    """If the running sums do not fit in GPU memory next to the tallies, the run says so and sums its batches
+    on the host: same dose."""
+    import mcproton.run as run_mod
+    from fake_cupy import OutOfMemoryError
+
+    def no_room(*a, **k):
+        raise OutOfMemoryError("Out of memory allocating 1,536,000 bytes (fake)")
+
+    monkeypatch.setattr(run_mod.DeviceAccumulator, "__init__", no_room)
+    from mcproton._run.job import run_job
+    from mcproton.config import build_beams, build_geometry, load_config, run_settings
+
+    c = load_config(CONFIG, [*SMALL, "run.backend=cuda"])
+    logs = []
+    r = run_job(c, run_settings(c), build_geometry(c), build_beams(c), None, progress=False, log=logs.append)[0]
+    assert any("summing the batches on the host" in m for m in logs)
+    assert np.array_equal(r.dose_gy_zyx, _job("cpu", None).dose_gy_zyx)
