@@ -2,9 +2,11 @@
  * The transport kernel: the only file with production entry points (probes.cu holds test-only ones).
  *
  * One thread transports one whole history (the primary and its secondary protons) at a time:
- * condensed-history steps limited by the voxel boundary, the maximum fractional energy loss, the maximum
- * step and the distance to the next hard nuclear event.  Per step: CSDA energy loss from the range
- * tables, Gaussian straggling, scoring, multiple Coulomb scattering (angle and lateral displacement).
+ * condensed-history steps limited by the maximum fractional energy loss, the maximum step, the distance to
+ * the next hard nuclear event (majorant sampling) and the first face of a voxel of another material; a step
+ * runs on through voxels of the same material (geometry/voxel_grid.h VoxelWalk).  Per step: CSDA energy loss
+ * from the range tables, Gaussian straggling, scoring shared among the voxels crossed, multiple Coulomb
+ * scattering (angle and lateral displacement).
  * Physics models and their sources: docs/physics.md and the headers included below.
  */
 #include "core/portability.h"
