@@ -10,6 +10,7 @@
 #include "physics/msc.h"
 #include "physics/nuclear.h"
 #include "source/sample.h"
+#include "geometry/voxel_grid.h"
 
 #define MCP_OFFSET(type, field) ((int64_t)(&((type*)0)->field))
 
@@ -94,6 +95,33 @@ MCP_KERNEL void mcp_probe_pp(const float* MCP_RESTRICT in, float* MCP_RESTRICT o
 {
     MCP_PARALLEL_BEGIN
     MCP_FOR_EACH_ITEM(i, n) { out[i] = pp_elastic_cos_lab(in[2 * i + 1], in[2 * i]); }
+    MCP_PARALLEL_END
+}
+
+/* The voxel walk (geometry/voxel_grid.h): in = n x {x, y, z (cm, grid frame), u, v, w, length (cm)};
+ * out: for each ray up to MCP_PROBE_WALK_MAX voxels crossed in order (linear index, -1 after the last) and the
+ * distance from the ray's start to each one's exit face. */
+#define MCP_PROBE_WALK_MAX 64
+MCP_KERNEL void mcp_probe_walk(const Params* MCP_RESTRICT params, const float* MCP_RESTRICT in,
+                               int64_t* MCP_RESTRICT vox_out, float* MCP_RESTRICT t_out, int64_t n)
+{
+    const Params& p = *params;
+    MCP_PARALLEL_BEGIN
+    MCP_FOR_EACH_ITEM(i, n)
+    {
+        const float* r = in + 7 * i;
+        for (int j = 0; j < MCP_PROBE_WALK_MAX; ++j) { vox_out[MCP_PROBE_WALK_MAX * i + j] = -1; t_out[MCP_PROBE_WALK_MAX * i + j] = 0.0f; }
+        VoxelIndex v;
+        if (!locate(p, r[0], r[1], r[2], v)) continue;
+        VoxelWalk k = walk_begin(p, v, linear_index(p, v), r[0], r[1], r[2], r[3], r[4], r[5]);
+        for (int j = 0; j < MCP_PROBE_WALK_MAX; ++j) {
+            int ax;
+            const float t = walk_exit(k, ax);
+            vox_out[MCP_PROBE_WALK_MAX * i + j] = k.vox;
+            t_out[MCP_PROBE_WALK_MAX * i + j] = t;
+            if (t >= r[6] || !walk_next(p, k, ax, ax == 0 ? r[3] : (ax == 1 ? r[4] : r[5]))) break;
+        }
+    }
     MCP_PARALLEL_END
 }
 
