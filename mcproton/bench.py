@@ -48,4 +48,5 @@ def run_bench(backend: str = "auto", energy_mev: float = 150.0, primaries: int |
             "energy_mev": energy_mev, "primaries": primaries, "voxel_mm": voxel_mm, "material": "water",
             "wall_s": wall, "repeats": repeats, "compile_s": compile_s,
             "steps_per_proton": res.ledger["steps"] / primaries, "kernel_hash": res.provenance["kernel_hash"],
+            "compile_options": list(getattr(be, "compile_options", ())),
             "energy_imbalance_rel": res.ledger["imbalance_rel"], "version": res.provenance["version"]}

@@ -35,6 +35,13 @@ python scripts/overhead_check.py --backend cuda --seconds 10 --batches 20 --inte
   | tee -a "$out/overhead_cuda.jsonl"
 python -c "import mcproton.cli as c, sys; sys.exit(c.main(['validate', '--quick', '--backend', 'cuda', '--out', '$out/validation']))" \
   2>&1 | tail -20 | tee "$out/validate.log"
+# Occupancy experiments (same case as the bench at 150 MeV): a register cap (more blocks per SM, some spills)
+# and other block sizes; each compiles the kernel again.  Compare protons_per_second with bench_cuda.jsonl.
+for knob in "MCPROTON_CUDA_MAXREG=128" "MCPROTON_CUDA_MAXREG=96" "MCPROTON_CUDA_BLOCK=64" "MCPROTON_CUDA_BLOCK=256"; do
+  env "$knob" python -c "import mcproton.cli as c; c.main(['bench', '--backend', 'cuda', '--energy', '150', '--primaries', '10000000', '--json'])" \
+    | python -c "import json, sys; d = json.load(sys.stdin); d['knob'] = '$knob'; print(json.dumps(d))" \
+    | tee -a "$out/bench_cuda_tuning.jsonl"
+done
 # Profile before guessing (optional: ncu and compute-sanitizer work on Firecracker machines, not on gVisor).
 # One timed bench launch of 2e5 histories at 150 MeV (the warm-up launch is skipped); clocks left alone.
 if command -v ncu >/dev/null 2>&1; then

@@ -14,6 +14,28 @@ CUDA_OPTIONS = ("-std=c++17", "--use_fast_math")
 BLOCK = 128
 
 
+def tuning_from_env() -> tuple[tuple[str, ...], int]:
+    """(extra NVRTC options, threads per block) from the occupancy-tuning knobs MCPROTON_CUDA_MAXREG (a register
+    cap per thread: 182 registers and no spills by default; 128 allows 4 blocks of 128 threads per SM with 484 B
+    of spills, nvcc sm_90) and MCPROTON_CUDA_BLOCK (default 128).  For measuring on a GPU (scripts/gpu_check.sh),
+    not for production runs; both are recorded in the provenance (compile options, device)."""
+    import os
+
+    extra: tuple[str, ...] = ()
+    block = BLOCK
+    reg = os.environ.get("MCPROTON_CUDA_MAXREG", "").strip()
+    if reg:
+        if not reg.isdigit() or not 16 <= int(reg) <= 255:
+            raise ValueError(f"MCPROTON_CUDA_MAXREG={reg!r}: give a register count between 16 and 255")
+        extra = (f"--maxrregcount={int(reg)}",)
+    blk = os.environ.get("MCPROTON_CUDA_BLOCK", "").strip()
+    if blk:
+        if not blk.isdigit() or int(blk) not in (32, 64, 96, 128, 192, 256, 384, 512, 1024):
+            raise ValueError(f"MCPROTON_CUDA_BLOCK={blk!r}: give a multiple of 32 up to 1024 (e.g. 64, 128, 256)")
+        block = int(blk)
+    return extra, block
+
+
 def cuda_available() -> tuple[bool, str]:
     """(available, reason): CuPy importable and at least one CUDA device present."""
     try:
@@ -52,9 +74,11 @@ class CudaBackend:
         props = cupy.cuda.runtime.getDeviceProperties(device_id)
         name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
         self._sm = int(props["multiProcessorCount"])
-        self.device = f"GPU {device_id}: {name} ({self._sm} SMs, driver {cupy.cuda.runtime.driverGetVersion()})"
+        extra, self.block = tuning_from_env()
+        self.device = (f"GPU {device_id}: {name} ({self._sm} SMs, driver {cupy.cuda.runtime.driverGetVersion()}, "
+                       f"{self.block} threads/block)")
         self.compiler = f"NVRTC {'.'.join(map(str, cupy.cuda.nvrtc.getVersion()))} (CuPy {cupy.__version__})"
-        self.compile_options = CUDA_OPTIONS
+        self.compile_options = CUDA_OPTIONS + extra
         self._modules: dict[str, Any] = {}
 
     def device_context(self) -> Any:
@@ -64,7 +88,7 @@ class CudaBackend:
     def _module(self, entry: str) -> Any:
         if entry not in self._modules:
             with self._device:
-                self._modules[entry] = self._cupy.RawModule(code=assemble(entry), options=CUDA_OPTIONS)
+                self._modules[entry] = self._cupy.RawModule(code=assemble(entry), options=self.compile_options)
         return self._modules[entry]
 
     def compile(self) -> None:
@@ -97,6 +121,7 @@ class CudaBackend:
         for kind, a in zip(spec, cargs):
             if kind == "p" and not isinstance(a, self._cupy.ndarray):
                 raise TypeError(f"{name}: pointer arguments must be CuPy arrays on the CUDA backend")
-        grid = max(1, min((int(n_items) + BLOCK - 1) // BLOCK, self._sm * 64))
+        blk = self.block
+        grid = max(1, min((int(n_items) + blk - 1) // blk, self._sm * 64 * BLOCK // blk))
         with self._device:
-            self._module(file).get_function(name)((grid,), (BLOCK,), tuple(cargs))
+            self._module(file).get_function(name)((grid,), (blk,), tuple(cargs))

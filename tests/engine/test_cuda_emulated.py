@@ -242,3 +242,20 @@ def test_gpu_without_memory_for_the_sums_falls_back_to_host_sums(fake_cupy, tmp_
     r = run_job(c, run_settings(c), build_geometry(c), build_beams(c), None, progress=False, log=logs.append)[0]
     assert any("summing the batches on the host" in m for m in logs)
     assert np.array_equal(r.dose_gy_zyx, _job("cpu", None).dose_gy_zyx)
+
+
+def test_occupancy_knobs_reach_the_compiler_and_the_launch(fake_cupy, monkeypatch):
+    """MCPROTON_CUDA_MAXREG goes to NVRTC as --maxrregcount, MCPROTON_CUDA_BLOCK sets the threads per block; both
+    show in the backend's provenance; bad values are refused with the accepted range."""
+    monkeypatch.setenv("MCPROTON_CUDA_MAXREG", "128")
+    monkeypatch.setenv("MCPROTON_CUDA_BLOCK", "64")
+    g = box_phantom("water", (20.0, 20.0, 50.0), (2.0, 2.0, 1.0))
+    r = simulate(g, Beam.pencil(70.0, position_mm=(0, 0, -5)), RunSettings(backend="cuda", primaries=2000, batches=2),
+                 progress=False)
+    assert "--maxrregcount=128" in r.provenance["compile_options"]
+    assert "64 threads/block" in r.device
+    assert all(block == (64,) for name, _, block in fake_cupy.launches if name == "mcp_transport")
+    get_backend.cache_clear()
+    monkeypatch.setenv("MCPROTON_CUDA_BLOCK", "100")
+    with pytest.raises(ValueError, match="MCPROTON_CUDA_BLOCK"):
+        get_backend("cuda")
