@@ -35,12 +35,12 @@ def _nvrtc():
     return nvrtc
 
 
-def compile_ptx(entry: str, arch: str = "compute_90") -> str:
+def compile_ptx(entry: str, arch: str = "compute_90", extra: tuple[str, ...] = ()) -> str:
     nvrtc = _nvrtc()
     src = assemble(entry).encode()
     err, prog = nvrtc.nvrtcCreateProgram(src, entry.encode(), 0, [], [])
     assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, err
-    opts = [f"--gpu-architecture={arch}".encode()] + [o.encode() for o in CUDA_OPTIONS]
+    opts = [f"--gpu-architecture={arch}".encode()] + [o.encode() for o in (*CUDA_OPTIONS, *extra)]
     (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
     _, n = nvrtc.nvrtcGetProgramLogSize(prog)
     log = b" " * n
@@ -60,3 +60,27 @@ def test_entry_points_compile_for_compute_90(entry):
     entries = set(re.findall(r"\.entry\s+(\w+)", ptx))
     expected = {name for name, (f, _) in ENTRY_POINTS.items() if f == entry}
     assert expected <= entries, f"missing entry points in PTX: {expected - entries}"
+
+
+def compile_cubin(entry: str, extra: tuple[str, ...] = ()) -> bytes:
+    nvrtc = _nvrtc()
+    err, prog = nvrtc.nvrtcCreateProgram(assemble(entry).encode(), entry.encode(), 0, [], [])
+    opts = [b"--gpu-architecture=sm_90"] + [o.encode() for o in (*CUDA_OPTIONS, *extra)]
+    (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+    assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, f"NVRTC failed on {entry} with {extra}"
+    _, n = nvrtc.nvrtcGetCUBINSize(prog)
+    cubin = b" " * n
+    nvrtc.nvrtcGetCUBIN(prog, cubin)
+    nvrtc.nvrtcDestroyProgram(prog)
+    return cubin
+
+
+def test_register_cap_option_is_accepted_by_nvrtc(monkeypatch):
+    """The occupancy knob MCPROTON_CUDA_MAXREG becomes an NVRTC option that NVRTC accepts and that changes the
+    sm_90 machine code (the register cap forces spills: 484 B at 128 registers with nvcc), so a GPU session's
+    tuning runs cannot fail on the option's spelling or silently do nothing."""
+    from mcproton._backend.cuda import tuning_from_env
+
+    monkeypatch.setenv("MCPROTON_CUDA_MAXREG", "128")
+    extra, _ = tuning_from_env()
+    assert compile_cubin("transport.cu", extra) != compile_cubin("transport.cu")
