@@ -50,6 +50,17 @@ def mean_uncertainty_above_half_max(dose: np.ndarray, unc: np.ndarray, density: 
     return float(np.asarray(unc)[hi].mean())
 
 
+def batch_rel_uncertainty(sum_x, sum_x2, batches: int):
+    """Relative standard error of each voxel's mean over ``batches`` batches, from the sums of the batch means
+    and of their squares; 0 where there is no dose.  Operators only, so that the same code serves NumPy (the
+    result) and CuPy arrays (DeviceAccumulator's stopping figure)."""
+    mean_x = sum_x / batches
+    v = sum_x2 / batches - mean_x * mean_x
+    var_mean = (v + abs(v)) / 2 / max(batches - 1, 1)   # max(v, 0) / (B - 1)
+    has = mean_x > 0
+    return var_mean ** 0.5 / (mean_x + ~has) * has
+
+
 @dataclass
 class DoseResult:
     """The result of a run.  Arrays are (z, y, x).  Dose is Gy per primary proton unless the beam gives
@@ -291,11 +302,7 @@ class DeviceAccumulator:
         if getattr(self, "_dev_mass", None) is None:
             tissue = (np.asarray(density).reshape(-1) >= UNCERTAINTY_MIN_DENSITY).astype(np.float64)
             self._dev_mass = self.xp.asarray(inv_mass * tissue)   # 0 outside tissue
-        mean_x = self.sum_x / B
-        v = self.sum_x2 / B - mean_x * mean_x
-        var_mean = v * (v > 0) / max(B - 1, 1)                      # max(v, 0) with operators only
-        has = mean_x > 0
-        unc = (var_mean ** 0.5) / (mean_x + ~has) * has            # 0 where no dose, as on the host
+        unc = batch_rel_uncertainty(self.sum_x, self.sum_x2, B)
         dose = self.sums["edep"] * self._dev_mass
         dmax = float(dose.max())
         if dmax <= 0:
@@ -339,11 +346,9 @@ def finish(sim: Simulation, acc: Accumulator, wall_s: float) -> DoseResult:
         ep = acc.sums["edep_proton"] / TALLY_SCALE
         let_d = np.where(ep > 0, acc.sums["let_num"] / LET_SCALE / np.where(ep > 0, ep, 1), 0.0)
         B = acc.batches
-        mean_x = acc.sum_x / B
-        var_mean = np.maximum(acc.sum_x2 / B - mean_x**2, 0.0) / max(B - 1, 1)
-        unc = np.where(mean_x > 0, np.sqrt(var_mean) / np.where(mean_x > 0, mean_x, 1), 0.0)
+        unc = batch_rel_uncertainty(acc.sum_x, acc.sum_x2, B)
         if B < 2:  # one batch (batch_size >= primaries, an early stop): no uncertainty estimate, not 0
-            unc = np.where(mean_x > 0, np.nan, 0.0)
+            unc = np.where(acc.sum_x > 0, np.nan, 0.0)
     scale = 1.0
     norm = "Gy per primary"
     if sim.beam.total_protons:

@@ -175,7 +175,7 @@ def inverse_mass(geometry: Any) -> np.ndarray:
 def mean_rel_uncertainty_50(acc: Any, inv_mass: np.ndarray, density: np.ndarray) -> float:
     """The mean relative standard error over voxels >= 50 % of Dmax, by the same rule as ``run.finish``
     (``run.mean_uncertainty_above_half_max``); NaN before two batches or without dose."""
-    from ..run import mean_uncertainty_above_half_max
+    from ..run import batch_rel_uncertainty, mean_uncertainty_above_half_max
 
     B = acc.batches
     if B < 2:
@@ -183,11 +183,7 @@ def mean_rel_uncertainty_50(acc: Any, inv_mass: np.ndarray, density: np.ndarray)
     if hasattr(acc, "mean_rel_uncertainty_50"):   # a DeviceAccumulator: evaluated on the device
         return acc.mean_rel_uncertainty_50(inv_mass, density)
     dose = acc.sums["edep"] * inv_mass  # proportional to the dose
-    mean_x = acc.sum_x / B
-    var_mean = np.maximum(acc.sum_x2 / B - mean_x**2, 0.0) / max(B - 1, 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        unc = np.where(mean_x > 0, np.sqrt(var_mean) / np.where(mean_x > 0, mean_x, 1), 0.0)
-    return mean_uncertainty_above_half_max(dose, unc, density)
+    return mean_uncertainty_above_half_max(dose, batch_rel_uncertainty(acc.sum_x, acc.sum_x2, B), density)
 
 
 @dataclass
