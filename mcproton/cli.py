@@ -3,10 +3,44 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from . import __version__
+
+
+def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out: Path, checkpointed: bool) -> None:
+    """Write the run's output; if that fails (disk full, no permission), never lose the finished run: point to
+    the checkpoint that holds it (``--resume`` then only writes the output), or, without a finished checkpoint,
+    write the result to the temporary folder instead, and say so."""
+    try:
+        write(result, out)
+        return
+    except OSError as exc:
+        why = f"{type(exc).__name__}: {exc}"
+    from ._run.checkpoint import checkpoint_path, describe, is_complete
+
+    ckpt = checkpoint_path(out)
+    if checkpointed and is_complete(ckpt):
+        raise RuntimeError(f"could not write {out} ({why}). The finished run is kept in the checkpoint {ckpt} "
+                           f"({describe(ckpt)}): free disk space (or fix the folder's permissions) and run the "
+                           "same command with --resume, which writes the output without transporting again")
+    import tempfile
+
+    rescue = Path(tempfile.gettempdir()) / f"mcproton-rescued-{os.getpid()}-{out.name}"
+    partial = (f" (the older checkpoint {ckpt}, {describe(ckpt)}, is left in place: delete it once the result is "
+               "safe)") if checkpointed and ckpt.exists() else ""
+    try:
+        write(result, rescue)
+    except OSError as exc2:
+        later = (f"; --resume continues from the checkpoint {ckpt} ({describe(ckpt)})" if checkpointed
+                 and ckpt.exists() else "; free disk space and run again")
+        raise RuntimeError(f"could not write {out} ({why}), nor the rescue copy {rescue} ({exc2}): this run's "
+                           f"result is lost{later}") from exc2
+    raise RuntimeError(f"could not write {out} ({why}); the result was written to {rescue} instead: move it "
+                       f"where it belongs{partial}")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -45,7 +79,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .run import sum_results
 
         total = sum_results(results)
-    write_result_hdf5(total, out)
+    _write_output_or_explain(write_result_hdf5, total, out, checkpointed=not args.no_checkpoint)
     if not args.no_checkpoint:
         remove_checkpoint(out)
     rtstruct = cfg.get("plan", {}).get("rtstruct")

@@ -110,13 +110,34 @@ class BeamState:
                     int(a.primaries), int(self.next_history), bool(self.done), self.stop_reason, int(self.batch_cap))
 
 
-def save_checkpoint(path: str | Path, fp: dict[str, str], states: list[BeamState]) -> Path:
-    """Write the states atomically (temp file, fsync, os.replace)."""
-    import h5py
+#: Checkpoint arrays are written uncompressed: a checkpoint is a transient file (removed when the run's output is
+#: written) and a run waits while it is written.  Measured 2026-11-26 (development VM, 6 arrays of a 4 M-voxel grid,
+#: written with fsync): gzip level 1 + shuffle 2.0 s (135 MB) for a dense field and 0.69 s (41 MB) for a field
+#: with 70 % empty voxels; uncompressed 0.49 s / 0.09 s (192 MB).  At the default 60 s interval gzip alone would
+#: cost a GPU run about 3 % of its throughput.
+_ARRAY_OPTS: dict[str, Any] = {}
 
+
+def save_checkpoint(path: str | Path, fp: dict[str, str], states: list[BeamState]) -> Path:
+    """Write the states atomically (temp file, fsync, os.replace).  On failure (disk full, no permission) the
+    temporary file is removed, the previous checkpoint is left as it was, and the OSError is raised."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    try:
+        _write_checkpoint(tmp, path, fp, states)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _write_checkpoint(tmp: Path, path: Path, fp: dict[str, str], states: list[BeamState]) -> None:
+    import h5py
+
     with h5py.File(tmp, "w") as f:
         f.attrs["mcproton_checkpoint"] = FORMAT
         f.attrs["fingerprint"] = json.dumps(fp, sort_keys=True)
@@ -125,10 +146,10 @@ def save_checkpoint(path: str | Path, fp: dict[str, str], states: list[BeamState
             g = f.create_group(f"beam_{i:03d}")
             a = st.acc
             for k, arr in a.sums.items():
-                g.create_dataset(f"sum_{k}", data=arr, compression="gzip", compression_opts=1, shuffle=True)
+                g.create_dataset(f"sum_{k}", data=arr, **_ARRAY_OPTS)
             g.create_dataset("ledger", data=a.ledger)
-            g.create_dataset("sum_x", data=a.sum_x, compression="gzip", compression_opts=1, shuffle=True)
-            g.create_dataset("sum_x2", data=a.sum_x2, compression="gzip", compression_opts=1, shuffle=True)
+            g.create_dataset("sum_x", data=a.sum_x, **_ARRAY_OPTS)
+            g.create_dataset("sum_x2", data=a.sum_x2, **_ARRAY_OPTS)
             g.attrs["batches"] = int(a.batches)
             g.attrs["primaries"] = int(a.primaries)
             g.attrs["next_history"] = int(st.next_history)
@@ -148,7 +169,6 @@ def save_checkpoint(path: str | Path, fp: dict[str, str], states: list[BeamState
             os.close(dfd)
     except OSError:
         pass
-    return path
 
 
 def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[BeamState]:
@@ -219,3 +239,16 @@ def describe(path: str | Path) -> str:
             return f"{done:,} of {total:,} primaries done"
     except Exception:  # noqa: BLE001
         return ""
+
+
+def is_complete(path: str | Path) -> bool:
+    """True if the checkpoint is readable and every beam in it is done (a finished run: ``--resume`` only
+    writes the output)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            beams = [f[k] for k in f if k.startswith("beam_")]
+            return bool(beams) and all(bool(g.attrs["done"]) for g in beams)
+    except Exception:  # noqa: BLE001
+        return False

@@ -107,11 +107,13 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
         raise ValueError("a distributed run needs the job's config (workers rebuild the simulation from it)")
 
     # the running beam's executor (its OOM batch cap) and, on the GPU, its DeviceAccumulator
-    current: dict[str, Any] = {"executor": None, "device_acc": None}
+    current: dict[str, Any] = {"executor": None, "device_acc": None, "ckpt_error": None}
 
-    def save(i: int | None = None, pos: int | None = None, elapsed: float | None = None) -> None:
+    def save(i: int | None = None, pos: int | None = None, elapsed: float | None = None) -> bool:
+        """Write the checkpoint; True if written.  A failed write (disk full, quota, permissions) does not stop
+        the run: the previous checkpoint stays valid and the next one is tried at the next interval."""
         if ckpt is None:
-            return
+            return False
         if i is not None and current["device_acc"] is not None:
             states[i].acc = current["device_acc"].host()   # the checkpoint gets host copies of the sums
         if i is not None:
@@ -120,7 +122,18 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
             cap = getattr(current["executor"], "cap", None)
             if cap:   # a GPU out-of-memory shrink is kept by every checkpoint, not only the last one
                 states[i].batch_cap = int(cap)
-        save_checkpoint(ckpt, fp, states)
+        try:
+            save_checkpoint(ckpt, fp, states)
+        except OSError as exc:
+            current["ckpt_error"] = f"{type(exc).__name__}: {exc}"
+            log(f"mcproton: warning: could not write the checkpoint {ckpt} ({current['ckpt_error']}); the run goes "
+                f"on, {'the previous checkpoint stays valid' if ckpt.exists() else 'with no checkpoint yet'} and "
+                "the next one is tried at the next interval (free disk space, or check the output folder)")
+            return False
+        if current.get("ckpt_error"):
+            log(f"mcproton: checkpoint written again to {ckpt}")
+            current["ckpt_error"] = None
+        return True
 
     results = []
     try:
@@ -172,9 +185,16 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 st.next_history, st.elapsed_s = res.next_history, res.elapsed_s
                 st.batch_cap = int(getattr(executor, "cap", 0) or 0)
                 if res.stop_reason == "interrupted":
-                    save()
+                    written = save()
                     code = 128 + int(stop.signum or signal.SIGINT)
-                    where = f"checkpoint written to {ckpt}" if ckpt else "no checkpoint (checkpointing is off)"
+                    if ckpt is None:
+                        where = "no checkpoint (checkpointing is off)"
+                    elif written:
+                        where = f"checkpoint written to {ckpt}"
+                    else:
+                        where = (f"the checkpoint could NOT be written ({current['ckpt_error']}); "
+                                 + (f"the previous one at {ckpt} ({describe(ckpt)}) is kept" if ckpt.exists()
+                                    else "there is no earlier one"))
                     raise RunInterrupted(
                         f"interrupted by {signal.Signals(stop.signum or signal.SIGINT).name} after "
                         f"{st.next_history:,} of {settings.primaries:,} primaries of beam {i + 1}; {where}; "

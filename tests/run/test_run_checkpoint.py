@@ -173,7 +173,122 @@ def test_checkpoint_write_is_atomic(small_cfg, tmp_path, monkeypatch):
     with pytest.raises(OSError):
         ck.save_checkpoint(p, fp, [st])
     assert p.read_bytes() == before
+    assert not p.with_name(p.name + ".tmp").exists(), "a failed write leaves no temporary file behind"
     monkeypatch.undo()
     assert ck.load_checkpoint(p, fp, 8)[0].acc.batches == 0
     with h5py.File(p) as f:
         assert f.attrs["mcproton_checkpoint"] == 1
+
+
+def _enospc(times: int, real):
+    """A stand-in for os.fsync that fails like a full disk the first ``times`` calls."""
+    import errno
+
+    calls = {"n": 0}
+
+    def fsync(fd):
+        calls["n"] += 1
+        if calls["n"] <= times:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    return fsync, calls
+
+
+def test_failed_checkpoint_writes_do_not_stop_the_run(small_cfg, tmp_path, monkeypatch):
+    """A full disk at checkpoint time costs the checkpoint, not the run: a warning, the run goes on, and the
+    dose is bitwise the uninterrupted run's; the next checkpoint is written once there is space again."""
+    from mcproton._run.job import run_job
+    from mcproton.config import build_beams, build_geometry, load_config, run_settings
+
+    cfg = small_cfg(20_000, batch_size=2000, checkpoint_interval_s=0)
+    ref = _reference(cfg)
+    out = tmp_path / "run.h5"
+    fsync, calls = _enospc(3, os.fsync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    logs: list[str] = []
+    c = load_config(cfg)
+    res = run_job(c, run_settings(c), build_geometry(c), build_beams(c), out, progress=False, log=logs.append)[0]
+    monkeypatch.undo()
+    assert calls["n"] > 3
+    warn = [m for m in logs if "could not write the checkpoint" in m]
+    assert len(warn) == 3 and "No space left on device" in warn[0] and "the run goes on" in warn[0], logs
+    assert any("checkpoint written again" in m for m in logs), logs
+    assert np.array_equal(ref.dose_gy_zyx, res.dose_gy_zyx)
+    ckpt = checkpoint_path(out)
+    assert ckpt.exists() and not ckpt.with_name(ckpt.name + ".tmp").exists()
+    assert describe(ckpt).startswith("20,000")
+
+
+def test_output_write_failure_keeps_the_finished_run(small_cfg, tmp_path, monkeypatch, capsys):
+    """If the output cannot be written (disk full), the finished run stays in its checkpoint and --resume writes
+    the output without transporting again; without a checkpoint the result goes to the temporary folder."""
+    import errno
+
+    import mcproton._io.hdf5 as h5io
+    from mcproton.cli import main
+    from mcproton.run import Simulation
+
+    cfg = small_cfg(6000, batch_size=2000)
+    ref = _reference(cfg)
+    out = tmp_path / "run.h5"
+    real_write = h5io.write_result_hdf5
+
+    def full_disk(result, path, *a, **k):
+        if Path(path) == out:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(result, path, *a, **k)
+
+    monkeypatch.setattr(h5io, "write_result_hdf5", full_disk)
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    ckpt = checkpoint_path(out)
+    assert "No space left on device" in err and str(ckpt) in err and "--resume" in err, err
+    assert not out.exists() and ckpt.exists()
+    # the resume only writes the output: no history is transported again
+    monkeypatch.setattr(h5io, "write_result_hdf5", real_write)
+
+    def no_transport(*a, **k):
+        raise AssertionError("--resume of a finished run transported histories again")
+
+    monkeypatch.setattr(Simulation, "run_histories", no_transport)
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--resume"]) == 0
+    assert np.array_equal(ref.dose_gy_zyx, read_h5(out)["dose"]) and not ckpt.exists()
+    monkeypatch.undo()
+    # --no-checkpoint: rescued into the temporary folder
+    monkeypatch.setattr(h5io, "write_result_hdf5", full_disk)
+    out.unlink()
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-checkpoint"]) == 2
+    err = capsys.readouterr().err
+    assert "written to" in err and "instead" in err, err
+    rescued = Path(err.split("written to ")[1].split(" instead")[0])
+    try:
+        assert np.array_equal(ref.dose_gy_zyx, read_h5(rescued)["dose"])
+    finally:
+        rescued.unlink()
+
+
+def test_interrupt_when_the_checkpoint_cannot_be_written_says_so(small_cfg, tmp_path, monkeypatch):
+    """SIGINT with a full disk: the message must not claim a checkpoint was written."""
+    from mcproton._run.job import RunInterrupted, run_job
+    from mcproton.config import build_beams, build_geometry, load_config, run_settings
+
+    cfg = small_cfg(20_000, batch_size=2000, checkpoint_interval_s=0)
+    out = tmp_path / "run.h5"
+    fsync, _ = _enospc(10**9, os.fsync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    sent = []
+
+    def progress(done, rate):
+        if done >= 4000 and not sent:
+            sent.append(done)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    c = load_config(cfg)
+    with pytest.raises(RunInterrupted) as ei:
+        run_job(c, run_settings(c), build_geometry(c), build_beams(c), out, progress=progress, log=lambda m: None)
+    msg = str(ei.value)
+    assert "could NOT be written" in msg and "No space left" in msg and "no earlier one" in msg, msg
+    assert "checkpoint written to" not in msg
+    assert not checkpoint_path(out).exists()
