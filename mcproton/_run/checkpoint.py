@@ -110,11 +110,12 @@ class BeamState:
                     int(a.primaries), int(self.next_history), bool(self.done), self.stop_reason, int(self.batch_cap))
 
 
-#: Checkpoint arrays are written uncompressed: a checkpoint is a transient file (removed when the run's output is
-#: written) and a run waits while it is written.  Measured 2026-11-26 (development VM, 6 arrays of a 4 M-voxel grid,
-#: written with fsync): gzip level 1 + shuffle 2.0 s (135 MB) for a dense field and 0.69 s (41 MB) for a field
-#: with 70 % empty voxels; uncompressed 0.49 s / 0.09 s (192 MB).  At the default 60 s interval gzip alone would
-#: cost a GPU run about 3 % of its throughput.
+#: Checkpoint arrays are written uncompressed and, where at most half the grid has dose, sparse: a checkpoint is a
+#: transient file (removed when the run's output is written) and a run waits while it is written, so only the
+#: voxels where any running sum is non-zero are stored (their flat indices once, then each array's values).  Measured 2026-11-26 (development VM,
+#: the 6 arrays of a 4 M-voxel grid, with fsync): gzip level 1 + shuffle of the whole arrays took 2.0 s (135 MB)
+#: for a dense field and 0.69 s (41 MB) with 70 % empty voxels; uncompressed whole arrays 0.49 s / 0.09 s
+#: (192 MB).  At the default 60 s interval gzip alone would cost a GPU run about 3 % of its throughput.
 _ARRAY_OPTS: dict[str, Any] = {}
 
 
@@ -145,11 +146,21 @@ def _write_checkpoint(tmp: Path, path: Path, fp: dict[str, str], states: list[Be
         for i, st in enumerate(states):
             g = f.create_group(f"beam_{i:03d}")
             a = st.acc
-            for k, arr in a.sums.items():
-                g.create_dataset(f"sum_{k}", data=arr, **_ARRAY_OPTS)
+            arrays = {**{f"sum_{k}": v for k, v in a.sums.items()}, "sum_x": a.sum_x, "sum_x2": a.sum_x2}
+            used = np.zeros(a.sum_x.shape, bool)
+            for v in arrays.values():
+                used |= v != 0
+            voxels = np.flatnonzero(used)
+            g.attrs["n_vox"] = int(used.size)
+            if voxels.size > used.size // 2:   # mostly filled: whole arrays are smaller and quicker
+                for name, v in arrays.items():
+                    g.create_dataset(name, data=v, **_ARRAY_OPTS)
+            else:
+                g.create_dataset("voxels", data=voxels.astype(np.uint32 if used.size < 2**32 else np.int64),
+                                 **_ARRAY_OPTS)
+                for name, v in arrays.items():
+                    g.create_dataset(name, data=v[voxels], **_ARRAY_OPTS)
             g.create_dataset("ledger", data=a.ledger)
-            g.create_dataset("sum_x", data=a.sum_x, **_ARRAY_OPTS)
-            g.create_dataset("sum_x2", data=a.sum_x2, **_ARRAY_OPTS)
             g.attrs["batches"] = int(a.batches)
             g.attrs["primaries"] = int(a.primaries)
             g.attrs["next_history"] = int(st.next_history)
@@ -203,10 +214,10 @@ def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[Be
                 g = f[f"beam_{i:03d}"]
                 acc = Accumulator(n_vox)
                 for k in acc.sums:
-                    acc.sums[k] = np.asarray(g[f"sum_{k}"][()], np.int64)
+                    acc.sums[k] = _dense(g, f"sum_{k}", np.int64)
                 acc.ledger = np.asarray(g["ledger"][()], np.int64)
-                acc.sum_x = np.asarray(g["sum_x"][()], np.float64)
-                acc.sum_x2 = np.asarray(g["sum_x2"][()], np.float64)
+                acc.sum_x = _dense(g, "sum_x", np.float64)
+                acc.sum_x2 = _dense(g, "sum_x2", np.float64)
                 acc.batches = int(g.attrs["batches"])
                 acc.primaries = int(g.attrs["primaries"])
                 if any(a.shape != (n_vox,) for a in (*acc.sums.values(), acc.sum_x, acc.sum_x2)):
@@ -225,6 +236,20 @@ def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[Be
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path} is unreadable or corrupt ({type(exc).__name__}: {exc}); "
                               f"{fix}") from None
+
+
+def _dense(g: Any, name: str, dtype: Any) -> np.ndarray:
+    """One running sum of a checkpoint group as a full array (stored sparse: values at ``voxels``)."""
+    values = np.asarray(g[name][()], dtype)
+    if "voxels" not in g:   # whole arrays (a mostly filled grid)
+        return values
+    voxels = np.asarray(g["voxels"][()], np.int64)
+    n = int(g.attrs["n_vox"])
+    if values.shape != voxels.shape or (voxels.size and (voxels.min() < 0 or voxels.max() >= n)):
+        raise ValueError(f"{name}: {values.shape[0]} values for {voxels.size} voxel indices of a grid of {n}")
+    out = np.zeros(n, dtype)
+    out[voxels] = values
+    return out
 
 
 def describe(path: str | Path) -> str:

@@ -292,3 +292,41 @@ def test_interrupt_when_the_checkpoint_cannot_be_written_says_so(small_cfg, tmp_
     assert "could NOT be written" in msg and "No space left" in msg and "no earlier one" in msg, msg
     assert "checkpoint written to" not in msg
     assert not checkpoint_path(out).exists()
+
+
+@pytest.mark.parametrize("filled", [1.0, 0.3, 0.0])
+def test_checkpoint_roundtrip_sparse_and_dense(tmp_path, filled):
+    """The running sums come back bitwise whether stored whole (mostly filled grid) or sparse (values at the
+    voxels with dose); a sparse checkpoint is about as small as its filled share."""
+    from mcproton._run import checkpoint as ck
+    from mcproton.run import Accumulator
+
+    n = 50_000
+    rng = np.random.default_rng(3)
+    acc = Accumulator(n)
+    m = rng.random(n) < filled
+    for k in acc.sums:
+        acc.sums[k][m] = rng.integers(1, 2**50, int(m.sum()))
+    acc.sum_x[m], acc.sum_x2[m] = rng.random(int(m.sum())), rng.random(int(m.sum()))
+    acc.sum_x2[m & (rng.random(n) < 0.5)] = 0.0    # one array zero where others are not
+    acc.batches, acc.primaries = 3, 30
+    p = tmp_path / "c.ckpt.h5"
+    ck.save_checkpoint(p, {"n_beams": "1"}, [ck.BeamState(acc, next_history=30)])
+    back = ck.load_checkpoint(p, {"n_beams": "1"}, n)[0].acc
+    for k in acc.sums:
+        assert back.sums[k].dtype == np.int64 and np.array_equal(back.sums[k], acc.sums[k])
+    assert np.array_equal(back.sum_x, acc.sum_x) and np.array_equal(back.sum_x2, acc.sum_x2)
+    dense_bytes = n * 8 * 6
+    assert p.stat().st_size < dense_bytes * max(filled, 0.02) * 1.4 + 20_000
+    import h5py
+
+    with h5py.File(p) as f:   # a damaged index is refused, not silently scattered
+        sparse = "voxels" in f["beam_000"]
+    assert sparse == (filled < 0.5)
+    if sparse and filled > 0:
+        with h5py.File(p, "r+") as f:
+            v = f["beam_000/voxels"][()]
+            v[0] = n + 5
+            f["beam_000/voxels"][...] = v
+        with pytest.raises(CheckpointError, match="corrupt"):
+            ck.load_checkpoint(p, {"n_beams": "1"}, n)
