@@ -302,8 +302,8 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
     """
     from pydicom.uid import generate_uid
 
-    from .dicom_common import check_grid_geometry, new_file_dataset, now_date_time, save_dataset, \
-        set_patient_study_series
+    from .dicom_common import check_grid_geometry, ds_string as _ds, new_file_dataset, now_date_time, \
+        save_dataset, set_patient_study_series
 
     hu = np.asarray(hu_zyx)
     if hu.ndim != 3 or min(hu.shape) < 1:
@@ -364,14 +364,5 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
         save_dataset(ds, path)
         paths.append(path)
     return paths
-
-
-def _ds(v: float) -> str:
-    """A DICOM DS string (at most 16 characters) for a float, with as many digits as fit."""
-    for prec in range(12, 0, -1):
-        s = f"{v:.{prec}g}"
-        if len(s) <= 16:
-            return s
-    raise ValueError(f"cannot encode {v} as DS")
 
 

@@ -58,6 +58,15 @@ def set_patient_study_series(ds, *, modality: str, date: str, time: str, series_
     ds.PositionReferenceIndicator = ""
 
 
+def ds_string(v: float) -> str:
+    """A DICOM DS string (at most 16 characters) for a float, with as many digits as fit."""
+    for prec in range(12, 0, -1):
+        s = f"{v:.{prec}g}"
+        if len(s) <= 16:
+            return s
+    raise ValueError(f"cannot encode {v} as DS")
+
+
 def pydicom_v3() -> bool:
     import pydicom
 

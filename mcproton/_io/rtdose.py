@@ -36,15 +36,6 @@ class RTDose:
     referenced_plan_sop_instance_uid: str | None = None
 
 
-def _ds(v: float) -> str:
-    """A DICOM DS string (at most 16 characters) for a float, with as many digits as fit."""
-    for prec in range(12, 0, -1):
-        s = f"{v:.{prec}g}"
-        if len(s) <= 16:
-            return s
-    raise ValueError(f"cannot encode {v} as DS")
-
-
 def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
                  path: str | Path, *, frame_of_reference_uid: str,
                  referenced_plan_sop_instance_uid: str | None = None, summation_type: str = "PLAN",
@@ -64,8 +55,8 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     from pydicom.sequence import Sequence as DSequence
     from pydicom.uid import generate_uid
 
-    from .dicom_common import check_grid_geometry, new_file_dataset, now_date_time, save_dataset, \
-        set_patient_study_series
+    from .dicom_common import check_grid_geometry, ds_string as _ds, new_file_dataset, now_date_time, \
+        save_dataset, set_patient_study_series
 
     d = np.asarray(dose_gy_zyx, dtype=np.float64)
     if d.ndim != 3 or min(d.shape) < 1:
