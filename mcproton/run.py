@@ -21,7 +21,7 @@ import numpy as np
 from . import __version__
 from ._backend import get_backend
 from ._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_SHARED_TALLY, FLAG_STRAGGLING, LEDGER, LET_SCALE, N_LEDGER, PARAMS_DTYPE, \
-    TALLY_SCALE
+    TALLY_SCALE, TOUCH_SHIFT
 from ._kernels.source import source_hash
 from ._physics.tables import E_MAX_MEV, PhysicsTables, build_tables
 from .geometry import VoxelGeometry
@@ -160,11 +160,18 @@ class Simulation:
             threads = int(getattr(b, "threads", 1))
             if threads > 1 and threads * self.n_vox * 4 * 8 <= PRIVATE_TALLY_BYTES:
                 self.slots = threads
-        self.tally = {k: b.zeros((self.slots, self.n_vox), np.int64)
+        # Tallies padded to whole blocks of 2**TOUCH_SHIFT (32) voxels; the kernel flags every block it scores into
+        # (``touched``), so that a batch on a large, mostly empty grid (a patient CT) costs the host work of its
+        # dose footprint, not of the grid (run_histories_sparse).
+        self.n_blocks = -(-self.n_vox >> TOUCH_SHIFT)
+        self.n_pad = self.n_blocks << TOUCH_SHIFT
+        self.tally = {k: b.zeros((self.slots, self.n_pad), np.int64)
                       for k in ("edep", "edep_water", "edep_proton", "let_num")}
+        self.touched = b.zeros(self.n_blocks, np.uint8)
+        self._tallies_zero = True   # invariant of run_histories_sparse: tallies and flags are all 0 between batches
         self.ledger_dev = b.zeros(N_LEDGER, np.int64)
         p = np.zeros(1, PARAMS_DTYPE)
-        for k, a in {**self._keep, **self.tally, "ledger": self.ledger_dev}.items():
+        for k, a in {**self._keep, **self.tally, "ledger": self.ledger_dev, "touched": self.touched}.items():
             p[k] = b.ptr(a)
         p["log_e_min"] = self.tables.log_e_min
         p["inv_dlog_e"] = 1.0 / self.tables.dlog_e
@@ -184,7 +191,7 @@ class Simulation:
         p["max_eloss_fraction"] = phys.max_eloss_fraction
         p["max_step"] = phys.max_step_mm / 10.0
         p["seed"] = self.settings.seed
-        p["tally_stride"] = self.n_vox if self.slots > 1 else 0
+        p["tally_stride"] = self.n_pad if self.slots > 1 else 0
         self.params_host = p
         self.params_dev = b.asarray(p.view(np.uint8))
 
@@ -209,17 +216,59 @@ class Simulation:
         ``on_device`` (GPU only, see keeps_tallies_on_device) the device tallies themselves - views that the
         next call overwrites, to be summed (DeviceAccumulator.add) before it; the ledger is always a host copy."""
         b = self.backend
+        nv = self.n_vox
         with b.device_context():
-            for a in self.tally.values():
+            for a in (*self.tally.values(), self.touched):
                 a.fill(0)
             self.ledger_dev.fill(0)
+            self._tallies_zero = False
             b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
             b.synchronize()
             if on_device and self.keeps_tallies_on_device:
-                out = {k: a[0] for k, a in self.tally.items()}   # no device copy: consumed before the next batch
+                out = {k: a[0, :nv] for k, a in self.tally.items()}   # no copy: consumed before the next batch
             else:
-                out = {k: self._reduce_slots(b.to_host(a)) for k, a in self.tally.items()}
+                out = {k: self._reduce_slots(b.to_host(a))[:nv] for k, a in self.tally.items()}
             out["ledger"] = b.to_host(self.ledger_dev).copy()
+        return out
+
+    @property
+    def sparse_batches(self) -> bool:
+        """True where run_histories_sparse is available (the CPU backend)."""
+        return getattr(self.backend, "name", "") == "cpu"
+
+    def run_histories_sparse(self, first: int, n: int) -> dict[str, np.ndarray]:
+        """Like run_histories, but returns only the voxels of the blocks the batch scored into:
+        ``{"voxels": flat indices (int64, increasing), "edep": ..., "edep_water": ..., "edep_proton": ...,
+        "let_num": ... (values at those voxels), "ledger": ...}``, which Accumulator.add takes like a dense batch
+        (bitwise the same sums).  Only those blocks are read and zeroed again, so the host work per batch scales
+        with the dose footprint, not with the grid: on a 512 x 512 x 200 grid a pencil-beam batch touches ~1 %
+        of it.  CPU backend (the GPU sums whole batches on the device, DeviceAccumulator)."""
+        if not self.sparse_batches:
+            raise RuntimeError("run_histories_sparse needs the cpu backend; use run_histories")
+        b = self.backend
+        if not self._tallies_zero:
+            for a in (*self.tally.values(), self.touched):
+                a.fill(0)
+            self._tallies_zero = True
+        self.ledger_dev.fill(0)
+        b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
+        b.synchronize()
+        blocks = np.flatnonzero(self.touched)
+        size = 1 << TOUCH_SHIFT
+        out: dict[str, np.ndarray] = {}
+        for k, a in self.tally.items():
+            t3 = a.reshape(self.slots, self.n_blocks, size)
+            part = t3[:, blocks, :]                      # a copy: (slots, blocks, size)
+            out[k] = (part[0] if self.slots == 1 else part.sum(axis=0)).reshape(-1)
+            t3[:, blocks, :] = 0
+        self.touched[blocks] = 0
+        voxels = (blocks[:, None] * size + np.arange(size)).reshape(-1)
+        if voxels.size and voxels[-1] >= self.n_vox:      # the padding of the last block
+            keep = voxels < self.n_vox
+            voxels = voxels[keep]
+            out = {k: v[keep] for k, v in out.items()}
+        out["voxels"] = voxels
+        out["ledger"] = self.ledger_dev.copy()
         return out
 
 
@@ -241,13 +290,22 @@ class Accumulator:
             a.fill(0)
 
     def add(self, batch: dict[str, np.ndarray], n: int) -> None:
+        """Add one batch of ``n`` histories: whole tallies (run_histories) or, with a ``"voxels"`` entry, the
+        values at those voxels only (run_histories_sparse); both give bitwise the same sums."""
+        vox = batch.get("voxels")
         for k in self.sums:
-            self.sums[k] += batch[k]
-            if self.sums[k].max(initial=0) > 2**62:
+            if vox is None:
+                self.sums[k] += batch[k]
+                top = self.sums[k].max(initial=0)
+            else:
+                self.sums[k][vox] += batch[k]
+                top = self.sums[k][vox].max(initial=0)
+            if top > 2**62:
                 raise OverflowError("a voxel tally approaches the 64-bit limit; split the run into several")
         self.ledger += batch["ledger"]
-        idx = np.flatnonzero(batch["edep"])
-        x = batch["edep"][idx].astype(np.float64) / TALLY_SCALE / n
+        nz = np.flatnonzero(batch["edep"])
+        idx = nz if vox is None else vox[nz]
+        x = batch["edep"][nz].astype(np.float64) / TALLY_SCALE / n
         self.sum_x[idx] += x
         self.sum_x2[idx] += x * x
         self.batches += 1
@@ -333,31 +391,50 @@ def batch_plan(primaries: int, batches: int) -> list[tuple[int, int]]:
     return out
 
 
+def _scored_voxels(acc: Accumulator) -> np.ndarray:
+    """Flat indices of the voxels where any running sum is non-zero (every result array is 0 elsewhere)."""
+    used = acc.sum_x != 0
+    for v in (*acc.sums.values(), acc.sum_x2):
+        used |= v != 0
+    return np.flatnonzero(used)
+
+
 def finish(sim: Simulation, acc: Accumulator, wall_s: float) -> DoseResult:
+    """The result arrays of the running sums.  Computed on the scored voxels only (on a patient-CT grid a
+    fraction of the voxels) and placed into zero arrays: bitwise what the same formulas give on the whole grid."""
     g = sim.geometry
     shape = g.shape_zyx
     n = acc.primaries
-    mass_g = g.density_g_cm3_zyx.astype(np.float64).reshape(-1) * g.voxel_volume_cm3
+    nv = int(np.prod(shape))
+    idx = _scored_voxels(acc)
+
+    def full(values: np.ndarray) -> np.ndarray:
+        out = np.zeros(nv, np.float64)
+        out[idx] = values
+        return out.reshape(shape)
+
+    mass_g = g.density_g_cm3_zyx.reshape(-1)[idx].astype(np.float64) * g.voxel_volume_cm3
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_mass = np.where(mass_g > 0, 1.0 / mass_g, 0.0)
-        edep = acc.sums["edep"] / TALLY_SCALE
+        edep = acc.sums["edep"][idx] / TALLY_SCALE
         dose = edep * inv_mass * MEV_PER_G_TO_GY / n
-        dose_w = acc.sums["edep_water"] / TALLY_SCALE * inv_mass * MEV_PER_G_TO_GY / n
-        ep = acc.sums["edep_proton"] / TALLY_SCALE
-        let_d = np.where(ep > 0, acc.sums["let_num"] / LET_SCALE / np.where(ep > 0, ep, 1), 0.0)
+        dose_w = acc.sums["edep_water"][idx] / TALLY_SCALE * inv_mass * MEV_PER_G_TO_GY / n
+        ep = acc.sums["edep_proton"][idx] / TALLY_SCALE
+        let_d = np.where(ep > 0, acc.sums["let_num"][idx] / LET_SCALE / np.where(ep > 0, ep, 1), 0.0)
         B = acc.batches
-        unc = batch_rel_uncertainty(acc.sum_x, acc.sum_x2, B)
+        sx = acc.sum_x[idx]
+        unc = batch_rel_uncertainty(sx, acc.sum_x2[idx], B)
         if B < 2:  # one batch (batch_size >= primaries, an early stop): no uncertainty estimate, not 0
-            unc = np.where(acc.sum_x > 0, np.nan, 0.0)
+            unc = np.where(sx > 0, np.nan, 0.0)
     scale = 1.0
     norm = "Gy per primary"
     if sim.beam.total_protons:
         scale = float(sim.beam.total_protons)
         norm = f"Gy for {scale:.6g} protons"
-    mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx)
+    mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx.reshape(-1)[idx])
     led = {k: float(acc.ledger[i]) / TALLY_SCALE for k, i in LEDGER.items()
            if k in ("incident", "escaped", "missed", "neutral")}
-    led["deposited"] = float(acc.sums["edep"].sum()) / TALLY_SCALE
+    led["deposited"] = float(acc.sums["edep"][idx].sum()) / TALLY_SCALE
     for k in ("primaries", "nuclear_events", "pp_elastic", "nuclear_elastic", "secondaries", "errors", "stack_full",
               "steps"):
         led[k] = int(acc.ledger[LEDGER[k]])
@@ -386,11 +463,11 @@ def finish(sim: Simulation, acc: Accumulator, wall_s: float) -> DoseResult:
         warnings.warn(f"{led['errors']} track(s) stopped on a numerical error (step limit); their energy was "
                       "deposited locally. Please report this with the input.", RuntimeWarning, stacklevel=2)
     return DoseResult(
-        dose_gy_zyx=(dose * scale).reshape(shape), dose_to_water_gy_zyx=(dose_w * scale).reshape(shape),
-        let_d_kev_um_zyx=let_d.reshape(shape), uncertainty_rel_zyx=unc.reshape(shape),
+        dose_gy_zyx=full(dose * scale), dose_to_water_gy_zyx=full(dose_w * scale),
+        let_d_kev_um_zyx=full(let_d), uncertainty_rel_zyx=full(unc),
         mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n,
         wall_s=wall_s, protons_per_second=pps, backend=b.name, device=b.device, normalisation=norm,
-        edep_mev_zyx=(edep / n).reshape(shape))
+        edep_mev_zyx=full(edep / n))
 
 
 def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | None = None,

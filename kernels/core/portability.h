@@ -68,6 +68,17 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void mcp_atomic_add(int64_t* addr, int64_t value
 #endif
 }
 
+/* Set a byte flag to 1 from many threads at once (every writer stores the same value; relaxed atomics on the
+ * CPU keep it a defined data race in C++, a plain byte store on the GPU). */
+MCP_FORCEINLINE MCP_HOST_DEVICE void mcp_flag_set(uint8_t* flag)
+{
+#if MCP_DEVICE_COMPILE
+    *flag = 1;
+#else
+    __atomic_store_n(flag, (uint8_t)1, __ATOMIC_RELAXED);
+#endif
+}
+
 /* Index of the calling CPU thread (thread-private tally slot); 0 on the GPU (shared atomic tallies). */
 MCP_FORCEINLINE MCP_HOST_DEVICE int mcp_thread_slot()
 {

@@ -15,6 +15,7 @@ struct Scorer {
     int64_t* edep_water;
     int64_t* edep_proton;
     int64_t* let_num;
+    uint8_t* touched;   /* block flags (params.h), or null */
     int atomic;
 };
 
@@ -26,6 +27,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE Scorer make_scorer(const Params& p)
     s.edep_water = p.edep_water + off;
     s.edep_proton = p.edep_proton + off;
     s.let_num = p.let_num + off;
+    s.touched = p.touched;
     s.atomic = (p.flags & MCP_FLAG_SHARED_TALLY) != 0;
     return s;
 }
@@ -36,10 +38,17 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void tally_add(const Scorer& s, int64_t* addr, i
     else *addr += v;
 }
 
+/* Every scorer marks the voxel's block (the host reads back only marked blocks). */
+MCP_FORCEINLINE MCP_HOST_DEVICE void mark_touched(const Scorer& s, int64_t voxel)
+{
+    if (s.touched) mcp_flag_set(s.touched + (voxel >> MCP_TOUCH_SHIFT));
+}
+
 MCP_FORCEINLINE MCP_HOST_DEVICE void score_proton_step(const Scorer& sc, int64_t voxel, float edep_mev,
                                                        float spr_w, float let_kev_um)
 {
     const int64_t e = mcp_llrint(edep_mev * MCP_TALLY_SCALE);
+    mark_touched(sc, voxel);
     tally_add(sc, sc.edep + voxel, e);
     tally_add(sc, sc.edep_proton + voxel, e);
     tally_add(sc, sc.edep_water + voxel, mcp_llrint(edep_mev * spr_w * MCP_TALLY_SCALE));
@@ -49,6 +58,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void score_proton_step(const Scorer& sc, int64_t
 /* Local deposit of heavy fragments (no LET contribution: LET_d is that of protons). */
 MCP_FORCEINLINE MCP_HOST_DEVICE void score_local(const Scorer& sc, int64_t voxel, float edep_mev, float spr_w)
 {
+    mark_touched(sc, voxel);
     tally_add(sc, sc.edep + voxel, mcp_llrint(edep_mev * MCP_TALLY_SCALE));
     tally_add(sc, sc.edep_water + voxel, mcp_llrint(edep_mev * spr_w * MCP_TALLY_SCALE));
 }

@@ -26,6 +26,7 @@ PARAMS_DTYPE = np.dtype([
     ("seed", np.uint64),
     ("tally_stride", np.int64),
     ("inv_vx", np.float32), ("inv_vy", np.float32), ("inv_vz", np.float32), ("pad2", np.float32),
+    ("touched", _PTR),
 ], align=True)
 
 # Order of mcp_probe_layout's output (kernels/probes.cu).
@@ -34,7 +35,7 @@ LAYOUT_PROBE_FIELDS = (
     + ["energy_table", "range_index", "material_props", "material_index", "density", "spots", "spot_cdf",
        "edep", "edep_water", "edep_proton", "let_num", "ledger", "log_e_min", "inv_dlog_e", "log_r_min",
        "inv_dlog_r", "n_e", "n_r", "n_mat", "n_spots", "nx", "ny", "nz", "flags", "vx", "vy", "vz", "e_cut",
-       "max_eloss_fraction", "max_step", "dlog_e", "seed", "tally_stride", "inv_vx", "inv_vz"]
+       "max_eloss_fraction", "max_step", "dlog_e", "seed", "tally_stride", "inv_vx", "inv_vz", "touched"]
     + ["sizeof(Spot)", "Spot.energy", "Spot.sigma", "Spot.corr"]
 )
 
@@ -52,6 +53,7 @@ FLAG_STRAGGLING = 1
 FLAG_MSC = 2
 FLAG_NUCLEAR = 4
 FLAG_SHARED_TALLY = 8
+TOUCH_SHIFT = 5   # MCP_TOUCH_SHIFT (kernels/params.h): voxels per block of the touched flags = 2**TOUCH_SHIFT
 
 # Ledger entries (kernels/params.h enum LedgerEntry).
 LEDGER = {"incident": 0, "deposited": 1, "escaped": 2, "missed": 3, "neutral": 4, "primaries": 5,

@@ -41,7 +41,7 @@ def _sha(*parts: Any) -> str:
     for p in parts:
         if isinstance(p, np.ndarray):
             h.update(str(p.dtype).encode() + str(p.shape).encode())
-            h.update(np.ascontiguousarray(p).tobytes())
+            h.update(np.ascontiguousarray(p).view(np.uint8))   # the buffer itself: no copy of a large grid
         else:
             h.update(repr(p).encode())
         h.update(b"\0")
@@ -104,18 +104,36 @@ class BeamState:
     stop_reason: str = ""
     batch_cap: int = 0          # batch size after a GPU out-of-memory shrink (0 = none)
 
-    def checksum(self) -> str:
+    def checksum(self, stored: dict[str, np.ndarray]) -> str:
+        """Digest of the state as written: ``stored`` are the arrays of the file (whole, or voxel indices and
+        the values there), so that a large grid is hashed in its compact form, on writing and on reading."""
         a = self.acc
-        return _sha(*[a.sums[k] for k in sorted(a.sums)], a.ledger, a.sum_x, a.sum_x2, int(a.batches),
-                    int(a.primaries), int(self.next_history), bool(self.done), self.stop_reason, int(self.batch_cap))
+        return _sha(*[stored[k] for k in sorted(stored)], a.ledger, int(a.batches), int(a.primaries),
+                    int(self.next_history), bool(self.done), self.stop_reason, int(self.batch_cap))
+
+    def stored_arrays(self) -> dict[str, np.ndarray]:
+        """The running sums as a checkpoint stores them: whole arrays when more than half the grid has dose,
+        else ``voxels`` (flat indices where any sum is non-zero) and each array's values there."""
+        a = self.acc
+        arrays = {**{f"sum_{k}": v for k, v in a.sums.items()}, "sum_x": a.sum_x, "sum_x2": a.sum_x2}
+        used = np.zeros(a.sum_x.shape, bool)
+        for v in arrays.values():
+            used |= v != 0
+        voxels = np.flatnonzero(used)
+        if voxels.size > used.size // 2:   # mostly filled: whole arrays are smaller and quicker
+            return arrays
+        out = {name: v[voxels] for name, v in arrays.items()}
+        out["voxels"] = voxels.astype(np.uint32 if used.size < 2**32 else np.int64)
+        return out
 
 
-#: Checkpoint arrays are written uncompressed and, where at most half the grid has dose, sparse: a checkpoint is a
-#: transient file (removed when the run's output is written) and a run waits while it is written, so only the
-#: voxels where any running sum is non-zero are stored (their flat indices once, then each array's values).  Measured 2026-11-26 (development VM,
-#: the 6 arrays of a 4 M-voxel grid, with fsync): gzip level 1 + shuffle of the whole arrays took 2.0 s (135 MB)
-#: for a dense field and 0.69 s (41 MB) with 70 % empty voxels; uncompressed whole arrays 0.49 s / 0.09 s
-#: (192 MB).  At the default 60 s interval gzip alone would cost a GPU run about 3 % of its throughput.
+#: Checkpoint arrays are written uncompressed and, where at most half the grid has dose, sparse
+#: (BeamState.stored_arrays), and the checksum is taken over what is written: a checkpoint is a transient file
+#: (removed when the run's output is written) and the run waits while it is written.  Measured 2026-11-26
+#: (development VM, the 6 arrays of a 4 M-voxel grid, with fsync): gzip level 1 + shuffle of the whole arrays
+#: took 2.0 s (135 MB) for a dense field and 0.69 s (41 MB) with 70 % empty voxels; uncompressed whole arrays
+#: 0.49 s / 0.09 s (192 MB).  At the default 60 s interval gzip alone would cost a GPU run about 3 % of its
+#: throughput.
 _ARRAY_OPTS: dict[str, Any] = {}
 
 
@@ -146,20 +164,10 @@ def _write_checkpoint(tmp: Path, path: Path, fp: dict[str, str], states: list[Be
         for i, st in enumerate(states):
             g = f.create_group(f"beam_{i:03d}")
             a = st.acc
-            arrays = {**{f"sum_{k}": v for k, v in a.sums.items()}, "sum_x": a.sum_x, "sum_x2": a.sum_x2}
-            used = np.zeros(a.sum_x.shape, bool)
-            for v in arrays.values():
-                used |= v != 0
-            voxels = np.flatnonzero(used)
-            g.attrs["n_vox"] = int(used.size)
-            if voxels.size > used.size // 2:   # mostly filled: whole arrays are smaller and quicker
-                for name, v in arrays.items():
-                    g.create_dataset(name, data=v, **_ARRAY_OPTS)
-            else:
-                g.create_dataset("voxels", data=voxels.astype(np.uint32 if used.size < 2**32 else np.int64),
-                                 **_ARRAY_OPTS)
-                for name, v in arrays.items():
-                    g.create_dataset(name, data=v[voxels], **_ARRAY_OPTS)
+            stored = st.stored_arrays()
+            g.attrs["n_vox"] = int(a.sum_x.size)
+            for name, v in stored.items():
+                g.create_dataset(name, data=v, **_ARRAY_OPTS)
             g.create_dataset("ledger", data=a.ledger)
             g.attrs["batches"] = int(a.batches)
             g.attrs["primaries"] = int(a.primaries)
@@ -168,7 +176,7 @@ def _write_checkpoint(tmp: Path, path: Path, fp: dict[str, str], states: list[Be
             g.attrs["done"] = bool(st.done)
             g.attrs["stop_reason"] = st.stop_reason
             g.attrs["batch_cap"] = int(st.batch_cap)
-            g.attrs["checksum"] = st.checksum()
+            g.attrs["checksum"] = st.checksum(stored)
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -213,18 +221,19 @@ def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[Be
             for i in range(int(fp["n_beams"])):
                 g = f[f"beam_{i:03d}"]
                 acc = Accumulator(n_vox)
+                stored = {k: g[k][()] for k in g if k != "ledger"}
                 for k in acc.sums:
-                    acc.sums[k] = _dense(g, f"sum_{k}", np.int64)
+                    acc.sums[k] = _dense(g, stored, f"sum_{k}", np.int64)
                 acc.ledger = np.asarray(g["ledger"][()], np.int64)
-                acc.sum_x = _dense(g, "sum_x", np.float64)
-                acc.sum_x2 = _dense(g, "sum_x2", np.float64)
+                acc.sum_x = _dense(g, stored, "sum_x", np.float64)
+                acc.sum_x2 = _dense(g, stored, "sum_x2", np.float64)
                 acc.batches = int(g.attrs["batches"])
                 acc.primaries = int(g.attrs["primaries"])
                 if any(a.shape != (n_vox,) for a in (*acc.sums.values(), acc.sum_x, acc.sum_x2)):
                     raise CheckpointError(f"checkpoint {path} has tallies of another grid size; {fix}")
                 st = BeamState(acc, int(g.attrs["next_history"]), float(g.attrs["elapsed_s"]), bool(g.attrs["done"]),
                                str(g.attrs["stop_reason"]), int(g.attrs["batch_cap"]))
-                if st.checksum() != g.attrs["checksum"]:
+                if st.checksum(stored) != g.attrs["checksum"]:
                     raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch in beam {i}); {fix}")
                 if acc.primaries != st.next_history:
                     raise CheckpointError(f"checkpoint {path} is inconsistent (primaries {acc.primaries} != next "
@@ -238,12 +247,12 @@ def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[Be
                               f"{fix}") from None
 
 
-def _dense(g: Any, name: str, dtype: Any) -> np.ndarray:
+def _dense(g: Any, stored: dict[str, np.ndarray], name: str, dtype: Any) -> np.ndarray:
     """One running sum of a checkpoint group as a full array (stored sparse: values at ``voxels``)."""
-    values = np.asarray(g[name][()], dtype)
-    if "voxels" not in g:   # whole arrays (a mostly filled grid)
+    values = np.asarray(stored[name], dtype)
+    if "voxels" not in stored:   # whole arrays (a mostly filled grid)
         return values
-    voxels = np.asarray(g["voxels"][()], np.int64)
+    voxels = np.asarray(stored["voxels"], np.int64)
     n = int(g.attrs["n_vox"])
     if values.shape != voxels.shape or (voxels.size and (voxels.min() < 0 or voxels.max() >= n)):
         raise ValueError(f"{name}: {values.shape[0]} values for {voxels.size} voxel indices of a grid of {n}")

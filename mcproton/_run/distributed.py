@@ -81,6 +81,8 @@ def _release(key: str, sim: Any) -> None:
 
 
 def _pack(t: dict[str, np.ndarray]) -> dict[str, tuple]:
+    if "voxels" in t:   # already a sparse batch (CPU workers: Simulation.run_histories_sparse)
+        return {"__sparse__": ("v", t)}
     out = {}
     for k, a in t.items():
         nz = np.flatnonzero(a)
@@ -89,6 +91,8 @@ def _pack(t: dict[str, np.ndarray]) -> dict[str, tuple]:
 
 
 def _unpack(p: dict[str, tuple]) -> dict[str, np.ndarray]:
+    if "__sparse__" in p:
+        return p["__sparse__"][1]
     out = {}
     for k, v in p.items():
         if v[0] == "d":

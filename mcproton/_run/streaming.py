@@ -104,7 +104,10 @@ def run_shrinking(sim: Any, first: int, n: int, cap: int | None, min_batch: int 
                   log: Callable[[str], None] = _log) -> tuple[dict[str, np.ndarray], int | None]:
     """Run histories [first, first + n) as one batch, splitting it into pieces of at most ``cap`` (halved on
     each GPU out-of-memory) whose integer tallies are summed: the result is the same as one launch.
-    Returns (tallies, cap)."""
+    Returns (tallies, cap).  On the CPU (no out-of-memory splitting) the tallies are the sparse batch of
+    Simulation.run_histories_sparse."""
+    if getattr(sim, "sparse_batches", False):
+        return sim.run_histories_sparse(first, n), cap
     out: dict[str, np.ndarray] | None = None
     pos, end = first, first + n
     while pos < end:
@@ -146,7 +149,12 @@ class LocalExecutor:
             if self.cap:
                 n = min(n, self.cap)
             try:
-                t = self.sim.run_histories(pos, n, on_device=True) if self.on_device else self.sim.run_histories(pos, n)
+                if self.on_device:
+                    t = self.sim.run_histories(pos, n, on_device=True)
+                elif getattr(self.sim, "sparse_batches", False):   # CPU: host work of the dose footprint only
+                    t = self.sim.run_histories_sparse(pos, n)
+                else:
+                    t = self.sim.run_histories(pos, n)
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -182,8 +190,10 @@ def mean_rel_uncertainty_50(acc: Any, inv_mass: np.ndarray, density: np.ndarray)
         return float("nan")
     if hasattr(acc, "mean_rel_uncertainty_50"):   # a DeviceAccumulator: evaluated on the device
         return acc.mean_rel_uncertainty_50(inv_mass, density)
-    dose = acc.sums["edep"] * inv_mass  # proportional to the dose
-    return mean_uncertainty_above_half_max(dose, batch_rel_uncertainty(acc.sum_x, acc.sum_x2, B), density)
+    idx = np.flatnonzero(acc.sum_x)   # dose is 0 elsewhere: the figure needs only these voxels
+    dose = acc.sums["edep"][idx] * inv_mass[idx]  # proportional to the dose
+    return mean_uncertainty_above_half_max(dose, batch_rel_uncertainty(acc.sum_x[idx], acc.sum_x2[idx], B),
+                                           np.asarray(density).reshape(-1)[idx])
 
 
 @dataclass

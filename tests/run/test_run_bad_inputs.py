@@ -17,6 +17,7 @@ def assert_refused(args, text, must, tmp_path, capsys, monkeypatch):
         raise AssertionError("a bad input reached the transport")
 
     monkeypatch.setattr(mcproton.run.Simulation, "run_histories", no_transport)
+    monkeypatch.setattr(mcproton.run.Simulation, "run_histories_sparse", no_transport)
     rc = main(case_argv(args, text, tmp_path, 0))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2

@@ -252,6 +252,7 @@ def test_output_write_failure_keeps_the_finished_run(small_cfg, tmp_path, monkey
         raise AssertionError("--resume of a finished run transported histories again")
 
     monkeypatch.setattr(Simulation, "run_histories", no_transport)
+    monkeypatch.setattr(Simulation, "run_histories_sparse", no_transport)
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--resume"]) == 0
     assert np.array_equal(ref.dose_gy_zyx, read_h5(out)["dose"]) and not ckpt.exists()
     monkeypatch.undo()

@@ -145,6 +145,7 @@ def test_oom_shrink_is_kept_by_every_intermediate_checkpoint(small_cfg, tmp_path
         return real_run(self, first, n)
 
     monkeypatch.setattr(RealSimulation, "run_histories", oom_above_limit)
+    monkeypatch.setattr(RealSimulation, "sparse_batches", property(lambda self: False))   # the GPU's path
     saved = []
     real_save = job.save_checkpoint
 
