@@ -38,10 +38,17 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void tally_add(const Scorer& s, int64_t* addr, i
     else *addr += v;
 }
 
-/* Every scorer marks the voxel's block (the host reads back only marked blocks). */
+/* Every scorer marks the voxel's block (the host reads back only marked blocks).  CPU only: the GPU sums
+ * whole batches on the device (DeviceAccumulator) and would only pay for the flags (a byte store per deposit,
+ * 194 instead of 192 registers with nvcc 13.0, sm_90). */
 MCP_FORCEINLINE MCP_HOST_DEVICE void mark_touched(const Scorer& s, int64_t voxel)
 {
+#if MCP_DEVICE_COMPILE
+    (void)s;
+    (void)voxel;
+#else
     if (s.touched) mcp_flag_set(s.touched + (voxel >> MCP_TOUCH_SHIFT));
+#endif
 }
 
 MCP_FORCEINLINE MCP_HOST_DEVICE void score_proton_step(const Scorer& sc, int64_t voxel, float edep_mev,
