@@ -59,6 +59,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "layers": ((list,), 'slab layers: [{material = "water", thickness_mm = 20, density_g_cm3 = 1.0}, ...]'),
         "ct_dir": ((str,), "folder of a DICOM CT series"),
         "calibration": ((str,), 'HU calibration: "schneider2000" (default), a built-in name or a folder'),
+        "dose_voxel_mm": ((list, int, float), "ct: transport/dose voxel [dx, dy, dz] or one number, mm: blocks of "
+                                              "whole CT voxels (default: the CT grid)"),
         "age_years": ((int, float), "age of the paediatric phantom"),
         "depth_axis": ((str,), 'slab_ct: direction of increasing depth in the patient frame, "+x".."-z"'),
         "surface_mm": ((list,), "slab_ct: point [x, y, z] where the central axis enters the first layer"),
@@ -192,11 +194,30 @@ def _vec(cfg_sec: dict, key: str, n: int, default: Any, where: str) -> list[floa
     return [float(x) for x in v]
 
 
+def _ct_dose_grid(g: Any, want_mm: list[float]) -> Any:
+    """The CT grid in blocks of whole CT voxels nearest to ``want_mm`` (geometry.resample_blocks)."""
+    from .geometry import resample_blocks
+
+    if not all(math.isfinite(v) and v > 0 for v in want_mm):
+        raise ConfigError(f"phantom.dose_voxel_mm must be positive numbers (mm); got {want_mm}")
+    vs = g.voxel_size_mm
+    factors = [max(1, int(round(w / v))) for w, v in zip(want_mm, vs)]
+    got = [f * v for f, v in zip(factors, vs)]
+    if any(abs(a - w) > 0.15 * w for a, w in zip(got, want_mm)):
+        raise ConfigError(f"phantom.dose_voxel_mm {want_mm} mm cannot be made of whole CT voxels "
+                          f"({[round(v, 4) for v in vs]} mm): the nearest is {[round(v, 4) for v in got]} mm; "
+                          "ask for a multiple of the CT voxel size")
+    return resample_blocks(g, factors)
+
+
 def build_geometry(cfg: dict[str, Any]):
     from .geometry import box_phantom, slab_phantom
 
     ph = cfg.get("phantom", {})
     kind = ph.get("type", "water")
+    if "dose_voxel_mm" in ph and kind != "ct":
+        raise ConfigError(f'phantom.dose_voxel_mm applies to phantom.type = "ct" only (here {kind!r}: set '
+                          'phantom.voxel_mm instead)')
     try:
         if kind in ("water", "box"):
             size = _vec(ph, "size_mm", 3, [200.0, 200.0, 300.0], "phantom")
@@ -238,6 +259,8 @@ def build_geometry(cfg: dict[str, Any]):
             cal_path = _resolve(cfg, cal)  # a calibration folder relative to the config, else a built-in name
             g = HUCalibration.load(cal_path if cal_path.exists() else cal).to_geometry(ct)
             g.frame_of_reference_uid = ct.frame_of_reference_uid  # the RT Dose refers to the CT's frame
+            if "dose_voxel_mm" in ph:
+                g = _ct_dose_grid(g, _vec(ph, "dose_voxel_mm", 3, None, "phantom"))
             return g
         if kind == "paediatric":
             from .phantoms import make_head_phantom
