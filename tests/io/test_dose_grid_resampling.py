@@ -107,3 +107,24 @@ def test_config_dose_voxel_mm(tmp_path):
             build_geometry({"phantom": {**base["phantom"], "dose_voxel_mm": bad}})
     with pytest.raises(ConfigError, match='type = "ct" only'):
         build_geometry({"phantom": {"type": "water", "dose_voxel_mm": 2.0}})
+
+
+def test_rtdose_on_the_coarse_grid(tmp_path, capsys):
+    """`mcproton run --rtdose` with phantom.dose_voxel_mm writes the RT Dose on the blocks, in the CT's frame."""
+    from mcproton._io.ct import write_ct_series
+    from mcproton.cli import main
+    from mcproton.dicom import load_ct_series, read_rtdose
+
+    write_ct_series(np.zeros((20, 24, 24), np.int16), (1.0, 1.0, 2.0), (-11.5, -11.5, 0.0), tmp_path / "ct")
+    cfg = tmp_path / "ct.toml"
+    cfg.write_text('[run]\nprimaries = 2000\nbackend = "cpu"\n\n[phantom]\ntype = "ct"\nct_dir = "ct"\n'
+                   'dose_voxel_mm = [2.0, 2.0, 4.0]\n\n[beam]\nenergy_mev = 60.0\nposition_mm = [0.0, 0.0, -5.0]\n'
+                   'direction = [0.0, 0.0, 1.0]\nsigma_mm = [2.0, 2.0]\n\n[output]\nplot = false\n')
+    rd = tmp_path / "RD.dcm"
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--rtdose", str(rd), "--quiet"]) == 0
+    capsys.readouterr()
+    d = read_rtdose(rd)
+    assert d.dose_gy_zyx.shape == (10, 12, 12) and np.allclose(d.voxel_size_mm, (2.0, 2.0, 4.0))
+    assert np.allclose(d.origin_mm, (-11.0, -11.0, 1.0))     # centre of the first 2 x 2 x 2 block of CT voxels
+    assert d.frame_of_reference_uid == load_ct_series(tmp_path / "ct").frame_of_reference_uid
+    assert d.dose_gy_zyx.max() > 0
