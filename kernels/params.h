@@ -91,9 +91,9 @@ struct Params {
     float dlog_e;                 /* ln-energy bin width (1 / inv_dlog_e) */
     float pad1;
     uint64_t seed;
-    int64_t tally_stride; /* CPU: voxels per thread-private tally slot (0 = one shared, atomic tally) */
+    int64_t tally_stride; /* CPU: voxels per tally slot (0 = one shared, atomic tally) */
     float inv_vx, inv_vy, inv_vz; /* 1 / voxel size, 1/cm */
-    float pad2;
+    int32_t n_slots;      /* CPU: tally slots; thread t writes slot t % n_slots (atomically when threads share) */
     /* [ceil(nvox / 2^MCP_TOUCH_SHIFT)] or null: set to 1 for every block of 2^MCP_TOUCH_SHIFT consecutive voxels
      * (flat index) that a batch scores into, so that the host reads and clears only those blocks of a large
      * grid instead of the whole tallies (mcproton/run.py, Simulation.run_histories_sparse). */

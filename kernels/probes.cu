@@ -181,6 +181,7 @@ MCP_KERNEL void mcp_probe_layout(int64_t* MCP_RESTRICT out)
     out[k++] = MCP_OFFSET(Params, tally_stride);
     out[k++] = MCP_OFFSET(Params, inv_vx);
     out[k++] = MCP_OFFSET(Params, inv_vz);
+    out[k++] = MCP_OFFSET(Params, n_slots);
     out[k++] = MCP_OFFSET(Params, touched);
     out[k++] = (int64_t)sizeof(Spot);
     out[k++] = MCP_OFFSET(Spot, energy);

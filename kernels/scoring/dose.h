@@ -7,9 +7,10 @@
 #pragma once
 #include "../params.h"
 
-/* The tallies one thread writes to: on the CPU a thread-private slot (plain adds, no cache-line
- * contention between cores) when memory allows, else the shared tally with atomic adds (always on the GPU).
- * Slots are summed as integers after the launch, so the result is the same either way. */
+/* The tallies one thread writes to: on the CPU slot (thread % n_slots), private to the thread when memory
+ * allows one slot per thread (plain adds, no cache-line contention between cores), else shared by a few
+ * threads with atomic adds; on the GPU one shared tally with atomic adds.  Slots are summed as integers after
+ * the launch, so the result is the same either way. */
 struct Scorer {
     int64_t* edep;
     int64_t* edep_water;
@@ -21,7 +22,7 @@ struct Scorer {
 
 MCP_FORCEINLINE MCP_HOST_DEVICE Scorer make_scorer(const Params& p)
 {
-    const int64_t off = p.tally_stride * (int64_t)mcp_thread_slot();
+    const int64_t off = p.tally_stride * (int64_t)(mcp_thread_slot() % (p.n_slots > 0 ? p.n_slots : 1));
     Scorer s;
     s.edep = p.edep + off;
     s.edep_water = p.edep_water + off;

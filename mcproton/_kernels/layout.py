@@ -25,7 +25,7 @@ PARAMS_DTYPE = np.dtype([
     ("dlog_e", np.float32), ("pad1", np.float32),
     ("seed", np.uint64),
     ("tally_stride", np.int64),
-    ("inv_vx", np.float32), ("inv_vy", np.float32), ("inv_vz", np.float32), ("pad2", np.float32),
+    ("inv_vx", np.float32), ("inv_vy", np.float32), ("inv_vz", np.float32), ("n_slots", np.int32),
     ("touched", _PTR),
 ], align=True)
 
@@ -35,7 +35,7 @@ LAYOUT_PROBE_FIELDS = (
     + ["energy_table", "range_index", "material_props", "material_index", "density", "spots", "spot_cdf",
        "edep", "edep_water", "edep_proton", "let_num", "ledger", "log_e_min", "inv_dlog_e", "log_r_min",
        "inv_dlog_r", "n_e", "n_r", "n_mat", "n_spots", "nx", "ny", "nz", "flags", "vx", "vy", "vz", "e_cut",
-       "max_eloss_fraction", "max_step", "dlog_e", "seed", "tally_stride", "inv_vx", "inv_vz", "touched"]
+       "max_eloss_fraction", "max_step", "dlog_e", "seed", "tally_stride", "inv_vx", "inv_vz", "n_slots", "touched"]
     + ["sizeof(Spot)", "Spot.energy", "Spot.sigma", "Spot.corr"]
 )
 

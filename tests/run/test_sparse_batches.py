@@ -124,3 +124,26 @@ def test_finish_on_scored_voxels_equals_whole_grid_formulas():
     whole = mean_uncertainty_above_half_max(acc.sums["edep"] * inverse_mass(g), unc, g.density_g_cm3_zyx)
     assert mean_rel_uncertainty_50(acc, inverse_mass(g), g.density_g_cm3_zyx) == whole
     assert np.count_nonzero(res.dose_gy_zyx) < res.dose_gy_zyx.size   # the test has unscored voxels
+
+
+def test_threads_sharing_fewer_slots_give_the_same_dose(monkeypatch):
+    """When memory allows fewer tally slots than threads, threads share slots (thread % slots) with atomic adds:
+    3 threads on 2 slots give bitwise the dose of 1 thread on 1 slot, through both batch paths."""
+    import mcproton.run as R
+
+    g, beam = _slabs_oblique()
+    slot_bytes = -(-g.material_index_zyx.size >> TOUCH_SHIFT << TOUCH_SHIFT) * 32
+    one = Simulation(g, beam, RunSettings(primaries=4000, seed=8, backend="cpu", threads=1))
+    monkeypatch.setattr(R, "PRIVATE_TALLY_BYTES", 2 * slot_bytes + 100)
+    shared = Simulation(g, beam, RunSettings(primaries=4000, seed=8, backend="cpu", threads=3))
+    assert shared.slots == 2 and one.slots == 1
+    assert int(shared.params_host["n_slots"][0]) == 2
+    from mcproton._kernels.layout import FLAG_SHARED_TALLY
+
+    assert int(shared.params_host["flags"][0]) & FLAG_SHARED_TALLY
+    ref = one.run_histories(0, 4000)
+    dense = shared.run_histories(0, 4000)
+    for k in ("edep", "edep_water", "edep_proton", "let_num"):
+        assert np.array_equal(ref[k], dense[k]), k
+    sp = shared.run_histories_sparse(0, 4000)
+    assert np.array_equal(ref["edep"][sp["voxels"]], sp["edep"]) and ref["edep"].sum() == sp["edep"].sum()
