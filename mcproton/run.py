@@ -246,16 +246,16 @@ class Simulation:
         ``{"voxels": flat indices (int64, increasing), "edep": ..., "edep_water": ..., "edep_proton": ...,
         "let_num": ... (values at those voxels), "ledger": ...}``, which Accumulator.add takes like a dense batch
         (bitwise the same sums).  Only those blocks are read and zeroed again, so the host work per batch scales
-        with the dose footprint, not with the grid: on a 512 x 512 x 200 grid a pencil-beam batch touches ~1 %
-        of it.  CPU backend (the GPU sums whole batches on the device, DeviceAccumulator)."""
+        with the dose footprint, not with the grid: on a 512 x 512 x 200 grid a pencil-beam batch touches ~2 %
+        of the blocks.  CPU backend (the GPU sums whole batches on the device, DeviceAccumulator)."""
         if not self.sparse_batches:
             raise RuntimeError("run_histories_sparse needs the cpu backend; use run_histories")
         b = self.backend
         if not self._tallies_zero:
             for a in (*self.tally.values(), self.touched):
                 a.fill(0)
-            self._tallies_zero = True
-        self.ledger_dev.fill(0)
+        self._tallies_zero = False   # until the touched blocks are read and cleared below (an error in between
+        self.ledger_dev.fill(0)      # must not leave this batch's deposits for the next one)
         b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
         b.synchronize()
         blocks = np.flatnonzero(self.touched)
@@ -274,6 +274,7 @@ class Simulation:
             out = {k: v[keep] for k, v in out.items()}
         out["voxels"] = voxels
         out["ledger"] = self.ledger_dev.copy()
+        self._tallies_zero = True
         return out
 
 

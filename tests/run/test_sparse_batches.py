@@ -147,3 +147,26 @@ def test_threads_sharing_fewer_slots_give_the_same_dose(monkeypatch):
         assert np.array_equal(ref[k], dense[k]), k
     sp = shared.run_histories_sparse(0, 4000)
     assert np.array_equal(ref["edep"][sp["voxels"]], sp["edep"]) and ref["edep"].sum() == sp["edep"].sum()
+
+
+def test_an_error_after_the_launch_does_not_leak_into_the_next_batch(monkeypatch):
+    """If reading a batch back fails after the launch, the next sparse batch starts from zero tallies."""
+    g, beam = _slabs_oblique()
+    s = RunSettings(primaries=2000, seed=6, backend="cpu", threads=1)
+    ref = Simulation(g, beam, s).run_histories_sparse(1000, 1000)
+    sim = Simulation(g, beam, s)
+    real = np.flatnonzero
+    calls = {"n": 0}
+
+    def failing(a):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise MemoryError("simulated")
+        return real(a)
+
+    monkeypatch.setattr(np, "flatnonzero", failing)
+    with pytest.raises(MemoryError):
+        sim.run_histories_sparse(0, 1000)
+    monkeypatch.undo()
+    again = sim.run_histories_sparse(1000, 1000)
+    assert np.array_equal(ref["voxels"], again["voxels"]) and np.array_equal(ref["edep"], again["edep"])
