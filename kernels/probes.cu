@@ -11,6 +11,7 @@
 #include "physics/nuclear.h"
 #include "source/sample.h"
 #include "geometry/voxel_grid.h"
+#include "scoring/fragments.h"
 
 #define MCP_OFFSET(type, field) ((int64_t)(&((type*)0)->field))
 
@@ -137,6 +138,29 @@ MCP_KERNEL void mcp_probe_source(const Params* MCP_RESTRICT params, float* MCP_R
         const Primary pr = sample_primary(p, r);
         const float v[7] = {pr.x, pr.y, pr.z, pr.u, pr.v, pr.w, pr.energy};
         for (int k = 0; k < 7; ++k) out[7 * i + k] = v[k];
+    }
+    MCP_PARALLEL_END
+}
+
+/* Fragment deposits (scoring/fragments.h): item i lays a fragment of in[6i..6i+5] = (x, y, z in cm from the grid's
+ * corner, energy MeV, mass in proton masses, charge squared) into the Params' tallies (threads share them
+ * atomically when the flags say so); out[i] = the energy that left the grid.  Its own random stream per item. */
+MCP_KERNEL void mcp_probe_fragment(const Params* MCP_RESTRICT params, uint64_t seed, const float* MCP_RESTRICT in,
+                                   float* MCP_RESTRICT out, int64_t n)
+{
+    const Params& p = *params;
+    MCP_PARALLEL_BEGIN
+    const Scorer sc = make_scorer(p);
+    MCP_FOR_EACH_ITEM(i, n)
+    {
+        const float* r = in + 6 * i;
+        Rng rng;
+        rng_init(rng, seed, (uint64_t)i, 0u);
+        VoxelIndex v;
+        out[i] = 0.0f;
+        if (!locate(p, r[0], r[1], r[2], v)) continue;
+        const int64_t vox = linear_index(p, v);
+        out[i] = deposit_fragment(p, sc, r[0], r[1], r[2], vox, p.material_index[vox], r[3], r[4], r[5], 1.0f, rng);
     }
     MCP_PARALLEL_END
 }

@@ -19,6 +19,7 @@
 #include "physics/nuclear.h"
 #include "geometry/voxel_grid.h"
 #include "scoring/dose.h"
+#include "scoring/fragments.h"
 #include "source/sample.h"
 
 #define MCP_MAX_STACK 16
@@ -180,7 +181,15 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool nuclear_event(const Params& p, const Scorer
         emit_proton(p, t, e1, e2, np.energy_p[k], np.cos_p[k], cphi, sphi, stack, n_stack, next_id, L, local);
         mcp_sincospi(2.0f * rng_uniform(rng), &sphi, &cphi);
     }
-    score_local(sc, vox, local, energy_column(ep, COL_SPR_W));
+    const float spr_w = energy_column(ep, COL_SPR_W);
+    float out_of_grid = deposit_fragment(p, sc, t.x, t.y, t.z, vox, mat, np.recoil, 14.0f, 49.0f, spr_w, rng);
+    for (int k = 0; k < np.n_frag; ++k) {
+        const bool alpha = (np.frag_alpha >> k) & 1;
+        out_of_grid += deposit_fragment(p, sc, t.x, t.y, t.z, vox, mat, np.frag_e[k], alpha ? 4.0f : 2.0f,
+                                        alpha ? 4.0f : 1.0f, spr_w, rng);
+    }
+    L.escaped += ledger_units(out_of_grid);
+    score_local(sc, vox, local, spr_w);
     L.neutral += ledger_units(np.neutral);
     ++L.nuclear;
     return false;

@@ -191,9 +191,9 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         "notes": "dose = physical dose to medium per fraction (Gy); *_let_d_kev_um = dose-averaged LET of protons "
                  "over the structure (validated against four MC codes in validation/dcpt_plan02); "
                  "mean_rel_uncertainty_50 is the engine's "
-                 "mean relative standard error over voxels >= 50 % of Dmax (Dmax can be a dose-to-air voxel "
-                 "outside the head); mean_rel_uncertainty_50_body restricts it to tissue (density > 0.5 g/cm3) "
-                 "with dose >= 50 % of the prescription",
+                 "mean relative standard error over voxels >= 50 % of Dmax (voxels below 0.05 g/cm3 left out); "
+                 "mean_rel_uncertainty_50_body restricts it to tissue (density > 0.5 g/cm3) with dose >= 50 % "
+                 "of the prescription",
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     short = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()

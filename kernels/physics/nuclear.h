@@ -8,12 +8,13 @@
  * event, the mean numbers of secondary protons, alphas and deuterons and the fraction of the incident
  * energy T given to recoiling nuclei (evaluations as distributed with MCsquare).  The double-differential
  * spectra are not used; instead a leading fast nucleon plus an evaporation-like remainder:
- *   - recoils: frac_recoil * T deposited locally;
+ *   - recoils: frac_recoil * T given to the recoiling nucleus (deposited along its range, transport.cu);
  *   - separation energy MCP_NUC_BINDING_MEV carried off by de-excitation photons (neutral);
  *   - evaporation: alphas (floor(mult_alpha + u)), deuterons (floor(mult_d + u)) and the secondary protons
  *     after the first one (with as many evaporation neutrons) get Maxwellian energies (temperature
  *     MCP_NUC_EVAP_T_MEV, alphas and deuterons above a Coulomb barrier); alphas and deuterons are deposited
- *     locally, evaporation protons transported isotropically, neutrons leave (neutral);
+ *     along their ranges (transport.cu, deposit_fragment), evaporation protons transported isotropically,
+ *     neutrons leave (neutral);
  *   - the leading proton (if any) takes sqrt(u) of the energy left (mean 2/3: the forward, high-energy
  *     pre-equilibrium / quasi-free component of (p, xp) spectra), direction from quasi-free kinematics
  *     (p-p scattering on a nucleon at rest, relativistic: pp_elastic_cos_lab in kinematics.h; the
@@ -27,6 +28,7 @@
 #include "kinematics.h"
 
 #define MCP_MAX_SECONDARY_P 4
+#define MCP_MAX_FRAGMENTS 4   /* alphas + deuterons laid along their ranges; more are deposited at the event */
 /* Mean separation energy per nonelastic event (MeV), carried off by photons/neutrons: typical nucleon
  * separation energy of light nuclei (~8 MeV, e.g. 16O: S_p = 12.1 MeV, S_n = 15.7 MeV, 12C: 16.0/18.7 MeV;
  * AME2020) reduced for the de-excitation photons that escape. */
@@ -40,6 +42,10 @@ struct NuclearProducts {
     int n_p;
     float energy_p[MCP_MAX_SECONDARY_P];
     float cos_p[MCP_MAX_SECONDARY_P];
+    int n_frag;
+    int frag_alpha;                       /* bit k set: fragment k is an alpha, else a deuteron */
+    float frag_e[MCP_MAX_FRAGMENTS];      /* MeV */
+    float recoil;   /* MeV of the recoiling nucleus */
     float local;    /* MeV deposited at the interaction point */
     float neutral;  /* MeV leaving with neutral particles / binding */
 };
@@ -61,15 +67,23 @@ MCP_FORCEINLINE MCP_HOST_DEVICE NuclearProducts sample_nonelastic(float T, float
                                                                   float mult_alpha, float mult_d, Rng& rng)
 {
     NuclearProducts out;
-    out.local = mcp_min(mcp_max(frac_recoil, 0.0f), 1.0f) * T;
-    out.neutral = mcp_min(MCP_NUC_BINDING_MEV, T - out.local);
-    float avail = T - out.local - out.neutral;
+    out.recoil = mcp_min(mcp_max(frac_recoil, 0.0f), 1.0f) * T;
+    out.local = 0.0f;
+    out.neutral = mcp_min(MCP_NUC_BINDING_MEV, T - out.recoil);
+    float avail = T - out.recoil - out.neutral;
 
     const int n_alpha = sample_multiplicity(mult_alpha, rng);
     const int n_d = sample_multiplicity(mult_d, rng);
+    out.n_frag = 0;
+    out.frag_alpha = 0;
     for (int k = 0; k < n_alpha + n_d && avail > 0.0f; ++k) {
         const float d = mcp_min(MCP_NUC_ALPHA_BARRIER_MEV + maxwellian_energy(rng), avail);
-        out.local += d;
+        if (out.n_frag < MCP_MAX_FRAGMENTS) {
+            if (k < n_alpha) out.frag_alpha |= 1 << out.n_frag;
+            out.frag_e[out.n_frag++] = d;
+        } else {
+            out.local += d;
+        }
         avail -= d;
     }
     int n_p = sample_multiplicity(mult_p, rng);

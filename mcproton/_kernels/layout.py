@@ -74,5 +74,6 @@ ENTRY_POINTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mcp_probe_elastic": ("probes.cu", ("p", "u64", "p", "i64")),
     "mcp_probe_pp": ("probes.cu", ("p", "p", "i64")),
     "mcp_probe_walk": ("probes.cu", ("p", "p", "p", "p", "i64")),
+    "mcp_probe_fragment": ("probes.cu", ("p", "u64", "p", "p", "i64")),
     "mcp_probe_layout": ("probes.cu", ("p",)),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mcproton._kernels.layout import TALLY_SCALE
 from mcproton.geometry import box_phantom
 from mcproton.run import Simulation
 from mcproton.settings import RunSettings
@@ -132,3 +133,50 @@ def test_voxel_walk_follows_oblique_rays(backend):
         ref_v, ref_t = brute_force_walk(o, u, end - 1e-6, voxel, (nx, ny, nz))
         assert np.array_equal(got_v, ref_v), (i, got_v, ref_v)
         assert np.allclose(got_t[:-1], ref_t, atol=5e-5), (i, got_t, ref_t)
+
+
+def _fragment_run(backend, material: str, energy: float, mass: float, z2: float, n: int = 400):
+    """n fragments born at the centre of a 100 mm cube of `material` (2 mm voxels), through mcp_probe_fragment:
+    (energy per voxel (z, y, x), energy out of the grid per fragment, voxel-centre coordinates in cm from the
+    birth point, the fragment's expected range in cm)."""
+    g = box_phantom(material, (100.0, 100.0, 100.0), 2.0)
+    sim = Simulation(g, Beam.pencil(100.0), RunSettings(backend=backend, primaries=10, batches=2))
+    b = sim.backend
+    centre = np.array([5.0, 5.0, 5.0]) + 0.013   # cm from the corner, off the voxel faces
+    inp = np.tile(np.array([*centre, energy, mass, z2], np.float32), n)
+    out = b.zeros(n, np.float32)
+    b.launch("mcp_probe_fragment", n, sim.params_dev, 5, b.asarray(inp), out, n)
+    edep = b.to_host(sim.tally["edep"]).sum(axis=0)[: sim.n_vox].reshape(g.shape_zyx) / TALLY_SCALE
+    nz, ny, nx = g.shape_zyx
+    zz, yy, xx = np.meshgrid(*(0.2 * (np.arange(k) + 0.5) for k in (nz, ny, nx)), indexing="ij")
+    dist = np.sqrt((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (zz - centre[2]) ** 2)
+    r_mass = mass / z2 * float(sim.tables.csda_range_g_cm2(0, energy / mass))
+    return edep, b.to_host(out), dist, r_mass / g.density_g_cm3_zyx.flat[0]
+
+
+def test_fragments_spread_over_their_range_in_air(backend):
+    """A 5 MeV alpha in air (range 3.5 cm): its energy lies along straight isotropic tracks, uniformly per mass
+    thickness, so the energy-weighted mean distance from the birth point is R/2 (the 2 mm voxels blur it by
+    well under 1 mm; 400 tracks: statistical sd ~0.5 mm), all energy stays in the grid, and no voxel holds more
+    than a few per cent of it.  A 1.5 MeV deuteron (range 2 R_p(0.75 MeV)) spreads the same way."""
+    edep, out, dist, rng = _fragment_run(backend, "air", 5.0, 4.0, 4.0)
+    assert 3.0 < rng < 4.2, rng
+    assert np.isclose(edep.sum(), 400 * 5.0, rtol=1e-5) and np.all(out == 0)
+    mean_d = float((edep * dist).sum() / edep.sum())
+    assert abs(mean_d - rng / 2) < 0.15, (mean_d, rng)
+    assert edep.max() < 0.05 * edep.sum()
+    edep_d, out_d, dist_d, rng_d = _fragment_run(backend, "air", 1.5, 2.0, 1.0)
+    assert 2.0 < rng_d < 4.0 and np.all(out_d == 0), rng_d
+    assert abs(float((edep_d * dist_d).sum() / edep_d.sum()) - rng_d / 2) < 0.15
+
+
+def test_fragments_stay_local_in_water_and_leave_the_grid_in_air(backend):
+    """In water the same alpha's range (37 um) is far below half a voxel: all its energy in the birth voxel.  A
+    60 MeV recoil-like fragment (M 14, Z 7) in air runs out of the 5 cm to the grid's faces for most directions:
+    what leaves is returned, and deposited + returned = the fragments' energy."""
+    edep, out, dist, rng = _fragment_run(backend, "water", 5.0, 4.0, 4.0)
+    assert rng < 0.01 and np.isclose(edep.max(), edep.sum()) and np.isclose(edep.sum(), 2000.0, rtol=1e-6)
+    edep, out, dist, rng = _fragment_run(backend, "air", 60.0, 4.0, 4.0, n=200)
+    assert rng > 10.0
+    assert out.sum() > 0.3 * 200 * 60.0
+    assert np.isclose(edep.sum() + out.sum(), 200 * 60.0, rtol=1e-5)
