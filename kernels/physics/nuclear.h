@@ -8,12 +8,12 @@
  * event, the mean numbers of secondary protons, alphas and deuterons and the fraction of the incident
  * energy T given to recoiling nuclei (evaluations as distributed with MCsquare).  The double-differential
  * spectra are not used; instead a leading fast nucleon plus an evaporation-like remainder:
- *   - recoils: frac_recoil * T given to the recoiling nucleus (deposited along its range, transport.cu);
+ *   - recoils: frac_recoil * T given to the recoiling nucleus (laid along its range, scoring/fragments.h);
  *   - separation energy MCP_NUC_BINDING_MEV carried off by de-excitation photons (neutral);
  *   - evaporation: alphas (floor(mult_alpha + u)), deuterons (floor(mult_d + u)) and the secondary protons
  *     after the first one (with as many evaporation neutrons) get Maxwellian energies (temperature
  *     MCP_NUC_EVAP_T_MEV, alphas and deuterons above a Coulomb barrier); alphas and deuterons are deposited
- *     along their ranges (transport.cu, deposit_fragment), evaporation protons transported isotropically,
+ *     along their ranges (scoring/fragments.h), evaporation protons transported isotropically,
  *     neutrons leave (neutral);
  *   - the leading proton (if any) takes sqrt(u) of the energy left (mean 2/3: the forward, high-energy
  *     pre-equilibrium / quasi-free component of (p, xp) spectra), direction from quasi-free kinematics
