@@ -73,3 +73,32 @@ plot = false
         "zero density"])
 def test_more_bad_inputs_refused(text, args, must, tmp_path, capsys, monkeypatch):
     assert_refused(args, text, must, tmp_path, capsys, monkeypatch)
+
+
+def test_a_grid_that_cannot_fit_in_memory_is_refused(tmp_path, capsys, monkeypatch):
+    """A dose grid whose run would exceed the machine's memory (it would be killed after the transport and lose
+    it) is refused before any transport, naming the grid, the need and the fix; one that fits but takes most of
+    the memory runs with a warning."""
+    import mcproton._run.inputs as inputs
+    import mcproton.run
+    from mcproton.cli import main
+
+    from run_helpers import write_cfg
+
+    cfg = write_cfg(tmp_path / "job.toml", 200)
+    need = inputs.host_memory_estimate(10 * 10 * 50)      # the helper config's 40 x 40 x 100 mm at 4 x 4 x 2 mm
+    monkeypatch.setattr(inputs, "available_memory", lambda: (0.5 * need, 0.1 * need))
+
+    def no_transport(*a, **k):
+        raise AssertionError("a run that cannot fit reached the transport")
+
+    monkeypatch.setattr(mcproton.run.Simulation, "run_histories", no_transport)
+    monkeypatch.setattr(mcproton.run.Simulation, "run_histories_sparse", no_transport)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "10 x 10 x 50" in err and "GB of memory" in err and "phantom.voxel_mm" in err, err
+    monkeypatch.undo()
+    monkeypatch.setattr(inputs, "available_memory", lambda: (1.1 * need, 0.0))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 0
+    assert "warning" in capsys.readouterr().err
+    assert inputs.host_memory_estimate(52_428_800, 3) > 12.5e9     # measured 12.9 GB for three beams
