@@ -16,7 +16,8 @@
 #include "../physics/material_tables.h"
 #include "dose.h"
 
-#define MCP_FRAGMENT_MAX_VOXELS 1024
+/* longest walk: 20 MeV deuterons go 2 m in air, 4000 voxels of 0.5 mm; beyond, the rest is put in the last voxel */
+#define MCP_FRAGMENT_MAX_VOXELS 16384
 
 /* Deposit a fragment of kinetic energy `energy` (MeV), mass `mass` (proton masses) and charge squared `z2`
  * born at (x, y, z) in voxel `vox` of material `mat`; returns the energy that left the grid (MeV). */
