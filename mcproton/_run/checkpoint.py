@@ -94,6 +94,16 @@ _WHAT = {"format": ("checkpoint format", "it was written by another mcproton ver
 
 
 @dataclass
+class CompactSums:
+    """What a compacted BeamState keeps of its Accumulator besides the stored arrays."""
+
+    ledger: np.ndarray
+    batches: int
+    primaries: int
+    n_vox: int
+
+
+@dataclass
 class BeamState:
     """The running state of one beam of a job."""
 
@@ -103,6 +113,20 @@ class BeamState:
     done: bool = False
     stop_reason: str = ""
     batch_cap: int = 0          # batch size after a GPU out-of-memory shrink (0 = none)
+    stored: dict[str, np.ndarray] | None = None   # a finished beam's sums in their stored form only (compact())
+
+    @property
+    def n_vox(self) -> int:
+        return int(self.acc.n_vox if isinstance(self.acc, CompactSums) else self.acc.sum_x.size)
+
+    def compact(self) -> None:
+        """Keep a finished beam's running sums only as a checkpoint stores them (voxels with dose), freeing the
+        whole arrays (48 bytes per voxel): later checkpoints of the job write them unchanged.  Its result must
+        have been computed (run.finish) before."""
+        if self.stored is None:
+            self.stored = self.stored_arrays()
+            a = self.acc
+            self.acc = CompactSums(a.ledger, int(a.batches), int(a.primaries), int(a.sum_x.size))
 
     def checksum(self, stored: dict[str, np.ndarray]) -> str:
         """Digest of the state as written: ``stored`` are the arrays of the file (whole, or voxel indices and
@@ -114,6 +138,8 @@ class BeamState:
     def stored_arrays(self) -> dict[str, np.ndarray]:
         """The running sums as a checkpoint stores them: whole arrays when more than half the grid has dose,
         else ``voxels`` (flat indices where any sum is non-zero) and each array's values there."""
+        if self.stored is not None:
+            return self.stored
         a = self.acc
         arrays = {**{f"sum_{k}": v for k, v in a.sums.items()}, "sum_x": a.sum_x, "sum_x2": a.sum_x2}
         used = np.zeros(a.sum_x.shape, bool)
@@ -165,7 +191,7 @@ def _write_checkpoint(tmp: Path, path: Path, fp: dict[str, str], states: list[Be
             g = f.create_group(f"beam_{i:03d}")
             a = st.acc
             stored = st.stored_arrays()
-            g.attrs["n_vox"] = int(a.sum_x.size)
+            g.attrs["n_vox"] = st.n_vox
             for name, v in stored.items():
                 g.create_dataset(name, data=v, **_ARRAY_OPTS)
             g.create_dataset("ledger", data=a.ledger)

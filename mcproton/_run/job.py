@@ -143,6 +143,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 sim = Simulation(geometry, beam, settings, beam_index=i)
                 if st.done:
                     results.append(_finish(finish, sim, st))
+                    st.compact()
                     continue
                 if len(beams) > 1:
                     log(f"beam {i + 1}/{len(beams)}: {beam.name} ({len(beam.spots)} spots)")
@@ -209,6 +210,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                         f"{st.next_history:,} primaries")
                 save()
                 results.append(_finish(finish, sim, st))
+                st.compact()   # its sums live on in the result and, compactly, in the checkpoints
                 if dask_ctx is not None:
                     results[-1].provenance["distributed"] = dask_ctx.describe()
     finally:

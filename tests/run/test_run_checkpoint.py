@@ -331,3 +331,43 @@ def test_checkpoint_roundtrip_sparse_and_dense(tmp_path, filled):
             f["beam_000/voxels"][...] = v
         with pytest.raises(CheckpointError, match="corrupt"):
             ck.load_checkpoint(p, {"n_beams": "1"}, n)
+
+
+def test_two_beams_interrupted_in_the_second_resume_bitwise(tmp_path, monkeypatch):
+    """A job of two beams interrupted inside the second: the first (finished, kept compactly in memory and in the
+    checkpoint) and the second resume to bitwise the doses of the uninterrupted job; after the run a finished
+    beam's state holds no whole arrays any more."""
+    from mcproton._run.checkpoint import CompactSums
+    from mcproton._run.job import RunInterrupted, run_job
+    from mcproton.geometry import box_phantom
+    from mcproton.settings import RunSettings
+    from mcproton.source import Beam
+
+    g = box_phantom("water", (40.0, 40.0, 80.0), (4.0, 4.0, 2.0))
+    beams = [Beam.pencil(80.0, position_mm=(-6.0, 0.0, -1.0), sigma_mm=(3.0, 3.0)),
+             Beam.pencil(60.0, position_mm=(8.0, 4.0, -1.0), sigma_mm=(2.0, 2.0))]
+    s = RunSettings(primaries=8000, seed=21, backend="cpu", threads=1, batch_size=1000, checkpoint_interval_s=0)
+    ref = run_job(None, s, g, beams, None, progress=False, log=lambda m: None)
+    out = tmp_path / "job.h5"
+    sent = []
+
+    def progress(done, rate):   # the second beam's progress starts again at 0
+        sent.append(done)
+        if len(sent) == 8 + 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(RunInterrupted):
+        run_job(None, s, g, beams, out, progress=progress, log=lambda m: None)
+    assert describe(checkpoint_path(out)).startswith("11,000 of 16,000")
+    got = run_job(None, s, g, beams, out, resume=True, progress=False, log=lambda m: None)
+    for a, b in zip(ref, got):
+        assert np.array_equal(a.dose_gy_zyx, b.dose_gy_zyx) and np.array_equal(a.uncertainty_rel_zyx,
+                                                                                b.uncertainty_rel_zyx)
+    from mcproton._run.checkpoint import BeamState
+    from mcproton.run import Accumulator
+
+    st = BeamState(Accumulator(10))
+    st.acc.sums["edep"][3] = 5
+    st.acc.sum_x[3] = 1.0
+    st.compact()
+    assert isinstance(st.acc, CompactSums) and st.n_vox == 10 and st.stored["voxels"].tolist() == [3]
