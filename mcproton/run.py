@@ -523,10 +523,18 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
     if any(per_primary) and not all(per_primary):
         raise ValueError("sum_results: cannot add a per-primary dose to an absolute dose; give every beam "
                          "total_protons (plans do)")
-    dose = np.sum([r.dose_gy_zyx for r in results], axis=0)
-    dose_w = np.sum([r.dose_to_water_gy_zyx for r in results], axis=0)
-    var = np.sum([(r.uncertainty_rel_zyx * r.dose_gy_zyx) ** 2 for r in results], axis=0)
-    wlet = np.sum([r.let_d_kev_um_zyx * r.dose_gy_zyx for r in results], axis=0)
+    def total(term: Callable[[DoseResult], np.ndarray]) -> np.ndarray:
+        # beam by beam into one array (np.sum over a list would stack every beam's grid first: on a patient-CT
+        # grid several GB); the same additions in the same order, so bitwise np.sum(..., axis=0)
+        out = np.array(term(results[0]), dtype=np.float64)
+        for r in results[1:]:
+            out += term(r)
+        return out
+
+    dose = total(lambda r: r.dose_gy_zyx)
+    dose_w = total(lambda r: r.dose_to_water_gy_zyx)
+    var = total(lambda r: (r.uncertainty_rel_zyx * r.dose_gy_zyx) ** 2)
+    wlet = total(lambda r: r.let_d_kev_um_zyx * r.dose_gy_zyx)
     with np.errstate(divide="ignore", invalid="ignore"):
         unc = np.where(dose > 0, np.sqrt(var) / np.where(dose > 0, dose, 1.0), 0.0)
         let_d = np.where(dose > 0, wlet / np.where(dose > 0, dose, 1.0), 0.0)
@@ -534,7 +542,7 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
     n = int(sum(r.primaries for r in results))
     edep = None
     if all(r.edep_mev_zyx is not None for r in results):
-        edep = np.sum([r.edep_mev_zyx * r.primaries for r in results], axis=0) / n
+        edep = total(lambda r: r.edep_mev_zyx * r.primaries) / n
     led: dict = {}
     for r in results:
         for k, v in r.ledger.items():

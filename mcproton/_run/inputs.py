@@ -8,14 +8,14 @@ from typing import Any
 
 import numpy as np
 
-#: Host memory of a run (CLI path), bytes: a base, per voxel the tallies, the running beam's sums and the output
-#: buffers (49), and per beam and voxel what stays until the beams are added: its result arrays and its compacted
-#: sums (50).  Measured 2026-11-26 on a 512 x 512 x 200 grid (52 M voxels), pencil beams, run_job + sum_results +
-#: write_result_hdf5: peak RSS 5.47 / 10.71 GB for 1 / 3 beams (12.88 GB for 3 before finished beams were
-#: compacted); the estimate gives 5.5 / 10.7 GB.
+#: Host memory of a run (CLI path), bytes: a base, per voxel the tallies, the running beam's sums, the sum of the
+#: beams and the output buffers (65), and per beam and voxel what stays until the beams are added: its result
+#: arrays and its compacted sums (34).  Measured 2026-11-26 on a 512 x 512 x 200 grid (52 M voxels), pencil beams,
+#: run_job + sum_results + write_result_hdf5: peak RSS 5.47 / 8.97 GB for 1 / 3 beams (12.88 GB for 3 before
+#: finished beams were compacted and the beams added one by one); the estimate gives 5.5 / 9.0 GB.
 HOST_BYTES_BASE = 0.3e9
-HOST_BYTES_PER_VOXEL = 49
-HOST_BYTES_PER_VOXEL_AND_BEAM = 50
+HOST_BYTES_PER_VOXEL = 65
+HOST_BYTES_PER_VOXEL_AND_BEAM = 34
 
 
 def host_memory_estimate(n_vox: int, n_beams: int = 1) -> float:
