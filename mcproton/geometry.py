@@ -183,6 +183,23 @@ def slab_phantom(layers: Sequence[tuple[Material | str, float] | tuple[Material 
 RESAMPLE_REFERENCE_ENERGY_MEV = 100.0
 
 
+def _heaviest_material(mat6: np.ndarray, rho6: np.ndarray, n_mat: int) -> np.ndarray:
+    """For blocked arrays (NZ, fz, NY, fy, NX, fx): per block the material index holding the most mass (the lowest
+    index on a tie), in one pass of np.bincount over slabs of blocks (memory bounded, whatever the grid)."""
+    NZ, fz, NY, fy, NX, fx = mat6.shape
+    out = np.zeros((NZ, NY, NX), np.uint8)
+    per_z = NY * NX
+    step = max(1, int(2e7 // max(1, per_z * n_mat)))   # ~160 MB of (block, material) sums at a time
+    for z0 in range(0, NZ, step):
+        m = mat6[z0:z0 + step].transpose(0, 2, 4, 1, 3, 5).reshape(-1, fz * fy * fx).astype(np.int64)
+        r = rho6[z0:z0 + step].transpose(0, 2, 4, 1, 3, 5).reshape(-1, fz * fy * fx)
+        nb = m.shape[0]
+        key = np.arange(nb, dtype=np.int64)[:, None] * n_mat + m
+        mass = np.bincount(key.ravel(), weights=r.ravel(), minlength=nb * n_mat).reshape(nb, n_mat)
+        out[z0:z0 + step] = mass.argmax(axis=1).reshape(-1, NY, NX)
+    return out
+
+
 def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
                     reference_energy_mev: float = RESAMPLE_REFERENCE_ENERGY_MEV) -> VoxelGeometry:
     """A coarser grid whose voxels are blocks of ``factors`` = (fx, fy, fz) voxels of ``geometry``
@@ -217,13 +234,7 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
     rho = geometry.density_g_cm3_zyx.astype(np.float64)
     s = np.array([float(electronic_mass_stopping_power(m, reference_energy_mev)) for m in geometry.materials])
     lin = block_sum(rho * s[mat]) / (fx * fy * fz)          # mean linear stopping power, MeV/cm
-    best_mass = np.full((NZ, NY, NX), -1.0)
-    new_mat = np.zeros((NZ, NY, NX), np.uint8)
-    for m in np.unique(mat):
-        mass = block_sum(np.where(mat == m, rho, 0.0))
-        take = mass > best_mass
-        new_mat[take] = m
-        best_mass[take] = mass[take]
+    new_mat = _heaviest_material(blocks(mat), blocks(rho), len(geometry.materials))
     new_rho = np.where(lin > 0, lin / s[new_mat], 0.0)
     labels = None
     if geometry.labels_zyx is not None:
