@@ -83,6 +83,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "beams": ((list,), "beam numbers to simulate (default all)"),
         "all_fractions": ((bool,), "dose for all fractions instead of one"),
         "rtstruct": ((str,), "DICOM RT Structure Set: DVH per structure in the HDF5 group dvh"),
+        "allow_other_frame": ((bool,), "run a plan whose FrameOfReferenceUID differs from the CT's (default: refused)"),
     },
     "output": {
         "dose_to": ((str,), '"medium" (default) or "water": which dose the RT Dose file holds'),
@@ -259,6 +260,8 @@ def build_geometry(cfg: dict[str, Any]):
             cal_path = _resolve(cfg, cal)  # a calibration folder relative to the config, else a built-in name
             g = HUCalibration.load(cal_path if cal_path.exists() else cal).to_geometry(ct)
             g.frame_of_reference_uid = ct.frame_of_reference_uid  # the RT Dose refers to the CT's frame
+            g.dicom_patient = {"patient_name": ct.patient_name, "patient_id": ct.patient_id,   # and its patient
+                               "study_instance_uid": ct.study_instance_uid}
             if "dose_voxel_mm" in ph:
                 g = _ct_dose_grid(g, _vec(ph, "dose_voxel_mm", 3, None, "phantom"))
             return g

@@ -71,6 +71,16 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
                 raise ConfigError(f"phantom.voxel_mm {ax} = {v:g} mm is larger than phantom.size_mm {ax} = {s:g} mm; "
                                   "give voxels no larger than the phantom")
     check_memory(int(geometry.material_index_zyx.size), len(beams), geometry.shape_zyx, ph.get("type") == "ct")
+    # a patient CT only: a slab_ct phantom is built for its plan and has a frame of its own
+    ct_for = (getattr(geometry, "frame_of_reference_uid", "") or "") if ph.get("type") == "ct" else ""
+    if ct_for and not cfg.get("plan", {}).get("allow_other_frame", False):
+        for beam in beams:
+            plan_for = (getattr(beam, "meta", None) or {}).get("frame_of_reference_uid") or ""
+            if plan_for and plan_for != ct_for:
+                raise ConfigError(f"plan beam {beam.name!r} refers to FrameOfReferenceUID {plan_for} but the CT's is "
+                                  f"{ct_for}: the plan was made on another CT, and its isocentre coordinates would "
+                                  "put the dose in the wrong place; use the plan's CT, or set "
+                                  "plan.allow_other_frame = true if the two frames are known to coincide")
     rho = geometry.density_g_cm3_zyx
     if not np.isfinite(rho).all():
         raise ConfigError("the phantom's density has NaN or infinite values; check the CT series and "

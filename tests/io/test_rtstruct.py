@@ -180,8 +180,8 @@ def test_cli_writes_dvh_group(tmp_path, capsys):
     cal.mkdir()
     (cal / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.0012\n0,1.0\n1000,2.0\n")
     (cal / "hu_materials.csv").write_text("hu_lo,name,w_H,w_O\n-2000,water,0.111894,0.888106\n")
-    save(make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(70.0, [(0.0, 0.0)], [1.0])]}]),
-         tmp_path / "RP.dcm")
+    save(make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(70.0, [(0.0, 0.0)], [1.0])]}],
+                   frame_of_reference_uid=for_uid), tmp_path / "RP.dcm")
     # beam along +y from y = -20: "entrance" 0..8 mm deep, "outside" a column far off the beam
     rois = {"entrance": [_rect(-7, 7, -21, -11, z) for z in (-2.0, 2.0)],       # 4 x 2 x 2 voxels
             "outside": [_rect(11, 20, -20, 20, z) for z in (-14.0, -10.0)]}
