@@ -101,13 +101,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .dicom import write_rtdose
 
         dose = total.dose_to_water_gy_zyx if out_cfg.get("dose_to", "medium") == "water" else total.dose_gy_zyx
+        rbe = out_cfg.get("rbe")
+        kind = {"dose_type": "PHYSICAL"}
+        if rbe is not None:   # RBE-weighted dose as planning systems show it for protons: Gy(RBE)
+            dose = dose * float(rbe)
+            kind = {"dose_type": "EFFECTIVE", "dose_comment": f"mcproton Monte Carlo, constant RBE {float(rbe):g}"}
         g = total.geometry
         # the patient, study and plan the dose belongs to, so that a planning system files it with them
         plan_uids = {(b.meta or {}).get("plan_sop_instance_uid") for b in beams} - {None, ""}
         pinfo = {k: v for k, v in (getattr(g, "dicom_patient", None) or {}).items() if v}
         write_rtdose(dose, g.voxel_size_mm, g.origin_mm, rtdose,
                      frame_of_reference_uid=getattr(g, "frame_of_reference_uid", None) or _new_uid(),
-                     referenced_plan_sop_instance_uid=plan_uids.pop() if len(plan_uids) == 1 else None, **pinfo)
+                     referenced_plan_sop_instance_uid=plan_uids.pop() if len(plan_uids) == 1 else None, **pinfo,
+                     **kind)
         summary["rtdose"] = str(rtdose)
     if out_cfg.get("plot", True):
         from .plots import plot_depth_dose, plot_dose_planes

@@ -87,6 +87,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     },
     "output": {
         "dose_to": ((str,), '"medium" (default) or "water": which dose the RT Dose file holds'),
+        "rbe": ((int, float), "constant RBE (e.g. 1.1): the RT Dose holds RBE x dose, DoseType EFFECTIVE, Gy(RBE); "
+                              "default: physical dose"),
         "rtdose": ((str,), "path of a DICOM RT Dose to write"),
         "plot": ((bool,), "write a PNG of the depth-dose / dose planes beside the HDF5"),
     },

@@ -53,3 +53,26 @@ def test_plan_on_another_frame_of_reference_is_refused(tmp_path, capsys):
     assert not out.exists()
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "plan.allow_other_frame=true"]) == 0
     assert out.exists()
+
+
+def test_rtdose_rbe_weighted_and_bad_output_keys(tmp_path, capsys):
+    """output.rbe = 1.1 writes RBE x dose as DoseType EFFECTIVE; a misspelt output.dose_to or an implausible RBE
+    is refused instead of silently writing another dose."""
+    from mcproton.cli import main
+    from mcproton.dicom import read_rtdose
+
+    cfg, _ = _case(tmp_path, None)
+    phys, eff = tmp_path / "RDp.dcm", tmp_path / "RDe.dcm"
+    assert main(["run", str(cfg), "--out", str(tmp_path / "p.h5"), "--rtdose", str(phys), "--quiet"]) == 0
+    assert main(["run", str(cfg), "--out", str(tmp_path / "e.h5"), "--rtdose", str(eff), "--quiet",
+                 "--set", "output.rbe=1.1"]) == 0
+    capsys.readouterr()
+    p, e = read_rtdose(phys), read_rtdose(eff)
+    assert p.dose_type == "PHYSICAL" and e.dose_type == "EFFECTIVE"
+    assert np.allclose(e.dose_gy_zyx, 1.1 * p.dose_gy_zyx, rtol=0, atol=2e-5 * e.dose_gy_zyx.max())
+    for sets, msg in ((['output.dose_to="Water"'], "output.dose_to"), (["output.rbe=11"], "output.rbe")):
+        args = ["run", str(cfg), "--out", str(tmp_path / "x.h5"), "--quiet"]
+        for s in sets:
+            args += ["--set", s]
+        assert main(args) == 2
+        assert msg in capsys.readouterr().err

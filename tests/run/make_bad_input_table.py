@@ -77,6 +77,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("unknown phantom type", ["--set", 'phantom.type="watr"'], None, "phantom.type"),
     ("unknown material", ["--set", 'phantom.material="watter"'], None, "watter"),
     ("CT phantom without ct_dir", ["--set", 'phantom.type="ct"'], None, "phantom.ct_dir"),
+    ("misspelt output.dose_to", ["--set", 'output.dose_to="Water"'], None, "output.dose_to"),
+    ("implausible constant RBE", ["--set", "output.rbe=11"], None, "output.rbe"),
     ("dose grid on a water phantom", ["--set", "phantom.dose_voxel_mm=2.0"], None, "phantom.dose_voxel_mm"),
     ("CT folder that does not exist", ["--set", 'phantom.type="ct"', "--set", 'phantom.ct_dir="no/such/dir"'],
      None, "no/such/dir"),
