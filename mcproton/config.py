@@ -197,6 +197,25 @@ def _vec(cfg_sec: dict, key: str, n: int, default: Any, where: str) -> list[floa
     return [float(x) for x in v]
 
 
+def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:
+    """Say so when CT numbers lie above the end of the HU -> density curve: they get its last density and
+    material (tissue), which is wrong for metal (titanium plates and clips after a craniotomy: 4.5 g/cm3)."""
+    import sys
+
+    import numpy as np
+
+    top = float(calib.seg_hu_hi.max())
+    hu = np.asarray(ct.hu_zyx)
+    n = int(np.count_nonzero(hu > top))
+    if n:
+        vol = n * float(np.prod(ct.voxel_size_mm)) / 1000.0
+        rho = float(calib.density_from_hu(np.array([top]))[0])
+        sys.stderr.write(f"mcproton: warning: {n} CT voxels ({vol:.2g} cm3, up to {float(hu.max()):.0f} HU) lie above "
+                         f"the end of the HU calibration {calib.name!r} ({top:.0f} HU) and were given its last density "
+                         f"({rho:.2f} g/cm3) and material: if they are metal (implants, clips) the dose behind them is "
+                         "wrong; check the CT or give those voxels a calibration that covers them\n")
+
+
 def _ct_dose_grid(g: Any, want_mm: list[float]) -> Any:
     """The CT grid in blocks of whole CT voxels nearest to ``want_mm`` (geometry.resample_blocks)."""
     from .geometry import resample_blocks
@@ -260,7 +279,9 @@ def build_geometry(cfg: dict[str, Any]):
             ct = load_ct_series(_resolve(cfg, ph["ct_dir"]))
             cal = ph.get("calibration", "schneider2000")
             cal_path = _resolve(cfg, cal)  # a calibration folder relative to the config, else a built-in name
-            g = HUCalibration.load(cal_path if cal_path.exists() else cal).to_geometry(ct)
+            calib = HUCalibration.load(cal_path if cal_path.exists() else cal)
+            _warn_hu_beyond_calibration(ct, calib)
+            g = calib.to_geometry(ct)
             g.frame_of_reference_uid = ct.frame_of_reference_uid  # the RT Dose refers to the CT's frame
             g.dicom_patient = {"patient_name": ct.patient_name, "patient_id": ct.patient_id,   # and its patient
                                "study_instance_uid": ct.study_instance_uid}

@@ -111,3 +111,20 @@ def test_bad_calibration_files(tmp_path, dens, mat, match):
 def test_unknown_name():
     with pytest.raises(CalibrationError, match="unknown calibration"):
         HUCalibration.load("no_such_scanner")
+
+
+def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys):
+    """HU above the end of the calibration curve (metal) get its last density: the run says so."""
+    from mcproton.config import build_geometry
+    from mcproton.dicom import write_ct_series
+
+    hu = np.zeros((6, 8, 8))
+    hu[2, 3:5, 3:5] = 8000          # a titanium clip in an extended-HU CT
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct")}})
+    err = capsys.readouterr().err
+    assert "4 CT voxels" in err and "8000 HU" in err and "3072 HU" in err and "metal" in err, err
+    hu[2] = 0
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct2")
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct2")}})
+    assert "warning" not in capsys.readouterr().err

@@ -76,3 +76,4 @@ def test_rtdose_rbe_weighted_and_bad_output_keys(tmp_path, capsys):
             args += ["--set", s]
         assert main(args) == 2
         assert msg in capsys.readouterr().err
+
