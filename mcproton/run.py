@@ -223,8 +223,7 @@ class Simulation:
         b = self.backend
         nv = self.n_vox
         with b.device_context():
-            for a in (*self.tally.values(), self.touched):
-                a.fill(0)
+            self._zero_tallies()
             self.ledger_dev.fill(0)
             self._tallies_zero = False
             b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
@@ -235,6 +234,10 @@ class Simulation:
                 out = {k: self._reduce_slots(b.to_host(a))[:nv] for k, a in self.tally.items()}
             out["ledger"] = b.to_host(self.ledger_dev).copy()
         return out
+
+    def _zero_tallies(self) -> None:
+        for a in (*self.tally.values(), self.touched):
+            a.fill(0)
 
     @property
     def sparse_batches(self) -> bool:
@@ -252,8 +255,7 @@ class Simulation:
             raise RuntimeError("run_histories_sparse needs the cpu backend; use run_histories")
         b = self.backend
         if not self._tallies_zero:
-            for a in (*self.tally.values(), self.touched):
-                a.fill(0)
+            self._zero_tallies()
         self._tallies_zero = False   # until the touched blocks are read and cleared below (an error in between
         self.ledger_dev.fill(0)      # must not leave this batch's deposits for the next one)
         b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
@@ -397,7 +399,7 @@ def batch_plan(primaries: int, batches: int) -> list[tuple[int, int]]:
     return out
 
 
-def _scored_voxels(acc: Accumulator) -> np.ndarray:
+def scored_voxels(acc: Accumulator) -> np.ndarray:
     """Flat indices of the voxels where any running sum is non-zero (every result array is 0 elsewhere)."""
     used = acc.sum_x != 0
     for v in (*acc.sums.values(), acc.sum_x2):
@@ -412,7 +414,7 @@ def finish(sim: Simulation, acc: Accumulator, wall_s: float) -> DoseResult:
     shape = g.shape_zyx
     n = acc.primaries
     nv = int(np.prod(shape))
-    idx = _scored_voxels(acc)
+    idx = scored_voxels(acc)
 
     def full(values: np.ndarray) -> np.ndarray:
         out = np.zeros(nv, np.float64)

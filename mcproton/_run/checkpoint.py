@@ -140,16 +140,16 @@ class BeamState:
         else ``voxels`` (flat indices where any sum is non-zero) and each array's values there."""
         if self.stored is not None:
             return self.stored
+        from ..run import scored_voxels
+
         a = self.acc
         arrays = {**{f"sum_{k}": v for k, v in a.sums.items()}, "sum_x": a.sum_x, "sum_x2": a.sum_x2}
-        used = np.zeros(a.sum_x.shape, bool)
-        for v in arrays.values():
-            used |= v != 0
-        voxels = np.flatnonzero(used)
-        if voxels.size > used.size // 2:   # mostly filled: whole arrays are smaller and quicker
+        voxels = scored_voxels(a)
+        n = a.sum_x.size
+        if voxels.size > n // 2:   # mostly filled: whole arrays are smaller and quicker
             return arrays
         out = {name: v[voxels] for name, v in arrays.items()}
-        out["voxels"] = voxels.astype(np.uint32 if used.size < 2**32 else np.int64)
+        out["voxels"] = voxels.astype(np.uint32 if n < 2**32 else np.int64)
         return out
 
 
