@@ -132,14 +132,17 @@ def save(name: str, rec: dict[str, Any]) -> Path:
 
 
 #: The check on another platform (compiler, instruction set or libm differ from the recording's): the summary
-#: numbers within these tolerances.  Measured: the same source built for -march=x86-64 instead of znver3 flipped
-#: the bits of every case but moved no summary number by more than 9e-5 relative (mean_rel_uncertainty_50) or
-#: 2e-4 mm (centroids): a rounding difference changes a few histories, the Philox streams keep the rest.  The
-#: tolerances are 10x that (counts: a few changed histories' events); a deliberate physics change of this size shows only in the exact check.
-NEAR = {"dose_sum_gy": ("rel", 1e-3), "dose_max_gy": ("rel", 1e-3), "dose_centroid_mm_xyz": ("abs", 0.01),
-        "dose_to_water_sum_gy": ("rel", 1e-3), "let_d_dose_mean_kev_um": ("rel", 1e-3), "r80_z_mm": ("abs", 0.01),
-        "mean_rel_uncertainty_50": ("rel", 1e-3), "primaries": ("abs", 0), "nuclear_events": ("abs", 3),
-        "secondaries": ("abs", 8), "steps": ("rel", 1e-3), "energy_deposited_mev": ("rel", 1e-3),
+#: numbers within these tolerances.  A rounding difference changes a few histories and the Philox streams keep
+#: the rest, so the numbers move little.  Measured on the four cases against the znver3 -O3 -ffast-math build:
+#: -march=x86-64 moved no number by more than 9e-5 relative and 2e-4 mm; -O2 without -ffast-math (a larger
+#: difference than most platforms make) by 3.7e-5 (sums), 2.1e-4 (dose maximum), 2.3e-3 (mean uncertainty),
+#: 0.0028 mm (R80), 0.0011 mm (centroid), 1 nuclear event, 1 secondary and 5 steps.  The tolerances are about
+#: 10x those.  A physics change smaller than them shows only in the exact check (the recording platform);
+#: I = 75 instead of 78 eV for water moves R80 by 0.26 mm and fails both.
+NEAR = {"dose_sum_gy": ("rel", 1e-3), "dose_max_gy": ("rel", 3e-3), "dose_centroid_mm_xyz": ("abs", 0.02),
+        "dose_to_water_sum_gy": ("rel", 1e-3), "let_d_dose_mean_kev_um": ("rel", 1e-3), "r80_z_mm": ("abs", 0.03),
+        "mean_rel_uncertainty_50": ("rel", 0.025), "primaries": ("abs", 0), "nuclear_events": ("abs", 10),
+        "secondaries": ("abs", 20), "steps": ("rel", 1e-3), "energy_deposited_mev": ("rel", 1e-3),
         "energy_imbalance_rel": ("abs", 1e-6)}   # dose_max_at_mm_xyz: a near-tie may move the maximum's voxel
 
 
