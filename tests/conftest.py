@@ -17,6 +17,8 @@ _GPU_OK, _GPU_WHY = cuda_available()
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
+    parser.addoption("--update-regression", action="store_true", default=False,
+                     help="rewrite tests/regression/*/results_true.json from this run (tests/regression/README.md)")
 
 
 def pytest_collection_modifyitems(config, items):

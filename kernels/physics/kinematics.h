@@ -4,7 +4,8 @@
 #pragma once
 #include "../core/portability.h"
 
-/* Proton rest energy, MeV (CODATA 2018: 938.27208816 MeV). */
+/* Proton rest energy, MeV (CODATA 2018: 938.27208816 MeV; the nearest float).  The one definition: every
+ * kernel header takes it from here. */
 #define MCP_PROTON_MASS_MEV 938.272088f
 /* Electron rest energy, MeV (CODATA 2018). */
 #define MCP_ELECTRON_MASS_MEV 0.51099895f

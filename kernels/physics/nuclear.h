@@ -124,7 +124,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE NuclearProducts sample_nonelastic(float T, float
  * T - T_r and is deflected by the angle that conserves momentum.
  */
 #define MCP_AMU_MEV 931.494f          /* atomic mass unit, MeV (CODATA 2018: 931.49410242) */
-#define MCP_PROTON_MASS_MEV 938.272f  /* CODATA 2018: 938.27208816 MeV */
+/* MCP_PROTON_MASS_MEV: physics/kinematics.h (one definition: this header had its own 938.272f) */
 
 struct ElasticOutcome {
     float t_recoil;   /* kinetic energy given to the nucleus, MeV */

@@ -110,7 +110,7 @@ def run_chunk(key: str, spec: dict[str, Any], first: int, n: int) -> tuple[int, 
     key = f"{key}@{_worker_name()}"   # per worker: workers sharing a process (threads) keep their own GPU
     sim = _acquire(key, spec)
     try:
-        t, _ = run_shrinking(sim, first, n, cap=getattr(sim, "_mcp_cap", None))
+        t, _ = run_shrinking(sim, first, n, cap=None)   # each chunk starts whole; an OOM shrink is per chunk
     finally:
         _release(key, sim)
     return first, n, _pack(t)

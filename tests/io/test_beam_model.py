@@ -1,7 +1,6 @@
 """Beam models: DCPT (TOML + CSV), MCsquare BDL parser, interpolation and errors."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

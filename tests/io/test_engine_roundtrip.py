@@ -63,7 +63,7 @@ def results(tmp_path_factory):
     beams = [{"gantry": g, "couch": c, "iso": ISO, "layers": [(E_MEV, list(SPOTS), list(WEIGHTS))], "meterset": 10.0}
              for g, c in CASES]
     save(make_plan(beams, frame_of_reference_uid=for_uid), d / "RP.dcm")
-    (d / "run.toml").write_text(f"""
+    (d / "run.toml").write_text("""
 [run]
 primaries = 3000
 seed = 7

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pydicom
-import pytest
 
 from dicom_factories import make_plan, save
 

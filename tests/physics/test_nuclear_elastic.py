@@ -19,7 +19,7 @@ from mcproton.materials import ELEMENTS, Material
 
 NA = 6.02214076e23
 AMU = 931.494        # MeV
-MP = 938.272         # MeV
+MP = 938.272088      # MeV, as the kernel (physics/kinematics.h; CODATA 2018: 938.27208816)
 M_O = 15.9994 * AMU
 
 

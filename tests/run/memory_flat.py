@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
                              check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    print(f"\n| primaries | batches | wall (s) | peak RSS after setup (MiB) | peak RSS at end (MiB) |")
+    print("\n| primaries | batches | wall (s) | peak RSS after setup (MiB) | peak RSS at end (MiB) |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['primaries']:,} | {r['batches']:,} | {r['wall_s']} | {r['setup_peak_mib']} | {r['peak_rss_mib']} |")
