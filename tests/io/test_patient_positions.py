@@ -4,6 +4,8 @@ geometry says, the dose lands there too (end to end), and a plan whose setup pos
 refused before the transport."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -221,3 +223,123 @@ def test_position_check_follows_the_ct_dose_grid(tmp_path):
     assert geometry.patient_position == "FFS"
     with pytest.raises(ConfigError, match="HFDR.*FFS.*allow_position_mismatch"):
         check_patient_position(cfg, geometry, build_beams(cfg))
+
+
+# ------------------------------------------------------------------------ APTG/2022_DCPT_LET plan03 (RayStation)
+PLAN03 = Path(__file__).resolve().parent.parent / "data" / "dicom" / "aptg_plan03"
+PLAN03_RTPLAN = PLAN03 / "ramped_2Gy_ver2_full.dcm"
+PLAN03_RD_FIELD1 = PLAN03 / "RD1.2.752.243.1.1.20250523160113556.4000.16653.dcm"
+
+
+@pytest.fixture(scope="module")
+def plan03_field1_tps():
+    """RayStation's dose of field 1 (BEAM, 2 mm grid): its centroid, the mean dose gradient inside the 10 cm
+    target cube (|x|, |y|, |z| < 40 mm), and the lateral profiles through the isocentre."""
+    from mcproton.dicom import read_rtdose
+
+    rd = read_rtdose(PLAN03_RD_FIELD1)
+    dose = rd.dose_gy_zyx
+    c = [rd.origin_mm[k] + rd.voxel_size_mm[k] * np.arange(dose.shape[2 - k]) for k in range(3)]
+    zz, yy, xx = np.meshgrid(c[2], c[1], c[0], indexing="ij")
+    centroid = np.array([np.average(v, weights=dose) for v in (xx, yy, zz)])
+    gz, gy, gx = np.gradient(dose, rd.voxel_size_mm[2], rd.voxel_size_mm[1], rd.voxel_size_mm[0])
+    inside = (np.abs(xx) < 40) & (np.abs(yy) < 40) & (np.abs(zz) < 40)
+    grad = np.array([gx[inside].mean(), gy[inside].mean(), gz[inside].mean()])
+    return {"rd": rd, "dose": dose, "coords": c, "centroid": centroid, "grad": grad / np.linalg.norm(grad)}
+
+
+def _plan03_beam1(patient_position: str | None = None, gantry: float | None = None):
+    """mcproton's geometry of plan03 field 1, optionally with another setup position or gantry angle: beam
+    direction, isocentre, gantry axes Xg, Yg in LPS, the proton-weighted mean point where the spots' rays cross
+    the isocentre plane, and the outermost spot positions (X, Y)."""
+    import pydicom
+
+    from mcproton._io.beam_model import load_beam_model
+
+    ds = pydicom.dcmread(PLAN03_RTPLAN)
+    if patient_position:
+        for s in ds.PatientSetupSequence:
+            s.PatientPosition = patient_position
+    if gantry is not None:
+        ds.IonBeamSequence[0].IonControlPointSequence[0].GantryAngle = gantry
+    plan = load_rtplan(ds)
+    b = plan.beams[0]
+    (beam,) = plan_to_beams(plan, load_beam_model("dcpt_v2"), beam_numbers=[1])
+    d, iso = np.array(beam.meta["beam_direction"]), np.array(beam.meta["isocenter_mm"])
+    p = np.array([s.position_mm for s in beam.spots])
+    v = np.array([s.direction for s in beam.spots])
+    w = np.array([s.weight for s in beam.spots])
+    hit = p + (((iso - p) @ d) / (v @ d))[:, None] * v
+    m = gantry_to_lps_matrix(b.gantry_angle_deg, b.couch_angle_deg, b.patient_position)
+    xy = np.concatenate([layer.spot_xy_mm for layer in b.layers])
+    return {"d": d, "iso": iso, "xg": m[:, 0], "yg": m[:, 1], "lateral": np.average(hit, axis=0, weights=w) - iso,
+            "x_range": (xy[:, 0].min(), xy[:, 0].max()), "y_range": (xy[:, 1].min(), xy[:, 1].max()),
+            "position": b.patient_position, "gantry": b.gantry_angle_deg}
+
+
+def _half_max_edges(coord, profile):
+    """Positions where ``profile`` crosses half its maximum, outermost on each side (linear interpolation)."""
+    h = 0.5 * profile.max()
+    i = np.flatnonzero(profile >= h)
+    lo, hi = i[0], i[-1]
+    return (np.interp(h, [profile[lo - 1], profile[lo]], [coord[lo - 1], coord[lo]]),
+            np.interp(h, [profile[hi + 1], profile[hi]], [coord[hi + 1], coord[hi]]))
+
+
+def test_plan03_as_written_is_not_the_setup_of_the_raystation_dose(plan03_field1_tps):
+    """The disagreement, stated: the plan file says HFS, gantry 90, couch 0, so by IEC 61217 / DICOM field 1
+    enters from the patient's left and travels -x (mcproton's dose runs along x).  RayStation's field-1 dose
+    falls along +y instead: its mean gradient in the target is perpendicular to that beam (90.2 deg) and its
+    centroid lies 37.4 mm anterior of the isocentre, 0.24 mm from it along x.  The dose predates the plan file:
+    the plan was re-exported through Eclipse and edited with DicomFix (which rewrites the gantry angle of the
+    first control point) two months after RayStation computed the dose, keeping the plan's SOP Instance UID that
+    the dose references (docs/patient_workflow.md, plan03)."""
+    import pydicom
+
+    tps = plan03_field1_tps
+    g = _plan03_beam1()
+    assert (g["position"], g["gantry"]) == ("HFS", 90.0)
+    np.testing.assert_allclose(g["d"], [-1, 0, 0], atol=1e-12)
+    off = tps["centroid"] - g["iso"]
+    assert abs(off @ g["d"]) < 1.0 and off[1] < -30.0
+    assert abs(tps["grad"] @ g["d"]) < 0.02                      # perpendicular to within ~1 deg
+    assert tps["grad"][1] < -0.999                               # the dose falls along +y
+    plan = pydicom.dcmread(PLAN03_RTPLAN, stop_before_pixels=True)
+    rd = pydicom.dcmread(PLAN03_RD_FIELD1, stop_before_pixels=True)
+    assert rd.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == plan.SOPInstanceUID
+    assert (rd.InstanceCreationDate, plan.RTPlanDate, plan.InstanceCreationDate) == ("20250523", "20250523",
+                                                                                      "20250723")
+
+
+@pytest.mark.parametrize("position,gantry", [("HFDL", None), ("HFS", 0.0)])
+def test_plan03_raystation_dose_matches_mcproton_geometry_of_its_setup(plan03_field1_tps, position, gantry):
+    """RayStation's field-1 dose is exactly mcproton's geometry for the set-up it was computed for: HFS at
+    gantry 0 (the base plan's anterior beam), which is the same set-up in the patient's frame as the phantom
+    lying on its left side (HFDL) at the plan's gantry 90.  Beam direction vs the TPS dose gradient: 0.32 deg;
+    the dose centroid lies 37.4 mm upstream of the isocentre (a ramp: 100 % proximal, 0 % distal); laterally the
+    TPS centroid (-0.241, -0.413) mm is mcproton's proton-weighted spot centroid (-0.246, -0.417) mm, which the
+    RayStation dose mirrors in x for field 2 (gantry 180) as IEC 61217 says; the lateral 50 % edges through the
+    isocentre lie within one spot spacing (5.8 mm) of the outermost spots along mcproton's Xg and Yg.
+    The TPS dose is deterministic: the tolerances (1 deg, 0.05 mm, 0.5 mm) are far below the 90 deg, 37 mm of
+    the wrong orientations and the 0.5 mm of a lateral mirror."""
+    tps = plan03_field1_tps
+    g = _plan03_beam1(position, gantry)
+    d = g["d"]
+    np.testing.assert_allclose(d, [0, 1, 0], atol=1e-12)
+    assert np.degrees(np.arccos(np.clip(-tps["grad"] @ d, -1, 1))) < 1.0
+    off = tps["centroid"] - g["iso"]
+    assert off @ d < -30.0
+    perp = off - (off @ d) * d
+    np.testing.assert_allclose(perp, g["lateral"] - (g["lateral"] @ d) * d, atol=0.05)
+    # the lateral profiles through the isocentre (the plane y = 0.5 mm, the nearest to it), along Xg and Yg
+    dose, (cx, cy, cz) = tps["dose"], tps["coords"]
+    j = int(np.argmin(np.abs(cy - g["iso"][1])))
+    plane = dose[:, j, :]                                                   # (z, x)
+    for axis, rng, coord, prof in ((g["xg"], g["x_range"], cx, plane[np.abs(cz) < 20].mean(axis=0)),
+                                   (g["yg"], g["y_range"], cz, plane[:, np.abs(cx) < 20].mean(axis=1))):
+        k = int(np.argmax(np.abs(axis)))
+        sign = np.sign(axis[k])
+        lo, hi = sorted(sign * np.array(_half_max_edges(coord, prof)))        # edges in gantry coordinates
+        assert abs(lo - rng[0]) < 5.8 and abs(hi - rng[1]) < 5.8, (lo, hi, rng)
+        mid_pred = g["lateral"] @ axis
+        assert (lo + hi) / 2 == pytest.approx(mid_pred, abs=0.5)
