@@ -343,3 +343,18 @@ def test_plan03_raystation_dose_matches_mcproton_geometry_of_its_setup(plan03_fi
         assert abs(lo - rng[0]) < 5.8 and abs(hi - rng[1]) < 5.8, (lo, hi, rng)
         mid_pred = g["lateral"] @ axis
         assert (lo + hi) / 2 == pytest.approx(mid_pred, abs=0.5)
+
+
+def test_position_check_without_ct_position_warns_and_slab_phantoms_are_not_checked(capsys):
+    """A CT series without PatientPosition cannot be checked: a warning, not a refusal; a slab_ct phantom is
+    written for its plan and is not checked."""
+    from types import SimpleNamespace
+
+    from mcproton._run.inputs import check_patient_position
+
+    beams = [SimpleNamespace(name="1:F1", meta={"patient_position": "HFP"})]
+    check_patient_position({"phantom": {"type": "ct"}}, SimpleNamespace(patient_position=""), beams)
+    err = capsys.readouterr().err
+    assert "no PatientPosition" in err and "HFP" in err, err
+    check_patient_position({"phantom": {"type": "slab_ct"}}, SimpleNamespace(patient_position="HFS"), beams)
+    assert capsys.readouterr().err == ""
