@@ -80,7 +80,7 @@ def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any])
         if pos != ct_pos:
             raise ConfigError(f"plan beam {name!r} is set up {pos} (PatientSetupSequence PatientPosition) but the CT "
                               f"was acquired {ct_pos}: the gantry angles would be applied to a patient lying otherwise "
-                              "than in the images, so the beams would enter from the wrong side; use the CT the plan "
+                              "than in the images, so a beam can enter from the wrong side; use the CT the plan "
                               "was made on, or set plan.allow_position_mismatch = true if the plan's position is right "
                               "and the CT's PatientPosition is known to be wrong")
 
