@@ -291,7 +291,7 @@ def test_plan03_as_written_is_not_the_setup_of_the_raystation_dose(plan03_field1
     enters from the patient's left and travels -x (mcproton's dose runs along x).  RayStation's field-1 dose
     falls along +y instead: its mean gradient in the target is perpendicular to that beam (90.2 deg) and its
     centroid lies 37.4 mm anterior of the isocentre, 0.24 mm from it along x.  The dose predates the plan file:
-    the plan was re-exported through Eclipse and edited with DicomFix (which rewrites the gantry angle of the
+    the plan was re-exported through Eclipse and edited with DicomFix (which can rewrite the gantry angle of the
     first control point) two months after RayStation computed the dose, keeping the plan's SOP Instance UID that
     the dose references (docs/patient_workflow.md, plan03)."""
     import pydicom
