@@ -84,6 +84,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "all_fractions": ((bool,), "dose for all fractions instead of one"),
         "rtstruct": ((str,), "DICOM RT Structure Set: DVH per structure in the HDF5 group dvh"),
         "allow_other_frame": ((bool,), "run a plan whose FrameOfReferenceUID differs from the CT's (default: refused)"),
+        "allow_position_mismatch": ((bool,), "run a plan whose PatientPosition differs from the CT's (default: refused)"),
     },
     "output": {
         "dose_to": ((str,), '"medium" (default) or "water": which dose the RT Dose file holds'),
@@ -283,6 +284,7 @@ def build_geometry(cfg: dict[str, Any]):
             _warn_hu_beyond_calibration(ct, calib)
             g = calib.to_geometry(ct)
             g.frame_of_reference_uid = ct.frame_of_reference_uid  # the RT Dose refers to the CT's frame
+            g.patient_position = ct.patient_position  # checked against the plan's (_run/inputs.py)
             g.dicom_patient = {"patient_name": ct.patient_name, "patient_id": ct.patient_id,   # and its patient
                                "study_instance_uid": ct.study_instance_uid}
             if "dose_voxel_mm" in ph:

@@ -252,7 +252,7 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
     out = VoxelGeometry(new_mat, new_rho.astype(np.float32), list(geometry.materials), tuple(vs * fac),
                         tuple(origin), labels, dict(geometry.label_names),
                         name=f"{geometry.name} (blocks of {fx} x {fy} x {fz} voxels)")
-    for attr in ("frame_of_reference_uid", "dicom_patient"):
+    for attr in ("frame_of_reference_uid", "dicom_patient", "patient_position"):
         if hasattr(geometry, attr):
             setattr(out, attr, getattr(geometry, attr))
     return out

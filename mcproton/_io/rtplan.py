@@ -12,18 +12,35 @@ only: the weights of a control point are the total over all paintings.
 
 Geometry (IEC 61217 -> DICOM patient LPS)
 -----------------------------------------
-IEC fixed system f: Xf to the right of an observer at the foot of the couch facing the gantry, Yf
-horizontal towards the gantry, Zf up.  Gantry system g: rotated from f by the gantry angle theta about Yf
+IEC fixed system f (IEC 61217): Xf to the right of an observer at the foot of the couch facing the gantry,
+Yf horizontal towards the gantry, Zf up.  Gantry system g: rotated from f by the gantry angle theta about Yf
 (right-handed, i.e. clockwise as seen from the isocentre looking at the gantry).  At theta = 0 the beam
 comes from above: the virtual source sits at +Zg and the central axis points along -Zg.  Spot positions
 (ScanSpotPositionMap X, Y) are coordinates along Xg, Yg in the isocentre plane.  The patient support
 system s is rotated from f by the couch angle phi about Zf (right-handed: counter-clockwise seen from
-above).  The patient is fixed to the table top (pitch and roll must be 0); for a head-first-supine (HFS)
-patient the LPS axes in table coordinates are x_L = +Xs, y_P = -Zs, z_S = +Ys (so gantry 0 is an
-anterior beam travelling +y, gantry 90 enters from the patient's left travelling -x, gantry 270 travels
-+x).  HFP (x_L = -Xs, y_P = +Zs, z_S = +Ys), FFS (x_L = -Xs, y_P = -Zs, z_S = -Ys) and FFP (x_L = +Xs,
-y_P = +Zs, z_S = -Ys) are also handled; decubitus positions raise an error.  A vector v_f in the fixed
-system is v_LPS = A^T R_z(phi)^T v_f with A the LPS -> table matrix above.
+above).  The patient is fixed to the table top (pitch and roll must be 0).
+
+The patient's LPS axes (DICOM PS3.3 C.7.6.2.1.1: x to the patient's left, y posterior, z towards the head)
+in table-top coordinates follow from PatientPosition (PS3.3 C.7.3.1.1.2, used by the RT Patient Setup module
+C.8.8.12): head first = head towards the gantry (+Ys), feet first = feet towards it; supine = face up,
+prone = face down; decubitus left/right = the patient's left/right side down (in the gravity direction, -Zs).
+With L, P, S the LPS unit vectors written in (Xs, Ys, Zs):
+
+    HFS   L = +Xs  P = -Zs  S = +Ys        FFS   L = -Xs  P = -Zs  S = -Ys
+    HFP   L = -Xs  P = +Zs  S = +Ys        FFP   L = +Xs  P = +Zs  S = -Ys
+    HFDL  L = -Zs  P = -Xs  S = +Ys        FFDL  L = -Zs  P = +Xs  S = -Ys
+    HFDR  L = +Zs  P = +Xs  S = +Ys        FFDR  L = +Zs  P = -Xs  S = -Ys
+
+Derivation: for HFS, S = +Ys (head towards the gantry) and P = -Zs (face up), so L = P x S = +Xs (the
+LPS frame is right-handed): a supine patient's left is on the right of the observer at the foot of the couch.
+Every other position is HFS turned about the patient's own S axis (right-handed, by 90 deg: HFDL, 180 deg:
+HFP, 270 deg: HFDR), after, for feet first, a 180 deg turn about the vertical Zs (HFS -> FFS).  Hence, at
+couch 0: gantry 0 travels +y (anterior beam) for HFS, -y for HFP, +x (from the patient's right, which is up)
+for HFDL and -x for HFDR; gantry 90 travels -x (from the patient's left) for HFS and +y for HFDL.  Each
+matrix is a proper rotation (orthonormal, det +1); tests/io/test_patient_positions.py checks these relations
+and the geometry against a RayStation dose of a real plan.  The other DICOM positions (LFP, LFS, RFP, RFS,
+AFDR, AFDL, PFDR, PFDL: a side other than head or feet towards the gantry) and an empty PatientPosition are
+refused.  A vector v_f in the fixed system is v_LPS = A^T R_z(phi)^T v_f with A the LPS -> table matrix above.
 
 Spots
 -----
@@ -59,14 +76,21 @@ RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
 BK_ALPHA_CM = 0.0022
 BK_P = 1.77
 
-_A_LPS_TO_TABLE = {
-    # rows: the LPS unit vectors x_L, y_P, z_S expressed in IEC table-top coordinates (Xs, Ys, Zs);
-    # transposed so that the columns hold them: p_table = A @ p_LPS
-    "HFS": np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=float).T,
-    "HFP": np.array([[-1, 0, 0], [0, 0, 1], [0, 1, 0]], dtype=float).T,
-    "FFS": np.array([[-1, 0, 0], [0, 0, -1], [0, -1, 0]], dtype=float).T,
-    "FFP": np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=float).T,
+# The LPS unit vectors L, P, S of a patient lying in each DICOM PatientPosition, in IEC 61217 table-top
+# coordinates (Xs, Ys, Zs); see the module docstring for the definitions and the derivation.
+_LPS_IN_TABLE = {
+    "HFS": ((1, 0, 0), (0, 0, -1), (0, 1, 0)),
+    "HFP": ((-1, 0, 0), (0, 0, 1), (0, 1, 0)),
+    "HFDL": ((0, 0, -1), (-1, 0, 0), (0, 1, 0)),
+    "HFDR": ((0, 0, 1), (1, 0, 0), (0, 1, 0)),
+    "FFS": ((-1, 0, 0), (0, 0, -1), (0, -1, 0)),
+    "FFP": ((1, 0, 0), (0, 0, 1), (0, -1, 0)),
+    "FFDL": ((0, 0, -1), (1, 0, 0), (0, -1, 0)),
+    "FFDR": ((0, 0, 1), (-1, 0, 0), (0, -1, 0)),
 }
+#: p_table = A @ p_LPS: the columns of A are L, P, S in table coordinates
+_A_LPS_TO_TABLE = {k: np.array(v, dtype=float).T for k, v in _LPS_IN_TABLE.items()}
+PATIENT_POSITIONS = tuple(_LPS_IN_TABLE)
 
 
 @dataclass
@@ -369,11 +393,17 @@ def _rot_z(deg: float) -> np.ndarray:
 
 
 def gantry_to_lps_matrix(gantry_deg: float, couch_deg: float, patient_position: str = "HFS") -> np.ndarray:
-    """3x3 matrix whose columns are the IEC gantry axes Xg, Yg, Zg expressed in the patient LPS frame."""
-    pos = (patient_position or "").upper()
+    """3x3 matrix whose columns are the IEC gantry axes Xg, Yg, Zg expressed in the patient LPS frame.
+
+    ``patient_position`` is a DICOM PatientPosition (HFS, HFP, HFDL, HFDR, FFS, FFP, FFDL, FFDR); see the
+    module docstring (Geometry) for the convention and its sources.
+    """
+    pos = (patient_position or "").strip().upper()
     if pos not in _A_LPS_TO_TABLE:
-        raise _e(f"patient position {patient_position!r} is not supported (HFS, HFP, FFS, FFP are); "
-                 "decubitus or unknown positions need a different IEC -> LPS mapping")
+        what = "an empty patient position" if not pos else f"patient position {patient_position!r}"
+        raise _e(f"{what} is not supported (the IEC 61217 -> patient mapping is defined for "
+                 f"{', '.join(PATIENT_POSITIONS)}); give the plan's PatientSetupSequence a PatientPosition "
+                 "from this list")
     a = _A_LPS_TO_TABLE[pos]                     # LPS -> table
     g_in_f = _rot_y(gantry_deg)                  # gantry axes in fixed coordinates
     f_to_table = _rot_z(couch_deg).T             # fixed -> table

@@ -58,6 +58,33 @@ def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: 
                          f"{fix}\n")
 
 
+def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> None:
+    """Refuse a plan whose setup position (PatientSetupSequence PatientPosition) differs from the CT's
+    PatientPosition: the plan's gantry angles are then turned about the wrong patient axes (a prone plan on a
+    supine CT puts every beam on the opposite side of the anatomy).  Warn when the CT does not say its position."""
+    from ..config import ConfigError
+
+    if cfg.get("phantom", {}).get("type") != "ct":  # a slab_ct phantom is written for its plan
+        return
+    ct_pos = str(getattr(geometry, "patient_position", "") or "").strip().upper()
+    plan_pos = {str((getattr(b, "meta", None) or {}).get("patient_position") or "").strip().upper(): b.name
+                for b in beams}
+    plan_pos.pop("", None)
+    if not plan_pos or cfg.get("plan", {}).get("allow_position_mismatch", False):
+        return
+    if not ct_pos:
+        sys.stderr.write(f"mcproton: warning: the CT series has no PatientPosition, so the plan's setup position "
+                         f"{', '.join(sorted(plan_pos))} cannot be checked against it\n")
+        return
+    for pos, name in sorted(plan_pos.items()):
+        if pos != ct_pos:
+            raise ConfigError(f"plan beam {name!r} is set up {pos} (PatientSetupSequence PatientPosition) but the CT "
+                              f"was acquired {ct_pos}: the gantry angles would be applied to a patient lying otherwise "
+                              "than in the images, so a beam can enter from the wrong side; use the CT the plan "
+                              "was made on, or set plan.allow_position_mismatch = true if the plan's position is right "
+                              "and the CT's PatientPosition is known to be wrong")
+
+
 def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[Any]) -> None:
     from .._physics.tables import E_MAX_MEV
     from ..config import ConfigError
@@ -87,6 +114,7 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
                                   f"{ct_for}: the plan was made on another CT, and its isocentre coordinates would "
                                   "put the dose in the wrong place; use the plan's CT, or set "
                                   "plan.allow_other_frame = true if the two frames are known to coincide")
+    check_patient_position(cfg, geometry, beams)
     rho = geometry.density_g_cm3_zyx
     if not np.isfinite(rho).all():
         raise ConfigError("the phantom's density has NaN or infinite values; check the CT series and "

@@ -110,8 +110,8 @@ def test_other_patient_positions(tmp_path, model):
     (beam,) = plan_to_beams(load_rtplan(ds), model)
     np.testing.assert_allclose(beam.meta["beam_direction"], [1, 0, 0], atol=1e-12)  # prone: source at patient's right
     ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)]}],
-                   patient_position="HFDL")
-    with pytest.raises(DicomInputError, match="HFDL"):
+                   patient_position="LFS")  # left first: no IEC 61217 mapping (decubitus: test_patient_positions.py)
+    with pytest.raises(DicomInputError, match="LFS"):
         plan_to_beams(load_rtplan(ds), model)
 
 
