@@ -9,7 +9,9 @@ GridFrameOffsetVector (first value 0).  The 16-bit result passes ``dciodvfy`` (d
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -34,22 +36,72 @@ class RTDose:
     dose_summation_type: str
     dose_units: str
     referenced_plan_sop_instance_uid: str | None = None
+    referenced_fraction_group_number: int | None = None
+    referenced_beam_numbers: list[int] = field(default_factory=list)
+    dose_comment: str = ""
+
+
+_UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+# the summation types this writer produces, and which of them need a fraction group / beam reference
+# (PS3.3 C.8.8.3: ReferencedFractionGroupSequence is required for every type but PLAN and MULTI_PLAN,
+# ReferencedBeamSequence for BEAM, BEAM_SESSION and CONTROL_POINT)
+_WRITABLE = ("PLAN", "FRACTION", "BEAM", "FRACTION_SESSION", "BEAM_SESSION")
+_NEEDS_FRACTION_GROUP = ("FRACTION", "BEAM", "FRACTION_SESSION", "BEAM_SESSION")
+_NEEDS_BEAMS = ("BEAM", "BEAM_SESSION")
+
+
+def is_valid_uid(uid: str | None) -> bool:
+    """A DICOM UID (PS3.5 9.1): digits and dots, no component with a leading zero, at most 64 characters."""
+    return bool(uid) and len(str(uid)) <= 64 and bool(_UID_RE.match(str(uid)))
+
+
+def _plan_reference(uid: str | None, sop_class_uid: str) -> tuple[str, str]:
+    """(the plan SOP Instance UID to reference, a note for the DoseComment or "").  An invalid UID, or one equal
+    to a SOP Class UID (OpenTPS writes the RT Ion Plan Storage class there), is replaced by a UID derived from
+    it (the same for every dose of that plan), with a warning."""
+    from pydicom.uid import generate_uid
+
+    if not uid:
+        return str(generate_uid()), "no RT Plan: placeholder plan ref"
+    uid = str(uid).strip()
+    if is_valid_uid(uid) and uid not in (sop_class_uid, RT_ION_PLAN_STORAGE, RT_DOSE_STORAGE) \
+            and not uid.startswith("1.2.840.10008.5.1.4.1.1."):
+        return uid, ""
+    why = "is a SOP Class UID, not an instance UID" if is_valid_uid(uid) else "is not a valid DICOM UID"
+    new = str(generate_uid(entropy_srcs=["mcproton plan reference", uid]))
+    warnings.warn(f"the RT Plan's SOP Instance UID {uid!r} {why} (a plan exported by OpenTPS writes the SOP Class "
+                  f"UID there); the RT Dose references {new} instead, so a planning system will not link it to "
+                  "the plan automatically: re-export the plan with a valid SOPInstanceUID to link them",
+                  RuntimeWarning, stacklevel=3)
+    return new, "invalid plan UID replaced"
 
 
 def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
                  path: str | Path, *, frame_of_reference_uid: str,
                  referenced_plan_sop_instance_uid: str | None = None, summation_type: str = "PLAN",
-                 dose_type: str = "PHYSICAL", referenced_beam_number: int | None = None,
+                 dose_type: str = "PHYSICAL", referenced_beam_number: int | Sequence[int] | None = None,
+                 referenced_fraction_group_number: int = 1,
                  referenced_plan_sop_class_uid: str = RT_ION_PLAN_STORAGE, patient_name: str = "",
                  patient_id: str = "", study_instance_uid: str | None = None,
                  series_description: str = "mcproton dose", dose_comment: str = "mcproton Monte Carlo",
-                 patient_birth_date: str = "", patient_sex: str = "", bits: int = 16) -> Path:
+                 patient_birth_date: str = "", patient_sex: str = "", bits: int = 16,
+                 series_instance_uid: str | None = None, series_number: int = 1,
+                 instance_number: int = 1) -> Path:
     """Write an RT Dose file; returns its path.
 
-    ``dose_type`` PHYSICAL (Gy) or EFFECTIVE (RBE-weighted).  ``summation_type`` PLAN or BEAM (BEAM needs
-    ``referenced_beam_number``).  DICOM requires a ReferencedRTPlanSequence for these summation types: if no
-    ``referenced_plan_sop_instance_uid`` is given (e.g. a phantom simulation without a plan) a fresh UID is
-    referenced and the DoseComment says so.
+    ``dose_type`` PHYSICAL (Gy) or EFFECTIVE (RBE-weighted).  ``summation_type`` (PS3.3 C.8.8.3):
+
+    * PLAN: every beam, every fraction of the plan (what planning systems export as the plan dose);
+    * FRACTION: every beam, every fraction of one fraction group (``referenced_fraction_group_number``);
+    * BEAM: the beams ``referenced_beam_number`` (one number or several), every fraction;
+    * FRACTION_SESSION: every beam, one fraction (one treatment session);
+    * BEAM_SESSION: the beams ``referenced_beam_number``, one fraction.
+
+    All but PLAN carry ReferencedFractionGroupSequence, BEAM and BEAM_SESSION also ReferencedBeamSequence,
+    inside the ReferencedRTPlanSequence item (as RayStation writes its beam doses).  DICOM requires the plan
+    reference: without ``referenced_plan_sop_instance_uid`` (a phantom simulation without a plan) a fresh UID
+    is referenced and the DoseComment says so; an invalid plan UID is replaced by a valid one, with a warning.
+    ``dose_comment`` is cut to the 64 characters of the LO value representation.
     """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DSequence
@@ -69,13 +121,17 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
         raise ValueError(f"dose has negative values (min {d.min():g} Gy); RT Dose stores non-negative doses")
     vs, org = check_grid_geometry(voxel_size_mm, origin_mm)
     summation_type = summation_type.upper()
-    if summation_type not in ("PLAN", "BEAM", "FRACTION"):
-        raise ValueError(f"summation_type must be 'PLAN', 'BEAM' or 'FRACTION'; got {summation_type!r}")
+    if summation_type not in _WRITABLE:
+        raise ValueError(f"summation_type must be one of {', '.join(_WRITABLE)}; got {summation_type!r}")
     dose_type = dose_type.upper()
     if dose_type not in ("PHYSICAL", "EFFECTIVE"):
         raise ValueError(f"dose_type must be 'PHYSICAL' or 'EFFECTIVE'; got {dose_type!r}")
-    if summation_type == "BEAM" and referenced_beam_number is None:
-        raise ValueError("summation_type 'BEAM' needs referenced_beam_number (the plan's BeamNumber)")
+    beam_numbers = ([] if referenced_beam_number is None else [int(referenced_beam_number)]
+                    if np.isscalar(referenced_beam_number) else [int(b) for b in referenced_beam_number])
+    if summation_type in _NEEDS_BEAMS and not beam_numbers:
+        raise ValueError(f"summation_type {summation_type!r} needs referenced_beam_number (the plan's BeamNumber)")
+    if int(referenced_fraction_group_number) < 1:
+        raise ValueError(f"referenced_fraction_group_number must be >= 1; got {referenced_fraction_group_number}")
     if not frame_of_reference_uid:
         raise ValueError("frame_of_reference_uid is required (use the CT's FrameOfReferenceUID)")
 
@@ -96,7 +152,8 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     set_patient_study_series(ds, modality="RTDOSE", date=date, time=time, series_description=series_description,
                              patient_name=patient_name, patient_id=patient_id,
                              study_instance_uid=study_instance_uid or generate_uid(),
-                             series_instance_uid=generate_uid(), series_number=1, instance_number=1,
+                             series_instance_uid=series_instance_uid or generate_uid(),
+                             series_number=series_number, instance_number=instance_number,
                              frame_of_reference_uid=frame_of_reference_uid, patient_birth_date=patient_birth_date,
                              patient_sex=patient_sex)
     ds.InstanceCreationDate = date
@@ -121,27 +178,37 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     ds.DoseUnits = "GY"
     ds.DoseType = dose_type
     ds.DoseSummationType = summation_type
-    ds.DoseComment = dose_comment[:64]
     ds.GridFrameOffsetVector = [_ds(k * vs[2]) for k in range(d.shape[0])]
     ds.DoseGridScaling = scaling_s
     ds.TissueHeterogeneityCorrection = "IMAGE"
     ref = Dataset()
     ref.ReferencedSOPClassUID = referenced_plan_sop_class_uid
-    if referenced_plan_sop_instance_uid:
-        ref.ReferencedSOPInstanceUID = referenced_plan_sop_instance_uid
-    else:
-        ref.ReferencedSOPInstanceUID = generate_uid()
-        ds.DoseComment = (dose_comment + "; no RT Plan: placeholder plan reference")[:64]
-    if summation_type == "BEAM":
+    ref.ReferencedSOPInstanceUID, note = _plan_reference(referenced_plan_sop_instance_uid,
+                                                         referenced_plan_sop_class_uid)
+    ds.DoseComment = _fit_lo(dose_comment, note)
+    if summation_type in _NEEDS_FRACTION_GROUP:
         fg = Dataset()
-        fg.ReferencedFractionGroupNumber = 1
-        rb = Dataset()
-        rb.ReferencedBeamNumber = int(referenced_beam_number)
-        fg.ReferencedBeamSequence = DSequence([rb])
+        if beam_numbers and summation_type in _NEEDS_BEAMS:
+            items = []
+            for b in beam_numbers:
+                rb = Dataset()
+                rb.ReferencedBeamNumber = b
+                items.append(rb)
+            fg.ReferencedBeamSequence = DSequence(items)
+        fg.ReferencedFractionGroupNumber = int(referenced_fraction_group_number)
         ref.ReferencedFractionGroupSequence = DSequence([fg])
     ds.ReferencedRTPlanSequence = DSequence([ref])
     ds.PixelData = np.ascontiguousarray(pix).tobytes()
     return save_dataset(ds, path)
+
+
+def _fit_lo(text: str, note: str = "") -> str:
+    """``text`` (and ``"; " + note``) within the 64 characters of an LO value; the note is kept whole."""
+    text = " ".join(str(text).replace("\\", "/").split())
+    if not note:
+        return text[:64]
+    tail = "; " + note
+    return text[:64 - len(tail)].rstrip(" ,;") + tail
 
 
 def read_rtdose(path: str | Path) -> RTDose:
@@ -202,9 +269,17 @@ def read_rtdose(path: str | Path) -> RTDose:
         dose = dose[::-1]
         origin[2] += dz0 * (dose.shape[0] - 1)
         dz0 = -dz0
-    ref = None
+    ref, fg_num, beams = None, None, []
     if "ReferencedRTPlanSequence" in ds and len(ds.ReferencedRTPlanSequence):
-        ref = str(ds.ReferencedRTPlanSequence[0].get("ReferencedSOPInstanceUID", "")) or None
+        item = ds.ReferencedRTPlanSequence[0]
+        ref = str(item.get("ReferencedSOPInstanceUID", "")) or None
+        for fg in item.get("ReferencedFractionGroupSequence", []) or []:
+            try:
+                fg_num = int(fg.get("ReferencedFractionGroupNumber", 0) or 0) or None
+                beams += [int(b.ReferencedBeamNumber) for b in fg.get("ReferencedBeamSequence", []) or []]
+            except (AttributeError, TypeError, ValueError) as exc:
+                raise DicomInputError(f"{p}: malformed ReferencedFractionGroupSequence ({exc})") from exc
     return RTDose(np.ascontiguousarray(dose), (ps[1], ps[0], dz0), tuple(float(v) for v in origin),
                   str(ds.get("FrameOfReferenceUID", "")), scaling, str(ds.get("DoseType", "")),
-                  str(ds.get("DoseSummationType", "")), str(ds.get("DoseUnits", "")), ref)
+                  str(ds.get("DoseSummationType", "")), str(ds.get("DoseUnits", "")), ref, fg_num, beams,
+                  str(ds.get("DoseComment", "") or ""))
