@@ -171,21 +171,21 @@ def body_outline_for(cfg: dict, geometry: Any) -> BodyOutline | None:
         from .config import _resolve
 
         out = body_from_rtstruct(_resolve(cfg, rts), geometry, None if choice.lower() == "auto" else choice)
-        if out is None and kind in ("ct", "slab_ct", "paediatric"):
-            warnings.warn(f"the RT Structure Set {rts} has no EXTERNAL / BODY ROI: the body outline is found from "
-                          "the CT instead", RuntimeWarning, stacklevel=2)
     if out is not None:
         return out
+    why = " (the RT Struct has no EXTERNAL / BODY ROI)" if rts and choice.lower() != "ct" else ""
     labels = getattr(geometry, "labels_zyx", None)
     if kind == "paediatric" and labels is not None:
-        return body_from_labels(labels)
+        out = body_from_labels(labels)
+        out.source += why
+        return out
     if kind == "slab_ct":
         mask = np.asarray(geometry.density_g_cm3_zyx) >= SUMMARY_MIN_DENSITY
         return BodyOutline(mask, f"slab phantom layers (density >= {SUMMARY_MIN_DENSITY:g} g/cm3; the air in "
-                                 "front left out)", "slabs") if mask.any() else None
+                                 f"front left out){why}", "slabs") if mask.any() else None
     if kind == "ct":
         rho, src = _hu_threshold_density(cfg)
-        out = body_from_ct(geometry.density_g_cm3_zyx, rho, src)
+        out = body_from_ct(geometry.density_g_cm3_zyx, rho, src + why)
         if out is None:
             warnings.warn(f"no CT voxel above {AUTO_BODY_HU:g} HU: no body outline found, the dose is reported "
                           "everywhere", RuntimeWarning, stacklevel=2)

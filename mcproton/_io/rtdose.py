@@ -202,6 +202,151 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     return save_dataset(ds, path)
 
 
+# ------------------------------------------------------------------------- what an RT Dose of a run holds
+DOSE_SUMMATIONS = ("plan", "fraction")
+
+
+@dataclass
+class DoseContents:
+    """What an RT Dose holds: its DoseSummationType, the fractions and beams, dose to medium or water,
+    physical or RBE-weighted, and the factor from the simulated dose (``scale``: the run simulates what
+    ``plan.all_fractions`` says, one fraction by default)."""
+
+    summation_type: str
+    fractions: int | None = None            # fractions the file holds (None: no plan)
+    fractions_planned: int | None = None    # NumberOfFractionsPlanned of the plan
+    beam_numbers: list[int] = field(default_factory=list)   # plan beam numbers it holds ([]: no plan)
+    n_beams: int = 1
+    dose_to: str = "medium"
+    rbe: float | None = None
+    scale: float = 1.0
+    plan_sop_instance_uid: str | None = None
+
+    @property
+    def dose_type(self) -> str:
+        return "PHYSICAL" if self.rbe is None else "EFFECTIVE"
+
+    def comment(self) -> str:
+        """The DoseComment (LO, at most 64 characters)."""
+        parts = ["MC dose"]
+        if self.fractions is not None:
+            parts.append(f"{self.fractions} of {self.fractions_planned} fx" if self.fractions_planned
+                         else f"{self.fractions} fx")
+        if self.beam_numbers:
+            b = self.beam_numbers
+            parts.append(f"beam {b[0]}" if len(b) == 1 else f"beams {','.join(str(x) for x in b)}")
+        elif self.n_beams > 1:
+            parts.append(f"{self.n_beams} beams")
+        parts += [f"to {self.dose_to}", "physical" if self.rbe is None else f"RBE {self.rbe:g}"]
+        text = ", ".join(parts)
+        if len(text) > 64 and len(self.beam_numbers) > 1:
+            parts[2] = f"{len(self.beam_numbers)} beams"
+            text = ", ".join(parts)
+        return text[:64]
+
+    def as_dict(self) -> dict:
+        """For the JSON summary."""
+        return {"dose_summation_type": self.summation_type, "fractions": self.fractions,
+                "fractions_planned": self.fractions_planned, "beams": list(self.beam_numbers) or self.n_beams,
+                "plan_sop_instance_uid": self.plan_sop_instance_uid,
+                "dose_to": self.dose_to, "dose_type": self.dose_type, "rbe": self.rbe,
+                "unit": "Gy" if self.rbe is None else "Gy(RBE)", "scale_from_simulated_dose": self.scale,
+                "dose_comment": self.comment()}
+
+
+def dose_contents(beams: Sequence, *, summation: str = "plan", dose_to: str = "medium", rbe: float | None = None,
+                  beam_index: int | None = None) -> DoseContents:
+    """What the RT Dose of a run of ``beams`` (:class:`mcproton.source.Beam`; from an RT Ion Plan they carry
+    ``meta``) holds, as ``output.dose_summation`` asks:
+
+    * "plan" (default, what planning systems export): all NumberOfFractionsPlanned fractions; PLAN if every beam
+      of the plan was simulated, else BEAM with the simulated beams;
+    * "fraction": one fraction (one treatment session): FRACTION_SESSION, or BEAM_SESSION for some beams.
+
+    ``beam_index``: the dose of that one beam (a per-beam RT Dose): BEAM (all fractions) or BEAM_SESSION.
+    Beams without a plan (a [beam] config): PLAN with a placeholder plan reference, the dose as simulated.
+    """
+    summation = str(summation).lower()
+    if summation not in DOSE_SUMMATIONS:
+        raise ValueError(f"output.dose_summation = {summation!r}: give \"plan\" (all fractions, the default) or "
+                         "\"fraction\" (one fraction)")
+    metas = [getattr(b, "meta", None) or {} for b in beams]
+    kw = {"dose_to": dose_to, "rbe": None if rbe is None else float(rbe)}
+    if not metas or any("beam_number" not in m for m in metas):
+        if beam_index is not None:
+            raise ValueError("a per-beam RT Dose (output.rtdose_per_beam) needs an RT Ion Plan ([plan] rtplan): "
+                             "its beam numbers are what the file refers to")
+        return DoseContents("PLAN", n_beams=len(metas), **kw)
+    simulated = {int(m.get("fractions", 1) or 1) for m in metas}
+    if len(simulated) != 1:
+        raise ValueError(f"the beams were simulated for different numbers of fractions {sorted(simulated)}")
+    sim = simulated.pop()
+    planned = metas[0].get("fractions_planned") or (sim if sim > 1 else None)
+    all_beams = [int(b) for b in metas[0].get("plan_beam_numbers") or [m["beam_number"] for m in metas]]
+    chosen = [int(m["beam_number"]) for m in metas] if beam_index is None else [int(metas[beam_index]["beam_number"])]
+    uids = {m.get("plan_sop_instance_uid") for m in metas} - {None, ""}
+    uid = uids.pop() if len(uids) == 1 else None
+    whole = beam_index is None and sorted(chosen) == sorted(all_beams)
+    if summation == "plan":
+        fx = int(planned or 1)
+        st = "PLAN" if whole else "BEAM"
+    else:
+        fx = 1
+        st = "FRACTION_SESSION" if whole else "BEAM_SESSION"
+    return DoseContents(st, fx, int(planned) if planned else None, sorted(chosen), len(chosen), scale=fx / sim,
+                        plan_sop_instance_uid=uid, **kw)
+
+
+def beam_rtdose_path(path: str | Path, beam_number: int) -> Path:
+    """Where the per-beam RT Dose of beam ``beam_number`` goes: ``RD.dcm`` -> ``RD_beam2.dcm``."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}_beam{int(beam_number)}{p.suffix or '.dcm'}")
+
+
+def write_run_rtdoses(total, results: Sequence, beams: Sequence, out_cfg: dict, path: str | Path) -> dict:
+    """The RT Dose(s) of a ``mcproton run`` (``output`` keys ``dose_to``, ``rbe``, ``dose_summation``,
+    ``rtdose_per_beam``): the plan dose at ``path`` and, with ``rtdose_per_beam``, one per beam beside it
+    (:func:`beam_rtdose_path`, BEAM or BEAM_SESSION, one series).  The dose outside the body outline of
+    ``total`` (mcproton.body) is 0 in every file.  Returns the JSON summary entries."""
+    from pydicom.uid import generate_uid
+
+    from ..body import mask_outside
+
+    dose_to = out_cfg.get("dose_to", "medium")
+    rbe = out_cfg.get("rbe")
+    summation = out_cfg.get("dose_summation", "plan")
+    g = total.geometry
+    pinfo = {k: v for k, v in (getattr(g, "dicom_patient", None) or {}).items() if v}
+    pinfo.setdefault("study_instance_uid", str(generate_uid()))
+    frame = getattr(g, "frame_of_reference_uid", None) or str(generate_uid())
+    outline = getattr(total, "body_outline", None)
+
+    def write(result, contents: DoseContents, where: Path, **kw) -> dict:
+        d = result.dose_to_water_gy_zyx if dose_to == "water" else result.dose_gy_zyx
+        d = mask_outside(np.asarray(d, np.float64), outline) * (contents.scale * (contents.rbe or 1.0))
+        write_rtdose(d, g.voxel_size_mm, g.origin_mm, where, frame_of_reference_uid=frame,
+                     referenced_plan_sop_instance_uid=contents.plan_sop_instance_uid,
+                     summation_type=contents.summation_type, dose_type=contents.dose_type,
+                     referenced_beam_number=contents.beam_numbers if contents.summation_type in _NEEDS_BEAMS
+                     else None, dose_comment=contents.comment(),
+                     **pinfo, **kw)
+        return {"path": str(where), **contents.as_dict(), "max_dose": float(d.max())}
+
+    plan = dose_contents(beams, summation=summation, dose_to=dose_to, rbe=rbe)
+    out = {"rtdose": str(path), "rtdose_contents": write(total, plan, Path(path))}
+    if out_cfg.get("rtdose_per_beam"):
+        if len(results) != len(beams):
+            raise ValueError(f"{len(results)} beam results for {len(beams)} beams")
+        series = str(generate_uid())
+        files = []
+        for i, (res, b) in enumerate(zip(results, beams)):
+            c = dose_contents(beams, summation=summation, dose_to=dose_to, rbe=rbe, beam_index=i)
+            files.append(write(res, c, beam_rtdose_path(path, c.beam_numbers[0]), series_instance_uid=series,
+                               instance_number=i + 1, series_description="mcproton beam dose", series_number=2))
+        out["rtdose_beams"] = files
+    return out
+
+
 def _fit_lo(text: str, note: str = "") -> str:
     """``text`` (and ``"; " + note``) within the 64 characters of an LO value; the note is kept whole."""
     text = " ".join(str(text).replace("\\", "/").split())
