@@ -162,10 +162,9 @@ def body_outline_for(cfg: dict, geometry: Any) -> BodyOutline | None:
     if choice.lower() == "none":
         return None
     rts = cfg.get("plan", {}).get("rtstruct")
-    if choice.lower() not in ("auto", "ct"):
-        if not rts:
-            raise ValueError(f"output.body_outline = {choice!r} names an ROI but there is no plan.rtstruct; give "
-                             "the RT Structure Set, or use \"auto\" or \"none\"")
+    if choice.lower() not in ("auto", "ct") and not rts:
+        raise ValueError(f"output.body_outline = {choice!r} names an ROI but there is no plan.rtstruct; give "
+                         "the RT Structure Set, or use \"auto\" or \"none\"")
     out = None
     if rts and choice.lower() != "ct":
         from .config import _resolve
