@@ -195,7 +195,7 @@ def body_outline_for(cfg: dict, geometry: Any) -> BodyOutline | None:
 # --------------------------------------------------------------------------------------------- applying it
 def apply_body_outline(result: Any, outline: BodyOutline | None) -> Any:
     """Zero the dose and dose to water of ``result`` outside ``outline`` (in place; returns ``result``).
-    The dose as computed is kept as ``result.dose_raw_gy_zyx`` and, with the mask, handed to the HDF5 writer
+    The dose as computed is kept (float32) as ``result.dose_raw_gy_zyx`` and, with the mask, handed to the HDF5 writer
     (``result.extra_datasets``: ``dose_raw``, ``body_mask``); the 50 %-of-Dmax uncertainty figure is
     recomputed inside the outline.  ``outline`` None: nothing changes."""
     if outline is None:
@@ -205,17 +205,23 @@ def apply_body_outline(result: Any, outline: BodyOutline | None) -> Any:
     m = np.asarray(outline.mask, bool)
     if m.shape != result.dose_gy_zyx.shape:
         raise ValueError(f"body outline shape {m.shape} differs from the dose grid {result.dose_gy_zyx.shape}")
-    raw = result.dose_gy_zyx
+    # in place, keeping only a float32 copy of the raw dose: a patient grid has tens of millions of voxels
+    raw = np.asarray(result.dose_gy_zyx, np.float32).copy()
     result.dose_raw_gy_zyx = raw
-    result.dose_gy_zyx = np.where(m, raw, 0.0)
-    result.dose_to_water_gy_zyx = np.where(m, result.dose_to_water_gy_zyx, 0.0).astype(
-        np.asarray(result.dose_to_water_gy_zyx).dtype, copy=False)
+    outside = ~m
+    for name in ("dose_gy_zyx", "dose_to_water_gy_zyx"):
+        arr = np.asarray(getattr(result, name))
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        arr[outside] = 0.0
+        setattr(result, name, arr)
+    del outside
     result.mean_rel_uncertainty_50 = mean_uncertainty_above_half_max(result.dose_gy_zyx, result.uncertainty_rel_zyx,
                                                                      result.geometry.density_g_cm3_zyx)
     result.body_outline = outline
     result.provenance["body_outline"] = outline.source
     extra = dict(getattr(result, "extra_datasets", None) or {})
-    extra["dose_raw"] = (np.asarray(raw, np.float32), {
+    extra["dose_raw"] = (raw, {
         "unit": "Gy", "axes": "zyx",
         "description": "dose to medium as computed, before the body outline (dose = dose_raw inside body_mask, "
                        "0 outside)"})
