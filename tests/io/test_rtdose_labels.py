@@ -178,3 +178,17 @@ def test_uid_check():
     assert is_valid_uid("1.2.752.243.1.1.20250523160113465.2000.31856") and is_valid_uid("0.1.0")
     for bad in ("", None, "1.02", ".1", "1..2", "1.2.", "1.2a", "1" * 65):
         assert not is_valid_uid(bad), bad
+
+
+@pytest.mark.parametrize("st, beams", [("PLAN", None), ("FRACTION", None), ("FRACTION_SESSION", None),
+                                       ("BEAM", [1, 3]), ("BEAM_SESSION", 2)])
+def test_every_summation_type_is_valid_dicom(tmp_path, st, beams):
+    from mcproton._io.rtdose import read_rtdose, write_rtdose
+
+    p = write_rtdose(np.ones((2, 3, 4)), (1, 1, 1), (0, 0, 0), tmp_path / "RD.dcm", frame_of_reference_uid="1.2.3",
+                     referenced_plan_sop_instance_uid="1.2.3.4", summation_type=st, referenced_beam_number=beams,
+                     referenced_fraction_group_number=2)
+    d = read_rtdose(p)
+    assert d.dose_summation_type == st and d.referenced_fraction_group_number == (None if st == "PLAN" else 2)
+    assert d.referenced_beam_numbers == ([] if beams is None else [1, 3] if st == "BEAM" else [2])
+    assert _dciodvfy_errors(p) == []
