@@ -55,7 +55,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ._run.inputs import check_inputs
 
     check_inputs(cfg, settings, geometry, beams)
-    outline = _body_outline_and_check_outputs(cfg, geometry, beams)   # before the transport: errors come now
+    outline = _body_outline_and_check_outputs(cfg, geometry, beams, args.rtdose)   # errors before the transport
     out = Path(args.out)
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import RunInterrupted, remove_checkpoint, run_job
@@ -118,7 +118,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _body_outline_and_check_outputs(cfg: dict, geometry: Any, beams: list) -> Any:
+def _body_outline_and_check_outputs(cfg: dict, geometry: Any, beams: list, rtdose: str | None) -> Any:
     """The body outline of the run (mcproton/body.py; None for water/slab phantoms or output.body_outline =
     "none"), and a check of output.dose_summation / rtdose_per_beam against the beams."""
     from ._io.rtdose import dose_contents
@@ -127,6 +127,9 @@ def _body_outline_and_check_outputs(cfg: dict, geometry: Any, beams: list) -> An
     out_cfg = cfg.get("output", {})
     dose_contents(beams, summation=out_cfg.get("dose_summation", "plan"))
     if out_cfg.get("rtdose_per_beam"):
+        if not (rtdose or out_cfg.get("rtdose")):
+            raise ValueError("output.rtdose_per_beam writes the beam doses beside the plan's RT Dose: give --rtdose "
+                             "(or output.rtdose) too")
         dose_contents(beams, summation=out_cfg.get("dose_summation", "plan"), beam_index=0)
     return body_outline_for(cfg, geometry)
 

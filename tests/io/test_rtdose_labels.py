@@ -117,9 +117,11 @@ def test_bad_output_options_are_refused_before_the_transport(tmp_path, capsys):
     out = tmp_path / "x.h5"
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", 'output.dose_summation="beams"']) == 2
     assert "output.dose_summation" in capsys.readouterr().err and not out.exists()
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "output.rtdose_per_beam=true"]) == 2
+    assert "--rtdose" in capsys.readouterr().err and not out.exists()
     box = tmp_path / "box.toml"
     box.write_text('[run]\nprimaries = 100\n[beam]\nenergy_mev = 70\n[output]\nplot = false\nrtdose_per_beam = true\n')
-    assert main(["run", str(box), "--out", str(out), "--quiet"]) == 2
+    assert main(["run", str(box), "--out", str(out), "--rtdose", str(tmp_path / "RD.dcm"), "--quiet"]) == 2
     assert "RT Ion Plan" in capsys.readouterr().err and not out.exists()
 
 
