@@ -55,6 +55,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ._run.inputs import check_inputs
 
     check_inputs(cfg, settings, geometry, beams)
+    outline = _body_outline_and_check_outputs(cfg, geometry, beams, args.rtdose)   # errors before the transport
     out = Path(args.out)
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import RunInterrupted, remove_checkpoint, run_job
@@ -79,6 +80,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .run import sum_results
 
         total = sum_results(results)
+    from .body import apply_body_outline
+
+    apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask
     _write_output_or_explain(write_result_hdf5, total, out, checkpointed=not args.no_checkpoint)
     if not args.no_checkpoint:
         remove_checkpoint(out)
@@ -93,28 +97,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
                "protons_per_second": round(total.protons_per_second, 1),
                "mean_rel_uncertainty_50": total.mean_rel_uncertainty_50,
-               "max_dose_gy": float(total.dose_gy_zyx.max()), "normalisation": total.normalisation,
-               "energy_imbalance_rel": total.ledger["imbalance_rel"]}
+               "normalisation": total.normalisation, "energy_imbalance_rel": total.ledger["imbalance_rel"],
+               **_dose_description(total, beams, outline)}
     out_cfg = cfg.get("output", {})
     rtdose = args.rtdose or out_cfg.get("rtdose")
-    if rtdose:
-        from .dicom import write_rtdose
+    if rtdose:   # what it holds: output.dose_summation, rtdose_per_beam, dose_to, rbe (mcproton/_io/rtdose.py)
+        from ._io.rtdose import write_run_rtdoses
 
-        dose = total.dose_to_water_gy_zyx if out_cfg.get("dose_to", "medium") == "water" else total.dose_gy_zyx
-        rbe = out_cfg.get("rbe")
-        kind = {"dose_type": "PHYSICAL"}
-        if rbe is not None:   # RBE-weighted dose as planning systems show it for protons: Gy(RBE)
-            dose = dose * float(rbe)
-            kind = {"dose_type": "EFFECTIVE", "dose_comment": f"mcproton Monte Carlo, constant RBE {float(rbe):g}"}
-        g = total.geometry
-        # the patient, study and plan the dose belongs to, so that a planning system files it with them
-        plan_uids = {(b.meta or {}).get("plan_sop_instance_uid") for b in beams} - {None, ""}
-        pinfo = {k: v for k, v in (getattr(g, "dicom_patient", None) or {}).items() if v}
-        write_rtdose(dose, g.voxel_size_mm, g.origin_mm, rtdose,
-                     frame_of_reference_uid=getattr(g, "frame_of_reference_uid", None) or _new_uid(),
-                     referenced_plan_sop_instance_uid=plan_uids.pop() if len(plan_uids) == 1 else None, **pinfo,
-                     **kind)
-        summary["rtdose"] = str(rtdose)
+        summary.update(write_run_rtdoses(total, results, beams, out_cfg, Path(rtdose)))
     if out_cfg.get("plot", True):
         from .plots import plot_depth_dose, plot_dose_planes
 
@@ -128,10 +118,35 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _new_uid() -> str:
-    from pydicom.uid import generate_uid
+def _body_outline_and_check_outputs(cfg: dict, geometry: Any, beams: list, rtdose: str | None) -> Any:
+    """The body outline of the run (mcproton/body.py; None for water/slab phantoms or output.body_outline =
+    "none"), and a check of output.dose_summation / rtdose_per_beam against the beams."""
+    from ._io.rtdose import dose_contents
+    from .body import body_outline_for
 
-    return str(generate_uid())
+    out_cfg = cfg.get("output", {})
+    dose_contents(beams, summation=out_cfg.get("dose_summation", "plan"))
+    if out_cfg.get("rtdose_per_beam"):
+        if not (rtdose or out_cfg.get("rtdose")):
+            raise ValueError("output.rtdose_per_beam writes the beam doses beside the plan's RT Dose: give --rtdose "
+                             "(or output.rtdose) too")
+        dose_contents(beams, summation=out_cfg.get("dose_summation", "plan"), beam_index=0)
+    return body_outline_for(cfg, geometry)
+
+
+def _dose_description(total: Any, beams: list, outline: Any) -> dict:
+    """The summary's description of the HDF5 dose: its fractions, its maximum (inside the body outline, air
+    left out: mcproton/body.py) and the outline."""
+    from .body import dose_summary
+
+    meta = [getattr(b, "meta", None) or {} for b in beams]
+    out: dict = {"hdf5_dose": "physical dose to medium (Gy; dataset dose_to_water: to water)"}
+    if meta and all("beam_number" in m for m in meta):
+        fx, planned = int(meta[0].get("fractions", 1) or 1), meta[0].get("fractions_planned")
+        out["hdf5_dose"] += f", {fx} of {planned or '?'} fractions, beams {[int(m['beam_number']) for m in meta]}"
+        out["hdf5_fractions"] = fx
+    out.update(dose_summary(total, outline))
+    return out
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ tumour-bed) CTV, a three-field PBS plan (PA + two posterior obliques) optimised 
 model to 1.8 Gy(RBE) = 1.636 Gy physical per fraction (RBE 1.1), and its full Monte Carlo dose on the GPU if
 there is one (else the CPU: ~1 minute on 2 cores).  Writes to ``--out``:
 
-* ``ct/`` (the phantom as a DICOM CT series), ``rtstruct.dcm`` (labels + CTV), ``rtdose.dcm`` (on the CT's
+* ``ct/`` (the phantom as a DICOM CT series), ``rtstruct.dcm`` (labels + CTV + the EXTERNAL "body" outline),
+  ``rtdose.dcm`` (one fraction, FRACTION_SESSION, 0 outside the body; on the CT's
   frame of reference), ``dose.h5`` (mcproton HDF5 with the label map and the CTV mask),
 * ``dose_planes.png`` (dose, isodoses and structures in three planes through the target), ``dvh.png``,
 * ``summary.json`` (also printed): target dose statistics, OAR doses, uncertainty, speed, backend, times.
@@ -57,6 +58,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     from ._backend import get_backend
     from ._io.hdf5 import write_result_hdf5
     from .dicom import write_rtdose
+    from ._io.rtdose import DoseContents
+    from .body import apply_body_outline, body_from_labels, dose_summary
     from .dvh import dvh_table, plot_dvh
     from .phantoms import label_map_to_masks, make_head_phantom
     from .phantoms.dicom_export import write_phantom_ct, write_rtstruct
@@ -87,7 +90,9 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     t = time.perf_counter()
     ct = write_phantom_ct(g, out / "ct", series_description=f"mcproton phantom {age:g} y")
     organs = label_map_to_masks(g)
-    write_rtstruct({"CTV_PF": ctv, **organs}, g, ct, out / "rtstruct.dcm", label="PF boost")
+    outline = body_from_labels(g.labels_zyx)   # the body: every labelled voxel (mcproton/body.py)
+    # "body" is the EXTERNAL ROI, the whole outline (the label "body" alone is the soft tissue around the skull)
+    write_rtstruct({"CTV_PF": ctv, **organs, "body": outline.mask}, g, ct, out / "rtstruct.dcm", label="PF boost")
     times["ct_rtstruct_s"] = time.perf_counter() - t
 
     _log(f"Monte Carlo: {n_prim:,} protons on {be.name} ({be.device})", quiet)
@@ -97,6 +102,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     times["monte_carlo_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    apply_body_outline(res, outline)   # no dose outside the head; dose.h5 keeps dose_raw and body_mask
     pres = plan.prescription_gy
     extra = {"plan": plan.summary(), "prescription_gy": pres, "prescription_gy_rbe": PRESCRIPTION_GY_RBE,
              "rbe": 1.1}
@@ -105,11 +111,13 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
 
     with h5py.File(out / "dose.h5", "a") as f:
         f.create_dataset("ctv", data=ctv.astype(np.uint8), compression="gzip").attrs["name"] = "CTV_PF"
+    # one fraction of a plan without an RT Plan file: FRACTION_SESSION, placeholder plan reference
+    contents = DoseContents("FRACTION_SESSION", fractions=1, n_beams=len(plan.fields))
     write_rtdose(res.dose_gy_zyx, g.voxel_size_mm, g.origin_mm, out / "rtdose.dcm",
                  frame_of_reference_uid=ct.frame_of_reference_uid, study_instance_uid=ct.study_instance_uid,
-                 patient_name=ct.patient_name, patient_id=ct.patient_id, dose_type="PHYSICAL",
-                 series_description="mcproton PF boost",
-                 dose_comment=f"mcproton MC, physical dose per fraction ({PRESCRIPTION_GY_RBE} Gy(RBE) / 1.1)")
+                 patient_name=ct.patient_name, patient_id=ct.patient_id, dose_type=contents.dose_type,
+                 summation_type=contents.summation_type, series_description="mcproton PF boost",
+                 dose_comment=contents.comment())
     oar_names = ["brainstem", "cochlea_left", "cochlea_right", "spinal_cord"]
     dvh_masks = {"CTV_PF": ctv, **{n: organs[n] for n in oar_names if n in organs}}
     table = dvh_table(res.dose_gy_zyx, dvh_masks, g.voxel_volume_cm3, {"CTV_PF": pres})
@@ -120,7 +128,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     plot_dose_planes(res, out / "dose_planes.png", (kc, jc, ic),
                      title=f"posterior-fossa boost, {age:g}-year-old phantom, {PRESCRIPTION_GY_RBE} Gy(RBE) "
                            f"= {pres:.3f} Gy physical per fraction",
-                     structures={n: m for n, m in dvh_masks.items()}, reference_gy=pres, body_mask=body)
+                     structures={n: m for n, m in dvh_masks.items()}, reference_gy=pres, body_mask=outline.mask)
     plot_let_planes(res, out / "let_planes.png", (kc, jc, ic),
                     title=f"dose-averaged LET of protons, posterior-fossa boost, {age:g}-year-old phantom",
                     structures={n: m for n, m in dvh_masks.items()}, reference_gy=pres, body_mask=body)
@@ -183,12 +191,16 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         "protons_per_second": res.protons_per_second, "backend": res.backend, "device": res.device,
         "mc_wall_s": res.wall_s, "times_s": {k: round(v, 2) for k, v in times.items()},
         "wall_s": time.perf_counter() - t0,
+        "dose": dose_summary(res, outline),
+        "rtdose_contents": contents.as_dict(),
         "dvh": table,
         "files": {k: str(out / v) for k, v in (("ct", "ct"), ("rtstruct", "rtstruct.dcm"), ("rtdose", "rtdose.dcm"),
                                                ("dose", "dose.h5"), ("dose_planes", "dose_planes.png"),
                                                ("let_planes", "let_planes.png"),
                                                ("dvh", "dvh.png"), ("summary", "summary.json"))},
-        "notes": "dose = physical dose to medium per fraction (Gy); *_let_d_kev_um = dose-averaged LET of protons "
+        "notes": "dose = physical dose to medium per fraction (Gy), 0 outside the body outline (the phantom's "
+                 "labelled voxels; dose.h5 keeps dose_raw); dose.max_dose_gy leaves out voxels below 0.05 g/cm3 "
+                 "(sinus air); *_let_d_kev_um = dose-averaged LET of protons "
                  "over the structure (validated against four MC codes in validation/dcpt_plan02); "
                  "mean_rel_uncertainty_50 is the engine's "
                  "mean relative standard error over voxels >= 50 % of Dmax (voxels below 0.05 g/cm3 left out); "

@@ -6,6 +6,8 @@ Conventions (as in ICRU 83 / most TPSs, without interpolation between voxels):
 * ``D_v%`` (e.g. D95, D2%) is the highest dose ``d`` such that at least ``v`` % of the structure's volume
   receives a dose ``>= d``: with the doses sorted in descending order it is the dose of voxel number
   ``ceil(v/100 * N)`` (1-based), so for doses 1, 2, ..., 100 Gy D95 = 6 Gy and D2% = 99 Gy;
+* ``D_V cc`` (e.g. D0.03cc, a near-maximum) is the same for an absolute volume: the dose of voxel number
+  ``ceil(V / voxel volume)``;
 * the cumulative DVH ``V(d)`` is the fraction (0..1) of the volume with a dose ``>= d``.
 """
 from __future__ import annotations
@@ -37,6 +39,19 @@ def dose_at_volume(dose: np.ndarray, mask: np.ndarray, volume_percent: float) ->
     return float(np.partition(d, d.size - n)[d.size - n])
 
 
+def dose_at_volume_cm3(dose: np.ndarray, mask: np.ndarray, volume_cm3: float, voxel_volume_cm3: float) -> float:
+    """D_V for an absolute volume (e.g. D0.03cc, a near-maximum): the highest dose received by at least
+    ``volume_cm3`` of the masked voxels (the dose of voxel number ceil(volume / voxel volume) in descending
+    order; the whole structure if it is smaller).  NaN if the mask is empty."""
+    if not volume_cm3 > 0 or not voxel_volume_cm3 > 0:
+        raise ValueError(f"volume_cm3 and voxel_volume_cm3 must be > 0; got {volume_cm3}, {voxel_volume_cm3}")
+    d = _doses(dose, mask)
+    if d.size == 0:
+        return float("nan")
+    n = min(d.size, max(1, ceil(volume_cm3 / voxel_volume_cm3 - 1e-9)))
+    return float(np.partition(d, d.size - n)[d.size - n])
+
+
 def volume_at_dose(dose: np.ndarray, mask: np.ndarray, dose_gy: float) -> float:
     """V_d: fraction (0..1) of the masked volume receiving at least ``dose_gy``."""
     d = _doses(dose, mask)
@@ -62,16 +77,17 @@ def cumulative_dvh(dose: np.ndarray, mask: np.ndarray, bins: int | Sequence[floa
 
 def dose_stats(dose: np.ndarray, mask: np.ndarray, voxel_volume_cm3: float = 1.0,
                prescription_gy: float | None = None) -> dict[str, float]:
-    """Volume, Dmean, Dmin, Dmax, D98, D95, D50, D2% of one structure (Gy).  With ``prescription_gy``:
-    also V95 (fraction >= 95 % of it) and the fraction of voxels within +-5 % of it."""
+    """Volume, Dmean, Dmin, Dmax, D98, D95, D50, D2% and the near-maximum D0.03cc of one structure (Gy).
+    With ``prescription_gy``: also V95 (fraction >= 95 % of it) and the fraction of voxels within +-5 % of it."""
     d = _doses(dose, mask)
     out = {"voxels": int(d.size), "volume_cm3": float(d.size * voxel_volume_cm3)}
     if d.size == 0:
-        out.update({k: float("nan") for k in ("dmean", "dmin", "dmax", "d98", "d95", "d50", "d2")})
+        out.update({k: float("nan") for k in ("dmean", "dmin", "dmax", "d98", "d95", "d50", "d2", "d0.03cc")})
         return out
     out.update({"dmean": float(d.mean()), "dmin": float(d.min()), "dmax": float(d.max()),
                 "d98": dose_at_volume(dose, mask, 98), "d95": dose_at_volume(dose, mask, 95),
-                "d50": dose_at_volume(dose, mask, 50), "d2": dose_at_volume(dose, mask, 2)})
+                "d50": dose_at_volume(dose, mask, 50), "d2": dose_at_volume(dose, mask, 2),
+                "d0.03cc": dose_at_volume_cm3(dose, mask, 0.03, voxel_volume_cm3)})
     if prescription_gy:
         p = float(prescription_gy)
         out["v95"] = float((d >= 0.95 * p).mean())

@@ -218,6 +218,7 @@ def export_phantom(geometry: VoxelGeometry, out_dir, *, calibration="schneider20
     if rtstruct:
         masks = dict(extra_masks or {})
         masks.update(label_map_to_masks(geometry))
+        masks["body"] = geometry.labels_zyx != 0   # EXTERNAL: the whole outline, not the soft-tissue label
         res["rtstruct"] = write_rtstruct(masks, geometry, ct, out / "rtstruct.dcm")
     if hdf5:
         res["hdf5"] = write_phantom_hdf5(geometry, out / "phantom.h5")

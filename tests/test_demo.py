@@ -1,6 +1,7 @@
 """`mcproton demo`: a tiny run (few primaries, 4 mm voxels) writes every output with the summary keys."""
 import json
 
+import numpy as np
 import pytest
 
 from mcproton.cli import main as cli_main
@@ -39,6 +40,14 @@ def test_demo_small(tmp_path, capsys):
     assert rd.FrameOfReferenceUID == ct.frame_of_reference_uid
     d = read_rtdose(out / "rtdose.dcm")
     assert d.dose_gy_zyx.max() > 0
+    # one fraction, labelled so; no dose outside the head (mcproton/body.py), the raw dose kept in dose.h5
+    from mcproton._io.hdf5 import read_dose_hdf5
+
+    h = read_dose_hdf5(out / "dose.h5")
+    outside = h["labels"] == 0
+    assert rd.DoseSummationType == "FRACTION_SESSION" and "1 fx" in rd.DoseComment
+    assert not d.dose_gy_zyx[outside].any() and h["dose_raw"][outside].max() > 0
+    assert np.array_equal(h["body_mask"] != 0, ~outside) and s["dose"]["max_dose_voxel_density_g_cm3"] >= 0.05
 
 
 @pytest.mark.slow

@@ -3,7 +3,8 @@
 Layout: datasets ``dose`` (Gy), ``dose_to_water`` (Gy), ``let_d`` (keV/um), ``uncertainty`` (relative
 standard error), ``density`` (g/cm3) and ``material_index``, all with axes (z, y, x); root attributes
 ``voxel_size_mm`` (dx, dy, dz), ``origin_mm`` (x, y, z of the centre of the first voxel), ``axes`` =
-"zyx", ``normalisation``; groups ``provenance`` (attributes; nested dicts as JSON strings) and ``ledger``.
+"zyx", ``normalisation``; groups ``provenance`` (attributes; nested dicts as JSON strings) and ``ledger``;
+the datasets a result carries in ``extra_datasets`` (``dose_raw``, ``body_mask``: mcproton/body.py).
 """
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ def write_result_hdf5(result, path: str | Path, extra_attrs: dict | None = None)
             d = f.create_dataset(name, data=np.asarray(arr, np.float32 if name != "dose" else np.float64), **opts)
             d.attrs["unit"] = unit
             d.attrs["axes"] = "zyx"
+        for name, (arr, attrs) in (getattr(result, "extra_datasets", None) or {}).items():   # e.g. dose_raw
+            ds = f.create_dataset(name, data=arr, **opts)
+            for k, v in attrs.items():
+                ds.attrs[k] = _attr(v)
         f.create_dataset("density", data=g.density_g_cm3_zyx, **opts).attrs["unit"] = "g/cm3"
         f.create_dataset("material_index", data=g.material_index_zyx, **opts)
         if g.labels_zyx is not None:
@@ -70,9 +75,12 @@ def read_dose_hdf5(path: str | Path) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     with h5py.File(path, "r") as f:
-        for k in ("dose", "dose_to_water", "let_d", "uncertainty", "density", "material_index", "labels"):
+        for k in ("dose", "dose_to_water", "let_d", "uncertainty", "density", "material_index", "labels", "dose_raw",
+                  "body_mask"):
             if k in f:
                 out[k] = f[k][()]
+        if "body_mask" in f:
+            out["body_outline"] = str(f["body_mask"].attrs.get("outline", ""))
         out["attrs"] = dict(f.attrs)
         out["provenance"] = dict(f["provenance"].attrs) if "provenance" in f else {}
         out["ledger"] = dict(f["ledger"].attrs) if "ledger" in f else {}

@@ -9,7 +9,9 @@ GridFrameOffsetVector (first value 0).  The 16-bit result passes ``dciodvfy`` (d
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -34,22 +36,72 @@ class RTDose:
     dose_summation_type: str
     dose_units: str
     referenced_plan_sop_instance_uid: str | None = None
+    referenced_fraction_group_number: int | None = None
+    referenced_beam_numbers: list[int] = field(default_factory=list)
+    dose_comment: str = ""
+
+
+_UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+# the summation types this writer produces, and which of them need a fraction group / beam reference
+# (PS3.3 C.8.8.3: ReferencedFractionGroupSequence is required for every type but PLAN and MULTI_PLAN,
+# ReferencedBeamSequence for BEAM, BEAM_SESSION and CONTROL_POINT)
+_WRITABLE = ("PLAN", "FRACTION", "BEAM", "FRACTION_SESSION", "BEAM_SESSION")
+_NEEDS_FRACTION_GROUP = ("FRACTION", "BEAM", "FRACTION_SESSION", "BEAM_SESSION")
+_NEEDS_BEAMS = ("BEAM", "BEAM_SESSION")
+
+
+def is_valid_uid(uid: str | None) -> bool:
+    """A DICOM UID (PS3.5 9.1): digits and dots, no component with a leading zero, at most 64 characters."""
+    return bool(uid) and len(str(uid)) <= 64 and bool(_UID_RE.match(str(uid)))
+
+
+def _plan_reference(uid: str | None, sop_class_uid: str) -> tuple[str, str]:
+    """(the plan SOP Instance UID to reference, a note for the DoseComment or "").  An invalid UID, or one equal
+    to a SOP Class UID (OpenTPS writes the RT Ion Plan Storage class there), is replaced by a UID derived from
+    it (the same for every dose of that plan), with a warning."""
+    from pydicom.uid import generate_uid
+
+    if not uid:
+        return str(generate_uid()), "no RT Plan: placeholder plan ref"
+    uid = str(uid).strip()
+    if is_valid_uid(uid) and uid not in (sop_class_uid, RT_ION_PLAN_STORAGE, RT_DOSE_STORAGE) \
+            and not uid.startswith("1.2.840.10008.5.1.4.1.1."):
+        return uid, ""
+    why = "is a SOP Class UID, not an instance UID" if is_valid_uid(uid) else "is not a valid DICOM UID"
+    new = str(generate_uid(entropy_srcs=["mcproton plan reference", uid]))
+    warnings.warn(f"the RT Plan's SOP Instance UID {uid!r} {why} (a plan exported by OpenTPS writes the SOP Class "
+                  f"UID there); the RT Dose references {new} instead, so a planning system will not link it to "
+                  "the plan automatically: re-export the plan with a valid SOPInstanceUID to link them",
+                  RuntimeWarning, stacklevel=3)
+    return new, "invalid plan UID replaced"
 
 
 def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
                  path: str | Path, *, frame_of_reference_uid: str,
                  referenced_plan_sop_instance_uid: str | None = None, summation_type: str = "PLAN",
-                 dose_type: str = "PHYSICAL", referenced_beam_number: int | None = None,
+                 dose_type: str = "PHYSICAL", referenced_beam_number: int | Sequence[int] | None = None,
+                 referenced_fraction_group_number: int = 1,
                  referenced_plan_sop_class_uid: str = RT_ION_PLAN_STORAGE, patient_name: str = "",
                  patient_id: str = "", study_instance_uid: str | None = None,
                  series_description: str = "mcproton dose", dose_comment: str = "mcproton Monte Carlo",
-                 patient_birth_date: str = "", patient_sex: str = "", bits: int = 16) -> Path:
+                 patient_birth_date: str = "", patient_sex: str = "", bits: int = 16,
+                 series_instance_uid: str | None = None, series_number: int = 1,
+                 instance_number: int = 1) -> Path:
     """Write an RT Dose file; returns its path.
 
-    ``dose_type`` PHYSICAL (Gy) or EFFECTIVE (RBE-weighted).  ``summation_type`` PLAN or BEAM (BEAM needs
-    ``referenced_beam_number``).  DICOM requires a ReferencedRTPlanSequence for these summation types: if no
-    ``referenced_plan_sop_instance_uid`` is given (e.g. a phantom simulation without a plan) a fresh UID is
-    referenced and the DoseComment says so.
+    ``dose_type`` PHYSICAL (Gy) or EFFECTIVE (RBE-weighted).  ``summation_type`` (PS3.3 C.8.8.3):
+
+    * PLAN: every beam, every fraction of the plan (what planning systems export as the plan dose);
+    * FRACTION: every beam, every fraction of one fraction group (``referenced_fraction_group_number``);
+    * BEAM: the beams ``referenced_beam_number`` (one number or several), every fraction;
+    * FRACTION_SESSION: every beam, one fraction (one treatment session);
+    * BEAM_SESSION: the beams ``referenced_beam_number``, one fraction.
+
+    All but PLAN carry ReferencedFractionGroupSequence, BEAM and BEAM_SESSION also ReferencedBeamSequence,
+    inside the ReferencedRTPlanSequence item (as RayStation writes its beam doses).  DICOM requires the plan
+    reference: without ``referenced_plan_sop_instance_uid`` (a phantom simulation without a plan) a fresh UID
+    is referenced and the DoseComment says so; an invalid plan UID is replaced by a valid one, with a warning.
+    ``dose_comment`` is cut to the 64 characters of the LO value representation.
     """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DSequence
@@ -69,13 +121,17 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
         raise ValueError(f"dose has negative values (min {d.min():g} Gy); RT Dose stores non-negative doses")
     vs, org = check_grid_geometry(voxel_size_mm, origin_mm)
     summation_type = summation_type.upper()
-    if summation_type not in ("PLAN", "BEAM", "FRACTION"):
-        raise ValueError(f"summation_type must be 'PLAN', 'BEAM' or 'FRACTION'; got {summation_type!r}")
+    if summation_type not in _WRITABLE:
+        raise ValueError(f"summation_type must be one of {', '.join(_WRITABLE)}; got {summation_type!r}")
     dose_type = dose_type.upper()
     if dose_type not in ("PHYSICAL", "EFFECTIVE"):
         raise ValueError(f"dose_type must be 'PHYSICAL' or 'EFFECTIVE'; got {dose_type!r}")
-    if summation_type == "BEAM" and referenced_beam_number is None:
-        raise ValueError("summation_type 'BEAM' needs referenced_beam_number (the plan's BeamNumber)")
+    beam_numbers = ([] if referenced_beam_number is None else [int(referenced_beam_number)]
+                    if np.isscalar(referenced_beam_number) else [int(b) for b in referenced_beam_number])
+    if summation_type in _NEEDS_BEAMS and not beam_numbers:
+        raise ValueError(f"summation_type {summation_type!r} needs referenced_beam_number (the plan's BeamNumber)")
+    if int(referenced_fraction_group_number) < 1:
+        raise ValueError(f"referenced_fraction_group_number must be >= 1; got {referenced_fraction_group_number}")
     if not frame_of_reference_uid:
         raise ValueError("frame_of_reference_uid is required (use the CT's FrameOfReferenceUID)")
 
@@ -96,7 +152,8 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     set_patient_study_series(ds, modality="RTDOSE", date=date, time=time, series_description=series_description,
                              patient_name=patient_name, patient_id=patient_id,
                              study_instance_uid=study_instance_uid or generate_uid(),
-                             series_instance_uid=generate_uid(), series_number=1, instance_number=1,
+                             series_instance_uid=series_instance_uid or generate_uid(),
+                             series_number=series_number, instance_number=instance_number,
                              frame_of_reference_uid=frame_of_reference_uid, patient_birth_date=patient_birth_date,
                              patient_sex=patient_sex)
     ds.InstanceCreationDate = date
@@ -121,27 +178,182 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     ds.DoseUnits = "GY"
     ds.DoseType = dose_type
     ds.DoseSummationType = summation_type
-    ds.DoseComment = dose_comment[:64]
     ds.GridFrameOffsetVector = [_ds(k * vs[2]) for k in range(d.shape[0])]
     ds.DoseGridScaling = scaling_s
     ds.TissueHeterogeneityCorrection = "IMAGE"
     ref = Dataset()
     ref.ReferencedSOPClassUID = referenced_plan_sop_class_uid
-    if referenced_plan_sop_instance_uid:
-        ref.ReferencedSOPInstanceUID = referenced_plan_sop_instance_uid
-    else:
-        ref.ReferencedSOPInstanceUID = generate_uid()
-        ds.DoseComment = (dose_comment + "; no RT Plan: placeholder plan reference")[:64]
-    if summation_type == "BEAM":
+    ref.ReferencedSOPInstanceUID, note = _plan_reference(referenced_plan_sop_instance_uid,
+                                                         referenced_plan_sop_class_uid)
+    ds.DoseComment = _fit_lo(dose_comment, note)
+    if summation_type in _NEEDS_FRACTION_GROUP:
         fg = Dataset()
-        fg.ReferencedFractionGroupNumber = 1
-        rb = Dataset()
-        rb.ReferencedBeamNumber = int(referenced_beam_number)
-        fg.ReferencedBeamSequence = DSequence([rb])
+        if beam_numbers and summation_type in _NEEDS_BEAMS:
+            items = []
+            for b in beam_numbers:
+                rb = Dataset()
+                rb.ReferencedBeamNumber = b
+                items.append(rb)
+            fg.ReferencedBeamSequence = DSequence(items)
+        fg.ReferencedFractionGroupNumber = int(referenced_fraction_group_number)
         ref.ReferencedFractionGroupSequence = DSequence([fg])
     ds.ReferencedRTPlanSequence = DSequence([ref])
     ds.PixelData = np.ascontiguousarray(pix).tobytes()
     return save_dataset(ds, path)
+
+
+# ------------------------------------------------------------------------- what an RT Dose of a run holds
+DOSE_SUMMATIONS = ("plan", "fraction")
+
+
+@dataclass
+class DoseContents:
+    """What an RT Dose holds: its DoseSummationType, the fractions and beams, dose to medium or water,
+    physical or RBE-weighted, and the factor from the simulated dose (``scale``: the run simulates what
+    ``plan.all_fractions`` says, one fraction by default)."""
+
+    summation_type: str
+    fractions: int | None = None            # fractions the file holds (None: no plan)
+    fractions_planned: int | None = None    # NumberOfFractionsPlanned of the plan
+    beam_numbers: list[int] = field(default_factory=list)   # plan beam numbers it holds ([]: no plan)
+    n_beams: int = 1
+    dose_to: str = "medium"
+    rbe: float | None = None
+    scale: float = 1.0
+    plan_sop_instance_uid: str | None = None
+
+    @property
+    def dose_type(self) -> str:
+        return "PHYSICAL" if self.rbe is None else "EFFECTIVE"
+
+    def comment(self) -> str:
+        """The DoseComment (LO, at most 64 characters)."""
+        parts = ["MC dose"]
+        if self.fractions is not None:
+            parts.append(f"{self.fractions} of {self.fractions_planned} fx" if self.fractions_planned
+                         else f"{self.fractions} fx")
+        if self.beam_numbers:
+            b = self.beam_numbers
+            parts.append(f"beam {b[0]}" if len(b) == 1 else f"beams {','.join(str(x) for x in b)}")
+        elif self.n_beams > 1:
+            parts.append(f"{self.n_beams} beams")
+        parts += [f"to {self.dose_to}", "physical" if self.rbe is None else f"RBE {self.rbe:g}"]
+        text = ", ".join(parts)
+        if len(text) > 64 and len(self.beam_numbers) > 1:
+            parts[2] = f"{len(self.beam_numbers)} beams"
+            text = ", ".join(parts)
+        return text[:64]
+
+    def as_dict(self) -> dict:
+        """For the JSON summary."""
+        return {"dose_summation_type": self.summation_type, "fractions": self.fractions,
+                "fractions_planned": self.fractions_planned, "beams": list(self.beam_numbers) or self.n_beams,
+                "plan_sop_instance_uid": self.plan_sop_instance_uid,
+                "dose_to": self.dose_to, "dose_type": self.dose_type, "rbe": self.rbe,
+                "unit": "Gy" if self.rbe is None else "Gy(RBE)", "scale_from_simulated_dose": self.scale,
+                "dose_comment": self.comment()}
+
+
+def dose_contents(beams: Sequence, *, summation: str = "plan", dose_to: str = "medium", rbe: float | None = None,
+                  beam_index: int | None = None) -> DoseContents:
+    """What the RT Dose of a run of ``beams`` (:class:`mcproton.source.Beam`; from an RT Ion Plan they carry
+    ``meta``) holds, as ``output.dose_summation`` asks:
+
+    * "plan" (default, what planning systems export): all NumberOfFractionsPlanned fractions; PLAN if every beam
+      of the plan was simulated, else BEAM with the simulated beams;
+    * "fraction": one fraction (one treatment session): FRACTION_SESSION, or BEAM_SESSION for some beams.
+
+    ``beam_index``: the dose of that one beam (a per-beam RT Dose): BEAM (all fractions) or BEAM_SESSION.
+    Beams without a plan (a [beam] config): PLAN with a placeholder plan reference, the dose as simulated.
+    """
+    summation = str(summation).lower()
+    if summation not in DOSE_SUMMATIONS:
+        raise ValueError(f"output.dose_summation = {summation!r}: give \"plan\" (all fractions, the default) or "
+                         "\"fraction\" (one fraction)")
+    metas = [getattr(b, "meta", None) or {} for b in beams]
+    kw = {"dose_to": dose_to, "rbe": None if rbe is None else float(rbe)}
+    if not metas or any("beam_number" not in m for m in metas):
+        if beam_index is not None:
+            raise ValueError("a per-beam RT Dose (output.rtdose_per_beam) needs an RT Ion Plan ([plan] rtplan): "
+                             "its beam numbers are what the file refers to")
+        return DoseContents("PLAN", n_beams=len(metas), **kw)
+    simulated = {int(m.get("fractions", 1) or 1) for m in metas}
+    if len(simulated) != 1:
+        raise ValueError(f"the beams were simulated for different numbers of fractions {sorted(simulated)}")
+    sim = simulated.pop()
+    planned = metas[0].get("fractions_planned") or (sim if sim > 1 else None)
+    all_beams = [int(b) for b in metas[0].get("plan_beam_numbers") or [m["beam_number"] for m in metas]]
+    chosen = [int(m["beam_number"]) for m in metas] if beam_index is None else [int(metas[beam_index]["beam_number"])]
+    uids = {m.get("plan_sop_instance_uid") for m in metas} - {None, ""}
+    uid = uids.pop() if len(uids) == 1 else None
+    whole = beam_index is None and sorted(chosen) == sorted(all_beams)
+    if summation == "plan":
+        fx = int(planned or 1)
+        st = "PLAN" if whole else "BEAM"
+    else:
+        fx = 1
+        st = "FRACTION_SESSION" if whole else "BEAM_SESSION"
+    return DoseContents(st, fx, int(planned) if planned else None, sorted(chosen), len(chosen), scale=fx / sim,
+                        plan_sop_instance_uid=uid, **kw)
+
+
+def beam_rtdose_path(path: str | Path, beam_number: int) -> Path:
+    """Where the per-beam RT Dose of beam ``beam_number`` goes: ``RD.dcm`` -> ``RD_beam2.dcm``."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}_beam{int(beam_number)}{p.suffix or '.dcm'}")
+
+
+def write_run_rtdoses(total, results: Sequence, beams: Sequence, out_cfg: dict, path: str | Path) -> dict:
+    """The RT Dose(s) of a ``mcproton run`` (``output`` keys ``dose_to``, ``rbe``, ``dose_summation``,
+    ``rtdose_per_beam``): the plan dose at ``path`` and, with ``rtdose_per_beam``, one per beam beside it
+    (:func:`beam_rtdose_path`, BEAM or BEAM_SESSION, one series).  The dose outside the body outline of
+    ``total`` (mcproton.body) is 0 in every file.  Returns the JSON summary entries."""
+    from pydicom.uid import generate_uid
+
+    from ..body import mask_outside
+
+    dose_to = out_cfg.get("dose_to", "medium")
+    rbe = out_cfg.get("rbe")
+    summation = out_cfg.get("dose_summation", "plan")
+    g = total.geometry
+    pinfo = {k: v for k, v in (getattr(g, "dicom_patient", None) or {}).items() if v}
+    pinfo.setdefault("study_instance_uid", str(generate_uid()))
+    frame = getattr(g, "frame_of_reference_uid", None) or str(generate_uid())
+    outline = getattr(total, "body_outline", None)
+
+    def write(result, contents: DoseContents, where: Path, **kw) -> dict:
+        d = result.dose_to_water_gy_zyx if dose_to == "water" else result.dose_gy_zyx
+        d = mask_outside(np.asarray(d, np.float64), outline) * (contents.scale * (contents.rbe or 1.0))
+        write_rtdose(d, g.voxel_size_mm, g.origin_mm, where, frame_of_reference_uid=frame,
+                     referenced_plan_sop_instance_uid=contents.plan_sop_instance_uid,
+                     summation_type=contents.summation_type, dose_type=contents.dose_type,
+                     referenced_beam_number=contents.beam_numbers if contents.summation_type in _NEEDS_BEAMS
+                     else None, dose_comment=contents.comment(),
+                     **pinfo, **kw)
+        return {"path": str(where), **contents.as_dict(), "max_dose": float(d.max())}
+
+    plan = dose_contents(beams, summation=summation, dose_to=dose_to, rbe=rbe)
+    out = {"rtdose": str(path), "rtdose_contents": write(total, plan, Path(path))}
+    if out_cfg.get("rtdose_per_beam"):
+        if len(results) != len(beams):
+            raise ValueError(f"{len(results)} beam results for {len(beams)} beams")
+        series = str(generate_uid())
+        files = []
+        for i, (res, b) in enumerate(zip(results, beams)):
+            c = dose_contents(beams, summation=summation, dose_to=dose_to, rbe=rbe, beam_index=i)
+            files.append(write(res, c, beam_rtdose_path(path, c.beam_numbers[0]), series_instance_uid=series,
+                               instance_number=i + 1, series_description="mcproton beam dose", series_number=2))
+        out["rtdose_beams"] = files
+    return out
+
+
+def _fit_lo(text: str, note: str = "") -> str:
+    """``text`` (and ``"; " + note``) within the 64 characters of an LO value; the note is kept whole."""
+    text = " ".join(str(text).replace("\\", "/").split())
+    if not note:
+        return text[:64]
+    tail = "; " + note
+    return text[:64 - len(tail)].rstrip(" ,;") + tail
 
 
 def read_rtdose(path: str | Path) -> RTDose:
@@ -202,9 +414,17 @@ def read_rtdose(path: str | Path) -> RTDose:
         dose = dose[::-1]
         origin[2] += dz0 * (dose.shape[0] - 1)
         dz0 = -dz0
-    ref = None
+    ref, fg_num, beams = None, None, []
     if "ReferencedRTPlanSequence" in ds and len(ds.ReferencedRTPlanSequence):
-        ref = str(ds.ReferencedRTPlanSequence[0].get("ReferencedSOPInstanceUID", "")) or None
+        item = ds.ReferencedRTPlanSequence[0]
+        ref = str(item.get("ReferencedSOPInstanceUID", "")) or None
+        for fg in item.get("ReferencedFractionGroupSequence", []) or []:
+            try:
+                fg_num = int(fg.get("ReferencedFractionGroupNumber", 0) or 0) or None
+                beams += [int(b.ReferencedBeamNumber) for b in fg.get("ReferencedBeamSequence", []) or []]
+            except (AttributeError, TypeError, ValueError) as exc:
+                raise DicomInputError(f"{p}: malformed ReferencedFractionGroupSequence ({exc})") from exc
     return RTDose(np.ascontiguousarray(dose), (ps[1], ps[0], dz0), tuple(float(v) for v in origin),
                   str(ds.get("FrameOfReferenceUID", "")), scaling, str(ds.get("DoseType", "")),
-                  str(ds.get("DoseSummationType", "")), str(ds.get("DoseUnits", "")), ref)
+                  str(ds.get("DoseSummationType", "")), str(ds.get("DoseUnits", "")), ref, fg_num, beams,
+                  str(ds.get("DoseComment", "") or ""))

@@ -1,0 +1,196 @@
+"""An RT Dose says what it holds (issue 12 item 4): by default the plan dose for all NumberOfFractionsPlanned
+fractions (DoseSummationType PLAN, as planning systems export it); one fraction (FRACTION_SESSION) or one beam
+(BEAM / BEAM_SESSION with ReferencedFractionGroupSequence / ReferencedBeamSequence inside the
+ReferencedRTPlanSequence, as RayStation writes its beam doses) when asked; DoseComment and the JSON summary say
+fractions, beams, medium/water, physical/RBE; an invalid plan UID never reaches the file; dciodvfy 0 errors."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from types import SimpleNamespace
+
+import numpy as np
+import pydicom
+import pytest
+
+from dicom_factories import make_plan, save
+
+DCIODVFY = shutil.which("dciodvfy")
+
+
+def _dciodvfy_errors(path) -> list[str]:
+    if DCIODVFY is None:
+        pytest.skip("dciodvfy (dicom3tools) is not installed")
+    out = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=120)
+    return [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")]
+
+
+def _case(tmp_path, n_fractions: int = 5):
+    """A 16^3 water CT (5 mm) and a two-beam plan (gantry 90 and 270) of ``n_fractions`` fractions."""
+    from mcproton.dicom import write_ct_series
+
+    frame = "1.2.826.0.1.3680043.8.498.1201"
+    write_ct_series(np.zeros((16, 16, 16)), (5.0, 5.0, 5.0), (-37.5, -37.5, -37.5), tmp_path / "ct",
+                    frame_of_reference_uid=frame)
+    plan = make_plan([{"gantry": g, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(70.0, [(0.0, 0.0)], [1.0])],
+                       "meterset": 5.0} for g in (90.0, 270.0)], frame_of_reference_uid=frame,
+                     n_fractions=n_fractions)
+    save(plan, tmp_path / "RP.dcm")
+    (tmp_path / "run.toml").write_text('[run]\nprimaries = 600\nbatches = 2\nbackend = "cpu"\n\n[phantom]\n'
+                                       'type = "ct"\nct_dir = "ct"\n\n[plan]\nrtplan = "RP.dcm"\n'
+                                       'beam_model = "dcpt_v2"\n\n[output]\nplot = false\n')
+    return tmp_path / "run.toml", plan
+
+
+def _run(tmp_path, cfg, capsys, *sets):
+    from mcproton.cli import main
+
+    args = ["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--rtdose", str(tmp_path / "RD.dcm"), "--quiet"]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_five_fraction_plan_dose_holds_all_fractions_and_per_beam_files(tmp_path, capsys):
+    """Default: 5 x the simulated per-fraction dose, PLAN; output.rtdose_per_beam: one BEAM file per beam with
+    its ReferencedBeamNumber, adding up to the plan dose.  (Before: the RT Dose held one fraction, labelled PLAN.)"""
+    from mcproton._io.hdf5 import read_dose_hdf5
+    from mcproton.dicom import read_rtdose
+
+    cfg, plan = _case(tmp_path, 5)
+    s = _run(tmp_path, cfg, capsys, "output.rtdose_per_beam=true")
+    per_fraction = read_dose_hdf5(tmp_path / "o.h5")["dose"]            # the HDF5 holds what was simulated
+    assert s["hdf5_fractions"] == 1 and "1 of 5 fractions" in s["hdf5_dose"]
+    rd = read_rtdose(tmp_path / "RD.dcm")
+    assert rd.dose_summation_type == "PLAN" and rd.referenced_fraction_group_number is None
+    assert rd.referenced_plan_sop_instance_uid == plan.SOPInstanceUID
+    # 16-bit storage: exact to half a DoseGridScaling step
+    assert np.allclose(rd.dose_gy_zyx, 5 * per_fraction, rtol=0, atol=0.51 * rd.dose_grid_scaling)
+    assert "5 of 5 fx" in rd.dose_comment and "to medium" in rd.dose_comment and "physical" in rd.dose_comment
+    c = s["rtdose_contents"]
+    assert (c["dose_summation_type"], c["fractions"], c["fractions_planned"], c["beams"]) == ("PLAN", 5, 5, [1, 2])
+    assert c["dose_to"] == "medium" and c["dose_type"] == "PHYSICAL" and c["scale_from_simulated_dose"] == 5
+
+    beams = [read_rtdose(tmp_path / f"RD_beam{b}.dcm") for b in (1, 2)]
+    for b, d in zip((1, 2), beams):
+        assert d.dose_summation_type == "BEAM" and d.referenced_beam_numbers == [b]
+        assert d.referenced_fraction_group_number == 1 and d.referenced_plan_sop_instance_uid == plan.SOPInstanceUID
+        assert f"beam {b}" in d.dose_comment and "5 of 5 fx" in d.dose_comment
+        assert d.dose_gy_zyx.max() > 0
+    # gantry 90 enters from +x, gantry 270 from -x: the two beam doses differ and add up to the plan dose
+    assert beams[0].dose_gy_zyx[:, :, -1].sum() > beams[0].dose_gy_zyx[:, :, 0].sum()
+    assert beams[1].dose_gy_zyx[:, :, 0].sum() > beams[1].dose_gy_zyx[:, :, -1].sum()
+    tol = 0.51 * (rd.dose_grid_scaling + beams[0].dose_grid_scaling + beams[1].dose_grid_scaling)
+    assert np.allclose(beams[0].dose_gy_zyx + beams[1].dose_gy_zyx, rd.dose_gy_zyx, rtol=0, atol=tol)
+    series = {pydicom.dcmread(tmp_path / f"RD_beam{b}.dcm").SeriesInstanceUID for b in (1, 2)}
+    assert len(series) == 1 and pydicom.dcmread(tmp_path / "RD.dcm").SeriesInstanceUID not in series
+    for f in ("RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm"):
+        assert _dciodvfy_errors(tmp_path / f) == [], f
+
+
+def test_one_fraction_is_fraction_session_and_beam_session(tmp_path, capsys):
+    """output.dose_summation = "fraction": the per-fraction dose as simulated, FRACTION_SESSION (PS3.3: one
+    session of a fraction group; FRACTION would be the whole group) and BEAM_SESSION per beam; RBE and water
+    in the comment."""
+    from mcproton.dicom import read_rtdose
+
+    cfg, _ = _case(tmp_path, 5)
+    s = _run(tmp_path, cfg, capsys, 'output.dose_summation="fraction"', "output.rtdose_per_beam=true",
+             'output.dose_to="water"', "output.rbe=1.1")
+    rd = read_rtdose(tmp_path / "RD.dcm")
+    assert rd.dose_summation_type == "FRACTION_SESSION" and rd.referenced_fraction_group_number == 1
+    assert rd.referenced_beam_numbers == [] and rd.dose_type == "EFFECTIVE"
+    assert "1 of 5 fx" in rd.dose_comment and "to water" in rd.dose_comment and "RBE 1.1" in rd.dose_comment
+    assert s["rtdose_contents"]["scale_from_simulated_dose"] == 1 and s["rtdose_contents"]["unit"] == "Gy(RBE)"
+    b2 = read_rtdose(tmp_path / "RD_beam2.dcm")
+    assert b2.dose_summation_type == "BEAM_SESSION" and b2.referenced_beam_numbers == [2]
+    for f in ("RD.dcm", "RD_beam2.dcm"):
+        assert _dciodvfy_errors(tmp_path / f) == [], f
+
+
+def test_bad_output_options_are_refused_before_the_transport(tmp_path, capsys):
+    from mcproton.cli import main
+
+    cfg, _ = _case(tmp_path, 5)
+    out = tmp_path / "x.h5"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", 'output.dose_summation="beams"']) == 2
+    assert "output.dose_summation" in capsys.readouterr().err and not out.exists()
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "output.rtdose_per_beam=true"]) == 2
+    assert "--rtdose" in capsys.readouterr().err and not out.exists()
+    box = tmp_path / "box.toml"
+    box.write_text('[run]\nprimaries = 100\n[beam]\nenergy_mev = 70\n[output]\nplot = false\nrtdose_per_beam = true\n')
+    assert main(["run", str(box), "--out", str(out), "--rtdose", str(tmp_path / "RD.dcm"), "--quiet"]) == 2
+    assert "RT Ion Plan" in capsys.readouterr().err and not out.exists()
+
+
+def _beam(number, fractions=1, planned=5, plan_beams=(1, 2, 3), uid="1.2.3.4"):
+    return SimpleNamespace(meta={"beam_number": number, "fractions": fractions, "fractions_planned": planned,
+                                 "plan_beam_numbers": list(plan_beams), "plan_sop_instance_uid": uid})
+
+
+@pytest.mark.parametrize("beams, kw, want", [
+    ([_beam(1), _beam(2), _beam(3)], {}, ("PLAN", 5, 5.0, [1, 2, 3])),
+    ([_beam(1), _beam(3)], {}, ("BEAM", 5, 5.0, [1, 3])),                     # plan.beams = [1, 3]
+    ([_beam(1), _beam(2), _beam(3)], {"summation": "fraction"}, ("FRACTION_SESSION", 1, 1.0, [1, 2, 3])),
+    ([_beam(2)], {"summation": "fraction"}, ("BEAM_SESSION", 1, 1.0, [2])),
+    ([_beam(1, 5), _beam(2, 5), _beam(3, 5)], {}, ("PLAN", 5, 1.0, [1, 2, 3])),          # plan.all_fractions
+    ([_beam(1, 5), _beam(2, 5), _beam(3, 5)], {"summation": "fraction"}, ("FRACTION_SESSION", 1, 0.2, [1, 2, 3])),
+    ([_beam(1), _beam(2), _beam(3)], {"beam_index": 1}, ("BEAM", 5, 5.0, [2])),
+    ([SimpleNamespace(meta={})], {}, ("PLAN", None, 1.0, [])),                          # a [beam] config
+])
+def test_dose_contents(beams, kw, want):
+    from mcproton._io.rtdose import dose_contents
+
+    c = dose_contents(beams, **kw)
+    assert (c.summation_type, c.fractions, c.scale, c.beam_numbers) == want
+    assert len(c.comment()) <= 64
+
+
+def test_long_beam_list_comment_fits_the_lo_limit():
+    from mcproton._io.rtdose import dose_contents
+
+    nums = list(range(101, 121))
+    c = dose_contents([_beam(n, plan_beams=nums + [1]) for n in nums], dose_to="water", rbe=1.1)
+    assert c.summation_type == "BEAM" and "20 beams" in c.comment() and len(c.comment()) <= 64
+
+
+@pytest.mark.parametrize("bad", ["1.2.840.10008.5.1.4.1.1.481.8",        # OpenTPS: the SOP Class UID
+                                 "1.2.03.4", "1.2.x.4", "1." + "2" * 70])
+def test_invalid_plan_uid_is_replaced_by_a_valid_reference(tmp_path, bad):
+    from mcproton._io.rtdose import is_valid_uid, read_rtdose, write_rtdose
+
+    paths = []
+    for k in range(2):
+        p = tmp_path / f"RD{k}.dcm"
+        with pytest.warns(RuntimeWarning, match="SOP Instance UID"):
+            write_rtdose(np.ones((2, 3, 4)), (1, 1, 1), (0, 0, 0), p, frame_of_reference_uid="1.2.3",
+                         referenced_plan_sop_instance_uid=bad)
+        paths.append(p)
+    refs = [read_rtdose(p).referenced_plan_sop_instance_uid for p in paths]
+    assert refs[0] == refs[1] and refs[0] != bad and is_valid_uid(refs[0])   # the same plan -> the same reference
+    assert "invalid plan UID" in read_rtdose(paths[0]).dose_comment
+    assert _dciodvfy_errors(paths[0]) == []
+
+
+def test_uid_check():
+    from mcproton._io.rtdose import is_valid_uid
+
+    assert is_valid_uid("1.2.752.243.1.1.20250523160113465.2000.31856") and is_valid_uid("0.1.0")
+    for bad in ("", None, "1.02", ".1", "1..2", "1.2.", "1.2a", "1" * 65):
+        assert not is_valid_uid(bad), bad
+
+
+@pytest.mark.parametrize("st, beams", [("PLAN", None), ("FRACTION", None), ("FRACTION_SESSION", None),
+                                       ("BEAM", [1, 3]), ("BEAM_SESSION", 2)])
+def test_every_summation_type_is_valid_dicom(tmp_path, st, beams):
+    from mcproton._io.rtdose import read_rtdose, write_rtdose
+
+    p = write_rtdose(np.ones((2, 3, 4)), (1, 1, 1), (0, 0, 0), tmp_path / "RD.dcm", frame_of_reference_uid="1.2.3",
+                     referenced_plan_sop_instance_uid="1.2.3.4", summation_type=st, referenced_beam_number=beams,
+                     referenced_fraction_group_number=2)
+    d = read_rtdose(p)
+    assert d.dose_summation_type == st and d.referenced_fraction_group_number == (None if st == "PLAN" else 2)
+    assert d.referenced_beam_numbers == ([] if beams is None else [1, 3] if st == "BEAM" else [2])
+    assert _dciodvfy_errors(p) == []
