@@ -225,10 +225,11 @@ def _check_control_points(b, where: str) -> None:
         raise DicomInputError(f"{where} control point 0: CumulativeMetersetWeight (300A,0134) is {cum[0]:g}, not 0; "
                               "control points at the start of the beam are missing: the plan is damaged")
     for i in range(n - 1):
-        rise = cum[i + 1] - cum[i]
-        if rise < -WEIGHT_RTOL * layer_w:
+        if cum[i + 1] - cum[i] < -WEIGHT_RTOL * layer_w:
             raise DicomInputError(f"{where} control point {i + 1}: CumulativeMetersetWeight (300A,0134) falls from "
                                   f"{cum[i]:g} to {cum[i + 1]:g}; it must rise monotonically: the plan is damaged")
+    for i in range(n - 1):
+        rise = cum[i + 1] - cum[i]
         if abs(rise - w[i]) > WEIGHT_RTOL * max(w[i], layer_w):
             raise DicomInputError(
                 f"{where} control point {i}: CumulativeMetersetWeight (300A,0134) rises by {rise:.6g} to control "
