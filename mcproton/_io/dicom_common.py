@@ -339,10 +339,17 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
     if check:
         check_complete(buf, str(p))
     try:
-        return pydicom.dcmread(io.BytesIO(buf), stop_before_pixels=stop_before_pixels, force=not has_magic)
+        ds = pydicom.dcmread(io.BytesIO(buf), stop_before_pixels=stop_before_pixels, force=not has_magic)
     except Exception as exc:  # pydicom raises many types on damaged files
         raise DicomInputError(f"{p}: cannot be read as DICOM ({type(exc).__name__}: {exc}); the file is "
                               "damaged: copy or export it again") from exc
+    if "TransferSyntaxUID" not in ds.file_meta:  # a raw data set: record the encoding it was read with
+        from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                          ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    return ds
 
 
 def is_valid_uid(uid: str, *, instance: bool = True) -> bool:
