@@ -266,8 +266,9 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             slope, inter = float(slope_v), float(inter_v)
         except (TypeError, ValueError) as exc:
             raise _err(f"{f}: RescaleSlope/RescaleIntercept are not numeric") from exc
-        if not (np.isfinite(slope) and np.isfinite(inter)) or slope == 0 or abs(slope) > 1e3:
-            raise _err(f"{f}: absurd RescaleSlope {slope} / RescaleIntercept {inter}")
+        if not (np.isfinite(slope) and np.isfinite(inter)) or slope <= 0 or slope > 1e3:
+            raise _err(f"{f}: RescaleSlope {slope} / RescaleIntercept {inter} are not plausible (the slope of a CT "
+                       "is > 0, usually 1); the header is damaged: re-export the CT")
         if slope != int(slope) or inter != int(inter):
             integral = False
         slices.append(arr.astype(np.float64) * slope + inter)

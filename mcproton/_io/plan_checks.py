@@ -192,6 +192,14 @@ def _check_control_points(b, where: str) -> None:
             raise DicomInputError(f"{where} control point {i}: ControlPointIndex (300A,0112) is "
                                   f"{cp.get('ControlPointIndex')}; control points are missing or out of order: "
                                   "the plan is damaged, export it again")
+    for i, cp in enumerate(cps):
+        nsp, sw = _num(cp.get("NumberOfScanSpotPositions", None)), cp.get("ScanSpotMetersetWeights", None)
+        if nsp is not None and sw not in (None, ""):
+            nw = len(sw) if hasattr(sw, "__len__") and not isinstance(sw, (str, bytes)) else 1
+            if nsp != nw:
+                raise DicomInputError(f"{where} control point {i}: NumberOfScanSpotPositions (300A,0392) is "
+                                      f"{cp.get('NumberOfScanSpotPositions')} but ScanSpotMetersetWeights (300A,0396) "
+                                      f"holds {nw} values; the plan is damaged: export it again")
     w = [_weights(cp) for cp in cps]
     for i, x in enumerate(w):
         if not math.isfinite(x) or x < 0:
