@@ -5,6 +5,7 @@ damage that used to load as a shorter or different plan (issue 17) is refused wi
 the beam, the control point and the tag.  The tolerances are those of plan_checks (WEIGHT_RTOL = 1e-3)."""
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
@@ -87,12 +88,12 @@ def test_truncated_real_plan_is_refused(tmp_path, frac):
 
 def test_truncation_at_element_boundary_inside_sequence(tmp_path):
     """The cut that pydicom reads silently: exactly after a control point (an element boundary)."""
-    p = DATA / "RN_sobp_10x10.dcm"
-    ds = pydicom.dcmread(p)
-    data = p.read_bytes()
-    cp = ds.IonBeamSequence[0].IonControlPointSequence[20]
+    data = (DATA / "RN_sobp_10x10.dcm").read_bytes()
+    # implicit VR LE: control point 20 starts with its item tag (FFFE,E000), then ControlPointIndex (300A,0112) "20"
+    i = data.find(b"\x0a\x30\x12\x01" + struct.pack("<L", 2) + b"20") - 8
+    assert data[i:i + 4] == b"\xfe\xff\x00\xe0"
     cut = tmp_path / "cut.dcm"
-    cut.write_bytes(data[:cp.file_tell])  # the file ends right before control point 20
+    cut.write_bytes(data[:i])  # the file ends right before control point 20
     old = pydicom.dcmread(cut)            # what the old reader saw: 20 of 42 control points, no error
     assert len(old.IonBeamSequence[0].IonControlPointSequence) == 20
     with pytest.raises(DicomInputError, match="ends early"):
