@@ -217,6 +217,7 @@ def test_opentps_plan_is_read_with_warnings(tmp_path):
     np.testing.assert_allclose([s.position_mm for s in beam.spots], [s.position_mm for s in beam_ref.spots])
 
 
+@pytest.mark.filterwarnings("ignore:.*VirtualSourceAxisDistances")
 def test_opentps_plan_with_a_missing_layer_is_refused(tmp_path):
     ds = _opentps_like(_ds())
     _drop(ds, 1)
@@ -246,3 +247,17 @@ def test_plan_without_file_meta_is_read(tmp_path):
                                     ("1." + "2" * 63, False), ("1.2.a", False), ("0.1", True)])
 def test_is_valid_uid(uid, ok):
     assert is_valid_uid(uid) is ok
+
+
+def test_deflated_plan_is_checked_after_inflating(tmp_path):
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = _ds()
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    p = tmp_path / "deflated.dcm"
+    ds.save_as(p, enforce_file_format=True)
+    assert len(load_rtplan(p).beams[0].layers) == 3
+    data = p.read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:len(data) * 2 // 3])
+    with pytest.raises(DicomInputError, match="ends early"):
+        load_rtplan(tmp_path / "cut.dcm")
