@@ -23,7 +23,7 @@ RayStation guarantee and refuses the plan, naming the file, the beam, the contro
   FinalCumulativeMetersetWeight by more than ``WEIGHT_RTOL`` (0.1 %);
 * NumberOfRangeShifters (300A,0312) disagrees with the RangeShifterSequence, the first control point of a
   beam with range shifters lacks RangeShifterSettingsSequence (300A,0360), a setting refers to an unknown
-  ReferencedRangeShifterNumber, or a RangeShifterWaterEquivalentThickness (300A,0364) is not > 0.
+  ReferencedRangeShifterNumber, or a RangeShifterWaterEquivalentThickness (300A,0366) is not > 0.
 
 Tolerances.  ``WEIGHT_RTOL`` = 1e-3 (relative) for the sum of the spot weights against
 FinalCumulativeMetersetWeight and for the last CumulativeMetersetWeight; for the rise of the cumulative
@@ -72,6 +72,10 @@ def _weights(cp) -> float:
     w = cp.get("ScanSpotMetersetWeights", None)
     if w is None or w == "":
         return 0.0
+    if isinstance(w, (bytes, bytearray)):  # undecoded FL values (little endian)
+        import numpy as np
+
+        return float(np.frombuffer(bytes(w[: len(w) // 4 * 4]), dtype="<f4").astype(float).sum())
     try:
         vals = [float(x) for x in (w if hasattr(w, "__len__") and not isinstance(w, (str, bytes)) else [w])]
     except (TypeError, ValueError):
@@ -288,6 +292,11 @@ def _check_range_shifters(b, where: str) -> None:
                                   f"{r.get('RangeShifterID')!r} is missing or repeated")
         rs_numbers.add(int(k))
     cps = list(b.get("IonControlPointSequence", None) or [])
+    snouts = [x for x in (b.get("SnoutSequence", None) or []) if str(x.get("SnoutID", "") or "")]
+    if snouts and cps and "SnoutPosition" not in cps[0]:
+        raise DicomInputError(f"{where} control point 0: the beam has a snout ({snouts[0].get('SnoutID')}) but its first "
+                              "control point has no SnoutPosition (300A,030D) (Type 2C); the plan is damaged: export "
+                              "it again")
     if items and cps and not (cps[0].get("RangeShifterSettingsSequence", None) or []):
         raise DicomInputError(
             f"{where} control point 0: the beam has {len(items)} range shifter(s) but no RangeShifterSettingsSequence "
@@ -295,6 +304,9 @@ def _check_range_shifters(b, where: str) -> None:
             "export it again")
     for i, cp in enumerate(cps):
         for s in cp.get("RangeShifterSettingsSequence", None) or []:
+            if items and not str(s.get("RangeShifterSetting", "") or "").strip():
+                raise DicomInputError(f"{where} control point {i}: RangeShifterSetting (300A,0362) is missing or "
+                                      "empty, so whether the range shifter is IN is unknown: the plan is damaged")
             ref = _num(s.get("ReferencedRangeShifterNumber", None))
             if items and (ref is None or not math.isfinite(ref) or int(ref) not in rs_numbers):
                 raise DicomInputError(
@@ -305,10 +317,10 @@ def _check_range_shifters(b, where: str) -> None:
             out = str(s.get("RangeShifterSetting", "") or "").upper() in ("OUT", "0")
             if wet is not None and not (math.isfinite(wet) and (wet > 0 or (wet == 0 and out))):
                 raise DicomInputError(
-                    f"{where} control point {i}: RangeShifterWaterEquivalentThickness (300A,0364) is "
+                    f"{where} control point {i}: RangeShifterWaterEquivalentThickness (300A,0366) is "
                     f"{s.get('RangeShifterWaterEquivalentThickness')!r}; a range shifter's water-equivalent thickness "
                     "must be > 0 mm (a negative one would make the beam deeper): correct the plan")
             dist = _num(s.get("IsocenterToRangeShifterDistance", None))
             if dist is not None and not (math.isfinite(dist) and dist >= 0):
-                raise DicomInputError(f"{where} control point {i}: IsocenterToRangeShifterDistance (300A,0362) is "
+                raise DicomInputError(f"{where} control point {i}: IsocenterToRangeShifterDistance (300A,0364) is "
                                       f"{s.get('IsocenterToRangeShifterDistance')!r}; it must be a distance >= 0 mm")

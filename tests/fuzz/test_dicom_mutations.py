@@ -4,10 +4,11 @@ ways a transfer, an anonymiser or a hand edit damages them, and each damaged fil
 The rule, for every case: loading either raises :class:`DicomInputError` with a one-line message, or succeeds
 with exactly the delivered plan (CT) of the undamaged file.  Any other exception (a traceback reaching the
 user) and any success with a different delivered plan (a silent wrong dose) fails the test.  The delivered
-plan is what a dose calculation uses: per beam its number, angles, isocentre, patient position, virtual
+plan is what a dose calculation uses: per beam its number, angles, isocentre, snout position, patient position, virtual
 source-axis distances (the beam model's (2000, 2560) mm where the plan gives none, as plan_to_beams does),
 and per layer the energy, paintings, range-shifter settings, spot positions and MU; and the number of
-fractions.  The delivered CT is the HU array, voxel size and origin.
+fractions.  A range shifter's water-equivalent thickness and isocentre distance (Type 3) may be dropped: the
+engine then takes them from the beam model (``FromModel``), by design (issue 12 item 1).  The delivered CT is the HU array, voxel size and origin.
 
 Mutations: truncation at random fractions of the file and exactly at the start of a random control point;
 a dropped element (anywhere in the data set); inconsistent counts (NumberOfControlPoints,
@@ -51,14 +52,29 @@ NUMERIC_VRS = {"DS", "IS", "FL", "FD", "SL", "SS", "UL", "US"}
 
 
 # ----------------------------------------------------------------------------------------------- signatures
+class FromModel:
+    """A Type 3 value that the engine takes from the beam model when the plan omits it (a range shifter's
+    water-equivalent thickness and isocentre distance): equal to the plan's value or to None (omitted)."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def __eq__(self, other):
+        return isinstance(other, FromModel) and (other.v is None or self.v is None or other.v == self.v)
+
+    def __hash__(self):
+        return 0
+
+
 def plan_signature(plan) -> tuple:
     beams = []
     for b in plan.beams:
         layers = tuple((l.nominal_energy_mev, l.number_of_paintings,
-                        tuple(sorted((d["id"], d["setting"].upper(), d["wet_mm"], d["distance_mm"])
-                                     for d in l.range_shifter_settings if d["setting"].upper() not in ("OUT", "0", ""))),
+                        tuple(sorted(((d["id"], d["setting"].upper(), FromModel(d["wet_mm"]), FromModel(d["distance_mm"]))
+                                      for d in l.range_shifter_settings if d["setting"].upper() not in ("OUT", "0", "")),
+                                     key=lambda t: t[:2])),
                         np.round(l.spot_xy_mm, 9).tobytes(), np.round(l.spot_mu, 9).tobytes()) for l in b.layers)
-        beams.append((b.number, b.gantry_angle_deg, b.couch_angle_deg, tuple(np.round(b.isocenter_mm, 9)),
+        beams.append((b.number, b.gantry_angle_deg, b.couch_angle_deg, tuple(np.round(b.isocenter_mm, 9)), b.snout_position_mm,
                       b.patient_position, b.virtual_source_axis_distances_mm or MODEL_VSAD, b.primary_dosimeter_unit,
                       tuple(sorted(b.range_shifter_ids.items())), layers))
     return (plan.number_of_fractions or 1, tuple(beams))

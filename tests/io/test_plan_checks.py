@@ -127,7 +127,7 @@ def test_truncation_at_element_boundary_inside_sequence(tmp_path):
     (lambda ds: setattr(ds.FractionGroupSequence[0], "NumberOfFractionsPlanned", ""), "NumberOfFractionsPlanned"),
     # range shifters
     (lambda ds: setattr(_cps(ds)[0].RangeShifterSettingsSequence[0], "RangeShifterWaterEquivalentThickness", -40.0),
-     r"control point 0: RangeShifterWaterEquivalentThickness \(300A,0364\) is -40"),
+     r"control point 0: RangeShifterWaterEquivalentThickness \(300A,0366\) is -40"),
     (lambda ds: delattr(_cps(ds)[0], "RangeShifterSettingsSequence"), "no RangeShifterSettingsSequence"),
     (lambda ds: setattr(_beam(ds), "NumberOfRangeShifters", 2), r"NumberOfRangeShifters \(300A,0312\) is 2"),
     (lambda ds: setattr(_cps(ds)[0].RangeShifterSettingsSequence[0], "ReferencedRangeShifterNumber", 7),
