@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
 from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
 
