@@ -10,7 +10,7 @@ RayStation guarantee and refuses the plan, naming the file, the beam, the contro
   gives a BeamMeterset (300A,0086) of 0 for a beam that has spot weights; NumberOfFractionsPlanned
   (300A,0078) is missing, empty or < 1;
 * a beam's patient setup has no PatientPosition (0018,5100) (OpenTPS writes an empty one);
-* NumberOfControlPoints (300A,0110) differs from the control points present, or a ControlPointIndex
+* NumberOfControlPoints (300A,0110) (when present) differs from the control points present, or a ControlPointIndex
   (300A,0112) is out of sequence;
 * a control point with spot weights does not state its NominalBeamEnergy (300A,0114) (it would inherit the
   previous layer's energy);
@@ -182,10 +182,7 @@ def _check_control_points(b, where: str) -> None:
     cps = list(b.get("IonControlPointSequence", None) or [])
     n = len(cps)
     ncp = _num(b.get("NumberOfControlPoints", None))
-    if ncp is None:
-        raise DicomInputError(f"{where}: NumberOfControlPoints (300A,0110) is missing; the plan is damaged: "
-                              "export it again")
-    if ncp != n:
+    if ncp is not None and ncp != n:  # Type 1, but older OpenTPS versions do not write it: checked when present
         raise DicomInputError(
             f"{where}: NumberOfControlPoints (300A,0110) is {b.get('NumberOfControlPoints')} but the "
             f"IonControlPointSequence (300A,03A8) holds {n} control points; control points are missing (a "
