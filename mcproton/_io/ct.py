@@ -10,6 +10,7 @@ returned grid always has axes along +x, +y, +z with positive spacings.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -87,16 +88,15 @@ def _list_files(folder: str | Path | Sequence[str | Path]) -> list[Path]:
 
 
 def _read(path: Path, *, pixels: bool):
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    """The data set of ``path`` (None if the file is not DICOM at all); a DICOM file that ends early or
+    cannot be parsed is an error, never skipped: a CT that silently loses a slice gives a wrong range.  The
+    header pass checks the structure of the whole file; the pixel pass reads a file already checked."""
+    from .dicom_common import read_dicom_file
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=not pixels)
-    except InvalidDicomError:
-        return None
-    except Exception as exc:  # truncated/corrupted files raise many different exceptions in pydicom
-        raise _err(f"{path}: cannot be read as DICOM ({type(exc).__name__}: {exc}); "
-                   "the file is corrupted or truncated: re-export the series") from exc
+        return read_dicom_file(path, stop_before_pixels=not pixels, check=not pixels)
+    except DicomInputError as exc:
+        raise _err(f"{exc}; in a CT folder every DICOM file must be complete: re-export the series") from None
 
 
 def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str | None = None) -> CTImage:
@@ -118,6 +118,10 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             continue
         sop = str(ds.get("SOPClassUID", ""))
         modality = str(ds.get("Modality", "")).upper()
+        if not sop and not modality:
+            raise _err(f"{f}: a DICOM file with neither SOPClassUID (0008,0016) nor Modality (0008,0060): it cannot be "
+                       "told whether it is a CT slice (a damaged file?); remove it from the folder or re-export the "
+                       "series")
         if sop == ENHANCED_CT_IMAGE_STORAGE:
             raise _err(f"{f}: Enhanced (multi-frame) CT is not supported; export the CT as classic "
                        "single-slice CT Image Storage")
@@ -146,6 +150,18 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
                    "choose one or separate them into folders")
     else:
         chosen = next(iter(series.values()))
+
+    # --- frame of reference: one per series; warn when there is none ---
+    fors = {str(ds.get("FrameOfReferenceUID", "") or "") for _, ds in chosen}
+    if len(fors) > 1:
+        raise _err(f"the slices of CT series {chosen[0][1].get('SeriesInstanceUID', '')} carry {len(fors)} different "
+                   f"FrameOfReferenceUIDs (0020,0052) {sorted(fors)}; a series has one: the series is mixed or damaged, "
+                   "re-export it")
+    if fors == {""}:
+        warnings.warn(f"the CT series in {folder} has no FrameOfReferenceUID (0020,0052) (Type 1 in a CT image); "
+                      "the plan's and the structure set's frame of reference cannot be checked against it, and an "
+                      "RT Dose written for it carries a new, unrelated UID that a planning system will not register "
+                      "with this CT")
 
     # --- geometry checks on the headers ---
     f0, ds0 = chosen[0]
@@ -240,14 +256,19 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
                        "(install pylibjpeg / gdcm, or re-export uncompressed)") from exc
         if arr.shape != (rows0, cols0):
             raise _err(f"{f}: pixel array shape {arr.shape} differs from Rows x Columns {rows0} x {cols0}")
+        slope_v, inter_v = ds.get("RescaleSlope", None), ds.get("RescaleIntercept", None)
+        if slope_v in (None, "") or inter_v in (None, ""):
+            raise _err(f"{f}: RescaleSlope (0028,1053) and RescaleIntercept (0028,1052) are required in a CT image "
+                       f"(Type 1; here slope {slope_v!r}, intercept {inter_v!r}); without them the stored values "
+                       "cannot be converted to HU (often HU + 1024, read as HU would move every range): re-export "
+                       "the CT with them (anonymisers sometimes drop them)")
         try:
-            slope_v, inter_v = ds.get("RescaleSlope", None), ds.get("RescaleIntercept", None)
-            slope = 1.0 if slope_v in (None, "") else float(slope_v)
-            inter = 0.0 if inter_v in (None, "") else float(inter_v)
+            slope, inter = float(slope_v), float(inter_v)
         except (TypeError, ValueError) as exc:
             raise _err(f"{f}: RescaleSlope/RescaleIntercept are not numeric") from exc
-        if not (np.isfinite(slope) and np.isfinite(inter)) or slope == 0 or abs(slope) > 1e3:
-            raise _err(f"{f}: absurd RescaleSlope {slope} / RescaleIntercept {inter}")
+        if not (np.isfinite(slope) and np.isfinite(inter)) or slope <= 0 or slope > 1e3:
+            raise _err(f"{f}: RescaleSlope {slope} / RescaleIntercept {inter} are not plausible (the slope of a CT "
+                       "is > 0, usually 1); the header is damaged: re-export the CT")
         if slope != int(slope) or inter != int(inter):
             integral = False
         slices.append(arr.astype(np.float64) * slope + inter)

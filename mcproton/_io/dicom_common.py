@@ -94,3 +94,274 @@ def check_grid_geometry(voxel_size_mm, origin_mm) -> tuple[list[float], list[flo
     if len(org) != 3 or not all(math.isfinite(v) for v in org):
         raise ValueError(f"origin_mm must be three finite numbers (x, y, z); got {origin_mm}")
     return vs, org
+
+
+# ------------------------------------------------------------------------------------------- strict reading
+# A DICOM reader must tell a complete file from one that ends early.  pydicom is tolerant: a file cut at
+# an element boundary inside a sequence of defined length reads as a shorter sequence (an RT Ion Plan cut
+# at half its size loses control points without a word).  ``check_complete`` walks the element structure
+# of the bytes (PS3.5 section 7: tag, VR, length; sequences and items of defined or undefined length) and
+# refuses a file whose last element, item or sequence needs more bytes than the file holds, or whose
+# undefined-length sequences and items lack their delimiters.  Values are not decoded here.
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_DELIM, _SEQ_DELIM = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_PIXEL_DATA = 0x7FE00010
+_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB", b"OD", b"OF",
+        b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI", b"UL", b"UN",
+        b"UR", b"US", b"UT", b"UV"}
+_VRS_LONG = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+_IMPLICIT_LE, _EXPLICIT_BE, _DEFLATED = "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"
+
+
+class _Broken(Exception):
+    def __init__(self, pos: int, path: list, what: str, *, truncated: bool = True):
+        super().__init__(what)
+        self.pos, self.path, self.what, self.truncated = pos, list(path), what, truncated
+
+
+def _tag_name(tag: int) -> str:
+    from pydicom.datadict import keyword_for_tag
+
+    try:
+        kw = keyword_for_tag(tag)
+    except Exception:  # pragma: no cover - private or unknown tags
+        kw = ""
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})" + (f" {kw}" if kw else "")
+
+
+def _is_sq(tag: int) -> bool:
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(tag) == "SQ"
+    except Exception:
+        return False
+
+
+def _walk_elements(buf, pos: int, end: int, implicit: bool, little: bool, path: list, *, in_item: bool) -> int:
+    """Walk the elements of a data set from ``pos``: to ``end`` exactly (``in_item`` False, or an item of
+    defined length), or to the item delimiter (``in_item`` True).  Returns the position after the last byte."""
+    import struct
+
+    e = "<" if little else ">"
+    n = len(buf)
+    while True:
+        if pos == end and not in_item:
+            return pos
+        if pos + 8 > min(end, n):
+            raise _Broken(pos, path, "the file ends inside an element header" if pos < n else
+                          "the file ends before the end of this item or sequence")
+        group, elem = struct.unpack_from(e + "HH", buf, pos)
+        tag = (group << 16) | elem
+        if tag == _ITEM_DELIM:
+            if in_item:
+                return pos + 8
+            raise _Broken(pos, path, "an item delimiter where a data element was expected", truncated=False)
+        if tag in (_ITEM, _SEQ_DELIM):
+            raise _Broken(pos, path, "an item or sequence tag where a data element was expected", truncated=False)
+        vr = b""
+        if implicit:
+            (length,) = struct.unpack_from(e + "L", buf, pos + 4)
+            hdr = 8
+        else:
+            vr = bytes(buf[pos + 4:pos + 6])
+            if vr in _VRS_LONG:
+                here_ = path + [tag]
+                if pos + 12 > n:
+                    raise _Broken(pos, here_, "the file ends inside the element header")
+                (length,) = struct.unpack_from(e + "L", buf, pos + 8)
+                hdr = 12
+            elif vr in _VRS:
+                (length,) = struct.unpack_from(e + "H", buf, pos + 6)
+                hdr = 8
+            else:
+                raise _Broken(pos, path, f"{_tag_name(tag)} has no valid VR ({vr!r})", truncated=False)
+        vpos = pos + hdr
+        here = path + [tag]
+        if tag == _PIXEL_DATA and length == _UNDEFINED:            # encapsulated pixel data: fragments
+            pos = _walk_items(buf, vpos, length, implicit, little, here, fragments=True)
+        elif length == _UNDEFINED:                                 # a sequence (SQ, or UN holding implicit VR)
+            pos = _walk_items(buf, vpos, length, implicit or vr == b"UN", little, here, fragments=False)
+        else:
+            if vpos + length > n:
+                if vr == b"SQ" or (implicit and _is_sq(tag)):          # find where inside it the bytes end
+                    _walk_items(buf, vpos, length, implicit, little, here, fragments=False)
+                raise _Broken(pos, here, f"its value needs {length} bytes, the file holds only {max(n - vpos, 0)} more")
+            pos = vpos + length
+            if pos > end:
+                raise _Broken(pos, here, f"{_tag_name(tag)} runs past the end of its item", truncated=False)
+
+
+def _walk_items(buf, pos: int, length: int, implicit: bool, little: bool, path: list, *, fragments: bool) -> int:
+    import struct
+
+    e = "<" if little else ">"
+    n = len(buf)
+    end = n if length == _UNDEFINED else pos + length
+    k = 0
+    while True:
+        if length != _UNDEFINED and pos == end:
+            return pos
+        if pos + 8 > min(end, n):
+            raise _Broken(pos, path + [k], "the file ends inside this sequence (its last items are missing)")
+        group, elem = struct.unpack_from(e + "HH", buf, pos)
+        (ilen,) = struct.unpack_from(e + "L", buf, pos + 4)
+        tag = (group << 16) | elem
+        if tag == _SEQ_DELIM:
+            if length == _UNDEFINED:
+                return pos + 8
+            raise _Broken(pos, path, "a sequence delimiter in a sequence of defined length", truncated=False)
+        if tag != _ITEM:
+            raise _Broken(pos, path + [k], f"expected an item, found tag {_tag_name(tag)}", truncated=False)
+        ipos = pos + 8
+        if ilen == _UNDEFINED and not fragments:
+            pos = _walk_elements(buf, ipos, n, implicit, little, path + [k], in_item=True)
+        elif ilen == _UNDEFINED:
+            raise _Broken(pos, path + [k], "a pixel-data fragment of undefined length", truncated=False)
+        elif ipos + ilen > n:
+            if not fragments:
+                _walk_elements(buf, ipos, n, implicit, little, path + [k], in_item=False)
+            raise _Broken(pos, path + [k], f"the item needs {ilen} bytes, the file holds only {n - ipos} more")
+        else:
+            pos = ipos + ilen
+        if pos > end:
+            raise _Broken(pos, path + [k], "an item runs past the end of its sequence", truncated=False)
+        k += 1
+
+
+def _describe_path(path: list) -> str:
+    parts = []
+    for p in path:
+        if isinstance(p, int) and p > 0xFFFF:
+            parts.append(_tag_name(p))
+        else:
+            parts[-1] = parts[-1] + f" item {p}"
+    return " > ".join(parts) if parts else "the top-level data set"
+
+
+def _dataset_start(buf) -> tuple[int, str | None]:
+    """Offset of the data set (after preamble and file meta group) and the transfer syntax of the meta."""
+    import struct
+
+    pos = 132 if len(buf) >= 132 and bytes(buf[128:132]) == b"DICM" else 0
+    ts = None
+    while pos + 8 <= len(buf):
+        group, elem = struct.unpack_from("<HH", buf, pos)
+        if group != 0x0002:
+            break
+        vr = bytes(buf[pos + 4:pos + 6])
+        if vr in _VRS_LONG:
+            if pos + 12 > len(buf):
+                break
+            (length,) = struct.unpack_from("<L", buf, pos + 8)
+            hdr = 12
+        elif vr in _VRS:
+            (length,) = struct.unpack_from("<H", buf, pos + 6)
+            hdr = 8
+        else:  # implicit VR file meta (not standard, but seen): 4-byte length
+            (length,) = struct.unpack_from("<L", buf, pos + 4)
+            hdr = 8
+        if elem == 0x0010:
+            ts = bytes(buf[pos + hdr:pos + hdr + length]).rstrip(b"\0 ").decode("ascii", "replace")
+        pos += hdr + length
+    return pos, ts
+
+
+def check_complete(buf: bytes, src: str) -> None:
+    """Raise :class:`DicomInputError` if the DICOM bytes ``buf`` end early or their element structure is
+    broken (see the comment above); ``src`` names the file in the message."""
+    import zlib
+
+    from .errors import DicomInputError
+
+    start, ts = _dataset_start(buf)
+    if start > len(buf):
+        raise DicomInputError(f"{src}: the file ends inside its file meta information ({len(buf)} bytes); it is "
+                              "truncated (an interrupted transfer?): copy or export it again")
+    body = buf[start:]
+    if ts == _DEFLATED:
+        try:
+            d = zlib.decompressobj(-15)
+            body = d.decompress(bytes(body)) + d.flush()
+        except zlib.error as exc:
+            raise DicomInputError(f"{src}: the deflated data set cannot be inflated ({exc}); the file is "
+                                  "damaged or truncated: copy or export it again") from None
+    if ts is None:  # no file meta: guess as pydicom does (explicit VR if the first element carries a VR)
+        implicit, little = not (len(body) >= 6 and bytes(body[4:6]) in _VRS), True
+    else:
+        implicit, little = ts == _IMPLICIT_LE, ts != _EXPLICIT_BE
+    try:
+        _walk_elements(memoryview(body), 0, len(body), implicit, little, [], in_item=False)
+    except _Broken as b:
+        where = _describe_path(b.path)
+        if b.truncated:
+            raise DicomInputError(
+                f"{src}: the file ends early ({len(buf)} bytes; at {where}: {b.what}); it was truncated, e.g. by "
+                "an interrupted transfer, and would be read as a shorter file: copy or export it again") from None
+        raise DicomInputError(f"{src}: the DICOM element structure is broken at byte {start + b.pos} ({where}: "
+                              f"{b.what}); the file is damaged: copy or export it again") from None
+
+
+def _looks_like_dataset(buf) -> bool:
+    """A file without preamble and 'DICM' may still be DICOM (a raw data set, as some systems write): it
+    must start with an element of group 0x0002 (file meta) or 0x0008 (the first group of every IOD)."""
+    import struct
+
+    if len(buf) < 8:
+        return False
+    group, _ = struct.unpack_from("<HH", buf, 0)
+    return group in (0x0002, 0x0008)
+
+
+def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check: bool = True):
+    """Read a DICOM file strictly: ``None`` if the file is not DICOM at all (no 'DICM' prefix and no data
+    set at its start; a file without the 128-byte preamble and file meta is read as the RT Struct reader
+    always did), :class:`DicomInputError` if it ends early or cannot be parsed, else the pydicom Dataset.
+    ``check=False`` skips the structure walk (for a second read of a file already checked)."""
+    import io
+
+    import pydicom
+
+    from .errors import DicomInputError
+
+    p = Path(path)
+    try:
+        buf = p.read_bytes()
+    except OSError as exc:
+        raise DicomInputError(f"{p}: cannot be read ({exc})") from exc
+    has_magic = len(buf) >= 132 and buf[128:132] == b"DICM"
+    if not has_magic:
+        if 0 < len(buf) <= 132 and not any(buf[:128]):
+            raise DicomInputError(f"{p}: the file ends early ({len(buf)} bytes, inside the 128-byte DICOM "
+                                  "preamble); it was truncated: copy or export it again")
+        if not _looks_like_dataset(buf):
+            return None
+    if check:
+        check_complete(buf, str(p))
+    try:
+        ds = pydicom.dcmread(io.BytesIO(buf), stop_before_pixels=stop_before_pixels, force=not has_magic)
+    except Exception as exc:  # pydicom raises many types on damaged files
+        raise DicomInputError(f"{p}: cannot be read as DICOM ({type(exc).__name__}: {exc}); the file is "
+                              "damaged: copy or export it again") from exc
+    if "TransferSyntaxUID" not in ds.file_meta:  # a raw data set: record the encoding it was read with
+        from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                          ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    return ds
+
+
+def is_valid_uid(uid: str, *, instance: bool = True) -> bool:
+    """Whether ``uid`` is a valid DICOM UID (PS3.5 section 9.1: at most 64 characters, components of digits
+    separated by '.', no empty component, no leading zero in a component of more than one digit).  With
+    ``instance`` (the default) a UID under the DICOM root 1.2.840.10008 is refused too: that root holds the
+    standard's own UIDs (SOP classes, transfer syntaxes), never an instance's (OpenTPS writes the SOP Class
+    UID as the plan's SOP Instance UID)."""
+    import re
+
+    if not isinstance(uid, str) or not 0 < len(uid) <= 64:
+        return False
+    if not re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*", uid):
+        return False
+    return not (instance and (uid == "1.2.840.10008" or uid.startswith("1.2.840.10008.")))

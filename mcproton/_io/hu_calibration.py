@@ -43,6 +43,10 @@ SCHNEIDER_CITATION = ("Schneider, Bortfeld & Schlegel 2000, Phys Med Biol 45:459
                       "(compositions as transcribed in OpenGATE Schneider2000MaterialsTable.txt)")
 MCSQUARE_CITATION = "MCsquare material library (UCLouvain/IBA, Apache-2.0), github.com/e0404/MCsquare 211eefe"
 
+DENSITY_DROP_RTOL = 0.05
+"""Largest relative fall of density along a calibration curve (the Schneider 2000 fit falls by 4 % at
+100/101 HU, the largest in a published calibration that mcproton ships); anything larger is refused."""
+
 _BUILTIN_SCANNERS = {
     "mcsquare_default": "default",
     "mcsquare_water": "Water_Phantom",
@@ -130,6 +134,20 @@ class HUCalibration:
                                    "order of the HU column")
         if np.any(rlo < 0) or np.any(rhi < 0) or max(rlo.max(), rhi.max()) > 25:
             raise CalibrationError(f"{self.name}: densities must lie in 0..25 g/cm3 (check the units)")
+        # density must rise with HU: along the curve (segment ends in order), a fall of at most DENSITY_DROP_RTOL
+        # of the higher density is allowed, as at the fit boundaries of Schneider et al. 2000 (1.1211 -> 1.0768
+        # g/cm3 at 100/101 HU, 4 %); a typo such as 0.185 for 1.85 g/cm3 falls by 90 % and is refused
+        pts_h = np.column_stack([lo, hi]).ravel()
+        pts_r = np.column_stack([rlo, rhi]).ravel()
+        run_max = np.maximum.accumulate(pts_r)
+        bad = np.where(pts_r < run_max * (1.0 - DENSITY_DROP_RTOL) - 1e-9)[0]
+        if bad.size:
+            i = int(bad[0])
+            j = int(np.argmax(pts_r[:i + 1] >= run_max[i]))
+            raise CalibrationError(
+                f"{self.name}: the density falls from {pts_r[j]:g} g/cm3 at {pts_h[j]:g} HU to {pts_r[i]:g} g/cm3 at "
+                f"{pts_h[i]:g} HU; a CT calibration's density must rise with HU (falls of up to "
+                f"{DENSITY_DROP_RTOL:.0%} at a fit boundary are allowed): check the density column for a typo")
         b = np.asarray(self.bin_hu_lo, float)
         if b.ndim != 1 or b.size == 0 or b.size != len(self.materials):
             raise CalibrationError(f"{self.name}: need one material per HU bin ({b.size} bins, "

@@ -61,13 +61,16 @@ NOT modelled (a simplification: model the shifter as a slab in the geometry for 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .dicom_common import is_valid_uid
 from .errors import DicomInputError
+from .plan_checks import check_plan
 
 RT_ION_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.8"
 RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
@@ -148,6 +151,9 @@ class RTIonPlan:
     beams: list[IonBeam]
     study_instance_uid: str = ""
     path: str = ""
+    sop_instance_uid_valid: bool = True
+    """False when the plan's SOPInstanceUID is not a valid instance UID (OpenTPS writes the SOP Class UID
+    there): an RT Dose must not reference it (see dicom_common.is_valid_uid)."""
 
 
 def _e(msg: str) -> DicomInputError:
@@ -187,7 +193,8 @@ def _floats(v, kw: str, where: str) -> np.ndarray:
 def load_rtplan(path_or_dataset) -> RTIonPlan:
     """Read a DICOM RT Ion Plan (PBS) from a file path or a pydicom Dataset."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
+
+    from .dicom_common import read_dicom_file
 
     if isinstance(path_or_dataset, pydicom.Dataset):
         ds, src = path_or_dataset, "<dataset>"
@@ -195,13 +202,12 @@ def load_rtplan(path_or_dataset) -> RTIonPlan:
         src = str(path_or_dataset)
         if not Path(src).is_file():
             raise _e(f"RT plan file {src} does not exist")
-        try:
-            ds = pydicom.dcmread(src)
-        except InvalidDicomError as exc:
-            raise _e(f"{src}: not a DICOM file ({exc})") from exc
-        except Exception as exc:
-            raise _e(f"{src}: cannot be read as DICOM ({type(exc).__name__}: {exc}); the file is corrupted or "
-                     "truncated") from exc
+        # strict: a file that ends early is an error (pydicom alone would read a shorter plan); a file without
+        # the preamble and file meta header is read as a raw data set, as the RT Struct reader does
+        ds = read_dicom_file(src)
+        if ds is None:
+            raise _e(f"{src}: not a DICOM file (no 'DICM' prefix and no DICOM data set at its start); give the "
+                     "RT Ion Plan exported by the planning system")
     try:
         return _parse_plan(ds, src)
     except DicomInputError:
@@ -280,9 +286,13 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
         vsad = None
         if "VirtualSourceAxisDistances" in b and b.VirtualSourceAxisDistances is not None:
             v = _floats(b.VirtualSourceAxisDistances, "VirtualSourceAxisDistances", where)
-            if v.size != 2 or np.any(v <= 0):
-                raise _e(f"{where}: VirtualSourceAxisDistances {v.tolist()} must be two positive distances (mm)")
-            vsad = (float(v[0]), float(v[1]))
+            if v.size == 2 and np.all(v == 0):  # OpenTPS writes [0, 0] for "not given": plan_to_beams uses the model's
+                warnings.warn(f"{where}: VirtualSourceAxisDistances (300A,030A) = [0, 0] (as OpenTPS writes it: no "
+                              "value); the beam model's virtual source-axis distances are used instead")
+            elif v.size != 2 or np.any(v <= 0):
+                    raise _e(f"{where}: VirtualSourceAxisDistances {v.tolist()} must be two positive distances (mm)")
+            else:
+                vsad = (float(v[0]), float(v[1]))
         rs_ids = {}
         for r in b.get("RangeShifterSequence", []) or []:
             rs_ids[int(r.get("RangeShifterNumber", len(rs_ids) + 1) or 0)] = str(r.get("RangeShifterID", ""))
@@ -372,11 +382,17 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
             patient_position=pos, virtual_source_axis_distances_mm=vsad, snout_id=snout_id,
             snout_position_mm=state["snout"], range_shifter_ids=rs_ids, layers=layers,
             treatment_delivery_type=str(b.get("TreatmentDeliveryType", "TREATMENT") or "TREATMENT")))
+    check_plan(ds, src)  # consistency of the whole plan (plan_checks), before any transport
+    sop_uid = str(ds.get("SOPInstanceUID", "") or "")
+    uid_ok = is_valid_uid(sop_uid)
+    if not uid_ok:
+        warnings.warn(f"{src}: SOPInstanceUID {sop_uid!r} is not a valid instance UID (OpenTPS writes the SOP Class "
+                      "UID there); an RT Dose cannot reference this plan by it")
     return RTIonPlan(
-        sop_instance_uid=str(ds.get("SOPInstanceUID", "")), frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
+        sop_instance_uid=sop_uid, frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
         label=str(ds.get("RTPlanLabel", "")), patient_name=str(ds.get("PatientName", "")),
         patient_id=str(ds.get("PatientID", "")), number_of_fractions=n_fx, beams=beams,
-        study_instance_uid=str(ds.get("StudyInstanceUID", "")), path=src)
+        study_instance_uid=str(ds.get("StudyInstanceUID", "")), path=src, sop_instance_uid_valid=uid_ok)
 
 
 # --------------------------------------------------------------------------------------- geometry

@@ -1,0 +1,126 @@
+"""A CT series is read strictly (issue 17 items 1-2, issue 12 item 5): a slice that ends early or cannot be
+parsed is an error (never skipped), the rescale attributes are required, one frame of reference per series
+(a warning when there is none), and an HU calibration's density must rise with HU."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pydicom
+import pytest
+
+from mcproton._io.ct import load_ct_series, write_ct_series
+from mcproton._io.errors import CalibrationError, DicomInputError
+from mcproton._io.hu_calibration import DENSITY_DROP_RTOL, HUCalibration
+from mcproton.materials import Material
+
+
+def _series(tmp_path, n=5, **kw):
+    hu = np.full((n, 6, 6), 0, np.int16)
+    return write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path, frame_of_reference_uid="1.2.3", **kw)
+
+
+@pytest.mark.parametrize("keep", [140, 200, 600, -2, -40])
+def test_truncated_last_slice_is_an_error(tmp_path, keep):
+    """The last slice cut short: after the file meta (200 bytes), in the header (600) or in the pixel data;
+    the old reader skipped the 140/200-byte cuts as 'other DICOM' and the CT silently lost its last slice."""
+    paths = _series(tmp_path)
+    data = paths[-1].read_bytes()
+    paths[-1].write_bytes(data[:keep] if keep > 0 else data[:len(data) + keep])
+    paths[-1].rename(tmp_path / "CT_last")  # no .dcm suffix: nothing hints that it is a slice
+    with pytest.raises(DicomInputError, match=r"ends early|truncated"):
+        load_ct_series(tmp_path)
+
+
+def test_slice_without_sop_class_and_modality_is_an_error(tmp_path):
+    paths = _series(tmp_path)
+    ds = pydicom.dcmread(paths[-1])
+    del ds.SOPClassUID, ds.Modality
+    ds.save_as(paths[-1], enforce_file_format=False)
+    with pytest.raises(DicomInputError, match="neither SOPClassUID .* nor Modality"):
+        load_ct_series(tmp_path)
+
+
+def test_ct_without_rescale_is_an_error(tmp_path):
+    """Stored as HU + 1024 without RescaleIntercept: the old reader took air (-1000 HU) for +24 HU."""
+    paths = _series(tmp_path)
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        del ds.RescaleSlope, ds.RescaleIntercept
+        ds.save_as(p)
+    with pytest.raises(DicomInputError, match=r"RescaleSlope \(0028,1053\) and RescaleIntercept \(0028,1052\) are "
+                                              r"required"):
+        load_ct_series(tmp_path)
+
+
+@pytest.mark.parametrize("kw", ["PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient"])
+def test_mandatory_geometry_is_required(tmp_path, kw):
+    paths = _series(tmp_path)
+    ds = pydicom.dcmread(paths[2])
+    delattr(ds, kw)
+    ds.save_as(paths[2])
+    with pytest.raises(DicomInputError, match=kw):
+        load_ct_series(tmp_path)
+
+
+def test_ct_without_frame_of_reference_warns(tmp_path):
+    paths = _series(tmp_path)
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        del ds.FrameOfReferenceUID
+        ds.save_as(p, enforce_file_format=False)
+    with pytest.warns(UserWarning, match=r"no FrameOfReferenceUID \(0020,0052\)"):
+        ct = load_ct_series(tmp_path)
+    assert ct.frame_of_reference_uid == ""
+
+
+def test_ct_with_frame_of_reference_does_not_warn(tmp_path):
+    _series(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_ct_series(tmp_path).frame_of_reference_uid == "1.2.3"
+
+
+def test_mixed_frames_of_reference_are_an_error(tmp_path):
+    paths = _series(tmp_path)
+    ds = pydicom.dcmread(paths[1])
+    ds.FrameOfReferenceUID = "1.2.4"
+    ds.save_as(paths[1])
+    with pytest.raises(DicomInputError, match="2 different FrameOfReferenceUIDs"):
+        load_ct_series(tmp_path)
+
+
+def test_ct_slice_without_file_meta_is_read(tmp_path):
+    """A slice stored as a raw data set (no preamble, no file meta) is a CT slice like any other."""
+    paths = _series(tmp_path)
+    ds = pydicom.dcmread(paths[2])
+    ds.preamble = None
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.save_as(paths[2], implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert load_ct_series(tmp_path).shape_zyx == (5, 6, 6)
+
+
+_WATER = [Material("water", 1.0, {"H": 0.111894, "O": 0.888106})]
+
+
+def test_calibration_density_typo_is_refused():
+    """0.185 written for 1.85 g/cm3: the old check (HU strictly increasing only) accepted it."""
+    with pytest.raises(CalibrationError, match=r"falls from 1.56 g/cm3 at 1046 HU to 0.185 g/cm3 at 1565 HU"):
+        HUCalibration.from_points([-1000, 0, 1046, 1565, 3000], [0.001, 1.0, 1.56, 0.185, 2.2], [-1000], _WATER)
+
+
+def test_calibration_density_typo_in_files_is_refused(tmp_path):
+    d, m = tmp_path / "hu_density.csv", tmp_path / "hu_materials.csv"
+    d.write_text("HU,density_gcm3\n-1000,0.001\n0,1.0\n1000,1.6\n2000,0.185\n")
+    m.write_text("hu_lo,name,w_H,w_O\n-1000,water,0.111,0.889\n")
+    with pytest.raises(CalibrationError, match="must rise with HU"):
+        HUCalibration.from_files(d, m)
+
+
+def test_calibration_small_fall_at_a_fit_boundary_is_allowed():
+    """Schneider 2000's fit falls by 4 % at 100/101 HU (built in); a fall just above the limit is refused."""
+    assert HUCalibration.load("schneider2000").density_from_hu(101) < HUCalibration.load().density_from_hu(100)
+    r = 1.12
+    HUCalibration.from_points([0, 100, 101, 2000], [1.0, r, r * (1 - 0.9 * DENSITY_DROP_RTOL), 2.0], [0], _WATER)
+    with pytest.raises(CalibrationError, match="must rise"):
+        HUCalibration.from_points([0, 100, 101, 2000], [1.0, r, r * (1 - 1.1 * DENSITY_DROP_RTOL), 2.0], [0], _WATER)

@@ -1,0 +1,262 @@
+"""Strict RT Ion Plan reading and plan consistency (mcproton/_io/plan_checks.py), before any transport.
+
+Every real Eclipse and RayStation plan in tests/data, validation/ and examples/ passes unchanged; each class of
+damage that used to load as a shorter or different plan (issue 17) is refused with a message naming the file,
+the beam, the control point and the tag.  The tolerances are those of plan_checks (WEIGHT_RTOL = 1e-3)."""
+from __future__ import annotations
+
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import FileMetaDataset
+
+from mcproton._io.beam_model import load_beam_model
+from mcproton._io.dicom_common import is_valid_uid
+from mcproton._io.errors import DicomInputError
+from mcproton._io.plan_checks import WEIGHT_RTOL
+from mcproton._io.rtplan import load_rtplan, plan_to_beams
+
+from dicom_factories import make_plan, save
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data" / "dicom"
+REAL_PLANS = sorted(DATA.glob("*.dcm")) + [ROOT / "validation" / "dcpt_plan02" / "RN_plan02_mono.dcm"] + \
+    sorted((ROOT / "examples" / "data").glob("*.dcm"))
+SPOTS = [(0.0, 0.0), (10.0, 0.0), (0.0, 10.0)]
+LAYERS = [(150.0, SPOTS, [1.0, 2.0, 3.0]), (140.0, SPOTS, [2.0, 2.0, 2.0]), (130.0, SPOTS, [3.0, 1.0, 1.0])]
+
+
+def _ds(**kw):
+    return make_plan([{"gantry": 0, "couch": 0, "iso": (0, 0, 0), "layers": LAYERS, **kw}])
+
+
+def _load(ds, tmp_path, name="plan.dcm"):
+    return load_rtplan(save(ds, tmp_path / name))
+
+
+def _beam(ds, i=0):
+    return ds.IonBeamSequence[i]
+
+
+def _cps(ds, i=0):
+    return ds.IonBeamSequence[i].IonControlPointSequence
+
+
+def _drop(ds, *idx):
+    """Remove control points and renumber the rest (ControlPointIndex, NumberOfControlPoints): a damage that
+    only the meterset weights give away."""
+    b = _beam(ds)
+    for i in sorted(idx, reverse=True):
+        del b.IonControlPointSequence[i]
+    for i, cp in enumerate(b.IonControlPointSequence):
+        cp.ControlPointIndex = i
+    b.NumberOfControlPoints = len(b.IonControlPointSequence)
+
+
+@pytest.mark.parametrize("path", REAL_PLANS, ids=lambda p: p.name)
+def test_every_real_plan_passes_unchanged(path):
+    """Eclipse (ARIA) and RayStation plans of APTG/2022_DCPT_LET, pymchelper and dicomexport: read strictly,
+    consistent, no warning; the MU of each beam equals its BeamMeterset (per fraction)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan = load_rtplan(path)
+    ds = pydicom.dcmread(path)
+    meterset = {int(r.ReferencedBeamNumber): float(r.BeamMeterset)
+                for r in ds.FractionGroupSequence[0].ReferencedBeamSequence}
+    assert len(plan.beams) == len(ds.IonBeamSequence) >= 1
+    for b in plan.beams:
+        assert b.total_mu == pytest.approx(meterset[b.number], rel=1e-6)
+        assert b.n_spots > 0 and b.patient_position == "HFS"
+    assert plan.sop_instance_uid_valid
+
+
+@pytest.mark.parametrize("frac", [0.25, 0.5, 0.75, 0.97])
+def test_truncated_real_plan_is_refused(tmp_path, frac):
+    """pydicom alone reads RP_plan05 cut at these sizes as a plan with fewer control points (checked on the old
+    reader: 7, 13, 20, 26 instead of 26 control points at 0.25..0.97 where the cut falls between elements)."""
+    data = (DATA / "RP_plan05.dcm").read_bytes()
+    p = tmp_path / "cut.dcm"
+    p.write_bytes(data[:int(len(data) * frac)])
+    with pytest.raises(DicomInputError, match=r"ends early.*IonBeamSequence item 0 > \(300A,03A8\) "
+                                              r"IonControlPointSequence item \d+"):
+        load_rtplan(p)
+
+
+def test_truncation_at_element_boundary_inside_sequence(tmp_path):
+    """The cut that pydicom reads silently: exactly after a control point (an element boundary)."""
+    data = (DATA / "RN_sobp_10x10.dcm").read_bytes()
+    # implicit VR LE: control point 20 starts with its item tag (FFFE,E000), then ControlPointIndex (300A,0112) "20"
+    i = data.find(b"\x0a\x30\x12\x01" + struct.pack("<L", 2) + b"20") - 8
+    assert data[i:i + 4] == b"\xfe\xff\x00\xe0"
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[:i])  # the file ends right before control point 20
+    old = pydicom.dcmread(cut)            # what the old reader saw: 20 of 42 control points, no error
+    assert len(old.IonBeamSequence[0].IonControlPointSequence) == 20
+    with pytest.raises(DicomInputError, match="ends early"):
+        load_rtplan(cut)
+
+
+@pytest.mark.parametrize("mutate,match", [
+    # a layer's control points missing while NumberOfControlPoints still counts them (a third of the dose gone)
+    (lambda ds: [_cps(ds).pop(2), _cps(ds).pop(2)], r"beam 1 \(F1\): NumberOfControlPoints \(300A,0110\) is 6 but"),
+    # ... and with NumberOfControlPoints corrected: the cumulative weights give it away
+    (lambda ds: _drop(ds, 2, 3), r"sum to 11 but FinalCumulativeMetersetWeight \(300A,010E\) is 17"),
+    (lambda ds: _drop(ds, 4, 5), r"sum to 12 but FinalCumulativeMetersetWeight"),
+    (lambda ds: _drop(ds, 3), r"control point 2: CumulativeMetersetWeight \(300A,0134\) rises by 0|odd number"),
+    # FinalCumulativeMetersetWeight twice the sum of the spot weights (half the dose)
+    (lambda ds: setattr(_beam(ds), "FinalCumulativeMetersetWeight", 34.0), r"ratio 2.*tolerance 0.001"),
+    # cumulative weights that do not rise by the spot weights of a control point
+    (lambda ds: setattr(_cps(ds)[3], "CumulativeMetersetWeight", 7.0),
+     r"control point 2: CumulativeMetersetWeight \(300A,0134\) rises by"),
+    (lambda ds: setattr(_cps(ds)[0], "CumulativeMetersetWeight", 1.0), "control point 0: .* not 0"),
+    (lambda ds: setattr(_cps(ds)[2], "CumulativeMetersetWeight", 20.0), r"control point 3: CumulativeMetersetWeight \(300A,0134\) falls from 20 to 12"),
+    # a shifted spot map: weights in the second control point of a pair
+    (lambda ds: setattr(_cps(ds)[1], "ScanSpotMetersetWeights", [0.0, 0.0, 1e-3]), "second control point"),
+    (lambda ds: setattr(_cps(ds)[3], "NominalBeamEnergy", 141.0), r"141 MeV differs from 140 MeV"),
+    (lambda ds: delattr(_cps(ds)[2], "NominalBeamEnergy"), r"control point 2: .*no NominalBeamEnergy"),
+    (lambda ds: setattr(_cps(ds)[4], "ControlPointIndex", 5), r"control point 4: ControlPointIndex"),
+    # fraction group against the beams
+    (lambda ds: setattr(ds.FractionGroupSequence[0].ReferencedBeamSequence[0], "BeamMeterset", 0.0),
+     r"BeamMeterset \(300A,0086\) is 0"),
+    (lambda ds: setattr(ds.FractionGroupSequence[0], "NumberOfBeams", 2), r"NumberOfBeams \(300A,0080\)"),
+    (lambda ds: setattr(ds.FractionGroupSequence[0], "NumberOfFractionsPlanned", ""), "NumberOfFractionsPlanned"),
+    # range shifters
+    (lambda ds: setattr(_cps(ds)[0].RangeShifterSettingsSequence[0], "RangeShifterWaterEquivalentThickness", -40.0),
+     r"control point 0: RangeShifterWaterEquivalentThickness \(300A,0366\) is -40"),
+    (lambda ds: delattr(_cps(ds)[0], "RangeShifterSettingsSequence"), "no RangeShifterSettingsSequence"),
+    (lambda ds: setattr(_beam(ds), "NumberOfRangeShifters", 2), r"NumberOfRangeShifters \(300A,0312\) is 2"),
+    (lambda ds: setattr(_cps(ds)[0].RangeShifterSettingsSequence[0], "ReferencedRangeShifterNumber", 7),
+     "ReferencedRangeShifterNumber"),
+    # the patient position: OpenTPS writes an empty one
+    (lambda ds: setattr(ds.PatientSetupSequence[0], "PatientPosition", ""), r"PatientPosition .* empty.*dcmodify"),
+    (lambda ds: delattr(ds, "PatientSetupSequence"), "no PatientSetupSequence.*HFS"),
+])
+def test_inconsistent_plan_is_refused(tmp_path, mutate, match):
+    ds = _ds(rs_id="RS1", rs_wet=40.0)
+    _load(ds, tmp_path, "ok.dcm")   # the unmutated plan loads
+    mutate(ds)
+    with pytest.raises(DicomInputError, match=match):
+        _load(ds, tmp_path)
+
+
+def test_duplicated_beam_numbers_in_a_real_plan(tmp_path):
+    """Two beams sharing one BeamNumber: one beam got the other's MU (twice its dose)."""
+    ds = pydicom.dcmread(DATA / "RN_qa_4beams.dcm")
+    ds.IonBeamSequence[1].BeamNumber = 1
+    ds.FractionGroupSequence[0].ReferencedBeamSequence[1].ReferencedBeamNumber = 1
+    with pytest.raises(DicomInputError, match=r"beams #1 and #2 share BeamNumber \(300A,00C0\) 1"):
+        load_rtplan(ds)
+
+
+def test_referenced_beam_missing_in_a_real_plan():
+    ds = pydicom.dcmread(DATA / "RN_qa_4beams.dcm")
+    del ds.IonBeamSequence[3]
+    with pytest.raises(DicomInputError, match="references beam 4 .* does not hold"):
+        load_rtplan(ds)
+
+
+def test_real_plan_with_a_layer_removed():
+    """RP_plan05 with one layer pair cut out and NumberOfControlPoints made to agree."""
+    ds = pydicom.dcmread(DATA / "RP_plan05.dcm")
+    b = ds.IonBeamSequence[0]
+    del b.IonControlPointSequence[4:6]
+    for i, cp in enumerate(b.IonControlPointSequence):
+        cp.ControlPointIndex = i
+    b.NumberOfControlPoints = len(b.IonControlPointSequence)
+    with pytest.raises(DicomInputError, match=r"beam 1 \(SOBP2\)"):
+        load_rtplan(ds)
+
+
+def test_weight_tolerance_is_relative_1e3(tmp_path):
+    ds = _ds()
+    _beam(ds).FinalCumulativeMetersetWeight = 17.0 * (1 + 0.5 * WEIGHT_RTOL)   # within: accepted
+    _load(ds, tmp_path)
+    _beam(ds).FinalCumulativeMetersetWeight = 17.0 * (1 + 2 * WEIGHT_RTOL)
+    with pytest.raises(DicomInputError, match="sum to"):
+        _load(ds, tmp_path)
+
+
+def _opentps_like(ds):
+    """What OpenTPS's writeRTPlan writes: one control point per layer with an empty CumulativeMetersetWeight,
+    VirtualSourceAxisDistances [0, 0], BeamNumber 0, the SOP Class UID as SOP Instance UID."""
+    b = _beam(ds)
+    cps = [cp for i, cp in enumerate(b.IonControlPointSequence) if i % 2 == 0]
+    for i, cp in enumerate(cps):
+        cp.ControlPointIndex = i
+        cp.CumulativeMetersetWeight = ""
+    b.IonControlPointSequence = pydicom.Sequence(cps)
+    b.NumberOfControlPoints = len(cps)
+    b.VirtualSourceAxisDistances = [0, 0]
+    b.BeamNumber = 0
+    ds.FractionGroupSequence[0].ReferencedBeamSequence[0].ReferencedBeamNumber = 0
+    ds.SOPInstanceUID = ds.SOPClassUID
+    return ds
+
+
+def test_opentps_plan_is_read_with_warnings(tmp_path):
+    ref = _load(_ds(), tmp_path, "ref.dcm")
+    ds = _opentps_like(_ds())
+    with pytest.warns(UserWarning) as rec:
+        plan = _load(ds, tmp_path)
+    msgs = " | ".join(str(r.message) for r in rec)
+    assert "VirtualSourceAxisDistances (300A,030A) = [0, 0]" in msgs and "beam model's" in msgs
+    assert "not a valid instance UID" in msgs
+    assert plan.sop_instance_uid_valid is False and ref.sop_instance_uid_valid is True
+    b = plan.beams[0]
+    assert b.virtual_source_axis_distances_mm is None
+    assert [l.nominal_energy_mev for l in b.layers] == [150.0, 140.0, 130.0]
+    np.testing.assert_allclose(b.total_mu, ref.beams[0].total_mu)
+    model = load_beam_model("dcpt_v2")   # VSAD (2000, 2560) mm, as make_plan writes: the same spots result
+    (beam,) = plan_to_beams(plan, model)
+    (beam_ref,) = plan_to_beams(ref, model)
+    np.testing.assert_allclose([s.position_mm for s in beam.spots], [s.position_mm for s in beam_ref.spots])
+
+
+@pytest.mark.filterwarnings("ignore:.*VirtualSourceAxisDistances")
+def test_opentps_plan_with_a_missing_layer_is_refused(tmp_path):
+    ds = _opentps_like(_ds())
+    _drop(ds, 1)
+    with pytest.raises(DicomInputError, match="sum to 11"):
+        _load(ds, tmp_path)
+
+
+def test_plan_without_file_meta_is_read(tmp_path):
+    """A raw data set (no preamble, no file meta) is read as the RT Struct reader reads one."""
+    ds = _ds()
+    ds.preamble = None
+    ds.file_meta = FileMetaDataset()
+    p = tmp_path / "raw.dcm"
+    ds.save_as(p, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert p.read_bytes()[128:132] != b"DICM"
+    plan = load_rtplan(p)
+    assert len(plan.beams[0].layers) == 3
+    # cut short, it is refused like any other truncated plan
+    data = p.read_bytes()
+    (tmp_path / "rawcut.dcm").write_bytes(data[:len(data) // 2])
+    with pytest.raises(DicomInputError, match="ends early"):
+        load_rtplan(tmp_path / "rawcut.dcm")
+
+
+@pytest.mark.parametrize("uid,ok", [("1.2.826.0.1.3680043.8.498.1", True), ("1.2.840.10008.5.1.4.1.1.481.8", False),
+                                    ("1.2.03.4", False), ("1..2", False), ("1.2.", False), ("", False),
+                                    ("1." + "2" * 63, False), ("1.2.a", False), ("0.1", True)])
+def test_is_valid_uid(uid, ok):
+    assert is_valid_uid(uid) is ok
+
+
+def test_deflated_plan_is_checked_after_inflating(tmp_path):
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = _ds()
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    p = tmp_path / "deflated.dcm"
+    ds.save_as(p, enforce_file_format=True)
+    assert len(load_rtplan(p).beams[0].layers) == 3
+    data = p.read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:len(data) * 2 // 3])
+    with pytest.raises(DicomInputError, match="ends early"):
+        load_rtplan(tmp_path / "cut.dcm")
