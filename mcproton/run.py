@@ -463,6 +463,7 @@ def finish(sim: Simulation, acc: Accumulator, wall_s: float) -> DoseResult:
         "range_shifters": sorted({f"{s.range_shifter.id or '?'}: {s.range_shifter.material_name} "
                                   f"{s.range_shifter.thickness_mm:.2f} mm" for s in sim.beam.spots
                                   if s.range_shifter is not None}),
+        "range_shifter_model": sim.beam.meta.get("range_shifter_model", "transport"),
         "beam": {"name": sim.beam.name, "spots": len(sim.beam.spots), "total_protons": sim.beam.total_protons},
         "wall_s": wall_s, "protons_per_second": pps,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -90,3 +90,15 @@ def test_bad_shifter_slab_refused(kw, msg):
 def test_unknown_shifter_material_refused():
     with pytest.raises(ValueError, match="unknown material"):
         RangeShifterSlab("unobtainium", 30.0, 1.0, 10.0)
+
+
+def test_provenance_names_the_shifter_model_and_slabs():
+    g = _geometry()
+    b = Beam([Spot(E0, position_mm=(0.0, 0.0, -PLANE_MM), range_shifter=_slab(100.0))])
+    r = simulate(g, b, RunSettings(primaries=200, seed=1, backend="cpu", batches=2))
+    assert r.provenance["range_shifter_model"] == "transport"
+    assert r.provenance["range_shifters"] == ["RS: pmma 30.00 mm"]
+    assert "pmma" not in r.provenance["materials"]     # the geometry's materials; the tables hold pmma too
+    b = Beam([Spot(E0, position_mm=(0.0, 0.0, -PLANE_MM))], meta={"range_shifter_model": "energy_only"})
+    r = simulate(g, b, RunSettings(primaries=200, seed=1, backend="cpu", batches=2))
+    assert r.provenance["range_shifter_model"] == "energy_only" and r.provenance["range_shifters"] == []
