@@ -452,7 +452,6 @@ MCP_HOST_DEVICE bool traverse_shifter(const Params& p, const Spot& sp, Primary& 
                     deflect(t, e1, e2, pp_elastic_cos_lab(t1, t.energy), cphi, sphi);
                     L.shifter += ledger_units(t.energy - t1);
                     t.energy = t1;
-                    ++L.pp_elastic;
                 }
             }
             nuc_left = rng_exponential(rng);
