@@ -201,7 +201,11 @@ class Beam:
 
     def spot_array(self, material_names: Sequence[str] | None = None) -> np.ndarray:
         """The kernel's spot records.  ``material_names``: the run's material list (its order is the index of
-        the tables); needed when a spot has a range shifter."""
+        the tables; Simulation passes ``run_materials``).  Without it a range shifter's ``rs_material`` indexes
+        the beam's own :meth:`shifter_materials` (enough for a fingerprint of the beam, e.g. the checkpoint's
+        beams_hash, but not for a run)."""
+        if material_names is None:
+            material_names = [m.name for m in self.shifter_materials()]
         a = np.zeros(len(self.spots), SPOT_DTYPE)
         for i, s in enumerate(self.spots):
             d = np.asarray(s.direction)
@@ -218,9 +222,9 @@ class Beam:
             rs = s.range_shifter
             if rs is not None:
                 name = rs.material_name
-                if material_names is None or name not in material_names:
+                if name not in material_names:
                     raise ValueError(f"range shifter material {name!r} is not in the run's material list "
-                                     f"{list(material_names or [])}; build the tables with Beam.run_materials")
+                                     f"{list(material_names)}; build the tables with Beam.run_materials")
                 a[i]["rs_thickness_cm"] = rs.thickness_mm / 10.0
                 a[i]["rs_density"] = rs.density_g_cm3
                 a[i]["rs_face_cm"] = rs.upstream_face_mm / 10.0

@@ -74,6 +74,12 @@ def test_shifter_material_joins_the_run_tables():
     assert a[0]["rs_face_cm"] == pytest.approx((PLANE_MM - 120.0) / 10)
     with pytest.raises(ValueError, match="not in the run's material list"):
         beam.spot_array(["water"])
+    # without a material list (a fingerprint: the checkpoint's beams_hash): the beam's own shifter materials
+    assert beam.spot_array()[0]["rs_material"] == 0
+    from mcproton._run.checkpoint import beams_hash
+
+    other = Beam([Spot(E0, position_mm=(0.0, 0.0, -PLANE_MM), range_shifter=_slab(300.0, "lexan", 20.0, 1.2))])
+    assert beams_hash([beam]) != beams_hash([other])
 
 
 @pytest.mark.parametrize("kw, msg", [({"thickness_mm": 0.0}, "thickness_mm must be positive"),
