@@ -56,8 +56,11 @@ enum LedgerEntry {
     LEDGER_ERRORS = 8,         /* tracks stopped for a numerical error (count): must be 0 */
     LEDGER_STACK_FULL = 9,     /* secondaries dropped because the per-history stack was full (count) */
     LEDGER_STEPS = 10,         /* transport steps (count) */
-    LEDGER_PP_ELASTIC = 11,    /* elastic scatterings on hydrogen (count) */
+    LEDGER_PP_ELASTIC = 11,    /* elastic scatterings on hydrogen in the grid (count) */
     LEDGER_NUC_ELASTIC = 12,   /* nuclear elastic scatterings on nuclei heavier than hydrogen (count) */
+    LEDGER_SHIFTER = 13,       /* energy lost in range shifters (fixed point): ionisation, nuclear recoils, the
+                                  primaries that end there and the secondaries made there (not transported) */
+    LEDGER_SHIFTER_REMOVED = 14, /* primaries that end in a range shifter (count): stopped or nonelastic event */
     N_LEDGER = 16
 };
 

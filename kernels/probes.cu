@@ -211,4 +211,6 @@ MCP_KERNEL void mcp_probe_layout(int64_t* MCP_RESTRICT out)
     out[k++] = MCP_OFFSET(Spot, energy);
     out[k++] = MCP_OFFSET(Spot, sigma);
     out[k++] = MCP_OFFSET(Spot, corr);
+    out[k++] = MCP_OFFSET(Spot, rs_thickness_cm);
+    out[k++] = MCP_OFFSET(Spot, rs_material);
 }

@@ -38,6 +38,7 @@ struct Track {
 struct HistoryLedger {
     int64_t incident, escaped, missed, neutral;
     int64_t primaries, nuclear, pp_elastic, nuc_elastic, secondaries, steps, errors, stack_full;
+    int64_t shifter, shifter_removed;
 };
 
 enum StepLimit { LIMIT_BOUNDARY = 0, LIMIT_PHYSICS = 1, LIMIT_NUCLEAR = 2 };
@@ -105,6 +106,70 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void score_step_segments(const Params& p, const 
     }
 }
 
+/* The sampled energy loss (MeV) of a step of mass thickness m (g/cm2) in material `mat`, starting at `energy`
+ * (ep = lookup_energy there): CSDA loss E - E(R(E) - m) from the range table, with Gaussian straggling.
+ * Returns the mid-step energy (e_mid) and the stopping power at the mean end energy (s1) too. */
+MCP_FORCEINLINE MCP_HOST_DEVICE float sample_step_loss(const Params& p, int mat, const EnergyPoint& ep, float energy,
+                                                       float m, float& e_mid, float& s1, Rng& rng)
+{
+    const float e_after = energy_from_range(p, mat, ep.range - m);
+    const float de_mean = energy - e_after;
+    e_mid = energy - 0.5f * de_mean;
+    s1 = stopping_at(p, mat, e_after);
+    float de = de_mean;
+    if (p.flags & MCP_FLAG_STRAGGLING) {
+        /* The Bohr variance arises all along the step; an energy deviation that arises at mass depth x is
+         * carried to the step's end scaled by S(end)/S(x) (CSDA).  With S linear in depth the mean of
+         * S(end)^2/S(x)^2 over the step is S1/S0 exactly, so the variance sampled at the end is scaled by it.
+         * Without this factor a step's contribution to the range straggling is weighted by 1/S(end)^2
+         * instead of the step's mean of 1/S^2: 5 mm steps then gave a 0.8 % higher, narrower Bragg peak than
+         * 0.5 mm steps; with it the peak does not depend on the step length. */
+        const float var = bohr_variance_mev2(e_mid, material_prop(p, mat, MAT_Z_OVER_A), m) * (s1 / ep.stop);
+        de = sample_energy_loss(de_mean, var, energy, rng_gauss(rng));
+    }
+    return de;
+}
+
+/* Move the track by a step of length s (cm) and mass thickness m (g/cm2) in material `mat`: with multiple
+ * Coulomb scattering (msc.h; scattering power at the mid-step energy e_mid, track start p1v1) the deflection
+ * and the correlated lateral displacement, otherwise a straight line. */
+MCP_FORCEINLINE MCP_HOST_DEVICE void move_step(const Params& p, int mat, Track& t, float s, float m, float e_mid,
+                                               float p1v1, Rng& rng)
+{
+    if (p.flags & MCP_FLAG_MSC) {
+        const float T = scattering_power_dm(proton_pv(e_mid), p1v1, material_prop(p, mat, MAT_XS));
+        const float sig = mcp_sqrt(T * m);
+        const float z1 = rng_gauss(rng), z2 = rng_gauss(rng), z3 = rng_gauss(rng), z4 = rng_gauss(rng);
+        const float tx = sig * z1, ty = sig * z2;
+        const float dx = s * sig * (0.5f * z1 + 0.28867513f * z3);
+        const float dy = s * sig * (0.5f * z2 + 0.28867513f * z4);
+        float e1[3], e2[3];
+        transverse_basis(t.u, t.v, t.w, e1, e2);
+        t.x += s * t.u + dx * e1[0] + dy * e2[0];
+        t.y += s * t.v + dx * e1[1] + dy * e2[1];
+        t.z += s * t.w + dx * e1[2] + dy * e2[2];
+        float u = t.u + tx * e1[0] + ty * e2[0];
+        float v = t.v + tx * e1[1] + ty * e2[1];
+        float w = t.w + tx * e1[2] + ty * e2[2];
+        const float inv = mcp_rsqrt(u * u + v * v + w * w);
+        t.u = u * inv; t.v = v * inv; t.w = w * inv;
+    } else {
+        t.x += s * t.u; t.y += s * t.v; t.z += s * t.w;
+    }
+}
+
+/* Turn the track's direction by polar cosine ct and azimuth (cphi, sphi) in its transverse basis (e1, e2). */
+MCP_FORCEINLINE MCP_HOST_DEVICE void deflect(Track& t, const float* e1, const float* e2, float ct, float cphi,
+                                             float sphi)
+{
+    const float st = mcp_sqrt(mcp_max(1.0f - ct * ct, 0.0f));
+    float u = ct * t.u + st * (cphi * e1[0] + sphi * e2[0]);
+    float v = ct * t.v + st * (cphi * e1[1] + sphi * e2[1]);
+    float w = ct * t.w + st * (cphi * e1[2] + sphi * e2[2]);
+    const float inv = mcp_rsqrt(u * u + v * v + w * w);
+    t.u = u * inv; t.v = v * inv; t.w = w * inv;
+}
+
 /* Put a secondary proton of energy e on the stack, emitted at polar cosine ct (relative to the track) and
  * azimuth given by (cphi, sphi) in the track's transverse basis; slow ones and overflow are local. */
 MCP_FORCEINLINE MCP_HOST_DEVICE void emit_proton(const Params& p, const Track& t, const float* e1, const float* e2,
@@ -151,13 +216,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool nuclear_event(const Params& p, const Scorer
     mcp_sincospi(2.0f * rng_uniform(rng), &sphi, &cphi);
     if (pick >= sig_pp && pick < sig_pp + sig_el) {
         const ElasticOutcome el = sample_nuclear_elastic(t.energy, material_prop(p, mat, MAT_EL_A), rng);
-        const float ct = el.cos_theta;
-        const float st = mcp_sqrt(mcp_max(1.0f - ct * ct, 0.0f));
-        float u = ct * t.u + st * (cphi * e1[0] + sphi * e2[0]);
-        float v = ct * t.v + st * (cphi * e1[1] + sphi * e2[1]);
-        float w = ct * t.w + st * (cphi * e1[2] + sphi * e2[2]);
-        const float inv = mcp_rsqrt(u * u + v * v + w * w);
-        t.u = u * inv; t.v = v * inv; t.w = w * inv;
+        deflect(t, e1, e2, el.cos_theta, cphi, sphi);
         t.energy -= el.t_recoil;
         score_local(sc, vox, el.t_recoil, energy_column(ep, COL_SPR_W));
         ++L.nuc_elastic;
@@ -273,21 +332,8 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
             score_proton_step(sc, vox, t.energy, energy_column(ep, COL_SPR_W), ep.stop * rho * 0.1f);
             return;
         }
-        const float e_after = energy_from_range(p, mat, r_after);
-        const float de_mean = t.energy - e_after;
-        const float e_mid = t.energy - 0.5f * de_mean;
-        const float s1 = stopping_at(p, mat, e_after);
-        float de = de_mean;
-        if (p.flags & MCP_FLAG_STRAGGLING) {
-            /* The Bohr variance arises all along the step; an energy deviation that arises at mass depth x is
-             * carried to the step's end scaled by S(end)/S(x) (CSDA).  With S linear in depth the mean of
-             * S(end)^2/S(x)^2 over the step is S1/S0 exactly, so the variance sampled at the end is scaled by it.
-             * Without this factor a step's contribution to the range straggling is weighted by 1/S(end)^2
-             * instead of the step's mean of 1/S^2: 5 mm steps then gave a 0.8 % higher, narrower Bragg peak than
-             * 0.5 mm steps; with it the peak does not depend on the step length. */
-            const float var = bohr_variance_mev2(e_mid, material_prop(p, mat, MAT_Z_OVER_A), m) * (s1 / ep.stop);
-            de = sample_energy_loss(de_mean, var, t.energy, rng_gauss(rng));
-        }
+        float e_mid, s1;
+        const float de = sample_step_loss(p, mat, ep, t.energy, m, e_mid, s1, rng);
         {
             const float sm = n_seg > 1 ? stopping_at(p, mat, energy_from_range(p, mat, ep.range - 0.5f * m)) : 0.0f;
             score_step_segments(p, sc, walk0, n_seg, s, rho, m, de, ep.stop, sm, s1, energy_column(ep, COL_SPR_W),
@@ -298,26 +344,7 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
 
         const float dir_on_axis = end_axis == 0 ? t.u : (end_axis == 1 ? t.v : t.w);
         /* Multiple Coulomb scattering: deflection and correlated lateral displacement (msc.h). */
-        if (p.flags & MCP_FLAG_MSC) {
-            const float T = scattering_power_dm(proton_pv(e_mid), p1v1, material_prop(p, mat, MAT_XS));
-            const float sig = mcp_sqrt(T * m);
-            const float z1 = rng_gauss(rng), z2 = rng_gauss(rng), z3 = rng_gauss(rng), z4 = rng_gauss(rng);
-            const float tx = sig * z1, ty = sig * z2;
-            const float dx = s * sig * (0.5f * z1 + 0.28867513f * z3);
-            const float dy = s * sig * (0.5f * z2 + 0.28867513f * z4);
-            float e1[3], e2[3];
-            transverse_basis(t.u, t.v, t.w, e1, e2);
-            t.x += s * t.u + dx * e1[0] + dy * e2[0];
-            t.y += s * t.v + dx * e1[1] + dy * e2[1];
-            t.z += s * t.w + dx * e1[2] + dy * e2[2];
-            float u = t.u + tx * e1[0] + ty * e2[0];
-            float v = t.v + tx * e1[1] + ty * e2[1];
-            float w = t.w + tx * e1[2] + ty * e2[2];
-            const float inv = mcp_rsqrt(u * u + v * v + w * w);
-            t.u = u * inv; t.v = v * inv; t.w = w * inv;
-        } else {
-            t.x += s * t.u; t.y += s * t.v; t.z += s * t.w;
-        }
+        move_step(p, mat, t, s, m, e_mid, p1v1, rng);
 
         if (limit == LIMIT_NUCLEAR) {
             if (!nuclear_event(p, sc, t, vox_end, mat, ep.hard_max, rng, stack, n_stack, next_id, L)) return;
@@ -343,6 +370,105 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
     ++L.errors;
 }
 
+/* Random stream of a history's passage through its spot's range shifter (distinct from the source stream
+ * and from every track id, so that a shifter leaves the transport streams as they were). */
+#define MCP_STREAM_SHIFTER 0xFFFFFFFEu
+/* Deepest direction cosine to the central ray a proton may have in a shifter (below: turned back, ended). */
+#define MCP_SHIFTER_MIN_COS 1e-3f
+
+/* Carry a primary through the range shifter of its spot (Spot::rs_*): a homogeneous slab of material
+ * sp.rs_material and density sp.rs_density between the planes perpendicular to the spot's central ray at
+ * rs_face_cm and rs_face_cm + rs_thickness_cm from the source plane point sp.pos.  The proton first flies in a
+ * straight line (vacuum, as the source-to-grid flight) to the upstream face, then takes condensed-history steps
+ * with the voxel transport's physics (sample_step_loss: range-table energy loss and straggling; move_step:
+ * multiple scattering with lateral displacement; majorant sampling of the hard nuclear events) up to the
+ * downstream face; from there it flies on to the grid as before, so the air gap turns the angular spread added
+ * in the slab into spot width.  Hard nuclear events: nuclear elastic scattering deflects the proton (the recoil
+ * energy stays in the shifter); p-p elastic scattering keeps the faster proton and drops the slower one; a
+ * nonelastic event ends the primary and its secondaries are not transported (an approximation: their energy,
+ * and the slower p-p partner's, is counted in LEDGER_SHIFTER; docs/physics.md gives its size).
+ * Returns true when the proton leaves the downstream face (pr updated: position, direction, energy); false when
+ * it ends in the shifter (its energy then counted in LEDGER_SHIFTER). */
+MCP_HOST_DEVICE bool traverse_shifter(const Params& p, const Spot& sp, Primary& pr, uint64_t history,
+                                      HistoryLedger& L)
+{
+    const int mat = sp.rs_material;
+    const float rho = sp.rs_density;
+    const float* d = sp.dir;
+    Track t;
+    t.u = pr.u; t.v = pr.v; t.w = pr.w;
+    t.energy = pr.energy;
+    t.id = 0;
+    {
+        const float cz = t.u * d[0] + t.v * d[1] + t.w * d[2];
+        const float z0 = (pr.x - sp.pos[0]) * d[0] + (pr.y - sp.pos[1]) * d[1] + (pr.z - sp.pos[2]) * d[2];
+        const float a = cz > MCP_SHIFTER_MIN_COS ? (sp.rs_face_cm - z0) / cz : 0.0f;
+        t.x = pr.x + a * t.u; t.y = pr.y + a * t.v; t.z = pr.z + a * t.w;
+    }
+    Rng rng;
+    rng_init(rng, p.seed, history, MCP_STREAM_SHIFTER);
+    const float p1v1 = proton_pv(t.energy);
+    const float range_cut = material_prop(p, mat, MAT_RANGE_CUT);
+    float nuc_left = (p.flags & MCP_FLAG_NUCLEAR) ? rng_exponential(rng) : MCP_INFINITY;
+    float depth = 0.0f;  /* along the central ray, from the upstream face */
+    for (int step = 0; step < MCP_MAX_STEPS; ++step) {
+        const float cz = t.u * d[0] + t.v * d[1] + t.w * d[2];
+        if (cz < MCP_SHIFTER_MIN_COS) break;  /* turned back or sideways: ends here */
+        const EnergyPoint ep = lookup_energy(p, mat, t.energy);
+        const float m_phys = p.max_eloss_fraction * t.energy / ep.stop;
+        const float m_nuc = nuc_left / ep.hard_max;
+        int limit = m_nuc < m_phys ? LIMIT_NUCLEAR : LIMIT_PHYSICS;
+        float s = mcp_min(m_phys, m_nuc) / rho;
+        if (p.max_step < s) { s = p.max_step; limit = LIMIT_PHYSICS; }
+        const float s_face = (sp.rs_thickness_cm - depth) / cz;
+        if (s_face <= s) { s = mcp_max(s_face, 0.0f); limit = LIMIT_BOUNDARY; }
+        const float m = rho * s;
+        if (ep.range - m <= range_cut) break;  /* stops in the shifter */
+        float e_mid, s1;
+        const float de = sample_step_loss(p, mat, ep, t.energy, m, e_mid, s1, rng);
+        L.shifter += ledger_units(de);
+        t.energy -= de;
+        nuc_left -= m * ep.hard_max;
+        move_step(p, mat, t, s, m, e_mid, p1v1, rng);
+        depth += s * cz;
+        if (limit == LIMIT_NUCLEAR) {
+            const EnergyPoint en = lookup_energy(p, mat, t.energy);
+            const float pick = rng_uniform(rng) * ep.hard_max;   /* null-collision test, as nuclear_event */
+            if (pick < energy_column(en, COL_HARD_SIGMA)) {
+                const float sig_pp = energy_column(en, COL_PP_SIGMA);
+                if (pick >= sig_pp + energy_column(en, COL_EL_SIGMA)) break;  /* nonelastic: the primary ends */
+                float e1[3], e2[3], sphi, cphi;
+                transverse_basis(t.u, t.v, t.w, e1, e2);
+                mcp_sincospi(2.0f * rng_uniform(rng), &sphi, &cphi);
+                if (pick >= sig_pp) {  /* nuclear elastic */
+                    const ElasticOutcome el = sample_nuclear_elastic(t.energy, material_prop(p, mat, MAT_EL_A), rng);
+                    deflect(t, e1, e2, el.cos_theta, cphi, sphi);
+                    t.energy -= el.t_recoil;
+                    L.shifter += ledger_units(el.t_recoil);
+                } else {               /* p-p elastic: the faster proton goes on */
+                    /* T1 uniform in [0, T] (nuclear_event); the faster of T1 and T - T1 is uniform in [T/2, T] */
+                    const float x = 2.0f * rng_uniform(rng) - 1.0f;
+                    const float t1 = 0.5f * t.energy * (1.0f + mcp_max(x, -x));
+                    deflect(t, e1, e2, pp_elastic_cos_lab(t1, t.energy), cphi, sphi);
+                    L.shifter += ledger_units(t.energy - t1);
+                    t.energy = t1;
+                }
+            }
+            nuc_left = rng_exponential(rng);
+        }
+        if (t.energy <= p.e_cut) break;
+        if (limit == LIMIT_BOUNDARY) {
+            pr.x = t.x; pr.y = t.y; pr.z = t.z;
+            pr.u = t.u; pr.v = t.v; pr.w = t.w;
+            pr.energy = t.energy;
+            return true;
+        }
+    }
+    L.shifter += ledger_units(mcp_max(t.energy, 0.0f));
+    ++L.shifter_removed;
+    return false;
+}
+
 MCP_FORCEINLINE MCP_HOST_DEVICE void flush_ledger(const Params& p, const HistoryLedger& L)
 {
     mcp_atomic_add(p.ledger + LEDGER_INCIDENT, L.incident);
@@ -357,6 +483,8 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void flush_ledger(const Params& p, const History
     mcp_atomic_add(p.ledger + LEDGER_STEPS, L.steps);
     if (L.errors) mcp_atomic_add(p.ledger + LEDGER_ERRORS, L.errors);
     if (L.stack_full) mcp_atomic_add(p.ledger + LEDGER_STACK_FULL, L.stack_full);
+    if (L.shifter) mcp_atomic_add(p.ledger + LEDGER_SHIFTER, L.shifter);
+    if (L.shifter_removed) mcp_atomic_add(p.ledger + LEDGER_SHIFTER_REMOVED, L.shifter_removed);
 }
 
 /* Transport histories first_history .. first_history + n_histories - 1 into the tallies of `params`. */
@@ -364,16 +492,17 @@ MCP_KERNEL void mcp_transport(const Params* MCP_RESTRICT params, uint64_t first_
 {
     const Params& p = *params;
     MCP_PARALLEL_BEGIN
-    HistoryLedger L = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    HistoryLedger L = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     const Scorer sc = make_scorer(p);
     MCP_FOR_EACH_ITEM(i, n_histories)
     {
         const uint64_t history = first_history + (uint64_t)i;
         Rng src;
         rng_init(src, p.seed, history, MCP_STREAM_SOURCE);
-        const Primary pr = sample_primary(p, src);
+        Primary pr = sample_primary(p, src);
         L.incident += ledger_units(pr.energy);
         ++L.primaries;
+        if (p.spots[pr.spot].rs_thickness_cm > 0.0f && !traverse_shifter(p, p.spots[pr.spot], pr, history, L)) continue;
         const float d = distance_to_grid(p, pr.x, pr.y, pr.z, pr.u, pr.v, pr.w);
         if (d < 0.0f || pr.energy <= p.e_cut) {
             L.missed += ledger_units(pr.energy);

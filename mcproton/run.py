@@ -138,14 +138,15 @@ class Simulation:
         if beam.max_energy_mev >= E_MAX_MEV:
             raise ValueError(f"beam energy up to {beam.max_energy_mev:.1f} MeV exceeds the physics tables "
                              f"({E_MAX_MEV} MeV); lower the energy or its spread")
-        self.tables = tables or build_tables(geometry.materials, phys.water_model, phys.e_cut_mev,
-                                             phys.nuclear_elastic)
+        # the geometry's materials, then the range shifters' (mcproton/source.py Beam.run_materials)
+        self.tables = tables or build_tables(beam.run_materials(geometry.materials), phys.water_model,
+                                             phys.e_cut_mev, phys.nuclear_elastic)
         self.backend = get_backend(self.settings.backend, self.settings.threads, self.settings.gpu)
         b = self.backend
         nz, ny, nx = geometry.shape_zyx
         self.n_vox = nx * ny * nz
         corner_cm = geometry.lower_corner_mm / 10.0
-        spots = beam.spot_array()
+        spots = beam.spot_array([m.name for m in self.tables.materials])
         spots["pos_cm"] -= corner_cm.astype(np.float32)
         self._keep = {
             "energy_table": b.asarray(self.tables.energy_table),
@@ -441,12 +442,12 @@ def finish(sim: Simulation, acc: Accumulator, wall_s: float) -> DoseResult:
         norm = f"Gy for {scale:.6g} protons"
     mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx.reshape(-1)[idx])
     led = {k: float(acc.ledger[i]) / TALLY_SCALE for k, i in LEDGER.items()
-           if k in ("incident", "escaped", "missed", "neutral")}
+           if k in ("incident", "escaped", "missed", "neutral", "shifter")}
     led["deposited"] = float(acc.sums["edep"][idx].sum()) / TALLY_SCALE
     for k in ("primaries", "nuclear_events", "pp_elastic", "nuclear_elastic", "secondaries", "errors", "stack_full",
-              "steps"):
+              "steps", "shifter_removed"):
         led[k] = int(acc.ledger[LEDGER[k]])
-    out_e = led["deposited"] + led["escaped"] + led["missed"] + led["neutral"]
+    out_e = led["deposited"] + led["escaped"] + led["missed"] + led["neutral"] + led["shifter"]
     led["imbalance_rel"] = (led["incident"] - out_e) / led["incident"] if led["incident"] > 0 else 0.0
     pps = n / wall_s if wall_s > 0 else float("nan")
     b = sim.backend
@@ -459,6 +460,10 @@ def finish(sim: Simulation, acc: Accumulator, wall_s: float) -> DoseResult:
         "physics": asdict(sim.settings.physics),
         "tables": sim.tables.meta,
         "materials": [m.name for m in g.materials],
+        "range_shifters": sorted({f"{s.range_shifter.id or '?'}: {s.range_shifter.material_name} "
+                                  f"{s.range_shifter.thickness_mm:.2f} mm" for s in sim.beam.spots
+                                  if s.range_shifter is not None}),
+        "range_shifter_model": sim.beam.meta.get("range_shifter_model", "transport"),
         "beam": {"name": sim.beam.name, "spots": len(sim.beam.spots), "total_protons": sim.beam.total_protons},
         "wall_s": wall_s, "protons_per_second": pps,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -551,7 +556,7 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
             if k != "imbalance_rel":
                 led[k] = led.get(k, 0) + v
     if "incident" in led:
-        out_e = sum(led.get(k, 0.0) for k in ("deposited", "escaped", "missed", "neutral"))
+        out_e = sum(led.get(k, 0.0) for k in ("deposited", "escaped", "missed", "neutral", "shifter"))
         led["imbalance_rel"] = (led["incident"] - out_e) / led["incident"] if led["incident"] > 0 else 0.0
     wall = float(sum(r.wall_s for r in results))
     pps = n / wall if wall > 0 else float("nan")

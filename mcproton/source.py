@@ -4,7 +4,10 @@ A spot is defined at a *source plane*: the point ``position_mm`` on the spot's c
 ``direction``, and the beam-frame transverse axes ``axis_x`` (given) and ``axis_y = direction x axis_x``.
 In each transverse axis the phase space is a correlated Gaussian (position sigma, angular sigma
 (divergence) and their correlation, as in beam models fitted at a plane upstream of isocentre).
-Protons travel in vacuum from the source plane to the voxel grid.
+Protons travel in vacuum from the source plane to the voxel grid.  A spot may carry a range shifter
+(:class:`RangeShifterSlab`): a homogeneous slab perpendicular to its central ray between the source plane and
+the grid, through which the kernel transports each proton with the full physics (kernels/transport.cu
+``traverse_shifter``) before the flight to the grid.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+
+from .materials import Material, get_material
 
 SPOT_DTYPE = np.dtype([
     ("pos_cm", np.float32, 3),
@@ -23,7 +28,10 @@ SPOT_DTYPE = np.dtype([
     ("sigma_cm", np.float32, 2),
     ("div_rad", np.float32, 2),
     ("corr", np.float32, 2),
-    ("pad", np.float32, 2),
+    ("rs_thickness_cm", np.float32),
+    ("rs_density", np.float32),
+    ("rs_face_cm", np.float32),
+    ("rs_material", np.int32),
 ], align=True)
 """Mirror of ``struct Spot`` in kernels/source/spot.h (checked by tests/kernels/test_struct_layout.py)."""
 
@@ -34,6 +42,49 @@ def _unit(v: Sequence[float], what: str) -> np.ndarray:
     if a.shape != (3,) or not np.all(np.isfinite(a)) or n == 0:
         raise ValueError(f"{what} must be a non-zero finite 3-vector; got {v}")
     return a / n
+
+
+@dataclass(frozen=True)
+class RangeShifterSlab:
+    """A range shifter in a spot's beam line: a homogeneous slab perpendicular to the spot's central ray.
+
+    Parameters
+    ----------
+    material : material name (``mcproton.materials``) or :class:`Material`.
+    thickness_mm : physical thickness along the central ray (mm).
+    density_g_cm3 : density of the slab (g/cm3); its mass thickness is thickness x density.
+    upstream_face_mm : distance from the spot's source-plane point, along its central ray, to the slab's
+        upstream face (mm, >= 0: the slab lies downstream of the source plane).
+    id : the shifter's name (plan RangeShifterID), for provenance.
+    wet_mm : its water-equivalent thickness (mm) as the plan or beam model gives it, for provenance.
+    """
+
+    material: str | Material
+    thickness_mm: float
+    density_g_cm3: float
+    upstream_face_mm: float
+    id: str = ""
+    wet_mm: float | None = None
+
+    def __post_init__(self) -> None:
+        get_material(self.material)   # an unknown name fails here, with the close matches
+        for name in ("thickness_mm", "density_g_cm3"):
+            v = float(getattr(self, name))
+            if not np.isfinite(v) or v <= 0:
+                raise ValueError(f"range shifter {self.id or ''!s} {name} must be positive and finite; got "
+                                 f"{getattr(self, name)}".replace("  ", " "))
+        f = float(self.upstream_face_mm)
+        if not np.isfinite(f) or f < 0:
+            raise ValueError(f"range shifter {self.id or ''!s} upstream_face_mm = {self.upstream_face_mm}: the "
+                             "slab must lie downstream of the source plane (>= 0 mm)".replace("  ", " "))
+
+    @property
+    def material_name(self) -> str:
+        return get_material(self.material).name
+
+    @property
+    def mass_thickness_g_cm2(self) -> float:
+        return float(self.thickness_mm) / 10.0 * float(self.density_g_cm3)
 
 
 def default_axis_x(direction: np.ndarray) -> np.ndarray:
@@ -58,6 +109,7 @@ class Spot:
     correlation : (rho_x, rho_y) position-angle correlation (-1..1).
     weight : relative or absolute number of protons of this spot.
     axis_x : beam-frame x axis (perpendicular to ``direction``); chosen automatically if None.
+    range_shifter : a :class:`RangeShifterSlab` in the spot's beam line, or None.
     """
 
     energy_mev: float
@@ -69,6 +121,7 @@ class Spot:
     correlation: Sequence[float] = (0.0, 0.0)
     weight: float = 1.0
     axis_x: Sequence[float] | None = None
+    range_shifter: RangeShifterSlab | None = None
 
     def __post_init__(self) -> None:
         e = float(self.energy_mev)
@@ -131,7 +184,28 @@ class Beam:
     def max_energy_mev(self) -> float:
         return max(s.energy_mev + 5 * s.energy_spread_mev for s in self.spots)
 
-    def spot_array(self) -> np.ndarray:
+    def shifter_materials(self) -> list[Material]:
+        """The materials of the spots' range shifters (each once, in order of first use)."""
+        out: dict[str, Material] = {}
+        for s in self.spots:
+            if s.range_shifter is not None:
+                m = get_material(s.range_shifter.material)
+                out.setdefault(m.name, m)
+        return list(out.values())
+
+    def run_materials(self, materials: Sequence[Material]) -> list[Material]:
+        """The material list of a run's tables: the geometry's ``materials`` (indices unchanged) followed by the
+        range-shifter materials they lack."""
+        names = {m.name for m in materials}
+        return list(materials) + [m for m in self.shifter_materials() if m.name not in names]
+
+    def spot_array(self, material_names: Sequence[str] | None = None) -> np.ndarray:
+        """The kernel's spot records.  ``material_names``: the run's material list (its order is the index of
+        the tables; Simulation passes ``run_materials``).  Without it a range shifter's ``rs_material`` indexes
+        the beam's own :meth:`shifter_materials` (enough for a fingerprint of the beam, e.g. the checkpoint's
+        beams_hash, but not for a run)."""
+        if material_names is None:
+            material_names = [m.name for m in self.shifter_materials()]
         a = np.zeros(len(self.spots), SPOT_DTYPE)
         for i, s in enumerate(self.spots):
             d = np.asarray(s.direction)
@@ -145,6 +219,16 @@ class Beam:
             a[i]["sigma_cm"] = np.asarray(s.sigma_mm, dtype=float) / 10.0
             a[i]["div_rad"] = s.divergence_rad
             a[i]["corr"] = s.correlation
+            rs = s.range_shifter
+            if rs is not None:
+                name = rs.material_name
+                if name not in material_names:
+                    raise ValueError(f"range shifter material {name!r} is not in the run's material list "
+                                     f"{list(material_names)}; build the tables with Beam.run_materials")
+                a[i]["rs_thickness_cm"] = rs.thickness_mm / 10.0
+                a[i]["rs_density"] = rs.density_g_cm3
+                a[i]["rs_face_cm"] = rs.upstream_face_mm / 10.0
+                a[i]["rs_material"] = list(material_names).index(name)
         return a
 
     def spot_cdf(self) -> np.ndarray:

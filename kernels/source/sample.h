@@ -9,6 +9,7 @@ struct Primary {
     float x, y, z;   /* cm, grid-corner frame, on the source plane */
     float u, v, w;   /* unit direction */
     float energy;    /* MeV */
+    int spot;        /* index of the spot it was sampled from */
 };
 
 /* Spot index for u in (0,1): first spot whose cumulative probability exceeds u (binary search). */
@@ -34,8 +35,10 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void sample_phase_space(float sigma, float div, 
 
 MCP_FORCEINLINE MCP_HOST_DEVICE Primary sample_primary(const Params& p, Rng& rng)
 {
-    const Spot& s = p.spots[select_spot(p.spot_cdf, p.n_spots, rng_uniform(rng))];
+    const int k = select_spot(p.spot_cdf, p.n_spots, rng_uniform(rng));
+    const Spot& s = p.spots[k];
     Primary out;
+    out.spot = k;
     out.energy = s.energy;
     if (s.energy_sigma > 0.0f) out.energy = mcp_max(s.energy + s.energy_sigma * rng_gauss(rng), 0.0f);
     float ox, tx, oy, ty;

@@ -31,17 +31,27 @@ File formats
       correlation_x = "corr_x_xprime"  ;  correlation_y = "corr_y_yprime"
       [[range_shifter]]
       id = "RS_40"  ;  material = "PMMA"  ;  wet_mm = 40.0
+      density_g_cm3 = 1.19                        # optional: default the material's nominal density
+      physical_thickness_mm = 34.4                # optional: default wet_mm / (its stopping-power ratio)
+      isocenter_distance_mm = 300.0               # optional: isocentre to its downstream face, used when the
+                                                  # plan has no IsocenterToRangeShifterDistance
 
 * MCsquare beam data library (BDL) text files (``--UPenn beam model (double gaussian)--``): "Nozzle exit to
   Isocenter distance" (= the reference plane), "SMX/SMY to Isocenter distance" (virtual sources), optional
   "Range Shifter parameters" (``RS_ID = ...``, ``RS_material``, ``RS_density``, ``RS_WET``) and "Beam
   parameters" (``N energies``, a header line, N rows).  Its EnergySpread is in percent of the nominal energy
   and is converted to MeV here.
+
+Range shifters are transported as slabs (mcproton/_io/rtplan.py): a model must give each one's material (a
+name of ``mcproton.materials``; MCsquare's RS_material is a material name or number of its own list, so a
+number is refused with a message) and WET > 0; the physical thickness is ``physical_thickness_mm`` or WET divided
+by the material's stopping-power ratio to water at ``RS_SPR_ENERGY_MEV`` (:meth:`RangeShifter.thickness_mm`).
 """
 from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,15 +89,71 @@ class BeamModelEntry:
     components: tuple[SpotComponent, ...]
 
 
+#: energy (MeV) at which a range shifter's WET is converted into a physical thickness (the stopping-power ratio
+#: of plastics to water changes by < 0.5 % between 70 and 230 MeV: Bethe, mcproton/_physics/stopping.py)
+RS_SPR_ENERGY_MEV = 100.0
+
+
 @dataclass(frozen=True)
 class RangeShifter:
-    """A range shifter: ``wet_mm`` is its water-equivalent thickness (mm)."""
+    """A range shifter of a machine: ``wet_mm`` is its water-equivalent thickness (mm), ``material`` a name of
+    ``mcproton.materials`` ("" = unknown: such a shifter cannot be transported), ``density_g_cm3`` its density
+    (None: the material's nominal one), ``physical_thickness_mm`` (None: from the WET, :meth:`thickness_mm`),
+    ``isocenter_distance_mm`` the distance from the isocentre to its downstream face (None: the plan must give
+    it)."""
 
     id: str
     wet_mm: float
     material: str = ""
     physical_thickness_mm: float | None = None
     density_g_cm3: float | None = None
+    isocenter_distance_mm: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("wet_mm", "physical_thickness_mm", "density_g_cm3"):
+            v = getattr(self, name)
+            if v is None and name != "wet_mm":
+                continue
+            try:
+                ok = math.isfinite(float(v)) and float(v) > 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise BeamModelError(f"range shifter {self.id!r}: {name} = {v!r} must be a positive number (a WET "
+                                     "<= 0 would make the beam deeper, not shallower); correct the beam model")
+        d = self.isocenter_distance_mm
+        if d is not None and not (math.isfinite(float(d)) and float(d) >= 0):
+            raise BeamModelError(f"range shifter {self.id!r}: isocenter_distance_mm = {d!r} must be >= 0")
+        if self.material:
+            from ..materials import UnknownMaterialError, get_material
+
+            try:
+                get_material(self.material)
+            except UnknownMaterialError as exc:
+                raise BeamModelError(f"range shifter {self.id!r}: {exc}") from None
+
+    @property
+    def density(self) -> float:
+        """Density (g/cm3): the model's, else the material's nominal density."""
+        from ..materials import get_material
+
+        return float(self.density_g_cm3) if self.density_g_cm3 else get_material(self.material).density_g_cm3
+
+    def stopping_power_ratio(self, water_model: str = "icru90") -> float:
+        """Linear stopping-power ratio to water at RS_SPR_ENERGY_MEV (the material at this density)."""
+        from .._physics.stopping import electronic_mass_stopping_power
+        from ..materials import get_material
+
+        e = np.array([RS_SPR_ENERGY_MEV])
+        s_m = electronic_mass_stopping_power(get_material(self.material), e, water_model=water_model)
+        s_w = electronic_mass_stopping_power(get_material("water"), e, water_model=water_model)
+        return float(self.density * s_m[0] / (get_material("water").density_g_cm3 * s_w[0]))
+
+    def thickness_mm(self, water_model: str = "icru90") -> float:
+        """Physical thickness (mm): the model's, else WET / stopping-power ratio."""
+        if self.physical_thickness_mm:
+            return float(self.physical_thickness_mm)
+        return float(self.wet_mm) / self.stopping_power_ratio(water_model)
 
 
 @dataclass
@@ -279,9 +345,17 @@ def _load_toml(path: Path) -> BeamModel:
            for k in ("weight", "sigma_x", "sigma_y", "divergence_x", "divergence_y", "correlation_x", "correlation_y")}
     rs = {}
     for r in cfg.get("range_shifter", []):
+        unknown = set(r) - {"id", "wet_mm", "material", "physical_thickness_mm", "density_g_cm3",
+                            "isocenter_distance_mm"}
+        if unknown:
+            raise BeamModelError(f"{path}: [[range_shifter]] keys {sorted(unknown)} are unknown (known: id, wet_mm, "
+                                 "material, density_g_cm3, physical_thickness_mm, isocenter_distance_mm)")
         try:
             rs[str(r["id"])] = RangeShifter(str(r["id"]), float(r["wet_mm"]), str(r.get("material", "")),
-                                            r.get("physical_thickness_mm"), r.get("density_g_cm3"))
+                                            r.get("physical_thickness_mm"), r.get("density_g_cm3"),
+                                            r.get("isocenter_distance_mm"))
+        except BeamModelError as exc:
+            raise BeamModelError(f"{path}: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise BeamModelError(f"{path}: range_shifter entries need id and wet_mm ({exc})") from exc
     vsad = cfg.get("virtual_source_axis_distances_mm")
@@ -300,6 +374,26 @@ def load_bdl(path: str | Path) -> BeamModel:
     except OSError as exc:
         raise BeamModelError(f"cannot read BDL file {p}: {exc}") from exc
     return parse_bdl(text, name=p.stem, source=str(p))
+
+
+def _bdl_rs_material(value: str) -> str:
+    """The mcproton material of a BDL's RS_material: a name (``PMMA``, ``Lexan``), or a number of MCsquare's material
+    library (``64`` = PMMA, ``66`` = Lexan; names from data/ct_calibration/mcsquare_materials.csv).  "" when
+    mcproton has no such material: a plan that puts that shifter IN is then refused with a message."""
+    from ..materials import UnknownMaterialError, get_material
+
+    v = str(value).strip()
+    if v.isdigit():
+        table = DATA_DIR.parent / "ct_calibration" / "mcsquare_materials.csv"
+        rows = [ln for ln in table.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
+        names = {r["id"]: r["name"] for r in csv.DictReader(rows)}
+        v = names.get(v, "")
+    if not v:
+        return ""
+    try:
+        return get_material(v).name
+    except UnknownMaterialError:
+        return ""
 
 
 def parse_bdl(text: str, *, name: str = "bdl", source: str = "") -> BeamModel:
@@ -393,9 +487,12 @@ def parse_bdl(text: str, *, name: str = "bdl", source: str = "") -> BeamModel:
     for r in rs_list:
         if "RS_ID" not in r or "RS_WET" not in r:
             raise BeamModelError(f"{source or name}: range shifter entries need RS_ID and RS_WET; got {r}")
+        mat = _bdl_rs_material(r.get("RS_material", ""))
         try:
-            rs[r["RS_ID"]] = RangeShifter(r["RS_ID"], float(r["RS_WET"]), r.get("RS_material", ""),
+            rs[r["RS_ID"]] = RangeShifter(r["RS_ID"], float(r["RS_WET"]), mat,
                                           None, float(r["RS_density"]) if "RS_density" in r else None)
+        except BeamModelError as exc:
+            raise BeamModelError(f"{source or name}: {exc}") from None
         except ValueError as exc:
             raise BeamModelError(f"{source or name}: bad range-shifter value ({exc})") from exc
     return BeamModel(name, e_nom, colv["MeanEnergy"], colv["EnergySpread"] / 100.0 * e_nom, colv["ProtonsMU"],

@@ -52,12 +52,28 @@ in gantry coordinates (Xg, Yg, Zg), translated to the isocentre.  The spot's tra
 
 Range shifters
 --------------
-If a layer has a range shifter IN, its water-equivalent thickness (beam model, else the plan's
-RangeShifterWaterEquivalentThickness) lowers the mean energy with the Bragg-Kleeman rule for water,
-R = alpha E^p with alpha = 0.0022 cm MeV^-p, p = 1.77 (Bortfeld 1997, Med Phys 24:2024):
-E_out = ((R(E_in) - WET) / alpha)^(1/p).  The energy spread is scaled by dR/dE ratio (sigma_E_out =
-sigma_E_in * (E_out/E_in)^(1-p)); added range straggling and the lateral scattering in the shifter are
-NOT modelled (a simplification: model the shifter as a slab in the geometry for accurate spot sizes).
+A layer whose range shifter is IN carries it as a slab in the beam line of each of its spots
+(:class:`mcproton.source.RangeShifterSlab`), transported by the kernel with the full physics (energy loss and
+straggling, multiple scattering with lateral displacement, nuclear interactions; kernels/transport.cu
+``traverse_shifter``), followed by the straight flight across the air gap, which turns the added angular spread
+into spot width.  The beam model says what the shifter is (``[[range_shifter]]`` of a TOML model, ``RS_*`` of
+an MCsquare BDL): its material (required), density (default: the material's) and physical thickness (default:
+its WET divided by the material's stopping-power ratio to water at 100 MeV).  Its WET is the model's, else the
+plan's RangeShifterWaterEquivalentThickness (a difference of more than 1 mm between the two is warned about).
+Its position: IsocenterToRangeShifterDistance of the control point (DICOM: isocentre to the shifter's
+downstream face), else the model's ``isocenter_distance_mm``.  The slab is perpendicular to each spot's central
+ray (a tilt of < 3 degrees for spots within 10 cm of the axis: < 0.15 % in thickness), with its upstream face at
+(L - D - t) / cos(angle to the beam axis) from the spot's point on the beam-model plane (L upstream of the
+isocentre, D the isocentre distance, t the thickness).  Refused with a message: a shifter the model does not
+describe with a material, a WET <= 0, no position, a slab upstream of the beam-model plane, two shifters IN in
+one layer.
+
+``range_shifter_model="energy_only"`` (config ``plan.range_shifter_model``; default ``"transport"``) keeps the
+old approximation as an explicit opt-in, recorded in the provenance: the WET only lowers the mean energy with
+the Bragg-Kleeman rule for water, R = alpha E^p with alpha = 0.0022 cm MeV^-p, p = 1.77 (Bortfeld 1997, Med Phys
+24:2024): E_out = ((R(E_in) - WET) / alpha)^(1/p), and the energy spread is scaled by the dR/dE ratio
+(sigma_E_out = sigma_E_in (E_out/E_in)^(1-p)); scattering, straggling and nuclear losses in the shifter are
+ignored (behind 74 mm WET 300 mm from the isocentre the spot is then ~30 % too narrow).
 """
 from __future__ import annotations
 
@@ -436,24 +452,94 @@ def _bk_range_cm(e_mev):
 
 
 def energy_after_wet(energy_mev: float, wet_mm: float) -> float:
-    """Mean energy after ``wet_mm`` of water (Bragg-Kleeman, Bortfeld 1997); error if the beam stops."""
+    """Mean energy after ``wet_mm`` of water (Bragg-Kleeman, Bortfeld 1997); error if the beam stops or if
+    ``wet_mm`` <= 0 (a negative WET would make the beam deeper)."""
+    if not wet_mm > 0:
+        raise _e(f"range-shifter WET {wet_mm} mm must be > 0")
     r = _bk_range_cm(energy_mev) - wet_mm / 10.0
     if r <= 0.05:
         raise _e(f"a {energy_mev:g} MeV beam stops in a range shifter of {wet_mm:g} mm WET")
     return float((r / BK_ALPHA_CM) ** (1.0 / BK_P))
 
 
+RANGE_SHIFTER_MODELS = ("transport", "energy_only")
+#: plan and beam-model WET of one shifter that differ by more than this (mm) are warned about
+_RS_WET_WARN_MM = 1.0
+
+
+@dataclass(frozen=True)
+class _LayerShifter:
+    """The range shifter IN for one layer, as the beam model and the plan describe it."""
+
+    id: str
+    wet_mm: float
+    material: str
+    density_g_cm3: float
+    thickness_mm: float
+    isocenter_distance_mm: float
+
+
+def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) -> _LayerShifter | None:
+    """The shifter IN for a layer (None without one).  With ``rs_model == "energy_only"`` only its WET is needed
+    (material, thickness and position are then 0 or empty)."""
+    import warnings
+
+    active = [rs for rs in layer.range_shifter_settings if rs["setting"].upper() not in ("OUT", "0", "")]
+    if not active:
+        return None
+    where = f"beam {b.number} control point {layer.control_point_index}"
+    if len(active) > 1:
+        raise _e(f"{where}: {len(active)} range shifters are IN at once ({[r['id'] for r in active]}); mcproton "
+                 "transports one per layer; merge them into one entry of the beam model")
+    rs = active[0]
+    model = beam_model.range_shifters.get(rs["id"])
+    plan_wet = rs["wet_mm"]
+    if plan_wet is not None and not plan_wet > 0:
+        raise _e(f"{where}: range shifter {rs['id']!r} has RangeShifterWaterEquivalentThickness {plan_wet} mm; a "
+                 "WET <= 0 would make the beam deeper instead of shallower; correct the plan")
+    if model is not None and plan_wet is not None and abs(model.wet_mm - plan_wet) > _RS_WET_WARN_MM:
+        warnings.warn(f"{where}: range shifter {rs['id']!r}: the beam model gives WET {model.wet_mm:g} mm, the plan "
+                      f"{plan_wet:g} mm; the beam model's is used", RuntimeWarning, stacklevel=3)
+    wet = model.wet_mm if model is not None else plan_wet
+    if wet is None:
+        raise _e(f"beam {b.number}: range shifter {rs['id']!r} is IN but neither the beam model nor the plan gives "
+                 f"its water-equivalent thickness; add [[range_shifter]] id = {rs['id']!r} with wet_mm and material "
+                 f"to the beam model {beam_model.name!r}")
+    if rs_model == "energy_only":
+        return _LayerShifter(rs["id"], float(wet), "", 0.0, 0.0, 0.0)
+    if model is None or not model.material:
+        what = "is not in" if model is None else "has no material in"
+        raise _e(f"beam {b.number}: range shifter {rs['id']!r} {what} the beam model {beam_model.name!r}, so it "
+                 "cannot be transported; add to the model file [[range_shifter]] with id = "
+                 f"{rs['id']!r}, material (e.g. \"polycarbonate\" for Lexan, \"pmma\"), wet_mm and optionally "
+                 "density_g_cm3 (a BDL: RS_ID, RS_material, RS_density, RS_WET); or set plan.range_shifter_model = "
+                 "\"energy_only\" to accept the energy-only approximation (no scattering in the shifter)")
+    dist = rs["distance_mm"] if rs["distance_mm"] is not None else model.isocenter_distance_mm
+    if dist is None:
+        snout = (f" (the plan's SnoutPosition {b.snout_position_mm:g} mm is not the shifter's position)"
+                 if b.snout_position_mm is not None else "")
+        raise _e(f"{where}: range shifter {rs['id']!r} has no IsocenterToRangeShifterDistance in the plan{snout}; add "
+                 f"isocenter_distance_mm (isocentre to its downstream face) to its [[range_shifter]] in the beam model")
+    if not dist >= 0:
+        raise _e(f"{where}: IsocenterToRangeShifterDistance {dist} mm must be >= 0")
+    return _LayerShifter(rs["id"], float(wet), model.material, model.density, model.thickness_mm(), float(dist))
+
+
 def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | None = None,
-                  all_fractions: bool = False, min_mu: float = 0.0) -> list:
+                  all_fractions: bool = False, min_mu: float = 0.0, range_shifter_model: str = "transport") -> list:
     """One :class:`mcproton.source.Beam` per ion beam, with spots in the patient LPS frame (mm).
 
     Spot weights are absolute protons (MU x protons/MU of the beam model at the layer's nominal energy; with
     PrimaryDosimeterUnit NP the meterset is already a number of protons) and ``Beam.total_protons`` is their
     sum, per fraction unless ``all_fractions``.  Beam-model components (double Gaussian) become separate
-    spots sharing the ray.  See the module docstring for the geometry and range-shifter treatment.
+    spots sharing the ray.  ``range_shifter_model``: "transport" (a shifter IN is a slab in each spot's beam
+    line) or "energy_only" (the Bragg-Kleeman energy loss alone, an explicit opt-in).  See the module docstring
+    for the geometry and range-shifter treatment.
     """
-    from ..source import Beam, Spot
+    from ..source import Beam, RangeShifterSlab, Spot
 
+    if range_shifter_model not in RANGE_SHIFTER_MODELS:
+        raise _e(f"range_shifter_model {range_shifter_model!r} is unknown; choose one of {RANGE_SHIFTER_MODELS}")
     if isinstance(beam_model, (str, Path)):
         from .beam_model import load_beam_model
 
@@ -474,23 +560,26 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
         xg, zg = m[:, 0], m[:, 2]
         iso = b.isocenter_mm
         spots = []
+        shifters_used: dict[str, dict] = {}
         for layer in b.layers:
             entry = beam_model.at(layer.nominal_energy_mev)
             e_mean, e_sig = entry.mean_energy_mev, entry.energy_spread_mev
-            for rs in layer.range_shifter_settings:
-                if rs["setting"].upper() in ("OUT", "0", ""):
-                    continue
-                wet = None
-                if rs["id"] in beam_model.range_shifters:
-                    wet = beam_model.range_shifters[rs["id"]].wet_mm
-                elif rs["wet_mm"] is not None:
-                    wet = rs["wet_mm"]
-                if wet is None:
-                    raise _e(f"beam {b.number}: range shifter {rs['id']!r} is IN but neither the beam model nor "
-                             "the plan gives its water-equivalent thickness; add it to the beam model")
-                e_out = energy_after_wet(e_mean, wet)
+            sh = _layer_shifter(b, layer, beam_model, range_shifter_model)
+            if sh is not None and range_shifter_model == "energy_only":
+                e_out = energy_after_wet(e_mean, sh.wet_mm)
                 e_sig = e_sig * (e_out / e_mean) ** (1.0 - BK_P)
                 e_mean = e_out
+            face_axis_mm = None
+            if sh is not None and range_shifter_model == "transport":
+                face_axis_mm = L - sh.isocenter_distance_mm - sh.thickness_mm
+                if face_axis_mm < 0:
+                    raise _e(f"beam {b.number} control point {layer.control_point_index}: range shifter {sh.id!r} "
+                             f"(downstream face {sh.isocenter_distance_mm:g} mm from the isocentre, {sh.thickness_mm:.1f}"
+                             f" mm thick) reaches upstream of the beam model's plane ({L:g} mm from the isocentre); "
+                             "the model's phase space must be given upstream of the shifter")
+            if sh is not None:
+                shifters_used.setdefault(sh.id, {k: getattr(sh, k) for k in (
+                    "wet_mm", "material", "density_g_cm3", "thickness_mm", "isocenter_distance_mm")})
             if b.primary_dosimeter_unit == "NP":
                 protons = layer.spot_mu.copy()
             else:
@@ -505,11 +594,15 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
                 d = m @ (d_g / np.linalg.norm(d_g))
                 pos = iso + m @ np.array([x * (1 - L / vsad[0]), y * (1 - L / vsad[1]), L])
                 ax = xg - d * np.dot(xg, d)
+                slab = None
+                if face_axis_mm is not None:
+                    slab = RangeShifterSlab(sh.material, sh.thickness_mm, sh.density_g_cm3,
+                                            face_axis_mm / float(np.dot(d, -zg)), id=sh.id, wet_mm=sh.wet_mm)
                 for c in entry.components:
                     spots.append(Spot(energy_mev=e_mean, position_mm=tuple(pos), direction=tuple(d),
                                       energy_spread_mev=e_sig, sigma_mm=c.sigma_mm,
                                       divergence_rad=c.divergence_rad, correlation=c.correlation,
-                                      weight=float(n_p * c.weight / wsum), axis_x=tuple(ax)))
+                                      weight=float(n_p * c.weight / wsum), axis_x=tuple(ax), range_shifter=slab))
         if not spots:
             raise _e(f"beam {b.number}: no spot with MU > {min_mu}")
         total = float(sum(s.weight for s in spots))
@@ -519,7 +612,8 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
             "patient_position": b.patient_position or "HFS", "total_mu": b.total_mu,
             "fractions": nfx if all_fractions else 1, "machine": b.machine, "beam_model": beam_model.name,
             "frame_of_reference_uid": plan.frame_of_reference_uid, "plan_sop_instance_uid": plan.sop_instance_uid,
-            "fractions_planned": plan.number_of_fractions, "plan_beam_numbers": [x.number for x in plan.beams]}))
+            "fractions_planned": plan.number_of_fractions, "plan_beam_numbers": [x.number for x in plan.beams],
+            "range_shifter_model": range_shifter_model, "range_shifters": shifters_used}))
     if not out:
         raise _e(f"no beams selected (beam numbers in the plan: {[b.number for b in plan.beams]})")
     return out

@@ -36,15 +36,15 @@ LAYOUT_PROBE_FIELDS = (
        "edep", "edep_water", "edep_proton", "let_num", "ledger", "log_e_min", "inv_dlog_e", "log_r_min",
        "inv_dlog_r", "n_e", "n_r", "n_mat", "n_spots", "nx", "ny", "nz", "flags", "vx", "vy", "vz", "e_cut",
        "max_eloss_fraction", "max_step", "dlog_e", "seed", "tally_stride", "inv_vx", "inv_vz", "n_slots", "touched"]
-    + ["sizeof(Spot)", "Spot.energy", "Spot.sigma", "Spot.corr"]
+    + ["sizeof(Spot)", "Spot.energy", "Spot.sigma", "Spot.corr", "Spot.rs_thickness_cm", "Spot.rs_material"]
 )
 
 
 def expected_layout() -> list[int]:
     vals = [PARAMS_DTYPE.itemsize]
-    vals += [PARAMS_DTYPE.fields[n][1] for n in LAYOUT_PROBE_FIELDS[1:-4]]
+    vals += [PARAMS_DTYPE.fields[n][1] for n in LAYOUT_PROBE_FIELDS[1:-6]]
     vals += [SPOT_DTYPE.itemsize, SPOT_DTYPE.fields["energy_mev"][1], SPOT_DTYPE.fields["sigma_cm"][1],
-             SPOT_DTYPE.fields["corr"][1]]
+             SPOT_DTYPE.fields["corr"][1], SPOT_DTYPE.fields["rs_thickness_cm"][1], SPOT_DTYPE.fields["rs_material"][1]]
     return vals
 
 
@@ -58,7 +58,7 @@ TOUCH_SHIFT = 5   # MCP_TOUCH_SHIFT (kernels/params.h): voxels per block of the 
 # Ledger entries (kernels/params.h enum LedgerEntry).
 LEDGER = {"incident": 0, "deposited": 1, "escaped": 2, "missed": 3, "neutral": 4, "primaries": 5,
           "nuclear_events": 6, "secondaries": 7, "errors": 8, "stack_full": 9, "steps": 10, "pp_elastic": 11,
-          "nuclear_elastic": 12}
+          "nuclear_elastic": 12, "shifter": 13, "shifter_removed": 14}
 N_LEDGER = 16
 TALLY_SCALE = 16777216.0   # MCP_TALLY_SCALE: fixed-point units per MeV
 LET_SCALE = 1048576.0      # MCP_LET_SCALE

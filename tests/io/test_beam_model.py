@@ -59,7 +59,8 @@ def test_bdl_parser_matches_csv(tmp_path):
     assert len(e.components) == 2 and e.components[0].weight == pytest.approx(0.948)
     assert e.components[1].sigma_mm == pytest.approx((38.94975, 22.33919))
     rs = m.range_shifter("Range_shifter_1")
-    assert rs.wet_mm == 40.0 and rs.material == "64"
+    assert rs.wet_mm == 40.0 and rs.material == "pmma"   # MCsquare material 64 = PMMA
+    assert rs.density == pytest.approx(1.19)
     with pytest.raises(BeamModelError, match="not in beam model"):
         m.range_shifter("RS_X")
 
@@ -102,3 +103,51 @@ def test_toml_model_with_range_shifter(tmp_path):
     (tmp_path / "bad.toml").write_text('name="t"\ntable="t.csv"\n')
     with pytest.raises(BeamModelError, match="missing key"):
         load_beam_model(tmp_path / "bad.toml")
+
+
+_TOML_HEAD = ('name="t"\ntable="t.csv"\nplane_upstream_of_isocentre_mm=400.0\n'
+              '[columns]\nnominal_energy="E"\nmean_energy="Em"\nenergy_spread="dE"\nprotons_per_mu="ppmu"\n'
+              '[[component]]\nweight=1.0\nsigma_x="sx"\nsigma_y="sy"\ndivergence_x="dx"\ndivergence_y="dy"\n'
+              'correlation_x="cx"\ncorrelation_y="cy"\n[[range_shifter]]\nid="RS40"\n')
+
+
+@pytest.mark.parametrize("rs, match", [
+    ('material="PMMA"\nwet_mm=-40.0\n', "wet_mm = -40.0 must be a positive number"),
+    ('material="PMMA"\nwet_mm=0.0\n', "wet_mm = 0.0 must be a positive number"),
+    ('material="PMMA"\nwet_mm=40.0\ndensity_g_cm3=0\n', "density_g_cm3 = 0 must be a positive number"),
+    ('material="unobtainium"\nwet_mm=40.0\n', "unknown material 'unobtainium'"),
+    ('material="PMMA"\nwet_mm=40.0\nposition_mm=3\n', r"keys \['position_mm'\] are unknown"),
+])
+def test_toml_range_shifter_refused(tmp_path, rs, match):
+    (tmp_path / "t.csv").write_text("E,Em,dE,ppmu,sx,sy,dx,dy,cx,cy\n100,100,1,1e6,5,5,0.003,0.003,0,0\n")
+    (tmp_path / "m.toml").write_text(_TOML_HEAD + rs)
+    with pytest.raises(BeamModelError, match=match):
+        load_beam_model(tmp_path / "m.toml")
+
+
+def test_toml_range_shifter_thickness_from_wet(tmp_path):
+    (tmp_path / "t.csv").write_text("E,Em,dE,ppmu,sx,sy,dx,dy,cx,cy\n100,100,1,1e6,5,5,0.003,0.003,0,0\n")
+    (tmp_path / "m.toml").write_text(_TOML_HEAD + 'material="lexan"\nwet_mm=57.0\nisocenter_distance_mm=300\n')
+    rs = load_beam_model(tmp_path / "m.toml").range_shifter("RS40")
+    assert rs.material == "lexan"   # resolved to polycarbonate by mcproton.materials
+    assert rs.density == pytest.approx(1.2) and rs.isocenter_distance_mm == 300
+    # NIST polycarbonate: linear stopping-power ratio to water ~1.15 at 100 MeV (PSTAR-type Bethe scaling)
+    assert rs.thickness_mm() == pytest.approx(57.0 / 1.149, rel=0.005)
+
+
+@pytest.mark.parametrize("wet", ["-40.0", "0"])
+def test_bdl_range_shifter_wet_not_positive_refused(wet):
+    text = bdl_text_from_csv(MCSQ_CSV).replace("RS_WET = 40.0", f"RS_WET = {wet}")
+    with pytest.raises(BeamModelError, match="must be a positive number"):
+        parse_bdl(text)
+
+
+def test_bdl_range_shifter_material_by_name_or_mcsquare_number():
+    text = bdl_text_from_csv(MCSQ_CSV)
+    assert parse_bdl(text.replace("RS_material = 64", "RS_material = 66")).range_shifters[
+        "Range_shifter_1"].material == "polycarbonate"                 # MCsquare 66 = Lexan
+    assert parse_bdl(text.replace("RS_material = 64", "RS_material = Lexan")).range_shifters[
+        "Range_shifter_1"].material == "polycarbonate"
+    # a material mcproton does not have (MCsquare 67 = CFRP): loads, but cannot be transported (refused by a plan)
+    assert parse_bdl(text.replace("RS_material = 64", "RS_material = 67")).range_shifters[
+        "Range_shifter_1"].material == ""

@@ -129,19 +129,98 @@ def test_multi_beam_multi_layer_and_fractions(model):
     assert only2.total_protons == pytest.approx(5 * b2.total_protons)
 
 
-def test_range_shifter_energy(model):
+def test_range_shifter_energy_only_is_an_explicit_opt_in(model):
     ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
                      "rs_id": "RS_40", "rs_wet": 40.0}])
     plan = load_rtplan(ds)
     assert plan.beams[0].layers[0].range_shifter_settings[0]["wet_mm"] == 40.0
-    (beam,) = plan_to_beams(plan, model)
+    # the default (transport) needs the shifter's material from the beam model: refused, naming what to add
+    with pytest.raises(DicomInputError, match=r"add to the model file \[\[range_shifter\]\] with id = 'RS_40', material"):
+        plan_to_beams(plan, model)
+    (beam,) = plan_to_beams(plan, model, range_shifter_model="energy_only")
+    assert beam.meta["range_shifter_model"] == "energy_only" and beam.spots[0].range_shifter is None
     e_in = model.at(150.0).mean_energy_mev
     r_out = BK_ALPHA_CM * e_in ** BK_P - 4.0
     assert beam.spots[0].energy_mev == pytest.approx((r_out / BK_ALPHA_CM) ** (1 / BK_P))
     assert 120.0 < beam.spots[0].energy_mev < 135.0
     ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)], "rs_id": "RS_X"}])
     with pytest.raises(DicomInputError, match="water-equivalent"):
-        plan_to_beams(load_rtplan(ds), model)
+        plan_to_beams(load_rtplan(ds), model, range_shifter_model="energy_only")
+    with pytest.raises(DicomInputError, match="range_shifter_model 'bragg' is unknown"):
+        plan_to_beams(plan, model, range_shifter_model="bragg")
+
+
+def _model_with_shifter(tmp_path, extra=""):
+    import shutil
+
+    src = Path(load_beam_model.__globals__["BUILTIN"]["dcpt_v2"])
+    shutil.copy(src.parent / "dcpt_beam_model_full.csv", tmp_path)
+    text = src.read_text().split("[[range_shifter]]")[0]
+    (tmp_path / "m.toml").write_text(text + '[[range_shifter]]\nid = "RS_40"\nmaterial = "pmma"\nwet_mm = 40.0\n'
+                                     + extra)
+    return load_beam_model(tmp_path / "m.toml")
+
+
+def test_range_shifter_transported_as_a_slab(tmp_path):
+    m = _model_with_shifter(tmp_path)
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
+                     "rs_id": "RS_40", "rs_wet": 40.0}])
+    (beam,) = plan_to_beams(load_rtplan(ds), m)
+    assert beam.meta["range_shifter_model"] == "transport"
+    e_in = m.at(150.0).mean_energy_mev
+    L, D = m.plane_upstream_of_isocentre_mm, 300.0          # make_plan: IsocenterToRangeShifterDistance 300 mm
+    zg = -np.asarray(beam.meta["beam_direction"])
+    for s in beam.spots:
+        rs = s.range_shifter
+        assert s.energy_mev == pytest.approx(e_in)            # the energy is lowered by the transport, not here
+        assert rs.material_name == "pmma" and rs.density_g_cm3 == pytest.approx(1.19)
+        assert rs.thickness_mm == pytest.approx(40.0 / 1.164, rel=0.01)   # WET / SPR(PMMA) ~ 1.164
+        cos = float(np.dot(s.direction, -zg))
+        assert rs.upstream_face_mm == pytest.approx((L - D - rs.thickness_mm) / cos)
+    # the slab must not reach upstream of the beam-model plane
+    m2 = _model_with_shifter(tmp_path, "isocenter_distance_mm = 480.0\n")
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)], "rs_id": "RS_40"}])
+    ds.IonBeamSequence[0].IonControlPointSequence[0].RangeShifterSettingsSequence[0].IsocenterToRangeShifterDistance \
+        = 480.0
+    with pytest.raises(DicomInputError, match="upstream of the beam model's plane"):
+        plan_to_beams(load_rtplan(ds), m2)
+
+
+def test_range_shifter_position_from_the_model_when_the_plan_has_none(tmp_path):
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)], "rs_id": "RS_40"}])
+    del ds.IonBeamSequence[0].IonControlPointSequence[0].RangeShifterSettingsSequence[0].IsocenterToRangeShifterDistance
+    with pytest.raises(DicomInputError, match="add isocenter_distance_mm"):
+        plan_to_beams(load_rtplan(ds), _model_with_shifter(tmp_path))
+    (beam,) = plan_to_beams(load_rtplan(ds), _model_with_shifter(tmp_path, "isocenter_distance_mm = 250.0\n"))
+    rs = beam.spots[0].range_shifter
+    assert rs.upstream_face_mm == pytest.approx((500.0 - 250.0 - rs.thickness_mm) / np.dot(
+        beam.spots[0].direction, beam.meta["beam_direction"]))
+
+
+@pytest.mark.parametrize("wet", [0.0, -40.0])
+def test_range_shifter_wet_not_positive_refused(model, wet):
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
+                     "rs_id": "RS_X", "rs_wet": wet}])
+    for rs_model in ("transport", "energy_only"):
+        with pytest.raises(DicomInputError, match="WET <= 0 would make the beam deeper"):
+            plan_to_beams(load_rtplan(ds), model, range_shifter_model=rs_model)
+
+
+def test_real_plans_with_range_shifters(model):
+    """The Eclipse head-phantom plan (RS_5CM, 57 mm WET) and the RayStation plan 06 (RS_3CM, 34.3 mm): the DCPT
+    models describe both shifters (polycarbonate), so their layers carry slabs at the plans' positions."""
+    (b1, b2, b3) = plan_to_beams(load_rtplan(DATA / "RN_headphantom_rs.dcm"), model)
+    rs = b1.spots[0].range_shifter
+    assert rs.id == "RS_5CM" and rs.material_name == "polycarbonate" and rs.density_g_cm3 == pytest.approx(1.2)
+    assert rs.thickness_mm == pytest.approx(49.6, abs=0.1) and rs.wet_mm == 57.0
+    # beam 1: IsocenterToRangeShifterDistance 275.53 mm (downstream face); plane 500 mm upstream
+    central = min(b1.spots, key=lambda s: np.linalg.norm(np.cross(s.direction, b1.meta["beam_direction"])))
+    cos = float(np.dot(central.direction, b1.meta["beam_direction"]))
+    assert central.range_shifter.upstream_face_mm * cos == pytest.approx(500.0 - 275.5312 - 49.62, abs=0.05)
+    assert b1.meta["range_shifters"]["RS_5CM"]["material"] == "polycarbonate"
+    (b,) = plan_to_beams(load_rtplan(DATA / "RP_plan06_rs.dcm"), load_beam_model("dcpt_v5"))
+    rs = b.spots[0].range_shifter
+    assert rs.id == "RS_3CM" and rs.thickness_mm == pytest.approx(29.86, abs=0.05)
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -172,3 +251,18 @@ def test_energy_outside_beam_model(model):
     ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(60.0, SPOTS, WEIGHTS)]}])
     with pytest.raises(ValueError, match="outside beam model"):
         plan_to_beams(load_rtplan(ds), model)
+
+
+def test_config_key_range_shifter_model(tmp_path):
+    from mcproton.config import build_beams, validate_config
+
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
+                     "rs_id": "RS_40", "rs_wet": 40.0}])
+    path = save(ds, tmp_path / "rp.dcm")
+    cfg = validate_config({"plan": {"rtplan": str(path), "beam_model": "dcpt_v2",
+                                    "range_shifter_model": "energy_only"}})
+    (beam,) = build_beams(cfg)
+    assert beam.meta["range_shifter_model"] == "energy_only" and beam.spots[0].energy_mev < 135.0
+    cfg["plan"]["range_shifter_model"] = "transport"
+    with pytest.raises(DicomInputError, match="RS_40"):   # the DCPT models do not describe RS_40
+        build_beams(cfg)
