@@ -201,8 +201,9 @@ def test_range_shifter_position_from_the_model_when_the_plan_has_none(tmp_path):
 def test_range_shifter_wet_not_positive_refused(model, wet):
     ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
                      "rs_id": "RS_X", "rs_wet": wet}])
+    # refused when the plan is read (plan_checks), before plan_to_beams' own check can be reached
     for rs_model in ("transport", "energy_only"):
-        with pytest.raises(DicomInputError, match="WET <= 0 would make the beam deeper"):
+        with pytest.raises(DicomInputError, match=r"water-equivalent thickness must be > 0 mm|WET <= 0 would make"):
             plan_to_beams(load_rtplan(ds), model, range_shifter_model=rs_model)
 
 
