@@ -41,6 +41,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     },
     "physics": {
         "water_model": ((str,), '"icru90" (I = 78 eV, default) or "pstar" (I = 75 eV)'),
+        "ivalue_set": ((str,), '"icru37" (ICRU 37 condensed-phase elemental I-values, default) or "elemental"'),
         "nuclear": ((bool,), "nuclear interactions (nonelastic, p-p elastic, nuclear elastic)"),
         "nuclear_elastic": ((bool,), "nuclear elastic scattering on O, C, Ca, ... (with nuclear; default on)"),
         "straggling": ((bool,), "energy-loss straggling"),

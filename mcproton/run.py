@@ -140,7 +140,7 @@ class Simulation:
                              f"({E_MAX_MEV} MeV); lower the energy or its spread")
         # the geometry's materials, then the range shifters' (mcproton/source.py Beam.run_materials)
         self.tables = tables or build_tables(beam.run_materials(geometry.materials), phys.water_model,
-                                             phys.e_cut_mev, phys.nuclear_elastic)
+                                             phys.e_cut_mev, phys.nuclear_elastic, phys.ivalue_set)
         self.backend = get_backend(self.settings.backend, self.settings.threads, self.settings.gpu)
         b = self.backend
         nz, ny, nx = geometry.shape_zyx

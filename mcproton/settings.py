@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 WATER_MODELS = ("icru90", "pstar")
+#: elemental I-value sets for Bragg additivity (mcproton/_physics/stopping.py IVALUE_SETS)
+IVALUE_SETS = ("icru37", "elemental")
 BACKENDS = ("auto", "cpu", "cuda")
 
 
@@ -15,6 +17,9 @@ class PhysicsSettings:
     """Physics options of the transport (defaults follow the models documented in docs/physics.md).
 
     water_model : "icru90" (I = 78 eV, ICRU Report 90) or "pstar" (I = 75 eV, ICRU Report 49).
+    ivalue_set : elemental I-values for Bragg additivity, used for materials without an explicit I-value (CT
+        tissues, user compositions): "icru37" (ICRU 37 Table 5.1 condensed-phase values, H 19.2, C 81, N 82,
+        O 106 eV; default) or "elemental" (ICRU 37/49 pure-element values, O 95 eV; comparison only).
     nuclear : nuclear interactions: nonelastic (ICRU 63 cross sections) with secondary protons, elastic
         scattering on hydrogen (p-p) and on heavier nuclei.
     nuclear_elastic : with ``nuclear``, include nuclear elastic scattering on nuclei heavier than hydrogen
@@ -27,6 +32,7 @@ class PhysicsSettings:
     """
 
     water_model: str = "icru90"
+    ivalue_set: str = "icru37"
     nuclear: bool = True
     nuclear_elastic: bool = True
     straggling: bool = True
@@ -38,6 +44,9 @@ class PhysicsSettings:
     def __post_init__(self) -> None:
         if self.water_model not in WATER_MODELS:
             raise ValueError(f"physics.water_model must be one of {WATER_MODELS}; got {self.water_model!r}")
+        if self.ivalue_set not in IVALUE_SETS:
+            raise ValueError(f"physics.ivalue_set must be one of {IVALUE_SETS} (elemental I-values for Bragg "
+                             f"additivity; 'icru37' is the default); got {self.ivalue_set!r}")
         if not (0.05 <= self.e_cut_mev <= 10):
             raise ValueError(f"physics.e_cut_mev must lie in 0.05..10 MeV; got {self.e_cut_mev}")
         if not (0.01 <= self.max_eloss_fraction <= 0.5):

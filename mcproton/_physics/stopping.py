@@ -7,9 +7,9 @@ water scaled by the ratio of Bethe stopping powers, material / water::
 
     L(E) = 1/2 ln(2 m_e c^2 beta^2 gamma^2 T_max / I^2) - beta^2 - C/Z + L_Bloch     (stopping number)
 
-* ``I``: the material's mean excitation energy (``Material.i_value_ev``, or Bragg additivity,
-  :func:`mean_excitation_energy_ev`); water uses the I-value of the chosen table (78 eV for ICRU 90, 75 eV for
-  ICRU 49).
+* ``I``: the material's mean excitation energy (``Material.i_value_ev``, or Bragg additivity over the elements
+  with the elemental I-value set ``physics.ivalue_set``, :func:`mean_excitation_energy_ev`, :data:`IVALUE_SETS`);
+  water uses the I-value of the chosen table (78 eV for ICRU 90, 75 eV for ICRU 49).
 * ``C/Z``: shell correction, Bragg-additive over the elements (electron-weighted mean of C_i/Z_i), each C_i
   from the empirical formula of Barkas & Berger (NASA SP-3013, 1964; as quoted in W.R. Leo, *Techniques for
   Nuclear and Particle Physics Experiments*, 2nd ed., eq. 2.33) with the element's own I-value. The formula is
@@ -55,6 +55,21 @@ WATER_MODELS: Mapping[str, tuple[str, float, str]] = {
     "pstar": ("pstar_water_liquid.csv", 75.0, "NIST PSTAR = ICRU Report 49 (1993), I(water) = 75 eV"),
 }
 
+#: elemental I-value sets for Bragg additivity: name -> (column of data/materials/elements.csv, description).
+#: They apply only to materials without an explicit I-value (``Material.i_value_ev`` None: CT-derived tissues,
+#: user compositions); database materials with an ICRU 37/49/90 I-value keep it. Sources in elements.csv.
+IVALUE_SETS: Mapping[str, tuple[str, str]] = {
+    "icru37": ("i_bragg_ev", "ICRU Report 37 (1984) Table 5.1 / Seltzer & Berger, Int. J. Appl. Radiat. Isot. 33 "
+                             "(1982) 1189: I-values of elements bound in condensed compounds (H 19.2, C 81, N 82, "
+                             "O 106, F 112, Cl 180 eV; other elements 1.13 x elemental); H2O -> 75.3 eV"),
+    "elemental": ("i_elemental_ev", "ICRU Report 37 (1984) Table 4.3 / ICRU Report 49 (1993) I-values of the pure "
+                                    "elements (H 19.2, C 78, N 82, O 95 eV), without the condensed-phase rule of "
+                                    "ICRU 37; H2O -> 69.0 eV. For comparison only: ICRU 37 recommends the "
+                                    "'icru37' set for compounds"),
+}
+#: the default set (physics.ivalue_set)
+DEFAULT_IVALUE_SET = "icru37"
+
 #: lowest energy [MeV] down to which the Bethe ratio is evaluated (see module docstring)
 E_FREEZE_MEV = 1.0
 #: minimum stopping number L for the Bethe ratio to be trusted (raises E_freeze for high-I materials)
@@ -68,6 +83,15 @@ def _check_model(water_model: str) -> str:
     if key not in WATER_MODELS:
         raise ValueError(f"unknown water_model {water_model!r}; choose one of {sorted(WATER_MODELS)} "
                          "('icru90': ICRU 90, I = 78 eV; 'pstar': ICRU 49/PSTAR, I = 75 eV)")
+    return key
+
+
+def _check_ivalue_set(ivalue_set: str) -> str:
+    key = str(ivalue_set).strip().lower()
+    if key not in IVALUE_SETS:
+        raise ValueError(f"unknown ivalue_set {ivalue_set!r} (no such elemental I-value set for Bragg additivity); "
+                         f"choose one of {sorted(IVALUE_SETS)} ('icru37': ICRU 37 condensed-phase values, the "
+                         "default; 'elemental': pure-element values)")
     return key
 
 
@@ -138,8 +162,11 @@ def _as_material(material: Material | str) -> Material:
     return get_material(material) if isinstance(material, str) else material
 
 
-def _elements_of(material: Material) -> list[tuple[float, int, float, float, float]]:
-    """[(mass fraction, Z, A g/mol, I_elemental eV, I_bragg eV)] for the material's elements."""
+def _elements_of(material: Material,
+                 ivalue_set: str = DEFAULT_IVALUE_SET) -> list[tuple[float, int, float, float, float]]:
+    """[(mass fraction, Z, A g/mol, I_elemental eV, I_bragg eV)] for the material's elements; I_bragg from the
+    elemental I-value set ``ivalue_set`` (:data:`IVALUE_SETS`)."""
+    column = IVALUE_SETS[_check_ivalue_set(ivalue_set)][0]
     out = []
     for sym, w in material.mass_fractions.items():
         try:
@@ -149,7 +176,7 @@ def _elements_of(material: Material) -> list[tuple[float, int, float, float, flo
         if w < 0:
             raise ValueError(f"material {material.name!r}: negative mass fraction for {sym}")
         if w > 0:
-            out.append((float(w), el.Z, el.atomic_mass_g_mol, el.i_elemental_ev, el.i_bragg_ev))
+            out.append((float(w), el.Z, el.atomic_mass_g_mol, el.i_elemental_ev, float(getattr(el, column))))
     if not out:
         raise ValueError(f"material {material.name!r} has no elements")
     return out
@@ -161,15 +188,17 @@ def _z_over_a(material: Material) -> float:
     return math.fsum(w * z / a for w, z, a, _, _ in els) / wsum
 
 
-def mean_excitation_energy_ev(material: Material | str) -> float:
+def mean_excitation_energy_ev(material: Material | str, ivalue_set: str = DEFAULT_IVALUE_SET) -> float:
     """Mean excitation energy I (eV): ``material.i_value_ev`` if set, else Bragg additivity
 
         ln I = sum_i w_i (Z/A)_i ln I_i / sum_i w_i (Z/A)_i
 
-    with the condensed-phase I-values of bound constituents of ICRU Report 37 (1984) Table 5.1 / Seltzer &
+    with the elemental I-values I_i of the set ``ivalue_set`` (:data:`IVALUE_SETS`). The default ``"icru37"``
+    is the condensed-phase I-values of bound constituents of ICRU Report 37 (1984) Table 5.1 / Seltzer &
     Berger, Int. J. Appl. Radiat. Isot. 33 (1982) 1189 (H 19.2, C 81, N 82, O 106, F 112, Cl 180 eV, other
     elements 1.13 x their elemental I-value; column ``i_bragg_ev`` of data/materials/elements.csv). For H2O
-    this gives 75.3 eV.
+    this gives 75.3 eV (the ICRU 49 water value, 75 eV; ICRU 90 raised water to 78 eV without a new elemental
+    set, see docs/physics.md).
     """
     material = _as_material(material)
     if material.i_value_ev is not None:
@@ -177,7 +206,7 @@ def mean_excitation_energy_ev(material: Material | str) -> float:
         if not i > 0:
             raise ValueError(f"material {material.name!r}: I-value must be positive, got {i}")
         return i
-    els = _elements_of(material)
+    els = _elements_of(material, ivalue_set)
     num = math.fsum(w * z / a * math.log(ib) for w, z, a, _, ib in els)
     den = math.fsum(w * z / a for w, z, a, _, _ in els)
     return math.exp(num / den)
@@ -244,13 +273,14 @@ def _is_plain_water(material: Material) -> bool:
     return abs(w_h - 0.111894) < 2e-4 and i_ok
 
 
-def bethe_ratio_to_water(material: Material | str, energy_mev, water_model: str = "icru90") -> np.ndarray:
+def bethe_ratio_to_water(material: Material | str, energy_mev, water_model: str = "icru90",
+                         ivalue_set: str = DEFAULT_IVALUE_SET) -> np.ndarray:
     """S_Bethe(material) / S_Bethe(water) at ``energy_mev`` (held constant below the freeze energy)."""
     material = _as_material(material)
     model = _check_model(water_model)
     water = _water_material()
     i_w = WATER_MODELS[model][1]
-    i_m = mean_excitation_energy_ev(material)
+    i_m = mean_excitation_energy_ev(material, ivalue_set)
     e = np.asarray(energy_mev, dtype=float)
     e_f = max(_freeze_energy_mev(material, i_m), _freeze_energy_mev(water, i_w))
     ee = np.maximum(e, e_f)
@@ -259,7 +289,7 @@ def bethe_ratio_to_water(material: Material | str, energy_mev, water_model: str 
 
 
 def electronic_mass_stopping_power(material: Material | str, energy_mev,
-                                   water_model: str = "icru90") -> np.ndarray:
+                                   water_model: str = "icru90", ivalue_set: str = DEFAULT_IVALUE_SET) -> np.ndarray:
     """Electronic mass stopping power of ``material`` for protons (MeV cm2/g) at ``energy_mev`` (MeV,
     array-like).
 
@@ -276,11 +306,11 @@ def electronic_mass_stopping_power(material: Material | str, energy_mev,
     s_w = _water_interpolator(model)(e)
     if _is_plain_water(material):
         return s_w
-    return s_w * bethe_ratio_to_water(material, e, model)
+    return s_w * bethe_ratio_to_water(material, e, model, ivalue_set)
 
 
 __all__ = ["water_stopping_table", "mean_excitation_energy_ev", "electronic_mass_stopping_power",
-           "bethe_ratio_to_water", "WATER_MODELS", "E_FREEZE_MEV"]
+           "bethe_ratio_to_water", "WATER_MODELS", "IVALUE_SETS", "DEFAULT_IVALUE_SET", "E_FREEZE_MEV"]
 
 
 # --- nuclear (elastic Coulomb) stopping power

@@ -123,7 +123,8 @@ def _csda_range(e: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_tables(materials: Sequence[Material | str], water_model: str = "icru90",
-                 e_cut_mev: float = 0.5, nuclear_elastic: bool = True) -> PhysicsTables:
+                 e_cut_mev: float = 0.5, nuclear_elastic: bool = True,
+                 ivalue_set: str = stopping.DEFAULT_IVALUE_SET) -> PhysicsTables:
     """Tables for the given materials (order = material index in the geometry).  ``nuclear_elastic=False``
     leaves the nuclear elastic cross section at 0 (the channel is then never chosen)."""
     mats = [get_material(m) if isinstance(m, str) else m for m in materials]
@@ -134,7 +135,8 @@ def build_tables(materials: Sequence[Material | str], water_model: str = "icru90
     props = np.zeros((len(mats), N_MATERIAL_COLUMNS), np.float64)
     i_values = {}
     for k, m in enumerate(mats):
-        s = np.asarray(stopping.electronic_mass_stopping_power(m, e, water_model=water_model), np.float64)
+        s = np.asarray(stopping.electronic_mass_stopping_power(m, e, water_model=water_model,
+                                                               ivalue_set=ivalue_set), np.float64)
         if not np.all(np.isfinite(s)) or np.any(s <= 0):
             raise ValueError(f"stopping power of material {m.name!r} is not positive and finite on the grid")
         # CSDA range from the total (electronic + nuclear) stopping power, as ICRU 49/90 define it; the
@@ -162,7 +164,7 @@ def build_tables(materials: Sequence[Material | str], water_model: str = "icru90
         t = (np.log(e_cut_mev) - np.log(E_MIN_MEV)) / (np.log(E_MAX_MEV / E_MIN_MEV) / (N_E - 1))
         props[k, 2] = range_in_bins(t, r, rb)
         props[k, 3] = nuclear.elastic_target_mass_number(m)
-        i_values[m.name] = float(stopping.mean_excitation_energy_ev(m))
+        i_values[m.name] = float(stopping.mean_excitation_energy_ev(m, ivalue_set))
     table32 = table.astype(np.float32)
     # Ranges must be strictly increasing in float32 for the inverse lookup.
     rr = table32[:, :, COL["range"]]
@@ -181,6 +183,6 @@ def build_tables(materials: Sequence[Material | str], water_model: str = "icru90
         material_props=props.astype(np.float32), log_e_min=float(np.log(E_MIN_MEV)), dlog_e=dlog_e,
         log_r_min=log_r_min, dlog_r=(log_r_max - log_r_min) / (N_R - 1), energies_mev=e, materials=mats,
         water_model=water_model,
-        meta={"water_model": water_model, "i_values_ev": i_values, "e_min_mev": E_MIN_MEV,
+        meta={"water_model": water_model, "ivalue_set": ivalue_set, "i_values_ev": i_values, "e_min_mev": E_MIN_MEV,
               "e_max_mev": E_MAX_MEV, "n_e": N_E, "n_r": N_R,
               "scattering_length_g_cm2": {m.name: float(props[k, 0]) for k, m in enumerate(mats)}})
