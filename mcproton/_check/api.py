@@ -270,8 +270,13 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     missing = set(inp.beams) - set(mc.beams_gy_zyx)
     if missing:
         raise CheckInputError(f"the TPS has doses of beams {sorted(missing)} that the MC did not compute")
-    # ---- comparisons
+    # ---- comparisons: inside the body only (dose to water or medium in air voxels is large and noisy; the
+    # planning systems set the dose outside the External to zero)
     tps = inp.total.dose_gy_zyx if inp.total is not None else sum(d.dose_gy_zyx for d in inp.beams.values())
+    tps = np.where(body, tps, 0.0)
+    mc.total_gy_zyx = np.where(body, mc.total_gy_zyx, 0.0)
+    mc.beams_gy_zyx = {b: np.where(body, d, 0.0) for b, d in mc.beams_gy_zyx.items()}
+    tps_beams = {b: np.where(body, d.dose_gy_zyx, 0.0) for b, d in inp.beams.items()}
     t = time.perf_counter()
     gam = {}
     for name, dp, dd, local in GAMMA_CRITERIA:
@@ -282,7 +287,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         gam[name] = g
     beam_gamma = {}
     for b, d in sorted(inp.beams.items()):
-        g = gamma_3d(axes, d.dose_gy_zyx, mc.beams_gy_zyx[b], body, dose_pct=2.0, dist_mm=2.0,
+        g = gamma_3d(axes, tps_beams[b], mc.beams_gy_zyx[b], body, dose_pct=2.0, dist_mm=2.0,
                      points=gamma_points, seed=seed)
         beam_gamma[b] = g
     timings["gamma_s"] = time.perf_counter() - t
@@ -301,7 +306,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     ranges: dict[int, dict] = {}
     for b, meta in sorted(mc.beam_meta.items()):
         if b in inp.beams:
-            r = range_agreement(axes, inp.beams[b].dose_gy_zyx, mc.beams_gy_zyx[b], meta["beam_direction"],
+            r = range_agreement(axes, tps_beams[b], mc.beams_gy_zyx[b], meta["beam_direction"],
                                 meta["isocenter_mm"])
             r["source"] = "per-beam TPS dose"
         else:
@@ -309,7 +314,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
         ranges[b] = r
     timings["structures_ranges_s"] = time.perf_counter() - t
-    diagnostics = _diagnose(tps, mc, body, axes, inp, {b: d.dose_gy_zyx for b, d in inp.beams.items()})
+    diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams)
     # ---- action levels
     checks: list[dict] = []
 

@@ -125,7 +125,7 @@ def _beam_figure(res, b: int) -> str:
     meta = mc.beam_meta[b]
     rng = res.ranges[b]
     has = b in inp.beams
-    a = inp.beams[b].dose_gy_zyx if has else res.tps_gy_zyx
+    a = np.where(res.body_zyx, inp.beams[b].dose_gy_zyx, 0.0) if has else res.tps_gy_zyx
     m = mc.beams_gy_zyx[b] if has else res.mc_gy_zyx
     z, y, x = res.axes_zyx
     iso = np.asarray(meta["isocenter_mm"])
