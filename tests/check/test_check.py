@@ -26,7 +26,7 @@ BOX = (-40.0, 40.0)       # water box x, y (mm); z -20..20
 # the fast test MC has ~6 % noise per 4 mm voxel (a clinical check stops at 1 %): the MC-uncertainty level and
 # the fraction of rays within 2 mm are relaxed accordingly; every other level is the default
 LEVELS = {"mc_uncertainty_max_pct": 9.0, "range_within_2mm_min": 50.0}
-FAST = dict(gamma_points=1500, progress=False, backend="cpu")
+FAST = dict(gamma_points=600, progress=False, backend="cpu")
 
 
 def _write_rs(path: Path, plan_ds, lo=(-16.0, -16.0, -12.0), hi=(16.0, 16.0, 12.0)) -> None:
