@@ -68,14 +68,14 @@ def _write_rs(path: Path, plan_ds, lo=(-16.0, -16.0, -12.0), hi=(16.0, 16.0, 12.
     ds.StructureSetROISequence = Sequence(rois)
     ds.ROIContourSequence = Sequence(contours)
     ds.RTROIObservationsSequence = Sequence(obs)
-    ds.save_as(path, write_like_original=False)
+    ds.save_as(path, enforce_file_format=True)
 
 
 @pytest.fixture(scope="module")
-def case(tmp_path_factory):
-    """CT, plan, RS, and the 'TPS' doses (plan + per beam) of an independent high-statistics mcproton run."""
-    from mcproton._check.api import check
-    from mcproton.dicom import write_ct_series, write_rtdose
+def base(tmp_path_factory):
+    """CT, plan and RS (no transport)."""
+    from mcproton.dicom import write_ct_series
+    from mcproton._io.rtplan import load_rtplan
 
     d = tmp_path_factory.mktemp("check")
     vs = 4.0
@@ -93,31 +93,41 @@ def case(tmp_path_factory):
                      frame_of_reference_uid=FOR)
     save(plan, d / "RP.dcm")
     _write_rs(d / "RS.dcm", plan)
-    # the 'TPS': an independent mcproton run (another seed, 4x the primaries) on the same grid
+    # an analytic stand-in dose for the bad-input tests (refused before any transport): a blob in the box
+    Z3, Y3, X3 = np.meshgrid(zs, xs, xs, indexing="ij")
+    blob = 2.0 * np.exp(-(X3 ** 2 + Y3 ** 2 + Z3 ** 2) / (2 * 20.0 ** 2)) * (hu > -500)
+    rp = load_rtplan(d / "RP.dcm")
+    return {"dir": d, "grid": ((vs, vs, vs), (xs[0], xs[0], zs[0])), "shape": hu.shape, "plan_uid": rp.sop_instance_uid,
+            "blob": blob, "rp": rp}
+
+
+@pytest.fixture(scope="module")
+def case(base):
+    """The 'TPS' doses (plan + per beam) of an independent mcproton run with 3x the primaries, and the check
+    of the correct doses end to end (its MC is reused by the error cases)."""
+    from mcproton._check.api import check
     from mcproton._check.compute import build_geometry, run_mc
     from mcproton._check.inputs import CheckInputs, TPSDose
-    from mcproton._io.rtplan import load_rtplan
+    from mcproton.dicom import write_rtdose
 
-    rp = load_rtplan(d / "RP.dcm")
-    grid = TPSDose("", np.zeros((zs.size, xs.size, xs.size)), (vs, vs, vs), (xs[0], xs[0], zs[0]), FOR,
-                   "PHYSICAL", "PLAN", rp.sop_instance_uid)
+    d, rp = base["dir"], base["rp"]
+    vs, org = base["grid"]
+    grid = TPSDose("", np.zeros(base["shape"]), vs, org, FOR, "PHYSICAL", "PLAN", rp.sop_instance_uid)
     inp = CheckInputs(str(d / "RP.dcm"), rp, grid, {}, str(d / "ct"), None, FOR, "PHYSICAL", 1, True)
     geo, _, _ = build_geometry(d / "ct", "schneider2000", grid)
     hi = run_mc(inp, geo, "dcpt_v2", primaries=24000, target_uncertainty=None, seed=777, backend="cpu",
                 progress=False, log=lambda m: None)
     files = {}
     for b, dose in hi.beams_gy_zyx.items():
-        files[b] = write_rtdose(dose, (vs, vs, vs), (xs[0], xs[0], zs[0]), d / f"RD_beam{b}.dcm",
-                                frame_of_reference_uid=FOR, referenced_plan_sop_instance_uid=rp.sop_instance_uid,
-                                summation_type="BEAM", referenced_beam_number=b)
-    files["plan"] = write_rtdose(hi.total_gy_zyx, (vs, vs, vs), (xs[0], xs[0], zs[0]), d / "RD_plan.dcm",
-                                 frame_of_reference_uid=FOR, referenced_plan_sop_instance_uid=rp.sop_instance_uid)
-    # the check of the correct doses, end to end (its MC is reused by the error cases)
+        files[b] = write_rtdose(dose, vs, org, d / f"RD_beam{b}.dcm", frame_of_reference_uid=FOR,
+                                referenced_plan_sop_instance_uid=rp.sop_instance_uid, summation_type="BEAM",
+                                referenced_beam_number=b)
+    files["plan"] = write_rtdose(hi.total_gy_zyx, vs, org, d / "RD_plan.dcm", frame_of_reference_uid=FOR,
+                                 referenced_plan_sop_instance_uid=rp.sop_instance_uid)
     res = check(plan=d / "RP.dcm", dose=[files["plan"], files[1], files[2]], ct=d / "ct", struct=d / "RS.dcm",
                 beam_model="dcpt_v2", out=d / "out", primaries=8000, target_uncertainty=None, seed=1,
                 levels=_levels(), **FAST)
-    return {"dir": d, "files": files, "hi": hi, "res": res, "grid": ((vs, vs, vs), (xs[0], xs[0], zs[0])),
-            "plan_uid": rp.sop_instance_uid, "axes": grid.axes_mm()}
+    return {**base, "files": files, "hi": hi, "res": res, "axes": grid.axes_mm()}
 
 
 def _levels():
@@ -135,12 +145,29 @@ def _tps(case, name: str, dose: np.ndarray, **kw) -> Path:
     return write_rtdose(dose, vs, org, case["dir"] / f"{name}.dcm", **kw)
 
 
-def _recheck(case, doses, **kw):
+def _recheck(case, doses, _only_inputs=False, **kw):
+    """The check of other TPS doses with the MC of the correct case (``_only_inputs``: up to the MC only)."""
     from mcproton._check.api import check
+    from mcproton._check.inputs import CheckInputError
 
     d = case["dir"]
+    mc = case["res"].mc if "res" in case else None
+    if mc is None:
+        # no MC in this fixture: the inputs must be refused (or, with _only_inputs, pass) before any transport
+        with pytest.raises(CheckInputError, match="no beam model") if _only_inputs else _nothing():
+            return check(plan=d / "RP.dcm", dose=doses, ct=d / "ct", struct=d / "RS.dcm", beam_model=None,
+                         levels=_levels(), **{**FAST, **kw})
+        return None
     return check(plan=d / "RP.dcm", dose=doses, ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2",
-                 mc=case["res"].mc, levels=_levels(), **{**FAST, **kw})
+                 mc=mc, levels=_levels(), **{**FAST, **kw})
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _failed(res) -> str:
@@ -203,63 +230,64 @@ def test_range_error_of_3_percent_in_one_beam_fails(case):
 
 
 # ---------------------------------------------------------------------- bad input
-def test_plan_and_dose_on_different_frames(case):
+def test_plan_and_dose_on_different_frames(base):
     from mcproton._check.inputs import CheckInputError
 
-    p = _tps(case, "otherframe", case["hi"].total_gy_zyx, frame_of_reference_uid="1.2.3.4.5")
+    p = _tps(base, "otherframe", base["blob"], frame_of_reference_uid="1.2.3.4.5")
     with pytest.raises(CheckInputError, match="different frames of reference"):
-        _recheck(case, p)
+        _recheck(base, p)
 
 
-def test_dose_grid_not_covering_the_body(case):
+def test_dose_grid_not_covering_the_body(base):
     from mcproton.dicom import write_rtdose
 
-    vs, org = case["grid"]
-    d = case["hi"].total_gy_zyx[:, 10:, 10:]          # cut through the box where the beams enter
+    vs, org = base["grid"]
+    d = base["blob"][:, 10:, 10:]          # cut through the box where the dose is
     o = (org[0] + 10 * vs[0], org[1] + 10 * vs[1], org[2])
-    p = write_rtdose(d, vs, o, case["dir"] / "cut.dcm", frame_of_reference_uid=FOR,
-                     referenced_plan_sop_instance_uid=case["plan_uid"])
+    p = write_rtdose(d, vs, o, base["dir"] / "cut.dcm", frame_of_reference_uid=FOR,
+                     referenced_plan_sop_instance_uid=base["plan_uid"])
     from mcproton._check.inputs import CheckInputError
 
     with pytest.raises(CheckInputError, match="does not cover the irradiated body"):
-        _recheck(case, p)
+        _recheck(base, p)
+    _recheck(base, _tps(base, "whole", base["blob"]), _only_inputs=True)   # the whole grid is accepted
 
 
-def test_unknown_dose_type(case):
+def test_unknown_dose_type(base):
     from mcproton._check.inputs import CheckInputError
 
-    p = _tps(case, "errtype", case["hi"].total_gy_zyx)
+    p = _tps(base, "errtype", base["blob"])
     ds = pydicom.dcmread(p)
     ds.DoseType = "ERROR"
     ds.save_as(p)
     with pytest.raises(CheckInputError, match="DoseType 'ERROR'"):
-        _recheck(case, p)
+        _recheck(base, p)
 
 
-def test_missing_beam_model(case):
+def test_missing_beam_model(base):
     from mcproton._check.api import check
     from mcproton._check.inputs import CheckInputError
 
-    d = case["dir"]
+    d = base["dir"]
     with pytest.raises(CheckInputError, match="no beam model"):
-        check(plan=d / "RP.dcm", dose=case["files"]["plan"], ct=d / "ct", beam_model=None, **FAST)
+        check(plan=d / "RP.dcm", dose=_tps(base, "ok", base["blob"]), ct=d / "ct", beam_model=None, **FAST)
 
 
-def test_mismatched_fractions(case):
+def test_mismatched_fractions(base):
     from mcproton._check.inputs import CheckInputError
 
-    p = _tps(case, "fraction", case["hi"].total_gy_zyx, summation_type="FRACTION")
+    p = _tps(base, "fraction", base["blob"], summation_type="FRACTION")
     with pytest.raises(CheckInputError, match="holds one fraction"):
-        _recheck(case, p, fractions="all")
+        _recheck(base, p, fractions="all")
 
 
-def test_cli_help_and_bad_input_exit_status(case, capsys):
+def test_cli_help_and_bad_input_exit_status(base, capsys):
     from mcproton.cli import main
 
     with pytest.raises(SystemExit) as e:
         main(["check", "--help"])
     assert e.value.code == 0 and "--phantom-from-struct" in capsys.readouterr().out
-    d = case["dir"]
-    rc = main(["check", "--plan", str(d / "RP.dcm"), "--dose", str(case["files"]["plan"]), "--ct", str(d / "ct"),
+    d = base["dir"]
+    rc = main(["check", "--plan", str(d / "RP.dcm"), "--dose", str(_tps(base, "ok", base["blob"])), "--ct", str(d / "ct"),
                "--out", str(d / "cli")])
     assert rc == 2 and "no beam model" in capsys.readouterr().err
