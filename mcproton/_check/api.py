@@ -180,7 +180,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           fractions: str = "auto", dose_type: str | None = None, primaries: int = 10_000_000,
           target_uncertainty: float | None = 0.01, seed: int = 12345, backend: str = "auto",
           threads: int | None = None, levels: ActionLevels | str | Path | None = None,
-          gamma_points: int | None = 30000, report: bool = True, mc: MCDose | None = None,
+          gamma_points: int | None = 10000, report: bool = True, mc: MCDose | None = None,
           progress: bool = True, log: Callable[[str], None] | None = None) -> CheckResult:
     """Recompute a plan with Monte Carlo on its planning-system dose grid and compare (see docs/check.md).
 
@@ -283,7 +283,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         g = gamma_3d(axes, tps, mc.total_gy_zyx, body, dose_pct=dp, dist_mm=dd, local=local, points=gamma_points,
                      seed=seed)
         g["criterion"] = {"dose_pct": dp, "distance_mm": dd, "local": local, "threshold_pct": 10.0,
-                          "max_gamma": 2.0, "interp_fraction": 5}
+                          "max_gamma": 1.5, "interp_fraction": 5}
         gam[name] = g
     beam_gamma = {}
     for b, d in sorted(inp.beams.items()):
@@ -361,7 +361,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             "geometry_notes": mc.provenance.get("geometry_notes", []), "python": platform.python_version(),
             "host": platform.node(), "date": mc.provenance.get("date")}
     settings = {"gamma_points": gamma_points, "gamma": "pymedphys.gamma, TPS reference, MC evaluation, global "
-                "normalisation to the TPS maximum in the body, max_gamma 2, interp_fraction 5, random subset "
+                "normalisation to the TPS maximum in the body, max_gamma 1.5, interp_fraction 5, random subset "
                 f"of {gamma_points} points (seeded)", "target_uncertainty": target_uncertainty,
                 "primaries_limit": primaries, "dose_to": dose_to, "fractions": fractions}
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,

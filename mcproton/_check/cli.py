@@ -42,8 +42,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=12345)
     c.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"])
     c.add_argument("--config", help="TOML with a [levels] table of action levels (see examples/check.toml)")
-    c.add_argument("--gamma-points", type=int, default=30000,
-                   help="random subset of points for the 3-D gamma (default 30000; 0 = all)")
+    c.add_argument("--gamma-points", type=int, default=10000,
+                   help="random subset of points for the 3-D gamma (default 10000; 0 = all)")
     c.add_argument("--json", action="store_true", help="print the JSON report instead of the summary")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=main)

@@ -51,7 +51,7 @@ def _planes_figure(res, centre) -> str:
                                             (b, "MC dose (Gy)", {"cmap": "jet", "vmin": 0, "vmax": norm * 1.05}),
                                             (d, "MC - TPS (% of TPS max)", {"cmap": "RdBu_r", "vmin": -5, "vmax": 5}),
                                             (g, "gamma 2%/2mm (2-D, this plane)", {"cmap": "RdYlGn_r", "vmin": 0,
-                                                                                   "vmax": 2}))):
+                                                                                   "vmax": 1.5}))):
             ax = axs[r, c]
             im = ax.imshow(img, extent=ext, origin=origin, aspect="equal", interpolation="nearest", **kw)
             if c < 2:
@@ -99,10 +99,10 @@ def _hist_figure(res) -> str:
     for name in ("3%/2mm", "2%/2mm", "1%/1mm"):
         g = res.gamma[name]["gamma"]
         if g.size:
-            axs[0].hist(np.clip(g, 0, 2), bins=np.linspace(0, 2, 41), histtype="step", lw=1.5,
+            axs[0].hist(np.clip(g, 0, 1.5), bins=np.linspace(0, 1.5, 31), histtype="step", lw=1.5,
                         label=f"{name}: {100 * res.gamma[name]['pass_rate']:.1f} % pass")
     axs[0].axvline(1, color="k", lw=0.8)
-    axs[0].set_xlabel("gamma (clipped at 2)")
+    axs[0].set_xlabel("gamma (search stopped at 1.5)")
     axs[0].set_ylabel("points")
     axs[0].legend(fontsize=8)
     axs[0].set_title("3-D gamma (global, body, 10 % threshold)", fontsize=9)
