@@ -141,18 +141,21 @@ def _frame(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _distal_r80(t: np.ndarray, prof: np.ndarray) -> float:
-    """Position of the distal 80 % of the profile's maximum (linear interpolation); NaN if none."""
-    i = int(np.argmax(prof))
-    top = prof[i]
-    if top <= 0:
+    """Distal R80 of a depth profile: the distal-most crossing of 80 % of the profile's top, where the top is the
+    95th percentile of the samples above half the maximum (robust to MC noise: a noise spike does not raise the
+    level, and a noise dip inside the plateau is not taken for the distal edge); linear interpolation; NaN if the
+    profile has no distal fall-off inside the grid."""
+    m = float(prof.max())
+    if m <= 0:
         return float("nan")
-    below = np.flatnonzero(prof[i:] < 0.8 * top)
-    if below.size == 0:
+    top = float(np.percentile(prof[prof >= 0.5 * m], 95))
+    above = np.flatnonzero(prof >= 0.8 * top)
+    j = int(above[-1])
+    if j + 1 >= prof.size:
         return float("nan")
-    j = i + int(below[0])
-    a, b = prof[j - 1], prof[j]
+    a, b = prof[j], prof[j + 1]
     f = (a - 0.8 * top) / (a - b) if a != b else 0.0
-    return float(t[j - 1] + f * (t[j] - t[j - 1]))
+    return float(t[j] + f * (t[j + 1] - t[j]))
 
 
 def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, direction: Sequence[float],

@@ -23,9 +23,10 @@ from dicom_factories import make_plan, save, spot_grid  # noqa: E402
 
 FOR = "1.2.826.0.1.3680043.8.498.4242"
 BOX = (-40.0, 40.0)       # water box x, y (mm); z -20..20
-# the fast test MC has ~6 % noise per 4 mm voxel (a clinical check stops at 1 %): the MC-uncertainty level and
-# the fraction of rays within 2 mm are relaxed accordingly; every other level is the default
-LEVELS = {"mc_uncertainty_max_pct": 9.0, "range_within_2mm_min": 50.0}
+# the fast test MC has ~6.5 % noise per voxel (a clinical check stops at 1 %): the MC-uncertainty level, the
+# fraction of rays within 2 mm and the target D95 (noise widens the MC's DVH: D95 moved by -2..+5 % between
+# seeds in this unoptimised two-beam dose) are relaxed accordingly; every other level is the default
+LEVELS = {"mc_uncertainty_max_pct": 9.0, "range_within_2mm_min": 50.0, "target_d95_pct": 8.0}
 FAST = dict(gamma_points=600, progress=False, backend="cpu")
 
 
@@ -78,14 +79,15 @@ def base(tmp_path_factory):
     from mcproton._io.rtplan import load_rtplan
 
     d = tmp_path_factory.mktemp("check")
-    vs = 4.0
-    xs = np.arange(-56.0, 56.0, vs) + vs / 2            # 28 voxels: air 16 mm around the box in x, y
-    zs = np.arange(-28.0, 28.0, vs) + vs / 2
-    X, Y = np.meshgrid(xs, xs, indexing="xy")
+    vs = (4.0, 2.0, 4.0)                                # 2 mm along beam 1 (+y), whose range error is tested
+    xs = np.arange(-56.0, 56.0, vs[0]) + vs[0] / 2      # air 16 mm around the box in x, y
+    ys = np.arange(-56.0, 56.0, vs[1]) + vs[1] / 2
+    zs = np.arange(-28.0, 28.0, vs[2]) + vs[2] / 2
+    X, Y = np.meshgrid(xs, ys, indexing="xy")
     inside = (X >= BOX[0]) & (X <= BOX[1]) & (Y >= BOX[0]) & (Y <= BOX[1])
-    hu = np.full((zs.size, xs.size, xs.size), -1000.0)
+    hu = np.full((zs.size, ys.size, xs.size), -1000.0)
     hu[(np.abs(zs) <= 20)[:, None, None] & inside[None]] = 0.0
-    write_ct_series(hu, (vs, vs, vs), (xs[0], xs[0], zs[0]), d / "ct", frame_of_reference_uid=FOR)
+    write_ct_series(hu, vs, (xs[0], ys[0], zs[0]), d / "ct", frame_of_reference_uid=FOR)
     spots = spot_grid(3, 8.0)
     layers = [(90.0, spots, [1.0] * 9), (80.0, spots, [0.6] * 9)]
     plan = make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": layers, "meterset": 20.0},
@@ -94,10 +96,10 @@ def base(tmp_path_factory):
     save(plan, d / "RP.dcm")
     _write_rs(d / "RS.dcm", plan)
     # an analytic stand-in dose for the bad-input tests (refused before any transport): a blob in the box
-    Z3, Y3, X3 = np.meshgrid(zs, xs, xs, indexing="ij")
+    Z3, Y3, X3 = np.meshgrid(zs, ys, xs, indexing="ij")
     blob = 2.0 * np.exp(-(X3 ** 2 + Y3 ** 2 + Z3 ** 2) / (2 * 20.0 ** 2)) * (hu > -500)
     rp = load_rtplan(d / "RP.dcm")
-    return {"dir": d, "grid": ((vs, vs, vs), (xs[0], xs[0], zs[0])), "shape": hu.shape, "plan_uid": rp.sop_instance_uid,
+    return {"dir": d, "grid": (vs, (xs[0], ys[0], zs[0])), "shape": hu.shape, "plan_uid": rp.sop_instance_uid,
             "blob": blob, "rp": rp}
 
 
@@ -115,7 +117,7 @@ def case(base):
     grid = TPSDose("", np.zeros(base["shape"]), vs, org, FOR, "PHYSICAL", "PLAN", rp.sop_instance_uid)
     inp = CheckInputs(str(d / "RP.dcm"), rp, grid, {}, str(d / "ct"), None, FOR, "PHYSICAL", 1, True)
     geo, _, _ = build_geometry(d / "ct", "schneider2000", grid)
-    hi = run_mc(inp, geo, "dcpt_v2", primaries=24000, target_uncertainty=None, seed=777, backend="cpu",
+    hi = run_mc(inp, geo, "dcpt_v2", primaries=36000, target_uncertainty=None, seed=777, backend="cpu",
                 progress=False, log=lambda m: None)
     files = {}
     for b, dose in hi.beams_gy_zyx.items():
@@ -125,7 +127,7 @@ def case(base):
     files["plan"] = write_rtdose(hi.total_gy_zyx, vs, org, d / "RD_plan.dcm", frame_of_reference_uid=FOR,
                                  referenced_plan_sop_instance_uid=rp.sop_instance_uid)
     res = check(plan=d / "RP.dcm", dose=[files["plan"], files[1], files[2]], ct=d / "ct", struct=d / "RS.dcm",
-                beam_model="dcpt_v2", out=d / "out", primaries=8000, target_uncertainty=None, seed=1,
+                beam_model="dcpt_v2", out=d / "out", primaries=12000, target_uncertainty=None, seed=1,
                 levels=_levels(), **FAST)
     return {**base, "files": files, "hi": hi, "res": res, "axes": grid.axes_mm()}
 
@@ -171,14 +173,16 @@ class _nothing:
 
 
 def _failed(res) -> str:
+    print(res.summary())   # shown with pytest -rP
     return " | ".join(c["quantity"] for c in res.failed)
 
 
 def test_correct_dose_passes_and_writes_the_report(case):
     res = case["res"]
+    print(res.summary())
     assert res.passed, res.summary()
     assert res.gamma["2%/2mm"]["pass_rate"] >= 0.95
-    assert abs(res.structures["PTV"]["metrics"]["D95"]["diff_pct"]) < 3
+    assert abs(res.structures["PTV"]["metrics"]["Dmean"]["diff_pct"]) < 3
     assert set(res.ranges) == {1, 2} and all(abs(r["median_mm"]) < 1 for r in res.ranges.values())
     html = Path(res.report_html).read_text()
     assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") >= 4
@@ -191,7 +195,7 @@ def test_correct_dose_passes_and_writes_the_report(case):
 def test_dose_shifted_by_3mm_fails(case):
     from scipy.ndimage import shift
 
-    vs = case["grid"][0][0]
+    vs = case["grid"][0][0]   # x
     d = shift(case["hi"].total_gy_zyx, (0, 0, 3.0 / vs), order=1)
     res = _recheck(case, _tps(case, "shift", d))
     assert not res.passed
@@ -201,7 +205,7 @@ def test_dose_shifted_by_3mm_fails(case):
 def test_dose_scaled_by_5_percent_fails(case):
     res = _recheck(case, _tps(case, "scaled", case["hi"].total_gy_zyx * 1.05))
     assert not res.passed
-    assert "PTV D95 difference" in _failed(res) and "PTV Dmean difference" in _failed(res), res.summary()
+    assert "PTV Dmean difference" in _failed(res) and "gamma 2%/2mm" in _failed(res), res.summary()
     assert any("0.95" in n for n in res.diagnostics), res.diagnostics
 
 
@@ -217,7 +221,7 @@ def test_range_error_of_3_percent_in_one_beam_fails(case):
 
     hi = case["hi"]
     z, y, x = case["axes"]
-    vs = case["grid"][0][0]
+    vs = case["grid"][0][1]   # y
     Z, Y, X = np.meshgrid(np.arange(z.size), np.arange(y.size), np.arange(x.size), indexing="ij")
     y_src = BOX[0] + (y[Y] - BOX[0]) / 1.03
     b1 = map_coordinates(hi.beams_gy_zyx[1], [Z, (y_src - y[0]) / vs, X], order=1)
