@@ -378,3 +378,32 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         res.report_json = str(out_dir / "check.json")
         Path(res.report_json).write_text(json.dumps(res.to_dict(), indent=1))
     return res
+
+
+def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], None] | None = None,
+                **kwargs: Any) -> dict[str, Any]:
+    """``check`` for every sub-folder of ``folder`` (one patient each) into ``out/<sub-folder>/``; a patient whose
+    inputs are refused is recorded with the message and the batch goes on.  Writes ``out/batch.json`` and returns
+    {patient: CheckResult or the error message}."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise CheckInputError(f"--batch: {root} is not a folder; give a folder holding one sub-folder per patient")
+    subs = sorted(p for p in root.iterdir() if p.is_dir())
+    if not subs:
+        raise CheckInputError(f"--batch: {root} has no sub-folders; give a folder holding one sub-folder per patient")
+    log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+    results: dict[str, Any] = {}
+    table = {}
+    for p in subs:
+        log(f"mcproton check --batch: {p.name}")
+        try:
+            r = check(folder=p, out=Path(out) / p.name, log=log, **kwargs)
+            results[p.name] = r
+            table[p.name] = {"passed": r.passed, "failed": [c["quantity"] for c in r.failed],
+                             "gamma_2_2_pct": 100 * r.gamma["2%/2mm"]["pass_rate"], "report": r.report_html}
+        except (ValueError, FileNotFoundError) as exc:   # refused input: recorded, the batch goes on
+            results[p.name] = f"{type(exc).__name__}: {exc}"
+            table[p.name] = {"passed": False, "error": results[p.name]}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "batch.json").write_text(json.dumps(table, indent=1, default=str))
+    return results

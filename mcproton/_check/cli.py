@@ -22,6 +22,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("folder", nargs="?", help="a folder with one patient's DICOM files (CT, RT Plan, RT Dose(s), "
                                              "RT Struct), paired by their UIDs; explicit options below win")
+    c.add_argument("--batch", action="store_true",
+                   help="FOLDER holds one sub-folder per patient: check each into OUT/<sub-folder>/, summary in "
+                        "OUT/batch.json")
     c.add_argument("--ct", help="folder of the plan's CT series")
     c.add_argument("--plan", help="RT Ion Plan (RP.dcm)")
     c.add_argument("--dose", action="append", help="TPS RT Dose: the plan dose and/or per-beam doses (repeatable)")
@@ -51,17 +54,27 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .api import check
+    from .api import check, check_batch
 
+    common = dict(beam_model=args.beam_model, calibration=args.calibration,
+                  phantom_from_struct=args.phantom_from_struct, dose_to=args.dose_to, rbe=args.rbe,
+                  fractions=args.fractions, primaries=args.primaries,
+                  target_uncertainty=args.target_uncertainty or None, seed=args.seed, backend=args.backend,
+                  levels=args.config, gamma_points=args.gamma_points or None, progress=not args.quiet)
+    if args.batch:
+        if not args.folder or args.plan or args.dose or args.ct or args.struct:
+            raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"
+                             "--struct")
+        results = check_batch(args.folder, args.out, **common)
+        for name, r in results.items():
+            print(f"{name}: " + (("PASS" if r.passed else "FAIL (" + "; ".join(c["quantity"] for c in r.failed) + ")")
+                                 if not isinstance(r, str) else f"REFUSED ({r})"))
+        return 0 if all(not isinstance(r, str) and r.passed for r in results.values()) else 1
     if not (args.folder or args.plan):
         raise ValueError("give a patient folder or --plan with --dose (and --ct or --phantom-from-struct); "
                          "see mcproton check --help")
-    res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder,
-                beam_model=args.beam_model, out=args.out, calibration=args.calibration,
-                phantom_from_struct=args.phantom_from_struct, dose_to=args.dose_to, rbe=args.rbe,
-                fractions=args.fractions, primaries=args.primaries,
-                target_uncertainty=args.target_uncertainty or None, seed=args.seed, backend=args.backend,
-                levels=args.config, gamma_points=args.gamma_points or None, progress=not args.quiet)
+    res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder, out=args.out,
+                **common)
     if args.json:
         print(json.dumps(res.to_dict(), indent=1))
     else:

@@ -295,3 +295,29 @@ def test_cli_help_and_bad_input_exit_status(base, capsys):
     rc = main(["check", "--plan", str(d / "RP.dcm"), "--dose", str(_tps(base, "ok", base["blob"])), "--ct", str(d / "ct"),
                "--out", str(d / "cli")])
     assert rc == 2 and "no beam model" in capsys.readouterr().err
+
+
+def test_batch_goes_on_past_a_refused_patient(case, tmp_path, capsys):
+    """--batch: one patient folder is checked, one without a TPS dose is refused with the reason; exit status 1."""
+    import json
+    import shutil
+
+    from mcproton.cli import main
+
+    d = case["dir"]
+    ok, bad = tmp_path / "pts" / "a_ok", tmp_path / "pts" / "b_nodose"
+    shutil.copytree(d / "ct", ok / "ct")
+    for f in ("RP.dcm", "RS.dcm", "RD_plan.dcm"):
+        shutil.copy(d / f, ok / f)
+    bad.mkdir()
+    shutil.copy(d / "RP.dcm", bad / "RP.dcm")
+    cfg = tmp_path / "levels.toml"
+    cfg.write_text("[levels]\n" + "".join(f"{k} = {v}\n" for k, v in LEVELS.items()))
+    rc = main(["check", str(tmp_path / "pts"), "--batch", "--beam-model", "dcpt_v2", "--out", str(tmp_path / "out"),
+               "--primaries", "4000", "--target-uncertainty", "0", "--gamma-points", "300", "--backend", "cpu",
+               "--config", str(cfg), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "b_nodose: REFUSED" in out and "no RT Dose" in out
+    table = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert set(table) == {"a_ok", "b_nodose"} and Path(table["a_ok"]["report"]).is_file()
+    assert table["a_ok"]["gamma_2_2_pct"] > 50      # 4000 primaries: noisy, but the same plan
