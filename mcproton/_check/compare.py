@@ -23,6 +23,13 @@ TARGET_TYPES = ("PTV", "CTV", "GTV", "ITV")
 OAR_TYPES = ("ORGAN", "OAR", "AVOIDANCE")
 
 
+def _interp_algo() -> str:
+    """pymedphys's own (numba, parallel) interpolation where numba is installed, else scipy's (slower)."""
+    import importlib.util
+
+    return "pymedphys" if importlib.util.find_spec("numba") is not None else "scipy"
+
+
 def gamma_3d(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, body: np.ndarray, *,
              dose_pct: float, dist_mm: float, local: bool = False, threshold_pct: float = 10.0,
              max_gamma: float = 1.5, points: int | None = 10000, interp_fraction: int = 5,
@@ -43,7 +50,7 @@ def gamma_3d(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, bo
         g = pymedphys.gamma(tuple(axes_zyx), r, tuple(axes_zyx), ev, dose_pct, dist_mm,
                             lower_percent_dose_cutoff=threshold_pct, interp_fraction=interp_fraction,
                             max_gamma=max_gamma, local_gamma=local, global_normalisation=norm,
-                            random_subset=subset, quiet=True, interp_algo="scipy")
+                            random_subset=subset, quiet=True, interp_algo=_interp_algo())
     finally:
         np.random.set_state(state)
     vals = g[np.isfinite(g)]
@@ -61,7 +68,7 @@ def gamma_plane(ax2: Sequence[np.ndarray], ref2: np.ndarray, ev2: np.ndarray, bo
         return np.full(ref2.shape, np.nan)
     return pymedphys.gamma(tuple(ax2), r, tuple(ax2), ev2, dose_pct, dist_mm, lower_percent_dose_cutoff=threshold_pct,
                            interp_fraction=5, max_gamma=1.5, global_normalisation=norm, quiet=True,
-                           interp_algo="scipy")
+                           interp_algo=_interp_algo())
 
 
 def dose_difference(ref: np.ndarray, ev: np.ndarray, body: np.ndarray, threshold_pct: float = 10.0) -> dict:
