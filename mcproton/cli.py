@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_cmd_info)
 
-    from ._check.cli import add_parser as _add_check   # mcproton check (mcproton/_check/)
+    # mcproton check (mcproton/_check/)
+    from ._check.cli import add_parser as _add_check
 
     _add_check(sub)
 

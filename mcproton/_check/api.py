@@ -6,9 +6,10 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -168,7 +169,7 @@ def _prescription(plan_path: str) -> float | None:
             v = dr.get("TargetPrescriptionDose", None)
             if v is not None and float(v) > 0:
                 return float(v)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the prescription is optional: without it V95/V100 use the target median
         return None
     return None
 

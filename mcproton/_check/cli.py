@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 EPILOG = """examples:
   mcproton check --ct CT/ --plan RP.dcm --dose RD.dcm --struct RS.dcm --beam-model dcpt_v5 --out check/
@@ -56,11 +55,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     from .api import check, check_batch
 
-    common = dict(beam_model=args.beam_model, calibration=args.calibration,
-                  phantom_from_struct=args.phantom_from_struct, dose_to=args.dose_to, rbe=args.rbe,
-                  fractions=args.fractions, primaries=args.primaries,
-                  target_uncertainty=args.target_uncertainty or None, seed=args.seed, backend=args.backend,
-                  levels=args.config, gamma_points=args.gamma_points or None, progress=not args.quiet)
+    common = {"beam_model": args.beam_model, "calibration": args.calibration,
+              "phantom_from_struct": args.phantom_from_struct, "dose_to": args.dose_to, "rbe": args.rbe,
+              "fractions": args.fractions, "primaries": args.primaries,
+              "target_uncertainty": args.target_uncertainty or None, "seed": args.seed, "backend": args.backend,
+              "levels": args.config, "gamma_points": args.gamma_points or None, "progress": not args.quiet}
     if args.batch:
         if not args.folder or args.plan or args.dose or args.ct or args.struct:
             raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"

@@ -12,7 +12,8 @@ criterion.  (30 000 points and max_gamma 2 took 312 s for the six gammas of a fa
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -210,7 +211,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         return {"rays": 0}
     arr = np.array(rays)
     diff = arr[:, 3] - arr[:, 2]
-    return {"rays": int(len(arr)), "ray_spacing_mm": ds, "median_mm": float(np.median(diff)),
+    return {"rays": len(arr), "ray_spacing_mm": ds, "median_mm": float(np.median(diff)),
             "mean_mm": float(diff.mean()), "p5_mm": float(np.percentile(diff, 5)),
             "p95_mm": float(np.percentile(diff, 95)), "within_1mm": float(np.mean(np.abs(diff) <= 1.0)),
             "within_2mm": float(np.mean(np.abs(diff) <= 2.0)), "values_mm": diff, "bev_uv_mm": arr[:, :2]}

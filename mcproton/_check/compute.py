@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -85,9 +86,11 @@ def _nearest_material(roi: dict):
             if d < best_d:
                 best, best_d = m, d
         return best, f"nearest composition (L1 {best_d:.3f})"
+    from ..materials import UnknownMaterialError
+
     try:
         return get_material(roi["name"].lower()), "by name"
-    except Exception:
+    except UnknownMaterialError:
         return get_material("water"), "water (no composition given)"
 
 
@@ -159,7 +162,7 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose):
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
     g = cal.to_geometry(ct, compact=True)
     g.frame_of_reference_uid = ct.frame_of_reference_uid
-    factors = [max(1, int(round(t / c))) for t, c in zip(ref.voxel_size_mm, g.voxel_size_mm)]
+    factors = [max(1, int(np.rint(t / c))) for t, c in zip(ref.voxel_size_mm, g.voxel_size_mm)]
     g2 = resample_blocks(g, factors)
     return g2, cal, ct
 
@@ -197,9 +200,9 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
            log: Callable[[str], None] | None = None, timings: dict | None = None) -> MCDose:
     """Run every beam of the plan and place the doses on the TPS grid."""
     from .._io.beam_model import load_beam_model
+    from .._io.rtplan import plan_to_beams
     from .._run.inputs import check_memory
     from .._run.job import run_job
-    from .._io.rtplan import plan_to_beams
     from ..config import check_beam_hits
     from ..run import sum_results
     from ..settings import RunSettings

@@ -18,9 +18,10 @@ What the TPS dose holds:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -90,10 +91,10 @@ def _dcm_header(path: Path):
 
     try:
         return pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any file in a patient folder may be there; not DICOM -> skipped
         try:
             return pydicom.dcmread(path, stop_before_pixels=True, force=True)
-        except Exception:
+        except Exception:  # noqa: BLE001
             return None
 
 
@@ -268,7 +269,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
 
             want = str(pydicom.dcmread(plan_path, stop_before_pixels=True)
                        .ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID)
-        except Exception:
+        except (AttributeError, IndexError, OSError, ValueError):   # no ReferencedStructureSetSequence
             pass
         pick = [p for p in rs if _sop_uid(p) == want] or rs
         struct = pick[0] if len(pick) == 1 else None

@@ -42,7 +42,7 @@ class ActionLevels:
     mc_uncertainty_max_pct: float = 2.0
 
     @classmethod
-    def load(cls, path: str | Path | None = None, **overrides: Any) -> "ActionLevels":
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> ActionLevels:
         data: dict[str, Any] = {}
         if path is not None:
             p = Path(path)
@@ -63,7 +63,7 @@ class ActionLevels:
         if bad:
             import difflib
 
-            hint = difflib.get_close_matches(sorted(bad)[0], names, n=1)
+            hint = difflib.get_close_matches(min(bad), names, n=1)
             raise ValueError(f"unknown action level(s) {sorted(bad)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                              + f"; known: {', '.join(sorted(names))}")
         for k, v in data.items():

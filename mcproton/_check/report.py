@@ -25,7 +25,7 @@ def _centre(res) -> tuple[int, int, int]:
     for nm, row in res.structures.items():
         m = res.masks.get(nm)
         if row["kind"] == "target" and m is not None and m.any():
-            return tuple(int(round(v)) for v in np.argwhere(m).mean(axis=0))  # type: ignore[return-value]
+            return tuple(int(np.rint(v)) for v in np.argwhere(m).mean(axis=0))  # type: ignore[return-value]
     return tuple(int(v) for v in np.unravel_index(np.argmax(res.tps_gy_zyx), res.tps_gy_zyx.shape))  # type: ignore
 
 
@@ -38,9 +38,9 @@ def _planes_figure(res, centre) -> str:
     z, y, x = res.axes_zyx
     k, j, i = centre
     norm = float(tps[body].max()) if body.any() else float(tps.max())
-    planes = [("axial z = %.1f mm" % z[k], np.s_[k, :, :], (x, y), ("x (mm)", "y (mm)"), "upper"),
-              ("coronal y = %.1f mm" % y[j], np.s_[:, j, :], (x, z), ("x (mm)", "z (mm)"), "lower"),
-              ("sagittal x = %.1f mm" % x[i], np.s_[:, :, i], (y, z), ("y (mm)", "z (mm)"), "lower")]
+    planes = [(f"axial z = {z[k]:.1f} mm", np.s_[k, :, :], (x, y), ("x (mm)", "y (mm)"), "upper"),
+              (f"coronal y = {y[j]:.1f} mm", np.s_[:, j, :], (x, z), ("x (mm)", "z (mm)"), "lower"),
+              (f"sagittal x = {x[i]:.1f} mm", np.s_[:, :, i], (y, z), ("y (mm)", "z (mm)"), "lower")]
     fig, axs = plt.subplots(3, 4, figsize=(15, 11))
     for r, (title, sl, (h, v), (hl, vl), origin) in enumerate(planes):
         a, b, m = tps[sl], mc[sl], body[sl]
@@ -191,15 +191,15 @@ def write_report(res, out_dir: str | Path, timings: dict) -> Path:
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         "<title>mcproton check</title>",
-        "<style>body{font-family:sans-serif;max-width:1250px;margin:auto;font-size:13px}"
-        "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 6px}"
-        ".pass{background:#d9f2d9}.fail{background:#f8d0d0}h1 .pass,h1 .fail{padding:0 8px}"
-        "img{max-width:100%}</style></head><body>",
-        f"<h1>mcproton check: <span class=\"{'pass' if res.passed else 'fail'}\">"
-        f"{'PASS' if res.passed else 'FAIL'}</span></h1>",
-        f"<p>Plan {html.escape(Path(res.inputs.plan_path).name)} ({html.escape(str(res.inputs.plan.label))}); "
-        f"{html.escape(p['dose'])}; {p['fractions']} fraction(s); beam model {html.escape(str(p['beam_model']))}; "
-        f"calibration {html.escape(str(p['calibration']))}.</p>",
+        ("<style>body{font-family:sans-serif;max-width:1250px;margin:auto;font-size:13px}"
+         "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 6px}"
+         ".pass{background:#d9f2d9}.fail{background:#f8d0d0}h1 .pass,h1 .fail{padding:0 8px}"
+         "img{max-width:100%}</style></head><body>"),
+        (f"<h1>mcproton check: <span class=\"{'pass' if res.passed else 'fail'}\">"
+         f"{'PASS' if res.passed else 'FAIL'}</span></h1>"),
+        (f"<p>Plan {html.escape(Path(res.inputs.plan_path).name)} ({html.escape(str(res.inputs.plan.label))}); "
+         f"{html.escape(p['dose'])}; {p['fractions']} fraction(s); beam model {html.escape(str(p['beam_model']))}; "
+         f"calibration {html.escape(str(p['calibration']))}.</p>"),
         "<h2>Action levels</h2>",
         _table(["quantity", "value", "action level", "result"],
                [[c["quantity"], c["value_text"], c["limit_text"], "pass" if c["passed"] else "FAIL"] for c in res.checks],

@@ -19,7 +19,7 @@ import pydicom
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
-from dicom_factories import make_plan, save, spot_grid  # noqa: E402
+from dicom_factories import make_plan, save, spot_grid
 
 FOR = "1.2.826.0.1.3680043.8.498.4242"
 BOX = (-40.0, 40.0)       # water box x, y (mm); z -20..20
@@ -27,7 +27,7 @@ BOX = (-40.0, 40.0)       # water box x, y (mm); z -20..20
 # fraction of rays within 2 mm and the target D95 (noise widens the MC's DVH: D95 moved by -2..+5 % between
 # seeds in this unoptimised two-beam dose) are relaxed accordingly; every other level is the default
 LEVELS = {"mc_uncertainty_max_pct": 9.0, "range_within_2mm_min": 50.0, "target_d95_pct": 8.0}
-FAST = dict(gamma_points=600, progress=False, backend="cpu")
+FAST = {"gamma_points": 600, "progress": False, "backend": "cpu"}
 
 
 def _write_rs(path: Path, plan_ds, lo=(-16.0, -16.0, -12.0), hi=(16.0, 16.0, 12.0)) -> None:
@@ -75,8 +75,8 @@ def _write_rs(path: Path, plan_ds, lo=(-16.0, -16.0, -12.0), hi=(16.0, 16.0, 12.
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """CT, plan and RS (no transport)."""
-    from mcproton.dicom import write_ct_series
     from mcproton._io.rtplan import load_rtplan
+    from mcproton.dicom import write_ct_series
 
     d = tmp_path_factory.mktemp("check")
     vs = (4.0, 2.0, 4.0)                                # 2 mm along beam 1 (+y), whose range error is tested

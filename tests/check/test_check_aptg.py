@@ -7,7 +7,6 @@ import gzip
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dicom" / "aptg_check"
