@@ -12,6 +12,7 @@ criterion.  (30 000 points and max_gamma 2 took 312 s for the six gammas of a fa
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -48,10 +49,12 @@ def gamma_3d(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, bo
     state = np.random.get_state()
     np.random.seed(seed)
     try:
-        g = pymedphys.gamma(tuple(axes_zyx), r, tuple(axes_zyx), ev, dose_pct, dist_mm,
-                            lower_percent_dose_cutoff=threshold_pct, interp_fraction=interp_fraction,
-                            max_gamma=max_gamma, local_gamma=local, global_normalisation=norm,
-                            random_subset=subset, quiet=True, interp_algo=_interp_algo())
+        with warnings.catch_warnings():   # pymedphys 0.41 announces that `quiet` will be deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            g = pymedphys.gamma(tuple(axes_zyx), r, tuple(axes_zyx), ev, dose_pct, dist_mm,
+                                lower_percent_dose_cutoff=threshold_pct, interp_fraction=interp_fraction,
+                                max_gamma=max_gamma, local_gamma=local, global_normalisation=norm,
+                                random_subset=subset, quiet=True, interp_algo=_interp_algo())
     finally:
         np.random.set_state(state)
     vals = g[np.isfinite(g)]
@@ -67,9 +70,11 @@ def gamma_plane(ax2: Sequence[np.ndarray], ref2: np.ndarray, ev2: np.ndarray, bo
     r = np.where(body2, ref2, 0.0)
     if norm <= 0 or not (r >= threshold_pct / 100 * norm).any():
         return np.full(ref2.shape, np.nan)
-    return pymedphys.gamma(tuple(ax2), r, tuple(ax2), ev2, dose_pct, dist_mm, lower_percent_dose_cutoff=threshold_pct,
-                           interp_fraction=5, max_gamma=1.5, global_normalisation=norm, quiet=True,
-                           interp_algo=_interp_algo())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return pymedphys.gamma(tuple(ax2), r, tuple(ax2), ev2, dose_pct, dist_mm,
+                               lower_percent_dose_cutoff=threshold_pct, interp_fraction=5, max_gamma=1.5,
+                               global_normalisation=norm, quiet=True, interp_algo=_interp_algo())
 
 
 def dose_difference(ref: np.ndarray, ev: np.ndarray, body: np.ndarray, threshold_pct: float = 10.0) -> dict:

@@ -7,6 +7,7 @@ import gzip
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dicom" / "aptg_check"
@@ -62,3 +63,17 @@ def test_body_outline_and_grid_coverage_of_the_real_dose(folder):
 
     with pytest.raises(CheckInputError, match="does not cover"):
         check_grid_covers(inp.total.dose_gy_zyx[:, 20:-20], body[:, 20:-20], "cropped")
+
+
+def test_body_outline_from_the_ct_without_an_external():
+    """No External ROI: the CT above 0.1 g/cm3, its largest connected part, holes filled (a couch-like slab and
+    the air inside the body are handled)."""
+    from mcproton._check.api import body_outline
+
+    rho = np.full((20, 30, 30), 0.0012)
+    rho[2:18, 5:25, 5:25] = 1.0          # the body
+    rho[8:12, 12:18, 12:18] = 0.0012      # air inside it (a cavity): filled
+    rho[:, 28:, :] = 0.5                  # a couch, not connected
+    body, how = body_outline({"PTV": np.zeros(rho.shape, bool)}, {"PTV": "PTV"}, rho)
+    assert "CT density" in how
+    assert body[2:18, 5:25, 5:25].all() and body.sum() == 16 * 20 * 20
