@@ -4,4 +4,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "check"]
+
+
+def check(*args, **kwargs):
+    """Independent Monte Carlo check of a plan against its planning-system dose; returns a CheckResult.
+    See :func:`mcproton._check.api.check` and docs/check.md (imported on first use)."""
+    from ._check.api import check as _check
+
+    return _check(*args, **kwargs)

@@ -246,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_cmd_info)
 
+    # mcproton check (mcproton/_check/)
+    from ._check.cli import add_parser as _add_check
+
+    _add_check(sub)
+
     for name, func, helptext in (("validate", _cmd_validate, "run the validation suite and write the report"),
                                  ("demo", _cmd_demo, "the built-in default job (paediatric brain-tumour plan)"),
                                  ("phantom", _cmd_phantom, "generate a paediatric phantom (DICOM CT, RT Struct, HDF5)")):

@@ -1,0 +1,410 @@
+"""``mcproton.check(...)``: the independent Monte Carlo check of a plan against its planning-system dose."""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .compare import GAMMA_CRITERIA, classify, dose_difference, gamma_3d, range_agreement, structure_stats
+from .compute import MCDose, build_geometry, phantom_ct_from_struct, run_mc, to_tps_grid
+from .inputs import CheckInputError, CheckInputs, gather
+from .levels import ActionLevels
+
+#: Body outline without an External ROI: CT density above this (g/cm3; lung is 0.2-0.5, air 0.0012), the
+#: largest connected part with its holes filled.
+BODY_DENSITY_G_CM3 = 0.1
+
+
+@dataclass
+class CheckResult:
+    """Everything ``mcproton check`` found (``to_dict()`` is the JSON report)."""
+
+    passed: bool
+    checks: list[dict]
+    gamma: dict[str, dict]
+    dose_difference: dict
+    structures: dict[str, dict]
+    ranges: dict[int, dict]
+    beam_gamma: dict[int, dict]
+    diagnostics: list[str]
+    pairing: list[str]
+    provenance: dict
+    timings_s: dict[str, float]
+    settings: dict
+    levels: dict
+    out_dir: str | None = None
+    report_html: str | None = None
+    report_json: str | None = None
+    # arrays (not in the JSON): the doses on the TPS grid and the body outline
+    tps_gy_zyx: np.ndarray | None = field(default=None, repr=False)
+    mc_gy_zyx: np.ndarray | None = field(default=None, repr=False)
+    body_zyx: np.ndarray | None = field(default=None, repr=False)
+    masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    axes_zyx: tuple | None = field(default=None, repr=False)
+    mc: MCDose | None = field(default=None, repr=False)
+    inputs: CheckInputs | None = field(default=None, repr=False)
+
+    @property
+    def failed(self) -> list[dict]:
+        return [c for c in self.checks if not c["passed"]]
+
+    def to_dict(self) -> dict:
+        def clean(o):
+            if isinstance(o, dict):
+                return {str(k): clean(v) for k, v in o.items() if not isinstance(v, np.ndarray)}
+            if isinstance(o, (list, tuple)):
+                return [clean(v) for v in o]
+            if isinstance(o, (np.floating, float)):
+                return None if not math.isfinite(float(o)) else float(o)
+            if isinstance(o, np.integer):
+                return int(o)
+            if isinstance(o, np.bool_):
+                return bool(o)
+            return o
+
+        keys = ("passed", "checks", "gamma", "dose_difference", "structures", "ranges", "beam_gamma", "diagnostics",
+                "pairing", "provenance", "timings_s", "settings", "levels")
+        return clean({k: getattr(self, k) for k in keys})
+
+    def summary(self) -> str:
+        lines = [f"mcproton check: {'PASS' if self.passed else 'FAIL'}"]
+        for c in self.checks:
+            lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {c['quantity']}: {c['value_text']} "
+                         f"(action level {c['limit_text']})")
+        for d in self.diagnostics:
+            lines.append(f"  note: {d}")
+        return "\n".join(lines)
+
+
+def body_outline(masks: dict[str, np.ndarray], types: dict[str, str], density_zyx: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """The body on the TPS grid: the External ROI, else the CT density above BODY_DENSITY_G_CM3 (largest
+    connected part, holes filled)."""
+    for nm, m in masks.items():
+        if classify(nm, types.get(nm, "")) == "external" and m.any():
+            return m, f"External ROI {nm!r}"
+    if density_zyx is None:
+        raise CheckInputError("no body outline: give a structure set with an External ROI or a CT")
+    from scipy import ndimage
+
+    b = density_zyx >= BODY_DENSITY_G_CM3
+    lab, n = ndimage.label(b)
+    if n > 1:
+        sizes = ndimage.sum(b, lab, range(1, n + 1))
+        b = lab == (1 + int(np.argmax(sizes)))
+    b = ndimage.binary_fill_holes(b)
+    return b, f"CT density >= {BODY_DENSITY_G_CM3:g} g/cm3 (largest connected part, holes filled)"
+
+
+def check_grid_covers(ref_dose: np.ndarray, body: np.ndarray, name: str, threshold_pct: float = 10.0) -> None:
+    """Refuse a TPS dose grid that cuts through the irradiated body: dose above the threshold on the grid's
+    faces inside the body means that dose outside the grid is missing from the comparison."""
+    if not body.any():
+        raise CheckInputError(f"the TPS dose grid of {name} does not overlap the body outline: the dose and the "
+                              "patient do not belong together (or the grid is misplaced)")
+    top = float(ref_dose[body].max())
+    faces = {"z first": np.s_[0], "z last": np.s_[-1], "y first": np.s_[:, 0], "y last": np.s_[:, -1],
+             "x first": np.s_[:, :, 0], "x last": np.s_[:, :, -1]}
+    hit = []
+    for nm, sl in faces.items():
+        d = np.where(body[sl], ref_dose[sl], 0.0)
+        if d.max(initial=0.0) > threshold_pct / 100 * top:
+            hit.append(f"{nm} face ({100 * d.max() / top:.0f} % of the maximum)")
+    if hit:
+        raise CheckInputError(f"the TPS dose grid of {name} does not cover the irradiated body: there is dose above "
+                              f"{threshold_pct:g} % inside the body on its {', '.join(hit)}, so dose outside the grid "
+                              "would be missing from the check; export the dose on a grid that covers the body "
+                              "(External) in the beams' paths")
+
+
+def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray], inputs: CheckInputs,
+              beams_in_tps: dict[int, np.ndarray]) -> list[str]:
+    """Likely causes of a disagreement (a global scale, a fraction mismatch, a missing beam, a shift)."""
+    notes = []
+    sel = body & (ref >= 0.1 * ref[body].max())
+    s_ref, s_mc = float(ref[sel].sum()), float(mc.total_gy_zyx[sel].sum())
+    if s_ref <= 0:
+        return notes
+    ratio = s_mc / s_ref
+    if abs(ratio - 1) > 0.02:
+        notes.append(f"the MC dose is {ratio:.3f} x the TPS dose (sum over the body voxels above 10 %)")
+    n = inputs.fractions
+    if n > 1 and (abs(ratio * n - 1) < 0.1 or abs(ratio / n - 1) < 0.1):
+        notes.append(f"the ratio {ratio:.3g} is close to {'1/' if ratio < 1 else ''}{n}, the plan's number of "
+                     "fractions: the TPS dose is probably of one fraction while the MC has all (or the reverse); "
+                     "check DoseSummationType and use fractions = 'one' / 'all'")
+    if len(mc.beams_gy_zyx) > 1:
+        for b, d in mc.beams_gy_zyx.items():
+            rest = float((mc.total_gy_zyx - d)[sel].sum())
+            if abs(rest / s_ref - 1) < 0.03 and abs(ratio - 1) > 0.05:
+                notes.append(f"the TPS dose matches the MC dose without beam {b} ({rest / s_ref:.3f}): beam {b} "
+                             "seems to be missing from the TPS dose (or from the plan the TPS computed)")
+    # dose centroid shift (voxels above 50 %)
+    def centroid(d):
+        w = np.where(body & (d >= 0.5 * d[body].max()), d, 0.0)
+        tot = w.sum()
+        return np.array([float((w.sum(axis=tuple(j for j in range(3) if j != k)) * axes[k]).sum() / tot)
+                         for k in range(3)]) if tot > 0 else np.zeros(3)
+
+    c = centroid(mc.total_gy_zyx) - centroid(ref)
+    if np.linalg.norm(c) > 1.0:
+        notes.append(f"the high-dose centroid of the MC lies ({c[2]:+.1f}, {c[1]:+.1f}, {c[0]:+.1f}) mm (x, y, z) from "
+                     "the TPS's: a shift or a range difference")
+    return notes
+
+
+def _prescription(plan_path: str) -> float | None:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(plan_path, stop_before_pixels=True)
+        for dr in ds.get("DoseReferenceSequence", []) or []:
+            v = dr.get("TargetPrescriptionDose", None)
+            if v is not None and float(v) > 0:
+                return float(v)
+    except Exception:  # noqa: BLE001 - the prescription is optional: without it V95/V100 use the target median
+        return None
+    return None
+
+
+def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None, *,
+          ct: str | Path | None = None, struct: str | Path | None = None, folder: str | Path | None = None,
+          beam_model: Any = None, out: str | Path | None = None, calibration: Any = "schneider2000",
+          phantom_from_struct: bool = False, dose_to: str = "water", rbe: float | None = None,
+          fractions: str = "auto", dose_type: str | None = None, primaries: int = 10_000_000,
+          target_uncertainty: float | None = 0.01, seed: int = 12345, backend: str = "auto",
+          threads: int | None = None, levels: ActionLevels | str | Path | None = None,
+          gamma_points: int | None = 10000, report: bool = True, mc: MCDose | None = None,
+          progress: bool = True, log: Callable[[str], None] | None = None) -> CheckResult:
+    """Recompute a plan with Monte Carlo on its planning-system dose grid and compare (see docs/check.md).
+
+    plan, dose, ct, struct : the RT Ion Plan, the TPS RT Dose(s) (a plan dose and/or per-beam doses), the CT
+        folder and the RT Struct; or ``folder`` holding them (found and paired by UID).
+    phantom_from_struct : no CT: build one from the structure set's ROI material overrides (phantoms).
+    dose_to : "water" (default, what clinical proton TPSs report) or "medium".
+    rbe : constant RBE for a DoseType EFFECTIVE dose (default 1.1).
+    fractions : "auto" (from DoseSummationType), "all" or "one".
+    primaries, target_uncertainty : the MC stops at the target (mean relative uncertainty over the voxels above
+        50 % of the maximum; default 1 %) or at ``primaries``.
+    levels : ActionLevels, or a TOML file with a [levels] table.
+    mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).
+    """
+    t_all = time.perf_counter()
+    log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+    timings: dict[str, float] = {}
+    if dose_to not in ("water", "medium"):
+        raise CheckInputError(f'dose_to must be "water" or "medium"; got {dose_to!r}')
+    lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
+    t = time.perf_counter()
+    inp = gather(plan=plan, dose=dose, ct=ct, struct=struct, folder=folder, dose_type=dose_type,
+                 fractions=fractions)
+    for line in inp.pairing:
+        log(f"mcproton check: {line}")
+    ref = inp.reference
+    axes = ref.axes_mm()
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    timings["read_dicom_s"] = time.perf_counter() - t
+    # ---- the geometry
+    t = time.perf_counter()
+    notes_geo: list[str] = []
+    geometry = None
+    if mc is None:
+        ct_dir = inp.ct_dir
+        if ct_dir is None:
+            if not phantom_from_struct:
+                raise CheckInputError("no CT: give --ct (the plan's CT series), or for a phantom whose structure "
+                                      "set overrides the materials, --phantom-from-struct")
+            if inp.struct_path is None:
+                raise CheckInputError("--phantom-from-struct needs the structure set (--struct RS.dcm)")
+            import tempfile
+
+            where = (out_dir / "phantom_ct") if out_dir is not None else Path(tempfile.mkdtemp(prefix="mcproton_check_"))
+            ct_dir, calibration, notes_geo = phantom_ct_from_struct(inp.struct_path, ref, where,
+                                                                     frame_of_reference_uid=inp.frame_of_reference_uid)
+            for nline in notes_geo:
+                log(f"mcproton check: phantom: {nline}")
+        geometry, cal, _ = build_geometry(ct_dir, calibration, ref)
+        cal_name = getattr(cal, "name", str(calibration))
+    else:
+        cal_name = mc.provenance.get("calibration", "(reused MC dose)")
+    timings["geometry_s"] = time.perf_counter() - t
+    # ---- structures and the body outline on the TPS grid
+    t = time.perf_counter()
+    masks: dict[str, np.ndarray] = {}
+    types: dict[str, str] = {}
+    if inp.struct_path:
+        from .._io.rtstruct import rasterise, read_rtstruct
+
+        s = read_rtstruct(inp.struct_path)
+        types = dict(s.roi_types)
+
+        class _G:
+            origin_mm = ref.origin_mm
+            voxel_size_mm = ref.voxel_size_mm
+            shape_zyx = ref.shape_zyx
+
+        masks = rasterise(s, _G)
+    density = None
+    if geometry is not None:
+        density, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, ref)
+    elif mc is not None:
+        density = mc.density_g_cm3_zyx
+    body, body_how = body_outline(masks, types, density)
+    check_grid_covers(ref.dose_gy_zyx, body, Path(ref.path).name)
+    timings["structures_s"] = time.perf_counter() - t
+    # ---- the MC
+    if mc is None:
+        mc = run_mc(inp, geometry, beam_model, dose_to=dose_to, rbe=rbe, primaries=primaries,
+                    target_uncertainty=target_uncertainty, seed=seed, backend=backend, threads=threads,
+                    progress=progress, log=log, timings=timings)
+        mc.provenance["calibration"] = cal_name
+        mc.provenance["geometry_notes"] = notes_geo
+    missing = set(inp.beams) - set(mc.beams_gy_zyx)
+    if missing:
+        raise CheckInputError(f"the TPS has doses of beams {sorted(missing)} that the MC did not compute")
+    # ---- comparisons: inside the body only (dose to water or medium in air voxels is large and noisy; the
+    # planning systems set the dose outside the External to zero)
+    tps = inp.total.dose_gy_zyx if inp.total is not None else sum(d.dose_gy_zyx for d in inp.beams.values())
+    tps = np.where(body, tps, 0.0)
+    mc.total_gy_zyx = np.where(body, mc.total_gy_zyx, 0.0)
+    mc.beams_gy_zyx = {b: np.where(body, d, 0.0) for b, d in mc.beams_gy_zyx.items()}
+    tps_beams = {b: np.where(body, d.dose_gy_zyx, 0.0) for b, d in inp.beams.items()}
+    t = time.perf_counter()
+    gam = {}
+    for name, dp, dd, local in GAMMA_CRITERIA:
+        g = gamma_3d(axes, tps, mc.total_gy_zyx, body, dose_pct=dp, dist_mm=dd, local=local, points=gamma_points,
+                     seed=seed)
+        g["criterion"] = {"dose_pct": dp, "distance_mm": dd, "local": local, "threshold_pct": 10.0,
+                          "max_gamma": 1.5, "interp_fraction": 5}
+        gam[name] = g
+    beam_gamma = {}
+    for b, d in sorted(inp.beams.items()):
+        g = gamma_3d(axes, tps_beams[b], mc.beams_gy_zyx[b], body, dose_pct=2.0, dist_mm=2.0,
+                     points=gamma_points, seed=seed)
+        beam_gamma[b] = g
+    timings["gamma_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    diff = dose_difference(tps, mc.total_gy_zyx, body)
+    pres = _prescription(inp.plan_path)
+    pres_how = "the plan's TargetPrescriptionDose"
+    if pres is None:
+        tg = [m for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
+        if tg:
+            pres = float(np.median(tps[tg[0]]))
+            pres_how = "the TPS median dose of the first target (the plan gives no TargetPrescriptionDose)"
+    if pres is not None and inp.all_fractions is False and inp.fractions > 1:
+        pres = pres / inp.fractions
+    structs = structure_stats(tps, mc.total_gy_zyx, masks, types, float(np.prod(ref.voxel_size_mm)) * 1e-3, pres)
+    ranges: dict[int, dict] = {}
+    for b, meta in sorted(mc.beam_meta.items()):
+        if b in inp.beams:
+            r = range_agreement(axes, tps_beams[b], mc.beams_gy_zyx[b], meta["beam_direction"],
+                                meta["isocenter_mm"])
+            r["source"] = "per-beam TPS dose"
+        else:
+            r = range_agreement(axes, tps, mc.total_gy_zyx, meta["beam_direction"], meta["isocenter_mm"])
+            r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
+        ranges[b] = r
+    timings["structures_ranges_s"] = time.perf_counter() - t
+    diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams)
+    # ---- action levels
+    checks: list[dict] = []
+
+    def add(quantity: str, value: float, limit: float, ok: bool, unit: str, kind: str, level: str) -> None:
+        checks.append({"quantity": quantity, "value": value, "limit": limit, "passed": bool(ok), "level": level,
+                       "value_text": f"{value:.2f} {unit}".strip(), "limit_text": f"{kind} {limit:g} {unit}".strip()})
+
+    for name, key in (("3%/2mm", "gamma_3_2_min"), ("2%/2mm", "gamma_2_2_min")):
+        pr = gam[name]["pass_rate"] * 100
+        add(f"gamma {name} global pass rate (body, 10 % threshold)", pr, getattr(lv, key),
+            math.isfinite(pr) and pr >= getattr(lv, key), "%", ">=", key)
+    for b, g in beam_gamma.items():
+        pr = g["pass_rate"] * 100
+        add(f"beam {b}: gamma 2%/2mm pass rate", pr, lv.beam_gamma_2_2_min, math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min,
+            "%", ">=", "beam_gamma_2_2_min")
+    for nm, row in structs.items():
+        if row["kind"] != "target":
+            continue
+        for met, key in (("D95", "target_d95_pct"), ("Dmean", "target_dmean_pct")):
+            v = row["metrics"][met]["diff_pct"]
+            add(f"{nm} {met} difference", v, getattr(lv, key), math.isfinite(v) and abs(v) <= getattr(lv, key), "%",
+                "|.| <=", key)
+    for b, r in ranges.items():
+        if not r.get("rays"):
+            continue
+        add(f"beam {b}: median distal R80 difference ({r['source']})", r["median_mm"], lv.range_median_mm,
+            abs(r["median_mm"]) <= lv.range_median_mm, "mm", "|.| <=", "range_median_mm")
+        add(f"beam {b}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lv.range_within_2mm_min,
+            100 * r["within_2mm"] >= lv.range_within_2mm_min, "%", ">=", "range_within_2mm_min")
+    u = mc.mean_rel_uncertainty_50 * 100
+    add("MC statistical uncertainty (mean, voxels > 50 % of the maximum)", u, lv.mc_uncertainty_max_pct,
+        math.isfinite(u) and u <= lv.mc_uncertainty_max_pct, "%", "<=", "mc_uncertainty_max_pct")
+    passed = all(c["passed"] for c in checks)
+    from .. import __version__
+
+    prov = {"mcproton_version": __version__, "kernel_hash": mc.provenance.get("kernel_hash"),
+            "beam_model": mc.provenance.get("beam_model"), "calibration": cal_name,
+            "statistical_uncertainty_pct": u, "primaries": mc.primaries, "mc_wall_s": mc.wall_s,
+            "device": mc.device, "backend": mc.backend, "seed": mc.provenance.get("seed"),
+            "dose": f"{inp.dose_type.lower()} dose to {mc.provenance.get('dose_to')}"
+                    + (f", RBE {mc.provenance.get('rbe'):g}" if inp.dose_type == "EFFECTIVE" else ""),
+            "fractions": inp.fractions if inp.all_fractions else 1, "grid": mc.grid_note,
+            "body_outline": body_how, "prescription_gy": pres, "prescription_source": pres_how if pres else None,
+            "geometry_notes": mc.provenance.get("geometry_notes", []), "python": platform.python_version(),
+            "host": platform.node(), "date": mc.provenance.get("date")}
+    settings = {"gamma_points": gamma_points, "gamma": "pymedphys.gamma, TPS reference, MC evaluation, global "
+                "normalisation to the TPS maximum in the body, max_gamma 1.5, interp_fraction 5, random subset "
+                f"of {gamma_points} points (seeded)", "target_uncertainty": target_uncertainty,
+                "primaries_limit": primaries, "dose_to": dose_to, "fractions": fractions}
+    res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,
+                      settings, lv.describe(), str(out_dir) if out_dir else None, tps_gy_zyx=tps,
+                      mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc, inputs=inp)
+    if out_dir is not None and report:
+        from .report import write_report
+
+        t = time.perf_counter()
+        write_report(res, out_dir, timings)
+        timings["report_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t_all
+    if out_dir is not None:
+        res.report_json = str(out_dir / "check.json")
+        Path(res.report_json).write_text(json.dumps(res.to_dict(), indent=1))
+    return res
+
+
+def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], None] | None = None,
+                **kwargs: Any) -> dict[str, Any]:
+    """``check`` for every sub-folder of ``folder`` (one patient each) into ``out/<sub-folder>/``; a patient whose
+    inputs are refused is recorded with the message and the batch goes on.  Writes ``out/batch.json`` and returns
+    {patient: CheckResult or the error message}."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise CheckInputError(f"--batch: {root} is not a folder; give a folder holding one sub-folder per patient")
+    subs = sorted(p for p in root.iterdir() if p.is_dir())
+    if not subs:
+        raise CheckInputError(f"--batch: {root} has no sub-folders; give a folder holding one sub-folder per patient")
+    log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+    results: dict[str, Any] = {}
+    table = {}
+    for p in subs:
+        log(f"mcproton check --batch: {p.name}")
+        try:
+            r = check(folder=p, out=Path(out) / p.name, log=log, **kwargs)
+            results[p.name] = r
+            table[p.name] = {"passed": r.passed, "failed": [c["quantity"] for c in r.failed],
+                             "gamma_2_2_pct": 100 * r.gamma["2%/2mm"]["pass_rate"], "report": r.report_html}
+        except (ValueError, FileNotFoundError) as exc:   # refused input: recorded, the batch goes on
+            results[p.name] = f"{type(exc).__name__}: {exc}"
+            table[p.name] = {"passed": False, "error": results[p.name]}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "batch.json").write_text(json.dumps(table, indent=1, default=str))
+    return results

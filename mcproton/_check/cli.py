@@ -1,0 +1,82 @@
+"""``mcproton check``: the command line of the independent MC plan check (registered in mcproton/cli.py)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+EPILOG = """examples:
+  mcproton check --ct CT/ --plan RP.dcm --dose RD.dcm --struct RS.dcm --beam-model dcpt_v5 --out check/
+  mcproton check patient_folder/ --beam-model dcpt_v5 --out check/       (files found and paired by UID)
+  mcproton check phantom/ --phantom-from-struct --beam-model dcpt_v5 --out check/   (no CT: a phantom built
+                                                   from the RT Struct's ROI material overrides)
+exit status: 0 the check passes every action level, 1 it fails one (the report says which), 2 bad input.
+The report (check.html, check.json) goes to --out; see docs/check.md."""
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    c = sub.add_parser("check", help="independent MC check of a plan against its planning-system dose",
+                       description="Recompute an RT Ion Plan with Monte Carlo on the planning system's dose grid "
+                                   "and compare: 3-D gamma, dose differences, DVH metrics per structure, distal "
+                                   "range per beam; HTML + JSON report with pass/fail against action levels.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("folder", nargs="?", help="a folder with one patient's DICOM files (CT, RT Plan, RT Dose(s), "
+                                             "RT Struct), paired by their UIDs; explicit options below win")
+    c.add_argument("--batch", action="store_true",
+                   help="FOLDER holds one sub-folder per patient: check each into OUT/<sub-folder>/, summary in "
+                        "OUT/batch.json")
+    c.add_argument("--ct", help="folder of the plan's CT series")
+    c.add_argument("--plan", help="RT Ion Plan (RP.dcm)")
+    c.add_argument("--dose", action="append", help="TPS RT Dose: the plan dose and/or per-beam doses (repeatable)")
+    c.add_argument("--struct", help="RT Structure Set (RS.dcm): DVH metrics and the body outline (External)")
+    c.add_argument("--beam-model", help="beam model: dcpt_v5, dcpt_v2, a .toml or an MCsquare BDL file")
+    c.add_argument("--out", required=True, help="folder for check.html, check.json")
+    c.add_argument("--calibration", default="schneider2000", help="HU calibration (default schneider2000)")
+    c.add_argument("--phantom-from-struct", action="store_true",
+                   help="no CT: build the phantom from the RT Struct's ROI material overrides (External etc.)")
+    c.add_argument("--dose-to", choices=["water", "medium"], default="water",
+                   help="what the TPS dose is (DICOM does not say): water (default; RayStation, Eclipse) or medium")
+    c.add_argument("--rbe", type=float, default=None, help="constant RBE of a DoseType EFFECTIVE dose (default 1.1)")
+    c.add_argument("--fractions", choices=["auto", "all", "one"], default="auto",
+                   help="auto: from DoseSummationType (PLAN/BEAM all fractions, FRACTION one)")
+    c.add_argument("--primaries", type=int, default=10_000_000, help="upper limit of protons (default 1e7)")
+    c.add_argument("--target-uncertainty", type=float, default=0.01,
+                   help="stop at this mean relative uncertainty above 50 %% of the maximum (default 0.01)")
+    c.add_argument("--seed", type=int, default=12345)
+    c.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"])
+    c.add_argument("--config", help="TOML with a [levels] table of action levels (see examples/check.toml)")
+    c.add_argument("--gamma-points", type=int, default=10000,
+                   help="random subset of points for the 3-D gamma (default 10000; 0 = all)")
+    c.add_argument("--json", action="store_true", help="print the JSON report instead of the summary")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=main)
+    return c
+
+
+def main(args: argparse.Namespace) -> int:
+    from .api import check, check_batch
+
+    common = {"beam_model": args.beam_model, "calibration": args.calibration,
+              "phantom_from_struct": args.phantom_from_struct, "dose_to": args.dose_to, "rbe": args.rbe,
+              "fractions": args.fractions, "primaries": args.primaries,
+              "target_uncertainty": args.target_uncertainty or None, "seed": args.seed, "backend": args.backend,
+              "levels": args.config, "gamma_points": args.gamma_points or None, "progress": not args.quiet}
+    if args.batch:
+        if not args.folder or args.plan or args.dose or args.ct or args.struct:
+            raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"
+                             "--struct")
+        results = check_batch(args.folder, args.out, **common)
+        for name, r in results.items():
+            print(f"{name}: " + (("PASS" if r.passed else "FAIL (" + "; ".join(c["quantity"] for c in r.failed) + ")")
+                                 if not isinstance(r, str) else f"REFUSED ({r})"))
+        return 0 if all(not isinstance(r, str) and r.passed for r in results.values()) else 1
+    if not (args.folder or args.plan):
+        raise ValueError("give a patient folder or --plan with --dose (and --ct or --phantom-from-struct); "
+                         "see mcproton check --help")
+    res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder, out=args.out,
+                **common)
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=1))
+    else:
+        print(res.summary())
+        print(f"report: {res.report_html}\n        {res.report_json}")
+    return 0 if res.passed else 1

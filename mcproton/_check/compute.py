@@ -1,0 +1,255 @@
+"""The Monte Carlo side of ``mcproton check``: the patient geometry from the CT (or a phantom built from the
+structure set's ROI material overrides), the plan's beams, one run per beam through the job driver of
+``mcproton run`` (mcproton/_run/job.py), and the dose placed on the TPS dose grid.
+
+Grid.  The transport grid is the CT grid in blocks of whole CT voxels nearest to the TPS dose spacing
+(:func:`mcproton.geometry.resample_blocks`, which keeps the water-equivalent path).  When the block centres
+coincide with the TPS voxel centres (same spacing, origin offset by whole voxels) the MC dose is taken as it
+is; otherwise it is interpolated trilinearly to the TPS voxel centres (a smoothing of at most one voxel,
+stated in the report).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, TPSDose
+
+
+@dataclass
+class MCDose:
+    """The MC doses on the TPS grid (Gy or Gy(RBE), as the TPS dose), per beam number and in total."""
+
+    total_gy_zyx: np.ndarray
+    beams_gy_zyx: dict[int, np.ndarray]
+    uncertainty_rel_zyx: np.ndarray
+    mean_rel_uncertainty_50: float
+    primaries: int
+    wall_s: float
+    device: str
+    backend: str
+    provenance: dict
+    grid_note: str
+    beam_meta: dict[int, dict] = field(default_factory=dict)
+    density_g_cm3_zyx: np.ndarray | None = None   # on the TPS grid (body outline without a structure set)
+
+
+# ---------------------------------------------------------------------- phantom from the structure set
+def roi_overrides(struct_path: str | Path) -> list[dict]:
+    """The ROIs with a material override (RTROIObservationsSequence > ROIPhysicalPropertiesSequence,
+    REL_MASS_DENSITY and optionally an elemental composition), External first."""
+    import pydicom
+
+    ds = pydicom.dcmread(struct_path, force=True)
+    names = {int(r.ROINumber): str(r.ROIName) for r in ds.StructureSetROISequence}
+    out = []
+    for o in ds.get("RTROIObservationsSequence", []) or []:
+        rho, comp = None, {}
+        for pp in o.get("ROIPhysicalPropertiesSequence", []) or []:
+            if str(pp.get("ROIPhysicalProperty", "")) == "REL_MASS_DENSITY":
+                rho = float(pp.ROIPhysicalPropertyValue)
+            for el in pp.get("ROIElementalCompositionSequence", []) or []:
+                comp[int(el.ROIElementalCompositionAtomicNumber)] = float(el.ROIElementalCompositionAtomicMassFraction)
+        if rho is None:
+            continue
+        out.append({"name": names.get(int(o.ReferencedROINumber), "?"), "density_g_cm3": rho, "composition": comp,
+                    "type": str(o.get("RTROIInterpretedType", "") or "")})
+    out.sort(key=lambda r: r["type"].upper() != "EXTERNAL")
+    return out
+
+
+def _nearest_material(roi: dict):
+    """The mcproton material whose composition is nearest (L1 of the mass fractions) to the ROI's; by name
+    if the ROI gives no composition; water otherwise."""
+    from ..materials import ELEMENTS, get_material, list_materials
+
+    if roi["composition"]:
+        z_of = {sym: el.Z for sym, el in ELEMENTS.items()}
+        best, best_d = None, math.inf
+        for name in list_materials():
+            if name == "air":
+                continue
+            m = get_material(name)
+            mz = {}
+            for sym, w in m.mass_fractions.items():
+                z = z_of.get(sym, sym)
+                mz[int(z)] = mz.get(int(z), 0.0) + w
+            keys = set(mz) | set(roi["composition"])
+            d = sum(abs(mz.get(k, 0.0) - roi["composition"].get(k, 0.0)) for k in keys)
+            if d < best_d:
+                best, best_d = m, d
+        return best, f"nearest composition (L1 {best_d:.3f})"
+    from ..materials import UnknownMaterialError
+
+    try:
+        return get_material(roi["name"].lower()), "by name"
+    except UnknownMaterialError:
+        return get_material("water"), "water (no composition given)"
+
+
+def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str | Path, *,
+                           frame_of_reference_uid: str, margin_mm: float = 20.0):
+    """Write a CT series of the phantom the structure set describes: air, and every ROI with a material
+    override (External first, then the others inside it) filled with its material at its REL_MASS_DENSITY.
+    The CT voxels are half the TPS voxels, aligned with them (so 2 x 2 x 2 blocks give the TPS grid).
+    Returns (ct_dir, calibration, notes)."""
+    from .._io.ct import write_ct_series
+    from .._io.rtstruct import rasterise, read_rtstruct
+    from .._io.slab_ct import AIR_HU, slab_calibration
+
+    rois = roi_overrides(struct_path)
+    if not rois:
+        raise CheckInputError(f"{struct_path}: no ROI has a material override (ROIPhysicalPropertiesSequence "
+                              "REL_MASS_DENSITY), so no phantom can be built from it; give the CT (--ct)")
+    s = read_rtstruct(struct_path)
+    vs = np.asarray(ref.voxel_size_mm, float) / 2.0
+    # the TPS grid (and the External's bounding box, plus a margin), on half-voxels aligned with it
+    lo_tps = np.asarray(ref.origin_mm, float) - np.asarray(ref.voxel_size_mm) / 2
+    hi_tps = lo_tps + np.asarray(ref.voxel_size_mm) * np.array(ref.shape_zyx[::-1])
+    pts = np.concatenate([c for r in rois for c in s.contours.get(r["name"], [])] or [np.zeros((1, 3))])
+    lo = np.minimum(lo_tps, pts.min(0) - margin_mm)
+    hi = np.maximum(hi_tps, pts.max(0) + margin_mm)
+    # whole TPS voxels on each side, so that the blocks stay aligned
+    step = np.asarray(ref.voxel_size_mm, float)
+    lo = lo_tps - np.ceil((lo_tps - lo) / step - 1e-9) * step
+    hi = hi_tps + np.ceil((hi - hi_tps) / step - 1e-9) * step
+    n = np.rint((hi - lo) / vs).astype(int)
+    origin = lo + vs / 2
+
+    class _G:
+        origin_mm = tuple(origin)
+        voxel_size_mm = tuple(vs)
+        shape_zyx = (int(n[2]), int(n[1]), int(n[0]))
+
+    masks = rasterise(s, _G, names=[r["name"] for r in rois])
+    pairs, notes = [], []
+    for r in rois:
+        m, why = _nearest_material(r)
+        r["material"] = m
+        pairs.append((m, r["density_g_cm3"]))
+        notes.append(f"ROI {r['name']!r} ({r['type'] or 'no type'}): {m.name} at {r['density_g_cm3']:g} g/cm3 "
+                     f"({why}), {int(masks[r['name']].sum())} CT voxels")
+    cal, codes = slab_calibration(pairs, name="structure-set overrides")
+    hu = np.full(_G.shape_zyx, AIR_HU, np.int16)
+    for r, code in zip(rois, codes):
+        hu[masks[r["name"]]] = code
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("CT_*.dcm"):
+        old.unlink()
+    write_ct_series(hu, tuple(vs), tuple(origin), out, series_description="phantom from RT Struct overrides",
+                    frame_of_reference_uid=frame_of_reference_uid)
+    notes.append(f"air (-1000 HU) elsewhere; CT {n[0]} x {n[1]} x {n[2]} voxels of "
+                 f"{vs[0]:g} x {vs[1]:g} x {vs[2]:g} mm written to {out}")
+    return out, cal, notes
+
+
+# ---------------------------------------------------------------------- geometry and MC dose on the TPS grid
+def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose):
+    """The transport geometry: the CT in blocks of whole CT voxels nearest to the TPS spacing."""
+    from .._io.ct import load_ct_series
+    from .._io.hu_calibration import HUCalibration
+    from ..geometry import resample_blocks
+
+    ct = load_ct_series(ct_dir)
+    cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
+    g = cal.to_geometry(ct, compact=True)
+    g.frame_of_reference_uid = ct.frame_of_reference_uid
+    factors = [max(1, int(np.rint(t / c))) for t, c in zip(ref.voxel_size_mm, g.voxel_size_mm)]
+    g2 = resample_blocks(g, factors)
+    return g2, cal, ct
+
+
+def to_tps_grid(dose_zyx: np.ndarray, geometry: Any, ref: TPSDose) -> tuple[np.ndarray, str]:
+    """The dose of ``geometry``'s grid at the TPS voxel centres: exact where the grids coincide, else
+    trilinear (0 outside the MC grid)."""
+    vs_m = np.asarray(geometry.voxel_size_mm, float)
+    vs_t = np.asarray(ref.voxel_size_mm, float)
+    off = (np.asarray(ref.origin_mm, float) - np.asarray(geometry.origin_mm, float)) / vs_m
+    nz, ny, nx = ref.shape_zyx
+    if np.allclose(vs_m, vs_t, atol=1e-4) and np.allclose(off, np.rint(off), atol=1e-3):
+        i0 = np.rint(off).astype(int)
+        lo = i0
+        hi = i0 + np.array([nx, ny, nz])
+        shape_m = np.array(geometry.shape_zyx[::-1])
+        if np.all(lo >= 0) and np.all(hi <= shape_m):
+            return (np.ascontiguousarray(dose_zyx[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]),
+                    "the MC grid coincides with the TPS grid (no interpolation)")
+    from scipy.ndimage import map_coordinates
+
+    zt, yt, xt = ref.axes_mm()
+    idx = [(a - geometry.origin_mm[k]) / vs_m[k] for a, k in ((zt, 2), (yt, 1), (xt, 0))]
+    out = np.empty((nz, ny, nx))
+    Y, X = np.meshgrid(idx[1], idx[2], indexing="ij")
+    for k, zi in enumerate(idx[0]):
+        out[k] = map_coordinates(dose_zyx, [np.full_like(Y, zi), Y, X], order=1, mode="constant", cval=0.0)
+    return out, (f"MC dose on {vs_m[0]:g} x {vs_m[1]:g} x {vs_m[2]:g} mm blocks of the CT, interpolated "
+                 "trilinearly to the TPS voxel centres")
+
+
+def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str = "water", rbe: float | None = None,
+           primaries: int = 10_000_000, target_uncertainty: float | None = 0.01, seed: int = 12345,
+           backend: str = "auto", threads: int | None = None, progress: bool = True,
+           log: Callable[[str], None] | None = None, timings: dict | None = None) -> MCDose:
+    """Run every beam of the plan and place the doses on the TPS grid."""
+    from .._io.beam_model import load_beam_model
+    from .._io.rtplan import plan_to_beams
+    from .._run.inputs import check_memory
+    from .._run.job import run_job
+    from ..config import check_beam_hits
+    from ..run import sum_results
+    from ..settings import RunSettings
+
+    log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+    timings = timings if timings is not None else {}
+    if beam_model is None:
+        from .._io.beam_model import BUILTIN
+
+        raise CheckInputError("no beam model: the MC needs the machine's beam model to turn the plan's spots into "
+                              f"protons; give --beam-model (built-in: {', '.join(BUILTIN)}; or a .toml / MCsquare "
+                              "BDL file)")
+    t = time.perf_counter()
+    model = beam_model if hasattr(beam_model, "at") else load_beam_model(beam_model)
+    beams = plan_to_beams(inputs.plan, model, all_fractions=inputs.all_fractions)
+    check_beam_hits(geometry, beams)
+    check_memory(int(geometry.material_index_zyx.size), len(beams), geometry.shape_zyx, True)
+    if inputs.dose_type == "EFFECTIVE":
+        rbe = CLINICAL_RBE if rbe is None else float(rbe)
+    else:
+        rbe = 1.0
+    settings = RunSettings(primaries=int(primaries), seed=int(seed), backend=backend, threads=threads,
+                           target_uncertainty=target_uncertainty)
+    timings["beams_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    results = run_job(None, settings, geometry, beams, None, checkpoint=False, progress=progress, log=log)
+    timings["transport_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    per_beam: dict[int, np.ndarray] = {}
+    meta: dict[int, dict] = {}
+    note = ""
+    for b, r in zip(beams, results):
+        d = r.dose_to_water_gy_zyx if dose_to == "water" else r.dose_gy_zyx
+        num = int(b.meta["beam_number"])
+        per_beam[num], note = to_tps_grid(d * rbe, geometry, inputs.reference)
+        meta[num] = {**b.meta, "primaries": r.primaries, "stop_reason": r.provenance.get("stop_reason"),
+                     "mean_rel_uncertainty_50": r.mean_rel_uncertainty_50, "wall_s": r.wall_s}
+    tot = sum_results(results)
+    total = np.zeros(inputs.reference.shape_zyx)
+    for d in per_beam.values():
+        total += d
+    unc, _ = to_tps_grid(tot.uncertainty_rel_zyx, geometry, inputs.reference)
+    rho, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, inputs.reference)
+    timings["resample_s"] = time.perf_counter() - t
+    prov = dict(tot.provenance)
+    prov.update({"beam_model": getattr(model, "name", str(beam_model)), "rbe": rbe, "dose_to": dose_to,
+                 "target_uncertainty": target_uncertainty, "primaries_limit": int(primaries),
+                 "grid": f"{geometry.voxel_size_mm} mm, {geometry.shape_zyx[::-1]} voxels ({geometry.name})"})
+    return MCDose(total, per_beam, unc, tot.mean_rel_uncertainty_50, tot.primaries, tot.wall_s, tot.device,
+                  tot.backend, prov, note, meta, rho)

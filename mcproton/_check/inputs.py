@@ -1,0 +1,291 @@
+"""Inputs of ``mcproton check``: find the CT, plan, planning-system (TPS) doses and structures of one patient,
+pair them by their DICOM UIDs, and decide which dose the Monte Carlo must compute to match the TPS dose.
+
+Pairing rules (DICOM PS3.3): an RT Dose refers to its plan by ReferencedRTPlanSequence >
+ReferencedSOPInstanceUID; the plan, dose, structure set and CT share one FrameOfReferenceUID.  A per-beam
+dose (DoseSummationType BEAM) names its beam in ReferencedFractionGroupSequence > ReferencedBeamSequence.
+
+What the TPS dose holds:
+
+* DoseType PHYSICAL: the physical dose (Gy); EFFECTIVE: the RBE-weighted dose, Gy(RBE), which for protons the
+  planning systems compute with the constant RBE 1.1 (ICRU Report 78, 2007); any other type is refused.
+* DoseUnits must be GY (RELATIVE doses cannot be checked in absolute terms).
+* Dose to water or to medium: DICOM has no attribute for it.  Clinical proton planning systems (RayStation,
+  Eclipse) report dose to water by default, so that is the default here; ``dose_to="medium"`` for the others.
+* Fractions: DoseSummationType PLAN and BEAM are the dose of all fractions of the plan
+  (FractionGroupSequence > NumberOfFractionsPlanned), FRACTION the dose of one; other summation types
+  (MULTI_PLAN, *_SESSION, CONTROL_POINT, RECORD) are refused.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io.errors import InputDataError
+
+#: Summation types whose dose covers all fractions of the plan / one fraction (see the module docstring).
+ALL_FRACTIONS = ("PLAN", "BEAM")
+ONE_FRACTION = ("FRACTION",)
+#: The constant proton RBE the planning systems use for DoseType EFFECTIVE (ICRU Report 78, 2007; Paganetti
+#: 2014, PMB 59 R419).
+CLINICAL_RBE = 1.1
+
+
+class CheckInputError(InputDataError):
+    """The inputs of a check cannot be matched (the message says what and what to do)."""
+
+
+@dataclass
+class TPSDose:
+    """One RT Dose of the planning system."""
+
+    path: str
+    dose_gy_zyx: np.ndarray
+    voxel_size_mm: tuple[float, float, float]
+    origin_mm: tuple[float, float, float]
+    frame_of_reference_uid: str
+    dose_type: str
+    summation_type: str
+    plan_uid: str | None
+    beam_numbers: list[int] = field(default_factory=list)
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.dose_gy_zyx.shape)  # type: ignore[return-value]
+
+    def axes_mm(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Voxel-centre coordinates (z, y, x) in mm."""
+        nz, ny, nx = self.shape_zyx
+        return tuple(self.origin_mm[k] + self.voxel_size_mm[k] * np.arange(n)
+                     for k, n in ((2, nz), (1, ny), (0, nx)))  # type: ignore[return-value]
+
+
+@dataclass
+class CheckInputs:
+    """What was found and paired, and what the MC must compute."""
+
+    plan_path: str
+    plan: Any
+    total: TPSDose | None
+    beams: dict[int, TPSDose]
+    ct_dir: str | None
+    struct_path: str | None
+    frame_of_reference_uid: str
+    dose_type: str
+    fractions: int
+    all_fractions: bool
+    pairing: list[str] = field(default_factory=list)
+
+    @property
+    def reference(self) -> TPSDose:
+        """The dose grid the check is done on (the plan dose, else the first per-beam dose)."""
+        return self.total if self.total is not None else self.beams[min(self.beams)]
+
+
+def _dcm_header(path: Path):
+    import pydicom
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - any file in a patient folder may be there; not DICOM -> skipped
+        try:
+            return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        except Exception:  # noqa: BLE001
+            return None
+
+
+def discover(folder: str | Path) -> dict[str, list[Path]]:
+    """The DICOM files under ``folder`` by modality: {"CT": [...], "RTPLAN": [...], "RTDOSE": [...],
+    "RTSTRUCT": [...]} (files that are not DICOM are skipped)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise CheckInputError(f"{root} is not a folder; give the folder that holds one patient's DICOM files "
+                              "(CT slices, RT Plan, RT Dose, RT Struct)")
+    found: dict[str, list[Path]] = {"CT": [], "RTPLAN": [], "RTDOSE": [], "RTSTRUCT": []}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.suffix.lower() not in (".dcm", ".dicom", ""):
+            continue
+        ds = _dcm_header(p)
+        mod = str(getattr(ds, "Modality", "")) if ds is not None else ""
+        if mod in found:
+            found[mod].append(p)
+    return found
+
+
+def read_tps_dose(path: str | Path) -> TPSDose:
+    """Read one TPS RT Dose with the attributes the check needs."""
+    import pydicom
+
+    from .._io.rtdose import read_rtdose
+
+    d = read_rtdose(path)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    beams: list[int] = []
+    for ref in ds.get("ReferencedRTPlanSequence", []) or []:
+        for fg in ref.get("ReferencedFractionGroupSequence", []) or []:
+            for rb in fg.get("ReferencedBeamSequence", []) or []:
+                beams.append(int(rb.ReferencedBeamNumber))
+    units = (d.dose_units or "").upper()
+    if units and units != "GY":
+        raise CheckInputError(f"{path}: DoseUnits {units!r}: a relative dose cannot be checked in absolute terms; "
+                              "export the dose in Gy")
+    return TPSDose(str(path), d.dose_gy_zyx, tuple(d.voxel_size_mm), tuple(d.origin_mm), d.frame_of_reference_uid,
+                   (d.dose_type or "").upper(), (d.dose_summation_type or "").upper(),
+                   d.referenced_plan_sop_instance_uid, beams)
+
+
+def _sop_uid(path: Path) -> str:
+    ds = _dcm_header(path)
+    return str(getattr(ds, "SOPInstanceUID", "")) if ds is not None else ""
+
+
+def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None,
+           ct: str | Path | None = None, struct: str | Path | None = None, folder: str | Path | None = None,
+           dose_type: str | None = None, fractions: str | int = "auto") -> CheckInputs:
+    """Find and pair the inputs (explicit paths win over what ``folder`` holds) and check they match."""
+    from .._io.rtplan import load_rtplan
+
+    log: list[str] = []
+    found = discover(folder) if folder is not None else {}
+    # ---- plan
+    if plan is None:
+        plans = found.get("RTPLAN", [])
+        if not plans:
+            raise CheckInputError(f"no RT Plan in {folder}; give --plan RP.dcm")
+        if len(plans) > 1:
+            doses_refs = {read_tps_dose(p).plan_uid for p in found.get("RTDOSE", [])}
+            plans = [p for p in plans if _sop_uid(p) in doses_refs] or plans
+        if len(plans) > 1:
+            raise CheckInputError(f"{len(plans)} RT Plans in {folder} ({', '.join(p.name for p in plans)}) and the "
+                                  "doses do not tell which; give --plan")
+        plan = plans[0]
+    plan_path = Path(plan)
+    if not plan_path.is_file():
+        raise CheckInputError(f"RT Plan {plan_path} does not exist")
+    rp = load_rtplan(plan_path)
+    log.append(f"plan {plan_path.name}: {rp.label!r}, SOPInstanceUID {rp.sop_instance_uid}, "
+               f"{len(rp.beams)} beam(s), {rp.number_of_fractions} fraction(s)")
+    # ---- doses
+    if dose is None:
+        cands = found.get("RTDOSE", [])
+        doses = [read_tps_dose(p) for p in cands]
+        mine = [d for d in doses if d.plan_uid == rp.sop_instance_uid]
+        for d in doses:
+            if d not in mine:
+                log.append(f"skipped RT Dose {Path(d.path).name}: it refers to plan {d.plan_uid}, not this one")
+        doses = mine
+    else:
+        paths = [dose] if isinstance(dose, (str, Path)) else list(dose)
+        doses = [read_tps_dose(p) for p in paths]
+    if not doses:
+        raise CheckInputError("no RT Dose of the planning system to check against; give --dose RD.dcm (the RT Dose "
+                              f"must refer to the plan {rp.sop_instance_uid})")
+    total: TPSDose | None = None
+    beams: dict[int, TPSDose] = {}
+    plan_beams = {b.number for b in rp.beams}
+    for d in doses:
+        name = Path(d.path).name
+        if d.plan_uid and d.plan_uid != rp.sop_instance_uid:
+            raise CheckInputError(f"RT Dose {name} refers to the plan {d.plan_uid}, not to {plan_path.name} "
+                                  f"({rp.sop_instance_uid}): it is another plan's dose; give the dose of this plan")
+        if d.summation_type == "BEAM":
+            if len(d.beam_numbers) != 1 or d.beam_numbers[0] not in plan_beams:
+                raise CheckInputError(f"RT Dose {name} is a per-beam dose (DoseSummationType BEAM) for beam(s) "
+                                      f"{d.beam_numbers}, but the plan's beams are {sorted(plan_beams)}: it cannot "
+                                      "be paired with a beam of this plan")
+            beams[d.beam_numbers[0]] = d
+            log.append(f"TPS dose of beam {d.beam_numbers[0]}: {name}")
+        elif d.summation_type in ("PLAN", "FRACTION"):
+            if total is not None:
+                raise CheckInputError(f"two plan doses ({Path(total.path).name}, {name}); give one")
+            total = d
+            log.append(f"TPS plan dose: {name} ({d.summation_type})")
+        else:
+            raise CheckInputError(f"RT Dose {name}: DoseSummationType {d.summation_type or '(missing)'} is not "
+                                  "supported (PLAN, FRACTION or BEAM): a multi-plan, session or record dose cannot "
+                                  "be recomputed from one plan; export the plan dose")
+    ref = total if total is not None else beams[min(beams)]
+    # ---- the grid: per-beam doses on the plan dose's grid
+    for d in beams.values():
+        if (d.shape_zyx != ref.shape_zyx or not np.allclose(d.origin_mm, ref.origin_mm, atol=1e-3)
+                or not np.allclose(d.voxel_size_mm, ref.voxel_size_mm, atol=1e-4)):
+            raise CheckInputError(f"the per-beam dose {Path(d.path).name} is on another grid than "
+                                  f"{Path(ref.path).name}; export all doses on one grid")
+    # ---- dose type
+    types = {d.dose_type for d in doses}
+    if len(types) > 1:
+        raise CheckInputError(f"the TPS doses have different DoseTypes {sorted(types)}; give doses of one type")
+    dtype = (dose_type or types.pop() or "").upper()
+    if dtype not in ("PHYSICAL", "EFFECTIVE"):
+        raise CheckInputError(f"RT Dose {Path(ref.path).name}: DoseType {dtype or '(missing)'!r} is not PHYSICAL or "
+                              "EFFECTIVE, so it is not known which dose to compute (an ERROR dose or an unknown "
+                              "RBE model cannot be recomputed); export the physical or the RBE 1.1 dose")
+    # ---- fractions
+    nfx = int(rp.number_of_fractions or 1)
+    sums = {d.summation_type for d in doses} - {"BEAM"}
+    if fractions == "auto":
+        all_fx = not (sums & set(ONE_FRACTION))
+    elif fractions in ("all", "one"):
+        all_fx = fractions == "all"
+        if (sums & set(ONE_FRACTION)) and all_fx:
+            raise CheckInputError(f"fractions = 'all' but the RT Dose {Path(ref.path).name} holds one fraction "
+                                  "(DoseSummationType FRACTION): the doses would differ by the number of fractions "
+                                  f"({nfx}); use fractions = 'one' or 'auto'")
+        if (sums & set(ALL_FRACTIONS)) and not all_fx and nfx > 1:
+            raise CheckInputError(f"fractions = 'one' but the RT Dose {Path(ref.path).name} is a PLAN dose (all "
+                                  f"{nfx} fractions): the doses would differ {nfx}-fold; use 'all' or 'auto'")
+    else:
+        raise CheckInputError(f"fractions must be 'auto', 'all' or 'one'; got {fractions!r}")
+    log.append(f"dose to compute: {dtype.lower()}, {'all ' + str(nfx) if all_fx else 'one of ' + str(nfx)} "
+               f"fraction(s)")
+    # ---- frame of reference
+    fors = {"plan": rp.frame_of_reference_uid, **{f"dose {Path(d.path).name}": d.frame_of_reference_uid
+                                                   for d in doses}}
+    # ---- CT and structures
+    if ct is None and found.get("CT"):
+        ct_dirs = sorted({p.parent for p in found["CT"]})
+        ct = ct_dirs[0] if len(ct_dirs) == 1 else None
+        if ct is None:
+            raise CheckInputError(f"CT slices in several folders {[str(c) for c in ct_dirs]}; give --ct")
+    if ct is not None:
+        ct_hdr = None
+        for p in sorted(Path(ct).iterdir()) if Path(ct).is_dir() else []:
+            ct_hdr = _dcm_header(p)
+            if ct_hdr is not None and str(getattr(ct_hdr, "Modality", "")) == "CT":
+                break
+        if ct_hdr is None:
+            raise CheckInputError(f"no CT slices in {ct}; give --ct with the folder of the plan's CT series")
+        fors["CT"] = str(getattr(ct_hdr, "FrameOfReferenceUID", ""))
+        log.append(f"CT: {ct} (FrameOfReferenceUID {fors['CT']})")
+    if struct is None and found.get("RTSTRUCT"):
+        rs = [p for p in found["RTSTRUCT"]]
+        want = ""
+        try:
+            import pydicom
+
+            want = str(pydicom.dcmread(plan_path, stop_before_pixels=True)
+                       .ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID)
+        except (AttributeError, IndexError, OSError, ValueError):   # no ReferencedStructureSetSequence
+            pass
+        pick = [p for p in rs if _sop_uid(p) == want] or rs
+        struct = pick[0] if len(pick) == 1 else None
+        if struct is not None:
+            log.append(f"structures: {Path(struct).name}" + (" (the plan's ReferencedStructureSetSequence)"
+                                                             if want and _sop_uid(Path(struct)) == want else ""))
+    if struct is not None:
+        from .._io.rtstruct import read_rtstruct
+
+        fors["structure set"] = read_rtstruct(struct).frame_of_reference_uid
+    known = {k: v for k, v in fors.items() if v}
+    if len(set(known.values())) > 1:
+        lines = "; ".join(f"{k}: {v}" for k, v in known.items())
+        raise CheckInputError(f"the inputs are on different frames of reference ({lines}): the plan's isocentre "
+                              "would be placed in another patient coordinate system; give the CT, dose and "
+                              "structures that belong to this plan")
+    return CheckInputs(str(plan_path), rp, total, beams, str(ct) if ct is not None else None,
+                       str(struct) if struct is not None else None, rp.frame_of_reference_uid, dtype, nfx, all_fx,
+                       log)

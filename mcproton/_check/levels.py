@@ -1,0 +1,75 @@
+"""Action levels of ``mcproton check`` (pass/fail), their defaults and where each comes from.
+
+A TOML file can change any of them (``--config check.toml``, section ``[levels]``; see examples/check.toml).
+The frame is AAPM TG-219 (Zhu et al. 2021, Med Phys 48(10) e808-e829: independent dose calculations as the
+secondary check of every plan); the numbers are those of common practice, each with its source below.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib  # type: ignore[no-redef]
+
+SOURCES = {
+    "gamma_3_2_min": "AAPM TG-218 (Miften et al. 2018, Med Phys 45(4) e53-e83): 3 %/2 mm global, 10 % threshold, "
+                     "tolerance limit >= 95 %",
+    "gamma_2_2_min": "common clinical MC-check practice: 2 %/2 mm global >= 95 % in the body",
+    "target_d95_pct": "common clinical MC-check practice: target D95 within 3 %",
+    "target_dmean_pct": "as the target D95 (3 %)",
+    "range_median_mm": "a systematic range difference of 1 mm is a third of the 3.5 % + 1 mm range margin at "
+                       "6 cm (Paganetti 2012, PMB 57 R99)",
+    "range_within_2mm_min": "most beam's-eye-view rays within 2 mm (MC noise and the penumbra give a few outliers)",
+    "beam_gamma_2_2_min": "per-beam doses: 2 %/2 mm global >= 95 % as for the plan",
+    "mc_uncertainty_max_pct": "the MC's own statistical uncertainty must stay well below the dose criteria "
+                              "(2 % = twice the default 1 % target)",
+}
+
+
+@dataclass
+class ActionLevels:
+    gamma_3_2_min: float = 95.0          # % of points passing
+    gamma_2_2_min: float = 95.0
+    target_d95_pct: float = 3.0          # |MC - TPS| / TPS
+    target_dmean_pct: float = 3.0
+    range_median_mm: float = 1.0         # |median distal R80 difference| per beam
+    range_within_2mm_min: float = 90.0   # % of rays
+    beam_gamma_2_2_min: float = 95.0
+    mc_uncertainty_max_pct: float = 2.0
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> ActionLevels:
+        data: dict[str, Any] = {}
+        if path is not None:
+            p = Path(path)
+            if not p.is_file():
+                raise ValueError(f"check config {p} not found; give a TOML file with a [levels] table "
+                                 "(see examples/check.toml)")
+            try:
+                doc = tomllib.loads(p.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"{p}: not valid TOML ({exc})") from None
+            data = dict(doc.get("levels", {}))
+            extra = set(doc) - {"levels"}
+            if extra:
+                raise ValueError(f"{p}: unknown section(s) {sorted(extra)}; the check config has one table [levels]")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        names = {f.name for f in fields(cls)}
+        bad = set(data) - names
+        if bad:
+            import difflib
+
+            hint = difflib.get_close_matches(min(bad), names, n=1)
+            raise ValueError(f"unknown action level(s) {sorted(bad)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                             + f"; known: {', '.join(sorted(names))}")
+        for k, v in data.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ValueError(f"action level {k} = {v!r} must be a non-negative number")
+        return cls(**{k: float(v) for k, v in data.items()})
+
+    def describe(self) -> dict[str, dict]:
+        return {k: {"value": v, "source": SOURCES[k]} for k, v in asdict(self).items()}

@@ -1,0 +1,263 @@
+"""The report of ``mcproton check``: one self-contained HTML page (figures embedded as PNG) and the JSON."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _centre(res) -> tuple[int, int, int]:
+    """The plot centre: the centroid of the first target, else the TPS maximum."""
+    for nm, row in res.structures.items():
+        m = res.masks.get(nm)
+        if row["kind"] == "target" and m is not None and m.any():
+            return tuple(int(np.rint(v)) for v in np.argwhere(m).mean(axis=0))  # type: ignore[return-value]
+    return tuple(int(v) for v in np.unravel_index(np.argmax(res.tps_gy_zyx), res.tps_gy_zyx.shape))  # type: ignore
+
+
+def _planes_figure(res, centre) -> str:
+    from ..plots import _plt
+    from .compare import gamma_plane
+
+    plt = _plt()
+    tps, mc, body = res.tps_gy_zyx, res.mc_gy_zyx, res.body_zyx
+    z, y, x = res.axes_zyx
+    k, j, i = centre
+    norm = float(tps[body].max()) if body.any() else float(tps.max())
+    planes = [(f"axial z = {z[k]:.1f} mm", np.s_[k, :, :], (x, y), ("x (mm)", "y (mm)"), "upper"),
+              (f"coronal y = {y[j]:.1f} mm", np.s_[:, j, :], (x, z), ("x (mm)", "z (mm)"), "lower"),
+              (f"sagittal x = {x[i]:.1f} mm", np.s_[:, :, i], (y, z), ("y (mm)", "z (mm)"), "lower")]
+    fig, axs = plt.subplots(3, 4, figsize=(15, 11))
+    for r, (title, sl, (h, v), (hl, vl), origin) in enumerate(planes):
+        a, b, m = tps[sl], mc[sl], body[sl]
+        ext = [h[0], h[-1], v[-1], v[0]] if origin == "upper" else [h[0], h[-1], v[0], v[-1]]
+        g = gamma_plane((v, h), a, b, m, norm)
+        d = np.where(m & ((a >= 0.1 * norm) | (b >= 0.1 * norm)), (b - a) / norm * 100, np.nan)
+        for c, (img, lab, kw) in enumerate(((a, "TPS dose (Gy)", {"cmap": "jet", "vmin": 0, "vmax": norm * 1.05}),
+                                            (b, "MC dose (Gy)", {"cmap": "jet", "vmin": 0, "vmax": norm * 1.05}),
+                                            (d, "MC - TPS (% of TPS max)", {"cmap": "RdBu_r", "vmin": -5, "vmax": 5}),
+                                            (g, "gamma 2%/2mm (2-D, this plane)", {"cmap": "RdYlGn_r", "vmin": 0,
+                                                                                   "vmax": 1.5}))):
+            ax = axs[r, c]
+            im = ax.imshow(img, extent=ext, origin=origin, aspect="equal", interpolation="nearest", **kw)
+            if c < 2:
+                ax.contour(h, v, m.astype(float), levels=[0.5], colors="w", linewidths=0.6)
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+            ax.set_title(f"{lab}\n{title}", fontsize=8)
+            ax.set_xlabel(hl, fontsize=7)
+            ax.set_ylabel(vl, fontsize=7)
+            ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _dvh_figure(res) -> str | None:
+    from ..dvh import cumulative_dvh
+    from ..plots import _plt
+
+    ms = {nm: m for nm, m in res.masks.items() if nm in res.structures}
+    if not ms:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    top = max(float(res.tps_gy_zyx.max()), float(res.mc_gy_zyx.max())) * 1.05
+    for n, (nm, m) in enumerate(ms.items()):
+        lv, f1 = cumulative_dvh(res.tps_gy_zyx, m, bins=300, d_max=top)
+        _, f2 = cumulative_dvh(res.mc_gy_zyx, m, bins=300, d_max=top)
+        ax.plot(lv, 100 * f1, color=f"C{n}", lw=1.6, label=f"{nm} TPS")
+        ax.plot(lv, 100 * f2, color=f"C{n}", lw=1.4, ls="--", label=f"{nm} MC")
+    ax.set_xlabel("dose (Gy or Gy(RBE))")
+    ax.set_ylabel("volume (%)")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("DVH: TPS (solid) and MC (dashed)", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _hist_figure(res) -> str:
+    from ..plots import _plt
+
+    plt = _plt()
+    fig, axs = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name in ("3%/2mm", "2%/2mm", "1%/1mm"):
+        g = res.gamma[name]["gamma"]
+        if g.size:
+            axs[0].hist(np.clip(g, 0, 1.5), bins=np.linspace(0, 1.5, 31), histtype="step", lw=1.5,
+                        label=f"{name}: {100 * res.gamma[name]['pass_rate']:.1f} % pass")
+    axs[0].axvline(1, color="k", lw=0.8)
+    axs[0].set_xlabel("gamma (search stopped at 1.5)")
+    axs[0].set_ylabel("points")
+    axs[0].legend(fontsize=8)
+    axs[0].set_title("3-D gamma (global, body, 10 % threshold)", fontsize=9)
+    d = res.dose_difference.get("values_pct")
+    if d is not None and d.size:
+        axs[1].hist(np.clip(d, -10, 10), bins=np.linspace(-10, 10, 81), color="C0")
+        axs[1].axvline(0, color="k", lw=0.8)
+    axs[1].set_xlabel("MC - TPS (% of the TPS maximum), voxels in the body above 10 %")
+    axs[1].set_ylabel("voxels")
+    axs[1].set_title("dose difference", fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _beam_figure(res, b: int) -> str:
+    from ..plots import _plt
+
+    plt = _plt()
+    inp, mc = res.inputs, res.mc
+    meta = mc.beam_meta[b]
+    rng = res.ranges[b]
+    has = b in inp.beams
+    a = np.where(res.body_zyx, inp.beams[b].dose_gy_zyx, 0.0) if has else res.tps_gy_zyx
+    m = mc.beams_gy_zyx[b] if has else res.mc_gy_zyx
+    z, y, x = res.axes_zyx
+    iso = np.asarray(meta["isocenter_mm"])
+    d = np.abs(np.asarray(meta["beam_direction"]))
+    # the axis-aligned plane through the isocentre that holds the beam direction best
+    normal = int(np.argmin(d))  # 0 x, 1 y, 2 z
+    fig, axs = plt.subplots(1, 4, figsize=(16, 3.8))
+    if normal == 2:
+        k = int(np.argmin(np.abs(z - iso[2])))
+        A, M, h, v, hl, vl, org = a[k], m[k], x, y, "x", "y", "upper"
+    elif normal == 1:
+        j = int(np.argmin(np.abs(y - iso[1])))
+        A, M, h, v, hl, vl, org = a[:, j], m[:, j], x, z, "x", "z", "lower"
+    else:
+        i = int(np.argmin(np.abs(x - iso[0])))
+        A, M, h, v, hl, vl, org = a[:, :, i], m[:, :, i], y, z, "y", "z", "lower"
+    ext = [h[0], h[-1], v[-1], v[0]] if org == "upper" else [h[0], h[-1], v[0], v[-1]]
+    top = float(a.max()) or 1.0
+    dd = np.where((A >= 0.1 * top) | (M >= 0.1 * top), (M - A) / top * 100, np.nan)
+    what = "TPS beam dose" if has else "TPS total dose"
+    for ax, img, lab, kw in ((axs[0], A, what, {"cmap": "jet", "vmin": 0, "vmax": top * 1.05}),
+                             (axs[1], M, "MC beam dose" if has else "MC total dose", {"cmap": "jet", "vmin": 0,
+                                                                                      "vmax": top * 1.05}),
+                             (axs[2], dd, "MC - TPS (% of max)", {"cmap": "RdBu_r", "vmin": -5, "vmax": 5})):
+        im = ax.imshow(img, extent=ext, origin=org, aspect="equal", interpolation="nearest", **kw)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        ax.set_title(f"beam {b}: {lab}", fontsize=8)
+        ax.set_xlabel(f"{hl} (mm)", fontsize=7)
+        ax.set_ylabel(f"{vl} (mm)", fontsize=7)
+        ax.tick_params(labelsize=6)
+    vals = rng.get("values_mm")
+    if vals is not None and len(vals):
+        axs[3].hist(np.clip(vals, -8, 8), bins=np.linspace(-8, 8, 65), color="C2")
+        axs[3].axvline(0, color="k", lw=0.8)
+        axs[3].set_title(f"distal R80 MC - TPS: median {rng['median_mm']:+.2f} mm ({rng['rays']} rays)", fontsize=8)
+    axs[3].set_xlabel("R80 difference (mm)", fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _table(head: list[str], rows: list[list[Any]], cls: list[str] | None = None) -> str:
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for n, r in enumerate(rows):
+        c = f' class="{cls[n]}"' if cls and cls[n] else ""
+        out.append(f"<tr{c}>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "n/a" if not math.isfinite(v) else f"{v:.3g}" if abs(v) < 1e4 else f"{v:.4g}"
+    return str(v)
+
+
+def write_report(res, out_dir: str | Path, timings: dict) -> Path:
+    """Write check.html (figures embedded) into ``out_dir``; returns its path."""
+    out = Path(out_dir)
+    centre = _centre(res)
+    figs = {"planes": _planes_figure(res, centre), "dvh": _dvh_figure(res), "hist": _hist_figure(res)}
+    beam_figs = {b: _beam_figure(res, b) for b in sorted(res.ranges)}
+    p = res.provenance
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<title>mcproton check</title>",
+        ("<style>body{font-family:sans-serif;max-width:1250px;margin:auto;font-size:13px}"
+         "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 6px}"
+         ".pass{background:#d9f2d9}.fail{background:#f8d0d0}h1 .pass,h1 .fail{padding:0 8px}"
+         "img{max-width:100%}</style></head><body>"),
+        (f"<h1>mcproton check: <span class=\"{'pass' if res.passed else 'fail'}\">"
+         f"{'PASS' if res.passed else 'FAIL'}</span></h1>"),
+        (f"<p>Plan {html.escape(Path(res.inputs.plan_path).name)} ({html.escape(str(res.inputs.plan.label))}); "
+         f"{html.escape(p['dose'])}; {p['fractions']} fraction(s); beam model {html.escape(str(p['beam_model']))}; "
+         f"calibration {html.escape(str(p['calibration']))}.</p>"),
+        "<h2>Action levels</h2>",
+        _table(["quantity", "value", "action level", "result"],
+               [[c["quantity"], c["value_text"], c["limit_text"], "pass" if c["passed"] else "FAIL"] for c in res.checks],
+               ["pass" if c["passed"] else "fail" for c in res.checks]),
+    ]
+    if res.diagnostics:
+        parts.append("<h3>Likely causes</h3><ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in res.diagnostics)
+                     + "</ul>")
+    parts += ["<h2>Gamma (3-D)</h2>",
+              _table(["criterion", "pass rate (%)", "points evaluated", "points above threshold"],
+                     [[k, 100 * g["pass_rate"], g["points"], g.get("evaluable_points", "")] for k, g in res.gamma.items()]
+                     + [[f"beam {b}: 2%/2mm", 100 * g["pass_rate"], g["points"], g.get("evaluable_points", "")]
+                        for b, g in res.beam_gamma.items()]),
+              f"<p>{html.escape(res.settings['gamma'])}.</p>"]
+    dd = res.dose_difference
+    if dd.get("voxels"):
+        q = dd["percentiles_pct"]
+        parts.append(f"<p>Dose difference MC - TPS over {dd['voxels']} body voxels above 10 %: mean "
+                     f"{dd['mean_pct']:+.2f} %, SD {dd['sd_pct']:.2f} %, 5-95 % range {q['p5']:+.2f}..{q['p95']:+.2f} %"
+                     f" of the TPS maximum ({dd['normalisation_gy']:.3f} Gy); within 2 %: "
+                     f"{100 * dd['within_2pct']:.1f} %, within 3 %: {100 * dd['within_3pct']:.1f} %; MC/TPS integral "
+                     f"{dd['integral_ratio_mc_tps']:.4f}.</p>")
+    parts += ["<h2>Dose maps</h2>", f'<img alt="dose, difference and gamma maps" src="data:image/png;base64,{figs["planes"]}">',
+              f'<img alt="gamma and dose-difference histograms" src="data:image/png;base64,{figs["hist"]}">']
+    if res.structures:
+        rows = []
+        for nm, r in res.structures.items():
+            for k, m in r["metrics"].items():
+                if "tps_gy" in m:
+                    rows.append([nm, r["kind"], k, m["tps_gy"], m["mc_gy"], m["diff_gy"], m["diff_pct"]])
+                else:
+                    rows.append([nm, r["kind"], k, 100 * m["tps"], 100 * m["mc"], m["diff_points"], ""])
+        parts += ["<h2>Structures</h2>",
+                  _table(["structure", "kind", "metric", "TPS (Gy / %)", "MC (Gy / %)", "MC - TPS", "MC - TPS (%)"], rows)]
+        if p.get("prescription_gy"):
+            parts.append(f"<p>V95/V100 relative to {p['prescription_gy']:.3g} Gy ({html.escape(str(p['prescription_source']))}).</p>")
+        if figs["dvh"]:
+            parts.append(f'<img alt="DVH overlay" src="data:image/png;base64,{figs["dvh"]}">')
+    parts.append("<h2>Beams: range agreement</h2>")
+    rows = [[b, r.get("source", ""), r.get("rays", 0), r.get("median_mm", float("nan")), r.get("p5_mm", float("nan")),
+             r.get("p95_mm", float("nan")), 100 * r.get("within_1mm", float("nan")), 100 * r.get("within_2mm", float("nan"))]
+            for b, r in res.ranges.items()]
+    parts.append(_table(["beam", "dose compared", "rays", "median dR80 (mm)", "5 % (mm)", "95 % (mm)", "within 1 mm (%)",
+                         "within 2 mm (%)"], rows))
+    parts.append("<p>dR80 = distal 80 % position of the MC minus the TPS along rays parallel to the beam through each "
+                 "beam's-eye-view pixel where the TPS dose reaches 50 % of its maximum.</p>")
+    for b, f in beam_figs.items():
+        parts.append(f'<img alt="beam {b}" src="data:image/png;base64,{f}">')
+    parts += ["<h2>Pairing</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res.pairing) + "</ul>",
+              "<h2>Provenance</h2>",
+              _table(["item", "value"], [[k, v if not isinstance(v, list) else "; ".join(map(str, v))]
+                                         for k, v in p.items()]),
+              "<h2>Host steps (wall time, s)</h2>",
+              _table(["step", "s"], [[k, v] for k, v in timings.items()]),
+              "<h2>Action levels used and their sources</h2>",
+              _table(["level", "value", "source"], [[k, v["value"], v["source"]] for k, v in res.levels.items()]),
+              "</body></html>"]
+    path = out / "check.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    res.report_html = str(path)
+    return path

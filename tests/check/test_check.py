@@ -1,0 +1,323 @@
+"""``mcproton check`` on a small synthetic case: a water box (CT with air around it), a two-beam 90 MeV plan
+(gantry 0 and 90), a box target in an RT Struct.  The 'TPS dose' is an mcproton dose of the same plan with
+another seed and more primaries, written as RT Dose (plan dose + per-beam doses).  The correct dose passes;
+a dose shifted by 3 mm, scaled by 5 %, without one beam, or with a 3 % range error in one beam fails, naming
+the failing quantity.  Bad inputs get a clear message.
+
+The MC of the check is computed once (module fixture) and reused by the error cases through ``check(mc=...)``
+(the comparisons are what they test).  Stochastic tolerance: the correct case passes the action levels with
+margin (measured: 2 %/2 mm 97 % against 95 %, D95 -1.3 % against 3 %, median dR80 0.1 mm against 1 mm); the errors
+exceed them clearly.  The shared fixture (two MC runs) takes ~1 min on 2 busy cores; each test after it < 10 s.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
+from dicom_factories import make_plan, save, spot_grid
+
+FOR = "1.2.826.0.1.3680043.8.498.4242"
+BOX = (-40.0, 40.0)       # water box x, y (mm); z -20..20
+# the fast test MC has ~6.5 % noise per voxel (a clinical check stops at 1 %): the MC-uncertainty level, the
+# fraction of rays within 2 mm and the target D95 (noise widens the MC's DVH: D95 moved by -2..+5 % between
+# seeds in this unoptimised two-beam dose) are relaxed accordingly; every other level is the default
+LEVELS = {"mc_uncertainty_max_pct": 9.0, "range_within_2mm_min": 50.0, "target_d95_pct": 8.0}
+FAST = {"gamma_points": 600, "progress": False, "backend": "cpu"}
+
+
+def _write_rs(path: Path, plan_ds, lo=(-16.0, -16.0, -12.0), hi=(16.0, 16.0, 12.0)) -> None:
+    """An RT Struct with a box PTV and the External (the water box)."""
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    uid = generate_uid()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
+    meta.MediaStorageSOPInstanceUID = uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.481.3", uid, "RTSTRUCT"
+    ds.FrameOfReferenceUID = FOR
+    rois, contours, obs = [], [], []
+    for num, (name, typ, a, b) in enumerate((("PTV", "PTV", lo, hi),
+                                             ("External", "EXTERNAL", (BOX[0], BOX[0], -20.0), (BOX[1], BOX[1], 20.0))),
+                                            start=1):
+        r = Dataset()
+        r.ROINumber, r.ROIName, r.ReferencedFrameOfReferenceUID = num, name, FOR
+        rois.append(r)
+        o = Dataset()
+        o.ObservationNumber, o.ReferencedROINumber, o.RTROIInterpretedType = num, num, typ
+        obs.append(o)
+        cs = []
+        for z in np.arange(a[2] + 1.0, b[2], 2.0):
+            c = Dataset()
+            c.ContourGeometricType = "CLOSED_PLANAR"
+            pts = [(a[0], a[1]), (b[0], a[1]), (b[0], b[1]), (a[0], b[1])]
+            c.NumberOfContourPoints = 4
+            c.ContourData = [float(v) for x, y in pts for v in (x, y, z)]
+            cs.append(c)
+        rc = Dataset()
+        rc.ReferencedROINumber = num
+        rc.ContourSequence = Sequence(cs)
+        contours.append(rc)
+    ds.StructureSetROISequence = Sequence(rois)
+    ds.ROIContourSequence = Sequence(contours)
+    ds.RTROIObservationsSequence = Sequence(obs)
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """CT, plan and RS (no transport)."""
+    from mcproton._io.rtplan import load_rtplan
+    from mcproton.dicom import write_ct_series
+
+    d = tmp_path_factory.mktemp("check")
+    vs = (4.0, 2.0, 4.0)                                # 2 mm along beam 1 (+y), whose range error is tested
+    xs = np.arange(-56.0, 56.0, vs[0]) + vs[0] / 2      # air 16 mm around the box in x, y
+    ys = np.arange(-56.0, 56.0, vs[1]) + vs[1] / 2
+    zs = np.arange(-28.0, 28.0, vs[2]) + vs[2] / 2
+    X, Y = np.meshgrid(xs, ys, indexing="xy")
+    inside = (X >= BOX[0]) & (X <= BOX[1]) & (Y >= BOX[0]) & (Y <= BOX[1])
+    hu = np.full((zs.size, ys.size, xs.size), -1000.0)
+    hu[(np.abs(zs) <= 20)[:, None, None] & inside[None]] = 0.0
+    write_ct_series(hu, vs, (xs[0], ys[0], zs[0]), d / "ct", frame_of_reference_uid=FOR)
+    spots = spot_grid(3, 8.0)
+    layers = [(90.0, spots, [1.0] * 9), (80.0, spots, [0.6] * 9)]
+    plan = make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": layers, "meterset": 20.0},
+                      {"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": layers, "meterset": 20.0}],
+                     frame_of_reference_uid=FOR)
+    save(plan, d / "RP.dcm")
+    _write_rs(d / "RS.dcm", plan)
+    # an analytic stand-in dose for the bad-input tests (refused before any transport): a blob in the box
+    Z3, Y3, X3 = np.meshgrid(zs, ys, xs, indexing="ij")
+    blob = 2.0 * np.exp(-(X3 ** 2 + Y3 ** 2 + Z3 ** 2) / (2 * 20.0 ** 2)) * (hu > -500)
+    rp = load_rtplan(d / "RP.dcm")
+    return {"dir": d, "grid": (vs, (xs[0], ys[0], zs[0])), "shape": hu.shape, "plan_uid": rp.sop_instance_uid,
+            "blob": blob, "rp": rp}
+
+
+@pytest.fixture(scope="module")
+def case(base):
+    """The 'TPS' doses (plan + per beam) of an independent mcproton run with 3x the primaries, and the check
+    of the correct doses end to end (its MC is reused by the error cases)."""
+    from mcproton._check.api import check
+    from mcproton._check.compute import build_geometry, run_mc
+    from mcproton._check.inputs import CheckInputs, TPSDose
+    from mcproton.dicom import write_rtdose
+
+    d, rp = base["dir"], base["rp"]
+    vs, org = base["grid"]
+    grid = TPSDose("", np.zeros(base["shape"]), vs, org, FOR, "PHYSICAL", "PLAN", rp.sop_instance_uid)
+    inp = CheckInputs(str(d / "RP.dcm"), rp, grid, {}, str(d / "ct"), None, FOR, "PHYSICAL", 1, True)
+    geo, _, _ = build_geometry(d / "ct", "schneider2000", grid)
+    hi = run_mc(inp, geo, "dcpt_v2", primaries=36000, target_uncertainty=None, seed=777, backend="cpu",
+                progress=False, log=lambda m: None)
+    files = {}
+    for b, dose in hi.beams_gy_zyx.items():
+        files[b] = write_rtdose(dose, vs, org, d / f"RD_beam{b}.dcm", frame_of_reference_uid=FOR,
+                                referenced_plan_sop_instance_uid=rp.sop_instance_uid, summation_type="BEAM",
+                                referenced_beam_number=b)
+    files["plan"] = write_rtdose(hi.total_gy_zyx, vs, org, d / "RD_plan.dcm", frame_of_reference_uid=FOR,
+                                 referenced_plan_sop_instance_uid=rp.sop_instance_uid)
+    res = check(plan=d / "RP.dcm", dose=[files["plan"], files[1], files[2]], ct=d / "ct", struct=d / "RS.dcm",
+                beam_model="dcpt_v2", out=d / "out", primaries=12000, target_uncertainty=None, seed=1,
+                levels=_levels(), **FAST)
+    return {**base, "files": files, "hi": hi, "res": res, "axes": grid.axes_mm()}
+
+
+def _levels():
+    from mcproton._check.levels import ActionLevels
+
+    return ActionLevels(**LEVELS)
+
+
+def _tps(case, name: str, dose: np.ndarray, **kw) -> Path:
+    from mcproton.dicom import write_rtdose
+
+    vs, org = case["grid"]
+    kw.setdefault("frame_of_reference_uid", FOR)
+    kw.setdefault("referenced_plan_sop_instance_uid", case["plan_uid"])
+    return write_rtdose(dose, vs, org, case["dir"] / f"{name}.dcm", **kw)
+
+
+def _recheck(case, doses, _only_inputs=False, **kw):
+    """The check of other TPS doses with the MC of the correct case (``_only_inputs``: up to the MC only)."""
+    from mcproton._check.api import check
+    from mcproton._check.inputs import CheckInputError
+
+    d = case["dir"]
+    mc = case["res"].mc if "res" in case else None
+    if mc is None:
+        # no MC in this fixture: the inputs must be refused (or, with _only_inputs, pass) before any transport
+        with pytest.raises(CheckInputError, match="no beam model") if _only_inputs else _nothing():
+            return check(plan=d / "RP.dcm", dose=doses, ct=d / "ct", struct=d / "RS.dcm", beam_model=None,
+                         levels=_levels(), **{**FAST, **kw})
+        return None
+    return check(plan=d / "RP.dcm", dose=doses, ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2",
+                 mc=mc, levels=_levels(), **{**FAST, **kw})
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _failed(res) -> str:
+    print(res.summary())   # shown with pytest -rP
+    return " | ".join(c["quantity"] for c in res.failed)
+
+
+def test_correct_dose_passes_and_writes_the_report(case):
+    res = case["res"]
+    print(res.summary())
+    assert res.passed, res.summary()
+    assert res.gamma["2%/2mm"]["pass_rate"] >= 0.95
+    assert abs(res.structures["PTV"]["metrics"]["Dmean"]["diff_pct"]) < 3
+    assert set(res.ranges) == {1, 2} and all(abs(r["median_mm"]) < 1 for r in res.ranges.values())
+    html = Path(res.report_html).read_text()
+    assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") >= 4
+    import json
+
+    js = json.loads(Path(res.report_json).read_text())
+    assert js["passed"] is True and js["provenance"]["kernel_hash"] and "transport_s" in js["timings_s"]
+
+
+def test_dose_shifted_by_3mm_fails(case):
+    from scipy.ndimage import shift
+
+    vs = case["grid"][0][0]   # x
+    d = shift(case["hi"].total_gy_zyx, (0, 0, 3.0 / vs), order=1)
+    res = _recheck(case, _tps(case, "shift", d))
+    assert not res.passed
+    assert "gamma 2%/2mm" in _failed(res) and "R80" in _failed(res), res.summary()
+
+
+def test_dose_scaled_by_5_percent_fails(case):
+    res = _recheck(case, _tps(case, "scaled", case["hi"].total_gy_zyx * 1.05))
+    assert not res.passed
+    assert "PTV Dmean difference" in _failed(res) and "gamma 2%/2mm" in _failed(res), res.summary()
+    assert any("0.95" in n for n in res.diagnostics), res.diagnostics
+
+
+def test_beam_missing_fails_and_is_named(case):
+    res = _recheck(case, _tps(case, "onebeam", case["hi"].beams_gy_zyx[1]))
+    assert not res.passed and "gamma 2%/2mm" in _failed(res), res.summary()
+    assert any("beam 2 seems to be missing" in n for n in res.diagnostics), res.diagnostics
+
+
+def test_range_error_of_3_percent_in_one_beam_fails(case):
+    """Beam 1 (gantry 0, HFS: along +y) stretched by 3 % in depth from the box surface (y = -40 mm)."""
+    from scipy.ndimage import map_coordinates
+
+    hi = case["hi"]
+    z, y, x = case["axes"]
+    vs = case["grid"][0][1]   # y
+    Z, Y, X = np.meshgrid(np.arange(z.size), np.arange(y.size), np.arange(x.size), indexing="ij")
+    y_src = BOX[0] + (y[Y] - BOX[0]) / 1.03
+    b1 = map_coordinates(hi.beams_gy_zyx[1], [Z, (y_src - y[0]) / vs, X], order=1)
+    res = _recheck(case, [_tps(case, "b1", b1, summation_type="BEAM", referenced_beam_number=1),
+                          _tps(case, "b2", hi.beams_gy_zyx[2], summation_type="BEAM", referenced_beam_number=2)])
+    failed = _failed(res)
+    assert "beam 1: median distal R80 difference" in failed, res.summary()
+    assert "beam 2: median distal R80" not in failed
+    assert res.ranges[1]["median_mm"] < -1.0    # the MC stops short of the stretched TPS dose
+
+
+# ---------------------------------------------------------------------- bad input
+def test_plan_and_dose_on_different_frames(base):
+    from mcproton._check.inputs import CheckInputError
+
+    p = _tps(base, "otherframe", base["blob"], frame_of_reference_uid="1.2.3.4.5")
+    with pytest.raises(CheckInputError, match="different frames of reference"):
+        _recheck(base, p)
+
+
+def test_dose_grid_not_covering_the_body(base):
+    from mcproton.dicom import write_rtdose
+
+    vs, org = base["grid"]
+    d = base["blob"][:, 10:, 10:]          # cut through the box where the dose is
+    o = (org[0] + 10 * vs[0], org[1] + 10 * vs[1], org[2])
+    p = write_rtdose(d, vs, o, base["dir"] / "cut.dcm", frame_of_reference_uid=FOR,
+                     referenced_plan_sop_instance_uid=base["plan_uid"])
+    from mcproton._check.inputs import CheckInputError
+
+    with pytest.raises(CheckInputError, match="does not cover the irradiated body"):
+        _recheck(base, p)
+    _recheck(base, _tps(base, "whole", base["blob"]), _only_inputs=True)   # the whole grid is accepted
+
+
+def test_unknown_dose_type(base):
+    from mcproton._check.inputs import CheckInputError
+
+    p = _tps(base, "errtype", base["blob"])
+    ds = pydicom.dcmread(p)
+    ds.DoseType = "ERROR"
+    ds.save_as(p)
+    with pytest.raises(CheckInputError, match="DoseType 'ERROR'"):
+        _recheck(base, p)
+
+
+def test_missing_beam_model(base):
+    from mcproton._check.api import check
+    from mcproton._check.inputs import CheckInputError
+
+    d = base["dir"]
+    with pytest.raises(CheckInputError, match="no beam model"):
+        check(plan=d / "RP.dcm", dose=_tps(base, "ok", base["blob"]), ct=d / "ct", beam_model=None, **FAST)
+
+
+def test_mismatched_fractions(base):
+    from mcproton._check.inputs import CheckInputError
+
+    p = _tps(base, "fraction", base["blob"], summation_type="FRACTION")
+    with pytest.raises(CheckInputError, match="holds one fraction"):
+        _recheck(base, p, fractions="all")
+
+
+def test_cli_help_and_bad_input_exit_status(base, capsys):
+    from mcproton.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["check", "--help"])
+    assert e.value.code == 0 and "--phantom-from-struct" in capsys.readouterr().out
+    d = base["dir"]
+    rc = main(["check", "--plan", str(d / "RP.dcm"), "--dose", str(_tps(base, "ok", base["blob"])), "--ct", str(d / "ct"),
+               "--out", str(d / "cli")])
+    assert rc == 2 and "no beam model" in capsys.readouterr().err
+
+
+def test_batch_goes_on_past_a_refused_patient(case, tmp_path, capsys):
+    """--batch: one patient folder is checked, one without a TPS dose is refused with the reason; exit status 1."""
+    import json
+    import shutil
+
+    from mcproton.cli import main
+
+    d = case["dir"]
+    ok, bad = tmp_path / "pts" / "a_ok", tmp_path / "pts" / "b_nodose"
+    shutil.copytree(d / "ct", ok / "ct")
+    for f in ("RP.dcm", "RS.dcm", "RD_plan.dcm"):
+        shutil.copy(d / f, ok / f)
+    bad.mkdir()
+    shutil.copy(d / "RP.dcm", bad / "RP.dcm")
+    cfg = tmp_path / "levels.toml"
+    cfg.write_text("[levels]\n" + "".join(f"{k} = {v}\n" for k, v in LEVELS.items()))
+    rc = main(["check", str(tmp_path / "pts"), "--batch", "--beam-model", "dcpt_v2", "--out", str(tmp_path / "out"),
+               "--primaries", "4000", "--target-uncertainty", "0", "--gamma-points", "300", "--backend", "cpu",
+               "--config", str(cfg), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "b_nodose: REFUSED" in out and "no RT Dose" in out
+    table = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert set(table) == {"a_ok", "b_nodose"} and Path(table["a_ok"]["report"]).is_file()
+    assert table["a_ok"]["gamma_2_2_pct"] > 50      # 4000 primaries: noisy, but the same plan
