@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from ._backend import cuda_available, get_backend
+from ._backend import get_backend
 from .geometry import box_phantom
 from .run import Accumulator, Simulation, finish
 from .settings import RunSettings
@@ -56,25 +56,24 @@ def run_simt(backend: str = "auto", energy_mev: float = 150.0, primaries: int = 
              seed: int = 1, block: int | None = None, sm_count: int | None = None) -> dict:
     """The SIMT-efficiency proxy (mcproton/_kernels/simt.py) of one benchmark launch of ``primaries`` histories
     (the bench case, histories 0 .. primaries - 1 of ``seed``: the bench's first timed launch).  The transport
-    kernel counts the steps of every track on the CPU; they are grouped into 32-lane warps as a CUDA launch
-    schedules them: the launch shape of the GPU when ``backend`` is "cuda" (or "auto" with a GPU present), else
-    ``block`` threads per block (default 128) on ``sm_count`` SMs (default 132, an H200).  Step counts, not
-    timings: the figures do not depend on the machine or its load."""
+    kernel counts the steps of every track (on ``backend``: the counts follow the same distributions on the CPU
+    and the GPU); they are grouped into 32-lane warps as a CUDA launch schedules them: on the GPU backend, the
+    device's launch shape, else ``block`` threads per block (default 128) on ``sm_count`` SMs (default 132, an
+    H200).  Step counts, not timings: the figures do not depend on the machine's speed or load."""
     from ._kernels import simt
     from ._kernels.layout import LEDGER
     from ._kernels.source import source_hash
 
     if primaries < 1:
         raise ValueError(f"--primaries {primaries}: give at least 1 history")
-    modelled = None
-    if backend == "cuda" or backend == "auto" and cuda_available()[0]:
-        gpu = get_backend("cuda")
-        block, sm_count, modelled = block or gpu.block, sm_count or gpu._sm, gpu.device
+    be = get_backend(backend)
+    if be.name == "cuda":
+        block, sm_count = block or be.block, sm_count or be._sm
     block, sm_count = int(block or 128), int(sm_count or simt.H200_SMS)
-    modelled = modelled or f"{sm_count} SMs, {block} threads/block" + (
+    modelled = be.device if be.name == "cuda" else f"{sm_count} SMs, {block} threads/block" + (
         " (an H200)" if sm_count == simt.H200_SMS else "")
     geom, beam = bench_case(energy_mev, voxel_mm)
-    sim = Simulation(geom, beam, RunSettings(primaries=primaries, seed=seed, backend="cpu"))
+    sim = Simulation(geom, beam, RunSettings(primaries=primaries, seed=seed, backend=be.name))
     tracks, ledger = simt.history_steps(sim, 0, primaries)
     threads = simt.launch_threads(primaries, block, sm_count)
     out = {"energy_mev": energy_mev, "histories": primaries, "voxel_mm": voxel_mm, "seed": seed,
@@ -97,7 +96,7 @@ def simt_main(args) -> int:
         return 0
     m = res["modelled_launch"]
     print(f"mcproton bench --simt: {res['energy_mev']:g} MeV pencil beam in water, {res['voxel_mm']:g} mm voxels, "
-          f"{res['histories']:,} histories; steps counted on the CPU")
+          f"{res['histories']:,} histories; steps counted on {res['counted_on']}")
     print(f"  modelled launch: {res['modelled_gpu']}: {m['threads']:,} threads, up to "
           f"{res['histories_per_thread_max']} histories per thread")
     print(f"  active lanes per 32-lane warp: {res['active_lanes']:.1f} (efficiency {res['efficiency']:.3f}, lanes "

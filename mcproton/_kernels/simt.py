@@ -8,22 +8,30 @@ histories ``t, t + T, t + 2T, ...`` one after the other, each with its secondary
 then the tracks of its secondary stack) on the same thread.  The threads ``32w .. 32w + 31`` form warp ``w``
 (a block is a whole number of warps).
 
-The step counts are exact: the kernel itself counts, per history of a launch, the steps of the whole history and of
-its primary track (``Params::history_steps``, written only when that pointer is set; ``history_steps`` below).  The
-proxy then models the warp at the granularity of a transport step (every step costs the same, on every lane):
+The step counts are exact: the transport kernel itself counts the steps of every track of every history of a launch
+(``history_steps`` below: kernels/probes.cu ``mcp_probe_history_steps`` is ``mcp_transport`` compiled with the
+counting, which the run's kernel does not have; the same on the CPU and the GPU backends).  The proxy then models
+the warp at the granularity of a transport step (every step costs the same, on every lane):
 
-* ``efficiency`` (the headline figure): lanes wait for each other at the end of each history (the end of an
-  iteration of the grid-stride loop, where the divergent step loop reconverges), so an iteration of warp ``w``
-  lasts as long as its longest history.  Efficiency = sum of all steps / (32 x sum over warps and iterations of
-  the longest history's steps).  With one history per thread (``n <= T``: e.g. 2e5 histories on an H200, the
-  Nsight Compute case) this is the only schedule there is.
-* ``efficiency_primary_then_secondaries``: lanes also wait for each other between the primary track and the
-  secondaries (the step loop of the primary reconverges before the secondary loop starts): an iteration lasts
-  max(primary) + max(secondaries).  Lower; closer to what the compiled code does.
-* ``efficiency_free_lanes``: lanes never wait for each other (each lane's work is the sum over its histories and a
-  warp lasts as long as its busiest lane).  An upper bound of the model; equal to ``efficiency`` when ``n <= T``.
-* ``efficiency_primaries_only``: ``efficiency`` of the primary tracks alone, i.e. what the warps would reach if the
-  secondaries ran elsewhere (a global queue, issue 15).
+* ``efficiency`` (the headline figure): the lanes of a warp wait for each other at the end of every track (the
+  step loop of ``transport_track`` is where the lanes diverge; they reconverge where it returns, before the next
+  track of the secondary loop and before the next history of the grid-stride loop).  Per grid-stride iteration a
+  warp runs its primaries in lock-step (as long as the longest), then the 1st secondary of every lane that has
+  one (as long as the longest of those), then the 2nd, ...  Efficiency = sum of all steps / (32 x sum over warps,
+  iterations and track ranks of the longest lane).
+* ``efficiency_primary_then_secondaries``: the lanes wait for each other after the primary and after all the
+  secondaries (a lane's secondaries overlap the other lanes' ones): max(primary) + max(sum of the secondaries).
+* ``efficiency_history_sync``: the lanes wait for each other only at the end of a history: max(whole history).
+* ``efficiency_free_lanes``: the lanes never wait for each other: a lane's work is the sum over its histories,
+  a warp lasts as long as its busiest lane.  Equal to ``efficiency_history_sync`` with one history per thread
+  (``n <= T``: e.g. 2e5 histories on an H200, the Nsight Compute case).
+* ``efficiency_primaries_only``: the primary tracks alone, i.e. what the warps would reach if the secondaries
+  ran elsewhere (a global queue, issue 15).
+
+Each of the first four schedules is at least as efficient as the one before it (the 6th and later secondaries of
+a history share the last rank, which can only raise ``efficiency`` a little).  Which one the hardware follows is the compiler's
+choice (Volta's independent thread scheduling allows all of them); the headline is the one that structured
+reconvergence at the loop exits gives.
 
 All are upper bounds of what Nsight Compute reports as "Avg. Active Threads Per Warp" / 32: that counter also
 sees the divergence inside a step (the voxel walk, rare physics branches, the vacuum loop), which a step count
@@ -90,26 +98,27 @@ def simt_efficiency_free_lanes(steps: Any, threads: int) -> float:
 
 
 def history_steps(sim: Any, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(tracks, ledger) for histories [first, first + n) of ``sim`` (a mcproton.run.Simulation on the CPU backend),
-    counted by the transport kernel itself in one launch (Params::history_steps).  ``tracks``: (n, S - 2) int64,
-    S = MCP_HISTORY_STEP_SLOTS: the steps of the primary track (column 0) and of the secondary tracks in the order
-    they ran on the history's thread (columns 1 ..; the last column sums any further ones).  The simulation's
-    tallies are left zeroed."""
+    """(tracks, ledger) for histories [first, first + n) of ``sim`` (a mcproton.run.Simulation, any backend),
+    counted in one launch of kernels/probes.cu ``mcp_probe_history_steps``: the transport kernel itself with the
+    per-track counting compiled in (the run's kernel has none).  ``tracks``: (n, S - 2) int64, S =
+    MCP_HISTORY_STEP_SLOTS: the steps of the primary track (column 0) and of the secondary tracks in the order they
+    ran on the history's thread (columns 1 ..; the last column sums any further ones).  The simulation's tallies
+    are left zeroed."""
     b = sim.backend
-    if b.name != "cpu":
-        raise ValueError(f"the per-history step counts are compiled for the CPU backend only, not {b.name!r} (the "
-                         "GPU kernel stays without the hooks); count on the CPU and model the GPU's launch")
     n = int(n)
-    counts = np.zeros((n, HISTORY_STEP_SLOTS), np.int64)
-    p = sim.params_host.copy()
-    p["history_steps"] = b.ptr(counts)
-    sim._zero_tallies()
-    sim.ledger_dev.fill(0)
-    b.launch("mcp_transport", n, b.asarray(p.view(np.uint8)), int(first) + sim.history_offset, n)
-    b.synchronize()
-    ledger = b.to_host(sim.ledger_dev).copy()
-    sim._zero_tallies()
-    return counts[:, 2:], ledger
+    with b.device_context():
+        counts = b.zeros(n * HISTORY_STEP_SLOTS, np.int64)
+        p = sim.params_host.copy()
+        p["history_steps"] = b.ptr(counts)
+        params = b.asarray(p.view(np.uint8))
+        sim._zero_tallies()
+        sim.ledger_dev.fill(0)
+        b.launch("mcp_probe_history_steps", n, params, int(first) + sim.history_offset, n)
+        b.synchronize()
+        tracks = b.to_host(counts).reshape(n, HISTORY_STEP_SLOTS)[:, 2:].copy()
+        ledger = b.to_host(sim.ledger_dev).copy()
+        sim._zero_tallies()
+    return tracks, ledger
 
 
 def proxy(tracks: np.ndarray, threads: int) -> dict:
