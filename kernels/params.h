@@ -98,10 +98,11 @@ struct Params {
      * (flat index) that a batch scores into, so that the host reads and clears only those blocks of a large
      * grid instead of the whole tallies (mcproton/run.py, Simulation.run_histories_sparse). */
     uint8_t* touched;
-    /* Only read by kernels/probes.cu's mcp_probe_history_steps (the SIMT-efficiency proxy, mcproton/_kernels/simt.py;
-     * null and unused in a run): [n_histories][MCP_HISTORY_STEP_SLOTS] zeroed counters, the steps of each track of
-     * each history of the launch (index = history - first_history): slot 0 scratch, 1 the number of tracks, 2 the
-     * primary, 3.. the secondaries in the order they ran on the history's thread (the last slot sums the rest). */
+    /* Null in a run.  For the SIMT-efficiency proxy (mcproton/_kernels/simt.py), on the CPU backend only (the GPU
+     * kernel is compiled without the counting): [n_histories][MCP_HISTORY_STEP_SLOTS] zeroed counters, the steps of
+     * each track of each history of the launch (index = history - first_history): slot 0 scratch, 1 the number of
+     * tracks, 2 the primary, 3.. the secondaries in the order they ran on the history's thread (the last slot sums
+     * the rest). */
     int64_t* history_steps;
 };
 

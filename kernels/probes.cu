@@ -212,13 +212,3 @@ MCP_KERNEL void mcp_probe_layout(int64_t* MCP_RESTRICT out)
     out[k++] = MCP_OFFSET(Spot, sigma);
     out[k++] = MCP_OFFSET(Spot, corr);
 }
-
-/* The transport kernel with per-track step counting compiled in (Params::history_steps must point to zeroed
- * [n][MCP_HISTORY_STEP_SLOTS] counters), for the SIMT-efficiency proxy (mcproton/_kernels/simt.py): transport.cu's
- * mcp_transport under another name, so that the run's kernel (transport.cu's own translation unit) stays without
- * the counting. */
-#define MCP_COUNT_TRACK_STEPS_ON 1
-#define mcp_transport mcp_probe_history_steps
-#include "transport.cu"
-#undef mcp_transport
-#undef MCP_COUNT_TRACK_STEPS_ON

@@ -359,11 +359,13 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void flush_ledger(const Params& p, const History
     if (L.stack_full) mcp_atomic_add(p.ledger + LEDGER_STACK_FULL, L.stack_full);
 }
 
-/* SIMT-efficiency proxy only (mcproton/_kernels/simt.py): compiled in where MCP_COUNT_TRACK_STEPS_ON is defined,
- * i.e. in kernels/probes.cu's mcp_probe_history_steps (this kernel under another name); the run's kernel has
- * none of it.  At a track's start (end = false) keep the history's step count so far in Params::history_steps,
- * at its end add the track's steps to its slot. */
-#ifdef MCP_COUNT_TRACK_STEPS_ON
+/* SIMT-efficiency proxy only (Params::history_steps, null in a run; mcproton/_kernels/simt.py): at a track's
+ * start (end = false) keep the history's step count so far, at its end add the track's steps to its slot.
+ * Compiled for the CPU only: the GPU kernel stays as it is (the hooks would cost it 8 registers, nvcc 13.0 sm_90),
+ * and its step counts follow the same distributions (same physics, same random-number streams). */
+#if MCP_DEVICE_COMPILE
+#define MCP_COUNT_TRACK_STEPS(end)
+#else
 MCP_HOST_DEVICE void count_track_steps(int64_t* history_steps, int64_t i, int64_t steps, bool end)
 {
     int64_t* h = history_steps + (int64_t)MCP_HISTORY_STEP_SLOTS * i;
@@ -373,8 +375,6 @@ MCP_HOST_DEVICE void count_track_steps(int64_t* history_steps, int64_t i, int64_
     h[1] += 1;
 }
 #define MCP_COUNT_TRACK_STEPS(end) if (p.history_steps) count_track_steps(p.history_steps, i, L.steps, end)
-#else
-#define MCP_COUNT_TRACK_STEPS(end)
 #endif
 
 /* Transport histories first_history .. first_history + n_histories - 1 into the tallies of `params`. */

@@ -56,24 +56,25 @@ def run_simt(backend: str = "auto", energy_mev: float = 150.0, primaries: int = 
              seed: int = 1, block: int | None = None, sm_count: int | None = None) -> dict:
     """The SIMT-efficiency proxy (mcproton/_kernels/simt.py) of one benchmark launch of ``primaries`` histories
     (the bench case, histories 0 .. primaries - 1 of ``seed``: the bench's first timed launch).  The transport
-    kernel counts the steps of every track (on ``backend``: the counts follow the same distributions on the CPU
-    and the GPU); they are grouped into 32-lane warps as a CUDA launch schedules them: on the GPU backend, the
-    device's launch shape, else ``block`` threads per block (default 128) on ``sm_count`` SMs (default 132, an
-    H200).  Step counts, not timings: the figures do not depend on the machine's speed or load."""
+    kernel counts the steps of every track on the CPU (the GPU kernel is built without the counting; its histories
+    follow the same distributions); they are grouped into 32-lane warps as a CUDA launch schedules them: with
+    ``backend`` "cuda" (or "auto" with a GPU present), the launch shape of that GPU, else ``block`` threads per
+    block (default 128) on ``sm_count`` SMs (default 132, an H200).  Step counts, not timings: the figures do not
+    depend on the machine's speed or load."""
     from ._kernels import simt
     from ._kernels.layout import LEDGER
     from ._kernels.source import source_hash
 
     if primaries < 1:
         raise ValueError(f"--primaries {primaries}: give at least 1 history")
-    be = get_backend(backend)
-    if be.name == "cuda":
-        block, sm_count = block or be.block, sm_count or be._sm
+    gpu = get_backend(backend)   # only for its launch shape
+    if gpu.name == "cuda":
+        block, sm_count = block or gpu.block, sm_count or gpu._sm
     block, sm_count = int(block or 128), int(sm_count or simt.H200_SMS)
-    modelled = be.device if be.name == "cuda" else f"{sm_count} SMs, {block} threads/block" + (
+    modelled = gpu.device if gpu.name == "cuda" else f"{sm_count} SMs, {block} threads/block" + (
         " (an H200)" if sm_count == simt.H200_SMS else "")
     geom, beam = bench_case(energy_mev, voxel_mm)
-    sim = Simulation(geom, beam, RunSettings(primaries=primaries, seed=seed, backend=be.name))
+    sim = Simulation(geom, beam, RunSettings(primaries=primaries, seed=seed, backend="cpu"))
     tracks, ledger = simt.history_steps(sim, 0, primaries)
     threads = simt.launch_threads(primaries, block, sm_count)
     out = {"energy_mev": energy_mev, "histories": primaries, "voxel_mm": voxel_mm, "seed": seed,

@@ -77,5 +77,4 @@ ENTRY_POINTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mcp_probe_walk": ("probes.cu", ("p", "p", "p", "p", "i64")),
     "mcp_probe_fragment": ("probes.cu", ("p", "u64", "p", "p", "i64")),
     "mcp_probe_layout": ("probes.cu", ("p",)),
-    "mcp_probe_history_steps": ("probes.cu", ("p", "u64", "i64")),
 }

@@ -9,9 +9,10 @@ then the tracks of its secondary stack) on the same thread.  The threads ``32w .
 (a block is a whole number of warps).
 
 The step counts are exact: the transport kernel itself counts the steps of every track of every history of a launch
-(``history_steps`` below: kernels/probes.cu ``mcp_probe_history_steps`` is ``mcp_transport`` compiled with the
-counting, which the run's kernel does not have; the same on the CPU and the GPU backends).  The proxy then models
-the warp at the granularity of a transport step (every step costs the same, on every lane):
+(``history_steps`` below; ``Params::history_steps``, null in a run).  The counting is compiled into the CPU build
+only: the GPU kernel stays as it is (the same sm_90 machine code), and its histories follow the same distributions
+(same physics, same random-number streams).  The proxy then models the warp at the granularity of a transport
+step (every step costs the same, on every lane):
 
 * ``efficiency`` (the headline figure): the lanes of a warp wait for each other at the end of every track (the
   step loop of ``transport_track`` is where the lanes diverge; they reconverge where it returns, before the next
@@ -98,27 +99,26 @@ def simt_efficiency_free_lanes(steps: Any, threads: int) -> float:
 
 
 def history_steps(sim: Any, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(tracks, ledger) for histories [first, first + n) of ``sim`` (a mcproton.run.Simulation, any backend),
-    counted in one launch of kernels/probes.cu ``mcp_probe_history_steps``: the transport kernel itself with the
-    per-track counting compiled in (the run's kernel has none).  ``tracks``: (n, S - 2) int64, S =
-    MCP_HISTORY_STEP_SLOTS: the steps of the primary track (column 0) and of the secondary tracks in the order they
-    ran on the history's thread (columns 1 ..; the last column sums any further ones).  The simulation's tallies
-    are left zeroed."""
+    """(tracks, ledger) for histories [first, first + n) of ``sim`` (a mcproton.run.Simulation on the CPU backend),
+    counted by the transport kernel itself in one launch (Params::history_steps).  ``tracks``: (n, S - 2) int64,
+    S = MCP_HISTORY_STEP_SLOTS: the steps of the primary track (column 0) and of the secondary tracks in the order
+    they ran on the history's thread (columns 1 ..; the last column sums any further ones).  The simulation's
+    tallies are left zeroed."""
     b = sim.backend
+    if b.name != "cpu":
+        raise ValueError(f"the per-track step counts are compiled into the CPU backend only, not {b.name!r} (the GPU "
+                         "kernel stays without them): count on the CPU and model the GPU's launch (run_simt)")
     n = int(n)
-    with b.device_context():
-        counts = b.zeros(n * HISTORY_STEP_SLOTS, np.int64)
-        p = sim.params_host.copy()
-        p["history_steps"] = b.ptr(counts)
-        params = b.asarray(p.view(np.uint8))
-        sim._zero_tallies()
-        sim.ledger_dev.fill(0)
-        b.launch("mcp_probe_history_steps", n, params, int(first) + sim.history_offset, n)
-        b.synchronize()
-        tracks = b.to_host(counts).reshape(n, HISTORY_STEP_SLOTS)[:, 2:].copy()
-        ledger = b.to_host(sim.ledger_dev).copy()
-        sim._zero_tallies()
-    return tracks, ledger
+    counts = np.zeros((n, HISTORY_STEP_SLOTS), np.int64)
+    p = sim.params_host.copy()
+    p["history_steps"] = b.ptr(counts)
+    sim._zero_tallies()
+    sim.ledger_dev.fill(0)
+    b.launch("mcp_transport", n, b.asarray(p.view(np.uint8)), int(first) + sim.history_offset, n)
+    b.synchronize()
+    ledger = b.to_host(sim.ledger_dev).copy()
+    sim._zero_tallies()
+    return counts[:, 2:].copy(), ledger
 
 
 def proxy(tracks: np.ndarray, threads: int) -> dict:
