@@ -116,17 +116,15 @@ run_step info 90 info.json "${PYM[@]}" info --json
 # --- sizes: the GPU at full size; the CPU (dry run) tiny ---
 if [ "$MODE" = cuda ]; then
   CAL_N=1000000; BENCH_S=1.5; N_MIN=1000000; N_MAX=50000000; N_DEFAULT=10000000
-  SIMT_N="200000 BENCH"; DEMO_N=(); VAL_ARGS=(--quick)
+  SIMT_N="200000 2000000"; DEMO_N=(); VAL_ARGS=(--quick)
 else
   CAL_N=3000; BENCH_S=0.5; N_MIN=2000; N_MAX=20000; N_DEFAULT=5000
   SIMT_N="2000"; DEMO_N=(--primaries 20000); VAL_ARGS=(--quick --cases energy_conservation --batches 2)
 fi
 
-# 1. the GPU tests (on the CPU: collection from the installed package, all skipped, plus the SIMT proxy's test)
+# 1. the GPU tests (on the CPU: collected from the installed package, all skipped), then the SIMT proxy's tests
 run_step pytest_gpu 180 - "$PY" -P -m pytest -q -p no:cacheprovider -m gpu tests
-if [ "$MODE" = cpu ]; then
-  run_step pytest_simt 120 - "$PY" -P -m pytest -q -p no:cacheprovider tests/engine/test_simt_proxy.py
-fi
+run_step pytest_simt 120 - "$PY" -P -m pytest -q -p no:cacheprovider tests/engine/test_simt_proxy.py
 
 # 2. the benchmark at 70/150/230 MeV; primaries = what the 150 MeV calibration launch does in BENCH_S seconds
 N_BENCH=$N_DEFAULT
@@ -141,10 +139,10 @@ for e in 150 70 230; do
   run_step "bench$e" 90 bench.jsonl "${PYM[@]}" bench --backend "$MODE" --energy "$e" --primaries "$N_BENCH" --json
 done
 
-# 3. the SIMT-efficiency proxy: per-history step counts from the transport kernel, grouped into 32-lane warps as
-# the GPU launch schedules them (mcproton/_kernels/simt.py); 2e5 histories is the Nsight Compute case below
+# 3. the SIMT-efficiency proxy: per-track step counts from the transport kernel (counted on the CPU cores), grouped
+# into 32-lane warps as this GPU's launch schedules them (mcproton/_kernels/simt.py); 2e5 histories is the
+# Nsight Compute case below (one history per thread), 2e6 a grid-stride launch (two per thread)
 for n in $SIMT_N; do
-  [ "$n" = BENCH ] && n=$N_BENCH
   for e in 70 150 230; do
     run_step "simt${e}_n$n" 90 simt.jsonl "${PYM[@]}" bench --simt --backend "$MODE" --energy "$e" --primaries "$n" --json
   done
