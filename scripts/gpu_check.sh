@@ -165,7 +165,7 @@ cp "$WORK/validation/summary.json" "$OUT/validate_summary.json" 2>> "$LOG"
 if [ "$MODE" = cuda ] && command -v ncu > /dev/null 2>&1; then
   run_step ncu 150 ncu.txt ncu --clock-control none --kernel-name mcp_transport --launch-skip 1 --launch-count 1 \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section SchedulerStats \
-    --section WarpStateStats --section ComputeWorkload --section InstructionStats \
+    --section WarpStateStats --section ComputeWorkloadAnalysis --section InstructionStats \
     "${PYM[@]}" bench --backend cuda --energy 150 --primaries 200000 --repeats 1 --json
 else
   log "### ncu skipped (mode $MODE; ncu $(command -v ncu > /dev/null 2>&1 && echo present || echo missing))"
