@@ -361,7 +361,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void flush_ledger(const Params& p, const History
 
 /* SIMT-efficiency proxy only (Params::history_steps, null in a run; mcproton/_kernels/simt.py): at a track's
  * start (end = false) keep the history's step count so far, at its end add the track's steps to its slot.
- * Compiled for the CPU only: the GPU kernel stays as it is (the hooks would cost it 8 registers, nvcc 13.0 sm_90),
+ * Compiled for the CPU only: the GPU kernel stays as it is (the hooks cost it 8-10 registers, nvcc 13.0 sm_90),
  * and its step counts follow the same distributions (same physics, same random-number streams). */
 #if MCP_DEVICE_COMPILE
 #define MCP_COUNT_TRACK_STEPS(end)

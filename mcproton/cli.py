@@ -228,8 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=3, help="timed repetitions; the best is reported")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--simt", action="store_true",
-                   help="the SIMT-efficiency proxy instead of a timing: active lanes per 32-lane warp under the GPU "
-                        "launch's schedule, from the kernel's per-history step counts (default 200000 histories)")
+                   help="the SIMT-efficiency proxy instead of a timing: active lanes per 32-lane warp under the "
+                        "GPU launch's schedule, from the kernel's per-track step counts on the CPU (default "
+                        "200000 histories)")
     b.set_defaults(func=_cmd_bench)
 
     i = sub.add_parser("info", help="version, backends, devices, compilers")

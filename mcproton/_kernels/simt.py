@@ -29,10 +29,10 @@ step (every step costs the same, on every lane):
 * ``efficiency_primaries_only``: the primary tracks alone, i.e. what the warps would reach if the secondaries
   ran elsewhere (a global queue, issue 15).
 
-Each of the first four schedules is at least as efficient as the one before it (the 6th and later secondaries of
-a history share the last rank, which can only raise ``efficiency`` a little).  Which one the hardware follows is the compiler's
-choice (Volta's independent thread scheduling allows all of them); the headline is the one that structured
-reconvergence at the loop exits gives.
+Each of the first four schedules is at least as efficient as the one before it (the 6th and later secondaries
+of a history share the last rank, which can only raise ``efficiency`` a little).  Which one the hardware follows
+is the compiler's choice (Volta's independent thread scheduling allows all of them); the headline is the one that
+structured reconvergence at the loop exits gives.
 
 All are upper bounds of what Nsight Compute reports as "Avg. Active Threads Per Warp" / 32: that counter also
 sees the divergence inside a step (the voxel walk, rare physics branches, the vacuum loop), which a step count
@@ -56,7 +56,8 @@ def launch_threads(n_items: int, block: int = 128, sm_count: int = H200_SMS) -> 
 
     if block % WARP or block <= 0:
         raise ValueError(f"block of {block} threads: give a positive multiple of {WARP}")
-    grid = max(1, min((int(n_items) + block - 1) // block, int(sm_count) * MAX_BLOCKS_PER_SM_IN_GRID * BLOCK // block))
+    cap = int(sm_count) * MAX_BLOCKS_PER_SM_IN_GRID * BLOCK // block
+    grid = max(1, min((int(n_items) + block - 1) // block, cap))
     return grid * block
 
 
