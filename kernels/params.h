@@ -101,7 +101,15 @@ struct Params {
      * (flat index) that a batch scores into, so that the host reads and clears only those blocks of a large
      * grid instead of the whole tallies (mcproton/run.py, Simulation.run_histories_sparse). */
     uint8_t* touched;
+    /* Null in a run.  For the SIMT-efficiency proxy (mcproton/_kernels/simt.py), on the CPU backend only (the GPU
+     * kernel is compiled without the counting): [n_histories][MCP_HISTORY_STEP_SLOTS] zeroed counters, the steps of
+     * each track of each history of the launch (index = history - first_history): slot 0 scratch, 1 the number of
+     * tracks, 2 the primary, 3.. the secondaries in the order they ran on the history's thread (the last slot sums
+     * the rest). */
+    int64_t* history_steps;
 };
+
+#define MCP_HISTORY_STEP_SLOTS 8
 
 /* Voxels per block of Params::touched: 32 (a pencil beam's batch on a 512 x 512 x 200 grid touches ~2 % of the
  * blocks with 32 voxels, 2.6 % with 64, and 1 % of the voxels carry dose). */

@@ -487,6 +487,24 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void flush_ledger(const Params& p, const History
     if (L.shifter_removed) mcp_atomic_add(p.ledger + LEDGER_SHIFTER_REMOVED, L.shifter_removed);
 }
 
+/* SIMT-efficiency proxy only (Params::history_steps, null in a run; mcproton/_kernels/simt.py): at a track's
+ * start (end = false) keep the history's step count so far, at its end add the track's steps to its slot.
+ * Compiled for the CPU only: the GPU kernel stays as it is (the hooks cost it 8-10 registers, nvcc 13.0 sm_90),
+ * and its step counts follow the same distributions (same physics, same random-number streams). */
+#if MCP_DEVICE_COMPILE
+#define MCP_COUNT_TRACK_STEPS(end)
+#else
+MCP_HOST_DEVICE void count_track_steps(int64_t* history_steps, int64_t i, int64_t steps, bool end)
+{
+    int64_t* h = history_steps + (int64_t)MCP_HISTORY_STEP_SLOTS * i;
+    if (!end) { h[0] = steps; return; }
+    const int64_t k = h[1] < MCP_HISTORY_STEP_SLOTS - 3 ? h[1] : MCP_HISTORY_STEP_SLOTS - 3;
+    h[2 + k] += steps - h[0];
+    h[1] += 1;
+}
+#define MCP_COUNT_TRACK_STEPS(end) if (p.history_steps) count_track_steps(p.history_steps, i, L.steps, end)
+#endif
+
 /* Transport histories first_history .. first_history + n_histories - 1 into the tallies of `params`. */
 MCP_KERNEL void mcp_transport(const Params* MCP_RESTRICT params, uint64_t first_history, int64_t n_histories)
 {
@@ -517,10 +535,14 @@ MCP_KERNEL void mcp_transport(const Params* MCP_RESTRICT params, uint64_t first_
         Track stack[MCP_MAX_STACK];
         int n_stack = 0;
         uint32_t next_id = 1;
+        MCP_COUNT_TRACK_STEPS(false);
         transport_track(p, sc, t, history, stack, n_stack, next_id, L);
+        MCP_COUNT_TRACK_STEPS(true);
         while (n_stack > 0) {
             const Track s = stack[--n_stack];
+            MCP_COUNT_TRACK_STEPS(false);
             transport_track(p, sc, s, history, stack, n_stack, next_id, L);
+            MCP_COUNT_TRACK_STEPS(true);
         }
     }
     flush_ledger(p, L);

@@ -50,3 +50,63 @@ def run_bench(backend: str = "auto", energy_mev: float = 150.0, primaries: int |
             "steps_per_proton": res.ledger["steps"] / primaries, "kernel_hash": res.provenance["kernel_hash"],
             "compile_options": list(getattr(be, "compile_options", ())),
             "energy_imbalance_rel": res.ledger["imbalance_rel"], "version": res.provenance["version"]}
+
+
+def run_simt(backend: str = "auto", energy_mev: float = 150.0, primaries: int = 200_000, voxel_mm: float = 1.0,
+             seed: int = 1, block: int | None = None, sm_count: int | None = None) -> dict:
+    """The SIMT-efficiency proxy (mcproton/_kernels/simt.py) of one benchmark launch of ``primaries`` histories
+    (the bench case, histories 0 .. primaries - 1 of ``seed``: the bench's first timed launch).  The transport
+    kernel counts the steps of every track on the CPU (the GPU kernel is built without the counting; its histories
+    follow the same distributions); they are grouped into 32-lane warps as a CUDA launch schedules them: with
+    ``backend`` "cuda" (or "auto" with a GPU present), the launch shape of that GPU, else ``block`` threads per
+    block (default 128) on ``sm_count`` SMs (default 132, an H200).  Step counts, not timings: the figures do not
+    depend on the machine's speed or load."""
+    from ._kernels import simt
+    from ._kernels.layout import LEDGER
+    from ._kernels.source import source_hash
+
+    if primaries < 1:
+        raise ValueError(f"--primaries {primaries}: give at least 1 history")
+    gpu = get_backend(backend)   # only for its launch shape
+    if gpu.name == "cuda":
+        block, sm_count = block or gpu.block, sm_count or gpu._sm
+    block, sm_count = int(block or 128), int(sm_count or simt.H200_SMS)
+    modelled = gpu.device if gpu.name == "cuda" else f"{sm_count} SMs, {block} threads/block" + (
+        " (an H200)" if sm_count == simt.H200_SMS else "")
+    geom, beam = bench_case(energy_mev, voxel_mm)
+    sim = Simulation(geom, beam, RunSettings(primaries=primaries, seed=seed, backend="cpu"))
+    tracks, ledger = simt.history_steps(sim, 0, primaries)
+    threads = simt.launch_threads(primaries, block, sm_count)
+    out = {"energy_mev": energy_mev, "histories": primaries, "voxel_mm": voxel_mm, "seed": seed,
+           "counted_on": sim.backend.device, "modelled_gpu": modelled,
+           "modelled_launch": {"block": block, "sm_count": sm_count, "threads": threads}}
+    out.update(simt.proxy(tracks, threads))
+    out["ledger_steps_match"] = bool(int(tracks.sum()) == int(ledger[LEDGER["steps"]]))
+    out["kernel_hash"] = source_hash("transport.cu")
+    return out
+
+
+def simt_main(args) -> int:
+    """``mcproton bench --simt``: print the proxy (one JSON object with ``--json``)."""
+    import json
+
+    res = run_simt(backend=args.backend, energy_mev=args.energy, primaries=args.primaries or 200_000,
+                   voxel_mm=args.voxel_mm)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    m = res["modelled_launch"]
+    print(f"mcproton bench --simt: {res['energy_mev']:g} MeV pencil beam in water, {res['voxel_mm']:g} mm voxels, "
+          f"{res['histories']:,} histories; steps counted on {res['counted_on']}")
+    print(f"  modelled launch: {res['modelled_gpu']}: {m['threads']:,} threads, up to "
+          f"{res['histories_per_thread_max']} histories per thread")
+    print(f"  active lanes per 32-lane warp: {res['active_lanes']:.1f} (efficiency {res['efficiency']:.3f}, lanes "
+          "waiting for each other at the end of every track)")
+    print(f"  other schedules: at the end of every history {res['efficiency_history_sync']:.3f}; primary then "
+          f"secondaries {res['efficiency_primary_then_secondaries']:.3f}; lanes never waiting "
+          f"{res['efficiency_free_lanes']:.3f}; primaries alone {res['efficiency_primaries_only']:.3f}")
+    print(f"  {res['steps_per_history']:.1f} steps/history, {100 * res['secondary_step_fraction']:.1f} % of them in "
+          f"secondaries ({100 * res['histories_with_secondaries']:.1f} % of the histories have some)")
+    print("  (step granularity: an upper bound of Nsight Compute's active threads per warp, which also counts the "
+          "divergence inside a step)")
+    return 0

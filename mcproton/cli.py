@@ -150,8 +150,10 @@ def _dose_description(total: Any, beams: list, outline: Any) -> dict:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
+    from .bench import run_bench, simt_main
 
+    if args.simt:
+        return simt_main(args)
     res = run_bench(backend=args.backend, energy_mev=args.energy, primaries=args.primaries, voxel_mm=args.voxel_mm,
                     repeats=args.repeats)
     if args.json:
@@ -240,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--voxel-mm", type=float, default=1.0, help="voxel size in mm (default 1)")
     b.add_argument("--repeats", type=int, default=3, help="timed repetitions; the best is reported")
     b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--simt", action="store_true",
+                   help="the SIMT-efficiency proxy instead of a timing: active lanes per 32-lane warp under the "
+                        "GPU launch's schedule, from the kernel's per-track step counts on the CPU (default "
+                        "200000 histories)")
     b.set_defaults(func=_cmd_bench)
 
     i = sub.add_parser("info", help="version, backends, devices, compilers")

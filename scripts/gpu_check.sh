@@ -1,59 +1,200 @@
 #!/usr/bin/env bash
-# One prepared GPU check for a session that is lent a GPU machine (see README "Performance"):
-#   GPU test marker, the benchmark at several energies, a CPU/GPU agreement run, the cost of streaming +
-#   checkpointing, and the quick validation on the GPU.  Writes everything under ${OUT:-gpu_out}/ (logs, bench JSON, validation summary).
-# Usage: here first `bash scripts/gpu_wheels.sh` (pydicom, matplotlib, scipy as wheels, ~57 MB), then on the
-# device machine (CuPy, numpy, h5py, pytest preinstalled) with carry=["gpu_wheels"]:
-#   PYTHONPATH=. bash scripts/gpu_check.sh
-# The steps run in order of importance; each writes under $out as it finishes, so a run cut short by the
-# device's time limit still returns what it did.  The profiling at the end is optional (Firecracker machines).
+# One prepared check on a bare GPU machine (H200 image: Python 3.12, numpy, scipy, matplotlib, h5py, pytest,
+# pytest-benchmark, CuPy; no network), in one command that ends inside its time budget (default 420 s).
+#
+#   here:    bash scripts/gpu_wheels.sh                     # our wheel + pydicom -> gpu_wheels/ (~3 MB)
+#   device:  bash scripts/gpu_check.sh                      # carry ["gpu_wheels"]; timeout_s 480 or more
+#   here, without a GPU (the same steps on the CPU, tiny sizes):
+#            bash scripts/gpu_check.sh --dry-run            # or MCPROTON_GPU_CHECK_BACKEND=cpu
+#
+# The package is installed from gpu_wheels/ with `pip install --no-deps --target` into a temporary folder that
+# comes FIRST on PYTHONPATH, and every step runs from a copy of tests/ and examples/ without the checkout's
+# mcproton/ folder, with `python -P` (no current folder on sys.path): `PYTHONPATH=.` on a checkout cannot import
+# mcproton.kernels (pyproject maps kernels/ into the package at install time).  The import is checked first.
+#
+# Steps, in order of importance: the GPU tests, the benchmark at 70/150/230 MeV (sized by a calibration launch),
+# the SIMT-efficiency proxy (mcproton bench --simt), the demo at 2 mm and 1 mm (its summary has the phase times),
+# the quick validation, Nsight Compute (optional: skipped where ncu is missing).  Every step runs under
+# `timeout` (its own limit, cut to what is left of the budget; a step with under 15 s left is skipped), so no
+# step can hang the machine; each writes its results as it finishes.  At most 8 files under $OUT:
+#   log.txt (everything, concatenated), info.json, bench.jsonl, simt.jsonl, demo_2mm_summary.json,
+#   demo_1mm_summary.json, validate_summary.json, ncu.txt
+# Knobs: OUT (default ./gpu_out), MCPROTON_GPU_CHECK_BUDGET_S (default 420), PYTHON (default python3).
 set -uo pipefail
-out="${OUT:-gpu_out}"
-mkdir -p "$out"
-export PYTHONUNBUFFERED=1
-if [ -d gpu_wheels ]; then
-  python -m pip install -q --no-index --find-links gpu_wheels pydicom matplotlib scipy 2>&1 | tail -3 | tee "$out/pip.log"
+
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+MODE="${MCPROTON_GPU_CHECK_BACKEND:-cuda}"
+for a in "$@"; do
+  case "$a" in
+    --dry-run) MODE=cpu ;;
+    *) echo "gpu_check.sh: unknown argument $a (use --dry-run or nothing)" >&2; exit 2 ;;
+  esac
+done
+case "$MODE" in
+  cuda|cpu) ;;
+  *) echo "gpu_check.sh: MCPROTON_GPU_CHECK_BACKEND=$MODE: give cuda or cpu" >&2; exit 2 ;;
+esac
+PY="${PYTHON:-$(command -v python3 || command -v python)}"
+BUDGET="${MCPROTON_GPU_CHECK_BUDGET_S:-420}"
+OUT="${OUT:-$REPO/gpu_out}"
+mkdir -p "$OUT"
+LOG="$OUT/log.txt"
+: > "$LOG"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/mcp_gpu_check.XXXXXX")"
+TARGET="$WORK/site"
+T0=$SECONDS
+FAILS=0
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+
+log() { echo "$*" | tee -a "$LOG"; }
+elapsed() { echo $((SECONDS - T0)); }
+
+# run_step NAME LIMIT_S RESULT CMD...: run CMD under `timeout` (LIMIT_S cut to what is left of the budget).
+# RESULT "-": stdout and stderr go to log.txt as they come; else stdout is kept, appended to $OUT/RESULT and
+# to the log when the step ends (stderr to the log as it comes).  The step's stdout stays in $WORK/step.out.
+run_step() {
+  local name=$1 limit=$2 result=$3
+  shift 3
+  local rem=$((BUDGET - $(elapsed)))
+  if ((rem < 15)); then
+    log "### [$(elapsed)s] $name SKIPPED: ${rem}s left of the ${BUDGET}s budget"
+    FAILS=$((FAILS + 1))
+    return 99
+  fi
+  ((limit > rem)) && limit=$rem
+  log "### [$(elapsed)s] $name (limit ${limit}s)"
+  local t=$SECONDS rc
+  if [ "$result" = - ]; then
+    timeout -k 10 "$limit" "$@" >> "$LOG" 2>&1 < /dev/null
+    rc=$?
+    : > "$WORK/step.out"
+  else
+    timeout -k 10 "$limit" "$@" > "$WORK/step.out" 2>> "$LOG" < /dev/null
+    rc=$?
+    cat "$WORK/step.out" >> "$OUT/$result"
+    tail -c 20000 "$WORK/step.out" >> "$LOG"
+  fi
+  local why=""
+  ((rc == 124 || rc == 137)) && why=" TIMED OUT"
+  log "### rc=$rc$why $name [$(elapsed)s, step $((SECONDS - t))s]"
+  ((rc != 0)) && FAILS=$((FAILS + 1))
+  return $rc
+}
+
+log "### gpu_check.sh mode=$MODE budget=${BUDGET}s python=$PY out=$OUT work=$WORK $(date -u +%FT%TZ)"
+log "### source commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown); wheel built from $(cat "$REPO/gpu_wheels/SOURCE_COMMIT" 2>/dev/null || echo unknown)"
+if ! ls "$REPO"/gpu_wheels/mcproton-*.whl > /dev/null 2>&1; then
+  log "### no gpu_wheels/mcproton-*.whl (the package must be installed from its wheel): run 'bash scripts/gpu_wheels.sh' on the development machine and carry gpu_wheels"
+  exit 2
 fi
-nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
-python -c "import mcproton.cli as c; c.main(['info', '--json'])" | tee "$out/info.json"
-python -m pytest -q -m gpu tests/kernels tests/engine tests/physics 2>&1 | tee "$out/pytest_gpu.log"
-for e in 70 150 230; do
-  python -c "import mcproton.cli as c; c.main(['bench', '--backend', 'cuda', '--energy', '$e', '--primaries', '10000000', '--json'])" \
-    | tee -a "$out/bench_cuda.jsonl"
+command -v nvidia-smi > /dev/null 2>&1 && timeout 20 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv >> "$LOG" 2>&1
+
+# --- install from the wheels into $TARGET, and prove that mcproton (and its kernels) import from there ---
+run_step install 120 - "$PY" -m pip install -q --no-deps --no-index --no-compile --target "$TARGET" "$REPO"/gpu_wheels/*.whl \
+  || { log "### install failed: see log.txt"; exit 2; }
+export PYTHONPATH="$TARGET"
+# the tests and the example configs, without the checkout's mcproton/ (it must not shadow the installed package)
+mkdir -p "$WORK/repo"
+cp -r "$REPO/tests" "$REPO/examples" "$REPO/pyproject.toml" "$REPO/README.md" "$WORK/repo/"
+cd "$WORK/repo" || exit 2
+run_step import_check 60 - "$PY" -P -c '
+import pathlib, sys
+import mcproton, mcproton.kernels as k
+t = pathlib.Path(sys.argv[1]).resolve()
+f = pathlib.Path(mcproton.__file__).resolve()
+print("mcproton", mcproton.__version__, "from", f.parent, "; kernels from", list(k.__path__))
+sys.exit(0 if t in f.parents and all(t in pathlib.Path(p).resolve().parents for p in k.__path__)
+         else "mcproton was imported from outside the install target " + str(t))' "$TARGET" \
+  || { log "### the installed package is not the one imported: stop"; exit 2; }
+# a wheel older than the checkout measures old code: say so (the check goes on)
+stale=$(diff -rq -x __pycache__ -x __init__.py "$REPO/kernels" "$TARGET/mcproton/kernels" 2>&1 | head -5;
+        diff -rq -x __pycache__ -x kernels -x phantoms -x validation "$REPO/mcproton" "$TARGET/mcproton" 2>&1 | head -5)
+[ -n "$stale" ] && log "### WARNING: the wheel differs from the checkout (rerun scripts/gpu_wheels.sh):"$'\n'"$stale"
+PYM=("$PY" -P -m mcproton.cli)
+run_step info 90 info.json "${PYM[@]}" info --json
+
+# --- sizes: the GPU at full size; the CPU (dry run) tiny ---
+if [ "$MODE" = cuda ]; then
+  CAL_N=1000000; BENCH_S=1.5; N_MIN=1000000; N_MAX=50000000; N_DEFAULT=10000000
+  SIMT_N="200000 2000000"; DEMO_N=(); VAL_ARGS=(--quick)
+else
+  CAL_N=3000; BENCH_S=0.5; N_MIN=2000; N_MAX=20000; N_DEFAULT=5000
+  SIMT_N="2000"; DEMO_N=(--primaries 20000); VAL_ARGS=(--quick --cases energy_conservation --batches 2)
+fi
+
+# 1. the GPU tests (on the CPU: collected from the installed package, all skipped), then the SIMT proxy's tests
+run_step pytest_gpu 180 - "$PY" -P -m pytest -q -p no:cacheprovider -m gpu tests
+run_step pytest_simt 120 - "$PY" -P -m pytest -q -p no:cacheprovider tests/engine/test_simt_proxy.py
+
+# 2. the benchmark at 70/150/230 MeV; primaries = what the 150 MeV calibration launch does in BENCH_S seconds
+N_BENCH=$N_DEFAULT
+if run_step bench150_calibration 120 bench.jsonl "${PYM[@]}" bench --backend "$MODE" --energy 150 --primaries "$CAL_N" --repeats 1 --json; then
+  N_BENCH=$("$PY" -c 'import json, sys
+d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+print(int(min(max(d["protons_per_second"] * float(sys.argv[2]), float(sys.argv[3])), float(sys.argv[4]))))' \
+    "$WORK/step.out" "$BENCH_S" "$N_MIN" "$N_MAX" 2>> "$LOG" || echo "$N_DEFAULT")
+fi
+log "### bench primaries: $N_BENCH"
+for e in 150 70 230; do
+  run_step "bench$e" 90 bench.jsonl "${PYM[@]}" bench --backend "$MODE" --energy "$e" --primaries "$N_BENCH" --json
 done
-python -c "import mcproton.cli as c; c.main(['bench', '--backend', 'cpu', '--energy', '150', '--primaries', '200000', '--json'])" \
-  | tee -a "$out/bench_cpu.jsonl"
-# issue "long runs": streamed batches + checkpoints vs one launch, with the default 60 s checkpoint interval and
-# with one every 10 s (the per-batch work and the checkpoints cost a fixed time each, so small batches cost more).
-# Sized by time (--seconds: primaries = what one launch does in that time), so that an unknown GPU speed cannot
-# make this step overrun the device budget: 10 batches in ~20 s, then 20 smaller batches in ~10 s.
-for iv in 60 10; do
-  python scripts/overhead_check.py --backend cuda --seconds 20 --batches 10 --interval $iv \
-    | tee -a "$out/overhead_cuda.jsonl"
+
+# 3. the SIMT-efficiency proxy: per-track step counts from the transport kernel (counted on the CPU cores), grouped
+# into 32-lane warps as this GPU's launch schedules them (mcproton/_kernels/simt.py); 2e5 histories is the
+# Nsight Compute case below (one history per thread), 2e6 a grid-stride launch (two per thread)
+for n in $SIMT_N; do
+  for e in 70 150 230; do
+    run_step "simt${e}_n$n" 90 simt.jsonl "${PYM[@]}" bench --simt --backend "$MODE" --energy "$e" --primaries "$n" --json
+  done
 done
-python scripts/overhead_check.py --backend cuda --seconds 10 --batches 20 --interval 60 \
-  | tee -a "$out/overhead_cuda.jsonl"
-python -c "import mcproton.cli as c, sys; sys.exit(c.main(['validate', '--quick', '--backend', 'cuda', '--out', '$out/validation']))" \
-  2>&1 | tail -20 | tee "$out/validate.log"
-# Occupancy experiments (same case as the bench at 150 MeV): a register cap (more blocks per SM, some spills)
-# and other block sizes; each compiles the kernel again.  Compare protons_per_second with bench_cuda.jsonl.
-for knob in "MCPROTON_CUDA_MAXREG=128" "MCPROTON_CUDA_MAXREG=96" "MCPROTON_CUDA_BLOCK=64" "MCPROTON_CUDA_BLOCK=256"; do
-  env "$knob" python -c "import mcproton.cli as c; c.main(['bench', '--backend', 'cuda', '--energy', '150', '--primaries', '10000000', '--json'])" \
-    | python -c "import json, sys; d = json.load(sys.stdin); d['knob'] = '$knob'; print(json.dumps(d))" \
-    | tee -a "$out/bench_cuda_tuning.jsonl"
+
+# 4. the demo at 2 mm and 1 mm (summary.json has times_s: phantom, plan, CT/RT Struct writing, Monte Carlo, outputs)
+for v in 2 1; do
+  if run_step "demo_${v}mm" $((v == 2 ? 120 : 180)) - "${PYM[@]}" demo --backend "$MODE" --voxel-mm "$v" --quiet \
+      "${DEMO_N[@]}" --out "$WORK/demo_${v}mm"; then
+    cp "$WORK/demo_${v}mm/summary.json" "$OUT/demo_${v}mm_summary.json" 2>> "$LOG"
+  fi
 done
-# Profile before guessing (optional: ncu and compute-sanitizer work on Firecracker machines, not on gVisor).
-# One timed bench launch of 2e5 histories at 150 MeV (the warm-up launch is skipped); clocks left alone.
-if command -v ncu >/dev/null 2>&1; then
-  timeout 240 ncu --clock-control none --kernel-name mcp_transport --launch-skip 1 --launch-count 1 \
+
+# 5. the quick validation
+run_step validate_quick 150 - "${PYM[@]}" validate "${VAL_ARGS[@]}" --backend "$MODE" --out "$WORK/validation"
+cp "$WORK/validation/summary.json" "$OUT/validate_summary.json" 2>> "$LOG"
+
+# 6. Nsight Compute on one transport launch (the bench's timed launch of 2e5 histories at 150 MeV; the warm-up
+# launch is skipped; clocks left alone).  Optional: ncu is not on every image.
+if [ "$MODE" = cuda ] && command -v ncu > /dev/null 2>&1; then
+  run_step ncu 150 ncu.txt ncu --clock-control none --kernel-name mcp_transport --launch-skip 1 --launch-count 1 \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section SchedulerStats \
-    --section WarpStateStats --section MemoryWorkloadAnalysis \
-    python -c "import mcproton.cli as c; c.main(['bench', '--backend', 'cuda', '--energy', '150', '--primaries', '200000', '--json'])" \
-    > "$out/ncu_transport.txt" 2>&1 || echo "ncu failed (see ncu_transport.txt)"
+    --section WarpStateStats --section ComputeWorkloadAnalysis --section InstructionStats \
+    "${PYM[@]}" bench --backend cuda --energy 150 --primaries 200000 --repeats 1 --json
+else
+  log "### ncu skipped (mode $MODE; ncu $(command -v ncu > /dev/null 2>&1 && echo present || echo missing))"
 fi
-if command -v compute-sanitizer >/dev/null 2>&1; then
-  timeout 180 compute-sanitizer --tool memcheck \
-    python -c "import mcproton.cli as c; c.main(['bench', '--backend', 'cuda', '--energy', '150', '--primaries', '20000', '--json'])" \
-    > "$out/memcheck.txt" 2>&1 || echo "compute-sanitizer failed (see memcheck.txt)"
-  tail -3 "$out/memcheck.txt"
-fi
+
+# a short summary at the end of the log (and of the device call's output)
+"$PY" - "$OUT" 2>&1 << 'EOF' | tee -a "$LOG"
+import json, pathlib, sys
+o = pathlib.Path(sys.argv[1])
+def lines(name):
+    f = o / name
+    out = []
+    for x in f.read_text().splitlines() if f.exists() else []:
+        try:
+            out.append(json.loads(x))
+        except ValueError:
+            pass
+    return out
+for d in lines("bench.jsonl"):
+    print(f"bench {d['energy_mev']:g} MeV, {d['primaries']:,} primaries: {d['protons_per_second']:,.0f} protons/s")
+for d in lines("simt.jsonl"):
+    print(f"simt {d['energy_mev']:g} MeV, {d['histories']:,} histories: {d['active_lanes']:.1f}/32 lanes "
+          f"(efficiency {d['efficiency']:.3f})")
+for v in (2, 1):
+    f = o / f"demo_{v}mm_summary.json"
+    if f.exists():
+        d = json.loads(f.read_text())
+        print(f"demo {v} mm: wall {d.get('wall_s', 0):.1f} s, phases {d.get('times_s')}")
+EOF
+log "### done in $(elapsed)s: $FAILS step(s) failed or skipped; files: $(ls "$OUT" | tr '\n' ' ')"
+rm -rf "$WORK"
+exit $((FAILS > 0))

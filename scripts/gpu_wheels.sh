@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Wheels the GPU machine lacks (it has CuPy, numpy, h5py, pytest under Python 3.12 and no network), for
-# scripts/gpu_check.sh: run here before the device call and carry the folder (device tool: carry=["gpu_wheels"]).
-# ~57 MB (numpy dropped: preinstalled there; the carry limit is 64 MiB).
+# The two wheels the GPU machine lacks, for scripts/gpu_check.sh: our own (built from this working tree) and
+# pydicom (pure Python).  The H200 image already has Python 3.12, numpy, scipy, matplotlib, h5py, pytest,
+# pytest-benchmark and CuPy, and no network.  Run here before the device call and carry the folder:
+#   bash scripts/gpu_wheels.sh          # -> gpu_wheels/ (~3 MB; ignored by git)
+#   device call: command "bash scripts/gpu_check.sh", carry ["gpu_wheels"]
+# Why a wheel: the package maps kernels/, phantoms/ and validation/ into mcproton.* at install time
+# (pyproject [tool.setuptools.package-dir]), so `PYTHONPATH=.` on a checkout cannot import mcproton.kernels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
 rm -rf gpu_wheels
-python3 -m pip download -q --only-binary=:all: --python-version 3.12 \
-  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-  -d gpu_wheels pydicom matplotlib scipy
-rm -f gpu_wheels/numpy-*.whl gpu_wheels/tzdata-*.whl
+mkdir -p gpu_wheels
+"$PY" -m pip wheel -q --no-deps -w gpu_wheels .
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d gpu_wheels pydicom
+# what the wheel was built from, so that gpu_check.sh can warn about a stale wheel
+git rev-parse HEAD > gpu_wheels/SOURCE_COMMIT 2>/dev/null || echo unknown > gpu_wheels/SOURCE_COMMIT
+ls -l gpu_wheels
 du -sh gpu_wheels

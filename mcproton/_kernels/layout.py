@@ -27,6 +27,7 @@ PARAMS_DTYPE = np.dtype([
     ("tally_stride", np.int64),
     ("inv_vx", np.float32), ("inv_vy", np.float32), ("inv_vz", np.float32), ("n_slots", np.int32),
     ("touched", _PTR),
+    ("history_steps", _PTR),
 ], align=True)
 
 # Order of mcp_probe_layout's output (kernels/probes.cu).
