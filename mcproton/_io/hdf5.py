@@ -8,7 +8,6 @@ standard error), ``density`` (g/cm3) and ``material_index``, all with axes (z, y
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,13 @@ def _attr(v: Any) -> Any:
 
 
 def write_result_hdf5(result, path: str | Path, extra_attrs: dict | None = None) -> Path:
-    """Write a DoseResult atomically (to a temporary file renamed into place)."""
-    import h5py
+    """Write a DoseResult atomically (built in memory, written to a temporary file renamed into place:
+    mcproton._io.atomic); a failed write (disk full) raises OSError and leaves nothing under ``path``."""
+    from .atomic import write_hdf5_atomic
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     g = result.geometry
-    with h5py.File(tmp, "w") as f:
+
+    def fill(f: Any) -> None:
         opts = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
         for name, arr, unit in (("dose", result.dose_gy_zyx, "Gy"),
                                 ("dose_to_water", result.dose_to_water_gy_zyx, "Gy"),
@@ -60,8 +58,8 @@ def write_result_hdf5(result, path: str | Path, extra_attrs: dict | None = None)
             lg.attrs[k] = v
         for k, v in (extra_attrs or {}).items():
             f.attrs[k] = _attr(v)
-    os.replace(tmp, path)
-    return path
+
+    return write_hdf5_atomic(path, fill)
 
 
 def read_dose_hdf5(path: str | Path) -> dict[str, Any]:
