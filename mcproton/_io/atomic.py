@@ -43,17 +43,17 @@ def check_target(path: str | Path) -> Path:
     return path
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
-    """Call ``write(fh)`` on a temporary file beside ``path``, then fsync it and rename it to ``path``.
+def atomic_write_file(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` to write a temporary file beside ``path``, then fsync it and rename it to ``path``.
     On any exception the temporary file is removed (nothing partial under either name) and it is re-raised."""
     path = check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
+        write(tmp)
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
@@ -67,6 +67,17 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
     return path
 
 
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """Call ``write(fh)`` on a temporary file beside ``path``, then fsync it and rename it to ``path``.
+    On any exception the temporary file is removed (nothing partial under either name) and it is re-raised."""
+
+    def to_file(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            write(fh)
+
+    return atomic_write_file(path, to_file)
+
+
 def write_bytes_atomic(path: str | Path, data: bytes | memoryview) -> Path:
     """Write ``data`` atomically to ``path`` (in chunks, so a full disk fails early)."""
     view = memoryview(data)
@@ -78,14 +89,19 @@ def write_bytes_atomic(path: str | Path, data: bytes | memoryview) -> Path:
     return atomic_write(path, w)
 
 
-def write_hdf5_atomic(path: str | Path, fill: Callable[[Any], Any]) -> Path:
-    """Build an HDF5 file in memory with ``fill(h5py.File)`` and write it atomically to ``path``."""
+def hdf5_buffer(fill: Callable[[Any], Any]) -> io.BytesIO:
+    """An HDF5 file built in memory by ``fill(h5py.File)``."""
     import h5py
 
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
         fill(f)
-    return write_bytes_atomic(path, buf.getbuffer())
+    return buf
+
+
+def write_hdf5_atomic(path: str | Path, fill: Callable[[Any], Any]) -> Path:
+    """Build an HDF5 file in memory with ``fill(h5py.File)`` and write it atomically to ``path``."""
+    return write_bytes_atomic(path, hdf5_buffer(fill).getbuffer())
 
 
 def _fsync_dir(folder: Path) -> None:

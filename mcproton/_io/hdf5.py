@@ -26,7 +26,15 @@ def _attr(v: Any) -> Any:
 def write_result_hdf5(result, path: str | Path, extra_attrs: dict | None = None) -> Path:
     """Write a DoseResult atomically (built in memory, written to a temporary file renamed into place:
     mcproton._io.atomic); a failed write (disk full) raises OSError and leaves nothing under ``path``."""
-    from .atomic import write_hdf5_atomic
+    from .atomic import write_bytes_atomic
+
+    return write_bytes_atomic(path, result_hdf5_buffer(result, extra_attrs).getbuffer())
+
+
+def result_hdf5_buffer(result, extra_attrs: dict | None = None):
+    """The HDF5 file of a DoseResult built in memory (``io.BytesIO``; h5py can open it again, e.g. to add the
+    DVH group, before it is written with :func:`mcproton._io.atomic.write_bytes_atomic`)."""
+    from .atomic import hdf5_buffer
 
     g = result.geometry
 
@@ -59,7 +67,7 @@ def write_result_hdf5(result, path: str | Path, extra_attrs: dict | None = None)
         for k, v in (extra_attrs or {}).items():
             f.attrs[k] = _attr(v)
 
-    return write_hdf5_atomic(path, fill)
+    return hdf5_buffer(fill)
 
 
 def read_dose_hdf5(path: str | Path) -> dict[str, Any]:
