@@ -24,16 +24,28 @@ def host_memory_estimate(n_vox: int, n_beams: int = 1) -> float:
 
 
 def available_memory() -> tuple[float, float] | None:
-    """(MemAvailable, SwapFree) in bytes from /proc/meminfo; None where it cannot be read (not Linux)."""
+    """(MemAvailable, SwapFree) in bytes from /proc/meminfo, capped by the process's address-space limit
+    (RLIMIT_AS less what it already maps); None where it cannot be read (not Linux)."""
     try:
         info = {}
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
                 k, v = line.split(":", 1)
                 info[k] = float(v.split()[0]) * 1024.0
-        return info["MemAvailable"], info.get("SwapFree", 0.0)
+        avail, swap = info["MemAvailable"], info.get("SwapFree", 0.0)
     except (OSError, KeyError, ValueError):
         return None
+    try:   # an address-space limit (ulimit -v, a batch system's memory limit) caps what this process may allocate
+        import resource
+
+        lim = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if lim != resource.RLIM_INFINITY:
+            with open("/proc/self/statm", encoding="ascii") as fh:
+                used = float(fh.read().split()[0]) * resource.getpagesize()
+            return max(0.0, min(avail, lim - used)), 0.0
+    except (ImportError, OSError, ValueError):
+        pass
+    return avail, swap
 
 
 def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: bool) -> None:
@@ -191,8 +203,8 @@ MAX_SOURCE_DISTANCE_MM = 10_000.0
 MAX_LOST_ENERGY_FRACTION = 0.5
 
 
-def _config_grid_voxels(ph: dict[str, Any]) -> int | None:
-    """Voxels of the grid a box / slab / slab_ct phantom config asks for (before it is allocated); None when the
+def _config_grid_shape(ph: dict[str, Any]) -> tuple[int, int, int] | None:
+    """Shape (z, y, x) of the grid a box / slab / slab_ct phantom config asks for (before it is allocated); None when the
     config does not say (a CT: its own size) or its values are not numbers (the builder then refuses them)."""
     import math
 
@@ -225,7 +237,8 @@ def _config_grid_voxels(ph: dict[str, Any]) -> int | None:
         return None
     if size is None:
         return None
-    return int(np.prod([max(1.0, round(s / v)) for s, v in zip(size, vox)], dtype=float))
+    nx, ny, nz = (max(1, int(round(min(s / v, 1e9)))) for s, v in zip(size, vox))
+    return nz, ny, nx
 
 
 def check_before_build(cfg: dict[str, Any]) -> None:
@@ -234,9 +247,9 @@ def check_before_build(cfg: dict[str, Any]) -> None:
     set is reported now, not after the transport)."""
     from ..config import ConfigError, _resolve
 
-    n = _config_grid_voxels(cfg.get("phantom", {}))
-    if n is not None:
-        check_memory(n, 1, _shape_guess(n), False)
+    shape = _config_grid_shape(cfg.get("phantom", {}))
+    if shape is not None:
+        check_memory(int(np.prod(shape, dtype=float)), 1, shape, False)
     pl = cfg.get("plan", {})
     for key, what in (("rtplan", "an RT Ion Plan file"), ("rtstruct", "an RT Structure Set file")):
         if isinstance(pl.get(key), str):
@@ -251,11 +264,6 @@ def check_before_build(cfg: dict[str, Any]) -> None:
             read_rtstruct(_resolve(cfg, pl["rtstruct"]))
         except (ValueError, OSError, KeyError, AttributeError) as exc:
             raise ConfigError(f"plan.rtstruct: {exc}") from None
-
-
-def _shape_guess(n: int) -> tuple[int, int, int]:
-    side = max(1, round(n ** (1 / 3)))
-    return side, side, max(1, n // (side * side))
 
 
 def check_beam_sanity(geometry: Any, beams: list[Any], where: str) -> None:
