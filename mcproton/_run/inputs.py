@@ -208,6 +208,8 @@ def _config_grid_shape(ph: dict[str, Any]) -> tuple[int, int, int] | None:
     config does not say (a CT: its own size) or its values are not numbers (the builder then refuses them)."""
     import math
 
+    from .._io.slab_ct import MAX_AIR_MM
+
     def nums(v: Any, n: int) -> list[float] | None:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             v = [v] * n
@@ -227,7 +229,7 @@ def _config_grid_shape(ph: dict[str, Any]) -> tuple[int, int, int] | None:
         depth = sum(float(L.get("thickness_mm", 0)) for L in ph["layers"] if isinstance(L, dict)
                     and isinstance(L.get("thickness_mm"), (int, float)) and L["thickness_mm"] > 0)
         air = ph.get("air_mm", 0.0) if kind == "slab_ct" else 0.0
-        depth += float(air) if isinstance(air, (int, float)) and math.isfinite(air) and air > 0 else 0.0
+        depth += float(air) if isinstance(air, (int, float)) and 0 < air <= MAX_AIR_MM else 0.0   # else refused
         axis = str(ph.get("depth_axis", "+z"))[-1:] if kind == "slab_ct" else "z"
         k = "xyz".index(axis) if axis in ("x", "y", "z") else 2
         if lat is None:
