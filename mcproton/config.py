@@ -395,7 +395,8 @@ def build_beams(cfg: dict[str, Any]):
                 raise ConfigError(f"beam.spots[{i}] = {sp!r} is not a table: give each spot as a table, e.g. "
                                   "beam.spots = [{energy_mev = 150, position_mm = [0, 0, -10], weight = 1}, ...]")
         if not bm["spots"]:
-            raise ConfigError("beam.spots is empty: give at least one spot, or leave beam.spots out for one pencil beam")
+            raise ConfigError("beam.spots is empty: give at least one spot, or leave beam.spots out for one "
+                              "pencil beam")
         spots = [_spot({**common, **s}, f"beam.spots[{i}]") for i, s in enumerate(bm["spots"])]
     else:
         spots = [_spot({k: v for k, v in bm.items() if k != "total_protons"}, "beam")]

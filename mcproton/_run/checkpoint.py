@@ -6,9 +6,9 @@ number of batches and primaries, and the *next history index* (each history's ra
 the seed and its index, and batches are consecutive history ranges, so this index is the whole RNG state).
 
 Writes are built in memory, go to a temporary ``.<name>.*.tmp`` beside it, are fsync'ed and renamed over the old
-checkpoint (``os.replace``): a kill at any moment leaves either the previous or the new checkpoint, never a partial one.  A checksum over every array and
-counter detects a damaged file; a fingerprint (config, version, kernel, geometry, beams, backend, seed)
-refuses a checkpoint of another job.
+checkpoint (``os.replace``): a kill at any moment leaves either the previous or the new checkpoint, never a
+partial one.  A checksum over every array and counter detects a damaged file; a fingerprint (config, version,
+kernel, geometry, beams, backend, seed) refuses a checkpoint of another job.
 """
 from __future__ import annotations
 

@@ -204,8 +204,8 @@ MAX_LOST_ENERGY_FRACTION = 0.5
 
 
 def _config_grid_shape(ph: dict[str, Any]) -> tuple[int, int, int] | None:
-    """Shape (z, y, x) of the grid a box / slab / slab_ct phantom config asks for (before it is allocated); None when the
-    config does not say (a CT: its own size) or its values are not numbers (the builder then refuses them)."""
+    """Shape (z, y, x) of the grid a box / slab / slab_ct phantom config asks for (before it is allocated); None
+    when the config does not say (a CT: its own size) or its values are not numbers (the builder then refuses them)."""
     import math
 
     from .._io.slab_ct import MAX_AIR_MM

@@ -40,7 +40,8 @@ plot = false
 
 _RUN = BASE.split("[phantom]")[0]
 SLABS = BASE.replace('type = "water"\nsize_mm = [40.0, 40.0, 100.0]',
-                     'type = "slabs"\nlateral_size_mm = [40.0, 40.0]\nlayers = [{material = "water", thickness_mm = 100.0}]')
+                     'type = "slabs"\nlateral_size_mm = [40.0, 40.0]\n'
+                     'layers = [{material = "water", thickness_mm = 100.0}]')
 CT = _RUN + '[phantom]\ntype = "ct"\nct_dir = "ct"\n@EXTRA\n\n[beam]' + BASE.split("[beam]")[1]
 SLAB_CT = (_RUN + '[phantom]\ntype = "slab_ct"\nlateral_size_mm = [40.0, 40.0]\nvoxel_mm = [4.0, 4.0, 2.0]\n'
            'layers = [{material = "water", thickness_mm = 100.0}]\n@EXTRA\n\n[beam]' + BASE.split("[beam]")[1])
@@ -90,9 +91,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("misspelt output.dose_to", ["--set", 'output.dose_to="Water"'], None, "output.dose_to"),
     ("implausible constant RBE", ["--set", "output.rbe=11"], None, "output.rbe"),
     ("dose grid on a water phantom", ["--set", "phantom.dose_voxel_mm=2.0"], None, "phantom.dose_voxel_mm"),
-    ("CT folder that does not exist", [], CT.replace('"ct"', '"no/such/dir"').replace("@EXTRA", ""), "no/such/dir"),
-    ("slab with negative thickness", [], BASE.replace('type = "water"', 'type = "slabs"\nlayers = '
-                                                     '[{material = "water", thickness_mm = -20}]'), "thickness"),
+    ("CT folder that does not exist", [], CT.replace('ct_dir = "ct"', 'ct_dir = "no/such/dir"').replace("@EXTRA", ""), "no/such/dir"),
+    ("slab with negative thickness", [], SLABS.replace("thickness_mm = 100.0", "thickness_mm = -20"), "thickness"),
     ("no [beam] or [plan]", [], BASE.split("[beam]")[0] + "[output]\nplot = false\n", "[beam]"),
     ("malformed --set", ["--set", "run.primaries"], None, "--set"),
     ("config file not found", ["@missing"], None, "not found"),

@@ -225,28 +225,28 @@ def test_output_write_failure_keeps_the_finished_run(small_cfg, tmp_path, monkey
     the output without transporting again; without a checkpoint the result goes to the temporary folder."""
     import errno
 
-    import mcproton._io.hdf5 as h5io
+    import mcproton._io.atomic as h5io   # every output goes through its atomic_write_file
     from mcproton.cli import main
     from mcproton.run import Simulation
 
     cfg = small_cfg(6000, batch_size=2000)
     ref = _reference(cfg)
     out = tmp_path / "run.h5"
-    real_write = h5io.write_result_hdf5
+    real_write = h5io.atomic_write_file
 
-    def full_disk(result, path, *a, **k):
+    def full_disk(path, write):
         if Path(path) == out:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(result, path, *a, **k)
+        return real_write(path, write)
 
-    monkeypatch.setattr(h5io, "write_result_hdf5", full_disk)
+    monkeypatch.setattr(h5io, "atomic_write_file", full_disk)
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     ckpt = checkpoint_path(out)
     assert "No space left on device" in err and str(ckpt) in err and "--resume" in err, err
     assert not out.exists() and ckpt.exists()
     # the resume only writes the output: no history is transported again
-    monkeypatch.setattr(h5io, "write_result_hdf5", real_write)
+    monkeypatch.setattr(h5io, "atomic_write_file", real_write)
 
     def no_transport(*a, **k):
         raise AssertionError("--resume of a finished run transported histories again")
@@ -257,7 +257,7 @@ def test_output_write_failure_keeps_the_finished_run(small_cfg, tmp_path, monkey
     assert np.array_equal(ref.dose_gy_zyx, read_h5(out)["dose"]) and not ckpt.exists()
     monkeypatch.undo()
     # --no-checkpoint: rescued into the temporary folder
-    monkeypatch.setattr(h5io, "write_result_hdf5", full_disk)
+    monkeypatch.setattr(h5io, "atomic_write_file", full_disk)
     out.unlink()
     capsys.readouterr()
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-checkpoint"]) == 2
