@@ -199,6 +199,9 @@ def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, 
 #: of the isocentre (dcpt_v2 500 mm, dcpt_v5 600 mm; MCsquare BDLs up to ~2.5 m); 10 m leaves a wide margin.
 MAX_SOURCE_DISTANCE_MM = 10_000.0
 
+#: Largest angular sigma of a spot (rad); therapy beam models give a few mrad (dcpt_v5: < 5 mrad).
+MAX_DIVERGENCE_RAD = 0.2
+
 #: A finished run fails when more than this fraction of the incident energy missed the grid or left it (ledger).
 MAX_LOST_ENERGY_FRACTION = 0.5
 
@@ -269,8 +272,9 @@ def check_before_build(cfg: dict[str, Any]) -> None:
 
 
 def check_beam_sanity(geometry: Any, beams: list[Any], where: str) -> None:
-    """Spot sizes and source positions that can only be nonsense: a spot sigma larger than the whole grid (its
-    protons would nearly all miss it) and a source farther than MAX_SOURCE_DISTANCE_MM from the grid."""
+    """Spot sizes, divergences and source positions that can only be nonsense: a spot sigma larger than the whole
+    grid (its protons would nearly all miss it), an angular sigma beyond MAX_DIVERGENCE_RAD and a source farther
+    than MAX_SOURCE_DISTANCE_MM from the grid."""
     from ..config import ConfigError
 
     lo = np.asarray(geometry.lower_corner_mm, float)
@@ -287,6 +291,11 @@ def check_beam_sanity(geometry: Any, beams: list[Any], where: str) -> None:
                 raise ConfigError(f"{name}: sigma_mm = {list(s.sigma_mm)} mm is larger than the whole grid "
                                   f"({span:.0f} mm corner to corner), so nearly every proton would miss it; give the "
                                   "spot sigma in mm (therapy spots: 2-15 mm)")
+            div = max(abs(float(v)) for v in s.divergence_rad)
+            if div > MAX_DIVERGENCE_RAD:
+                raise ConfigError(f"{name}: divergence_rad = {list(s.divergence_rad)} is beyond the limit of "
+                                  f"{MAX_DIVERGENCE_RAD:g} rad (the angular sigma of a therapy beam is a few mrad); "
+                                  "give it in radians")
             dist = float(np.linalg.norm(np.asarray(s.position_mm, float) - centre))
             if not dist <= MAX_SOURCE_DISTANCE_MM + span:
                 raise ConfigError(f"{name}: position_mm = {list(s.position_mm)} is {dist:.3g} mm from the grid, "

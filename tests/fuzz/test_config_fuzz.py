@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 from collections import Counter
@@ -30,7 +31,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from mcproton.config import SCHEMA  # noqa: E402
 
-MAX_EXAMPLES = 120
+MAX_EXAMPLES = 100
 WATCHDOG_S = 60
 CAP = 300
 
@@ -43,19 +44,20 @@ BASE = {
 }
 
 COUNTS: Counter = Counter()
+text = st.characters(blacklist_categories=("Cs",))   # no lone surrogates: they cannot be written as TOML
 ALL_KEYS = sorted({k for sec in SCHEMA.values() for k in sec} | {"weight", "thickness_mm", "material"})
 
 scalars = st.one_of(
     st.integers(-10 ** 12, 10 ** 12), st.sampled_from([0, 1, -1, 2, 3, 10 ** 6, 2 ** 63 - 1]),
     st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -0.0, 1e-300, 1e6, 1e40, 0.5, 150.0]),
-    st.booleans(), st.text(max_size=6),
+    st.booleans(), st.text(text, max_size=6),
     st.sampled_from(["water", "slabs", "slab_ct", "ct", "box", "cpu", "auto", "medium", "+y", "icru90", "heavy"]))
 lists = st.lists(st.one_of(st.integers(-5, 500), st.floats(-1e3, 1e3), st.sampled_from([0.0, 1e6, -1.0])),
                  max_size=4)
 tables = st.dictionaries(st.sampled_from(ALL_KEYS), st.one_of(scalars, lists), max_size=3)
 values = st.one_of(scalars, lists, st.lists(tables, max_size=3), st.lists(scalars, max_size=3), tables)
 sections = st.one_of(st.sampled_from(list(SCHEMA)), st.sampled_from(["beem", "Run", ""]))
-keys = st.one_of(st.sampled_from(ALL_KEYS), st.text(min_size=1, max_size=6))
+keys = st.one_of(st.sampled_from(ALL_KEYS), st.text(text, min_size=1, max_size=6))
 random_mutation = st.tuples(sections, keys, st.one_of(values, st.none()))   # None: delete the key
 
 
@@ -86,6 +88,13 @@ mutation = st.one_of(typed_mutation, typed_mutation, typed_mutation, random_muta
 mutations = st.lists(mutation, min_size=0, max_size=3)
 
 
+def _toml_str(t: str) -> str:
+    """A TOML basic string (control characters escaped, everything else literal)."""
+    esc = {'"': '\\"', "\\": "\\\\"}
+    return '"' + "".join(esc.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c)
+                         for c in t) + '"'
+
+
 def _toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -94,20 +103,20 @@ def _toml_value(v) -> str:
     if isinstance(v, float):
         return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
     if isinstance(v, str):
-        return json.dumps(v)
+        return _toml_str(v)
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    return "{" + ", ".join(f"{_toml_str(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
 
 
 def _toml(cfg: dict) -> str:
     out = []
     for sec, body in cfg.items():
         if isinstance(body, dict):
-            out.append(f"[{json.dumps(sec)}]")
-            out += [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in body.items()]
+            out.append(f"[{_toml_str(sec)}]")
+            out += [f"{_toml_str(k)} = {_toml_value(v)}" for k, v in body.items()]
         else:
-            out.insert(0, f"{json.dumps(sec)} = {_toml_value(body)}")
+            out.insert(0, f"{_toml_str(sec)} = {_toml_value(body)}")
     return "\n".join(out) + "\n"
 
 
@@ -174,6 +183,9 @@ def test_config_fuzz(muts, workdir, monkeypatch_module):
         signal.signal(signal.SIGALRM, old)
     lines = [ln for ln in err.getvalue().strip().splitlines() if ln.startswith("mcproton:")
              and "warning" not in ln]
+    if os.environ.get("MCPROTON_FUZZ_LOG"):   # one line per case: exit status, message, config (debugging)
+        with open(os.environ["MCPROTON_FUZZ_LOG"], "a") as fh:
+            fh.write(json.dumps([rc, lines[:1], cfg], default=str) + "\n")
     if rc == 0:
         from mcproton._io.hdf5 import read_dose_hdf5
 

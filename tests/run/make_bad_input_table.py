@@ -106,6 +106,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("spots given as numbers, not tables", ["--set", "beam.spots=[1, 2]"], None, "beam.spots[0]"),
     ("spot weight given as text", ["--set", 'beam.spots=[{weight = "heavy"}]'], None, "beam.spots[0].weight"),
     ("spot sigma larger than the grid (10^6 mm)", ["--set", "beam.sigma_mm=[1e6, 1e6]"], None, "sigma_mm"),
+    ("divergence of 10^6 rad (found by the config fuzz)", ["--set", "beam.divergence_rad=[0.0, 1e6]"], None,
+     "divergence_rad"),
     ("source 10^40 mm away", ["--set", "beam.position_mm=[0.0, 0.0, -1e40]"], None, "position_mm"),
     ("paediatric phantom with anisotropic voxels", [],
      BASE.split("[phantom]")[0] + '[phantom]\ntype = "paediatric"\nvoxel_mm = [2.0, 2.0, 3.0]\n\n[beam]'
