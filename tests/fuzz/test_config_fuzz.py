@@ -201,12 +201,14 @@ def test_config_fuzz(muts, workdir, monkeypatch_module):
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    """Cap the memory the input check believes is available (1 GB) for the whole module."""
+def monkeypatch_module(tmp_path_factory):
+    """Cap the memory the input check believes is available (1 GB), and work in a scratch folder, for the whole
+    module."""
     from mcproton._run import inputs
 
     mp = pytest.MonkeyPatch()
     mp.setattr(inputs, "available_memory", lambda: (1e9, 0.0))
+    mp.chdir(tmp_path_factory.mktemp("fuzz_cwd"))   # relative output paths (output.rtdose) land in a scratch folder
     yield mp
     mp.undo()
 
