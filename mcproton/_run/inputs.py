@@ -206,9 +206,15 @@ MAX_DIVERGENCE_RAD = 0.2
 MAX_LOST_ENERGY_FRACTION = 0.5
 
 
+#: Extent (x, y, z) in mm of the paediatric neuraxis phantom at 1 and 18 years (make_head_phantom, 2026-12-04).
+_PAEDIATRIC_EXTENT_1Y_MM = (212.0, 196.0, 488.0)
+_PAEDIATRIC_EXTENT_18Y_MM = (364.0, 300.0, 896.0)
+
+
 def _config_grid_shape(ph: dict[str, Any]) -> tuple[int, int, int] | None:
-    """Shape (z, y, x) of the grid a box / slab / slab_ct phantom config asks for (before it is allocated); None
-    when the config does not say (a CT: its own size) or its values are not numbers (the builder then refuses them)."""
+    """Shape (z, y, x) of the grid a box / slab / slab_ct / paediatric phantom config asks for (before it is
+    allocated); None when the config does not say (a CT: its own size) or its values are not numbers (the builder
+    then refuses them)."""
     import math
 
     from .._io.slab_ct import MAX_AIR_MM
@@ -222,7 +228,7 @@ def _config_grid_shape(ph: dict[str, Any]) -> tuple[int, int, int] | None:
         return None
 
     kind = ph.get("type", "water")
-    vox = nums(ph.get("voxel_mm", [2.0, 2.0, 1.0]), 3)
+    vox = nums(ph.get("voxel_mm", 2.0 if kind == "paediatric" else [2.0, 2.0, 1.0]), 3)
     if vox is None:
         return None
     if kind in ("water", "box"):
@@ -238,6 +244,12 @@ def _config_grid_shape(ph: dict[str, Any]) -> tuple[int, int, int] | None:
         if lat is None:
             return None
         size = lat[:k] + [depth] + lat[k:] if kind == "slab_ct" else lat + [depth]
+    elif kind == "paediatric":   # its extent by age, interpolated (+10 %) between the 1 y and 18 y phantoms
+        age = ph.get("age_years", 5.0)
+        if not isinstance(age, (int, float)) or isinstance(age, bool) or not math.isfinite(age):
+            return None
+        f = min(max((float(age) - 1.0) / 17.0, 0.0), 1.0)
+        size = [1.1 * (a + f * (b - a)) for a, b in zip(_PAEDIATRIC_EXTENT_1Y_MM, _PAEDIATRIC_EXTENT_18Y_MM)]
     else:
         return None
     if size is None:
