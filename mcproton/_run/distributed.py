@@ -193,6 +193,8 @@ class DaskExecutor:
 
 #: Seconds to wait for a scheduler to accept a connection and to greet (the Dask handshake), then for the client.
 CONNECT_TIMEOUT_S = 10.0
+#: Seconds to wait for at least one worker on a scheduler given with --scheduler.
+WORKERS_TIMEOUT_S = 60.0
 _EXPECTED = ("expected the address of a running Dask scheduler, e.g. tcp://host:8786 (the port the scheduler prints "
              "as 'Scheduler at:'; the dashboard's HTTP port, 8787 by default, is not it)")
 
@@ -267,6 +269,12 @@ class DaskSession:
             except (OSError, TimeoutError) as exc:
                 raise RuntimeError(f"--scheduler {scheduler}: could not connect to a Dask scheduler within "
                                    f"{CONNECT_TIMEOUT_S:g} s ({type(exc).__name__}: {exc}); {_EXPECTED}") from None
+            try:   # a scheduler without workers would keep the tasks waiting without end
+                self.client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
+            except (TimeoutError, OSError):
+                self.client.close()
+                raise RuntimeError(f"--scheduler {scheduler}: the Dask scheduler has no workers (none joined within "
+                                   f"{WORKERS_TIMEOUT_S:g} s); start workers with: dask worker {scheduler}") from None
         else:
             cluster_cls, self.cluster_kind = LocalCluster, "LocalCluster"
             if gpu and processes:

@@ -21,8 +21,11 @@ from mcproton.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _one_line(capsys) -> str:
+def _one_line(capsys, only_ours: bool = False) -> str:
+    """The one line the CLI wrote to stderr (only_ours: among lines that Dask's own logging may add)."""
     err = capsys.readouterr().err.strip().splitlines()
+    if only_ours:
+        err = [ln for ln in err if ln.startswith("mcproton:")]
     assert len(err) == 1 and err[0].startswith("mcproton:"), err
     return err[0]
 
@@ -249,17 +252,24 @@ def test_scheduler_at_an_http_port_is_named_not_a_hang(tmp_path, capsys, monkeyp
         argv = ["run", str(write_cfg(tmp_path / "job.toml", 100)), "--out", str(tmp_path / "o.h5"), "--quiet",
                 "--scheduler", f"tcp://127.0.0.1:{srv.server_address[1]}"]
         assert main(argv) == 2
-        msg = _one_line(capsys)
+        msg = _one_line(capsys, only_ours=True)
         assert "HTTP server" in msg and "Dask scheduler" in msg and "8786" in msg, msg
     finally:
         srv.shutdown()
         srv.server_close()
 
 
-def test_a_real_scheduler_passes_the_probe():
+def test_a_real_scheduler_passes_the_probe_and_one_without_workers_is_named(tmp_path, capsys, monkeypatch):
+    """A scheduler without workers used to keep the run waiting without end."""
     distributed = pytest.importorskip("distributed")
-    from mcproton._run.distributed import probe_scheduler
+    from mcproton._run import distributed as mdist
 
+    monkeypatch.setattr(mdist, "WORKERS_TIMEOUT_S", 1.0)
+    _no_transport(monkeypatch)
     with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None, protocol="tcp",
                                   host="127.0.0.1") as cluster:
-        probe_scheduler(cluster.scheduler_address, 5.0)
+        mdist.probe_scheduler(cluster.scheduler_address, 5.0)
+        argv = ["run", str(write_cfg(tmp_path / "job.toml", 100)), "--out", str(tmp_path / "o.h5"), "--quiet",
+                "--scheduler", cluster.scheduler_address]
+        assert main(argv) == 2
+        assert "no workers" in _one_line(capsys, only_ours=True)
