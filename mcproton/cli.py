@@ -90,7 +90,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     checkpointed = not args.no_checkpoint
     out_cfg = cfg.get("output", {})
     dose_to_water = out_cfg.get("dose_to") == "water"
-    _write_output_or_explain(_hdf5_writer(cfg, total, dose_to_water), total, out, checkpointed)
+    try:
+        writer = _hdf5_writer(cfg, total, dose_to_water)
+    except MemoryError:
+        ck = _ckpt(out)
+        if checkpointed and ck.exists():
+            raise RuntimeError(f"out of memory while building the output {out}; the finished run is kept in the "
+                               f"checkpoint {ck}: free memory and run the same command with --resume, which writes "
+                               "the output without transporting again") from None
+        raise
+    _write_output_or_explain(writer, total, out, checkpointed)
     summary = {"output": str(out), "backend": total.backend, "device": total.device,
                "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
                "protons_per_second": round(total.protons_per_second, 1),
