@@ -199,7 +199,7 @@ _EXPECTED = ("expected the address of a running Dask scheduler, e.g. tcp://host:
              "as 'Scheduler at:'; the dashboard's HTTP port, 8787 by default, is not it)")
 
 
-def probe_scheduler(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+def probe_scheduler(address: str, timeout_s: float | None = None) -> None:
     """Check that ``address`` (tcp://host:port or host:port) is a Dask scheduler before the Dask client connects
     (which waits without end for a server that accepts but does not speak its protocol, such as the dashboard's
     HTTP port).  A Dask server writes its handshake as soon as it accepts a connection; RuntimeError naming what
@@ -207,6 +207,7 @@ def probe_scheduler(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     ucx://, inproc://) are left to Dask."""
     import socket
 
+    timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
     scheme, _, rest = address.rpartition("://")
     if scheme not in ("", "tcp"):
         return
