@@ -1,5 +1,5 @@
 """Property-based fuzzing of run configs (issue 17): random and mutated keys and values on a small water-pencil
-config, run through ``mcproton run`` in-process (parsing, validation, geometry, beams, input checks and, for the
+config (and the same beam on a stack of slabs), run through ``mcproton run`` in-process (parsing, validation, geometry, beams, input checks and, for the
 configs that pass, the transport with very few primaries and the output).
 
 The rule: exit 0 with a plausible dose (finite, non-negative, not all zero), or exit 2 with one ``mcproton:``
@@ -42,6 +42,12 @@ BASE = {
              "sigma_mm": [3.0, 3.0]},
     "output": {"plot": False},
 }
+
+#: The configs mutated: the water pencil above and the same beam on a stack of slabs.
+BASES = [BASE, {**BASE, "phantom": {"type": "slabs", "lateral_size_mm": [40.0, 40.0], "voxel_mm": [4.0, 4.0, 2.0],
+                                    "layers": [{"material": "water", "thickness_mm": 20.0},
+                                               {"material": "bone_cortical", "thickness_mm": 10.0},
+                                               {"material": "water", "thickness_mm": 70.0}]}}]
 
 COUNTS: Counter = Counter()
 text = st.characters(blacklist_categories=("Cs",))   # no lone surrogates: they cannot be written as TOML
@@ -120,8 +126,8 @@ def _toml(cfg: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def _mutate(muts) -> dict:
-    cfg = json.loads(json.dumps(BASE))
+def _mutate(muts, base: int = 0) -> dict:
+    cfg = json.loads(json.dumps(BASES[base]))
     for sec, key, val in muts:
         body = cfg.setdefault(sec, {})
         if val is None:
@@ -153,11 +159,11 @@ def workdir(tmp_path_factory):
 @pytest.mark.skipif(sys.platform == "win32", reason="the watchdog uses SIGALRM")
 @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
-@given(muts=mutations)
-def test_config_fuzz(muts, workdir, monkeypatch_module):
+@given(muts=mutations, base=st.integers(0, len(BASES) - 1))
+def test_config_fuzz(muts, base, workdir, monkeypatch_module):
     from mcproton.cli import main
 
-    cfg = _mutate(muts)
+    cfg = _mutate(muts, base)
     path = workdir / "case.toml"
     path.write_text(_toml(cfg))
     out = workdir / "out.h5"
