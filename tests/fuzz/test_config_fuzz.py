@@ -1,6 +1,7 @@
 """Property-based fuzzing of run configs (issue 17): random and mutated keys and values on a small water-pencil
-config (and the same beam on a stack of slabs), run through ``mcproton run`` in-process (parsing, validation, geometry, beams, input checks and, for the
-configs that pass, the transport with very few primaries and the output).
+config (and the same beam on a stack of slabs), run through ``mcproton run`` in-process (parsing, validation,
+geometry, beams, input checks and, for the configs that pass, the transport with very few primaries and the
+output).
 
 The rule: exit 0 with a plausible dose (finite, non-negative, not all zero), or exit 2 with one ``mcproton:``
 line; never an unexpected exception (exit 1, "internal error"), never a traceback, never a hang (a watchdog of
