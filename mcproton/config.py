@@ -126,6 +126,18 @@ def _number(val: Any, name: str, what: str = "a number") -> float:
     return float(val)
 
 
+def _check_material(name: Any, key: str) -> None:
+    """A material name that :func:`mcproton.materials.get_material` knows, or a ConfigError naming the key."""
+    from .materials import get_material
+
+    if not isinstance(name, str):
+        raise ConfigError(f'{key} = {name!r} has the wrong type: expected a material name, e.g. "water"')
+    try:
+        get_material(name)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{key} = {name!r}: {str(exc).strip(chr(39))}") from None
+
+
 def _suggest(word: str, choices: list[str]) -> str:
     m = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
     return f" (did you mean {m[0]!r}?)" if m else ""
@@ -284,6 +296,7 @@ def build_geometry(cfg: dict[str, Any]):
             vox = _vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom")
             if any(v <= 0 for v in size + vox):
                 raise ConfigError(f"phantom.size_mm and phantom.voxel_mm must be positive; got {size}, {vox}")
+            _check_material(ph.get("material", "water"), "phantom.material")
             return box_phantom(ph.get("material", "water"), size, vox, ph.get("density_g_cm3"))
         if kind in ("slabs", "slab_ct"):
             layers = ph.get("layers")
@@ -296,9 +309,7 @@ def build_geometry(cfg: dict[str, Any]):
                 extra = set(L) - {"material", "thickness_mm", "density_g_cm3"}
                 if extra:
                     raise ConfigError(f"phantom.layers[{i}] has unknown keys {sorted(extra)}")
-                if not isinstance(L["material"], str):
-                    raise ConfigError(f"phantom.layers[{i}].material = {L['material']!r} has the wrong type: expected "
-                                      'a material name, e.g. "water"')
+                _check_material(L["material"], f"phantom.layers[{i}].material")
                 lay.append((L["material"], _number(L["thickness_mm"], f"phantom.layers[{i}].thickness_mm", "mm"))
                            + ((_number(L["density_g_cm3"], f"phantom.layers[{i}].density_g_cm3", "g/cm3"),)
                               if "density_g_cm3" in L else ()))
