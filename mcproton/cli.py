@@ -44,19 +44,19 @@ def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ._io.hdf5 import write_result_hdf5
     from .config import build_beams, build_geometry, check_beam_hits, load_config, run_settings
 
     cfg = load_config(args.config, args.set)
     settings = run_settings(cfg)
+    out, rtdose, png = _check_paths(args, cfg)
+    from ._run.inputs import check_before_build, check_inputs
+
+    check_before_build(cfg)   # the memory of the grid before any large allocation; files named by the config
     geometry = build_geometry(cfg)
     beams = build_beams(cfg)
     check_beam_hits(geometry, beams)
-    from ._run.inputs import check_inputs
-
     check_inputs(cfg, settings, geometry, beams)
-    outline = _body_outline_and_check_outputs(cfg, geometry, beams, args.rtdose)   # errors before the transport
-    out = Path(args.out)
+    outline = _body_outline_and_check_outputs(cfg, geometry, beams, rtdose)   # errors before the transport
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import RunInterrupted, remove_checkpoint, run_job
 
@@ -80,42 +80,115 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from .run import sum_results
 
         total = sum_results(results)
+    from ._run.inputs import check_result
+
+    try:
+        check_result(total, allow_empty=args.allow_empty)   # a zero dose, a beam that mostly missed or escaped
+    except Exception:
+        if not args.no_checkpoint:
+            remove_checkpoint(out)
+        raise
     from .body import apply_body_outline
 
     apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask
-    _write_output_or_explain(write_result_hdf5, total, out, checkpointed=not args.no_checkpoint)
-    if not args.no_checkpoint:
-        remove_checkpoint(out)
-    rtstruct = cfg.get("plan", {}).get("rtstruct")
-    if rtstruct:  # DVH per structure into the HDF5 group "dvh" (mcproton/_io/rtstruct.py)
-        from ._io.rtstruct import add_dvh_to_result
-        from .config import _resolve
-
-        add_dvh_to_result(total, out, _resolve(cfg, rtstruct),
-                          dose="dose_to_water" if cfg.get("output", {}).get("dose_to") == "water" else "dose")
+    checkpointed = not args.no_checkpoint
+    out_cfg = cfg.get("output", {})
+    dose_to_water = out_cfg.get("dose_to") == "water"
+    try:
+        writer = _hdf5_writer(cfg, total, dose_to_water)
+    except MemoryError:
+        ck = _ckpt(out)
+        if checkpointed and ck.exists():
+            raise RuntimeError(f"out of memory while building the output {out}; the finished run is kept in the "
+                               f"checkpoint {ck}: free memory and run the same command with --resume, which writes "
+                               "the output without transporting again") from None
+        raise
+    _write_output_or_explain(writer, total, out, checkpointed)
     summary = {"output": str(out), "backend": total.backend, "device": total.device,
                "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
                "protons_per_second": round(total.protons_per_second, 1),
                "mean_rel_uncertainty_50": total.mean_rel_uncertainty_50,
                "normalisation": total.normalisation, "energy_imbalance_rel": total.ledger["imbalance_rel"],
                **_dose_description(total, beams, outline)}
-    out_cfg = cfg.get("output", {})
-    rtdose = args.rtdose or out_cfg.get("rtdose")
+    failed: list[str] = []
     if rtdose:   # what it holds: output.dose_summation, rtdose_per_beam, dose_to, rbe (mcproton/_io/rtdose.py)
         from ._io.rtdose import write_run_rtdoses
 
-        summary.update(write_run_rtdoses(total, results, beams, out_cfg, Path(rtdose)))
-    if out_cfg.get("plot", True):
+        try:
+            summary.update(write_run_rtdoses(total, results, beams, out_cfg, Path(rtdose)))
+        except OSError as exc:
+            failed.append(f"the RT Dose {rtdose} ({type(exc).__name__}: {exc})")
+    if png is not None:
         from .plots import plot_depth_dose, plot_dose_planes
 
-        png = out.with_suffix(".png")
-        if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
-            plot_dose_planes(total, png)
-        else:
-            plot_depth_dose(total, png)
-        summary["plot"] = str(png)
+        try:
+            if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
+                plot_dose_planes(total, png)
+            else:
+                plot_depth_dose(total, png)
+            summary["plot"] = str(png)
+        except OSError as exc:
+            failed.append(f"the plot {png} ({type(exc).__name__}: {exc})")
+    if failed:   # the HDF5 holds the run; the checkpoint, if any, stays until every output is written
+        ck = _ckpt(out)
+        again = (f"; the checkpoint {ck} is kept: free disk space and run the same command with --resume, which "
+                 "writes them without transporting again" if checkpointed and ck.exists() else
+                 ": free disk space and run again to write them")
+        raise RuntimeError(f"could not write {' nor '.join(failed)}; the dose is safe in {out}{again}")
+    if checkpointed:
+        remove_checkpoint(out)
+    _warn_prescription(cfg, total)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _ckpt(out: Path) -> Path:
+    from ._run.checkpoint import checkpoint_path
+
+    return checkpoint_path(out)
+
+
+def _check_paths(args: argparse.Namespace, cfg: dict) -> tuple[Path, str | None, Path | None]:
+    """The output paths (HDF5, RT Dose, plot), refused when one would destroy an input or another output or is
+    not a regular file (mcproton/_run/inputs.py check_output_paths)."""
+    from ._run.inputs import check_output_paths, input_paths
+
+    out = Path(args.out)
+    out_cfg = cfg.get("output", {})
+    rtdose = args.rtdose or out_cfg.get("rtdose")
+    png = out.with_suffix(".png") if out_cfg.get("plot", True) else None
+    outputs = [("--out", out)] + ([("--rtdose" if args.rtdose else "output.rtdose", Path(rtdose))] if rtdose else [])
+    if png is not None:
+        outputs.append(("the plot (written beside --out)", png))
+    if not args.no_checkpoint:
+        outputs.append(("the checkpoint (beside --out)", _ckpt(out)))
+    check_output_paths(outputs, input_paths(cfg, args.config))
+    return out, rtdose, png
+
+
+def _hdf5_writer(cfg: dict, total: Any, dose_to_water: bool) -> Callable[[Any, Path], Any]:
+    """The HDF5 of the run, built once in memory (with the DVH per structure of plan.rtstruct), written by the
+    returned function atomically to the path it is given."""
+    from ._io.atomic import write_bytes_atomic
+    from ._io.hdf5 import result_hdf5_buffer
+
+    buf = result_hdf5_buffer(total)
+    rtstruct = cfg.get("plan", {}).get("rtstruct")
+    if rtstruct:  # DVH per structure into the HDF5 group "dvh" (mcproton/_io/rtstruct.py)
+        from ._io.rtstruct import add_dvh_to_result
+        from .config import _resolve
+
+        add_dvh_to_result(total, buf, _resolve(cfg, rtstruct), dose="dose_to_water" if dose_to_water else "dose")
+    return lambda _result, path: write_bytes_atomic(path, buf.getbuffer())
+
+
+def _warn_prescription(cfg: dict, total: Any) -> None:
+    """Warn when the mean dose in the plan's target structure is far from the plan's prescription."""
+    from ._run.inputs import prescription_check
+
+    msg = prescription_check(cfg, total)
+    if msg:
+        print(f"mcproton: warning: {msg}", file=sys.stderr)
 
 
 def _body_outline_and_check_outputs(cfg: dict, geometry: Any, beams: list, rtdose: str | None) -> Any:
@@ -215,6 +288,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy")
     p.add_argument("--version", action="version", version=f"mcproton {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an unexpected error")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a simulation from a TOML config")
@@ -233,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run on the Dask cluster at ADDRESS, e.g. tcp://host:8786 (workers need mcproton and "
                         "the config's input files)")
+    r.add_argument("--allow-empty", action="store_true",
+                   help="write the output even if the run scored no dose, or most of the beam's energy missed or "
+                        "left the grid (refused by default)")
     r.set_defaults(func=_cmd_run)
 
     b = sub.add_parser("bench", help="benchmark: pencil beam in water, full physics; prints protons/s")
@@ -270,9 +347,17 @@ _PASSTHROUGH = {"validate": _cmd_validate, "demo": _cmd_demo, "phantom": _cmd_ph
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv   # anywhere on the line: mcproton --debug run ..., mcproton run ... --debug
+    argv = [a for a in argv if a != "--debug"]
+    return _guarded(argv, debug)
+
+
+def _guarded(argv: list[str], debug: bool) -> int:
+    """Run the command; every failure becomes one ``mcproton:`` line on stderr and an exit status (2: the input,
+    1: an unexpected error, with a hint to rerun with --debug for the traceback), never a traceback."""
     from .config import ConfigError
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _PASSTHROUGH:
         # argparse.REMAINDER does not capture a remainder that starts with an option (``demo --out x``):
         # hand everything after the subcommand to its own parser
@@ -284,12 +369,31 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mcproton: config error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"mcproton: error: {exc}", file=sys.stderr)
+    except MemoryError as exc:   # also numpy's _ArrayMemoryError
+        if debug:
+            raise
+        print(f"mcproton: error: out of memory ({type(exc).__name__}: {exc or 'no detail'}); use coarser voxels "
+              "(phantom.voxel_mm, phantom.dose_voxel_mm for a CT), fewer beams at once, or a machine with more "
+              "memory", file=sys.stderr)
+        return 2
+    except (ValueError, OSError, RuntimeError) as exc:
+        if debug:
+            raise
+        print(f"mcproton: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mcproton: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"mcproton: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -104,6 +104,49 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
 }
 
 
+#: The [phantom] keys that apply to each phantom.type; any other key is refused (it would be ignored).
+PHANTOM_KEYS: dict[str, tuple[str, ...]] = {
+    "water": ("type", "material", "density_g_cm3", "size_mm", "voxel_mm"),
+    "box": ("type", "material", "density_g_cm3", "size_mm", "voxel_mm"),
+    "slabs": ("type", "layers", "lateral_size_mm", "voxel_mm"),
+    "slab_ct": ("type", "layers", "lateral_size_mm", "voxel_mm", "depth_axis", "surface_mm", "air_mm", "ct_dir"),
+    "ct": ("type", "ct_dir", "calibration", "dose_voxel_mm"),
+    "paediatric": ("type", "age_years", "voxel_mm"),
+}
+
+
+def _check_phantom_keys(ph: dict[str, Any], kind: str) -> None:
+    if kind not in PHANTOM_KEYS:
+        return
+    for key in ph:
+        if key not in PHANTOM_KEYS[kind]:
+            where = [t for t, keys in PHANTOM_KEYS.items() if key in keys]
+            raise ConfigError(f"phantom.{key} does not apply to phantom.type = {kind!r} (only to "
+                              f"{', '.join(repr(t) for t in where)}) and would be ignored; remove it, or use the "
+                              f"keys of {kind!r}: {', '.join(PHANTOM_KEYS[kind][1:])}")
+
+
+def _number(val: Any, name: str, what: str = "a number") -> float:
+    """``val`` as a float, or a ConfigError naming the key."""
+    if isinstance(val, bool) or not isinstance(val, (int, float)):
+        raise ConfigError(f"{name} = {val!r} has the wrong type: expected {what}")
+    if not math.isfinite(val):
+        raise ConfigError(f"{name} = {val} is not a finite number; give a real value")
+    return float(val)
+
+
+def _check_material(name: Any, key: str) -> None:
+    """A material name that :func:`mcproton.materials.get_material` knows, or a ConfigError naming the key."""
+    from .materials import get_material
+
+    if not isinstance(name, str):
+        raise ConfigError(f'{key} = {name!r} has the wrong type: expected a material name, e.g. "water"')
+    try:
+        get_material(name)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{key} = {name!r}: {str(exc).strip(chr(39))}") from None
+
+
 def _suggest(word: str, choices: list[str]) -> str:
     m = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
     return f" (did you mean {m[0]!r}?)" if m else ""
@@ -232,6 +275,12 @@ def _ct_dose_grid(g: Any, want_mm: list[float]) -> Any:
     if not all(math.isfinite(v) and v > 0 for v in want_mm):
         raise ConfigError(f"phantom.dose_voxel_mm must be positive numbers (mm); got {want_mm}")
     vs = g.voxel_size_mm
+    nz, ny, nx = g.shape_zyx
+    for ax, w, v, n in zip("xyz", want_mm, vs, (nx, ny, nz)):
+        if w > n * v * (1 + 1e-9):
+            raise ConfigError(f"phantom.dose_voxel_mm {ax} = {w:g} mm is larger than the CT itself ({n} voxels of "
+                              f"{v:g} mm = {n * v:g} mm along {ax}); give a dose voxel of a few CT voxels (e.g. "
+                              f"{2 * v:g} mm)")
     factors = [max(1, int(round(w / v))) for w, v in zip(want_mm, vs)]
     got = [f * v for f, v in zip(factors, vs)]
     if any(abs(a - w) > 0.15 * w for a, w in zip(got, want_mm)):
@@ -249,12 +298,14 @@ def build_geometry(cfg: dict[str, Any]):
     if "dose_voxel_mm" in ph and kind != "ct":
         raise ConfigError(f'phantom.dose_voxel_mm applies to phantom.type = "ct" only (here {kind!r}: set '
                           'phantom.voxel_mm instead)')
+    _check_phantom_keys(ph, kind)
     try:
         if kind in ("water", "box"):
             size = _vec(ph, "size_mm", 3, [200.0, 200.0, 300.0], "phantom")
             vox = _vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom")
             if any(v <= 0 for v in size + vox):
                 raise ConfigError(f"phantom.size_mm and phantom.voxel_mm must be positive; got {size}, {vox}")
+            _check_material(ph.get("material", "water"), "phantom.material")
             return box_phantom(ph.get("material", "water"), size, vox, ph.get("density_g_cm3"))
         if kind in ("slabs", "slab_ct"):
             layers = ph.get("layers")
@@ -267,8 +318,10 @@ def build_geometry(cfg: dict[str, Any]):
                 extra = set(L) - {"material", "thickness_mm", "density_g_cm3"}
                 if extra:
                     raise ConfigError(f"phantom.layers[{i}] has unknown keys {sorted(extra)}")
-                lay.append((L["material"], float(L["thickness_mm"]))
-                           + ((float(L["density_g_cm3"]),) if "density_g_cm3" in L else ()))
+                _check_material(L["material"], f"phantom.layers[{i}].material")
+                lay.append((L["material"], _number(L["thickness_mm"], f"phantom.layers[{i}].thickness_mm", "mm"))
+                           + ((_number(L["density_g_cm3"], f"phantom.layers[{i}].density_g_cm3", "g/cm3"),)
+                              if "density_g_cm3" in L else ()))
             if kind == "slab_ct":
                 from ._io.slab_ct import slab_ct_geometry
 
@@ -301,7 +354,11 @@ def build_geometry(cfg: dict[str, Any]):
         if kind == "paediatric":
             from .phantoms import make_head_phantom
 
-            return make_head_phantom(float(ph.get("age_years", 5.0)), float(_vec(ph, "voxel_mm", 3, 2.0, "phantom")[0]))
+            vox = _vec(ph, "voxel_mm", 3, 2.0, "phantom")
+            if max(vox) != min(vox):
+                raise ConfigError(f"phantom.voxel_mm = {ph['voxel_mm']} is not isotropic: the paediatric phantom has "
+                                  "cubic voxels; give one number, e.g. phantom.voxel_mm = 2.0")
+            return make_head_phantom(float(ph.get("age_years", 5.0)), vox[0])
     except ConfigError:
         raise
     except (ValueError, KeyError) as exc:
@@ -318,13 +375,13 @@ def _spot(d: dict, where: str):
         raise ConfigError(f"{where} has unknown keys {sorted(extra)}{_suggest(sorted(extra)[0], sorted(allowed))}")
     if "energy_mev" not in d:
         raise ConfigError(f"{where}.energy_mev is missing: give the beam energy in MeV")
-    kw: dict[str, Any] = {"energy_mev": float(d["energy_mev"])}
+    kw: dict[str, Any] = {"energy_mev": _number(d["energy_mev"], f"{where}.energy_mev", "the energy in MeV")}
     for key, n in (("position_mm", 3), ("direction", 3), ("sigma_mm", 2), ("divergence_rad", 2), ("correlation", 2)):
         if key in d:
             kw[key] = _vec(d, key, n, None, where)
     for key in ("energy_spread_mev", "weight"):
         if key in d:
-            kw[key] = float(d[key])
+            kw[key] = _number(d[key], f"{where}.{key}")
     try:
         return Spot(**kw)
     except ValueError as exc:
@@ -355,6 +412,13 @@ def build_beams(cfg: dict[str, Any]):
     total = bm.get("total_protons")
     if "spots" in bm:
         common = {k: v for k, v in bm.items() if k not in ("spots", "total_protons")}
+        for i, sp in enumerate(bm["spots"]):
+            if not isinstance(sp, dict):
+                raise ConfigError(f"beam.spots[{i}] = {sp!r} is not a table: give each spot as a table, e.g. "
+                                  "beam.spots = [{energy_mev = 150, position_mm = [0, 0, -10], weight = 1}, ...]")
+        if not bm["spots"]:
+            raise ConfigError("beam.spots is empty: give at least one spot, or leave beam.spots out for one "
+                              "pencil beam")
         spots = [_spot({**common, **s}, f"beam.spots[{i}]") for i, s in enumerate(bm["spots"])]
     else:
         spots = [_spot({k: v for k, v in bm.items() if k != "total_protons"}, "beam")]

@@ -16,6 +16,19 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: str | Path, **kw) -> Path:
+    """Save ``fig`` atomically (a temporary file renamed into place: a full disk leaves no partial PNG) and close
+    it; the format follows the file name's suffix (default PNG)."""
+    from ._io.atomic import atomic_write
+
+    path = Path(path)
+    fmt = path.suffix[1:].lower() or "png"
+    try:
+        return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, **kw))
+    finally:
+        plt.close(fig)
+
+
 def plot_depth_dose(result, path: str | Path, title: str | None = None) -> Path:
     """Integrated depth-dose (MeV cm2/g per primary) versus depth along z, with R80 marked."""
     plt = _plt()
@@ -36,10 +49,7 @@ def plot_depth_dose(result, path: str | Path, title: str | None = None) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_dose_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] | None = None,
@@ -132,7 +142,4 @@ def _plot_planes(result, values, shown, path, centre_zyx, title, structures, vma
     fig.colorbar(im, ax=axes, shrink=0.8, label=colorbar_label)
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, bbox_inches="tight")

@@ -9,7 +9,6 @@ the datasets a result carries in ``extra_datasets`` (``dose_raw``, ``body_mask``
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,21 @@ def _attr(v: Any) -> Any:
 
 
 def write_result_hdf5(result, path: str | Path, extra_attrs: dict | None = None) -> Path:
-    """Write a DoseResult atomically (to a temporary file renamed into place)."""
-    import h5py
+    """Write a DoseResult atomically (built in memory, written to a temporary file renamed into place:
+    mcproton._io.atomic); a failed write (disk full) raises OSError and leaves nothing under ``path``."""
+    from .atomic import write_bytes_atomic
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    return write_bytes_atomic(path, result_hdf5_buffer(result, extra_attrs).getbuffer())
+
+
+def result_hdf5_buffer(result, extra_attrs: dict | None = None):
+    """The HDF5 file of a DoseResult built in memory (``io.BytesIO``; h5py can open it again, e.g. to add the
+    DVH group, before it is written with :func:`mcproton._io.atomic.write_bytes_atomic`)."""
+    from .atomic import hdf5_buffer
+
     g = result.geometry
-    with h5py.File(tmp, "w") as f:
+
+    def fill(f: Any) -> None:
         opts = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
         for name, arr, unit in (("dose", result.dose_gy_zyx, "Gy"),
                                 ("dose_to_water", result.dose_to_water_gy_zyx, "Gy"),
@@ -65,8 +71,8 @@ def write_result_hdf5(result, path: str | Path, extra_attrs: dict | None = None)
             lg.attrs[k] = v
         for k, v in (extra_attrs or {}).items():
             f.attrs[k] = _attr(v)
-    os.replace(tmp, path)
-    return path
+
+    return hdf5_buffer(fill)
 
 
 def read_dose_hdf5(path: str | Path) -> dict[str, Any]:

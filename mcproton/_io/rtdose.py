@@ -199,7 +199,9 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
         ref.ReferencedFractionGroupSequence = DSequence([fg])
     ds.ReferencedRTPlanSequence = DSequence([ref])
     ds.PixelData = np.ascontiguousarray(pix).tobytes()
-    return save_dataset(ds, path)
+    from .atomic import atomic_write_file   # temporary file renamed into place: no partial RT Dose on a full disk
+
+    return atomic_write_file(path, lambda tmp: save_dataset(ds, tmp))
 
 
 # ------------------------------------------------------------------------- what an RT Dose of a run holds

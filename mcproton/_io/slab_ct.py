@@ -20,7 +20,7 @@ Config (``[phantom] type = "slab_ct"``)::
     air_mm = 470                 # air in front of the surface, inside the CT (energy loss in air)
     lateral_size_mm = [300, 300] # the two other axes, in x, y, z order
     voxel_mm = [4, 1, 4]         # dx, dy, dz
-    ct_dir = "out/ct"            # optional: where the DICOM series is written (else a temporary folder)
+    ct_dir = "out/ct"            # optional: a NEW (or empty) folder for the DICOM series (else a temporary one)
 """
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ import numpy as np
 from ..materials import Material, get_material
 
 AIR_HU = -1000
+#: Most air in front of the slabs (mm): 5 m, beyond any beam model's source distance (0.5-3 m upstream).
+MAX_AIR_MM = 5000.0
 _AXES = {"+x": (0, 1), "-x": (0, -1), "+y": (1, 1), "-y": (1, -1), "+z": (2, 1), "-z": (2, -1)}
 
 
@@ -131,7 +133,11 @@ def slab_ct(layers, *, surface_mm: Sequence[float] = (0.0, 0.0, 0.0), depth_axis
             raise ValueError(f"layer {m.name!r} thickness {t} mm is not a whole number of {vox[k]} mm voxels "
                              f"along {depth_axis}; change the thickness or voxel_mm")
         n_layer.append(int(round(n)))
-    n_air = int(round(max(float(air_mm), 0.0) / vox[k]))
+    if not (np.isfinite(float(air_mm)) and 0.0 <= float(air_mm) <= MAX_AIR_MM):
+        raise ValueError(f"air_mm = {air_mm:g} mm of air in front of the slabs: give 0 to {MAX_AIR_MM:g} mm (beam "
+                         "models put their source plane 0.5-3 m upstream; the air between it and the surface is "
+                         "what belongs in the CT)")
+    n_air = int(round(float(air_mm) / vox[k]))
     cal, codes = slab_calibration([(m, rho) for m, _, rho in lay])
     depth_codes = np.array([AIR_HU] * n_air + [c for c, n in zip(codes, n_layer) for _ in range(n)], np.int16)
     n_depth = depth_codes.size
@@ -168,11 +174,15 @@ def slab_ct_geometry(layers, *, ct_dir: str | Path | None = None, frame_of_refer
     if ct_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="mcproton_slab_ct_")
         out = Path(tmp.name)
-    else:
+    else:   # a new (or empty) folder: nothing that was there is ever overwritten or deleted
         out = Path(ct_dir)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"ct_dir {out} is a file; give the path of a new folder for the slab phantom's CT")
+        if out.is_dir() and any(out.iterdir()):
+            raise ValueError(f"ct_dir {out} already exists and is not empty (it may hold a patient's CT): the slab "
+                             "phantom's CT series is written to a new folder and nothing is overwritten or deleted; "
+                             "give a new folder, or delete the old one yourself if it only holds an earlier slab CT")
         out.mkdir(parents=True, exist_ok=True)
-        for old in out.glob("CT_*.dcm"):
-            old.unlink()
     try:
         write_ct_series(s.hu_zyx, s.voxel_size_mm, s.origin_mm, out, series_description="mcproton slab phantom",
                         frame_of_reference_uid=frame_of_reference_uid, patient_position=patient_position)

@@ -5,16 +5,15 @@ integer tally sums, the ledger, the float sums of the batch dose and its square 
 number of batches and primaries, and the *next history index* (each history's random numbers depend only on
 the seed and its index, and batches are consecutive history ranges, so this index is the whole RNG state).
 
-Writes go to ``<name>.tmp``, are fsync'ed and renamed over the old checkpoint (``os.replace``): a kill at any
-moment leaves either the previous or the new checkpoint, never a partial one.  A checksum over every array and
-counter detects a damaged file; a fingerprint (config, version, kernel, geometry, beams, backend, seed)
-refuses a checkpoint of another job.
+Writes are built in memory, go to a temporary ``.<name>.*.tmp`` beside it, are fsync'ed and renamed over the old
+checkpoint (``os.replace``): a kill at any moment leaves either the previous or the new checkpoint, never a
+partial one.  A checksum over every array and counter detects a damaged file; a fingerprint (config, version,
+kernel, geometry, beams, backend, seed) refuses a checkpoint of another job.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,56 +163,34 @@ _ARRAY_OPTS: dict[str, Any] = {}
 
 
 def save_checkpoint(path: str | Path, fp: dict[str, str], states: list[BeamState]) -> Path:
-    """Write the states atomically (temp file, fsync, os.replace).  On failure (disk full, no permission) the
-    temporary file is removed, the previous checkpoint is left as it was, and the OSError is raised."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        _write_checkpoint(tmp, path, fp, states)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    return path
+    """Write the states atomically (built in memory, then temp file, fsync, os.replace: mcproton._io.atomic; HDF5
+    never meets a failed write, which can crash it).  On failure (disk full, no permission) the temporary file is
+    removed, the previous checkpoint is left as it was, and the OSError is raised."""
+    from .._io.atomic import write_hdf5_atomic
+
+    return write_hdf5_atomic(path, lambda f: _fill_checkpoint(f, fp, states))
 
 
-def _write_checkpoint(tmp: Path, path: Path, fp: dict[str, str], states: list[BeamState]) -> None:
-    import h5py
-
-    with h5py.File(tmp, "w") as f:
-        f.attrs["mcproton_checkpoint"] = FORMAT
-        f.attrs["fingerprint"] = json.dumps(fp, sort_keys=True)
-        f.attrs["fingerprint_sha"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
-        for i, st in enumerate(states):
-            g = f.create_group(f"beam_{i:03d}")
-            a = st.acc
-            stored = st.stored_arrays()
-            g.attrs["n_vox"] = st.n_vox
-            for name, v in stored.items():
-                g.create_dataset(name, data=v, **_ARRAY_OPTS)
-            g.create_dataset("ledger", data=a.ledger)
-            g.attrs["batches"] = int(a.batches)
-            g.attrs["primaries"] = int(a.primaries)
-            g.attrs["next_history"] = int(st.next_history)
-            g.attrs["elapsed_s"] = float(st.elapsed_s)
-            g.attrs["done"] = bool(st.done)
-            g.attrs["stop_reason"] = st.stop_reason
-            g.attrs["batch_cap"] = int(st.batch_cap)
-            g.attrs["checksum"] = st.checksum(stored)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+def _fill_checkpoint(f: Any, fp: dict[str, str], states: list[BeamState]) -> None:
+    f.attrs["mcproton_checkpoint"] = FORMAT
+    f.attrs["fingerprint"] = json.dumps(fp, sort_keys=True)
+    f.attrs["fingerprint_sha"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+    for i, st in enumerate(states):
+        g = f.create_group(f"beam_{i:03d}")
+        a = st.acc
+        stored = st.stored_arrays()
+        g.attrs["n_vox"] = st.n_vox
+        for name, v in stored.items():
+            g.create_dataset(name, data=v, **_ARRAY_OPTS)
+        g.create_dataset("ledger", data=a.ledger)
+        g.attrs["batches"] = int(a.batches)
+        g.attrs["primaries"] = int(a.primaries)
+        g.attrs["next_history"] = int(st.next_history)
+        g.attrs["elapsed_s"] = float(st.elapsed_s)
+        g.attrs["done"] = bool(st.done)
+        g.attrs["stop_reason"] = st.stop_reason
+        g.attrs["batch_cap"] = int(st.batch_cap)
+        g.attrs["checksum"] = st.checksum(stored)
 
 
 def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[BeamState]:

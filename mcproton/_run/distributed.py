@@ -191,6 +191,62 @@ class DaskExecutor:
                 pass
 
 
+#: Seconds to wait for a scheduler to accept a connection and to greet (the Dask handshake), then for the client.
+CONNECT_TIMEOUT_S = 10.0
+#: Seconds to wait for at least one worker on a scheduler given with --scheduler.
+WORKERS_TIMEOUT_S = 60.0
+_EXPECTED = ("expected the address of a running Dask scheduler, e.g. tcp://host:8786 (the port the scheduler prints "
+             "as 'Scheduler at:'; the dashboard's HTTP port, 8787 by default, is not it)")
+
+
+def probe_scheduler(address: str, timeout_s: float | None = None) -> None:
+    """Check that ``address`` (tcp://host:port or host:port) is a Dask scheduler before the Dask client connects
+    (which waits without end for a server that accepts but does not speak its protocol, such as the dashboard's
+    HTTP port).  A Dask server writes its handshake as soon as it accepts a connection; RuntimeError naming what
+    was expected when nothing answers, the port is closed, or an HTTP server answers.  Other schemes (tls://,
+    ucx://, inproc://) are left to Dask."""
+    import socket
+
+    timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
+    scheme, _, rest = address.rpartition("://")
+    if scheme not in ("", "tcp"):
+        return
+    host, _, port_s = rest.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise RuntimeError(f"--scheduler {address}: no port; {_EXPECTED}") from None
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+    except OSError as exc:
+        raise RuntimeError(f"--scheduler {address}: cannot connect ({type(exc).__name__}: {exc}); is the scheduler "
+                           f"running and reachable? {_EXPECTED}") from None
+    with sock:
+        sock.settimeout(timeout_s)
+        try:
+            greeting = sock.recv(64)
+        except (socket.timeout, TimeoutError):
+            greeting = None
+        except OSError as exc:
+            raise RuntimeError(f"--scheduler {address}: the connection failed ({type(exc).__name__}: {exc}); "
+                               f"{_EXPECTED}") from None
+        if greeting:
+            if greeting.startswith(b"HTTP/"):
+                raise RuntimeError(f"--scheduler {address} is an HTTP server, not a Dask scheduler; {_EXPECTED}")
+            return
+        http = False
+        if greeting is None:   # silent: ask whether it is a web server (the dashboard, a proxy)
+            try:
+                sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                http = sock.recv(16).startswith(b"HTTP/")
+            except OSError:
+                pass
+    what = "is an HTTP server (a dashboard?)" if http else \
+        f"accepted the connection but sent nothing in {timeout_s:g} s" if greeting is None else "closed the connection"
+    raise RuntimeError(f"--scheduler {address} {what}, not a Dask scheduler; {_EXPECTED}")
+
+
 class DaskSession:
     """A Dask client for a job: the given client, one connected to ``scheduler``, or a LocalCluster of
     ``workers`` single-threaded workers."""
@@ -208,7 +264,18 @@ class DaskSession:
         if client is not None:
             self.client = client
         elif scheduler:
-            self.client = Client(scheduler)
+            probe_scheduler(scheduler)
+            try:
+                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
+                raise RuntimeError(f"--scheduler {scheduler}: could not connect to a Dask scheduler within "
+                                   f"{CONNECT_TIMEOUT_S:g} s ({type(exc).__name__}: {exc}); {_EXPECTED}") from None
+            try:   # a scheduler without workers would keep the tasks waiting without end
+                self.client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
+            except (TimeoutError, OSError):
+                self.client.close()
+                raise RuntimeError(f"--scheduler {scheduler}: the Dask scheduler has no workers (none joined within "
+                                   f"{WORKERS_TIMEOUT_S:g} s); start workers with: dask worker {scheduler}") from None
         else:
             cluster_cls, self.cluster_kind = LocalCluster, "LocalCluster"
             if gpu and processes:

@@ -24,16 +24,28 @@ def host_memory_estimate(n_vox: int, n_beams: int = 1) -> float:
 
 
 def available_memory() -> tuple[float, float] | None:
-    """(MemAvailable, SwapFree) in bytes from /proc/meminfo; None where it cannot be read (not Linux)."""
+    """(MemAvailable, SwapFree) in bytes from /proc/meminfo, capped by the process's address-space limit
+    (RLIMIT_AS less what it already maps); None where it cannot be read (not Linux)."""
     try:
         info = {}
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
                 k, v = line.split(":", 1)
                 info[k] = float(v.split()[0]) * 1024.0
-        return info["MemAvailable"], info.get("SwapFree", 0.0)
+        avail, swap = info["MemAvailable"], info.get("SwapFree", 0.0)
     except (OSError, KeyError, ValueError):
         return None
+    try:   # an address-space limit (ulimit -v, a batch system's memory limit) caps what this process may allocate
+        import resource
+
+        lim = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if lim != resource.RLIM_INFINITY:
+            with open("/proc/self/statm", encoding="ascii") as fh:
+                used = float(fh.read().split()[0]) * resource.getpagesize()
+            return max(0.0, min(avail, lim - used)), 0.0
+    except (ImportError, OSError, ValueError):
+        pass
+    return avail, swap
 
 
 def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: bool) -> None:
@@ -125,6 +137,7 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
         raise ConfigError("the phantom's density is zero everywhere (below 1e-6 g/cm3, transported as vacuum), so "
                           "no dose would be deposited; check phantom.density_g_cm3 / the HU calibration")
     where = "beam" if "beam" in cfg else "plan"
+    check_beam_sanity(geometry, beams, where)
     cut = settings.physics.e_cut_mev
     for beam in beams:
         e_hi = beam.max_energy_mev
@@ -138,3 +151,278 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
                 raise ConfigError(f"{name} = {s.energy_mev:g} MeV is at or below the cut-off physics.e_cut_mev = "
                                   f"{cut:g} MeV, so no proton would be transported; raise the energy (therapy "
                                   "protons have 50-250 MeV) or lower physics.e_cut_mev")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    import os
+
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)   # hard links, bind mounts
+    except OSError:
+        return False
+
+
+def input_paths(cfg: dict[str, Any], config_path: str | None) -> list[tuple[str, Path]]:
+    """(what, path) of every input file or folder a run reads: the config, the plan, the structure set, the beam
+    model and calibration files, the CT folder and each file in it."""
+    from pathlib import Path
+
+    from ..config import _resolve
+
+    found: list[tuple[str, Path]] = []
+    if config_path:
+        found.append(("the config file", Path(config_path)))
+    pl, ph = cfg.get("plan", {}), cfg.get("phantom", {})
+    for key in ("rtplan", "rtstruct", "beam_model"):
+        if isinstance(pl.get(key), str):
+            q = _resolve(cfg, pl[key])
+            if q.exists() or key != "beam_model":
+                found.append((f"plan.{key}", q))
+    if isinstance(ph.get("calibration"), str) and _resolve(cfg, ph["calibration"]).exists():
+        found.append(("phantom.calibration", _resolve(cfg, ph["calibration"])))
+    if isinstance(ph.get("ct_dir"), str):
+        d = _resolve(cfg, ph["ct_dir"])
+        what = "phantom.ct_dir" if ph.get("type") == "ct" else "phantom.ct_dir (the slab CT folder)"
+        found.append((what, d))
+        if d.is_dir():
+            found += [(f"a file of {what}", f) for f in d.iterdir()]
+    return found
+
+
+def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path]]) -> None:
+    """Refuse outputs that would destroy something: an output equal to an input or to another output, or one that
+    exists and is not a regular file (a folder, a device node, a FIFO)."""
+    import os
+    import stat
+
+    from ..config import ConfigError
+
+    for i, (what, p) in enumerate(outputs):
+        for other, q in outputs[:i]:
+            if _same_file(p, q):
+                raise ConfigError(f"{what} {p} is the same file as {other}: one would overwrite the other; give them "
+                                  "different names" + (" (the plot is written beside the HDF5 with the suffix .png: "
+                                                       "name --out *.h5, or set output.plot = false)"
+                                                       if "plot" in what + other else ""))
+        for other, q in inputs:
+            if _same_file(p, q):
+                raise ConfigError(f"{what} {p} is {other}: writing it would destroy an input; give another path")
+        try:
+            st = os.stat(p)
+        except OSError:
+            st = None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, FIFO or socket)"
+            raise ConfigError(f"{what} {p} is {kind}; an output must be a regular file: give a file name")
+        parent = p.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{what} {p}: {parent} is a file, not a folder; give a path in a folder")
+
+
+#: A source farther than this from the grid is refused (mm).  Beam models put their source plane 0.5-3 m upstream
+#: of the isocentre (dcpt_v2 500 mm, dcpt_v5 600 mm; MCsquare BDLs up to ~2.5 m); 10 m leaves a wide margin.
+MAX_SOURCE_DISTANCE_MM = 10_000.0
+
+#: Largest angular sigma of a spot (rad); therapy beam models give a few mrad (dcpt_v5: < 5 mrad).
+MAX_DIVERGENCE_RAD = 0.2
+
+#: A finished run fails when more than this fraction of the incident energy missed the grid or left it (ledger).
+MAX_LOST_ENERGY_FRACTION = 0.5
+
+
+#: Extent (x, y, z) in mm of the paediatric neuraxis phantom at 1 and 18 years (make_head_phantom, 2026-12-04).
+_PAEDIATRIC_EXTENT_1Y_MM = (212.0, 196.0, 488.0)
+_PAEDIATRIC_EXTENT_18Y_MM = (364.0, 300.0, 896.0)
+
+
+def _config_grid_shape(ph: dict[str, Any]) -> tuple[int, int, int] | None:
+    """Shape (z, y, x) of the grid a box / slab / slab_ct / paediatric phantom config asks for (before it is
+    allocated); None when the config does not say (a CT: its own size) or its values are not numbers (the builder
+    then refuses them)."""
+    import math
+
+    from .._io.slab_ct import MAX_AIR_MM
+
+    def nums(v: Any, n: int) -> list[float] | None:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = [v] * n
+        if isinstance(v, list) and len(v) == n and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                      and math.isfinite(x) and x > 0 for x in v):
+            return [float(x) for x in v]
+        return None
+
+    kind = ph.get("type", "water")
+    vox = nums(ph.get("voxel_mm", 2.0 if kind == "paediatric" else [2.0, 2.0, 1.0]), 3)
+    if vox is None:
+        return None
+    if kind in ("water", "box"):
+        size = nums(ph.get("size_mm", [200.0, 200.0, 300.0]), 3)
+    elif kind in ("slabs", "slab_ct") and isinstance(ph.get("layers"), list):
+        lat = nums(ph.get("lateral_size_mm", [200.0, 200.0]), 2)
+        depth = sum(float(L.get("thickness_mm", 0)) for L in ph["layers"] if isinstance(L, dict)
+                    and isinstance(L.get("thickness_mm"), (int, float)) and L["thickness_mm"] > 0)
+        air = ph.get("air_mm", 0.0) if kind == "slab_ct" else 0.0
+        depth += float(air) if isinstance(air, (int, float)) and 0 < air <= MAX_AIR_MM else 0.0   # else refused
+        axis = str(ph.get("depth_axis", "+z"))[-1:] if kind == "slab_ct" else "z"
+        k = "xyz".index(axis) if axis in ("x", "y", "z") else 2
+        if lat is None:
+            return None
+        size = lat[:k] + [depth] + lat[k:] if kind == "slab_ct" else lat + [depth]
+    elif kind == "paediatric":   # its extent by age, interpolated (+10 %) between the 1 y and 18 y phantoms
+        age = ph.get("age_years", 5.0)
+        if not isinstance(age, (int, float)) or isinstance(age, bool) or not math.isfinite(age):
+            return None
+        f = min(max((float(age) - 1.0) / 17.0, 0.0), 1.0)
+        size = [1.1 * (a + f * (b - a)) for a, b in zip(_PAEDIATRIC_EXTENT_1Y_MM, _PAEDIATRIC_EXTENT_18Y_MM)]
+    else:
+        return None
+    if size is None:
+        return None
+    nx, ny, nz = (max(1, int(round(min(s / v, 1e9)))) for s, v in zip(size, vox))
+    return nz, ny, nx
+
+
+def check_before_build(cfg: dict[str, Any]) -> None:
+    """Checks that need no geometry, run before it is built: the memory of the grid the config asks for (a grid
+    too large for memory is refused before it is allocated) and the files named by [plan] (a missing structure
+    set is reported now, not after the transport)."""
+    from ..config import ConfigError, _resolve
+
+    shape = _config_grid_shape(cfg.get("phantom", {}))
+    if shape is not None:
+        check_memory(int(np.prod(shape, dtype=float)), 1, shape, False)
+    pl = cfg.get("plan", {})
+    for key, what in (("rtplan", "an RT Ion Plan file"), ("rtstruct", "an RT Structure Set file")):
+        if isinstance(pl.get(key), str):
+            p = _resolve(cfg, pl[key])
+            if not p.is_file():
+                raise ConfigError(f"plan.{key} = {pl[key]!r}: {p} {'is a folder' if p.is_dir() else 'not found'}; give "
+                                  f"the path of {what}")
+    if isinstance(pl.get("rtstruct"), str):
+        from .._io.rtstruct import read_rtstruct
+
+        try:
+            read_rtstruct(_resolve(cfg, pl["rtstruct"]))
+        except (ValueError, OSError, KeyError, AttributeError) as exc:
+            raise ConfigError(f"plan.rtstruct: {exc}") from None
+
+
+def check_beam_sanity(geometry: Any, beams: list[Any], where: str) -> None:
+    """Spot sizes, divergences and source positions that can only be nonsense: a spot sigma larger than the whole
+    grid (its protons would nearly all miss it), an angular sigma beyond MAX_DIVERGENCE_RAD and a source farther
+    than MAX_SOURCE_DISTANCE_MM from the grid."""
+    from ..config import ConfigError
+
+    lo = np.asarray(geometry.lower_corner_mm, float)
+    ext = np.asarray(geometry.extent_mm, float)
+    centre = lo + ext / 2
+    span = float(np.linalg.norm(ext))
+    for beam in beams:
+        for j, s in enumerate(beam.spots):
+            if s.weight <= 0:
+                continue
+            name = where if len(beam.spots) == 1 and where == "beam" else f"spot {j} of {where} {beam.name!r}"
+            sig = max(float(v) for v in s.sigma_mm)
+            if sig > span:
+                raise ConfigError(f"{name}: sigma_mm = {list(s.sigma_mm)} mm is larger than the whole grid "
+                                  f"({span:.0f} mm corner to corner), so nearly every proton would miss it; give the "
+                                  "spot sigma in mm (therapy spots: 2-15 mm)")
+            div = max(abs(float(v)) for v in s.divergence_rad)
+            if div > MAX_DIVERGENCE_RAD:
+                raise ConfigError(f"{name}: divergence_rad = {list(s.divergence_rad)} is beyond the limit of "
+                                  f"{MAX_DIVERGENCE_RAD:g} rad (the angular sigma of a therapy beam is a few mrad); "
+                                  "give it in radians")
+            dist = float(np.linalg.norm(np.asarray(s.position_mm, float) - centre))
+            if not dist <= MAX_SOURCE_DISTANCE_MM + span:
+                raise ConfigError(f"{name}: position_mm = {list(s.position_mm)} is {dist:.3g} mm from the grid, "
+                                  f"farther than the limit of {MAX_SOURCE_DISTANCE_MM:g} mm (10 m; beam models put "
+                                  "the source 0.5-3 m upstream); give the position in mm, near the phantom")
+
+
+def check_result(result: Any, *, allow_empty: bool = False) -> None:
+    """Refuse a finished run that scored nothing, or whose beam mostly missed the grid or left it (the ledger):
+    such a dose is almost always a mistake in the config (a spot sigma in um, a position in the wrong unit).
+    ``allow_empty`` (``--allow-empty``) accepts it."""
+    if allow_empty:
+        return
+    led = result.ledger
+    inc = float(led.get("incident", 0.0))
+    fix = ("check the beam (energy, sigma_mm, position_mm, direction) and the phantom; if this is meant (a beam "
+           "that shoots through a thin phantom), rerun with --allow-empty")
+    dose = np.asarray(result.dose_gy_zyx)
+    if not (dose.max(initial=0.0) > 0):
+        raise RuntimeError(f"the run scored no dose anywhere in the grid (incident energy {inc:.4g} MeV, deposited "
+                           f"{float(led.get('deposited', 0.0)):.4g} MeV): nothing was written; {fix}")
+    if inc > 0:
+        for key, what in (("missed", "missed the grid"), ("escaped", "left the grid")):
+            f = float(led.get(key, 0.0)) / inc
+            if f > MAX_LOST_ENERGY_FRACTION:
+                raise RuntimeError(f"{100 * f:.0f} % of the beam's incident energy {what} (ledger: {key} "
+                                   f"{float(led[key]):.4g} of {inc:.4g} MeV; the limit is "
+                                   f"{100 * MAX_LOST_ENERGY_FRACTION:.0f} %): nothing was written; {fix}")
+
+
+#: Warn when the mean dose in the target differs from the prescription by more than this fraction.
+PRESCRIPTION_TOLERANCE = 0.15
+
+
+def plan_prescription(rtplan_path: Any) -> tuple[float, int, int | None] | None:
+    """(TargetPrescriptionDose in Gy for all fractions, NumberOfFractionsPlanned, ReferencedROINumber or None) of
+    an RT Ion Plan's first TARGET dose reference; None when the plan gives none."""
+    import pydicom
+
+    ds = pydicom.dcmread(str(rtplan_path), stop_before_pixels=True, force=True)
+    for ref in ds.get("DoseReferenceSequence", []) or []:
+        if str(ref.get("DoseReferenceType", "")).upper() == "TARGET" and ref.get("TargetPrescriptionDose") is not None:
+            fg = (ds.get("FractionGroupSequence") or [None])[0]
+            n = int(fg.get("NumberOfFractionsPlanned", 1) or 1) if fg is not None else 1
+            roi = ref.get("ReferencedROINumber")
+            return float(ref.TargetPrescriptionDose), max(n, 1), int(roi) if roi is not None else None
+    return None
+
+
+def prescription_check(cfg: dict[str, Any], result: Any) -> str | None:
+    """A warning when the mean dose in the plan's target structure is far from the plan's prescription (with the
+    ratio), else None.  Needs plan.rtplan with a TARGET dose reference (TargetPrescriptionDose) and plan.rtstruct
+    with a target (the dose reference's ROI, else the first CTV, PTV or GTV); the prescription is taken as
+    Gy(RBE), so the physical dose is weighted by output.rbe or the clinical 1.1."""
+    from ..config import _resolve
+
+    pl = cfg.get("plan", {})
+    if not (isinstance(pl.get("rtplan"), str) and isinstance(pl.get("rtstruct"), str)):
+        return None
+    if result.normalisation == "Gy per primary":
+        return None
+    try:
+        rx = plan_prescription(_resolve(cfg, pl["rtplan"]))
+        if rx is None:
+            return None
+        from .._io.rtstruct import rasterise, read_rtstruct
+
+        st = read_rtstruct(_resolve(cfg, pl["rtstruct"]))
+    except (ValueError, OSError, KeyError, AttributeError, TypeError):
+        return None
+    total_gy, n_frac, roi = rx
+    target = next((nm for nm, num in st.roi_numbers.items() if roi is not None and num == roi), None)
+    for kind in ("CTV", "PTV", "GTV"):
+        target = target or next((nm for nm, t in st.roi_types.items() if str(t).upper() == kind), None)
+    if target is None:
+        return None
+    mask = rasterise(st, result.geometry, names=[target]).get(target)
+    if mask is None or not mask.any():
+        return None
+    rbe = float(cfg.get("output", {}).get("rbe", 1.1))
+    want = total_gy if pl.get("all_fractions", False) else total_gy / n_frac
+    got = float(np.asarray(result.dose_gy_zyx)[mask].mean()) * rbe
+    ratio = got / want if want > 0 else float("inf")
+    if abs(ratio - 1.0) <= PRESCRIPTION_TOLERANCE:
+        return None
+    part = f" (only plan.beams = {pl['beams']})" if pl.get("beams") else ""
+    return (f"the mean dose in the target {target!r} is {got:.3g} Gy(RBE) (RBE {rbe:g}), {ratio:.2f} times the plan's "
+            f"prescription of {want:.3g} Gy(RBE) per {'course' if pl.get('all_fractions') else 'fraction'} "
+            f"({total_gy:g} Gy in {n_frac} fractions){part}: check the beam model, the plan's MU and the CT "
+            "calibration before using this dose")

@@ -229,7 +229,7 @@ def _finish(finish: Callable, sim: Any, st: BeamState) -> Any:
 def remove_checkpoint(out: str | Path) -> None:
     """Delete the checkpoint of a finished job (after its output is written)."""
     p = checkpoint_path(out)
-    for q in (p, p.with_name(p.name + ".tmp")):
+    for q in (p, p.with_name(p.name + ".tmp"), *p.parent.glob(f".{p.name}.*.tmp")):
         try:
             q.unlink()
         except FileNotFoundError:

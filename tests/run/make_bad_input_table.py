@@ -38,7 +38,18 @@ sigma_mm = [3.0, 3.0]
 plot = false
 """
 
-# (case, extra command-line arguments, config text or None for BASE, text the message must contain)
+_RUN = BASE.split("[phantom]")[0]
+SLABS = BASE.replace('type = "water"\nsize_mm = [40.0, 40.0, 100.0]',
+                     'type = "slabs"\nlateral_size_mm = [40.0, 40.0]\n'
+                     'layers = [{material = "water", thickness_mm = 100.0}]')
+CT = _RUN + '[phantom]\ntype = "ct"\nct_dir = "ct"\n@EXTRA\n\n[beam]' + BASE.split("[beam]")[1]
+SLAB_CT = (_RUN + '[phantom]\ntype = "slab_ct"\nlateral_size_mm = [40.0, 40.0]\nvoxel_mm = [4.0, 4.0, 2.0]\n'
+           'layers = [{material = "water", thickness_mm = 100.0}]\n@EXTRA\n\n[beam]' + BASE.split("[beam]")[1])
+PLAN = BASE.split("[beam]")[0] + '[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v5"\n'
+
+# (case, extra command-line arguments, config text or None for BASE, text the message must contain);
+# in the arguments @cfg, @out and @tmp stand for the config, the default output and the case's folder; a config
+# naming ct_dir = "ct" gets a small CT series there, one naming RP.dcm a copy of tests/data/dicom/RP_plan05.dcm
 CASES: list[tuple[str, list[str], str | None, str]] = [
     ("unknown key (typo)", ["--set", "run.primary=1000"], None, "run.primary"),
     ("unknown section", ["--set", "beem.energy_mev=100"], None, "[beem]"),
@@ -76,28 +87,85 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("cut-off energy out of range", ["--set", "physics.e_cut_mev=50"], None, "physics.e_cut_mev"),
     ("unknown phantom type", ["--set", 'phantom.type="watr"'], None, "phantom.type"),
     ("unknown material", ["--set", 'phantom.material="watter"'], None, "watter"),
-    ("CT phantom without ct_dir", ["--set", 'phantom.type="ct"'], None, "phantom.ct_dir"),
+    ("CT phantom without ct_dir", [], CT.replace('ct_dir = "ct"\n@EXTRA', ""), "phantom.ct_dir"),
     ("misspelt output.dose_to", ["--set", 'output.dose_to="Water"'], None, "output.dose_to"),
     ("implausible constant RBE", ["--set", "output.rbe=11"], None, "output.rbe"),
     ("dose grid on a water phantom", ["--set", "phantom.dose_voxel_mm=2.0"], None, "phantom.dose_voxel_mm"),
-    ("CT folder that does not exist", ["--set", 'phantom.type="ct"', "--set", 'phantom.ct_dir="no/such/dir"'],
-     None, "no/such/dir"),
-    ("slab with negative thickness", [], BASE.replace('type = "water"', 'type = "slabs"\nlayers = '
-                                                     '[{material = "water", thickness_mm = -20}]'), "thickness"),
+    ("CT folder that does not exist", [], CT.replace('ct_dir = "ct"', 'ct_dir = "no/such/dir"').replace("@EXTRA", ""), "no/such/dir"),
+    ("slab with negative thickness", [], SLABS.replace("thickness_mm = 100.0", "thickness_mm = -20"), "thickness"),
     ("no [beam] or [plan]", [], BASE.split("[beam]")[0] + "[output]\nplot = false\n", "[beam]"),
     ("malformed --set", ["--set", "run.primaries"], None, "--set"),
     ("config file not found", ["@missing"], None, "not found"),
     ("invalid TOML", [], "[run\nprimaries = 10\n", "TOML"),
     ("zero workers", ["--workers", "0"], None, "--workers"),
+    # issue 17: keys that do not apply, values that can only be nonsense, type errors named by key
+    ("a key of another phantom type (density of a slab phantom)", [],
+     SLABS.replace("lateral_size_mm", "density_g_cm3 = 1.2\nlateral_size_mm"), "phantom.density_g_cm3"),
+    ("slab material given as a number", [], SLABS.replace('material = "water"', "material = 5"),
+     "phantom.layers[0].material"),
+    ("spots given as numbers, not tables", ["--set", "beam.spots=[1, 2]"], None, "beam.spots[0]"),
+    ("spot weight given as text", ["--set", 'beam.spots=[{weight = "heavy"}]'], None, "beam.spots[0].weight"),
+    ("spot sigma larger than the grid (10^6 mm)", ["--set", "beam.sigma_mm=[1e6, 1e6]"], None, "sigma_mm"),
+    ("divergence of 10^6 rad (found by the config fuzz)", ["--set", "beam.divergence_rad=[0.0, 1e6]"], None,
+     "divergence_rad"),
+    ("source 10^40 mm away", ["--set", "beam.position_mm=[0.0, 0.0, -1e40]"], None, "position_mm"),
+    ("paediatric phantom with anisotropic voxels", [],
+     BASE.split("[phantom]")[0] + '[phantom]\ntype = "paediatric"\nvoxel_mm = [2.0, 2.0, 3.0]\n\n[beam]'
+     + BASE.split("[beam]")[1], "isotropic"),
+    ("CT dose block larger than the CT (1000 mm)", [], CT.replace("@EXTRA", "dose_voxel_mm = 1000.0"),
+     "phantom.dose_voxel_mm"),
+    ("slab_ct with 10^7 mm of air", [], SLAB_CT.replace("@EXTRA", "air_mm = 1e7"), "air_mm"),
+    ("slab_ct ct_dir pointing at an existing CT folder", [], SLAB_CT.replace("@EXTRA", 'ct_dir = "ct"'),
+     "not empty"),
+    ("missing plan.rtstruct (reported before the transport)", [], PLAN + 'rtstruct = "no_such_RS.dcm"\n',
+     "plan.rtstruct"),
+    # issue 17: nothing is ever destroyed
+    ("--out equal to the config file", ["--out", "@cfg"], None, "config file"),
+    ("--out equal to the RT Ion Plan", ["--out", "@tmp/RP.dcm"], PLAN, "plan.rtplan"),
+    ("--out x.png (the plot written beside it would replace it)", ["--set", "output.plot=true", "--out", "@tmp/x.png"],
+     None, "the plot"),
+    ("--rtdose equal to --out", ["--rtdose", "@out"], None, "--rtdose"),
+    ("--out a device node", ["--out", "/dev/null"], None, "regular file"),
+    ("--out a folder", ["--out", "@tmp"], None, "folder"),
+    # issue 17: no hang on a wrong endpoint
+    ("--scheduler at a closed port", ["--scheduler", "tcp://127.0.0.1:1"], None, "Dask scheduler"),
+]
+
+# Cases refused after the transport (the finished run is checked): exit status 2, one message, no output.
+RUN_CASES: list[tuple[str, list[str], str | None, str]] = [
+    ("beam mostly misses the phantom (sigma 100 mm on a 40 mm box)", ["--set", "beam.sigma_mm=[100.0, 100.0]"], None,
+     "missed the grid"),
+    ("beam shoots through a thin phantom (10 mm of water at 100 MeV)", ["--set", "phantom.size_mm=[40.0, 40.0, 10.0]"],
+     None, "left the grid"),
 ]
 
 
+def _small_ct(folder: Path) -> None:
+    """A 8 x 8 x 4 CT series of water (0 HU), 2 mm voxels, in ``folder``."""
+    import numpy as np
+
+    from mcproton.dicom import write_ct_series
+
+    if not folder.exists():
+        write_ct_series(np.zeros((4, 8, 8), np.int16), (2.0, 2.0, 2.0), (-7.0, -7.0, 0.0), folder)
+
+
 def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]:
+    import shutil
+
     cfg = tmp / f"case{i:02d}.toml"
-    cfg.write_text(BASE if text is None else text)
+    text = BASE if text is None else text
+    cfg.write_text(text)
+    if 'ct_dir = "ct"' in text:
+        _small_ct(tmp / "ct")
+    if '"RP.dcm"' in text:
+        shutil.copy(ROOT / "tests" / "data" / "dicom" / "RP_plan05.dcm", tmp / "RP.dcm")
     if args[:1] == ["@missing"]:
         return ["run", str(tmp / "missing.toml"), "--out", str(tmp / "out.h5")]
-    return ["run", str(cfg), "--out", str(tmp / f"out{i:02d}.h5"), "--quiet", "--no-checkpoint", *args]
+    out = str(tmp / f"out{i:02d}.h5")
+    subst = {"@cfg": str(cfg), "@out": out, "@tmp": str(tmp)}
+    args = [subst.get(a, a) if not a.startswith("@tmp/") else str(tmp / a[5:]) for a in args]
+    return ["run", str(cfg), "--out", out, "--quiet", "--no-checkpoint", *args]
 
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
@@ -106,30 +174,57 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
     return proc.returncode, (proc.stderr.strip().splitlines() or [""])[-1]
 
 
-def table() -> str:
+def _rows(cases: list, tmp: Path, first: int) -> list[str]:
     rows = []
+    for i, (case, args, text, _must) in enumerate(cases, first):
+        rc, msg = run_cli(case_argv(args, text, tmp, i))
+        msg = msg.replace(str(tmp), "$TMP")
+        shown = " ".join(a if " " not in a else repr(a) for a in args if a != "@missing")
+        if text is not None:
+            shown = (shown + " (config edited)").strip()
+        if args[:1] == ["@missing"]:
+            shown = "missing config path"
+        rows.append(f"| {case} | `{shown}` | {rc} | {msg.replace('|', '&#124;')} |")
+    return rows
+
+
+#: The headings this script writes; a section under any other ``## `` heading (e.g. "DICOM inputs", written by
+#: hand) is kept as it is when the table is regenerated.
+GENERATED_HEADINGS = ("## Refused after the run",)
+
+
+def table() -> str:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        for i, (case, args, text, _must) in enumerate(CASES):
-            rc, msg = run_cli(case_argv(args, text, tmp, i))
-            msg = msg.replace(str(tmp), "$TMP")
-            shown = " ".join(a if " " not in a else repr(a) for a in args if a != "@missing")
-            if text is not None:
-                shown = (shown + " (config edited)").strip()
-            if args[:1] == ["@missing"]:
-                shown = "missing config path"
-            rows.append(f"| {case} | `{shown}` | {rc} | {msg.replace('|', '&#124;')} |")
+        rows = _rows(CASES, tmp, 0)
+        run_rows = _rows(RUN_CASES, tmp, len(CASES))
     head = ("# Bad inputs and their messages\n\n"
             "Generated by `python tests/run/make_bad_input_table.py` (do not edit by hand): each row runs\n"
             "`mcproton run CONFIG --out OUT --quiet --no-checkpoint ARGS` on a small water-pencil config\n"
             "(the config in the script) with one bad input.  Every case stops before any transport with exit\n"
             "status 2 and one message naming the key and the fix.\n\n"
             "| case | arguments | exit | message |\n|---|---|---|---|\n")
-    return head + "\n".join(rows) + "\n"
+    run_head = ("\n## Refused after the run\n\n"
+                "A finished run is checked before anything is written: no dose at all, or most of the beam's energy\n"
+                "missed or left the grid (the energy ledger), exits with status 2, one message and no output\n"
+                "(`--allow-empty` writes it anyway).\n\n"
+                "| case | arguments | exit | message |\n|---|---|---|---|\n")
+    return head + "\n".join(rows) + "\n" + run_head + "\n".join(run_rows) + "\n"
+
+
+def hand_written_tail(text: str) -> str:
+    """The part of docs/bad_inputs.md from the first ``## `` heading this script does not write (kept)."""
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.startswith("## ") and not line.rstrip().startswith(GENERATED_HEADINGS):
+            return "\n" + "".join(lines[i:]).rstrip("\n") + "\n"
+    return ""
 
 
 def main(argv: list[str]) -> int:
     text = table()
+    if DOC.exists():
+        text += hand_written_tail(DOC.read_text())
     if "--check" in argv:
         if not DOC.exists() or DOC.read_text() != text:
             print(f"{DOC} is out of date; run python {Path(__file__).relative_to(ROOT)}")
@@ -137,7 +232,7 @@ def main(argv: list[str]) -> int:
         return 0
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(text)
-    print(f"wrote {DOC} ({len(CASES)} cases)")
+    print(f"wrote {DOC} ({len(CASES) + len(RUN_CASES)} cases)")
     return 0
 
 

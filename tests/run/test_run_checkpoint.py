@@ -173,7 +173,7 @@ def test_checkpoint_write_is_atomic(small_cfg, tmp_path, monkeypatch):
     with pytest.raises(OSError):
         ck.save_checkpoint(p, fp, [st])
     assert p.read_bytes() == before
-    assert not p.with_name(p.name + ".tmp").exists(), "a failed write leaves no temporary file behind"
+    assert not list(tmp_path.glob("*.tmp")), "a failed write leaves no temporary file behind"
     monkeypatch.undo()
     assert ck.load_checkpoint(p, fp, 8)[0].acc.batches == 0
     with h5py.File(p) as f:
@@ -216,7 +216,7 @@ def test_failed_checkpoint_writes_do_not_stop_the_run(small_cfg, tmp_path, monke
     assert any("checkpoint written again" in m for m in logs), logs
     assert np.array_equal(ref.dose_gy_zyx, res.dose_gy_zyx)
     ckpt = checkpoint_path(out)
-    assert ckpt.exists() and not ckpt.with_name(ckpt.name + ".tmp").exists()
+    assert ckpt.exists() and not list(tmp_path.glob("*.tmp"))
     assert describe(ckpt).startswith("20,000")
 
 
@@ -225,28 +225,28 @@ def test_output_write_failure_keeps_the_finished_run(small_cfg, tmp_path, monkey
     the output without transporting again; without a checkpoint the result goes to the temporary folder."""
     import errno
 
-    import mcproton._io.hdf5 as h5io
+    import mcproton._io.atomic as h5io   # every output goes through its atomic_write_file
     from mcproton.cli import main
     from mcproton.run import Simulation
 
     cfg = small_cfg(6000, batch_size=2000)
     ref = _reference(cfg)
     out = tmp_path / "run.h5"
-    real_write = h5io.write_result_hdf5
+    real_write = h5io.atomic_write_file
 
-    def full_disk(result, path, *a, **k):
+    def full_disk(path, write):
         if Path(path) == out:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(result, path, *a, **k)
+        return real_write(path, write)
 
-    monkeypatch.setattr(h5io, "write_result_hdf5", full_disk)
+    monkeypatch.setattr(h5io, "atomic_write_file", full_disk)
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     ckpt = checkpoint_path(out)
     assert "No space left on device" in err and str(ckpt) in err and "--resume" in err, err
     assert not out.exists() and ckpt.exists()
     # the resume only writes the output: no history is transported again
-    monkeypatch.setattr(h5io, "write_result_hdf5", real_write)
+    monkeypatch.setattr(h5io, "atomic_write_file", real_write)
 
     def no_transport(*a, **k):
         raise AssertionError("--resume of a finished run transported histories again")
@@ -257,7 +257,7 @@ def test_output_write_failure_keeps_the_finished_run(small_cfg, tmp_path, monkey
     assert np.array_equal(ref.dose_gy_zyx, read_h5(out)["dose"]) and not ckpt.exists()
     monkeypatch.undo()
     # --no-checkpoint: rescued into the temporary folder
-    monkeypatch.setattr(h5io, "write_result_hdf5", full_disk)
+    monkeypatch.setattr(h5io, "atomic_write_file", full_disk)
     out.unlink()
     capsys.readouterr()
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-checkpoint"]) == 2

@@ -1,0 +1,275 @@
+"""Issue 17: nothing is destroyed, a full disk keeps the finished run and never crashes the process, a finished
+run that scored nothing fails, no traceback or hang reaches the user (top-level guard, memory, Dask endpoint)."""
+from __future__ import annotations
+
+import errno
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from make_bad_input_table import RUN_CASES, case_argv
+from run_helpers import read_h5, write_cfg
+
+from mcproton.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _one_line(capsys, only_ours: bool = False) -> str:
+    """The one line the CLI wrote to stderr (only_ours: among lines that Dask's own logging may add)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    if only_ours:
+        err = [ln for ln in err if ln.startswith("mcproton:")]
+    assert len(err) == 1 and err[0].startswith("mcproton:"), err
+    return err[0]
+
+
+def _no_transport(monkeypatch):
+    import mcproton.run
+
+    def no_transport(*a, **k):
+        raise AssertionError("transported")
+
+    monkeypatch.setattr(mcproton.run.Simulation, "run_histories", no_transport)
+    monkeypatch.setattr(mcproton.run.Simulation, "run_histories_sparse", no_transport)
+
+
+# --- the finished run is checked -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case,args,text,must", RUN_CASES, ids=[c[0] for c in RUN_CASES])
+def test_run_that_mostly_missed_or_escaped_fails(case, args, text, must, tmp_path, capsys):
+    """Used to exit 0 with a (nearly) empty dose; now exit 2, one line saying why, nothing written."""
+    assert main(case_argv(args, text, tmp_path, 0)) == 2
+    assert must in _one_line(capsys)
+    assert not list(tmp_path.glob("*.h5"))
+
+
+def test_allow_empty_writes_it_anyway(tmp_path, capsys):
+    argv = case_argv(["--set", "beam.sigma_mm=[100.0, 100.0]", "--allow-empty"], None, tmp_path, 0)
+    assert main(argv) == 0
+    assert list(tmp_path.glob("*.h5"))
+
+
+def test_zero_dose_fails():
+    from mcproton._run.inputs import check_result
+
+    res = SimpleNamespace(dose_gy_zyx=np.zeros((2, 2, 2)),
+                          ledger={"incident": 100.0, "deposited": 0.0, "escaped": 0.0, "missed": 0.0})
+    with pytest.raises(RuntimeError, match="no dose"):
+        check_result(res)
+    check_result(res, allow_empty=True)
+
+
+def test_prescription_warning(monkeypatch):
+    """The mean dose in the target against the plan's prescription (RP_plan05: 2.2 Gy(RBE) in 1 fraction)."""
+    import mcproton._io.rtstruct as rs
+    from mcproton._run import inputs
+
+    assert inputs.plan_prescription(ROOT / "tests/data/dicom/RP_plan05.dcm")[:2] == (2.2, 1)
+    mask = np.zeros((2, 2, 2), bool)
+    mask[0] = True
+    monkeypatch.setattr(rs, "read_rtstruct", lambda p: SimpleNamespace(roi_numbers={"BODY": 1, "CTV": 2},
+                                                                       roi_types={"BODY": "EXTERNAL", "CTV": "CTV"}))
+    monkeypatch.setattr(rs, "rasterise", lambda st, g, names=None: {"CTV": mask})
+    cfg = {"plan": {"rtplan": str(ROOT / "tests/data/dicom/RP_plan05.dcm"), "rtstruct": "RS.dcm"}}
+    res = SimpleNamespace(normalisation="Gy", geometry=None, dose_gy_zyx=np.where(mask, 1.0, 0.0))
+    msg = inputs.prescription_check(cfg, res)
+    assert msg and "'CTV'" in msg and "0.50 times" in msg and "2.2 Gy" in msg, msg
+    res.dose_gy_zyx = np.where(mask, 2.0, 0.0)   # 2.0 x 1.1 = 2.2 Gy(RBE): as prescribed
+    assert inputs.prescription_check(cfg, res) is None
+
+
+# --- nothing is destroyed ------------------------------------------------------------------------------------
+
+def test_slab_ct_never_deletes_an_existing_folder(tmp_path):
+    from mcproton._io.slab_ct import slab_ct_geometry
+
+    ct = tmp_path / "patient_ct"
+    ct.mkdir()
+    (ct / "CT_0001.dcm").write_bytes(b"patient slice")
+    with pytest.raises(ValueError, match="not empty"):
+        slab_ct_geometry([("water", 10.0)], ct_dir=ct, voxel_mm=(4, 4, 2), lateral_size_mm=(20, 20))
+    assert (ct / "CT_0001.dcm").read_bytes() == b"patient slice"
+    with pytest.raises(ValueError, match="air_mm"):
+        slab_ct_geometry([("water", 10.0)], air_mm=1e7, voxel_mm=(4, 4, 2), lateral_size_mm=(20, 20))
+
+
+def test_output_equal_to_a_ct_slice_is_refused(tmp_path, capsys, monkeypatch):
+    from make_bad_input_table import CT
+
+    _no_transport(monkeypatch)
+    argv = case_argv([], CT.replace("@EXTRA", ""), tmp_path, 0)
+    slice_ = sorted((tmp_path / "ct").iterdir())[0]
+    before = slice_.read_bytes()
+    assert main(argv + ["--rtdose", str(slice_)]) == 2
+    assert "phantom.ct_dir" in _one_line(capsys)
+    assert slice_.read_bytes() == before
+
+
+# --- a full disk ---------------------------------------------------------------------------------------------
+
+def _enospc_on(monkeypatch, suffix: str):
+    """Make every atomic write of a file ending in ``suffix`` fail like a full disk after writing part of it."""
+    from mcproton._io import atomic
+
+    real = atomic.atomic_write_file
+
+    def failing(path, write):
+        if not str(path).endswith(suffix):
+            return real(path, write)
+
+        def partial(tmp):
+            write(tmp)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        return real(path, partial)
+
+    monkeypatch.setattr(atomic, "atomic_write_file", failing)
+
+
+@pytest.mark.parametrize("what", [".png", ".dcm"])
+def test_full_disk_at_the_plot_or_rt_dose_keeps_the_run(what, tmp_path, capsys, monkeypatch):
+    """Used to end in a traceback (and a truncated RT Dose under its name); now one line, no partial file, the
+    HDF5 and the checkpoint kept, and --resume writes the missing file without transporting again."""
+    cfg = write_cfg(tmp_path / "job.toml", 2000)
+    out, rd = tmp_path / "o.h5", tmp_path / "rd.dcm"
+    argv = ["run", str(cfg), "--out", str(out), "--rtdose", str(rd), "--quiet", "--set", "output.plot=true"]
+    _enospc_on(monkeypatch, what)
+    assert main(argv) == 2
+    msg = _one_line(capsys)
+    assert "No space left on device" in msg and "--resume" in msg, msg
+    failed = out.with_suffix(".png") if what == ".png" else rd
+    assert not failed.exists()
+    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob("*.tmp"))
+    assert read_h5(out)["dose"].max() > 0
+    assert (tmp_path / "o.ckpt.h5").exists()
+    monkeypatch.undo()
+    _no_transport(monkeypatch)
+    assert main(argv + ["--resume"]) == 0
+    assert failed.exists() and not (tmp_path / "o.ckpt.h5").exists()
+
+
+def test_full_disk_at_the_hdf5_without_checkpoint_writes_a_rescue_copy(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    cfg = write_cfg(tmp_path / "job.toml", 2000)
+    rescue = tmp_path / "rescue"
+    rescue.mkdir()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
+    _enospc_on(monkeypatch, str(tmp_path / "o.h5"))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet", "--no-checkpoint"]) == 2
+    assert "written to" in _one_line(capsys)
+    assert not (tmp_path / "o.h5").exists()
+    (copy,) = rescue.glob("*o.h5")
+    assert read_h5(copy)["dose"].max() > 0
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="mounting a small tmpfs needs root on Linux")
+def test_full_disk_on_a_real_filesystem_does_not_crash(tmp_path):
+    """A 200 kB tmpfs: the HDF5 output used to crash the process with a segmentation fault (h5py/HDF5 closing a
+    file after ENOSPC); now exit 2, one line, the result in a rescue copy."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        cfg = write_cfg(tmp_path / "job.toml", 2000).read_text().replace("[4.0, 4.0, 2.0]", "[2.0, 2.0, 1.0]")
+        (tmp_path / "job.toml").write_text(cfg)
+        env = dict(os.environ, TMPDIR=str(tmp_path))
+        proc = subprocess.run([sys.executable, "-m", "mcproton.cli", "run", str(tmp_path / "job.toml"), "--out",
+                               str(mnt / "o.h5"), "--quiet"], capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 2, (proc.returncode, proc.stderr)
+        assert "Traceback" not in proc.stderr and "No space left" in proc.stderr.splitlines()[-1], proc.stderr
+        assert not (mnt / "o.h5").exists() and not list(mnt.glob(".*.tmp"))
+        (copy,) = tmp_path.glob("mcproton-rescued-*o.h5")
+        assert read_h5(copy)["dose"].max() > 0
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+# --- no traceback, no hang -----------------------------------------------------------------------------------
+
+def test_unexpected_error_is_one_line_with_a_debug_hint(tmp_path, capsys, monkeypatch):
+    import mcproton.config
+
+    def boom(cfg):
+        raise ZeroDivisionError("something unforeseen")
+
+    monkeypatch.setattr(mcproton.config, "build_geometry", boom)
+    argv = ["run", str(write_cfg(tmp_path / "job.toml", 100)), "--out", str(tmp_path / "o.h5"), "--quiet"]
+    assert main(argv) == 1
+    msg = _one_line(capsys)
+    assert "ZeroDivisionError" in msg and "--debug" in msg
+    with pytest.raises(ZeroDivisionError):
+        main(argv + ["--debug"])
+
+
+def test_out_of_memory_is_caught(tmp_path, capsys, monkeypatch):
+    import mcproton.config
+
+    def alloc(cfg):
+        return np.empty(2 ** 62, np.uint8)   # numpy's _ArrayMemoryError
+
+    monkeypatch.setattr(mcproton.config, "build_geometry", alloc)
+    argv = ["run", str(write_cfg(tmp_path / "job.toml", 100)), "--out", str(tmp_path / "o.h5"), "--quiet"]
+    assert main(argv) == 2
+    assert "out of memory" in _one_line(capsys)
+
+
+def test_memory_is_checked_before_the_grid_is_allocated(tmp_path, capsys, monkeypatch):
+    """An 800^3 grid used to be refused only after the phantom (2.5 GB) was allocated."""
+    import mcproton.geometry
+    from mcproton._run import inputs
+
+    monkeypatch.setattr(inputs, "available_memory", lambda: (4e9, 0.0))
+    monkeypatch.setattr(mcproton.geometry, "box_phantom", lambda *a, **k: pytest.fail("the grid was allocated"))
+    argv = ["run", str(write_cfg(tmp_path / "job.toml", 100)), "--out", str(tmp_path / "o.h5"), "--quiet",
+            "--set", "phantom.size_mm=[800.0, 800.0, 800.0]", "--set", "phantom.voxel_mm=1.0"]
+    assert main(argv) == 2
+    assert "800 x 800 x 800" in _one_line(capsys)
+
+
+def test_scheduler_at_an_http_port_is_named_not_a_hang(tmp_path, capsys, monkeypatch):
+    """A Dask client pointed at an HTTP server (the dashboard's port) used to wait without end."""
+    pytest.importorskip("distributed")
+    from mcproton._run import distributed
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setattr(distributed, "CONNECT_TIMEOUT_S", 2.0)
+    _no_transport(monkeypatch)
+    try:
+        argv = ["run", str(write_cfg(tmp_path / "job.toml", 100)), "--out", str(tmp_path / "o.h5"), "--quiet",
+                "--scheduler", f"tcp://127.0.0.1:{srv.server_address[1]}"]
+        assert main(argv) == 2
+        msg = _one_line(capsys, only_ours=True)
+        assert "HTTP server" in msg and "Dask scheduler" in msg and "8786" in msg, msg
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_a_real_scheduler_passes_the_probe_and_one_without_workers_is_named(tmp_path, capsys, monkeypatch):
+    """A scheduler without workers used to keep the run waiting without end."""
+    distributed = pytest.importorskip("distributed")
+    from mcproton._run import distributed as mdist
+
+    monkeypatch.setattr(mdist, "WORKERS_TIMEOUT_S", 1.0)
+    _no_transport(monkeypatch)
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None, protocol="tcp",
+                                  host="127.0.0.1") as cluster:
+        mdist.probe_scheduler(cluster.scheduler_address, 5.0)
+        argv = ["run", str(write_cfg(tmp_path / "job.toml", 100)), "--out", str(tmp_path / "o.h5"), "--quiet",
+                "--scheduler", cluster.scheduler_address]
+        assert main(argv) == 2
+        assert "no workers" in _one_line(capsys, only_ours=True)
