@@ -98,6 +98,12 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("config file not found", ["@missing"], None, "not found"),
     ("invalid TOML", [], "[run\nprimaries = 10\n", "TOML"),
     ("zero workers", ["--workers", "0"], None, "--workers"),
+    # issues 12 and 14: output contents, body outline, I-value set
+    ("unknown I-value set", ["--set", 'physics.ivalue_set="bar"'], None, "physics.ivalue_set"),
+    ("unknown dose summation", ["--set", 'output.dose_summation="total"'], None, "output.dose_summation"),
+    ("body outline given as a number", ["--set", "output.body_outline=5"], None, "output.body_outline"),
+    ("per-beam RT Doses without an RT Dose path", ["--set", "output.rtdose_per_beam=true"], None,
+     "output.rtdose_per_beam"),
     # issue 17: keys that do not apply, values that can only be nonsense, type errors named by key
     ("a key of another phantom type (density of a slab phantom)", [],
      SLABS.replace("lateral_size_mm", "density_g_cm3 = 1.2\nlateral_size_mm"), "phantom.density_g_cm3"),
