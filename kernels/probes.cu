@@ -165,48 +165,15 @@ MCP_KERNEL void mcp_probe_fragment(const Params* MCP_RESTRICT params, uint64_t s
     MCP_PARALLEL_END
 }
 
-/* Struct layout probe: sizeof and field offsets of Params and Spot (checked against the NumPy dtypes). */
+/* Struct layout probe: sizeof(Params), the offset of every Params field in order (MCP_PARAMS_FIELDS), then sizeof and
+ * a few field offsets of Spot; checked against the NumPy dtypes (mcproton/_kernels/layout.py LAYOUT_PROBE_FIELDS). */
 MCP_KERNEL void mcp_probe_layout(int64_t* MCP_RESTRICT out)
 {
     int k = 0;
     out[k++] = (int64_t)sizeof(Params);
-    out[k++] = MCP_OFFSET(Params, energy_table);
-    out[k++] = MCP_OFFSET(Params, range_index);
-    out[k++] = MCP_OFFSET(Params, material_props);
-    out[k++] = MCP_OFFSET(Params, material_index);
-    out[k++] = MCP_OFFSET(Params, density);
-    out[k++] = MCP_OFFSET(Params, spots);
-    out[k++] = MCP_OFFSET(Params, spot_cdf);
-    out[k++] = MCP_OFFSET(Params, edep);
-    out[k++] = MCP_OFFSET(Params, edep_water);
-    out[k++] = MCP_OFFSET(Params, edep_proton);
-    out[k++] = MCP_OFFSET(Params, let_num);
-    out[k++] = MCP_OFFSET(Params, ledger);
-    out[k++] = MCP_OFFSET(Params, log_e_min);
-    out[k++] = MCP_OFFSET(Params, inv_dlog_e);
-    out[k++] = MCP_OFFSET(Params, log_r_min);
-    out[k++] = MCP_OFFSET(Params, inv_dlog_r);
-    out[k++] = MCP_OFFSET(Params, n_e);
-    out[k++] = MCP_OFFSET(Params, n_r);
-    out[k++] = MCP_OFFSET(Params, n_mat);
-    out[k++] = MCP_OFFSET(Params, n_spots);
-    out[k++] = MCP_OFFSET(Params, nx);
-    out[k++] = MCP_OFFSET(Params, ny);
-    out[k++] = MCP_OFFSET(Params, nz);
-    out[k++] = MCP_OFFSET(Params, flags);
-    out[k++] = MCP_OFFSET(Params, vx);
-    out[k++] = MCP_OFFSET(Params, vy);
-    out[k++] = MCP_OFFSET(Params, vz);
-    out[k++] = MCP_OFFSET(Params, e_cut);
-    out[k++] = MCP_OFFSET(Params, max_eloss_fraction);
-    out[k++] = MCP_OFFSET(Params, max_step);
-    out[k++] = MCP_OFFSET(Params, dlog_e);
-    out[k++] = MCP_OFFSET(Params, seed);
-    out[k++] = MCP_OFFSET(Params, tally_stride);
-    out[k++] = MCP_OFFSET(Params, inv_vx);
-    out[k++] = MCP_OFFSET(Params, inv_vz);
-    out[k++] = MCP_OFFSET(Params, n_slots);
-    out[k++] = MCP_OFFSET(Params, touched);
+#define MCP_X_OFFSET(type, name, doc) out[k++] = MCP_OFFSET(Params, name);
+    MCP_PARAMS_FIELDS(MCP_X_OFFSET)
+#undef MCP_X_OFFSET
     out[k++] = (int64_t)sizeof(Spot);
     out[k++] = MCP_OFFSET(Spot, energy);
     out[k++] = MCP_OFFSET(Spot, sigma);
