@@ -181,3 +181,37 @@ MCP_KERNEL void mcp_probe_layout(int64_t* MCP_RESTRICT out)
     out[k++] = MCP_OFFSET(Spot, rs_thickness_cm);
     out[k++] = MCP_OFFSET(Spot, rs_material);
 }
+
+/* Contract probe: the values the compiler gives the lists and constants of params.h, in the order of
+ * mcproton/_kernels/layout.py contract_probe_expected() (which parses the same lists): the ledger entries, the energy
+ * and material columns, the flags (each list preceded by its record size or entry count), then the constants. */
+MCP_KERNEL void mcp_probe_contract(int64_t* MCP_RESTRICT out)
+{
+    int k = 0;
+#define MCP_X_COUNT(...) + 1
+    out[k++] = N_LEDGER;
+    out[k++] = 0 MCP_LEDGER_ENTRIES(MCP_X_COUNT);
+#define MCP_X_VALUE(NAME, name, index, kind, doc) out[k++] = LEDGER_##NAME;
+    MCP_LEDGER_ENTRIES(MCP_X_VALUE)
+#undef MCP_X_VALUE
+    out[k++] = N_ENERGY_COLUMNS;
+    out[k++] = 0 MCP_ENERGY_COLUMNS(MCP_X_COUNT);
+#define MCP_X_VALUE(NAME, index, doc) out[k++] = COL_##NAME;
+    MCP_ENERGY_COLUMNS(MCP_X_VALUE)
+#undef MCP_X_VALUE
+    out[k++] = N_MATERIAL_COLUMNS;
+    out[k++] = 0 MCP_MATERIAL_COLUMNS(MCP_X_COUNT);
+#define MCP_X_VALUE(NAME, index, doc) out[k++] = MAT_##NAME;
+    MCP_MATERIAL_COLUMNS(MCP_X_VALUE)
+#undef MCP_X_VALUE
+    out[k++] = 0 MCP_FLAGS(MCP_X_COUNT);
+#define MCP_X_VALUE(NAME, bit, doc) out[k++] = MCP_FLAG_##NAME;
+    MCP_FLAGS(MCP_X_VALUE)
+#undef MCP_X_VALUE
+#undef MCP_X_COUNT
+    out[k++] = (int64_t)MCP_TALLY_SCALE;
+    out[k++] = (int64_t)MCP_LET_SCALE;
+    out[k++] = MCP_TOUCH_SHIFT;
+    out[k++] = MCP_HISTORY_STEP_SLOTS;
+    out[k++] = (int64_t)sizeof(Params);
+}

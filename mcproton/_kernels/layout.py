@@ -50,6 +50,7 @@ _ENTRY_PATTERNS = {
                         rf"\s*([a-z_][a-z0-9_]*)\s*,\s*{_STR}\)"),
 }
 _SCALARS = {"float": np.float32, "int32_t": np.int32, "int64_t": np.int64, "uint64_t": np.uint64}
+_UNIQUE = "give each entry its own name and index inside the record (raise the size #define to grow it)"
 _COMMENT = re.compile(r"/\*.*?\*/", re.S)
 
 
@@ -103,7 +104,7 @@ def _indexed(text: str, macro: str, size: int) -> dict[str, int]:
     out: dict[str, int] = {}
     for upper, idx, _doc in _entries(text, macro, "index"):
         if upper.lower() in out or int(idx) in out.values() or not 0 <= int(idx) < size:
-            _fail(f"{macro}: {upper} = {idx} repeats a name or an index, or lies outside 0..{size - 1}")
+            _fail(f"{macro}: {upper} = {idx} repeats a name or an index, or lies outside 0..{size - 1}", _UNIQUE)
         out[upper.lower()] = int(idx)
     return out
 
@@ -111,10 +112,11 @@ def _indexed(text: str, macro: str, size: int) -> dict[str, int]:
 def _ledger(text: str, size: int) -> tuple[LedgerEntry, ...]:
     out: list[LedgerEntry] = []
     for upper, name, idx, kind, doc in _entries(text, "MCP_LEDGER_ENTRIES", "ledger"):
-        if name != upper.lower() or any(e.name == name or e.index == int(idx) for e in out) \
-                or not 0 <= int(idx) < size:
-            _fail(f"MCP_LEDGER_ENTRIES: {upper} ({name}, {idx}): the name must be NAME in lower case, names and "
-                  f"indices unique, indices in 0..{size - 1}")
+        if name != upper.lower():
+            _fail(f"MCP_LEDGER_ENTRIES: {upper}: its name {name!r} must be NAME in lower case")
+        if any(e.name == name or e.index == int(idx) for e in out) or not 0 <= int(idx) < size:
+            _fail(f"MCP_LEDGER_ENTRIES: {upper} = {idx} repeats a name or an index, or lies outside 0..{size - 1} "
+                  f"(MCP_N_LEDGER)", _UNIQUE)
         out.append(LedgerEntry(name, int(idx), kind, doc))
     if [e.kind for e in out].count("energy_in") != 1:
         _fail("MCP_LEDGER_ENTRIES: the energy balance needs exactly one energy_in entry")
@@ -126,7 +128,7 @@ def _flags(text: str) -> dict[str, int]:
     for upper, bit, _doc in _entries(text, "MCP_FLAGS", "index"):
         b = int(bit)
         if b <= 0 or b & (b - 1) or b in out.values() or upper.lower() in out:
-            _fail(f"MCP_FLAGS: {upper} = {bit} is not a distinct single bit")
+            _fail(f"MCP_FLAGS: {upper} = {bit} is not a distinct single bit", "give each flag its own power of two")
         out[upper.lower()] = b
     return out
 
@@ -135,7 +137,7 @@ def _params_dtype(text: str) -> tuple[np.dtype, dict[str, str]]:
     fields, ctypes = [], {}
     for const, ctype, ptr, name, _doc in _entries(text, "MCP_PARAMS_FIELDS", "field"):
         if name in ctypes:
-            _fail(f"MCP_PARAMS_FIELDS: field {name} declared twice")
+            _fail(f"MCP_PARAMS_FIELDS: field {name} declared twice", "rename one of them")
         if ptr:
             fields.append((name, np.uint64))
         elif ctype in _SCALARS and not const:
@@ -207,6 +209,17 @@ def expected_layout() -> list[int]:
     return vals
 
 
+def contract_probe_expected() -> list[int]:
+    """The values mcp_probe_contract (kernels/probes.cu) must print: what the compiler made of params.h's lists
+    must be what this module parsed from them."""
+    vals = [N_LEDGER, len(LEDGER_ENTRIES), *(e.index for e in LEDGER_ENTRIES)]
+    vals += [N_ENERGY_COLUMNS, len(ENERGY_COLUMNS), *ENERGY_COLUMNS.values()]
+    vals += [N_MATERIAL_COLUMNS, len(MATERIAL_COLUMNS), *MATERIAL_COLUMNS.values()]
+    vals += [len(FLAGS), *FLAGS.values()]
+    vals += [int(TALLY_SCALE), int(LET_SCALE), TOUCH_SHIFT, HISTORY_STEP_SLOTS, PARAMS_DTYPE.itemsize]
+    return vals
+
+
 # Argument types of every entry point: "p" pointer, "u64", "i64", "i32", "f32".
 ENTRY_POINTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mcp_transport": ("transport.cu", ("p", "u64", "i64")),
@@ -220,4 +233,5 @@ ENTRY_POINTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mcp_probe_walk": ("probes.cu", ("p", "p", "p", "p", "i64")),
     "mcp_probe_fragment": ("probes.cu", ("p", "u64", "p", "p", "i64")),
     "mcp_probe_layout": ("probes.cu", ("p",)),
+    "mcp_probe_contract": ("probes.cu", ("p",)),
 }
