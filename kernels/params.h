@@ -6,8 +6,9 @@
  * Each list is written ONCE, here, as an X-macro (MCP_PARAMS_FIELDS, MCP_LEDGER_ENTRIES, MCP_ENERGY_COLUMNS,
  * MCP_MATERIAL_COLUMNS, MCP_FLAGS); the kernels expand them into the struct and enums below, and the Python side
  * (mcproton/_kernels/layout.py) builds PARAMS_DTYPE, LEDGER, the column maps and the flags by parsing this file
- * with a strict parser that fails on anything it does not understand.  So keep every list entry on one line of
- * the form shown by its comment, and the scalar #defines read by Python as `#define NAME <number>`.
+ * with a strict parser that fails on anything it does not understand.  So write every list entry in the form its
+ * list's comment shows (a long description may go on as adjacent string literals, without quotes or backslash
+ * escapes inside), and the scalar #defines read by Python as `#define NAME <number>`.
  * The layout probe (probes.cu mcp_probe_layout, tests/kernels/test_layout.py) checks every field's offset
  * against the NumPy dtype, and static_asserts below check at compile time that Params has no implicit padding.
  *
