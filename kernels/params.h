@@ -90,56 +90,59 @@
 /* Counters per history of Params::history_steps (SIMT-efficiency proxy). */
 #define MCP_HISTORY_STEP_SLOTS 8
 
-/* The fields of struct Params, in order: X(C type, name, "description").  C types: const T* / T* (pointers:
- * uint64 addresses on the Python side), float, int32_t, int64_t, uint64_t.  No implicit padding (checked below):
- * add an explicit pad field where alignment needs one. */
-#define MCP_PARAMS_FIELDS(X) \
-    /* --- physics tables --- */ \
+/* The fields of struct Params, in order, by role (the Celeritas *Data.hh split: tables, grid, source, tallies,
+ * options): X(C type, name, "description").  C types: const T* / T* (pointers: uint64 addresses on the Python
+ * side), float, int32_t, int64_t, uint64_t.  No implicit padding (checked below): add an explicit pad field where
+ * alignment needs one.  The kernels read the fields flat (p.nx); mcproton/_kernels/layout.py PARAMS_ROLES lists
+ * each role's fields. */
+#define MCP_PARAMS_TABLES(X) \
     X(const float*, energy_table, "[n_mat][n_e][N_ENERGY_COLUMNS] on the ln(E) grid") \
     X(const int32_t*, range_index, "[n_mat][n_r] for each ln(range) grid point, the last energy bin whose range " \
       "is <= it: the start of the inverse-range search") \
     X(const float*, material_props, "[n_mat][N_MATERIAL_COLUMNS]") \
-    /* --- geometry --- */ \
+    X(float, log_e_min, "ln(E/MeV) of energy bin 0") \
+    X(float, inv_dlog_e, "1 / ln-energy bin width") \
+    X(float, dlog_e, "ln-energy bin width (1 / inv_dlog_e)") \
+    X(float, log_r_min, "ln(R/(g/cm2)) of range bin 0") \
+    X(float, inv_dlog_r, "1 / ln-range bin width") \
+    X(int32_t, n_e, "energy bins") \
+    X(int32_t, n_r, "range bins") \
+    X(int32_t, n_mat, "materials")
+#define MCP_PARAMS_GRID(X) \
     X(const uint8_t*, material_index, "[nz][ny][nx]") \
     X(const float*, density, "[nz][ny][nx] g/cm3") \
-    /* --- source --- */ \
+    X(int32_t, nx, "voxels along x") \
+    X(int32_t, ny, "voxels along y") \
+    X(int32_t, nz, "voxels along z") \
+    X(float, vx, "voxel size x, cm") \
+    X(float, vy, "voxel size y, cm") \
+    X(float, vz, "voxel size z, cm") \
+    X(float, inv_vx, "1 / voxel size x, 1/cm") \
+    X(float, inv_vy, "1 / voxel size y, 1/cm") \
+    X(float, inv_vz, "1 / voxel size z, 1/cm")
+#define MCP_PARAMS_SOURCE(X) \
+    X(int32_t, n_spots, "spots") \
     X(const Spot*, spots, "[n_spots]") \
-    X(const float*, spot_cdf, "[n_spots], last = 1") \
-    /* --- tallies (zeroed per batch) --- */ \
+    X(const float*, spot_cdf, "[n_spots], last = 1")
+#define MCP_PARAMS_TALLIES(X) \
     X(int64_t*, edep, "[nvox] energy deposited (all particles), fixed point") \
     X(int64_t*, edep_water, "[nvox] energy x (S/rho)_w/(S/rho)_m, fixed point") \
     X(int64_t*, edep_proton, "[nvox] energy deposited by protons (LET denominator), fixed point") \
     X(int64_t*, let_num, "[nvox] sum of proton energy x LET (keV/um), MCP_LET_SCALE fixed point") \
     X(int64_t*, ledger, "[N_LEDGER]") \
-    /* --- scalars --- */ \
-    X(float, log_e_min, "ln(E/MeV) of energy bin 0") \
-    X(float, inv_dlog_e, "1 / ln-energy bin width") \
-    X(float, log_r_min, "ln(R/(g/cm2)) of range bin 0") \
-    X(float, inv_dlog_r, "1 / ln-range bin width") \
-    X(int32_t, n_e, "energy bins") \
-    X(int32_t, n_r, "range bins") \
-    X(int32_t, n_mat, "materials") \
-    X(int32_t, n_spots, "spots") \
-    X(int32_t, nx, "voxels along x") \
-    X(int32_t, ny, "voxels along y") \
-    X(int32_t, nz, "voxels along z") \
+    X(uint8_t*, touched, "see below") \
+    X(int64_t*, history_steps, "see below") \
+    X(int64_t, tally_stride, "CPU: voxels per tally slot (0 = one shared, atomic tally)") \
+    X(int32_t, n_slots, "CPU: tally slots; thread t writes slot t % n_slots (atomically when threads share)")
+#define MCP_PARAMS_OPTIONS(X) \
     X(int32_t, flags, "MCP_FLAG_* bits") \
-    X(float, vx, "voxel size x, cm") \
-    X(float, vy, "voxel size y, cm") \
-    X(float, vz, "voxel size z, cm") \
     X(float, e_cut, "cut-off energy, MeV") \
     X(float, max_eloss_fraction, "largest fractional energy loss per step") \
     X(float, max_step, "largest step, cm") \
-    X(float, dlog_e, "ln-energy bin width (1 / inv_dlog_e)") \
     X(float, pad1, "padding (8-byte alignment of seed)") \
-    X(uint64_t, seed, "random seed") \
-    X(int64_t, tally_stride, "CPU: voxels per tally slot (0 = one shared, atomic tally)") \
-    X(float, inv_vx, "1 / voxel size x, 1/cm") \
-    X(float, inv_vy, "1 / voxel size y, 1/cm") \
-    X(float, inv_vz, "1 / voxel size z, 1/cm") \
-    X(int32_t, n_slots, "CPU: tally slots; thread t writes slot t % n_slots (atomically when threads share)") \
-    X(uint8_t*, touched, "see below") \
-    X(int64_t*, history_steps, "see below")
+    X(uint64_t, seed, "random seed")
+#define MCP_PARAMS_FIELDS(X) \
+    MCP_PARAMS_TABLES(X) MCP_PARAMS_GRID(X) MCP_PARAMS_SOURCE(X) MCP_PARAMS_TALLIES(X) MCP_PARAMS_OPTIONS(X)
 /* Params::touched: [ceil(nvox / 2^MCP_TOUCH_SHIFT)] or null: set to 1 for every block of 2^MCP_TOUCH_SHIFT
  * consecutive voxels (flat index) that a batch scores into, so that the host reads and clears only those blocks
  * of a large grid instead of the whole tallies (mcproton/run.py, Simulation.run_histories_sparse).

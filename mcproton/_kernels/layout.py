@@ -133,9 +133,22 @@ def _flags(text: str) -> dict[str, int]:
     return out
 
 
-def _params_dtype(text: str) -> tuple[np.dtype, dict[str, str]]:
+def _params_roles(text: str) -> dict[str, list[tuple[str, ...]]]:
+    """{role: its field entries}: MCP_PARAMS_FIELDS(X) is the sequence of the role lists MCP_PARAMS_<ROLE>(X)."""
+    body = _COMMENT.sub(" ", _macro_body(text, "MCP_PARAMS_FIELDS"))
+    pat = re.compile(r"MCP_PARAMS_([A-Z]+)\(X\)")
+    if pat.sub(" ", body).strip() or not pat.search(body):
+        _fail(f"MCP_PARAMS_FIELDS: expected a sequence of MCP_PARAMS_<ROLE>(X), got {body.strip()[:120]!r}")
+    roles = [m.group(1) for m in pat.finditer(body)]
+    if len(set(roles)) != len(roles):
+        _fail(f"MCP_PARAMS_FIELDS: a role appears twice in {roles}")
+    return {r.lower(): _entries(text, f"MCP_PARAMS_{r}", "field") for r in roles}
+
+
+def _params_dtype(text: str) -> tuple[np.dtype, dict[str, str], dict[str, tuple[str, ...]]]:
     fields, ctypes = [], {}
-    for const, ctype, ptr, name, _doc in _entries(text, "MCP_PARAMS_FIELDS", "field"):
+    roles = _params_roles(text)
+    for const, ctype, ptr, name, _doc in (e for entries in roles.values() for e in entries):
         if name in ctypes:
             _fail(f"MCP_PARAMS_FIELDS: field {name} declared twice", "rename one of them")
         if ptr:
@@ -149,7 +162,7 @@ def _params_dtype(text: str) -> tuple[np.dtype, dict[str, str]]:
     dt = np.dtype(fields, align=True)
     if dt.itemsize != sum(dt.fields[n][0].itemsize for n in dt.names):
         _fail("struct Params would have implicit padding", "add an explicit pad field where alignment needs one")
-    return dt, ctypes
+    return dt, ctypes, {r: tuple(e[3] for e in entries) for r, entries in roles.items()}
 
 
 def parse_header(path: Path | None = None) -> dict:
@@ -158,9 +171,9 @@ def parse_header(path: Path | None = None) -> dict:
     n_ledger = int(_define(text, "MCP_N_LEDGER"))
     n_energy = int(_define(text, "MCP_N_ENERGY_COLUMNS"))
     n_material = int(_define(text, "MCP_N_MATERIAL_COLUMNS"))
-    dtype, ctypes = _params_dtype(text)
+    dtype, ctypes, roles = _params_dtype(text)
     return {
-        "params_dtype": dtype, "params_ctypes": ctypes,
+        "params_dtype": dtype, "params_ctypes": ctypes, "params_roles": roles,
         "ledger_entries": _ledger(text, n_ledger), "n_ledger": n_ledger,
         "energy_columns": _indexed(text, "MCP_ENERGY_COLUMNS", n_energy), "n_energy_columns": n_energy,
         "material_columns": _indexed(text, "MCP_MATERIAL_COLUMNS", n_material), "n_material_columns": n_material,
@@ -175,6 +188,7 @@ _C = parse_header()
 
 PARAMS_DTYPE: np.dtype = _C["params_dtype"]
 PARAMS_CTYPES: dict[str, str] = _C["params_ctypes"]     # field -> C type as params.h writes it
+PARAMS_ROLES: dict[str, tuple[str, ...]] = _C["params_roles"]   # tables, grid, source, tallies, options -> fields
 
 LEDGER_ENTRIES: tuple[LedgerEntry, ...] = _C["ledger_entries"]
 LEDGER: dict[str, int] = {e.name: e.index for e in LEDGER_ENTRIES}

@@ -36,6 +36,8 @@ def test_the_contract_the_run_relies_on():
     assert layout.PARAMS_DTYPE.names[:3] == ("energy_table", "range_index", "material_props")
     assert layout.PARAMS_DTYPE["seed"] == np.uint64 and layout.PARAMS_DTYPE["touched"] == np.uint64
     assert layout.PARAMS_CTYPES["spots"] == "const Spot*"
+    assert list(layout.PARAMS_ROLES) == ["tables", "grid", "source", "tallies", "options"]
+    assert sum(layout.PARAMS_ROLES.values(), ()) == layout.PARAMS_DTYPE.names
 
 
 def test_parsing_a_copy_of_the_header_gives_the_module_values(tmp_path):
@@ -64,12 +66,15 @@ BAD_EDITS = [
     ('X(EL_A, 3,', 'X(EL_A, 4,', "outside 0..3"),
     ('X(NUCLEAR, 4,', 'X(NUCLEAR, 6,', "not a distinct single bit"),
     ('X(float, e_cut, "cut-off energy, MeV")', 'X(double, e_cut, "cut-off energy, MeV")',
-     "MCP_PARAMS_FIELDS: cannot parse"),
+     "MCP_PARAMS_OPTIONS: cannot parse"),
     ('X(float, e_cut, "cut-off energy, MeV")', 'X(const float, e_cut, "cut-off energy, MeV")', "by-value field"),
     ('X(float, pad1, "padding (8-byte alignment of seed)") \\\n', '', "implicit padding"),
     ('X(float, vx, "voxel size x, cm")', 'X(float, vy, "voxel size x, cm")', "declared twice"),
     ("#define MCP_TALLY_SCALE 16777216.0f", "#define MCP_TALLY_SCALE (1 << 24)", "MCP_TALLY_SCALE <number>"),
     ("#define MCP_FLAGS(X) \\", "#define MCP_FLAG_LIST(X) \\", "expected one `#define MCP_FLAGS(X)`"),
+    ("MCP_PARAMS_SOURCE(X) MCP_PARAMS_TALLIES(X)", "MCP_PARAMS_SOURCE(X) X(float, extra, \"x\") MCP_PARAMS_TALLIES(X)",
+     "expected a sequence of MCP_PARAMS_<ROLE>(X)"),
+    ("MCP_PARAMS_SOURCE(X) MCP_PARAMS_TALLIES(X)", "MCP_PARAMS_SOURCE(X) MCP_PARAMS_SOURCE(X)", "a role appears twice"),
 ]
 
 
