@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -54,7 +55,7 @@ _UNIQUE = "give each entry its own name and index inside the record (raise the s
 _COMMENT = re.compile(r"/\*.*?\*/", re.S)
 
 
-def _fail(what: str, fix: str = "write it in the form that params.h's comment on the list shows") -> None:
+def _fail(what: str, fix: str = "write it in the form that params.h's comment on the list shows") -> NoReturn:
     raise KernelContractError(f"kernels/{HEADER}: {what} (the Python side reads this file to mirror the kernels' "
                               f"structs and lists); {fix}")
 
