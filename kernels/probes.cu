@@ -165,52 +165,53 @@ MCP_KERNEL void mcp_probe_fragment(const Params* MCP_RESTRICT params, uint64_t s
     MCP_PARALLEL_END
 }
 
-/* Struct layout probe: sizeof and field offsets of Params and Spot (checked against the NumPy dtypes). */
+/* Struct layout probe: sizeof(Params), the offset of every Params field in order (MCP_PARAMS_FIELDS), then sizeof and
+ * a few field offsets of Spot; checked against the NumPy dtypes (mcproton/_kernels/layout.py LAYOUT_PROBE_FIELDS). */
 MCP_KERNEL void mcp_probe_layout(int64_t* MCP_RESTRICT out)
 {
     int k = 0;
     out[k++] = (int64_t)sizeof(Params);
-    out[k++] = MCP_OFFSET(Params, energy_table);
-    out[k++] = MCP_OFFSET(Params, range_index);
-    out[k++] = MCP_OFFSET(Params, material_props);
-    out[k++] = MCP_OFFSET(Params, material_index);
-    out[k++] = MCP_OFFSET(Params, density);
-    out[k++] = MCP_OFFSET(Params, spots);
-    out[k++] = MCP_OFFSET(Params, spot_cdf);
-    out[k++] = MCP_OFFSET(Params, edep);
-    out[k++] = MCP_OFFSET(Params, edep_water);
-    out[k++] = MCP_OFFSET(Params, edep_proton);
-    out[k++] = MCP_OFFSET(Params, let_num);
-    out[k++] = MCP_OFFSET(Params, ledger);
-    out[k++] = MCP_OFFSET(Params, log_e_min);
-    out[k++] = MCP_OFFSET(Params, inv_dlog_e);
-    out[k++] = MCP_OFFSET(Params, log_r_min);
-    out[k++] = MCP_OFFSET(Params, inv_dlog_r);
-    out[k++] = MCP_OFFSET(Params, n_e);
-    out[k++] = MCP_OFFSET(Params, n_r);
-    out[k++] = MCP_OFFSET(Params, n_mat);
-    out[k++] = MCP_OFFSET(Params, n_spots);
-    out[k++] = MCP_OFFSET(Params, nx);
-    out[k++] = MCP_OFFSET(Params, ny);
-    out[k++] = MCP_OFFSET(Params, nz);
-    out[k++] = MCP_OFFSET(Params, flags);
-    out[k++] = MCP_OFFSET(Params, vx);
-    out[k++] = MCP_OFFSET(Params, vy);
-    out[k++] = MCP_OFFSET(Params, vz);
-    out[k++] = MCP_OFFSET(Params, e_cut);
-    out[k++] = MCP_OFFSET(Params, max_eloss_fraction);
-    out[k++] = MCP_OFFSET(Params, max_step);
-    out[k++] = MCP_OFFSET(Params, dlog_e);
-    out[k++] = MCP_OFFSET(Params, seed);
-    out[k++] = MCP_OFFSET(Params, tally_stride);
-    out[k++] = MCP_OFFSET(Params, inv_vx);
-    out[k++] = MCP_OFFSET(Params, inv_vz);
-    out[k++] = MCP_OFFSET(Params, n_slots);
-    out[k++] = MCP_OFFSET(Params, touched);
+#define MCP_X_OFFSET(type, name, doc) out[k++] = MCP_OFFSET(Params, name);
+    MCP_PARAMS_FIELDS(MCP_X_OFFSET)
+#undef MCP_X_OFFSET
     out[k++] = (int64_t)sizeof(Spot);
     out[k++] = MCP_OFFSET(Spot, energy);
     out[k++] = MCP_OFFSET(Spot, sigma);
     out[k++] = MCP_OFFSET(Spot, corr);
     out[k++] = MCP_OFFSET(Spot, rs_thickness_cm);
     out[k++] = MCP_OFFSET(Spot, rs_material);
+}
+
+/* Contract probe: the values the compiler gives the lists and constants of params.h, in the order of
+ * mcproton/_kernels/layout.py contract_probe_expected() (which parses the same lists): the ledger entries, the energy
+ * and material columns, the flags (each list preceded by its record size or entry count), then the constants. */
+MCP_KERNEL void mcp_probe_contract(int64_t* MCP_RESTRICT out)
+{
+    int k = 0;
+#define MCP_X_COUNT(...) + 1
+    out[k++] = N_LEDGER;
+    out[k++] = 0 MCP_LEDGER_ENTRIES(MCP_X_COUNT);
+#define MCP_X_VALUE(NAME, name, index, kind, doc) out[k++] = LEDGER_##NAME;
+    MCP_LEDGER_ENTRIES(MCP_X_VALUE)
+#undef MCP_X_VALUE
+    out[k++] = N_ENERGY_COLUMNS;
+    out[k++] = 0 MCP_ENERGY_COLUMNS(MCP_X_COUNT);
+#define MCP_X_VALUE(NAME, index, doc) out[k++] = COL_##NAME;
+    MCP_ENERGY_COLUMNS(MCP_X_VALUE)
+#undef MCP_X_VALUE
+    out[k++] = N_MATERIAL_COLUMNS;
+    out[k++] = 0 MCP_MATERIAL_COLUMNS(MCP_X_COUNT);
+#define MCP_X_VALUE(NAME, index, doc) out[k++] = MAT_##NAME;
+    MCP_MATERIAL_COLUMNS(MCP_X_VALUE)
+#undef MCP_X_VALUE
+    out[k++] = 0 MCP_FLAGS(MCP_X_COUNT);
+#define MCP_X_VALUE(NAME, bit, doc) out[k++] = MCP_FLAG_##NAME;
+    MCP_FLAGS(MCP_X_VALUE)
+#undef MCP_X_VALUE
+#undef MCP_X_COUNT
+    out[k++] = (int64_t)MCP_TALLY_SCALE;
+    out[k++] = (int64_t)MCP_LET_SCALE;
+    out[k++] = MCP_TOUCH_SHIFT;
+    out[k++] = MCP_HISTORY_STEP_SLOTS;
+    out[k++] = (int64_t)sizeof(Params);
 }

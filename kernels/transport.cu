@@ -35,10 +35,11 @@ struct Track {
     uint32_t id;
 };
 
+/* One history-thread's ledger: a field per MCP_LEDGER_ENTRIES entry (params.h), flushed once per thread. */
 struct HistoryLedger {
-    int64_t incident, escaped, missed, neutral;
-    int64_t primaries, nuclear, pp_elastic, nuc_elastic, secondaries, steps, errors, stack_full;
-    int64_t shifter, shifter_removed;
+#define MCP_X_FIELD(NAME, name, index, kind, doc) int64_t name;
+    MCP_LEDGER_ENTRIES(MCP_X_FIELD)
+#undef MCP_X_FIELD
 };
 
 enum StepLimit { LIMIT_BOUNDARY = 0, LIMIT_PHYSICS = 1, LIMIT_NUCLEAR = 2 };
@@ -219,7 +220,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool nuclear_event(const Params& p, const Scorer
         deflect(t, e1, e2, el.cos_theta, cphi, sphi);
         t.energy -= el.t_recoil;
         score_local(sc, vox, el.t_recoil, energy_column(ep, COL_SPR_W));
-        ++L.nuc_elastic;
+        ++L.nuclear_elastic;
         return true;
     }
     if (pick < sig_pp) {
@@ -250,7 +251,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool nuclear_event(const Params& p, const Scorer
     L.escaped += ledger_units(out_of_grid);
     score_local(sc, vox, local, spr_w);
     L.neutral += ledger_units(np.neutral);
-    ++L.nuclear;
+    ++L.nuclear_events;
     return false;
 }
 
@@ -469,22 +470,12 @@ MCP_HOST_DEVICE bool traverse_shifter(const Params& p, const Spot& sp, Primary& 
     return false;
 }
 
+/* Every non-zero entry of the thread's ledger into the launch's (zero entries cost no atomic). */
 MCP_FORCEINLINE MCP_HOST_DEVICE void flush_ledger(const Params& p, const HistoryLedger& L)
 {
-    mcp_atomic_add(p.ledger + LEDGER_INCIDENT, L.incident);
-    mcp_atomic_add(p.ledger + LEDGER_ESCAPED, L.escaped);
-    mcp_atomic_add(p.ledger + LEDGER_MISSED, L.missed);
-    mcp_atomic_add(p.ledger + LEDGER_NEUTRAL, L.neutral);
-    mcp_atomic_add(p.ledger + LEDGER_PRIMARIES, L.primaries);
-    mcp_atomic_add(p.ledger + LEDGER_NUCLEAR_EVENTS, L.nuclear);
-    mcp_atomic_add(p.ledger + LEDGER_PP_ELASTIC, L.pp_elastic);
-    mcp_atomic_add(p.ledger + LEDGER_NUC_ELASTIC, L.nuc_elastic);
-    mcp_atomic_add(p.ledger + LEDGER_SECONDARIES, L.secondaries);
-    mcp_atomic_add(p.ledger + LEDGER_STEPS, L.steps);
-    if (L.errors) mcp_atomic_add(p.ledger + LEDGER_ERRORS, L.errors);
-    if (L.stack_full) mcp_atomic_add(p.ledger + LEDGER_STACK_FULL, L.stack_full);
-    if (L.shifter) mcp_atomic_add(p.ledger + LEDGER_SHIFTER, L.shifter);
-    if (L.shifter_removed) mcp_atomic_add(p.ledger + LEDGER_SHIFTER_REMOVED, L.shifter_removed);
+#define MCP_X_FLUSH(NAME, name, index, kind, doc) if (L.name) mcp_atomic_add(p.ledger + LEDGER_##NAME, L.name);
+    MCP_LEDGER_ENTRIES(MCP_X_FLUSH)
+#undef MCP_X_FLUSH
 }
 
 /* SIMT-efficiency proxy only (Params::history_steps, null in a run; mcproton/_kernels/simt.py): at a track's
@@ -510,7 +501,7 @@ MCP_KERNEL void mcp_transport(const Params* MCP_RESTRICT params, uint64_t first_
 {
     const Params& p = *params;
     MCP_PARALLEL_BEGIN
-    HistoryLedger L = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    HistoryLedger L = {};
     const Scorer sc = make_scorer(p);
     MCP_FOR_EACH_ITEM(i, n_histories)
     {

@@ -20,8 +20,8 @@ import numpy as np
 
 from . import __version__
 from ._backend import get_backend
-from ._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_SHARED_TALLY, FLAG_STRAGGLING, LEDGER, LET_SCALE, N_LEDGER, PARAMS_DTYPE, \
-    TALLY_SCALE, TOUCH_SHIFT
+from ._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_SHARED_TALLY, FLAG_STRAGGLING, LEDGER, LEDGER_ENTRIES, \
+    LET_SCALE, N_LEDGER, PARAMS_DTYPE, TALLY_SCALE, TOUCH_SHIFT
 from ._kernels.source import source_hash
 from ._physics.tables import E_MAX_MEV, PhysicsTables, build_tables
 from .geometry import VoxelGeometry
@@ -441,14 +441,15 @@ def finish(sim: Simulation, acc: Accumulator, wall_s: float) -> DoseResult:
         scale = float(sim.beam.total_protons)
         norm = f"Gy for {scale:.6g} protons"
     mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx.reshape(-1)[idx])
-    led = {k: float(acc.ledger[i]) / TALLY_SCALE for k, i in LEDGER.items()
-           if k in ("incident", "escaped", "missed", "neutral", "shifter")}
-    led["deposited"] = float(acc.sums["edep"][idx].sum()) / TALLY_SCALE
-    for k in ("primaries", "nuclear_events", "pp_elastic", "nuclear_elastic", "secondaries", "errors", "stack_full",
-              "steps", "shifter_removed"):
-        led[k] = int(acc.ledger[LEDGER[k]])
-    out_e = led["deposited"] + led["escaped"] + led["missed"] + led["neutral"] + led["shifter"]
-    led["imbalance_rel"] = (led["incident"] - out_e) / led["incident"] if led["incident"] > 0 else 0.0
+    # every ledger entry of kernels/params.h (MCP_LEDGER_ENTRIES): energies in MeV, counts as integers; the kernel
+    # leaves "deposited" at 0, it is the sum of the dose tally
+    ledger = acc.ledger.copy()
+    ledger[LEDGER["deposited"]] = acc.sums["edep"][idx].sum()
+    led = {e.name: int(ledger[e.index]) if e.kind == "count" else float(ledger[e.index]) / TALLY_SCALE
+           for e in LEDGER_ENTRIES}
+    e_in = sum(led[e.name] for e in LEDGER_ENTRIES if e.kind == "energy_in")
+    out_e = sum(led[e.name] for e in LEDGER_ENTRIES if e.kind == "energy_out")
+    led["imbalance_rel"] = (e_in - out_e) / e_in if e_in > 0 else 0.0
     pps = n / wall_s if wall_s > 0 else float("nan")
     b = sim.backend
     prov = {
@@ -556,8 +557,9 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
             if k != "imbalance_rel":
                 led[k] = led.get(k, 0) + v
     if "incident" in led:
-        out_e = sum(led.get(k, 0.0) for k in ("deposited", "escaped", "missed", "neutral", "shifter"))
-        led["imbalance_rel"] = (led["incident"] - out_e) / led["incident"] if led["incident"] > 0 else 0.0
+        e_in = sum(led.get(e.name, 0.0) for e in LEDGER_ENTRIES if e.kind == "energy_in")
+        out_e = sum(led.get(e.name, 0.0) for e in LEDGER_ENTRIES if e.kind == "energy_out")
+        led["imbalance_rel"] = (e_in - out_e) / e_in if e_in > 0 else 0.0
     wall = float(sum(r.wall_s for r in results))
     pps = n / wall if wall > 0 else float("nan")
     norm = ("Gy per primary (sum over beams)" if all(per_primary)

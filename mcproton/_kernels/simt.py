@@ -44,10 +44,11 @@ from typing import Any
 
 import numpy as np
 
+from .layout import HISTORY_STEP_SLOTS   # MCP_HISTORY_STEP_SLOTS (kernels/params.h)
+
 WARP = 32
 H200_SMS = 132   # streaming multiprocessors of an NVIDIA H200 (the GPU the CPU proxy models by default)
 MAX_BLOCKS_PER_SM_IN_GRID = 64   # grid cap of CudaBackend.launch: SMs x 64 blocks of 128 threads
-HISTORY_STEP_SLOTS = 8           # MCP_HISTORY_STEP_SLOTS (kernels/params.h)
 
 
 def launch_threads(n_items: int, block: int = 128, sm_count: int = H200_SMS) -> int:

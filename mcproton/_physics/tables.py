@@ -14,14 +14,12 @@ from typing import Sequence
 
 import numpy as np
 
+# the column lists of kernels/params.h (MCP_ENERGY_COLUMNS, MCP_MATERIAL_COLUMNS), read by the contract parser
+from .._kernels.layout import ENERGY_COLUMNS as COL
+from .._kernels.layout import MATERIAL_COLUMNS as MAT
+from .._kernels.layout import N_ENERGY_COLUMNS, N_MATERIAL_COLUMNS
 from ..materials import Material, get_material
 from . import nuclear, scattering, stopping
-
-N_ENERGY_COLUMNS = 16
-COL = {"range": 0, "stop": 1, "spr_w": 2, "nuc_sigma": 3, "mult_p": 4, "frac_recoil": 5, "mult_alpha": 6,
-       "mult_d": 7, "pp_sigma": 8, "el_sigma": 9,
-       "hard_sigma": 10, "range_b": 11, "hard_sigma_max": 12}
-N_MATERIAL_COLUMNS = 4
 
 E_MIN_MEV = 0.01     # lowest table energy (below every allowed cut-off)
 E_MAX_MEV = 400.0    # highest table energy (above every allowed beam energy)
@@ -159,11 +157,11 @@ def build_tables(materials: Sequence[Material | str], water_model: str = "icru90
         table[k, :, COL["hard_sigma"]] = (table[k, :, COL["nuc_sigma"]] + table[k, :, COL["pp_sigma"]]
                                           + table[k, :, COL["el_sigma"]])
         table[k, :, COL["hard_sigma_max"]] = majorant(e, table[k, :, COL["hard_sigma"]])
-        props[k, 0] = scattering.scattering_length_g_cm2(m)
-        props[k, 1] = scattering.z_over_a(m)
+        props[k, MAT["xs"]] = scattering.scattering_length_g_cm2(m)
+        props[k, MAT["z_over_a"]] = scattering.z_over_a(m)
         t = (np.log(e_cut_mev) - np.log(E_MIN_MEV)) / (np.log(E_MAX_MEV / E_MIN_MEV) / (N_E - 1))
-        props[k, 2] = range_in_bins(t, r, rb)
-        props[k, 3] = nuclear.elastic_target_mass_number(m)
+        props[k, MAT["range_cut"]] = range_in_bins(t, r, rb)
+        props[k, MAT["el_a"]] = nuclear.elastic_target_mass_number(m)
         i_values[m.name] = float(stopping.mean_excitation_energy_ev(m, ivalue_set))
     table32 = table.astype(np.float32)
     # Ranges must be strictly increasing in float32 for the inverse lookup.
@@ -185,4 +183,4 @@ def build_tables(materials: Sequence[Material | str], water_model: str = "icru90
         water_model=water_model,
         meta={"water_model": water_model, "ivalue_set": ivalue_set, "i_values_ev": i_values, "e_min_mev": E_MIN_MEV,
               "e_max_mev": E_MAX_MEV, "n_e": N_E, "n_r": N_R,
-              "scattering_length_g_cm2": {m.name: float(props[k, 0]) for k, m in enumerate(mats)}})
+              "scattering_length_g_cm2": {m.name: float(props[k, MAT["xs"]]) for k, m in enumerate(mats)}})

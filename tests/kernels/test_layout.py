@@ -1,4 +1,5 @@
-"""The NumPy mirrors of the kernel structs (Params, Spot) match the compiled layout."""
+"""The NumPy mirrors of the kernel structs (Params, Spot) match the compiled layout: every field of Params
+(PARAMS_DTYPE is built from params.h's MCP_PARAMS_FIELDS, which the probe expands too) and a few of Spot."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ from mcproton._kernels.layout import LAYOUT_PROBE_FIELDS, expected_layout
 
 def test_params_and_spot_layout(backend):
     b = get_backend(backend)
-    out = b.zeros(64, np.int64)
+    out = b.zeros(len(LAYOUT_PROBE_FIELDS), np.int64)
     b.launch("mcp_probe_layout", 1, out)
     got = b.to_host(out)[: len(LAYOUT_PROBE_FIELDS)].tolist()
     exp = expected_layout()

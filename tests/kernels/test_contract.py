@@ -1,0 +1,94 @@
+"""The kernel/Python contract has one source, kernels/params.h (issue 16): the Python side parses its lists, the
+compiler agrees with what it parsed, and the parser refuses what it does not understand."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from mcproton._backend import get_backend
+from mcproton._kernels import layout
+from mcproton._kernels.layout import KernelContractError, contract_probe_expected, parse_header
+from mcproton._kernels.source import kernels_dir
+
+HEADER = (kernels_dir() / "params.h").read_text()
+
+
+def test_compiled_lists_equal_the_parsed_ones(backend):
+    """mcp_probe_contract prints what the compiler made of every list and constant of params.h."""
+    b = get_backend(backend)
+    exp = contract_probe_expected()
+    out = b.zeros(len(exp), np.int64)
+    b.launch("mcp_probe_contract", 1, out)
+    got = b.to_host(out).tolist()
+    assert got == exp, f"params.h compiled (kernel) vs parsed (layout.py):\n{got}\n{exp}"
+
+
+def test_the_contract_the_run_relies_on():
+    """A few values the stored regression files and the host code depend on, read through the parser."""
+    assert layout.LEDGER["incident"] == 0 and layout.LEDGER["steps"] == 10 and layout.N_LEDGER == 16
+    assert [e.name for e in layout.LEDGER_ENTRIES if e.kind == "energy_out"] == \
+        ["deposited", "escaped", "missed", "neutral", "shifter"]
+    assert layout.ENERGY_COLUMNS["hard_sigma_max"] == 12 and layout.N_ENERGY_COLUMNS == 16
+    assert layout.FLAGS == {"straggling": 1, "msc": 2, "nuclear": 4, "shared_tally": 8}
+    assert layout.TALLY_SCALE == 2.0**24 and layout.LET_SCALE == 2.0**20
+    assert layout.PARAMS_DTYPE.names[:3] == ("energy_table", "range_index", "material_props")
+    assert layout.PARAMS_DTYPE["seed"] == np.uint64 and layout.PARAMS_DTYPE["touched"] == np.uint64
+    assert layout.PARAMS_CTYPES["spots"] == "const Spot*"
+    assert list(layout.PARAMS_ROLES) == ["tables", "grid", "source", "tallies", "options"]
+    assert sum(layout.PARAMS_ROLES.values(), ()) == layout.PARAMS_DTYPE.names
+
+
+def test_parsing_a_copy_of_the_header_gives_the_module_values(tmp_path):
+    p = tmp_path / "params.h"
+    p.write_text(HEADER)
+    c = parse_header(p)
+    assert c["params_dtype"] == layout.PARAMS_DTYPE and c["ledger_entries"] == layout.LEDGER_ENTRIES
+
+
+def _edited(tmp_path, old: str, new: str):
+    assert HEADER.count(old) == 1, old
+    p = tmp_path / "params.h"
+    p.write_text(HEADER.replace(old, new))
+    return p
+
+
+# (what is edited, into what, a phrase the error must hold)
+BAD_EDITS = [
+    ('X(STEPS, steps, 10, count, "transport steps")', 'X(STEPS, steps, 10, "transport steps")',
+     "MCP_LEDGER_ENTRIES: cannot parse"),
+    ('X(STEPS, steps, 10, count,', 'X(STEPS, steps, 9, count,', "repeats"),
+    ('X(STEPS, steps, 10, count,', 'X(STEPS, step, 10, count,', "NAME in lower case"),
+    ('X(STEPS, steps, 10, count,', 'X(STEPS, steps, 16, count,', "outside 0..15"),
+    ('X(INCIDENT, incident, 0, energy_in,', 'X(INCIDENT, incident, 0, energy_out,', "exactly one energy_in"),
+    ('X(MULT_D, 7,', 'X(MULT_D, 6,', "MCP_ENERGY_COLUMNS: MULT_D = 6 repeats"),
+    ('X(EL_A, 3,', 'X(EL_A, 4,', "outside 0..3"),
+    ('X(NUCLEAR, 4,', 'X(NUCLEAR, 6,', "not a distinct single bit"),
+    ('X(float, e_cut, "cut-off energy, MeV")', 'X(double, e_cut, "cut-off energy, MeV")',
+     "MCP_PARAMS_OPTIONS: cannot parse"),
+    ('X(float, e_cut, "cut-off energy, MeV")', 'X(const float, e_cut, "cut-off energy, MeV")', "by-value field"),
+    ('X(float, pad1, "padding (8-byte alignment of seed)") \\\n', '', "implicit padding"),
+    ('X(float, vx, "voxel size x, cm")', 'X(float, vy, "voxel size x, cm")', "declared twice"),
+    ("#define MCP_TALLY_SCALE 16777216.0f", "#define MCP_TALLY_SCALE (1 << 24)", "MCP_TALLY_SCALE <number>"),
+    ("#define MCP_FLAGS(X) \\", "#define MCP_FLAG_LIST(X) \\", "expected one `#define MCP_FLAGS(X)`"),
+    ("MCP_PARAMS_SOURCE(X) MCP_PARAMS_TALLIES(X)", "MCP_PARAMS_SOURCE(X) X(float, extra, \"x\") MCP_PARAMS_TALLIES(X)",
+     "expected a sequence of MCP_PARAMS_<ROLE>(X)"),
+    ("MCP_PARAMS_SOURCE(X) MCP_PARAMS_TALLIES(X)", "MCP_PARAMS_SOURCE(X) MCP_PARAMS_SOURCE(X)", "a role appears twice"),
+]
+
+
+@pytest.mark.parametrize("old,new,phrase", BAD_EDITS, ids=[re.sub(r"\W+", "_", e[2])[:40] for e in BAD_EDITS])
+def test_the_parser_refuses_what_it_does_not_understand(tmp_path, old, new, phrase):
+    with pytest.raises(KernelContractError, match=re.escape(phrase)) as e:
+        parse_header(_edited(tmp_path, old, new))
+    assert "kernels/params.h" in str(e.value)
+
+
+def test_an_added_ledger_entry_reaches_the_python_side(tmp_path):
+    """Adding a counter is one line in params.h (plus the kernel line that counts it): no Python edit."""
+    p = _edited(tmp_path, '"primaries that end in a range shifter: stopped or nonelastic " \\\n      "event")',
+                '"primaries that end in a range shifter: stopped or nonelastic " \\\n      "event") \\\n'
+                '    X(DELTA_RAYS, delta_rays, 15, count, "a new counter")')
+    c = parse_header(p)
+    assert c["ledger_entries"][-1] == layout.LedgerEntry("delta_rays", 15, "count", "a new counter")
