@@ -4,6 +4,7 @@ config.check_beam_hits."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np

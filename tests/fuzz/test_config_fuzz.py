@@ -21,7 +21,6 @@ import os
 import signal
 import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
