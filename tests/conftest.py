@@ -30,6 +30,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="slow test: run with --run-slow or -m slow"))
 
 
+from fake_cupy import install_fake_cupy  # noqa: E402,F401  (re-exported: tests import it from here too)
+
 BACKENDS = ["cpu", "cuda-emulated", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
@@ -49,21 +51,6 @@ def backend(request, monkeypatch):
     from mcproton._backend import get_backend
 
     get_backend.cache_clear()  # drop the backend built on the fake before the fake leaves sys.modules
-
-
-def install_fake_cupy(monkeypatch):
-    """Put the fake CuPy in sys.modules for one test (monkeypatch takes it out again); returns it.  The caller
-    clears ``get_backend``'s cache at teardown."""
-    import sys
-
-    from fake_cupy import make_fake_cupy
-    from mcproton._backend import get_backend
-    from mcproton._backend.cpu import CpuBackend
-
-    fake = make_fake_cupy(CpuBackend())
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    get_backend.cache_clear()
-    return fake
 
 
 def nvrtc_required() -> bool:

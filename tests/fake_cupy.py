@@ -214,3 +214,17 @@ def make_fake_cupy(cpu_backend: Any, log: list | None = None) -> types.ModuleTyp
                                     nvrtc=types.SimpleNamespace(getVersion=lambda: (13, 0)),
                                     memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError))
     return cp
+
+
+def install_fake_cupy(monkeypatch):
+    """Put the fake CuPy in sys.modules for one test (monkeypatch takes it out again); returns it.  The caller
+    clears ``get_backend``'s cache at teardown."""
+    import sys
+
+    from mcproton._backend import get_backend
+    from mcproton._backend.cpu import CpuBackend
+
+    fake = make_fake_cupy(CpuBackend())
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    get_backend.cache_clear()
+    return fake

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import install_fake_cupy
+from fake_cupy import install_fake_cupy
 from fake_cupy import DEVICE_NAME, kernel_signatures
 from mcproton._backend import get_backend
 from mcproton._kernels.layout import ENTRY_POINTS

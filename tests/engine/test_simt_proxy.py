@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fake_cupy import install_fake_cupy   # tests/conftest.py, imported at collection (as test_cuda_emulated)
 
 from mcproton._kernels import simt
 from mcproton._kernels.layout import LEDGER
@@ -66,7 +67,6 @@ def test_modelled_threads_follow_the_cuda_launch():
 @pytest.mark.parametrize("n", [1000, 50_000])
 def test_modelled_threads_equal_the_emulated_cuda_launch(monkeypatch, n):
     """CudaBackend.launch on the strict CuPy stand-in (2 SMs): the grid it launches is the one simt models."""
-    from conftest import install_fake_cupy
     from mcproton._backend import get_backend
 
     fake = install_fake_cupy(monkeypatch)
