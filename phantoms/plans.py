@@ -913,7 +913,8 @@ def craniospinal_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float = 1
                       overlap_mm: float = 50.0, iterations: int = 300, max_points: int = 5000,
                       spine_layer_spacing_mm: float | None = None, voxel_average_samples: int = 5,
                       keep_spine_points: bool = True, beam_model=DEFAULT_BEAM_MODEL,
-                      range_shifter: str | None = "auto", rs_air_gap_mm: float = DEFAULT_RS_AIR_GAP_MM) -> Plan:
+                      range_shifter: str | None = "auto", rs_air_gap_mm: float = DEFAULT_RS_AIR_GAP_MM,
+                      lateral_margin_mm: float | None = 10.0) -> Plan:
     """Craniospinal irradiation (spots on a 6 mm grid, 6 mm layers): two posterior-oblique
     cranial fields (IEC gantry 150/210 deg) on the whole
     brain and one or more posterior (gantry 180) spinal fields on the thecal sac (split into fields of at
@@ -921,12 +922,15 @@ def craniospinal_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float = 1
     junctions).  Needs a phantom with region="neuraxis" (or "head_neck" for the cervical part).  On the
     clinical machine ``beam_model`` (default dcpt_v5: 70-244 MeV, spot sigma 4-7 mm at the isocentre) with a
     range shifter on the fields whose target starts shallower than the lowest energy's range (the spinal
-    fields of a child: the thecal sac lies 2-4 cm deep); ``beam_model=None``: generic 8 mm spots from 50 MeV."""
+    fields of a child: the thecal sac lies 2-4 cm deep); ``beam_model=None``: generic 8 mm spots from 50 MeV.
+    ``lateral_margin_mm``: spots this far beyond the target's beam's-eye-view outline (10 mm: behind RS_5CM the
+    low-energy spots are 9 mm sigma wide; with a margin of one smallest sigma, 4.4 mm, the field edges were cold:
+    MC D95 94.6 % instead of 95.7 %)."""
     parts = craniospinal_target(geometry)
     if not parts["spine"].any():
         raise ValueError("the phantom has no spinal canal: use make_head_phantom(..., region='neuraxis')")
     common = {"sigma_air_mm": sigma_air_mm, "spot_spacing_mm": spot_spacing_mm, "layer_spacing_mm": layer_spacing_mm,
-              **_machine_spec(beam_model, range_shifter, rs_air_gap_mm)}
+              "lateral_margin_mm": lateral_margin_mm, **_machine_spec(beam_model, range_shifter, rs_air_gap_mm)}
     specs = [{"name": f"cranial G{g:g}", "direction": gantry_direction(g), "target_mask": parts["brain"], **common}
              for g in cranial_gantry_deg]
     z = geometry.axis_mm("z")
