@@ -130,6 +130,20 @@ HALO_K_MEV2_CM2_G = 620.0
 HALO_THETA_RAD = 0.26
 
 
+@lru_cache(maxsize=8)
+def _engine_stopping_table(material: str, water_model: str = "icru90"):
+    """The engine's CSDA range table of a material (1-300 MeV) as a ``validation.reference.StoppingTable``."""
+    from .._physics.stopping import electronic_mass_stopping_power
+    from .._physics.tables import build_tables
+    from ..validation.reference import StoppingTable
+
+    e = np.exp(np.linspace(np.log(1.0), np.log(300.0), 1500))
+    t = build_tables([material], water_model)
+    s_el = np.asarray(electronic_mass_stopping_power(material, e, water_model=water_model))
+    return StoppingTable(f"mcproton {material}", e, s_el, s_el, np.asarray(t.csda_range_g_cm2(0, e), float),
+                         "mcproton tables")
+
+
 @dataclass(frozen=True)
 class LayerOptics:
     """What the planner's model needs of one nominal energy on a :class:`FieldMachine`.
@@ -204,17 +218,7 @@ class FieldMachine:
 
     def _slab_table(self):
         """The slab material's CSDA range table of the engine, as a validation StoppingTable."""
-        if getattr(self, "_slab", None) is None:
-            from .._physics.stopping import electronic_mass_stopping_power
-            from .._physics.tables import build_tables
-            from ..validation.reference import StoppingTable
-
-            e = np.exp(np.linspace(np.log(1.0), np.log(300.0), 1500))
-            t = build_tables([self.shifter.material], self.water_model)
-            s_el = np.asarray(electronic_mass_stopping_power(self.shifter.material, e, water_model=self.water_model))
-            self._slab = StoppingTable(f"mcproton {self.shifter.material}", e, s_el, s_el,
-                                       np.asarray(t.csda_range_g_cm2(0, e), float), "mcproton tables")
-        return self._slab
+        return _engine_stopping_table(self.shifter.material, self.water_model)
 
     def residual_range_mm(self, mean_mev) -> np.ndarray:
         """Water CSDA range (mm) behind the shifter of a beam of ``mean_mev`` at the nozzle."""
@@ -884,6 +888,10 @@ def craniospinal_target(geometry: VoxelGeometry) -> dict[str, np.ndarray]:
 def _machine_spec(beam_model, range_shifter, rs_air_gap_mm) -> dict:
     if beam_model is None:
         return {}
+    from .._io.beam_model import BeamModel, load_beam_model
+
+    if not isinstance(beam_model, BeamModel):
+        beam_model = load_beam_model(beam_model)          # once for all fields
     return {"beam_model": beam_model, "range_shifter": range_shifter, "rs_air_gap_mm": rs_air_gap_mm}
 
 
