@@ -22,6 +22,12 @@ Pipeline (all in the phantom frame, mm, arrays (z, y, x)):
 5. **Weights** (protons per spot) by non-negative least squares to a uniform prescription with an
    accelerated projected-gradient (FISTA) iteration; spots below 0.2 % of the mean weight are dropped.
 
+On a clinical machine (``beam_model``, default the shipped DCPT model ``dcpt_v5``; :class:`FieldMachine`) the
+energies are the machine's nominal energies (70-244 MeV), the spots carry its phase space, and a field whose
+target starts shallower than the lowest energy's range gets one of its range shifters; the kernel then takes
+the residual range behind the shifter, its nuclear losses, the in-air spot variance at each depth (emittance +
+generalised Highland in the slab) and the halo behind it (:class:`LayerOptics`).
+
 The analytical model is only the optimiser's model: verify every plan with the Monte Carlo
 (:func:`verify_plan`), which also reports how close the model's absolute dose was.
 """
