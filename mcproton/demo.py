@@ -1,9 +1,12 @@
 """``mcproton demo``: the built-in default job, a paediatric posterior-fossa proton boost.
 
 A 5-year-old head phantom (``mcproton.phantoms``, 2 mm voxels), a posterior-fossa (medulloblastoma
-tumour-bed) CTV, a three-field PBS plan (PA + two posterior obliques) optimised on an analytical pencil-beam
-model to 1.8 Gy(RBE) = 1.636 Gy physical per fraction (RBE 1.1), and its full Monte Carlo dose on the GPU if
-there is one (else the CPU: ~1 minute on 2 cores).  Writes to ``--out``:
+tumour-bed) CTV, a three-field PBS plan (PA + two posterior obliques) on the shipped clinical beam model
+(DCPT ProBeam, dcpt_v5: 70-244 MeV, its spot sizes) with its 34.3 mm WET range shifter RS_3CM in every field
+(the target starts shallower than the 41 mm range of 70 MeV, as in most paediatric plans), optimised on an
+analytical pencil-beam model that accounts for the shifter (phantoms/plans.py ``FieldMachine``) to 1.8 Gy(RBE)
+= 1.636 Gy physical per fraction (RBE 1.1), and its full Monte Carlo dose (the shifter transported as a slab)
+on the GPU if there is one (else the CPU: about a minute on 2 cores).  Writes to ``--out``:
 
 * ``ct/`` (the phantom as a DICOM CT series), ``rtstruct.dcm`` (labels + CTV + the EXTERNAL "body" outline),
   ``rtdose.dcm`` (one fraction, FRACTION_SESSION, 0 outside the body; on the CT's
@@ -79,7 +82,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     g = make_head_phantom(age, voxel_mm, region="head")
     times["phantom_s"] = time.perf_counter() - t
 
-    _log("plan: posterior-fossa boost, 3 fields, spot generation + NNLS optimisation", quiet)
+    _log("plan: posterior-fossa boost, 3 fields on the DCPT beam model with a range shifter, spot generation + "
+         "NNLS optimisation", quiet)
     t = time.perf_counter()
     plan = posterior_fossa_plan(g, prescription_gy_rbe=PRESCRIPTION_GY_RBE)
     times["plan_s"] = time.perf_counter() - t
@@ -187,6 +191,9 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         "target_mean_rel_uncertainty": float(unc[ctv].mean()),
         "primaries": res.primaries, "total_protons_per_fraction": plan.total_protons,
         "spots": int(sum(f.n_spots for f in plan.fields)),
+        "beam_model": sorted({f.machine.model.name for f in plan.fields if f.machine is not None}),
+        "range_shifters": {f.name: (f.machine.describe().get("range_shifter") if f.machine is not None else None)
+                           for f in plan.fields},
         "fields": plan.summary()["fields"],
         "protons_per_second": res.protons_per_second, "backend": res.backend, "device": res.device,
         "mc_wall_s": res.wall_s, "times_s": {k: round(v, 2) for k, v in times.items()},

@@ -22,6 +22,12 @@ Pipeline (all in the phantom frame, mm, arrays (z, y, x)):
 5. **Weights** (protons per spot) by non-negative least squares to a uniform prescription with an
    accelerated projected-gradient (FISTA) iteration; spots below 0.2 % of the mean weight are dropped.
 
+On a clinical machine (``beam_model``, default the shipped DCPT model ``dcpt_v5``; :class:`FieldMachine`) the
+energies are the machine's nominal energies (70-244 MeV), the spots carry its phase space, and a field whose
+target starts shallower than the lowest energy's range gets one of its range shifters; the kernel then takes
+the residual range behind the shifter, its nuclear losses, the in-air spot variance at each depth (emittance +
+generalised Highland in the slab) and the halo behind it (:class:`LayerOptics`).
+
 The analytical model is only the optimiser's model: verify every plan with the Monte Carlo
 (:func:`verify_plan`), which also reports how close the model's absolute dose was.
 """
@@ -68,16 +74,18 @@ def energy_for_range_mm(range_mm) -> np.ndarray:
 
 
 def bortfeld_idd(depth_cm: np.ndarray, energy_mev: float, energy_sigma_mev: float = 0.0,
-                 range_cm: float | None = None, eps: float = BORTFELD_EPS) -> np.ndarray:
+                 range_cm: float | None = None, eps: float = BORTFELD_EPS,
+                 straggling_range_cm: float | None = None) -> np.ndarray:
     """Bortfeld's (Med Phys 24, 2024, 1997) analytical Bragg curve in water: integrated depth dose per
     proton (MeV cm2/g) at ``depth_cm`` for a beam of ``energy_mev`` (range ``range_cm``, default the
-    engine's CSDA range)."""
+    engine's CSDA range).  ``straggling_range_cm``: the water-equivalent path over which range straggling
+    built up (default ``range_cm``; behind a range shifter, the range before the shifter)."""
     from scipy.special import pbdv
 
     z = np.asarray(depth_cm, dtype=np.float64)
     r0 = float(range_cm if range_cm is not None else water_range_mm(energy_mev) / 10.0)
     p, a, b, g = BK_P, BK_ALPHA, BORTFELD_BETA, BORTFELD_GAMMA
-    s_mono = 0.012 * r0**0.935
+    s_mono = 0.012 * float(straggling_range_cm if straggling_range_cm is not None else r0) ** 0.935
     sigma = np.sqrt(s_mono**2 + (energy_sigma_mev * a * p * energy_mev ** (p - 1)) ** 2)
     from math import gamma as _gamma, pi, sqrt
 
@@ -106,6 +114,207 @@ def mcs_sigma_mm(wet_mm: np.ndarray, range_mm: float) -> np.ndarray:
     t = np.clip(np.asarray(wet_mm, float) / range_mm, 0.0, 0.999)
     f = 2 * (1 - t) ** 2 * np.log(1 / (1 - t)) + 3 * t**2 - 2 * t
     return s_end * np.sqrt(np.maximum(f, 0.0))
+
+
+# --------------------------------------------------------------------------------------------------------
+# a clinical machine: beam model (energies, spot phase space) and a range shifter in the beam line
+# --------------------------------------------------------------------------------------------------------
+DEFAULT_BEAM_MODEL = "dcpt_v5"
+#: air gap (mm) between a range shifter's downstream face and the skin along the field (the snout is moved in
+#: to leave this clearance; a short gap keeps the spots behind the shifter narrow)
+DEFAULT_RS_AIR_GAP_MM = 40.0
+#: Halo behind a range shifter (protons scattered through large angles in the slab: nuclear elastic and single
+#: Coulomb scattering, outside Highland's Gaussian core), as the engine transports it: a second Gaussian of
+#: weight HALO_K / (pv^2) x mass thickness (pv of the protons entering the slab, MeV; mass thickness g/cm2) and
+#: angular sigma HALO_THETA_RAD from the middle of the slab.  Fitted to the engine's pencil beams behind RS_3CM
+#: (29.9 mm polycarbonate, 1.20 g/cm3) of dcpt_v5 at 75 and 110 MeV with 80 and 160 mm from the shifter to the
+#: water surface (double-Gaussian fits of the lateral profiles 5 mm deep, 2x10^5 protons each): weight 10.9 / 5.2 %
+#: (-> K 638 and 638 MeV^2 cm2/g at 80 mm; 588 and 596 at 160 mm, where the 200 mm wide box cuts the halo),
+#: sigma 0.23-0.28 rad x lever arm.  Without it the planner overestimated the target dose of the demo by 4 %
+#: (the halo carries dose out of a small target).  Planner model only; other materials: an approximation.
+HALO_K_MEV2_CM2_G = 620.0
+HALO_THETA_RAD = 0.26
+
+
+@lru_cache(maxsize=8)
+def _engine_stopping_table(material: str, water_model: str = "icru90"):
+    """The engine's CSDA range table of a material (1-300 MeV) as a ``validation.reference.StoppingTable``."""
+    from .._physics.stopping import electronic_mass_stopping_power
+    from .._physics.tables import build_tables
+    from ..validation.reference import StoppingTable
+
+    e = np.exp(np.linspace(np.log(1.0), np.log(300.0), 1500))
+    t = build_tables([material], water_model)
+    s_el = np.asarray(electronic_mass_stopping_power(material, e, water_model=water_model))
+    return StoppingTable(f"mcproton {material}", e, s_el, s_el, np.asarray(t.csda_range_g_cm2(0, e), float),
+                         "mcproton tables")
+
+
+@dataclass(frozen=True)
+class LayerOptics:
+    """What the planner's model needs of one nominal energy on a :class:`FieldMachine`.
+
+    ``moments_x``/``moments_y``: (A, B, C) with the in-air spot variance sigma^2(s) = A + 2 B s + C s^2 (mm^2) at
+    a distance ``s`` (mm) downstream of the isocentre plane (the beam model's phase space drifted from its
+    plane, plus the shifter's multiple scattering), for the x (``axis_x``) and y axes of the field."""
+
+    nominal_mev: float
+    mean_mev: float                 # at the nozzle (before the shifter): the Monte Carlo spot energy
+    spread_mev: float
+    range_in_mm: float              # water CSDA range at the nozzle
+    residual_range_mm: float        # water CSDA range behind the shifter (= range_in_mm without one)
+    fluence: float                  # fraction of the protons that leave the shifter (nuclear losses)
+    moments_x: tuple[float, float, float]
+    moments_y: tuple[float, float, float]
+    halo_weight: float = 0.0        # fraction of the protons in the halo (HALO_K_MEV2_CM2_G)
+    halo_lever_mm: float = 0.0      # from the middle of the slab to the isocentre plane
+
+
+@dataclass
+class FieldMachine:
+    """The machine that delivers a field: a beam model (:mod:`mcproton._io.beam_model`: nominal energies, mean
+    energy and spread, spot phase space at its plane, virtual source-axis distances) and optionally one of its
+    range shifters IN for every layer, its downstream face ``shifter_distance_mm`` from the isocentre.
+
+    The planner's model of a layer (:meth:`layer`): the residual range behind the shifter from the engine's
+    CSDA tables of the slab material (energy after the slab's mass thickness, so the WET is the one the Monte
+    Carlo sees at that energy), the protons removed by nuclear interactions in the slab with Bortfeld's (1997)
+    fluence-loss rate beta = 0.012 /cm of water (the Monte Carlo ends them there), and the spot's in-air
+    variance at the patient: the model's emittance drifted from its plane (vacuum, as the engine) plus the
+    slab's multiple scattering by the generalised Highland formula with the Fermi-Eyges lever arm
+    (validation/range_shifter_model.py, Gottschalk et al. NIM B 74 (1993) 467), which is exactly quadratic in
+    the distance behind the slab."""
+
+    model: object                                  # mcproton._io.beam_model.BeamModel
+    shifter: object | None = None                  # mcproton._io.beam_model.RangeShifter
+    shifter_distance_mm: float | None = None
+    water_model: str = "icru90"
+
+    def __post_init__(self) -> None:
+        self._cache: dict[float, LayerOptics] = {}
+        if self.shifter is not None:
+            if not self.shifter.material:
+                raise ValueError(f"range shifter {self.shifter.id!r} of beam model {self.model.name!r} has no "
+                                 "material; the planner and the Monte Carlo need it")
+            d = self.shifter_distance_mm
+            if d is None or not d >= 0:
+                raise ValueError(f"range shifter {self.shifter.id!r}: give shifter_distance_mm >= 0 (isocentre to "
+                                 f"its downstream face); got {d}")
+            if d + self.thickness_mm >= self.plane_mm:
+                raise ValueError(f"range shifter {self.shifter.id!r} at {d:g} mm ({self.thickness_mm:.1f} mm thick) "
+                                 f"reaches upstream of the beam model's plane ({self.plane_mm:g} mm from the "
+                                 "isocentre); move it closer to the isocentre")
+
+    @property
+    def plane_mm(self) -> float:
+        return float(self.model.plane_upstream_of_isocentre_mm)
+
+    @property
+    def vsad_mm(self) -> tuple[float, float]:
+        v = self.model.virtual_source_axis_distances_mm
+        return (float(v[0]), float(v[1])) if v is not None else (np.inf, np.inf)
+
+    @property
+    def thickness_mm(self) -> float:
+        return float(self.shifter.thickness_mm(self.water_model)) if self.shifter is not None else 0.0
+
+    @property
+    def nominal_range_mev(self) -> tuple[float, float]:
+        return self.model.energy_range_mev
+
+    def _slab_table(self):
+        """The slab material's CSDA range table of the engine, as a validation StoppingTable."""
+        return _engine_stopping_table(self.shifter.material, self.water_model)
+
+    def residual_range_mm(self, mean_mev) -> np.ndarray:
+        """Water CSDA range (mm) behind the shifter of a beam of ``mean_mev`` at the nozzle."""
+        e = np.asarray(mean_mev, float)
+        if self.shifter is None:
+            return water_range_mm(e)
+        tab = self._slab_table()
+        r = tab.csda_range(e) - self.shifter.density * self.thickness_mm / 10.0
+        return np.where(r > 0, water_range_mm(tab.energy_from_range(np.maximum(r, 1e-6))), 0.0)
+
+    def nominal_for_residual_range(self, residual_mm) -> np.ndarray:
+        """Nominal energy (MeV) whose beam has the water range ``residual_mm`` behind the shifter (clipped to
+        the machine's energies)."""
+        nom = np.asarray(self.model.nominal_energy_mev, float)
+        r = self.residual_range_mm(np.asarray(self.model.mean_energy_mev, float))
+        return np.interp(np.asarray(residual_mm, float), r, nom)
+
+    @property
+    def residual_range_limits_mm(self) -> tuple[float, float]:
+        r = self.residual_range_mm(np.asarray(self.model.mean_energy_mev, float)[[0, -1]])
+        return float(r[0]), float(r[1])
+
+    def layer(self, nominal_mev: float) -> LayerOptics:
+        key = round(float(nominal_mev), 4)
+        if key in self._cache:
+            return self._cache[key]
+        ent = self.model.at(key)
+        e_in = float(ent.mean_energy_mev)
+        r_in = float(water_range_mm(e_in))
+        r_res = float(self.residual_range_mm(e_in))
+        w = np.array([c.weight for c in ent.components], float)
+        w = w / w.sum()
+        mom = []
+        for ax in (0, 1):
+            xx = xt = tt = 0.0
+            for wk, c in zip(w, ent.components):   # components merged by their second moments
+                s0, th, rho = c.sigma_mm[ax], c.divergence_rad[ax], c.correlation[ax]
+                xx += wk * s0 * s0
+                xt += wk * rho * s0 * th
+                tt += wk * th * th
+            mom.append([xx, xt, tt])
+        mom = np.array(mom)
+        z = self.plane_mm                      # drift from the model plane to the isocentre plane
+        fluence = 1.0
+        if self.shifter is not None:
+            from ..validation.range_shifter_model import highland_sigma_added_mm
+
+            t, dist = self.thickness_mm, float(self.shifter_distance_mm)
+            dd = 100.0
+            y2 = [highland_sigma_added_mm(e_in, self.shifter.material, self._slab_table(), self.shifter.density,
+                                          t, k * dd) ** 2 for k in (0, 1, 2)]
+            a = y2[0]
+            c2 = (y2[2] - 2 * y2[1] + y2[0]) / (2 * dd * dd)
+            b = (y2[1] - y2[0] - c2 * dd * dd) / (2 * dd)
+            z1 = z - dist                      # model plane -> downstream face of the slab
+            for m in mom:
+                m[0] += 2 * z1 * m[1] + z1 * z1 * m[2]
+                m[1] += z1 * m[2]
+                m += (a, b, c2)
+            z = dist
+            fluence = (1 + BORTFELD_BETA * r_res / 10.0) / (1 + BORTFELD_BETA * r_in / 10.0)
+        out = []
+        for m in mom:
+            out.append((float(m[0] + 2 * z * m[1] + z * z * m[2]), float(m[1] + z * m[2]), float(m[2])))
+        halo_w = halo_lever = 0.0
+        if self.shifter is not None:
+            from ..validation.reference import pv_mev
+
+            pv = float(pv_mev(e_in))
+            halo_w = min(0.5, HALO_K_MEV2_CM2_G * self.shifter.density * self.thickness_mm / 10.0 / pv**2)
+            halo_lever = float(self.shifter_distance_mm) + 0.5 * self.thickness_mm
+        lo = LayerOptics(float(ent.nominal_energy_mev), e_in, float(ent.energy_spread_mev), r_in, r_res, fluence,
+                         out[0], out[1], halo_w, halo_lever)
+        self._cache[key] = lo
+        return lo
+
+    def sigma_iso_mm(self, nominal_mev: float) -> tuple[float, float]:
+        lo = self.layer(nominal_mev)
+        return float(np.sqrt(lo.moments_x[0])), float(np.sqrt(lo.moments_y[0]))
+
+    def describe(self) -> dict:
+        lo, hi = self.nominal_range_mev
+        out = {"beam_model": self.model.name, "nominal_energy_range_mev": [lo, hi],
+               "plane_upstream_of_isocentre_mm": self.plane_mm, "virtual_source_axis_distances_mm": list(self.vsad_mm)}
+        if self.shifter is not None:
+            out["range_shifter"] = {"id": self.shifter.id, "wet_mm": float(self.shifter.wet_mm),
+                                    "material": self.shifter.material, "density_g_cm3": self.shifter.density,
+                                    "thickness_mm": round(self.thickness_mm, 2),
+                                    "isocenter_distance_mm": round(float(self.shifter_distance_mm), 1)}
+        return out
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -173,7 +382,12 @@ def water_equivalent_depth(geometry: VoxelGeometry, rsp_zyx: np.ndarray, points_
 # --------------------------------------------------------------------------------------------------------
 @dataclass
 class FieldSpots:
-    """The spots of one field in its beam frame: lateral (u, v) in mm at the isocentre plane, energy."""
+    """The spots of one field in its beam frame: lateral (u, v) in mm at the isocentre plane, energy.
+
+    With a ``machine`` (:class:`FieldMachine`) ``energy_mev`` is the beam model's mean energy at the nozzle of
+    each spot's ``nominal_energy_mev``, the spots start at the model's plane with its phase space on the ray
+    from the virtual sources, and carry the machine's range shifter; without one they are generic Gaussian
+    pencil beams (``sigma_air_mm``, ``energy_spread_rel``) on parallel rays."""
 
     name: str
     direction: np.ndarray
@@ -186,6 +400,8 @@ class FieldSpots:
     sigma_air_mm: float
     energy_spread_rel: float
     source_distance_mm: float
+    nominal_energy_mev: np.ndarray | None = None
+    machine: FieldMachine | None = None
 
     @property
     def axis_y(self) -> np.ndarray:
@@ -201,6 +417,8 @@ class FieldSpots:
 
     def spots(self) -> list[Spot]:
         ax, ay, d = self.axis_x, self.axis_y, self.direction
+        if self.machine is not None:
+            return self._machine_spots()
         out = []
         for u, v, e, w in zip(self.u_mm, self.v_mm, self.energy_mev, self.weights):
             pos = self.isocentre_mm + u * ax + v * ay - self.source_distance_mm * d
@@ -209,12 +427,63 @@ class FieldSpots:
                             sigma_mm=(self.sigma_air_mm, self.sigma_air_mm), weight=float(w)))
         return out
 
+    def _machine_spots(self) -> list[Spot]:
+        """Spots as the beam model gives them (as ``plan_to_beams`` places a plan's spots): at the model's plane
+        ``L`` upstream of the isocentre on the ray from the virtual sources through (u, v) at the isocentre
+        plane, the model's energy, spread and phase space per component, the shifter as a slab."""
+        from ..source import RangeShifterSlab
+
+        m = self.machine
+        ax, ay, d = self.axis_x, self.axis_y, self.direction
+        L = m.plane_mm
+        vx, vy = m.vsad_mm
+        out = []
+        for u, v, e_nom, w in zip(self.u_mm, self.v_mm, self.nominal_energy_mev, self.weights):
+            ent = m.model.at(float(e_nom))
+            dvec = u / vx * ax + v / vy * ay + d
+            dvec = dvec / np.linalg.norm(dvec)
+            pos = self.isocentre_mm + u * (1 - L / vx) * ax + v * (1 - L / vy) * ay - L * d
+            slab = None
+            if m.shifter is not None:
+                face = (L - m.shifter_distance_mm - m.thickness_mm) / float(np.dot(dvec, d))
+                slab = RangeShifterSlab(m.shifter.material, m.thickness_mm, m.shifter.density, face,
+                                        id=m.shifter.id, wet_mm=float(m.shifter.wet_mm))
+            axs = ax - dvec * np.dot(ax, dvec)
+            wsum = sum(c.weight for c in ent.components)
+            for c in ent.components:
+                out.append(Spot(float(ent.mean_energy_mev), position_mm=tuple(pos), direction=tuple(dvec),
+                                axis_x=tuple(axs), energy_spread_mev=float(ent.energy_spread_mev),
+                                sigma_mm=c.sigma_mm, divergence_rad=c.divergence_rad, correlation=c.correlation,
+                                weight=float(w * c.weight / wsum), range_shifter=slab))
+        return out
+
+    def subset(self, keep: np.ndarray) -> "FieldSpots":
+        """The field with only the spots ``keep`` (boolean mask)."""
+        import dataclasses
+
+        return dataclasses.replace(self, u_mm=self.u_mm[keep], v_mm=self.v_mm[keep], energy_mev=self.energy_mev[keep],
+                                   weights=self.weights[keep],
+                                   nominal_energy_mev=None if self.nominal_energy_mev is None
+                                   else self.nominal_energy_mev[keep])
+
     def beam(self) -> Beam:
-        keep = self.weights > 0
-        sub = FieldSpots(self.name, self.direction, self.isocentre_mm, self.axis_x, self.u_mm[keep],
-                         self.v_mm[keep], self.energy_mev[keep], self.weights[keep], self.sigma_air_mm,
-                         self.energy_spread_rel, self.source_distance_mm)
+        sub = self.subset(self.weights > 0)
         return Beam(sub.spots(), total_protons=float(self.weights.sum()), name=self.name)
+
+    def describe(self) -> dict:
+        e = self.nominal_energy_mev if self.nominal_energy_mev is not None else self.energy_mev
+        out = {"name": self.name, "direction": [round(float(c), 4) for c in self.direction],
+               "isocentre_mm": [round(float(c), 2) for c in self.isocentre_mm],
+               "spots": int((self.weights > 0).sum()), "layers": self.n_layers,
+               "energy_mev": [round(float(e.min()), 2), round(float(e.max()), 2)],
+               "protons": float(self.weights.sum())}
+        if self.machine is not None:
+            out["energy"] = "nominal (beam model)"
+            out["machine"] = self.machine.describe()
+            sig = [self.machine.sigma_iso_mm(x) for x in (e.min(), e.max())]
+            out["spot_sigma_at_isocentre_in_air_mm"] = {f"{x:.1f} MeV": [round(a, 2), round(b, 2)]
+                                                        for x, (a, b) in zip((e.min(), e.max()), sig)}
+        return out
 
 
 @dataclass
@@ -247,11 +516,7 @@ class Plan:
         return {"name": self.name, "target": self.target_name,
                 "prescription_gy_rbe": self.prescription_gy_rbe, "prescription_gy": self.prescription_gy,
                 "rbe": RBE, "total_protons": self.total_protons,
-                "fields": [{"name": f.name, "direction": [round(float(c), 4) for c in f.direction],
-                            "isocentre_mm": [round(float(c), 2) for c in f.isocentre_mm],
-                            "spots": int((f.weights > 0).sum()), "layers": f.n_layers,
-                            "energy_mev": [round(float(f.energy_mev.min()), 2), round(float(f.energy_mev.max()), 2)],
-                            "protons": float(f.weights.sum())} for f in self.fields],
+                "fields": [f.describe() for f in self.fields],
                 "model": self.model_stats}
 
 
@@ -273,29 +538,99 @@ def _beam_frame(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ax, np.cross(d, ax)
 
 
+def skin_distance_mm(geometry: VoxelGeometry, isocentre_mm, direction: Sequence[float], u_range_mm, v_range_mm,
+                     density_floor_g_cm3: float = 0.05) -> float:
+    """Largest distance upstream of the isocentre plane (mm, along ``-direction``) of a voxel with density >=
+    ``density_floor_g_cm3`` within the lateral window ``u_range_mm`` x ``v_range_mm`` of the field (the skin
+    nearest the nozzle)."""
+    d = np.asarray(direction, float) / np.linalg.norm(direction)
+    ax, ay = _beam_frame(d)
+    pts = voxel_centres_mm(geometry, geometry.density_g_cm3_zyx >= density_floor_g_cm3) - np.asarray(isocentre_mm)
+    u, v, s = pts @ ax, pts @ ay, pts @ d
+    inside = (u >= u_range_mm[0]) & (u <= u_range_mm[1]) & (v >= v_range_mm[0]) & (v <= v_range_mm[1])
+    return float(max(0.0, -s[inside].min())) if inside.any() else 0.0
+
+
+def field_machine(geometry: VoxelGeometry, beam_model, isocentre_mm, direction: Sequence[float], wet_mm: np.ndarray,
+                  u_range_mm, v_range_mm, *, range_shifter: str | None = "auto",
+                  rs_air_gap_mm: float = DEFAULT_RS_AIR_GAP_MM, rs_isocenter_distance_mm: float | None = None,
+                  water_model: str = "icru90") -> FieldMachine:
+    """The machine of one field: ``beam_model`` (a name or path for :func:`mcproton._io.beam_model.load_beam_model`,
+    or a BeamModel) and its range shifter.  ``range_shifter="auto"``: none when the machine's lowest energy
+    reaches the shallowest target point (``wet_mm``), else the thinnest shifter of the model that lets it (the
+    thickest if none does), as a clinic would plan it; an ID picks one; None: no shifter.  Its downstream face is
+    ``rs_isocenter_distance_mm`` from the isocentre, or, by default, ``rs_air_gap_mm`` before the skin nearest
+    the nozzle within the field (:func:`skin_distance_mm`), i.e. the snout moved in to that clearance."""
+    from .._io.beam_model import BeamModel, load_beam_model
+
+    bm = beam_model if isinstance(beam_model, BeamModel) else load_beam_model(beam_model)
+    bare = FieldMachine(bm, water_model=water_model)
+    rs = None
+    if range_shifter == "auto":
+        need = bare.residual_range_limits_mm[0] - float(np.min(wet_mm))
+        if need > 0:
+            shifters = sorted(bm.range_shifters.values(), key=lambda r: r.wet_mm)
+            if not shifters:
+                raise ValueError(f"the target starts at {np.min(wet_mm):.1f} mm WET, shallower than the range of "
+                                 f"beam model {bm.name!r}'s lowest energy, and the model has no range shifter; add "
+                                 "one ([[range_shifter]]) or plan with range_shifter=None")
+            ok = [r for r in shifters if r.wet_mm >= need]
+            rs = ok[0] if ok else shifters[-1]
+    elif range_shifter:
+        rs = bm.range_shifter(range_shifter)
+    if rs is None:
+        return bare
+    dist = rs_isocenter_distance_mm
+    if dist is None:
+        dist = skin_distance_mm(geometry, isocentre_mm, direction, u_range_mm, v_range_mm) + float(rs_air_gap_mm)
+    return FieldMachine(bm, rs, float(dist), water_model)
+
+
 def generate_field_spots(geometry: VoxelGeometry, rsp_zyx: np.ndarray, target_points_mm: np.ndarray,
                          direction: Sequence[float], *, name: str = "field", isocentre_mm=None,
                          sigma_air_mm: float = 4.0, spot_spacing_mm: float | None = None,
                          layer_spacing_mm: float = 4.0, lateral_margin_mm: float | None = None,
                          energy_spread_rel: float = 0.008, target_wet_mm: np.ndarray | None = None,
-                         e_min_mev: float = 50.0) -> tuple[FieldSpots, np.ndarray]:
-    """Spots (unit weights) covering the target from one direction; returns (field, WET of the points)."""
+                         e_min_mev: float = 50.0, beam_model=None, range_shifter: str | None = "auto",
+                         rs_air_gap_mm: float = DEFAULT_RS_AIR_GAP_MM,
+                         rs_isocenter_distance_mm: float | None = None,
+                         spot_spacing_sigma: float = 0.8) -> tuple[FieldSpots, np.ndarray]:
+    """Spots (unit weights) covering the target from one direction; returns (field, WET of the points).
+
+    Without ``beam_model``: generic pencil beams of ``sigma_air_mm`` and energies from ``e_min_mev`` up.  With
+    one (:func:`field_machine`): the machine's nominal energies (layers whose residual range, behind the range
+    shifter if one is needed, steps by ``layer_spacing_mm``), its spot sizes and a spot spacing of
+    ``spot_spacing_sigma`` x the smallest in-air spot sigma at the isocentre of the field's layers (unless
+    ``spot_spacing_mm`` is given)."""
     d = np.asarray(direction, float) / np.linalg.norm(direction)
     ax, ay = _beam_frame(d)
     pts = np.asarray(target_points_mm, float)
     iso = np.asarray(isocentre_mm, float) if isocentre_mm is not None else pts.mean(axis=0)
     wet = target_wet_mm if target_wet_mm is not None else water_equivalent_depth(geometry, rsp_zyx, pts, d)
-    spacing = spot_spacing_mm or 0.8 * sigma_air_mm
-    margin = lateral_margin_mm if lateral_margin_mm is not None else sigma_air_mm
     rel = pts - iso
     u, v = rel @ ax, rel @ ay
+    w_hi = float(wet.max()) + 1.0
+    machine = None
+    if beam_model is None:
+        r_min, r_max = float(water_range_mm(e_min_mev)), np.inf
+    else:
+        m0 = 2.0 * (lateral_margin_mm if lateral_margin_mm is not None else 8.0)
+        machine = field_machine(geometry, beam_model, iso, d, wet, (u.min() - m0, u.max() + m0),
+                                (v.min() - m0, v.max() + m0), range_shifter=range_shifter,
+                                rs_air_gap_mm=rs_air_gap_mm, rs_isocenter_distance_mm=rs_isocenter_distance_mm)
+        r_min, r_max = machine.residual_range_limits_mm
+    w_lo = max(float(wet.min()), r_min)
+    ranges = np.arange(w_hi, w_lo - layer_spacing_mm, -layer_spacing_mm)
+    ranges = ranges[(ranges >= r_min - 1e-6) & (ranges <= r_max)]
+    if ranges.size == 0:
+        ranges = np.array([min(max(float(np.median(wet)), r_min), r_max)])
+    if machine is not None:
+        nominal_layers = machine.nominal_for_residual_range(ranges)
+        sigma_air_mm = min(float(np.sqrt(np.prod(machine.sigma_iso_mm(e)))) for e in nominal_layers)
+    spacing = spot_spacing_mm or spot_spacing_sigma * sigma_air_mm
+    margin = lateral_margin_mm if lateral_margin_mm is not None else sigma_air_mm
     gu = np.arange(np.floor((u.min() - margin) / spacing), np.ceil((u.max() + margin) / spacing) + 1) * spacing
     gv = np.arange(np.floor((v.min() - margin) / spacing), np.ceil((v.max() + margin) / spacing) + 1) * spacing
-    r_min = float(water_range_mm(e_min_mev))
-    w_lo = max(float(wet.min()), r_min)
-    w_hi = float(wet.max()) + 1.0
-    ranges = np.arange(w_hi, w_lo - layer_spacing_mm, -layer_spacing_mm)
-    ranges = ranges[ranges >= r_min - 1e-6] if np.any(ranges >= r_min - 1e-6) else np.array([r_min])
     # local depth extent of the target around each lateral position
     from scipy.spatial import cKDTree
 
@@ -314,11 +649,17 @@ def generate_field_spots(geometry: VoxelGeometry, rsp_zyx: np.ndarray, target_po
         su += [gx] * sel.size
         sv += [gy] * sel.size
         se += list(sel)
-    energies = energy_for_range_mm(np.asarray(se))
     lo, hi = geometry.lower_corner_mm, geometry.lower_corner_mm + geometry.extent_mm
     src = float(np.linalg.norm(np.maximum(np.abs(lo - iso), np.abs(hi - iso)))) + 20.0
+    nominal = None
+    if machine is None:
+        energies = energy_for_range_mm(np.asarray(se))
+    else:
+        nominal = np.round(machine.nominal_for_residual_range(np.asarray(se)), 2)   # 0.01 MeV steps
+        energies = np.array([machine.layer(e).mean_mev for e in nominal])
+        src = machine.plane_mm
     f = FieldSpots(name, d, iso, ax, np.asarray(su, float), np.asarray(sv, float), np.asarray(energies, float),
-                   np.ones(len(su)), float(sigma_air_mm), float(energy_spread_rel), src)
+                   np.ones(len(su)), float(sigma_air_mm), float(energy_spread_rel), src, nominal, machine)
     return f, wet
 
 
@@ -345,26 +686,50 @@ def influence_matrix(field_: FieldSpots, points_mm: np.ndarray, wet_mm: np.ndarr
     rel = np.asarray(points_mm, float) - field_.isocentre_mm
     pu, pv = rel @ field_.axis_x, rel @ field_.axis_y
     A = np.zeros((len(pu), field_.n_spots), np.float32)
-    e_round = np.round(field_.energy_mev, 4)
+    m = field_.machine
+    keys = np.round(field_.energy_mev if m is None else field_.nominal_energy_mev, 4)
     wet_cm = np.asarray(wet_mm, float) / 10.0
     fac = MEV_PER_G_TO_GY * (dose_factor if dose_factor is not None else 1.0)
-    for e in np.unique(e_round):
-        cols = np.nonzero(e_round == e)[0]
-        r_mm = float(water_range_mm(e))
+    if m is not None:
+        s_ax = rel @ field_.direction                          # distance downstream of the isocentre plane
+        vx, vy = m.vsad_mm
+    for key in np.unique(keys):
+        cols = np.nonzero(keys == key)[0]
+        if m is None:
+            e_in, e_sig, fluence = float(key), field_.energy_spread_rel * float(key), 1.0
+            r_mm = r_strag = float(water_range_mm(e_in))
+        else:
+            lo = m.layer(float(key))
+            e_in, e_sig, fluence = lo.mean_mev, lo.spread_mev, lo.fluence
+            r_mm, r_strag = lo.residual_range_mm, lo.range_in_mm
+
+        def idd_at(z_cm):
+            return fluence * bortfeld_idd(z_cm, e_in, e_sig, r_mm / 10.0, straggling_range_cm=r_strag / 10.0)
+
         if wet_offsets_mm is None:
-            idd = bortfeld_idd(wet_cm, float(e), field_.energy_spread_rel * float(e), r_mm / 10.0)  # MeV cm2/g
+            idd = idd_at(wet_cm)                                            # MeV cm2/g
         else:
             wo = np.broadcast_to(np.asarray(wet_offsets_mm, float), (len(wet_cm),) + np.shape(wet_offsets_mm)[-1:])
             zz = np.clip(wet_cm[:, None] + wo / 10.0, 0.0, None)
-            idd = bortfeld_idd(zz.ravel(), float(e), field_.energy_spread_rel * float(e),
-                               r_mm / 10.0).reshape(zz.shape).mean(axis=1)
-        sig_mm = np.sqrt(field_.sigma_air_mm**2 + mcs_sigma_mm(wet_mm, r_mm) ** 2)
-        sig_cm2 = (sig_mm / 10.0) ** 2
-        base = idd * fac / (2 * np.pi * sig_cm2)                          # Gy per proton on the axis
-        du = pu[:, None] - field_.u_mm[cols][None, :]
-        dv = pv[:, None] - field_.v_mm[cols][None, :]
-        r2 = (du * du + dv * dv) / (sig_mm[:, None] ** 2)
+            idd = idd_at(zz.ravel()).reshape(zz.shape).mean(axis=1)
+        mcs2 = mcs_sigma_mm(wet_mm, r_mm) ** 2
+        if m is None:
+            su2 = sv2 = field_.sigma_air_mm**2 + mcs2
+            du = pu[:, None] - field_.u_mm[cols][None, :]
+            dv = pv[:, None] - field_.v_mm[cols][None, :]
+        else:                      # in-air variance at the point's plane + MCS; rays from the virtual sources
+            (ax_, bx_, cx_), (ay_, by_, cy_) = lo.moments_x, lo.moments_y
+            su2 = np.maximum(ax_ + 2 * bx_ * s_ax + cx_ * s_ax**2, 1e-6) + mcs2
+            sv2 = np.maximum(ay_ + 2 * by_ * s_ax + cy_ * s_ax**2, 1e-6) + mcs2
+            du = pu[:, None] - field_.u_mm[cols][None, :] * (1 + s_ax / vx)[:, None]
+            dv = pv[:, None] - field_.v_mm[cols][None, :] * (1 + s_ax / vy)[:, None]
+        base = idd * fac / (2 * np.pi * np.sqrt(su2 * sv2) / 100.0)         # Gy per proton on the axis
+        r2 = du * du / np.asarray(su2)[..., None] + dv * dv / np.asarray(sv2)[..., None]
         g = np.where(r2 < cutoff_sigma**2, np.exp(-0.5 * r2), 0.0)
+        if m is not None and lo.halo_weight > 0:     # core + halo behind a range shifter (HALO_K_MEV2_CM2_G)
+            sh2 = (HALO_THETA_RAD * (lo.halo_lever_mm + s_ax)) ** 2 + 0.5 * (su2 + sv2)
+            g = (1 - lo.halo_weight) * g + (lo.halo_weight * np.sqrt(su2 * sv2) / sh2)[:, None] * np.exp(
+                -0.5 * (du * du + dv * dv) / sh2[:, None])
         A[:, cols] = (base[:, None] * g).astype(np.float32)
     return A
 
@@ -481,8 +846,9 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
         f.weights = x2[n0:n0 + f.n_spots]
         n0 += f.n_spots
         keepf = f.weights > 0
-        for attr in ("u_mm", "v_mm", "energy_mev", "weights"):
-            setattr(f, attr, getattr(f, attr)[keepf])
+        for attr in ("u_mm", "v_mm", "energy_mev", "weights", "nominal_energy_mev"):
+            if getattr(f, attr) is not None:
+                setattr(f, attr, getattr(f, attr)[keepf])
     stats = _target_stats(dose, pres)
     stats.update({"points": int(len(pts)), "spots": int(sum(f.n_spots for f in fields)),
                   "kernel": "Bortfeld 1997 Bragg curve x Gaussian (air + Preston-Koehler MCS)"
@@ -525,35 +891,60 @@ def craniospinal_target(geometry: VoxelGeometry) -> dict[str, np.ndarray]:
     return {"brain": brain, "spine": spine, "csi": brain | spine}
 
 
+def _machine_spec(beam_model, range_shifter, rs_air_gap_mm) -> dict:
+    if beam_model is None:
+        return {}
+    from .._io.beam_model import BeamModel, load_beam_model
+
+    if not isinstance(beam_model, BeamModel):
+        beam_model = load_beam_model(beam_model)          # once for all fields
+    return {"beam_model": beam_model, "range_shifter": range_shifter, "rs_air_gap_mm": rs_air_gap_mm}
+
+
 def posterior_fossa_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float = 1.8,
                          gantry_deg: Sequence[float] = (180.0, 140.0, 220.0), sigma_air_mm: float = 4.0,
                          layer_spacing_mm: float = 4.0, target: np.ndarray | None = None,
-                         iterations: int = 400, max_points: int = 6000) -> Plan:
+                         iterations: int = 400, max_points: int = 6000, beam_model=DEFAULT_BEAM_MODEL,
+                         range_shifter: str | None = "auto", rs_air_gap_mm: float = DEFAULT_RS_AIR_GAP_MM) -> Plan:
     """Posterior-fossa (medulloblastoma) boost: PA + two posterior-oblique fields (IEC gantry 180, 140,
-    220 deg by default), spots optimised to a uniform dose of ``prescription_gy_rbe`` / 1.1 Gy per fraction."""
+    220 deg by default), spots optimised to a uniform dose of ``prescription_gy_rbe`` / 1.1 Gy per fraction.
+
+    On the clinical machine ``beam_model`` (default the shipped DCPT ProBeam model v5: 70-244 MeV, its spot
+    sizes) with a range shifter where the target lies shallower than the lowest energy's range
+    (:func:`field_machine`); ``beam_model=None``: generic pencil beams of ``sigma_air_mm`` from 50 MeV."""
     tgt = posterior_fossa_target(geometry) if target is None else np.asarray(target, bool)
     names = {180.0: "PA G180", 140.0: "LPO G140", 220.0: "RPO G220"}
     specs = [{"name": names.get(float(g), f"G{g:g}"), "direction": gantry_direction(g),
-              "sigma_air_mm": sigma_air_mm, "layer_spacing_mm": layer_spacing_mm} for g in gantry_deg]
+              "sigma_air_mm": sigma_air_mm, "layer_spacing_mm": layer_spacing_mm,
+              **_machine_spec(beam_model, range_shifter, rs_air_gap_mm)} for g in gantry_deg]
     return optimise_plan("posterior-fossa boost", geometry, tgt, specs, prescription_gy_rbe=prescription_gy_rbe,
                          target_name="CTV_PF", iterations=iterations, max_points=max_points)
 
 
 def craniospinal_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float = 1.8,
                       cranial_gantry_deg: Sequence[float] = (150.0, 210.0), sigma_air_mm: float = 8.0,
-                      spot_spacing_mm: float = 8.0, layer_spacing_mm: float = 6.0, max_spine_field_mm: float = 300.0,
+                      spot_spacing_mm: float = 6.0, layer_spacing_mm: float = 6.0, max_spine_field_mm: float = 300.0,
                       overlap_mm: float = 50.0, iterations: int = 300, max_points: int = 5000,
                       spine_layer_spacing_mm: float | None = None, voxel_average_samples: int = 5,
-                      keep_spine_points: bool = True) -> Plan:
-    """Craniospinal irradiation (coarse: 8 mm spots on an 8 mm grid, 6 mm layers): two posterior-oblique
+                      keep_spine_points: bool = True, beam_model=DEFAULT_BEAM_MODEL,
+                      range_shifter: str | None = "auto", rs_air_gap_mm: float = DEFAULT_RS_AIR_GAP_MM,
+                      lateral_margin_mm: float | None = 10.0) -> Plan:
+    """Craniospinal irradiation (spots on a 6 mm grid, 6 mm layers): two posterior-oblique
     cranial fields (IEC gantry 150/210 deg) on the whole
     brain and one or more posterior (gantry 180) spinal fields on the thecal sac (split into fields of at
     most ``max_spine_field_mm`` with ``overlap_mm`` overlap; the joint optimisation of all spots feathers the
-    junctions).  Coarse: needs a phantom with region="neuraxis" (or "head_neck" for the cervical part)."""
+    junctions).  Needs a phantom with region="neuraxis" (or "head_neck" for the cervical part).  On the
+    clinical machine ``beam_model`` (default dcpt_v5: 70-244 MeV, spot sigma 4-7 mm at the isocentre) with a
+    range shifter on the fields whose target starts shallower than the lowest energy's range (the spinal
+    fields of a child: the thecal sac lies 2-4 cm deep); ``beam_model=None``: generic 8 mm spots from 50 MeV.
+    ``lateral_margin_mm``: spots this far beyond the target's beam's-eye-view outline (10 mm: behind RS_5CM the
+    low-energy spots are 9 mm sigma wide; with a margin of one smallest sigma, 4.4 mm, the field edges were cold:
+    MC D95 94.6 % instead of 95.7 %)."""
     parts = craniospinal_target(geometry)
     if not parts["spine"].any():
         raise ValueError("the phantom has no spinal canal: use make_head_phantom(..., region='neuraxis')")
-    common = {"sigma_air_mm": sigma_air_mm, "spot_spacing_mm": spot_spacing_mm, "layer_spacing_mm": layer_spacing_mm}
+    common = {"sigma_air_mm": sigma_air_mm, "spot_spacing_mm": spot_spacing_mm, "layer_spacing_mm": layer_spacing_mm,
+              "lateral_margin_mm": lateral_margin_mm, **_machine_spec(beam_model, range_shifter, rs_air_gap_mm)}
     specs = [{"name": f"cranial G{g:g}", "direction": gantry_direction(g), "target_mask": parts["brain"], **common}
              for g in cranial_gantry_deg]
     z = geometry.axis_mm("z")

@@ -4,7 +4,8 @@ summary JSON.
     python phantoms/verify_craniospinal.py [--voxel-mm 6] [--primaries 16e6] [--threads 1] [--out DIR]
 
 (or ``python -m mcproton.phantoms.verify_craniospinal``).  5-year-old neuraxis phantom, ``craniospinal_plan``
-(2 cranial + 2 spinal fields at 5 y), one MC run of all fields (CPU by default), target statistics for the
+(2 cranial + 2 spinal fields at 5 y, on the clinical beam model dcpt_v5 with its range shifters RS_5CM / RS_3CM
+transported as slabs), one MC run of all fields (CPU by default), target statistics for the
 whole CTV_CSI and for its brain and spinal-canal parts, the spinal-canal dose profile along z (junctions) and
 the dose in three planes (sagittal through the spinal canal).
 """

@@ -23,8 +23,13 @@ def test_demo_small(tmp_path, capsys):
     s = json.loads((out / "summary.json").read_text())
     assert KEYS <= set(s)
     assert s["primaries"] == 20000 and s["backend"] == "cpu"
+    # planned on the clinical beam model with its range shifter in every field (issue 12 item 6)
+    assert s["beam_model"] == ["dcpt_v5"]
+    assert all(r is not None and r["id"] == "RS_3CM" for r in s["range_shifters"].values())
+    assert all(f["energy_mev"][0] >= 70.0 for f in s["fields"])
     assert 0.5 < s["target_mean_gy"] / s["prescription_gy"] < 1.5      # 20k histories: noisy but absolute
-    # a 3-field PBS target (51-87 MeV) has a dose-averaged LET of a few keV/um (plateau ~1, SOBP 2-4)
+    # a 3-field PBS target (70-110 MeV behind a 34.3 mm WET shifter) has a dose-averaged LET of a few keV/um
+    # (plateau ~1, SOBP 2-4)
     assert 1.0 < s["target_let_d_kev_um"] < 8.0
     # McNamara RBE in the target (alpha/beta 10 Gy, LETd ~3 keV/um, ~1.6 Gy): within 10 % of the constant 1.1
     v = s["variable_rbe_mcnamara"]
