@@ -138,3 +138,19 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), ns)  # noqa: S102
     assert (tmp_path / "water.h5").is_file()
     assert ns["res"].primaries == 200 and ns["idd"].shape == ns["z_mm"].shape and ns["idd"].max() > 0
+
+
+def test_save_load_keeps_the_body_mask_and_raw_dose(result, tmp_path):
+    """The datasets a body outline adds (mcproton/body.py: ``dose_raw``, ``body_mask`` with its outline source)."""
+    import dataclasses
+
+    r = dataclasses.replace(result)
+    mask = np.ones(result.dose_gy_zyx.shape, np.uint8)
+    mask[0] = 0
+    r.extra_datasets = {"dose_raw": (result.dose_gy_zyx, {"unit": "Gy"}),
+                        "body_mask": (mask, {"outline": "ct: -400 HU"})}
+    back = mcproton.DoseResult.load(r.save(tmp_path / "b.h5"))
+    np.testing.assert_array_equal(back.extra_datasets["body_mask"][0], mask)
+    np.testing.assert_array_equal(back.extra_datasets["dose_raw"][0], result.dose_gy_zyx)
+    assert back.extra_datasets["body_mask"][1] == {"outline": "ct: -400 HU"}
+    assert back.extra_datasets["dose_raw"][1] == {"unit": "Gy"}
