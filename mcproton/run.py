@@ -14,6 +14,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -104,6 +105,31 @@ class DoseResult:
 
     def depth_axis_mm(self, axis: str = "z") -> np.ndarray:
         return self.geometry.axis_mm(axis)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result to the HDF5 file ``path`` (atomically: complete or not at all) in the versioned
+        layout ``mcproton-dose/1`` (README "Output (HDF5)", mcproton/_io/hdf5.py), with the geometry's full
+        material definitions and the deposited energy, so that :meth:`load` gives the result back."""
+        from ._io.hdf5 import write_result_hdf5
+
+        return write_result_hdf5(self, path, edep=True)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DoseResult":
+        """The result saved in ``path`` by :meth:`save` (or written by ``mcproton run``): the dose, dose to water,
+        LET_d, uncertainty and deposited-energy arrays, the geometry (voxel size, origin, densities, materials,
+        labels), normalisation, ledger and provenance.  Dose and deposited energy come back bitwise; dose to
+        water, LET_d and uncertainty are stored (and come back) as float32.
+
+        A file of an unknown format version (a newer mcproton) or not written by mcproton raises
+        ``mcproton._io.hdf5.DoseFileError`` (a ``ValueError``).  A file written before the format had a version
+        is read as version 0 with a warning: it lacks the deposited energy (``edep_mev_zyx`` is None,
+        ``integrated_depth_dose`` gives zeros), primaries, wall time and backend (taken from the provenance)
+        and the definitions of materials that are not in the database (placeholders by name, not for
+        transport)."""
+        from ._io.hdf5 import load_result
+
+        return load_result(path)
 
 
 def _progress_printer(total: int) -> Callable[[int, float], None]:

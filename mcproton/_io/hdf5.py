@@ -5,14 +5,33 @@ standard error), ``density`` (g/cm3) and ``material_index``, all with axes (z, y
 ``voxel_size_mm`` (dx, dy, dz), ``origin_mm`` (x, y, z of the centre of the first voxel), ``axes`` =
 "zyx", ``normalisation``; groups ``provenance`` (attributes; nested dicts as JSON strings) and ``ledger``;
 the datasets a result carries in ``extra_datasets`` (``dose_raw``, ``body_mask``: mcproton/body.py).
+
+Format version (root attribute ``format_version`` = :data:`FORMAT_VERSION`, "mcproton-dose/1"): version 1 adds
+``materials_json`` (the full definitions of the geometry's materials) and the group ``result`` (attributes
+``primaries``, ``wall_s``, ``protons_per_second``, ``backend``, ``device``), and, when written by
+``DoseResult.save``, the dataset ``edep_mev_per_primary`` (for ``integrated_depth_dose``).  Files written before
+the version existed (version 0) lack all of these.  Readers refuse a version they do not know.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+
+#: the layout written by this version of mcproton; bump the number on any change a reader must know about
+FORMAT_NAME = "mcproton-dose"
+FORMAT_VERSION = f"{FORMAT_NAME}/1"
+KNOWN_VERSIONS = {FORMAT_VERSION: 1}
+#: what a file without ``format_version`` (version 0, written before 2026-12-04) must hold to be read
+V0_DATASETS = ("dose", "dose_to_water", "let_d", "uncertainty", "density", "material_index")
+V0_ATTRS = ("voxel_size_mm", "origin_mm", "normalisation", "materials")
+
+
+class DoseFileError(ValueError):
+    """An HDF5 file that is not a dose file this version of mcproton can read."""
 
 
 def _attr(v: Any) -> Any:
@@ -24,15 +43,16 @@ def _attr(v: Any) -> Any:
     return v
 
 
-def write_result_hdf5(result, path: str | Path, extra_attrs: dict | None = None) -> Path:
+def write_result_hdf5(result, path: str | Path, extra_attrs: dict | None = None, *, edep: bool = False) -> Path:
     """Write a DoseResult atomically (built in memory, written to a temporary file renamed into place:
-    mcproton._io.atomic); a failed write (disk full) raises OSError and leaves nothing under ``path``."""
+    mcproton._io.atomic); a failed write (disk full) raises OSError and leaves nothing under ``path``.
+    ``edep``: also store ``edep_mev_zyx`` (dataset ``edep_mev_per_primary``)."""
     from .atomic import write_bytes_atomic
 
-    return write_bytes_atomic(path, result_hdf5_buffer(result, extra_attrs).getbuffer())
+    return write_bytes_atomic(path, result_hdf5_buffer(result, extra_attrs, edep=edep).getbuffer())
 
 
-def result_hdf5_buffer(result, extra_attrs: dict | None = None):
+def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = False):
     """The HDF5 file of a DoseResult built in memory (``io.BytesIO``; h5py can open it again, e.g. to add the
     DVH group, before it is written with :func:`mcproton._io.atomic.write_bytes_atomic`)."""
     from .atomic import hdf5_buffer
@@ -62,6 +82,15 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None):
         f.attrs["axes"] = "zyx"
         f.attrs["normalisation"] = result.normalisation
         f.attrs["materials"] = json.dumps([m.name for m in g.materials])
+        f.attrs["materials_json"] = json.dumps([asdict(m) for m in g.materials], default=dict)
+        f.attrs["geometry_name"] = str(g.name)
+        f.attrs["format_version"] = FORMAT_VERSION
+        rg = f.create_group("result")
+        for k in ("primaries", "wall_s", "protons_per_second", "backend", "device"):
+            rg.attrs[k] = getattr(result, k)
+        if edep and result.edep_mev_zyx is not None:
+            f.create_dataset("edep_mev_per_primary", data=np.asarray(result.edep_mev_zyx, np.float64),
+                             **opts).attrs["unit"] = "MeV per primary"
         f.attrs["mean_rel_uncertainty_50"] = result.mean_rel_uncertainty_50
         pg = f.create_group("provenance")
         for k, v in result.provenance.items():
@@ -75,14 +104,37 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None):
     return hdf5_buffer(fill)
 
 
+def format_version(f: Any, path: str | Path) -> int:
+    """The layout version of an open dose file: 1 for :data:`FORMAT_VERSION`, 0 for a file written before the
+    version existed that holds the version-0 datasets; anything else raises :class:`DoseFileError`."""
+    v = f.attrs.get("format_version")
+    if v is None:
+        missing = [k for k in V0_DATASETS if k not in f] + [k for k in V0_ATTRS if k not in f.attrs]
+        if missing:
+            raise DoseFileError(f"{path} is not an mcproton dose file (no format_version attribute and no "
+                                f"{', '.join(missing)}); give a file written by mcproton (DoseResult.save or "
+                                "mcproton run)")
+        return 0
+    v = v.decode() if isinstance(v, bytes) else str(v)
+    if v in KNOWN_VERSIONS:
+        return KNOWN_VERSIONS[v]
+    if v.startswith(FORMAT_NAME + "/"):
+        raise DoseFileError(f"{path} has dose format {v!r}, which this mcproton ({FORMAT_VERSION}) does not know "
+                            "(written by a newer mcproton?); read it with that version or upgrade mcproton")
+    raise DoseFileError(f"{path} has format_version {v!r}, not an mcproton dose format ({FORMAT_VERSION}); give a "
+                        "file written by mcproton")
+
+
 def read_dose_hdf5(path: str | Path) -> dict[str, Any]:
-    """Read back the arrays and attributes written by :func:`write_result_hdf5`."""
+    """Read back the arrays and attributes written by :func:`write_result_hdf5` (``format_version``: the layout
+    version, 0 for a file written before it existed; an unknown version raises :class:`DoseFileError`)."""
     import h5py
 
     out: dict[str, Any] = {}
     with h5py.File(path, "r") as f:
+        out["format_version"] = format_version(f, path)
         for k in ("dose", "dose_to_water", "let_d", "uncertainty", "density", "material_index", "labels", "dose_raw",
-                  "body_mask"):
+                  "body_mask", "edep_mev_per_primary"):
             if k in f:
                 out[k] = f[k][()]
         if "body_mask" in f:
@@ -90,4 +142,72 @@ def read_dose_hdf5(path: str | Path) -> dict[str, Any]:
         out["attrs"] = dict(f.attrs)
         out["provenance"] = dict(f["provenance"].attrs) if "provenance" in f else {}
         out["ledger"] = dict(f["ledger"].attrs) if "ledger" in f else {}
+        out["result"] = dict(f["result"].attrs) if "result" in f else {}
+        out["dataset_attrs"] = {k: dict(f[k].attrs) for k in ("dose_raw", "body_mask") if k in f}
     return out
+
+
+def _py(v: Any) -> Any:
+    """An HDF5 attribute value as the Python value that was written (JSON strings of dicts/lists decoded)."""
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, str) and v[:1] in "[{":
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return None if v == "none" else v
+
+
+def _materials(attrs: dict, path: str | Path) -> list:
+    from ..materials import Material, get_material
+
+    if "materials_json" in attrs:
+        return [Material(**{**d, "mass_fractions": dict(d["mass_fractions"])})
+                for d in json.loads(attrs["materials_json"])]
+    out = []
+    for name in json.loads(attrs["materials"]):   # version 0: names only
+        try:
+            out.append(get_material(name))
+        except KeyError:
+            out.append(Material(name, 1.0, {}, None, f"unknown: only the name is stored in {path} (format "
+                                                        "version 0); do not transport through this geometry"))
+    return out
+
+
+def load_result(path: str | Path):
+    """The DoseResult saved in ``path`` (see ``DoseResult.load``)."""
+    import warnings
+
+    from ..geometry import VoxelGeometry
+    from ..run import DoseResult
+
+    h = read_dose_hdf5(path)
+    a = h["attrs"]
+    if h["format_version"] == 0:
+        warnings.warn(f"{path} has no format_version (written before {FORMAT_VERSION}): read as version 0; "
+                      "materials other than database ones, primaries, wall time, backend and deposited energy are "
+                      "not stored in it (re-save it with DoseResult.save)", UserWarning, stacklevel=3)
+    labels = h.get("labels")
+    names = {int(k): v for k, v in json.loads(a["label_names"]).items()} if "label_names" in a else {}
+    geom = VoxelGeometry(h["material_index"], h["density"], _materials(a, path),
+                         tuple(float(v) for v in a["voxel_size_mm"]), tuple(float(v) for v in a["origin_mm"]),
+                         labels_zyx=labels, label_names=names, name=str(a.get("geometry_name", "voxel grid")))
+    prov = {k: _py(v) for k, v in h["provenance"].items()}
+    r = {k: _py(v) for k, v in h["result"].items()}
+    res = DoseResult(
+        dose_gy_zyx=h["dose"], dose_to_water_gy_zyx=h["dose_to_water"], let_d_kev_um_zyx=h["let_d"],
+        uncertainty_rel_zyx=h["uncertainty"], mean_rel_uncertainty_50=float(a.get("mean_rel_uncertainty_50", np.nan)),
+        geometry=geom, ledger={k: _py(v) for k, v in h["ledger"].items()}, provenance=prov,
+        primaries=int(r.get("primaries", prov.get("primaries", 0))),
+        wall_s=float(r.get("wall_s", prov.get("wall_s", np.nan))),
+        protons_per_second=float(r.get("protons_per_second", prov.get("protons_per_second", np.nan))),
+        backend=str(r.get("backend", prov.get("backend", ""))), device=str(r.get("device", prov.get("device", ""))),
+        normalisation=str(_py(a["normalisation"])), edep_mev_zyx=h.get("edep_mev_per_primary"))
+    if h["dataset_attrs"]:   # dose_raw, body_mask (mcproton/body.py)
+        res.extra_datasets = {k: (h[k], {n: _py(v) for n, v in at.items()}) for k, at in h["dataset_attrs"].items()}
+    return res
