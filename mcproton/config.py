@@ -197,17 +197,24 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return sec, key, val
 
 
+def read_toml_file(path: str | Path, missing: str) -> dict[str, Any]:
+    """The TOML document at ``path``; ConfigError ``missing`` when there is no such file, or one naming the
+    file and the parser's complaint when it is not valid TOML (run configs, mcproton check's action levels)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(missing)
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
     cfg: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} not found; give the path of a TOML run config "
-                              "(see examples/)")
-        try:
-            cfg = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+        cfg = read_toml_file(p, f"config file {str(p)!r} not found; give the path of a TOML run config "
+                                "(see examples/)")
         cfg["_base_dir"] = str(p.resolve().parent)
     base = cfg.pop("_base_dir", None)
     cfg = copy.deepcopy(cfg)

@@ -10,11 +10,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib  # type: ignore[no-redef]
-
 SOURCES = {
     "gamma_3_2_min": "AAPM TG-218 (Miften et al. 2018, Med Phys 45(4) e53-e83): 3 %/2 mm global, 10 % threshold, "
                      "tolerance limit >= 95 %",
@@ -45,14 +40,11 @@ class ActionLevels:
     def load(cls, path: str | Path | None = None, **overrides: Any) -> ActionLevels:
         data: dict[str, Any] = {}
         if path is not None:
+            from ..config import read_toml_file
+
             p = Path(path)
-            if not p.is_file():
-                raise ValueError(f"check config {p} not found; give a TOML file with a [levels] table "
-                                 "(see examples/check.toml)")
-            try:
-                doc = tomllib.loads(p.read_text())
-            except tomllib.TOMLDecodeError as exc:
-                raise ValueError(f"{p}: not valid TOML ({exc})") from None
+            doc = read_toml_file(p, f"check config {p} not found; give a TOML file with a [levels] table "
+                                    "(see examples/check.toml)")
             data = dict(doc.get("levels", {}))
             extra = set(doc) - {"levels"}
             if extra:
