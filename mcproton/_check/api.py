@@ -86,21 +86,16 @@ class CheckResult:
 
 def body_outline(masks: dict[str, np.ndarray], types: dict[str, str], density_zyx: np.ndarray | None) -> tuple[np.ndarray, str]:
     """The body on the TPS grid: the External ROI, else the CT density above BODY_DENSITY_G_CM3 (largest
-    connected part, holes filled)."""
+    connected part, holes filled slice by slice: mcproton.body.outline_from_threshold, as mcproton run)."""
     for nm, m in masks.items():
         if classify(nm, types.get(nm, "")) == "external" and m.any():
             return m, f"External ROI {nm!r}"
     if density_zyx is None:
         raise CheckInputError("no body outline: give a structure set with an External ROI or a CT")
-    from scipy import ndimage
+    from ..body import outline_from_threshold
 
-    b = density_zyx >= BODY_DENSITY_G_CM3
-    lab, n = ndimage.label(b)
-    if n > 1:
-        sizes = ndimage.sum(b, lab, range(1, n + 1))
-        b = lab == (1 + int(np.argmax(sizes)))
-    b = ndimage.binary_fill_holes(b)
-    return b, f"CT density >= {BODY_DENSITY_G_CM3:g} g/cm3 (largest connected part, holes filled)"
+    b = outline_from_threshold(density_zyx >= BODY_DENSITY_G_CM3)
+    return b, f"CT density >= {BODY_DENSITY_G_CM3:g} g/cm3 (largest connected part, holes filled per slice)"
 
 
 def check_grid_covers(ref_dose: np.ndarray, body: np.ndarray, name: str, threshold_pct: float = 10.0) -> None:
