@@ -8,8 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 _FENCE = re.compile(r"```(?:python|py|pycon)\n(.*?)```", re.S)
-_IMPORT_RE = re.compile(r"^\s*(?:>>>\s*)?(?:from\s+(mcproton[\w.]*)\s+import\s+([\w, ()]+)|import\s+(mcproton[\w.]*))",
-                        re.M)
+_IMPORT_RE = re.compile(r"^\s*(?:>>>\s*)?(?:from\s+(mcproton[\w.]*)\s+import\s+([\w, ()]+)"
+                        r"|import\s+(mcproton[\w.]*))", re.M)
 
 
 def _private(module: str, names: list[str] = ()) -> bool:
@@ -56,14 +56,16 @@ def test_the_scan_finds_private_imports():
     assert private_imports("from mcproton._io.hdf5 import read_dose_hdf5\n")
     assert private_imports("import mcproton._io.rtdose as r\n")
     assert private_imports("from mcproton import _check\n")
-    assert private_imports(">>> from mcproton._io.hdf5 import read_dose_hdf5\n>>> x = (\n")   # does not parse
-    assert not private_imports("import mcproton\nfrom mcproton.dicom import write_rtdose\nfrom ._x import y\n")
+    assert private_imports(">>> from mcproton._io.hdf5 import read_dose_hdf5\n>>> x = (\n")   # no parse
+    assert not private_imports("import mcproton\nfrom mcproton.dicom import write_rtdose\n"
+                               "from ._x import y\n")
 
 
 def test_examples_and_docs_import_no_private_module():
     sources = _sources()
-    assert any(name.startswith("examples/") for name, _ in sources), "no examples found: the scan looks nowhere"
+    assert any(name.startswith("examples/") for name, _ in sources), "no examples found: nothing scanned"
     assert any(name.startswith("README.md") for name, _ in sources), "no README python block found"
     bad = [f"{name}: {imp}" for name, src in sources for imp in private_imports(src)]
-    assert not bad, ("public examples import private modules (a module starting with '_' may change without "
-                     "notice): use the public API (mcproton, mcproton.dicom, DoseResult.load):\n  " + "\n  ".join(bad))
+    assert not bad, ("public examples import private modules (a module starting with '_' may change "
+                     "without notice): use the public API (mcproton, mcproton.dicom, DoseResult.load):\n  "
+                     + "\n  ".join(bad))
