@@ -53,27 +53,20 @@ def main(argv=None) -> int:
     from mcproton.config import build_beams, load_config
 
     if a.h5:
-        from mcproton._io.hdf5 import read_dose_hdf5
+        import mcproton
 
-        h = read_dose_hdf5(a.h5)
+        res = mcproton.DoseResult.load(a.h5)
         cfg = load_config(CONFIG, a.set)
         beam = build_beams(cfg)[0]
-        at = h["attrs"]
-        dose, unc, rho = h["dose"], h["uncertainty"], h["density"]
-        dose_w = h["dose_to_water"]
-        vox, org = tuple(at["voxel_size_mm"]), tuple(at["origin_mm"])
-        primaries = int(h["provenance"].get("primaries", 0))
-        info = {"backend": h["provenance"].get("backend"), "device": h["provenance"].get("device"),
-                "wall_s": float(h["provenance"].get("wall_s", float("nan"))), "normalisation": str(at["normalisation"])}
     else:
         cfg, beam, res = run(a.primaries, a.set)
-        g = res.geometry
-        dose, unc, rho = res.dose_gy_zyx, res.uncertainty_rel_zyx, g.density_g_cm3_zyx
-        dose_w = res.dose_to_water_gy_zyx
-        vox, org = g.voxel_size_mm, g.origin_mm
-        primaries = res.primaries
-        info = {"backend": res.backend, "device": res.device, "wall_s": res.wall_s, "normalisation": res.normalisation,
-                "protons_per_second": res.protons_per_second, "imbalance_rel": res.ledger["imbalance_rel"]}
+    g = res.geometry
+    dose, unc, rho = res.dose_gy_zyx, res.uncertainty_rel_zyx, g.density_g_cm3_zyx
+    dose_w = res.dose_to_water_gy_zyx
+    vox, org = g.voxel_size_mm, g.origin_mm
+    primaries = res.primaries
+    info = {"backend": res.backend, "device": res.device, "wall_s": res.wall_s, "normalisation": res.normalisation,
+            "protons_per_second": res.protons_per_second, "imbalance_rel": res.ledger.get("imbalance_rel")}
     ph = cfg["phantom"]
     surface_y = float(ph["surface_mm"][SURFACE_DEPTH_AXIS])
     total_protons = float(beam.total_protons)

@@ -16,12 +16,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pydicom
 from scipy.ndimage import map_coordinates
 
-from mcproton._io.hdf5 import read_dose_hdf5
+import mcproton
 
 RBE = 1.1
 PLAN = Path(__file__).resolve().parent.parent / "tests" / "data" / "dicom" / "RN_headphantom_rs.dcm"
@@ -33,17 +32,16 @@ def main(pattern: str) -> None:
     for rb in ds.FractionGroupSequence[0].ReferencedBeamSequence:
         b, bd = int(rb.ReferencedBeamNumber), float(rb.BeamDose)
         pt = np.array(rb.BeamDoseSpecificationPoint, float)
-        h = read_dose_hdf5(pattern.format(b))
-        with h5py.File(pattern.format(b)) as f:
-            o, v = np.asarray(f.attrs["origin_mm"], float), np.asarray(f.attrs["voxel_size_mm"], float)
-        d, u = h["dose_to_water"], h["uncertainty"] * h["dose_to_water"]
+        res = mcproton.DoseResult.load(pattern.format(b))
+        o, v = np.asarray(res.geometry.origin_mm, float), np.asarray(res.geometry.voxel_size_mm, float)
+        d, u = res.dose_to_water_gy_zyx, res.uncertainty_rel_zyx * res.dose_to_water_gy_zyx
         c = (pt - o) / v                                              # x, y, z voxel coordinates
         d_pt = float(map_coordinates(d, [[c[2]], [c[1]], [c[0]]], order=1)[0])
         i, j, k = np.round(c).astype(int)
         roi, roi_u = d[k - 1:k + 2, j - 1:j + 2, i - 1:i + 2], u[k - 1:k + 2, j - 1:j + 2, i - 1:i + 2]
         r = {"beam": b, "eclipse": bd, "point": d_pt, "voxel": float(d[k, j, i]), "voxel_sd": float(u[k, j, i]),
              "roi": float(roi.mean()), "roi_sd": float(np.sqrt((roi_u**2).sum()) / roi.size),
-             "roi_range": (float(roi.min()), float(roi.max())), "density": float(h["density"][k, j, i])}
+             "roi_range": (float(roi.min()), float(roi.max())), "density": float(res.geometry.density_g_cm3_zyx[k, j, i])}
         rows.append(r)
         for key, val in (("ecl", bd), ("pt", d_pt), ("vox", r["voxel"]), ("roi", r["roi"])):
             tot[key] += val

@@ -341,7 +341,7 @@ def build_geometry(cfg: dict[str, Any]):
             return slab_phantom(lay, _vec(ph, "lateral_size_mm", 2, [200.0, 200.0], "phantom"),
                                 _vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom"))
         if kind == "ct":
-            from .dicom import HUCalibration, load_ct_series
+            from .dicom import HUCalibration, StudyReference, load_ct_series
 
             if "ct_dir" not in ph:
                 raise ConfigError('phantom.type = "ct" needs phantom.ct_dir (a folder of DICOM CT slices)')
@@ -351,10 +351,8 @@ def build_geometry(cfg: dict[str, Any]):
             calib = HUCalibration.load(cal_path if cal_path.exists() else cal)
             _warn_hu_beyond_calibration(ct, calib)
             g = calib.to_geometry(ct)
-            g.frame_of_reference_uid = ct.frame_of_reference_uid  # the RT Dose refers to the CT's frame
-            g.patient_position = ct.patient_position  # checked against the plan's (_run/inputs.py)
-            g.dicom_patient = {"patient_name": ct.patient_name, "patient_id": ct.patient_id,   # and its patient
-                               "study_instance_uid": ct.study_instance_uid}
+            # the RT Dose lies in the CT's study and frame; its patient position is checked against the plan's
+            g.study = StudyReference.from_ct(ct)
             if "dose_voxel_mm" in ph:
                 g = _ct_dose_grid(g, _vec(ph, "dose_voxel_mm", 3, None, "phantom"))
             return g

@@ -60,8 +60,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     """Run the demo; returns the summary dict (also written to ``out/summary.json``)."""
     from ._backend import get_backend
     from ._io.hdf5 import write_result_hdf5
-    from .dicom import write_rtdose
-    from ._io.rtdose import DoseContents
+    from .dicom import DoseContents, write_result_rtdose
     from .body import apply_body_outline, body_from_labels, dose_summary
     from .dvh import dvh_table, plot_dvh
     from .phantoms import label_map_to_masks, make_head_phantom
@@ -117,11 +116,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         f.create_dataset("ctv", data=ctv.astype(np.uint8), compression="gzip").attrs["name"] = "CTV_PF"
     # one fraction of a plan without an RT Plan file: FRACTION_SESSION, placeholder plan reference
     contents = DoseContents("FRACTION_SESSION", fractions=1, n_beams=len(plan.fields))
-    write_rtdose(res.dose_gy_zyx, g.voxel_size_mm, g.origin_mm, out / "rtdose.dcm",
-                 frame_of_reference_uid=ct.frame_of_reference_uid, study_instance_uid=ct.study_instance_uid,
-                 patient_name=ct.patient_name, patient_id=ct.patient_id, dose_type=contents.dose_type,
-                 summation_type=contents.summation_type, series_description="mcproton PF boost",
-                 dose_comment=contents.comment())
+    write_result_rtdose(res, out / "rtdose.dcm", contents=contents, study=ct.study,
+                        series_description="mcproton PF boost")
     oar_names = ["brainstem", "cochlea_left", "cochlea_right", "spinal_cord"]
     dvh_masks = {"CTV_PF": ctv, **{n: organs[n] for n in oar_names if n in organs}}
     table = dvh_table(res.dose_gy_zyx, dvh_masks, g.voxel_volume_cm3, {"CTV_PF": pres})

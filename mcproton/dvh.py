@@ -1,11 +1,17 @@
 """Dose-volume histograms and dose statistics per structure.
 
-Conventions (as in ICRU 83 / most TPSs, without interpolation between voxels):
+Conventions (as in ICRU 83 / most TPSs, without interpolation between voxels).  This module is mcproton's one
+implementation of them: the HDF5 DVH group (mcproton/_io/rtstruct.py), ``mcproton check`` and the body dose
+summary call it.
 
 * every voxel of a mask has the same volume (the grid's voxel volume);
 * ``D_v%`` (e.g. D95, D2%) is the highest dose ``d`` such that at least ``v`` % of the structure's volume
-  receives a dose ``>= d``: with the doses sorted in descending order it is the dose of voxel number
-  ``ceil(v/100 * N)`` (1-based), so for doses 1, 2, ..., 100 Gy D95 = 6 Gy and D2% = 99 Gy;
+  receives a dose ``>= d``, i.e. the minimum dose to the hottest ``v`` % of the volume (ICRU Report 83,
+  "Prescribing, recording, and reporting intensity-modulated photon-beam therapy", J ICRU 10(1), 2010,
+  section 3.7: D_V is the absorbed dose received by at least the volume V; D2% the near-maximum, D98% the
+  near-minimum dose): with the doses sorted in descending order it is the dose of voxel number
+  ``ceil(v/100 * N)`` (1-based), so for doses 1, 2, ..., 100 Gy D95 = 6 Gy and D2% = 99 Gy (a percentile
+  with interpolation, ``np.percentile(d, 98)``, gives 98.02 Gy instead);
 * ``D_V cc`` (e.g. D0.03cc, a near-maximum) is the same for an absolute volume: the dose of voxel number
   ``ceil(V / voxel volume)``;
 * the cumulative DVH ``V(d)`` is the fraction (0..1) of the volume with a dose ``>= d``.

@@ -8,11 +8,14 @@ patient (LPS) frame.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .materials import Material
+
+if TYPE_CHECKING:
+    from ._io.dicom_common import StudyReference
 
 
 @dataclass
@@ -27,6 +30,8 @@ class VoxelGeometry:
     voxel_size_mm : (dx, dy, dz) in mm.
     origin_mm : (x, y, z) of the centre of voxel [0, 0, 0] in mm.
     labels_zyx : optional organ/structure label per voxel (0 = none) with ``label_names``.
+    study : for a grid from a DICOM CT, the CT's patient, study, frame of reference and patient position
+        (:class:`mcproton.dicom.StudyReference`): what an RT Dose of this grid refers to; None otherwise.
     """
 
     material_index_zyx: np.ndarray
@@ -37,6 +42,7 @@ class VoxelGeometry:
     labels_zyx: np.ndarray | None = None
     label_names: dict[int, str] = field(default_factory=dict)
     name: str = "voxel grid"
+    study: StudyReference | None = None
 
     def __post_init__(self) -> None:
         mi = np.asarray(self.material_index_zyx)
@@ -83,6 +89,16 @@ class VoxelGeometry:
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.material_index_zyx.shape)  # type: ignore[return-value]
+
+    @property
+    def frame_of_reference_uid(self) -> str:
+        """The CT's FrameOfReferenceUID ("" without a CT)."""
+        return self.study.frame_of_reference_uid if self.study is not None else ""
+
+    @property
+    def patient_position(self) -> str:
+        """The CT's PatientPosition (HFS, ...; "" without a CT or when the CT does not say)."""
+        return self.study.patient_position if self.study is not None else ""
 
     @property
     def lower_corner_mm(self) -> np.ndarray:
@@ -251,8 +267,5 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
     origin = np.asarray(geometry.origin_mm, float) + (fac - 1) / 2 * vs
     out = VoxelGeometry(new_mat, new_rho.astype(np.float32), list(geometry.materials), tuple(vs * fac),
                         tuple(origin), labels, dict(geometry.label_names),
-                        name=f"{geometry.name} (blocks of {fx} x {fy} x {fz} voxels)")
-    for attr in ("frame_of_reference_uid", "dicom_patient", "patient_position"):
-        if hasattr(geometry, attr):
-            setattr(out, attr, getattr(geometry, attr))
+                        name=f"{geometry.name} (blocks of {fx} x {fy} x {fz} voxels)", study=geometry.study)
     return out

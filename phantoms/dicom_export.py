@@ -8,6 +8,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .._io.dicom_common import PHANTOM_STUDY, StudyReference
 from ..geometry import VoxelGeometry
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -17,16 +18,22 @@ STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"   # referenced study (as w
 
 @dataclass
 class CTSeriesRef:
-    """What an RT object needs to reference a written CT series."""
+    """What an RT object needs to reference a written CT series: its patient, study and frame of reference
+    (``study``, for the RT Structure Set and RT Dose of the same study), its series and slices."""
 
     folder: Path
-    frame_of_reference_uid: str
-    study_instance_uid: str
+    study: StudyReference
     series_instance_uid: str
     sop_instance_uids: list[str] = field(default_factory=list)   # slice k -> SOP instance UID
     z_mm: list[float] = field(default_factory=list)
-    patient_name: str = ""
-    patient_id: str = ""
+
+    @property
+    def frame_of_reference_uid(self) -> str:
+        return self.study.frame_of_reference_uid
+
+    @property
+    def study_instance_uid(self) -> str:
+        return self.study.study_instance_uid
 
 
 def phantom_hu(geometry: VoxelGeometry, calibration="schneider2000") -> np.ndarray:
@@ -38,26 +45,27 @@ def phantom_hu(geometry: VoxelGeometry, calibration="schneider2000") -> np.ndarr
 
 
 def write_phantom_ct(geometry: VoxelGeometry, out_dir, *, calibration="schneider2000",
-                     patient_name: str = "mcproton^phantom", patient_id: str = "MCPROTON",
+                     study: StudyReference | None = None,
                      series_description: str | None = None) -> CTSeriesRef:
-    """Write the phantom as an axial CT series (CT_0000.dcm, ...) in ``out_dir``; returns the UIDs."""
+    """Write the phantom as an axial CT series (CT_0000.dcm, ...) in ``out_dir``; returns the UIDs.
+    ``study``: the patient, study and frame of reference (default a new phantom study: "mcproton^phantom",
+    MCPROTON, HFS; fresh UIDs where empty)."""
     import pydicom
     from pydicom.uid import generate_uid
 
     from ..dicom import write_ct_series
 
-    for_uid, study_uid, series_uid = generate_uid(), generate_uid(), generate_uid()
+    study = (study or PHANTOM_STUDY).resolved()
+    series_uid = str(generate_uid())
     desc = series_description or geometry.name
     paths = write_ct_series(phantom_hu(geometry, calibration), geometry.voxel_size_mm, geometry.origin_mm, out_dir,
-                            patient_name=patient_name, patient_id=patient_id, series_description=desc,
-                            frame_of_reference_uid=for_uid, study_instance_uid=study_uid,
-                            series_instance_uid=series_uid)
+                            study=study, series_description=desc, series_instance_uid=series_uid)
     sops, zs = [], []
     for p in paths:
         ds = pydicom.dcmread(p, stop_before_pixels=True)
         sops.append(str(ds.SOPInstanceUID))
         zs.append(float(ds.ImagePositionPatient[2]))
-    return CTSeriesRef(Path(out_dir), for_uid, study_uid, series_uid, sops, zs, patient_name, patient_id)
+    return CTSeriesRef(Path(out_dir), study, series_uid, sops, zs)
 
 
 def slice_contours(mask_yx: np.ndarray, x_mm: np.ndarray, y_mm: np.ndarray) -> list[np.ndarray]:
@@ -116,10 +124,9 @@ def write_rtstruct(masks: Mapping[str, np.ndarray], geometry: VoxelGeometry, ct:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds, sop_uid = new_file_dataset(path, RT_STRUCTURE_SET_STORAGE)
-    set_patient_study_series(ds, modality="RTSTRUCT", date=date, time=time, series_description=label,
-                             patient_name=ct.patient_name, patient_id=ct.patient_id,
-                             study_instance_uid=ct.study_instance_uid, series_instance_uid=generate_uid(),
-                             series_number=2, instance_number=1, frame_of_reference_uid=ct.frame_of_reference_uid)
+    set_patient_study_series(ds, ct.study, modality="RTSTRUCT", date=date, time=time,
+                             series_description=label, series_instance_uid=generate_uid(), series_number=2,
+                             instance_number=1)
     ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
     ds.OperatorsName = ""
     ds.StructureSetLabel = label[:16]

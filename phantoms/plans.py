@@ -521,15 +521,13 @@ class Plan:
 
 
 def gantry_direction(gantry_deg: float, couch_deg: float = 0.0) -> np.ndarray:
-    """Beam direction (unit, phantom frame +x left, +y posterior, +z superior) for an IEC gantry angle of a
-    head-first-supine patient: gantry 0 = beam from anterior (travelling +y), 90 = from the patient's left
-    (travelling -x), 180 = from posterior (travelling -y), 270 = from the right (+x).  Couch rotation
-    (degrees, about z) is applied to the beam."""
-    g = np.radians(gantry_deg)
-    d = np.array([-np.sin(g), np.cos(g), 0.0])
-    c = np.radians(couch_deg)
-    rot = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
-    return rot @ d
+    """Beam direction (unit, phantom frame = patient LPS: +x left, +y posterior, +z superior) for an IEC 61217
+    gantry and couch angle of a head-first-supine patient: gantry 0 = beam from anterior (travelling +y),
+    90 = from the patient's left (travelling -x), 180 = from posterior (travelling -y), 270 = from the right
+    (+x).  The one implementation, that of the RT Ion Plan import (mcproton.dicom.beam_direction_lps)."""
+    from .._io.rtplan import beam_direction_lps
+
+    return beam_direction_lps(gantry_deg, couch_deg, "HFS") + 0.0   # + 0.0: zeros as +0.0 (as before)
 
 
 def _beam_frame(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -101,6 +101,7 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     The CT voxels are half the TPS voxels, aligned with them (so 2 x 2 x 2 blocks give the TPS grid).
     Returns (ct_dir, calibration, notes)."""
     from .._io.ct import write_ct_series
+    from .._io.dicom_common import PHANTOM_STUDY
     from .._io.rtstruct import rasterise, read_rtstruct
     from .._io.slab_ct import AIR_HU, slab_calibration
 
@@ -145,7 +146,7 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     for old in out.glob("CT_*.dcm"):
         old.unlink()
     write_ct_series(hu, tuple(vs), tuple(origin), out, series_description="phantom from RT Struct overrides",
-                    frame_of_reference_uid=frame_of_reference_uid)
+                    study=PHANTOM_STUDY.replace(frame_of_reference_uid=frame_of_reference_uid))
     notes.append(f"air (-1000 HU) elsewhere; CT {n[0]} x {n[1]} x {n[2]} voxels of "
                  f"{vs[0]:g} x {vs[1]:g} x {vs[2]:g} mm written to {out}")
     return out, cal, notes
@@ -155,13 +156,14 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
 def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose):
     """The transport geometry: the CT in blocks of whole CT voxels nearest to the TPS spacing."""
     from .._io.ct import load_ct_series
+    from .._io.dicom_common import StudyReference
     from .._io.hu_calibration import HUCalibration
     from ..geometry import resample_blocks
 
     ct = load_ct_series(ct_dir)
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
     g = cal.to_geometry(ct, compact=True)
-    g.frame_of_reference_uid = ct.frame_of_reference_uid
+    g.study = StudyReference.from_ct(ct)
     factors = [max(1, int(np.rint(t / c))) for t, c in zip(ref.voxel_size_mm, g.voxel_size_mm)]
     g2 = resample_blocks(g, factors)
     return g2, cal, ct

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from pydicom.multival import MultiValue
 
+from .dicom_common import StudyReference
 from .errors import DicomInputError
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -311,21 +312,24 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
 
 
 def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
-                    out_dir: str | Path, *, patient_name: str = "mcproton^phantom", patient_id: str = "MCPROTON",
-                    series_description: str = "mcproton phantom", frame_of_reference_uid: str | None = None,
-                    study_instance_uid: str | None = None, series_instance_uid: str | None = None,
-                    patient_position: str = "HFS") -> list[Path]:
+                    out_dir: str | Path, *, study: StudyReference | None = None,
+                    series_description: str = "mcproton phantom",
+                    series_instance_uid: str | None = None) -> list[Path]:
     """Write ``hu_zyx`` (HU, rounded to integers) as an axial CT Image Storage series, one file per slice.
 
     The grid is written with ImageOrientationPatient [1,0,0,0,1,0]; ``origin_mm`` is the (x, y, z) centre of
     voxel [0, 0, 0] and ``voxel_size_mm`` is (dx, dy, dz).  Pixels are stored as signed 16-bit integers with
-    RescaleSlope 1 and RescaleIntercept 0.  Returns the file paths (CT_0000.dcm, ...).
+    RescaleSlope 1 and RescaleIntercept 0.  ``study`` (:class:`~mcproton.dicom.StudyReference`): patient,
+    study, frame of reference (empty UIDs generated) and PatientPosition (default HFS); default a phantom
+    ("mcproton^phantom", ID MCPROTON, HFS).  Returns the file paths (CT_0000.dcm, ...).
     """
     from pydicom.uid import generate_uid
 
-    from .dicom_common import check_grid_geometry, ds_string as _ds, new_file_dataset, now_date_time, \
-        save_dataset, set_patient_study_series
+    from .dicom_common import PHANTOM_STUDY, check_grid_geometry, ds_string as _ds, new_file_dataset, \
+        now_date_time, save_dataset, set_patient_study_series
 
+    study = (study or PHANTOM_STUDY).resolved()
+    patient_position = study.patient_position or "HFS"
     hu = np.asarray(hu_zyx)
     if hu.ndim != 3 or min(hu.shape) < 1:
         raise ValueError(f"hu_zyx must be a non-empty 3-D array (z, y, x); got shape {hu.shape}")
@@ -342,8 +346,6 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
         raise ValueError(f"patient_position {patient_position!r} is not a DICOM patient position (e.g. HFS)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for_uid = frame_of_reference_uid or generate_uid()
-    study_uid = study_instance_uid or generate_uid()
     series_uid = series_instance_uid or generate_uid()
     date, time = now_date_time()
     pix = hu_i.astype(np.int16)
@@ -353,10 +355,9 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
         path = out / f"CT_{k:04d}.dcm"
         ds, sop_uid = new_file_dataset(path, CT_IMAGE_STORAGE)
         ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-        set_patient_study_series(ds, modality="CT", date=date, time=time, series_description=series_description,
-                                 patient_name=patient_name, patient_id=patient_id, study_instance_uid=study_uid,
-                                 series_instance_uid=series_uid, series_number=1, instance_number=k + 1,
-                                 frame_of_reference_uid=for_uid)
+        set_patient_study_series(ds, study, modality="CT", date=date, time=time,
+                                 series_description=series_description, series_instance_uid=series_uid,
+                                 series_number=1, instance_number=k + 1)
         ds.SeriesDate = date
         ds.ContentDate = date
         ds.SeriesTime = time

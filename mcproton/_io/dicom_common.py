@@ -1,7 +1,57 @@
 """What every DICOM file mcproton writes shares: file meta information and the SOP common module."""
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
+
+RT_ION_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.8"   # PS3.4 B.5: RT Ion Plan Storage SOP Class
+
+
+@dataclass(frozen=True)
+class StudyReference:
+    """Whom and what a written DICOM object belongs to: the patient, the study, the frame of reference, the
+    patient position of the images, and the RT Plan an RT Dose refers to.  Every mcproton writer (CT series,
+    RT Structure Set, RT Dose) takes one of these instead of a dozen keywords; a :class:`VoxelGeometry
+    <mcproton.geometry.VoxelGeometry>` built from a CT carries its CT's as ``geometry.study``.
+
+    An empty UID means "none yet": the writer generates one (:meth:`resolved`), so the objects of one call
+    share it.  ``StudyReference.from_ct(ct)`` takes everything from a loaded CT, so that an RT Dose lands in
+    the CT's study and frame of reference."""
+
+    patient_name: str = ""
+    patient_id: str = ""
+    patient_birth_date: str = ""       # DA, YYYYMMDD
+    patient_sex: str = ""              # M, F, O or ""
+    study_instance_uid: str = ""
+    frame_of_reference_uid: str = ""
+    patient_position: str = ""         # PatientPosition of the images (HFS, ...): checked against the plan's
+    plan_sop_instance_uid: str = ""    # the RT (Ion) Plan an RT Dose refers to ("": a placeholder reference)
+    plan_sop_class_uid: str = RT_ION_PLAN_STORAGE
+
+    @classmethod
+    def from_ct(cls, ct, **changes) -> "StudyReference":
+        """The patient, study, frame of reference and position of a CT (:class:`mcproton.dicom.CTImage`, or
+        anything with those attributes), with ``changes`` (e.g. ``plan_sop_instance_uid=...``)."""
+        names = ("patient_name", "patient_id", "patient_birth_date", "patient_sex", "study_instance_uid",
+                 "frame_of_reference_uid", "patient_position")
+        return cls(**{**{k: str(getattr(ct, k, "") or "") for k in names}, **changes})
+
+    def replace(self, **changes) -> "StudyReference":
+        """A copy with ``changes``."""
+        return dataclasses.replace(self, **changes)
+
+    def resolved(self) -> "StudyReference":
+        """A copy with a fresh study and frame-of-reference UID where they are empty (what a writer
+        stores)."""
+        from pydicom.uid import generate_uid
+
+        return self.replace(study_instance_uid=self.study_instance_uid or str(generate_uid()),
+                            frame_of_reference_uid=self.frame_of_reference_uid or str(generate_uid()))
+
+
+PHANTOM_STUDY = StudyReference(patient_name="mcproton^phantom", patient_id="MCPROTON", patient_position="HFS")
+"""What the phantom CT writers put in when no study is given."""
 
 
 def new_file_dataset(path: str | Path, sop_class_uid: str, sop_instance_uid: str | None = None):
@@ -31,13 +81,12 @@ def now_date_time() -> tuple[str, str]:
     return t.strftime("%Y%m%d"), t.strftime("%H%M%S")
 
 
-def set_patient_study_series(ds, *, modality: str, date: str, time: str, series_description: str,
-                             patient_name: str, patient_id: str, study_instance_uid: str,
-                             series_instance_uid: str, series_number: int, instance_number: int,
-                             frame_of_reference_uid: str | None, patient_birth_date: str = "",
-                             patient_sex: str = "") -> None:
+def set_patient_study_series(ds, study: StudyReference, *, modality: str, date: str, time: str,
+                             series_description: str, series_instance_uid: str, series_number: int,
+                             instance_number: int) -> None:
     """The Patient, General Study, General Series, General Equipment and Frame of Reference attributes that
-    every mcproton writer sets the same way (the writers add their modality's own)."""
+    every mcproton writer sets the same way (the writers add their modality's own).  ``study`` must be
+    :meth:`StudyReference.resolved` (its study and frame UIDs set)."""
     ds.StudyDate = date
     ds.StudyTime = time
     ds.AccessionNumber = ""
@@ -45,16 +94,16 @@ def set_patient_study_series(ds, *, modality: str, date: str, time: str, series_
     ds.Manufacturer = "mcproton"
     ds.ReferringPhysicianName = ""
     ds.SeriesDescription = series_description[:64]
-    ds.PatientName = patient_name
-    ds.PatientID = patient_id[:64]
-    ds.PatientBirthDate = patient_birth_date
-    ds.PatientSex = patient_sex
-    ds.StudyInstanceUID = study_instance_uid
+    ds.PatientName = study.patient_name
+    ds.PatientID = study.patient_id[:64]
+    ds.PatientBirthDate = study.patient_birth_date
+    ds.PatientSex = study.patient_sex
+    ds.StudyInstanceUID = study.study_instance_uid
     ds.SeriesInstanceUID = series_instance_uid
     ds.StudyID = "1"
     ds.SeriesNumber = series_number
     ds.InstanceNumber = instance_number
-    ds.FrameOfReferenceUID = frame_of_reference_uid
+    ds.FrameOfReferenceUID = study.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
 
 

@@ -17,10 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
+from .dicom_common import RT_ION_PLAN_STORAGE, StudyReference
 from .errors import DicomInputError
 
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
-RT_ION_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.8"
 _SUMMATION = ("PLAN", "MULTI_PLAN", "FRACTION", "BEAM", "BRACHY", "FRACTION_SESSION", "BEAM_SESSION",
               "BRACHY_SESSION", "CONTROL_POINT", "RECORD")
 
@@ -77,14 +77,10 @@ def _plan_reference(uid: str | None, sop_class_uid: str) -> tuple[str, str]:
 
 
 def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
-                 path: str | Path, *, frame_of_reference_uid: str,
-                 referenced_plan_sop_instance_uid: str | None = None, summation_type: str = "PLAN",
+                 path: str | Path, *, study: StudyReference, summation_type: str = "PLAN",
                  dose_type: str = "PHYSICAL", referenced_beam_number: int | Sequence[int] | None = None,
-                 referenced_fraction_group_number: int = 1,
-                 referenced_plan_sop_class_uid: str = RT_ION_PLAN_STORAGE, patient_name: str = "",
-                 patient_id: str = "", study_instance_uid: str | None = None,
-                 series_description: str = "mcproton dose", dose_comment: str = "mcproton Monte Carlo",
-                 patient_birth_date: str = "", patient_sex: str = "", bits: int = 16,
+                 referenced_fraction_group_number: int = 1, series_description: str = "mcproton dose",
+                 dose_comment: str = "mcproton Monte Carlo", bits: int = 16,
                  series_instance_uid: str | None = None, series_number: int = 1,
                  instance_number: int = 1) -> Path:
     """Write an RT Dose file; returns its path.
@@ -98,10 +94,14 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     * BEAM_SESSION: the beams ``referenced_beam_number``, one fraction.
 
     All but PLAN carry ReferencedFractionGroupSequence, BEAM and BEAM_SESSION also ReferencedBeamSequence,
-    inside the ReferencedRTPlanSequence item (as RayStation writes its beam doses).  DICOM requires the plan
-    reference: without ``referenced_plan_sop_instance_uid`` (a phantom simulation without a plan) a fresh UID
-    is referenced and the DoseComment says so; an invalid plan UID is replaced by a valid one, with a warning.
-    ``dose_comment`` is cut to the 64 characters of the LO value representation.
+    inside the ReferencedRTPlanSequence item (as RayStation writes its beam doses).
+
+    ``study`` (:class:`StudyReference`): the patient, study and frame of reference (required: the CT's, e.g.
+    ``StudyReference.from_ct(ct, plan_sop_instance_uid=plan.sop_instance_uid)``; an empty study UID is
+    generated) and the plan.  DICOM requires the plan reference: without ``study.plan_sop_instance_uid`` (a
+    phantom simulation without a plan) a fresh UID is referenced and the DoseComment says so; an invalid plan
+    UID is replaced by a valid one, with a warning.  ``dose_comment`` is cut to the 64 characters of the LO
+    value representation.  A whole :class:`~mcproton.run.DoseResult`: :func:`write_result_rtdose`.
     """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DSequence
@@ -132,8 +132,12 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
         raise ValueError(f"summation_type {summation_type!r} needs referenced_beam_number (the plan's BeamNumber)")
     if int(referenced_fraction_group_number) < 1:
         raise ValueError(f"referenced_fraction_group_number must be >= 1; got {referenced_fraction_group_number}")
-    if not frame_of_reference_uid:
-        raise ValueError("frame_of_reference_uid is required (use the CT's FrameOfReferenceUID)")
+    if not isinstance(study, StudyReference):
+        raise TypeError(f"study must be a mcproton.dicom.StudyReference (the patient, study and frame of "
+                        f"reference of the CT); got {type(study).__name__}")
+    if not study.frame_of_reference_uid:
+        raise ValueError("study.frame_of_reference_uid is required: the RT Dose lies in the CT's frame of "
+                         "reference (StudyReference.from_ct(ct), or give the CT's FrameOfReferenceUID)")
 
     if bits not in (16, 32):
         raise ValueError(f"bits must be 16 or 32; got {bits}")
@@ -149,13 +153,10 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     path.parent.mkdir(parents=True, exist_ok=True)
     ds, sop_uid = new_file_dataset(path, RT_DOSE_STORAGE)
     date, time = now_date_time()
-    set_patient_study_series(ds, modality="RTDOSE", date=date, time=time, series_description=series_description,
-                             patient_name=patient_name, patient_id=patient_id,
-                             study_instance_uid=study_instance_uid or generate_uid(),
+    set_patient_study_series(ds, study.resolved(), modality="RTDOSE", date=date, time=time,
+                             series_description=series_description,
                              series_instance_uid=series_instance_uid or generate_uid(),
-                             series_number=series_number, instance_number=instance_number,
-                             frame_of_reference_uid=frame_of_reference_uid, patient_birth_date=patient_birth_date,
-                             patient_sex=patient_sex)
+                             series_number=series_number, instance_number=instance_number)
     ds.InstanceCreationDate = date
     ds.InstanceCreationTime = time
     ds.ContentDate = date
@@ -182,9 +183,9 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     ds.DoseGridScaling = scaling_s
     ds.TissueHeterogeneityCorrection = "IMAGE"
     ref = Dataset()
-    ref.ReferencedSOPClassUID = referenced_plan_sop_class_uid
-    ref.ReferencedSOPInstanceUID, note = _plan_reference(referenced_plan_sop_instance_uid,
-                                                         referenced_plan_sop_class_uid)
+    ref.ReferencedSOPClassUID = study.plan_sop_class_uid
+    ref.ReferencedSOPInstanceUID, note = _plan_reference(study.plan_sop_instance_uid or None,
+                                                         study.plan_sop_class_uid)
     ds.DoseComment = _fit_lo(dose_comment, note)
     if summation_type in _NEEDS_FRACTION_GROUP:
         fg = Dataset()
@@ -305,46 +306,80 @@ def beam_rtdose_path(path: str | Path, beam_number: int) -> Path:
     return p.with_name(f"{p.stem}_beam{int(beam_number)}{p.suffix or '.dcm'}")
 
 
+def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | None = None,
+                        study: StudyReference | None = None, body_outline=None,
+                        series_description: str = "mcproton dose", **series) -> dict:
+    """Write the dose of ``result`` (a :class:`~mcproton.run.DoseResult`) as an RT Dose at ``path``: the one
+    RT Dose writer of ``mcproton run``, ``mcproton demo`` and a script.
+
+    * ``contents`` (:class:`DoseContents`, :func:`dose_contents`): what the file holds (summation type,
+      fractions, beams, dose to medium (``dose_gy_zyx``) or water (``dose_to_water_gy_zyx``), RBE); its
+      ``scale`` and ``rbe`` multiply the simulated dose.  Default: the dose to medium as simulated, PLAN,
+      physical.
+    * ``study`` (:class:`StudyReference`): the patient, study, frame of reference and plan; default the
+      result geometry's ``study`` (a CT's), else a new study and frame.  The plan of ``contents`` is
+      referenced when ``study`` names none.
+
+    The dose outside ``body_outline`` (default the result's, :func:`mcproton.body.apply_body_outline`) is 0.
+    ``series``: ``series_instance_uid``, ``series_number``, ``instance_number``, ``bits`` of
+    :func:`write_rtdose`.  Returns the JSON summary entry (path, what the file holds, maximum dose)."""
+    from ..body import mask_outside
+
+    contents = contents or DoseContents("PLAN")
+    if contents.dose_to not in ("medium", "water"):
+        raise ValueError(f'contents.dose_to must be "medium" or "water"; got {contents.dose_to!r}')
+    study = study or getattr(result.geometry, "study", None) or StudyReference()
+    plan_uid = contents.plan_sop_instance_uid or ""
+    if plan_uid and study.plan_sop_instance_uid and plan_uid != study.plan_sop_instance_uid:
+        raise ValueError(f"the dose contents refer to plan {plan_uid} but the study to plan "
+                         f"{study.plan_sop_instance_uid}: give the plan the dose was computed for in one of "
+                         "them")
+    if plan_uid and not study.plan_sop_instance_uid:
+        study = study.replace(plan_sop_instance_uid=plan_uid)
+    if not study.frame_of_reference_uid:
+        study = study.resolved()   # a phantom without a CT: a frame of its own
+    d = result.dose_to_water_gy_zyx if contents.dose_to == "water" else result.dose_gy_zyx
+    if d is None:
+        raise ValueError("the result has no dose to water; write the dose to medium "
+                         "(contents.dose_to = \"medium\")")
+    d = mask_outside(np.asarray(d, np.float64), body_outline or getattr(result, "body_outline", None))
+    d = d * (contents.scale * (contents.rbe or 1.0))
+    g = result.geometry
+    write_rtdose(d, g.voxel_size_mm, g.origin_mm, path, study=study, summation_type=contents.summation_type,
+                 dose_type=contents.dose_type, referenced_beam_number=contents.beam_numbers
+                 if contents.summation_type in _NEEDS_BEAMS else None, dose_comment=contents.comment(),
+                 series_description=series_description, **series)
+    return {"path": str(path), **contents.as_dict(), "max_dose": float(d.max())}
+
+
 def write_run_rtdoses(total, results: Sequence, beams: Sequence, out_cfg: dict, path: str | Path) -> dict:
     """The RT Dose(s) of a ``mcproton run`` (``output`` keys ``dose_to``, ``rbe``, ``dose_summation``,
     ``rtdose_per_beam``): the plan dose at ``path`` and, with ``rtdose_per_beam``, one per beam beside it
-    (:func:`beam_rtdose_path`, BEAM or BEAM_SESSION, one series).  The dose outside the body outline of
-    ``total`` (mcproton.body) is 0 in every file.  Returns the JSON summary entries."""
+    (:func:`beam_rtdose_path`, BEAM or BEAM_SESSION, one series), all through :func:`write_result_rtdose` in
+    one study.  The dose outside the body outline of ``total`` (mcproton.body) is 0 in every file.  Returns
+    the JSON summary entries."""
     from pydicom.uid import generate_uid
-
-    from ..body import mask_outside
 
     dose_to = out_cfg.get("dose_to", "medium")
     rbe = out_cfg.get("rbe")
     summation = out_cfg.get("dose_summation", "plan")
-    g = total.geometry
-    pinfo = {k: v for k, v in (getattr(g, "dicom_patient", None) or {}).items() if v}
-    pinfo.setdefault("study_instance_uid", str(generate_uid()))
-    frame = getattr(g, "frame_of_reference_uid", None) or str(generate_uid())
+    study = (getattr(total.geometry, "study", None) or StudyReference()).resolved()   # one study, every file
     outline = getattr(total, "body_outline", None)
-
-    def write(result, contents: DoseContents, where: Path, **kw) -> dict:
-        d = result.dose_to_water_gy_zyx if dose_to == "water" else result.dose_gy_zyx
-        d = mask_outside(np.asarray(d, np.float64), outline) * (contents.scale * (contents.rbe or 1.0))
-        write_rtdose(d, g.voxel_size_mm, g.origin_mm, where, frame_of_reference_uid=frame,
-                     referenced_plan_sop_instance_uid=contents.plan_sop_instance_uid,
-                     summation_type=contents.summation_type, dose_type=contents.dose_type,
-                     referenced_beam_number=contents.beam_numbers if contents.summation_type in _NEEDS_BEAMS
-                     else None, dose_comment=contents.comment(),
-                     **pinfo, **kw)
-        return {"path": str(where), **contents.as_dict(), "max_dose": float(d.max())}
-
     plan = dose_contents(beams, summation=summation, dose_to=dose_to, rbe=rbe)
-    out = {"rtdose": str(path), "rtdose_contents": write(total, plan, Path(path))}
+    out = {"rtdose": str(path),
+           "rtdose_contents": write_result_rtdose(total, Path(path), contents=plan, study=study)}
     if out_cfg.get("rtdose_per_beam"):
         if len(results) != len(beams):
             raise ValueError(f"{len(results)} beam results for {len(beams)} beams")
         series = str(generate_uid())
         files = []
-        for i, (res, b) in enumerate(zip(results, beams)):
+        for i, res in enumerate(results):   # 0 outside the plan dose's outline too
             c = dose_contents(beams, summation=summation, dose_to=dose_to, rbe=rbe, beam_index=i)
-            files.append(write(res, c, beam_rtdose_path(path, c.beam_numbers[0]), series_instance_uid=series,
-                               instance_number=i + 1, series_description="mcproton beam dose", series_number=2))
+            files.append(write_result_rtdose(res, beam_rtdose_path(path, c.beam_numbers[0]), contents=c,
+                                             study=study, body_outline=outline,
+                                             series_instance_uid=series,
+                                             instance_number=i + 1, series_description="mcproton beam dose",
+                                             series_number=2))
         out["rtdose_beams"] = files
     return out
 

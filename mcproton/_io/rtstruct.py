@@ -15,7 +15,7 @@ plane by more than that stay empty.
 
 ``write_dvh_hdf5(h5_path, dose_zyx, masks, voxel_volume_cm3)`` adds a group ``dvh`` to a result HDF5: one
 subgroup per structure with the cumulative DVH (``dose_gy``, ``volume_fraction``: the fraction of the
-structure's voxels receiving at least that dose) and attributes (volume, mean/min/max dose, D98/D50/D2).
+structure's voxels receiving at least that dose) and attributes (volume, mean/min/max dose, D98/D95/D50/D2).
 """
 from __future__ import annotations
 
@@ -173,27 +173,31 @@ def rasterise(struct: Mapping[str, list[np.ndarray]] | RTStruct, geometry,
 
 def cumulative_dvh(dose: np.ndarray, mask: np.ndarray, n_bins: int = 1000,
                    d_max: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(dose_gy, volume_fraction >= dose) of the voxels in ``mask`` (equal voxel volumes)."""
+    """(dose_gy, volume_fraction >= dose) of the voxels in ``mask`` (equal voxel volumes) at ``n_bins`` + 1
+    levels from 0 to just above ``d_max`` (default the maximum dose): :func:`mcproton.dvh.cumulative_dvh`
+    (zeros for an empty mask)."""
+    from ..dvh import cumulative_dvh as _cumulative
+
     d = np.asarray(dose, float)[mask]
     top = float(d_max if d_max is not None else (d.max() if d.size else 0.0)) * 1.001 or 1.0
     edges = np.linspace(0.0, top, n_bins + 1)
     if d.size == 0:
         return edges, np.zeros_like(edges)
-    hist, _ = np.histogram(d, bins=edges)
-    above = np.concatenate([[d.size], d.size - np.cumsum(hist)]).astype(float)
-    # the first bin counts everything >= 0; clamp the last one (doses == top) to the exact count
-    above[-1] = float(np.count_nonzero(d >= edges[-1]))
-    return edges, above / d.size
+    return _cumulative(dose, mask, bins=edges)
 
 
 def dvh_stats(dose: np.ndarray, mask: np.ndarray, voxel_volume_cm3: float) -> dict[str, float]:
-    d = np.asarray(dose, float)[mask]
-    if d.size == 0:
+    """Volume, mean/min/max and D98/D95/D50/D2 (Gy) of the voxels in ``mask``, as
+    :func:`mcproton.dvh.dose_stats` defines them (ICRU Report 83: D_v = the minimum dose to the hottest v % of
+    the volume)."""
+    from ..dvh import dose_stats
+
+    st = dose_stats(dose, mask, voxel_volume_cm3)
+    if st["voxels"] == 0:
         return {"n_voxels": 0, "volume_cm3": 0.0}
-    return {"n_voxels": int(d.size), "volume_cm3": float(d.size * voxel_volume_cm3),
-            "mean_gy": float(d.mean()), "min_gy": float(d.min()), "max_gy": float(d.max()),
-            "D98_gy": float(np.percentile(d, 2)), "D50_gy": float(np.percentile(d, 50)),
-            "D2_gy": float(np.percentile(d, 98))}
+    return {"n_voxels": st["voxels"], "volume_cm3": st["volume_cm3"], "mean_gy": st["dmean"],
+            "min_gy": st["dmin"], "max_gy": st["dmax"], "D98_gy": st["d98"], "D95_gy": st["d95"],
+            "D50_gy": st["d50"], "D2_gy": st["d2"]}
 
 
 def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str, np.ndarray],

@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from ..materials import Material, get_material
+from .dicom_common import StudyReference
 
 AIR_HU = -1000
 #: Most air in front of the slabs (mm): 5 m, beyond any beam model's source distance (0.5-3 m upstream).
@@ -161,12 +162,12 @@ def slab_ct(layers, *, surface_mm: Sequence[float] = (0.0, 0.0, 0.0), depth_axis
                   tuple(float(v) for v in surf), depth_axis)
 
 
-def slab_ct_geometry(layers, *, ct_dir: str | Path | None = None, frame_of_reference_uid: str | None = None,
-                     patient_position: str = "HFS", **kw):
+def slab_ct_geometry(layers, *, ct_dir: str | Path | None = None, study: StudyReference | None = None, **kw):
     """Write the slab phantom as a DICOM CT series (``ct_dir`` or a temporary folder), read it back with
     :func:`~mcproton._io.ct.load_ct_series` and convert it with the exact calibration: the same path as a
-    patient CT.  Keyword arguments as :func:`slab_ct`.  The geometry carries ``frame_of_reference_uid`` and
-    ``ct_dir`` attributes."""
+    patient CT.  Keyword arguments as :func:`slab_ct`; ``study`` the CT's patient, study, frame of reference
+    and position (default a new phantom study, HFS).  The geometry's ``study`` holds the written CT's frame
+    of reference (an RT Dose of it lies in that frame)."""
     from .ct import load_ct_series, write_ct_series
 
     s = slab_ct(layers, **kw)
@@ -185,12 +186,11 @@ def slab_ct_geometry(layers, *, ct_dir: str | Path | None = None, frame_of_refer
         out.mkdir(parents=True, exist_ok=True)
     try:
         write_ct_series(s.hu_zyx, s.voxel_size_mm, s.origin_mm, out, series_description="mcproton slab phantom",
-                        frame_of_reference_uid=frame_of_reference_uid, patient_position=patient_position)
+                        study=study)
         ct = load_ct_series(out)
     finally:
         if tmp is not None:
             tmp.cleanup()
     g = s.calibration.to_geometry(ct, compact=True, name="slab phantom CT")
-    g.frame_of_reference_uid = ct.frame_of_reference_uid  # type: ignore[attr-defined]
-    g.ct_dir = None if tmp is not None else str(out)  # type: ignore[attr-defined]
+    g.study = StudyReference(frame_of_reference_uid=ct.frame_of_reference_uid)
     return g

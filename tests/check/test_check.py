@@ -21,6 +21,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
 from dicom_factories import make_plan, save, spot_grid
 
+from mcproton.dicom import StudyReference
+
 FOR = "1.2.826.0.1.3680043.8.498.4242"
 BOX = (-40.0, 40.0)       # water box x, y (mm); z -20..20
 # the fast test MC has ~6.5 % noise per voxel (a clinical check stops at 1 %): the MC-uncertainty level, the
@@ -87,7 +89,7 @@ def base(tmp_path_factory):
     inside = (X >= BOX[0]) & (X <= BOX[1]) & (Y >= BOX[0]) & (Y <= BOX[1])
     hu = np.full((zs.size, ys.size, xs.size), -1000.0)
     hu[(np.abs(zs) <= 20)[:, None, None] & inside[None]] = 0.0
-    write_ct_series(hu, vs, (xs[0], ys[0], zs[0]), d / "ct", frame_of_reference_uid=FOR)
+    write_ct_series(hu, vs, (xs[0], ys[0], zs[0]), d / "ct", study=StudyReference(frame_of_reference_uid=FOR))
     spots = spot_grid(3, 8.0)
     layers = [(90.0, spots, [1.0] * 9), (80.0, spots, [0.6] * 9)]
     plan = make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": layers, "meterset": 20.0},
@@ -120,12 +122,11 @@ def case(base):
     hi = run_mc(inp, geo, "dcpt_v2", primaries=36000, target_uncertainty=None, seed=777, backend="cpu",
                 progress=False, log=lambda m: None)
     files = {}
+    study = StudyReference(frame_of_reference_uid=FOR, plan_sop_instance_uid=rp.sop_instance_uid)
     for b, dose in hi.beams_gy_zyx.items():
-        files[b] = write_rtdose(dose, vs, org, d / f"RD_beam{b}.dcm", frame_of_reference_uid=FOR,
-                                referenced_plan_sop_instance_uid=rp.sop_instance_uid, summation_type="BEAM",
+        files[b] = write_rtdose(dose, vs, org, d / f"RD_beam{b}.dcm", study=study, summation_type="BEAM",
                                 referenced_beam_number=b)
-    files["plan"] = write_rtdose(hi.total_gy_zyx, vs, org, d / "RD_plan.dcm", frame_of_reference_uid=FOR,
-                                 referenced_plan_sop_instance_uid=rp.sop_instance_uid)
+    files["plan"] = write_rtdose(hi.total_gy_zyx, vs, org, d / "RD_plan.dcm", study=study)
     res = check(plan=d / "RP.dcm", dose=[files["plan"], files[1], files[2]], ct=d / "ct", struct=d / "RS.dcm",
                 beam_model="dcpt_v2", out=d / "out", primaries=12000, target_uncertainty=None, seed=1,
                 levels=_levels(), **FAST)
@@ -142,9 +143,9 @@ def _tps(case, name: str, dose: np.ndarray, **kw) -> Path:
     from mcproton.dicom import write_rtdose
 
     vs, org = case["grid"]
-    kw.setdefault("frame_of_reference_uid", FOR)
-    kw.setdefault("referenced_plan_sop_instance_uid", case["plan_uid"])
-    return write_rtdose(dose, vs, org, case["dir"] / f"{name}.dcm", **kw)
+    study = StudyReference(frame_of_reference_uid=kw.pop("frame_of_reference_uid", FOR),
+                           plan_sop_instance_uid=case["plan_uid"])
+    return write_rtdose(dose, vs, org, case["dir"] / f"{name}.dcm", study=study, **kw)
 
 
 def _recheck(case, doses, _only_inputs=False, **kw):
@@ -248,8 +249,8 @@ def test_dose_grid_not_covering_the_body(base):
     vs, org = base["grid"]
     d = base["blob"][:, 10:, 10:]          # cut through the box where the dose is
     o = (org[0] + 10 * vs[0], org[1] + 10 * vs[1], org[2])
-    p = write_rtdose(d, vs, o, base["dir"] / "cut.dcm", frame_of_reference_uid=FOR,
-                     referenced_plan_sop_instance_uid=base["plan_uid"])
+    p = write_rtdose(d, vs, o, base["dir"] / "cut.dcm",
+                     study=StudyReference(frame_of_reference_uid=FOR, plan_sop_instance_uid=base["plan_uid"]))
     from mcproton._check.inputs import CheckInputError
 
     with pytest.raises(CheckInputError, match="does not cover the irradiated body"):

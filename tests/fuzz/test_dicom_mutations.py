@@ -35,6 +35,7 @@ import pydicom
 from pydicom import config as pydicom_config
 from pydicom.dataset import Dataset
 
+from mcproton._io.dicom_common import PHANTOM_STUDY
 from mcproton._io.ct import load_ct_series, write_ct_series
 from mcproton._io.errors import DicomInputError
 from mcproton._io.rtplan import load_rtplan
@@ -321,7 +322,8 @@ def run_plan_cases(tmp: Path, tally: Tally, rng) -> None:
 def run_ct_cases(tmp: Path, tally: Tally, rng) -> None:
     hu = np.random.default_rng(SEED).integers(-1000, 1500, (4, 6, 5)).astype(np.int16)
     ref_dir = tmp / "ct_ref"
-    paths = write_ct_series(hu, (1.2, 1.0, 2.5), (-3.0, 4.0, 10.0), ref_dir, frame_of_reference_uid="1.2.3.4")
+    paths = write_ct_series(hu, (1.2, 1.0, 2.5), (-3.0, 4.0, 10.0), ref_dir,
+                            study=PHANTOM_STUDY.replace(frame_of_reference_uid="1.2.3.4"))
     reference = ct_signature(load_ct_series(ref_dir))
     files = {p.name: p.read_bytes() for p in paths}
     for k in range(N_CT_CASES):

@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from mcproton._io.dicom_common import PHANTOM_STUDY
 from mcproton._io.ct import CTImage, load_ct_series, write_ct_series
 from mcproton._io.errors import DicomInputError
 
@@ -18,7 +19,8 @@ def _hu(shape=(6, 5, 4), seed=0):
 
 def test_round_trip(tmp_path):
     hu = _hu()
-    paths = write_ct_series(hu, (1.5, 2.0, 3.0), (-10.0, -20.0, 5.0), tmp_path, frame_of_reference_uid="1.2.3")
+    paths = write_ct_series(hu, (1.5, 2.0, 3.0), (-10.0, -20.0, 5.0), tmp_path,
+                            study=PHANTOM_STUDY.replace(frame_of_reference_uid="1.2.3"))
     assert len(paths) == 6
     ct = load_ct_series(tmp_path)
     assert isinstance(ct, CTImage)

@@ -9,6 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from mcproton._io.dicom_common import PHANTOM_STUDY
 from mcproton._io.ct import load_ct_series, write_ct_series
 from mcproton._io.errors import CalibrationError, DicomInputError
 from mcproton._io.hu_calibration import DENSITY_DROP_RTOL, HUCalibration
@@ -17,7 +18,8 @@ from mcproton.materials import Material
 
 def _series(tmp_path, n=5, **kw):
     hu = np.full((n, 6, 6), 0, np.int16)
-    return write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path, frame_of_reference_uid="1.2.3", **kw)
+    return write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path,
+                           study=PHANTOM_STUDY.replace(frame_of_reference_uid="1.2.3"), **kw)
 
 
 @pytest.mark.parametrize("keep", [140, 200, 600, -2, -40])

@@ -7,6 +7,7 @@ import pydicom
 import pytest
 
 from mcproton._io.ct import load_ct_series, write_ct_series
+from mcproton._io.dicom_common import StudyReference
 from mcproton._io.errors import DicomInputError
 from mcproton._io.rtdose import read_rtdose, write_rtdose
 from mcproton._io.rtplan import load_rtplan
@@ -131,7 +132,8 @@ def test_absurd_ct_headers(tmp_path, kw, val, match):
 
 
 def test_truncated_rtdose(tmp_path):
-    p = write_rtdose(np.ones((3, 4, 5)), (1, 1, 1), (0, 0, 0), tmp_path / "rd.dcm", frame_of_reference_uid="1.2")
+    p = write_rtdose(np.ones((3, 4, 5)), (1, 1, 1), (0, 0, 0), tmp_path / "rd.dcm",
+                     study=StudyReference(frame_of_reference_uid="1.2"))
     data = p.read_bytes()
     for n in (100, 300, len(data) - 20):
         q = tmp_path / f"rd{n}.dcm"

@@ -48,6 +48,7 @@ def _unit(ax: str, s: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     from mcproton.config import build_beams, build_geometry, check_beam_hits, load_config, run_settings
+    from mcproton._io.dicom_common import PHANTOM_STUDY
     from mcproton.dicom import write_ct_series
     from mcproton.run import simulate
 
@@ -55,7 +56,8 @@ def results(tmp_path_factory):
     n = int(round(2 * HALF / VOX))
     c0 = -HALF + VOX / 2
     for_uid = "1.2.826.0.1.3680043.8.498.1"
-    write_ct_series(np.zeros((n, n, n)), (VOX, VOX, VOX), (c0, c0, c0), d / "ct", frame_of_reference_uid=for_uid)
+    write_ct_series(np.zeros((n, n, n)), (VOX, VOX, VOX), (c0, c0, c0), d / "ct",
+                    study=PHANTOM_STUDY.replace(frame_of_reference_uid=for_uid))
     cal = d / "cal"
     cal.mkdir()
     (cal / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.0012\n0,1.0\n1000,2.0\n")

@@ -148,12 +148,13 @@ def test_plan_spots_in_lps(pos):
 def _write_case(tmp_path, ct_position: str, plan_position: str, gantry: float, *, spot_x: float = 0.0):
     """A 120 x 120 x 120 mm water cube (HU 0, 6 mm voxels) in the CT frame, CT PatientPosition ``ct_position``, and
     a one-spot 70 MeV plan (range ~41 mm in water) at the cube's centre, set up ``plan_position``."""
+    from mcproton._io.dicom_common import PHANTOM_STUDY
     from mcproton.dicom import write_ct_series
 
     frame = "1.2.826.0.1.3680043.8.498.4711"
     n, v = 20, 6.0
     write_ct_series(np.zeros((n, n, n)), (v, v, v), (-(n - 1) * v / 2,) * 3, tmp_path / "ct",
-                    frame_of_reference_uid=frame, patient_position=ct_position)
+                    study=PHANTOM_STUDY.replace(frame_of_reference_uid=frame, patient_position=ct_position))
     plan = make_plan([{"gantry": gantry, "couch": 0.0, "iso": (0.0, 0.0, 0.0),
                        "layers": [(70.0, [(spot_x, 0.0)], [1.0])], "meterset": 5.0}],
                      patient_position=plan_position, frame_of_reference_uid=frame)

@@ -8,15 +8,18 @@ import numpy as np
 import pydicom
 import pytest
 
-from mcproton._io.rtdose import read_rtdose, write_rtdose
+from mcproton.dicom import StudyReference, read_rtdose, write_rtdose
 
 DOSE = np.random.default_rng(3).random((5, 6, 7)) * 2.2
 
 
 def _write(tmp_path, **kw):
-    args = dict(frame_of_reference_uid="1.2.826.0.1.3680043.8.498.1", referenced_plan_sop_instance_uid="1.2.826.0.1.3680043.8.498.2")
-    args.update(kw)
-    return write_rtdose(DOSE, (2.0, 2.5, 3.0), (-10.0, -20.0, -30.0), tmp_path / "RD.dcm", **args)
+    study = {"frame_of_reference_uid": "1.2.826.0.1.3680043.8.498.1",
+             "plan_sop_instance_uid": "1.2.826.0.1.3680043.8.498.2"}
+    study.update({k: kw.pop(k) or "" for k in ("patient_id", "patient_name", "plan_sop_instance_uid")
+                  if k in kw})
+    return write_rtdose(DOSE, (2.0, 2.5, 3.0), (-10.0, -20.0, -30.0), tmp_path / "RD.dcm",
+                        study=StudyReference(**study), **kw)
 
 
 @pytest.mark.parametrize("bits", [16, 32])
@@ -43,13 +46,16 @@ def test_beam_summation_and_errors(tmp_path):
     with pytest.raises(ValueError, match="summation_type"):
         _write(tmp_path, summation_type="NONSENSE")
     with pytest.raises(ValueError, match="negative"):
-        write_rtdose(-DOSE, (1, 1, 1), (0, 0, 0), tmp_path / "x.dcm", frame_of_reference_uid="1.2")
+        write_rtdose(-DOSE, (1, 1, 1), (0, 0, 0), tmp_path / "x.dcm",
+                     study=StudyReference(frame_of_reference_uid="1.2"))
     with pytest.raises(ValueError, match="NaN"):
-        write_rtdose(np.full((2, 2, 2), np.nan), (1, 1, 1), (0, 0, 0), tmp_path / "x.dcm", frame_of_reference_uid="1.2")
+        write_rtdose(np.full((2, 2, 2), np.nan), (1, 1, 1), (0, 0, 0), tmp_path / "x.dcm",
+                     study=StudyReference(frame_of_reference_uid="1.2"))
 
 
 def test_zero_dose_and_no_plan(tmp_path):
-    p = write_rtdose(np.zeros((2, 3, 4)), (1, 1, 1), (0, 0, 0), tmp_path / "z.dcm", frame_of_reference_uid="1.2.3")
+    p = write_rtdose(np.zeros((2, 3, 4)), (1, 1, 1), (0, 0, 0), tmp_path / "z.dcm",
+                     study=StudyReference(frame_of_reference_uid="1.2.3"))
     r = read_rtdose(p)
     assert np.all(r.dose_gy_zyx == 0)
     assert "placeholder" in pydicom.dcmread(p).DoseComment
@@ -57,7 +63,7 @@ def test_zero_dose_and_no_plan(tmp_path):
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not installed")
 @pytest.mark.parametrize("kw", [{}, {"summation_type": "BEAM", "referenced_beam_number": 1},
-                                {"referenced_plan_sop_instance_uid": None}])
+                                {"plan_sop_instance_uid": None}])
 def test_dciodvfy_no_errors(tmp_path, kw):
     p = _write(tmp_path, patient_id="P1", patient_name="a^b", **kw)
     r = subprocess.run(["dciodvfy", str(p)], capture_output=True, text=True, timeout=60)

@@ -28,11 +28,12 @@ def _dciodvfy_errors(path) -> list[str]:
 
 def _case(tmp_path, n_fractions: int = 5):
     """A 16^3 water CT (5 mm) and a two-beam plan (gantry 90 and 270) of ``n_fractions`` fractions."""
+    from mcproton._io.dicom_common import PHANTOM_STUDY
     from mcproton.dicom import write_ct_series
 
     frame = "1.2.826.0.1.3680043.8.498.1201"
     write_ct_series(np.zeros((16, 16, 16)), (5.0, 5.0, 5.0), (-37.5, -37.5, -37.5), tmp_path / "ct",
-                    frame_of_reference_uid=frame)
+                    study=PHANTOM_STUDY.replace(frame_of_reference_uid=frame))
     plan = make_plan([{"gantry": g, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(70.0, [(0.0, 0.0)], [1.0])],
                        "meterset": 5.0} for g in (90.0, 270.0)], frame_of_reference_uid=frame,
                      n_fractions=n_fractions)
@@ -160,13 +161,14 @@ def test_long_beam_list_comment_fits_the_lo_limit():
                                  "1.2.03.4", "1.2.x.4", "1." + "2" * 70])
 def test_invalid_plan_uid_is_replaced_by_a_valid_reference(tmp_path, bad):
     from mcproton._io.rtdose import is_valid_uid, read_rtdose, write_rtdose
+    from mcproton.dicom import StudyReference
 
     paths = []
     for k in range(2):
         p = tmp_path / f"RD{k}.dcm"
         with pytest.warns(RuntimeWarning, match="SOP Instance UID"):
-            write_rtdose(np.ones((2, 3, 4)), (1, 1, 1), (0, 0, 0), p, frame_of_reference_uid="1.2.3",
-                         referenced_plan_sop_instance_uid=bad)
+            write_rtdose(np.ones((2, 3, 4)), (1, 1, 1), (0, 0, 0), p,
+                         study=StudyReference(frame_of_reference_uid="1.2.3", plan_sop_instance_uid=bad))
         paths.append(p)
     refs = [read_rtdose(p).referenced_plan_sop_instance_uid for p in paths]
     assert refs[0] == refs[1] and refs[0] != bad and is_valid_uid(refs[0])   # the same plan -> the same reference
@@ -186,9 +188,11 @@ def test_uid_check():
                                        ("BEAM", [1, 3]), ("BEAM_SESSION", 2)])
 def test_every_summation_type_is_valid_dicom(tmp_path, st, beams):
     from mcproton._io.rtdose import read_rtdose, write_rtdose
+    from mcproton.dicom import StudyReference
 
-    p = write_rtdose(np.ones((2, 3, 4)), (1, 1, 1), (0, 0, 0), tmp_path / "RD.dcm", frame_of_reference_uid="1.2.3",
-                     referenced_plan_sop_instance_uid="1.2.3.4", summation_type=st, referenced_beam_number=beams,
+    p = write_rtdose(np.ones((2, 3, 4)), (1, 1, 1), (0, 0, 0), tmp_path / "RD.dcm",
+                     study=StudyReference(frame_of_reference_uid="1.2.3", plan_sop_instance_uid="1.2.3.4"),
+                     summation_type=st, referenced_beam_number=beams,
                      referenced_fraction_group_number=2)
     d = read_rtdose(p)
     assert d.dose_summation_type == st and d.referenced_fraction_group_number == (None if st == "PLAN" else 2)

@@ -10,12 +10,13 @@ from dicom_factories import make_plan, save
 
 
 def _case(tmp_path, plan_frame: str | None):
-    from mcproton.dicom import write_ct_series
+    from mcproton.dicom import StudyReference, write_ct_series
 
     ct_frame = "1.2.826.0.1.3680043.8.498.77"
     write_ct_series(np.zeros((16, 16, 16)), (5.0, 5.0, 5.0), (-37.5, -37.5, -37.5), tmp_path / "ct",
-                    frame_of_reference_uid=ct_frame, patient_name="Child^Test", patient_id="PAED-042",
-                    study_instance_uid="1.2.826.0.1.3680043.8.498.78")
+                    study=StudyReference(frame_of_reference_uid=ct_frame, patient_name="Child^Test",
+                                         patient_id="PAED-042", patient_position="HFS",
+                                         study_instance_uid="1.2.826.0.1.3680043.8.498.78"))
     plan = make_plan([{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0),
                        "layers": [(70.0, [(0.0, 0.0)], [1.0])], "meterset": 5.0}],
                      frame_of_reference_uid=plan_frame or ct_frame)

@@ -171,11 +171,12 @@ def test_cli_writes_dvh_group(tmp_path, capsys):
 
     from dicom_factories import make_plan
     from mcproton.cli import main
+    from mcproton._io.dicom_common import PHANTOM_STUDY
     from mcproton.dicom import write_ct_series
 
     for_uid = generate_uid()
     write_ct_series(np.zeros((10, 10, 10)), (4.0, 4.0, 4.0), (-18.0, -18.0, -18.0), tmp_path / "ct",
-                    frame_of_reference_uid=for_uid)
+                    study=PHANTOM_STUDY.replace(frame_of_reference_uid=for_uid))
     cal = tmp_path / "cal"
     cal.mkdir()
     (cal / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.0012\n0,1.0\n1000,2.0\n")

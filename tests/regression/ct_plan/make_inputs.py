@@ -17,7 +17,7 @@ sys.path.insert(0, str(HERE.parents[1] / "io"))
 
 from dicom_factories import make_plan, save  # noqa: E402  (tests/io)
 
-from mcproton.dicom import write_ct_series  # noqa: E402
+from mcproton.dicom import StudyReference, write_ct_series  # noqa: E402
 
 N, NZ, VOX = 32, 20, 3.0
 FOR_UID = "1.2.826.0.1.3680043.8.498.16016"
@@ -38,7 +38,8 @@ def main() -> None:
     shutil.rmtree(ct_dir, ignore_errors=True)
     c0 = -(N - 1) / 2 * VOX
     write_ct_series(hu_phantom(), (VOX, VOX, VOX), (c0, c0, -(NZ - 1) / 2 * VOX), ct_dir,
-                    frame_of_reference_uid=FOR_UID, patient_name="regression^ct_plan", patient_id="REG16")
+                    study=StudyReference(frame_of_reference_uid=FOR_UID, patient_name="regression^ct_plan",
+                                         patient_id="REG16", patient_position="HFS"))
     spots = [(x, y) for y in (-8.0, 0.0, 8.0) for x in (-8.0, 0.0, 8.0)]
     w = [1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0]
     beams = [{"gantry": g, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 10.0,

@@ -1,0 +1,119 @@
+"""StudyReference (the patient/study/frame/plan a written DICOM object belongs to) and the one RT Dose writer
+that takes a result (mcproton.dicom.write_result_rtdose): a CT geometry carries its CT's study as a declared
+field (nothing patched onto VoxelGeometry), and the RT Dose lands in that study and frame."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pydicom
+import pytest
+
+import mcproton
+from mcproton.dicom import DoseContents, StudyReference, read_rtdose, write_ct_series, write_result_rtdose, \
+    write_rtdose
+from mcproton.geometry import VoxelGeometry
+
+FRAME = "1.2.826.0.1.3680043.8.498.501"
+STUDY = "1.2.826.0.1.3680043.8.498.502"
+PLAN = "1.2.826.0.1.3680043.8.498.503"
+CT_STUDY = StudyReference(patient_name="Child^Test", patient_id="PAED-7", patient_birth_date="20200101",
+                          patient_sex="F", study_instance_uid=STUDY, frame_of_reference_uid=FRAME,
+                          patient_position="HFS")
+
+
+def _declared_only(g: VoxelGeometry) -> None:
+    extra = set(vars(g)) - {f.name for f in dataclasses.fields(VoxelGeometry)}
+    assert not extra, f"attributes patched onto VoxelGeometry: {sorted(extra)}"
+
+
+@pytest.fixture(scope="module")
+def ct_geometry(tmp_path_factory):
+    from mcproton.config import build_geometry
+
+    d = tmp_path_factory.mktemp("ct")
+    write_ct_series(np.zeros((6, 8, 8)), (4.0, 4.0, 4.0), (-14.0, -14.0, 0.0), d / "ct", study=CT_STUDY)
+    return build_geometry({"phantom": {"type": "ct", "ct_dir": str(d / "ct")}})
+
+
+def test_a_ct_geometry_carries_its_study_and_nothing_patched(ct_geometry):
+    g = ct_geometry
+    assert (g.study.patient_name, g.study.patient_id) == ("Child^Test", "PAED-7")
+    assert g.study.study_instance_uid == STUDY
+    assert g.frame_of_reference_uid == FRAME and g.patient_position == "HFS"
+    _declared_only(g)
+    blocks = mcproton.resample_blocks(g, (2, 2, 2))
+    assert blocks.study == g.study
+    _declared_only(blocks)
+    slab = mcproton.slab_ct_geometry([("water", 8.0)], voxel_mm=(4, 4, 2), lateral_size_mm=(8, 8))
+    assert slab.frame_of_reference_uid and slab.patient_position == ""
+    _declared_only(slab)
+    assert mcproton.box_phantom("water", (8, 8, 8), 4.0).study is None
+
+
+def test_study_reference_is_frozen_and_resolves_missing_uids():
+    s = StudyReference(patient_id="X")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.patient_id = "Y"   # type: ignore[misc]
+    r = s.resolved()
+    assert r.study_instance_uid and r.frame_of_reference_uid and r.patient_id == "X"
+    assert r.resolved() == r                           # already resolved: unchanged
+    assert CT_STUDY.resolved() == CT_STUDY
+    from types import SimpleNamespace
+
+    ct = SimpleNamespace(**{f.name: getattr(CT_STUDY, f.name) for f in dataclasses.fields(StudyReference)
+                            if f.name.startswith(("patient", "study", "frame"))})
+    want = CT_STUDY.replace(plan_sop_instance_uid=PLAN)
+    assert StudyReference.from_ct(ct, plan_sop_instance_uid=PLAN) == want
+
+
+@pytest.fixture(scope="module")
+def result(ct_geometry):
+    beam = mcproton.Beam.pencil(70.0, position_mm=(0, -40, 10), direction=(0, 1, 0), sigma_mm=(3, 3),
+                                total_protons=1e9)
+    return mcproton.simulate(ct_geometry, beam, mcproton.RunSettings(primaries=300, batches=2, backend="cpu",
+                                                                     seed=5))
+
+
+def test_write_result_rtdose_lands_in_the_cts_study(result, tmp_path):
+    entry = write_result_rtdose(result, tmp_path / "RD.dcm")
+    ds = pydicom.dcmread(tmp_path / "RD.dcm")
+    assert (str(ds.StudyInstanceUID), str(ds.FrameOfReferenceUID)) == (STUDY, FRAME)
+    assert (str(ds.PatientName), ds.PatientID) == ("Child^Test", "PAED-7")
+    assert ds.DoseSummationType == "PLAN" and ds.DoseType == "PHYSICAL" and "placeholder" in ds.DoseComment
+    back = read_rtdose(tmp_path / "RD.dcm")
+    assert np.abs(back.dose_gy_zyx - result.dose_gy_zyx).max() <= 0.5 * back.dose_grid_scaling * (1 + 1e-9)
+    assert entry["max_dose"] == pytest.approx(float(result.dose_gy_zyx.max()))
+
+
+def test_write_result_rtdose_contents_scale_rbe_water_and_plan(result, tmp_path):
+    c = DoseContents("FRACTION_SESSION", fractions=1, dose_to="water", rbe=1.1, scale=2.0,
+                     plan_sop_instance_uid=PLAN)
+    write_result_rtdose(result, tmp_path / "RD.dcm", contents=c)
+    ds = pydicom.dcmread(tmp_path / "RD.dcm")
+    assert ds.DoseType == "EFFECTIVE" and ds.DoseSummationType == "FRACTION_SESSION"
+    assert ds.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == PLAN
+    back = read_rtdose(tmp_path / "RD.dcm")
+    want = result.dose_to_water_gy_zyx * 2.2
+    assert np.abs(back.dose_gy_zyx - want).max() <= 0.5 * back.dose_grid_scaling * (1 + 1e-9)
+    with pytest.raises(ValueError, match="refer to plan"):
+        write_result_rtdose(result, tmp_path / "x.dcm", contents=c,
+                            study=CT_STUDY.replace(plan_sop_instance_uid="1.2.826.0.1.3680043.8.498.9"))
+
+
+def test_write_result_rtdose_zero_outside_the_given_outline(result, tmp_path):
+    from mcproton.body import BodyOutline
+
+    mask = np.zeros(result.dose_gy_zyx.shape, bool)
+    mask[:, :, :4] = True
+    write_result_rtdose(result, tmp_path / "RD.dcm", body_outline=BodyOutline(mask, "test", "test"))
+    back = read_rtdose(tmp_path / "RD.dcm")
+    assert np.all(back.dose_gy_zyx[~mask] == 0) and back.dose_gy_zyx[mask].max() > 0
+
+
+def test_write_rtdose_needs_a_study_with_a_frame(tmp_path):
+    with pytest.raises(ValueError, match="frame_of_reference_uid is required"):
+        write_rtdose(np.ones((2, 2, 2)), (1, 1, 1), (0, 0, 0), tmp_path / "a.dcm", study=StudyReference())
+    with pytest.raises(TypeError, match="StudyReference"):
+        write_rtdose(np.ones((2, 2, 2)), (1, 1, 1), (0, 0, 0), tmp_path / "a.dcm",
+                     study={"frame_of_reference_uid": FRAME})   # type: ignore[arg-type]
