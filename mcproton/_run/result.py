@@ -65,7 +65,7 @@ class DoseResult:
         """Write the result to the HDF5 file ``path`` (atomically: complete or not at all) in the versioned
         layout ``mcproton-dose/1`` (README "Output (HDF5)", mcproton/_io/hdf5.py), with the geometry's full
         material definitions and the deposited energy, so that :meth:`load` gives the result back."""
-        from ._io.hdf5 import write_result_hdf5
+        from .._io.hdf5 import write_result_hdf5
 
         return write_result_hdf5(self, path, edep=True)
 
@@ -82,7 +82,7 @@ class DoseResult:
         ``integrated_depth_dose`` gives zeros), primaries, wall time and backend (taken from the provenance)
         and the definitions of materials that are not in the database (placeholders by name, not for
         transport)."""
-        from ._io.hdf5 import load_result
+        from .._io.hdf5 import load_result
 
         return load_result(path)
 
