@@ -17,17 +17,17 @@ from typing import Any, Callable
 import numpy as np
 
 from .._backend import get_backend
-from .._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_SHARED_TALLY, FLAG_STRAGGLING, N_LEDGER, PARAMS_DTYPE, \
-    TALLY_SCALE, TOUCH_SHIFT
+from .._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_SHARED_TALLY, FLAG_STRAGGLING, N_LEDGER, \
+    PARAMS_DTYPE, TALLY_SCALE, TOUCH_SHIFT
 from .._physics.tables import E_MAX_MEV, PhysicsTables, build_tables
 from ..geometry import VoxelGeometry
 from ..settings import RunSettings
 from ..source import Beam
 from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max
 
-#: largest memory of the CPU tally slots (4 int64 tallies per voxel and slot).  A larger budget (2 slots of a
-#: 512 x 512 x 200 grid, 3.4 GB) made the transport of that grid 16 % faster in steady state but whole runs of
-#: 2e5 protons slower (6.8-8.4 s against 3.4-4.7 s: the second slot's pages are faulted in), so it stays 1 GiB.
+#: largest memory of the CPU tally slots (4 int64 tallies per voxel and slot).  A larger budget (2 slots of
+#: a 512 x 512 x 200 grid, 3.4 GB) made the transport of that grid 16 % faster in steady state but whole runs
+#: of 2e5 protons slower (6.8-8.4 s against 3.4-4.7 s: the second slot's pages are faulted in): 1 GiB.
 PRIVATE_TALLY_BYTES = 1 << 30
 
 
@@ -41,7 +41,7 @@ class Simulation:
         # Each beam of a plan gets its own disjoint range of history indices (2^40 apart; a run has fewer
         # primaries), so the beams' random numbers - and their statistical errors - are independent.
         self.beam_index = int(beam_index)
-        if not 0 <= self.beam_index < 1 << 23:   # history indices are 64-bit; a run has fewer than 2^40 primaries
+        if not 0 <= self.beam_index < 1 << 23:   # 64-bit history indices; a run has fewer than 2^40 primaries
             raise ValueError(f"beam_index must be an integer in [0, 2^23); got {beam_index}")
         self.history_offset = self.beam_index << 40
         self.geometry = geometry
@@ -71,21 +71,23 @@ class Simulation:
         }
         # CPU: one private tally slot per thread (no atomics, no cache-line contention) when the memory
         # allows; else as many slots as fit, each shared by a few threads with atomic adds (fewer threads
-        # contending for one cache line than with a single tally).  The GPU has one shared tally with atomic adds.
+        # contending for one cache line than with a single tally).  The GPU has one shared tally with atomic
+        # adds.
         self.slots = 1
         threads = int(getattr(b, "threads", 1)) if b.name == "cpu" else 1
         if threads > 1:
             slot_bytes = -(-self.n_vox >> TOUCH_SHIFT << TOUCH_SHIFT) * 4 * 8
             self.slots = int(min(threads, max(1, PRIVATE_TALLY_BYTES // slot_bytes)))
-        # Tallies padded to whole blocks of 2**TOUCH_SHIFT (32) voxels; the kernel flags every block it scores into
-        # (``touched``), so that a batch on a large, mostly empty grid (a patient CT) costs the host work of its
-        # dose footprint, not of the grid (run_histories_sparse).
+        # Tallies padded to whole blocks of 2**TOUCH_SHIFT (32) voxels; the kernel flags every block it scores
+        # into (``touched``), so that a batch on a large, mostly empty grid (a patient CT) costs the host work
+        # of its dose footprint, not of the grid (run_histories_sparse).
         self.n_blocks = -(-self.n_vox >> TOUCH_SHIFT)
         self.n_pad = self.n_blocks << TOUCH_SHIFT
         self.tally = {k: b.zeros((self.slots, self.n_pad), np.int64)
                       for k in ("edep", "edep_water", "edep_proton", "let_num")}
         self.touched = b.zeros(self.n_blocks, np.uint8)
-        self._tallies_zero = True   # invariant of run_histories_sparse: tallies and flags are all 0 between batches
+        # invariant of run_histories_sparse: tallies and flags are all 0 between batches
+        self._tallies_zero = True
         self.ledger_dev = b.zeros(N_LEDGER, np.int64)
         p = np.zeros(1, PARAMS_DTYPE)
         for k, a in {**self._keep, **self.tally, "ledger": self.ledger_dev, "touched": self.touched}.items():
@@ -132,7 +134,8 @@ class Simulation:
     def run_histories(self, first: int, n: int, on_device: bool = False) -> dict[str, np.ndarray]:
         """Transport histories [first, first + n) into zeroed tallies; returns host copies (int64), or with
         ``on_device`` (GPU only, see keeps_tallies_on_device) the device tallies themselves - views that the
-        next call overwrites, to be summed (DeviceAccumulator.add) before it; the ledger is always a host copy."""
+        next call overwrites, to be summed (DeviceAccumulator.add) before it; the ledger is always a host
+        copy."""
         b = self.backend
         nv = self.n_vox
         with b.device_context():
@@ -142,7 +145,7 @@ class Simulation:
             b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
             b.synchronize()
             if on_device and self.keeps_tallies_on_device:
-                out = {k: a[0, :nv] for k, a in self.tally.items()}   # no copy: consumed before the next batch
+                out = {k: a[0, :nv] for k, a in self.tally.items()}   # no copy: consumed before the next one
             else:
                 out = {k: self._reduce_slots(b.to_host(a))[:nv] for k, a in self.tally.items()}
             out["ledger"] = b.to_host(self.ledger_dev).copy()
@@ -160,17 +163,20 @@ class Simulation:
     def run_histories_sparse(self, first: int, n: int) -> dict[str, np.ndarray]:
         """Like run_histories, but returns only the voxels of the blocks the batch scored into:
         ``{"voxels": flat indices (int64, increasing), "edep": ..., "edep_water": ..., "edep_proton": ...,
-        "let_num": ... (values at those voxels), "ledger": ...}``, which Accumulator.add takes like a dense batch
-        (bitwise the same sums).  Only those blocks are read and zeroed again, so the host work per batch scales
-        with the dose footprint, not with the grid: on a 512 x 512 x 200 grid a pencil-beam batch touches ~2 %
-        of the blocks.  CPU backend (the GPU sums whole batches on the device, DeviceAccumulator)."""
+        "let_num": ... (values at those voxels), "ledger": ...}``, which Accumulator.add takes like a dense
+        batch (bitwise the same sums).  Only those blocks are read and zeroed again, so the host work per
+        batch scales with the dose footprint, not with the grid: on a 512 x 512 x 200 grid a pencil-beam batch
+        touches ~2 % of the blocks.  CPU backend (the GPU sums whole batches on the device,
+        DeviceAccumulator)."""
         if not self.sparse_batches:
             raise RuntimeError("run_histories_sparse needs the cpu backend; use run_histories")
         b = self.backend
         if not self._tallies_zero:
             self._zero_tallies()
-        self._tallies_zero = False   # until the touched blocks are read and cleared below (an error in between
-        self.ledger_dev.fill(0)      # must not leave this batch's deposits for the next one)
+        # False until the touched blocks are read and cleared below (an error in between must not leave this
+        # batch's deposits for the next one)
+        self._tallies_zero = False
+        self.ledger_dev.fill(0)
         b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
         b.synchronize()
         blocks = np.flatnonzero(self.touched)
@@ -233,9 +239,9 @@ class Accumulator:
         self.primaries += n
 
     def mean_rel_uncertainty_50(self, inv_mass: np.ndarray, density: np.ndarray) -> float:
-        """``mean_uncertainty_above_half_max`` of the running sums (mcproton/_run/stats.py), on the voxels with
-        dose only (elsewhere the dose is 0: the figure needs only these voxels).  ``inv_mass`` and ``density``
-        are flat over the grid."""
+        """``mean_uncertainty_above_half_max`` of the running sums (mcproton/_run/stats.py), on the voxels
+        with dose only (elsewhere the dose is 0: the figure needs only these voxels).  ``inv_mass`` and
+        ``density`` are flat over the grid."""
         idx = np.flatnonzero(self.sum_x)
         dose = self.sums["edep"][idx] * inv_mass[idx]   # proportional to the dose
         return mean_uncertainty_above_half_max(dose, batch_rel_uncertainty(self.sum_x[idx], self.sum_x2[idx],
@@ -276,8 +282,9 @@ class DeviceAccumulator:
         self.primaries += n
 
     def mean_rel_uncertainty_50(self, inv_mass: np.ndarray, density: np.ndarray) -> float:
-        """The figure of Accumulator.mean_rel_uncertainty_50 by the same code (mcproton/_run/stats.py), evaluated
-        on the device: no host copy of the grid per batch when a run stops at a target uncertainty."""
+        """The figure of Accumulator.mean_rel_uncertainty_50 by the same code (mcproton/_run/stats.py),
+        evaluated on the device: no host copy of the grid per batch when a run stops at a target
+        uncertainty."""
         with self._ctx():
             if getattr(self, "_dev_mass", None) is None:   # the grid's constants, copied once
                 self._dev_mass = self.xp.asarray(inv_mass)

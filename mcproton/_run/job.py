@@ -50,8 +50,8 @@ class _StopFlag:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        sys.stderr.write(f"\nmcproton: {signal.Signals(signum).name} received: finishing the batch in flight and "
-                         "writing a checkpoint (send it again to stop at once)\n")
+        sys.stderr.write(f"\nmcproton: {signal.Signals(signum).name} received: finishing the batch in flight "
+                         "and writing a checkpoint (send it again to stop at once)\n")
         sys.stderr.flush()
 
     def __call__(self) -> bool:
@@ -76,14 +76,15 @@ class JobOptions:
 
     resume : continue from the checkpoint beside ``out`` (``mcproton run --resume``).
     checkpoint : write checkpoints beside ``out`` (at ``run.checkpoint_interval_s`` and on SIGINT/SIGTERM).
-    workers / scheduler / client / processes : run on Dask (a LocalCluster of ``workers`` processes, or threads
-        with ``processes=False``; the scheduler at ``scheduler``; or the given ``distributed.Client``); needs the
-        job's config (each worker rebuilds the job from it).  Otherwise the batches run here.
+    workers / scheduler / client / processes : run on Dask (a LocalCluster of ``workers`` processes, or
+        threads with ``processes=False``; the scheduler at ``scheduler``; or the given
+        ``distributed.Client``); needs the job's config (each worker rebuilds the job from it).  Otherwise the
+        batches run here.
     progress : True for a progress bar on stderr, or a callable ``f(done_primaries, protons_per_second)``.
     log : where the run's messages go (default: stderr).
     first_beam_index : the random stream of ``beams[0]``; beam ``i`` of the job gets stream
-        ``first_beam_index + i`` (its own range of history indices), so that the beams of a plan run as separate
-        jobs (``simulate(..., beam_index=i)``) get the random numbers they get in one job.
+        ``first_beam_index + i`` (its own range of history indices), so that the beams of a plan run as
+        separate jobs (``simulate(..., beam_index=i)``) get the random numbers they get in one job.
     handle_signals : SIGINT/SIGTERM finish the batch in flight, write a checkpoint and raise RunInterrupted
         (``mcproton run``); False leaves the signals alone (``simulate``: Ctrl-C raises KeyboardInterrupt).
     """
@@ -100,15 +101,15 @@ class JobOptions:
     handle_signals: bool = True
 
 
-def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: list[Any], out: str | Path | None,
-            options: JobOptions | None = None, **overrides: Any) -> list[Any]:
+def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: list[Any],
+            out: str | Path | None, options: JobOptions | None = None, **overrides: Any) -> list[Any]:
     """Run every beam: settings -> Simulation -> batches (streamed, checkpointed, local or on Dask) -> one
     DoseResult per beam (the caller sums and writes them, then calls :func:`remove_checkpoint`).  The one
     driver of ``mcproton run``, ``mcproton check``, ``simulate`` and the Dask workers' jobs.
 
     ``options`` (:class:`JobOptions`) says how; keyword ``overrides`` replace its fields (``resume=True``,
-    ``progress=False``, ...).  Each result's ``provenance["phase_s"]`` holds the wall time (s) of the phases of
-    its beam: ``setup`` (tables, geometry and source on the backend, kernel compile), ``transport`` (the
+    ``progress=False``, ...).  Each result's ``provenance["phase_s"]`` holds the wall time (s) of the phases
+    of its beam: ``setup`` (tables, geometry and source on the backend, kernel compile), ``transport`` (the
     batches, including those of earlier segments of a resumed run) and ``finish`` (the result arrays).
     """
     opts = dataclasses.replace(options or JobOptions(), **overrides)
@@ -118,7 +119,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     backend = resolve_backend(settings)
     ckpt = checkpoint_path(out) if (out is not None and opts.checkpoint) else None
     # the job's identity, checked on resume (hashes of the geometry and the beams: only with a checkpoint)
-    fp = fingerprint(cfg, settings, backend, geometry, beams, opts.first_beam_index) if ckpt is not None else {}
+    fp = {} if ckpt is None else fingerprint(cfg, settings, backend, geometry, beams, opts.first_beam_index)
     nz, ny, nx = geometry.shape_zyx
     n_vox = nx * ny * nz
     states: list[BeamState] | None = None
@@ -138,8 +139,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     if cfg is not None and (workers or scheduler or client is not None):
         from .distributed import DaskSession
 
-        dask_ctx = DaskSession(workers=workers, scheduler=scheduler, client=client, processes=opts.processes, log=log,
-                               gpu=backend == "cuda")
+        dask_ctx = DaskSession(workers=workers, scheduler=scheduler, client=client, processes=opts.processes,
+                               log=log, gpu=backend == "cuda")
     elif workers or scheduler or client is not None:
         raise ValueError("a distributed run needs the job's config (workers rebuild the simulation from it)")
 
@@ -147,8 +148,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     current: dict[str, Any] = {"executor": None, "device_acc": None, "ckpt_error": None}
 
     def save(i: int | None = None, pos: int | None = None, elapsed: float | None = None) -> bool:
-        """Write the checkpoint; True if written.  A failed write (disk full, quota, permissions) does not stop
-        the run: the previous checkpoint stays valid and the next one is tried at the next interval."""
+        """Write the checkpoint; True if written.  A failed write (disk full, quota, permissions) does not
+        stop the run: the previous checkpoint stays valid and the next one is tried at the next interval."""
         if ckpt is None:
             return False
         if i is not None and current["device_acc"] is not None:
@@ -163,9 +164,10 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
             save_checkpoint(ckpt, fp, states)
         except OSError as exc:
             current["ckpt_error"] = f"{type(exc).__name__}: {exc}"
-            log(f"mcproton: warning: could not write the checkpoint {ckpt} ({current['ckpt_error']}); the run goes "
-                f"on, {'the previous checkpoint stays valid' if ckpt.exists() else 'with no checkpoint yet'} and "
-                "the next one is tried at the next interval (free disk space, or check the output folder)")
+            kept = "the previous checkpoint stays valid" if ckpt.exists() else "with no checkpoint yet"
+            log(f"mcproton: warning: could not write the checkpoint {ckpt} ({current['ckpt_error']}); the "
+                f"run goes on, {kept} and the next one is tried at the next interval (free disk space, or "
+                "check the output folder)")
             return False
         if current.get("ckpt_error"):
             log(f"mcproton: checkpoint written again to {ckpt}")
@@ -194,15 +196,15 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     executor = dask_ctx.executor(cfg, i, plan, settings, opts.first_beam_index + i)
                 else:
                     if sim.keeps_tallies_on_device:
-                        # GPU: the batches are summed on the device; host copies only for checkpoints and the end
+                        # GPU: the batches are summed on the device; host copies for checkpoints and the end
                         try:
                             acc = current["device_acc"] = DeviceAccumulator(st.acc, sim.backend.xp,
                                                                             sim.backend.device_context)
                         except Exception as exc:
                             if not is_out_of_memory(exc):
                                 raise
-                            log("mcproton: not enough GPU memory for the running sums of this grid; summing the "
-                                "batches on the host instead (slower per batch, same dose)")
+                            log("mcproton: not enough GPU memory for the running sums of this grid; summing "
+                                "the batches on the host instead (slower per batch, same dose)")
                     executor = LocalExecutor(sim, plan, cap=st.batch_cap or None, log=log,
                                              on_device=current["device_acc"] is not None)
                 current["executor"] = executor
@@ -241,12 +243,12 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                         "continue with the same command and --resume", code)
                 st.done, st.stop_reason = True, res.stop_reason
                 if res.stop_reason == "target_uncertainty":
-                    log(f"mcproton: beam {i + 1} reached the target uncertainty after {st.next_history:,} primaries "
-                        f"(mean relative uncertainty above 50 % Dmax {res.mean_rel_uncertainty_50:.4g} <= "
-                        f"{settings.target_uncertainty:g})")
+                    log(f"mcproton: beam {i + 1} reached the target uncertainty after {st.next_history:,} "
+                        "primaries (mean relative uncertainty above 50 % Dmax "
+                        f"{res.mean_rel_uncertainty_50:.4g} <= {settings.target_uncertainty:g})")
                 elif res.stop_reason == "time_limit":
-                    log(f"mcproton: beam {i + 1} stopped by the time limit ({settings.time_limit_s:g} s) after "
-                        f"{st.next_history:,} primaries")
+                    log(f"mcproton: beam {i + 1} stopped by the time limit ({settings.time_limit_s:g} s) "
+                        f"after {st.next_history:,} primaries")
                 save()
                 results.append(_finish(sim, st, setup_s))
                 st.compact()   # its sums live on in the result and, compactly, in the checkpoints
@@ -263,7 +265,8 @@ def _finish(sim: Any, st: BeamState, setup_s: float) -> Any:
     res = finish(sim, st.acc, st.elapsed_s)
     res.provenance["stop_reason"] = st.stop_reason
     res.provenance["next_history"] = st.next_history
-    res.provenance["phase_s"] = {"setup": setup_s, "transport": st.elapsed_s, "finish": time.perf_counter() - t}
+    res.provenance["phase_s"] = {"setup": setup_s, "transport": st.elapsed_s,
+                                 "finish": time.perf_counter() - t}
     return res
 
 

@@ -1,5 +1,5 @@
-"""The result of a run (``DoseResult``), made from the running sums of one beam (``finish``) or summed over the
-beams of a plan (``sum_results``)."""
+"""The result of a run (``DoseResult``), made from the running sums of one beam (``finish``) or summed over
+the beams of a plan (``sum_results``)."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -71,14 +71,14 @@ class DoseResult:
 
     @classmethod
     def load(cls, path: str | Path) -> "DoseResult":
-        """The result saved in ``path`` by :meth:`save` (or written by ``mcproton run``): the dose, dose to water,
-        LET_d, uncertainty and deposited-energy arrays, the geometry (voxel size, origin, densities, materials,
-        labels), normalisation, ledger and provenance.  Dose and deposited energy come back bitwise; dose to
-        water, LET_d and uncertainty are stored (and come back) as float32.
+        """The result saved in ``path`` by :meth:`save` (or written by ``mcproton run``): the dose, dose to
+        water, LET_d, uncertainty and deposited-energy arrays, the geometry (voxel size, origin, densities,
+        materials, labels), normalisation, ledger and provenance.  Dose and deposited energy come back
+        bitwise; dose to water, LET_d and uncertainty are stored (and come back) as float32.
 
         A file of an unknown format version (a newer mcproton) or not written by mcproton raises
-        ``mcproton._io.hdf5.DoseFileError`` (a ``ValueError``).  A file written before the format had a version
-        is read as version 0 with a warning: it lacks the deposited energy (``edep_mev_zyx`` is None,
+        ``mcproton._io.hdf5.DoseFileError`` (a ``ValueError``).  A file written before the format had a
+        version is read as version 0 with a warning: it lacks the deposited energy (``edep_mev_zyx`` is None,
         ``integrated_depth_dose`` gives zeros), primaries, wall time and backend (taken from the provenance)
         and the definitions of materials that are not in the database (placeholders by name, not for
         transport)."""
@@ -97,8 +97,8 @@ def scored_voxels(acc: Any) -> np.ndarray:
 
 def finish(sim: Any, acc: Any, wall_s: float) -> DoseResult:
     """The result of the running sums ``acc`` (an Accumulator) of the Simulation ``sim``.  Computed on the
-    scored voxels only (on a patient-CT grid a fraction of the voxels) and placed into zero arrays: bitwise what
-    the same formulas give on the whole grid."""
+    scored voxels only (on a patient-CT grid a fraction of the voxels) and placed into zero arrays: bitwise
+    what the same formulas give on the whole grid."""
     g = sim.geometry
     shape = g.shape_zyx
     n = acc.primaries
@@ -129,8 +129,8 @@ def finish(sim: Any, acc: Any, wall_s: float) -> DoseResult:
         scale = float(sim.beam.total_protons)
         norm = f"Gy for {scale:.6g} protons"
     mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx.reshape(-1)[idx])
-    # every ledger entry of kernels/params.h (MCP_LEDGER_ENTRIES): energies in MeV, counts as integers; the kernel
-    # leaves "deposited" at 0, it is the sum of the dose tally
+    # every ledger entry of kernels/params.h (MCP_LEDGER_ENTRIES): energies in MeV, counts as integers; the
+    # kernel leaves "deposited" at 0, it is the sum of the dose tally
     ledger = acc.ledger.copy()
     ledger[LEDGER["deposited"]] = acc.sums["edep"][idx].sum()
     led = {e.name: int(ledger[e.index]) if e.kind == "count" else float(ledger[e.index]) / TALLY_SCALE
@@ -153,7 +153,8 @@ def finish(sim: Any, acc: Any, wall_s: float) -> DoseResult:
                                   f"{s.range_shifter.thickness_mm:.2f} mm" for s in sim.beam.spots
                                   if s.range_shifter is not None}),
         "range_shifter_model": sim.beam.meta.get("range_shifter_model", "transport"),
-        "beam": {"name": sim.beam.name, "spots": len(sim.beam.spots), "total_protons": sim.beam.total_protons},
+        "beam": {"name": sim.beam.name, "spots": len(sim.beam.spots),
+                 "total_protons": sim.beam.total_protons},
         "wall_s": wall_s, "protons_per_second": pps,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(), "python": platform.python_version(), "numpy": np.__version__,
@@ -184,8 +185,8 @@ def _random_stream(r: DoseResult) -> tuple | None:
 def _summed_variance(results: list[DoseResult]) -> np.ndarray:
     """The variance (Gy^2) of the summed dose.  Results of different random streams (another seed or beam
     index) are independent: their absolute standard errors add in quadrature.  Results of one stream (the same
-    seed and beam index: the same random numbers) are correlated, up to fully for the same beam: their standard
-    errors add linearly (the upper bound), with a warning."""
+    seed and beam index: the same random numbers) are correlated, up to fully for the same beam: their
+    standard errors add linearly (the upper bound), with a warning."""
     groups: dict[Any, list[DoseResult]] = {}
     for k, r in enumerate(results):
         key = _random_stream(r)
@@ -194,11 +195,13 @@ def _summed_variance(results: list[DoseResult]) -> np.ndarray:
     if shared:
         import warnings
 
-        warnings.warn(f"sum_results: {sum(len(groups[k]) for k in shared)} results share their random numbers "
-                      f"(seed, beam index {', '.join(map(str, shared))}), so their statistical errors are "
-                      "correlated and cannot be added in quadrature; their standard errors are added linearly "
-                      "(an upper bound). Give each beam its own stream: simulate(..., beam_index=i) for beam i, "
-                      "as mcproton run does.", RuntimeWarning, stacklevel=3)
+        n = sum(len(groups[k]) for k in shared)
+        warnings.warn(f"sum_results: {n} results share their random numbers (seed, beam index "
+                      f"{', '.join(map(str, shared))}), so their statistical errors are correlated and "
+                      "cannot be added in quadrature; their standard errors are added linearly (an upper "
+                      "bound). Give each beam its own stream: simulate(..., beam_index=i) for beam i, as "
+                      "mcproton run does.",
+                      RuntimeWarning, stacklevel=3)
     var = np.zeros(results[0].dose_gy_zyx.shape, np.float64)
     for grp in groups.values():
         sigma = np.array(grp[0].uncertainty_rel_zyx * grp[0].dose_gy_zyx, dtype=np.float64)

@@ -2,8 +2,8 @@
 summary figure "mean relative uncertainty over the voxels with dose >= 50 % of the maximum" (MCsquare's
 stopping figure).
 
-Operators only (plus boolean indexing, ``.max()``, ``.mean()``), so that the same code serves NumPy arrays (the
-result, the host running sums) and CuPy arrays (DeviceAccumulator's running sums on the GPU).
+Operators only (plus boolean indexing, ``.max()``, ``.mean()``), so that the same code serves NumPy arrays
+(the result, the host running sums) and CuPy arrays (DeviceAccumulator's running sums on the GPU).
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-#: Voxels lighter than this (air, g/cm3) are left out of the 50 %-of-Dmax uncertainty figure: dose to medium in
-#: air is large and noisy, and would otherwise set Dmax.
+#: Voxels lighter than this (air, g/cm3) are left out of the 50 %-of-Dmax uncertainty figure: dose to medium
+#: in air is large and noisy, and would otherwise set Dmax.
 UNCERTAINTY_MIN_DENSITY = 0.05
 
 
@@ -27,9 +27,9 @@ def batch_rel_uncertainty(sum_x: Any, sum_x2: Any, batches: int) -> Any:
 
 
 def mean_uncertainty_above_half_max(dose: Any, unc: Any, density: Any) -> float:
-    """Mean relative uncertainty ``unc`` over the voxels of tissue (density >= 0.05 g/cm3) whose ``dose`` (or any
-    quantity proportional to it) is >= 50 % of the tissue maximum.  NaN without dose.  ``density`` may be of
-    any shape with as many elements as ``dose``."""
+    """Mean relative uncertainty ``unc`` over the voxels of tissue (density >= 0.05 g/cm3) whose ``dose`` (or
+    any quantity proportional to it) is >= 50 % of the tissue maximum.  NaN without dose.  ``density`` may be
+    of any shape with as many elements as ``dose``."""
     tissue = density.reshape(dose.shape) >= UNCERTAINTY_MIN_DENSITY
     d = dose * tissue
     if d.size == 0:

@@ -116,8 +116,8 @@ def shrunk_cap(sim: Any, n: int, min_batch: int, log: Callable[[str], None], exc
     device memory pools are emptied before the retry); a RuntimeError that says what to do if ``n`` is already
     the smallest batch.  The caller re-raises any error that is not an out-of-memory one."""
     if n <= min_batch:
-        raise RuntimeError(f"the GPU ran out of memory even for a batch of {n} histories: the grid or the tables "
-                           "do not fit; use a coarser grid or --set run.backend=\"cpu\"") from exc
+        raise RuntimeError(f"the GPU ran out of memory even for a batch of {n} histories: the grid or the "
+                           "tables do not fit; use a coarser grid or --set run.backend=\"cpu\"") from exc
     cap = max(min_batch, n // 2)
     log(f"mcproton: GPU out of memory for a batch of {n:,} histories; retrying with batches of {cap:,}")
     _free_device_pools(sim)
@@ -126,8 +126,8 @@ def shrunk_cap(sim: Any, n: int, min_batch: int, log: Callable[[str], None], exc
 
 def run_batch(sim: Any, first: int, n: int, on_device: bool = False) -> dict[str, Any]:
     """The tallies of histories [first, first + n) of ``sim``: on the CPU the sparse batch
-    (Simulation.run_histories_sparse: host work of the dose footprint only); with ``on_device`` (GPU) the device
-    tallies, to be summed by a DeviceAccumulator before the next batch; else host copies."""
+    (Simulation.run_histories_sparse: host work of the dose footprint only); with ``on_device`` (GPU) the
+    device tallies, to be summed by a DeviceAccumulator before the next batch; else host copies."""
     if on_device:
         return sim.run_histories(first, n, on_device=True)
     if getattr(sim, "sparse_batches", False):
@@ -207,7 +207,8 @@ def progress_printer(total: int, start_done: int = 0) -> Callable[[int, float], 
         rate = (done - start_done) / el if el > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else float("nan")
         bar = "#" * int(30 * min(done, total) / max(total, 1))
-        sys.stderr.write(f"\r  [{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  ETA {eta:6.1f} s")
+        line = f"\r  [{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  ETA {eta:6.1f} s"
+        sys.stderr.write(line)
         sys.stderr.flush()
 
     return show
@@ -281,5 +282,5 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
 
 
 __all__ = ["BatchPlan", "LocalExecutor", "StreamResult", "batch_plan", "is_out_of_memory",
-           "mean_rel_uncertainty_50", "run_batch", "run_shrinking", "shrunk_cap", "stream", "progress_printer",
-           "inverse_mass", "TALLY_SCALE"]
+           "mean_rel_uncertainty_50", "run_batch", "run_shrinking", "shrunk_cap", "stream",
+           "progress_printer", "inverse_mass", "TALLY_SCALE"]

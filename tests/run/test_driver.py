@@ -1,5 +1,6 @@
-"""The one driver (mcproton/_run/job.py run_job): simulate() goes through it, per-beam simulate calls get the random
-streams of the job's beams, sum_results adds independent beams' errors in quadrature, JobOptions, phase times."""
+"""The one driver (mcproton/_run/job.py run_job): simulate() goes through it, per-beam simulate calls get the
+random streams of the job's beams, sum_results adds independent beams' errors in quadrature, JobOptions,
+phase times."""
 from __future__ import annotations
 
 import warnings
@@ -30,8 +31,8 @@ def _same(a, b):
 
 
 def test_run_job_over_two_beams_equals_simulate_per_beam_summed_bitwise():
-    """The job's beam i and simulate(..., beam_index=i) are one and the same run (CPU: bitwise), so that a plan
-    simulated beam by beam and summed is the plan run by ``mcproton run``."""
+    """The job's beam i and simulate(..., beam_index=i) are one and the same run (CPU: bitwise), so that a
+    plan simulated beam by beam and summed is the plan run by ``mcproton run``."""
     g, beams, s = _case()
     job = run_job(None, s, g, beams, None, JobOptions(checkpoint=False, progress=False, log=lambda m: None))
     per_beam = [simulate(g, b, s, beam_index=i) for i, b in enumerate(beams)]
@@ -53,14 +54,14 @@ def test_beam_indices_are_independent_random_streams():
 
 
 def test_sum_results_uncertainty_is_calibrated_for_independent_beams():
-    """Six sums of two runs of one beam on independent streams (0+1, 2+3, ...): the spread of the summed dose over
-    the six is what sum_results' uncertainty says.  Figure: the voxels' sample variance over the sums divided by
-    their mean reported variance, summed over the voxels >= 10 % of the maximum (~270).  Expected 1; over 12
-    seeds it lay in [0.71, 1.12] (sd 0.11), the test allows [0.5, 1.6] (CPU: deterministic for its seed).  Fails
-    at 0 with one random stream for every simulate call (the old behaviour: six identical sums), at ~2 with
-    correlated pairs added in quadrature."""
+    """Six sums of two runs of one beam on independent streams (0+1, 2+3, ...): the spread of the summed dose
+    over the six is what sum_results' uncertainty says.  Figure: the voxels' sample variance over the sums
+    divided by their mean reported variance, summed over the voxels >= 10 % of the maximum (~270).  Expected
+    1; over 12 seeds it lay in [0.71, 1.12] (sd 0.11), the test allows [0.5, 1.6] (CPU: deterministic for its
+    seed).  Fails at 0 with one random stream for every simulate call (the old behaviour: six identical sums),
+    at ~2 with correlated pairs added in quadrature."""
     g, beams, s = _case(1000, seed=5)
-    sums = [sum_results([simulate(g, beams[0], s, beam_index=2 * k), simulate(g, beams[0], s, beam_index=2 * k + 1)])
+    sums = [sum_results([simulate(g, beams[0], s, beam_index=i) for i in (2 * k, 2 * k + 1)])
             for k in range(6)]
     d = np.array([x.dose_gy_zyx for x in sums])
     var = np.array([(x.uncertainty_rel_zyx * x.dose_gy_zyx) ** 2 for x in sums]).mean(axis=0)
@@ -73,8 +74,9 @@ def test_sum_results_uncertainty_is_calibrated_for_independent_beams():
 
 
 def test_sum_results_of_one_random_stream_adds_errors_linearly_with_a_warning():
-    """Two results of the same seed and beam index share their random numbers: their errors are correlated (here
-    fully: the same beam), so quadrature would understate the uncertainty by sqrt(2); they add linearly."""
+    """Two results of the same seed and beam index share their random numbers: their errors are correlated
+    (here fully: the same beam), so quadrature would understate the uncertainty by sqrt(2); they add
+    linearly."""
     g, beams, s = _case(1000)
     r = simulate(g, beams[0], s)
     with pytest.warns(RuntimeWarning, match="share their random numbers.*beam_index"):
@@ -105,12 +107,13 @@ def test_results_record_the_wall_time_of_their_phases():
         assert set(ph) == {"setup", "transport", "finish"} and all(v >= 0 for v in ph.values())
         assert ph["transport"] == x.wall_s
     tot = sum_results(r)
-    assert tot.provenance["phase_s"]["setup"] == pytest.approx(sum(x.provenance["phase_s"]["setup"] for x in r))
+    setup = sum(x.provenance["phase_s"]["setup"] for x in r)
+    assert tot.provenance["phase_s"]["setup"] == pytest.approx(setup)
 
 
 def test_simulate_keeps_the_gpu_tallies_on_the_device(monkeypatch):
-    """On the (emulated) GPU, simulate sums the batches on the device (DeviceAccumulator) like mcproton run: no
-    host copy of the tallies per batch; the dose is bitwise the CPU's."""
+    """On the (emulated) GPU, simulate sums the batches on the device (DeviceAccumulator) like mcproton run:
+    no host copy of the tallies per batch; the dose is bitwise the CPU's."""
     from fake_cupy import install_fake_cupy
 
     from mcproton._backend import get_backend
