@@ -196,7 +196,7 @@ def _summed_variance(results: list[DoseResult]) -> np.ndarray:
         import warnings
 
         n = sum(len(groups[k]) for k in shared)
-        warnings.warn(f"sum_results: {n} results share their random numbers (seed, beam index "
+        warnings.warn(f"sum_results: {n} results share their random numbers ((seed, beam index): "
                       f"{', '.join(map(str, shared))}), so their statistical errors are correlated and "
                       "cannot be added in quadrature; their standard errors are added linearly (an upper "
                       "bound). Give each beam its own stream: simulate(..., beam_index=i) for beam i, as "
