@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, load_checkpoint, \
     save_checkpoint
 from .engine import Accumulator, DeviceAccumulator, Simulation
@@ -120,20 +122,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     ckpt = checkpoint_path(out) if (out is not None and opts.checkpoint) else None
     # the job's identity, checked on resume (hashes of the geometry and the beams: only with a checkpoint)
     fp = {} if ckpt is None else fingerprint(cfg, settings, backend, geometry, beams, opts.first_beam_index)
-    nz, ny, nx = geometry.shape_zyx
-    n_vox = nx * ny * nz
-    states: list[BeamState] | None = None
-    if ckpt is not None and ckpt.exists():
-        if not resume:
-            info = describe(ckpt)
-            raise CheckpointError(f"{ckpt} holds an interrupted run{' (' + info + ')' if info else ''}; add "
-                                  f"--resume to continue it, or delete it to start afresh")
-        states = load_checkpoint(ckpt, fp, n_vox)
-        log(f"mcproton: resuming from {ckpt} ({describe(ckpt)})")
-    elif resume and ckpt is not None:
-        log(f"mcproton: --resume: no checkpoint at {ckpt}; starting from the beginning")
-    if states is None:
-        states = [BeamState(Accumulator(n_vox)) for _ in beams]
+    n_vox = int(np.prod(geometry.shape_zyx))
+    states = _initial_states(ckpt, fp, n_vox, len(beams), resume, log)
 
     dask_ctx = None
     if cfg is not None and (workers or scheduler or client is not None):
@@ -258,6 +248,22 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
         if dask_ctx is not None:
             dask_ctx.close()
     return results
+
+
+def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: int, resume: bool,
+                    log: Callable[[str], None]) -> list[BeamState]:
+    """The beams' states: those of the checkpoint ``ckpt`` (with ``resume``; refused without), else new."""
+    if ckpt is not None and ckpt.exists():
+        if not resume:
+            info = describe(ckpt)
+            raise CheckpointError(f"{ckpt} holds an interrupted run{' (' + info + ')' if info else ''}; add "
+                                  f"--resume to continue it, or delete it to start afresh")
+        states = load_checkpoint(ckpt, fp, n_vox)
+        log(f"mcproton: resuming from {ckpt} ({describe(ckpt)})")
+        return states
+    if resume and ckpt is not None:
+        log(f"mcproton: --resume: no checkpoint at {ckpt}; starting from the beginning")
+    return [BeamState(Accumulator(n_vox)) for _ in range(n_beams)]
 
 
 def _finish(sim: Any, st: BeamState, setup_s: float) -> Any:
