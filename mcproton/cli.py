@@ -58,7 +58,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_inputs(cfg, settings, geometry, beams)
     outline = _body_outline_and_check_outputs(cfg, geometry, beams, rtdose)   # errors before the transport
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
-    from ._run.job import RunInterrupted, remove_checkpoint, run_job
+    from ._run.job import JobOptions, RunInterrupted, remove_checkpoint, run_job
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1; got {args.workers}")
@@ -69,9 +69,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         why = "" if settings.backend != "auto" else f" (auto: {'GPU found' if be.name == 'cuda' else cuda_available()[1]})"
         print(f"mcproton: backend {be.name} on {be.device}{why}", file=sys.stderr)
     try:
-        results = run_job(cfg, settings, geometry, beams, out, resume=args.resume,
-                          checkpoint=not args.no_checkpoint, workers=args.workers, scheduler=args.scheduler,
-                          progress=not args.quiet)
+        results = run_job(cfg, settings, geometry, beams, out,
+                          JobOptions(resume=args.resume, checkpoint=not args.no_checkpoint,
+                                     workers=args.workers, scheduler=args.scheduler, progress=not args.quiet))
     except RunInterrupted as exc:
         print(f"mcproton: {exc}", file=sys.stderr)
         return exc.code

@@ -204,7 +204,7 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     from .._io.beam_model import load_beam_model
     from .._io.rtplan import plan_to_beams
     from .._run.inputs import check_memory
-    from .._run.job import run_job
+    from .._run.job import JobOptions, run_job
     from ..config import check_beam_hits
     from ..run import sum_results
     from ..settings import RunSettings
@@ -230,7 +230,8 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                            target_uncertainty=target_uncertainty)
     timings["beams_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    results = run_job(None, settings, geometry, beams, None, checkpoint=False, progress=progress, log=log)
+    results = run_job(None, settings, geometry, beams, None,
+                      JobOptions(checkpoint=False, progress=progress, log=log))
     timings["transport_s"] = time.perf_counter() - t
     t = time.perf_counter()
     per_beam: dict[int, np.ndarray] = {}

@@ -6,6 +6,8 @@ Every piece works on consecutive ranges of history indices.  A history's random 
 segments or Dask chunks gives the same integer sums: the dose is bitwise independent of the batching, of
 interruptions and of the number of workers on the CPU backend.
 """
-from .streaming import BatchPlan, LocalExecutor, StreamResult, is_out_of_memory, mean_rel_uncertainty_50, stream
+from .streaming import BatchPlan, LocalExecutor, StreamResult, is_out_of_memory, mean_rel_uncertainty_50, \
+    stream
 
-__all__ = ["BatchPlan", "LocalExecutor", "StreamResult", "is_out_of_memory", "mean_rel_uncertainty_50", "stream"]
+__all__ = ["BatchPlan", "LocalExecutor", "StreamResult", "is_out_of_memory", "mean_rel_uncertainty_50",
+           "stream"]

@@ -66,7 +66,7 @@ def beams_hash(beams: list[Any]) -> str:
 
 
 def fingerprint(cfg: dict[str, Any] | None, settings: Any, backend: str, geometry: Any,
-                beams: list[Any]) -> dict[str, str]:
+                beams: list[Any], first_beam_index: int = 0) -> dict[str, str]:
     from .. import __version__
     from .._kernels.source import source_hash
 
@@ -76,6 +76,8 @@ def fingerprint(cfg: dict[str, Any] | None, settings: Any, backend: str, geometr
         "geometry_hash": geometry_hash(geometry), "beams_hash": beams_hash(beams),
         "backend": backend, "seed": str(settings.seed), "primaries": str(settings.primaries),
         "n_beams": str(len(beams)),
+        # the beams' random streams (JobOptions.first_beam_index); absent when 0, as before it existed
+        **({"first_beam_index": str(int(first_beam_index))} if first_beam_index else {}),
     }
 
 
@@ -89,7 +91,8 @@ _WHAT = {"format": ("checkpoint format", "it was written by another mcproton ver
          "backend": ("backend", "resume on the same backend (--set run.backend=...)"),
          "seed": ("seed", "resume with the same run.seed"),
          "primaries": ("number of primaries", "resume with the same run.primaries"),
-         "n_beams": ("number of beams", "resume with the same plan")}
+         "n_beams": ("number of beams", "resume with the same plan"),
+         "first_beam_index": ("first beam index (random stream)", "resume with the same first_beam_index")}
 
 
 @dataclass
@@ -139,7 +142,7 @@ class BeamState:
         else ``voxels`` (flat indices where any sum is non-zero) and each array's values there."""
         if self.stored is not None:
             return self.stored
-        from ..run import scored_voxels
+        from .result import scored_voxels
 
         a = self.acc
         arrays = {**{f"sum_{k}": v for k, v in a.sums.items()}, "sum_x": a.sum_x, "sum_x2": a.sum_x2}
@@ -197,7 +200,7 @@ def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[Be
     """Read and verify a checkpoint; CheckpointError if it is damaged or belongs to another job."""
     import h5py
 
-    from ..run import Accumulator
+    from .engine import Accumulator
 
     path = Path(path)
     fix = f"delete {path} to start the run afresh"
@@ -214,12 +217,12 @@ def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[Be
                 raise CheckpointError(f"checkpoint {path} is corrupt (fingerprint checksum mismatch); {fix}")
             order = ("format", "version", "kernel_hash", "backend", "seed", "primaries", "n_beams",
                      "geometry_hash", "beams_hash", "config_hash")  # the most specific reason first
-            for key in sorted(fp, key=lambda k: order.index(k) if k in order else len(order)):
-                if old.get(key) != fp[key]:
+            for key in sorted(set(fp) | set(old), key=lambda k: (order.index(k) if k in order else len(order), k)):
+                if old.get(key) != fp.get(key):
                     what, how = _WHAT.get(key, (key, ""))
                     raise CheckpointError(
                         f"checkpoint {path} belongs to a run with another {what} ({key} {str(old.get(key))[:16]} "
-                        f"!= {str(fp[key])[:16]}): {how}; or {fix}")
+                        f"!= {str(fp.get(key))[:16]}): {how}; or {fix}")
             states = []
             for i in range(int(fp["n_beams"])):
                 g = f[f"beam_{i:03d}"]

@@ -56,13 +56,14 @@ def worker_gpu(settings: Any) -> int | None:
 
 def _build_sim(spec: dict[str, Any]) -> Any:
     from ..config import build_beams, build_geometry, run_settings
-    from ..run import Simulation
+    from .engine import Simulation
 
     cfg = spec["cfg"]
     settings = run_settings(cfg)
     settings.threads = spec["threads"]
     settings.gpu = worker_gpu(settings)
-    sim = Simulation(build_geometry(cfg), build_beams(cfg)[spec["beam"]], settings, beam_index=spec["beam"])
+    sim = Simulation(build_geometry(cfg), build_beams(cfg)[spec["beam"]], settings,
+                     beam_index=spec.get("stream", spec["beam"]))
     sim.backend.compile()
     return sim
 
@@ -293,11 +294,15 @@ class DaskSession:
             nw = len(self.client.scheduler_info().get("workers", {}))
             log(f"mcproton: distributed run on {nw} Dask worker(s) ({self.client.scheduler.address})")
 
-    def executor(self, cfg: dict[str, Any], beam_index: int, plan: BatchPlan, settings: Any) -> DaskExecutor:
+    def executor(self, cfg: dict[str, Any], beam_index: int, plan: BatchPlan, settings: Any,
+                 stream: int | None = None) -> DaskExecutor:
+        """The executor of beam ``beam_index`` of ``cfg``, on the random stream ``stream`` (default: the beam
+        index; JobOptions.first_beam_index)."""
         threads = cfg.get("run", {}).get("threads") or None
         if threads is None and self.local:
             threads = 1  # a LocalCluster has one worker per core: one OpenMP thread each
-        spec = {"cfg": cfg, "beam": beam_index, "threads": threads}
+        spec = {"cfg": cfg, "beam": beam_index, "threads": threads,
+                "stream": beam_index if stream is None else int(stream)}
         return DaskExecutor(self.client, spec, plan)
 
     def describe(self) -> dict[str, Any]:

@@ -7,14 +7,21 @@ uninterrupted one, so its dose is bitwise the same on the CPU backend (and so is
 """
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, load_checkpoint, \
     save_checkpoint
+from .engine import Accumulator, DeviceAccumulator, Simulation
+from .result import finish
 from .streaming import BatchPlan, LocalExecutor, is_out_of_memory, progress_printer, stream
 
 
@@ -30,12 +37,13 @@ class _StopFlag:
     """SIGINT/SIGTERM set a flag (the batch in flight finishes, then a checkpoint is written); a second
     signal raises KeyboardInterrupt at once (the last checkpoint on disk stays valid)."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self.signum: int | None = None
         self._old: dict[int, Any] = {}
+        self.enabled = enabled
 
     def __enter__(self) -> "_StopFlag":
-        if threading.current_thread() is threading.main_thread():
+        if self.enabled and threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self._old[s] = signal.signal(s, self._handle)
         return self
@@ -44,8 +52,8 @@ class _StopFlag:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        sys.stderr.write(f"\nmcproton: {signal.Signals(signum).name} received: finishing the batch in flight and "
-                         "writing a checkpoint (send it again to stop at once)\n")
+        sys.stderr.write(f"\nmcproton: {signal.Signals(signum).name} received: finishing the batch in flight "
+                         "and writing a checkpoint (send it again to stop at once)\n")
         sys.stderr.flush()
 
     def __call__(self) -> bool:
@@ -64,45 +72,65 @@ def resolve_backend(settings: Any) -> str:
     return "cuda" if cuda_available()[0] else "cpu"
 
 
-def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: list[Any], out: str | Path | None, *,
-            resume: bool = False, checkpoint: bool = True, workers: int | None = None,
-            scheduler: str | None = None, client: Any = None, processes: bool = True,
-            progress: bool | Callable[[int, float], None] = True,
-            log: Callable[[str], None] | None = None) -> list[Any]:
-    """Run every beam; returns one DoseResult per beam (the caller sums and writes them, then calls
-    :func:`remove_checkpoint`).
+@dataclass
+class JobOptions:
+    """How a job runs (not what it computes: that is the config, the settings, the geometry and the beams).
 
-    workers / scheduler / client : run on Dask (a LocalCluster of ``workers`` processes, the scheduler at
-        ``scheduler``, or the given ``distributed.Client``); needs ``cfg`` (each worker rebuilds the job from
-        it).  Otherwise the batches run here.
+    resume : continue from the checkpoint beside ``out`` (``mcproton run --resume``).
+    checkpoint : write checkpoints beside ``out`` (at ``run.checkpoint_interval_s`` and on SIGINT/SIGTERM).
+    workers / scheduler / client / processes : run on Dask (a LocalCluster of ``workers`` processes, or
+        threads with ``processes=False``; the scheduler at ``scheduler``; or the given
+        ``distributed.Client``); needs the job's config (each worker rebuilds the job from it).  Otherwise the
+        batches run here.
+    progress : True for a progress bar on stderr, or a callable ``f(done_primaries, protons_per_second)``.
+    log : where the run's messages go (default: stderr).
+    first_beam_index : the random stream of ``beams[0]``; beam ``i`` of the job gets stream
+        ``first_beam_index + i`` (its own range of history indices), so that the beams of a plan run as
+        separate jobs (``simulate(..., beam_index=i)``) get the random numbers they get in one job.
+    handle_signals : SIGINT/SIGTERM finish the batch in flight, write a checkpoint and raise RunInterrupted
+        (``mcproton run``); False leaves the signals alone (``simulate``: Ctrl-C raises KeyboardInterrupt).
     """
-    from ..run import Accumulator, DeviceAccumulator, Simulation, finish
 
+    resume: bool = False
+    checkpoint: bool = True
+    workers: int | None = None
+    scheduler: str | None = None
+    client: Any = None
+    processes: bool = True
+    progress: bool | Callable[[int, float], None] = True
+    log: Callable[[str], None] | None = None
+    first_beam_index: int = 0
+    handle_signals: bool = True
+
+
+def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: list[Any],
+            out: str | Path | None, options: JobOptions | None = None, **overrides: Any) -> list[Any]:
+    """Run every beam: settings -> Simulation -> batches (streamed, checkpointed, local or on Dask) -> one
+    DoseResult per beam (the caller sums and writes them, then calls :func:`remove_checkpoint`).  The one
+    driver of ``mcproton run``, ``mcproton check``, ``simulate`` and the Dask workers' jobs.
+
+    ``options`` (:class:`JobOptions`) says how; keyword ``overrides`` replace its fields (``resume=True``,
+    ``progress=False``, ...).  Each result's ``provenance["phase_s"]`` holds the wall time (s) of the phases
+    of its beam: ``setup`` (tables, geometry and source on the backend, kernel compile), ``transport`` (the
+    batches, including those of earlier segments of a resumed run) and ``finish`` (the result arrays).
+    """
+    opts = dataclasses.replace(options or JobOptions(), **overrides)
+    resume, workers, scheduler, client = opts.resume, opts.workers, opts.scheduler, opts.client
+    progress, log = opts.progress, opts.log
     log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
     backend = resolve_backend(settings)
-    fp = fingerprint(cfg, settings, backend, geometry, beams)
-    ckpt = checkpoint_path(out) if (out is not None and checkpoint) else None
-    nz, ny, nx = geometry.shape_zyx
-    n_vox = nx * ny * nz
-    states: list[BeamState] | None = None
-    if ckpt is not None and ckpt.exists():
-        if not resume:
-            info = describe(ckpt)
-            raise CheckpointError(f"{ckpt} holds an interrupted run{' (' + info + ')' if info else ''}; add "
-                                  f"--resume to continue it, or delete it to start afresh")
-        states = load_checkpoint(ckpt, fp, n_vox)
-        log(f"mcproton: resuming from {ckpt} ({describe(ckpt)})")
-    elif resume and ckpt is not None:
-        log(f"mcproton: --resume: no checkpoint at {ckpt}; starting from the beginning")
-    if states is None:
-        states = [BeamState(Accumulator(n_vox)) for _ in beams]
+    ckpt = checkpoint_path(out) if (out is not None and opts.checkpoint) else None
+    # the job's identity, checked on resume (hashes of the geometry and the beams: only with a checkpoint)
+    fp = {} if ckpt is None else fingerprint(cfg, settings, backend, geometry, beams, opts.first_beam_index)
+    n_vox = int(np.prod(geometry.shape_zyx))
+    states = _initial_states(ckpt, fp, n_vox, len(beams), resume, log)
 
     dask_ctx = None
     if cfg is not None and (workers or scheduler or client is not None):
         from .distributed import DaskSession
 
-        dask_ctx = DaskSession(workers=workers, scheduler=scheduler, client=client, processes=processes, log=log,
-                               gpu=backend == "cuda")
+        dask_ctx = DaskSession(workers=workers, scheduler=scheduler, client=client, processes=opts.processes,
+                               log=log, gpu=backend == "cuda")
     elif workers or scheduler or client is not None:
         raise ValueError("a distributed run needs the job's config (workers rebuild the simulation from it)")
 
@@ -110,8 +138,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     current: dict[str, Any] = {"executor": None, "device_acc": None, "ckpt_error": None}
 
     def save(i: int | None = None, pos: int | None = None, elapsed: float | None = None) -> bool:
-        """Write the checkpoint; True if written.  A failed write (disk full, quota, permissions) does not stop
-        the run: the previous checkpoint stays valid and the next one is tried at the next interval."""
+        """Write the checkpoint; True if written.  A failed write (disk full, quota, permissions) does not
+        stop the run: the previous checkpoint stays valid and the next one is tried at the next interval."""
         if ckpt is None:
             return False
         if i is not None and current["device_acc"] is not None:
@@ -126,9 +154,10 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
             save_checkpoint(ckpt, fp, states)
         except OSError as exc:
             current["ckpt_error"] = f"{type(exc).__name__}: {exc}"
-            log(f"mcproton: warning: could not write the checkpoint {ckpt} ({current['ckpt_error']}); the run goes "
-                f"on, {'the previous checkpoint stays valid' if ckpt.exists() else 'with no checkpoint yet'} and "
-                "the next one is tried at the next interval (free disk space, or check the output folder)")
+            kept = "the previous checkpoint stays valid" if ckpt.exists() else "with no checkpoint yet"
+            log(f"mcproton: warning: could not write the checkpoint {ckpt} ({current['ckpt_error']}); the "
+                f"run goes on, {kept} and the next one is tried at the next interval (free disk space, or "
+                "check the output folder)")
             return False
         if current.get("ckpt_error"):
             log(f"mcproton: checkpoint written again to {ckpt}")
@@ -137,33 +166,35 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
 
     results = []
     try:
-        with _StopFlag() as stop:
+        with _StopFlag(opts.handle_signals) as stop:
             for i, beam in enumerate(beams):
                 st = states[i]
-                sim = Simulation(geometry, beam, settings, beam_index=i)
+                t_setup = time.perf_counter()
+                sim = Simulation(geometry, beam, settings, beam_index=opts.first_beam_index + i)
                 if st.done:
-                    results.append(_finish(finish, sim, st))
+                    results.append(_finish(sim, st, time.perf_counter() - t_setup))
                     st.compact()
                     continue
                 if len(beams) > 1:
                     log(f"beam {i + 1}/{len(beams)}: {beam.name} ({len(beam.spots)} spots)")
                 sim.backend.compile()
+                setup_s = time.perf_counter() - t_setup
                 plan = BatchPlan.from_settings(settings, sim.backend.name)
                 acc = st.acc
                 current["device_acc"] = None
                 if dask_ctx is not None:
-                    executor = dask_ctx.executor(cfg, i, plan, settings)
+                    executor = dask_ctx.executor(cfg, i, plan, settings, opts.first_beam_index + i)
                 else:
                     if sim.keeps_tallies_on_device:
-                        # GPU: the batches are summed on the device; host copies only for checkpoints and the end
+                        # GPU: the batches are summed on the device; host copies for checkpoints and the end
                         try:
                             acc = current["device_acc"] = DeviceAccumulator(st.acc, sim.backend.xp,
                                                                             sim.backend.device_context)
                         except Exception as exc:
                             if not is_out_of_memory(exc):
                                 raise
-                            log("mcproton: not enough GPU memory for the running sums of this grid; summing the "
-                                "batches on the host instead (slower per batch, same dose)")
+                            log("mcproton: not enough GPU memory for the running sums of this grid; summing "
+                                "the batches on the host instead (slower per batch, same dose)")
                     executor = LocalExecutor(sim, plan, cap=st.batch_cap or None, log=log,
                                              on_device=current["device_acc"] is not None)
                 current["executor"] = executor
@@ -202,14 +233,14 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                         "continue with the same command and --resume", code)
                 st.done, st.stop_reason = True, res.stop_reason
                 if res.stop_reason == "target_uncertainty":
-                    log(f"mcproton: beam {i + 1} reached the target uncertainty after {st.next_history:,} primaries "
-                        f"(mean relative uncertainty above 50 % Dmax {res.mean_rel_uncertainty_50:.4g} <= "
-                        f"{settings.target_uncertainty:g})")
+                    log(f"mcproton: beam {i + 1} reached the target uncertainty after {st.next_history:,} "
+                        "primaries (mean relative uncertainty above 50 % Dmax "
+                        f"{res.mean_rel_uncertainty_50:.4g} <= {settings.target_uncertainty:g})")
                 elif res.stop_reason == "time_limit":
-                    log(f"mcproton: beam {i + 1} stopped by the time limit ({settings.time_limit_s:g} s) after "
-                        f"{st.next_history:,} primaries")
+                    log(f"mcproton: beam {i + 1} stopped by the time limit ({settings.time_limit_s:g} s) "
+                        f"after {st.next_history:,} primaries")
                 save()
-                results.append(_finish(finish, sim, st))
+                results.append(_finish(sim, st, setup_s))
                 st.compact()   # its sums live on in the result and, compactly, in the checkpoints
                 if dask_ctx is not None:
                     results[-1].provenance["distributed"] = dask_ctx.describe()
@@ -219,10 +250,29 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     return results
 
 
-def _finish(finish: Callable, sim: Any, st: BeamState) -> Any:
+def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: int, resume: bool,
+                    log: Callable[[str], None]) -> list[BeamState]:
+    """The beams' states: those of the checkpoint ``ckpt`` (with ``resume``; refused without), else new."""
+    if ckpt is not None and ckpt.exists():
+        if not resume:
+            info = describe(ckpt)
+            raise CheckpointError(f"{ckpt} holds an interrupted run{' (' + info + ')' if info else ''}; add "
+                                  f"--resume to continue it, or delete it to start afresh")
+        states = load_checkpoint(ckpt, fp, n_vox)
+        log(f"mcproton: resuming from {ckpt} ({describe(ckpt)})")
+        return states
+    if resume and ckpt is not None:
+        log(f"mcproton: --resume: no checkpoint at {ckpt}; starting from the beginning")
+    return [BeamState(Accumulator(n_vox)) for _ in range(n_beams)]
+
+
+def _finish(sim: Any, st: BeamState, setup_s: float) -> Any:
+    t = time.perf_counter()
     res = finish(sim, st.acc, st.elapsed_s)
     res.provenance["stop_reason"] = st.stop_reason
     res.provenance["next_history"] = st.next_history
+    res.provenance["phase_s"] = {"setup": setup_s, "transport": st.elapsed_s,
+                                 "finish": time.perf_counter() - t}
     return res
 
 

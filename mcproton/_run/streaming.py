@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .._kernels.layout import TALLY_SCALE
+from .stats import inverse_mass, mean_rel_uncertainty_50
 
 #: the uncertainty target is tested only once this many batches are in (a 2-batch estimate is too noisy)
 MIN_BATCHES_FOR_TARGET = 10
@@ -37,10 +38,22 @@ def _log(msg: str) -> None:
     sys.stderr.flush()
 
 
+def batch_plan(primaries: int, batches: int) -> list[tuple[int, int]]:
+    """(first history, count) of each batch: consecutive, disjoint, covering 0..primaries-1."""
+    base, rem = divmod(primaries, batches)
+    out, first = [], 0
+    for b in range(batches):
+        n = base + (1 if b < rem else 0)
+        if n:
+            out.append((first, n))
+        first += n
+    return out
+
+
 class BatchPlan:
     """The batches of a run as consecutive history ranges; ``next_n(pos)`` is the size of the batch that
     starts at history ``pos`` (0 at the end).  Without ``batch_size`` and without early stopping the
-    boundaries are those of ``run.batch_plan(primaries, batches)`` (as before streaming existed)."""
+    boundaries are those of ``batch_plan(primaries, batches)`` (as before streaming existed)."""
 
     def __init__(self, primaries: int, batches: int = 10, batch_size: int | None = None,
                  early_stop: bool = False, backend: str = "cpu") -> None:
@@ -54,8 +67,6 @@ class BatchPlan:
         elif math.ceil(self.total / batches) > cap:
             self.size = cap
         else:
-            from ..run import batch_plan
-
             self._ends = [f + n for f, n in batch_plan(self.total, batches)]
             self.size = max(n for _, n in batch_plan(self.total, batches))
 
@@ -100,38 +111,28 @@ def _free_device_pools(sim: Any) -> None:
         pass
 
 
-def run_shrinking(sim: Any, first: int, n: int, cap: int | None, min_batch: int = 1,
-                  log: Callable[[str], None] = _log) -> tuple[dict[str, np.ndarray], int | None]:
-    """Run histories [first, first + n) as one batch, splitting it into pieces of at most ``cap`` (halved on
-    each GPU out-of-memory) whose integer tallies are summed: the result is the same as one launch.
-    Returns (tallies, cap).  On the CPU (no out-of-memory splitting) the tallies are the sparse batch of
-    Simulation.run_histories_sparse."""
+def shrunk_cap(sim: Any, n: int, min_batch: int, log: Callable[[str], None], exc: BaseException) -> int:
+    """The batch cap after a GPU out-of-memory error ``exc`` for a batch of ``n`` histories: half of it (the
+    device memory pools are emptied before the retry); a RuntimeError that says what to do if ``n`` is already
+    the smallest batch.  The caller re-raises any error that is not an out-of-memory one."""
+    if n <= min_batch:
+        raise RuntimeError(f"the GPU ran out of memory even for a batch of {n} histories: the grid or the "
+                           "tables do not fit; use a coarser grid or --set run.backend=\"cpu\"") from exc
+    cap = max(min_batch, n // 2)
+    log(f"mcproton: GPU out of memory for a batch of {n:,} histories; retrying with batches of {cap:,}")
+    _free_device_pools(sim)
+    return cap
+
+
+def run_batch(sim: Any, first: int, n: int, on_device: bool = False) -> dict[str, Any]:
+    """The tallies of histories [first, first + n) of ``sim``: on the CPU the sparse batch
+    (Simulation.run_histories_sparse: host work of the dose footprint only); with ``on_device`` (GPU) the
+    device tallies, to be summed by a DeviceAccumulator before the next batch; else host copies."""
+    if on_device:
+        return sim.run_histories(first, n, on_device=True)
     if getattr(sim, "sparse_batches", False):
-        return sim.run_histories_sparse(first, n), cap
-    out: dict[str, np.ndarray] | None = None
-    pos, end = first, first + n
-    while pos < end:
-        m = min(end - pos, cap) if cap else end - pos
-        try:
-            t = sim.run_histories(pos, m)
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            if m <= min_batch:
-                raise RuntimeError(f"the GPU ran out of memory even for a batch of {m} histories: the grid or "
-                                   "the tables do not fit; use a coarser grid or --set run.backend=\"cpu\"") from exc
-            cap = max(min_batch, m // 2)
-            log(f"mcproton: GPU out of memory for a batch of {m:,} histories; retrying with batches of {cap:,}")
-            _free_device_pools(sim)
-            continue
-        if out is None:
-            out = t
-        else:
-            for k in out:
-                out[k] = out[k] + t[k]
-        pos += m
-    assert out is not None
-    return out, cap
+        return sim.run_histories_sparse(first, n)
+    return sim.run_histories(first, n)
 
 
 class LocalExecutor:
@@ -139,7 +140,7 @@ class LocalExecutor:
     After a GPU out-of-memory the batches are cut to the shrunk size for the rest of the run (each piece
     is a statistical batch of its own; the integer tallies, hence the dose, are unchanged)."""
 
-    def __init__(self, sim: Any, plan: BatchPlan, cap: int | None = None, min_batch: int = 1,
+    def __init__(self, sim: Any, plan: Any, cap: int | None = None, min_batch: int = 1,
                  log: Callable[[str], None] = _log, on_device: bool = False) -> None:
         self.sim, self.plan, self.cap, self.min_batch, self.log = sim, plan, cap, min_batch, log
         self.on_device = on_device   # GPU: leave the batch tallies on the device (for a DeviceAccumulator)
@@ -149,23 +150,11 @@ class LocalExecutor:
             if self.cap:
                 n = min(n, self.cap)
             try:
-                if self.on_device:
-                    t = self.sim.run_histories(pos, n, on_device=True)
-                elif getattr(self.sim, "sparse_batches", False):   # CPU: host work of the dose footprint only
-                    t = self.sim.run_histories_sparse(pos, n)
-                else:
-                    t = self.sim.run_histories(pos, n)
+                t = run_batch(self.sim, pos, n, self.on_device)
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
-                if n <= self.min_batch:
-                    raise RuntimeError(f"the GPU ran out of memory even for a batch of {n} histories: the grid "
-                                       "or the tables do not fit; use a coarser grid or "
-                                       "--set run.backend=\"cpu\"") from exc
-                self.cap = max(self.min_batch, n // 2)
-                self.log(f"mcproton: GPU out of memory for a batch of {n:,} histories; "
-                         f"retrying with batches of {self.cap:,}")
-                _free_device_pools(self.sim)
+                self.cap = shrunk_cap(self.sim, n, self.min_batch, self.log, exc)
                 continue
             yield pos, n, t
             pos += n
@@ -174,26 +163,30 @@ class LocalExecutor:
         pass
 
 
-def inverse_mass(geometry: Any) -> np.ndarray:
-    mass_g = geometry.density_g_cm3_zyx.astype(np.float64).reshape(-1) * geometry.voxel_volume_cm3
-    with np.errstate(divide="ignore"):
-        return np.where(mass_g > 0, 1.0 / mass_g, 0.0)
+class _Range:
+    """The plan of one range of histories [first, end) (run_shrinking)."""
+
+    def __init__(self, end: int) -> None:
+        self.end = end
+
+    def next_n(self, pos: int) -> int:
+        return max(self.end - pos, 0)
 
 
-def mean_rel_uncertainty_50(acc: Any, inv_mass: np.ndarray, density: np.ndarray) -> float:
-    """The mean relative standard error over voxels >= 50 % of Dmax, by the same rule as ``run.finish``
-    (``run.mean_uncertainty_above_half_max``); NaN before two batches or without dose."""
-    from ..run import batch_rel_uncertainty, mean_uncertainty_above_half_max
-
-    B = acc.batches
-    if B < 2:
-        return float("nan")
-    if hasattr(acc, "mean_rel_uncertainty_50"):   # a DeviceAccumulator: evaluated on the device
-        return acc.mean_rel_uncertainty_50(inv_mass, density)
-    idx = np.flatnonzero(acc.sum_x)   # dose is 0 elsewhere: the figure needs only these voxels
-    dose = acc.sums["edep"][idx] * inv_mass[idx]  # proportional to the dose
-    return mean_uncertainty_above_half_max(dose, batch_rel_uncertainty(acc.sum_x[idx], acc.sum_x2[idx], B),
-                                           np.asarray(density).reshape(-1)[idx])
+def run_shrinking(sim: Any, first: int, n: int, cap: int | None, min_batch: int = 1,
+                  log: Callable[[str], None] = _log) -> tuple[dict[str, np.ndarray], int | None]:
+    """Run histories [first, first + n) as one batch (a Dask chunk), split by LocalExecutor into pieces of at
+    most ``cap`` (halved on each GPU out-of-memory) whose integer tallies are summed: the same as one launch.
+    Returns (tallies, cap).  On the CPU (no out-of-memory splitting) the tallies are the sparse batch of
+    Simulation.run_histories_sparse."""
+    if getattr(sim, "sparse_batches", False):
+        return sim.run_histories_sparse(first, n), cap
+    ex = LocalExecutor(sim, _Range(first + n), cap=cap, min_batch=min_batch, log=log)
+    out: dict[str, np.ndarray] | None = None
+    for _, _, t in ex.results(first):
+        out = t if out is None else {k: out[k] + t[k] for k in out}
+    assert out is not None
+    return out, ex.cap
 
 
 @dataclass
@@ -205,14 +198,17 @@ class StreamResult:
 
 
 def progress_printer(total: int, start_done: int = 0) -> Callable[[int, float], None]:
+    """A progress bar on stderr, ``show(done_primaries, protons_per_second)``; the rate counts the primaries
+    done since it was made (``start_done``: those of a resumed run before).  The caller ends its line."""
     t0 = time.perf_counter()
 
     def show(done: int, _pps: float) -> None:
         el = time.perf_counter() - t0
         rate = (done - start_done) / el if el > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else float("nan")
-        bar = "#" * int(30 * min(done, total) / total)
-        sys.stderr.write(f"\r  [{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  ETA {eta:6.1f} s")
+        bar = "#" * int(30 * min(done, total) / max(total, 1))
+        line = f"\r  [{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  ETA {eta:6.1f} s"
+        sys.stderr.write(line)
         sys.stderr.flush()
 
     return show
@@ -285,5 +281,6 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
     return StreamResult(pos, elapsed, reason, unc)
 
 
-__all__ = ["BatchPlan", "LocalExecutor", "StreamResult", "is_out_of_memory", "mean_rel_uncertainty_50",
-           "run_shrinking", "stream", "progress_printer", "inverse_mass", "TALLY_SCALE"]
+__all__ = ["BatchPlan", "LocalExecutor", "StreamResult", "batch_plan", "is_out_of_memory",
+           "mean_rel_uncertainty_50", "run_batch", "run_shrinking", "shrunk_cap", "stream",
+           "progress_printer", "inverse_mass", "TALLY_SCALE"]

@@ -83,7 +83,8 @@ beam_model = "dcpt_v2"
     plan_beams = build_beams(cfg)
     check_beam_hits(geometry, plan_beams)
     settings = run_settings(cfg)
-    out = {key: simulate(geometry, b, settings) for key, b in zip(CASES, plan_beams)}
+    out = {key: simulate(geometry, b, settings, beam_index=i)   # beam i: its own random stream
+           for i, (key, b) in enumerate(zip(CASES, plan_beams))}
     return geometry, out
 
 

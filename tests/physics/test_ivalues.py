@@ -84,7 +84,7 @@ def test_set_is_in_the_run_provenance(monkeypatch):
         seen["args"] = a
         return real(*a, **k)
 
-    monkeypatch.setattr(run_mod, "build_tables", spy)
+    monkeypatch.setattr("mcproton._run.engine.build_tables", spy)
     from mcproton.geometry import box_phantom
     from mcproton.settings import RunSettings
     from mcproton.source import Beam

@@ -136,6 +136,8 @@ def test_checkpoint_refused_when_corrupt_or_mismatched(small_cfg, tmp_path, monk
     g2 = build_geometry(load_config(cfg, ["phantom.material=\"pmma\""]))
     with pytest.raises(CheckpointError, match="another geometry"):   # e.g. a CT folder changed under the config
         run_job(c, s, g2, beams, out, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="another first beam index"):   # other random streams
+        run_job(c, s, g, beams, out, resume=True, progress=False, first_beam_index=2)
     assert ckpt.read_bytes() == good
 
 

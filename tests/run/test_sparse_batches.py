@@ -129,7 +129,7 @@ def test_finish_on_scored_voxels_equals_whole_grid_formulas():
 def test_threads_sharing_fewer_slots_give_the_same_dose(monkeypatch):
     """When memory allows fewer tally slots than threads, threads share slots (thread % slots) with atomic adds:
     3 threads on 2 slots give bitwise the dose of 1 thread on 1 slot, through both batch paths."""
-    import mcproton.run as R
+    import mcproton._run.engine as R
 
     g, beam = _slabs_oblique()
     slot_bytes = -(-g.material_index_zyx.size >> TOUCH_SHIFT << TOUCH_SHIFT) * 32

@@ -1,0 +1,303 @@
+"""The transport engine of a run: ``Simulation`` (tables, geometry and source on the backend, one ``Params``
+struct, batches of histories launched on the kernel) and the running sums of the tallies over batches
+(``Accumulator`` on the host, ``DeviceAccumulator`` on the GPU).
+
+Data flow (params / state): the physics tables, geometry and source are built once in NumPy, mirrored to
+the backend, and referenced by one ``Params`` struct (kernels/params.h).  The run proceeds in batches of
+histories with disjoint, consecutive history indices; each batch zeroes the integer tallies, launches the
+kernel, and adds the tallies to integer running sums (so the dose does not depend on the batch split, the
+thread count or, on the CPU, anything but the seed) and the squared per-batch dose to a float sum for the
+per-voxel standard error.  The driver that runs the batches is mcproton/_run/job.py (``run_job``).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import numpy as np
+
+from .._backend import get_backend
+from .._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_SHARED_TALLY, FLAG_STRAGGLING, N_LEDGER, \
+    PARAMS_DTYPE, TALLY_SCALE, TOUCH_SHIFT
+from .._physics.tables import E_MAX_MEV, PhysicsTables, build_tables
+from ..geometry import VoxelGeometry
+from ..settings import RunSettings
+from ..source import Beam
+from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max
+
+#: largest memory of the CPU tally slots (4 int64 tallies per voxel and slot).  A larger budget (2 slots of
+#: a 512 x 512 x 200 grid, 3.4 GB) made the transport of that grid 16 % faster in steady state but whole runs
+#: of 2e5 protons slower (6.8-8.4 s against 3.4-4.7 s: the second slot's pages are faulted in): 1 GiB.
+PRIVATE_TALLY_BYTES = 1 << 30
+
+
+class Simulation:
+    """A prepared simulation: tables, geometry and source on the backend.  ``run_histories`` can be called
+    repeatedly with disjoint history ranges (used by batching, checkpointing and distributed runs)."""
+
+    def __init__(self, geometry: VoxelGeometry, beam: Beam, settings: RunSettings | None = None,
+                 tables: PhysicsTables | None = None, beam_index: int = 0) -> None:
+        self.settings = settings or RunSettings()
+        # Each beam of a plan gets its own disjoint range of history indices (2^40 apart; a run has fewer
+        # primaries), so the beams' random numbers - and their statistical errors - are independent.
+        self.beam_index = int(beam_index)
+        if not 0 <= self.beam_index < 1 << 23:   # 64-bit history indices; a run has fewer than 2^40 primaries
+            raise ValueError(f"beam_index must be an integer in [0, 2^23); got {beam_index}")
+        self.history_offset = self.beam_index << 40
+        self.geometry = geometry
+        self.beam = beam
+        phys = self.settings.physics
+        if beam.max_energy_mev >= E_MAX_MEV:
+            raise ValueError(f"beam energy up to {beam.max_energy_mev:.1f} MeV exceeds the physics tables "
+                             f"({E_MAX_MEV} MeV); lower the energy or its spread")
+        # the geometry's materials, then the range shifters' (mcproton/source.py Beam.run_materials)
+        self.tables = tables or build_tables(beam.run_materials(geometry.materials), phys.water_model,
+                                             phys.e_cut_mev, phys.nuclear_elastic, phys.ivalue_set)
+        self.backend = get_backend(self.settings.backend, self.settings.threads, self.settings.gpu)
+        b = self.backend
+        nz, ny, nx = geometry.shape_zyx
+        self.n_vox = nx * ny * nz
+        corner_cm = geometry.lower_corner_mm / 10.0
+        spots = beam.spot_array([m.name for m in self.tables.materials])
+        spots["pos_cm"] -= corner_cm.astype(np.float32)
+        self._keep = {
+            "energy_table": b.asarray(self.tables.energy_table),
+            "range_index": b.asarray(self.tables.range_index),
+            "material_props": b.asarray(self.tables.material_props),
+            "material_index": b.asarray(geometry.material_index_zyx.reshape(-1)),
+            "density": b.asarray(geometry.density_g_cm3_zyx.reshape(-1)),
+            "spots": b.asarray(spots.view(np.uint8)),
+            "spot_cdf": b.asarray(beam.spot_cdf()),
+        }
+        # CPU: one private tally slot per thread (no atomics, no cache-line contention) when the memory
+        # allows; else as many slots as fit, each shared by a few threads with atomic adds (fewer threads
+        # contending for one cache line than with a single tally).  The GPU has one shared tally with atomic
+        # adds.
+        self.slots = 1
+        threads = int(getattr(b, "threads", 1)) if b.name == "cpu" else 1
+        if threads > 1:
+            slot_bytes = -(-self.n_vox >> TOUCH_SHIFT << TOUCH_SHIFT) * 4 * 8
+            self.slots = int(min(threads, max(1, PRIVATE_TALLY_BYTES // slot_bytes)))
+        # Tallies padded to whole blocks of 2**TOUCH_SHIFT (32) voxels; the kernel flags every block it scores
+        # into (``touched``), so that a batch on a large, mostly empty grid (a patient CT) costs the host work
+        # of its dose footprint, not of the grid (run_histories_sparse).
+        self.n_blocks = -(-self.n_vox >> TOUCH_SHIFT)
+        self.n_pad = self.n_blocks << TOUCH_SHIFT
+        self.tally = {k: b.zeros((self.slots, self.n_pad), np.int64)
+                      for k in ("edep", "edep_water", "edep_proton", "let_num")}
+        self.touched = b.zeros(self.n_blocks, np.uint8)
+        # invariant of run_histories_sparse: tallies and flags are all 0 between batches
+        self._tallies_zero = True
+        self.ledger_dev = b.zeros(N_LEDGER, np.int64)
+        p = np.zeros(1, PARAMS_DTYPE)
+        for k, a in {**self._keep, **self.tally, "ledger": self.ledger_dev, "touched": self.touched}.items():
+            p[k] = b.ptr(a)
+        p["log_e_min"] = self.tables.log_e_min
+        p["inv_dlog_e"] = 1.0 / self.tables.dlog_e
+        p["log_r_min"] = self.tables.log_r_min
+        p["inv_dlog_r"] = 1.0 / self.tables.dlog_r
+        p["n_e"], p["n_r"], p["n_mat"], p["n_spots"] = (self.tables.n_e, self.tables.n_r,
+                                                        len(self.tables.materials), len(beam.spots))
+        p["nx"], p["ny"], p["nz"] = nx, ny, nz
+        # atomic adds only where threads share a tally: the GPU, or CPU threads sharing slots
+        shared = b.name != "cpu" or self.slots < threads
+        p["flags"] = ((FLAG_STRAGGLING if phys.straggling else 0) | (FLAG_MSC if phys.msc else 0)
+                      | (FLAG_NUCLEAR if phys.nuclear else 0) | (FLAG_SHARED_TALLY if shared else 0))
+        p["vx"], p["vy"], p["vz"] = (v / 10.0 for v in geometry.voxel_size_mm)
+        p["inv_vx"], p["inv_vy"], p["inv_vz"] = (10.0 / v for v in geometry.voxel_size_mm)
+        p["dlog_e"] = self.tables.dlog_e
+        p["e_cut"] = phys.e_cut_mev
+        p["max_eloss_fraction"] = phys.max_eloss_fraction
+        p["max_step"] = phys.max_step_mm / 10.0
+        p["seed"] = self.settings.seed
+        p["tally_stride"] = self.n_pad if self.slots > 1 else 0
+        p["n_slots"] = self.slots
+        self.params_host = p
+        self.params_dev = b.asarray(p.view(np.uint8))
+
+    def _reduce_slots(self, a: np.ndarray) -> np.ndarray:
+        """Sum of the tally slots (a fresh array: the slots are zeroed for the next batch)."""
+        if self.slots == 1:
+            # the GPU's to_host already made a fresh host array: no second copy of 4 x n_vox int64 per batch
+            return a[0] if getattr(self.backend, "to_host_is_copy", False) else a[0].copy()
+        out = a[0] + a[1]
+        for s in range(2, self.slots):
+            out += a[s]
+        return out
+
+    @property
+    def keeps_tallies_on_device(self) -> bool:
+        """True on the GPU: batches can stay on the device (``run_histories(..., on_device=True)``) and be
+        summed there by a DeviceAccumulator, so that a batch costs no host copy of the tallies."""
+        return getattr(self.backend, "name", "") == "cuda" and self.slots == 1
+
+    def run_histories(self, first: int, n: int, on_device: bool = False) -> dict[str, np.ndarray]:
+        """Transport histories [first, first + n) into zeroed tallies; returns host copies (int64), or with
+        ``on_device`` (GPU only, see keeps_tallies_on_device) the device tallies themselves - views that the
+        next call overwrites, to be summed (DeviceAccumulator.add) before it; the ledger is always a host
+        copy."""
+        b = self.backend
+        nv = self.n_vox
+        with b.device_context():
+            self._zero_tallies()
+            self.ledger_dev.fill(0)
+            self._tallies_zero = False
+            b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
+            b.synchronize()
+            if on_device and self.keeps_tallies_on_device:
+                out = {k: a[0, :nv] for k, a in self.tally.items()}   # no copy: consumed before the next one
+            else:
+                out = {k: self._reduce_slots(b.to_host(a))[:nv] for k, a in self.tally.items()}
+            out["ledger"] = b.to_host(self.ledger_dev).copy()
+        return out
+
+    def _zero_tallies(self) -> None:
+        for a in (*self.tally.values(), self.touched):
+            a.fill(0)
+
+    @property
+    def sparse_batches(self) -> bool:
+        """True where run_histories_sparse is available (the CPU backend)."""
+        return getattr(self.backend, "name", "") == "cpu"
+
+    def run_histories_sparse(self, first: int, n: int) -> dict[str, np.ndarray]:
+        """Like run_histories, but returns only the voxels of the blocks the batch scored into:
+        ``{"voxels": flat indices (int64, increasing), "edep": ..., "edep_water": ..., "edep_proton": ...,
+        "let_num": ... (values at those voxels), "ledger": ...}``, which Accumulator.add takes like a dense
+        batch (bitwise the same sums).  Only those blocks are read and zeroed again, so the host work per
+        batch scales with the dose footprint, not with the grid: on a 512 x 512 x 200 grid a pencil-beam batch
+        touches ~2 % of the blocks.  CPU backend (the GPU sums whole batches on the device,
+        DeviceAccumulator)."""
+        if not self.sparse_batches:
+            raise RuntimeError("run_histories_sparse needs the cpu backend; use run_histories")
+        b = self.backend
+        if not self._tallies_zero:
+            self._zero_tallies()
+        # False until the touched blocks are read and cleared below (an error in between must not leave this
+        # batch's deposits for the next one)
+        self._tallies_zero = False
+        self.ledger_dev.fill(0)
+        b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
+        b.synchronize()
+        blocks = np.flatnonzero(self.touched)
+        size = 1 << TOUCH_SHIFT
+        out: dict[str, np.ndarray] = {}
+        for k, a in self.tally.items():
+            t3 = a.reshape(self.slots, self.n_blocks, size)
+            part = t3[:, blocks, :]                      # a copy: (slots, blocks, size)
+            out[k] = (part[0] if self.slots == 1 else part.sum(axis=0)).reshape(-1)
+            t3[:, blocks, :] = 0
+        self.touched[blocks] = 0
+        voxels = (blocks[:, None] * size + np.arange(size)).reshape(-1)
+        if voxels.size and voxels[-1] >= self.n_vox:      # the padding of the last block
+            keep = voxels < self.n_vox
+            voxels = voxels[keep]
+            out = {k: v[keep] for k, v in out.items()}
+        out["voxels"] = voxels
+        out["ledger"] = self.ledger_dev.copy()
+        self._tallies_zero = True
+        return out
+
+
+class Accumulator:
+    """Running integer sums of the tallies over batches, and the float sum of squared batch dose."""
+
+    def __init__(self, n_vox: int) -> None:
+        self.sums = {k: np.zeros(n_vox, np.int64) for k in ("edep", "edep_water", "edep_proton", "let_num")}
+        self.ledger = np.zeros(N_LEDGER, np.int64)
+        self.sum_x2 = np.zeros(n_vox, np.float64)   # sum over batches of (edep_b / n_b)^2, MeV^2
+        self.sum_x = np.zeros(n_vox, np.float64)    # sum over batches of edep_b / n_b, MeV
+        self.batches = 0
+        self.primaries = 0
+
+    def touch(self) -> None:
+        """Write every page of the sums once (np.zeros maps them lazily; the first write to each page then
+        costs a page fault, which would otherwise fall on the first batch)."""
+        for a in (*self.sums.values(), self.sum_x, self.sum_x2):
+            a.fill(0)
+
+    def add(self, batch: dict[str, np.ndarray], n: int) -> None:
+        """Add one batch of ``n`` histories: whole tallies (run_histories) or, with a ``"voxels"`` entry, the
+        values at those voxels only (run_histories_sparse); both give bitwise the same sums."""
+        vox = batch.get("voxels")
+        for k in self.sums:
+            if vox is None:
+                self.sums[k] += batch[k]
+                top = self.sums[k].max(initial=0)
+            else:
+                self.sums[k][vox] += batch[k]
+                top = self.sums[k][vox].max(initial=0)
+            if top > 2**62:
+                raise OverflowError("a voxel tally approaches the 64-bit limit; split the run into several")
+        self.ledger += batch["ledger"]
+        nz = np.flatnonzero(batch["edep"])
+        idx = nz if vox is None else vox[nz]
+        x = batch["edep"][nz].astype(np.float64) / TALLY_SCALE / n
+        self.sum_x[idx] += x
+        self.sum_x2[idx] += x * x
+        self.batches += 1
+        self.primaries += n
+
+    def mean_rel_uncertainty_50(self, inv_mass: np.ndarray, density: np.ndarray) -> float:
+        """``mean_uncertainty_above_half_max`` of the running sums (mcproton/_run/stats.py), on the voxels
+        with dose only (elsewhere the dose is 0: the figure needs only these voxels).  ``inv_mass`` and
+        ``density`` are flat over the grid."""
+        idx = np.flatnonzero(self.sum_x)
+        dose = self.sums["edep"][idx] * inv_mass[idx]   # proportional to the dose
+        return mean_uncertainty_above_half_max(dose, batch_rel_uncertainty(self.sum_x[idx], self.sum_x2[idx],
+                                                                           self.batches), density[idx])
+
+
+class DeviceAccumulator:
+    """The Accumulator's sums kept in GPU memory while a run streams its batches (``xp`` = cupy): a batch then
+    costs a few device additions instead of copying four tallies to the host and summing them there.
+    ``host()`` returns an ordinary Accumulator (for checkpoints, the uncertainty criterion and the result);
+    the sums are integers, so the dose is bitwise the same as with host accumulation."""
+
+    def __init__(self, acc: Accumulator, xp: Any, device_context: Callable[[], Any] | None = None) -> None:
+        self.xp = xp
+        self._ctx = device_context or contextlib.nullcontext   # the GPU the sums live on, made current
+        with self._ctx():
+            self.sums = {k: xp.asarray(v) for k, v in acc.sums.items()}
+            self.sum_x = xp.asarray(acc.sum_x)
+            self.sum_x2 = xp.asarray(acc.sum_x2)
+        self.ledger = acc.ledger.copy()
+        self.batches = acc.batches
+        self.primaries = acc.primaries
+
+    def add(self, batch: dict[str, Any], n: int) -> None:
+        with self._ctx():
+            self._add(batch, n)
+
+    def _add(self, batch: dict[str, Any], n: int) -> None:
+        for k in self.sums:
+            self.sums[k] += batch[k]
+            if int(self.sums[k].max()) > 2**62:
+                raise OverflowError("a voxel tally approaches the 64-bit limit; split the run into several")
+        self.ledger += np.asarray(batch["ledger"])
+        x = batch["edep"].astype(np.float64) / TALLY_SCALE / n   # the same rounding as Accumulator.add
+        self.sum_x += x
+        self.sum_x2 += x * x
+        self.batches += 1
+        self.primaries += n
+
+    def mean_rel_uncertainty_50(self, inv_mass: np.ndarray, density: np.ndarray) -> float:
+        """The figure of Accumulator.mean_rel_uncertainty_50 by the same code (mcproton/_run/stats.py),
+        evaluated on the device: no host copy of the grid per batch when a run stops at a target
+        uncertainty."""
+        with self._ctx():
+            if getattr(self, "_dev_mass", None) is None:   # the grid's constants, copied once
+                self._dev_mass = self.xp.asarray(inv_mass)
+                self._dev_density = self.xp.asarray(density)
+            unc = batch_rel_uncertainty(self.sum_x, self.sum_x2, self.batches)
+            return mean_uncertainty_above_half_max(self.sums["edep"] * self._dev_mass, unc, self._dev_density)
+
+    def host(self) -> Accumulator:
+        out = Accumulator(len(self.sum_x))
+        with self._ctx():
+            out.sums = {k: self.xp.asnumpy(v) for k, v in self.sums.items()}
+            out.sum_x = self.xp.asnumpy(self.sum_x)
+            out.sum_x2 = self.xp.asnumpy(self.sum_x2)
+        out.ledger = self.ledger.copy()
+        out.batches, out.primaries = self.batches, self.primaries
+        return out

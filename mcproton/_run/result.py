@@ -1,0 +1,284 @@
+"""The result of a run (``DoseResult``), made from the running sums of one beam (``finish``) or summed over
+the beams of a plan (``sum_results``)."""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import __version__
+from .._kernels.layout import LEDGER, LEDGER_ENTRIES, LET_SCALE, TALLY_SCALE
+from .._kernels.source import source_hash
+from ..geometry import VoxelGeometry
+from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max
+
+MEV_TO_J = 1.602176634e-13  # J per MeV (SI exact, CODATA 2018)
+MEV_PER_G_TO_GY = MEV_TO_J * 1e3  # MeV/g -> J/kg
+
+
+@dataclass
+class DoseResult:
+    """The result of a run.  Arrays are (z, y, x).  Dose is Gy per primary proton unless the beam gives
+    ``total_protons`` (then Gy for that many protons): see ``normalisation``."""
+
+    dose_gy_zyx: np.ndarray
+    dose_to_water_gy_zyx: np.ndarray
+    let_d_kev_um_zyx: np.ndarray
+    uncertainty_rel_zyx: np.ndarray
+    mean_rel_uncertainty_50: float
+    geometry: VoxelGeometry
+    ledger: dict
+    provenance: dict
+    primaries: int
+    wall_s: float
+    protons_per_second: float
+    backend: str
+    device: str
+    normalisation: str = "Gy per primary"
+    edep_mev_zyx: np.ndarray | None = None
+
+    def integrated_depth_dose(self, axis: str = "z") -> tuple[np.ndarray, np.ndarray]:
+        """(depth of voxel centres in mm, IDD in MeV cm2/(g primary)): the energy deposited per unit
+        depth per unit density summed over the plane perpendicular to ``axis``, comparable with the TOPAS
+        IDDs in validation/.  Always per primary."""
+        g = self.geometry
+        k = "xyz".index(axis)
+        ax = 2 - k
+        edep = self.edep_mev_zyx if self.edep_mev_zyx is not None else np.zeros(g.shape_zyx)
+        rho = g.density_g_cm3_zyx.astype(np.float64)
+        d_cm = g.voxel_size_mm[k] / 10.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_rho = np.where(rho > 0, edep / rho, 0.0)
+        other = tuple(i for i in range(3) if i != ax)
+        idd = per_rho.sum(axis=other) / d_cm  # edep_mev_zyx is already per primary
+        depth_mm = g.axis_mm(axis) - (g.origin_mm[k] - g.voxel_size_mm[k] / 2)  # from the grid's front face
+        return depth_mm, idd
+
+    def depth_axis_mm(self, axis: str = "z") -> np.ndarray:
+        return self.geometry.axis_mm(axis)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result to the HDF5 file ``path`` (atomically: complete or not at all) in the versioned
+        layout ``mcproton-dose/1`` (README "Output (HDF5)", mcproton/_io/hdf5.py), with the geometry's full
+        material definitions and the deposited energy, so that :meth:`load` gives the result back."""
+        from .._io.hdf5 import write_result_hdf5
+
+        return write_result_hdf5(self, path, edep=True)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DoseResult":
+        """The result saved in ``path`` by :meth:`save` (or written by ``mcproton run``): the dose, dose to
+        water, LET_d, uncertainty and deposited-energy arrays, the geometry (voxel size, origin, densities,
+        materials, labels), normalisation, ledger and provenance.  Dose and deposited energy come back
+        bitwise; dose to water, LET_d and uncertainty are stored (and come back) as float32.
+
+        A file of an unknown format version (a newer mcproton) or not written by mcproton raises
+        ``mcproton._io.hdf5.DoseFileError`` (a ``ValueError``).  A file written before the format had a
+        version is read as version 0 with a warning: it lacks the deposited energy (``edep_mev_zyx`` is None,
+        ``integrated_depth_dose`` gives zeros), primaries, wall time and backend (taken from the provenance)
+        and the definitions of materials that are not in the database (placeholders by name, not for
+        transport)."""
+        from .._io.hdf5 import load_result
+
+        return load_result(path)
+
+
+def scored_voxels(acc: Any) -> np.ndarray:
+    """Flat indices of the voxels where any running sum is non-zero (every result array is 0 elsewhere)."""
+    used = acc.sum_x != 0
+    for v in (*acc.sums.values(), acc.sum_x2):
+        used |= v != 0
+    return np.flatnonzero(used)
+
+
+def finish(sim: Any, acc: Any, wall_s: float) -> DoseResult:
+    """The result of the running sums ``acc`` (an Accumulator) of the Simulation ``sim``.  Computed on the
+    scored voxels only (on a patient-CT grid a fraction of the voxels) and placed into zero arrays: bitwise
+    what the same formulas give on the whole grid."""
+    g = sim.geometry
+    shape = g.shape_zyx
+    n = acc.primaries
+    nv = int(np.prod(shape))
+    idx = scored_voxels(acc)
+
+    def full(values: np.ndarray) -> np.ndarray:
+        out = np.zeros(nv, np.float64)
+        out[idx] = values
+        return out.reshape(shape)
+
+    mass_g = g.density_g_cm3_zyx.reshape(-1)[idx].astype(np.float64) * g.voxel_volume_cm3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_mass = np.where(mass_g > 0, 1.0 / mass_g, 0.0)
+        edep = acc.sums["edep"][idx] / TALLY_SCALE
+        dose = edep * inv_mass * MEV_PER_G_TO_GY / n
+        dose_w = acc.sums["edep_water"][idx] / TALLY_SCALE * inv_mass * MEV_PER_G_TO_GY / n
+        ep = acc.sums["edep_proton"][idx] / TALLY_SCALE
+        let_d = np.where(ep > 0, acc.sums["let_num"][idx] / LET_SCALE / np.where(ep > 0, ep, 1), 0.0)
+        B = acc.batches
+        sx = acc.sum_x[idx]
+        unc = batch_rel_uncertainty(sx, acc.sum_x2[idx], B)
+        if B < 2:  # one batch (batch_size >= primaries, an early stop): no uncertainty estimate, not 0
+            unc = np.where(sx > 0, np.nan, 0.0)
+    scale = 1.0
+    norm = "Gy per primary"
+    if sim.beam.total_protons:
+        scale = float(sim.beam.total_protons)
+        norm = f"Gy for {scale:.6g} protons"
+    mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx.reshape(-1)[idx])
+    # every ledger entry of kernels/params.h (MCP_LEDGER_ENTRIES): energies in MeV, counts as integers; the
+    # kernel leaves "deposited" at 0, it is the sum of the dose tally
+    ledger = acc.ledger.copy()
+    ledger[LEDGER["deposited"]] = acc.sums["edep"][idx].sum()
+    led = {e.name: int(ledger[e.index]) if e.kind == "count" else float(ledger[e.index]) / TALLY_SCALE
+           for e in LEDGER_ENTRIES}
+    e_in = sum(led[e.name] for e in LEDGER_ENTRIES if e.kind == "energy_in")
+    out_e = sum(led[e.name] for e in LEDGER_ENTRIES if e.kind == "energy_out")
+    led["imbalance_rel"] = (e_in - out_e) / e_in if e_in > 0 else 0.0
+    pps = n / wall_s if wall_s > 0 else float("nan")
+    b = sim.backend
+    prov = {
+        "package": "mcproton", "version": __version__,
+        "kernel_hash": source_hash("transport.cu"),
+        "compile_options": " ".join(b.compile_options), "compiler": b.compiler,
+        "backend": b.name, "device": b.device,
+        "seed": sim.settings.seed, "beam_index": sim.beam_index, "primaries": n, "batches": acc.batches,
+        "physics": asdict(sim.settings.physics),
+        "tables": sim.tables.meta,
+        "materials": [m.name for m in g.materials],
+        "range_shifters": sorted({f"{s.range_shifter.id or '?'}: {s.range_shifter.material_name} "
+                                  f"{s.range_shifter.thickness_mm:.2f} mm" for s in sim.beam.spots
+                                  if s.range_shifter is not None}),
+        "range_shifter_model": sim.beam.meta.get("range_shifter_model", "transport"),
+        "beam": {"name": sim.beam.name, "spots": len(sim.beam.spots),
+                 "total_protons": sim.beam.total_protons},
+        "wall_s": wall_s, "protons_per_second": pps,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(), "python": platform.python_version(), "numpy": np.__version__,
+        "normalisation": norm,
+    }
+    if led["errors"]:
+        import warnings
+
+        warnings.warn(f"{led['errors']} track(s) stopped on a numerical error (step limit); their energy was "
+                      "deposited locally. Please report this with the input.", RuntimeWarning, stacklevel=2)
+    return DoseResult(
+        dose_gy_zyx=full(dose * scale), dose_to_water_gy_zyx=full(dose_w * scale),
+        let_d_kev_um_zyx=full(let_d), uncertainty_rel_zyx=full(unc),
+        mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n,
+        wall_s=wall_s, protons_per_second=pps, backend=b.name, device=b.device, normalisation=norm,
+        edep_mev_zyx=full(edep / n))
+
+
+def _random_stream(r: DoseResult) -> tuple | None:
+    """(seed, beam index): the results of one stream share their random numbers; None where unknown (a result
+    saved before the beam index was recorded, or a sum), taken as independent of every other."""
+    p = r.provenance or {}
+    if p.get("beam_index") is None or p.get("seed") is None:
+        return None
+    return (p.get("seed"), p.get("beam_index"))
+
+
+def _summed_variance(results: list[DoseResult]) -> np.ndarray:
+    """The variance (Gy^2) of the summed dose.  Results of different random streams (another seed or beam
+    index) are independent: their absolute standard errors add in quadrature.  Results of one stream (the same
+    seed and beam index: the same random numbers) are correlated, up to fully for the same beam: their
+    standard errors add linearly (the upper bound), with a warning."""
+    groups: dict[Any, list[DoseResult]] = {}
+    for k, r in enumerate(results):
+        key = _random_stream(r)
+        groups.setdefault(("unknown", k) if key is None else key, []).append(r)
+    shared = [key for key, grp in groups.items() if len(grp) > 1]
+    if shared:
+        import warnings
+
+        n = sum(len(groups[k]) for k in shared)
+        warnings.warn(f"sum_results: {n} results share their random numbers ((seed, beam index): "
+                      f"{', '.join(map(str, shared))}), so their statistical errors are correlated and "
+                      "cannot be added in quadrature; their standard errors are added linearly (an upper "
+                      "bound). Give each beam its own stream: simulate(..., beam_index=i) for beam i, as "
+                      "mcproton run does.",
+                      RuntimeWarning, stacklevel=3)
+    var = np.zeros(results[0].dose_gy_zyx.shape, np.float64)
+    for grp in groups.values():
+        sigma = np.array(grp[0].uncertainty_rel_zyx * grp[0].dose_gy_zyx, dtype=np.float64)
+        for r in grp[1:]:
+            sigma += r.uncertainty_rel_zyx * r.dose_gy_zyx
+        var += sigma ** 2
+    return var
+
+
+def sum_results(results: list[DoseResult]) -> DoseResult:
+    """The sum of the DoseResults of several beams on the same geometry (e.g. the beams of a plan).
+
+    Dose and dose to water add; LET_d is the dose-weighted mean of the beams' LET_d; the relative
+    uncertainty combines the beams' absolute standard errors in quadrature where their random numbers are
+    independent (each beam its own stream: ``beam_index``, or another seed), linearly with a warning where
+    they are not; the ledger energies, primaries and wall time add.  All results must be absolute
+    (``Gy for N protons``) or all per primary.
+    """
+    if not results:
+        raise ValueError("sum_results needs at least one DoseResult")
+    if len(results) == 1:
+        return results[0]
+    g = results[0].geometry
+    for r in results[1:]:
+        rg = r.geometry
+        if (rg.shape_zyx != g.shape_zyx or not np.allclose(rg.voxel_size_mm, g.voxel_size_mm)
+                or not np.allclose(rg.origin_mm, g.origin_mm)):
+            raise ValueError("sum_results: the results have different dose grids; resample them first")
+    per_primary = [r.normalisation == "Gy per primary" for r in results]
+    if any(per_primary) and not all(per_primary):
+        raise ValueError("sum_results: cannot add a per-primary dose to an absolute dose; give every beam "
+                         "total_protons (plans do)")
+    def total(term: Callable[[DoseResult], np.ndarray]) -> np.ndarray:
+        # beam by beam into one array (np.sum over a list would stack every beam's grid first: on a patient-CT
+        # grid several GB); the same additions in the same order, so bitwise np.sum(..., axis=0)
+        out = np.array(term(results[0]), dtype=np.float64)
+        for r in results[1:]:
+            out += term(r)
+        return out
+
+    dose = total(lambda r: r.dose_gy_zyx)
+    dose_w = total(lambda r: r.dose_to_water_gy_zyx)
+    var = _summed_variance(results)
+    wlet = total(lambda r: r.let_d_kev_um_zyx * r.dose_gy_zyx)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unc = np.where(dose > 0, np.sqrt(var) / np.where(dose > 0, dose, 1.0), 0.0)
+        let_d = np.where(dose > 0, wlet / np.where(dose > 0, dose, 1.0), 0.0)
+    mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx)
+    n = int(sum(r.primaries for r in results))
+    edep = None
+    if all(r.edep_mev_zyx is not None for r in results):
+        edep = total(lambda r: r.edep_mev_zyx * r.primaries) / n
+    led: dict = {}
+    for r in results:
+        for k, v in r.ledger.items():
+            if k != "imbalance_rel":
+                led[k] = led.get(k, 0) + v
+    if "incident" in led:
+        e_in = sum(led.get(e.name, 0.0) for e in LEDGER_ENTRIES if e.kind == "energy_in")
+        out_e = sum(led.get(e.name, 0.0) for e in LEDGER_ENTRIES if e.kind == "energy_out")
+        led["imbalance_rel"] = (e_in - out_e) / e_in if e_in > 0 else 0.0
+    wall = float(sum(r.wall_s for r in results))
+    pps = n / wall if wall > 0 else float("nan")
+    norm = ("Gy per primary (sum over beams)" if all(per_primary)
+            else f"Gy (sum of {len(results)} beams: " + "; ".join(r.normalisation for r in results) + ")")
+    prov = dict(results[0].provenance)
+    prov.update({"primaries": n, "wall_s": wall, "protons_per_second": pps, "normalisation": norm,
+                 "summed_beams": [r.provenance.get("beam", {}) for r in results],
+                 "summed_primaries": [r.primaries for r in results]})
+    prov.pop("beam", None)
+    prov.pop("beam_index", None)
+    prov["summed_beam_indices"] = [r.provenance.get("beam_index") for r in results]
+    phases = [r.provenance.get("phase_s") for r in results]
+    if all(isinstance(p, dict) for p in phases):
+        prov["phase_s"] = {k: float(sum(p.get(k, 0.0) for p in phases)) for k in phases[0]}
+    return DoseResult(
+        dose_gy_zyx=dose, dose_to_water_gy_zyx=dose_w, let_d_kev_um_zyx=let_d, uncertainty_rel_zyx=unc,
+        mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n, wall_s=wall,
+        protons_per_second=pps, backend=results[0].backend, device=results[0].device, normalisation=norm,
+        edep_mev_zyx=edep)
