@@ -10,6 +10,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+#: The frame of the action levels (shown in the report).
+FRAME = ("Frame: AAPM TG-219 (Zhu et al. 2021, Med Phys 48(10) e808-e829), independent dose calculation as the "
+         "secondary check of every plan; the numbers follow AAPM TG-218 (gamma 3 %/2 mm) and common clinical "
+         "MC-check practice (2 %/2 mm >= 95 % in the body, target D95 within 3 %).")
+
 SOURCES = {
     "gamma_3_2_min": "AAPM TG-218 (Miften et al. 2018, Med Phys 45(4) e53-e83): 3 %/2 mm global, 10 % threshold, "
                      "tolerance limit >= 95 %",
