@@ -220,3 +220,13 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
             "mean_mm": float(diff.mean()), "p5_mm": float(np.percentile(diff, 5)),
             "p95_mm": float(np.percentile(diff, 95)), "within_1mm": float(np.mean(np.abs(diff) <= 1.0)),
             "within_2mm": float(np.mean(np.abs(diff) <= 2.0)), "values_mm": diff, "bev_uv_mm": arr[:, :2]}
+
+
+def beam_summary(beam_meta: Mapping[int, Mapping[str, Any]], tps_beams: Mapping[int, Any]) -> dict[int, dict]:
+    """One row per beam of the plan for the report and the JSON: geometry, MU, the MC's primaries, mean relative
+    uncertainty above 50 % of the beam's maximum, why it stopped, its wall time, and the TPS dose compared."""
+    keys = ("gantry_angle_deg", "couch_angle_deg", "total_mu", "primaries", "mean_rel_uncertainty_50",
+            "stop_reason", "wall_s")
+    return {b: {**{k: m.get(k) for k in keys},
+                "tps_dose": "per-beam RT Dose" if b in tps_beams else "plan dose (no per-beam RT Dose)"}
+            for b, m in sorted(beam_meta.items())}

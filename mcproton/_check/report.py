@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .levels import FRAME
+from .levels import FRAME, ActionLevels
 
 
 def _png(fig) -> str:
@@ -251,14 +251,13 @@ def _identification(res) -> str:
 
 
 def _beams_table(res) -> str:
-    """One row per beam of the plan: geometry, MU, the MC's primaries, uncertainty, stop reason, and the TPS dose
-    the beam's row compares."""
-    rows = []
-    for b, m in sorted(res.mc.beam_meta.items()):
-        rows.append([b, m.get("gantry_angle_deg", ""), m.get("couch_angle_deg", ""), m.get("total_mu", ""),
-                     m.get("primaries", ""), 100 * float(m.get("mean_rel_uncertainty_50", float("nan"))),
-                     m.get("stop_reason", "") or "", m.get("wall_s", ""),
-                     "its own RT Dose" if b in res.inputs.beams else "the plan dose (no per-beam RT Dose)"])
+    """One row per beam of the plan (compare.beam_summary, also in the JSON's provenance.beams)."""
+    from .compare import beam_summary
+
+    rows = [[b, r["gantry_angle_deg"], r["couch_angle_deg"], r["total_mu"], r["primaries"],
+             100 * float(r["mean_rel_uncertainty_50"] if r["mean_rel_uncertainty_50"] is not None else "nan"),
+             r["stop_reason"] or "", r["wall_s"], r["tps_dose"]]
+            for b, r in beam_summary(res.mc.beam_meta, res.inputs.beams).items()]
     return _table(["beam", "gantry (deg)", "couch (deg)", "MU", "MC primaries", "MC uncertainty (%)", "MC stopped",
                    "MC wall (s)", "TPS dose compared"], rows)
 
@@ -270,12 +269,13 @@ def write_report(res, out_dir: str | Path, timings: dict) -> Path:
     figs = {"planes": _planes_figure(res, centre), "dvh": _dvh_figure(res), "hist": _hist_figure(res)}
     beam_figs = {b: _beam_figure(res, b) for b in sorted(res.ranges)}
     p = res.provenance
+    default = {k: v["value"] for k, v in ActionLevels().describe().items()}
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         "<title>mcproton check</title>",
         ("<style>body{font-family:sans-serif;max-width:1250px;margin:auto;font-size:13px}"
          "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 6px}"
-         ".pass{background:#d9f2d9}.fail{background:#f8d0d0}h1 .pass,h1 .fail{padding:0 8px}"
+         ".pass{background:#d9f2d9}.fail{background:#f8d0d0}.changed{background:#fff3c4}h1 .pass,h1 .fail{padding:0 8px}"
          "img{max-width:100%}</style></head><body>"),
         (f"<h1>mcproton check: <span class=\"{'pass' if res.passed else 'fail'}\">"
          f"{'PASS' if res.passed else 'FAIL'}</span></h1>"),
@@ -333,13 +333,16 @@ def write_report(res, out_dir: str | Path, timings: dict) -> Path:
     parts += ["<h2>Pairing</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res.pairing) + "</ul>",
               "<h2>Provenance</h2>",
               _table(["item", "value"], [[k, v if not isinstance(v, list) else "; ".join(map(str, v))]
-                                         for k, v in p.items()]),
+                                         for k, v in p.items() if k != "beams"]),   # beams: the beam table
               "<h2>Host steps (wall time, s)</h2>",
               _table(["step", "s"], [[k, v] for k, v in timings.items()]
                      + [["sum of the steps above", sum(v for k, v in timings.items() if k != "total_s")]]),
               "<p>The report's own writing time and the total are in check.json (timings_s).</p>",
               "<h2>Action levels used and their sources</h2>",
-              _table(["level", "value", "source"], [[k, v["value"], v["source"]] for k, v in res.levels.items()]),
+              _table(["level", "value", "default", "source"],
+                     [[k, v["value"], default[k], v["source"]] for k, v in res.levels.items()],
+                     ["" if v["value"] == default[k] else "changed" for k, v in res.levels.items()]),
+              "<p>Values differing from the default (set in a --config file) are highlighted.</p>",
               _SIGN_OFF,
               "</body></html>"]
     path = out / "check.html"

@@ -33,7 +33,9 @@ def _fake_mc(case, scale: float):
     from mcproton._io.rtplan import plan_to_beams
 
     model = load_beam_model("dcpt_v2")
-    meta = {int(b.meta["beam_number"]): dict(b.meta) for b in plan_to_beams(case["rp"], model)}
+    meta = {int(b.meta["beam_number"]): {**b.meta, "primaries": 500, "mean_rel_uncertainty_50": 0.01,
+                                         "stop_reason": "primaries", "wall_s": 0.05}
+            for b in plan_to_beams(case["rp"], model)}
     tot = case["blob"] * scale
     beams = {b: tot / len(meta) for b in meta}
     prov = {"kernel_hash": "0" * 16, "beam_model": "dcpt_v2 (test: MC dose made analytically, no transport)",
@@ -75,6 +77,9 @@ def test_report_has_every_section_and_the_json_the_numbers(report):
     assert {"mcproton_version", "kernel_hash", "beam_model", "calibration", "statistical_uncertainty_pct",
             "mc_wall_s", "device"} <= set(js["provenance"])
     assert "total_s" in js["timings_s"] and "report_s" in js["timings_s"]
+    beams = js["provenance"]["beams"]        # the per-beam rows: also in the JSON
+    assert set(beams) == {"1", "2"} and beams["2"]["gantry_angle_deg"] == 90.0
+    assert beams["1"]["tps_dose"] == "per-beam RT Dose" and beams["1"]["primaries"] is not None
     assert js["passed"] is False and "PTV D95 difference" in [c["quantity"] for c in report.failed]
     assert re.search(r'<tr class="fail"><td>PTV D95 difference</td><td>5\.0\d %', page)
 
