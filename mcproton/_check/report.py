@@ -218,12 +218,12 @@ def _plan_dicom(path: str) -> dict[str, str]:
     """Patient and plan identification from the RT Ion Plan (empty strings where absent)."""
     import pydicom
 
+    keys = ("PatientName", "PatientID", "RTPlanLabel", "RTPlanName", "RTPlanDate",
+            "ApprovalStatus", "Manufacturer", "ManufacturerModelName", "SOPInstanceUID")
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(keys))   # not the spot sequences
     except Exception:  # noqa: BLE001 - identification is shown when readable; the plan was read before
         return {}
-    keys = ("PatientName", "PatientID", "PatientBirthDate", "RTPlanLabel", "RTPlanName", "RTPlanDate",
-            "ApprovalStatus", "Manufacturer", "ManufacturerModelName", "SOPInstanceUID")
     return {k: str(ds.get(k, "") or "") for k in keys}
 
 
