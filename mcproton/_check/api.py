@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .compare import GAMMA_CRITERIA, classify, dose_difference, gamma_3d, range_agreement, structure_stats
+from .compare import (GAMMA_CRITERIA, beam_summary, classify, dose_difference, gamma_3d, range_agreement,
+                      structure_stats)
 from .compute import MCDose, build_geometry, phantom_ct_from_struct, run_mc, to_tps_grid
 from .inputs import CheckInputError, CheckInputs, gather
 from .levels import ActionLevels
@@ -348,6 +349,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
 
     prov = {"mcproton_version": __version__, "kernel_hash": mc.provenance.get("kernel_hash"),
             "beam_model": mc.provenance.get("beam_model"), "calibration": cal_name,
+            "beams": beam_summary(mc.beam_meta, inp.beams),
             "statistical_uncertainty_pct": u, "primaries": mc.primaries, "mc_wall_s": mc.wall_s,
             "device": mc.device, "backend": mc.backend, "seed": mc.provenance.get("seed"),
             "dose": f"{inp.dose_type.lower()} dose to {mc.provenance.get('dose_to')}"

@@ -7,7 +7,8 @@ outside the body are not evaluated (their reference dose is set to zero; the MC 
 To bound the time on large grids the evaluated points are a random subset (``gamma_points``, default 10 000,
 seeded, so a pass rate has a binomial standard error of at most 0.5 %), the search stops at gamma =
 ``max_gamma`` (1.5) and the evaluation dose is interpolated to 1/``interp_fraction`` (5) of the distance
-criterion.  (30 000 points and max_gamma 2 took 312 s for the six gammas of a failing 107^3 case on 16 cores.)  All three are stated in the report.
+criterion.  (30 000 points and max_gamma 2 took 312 s for the six gammas of a failing 107^3 case on 16
+cores.)  All three are stated in the report.
 """
 from __future__ import annotations
 
@@ -104,8 +105,9 @@ def classify(name: str, roi_type: str) -> str:
     return "oar"
 
 
-def structure_stats(ref: np.ndarray, ev: np.ndarray, masks: Mapping[str, np.ndarray], types: Mapping[str, str],
-                    voxel_volume_cm3: float, prescription_gy: float | None) -> dict[str, dict]:
+def structure_stats(ref: np.ndarray, ev: np.ndarray, masks: Mapping[str, np.ndarray],
+                    types: Mapping[str, str], voxel_volume_cm3: float,
+                    prescription_gy: float | None) -> dict[str, dict]:
     """TPS vs MC dose statistics per structure; the difference in % of the TPS value (targets: of the
     prescription for V95/V100, absolute fraction points)."""
     from ..dvh import dose_at_volume
@@ -121,8 +123,8 @@ def structure_stats(ref: np.ndarray, ev: np.ndarray, masks: Mapping[str, np.ndar
             keys = ("Dmean", "D2")
         else:
             keys = ("Dmean", "Dmax", "D2")
-        row: dict[str, Any] = {"kind": kind, "type": types.get(nm, ""), "volume_cm3": float(m.sum() * voxel_volume_cm3),
-                               "metrics": {}}
+        row: dict[str, Any] = {"kind": kind, "type": types.get(nm, ""),
+                               "volume_cm3": float(m.sum() * voxel_volume_cm3), "metrics": {}}
         for k in keys:
             vals = []
             for d in (ref, ev):
@@ -154,10 +156,10 @@ def _frame(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _distal_r80(t: np.ndarray, prof: np.ndarray) -> float:
-    """Distal R80 of a depth profile: the distal-most crossing of 80 % of the profile's top, where the top is the
-    95th percentile of the samples above half the maximum (robust to MC noise: a noise spike does not raise the
-    level, and a noise dip inside the plateau is not taken for the distal edge); linear interpolation; NaN if the
-    profile has no distal fall-off inside the grid."""
+    """Distal R80 of a depth profile: the distal-most crossing of 80 % of the profile's top, where the top is
+    the 95th percentile of the samples above half the maximum (robust to MC noise: a noise spike does not
+    raise the level, and a noise dip inside the plateau is not taken for the distal edge); linear
+    interpolation; NaN if the profile has no distal fall-off inside the grid."""
     m = float(prof.max())
     if m <= 0:
         return float("nan")
@@ -171,8 +173,9 @@ def _distal_r80(t: np.ndarray, prof: np.ndarray) -> float:
     return float(t[j] + f * (t[j + 1] - t[j]))
 
 
-def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, direction: Sequence[float],
-                    isocentre: Sequence[float], *, ray_spacing_mm: float | None = None, step_mm: float = 0.5,
+def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray,
+                    direction: Sequence[float], isocentre: Sequence[float], *,
+                    ray_spacing_mm: float | None = None, step_mm: float = 0.5,
                     min_fraction: float = 0.5) -> dict[str, Any]:
     """Distal R80 of MC minus TPS along rays parallel to the beam, one per beam's-eye-view pixel where the
     TPS dose along the ray reaches ``min_fraction`` of its maximum."""
@@ -220,3 +223,14 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
             "mean_mm": float(diff.mean()), "p5_mm": float(np.percentile(diff, 5)),
             "p95_mm": float(np.percentile(diff, 95)), "within_1mm": float(np.mean(np.abs(diff) <= 1.0)),
             "within_2mm": float(np.mean(np.abs(diff) <= 2.0)), "values_mm": diff, "bev_uv_mm": arr[:, :2]}
+
+
+def beam_summary(beam_meta: Mapping[int, Mapping[str, Any]], tps_beams: Mapping[int, Any]) -> dict[int, dict]:
+    """One row per beam of the plan for the report and the JSON: geometry, MU, the MC's primaries, mean
+    relative uncertainty above 50 % of the beam's maximum, why it stopped, its wall time, and the TPS dose
+    compared."""
+    keys = ("gantry_angle_deg", "couch_angle_deg", "total_mu", "primaries", "mean_rel_uncertainty_50",
+            "stop_reason", "wall_s")
+    return {b: {**{k: m.get(k) for k in keys},
+                "tps_dose": "per-beam RT Dose" if b in tps_beams else "plan dose (no per-beam RT Dose)"}
+            for b, m in sorted(beam_meta.items())}

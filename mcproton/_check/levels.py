@@ -10,15 +10,21 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+#: The frame of the action levels (shown in the report).
+FRAME = ("Frame: AAPM TG-219 (Zhu et al. 2021, Med Phys 48(10) e808-e829), independent dose calculation as "
+         "the secondary check of every plan; the numbers follow AAPM TG-218 (gamma 3 %/2 mm) and common "
+         "clinical MC-check practice (2 %/2 mm >= 95 % in the body, target D95 within 3 %).")
+
 SOURCES = {
-    "gamma_3_2_min": "AAPM TG-218 (Miften et al. 2018, Med Phys 45(4) e53-e83): 3 %/2 mm global, 10 % threshold, "
-                     "tolerance limit >= 95 %",
+    "gamma_3_2_min": "AAPM TG-218 (Miften et al. 2018, Med Phys 45(4) e53-e83): 3 %/2 mm global, 10 % "
+                     "threshold, tolerance limit >= 95 %",
     "gamma_2_2_min": "common clinical MC-check practice: 2 %/2 mm global >= 95 % in the body",
     "target_d95_pct": "common clinical MC-check practice: target D95 within 3 %",
     "target_dmean_pct": "as the target D95 (3 %)",
     "range_median_mm": "a systematic range difference of 1 mm is a third of the 3.5 % + 1 mm range margin at "
                        "6 cm (Paganetti 2012, PMB 57 R99)",
-    "range_within_2mm_min": "most beam's-eye-view rays within 2 mm (MC noise and the penumbra give a few outliers)",
+    "range_within_2mm_min": "most beam's-eye-view rays within 2 mm (MC noise and the penumbra give a few "
+                            "outliers)",
     "beam_gamma_2_2_min": "per-beam doses: 2 %/2 mm global >= 95 % as for the plan",
     "mc_uncertainty_max_pct": "the MC's own statistical uncertainty must stay well below the dose criteria "
                               "(2 % = twice the default 1 % target)",
@@ -48,7 +54,8 @@ class ActionLevels:
             data = dict(doc.get("levels", {}))
             extra = set(doc) - {"levels"}
             if extra:
-                raise ValueError(f"{p}: unknown section(s) {sorted(extra)}; the check config has one table [levels]")
+                raise ValueError(f"{p}: unknown section(s) {sorted(extra)}; the check config has one table "
+                                 "[levels]")
         data.update({k: v for k, v in overrides.items() if v is not None})
         names = {f.name for f in fields(cls)}
         bad = set(data) - names
@@ -56,7 +63,8 @@ class ActionLevels:
             import difflib
 
             hint = difflib.get_close_matches(min(bad), names, n=1)
-            raise ValueError(f"unknown action level(s) {sorted(bad)}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            raise ValueError(f"unknown action level(s) {sorted(bad)}"
+                             + (f" (did you mean {hint[0]!r}?)" if hint else "")
                              + f"; known: {', '.join(sorted(names))}")
         for k, v in data.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .levels import FRAME, ActionLevels
+
 
 def _png(fig) -> str:
     buf = io.BytesIO()
@@ -42,26 +44,30 @@ def _planes_figure(res, centre) -> str:
               (f"coronal y = {y[j]:.1f} mm", np.s_[:, j, :], (x, z), ("x (mm)", "z (mm)"), "lower"),
               (f"sagittal x = {x[i]:.1f} mm", np.s_[:, :, i], (y, z), ("y (mm)", "z (mm)"), "lower")]
     fig, axs = plt.subplots(3, 4, figsize=(15, 11))
+    ims = {}
     for r, (title, sl, (h, v), (hl, vl), origin) in enumerate(planes):
         a, b, m = tps[sl], mc[sl], body[sl]
         ext = [h[0], h[-1], v[-1], v[0]] if origin == "upper" else [h[0], h[-1], v[0], v[-1]]
         g = gamma_plane((v, h), a, b, m, norm)
         d = np.where(m & ((a >= 0.1 * norm) | (b >= 0.1 * norm)), (b - a) / norm * 100, np.nan)
-        for c, (img, lab, kw) in enumerate(((a, "TPS dose (Gy)", {"cmap": "jet", "vmin": 0, "vmax": norm * 1.05}),
-                                            (b, "MC dose (Gy)", {"cmap": "jet", "vmin": 0, "vmax": norm * 1.05}),
-                                            (d, "MC - TPS (% of TPS max)", {"cmap": "RdBu_r", "vmin": -5, "vmax": 5}),
-                                            (g, "gamma 2%/2mm (2-D, this plane)", {"cmap": "RdYlGn_r", "vmin": 0,
-                                                                                   "vmax": 1.5}))):
+        dose_kw = {"cmap": "jet", "vmin": 0, "vmax": norm * 1.05}
+        for c, (img, lab, kw) in enumerate(((a, "TPS dose (Gy)", dose_kw), (b, "MC dose (Gy)", dose_kw),
+                                            (d, "MC - TPS (% of TPS max)",
+                                             {"cmap": "RdBu_r", "vmin": -5, "vmax": 5}),
+                                            (g, "gamma 2%/2mm (2-D, this plane)",
+                                             {"cmap": "RdYlGn_r", "vmin": 0, "vmax": 1.5}))):
             ax = axs[r, c]
             im = ax.imshow(img, extent=ext, origin=origin, aspect="equal", interpolation="nearest", **kw)
             if c < 2:
                 ax.contour(h, v, m.astype(float), levels=[0.5], colors="w", linewidths=0.6)
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+            ims[c] = im
             ax.set_title(f"{lab}\n{title}", fontsize=8)
             ax.set_xlabel(hl, fontsize=7)
             ax.set_ylabel(vl, fontsize=7)
             ax.tick_params(labelsize=6)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.04, right=0.98, bottom=0.04, top=0.95, wspace=0.3, hspace=0.4)
+    for c, im in ims.items():   # one colour bar per column (the same scale in the three planes): faster
+        fig.colorbar(im, ax=list(axs[:, c]), fraction=0.04, pad=0.02).ax.tick_params(labelsize=6)
     return _png(fig)
 
 
@@ -110,59 +116,83 @@ def _hist_figure(res) -> str:
     if d is not None and d.size:
         axs[1].hist(np.clip(d, -10, 10), bins=np.linspace(-10, 10, 81), color="C0")
         axs[1].axvline(0, color="k", lw=0.8)
-    axs[1].set_xlabel("MC - TPS (% of the TPS maximum), voxels in the body above 10 %")
+    axs[1].set_xlabel("MC - TPS (% of the TPS maximum; clipped at +-10 %)")
     axs[1].set_ylabel("voxels")
-    axs[1].set_title("dose difference", fontsize=9)
+    axs[1].set_title("dose difference (body voxels above 10 %)", fontsize=9)
     fig.tight_layout()
     return _png(fig)
 
 
-def _beam_figure(res, b: int) -> str:
-    from ..plots import _plt
-
-    plt = _plt()
+def _beam_plane(res, b: int):
+    """The TPS and MC doses of beam ``b`` (its per-beam TPS dose, else the totals) in the axis-aligned plane
+    through the isocentre that holds the beam direction best; returns (label, TPS, MC, body, axes, labels,
+    origin)."""
     inp, mc = res.inputs, res.mc
     meta = mc.beam_meta[b]
-    rng = res.ranges[b]
     has = b in inp.beams
     a = np.where(res.body_zyx, inp.beams[b].dose_gy_zyx, 0.0) if has else res.tps_gy_zyx
     m = mc.beams_gy_zyx[b] if has else res.mc_gy_zyx
     z, y, x = res.axes_zyx
     iso = np.asarray(meta["isocenter_mm"])
-    d = np.abs(np.asarray(meta["beam_direction"]))
-    # the axis-aligned plane through the isocentre that holds the beam direction best
-    normal = int(np.argmin(d))  # 0 x, 1 y, 2 z
-    fig, axs = plt.subplots(1, 4, figsize=(16, 3.8))
+    normal = int(np.argmin(np.abs(np.asarray(meta["beam_direction"]))))  # 0 x, 1 y, 2 z
     if normal == 2:
         k = int(np.argmin(np.abs(z - iso[2])))
-        A, M, h, v, hl, vl, org = a[k], m[k], x, y, "x", "y", "upper"
-    elif normal == 1:
+        return f"z = {z[k]:.1f} mm", a[k], m[k], res.body_zyx[k], (y, x), ("x", "y"), "upper"
+    if normal == 1:
         j = int(np.argmin(np.abs(y - iso[1])))
-        A, M, h, v, hl, vl, org = a[:, j], m[:, j], x, z, "x", "z", "lower"
-    else:
-        i = int(np.argmin(np.abs(x - iso[0])))
-        A, M, h, v, hl, vl, org = a[:, :, i], m[:, :, i], y, z, "y", "z", "lower"
+        return f"y = {y[j]:.1f} mm", a[:, j], m[:, j], res.body_zyx[:, j], (z, x), ("x", "z"), "lower"
+    i = int(np.argmin(np.abs(x - iso[0])))
+    return f"x = {x[i]:.1f} mm", a[:, :, i], m[:, :, i], res.body_zyx[:, :, i], (z, y), ("y", "z"), "lower"
+
+
+def _beam_figure(res, b: int) -> str:
+    """One row per beam: TPS and MC dose, difference and 2-D gamma 2 %/2 mm in the plane holding the beam, the
+    distal R80 difference in the beam's eye view and its histogram."""
+    from ..plots import _plt
+    from .compare import gamma_plane
+
+    plt = _plt()
+    rng = res.ranges[b]
+    has = b in res.inputs.beams
+    where, A, M, body, (v, h), (hl, vl), org = _beam_plane(res, b)
     ext = [h[0], h[-1], v[-1], v[0]] if org == "upper" else [h[0], h[-1], v[0], v[-1]]
-    top = float(a.max()) or 1.0
+    top = float(A.max()) or 1.0
     dd = np.where((A >= 0.1 * top) | (M >= 0.1 * top), (M - A) / top * 100, np.nan)
-    what = "TPS beam dose" if has else "TPS total dose"
-    for ax, img, lab, kw in ((axs[0], A, what, {"cmap": "jet", "vmin": 0, "vmax": top * 1.05}),
-                             (axs[1], M, "MC beam dose" if has else "MC total dose", {"cmap": "jet", "vmin": 0,
-                                                                                      "vmax": top * 1.05}),
-                             (axs[2], dd, "MC - TPS (% of max)", {"cmap": "RdBu_r", "vmin": -5, "vmax": 5})):
+    g = gamma_plane((v, h), A, M, body, top)
+    fig, axs = plt.subplots(2, 3, figsize=(14, 8.2))
+    axs = axs.ravel()
+    what = "beam" if has else "total"
+    dose_kw = {"cmap": "jet", "vmin": 0, "vmax": top * 1.05}
+    for ax, img, lab, kw in ((axs[0], A, f"TPS {what} dose (Gy)", dose_kw),
+                             (axs[1], M, f"MC {what} dose (Gy)", dose_kw),
+                             (axs[2], dd, "MC - TPS (% of max)", {"cmap": "RdBu_r", "vmin": -5, "vmax": 5}),
+                             (axs[3], g, "gamma 2%/2mm (2-D)", {"cmap": "RdYlGn_r", "vmin": 0, "vmax": 1.5})):
         im = ax.imshow(img, extent=ext, origin=org, aspect="equal", interpolation="nearest", **kw)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-        ax.set_title(f"beam {b}: {lab}", fontsize=8)
+        ax.set_title(f"beam {b}: {lab}\n{where}", fontsize=8)
         ax.set_xlabel(f"{hl} (mm)", fontsize=7)
         ax.set_ylabel(f"{vl} (mm)", fontsize=7)
         ax.tick_params(labelsize=6)
-    vals = rng.get("values_mm")
+    vals, uv = rng.get("values_mm"), rng.get("bev_uv_mm")
     if vals is not None and len(vals):
-        axs[3].hist(np.clip(vals, -8, 8), bins=np.linspace(-8, 8, 65), color="C2")
-        axs[3].axvline(0, color="k", lw=0.8)
-        axs[3].set_title(f"distal R80 MC - TPS: median {rng['median_mm']:+.2f} mm ({rng['rays']} rays)", fontsize=8)
-    axs[3].set_xlabel("R80 difference (mm)", fontsize=7)
-    fig.tight_layout()
+        ds = rng["ray_spacing_mm"]
+        sc = axs[4].scatter(uv[:, 0], uv[:, 1], c=np.clip(vals, -5, 5), cmap="RdBu_r", vmin=-5, vmax=5,
+                            marker="s",
+                            s=max(2.0, 400.0 / max(1.0, np.sqrt(len(vals)))), linewidths=0)
+        fig.colorbar(sc, ax=axs[4], fraction=0.046, pad=0.02)
+        axs[4].set_aspect("equal")
+        axs[4].set_title(f"beam {b}: distal R80 MC - TPS (mm)\nbeam's eye view, {ds:g} mm pixels", fontsize=8)
+        axs[5].hist(np.clip(vals, -8, 8), bins=np.linspace(-8, 8, 65), color="C2")
+        axs[5].axvline(0, color="k", lw=0.8)
+        axs[5].set_title(f"dR80 median {rng['median_mm']:+.2f} mm ({rng['rays']} rays)", fontsize=8)
+    else:
+        axs[4].text(0.5, 0.5, "no ray with a distal edge in the grid", ha="center", va="center", fontsize=8)
+    axs[4].set_xlabel("u (mm)", fontsize=7)
+    axs[4].set_ylabel("v (mm)", fontsize=7)
+    axs[5].set_xlabel("R80 difference (mm)", fontsize=7)
+    for ax in axs[4:]:
+        ax.tick_params(labelsize=6)
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.07, top=0.93, wspace=0.35, hspace=0.35)
     return _png(fig)
 
 
@@ -181,6 +211,64 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+_SIGN_OFF = ("<h2>Sign-off</h2><p>This independent MC check is a second check of the planning system's dose; "
+             "it does not replace the clinic's own review of the plan.</p>"
+             '<table class="sign"><tr><th>role</th><th>name</th><th>date</th><th>signature</th>'
+             "<th>comment</th></tr>"
+             "<tr><td>checked by (physicist)</td><td></td><td></td><td></td><td></td></tr>"
+             "<tr><td>approved by</td><td></td><td></td><td></td><td></td></tr></table>")
+
+
+def _plan_dicom(path: str) -> dict[str, str]:
+    """Patient and plan identification from the RT Ion Plan (empty strings where absent)."""
+    import pydicom
+
+    keys = ("PatientName", "PatientID", "RTPlanLabel", "RTPlanName", "RTPlanDate",
+            "ApprovalStatus", "Manufacturer", "ManufacturerModelName", "SOPInstanceUID")
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(keys))   # not the spots
+    except Exception:  # noqa: BLE001 - identification is shown when readable; the plan was read before
+        return {}
+    return {k: str(ds.get(k, "") or "") for k in keys}
+
+
+def _identification(res) -> str:
+    """The header: patient, plan, TPS doses compared, the dose matched, the MC, the date of the check."""
+    inp, p = res.inputs, res.provenance
+    d = _plan_dicom(inp.plan_path)
+    tps = [inp.total] if inp.total is not None else []
+    tps += [inp.beams[b] for b in sorted(inp.beams)]
+    doses = "; ".join(f"{Path(t.path).name} ({t.summation_type}, {t.dose_type})" for t in tps)
+    sys_ = " ".join(v for v in (d.get("Manufacturer"), d.get("ManufacturerModelName")) if v)
+    rows = [["patient", f"{d.get('PatientName', '')} (ID {d.get('PatientID', '') or 'none'})"],
+            ["plan", f"{Path(inp.plan_path).name}: label {d.get('RTPlanLabel') or inp.plan.label!s}, name "
+                     f"{d.get('RTPlanName') or 'none'}, date {d.get('RTPlanDate') or 'none'}, "
+                     f"{d.get('ApprovalStatus') or 'approval status not given'}"
+                     + (f", from {sys_}" if sys_ else "")],
+            ["plan SOPInstanceUID", d.get("SOPInstanceUID") or str(getattr(inp.plan, "sop_instance_uid", "")
+                                                                     )],
+            ["TPS dose(s) compared", doses],
+            ["dose matched", f"{p['dose']}; {p['fractions']} fraction(s)"],
+            ["MC", f"mcproton {p['mcproton_version']}, beam model {p['beam_model']}, calibration "
+                   f"{p['calibration']}, {p['statistical_uncertainty_pct']:.2f} % mean uncertainty "
+                   "(voxels above 50 %),"
+                   f" {p['primaries']} primaries, {p['device']}"],
+            ["checked on", str(p.get("date") or "")]]
+    return _table(["item", "value"], rows)
+
+
+def _beams_table(res) -> str:
+    """One row per beam of the plan (compare.beam_summary, also in the JSON's provenance.beams)."""
+    from .compare import beam_summary
+
+    rows = [[b, r["gantry_angle_deg"], r["couch_angle_deg"], r["total_mu"], r["primaries"],
+             100 * float(r["mean_rel_uncertainty_50"] if r["mean_rel_uncertainty_50"] is not None else "nan"),
+             r["stop_reason"] or "", r["wall_s"], r["tps_dose"]]
+            for b, r in beam_summary(res.mc.beam_meta, res.inputs.beams).items()]
+    return _table(["beam", "gantry (deg)", "couch (deg)", "MU", "MC primaries", "MC uncertainty (%)",
+                   "MC stopped", "MC wall (s)", "TPS dose compared"], rows)
+
+
 def write_report(res, out_dir: str | Path, timings: dict) -> Path:
     """Write check.html (figures embedded) into ``out_dir``; returns its path."""
     out = Path(out_dir)
@@ -188,41 +276,49 @@ def write_report(res, out_dir: str | Path, timings: dict) -> Path:
     figs = {"planes": _planes_figure(res, centre), "dvh": _dvh_figure(res), "hist": _hist_figure(res)}
     beam_figs = {b: _beam_figure(res, b) for b in sorted(res.ranges)}
     p = res.provenance
+    default = {k: v["value"] for k, v in ActionLevels().describe().items()}
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         "<title>mcproton check</title>",
         ("<style>body{font-family:sans-serif;max-width:1250px;margin:auto;font-size:13px}"
          "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 6px}"
-         ".pass{background:#d9f2d9}.fail{background:#f8d0d0}h1 .pass,h1 .fail{padding:0 8px}"
+         ".pass{background:#d9f2d9}.fail{background:#f8d0d0}.changed{background:#fff3c4}"
+         "h1 .pass,h1 .fail{padding:0 8px}"
          "img{max-width:100%}</style></head><body>"),
         (f"<h1>mcproton check: <span class=\"{'pass' if res.passed else 'fail'}\">"
          f"{'PASS' if res.passed else 'FAIL'}</span></h1>"),
-        (f"<p>Plan {html.escape(Path(res.inputs.plan_path).name)} ({html.escape(str(res.inputs.plan.label))}); "
-         f"{html.escape(p['dose'])}; {p['fractions']} fraction(s); beam model {html.escape(str(p['beam_model']))}; "
-         f"calibration {html.escape(str(p['calibration']))}.</p>"),
+        _identification(res),
         "<h2>Action levels</h2>",
+        f"<p>{html.escape(FRAME)} Defaults and the source of each: the last table of this page.</p>",
         _table(["quantity", "value", "action level", "result"],
-               [[c["quantity"], c["value_text"], c["limit_text"], "pass" if c["passed"] else "FAIL"] for c in res.checks],
+               [[c["quantity"], c["value_text"], c["limit_text"], "pass" if c["passed"] else "FAIL"]
+                for c in res.checks],
                ["pass" if c["passed"] else "fail" for c in res.checks]),
     ]
     if res.diagnostics:
-        parts.append("<h3>Likely causes</h3><ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in res.diagnostics)
+        parts.append("<h3>Likely causes</h3><ul>"
+                     + "".join(f"<li>{html.escape(d)}</li>" for d in res.diagnostics)
                      + "</ul>")
     parts += ["<h2>Gamma (3-D)</h2>",
               _table(["criterion", "pass rate (%)", "points evaluated", "points above threshold"],
-                     [[k, 100 * g["pass_rate"], g["points"], g.get("evaluable_points", "")] for k, g in res.gamma.items()]
-                     + [[f"beam {b}: 2%/2mm", 100 * g["pass_rate"], g["points"], g.get("evaluable_points", "")]
+                     [[k, 100 * g["pass_rate"], g["points"], g.get("evaluable_points", "")]
+                      for k, g in res.gamma.items()]
+                     + [[f"beam {b}: 2%/2mm", 100 * g["pass_rate"], g["points"],
+                         g.get("evaluable_points", "")]
                         for b, g in res.beam_gamma.items()]),
               f"<p>{html.escape(res.settings['gamma'])}.</p>"]
     dd = res.dose_difference
     if dd.get("voxels"):
         q = dd["percentiles_pct"]
         parts.append(f"<p>Dose difference MC - TPS over {dd['voxels']} body voxels above 10 %: mean "
-                     f"{dd['mean_pct']:+.2f} %, SD {dd['sd_pct']:.2f} %, 5-95 % range {q['p5']:+.2f}..{q['p95']:+.2f} %"
+                     f"{dd['mean_pct']:+.2f} %, SD {dd['sd_pct']:.2f} %, 5-95 % range "
+                     f"{q['p5']:+.2f}..{q['p95']:+.2f} %"
                      f" of the TPS maximum ({dd['normalisation_gy']:.3f} Gy); within 2 %: "
-                     f"{100 * dd['within_2pct']:.1f} %, within 3 %: {100 * dd['within_3pct']:.1f} %; MC/TPS integral "
+                     f"{100 * dd['within_2pct']:.1f} %, within 3 %: {100 * dd['within_3pct']:.1f} %; "
+                     "MC/TPS integral "
                      f"{dd['integral_ratio_mc_tps']:.4f}.</p>")
-    parts += ["<h2>Dose maps</h2>", f'<img alt="dose, difference and gamma maps" src="data:image/png;base64,{figs["planes"]}">',
+    parts += ["<h2>Dose maps</h2>",
+              f'<img alt="dose, difference and gamma maps" src="data:image/png;base64,{figs["planes"]}">',
               f'<img alt="gamma and dose-difference histograms" src="data:image/png;base64,{figs["hist"]}">']
     if res.structures:
         rows = []
@@ -233,29 +329,42 @@ def write_report(res, out_dir: str | Path, timings: dict) -> Path:
                 else:
                     rows.append([nm, r["kind"], k, 100 * m["tps"], 100 * m["mc"], m["diff_points"], ""])
         parts += ["<h2>Structures</h2>",
-                  _table(["structure", "kind", "metric", "TPS (Gy / %)", "MC (Gy / %)", "MC - TPS", "MC - TPS (%)"], rows)]
+                  _table(["structure", "kind", "metric", "TPS (Gy / %)", "MC (Gy / %)", "MC - TPS",
+                          "MC - TPS (%)"], rows)]
         if p.get("prescription_gy"):
-            parts.append(f"<p>V95/V100 relative to {p['prescription_gy']:.3g} Gy ({html.escape(str(p['prescription_source']))}).</p>")
+            parts.append(f"<p>V95/V100 relative to {p['prescription_gy']:.3g} Gy "
+                         f"({html.escape(str(p['prescription_source']))}).</p>")
         if figs["dvh"]:
             parts.append(f'<img alt="DVH overlay" src="data:image/png;base64,{figs["dvh"]}">')
     parts.append("<h2>Beams: range agreement</h2>")
-    rows = [[b, r.get("source", ""), r.get("rays", 0), r.get("median_mm", float("nan")), r.get("p5_mm", float("nan")),
-             r.get("p95_mm", float("nan")), 100 * r.get("within_1mm", float("nan")), 100 * r.get("within_2mm", float("nan"))]
+    nan = float("nan")
+    rows = [[b, r.get("source", ""), r.get("rays", 0), r.get("median_mm", nan), r.get("p5_mm", nan),
+             r.get("p95_mm", nan), 100 * r.get("within_1mm", nan), 100 * r.get("within_2mm", nan)]
             for b, r in res.ranges.items()]
-    parts.append(_table(["beam", "dose compared", "rays", "median dR80 (mm)", "5 % (mm)", "95 % (mm)", "within 1 mm (%)",
+    parts.append(_table(["beam", "dose compared", "rays", "median dR80 (mm)", "5 % (mm)", "95 % (mm)",
+                         "within 1 mm (%)",
                          "within 2 mm (%)"], rows))
-    parts.append("<p>dR80 = distal 80 % position of the MC minus the TPS along rays parallel to the beam through each "
+    parts.append("<p>dR80 = distal 80 % position of the MC minus the TPS along rays parallel to the beam "
+                 "through each "
                  "beam's-eye-view pixel where the TPS dose reaches 50 % of its maximum.</p>")
+    parts.append(_beams_table(res))
     for b, f in beam_figs.items():
-        parts.append(f'<img alt="beam {b}" src="data:image/png;base64,{f}">')
+        parts.append(f'<img alt="beam {b}: doses, difference, gamma and range maps" '
+                     f'src="data:image/png;base64,{f}">')
     parts += ["<h2>Pairing</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res.pairing) + "</ul>",
               "<h2>Provenance</h2>",
               _table(["item", "value"], [[k, v if not isinstance(v, list) else "; ".join(map(str, v))]
-                                         for k, v in p.items()]),
+                                         for k, v in p.items() if k != "beams"]),   # beams: the beam table
               "<h2>Host steps (wall time, s)</h2>",
-              _table(["step", "s"], [[k, v] for k, v in timings.items()]),
+              _table(["step", "s"], [[k, v] for k, v in timings.items()]
+                     + [["sum of the steps above", sum(v for k, v in timings.items() if k != "total_s")]]),
+              "<p>The report's own writing time and the total are in check.json (timings_s).</p>",
               "<h2>Action levels used and their sources</h2>",
-              _table(["level", "value", "source"], [[k, v["value"], v["source"]] for k, v in res.levels.items()]),
+              _table(["level", "value", "default", "source"],
+                     [[k, v["value"], default[k], v["source"]] for k, v in res.levels.items()],
+                     ["" if v["value"] == default[k] else "changed" for k, v in res.levels.items()]),
+              "<p>Values differing from the default (set in a --config file) are highlighted.</p>",
+              _SIGN_OFF,
               "</body></html>"]
     path = out / "check.html"
     path.write_text("\n".join(parts), encoding="utf-8")
