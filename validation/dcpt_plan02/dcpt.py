@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import reference as R
+from .. import reference as R
 
 CODES = ("sh12a", "openshieldhit", "fluka", "mcnp", "topas")
 MEV_PER_G_TO_GY = 1.602176634e-10
