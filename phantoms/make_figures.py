@@ -177,7 +177,8 @@ def main() -> None:
     text = readme.read_text() if readme.exists() else f"{start}\n{end}\n"
     pre, rest = text.split(start, 1)
     _, post = rest.split(end, 1)
-    note = f"Generated at {VOXEL_MM:g} mm voxels by `python -m mcproton.phantoms.make_figures` (male; voxel counts).\n\n"
+    note = (f"Generated at {VOXEL_MM:g} mm voxels by `python -m mcproton.phantoms.make_figures` "
+            "(male; voxel counts).\n\n")
     readme.write_text(pre + start + "\n" + note + table + "\n" + end + post)
     print("README table updated")
 

@@ -1,9 +1,9 @@
 """The README's Layout section matches the tree (it cannot drift), and pyproject installs every package.
 
-Rules: every path the Layout block names exists; every tracked top-level folder of the repository has an entry;
-every public module (``mcproton/<name>.py``, no leading underscore) and every package (``mcproton/<name>/``)
-of ``mcproton/`` is named in its entry.  A new private module (``_name.py``) or a new module inside a listed
-folder does not need a README edit.
+Rules: every path the Layout block names exists; every tracked top-level folder of the repository has an
+entry; every public module (``mcproton/<name>.py``, no leading underscore) and every package
+(``mcproton/<name>/``) of ``mcproton/`` is named in its entry. A new private module (``_name.py``) or a new
+module inside a listed folder does not need a README edit.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-#: a path token of the Layout block: a folder (ends with /), a path with /, or a file with one of these suffixes
+#: a path token of the Layout block: a folder (ends with /), a path with /, or a file with these suffixes
 FILE_SUFFIXES = (".py", ".cu", ".h", ".md", ".toml")
 
 
@@ -50,7 +50,8 @@ def path_tokens(description: str) -> list[str]:
 
 def tracked_top_level_folders() -> set[str]:
     try:
-        out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+        out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             check=True)
         return {f.split("/", 1)[0] for f in out.stdout.splitlines() if "/" in f and not f.startswith(".")}
     except (OSError, subprocess.SubprocessError):   # no git (an unpacked source archive): the folders on disk
         return {d.name for d in ROOT.iterdir() if d.is_dir() and not d.name.startswith(".")
@@ -59,8 +60,8 @@ def tracked_top_level_folders() -> set[str]:
 
 def test_path_tokens_rule():
     """The parser finds folders, paths and file names, and ignores words and placeholders."""
-    assert path_tokens("core/ (portability), transport.cu = entry, kernels/params.h, <case>/ = case.py, RT Dose") \
-        == ["core/", "transport.cu", "kernels/params.h", "case.py"]
+    text = "core/ (portability), transport.cu = entry, kernels/params.h, <case>/ = case.py, RT Dose"
+    assert path_tokens(text) == ["core/", "transport.cu", "kernels/params.h", "case.py"]
 
 
 def test_every_path_in_the_layout_exists():

@@ -1,11 +1,11 @@
 """The registry of the validation cases: :data:`CASES` lists them in run order.
 
 Each case is a package beside its data, ``validation/<name>/``: its reference data (with provenance header), a
-README that names the source, the kind of data, the simulation set-up, the metrics and the tolerances with their
-reasons, and ``case.py`` with the function ``case_<name>(ctx) -> CaseResult``.  Helpers shared by the cases are
-in :mod:`.core` (run context, results, the pencil-beam depth dose), :mod:`.metrics`, :mod:`.reference` and
-:mod:`.plots`.  The budgets (primaries per run) are set so that ``--quick`` needs about 1e6 protons in all and
-``--full`` gives sub-percent statistics.
+README that names the source, the kind of data, the simulation set-up, the metrics and the tolerances with
+their reasons, and ``case.py`` with the function ``case_<name>(ctx) -> CaseResult``. Helpers shared by the
+cases are in :mod:`.core` (run context, results, the pencil-beam depth dose), :mod:`.metrics`,
+:mod:`.reference` and :mod:`.plots`. The budgets (primaries per run) are set so that ``--quick`` needs about
+1e6 protons in all and ``--full`` gives sub-percent statistics.
 """
 from __future__ import annotations
 

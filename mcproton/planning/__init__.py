@@ -42,8 +42,8 @@ The analytical model is only the optimiser's model: verify every plan with the M
 """
 from .dose_model import ANALYTICAL_KERNEL, DoseModel, influence_matrix, voxel_depth_offsets
 from .kernel import MEV_PER_G_TO_GY, bortfeld_idd, energy_for_range_mm, mcs_sigma_mm, water_range_mm
-from .machine import (DEFAULT_BEAM_MODEL, DEFAULT_RS_AIR_GAP_MM, HALO_K_MEV2_CM2_G, HALO_THETA_RAD, FieldMachine,
-                      LayerOptics, field_machine)
+from .machine import (DEFAULT_BEAM_MODEL, DEFAULT_RS_AIR_GAP_MM, HALO_K_MEV2_CM2_G, HALO_THETA_RAD,
+                      FieldMachine, LayerOptics, field_machine)
 from .optimiser import optimise_plan, optimise_weights
 from .plan import RBE, FieldSpots, Plan
 from .raytrace import (gantry_direction, mass_stopping_ratio, relative_stopping_power, skin_distance_mm,
@@ -52,7 +52,8 @@ from .spots import generate_field_spots
 from .verify import verify_plan
 
 __all__ = ["optimise_plan", "optimise_weights", "verify_plan", "Plan", "FieldSpots", "RBE",
-           "generate_field_spots", "influence_matrix", "voxel_depth_offsets", "DoseModel", "ANALYTICAL_KERNEL",
+           "generate_field_spots", "influence_matrix", "voxel_depth_offsets", "DoseModel",
+           "ANALYTICAL_KERNEL",
            "FieldMachine", "LayerOptics", "field_machine", "DEFAULT_BEAM_MODEL", "DEFAULT_RS_AIR_GAP_MM",
            "HALO_K_MEV2_CM2_G", "HALO_THETA_RAD", "water_range_mm", "energy_for_range_mm", "bortfeld_idd",
            "mcs_sigma_mm", "MEV_PER_G_TO_GY", "relative_stopping_power", "mass_stopping_ratio",

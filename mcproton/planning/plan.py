@@ -1,5 +1,5 @@
-"""A plan and its fields (spots with weights) and their conversion to the engine's :class:`mcproton.source.Beam`
-(:meth:`FieldSpots.spots`, :meth:`FieldSpots.beam`, :meth:`Plan.beam`)."""
+"""A plan and its fields (spots with weights) and their conversion to the engine's beam,
+:class:`mcproton.source.Beam` (:meth:`FieldSpots.spots`, :meth:`FieldSpots.beam`, :meth:`Plan.beam`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -82,7 +82,8 @@ def case_catana_62mev(ctx: Context) -> CaseResult:
                     "ratio by %.0f %% in the analytical model. The measured curve is therefore multiplied by the "
                     "ratio of the fitted model with epsilon = 0 to that with the fitted epsilon (shown in the table "
                     "'tail_correction') before peak/plateau and gamma are scored; the raw comparisons are reported "
-                    "as info." % (fit.eps, 100 * (M.peak_to_entrance(zm, dmc, 5.0) / M.peak_to_entrance(zm, dmn, 5.0) - 1)))
+                    "as info." % (fit.eps, 100 * (M.peak_to_entrance(zm, dmc, 5.0)
+                                                  / M.peak_to_entrance(zm, dmn, 5.0) - 1)))
     zf = np.linspace(zm[0], zm[-1], 600)
     bf = R.bortfeld_curve(zf, fit.r0_mm, fit.sigma_mm, fit.amplitude, fit.eps) / dm.max()
     diff = 100.0 * (np.interp(zm, zs, dsn, left=np.nan, right=np.nan) - dmc)

@@ -1,4 +1,5 @@
-"""The ``dcpt_plan02`` validation case: a clinical plan: DCPT plan02 (RT Ion Plan + beam model + CT) against five Monte Carlo codes, dose and LETd.
+"""The ``dcpt_plan02`` validation case: a clinical plan: DCPT plan02 (RT Ion Plan + beam model + CT) against
+five Monte Carlo codes, dose and LETd.
 
 Its reference data and README (source, set-up, metrics, tolerances) are in this folder."""
 from __future__ import annotations

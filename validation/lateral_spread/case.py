@@ -78,9 +78,11 @@ def case_lateral_spread(ctx: Context) -> CaseResult:
                     "X_S(water) = 46.88 g/cm2, and E(s) from the CSDA range-energy relation; and Highland's formula "
                     "generalised to thick targets (Gottschalk et al., NIM B 74:467, 1993), 14.1 MeV, X0 = 36.08 g/cm2.")
     cr.notes.append("Simulated sigma: Gaussian fitted to the points >= 10 % of the maximum of the projected profile "
-                    "(dose summed over the other axis) in one 2 mm depth slab, bin width^2/12 subtracted, mean of x and y.")
+                    "(dose summed over the other axis) in one 2 mm depth slab, bin width^2/12 subtracted, "
+                    "mean of x and y.")
     cr.notes.append("The references are theories of multiple Coulomb scattering alone, so the scored run has nuclear "
-                    "interactions switched off. With full physics, nuclear elastic scattering on oxygen (16 % of 150 MeV "
+                    "interactions switched off. With full physics, nuclear elastic scattering on oxygen "
+                    "(16 % of 150 MeV "
                     "protons, typical deflection 0.2 rad) and nonelastic secondaries add a halo that widens even the "
                     "fitted core by 4-8 % near the end of range; those values are listed as info.")
     return cr

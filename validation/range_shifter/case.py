@@ -1,4 +1,5 @@
-"""The ``range_shifter`` validation case: range shifters in the beam line: spot sigma at the isocentre plane and range shift.
+"""The ``range_shifter`` validation case: range shifters in the beam line: spot sigma at the isocentre plane
+and range shift.
 
 Its reference data and README (source, set-up, metrics, tolerances) are in this folder."""
 from __future__ import annotations

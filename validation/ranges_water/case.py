@@ -34,7 +34,8 @@ def case_ranges_water(ctx: Context) -> CaseResult:
         z, idd, res, rec = pencil_idd(ctx, cr.name, e, 3e-4 * e, primaries, f"{_fmt(e)} MeV", seed_offset=i)
         rm = M.range_metrics(z, idd)
         k = np.nonzero(np.isclose(rr["energy_MeV"], e))[0]
-        csda_mm = float(rr[csda_col][k[0]]) * 10.0 / rho_w if k.size else float(R.water_table(wm).csda_range(e)) * 10 / rho_w
+        csda_mm = (float(rr[csda_col][k[0]]) * 10.0 / rho_w if k.size
+                   else float(R.water_table(wm).csda_range(e)) * 10 / rho_w)
         tol = max(0.005 * csda_mm, 0.2)
         cr.metrics.append(Metric(f"R80 - CSDA range ({wm}) at {_fmt(e)} MeV", rm["R80"], csda_mm, tol, "mm", "abs",
                                  "tolerance max(0.5 % of CSDA, 0.2 mm)"))

@@ -1,4 +1,5 @@
-"""The ``step_convergence`` validation case: numerical convergence: the result does not depend on the step length.
+"""The ``step_convergence`` validation case: numerical convergence: the result does not depend on the step
+length.
 
 Its reference data and README (source, set-up, metrics, tolerances) are in this folder."""
 from __future__ import annotations

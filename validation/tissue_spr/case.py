@@ -1,4 +1,5 @@
-"""The ``tissue_spr`` validation case: tissue stopping-power ratios: the elemental I-value sets of Bragg additivity (issue 14).
+"""The ``tissue_spr`` validation case: tissue stopping-power ratios: the elemental I-value sets of Bragg
+additivity (issue 14).
 
 Its reference data and README (source, set-up, metrics, tolerances) are in this folder."""
 from __future__ import annotations
