@@ -30,7 +30,8 @@ def posterior_fossa_target(geometry: VoxelGeometry, semi_axes_mm: Sequence[float
     """Posterior-fossa boost CTV: an ellipsoid (semi-axes x, y, z in mm; default a ~30 mL tumour bed + margin
     for a 5-year-old) at the ``posterior_fossa`` landmark (cerebellum centre), clipped to the cranial
     cavity (brain, cerebellum, brainstem, ventricles, CSF)."""
-    c = np.asarray(centre_mm if centre_mm is not None else geometry.meta["landmarks_mm"]["posterior_fossa"], float)
+    c = np.asarray(centre_mm if centre_mm is not None else geometry.meta["landmarks_mm"]["posterior_fossa"],
+                   float)
     Z, Y, X = _grid_xyz(geometry)
     s = np.asarray(semi_axes_mm, float)
     ell = ((X - c[0]) / s[0]) ** 2 + ((Y - c[1]) / s[1]) ** 2 + ((Z - c[2]) / s[2]) ** 2 <= 1.0
@@ -59,7 +60,8 @@ def posterior_fossa_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float 
                          gantry_deg: Sequence[float] = (180.0, 140.0, 220.0), sigma_air_mm: float = 4.0,
                          layer_spacing_mm: float = 4.0, target: np.ndarray | None = None,
                          iterations: int = 400, max_points: int = 6000, beam_model=DEFAULT_BEAM_MODEL,
-                         range_shifter: str | None = "auto", rs_air_gap_mm: float = DEFAULT_RS_AIR_GAP_MM) -> Plan:
+                         range_shifter: str | None = "auto",
+                         rs_air_gap_mm: float = DEFAULT_RS_AIR_GAP_MM) -> Plan:
     """Posterior-fossa (medulloblastoma) boost: PA + two posterior-oblique fields (IEC gantry 180, 140,
     220 deg by default), spots optimised to a uniform dose of ``prescription_gy_rbe`` / 1.1 Gy per fraction.
 
@@ -71,35 +73,39 @@ def posterior_fossa_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float 
     specs = [{"name": names.get(float(g), f"G{g:g}"), "direction": gantry_direction(g),
               "sigma_air_mm": sigma_air_mm, "layer_spacing_mm": layer_spacing_mm,
               **_machine_spec(beam_model, range_shifter, rs_air_gap_mm)} for g in gantry_deg]
-    return optimise_plan("posterior-fossa boost", geometry, tgt, specs, prescription_gy_rbe=prescription_gy_rbe,
+    return optimise_plan("posterior-fossa boost", geometry, tgt, specs,
+                         prescription_gy_rbe=prescription_gy_rbe,
                          target_name="CTV_PF", iterations=iterations, max_points=max_points)
 
 
 def craniospinal_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float = 1.8,
                       cranial_gantry_deg: Sequence[float] = (150.0, 210.0), sigma_air_mm: float = 8.0,
-                      spot_spacing_mm: float = 6.0, layer_spacing_mm: float = 6.0, max_spine_field_mm: float = 300.0,
+                      spot_spacing_mm: float = 6.0, layer_spacing_mm: float = 6.0,
+                      max_spine_field_mm: float = 300.0,
                       overlap_mm: float = 50.0, iterations: int = 300, max_points: int = 5000,
                       spine_layer_spacing_mm: float | None = None, voxel_average_samples: int = 5,
                       keep_spine_points: bool = True, beam_model=DEFAULT_BEAM_MODEL,
                       range_shifter: str | None = "auto", rs_air_gap_mm: float = DEFAULT_RS_AIR_GAP_MM,
                       lateral_margin_mm: float | None = 10.0) -> Plan:
-    """Craniospinal irradiation (spots on a 6 mm grid, 6 mm layers): two posterior-oblique
-    cranial fields (IEC gantry 150/210 deg) on the whole
-    brain and one or more posterior (gantry 180) spinal fields on the thecal sac (split into fields of at
-    most ``max_spine_field_mm`` with ``overlap_mm`` overlap; the joint optimisation of all spots feathers the
-    junctions).  Needs a phantom with region="neuraxis" (or "head_neck" for the cervical part).  On the
-    clinical machine ``beam_model`` (default dcpt_v5: 70-244 MeV, spot sigma 4-7 mm at the isocentre) with a
-    range shifter on the fields whose target starts shallower than the lowest energy's range (the spinal
-    fields of a child: the thecal sac lies 2-4 cm deep); ``beam_model=None``: generic 8 mm spots from 50 MeV.
-    ``lateral_margin_mm``: spots this far beyond the target's beam's-eye-view outline (10 mm: behind RS_5CM the
-    low-energy spots are 9 mm sigma wide; with a margin of one smallest sigma, 4.4 mm, the field edges were cold:
-    MC D95 94.6 % instead of 95.7 %)."""
+    """Craniospinal irradiation (spots on a 6 mm grid, 6 mm layers): two posterior-oblique cranial fields (IEC
+    gantry 150/210 deg) on the whole brain and one or more posterior (gantry 180) spinal fields on the thecal
+    sac (split into fields of at most ``max_spine_field_mm`` with ``overlap_mm`` overlap; the joint
+    optimisation of all spots feathers the junctions).  Needs a phantom with region="neuraxis" (or "head_neck"
+    for the cervical part).  On the clinical machine ``beam_model`` (default dcpt_v5: 70-244 MeV, spot sigma
+    4-7 mm at the isocentre) with a range shifter on the fields whose target starts shallower than the lowest
+    energy's range (the spinal fields of a child: the thecal sac lies 2-4 cm deep); ``beam_model=None``:
+    generic 8 mm spots from 50 MeV. ``lateral_margin_mm``: spots this far beyond the target's beam's-eye-view
+    outline (10 mm: behind RS_5CM the low-energy spots are 9 mm sigma wide; with a margin of one smallest
+    sigma, 4.4 mm, the field edges were cold: MC D95 94.6 % instead of 95.7 %)."""
     parts = craniospinal_target(geometry)
     if not parts["spine"].any():
         raise ValueError("the phantom has no spinal canal: use make_head_phantom(..., region='neuraxis')")
-    common = {"sigma_air_mm": sigma_air_mm, "spot_spacing_mm": spot_spacing_mm, "layer_spacing_mm": layer_spacing_mm,
-              "lateral_margin_mm": lateral_margin_mm, **_machine_spec(beam_model, range_shifter, rs_air_gap_mm)}
-    specs = [{"name": f"cranial G{g:g}", "direction": gantry_direction(g), "target_mask": parts["brain"], **common}
+    common = {"sigma_air_mm": sigma_air_mm, "spot_spacing_mm": spot_spacing_mm,
+              "layer_spacing_mm": layer_spacing_mm,
+              "lateral_margin_mm": lateral_margin_mm,
+              **_machine_spec(beam_model, range_shifter, rs_air_gap_mm)}
+    specs = [{"name": f"cranial G{g:g}", "direction": gantry_direction(g), "target_mask": parts["brain"],
+              **common}
              for g in cranial_gantry_deg]
     z = geometry.axis_mm("z")
     kz = np.nonzero(parts["spine"].any(axis=(1, 2)))[0]
@@ -115,7 +121,8 @@ def craniospinal_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float = 1
         specs.append({"name": f"spine {m + 1} G180", "direction": gantry_direction(180.0),
                       "target_mask": parts["csi"] & band,
                       **{**common, "layer_spacing_mm": spine_layer_spacing_mm or layer_spacing_mm}})
-    return optimise_plan("craniospinal", geometry, parts["csi"], specs, prescription_gy_rbe=prescription_gy_rbe,
+    return optimise_plan("craniospinal", geometry, parts["csi"], specs,
+                         prescription_gy_rbe=prescription_gy_rbe,
                          target_name="CTV_CSI", iterations=iterations, max_points=max_points,
                          keep_points_mask=parts["spine"] if keep_spine_points else None,
                          voxel_average_samples=voxel_average_samples)

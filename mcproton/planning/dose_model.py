@@ -75,7 +75,8 @@ def influence_matrix(field_: FieldSpots, points_mm: np.ndarray, wet_mm: np.ndarr
         if wet_offsets_mm is None:
             idd = idd_at(wet_cm)                                            # MeV cm2/g
         else:
-            wo = np.broadcast_to(np.asarray(wet_offsets_mm, float), (len(wet_cm),) + np.shape(wet_offsets_mm)[-1:])
+            wo = np.broadcast_to(np.asarray(wet_offsets_mm, float),
+                                 (len(wet_cm),) + np.shape(wet_offsets_mm)[-1:])
             zz = np.clip(wet_cm[:, None] + wo / 10.0, 0.0, None)
             idd = idd_at(zz.ravel()).reshape(zz.shape).mean(axis=1)
         mcs2 = mcs_sigma_mm(wet_mm, r_mm) ** 2

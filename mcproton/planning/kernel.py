@@ -6,7 +6,8 @@ from functools import lru_cache
 
 import numpy as np
 
-MEV_PER_G_TO_GY = 1.602176634e-10   # MeV/g -> Gy (J/kg): 1 MeV = 1.602176634e-13 J (SI 2019 exact), 1 g = 1e-3 kg
+#: MeV/g -> Gy (J/kg): 1 MeV = 1.602176634e-13 J (SI 2019, exact), 1 g = 1e-3 kg
+MEV_PER_G_TO_GY = 1.602176634e-10
 BK_ALPHA, BK_P = 0.0022, 1.77        # Bragg-Kleeman (Bortfeld 1997), cm / MeV^p
 BORTFELD_BETA, BORTFELD_GAMMA, BORTFELD_EPS = 0.012, 0.6, 0.0
 

@@ -18,13 +18,14 @@ DEFAULT_BEAM_MODEL = "dcpt_v5"
 DEFAULT_RS_AIR_GAP_MM = 40.0
 #: Halo behind a range shifter (protons scattered through large angles in the slab: nuclear elastic and single
 #: Coulomb scattering, outside Highland's Gaussian core), as the engine transports it: a second Gaussian of
-#: weight HALO_K / (pv^2) x mass thickness (pv of the protons entering the slab, MeV; mass thickness g/cm2) and
-#: angular sigma HALO_THETA_RAD from the middle of the slab.  Fitted to the engine's pencil beams behind RS_3CM
-#: (29.9 mm polycarbonate, 1.20 g/cm3) of dcpt_v5 at 75 and 110 MeV with 80 and 160 mm from the shifter to the
-#: water surface (double-Gaussian fits of the lateral profiles 5 mm deep, 2x10^5 protons each): weight 10.9 / 5.2 %
-#: (-> K 638 and 638 MeV^2 cm2/g at 80 mm; 588 and 596 at 160 mm, where the 200 mm wide box cuts the halo),
-#: sigma 0.23-0.28 rad x lever arm.  Without it the planner overestimated the target dose of the demo by 4 %
-#: (the halo carries dose out of a small target).  Planner model only; other materials: an approximation.
+#: weight HALO_K / (pv^2) x mass thickness (pv of the protons entering the slab, MeV; mass thickness g/cm2)
+#: and angular sigma HALO_THETA_RAD from the middle of the slab.  Fitted to the engine's pencil beams behind
+#: RS_3CM (29.9 mm polycarbonate, 1.20 g/cm3) of dcpt_v5 at 75 and 110 MeV with 80 and 160 mm from the shifter
+#: to the water surface (double-Gaussian fits of the lateral profiles 5 mm deep, 2x10^5 protons each): weight
+#: 10.9 / 5.2 % (-> K 638 and 638 MeV^2 cm2/g at 80 mm; 588 and 596 at 160 mm, where the 200 mm wide box cuts
+#: the halo), sigma 0.23-0.28 rad x lever arm.  Without it the planner overestimated the target dose of the
+#: demo by 4 % (the halo carries dose out of a small target).  Planner model only; other materials: an
+#: approximation.
 HALO_K_MEV2_CM2_G = 620.0
 HALO_THETA_RAD = 0.26
 
@@ -47,8 +48,8 @@ def _engine_stopping_table(material: str, water_model: str = "icru90"):
 class LayerOptics:
     """What the planner's model needs of one nominal energy on a :class:`FieldMachine`.
 
-    ``moments_x``/``moments_y``: (A, B, C) with the in-air spot variance sigma^2(s) = A + 2 B s + C s^2 (mm^2) at
-    a distance ``s`` (mm) downstream of the isocentre plane (the beam model's phase space drifted from its
+    ``moments_x``/``moments_y``: (A, B, C) with the in-air spot variance sigma^2(s) = A + 2 B s + C s^2 (mm^2)
+    at a distance ``s`` (mm) downstream of the isocentre plane (the beam model's phase space drifted from its
     plane, plus the shifter's multiple scattering), for the x (``axis_x``) and y axes of the field."""
 
     nominal_mev: float
@@ -87,16 +88,16 @@ class FieldMachine:
         self._cache: dict[float, LayerOptics] = {}
         if self.shifter is not None:
             if not self.shifter.material:
-                raise ValueError(f"range shifter {self.shifter.id!r} of beam model {self.model.name!r} has no "
-                                 "material; the planner and the Monte Carlo need it")
+                raise ValueError(f"range shifter {self.shifter.id!r} of beam model {self.model.name!r} has "
+                                 "no material; the planner and the Monte Carlo need it")
             d = self.shifter_distance_mm
             if d is None or not d >= 0:
-                raise ValueError(f"range shifter {self.shifter.id!r}: give shifter_distance_mm >= 0 (isocentre to "
-                                 f"its downstream face); got {d}")
+                raise ValueError(f"range shifter {self.shifter.id!r}: give shifter_distance_mm >= 0 "
+                                 f"(isocentre to its downstream face); got {d}")
             if d + self.thickness_mm >= self.plane_mm:
-                raise ValueError(f"range shifter {self.shifter.id!r} at {d:g} mm ({self.thickness_mm:.1f} mm thick) "
-                                 f"reaches upstream of the beam model's plane ({self.plane_mm:g} mm from the "
-                                 "isocentre); move it closer to the isocentre")
+                raise ValueError(f"range shifter {self.shifter.id!r} at {d:g} mm ({self.thickness_mm:.1f} mm "
+                                 f"thick) reaches upstream of the beam model's plane ({self.plane_mm:g} mm "
+                                 "from the isocentre); move it closer to the isocentre")
 
     @property
     def plane_mm(self) -> float:
@@ -167,8 +168,8 @@ class FieldMachine:
 
             t, dist = self.thickness_mm, float(self.shifter_distance_mm)
             dd = 100.0
-            y2 = [highland_sigma_added_mm(e_in, self.shifter.material, self._slab_table(), self.shifter.density,
-                                          t, k * dd) ** 2 for k in (0, 1, 2)]
+            y2 = [highland_sigma_added_mm(e_in, self.shifter.material, self._slab_table(),
+                                          self.shifter.density, t, k * dd) ** 2 for k in (0, 1, 2)]
             a = y2[0]
             c2 = (y2[2] - 2 * y2[1] + y2[0]) / (2 * dd * dd)
             b = (y2[1] - y2[0] - c2 * dd * dd) / (2 * dd)
@@ -189,8 +190,8 @@ class FieldMachine:
             pv = float(pv_mev(e_in))
             halo_w = min(0.5, HALO_K_MEV2_CM2_G * self.shifter.density * self.thickness_mm / 10.0 / pv**2)
             halo_lever = float(self.shifter_distance_mm) + 0.5 * self.thickness_mm
-        lo = LayerOptics(float(ent.nominal_energy_mev), e_in, float(ent.energy_spread_mev), r_in, r_res, fluence,
-                         out[0], out[1], halo_w, halo_lever)
+        lo = LayerOptics(float(ent.nominal_energy_mev), e_in, float(ent.energy_spread_mev), r_in, r_res,
+                         fluence, out[0], out[1], halo_w, halo_lever)
         self._cache[key] = lo
         return lo
 
@@ -201,7 +202,8 @@ class FieldMachine:
     def describe(self) -> dict:
         lo, hi = self.nominal_range_mev
         out = {"beam_model": self.model.name, "nominal_energy_range_mev": [lo, hi],
-               "plane_upstream_of_isocentre_mm": self.plane_mm, "virtual_source_axis_distances_mm": list(self.vsad_mm)}
+               "plane_upstream_of_isocentre_mm": self.plane_mm,
+               "virtual_source_axis_distances_mm": list(self.vsad_mm)}
         if self.shifter is not None:
             out["range_shifter"] = {"id": self.shifter.id, "wet_mm": float(self.shifter.wet_mm),
                                     "material": self.shifter.material, "density_g_cm3": self.shifter.density,
@@ -210,16 +212,17 @@ class FieldMachine:
         return out
 
 
-def field_machine(geometry: VoxelGeometry, beam_model, isocentre_mm, direction: Sequence[float], wet_mm: np.ndarray,
-                  u_range_mm, v_range_mm, *, range_shifter: str | None = "auto",
+def field_machine(geometry: VoxelGeometry, beam_model, isocentre_mm, direction: Sequence[float],
+                  wet_mm: np.ndarray, u_range_mm, v_range_mm, *, range_shifter: str | None = "auto",
                   rs_air_gap_mm: float = DEFAULT_RS_AIR_GAP_MM, rs_isocenter_distance_mm: float | None = None,
                   water_model: str = "icru90") -> FieldMachine:
-    """The machine of one field: ``beam_model`` (a name or path for :func:`mcproton._io.beam_model.load_beam_model`,
-    or a BeamModel) and its range shifter.  ``range_shifter="auto"``: none when the machine's lowest energy
-    reaches the shallowest target point (``wet_mm``), else the thinnest shifter of the model that lets it (the
-    thickest if none does), as a clinic would plan it; an ID picks one; None: no shifter.  Its downstream face is
-    ``rs_isocenter_distance_mm`` from the isocentre, or, by default, ``rs_air_gap_mm`` before the skin nearest
-    the nozzle within the field (:func:`skin_distance_mm`), i.e. the snout moved in to that clearance."""
+    """The machine of one field: ``beam_model`` (a name or path for
+    :func:`mcproton._io.beam_model.load_beam_model`, or a BeamModel) and its range shifter.
+    ``range_shifter="auto"``: none when the machine's lowest energy reaches the shallowest target point
+    (``wet_mm``), else the thinnest shifter of the model that lets it (the thickest if none does), as a clinic
+    would plan it; an ID picks one; None: no shifter.  Its downstream face is ``rs_isocenter_distance_mm``
+    from the isocentre, or, by default, ``rs_air_gap_mm`` before the skin nearest the nozzle within the field
+    (:func:`skin_distance_mm`), i.e. the snout moved in to that clearance."""
     from .._io.beam_model import BeamModel, load_beam_model
 
     bm = beam_model if isinstance(beam_model, BeamModel) else load_beam_model(beam_model)
@@ -230,9 +233,9 @@ def field_machine(geometry: VoxelGeometry, beam_model, isocentre_mm, direction: 
         if need > 0:
             shifters = sorted(bm.range_shifters.values(), key=lambda r: r.wet_mm)
             if not shifters:
-                raise ValueError(f"the target starts at {np.min(wet_mm):.1f} mm WET, shallower than the range of "
-                                 f"beam model {bm.name!r}'s lowest energy, and the model has no range shifter; add "
-                                 "one ([[range_shifter]]) or plan with range_shifter=None")
+                raise ValueError(f"the target starts at {np.min(wet_mm):.1f} mm WET, shallower than the "
+                                 f"range of beam model {bm.name!r}'s lowest energy, and the model has no "
+                                 "range shifter; add one ([[range_shifter]]) or plan with range_shifter=None")
             ok = [r for r in shifters if r.wet_mm >= need]
             rs = ok[0] if ok else shifters[-1]
     elif range_shifter:
@@ -241,5 +244,6 @@ def field_machine(geometry: VoxelGeometry, beam_model, isocentre_mm, direction: 
         return bare
     dist = rs_isocenter_distance_mm
     if dist is None:
-        dist = skin_distance_mm(geometry, isocentre_mm, direction, u_range_mm, v_range_mm) + float(rs_air_gap_mm)
+        dist = skin_distance_mm(geometry, isocentre_mm, direction, u_range_mm,
+                                v_range_mm) + float(rs_air_gap_mm)
     return FieldMachine(bm, rs, float(dist), water_model)

@@ -60,9 +60,9 @@ class FieldSpots:
         return out
 
     def _machine_spots(self) -> list[Spot]:
-        """Spots as the beam model gives them (as ``plan_to_beams`` places a plan's spots): at the model's plane
-        ``L`` upstream of the isocentre on the ray from the virtual sources through (u, v) at the isocentre
-        plane, the model's energy, spread and phase space per component, the shifter as a slab."""
+        """Spots as the beam model gives them (as ``plan_to_beams`` places a plan's spots): at the model's
+        plane ``L`` upstream of the isocentre on the ray from the virtual sources through (u, v) at the
+        isocentre plane, the model's energy, spread and phase space per component, the shifter as a slab."""
         from ..source import RangeShifterSlab
 
         m = self.machine
@@ -85,7 +85,8 @@ class FieldSpots:
             for c in ent.components:
                 out.append(Spot(float(ent.mean_energy_mev), position_mm=tuple(pos), direction=tuple(dvec),
                                 axis_x=tuple(axs), energy_spread_mev=float(ent.energy_spread_mev),
-                                sigma_mm=c.sigma_mm, divergence_rad=c.divergence_rad, correlation=c.correlation,
+                                sigma_mm=c.sigma_mm, divergence_rad=c.divergence_rad,
+                                correlation=c.correlation,
                                 weight=float(w * c.weight / wsum), range_shifter=slab))
         return out
 
@@ -93,8 +94,8 @@ class FieldSpots:
         """The field with only the spots ``keep`` (boolean mask)."""
         import dataclasses
 
-        return dataclasses.replace(self, u_mm=self.u_mm[keep], v_mm=self.v_mm[keep], energy_mev=self.energy_mev[keep],
-                                   weights=self.weights[keep],
+        return dataclasses.replace(self, u_mm=self.u_mm[keep], v_mm=self.v_mm[keep],
+                                   energy_mev=self.energy_mev[keep], weights=self.weights[keep],
                                    nominal_energy_mev=None if self.nominal_energy_mev is None
                                    else self.nominal_energy_mev[keep])
 

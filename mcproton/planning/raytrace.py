@@ -85,14 +85,15 @@ def _beam_frame(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ax, np.cross(d, ax)
 
 
-def skin_distance_mm(geometry: VoxelGeometry, isocentre_mm, direction: Sequence[float], u_range_mm, v_range_mm,
-                     density_floor_g_cm3: float = 0.05) -> float:
+def skin_distance_mm(geometry: VoxelGeometry, isocentre_mm, direction: Sequence[float], u_range_mm,
+                     v_range_mm, density_floor_g_cm3: float = 0.05) -> float:
     """Largest distance upstream of the isocentre plane (mm, along ``-direction``) of a voxel with density >=
     ``density_floor_g_cm3`` within the lateral window ``u_range_mm`` x ``v_range_mm`` of the field (the skin
     nearest the nozzle)."""
     d = np.asarray(direction, float) / np.linalg.norm(direction)
     ax, ay = _beam_frame(d)
-    pts = voxel_centres_mm(geometry, geometry.density_g_cm3_zyx >= density_floor_g_cm3) - np.asarray(isocentre_mm)
+    pts = voxel_centres_mm(geometry,
+                           geometry.density_g_cm3_zyx >= density_floor_g_cm3) - np.asarray(isocentre_mm)
     u, v, s = pts @ ax, pts @ ay, pts @ d
     inside = (u >= u_range_mm[0]) & (u <= u_range_mm[1]) & (v >= v_range_mm[0]) & (v <= v_range_mm[1])
     return float(max(0.0, -s[inside].min())) if inside.any() else 0.0

@@ -44,7 +44,8 @@ def generate_field_spots(geometry: VoxelGeometry, rsp_zyx: np.ndarray, target_po
         m0 = 2.0 * (lateral_margin_mm if lateral_margin_mm is not None else 8.0)
         machine = field_machine(geometry, beam_model, iso, d, wet, (u.min() - m0, u.max() + m0),
                                 (v.min() - m0, v.max() + m0), range_shifter=range_shifter,
-                                rs_air_gap_mm=rs_air_gap_mm, rs_isocenter_distance_mm=rs_isocenter_distance_mm)
+                                rs_air_gap_mm=rs_air_gap_mm,
+                                rs_isocenter_distance_mm=rs_isocenter_distance_mm)
         r_min, r_max = machine.residual_range_limits_mm
     w_lo = max(float(wet.min()), r_min)
     ranges = np.arange(w_hi, w_lo - layer_spacing_mm, -layer_spacing_mm)
@@ -56,8 +57,10 @@ def generate_field_spots(geometry: VoxelGeometry, rsp_zyx: np.ndarray, target_po
         sigma_air_mm = min(float(np.sqrt(np.prod(machine.sigma_iso_mm(e)))) for e in nominal_layers)
     spacing = spot_spacing_mm or spot_spacing_sigma * sigma_air_mm
     margin = lateral_margin_mm if lateral_margin_mm is not None else sigma_air_mm
-    gu = np.arange(np.floor((u.min() - margin) / spacing), np.ceil((u.max() + margin) / spacing) + 1) * spacing
-    gv = np.arange(np.floor((v.min() - margin) / spacing), np.ceil((v.max() + margin) / spacing) + 1) * spacing
+    gu = np.arange(np.floor((u.min() - margin) / spacing),
+                   np.ceil((u.max() + margin) / spacing) + 1) * spacing
+    gv = np.arange(np.floor((v.min() - margin) / spacing),
+                   np.ceil((v.max() + margin) / spacing) + 1) * spacing
     # local depth extent of the target around each lateral position
     from scipy.spatial import cKDTree
 
@@ -85,6 +88,7 @@ def generate_field_spots(geometry: VoxelGeometry, rsp_zyx: np.ndarray, target_po
         nominal = np.round(machine.nominal_for_residual_range(np.asarray(se)), 2)   # 0.01 MeV steps
         energies = np.array([machine.layer(e).mean_mev for e in nominal])
         src = machine.plane_mm
-    f = FieldSpots(name, d, iso, ax, np.asarray(su, float), np.asarray(sv, float), np.asarray(energies, float),
+    f = FieldSpots(name, d, iso, ax, np.asarray(su, float), np.asarray(sv, float),
+                   np.asarray(energies, float),
                    np.ones(len(su)), float(sigma_air_mm), float(energy_spread_rel), src, nominal, machine)
     return f, wet

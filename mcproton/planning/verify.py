@@ -21,11 +21,12 @@ def verify_plan(plan: Plan, geometry: VoxelGeometry, settings=None, progress=Fal
         f = plan.prescription_gy / st["dmean"]
         res = dataclasses.replace(res, dose_gy_zyx=res.dose_gy_zyx * f,
                                   dose_to_water_gy_zyx=res.dose_to_water_gy_zyx * f,
-                                  normalisation=f"Gy for {plan.total_protons * f:.6g} protons (plan normalised "
-                                                f"to the target mean, factor {f:.4f})")
+                                  normalisation=f"Gy for {plan.total_protons * f:.6g} protons (plan "
+                                                f"normalised to the target mean, factor {f:.4f})")
         for fl in plan.fields:
             fl.weights = fl.weights * f
-        st = dose_stats(res.dose_gy_zyx, plan.target_mask_zyx, geometry.voxel_volume_cm3, plan.prescription_gy)
+        st = dose_stats(res.dose_gy_zyx, plan.target_mask_zyx, geometry.voxel_volume_cm3,
+                        plan.prescription_gy)
         out["normalisation_factor"] = f
     out.update(st)
     out["d95_rel"] = st["d95"] / plan.prescription_gy

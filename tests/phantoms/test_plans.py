@@ -63,9 +63,9 @@ def test_sobp_in_water_is_uniform():
 
 
 def test_optimise_plan_takes_another_dose_model():
-    """The dose-model seam of the optimiser (e.g. for Monte Carlo influence matrices): a model that gives twice
-    the analytical dose gives exactly half the protons (the matrix is rescaled by its maximum, a power of 2
-    apart, so the iteration is bitwise the same) and names itself in the plan's statistics."""
+    """The dose-model seam of the optimiser (e.g. for Monte Carlo influence matrices): a model that gives
+    twice the analytical dose gives exactly half the protons (the matrix is rescaled by its maximum, a power
+    of 2 apart, so the iteration is bitwise the same) and names itself in the plan's statistics."""
     g = box_phantom("water", (30, 30, 60), 3.0)
     Z, Y, X = np.meshgrid(*(g.axis_mm(a) for a in "zyx"), indexing="ij")
     tgt = (np.abs(X) <= 6) & (np.abs(Y) <= 6) & (Z >= 10) & (Z <= 25)
@@ -76,7 +76,8 @@ def test_optimise_plan_takes_another_dose_model():
 
         def __call__(self, field_, points_mm, wet_mm, dose_factor=None, *, wet_offsets_mm=None):
             calls.append(field_.name)
-            return 2 * P.influence_matrix(field_, points_mm, wet_mm, dose_factor, wet_offsets_mm=wet_offsets_mm)
+            return 2 * P.influence_matrix(field_, points_mm, wet_mm, dose_factor,
+                                          wet_offsets_mm=wet_offsets_mm)
 
     spec = [{"name": "f", "direction": (0, 0, 1), "layer_spacing_mm": 4.0}]
     ref = P.optimise_plan("box", g, tgt, spec, iterations=60)
@@ -132,8 +133,8 @@ def test_field_machine_shifter_model():
     """The planner's model of a layer behind a range shifter: residual range = range - the slab's WET at that
     energy (within 0.5 mm of the model's 34.3 mm), protons lost in the slab (Bortfeld's 1.2 %/cm: ~4 %), the
     spot widened by the generalised Highland formula of validation/range_shifter_model.py (reused: the in-air
-    variance is its quadratic in the drift), a halo that falls with energy; the machine's lowest energy reaches
-    7 mm instead of 41 mm."""
+    variance is its quadratic in the drift), a halo that falls with energy; the machine's lowest energy
+    reaches 7 mm instead of 41 mm."""
     from mcproton._io.beam_model import load_beam_model
     from mcproton.validation.range_shifter_model import highland_sigma_added_mm
 
@@ -145,7 +146,8 @@ def test_field_machine_shifter_model():
         a, b = bare.layer(e), m.layer(e)
         assert a.range_in_mm - b.residual_range_mm == pytest.approx(34.3, abs=0.5)
         assert 0.95 < b.fluence < 0.97 and a.fluence == 1.0
-        added = highland_sigma_added_mm(b.mean_mev, "polycarbonate", m._slab_table(), 1.20, m.thickness_mm, 150.0)
+        added = highland_sigma_added_mm(b.mean_mev, "polycarbonate", m._slab_table(), 1.20, m.thickness_mm,
+                                        150.0)
         assert b.moments_x[0] - a.moments_x[0] == pytest.approx(added**2, rel=1e-3)
         assert P.FieldMachine(bm, bm.range_shifter("RS_3CM"), 250.0).sigma_iso_mm(e)[0] > m.sigma_iso_mm(e)[0]
     assert m.layer(75.0).halo_weight > m.layer(180.0).halo_weight > 0 == bare.layer(75.0).halo_weight

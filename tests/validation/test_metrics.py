@@ -232,8 +232,10 @@ def test_each_case_is_a_package_beside_its_data():
     from mcproton.validation.cases import CASES
     assert [c.name for c in CASES][0] == "stopping_power" and CASES[-1].name == "energy_conservation"
     for spec in CASES:
-        assert (VAL / spec.name / "__init__.py").is_file() and (VAL / spec.name / "case.py").is_file(), spec.name
-        assert spec.func.__module__ == f"mcproton.validation.{spec.name}.case", (spec.name, spec.func.__module__)
+        folder = VAL / spec.name
+        assert (folder / "__init__.py").is_file() and (folder / "case.py").is_file(), spec.name
+        assert spec.func.__module__ == f"mcproton.validation.{spec.name}.case", (spec.name,
+                                                                                 spec.func.__module__)
         assert spec.func.__name__ == f"case_{spec.name}"
 
 

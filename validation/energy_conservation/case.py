@@ -29,11 +29,14 @@ def case_energy_conservation(ctx: Context) -> CaseResult:
         parts = sum(term(k) for k in ("deposited", "escaped", "neutral", "missed", "shifter"))
         own = (inc - parts) / inc
         eng = float(led.get("imbalance_rel", own))
-        cr.metrics.append(Metric(f"|imbalance| {rec['case']}: {rec['label']}", abs(eng), None, 1e-3, "", "max",
-                                 f"recomputed (incident - deposited - escaped - neutral - missed - shifter)/incident = "
-                                 f"{own:.2e}"))
+        cr.metrics.append(Metric(f"|imbalance| {rec['case']}: {rec['label']}", abs(eng), None, 1e-3, "",
+                                 "max",
+                                 "recomputed (incident - deposited - escaped - neutral - missed - "
+                                 f"shifter)/incident = {own:.2e}"))
         if np.isfinite(own) and abs(own - eng) > 1e-6:
-            cr.metrics.append(Metric(f"ledger self-consistency {rec['case']}: {rec['label']}", abs(own - eng), None,
-                                     1e-6, "", "max", "engine imbalance_rel vs recomputed from the ledger terms"))
+            cr.metrics.append(Metric(f"ledger self-consistency {rec['case']}: {rec['label']}", abs(own - eng),
+                                     None,
+                                     1e-6, "", "max",
+                                     "engine imbalance_rel vs recomputed from the ledger terms"))
         cr.tables.setdefault("ledgers", []).append({"case": rec["case"], "run": rec["label"], **led})
     return cr

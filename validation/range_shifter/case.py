@@ -13,7 +13,8 @@ from .. import reference as R
 from ..core import CaseResult, Context, Metric, water_density
 from ..plots import Series, overlay_with_difference
 
-#: (material, thickness mm, density g/cm3) of the shifters: about 40 mm WET each (PSTAR tables in stopping_power/)
+#: (material, thickness mm, density g/cm3) of the shifters: about 40 mm WET each (PSTAR tables in
+#: stopping_power/)
 RS_SLABS = [("pmma", 34.0, 1.19), ("polyethylene", 40.0, 0.94), ("graphite", 26.0, 1.70)]
 #: air gaps: the shifter's downstream face to the isocentre plane (mm)
 RS_GAPS_MM = [100.0, 300.0]
@@ -24,10 +25,11 @@ def case_range_shifter(ctx: Context) -> CaseResult:
     from ...source import Beam, RangeShifterSlab, Spot
     from .. import range_shifter_model as RSM
 
-    cr = CaseResult("range_shifter", "Range shifter in the beam line: spot sigma at the isocentre behind slabs of "
+    cr = CaseResult("range_shifter",
+                    "Range shifter in the beam line: spot sigma at the isocentre behind slabs of "
                     "three materials and two air gaps, and the range shift by the WET",
-                    "analytical (Highland's formula generalised to thick targets and drifts, Gottschalk et al. 1993; "
-                    "WET from PSTAR / ICRU 90)")
+                    "analytical (Highland's formula generalised to thick targets and drifts, Gottschalk et "
+                    "al. 1993; WET from PSTAR / ICRU 90)")
     e0, sigma0, plane = 150.0, 3.0, 500.0
     water = R.water_table(ctx.water_model())
     rho_w = water_density()
@@ -50,8 +52,8 @@ def case_range_shifter(ctx: Context) -> CaseResult:
         return sig, M.distal_range(z, idd, 0.8), res
 
     s_ref, r80_ref, _ = run(None, f"{e0:g} MeV spot, no shifter", 0)
-    cr.metrics.append(Metric("sigma at the isocentre plane without shifter vs the beam's 3 mm", s_ref, sigma0, 0.03,
-                             "mm", "rel", "no divergence: the spot keeps its size"))
+    cr.metrics.append(Metric("sigma at the isocentre plane without shifter vs the beam's 3 mm", s_ref, sigma0,
+                             0.03, "mm", "rel", "no divergence: the spot keeps its size"))
     rows, added = [], {}
     for i, (mat, t, rho) in enumerate(RS_SLABS):
         table = R.pstar(mat)
@@ -63,26 +65,29 @@ def case_range_shifter(ctx: Context) -> CaseResult:
             add_pred = RSM.highland_sigma_added_mm(e0, mat, table, rho, t, gap)
             add_mc = math.sqrt(max(sig ** 2 - s_ref ** 2, 0.0))
             added[(mat, gap)] = add_mc
-            cr.metrics.append(Metric(f"sigma at iso, {mat} {t:g} mm (WET {wet:.1f} mm), gap {gap:g} mm vs Highland",
-                                     sig, pred, 0.08, "mm", "rel", f"shifter's own term {add_mc:.2f} mm (Highland "
-                                     f"{add_pred:.2f} mm)"))
-            cr.metrics.append(Metric(f"range shift, {mat} {t:g} mm, gap {gap:g} mm vs WET", r80_ref - r80, wet, 0.5,
-                                     "mm", "abs", "R80 without minus R80 with the shifter"))
+            cr.metrics.append(Metric(f"sigma at iso, {mat} {t:g} mm (WET {wet:.1f} mm), gap {gap:g} mm vs "
+                                     "Highland",
+                                     sig, pred, 0.08, "mm", "rel",
+                                     f"shifter's own term {add_mc:.2f} mm (Highland " f"{add_pred:.2f} mm)"))
+            cr.metrics.append(Metric(f"range shift, {mat} {t:g} mm, gap {gap:g} mm vs WET", r80_ref - r80,
+                                     wet, 0.5, "mm", "abs", "R80 without minus R80 with the shifter"))
             led = res.ledger
             frac_removed = led.get("shifter_removed", 0) / max(led.get("primaries", 1), 1)
-            rows.append({"material": mat, "thickness_mm": t, "density_g_cm3": rho, "wet_mm": wet, "gap_mm": gap,
+            rows.append({"material": mat, "thickness_mm": t, "density_g_cm3": rho, "wet_mm": wet,
+                         "gap_mm": gap,
                          "e_out_csda_mev": e_out, "sigma_mc_mm": sig, "sigma_highland_mm": pred,
                          "added_mc_mm": add_mc, "added_highland_mm": add_pred, "r80_shift_mm": r80_ref - r80,
                          "primaries_ended_in_shifter": frac_removed,
-                         "energy_in_shifter_rel": led.get("shifter", 0.0) / max(led.get("incident", 1.0), 1e-30)})
+                         "energy_in_shifter_rel": led.get("shifter", 0.0) / max(led.get("incident", 1.0),
+                                                                                1e-30)})
     cr.tables["range_shifter"] = rows
     gap300 = RS_GAPS_MM[-1]
     cr.metrics.append(Metric(
         f"shifter term polyethylene / PMMA (same ~40 mm WET, gap {gap300:g} mm)",
         added[("polyethylene", gap300)] / added[("pmma", gap300)], 0.85 / 0.94, None, "", "info",
         "J Appl Clin Med Phys 17(5) 2016 (PMC5148134, differential Moliere): relative to a water-equivalent "
-        "reference, spot sizes behind polyethylene ~15 % and behind Lucite/Lexan ~6 % smaller; reference 0.85/0.94 "
-        "(their definition of spot size may include the beam's own size: info only)"))
+        "reference, spot sizes behind polyethylene ~15 % and behind Lucite/Lexan ~6 % smaller; reference "
+        "0.85/0.94 (their definition of spot size may include the beam's own size: info only)"))
     removed = [r["primaries_ended_in_shifter"] for r in rows]
     cr.metrics.append(Metric("primaries ended in a ~40 mm WET shifter (nonelastic events, not transported)",
                              float(np.mean(removed)), None, None, "", "info",
@@ -97,13 +102,15 @@ def case_range_shifter(ctx: Context) -> CaseResult:
         bottom.append(Series(gaps, 100 * (np.array(mc) / np.array(hl) - 1), mat, style + "-"))
     cr.figures.append(overlay_with_difference(
         f"Spot sigma at the isocentre behind ~40 mm WET shifters ({e0:g} MeV, 3 mm beam)", top, bottom,
-        "air gap: shifter downstream face to isocentre (mm)", "sigma (mm)", "mcproton - Highland (%)", band=8.0,
-        filename="range_shifter.png"))
-    cr.notes.append("Reference: sigma^2 = sigma_beam^2 + y0^2 with y0 Highland's formula generalised to a thick "
-                    "slab and a drift (Gottschalk et al., NIM B 74:467, 1993; Highland, NIM 129:497, 1975), "
-                    "14.1 MeV, X0 from the PDG, pv(s) from the PSTAR range-energy relation of the slab: "
-                    "validation/range_shifter_model.py. WET: int rho_m S_m / (rho_w S_w) dx (PSTAR, ICRU 90).")
-    cr.notes.append("Simulated sigma: Gaussian fit to the >= 10 % core of the profile in a 2 mm layer of water at "
-                    "1/1000 density at the isocentre plane (mean of x and y, bin width^2/12 subtracted). Full physics: "
-                    "nuclear elastic scattering in the slab adds a little to the core (a few %), within the tolerance.")
+        "air gap: shifter downstream face to isocentre (mm)", "sigma (mm)", "mcproton - Highland (%)",
+        band=8.0, filename="range_shifter.png"))
+    cr.notes.append("Reference: sigma^2 = sigma_beam^2 + y0^2 with y0 Highland's formula generalised to a "
+                    "thick slab and a drift (Gottschalk et al., NIM B 74:467, 1993; Highland, NIM 129:497, "
+                    "1975), 14.1 MeV, X0 from the PDG, pv(s) from the PSTAR range-energy relation of the "
+                    "slab: validation/range_shifter_model.py. WET: int rho_m S_m / (rho_w S_w) dx (PSTAR, "
+                    "ICRU 90).")
+    cr.notes.append("Simulated sigma: Gaussian fit to the >= 10 % core of the profile in a 2 mm layer of "
+                    "water at 1/1000 density at the isocentre plane (mean of x and y, bin width^2/12 "
+                    "subtracted). Full physics: nuclear elastic scattering in the slab adds a little to the "
+                    "core (a few %), within the tolerance.")
     return cr

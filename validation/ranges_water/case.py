@@ -16,7 +16,8 @@ def _fmt(e: float) -> str:
 
 
 def case_ranges_water(ctx: Context) -> CaseResult:
-    cr = CaseResult("ranges_water", "Ranges of pencil beams in water (70-230 MeV): R80 vs CSDA; R90/R80/R20 vs TOPAS",
+    cr = CaseResult("ranges_water",
+                    "Ranges of pencil beams in water (70-230 MeV): R80 vs CSDA; R90/R80/R20 vs TOPAS",
                     "evaluated (ICRU 90 / PSTAR CSDA ranges) and MC-computed (TOPAS, code-to-code)")
     cr.reference_files = ["ranges_water/reference_ranges_water_derived.csv",
                           "ranges_water/matrad_generic_basedata_range_summary.csv"]
@@ -37,10 +38,10 @@ def case_ranges_water(ctx: Context) -> CaseResult:
         csda_mm = (float(rr[csda_col][k[0]]) * 10.0 / rho_w if k.size
                    else float(R.water_table(wm).csda_range(e)) * 10 / rho_w)
         tol = max(0.005 * csda_mm, 0.2)
-        cr.metrics.append(Metric(f"R80 - CSDA range ({wm}) at {_fmt(e)} MeV", rm["R80"], csda_mm, tol, "mm", "abs",
-                                 "tolerance max(0.5 % of CSDA, 0.2 mm)"))
-        row = {"energy_MeV": e, "R90_mm": rm["R90"], "R80_mm": rm["R80"], "R20_mm": rm["R20"], "csda_mm": csda_mm,
-               "falloff_mm": rm["falloff_80_20"]}
+        cr.metrics.append(Metric(f"R80 - CSDA range ({wm}) at {_fmt(e)} MeV", rm["R80"], csda_mm, tol, "mm",
+                                 "abs", "tolerance max(0.5 % of CSDA, 0.2 mm)"))
+        row = {"energy_MeV": e, "R90_mm": rm["R90"], "R80_mm": rm["R80"], "R20_mm": rm["R20"],
+               "csda_mm": csda_mm, "falloff_mm": rm["falloff_80_20"]}
         if t_e.min() <= e <= t_e.max():
             for key, col in (("R90", "R90_mm"), ("R80", "R80_mm"), ("R20", "R20_mm")):
                 ref = float(np.interp(e, t_e, summ[col][topas]))
@@ -57,8 +58,8 @@ def case_ranges_water(ctx: Context) -> CaseResult:
     if te:
         top.append(Series([r["energy_MeV"] for r in te], [r["topas_R80_mm"] for r in te], "TOPAS R80", "s:"))
         for key, st in (("R90", "^-"), ("R80", "s-"), ("R20", "v-")):
-            bot.append(Series([r["energy_MeV"] for r in te], [r[f"{key}_mm"] - r[f"topas_{key}_mm"] for r in te],
-                              f"{key} - TOPAS", st))
+            bot.append(Series([r["energy_MeV"] for r in te],
+                              [r[f"{key}_mm"] - r[f"topas_{key}_mm"] for r in te], f"{key} - TOPAS", st))
     cr.figures.append(overlay_with_difference("Range-energy relation in water", top, bot, "energy (MeV)",
                                               "depth (mm)", "difference (mm)", band=0.5,
                                               filename="ranges_water_range_energy.png"))

@@ -10,14 +10,16 @@ from ..plots import Series, overlay_with_difference
 
 
 def case_step_convergence(ctx: Context) -> CaseResult:
-    cr = CaseResult("step_convergence", "Step-length convergence: 150 MeV pencil beam in water, default steps "
-                    "(up to 5 mm, across voxels) vs 0.5 mm steps", "numerical self-consistency (same physics)")
+    cr = CaseResult("step_convergence",
+                    "Step-length convergence: 150 MeV pencil beam in water, default steps "
+                    "(up to 5 mm, across voxels) vs 0.5 mm steps",
+                    "numerical self-consistency (same physics)")
     e0 = 150.0
     n = ctx.pick(150_000, 400_000)
     runs = {}
     for label, override, off in (("default steps", None, 0), ("0.5 mm steps", {"max_step_mm": 0.5}, 1)):
-        runs[label] = pencil_idd(ctx, cr.name, e0, 3e-4 * e0, n, f"{e0:g} MeV, {label}", seed_offset=650 + off,
-                                 physics_override=override)
+        runs[label] = pencil_idd(ctx, cr.name, e0, 3e-4 * e0, n, f"{e0:g} MeV, {label}",
+                                 seed_offset=650 + off, physics_override=override)
     z, d_def, _, _ = runs["default steps"]
     _, d_fine, _, _ = runs["0.5 mm steps"]
     m_def, m_fine = M.range_metrics(z, d_def), M.range_metrics(z, d_fine)

@@ -22,7 +22,8 @@ def _bragg_only(m):
 def tissue_spr(material, energy_mev: float = TISSUE_SPR_ENERGY_MEV, water_model: str = "icru90",
                ivalue_set: str = "icru37", bragg: bool = True) -> float:
     """Stopping-power ratio to water (linear, at the material's nominal density) at ``energy_mev``;
-    ``bragg=True`` ignores an explicit I-value of the material and uses Bragg additivity with ``ivalue_set``."""
+    ``bragg=True`` ignores an explicit I-value of the material and uses Bragg additivity with
+    ``ivalue_set``."""
     from ...physics import electronic_mass_stopping_power as sp
     m = engine_material(material) if isinstance(material, str) else material
     if bragg:
@@ -50,9 +51,11 @@ def _measured_spr_rows(path) -> list[dict]:
 def case_tissue_spr(ctx: Context) -> CaseResult:
     from ..._io import hu_calibration as H
     from ...physics import IVALUE_SETS, mean_excitation_energy_ev
-    cr = CaseResult("tissue_spr", f"Tissue stopping-power ratios at {TISSUE_SPR_ENERGY_MEV:g} MeV: elemental I-value "
+    cr = CaseResult("tissue_spr",
+                    f"Tissue stopping-power ratios at {TISSUE_SPR_ENERGY_MEV:g} MeV: elemental I-value "
                     "sets of Bragg additivity against measured SPRs", "MEASURED (when validation/tissue_spr/"
-                    f"{MEASURED_SPR_FILE} is present); evaluated ICRU 49 compound I-values; calculated tissue table")
+                    f"{MEASURED_SPR_FILE} is present); evaluated ICRU 49 compound I-values; calculated "
+                    "tissue table")
     wm = ctx.water_model()
     iset = getattr(ctx.physics, "ivalue_set", "icru37") if ctx.physics is not None else "icru37"
     sets = list(IVALUE_SETS)
@@ -63,7 +66,8 @@ def case_tissue_spr(ctx: Context) -> CaseResult:
             row[f"I_{k}_eV"] = mean_excitation_energy_ev(m, k)
             row[f"SPR_{k}"] = tissue_spr(m, water_model=wm, ivalue_set=k)
         cr.tables.setdefault("schneider2000_tissues", []).append(row)
-    # 2. compounds whose ICRU 37/49 I-value differs from Bragg additivity (evaluated data; reported, not scored)
+    # 2. compounds whose ICRU 37/49 I-value differs from Bragg additivity (evaluated data; reported, not
+    # scored)
     for name in TISSUE_SPR_ICRU_COMPOUNDS:
         m = engine_material(name)
         ref = tissue_spr(m, water_model=wm, bragg=False)
@@ -75,15 +79,17 @@ def case_tissue_spr(ctx: Context) -> CaseResult:
     path = R.HERE / "tissue_spr" / MEASURED_SPR_FILE
     if not path.exists():
         cr.status = SKIPPED
-        cr.message = ("skipped: no measured tissue SPRs in validation/tissue_spr/ (none could be transcribed with "
-                      "provenance, see its README); the calculated tables are reported")
+        cr.message = ("skipped: no measured tissue SPRs in validation/tissue_spr/ (none could be transcribed "
+                      "with provenance, see its README); the calculated tables are reported")
         return cr
     cr.reference_files.append(f"tissue_spr/{MEASURED_SPR_FILE}")
     for r in _measured_spr_rows(path):
         m = r["material"]
         vals = {k: tissue_spr(m, r["energy"], wm, k) for k in sets}
         for k in sets:
-            cr.metrics.append(Metric(f"SPR {m.name} ({k})", vals[k], r["spr"], 2.0 * r["sd"], "", "abs" if k == iset
-                                     else "info", f"tolerance 2 x the stated 1 sd ({r['sd']:.4f}); {m.source}"))
+            cr.metrics.append(Metric(f"SPR {m.name} ({k})", vals[k], r["spr"], 2.0 * r["sd"], "",
+                                     "abs" if k == iset
+                                     else "info",
+                                     f"tolerance 2 x the stated 1 sd ({r['sd']:.4f}); {m.source}"))
     cr.notes.append(f"The run's I-value set is '{iset}' (scored); the other sets are reported as info.")
     return cr

@@ -18,7 +18,8 @@ def _edges(z: np.ndarray) -> np.ndarray:
 
 
 def case_topas_idd(ctx: Context) -> CaseResult:
-    cr = CaseResult("topas_idd", "Integrated depth-dose curves against TOPAS (matRad generic base data), 70-210 MeV",
+    cr = CaseResult("topas_idd",
+                    "Integrated depth-dose curves against TOPAS (matRad generic base data), 70-210 MeV",
                     "MC-computed (TOPAS/Geant4): code-to-code")
     fname = "idd_mc_topas_matrad_generic_water_subset.csv"
     cr.reference_files = [f"topas_idd/{fname}"]
@@ -44,9 +45,10 @@ def case_topas_idd(ctx: Context) -> CaseResult:
         cr.metrics += [
             Metric(f"R80 at {tag}", sm["R80"], rm["R80"], 0.3, "mm", "abs"),
             Metric(f"fall-off R20-R80 at {tag}", sm["falloff_80_20"], rm["falloff_80_20"], 0.25, "mm", "abs"),
-            Metric(f"peak/entrance at {tag}", M.peak_to_entrance(z, idd, 1.0), M.peak_to_entrance(z, ref, 1.0),
-                   0.05, "", "rel", "entrance = IDD at 1 mm depth"),
-            Metric(f"entrance IDD (absolute) at {tag}", float(np.interp(1.0, z, idd)), float(np.interp(1.0, z, ref)),
+            Metric(f"peak/entrance at {tag}", M.peak_to_entrance(z, idd, 1.0),
+                   M.peak_to_entrance(z, ref, 1.0), 0.05, "", "rel", "entrance = IDD at 1 mm depth"),
+            Metric(f"entrance IDD (absolute) at {tag}", float(np.interp(1.0, z, idd)),
+                   float(np.interp(1.0, z, ref)),
                    0.03, "MeV cm2/g", "rel", "absolute normalisation per primary"),
         ]
         g = M.gamma_1d(z, ref, z, idd, dose_percent=1.0, dta_mm=1.0, cutoff_percent=10.0)
@@ -58,13 +60,15 @@ def case_topas_idd(ctx: Context) -> CaseResult:
             diff = 100.0 * (idd - ref) / ref.max()
         cr.figures.append(overlay_with_difference(
             f"IDD {tag}: mcproton vs TOPAS (absolute, per primary)",
-            [Series(zr, dr, "TOPAS (native grid)", "k-", {"lw": 0.8}), Series(z, idd, "mcproton", "-", {"lw": 1.2})],
-            [Series(z, diff, "(mcproton - TOPAS)/max", "-"), Series(z, np.where(np.isfinite(g.gamma), g.gamma, np.nan),
+            [Series(zr, dr, "TOPAS (native grid)", "k-", {"lw": 0.8}),
+             Series(z, idd, "mcproton", "-", {"lw": 1.2})],
+            [Series(z, diff, "(mcproton - TOPAS)/max", "-"),
+             Series(z, np.where(np.isfinite(g.gamma), g.gamma, np.nan),
                                                                     "gamma 1%/1mm", ":")],
             "depth in water (mm)", "IDD (MeV cm2 / g / primary)", "% of max  |  gamma", band=1.0,
             filename=f"topas_idd_{e:.0f}MeV.png"))
     cr.notes.append("The reference is averaged over the simulation's depth bins (0.5 mm) before comparison; "
                     "near a narrow Bragg peak the bin average is several per cent below the point values.")
-    cr.notes.append("TOPAS/Geant4 water has I = 78 eV (as ICRU 90); with physics.water_model = 'pstar' (I = 75 eV) "
-                    "ranges are ~0.5 % longer and the R80 criterion is expected to fail.")
+    cr.notes.append("TOPAS/Geant4 water has I = 78 eV (as ICRU 90); with physics.water_model = 'pstar' (I = "
+                    "75 eV) ranges are ~0.5 % longer and the R80 criterion is expected to fail.")
     return cr
