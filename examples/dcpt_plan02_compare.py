@@ -24,8 +24,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "dcpt_plan02.toml"
 # the reference profiles (packaged with the validation case dcpt_plan02) and the scoring shared with it
-from mcproton.validation.dcpt import CODES, MEV_PER_G_TO_GY, SURFACE_DEPTH_AXIS, depth_dose_from_arrays, metrics, \
-    read_reference  # noqa: E402
+from mcproton.validation.dcpt_plan02.dcpt import (CODES, MEV_PER_G_TO_GY, SURFACE_DEPTH_AXIS,  # noqa: E402
+                                                  depth_dose_from_arrays, metrics, read_reference)
 
 
 def run(primaries: int, overrides: list[str]):

@@ -4,7 +4,7 @@ A 5-year-old head phantom (``mcproton.phantoms``, 2 mm voxels), a posterior-foss
 tumour-bed) CTV, a three-field PBS plan (PA + two posterior obliques) on the shipped clinical beam model
 (DCPT ProBeam, dcpt_v5: 70-244 MeV, its spot sizes) with its 34.3 mm WET range shifter RS_3CM in every field
 (the target starts shallower than the 41 mm range of 70 MeV, as in most paediatric plans), optimised on an
-analytical pencil-beam model that accounts for the shifter (phantoms/plans.py ``FieldMachine``) to 1.8 Gy(RBE)
+analytical pencil-beam model that accounts for the shifter (mcproton/planning ``FieldMachine``) to 1.8 Gy(RBE)
 = 1.636 Gy physical per fraction (RBE 1.1), and its full Monte Carlo dose (the shifter transported as a slab)
 on the GPU if there is one (else the CPU: about a minute on 2 cores).  Writes to ``--out``:
 
@@ -65,7 +65,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     from .dvh import dvh_table, plot_dvh
     from .phantoms import label_map_to_masks, make_head_phantom
     from .phantoms.dicom_export import write_phantom_ct, write_rtstruct
-    from .phantoms.plans import posterior_fossa_plan, verify_plan
+    from .phantoms.reference_plans import posterior_fossa_plan
+    from .planning import verify_plan
     from .plots import plot_dose_planes, plot_let_planes
     from .settings import RunSettings
 

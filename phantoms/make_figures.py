@@ -1,6 +1,9 @@
 """Regenerate phantoms/figures/phantom_age{1,5,10,15}.png and the size table in phantoms/README.md.
 
-    python -m mcproton.phantoms.make_figures      (or: python phantoms/make_figures.py from the repo root)
+    python -m mcproton.phantoms.make_figures
+
+(from an install, e.g. the README's editable ``pip install -e .``; the folder is the package
+mcproton.phantoms).
 """
 from __future__ import annotations
 
@@ -8,14 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script from a source checkout
-    import _script_bootstrap  # noqa: F401  (makes mcproton.phantoms this folder)
-
-    __package__ = "mcproton.phantoms"
-
-from mcproton.phantoms.anatomy import brain_volume_from_hc_ml, published_source, published_value, sources  # noqa: E402
-from mcproton.phantoms.generator import LABELS, make_head_phantom  # noqa: E402
-from mcproton.phantoms.measure import measure_phantom  # noqa: E402
+from mcproton.phantoms.anatomy import brain_volume_from_hc_ml, published_source, published_value, sources
+from mcproton.phantoms.generator import LABELS, make_head_phantom
+from mcproton.phantoms.measure import measure_phantom
 
 HERE = Path(__file__).resolve().parent
 AGES = (1, 5, 10, 15)
@@ -179,7 +177,8 @@ def main() -> None:
     text = readme.read_text() if readme.exists() else f"{start}\n{end}\n"
     pre, rest = text.split(start, 1)
     _, post = rest.split(end, 1)
-    note = f"Generated at {VOXEL_MM:g} mm voxels by `phantoms/make_figures.py` (male; voxel counts).\n\n"
+    note = (f"Generated at {VOXEL_MM:g} mm voxels by `python -m mcproton.phantoms.make_figures` "
+            "(male; voxel counts).\n\n")
     readme.write_text(pre + start + "\n" + note + table + "\n" + end + post)
     print("README table updated")
 

@@ -1,13 +1,14 @@
 """Monte Carlo verification of the craniospinal (CSI) example plan; writes figures/craniospinal_dose.png and a
 summary JSON.
 
-    python phantoms/verify_craniospinal.py [--voxel-mm 6] [--primaries 16e6] [--threads 1] [--out DIR]
+    python -m mcproton.phantoms.verify_craniospinal [--voxel-mm 6] [--primaries 16e6] [--threads 1] [--out DIR]
 
-(or ``python -m mcproton.phantoms.verify_craniospinal``).  5-year-old neuraxis phantom, ``craniospinal_plan``
-(2 cranial + 2 spinal fields at 5 y, on the clinical beam model dcpt_v5 with its range shifters RS_5CM / RS_3CM
-transported as slabs), one MC run of all fields (CPU by default), target statistics for the
-whole CTV_CSI and for its brain and spinal-canal parts, the spinal-canal dose profile along z (junctions) and
-the dose in three planes (sagittal through the spinal canal).
+(from an install, e.g. the README's editable ``pip install -e .``; the folder is the package
+mcproton.phantoms). 5-year-old neuraxis phantom, ``craniospinal_plan`` (2 cranial + 2 spinal fields at 5 y, on
+the clinical beam model dcpt_v5 with its range shifters RS_5CM / RS_3CM transported as slabs), one MC run of
+all fields (CPU by default), target statistics for the whole CTV_CSI and for its brain and spinal-canal parts,
+the spinal-canal dose profile along z (junctions) and the dose in three planes (sagittal through the spinal
+canal).
 """
 from __future__ import annotations
 
@@ -19,11 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-if __package__ in (None, ""):  # run as a script from a source checkout
-    import _script_bootstrap  # noqa: F401  (makes mcproton.phantoms this folder)
-
-    __package__ = "mcproton.phantoms"
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,7 +41,8 @@ def verify_craniospinal(voxel_mm: float = 6.0, primaries: int = 16_000_000, *, a
     """Plan + MC; returns (summary dict, plan, DoseResult)."""
     from mcproton.dvh import dose_stats
     from mcproton.phantoms import make_head_phantom
-    from mcproton.phantoms.plans import craniospinal_plan, craniospinal_target, verify_plan
+    from mcproton.phantoms.reference_plans import craniospinal_plan, craniospinal_target
+    from mcproton.planning import verify_plan
     from mcproton.settings import RunSettings
 
     times = {}
@@ -60,8 +57,8 @@ def verify_craniospinal(voxel_mm: float = 6.0, primaries: int = 16_000_000, *, a
     pres = plan.prescription_gy
     parts = craniospinal_target(g)
     dose, unc = res.dose_gy_zyx, res.uncertainty_rel_zyx
-    rel = lambda s: {k: (s[k] / pres if k in ("dmean", "d98", "d95", "d50", "d2", "dmin", "dmax") else s[k])  # noqa: E731
-                     for k in s}
+    rel_keys = ("dmean", "d98", "d95", "d50", "d2", "dmin", "dmax")
+    rel = lambda s: {k: (s[k] / pres if k in rel_keys else s[k]) for k in s}  # noqa: E731
     summary = {
         "case": f"craniospinal, {age:g}-year-old neuraxis phantom, {voxel_mm:g} mm voxels",
         "date": _dt.date.today().isoformat(), "backend": res.backend, "device": res.device,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mcproton.dicom import beam_direction_lps
-from mcproton.phantoms.plans import gantry_direction
+from mcproton.planning.raytrace import gantry_direction
 
 # gantry 0, 90, 180, 270 -> direction of travel in LPS
 IEC = {

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import reference as R
+
 PASSED, FAILED, SKIPPED, ERROR = "passed", "failed", "skipped", "error"
 
 
@@ -106,10 +108,11 @@ class CaseResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "data_kind": self.data_kind, "status": self.status,
-                "passed": self.passed, "message": self.message, "metrics": [m.to_json() for m in self.metrics],
-                "n_metrics": len(self.metrics),
+                "passed": self.passed, "message": self.message,
+                "metrics": [m.to_json() for m in self.metrics], "n_metrics": len(self.metrics),
                 "n_failed": sum(1 for m in self.metrics if m.passed is False),
-                "notes": self.notes, "tables": _jsonable(self.tables), "gamma_params": _jsonable(self.gamma_params),
+                "notes": self.notes, "tables": _jsonable(self.tables),
+                "gamma_params": _jsonable(self.gamma_params),
                 "runs": _jsonable(self.runs), "reference_files": self.reference_files,
                 "figures": [f.filename for f in self.figures], "wall_s": round(self.wall_s, 3)}
 
@@ -199,8 +202,53 @@ class Context:
 def _beam_summary(beam) -> str:
     try:
         s = beam.spots[0]
-        return (f"{len(beam.spots)} spot(s); E = {s.energy_mev:.3f} MeV, sigma_E = {s.energy_spread_mev:.4f} MeV, "
-                f"sigma = {tuple(round(float(v), 3) for v in s.sigma_mm)} mm, position {tuple(s.position_mm)} mm, "
-                f"direction {tuple(round(float(v), 4) for v in s.direction)}")
+        return (f"{len(beam.spots)} spot(s); E = {s.energy_mev:.3f} MeV, sigma_E = {s.energy_spread_mev:.4f} "
+                f"MeV, sigma = {tuple(round(float(v), 3) for v in s.sigma_mm)} mm, position "
+                f"{tuple(s.position_mm)} mm, direction {tuple(round(float(v), 4) for v in s.direction)}")
     except Exception:  # pragma: no cover
         return str(beam)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# helpers shared by the cases (validation/<case>/case.py)
+
+def engine_material(name: str):
+    """The engine's material ``name`` (mcproton.materials)."""
+    from ..materials import get_material
+
+    return get_material(name)
+
+
+def water_density() -> float:
+    """Density of the engine's water (g/cm3)."""
+    return float(engine_material("water").density_g_cm3)
+
+
+def depth_extent_mm(e_mev: float, rho_w: float, dz: float, margin: float = 1.12,
+                    extra_mm: float = 15.0) -> float:
+    """Depth (mm, a multiple of ``dz``) of a water box that holds the Bragg peak of ``e_mev``: ``margin`` x
+    its ICRU 90 CSDA range + ``extra_mm``."""
+    r_mm = float(R.icru90_water().csda_range(e_mev)) * 10.0 / rho_w
+    n = math.ceil((r_mm * margin + extra_mm) / dz)
+    return n * dz
+
+
+def pencil_idd(ctx: Context, case: str, energy_mev: float, spread_mev: float, primaries: int, label: str,
+               dz: float = 0.5, lateral_mm: float = 200.0, sigma_mm=(3.0, 3.0), seed_offset: int = 0,
+               physics_override: dict | None = None):
+    """Integrated depth dose of a pencil beam in a water box (one lateral voxel of lateral_mm)."""
+    from ..geometry import box_phantom
+    from ..source import Beam
+
+    rho_w = water_density()
+    depth = depth_extent_mm(energy_mev + 3 * spread_mev, rho_w, dz)
+    geom = box_phantom("water", size_mm=(lateral_mm, lateral_mm, depth),
+                       voxel_mm=(lateral_mm, lateral_mm, dz),
+                       name=f"water {lateral_mm:g}x{lateral_mm:g}x{depth:g} mm")
+    beam = Beam.pencil(float(energy_mev), position_mm=(0.0, 0.0, -1.0), direction=(0.0, 0.0, 1.0),
+                       energy_spread_mev=float(spread_mev), sigma_mm=tuple(sigma_mm))
+    res, rec = ctx.simulate(geom, beam, primaries, label, case, seed_offset=seed_offset,
+                            physics_override=physics_override)
+    z, idd = res.integrated_depth_dose()
+    return np.asarray(z, float), np.asarray(idd, float), res, rec
+

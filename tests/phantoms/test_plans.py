@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
+from mcproton import planning as P
 from mcproton.geometry import box_phantom, slab_phantom
 from mcproton.phantoms import make_head_phantom
-from mcproton.phantoms import plans as P
+from mcproton.phantoms import reference_plans as RP
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,34 @@ def test_sobp_in_water_is_uniform():
     assert all(s.position_mm[2] < g.lower_corner_mm[2] for s in b.spots)   # sources outside the grid
 
 
+def test_optimise_plan_takes_another_dose_model():
+    """The dose-model seam of the optimiser (e.g. for Monte Carlo influence matrices): a model that gives
+    twice the analytical dose gives exactly half the protons (the matrix is rescaled by its maximum, a power
+    of 2 apart, so the iteration is bitwise the same) and names itself in the plan's statistics."""
+    g = box_phantom("water", (30, 30, 60), 3.0)
+    Z, Y, X = np.meshgrid(*(g.axis_mm(a) for a in "zyx"), indexing="ij")
+    tgt = (np.abs(X) <= 6) & (np.abs(Y) <= 6) & (Z >= 10) & (Z <= 25)
+    calls = []
+
+    class Doubled:
+        description = "twice the analytical kernel"
+
+        def __call__(self, field_, points_mm, wet_mm, dose_factor=None, *, wet_offsets_mm=None):
+            calls.append(field_.name)
+            return 2 * P.influence_matrix(field_, points_mm, wet_mm, dose_factor,
+                                          wet_offsets_mm=wet_offsets_mm)
+
+    spec = [{"name": "f", "direction": (0, 0, 1), "layer_spacing_mm": 4.0}]
+    ref = P.optimise_plan("box", g, tgt, spec, iterations=60)
+    two = P.optimise_plan("box", g, tgt, spec, iterations=60, dose_model=Doubled())
+    assert calls == ["f"]
+    assert ref.model_stats["kernel"] == P.ANALYTICAL_KERNEL
+    assert two.model_stats["kernel"] == "twice the analytical kernel"
+    assert two.total_protons == pytest.approx(ref.total_protons / 2, rel=1e-6)
+
+
 def test_posterior_fossa_plan_on_phantom(head4):
-    plan = P.posterior_fossa_plan(head4, iterations=250)
+    plan = RP.posterior_fossa_plan(head4, iterations=250)
     assert plan.prescription_gy == pytest.approx(1.8 / 1.1)
     tgt = plan.target_mask_zyx
     assert 15 < tgt.sum() * head4.voxel_volume_cm3 < 40           # ~30 mL ellipsoid clipped to the cavity
@@ -89,9 +116,9 @@ def test_posterior_fossa_plan_on_phantom(head4):
 
 def test_craniospinal_plan_coarse():
     g = make_head_phantom(5, 8.0, region="neuraxis")
-    parts = P.craniospinal_target(g)
+    parts = RP.craniospinal_target(g)
     assert parts["brain"].any() and parts["spine"].any()
-    plan = P.craniospinal_plan(g, iterations=150, max_points=1500, spot_spacing_mm=8.0)
+    plan = RP.craniospinal_plan(g, iterations=150, max_points=1500, spot_spacing_mm=8.0)
     names = [f.name for f in plan.fields]
     assert sum(n.startswith("cranial") for n in names) == 2
     assert sum(n.startswith("spine") for n in names) >= 2          # 5 y neuraxis: ~40 cm, split in two
@@ -106,8 +133,8 @@ def test_field_machine_shifter_model():
     """The planner's model of a layer behind a range shifter: residual range = range - the slab's WET at that
     energy (within 0.5 mm of the model's 34.3 mm), protons lost in the slab (Bortfeld's 1.2 %/cm: ~4 %), the
     spot widened by the generalised Highland formula of validation/range_shifter_model.py (reused: the in-air
-    variance is its quadratic in the drift), a halo that falls with energy; the machine's lowest energy reaches
-    7 mm instead of 41 mm."""
+    variance is its quadratic in the drift), a halo that falls with energy; the machine's lowest energy
+    reaches 7 mm instead of 41 mm."""
     from mcproton._io.beam_model import load_beam_model
     from mcproton.validation.range_shifter_model import highland_sigma_added_mm
 
@@ -119,7 +146,8 @@ def test_field_machine_shifter_model():
         a, b = bare.layer(e), m.layer(e)
         assert a.range_in_mm - b.residual_range_mm == pytest.approx(34.3, abs=0.5)
         assert 0.95 < b.fluence < 0.97 and a.fluence == 1.0
-        added = highland_sigma_added_mm(b.mean_mev, "polycarbonate", m._slab_table(), 1.20, m.thickness_mm, 150.0)
+        added = highland_sigma_added_mm(b.mean_mev, "polycarbonate", m._slab_table(), 1.20, m.thickness_mm,
+                                        150.0)
         assert b.moments_x[0] - a.moments_x[0] == pytest.approx(added**2, rel=1e-3)
         assert P.FieldMachine(bm, bm.range_shifter("RS_3CM"), 250.0).sigma_iso_mm(e)[0] > m.sigma_iso_mm(e)[0]
     assert m.layer(75.0).halo_weight > m.layer(180.0).halo_weight > 0 == bare.layer(75.0).halo_weight
@@ -185,9 +213,9 @@ def test_craniospinal_geometry_covers_neuraxis_and_junctions_overlap():
     one spot spacing of a spot of some field, the spinal fields cover the whole thecal sac along z, and the
     junctions (cranial/upper spine, spine/spine) overlap."""
     g = make_head_phantom(5, 8.0, region="neuraxis")
-    parts = P.craniospinal_target(g)
+    parts = RP.craniospinal_target(g)
     spacing = 8.0
-    plan = P.craniospinal_plan(g, iterations=60, max_points=1500, overlap_mm=50.0, spot_spacing_mm=spacing)
+    plan = RP.craniospinal_plan(g, iterations=60, max_points=1500, overlap_mm=50.0, spot_spacing_mm=spacing)
     pts = P.voxel_centres_mm(g, parts["csi"])
     best = np.full(len(pts), np.inf)
     for f in plan.fields:
@@ -217,7 +245,7 @@ def test_posterior_fossa_plan_monte_carlo_d95():
     from mcproton.settings import RunSettings
 
     g = make_head_phantom(5, 2.0, region="head")
-    plan = P.posterior_fossa_plan(g)
+    plan = RP.posterior_fossa_plan(g)
     res, st = P.verify_plan(plan, g, RunSettings(primaries=2_500_000, backend="cpu"))
     assert st["d95_rel"] >= 0.95
     assert 0.97 < st["mc_over_model_mean"] < 1.03
@@ -234,11 +262,11 @@ def test_craniospinal_plan_monte_carlo_d95():
     from mcproton.settings import RunSettings
 
     g = make_head_phantom(5, 6.0, region="neuraxis")
-    plan = P.craniospinal_plan(g)
+    plan = RP.craniospinal_plan(g)
     res, st = P.verify_plan(plan, g, RunSettings(primaries=8_000_000, backend="cpu", seed=12345))
     assert float(res.uncertainty_rel_zyx[plan.target_mask_zyx].mean()) < 0.02
     assert st["d95_rel"] >= 0.95
     assert 0.97 < st["mc_over_model_mean"] < 1.03
-    spine = P.craniospinal_target(g)["spine"]
+    spine = RP.craniospinal_target(g)["spine"]
     d_sp = res.dose_gy_zyx[spine]
     assert abs(d_sp.mean() / plan.prescription_gy - 1) < 0.05

@@ -100,7 +100,7 @@ def test_set_is_in_the_run_provenance(monkeypatch):
 def test_tissue_spr_case_scores_measured_rows(tmp_path, monkeypatch):
     """The case compares a measured SPR with the run's set, tolerance 2 x the stated sd (a fabricated row:
     the data file does not exist yet)."""
-    from mcproton.validation import cases as C
+    from mcproton.validation.tissue_spr import case as C
     from mcproton.validation import reference as R
     from mcproton.validation.core import Context
     assert C.tissue_spr(dataclasses.replace(H2O, name="w")) == 1.0     # H2O composition -> the water table

@@ -7,7 +7,6 @@ cases can run before mcproton.materials / mcproton._physics.stopping exist.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 from dataclasses import dataclass, field
@@ -19,20 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_validation():
-    """Import ``mcproton.validation`` (installed, or mapped from the source tree's validation/ folder)."""
-    try:
-        import mcproton.validation as v  # noqa: F401
-        from mcproton.validation import metrics  # noqa: F401
-        return sys.modules["mcproton.validation"]
-    except ImportError:
-        pass
-    import mcproton  # noqa: F401  (the package itself, from the source tree)
-    spec = importlib.util.spec_from_file_location("mcproton.validation", ROOT / "validation" / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT / "validation")])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["mcproton.validation"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    """Import ``mcproton.validation`` (the editable install maps the source tree's validation/ folder)."""
+    import mcproton.validation.metrics  # noqa: F401
+    return sys.modules["mcproton.validation"]
 
 
 DENSITY = {"water": 1.0, "bone_compact_icru": 1.85, "bone_cortical_icrp": 1.92, "adipose_tissue_icrp": 0.95,

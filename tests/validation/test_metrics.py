@@ -226,6 +226,19 @@ def test_case_folders_have_readme_and_provenance_headers():
     assert (VAL / "README.md").is_file()
 
 
+def test_each_case_is_a_package_beside_its_data():
+    """One module per case: validation/<name>/case.py holds the function the registry runs, in the registry's
+    order (the order of `mcproton validate` and its report)."""
+    from mcproton.validation.cases import CASES
+    assert [c.name for c in CASES][0] == "stopping_power" and CASES[-1].name == "energy_conservation"
+    for spec in CASES:
+        folder = VAL / spec.name
+        assert (folder / "__init__.py").is_file() and (folder / "case.py").is_file(), spec.name
+        assert spec.func.__module__ == f"mcproton.validation.{spec.name}.case", (spec.name,
+                                                                                 spec.func.__module__)
+        assert spec.func.__name__ == f"case_{spec.name}"
+
+
 # ------------------------------------------------------------------------------------------------ report writing
 
 def _fake_case(status_ok=True):

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import reference as R
+from .. import reference as R
 
 CODES = ("sh12a", "openshieldhit", "fluka", "mcnp", "topas")
 MEV_PER_G_TO_GY = 1.602176634e-10
@@ -48,7 +48,8 @@ def metrics(depth: np.ndarray, dose: np.ndarray) -> dict[str, float]:
     if 0 < i < len(y) - 1:
         a, b, c = y[i - 1], y[i], y[i + 1]
         den = a - 2 * b + c
-        out["peak_depth_parabolic_mm"] = float(d[i] + 0.5 * (a - c) / den * (d[i + 1] - d[i])) if den else float(d[i])
+        out["peak_depth_parabolic_mm"] = (float(d[i] + 0.5 * (a - c) / den * (d[i + 1] - d[i])) if den
+                                          else float(d[i]))
     for lvl in (90, 80, 20):
         f = lvl / 100.0
         j = i
@@ -73,8 +74,8 @@ def _acceptance(shape, voxel_mm, origin_mm):
     for ax, c, v in (("x", x, voxel_mm[0]), ("z", z, voxel_mm[2])):
         lo = c - v / 2
         if not (np.any(np.isclose(lo, -ACCEPT_HALF_MM)) and np.any(np.isclose(lo + v, ACCEPT_HALF_MM))):
-            raise ValueError(f"the {ax} voxel boundaries do not fall on +-10 mm: the 2 x 2 cm2 acceptance cannot be "
-                             "taken exactly; use voxel sizes dividing 10 mm with a centred grid")
+            raise ValueError(f"the {ax} voxel boundaries do not fall on +-10 mm: the 2 x 2 cm2 acceptance "
+                             "cannot be taken exactly; use voxel sizes dividing 10 mm with a centred grid")
     sel = np.ix_(np.abs(z) < ACCEPT_HALF_MM, np.ones(ny, bool), np.abs(x) < ACCEPT_HALF_MM)
     return sel, y
 
@@ -97,8 +98,8 @@ def depth_dose_from_arrays(dose_gy_zyx, unc_rel_zyx, density_zyx, voxel_mm, orig
 
 
 def let_d_from_arrays(let_zyx, dose_gy_zyx, density_zyx, voxel_mm, origin_mm, surface_y_mm: float):
-    """(depth_mm, LETd keV/um) in the 2 x 2 cm2 acceptance: the voxels' dose-averaged LET of protons weighted by
-    the energy they received (dose x mass), so that the slab value is the dose-average over the slab."""
+    """(depth_mm, LETd keV/um) in the 2 x 2 cm2 acceptance: the voxels' dose-averaged LET of protons weighted
+    by the energy they received (dose x mass), so that the slab value is the dose-average over the slab."""
     sel, y = _acceptance(dose_gy_zyx.shape, voxel_mm, origin_mm)
     w = dose_gy_zyx[sel] * density_zyx[sel].astype(np.float64)
     wsum = w.sum(axis=(0, 2))

@@ -1,0 +1,141 @@
+"""Spot-weight optimisation: non-negative least squares to a uniform prescription (:func:`optimise_weights`,
+FISTA) over the dose-influence matrices of all fields (:func:`optimise_plan`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..geometry import VoxelGeometry
+from .dose_model import ANALYTICAL_KERNEL, DoseModel, influence_matrix, voxel_depth_offsets
+from .plan import RBE, Plan
+from .raytrace import mass_stopping_ratio, relative_stopping_power, voxel_centres_mm, water_equivalent_depth
+from .spots import generate_field_spots
+
+
+def optimise_weights(A: np.ndarray, target_dose: np.ndarray | float, *, iterations: int = 400,
+                     point_weights: np.ndarray | None = None, x0: np.ndarray | None = None) -> np.ndarray:
+    """Non-negative least squares min ||W^(1/2) (A x - b)||^2, x >= 0, by FISTA (accelerated projected
+    gradient) with step 1/L, L = ||A||_2^2 from a power iteration.  Returns x (float64)."""
+    A = np.asarray(A, np.float32)
+    n_pts, n_sp = A.shape
+    b = np.broadcast_to(np.asarray(target_dose, np.float64), (n_pts,)).astype(np.float64)
+    sw = np.sqrt(point_weights) if point_weights is not None else np.ones(n_pts)
+    Aw = A * sw[:, None].astype(np.float32)
+    bw = (b * sw).astype(np.float32)
+    # work in float32 throughout (a float64 vector would make NumPy copy the matrix on every product)
+    scale = float(np.abs(Aw).max()) or 1.0
+    Aw = Aw / np.float32(scale)
+    if n_sp <= n_pts:                       # normal equations: iterate with the (n_sp x n_sp) Gram matrix
+        G = Aw.T @ Aw
+        c = Aw.T @ bw
+        hess = lambda v: G @ v                              # noqa: E731
+    else:
+        c = Aw.T @ bw
+        hess = lambda v: Aw.T @ (Aw @ v)                    # noqa: E731
+    rng = np.random.default_rng(0)
+    v = rng.random(n_sp).astype(np.float32)
+    for _ in range(30):
+        v = hess(v)
+        v /= np.linalg.norm(v)
+    L = float(np.linalg.norm(hess(v))) * 1.05
+    if x0 is None:
+        s = Aw @ np.ones(n_sp, np.float32)
+        x0 = np.full(n_sp, float(bw @ s / max(float(s @ s), 1e-30)))
+    else:
+        x0 = np.asarray(x0, np.float64) * scale
+    x = np.asarray(x0, np.float32).copy()
+    y, t = x.copy(), 1.0
+    for _ in range(iterations):
+        xn = np.maximum(y - (hess(y) - c) / np.float32(L), np.float32(0.0))
+        tn = 0.5 * (1 + np.sqrt(1 + 4 * t * t))
+        y = xn + np.float32((t - 1) / tn) * (xn - x)
+        x, t = xn, tn
+    x = x.astype(np.float64) / scale
+    return x
+
+
+def _target_stats(dose: np.ndarray, pres: float) -> dict:
+    from ..dvh import dose_stats
+
+    st = dose_stats(dose, np.ones(dose.shape, bool), 1.0, pres)
+    return {"d95_rel": st["d95"] / pres, "d98_rel": st["d98"] / pres, "d2_rel": st["d2"] / pres,
+            "dmean_rel": st["dmean"] / pres, "within_5pct": st["within_5pct"]}
+
+
+def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, field_specs: list[dict], *,
+                  prescription_gy_rbe: float = 1.8, target_name: str = "CTV", max_points: int = 6000,
+                  iterations: int = 400, seed: int = 0, rsp_zyx: np.ndarray | None = None,
+                  keep_points_mask: np.ndarray | None = None, voxel_average_samples: int = 0,
+                  dose_model: DoseModel | None = None) -> Plan:
+    """Generate the spots of each field (``field_specs``: dicts with ``name``, ``direction`` and optional
+    :func:`generate_field_spots` keywords, e.g. ``target_mask`` to restrict that field to part of the target)
+    and optimise all spot weights jointly to a uniform physical dose prescription / RBE.
+
+    ``keep_points_mask``: target voxels that are always optimisation points (the rest of the target is
+    sampled at random up to ``max_points`` in all).  ``voxel_average_samples`` > 0: the dose-influence matrix
+    holds the voxel-mean depth dose (that many depth samples per voxel, :func:`voxel_depth_offsets`) instead
+    of the dose at the voxel centre, i.e. the quantity the Monte Carlo scores.
+
+    ``dose_model``: the dose-influence matrix of a field (:class:`~mcproton.planning.dose_model.DoseModel`);
+    default the analytical :func:`~mcproton.planning.dose_model.influence_matrix`."""
+    pres = prescription_gy_rbe / RBE
+    model = influence_matrix if dose_model is None else dose_model
+    rsp = rsp_zyx if rsp_zyx is not None else relative_stopping_power(geometry)
+    msr = mass_stopping_ratio(geometry)
+    pts_all = voxel_centres_mm(geometry, target_mask)
+    if len(pts_all) == 0:
+        raise ValueError("the target mask is empty")
+    rng = np.random.default_rng(seed)
+    if keep_points_mask is not None and len(pts_all) > max_points:
+        kk, jj, ii = np.nonzero(target_mask)
+        must = np.asarray(keep_points_mask, bool)[kk, jj, ii]
+        rest = np.nonzero(~must)[0]
+        n_rest = max(0, min(len(rest), max_points - int(must.sum())))
+        sel = np.sort(np.concatenate([np.nonzero(must)[0], rng.choice(rest, n_rest, replace=False)]))
+    else:
+        sel = np.sort(rng.choice(len(pts_all), max_points, replace=False)) if len(pts_all) > max_points \
+            else np.arange(len(pts_all))
+    pts = pts_all[sel]
+    k, j, i = (np.asarray(a)[sel] for a in np.nonzero(target_mask))
+    dose_factor = msr[geometry.material_index_zyx[k, j, i]]
+    rsp_pts = rsp[k, j, i].astype(np.float64)
+    fields, blocks = [], []
+    for spec in field_specs:
+        spec = dict(spec)
+        fname, direction = spec.pop("name"), spec.pop("direction")
+        sub = spec.pop("target_mask", None)
+        wet = water_equivalent_depth(geometry, rsp, pts, direction)
+        if sub is not None:
+            in_sub = np.asarray(sub)[k, j, i]
+            f, _ = generate_field_spots(geometry, rsp, pts[in_sub], direction, name=fname,
+                                        target_wet_mm=wet[in_sub], **spec)
+        else:
+            f, _ = generate_field_spots(geometry, rsp, pts, direction, name=fname, target_wet_mm=wet, **spec)
+        fields.append(f)
+        offs = None
+        if voxel_average_samples:
+            offs = rsp_pts[:, None] * voxel_depth_offsets(geometry.voxel_size_mm, direction,
+                                                          int(voxel_average_samples))[None, :]
+        blocks.append(model(f, pts, wet, dose_factor, wet_offsets_mm=offs))
+    A = np.concatenate(blocks, axis=1)
+    x = optimise_weights(A, pres, iterations=iterations)
+    # drop negligible spots and refit once
+    keep = x > 2e-3 * x[x > 0].mean() if np.any(x > 0) else np.ones_like(x, bool)
+    x2 = np.zeros_like(x)
+    x2[keep] = optimise_weights(A[:, keep], pres, iterations=iterations // 2, x0=x[keep])
+    dose = A.astype(np.float64) @ x2
+    n0 = 0
+    for f in fields:
+        f.weights = x2[n0:n0 + f.n_spots]
+        n0 += f.n_spots
+        keepf = f.weights > 0
+        for attr in ("u_mm", "v_mm", "energy_mev", "weights", "nominal_energy_mev"):
+            if getattr(f, attr) is not None:
+                setattr(f, attr, getattr(f, attr)[keepf])
+    stats = _target_stats(dose, pres)
+    stats.update({"points": int(len(pts)), "spots": int(sum(f.n_spots for f in fields)),
+                  "kernel": getattr(model, "description", ANALYTICAL_KERNEL if dose_model is None
+                                    else type(model).__name__)
+                            + (f", voxel-mean depth dose ({int(voxel_average_samples)} samples)"
+                               if voxel_average_samples else "")})
+    return Plan(name, target_name, np.asarray(target_mask, bool), fields, pres, prescription_gy_rbe, stats,
+                {"target_volume_cm3": float(target_mask.sum() * geometry.voxel_volume_cm3)})

@@ -1,0 +1,97 @@
+"""Geometry for the planner: relative stopping power per voxel, water-equivalent depth by ray tracing,
+the beam frame of an IEC gantry angle and the skin distance along a field."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..geometry import VoxelGeometry
+from ..source import default_axis_x
+
+
+def relative_stopping_power(geometry: VoxelGeometry, energy_mev: float = 100.0) -> np.ndarray:
+    """RSP per voxel (z, y, x): density x (S/rho)_medium / (S/rho)_water at ``energy_mev``."""
+    from ..physics import electronic_mass_stopping_power
+
+    s_w = float(electronic_mass_stopping_power("water", energy_mev))
+    ratio = np.array([float(electronic_mass_stopping_power(m, energy_mev)) / s_w for m in geometry.materials])
+    return (geometry.density_g_cm3_zyx * ratio[geometry.material_index_zyx]).astype(np.float32)
+
+
+def mass_stopping_ratio(geometry: VoxelGeometry, energy_mev: float = 100.0) -> np.ndarray:
+    """(S/rho)_medium / (S/rho)_water per material (dose to medium / dose to water for the same fluence)."""
+    from ..physics import electronic_mass_stopping_power
+
+    s_w = float(electronic_mass_stopping_power("water", energy_mev))
+    return np.array([float(electronic_mass_stopping_power(m, energy_mev)) / s_w for m in geometry.materials])
+
+
+def voxel_centres_mm(geometry: VoxelGeometry, mask_zyx: np.ndarray) -> np.ndarray:
+    """(n, 3) x, y, z centres (mm) of the voxels of a mask."""
+    k, j, i = np.nonzero(mask_zyx)
+    o, v = np.asarray(geometry.origin_mm), np.asarray(geometry.voxel_size_mm)
+    return np.stack([o[0] + i * v[0], o[1] + j * v[1], o[2] + k * v[2]], axis=1)
+
+
+def _exit_distance(points: np.ndarray, back: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Distance from each point along ``back`` to where it leaves the box [lo, hi]."""
+    with np.errstate(divide="ignore"):
+        t = np.where(back > 0, (hi - points) / back, np.where(back < 0, (lo - points) / back, np.inf))
+    return np.clip(t.min(axis=1), 0.0, None)
+
+
+def water_equivalent_depth(geometry: VoxelGeometry, rsp_zyx: np.ndarray, points_mm: np.ndarray,
+                           direction: Sequence[float], step_mm: float = 1.0) -> np.ndarray:
+    """WET (mm) from the grid boundary to each point for a parallel beam travelling along ``direction``
+    (vacuum outside the grid, as in the engine)."""
+    from scipy.ndimage import map_coordinates
+
+    d = np.asarray(direction, float) / np.linalg.norm(direction)
+    pts = np.asarray(points_mm, float)
+    lo, hi = geometry.lower_corner_mm, geometry.lower_corner_mm + geometry.extent_mm
+    L = _exit_distance(pts, -d, lo, hi)
+    n = int(np.ceil(L.max() / step_mm)) + 1
+    o, v = np.asarray(geometry.origin_mm), np.asarray(geometry.voxel_size_mm)
+    wet = np.zeros(len(pts))
+    chunk = max(1, 2_000_000 // n)
+    s = (np.arange(n) + 0.5) * step_mm
+    for a in range(0, len(pts), chunk):
+        p = pts[a:a + chunk]
+        q = p[:, None, :] - s[None, :, None] * d[None, None, :]          # (m, n, 3) x, y, z
+        idx = (q - o) / v
+        vals = map_coordinates(rsp_zyx, [idx[..., 2].ravel(), idx[..., 1].ravel(), idx[..., 0].ravel()],
+                               order=1, mode="nearest").reshape(len(p), n)
+        vals *= (s[None, :] <= L[a:a + chunk, None])
+        wet[a:a + chunk] = vals.sum(axis=1) * step_mm
+    return wet
+
+
+def gantry_direction(gantry_deg: float, couch_deg: float = 0.0) -> np.ndarray:
+    """Beam direction (unit, phantom frame = patient LPS: +x left, +y posterior, +z superior) for an IEC 61217
+    gantry and couch angle of a head-first-supine patient: gantry 0 = beam from anterior (travelling +y),
+    90 = from the patient's left (travelling -x), 180 = from posterior (travelling -y), 270 = from the right
+    (+x).  The one implementation, that of the RT Ion Plan import (mcproton.dicom.beam_direction_lps)."""
+    from .._io.rtplan import beam_direction_lps
+
+    return beam_direction_lps(gantry_deg, couch_deg, "HFS") + 0.0   # + 0.0: zeros as +0.0 (as before)
+
+
+def _beam_frame(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = np.asarray(direction, float) / np.linalg.norm(direction)
+    ax = default_axis_x(d)
+    return ax, np.cross(d, ax)
+
+
+def skin_distance_mm(geometry: VoxelGeometry, isocentre_mm, direction: Sequence[float], u_range_mm,
+                     v_range_mm, density_floor_g_cm3: float = 0.05) -> float:
+    """Largest distance upstream of the isocentre plane (mm, along ``-direction``) of a voxel with density >=
+    ``density_floor_g_cm3`` within the lateral window ``u_range_mm`` x ``v_range_mm`` of the field (the skin
+    nearest the nozzle)."""
+    d = np.asarray(direction, float) / np.linalg.norm(direction)
+    ax, ay = _beam_frame(d)
+    pts = voxel_centres_mm(geometry,
+                           geometry.density_g_cm3_zyx >= density_floor_g_cm3) - np.asarray(isocentre_mm)
+    u, v, s = pts @ ax, pts @ ay, pts @ d
+    inside = (u >= u_range_mm[0]) & (u <= u_range_mm[1]) & (v >= v_range_mm[0]) & (v <= v_range_mm[1])
+    return float(max(0.0, -s[inside].min())) if inside.any() else 0.0

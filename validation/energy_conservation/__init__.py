@@ -1,0 +1,1 @@
+"""Validation case ``energy_conservation`` (:mod:`.case`): the energy ledger of every simulation."""

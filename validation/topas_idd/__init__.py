@@ -1,0 +1,1 @@
+"""Validation case ``topas_idd`` (:mod:`.case`): integrated depth-dose curves against TOPAS (code-to-code)."""
