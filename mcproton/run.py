@@ -22,7 +22,7 @@ import numpy as np
 from . import __version__
 from ._backend import get_backend
 from ._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_SHARED_TALLY, FLAG_STRAGGLING, LEDGER, LEDGER_ENTRIES, \
-    LET_SCALE, N_LEDGER, PARAMS_DTYPE, TALLY_SCALE, TOUCH_SHIFT
+    LET_SCALE, N_LEDGER, TALLY_SCALE, TOUCH_SHIFT, new_params
 from ._kernels.source import source_hash
 from ._physics.tables import E_MAX_MEV, PhysicsTables, build_tables
 from .geometry import VoxelGeometry
@@ -201,7 +201,7 @@ class Simulation:
         self.touched = b.zeros(self.n_blocks, np.uint8)
         self._tallies_zero = True   # invariant of run_histories_sparse: tallies and flags are all 0 between batches
         self.ledger_dev = b.zeros(N_LEDGER, np.int64)
-        p = np.zeros(1, PARAMS_DTYPE)
+        p = new_params()   # struct Params, filled by field name (kernels/params.h)
         for k, a in {**self._keep, **self.tally, "ledger": self.ledger_dev, "touched": self.touched}.items():
             p[k] = b.ptr(a)
         p["log_e_min"] = self.tables.log_e_min

@@ -35,8 +35,8 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void sample_phase_space(float sigma, float div, 
 
 MCP_FORCEINLINE MCP_HOST_DEVICE Primary sample_primary(const Params& p, Rng& rng)
 {
-    const int k = select_spot(p.spot_cdf, p.n_spots, rng_uniform(rng));
-    const Spot& s = p.spots[k];
+    const int k = select_spot(p.source.spot_cdf, p.source.n_spots, rng_uniform(rng));
+    const Spot& s = p.source.spots[k];
     Primary out;
     out.spot = k;
     out.energy = s.energy;

@@ -47,6 +47,8 @@ _ENTRY_PATTERNS = {
     "index": re.compile(rf"X\(\s*{_UPPER}\s*,\s*(\d+)\s*,\s*{_STR}\)"),
     "ledger": re.compile(rf"X\(\s*{_UPPER}\s*,\s*([a-z][a-z0-9_]*)\s*,\s*(\d+)\s*,\s*(energy_in|energy_out|count)"
                          rf"\s*,\s*{_STR}\)"),
+    "role": re.compile(rf"X\(\s*([A-Z][A-Za-z0-9]*)\s*,\s*([a-z][a-z0-9_]*)\s*,\s*(MCP_PARAMS_[A-Z0-9_]+)\s*,"
+                       rf"\s*{_STR}\)"),
     "field": re.compile(rf"X\(\s*(const\s+)?(float|int32_t|int64_t|uint64_t|uint8_t|Spot)\s*(\*)?\s*,"
                         rf"\s*([a-z_][a-z0-9_]*)\s*,\s*{_STR}\)"),
 }
@@ -134,36 +136,57 @@ def _flags(text: str) -> dict[str, int]:
     return out
 
 
-def _params_roles(text: str) -> dict[str, list[tuple[str, ...]]]:
-    """{role: its field entries}: MCP_PARAMS_FIELDS(X) is the sequence of the role lists MCP_PARAMS_<ROLE>(X)."""
-    body = _COMMENT.sub(" ", _macro_body(text, "MCP_PARAMS_FIELDS"))
-    pat = re.compile(r"MCP_PARAMS_([A-Z]+)\(X\)")
-    if pat.sub(" ", body).strip() or not pat.search(body):
-        _fail(f"MCP_PARAMS_FIELDS: expected a sequence of MCP_PARAMS_<ROLE>(X), got {body.strip()[:120]!r}")
-    roles = [m.group(1) for m in pat.finditer(body)]
-    if len(set(roles)) != len(roles):
-        _fail(f"MCP_PARAMS_FIELDS: a role appears twice in {roles}")
-    return {r.lower(): _entries(text, f"MCP_PARAMS_{r}", "field") for r in roles}
+@dataclass(frozen=True)
+class ParamsRole:
+    name: str                   # member of struct Params (tables, grid, ...) and field of PARAMS_DTYPE
+    ctype: str                  # its C struct (TableParams, ...)
+    fields: tuple[str, ...]     # its field names, in order
+    doc: str
 
 
-def _params_dtype(text: str) -> tuple[np.dtype, dict[str, str], dict[str, tuple[str, ...]]]:
-    fields, ctypes = [], {}
+def _params_roles(text: str) -> list[tuple[ParamsRole, list[tuple[str, ...]]]]:
+    """The roles of MCP_PARAMS_ROLES, in order, each with the entries of its field list MCP_PARAMS_<ROLE>."""
+    out: list[tuple[ParamsRole, list[tuple[str, ...]]]] = []
+    for ctype, member, macro, doc in _entries(text, "MCP_PARAMS_ROLES", "role"):
+        if macro != f"MCP_PARAMS_{member.upper()}":
+            _fail(f"MCP_PARAMS_ROLES: the role {member} has the field list {macro}",
+                  f"name a role's list after its member: MCP_PARAMS_{member.upper()}")
+        if any(r.name == member or r.ctype == ctype for r, _ in out):
+            _fail(f"MCP_PARAMS_ROLES: the role {member} ({ctype}) repeats a member or a struct",
+                  "give each role its own struct, member and field list")
+        entries = _entries(text, macro, "field")
+        out.append((ParamsRole(member, ctype, tuple(e[3] for e in entries), doc), entries))
+    return out
+
+
+def _params_dtype(text: str) -> tuple[np.dtype, dict[str, str], tuple[ParamsRole, ...]]:
+    """The nested NumPy mirror of struct Params (one sub-dtype per role), the C type of every field, the roles."""
+    subs, ctypes = [], {}
     roles = _params_roles(text)
-    for const, ctype, ptr, name, _doc in (e for entries in roles.values() for e in entries):
-        if name in ctypes:
-            _fail(f"MCP_PARAMS_FIELDS: field {name} declared twice", "rename one of them")
-        if ptr:
-            fields.append((name, np.uint64))
-        elif ctype in _SCALARS and not const:
-            fields.append((name, _SCALARS[ctype]))
-        else:
-            _fail(f"MCP_PARAMS_FIELDS: field {name} of type {(const or '') + ctype}: a by-value field must be "
-                  f"float, int32_t, int64_t or uint64_t", "use one of those, or a pointer")
-        ctypes[name] = f"{const or ''}{ctype}{ptr or ''}"
-    dt = np.dtype(fields, align=True)
-    if dt.itemsize != sum(dt.fields[n][0].itemsize for n in dt.names):
-        _fail("struct Params would have implicit padding", "add an explicit pad field where alignment needs one")
-    return dt, ctypes, {r: tuple(e[3] for e in entries) for r, entries in roles.items()}
+    for role, entries in roles:
+        fields = []
+        for const, ctype, ptr, name, _doc in entries:
+            if name in ctypes or any(name == r.name for r, _ in roles):
+                _fail(f"MCP_PARAMS_{role.name.upper()}: field {name} declared twice, or named like a role (the "
+                      f"Python side addresses every field by its name alone, p[\"{name}\"])", "rename one of them")
+            if ptr:
+                fields.append((name, np.uint64))
+            elif ctype in _SCALARS and not const:
+                fields.append((name, _SCALARS[ctype]))
+            else:
+                _fail(f"MCP_PARAMS_{role.name.upper()}: field {name} of type {(const or '') + ctype}: a by-value "
+                      f"field must be float, int32_t, int64_t or uint64_t", "use one of those, or a pointer")
+            ctypes[name] = f"{const or ''}{ctype}{ptr or ''}"
+        sub = np.dtype(fields, align=True)
+        if sub.itemsize != sum(sub.fields[n][0].itemsize for n in sub.names):
+            _fail(f"struct {role.ctype} (MCP_PARAMS_{role.name.upper()}) would have implicit padding",
+                  "order its fields by size and add an explicit pad field (pad_<role>) where alignment needs one")
+        subs.append((role.name, sub))
+    dt = np.dtype(subs, align=True)
+    if dt.itemsize != sum(sub.itemsize for _, sub in subs):
+        _fail("struct Params would have padding between its roles",
+              "give every role's struct a multiple of 8 bytes (an explicit pad field)")
+    return dt, ctypes, tuple(r for r, _ in roles)
 
 
 def parse_header(path: Path | None = None) -> dict:
@@ -187,9 +210,11 @@ def parse_header(path: Path | None = None) -> dict:
 
 _C = parse_header()
 
-PARAMS_DTYPE: np.dtype = _C["params_dtype"]
+PARAMS_DTYPE: np.dtype = _C["params_dtype"]   # nested: PARAMS_DTYPE["grid"]["nx"] mirrors Params::grid.nx
 PARAMS_CTYPES: dict[str, str] = _C["params_ctypes"]     # field -> C type as params.h writes it
-PARAMS_ROLES: dict[str, tuple[str, ...]] = _C["params_roles"]   # tables, grid, source, tallies, options -> fields
+PARAMS_ROLE_INFO: tuple[ParamsRole, ...] = _C["params_roles"]
+PARAMS_ROLES: dict[str, tuple[str, ...]] = {r.name: r.fields for r in PARAMS_ROLE_INFO}  # tables, grid, ... -> fields
+PARAMS_FIELD_ROLE: dict[str, str] = {f: r.name for r in PARAMS_ROLE_INFO for f in r.fields}   # field -> its role
 
 LEDGER_ENTRIES: tuple[LedgerEntry, ...] = _C["ledger_entries"]
 LEDGER: dict[str, int] = {e.name: e.index for e in LEDGER_ENTRIES}
@@ -211,17 +236,83 @@ LET_SCALE: float = _C["let_scale"]            # MCP_LET_SCALE
 TOUCH_SHIFT: int = _C["touch_shift"]          # MCP_TOUCH_SHIFT: voxels per block of the touched flags = 2**TOUCH_SHIFT
 HISTORY_STEP_SLOTS: int = _C["history_step_slots"]   # MCP_HISTORY_STEP_SLOTS
 
-# Order of mcp_probe_layout's output (kernels/probes.cu): sizeof(Params), every Params field, then Spot.
+# Order of mcp_probe_layout's output (kernels/probes.cu): sizeof(Params); for each role its offset, its size and the
+# offset in Params of each of its fields; then Spot.
 _SPOT_PROBE = {"Spot.energy": "energy_mev", "Spot.sigma": "sigma_cm", "Spot.corr": "corr",
                "Spot.rs_thickness_cm": "rs_thickness_cm", "Spot.rs_material": "rs_material"}
-LAYOUT_PROBE_FIELDS = ["sizeof(Params)", *PARAMS_DTYPE.names, "sizeof(Spot)", *_SPOT_PROBE]
+LAYOUT_PROBE_FIELDS = ["sizeof(Params)"]
+for _r in PARAMS_ROLE_INFO:
+    LAYOUT_PROBE_FIELDS += [f"Params.{_r.name}", f"sizeof({_r.ctype})", *(f"Params.{_r.name}.{f}" for f in _r.fields)]
+LAYOUT_PROBE_FIELDS += ["sizeof(Spot)", *_SPOT_PROBE]
 
 
 def expected_layout() -> list[int]:
     """The values mcp_probe_layout must print, from the NumPy dtypes (in LAYOUT_PROBE_FIELDS order)."""
-    vals = [PARAMS_DTYPE.itemsize] + [PARAMS_DTYPE.fields[n][1] for n in PARAMS_DTYPE.names]
+    vals = [PARAMS_DTYPE.itemsize]
+    for role in PARAMS_DTYPE.names:
+        sub, base = PARAMS_DTYPE.fields[role][:2]
+        vals += [base, sub.itemsize, *(base + sub.fields[f][1] for f in sub.names)]
     vals += [SPOT_DTYPE.itemsize] + [SPOT_DTYPE.fields[f][1] for f in _SPOT_PROBE.values()]
     return vals
+
+
+class UnknownParamsField(KeyError):
+    """A name that is no field of struct Params (kernels/params.h MCP_PARAMS_<ROLE> lists)."""
+
+    def __str__(self) -> str:     # the message itself, not KeyError's repr of it
+        return str(self.args[0])
+
+
+class ParamsView:
+    """One ``struct Params`` in host memory, its fields addressed by name alone: ``p["nx"] = 64`` writes
+    ``Params::grid.nx``, the role found in PARAMS_FIELD_ROLE (field names are unique across the roles).
+
+    ``p["nx"]`` is the field as a (1,)-shaped view (``p["nx"][0]`` the value), ``p.array`` the whole struct (a
+    (1,)-shaped array of the nested PARAMS_DTYPE), ``p.view(np.uint8)`` its bytes for a launch, ``p.copy()`` an
+    independent copy.  A name that is no field raises UnknownParamsField (a KeyError) naming the fields."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray | None = None):
+        if array is None:
+            array = np.zeros(1, PARAMS_DTYPE)
+        if not isinstance(array, np.ndarray) or array.dtype != PARAMS_DTYPE or array.shape != (1,):
+            raise TypeError(f"ParamsView wraps a (1,)-shaped array of PARAMS_DTYPE, not {type(array).__name__} "
+                            f"{getattr(array, 'dtype', '')} {getattr(array, 'shape', '')}; use new_params()")
+        self.array = array
+
+    def _role(self, name: str) -> np.ndarray:
+        role = PARAMS_FIELD_ROLE.get(name) if isinstance(name, str) else None
+        if role is None:
+            raise UnknownParamsField(f"struct Params has no field {name!r} (kernels/{HEADER} lists its fields by "
+                                     f"role); use one of: {', '.join(PARAMS_FIELD_ROLE)}")
+        return self.array[role]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._role(name)[name]
+
+    def __setitem__(self, name: str, value) -> None:
+        self._role(name)[name] = value
+
+    def __contains__(self, name: object) -> bool:
+        return name in PARAMS_FIELD_ROLE
+
+    def keys(self) -> list[str]:
+        return list(PARAMS_FIELD_ROLE)
+
+    def copy(self) -> ParamsView:
+        return ParamsView(self.array.copy())
+
+    def view(self, dtype) -> np.ndarray:
+        return self.array.view(dtype)
+
+    def __repr__(self) -> str:
+        return "ParamsView(" + ", ".join(f"{k}={self[k][0]!r}" for k in PARAMS_FIELD_ROLE) + ")"
+
+
+def new_params() -> ParamsView:
+    """A zeroed struct Params, filled field by field: ``p = new_params(); p["nx"] = 64``."""
+    return ParamsView()
 
 
 def contract_probe_expected() -> list[int]:

@@ -33,11 +33,15 @@ def test_the_contract_the_run_relies_on():
     assert layout.ENERGY_COLUMNS["hard_sigma_max"] == 12 and layout.N_ENERGY_COLUMNS == 16
     assert layout.FLAGS == {"straggling": 1, "msc": 2, "nuclear": 4, "shared_tally": 8}
     assert layout.TALLY_SCALE == 2.0**24 and layout.LET_SCALE == 2.0**20
-    assert layout.PARAMS_DTYPE.names[:3] == ("energy_table", "range_index", "material_props")
-    assert layout.PARAMS_DTYPE["seed"] == np.uint64 and layout.PARAMS_DTYPE["touched"] == np.uint64
+    assert layout.PARAMS_DTYPE.names == ("tables", "grid", "source", "tallies", "options")
+    assert [r.ctype for r in layout.PARAMS_ROLE_INFO] == \
+        ["TableParams", "GridParams", "SourceParams", "TallyParams", "OptionParams"]
+    assert layout.PARAMS_DTYPE["tables"].names[:3] == ("energy_table", "range_index", "material_props")
+    assert layout.PARAMS_DTYPE["options"]["seed"] == np.uint64
+    assert layout.PARAMS_DTYPE["tallies"]["touched"] == np.uint64
     assert layout.PARAMS_CTYPES["spots"] == "const Spot*"
-    assert list(layout.PARAMS_ROLES) == ["tables", "grid", "source", "tallies", "options"]
-    assert sum(layout.PARAMS_ROLES.values(), ()) == layout.PARAMS_DTYPE.names
+    for role, fields in layout.PARAMS_ROLES.items():
+        assert layout.PARAMS_DTYPE[role].names == fields
 
 
 def test_parsing_a_copy_of_the_header_gives_the_module_values(tmp_path):
@@ -68,13 +72,19 @@ BAD_EDITS = [
     ('X(float, e_cut, "cut-off energy, MeV")', 'X(double, e_cut, "cut-off energy, MeV")',
      "MCP_PARAMS_OPTIONS: cannot parse"),
     ('X(float, e_cut, "cut-off energy, MeV")', 'X(const float, e_cut, "cut-off energy, MeV")', "by-value field"),
-    ('X(float, pad1, "padding (8-byte alignment of seed)") \\\n', '', "implicit padding"),
+    ('    X(int32_t, pad_grid, "padding (GridParams to a multiple of 8 bytes)")', '',
+     "struct GridParams (MCP_PARAMS_GRID) would have implicit padding"),
+    ('X(uint64_t, seed, "random seed")', 'X(float, seed, "random seed")', "padding between its roles"),
     ('X(float, vx, "voxel size x, cm")', 'X(float, vy, "voxel size x, cm")', "declared twice"),
+    ('X(int32_t, n_spots, "spots")', 'X(int32_t, nx, "spots")', "MCP_PARAMS_SOURCE: field nx declared twice"),
+    ('X(int32_t, pad_grid,', 'X(int32_t, source,', "named like a role"),
     ("#define MCP_TALLY_SCALE 16777216.0f", "#define MCP_TALLY_SCALE (1 << 24)", "MCP_TALLY_SCALE <number>"),
     ("#define MCP_FLAGS(X) \\", "#define MCP_FLAG_LIST(X) \\", "expected one `#define MCP_FLAGS(X)`"),
-    ("MCP_PARAMS_SOURCE(X) MCP_PARAMS_TALLIES(X)", "MCP_PARAMS_SOURCE(X) X(float, extra, \"x\") MCP_PARAMS_TALLIES(X)",
-     "expected a sequence of MCP_PARAMS_<ROLE>(X)"),
-    ("MCP_PARAMS_SOURCE(X) MCP_PARAMS_TALLIES(X)", "MCP_PARAMS_SOURCE(X) MCP_PARAMS_SOURCE(X)", "a role appears twice"),
+    ("X(GridParams, grid, MCP_PARAMS_GRID,", "X(GridParams, grid, MCP_PARAMS_TABLES,",
+     "name a role's list after its member: MCP_PARAMS_GRID"),
+    ("X(GridParams, grid, MCP_PARAMS_GRID,", "X(TableParams, grid, MCP_PARAMS_GRID,", "repeats a member or a struct"),
+    ("X(GridParams, grid, MCP_PARAMS_GRID,", "X(GridParams, grid, MCP_PARAMS_GRID, MCP_PARAMS_TABLES,",
+     "MCP_PARAMS_ROLES: cannot parse"),
 ]
 
 
