@@ -102,3 +102,44 @@ def test_an_added_ledger_entry_reaches_the_python_side(tmp_path):
                 '    X(DELTA_RAYS, delta_rays, 15, count, "a new counter")')
     c = parse_header(p)
     assert c["ledger_entries"][-1] == layout.LedgerEntry("delta_rays", 15, "count", "a new counter")
+
+
+def test_field_names_are_unique_across_the_roles():
+    """The Python side addresses a Params field by its name alone (p["nx"]): no name twice, none named like a
+    role (the parser refuses both, BAD_EDITS above)."""
+    names = [f for fields in layout.PARAMS_ROLES.values() for f in fields]
+    assert len(names) == len(set(names)) == len(layout.PARAMS_FIELD_ROLE) == 42
+    assert not set(names) & set(layout.PARAMS_ROLES)
+    assert layout.PARAMS_FIELD_ROLE["nx"] == "grid" and layout.PARAMS_FIELD_ROLE["seed"] == "options"
+
+
+def _offset(name: str) -> int:
+    role = layout.PARAMS_FIELD_ROLE[name]
+    return layout.PARAMS_DTYPE.fields[role][1] + layout.PARAMS_DTYPE[role].fields[name][1]
+
+
+def test_params_view_writes_each_field_at_its_nested_place():
+    p = layout.new_params()
+    for i, name in enumerate(layout.PARAMS_FIELD_ROLE, 1):
+        p[name] = i
+    raw = p.view(np.uint8)
+    assert raw.shape == (layout.PARAMS_DTYPE.itemsize,)
+    for i, (name, role) in enumerate(layout.PARAMS_FIELD_ROLE.items(), 1):
+        assert p[name][0] == i and p.array[role][name][0] == i
+        dt = layout.PARAMS_DTYPE[role].fields[name][0]
+        assert raw[_offset(name):_offset(name) + dt.itemsize].view(dt)[0] == i, name
+    p["nx"], p["ny"] = 3, 4                     # the fill code's tuple assignments
+    assert (p["nx"][0], p["ny"][0]) == (3, 4)
+    q = p.copy()
+    q["nx"] = 7
+    assert p["nx"][0] == 3 and q["nx"][0] == 7 and "nx" in p and "grid" not in p
+
+
+@pytest.mark.parametrize("name", ["nxx", "grid", "pad1"])
+def test_params_view_refuses_a_name_that_is_no_field(name):
+    p = layout.new_params()
+    with pytest.raises(KeyError, match=rf"struct Params has no field '{name}' .*use one of: energy_table, "):
+        p[name] = 1
+    with pytest.raises(layout.UnknownParamsField):
+        p[name]
+    assert not p.view(np.uint8).any()
