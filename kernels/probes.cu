@@ -167,8 +167,9 @@ MCP_KERNEL void mcp_probe_fragment(const Params* MCP_RESTRICT params, uint64_t s
 }
 
 /* Struct layout probe: sizeof(Params); for each role (MCP_PARAMS_ROLES) its offset in Params, its sizeof and the
- * offset in Params of each of its fields; then sizeof and a few field offsets of Spot.  Checked against the NumPy
- * dtypes (mcproton/_kernels/layout.py LAYOUT_PROBE_FIELDS, expected_layout). */
+ * offset in Params of each of its fields; then sizeof(Spot) and the offset of each of its fields
+ * (MCP_SPOT_FIELDS).  Checked against the NumPy dtypes (mcproton/_kernels/layout.py LAYOUT_PROBE_FIELDS,
+ * expected_layout). */
 MCP_KERNEL void mcp_probe_layout(int64_t* MCP_RESTRICT out)
 {
     int k = 0;
@@ -186,11 +187,9 @@ MCP_KERNEL void mcp_probe_layout(int64_t* MCP_RESTRICT out)
 #undef MCP_X_ROLE_OFFSETS
 #undef MCP_X_FIELD_OFFSET
     out[k++] = (int64_t)sizeof(Spot);
-    out[k++] = MCP_OFFSET(Spot, energy);
-    out[k++] = MCP_OFFSET(Spot, sigma);
-    out[k++] = MCP_OFFSET(Spot, corr);
-    out[k++] = MCP_OFFSET(Spot, rs_thickness_cm);
-    out[k++] = MCP_OFFSET(Spot, rs_material);
+#define MCP_X_FIELD_OFFSET(type, name, count, doc) out[k++] = MCP_OFFSET(Spot, name);
+    MCP_SPOT_FIELDS(MCP_X_FIELD_OFFSET)
+#undef MCP_X_FIELD_OFFSET
 }
 
 /* Contract probe: the values the compiler gives the lists and constants of params.h, in the order of

@@ -380,7 +380,7 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
 
 /* Carry a primary through the range shifter of its spot (Spot::rs_*): a homogeneous slab of material
  * sp.rs_material and density sp.rs_density between the planes perpendicular to the spot's central ray at
- * rs_face_cm and rs_face_cm + rs_thickness_cm from the source plane point sp.pos.  The proton first flies in a
+ * rs_face_cm and rs_face_cm + rs_thickness_cm from the source-plane point pos_cm.  The proton flies in a
  * straight line (vacuum, as the source-to-grid flight) to the upstream face, then takes condensed-history steps
  * with the voxel transport's physics (sample_step_loss: range-table energy loss and straggling; move_step:
  * multiple scattering with lateral displacement; majorant sampling of the hard nuclear events) up to the
@@ -403,7 +403,8 @@ MCP_HOST_DEVICE bool traverse_shifter(const Params& p, const Spot& sp, Primary& 
     t.id = 0;
     {
         const float cz = t.u * d[0] + t.v * d[1] + t.w * d[2];
-        const float z0 = (pr.x - sp.pos[0]) * d[0] + (pr.y - sp.pos[1]) * d[1] + (pr.z - sp.pos[2]) * d[2];
+        const float* o = sp.pos_cm;
+        const float z0 = (pr.x - o[0]) * d[0] + (pr.y - o[1]) * d[1] + (pr.z - o[2]) * d[2];
         const float a = cz > MCP_SHIFTER_MIN_COS ? (sp.rs_face_cm - z0) / cz : 0.0f;
         t.x = pr.x + a * t.u; t.y = pr.y + a * t.v; t.z = pr.z + a * t.w;
     }

@@ -1,5 +1,6 @@
-"""The kernel/Python contract has one source, kernels/params.h (issue 16): the Python side parses its lists, the
-compiler agrees with what it parsed, and the parser refuses what it does not understand."""
+"""The kernel/Python contract has one source, kernels/params.h (and source/spot.h; issue 16): the Python side
+parses its lists, the compiler agrees with what it parsed, and the parser refuses what it does not
+understand."""
 from __future__ import annotations
 
 import re
@@ -71,7 +72,8 @@ BAD_EDITS = [
     ('X(NUCLEAR, 4,', 'X(NUCLEAR, 6,', "not a distinct single bit"),
     ('X(float, e_cut, "cut-off energy, MeV")', 'X(double, e_cut, "cut-off energy, MeV")',
      "MCP_PARAMS_OPTIONS: cannot parse"),
-    ('X(float, e_cut, "cut-off energy, MeV")', 'X(const float, e_cut, "cut-off energy, MeV")', "by-value field"),
+    ('X(float, e_cut, "cut-off energy, MeV")', 'X(const float, e_cut, "cut-off energy, MeV")',
+     "by-value field"),
     ('    X(int32_t, pad_grid, "padding (GridParams to a multiple of 8 bytes)")', '',
      "struct GridParams (MCP_PARAMS_GRID) would have implicit padding"),
     ('X(uint64_t, seed, "random seed")', 'X(float, seed, "random seed")', "padding between its roles"),
@@ -82,7 +84,8 @@ BAD_EDITS = [
     ("#define MCP_FLAGS(X) \\", "#define MCP_FLAG_LIST(X) \\", "expected one `#define MCP_FLAGS(X)`"),
     ("X(GridParams, grid, MCP_PARAMS_GRID,", "X(GridParams, grid, MCP_PARAMS_TABLES,",
      "name a role's list after its member: MCP_PARAMS_GRID"),
-    ("X(GridParams, grid, MCP_PARAMS_GRID,", "X(TableParams, grid, MCP_PARAMS_GRID,", "repeats a member or a struct"),
+    ("X(GridParams, grid, MCP_PARAMS_GRID,", "X(TableParams, grid, MCP_PARAMS_GRID,",
+     "repeats a member or a struct"),
     ("X(GridParams, grid, MCP_PARAMS_GRID,", "X(GridParams, grid, MCP_PARAMS_GRID, MCP_PARAMS_TABLES,",
      "MCP_PARAMS_ROLES: cannot parse"),
 ]
@@ -97,7 +100,8 @@ def test_the_parser_refuses_what_it_does_not_understand(tmp_path, old, new, phra
 
 def test_an_added_ledger_entry_reaches_the_python_side(tmp_path):
     """Adding a counter is one line in params.h (plus the kernel line that counts it): no Python edit."""
-    p = _edited(tmp_path, '"primaries that end in a range shifter: stopped or nonelastic " \\\n      "event")',
+    p = _edited(tmp_path,
+                '"primaries that end in a range shifter: stopped or nonelastic " \\\n      "event")',
                 '"primaries that end in a range shifter: stopped or nonelastic " \\\n      "event") \\\n'
                 '    X(DELTA_RAYS, delta_rays, 15, count, "a new counter")')
     c = parse_header(p)
@@ -143,3 +147,29 @@ def test_params_view_refuses_a_name_that_is_no_field(name):
     with pytest.raises(layout.UnknownParamsField):
         p[name]
     assert not p.view(np.uint8).any()
+
+
+SPOT_HEADER = (kernels_dir() / "source" / "spot.h").read_text()
+
+
+def test_spot_dtype_is_parsed_from_spot_h():
+    """struct Spot is written once (kernels/source/spot.h MCP_SPOT_FIELDS); mcproton.source re-exports the
+    mirror the contract parser builds from it, with the same field names as the kernels."""
+    from mcproton import source
+    assert source.SPOT_DTYPE is layout.SPOT_DTYPE
+    assert layout.SPOT_DTYPE.names[:2] == ("pos_cm", "dir") and layout.SPOT_DTYPE["pos_cm"].shape == (3,)
+    assert layout.SPOT_DTYPE["rs_material"] == np.int32 and layout.SPOT_DTYPE.itemsize == 96
+
+
+@pytest.mark.parametrize("old,new,phrase", [
+    ('X(float, corr, 2,', 'X(double, corr, 2,', "MCP_SPOT_FIELDS: cannot parse"),
+    ('X(float, corr, 2,', 'X(float, corr, 4,', "MCP_SPOT_FIELDS: cannot parse"),
+    ('X(float, corr, 2,', 'X(float, dir, 2,', "field dir declared twice"),
+], ids=["type", "count", "twice"])
+def test_the_spot_parser_refuses_what_it_does_not_understand(tmp_path, old, new, phrase):
+    assert SPOT_HEADER.count(old) == 1
+    p = tmp_path / "spot.h"
+    p.write_text(SPOT_HEADER.replace(old, new))
+    with pytest.raises(KernelContractError, match=re.escape(phrase)) as e:
+        layout.parse_spot_header(p)
+    assert "kernels/source/spot.h" in str(e.value)

@@ -1,7 +1,7 @@
-"""The NumPy mirrors of the kernel structs (Params, Spot) match the compiled layout: the offset and size of every
-role of Params and the offset of every field (the nested PARAMS_DTYPE is built from params.h's MCP_PARAMS_ROLES and
-field lists, which the probe expands too), and a few fields of Spot; and params.h's static_asserts stop the compiler
-on implicit padding."""
+"""The NumPy mirrors of the kernel structs (Params, Spot) match the compiled layout: the offset and size of
+every role of Params and the offset of every field of Params and of Spot (the dtypes are built from the
+X-macro lists of params.h and source/spot.h, which the probe expands too); and the headers' static_asserts
+stop the compiler on implicit padding."""
 from __future__ import annotations
 
 import shutil
@@ -44,11 +44,12 @@ PAD = '    X(int32_t, pad_grid, "padding (GridParams to a multiple of 8 bytes)")
 
 @pytest.mark.parametrize("old,new,message", [
     (PAD, "", "struct GridParams has implicit padding"),
-    ('X(uint64_t, seed, "random seed")', 'X(float, seed, "random seed")', "struct Params has padding between"),
+    ('X(uint64_t, seed, "random seed")', 'X(float, seed, "random seed")',
+     "struct Params has padding between"),
 ], ids=["role_struct_padding", "padding_between_roles"])
 def test_static_asserts_refuse_padding_at_compile_time(tmp_path, old, new, message):
-    """params.h's static_asserts stop the compiler on a layout the NumPy mirror could disagree with (the parser
-    refuses the same edits, tests/kernels/test_contract.py)."""
+    """params.h's static_asserts stop the compiler on a layout the NumPy mirror could disagree with (the
+    parser refuses the same edits, tests/kernels/test_contract.py)."""
     header = (kernels_dir() / "params.h").read_text()
     assert header.count(old) == 1
     ok = _syntax_check(tmp_path, header)
