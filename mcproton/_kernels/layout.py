@@ -20,8 +20,8 @@ Params and of every field of Spot and checks them against the dtypes; static_ass
 compiler on implicit padding; tests/kernels/test_contract.py checks the lists and constants through a second
 probe.
 
-Also here: the argument specification of every entry point (``ENTRY_POINTS``;
-tests/engine/test_cuda_emulated.py checks it against the C parameter lists).
+Also here: ``ENTRY_POINTS``, each entry point's file and argument kinds, parsed from the ``MCP_KERNEL``
+declarations of transport.cu and probes.cu (tests/engine/test_cuda_emulated.py checks it with another parser).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from .source import kernels_dir
+from .source import ENTRY_FILES, kernels_dir
 
 HEADER = "params.h"
 SPOT_HEADER = "source/spot.h"
@@ -384,18 +384,40 @@ def contract_probe_expected() -> list[int]:
     return vals
 
 
-# Argument types of every entry point: "p" pointer, "u64", "i64", "i32", "f32".
-ENTRY_POINTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "mcp_transport": ("transport.cu", ("p", "u64", "i64")),
-    "mcp_probe_philox": ("probes.cu", ("p", "p", "i64")),
-    "mcp_probe_stream": ("probes.cu", ("u64", "u64", "i32", "p", "i64", "i64")),
-    "mcp_probe_energy_loss": ("probes.cu", ("p", "p", "p", "p", "p", "i64")),
-    "mcp_probe_physics": ("probes.cu", ("p", "p", "i64")),
-    "mcp_probe_source": ("probes.cu", ("p", "p", "i64")),
-    "mcp_probe_elastic": ("probes.cu", ("p", "u64", "p", "i64")),
-    "mcp_probe_pp": ("probes.cu", ("p", "p", "i64")),
-    "mcp_probe_walk": ("probes.cu", ("p", "p", "p", "p", "i64")),
-    "mcp_probe_fragment": ("probes.cu", ("p", "u64", "p", "p", "i64")),
-    "mcp_probe_layout": ("probes.cu", ("p",)),
-    "mcp_probe_contract": ("probes.cu", ("p",)),
-}
+_KERNEL_DECL = re.compile(r"\bMCP_KERNEL\s+void\s+([A-Za-z_]\w*)\s*\(([^)]*)\)")
+_ARG_KINDS = {"uint64_t": "u64", "int64_t": "i64", "int32_t": "i32", "float": "f32"}
+
+
+def parse_entry_points(folder: Path | None = None) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """{kernel: (entry file, argument kinds)} read from the ``MCP_KERNEL void name(...)`` declarations of the
+    entry files (transport.cu, probes.cu; ``folder`` for tests): "p" a pointer, "u64", "i64", "i32", "f32" a
+    by-value uint64_t, int64_t, int32_t or float (how both backends cast a launch's arguments)."""
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for entry in ENTRY_FILES:
+        with _reading(entry):
+            text = _COMMENT.sub(" ", ((folder or kernels_dir()) / entry).read_text())
+            found = _KERNEL_DECL.findall(text)
+            if len(found) != text.count("MCP_KERNEL"):
+                _fail("an MCP_KERNEL that is not `MCP_KERNEL void name(parameters)` on consecutive lines",
+                      "declare every entry point in that form")
+            for name, params in found:
+                kinds = []
+                for prm in params.split(","):
+                    prm = " ".join(prm.replace("MCP_RESTRICT", " ").split())
+                    ctype = prm.rsplit(" ", 1)[0].removeprefix("const ")
+                    if "*" in prm:
+                        kinds.append("p")
+                    elif ctype in _ARG_KINDS:
+                        kinds.append(_ARG_KINDS[ctype])
+                    else:
+                        _fail(f"entry point {name}: parameter {prm!r}: a by-value parameter must be one of "
+                              f"{', '.join(_ARG_KINDS)}", "use one of those, or a pointer")
+                if name in out:
+                    _fail(f"entry point {name} is also declared in {out[name][0]}", "give it another name")
+                out[name] = (entry, tuple(kinds))
+    return out
+
+
+# Every entry point's file and argument kinds: "p" pointer, "u64", "i64", "i32", "f32" (parsed from the
+# MCP_KERNEL declarations; tests/engine/test_cuda_emulated.py checks them with a second parser).
+ENTRY_POINTS: dict[str, tuple[str, tuple[str, ...]]] = parse_entry_points()

@@ -173,3 +173,28 @@ def test_the_spot_parser_refuses_what_it_does_not_understand(tmp_path, old, new,
     with pytest.raises(KernelContractError, match=re.escape(phrase)) as e:
         layout.parse_spot_header(p)
     assert "kernels/source/spot.h" in str(e.value)
+
+
+def test_entry_points_are_parsed_from_the_kernel_declarations():
+    """Adding a probe is its MCP_KERNEL declaration in probes.cu: no Python edit."""
+    assert layout.ENTRY_POINTS["mcp_transport"] == ("transport.cu", ("p", "u64", "i64"))
+    assert layout.ENTRY_POINTS["mcp_probe_stream"] == ("probes.cu", ("u64", "u64", "i32", "p", "i64", "i64"))
+    assert len(layout.ENTRY_POINTS) == 12 and {f for f, _ in layout.ENTRY_POINTS.values()} == \
+        {"transport.cu", "probes.cu"}
+
+
+@pytest.mark.parametrize("old,new,phrase", [
+    ("int64_t n_histories)", "double n_histories)", "parameter 'double n_histories'"),
+    ("MCP_KERNEL void mcp_transport(", "MCP_KERNEL int mcp_transport(", "an MCP_KERNEL that is not"),
+    ("MCP_KERNEL void mcp_transport(", "MCP_KERNEL void mcp_probe_pp(", "also declared in"),
+], ids=["double", "not_void", "twice"])
+def test_the_entry_point_parser_refuses_what_it_does_not_understand(tmp_path, old, new, phrase):
+    for entry in ("transport.cu", "probes.cu"):
+        text = (kernels_dir() / entry).read_text()
+        if entry == "transport.cu":
+            assert text.count(old) == 1
+            text = text.replace(old, new)
+        (tmp_path / entry).write_text(text)
+    with pytest.raises(KernelContractError, match=re.escape(phrase)) as e:
+        layout.parse_entry_points(tmp_path)
+    assert "kernels/transport.cu" in str(e.value) or "kernels/probes.cu" in str(e.value)
