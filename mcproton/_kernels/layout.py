@@ -365,7 +365,7 @@ class ParamsView:
         return self.array.view(dtype)
 
     def __repr__(self) -> str:
-        return "ParamsView(" + ", ".join(f"{k}={self[k][0]!r}" for k in PARAMS_FIELD_ROLE) + ")"
+        return "ParamsView(" + ", ".join(f"{k}={self[k][0].item()!r}" for k in PARAMS_FIELD_ROLE) + ")"
 
 
 def new_params() -> ParamsView:
