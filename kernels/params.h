@@ -6,10 +6,11 @@
  * Each list is written ONCE, here, as an X-macro (MCP_PARAMS_ROLES and its MCP_PARAMS_<ROLE> field lists,
  * MCP_LEDGER_ENTRIES, MCP_ENERGY_COLUMNS, MCP_MATERIAL_COLUMNS, MCP_FLAGS); the kernels expand them into the
  * structs and enums below, and the Python side (mcproton/_kernels/layout.py) builds PARAMS_DTYPE (nested like
- * struct Params), LEDGER, the column maps and the flags by parsing this file
- * with a strict parser that fails on anything it does not understand.  So write every list entry in the form its
- * list's comment shows (a long description may go on as adjacent string literals, without quotes or backslash
- * escapes inside), and the scalar #defines read by Python as `#define NAME <number>`.
+ * struct Params), LEDGER, the column maps and the flags by parsing this file (and SPOT_DTYPE from
+ * source/spot.h's MCP_SPOT_FIELDS) with a strict parser that fails on anything it does not understand.  So
+ * write every list entry in the form its list's comment shows (a long description may go on as adjacent string
+ * literals, without quotes or backslash escapes inside), and the scalar #defines read by Python as
+ * `#define NAME <number>`.
  * The layout probe (probes.cu mcp_probe_layout, tests/kernels/test_layout.py) checks the offset and size of
  * every role and the offset of every field against the NumPy dtype, and static_asserts below check at compile
  * time that Params has no implicit padding.
@@ -97,8 +98,8 @@
  * roles in the order struct Params holds them: X(struct type, member, field list, "description").  The
  * kernels read p.grid.nx; the Python side (mcproton/_kernels/layout.py) builds a nested NumPy dtype from the
  * same lists and addresses a field by its name alone (p["nx"]), so every field name is unique across the
- * roles. C types: const T* / T* (pointers: uint64 addresses on the Python side), float, int32_t, int64_t,
- * uint64_t. No implicit padding, not even at the end of a role's struct (checked below): order the fields by
+ * roles.  C types: const T* / T* (pointers: uint64 addresses on the Python side), float, int32_t, int64_t,
+ * uint64_t.  No implicit padding, not even at the end of a role's struct (checked below): order the fields by
  * size, and add an explicit pad field (pad_<role>) where alignment still needs one. */
 #define MCP_PARAMS_TABLES(X) \
     X(const float*, energy_table, "[n_mat][n_e][N_ENERGY_COLUMNS] on the ln(E) grid") \
