@@ -3,14 +3,17 @@
  * pointers and scalars), the ledger entries, the table columns, the flags and the fixed-point scales.
  * Pointers are device addresses on the GPU and host addresses on the CPU.
  *
- * Each list is written ONCE, here, as an X-macro (MCP_PARAMS_FIELDS, MCP_LEDGER_ENTRIES, MCP_ENERGY_COLUMNS,
- * MCP_MATERIAL_COLUMNS, MCP_FLAGS); the kernels expand them into the struct and enums below, and the Python side
- * (mcproton/_kernels/layout.py) builds PARAMS_DTYPE, LEDGER, the column maps and the flags by parsing this file
- * with a strict parser that fails on anything it does not understand.  So write every list entry in the form its
- * list's comment shows (a long description may go on as adjacent string literals, without quotes or backslash
- * escapes inside), and the scalar #defines read by Python as `#define NAME <number>`.
- * The layout probe (probes.cu mcp_probe_layout, tests/kernels/test_layout.py) checks every field's offset
- * against the NumPy dtype, and static_asserts below check at compile time that Params has no implicit padding.
+ * Each list is written ONCE, here, as an X-macro (MCP_PARAMS_ROLES and its MCP_PARAMS_<ROLE> field lists,
+ * MCP_LEDGER_ENTRIES, MCP_ENERGY_COLUMNS, MCP_MATERIAL_COLUMNS, MCP_FLAGS); the kernels expand them into the
+ * structs and enums below, and the Python side (mcproton/_kernels/layout.py) builds PARAMS_DTYPE (nested like
+ * struct Params), LEDGER, the column maps and the flags by parsing this file (and SPOT_DTYPE from
+ * source/spot.h's MCP_SPOT_FIELDS) with a strict parser that fails on anything it does not understand.  So
+ * write every list entry in the form its list's comment shows (a long description may go on as adjacent string
+ * literals, without quotes or backslash escapes inside), and the scalar #defines read by Python as
+ * `#define NAME <number>`.
+ * The layout probe (probes.cu mcp_probe_layout, tests/kernels/test_layout.py) checks the offset and size of
+ * every role and the offset of every field against the NumPy dtype, and static_asserts below check at compile
+ * time that Params has no implicit padding.
  *
  * Units: lengths cm, energies MeV, densities g/cm3, mass stopping powers MeV cm2/g, mass cross sections
  * cm2/g, ranges g/cm2.  Tallies are 64-bit integers in units of MCP_TALLY_SCALE per MeV (fixed point), so their
@@ -76,7 +79,7 @@
       "event")
 #define MCP_N_LEDGER 16 /* entries 15 spare */
 
-/* Bits of Params::flags: X(NAME, bit value, "description") (layout.py FLAGS). */
+/* Bits of Params::options.flags: X(NAME, bit value, "description") (layout.py FLAGS). */
 #define MCP_FLAGS(X) \
     X(STRAGGLING, 1, "energy-loss straggling") \
     X(MSC, 2, "multiple Coulomb scattering") \
@@ -84,17 +87,20 @@
     X(SHARED_TALLY, 8, "tallies are shared between threads: add atomically (always on the GPU; on the CPU with " \
       "several threads and one shared slot)")
 
-/* Voxels per block of Params::touched: 32 (a pencil beam's batch on a 512 x 512 x 200 grid touches ~2 % of the
- * blocks with 32 voxels, 2.6 % with 64, and 1 % of the voxels carry dose). */
+/* Voxels per block of Params::tallies.touched: 32 (a pencil beam's batch on a 512 x 512 x 200 grid touches
+ * ~2 % of the blocks with 32 voxels, 2.6 % with 64, and 1 % of the voxels carry dose). */
 #define MCP_TOUCH_SHIFT 5
-/* Counters per history of Params::history_steps (SIMT-efficiency proxy). */
+/* Counters per history of Params::tallies.history_steps (SIMT-efficiency proxy). */
 #define MCP_HISTORY_STEP_SLOTS 8
 
-/* The fields of struct Params, in order, by role (the Celeritas *Data.hh split: tables, grid, source, tallies,
- * options): X(C type, name, "description").  C types: const T* / T* (pointers: uint64 addresses on the Python
- * side), float, int32_t, int64_t, uint64_t.  No implicit padding (checked below): add an explicit pad field where
- * alignment needs one.  The kernels read the fields flat (p.nx); mcproton/_kernels/layout.py PARAMS_ROLES lists
- * each role's fields. */
+/* The fields of struct Params, by role (the Celeritas *Data.hh split): one list per role, X(C type, name,
+ * "description"), expanded into its own struct (TableParams, GridParams, ...), and MCP_PARAMS_ROLES, the
+ * roles in the order struct Params holds them: X(struct type, member, field list, "description").  The
+ * kernels read p.grid.nx; the Python side (mcproton/_kernels/layout.py) builds a nested NumPy dtype from the
+ * same lists and addresses a field by its name alone (p["nx"]), so every field name is unique across the
+ * roles.  C types: const T* / T* (pointers: uint64 addresses on the Python side), float, int32_t, int64_t,
+ * uint64_t.  No implicit padding, not even at the end of a role's struct (checked below): order the fields by
+ * size, and add an explicit pad field (pad_<role>) where alignment still needs one. */
 #define MCP_PARAMS_TABLES(X) \
     X(const float*, energy_table, "[n_mat][n_e][N_ENERGY_COLUMNS] on the ln(E) grid") \
     X(const int32_t*, range_index, "[n_mat][n_r] for each ln(range) grid point, the last energy bin whose range " \
@@ -119,11 +125,13 @@
     X(float, vz, "voxel size z, cm") \
     X(float, inv_vx, "1 / voxel size x, 1/cm") \
     X(float, inv_vy, "1 / voxel size y, 1/cm") \
-    X(float, inv_vz, "1 / voxel size z, 1/cm")
+    X(float, inv_vz, "1 / voxel size z, 1/cm") \
+    X(int32_t, pad_grid, "padding (GridParams to a multiple of 8 bytes)")
 #define MCP_PARAMS_SOURCE(X) \
-    X(int32_t, n_spots, "spots") \
     X(const Spot*, spots, "[n_spots]") \
-    X(const float*, spot_cdf, "[n_spots], last = 1")
+    X(const float*, spot_cdf, "[n_spots], last = 1") \
+    X(int32_t, n_spots, "spots") \
+    X(int32_t, pad_source, "padding (SourceParams to a multiple of 8 bytes)")
 #define MCP_PARAMS_TALLIES(X) \
     X(int64_t*, edep, "[nvox] energy deposited (all particles), fixed point") \
     X(int64_t*, edep_water, "[nvox] energy x (S/rho)_w/(S/rho)_m, fixed point") \
@@ -133,24 +141,29 @@
     X(uint8_t*, touched, "see below") \
     X(int64_t*, history_steps, "see below") \
     X(int64_t, tally_stride, "CPU: voxels per tally slot (0 = one shared, atomic tally)") \
-    X(int32_t, n_slots, "CPU: tally slots; thread t writes slot t % n_slots (atomically when threads share)")
+    X(int32_t, n_slots, "CPU: tally slots; thread t writes slot t % n_slots (atomically when threads " \
+      "share)") \
+    X(int32_t, pad_tallies, "padding (TallyParams to a multiple of 8 bytes)")
 #define MCP_PARAMS_OPTIONS(X) \
+    X(uint64_t, seed, "random seed") \
     X(int32_t, flags, "MCP_FLAG_* bits") \
     X(float, e_cut, "cut-off energy, MeV") \
     X(float, max_eloss_fraction, "largest fractional energy loss per step") \
-    X(float, max_step, "largest step, cm") \
-    X(float, pad1, "padding (8-byte alignment of seed)") \
-    X(uint64_t, seed, "random seed")
-#define MCP_PARAMS_FIELDS(X) \
-    MCP_PARAMS_TABLES(X) MCP_PARAMS_GRID(X) MCP_PARAMS_SOURCE(X) MCP_PARAMS_TALLIES(X) MCP_PARAMS_OPTIONS(X)
-/* Params::touched: [ceil(nvox / 2^MCP_TOUCH_SHIFT)] or null: set to 1 for every block of 2^MCP_TOUCH_SHIFT
- * consecutive voxels (flat index) that a batch scores into, so that the host reads and clears only those blocks
- * of a large grid instead of the whole tallies (mcproton/run.py, Simulation.run_histories_sparse).
- * Params::history_steps: null in a run.  For the SIMT-efficiency proxy (mcproton/_kernels/simt.py), on the CPU
- * backend only (the GPU kernel is compiled without the counting): [n_histories][MCP_HISTORY_STEP_SLOTS] zeroed
- * counters, the steps of each track of each history of the launch (index = history - first_history): slot 0
- * scratch, 1 the number of tracks, 2 the primary, 3.. the secondaries in the order they ran on the history's
- * thread (the last slot sums the rest). */
+    X(float, max_step, "largest step, cm")
+#define MCP_PARAMS_ROLES(X) \
+    X(TableParams, tables, MCP_PARAMS_TABLES, "material tables: ln(E) and ln(R) grids, material records") \
+    X(GridParams, grid, MCP_PARAMS_GRID, "the voxel grid: materials, densities, shape, voxel size") \
+    X(SourceParams, source, MCP_PARAMS_SOURCE, "the beam: its spots and their sampling CDF") \
+    X(TallyParams, tallies, MCP_PARAMS_TALLIES, "where the kernel scores: tallies, ledger, touched blocks") \
+    X(OptionParams, options, MCP_PARAMS_OPTIONS, "physics switches, cut-off, step limits and the seed")
+/* Params::tallies.touched: [ceil(nvox / 2^MCP_TOUCH_SHIFT)] or null: set to 1 for every block of
+ * 2^MCP_TOUCH_SHIFT consecutive voxels (flat index) that a batch scores into, so that the host reads and
+ * clears only those blocks of a large grid instead of the whole tallies (mcproton/run.py,
+ * run_histories_sparse).  Params::tallies.history_steps: null in a run.  For the SIMT-efficiency proxy
+ * (mcproton/_kernels/simt.py), on the CPU backend only (the GPU kernel is compiled without the counting):
+ * [n_histories][MCP_HISTORY_STEP_SLOTS] zeroed counters, the steps of each track of each history of the
+ * launch (index = history - first_history): slot 0 scratch, 1 the number of tracks, 2 the primary, 3.. the
+ * secondaries in the order they ran on the history's thread (the last slot sums the rest). */
 
 /* ---- expansions of the lists (nothing below is read by the Python side) ---- */
 
@@ -181,14 +194,23 @@ enum ParamsFlag {
 #undef MCP_X_ENUM
 };
 
-struct Params {
+/* struct TableParams {...}; ... one struct per role, then struct Params { TableParams tables; ... }. */
 #define MCP_X_FIELD(type, name, doc) type name;
-    MCP_PARAMS_FIELDS(MCP_X_FIELD)
+#define MCP_X_ROLE_STRUCT(Type, member, FIELDS, doc) struct Type { FIELDS(MCP_X_FIELD) };
+MCP_PARAMS_ROLES(MCP_X_ROLE_STRUCT)
+#undef MCP_X_ROLE_STRUCT
 #undef MCP_X_FIELD
+
+struct Params {
+#define MCP_X_ROLE_MEMBER(Type, member, FIELDS, doc) Type member;
+    MCP_PARAMS_ROLES(MCP_X_ROLE_MEMBER)
+#undef MCP_X_ROLE_MEMBER
 };
 
-/* Compile-time checks of the lists: every index inside its record, and Params without implicit padding (so the
- * NumPy mirror, built field by field with the natural alignment, cannot disagree with the compiler). */
+/* Compile-time checks of the lists: every index inside its record, and no implicit padding anywhere in Params
+ * (each role's struct is the sum of its fields, Params the sum of its roles), so that every offset is the sum
+ * of the sizes before it, as in the NumPy mirror (built field by field with the natural alignment); the
+ * layout probe (probes.cu mcp_probe_layout) then compares every offset with the mirror's at run time. */
 #define MCP_X_CHECK(NAME, index, doc) \
     static_assert(index < N_ENERGY_COLUMNS, "energy column " #NAME " outside the record");
 MCP_ENERGY_COLUMNS(MCP_X_CHECK)
@@ -202,6 +224,13 @@ MCP_MATERIAL_COLUMNS(MCP_X_CHECK)
 MCP_LEDGER_ENTRIES(MCP_X_CHECK)
 #undef MCP_X_CHECK
 #define MCP_X_SIZE(type, name, doc) + sizeof(type)
-static_assert(sizeof(Params) == 0 MCP_PARAMS_FIELDS(MCP_X_SIZE),
-              "struct Params has implicit padding: add an explicit pad field (layout.py then mirrors it)");
+#define MCP_X_CHECK(Type, member, FIELDS, doc) \
+    static_assert(sizeof(Type) == 0 FIELDS(MCP_X_SIZE), \
+                  "struct " #Type " has implicit padding: reorder its fields or add an explicit pad field");
+MCP_PARAMS_ROLES(MCP_X_CHECK)
+#undef MCP_X_CHECK
+#undef MCP_X_SIZE
+#define MCP_X_SIZE(Type, member, FIELDS, doc) + sizeof(Type)
+static_assert(sizeof(Params) == 0 MCP_PARAMS_ROLES(MCP_X_SIZE),
+              "struct Params has padding between its roles: give every role's struct a multiple of 8 bytes");
 #undef MCP_X_SIZE

@@ -134,7 +134,7 @@ MCP_KERNEL void mcp_probe_source(const Params* MCP_RESTRICT params, float* MCP_R
     MCP_FOR_EACH_ITEM(i, n)
     {
         Rng r;
-        rng_init(r, p.seed, (uint64_t)i, MCP_STREAM_SOURCE);
+        rng_init(r, p.options.seed, (uint64_t)i, MCP_STREAM_SOURCE);
         const Primary pr = sample_primary(p, r);
         const float v[7] = {pr.x, pr.y, pr.z, pr.u, pr.v, pr.w, pr.energy};
         for (int k = 0; k < 7; ++k) out[7 * i + k] = v[k];
@@ -160,26 +160,36 @@ MCP_KERNEL void mcp_probe_fragment(const Params* MCP_RESTRICT params, uint64_t s
         out[i] = 0.0f;
         if (!locate(p, r[0], r[1], r[2], v)) continue;
         const int64_t vox = linear_index(p, v);
-        out[i] = deposit_fragment(p, sc, r[0], r[1], r[2], vox, p.material_index[vox], r[3], r[4], r[5], 1.0f, rng);
+        out[i] = deposit_fragment(p, sc, r[0], r[1], r[2], vox, p.grid.material_index[vox], r[3], r[4], r[5], 1.0f,
+                                  rng);
     }
     MCP_PARALLEL_END
 }
 
-/* Struct layout probe: sizeof(Params), the offset of every Params field in order (MCP_PARAMS_FIELDS), then sizeof and
- * a few field offsets of Spot; checked against the NumPy dtypes (mcproton/_kernels/layout.py LAYOUT_PROBE_FIELDS). */
+/* Struct layout probe: sizeof(Params); for each role (MCP_PARAMS_ROLES) its offset in Params, its sizeof and the
+ * offset in Params of each of its fields; then sizeof(Spot) and the offset of each of its fields
+ * (MCP_SPOT_FIELDS).  Checked against the NumPy dtypes (mcproton/_kernels/layout.py LAYOUT_PROBE_FIELDS,
+ * expected_layout). */
 MCP_KERNEL void mcp_probe_layout(int64_t* MCP_RESTRICT out)
 {
     int k = 0;
     out[k++] = (int64_t)sizeof(Params);
-#define MCP_X_OFFSET(type, name, doc) out[k++] = MCP_OFFSET(Params, name);
-    MCP_PARAMS_FIELDS(MCP_X_OFFSET)
-#undef MCP_X_OFFSET
+#define MCP_X_FIELD_OFFSET(type, name, doc) out[k++] = base + MCP_OFFSET(Role, name);
+#define MCP_X_ROLE_OFFSETS(Type, member, FIELDS, doc) \
+    { \
+        typedef Type Role; \
+        const int64_t base = MCP_OFFSET(Params, member); \
+        out[k++] = base; \
+        out[k++] = (int64_t)sizeof(Role); \
+        FIELDS(MCP_X_FIELD_OFFSET) \
+    }
+    MCP_PARAMS_ROLES(MCP_X_ROLE_OFFSETS)
+#undef MCP_X_ROLE_OFFSETS
+#undef MCP_X_FIELD_OFFSET
     out[k++] = (int64_t)sizeof(Spot);
-    out[k++] = MCP_OFFSET(Spot, energy);
-    out[k++] = MCP_OFFSET(Spot, sigma);
-    out[k++] = MCP_OFFSET(Spot, corr);
-    out[k++] = MCP_OFFSET(Spot, rs_thickness_cm);
-    out[k++] = MCP_OFFSET(Spot, rs_material);
+#define MCP_X_FIELD_OFFSET(type, name, count, doc) out[k++] = MCP_OFFSET(Spot, name);
+    MCP_SPOT_FIELDS(MCP_X_FIELD_OFFSET)
+#undef MCP_X_FIELD_OFFSET
 }
 
 /* Contract probe: the values the compiler gives the lists and constants of params.h, in the order of

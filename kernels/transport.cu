@@ -62,7 +62,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void transverse_basis(float u, float v, float w,
 MCP_FORCEINLINE MCP_HOST_DEVICE void deposit_local_proton(const Params& p, const Scorer& sc, int64_t vox, int mat, float energy)
 {
     const EnergyPoint ep = lookup_energy(p, mat, mcp_max(energy, 1e-3f));
-    const float rho = p.density[vox];
+    const float rho = p.grid.density[vox];
     score_proton_step(sc, vox, energy, energy_column(ep, COL_SPR_W), ep.stop * rho * 0.1f);
 }
 
@@ -102,7 +102,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void score_step_segments(const Params& p, const 
         t0 = t1;
         if (!last) {
             walk_next(p, wk, ax, ax == 0 ? u : (ax == 1 ? v : w));
-            rho_k = p.density[wk.vox];
+            rho_k = p.grid.density[wk.vox];
         }
     }
 }
@@ -118,7 +118,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE float sample_step_loss(const Params& p, int mat,
     e_mid = energy - 0.5f * de_mean;
     s1 = stopping_at(p, mat, e_after);
     float de = de_mean;
-    if (p.flags & MCP_FLAG_STRAGGLING) {
+    if (p.options.flags & MCP_FLAG_STRAGGLING) {
         /* The Bohr variance arises all along the step; an energy deviation that arises at mass depth x is
          * carried to the step's end scaled by S(end)/S(x) (CSDA).  With S linear in depth the mean of
          * S(end)^2/S(x)^2 over the step is S1/S0 exactly, so the variance sampled at the end is scaled by it.
@@ -137,7 +137,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE float sample_step_loss(const Params& p, int mat,
 MCP_FORCEINLINE MCP_HOST_DEVICE void move_step(const Params& p, int mat, Track& t, float s, float m, float e_mid,
                                                float p1v1, Rng& rng)
 {
-    if (p.flags & MCP_FLAG_MSC) {
+    if (p.options.flags & MCP_FLAG_MSC) {
         const float T = scattering_power_dm(proton_pv(e_mid), p1v1, material_prop(p, mat, MAT_XS));
         const float sig = mcp_sqrt(T * m);
         const float z1 = rng_gauss(rng), z2 = rng_gauss(rng), z3 = rng_gauss(rng), z4 = rng_gauss(rng);
@@ -177,7 +177,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void emit_proton(const Params& p, const Track& t
                                                  float e, float ct, float cphi, float sphi, Track* stack,
                                                  int& n_stack, uint32_t& next_id, HistoryLedger& L, float& local)
 {
-    if (e <= p.e_cut) { local += e; return; }
+    if (e <= p.options.e_cut) { local += e; return; }
     if (n_stack >= MCP_MAX_STACK) { local += e; ++L.stack_full; return; }
     const float st = mcp_sqrt(mcp_max(1.0f - ct * ct, 0.0f));
     Track s;
@@ -265,14 +265,14 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
         return;
     }
     Rng rng;
-    rng_init(rng, p.seed, history, t.id);
+    rng_init(rng, p.options.seed, history, t.id);
     const float p1v1 = proton_pv(t.energy);
-    float nuc_left = (p.flags & MCP_FLAG_NUCLEAR) ? rng_exponential(rng) : MCP_INFINITY;
+    float nuc_left = (p.options.flags & MCP_FLAG_NUCLEAR) ? rng_exponential(rng) : MCP_INFINITY;
 
     for (int step = 0; step < MCP_MAX_STEPS; ++step) {
         const int64_t vox = linear_index(p, vi);
-        const int mat = p.material_index[vox];
-        const float rho = p.density[vox];
+        const int mat = p.grid.material_index[vox];
+        const float rho = p.grid.density[vox];
         if (rho < MCP_VACUUM_DENSITY) {
             const VoxelExit ex = voxel_exit(p, vi, t.x, t.y, t.z, t.u, t.v, t.w);
             const float d_vox = ex.distance;
@@ -288,7 +288,7 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
          * in length: the maximum step.  The step runs on through neighbouring voxels of the same material
          * (any density: the physics below is in mass thickness) and ends at the first face of a voxel of
          * another material, of vacuum or of the grid (LIMIT_BOUNDARY). */
-        const float m_phys = p.max_eloss_fraction * t.energy / ep.stop;
+        const float m_phys = p.options.max_eloss_fraction * t.energy / ep.stop;
         const float m_nuc = nuc_left / ep.hard_max;
         int limit = m_nuc < m_phys ? LIMIT_NUCLEAR : LIMIT_PHYSICS;
         const float m_lim = mcp_min(m_phys, m_nuc);
@@ -301,8 +301,8 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
             const float t1 = walk_exit(wk, ax);
             ++n_seg;
             const float s_mass = t0 + (m_lim - m) / rho_k;  /* where the mass limit falls, if in this voxel */
-            if (s_mass <= t1 || p.max_step <= t1) {
-                if (p.max_step < s_mass) { s = p.max_step; limit = LIMIT_PHYSICS; }
+            if (s_mass <= t1 || p.options.max_step <= t1) {
+                if (p.options.max_step < s_mass) { s = p.options.max_step; limit = LIMIT_PHYSICS; }
                 else s = s_mass;
                 s = mcp_max(s, t0);
                 m += rho_k * (s - t0);
@@ -311,15 +311,16 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
             m += rho_k * (t1 - t0);
             const VoxelWalk here = wk;
             const float dir = ax == 0 ? t.u : (ax == 1 ? t.v : t.w);
-            if (n_seg >= MCP_MAX_SEGMENTS || !walk_next(p, wk, ax, dir) || p.material_index[wk.vox] != mat
-                || p.density[wk.vox] < MCP_VACUUM_DENSITY) {
+            if (n_seg >= MCP_MAX_SEGMENTS || !walk_next(p, wk, ax, dir)
+                || p.grid.material_index[wk.vox] != mat
+                || p.grid.density[wk.vox] < MCP_VACUUM_DENSITY) {
                 wk = here;
                 s = t1;
                 limit = LIMIT_BOUNDARY;
                 end_axis = ax;
                 break;
             }
-            rho_k = p.density[wk.vox];
+            rho_k = p.grid.density[wk.vox];
             t0 = t1;
         }
         const VoxelIndex v_end = wk.v;
@@ -351,7 +352,7 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
             if (!nuclear_event(p, sc, t, vox_end, mat, ep.hard_max, rng, stack, n_stack, next_id, L)) return;
             nuc_left = rng_exponential(rng);
         }
-        if (t.energy <= p.e_cut) {
+        if (t.energy <= p.options.e_cut) {
             if (t.energy > 0.0f) deposit_local_proton(p, sc, vox_end, mat, t.energy);
             return;
         }
@@ -379,7 +380,7 @@ MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t,
 
 /* Carry a primary through the range shifter of its spot (Spot::rs_*): a homogeneous slab of material
  * sp.rs_material and density sp.rs_density between the planes perpendicular to the spot's central ray at
- * rs_face_cm and rs_face_cm + rs_thickness_cm from the source plane point sp.pos.  The proton first flies in a
+ * rs_face_cm and rs_face_cm + rs_thickness_cm from the source-plane point pos_cm.  The proton flies in a
  * straight line (vacuum, as the source-to-grid flight) to the upstream face, then takes condensed-history steps
  * with the voxel transport's physics (sample_step_loss: range-table energy loss and straggling; move_step:
  * multiple scattering with lateral displacement; majorant sampling of the hard nuclear events) up to the
@@ -402,25 +403,26 @@ MCP_HOST_DEVICE bool traverse_shifter(const Params& p, const Spot& sp, Primary& 
     t.id = 0;
     {
         const float cz = t.u * d[0] + t.v * d[1] + t.w * d[2];
-        const float z0 = (pr.x - sp.pos[0]) * d[0] + (pr.y - sp.pos[1]) * d[1] + (pr.z - sp.pos[2]) * d[2];
+        const float* o = sp.pos_cm;
+        const float z0 = (pr.x - o[0]) * d[0] + (pr.y - o[1]) * d[1] + (pr.z - o[2]) * d[2];
         const float a = cz > MCP_SHIFTER_MIN_COS ? (sp.rs_face_cm - z0) / cz : 0.0f;
         t.x = pr.x + a * t.u; t.y = pr.y + a * t.v; t.z = pr.z + a * t.w;
     }
     Rng rng;
-    rng_init(rng, p.seed, history, MCP_STREAM_SHIFTER);
+    rng_init(rng, p.options.seed, history, MCP_STREAM_SHIFTER);
     const float p1v1 = proton_pv(t.energy);
     const float range_cut = material_prop(p, mat, MAT_RANGE_CUT);
-    float nuc_left = (p.flags & MCP_FLAG_NUCLEAR) ? rng_exponential(rng) : MCP_INFINITY;
+    float nuc_left = (p.options.flags & MCP_FLAG_NUCLEAR) ? rng_exponential(rng) : MCP_INFINITY;
     float depth = 0.0f;  /* along the central ray, from the upstream face */
     for (int step = 0; step < MCP_MAX_STEPS; ++step) {
         const float cz = t.u * d[0] + t.v * d[1] + t.w * d[2];
         if (cz < MCP_SHIFTER_MIN_COS) break;  /* turned back or sideways: ends here */
         const EnergyPoint ep = lookup_energy(p, mat, t.energy);
-        const float m_phys = p.max_eloss_fraction * t.energy / ep.stop;
+        const float m_phys = p.options.max_eloss_fraction * t.energy / ep.stop;
         const float m_nuc = nuc_left / ep.hard_max;
         int limit = m_nuc < m_phys ? LIMIT_NUCLEAR : LIMIT_PHYSICS;
         float s = mcp_min(m_phys, m_nuc) / rho;
-        if (p.max_step < s) { s = p.max_step; limit = LIMIT_PHYSICS; }
+        if (p.options.max_step < s) { s = p.options.max_step; limit = LIMIT_PHYSICS; }
         const float s_face = (sp.rs_thickness_cm - depth) / cz;
         if (s_face <= s) { s = mcp_max(s_face, 0.0f); limit = LIMIT_BOUNDARY; }
         const float m = rho * s;
@@ -457,7 +459,7 @@ MCP_HOST_DEVICE bool traverse_shifter(const Params& p, const Spot& sp, Primary& 
             }
             nuc_left = rng_exponential(rng);
         }
-        if (t.energy <= p.e_cut) break;
+        if (t.energy <= p.options.e_cut) break;
         if (limit == LIMIT_BOUNDARY) {
             pr.x = t.x; pr.y = t.y; pr.z = t.z;
             pr.u = t.u; pr.v = t.v; pr.w = t.w;
@@ -473,7 +475,8 @@ MCP_HOST_DEVICE bool traverse_shifter(const Params& p, const Spot& sp, Primary& 
 /* Every non-zero entry of the thread's ledger into the launch's (zero entries cost no atomic). */
 MCP_FORCEINLINE MCP_HOST_DEVICE void flush_ledger(const Params& p, const HistoryLedger& L)
 {
-#define MCP_X_FLUSH(NAME, name, index, kind, doc) if (L.name) mcp_atomic_add(p.ledger + LEDGER_##NAME, L.name);
+#define MCP_X_FLUSH(NAME, name, index, kind, doc) \
+    if (L.name) mcp_atomic_add(p.tallies.ledger + LEDGER_##NAME, L.name);
     MCP_LEDGER_ENTRIES(MCP_X_FLUSH)
 #undef MCP_X_FLUSH
 }
@@ -493,7 +496,8 @@ MCP_HOST_DEVICE void count_track_steps(int64_t* history_steps, int64_t i, int64_
     h[2 + k] += steps - h[0];
     h[1] += 1;
 }
-#define MCP_COUNT_TRACK_STEPS(end) if (p.history_steps) count_track_steps(p.history_steps, i, L.steps, end)
+#define MCP_COUNT_TRACK_STEPS(end) \
+    if (p.tallies.history_steps) count_track_steps(p.tallies.history_steps, i, L.steps, end)
 #endif
 
 /* Transport histories first_history .. first_history + n_histories - 1 into the tallies of `params`. */
@@ -507,13 +511,14 @@ MCP_KERNEL void mcp_transport(const Params* MCP_RESTRICT params, uint64_t first_
     {
         const uint64_t history = first_history + (uint64_t)i;
         Rng src;
-        rng_init(src, p.seed, history, MCP_STREAM_SOURCE);
+        rng_init(src, p.options.seed, history, MCP_STREAM_SOURCE);
         Primary pr = sample_primary(p, src);
         L.incident += ledger_units(pr.energy);
         ++L.primaries;
-        if (p.spots[pr.spot].rs_thickness_cm > 0.0f && !traverse_shifter(p, p.spots[pr.spot], pr, history, L)) continue;
+        const Spot& spot = p.source.spots[pr.spot];
+        if (spot.rs_thickness_cm > 0.0f && !traverse_shifter(p, spot, pr, history, L)) continue;
         const float d = distance_to_grid(p, pr.x, pr.y, pr.z, pr.u, pr.v, pr.w);
-        if (d < 0.0f || pr.energy <= p.e_cut) {
+        if (d < 0.0f || pr.energy <= p.options.e_cut) {
             L.missed += ledger_units(pr.energy);
             continue;
         }

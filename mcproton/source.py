@@ -16,24 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ._kernels.layout import SPOT_DTYPE  # struct Spot, parsed from kernels/source/spot.h (re-exported here)
 from .materials import Material, get_material
-
-SPOT_DTYPE = np.dtype([
-    ("pos_cm", np.float32, 3),
-    ("dir", np.float32, 3),
-    ("axis_x", np.float32, 3),
-    ("axis_y", np.float32, 3),
-    ("energy_mev", np.float32),
-    ("energy_sigma_mev", np.float32),
-    ("sigma_cm", np.float32, 2),
-    ("div_rad", np.float32, 2),
-    ("corr", np.float32, 2),
-    ("rs_thickness_cm", np.float32),
-    ("rs_density", np.float32),
-    ("rs_face_cm", np.float32),
-    ("rs_material", np.int32),
-], align=True)
-"""Mirror of ``struct Spot`` in kernels/source/spot.h (checked by tests/kernels/test_struct_layout.py)."""
 
 
 def _unit(v: Sequence[float], what: str) -> np.ndarray:

@@ -13,15 +13,15 @@ struct VoxelIndex { int ix, iy, iz; };
 
 MCP_FORCEINLINE MCP_HOST_DEVICE bool locate(const Params& p, float x, float y, float z, VoxelIndex& v)
 {
-    v.ix = (int)floorf(x * p.inv_vx);
-    v.iy = (int)floorf(y * p.inv_vy);
-    v.iz = (int)floorf(z * p.inv_vz);
-    return v.ix >= 0 && v.iy >= 0 && v.iz >= 0 && v.ix < p.nx && v.iy < p.ny && v.iz < p.nz;
+    v.ix = (int)floorf(x * p.grid.inv_vx);
+    v.iy = (int)floorf(y * p.grid.inv_vy);
+    v.iz = (int)floorf(z * p.grid.inv_vz);
+    return v.ix >= 0 && v.iy >= 0 && v.iz >= 0 && v.ix < p.grid.nx && v.iy < p.grid.ny && v.iz < p.grid.nz;
 }
 
 MCP_FORCEINLINE MCP_HOST_DEVICE int64_t linear_index(const Params& p, const VoxelIndex& v)
 {
-    return ((int64_t)v.iz * p.ny + v.iy) * p.nx + v.ix;
+    return ((int64_t)v.iz * p.grid.ny + v.iy) * p.grid.nx + v.ix;
 }
 
 MCP_FORCEINLINE MCP_HOST_DEVICE float axis_exit_distance(float x, int i, float vox, float u)
@@ -41,11 +41,11 @@ MCP_FORCEINLINE MCP_HOST_DEVICE VoxelExit voxel_exit(const Params& p, const Voxe
                                                      float z, float u, float vv, float w)
 {
     VoxelExit e;
-    e.distance = axis_exit_distance(x, v.ix, p.vx, u);
+    e.distance = axis_exit_distance(x, v.ix, p.grid.vx, u);
     e.axis = 0;
-    const float dy = axis_exit_distance(y, v.iy, p.vy, vv);
+    const float dy = axis_exit_distance(y, v.iy, p.grid.vy, vv);
     if (dy < e.distance) { e.distance = dy; e.axis = 1; }
-    const float dz = axis_exit_distance(z, v.iz, p.vz, w);
+    const float dz = axis_exit_distance(z, v.iz, p.grid.vz, w);
     if (dz < e.distance) { e.distance = dz; e.axis = 2; }
     e.distance = mcp_max(e.distance, 0.0f);
     return e;
@@ -58,7 +58,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void cross_face(const Params& p, const VoxelInde
 {
     float* c = axis == 0 ? &x : (axis == 1 ? &y : &z);
     const int i = axis == 0 ? v.ix : (axis == 1 ? v.iy : v.iz);
-    const float vox = axis == 0 ? p.vx : (axis == 1 ? p.vy : p.vz);
+    const float vox = axis == 0 ? p.grid.vx : (axis == 1 ? p.grid.vy : p.grid.vz);
     if (dir > 0.0f) *c = mcp_max(*c, (float)(i + 1) * vox + MCP_BOUNDARY_PUSH);
     else *c = mcp_min(*c, (float)i * vox - MCP_BOUNDARY_PUSH);
 }
@@ -68,7 +68,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE float distance_to_grid(const Params& p, float x,
                                                        float v, float w)
 {
     const float lo[3] = {0.0f, 0.0f, 0.0f};
-    const float hi[3] = {p.nx * p.vx, p.ny * p.vy, p.nz * p.vz};
+    const float hi[3] = {p.grid.nx * p.grid.vx, p.grid.ny * p.grid.vy, p.grid.nz * p.grid.vz};
     const float o[3] = {x, y, z};
     const float d[3] = {u, v, w};
     float t0 = 0.0f, t1 = MCP_INFINITY;
@@ -112,9 +112,9 @@ MCP_FORCEINLINE MCP_HOST_DEVICE VoxelWalk walk_begin(const Params& p, const Voxe
     VoxelWalk k;
     k.v = v;
     k.vox = vox;
-    walk_axis(x, v.ix, p.vx, u, k.t_exit[0], k.t_delta[0]);
-    walk_axis(y, v.iy, p.vy, vv, k.t_exit[1], k.t_delta[1]);
-    walk_axis(z, v.iz, p.vz, w, k.t_exit[2], k.t_delta[2]);
+    walk_axis(x, v.ix, p.grid.vx, u, k.t_exit[0], k.t_delta[0]);
+    walk_axis(y, v.iy, p.grid.vy, vv, k.t_exit[1], k.t_delta[1]);
+    walk_axis(z, v.iz, p.grid.vz, w, k.t_exit[2], k.t_delta[2]);
     return k;
 }
 
@@ -135,16 +135,16 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool walk_next(const Params& p, VoxelWalk& k, in
     const int d = dir > 0.0f ? 1 : -1;
     if (axis == 0) {
         const int i = k.v.ix + d;
-        if (i < 0 || i >= p.nx) return false;
+        if (i < 0 || i >= p.grid.nx) return false;
         k.v.ix = i; k.vox += d;
     } else if (axis == 1) {
         const int i = k.v.iy + d;
-        if (i < 0 || i >= p.ny) return false;
-        k.v.iy = i; k.vox += d * (int64_t)p.nx;
+        if (i < 0 || i >= p.grid.ny) return false;
+        k.v.iy = i; k.vox += d * (int64_t)p.grid.nx;
     } else {
         const int i = k.v.iz + d;
-        if (i < 0 || i >= p.nz) return false;
-        k.v.iz = i; k.vox += d * (int64_t)p.nx * p.ny;
+        if (i < 0 || i >= p.grid.nz) return false;
+        k.v.iz = i; k.vox += d * (int64_t)p.grid.nx * p.grid.ny;
     }
     k.t_exit[axis] += k.t_delta[axis];
     return true;

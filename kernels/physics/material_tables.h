@@ -34,8 +34,8 @@ MCP_FORCEINLINE MCP_HOST_DEVICE float log1p_over_x(float x)
 MCP_FORCEINLINE MCP_HOST_DEVICE EnergyPoint lookup_energy(const Params& p, int mat, float energy)
 {
     EnergyPoint e;
-    e.row = p.energy_table + (int64_t)mat * p.n_e * N_ENERGY_COLUMNS;
-    e.g = log_grid_point(energy, p.log_e_min, p.inv_dlog_e, p.n_e);
+    e.row = p.tables.energy_table + (int64_t)mat * p.tables.n_e * N_ENERGY_COLUMNS;
+    e.g = log_grid_point(energy, p.tables.log_e_min, p.tables.inv_dlog_e, p.tables.n_e);
     {
         const float* r = e.row + e.g.index * N_ENERGY_COLUMNS;
         const float b = r[COL_RANGE_B];
@@ -50,8 +50,9 @@ MCP_FORCEINLINE MCP_HOST_DEVICE EnergyPoint lookup_energy(const Params& p, int m
 /* Electronic mass stopping power (MeV cm2/g) of material `mat` at kinetic energy `energy`. */
 MCP_FORCEINLINE MCP_HOST_DEVICE float stopping_at(const Params& p, int mat, float energy)
 {
-    const float* row = p.energy_table + (int64_t)mat * p.n_e * N_ENERGY_COLUMNS;
-    const GridPoint g = log_grid_point(mcp_max(energy, 1e-3f), p.log_e_min, p.inv_dlog_e, p.n_e);
+    const float* row = p.tables.energy_table + (int64_t)mat * p.tables.n_e * N_ENERGY_COLUMNS;
+    const GridPoint g = log_grid_point(mcp_max(energy, 1e-3f), p.tables.log_e_min, p.tables.inv_dlog_e,
+                                       p.tables.n_e);
     return lerp_row(row, g, N_ENERGY_COLUMNS, COL_STOP);
 }
 
@@ -65,21 +66,21 @@ MCP_FORCEINLINE MCP_HOST_DEVICE float energy_column(const EnergyPoint& e, int co
  * step's energy loss E - E(R(E) - rho s) carries no bias from interpolating two separate tables. */
 MCP_FORCEINLINE MCP_HOST_DEVICE float energy_from_range(const Params& p, int mat, float range_g_cm2)
 {
-    const float* row = p.energy_table + (int64_t)mat * p.n_e * N_ENERGY_COLUMNS;
-    float t = (mcp_log(range_g_cm2) - p.log_r_min) * p.inv_dlog_r;
-    t = mcp_min(mcp_max(t, 0.0f), (float)(p.n_r - 1));
-    int i = p.range_index[(int64_t)mat * p.n_r + (int)t];
-    while (i < p.n_e - 2 && row[(i + 1) * N_ENERGY_COLUMNS + COL_RANGE] <= range_g_cm2) ++i;
+    const float* row = p.tables.energy_table + (int64_t)mat * p.tables.n_e * N_ENERGY_COLUMNS;
+    float t = (mcp_log(range_g_cm2) - p.tables.log_r_min) * p.tables.inv_dlog_r;
+    t = mcp_min(mcp_max(t, 0.0f), (float)(p.tables.n_r - 1));
+    int i = p.tables.range_index[(int64_t)mat * p.tables.n_r + (int)t];
+    while (i < p.tables.n_e - 2 && row[(i + 1) * N_ENERGY_COLUMNS + COL_RANGE] <= range_g_cm2) ++i;
     const float r0 = row[i * N_ENERGY_COLUMNS + COL_RANGE];
     const float r1 = row[(i + 1) * N_ENERGY_COLUMNS + COL_RANGE];
     const float b = row[i * N_ENERGY_COLUMNS + COL_RANGE_B];
     /* invert R_i + (R_(i+1) - R_i) f h(b f) / h(b) = R:  b f = log1p(b q) with q = (R - R_i) h(b) / (R_(i+1) - R_i) */
     const float q = (range_g_cm2 - r0) / (r1 - r0) * expm1_over_x(b);
     const float f = mcp_min(mcp_max(q * log1p_over_x(b * q), 0.0f), 1.0f);
-    return mcp_exp(p.log_e_min + ((float)i + f) * p.dlog_e);
+    return mcp_exp(p.tables.log_e_min + ((float)i + f) * p.tables.dlog_e);
 }
 
 MCP_FORCEINLINE MCP_HOST_DEVICE float material_prop(const Params& p, int mat, int col)
 {
-    return p.material_props[mat * N_MATERIAL_COLUMNS + col];
+    return p.tables.material_props[mat * N_MATERIAL_COLUMNS + col];
 }

@@ -22,14 +22,15 @@ struct Scorer {
 
 MCP_FORCEINLINE MCP_HOST_DEVICE Scorer make_scorer(const Params& p)
 {
-    const int64_t off = p.tally_stride * (int64_t)(mcp_thread_slot() % (p.n_slots > 0 ? p.n_slots : 1));
+    const int32_t n_slots = p.tallies.n_slots > 0 ? p.tallies.n_slots : 1;
+    const int64_t off = p.tallies.tally_stride * (int64_t)(mcp_thread_slot() % n_slots);
     Scorer s;
-    s.edep = p.edep + off;
-    s.edep_water = p.edep_water + off;
-    s.edep_proton = p.edep_proton + off;
-    s.let_num = p.let_num + off;
-    s.touched = p.touched;
-    s.atomic = (p.flags & MCP_FLAG_SHARED_TALLY) != 0;
+    s.edep = p.tallies.edep + off;
+    s.edep_water = p.tallies.edep_water + off;
+    s.edep_proton = p.tallies.edep_proton + off;
+    s.let_num = p.tallies.let_num + off;
+    s.touched = p.tallies.touched;
+    s.atomic = (p.options.flags & MCP_FLAG_SHARED_TALLY) != 0;
     return s;
 }
 

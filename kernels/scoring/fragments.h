@@ -28,7 +28,8 @@ MCP_FORCEINLINE MCP_HOST_DEVICE float deposit_fragment(const Params& p, const Sc
     if (energy <= 0.0f) return 0.0f;
     const float r_mass = mass / z2 * lookup_energy(p, mat, mcp_max(energy / mass, 0.011f)).range;   /* g/cm2 */
     VoxelIndex vi;
-    if (r_mass <= p.density[vox] * 0.5f * mcp_min(p.vx, mcp_min(p.vy, p.vz)) || !locate(p, x, y, z, vi)) {
+    if (r_mass <= p.grid.density[vox] * 0.5f * mcp_min(p.grid.vx, mcp_min(p.grid.vy, p.grid.vz))
+        || !locate(p, x, y, z, vi)) {
         score_local(sc, vox, energy, spr_w);
         return 0.0f;
     }
@@ -42,7 +43,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE float deposit_fragment(const Params& p, const Sc
     for (int k = 0; k < MCP_FRAGMENT_MAX_VOXELS; ++k) {
         int ax;
         const float s1 = walk_exit(wk, ax);
-        const float dm = p.density[wk.vox] * (s1 - s0);
+        const float dm = p.grid.density[wk.vox] * (s1 - s0);
         if (m + dm >= r_mass) break;
         const float e = energy * dm / r_mass;
         if (e > 0.0f) { score_local(sc, wk.vox, e, spr_w); left -= e; }

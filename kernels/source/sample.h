@@ -35,18 +35,19 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void sample_phase_space(float sigma, float div, 
 
 MCP_FORCEINLINE MCP_HOST_DEVICE Primary sample_primary(const Params& p, Rng& rng)
 {
-    const int k = select_spot(p.spot_cdf, p.n_spots, rng_uniform(rng));
-    const Spot& s = p.spots[k];
+    const int k = select_spot(p.source.spot_cdf, p.source.n_spots, rng_uniform(rng));
+    const Spot& s = p.source.spots[k];
     Primary out;
     out.spot = k;
-    out.energy = s.energy;
-    if (s.energy_sigma > 0.0f) out.energy = mcp_max(s.energy + s.energy_sigma * rng_gauss(rng), 0.0f);
+    out.energy = s.energy_mev;
+    if (s.energy_sigma_mev > 0.0f)
+        out.energy = mcp_max(s.energy_mev + s.energy_sigma_mev * rng_gauss(rng), 0.0f);
     float ox, tx, oy, ty;
-    sample_phase_space(s.sigma[0], s.div[0], s.corr[0], rng, &ox, &tx);
-    sample_phase_space(s.sigma[1], s.div[1], s.corr[1], rng, &oy, &ty);
-    out.x = s.pos[0] + ox * s.axis_x[0] + oy * s.axis_y[0];
-    out.y = s.pos[1] + ox * s.axis_x[1] + oy * s.axis_y[1];
-    out.z = s.pos[2] + ox * s.axis_x[2] + oy * s.axis_y[2];
+    sample_phase_space(s.sigma_cm[0], s.div_rad[0], s.corr[0], rng, &ox, &tx);
+    sample_phase_space(s.sigma_cm[1], s.div_rad[1], s.corr[1], rng, &oy, &ty);
+    out.x = s.pos_cm[0] + ox * s.axis_x[0] + oy * s.axis_y[0];
+    out.y = s.pos_cm[1] + ox * s.axis_x[1] + oy * s.axis_y[1];
+    out.z = s.pos_cm[2] + ox * s.axis_x[2] + oy * s.axis_y[2];
     /* Direction: the central ray tilted by the projected angles (tan theta along each axis). */
     float u = s.dir[0] + tx * s.axis_x[0] + ty * s.axis_y[0];
     float v = s.dir[1] + tx * s.axis_x[1] + ty * s.axis_y[1];

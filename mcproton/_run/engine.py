@@ -18,7 +18,7 @@ import numpy as np
 
 from .._backend import get_backend
 from .._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_SHARED_TALLY, FLAG_STRAGGLING, N_LEDGER, \
-    PARAMS_DTYPE, TALLY_SCALE, TOUCH_SHIFT
+    new_params, TALLY_SCALE, TOUCH_SHIFT
 from .._physics.tables import E_MAX_MEV, PhysicsTables, build_tables
 from ..geometry import VoxelGeometry
 from ..settings import RunSettings
@@ -89,7 +89,7 @@ class Simulation:
         # invariant of run_histories_sparse: tallies and flags are all 0 between batches
         self._tallies_zero = True
         self.ledger_dev = b.zeros(N_LEDGER, np.int64)
-        p = np.zeros(1, PARAMS_DTYPE)
+        p = new_params()
         for k, a in {**self._keep, **self.tally, "ledger": self.ledger_dev, "touched": self.touched}.items():
             p[k] = b.ptr(a)
         p["log_e_min"] = self.tables.log_e_min

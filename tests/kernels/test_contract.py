@@ -1,5 +1,6 @@
-"""The kernel/Python contract has one source, kernels/params.h (issue 16): the Python side parses its lists, the
-compiler agrees with what it parsed, and the parser refuses what it does not understand."""
+"""The kernel/Python contract has one source, kernels/params.h (and source/spot.h; issue 16): the Python side
+parses its lists, the compiler agrees with what it parsed, and the parser refuses what it does not
+understand."""
 from __future__ import annotations
 
 import re
@@ -33,11 +34,15 @@ def test_the_contract_the_run_relies_on():
     assert layout.ENERGY_COLUMNS["hard_sigma_max"] == 12 and layout.N_ENERGY_COLUMNS == 16
     assert layout.FLAGS == {"straggling": 1, "msc": 2, "nuclear": 4, "shared_tally": 8}
     assert layout.TALLY_SCALE == 2.0**24 and layout.LET_SCALE == 2.0**20
-    assert layout.PARAMS_DTYPE.names[:3] == ("energy_table", "range_index", "material_props")
-    assert layout.PARAMS_DTYPE["seed"] == np.uint64 and layout.PARAMS_DTYPE["touched"] == np.uint64
+    assert layout.PARAMS_DTYPE.names == ("tables", "grid", "source", "tallies", "options")
+    assert [r.ctype for r in layout.PARAMS_ROLE_INFO] == \
+        ["TableParams", "GridParams", "SourceParams", "TallyParams", "OptionParams"]
+    assert layout.PARAMS_DTYPE["tables"].names[:3] == ("energy_table", "range_index", "material_props")
+    assert layout.PARAMS_DTYPE["options"]["seed"] == np.uint64
+    assert layout.PARAMS_DTYPE["tallies"]["touched"] == np.uint64
     assert layout.PARAMS_CTYPES["spots"] == "const Spot*"
-    assert list(layout.PARAMS_ROLES) == ["tables", "grid", "source", "tallies", "options"]
-    assert sum(layout.PARAMS_ROLES.values(), ()) == layout.PARAMS_DTYPE.names
+    for role, fields in layout.PARAMS_ROLES.items():
+        assert layout.PARAMS_DTYPE[role].names == fields
 
 
 def test_parsing_a_copy_of_the_header_gives_the_module_values(tmp_path):
@@ -67,14 +72,22 @@ BAD_EDITS = [
     ('X(NUCLEAR, 4,', 'X(NUCLEAR, 6,', "not a distinct single bit"),
     ('X(float, e_cut, "cut-off energy, MeV")', 'X(double, e_cut, "cut-off energy, MeV")',
      "MCP_PARAMS_OPTIONS: cannot parse"),
-    ('X(float, e_cut, "cut-off energy, MeV")', 'X(const float, e_cut, "cut-off energy, MeV")', "by-value field"),
-    ('X(float, pad1, "padding (8-byte alignment of seed)") \\\n', '', "implicit padding"),
+    ('X(float, e_cut, "cut-off energy, MeV")', 'X(const float, e_cut, "cut-off energy, MeV")',
+     "by-value field"),
+    ('    X(int32_t, pad_grid, "padding (GridParams to a multiple of 8 bytes)")', '',
+     "struct GridParams (MCP_PARAMS_GRID) would have implicit padding"),
+    ('X(uint64_t, seed, "random seed")', 'X(float, seed, "random seed")', "padding between its roles"),
     ('X(float, vx, "voxel size x, cm")', 'X(float, vy, "voxel size x, cm")', "declared twice"),
+    ('X(int32_t, n_spots, "spots")', 'X(int32_t, nx, "spots")', "MCP_PARAMS_SOURCE: field nx declared twice"),
+    ('X(int32_t, pad_grid,', 'X(int32_t, source,', "named like a role"),
     ("#define MCP_TALLY_SCALE 16777216.0f", "#define MCP_TALLY_SCALE (1 << 24)", "MCP_TALLY_SCALE <number>"),
     ("#define MCP_FLAGS(X) \\", "#define MCP_FLAG_LIST(X) \\", "expected one `#define MCP_FLAGS(X)`"),
-    ("MCP_PARAMS_SOURCE(X) MCP_PARAMS_TALLIES(X)", "MCP_PARAMS_SOURCE(X) X(float, extra, \"x\") MCP_PARAMS_TALLIES(X)",
-     "expected a sequence of MCP_PARAMS_<ROLE>(X)"),
-    ("MCP_PARAMS_SOURCE(X) MCP_PARAMS_TALLIES(X)", "MCP_PARAMS_SOURCE(X) MCP_PARAMS_SOURCE(X)", "a role appears twice"),
+    ("X(GridParams, grid, MCP_PARAMS_GRID,", "X(GridParams, grid, MCP_PARAMS_TABLES,",
+     "name a role's list after its member: MCP_PARAMS_GRID"),
+    ("X(GridParams, grid, MCP_PARAMS_GRID,", "X(TableParams, grid, MCP_PARAMS_GRID,",
+     "repeats a member or a struct"),
+    ("X(GridParams, grid, MCP_PARAMS_GRID,", "X(GridParams, grid, MCP_PARAMS_GRID, MCP_PARAMS_TABLES,",
+     "MCP_PARAMS_ROLES: cannot parse"),
 ]
 
 
@@ -87,8 +100,101 @@ def test_the_parser_refuses_what_it_does_not_understand(tmp_path, old, new, phra
 
 def test_an_added_ledger_entry_reaches_the_python_side(tmp_path):
     """Adding a counter is one line in params.h (plus the kernel line that counts it): no Python edit."""
-    p = _edited(tmp_path, '"primaries that end in a range shifter: stopped or nonelastic " \\\n      "event")',
+    p = _edited(tmp_path,
+                '"primaries that end in a range shifter: stopped or nonelastic " \\\n      "event")',
                 '"primaries that end in a range shifter: stopped or nonelastic " \\\n      "event") \\\n'
                 '    X(DELTA_RAYS, delta_rays, 15, count, "a new counter")')
     c = parse_header(p)
     assert c["ledger_entries"][-1] == layout.LedgerEntry("delta_rays", 15, "count", "a new counter")
+
+
+def test_field_names_are_unique_across_the_roles():
+    """The Python side addresses a Params field by its name alone (p["nx"]): no name twice, none named like a
+    role (the parser refuses both, BAD_EDITS above)."""
+    names = [f for fields in layout.PARAMS_ROLES.values() for f in fields]
+    assert len(names) == len(set(names)) == len(layout.PARAMS_FIELD_ROLE) == 42
+    assert not set(names) & set(layout.PARAMS_ROLES)
+    assert layout.PARAMS_FIELD_ROLE["nx"] == "grid" and layout.PARAMS_FIELD_ROLE["seed"] == "options"
+
+
+def _offset(name: str) -> int:
+    role = layout.PARAMS_FIELD_ROLE[name]
+    return layout.PARAMS_DTYPE.fields[role][1] + layout.PARAMS_DTYPE[role].fields[name][1]
+
+
+def test_params_view_writes_each_field_at_its_nested_place():
+    p = layout.new_params()
+    for i, name in enumerate(layout.PARAMS_FIELD_ROLE, 1):
+        p[name] = i
+    raw = p.view(np.uint8)
+    assert raw.shape == (layout.PARAMS_DTYPE.itemsize,)
+    for i, (name, role) in enumerate(layout.PARAMS_FIELD_ROLE.items(), 1):
+        assert p[name][0] == i and p.array[role][name][0] == i
+        dt = layout.PARAMS_DTYPE[role].fields[name][0]
+        assert raw[_offset(name):_offset(name) + dt.itemsize].view(dt)[0] == i, name
+    p["nx"], p["ny"] = 3, 4                     # the fill code's tuple assignments
+    assert (p["nx"][0], p["ny"][0]) == (3, 4)
+    q = p.copy()
+    q["nx"] = 7
+    assert p["nx"][0] == 3 and q["nx"][0] == 7 and "nx" in p and "grid" not in p
+
+
+@pytest.mark.parametrize("name", ["nxx", "grid", "pad1"])
+def test_params_view_refuses_a_name_that_is_no_field(name):
+    p = layout.new_params()
+    with pytest.raises(KeyError, match=rf"struct Params has no field '{name}' .*use one of: energy_table, "):
+        p[name] = 1
+    with pytest.raises(layout.UnknownParamsField):
+        p[name]
+    assert not p.view(np.uint8).any()
+
+
+SPOT_HEADER = (kernels_dir() / "source" / "spot.h").read_text()
+
+
+def test_spot_dtype_is_parsed_from_spot_h():
+    """struct Spot is written once (kernels/source/spot.h MCP_SPOT_FIELDS); mcproton.source re-exports the
+    mirror the contract parser builds from it, with the same field names as the kernels."""
+    from mcproton import source
+    assert source.SPOT_DTYPE is layout.SPOT_DTYPE
+    assert layout.SPOT_DTYPE.names[:2] == ("pos_cm", "dir") and layout.SPOT_DTYPE["pos_cm"].shape == (3,)
+    assert layout.SPOT_DTYPE["rs_material"] == np.int32 and layout.SPOT_DTYPE.itemsize == 96
+
+
+@pytest.mark.parametrize("old,new,phrase", [
+    ('X(float, corr, 2,', 'X(double, corr, 2,', "MCP_SPOT_FIELDS: cannot parse"),
+    ('X(float, corr, 2,', 'X(float, corr, 4,', "MCP_SPOT_FIELDS: cannot parse"),
+    ('X(float, corr, 2,', 'X(float, dir, 2,', "field dir declared twice"),
+], ids=["type", "count", "twice"])
+def test_the_spot_parser_refuses_what_it_does_not_understand(tmp_path, old, new, phrase):
+    assert SPOT_HEADER.count(old) == 1
+    p = tmp_path / "spot.h"
+    p.write_text(SPOT_HEADER.replace(old, new))
+    with pytest.raises(KernelContractError, match=re.escape(phrase)) as e:
+        layout.parse_spot_header(p)
+    assert "kernels/source/spot.h" in str(e.value)
+
+
+def test_entry_points_are_parsed_from_the_kernel_declarations():
+    """Adding a probe is its MCP_KERNEL declaration in probes.cu: no Python edit."""
+    assert layout.ENTRY_POINTS["mcp_transport"] == ("transport.cu", ("p", "u64", "i64"))
+    assert layout.ENTRY_POINTS["mcp_probe_stream"] == ("probes.cu", ("u64", "u64", "i32", "p", "i64", "i64"))
+    assert len(layout.ENTRY_POINTS) == 12 and {f for f, _ in layout.ENTRY_POINTS.values()} == \
+        {"transport.cu", "probes.cu"}
+
+
+@pytest.mark.parametrize("old,new,phrase", [
+    ("int64_t n_histories)", "double n_histories)", "parameter 'double n_histories'"),
+    ("MCP_KERNEL void mcp_transport(", "MCP_KERNEL int mcp_transport(", "an MCP_KERNEL that is not"),
+    ("MCP_KERNEL void mcp_transport(", "MCP_KERNEL void mcp_probe_pp(", "also declared in"),
+], ids=["double", "not_void", "twice"])
+def test_the_entry_point_parser_refuses_what_it_does_not_understand(tmp_path, old, new, phrase):
+    for entry in ("transport.cu", "probes.cu"):
+        text = (kernels_dir() / entry).read_text()
+        if entry == "transport.cu":
+            assert text.count(old) == 1
+            text = text.replace(old, new)
+        (tmp_path / entry).write_text(text)
+    with pytest.raises(KernelContractError, match=re.escape(phrase)) as e:
+        layout.parse_entry_points(tmp_path)
+    assert "kernels/transport.cu" in str(e.value) or "kernels/probes.cu" in str(e.value)
