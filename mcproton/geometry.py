@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._timing import timed
 from .materials import Material
 
 
@@ -200,6 +201,7 @@ def _heaviest_material(mat6: np.ndarray, rho6: np.ndarray, n_mat: int) -> np.nda
     return out
 
 
+@timed("resampling")   # the phase of a run's summary (mcproton/_timing.py)
 def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
                     reference_energy_mev: float = RESAMPLE_REFERENCE_ENERGY_MEV) -> VoxelGeometry:
     """A coarser grid whose voxels are blocks of ``factors`` = (fx, fy, fz) voxels of ``geometry``

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from pydicom.multival import MultiValue
 
+from .._timing import timed
 from .errors import DicomInputError
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -99,6 +100,7 @@ def _read(path: Path, *, pixels: bool):
         raise _err(f"{exc}; in a CT folder every DICOM file must be complete: re-export the series") from None
 
 
+@timed("ct_import")
 def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str | None = None) -> CTImage:
     """Read an axial CT series from a folder (or a list of files).
 

@@ -34,6 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._timing import timed
 from ..materials import Material
 from .errors import CalibrationError
 
@@ -278,6 +279,7 @@ class HUCalibration:
                 best_hu = np.where(better, c, best_hu)
         return best_hu.reshape(d.shape)
 
+    @timed("hu_to_material")   # the phase of a run's summary (mcproton/_timing.py)
     def to_geometry(self, ct, *, compact: bool = False, name: str | None = None):
         """A :class:`mcproton.geometry.VoxelGeometry` from a :class:`~mcproton._io.ct.CTImage`.
 

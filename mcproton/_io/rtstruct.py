@@ -25,6 +25,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .._timing import timed
 from .errors import DicomInputError
 
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -62,6 +63,7 @@ def _read(path_or_ds):
         raise DicomInputError(f"{src}: cannot be read as DICOM ({type(exc).__name__}: {exc})") from exc
 
 
+@timed("structures")
 def read_rtstruct(path_or_ds) -> RTStruct:
     """Read an RT Structure Set (file path or pydicom Dataset)."""
     ds, src = _read(path_or_ds)
@@ -123,6 +125,7 @@ def _grid(geometry):
     return org, vox, shape
 
 
+@timed("structures")
 def rasterise(struct: Mapping[str, list[np.ndarray]] | RTStruct, geometry,
               names: list[str] | None = None) -> dict[str, np.ndarray]:
     """Boolean masks (z, y, x) of the structures on the grid of ``geometry`` (see the module docstring).
@@ -227,6 +230,7 @@ def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str
     return stats
 
 
+@timed("dvh")
 def add_dvh_to_result(result, h5_path: str | Path, rtstruct_path: str | Path, *, dose: str = "dose") -> dict:
     """Rasterise an RT Structure Set on the result's grid and write the DVHs (of ``result.dose_gy_zyx``, or
     the dose to water with ``dose="dose_to_water"``) into the group ``dvh`` of ``h5_path``; returns the
