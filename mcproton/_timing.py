@@ -25,20 +25,23 @@ class PhaseClock:
         self.t0 = time.perf_counter()
         self.cpu0 = time.process_time()
         self.seconds: dict[str, float] = {}
-        self._stack: list[list[Any]] = []   # [name, start, time spent in nested phases]
+        self.cpu_seconds: dict[str, float] = {}
+        self._stack: list[list[Any]] = []   # [name, start, CPU start, wall and CPU time in nested phases]
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        frame = [name, time.perf_counter(), 0.0]
+        frame = [name, time.perf_counter(), time.process_time(), 0.0, 0.0]
         self._stack.append(frame)
         try:
             yield
         finally:
             self._stack.pop()
-            spent = time.perf_counter() - frame[1]
-            self.seconds[name] = self.seconds.get(name, 0.0) + spent - frame[2]
+            spent, cpu = time.perf_counter() - frame[1], time.process_time() - frame[2]
+            self.seconds[name] = self.seconds.get(name, 0.0) + spent - frame[3]
+            self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + cpu - frame[4]
             if self._stack:
-                self._stack[-1][2] += spent
+                self._stack[-1][3] += spent
+                self._stack[-1][4] += cpu
 
     def summary(self, ndigits: int = 3) -> dict[str, float]:
         """The phases in the order they were first entered, ``other`` (the time outside every phase) and
@@ -53,6 +56,14 @@ class PhaseClock:
         """Process CPU time (all threads, s) since the clock was made: on a shared machine the wall times
         include waiting for a core, the CPU time does not."""
         return round(time.process_time() - self.cpu0, 3)
+
+    def cpu_summary(self, ndigits: int = 3) -> dict[str, float]:
+        """Like :meth:`summary`, in process CPU time (all threads: the transport's exceed its wall time)."""
+        total = time.process_time() - self.cpu0
+        out = {k: round(v, ndigits) for k, v in self.cpu_seconds.items()}
+        out["other"] = round(max(0.0, total - sum(self.cpu_seconds.values())), ndigits)
+        out["total"] = round(total, ndigits)
+        return out
 
 
 _CURRENT: contextvars.ContextVar[PhaseClock | None] = contextvars.ContextVar("mcproton_phase_clock", default=None)
