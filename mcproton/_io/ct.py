@@ -100,6 +100,35 @@ def _read(path: Path, *, pixels: bool):
         raise _err(f"{exc}; in a CT folder every DICOM file must be complete: re-export the series") from None
 
 
+#: Files read at once by load_ct_series (threads): reading waits on the disk (pydicom's parsing holds the GIL,
+#: so the CPU time does not shrink); measured on the DCPT head CT (177 slices) on a loaded 2-core VM: 4.7-5.2 s
+#: read one by one, 1.9-3.1 s with 4 threads, the same 0.7 s CPU.
+_READ_THREADS = 4
+
+
+def _read_many(files: list[Path], *, pixels: bool):
+    """(file, data set) of ``files`` in their order, read by a few threads a bounded window ahead (so that a
+    long series is never all in memory at once); the first error in file order is raised, as one by one."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="mcproton-ct") as pool:
+        window: deque = deque()
+        it = iter(files)
+        try:
+            for f in it:
+                window.append((f, pool.submit(_read, f, pixels=pixels)))
+                if len(window) >= 2 * _READ_THREADS:
+                    f0, fut = window.popleft()
+                    yield f0, fut.result()
+            while window:
+                f0, fut = window.popleft()
+                yield f0, fut.result()
+        finally:
+            for _, fut in window:
+                fut.cancel()
+
+
 @timed("ct_import")
 def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str | None = None) -> CTImage:
     """Read an axial CT series from a folder (or a list of files).
@@ -111,8 +140,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     headers = []
     skipped_modalities: dict[str, int] = {}
     n_not_dicom = 0
-    for f in files:
-        ds = _read(f, pixels=False)
+    for f, ds in _read_many(files, pixels=False):
         if ds is None:
             if f.suffix.lower() == ".dcm":
                 raise _err(f"{f}: not a valid DICOM file (no DICOM preamble/header); remove it or re-export")
@@ -246,8 +274,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     # --- pixels ---
     slices = []   # (stored values, slope, intercept) per slice
     integral = True
-    for f, _ in chosen:
-        ds = _read(f, pixels=True)
+    for f, ds in _read_many([f for f, _ in chosen], pixels=True):
         if ds is None or "PixelData" not in ds:
             raise _err(f"{f}: slice has no PixelData; the file is truncated or not an image")
         try:
