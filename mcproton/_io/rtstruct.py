@@ -225,6 +225,8 @@ def rasterise(struct: Mapping[str, list[np.ndarray]] | RTStruct, geometry,
     want = [nm for nm in struct.contours if names is None or nm in names]
     todo = [nm for nm in want if (grid, nm) not in struct.masks]
     if todo:
+        for key in [k for k in struct.masks if k[0] != grid]:   # the masks of one grid at a time are kept
+            del struct.masks[key]
         for nm, m in _rasterise(struct.contours, org, vox, shape, todo).items():
             struct.masks[(grid, nm)] = m
     return {nm: struct.masks[(grid, nm)].copy() for nm in want}
