@@ -66,7 +66,8 @@ class PhaseClock:
         return out
 
 
-_CURRENT: contextvars.ContextVar[PhaseClock | None] = contextvars.ContextVar("mcproton_phase_clock", default=None)
+_CURRENT: contextvars.ContextVar[PhaseClock | None] = contextvars.ContextVar("mcproton_phase_clock",
+                                                                             default=None)
 
 
 @contextlib.contextmanager

@@ -63,7 +63,7 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
     from ._run.inputs import check_before_build, check_inputs
 
     with phase("input_checks"):
-        check_before_build(cfg)   # the memory of the grid before any large allocation; files named by the config
+        check_before_build(cfg)   # the memory of the grid before any large allocation; files the config names
     with phase("geometry"):
         geometry = build_geometry(cfg)
     with phase("plan"):
@@ -72,7 +72,7 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
         check_beam_hits(geometry, beams)
         check_inputs(cfg, settings, geometry, beams)
     with phase("body_outline"):
-        outline = _body_outline_and_check_outputs(cfg, geometry, beams, rtdose)   # errors before the transport
+        outline = _body_outline_and_check_outputs(cfg, geometry, beams, rtdose)   # errors before transport
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import RunInterrupted, remove_checkpoint, run_job
 
@@ -87,8 +87,8 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
     try:
         with phase("transport"):
             results = run_job(cfg, settings, geometry, beams, out, resume=args.resume,
-                              checkpoint=not args.no_checkpoint, workers=args.workers, scheduler=args.scheduler,
-                              progress=not args.quiet)
+                              checkpoint=not args.no_checkpoint, workers=args.workers,
+                              scheduler=args.scheduler, progress=not args.quiet)
     except RunInterrupted as exc:
         print(f"mcproton: {exc}", file=sys.stderr)
         return exc.code
@@ -101,7 +101,8 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
         from ._run.inputs import check_result
 
         try:
-            check_result(total, allow_empty=args.allow_empty)   # a zero dose, a beam that mostly missed or escaped
+            # a zero dose, a beam that mostly missed or escaped
+            check_result(total, allow_empty=args.allow_empty)
         except Exception:
             if not args.no_checkpoint:
                 remove_checkpoint(out)

@@ -113,7 +113,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     times["phantom_s"] = time.perf_counter() - t
     # the CT series is written in a thread while the plan is made and the Monte Carlo runs (only the RT Struct
     # and the RT Dose need its UIDs), then the RT Struct; both are joined before the RT Dose
-    ct_writer = Background(lambda: write_phantom_ct(g, out / "ct", series_description=f"mcproton phantom {age:g} y"),
+    ct_writer = Background(lambda: write_phantom_ct(g, out / "ct",
+                                                    series_description=f"mcproton phantom {age:g} y"),
                            "the phantom's CT series")
 
     _log("plan: posterior-fossa boost, 3 fields on the DCPT beam model with a range shifter, spot generation + "
@@ -139,7 +140,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     def write_ct_and_rtstruct():
         ct = ct_writer.join()
         t_rs = time.perf_counter()
-        # "body" is the EXTERNAL ROI, the whole outline (the label "body" alone is the soft tissue of the head)
+        # "body" is the EXTERNAL ROI, the whole outline (the label "body" alone: the soft tissue of the head)
         write_rtstruct({"CTV_PF": ctv, **organs, "body": outline.mask}, g, ct, out / "rtstruct.dcm",
                        label="PF boost")
         rtstruct_s.append(time.perf_counter() - t_rs)
@@ -253,9 +254,10 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         "fields": plan.summary()["fields"],
         "protons_per_second": res.protons_per_second, "backend": res.backend, "device": res.device,
         "mc_wall_s": res.wall_s, "times_s": {k: round(v, 2) for k, v in times.items()},
-        "times_note": "times_s: wall time per phase; ct_rtstruct_background_s ran in threads during the plan, "
-                      "Monte Carlo and outputs and is not part of their sum: only ct_rtstruct_wait_s (waiting for "
-                      "it to finish) is; phantom + plan + structures + monte_carlo + outputs + wait ~ wall_s",
+        "times_note": "times_s: wall time per phase; ct_rtstruct_background_s ran in threads during the "
+                      "plan, Monte Carlo and outputs and is not part of their sum: only ct_rtstruct_wait_s "
+                      "(waiting for it to finish) is; phantom + plan + structures + monte_carlo + outputs + "
+                      "wait ~ wall_s",
         "wall_s": time.perf_counter() - t0,
         "cpu_s": time.process_time() - cpu0,   # all threads; a shared machine's wall time includes waiting
         "dose": dose_summary(res, outline),

@@ -240,8 +240,8 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
     s = np.array([float(electronic_mass_stopping_power(m, reference_energy_mev)) for m in geometry.materials])
     lin = np.empty((NZ, NY, NX))
     new_mat = np.empty((NZ, NY, NX), np.uint8)
-    # slabs of whole blocks along z (~4 M voxels each): no float64 copy of the whole grid; each block's sums are
-    # the same numbers as over the whole grid at once (the same reduction order within a block)
+    # slabs of whole blocks along z (~4 M voxels each): no float64 copy of the whole grid; each block's sums
+    # are the same numbers as over the whole grid at once (the same reduction order within a block)
     step = max(1, int(_RESAMPLE_SLAB_VOXELS // (fz * NY * fy * NX * fx)))
     for z0 in range(0, NZ, step):
         z1 = min(NZ, z0 + step)

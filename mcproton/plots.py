@@ -112,8 +112,8 @@ def plot_let_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] |
 def _plot_planes(result, plane, path, centre_zyx, title, structures, vmax, levels, level_fmt,
                  colorbar_label) -> Path:
     """Values over the density in three orthogonal planes through ``centre_zyx``; ``plane(index)`` gives the
-    values and the voxels shown of one plane (computed per plane, not over the whole grid); ``levels`` drawn as
-    labelled contour lines."""
+    values and the voxels shown of one plane (computed per plane, not over the whole grid); ``levels`` drawn
+    as labelled contour lines."""
     plt = _plt()
     g = result.geometry
     rho = g.density_g_cm3_zyx

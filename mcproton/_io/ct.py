@@ -100,9 +100,9 @@ def _read(path: Path, *, pixels: bool):
         raise _err(f"{exc}; in a CT folder every DICOM file must be complete: re-export the series") from None
 
 
-#: Files read at once by load_ct_series (threads): reading waits on the disk (pydicom's parsing holds the GIL,
-#: so the CPU time does not shrink); measured on the DCPT head CT (177 slices) on a loaded 2-core VM: 4.7-5.2 s
-#: read one by one, 1.9-3.1 s with 4 threads, the same 0.7 s CPU.
+#: Files read at once by load_ct_series (threads): reading waits on the disk (pydicom's parsing holds the
+#: GIL, so the CPU time does not shrink); measured on the DCPT head CT (177 slices) on a loaded 2-core VM:
+#: 4.7-5.2 s read one by one, 1.9-3.1 s with 4 threads, the same 0.7 s CPU.
 _READ_THREADS = 4
 
 

@@ -102,7 +102,8 @@ def _num(v: str, what: str, path) -> float:
 
 def _table_per_integer(hu, func):
     """``func(hu)`` of a large integer array (a CT) through a table of ``func`` over its range of values: the
-    same numbers (func is elementwise), without a float64 copy and a search per voxel; None for other input."""
+    same numbers (func is elementwise), without a float64 copy and a search per voxel; None for other
+    input."""
     h = np.asarray(hu)
     if h.dtype.kind not in "iu" or h.size < 1 << 16:
         return None

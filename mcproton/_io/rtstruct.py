@@ -71,8 +71,8 @@ _CONTOUR_DATA = 0x30060050
 
 def _contour_data(item) -> np.ndarray:
     """ContourData (3006,0050) of a contour item as float64, parsed from the raw bytes where the element is
-    still raw: pydicom makes one DSfloat object per number (1.7 M of them, 2-8 s, in a head CT's structure set),
-    the same numbers as ``float`` of each backslash-separated string (both use Python's float parser).  The
+    still raw: pydicom makes one DSfloat object per number (1.7 M of them, 2-8 s, in a head CT's structure
+    set), the same numbers as ``float`` of each backslash-separated string (both use Python's float parser).  The
     element pydicom has already converted (or an unexpected one) goes through pydicom."""
     try:
         elem = item.get_item(_CONTOUR_DATA)
@@ -183,13 +183,13 @@ def _grid(geometry):
 
 
 def _polygon_mask(poly: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """(len(ys), len(xs)) bool: which grid points (xs[i], ys[j]) lie inside the closed polygon ``poly`` ((n, 2),
-    the last vertex joined to the first) by the crossing-number rule.  The test is matplotlib's point_in_path
+    """(len(ys), len(xs)) bool: which grid points (xs[i], ys[j]) lie inside the closed polygon ``poly``
+    ((n, 2), the last vertex joined to the first) by the crossing-number rule.  The test is matplotlib's point_in_path
     (``matplotlib.path.Path(poly).contains_points``, src/_path.h), term by term in float64, so the same points
     are inside (points on an edge included), but evaluated per scanline: an edge is tested only on the rows it
     spans, in O(rows x crossings x columns) instead of O(points x vertices)."""
     a = np.asarray(poly, float)
-    b = np.roll(a, -1, axis=0)          # edge i runs from a[i] to b[i] = a[i + 1]; the last one closes the polygon
+    b = np.roll(a, -1, axis=0)   # edge i runs from a[i] to b[i] = a[i + 1]; the last one closes the polygon
     lo_y, hi_y = np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1])
     # (a.y >= ty) != (b.y >= ty)  <=>  lo_y < ty <= hi_y: the rows an edge crosses, ys ascending
     r0 = np.searchsorted(ys, lo_y, side="right")
@@ -258,7 +258,7 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
         pz = np.array(sorted(planes))
         half = 0.5 * (float(np.median(np.diff(pz))) if pz.size > 1 else vox[2])
         half = max(half, 0.5 * vox[2]) if pz.size == 1 else half
-        done: dict[int, int] = {}   # contour plane -> the grid slice that has it (planes thicker than a slice)
+        done: dict[int, int] = {}   # contour plane -> the grid slice that has it (planes thicker than slices)
         for k, z in enumerate(zs):
             j = int(np.argmin(np.abs(pz - z)))
             if abs(pz[j] - z) > half + 1e-6:

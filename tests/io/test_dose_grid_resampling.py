@@ -133,8 +133,8 @@ def test_rtdose_on_the_coarse_grid(tmp_path, capsys):
 @pytest.mark.parametrize("factors", [(3, 2, 4), (4, 4, 2), (1, 1, 3)])
 def test_resample_in_slabs_is_bitwise_the_whole_grid_at_once(factors, monkeypatch):
     """resample_blocks works in slabs of blocks along z (no float64 copy of the whole grid); its material and
-    density are bitwise those of the whole grid at once (the formula of resample_blocks, written out here), with
-    padding on every axis and many slabs."""
+    density are bitwise those of the whole grid at once (the formula of resample_blocks, written out here),
+    with padding on every axis and many slabs."""
     import mcproton.geometry as geo
     from mcproton._physics.stopping import electronic_mass_stopping_power
 
@@ -142,7 +142,8 @@ def test_resample_in_slabs_is_bitwise_the_whole_grid_at_once(factors, monkeypatc
     mats = ["air", "water", "soft_tissue", "cortical_bone"]
     shape = (13, 11, 10)
     g = geo.VoxelGeometry(rng.integers(0, 4, shape).astype(np.uint8),
-                          rng.uniform(0.001, 2.0, shape).astype(np.float32), mats, (1.0, 1.2, 1.5), (0.0, 0.0, 0.0))
+                          rng.uniform(0.001, 2.0, shape).astype(np.float32), mats, (1.0, 1.2, 1.5),
+                          (0.0, 0.0, 0.0))
     fx, fy, fz = factors
     nz, ny, nx = shape
     NZ, NY, NX = -(-nz // fz), -(-ny // fy), -(-nx // fx)
@@ -158,5 +159,6 @@ def test_resample_in_slabs_is_bitwise_the_whole_grid_at_once(factors, monkeypatc
     want_rho = np.where(lin > 0, lin / s[want_mat], 0.0).astype(np.float32)
     monkeypatch.setattr(geo, "_RESAMPLE_SLAB_VOXELS", 2 * fz * NY * fy * NX * fx)   # two block rows per slab
     got = geo.resample_blocks(g, factors)
-    assert np.array_equal(got.material_index_zyx, want_mat) and np.array_equal(got.density_g_cm3_zyx, want_rho)
+    assert np.array_equal(got.material_index_zyx, want_mat)
+    assert np.array_equal(got.density_g_cm3_zyx, want_rho)
     assert len(np.unique(want_mat)) > 1

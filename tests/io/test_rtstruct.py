@@ -205,8 +205,8 @@ def test_cli_writes_dvh_group(tmp_path, capsys):
 
 
 def test_scanline_fill_is_matplotlibs_point_in_path():
-    """rasterise's scanline fill gives exactly matplotlib's Path.contains_points (the rule it used before), also
-    for vertices and edges through grid points (the boundary cases) and self-intersecting polygons."""
+    """rasterise's scanline fill gives exactly matplotlib's Path.contains_points (the rule it used before),
+    also for vertices and edges through grid points (the boundary cases) and self-intersecting polygons."""
     from matplotlib.path import Path as MplPath
 
     from mcproton._io.rtstruct import _polygon_mask
@@ -218,7 +218,7 @@ def test_scanline_fill_is_matplotlibs_point_in_path():
     n_inside = 0
     for trial in range(150):
         n = int(rng.integers(3, 30))
-        if trial % 3 == 0:    # vertices on grid points: edges through grid points, horizontal and vertical edges
+        if trial % 3 == 0:    # vertices on grid points: edges through grid points, horizontal, vertical edges
             poly = rng.integers(0, 12, size=(n, 2)).astype(float) * 0.5
         elif trial % 3 == 1:  # star-shaped
             ang = np.sort(rng.uniform(0, 2 * np.pi, n))
@@ -233,18 +233,20 @@ def test_scanline_fill_is_matplotlibs_point_in_path():
 
 
 def test_contour_data_fast_parse_and_cache(tmp_path):
-    """ContourData parsed from the raw bytes equals pydicom's conversion; a file read again is not parsed again
-    (same object, read-only contours, masks kept) unless it changed."""
+    """ContourData parsed from the raw bytes equals pydicom's conversion; a file read again is not parsed
+    again (same object, read-only contours, masks kept) unless it changed."""
     import os
 
     import pydicom
 
-    rois = {"ring": [_circle(3.3, -1.7, 20.123, zz) for zz in (0.0, 2.0)], "box": [_rect(10, 20, 40, 60, 2.0)]}
+    rois = {"ring": [_circle(3.3, -1.7, 20.123, zz) for zz in (0.0, 2.0)],
+            "box": [_rect(10, 20, 40, 60, 2.0)]}
     path = save(make_rtstruct(rois), tmp_path / "RS.dcm")
     via_pydicom = read_rtstruct(pydicom.dcmread(path))          # a dataset: elements converted by pydicom
     s = read_rtstruct(path)
     for nm in rois:
-        assert all(np.array_equal(a, b) for a, b in zip(s.contours[nm], via_pydicom.contours[nm], strict=True))
+        pairs = zip(s.contours[nm], via_pydicom.contours[nm], strict=True)
+        assert all(np.array_equal(a, b) for a, b in pairs)
     assert read_rtstruct(path) is s and not s.contours["box"][0].flags.writeable
     g = box_phantom("water", (120, 160, 10), (0.5, 0.5, 2.0), origin_mm=(-29.75, -79.75, -2.0))
     m1 = rasterise(s, g, names=["box"])["box"]

@@ -1,5 +1,5 @@
-"""`mcproton run` gives the wall time of each phase of the job in its JSON summary (phase_s, issue 15 item 3), and
-the process CPU time per phase (phase_cpu_s); the phases add up to the job's wall time."""
+"""`mcproton run` gives the wall time of each phase of the job in its JSON summary (phase_s, issue 15 item 3),
+and the process CPU time per phase (phase_cpu_s); the phases add up to the job's wall time."""
 from __future__ import annotations
 
 import json
@@ -53,9 +53,10 @@ def _check_sums(summary: dict, wall: float, want: set[str]) -> None:
 
 def test_water_run_has_phase_times(tmp_path, capsys):
     cfg = write_cfg(tmp_path / "w.toml", primaries=2000)
-    cfg.write_text(cfg.read_text().replace("plot = false", "plot = true").replace("batches = 10", "batches = 2"))
-    summary, wall = _run(["run", str(cfg), "--out", str(tmp_path / "w.h5"), "--rtdose", str(tmp_path / "w_RD.dcm"),
-                          "--quiet"], capsys)
+    text = cfg.read_text().replace("plot = false", "plot = true")
+    cfg.write_text(text.replace("batches = 10", "batches = 2"))
+    summary, wall = _run(["run", str(cfg), "--out", str(tmp_path / "w.h5"), "--rtdose",
+                          str(tmp_path / "w_RD.dcm"), "--quiet"], capsys)
     _check_sums(summary, wall, {"config", "input_checks", "geometry", "plan", "body_outline", "transport",
                                 "result_checks", "hdf5", "rtdose", "plot", "other", "total"})
 
@@ -68,5 +69,6 @@ def test_ct_run_times_import_calibration_and_resampling(tmp_path, capsys):
     write_ct_series(hu, (2.0, 2.0, 2.0), (-15.0, -15.0, -20.0), tmp_path / "ct")
     cfg = tmp_path / "ct.toml"
     cfg.write_text(CT_CFG)
-    summary, wall = _run(["run", str(cfg), "--out", str(tmp_path / "ct.h5"), "--quiet", "--no-checkpoint"], capsys)
+    summary, wall = _run(["run", str(cfg), "--out", str(tmp_path / "ct.h5"), "--quiet", "--no-checkpoint"],
+                         capsys)
     _check_sums(summary, wall, {"ct_import", "hu_to_material", "resampling", "geometry", "transport", "hdf5"})
