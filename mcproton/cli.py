@@ -44,19 +44,35 @@ def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from ._timing import PhaseClock, use_clock
+
+    # wall time per phase in the summary's phase_s (mcproton/_timing.py); library code marks its own phases
+    # (ct_import, hu_to_material, resampling, structures) inside these
+    with use_clock(PhaseClock()) as clock:
+        return _run_timed(args, clock)
+
+
+def _run_timed(args: argparse.Namespace, clock: Any) -> int:
+    from ._timing import phase
     from .config import build_beams, build_geometry, check_beam_hits, load_config, run_settings
 
-    cfg = load_config(args.config, args.set)
-    settings = run_settings(cfg)
-    out, rtdose, png = _check_paths(args, cfg)
+    with phase("config"):
+        cfg = load_config(args.config, args.set)
+        settings = run_settings(cfg)
+        out, rtdose, png = _check_paths(args, cfg)
     from ._run.inputs import check_before_build, check_inputs
 
-    check_before_build(cfg)   # the memory of the grid before any large allocation; files named by the config
-    geometry = build_geometry(cfg)
-    beams = build_beams(cfg)
-    check_beam_hits(geometry, beams)
-    check_inputs(cfg, settings, geometry, beams)
-    outline = _body_outline_and_check_outputs(cfg, geometry, beams, rtdose)   # errors before the transport
+    with phase("input_checks"):
+        check_before_build(cfg)   # the memory of the grid before any large allocation; files the config names
+    with phase("geometry"):
+        geometry = build_geometry(cfg)
+    with phase("plan"):
+        beams = build_beams(cfg)
+    with phase("input_checks"):
+        check_beam_hits(geometry, beams)
+        check_inputs(cfg, settings, geometry, beams)
+    with phase("body_outline"):
+        outline = _body_outline_and_check_outputs(cfg, geometry, beams, rtdose)   # errors before transport
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import JobOptions, RunInterrupted, remove_checkpoint, run_job
 
@@ -69,33 +85,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
         why = "" if settings.backend != "auto" else f" (auto: {'GPU found' if be.name == 'cuda' else cuda_available()[1]})"
         print(f"mcproton: backend {be.name} on {be.device}{why}", file=sys.stderr)
     try:
-        results = run_job(cfg, settings, geometry, beams, out,
-                          JobOptions(resume=args.resume, checkpoint=not args.no_checkpoint,
-                                     workers=args.workers, scheduler=args.scheduler, progress=not args.quiet))
+        with phase("transport"):
+            results = run_job(cfg, settings, geometry, beams, out,
+                              JobOptions(resume=args.resume, checkpoint=not args.no_checkpoint,
+                                         workers=args.workers, scheduler=args.scheduler, progress=not args.quiet))
     except RunInterrupted as exc:
         print(f"mcproton: {exc}", file=sys.stderr)
         return exc.code
-    total = results[0]
-    if len(results) > 1:
-        from .run import sum_results
+    with phase("result_checks"):
+        total = results[0]
+        if len(results) > 1:
+            from .run import sum_results
 
-        total = sum_results(results)
-    from ._run.inputs import check_result
+            total = sum_results(results)
+        from ._run.inputs import check_result
 
-    try:
-        check_result(total, allow_empty=args.allow_empty)   # a zero dose, a beam that mostly missed or escaped
-    except Exception:
-        if not args.no_checkpoint:
-            remove_checkpoint(out)
-        raise
-    from .body import apply_body_outline
+        try:
+            # a zero dose, a beam that mostly missed or escaped
+            check_result(total, allow_empty=args.allow_empty)
+        except Exception:
+            if not args.no_checkpoint:
+                remove_checkpoint(out)
+            raise
+        from .body import apply_body_outline
 
-    apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask
+        apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask
     checkpointed = not args.no_checkpoint
     out_cfg = cfg.get("output", {})
     dose_to_water = out_cfg.get("dose_to") == "water"
     try:
-        writer = _hdf5_writer(cfg, total, dose_to_water)
+        with phase("hdf5"):
+            writer = _hdf5_writer(cfg, total, dose_to_water)
     except MemoryError:
         ck = _ckpt(out)
         if checkpointed and ck.exists():
@@ -103,7 +123,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                f"checkpoint {ck}: free memory and run the same command with --resume, which writes "
                                "the output without transporting again") from None
         raise
-    _write_output_or_explain(writer, total, out, checkpointed)
+    with phase("hdf5"):
+        _write_output_or_explain(writer, total, out, checkpointed)
     summary = {"output": str(out), "backend": total.backend, "device": total.device,
                "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
                "protons_per_second": round(total.protons_per_second, 1),
@@ -115,17 +136,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from ._io.rtdose import write_run_rtdoses
 
         try:
-            summary.update(write_run_rtdoses(total, results, beams, out_cfg, Path(rtdose)))
+            with phase("rtdose"):
+                summary.update(write_run_rtdoses(total, results, beams, out_cfg, Path(rtdose)))
         except OSError as exc:
             failed.append(f"the RT Dose {rtdose} ({type(exc).__name__}: {exc})")
     if png is not None:
         from .plots import plot_depth_dose, plot_dose_planes
 
         try:
-            if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
-                plot_dose_planes(total, png)
-            else:
-                plot_depth_dose(total, png)
+            with phase("plot"):
+                if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
+                    plot_dose_planes(total, png)
+                else:
+                    plot_depth_dose(total, png)
             summary["plot"] = str(png)
         except OSError as exc:
             failed.append(f"the plot {png} ({type(exc).__name__}: {exc})")
@@ -135,9 +158,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
                  "writes them without transporting again" if checkpointed and ck.exists() else
                  ": free disk space and run again to write them")
         raise RuntimeError(f"could not write {' nor '.join(failed)}; the dose is safe in {out}{again}")
-    if checkpointed:
-        remove_checkpoint(out)
-    _warn_prescription(cfg, total)
+    with phase("result_checks"):
+        if checkpointed:
+            remove_checkpoint(out)
+        _warn_prescription(cfg, total)
+    summary["phase_s"] = clock.summary()   # exclusive wall times, adding up to phase_s["total"]
+    summary["phase_cpu_s"] = clock.cpu_summary()   # process CPU time per phase: on a shared machine the
+    # wall times include waiting for a core
+    inner = (getattr(total, "provenance", None) or {}).get("phase_s")
+    if isinstance(inner, dict):   # the transport's own breakdown, where the driver gives one
+        summary["transport_phase_s"] = inner
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from ._timing import timed
 from .materials import Material
 
 if TYPE_CHECKING:
@@ -216,6 +217,11 @@ def _heaviest_material(mat6: np.ndarray, rho6: np.ndarray, n_mat: int) -> np.nda
     return out
 
 
+#: Voxels per slab of resample_blocks (the float64 temporaries of one slab: ~100 MB).
+_RESAMPLE_SLAB_VOXELS = 4e6
+
+
+@timed("resampling")   # the phase of a run's summary (mcproton/_timing.py)
 def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
                     reference_energy_mev: float = RESAMPLE_REFERENCE_ENERGY_MEV) -> VoxelGeometry:
     """A coarser grid whose voxels are blocks of ``factors`` = (fx, fy, fz) voxels of ``geometry``
@@ -247,10 +253,23 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
         return blocks(a).sum(axis=(1, 3, 5))
 
     mat = geometry.material_index_zyx
-    rho = geometry.density_g_cm3_zyx.astype(np.float64)
     s = np.array([float(electronic_mass_stopping_power(m, reference_energy_mev)) for m in geometry.materials])
-    lin = block_sum(rho * s[mat]) / (fx * fy * fz)          # mean linear stopping power, MeV/cm
-    new_mat = _heaviest_material(blocks(mat), blocks(rho), len(geometry.materials))
+    lin = np.empty((NZ, NY, NX))
+    new_mat = np.empty((NZ, NY, NX), np.uint8)
+    # slabs of whole blocks along z (~4 M voxels each): no float64 copy of the whole grid; each block's sums
+    # are the same numbers as over the whole grid at once (the same reduction order within a block)
+    step = max(1, int(_RESAMPLE_SLAB_VOXELS // (fz * NY * fy * NX * fx)))
+    for z0 in range(0, NZ, step):
+        z1 = min(NZ, z0 + step)
+        zs = slice(z0 * fz, min(nz, z1 * fz))
+        pad_slab = ((0, (z1 - z0) * fz - (zs.stop - zs.start)),) + pad[1:]
+
+        def slab_blocks(a: np.ndarray) -> np.ndarray:
+            return np.pad(a, pad_slab).reshape(z1 - z0, fz, NY, fy, NX, fx)
+
+        m_s, rho_s = mat[zs], geometry.density_g_cm3_zyx[zs].astype(np.float64)
+        lin[z0:z1] = slab_blocks(rho_s * s[m_s]).sum(axis=(1, 3, 5)) / (fx * fy * fz)   # mean linear stopping
+        new_mat[z0:z1] = _heaviest_material(slab_blocks(m_s), slab_blocks(rho_s), len(geometry.materials))
     new_rho = np.where(lin > 0, lin / s[new_mat], 0.0)
     labels = None
     if geometry.labels_zyx is not None:

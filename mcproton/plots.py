@@ -65,18 +65,25 @@ def plot_dose_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] 
         dose-to-air spikes outside the patient.
     """
     dose = np.asarray(result.dose_gy_zyx)
-    if body_mask is not None:
-        dose = np.where(body_mask, dose, 0.0)
-    if centre_zyx is None:
-        centre_zyx = tuple(int(v) for v in np.unravel_index(int(np.argmax(dose)), dose.shape))
-    dmax = float(reference_gy * 1.1) if reference_gy else (float(dose.max()) or 1.0)
+    body = None if body_mask is None else np.asarray(body_mask, bool)
+    if centre_zyx is None or not reference_gy:   # the whole grid only for its maximum
+        whole = dose if body is None else np.where(body, dose, 0.0)
+        if centre_zyx is None:
+            centre_zyx = tuple(int(v) for v in np.unravel_index(int(np.argmax(whole)), whole.shape))
+        top = float(whole.max())
+        del whole
+    dmax = float(reference_gy * 1.1) if reference_gy else (top or 1.0)
     levels = list(isodose_gy) if isodose_gy is not None else (
         [f * reference_gy for f in (0.3, 0.5, 0.8, 0.95, 1.07)] if reference_gy else [])
 
     def fmt(lv: float) -> str:
         return f"{100 * lv / reference_gy:.0f}%" if reference_gy else f"{lv:.2g}"
 
-    return _plot_planes(result, dose, dose >= 0.05 * dmax, path, centre_zyx, title, structures, dmax, levels, fmt,
+    def plane(sl):   # the dose (0 outside the body) and the voxels shown, of one plane only
+        d = dose[sl] if body is None else np.where(body[sl], dose[sl], 0.0)
+        return d, d >= 0.05 * dmax
+
+    return _plot_planes(result, plane, path, centre_zyx, title, structures, dmax, levels, fmt,
                         f"dose ({result.normalisation})")
 
 
@@ -96,15 +103,17 @@ def plot_let_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] |
     if centre_zyx is None:
         centre_zyx = tuple(int(v) for v in np.unravel_index(int(np.argmax(dose)), dose.shape))
     top = vmax if vmax is not None else (float(np.percentile(let[shown], 99)) if shown.any() else 1.0)
-    return _plot_planes(result, let, shown, path, centre_zyx, title, structures, max(top, 1e-6), [], str,
+    return _plot_planes(result, lambda sl: (let[sl], shown[sl]), path, centre_zyx, title, structures,
+                        max(top, 1e-6), [], str,
                         f"LETd of protons (keV/um), where dose >= {100 * min_dose_fraction:.0f} % of "
                         f"{'the reference' if reference_gy else 'Dmax'}")
 
 
-def _plot_planes(result, values, shown, path, centre_zyx, title, structures, vmax, levels, level_fmt,
+def _plot_planes(result, plane, path, centre_zyx, title, structures, vmax, levels, level_fmt,
                  colorbar_label) -> Path:
-    """``values`` (z, y, x) over the density in three orthogonal planes through ``centre_zyx``; only the
-    voxels in ``shown``; ``levels`` drawn as labelled contour lines."""
+    """Values over the density in three orthogonal planes through ``centre_zyx``; ``plane(index)`` gives the
+    values and the voxels shown of one plane (computed per plane, not over the whole grid); ``levels`` drawn
+    as labelled contour lines."""
     plt = _plt()
     g = result.geometry
     rho = g.density_g_cm3_zyx
@@ -119,9 +128,9 @@ def _plot_planes(result, values, shown, path, centre_zyx, title, structures, vma
     handles = {}
     for n, (ax, (name, (h, v), ext, xl, yl)) in enumerate(zip(axes, planes)):
         origin = "upper" if n == 0 else "lower"
-        d, r = values[sl[n]], rho[sl[n]]
+        (d, shown), r = plane(sl[n]), rho[sl[n]]
         ax.imshow(r, cmap="gray", extent=ext, origin=origin, vmin=0, vmax=2.0, aspect="equal")
-        m = np.ma.masked_where(~np.asarray(shown)[sl[n]], d)
+        m = np.ma.masked_where(~np.asarray(shown), d)
         im = ax.imshow(m, cmap="jet", alpha=0.45, extent=ext, origin=origin, vmin=0, vmax=vmax, aspect="equal")
         if levels and d.max() > min(levels):
             cs = ax.contour(h, v, d, levels=sorted(levels), colors="white", linewidths=0.7)

@@ -64,3 +64,20 @@ def test_demo_full_default(tmp_path):
     assert s["d95_ok"] and s["target_d95_rel"] >= 0.95
     if s["backend"] == "cpu":
         assert s["wall_s"] < 120
+
+
+def test_background_writer_surfaces_its_error():
+    """The demo writes its CT series and RT Struct in threads during the plan and Monte Carlo: join() returns
+    the result, raises the thread's error (never lost), and reports the thread's own wall time."""
+    from mcproton.demo import Background
+
+    ok = Background(lambda: 42, "a number")
+    assert ok.join() == 42 and ok.wall_s >= 0
+
+    def fails():
+        raise OSError(28, "No space left on device")
+
+    bad = Background(fails, "the phantom's CT series and RT Struct")
+    with pytest.raises(RuntimeError, match="writing the phantom's CT series and RT Struct failed.*No space"):
+        bad.join()
+    assert bad.join(raise_error=False) is None

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from pydicom.multival import MultiValue
 
+from .._timing import timed
 from .dicom_common import StudyReference
 from .errors import DicomInputError
 
@@ -100,6 +101,36 @@ def _read(path: Path, *, pixels: bool):
         raise _err(f"{exc}; in a CT folder every DICOM file must be complete: re-export the series") from None
 
 
+#: Files read at once by load_ct_series (threads): reading waits on the disk (pydicom's parsing holds the
+#: GIL, so the CPU time does not shrink); measured on the DCPT head CT (177 slices) on a loaded 2-core VM:
+#: 4.7-5.2 s read one by one, 1.9-3.1 s with 4 threads, the same 0.7 s CPU.
+_READ_THREADS = 4
+
+
+def _read_many(files: list[Path], *, pixels: bool):
+    """(file, data set) of ``files`` in their order, read by a few threads a bounded window ahead (so that a
+    long series is never all in memory at once); the first error in file order is raised, as one by one."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="mcproton-ct") as pool:
+        window: deque = deque()
+        it = iter(files)
+        try:
+            for f in it:
+                window.append((f, pool.submit(_read, f, pixels=pixels)))
+                if len(window) >= 2 * _READ_THREADS:
+                    f0, fut = window.popleft()
+                    yield f0, fut.result()
+            while window:
+                f0, fut = window.popleft()
+                yield f0, fut.result()
+        finally:
+            for _, fut in window:
+                fut.cancel()
+
+
+@timed("ct_import")
 def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str | None = None) -> CTImage:
     """Read an axial CT series from a folder (or a list of files).
 
@@ -110,8 +141,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     headers = []
     skipped_modalities: dict[str, int] = {}
     n_not_dicom = 0
-    for f in files:
-        ds = _read(f, pixels=False)
+    for f, ds in _read_many(files, pixels=False):
         if ds is None:
             if f.suffix.lower() == ".dcm":
                 raise _err(f"{f}: not a valid DICOM file (no DICOM preamble/header); remove it or re-export")
@@ -243,10 +273,9 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             raise _err(f"a single CT slice without a positive SliceThickness cannot define a 3-D grid ({f0})")
 
     # --- pixels ---
-    slices = []
+    slices = []   # (stored values, slope, intercept) per slice
     integral = True
-    for f, _ in chosen:
-        ds = _read(f, pixels=True)
+    for f, ds in _read_many([f for f, _ in chosen], pixels=True):
         if ds is None or "PixelData" not in ds:
             raise _err(f"{f}: slice has no PixelData; the file is truncated or not an image")
         try:
@@ -270,17 +299,10 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         if not (np.isfinite(slope) and np.isfinite(inter)) or slope <= 0 or slope > 1e3:
             raise _err(f"{f}: RescaleSlope {slope} / RescaleIntercept {inter} are not plausible (the slope of a CT "
                        "is > 0, usually 1); the header is damaged: re-export the CT")
-        if slope != int(slope) or inter != int(inter):
+        if slope != int(slope) or inter != int(inter) or arr.dtype.kind not in "iu":
             integral = False
-        slices.append(arr.astype(np.float64) * slope + inter)
-    hu = np.stack(slices, axis=0)
-    if not np.all(np.isfinite(hu)):
-        raise _err("CT contains non-finite values after rescaling")
-    lo, hi = float(hu.min()), float(hu.max())
-    if lo < -32768 or hi > 32767:
-        raise _err(f"CT values {lo:.0f}..{hi:.0f} HU are outside any plausible HU range; check RescaleSlope/"
-                   "RescaleIntercept")
-    hu = hu.astype(np.int16) if integral else hu.astype(np.float32)
+        slices.append((arr, slope, inter))
+    hu = _rescale(slices, integral)
 
     # flip axes whose direction cosine is negative so that the grid runs along +x, +y
     origin = ipps_sorted[0].copy()
@@ -309,6 +331,30 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         slice_sop_instance_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in chosen],
         series_description=str(ds0.get("SeriesDescription", "")),
     )
+
+
+def _rescale(slices: list[tuple[np.ndarray, float, float]], integral: bool) -> np.ndarray:
+    """HU = stored value x RescaleSlope + RescaleIntercept of every slice, stacked (z, y, x): int16 when every
+    slope, intercept and stored value is an integer, else float32.  Slice by slice into the result: no float64
+    copy of the whole CT (the integer HU are computed in int64, the same numbers as float64 gives)."""
+    n = len(slices)
+    rows, cols = slices[0][0].shape
+    hu = np.empty((n, rows, cols), np.int16 if integral else np.float32)
+    lo, hi = np.inf, -np.inf
+    for k, (arr, slope, inter) in enumerate(slices):
+        if integral:
+            v = arr.astype(np.int64) * int(slope) + int(inter)
+        else:
+            v = arr.astype(np.float64) * slope + inter
+            if not np.all(np.isfinite(v)):
+                raise _err("CT contains non-finite values after rescaling")
+        lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
+        if lo >= -32768 and hi <= 32767:
+            hu[k] = v
+    if lo < -32768 or hi > 32767:
+        raise _err(f"CT values {lo:.0f}..{hi:.0f} HU are outside any plausible HU range; check RescaleSlope/"
+                   "RescaleIntercept")
+    return hu
 
 
 def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],

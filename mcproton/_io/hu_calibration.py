@@ -34,6 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._timing import timed
 from ..materials import Material
 from .errors import CalibrationError
 
@@ -97,6 +98,20 @@ def _num(v: str, what: str, path) -> float:
     if not np.isfinite(x):
         raise CalibrationError(f"{path}: {what} is not finite ({v!r})")
     return x
+
+
+def _table_per_integer(hu, func):
+    """``func(hu)`` of a large integer array (a CT) through a table of ``func`` over its range of values: the
+    same numbers (func is elementwise), without a float64 copy and a search per voxel; None for other
+    input."""
+    h = np.asarray(hu)
+    if h.dtype.kind not in "iu" or h.size < 1 << 16:
+        return None
+    lo, hi = int(h.min()), int(h.max())
+    if hi - lo >= 1 << 17:
+        return None
+    table = func(np.arange(lo, hi + 1, dtype=np.float64))
+    return table[np.subtract(h, lo, dtype=np.int32)]
 
 
 @dataclass
@@ -223,6 +238,9 @@ class HUCalibration:
     # ------------------------------------------------------------------ evaluation
     def density_from_hu(self, hu) -> np.ndarray:
         """Mass density (g/cm3, float32) for HU values (clamped to the ends of the curve)."""
+        table = _table_per_integer(hu, self.density_from_hu)
+        if table is not None:
+            return table
         h = np.asarray(hu, dtype=np.float64)
         lo, hi, rlo, rhi = self.seg_hu_lo, self.seg_hu_hi, self.seg_rho_lo, self.seg_rho_hi
         i = np.clip(np.searchsorted(lo, h, side="right") - 1, 0, lo.size - 1)
@@ -232,6 +250,9 @@ class HUCalibration:
 
     def material_index_from_hu(self, hu) -> np.ndarray:
         """Index of the material bin for HU values (HU below the first bound -> bin 0)."""
+        table = _table_per_integer(hu, self.material_index_from_hu)
+        if table is not None:
+            return table
         h = np.asarray(hu, dtype=np.float64)
         return np.clip(np.searchsorted(self.bin_hu_lo, h, side="right") - 1, 0, self.bin_hu_lo.size - 1)
 
@@ -278,6 +299,7 @@ class HUCalibration:
                 best_hu = np.where(better, c, best_hu)
         return best_hu.reshape(d.shape)
 
+    @timed("hu_to_material")   # the phase of a run's summary (mcproton/_timing.py)
     def to_geometry(self, ct, *, compact: bool = False, name: str | None = None):
         """A :class:`mcproton.geometry.VoxelGeometry` from a :class:`~mcproton._io.ct.CTImage`.
 

@@ -7,8 +7,9 @@ reference and the ROI numbers and types.
 
 ``rasterise(struct, geometry)`` turns the contours into boolean masks (z, y, x) on a
 :class:`mcproton.geometry.VoxelGeometry` (or any grid with ``origin_mm``, ``voxel_size_mm``, ``shape_zyx``):
-a voxel is inside when its centre lies inside the contour polygon (matplotlib.path, even-odd rule across
-the contours of one plane, so that a contour inside another is a hole as in DICOM PS3.3 C.8.8.6).  Contour
+a voxel is inside when its centre lies inside the contour polygon (matplotlib.path's crossing-number test, run
+per scanline; even-odd rule across the contours of one plane, so that a contour inside another is a hole as in
+DICOM PS3.3 C.8.8.6).  Contour
 planes must be axial.  Each grid slice takes the contour plane nearest to its centre if it lies within half
 the structure's plane spacing (half a voxel for a single-plane structure); slices beyond the first and last
 plane by more than that stay empty.
@@ -25,6 +26,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .._timing import timed
 from .errors import DicomInputError
 
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -40,6 +42,8 @@ class RTStruct:
     roi_types: dict[str, str] = field(default_factory=dict)
     frame_of_reference_uid: str = ""
     path: str = ""
+    #: masks made by ``rasterise`` from these contours: {(grid, name): (z, y, x) bool}
+    masks: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def _read(path_or_ds):
@@ -62,8 +66,64 @@ def _read(path_or_ds):
         raise DicomInputError(f"{src}: cannot be read as DICOM ({type(exc).__name__}: {exc})") from exc
 
 
+_CONTOUR_DATA = 0x30060050
+
+
+def _contour_data(item) -> np.ndarray:
+    """ContourData (3006,0050) of a contour item as float64, parsed from the raw bytes where the element is
+    still raw: pydicom makes one DSfloat object per number (1.7 M of them, 2-8 s, in a head CT's structure
+    set), the same numbers as ``float`` of each backslash-separated string (both use Python's float parser).  The
+    element pydicom has already converted (or an unexpected one) goes through pydicom."""
+    try:
+        elem = item.get_item(_CONTOUR_DATA)
+    except KeyError:
+        elem = None
+    if elem is None:
+        return np.zeros(0)
+    raw = getattr(elem, "value", None)
+    if type(elem).__name__ == "RawDataElement" and isinstance(raw, bytes) and elem.VR in ("DS", None):
+        try:
+            return np.array([float(v) for v in raw.split(b"\\")], float) if raw.strip(b" \0") else np.zeros(0)
+        except ValueError:
+            pass   # pydicom's own conversion says what is wrong (or accepts what float does not)
+    data = item.get("ContourData", None)
+    return np.asarray([float(v) for v in data], float) if data is not None else np.zeros(0)
+
+
+#: read_rtstruct's last results by (real path, modification time, size): one job reads its structure set for
+#: the input checks, the body outline, the DVH and the prescription check; it is parsed once.
+_CACHE: dict[tuple, RTStruct] = {}
+_CACHE_SIZE = 2
+
+
 def read_rtstruct(path_or_ds) -> RTStruct:
-    """Read an RT Structure Set (file path or pydicom Dataset)."""
+    """Read an RT Structure Set (file path or pydicom Dataset).  A file read before (same path, modification
+    time and size) is not parsed again: the same :class:`RTStruct` is returned (its contour arrays are
+    read-only), with the masks ``rasterise`` made from it."""
+    import os
+
+    key = None
+    if isinstance(path_or_ds, (str, os.PathLike)):
+        try:
+            st = os.stat(path_or_ds)
+            key = (os.path.realpath(path_or_ds), st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = None   # _read says what is wrong
+        if key in _CACHE:
+            return _CACHE[key]
+    s = _read_rtstruct(path_or_ds)
+    if key is not None:
+        for cl in s.contours.values():
+            for c in cl:
+                c.flags.writeable = False
+        while len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = s
+    return s
+
+
+@timed("structures")
+def _read_rtstruct(path_or_ds) -> RTStruct:
     ds, src = _read(path_or_ds)
     sop = str(ds.get("SOPClassUID", ""))
     if sop and sop != RT_STRUCTURE_SET_STORAGE:
@@ -94,9 +154,8 @@ def read_rtstruct(path_or_ds) -> RTStruct:
             gt = str(c.get("ContourGeometricType", "") or "")
             if gt != "CLOSED_PLANAR":
                 continue
-            data = c.get("ContourData", None)
             try:
-                pts = np.asarray([float(v) for v in data], float) if data is not None else np.zeros(0)
+                pts = _contour_data(c)
             except (TypeError, ValueError):
                 raise DicomInputError(f"{src}: ROI {nm!r} contour {ci}: ContourData is not numeric") from None
             if pts.size % 3 or pts.size < 9 or not np.all(np.isfinite(pts)):
@@ -123,14 +182,60 @@ def _grid(geometry):
     return org, vox, shape
 
 
+def _polygon_mask(poly: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """(len(ys), len(xs)) bool: which grid points (xs[i], ys[j]) lie inside the closed polygon ``poly``
+    ((n, 2), the last vertex joined to the first) by the crossing-number rule.  The test is matplotlib's point_in_path
+    (``matplotlib.path.Path(poly).contains_points``, src/_path.h), term by term in float64, so the same points
+    are inside (points on an edge included), but evaluated per scanline: an edge is tested only on the rows it
+    spans, in O(rows x crossings x columns) instead of O(points x vertices)."""
+    a = np.asarray(poly, float)
+    b = np.roll(a, -1, axis=0)   # edge i runs from a[i] to b[i] = a[i + 1]; the last one closes the polygon
+    lo_y, hi_y = np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1])
+    # (a.y >= ty) != (b.y >= ty)  <=>  lo_y < ty <= hi_y: the rows an edge crosses, ys ascending
+    r0 = np.searchsorted(ys, lo_y, side="right")
+    r1 = np.searchsorted(ys, hi_y, side="right")
+    n = np.maximum(r1 - r0, 0)
+    out = np.zeros((ys.size, xs.size), bool)
+    if not n.any():
+        return out
+    e = np.repeat(np.arange(a.shape[0]), n)
+    r = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(r0, n)
+    order = np.argsort(r, kind="stable")
+    e, r = e[order], r[order]
+    ty = ys[r]
+    flag1 = b[e, 1] >= ty
+    lhs = (b[e, 1] - ty) * (a[e, 0] - b[e, 0])
+    rhs = (b[e, 0][:, None] - xs[None, :]) * (a[e, 1] - b[e, 1])[:, None]
+    flips = ((lhs[:, None] >= rhs) == flag1[:, None]).astype(np.uint8)
+    rows, starts = np.unique(r, return_index=True)
+    out[rows] = (np.add.reduceat(flips, starts, axis=0) & 1).astype(bool)
+    return out
+
+
 def rasterise(struct: Mapping[str, list[np.ndarray]] | RTStruct, geometry,
               names: list[str] | None = None) -> dict[str, np.ndarray]:
     """Boolean masks (z, y, x) of the structures on the grid of ``geometry`` (see the module docstring).
-    Structures without closed contours, or entirely outside the grid, give all-False masks."""
-    from matplotlib.path import Path as MplPath
+    Structures without closed contours, or entirely outside the grid, give all-False masks.  The masks made
+    from an :class:`RTStruct` are kept with it, so that asking again (the body outline, the DVH, the
+    prescription check of one run) costs a copy."""
+    org, vox, shape = _grid(geometry)
+    if not isinstance(struct, RTStruct):
+        return _rasterise(struct, org, vox, shape, names)
+    grid = (tuple(org.tolist()), tuple(vox.tolist()), shape)
+    want = [nm for nm in struct.contours if names is None or nm in names]
+    todo = [nm for nm in want if (grid, nm) not in struct.masks]
+    if todo:
+        for key in [k for k in struct.masks if k[0] != grid]:   # the masks of one grid at a time are kept
+            del struct.masks[key]
+        for nm, m in _rasterise(struct.contours, org, vox, shape, todo).items():
+            struct.masks[(grid, nm)] = m
+    return {nm: struct.masks[(grid, nm)].copy() for nm in want}
 
-    contours = struct.contours if isinstance(struct, RTStruct) else struct
-    org, vox, (nz, ny, nx) = _grid(geometry)
+
+@timed("structures")
+def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: np.ndarray,
+               shape: tuple[int, int, int], names: list[str] | None) -> dict[str, np.ndarray]:
+    nz, ny, nx = shape
     xs = org[0] + vox[0] * np.arange(nx)
     ys = org[1] + vox[1] * np.arange(ny)
     zs = org[2] + vox[2] * np.arange(nz)
@@ -153,21 +258,23 @@ def rasterise(struct: Mapping[str, list[np.ndarray]] | RTStruct, geometry,
         pz = np.array(sorted(planes))
         half = 0.5 * (float(np.median(np.diff(pz))) if pz.size > 1 else vox[2])
         half = max(half, 0.5 * vox[2]) if pz.size == 1 else half
+        done: dict[int, int] = {}   # contour plane -> the grid slice that has it (planes thicker than slices)
         for k, z in enumerate(zs):
             j = int(np.argmin(np.abs(pz - z)))
             if abs(pz[j] - z) > half + 1e-6:
                 continue
-            sl = np.zeros((ny, nx), bool)
+            if j in done:
+                mask[k] = mask[done[j]]
+                continue
+            done[j] = k
+            sl = mask[k]
             for poly in planes[float(pz[j])]:
                 lo, hi = poly.min(axis=0), poly.max(axis=0)
                 ix = np.flatnonzero((xs >= lo[0] - vox[0]) & (xs <= hi[0] + vox[0]))
                 iy = np.flatnonzero((ys >= lo[1] - vox[1]) & (ys <= hi[1] + vox[1]))
                 if ix.size == 0 or iy.size == 0:
                     continue
-                gx, gy = np.meshgrid(xs[ix], ys[iy])
-                inside = MplPath(poly).contains_points(np.column_stack([gx.ravel(), gy.ravel()]))
-                sl[np.ix_(iy, ix)] ^= inside.reshape(iy.size, ix.size)
-            mask[k] = sl
+                sl[iy[0]:iy[-1] + 1, ix[0]:ix[-1] + 1] ^= _polygon_mask(poly, xs[ix], ys[iy])
     return out
 
 
@@ -231,6 +338,7 @@ def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str
     return stats
 
 
+@timed("dvh")
 def add_dvh_to_result(result, h5_path: str | Path, rtstruct_path: str | Path, *, dose: str = "dose") -> dict:
     """Rasterise an RT Structure Set on the result's grid and write the DVHs (of ``result.dose_gy_zyx``, or
     the dose to water with ``dose="dose_to_water"``) into the group ``dvh`` of ``h5_path``; returns the

@@ -179,3 +179,49 @@ def test_written_ct_passes_dciodvfy(tmp_path):
     r = subprocess.run(["dciodvfy", str(paths[0])], capture_output=True, text=True, timeout=60)
     errors = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("Error")]
     assert not errors, errors
+
+
+def test_rescale_per_slice_is_exact(tmp_path):
+    """Slice by slice rescaling (no float64 copy of the CT) gives exactly the numbers of stored x slope +
+    intercept in float64: int16 when all are integers (unsigned storage, a slope of 2 on some slices), float32
+    of the float64 result otherwise; out-of-range HU are still refused."""
+    hu = _hu((5, 7, 6), seed=3)
+    paths = write_ct_series(hu, (1, 1, 1), (0, 0, 0), tmp_path)
+    raws = []
+    for k, p in enumerate(paths):
+        ds = pydicom.dcmread(p)
+        slope = 2 if k % 2 else 1
+        raw = ((ds.pixel_array.astype(np.int64) + 1024) // slope).astype("<u2")
+        ds.PixelRepresentation, ds.RescaleIntercept, ds.RescaleSlope = 0, -1024, slope
+        ds.PixelData = raw.tobytes()
+        ds.save_as(p)
+        raws.append((raw, slope))
+    want = np.stack([r.astype(np.float64) * s - 1024 for r, s in raws])
+    ct = load_ct_series(tmp_path)
+    assert ct.hu_zyx.dtype == np.int16 and np.array_equal(ct.hu_zyx, want.astype(np.int16))
+    ds = pydicom.dcmread(paths[2])
+    ds.RescaleSlope = 0.7
+    ds.save_as(paths[2])
+    ct = load_ct_series(tmp_path)
+    want[2] = raws[2][0].astype(np.float64) * 0.7 - 1024
+    assert ct.hu_zyx.dtype == np.float32 and np.array_equal(ct.hu_zyx, want.astype(np.float32))
+    ds.RescaleSlope = 40
+    ds.save_as(paths[2])
+    with pytest.raises(DicomInputError, match="outside any plausible HU range"):
+        load_ct_series(tmp_path)
+
+
+def test_hu_lookup_table_is_exact():
+    """HU -> density and material of a CT-sized integer array (through a table of the HU range) equal the
+    per-voxel evaluation, beyond both ends of the curve too, and int16 HU near the ends do not wrap."""
+    from mcproton._io.hu_calibration import HUCalibration
+
+    cal = HUCalibration.load("schneider2000")
+    hu = np.random.default_rng(5).integers(-32768, 32767, 300_000, endpoint=True).astype(np.int16)
+    hu[:3] = (-32768, 32767, 0)
+    direct_rho = cal.density_from_hu(hu.astype(np.float64))
+    direct_mat = cal.material_index_from_hu(hu.astype(np.float64))
+    rho, mat = cal.density_from_hu(hu), cal.material_index_from_hu(hu)
+    assert rho.dtype == direct_rho.dtype and np.array_equal(rho, direct_rho)
+    assert mat.dtype == direct_mat.dtype and np.array_equal(mat, direct_mat)
+    assert len(np.unique(mat)) > 5

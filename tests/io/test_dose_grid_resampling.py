@@ -128,3 +128,37 @@ def test_rtdose_on_the_coarse_grid(tmp_path, capsys):
     assert np.allclose(d.origin_mm, (-11.0, -11.0, 1.0))     # centre of the first 2 x 2 x 2 block of CT voxels
     assert d.frame_of_reference_uid == load_ct_series(tmp_path / "ct").frame_of_reference_uid
     assert d.dose_gy_zyx.max() > 0
+
+
+@pytest.mark.parametrize("factors", [(3, 2, 4), (4, 4, 2), (1, 1, 3)])
+def test_resample_in_slabs_is_bitwise_the_whole_grid_at_once(factors, monkeypatch):
+    """resample_blocks works in slabs of blocks along z (no float64 copy of the whole grid); its material and
+    density are bitwise those of the whole grid at once (the formula of resample_blocks, written out here),
+    with padding on every axis and many slabs."""
+    import mcproton.geometry as geo
+    from mcproton._physics.stopping import electronic_mass_stopping_power
+
+    rng = np.random.default_rng(11)
+    mats = ["air", "water", "soft_tissue", "cortical_bone"]
+    shape = (13, 11, 10)
+    g = geo.VoxelGeometry(rng.integers(0, 4, shape).astype(np.uint8),
+                          rng.uniform(0.001, 2.0, shape).astype(np.float32), mats, (1.0, 1.2, 1.5),
+                          (0.0, 0.0, 0.0))
+    fx, fy, fz = factors
+    nz, ny, nx = shape
+    NZ, NY, NX = -(-nz // fz), -(-ny // fy), -(-nx // fx)
+    pad = ((0, NZ * fz - nz), (0, NY * fy - ny), (0, NX * fx - nx))
+
+    def blocks(a):
+        return np.pad(a, pad).reshape(NZ, fz, NY, fy, NX, fx)
+
+    rho = g.density_g_cm3_zyx.astype(np.float64)
+    s = np.array([float(electronic_mass_stopping_power(m, geo.RESAMPLE_REFERENCE_ENERGY_MEV)) for m in mats])
+    lin = blocks(rho * s[g.material_index_zyx]).sum(axis=(1, 3, 5)) / (fx * fy * fz)
+    want_mat = geo._heaviest_material(blocks(g.material_index_zyx), blocks(rho), len(mats))
+    want_rho = np.where(lin > 0, lin / s[want_mat], 0.0).astype(np.float32)
+    monkeypatch.setattr(geo, "_RESAMPLE_SLAB_VOXELS", 2 * fz * NY * fy * NX * fx)   # two block rows per slab
+    got = geo.resample_blocks(g, factors)
+    assert np.array_equal(got.material_index_zyx, want_mat)
+    assert np.array_equal(got.density_g_cm3_zyx, want_rho)
+    assert len(np.unique(want_mat)) > 1

@@ -203,3 +203,57 @@ def test_cli_writes_dvh_group(tmp_path, capsys):
         assert ent["n_voxels"] == 4 * 2 * 2 and ent["mean_gy"] > 0
         assert far["mean_gy"] < 0.05 * ent["mean_gy"]
         assert f["dvh/entrance/volume_fraction"][0] == 1.0
+
+
+def test_scanline_fill_is_matplotlibs_point_in_path():
+    """rasterise's scanline fill gives exactly matplotlib's Path.contains_points (the rule it used before),
+    also for vertices and edges through grid points (the boundary cases) and self-intersecting polygons."""
+    from matplotlib.path import Path as MplPath
+
+    from mcproton._io.rtstruct import _polygon_mask
+
+    rng = np.random.default_rng(7)
+    xs, ys = np.arange(-1, 7.01, 0.5), np.arange(-1.5, 7.01, 0.25)
+    gx, gy = np.meshgrid(xs, ys)
+    pts = np.column_stack([gx.ravel(), gy.ravel()])
+    n_inside = 0
+    for trial in range(150):
+        n = int(rng.integers(3, 30))
+        if trial % 3 == 0:    # vertices on grid points: edges through grid points, horizontal, vertical edges
+            poly = rng.integers(0, 12, size=(n, 2)).astype(float) * 0.5
+        elif trial % 3 == 1:  # star-shaped
+            ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+            poly = 3 + rng.uniform(1, 5, n)[:, None] * np.column_stack([np.cos(ang), np.sin(ang)])
+        else:                 # self-intersecting
+            poly = rng.uniform(-1, 7, size=(n, 2))
+        ref = MplPath(poly).contains_points(pts).reshape(ys.size, xs.size)
+        got = _polygon_mask(poly, xs, ys)
+        assert np.array_equal(got, ref), f"polygon {trial}: {np.count_nonzero(got != ref)} points differ"
+        n_inside += int(ref.sum())
+    assert n_inside > 10_000   # the comparison is not between empty masks
+
+
+def test_contour_data_fast_parse_and_cache(tmp_path):
+    """ContourData parsed from the raw bytes equals pydicom's conversion; a file read again is not parsed
+    again (same object, read-only contours, masks kept) unless it changed."""
+    import os
+
+    import pydicom
+
+    rois = {"ring": [_circle(3.3, -1.7, 20.123, zz) for zz in (0.0, 2.0)],
+            "box": [_rect(10, 20, 40, 60, 2.0)]}
+    path = save(make_rtstruct(rois), tmp_path / "RS.dcm")
+    via_pydicom = read_rtstruct(pydicom.dcmread(path))          # a dataset: elements converted by pydicom
+    s = read_rtstruct(path)
+    for nm in rois:
+        pairs = zip(s.contours[nm], via_pydicom.contours[nm], strict=True)
+        assert all(np.array_equal(a, b) for a, b in pairs)
+    assert read_rtstruct(path) is s and not s.contours["box"][0].flags.writeable
+    g = box_phantom("water", (120, 160, 10), (0.5, 0.5, 2.0), origin_mm=(-29.75, -79.75, -2.0))
+    m1 = rasterise(s, g, names=["box"])["box"]
+    m1[:] = False                                               # a caller's copy: the kept mask is unchanged
+    assert rasterise(s, g)["box"].sum() == 20 * 40 and np.array_equal(rasterise(s, g)["ring"],
+                                                                       rasterise(s.contours, g)["ring"])
+    save(make_rtstruct({"other": [_rect(0, 5, 0, 5, 0.0)]}), path)
+    os.utime(path, ns=(1, 1))                                    # a new file, whatever the clock's resolution
+    assert set(read_rtstruct(path).contours) == {"other"}

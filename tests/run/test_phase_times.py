@@ -1,0 +1,74 @@
+"""`mcproton run` gives the wall time of each phase of the job in its JSON summary (phase_s, issue 15 item 3),
+and the process CPU time per phase (phase_cpu_s); the phases add up to the job's wall time."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from run_helpers import write_cfg
+
+from mcproton.cli import main
+
+CT_CFG = """\
+[run]
+primaries = 2000
+seed = 7
+backend = "cpu"
+threads = 1
+batches = 2
+
+[phantom]
+type = "ct"
+ct_dir = "ct"
+dose_voxel_mm = [4.0, 4.0, 4.0]
+
+[beam]
+energy_mev = 70.0
+position_mm = [0.0, 0.0, -40.0]
+direction = [0.0, 0.0, 1.0]
+sigma_mm = [3.0, 3.0]
+"""
+
+
+def _run(argv: list[str], capsys) -> tuple[dict, float]:
+    t = time.perf_counter()
+    assert main(argv) == 0
+    wall = time.perf_counter() - t
+    return json.loads(capsys.readouterr().out), wall
+
+
+def _check_sums(summary: dict, wall: float, want: set[str]) -> None:
+    ph, cpu = summary["phase_s"], summary["phase_cpu_s"]
+    assert want <= set(ph), sorted(want - set(ph))
+    assert set(cpu) == set(ph) and all(v >= 0 for v in ph.values()) and all(v >= 0 for v in cpu.values())
+    parts = sum(v for k, v in ph.items() if k != "total")
+    # exclusive times: they add up to the total (rounding to 1 ms per phase), and the total is the call's wall
+    # time less the argument parsing and the printing (well within 5 %)
+    assert parts == pytest.approx(ph["total"], abs=1e-3 * len(ph))
+    assert ph["total"] <= wall and ph["total"] == pytest.approx(wall, rel=0.05, abs=0.05)
+    assert ph["transport"] > 0 and ph["transport"] >= summary["wall_s"] * 0.99
+
+
+def test_water_run_has_phase_times(tmp_path, capsys):
+    cfg = write_cfg(tmp_path / "w.toml", primaries=2000)
+    text = cfg.read_text().replace("plot = false", "plot = true")
+    cfg.write_text(text.replace("batches = 10", "batches = 2"))
+    summary, wall = _run(["run", str(cfg), "--out", str(tmp_path / "w.h5"), "--rtdose",
+                          str(tmp_path / "w_RD.dcm"), "--quiet"], capsys)
+    _check_sums(summary, wall, {"config", "input_checks", "geometry", "plan", "body_outline", "transport",
+                                "result_checks", "hdf5", "rtdose", "plot", "other", "total"})
+
+
+def test_ct_run_times_import_calibration_and_resampling(tmp_path, capsys):
+    from mcproton._io.ct import write_ct_series
+
+    hu = np.full((20, 16, 16), -1000, np.int16)
+    hu[:, 2:14, 2:14] = 40                                   # a soft-tissue block in air
+    write_ct_series(hu, (2.0, 2.0, 2.0), (-15.0, -15.0, -20.0), tmp_path / "ct")
+    cfg = tmp_path / "ct.toml"
+    cfg.write_text(CT_CFG)
+    summary, wall = _run(["run", str(cfg), "--out", str(tmp_path / "ct.h5"), "--quiet", "--no-checkpoint"],
+                         capsys)
+    _check_sums(summary, wall, {"ct_import", "hu_to_material", "resampling", "geometry", "transport", "hdf5"})
