@@ -227,7 +227,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                                                      frame_of_reference_uid=inp.frame_of_reference_uid)
             for nline in notes_geo:
                 log(f"mcproton check: phantom: {nline}")
-        geometry, cal, _ = build_geometry(ct_dir, calibration, ref)
+        geometry, cal = build_geometry(ct_dir, calibration, ref)[:2]   # the CT's HU freed at once
         cal_name = getattr(cal, "name", str(calibration))
     else:
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")

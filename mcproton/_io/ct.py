@@ -242,9 +242,11 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             raise _err(f"a single CT slice without a positive SliceThickness cannot define a 3-D grid ({f0})")
 
     # --- pixels ---
-    slices = []
+    # float32 slice by slice (exact for the integer HU of a CT; a non-integral rescale ends in float32 anyway):
+    # no float64 copy of the whole volume (a 512 x 512 x 200 CT would need 0.8 GB for it)
+    hu = np.empty((len(chosen), rows0, cols0), np.float32)
     integral = True
-    for f, _ in chosen:
+    for k, (f, _) in enumerate(chosen):
         ds = _read(f, pixels=True)
         if ds is None or "PixelData" not in ds:
             raise _err(f"{f}: slice has no PixelData; the file is truncated or not an image")
@@ -271,15 +273,14 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
                        "is > 0, usually 1); the header is damaged: re-export the CT")
         if slope != int(slope) or inter != int(inter):
             integral = False
-        slices.append(arr.astype(np.float64) * slope + inter)
-    hu = np.stack(slices, axis=0)
+        hu[k] = arr.astype(np.float64) * slope + inter
     if not np.all(np.isfinite(hu)):
         raise _err("CT contains non-finite values after rescaling")
     lo, hi = float(hu.min()), float(hu.max())
     if lo < -32768 or hi > 32767:
         raise _err(f"CT values {lo:.0f}..{hi:.0f} HU are outside any plausible HU range; check RescaleSlope/"
                    "RescaleIntercept")
-    hu = hu.astype(np.int16) if integral else hu.astype(np.float32)
+    hu = hu.astype(np.int16) if integral else hu
 
     # flip axes whose direction cosine is negative so that the grid runs along +x, +y
     origin = ipps_sorted[0].copy()
