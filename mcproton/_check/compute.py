@@ -158,7 +158,7 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
 CT_SLAB_VOXELS = 4_000_000
 
 
-def ct_to_blocks(ct: Any, cal: Any, factors: Sequence[int], *, slab_voxels: int = CT_SLAB_VOXELS):
+def ct_to_blocks(ct: Any, cal: Any, factors: Sequence[int], *, slab_voxels: int | None = None):
     """``resample_blocks(cal.to_geometry(ct, compact=True), factors)`` computed slab by slab along z (each slab
     a whole number of blocks of slices, so every block sees the same CT voxels): the same geometry, without a
     material, density or temporary array of the whole CT."""
@@ -167,7 +167,8 @@ def ct_to_blocks(ct: Any, cal: Any, factors: Sequence[int], *, slab_voxels: int 
     hu = ct.hu_zyx
     nz, ny, nx = hu.shape
     fz = int(factors[2])
-    step = max(1, int(slab_voxels) // max(1, ny * nx * fz)) * fz
+    slab = CT_SLAB_VOXELS if slab_voxels is None else int(slab_voxels)
+    step = max(1, slab // max(1, ny * nx * fz)) * fz
     n_cal = len(cal.materials)
     if n_cal > 255:
         raise CheckInputError(f"HU calibration {cal.name!r} has {n_cal} material bins; at most 255 are supported")
