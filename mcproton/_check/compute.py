@@ -197,13 +197,16 @@ def ct_to_blocks(ct: Any, cal: Any, factors: Sequence[int], *, slab_voxels: int 
                          first.origin_mm, name=first.name)
 
 
-def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose):
+def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: dict | None = None):
     """The transport geometry: the CT in blocks of whole CT voxels nearest to the TPS spacing (converted slab by
-    slab: :func:`ct_to_blocks`).  Returns (geometry, calibration, CT)."""
+    slab: :func:`ct_to_blocks`).  Returns (geometry, calibration, CT); ``timings["read_ct_s"]``: the CT reading."""
     from .._io.ct import load_ct_series
     from .._io.hu_calibration import HUCalibration
 
+    t = time.perf_counter()
     ct = load_ct_series(ct_dir)
+    if timings is not None:
+        timings["read_ct_s"] = time.perf_counter() - t
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
     factors = [max(1, int(np.rint(t / c))) for t, c in zip(ref.voxel_size_mm, ct.voxel_size_mm)]
     g2 = ct_to_blocks(ct, cal, factors)
@@ -241,8 +244,10 @@ def to_tps_grid(dose_zyx: np.ndarray, geometry: Any, ref: TPSDose) -> tuple[np.n
 def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str = "water", rbe: float | None = None,
            primaries: int = 10_000_000, target_uncertainty: float | None = 0.01, seed: int = 12345,
            backend: str = "auto", threads: int | None = None, progress: bool = True,
-           log: Callable[[str], None] | None = None, timings: dict | None = None) -> MCDose:
-    """Run every beam of the plan and place the doses on the TPS grid."""
+           log: Callable[[str], None] | None = None, timings: dict | None = None,
+           density_tps_zyx: np.ndarray | None = None) -> MCDose:
+    """Run every beam of the plan and place the doses on the TPS grid (``density_tps_zyx``: the geometry's
+    density on the TPS grid where the caller has it already)."""
     from .._io.beam_model import load_beam_model
     from .._io.rtplan import plan_to_beams
     from .._run.inputs import check_memory
@@ -271,9 +276,10 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     settings = RunSettings(primaries=int(primaries), seed=int(seed), backend=backend, threads=threads,
                            target_uncertainty=target_uncertainty)
     timings["beams_s"] = time.perf_counter() - t
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     results = run_job(None, settings, geometry, beams, None, checkpoint=False, progress=progress, log=log)
     timings["transport_s"] = time.perf_counter() - t
+    transport_cpu_s = time.process_time() - cpu   # CPU time of this process's threads (host side on a GPU)
     t = time.perf_counter()
     per_beam: dict[int, np.ndarray] = {}
     meta: dict[int, dict] = {}
@@ -289,11 +295,14 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     for d in per_beam.values():
         total += d
     unc, _ = to_tps_grid(tot.uncertainty_rel_zyx, geometry, inputs.reference)
-    rho, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, inputs.reference)
+    rho = density_tps_zyx
+    if rho is None:
+        rho, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, inputs.reference)
     timings["resample_s"] = time.perf_counter() - t
     prov = dict(tot.provenance)
     prov.update({"beam_model": getattr(model, "name", str(beam_model)), "rbe": rbe, "dose_to": dose_to,
                  "target_uncertainty": target_uncertainty, "primaries_limit": int(primaries),
+                 "transport_process_cpu_s": transport_cpu_s,
                  "grid": f"{geometry.voxel_size_mm} mm, {geometry.shape_zyx[::-1]} voxels ({geometry.name})"})
     return MCDose(total, per_beam, unc, tot.mean_rel_uncertainty_50, tot.primaries, tot.wall_s, tot.device,
                   tot.backend, prov, note, meta, rho)
