@@ -159,9 +159,9 @@ CT_SLAB_VOXELS = 4_000_000
 
 
 def ct_to_blocks(ct: Any, cal: Any, factors: Sequence[int], *, slab_voxels: int | None = None):
-    """``resample_blocks(cal.to_geometry(ct, compact=True), factors)`` computed slab by slab along z (each slab
-    a whole number of blocks of slices, so every block sees the same CT voxels): the same geometry, without a
-    material, density or temporary array of the whole CT."""
+    """``resample_blocks(cal.to_geometry(ct, compact=True), factors)`` computed slab by slab along z (each
+    slab a whole number of blocks of slices, so every block sees the same CT voxels): the same geometry,
+    without a material, density or temporary array of the whole CT."""
     from ..geometry import VoxelGeometry, resample_blocks
 
     hu = ct.hu_zyx
@@ -171,13 +171,14 @@ def ct_to_blocks(ct: Any, cal: Any, factors: Sequence[int], *, slab_voxels: int 
     step = max(1, slab // max(1, ny * nx * fz)) * fz
     n_cal = len(cal.materials)
     if n_cal > 255:
-        raise CheckInputError(f"HU calibration {cal.name!r} has {n_cal} material bins; at most 255 are supported")
+        raise CheckInputError(f"HU calibration {cal.name!r} has {n_cal} material bins; at most 255 are "
+                              "supported: merge bins")
     idx = np.empty(hu.shape, np.uint8)          # the calibration bin of each CT voxel (1 byte per voxel)
     used = np.zeros(n_cal, bool)
     for z0 in range(0, nz, step):
         idx[z0:z0 + step] = cal.material_index_from_hu(hu[z0:z0 + step])
         used[np.unique(idx[z0:z0 + step])] = True
-    keep = np.flatnonzero(used)                  # compact: only the materials that occur, in calibration order
+    keep = np.flatnonzero(used)          # compact: only the materials that occur, in calibration order
     remap = np.zeros(n_cal, np.uint8)
     remap[keep] = np.arange(keep.size)
     mats = [cal.materials[i] for i in keep]
@@ -198,8 +199,9 @@ def ct_to_blocks(ct: Any, cal: Any, factors: Sequence[int], *, slab_voxels: int 
 
 
 def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: dict | None = None):
-    """The transport geometry: the CT in blocks of whole CT voxels nearest to the TPS spacing (converted slab by
-    slab: :func:`ct_to_blocks`).  Returns (geometry, calibration, CT); ``timings["read_ct_s"]``: the CT reading."""
+    """The transport geometry: the CT in blocks of whole CT voxels nearest to the TPS spacing (converted slab
+    by slab: :func:`ct_to_blocks`).  Returns (geometry, calibration, CT); ``timings["read_ct_s"]``: the CT
+    reading."""
     from .._io.ct import load_ct_series
     from .._io.hu_calibration import HUCalibration
 

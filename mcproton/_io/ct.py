@@ -242,8 +242,8 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             raise _err(f"a single CT slice without a positive SliceThickness cannot define a 3-D grid ({f0})")
 
     # --- pixels ---
-    # float32 slice by slice (exact for the integer HU of a CT; a non-integral rescale ends in float32 anyway):
-    # no float64 copy of the whole volume (a 512 x 512 x 200 CT would need 0.8 GB for it)
+    # float32 slice by slice (exact for the integer HU of a CT; a non-integral rescale ends in float32
+    # anyway): no float64 copy of the whole volume (a 512 x 512 x 200 CT would need 0.8 GB for it)
     hu = np.empty((len(chosen), rows0, cols0), np.float32)
     integral = True
     for k, (f, _) in enumerate(chosen):

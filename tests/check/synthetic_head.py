@@ -1,7 +1,7 @@
-"""A synthetic head-size case for ``mcproton check``'s memory and speed measurements: a CT series (water
-ellipsoid with a 6 mm bone shell, air around it; any size, e.g. a full 512 x 512 x 200 head CT), a one-beam plan
-and an RT Dose on a 2.5 mm grid over the head (an analytic dose blob, only for the check to have something to
-compare: no physics is asserted on it).  Written with the project's own writers.
+"""A synthetic head-size case for ``mcproton check``'s memory and speed measurements: a CT series
+(water ellipsoid with a 6 mm bone shell, air around it; any size, e.g. a full 512 x 512 x 200 head CT), a
+one-beam plan and an RT Dose on a 2.5 mm grid over the head (an analytic dose blob, only for the check to
+have something to compare: no physics is asserted on it).  Written with the project's own writers.
 
 ``python tests/check/synthetic_head.py OUT [--full]`` writes the case into OUT (``--full``: 512 x 512 x 200).
 """
@@ -21,8 +21,8 @@ HEAD_MM = (75.0, 90.0, 100.0)
 SHELL_MM = 6.0
 
 
-def write_case(out: str | Path, *, shape_zyx=(200, 512, 512), pixel_mm: float = 0.9766, slice_mm: float = 1.25,
-               dose_mm: float = 2.5) -> dict:
+def write_case(out: str | Path, *, shape_zyx=(200, 512, 512), pixel_mm: float = 0.9766,
+               slice_mm: float = 1.25, dose_mm: float = 2.5) -> dict:
     """Write CT/ (one file per slice), RP.dcm and RD.dcm into ``out``; returns their paths and the grids."""
     from mcproton.dicom import write_ct_series, write_rtdose
 

@@ -1,11 +1,12 @@
-"""``mcproton check`` memory is bounded on a large CT: the CT is read into one float32 volume (no float64 copy)
-and converted to materials, densities and transport blocks slab by slab (``compute.ct_to_blocks``), giving the
-same geometry, bit for bit, as the whole-volume conversion.
+"""``mcproton check`` memory is bounded on a large CT: the CT is read into one float32 volume (no float64
+copy) and converted to materials, densities and transport blocks slab by slab (``compute.ct_to_blocks``),
+giving the same geometry, bit for bit, as the whole-volume conversion.
 
-The peak is measured with tracemalloc (numpy reports its allocations to it) on a 32 x 256 x 256 CT with slabs of
-4 slices.  Measured (2026-12-04): 22 bytes per CT voxel now; 69 bytes per voxel before the change (the whole-CT
-float64/int64 temporaries of the HU conversion and of the block resampling), which the limit of 35 breaks.  On a
-512 x 512 x 200 head CT the same code peaks at 0.45 GB in the geometry step (was 3.1 GB; docs/check.md).
+The peak is measured with tracemalloc (numpy reports its allocations to it) on a 32 x 256 x 256 CT with slabs
+of 4 slices.  Measured (2026-12-04): 22 bytes per CT voxel now; 69 bytes per voxel before the change (the
+whole-CT float64/int64 temporaries of the HU conversion and of the block resampling), which the limit of 35
+breaks.  On a 512 x 512 x 200 head CT the same code peaks at 0.45 GB in the geometry step (was 3.1 GB;
+docs/check.md, Performance).
 Deterministic: no tolerance on chance.
 """
 from __future__ import annotations
