@@ -7,7 +7,7 @@ of 4 slices.  Measured (2026-12-04): 22 bytes per CT voxel now; 69 bytes per vox
 whole-CT float64/int64 temporaries of the HU conversion and of the block resampling), which the limit of 35
 breaks.  On a 512 x 512 x 200 head CT the same code peaks at 0.45 GB in the geometry step (was 3.1 GB;
 docs/check.md, Performance).
-Deterministic: no tolerance on chance.
+Deterministic: no tolerance on chance.  Also: every host step of the check is timed in its JSON.
 """
 from __future__ import annotations
 
@@ -67,3 +67,22 @@ def test_geometry_peak_memory_is_bounded(case, monkeypatch):
     print(f"peak {peak / n:.1f} bytes per CT voxel")
     assert g.voxel_size_mm == pytest.approx((2.0, 2.0, 2.5))   # blocks of 2 x 2 x 1 CT voxels
     assert peak < LIMIT_BYTES_PER_VOXEL * n, f"{peak / n:.1f} bytes per CT voxel"
+
+
+def test_every_host_step_is_timed_in_the_json(case):
+    """The JSON's timings_s has every host step (DICOM, CT, geometry, ..., gamma), and the provenance the
+    process CPU time and the load average (for reading wall times on shared cores).  A 300-primary MC: the
+    numbers are not asserted, only that they are there; the report (checkreport's, slow) is not written."""
+    from mcproton._check.api import check
+
+    res = check(plan=case["plan"], dose=case["dose"], ct=case["ct"], beam_model="dcpt_v5", primaries=300,
+                target_uncertainty=None, backend="cpu", gamma_points=200, progress=False, log=lambda m: None)
+    js = res.to_dict()
+    steps = ["read_dicom_s", "read_ct_s", "geometry_s", "structures_s", "beams_s", "transport_s", "resample_s",
+             "gamma_s", "structures_ranges_s", "total_s"]
+    assert list(js["timings_s"]) == steps
+    assert all(v >= 0 for v in js["timings_s"].values())
+    assert sum(v for k, v in js["timings_s"].items() if k != "total_s") <= js["timings_s"]["total_s"]
+    p = js["provenance"]
+    assert p["process_cpu_s"] > 0 and p["mc_process_cpu_s"] > 0 and p["cpu_count"] >= 1
+    assert len(p["load_average_start"]) == 3 and len(p["load_average_end"]) == 3
