@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -156,6 +157,14 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     return notes
 
 
+def _load_average() -> list[float] | None:
+    """The host's 1, 5 and 15 minute load averages (None where the OS does not give them)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def _prescription(plan_path: str) -> float | None:
     import pydicom
 
@@ -192,7 +201,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     levels : ActionLevels, or a TOML file with a [levels] table.
     mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).
     """
-    t_all = time.perf_counter()
+    t_all, cpu_all = time.perf_counter(), time.process_time()
+    load_start = _load_average()
     log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
     timings: dict[str, float] = {}
     if dose_to not in ("water", "medium"):
@@ -228,11 +238,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                                                      frame_of_reference_uid=inp.frame_of_reference_uid)
             for nline in notes_geo:
                 log(f"mcproton check: phantom: {nline}")
-        geometry, cal, _ = build_geometry(ct_dir, calibration, ref)
+        geometry, cal = build_geometry(ct_dir, calibration, ref, timings)[:2]   # the CT's HU freed at once
         cal_name = getattr(cal, "name", str(calibration))
     else:
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")
-    timings["geometry_s"] = time.perf_counter() - t
+    timings["geometry_s"] = time.perf_counter() - t - timings.get("read_ct_s", 0.0)   # without the CT reading
     # ---- structures and the body outline on the TPS grid
     t = time.perf_counter()
     masks: dict[str, np.ndarray] = {}
@@ -261,7 +271,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     if mc is None:
         mc = run_mc(inp, geometry, beam_model, dose_to=dose_to, rbe=rbe, primaries=primaries,
                     target_uncertainty=target_uncertainty, seed=seed, backend=backend, threads=threads,
-                    progress=progress, log=log, timings=timings)
+                    progress=progress, log=log, timings=timings, density_tps_zyx=density)
         mc.provenance["calibration"] = cal_name
         mc.provenance["geometry_notes"] = notes_geo
     missing = set(inp.beams) - set(mc.beams_gy_zyx)
@@ -351,6 +361,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             "beam_model": mc.provenance.get("beam_model"), "calibration": cal_name,
             "beams": beam_summary(mc.beam_meta, inp.beams),
             "statistical_uncertainty_pct": u, "primaries": mc.primaries, "mc_wall_s": mc.wall_s,
+            "mc_process_cpu_s": mc.provenance.get("transport_process_cpu_s"),
             "device": mc.device, "backend": mc.backend, "seed": mc.provenance.get("seed"),
             "dose": f"{inp.dose_type.lower()} dose to {mc.provenance.get('dose_to')}"
                     + (f", RBE {mc.provenance.get('rbe'):g}" if inp.dose_type == "EFFECTIVE" else ""),
@@ -372,6 +383,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         write_report(res, out_dir, timings)
         timings["report_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_all
+    # the host's share: CPU time of this process (all its threads) against the wall time, and the load average
+    # (other processes on the same cores slow every step's wall time)
+    res.provenance.update({"process_cpu_s": time.process_time() - cpu_all, "load_average_start": load_start,
+                           "load_average_end": _load_average(), "cpu_count": os.cpu_count()})
     if out_dir is not None:
         res.report_json = str(out_dir / "check.json")
         Path(res.report_json).write_text(json.dumps(res.to_dict(), indent=1))

@@ -55,7 +55,8 @@ def gamma_3d(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, bo
             g = pymedphys.gamma(tuple(axes_zyx), r, tuple(axes_zyx), ev, dose_pct, dist_mm,
                                 lower_percent_dose_cutoff=threshold_pct, interp_fraction=interp_fraction,
                                 max_gamma=max_gamma, local_gamma=local, global_normalisation=norm,
-                                random_subset=subset, quiet=True, interp_algo=_interp_algo())
+                                random_subset=subset, quiet=True, interp_algo=_interp_algo(),
+                                ram_available=2 ** 27)   # working memory in chunks (default: 80 % of the RAM)
     finally:
         np.random.set_state(state)
     vals = g[np.isfinite(g)]

@@ -1,0 +1,88 @@
+"""``mcproton check`` memory is bounded on a large CT: the CT is read into one float32 volume (no float64
+copy) and converted to materials, densities and transport blocks slab by slab (``compute.ct_to_blocks``),
+giving the same geometry, bit for bit, as the whole-volume conversion.
+
+The peak is measured with tracemalloc (numpy reports its allocations to it) on a 32 x 256 x 256 CT with slabs
+of 4 slices.  Measured (2026-12-04): 22 bytes per CT voxel now; 69 bytes per voxel before the change (the
+whole-CT float64/int64 temporaries of the HU conversion and of the block resampling), which the limit of 35
+breaks.  On a 512 x 512 x 200 head CT the same code peaks at 0.45 GB in the geometry step (was 3.1 GB;
+docs/check.md, Performance).
+Deterministic: no tolerance on chance.  Also: every host step of the check is timed in its JSON.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic_head import write_case  # noqa: E402
+
+SHAPE = (32, 256, 256)
+LIMIT_BYTES_PER_VOXEL = 35
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    return write_case(tmp_path_factory.mktemp("head"), shape_zyx=SHAPE, pixel_mm=1.0, slice_mm=2.5)
+
+
+def test_blocks_slab_by_slab_are_the_whole_volume_blocks(case):
+    from mcproton._check.compute import ct_to_blocks
+    from mcproton._io.ct import load_ct_series
+    from mcproton._io.hu_calibration import HUCalibration
+    from mcproton.geometry import resample_blocks
+
+    ct = load_ct_series(case["ct"])
+    ct = dataclasses.replace(ct, hu_zyx=ct.hu_zyx[:, 40:140, 60:160])   # air, bone and tissue; faster
+    cal = HUCalibration.load("schneider2000")
+    for f in ((1, 1, 1), (3, 3, 1), (2, 1, 3)):       # (2, 1, 3): 32 slices are not whole blocks (padding)
+        ref = resample_blocks(cal.to_geometry(ct, compact=True), f)
+        g = ct_to_blocks(ct, cal, f, slab_voxels=3 * 100 * 100)
+        assert [m.name for m in g.materials] == [m.name for m in ref.materials] and len(g.materials) >= 3
+        assert g.origin_mm == ref.origin_mm and g.voxel_size_mm == ref.voxel_size_mm and g.name == ref.name
+        assert g.material_index_zyx.dtype == ref.material_index_zyx.dtype == np.uint8
+        np.testing.assert_array_equal(g.material_index_zyx, ref.material_index_zyx)
+        np.testing.assert_array_equal(g.density_g_cm3_zyx, ref.density_g_cm3_zyx)
+
+
+def test_geometry_peak_memory_is_bounded(case, monkeypatch):
+    import mcproton._check.compute as compute
+    from mcproton._check.inputs import read_tps_dose
+
+    monkeypatch.setattr(compute, "CT_SLAB_VOXELS", 4 * 256 * 256)
+    ref = read_tps_dose(case["dose"])
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        g = compute.build_geometry(case["ct"], "schneider2000", ref)[0]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    n = int(np.prod(SHAPE))
+    print(f"peak {peak / n:.1f} bytes per CT voxel")
+    assert g.voxel_size_mm == pytest.approx((2.0, 2.0, 2.5))   # blocks of 2 x 2 x 1 CT voxels
+    assert peak < LIMIT_BYTES_PER_VOXEL * n, f"{peak / n:.1f} bytes per CT voxel"
+
+
+def test_every_host_step_is_timed_in_the_json(case):
+    """The JSON's timings_s has every host step (DICOM, CT, geometry, ..., gamma), and the provenance the
+    process CPU time and the load average (for reading wall times on shared cores).  A 300-primary MC: the
+    numbers are not asserted, only that they are there; the report (checkreport's, slow) is not written."""
+    from mcproton._check.api import check
+
+    res = check(plan=case["plan"], dose=case["dose"], ct=case["ct"], beam_model="dcpt_v5", primaries=300,
+                target_uncertainty=None, backend="cpu", gamma_points=200, progress=False, log=lambda m: None)
+    js = res.to_dict()
+    steps = ["read_dicom_s", "read_ct_s", "geometry_s", "structures_s", "beams_s", "transport_s", "resample_s",
+             "gamma_s", "structures_ranges_s", "total_s"]
+    assert list(js["timings_s"]) == steps
+    assert all(v >= 0 for v in js["timings_s"].values())
+    assert sum(v for k, v in js["timings_s"].items() if k != "total_s") <= js["timings_s"]["total_s"]
+    p = js["provenance"]
+    assert p["process_cpu_s"] > 0 and p["mc_process_cpu_s"] > 0 and p["cpu_count"] >= 1
+    assert len(p["load_average_start"]) == 3 and len(p["load_average_end"]) == 3
