@@ -24,6 +24,7 @@ SHELL_MM = 6.0
 def write_case(out: str | Path, *, shape_zyx=(200, 512, 512), pixel_mm: float = 0.9766,
                slice_mm: float = 1.25, dose_mm: float = 2.5) -> dict:
     """Write CT/ (one file per slice), RP.dcm and RD.dcm into ``out``; returns their paths and the grids."""
+    from mcproton._io.dicom_common import StudyReference
     from mcproton.dicom import write_ct_series, write_rtdose
 
     out = Path(out)
@@ -42,7 +43,7 @@ def write_case(out: str | Path, *, shape_zyx=(200, 512, 512), pixel_mm: float = 
         sl = hu[k]
         sl[r2 <= 1.0] = 1000                   # cortical-like bone shell
         sl[inner <= 1.0] = 20                  # brain-like soft tissue
-    write_ct_series(hu, vs, org, out / "CT", frame_of_reference_uid=FOR)
+    write_ct_series(hu, vs, org, out / "CT", study=StudyReference(frame_of_reference_uid=FOR))
     plan = make_plan([{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 10.0,
                        "layers": [(120.0, spot_grid(3, 8.0), [1.0] * 9)]}], frame_of_reference_uid=FOR)
     save(plan, out / "RP.dcm")
@@ -55,8 +56,8 @@ def write_case(out: str | Path, *, shape_zyx=(200, 512, 512), pixel_mm: float = 
     zd, yd, xd = (dorg[j] + dose_mm * np.arange(n[j]) for j in (2, 1, 0))
     Z, Y, X = np.meshgrid(zd, yd, xd, indexing="ij")
     blob = 2.0 * np.exp(-(X ** 2 + Y ** 2 + Z ** 2) / (2 * 15.0 ** 2))
-    rd = write_rtdose(blob, (dose_mm,) * 3, dorg, out / "RD.dcm", frame_of_reference_uid=FOR,
-                      referenced_plan_sop_instance_uid=uid)
+    rd = write_rtdose(blob, (dose_mm,) * 3, dorg, out / "RD.dcm",
+                      study=StudyReference(frame_of_reference_uid=FOR, plan_sop_instance_uid=uid))
     return {"ct": out / "CT", "plan": out / "RP.dcm", "dose": rd, "ct_shape_zyx": shape_zyx,
             "dose_shape_zyx": blob.shape}
 
