@@ -68,11 +68,12 @@ def test_modelled_threads_follow_the_cuda_launch():
 def test_modelled_threads_equal_the_emulated_cuda_launch(monkeypatch, n):
     """CudaBackend.launch on the strict CuPy stand-in (2 SMs): the grid it launches is the one simt models."""
     from mcproton._backend import get_backend
+    from mcproton._kernels.layout import LAYOUT_PROBE_FIELDS
 
     fake = install_fake_cupy(monkeypatch)
     try:
         be = get_backend("cuda")
-        out = be.zeros(64, np.int64)
+        out = be.zeros(len(LAYOUT_PROBE_FIELDS), np.int64)   # the probe writes one value per field (67 today)
         be.launch("mcp_probe_layout", n, out)
         name, grid, block = fake.launches[-1]
         assert name == "mcp_probe_layout"
