@@ -29,6 +29,12 @@ def _save(plt, fig, path: str | Path, **kw) -> Path:
         plt.close(fig)
 
 
+def _argmax_zyx(a: np.ndarray) -> tuple[int, int, int]:
+    """The (z, y, x) index of the (first) maximum of the 3-D array ``a``."""
+    z, y, x = (int(v) for v in np.unravel_index(int(np.argmax(a)), a.shape))
+    return z, y, x
+
+
 def plot_depth_dose(result, path: str | Path, title: str | None = None) -> Path:
     """Integrated depth-dose (MeV cm2/g per primary) versus depth along z, with R80 marked."""
     plt = _plt()
@@ -69,7 +75,7 @@ def plot_dose_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] 
     if centre_zyx is None or not reference_gy:   # the whole grid only for its maximum
         whole = dose if body is None else np.where(body, dose, 0.0)
         if centre_zyx is None:
-            centre_zyx = tuple(int(v) for v in np.unravel_index(int(np.argmax(whole)), whole.shape))
+            centre_zyx = _argmax_zyx(whole)
         top = float(whole.max())
         del whole
     dmax = float(reference_gy * 1.1) if reference_gy else (top or 1.0)
@@ -101,7 +107,7 @@ def plot_let_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] |
     if body_mask is not None:
         shown &= np.asarray(body_mask, bool)
     if centre_zyx is None:
-        centre_zyx = tuple(int(v) for v in np.unravel_index(int(np.argmax(dose)), dose.shape))
+        centre_zyx = _argmax_zyx(dose)
     top = vmax if vmax is not None else (float(np.percentile(let[shown], 99)) if shown.any() else 1.0)
     return _plot_planes(result, lambda sl: (let[sl], shown[sl]), path, centre_zyx, title, structures,
                         max(top, 1e-6), [], str,
