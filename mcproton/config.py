@@ -86,7 +86,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "all_fractions": ((bool,), "dose for all fractions instead of one"),
         "rtstruct": ((str,), "DICOM RT Structure Set: DVH per structure in the HDF5 group dvh"),
         "allow_other_frame": ((bool,), "run a plan whose FrameOfReferenceUID differs from the CT's (default: refused)"),
-        "allow_position_mismatch": ((bool,), "run a plan whose PatientPosition differs from the CT's (default: refused)"),
+        "allow_position_mismatch": ((bool,),
+                                    "run a plan whose PatientPosition differs from the CT's (default: refused)"),
         "range_shifter_model": ((str,), '"transport" (default: a range shifter IN is transported as a slab) or '
                                         '"energy_only" (its WET only lowers the energy; no scattering)'),
     },
@@ -370,7 +371,8 @@ def build_geometry(cfg: dict[str, Any]):
         raise
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"[phantom]: {exc}") from None
-    raise ConfigError(f"unknown phantom.type {kind!r}{_suggest(kind, ['water', 'box', 'slabs', 'slab_ct', 'ct', 'paediatric'])}")
+    raise ConfigError(f"unknown phantom.type {kind!r}"
+                      f"{_suggest(kind, ['water', 'box', 'slabs', 'slab_ct', 'ct', 'paediatric'])}")
 
 
 def _spot(d: dict, where: str):

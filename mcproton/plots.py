@@ -126,9 +126,12 @@ def _plot_planes(result, plane, path, centre_zyx, title, structures, vmax, level
     k, j, i = centre_zyx
     x, y, z = g.axis_mm("x"), g.axis_mm("y"), g.axis_mm("z")
     sl = [(k, slice(None), slice(None)), (slice(None), j, slice(None)), (slice(None), slice(None), i)]
-    planes = [("axial (z = %.0f mm)" % z[k], (x, y), (x[0], x[-1], y[-1], y[0]), "x (mm, +left)", "y (mm, +posterior)"),
-              ("coronal (y = %.0f mm)" % y[j], (x, z), (x[0], x[-1], z[0], z[-1]), "x (mm, +left)", "z (mm, +superior)"),
-              ("sagittal (x = %.0f mm)" % x[i], (y, z), (y[0], y[-1], z[0], z[-1]), "y (mm, +posterior)", "z (mm, +superior)")]
+    planes = [("axial (z = %.0f mm)" % z[k], (x, y), (x[0], x[-1], y[-1], y[0]),
+               "x (mm, +left)", "y (mm, +posterior)"),
+              ("coronal (y = %.0f mm)" % y[j], (x, z), (x[0], x[-1], z[0], z[-1]),
+               "x (mm, +left)", "z (mm, +superior)"),
+              ("sagittal (x = %.0f mm)" % x[i], (y, z), (y[0], y[-1], z[0], z[-1]),
+               "y (mm, +posterior)", "z (mm, +superior)")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), dpi=100)
     im = None
     handles = {}
