@@ -8,7 +8,7 @@ import pytest
 from fake_cupy import install_fake_cupy   # tests/conftest.py, imported at collection (as test_cuda_emulated)
 
 from mcproton._kernels import simt
-from mcproton._kernels.layout import LEDGER
+from mcproton._kernels.layout import LAYOUT_PROBE_FIELDS, LEDGER
 from mcproton.geometry import box_phantom
 from mcproton.run import Simulation
 from mcproton.settings import PhysicsSettings, RunSettings
@@ -72,7 +72,7 @@ def test_modelled_threads_equal_the_emulated_cuda_launch(monkeypatch, n):
     fake = install_fake_cupy(monkeypatch)
     try:
         be = get_backend("cuda")
-        out = be.zeros(64, np.int64)
+        out = be.zeros(len(LAYOUT_PROBE_FIELDS), np.int64)   # 64 was too few: the probe wrote past it (heap)
         be.launch("mcp_probe_layout", n, out)
         name, grid, block = fake.launches[-1]
         assert name == "mcp_probe_layout"
