@@ -173,7 +173,8 @@ def _write_md(n, md, png_name):
           f"-> {'PASS' if ck['R80_within_0.5mm_of_mean_without_topas'] else 'FAIL'} (tolerance 0.5 mm).",
           f"* Dose at 22.5 mm (PMMA plate, isocentre): mcproton {m['dose_22.5mm_MeV_g']:.5f} +- "
           f"{m['dose_22.5mm_unc1sd_MeV_g']:.5f} MeV/g per primary vs five-code mean "
-          f"{n['dose_22.5mm_mean_5codes_MeV_g']:.5f}: ratio {m['dose_22.5mm_MeV_g'] / n['dose_22.5mm_mean_5codes_MeV_g']:.4f} "
+          f"{n['dose_22.5mm_mean_5codes_MeV_g']:.5f}: "
+          f"ratio {m['dose_22.5mm_MeV_g'] / n['dose_22.5mm_mean_5codes_MeV_g']:.4f} "
           f"-> {'PASS' if ck['dose_22.5mm_within_3pct_of_5code_mean'] else 'FAIL'} (tolerance 3 %). Mean of the four "
           f"codes with a 2 x 2 cm2 acceptance (without MCNP): {n['dose_22.5mm_mean_2x2_codes_MeV_g']:.5f} "
           f"(ratio {m['dose_22.5mm_MeV_g'] / n['dose_22.5mm_mean_2x2_codes_MeV_g']:.4f}).",

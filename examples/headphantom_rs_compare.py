@@ -41,7 +41,8 @@ def main(pattern: str) -> None:
         roi, roi_u = d[k - 1:k + 2, j - 1:j + 2, i - 1:i + 2], u[k - 1:k + 2, j - 1:j + 2, i - 1:i + 2]
         r = {"beam": b, "eclipse": bd, "point": d_pt, "voxel": float(d[k, j, i]), "voxel_sd": float(u[k, j, i]),
              "roi": float(roi.mean()), "roi_sd": float(np.sqrt((roi_u**2).sum()) / roi.size),
-             "roi_range": (float(roi.min()), float(roi.max())), "density": float(res.geometry.density_g_cm3_zyx[k, j, i])}
+             "roi_range": (float(roi.min()), float(roi.max())),
+             "density": float(res.geometry.density_g_cm3_zyx[k, j, i])}
         rows.append(r)
         for key, val in (("ecl", bd), ("pt", d_pt), ("vox", r["voxel"]), ("roi", r["roi"])):
             tot[key] += val
@@ -49,7 +50,8 @@ def main(pattern: str) -> None:
         tot["roi_var"] += r["roi_sd"] ** 2
     print("beam | Eclipse Gy(RBE) | MC x1.1 at point | voxel x1.1 (1 sd) | 3x3x3 mean x1.1 (1 sd) | ratio ROI/Eclipse")
     for r in rows:
-        print(f"{r['beam']} | {r['eclipse']:.4f} | {RBE * r['point']:.4f} | {RBE * r['voxel']:.4f} ({RBE * r['voxel_sd']:.4f}) | "
+        print(f"{r['beam']} | {r['eclipse']:.4f} | {RBE * r['point']:.4f} | "
+              f"{RBE * r['voxel']:.4f} ({RBE * r['voxel_sd']:.4f}) | "
               f"{RBE * r['roi']:.4f} ({RBE * r['roi_sd']:.4f}) | {RBE * r['roi'] / r['eclipse']:.3f} +- "
               f"{RBE * r['roi_sd'] / r['eclipse']:.3f}; voxel {RBE * r['voxel'] / r['eclipse']:.3f} +- "
               f"{RBE * r['voxel_sd'] / r['eclipse']:.3f}; ROI min-max x1.1 {RBE * r['roi_range'][0]:.3f}-"
@@ -57,7 +59,8 @@ def main(pattern: str) -> None:
     e = tot["ecl"]
     print(f"total | {e:.4f} | {RBE * tot['pt']:.4f} | {RBE * tot['vox']:.4f} ({RBE * tot['vox_var'] ** 0.5:.4f}) | "
           f"{RBE * tot['roi']:.4f} ({RBE * tot['roi_var'] ** 0.5:.4f}) | {RBE * tot['roi'] / e:.3f} +- "
-          f"{RBE * tot['roi_var'] ** 0.5 / e:.3f}; voxel {RBE * tot['vox'] / e:.3f} +- {RBE * tot['vox_var'] ** 0.5 / e:.3f}")
+          f"{RBE * tot['roi_var'] ** 0.5 / e:.3f}; voxel {RBE * tot['vox'] / e:.3f} +- "
+          f"{RBE * tot['vox_var'] ** 0.5 / e:.3f}")
 
 
 if __name__ == "__main__":

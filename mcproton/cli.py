@@ -82,7 +82,8 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
         from ._backend import cuda_available, get_backend
 
         be = get_backend(settings.backend, settings.threads)
-        why = "" if settings.backend != "auto" else f" (auto: {'GPU found' if be.name == 'cuda' else cuda_available()[1]})"
+        why = ("" if settings.backend != "auto"
+               else f" (auto: {'GPU found' if be.name == 'cuda' else cuda_available()[1]})")
         print(f"mcproton: backend {be.name} on {be.device}{why}", file=sys.stderr)
     try:
         with phase("transport"):
@@ -366,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, helptext in (("validate", _cmd_validate, "run the validation suite and write the report"),
                                  ("demo", _cmd_demo, "the built-in default job (paediatric brain-tumour plan)"),
-                                 ("phantom", _cmd_phantom, "generate a paediatric phantom (DICOM CT, RT Struct, HDF5)")):
+                                 ("phantom", _cmd_phantom,
+                                  "generate a paediatric phantom (DICOM CT, RT Struct, HDF5)")):
         s = sub.add_parser(name, help=helptext, add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)
         s.set_defaults(func=func)

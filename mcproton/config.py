@@ -7,13 +7,14 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python < 3.11
+    import tomli as tomllib
 
 from .settings import PhysicsSettings, RunSettings
 
@@ -85,7 +86,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "all_fractions": ((bool,), "dose for all fractions instead of one"),
         "rtstruct": ((str,), "DICOM RT Structure Set: DVH per structure in the HDF5 group dvh"),
         "allow_other_frame": ((bool,), "run a plan whose FrameOfReferenceUID differs from the CT's (default: refused)"),
-        "allow_position_mismatch": ((bool,), "run a plan whose PatientPosition differs from the CT's (default: refused)"),
+        "allow_position_mismatch": ((bool,),
+                                    "run a plan whose PatientPosition differs from the CT's (default: refused)"),
         "range_shifter_model": ((str,), '"transport" (default: a range shifter IN is transported as a slab) or '
                                         '"energy_only" (its WET only lowers the energy; no scattering)'),
     },
@@ -318,7 +320,7 @@ def build_geometry(cfg: dict[str, Any]):
             layers = ph.get("layers")
             if not layers:
                 raise ConfigError("phantom.type = \"slabs\" needs phantom.layers = [{material=..., thickness_mm=...}]")
-            lay = []
+            lay: list[tuple[str, float] | tuple[str, float, float]] = []
             for i, L in enumerate(layers):
                 if not isinstance(L, dict) or "material" not in L or "thickness_mm" not in L:
                     raise ConfigError(f"phantom.layers[{i}] must be a table with material and thickness_mm")
@@ -326,9 +328,10 @@ def build_geometry(cfg: dict[str, Any]):
                 if extra:
                     raise ConfigError(f"phantom.layers[{i}] has unknown keys {sorted(extra)}")
                 _check_material(L["material"], f"phantom.layers[{i}].material")
-                lay.append((L["material"], _number(L["thickness_mm"], f"phantom.layers[{i}].thickness_mm", "mm"))
-                           + ((_number(L["density_g_cm3"], f"phantom.layers[{i}].density_g_cm3", "g/cm3"),)
-                              if "density_g_cm3" in L else ()))
+                key = f"phantom.layers[{i}]"
+                mat, t_mm = L["material"], _number(L["thickness_mm"], f"{key}.thickness_mm", "mm")
+                lay.append((mat, t_mm, _number(L["density_g_cm3"], f"{key}.density_g_cm3", "g/cm3"))
+                           if "density_g_cm3" in L else (mat, t_mm))
             if kind == "slab_ct":
                 from ._io.slab_ct import slab_ct_geometry
 
@@ -368,7 +371,8 @@ def build_geometry(cfg: dict[str, Any]):
         raise
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"[phantom]: {exc}") from None
-    raise ConfigError(f"unknown phantom.type {kind!r}{_suggest(kind, ['water', 'box', 'slabs', 'slab_ct', 'ct', 'paediatric'])}")
+    raise ConfigError(f"unknown phantom.type {kind!r}"
+                      f"{_suggest(kind, ['water', 'box', 'slabs', 'slab_ct', 'ct', 'paediatric'])}")
 
 
 def _spot(d: dict, where: str):

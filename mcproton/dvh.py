@@ -71,7 +71,8 @@ def cumulative_dvh(dose: np.ndarray, mask: np.ndarray, bins: int | Sequence[floa
     d = _doses(dose, mask)
     if np.isscalar(bins):
         top = float(d_max if d_max is not None else (d.max() if d.size else 1.0)) or 1.0
-        levels = np.linspace(0.0, top, int(bins) + 1)
+        # np.isscalar's TypeGuard (numpy stubs) admits complex and memoryview, which int() rejects
+        levels = np.linspace(0.0, top, int(bins) + 1)  # type: ignore[arg-type]
     else:
         levels = np.asarray(bins, dtype=np.float64)
     if d.size == 0:

@@ -79,8 +79,8 @@ class VoxelGeometry:
             raise ValueError(f"origin_mm must be three finite numbers (x, y, z); got {self.origin_mm}")
         self.material_index_zyx = np.ascontiguousarray(mi, dtype=np.uint8)
         self.density_g_cm3_zyx = np.ascontiguousarray(rho)
-        self.voxel_size_mm = vs  # type: ignore[assignment]
-        self.origin_mm = org  # type: ignore[assignment]
+        self.voxel_size_mm = vs
+        self.origin_mm = org
         if self.labels_zyx is not None:
             lab = np.asarray(self.labels_zyx)
             if lab.shape != mi.shape:

@@ -170,7 +170,7 @@ def material_aliases() -> dict[str, str]:
     return dict(_database()[1])
 
 
-def get_material(name: str) -> Material:
+def get_material(name: str | Material) -> Material:
     """The database material called ``name``.
 
     Case-insensitive; aliases such as ``"lucite"``, ``"cortical_bone"`` or ``"G4_WATER"`` work, and ``-`` or

@@ -29,6 +29,12 @@ def _save(plt, fig, path: str | Path, **kw) -> Path:
         plt.close(fig)
 
 
+def _argmax_zyx(a: np.ndarray) -> tuple[int, int, int]:
+    """The (z, y, x) index of the (first) maximum of the 3-D array ``a``."""
+    z, y, x = (int(v) for v in np.unravel_index(int(np.argmax(a)), a.shape))
+    return z, y, x
+
+
 def plot_depth_dose(result, path: str | Path, title: str | None = None) -> Path:
     """Integrated depth-dose (MeV cm2/g per primary) versus depth along z, with R80 marked."""
     plt = _plt()
@@ -69,7 +75,7 @@ def plot_dose_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] 
     if centre_zyx is None or not reference_gy:   # the whole grid only for its maximum
         whole = dose if body is None else np.where(body, dose, 0.0)
         if centre_zyx is None:
-            centre_zyx = tuple(int(v) for v in np.unravel_index(int(np.argmax(whole)), whole.shape))
+            centre_zyx = _argmax_zyx(whole)
         top = float(whole.max())
         del whole
     dmax = float(reference_gy * 1.1) if reference_gy else (top or 1.0)
@@ -101,7 +107,7 @@ def plot_let_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] |
     if body_mask is not None:
         shown &= np.asarray(body_mask, bool)
     if centre_zyx is None:
-        centre_zyx = tuple(int(v) for v in np.unravel_index(int(np.argmax(dose)), dose.shape))
+        centre_zyx = _argmax_zyx(dose)
     top = vmax if vmax is not None else (float(np.percentile(let[shown], 99)) if shown.any() else 1.0)
     return _plot_planes(result, lambda sl: (let[sl], shown[sl]), path, centre_zyx, title, structures,
                         max(top, 1e-6), [], str,
@@ -120,9 +126,12 @@ def _plot_planes(result, plane, path, centre_zyx, title, structures, vmax, level
     k, j, i = centre_zyx
     x, y, z = g.axis_mm("x"), g.axis_mm("y"), g.axis_mm("z")
     sl = [(k, slice(None), slice(None)), (slice(None), j, slice(None)), (slice(None), slice(None), i)]
-    planes = [("axial (z = %.0f mm)" % z[k], (x, y), (x[0], x[-1], y[-1], y[0]), "x (mm, +left)", "y (mm, +posterior)"),
-              ("coronal (y = %.0f mm)" % y[j], (x, z), (x[0], x[-1], z[0], z[-1]), "x (mm, +left)", "z (mm, +superior)"),
-              ("sagittal (x = %.0f mm)" % x[i], (y, z), (y[0], y[-1], z[0], z[-1]), "y (mm, +posterior)", "z (mm, +superior)")]
+    planes = [("axial (z = %.0f mm)" % z[k], (x, y), (x[0], x[-1], y[-1], y[0]),
+               "x (mm, +left)", "y (mm, +posterior)"),
+              ("coronal (y = %.0f mm)" % y[j], (x, z), (x[0], x[-1], z[0], z[-1]),
+               "x (mm, +left)", "z (mm, +superior)"),
+              ("sagittal (x = %.0f mm)" % x[i], (y, z), (y[0], y[-1], z[0], z[-1]),
+               "y (mm, +posterior)", "z (mm, +superior)")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), dpi=100)
     im = None
     handles = {}

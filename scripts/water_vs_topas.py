@@ -81,7 +81,8 @@ def main() -> None:
     for r in rows:
         (s80, t80), (sf, tf), (sp, tp), (s0, t0), (se, te) = r["r80"], r["falloff"], r["pe1"], r["pe0"], r["edep"]
         print(f"| {r['energy']:g} | {s80:.2f} / {t80:.2f} | {s80 - t80:+.2f} | {sf:.3f} / {tf:.3f} | {sf - tf:+.3f} "
-              f"| {sp:.2f} / {tp:.2f} | {100 * (sp / tp - 1):+.1f} % | {s0:.2f} / {t0:.2f} | {100 * (s0 / t0 - 1):+.1f} % "
+              f"| {sp:.2f} / {tp:.2f} | {100 * (sp / tp - 1):+.1f} % "
+              f"| {s0:.2f} / {t0:.2f} | {100 * (s0 / t0 - 1):+.1f} % "
               f"| {se:.3f} / {te:.3f} |")
     if a.profile:
         print("\n| E (MeV) | " + " | ".join(f"{f:g} R80" for f in PROFILE_FRACTIONS) + " |")

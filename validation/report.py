@@ -61,7 +61,10 @@ def _fmt(v) -> str:
 
 
 def _kv_table(d: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v) if not isinstance(v, (dict, list)) else '<code>' + html.escape(json.dumps(_jsonable(v))) + '</code>'}</td></tr>"
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>"
+                   f"""{_fmt(v) if not isinstance(v, (dict, list))
+                        else '<code>' + html.escape(json.dumps(_jsonable(v))) + '</code>'}"""
+                   "</td></tr>"
                    for k, v in d.items())
     return f"<table>{rows}</table>"
 

@@ -185,9 +185,9 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     # --- frame of reference: one per series; warn when there is none ---
     fors = {str(ds.get("FrameOfReferenceUID", "") or "") for _, ds in chosen}
     if len(fors) > 1:
-        raise _err(f"the slices of CT series {chosen[0][1].get('SeriesInstanceUID', '')} carry {len(fors)} different "
-                   f"FrameOfReferenceUIDs (0020,0052) {sorted(fors)}; a series has one: the series is mixed or damaged, "
-                   "re-export it")
+        raise _err(f"the slices of CT series {chosen[0][1].get('SeriesInstanceUID', '')} carry {len(fors)} "
+                   f"different FrameOfReferenceUIDs (0020,0052) {sorted(fors)}; a series has one: the series is "
+                   "mixed or damaged, re-export it")
     if fors == {""}:
         warnings.warn(f"the CT series in {folder} has no FrameOfReferenceUID (0020,0052) (Type 1 in a CT image); "
                       "the plan's and the structure set's frame of reference cannot be checked against it, and an "

@@ -205,7 +205,8 @@ class HUCalibration:
         p = Path(name_or_path)
         if not p.exists():
             raise CalibrationError(
-                f"unknown calibration {key!r}: not a built-in name ({', '.join(['schneider2000', *_BUILTIN_SCANNERS])}) "
+                f"unknown calibration {key!r}: not a built-in name "
+                f"({', '.join(['schneider2000', *_BUILTIN_SCANNERS])}) "
                 "and no such file or folder")
         if p.is_dir():
             for dens, mat in (("HU_Density_Conversion.txt", "HU_Material_Conversion.txt"),

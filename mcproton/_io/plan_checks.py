@@ -218,7 +218,8 @@ def _check_control_points(b, where: str) -> None:
     if abs(total - fcmw) > WEIGHT_RTOL * fcmw:
         raise DicomInputError(
             f"{where}: the spot weights (ScanSpotMetersetWeights (300A,0396)) sum to {total:.6g} but "
-            f"FinalCumulativeMetersetWeight (300A,010E) is {fcmw:.6g} (ratio {fcmw / total if total else math.inf:.4g}, "
+            f"FinalCumulativeMetersetWeight (300A,010E) is {fcmw:.6g} "
+            f"(ratio {fcmw / total if total else math.inf:.4g}, "
             f"tolerance {WEIGHT_RTOL:g}); every spot's MU would be scaled by {total / fcmw:.4g}: the plan is "
             "damaged (layers missing or a wrong total), export it again")
     cum = [_num(cp.get("CumulativeMetersetWeight", None)) for cp in cps]
@@ -226,8 +227,9 @@ def _check_control_points(b, where: str) -> None:
         return  # OpenTPS: one control point per layer, no cumulative weights (see the module docstring)
     for i, c in enumerate(cum):
         if c is None or not math.isfinite(c):
-            raise DicomInputError(f"{where} control point {i}: CumulativeMetersetWeight (300A,0134) is missing or not a "
-                                  "number while other control points have it; the plan is damaged: export it again")
+            raise DicomInputError(f"{where} control point {i}: CumulativeMetersetWeight (300A,0134) is missing "
+                                  "or not a number while other control points have it; the plan is damaged: "
+                                  "export it again")
     n_layers = max(sum(1 for x in w if x > 0), 1)
     layer_w = fcmw / n_layers
     if abs(cum[0]) > WEIGHT_RTOL * layer_w:
@@ -291,7 +293,8 @@ def _check_range_shifters(b, where: str) -> None:
     cps = list(b.get("IonControlPointSequence", None) or [])
     snouts = [x for x in (b.get("SnoutSequence", None) or []) if str(x.get("SnoutID", "") or "")]
     if snouts and cps and "SnoutPosition" not in cps[0]:
-        raise DicomInputError(f"{where} control point 0: the beam has a snout ({snouts[0].get('SnoutID')}) but its first "
+        raise DicomInputError(f"{where} control point 0: the beam has a snout ({snouts[0].get('SnoutID')}) "
+                              "but its first "
                               "control point has no SnoutPosition (300A,030D) (Type 2C); the plan is damaged: export "
                               "it again")
     if items and cps and not (cps[0].get("RangeShifterSettingsSequence", None) or []):

@@ -574,7 +574,8 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
                 face_axis_mm = L - sh.isocenter_distance_mm - sh.thickness_mm
                 if face_axis_mm < 0:
                     raise _e(f"beam {b.number} control point {layer.control_point_index}: range shifter {sh.id!r} "
-                             f"(downstream face {sh.isocenter_distance_mm:g} mm from the isocentre, {sh.thickness_mm:.1f}"
+                             f"(downstream face {sh.isocenter_distance_mm:g} mm from the isocentre, "
+                             f"{sh.thickness_mm:.1f}"
                              f" mm thick) reaches upstream of the beam model's plane ({L:g} mm from the isocentre); "
                              "the model's phase space must be given upstream of the shifter")
             if sh is not None:

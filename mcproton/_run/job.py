@@ -8,13 +8,14 @@ uninterrupted one, so its dose is bitwise the same on the CPU backend (and so is
 from __future__ import annotations
 
 import dataclasses
+import functools
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, f
 from .engine import Accumulator, DeviceAccumulator, Simulation
 from .result import finish
 from .streaming import BatchPlan, LocalExecutor, is_out_of_memory, progress_printer, stream
+
+if TYPE_CHECKING:
+    from .distributed import DaskExecutor
 
 
 class RunInterrupted(Exception):
@@ -62,6 +66,11 @@ class _StopFlag:
     def __exit__(self, *exc: Any) -> None:
         for s, h in self._old.items():
             signal.signal(s, h)
+
+
+def _log_to_stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 def resolve_backend(settings: Any) -> str:
@@ -116,8 +125,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     """
     opts = dataclasses.replace(options or JobOptions(), **overrides)
     resume, workers, scheduler, client = opts.resume, opts.workers, opts.scheduler, opts.client
-    progress, log = opts.progress, opts.log
-    log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+    progress = opts.progress
+    log: Callable[[str], None] = opts.log or _log_to_stderr
     backend = resolve_backend(settings)
     ckpt = checkpoint_path(out) if (out is not None and opts.checkpoint) else None
     # the job's identity, checked on resume (hashes of the geometry and the beams: only with a checkpoint)
@@ -137,9 +146,10 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     # the running beam's executor (its OOM batch cap) and, on the GPU, its DeviceAccumulator
     current: dict[str, Any] = {"executor": None, "device_acc": None, "ckpt_error": None}
 
-    def save(i: int | None = None, pos: int | None = None, elapsed: float | None = None) -> bool:
-        """Write the checkpoint; True if written.  A failed write (disk full, quota, permissions) does not
-        stop the run: the previous checkpoint stays valid and the next one is tried at the next interval."""
+    def save(i: int | None = None, pos: int = 0, elapsed: float = 0.0) -> bool:
+        """Write the checkpoint (with beam ``i`` at history ``pos`` after ``elapsed`` s); True if written.
+        A failed write (disk full, quota, permissions) does not stop the run: the previous checkpoint stays
+        valid and the next one is tried at the next interval."""
         if ckpt is None:
             return False
         if i is not None and current["device_acc"] is not None:
@@ -182,7 +192,9 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 plan = BatchPlan.from_settings(settings, sim.backend.name)
                 acc = st.acc
                 current["device_acc"] = None
+                executor: DaskExecutor | LocalExecutor
                 if dask_ctx is not None:
+                    assert cfg is not None   # a DaskSession is only made for a job with a config (above)
                     executor = dask_ctx.executor(cfg, i, plan, settings, opts.first_beam_index + i)
                 else:
                     if sim.keeps_tallies_on_device:
@@ -206,7 +218,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 try:
                     res = stream(acc, plan, executor, settings, geometry, start=st.next_history,
                                  elapsed_s=st.elapsed_s,
-                                 checkpoint=(lambda p, e, i=i: save(i, p, e)) if ckpt is not None else None,
+                                 checkpoint=functools.partial(save, i) if ckpt is not None else None,
                                  should_stop=stop, progress=show)
                 finally:
                     if current["device_acc"] is not None:

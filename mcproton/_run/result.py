@@ -6,7 +6,7 @@ import datetime as _dt
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -253,7 +253,7 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
     n = int(sum(r.primaries for r in results))
     edep = None
     if all(r.edep_mev_zyx is not None for r in results):
-        edep = total(lambda r: r.edep_mev_zyx * r.primaries) / n
+        edep = total(lambda r: cast(np.ndarray, r.edep_mev_zyx) * r.primaries) / n   # not None: checked above
     led: dict = {}
     for r in results:
         for k, v in r.ledger.items():
@@ -274,8 +274,8 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
     prov.pop("beam", None)
     prov.pop("beam_index", None)
     prov["summed_beam_indices"] = [r.provenance.get("beam_index") for r in results]
-    phases = [r.provenance.get("phase_s") for r in results]
-    if all(isinstance(p, dict) for p in phases):
+    phases = [p for r in results if isinstance(p := r.provenance.get("phase_s"), dict)]
+    if len(phases) == len(results):
         prov["phase_s"] = {k: float(sum(p.get(k, 0.0) for p in phases)) for k in phases[0]}
     return DoseResult(
         dose_gy_zyx=dose, dose_to_water_gy_zyx=dose_w, let_d_kev_um_zyx=let_d, uncertainty_rel_zyx=unc,

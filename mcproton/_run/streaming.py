@@ -215,7 +215,7 @@ def progress_printer(total: int, start_done: int = 0) -> Callable[[int, float], 
 
 
 def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: Any, *, start: int = 0,
-           elapsed_s: float = 0.0, checkpoint: Callable[[int, float], None] | None = None,
+           elapsed_s: float = 0.0, checkpoint: Callable[[int, float], object] | None = None,
            checkpoint_interval_s: float | None = None, should_stop: Callable[[], bool] | None = None,
            progress: Callable[[int, float], None] | None = None) -> StreamResult:
     """Add the batches of ``plan`` from history ``start`` into ``acc`` until a stopping criterion holds.

@@ -56,7 +56,8 @@ def test_csda_depth_dose_follows_the_stopping_power_without_ripple(max_step_mm):
     sel = (z > 2) & (z < 140)
     ref = analytic_csda_idd(z[sel])
     dev = d[sel] / ref - 1
-    assert np.max(np.abs(dev)) < 1e-3, f"max deviation {np.max(np.abs(dev)):.2%} at z = {z[sel][np.argmax(np.abs(dev))]} mm"
+    assert np.max(np.abs(dev)) < 1e-3, \
+        f"max deviation {np.max(np.abs(dev)):.2%} at z = {z[sel][np.argmax(np.abs(dev))]} mm"
 
 
 @pytest.mark.parametrize("material", ["water", "bone_cortical_icrp", "lung", "titanium"])

@@ -8,7 +8,8 @@ plan is what a dose calculation uses: per beam its number, angles, isocentre, sn
 source-axis distances (the beam model's (2000, 2560) mm where the plan gives none, as plan_to_beams does),
 and per layer the energy, paintings, range-shifter settings, spot positions and MU; and the number of
 fractions.  A range shifter's water-equivalent thickness and isocentre distance (Type 3) may be dropped: the
-engine then takes them from the beam model (``FromModel``), by design (issue 12 item 1).  The delivered CT is the HU array, voxel size and origin.
+engine then takes them from the beam model (``FromModel``), by design (issue 12 item 1).  The delivered CT is
+the HU array, voxel size and origin.
 
 Mutations: truncation at random fractions of the file and exactly at the start of a random control point;
 a dropped element (anywhere in the data set); inconsistent counts (NumberOfControlPoints,
@@ -70,11 +71,14 @@ def plan_signature(plan) -> tuple:
     beams = []
     for b in plan.beams:
         layers = tuple((l.nominal_energy_mev, l.number_of_paintings,
-                        tuple(sorted(((d["id"], d["setting"].upper(), FromModel(d["wet_mm"]), FromModel(d["distance_mm"]))
-                                      for d in l.range_shifter_settings if d["setting"].upper() not in ("OUT", "0", "")),
+                        tuple(sorted(((d["id"], d["setting"].upper(), FromModel(d["wet_mm"]),
+                                       FromModel(d["distance_mm"]))
+                                      for d in l.range_shifter_settings
+                                      if d["setting"].upper() not in ("OUT", "0", "")),
                                      key=lambda t: t[:2])),
                         np.round(l.spot_xy_mm, 9).tobytes(), np.round(l.spot_mu, 9).tobytes()) for l in b.layers)
-        beams.append((b.number, b.gantry_angle_deg, b.couch_angle_deg, tuple(np.round(b.isocenter_mm, 9)), b.snout_position_mm,
+        beams.append((b.number, b.gantry_angle_deg, b.couch_angle_deg, tuple(np.round(b.isocenter_mm, 9)),
+                      b.snout_position_mm,
                       b.patient_position, b.virtual_source_axis_distances_mm or MODEL_VSAD, b.primary_dosimeter_unit,
                       tuple(sorted(b.range_shifter_ids.items())), layers))
     return (plan.number_of_fractions or 1, tuple(beams))

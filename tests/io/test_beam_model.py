@@ -32,7 +32,8 @@ def test_interpolation_is_linear_between_rows():
     m = load_beam_model("dcpt_v2")
     a, b, mid = m.at(70.0), m.at(70.1), m.at(70.05)
     assert mid.mean_energy_mev == pytest.approx(0.5 * (a.mean_energy_mev + b.mean_energy_mev))
-    assert mid.components[0].sigma_mm[0] == pytest.approx(0.5 * (a.components[0].sigma_mm[0] + b.components[0].sigma_mm[0]))
+    assert mid.components[0].sigma_mm[0] == pytest.approx(
+        0.5 * (a.components[0].sigma_mm[0] + b.components[0].sigma_mm[0]))
 
 
 def test_energy_out_of_range():
@@ -69,7 +70,8 @@ def test_single_gaussian_bdl():
     text = ("--UPenn beam model (double gaussian)--\n\nNozzle exit to Isocenter distance\n400.0\n\n"
             "SMX to Isocenter distance\n2000.0\n\nSMY to Isocenter distance\n2500.0\n\nBeam parameters\n2 energies\n\n"
             "NominalEnergy MeanEnergy EnergySpread ProtonsMU SpotSize1x Divergence1x Correlation1x SpotSize1y "
-            "Divergence1y Correlation1y\n100 100.5 1.0 1e6 4 0.003 0.5 3 0.004 0.6\n200 200.5 0.5 2e6 3 0.002 0.3 2 0.003 0.4\n")
+            "Divergence1y Correlation1y\n100 100.5 1.0 1e6 4 0.003 0.5 3 0.004 0.6\n"
+            "200 200.5 0.5 2e6 3 0.002 0.3 2 0.003 0.4\n")
     m = parse_bdl(text)
     e = m.at(150)
     assert e.energy_spread_mev == pytest.approx(0.5 * (1.0 + 1.0))  # 1 % of 100 and 0.5 % of 200

@@ -92,7 +92,8 @@ def _cp0(ds):
     (lambda ds: delattr(_cp0(ds), "GantryAngle"), "GantryAngle"),
     (lambda ds: setattr(ds.IonBeamSequence[0].IonControlPointSequence[1], "GantryAngle", 45), "arc"),
     (lambda ds: setattr(ds.IonBeamSequence[0], "VirtualSourceAxisDistances", [-1.0, 2000.0]), "positive"),
-    (lambda ds: [setattr(cp, "ScanSpotMetersetWeights", [0.0, 0.0]) for cp in ds.IonBeamSequence[0].IonControlPointSequence],
+    (lambda ds: [setattr(cp, "ScanSpotMetersetWeights", [0.0, 0.0])
+                 for cp in ds.IonBeamSequence[0].IonControlPointSequence],
      "empty beam"),
     (lambda ds: setattr(ds, "RTPlanGeometry", "TREATMENT_DEVICE"), "PATIENT"),
     (lambda ds: setattr(ds, "SOPClassUID", "1.2.840.10008.5.1.4.1.1.2"), "not RT Ion Plan"),

@@ -113,7 +113,8 @@ def test_truncation_at_element_boundary_inside_sequence(tmp_path):
     (lambda ds: setattr(_cps(ds)[3], "CumulativeMetersetWeight", 7.0),
      r"control point 2: CumulativeMetersetWeight \(300A,0134\) rises by"),
     (lambda ds: setattr(_cps(ds)[0], "CumulativeMetersetWeight", 1.0), "control point 0: .* not 0"),
-    (lambda ds: setattr(_cps(ds)[2], "CumulativeMetersetWeight", 20.0), r"control point 3: CumulativeMetersetWeight \(300A,0134\) falls from 20 to 12"),
+    (lambda ds: setattr(_cps(ds)[2], "CumulativeMetersetWeight", 20.0),
+     r"control point 3: CumulativeMetersetWeight \(300A,0134\) falls from 20 to 12"),
     # a shifted spot map: weights in the second control point of a pair
     (lambda ds: setattr(_cps(ds)[1], "ScanSpotMetersetWeights", [0.0, 0.0, 1e-3]), "second control point"),
     (lambda ds: setattr(_cps(ds)[3], "NominalBeamEnergy", 141.0), r"141 MeV differs from 140 MeV"),

@@ -40,7 +40,8 @@ def test_beam_summation_and_errors(tmp_path):
     p = _write(tmp_path, summation_type="BEAM", referenced_beam_number=2, dose_type="EFFECTIVE")
     ds = pydicom.dcmread(p)
     assert ds.DoseSummationType == "BEAM" and ds.DoseType == "EFFECTIVE"
-    assert ds.ReferencedRTPlanSequence[0].ReferencedFractionGroupSequence[0].ReferencedBeamSequence[0].ReferencedBeamNumber == 2
+    assert (ds.ReferencedRTPlanSequence[0].ReferencedFractionGroupSequence[0]
+            .ReferencedBeamSequence[0].ReferencedBeamNumber == 2)
     with pytest.raises(ValueError, match="referenced_beam_number"):
         _write(tmp_path, summation_type="BEAM")
     with pytest.raises(ValueError, match="summation_type"):

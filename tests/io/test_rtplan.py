@@ -135,7 +135,8 @@ def test_range_shifter_energy_only_is_an_explicit_opt_in(model):
     plan = load_rtplan(ds)
     assert plan.beams[0].layers[0].range_shifter_settings[0]["wet_mm"] == 40.0
     # the default (transport) needs the shifter's material from the beam model: refused, naming what to add
-    with pytest.raises(DicomInputError, match=r"add to the model file \[\[range_shifter\]\] with id = 'RS_40', material"):
+    with pytest.raises(DicomInputError,
+                       match=r"add to the model file \[\[range_shifter\]\] with id = 'RS_40', material"):
         plan_to_beams(plan, model)
     (beam,) = plan_to_beams(plan, model, range_shifter_model="energy_only")
     assert beam.meta["range_shifter_model"] == "energy_only" and beam.spots[0].range_shifter is None

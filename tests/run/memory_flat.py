@@ -94,7 +94,8 @@ def main(argv: list[str]) -> int:
     print("\n| primaries | batches | wall (s) | peak RSS after setup (MiB) | peak RSS at end (MiB) |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['primaries']:,} | {r['batches']:,} | {r['wall_s']} | {r['setup_peak_mib']} | {r['peak_rss_mib']} |")
+        print(f"| {r['primaries']:,} | {r['batches']:,} | {r['wall_s']} | {r['setup_peak_mib']} "
+              f"| {r['peak_rss_mib']} |")
     return 0
 
 
