@@ -86,7 +86,8 @@ class CheckResult:
         return "\n".join(lines)
 
 
-def body_outline(masks: dict[str, np.ndarray], types: dict[str, str], density_zyx: np.ndarray | None) -> tuple[np.ndarray, str]:
+def body_outline(masks: dict[str, np.ndarray], types: dict[str, str],
+                 density_zyx: np.ndarray | None) -> tuple[np.ndarray, str]:
     """The body on the TPS grid: the External ROI, else the CT density above BODY_DENSITY_G_CM3 (largest
     connected part, holes filled slice by slice: mcproton.body.outline_from_threshold, as mcproton run)."""
     for nm, m in masks.items():
@@ -233,7 +234,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 raise CheckInputError("--phantom-from-struct needs the structure set (--struct RS.dcm)")
             import tempfile
 
-            where = (out_dir / "phantom_ct") if out_dir is not None else Path(tempfile.mkdtemp(prefix="mcproton_check_"))
+            where = (out_dir / "phantom_ct") if out_dir is not None \
+                else Path(tempfile.mkdtemp(prefix="mcproton_check_"))
             ct_dir, calibration, notes_geo = phantom_ct_from_struct(inp.struct_path, ref, where,
                                                                      frame_of_reference_uid=inp.frame_of_reference_uid)
             for nline in notes_geo:
@@ -335,7 +337,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             math.isfinite(pr) and pr >= getattr(lv, key), "%", ">=", key)
     for b, g in beam_gamma.items():
         pr = g["pass_rate"] * 100
-        add(f"beam {b}: gamma 2%/2mm pass rate", pr, lv.beam_gamma_2_2_min, math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min,
+        add(f"beam {b}: gamma 2%/2mm pass rate", pr, lv.beam_gamma_2_2_min,
+            math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min,
             "%", ">=", "beam_gamma_2_2_min")
     for nm, row in structs.items():
         if row["kind"] != "target":

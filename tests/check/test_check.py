@@ -293,7 +293,8 @@ def test_cli_help_and_bad_input_exit_status(base, capsys):
         main(["check", "--help"])
     assert e.value.code == 0 and "--phantom-from-struct" in capsys.readouterr().out
     d = base["dir"]
-    rc = main(["check", "--plan", str(d / "RP.dcm"), "--dose", str(_tps(base, "ok", base["blob"])), "--ct", str(d / "ct"),
+    rc = main(["check", "--plan", str(d / "RP.dcm"), "--dose", str(_tps(base, "ok", base["blob"])),
+               "--ct", str(d / "ct"),
                "--out", str(d / "cli")])
     assert rc == 2 and "no beam model" in capsys.readouterr().err
 
