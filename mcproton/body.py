@@ -213,7 +213,7 @@ def apply_body_outline(result: Any, outline: BodyOutline | None) -> Any:
         arr = np.asarray(getattr(result, name))
         if not arr.flags.writeable:
             arr = arr.copy()
-        arr[outside] = 0.0
+        np.copyto(arr, 0.0, where=outside)   # arr[outside] = 0.0 without the index arrays
         setattr(result, name, arr)
     del outside
     result.mean_rel_uncertainty_50 = mean_uncertainty_above_half_max(result.dose_gy_zyx, result.uncertainty_rel_zyx,
