@@ -4,7 +4,9 @@ Layout: datasets ``dose`` (Gy), ``dose_to_water`` (Gy), ``let_d`` (keV/um), ``un
 standard error), ``density`` (g/cm3) and ``material_index``, all with axes (z, y, x); root attributes
 ``voxel_size_mm`` (dx, dy, dz), ``origin_mm`` (x, y, z of the centre of the first voxel), ``axes`` =
 "zyx", ``normalisation``; groups ``provenance`` (attributes; nested dicts as JSON strings) and ``ledger``;
-the datasets a result carries in ``extra_datasets`` (``dose_raw``, ``body_mask``: mcproton/body.py).
+the datasets a result carries in ``extra_datasets`` (``dose_raw``, ``body_mask``: mcproton/body.py).  The grids
+are stored in chunks (:data:`GRID_CHUNK`) with the standard gzip filter (level :data:`GZIP_LEVEL`; shuffle on the
+result grids), fill value 0; a chunk that is all 0 is not stored (any HDF5 reader returns the fill value).
 
 Format version (root attribute ``format_version`` = :data:`FORMAT_VERSION`, "mcproton-dose/1"): version 1 adds
 ``materials_json`` (the full definitions of the geometry's materials) and the group ``result`` (attributes
