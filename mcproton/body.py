@@ -213,7 +213,7 @@ def apply_body_outline(result: Any, outline: BodyOutline | None) -> Any:
         arr = np.asarray(getattr(result, name))
         if not arr.flags.writeable:
             arr = arr.copy()
-        arr[outside] = 0.0
+        np.copyto(arr, 0.0, where=outside)   # arr[outside] = 0.0 without the index arrays
         setattr(result, name, arr)
     del outside
     result.mean_rel_uncertainty_50 = mean_uncertainty_above_half_max(result.dose_gy_zyx, result.uncertainty_rel_zyx,
@@ -236,11 +236,27 @@ def mask_outside(dose: np.ndarray, outline: BodyOutline | None) -> np.ndarray:
     return dose if outline is None else np.where(outline.mask, dose, 0.0)
 
 
+def _first_voxel(dose: np.ndarray, sel: np.ndarray, value: float) -> int:
+    """Flat index of the first voxel (C order) with ``sel`` and ``dose == value`` (-1 if none), slice by slice:
+    no whole-grid temporary."""
+    for z in range(dose.shape[0]):
+        hit = np.flatnonzero((dose[z] == value) & sel[z])
+        if hit.size:
+            return z * dose[z].size + int(hit[0])
+    return -1
+
+
+def _max_where(arr: np.ndarray, where: np.ndarray) -> float:
+    """The maximum of ``arr`` over ``where`` (not empty), without copying the selected voxels."""
+    return float(np.max(arr, where=where, initial=-np.inf))
+
+
 def dose_summary(result: Any, outline: BodyOutline | None = None) -> dict[str, Any]:
     """The summary figures of a result's dose (module docstring): maximum over the voxels inside the outline
     with density >= SUMMARY_MIN_DENSITY and where it is (mm, patient frame), D0.03cc and D2% over the same
-    voxels, and what the outline removed."""
-    from .dvh import dose_at_volume, dose_at_volume_cm3
+    voxels, and what the outline removed.  The selected voxels are copied once (the body, not the grid), both
+    near-maxima come from one partition of them: the same numbers as dvh.dose_at_volume(_cm3)."""
+    from math import ceil
 
     g = result.geometry
     dose = np.asarray(result.dose_gy_zyx)
@@ -251,14 +267,24 @@ def dose_summary(result: Any, outline: BodyOutline | None = None) -> dict[str, A
     out: dict[str, Any] = {}
     if not sel.any():
         return {"max_dose_gy": float(dose.max()), "max_dose_rule": "no voxel of tissue density: maximum of the grid"}
-    d = np.where(sel, dose, -1.0)
-    idx = np.unravel_index(int(np.argmax(d)), dose.shape)
+    d = np.asarray(dose[sel], np.float64)
+    top = d.max()
+    # the voxel np.argmax(np.where(sel, dose, -1.0)) finds: the first selected one holding the maximum
+    flat = _first_voxel(dose, sel, top) if top >= -1.0 else -1
+    if flat < 0:   # NaN in the dose: the old way, whole grid
+        flat = int(np.argmax(np.where(sel, dose, -1.0)))
+    idx = np.unravel_index(flat, dose.shape)
     pos = [float(g.origin_mm[a] + g.voxel_size_mm[a] * idx[2 - a]) for a in range(3)]
     out["max_dose_gy"] = float(dose[idx])
     out["max_dose_at_mm"] = [round(v, 2) for v in pos]
     out["max_dose_voxel_density_g_cm3"] = round(float(rho[idx]), 4)
-    out["d0.03cc_gy"] = dose_at_volume_cm3(dose, sel, NEAR_MAX_VOLUME_CM3, g.voxel_volume_cm3)
-    out["d2_gy"] = dose_at_volume(dose, sel, 2)
+    # D_V: the dose of voxel number n in descending order (mcproton/dvh.py dose_at_volume_cm3, dose_at_volume)
+    n_cc = min(d.size, max(1, ceil(NEAR_MAX_VOLUME_CM3 / g.voxel_volume_cm3 - 1e-9)))
+    n_2 = max(1, ceil(2 / 100.0 * d.size - 1e-9))
+    part = np.partition(d, sorted({d.size - n_cc, d.size - n_2}))
+    out["d0.03cc_gy"] = float(part[d.size - n_cc])
+    out["d2_gy"] = float(part[d.size - n_2])
+    del d, part
     where = "inside the body outline" if outline is not None else "in the grid"
     out["max_dose_rule"] = (f"over the voxels {where} with density >= {SUMMARY_MIN_DENSITY:g} g/cm3 "
                             "(air and air cells left out; D0.03cc and D2% over the same voxels)")
@@ -266,10 +292,11 @@ def dose_summary(result: Any, outline: BodyOutline | None = None) -> dict[str, A
         out["body_outline"] = outline.source
         out["body_volume_cm3"] = round(outline.voxels * g.voxel_volume_cm3, 2)
         raw = np.asarray(getattr(result, "dose_raw_gy_zyx", dose))
-        outside = raw[~outline.mask]
-        out["max_dose_outside_body_gy_not_reported"] = float(outside.max()) if outside.size else 0.0
-    low = (rho < SUMMARY_MIN_DENSITY) & (outline.mask if outline is not None else True)
+        outside = ~outline.mask
+        out["max_dose_outside_body_gy_not_reported"] = _max_where(raw, outside) if outside.any() else 0.0
+    low = rho < SUMMARY_MIN_DENSITY
+    if outline is not None:
+        low &= outline.mask
     if np.any(low):
-        out["max_dose_low_density_in_body_gy"] = float(dose[low].max())
+        out["max_dose_low_density_in_body_gy"] = _max_where(dose, low)
     return out
-

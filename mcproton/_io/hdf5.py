@@ -4,7 +4,9 @@ Layout: datasets ``dose`` (Gy), ``dose_to_water`` (Gy), ``let_d`` (keV/um), ``un
 standard error), ``density`` (g/cm3) and ``material_index``, all with axes (z, y, x); root attributes
 ``voxel_size_mm`` (dx, dy, dz), ``origin_mm`` (x, y, z of the centre of the first voxel), ``axes`` =
 "zyx", ``normalisation``; groups ``provenance`` (attributes; nested dicts as JSON strings) and ``ledger``;
-the datasets a result carries in ``extra_datasets`` (``dose_raw``, ``body_mask``: mcproton/body.py).
+the datasets a result carries in ``extra_datasets`` (``dose_raw``, ``body_mask``: mcproton/body.py).  The grids
+are stored in chunks (:data:`GRID_CHUNK`) with the standard gzip filter (level :data:`GZIP_LEVEL`; shuffle on the
+result grids), fill value 0; a chunk that is all 0 is not stored (any HDF5 reader returns the fill value).
 
 Format version (root attribute ``format_version`` = :data:`FORMAT_VERSION`, "mcproton-dose/1"): version 1 adds
 ``materials_json`` (the full definitions of the geometry's materials) and the group ``result`` (attributes
@@ -15,6 +17,7 @@ the version existed (version 0) lack all of these.  Readers refuse a version the
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from dataclasses import asdict
 from typing import Any
@@ -43,6 +46,56 @@ def _attr(v: Any) -> Any:
     return v
 
 
+#: gzip (deflate) level of the grids: every HDF5 reader has gzip.  Level 1 against the former 4 on the 46 M-voxel
+#: head CT (BENCHMARKS.md "Host phases (CPU)", HDF5 output): half the CPU time, files within 15 % of the size
+GZIP_LEVEL = 1
+#: chunk of a 3-D grid (z, y, x), cut to the grid: 32768 voxels (128-256 kB), written whole
+GRID_CHUNK = (8, 64, 64)
+
+
+def _shuffled(raw: np.ndarray) -> bytes:
+    """The bytes of ``raw`` (a C-contiguous array) as HDF5's shuffle filter orders them: byte j of every
+    element, for j = 0 .. itemsize-1 (the filter's layout: output[j * n + i] = input[i * itemsize + j])."""
+    return np.ascontiguousarray(raw.reshape(-1).view(np.uint8).reshape(-1, raw.itemsize).T).tobytes()
+
+
+def write_grid(f: Any, name: str, arr: Any, *, shuffle: bool = True, level: int = GZIP_LEVEL) -> Any:
+    """Dataset ``name`` of ``f`` holding ``arr``, gzip ``level`` (+ shuffle: it helps noisy floats, not the few
+    distinct values of a density or index grid), fill value 0.  A 3-D grid is written chunk by chunk
+    (:data:`GRID_CHUNK`), compressed in threads (zlib releases the GIL) and stored with the standard filters
+    (H5Dwrite_chunk: any HDF5 reader decodes it); a chunk whose bytes are all 0 (no dose there) is not stored,
+    and reads back as the fill value, the same bytes (a -0.0 is not all-0 bytes, so it is stored)."""
+    import zlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    a = np.ascontiguousarray(arr)
+    if a.ndim != 3 or a.size == 0 or a.dtype.kind not in "biuf":
+        opts = {"compression": "gzip", "compression_opts": level, "shuffle": shuffle} if a.size else {}
+        return f.create_dataset(name, data=a, **opts)
+    chunk = tuple(min(c, n) for c, n in zip(GRID_CHUNK, a.shape))
+    d = f.create_dataset(name, shape=a.shape, dtype=a.dtype, chunks=chunk, compression="gzip",
+                         compression_opts=level, shuffle=shuffle and a.itemsize > 1, fillvalue=a.dtype.type(0))
+    starts = [(z, y, x) for z in range(0, a.shape[0], chunk[0]) for y in range(0, a.shape[1], chunk[1])
+              for x in range(0, a.shape[2], chunk[2])]
+
+    def compress(start: tuple[int, int, int]) -> bytes | None:
+        block = np.ascontiguousarray(a[tuple(slice(s, s + c) for s, c in zip(start, chunk))])
+        if not block.view(np.uint8).any():
+            return None
+        if block.shape != chunk:   # an edge chunk: stored whole, padded with the fill value
+            full = np.zeros(chunk, a.dtype)
+            full[tuple(slice(0, n) for n in block.shape)] = block
+            block = full
+        return zlib.compress(_shuffled(block) if shuffle and a.itemsize > 1 else block.tobytes(), level)
+
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        for start, data in zip(starts, pool.map(compress, starts)):
+            if data is not None:
+                d.id.write_direct_chunk(start, data)
+    return d
+
+
 def write_result_hdf5(result, path: str | Path, extra_attrs: dict | None = None, *, edep: bool = False) -> Path:
     """Write a DoseResult atomically (built in memory, written to a temporary file renamed into place:
     mcproton._io.atomic); a failed write (disk full) raises OSError and leaves nothing under ``path``.
@@ -60,22 +113,21 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
     g = result.geometry
 
     def fill(f: Any) -> None:
-        opts = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
         for name, arr, unit in (("dose", result.dose_gy_zyx, "Gy"),
                                 ("dose_to_water", result.dose_to_water_gy_zyx, "Gy"),
                                 ("let_d", result.let_d_kev_um_zyx, "keV/um"),
                                 ("uncertainty", result.uncertainty_rel_zyx, "1 (relative standard error)")):
-            d = f.create_dataset(name, data=np.asarray(arr, np.float32 if name != "dose" else np.float64), **opts)
+            d = write_grid(f, name, np.asarray(arr, np.float32 if name != "dose" else np.float64))
             d.attrs["unit"] = unit
             d.attrs["axes"] = "zyx"
         for name, (arr, attrs) in (getattr(result, "extra_datasets", None) or {}).items():   # e.g. dose_raw
-            ds = f.create_dataset(name, data=arr, **opts)
+            ds = write_grid(f, name, arr, shuffle=np.asarray(arr).dtype.kind == "f")
             for k, v in attrs.items():
                 ds.attrs[k] = _attr(v)
-        f.create_dataset("density", data=g.density_g_cm3_zyx, **opts).attrs["unit"] = "g/cm3"
-        f.create_dataset("material_index", data=g.material_index_zyx, **opts)
+        write_grid(f, "density", g.density_g_cm3_zyx, shuffle=False).attrs["unit"] = "g/cm3"
+        write_grid(f, "material_index", g.material_index_zyx, shuffle=False)
         if g.labels_zyx is not None:
-            f.create_dataset("labels", data=g.labels_zyx, **opts)
+            write_grid(f, "labels", g.labels_zyx, shuffle=False)
             f.attrs["label_names"] = json.dumps({str(k): v for k, v in g.label_names.items()})
         f.attrs["voxel_size_mm"] = np.asarray(g.voxel_size_mm, np.float64)
         f.attrs["origin_mm"] = np.asarray(g.origin_mm, np.float64)
@@ -89,8 +141,8 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
         for k in ("primaries", "wall_s", "protons_per_second", "backend", "device"):
             rg.attrs[k] = getattr(result, k)
         if edep and result.edep_mev_zyx is not None:
-            f.create_dataset("edep_mev_per_primary", data=np.asarray(result.edep_mev_zyx, np.float64),
-                             **opts).attrs["unit"] = "MeV per primary"
+            write_grid(f, "edep_mev_per_primary", np.asarray(result.edep_mev_zyx, np.float64)
+                       ).attrs["unit"] = "MeV per primary"
         f.attrs["mean_rel_uncertainty_50"] = result.mean_rel_uncertainty_50
         pg = f.create_group("provenance")
         for k, v in result.provenance.items():

@@ -58,7 +58,7 @@ def test_water_run_has_phase_times(tmp_path, capsys):
     summary, wall = _run(["run", str(cfg), "--out", str(tmp_path / "w.h5"), "--rtdose",
                           str(tmp_path / "w_RD.dcm"), "--quiet"], capsys)
     _check_sums(summary, wall, {"config", "input_checks", "geometry", "plan", "body_outline", "transport",
-                                "result_checks", "hdf5", "rtdose", "plot", "other", "total"})
+                                "result_checks", "hdf5", "summary", "rtdose", "plot", "other", "total"})
 
 
 def test_ct_run_times_import_calibration_and_resampling(tmp_path, capsys):
