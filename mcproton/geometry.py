@@ -221,6 +221,14 @@ def _heaviest_material(mat6: np.ndarray, rho6: np.ndarray, n_mat: int) -> np.nda
 _RESAMPLE_SLAB_VOXELS = 4e6
 
 
+def block_factors(factors: Sequence[int]) -> tuple[int, int, int]:
+    """``factors`` as the three integers (fx, fy, fz) >= 1 of :func:`resample_blocks`; ValueError otherwise."""
+    f = tuple(int(v) for v in factors)
+    if len(f) != 3 or min(f) < 1:
+        raise ValueError(f"resampling factors must be three integers >= 1 (fx, fy, fz); got {factors}")
+    return f[0], f[1], f[2]
+
+
 @timed("resampling")   # the phase of a run's summary (mcproton/_timing.py)
 def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
                     reference_energy_mev: float = RESAMPLE_REFERENCE_ENERGY_MEV) -> VoxelGeometry:
@@ -236,9 +244,7 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
     """
     from ._physics.stopping import electronic_mass_stopping_power
 
-    f = tuple(int(v) for v in factors)
-    if len(f) != 3 or min(f) < 1:
-        raise ValueError(f"resampling factors must be three integers >= 1 (fx, fy, fz); got {factors}")
+    f = block_factors(factors)
     if f == (1, 1, 1):
         return geometry
     fx, fy, fz = f
