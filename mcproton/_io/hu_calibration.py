@@ -324,10 +324,7 @@ class HUCalibration:
 
         hu = np.asarray(ct.hu_zyx)
         f = block_factors(blocks)
-        n_cal = len(self.materials)
-        if n_cal > 255:
-            raise CalibrationError(f"HU calibration {self.name!r} has {n_cal} material bins; at most 255 are "
-                                   "supported (one byte per voxel): merge bins")
+        n_cal = len(self.materials)             # <= 255 (__post_init__): a bin fits in a byte
         nz, ny, nx = hu.shape
         slab = CT_SLAB_VOXELS if slab_voxels is None else int(slab_voxels)
         step = max(1, slab // max(1, ny * nx * f[2])) * f[2]
