@@ -267,6 +267,8 @@ def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:
 
     top = float(calib.seg_hu_hi.max())
     hu = np.asarray(ct.hu_zyx)
+    if not float(hu.max()) > top:      # the usual case: no whole-CT mask to count
+        return
     n = int(np.count_nonzero(hu > top))
     if n:
         vol = n * float(np.prod(ct.voxel_size_mm)) / 1000.0
@@ -277,26 +279,24 @@ def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:
                          "wrong; check the CT or give those voxels a calibration that covers them\n")
 
 
-def _ct_dose_grid(g: Any, want_mm: list[float]) -> Any:
-    """The CT grid in blocks of whole CT voxels nearest to ``want_mm`` (geometry.resample_blocks)."""
-    from .geometry import resample_blocks
-
+def _ct_block_factors(ct: Any, want_mm: list[float]) -> tuple[int, int, int]:
+    """The blocks of whole CT voxels nearest to ``want_mm`` (phantom.dose_voxel_mm), as (fx, fy, fz)."""
     if not all(math.isfinite(v) and v > 0 for v in want_mm):
         raise ConfigError(f"phantom.dose_voxel_mm must be positive numbers (mm); got {want_mm}")
-    vs = g.voxel_size_mm
-    nz, ny, nx = g.shape_zyx
+    vs = tuple(float(v) for v in ct.voxel_size_mm)
+    nz, ny, nx = ct.hu_zyx.shape
     for ax, w, v, n in zip("xyz", want_mm, vs, (nx, ny, nz)):
         if w > n * v * (1 + 1e-9):
             raise ConfigError(f"phantom.dose_voxel_mm {ax} = {w:g} mm is larger than the CT itself ({n} voxels of "
                               f"{v:g} mm = {n * v:g} mm along {ax}); give a dose voxel of a few CT voxels (e.g. "
                               f"{2 * v:g} mm)")
-    factors = [max(1, int(round(w / v))) for w, v in zip(want_mm, vs)]
-    got = [f * v for f, v in zip(factors, vs)]
+    fx, fy, fz = (max(1, int(round(w / v))) for w, v in zip(want_mm, vs))
+    got = [f * v for f, v in zip((fx, fy, fz), vs)]
     if any(abs(a - w) > 0.15 * w for a, w in zip(got, want_mm)):
         raise ConfigError(f"phantom.dose_voxel_mm {want_mm} mm cannot be made of whole CT voxels "
                           f"({[round(v, 4) for v in vs]} mm): the nearest is {[round(v, 4) for v in got]} mm; "
                           "ask for a multiple of the CT voxel size")
-    return resample_blocks(g, factors)
+    return fx, fy, fz
 
 
 def build_geometry(cfg: dict[str, Any]):
@@ -353,11 +353,13 @@ def build_geometry(cfg: dict[str, Any]):
             cal_path = _resolve(cfg, cal)  # a calibration folder relative to the config, else a built-in name
             calib = HUCalibration.load(cal_path if cal_path.exists() else cal)
             _warn_hu_beyond_calibration(ct, calib)
-            g = calib.to_geometry(ct)
+            blocks = (1, 1, 1)
+            if "dose_voxel_mm" in ph:
+                blocks = _ct_block_factors(ct, _vec(ph, "dose_voxel_mm", 3, None, "phantom"))
+            # the CT grid or its blocks, converted slab by slab (the same conversion as `mcproton check`)
+            g = calib.to_geometry(ct, blocks=blocks)
             # the RT Dose lies in the CT's study and frame; its patient position is checked against the plan's
             g.study = StudyReference.from_ct(ct)
-            if "dose_voxel_mm" in ph:
-                g = _ct_dose_grid(g, _vec(ph, "dose_voxel_mm", 3, None, "phantom"))
             return g
         if kind == "paediatric":
             from .phantoms import make_head_phantom

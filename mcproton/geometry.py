@@ -221,6 +221,31 @@ def _heaviest_material(mat6: np.ndarray, rho6: np.ndarray, n_mat: int) -> np.nda
 _RESAMPLE_SLAB_VOXELS = 4e6
 
 
+_MASS_STOPPING: dict[tuple, float] = {}
+
+
+def _mass_stopping(m: Material | str, energy_mev: float) -> float:
+    """The electronic mass stopping power (MeV cm2/g) of ``m`` at ``energy_mev``, memoised on the material's
+    content: resample_blocks runs once per slab of a CT (HUCalibration.to_geometry), ~1 ms per material."""
+    from ._physics.stopping import electronic_mass_stopping_power
+
+    if not isinstance(m, Material):
+        return float(electronic_mass_stopping_power(m, energy_mev))
+    key = (m.name, m.density_g_cm3, tuple(sorted(m.mass_fractions.items())), m.i_value_ev, float(energy_mev))
+    s = _MASS_STOPPING.get(key)
+    if s is None:
+        s = _MASS_STOPPING[key] = float(electronic_mass_stopping_power(m, energy_mev))
+    return s
+
+
+def block_factors(factors: Sequence[int]) -> tuple[int, int, int]:
+    """``factors`` as the three integers (fx, fy, fz) >= 1 of :func:`resample_blocks`; ValueError otherwise."""
+    f = tuple(int(v) for v in factors)
+    if len(f) != 3 or min(f) < 1:
+        raise ValueError(f"resampling factors must be three integers >= 1 (fx, fy, fz); got {factors}")
+    return f[0], f[1], f[2]
+
+
 @timed("resampling")   # the phase of a run's summary (mcproton/_timing.py)
 def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
                     reference_energy_mev: float = RESAMPLE_REFERENCE_ENERGY_MEV) -> VoxelGeometry:
@@ -234,11 +259,7 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
     number of blocks is padded with vacuum at the far ends (the origin, the centre of voxel [0, 0, 0], moves to
     the centre of the first block).  Labels, if any, take the label most voxels of the block carry.
     """
-    from ._physics.stopping import electronic_mass_stopping_power
-
-    f = tuple(int(v) for v in factors)
-    if len(f) != 3 or min(f) < 1:
-        raise ValueError(f"resampling factors must be three integers >= 1 (fx, fy, fz); got {factors}")
+    f = block_factors(factors)
     if f == (1, 1, 1):
         return geometry
     fx, fy, fz = f
@@ -253,7 +274,7 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
         return blocks(a).sum(axis=(1, 3, 5))
 
     mat = geometry.material_index_zyx
-    s = np.array([float(electronic_mass_stopping_power(m, reference_energy_mev)) for m in geometry.materials])
+    s = np.array([_mass_stopping(m, reference_energy_mev) for m in geometry.materials])
     lin = np.empty((NZ, NY, NX))
     new_mat = np.empty((NZ, NY, NX), np.uint8)
     # slabs of whole blocks along z (~4 M voxels each): no float64 copy of the whole grid; each block's sums

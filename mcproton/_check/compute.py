@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,56 +153,10 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
 
 
 # ---------------------------------------------------------------------- geometry and MC dose on the TPS grid
-#: CT voxels converted (HU -> material and density, then blocks) at a time.  The HU conversion and the block
-#: resampling make float64/int64 temporaries of ~40 bytes per CT voxel: on a whole 512 x 512 x 200 CT that was
-#: a 3 GB peak; slab by slab it is ~0.2 GB whatever the CT (measured in docs/check.md, Performance).
-CT_SLAB_VOXELS = 4_000_000
-
-
-def ct_to_blocks(ct: Any, cal: Any, factors: Sequence[int], *, slab_voxels: int | None = None):
-    """``resample_blocks(cal.to_geometry(ct, compact=True), factors)`` computed slab by slab along z (each
-    slab a whole number of blocks of slices, so every block sees the same CT voxels): the same geometry,
-    without a material, density or temporary array of the whole CT."""
-    from ..geometry import VoxelGeometry, resample_blocks
-
-    hu = ct.hu_zyx
-    nz, ny, nx = hu.shape
-    fz = int(factors[2])
-    slab = CT_SLAB_VOXELS if slab_voxels is None else int(slab_voxels)
-    step = max(1, slab // max(1, ny * nx * fz)) * fz
-    n_cal = len(cal.materials)
-    if n_cal > 255:
-        raise CheckInputError(f"HU calibration {cal.name!r} has {n_cal} material bins; at most 255 are "
-                              "supported: merge bins")
-    idx = np.empty(hu.shape, np.uint8)          # the calibration bin of each CT voxel (1 byte per voxel)
-    used = np.zeros(n_cal, bool)
-    for z0 in range(0, nz, step):
-        idx[z0:z0 + step] = cal.material_index_from_hu(hu[z0:z0 + step])
-        used[np.unique(idx[z0:z0 + step])] = True
-    keep = np.flatnonzero(used)          # compact: only the materials that occur, in calibration order
-    remap = np.zeros(n_cal, np.uint8)
-    remap[keep] = np.arange(keep.size)
-    mats = [cal.materials[i] for i in keep]
-    name = f"CT {ct.series_instance_uid or ''} ({cal.name})".strip()
-    vs = tuple(float(v) for v in ct.voxel_size_mm)
-    parts = []
-    for z0 in range(0, nz, step):
-        org = (float(ct.origin_mm[0]), float(ct.origin_mm[1]), float(ct.origin_mm[2]) + z0 * vs[2])
-        g = VoxelGeometry(remap[idx[z0:z0 + step]], cal.density_from_hu(hu[z0:z0 + step]), mats, vs, org,
-                          name=name)
-        parts.append(resample_blocks(g, factors))
-    first = parts[0]
-    if len(parts) == 1:
-        return first
-    return VoxelGeometry(np.concatenate([p.material_index_zyx for p in parts]),
-                         np.concatenate([p.density_g_cm3_zyx for p in parts]), mats, first.voxel_size_mm,
-                         first.origin_mm, name=first.name)
-
-
 def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: dict | None = None):
-    """The transport geometry: the CT in blocks of whole CT voxels nearest to the TPS spacing (converted slab
-    by slab: :func:`ct_to_blocks`).  Returns (geometry, calibration, CT); ``timings["read_ct_s"]``: the CT
-    reading."""
+    """The transport geometry: the CT in blocks of whole CT voxels nearest to the TPS spacing, converted slab
+    by slab by :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` (the conversion of ``mcproton
+    run`` too).  Returns (geometry, calibration, CT); ``timings["read_ct_s"]``: the CT reading."""
     from .._io.ct import load_ct_series
     from .._io.dicom_common import StudyReference
     from .._io.hu_calibration import HUCalibration
@@ -213,7 +167,7 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
         timings["read_ct_s"] = time.perf_counter() - t
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
     factors = [max(1, int(np.rint(t / c))) for t, c in zip(ref.voxel_size_mm, ct.voxel_size_mm)]
-    g2 = ct_to_blocks(ct, cal, factors)
+    g2 = cal.to_geometry(ct, compact=True, blocks=factors)
     g2.study = StudyReference.from_ct(ct)
     return g2, cal, ct
 

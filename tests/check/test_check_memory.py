@@ -1,6 +1,7 @@
 """``mcproton check`` memory is bounded on a large CT: the CT is read into one float32 volume (no float64
-copy) and converted to materials, densities and transport blocks slab by slab (``compute.ct_to_blocks``),
-giving the same geometry, bit for bit, as the whole-volume conversion.
+copy) and converted to materials, densities and transport blocks slab by slab (``HUCalibration.to_geometry``,
+the conversion of ``mcproton run`` too: tests/io/test_ct_geometry.py), giving the same geometry, bit for bit, as
+the whole-volume conversion.
 
 The peak is measured with tracemalloc (numpy reports its allocations to it) on a 32 x 256 x 256 CT with slabs
 of 4 slices.  Measured (2026-12-04): 22 bytes per CT voxel now; 69 bytes per voxel before the change (the
@@ -32,7 +33,6 @@ def case(tmp_path_factory):
 
 
 def test_blocks_slab_by_slab_are_the_whole_volume_blocks(case):
-    from mcproton._check.compute import ct_to_blocks
     from mcproton._io.ct import load_ct_series
     from mcproton._io.hu_calibration import HUCalibration
     from mcproton.geometry import resample_blocks
@@ -42,7 +42,7 @@ def test_blocks_slab_by_slab_are_the_whole_volume_blocks(case):
     cal = HUCalibration.load("schneider2000")
     for f in ((1, 1, 1), (3, 3, 1), (2, 1, 3)):       # (2, 1, 3): 32 slices are not whole blocks (padding)
         ref = resample_blocks(cal.to_geometry(ct, compact=True), f)
-        g = ct_to_blocks(ct, cal, f, slab_voxels=3 * 100 * 100)
+        g = cal.to_geometry(ct, compact=True, blocks=f, slab_voxels=3 * 100 * 100)
         assert [m.name for m in g.materials] == [m.name for m in ref.materials] and len(g.materials) >= 3
         assert g.origin_mm == ref.origin_mm and g.voxel_size_mm == ref.voxel_size_mm and g.name == ref.name
         assert g.material_index_zyx.dtype == ref.material_index_zyx.dtype == np.uint8
@@ -52,9 +52,10 @@ def test_blocks_slab_by_slab_are_the_whole_volume_blocks(case):
 
 def test_geometry_peak_memory_is_bounded(case, monkeypatch):
     import mcproton._check.compute as compute
+    import mcproton._io.hu_calibration as hc
     from mcproton._check.inputs import read_tps_dose
 
-    monkeypatch.setattr(compute, "CT_SLAB_VOXELS", 4 * 256 * 256)
+    monkeypatch.setattr(hc, "CT_SLAB_VOXELS", 4 * 256 * 256)
     ref = read_tps_dose(case["dose"])
     tracemalloc.start()
     try:
