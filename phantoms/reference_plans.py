@@ -70,9 +70,9 @@ def posterior_fossa_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float 
     (:func:`field_machine`); ``beam_model=None``: generic pencil beams of ``sigma_air_mm`` from 50 MeV."""
     tgt = posterior_fossa_target(geometry) if target is None else np.asarray(target, bool)
     names = {180.0: "PA G180", 140.0: "LPO G140", 220.0: "RPO G220"}
+    machine = _machine_spec(beam_model, range_shifter, rs_air_gap_mm)      # the beam model loaded once
     specs = [{"name": names.get(float(g), f"G{g:g}"), "direction": gantry_direction(g),
-              "sigma_air_mm": sigma_air_mm, "layer_spacing_mm": layer_spacing_mm,
-              **_machine_spec(beam_model, range_shifter, rs_air_gap_mm)} for g in gantry_deg]
+              "sigma_air_mm": sigma_air_mm, "layer_spacing_mm": layer_spacing_mm, **machine} for g in gantry_deg]
     return optimise_plan("posterior-fossa boost", geometry, tgt, specs,
                          prescription_gy_rbe=prescription_gy_rbe,
                          target_name="CTV_PF", iterations=iterations, max_points=max_points)

@@ -91,11 +91,13 @@ def influence_matrix(field_: FieldSpots, points_mm: np.ndarray, wet_mm: np.ndarr
             du = pu[:, None] - field_.u_mm[cols][None, :] * (1 + s_ax / vx)[:, None]
             dv = pv[:, None] - field_.v_mm[cols][None, :] * (1 + s_ax / vy)[:, None]
         base = idd * fac / (2 * np.pi * np.sqrt(su2 * sv2) / 100.0)         # Gy per proton on the axis
-        r2 = du * du / np.asarray(su2)[..., None] + dv * dv / np.asarray(sv2)[..., None]
+        du *= du                                     # squared distances, in place (used twice with a halo)
+        dv *= dv
+        r2 = du / np.asarray(su2)[..., None] + dv / np.asarray(sv2)[..., None]
         g = np.where(r2 < cutoff_sigma**2, np.exp(-0.5 * r2), 0.0)
         if m is not None and lo.halo_weight > 0:     # core + halo behind a range shifter (HALO_K_MEV2_CM2_G)
             sh2 = (HALO_THETA_RAD * (lo.halo_lever_mm + s_ax)) ** 2 + 0.5 * (su2 + sv2)
             g = (1 - lo.halo_weight) * g + (lo.halo_weight * np.sqrt(su2 * sv2) / sh2)[:, None] * np.exp(
-                -0.5 * (du * du + dv * dv) / sh2[:, None])
+                -0.5 * (du + dv) / sh2[:, None])
         A[:, cols] = (base[:, None] * g).astype(np.float32)
     return A

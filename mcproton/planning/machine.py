@@ -86,6 +86,7 @@ class FieldMachine:
 
     def __post_init__(self) -> None:
         self._cache: dict[float, LayerOptics] = {}
+        self._thickness: tuple[object, str, float] | None = None
         if self.shifter is not None:
             if not self.shifter.material:
                 raise ValueError(f"range shifter {self.shifter.id!r} of beam model {self.model.name!r} has "
@@ -110,7 +111,13 @@ class FieldMachine:
 
     @property
     def thickness_mm(self) -> float:
-        return float(self.shifter.thickness_mm(self.water_model)) if self.shifter is not None else 0.0
+        """The shifter's physical thickness (mm; 0 without one), computed once per machine (each evaluation of
+        the beam model's integrates the slab's stopping power, ~1.5 ms, and the planner asks per layer)."""
+        c = self._thickness                    # (shifter, water model, thickness): recomputed if either changes
+        if c is None or c[0] is not self.shifter or c[1] != self.water_model:
+            t = float(self.shifter.thickness_mm(self.water_model)) if self.shifter is not None else 0.0
+            self._thickness = c = (self.shifter, self.water_model, t)
+        return c[2]
 
     @property
     def nominal_range_mev(self) -> tuple[float, float]:

@@ -18,9 +18,12 @@ def optimise_weights(A: np.ndarray, target_dose: np.ndarray | float, *, iteratio
     A = np.asarray(A, np.float32)
     n_pts, n_sp = A.shape
     b = np.broadcast_to(np.asarray(target_dose, np.float64), (n_pts,)).astype(np.float64)
-    sw = np.sqrt(point_weights) if point_weights is not None else np.ones(n_pts)
-    Aw = A * sw[:, None].astype(np.float32)
-    bw = (b * sw).astype(np.float32)
+    if point_weights is None:               # unweighted: no weighted copy of the matrix (x 1.0 is exact)
+        Aw, bw = A, b.astype(np.float32)
+    else:
+        sw = np.sqrt(point_weights)
+        Aw = A * sw[:, None].astype(np.float32)
+        bw = (b * sw).astype(np.float32)
     # work in float32 throughout (a float64 vector would make NumPy copy the matrix on every product)
     scale = float(np.abs(Aw).max()) or 1.0
     Aw = Aw / np.float32(scale)

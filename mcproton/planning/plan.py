@@ -71,8 +71,13 @@ class FieldSpots:
         vx, vy = m.vsad_mm
         thick = m.thickness_mm   # once: each evaluation integrates the shifter's stopping power (~2 ms)
         out = []
+        layers: dict[float, tuple] = {}   # per nominal energy (a layer): the model's entry and its weight sum
         for u, v, e_nom, w in zip(self.u_mm, self.v_mm, self.nominal_energy_mev, self.weights):
-            ent = m.model.at(float(e_nom))
+            e_nom = float(e_nom)
+            if e_nom not in layers:
+                ent = m.model.at(e_nom)
+                layers[e_nom] = (ent, sum(c.weight for c in ent.components))
+            ent, wsum = layers[e_nom]
             dvec = u / vx * ax + v / vy * ay + d
             dvec = dvec / np.linalg.norm(dvec)
             pos = self.isocentre_mm + u * (1 - L / vx) * ax + v * (1 - L / vy) * ay - L * d
@@ -82,7 +87,6 @@ class FieldSpots:
                 slab = RangeShifterSlab(m.shifter.material, thick, m.shifter.density, face,
                                         id=m.shifter.id, wet_mm=float(m.shifter.wet_mm))
             axs = ax - dvec * np.dot(ax, dvec)
-            wsum = sum(c.weight for c in ent.components)
             for c in ent.components:
                 out.append(Spot(float(ent.mean_energy_mev), position_mm=tuple(pos), direction=tuple(dvec),
                                 axis_x=tuple(axs), energy_spread_mev=float(ent.energy_spread_mev),

@@ -86,7 +86,8 @@ def generate_field_spots(geometry: VoxelGeometry, rsp_zyx: np.ndarray, target_po
         energies = energy_for_range_mm(np.asarray(se))
     else:
         nominal = np.round(machine.nominal_for_residual_range(np.asarray(se)), 2)   # 0.01 MeV steps
-        energies = np.array([machine.layer(e).mean_mev for e in nominal])
+        layers, inv = np.unique(nominal, return_inverse=True)      # per layer, not per spot
+        energies = np.array([machine.layer(e).mean_mev for e in layers])[inv]
         src = machine.plane_mm
     f = FieldSpots(name, d, iso, ax, np.asarray(su, float), np.asarray(sv, float),
                    np.asarray(energies, float),

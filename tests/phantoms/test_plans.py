@@ -155,6 +155,38 @@ def test_field_machine_shifter_model():
         P.FieldMachine(bm, bm.range_shifter("RS_5CM"), 580.0)
 
 
+def test_field_machine_caches_follow_the_shifter_and_the_layers():
+    """The per-machine thickness and per-layer beam-model entries (planner speed-ups) give what the uncached
+    calls give: the thickness follows a swapped shifter, and the machine's spots of a two-layer field carry
+    each spot's own layer (energy, spread, phase space) exactly as ``model.at`` per spot."""
+    from mcproton._io.beam_model import load_beam_model
+
+    bm = load_beam_model("dcpt_v5")
+    rs3, rs5 = bm.range_shifter("RS_3CM"), bm.range_shifter("RS_5CM")
+    m = P.FieldMachine(bm, rs3, 150.0)
+    assert m.thickness_mm == rs3.thickness_mm() and m.thickness_mm == rs3.thickness_mm()
+    m.shifter = rs5
+    assert m.thickness_mm == rs5.thickness_mm() != rs3.thickness_mm()
+    d = np.array([0.0, 1.0, 0.0])
+    nominal = np.array([100.0, 120.0, 100.0, 120.0])
+    f = P.FieldSpots("f", d, np.zeros(3), np.array([1.0, 0.0, 0.0]), np.array([-5.0, 0.0, 5.0, 10.0]),
+                     np.array([0.0, 3.0, -3.0, 0.0]), np.array([m.layer(e).mean_mev for e in nominal]),
+                     np.array([1.0, 2.0, 3.0, 4.0]), 4.0, 0.008, m.plane_mm, nominal, m)
+    spots = f.spots()
+    n_comp = [len(bm.at(e).components) for e in nominal]
+    assert len(spots) == sum(n_comp)
+    k = 0
+    for e, w, nc in zip(nominal, f.weights, n_comp):
+        ent = bm.at(float(e))
+        wsum = sum(c.weight for c in ent.components)
+        for c in ent.components:
+            s = spots[k]
+            assert (s.energy_mev, s.energy_spread_mev) == (ent.mean_energy_mev, ent.energy_spread_mev)
+            assert tuple(s.sigma_mm) == c.sigma_mm and s.weight == w * c.weight / wsum
+            assert s.range_shifter.thickness_mm == rs5.thickness_mm()
+            k += 1
+
+
 def test_shifter_pencil_beam_model_against_monte_carlo():
     """One dcpt_v5 spot at 100 MeV behind RS_3CM (downstream face 80 mm from the water surface), 4x10^4
     protons: the planner's depth dose (integrated over a 12 x 12 cm2 plane) and R80 against the Monte Carlo.
