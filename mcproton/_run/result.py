@@ -182,11 +182,11 @@ def _random_stream(r: DoseResult) -> tuple | None:
     return (p.get("seed"), p.get("beam_index"))
 
 
-def _summed_variance(results: list[DoseResult]) -> np.ndarray:
-    """The variance (Gy^2) of the summed dose.  Results of different random streams (another seed or beam
-    index) are independent: their absolute standard errors add in quadrature.  Results of one stream (the same
-    seed and beam index: the same random numbers) are correlated, up to fully for the same beam: their
-    standard errors add linearly (the upper bound), with a warning."""
+def _stream_groups(results: list[DoseResult]) -> list[list[DoseResult]]:
+    """The results grouped by random stream (seed, beam index); a result of unknown stream is its own group.
+    Results of different streams are independent: their absolute standard errors add in quadrature.  Results
+    of one stream (the same random numbers) are correlated, up to fully for the same beam: their standard
+    errors add linearly (the upper bound), with a warning."""
     groups: dict[Any, list[DoseResult]] = {}
     for k, r in enumerate(results):
         key = _random_stream(r)
@@ -202,13 +202,43 @@ def _summed_variance(results: list[DoseResult]) -> np.ndarray:
                       "bound). Give each beam its own stream: simulate(..., beam_index=i) for beam i, as "
                       "mcproton run does.",
                       RuntimeWarning, stacklevel=3)
-    var = np.zeros(results[0].dose_gy_zyx.shape, np.float64)
-    for grp in groups.values():
-        sigma = np.array(grp[0].uncertainty_rel_zyx * grp[0].dose_gy_zyx, dtype=np.float64)
+    return list(groups.values())
+
+
+# voxels per slab of sum_results: its temporaries stay a few MB (cache-sized) instead of whole-grid arrays
+_SLAB_VOXELS = 1 << 18
+
+
+def _sum_slab(results: list[DoseResult], groups: list[list[DoseResult]], sl: slice,
+              out: dict[str, np.ndarray], n: int) -> None:
+    """The summed arrays of the z slab ``sl`` into ``out``: per voxel the same float64 operations in the same
+    order as on the whole grid (so bitwise the whole-grid result)."""
+    def total(term: Callable[[DoseResult], np.ndarray]) -> np.ndarray:
+        # beam by beam into one array, the same additions in the same order as np.sum(..., axis=0)
+        acc = np.array(term(results[0]), dtype=np.float64)
+        for r in results[1:]:
+            acc += term(r)
+        return acc
+
+    dose = total(lambda r: r.dose_gy_zyx[sl])
+    out["dose"][sl] = dose
+    out["dose_w"][sl] = total(lambda r: r.dose_to_water_gy_zyx[sl])
+    # the variance (Gy^2) of the summed dose: standard errors add linearly within a stream, in quadrature
+    # between streams (_stream_groups)
+    var = np.zeros(dose.shape, np.float64)
+    for grp in groups:
+        sigma = np.array(grp[0].uncertainty_rel_zyx[sl] * grp[0].dose_gy_zyx[sl], dtype=np.float64)
         for r in grp[1:]:
-            sigma += r.uncertainty_rel_zyx * r.dose_gy_zyx
+            sigma += r.uncertainty_rel_zyx[sl] * r.dose_gy_zyx[sl]
         var += sigma ** 2
-    return var
+    wlet = total(lambda r: r.let_d_kev_um_zyx[sl] * r.dose_gy_zyx[sl])
+    pos = dose > 0
+    safe = np.where(pos, dose, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["unc"][sl] = np.where(pos, np.sqrt(var) / safe, 0.0)
+        out["let_d"][sl] = np.where(pos, wlet / safe, 0.0)
+    if "edep" in out:
+        out["edep"][sl] = total(lambda r: cast(np.ndarray, r.edep_mev_zyx)[sl] * r.primaries) / n
 
 
 def sum_results(results: list[DoseResult]) -> DoseResult:
@@ -234,26 +264,19 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
     if any(per_primary) and not all(per_primary):
         raise ValueError("sum_results: cannot add a per-primary dose to an absolute dose; give every beam "
                          "total_protons (plans do)")
-    def total(term: Callable[[DoseResult], np.ndarray]) -> np.ndarray:
-        # beam by beam into one array (np.sum over a list would stack every beam's grid first: on a patient-CT
-        # grid several GB); the same additions in the same order, so bitwise np.sum(..., axis=0)
-        out = np.array(term(results[0]), dtype=np.float64)
-        for r in results[1:]:
-            out += term(r)
-        return out
-
-    dose = total(lambda r: r.dose_gy_zyx)
-    dose_w = total(lambda r: r.dose_to_water_gy_zyx)
-    var = _summed_variance(results)
-    wlet = total(lambda r: r.let_d_kev_um_zyx * r.dose_gy_zyx)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        unc = np.where(dose > 0, np.sqrt(var) / np.where(dose > 0, dose, 1.0), 0.0)
-        let_d = np.where(dose > 0, wlet / np.where(dose > 0, dose, 1.0), 0.0)
-    mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx)
+    groups = _stream_groups(results)
     n = int(sum(r.primaries for r in results))
-    edep = None
+    shape = results[0].dose_gy_zyx.shape
+    names = ["dose", "dose_w", "unc", "let_d"]
     if all(r.edep_mev_zyx is not None for r in results):
-        edep = total(lambda r: cast(np.ndarray, r.edep_mev_zyx) * r.primaries) / n   # not None: checked above
+        names.append("edep")
+    out = {k: np.empty(shape, np.float64) for k in names}
+    nz = max(1, _SLAB_VOXELS // max(1, int(shape[1]) * int(shape[2])))
+    for z0 in range(0, int(shape[0]), nz):
+        _sum_slab(results, groups, slice(z0, z0 + nz), out, n)
+    dose, unc = out["dose"], out["unc"]
+    mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx)
+    edep = out.get("edep")
     led: dict = {}
     for r in results:
         for k, v in r.ledger.items():
@@ -278,7 +301,8 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
     if len(phases) == len(results):
         prov["phase_s"] = {k: float(sum(p.get(k, 0.0) for p in phases)) for k in phases[0]}
     return DoseResult(
-        dose_gy_zyx=dose, dose_to_water_gy_zyx=dose_w, let_d_kev_um_zyx=let_d, uncertainty_rel_zyx=unc,
+        dose_gy_zyx=dose, dose_to_water_gy_zyx=out["dose_w"], let_d_kev_um_zyx=out["let_d"],
+        uncertainty_rel_zyx=unc,
         mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n, wall_s=wall,
         protons_per_second=pps, backend=results[0].backend, device=results[0].device, normalisation=norm,
         edep_mev_zyx=edep)
