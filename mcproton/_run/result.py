@@ -205,14 +205,30 @@ def _stream_groups(results: list[DoseResult]) -> list[list[DoseResult]]:
     return list(groups.values())
 
 
-# voxels per slab of sum_results: its temporaries stay a few MB (cache-sized) instead of whole-grid arrays
-_SLAB_VOXELS = 1 << 18
+# voxels per chunk of sum_results: its temporaries stay a few MB (cache-sized) instead of whole-grid arrays
+_CHUNK_VOXELS = 1 << 18
 
 
-def _sum_slab(results: list[DoseResult], groups: list[list[DoseResult]], sl: slice,
-              out: dict[str, np.ndarray], n: int) -> None:
-    """The summed arrays of the z slab ``sl`` into ``out``: per voxel the same float64 operations in the same
-    order as on the whole grid (so bitwise the whole-grid result)."""
+def _summed_voxels(results: list[DoseResult]) -> np.ndarray:
+    """Flat indices of the voxels where any result's dose, dose to water or deposited energy has a non-zero
+    bit pattern (so -0.0 and NaN count): everywhere else every summed array is +0.0, as the whole-grid
+    formulas give (the uncertainty and LET_d are 0 where the summed dose is not > 0)."""
+    used = np.zeros(int(np.prod(results[0].dose_gy_zyx.shape)), bool)
+    for r in results:
+        for a in (r.dose_gy_zyx, r.dose_to_water_gy_zyx, r.edep_mev_zyx):
+            if a is not None:
+                flat = np.ascontiguousarray(a).reshape(-1)
+                used |= flat.view(np.dtype(f"u{flat.dtype.itemsize}")) != 0
+    return np.flatnonzero(used)
+
+
+def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: np.ndarray,
+                out: dict[str, np.ndarray], n: int) -> None:
+    """The summed arrays at the flat voxel indices ``idx`` into the flat arrays ``out``: per voxel the same
+    float64 operations in the same order as on the whole grid (so bitwise the whole-grid result)."""
+    def at(a: np.ndarray | None) -> np.ndarray:
+        return cast(np.ndarray, a).reshape(-1)[idx]
+
     def total(term: Callable[[DoseResult], np.ndarray]) -> np.ndarray:
         # beam by beam into one array, the same additions in the same order as np.sum(..., axis=0)
         acc = np.array(term(results[0]), dtype=np.float64)
@@ -220,25 +236,26 @@ def _sum_slab(results: list[DoseResult], groups: list[list[DoseResult]], sl: sli
             acc += term(r)
         return acc
 
-    dose = total(lambda r: r.dose_gy_zyx[sl])
-    out["dose"][sl] = dose
-    out["dose_w"][sl] = total(lambda r: r.dose_to_water_gy_zyx[sl])
+    doses = {id(r): at(r.dose_gy_zyx) for r in results}
+    dose = total(lambda r: doses[id(r)])
+    out["dose"][idx] = dose
+    out["dose_w"][idx] = total(lambda r: at(r.dose_to_water_gy_zyx))
     # the variance (Gy^2) of the summed dose: standard errors add linearly within a stream, in quadrature
     # between streams (_stream_groups)
     var = np.zeros(dose.shape, np.float64)
     for grp in groups:
-        sigma = np.array(grp[0].uncertainty_rel_zyx[sl] * grp[0].dose_gy_zyx[sl], dtype=np.float64)
+        sigma = np.array(at(grp[0].uncertainty_rel_zyx) * doses[id(grp[0])], dtype=np.float64)
         for r in grp[1:]:
-            sigma += r.uncertainty_rel_zyx[sl] * r.dose_gy_zyx[sl]
+            sigma += at(r.uncertainty_rel_zyx) * doses[id(r)]
         var += sigma ** 2
-    wlet = total(lambda r: r.let_d_kev_um_zyx[sl] * r.dose_gy_zyx[sl])
+    wlet = total(lambda r: at(r.let_d_kev_um_zyx) * doses[id(r)])
     pos = dose > 0
     safe = np.where(pos, dose, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["unc"][sl] = np.where(pos, np.sqrt(var) / safe, 0.0)
-        out["let_d"][sl] = np.where(pos, wlet / safe, 0.0)
+        out["unc"][idx] = np.where(pos, np.sqrt(var) / safe, 0.0)
+        out["let_d"][idx] = np.where(pos, wlet / safe, 0.0)
     if "edep" in out:
-        out["edep"][sl] = total(lambda r: cast(np.ndarray, r.edep_mev_zyx)[sl] * r.primaries) / n
+        out["edep"][idx] = total(lambda r: at(r.edep_mev_zyx) * r.primaries) / n
 
 
 def sum_results(results: list[DoseResult]) -> DoseResult:
@@ -270,12 +287,18 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
     names = ["dose", "dose_w", "unc", "let_d"]
     if all(r.edep_mev_zyx is not None for r in results):
         names.append("edep")
-    out = {k: np.empty(shape, np.float64) for k in names}
-    nz = max(1, _SLAB_VOXELS // max(1, int(shape[1]) * int(shape[2])))
-    for z0 in range(0, int(shape[0]), nz):
-        _sum_slab(results, groups, slice(z0, z0 + nz), out, n)
+    nv = int(np.prod(shape))
+    out = {k: np.zeros(nv, np.float64) for k in names}
+    # only the voxels with dose (on a patient-CT grid a fraction), in cache-sized chunks; where all is 0 the
+    # whole-grid formulas give +0.0 (with no primaries, 0/0: every voxel)
+    idx = _summed_voxels(results) if n > 0 else np.arange(nv)
+    for i0 in range(0, idx.size, _CHUNK_VOXELS):
+        _sum_voxels(results, groups, idx[i0:i0 + _CHUNK_VOXELS], out, n)
+    out = {k: v.reshape(shape) for k, v in out.items()}
     dose, unc = out["dose"], out["unc"]
-    mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx)
+    # bitwise the whole-grid figure: outside idx the dose is 0, below half the maximum of a positive dose
+    mean_unc = mean_uncertainty_above_half_max(dose.reshape(-1)[idx], unc.reshape(-1)[idx],
+                                               g.density_g_cm3_zyx.reshape(-1)[idx])
     edep = out.get("edep")
     led: dict = {}
     for r in results:
