@@ -288,17 +288,17 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
     if all(r.edep_mev_zyx is not None for r in results):
         names.append("edep")
     nv = int(np.prod(shape))
-    out = {k: np.zeros(nv, np.float64) for k in names}
+    flat = {k: np.zeros(nv, np.float64) for k in names}
     # only the voxels with dose (on a patient-CT grid a fraction), in cache-sized chunks; where all is 0 the
     # whole-grid formulas give +0.0 (with no primaries, 0/0: every voxel)
     idx = _summed_voxels(results) if n > 0 else np.arange(nv)
     for i0 in range(0, idx.size, _CHUNK_VOXELS):
-        _sum_voxels(results, groups, idx[i0:i0 + _CHUNK_VOXELS], out, n)
-    out = {k: v.reshape(shape) for k, v in out.items()}
-    dose, unc = out["dose"], out["unc"]
+        _sum_voxels(results, groups, idx[i0:i0 + _CHUNK_VOXELS], flat, n)
     # bitwise the whole-grid figure: outside idx the dose is 0, below half the maximum of a positive dose
-    mean_unc = mean_uncertainty_above_half_max(dose.reshape(-1)[idx], unc.reshape(-1)[idx],
+    mean_unc = mean_uncertainty_above_half_max(flat["dose"][idx], flat["unc"][idx],
                                                g.density_g_cm3_zyx.reshape(-1)[idx])
+    out = {k: v.reshape(shape) for k, v in flat.items()}
+    dose, unc = out["dose"], out["unc"]
     edep = out.get("edep")
     led: dict = {}
     for r in results:
