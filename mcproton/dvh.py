@@ -33,6 +33,30 @@ def _doses(dose: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return d[m]
 
 
+def _check_cm3(volume_cm3: float, voxel_volume_cm3: float) -> None:
+    if not volume_cm3 > 0 or not voxel_volume_cm3 > 0:
+        raise ValueError(f"volume_cm3 and voxel_volume_cm3 must be > 0; got {volume_cm3}, {voxel_volume_cm3}")
+
+
+def _rank_percent(size: int, volume_percent: float) -> int:
+    """The 1-based rank, in descending order, of the voxel that gives D_v for ``volume_percent`` (in (0, 100])."""
+    return max(1, ceil(volume_percent / 100.0 * size - 1e-9))
+
+
+def _rank_cm3(size: int, volume_cm3: float, voxel_volume_cm3: float) -> int:
+    """The 1-based rank, in descending order, of the voxel that gives D_V for ``volume_cm3``."""
+    _check_cm3(volume_cm3, voxel_volume_cm3)
+    return min(size, max(1, ceil(volume_cm3 / voxel_volume_cm3 - 1e-9)))
+
+
+def _nth_largest(d: np.ndarray, n: int, s: np.ndarray | None = None) -> float:
+    """The ``n``-th largest of the doses ``d`` (``s``: ``d`` sorted ascending, if at hand): the same value
+    either way (np.partition and np.sort order the same values, NaN last)."""
+    if s is not None:
+        return float(s[s.size - n])
+    return float(np.partition(d, d.size - n)[d.size - n])
+
+
 def dose_at_volume(dose: np.ndarray, mask: np.ndarray, volume_percent: float) -> float:
     """D_v: the highest dose received by at least ``volume_percent`` % of the masked volume (NaN if empty)."""
     if not 0 < volume_percent <= 100:
@@ -40,22 +64,18 @@ def dose_at_volume(dose: np.ndarray, mask: np.ndarray, volume_percent: float) ->
     d = _doses(dose, mask)
     if d.size == 0:
         return float("nan")
-    n = max(1, ceil(volume_percent / 100.0 * d.size - 1e-9))
-    # the n-th largest value
-    return float(np.partition(d, d.size - n)[d.size - n])
+    return _nth_largest(d, _rank_percent(d.size, volume_percent))
 
 
 def dose_at_volume_cm3(dose: np.ndarray, mask: np.ndarray, volume_cm3: float, voxel_volume_cm3: float) -> float:
     """D_V for an absolute volume (e.g. D0.03cc, a near-maximum): the highest dose received by at least
     ``volume_cm3`` of the masked voxels (the dose of voxel number ceil(volume / voxel volume) in descending
     order; the whole structure if it is smaller).  NaN if the mask is empty."""
-    if not volume_cm3 > 0 or not voxel_volume_cm3 > 0:
-        raise ValueError(f"volume_cm3 and voxel_volume_cm3 must be > 0; got {volume_cm3}, {voxel_volume_cm3}")
+    _check_cm3(volume_cm3, voxel_volume_cm3)
     d = _doses(dose, mask)
     if d.size == 0:
         return float("nan")
-    n = min(d.size, max(1, ceil(volume_cm3 / voxel_volume_cm3 - 1e-9)))
-    return float(np.partition(d, d.size - n)[d.size - n])
+    return _nth_largest(d, _rank_cm3(d.size, volume_cm3, voxel_volume_cm3))
 
 
 def volume_at_dose(dose: np.ndarray, mask: np.ndarray, dose_gy: float) -> float:
@@ -77,24 +97,38 @@ def cumulative_dvh(dose: np.ndarray, mask: np.ndarray, bins: int | Sequence[floa
         levels = np.asarray(bins, dtype=np.float64)
     if d.size == 0:
         return levels, np.full(levels.shape, np.nan)
-    s = np.sort(d)
-    frac = 1.0 - np.searchsorted(s, levels, side="left") / s.size
-    return levels, frac
+    return levels, cumulative_of_sorted(np.sort(d), levels)
+
+
+def cumulative_of_sorted(s: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """The cumulative DVH (fraction of the volume with dose >= level) at ``levels`` of the structure whose
+    doses, sorted ascending, are ``s`` (not empty)."""
+    return 1.0 - np.searchsorted(s, levels, side="left") / s.size
 
 
 def dose_stats(dose: np.ndarray, mask: np.ndarray, voxel_volume_cm3: float = 1.0,
                prescription_gy: float | None = None) -> dict[str, float]:
     """Volume, Dmean, Dmin, Dmax, D98, D95, D50, D2% and the near-maximum D0.03cc of one structure (Gy).
     With ``prescription_gy``: also V95 (fraction >= 95 % of it) and the fraction of voxels within +-5 % of it."""
-    d = _doses(dose, mask)
+    return stats_of_doses(_doses(dose, mask), voxel_volume_cm3, prescription_gy)
+
+
+def stats_of_doses(d: np.ndarray, voxel_volume_cm3: float = 1.0, prescription_gy: float | None = None,
+                   sorted_doses: np.ndarray | None = None) -> dict[str, float]:
+    """:func:`dose_stats` of the structure's doses ``d`` (float64, in the mask's C order, as ``dose[mask]``);
+    ``sorted_doses``, ``np.sort(d)`` if at hand, spares the partitions (the same numbers)."""
     out = {"voxels": int(d.size), "volume_cm3": float(d.size * voxel_volume_cm3)}
     if d.size == 0:
         out.update({k: float("nan") for k in ("dmean", "dmin", "dmax", "d98", "d95", "d50", "d2", "d0.03cc")})
         return out
+    s = sorted_doses
+
+    def dv(v: float) -> float:
+        return _nth_largest(d, _rank_percent(d.size, v), s)
+
     out.update({"dmean": float(d.mean()), "dmin": float(d.min()), "dmax": float(d.max()),
-                "d98": dose_at_volume(dose, mask, 98), "d95": dose_at_volume(dose, mask, 95),
-                "d50": dose_at_volume(dose, mask, 50), "d2": dose_at_volume(dose, mask, 2),
-                "d0.03cc": dose_at_volume_cm3(dose, mask, 0.03, voxel_volume_cm3)})
+                "d98": dv(98), "d95": dv(95), "d50": dv(50), "d2": dv(2),
+                "d0.03cc": _nth_largest(d, _rank_cm3(d.size, 0.03, voxel_volume_cm3), s)})
     if prescription_gy:
         p = float(prescription_gy)
         out["v95"] = float((d >= 0.95 * p).mean())

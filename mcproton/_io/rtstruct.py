@@ -278,6 +278,13 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
     return out
 
 
+def _dvh_levels(d: np.ndarray, n_bins: int, d_max: float | None = None) -> np.ndarray:
+    """The ``n_bins`` + 1 dose levels of the HDF5 DVH of the doses ``d``: 0 to just above ``d_max`` (default
+    the maximum dose)."""
+    top = float(d_max if d_max is not None else (d.max() if d.size else 0.0)) * 1.001 or 1.0
+    return np.linspace(0.0, top, n_bins + 1)
+
+
 def cumulative_dvh(dose: np.ndarray, mask: np.ndarray, n_bins: int = 1000,
                    d_max: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(dose_gy, volume_fraction >= dose) of the voxels in ``mask`` (equal voxel volumes) at ``n_bins`` + 1
@@ -286,11 +293,19 @@ def cumulative_dvh(dose: np.ndarray, mask: np.ndarray, n_bins: int = 1000,
     from ..dvh import cumulative_dvh as _cumulative
 
     d = np.asarray(dose, float)[mask]
-    top = float(d_max if d_max is not None else (d.max() if d.size else 0.0)) * 1.001 or 1.0
-    edges = np.linspace(0.0, top, n_bins + 1)
+    edges = _dvh_levels(d, n_bins, d_max)
     if d.size == 0:
         return edges, np.zeros_like(edges)
     return _cumulative(dose, mask, bins=edges)
+
+
+def _hdf5_stats(st: dict[str, float]) -> dict[str, float]:
+    """The HDF5 DVH attributes of :func:`mcproton.dvh.dose_stats`'s statistics ``st``."""
+    if st["voxels"] == 0:
+        return {"n_voxels": 0, "volume_cm3": 0.0}
+    return {"n_voxels": st["voxels"], "volume_cm3": st["volume_cm3"], "mean_gy": st["dmean"],
+            "min_gy": st["dmin"], "max_gy": st["dmax"], "D98_gy": st["d98"], "D95_gy": st["d95"],
+            "D50_gy": st["d50"], "D2_gy": st["d2"]}
 
 
 def dvh_stats(dose: np.ndarray, mask: np.ndarray, voxel_volume_cm3: float) -> dict[str, float]:
@@ -299,20 +314,21 @@ def dvh_stats(dose: np.ndarray, mask: np.ndarray, voxel_volume_cm3: float) -> di
     the volume)."""
     from ..dvh import dose_stats
 
-    st = dose_stats(dose, mask, voxel_volume_cm3)
-    if st["voxels"] == 0:
-        return {"n_voxels": 0, "volume_cm3": 0.0}
-    return {"n_voxels": st["voxels"], "volume_cm3": st["volume_cm3"], "mean_gy": st["dmean"],
-            "min_gy": st["dmin"], "max_gy": st["dmax"], "D98_gy": st["d98"], "D95_gy": st["d95"],
-            "D50_gy": st["d50"], "D2_gy": st["d2"]}
+    return _hdf5_stats(dose_stats(dose, mask, voxel_volume_cm3))
 
 
 def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str, np.ndarray],
                    voxel_volume_cm3: float, *, n_bins: int = 1000, source: str = "") -> dict[str, dict]:
-    """Append (replace) the group ``dvh`` of an existing result HDF5; returns the per-structure stats."""
+    """Append (replace) the group ``dvh`` of an existing result HDF5; returns the per-structure stats.
+
+    Each structure's doses are selected once and sorted once; the cumulative DVH and every statistic come from
+    them: the numbers of :func:`cumulative_dvh` and :func:`dvh_stats`, without a whole-grid pass per number."""
     import h5py
 
+    from ..dvh import cumulative_of_sorted, stats_of_doses
+
     dose = np.asarray(dose_zyx)
+    flat = dose.reshape(-1)
     stats: dict[str, dict] = {}
     with h5py.File(h5_path, "a") as f:
         if "dvh" in f:
@@ -325,12 +341,15 @@ def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str
         for nm, m in masks.items():
             if m.shape != dose.shape:
                 raise ValueError(f"mask {nm!r} has shape {m.shape}, the dose {dose.shape}")
-            edges, vf = cumulative_dvh(dose, m, n_bins)
+            d = np.asarray(flat[np.flatnonzero(m)], np.float64)  # = dose[m] as float64, in C order
+            srt = np.sort(d)
+            edges = _dvh_levels(d, n_bins)
+            vf = cumulative_of_sorted(srt, edges) if d.size else np.zeros_like(edges)
             key = nm.replace("/", "_") or "unnamed"
             s = g.create_group(key)
             s.create_dataset("dose_gy", data=edges)
             s.create_dataset("volume_fraction", data=vf)
-            st = dvh_stats(dose, m, voxel_volume_cm3)
+            st = _hdf5_stats(stats_of_doses(d, voxel_volume_cm3, sorted_doses=srt))
             for k, v in st.items():
                 s.attrs[k] = v
             s.attrs["name"] = nm

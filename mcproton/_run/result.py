@@ -182,11 +182,11 @@ def _random_stream(r: DoseResult) -> tuple | None:
     return (p.get("seed"), p.get("beam_index"))
 
 
-def _summed_variance(results: list[DoseResult]) -> np.ndarray:
-    """The variance (Gy^2) of the summed dose.  Results of different random streams (another seed or beam
-    index) are independent: their absolute standard errors add in quadrature.  Results of one stream (the same
-    seed and beam index: the same random numbers) are correlated, up to fully for the same beam: their
-    standard errors add linearly (the upper bound), with a warning."""
+def _stream_groups(results: list[DoseResult]) -> list[list[DoseResult]]:
+    """The results grouped by random stream (seed, beam index); a result of unknown stream is its own group.
+    Results of different streams are independent: their absolute standard errors add in quadrature.  Results
+    of one stream (the same random numbers) are correlated, up to fully for the same beam: their standard
+    errors add linearly (the upper bound), with a warning."""
     groups: dict[Any, list[DoseResult]] = {}
     for k, r in enumerate(results):
         key = _random_stream(r)
@@ -202,13 +202,60 @@ def _summed_variance(results: list[DoseResult]) -> np.ndarray:
                       "bound). Give each beam its own stream: simulate(..., beam_index=i) for beam i, as "
                       "mcproton run does.",
                       RuntimeWarning, stacklevel=3)
-    var = np.zeros(results[0].dose_gy_zyx.shape, np.float64)
-    for grp in groups.values():
-        sigma = np.array(grp[0].uncertainty_rel_zyx * grp[0].dose_gy_zyx, dtype=np.float64)
+    return list(groups.values())
+
+
+# voxels per chunk of sum_results: its temporaries stay a few MB (cache-sized) instead of whole-grid arrays
+_CHUNK_VOXELS = 1 << 18
+
+
+def _summed_voxels(results: list[DoseResult]) -> np.ndarray:
+    """Flat indices of the voxels where any result's dose, dose to water or deposited energy has a non-zero
+    bit pattern (so -0.0 and NaN count): everywhere else every summed array is +0.0, as the whole-grid
+    formulas give (the uncertainty and LET_d are 0 where the summed dose is not > 0)."""
+    used = np.zeros(int(np.prod(results[0].dose_gy_zyx.shape)), bool)
+    for r in results:
+        for a in (r.dose_gy_zyx, r.dose_to_water_gy_zyx, r.edep_mev_zyx):
+            if a is not None:
+                flat = np.ascontiguousarray(a).reshape(-1)
+                used |= flat.view(np.dtype(f"u{flat.dtype.itemsize}")) != 0
+    return np.flatnonzero(used)
+
+
+def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: np.ndarray,
+                out: dict[str, np.ndarray], n: int) -> None:
+    """The summed arrays at the flat voxel indices ``idx`` into the flat arrays ``out``: per voxel the same
+    float64 operations in the same order as on the whole grid (so bitwise the whole-grid result)."""
+    def at(a: np.ndarray | None) -> np.ndarray:
+        return cast(np.ndarray, a).reshape(-1)[idx]
+
+    def total(term: Callable[[DoseResult], np.ndarray]) -> np.ndarray:
+        # beam by beam into one array, the same additions in the same order as np.sum(..., axis=0)
+        acc = np.array(term(results[0]), dtype=np.float64)
+        for r in results[1:]:
+            acc += term(r)
+        return acc
+
+    doses = {id(r): at(r.dose_gy_zyx) for r in results}
+    dose = total(lambda r: doses[id(r)])
+    out["dose"][idx] = dose
+    out["dose_w"][idx] = total(lambda r: at(r.dose_to_water_gy_zyx))
+    # the variance (Gy^2) of the summed dose: standard errors add linearly within a stream, in quadrature
+    # between streams (_stream_groups)
+    var = np.zeros(dose.shape, np.float64)
+    for grp in groups:
+        sigma = np.array(at(grp[0].uncertainty_rel_zyx) * doses[id(grp[0])], dtype=np.float64)
         for r in grp[1:]:
-            sigma += r.uncertainty_rel_zyx * r.dose_gy_zyx
+            sigma += at(r.uncertainty_rel_zyx) * doses[id(r)]
         var += sigma ** 2
-    return var
+    wlet = total(lambda r: at(r.let_d_kev_um_zyx) * doses[id(r)])
+    pos = dose > 0
+    safe = np.where(pos, dose, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["unc"][idx] = np.where(pos, np.sqrt(var) / safe, 0.0)
+        out["let_d"][idx] = np.where(pos, wlet / safe, 0.0)
+    if "edep" in out:
+        out["edep"][idx] = total(lambda r: at(r.edep_mev_zyx) * r.primaries) / n
 
 
 def sum_results(results: list[DoseResult]) -> DoseResult:
@@ -234,26 +281,25 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
     if any(per_primary) and not all(per_primary):
         raise ValueError("sum_results: cannot add a per-primary dose to an absolute dose; give every beam "
                          "total_protons (plans do)")
-    def total(term: Callable[[DoseResult], np.ndarray]) -> np.ndarray:
-        # beam by beam into one array (np.sum over a list would stack every beam's grid first: on a patient-CT
-        # grid several GB); the same additions in the same order, so bitwise np.sum(..., axis=0)
-        out = np.array(term(results[0]), dtype=np.float64)
-        for r in results[1:]:
-            out += term(r)
-        return out
-
-    dose = total(lambda r: r.dose_gy_zyx)
-    dose_w = total(lambda r: r.dose_to_water_gy_zyx)
-    var = _summed_variance(results)
-    wlet = total(lambda r: r.let_d_kev_um_zyx * r.dose_gy_zyx)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        unc = np.where(dose > 0, np.sqrt(var) / np.where(dose > 0, dose, 1.0), 0.0)
-        let_d = np.where(dose > 0, wlet / np.where(dose > 0, dose, 1.0), 0.0)
-    mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx)
+    groups = _stream_groups(results)
     n = int(sum(r.primaries for r in results))
-    edep = None
+    shape = results[0].dose_gy_zyx.shape
+    names = ["dose", "dose_w", "unc", "let_d"]
     if all(r.edep_mev_zyx is not None for r in results):
-        edep = total(lambda r: cast(np.ndarray, r.edep_mev_zyx) * r.primaries) / n   # not None: checked above
+        names.append("edep")
+    nv = int(np.prod(shape))
+    flat = {k: np.zeros(nv, np.float64) for k in names}
+    # only the voxels with dose (on a patient-CT grid a fraction), in cache-sized chunks; where all is 0 the
+    # whole-grid formulas give +0.0 (with no primaries, 0/0: every voxel)
+    idx = _summed_voxels(results) if n > 0 else np.arange(nv)
+    for i0 in range(0, idx.size, _CHUNK_VOXELS):
+        _sum_voxels(results, groups, idx[i0:i0 + _CHUNK_VOXELS], flat, n)
+    # bitwise the whole-grid figure: outside idx the dose is 0, below half the maximum of a positive dose
+    mean_unc = mean_uncertainty_above_half_max(flat["dose"][idx], flat["unc"][idx],
+                                               g.density_g_cm3_zyx.reshape(-1)[idx])
+    out = {k: v.reshape(shape) for k, v in flat.items()}
+    dose, unc = out["dose"], out["unc"]
+    edep = out.get("edep")
     led: dict = {}
     for r in results:
         for k, v in r.ledger.items():
@@ -278,7 +324,8 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
     if len(phases) == len(results):
         prov["phase_s"] = {k: float(sum(p.get(k, 0.0) for p in phases)) for k in phases[0]}
     return DoseResult(
-        dose_gy_zyx=dose, dose_to_water_gy_zyx=dose_w, let_d_kev_um_zyx=let_d, uncertainty_rel_zyx=unc,
+        dose_gy_zyx=dose, dose_to_water_gy_zyx=out["dose_w"], let_d_kev_um_zyx=out["let_d"],
+        uncertainty_rel_zyx=unc,
         mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n, wall_s=wall,
         protons_per_second=pps, backend=results[0].backend, device=results[0].device, normalisation=norm,
         edep_mev_zyx=edep)
