@@ -1,4 +1,4 @@
-"""Wall time per phase of a job (``mcproton run``'s summary ``phase_s``, the demo's ``times_s``).
+"""Wall time per phase of a job (``mcproton run``'s summary ``phase_s`` and ``phase_cpu_s``).
 
 A :class:`PhaseClock` made current with :func:`use_clock` collects the time spent in ``with phase(name):``
 blocks.  The times are *exclusive*: a phase entered inside another (the CT import inside the geometry, the
