@@ -256,7 +256,7 @@ def dose_summary(result: Any, outline: BodyOutline | None = None) -> dict[str, A
     with density >= SUMMARY_MIN_DENSITY and where it is (mm, patient frame), D0.03cc and D2% over the same
     voxels, and what the outline removed.  The selected voxels are copied once (the body, not the grid), both
     near-maxima come from one partition of them: the same numbers as dvh.dose_at_volume(_cm3)."""
-    from math import ceil
+    from .dvh import _rank_cm3, _rank_percent
 
     g = result.geometry
     dose = np.asarray(result.dose_gy_zyx)
@@ -279,8 +279,8 @@ def dose_summary(result: Any, outline: BodyOutline | None = None) -> dict[str, A
     out["max_dose_at_mm"] = [round(v, 2) for v in pos]
     out["max_dose_voxel_density_g_cm3"] = round(float(rho[idx]), 4)
     # D_V: the dose of voxel number n in descending order (mcproton/dvh.py dose_at_volume_cm3, dose_at_volume)
-    n_cc = min(d.size, max(1, ceil(NEAR_MAX_VOLUME_CM3 / g.voxel_volume_cm3 - 1e-9)))
-    n_2 = max(1, ceil(2 / 100.0 * d.size - 1e-9))
+    n_cc = _rank_cm3(d.size, NEAR_MAX_VOLUME_CM3, g.voxel_volume_cm3)
+    n_2 = _rank_percent(d.size, 2.0)
     part = np.partition(d, sorted({d.size - n_cc, d.size - n_2}))
     out["d0.03cc_gy"] = float(part[d.size - n_cc])
     out["d2_gy"] = float(part[d.size - n_2])
