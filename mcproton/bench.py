@@ -59,8 +59,10 @@ def run_simt(backend: str = "auto", energy_mev: float = 150.0, primaries: int = 
     kernel counts the steps of every track on the CPU (the GPU kernel is built without the counting; its histories
     follow the same distributions); they are grouped into 32-lane warps as a CUDA launch schedules them: with
     ``backend`` "cuda" (or "auto" with a GPU present), the launch shape of that GPU, else ``block`` threads per
-    block (default 128) on ``sm_count`` SMs (default 132, an H200).  Step counts, not timings: the figures do not
-    depend on the machine's speed or load."""
+    block (default 128) on ``sm_count`` SMs (default 132, an H200).  The same counts also go through the planned
+    persistent loop (simt_efficiency_persistent) on ``sm_count`` x 2 resident blocks of 128 threads, for the
+    refill costs and thresholds of simt.PERSISTENT_GRID.  Step counts, not timings: the figures do not depend on
+    the machine's speed or load."""
     from ._kernels import simt
     from ._kernels.layout import LEDGER
     from ._kernels.source import source_hash
@@ -77,10 +79,12 @@ def run_simt(backend: str = "auto", energy_mev: float = 150.0, primaries: int = 
     sim = Simulation(geom, beam, RunSettings(primaries=primaries, seed=seed, backend="cpu"))
     tracks, ledger = simt.history_steps(sim, 0, primaries)
     threads = simt.launch_threads(primaries, block, sm_count)
+    warps = simt.persistent_warps(sm_count)
     out = {"energy_mev": energy_mev, "histories": primaries, "voxel_mm": voxel_mm, "seed": seed,
            "counted_on": sim.backend.device, "modelled_gpu": modelled,
-           "modelled_launch": {"block": block, "sm_count": sm_count, "threads": threads}}
-    out.update(simt.proxy(tracks, threads))
+           "modelled_launch": {"block": block, "sm_count": sm_count, "threads": threads,
+                               "persistent_warps": warps}}
+    out.update(simt.proxy(tracks, threads, warps))
     out["ledger_steps_match"] = bool(int(tracks.sum()) == int(ledger[LEDGER["steps"]]))
     out["kernel_hash"] = source_hash("transport.cu")
     return out
@@ -89,6 +93,8 @@ def run_simt(backend: str = "auto", energy_mev: float = 150.0, primaries: int = 
 def simt_main(args) -> int:
     """``mcproton bench --simt``: print the proxy (one JSON object with ``--json``)."""
     import json
+
+    from ._kernels import simt
 
     res = run_simt(backend=args.backend, energy_mev=args.energy, primaries=args.primaries or 200_000,
                    voxel_mm=args.voxel_mm)
@@ -107,6 +113,15 @@ def simt_main(args) -> int:
           f"{res['efficiency_free_lanes']:.3f}; primaries alone {res['efficiency_primaries_only']:.3f}")
     print(f"  {res['steps_per_history']:.1f} steps/history, {100 * res['secondary_step_fraction']:.1f} % of them in "
           f"secondaries ({100 * res['histories_with_secondaries']:.1f} % of the histories have some)")
+    print(f"  persistent step loop ({res['persistent_warps']:,} resident warps = {m['sm_count']} SMs x "
+          f"{simt.PERSISTENT_BLOCKS_PER_SM} blocks of 128, histories from a global counter): efficiency "
+          f"{res['efficiency_persistent']:.3f} at refill cost {res['persistent_refill_cost']:g} step, refill "
+          f"when {res['persistent_refill_min_idle']} lane(s) idle")
+    print("    refill cost  min idle  efficiency  active lanes  tail   refill  batch wait")
+    for p in sorted(res["persistent"], key=lambda p: (p["refill_min_idle"], p["refill_cost"])):
+        print(f"    {p['refill_cost']:11g}  {p['refill_min_idle']:8d}  {p['efficiency']:10.3f}  "
+              f"{32 * p['efficiency']:12.1f}  {p['tail_fraction']:.3f}  {p['refill_fraction']:.3f}   "
+              f"{p['wait_fraction']:.3f}")
     print("  (step granularity: an upper bound of Nsight Compute's active threads per warp, which also counts the "
           "divergence inside a step)")
     return 0

@@ -7,10 +7,10 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from .compare import (GAMMA_CRITERIA, beam_summary, classify, dose_difference, g
 from .compute import MCDose, build_geometry, phantom_ct_from_struct, run_mc, to_tps_grid
 from .inputs import CheckInputError, CheckInputs, gather
 from .levels import ActionLevels
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Body outline without an External ROI: CT density above this (g/cm3; lung is 0.2-0.5, air 0.0012), the
 #: largest connected part with its holes filled.
@@ -75,6 +78,42 @@ class CheckResult:
         keys = ("passed", "checks", "gamma", "dose_difference", "structures", "ranges", "beam_gamma", "diagnostics",
                 "pairing", "provenance", "timings_s", "settings", "levels")
         return clean({k: getattr(self, k) for k in keys})
+
+    def figures(self, names: Iterable[str] | str | None = None) -> dict[str, Figure]:
+        """The report's figures as matplotlib Figures, built by the report's own plotting code: {"planes",
+        "histograms", "dvh" (when a structure has metrics), "beam_<number>" per beam}, or only ``names``.
+
+        Built anew at each call (the planes and beams compute 2-D gammas: seconds on a large grid).  They are
+        ``matplotlib.figure.Figure`` objects outside pyplot: nothing to close, none is added to pyplot's open
+        figures, each is freed once unreferenced (a script checking many plans accumulates none)."""
+        from .report import figure_builders
+
+        return {n: build() for n, build in figure_builders(self, names).items()}
+
+    def save_figures(self, directory: str | Path, fmt: str = "png", *, dpi: float | None = None,
+                     names: Iterable[str] | str | None = None) -> list[Path]:
+        """Write the figures (``figures(names)``) as ``directory/<name>.<fmt>`` (any format matplotlib writes:
+        png, pdf, svg, ...; dpi default: the report's, 90), one built and written at a time, each file written
+        atomically; returns the paths in the figures' order."""
+        from functools import partial
+
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        from .._io.atomic import atomic_write
+        from .report import REPORT_DPI, figure_builders
+
+        fmt = fmt.lower().lstrip(".")
+        known = FigureCanvasBase.get_supported_filetypes()
+        if fmt not in known:    # refused before any figure is built
+            raise ValueError(f"fmt {fmt!r}: matplotlib writes {', '.join(sorted(known))}")
+        builders = figure_builders(self, names)
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for n, build in builders.items():
+            paths.append(atomic_write(out / f"{n}.{fmt}", partial(build().savefig, format=fmt,
+                                                                  dpi=REPORT_DPI if dpi is None else dpi)))
+        return paths
 
     def summary(self) -> str:
         lines = [f"mcproton check: {'PASS' if self.passed else 'FAIL'}"]

@@ -5,20 +5,35 @@ import base64
 import html
 import io
 import math
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .levels import FRAME, ActionLevels
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def _png(fig) -> str:
+
+#: The resolution of the report's PNG figures (dots per inch; CheckResult.save_figures' default).
+REPORT_DPI = 90
+
+
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    """A figure outside pyplot's registry: no global state (nothing to close; it is freed once unreferenced), so
+    scripts that check many plans do not accumulate open figures.  Saving picks the Agg canvas by format."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
+
+
+def _png(fig: Figure) -> str:
+    """The report's encoding of a figure: PNG at REPORT_DPI, base64 (for a data: URI)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    fig.savefig(buf, format="png", dpi=REPORT_DPI)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -31,11 +46,9 @@ def _centre(res) -> tuple[int, int, int]:
     return tuple(int(v) for v in np.unravel_index(np.argmax(res.tps_gy_zyx), res.tps_gy_zyx.shape))  # type: ignore
 
 
-def _planes_figure(res, centre) -> str:
-    from ..plots import _plt
+def _planes_figure(res, centre) -> Figure:
     from .compare import gamma_plane
 
-    plt = _plt()
     tps, mc, body = res.tps_gy_zyx, res.mc_gy_zyx, res.body_zyx
     z, y, x = res.axes_zyx
     k, j, i = centre
@@ -43,7 +56,8 @@ def _planes_figure(res, centre) -> str:
     planes = [(f"axial z = {z[k]:.1f} mm", np.s_[k, :, :], (x, y), ("x (mm)", "y (mm)"), "upper"),
               (f"coronal y = {y[j]:.1f} mm", np.s_[:, j, :], (x, z), ("x (mm)", "z (mm)"), "lower"),
               (f"sagittal x = {x[i]:.1f} mm", np.s_[:, :, i], (y, z), ("y (mm)", "z (mm)"), "lower")]
-    fig, axs = plt.subplots(3, 4, figsize=(15, 11))
+    fig = _new_figure((15, 11))
+    axs = fig.subplots(3, 4)
     ims = {}
     for r, (title, sl, (h, v), (hl, vl), origin) in enumerate(planes):
         a, b, m = tps[sl], mc[sl], body[sl]
@@ -68,18 +82,20 @@ def _planes_figure(res, centre) -> str:
     fig.subplots_adjust(left=0.04, right=0.98, bottom=0.04, top=0.95, wspace=0.3, hspace=0.4)
     for c, im in ims.items():   # one colour bar per column (the same scale in the three planes): faster
         fig.colorbar(im, ax=list(axs[:, c]), fraction=0.04, pad=0.02).ax.tick_params(labelsize=6)
-    return _png(fig)
+    return fig
 
 
-def _dvh_figure(res) -> str | None:
+def _dvh_masks(res) -> dict[str, np.ndarray]:
+    """The masks of the structures with metrics (the DVH figure's curves; none: no DVH figure)."""
+    return {nm: m for nm, m in res.masks.items() if nm in res.structures}
+
+
+def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
+    """TPS and MC cumulative DVHs of the structures ``ms`` (_dvh_masks)."""
     from ..dvh import cumulative_dvh
-    from ..plots import _plt
 
-    ms = {nm: m for nm, m in res.masks.items() if nm in res.structures}
-    if not ms:
-        return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+    fig = _new_figure((8, 4.8))
+    ax = fig.subplots()
     top = max(float(res.tps_gy_zyx.max()), float(res.mc_gy_zyx.max())) * 1.05
     for n, (nm, m) in enumerate(ms.items()):
         lv, f1 = cumulative_dvh(res.tps_gy_zyx, m, bins=300, d_max=top)
@@ -94,14 +110,12 @@ def _dvh_figure(res) -> str | None:
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("DVH: TPS (solid) and MC (dashed)", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
-def _hist_figure(res) -> str:
-    from ..plots import _plt
-
-    plt = _plt()
-    fig, axs = plt.subplots(1, 2, figsize=(11, 3.8))
+def _hist_figure(res) -> Figure:
+    fig = _new_figure((11, 3.8))
+    axs = fig.subplots(1, 2)
     for name in ("3%/2mm", "2%/2mm", "1%/1mm"):
         g = res.gamma[name]["gamma"]
         if g.size:
@@ -120,7 +134,7 @@ def _hist_figure(res) -> str:
     axs[1].set_ylabel("voxels")
     axs[1].set_title("dose difference (body voxels above 10 %)", fontsize=9)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def _beam_plane(res, b: int):
@@ -145,13 +159,11 @@ def _beam_plane(res, b: int):
     return f"x = {x[i]:.1f} mm", a[:, :, i], m[:, :, i], res.body_zyx[:, :, i], (z, y), ("y", "z"), "lower"
 
 
-def _beam_figure(res, b: int) -> str:
+def _beam_figure(res, b: int) -> Figure:
     """One row per beam: TPS and MC dose, difference and 2-D gamma 2 %/2 mm in the plane holding the beam, the
     distal R80 difference in the beam's eye view and its histogram."""
-    from ..plots import _plt
     from .compare import gamma_plane
 
-    plt = _plt()
     rng = res.ranges[b]
     has = b in res.inputs.beams
     where, A, M, body, (v, h), (hl, vl), org = _beam_plane(res, b)
@@ -159,8 +171,8 @@ def _beam_figure(res, b: int) -> str:
     top = float(A.max()) or 1.0
     dd = np.where((A >= 0.1 * top) | (M >= 0.1 * top), (M - A) / top * 100, np.nan)
     g = gamma_plane((v, h), A, M, body, top)
-    fig, axs = plt.subplots(2, 3, figsize=(14, 8.2))
-    axs = axs.ravel()
+    fig = _new_figure((14, 8.2))
+    axs = fig.subplots(2, 3).ravel()
     what = "beam" if has else "total"
     dose_kw = {"cmap": "jet", "vmin": 0, "vmax": top * 1.05}
     for ax, img, lab, kw in ((axs[0], A, f"TPS {what} dose (Gy)", dose_kw),
@@ -193,7 +205,33 @@ def _beam_figure(res, b: int) -> str:
     for ax in axs[4:]:
         ax.tick_params(labelsize=6)
     fig.subplots_adjust(left=0.05, right=0.98, bottom=0.07, top=0.93, wspace=0.35, hspace=0.35)
-    return _png(fig)
+    return fig
+
+
+def figure_builders(res, names: Iterable[str] | str | None = None) -> dict[str, Callable[[], Figure]]:
+    """The report's figures by name, in the report's order (or ``names``' order), each built when called (one at
+    a time: the report encodes and drops each before the next): "planes" (TPS, MC, difference and 2-D gamma in
+    the three planes through the target), "histograms" (3-D gamma and dose difference), "dvh" (when a structure
+    has metrics) and "beam_<number>" per beam.  The HTML report and CheckResult.figures() / save_figures() use
+    these; an unknown name is refused with the names there are."""
+    if res.tps_gy_zyx is None or res.mc is None or res.inputs is None:
+        raise ValueError("this CheckResult holds no dose arrays (only the numbers): its figures need the result "
+                         "that mcproton.check returned")
+    centre = _centre(res)
+    out: dict[str, Callable[[], Figure]] = {"planes": lambda: _planes_figure(res, centre),
+                                            "histograms": lambda: _hist_figure(res)}
+    ms = _dvh_masks(res)
+    if ms:
+        out["dvh"] = partial(_dvh_figure, res, ms)
+    for b in sorted(res.ranges):
+        out[f"beam_{b}"] = partial(_beam_figure, res, b)
+    if names is None:
+        return out
+    want = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in want if n not in out]
+    if unknown:
+        raise ValueError(f"no figure named {', '.join(map(repr, unknown))}; this check has {', '.join(out)}")
+    return {n: out[n] for n in want}
 
 
 def _table(head: list[str], rows: list[list[Any]], cls: list[str] | None = None) -> str:
@@ -272,9 +310,7 @@ def _beams_table(res) -> str:
 def write_report(res, out_dir: str | Path, timings: dict) -> Path:
     """Write check.html (figures embedded) into ``out_dir``; returns its path."""
     out = Path(out_dir)
-    centre = _centre(res)
-    figs = {"planes": _planes_figure(res, centre), "dvh": _dvh_figure(res), "hist": _hist_figure(res)}
-    beam_figs = {b: _beam_figure(res, b) for b in sorted(res.ranges)}
+    figs = {name: _png(build()) for name, build in figure_builders(res).items()}   # one built, encoded, next
     p = res.provenance
     default = {k: v["value"] for k, v in ActionLevels().describe().items()}
     parts = [
@@ -319,7 +355,7 @@ def write_report(res, out_dir: str | Path, timings: dict) -> Path:
                      f"{dd['integral_ratio_mc_tps']:.4f}.</p>")
     parts += ["<h2>Dose maps</h2>",
               f'<img alt="dose, difference and gamma maps" src="data:image/png;base64,{figs["planes"]}">',
-              f'<img alt="gamma and dose-difference histograms" src="data:image/png;base64,{figs["hist"]}">']
+              f'<img alt="gamma and dose-difference histograms" src="data:image/png;base64,{figs["histograms"]}">']
     if res.structures:
         rows = []
         for nm, r in res.structures.items():
@@ -334,7 +370,7 @@ def write_report(res, out_dir: str | Path, timings: dict) -> Path:
         if p.get("prescription_gy"):
             parts.append(f"<p>V95/V100 relative to {p['prescription_gy']:.3g} Gy "
                          f"({html.escape(str(p['prescription_source']))}).</p>")
-        if figs["dvh"]:
+        if "dvh" in figs:
             parts.append(f'<img alt="DVH overlay" src="data:image/png;base64,{figs["dvh"]}">')
     parts.append("<h2>Beams: range agreement</h2>")
     nan = float("nan")
@@ -348,9 +384,9 @@ def write_report(res, out_dir: str | Path, timings: dict) -> Path:
                  "through each "
                  "beam's-eye-view pixel where the TPS dose reaches 50 % of its maximum.</p>")
     parts.append(_beams_table(res))
-    for b, f in beam_figs.items():
+    for b in sorted(res.ranges):
         parts.append(f'<img alt="beam {b}: doses, difference, gamma and range maps" '
-                     f'src="data:image/png;base64,{f}">')
+                     f'src="data:image/png;base64,{figs[f"beam_{b}"]}">')
     parts += ["<h2>Pairing</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res.pairing) + "</ul>",
               "<h2>Provenance</h2>",
               _table(["item", "value"], [[k, v if not isinstance(v, list) else "; ".join(map(str, v))]

@@ -37,6 +37,35 @@ structured reconvergence at the loop exits gives.
 All are upper bounds of what Nsight Compute reports as "Avg. Active Threads Per Warp" / 32: that counter also
 sees the divergence inside a step (the voxel walk, rare physics branches, the vacuum loop), which a step count
 cannot.  Warps beyond the last history (in the last block) do no steps and count for nothing.
+
+``efficiency_persistent`` (``simt_efficiency_persistent``) models a different kernel: the PERSISTENT,
+step-granular loop planned for kernels/transport.cu (issue 15), in which every lane runs
+``for (;;) { if (!alive) refill; if (no work left) exit; alive = track_step(...); }``.  What the model assumes:
+
+* ``W`` warps (``warps``; default ``PERSISTENT_WARPS_H200`` = 132 SMs x 2 resident blocks of 128 threads = 1056)
+  are resident for the whole launch, all histories of the launch go through them, and all warps advance at the
+  same rate: time is counted in loop iterations, one transport step per busy lane per iteration (every step costs
+  the same, on every lane; the lanes of a warp reconverge at the top of the loop, every iteration).
+* A history's work on its lane is the sum of its tracks' steps, run back to back: when a track ends, the lane pops
+  its own secondary stack (a cheap refill, costed at nothing), and takes the next history only when its history
+  is done.  A history that takes no step still holds its lane for the one iteration of its refill.
+* A primary refill (source sampling, range shifter, flight to the grid) costs ``refill_cost`` = ``c`` of a step:
+  the lanes of a warp that refill in the same iteration do it together (one ``c`` for the warp); refills in
+  different iterations cost the warp ``c`` each (the other lanes idle meanwhile).  The cost is charged to the warp's
+  time but does not delay the warp in the order of the fetches (all warps keep the iteration clock).
+* Histories are handed out in index order by a global atomic counter to whichever lane asks first; lanes that ask
+  in the same iteration are served in (warp, lane) order.
+* A warp refills only when at least ``refill_min_idle`` = ``k`` of its lanes are idle (all its idle lanes then
+  refill; ``k`` = 1: a lane refills in the iteration in which its history ends).  Near the end of the work every
+  idle lane refills: from the iteration that starts with no more histories left than the launch has lanes
+  (``n - next <= 32 W``), the threshold is 1.  Once the counter is exhausted, the idle lanes wait for their warp's
+  last lane (the tail).
+
+Efficiency = all steps / (32 x sum over warps of (the warp's iterations + ``c`` x its refill iterations)); the
+rest of the lane time splits exactly into the tail (lanes idle after the last history was handed out), the refill
+overhead, the wait for the batch threshold (lanes idle while histories are left) and the iterations of histories
+without a step.  An upper bound like the others (step granularity; the refill branch and the secondary pops
+diverge inside an iteration as well); it does not depend on the grid-stride launch shape (``threads``).
 """
 from __future__ import annotations
 
@@ -49,6 +78,13 @@ from .layout import HISTORY_STEP_SLOTS   # MCP_HISTORY_STEP_SLOTS (kernels/param
 WARP = 32
 H200_SMS = 132   # streaming multiprocessors of an NVIDIA H200 (the GPU the CPU proxy models by default)
 MAX_BLOCKS_PER_SM_IN_GRID = 64   # grid cap of CudaBackend.launch: SMs x 64 blocks of 128 threads
+# Resident blocks of 128 threads per SM for the transport kernel on sm_90: 180 registers per thread (nvcc 13.0,
+# BENCHMARKS.md), allocated per warp in units of 256 -> 5,888 per warp, 23,552 per block, and an SM has 65,536
+# 32-bit registers (CUDA C++ Programming Guide, "Compute Capabilities", compute capability 9.0): 2 blocks.
+PERSISTENT_BLOCKS_PER_SM = 2
+PERSISTENT_WARPS_H200 = H200_SMS * PERSISTENT_BLOCKS_PER_SM * 128 // WARP   # 1056 warps of the persistent launch
+# (refill_cost, refill_min_idle) pairs that proxy() reports for the persistent loop; the first is the headline
+PERSISTENT_GRID = ((0.5, 1), (0.0, 1), (1.0, 1), (0.0, 8), (0.5, 8), (1.0, 8))
 
 
 def launch_threads(n_items: int, block: int = 128, sm_count: int = H200_SMS) -> int:
@@ -100,6 +136,83 @@ def simt_efficiency_free_lanes(steps: Any, threads: int) -> float:
     return total / (WARP * busy) if busy else 1.0
 
 
+def persistent_warps(sm_count: int = H200_SMS, blocks_per_sm: int = PERSISTENT_BLOCKS_PER_SM,
+                     block: int = 128) -> int:
+    """Warps resident at once in a persistent launch: ``sm_count`` x ``blocks_per_sm`` blocks of ``block``."""
+    if block % WARP or block <= 0 or sm_count < 1 or blocks_per_sm < 1:
+        raise ValueError(f"persistent launch of {sm_count} SMs x {blocks_per_sm} blocks of {block} threads: give "
+                         f"positive counts and a block that is a multiple of {WARP}")
+    return int(sm_count) * int(blocks_per_sm) * int(block) // WARP
+
+
+def simt_efficiency_persistent(tracks: Any, warps: int = PERSISTENT_WARPS_H200, refill_cost: float = 0.0,
+                               refill_min_idle: int = 1) -> dict:
+    """Active-lane fraction of the persistent, step-granular loop (the module docstring says what it assumes):
+    ``warps`` resident warps take the histories from a global counter in index order, a history's tracks run
+    back to back on one lane, a warp's primary refill costs ``refill_cost`` of a step per iteration with one, and a
+    warp refills once ``refill_min_idle`` of its lanes are idle (1 near the end).  ``tracks``: per-history step
+    counts, (n,) or (n, tracks) as history_steps gives (summed over the tracks).
+
+    Returns ``efficiency`` and the split of all lane time: ``tail_fraction`` (lanes idle after the last history
+    was handed out), ``refill_fraction``, ``wait_fraction`` (lanes idle for the batch threshold while histories
+    are left) and ``empty_fraction`` (histories without a step); the five sum to 1.  Plus ``iterations`` (of the
+    longest warp), ``refills`` (warp refill iterations, all warps) and the parameters.  Simulated at the
+    granularity of lane finish events (one numpy pass over the lanes per iteration in which a lane finishes)."""
+    a = np.asarray(tracks, np.int64)
+    if a.ndim not in (1, 2) or (a.size and a.min() < 0):
+        raise ValueError("tracks: per-history step counts >= 0, shape (n,) or (n, tracks)")
+    work = a.sum(axis=1) if a.ndim == 2 else a
+    k, c, warps = int(refill_min_idle), float(refill_cost), int(warps)
+    if warps < 1:
+        raise ValueError(f"warps={warps}: give at least one resident warp")
+    if not 1 <= k <= WARP:
+        raise ValueError(f"refill_min_idle={k}: give 1 .. {WARP} idle lanes")
+    if not c >= 0:
+        raise ValueError(f"refill_cost={refill_cost}: give a non-negative fraction of a step")
+    n, lanes = int(work.size), WARP * warps
+    dur = np.maximum(work, 1)           # a history without a step holds its lane for the iteration of its refill
+    fin = np.zeros(lanes, np.int64)     # iteration at which lane w * 32 + l is idle again (idle when fin <= t)
+    refills = np.zeros(warps, np.int64)
+    nxt = t = wait = 0
+    while nxt < n:
+        idle = fin <= t
+        thr = 1 if n - nxt <= lanes else k
+        if thr > 1:
+            idle &= np.repeat(idle.reshape(warps, WARP).sum(axis=1) >= thr, WARP)
+        take = np.flatnonzero(idle)[:n - nxt]     # (warp, lane) order: the order the counter serves them
+        fin[take] = t + dur[nxt:nxt + take.size]
+        got = np.zeros(warps, bool)
+        got[take // WARP] = True
+        refills += got
+        nxt += take.size
+        if nxt >= n:
+            break
+        busy = fin > t
+        n_idle = lanes - int(np.count_nonzero(busy))
+        if thr > 1 and n - nxt <= lanes and n_idle:
+            t_next = t + 1                        # the threshold drops to 1 from the next iteration
+        elif busy.any():
+            t_next = int(fin[busy].min())         # nothing changes until the next lane finishes
+        else:   # pragma: no cover - a warp with all lanes idle always refills while histories are left
+            raise AssertionError("persistent schedule: every lane idle with histories left")
+        wait += n_idle * (t_next - t)
+        t = t_next
+    span = fin.reshape(warps, WARP).max(axis=1)   # iterations of each warp (0: a warp that got no history)
+    steps, empty = int(work.sum()), int(np.count_nonzero(work == 0))
+    lane_iters = WARP * int(span.sum())
+    n_refills = int(refills.sum())
+    cost = lane_iters + WARP * c * n_refills
+    tail = lane_iters - steps - empty - wait
+
+    def frac(x: float) -> float:
+        return x / cost if cost else 0.0
+
+    return {"efficiency": steps / cost if cost else 1.0, "tail_fraction": frac(tail),
+            "refill_fraction": frac(WARP * c * n_refills), "wait_fraction": frac(wait),
+            "empty_fraction": frac(empty), "iterations": int(span.max()), "refills": n_refills,
+            "warps": warps, "refill_cost": c, "refill_min_idle": k}
+
+
 def history_steps(sim: Any, first: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(tracks, ledger) for histories [first, first + n) of ``sim`` (a mcproton.run.Simulation on the CPU backend),
     counted by the transport kernel itself in one launch (Params::history_steps).  ``tracks``: (n, S - 2) int64,
@@ -123,11 +236,17 @@ def history_steps(sim: Any, first: int, n: int) -> tuple[np.ndarray, np.ndarray]
     return counts[:, 2:].copy(), ledger
 
 
-def proxy(tracks: np.ndarray, threads: int) -> dict:
-    """The proxy's figures for per-history track step counts ``tracks`` (history_steps) and ``threads``."""
+def proxy(tracks: np.ndarray, threads: int, warps: int = PERSISTENT_WARPS_H200,
+          persistent_grid: Any = PERSISTENT_GRID) -> dict:
+    """The proxy's figures for per-history track step counts ``tracks`` (history_steps) and ``threads`` (the
+    grid-stride launch), and for the persistent loop on ``warps`` resident warps: ``persistent``, one
+    simt_efficiency_persistent dict per (refill_cost, refill_min_idle) of ``persistent_grid``, the first of which
+    is ``efficiency_persistent`` (its parameters: ``persistent_refill_cost``, ``persistent_refill_min_idle``)."""
     tracks = np.asarray(tracks, np.int64)
     total, primary = tracks.sum(axis=1), tracks[:, 0]
     eff = simt_efficiency(tracks, threads)
+    persistent = [simt_efficiency_persistent(total, warps, c, k) for c, k in persistent_grid]
+    head = persistent[0] if persistent else {}
     return {
         "efficiency": eff,
         "active_lanes": WARP * eff,
@@ -139,4 +258,9 @@ def proxy(tracks: np.ndarray, threads: int) -> dict:
         "secondary_step_fraction": float((total - primary).sum() / max(1, total.sum())),
         "histories_with_secondaries": float((total > primary).mean()) if total.size else 0.0,
         "histories_per_thread_max": -(-total.size // threads),
+        "efficiency_persistent": head.get("efficiency"),
+        "persistent_refill_cost": head.get("refill_cost"),
+        "persistent_refill_min_idle": head.get("refill_min_idle"),
+        "persistent_warps": int(warps),
+        "persistent": persistent,
     }

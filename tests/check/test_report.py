@@ -136,3 +136,120 @@ def test_report_html_opens_in_headless_chromium_without_errors(report, tmp_path)
     assert "mcproton check" in p.stdout and "FAIL" in p.stdout
     console = [ln for ln in p.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln or "ERR_" in ln]
     assert console == [], "\n".join(console)
+
+
+# ---- the figures as an API: CheckResult.figures() / save_figures() (issue 13, item 4)
+FIGURES = ["planes", "histograms", "dvh", "beam_1", "beam_2"]   # the report's order
+
+
+def _main_axes(fig):
+    """The plot axes of a figure, without its colour bars (those carry the '<colorbar>' label)."""
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
+def test_figures_are_the_reports_figures_with_their_data(report):
+    """figures(): the names in the report's order, each a matplotlib Figure whose axes hold the check's data; and
+    each PNG-encoded as the report encodes it is byte for byte the image embedded in check.html (one plot code)."""
+    import base64
+
+    from matplotlib.figure import Figure
+
+    from mcproton._check.report import REPORT_DPI, _beam_plane, _png
+    from mcproton.dvh import cumulative_dvh
+
+    figs = report.figures()
+    assert list(figs) == FIGURES and all(isinstance(f, Figure) for f in figs.values())
+    nz, ny, nx = report.tps_gy_zyx.shape
+    planes = _main_axes(figs["planes"])
+    assert len(planes) == 12     # axial, coronal, sagittal x (TPS, MC, MC - TPS, gamma)
+    shapes = [ax.get_images()[0].get_array().shape for ax in planes]
+    assert shapes == [(ny, nx)] * 4 + [(nz, nx)] * 4 + [(nz, ny)] * 4
+    tps_img = np.asarray(planes[0].get_images()[0].get_array())
+    k = int(round(float(np.argwhere(report.masks["PTV"]).mean(axis=0)[0])))    # the axial plane: PTV centroid
+    assert np.array_equal(tps_img, report.tps_gy_zyx[k])
+    # DVH: TPS (solid) and MC (dashed) per structure, the curves of mcproton.dvh
+    ax = _main_axes(figs["dvh"])[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert set(lines) == {"PTV TPS", "PTV MC", "External TPS", "External MC"}
+    top = max(float(report.tps_gy_zyx.max()), float(report.mc_gy_zyx.max())) * 1.05
+    lv, frac = cumulative_dvh(report.mc_gy_zyx, report.masks["PTV"], bins=300, d_max=top)
+    assert np.allclose(lines["PTV MC"].get_xdata(), lv) and np.allclose(lines["PTV MC"].get_ydata(), 100 * frac)
+    assert lines["PTV MC"].get_linestyle() == "--" and lines["PTV TPS"].get_linestyle() == "-"
+    # histograms: 3-D gamma (three criteria) and the dose difference
+    hg, hd = _main_axes(figs["histograms"])
+    assert len(hg.patches) == 3 and len(hd.patches) == 80
+    assert sum(p.get_height() for p in hd.patches) == report.dose_difference["values_pct"].size
+    # per beam: TPS, MC, difference, gamma in the beam's plane; the distal dR80 map and histogram
+    for b in (1, 2):
+        axs = _main_axes(figs[f"beam_{b}"])
+        assert len(axs) == 6
+        tps_plane = _beam_plane(report, b)[1]
+        assert np.array_equal(np.asarray(axs[0].get_images()[0].get_array()), tps_plane)
+        assert [ax.get_images()[0].get_array().shape for ax in axs[:4]] == [tps_plane.shape] * 4
+        assert len(axs[4].collections[0].get_offsets()) == report.ranges[b]["rays"] > 0
+    page = Path(report.report_html).read_text(encoding="utf-8")
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert embedded == [_png(figs[n]) for n in FIGURES], "figures() differ from the report's images"
+    assert base64.b64decode(embedded[0])[:8] == b"\x89PNG\r\n\x1a\n" and REPORT_DPI == 90
+    # a subset, in the order asked; unknown names are refused with the names there are
+    assert list(report.figures(["beam_2", "dvh"])) == ["beam_2", "dvh"] and list(report.figures("dvh")) == ["dvh"]
+    with pytest.raises(ValueError, match="no figure named 'beam_3'.*planes, histograms, dvh, beam_1, beam_2"):
+        report.figures(["beam_3"])
+
+
+def test_save_figures_writes_readable_files(report, tmp_path):
+    import matplotlib.image as mpimg
+
+    paths = report.save_figures(tmp_path / "figs")
+    assert paths == [tmp_path / "figs" / f"{n}.png" for n in FIGURES]
+    sizes = {"planes": (15, 11), "histograms": (11, 3.8), "dvh": (8, 4.8), "beam_1": (14, 8.2), "beam_2": (14, 8.2)}
+    for n, p in zip(FIGURES, paths):
+        img = mpimg.imread(p)                       # decodes the PNG: height x width x RGBA at the report's dpi
+        w, h = sizes[n]
+        assert img.shape == (round(h * 90), round(w * 90), 4), n
+        assert img[..., :3].std() > 0.05, n        # not blank
+    assert sorted(q.name for q in (tmp_path / "figs").iterdir()) == sorted(f"{n}.png" for n in FIGURES)  # no temp
+    svg = report.save_figures(tmp_path / "svg", fmt="svg", names=["dvh"])
+    assert svg == [tmp_path / "svg" / "dvh.svg"] and "<svg" in svg[0].read_text()[:500]
+    (hi,) = report.save_figures(tmp_path / "hi", names="histograms", dpi=45)
+    assert mpimg.imread(hi).shape[:2] == (round(3.8 * 45), round(11 * 45))
+    with pytest.raises(ValueError, match="fmt 'bmpx'"):
+        report.save_figures(tmp_path / "bad", fmt="bmpx")
+    assert not (tmp_path / "bad").exists()           # refused before anything is built or written
+
+
+def test_figures_of_many_results_leave_no_open_figure(report, base, tmp_path):  # noqa: F811
+    """Research scripts over many plans: figures() and save_figures() add nothing to pyplot's open figures, and a
+    figure is freed once the script drops it (no registry holds it)."""
+    import gc
+    import weakref
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mcproton._check.api import check
+
+    d = base["dir"]
+    other = check(plan=d / "RP.dcm", dose=_tps(base, "rep_plan_low", base["blob"]), ct=d / "ct",
+                  struct=d / "RS.dcm", beam_model="dcpt_v2", mc=_fake_mc(base, 0.97), **FAST)   # no out: no report
+    assert other.report_html is None and list(other.figures()) == ["planes", "histograms", "dvh", "beam_1",
+                                                                     "beam_2"]
+    before = len(plt.get_fignums())
+    refs = []
+    for n, res in enumerate((report, other, report, other)):
+        figs = res.figures()
+        refs += [weakref.ref(f) for f in figs.values()]
+        res.save_figures(tmp_path / str(n), names=["dvh", "histograms"])
+        del figs
+    assert len(plt.get_fignums()) == before
+    gc.collect()
+    assert all(r() is None for r in refs)             # nothing kept a figure alive
+
+
+def test_figures_need_the_dose_arrays(report):
+    import dataclasses
+
+    with pytest.raises(ValueError, match="no dose arrays"):
+        dataclasses.replace(report, tps_gy_zyx=None).figures()
