@@ -564,6 +564,14 @@ MCP_HOST_DEVICE void count_track_steps(int64_t* history_steps, int64_t i, int64_
     if (p.tallies.history_steps) count_track_steps(p.tallies.history_steps, item, L.steps, end)
 #endif
 
+/* Lanes of a GPU warp that must want a new history before they fetch one together (1: each at once).  A measuring
+ * knob: MCPROTON_CUDA_REFILL_MIN_IDLE (mcproton/_backend/cuda.py) sets it at compile time; the SIMT proxy models it
+ * (mcproton/_kernels/simt.py, refill_min_idle).  On the CPU a thread is its own warp (mcp_warp_vote), so a value
+ * above 1 changes the loop's form there but never makes a thread wait (tests/engine/test_work_distribution.py). */
+#ifndef MCP_REFILL_MIN_IDLE
+#define MCP_REFILL_MIN_IDLE 1
+#endif
+
 /* The lane's history in flight: its index in the launch, its secondary stack and the next secondary's id. */
 struct LaneHistory {
     int64_t i;
@@ -646,6 +654,7 @@ MCP_KERNEL void mcp_transport(const Params* MCP_RESTRICT params, uint64_t first_
     TrackState ts;
     /* One loop, one step per iteration (not a loop over tracks around a loop over steps, where a warp's lanes would
      * wait at the inner loop's exit for the warp's longest track). */
+#if MCP_REFILL_MIN_IDLE <= 1
     bool busy = next_track(p, wc, first_history, n_histories, h, ts, L);
     while (busy) {
         if (!track_step(p, sc, ts, h.stack, h.n_stack, h.next_id, L)) {
@@ -653,6 +662,18 @@ MCP_KERNEL void mcp_transport(const Params* MCP_RESTRICT params, uint64_t first_
             busy = next_track(p, wc, first_history, n_histories, h, ts, L);
         }
     }
+#else
+    /* A new history waits until MCP_REFILL_MIN_IDLE lanes of the warp need one (or every lane does), so that the
+     * lanes start their histories together; a secondary of the lane's own history is taken at once. */
+    bool busy = true, alive = false;
+    while (busy) {
+        if (alive && !track_step(p, sc, ts, h.stack, h.n_stack, h.next_id, L)) alive = false;
+        const bool wants_history = !alive && h.n_stack == 0;
+        const WarpVote v = mcp_warp_vote(wants_history);
+        if (wants_history && v.yes < MCP_REFILL_MIN_IDLE && v.yes < v.lanes) continue;
+        if (!alive) busy = alive = next_track(p, wc, first_history, n_histories, h, ts, L);
+    }
+#endif
     flush_ledger(p, L);
     MCP_PARALLEL_END
 }
