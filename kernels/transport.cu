@@ -1,7 +1,9 @@
 /* \file transport.cu
  * The transport kernel: the only file with production entry points (probes.cu holds test-only ones).
  *
- * One thread transports one whole history (the primary and its secondary protons) at a time:
+ * A persistent, step-granular loop (mcp_transport): each thread runs one transport step of its current track per
+ * iteration (track_step, over one TrackState) and, when the track ends, takes the next one at once: a secondary
+ * of its history from its stack, else the next history from a shared counter (next_track).  The tracks:
  * condensed-history steps limited by the maximum fractional energy loss, the maximum step, the distance to
  * the next hard nuclear event (majorant sampling) and the first face of a voxel of another material; a step
  * runs on through voxels of the same material (geometry/voxel_grid.h VoxelWalk).  Per step: CSDA energy loss

@@ -18,8 +18,9 @@ def tuning_from_env() -> tuple[tuple[str, ...], int]:
     """(extra NVRTC options, threads per block) from the occupancy-tuning knobs MCPROTON_CUDA_MAXREG (a register
     cap per thread: 94 registers and no spills by default for the persistent kernel, 182 for the one before it),
     MCPROTON_CUDA_REFILL_MIN_IDLE (lanes of a warp that must want a new history before they fetch one together,
-    1-32, default 1: kernels/transport.cu MCP_REFILL_MIN_IDLE) and MCPROTON_CUDA_BLOCK (default 128).  For measuring on a GPU (scripts/gpu_check.sh),
-    not for production runs; both are recorded in the provenance (compile options, device)."""
+    1-32, default 1: kernels/transport.cu MCP_REFILL_MIN_IDLE) and MCPROTON_CUDA_BLOCK (default 128).  For
+    measuring on a GPU (scripts/gpu_check.sh), not for production runs; all are recorded in the provenance
+    (compile options, device)."""
     import os
 
     extra: tuple[str, ...] = ()

@@ -18,10 +18,10 @@ step (every step costs the same, on every lane):
 
 * ``efficiency`` (the old kernel's headline figure): the lanes of a warp wait for each other at the end of every
   track (the step loop of the old kernel's ``transport_track`` is where the lanes diverged; they reconverged where
-  it returned, before the next track of the secondary loop and before the next history of the grid-stride loop).  Per grid-stride iteration a
-  warp runs its primaries in lock-step (as long as the longest), then the 1st secondary of every lane that has
-  one (as long as the longest of those), then the 2nd, ...  Efficiency = sum of all steps / (32 x sum over warps,
-  iterations and track ranks of the longest lane).
+  it returned, before the next track of the secondary loop and before the next history of the grid-stride loop).
+  Per grid-stride iteration a warp runs its primaries in lock-step (as long as the longest), then the 1st
+  secondary of every lane that has one (as long as the longest of those), then the 2nd, ...  Efficiency = sum of
+  all steps / (32 x sum over warps, iterations and track ranks of the longest lane).
 * ``efficiency_primary_then_secondaries``: the lanes wait for each other after the primary and after all the
   secondaries (a lane's secondaries overlap the other lanes' ones): max(primary) + max(sum of the secondaries).
 * ``efficiency_history_sync``: the lanes wait for each other only at the end of a history: max(whole history).

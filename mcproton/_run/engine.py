@@ -187,7 +187,6 @@ class Simulation:
         DeviceAccumulator)."""
         if not self.sparse_batches:
             raise RuntimeError("run_histories_sparse needs the cpu backend; use run_histories")
-        b = self.backend
         if not self._tallies_zero:
             self._zero_tallies()
         # False until the touched blocks are read and cleared below (an error in between must not leave this
