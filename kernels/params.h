@@ -140,6 +140,8 @@
     X(int64_t*, ledger, "[N_LEDGER]") \
     X(uint8_t*, touched, "see below") \
     X(int64_t*, history_steps, "see below") \
+    X(int64_t*, work_next, "GPU: the next history of the launch to hand out (persistent loop), zeroed by the " \
+      "host before every launch; null: thread t takes histories t, t + T, ... (the CPU has its own counter)") \
     X(int64_t, tally_stride, "CPU: voxels per tally slot (0 = one shared, atomic tally)") \
     X(int32_t, n_slots, "CPU: tally slots; thread t writes slot t % n_slots (atomically when threads " \
       "share)") \

@@ -1,7 +1,9 @@
 /* \file transport.cu
  * The transport kernel: the only file with production entry points (probes.cu holds test-only ones).
  *
- * One thread transports one whole history (the primary and its secondary protons) at a time:
+ * A persistent, step-granular loop (mcp_transport): each thread runs one transport step of its current track per
+ * iteration (track_step, over one TrackState) and, when the track ends, takes the next one at once: a secondary
+ * of its history from its stack, else the next history from a shared counter (next_track).  The tracks:
  * condensed-history steps limited by the maximum fractional energy loss, the maximum step, the distance to
  * the next hard nuclear event (majorant sampling) and the first face of a voxel of another material; a step
  * runs on through voxels of the same material (geometry/voxel_grid.h VoxelWalk).  Per step: CSDA energy loss
@@ -199,7 +201,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void emit_proton(const Params& p, const Track& t
  * p-p elastic: isotropic in the centre-of-mass system (nearly so at 30-300 MeV, SAID), relativistic kinematics
  * of equal masses: T1 = T (1 + cos theta_cm) / 2, T2 = T - T1, lab angles from pp_elastic_cos_lab (kinematics.h),
  * the two protons at opposite azimuths. */
-MCP_FORCEINLINE MCP_HOST_DEVICE bool nuclear_event(const Params& p, const Scorer& sc, Track& t, int64_t vox, int mat,
+MCP_RARE MCP_HOST_DEVICE bool nuclear_event(const Params& p, const Scorer& sc, Track& t, int64_t vox, int mat,
                                                    float sigma_max, Rng& rng, Track* stack, int& n_stack,
                                                    uint32_t& next_id, HistoryLedger& L)
 {
@@ -255,121 +257,185 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool nuclear_event(const Params& p, const Scorer
     return false;
 }
 
-/* Transport one proton until it stops, leaves the grid or is absorbed in a nonelastic event. */
-MCP_HOST_DEVICE void transport_track(const Params& p, const Scorer& sc, Track t, uint64_t history, Track* stack, int& n_stack,
-                                     uint32_t& next_id, HistoryLedger& L)
-{
-    VoxelIndex vi;
-    if (!locate(p, t.x, t.y, t.z, vi)) {
-        L.escaped += ledger_units(t.energy);
-        return;
-    }
+/* The state of one track in flight, all that one transport step reads and writes (the seam of the step phases
+ * below and of the persistent loop of mcp_transport): the track itself, its random stream, its voxel, the
+ * scattering power's reference p1v1 (at the track's start), the mean free paths left to the next hard nuclear
+ * event, and the loop iterations so far (the MCP_MAX_STEPS guard). */
+struct TrackState {
+    Track t;
     Rng rng;
-    rng_init(rng, p.options.seed, history, t.id);
-    const float p1v1 = proton_pv(t.energy);
-    float nuc_left = (p.options.flags & MCP_FLAG_NUCLEAR) ? rng_exponential(rng) : MCP_INFINITY;
+    VoxelIndex vi;
+    float p1v1, nuc_left;
+    int iterations;
+};
 
-    for (int step = 0; step < MCP_MAX_STEPS; ++step) {
-        const int64_t vox = linear_index(p, vi);
-        const int mat = p.grid.material_index[vox];
-        const float rho = p.grid.density[vox];
-        if (rho < MCP_VACUUM_DENSITY) {
-            const VoxelExit ex = voxel_exit(p, vi, t.x, t.y, t.z, t.u, t.v, t.w);
-            const float d_vox = ex.distance;
-            t.x += d_vox * t.u; t.y += d_vox * t.v; t.z += d_vox * t.w;
-            cross_face(p, vi, ex.axis, ex.axis == 0 ? t.u : (ex.axis == 1 ? t.v : t.w), t.x, t.y, t.z);
-            if (!locate(p, t.x, t.y, t.z, vi)) { L.escaped += ledger_units(t.energy); return; }
-            continue;
-        }
-        ++L.steps;
-        const EnergyPoint ep = lookup_energy(p, mat, t.energy);
-
-        /* Step limits in mass thickness (g/cm2): the energy-loss fraction and the next hard nuclear event;
-         * in length: the maximum step.  The step runs on through neighbouring voxels of the same material
-         * (any density: the physics below is in mass thickness) and ends at the first face of a voxel of
-         * another material, of vacuum or of the grid (LIMIT_BOUNDARY). */
-        const float m_phys = p.options.max_eloss_fraction * t.energy / ep.stop;
-        const float m_nuc = nuc_left / ep.hard_max;
-        int limit = m_nuc < m_phys ? LIMIT_NUCLEAR : LIMIT_PHYSICS;
-        const float m_lim = mcp_min(m_phys, m_nuc);
-        const VoxelWalk walk0 = walk_begin(p, vi, vox, t.x, t.y, t.z, t.u, t.v, t.w);
-        VoxelWalk wk = walk0;
-        float s = 0.0f, m = 0.0f, t0 = 0.0f, rho_k = rho;
-        int n_seg = 0, end_axis = 0;
-        for (;;) {
-            int ax;
-            const float t1 = walk_exit(wk, ax);
-            ++n_seg;
-            const float s_mass = t0 + (m_lim - m) / rho_k;  /* where the mass limit falls, if in this voxel */
-            if (s_mass <= t1 || p.options.max_step <= t1) {
-                if (p.options.max_step < s_mass) { s = p.options.max_step; limit = LIMIT_PHYSICS; }
-                else s = s_mass;
-                s = mcp_max(s, t0);
-                m += rho_k * (s - t0);
-                break;
-            }
-            m += rho_k * (t1 - t0);
-            const VoxelWalk here = wk;
-            const float dir = ax == 0 ? t.u : (ax == 1 ? t.v : t.w);
-            if (n_seg >= MCP_MAX_SEGMENTS || !walk_next(p, wk, ax, dir)
-                || p.grid.material_index[wk.vox] != mat
-                || p.grid.density[wk.vox] < MCP_VACUUM_DENSITY) {
-                wk = here;
-                s = t1;
-                limit = LIMIT_BOUNDARY;
-                end_axis = ax;
-                break;
-            }
-            rho_k = p.grid.density[wk.vox];
-            t0 = t1;
-        }
-        const VoxelIndex v_end = wk.v;
-        const int64_t vox_end = wk.vox;
-
-        /* CSDA energy loss through the range table. */
-        const float r_after = ep.range - m;
-        if (r_after <= material_prop(p, mat, MAT_RANGE_CUT)) {
-            /* The proton stops within this step (only for a residual range of microns, since the step loses
-             * at most max_eloss_fraction of the energy): residual energy deposited here. */
-            score_proton_step(sc, vox, t.energy, energy_column(ep, COL_SPR_W), ep.stop * rho * 0.1f);
-            return;
-        }
-        float e_mid, s1;
-        const float de = sample_step_loss(p, mat, ep, t.energy, m, e_mid, s1, rng);
-        {
-            const float sm = n_seg > 1 ? stopping_at(p, mat, energy_from_range(p, mat, ep.range - 0.5f * m)) : 0.0f;
-            score_step_segments(p, sc, walk0, n_seg, s, rho, m, de, ep.stop, sm, s1, energy_column(ep, COL_SPR_W),
-                                t.u, t.v, t.w);
-        }
-        t.energy -= de;
-        nuc_left -= m * ep.hard_max;
-
-        const float dir_on_axis = end_axis == 0 ? t.u : (end_axis == 1 ? t.v : t.w);
-        /* Multiple Coulomb scattering: deflection and correlated lateral displacement (msc.h). */
-        move_step(p, mat, t, s, m, e_mid, p1v1, rng);
-
-        if (limit == LIMIT_NUCLEAR) {
-            if (!nuclear_event(p, sc, t, vox_end, mat, ep.hard_max, rng, stack, n_stack, next_id, L)) return;
-            nuc_left = rng_exponential(rng);
-        }
-        if (t.energy <= p.options.e_cut) {
-            if (t.energy > 0.0f) deposit_local_proton(p, sc, vox_end, mat, t.energy);
-            return;
-        }
-        if (limit == LIMIT_BOUNDARY) {
-            /* the face crossed is decided by the pre-step direction (the one the walk used) */
-            cross_face(p, v_end, end_axis, dir_on_axis, t.x, t.y, t.z);
-        }
-        if (!locate(p, t.x, t.y, t.z, vi)) {
-            L.escaped += ledger_units(t.energy);
-            return;
-        }
+/* Phase 0, a track's start: locate it in the grid and open its random stream (seed, history, track id).
+ * Returns false when it starts outside the grid (its energy escapes). */
+MCP_FORCEINLINE MCP_HOST_DEVICE bool track_begin(const Params& p, const Track& t, uint64_t history, TrackState& ts,
+                                                 HistoryLedger& L)
+{
+    ts.t = t;
+    if (!locate(p, t.x, t.y, t.z, ts.vi)) {
+        L.escaped += ledger_units(t.energy);
+        return false;
     }
-    /* Too many steps: a numerical problem.  Deposit locally and count it (reported by Python). */
-    VoxelIndex last;
-    if (locate(p, t.x, t.y, t.z, last)) score_local(sc, linear_index(p, last), t.energy, 1.0f);
-    else L.escaped += ledger_units(t.energy);
-    ++L.errors;
+    rng_init(ts.rng, p.options.seed, history, t.id);
+    ts.p1v1 = proton_pv(t.energy);
+    ts.nuc_left = (p.options.flags & MCP_FLAG_NUCLEAR) ? rng_exponential(ts.rng) : MCP_INFINITY;
+    ts.iterations = 0;
+    return true;
+}
+
+/* Phase 1 for a voxel of vacuum (density below MCP_VACUUM_DENSITY): fly straight to its far face and into the
+ * next voxel.  Returns false when the track leaves the grid. */
+MCP_RARE MCP_HOST_DEVICE bool cross_vacuum_voxel(const Params& p, TrackState& ts, HistoryLedger& L)
+{
+    Track& t = ts.t;
+    const VoxelExit ex = voxel_exit(p, ts.vi, t.x, t.y, t.z, t.u, t.v, t.w);
+    const float d_vox = ex.distance;
+    t.x += d_vox * t.u; t.y += d_vox * t.v; t.z += d_vox * t.w;
+    cross_face(p, ts.vi, ex.axis, ex.axis == 0 ? t.u : (ex.axis == 1 ? t.v : t.w), t.x, t.y, t.z);
+    if (!locate(p, t.x, t.y, t.z, ts.vi)) { L.escaped += ledger_units(t.energy); return false; }
+    return true;
+}
+
+/* What phase 1 decides for a step: its length s (cm) and mass thickness m (g/cm2), what limits it, the voxels its
+ * chord crosses (n_seg, replayed from walk0 when the energy loss is shared), and where it ends. */
+struct StepPlan {
+    VoxelWalk walk0;
+    VoxelIndex v_end;
+    int64_t vox_end;
+    float s, m;
+    int n_seg, limit, end_axis;
+};
+
+/* Phase 1, the step limit and the voxel walk.  Step limits in mass thickness (g/cm2): the energy-loss fraction and
+ * the next hard nuclear event; in length: the maximum step.  The step runs on through neighbouring voxels of the
+ * same material (any density: the physics is in mass thickness) and ends at the first face of a voxel of another
+ * material, of vacuum or of the grid (LIMIT_BOUNDARY). */
+MCP_FORCEINLINE MCP_HOST_DEVICE StepPlan plan_step(const Params& p, const TrackState& ts, int64_t vox, int mat,
+                                                   float rho, const EnergyPoint& ep)
+{
+    const Track& t = ts.t;
+    StepPlan sp;
+    const float m_phys = p.options.max_eloss_fraction * t.energy / ep.stop;
+    const float m_nuc = ts.nuc_left / ep.hard_max;
+    int limit = m_nuc < m_phys ? LIMIT_NUCLEAR : LIMIT_PHYSICS;
+    const float m_lim = mcp_min(m_phys, m_nuc);
+    sp.walk0 = walk_begin(p, ts.vi, vox, t.x, t.y, t.z, t.u, t.v, t.w);
+    VoxelWalk wk = sp.walk0;
+    float s = 0.0f, m = 0.0f, t0 = 0.0f, rho_k = rho;
+    int n_seg = 0, end_axis = 0;
+    for (;;) {
+        int ax;
+        const float t1 = walk_exit(wk, ax);
+        ++n_seg;
+        const float s_mass = t0 + (m_lim - m) / rho_k;  /* where the mass limit falls, if in this voxel */
+        if (s_mass <= t1 || p.options.max_step <= t1) {
+            if (p.options.max_step < s_mass) { s = p.options.max_step; limit = LIMIT_PHYSICS; }
+            else s = s_mass;
+            s = mcp_max(s, t0);
+            m += rho_k * (s - t0);
+            break;
+        }
+        m += rho_k * (t1 - t0);
+        const VoxelWalk here = wk;
+        const float dir = ax == 0 ? t.u : (ax == 1 ? t.v : t.w);
+        if (n_seg >= MCP_MAX_SEGMENTS || !walk_next(p, wk, ax, dir)
+            || p.grid.material_index[wk.vox] != mat
+            || p.grid.density[wk.vox] < MCP_VACUUM_DENSITY) {
+            wk = here;
+            s = t1;
+            limit = LIMIT_BOUNDARY;
+            end_axis = ax;
+            break;
+        }
+        rho_k = p.grid.density[wk.vox];
+        t0 = t1;
+    }
+    sp.v_end = wk.v;
+    sp.vox_end = wk.vox;
+    sp.s = s;
+    sp.m = m;
+    sp.n_seg = n_seg;
+    sp.limit = limit;
+    sp.end_axis = end_axis;
+    return sp;
+}
+
+/* Phase 2, the energy loss and its scoring: CSDA loss through the range table with straggling, shared among the
+ * voxels of the step (score_step_segments).  Returns the mid-step energy (for the scattering power); the track's
+ * energy and nuclear path are updated.  Returns false when the proton stops within the step (only for a residual
+ * range of microns, since a step loses at most max_eloss_fraction of the energy): its residual energy is
+ * deposited here. */
+MCP_FORCEINLINE MCP_HOST_DEVICE bool lose_energy(const Params& p, const Scorer& sc, TrackState& ts, const StepPlan& sp,
+                                                 int64_t vox, int mat, float rho, const EnergyPoint& ep, float& e_mid)
+{
+    Track& t = ts.t;
+    const float m = sp.m;
+    const float r_after = ep.range - m;
+    if (r_after <= material_prop(p, mat, MAT_RANGE_CUT)) {
+        score_proton_step(sc, vox, t.energy, energy_column(ep, COL_SPR_W), ep.stop * rho * 0.1f);
+        return false;
+    }
+    float s1;
+    const float de = sample_step_loss(p, mat, ep, t.energy, m, e_mid, s1, ts.rng);
+    {
+        const float sm = sp.n_seg > 1 ? stopping_at(p, mat, energy_from_range(p, mat, ep.range - 0.5f * m)) : 0.0f;
+        score_step_segments(p, sc, sp.walk0, sp.n_seg, sp.s, rho, m, de, ep.stop, sm, s1, energy_column(ep, COL_SPR_W),
+                            t.u, t.v, t.w);
+    }
+    t.energy -= de;
+    ts.nuc_left -= m * ep.hard_max;
+    return true;
+}
+
+/* One transport step of the track in ts (one iteration of the persistent loop): the phases
+ *   1 plan_step (step limit, voxel walk; cross_vacuum_voxel for vacuum), 2 lose_energy (energy loss, straggling,
+ *   scoring), 3 move_step (multiple Coulomb scattering), 4 nuclear_event (at a sampled hard event),
+ *   5 the cut-off, the face crossing and the next voxel.
+ * Returns false when the track has ended (stopped, left the grid, absorbed in a nonelastic event); its secondaries
+ * are then on the stack. */
+MCP_FORCEINLINE MCP_HOST_DEVICE bool track_step(const Params& p, const Scorer& sc, TrackState& ts, Track* stack,
+                                                int& n_stack, uint32_t& next_id, HistoryLedger& L)
+{
+    Track& t = ts.t;
+    if (ts.iterations++ >= MCP_MAX_STEPS) {
+        /* Too many steps: a numerical problem.  Deposit locally and count it (reported by Python). */
+        VoxelIndex last;
+        if (locate(p, t.x, t.y, t.z, last)) score_local(sc, linear_index(p, last), t.energy, 1.0f);
+        else L.escaped += ledger_units(t.energy);
+        ++L.errors;
+        return false;
+    }
+    const int64_t vox = linear_index(p, ts.vi);
+    const int mat = p.grid.material_index[vox];
+    const float rho = p.grid.density[vox];
+    if (rho < MCP_VACUUM_DENSITY) return cross_vacuum_voxel(p, ts, L);
+    ++L.steps;
+    const EnergyPoint ep = lookup_energy(p, mat, t.energy);
+    const StepPlan sp = plan_step(p, ts, vox, mat, rho, ep);
+    float e_mid;
+    if (!lose_energy(p, sc, ts, sp, vox, mat, rho, ep, e_mid)) return false;
+    const float dir_on_axis = sp.end_axis == 0 ? t.u : (sp.end_axis == 1 ? t.v : t.w);
+    move_step(p, mat, t, sp.s, sp.m, e_mid, ts.p1v1, ts.rng);
+    if (sp.limit == LIMIT_NUCLEAR) {
+        if (!nuclear_event(p, sc, t, sp.vox_end, mat, ep.hard_max, ts.rng, stack, n_stack, next_id, L)) return false;
+        ts.nuc_left = rng_exponential(ts.rng);
+    }
+    if (t.energy <= p.options.e_cut) {
+        if (t.energy > 0.0f) deposit_local_proton(p, sc, sp.vox_end, mat, t.energy);
+        return false;
+    }
+    if (sp.limit == LIMIT_BOUNDARY) {
+        /* the face crossed is decided by the pre-step direction (the one the walk used) */
+        cross_face(p, sp.v_end, sp.end_axis, dir_on_axis, t.x, t.y, t.z);
+    }
+    if (!locate(p, t.x, t.y, t.z, ts.vi)) {
+        L.escaped += ledger_units(t.energy);
+        return false;
+    }
+    return true;
 }
 
 /* Random stream of a history's passage through its spot's range shifter (distinct from the source stream
@@ -486,7 +552,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void flush_ledger(const Params& p, const History
  * Compiled for the CPU only: the GPU kernel stays as it is (the hooks cost it 8-10 registers, nvcc 13.0 sm_90),
  * and its step counts follow the same distributions (same physics, same random-number streams). */
 #if MCP_DEVICE_COMPILE
-#define MCP_COUNT_TRACK_STEPS(end)
+#define MCP_COUNT_TRACK_STEPS(item, end)
 #else
 MCP_HOST_DEVICE void count_track_steps(int64_t* history_steps, int64_t i, int64_t steps, bool end)
 {
@@ -496,51 +562,120 @@ MCP_HOST_DEVICE void count_track_steps(int64_t* history_steps, int64_t i, int64_
     h[2 + k] += steps - h[0];
     h[1] += 1;
 }
-#define MCP_COUNT_TRACK_STEPS(end) \
-    if (p.tallies.history_steps) count_track_steps(p.tallies.history_steps, i, L.steps, end)
+#define MCP_COUNT_TRACK_STEPS(item, end) \
+    if (p.tallies.history_steps) count_track_steps(p.tallies.history_steps, item, L.steps, end)
 #endif
 
-/* Transport histories first_history .. first_history + n_histories - 1 into the tallies of `params`. */
+/* Lanes of a GPU warp that must want a new history before they fetch one together (1: each at once).  A measuring
+ * knob: MCPROTON_CUDA_REFILL_MIN_IDLE (mcproton/_backend/cuda.py) sets it at compile time; the SIMT proxy models it
+ * (mcproton/_kernels/simt.py, refill_min_idle).  On the CPU a thread is its own warp (mcp_warp_vote), so a value
+ * above 1 changes the loop's form there but never makes a thread wait (tests/engine/test_work_distribution.py). */
+#ifndef MCP_REFILL_MIN_IDLE
+#define MCP_REFILL_MIN_IDLE 1
+#endif
+
+/* The lane's history in flight: its index in the launch, its secondary stack and the next secondary's id. */
+struct LaneHistory {
+    int64_t i;
+    uint64_t history;
+    Track stack[MCP_MAX_STACK];
+    int n_stack;
+    uint32_t next_id;
+};
+
+/* A new history's primary, from the source to the grid: source sampling (its own random stream), the range
+ * shifter of its spot, the flight to the grid.  Returns false when it never reaches the grid (missed, or ended in
+ * the shifter); else the primary track at the grid's surface in t. */
+MCP_RARE MCP_HOST_DEVICE bool start_history(const Params& p, uint64_t history, Track& t, HistoryLedger& L)
+{
+    Rng src;
+    rng_init(src, p.options.seed, history, MCP_STREAM_SOURCE);
+    Primary pr = sample_primary(p, src);
+    L.incident += ledger_units(pr.energy);
+    ++L.primaries;
+    const Spot& spot = p.source.spots[pr.spot];
+    if (spot.rs_thickness_cm > 0.0f && !traverse_shifter(p, spot, pr, history, L)) return false;
+    const float d = distance_to_grid(p, pr.x, pr.y, pr.z, pr.u, pr.v, pr.w);
+    if (d < 0.0f || pr.energy <= p.options.e_cut) {
+        L.missed += ledger_units(pr.energy);
+        return false;
+    }
+    const float a = d + MCP_BOUNDARY_PUSH;
+    t.x = pr.x + a * pr.u; t.y = pr.y + a * pr.v; t.z = pr.z + a * pr.w;
+    t.u = pr.u; t.v = pr.v; t.w = pr.w;
+    t.energy = pr.energy;
+    t.id = 0;
+    return true;
+}
+
+/* Refill a lane whose track has ended: the next secondary of its history (last in, first out), else the primary of
+ * the next history that the work cursor hands out.  Returns false when the launch has no work left. */
+MCP_FORCEINLINE MCP_HOST_DEVICE bool next_track(const Params& p, WorkCursor& wc, uint64_t first_history,
+                                                int64_t n_histories, LaneHistory& h, TrackState& ts, HistoryLedger& L)
+{
+    for (;;) {
+        if (h.n_stack > 0) {
+            const Track s = h.stack[--h.n_stack];
+            MCP_COUNT_TRACK_STEPS(h.i, false);
+            if (track_begin(p, s, h.history, ts, L)) return true;
+            MCP_COUNT_TRACK_STEPS(h.i, true);
+            continue;
+        }
+        h.i = mcp_next_item(wc);
+        if (h.i >= n_histories) return false;
+        h.history = first_history + (uint64_t)h.i;
+        h.n_stack = 0;
+        h.next_id = 1;
+        Track t;
+        if (!start_history(p, h.history, t, L)) continue;
+        MCP_COUNT_TRACK_STEPS(h.i, false);
+        if (track_begin(p, t, h.history, ts, L)) return true;
+        MCP_COUNT_TRACK_STEPS(h.i, true);
+    }
+}
+
+/* Transport histories first_history .. first_history + n_histories - 1 into the tallies of `params`.
+ * A persistent, step-granular loop: each thread (a GPU lane) runs one transport step of its current track per
+ * iteration, and when the track ends takes the next one at once (next_track: its history's next secondary, else
+ * the next history from the work cursor), so that on the GPU the lanes of a warp do not wait for the warp's
+ * longest history or for one lane's secondaries.  Each track's random numbers are its own stream (seed, history,
+ * track id) and the tallies are integers, so the result does not depend on which thread runs what. */
 MCP_KERNEL void mcp_transport(const Params* MCP_RESTRICT params, uint64_t first_history, int64_t n_histories)
 {
     const Params& p = *params;
+    MCP_WORK_COUNTER(counter, p.tallies.work_next)
     MCP_PARALLEL_BEGIN
     HistoryLedger L = {};
     const Scorer sc = make_scorer(p);
-    MCP_FOR_EACH_ITEM(i, n_histories)
-    {
-        const uint64_t history = first_history + (uint64_t)i;
-        Rng src;
-        rng_init(src, p.options.seed, history, MCP_STREAM_SOURCE);
-        Primary pr = sample_primary(p, src);
-        L.incident += ledger_units(pr.energy);
-        ++L.primaries;
-        const Spot& spot = p.source.spots[pr.spot];
-        if (spot.rs_thickness_cm > 0.0f && !traverse_shifter(p, spot, pr, history, L)) continue;
-        const float d = distance_to_grid(p, pr.x, pr.y, pr.z, pr.u, pr.v, pr.w);
-        if (d < 0.0f || pr.energy <= p.options.e_cut) {
-            L.missed += ledger_units(pr.energy);
-            continue;
-        }
-        Track t;
-        const float a = d + MCP_BOUNDARY_PUSH;
-        t.x = pr.x + a * pr.u; t.y = pr.y + a * pr.v; t.z = pr.z + a * pr.w;
-        t.u = pr.u; t.v = pr.v; t.w = pr.w;
-        t.energy = pr.energy;
-        t.id = 0;
-        Track stack[MCP_MAX_STACK];
-        int n_stack = 0;
-        uint32_t next_id = 1;
-        MCP_COUNT_TRACK_STEPS(false);
-        transport_track(p, sc, t, history, stack, n_stack, next_id, L);
-        MCP_COUNT_TRACK_STEPS(true);
-        while (n_stack > 0) {
-            const Track s = stack[--n_stack];
-            MCP_COUNT_TRACK_STEPS(false);
-            transport_track(p, sc, s, history, stack, n_stack, next_id, L);
-            MCP_COUNT_TRACK_STEPS(true);
+    WorkCursor wc = mcp_work_cursor(counter);
+    LaneHistory h;
+    h.i = 0;
+    h.history = 0;
+    h.n_stack = 0;
+    h.next_id = 1;
+    TrackState ts;
+    /* One loop, one step per iteration (not a loop over tracks around a loop over steps, where a warp's lanes would
+     * wait at the inner loop's exit for the warp's longest track). */
+#if MCP_REFILL_MIN_IDLE <= 1
+    bool busy = next_track(p, wc, first_history, n_histories, h, ts, L);
+    while (busy) {
+        if (!track_step(p, sc, ts, h.stack, h.n_stack, h.next_id, L)) {
+            MCP_COUNT_TRACK_STEPS(h.i, true);
+            busy = next_track(p, wc, first_history, n_histories, h, ts, L);
         }
     }
+#else
+    /* A new history waits until MCP_REFILL_MIN_IDLE lanes of the warp need one (or every lane does), so that the
+     * lanes start their histories together; a secondary of the lane's own history is taken at once. */
+    bool busy = true, alive = false;
+    while (busy) {
+        if (alive && !track_step(p, sc, ts, h.stack, h.n_stack, h.next_id, L)) alive = false;
+        const bool wants_history = !alive && h.n_stack == 0;
+        const WarpVote v = mcp_warp_vote(wants_history);
+        if (wants_history && v.yes < MCP_REFILL_MIN_IDLE && v.yes < v.lanes) continue;
+        if (!alive) busy = alive = next_track(p, wc, first_history, n_histories, h, ts, L);
+    }
+#endif
     flush_ledger(p, L);
     MCP_PARALLEL_END
 }

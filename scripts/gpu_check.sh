@@ -138,6 +138,12 @@ log "### bench primaries: $N_BENCH"
 for e in 150 70 230; do
   run_step "bench$e" 90 bench.jsonl "${PYM[@]}" bench --backend "$MODE" --energy "$e" --primaries "$N_BENCH" --json
 done
+# the persistent loop's refill threshold (kernels/transport.cu MCP_REFILL_MIN_IDLE; default 1): lanes start new
+# histories together when 4 or 8 of the warp need one (the SIMT proxy's refill_min_idle; each a fresh NVRTC build)
+for k in 4 8; do
+  run_step "bench150_refill_min_idle$k" 90 bench.jsonl env MCPROTON_CUDA_REFILL_MIN_IDLE=$k \
+    "${PYM[@]}" bench --backend "$MODE" --energy 150 --primaries "$N_BENCH" --json
+done
 
 # 3. the SIMT-efficiency proxy: per-track step counts from the transport kernel (counted on the CPU cores), grouped
 # into 32-lane warps as this GPU's launch schedules them (mcproton/_kernels/simt.py); 2e5 histories is the
@@ -185,10 +191,12 @@ def lines(name):
             pass
     return out
 for d in lines("bench.jsonl"):
-    print(f"bench {d['energy_mev']:g} MeV, {d['primaries']:,} primaries: {d['protons_per_second']:,.0f} protons/s")
+    knobs = " ".join(o for o in d.get("compile_options", []) if o.startswith(("-D", "--maxrreg")))
+    print(f"bench {d['energy_mev']:g} MeV, {d['primaries']:,} primaries: {d['protons_per_second']:,.0f} protons/s"
+          f"{' (' + knobs + ')' if knobs else ''}")
 for d in lines("simt.jsonl"):
     print(f"simt {d['energy_mev']:g} MeV, {d['histories']:,} histories: {d['active_lanes']:.1f}/32 lanes "
-          f"(efficiency {d['efficiency']:.3f})")
+          f"(efficiency {d['efficiency']:.3f}); persistent loop {32 * d.get('efficiency_persistent', 0):.1f}/32")
 for v in (2, 1):
     f = o / f"demo_{v}mm_summary.json"
     if f.exists():

@@ -16,9 +16,11 @@ BLOCK = 128
 
 def tuning_from_env() -> tuple[tuple[str, ...], int]:
     """(extra NVRTC options, threads per block) from the occupancy-tuning knobs MCPROTON_CUDA_MAXREG (a register
-    cap per thread: 182 registers and no spills by default; 128 allows 4 blocks of 128 threads per SM with 484 B
-    of spills, nvcc sm_90) and MCPROTON_CUDA_BLOCK (default 128).  For measuring on a GPU (scripts/gpu_check.sh),
-    not for production runs; both are recorded in the provenance (compile options, device)."""
+    cap per thread: 94 registers and no spills by default for the persistent kernel, 182 for the one before it),
+    MCPROTON_CUDA_REFILL_MIN_IDLE (lanes of a warp that must want a new history before they fetch one together,
+    1-32, default 1: kernels/transport.cu MCP_REFILL_MIN_IDLE) and MCPROTON_CUDA_BLOCK (default 128).  For
+    measuring on a GPU (scripts/gpu_check.sh), not for production runs; all are recorded in the provenance
+    (compile options, device)."""
     import os
 
     extra: tuple[str, ...] = ()
@@ -28,6 +30,11 @@ def tuning_from_env() -> tuple[tuple[str, ...], int]:
         if not reg.isdigit() or not 16 <= int(reg) <= 255:
             raise ValueError(f"MCPROTON_CUDA_MAXREG={reg!r}: give a register count between 16 and 255")
         extra = (f"--maxrregcount={int(reg)}",)
+    idle = os.environ.get("MCPROTON_CUDA_REFILL_MIN_IDLE", "").strip()
+    if idle:
+        if not idle.isdigit() or not 1 <= int(idle) <= 32:
+            raise ValueError(f"MCPROTON_CUDA_REFILL_MIN_IDLE={idle!r}: give a lane count between 1 and 32")
+        extra += (f"-DMCP_REFILL_MIN_IDLE={int(idle)}",)
     blk = os.environ.get("MCPROTON_CUDA_BLOCK", "").strip()
     if blk:
         if not blk.isdigit() or int(blk) not in (32, 64, 96, 128, 192, 256, 384, 512, 1024):

@@ -1,12 +1,14 @@
 """A CPU-measurable proxy for the SIMT efficiency of the transport kernel: the fraction of the 32 lanes of a warp
 that do useful work, under the schedule that the GPU launch gives the histories.
 
-What the GPU does (kernels/transport.cu ``mcp_transport``, kernels/core/portability.h ``MCP_FOR_EACH_ITEM``,
-mcproton/_backend/cuda.py ``CudaBackend.launch``): a launch of ``n`` histories runs ``T`` threads, ``T`` = grid x
-block with ``grid = min(ceil(n / block), SMs x 64 x 128 / block)``, and a grid-stride loop: thread ``t`` runs the
-histories ``t, t + T, t + 2T, ...`` one after the other, each with its secondary protons inline (the primary track,
-then the tracks of its secondary stack) on the same thread.  The threads ``32w .. 32w + 31`` form warp ``w``
-(a block is a whole number of warps).
+Two kernels are modelled.  The kernel before issue 15's redesign (133b5b6f .. ca8302b8, the one measured with
+Nsight Compute on the H200 on 2026-12-04): a launch of ``n`` histories ran ``T`` threads, ``T`` = grid x block with
+``grid = min(ceil(n / block), SMs x 64 x 128 / block)`` (mcproton/_backend/cuda.py ``CudaBackend.launch``), and a
+grid-stride loop: thread ``t`` ran the histories ``t, t + T, t + 2T, ...`` one after the other, each with its
+secondary protons inline (the primary track, then the tracks of its secondary stack, each a loop over steps) on the
+same thread.  The threads ``32w .. 32w + 31`` form warp ``w`` (a block is a whole number of warps).  The figures
+``efficiency`` .. ``efficiency_primaries_only`` below model it.  The kernel now in kernels/transport.cu
+(``mcp_transport``) is the persistent, step-granular loop that ``efficiency_persistent`` models.
 
 The step counts are exact: the transport kernel itself counts the steps of every track of every history of a launch
 (``history_steps`` below; ``Params::history_steps``, null in a run).  The counting is compiled into the CPU build
@@ -14,12 +16,12 @@ only: the GPU kernel stays as it is (the same sm_90 machine code), and its histo
 (same physics, same random-number streams).  The proxy then models the warp at the granularity of a transport
 step (every step costs the same, on every lane):
 
-* ``efficiency`` (the headline figure): the lanes of a warp wait for each other at the end of every track (the
-  step loop of ``transport_track`` is where the lanes diverge; they reconverge where it returns, before the next
-  track of the secondary loop and before the next history of the grid-stride loop).  Per grid-stride iteration a
-  warp runs its primaries in lock-step (as long as the longest), then the 1st secondary of every lane that has
-  one (as long as the longest of those), then the 2nd, ...  Efficiency = sum of all steps / (32 x sum over warps,
-  iterations and track ranks of the longest lane).
+* ``efficiency`` (the old kernel's headline figure): the lanes of a warp wait for each other at the end of every
+  track (the step loop of the old kernel's ``transport_track`` is where the lanes diverged; they reconverged where
+  it returned, before the next track of the secondary loop and before the next history of the grid-stride loop).
+  Per grid-stride iteration a warp runs its primaries in lock-step (as long as the longest), then the 1st
+  secondary of every lane that has one (as long as the longest of those), then the 2nd, ...  Efficiency = sum of
+  all steps / (32 x sum over warps, iterations and track ranks of the longest lane).
 * ``efficiency_primary_then_secondaries``: the lanes wait for each other after the primary and after all the
   secondaries (a lane's secondaries overlap the other lanes' ones): max(primary) + max(sum of the secondaries).
 * ``efficiency_history_sync``: the lanes wait for each other only at the end of a history: max(whole history).
@@ -38,11 +40,12 @@ All are upper bounds of what Nsight Compute reports as "Avg. Active Threads Per 
 sees the divergence inside a step (the voxel walk, rare physics branches, the vacuum loop), which a step count
 cannot.  Warps beyond the last history (in the last block) do no steps and count for nothing.
 
-``efficiency_persistent`` (``simt_efficiency_persistent``) models a different kernel: the PERSISTENT,
-step-granular loop planned for kernels/transport.cu (issue 15), in which every lane runs
-``for (;;) { if (!alive) refill; if (no work left) exit; alive = track_step(...); }``.  What the model assumes:
+``efficiency_persistent`` (``simt_efficiency_persistent``) models the kernel now in kernels/transport.cu: the
+PERSISTENT, step-granular loop of issue 15, in which every lane runs one loop with one transport step per
+iteration, ``while (busy) { if (!track_step(...)) busy = next_track(...); }`` (next_track pops the history's
+secondary stack, else takes the next history from the work counter).  What the model assumes:
 
-* ``W`` warps (``warps``; default ``PERSISTENT_WARPS_H200`` = 132 SMs x 2 resident blocks of 128 threads = 1056)
+* ``W`` warps (``warps``; default ``PERSISTENT_WARPS_H200`` = 132 SMs x 5 resident blocks of 128 threads = 2640)
   are resident for the whole launch, all histories of the launch go through them, and all warps advance at the
   same rate: time is counted in loop iterations, one transport step per busy lane per iteration (every step costs
   the same, on every lane; the lanes of a warp reconverge at the top of the loop, every iteration).
@@ -78,11 +81,12 @@ from .layout import HISTORY_STEP_SLOTS   # MCP_HISTORY_STEP_SLOTS (kernels/param
 WARP = 32
 H200_SMS = 132   # streaming multiprocessors of an NVIDIA H200 (the GPU the CPU proxy models by default)
 MAX_BLOCKS_PER_SM_IN_GRID = 64   # grid cap of CudaBackend.launch: SMs x 64 blocks of 128 threads
-# Resident blocks of 128 threads per SM for the transport kernel on sm_90: 180 registers per thread (nvcc 13.0,
-# BENCHMARKS.md), allocated per warp in units of 256 -> 5,888 per warp, 23,552 per block, and an SM has 65,536
-# 32-bit registers (CUDA C++ Programming Guide, "Compute Capabilities", compute capability 9.0): 2 blocks.
-PERSISTENT_BLOCKS_PER_SM = 2
-PERSISTENT_WARPS_H200 = H200_SMS * PERSISTENT_BLOCKS_PER_SM * 128 // WARP   # 1056 warps of the persistent launch
+# Resident blocks of 128 threads per SM for the transport kernel on sm_90: 94 registers per thread for the
+# persistent kernel (nvcc 13.0 -Xptxas -v, 2026-12-04; 180-182 for the kernel before it), allocated per warp in
+# units of 256 -> 3,072 per warp, 12,288 per block, and an SM has 65,536 32-bit registers (CUDA C++ Programming
+# Guide, "Compute Capabilities", compute capability 9.0): 5 blocks (2 for the old kernel).
+PERSISTENT_BLOCKS_PER_SM = 5
+PERSISTENT_WARPS_H200 = H200_SMS * PERSISTENT_BLOCKS_PER_SM * 128 // WARP   # 2640 warps of the persistent launch
 # (refill_cost, refill_min_idle) pairs that proxy() reports for the persistent loop; the first is the headline
 PERSISTENT_GRID = ((0.5, 1), (0.0, 1), (1.0, 1), (0.0, 8), (0.5, 8), (1.0, 8))
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .._backend import get_backend
-from .._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_SHARED_TALLY, FLAG_STRAGGLING, N_LEDGER, \
+from .._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_SHARED_TALLY, FLAG_STRAGGLING, LEDGER, N_LEDGER, \
     new_params, TALLY_SCALE, TOUCH_SHIFT
 from .._physics.tables import E_MAX_MEV, PhysicsTables, build_tables
 from ..geometry import VoxelGeometry
@@ -89,8 +89,12 @@ class Simulation:
         # invariant of run_histories_sparse: tallies and flags are all 0 between batches
         self._tallies_zero = True
         self.ledger_dev = b.zeros(N_LEDGER, np.int64)
+        # the GPU's persistent loop hands out the histories of a launch from this counter (Params::work_next),
+        # zeroed before every launch (_launch_transport); the CPU kernel keeps its own
+        self.work_next = b.zeros(1, np.int64)
         p = new_params()
-        for k, a in {**self._keep, **self.tally, "ledger": self.ledger_dev, "touched": self.touched}.items():
+        for k, a in {**self._keep, **self.tally, "ledger": self.ledger_dev, "touched": self.touched,
+                     "work_next": self.work_next}.items():
             p[k] = b.ptr(a)
         p["log_e_min"] = self.tables.log_e_min
         p["inv_dlog_e"] = 1.0 / self.tables.dlog_e
@@ -142,14 +146,27 @@ class Simulation:
             self._zero_tallies()
             self.ledger_dev.fill(0)
             self._tallies_zero = False
-            b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
-            b.synchronize()
+            self._launch_transport(first, n)
             if on_device and self.keeps_tallies_on_device:
                 out = {k: a[0, :nv] for k, a in self.tally.items()}   # no copy: consumed before the next one
             else:
                 out = {k: self._reduce_slots(b.to_host(a))[:nv] for k, a in self.tally.items()}
             out["ledger"] = b.to_host(self.ledger_dev).copy()
         return out
+
+    def _launch_transport(self, first: int, n: int) -> None:
+        """One launch of mcp_transport over histories [first, first + n) into the zeroed tallies and ledger, then
+        the check that the kernel transported exactly n primaries (a work-distribution fault must fail loudly,
+        never give a partial dose)."""
+        b = self.backend
+        self.work_next.fill(0)
+        b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
+        b.synchronize()
+        done = int(b.to_host(self.ledger_dev[LEDGER["primaries"]:LEDGER["primaries"] + 1])[0])
+        if done != n:
+            raise RuntimeError(f"the transport kernel ran {done} of the {n} primaries of histories {first}.."
+                               f"{first + n - 1}: a fault of the kernel's work distribution; the batch is "
+                               "discarded, please report it with the run's provenance")
 
     def _zero_tallies(self) -> None:
         for a in (*self.tally.values(), self.touched):
@@ -170,15 +187,13 @@ class Simulation:
         DeviceAccumulator)."""
         if not self.sparse_batches:
             raise RuntimeError("run_histories_sparse needs the cpu backend; use run_histories")
-        b = self.backend
         if not self._tallies_zero:
             self._zero_tallies()
         # False until the touched blocks are read and cleared below (an error in between must not leave this
         # batch's deposits for the next one)
         self._tallies_zero = False
         self.ledger_dev.fill(0)
-        b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
-        b.synchronize()
+        self._launch_transport(first, n)
         blocks = np.flatnonzero(self.touched)
         size = 1 << TOUCH_SHIFT
         out: dict[str, np.ndarray] = {}

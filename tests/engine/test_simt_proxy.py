@@ -246,7 +246,7 @@ def test_persistent_bad_parameters_are_refused():
         simt.simt_efficiency_persistent(np.ones(5, np.int64), refill_cost=-0.1)
     with pytest.raises(ValueError, match="warps"):
         simt.simt_efficiency_persistent(np.ones(5, np.int64), warps=0)
-    assert simt.PERSISTENT_WARPS_H200 == simt.persistent_warps() == 1056   # 132 SMs x 2 blocks x 4 warps
+    assert simt.PERSISTENT_WARPS_H200 == simt.persistent_warps() == 2640   # 132 SMs x 5 blocks x 4 warps
 
 
 def test_persistent_loop_beats_free_lanes_on_real_counts():
@@ -255,7 +255,7 @@ def test_persistent_loop_beats_free_lanes_on_real_counts():
     n = 20_000
     tracks, _ = _tracks("cpu", 150.0, n, PhysicsSettings())
     total = tracks.sum(axis=1)
-    # more lanes than histories (the default 1056 warps): one history per lane, the free-lanes warps exactly
+    # more lanes than histories (the default 2640 warps): one history per lane, the free-lanes warps exactly
     free = simt.simt_efficiency_free_lanes(total, simt.launch_threads(n))
     assert simt.simt_efficiency_persistent(tracks)["efficiency"] == pytest.approx(free, rel=1e-12)
     # 78 warps: 8 histories per lane; the same threads in a grid-stride launch whose lanes never wait
@@ -283,8 +283,8 @@ def test_bench_simt_reports_the_persistent_loop(capsys):
     args = SimpleNamespace(backend="cpu", energy=100.0, primaries=2000, voxel_mm=2.0, json=True)
     assert simt_main(args) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["modelled_launch"]["persistent_warps"] == res["persistent_warps"] == 1056
+    assert res["modelled_launch"]["persistent_warps"] == res["persistent_warps"] == 2640
     assert 0 < res["efficiency_persistent"] <= 1 and len(res["persistent"]) == len(simt.PERSISTENT_GRID)
     assert simt_main(SimpleNamespace(**{**vars(args), "json": False})) == 0
     text = capsys.readouterr().out
-    assert "persistent step loop (1,056 resident warps" in text and "batch wait" in text
+    assert "persistent step loop (2,640 resident warps" in text and "batch wait" in text

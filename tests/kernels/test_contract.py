@@ -112,7 +112,7 @@ def test_field_names_are_unique_across_the_roles():
     """The Python side addresses a Params field by its name alone (p["nx"]): no name twice, none named like a
     role (the parser refuses both, BAD_EDITS above)."""
     names = [f for fields in layout.PARAMS_ROLES.values() for f in fields]
-    assert len(names) == len(set(names)) == len(layout.PARAMS_FIELD_ROLE) == 42
+    assert len(names) == len(set(names)) == len(layout.PARAMS_FIELD_ROLE) == 43
     assert not set(names) & set(layout.PARAMS_ROLES)
     assert layout.PARAMS_FIELD_ROLE["nx"] == "grid" and layout.PARAMS_FIELD_ROLE["seed"] == "options"
 

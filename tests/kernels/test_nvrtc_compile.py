@@ -77,10 +77,26 @@ def compile_cubin(entry: str, extra: tuple[str, ...] = ()) -> bytes:
 
 def test_register_cap_option_is_accepted_by_nvrtc(monkeypatch):
     """The occupancy knob MCPROTON_CUDA_MAXREG becomes an NVRTC option that NVRTC accepts and that changes the
-    sm_90 machine code (the register cap forces spills: 484 B at 128 registers with nvcc), so a GPU session's
-    tuning runs cannot fail on the option's spelling or silently do nothing."""
+    sm_90 machine code (the persistent kernel uses 94 registers with nvcc; a cap of 64 changes its code), so a GPU
+    session's tuning runs cannot fail on the option's spelling or silently do nothing."""
     from mcproton._backend.cuda import tuning_from_env
 
-    monkeypatch.setenv("MCPROTON_CUDA_MAXREG", "128")
+    monkeypatch.setenv("MCPROTON_CUDA_MAXREG", "64")
     extra, _ = tuning_from_env()
     assert compile_cubin("transport.cu", extra) != compile_cubin("transport.cu")
+
+
+def test_refill_threshold_knob_compiles_a_warp_vote(monkeypatch):
+    """MCPROTON_CUDA_REFILL_MIN_IDLE (kernels/transport.cu MCP_REFILL_MIN_IDLE) becomes a define that NVRTC
+    accepts and that puts a warp ballot into the transport loop (absent by default); bad values are refused."""
+    from mcproton._backend.cuda import tuning_from_env
+
+    monkeypatch.setenv("MCPROTON_CUDA_REFILL_MIN_IDLE", "8")
+    extra, _ = tuning_from_env()
+    assert "-DMCP_REFILL_MIN_IDLE=8" in extra
+    assert "vote.sync.ballot" in compile_ptx("transport.cu", extra=extra)
+    assert "vote.sync.ballot" not in compile_ptx("transport.cu")
+    for bad in ("0", "33", "x"):
+        monkeypatch.setenv("MCPROTON_CUDA_REFILL_MIN_IDLE", bad)
+        with pytest.raises(ValueError, match="REFILL_MIN_IDLE"):
+            tuning_from_env()
