@@ -106,9 +106,11 @@ def simt_main(args) -> int:
           f"{res['histories']:,} histories; steps counted on {res['counted_on']}")
     print(f"  modelled launch: {res['modelled_gpu']}: {m['threads']:,} threads, up to "
           f"{res['histories_per_thread_max']} histories per thread")
-    print(f"  active lanes per 32-lane warp: {res['active_lanes']:.1f} (efficiency {res['efficiency']:.3f}, lanes "
-          "waiting for each other at the end of every track)")
-    print(f"  other schedules: at the end of every history {res['efficiency_history_sync']:.3f}; primary then "
+    print(f"  THIS kernel, the persistent step loop: {32 * res['efficiency_persistent']:.1f} active lanes per 32-lane "
+          f"warp (efficiency {res['efficiency_persistent']:.3f}; the table below)")
+    print(f"  the kernel before issue 15 (grid-stride, a loop per track): {res['active_lanes']:.1f} active lanes "
+          f"(efficiency {res['efficiency']:.3f}, lanes waiting for each other at the end of every track)")
+    print(f"  its other schedules: at the end of every history {res['efficiency_history_sync']:.3f}; primary then "
           f"secondaries {res['efficiency_primary_then_secondaries']:.3f}; lanes never waiting "
           f"{res['efficiency_free_lanes']:.3f}; primaries alone {res['efficiency_primaries_only']:.3f}")
     print(f"  {res['steps_per_history']:.1f} steps/history, {100 * res['secondary_step_fraction']:.1f} % of them in "
