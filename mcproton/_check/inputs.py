@@ -12,9 +12,14 @@ What the TPS dose holds:
 * DoseUnits must be GY (RELATIVE doses cannot be checked in absolute terms).
 * Dose to water or to medium: DICOM has no attribute for it.  Clinical proton planning systems (RayStation,
   Eclipse) report dose to water by default, so that is the default here; ``dose_to="medium"`` for the others.
-* Fractions: DoseSummationType PLAN and BEAM are the dose of all fractions of the plan
-  (FractionGroupSequence > NumberOfFractionsPlanned), FRACTION the dose of one; other summation types
-  (MULTI_PLAN, *_SESSION, CONTROL_POINT, RECORD) are refused.
+* Fractions, as DICOM PS3.3 C.8.8.3.1 defines DoseSummationType: PLAN (the whole plan), FRACTION (one fraction
+  group of the plan: all its NumberOfFractionsPlanned fractions) and BEAM (some beams, all fractions) hold all
+  fractions; FRACTION_SESSION (one session, i.e. one fraction, of a fraction group) and BEAM_SESSION (some beams,
+  one session) hold one.  A plan dose is PLAN, FRACTION or FRACTION_SESSION; a per-beam dose BEAM or
+  BEAM_SESSION.  MULTI_PLAN, CONTROL_POINT, RECORD and the brachytherapy types cannot be recomputed from one plan
+  and are refused.  Some systems have written FRACTION for the dose of one fraction: the check then fails with an
+  MC/TPS ratio equal to the number of fractions, which the diagnosis names; ``fractions="one"`` reads such a file
+  as one fraction.
 """
 from __future__ import annotations
 
@@ -28,8 +33,11 @@ import numpy as np
 from .._io.errors import InputDataError
 
 #: Summation types whose dose covers all fractions of the plan / one fraction (see the module docstring).
-ALL_FRACTIONS = ("PLAN", "BEAM")
-ONE_FRACTION = ("FRACTION",)
+ALL_FRACTIONS = ("PLAN", "FRACTION", "BEAM")
+ONE_FRACTION = ("FRACTION_SESSION", "BEAM_SESSION")
+#: Summation types of a plan dose (every beam) and of a per-beam dose.
+PLAN_DOSE_TYPES = ("PLAN", "FRACTION", "FRACTION_SESSION")
+BEAM_DOSE_TYPES = ("BEAM", "BEAM_SESSION")
 #: The constant proton RBE the planning systems use for DoseType EFFECTIVE (ICRU Report 78, 2007; Paganetti
 #: 2014, PMB 59 R419).
 CLINICAL_RBE = 1.1
@@ -192,22 +200,23 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         if d.plan_uid and d.plan_uid != rp.sop_instance_uid:
             raise CheckInputError(f"RT Dose {name} refers to the plan {d.plan_uid}, not to {plan_path.name} "
                                   f"({rp.sop_instance_uid}): it is another plan's dose; give the dose of this plan")
-        if d.summation_type == "BEAM":
+        if d.summation_type in BEAM_DOSE_TYPES:
             if len(d.beam_numbers) != 1 or d.beam_numbers[0] not in plan_beams:
-                raise CheckInputError(f"RT Dose {name} is a per-beam dose (DoseSummationType BEAM) for beam(s) "
-                                      f"{d.beam_numbers}, but the plan's beams are {sorted(plan_beams)}: it cannot "
-                                      "be paired with a beam of this plan")
+                raise CheckInputError(f"RT Dose {name} is a per-beam dose (DoseSummationType {d.summation_type}) for "
+                                      f"beam(s) {d.beam_numbers}, but the plan's beams are {sorted(plan_beams)}: it "
+                                      "cannot be paired with a beam of this plan")
             beams[d.beam_numbers[0]] = d
-            log.append(f"TPS dose of beam {d.beam_numbers[0]}: {name}")
-        elif d.summation_type in ("PLAN", "FRACTION"):
+            log.append(f"TPS dose of beam {d.beam_numbers[0]}: {name} ({d.summation_type})")
+        elif d.summation_type in PLAN_DOSE_TYPES:
             if total is not None:
                 raise CheckInputError(f"two plan doses ({Path(total.path).name}, {name}); give one")
             total = d
             log.append(f"TPS plan dose: {name} ({d.summation_type})")
         else:
             raise CheckInputError(f"RT Dose {name}: DoseSummationType {d.summation_type or '(missing)'} is not "
-                                  "supported (PLAN, FRACTION or BEAM): a multi-plan, session or record dose cannot "
-                                  "be recomputed from one plan; export the plan dose")
+                                  "supported (PLAN, FRACTION, FRACTION_SESSION, BEAM or BEAM_SESSION): a multi-plan, "
+                                  "control-point or treatment-record dose cannot be recomputed from one plan; export "
+                                  "the plan dose")
     ref = total if total is not None else beams[min(beams)]
     # ---- the grid: per-beam doses on the plan dose's grid
     for d in beams.values():
@@ -226,20 +235,34 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                               "RBE model cannot be recomputed); export the physical or the RBE 1.1 dose")
     # ---- fractions
     nfx = int(rp.number_of_fractions or 1)
-    sums = {d.summation_type for d in doses} - {"BEAM"}
+    sums = {d.summation_type for d in doses}
+    one, every = sums & set(ONE_FRACTION), sums & set(ALL_FRACTIONS)
+    if one and every and nfx > 1:
+        kinds = ", ".join(f"{Path(d.path).name} {d.summation_type}" for d in doses)
+        raise CheckInputError(f"the TPS doses hold different numbers of fractions ({kinds}): one session against all "
+                              f"{nfx} fractions; give doses of one kind")
     if fractions == "auto":
-        all_fx = not (sums & set(ONE_FRACTION))
+        all_fx = not one
     elif fractions in ("all", "one"):
         all_fx = fractions == "all"
-        if (sums & set(ONE_FRACTION)) and all_fx:
+        if one and all_fx:
+            st = sorted(one)[0]
             raise CheckInputError(f"fractions = 'all' but the RT Dose {Path(ref.path).name} holds one fraction "
-                                  "(DoseSummationType FRACTION): the doses would differ by the number of fractions "
+                                  f"(DoseSummationType {st}): the doses would differ by the number of fractions "
                                   f"({nfx}); use fractions = 'one' or 'auto'")
-        if (sums & set(ALL_FRACTIONS)) and not all_fx and nfx > 1:
-            raise CheckInputError(f"fractions = 'one' but the RT Dose {Path(ref.path).name} is a PLAN dose (all "
+        if not all_fx and nfx > 1 and every - {"FRACTION"}:
+            st = sorted(every - {"FRACTION"})[0]
+            raise CheckInputError(f"fractions = 'one' but the RT Dose {Path(ref.path).name} is a {st} dose (all "
                                   f"{nfx} fractions): the doses would differ {nfx}-fold; use 'all' or 'auto'")
+        if not all_fx and nfx > 1 and "FRACTION" in every:
+            log.append(f"DoseSummationType FRACTION read as ONE fraction, as asked (fractions = 'one'; DICOM defines "
+                       f"it as the whole fraction group, {nfx} fractions)")
     else:
         raise CheckInputError(f"fractions must be 'auto', 'all' or 'one'; got {fractions!r}")
+    if all_fx and nfx > 1 and "FRACTION" in every:
+        log.append(f"DoseSummationType FRACTION read as all {nfx} fractions of the fraction group (DICOM PS3.3 "
+                   "C.8.8.3.1); if the planning system meant one fraction, the MC/TPS ratio is "
+                   f"{nfx}: then use fractions = 'one'")
     log.append(f"dose to compute: {dtype.lower()}, {'all ' + str(nfx) if all_fx else 'one of ' + str(nfx)} "
                f"fraction(s)")
     # ---- frame of reference

@@ -281,9 +281,95 @@ def test_missing_beam_model(base):
 def test_mismatched_fractions(base):
     from mcproton._check.inputs import CheckInputError
 
-    p = _tps(base, "fraction", base["blob"], summation_type="FRACTION")
+    p = _tps(base, "fraction", base["blob"], summation_type="FRACTION_SESSION")
     with pytest.raises(CheckInputError, match="holds one fraction"):
         _recheck(base, p, fractions="all")
+
+
+@pytest.fixture(scope="module")
+def five_fx(base):
+    """The base case's beams in a plan of 5 fractions (no transport: the pairing only)."""
+    d = base["dir"] / "fx5"
+    d.mkdir()
+    spots = spot_grid(3, 8.0)
+    layers = [(90.0, spots, [1.0] * 9)]
+    plan = make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": layers, "meterset": 20.0},
+                      {"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": layers, "meterset": 20.0}],
+                     frame_of_reference_uid=FOR, n_fractions=5)
+    save(plan, d / "RP.dcm")
+    return {**base, "dir": d, "plan_uid": str(plan.SOPInstanceUID)}
+
+
+@pytest.mark.parametrize("kinds, fractions, all_fx", [
+    (["PLAN"], "auto", True),
+    (["FRACTION"], "auto", True),                   # PS3.3: one fraction GROUP, i.e. all its fractions
+    (["FRACTION_SESSION"], "auto", False),          # one session: what `mcproton run` writes for "fraction"
+    ([("BEAM", 1), ("BEAM", 2)], "auto", True),
+    ([("BEAM_SESSION", 1), ("BEAM_SESSION", 2)], "auto", False),
+    (["FRACTION_SESSION", ("BEAM_SESSION", 1)], "auto", False),
+    (["FRACTION"], "one", False),                   # a system that meant one fraction: the user says so
+])
+def test_summation_types_as_dicom_defines_them(five_fx, kinds, fractions, all_fx):
+    """DoseSummationType (DICOM PS3.3 C.8.8.3.1) -> how many of the plan's 5 fractions the MC must compute."""
+    from mcproton._check.inputs import gather
+
+    paths = []
+    for i, k in enumerate(kinds):
+        st, beam = (k, None) if isinstance(k, str) else k
+        kw = {"referenced_beam_number": beam} if beam else {}
+        paths.append(_tps(five_fx, f"{st}_{i}_{fractions}", five_fx["blob"], summation_type=st, **kw))
+    inp = gather(plan=five_fx["dir"] / "RP.dcm", dose=paths, fractions=fractions)
+    assert inp.fractions == 5 and inp.all_fractions is all_fx
+    assert (inp.total is not None) == any(isinstance(k, str) for k in kinds)
+    assert sorted(inp.beams) == sorted(k[1] for k in kinds if not isinstance(k, str))
+    if kinds == ["FRACTION"]:
+        assert any("FRACTION read as" in line for line in inp.pairing)
+
+
+@pytest.mark.parametrize("kinds, fractions, match", [
+    (["FRACTION_SESSION"], "all", "holds one fraction .DoseSummationType FRACTION_SESSION"),
+    ([("BEAM_SESSION", 1)], "all", "holds one fraction"),
+    (["PLAN"], "one", "is a PLAN dose .all 5 fractions"),
+    ([("BEAM", 1)], "one", "is a BEAM dose"),
+    (["PLAN", ("BEAM_SESSION", 1)], "auto", "different numbers of fractions"),
+    (["MULTI_PLAN"], "auto", "DoseSummationType MULTI_PLAN is not supported"),
+    (["RECORD"], "auto", "DoseSummationType RECORD is not supported"),
+])
+def test_summation_types_that_cannot_be_matched_are_refused(five_fx, kinds, fractions, match):
+    from mcproton._check.inputs import CheckInputError, gather
+
+    paths = []
+    for i, k in enumerate(kinds):
+        st, beam = (k, None) if isinstance(k, str) else k
+        kw = {"referenced_beam_number": beam} if beam else {}
+        if st in ("MULTI_PLAN", "RECORD"):
+            p = _tps(five_fx, f"bad_{st}", five_fx["blob"], summation_type="PLAN")
+            ds = pydicom.dcmread(p)
+            ds.DoseSummationType = st
+            ds.save_as(p)
+            paths.append(p)
+            continue
+        paths.append(_tps(five_fx, f"r_{st}_{i}_{fractions}", five_fx["blob"], summation_type=st, **kw))
+    with pytest.raises(CheckInputError, match=match):
+        gather(plan=five_fx["dir"] / "RP.dcm", dose=paths, fractions=fractions)
+
+
+def test_the_check_reads_what_mcproton_run_writes_for_one_fraction(five_fx, tmp_path):
+    """`mcproton run` with output.dose_summation = "fraction" writes FRACTION_SESSION (one session); the check pairs
+    it as one fraction of the plan (it refused it before: the two sides disagreed on the standard)."""
+    from mcproton._check.inputs import gather
+    from mcproton._io.rtdose import dose_contents
+
+    class _B:
+        def __init__(self, n):
+            self.meta = {"beam_number": n, "fractions": 5, "fractions_planned": 5, "plan_beam_numbers": [1, 2],
+                         "plan_sop_instance_uid": five_fx["plan_uid"]}
+
+    c = dose_contents([_B(1), _B(2)], summation="fraction")
+    assert c.summation_type == "FRACTION_SESSION"
+    p = _tps(five_fx, "from_run", five_fx["blob"], summation_type=c.summation_type)
+    inp = gather(plan=five_fx["dir"] / "RP.dcm", dose=p)
+    assert inp.all_fractions is False and inp.total is not None
 
 
 def test_cli_help_and_bad_input_exit_status(base, capsys):
