@@ -46,6 +46,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--config", help="TOML with a [levels] table of action levels (see examples/check.toml)")
     c.add_argument("--gamma-points", type=int, default=10000,
                    help="random subset of points for the 3-D gamma (default 10000; 0 = all)")
+    c.add_argument("--gamma-workers", type=int, default=0,
+                   help="processes for the six 3-D gammas (default 0: one per gamma up to the cores; 1: in this "
+                        "process; the same results either way)")
     c.add_argument("--json", action="store_true", help="print the JSON report instead of the summary")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=main)
@@ -59,7 +62,8 @@ def main(args: argparse.Namespace) -> int:
               "phantom_from_struct": args.phantom_from_struct, "dose_to": args.dose_to, "rbe": args.rbe,
               "fractions": args.fractions, "primaries": args.primaries,
               "target_uncertainty": args.target_uncertainty or None, "seed": args.seed, "backend": args.backend,
-              "levels": args.config, "gamma_points": args.gamma_points or None, "progress": not args.quiet}
+              "levels": args.config, "gamma_points": args.gamma_points or None, "progress": not args.quiet,
+              "gamma_workers": args.gamma_workers or None}
     if args.batch:
         if not args.folder or args.plan or args.dose or args.ct or args.struct:
             raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"

@@ -33,35 +33,144 @@ def _interp_algo() -> str:
     return "pymedphys" if importlib.util.find_spec("numba") is not None else "scipy"
 
 
+def _gamma_reference(ref: np.ndarray, body: np.ndarray, threshold_pct: float, points: int | None,
+                     seed: int) -> tuple[np.ndarray, float, int, int | None]:
+    """The reference dose that pymedphys evaluates: the TPS dose in the body, and with a random subset only the
+    subset's points above the threshold (the others set below it, so pymedphys does not evaluate them).
+
+    The subset is pymedphys's own ``random_subset`` draw (``np.random.seed(seed)``, then ``np.random.shuffle`` of
+    the flat indices above the threshold, the first ``points`` kept), reproduced with a private
+    ``RandomState(seed)``: the same points (tested), without touching numpy's global random state, so gammas can
+    run concurrently.  The reference dose at a point that is not evaluated is never read by pymedphys (the
+    normalisation is given), so the gamma values are the same.  Returns (reference, normalisation, evaluable
+    points, subset size or None)."""
+    norm = float(ref[body].max()) if body.any() else 0.0
+    r = np.where(body, ref, 0.0)
+    cut = threshold_pct / 100 * norm           # pymedphys's lower_dose_cutoff, the same expression
+    above = np.ravel(r >= cut)
+    n_eval = int(np.count_nonzero(above))
+    subset = points if points and n_eval > points else None
+    if subset is not None and norm > 0:
+        idx = np.flatnonzero(above)
+        np.random.RandomState(seed).shuffle(idx)
+        keep = np.zeros(r.size, bool)
+        keep[idx[:subset]] = True
+        r = np.where(keep.reshape(r.shape), r, min(cut, 0.0) - 1.0)
+    return r, norm, n_eval, subset
+
+
+def gamma_3d_multi(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, body: np.ndarray, *,
+                   dose_pcts: Sequence[float], dist_mm: float, local: bool = False, threshold_pct: float = 10.0,
+                   max_gamma: float = 1.5, points: int | None = 10000, interp_fraction: int = 5,
+                   seed: int = 0) -> list[dict[str, Any]]:
+    """Gammas of ``ev`` against ``ref`` for several dose criteria with one distance criterion, in one pymedphys
+    search (the evaluation dose interpolated once per shell for all of them); one dict per dose criterion, each
+    the same as ``gamma_3d`` of that criterion alone (the search distances depend on the distance criterion only,
+    and a point's gamma for a criterion it has settled cannot decrease at larger distances; tested bit for bit).
+    """
+    import pymedphys
+
+    r, norm, n_eval, subset = _gamma_reference(ref, body, threshold_pct, points, seed)
+    if norm <= 0:
+        return [{"pass_rate": float("nan"), "points": 0, "gamma": np.zeros(0)} for _ in dose_pcts]
+    dps = [float(d) for d in dose_pcts]
+    with warnings.catch_warnings():   # pymedphys 0.41 announces that `quiet` will be deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        g = pymedphys.gamma(tuple(axes_zyx), r, tuple(axes_zyx), ev, dps if len(dps) > 1 else dps[0], dist_mm,
+                            lower_percent_dose_cutoff=threshold_pct, interp_fraction=interp_fraction,
+                            max_gamma=max_gamma, local_gamma=local, global_normalisation=norm,
+                            quiet=True, interp_algo=_interp_algo(),
+                            ram_available=2 ** 27)   # working memory in chunks (default: 80 % of the RAM)
+    maps = [g[(d, float(dist_mm))] for d in dps] if len(dps) > 1 else [g]
+    out = []
+    for m in maps:
+        vals = m[np.isfinite(m)]
+        out.append({"pass_rate": float(np.mean(vals <= 1.0)) if vals.size else float("nan"),
+                    "points": int(vals.size), "evaluable_points": n_eval, "subset": subset, "gamma": vals})
+    return out
+
+
 def gamma_3d(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, body: np.ndarray, *,
              dose_pct: float, dist_mm: float, local: bool = False, threshold_pct: float = 10.0,
              max_gamma: float = 1.5, points: int | None = 10000, interp_fraction: int = 5,
              seed: int = 0) -> dict[str, Any]:
     """Gamma of ``ev`` against ``ref`` in the body; returns the pass rate, the number of points and the
     gamma values."""
-    import pymedphys
+    return gamma_3d_multi(axes_zyx, ref, ev, body, dose_pcts=[dose_pct], dist_mm=dist_mm, local=local,
+                          threshold_pct=threshold_pct, max_gamma=max_gamma, points=points,
+                          interp_fraction=interp_fraction, seed=seed)[0]
 
-    norm = float(ref[body].max()) if body.any() else 0.0
-    if norm <= 0:
-        return {"pass_rate": float("nan"), "points": 0, "gamma": np.zeros(0)}
-    r = np.where(body, ref, 0.0)
-    n_eval = int(np.count_nonzero(r >= threshold_pct / 100 * norm))
-    subset = points if points and n_eval > points else None
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        with warnings.catch_warnings():   # pymedphys 0.41 announces that `quiet` will be deprecated
-            warnings.simplefilter("ignore", DeprecationWarning)
-            g = pymedphys.gamma(tuple(axes_zyx), r, tuple(axes_zyx), ev, dose_pct, dist_mm,
-                                lower_percent_dose_cutoff=threshold_pct, interp_fraction=interp_fraction,
-                                max_gamma=max_gamma, local_gamma=local, global_normalisation=norm,
-                                random_subset=subset, quiet=True, interp_algo=_interp_algo(),
-                                ram_available=2 ** 27)   # working memory in chunks (default: 80 % of the RAM)
-    finally:
-        np.random.set_state(state)
-    vals = g[np.isfinite(g)]
-    return {"pass_rate": float(np.mean(vals <= 1.0)) if vals.size else float("nan"), "points": int(vals.size),
-            "evaluable_points": n_eval, "subset": subset, "gamma": vals}
+
+def _gamma_worker_main() -> None:
+    """A gamma worker process (``gamma_many``): reads (jobs, threads) pickled from stdin, writes [(results, CPU
+    seconds)] pickled to stdout."""
+    import importlib.util
+    import pickle
+    import sys
+    import time
+
+    jobs, threads = pickle.load(sys.stdin.buffer)
+    if importlib.util.find_spec("numba") is not None:   # numba's parallel interpolation on this worker's share
+        import numba
+
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    out = []
+    for args, kwargs in jobs:
+        c = time.process_time()
+        out.append((gamma_3d_multi(*args, **kwargs), time.process_time() - c))
+    pickle.dump(out, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    sys.stdout.flush()
+
+
+def gamma_many(jobs: Sequence[tuple[tuple, dict]], workers: int = 1,
+               log: Any = None) -> tuple[list[list[dict[str, Any]]], float, int]:
+    """Run independent ``gamma_3d_multi(*args, **kwargs)`` jobs, in ``workers`` worker processes when more than
+    one.  The workers are fresh interpreters (``python -c``, this mcproton package): they inherit no thread, OpenMP
+    pool or GPU context of the caller and do not import the caller's main module (no ``__main__`` guard needed).
+    Each job is a pure function of its arrays (no global random state), so the results are those of running them
+    one after the other here (tested).  A worker that fails makes the jobs run here (logged).  Returns the results
+    in the jobs' order, the CPU seconds the jobs took in worker processes (0 when run here: then they are in
+    this process's CPU time) and the number of worker processes used (0: here)."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    workers = max(1, min(int(workers), len(jobs)))
+    if workers > 1:
+        root = str(Path(__file__).resolve().parents[2])   # the folder holding this mcproton package
+        code = (f"import sys; sys.path.insert(0, {root!r}); "
+                "from mcproton._check.compare import _gamma_worker_main; _gamma_worker_main()")
+        order = [list(range(len(jobs)))[i::workers] for i in range(workers)]
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        procs = []
+        try:
+            for idx in order:
+                pr = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                procs.append(pr)
+                assert pr.stdin is not None
+                pickle.dump(([jobs[i] for i in idx], threads), pr.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                pr.stdin.close()
+            results: list[Any] = [None] * len(jobs)
+            cpu = 0.0
+            for idx, pr in zip(order, procs):
+                assert pr.stdout is not None
+                data = pr.stdout.read()
+                if pr.wait() != 0:
+                    raise RuntimeError(f"a gamma worker exited with status {pr.returncode}")
+                for i, (r, c) in zip(idx, pickle.loads(data)):
+                    results[i] = r
+                    cpu += c
+            return results, cpu, workers
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+            for pr in procs:
+                if pr.poll() is None:
+                    pr.kill()
+                    pr.wait()
+            if log is not None:
+                log(f"mcproton check: the gamma worker processes failed ({exc}); computing the gammas here")
+    return [gamma_3d_multi(*args, **kwargs) for args, kwargs in jobs], 0.0, 0
 
 
 def gamma_plane(ax2: Sequence[np.ndarray], ref2: np.ndarray, ev2: np.ndarray, body2: np.ndarray, norm: float,
