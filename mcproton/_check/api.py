@@ -237,13 +237,15 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     dose_to : "water" (default, what clinical proton TPSs report) or "medium".
     rbe : constant RBE for a DoseType EFFECTIVE dose (default 1.1).
     fractions : "auto" (from DoseSummationType), "all" or "one".
-    primaries, target_uncertainty : the MC stops at the target (mean relative uncertainty over the voxels above
-        50 % of the maximum; default 1 %) or at ``primaries``.
+    primaries, target_uncertainty : the MC stops at the target (mean relative uncertainty of the plan dose over
+        the voxels above 50 % of its maximum; default 1 %) or at ``primaries`` per beam.  The beams run one after
+        the other, each to ``target_uncertainty`` x sqrt(number of beams) in its own dose (beams of equal weight
+        over the high-dose region then add up to the target); the plan dose's own uncertainty is reported.
     levels : ActionLevels, or a TOML file with a [levels] table.
     mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).
     gamma_workers : processes for the independent 3-D gammas (1: here, one after the other; None: one per gamma
-        up to the cores; the same results).  With more than one, a script calling check() needs the usual
-        ``if __name__ == "__main__":`` guard (the workers import the main module, as multiprocessing does).
+        up to the cores; the same results).  The workers are fresh interpreters that import only mcproton (not the
+        calling script), so no ``if __name__ == "__main__":`` guard is needed.
     """
     t_all, cpu_all = time.perf_counter(), time.process_time()
     load_start = _load_average()

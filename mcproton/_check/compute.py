@@ -231,8 +231,13 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
         rbe = CLINICAL_RBE if rbe is None else float(rbe)
     else:
         rbe = 1.0
+    # The target is the plan dose's: n beams that overlap with equal weights in the high-dose region, each with
+    # relative uncertainty e there, add up to e / sqrt(n); so each beam runs to target x sqrt(n) (with unequal
+    # weights the sum lands above the target by sqrt(n x sum of the squared weight shares): reported below, and
+    # judged by the uncertainty action level).  Before: each beam to the target itself, n times the primaries.
+    per_beam_target = None if not target_uncertainty else float(target_uncertainty) * math.sqrt(len(beams))
     settings = RunSettings(primaries=int(primaries), seed=int(seed), backend=backend, threads=threads,
-                           target_uncertainty=target_uncertainty)
+                           target_uncertainty=per_beam_target)
     timings["beams_s"] = time.perf_counter() - t
     t, cpu = time.perf_counter(), time.process_time()
     results = run_job(None, settings, geometry, beams, None,
@@ -260,7 +265,8 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     timings["resample_s"] = time.perf_counter() - t
     prov = dict(tot.provenance)
     prov.update({"beam_model": getattr(model, "name", str(beam_model)), "rbe": rbe, "dose_to": dose_to,
-                 "target_uncertainty": target_uncertainty, "primaries_limit": int(primaries),
+                 "target_uncertainty": target_uncertainty, "target_uncertainty_per_beam": per_beam_target,
+                 "primaries_limit": int(primaries),
                  "transport_process_cpu_s": transport_cpu_s,
                  "grid": f"{geometry.voxel_size_mm} mm, {geometry.shape_zyx[::-1]} voxels ({geometry.name})"})
     return MCDose(total, per_beam, unc, tot.mean_rel_uncertainty_50, tot.primaries, tot.wall_s, tot.device,

@@ -409,3 +409,34 @@ def test_batch_goes_on_past_a_refused_patient(case, tmp_path, capsys):
     table = json.loads((tmp_path / "out" / "batch.json").read_text())
     assert set(table) == {"a_ok", "b_nodose"} and Path(table["a_ok"]["report"]).is_file()
     assert table["a_ok"]["gamma_2_2_pct"] > 50      # 4000 primaries: noisy, but the same plan
+
+
+def test_each_beam_runs_to_the_plan_target_times_sqrt_of_the_beams(base, monkeypatch):
+    """The target uncertainty is the plan dose's: the 2 beams of the base plan each run to 1 % x sqrt(2) (both
+    to 1 % gave the plan dose 1 % / sqrt(2) with twice the primaries needed); none: no target for the beams."""
+    import math
+
+    import mcproton._run.job as job
+    from mcproton._check.compute import build_geometry, run_mc
+    from mcproton._check.inputs import CheckInputs, TPSDose
+
+    d, rp = base["dir"], base["rp"]
+    vs, org = base["grid"]
+    grid = TPSDose("", np.zeros(base["shape"]), vs, org, FOR, "PHYSICAL", "PLAN", rp.sop_instance_uid)
+    inp = CheckInputs(str(d / "RP.dcm"), rp, grid, {}, str(d / "ct"), None, FOR, "PHYSICAL", 1, True)
+    geo, _, _ = build_geometry(d / "ct", "schneider2000", grid)
+    seen = []
+
+    class _Stop(Exception):
+        pass
+
+    def fake_run_job(cfg, settings, geometry, beams, out, options=None, **kw):
+        seen.append((settings.target_uncertainty, len(beams)))
+        raise _Stop
+
+    monkeypatch.setattr(job, "run_job", fake_run_job)
+    for target, want in ((0.01, 0.01 * math.sqrt(2)), (None, None)):
+        with pytest.raises(_Stop):
+            run_mc(inp, geo, "dcpt_v2", primaries=1000, target_uncertainty=target, backend="cpu", progress=False,
+                   log=lambda m: None)
+        assert seen[-1][1] == 2 and (seen[-1][0] == pytest.approx(want) if want else seen[-1][0] is None)
