@@ -21,8 +21,10 @@ def _label_mask(geometry: VoxelGeometry, names) -> np.ndarray:
 
 
 def _grid_xyz(geometry: VoxelGeometry):
+    """Voxel-centre coordinates Z, Y, X (mm) as broadcastable (nz, 1, 1), (1, ny, 1), (1, 1, nx) arrays: the
+    same values per voxel as full meshgrids, without building three grid-sized copies."""
     z, y, x = (geometry.axis_mm(a) for a in "zyx")
-    return np.meshgrid(z, y, x, indexing="ij")
+    return np.meshgrid(z, y, x, indexing="ij", sparse=True)
 
 
 def posterior_fossa_target(geometry: VoxelGeometry, semi_axes_mm: Sequence[float] = (22.0, 16.0, 16.0),

@@ -15,45 +15,72 @@ def optimise_weights(A: np.ndarray, target_dose: np.ndarray | float, *, iteratio
                      point_weights: np.ndarray | None = None, x0: np.ndarray | None = None) -> np.ndarray:
     """Non-negative least squares min ||W^(1/2) (A x - b)||^2, x >= 0, by FISTA (accelerated projected
     gradient) with step 1/L, L = ||A||_2^2 from a power iteration.  Returns x (float64)."""
-    A = np.asarray(A, np.float32)
-    n_pts, n_sp = A.shape
-    b = np.broadcast_to(np.asarray(target_dose, np.float64), (n_pts,)).astype(np.float64)
-    if point_weights is None:               # unweighted: no weighted copy of the matrix (x 1.0 is exact)
-        Aw, bw = A, b.astype(np.float32)
-    else:
-        sw = np.sqrt(point_weights)
-        Aw = A * sw[:, None].astype(np.float32)
-        bw = (b * sw).astype(np.float32)
-    # work in float32 throughout (a float64 vector would make NumPy copy the matrix on every product)
-    scale = float(np.abs(Aw).max()) or 1.0
-    Aw = Aw / np.float32(scale)
-    if n_sp <= n_pts:                       # normal equations: iterate with the (n_sp x n_sp) Gram matrix
-        G = Aw.T @ Aw
-        c = Aw.T @ bw
-        hess = lambda v: G @ v                              # noqa: E731
-    else:
-        c = Aw.T @ bw
-        hess = lambda v: Aw.T @ (Aw @ v)                    # noqa: E731
-    rng = np.random.default_rng(0)
-    v = rng.random(n_sp).astype(np.float32)
-    for _ in range(30):
-        v = hess(v)
-        v /= np.linalg.norm(v)
-    L = float(np.linalg.norm(hess(v))) * 1.05
-    if x0 is None:
-        s = Aw @ np.ones(n_sp, np.float32)
-        x0 = np.full(n_sp, float(bw @ s / max(float(s @ s), 1e-30)))
-    else:
-        x0 = np.asarray(x0, np.float64) * scale
-    x = np.asarray(x0, np.float32).copy()
-    y, t = x.copy(), 1.0
-    for _ in range(iterations):
-        xn = np.maximum(y - (hess(y) - c) / np.float32(L), np.float32(0.0))
-        tn = 0.5 * (1 + np.sqrt(1 + 4 * t * t))
-        y = xn + np.float32((t - 1) / tn) * (xn - x)
-        x, t = xn, tn
-    x = x.astype(np.float64) / scale
-    return x
+    return _NNLS(A, target_dose, point_weights).solve(iterations, x0)
+
+
+class _NNLS:
+    """The scaled problem of :func:`optimise_weights` (float32 throughout: a float64 vector would make NumPy
+    copy the matrix on every product), with the (n_sp x n_sp) Gram matrix when n_sp <= n_pts, so that a refit
+    on a subset of the spots (:meth:`subset`) takes its block instead of a second Gram product."""
+
+    def __init__(self, A: np.ndarray | None, target_dose, point_weights=None) -> None:
+        if A is None:                       # filled by subset()
+            return
+        A = np.asarray(A, np.float32)
+        n_pts, n_sp = A.shape
+        b = np.broadcast_to(np.asarray(target_dose, np.float64), (n_pts,)).astype(np.float64)
+        if point_weights is None:           # unweighted: no weighted copy of the matrix (x 1.0 is exact)
+            Aw, bw = A, b.astype(np.float32)
+        else:
+            sw = np.sqrt(point_weights)
+            Aw = A * sw[:, None].astype(np.float32)
+            bw = (b * sw).astype(np.float32)
+        self.scale = float(np.abs(Aw).max()) or 1.0
+        self.Aw: np.ndarray | None = Aw / np.float32(self.scale)
+        self.bw = bw
+        self.c = self.Aw.T @ bw
+        # normal equations: iterate with the (n_sp x n_sp) Gram matrix
+        self.G: np.ndarray | None = self.Aw.T @ self.Aw if n_sp <= n_pts else None
+
+    def hess(self, v: np.ndarray) -> np.ndarray:
+        if self.G is not None:
+            return self.G @ v
+        assert self.Aw is not None
+        return self.Aw.T @ (self.Aw @ v)
+
+    def subset(self, keep: np.ndarray) -> "_NNLS":
+        """The problem on the spots ``keep`` (boolean) from the block of the Gram matrix (same scale): the
+        same problem as ``_NNLS(A[:, keep], ...)`` up to float32 rounding, without a second Gram product."""
+        if self.G is None:
+            raise ValueError("no Gram matrix (more spots than points): build the subset's problem from A")
+        sub = _NNLS(None, None)
+        sub.scale, sub.bw, sub.c = self.scale, self.bw, self.c[keep]
+        sub.G, sub.Aw = self.G[np.ix_(keep, keep)], None
+        return sub
+
+    def solve(self, iterations: int, x0: np.ndarray | None = None) -> np.ndarray:
+        n_sp = self.c.size
+        rng = np.random.default_rng(0)
+        v = rng.random(n_sp).astype(np.float32)
+        for _ in range(30):
+            v = self.hess(v)
+            v /= np.linalg.norm(v)
+        L = float(np.linalg.norm(self.hess(v))) * 1.05
+        if x0 is None:
+            assert self.Aw is not None
+            s = self.Aw @ np.ones(n_sp, np.float32)
+            x0 = np.full(n_sp, float(self.bw @ s / max(float(s @ s), 1e-30)))
+        else:
+            x0 = np.asarray(x0, np.float64) * self.scale
+        x = np.asarray(x0, np.float32).copy()
+        y, t = x.copy(), 1.0
+        c = self.c
+        for _ in range(iterations):
+            xn = np.maximum(y - (self.hess(y) - c) / np.float32(L), np.float32(0.0))
+            tn = 0.5 * (1 + np.sqrt(1 + 4 * t * t))
+            y = xn + np.float32((t - 1) / tn) * (xn - x)
+            x, t = xn, tn
+        return x.astype(np.float64) / self.scale
 
 
 def _target_stats(dose: np.ndarray, pres: float) -> dict:
@@ -120,11 +147,15 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
                                                           int(voxel_average_samples))[None, :]
         blocks.append(model(f, pts, wet, dose_factor, wet_offsets_mm=offs))
     A = np.concatenate(blocks, axis=1)
-    x = optimise_weights(A, pres, iterations=iterations)
-    # drop negligible spots and refit once
+    nnls = _NNLS(A, pres)
+    x = nnls.solve(iterations)
+    # drop negligible spots and refit once, on the block of the Gram matrix of the spots kept
     keep = x > 2e-3 * x[x > 0].mean() if np.any(x > 0) else np.ones_like(x, bool)
     x2 = np.zeros_like(x)
-    x2[keep] = optimise_weights(A[:, keep], pres, iterations=iterations // 2, x0=x[keep])
+    refit = nnls.subset(keep) if nnls.G is not None else _NNLS(A[:, keep], pres)   # without one: as before
+    del nnls
+    x2[keep] = refit.solve(iterations // 2, x0=x[keep])
+    del refit
     dose = A.astype(np.float64) @ x2
     n0 = 0
     for f in fields:
