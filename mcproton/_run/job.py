@@ -22,7 +22,7 @@ import numpy as np
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, load_checkpoint, \
     save_checkpoint
 from .engine import Accumulator, DeviceAccumulator, Simulation
-from .result import finish
+from .result import finish, scored_voxels
 from .streaming import BatchPlan, LocalExecutor, is_out_of_memory, progress_printer, stream
 
 if TYPE_CHECKING:
@@ -183,7 +183,6 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 sim = Simulation(geometry, beam, settings, beam_index=opts.first_beam_index + i)
                 if st.done:
                     results.append(_finish(sim, st, time.perf_counter() - t_setup))
-                    st.compact()
                     continue
                 if len(beams) > 1:
                     log(f"beam {i + 1}/{len(beams)}: {beam.name} ({len(beam.spots)} spots)")
@@ -252,8 +251,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     log(f"mcproton: beam {i + 1} stopped by the time limit ({settings.time_limit_s:g} s) "
                         f"after {st.next_history:,} primaries")
                 save()
-                results.append(_finish(sim, st, setup_s))
-                st.compact()   # its sums live on in the result and, compactly, in the checkpoints
+                results.append(_finish(sim, st, setup_s))   # its sums live on compactly (BeamState.compact)
                 if dask_ctx is not None:
                     results[-1].provenance["distributed"] = dask_ctx.describe()
     finally:
@@ -279,8 +277,12 @@ def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: 
 
 
 def _finish(sim: Any, st: BeamState, setup_s: float) -> Any:
+    """The beam's result; then its running sums are kept only compactly (BeamState.compact), in the result and
+    for the checkpoints.  The scored voxels are found once for both."""
     t = time.perf_counter()
-    res = finish(sim, st.acc, st.elapsed_s)
+    voxels = scored_voxels(st.acc)
+    res = finish(sim, st.acc, st.elapsed_s, voxels=voxels)
+    st.compact(voxels)
     res.provenance["stop_reason"] = st.stop_reason
     res.provenance["next_history"] = st.next_history
     res.provenance["phase_s"] = {"setup": setup_s, "transport": st.elapsed_s,
