@@ -175,12 +175,21 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
         return True
 
     results = []
+    # CPU: the previous beam's Simulation and running sums (its arrays, once its result is made) serve the next
+    # beam, so that a large grid's tallies and sums are not faulted in again per beam (Simulation recycle=,
+    # Accumulator.cleared)
+    prev_sim: Simulation | None = None
+    spare: tuple[Accumulator, np.ndarray] | None = None
     try:
         with _StopFlag(opts.handle_signals) as stop:
             for i, beam in enumerate(beams):
                 st = states[i]
                 t_setup = time.perf_counter()
-                sim = Simulation(geometry, beam, settings, beam_index=opts.first_beam_index + i)
+                sim = Simulation(geometry, beam, settings, beam_index=opts.first_beam_index + i, recycle=prev_sim)
+                prev_sim = sim if sim.sparse_batches and dask_ctx is None else None
+                if spare is not None and _fresh(st.acc) and sim.sparse_batches:
+                    st.acc = Accumulator.cleared(*spare)
+                spare = None
                 if st.done:
                     results.append(_finish(sim, st, time.perf_counter() - t_setup))
                     continue
@@ -251,7 +260,10 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     log(f"mcproton: beam {i + 1} stopped by the time limit ({settings.time_limit_s:g} s) "
                         f"after {st.next_history:,} primaries")
                 save()
+                acc_done = st.acc
                 results.append(_finish(sim, st, setup_s))   # its sums live on compactly (BeamState.compact)
+                if isinstance(acc_done, Accumulator) and st.stored is not None and "voxels" in st.stored:
+                    spare = (acc_done, st.stored["voxels"])   # not when the stored form is the whole arrays
                 if dask_ctx is not None:
                     results[-1].provenance["distributed"] = dask_ctx.describe()
     finally:
@@ -274,6 +286,11 @@ def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: 
     if resume and ckpt is not None:
         log(f"mcproton: --resume: no checkpoint at {ckpt}; starting from the beginning")
     return [BeamState(Accumulator(n_vox)) for _ in range(n_beams)]
+
+
+def _fresh(acc: Any) -> bool:
+    """True for an Accumulator that holds no batch yet (a beam that has not started)."""
+    return type(acc) is Accumulator and acc.batches == 0 and acc.primaries == 0 and not acc.ledger.any()
 
 
 def _finish(sim: Any, st: BeamState, setup_s: float) -> Any:
