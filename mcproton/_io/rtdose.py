@@ -76,6 +76,24 @@ def _plan_reference(uid: str | None, sop_class_uid: str) -> tuple[str, str]:
     return new, "invalid plan UID replaced"
 
 
+#: voxels per slab of _quantise: its float64 temporary stays ~8 MB instead of whole-grid arrays
+_QUANTISE_VOXELS = 1 << 20
+
+
+def _quantise(d: np.ndarray, scaling: float, top: float, dtype: str) -> np.ndarray:
+    """``clip(rint(d / scaling), 0, top)`` as ``dtype``, slab by slab along z: the same elementwise operations
+    (bitwise the whole-grid expression) without its three whole-grid float64 temporaries (1.1 GB at 46 M
+    voxels)."""
+    pix = np.empty(d.shape, dtype)
+    step = max(1, _QUANTISE_VOXELS // max(1, d.shape[1] * d.shape[2]))
+    for z0 in range(0, d.shape[0], step):
+        q = d[z0:z0 + step] / scaling
+        np.rint(q, out=q)
+        np.clip(q, 0, top, out=q)
+        pix[z0:z0 + step] = q   # the cast of astype (integers in [0, top]: exact)
+    return pix
+
+
 def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
                  path: str | Path, *, study: StudyReference, summation_type: str = "PLAN",
                  dose_type: str = "PHYSICAL", referenced_beam_number: int | Sequence[int] | None = None,
@@ -115,10 +133,11 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
         raise ValueError(f"dose_gy_zyx must be a non-empty 3-D array (z, y, x); got shape {d.shape}")
     if d.shape[1] > 65535 or d.shape[2] > 65535:
         raise ValueError(f"dose grid rows/columns {d.shape[1:]} exceed the DICOM limit 65535")
-    if not np.all(np.isfinite(d)):
+    lo, hi = float(d.min()), float(d.max())   # a NaN anywhere makes both NaN; an infinity is one of them
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError("dose contains NaN or inf; give finite doses")
-    if d.min() < 0:
-        raise ValueError(f"dose has negative values (min {d.min():g} Gy); RT Dose stores non-negative doses")
+    if lo < 0:
+        raise ValueError(f"dose has negative values (min {lo:g} Gy); RT Dose stores non-negative doses")
     vs, org = check_grid_geometry(voxel_size_mm, origin_mm)
     summation_type = summation_type.upper()
     if summation_type not in _WRITABLE:
@@ -142,12 +161,12 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     if bits not in (16, 32):
         raise ValueError(f"bits must be 16 or 32; got {bits}")
     top = float(2 ** bits - 1)
-    dmax = float(d.max())
+    dmax = hi
     scaling = dmax / top if dmax > 0 else 1.0
     # store the scaling with the precision DS allows and quantise with exactly that value
     scaling_s = _ds(scaling)
     scaling = float(scaling_s)
-    pix = np.clip(np.rint(d / scaling), 0, top).astype("<u2" if bits == 16 else "<u4")
+    pix = _quantise(d, scaling, top, "<u2" if bits == 16 else "<u4")
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -342,8 +361,13 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     if d is None:
         raise ValueError("the result has no dose to water; write the dose to medium "
                          "(contents.dose_to = \"medium\")")
-    d = mask_outside(np.asarray(d, np.float64), body_outline or getattr(result, "body_outline", None))
-    d = d * (contents.scale * (contents.rbe or 1.0))
+    src = np.asarray(d, np.float64)
+    d = mask_outside(src, body_outline or getattr(result, "body_outline", None))
+    factor = contents.scale * (contents.rbe or 1.0)
+    if d is src:   # no outline: a scaled copy (the result's dose stays as it is)
+        d = d * factor
+    else:          # the masked copy is ours: scaled in place (the same products), no second whole grid
+        d *= factor
     g = result.geometry
     write_rtdose(d, g.voxel_size_mm, g.origin_mm, path, study=study, summation_type=contents.summation_type,
                  dose_type=contents.dose_type, referenced_beam_number=contents.beam_numbers

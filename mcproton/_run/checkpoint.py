@@ -121,12 +121,12 @@ class BeamState:
     def n_vox(self) -> int:
         return int(self.acc.n_vox if isinstance(self.acc, CompactSums) else self.acc.sum_x.size)
 
-    def compact(self) -> None:
+    def compact(self, voxels: np.ndarray | None = None) -> None:
         """Keep a finished beam's running sums only as a checkpoint stores them (voxels with dose), freeing the
         whole arrays (48 bytes per voxel): later checkpoints of the job write them unchanged.  Its result must
-        have been computed (run.finish) before."""
+        have been computed (run.finish) before.  ``voxels``: scored_voxels of the sums, where already known."""
         if self.stored is None:
-            self.stored = self.stored_arrays()
+            self.stored = self.stored_arrays(voxels)
             a = self.acc
             self.acc = CompactSums(a.ledger, int(a.batches), int(a.primaries), int(a.sum_x.size))
 
@@ -137,16 +137,17 @@ class BeamState:
         return _sha(*[stored[k] for k in sorted(stored)], a.ledger, int(a.batches), int(a.primaries),
                     int(self.next_history), bool(self.done), self.stop_reason, int(self.batch_cap))
 
-    def stored_arrays(self) -> dict[str, np.ndarray]:
+    def stored_arrays(self, voxels: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The running sums as a checkpoint stores them: whole arrays when more than half the grid has dose,
-        else ``voxels`` (flat indices where any sum is non-zero) and each array's values there."""
+        else ``voxels`` (flat indices where any sum is non-zero: scored_voxels, computed here if not given) and
+        each array's values there."""
         if self.stored is not None:
             return self.stored
         from .result import scored_voxels
 
         a = self.acc
         arrays = {**{f"sum_{k}": v for k, v in a.sums.items()}, "sum_x": a.sum_x, "sum_x2": a.sum_x2}
-        voxels = scored_voxels(a)
+        voxels = scored_voxels(a) if voxels is None else voxels
         n = a.sum_x.size
         if voxels.size > n // 2:   # mostly filled: whole arrays are smaller and quicker
             return arrays

@@ -22,7 +22,7 @@ import numpy as np
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, load_checkpoint, \
     save_checkpoint
 from .engine import Accumulator, DeviceAccumulator, Simulation
-from .result import finish
+from .result import finish, scored_voxels
 from .streaming import BatchPlan, LocalExecutor, is_out_of_memory, progress_printer, stream
 
 if TYPE_CHECKING:
@@ -175,15 +175,23 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
         return True
 
     results = []
+    # CPU: the previous beam's Simulation and running sums (its arrays, once its result is made) serve the next
+    # beam, so that a large grid's tallies and sums are not faulted in again per beam (Simulation recycle=,
+    # Accumulator.cleared)
+    prev_sim: Simulation | None = None
+    spare: tuple[Accumulator, np.ndarray] | None = None
     try:
         with _StopFlag(opts.handle_signals) as stop:
             for i, beam in enumerate(beams):
                 st = states[i]
                 t_setup = time.perf_counter()
-                sim = Simulation(geometry, beam, settings, beam_index=opts.first_beam_index + i)
+                sim = Simulation(geometry, beam, settings, beam_index=opts.first_beam_index + i, recycle=prev_sim)
+                prev_sim = sim if sim.sparse_batches and dask_ctx is None else None
+                if spare is not None and _fresh(st.acc) and sim.sparse_batches:
+                    st.acc = Accumulator.cleared(*spare)
+                spare = None
                 if st.done:
                     results.append(_finish(sim, st, time.perf_counter() - t_setup))
-                    st.compact()
                     continue
                 if len(beams) > 1:
                     log(f"beam {i + 1}/{len(beams)}: {beam.name} ({len(beam.spots)} spots)")
@@ -252,8 +260,10 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     log(f"mcproton: beam {i + 1} stopped by the time limit ({settings.time_limit_s:g} s) "
                         f"after {st.next_history:,} primaries")
                 save()
-                results.append(_finish(sim, st, setup_s))
-                st.compact()   # its sums live on in the result and, compactly, in the checkpoints
+                acc_done = st.acc
+                results.append(_finish(sim, st, setup_s))   # its sums live on compactly (BeamState.compact)
+                if isinstance(acc_done, Accumulator) and st.stored is not None and "voxels" in st.stored:
+                    spare = (acc_done, st.stored["voxels"])   # not when the stored form is the whole arrays
                 if dask_ctx is not None:
                     results[-1].provenance["distributed"] = dask_ctx.describe()
     finally:
@@ -278,9 +288,18 @@ def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: 
     return [BeamState(Accumulator(n_vox)) for _ in range(n_beams)]
 
 
+def _fresh(acc: Any) -> bool:
+    """True for an Accumulator that holds no batch yet (a beam that has not started)."""
+    return type(acc) is Accumulator and acc.batches == 0 and acc.primaries == 0 and not acc.ledger.any()
+
+
 def _finish(sim: Any, st: BeamState, setup_s: float) -> Any:
+    """The beam's result; then its running sums are kept only compactly (BeamState.compact), in the result and
+    for the checkpoints.  The scored voxels are found once for both."""
     t = time.perf_counter()
-    res = finish(sim, st.acc, st.elapsed_s)
+    voxels = scored_voxels(st.acc)
+    res = finish(sim, st.acc, st.elapsed_s, voxels=voxels)
+    st.compact(voxels)
     res.provenance["stop_reason"] = st.stop_reason
     res.provenance["next_history"] = st.next_history
     res.provenance["phase_s"] = {"setup": setup_s, "transport": st.elapsed_s,

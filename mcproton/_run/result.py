@@ -20,10 +20,67 @@ MEV_TO_J = 1.602176634e-13  # J per MeV (SI exact, CODATA 2018)
 MEV_PER_G_TO_GY = MEV_TO_J * 1e3  # MeV/g -> J/kg
 
 
+@dataclass(frozen=True)
+class ScoredGrid:
+    """A result grid held as its values at the scored voxels (0.0 everywhere else) until it is read: a beam's
+    result on a patient-CT grid needs a few % of the memory of its five whole float64 grids (1.85 GB at 46 M
+    voxels), and the sum of a plan's beams (sum_results) reads only these values."""
+
+    voxels: np.ndarray          # flat indices into the grid, increasing
+    values: np.ndarray          # the grid's values there
+    shape: tuple[int, ...]      # (z, y, x)
+
+    def dense(self) -> np.ndarray:
+        """The whole grid: zeros with the values at the voxels (bitwise what the same formulas give on it)."""
+        out = np.zeros(int(np.prod(self.shape)), self.values.dtype)
+        out[self.voxels] = self.values
+        return out.reshape(self.shape)
+
+    def at(self, idx: np.ndarray) -> np.ndarray:
+        """The grid's values at the increasing flat indices ``idx`` (0.0 where no voxel is scored), without the
+        whole grid."""
+        if self.voxels.size == 0:
+            return np.zeros(idx.size, self.values.dtype)
+        pos = np.minimum(np.searchsorted(self.voxels, idx), self.voxels.size - 1)
+        return np.where(self.voxels[pos] == idx, self.values[pos], self.values.dtype.type(0))
+
+
+#: the array fields of a DoseResult (z, y, x), any of which may be given as a ScoredGrid
+GRID_FIELDS = ("dose_gy_zyx", "dose_to_water_gy_zyx", "let_d_kev_um_zyx", "uncertainty_rel_zyx", "edep_mev_zyx")
+
+
+class _Grid:
+    """A DoseResult array field that may be given as a ScoredGrid: made whole (and kept) the first time it is
+    read, so that code reading the field sees an ordinary array (installed on the class below)."""
+
+    def __init__(self, name: str, default: Any) -> None:
+        self.key = "_" + name
+        self.default = default
+
+    def __get__(self, obj: object | None, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self.default
+        v = obj.__dict__[self.key]
+        if isinstance(v, ScoredGrid):
+            v = obj.__dict__[self.key] = v.dense()
+        return v
+
+    def __set__(self, obj: object, value: Any) -> None:
+        obj.__dict__[self.key] = value
+
+
+def stored_grid(result: Any, name: str) -> Any:
+    """The field ``name`` of a DoseResult as stored: a ScoredGrid where it was given so and not read since,
+    else the array (or None); never makes the whole grid."""
+    d = getattr(result, "__dict__", {})
+    return d["_" + name] if "_" + name in d else getattr(result, name)
+
+
 @dataclass
 class DoseResult:
     """The result of a run.  Arrays are (z, y, x).  Dose is Gy per primary proton unless the beam gives
-    ``total_protons`` (then Gy for that many protons): see ``normalisation``."""
+    ``total_protons`` (then Gy for that many protons): see ``normalisation``.  An array may be given as a
+    :class:`ScoredGrid` (``finish`` does): it becomes an ordinary array when first read."""
 
     dose_gy_zyx: np.ndarray
     dose_to_water_gy_zyx: np.ndarray
@@ -87,6 +144,11 @@ class DoseResult:
         return load_result(path)
 
 
+# the array fields read through _Grid (the dataclass's __init__ assigns them, so through _Grid.__set__ too)
+for _name in GRID_FIELDS:
+    setattr(DoseResult, _name, _Grid(_name, getattr(DoseResult, _name, None)))
+
+
 def scored_voxels(acc: Any) -> np.ndarray:
     """Flat indices of the voxels where any running sum is non-zero (every result array is 0 elsewhere)."""
     used = acc.sum_x != 0
@@ -95,20 +157,19 @@ def scored_voxels(acc: Any) -> np.ndarray:
     return np.flatnonzero(used)
 
 
-def finish(sim: Any, acc: Any, wall_s: float) -> DoseResult:
+def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) -> DoseResult:
     """The result of the running sums ``acc`` (an Accumulator) of the Simulation ``sim``.  Computed on the
-    scored voxels only (on a patient-CT grid a fraction of the voxels) and placed into zero arrays: bitwise
-    what the same formulas give on the whole grid."""
+    scored voxels only (``voxels``: scored_voxels(acc), computed here if not given; on a patient-CT grid a
+    fraction of the voxels) and held as ScoredGrids: read, each is the zero grid with these values at the
+    voxels, bitwise what the same formulas give on the whole grid.  sum_results adds the beams of a plan at
+    the voxels, without their whole grids."""
     g = sim.geometry
     shape = g.shape_zyx
     n = acc.primaries
-    nv = int(np.prod(shape))
-    idx = scored_voxels(acc)
+    idx = scored_voxels(acc) if voxels is None else voxels
 
-    def full(values: np.ndarray) -> np.ndarray:
-        out = np.zeros(nv, np.float64)
-        out[idx] = values
-        return out.reshape(shape)
+    def full(values: np.ndarray) -> Any:   # a ScoredGrid, read as the whole float64 grid (DoseResult)
+        return ScoredGrid(idx, np.asarray(values, np.float64), tuple(shape))
 
     mass_g = g.density_g_cm3_zyx.reshape(-1)[idx].astype(np.float64) * g.voxel_volume_cm3
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -209,16 +270,24 @@ def _stream_groups(results: list[DoseResult]) -> list[list[DoseResult]]:
 _CHUNK_VOXELS = 1 << 18
 
 
-def _summed_voxels(results: list[DoseResult]) -> np.ndarray:
+def _nonzero_bits(a: np.ndarray) -> np.ndarray:
+    flat = np.ascontiguousarray(a).reshape(-1)
+    return flat.view(np.dtype(f"u{flat.dtype.itemsize}")) != 0
+
+
+def _summed_voxels(results: list[DoseResult], nv: int) -> np.ndarray:
     """Flat indices of the voxels where any result's dose, dose to water or deposited energy has a non-zero
     bit pattern (so -0.0 and NaN count): everywhere else every summed array is +0.0, as the whole-grid
-    formulas give (the uncertainty and LET_d are 0 where the summed dose is not > 0)."""
-    used = np.zeros(int(np.prod(results[0].dose_gy_zyx.shape)), bool)
+    formulas give (the uncertainty and LET_d are 0 where the summed dose is not > 0).  A ScoredGrid counts
+    its values only (it is +0.0 elsewhere)."""
+    used = np.zeros(nv, bool)
     for r in results:
-        for a in (r.dose_gy_zyx, r.dose_to_water_gy_zyx, r.edep_mev_zyx):
-            if a is not None:
-                flat = np.ascontiguousarray(a).reshape(-1)
-                used |= flat.view(np.dtype(f"u{flat.dtype.itemsize}")) != 0
+        for name in ("dose_gy_zyx", "dose_to_water_gy_zyx", "edep_mev_zyx"):
+            a = stored_grid(r, name)
+            if isinstance(a, ScoredGrid):
+                used[a.voxels[_nonzero_bits(a.values)]] = True
+            elif a is not None:
+                used |= _nonzero_bits(a)
     return np.flatnonzero(used)
 
 
@@ -226,8 +295,9 @@ def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: 
                 out: dict[str, np.ndarray], n: int) -> None:
     """The summed arrays at the flat voxel indices ``idx`` into the flat arrays ``out``: per voxel the same
     float64 operations in the same order as on the whole grid (so bitwise the whole-grid result)."""
-    def at(a: np.ndarray | None) -> np.ndarray:
-        return cast(np.ndarray, a).reshape(-1)[idx]
+    def at(r: DoseResult, name: str) -> np.ndarray:
+        a = stored_grid(r, name)
+        return a.at(idx) if isinstance(a, ScoredGrid) else cast(np.ndarray, a).reshape(-1)[idx]
 
     def total(term: Callable[[DoseResult], np.ndarray]) -> np.ndarray:
         # beam by beam into one array, the same additions in the same order as np.sum(..., axis=0)
@@ -236,26 +306,26 @@ def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: 
             acc += term(r)
         return acc
 
-    doses = {id(r): at(r.dose_gy_zyx) for r in results}
+    doses = {id(r): at(r, "dose_gy_zyx") for r in results}
     dose = total(lambda r: doses[id(r)])
     out["dose"][idx] = dose
-    out["dose_w"][idx] = total(lambda r: at(r.dose_to_water_gy_zyx))
+    out["dose_w"][idx] = total(lambda r: at(r, "dose_to_water_gy_zyx"))
     # the variance (Gy^2) of the summed dose: standard errors add linearly within a stream, in quadrature
     # between streams (_stream_groups)
     var = np.zeros(dose.shape, np.float64)
     for grp in groups:
-        sigma = np.array(at(grp[0].uncertainty_rel_zyx) * doses[id(grp[0])], dtype=np.float64)
+        sigma = np.array(at(grp[0], "uncertainty_rel_zyx") * doses[id(grp[0])], dtype=np.float64)
         for r in grp[1:]:
-            sigma += at(r.uncertainty_rel_zyx) * doses[id(r)]
+            sigma += at(r, "uncertainty_rel_zyx") * doses[id(r)]
         var += sigma ** 2
-    wlet = total(lambda r: at(r.let_d_kev_um_zyx) * doses[id(r)])
+    wlet = total(lambda r: at(r, "let_d_kev_um_zyx") * doses[id(r)])
     pos = dose > 0
     safe = np.where(pos, dose, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["unc"][idx] = np.where(pos, np.sqrt(var) / safe, 0.0)
         out["let_d"][idx] = np.where(pos, wlet / safe, 0.0)
     if "edep" in out:
-        out["edep"][idx] = total(lambda r: at(r.edep_mev_zyx) * r.primaries) / n
+        out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx") * r.primaries) / n
 
 
 def sum_results(results: list[DoseResult]) -> DoseResult:
@@ -283,15 +353,16 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
                          "total_protons (plans do)")
     groups = _stream_groups(results)
     n = int(sum(r.primaries for r in results))
-    shape = results[0].dose_gy_zyx.shape
+    first = stored_grid(results[0], "dose_gy_zyx")
+    shape = first.shape
     names = ["dose", "dose_w", "unc", "let_d"]
-    if all(r.edep_mev_zyx is not None for r in results):
+    if all(stored_grid(r, "edep_mev_zyx") is not None for r in results):
         names.append("edep")
     nv = int(np.prod(shape))
     flat = {k: np.zeros(nv, np.float64) for k in names}
     # only the voxels with dose (on a patient-CT grid a fraction), in cache-sized chunks; where all is 0 the
     # whole-grid formulas give +0.0 (with no primaries, 0/0: every voxel)
-    idx = _summed_voxels(results) if n > 0 else np.arange(nv)
+    idx = _summed_voxels(results, nv) if n > 0 else np.arange(nv)
     for i0 in range(0, idx.size, _CHUNK_VOXELS):
         _sum_voxels(results, groups, idx[i0:i0 + _CHUNK_VOXELS], flat, n)
     # bitwise the whole-grid figure: outside idx the dose is 0, below half the maximum of a positive dose
