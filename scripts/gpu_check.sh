@@ -14,11 +14,12 @@
 #
 # Steps, in order of importance: the GPU tests, the benchmark at 70/150/230 MeV (sized by a calibration launch),
 # the SIMT-efficiency proxy (mcproton bench --simt), the demo at 2 mm and 1 mm (its summary has the phase times),
+# `mcproton check` of APTG plan03 (every host step timed),
 # the quick validation, Nsight Compute (optional: skipped where ncu is missing).  Every step runs under
 # `timeout` (its own limit, cut to what is left of the budget; a step with under 15 s left is skipped), so no
 # step can hang the machine; each writes its results as it finishes.  At most 8 files under $OUT:
-#   log.txt (everything, concatenated), info.json, bench.jsonl, simt.jsonl, demo_2mm_summary.json,
-#   demo_1mm_summary.json, validate_summary.json, ncu.txt
+#   log.txt (everything, concatenated), info.json, bench.jsonl, simt.jsonl, demo_summary.jsonl (2 mm and 1 mm),
+#   check_plan03.json, validate_summary.json, ncu.txt
 # Knobs: OUT (default ./gpu_out), MCPROTON_GPU_CHECK_BUDGET_S (default 420), PYTHON (default python3).
 set -uo pipefail
 
@@ -154,13 +155,25 @@ for n in $SIMT_N; do
   done
 done
 
-# 4. the demo at 2 mm and 1 mm (summary.json has times_s: phantom, plan, CT/RT Struct writing, Monte Carlo, outputs)
+# 4. the demo at 2 mm and 1 mm (summary.json has times_s: phantom, plan, CT/RT Struct writing, Monte Carlo, outputs);
+# both summaries go into demo_summary.jsonl, one line each (2 mm first)
 for v in 2 1; do
   if run_step "demo_${v}mm" $((v == 2 ? 120 : 180)) - "${PYM[@]}" demo --backend "$MODE" --voxel-mm "$v" --quiet \
       "${DEMO_N[@]}" --out "$WORK/demo_${v}mm"; then
-    cp "$WORK/demo_${v}mm/summary.json" "$OUT/demo_${v}mm_summary.json" 2>> "$LOG"
+    "$PY" -c 'import json, sys; print(json.dumps({"voxel_mm": float(sys.argv[2]), **json.load(open(sys.argv[1]))}))' \
+      "$WORK/demo_${v}mm/summary.json" "$v" >> "$OUT/demo_summary.jsonl" 2>> "$LOG"
   fi
 done
+
+# 4b. `mcproton check` of APTG plan03 (RayStation plan dose, phantom from the RS overrides, dcpt_v5) at the default
+# 1 % target: issue 13's "within 30 s on a GPU", every host step in check.json (timings_s, cpu_s_per_step)
+CHK_N=(); [ "$MODE" = cpu ] && CHK_N=(--primaries 20000)
+"$PY" -c 'import gzip, shutil, sys; shutil.copyfileobj(gzip.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+  tests/data/dicom/aptg_check/RD_plan03_total.dcm.gz "$WORK/RD_plan03_total.dcm" 2>> "$LOG"
+run_step check_plan03 150 - "${PYM[@]}" check --plan tests/data/dicom/aptg_check/RP_plan03.dcm \
+  --dose "$WORK/RD_plan03_total.dcm" --struct tests/data/dicom/aptg_check/RS_plan03.dcm --phantom-from-struct \
+  --beam-model dcpt_v5 --backend "$MODE" --quiet "${CHK_N[@]}" --out "$WORK/check_plan03"
+cp "$WORK/check_plan03/check.json" "$OUT/check_plan03.json" 2>> "$LOG"
 
 # 5. the quick validation
 run_step validate_quick 150 - "${PYM[@]}" validate "${VAL_ARGS[@]}" --backend "$MODE" --out "$WORK/validation"
@@ -197,11 +210,14 @@ for d in lines("bench.jsonl"):
 for d in lines("simt.jsonl"):
     print(f"simt {d['energy_mev']:g} MeV, {d['histories']:,} histories: {d['active_lanes']:.1f}/32 lanes "
           f"(efficiency {d['efficiency']:.3f}); persistent loop {32 * d.get('efficiency_persistent', 0):.1f}/32")
-for v in (2, 1):
-    f = o / f"demo_{v}mm_summary.json"
-    if f.exists():
-        d = json.loads(f.read_text())
-        print(f"demo {v} mm: wall {d.get('wall_s', 0):.1f} s, phases {d.get('times_s')}")
+for d in lines("demo_summary.jsonl"):
+    print(f"demo {d.get('voxel_mm', 0):g} mm: wall {d.get('wall_s', 0):.1f} s, phases {d.get('times_s')}")
+f = o / "check_plan03.json"
+if f.exists():
+    d = json.loads(f.read_text())
+    t = d.get("timings_s", {})
+    print(f"check plan03: total {t.get('total_s', 0):.1f} s, transport {t.get('transport_s', 0):.1f} s, "
+          f"passed {d.get('passed')}, steps {t}")
 EOF
 log "### done in $(elapsed)s: $FAILS step(s) failed or skipped; files: $(ls "$OUT" | tr '\n' ' ')"
 rm -rf "$WORK"
