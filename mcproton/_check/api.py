@@ -240,7 +240,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     primaries, target_uncertainty : the MC stops at the target (mean relative uncertainty of the plan dose over
         the voxels above 50 % of its maximum; default 1 %) or at ``primaries`` per beam.  The beams run one after
         the other, each to ``target_uncertainty`` x sqrt(number of beams) in its own dose (beams of equal weight
-        over the high-dose region then add up to the target); the plan dose's own uncertainty is reported.
+        over the high-dose region then add up to the target); where the plan dose is still above the target
+        (beams that overlap less), each beam is topped up once with independent random numbers for the primaries
+        the 1/sqrt(N) law says are missing (+10 %), the two runs averaged by primaries.  The plan dose's
+        uncertainty is reported.
     levels : ActionLevels, or a TOML file with a [levels] table.
     mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).
     gamma_workers : processes for the independent 3-D gammas (1: here, one after the other; None: one per gamma
