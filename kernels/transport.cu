@@ -669,7 +669,10 @@ MCP_KERNEL void mcp_transport(const Params* MCP_RESTRICT params, uint64_t first_
      * lanes start their histories together; a secondary of the lane's own history is taken at once. */
     bool busy = true, alive = false;
     while (busy) {
-        if (alive && !track_step(p, sc, ts, h.stack, h.n_stack, h.next_id, L)) alive = false;
+        if (alive && !track_step(p, sc, ts, h.stack, h.n_stack, h.next_id, L)) {
+            alive = false;
+            MCP_COUNT_TRACK_STEPS(h.i, true);
+        }
         const bool wants_history = !alive && h.n_stack == 0;
         const WarpVote v = mcp_warp_vote(wants_history);
         if (wants_history && v.yes < MCP_REFILL_MIN_IDLE && v.yes < v.lanes) continue;
