@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ._physics.tables import build_tables  # noqa: F401 - kept for callers of mcproton.run
-from ._run.engine import PRIVATE_TALLY_BYTES, Accumulator, DeviceAccumulator, Simulation
+from ._run.engine import PRIVATE_TALLY_BYTES, Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from ._run.result import MEV_PER_G_TO_GY, MEV_TO_J, DoseResult, finish, scored_voxels, sum_results
 from ._run.stats import UNCERTAINTY_MIN_DENSITY, batch_rel_uncertainty, mean_uncertainty_above_half_max
 from ._run.streaming import batch_plan
@@ -41,7 +41,7 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | None =
     return run_job(None, settings or RunSettings(), geometry, [beam], None, opts)[0]
 
 
-__all__ = ["simulate", "DoseResult", "sum_results", "Simulation", "Accumulator", "DeviceAccumulator",
+__all__ = ["simulate", "DoseResult", "sum_results", "Simulation", "Accumulator", "DeviceAccumulator", "ScoredSums",
            "finish", "batch_plan", "scored_voxels", "batch_rel_uncertainty",
            "mean_uncertainty_above_half_max", "UNCERTAINTY_MIN_DENSITY", "MEV_TO_J", "MEV_PER_G_TO_GY",
            "PRIVATE_TALLY_BYTES"]

@@ -12,7 +12,8 @@ exercised in CI before any GPU run:
 * device arrays compute with each other (ufuncs, methods) but refuse NumPy functions and any mixing with host
   arrays (CuPy raises on implicit conversion to NumPy), so host code that treats a device array as a NumPy
   array fails here as it would on a GPU;
-* it counts the bytes copied to the host (``bytes_to_host``), to check what a batch costs.
+* it counts the bytes copied to the host (``bytes_to_host``; the shape of every copy: ``host_copies``) and to
+  the device (``bytes_to_device``), to check what a batch or a beam's start and end cost.
 
 The launched kernel itself runs on the CPU backend (the same source compiled by the host compiler): the emulation
 tests the CUDA backend's data flow, not the GPU's arithmetic.
@@ -105,11 +106,15 @@ def make_fake_cupy(cpu_backend: Any, log: list | None = None) -> types.ModuleTyp
     cp.transport_sizes = []           # n_histories of every mcp_transport launch
     cp.oom_above = None               # set to an int: mcp_transport launches above it raise OutOfMemoryError
     cp.bytes_to_host = 0              # bytes copied device -> host by asnumpy
+    cp.host_copies = []               # (shape, dtype) of every asnumpy of a device array
+    cp.bytes_to_device = 0            # bytes copied host -> device by asarray
 
     def asarray(a: Any) -> DeviceArray:
         if isinstance(a, DeviceArray):
             return a
-        return np.array(a, copy=True, order="C").view(DeviceArray)
+        out = np.array(a, copy=True, order="C").view(DeviceArray)
+        cp.bytes_to_device += out.nbytes
+        return out
 
     def zeros(shape: Any, dtype: Any) -> DeviceArray:
         return np.zeros(shape, dtype).view(DeviceArray)
@@ -117,10 +122,18 @@ def make_fake_cupy(cpu_backend: Any, log: list | None = None) -> types.ModuleTyp
     def asnumpy(a: Any) -> np.ndarray:
         if isinstance(a, DeviceArray):
             cp.bytes_to_host += a.nbytes
+            cp.host_copies.append((a.shape, a.dtype))
             return np.array(a.host_view(), copy=True)
         return np.asarray(a)
 
-    cp.asarray, cp.zeros, cp.asnumpy = asarray, zeros, asnumpy
+    def flatnonzero(a: Any) -> DeviceArray:
+        """cupy.flatnonzero: the int64 indices of the non-zero elements of the flattened array, on the device
+        (CuPy refuses a NumPy argument)."""
+        if not isinstance(a, DeviceArray):
+            raise TypeError(f"fake CuPy: flatnonzero needs a device array, got {type(a).__name__}")
+        return np.flatnonzero(a.host_view()).astype(np.int64).view(DeviceArray)
+
+    cp.asarray, cp.zeros, cp.asnumpy, cp.flatnonzero = asarray, zeros, asnumpy, flatnonzero
 
     class RawModule:
         def __init__(self, code: str, options: tuple = ()) -> None:

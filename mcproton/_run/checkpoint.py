@@ -119,7 +119,7 @@ class BeamState:
 
     @property
     def n_vox(self) -> int:
-        return int(self.acc.n_vox if isinstance(self.acc, CompactSums) else self.acc.sum_x.size)
+        return int(self.acc.n_vox)   # Accumulator, ScoredSums (a GPU beam's host copy) or CompactSums
 
     def compact(self, voxels: np.ndarray | None = None) -> None:
         """Keep a finished beam's running sums only as a checkpoint stores them (voxels with dose), freeing the
@@ -128,7 +128,7 @@ class BeamState:
         if self.stored is None:
             self.stored = self.stored_arrays(voxels)
             a = self.acc
-            self.acc = CompactSums(a.ledger, int(a.batches), int(a.primaries), int(a.sum_x.size))
+            self.acc = CompactSums(a.ledger, int(a.batches), int(a.primaries), self.n_vox)
 
     def checksum(self, stored: dict[str, np.ndarray]) -> str:
         """Digest of the state as written: ``stored`` are the arrays of the file (whole, or voxel indices and
@@ -143,15 +143,18 @@ class BeamState:
         each array's values there."""
         if self.stored is not None:
             return self.stored
+        from .engine import ScoredSums
         from .result import scored_voxels
 
         a = self.acc
-        arrays = {**{f"sum_{k}": v for k, v in a.sums.items()}, "sum_x": a.sum_x, "sum_x2": a.sum_x2}
         voxels = scored_voxels(a) if voxels is None else voxels
-        n = a.sum_x.size
+        n = self.n_vox
         if voxels.size > n // 2:   # mostly filled: whole arrays are smaller and quicker
-            return arrays
-        out = {name: v[voxels] for name, v in arrays.items()}
+            if isinstance(a, ScoredSums):
+                a = a.dense()
+            return {**{f"sum_{k}": v for k, v in a.sums.items()}, "sum_x": a.sum_x, "sum_x2": a.sum_x2}
+        at = a.at(voxels)   # of a ScoredSums (a GPU beam's host copy): its own arrays
+        out = {**{f"sum_{k}": at[k] for k in a.sums}, "sum_x": at["sum_x"], "sum_x2": at["sum_x2"]}
         out["voxels"] = voxels.astype(np.uint32 if n < 2**32 else np.int64)
         return out
 

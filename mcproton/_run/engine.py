@@ -12,6 +12,7 @@ per-voxel standard error.  The driver that runs the batches is mcproton/_run/job
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -228,11 +229,15 @@ class Simulation:
         return out
 
 
+#: the integer tallies of a run (kernels/params.h), summed over batches
+TALLIES = ("edep", "edep_water", "edep_proton", "let_num")
+
+
 class Accumulator:
     """Running integer sums of the tallies over batches, and the float sum of squared batch dose."""
 
     def __init__(self, n_vox: int) -> None:
-        self.sums = {k: np.zeros(n_vox, np.int64) for k in ("edep", "edep_water", "edep_proton", "let_num")}
+        self.sums = {k: np.zeros(n_vox, np.int64) for k in TALLIES}
         self.ledger = np.zeros(N_LEDGER, np.int64)
         self.sum_x2 = np.zeros(n_vox, np.float64)   # sum over batches of (edep_b / n_b)^2, MeV^2
         self.sum_x = np.zeros(n_vox, np.float64)    # sum over batches of edep_b / n_b, MeV
@@ -256,6 +261,15 @@ class Accumulator:
         out.batches = 0
         out.primaries = 0
         return out
+
+    @property
+    def n_vox(self) -> int:
+        return int(self.sum_x.size)
+
+    def at(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The running sums at the flat voxel indices ``idx``: the four tallies by name, ``"sum_x"`` and
+        ``"sum_x2"`` (what finish reads; ScoredSums.at gives the same)."""
+        return {**{k: v[idx] for k, v in self.sums.items()}, "sum_x": self.sum_x[idx], "sum_x2": self.sum_x2[idx]}
 
     def touch(self) -> None:
         """Write every page of the sums once (np.zeros maps them lazily; the first write to each page then
@@ -295,19 +309,81 @@ class Accumulator:
                                                                            self.batches), density[idx])
 
 
+@dataclass(eq=False)
+class ScoredSums:
+    """An Accumulator's running sums held at its scored voxels only (result.scored_voxels: where any sum is
+    non-zero; every sum is 0 elsewhere): what DeviceAccumulator.host() copies back from the GPU when at most half
+    the grid has dose, instead of six whole-grid arrays (48 bytes per voxel: 2.2 GB on a 46 M-voxel CT).  finish,
+    BeamState and the checkpoint read it like an Accumulator, with bitwise the same results; ``dense()`` gives
+    the Accumulator."""
+
+    voxels: np.ndarray                 # flat indices into the grid, increasing (int64, as np.flatnonzero gives)
+    sums: dict[str, np.ndarray]        # the four integer tallies' sums at the voxels (int64)
+    sum_x: np.ndarray                  # the float sums at the voxels (float64)
+    sum_x2: np.ndarray
+    ledger: np.ndarray
+    batches: int
+    primaries: int
+    n_vox: int                         # voxels of the grid
+
+    @classmethod
+    def empty(cls, n_vox: int) -> "ScoredSums":
+        """The sums of a beam that has no batch yet (all 0), without any array of the grid's size."""
+        return cls(np.zeros(0, np.int64), {k: np.zeros(0, np.int64) for k in TALLIES}, np.zeros(0),
+                   np.zeros(0), np.zeros(N_LEDGER, np.int64), 0, 0, int(n_vox))
+
+    def at(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The running sums at the increasing flat voxel indices ``idx`` (0 where no voxel is scored), as
+        Accumulator.at: the stored arrays themselves where ``idx`` are the scored voxels."""
+        arrays = {**self.sums, "sum_x": self.sum_x, "sum_x2": self.sum_x2}
+        if idx is self.voxels or np.array_equal(idx, self.voxels):
+            return arrays
+        if self.voxels.size == 0:
+            return {k: np.zeros(np.size(idx), v.dtype) for k, v in arrays.items()}
+        pos = np.minimum(np.searchsorted(self.voxels, idx), self.voxels.size - 1)
+        hit = self.voxels[pos] == idx
+        return {k: np.where(hit, v[pos], v.dtype.type(0)) for k, v in arrays.items()}
+
+    def dense(self) -> Accumulator:
+        """The Accumulator with these sums (whole-grid arrays)."""
+        out = Accumulator(self.n_vox)
+        for k, v in self.sums.items():
+            out.sums[k][self.voxels] = v
+        out.sum_x[self.voxels] = self.sum_x
+        out.sum_x2[self.voxels] = self.sum_x2
+        out.ledger = self.ledger.copy()
+        out.batches, out.primaries = self.batches, self.primaries
+        return out
+
+
 class DeviceAccumulator:
     """The Accumulator's sums kept in GPU memory while a run streams its batches (``xp`` = cupy): a batch then
     costs a few device additions instead of copying four tallies to the host and summing them there.
-    ``host()`` returns an ordinary Accumulator (for checkpoints, the uncertainty criterion and the result);
-    the sums are integers, so the dose is bitwise the same as with host accumulation."""
+    ``host()`` returns host copies (for checkpoints and the result): only the voxels with dose (ScoredSums)
+    where at most half the grid has dose; the sums are integers, so the dose is bitwise the same as with host
+    accumulation.  ``acc``: the sums to start from, an Accumulator or a ScoredSums (``ScoredSums.empty``: a
+    new beam, no whole-grid host arrays uploaded)."""
 
-    def __init__(self, acc: Accumulator, xp: Any, device_context: Callable[[], Any] | None = None) -> None:
+    def __init__(self, acc: Accumulator | ScoredSums, xp: Any,
+                 device_context: Callable[[], Any] | None = None) -> None:
         self.xp = xp
         self._ctx = device_context or contextlib.nullcontext   # the GPU the sums live on, made current
         with self._ctx():
-            self.sums = {k: xp.asarray(v) for k, v in acc.sums.items()}
-            self.sum_x = xp.asarray(acc.sum_x)
-            self.sum_x2 = xp.asarray(acc.sum_x2)
+            if isinstance(acc, ScoredSums):   # zeros, and the values at the voxels
+                n = acc.n_vox
+                self.sums = {k: xp.zeros(n, np.int64) for k in acc.sums}
+                self.sum_x = xp.zeros(n, np.float64)
+                self.sum_x2 = xp.zeros(n, np.float64)
+                if acc.voxels.size:
+                    idx = xp.asarray(acc.voxels)
+                    for k, v in acc.sums.items():
+                        self.sums[k][idx] = xp.asarray(v)
+                    self.sum_x[idx] = xp.asarray(acc.sum_x)
+                    self.sum_x2[idx] = xp.asarray(acc.sum_x2)
+            else:
+                self.sums = {k: xp.asarray(v) for k, v in acc.sums.items()}
+                self.sum_x = xp.asarray(acc.sum_x)
+                self.sum_x2 = xp.asarray(acc.sum_x2)
         self.ledger = acc.ledger.copy()
         self.batches = acc.batches
         self.primaries = acc.primaries
@@ -339,12 +415,30 @@ class DeviceAccumulator:
             unc = batch_rel_uncertainty(self.sum_x, self.sum_x2, self.batches)
             return mean_uncertainty_above_half_max(self.sums["edep"] * self._dev_mass, unc, self._dev_density)
 
-    def host(self) -> Accumulator:
-        out = Accumulator(len(self.sum_x))
+    @property
+    def n_vox(self) -> int:
+        return int(self.sum_x.size)
+
+    def host(self) -> Accumulator | ScoredSums:
+        """Host copies of the sums.  The scored voxels (where any sum is non-zero) are found on the device by the
+        host's rule (result.scored_voxels, the same expressions); where at most half the grid is scored (the
+        threshold of the checkpoint's sparse form, BeamState.stored_arrays) only their indices and values are
+        gathered and copied (a ScoredSums: 56 bytes per scored voxel), else the six whole arrays (an
+        Accumulator: 48 bytes per voxel)."""
+        from .result import scored_voxels
+
+        xp = self.xp
+        n = self.n_vox
         with self._ctx():
-            out.sums = {k: self.xp.asnumpy(v) for k, v in self.sums.items()}
-            out.sum_x = self.xp.asnumpy(self.sum_x)
-            out.sum_x2 = self.xp.asnumpy(self.sum_x2)
-        out.ledger = self.ledger.copy()
-        out.batches, out.primaries = self.batches, self.primaries
-        return out
+            idx = scored_voxels(self)
+            if int(idx.size) > n // 2:
+                out = Accumulator.__new__(Accumulator)
+                out.sums = {k: xp.asnumpy(v) for k, v in self.sums.items()}
+                out.sum_x = xp.asnumpy(self.sum_x)
+                out.sum_x2 = xp.asnumpy(self.sum_x2)
+                out.ledger = self.ledger.copy()
+                out.batches, out.primaries = self.batches, self.primaries
+                return out
+            return ScoredSums(xp.asnumpy(idx), {k: xp.asnumpy(v[idx]) for k, v in self.sums.items()},
+                              xp.asnumpy(self.sum_x[idx]), xp.asnumpy(self.sum_x2[idx]), self.ledger.copy(),
+                              self.batches, self.primaries, n)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, load_checkpoint, \
     save_checkpoint
-from .engine import Accumulator, DeviceAccumulator, Simulation
+from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from .result import finish, scored_voxels
 from .streaming import BatchPlan, LocalExecutor, is_out_of_memory, progress_printer, stream
 
@@ -207,8 +207,11 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 else:
                     if sim.keeps_tallies_on_device:
                         # GPU: the batches are summed on the device; host copies for checkpoints and the end
+                        # (only the voxels with dose: DeviceAccumulator.host); a new beam's zero sums are made
+                        # there, not uploaded from whole host arrays
+                        start = ScoredSums.empty(n_vox) if _fresh(st.acc) else st.acc
                         try:
-                            acc = current["device_acc"] = DeviceAccumulator(st.acc, sim.backend.xp,
+                            acc = current["device_acc"] = DeviceAccumulator(start, sim.backend.xp,
                                                                             sim.backend.device_context)
                         except Exception as exc:
                             if not is_out_of_memory(exc):

@@ -149,16 +149,22 @@ for _name in GRID_FIELDS:
     setattr(DoseResult, _name, _Grid(_name, getattr(DoseResult, _name, None)))
 
 
-def scored_voxels(acc: Any) -> np.ndarray:
-    """Flat indices of the voxels where any running sum is non-zero (every result array is 0 elsewhere)."""
+def scored_voxels(acc: Any) -> Any:
+    """Flat indices of the voxels where any running sum is non-zero (every result array is 0 elsewhere): of an
+    Accumulator; of a ScoredSums, its voxels; of a DeviceAccumulator, computed on the device by the same
+    expressions (its ``xp``), a device array (a -0.0 float sum is not scored, a NaN one is, as on the host)."""
+    if isinstance(getattr(acc, "voxels", None), np.ndarray):   # a ScoredSums: made of exactly these voxels
+        return acc.voxels
+    xp = getattr(acc, "xp", np)
     used = acc.sum_x != 0
     for v in (*acc.sums.values(), acc.sum_x2):
         used |= v != 0
-    return np.flatnonzero(used)
+    return xp.flatnonzero(used)
 
 
 def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) -> DoseResult:
-    """The result of the running sums ``acc`` (an Accumulator) of the Simulation ``sim``.  Computed on the
+    """The result of the running sums ``acc`` (an Accumulator, or a ScoredSums: the sums at the scored voxels
+    only, as a GPU beam copies them back) of the Simulation ``sim``.  Computed on the
     scored voxels only (``voxels``: scored_voxels(acc), computed here if not given; on a patient-CT grid a
     fraction of the voxels) and held as ScoredGrids: read, each is the zero grid with these values at the
     voxels, bitwise what the same formulas give on the whole grid.  sum_results adds the beams of a plan at
@@ -171,17 +177,18 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
     def full(values: np.ndarray) -> Any:   # a ScoredGrid, read as the whole float64 grid (DoseResult)
         return ScoredGrid(idx, np.asarray(values, np.float64), tuple(shape))
 
+    sv = acc.at(idx)   # the running sums at the voxels
     mass_g = g.density_g_cm3_zyx.reshape(-1)[idx].astype(np.float64) * g.voxel_volume_cm3
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_mass = np.where(mass_g > 0, 1.0 / mass_g, 0.0)
-        edep = acc.sums["edep"][idx] / TALLY_SCALE
+        edep = sv["edep"] / TALLY_SCALE
         dose = edep * inv_mass * MEV_PER_G_TO_GY / n
-        dose_w = acc.sums["edep_water"][idx] / TALLY_SCALE * inv_mass * MEV_PER_G_TO_GY / n
-        ep = acc.sums["edep_proton"][idx] / TALLY_SCALE
-        let_d = np.where(ep > 0, acc.sums["let_num"][idx] / LET_SCALE / np.where(ep > 0, ep, 1), 0.0)
+        dose_w = sv["edep_water"] / TALLY_SCALE * inv_mass * MEV_PER_G_TO_GY / n
+        ep = sv["edep_proton"] / TALLY_SCALE
+        let_d = np.where(ep > 0, sv["let_num"] / LET_SCALE / np.where(ep > 0, ep, 1), 0.0)
         B = acc.batches
-        sx = acc.sum_x[idx]
-        unc = batch_rel_uncertainty(sx, acc.sum_x2[idx], B)
+        sx = sv["sum_x"]
+        unc = batch_rel_uncertainty(sx, sv["sum_x2"], B)
         if B < 2:  # one batch (batch_size >= primaries, an early stop): no uncertainty estimate, not 0
             unc = np.where(sx > 0, np.nan, 0.0)
     scale = 1.0
@@ -193,7 +200,7 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
     # every ledger entry of kernels/params.h (MCP_LEDGER_ENTRIES): energies in MeV, counts as integers; the
     # kernel leaves "deposited" at 0, it is the sum of the dose tally
     ledger = acc.ledger.copy()
-    ledger[LEDGER["deposited"]] = acc.sums["edep"][idx].sum()
+    ledger[LEDGER["deposited"]] = sv["edep"].sum()
     led = {e.name: int(ledger[e.index]) if e.kind == "count" else float(ledger[e.index]) / TALLY_SCALE
            for e in LEDGER_ENTRIES}
     e_in = sum(led[e.name] for e in LEDGER_ENTRIES if e.kind == "energy_in")
