@@ -14,7 +14,7 @@
 #
 # Steps, in order of importance: the GPU tests, the benchmark at 70/150/230 MeV (sized by a calibration launch),
 # the SIMT-efficiency proxy (mcproton bench --simt), the demo at 2 mm and 1 mm (its summary has the phase times),
-# `mcproton check` of APTG plan03 (every host step timed),
+# `mcproton check` of APTG plan03 (every host step timed), the end-of-beam copy (scripts/device_copy_check.py),
 # the quick validation, Nsight Compute (optional: skipped where ncu is missing).  Every step runs under
 # `timeout` (its own limit, cut to what is left of the budget; a step with under 15 s left is skipped), so no
 # step can hang the machine; each writes its results as it finishes.  At most 8 files under $OUT:
@@ -96,7 +96,7 @@ run_step install 120 - "$PY" -m pip install -q --no-deps --no-index --no-compile
 export PYTHONPATH="$TARGET"
 # the tests and the example configs, without the checkout's mcproton/ (it must not shadow the installed package)
 mkdir -p "$WORK/repo"
-cp -r "$REPO/tests" "$REPO/examples" "$REPO/pyproject.toml" "$REPO/README.md" "$WORK/repo/"
+cp -r "$REPO/tests" "$REPO/examples" "$REPO/scripts" "$REPO/pyproject.toml" "$REPO/README.md" "$WORK/repo/"
 cd "$WORK/repo" || exit 2
 run_step import_check 60 - "$PY" -P -c '
 import pathlib, sys
@@ -176,6 +176,11 @@ run_step check_plan03 150 - sh -c '"$@"; r=$?; [ "$r" -eq 1 ] && exit 0; exit "$
   --dose "$WORK/RD_plan03_total.dcm" --struct tests/data/dicom/aptg_check/RS_plan03.dcm --phantom-from-struct \
   --beam-model dcpt_v5 --backend "$MODE" --quiet "${CHK_N[@]}" --out "$WORK/check_plan03"
 cp "$WORK/check_plan03/check.json" "$OUT/check_plan03.json" 2>> "$LOG"
+
+# 4c. the end of a GPU beam on a 46 M-voxel grid: the copy of the dose voxels only against the whole sums it
+# replaced (scripts/device_copy_check.py; its JSON goes to log.txt); the dry run through the CuPy stand-in, small
+if [ "$MODE" = cuda ]; then DC_ARGS=(--field 7); else DC_ARGS=(--fake --shape 40 128 128 --primaries 5000); fi
+run_step device_copy 90 - "$PY" -P scripts/device_copy_check.py "${DC_ARGS[@]}"
 
 # 5. the quick validation
 run_step validate_quick 150 - "${PYM[@]}" validate "${VAL_ARGS[@]}" --backend "$MODE" --out "$WORK/validation"
