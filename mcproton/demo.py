@@ -144,6 +144,12 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         write_rtstruct({"CTV_PF": ctv, **organs, "body": outline.mask}, g, ct, out / "rtstruct.dcm",
                        label="PF boost")
         rtstruct_s.append(time.perf_counter() - t_rs)
+        try:   # matplotlib's import (~0.4 s) here, off the outputs' path (the plots import it again if it failed)
+            from .plots import _plt
+
+            _plt()
+        except Exception:
+            pass
         return ct
 
     writer = Background(write_ct_and_rtstruct, "the phantom's RT Struct")
@@ -203,13 +209,15 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
 
         out = {"model": "McNamara et al., Phys Med Biol 60 (2015) 8399", "alpha_beta_target_gy": 10.0,
                "alpha_beta_brainstem_gy": 2.0, "note": "research output; the clinical standard is RBE 1.1"}
-        d_t = mcnamara_rbe_weighted_dose(res.dose_gy_zyx, res.let_d_kev_um_zyx, 10.0)
-        out["target_mean_gy_rbe"] = float(d_t[ctv].mean())
+        # the model is voxel by voxel: evaluated on the structure's voxels only (the same numbers as on the
+        # whole grid, ~0.3 s less at 1 mm)
+        d_t = mcnamara_rbe_weighted_dose(res.dose_gy_zyx[ctv], res.let_d_kev_um_zyx[ctv], 10.0)
+        out["target_mean_gy_rbe"] = float(d_t.mean())
         out["target_mean_gy_rbe_const_1.1"] = 1.1 * float(res.dose_gy_zyx[ctv].mean())
         bs = organs.get("brainstem")
         if bs is not None and bs.any():
-            d_b = mcnamara_rbe_weighted_dose(res.dose_gy_zyx, res.let_d_kev_um_zyx, 2.0)
-            out["brainstem_d2_gy_rbe"] = dose_at_volume(d_b, bs, 2)
+            d_b = mcnamara_rbe_weighted_dose(res.dose_gy_zyx[bs], res.let_d_kev_um_zyx[bs], 2.0)
+            out["brainstem_d2_gy_rbe"] = dose_at_volume(d_b, np.ones(d_b.shape, bool), 2)
             out["brainstem_d2_gy_rbe_const_1.1"] = 1.1 * dose_at_volume(res.dose_gy_zyx, bs, 2)
         return out
 

@@ -50,21 +50,16 @@ def write_phantom_ct(geometry: VoxelGeometry, out_dir, *, calibration="schneider
     """Write the phantom as an axial CT series (CT_0000.dcm, ...) in ``out_dir``; returns the UIDs.
     ``study``: the patient, study and frame of reference (default a new phantom study: "mcproton^phantom",
     MCPROTON, HFS; fresh UIDs where empty)."""
-    import pydicom
     from pydicom.uid import generate_uid
 
-    from ..dicom import write_ct_series
+    from .._io.ct import write_ct_series_uids
 
     study = (study or PHANTOM_STUDY).resolved()
     series_uid = str(generate_uid())
     desc = series_description or geometry.name
-    paths = write_ct_series(phantom_hu(geometry, calibration), geometry.voxel_size_mm, geometry.origin_mm, out_dir,
-                            study=study, series_description=desc, series_instance_uid=series_uid)
-    sops, zs = [], []
-    for p in paths:
-        ds = pydicom.dcmread(p, stop_before_pixels=True)
-        sops.append(str(ds.SOPInstanceUID))
-        zs.append(float(ds.ImagePositionPatient[2]))
+    _, sops, zs = write_ct_series_uids(phantom_hu(geometry, calibration), geometry.voxel_size_mm,
+                                       geometry.origin_mm, out_dir, study=study, series_description=desc,
+                                       series_instance_uid=series_uid)
     return CTSeriesRef(Path(out_dir), study, series_uid, sops, zs)
 
 
@@ -85,6 +80,37 @@ def slice_contours(mask_yx: np.ndarray, x_mm: np.ndarray, y_mm: np.ndarray) -> l
             pts = pts[:-1]
         if len(pts) >= 3:
             out.append(pts)
+    return out
+
+
+CONTOUR_DATA_TAG = 0x30060050
+
+
+def _contour_data_elements(xyz_list: list[np.ndarray]) -> list:
+    """The ContourData (3006,0050) elements of contours ((n, 3) points in mm each), every number written with
+    two decimals ("%.2f"), as pydicom encodes the list of those strings (backslash-separated, padded with a
+    space to an even length), but as raw values: pydicom turns each string into a validated DSfloat (a 1 mm
+    head phantom's RT Struct has 1.5 million of them: ~6 s).  Each distinct number is formatted once (its
+    bits: -0.0 and 0.0 stay apart)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    if not xyz_list:
+        return []
+    flat = np.concatenate([np.asarray(a, np.float64).ravel() for a in xyz_list])
+    bits, inv = np.unique(flat.view(np.int64), return_inverse=True)
+    text = np.array([f"{v:.2f}" for v in bits.view(np.float64)], dtype=object)
+    if max(len(t) for t in text) > 16:
+        raise ValueError("a contour coordinate does not fit a DICOM DS (16 characters)")
+    words = text[inv.ravel()].tolist()
+    out, i = [], 0
+    for a in xyz_list:
+        n = int(np.size(a))
+        value = "\\".join(words[i:i + n]).encode("ascii")
+        i += n
+        if len(value) % 2:
+            value += b" "
+        out.append(RawDataElement(Tag(CONTOUR_DATA_TAG), "DS", len(value), value, 0, False, True))
     return out
 
 
@@ -110,6 +136,7 @@ def write_rtstruct(masks: Mapping[str, np.ndarray], geometry: VoxelGeometry, ct:
     """RT Structure Set with one ROI per named (z, y, x) mask on ``geometry``'s grid (the grid of the CT
     series ``ct``); contours are CLOSED_PLANAR polygons on the CT slice planes, each referencing its CT
     image.  ROIs with no voxels are skipped."""
+    from pydicom.charset import default_encoding
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DSeq
     from pydicom.uid import generate_uid
@@ -162,16 +189,18 @@ def write_rtstruct(masks: Mapping[str, np.ndarray], geometry: VoxelGeometry, ct:
         if ks.size == 0:
             continue
         number += 1
+        polys = [(int(k), poly) for k in ks for poly in slice_contours(m[k], x_mm, y_mm)]
+        datas = _contour_data_elements([np.column_stack([poly, np.full(len(poly), z_mm[k])]) for k, poly in polys])
         contours = []
-        for k in ks:
-            for poly in slice_contours(m[k], x_mm, y_mm):
-                c = Dataset()
-                c.ContourImageSequence = DSeq([img_ref(int(k))])
-                c.ContourGeometricType = "CLOSED_PLANAR"
-                c.NumberOfContourPoints = len(poly)
-                xyz = np.column_stack([poly, np.full(len(poly), z_mm[k])])
-                c.ContourData = [f"{v:.2f}" for v in xyz.ravel()]
-                contours.append(c)
+        for (k, poly), data in zip(polys, datas):
+            c = Dataset()
+            c.ContourImageSequence = DSeq([img_ref(k)])
+            c.ContourGeometricType = "CLOSED_PLANAR"
+            c.NumberOfContourPoints = len(poly)
+            c[CONTOUR_DATA_TAG] = data
+            # written as it is encoded (pydicom would otherwise decode the raw value before writing it)
+            c.set_original_encoding(False, True, default_encoding)
+            contours.append(c)
         if not contours:
             number -= 1
             continue
