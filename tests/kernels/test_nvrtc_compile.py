@@ -35,6 +35,13 @@ def _nvrtc():
     return nvrtc
 
 
+def _out_buffer(n: int) -> bytes:
+    """A fresh buffer of n bytes for NVRTC to write into.  Never `b" " * n`: for n = 1 (an empty log and its NUL)
+    CPython returns its one shared b" " object, which NVRTC then overwrites for the whole process (every later
+    b" " in the tests became b"\\x00": the RT Struct's DS padding failed dciodvfy)."""
+    return bytes(bytearray(max(int(n), 2)))
+
+
 def compile_ptx(entry: str, arch: str = "compute_90", extra: tuple[str, ...] = ()) -> str:
     nvrtc = _nvrtc()
     src = assemble(entry).encode()
@@ -43,11 +50,11 @@ def compile_ptx(entry: str, arch: str = "compute_90", extra: tuple[str, ...] = (
     opts = [f"--gpu-architecture={arch}".encode()] + [o.encode() for o in (*CUDA_OPTIONS, *extra)]
     (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
     _, n = nvrtc.nvrtcGetProgramLogSize(prog)
-    log = b" " * n
+    log = _out_buffer(n)
     nvrtc.nvrtcGetProgramLog(prog, log)
     assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, f"NVRTC failed on {entry}:\n{log.decode(errors='replace')}"
     _, n = nvrtc.nvrtcGetPTXSize(prog)
-    ptx = b" " * n
+    ptx = _out_buffer(n)
     nvrtc.nvrtcGetPTX(prog, ptx)
     nvrtc.nvrtcDestroyProgram(prog)
     return ptx.decode(errors="replace")
@@ -56,6 +63,7 @@ def compile_ptx(entry: str, arch: str = "compute_90", extra: tuple[str, ...] = (
 @pytest.mark.parametrize("entry", ENTRY_FILES)
 def test_entry_points_compile_for_compute_90(entry):
     ptx = compile_ptx(entry)
+    assert b" "[0] == 0x20, "NVRTC wrote into CPython's shared one-byte object (see _out_buffer)"
     assert ".target sm_90" in ptx
     entries = set(re.findall(r"\.entry\s+(\w+)", ptx))
     expected = {name for name, (f, _) in ENTRY_POINTS.items() if f == entry}
@@ -69,7 +77,7 @@ def compile_cubin(entry: str, extra: tuple[str, ...] = ()) -> bytes:
     (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
     assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, f"NVRTC failed on {entry} with {extra}"
     _, n = nvrtc.nvrtcGetCUBINSize(prog)
-    cubin = b" " * n
+    cubin = _out_buffer(n)
     nvrtc.nvrtcGetCUBIN(prog, cubin)
     nvrtc.nvrtcDestroyProgram(prog)
     return cubin
