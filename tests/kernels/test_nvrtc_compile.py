@@ -63,7 +63,7 @@ def compile_ptx(entry: str, arch: str = "compute_90", extra: tuple[str, ...] = (
 @pytest.mark.parametrize("entry", ENTRY_FILES)
 def test_entry_points_compile_for_compute_90(entry):
     ptx = compile_ptx(entry)
-    assert b" "[0] == 0x20, "NVRTC wrote into CPython's shared one-byte object (see _out_buffer)"
+    assert bytes([0x20])[0] == 0x20, "NVRTC wrote into CPython's shared one-byte object (see _out_buffer)"
     assert ".target sm_90" in ptx
     entries = set(re.findall(r"\.entry\s+(\w+)", ptx))
     expected = {name for name, (f, _) in ENTRY_POINTS.items() if f == entry}
