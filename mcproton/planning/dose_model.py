@@ -56,48 +56,88 @@ def influence_matrix(field_: FieldSpots, points_mm: np.ndarray, wet_mm: np.ndarr
     keys = np.round(field_.energy_mev if m is None else field_.nominal_energy_mev, 4)
     wet_cm = np.asarray(wet_mm, float) / 10.0
     fac = MEV_PER_G_TO_GY * (dose_factor if dose_factor is not None else 1.0)
-    if m is not None:
-        s_ax = rel @ field_.direction                          # distance downstream of the isocentre plane
-        vx, vy = m.vsad_mm
+    s_ax = rel @ field_.direction if m is not None else None   # distance downstream of the isocentre plane
+    vsad = m.vsad_mm if m is not None else None
+    layers = []                 # per layer (nominal energy): its columns and the depth-dose inputs
     for key in np.unique(keys):
         cols = np.nonzero(keys == key)[0]
         if m is None:
             e_in, e_sig, fluence = float(key), field_.energy_spread_rel * float(key), 1.0
             r_mm = r_strag = float(water_range_mm(e_in))
+            lo = None
         else:
             lo = m.layer(float(key))
             e_in, e_sig, fluence = lo.mean_mev, lo.spread_mev, lo.fluence
             r_mm, r_strag = lo.residual_range_mm, lo.range_in_mm
+        layers.append((cols, lo, r_mm, (fluence, e_in, e_sig, r_mm, r_strag)))
+    # the depth doses (Bortfeld's curve: scipy's pbdv, which holds the GIL) in a second thread, while this one
+    # computes the lateral factors (large NumPy operations, which release it); the same numbers either way
+    from concurrent.futures import ThreadPoolExecutor
 
-        def idd_at(z_cm):
-            return fluence * bortfeld_idd(z_cm, e_in, e_sig, r_mm / 10.0, straggling_range_cm=r_strag / 10.0)
-
-        if wet_offsets_mm is None:
-            idd = idd_at(wet_cm)                                            # MeV cm2/g
-        else:
-            wo = np.broadcast_to(np.asarray(wet_offsets_mm, float),
-                                 (len(wet_cm),) + np.shape(wet_offsets_mm)[-1:])
-            zz = np.clip(wet_cm[:, None] + wo / 10.0, 0.0, None)
-            idd = idd_at(zz.ravel()).reshape(zz.shape).mean(axis=1)
-        mcs2 = mcs_sigma_mm(wet_mm, r_mm) ** 2
-        if m is None:
-            su2 = sv2 = field_.sigma_air_mm**2 + mcs2
-            du = pu[:, None] - field_.u_mm[cols][None, :]
-            dv = pv[:, None] - field_.v_mm[cols][None, :]
-        else:                      # in-air variance at the point's plane + MCS; rays from the virtual sources
-            (ax_, bx_, cx_), (ay_, by_, cy_) = lo.moments_x, lo.moments_y
-            su2 = np.maximum(ax_ + 2 * bx_ * s_ax + cx_ * s_ax**2, 1e-6) + mcs2
-            sv2 = np.maximum(ay_ + 2 * by_ * s_ax + cy_ * s_ax**2, 1e-6) + mcs2
-            du = pu[:, None] - field_.u_mm[cols][None, :] * (1 + s_ax / vx)[:, None]
-            dv = pv[:, None] - field_.v_mm[cols][None, :] * (1 + s_ax / vy)[:, None]
-        base = idd * fac / (2 * np.pi * np.sqrt(su2 * sv2) / 100.0)         # Gy per proton on the axis
-        du *= du                                     # squared distances, in place (used twice with a halo)
-        dv *= dv
-        r2 = du / np.asarray(su2)[..., None] + dv / np.asarray(sv2)[..., None]
-        g = np.where(r2 < cutoff_sigma**2, np.exp(-0.5 * r2), 0.0)
-        if m is not None and lo.halo_weight > 0:     # core + halo behind a range shifter (HALO_K_MEV2_CM2_G)
-            sh2 = (HALO_THETA_RAD * (lo.halo_lever_mm + s_ax)) ** 2 + 0.5 * (su2 + sv2)
-            g = (1 - lo.halo_weight) * g + (lo.halo_weight * np.sqrt(su2 * sv2) / sh2)[:, None] * np.exp(
-                -0.5 * (du + dv) / sh2[:, None])
-        A[:, cols] = (base[:, None] * g).astype(np.float32)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcproton-idd") as pool:
+        idds = [pool.submit(_layer_idd, ly[3], wet_cm, wet_offsets_mm) for ly in layers]
+        for (cols, lo, r_mm, _), idd_job in zip(layers, idds):
+            _lateral_into(A, cols, field_, lo, r_mm, pu, pv, wet_mm, s_ax, vsad, fac, cutoff_sigma, idd_job)
     return A
+
+
+def _layer_idd(params, wet_cm: np.ndarray, wet_offsets_mm) -> np.ndarray:
+    """The integrated depth dose (MeV cm2/g) of one layer at the points (or their voxel-mean depth dose)."""
+    fluence, e_in, e_sig, r_mm, r_strag = params
+
+    def idd_at(z_cm):
+        return fluence * bortfeld_idd(z_cm, e_in, e_sig, r_mm / 10.0, straggling_range_cm=r_strag / 10.0)
+
+    if wet_offsets_mm is None:
+        return idd_at(wet_cm)
+    wo = np.broadcast_to(np.asarray(wet_offsets_mm, float), (len(wet_cm),) + np.shape(wet_offsets_mm)[-1:])
+    zz = np.clip(wet_cm[:, None] + wo / 10.0, 0.0, None)
+    return idd_at(zz.ravel()).reshape(zz.shape).mean(axis=1)
+
+
+def _lateral_into(A, cols, field_, lo, r_mm, pu, pv, wet_mm, s_ax, vsad, fac, cutoff_sigma, idd_job) -> None:
+    """A[:, cols] for one layer: the lateral Gaussian (core, and halo behind a range shifter) x the depth dose
+    ``idd_job.result()`` on the axis.  The (n_points, n_layer_spots) arrays are computed in place: each
+    product, sum and exponential as before, with fewer float64 temporaries."""
+    mcs2 = mcs_sigma_mm(wet_mm, r_mm) ** 2
+    if lo is None:
+        su2 = sv2 = field_.sigma_air_mm**2 + mcs2
+        du = np.subtract(pu[:, None], field_.u_mm[cols][None, :])
+        dv = np.subtract(pv[:, None], field_.v_mm[cols][None, :])
+    else:                          # in-air variance at the point's plane + MCS; rays from the virtual sources
+        vx, vy = vsad
+        (ax_, bx_, cx_), (ay_, by_, cy_) = lo.moments_x, lo.moments_y
+        su2 = np.maximum(ax_ + 2 * bx_ * s_ax + cx_ * s_ax**2, 1e-6) + mcs2
+        sv2 = np.maximum(ay_ + 2 * by_ * s_ax + cy_ * s_ax**2, 1e-6) + mcs2
+        du = np.multiply(field_.u_mm[cols][None, :], (1 + s_ax / vx)[:, None])
+        np.subtract(pu[:, None], du, out=du)
+        dv = np.multiply(field_.v_mm[cols][None, :], (1 + s_ax / vy)[:, None])
+        np.subtract(pv[:, None], dv, out=dv)
+    du *= du                                         # squared distances (used twice with a halo)
+    dv *= dv
+    halo = lo is not None and lo.halo_weight > 0
+    su2c, sv2c = np.asarray(su2)[..., None], np.asarray(sv2)[..., None]
+    if halo:
+        r2 = np.divide(du, su2c)
+        r2 += np.divide(dv, sv2c)
+    else:                                            # du, dv are not needed after r2
+        r2 = np.divide(du, su2c, out=du)
+        r2 += np.divide(dv, sv2c, out=dv)
+    outside = np.less(r2, cutoff_sigma**2)           # not inside (as np.where(r2 < cut, ...): NaN is outside)
+    np.logical_not(outside, out=outside)
+    g = np.multiply(r2, -0.5, out=r2)                # exp(-r2 / 2) inside the cut-off, 0 outside
+    np.exp(g, out=g)
+    g[outside] = 0.0
+    if halo:                                         # core + halo behind a range shifter (HALO_K_MEV2_CM2_G)
+        sh2 = (HALO_THETA_RAD * (lo.halo_lever_mm + s_ax)) ** 2 + 0.5 * (su2 + sv2)
+        g *= 1 - lo.halo_weight
+        h = np.add(du, dv, out=du)
+        h *= -0.5
+        h /= sh2[:, None]
+        np.exp(h, out=h)
+        h *= (lo.halo_weight * np.sqrt(su2 * sv2) / sh2)[:, None]
+        g += h
+    idd = idd_job.result()                                                  # MeV cm2/g
+    base = idd * fac / (2 * np.pi * np.sqrt(su2 * sv2) / 100.0)             # Gy per proton on the axis
+    g *= base[:, None]
+    A[:, cols] = g                                   # cast to float32 as astype does
