@@ -15,6 +15,8 @@ from .plan import FieldSpots
 
 #: how :func:`influence_matrix` models a spot (reported in ``Plan.model_stats["kernel"]``)
 ANALYTICAL_KERNEL = "Bortfeld 1997 Bragg curve x Gaussian (air + Preston-Koehler MCS)"
+#: :func:`influence_matrix`'s lateral cut-off of the core Gaussian (sigmas)
+CUTOFF_SIGMA = 3.5
 
 
 class DoseModel(Protocol):
@@ -41,7 +43,7 @@ def voxel_depth_offsets(voxel_size_mm: Sequence[float], direction: Sequence[floa
 
 
 def influence_matrix(field_: FieldSpots, points_mm: np.ndarray, wet_mm: np.ndarray,
-                     dose_factor: np.ndarray | None = None, cutoff_sigma: float = 3.5,
+                     dose_factor: np.ndarray | None = None, cutoff_sigma: float = CUTOFF_SIGMA,
                      wet_offsets_mm: np.ndarray | None = None) -> np.ndarray:
     """(n_points, n_spots) float32 dose (Gy per proton) of each spot at each point, analytical kernel.
 
@@ -49,36 +51,52 @@ def influence_matrix(field_: FieldSpots, points_mm: np.ndarray, wet_mm: np.ndarr
     ``wet_mm + offsets`` (voxel-mean depth dose, see :func:`voxel_depth_offsets`) instead of taken at the
     point; this matters for thin targets (the spinal canal) and low-energy, sharp Bragg peaks, where the dose
     at a voxel centre can differ by +-25 % from the voxel mean."""
-    rel = np.asarray(points_mm, float) - field_.isocentre_mm
-    pu, pv = rel @ field_.axis_x, rel @ field_.axis_y
-    A = np.zeros((len(pu), field_.n_spots), np.float32)
-    m = field_.machine
-    keys = np.round(field_.energy_mev if m is None else field_.nominal_energy_mev, 4)
-    wet_cm = np.asarray(wet_mm, float) / 10.0
-    fac = MEV_PER_G_TO_GY * (dose_factor if dose_factor is not None else 1.0)
-    s_ax = rel @ field_.direction if m is not None else None   # distance downstream of the isocentre plane
-    vsad = m.vsad_mm if m is not None else None
-    layers = []                 # per layer (nominal energy): its columns and the depth-dose inputs
-    for key in np.unique(keys):
-        cols = np.nonzero(keys == key)[0]
-        if m is None:
-            e_in, e_sig, fluence = float(key), field_.energy_spread_rel * float(key), 1.0
-            r_mm = r_strag = float(water_range_mm(e_in))
-            lo = None
-        else:
-            lo = m.layer(float(key))
-            e_in, e_sig, fluence = lo.mean_mev, lo.spread_mev, lo.fluence
-            r_mm, r_strag = lo.residual_range_mm, lo.range_in_mm
-        layers.append((cols, lo, r_mm, (fluence, e_in, e_sig, r_mm, r_strag)))
-    # the depth doses (Bortfeld's curve: scipy's pbdv, which holds the GIL) in a second thread, while this one
-    # computes the lateral factors (large NumPy operations, which release it); the same numbers either way
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcproton-idd") as pool:
-        idds = [pool.submit(_layer_idd, ly[3], wet_cm, wet_offsets_mm) for ly in layers]
-        for (cols, lo, r_mm, _), idd_job in zip(layers, idds):
-            _lateral_into(A, cols, field_, lo, r_mm, pu, pv, wet_mm, s_ax, vsad, fac, cutoff_sigma, idd_job)
-    return A
+        job = _InfluenceJob(field_, points_mm, wet_mm, dose_factor, cutoff_sigma, wet_offsets_mm, pool)
+        return job.matrix()
+
+
+class _InfluenceJob:
+    """:func:`influence_matrix` in two steps: the depth doses of every layer (Bortfeld's curve: scipy's pbdv,
+    which holds the GIL) submitted to ``pool`` (one worker thread) at construction; :meth:`matrix` then computes
+    the lateral factors in this thread (large NumPy operations, which release the GIL) and multiplies.  The
+    same numbers as one step; :func:`mcproton.planning.optimise_plan` submits the next fields' depth doses
+    while it ray-traces and generates the spots of the others."""
+
+    def __init__(self, field_: FieldSpots, points_mm, wet_mm, dose_factor, cutoff_sigma, wet_offsets_mm,
+                 pool) -> None:
+        m = field_.machine
+        rel = np.asarray(points_mm, float) - field_.isocentre_mm
+        self.field, self.wet_mm, self.cutoff_sigma = field_, wet_mm, cutoff_sigma
+        self.pu, self.pv = rel @ field_.axis_x, rel @ field_.axis_y
+        self.fac = MEV_PER_G_TO_GY * (dose_factor if dose_factor is not None else 1.0)
+        self.s_ax = rel @ field_.direction if m is not None else None   # downstream of the isocentre plane
+        self.vsad = m.vsad_mm if m is not None else None
+        keys = np.round(field_.energy_mev if m is None else field_.nominal_energy_mev, 4)
+        wet_cm = np.asarray(wet_mm, float) / 10.0
+        self.layers = []              # per layer (nominal energy): its columns, optics, range, depth-dose job
+        for key in np.unique(keys):
+            cols = np.nonzero(keys == key)[0]
+            if m is None:
+                e_in, e_sig, fluence = float(key), field_.energy_spread_rel * float(key), 1.0
+                r_mm = r_strag = float(water_range_mm(e_in))
+                lo = None
+            else:
+                lo = m.layer(float(key))
+                e_in, e_sig, fluence = lo.mean_mev, lo.spread_mev, lo.fluence
+                r_mm, r_strag = lo.residual_range_mm, lo.range_in_mm
+            job = pool.submit(_layer_idd, (fluence, e_in, e_sig, r_mm, r_strag), wet_cm, wet_offsets_mm)
+            self.layers.append((cols, lo, r_mm, job))
+
+    def matrix(self) -> np.ndarray:
+        """(n_points, n_spots) float32, as :func:`influence_matrix`."""
+        A = np.zeros((len(self.pu), self.field.n_spots), np.float32)
+        for cols, lo, r_mm, job in self.layers:
+            _lateral_into(A, cols, self.field, lo, r_mm, self.pu, self.pv, self.wet_mm, self.s_ax, self.vsad,
+                          self.fac, self.cutoff_sigma, job)
+        return A
 
 
 def _layer_idd(params, wet_cm: np.ndarray, wet_offsets_mm) -> np.ndarray:

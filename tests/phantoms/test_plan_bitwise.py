@@ -120,6 +120,26 @@ def test_influence_matrix_error_in_the_depth_dose_thread_propagates(head4, monke
         DM.influence_matrix(f, pts, wet, dose_factor)
 
 
+def test_plan_with_the_pipelined_matrices_is_the_plan_field_by_field():
+    """optimise_plan submits each field's depth doses while it generates the next fields' spots; the same plan
+    as with influence_matrix called per field (dose_model=, the path of any other dose model)."""
+    g = make_head_phantom(5, 4.0, region="head")
+    a = RP.posterior_fossa_plan(g)
+    b = RP.optimise_plan("posterior-fossa boost", g, RP.posterior_fossa_target(g),
+                         [{"name": f.name, "direction": P.gantry_direction(gd), "sigma_air_mm": 4.0,
+                           "layer_spacing_mm": 4.0,
+                           **RP._machine_spec(RP.DEFAULT_BEAM_MODEL, "auto", RP.DEFAULT_RS_AIR_GAP_MM)}
+                          for f, gd in zip(a.fields, (180.0, 140.0, 220.0))], prescription_gy_rbe=1.8,
+                         target_name="CTV_PF",
+                         dose_model=DM.influence_matrix)
+    assert len(a.fields) == len(b.fields) == 3
+    for fa, fb in zip(a.fields, b.fields):
+        for attr in ("u_mm", "v_mm", "energy_mev", "nominal_energy_mev", "weights"):
+            assert getattr(fa, attr).tobytes() == getattr(fb, attr).tobytes()
+    assert {k: v for k, v in a.model_stats.items() if k != "kernel"} == \
+        {k: v for k, v in b.model_stats.items() if k != "kernel"}
+
+
 #: sha256 of the demo plan at 4 mm (every field's u, v, energy, nominal energy and weights, in field order), and
 #: the environment it was taken in (this 2-core VM, 2026-12-05; before and after this change): the BLAS products
 #: (and NumPy's SIMD loops) round differently on another CPU, thread count (OPENBLAS_NUM_THREADS=1 gives
