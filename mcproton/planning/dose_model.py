@@ -15,6 +15,8 @@ from .plan import FieldSpots
 
 #: how :func:`influence_matrix` models a spot (reported in ``Plan.model_stats["kernel"]``)
 ANALYTICAL_KERNEL = "Bortfeld 1997 Bragg curve x Gaussian (air + Preston-Koehler MCS)"
+#: :func:`influence_matrix`'s lateral cut-off of the core Gaussian (sigmas)
+CUTOFF_SIGMA = 3.5
 
 
 class DoseModel(Protocol):
@@ -41,7 +43,7 @@ def voxel_depth_offsets(voxel_size_mm: Sequence[float], direction: Sequence[floa
 
 
 def influence_matrix(field_: FieldSpots, points_mm: np.ndarray, wet_mm: np.ndarray,
-                     dose_factor: np.ndarray | None = None, cutoff_sigma: float = 3.5,
+                     dose_factor: np.ndarray | None = None, cutoff_sigma: float = CUTOFF_SIGMA,
                      wet_offsets_mm: np.ndarray | None = None) -> np.ndarray:
     """(n_points, n_spots) float32 dose (Gy per proton) of each spot at each point, analytical kernel.
 
@@ -49,55 +51,111 @@ def influence_matrix(field_: FieldSpots, points_mm: np.ndarray, wet_mm: np.ndarr
     ``wet_mm + offsets`` (voxel-mean depth dose, see :func:`voxel_depth_offsets`) instead of taken at the
     point; this matters for thin targets (the spinal canal) and low-energy, sharp Bragg peaks, where the dose
     at a voxel centre can differ by +-25 % from the voxel mean."""
-    rel = np.asarray(points_mm, float) - field_.isocentre_mm
-    pu, pv = rel @ field_.axis_x, rel @ field_.axis_y
-    A = np.zeros((len(pu), field_.n_spots), np.float32)
-    m = field_.machine
-    keys = np.round(field_.energy_mev if m is None else field_.nominal_energy_mev, 4)
-    wet_cm = np.asarray(wet_mm, float) / 10.0
-    fac = MEV_PER_G_TO_GY * (dose_factor if dose_factor is not None else 1.0)
-    if m is not None:
-        s_ax = rel @ field_.direction                          # distance downstream of the isocentre plane
-        vx, vy = m.vsad_mm
-    for key in np.unique(keys):
-        cols = np.nonzero(keys == key)[0]
-        if m is None:
-            e_in, e_sig, fluence = float(key), field_.energy_spread_rel * float(key), 1.0
-            r_mm = r_strag = float(water_range_mm(e_in))
-        else:
-            lo = m.layer(float(key))
-            e_in, e_sig, fluence = lo.mean_mev, lo.spread_mev, lo.fluence
-            r_mm, r_strag = lo.residual_range_mm, lo.range_in_mm
+    from concurrent.futures import ThreadPoolExecutor
 
-        def idd_at(z_cm):
-            return fluence * bortfeld_idd(z_cm, e_in, e_sig, r_mm / 10.0, straggling_range_cm=r_strag / 10.0)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcproton-idd") as pool:
+        job = _InfluenceJob(field_, points_mm, wet_mm, dose_factor, cutoff_sigma, wet_offsets_mm, pool)
+        return job.matrix()
 
-        if wet_offsets_mm is None:
-            idd = idd_at(wet_cm)                                            # MeV cm2/g
-        else:
-            wo = np.broadcast_to(np.asarray(wet_offsets_mm, float),
-                                 (len(wet_cm),) + np.shape(wet_offsets_mm)[-1:])
-            zz = np.clip(wet_cm[:, None] + wo / 10.0, 0.0, None)
-            idd = idd_at(zz.ravel()).reshape(zz.shape).mean(axis=1)
-        mcs2 = mcs_sigma_mm(wet_mm, r_mm) ** 2
-        if m is None:
-            su2 = sv2 = field_.sigma_air_mm**2 + mcs2
-            du = pu[:, None] - field_.u_mm[cols][None, :]
-            dv = pv[:, None] - field_.v_mm[cols][None, :]
-        else:                      # in-air variance at the point's plane + MCS; rays from the virtual sources
-            (ax_, bx_, cx_), (ay_, by_, cy_) = lo.moments_x, lo.moments_y
-            su2 = np.maximum(ax_ + 2 * bx_ * s_ax + cx_ * s_ax**2, 1e-6) + mcs2
-            sv2 = np.maximum(ay_ + 2 * by_ * s_ax + cy_ * s_ax**2, 1e-6) + mcs2
-            du = pu[:, None] - field_.u_mm[cols][None, :] * (1 + s_ax / vx)[:, None]
-            dv = pv[:, None] - field_.v_mm[cols][None, :] * (1 + s_ax / vy)[:, None]
-        base = idd * fac / (2 * np.pi * np.sqrt(su2 * sv2) / 100.0)         # Gy per proton on the axis
-        du *= du                                     # squared distances, in place (used twice with a halo)
-        dv *= dv
-        r2 = du / np.asarray(su2)[..., None] + dv / np.asarray(sv2)[..., None]
-        g = np.where(r2 < cutoff_sigma**2, np.exp(-0.5 * r2), 0.0)
-        if m is not None and lo.halo_weight > 0:     # core + halo behind a range shifter (HALO_K_MEV2_CM2_G)
-            sh2 = (HALO_THETA_RAD * (lo.halo_lever_mm + s_ax)) ** 2 + 0.5 * (su2 + sv2)
-            g = (1 - lo.halo_weight) * g + (lo.halo_weight * np.sqrt(su2 * sv2) / sh2)[:, None] * np.exp(
-                -0.5 * (du + dv) / sh2[:, None])
-        A[:, cols] = (base[:, None] * g).astype(np.float32)
-    return A
+
+class _InfluenceJob:
+    """:func:`influence_matrix` in two steps: the depth doses of every layer (Bortfeld's curve: scipy's pbdv,
+    which holds the GIL) submitted to ``pool`` (one worker thread) at construction; :meth:`matrix` then computes
+    the lateral factors in this thread (large NumPy operations, which release the GIL) and multiplies.  The
+    same numbers as one step; :func:`mcproton.planning.optimise_plan` submits the next fields' depth doses
+    while it ray-traces and generates the spots of the others."""
+
+    def __init__(self, field_: FieldSpots, points_mm, wet_mm, dose_factor, cutoff_sigma, wet_offsets_mm,
+                 pool) -> None:
+        m = field_.machine
+        rel = np.asarray(points_mm, float) - field_.isocentre_mm
+        self.field, self.wet_mm, self.cutoff_sigma = field_, wet_mm, cutoff_sigma
+        self.pu, self.pv = rel @ field_.axis_x, rel @ field_.axis_y
+        self.fac = MEV_PER_G_TO_GY * (dose_factor if dose_factor is not None else 1.0)
+        self.s_ax = rel @ field_.direction if m is not None else None   # downstream of the isocentre plane
+        self.vsad = m.vsad_mm if m is not None else None
+        keys = np.round(field_.energy_mev if m is None else field_.nominal_energy_mev, 4)
+        wet_cm = np.asarray(wet_mm, float) / 10.0
+        self.layers = []              # per layer (nominal energy): its columns, optics, range, depth-dose job
+        for key in np.unique(keys):
+            cols = np.nonzero(keys == key)[0]
+            if m is None:
+                e_in, e_sig, fluence = float(key), field_.energy_spread_rel * float(key), 1.0
+                r_mm = r_strag = float(water_range_mm(e_in))
+                lo = None
+            else:
+                lo = m.layer(float(key))
+                e_in, e_sig, fluence = lo.mean_mev, lo.spread_mev, lo.fluence
+                r_mm, r_strag = lo.residual_range_mm, lo.range_in_mm
+            job = pool.submit(_layer_idd, (fluence, e_in, e_sig, r_mm, r_strag), wet_cm, wet_offsets_mm)
+            self.layers.append((cols, lo, r_mm, job))
+
+    def matrix(self) -> np.ndarray:
+        """(n_points, n_spots) float32, as :func:`influence_matrix`."""
+        A = np.zeros((len(self.pu), self.field.n_spots), np.float32)
+        for cols, lo, r_mm, job in self.layers:
+            _lateral_into(A, cols, self.field, lo, r_mm, self.pu, self.pv, self.wet_mm, self.s_ax, self.vsad,
+                          self.fac, self.cutoff_sigma, job)
+        return A
+
+
+def _layer_idd(params, wet_cm: np.ndarray, wet_offsets_mm) -> np.ndarray:
+    """The integrated depth dose (MeV cm2/g) of one layer at the points (or their voxel-mean depth dose)."""
+    fluence, e_in, e_sig, r_mm, r_strag = params
+
+    def idd_at(z_cm):
+        return fluence * bortfeld_idd(z_cm, e_in, e_sig, r_mm / 10.0, straggling_range_cm=r_strag / 10.0)
+
+    if wet_offsets_mm is None:
+        return idd_at(wet_cm)
+    wo = np.broadcast_to(np.asarray(wet_offsets_mm, float), (len(wet_cm),) + np.shape(wet_offsets_mm)[-1:])
+    zz = np.clip(wet_cm[:, None] + wo / 10.0, 0.0, None)
+    return idd_at(zz.ravel()).reshape(zz.shape).mean(axis=1)
+
+
+def _lateral_into(A, cols, field_, lo, r_mm, pu, pv, wet_mm, s_ax, vsad, fac, cutoff_sigma, idd_job) -> None:
+    """A[:, cols] for one layer: the lateral Gaussian (core, and halo behind a range shifter) x the depth dose
+    ``idd_job.result()`` on the axis.  The (n_points, n_layer_spots) arrays are computed in place: each
+    product, sum and exponential as before, with fewer float64 temporaries."""
+    mcs2 = mcs_sigma_mm(wet_mm, r_mm) ** 2
+    if lo is None:
+        su2 = sv2 = field_.sigma_air_mm**2 + mcs2
+        du = np.subtract(pu[:, None], field_.u_mm[cols][None, :])
+        dv = np.subtract(pv[:, None], field_.v_mm[cols][None, :])
+    else:                          # in-air variance at the point's plane + MCS; rays from the virtual sources
+        vx, vy = vsad
+        (ax_, bx_, cx_), (ay_, by_, cy_) = lo.moments_x, lo.moments_y
+        su2 = np.maximum(ax_ + 2 * bx_ * s_ax + cx_ * s_ax**2, 1e-6) + mcs2
+        sv2 = np.maximum(ay_ + 2 * by_ * s_ax + cy_ * s_ax**2, 1e-6) + mcs2
+        du = np.multiply(field_.u_mm[cols][None, :], (1 + s_ax / vx)[:, None])
+        np.subtract(pu[:, None], du, out=du)
+        dv = np.multiply(field_.v_mm[cols][None, :], (1 + s_ax / vy)[:, None])
+        np.subtract(pv[:, None], dv, out=dv)
+    du *= du                                         # squared distances (used twice with a halo)
+    dv *= dv
+    halo = lo is not None and lo.halo_weight > 0
+    su2c, sv2c = np.asarray(su2)[..., None], np.asarray(sv2)[..., None]
+    if halo:
+        r2 = np.divide(du, su2c)
+        r2 += np.divide(dv, sv2c)
+    else:                                            # du, dv are not needed after r2
+        r2 = np.divide(du, su2c, out=du)
+        r2 += np.divide(dv, sv2c, out=dv)
+    outside = np.less(r2, cutoff_sigma**2)           # not inside (as np.where(r2 < cut, ...): NaN is outside)
+    np.logical_not(outside, out=outside)
+    g = np.multiply(r2, -0.5, out=r2)                # exp(-r2 / 2) inside the cut-off, 0 outside
+    np.exp(g, out=g)
+    g[outside] = 0.0
+    if halo:                                         # core + halo behind a range shifter (HALO_K_MEV2_CM2_G)
+        sh2 = (HALO_THETA_RAD * (lo.halo_lever_mm + s_ax)) ** 2 + 0.5 * (su2 + sv2)
+        g *= 1 - lo.halo_weight
+        h = np.add(du, dv, out=du)
+        h *= -0.5
+        h /= sh2[:, None]
+        np.exp(h, out=h)
+        h *= (lo.halo_weight * np.sqrt(su2 * sv2) / sh2)[:, None]
+        g += h
+    idd = idd_job.result()                                                  # MeV cm2/g
+    base = idd * fac / (2 * np.pi * np.sqrt(su2 * sv2) / 100.0)             # Gy per proton on the axis
+    g *= base[:, None]
+    A[:, cols] = g                                   # cast to float32 as astype does

@@ -128,24 +128,38 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
     k, j, i = (np.asarray(a)[sel] for a in np.nonzero(target_mask))
     dose_factor = msr[geometry.material_index_zyx[k, j, i]]
     rsp_pts = rsp[k, j, i].astype(np.float64)
-    fields, blocks = [], []
-    for spec in field_specs:
-        spec = dict(spec)
-        fname, direction = spec.pop("name"), spec.pop("direction")
-        sub = spec.pop("target_mask", None)
-        wet = water_equivalent_depth(geometry, rsp, pts, direction)
-        if sub is not None:
-            in_sub = np.asarray(sub)[k, j, i]
-            f, _ = generate_field_spots(geometry, rsp, pts[in_sub], direction, name=fname,
-                                        target_wet_mm=wet[in_sub], **spec)
-        else:
-            f, _ = generate_field_spots(geometry, rsp, pts, direction, name=fname, target_wet_mm=wet, **spec)
-        fields.append(f)
-        offs = None
-        if voxel_average_samples:
-            offs = rsp_pts[:, None] * voxel_depth_offsets(geometry.voxel_size_mm, direction,
-                                                          int(voxel_average_samples))[None, :]
-        blocks.append(model(f, pts, wet, dose_factor, wet_offsets_mm=offs))
+    fields: list = []
+    blocks: list = []
+    # the analytical model: each field's depth doses go to a worker thread as soon as its spots exist (they
+    # hold the GIL), while this thread ray-traces and generates the next fields' spots; then the lateral
+    # factors. The same matrices as influence_matrix field by field.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .dose_model import CUTOFF_SIGMA, _InfluenceJob
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcproton-idd") as pool:
+        for spec in field_specs:
+            spec = dict(spec)
+            fname, direction = spec.pop("name"), spec.pop("direction")
+            sub = spec.pop("target_mask", None)
+            wet = water_equivalent_depth(geometry, rsp, pts, direction)
+            if sub is not None:
+                in_sub = np.asarray(sub)[k, j, i]
+                f, _ = generate_field_spots(geometry, rsp, pts[in_sub], direction, name=fname,
+                                            target_wet_mm=wet[in_sub], **spec)
+            else:
+                f, _ = generate_field_spots(geometry, rsp, pts, direction, name=fname, target_wet_mm=wet,
+                                            **spec)
+            fields.append(f)
+            offs = None
+            if voxel_average_samples:
+                offs = rsp_pts[:, None] * voxel_depth_offsets(geometry.voxel_size_mm, direction,
+                                                              int(voxel_average_samples))[None, :]
+            if dose_model is None:
+                blocks.append(_InfluenceJob(f, pts, wet, dose_factor, CUTOFF_SIGMA, offs, pool))
+            else:
+                blocks.append(model(f, pts, wet, dose_factor, wet_offsets_mm=offs))
+        blocks = [b.matrix() if isinstance(b, _InfluenceJob) else b for b in blocks]
     A = np.concatenate(blocks, axis=1)
     nnls = _NNLS(A, pres)
     x = nnls.solve(iterations)
