@@ -24,6 +24,7 @@ from .._physics.tables import E_MAX_MEV, PhysicsTables, build_tables
 from ..geometry import VoxelGeometry
 from ..settings import RunSettings
 from ..source import Beam
+from .result import at_voxels
 from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max
 
 #: largest memory of the CPU tally slots (4 int64 tallies per voxel and slot).  A larger budget (2 slots of
@@ -338,11 +339,7 @@ class ScoredSums:
         arrays = {**self.sums, "sum_x": self.sum_x, "sum_x2": self.sum_x2}
         if idx is self.voxels or np.array_equal(idx, self.voxels):
             return arrays
-        if self.voxels.size == 0:
-            return {k: np.zeros(np.size(idx), v.dtype) for k, v in arrays.items()}
-        pos = np.minimum(np.searchsorted(self.voxels, idx), self.voxels.size - 1)
-        hit = self.voxels[pos] == idx
-        return {k: np.where(hit, v[pos], v.dtype.type(0)) for k, v in arrays.items()}
+        return dict(zip(arrays, at_voxels(self.voxels, idx, *arrays.values())))
 
     def dense(self) -> Accumulator:
         """The Accumulator with these sums (whole-grid arrays)."""

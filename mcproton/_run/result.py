@@ -39,10 +39,18 @@ class ScoredGrid:
     def at(self, idx: np.ndarray) -> np.ndarray:
         """The grid's values at the increasing flat indices ``idx`` (0.0 where no voxel is scored), without the
         whole grid."""
-        if self.voxels.size == 0:
-            return np.zeros(idx.size, self.values.dtype)
-        pos = np.minimum(np.searchsorted(self.voxels, idx), self.voxels.size - 1)
-        return np.where(self.voxels[pos] == idx, self.values[pos], self.values.dtype.type(0))
+        return at_voxels(self.voxels, idx, self.values)[0]
+
+
+def at_voxels(voxels: np.ndarray, idx: np.ndarray, *values: np.ndarray) -> list[np.ndarray]:
+    """Arrays given at the increasing flat indices ``voxels`` (``values``, each aligned with them), read at the
+    flat indices ``idx``: their value where ``idx`` is one of ``voxels``, 0 of their dtype elsewhere (one search
+    for all of them).  The lookup of ScoredGrid and of the GPU's ScoredSums."""
+    if voxels.size == 0:
+        return [np.zeros(np.size(idx), v.dtype) for v in values]
+    pos = np.minimum(np.searchsorted(voxels, idx), voxels.size - 1)
+    hit = voxels[pos] == idx
+    return [np.where(hit, v[pos], v.dtype.type(0)) for v in values]
 
 
 #: the array fields of a DoseResult (z, y, x), any of which may be given as a ScoredGrid
