@@ -160,29 +160,31 @@ class Simulation:
             self._zero_tallies()
             self.ledger_dev.fill(0)
             self._tallies_zero = False
-            self._launch_transport(first, n)
+            ledger = self._launch_transport(first, n)
             if on_device and self.keeps_tallies_on_device:
                 out = {k: a[0, :nv] for k, a in self.tally.items()}   # no copy: consumed before the next one
             else:
                 out = {k: self._reduce_slots(b.to_host(a))[:nv] for k, a in self.tally.items()}
-            out["ledger"] = b.to_host(self.ledger_dev).copy()
+            out["ledger"] = ledger
         return out
 
-    def _launch_transport(self, first: int, n: int) -> None:
-        """One launch of mcp_transport over histories [first, first + n) into the zeroed tallies and ledger, then
-        the check that the kernel transported exactly n primaries (a work-distribution fault must fail loudly,
-        never give a partial dose)."""
+    def _launch_transport(self, first: int, n: int) -> np.ndarray:
+        """One launch of mcp_transport over histories [first, first + n) into the zeroed tallies and ledger; returns
+        the ledger (a host copy) after the check that the kernel transported exactly n primaries (a
+        work-distribution fault must fail loudly, never give a partial dose)."""
         b = self.backend
         if self._handed_over:
             raise RuntimeError("this Simulation's tallies were taken over by another (recycle=); make a new one")
         self.work_next.fill(0)
         b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
         b.synchronize()
-        done = int(b.to_host(self.ledger_dev[LEDGER["primaries"]:LEDGER["primaries"] + 1])[0])
+        ledger = b.to_host(self.ledger_dev).copy()
+        done = int(ledger[LEDGER["primaries"]])
         if done != n:
             raise RuntimeError(f"the transport kernel ran {done} of the {n} primaries of histories {first}.."
                                f"{first + n - 1}: a fault of the kernel's work distribution; the batch is "
                                "discarded, please report it with the run's provenance")
+        return ledger
 
     def _zero_tallies(self) -> None:
         for a in (*self.tally.values(), self.touched):
@@ -209,7 +211,7 @@ class Simulation:
         # batch's deposits for the next one)
         self._tallies_zero = False
         self.ledger_dev.fill(0)
-        self._launch_transport(first, n)
+        ledger = self._launch_transport(first, n)
         blocks = np.flatnonzero(self.touched)
         size = 1 << TOUCH_SHIFT
         out: dict[str, np.ndarray] = {}
@@ -225,7 +227,7 @@ class Simulation:
             voxels = voxels[keep]
             out = {k: v[keep] for k, v in out.items()}
         out["voxels"] = voxels
-        out["ledger"] = self.ledger_dev.copy()
+        out["ledger"] = ledger
         self._tallies_zero = True
         return out
 
