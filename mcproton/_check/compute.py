@@ -205,23 +205,23 @@ TOP_UP_SEED_OFFSET = 0x5EED5
 TOP_UP_MARGIN = 1.10
 
 
-def _top_up(results: list, beams: list, geometry: Any, settings: Any, target: float, limit: int, progress: Any,
-            log: Callable[[str], None]) -> list:
+def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, target: float, limit: int,
+            progress: Any, log: Callable[[str], None]) -> tuple[list, Any]:
     """Where the plan dose's uncertainty is above ``target`` after every beam reached target x sqrt(n) in its
     own dose (beams that do not overlap in the high-dose region), run each beam again with independent random
     numbers (seed + TOP_UP_SEED_OFFSET, the beam's own stream) for the primaries that the 1/sqrt(N) law says are
     missing (x TOP_UP_MARGIN, within the ``limit`` per beam), and take the primaries-weighted mean of the two
     runs per beam (their absolute errors add in quadrature: sum_results).  One top-up; the reached uncertainty
-    is reported."""
+    is reported.  ``tot``: the plan sum of ``results``; returns the beams' results and their plan sum."""
     import dataclasses
 
     from .._run.job import JobOptions, run_job
     from ..run import sum_results
     from ..settings import RunSettings
 
-    u = float(sum_results(results).mean_rel_uncertainty_50)
+    u = float(tot.mean_rel_uncertainty_50)
     if not (u > target * 1.01):
-        return results
+        return results, tot
     factor = (u / target) ** 2 - 1.0
     log(f"mcproton check: the plan dose's uncertainty is {100 * u:.2f} % after every beam reached "
         f"{100 * settings.target_uncertainty:.2f} % (target {100 * target:g} %: the beams overlap less in the "
@@ -246,7 +246,7 @@ def _top_up(results: list, beams: list, geometry: Any, settings: Any, target: fl
         merged = sum_results(parts)   # the weighted mean of two independent estimates of the beam's dose
         merged.provenance["stop_reason"] = f"{r.provenance.get('stop_reason')} + top-up of {n2:,} primaries"
         out.append(merged)
-    return out
+    return out, sum_results(out)
 
 
 def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str = "water", rbe: float | None = None,
@@ -292,9 +292,10 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     t, cpu = time.perf_counter(), time.process_time()
     results = run_job(None, settings, geometry, beams, None,
                       JobOptions(checkpoint=False, progress=progress, log=log))
+    tot = sum_results(results)
     if per_beam_target is not None and len(beams) > 1:
-        results = _top_up(results, beams, geometry, settings, float(target_uncertainty), int(primaries), progress,
-                          log)
+        results, tot = _top_up(results, tot, beams, geometry, settings, float(target_uncertainty), int(primaries),
+                               progress, log)
     timings["transport_s"] = time.perf_counter() - t
     transport_cpu_s = time.process_time() - cpu   # CPU time of this process's threads (host side on a GPU)
     t = time.perf_counter()
@@ -307,7 +308,6 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
         per_beam[num], note = to_tps_grid(d * rbe, geometry, inputs.reference)
         meta[num] = {**b.meta, "primaries": r.primaries, "stop_reason": r.provenance.get("stop_reason"),
                      "mean_rel_uncertainty_50": r.mean_rel_uncertainty_50, "wall_s": r.wall_s}
-    tot = sum_results(results)
     total = np.zeros(inputs.reference.shape_zyx)
     for d in per_beam.values():
         total += d
