@@ -16,10 +16,12 @@
 # the SIMT-efficiency proxy (mcproton bench --simt), the demo at 2 mm and 1 mm (its summary has the phase times),
 # the quick validation, Nsight Compute (optional: skipped where ncu is missing); then `mcproton check` of APTG
 # plan03 (every host step timed), the end-of-beam copy (scripts/device_copy_check.py) and the benchmark with the
-# refill-threshold knob at 4 and 8 (give MCPROTON_GPU_CHECK_BUDGET_S=540 for all of them).  Every step runs under
+# refill-threshold knob at 4 and 8, and the DCPT head CT plan on blocks and at full resolution where
+# gpu_wheels/headphantom.tar.xz was packed (give MCPROTON_GPU_CHECK_BUDGET_S=540 or more for all of them).  Every step runs under
 # `timeout` (its own limit, cut to what is left of the budget; a step with under 15 s left is skipped), so no
 # step can hang the machine; each writes its results as it finishes.  At most 8 files under $OUT:
-#   log.txt (everything, concatenated), info.json, bench.jsonl, simt.jsonl, demo_summary.jsonl (2 mm and 1 mm),
+#   log.txt (everything, concatenated), info.json, bench.jsonl, simt.jsonl, demo_summary.jsonl (2 mm and 1 mm; the
+#   head CT runs' summaries with a "case" key),
 #   check_plan03.json, validate_summary.json, ncu.txt
 # Knobs: OUT (default ./gpu_out), MCPROTON_GPU_CHECK_BUDGET_S (default 420), PYTHON (default python3).
 set -uo pipefail
@@ -199,6 +201,29 @@ for k in 4 8; do
     "${PYM[@]}" bench --backend "$MODE" --energy 150 --primaries "$N_BENCH" --json
 done
 
+# 10. a real head CT plan, end to end (issue 15: below 10 s on 2-3 mm blocks, below 20 s at full resolution): the DCPT
+# head phantom (carried as gpu_wheels/headphantom.tar.xz, see gpu_wheels.sh) with the Eclipse plan of
+# examples/headphantom_rs.toml, 2e7 primaries per beam as in the issue, its RT Struct (DVHs, body outline), the RT
+# Dose; `mcproton run`'s summary (phase_s, phase_cpu_s) goes into demo_summary.jsonl as {"case": "headct_..."}
+if [ -f "$REPO/gpu_wheels/headphantom.tar.xz" ]; then
+  mkdir -p "$WORK/headphantom" && tar -C "$WORK/headphantom" -xJf "$REPO/gpu_wheels/headphantom.tar.xz" 2>> "$LOG"
+  grep -v '^dose_voxel_mm' examples/headphantom_rs.toml > examples/headphantom_rs_full.toml
+  if [ "$MODE" = cuda ]; then HP_SET=(--set run.primaries=20000000); else HP_SET=(--set run.primaries=2000 --set run.batches=2); fi
+  for c in blocks full; do
+    toml=examples/headphantom_rs.toml lim=90
+    [ "$c" = full ] && toml=examples/headphantom_rs_full.toml lim=150
+    if run_step "headct_$c" "$lim" - sh -c 'out=$1; shift; exec "$@" > "$out"' headct \
+        "$WORK/headct_$c.json" "${PYM[@]}" run "$toml" --set "run.backend=\"$MODE\"" "${HP_SET[@]}" \
+        --set "phantom.ct_dir=\"$WORK/headphantom/ct\"" --set "plan.rtstruct=\"$WORK/headphantom/RS_headphantom.dcm\"" \
+        --no-checkpoint --quiet --out "$WORK/headct_$c.h5" --rtdose "$WORK/headct_$c.dcm"; then
+      "$PY" -c 'import json, sys; print(json.dumps({"case": sys.argv[2], **json.load(open(sys.argv[1]))}))' \
+        "$WORK/headct_$c.json" "headct_$c" >> "$OUT/demo_summary.jsonl" 2>> "$LOG"
+    fi
+  done
+else
+  log "### head CT runs skipped: no gpu_wheels/headphantom.tar.xz (bash scripts/gpu_wheels.sh packs it from /tmp/headphantom)"
+fi
+
 # a short summary at the end of the log (and of the device call's output)
 "$PY" - "$OUT" 2>&1 << 'EOF' | tee -a "$LOG"
 import json, pathlib, sys
@@ -220,7 +245,10 @@ for d in lines("simt.jsonl"):
     print(f"simt {d['energy_mev']:g} MeV, {d['histories']:,} histories: {d['active_lanes']:.1f}/32 lanes "
           f"(efficiency {d['efficiency']:.3f}); persistent loop {32 * d.get('efficiency_persistent', 0):.1f}/32")
 for d in lines("demo_summary.jsonl"):
-    print(f"demo {d.get('voxel_mm', 0):g} mm: wall {d.get('wall_s', 0):.1f} s, phases {d.get('times_s')}")
+    if "case" in d:
+        print(f"{d['case']}: {d.get('protons_per_second', 0):,.0f} protons/s, phases {d.get('phase_s')}")
+    else:
+        print(f"demo {d.get('voxel_mm', 0):g} mm: wall {d.get('wall_s', 0):.1f} s, phases {d.get('times_s')}")
 f = o / "check_plan03.json"
 if f.exists():
     d = json.loads(f.read_text())

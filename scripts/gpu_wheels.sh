@@ -2,7 +2,7 @@
 # The two wheels the GPU machine lacks, for scripts/gpu_check.sh: our own (built from this working tree) and
 # pydicom (pure Python).  The H200 image already has Python 3.12, numpy, scipy, matplotlib, h5py, pytest,
 # pytest-benchmark and CuPy, and no network.  Run here before the device call and carry the folder:
-#   bash scripts/gpu_wheels.sh          # -> gpu_wheels/ (~3 MB; ignored by git)
+#   bash scripts/gpu_wheels.sh          # -> gpu_wheels/ (~3 MB, ~12 MB with the head phantom; ignored by git)
 #   device call: command "bash scripts/gpu_check.sh", carry ["gpu_wheels"]
 # Why a wheel: the package maps kernels/, phantoms/ and validation/ into mcproton.* at install time
 # (pyproject [tool.setuptools.package-dir]), so `PYTHONPATH=.` on a checkout cannot import mcproton.kernels.
@@ -13,6 +13,16 @@ rm -rf gpu_wheels
 mkdir -p gpu_wheels
 "$PY" -m pip wheel -q --no-deps -w gpu_wheels .
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d gpu_wheels pydicom
+# optional: the DCPT head phantom (CT series + RT Struct of nbassler/dicomexport 7397eb6, MIT licence; ~92 MB,
+# 8.6 MB as .tar.xz) for the head-CT timings of gpu_check.sh (issue 15: a head CT plan below 10 s on blocks and
+# 20 s at full resolution).  Where it is: HEADPHANTOM_DIR (default /tmp/headphantom, laid out as
+# examples/headphantom_rs.toml says: ct/CT.*.dcm and RS_headphantom.dcm).  Without it gpu_check.sh skips those runs.
+HP="${HEADPHANTOM_DIR:-/tmp/headphantom}"
+if [ -d "$HP/ct" ] && [ -f "$HP/RS_headphantom.dcm" ]; then
+  tar -C "$HP" -cf - ct RS_headphantom.dcm | xz -T0 -6 > gpu_wheels/headphantom.tar.xz
+else
+  echo "gpu_wheels.sh: no head phantom in $HP (see examples/headphantom_rs.toml); gpu_check.sh will skip the head-CT runs"
+fi
 # what the wheel was built from, so that gpu_check.sh can warn about a stale wheel
 git rev-parse HEAD > gpu_wheels/SOURCE_COMMIT 2>/dev/null || echo unknown > gpu_wheels/SOURCE_COMMIT
 ls -l gpu_wheels
