@@ -253,3 +253,24 @@ def test_figures_need_the_dose_arrays(report):
 
     with pytest.raises(ValueError, match="no dose arrays"):
         dataclasses.replace(report, tps_gy_zyx=None).figures()
+
+
+def test_panel_titles_placed_explicitly_draw_the_pictures_of_automatic_placement(report):
+    """The map and ray-histogram panels give their titles matplotlib's default place explicitly (one tick layout
+    pass fewer per panel, report._panel_title): the picture is the one matplotlib's automatic title placement
+    draws, pixel for pixel."""
+    import matplotlib as mpl
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    def pixels(fig):
+        FigureCanvasAgg(fig).draw()
+        return np.asarray(fig.canvas.buffer_rgba()).copy()
+
+    for name, fig in report.figures(["planes", "beam_1"]).items():
+        fast = pixels(fig)
+        titled = [ax for ax in fig.axes if ax.get_title()]
+        assert len(titled) >= 6 and all(not ax._autotitlepos for ax in titled), name
+        for ax in titled:     # back to automatic placement, as Axes.clear sets it under matplotlib's defaults
+            ax._autotitlepos = True
+        assert mpl.rcParams["axes.titley"] is None
+        assert np.array_equal(pixels(fig), fast), name
