@@ -121,55 +121,133 @@ def _gamma_worker_main() -> None:
     sys.stdout.flush()
 
 
-def gamma_many(jobs: Sequence[tuple[tuple, dict]], workers: int = 1,
-               log: Any = None) -> tuple[list[list[dict[str, Any]]], float, int]:
-    """Run independent ``gamma_3d_multi(*args, **kwargs)`` jobs, in ``workers`` worker processes when more than
-    one.  The workers are fresh interpreters (``python -c``, this mcproton package): they inherit no thread, OpenMP
-    pool or GPU context of the caller and do not import the caller's main module (no ``__main__`` guard needed).
-    Each job is a pure function of its arrays (no global random state), so the results are those of running them
-    one after the other here (tested).  A worker that fails makes the jobs run here (logged).  Returns the results
-    in the jobs' order, the CPU seconds the jobs took in worker processes (0 when run here: then they are in
-    this process's CPU time) and the number of worker processes used (0: here)."""
-    import os
-    import pickle
-    import subprocess
-    import sys
-    from pathlib import Path
+class GammaRun:
+    """Independent ``gamma_3d_multi(*args, **kwargs)`` jobs under way (``start_gammas``): with ``workers`` > 1 they
+    run in that many worker processes from the start while the caller goes on (``mcproton check`` computes the
+    structure statistics, the ranges and the figures that do not need them meanwhile); with one they are computed
+    by ``result()``, here, one after the other.
 
-    workers = max(1, min(int(workers), len(jobs)))
-    if workers > 1:
+    The workers are fresh interpreters (``python -c``, this mcproton package): they inherit no thread, OpenMP pool
+    or GPU context of the caller and do not import the caller's main module (no ``__main__`` guard needed).  A
+    thread per worker feeds it its jobs and reads its answer, so starting returns at once.  Each job is a pure
+    function of its arrays (no global random state), so the results are those of running them one after the other
+    here (tested).  A worker that fails (it cannot start, exits with an error - its traceback on stderr - or
+    answers nothing readable) makes ``result()`` log it and compute all the jobs here, where an error in the gamma
+    itself is raised to the caller.  ``close()`` stops workers still running (the caller's own error came first:
+    no orphan process); ``with start_gammas(...) as run:`` does it on the way out."""
+
+    def __init__(self, jobs: Sequence[tuple[tuple, dict]], workers: int = 1, log: Any = None) -> None:
+        self.jobs = list(jobs)
+        self.log = log
+        self.workers = max(1, min(int(workers), len(self.jobs))) if self.jobs else 1
+        self._procs: list[Any] = []
+        self._threads: list[Any] = []
+        self._answers: list[Any] = []
+        self._order: list[list[int]] = []
+        self._failed: BaseException | None = None
+        self._done: tuple[list[list[dict[str, Any]]], float, int] | None = None
+        if self.workers > 1:
+            try:
+                self._start()
+            except OSError as exc:
+                self._failed = exc
+                self.close()
+
+    def _start(self) -> None:
+        import os
+        import subprocess
+        import sys
+        import threading
+        from pathlib import Path
+
         root = str(Path(__file__).resolve().parents[2])   # the folder holding this mcproton package
         code = (f"import sys; sys.path.insert(0, {root!r}); "
                 "from mcproton._check.compare import _gamma_worker_main; _gamma_worker_main()")
-        order = [list(range(len(jobs)))[i::workers] for i in range(workers)]
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        procs = []
+        self._order = [list(range(len(self.jobs)))[i::self.workers] for i in range(self.workers)]
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        for k, idx in enumerate(self._order):
+            pr = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self._procs.append(pr)
+            self._answers.append(None)
+            th = threading.Thread(target=self._talk, args=(k, pr, ([self.jobs[i] for i in idx], threads)),
+                                  name=f"mcproton-gamma-worker-{k}", daemon=True)
+            self._threads.append(th)
+            th.start()
+
+    def _talk(self, k: int, pr: Any, message: tuple) -> None:
+        """One worker's exchange (in its thread): its jobs pickled to its stdin, its answer read to the end."""
+        import pickle
+
         try:
-            for idx in order:
-                pr = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-                procs.append(pr)
-                assert pr.stdin is not None
-                pickle.dump(([jobs[i] for i in idx], threads), pr.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-                pr.stdin.close()
-            results: list[Any] = [None] * len(jobs)
-            cpu = 0.0
-            for idx, pr in zip(order, procs):
-                assert pr.stdout is not None
-                data = pr.stdout.read()
-                if pr.wait() != 0:
-                    raise RuntimeError(f"a gamma worker exited with status {pr.returncode}")
-                for i, (r, c) in zip(idx, pickle.loads(data)):
-                    results[i] = r
-                    cpu += c
-            return results, cpu, workers
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-            for pr in procs:
-                if pr.poll() is None:
-                    pr.kill()
-                    pr.wait()
-            if log is not None:
-                log(f"mcproton check: the gamma worker processes failed ({exc}); computing the gammas here")
-    return [gamma_3d_multi(*args, **kwargs) for args, kwargs in jobs], 0.0, 0
+            with pr.stdin:
+                pickle.dump(message, pr.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            data = pr.stdout.read()
+            self._answers[k] = (pr.wait(), data)
+        except Exception as exc:  # noqa: BLE001 - handed to result(), which falls back to computing here
+            self._answers[k] = exc
+
+    def result(self) -> tuple[list[list[dict[str, Any]]], float, int]:
+        """The results in the jobs' order, the CPU seconds the jobs took in worker processes (0 when computed
+        here: then they are in this process's CPU time) and the number of worker processes used (0: here).
+        Waits for the workers."""
+        import pickle
+
+        if self._done is not None:
+            return self._done
+        if self._procs:
+            try:
+                for th in self._threads:
+                    th.join()
+                results: list[Any] = [None] * len(self.jobs)
+                cpu = 0.0
+                for idx, answer in zip(self._order, self._answers):
+                    if not isinstance(answer, tuple):
+                        raise RuntimeError(f"talking to a gamma worker: {type(answer).__name__}: {answer}")
+                    status, data = answer
+                    if status != 0:
+                        raise RuntimeError(f"a gamma worker exited with status {status}")
+                    for i, (r, c) in zip(idx, pickle.loads(data)):
+                        results[i] = r
+                        cpu += c
+                self._done = (results, cpu, self.workers)
+                return self._done
+            except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+                self._failed = exc
+                self.close()
+        if self._failed is not None and self.log is not None:
+            self.log(f"mcproton check: the gamma worker processes failed ({self._failed}); computing the gammas here")
+        self._done = ([gamma_3d_multi(*args, **kwargs) for args, kwargs in self.jobs], 0.0, 0)
+        return self._done
+
+    def close(self) -> None:
+        """Stop the worker processes still running (none once ``result()`` has their answers)."""
+        for pr in self._procs:
+            if pr.poll() is None:
+                pr.kill()
+            pr.wait()
+        for th in self._threads:
+            th.join()
+        self._procs, self._threads = [], []
+
+    def __enter__(self) -> GammaRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_gammas(jobs: Sequence[tuple[tuple, dict]], workers: int = 1, log: Any = None) -> GammaRun:
+    """Start the gamma jobs (``GammaRun``): in ``workers`` worker processes when more than one."""
+    return GammaRun(jobs, workers, log)
+
+
+def gamma_many(jobs: Sequence[tuple[tuple, dict]], workers: int = 1,
+               log: Any = None) -> tuple[list[list[dict[str, Any]]], float, int]:
+    """Run independent ``gamma_3d_multi(*args, **kwargs)`` jobs, in ``workers`` worker processes when more than
+    one, and wait for them: ``GammaRun.result()`` (the results in the jobs' order, the workers' CPU seconds, the
+    number of workers used)."""
+    with start_gammas(jobs, workers, log) as run:
+        return run.result()
 
 
 def gamma_plane(ax2: Sequence[np.ndarray], ref2: np.ndarray, ev2: np.ndarray, body2: np.ndarray, norm: float,

@@ -315,10 +315,24 @@ def _beams_table(res) -> str:
                    "MC stopped", "MC wall (s)", "TPS dose compared"], rows)
 
 
-def write_report(res, out_dir: str | Path, timings: dict) -> Path:
-    """Write check.html (figures embedded) into ``out_dir``; returns its path."""
+#: The report's figures that show the 3-D gammas; the others can be drawn before the gammas are done
+#: (``mcproton check`` draws them while the gammas run in worker processes: render_figures(..., skip=...)).
+GAMMA_FIGURES = ("histograms",)
+
+
+def render_figures(res, skip: Iterable[str] = ()) -> dict[str, str]:
+    """The report's figures except ``skip``, each built, encoded as the report embeds it (PNG at REPORT_DPI,
+    base64) and dropped before the next: {name: base64 PNG}."""
+    return {name: _png(build()) for name, build in figure_builders(res).items() if name not in set(skip)}
+
+
+def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] | None = None) -> Path:
+    """Write check.html (figures embedded) into ``out_dir``; returns its path.  ``pngs``: figures already rendered
+    (render_figures) of this result; the others are rendered here."""
     out = Path(out_dir)
-    figs = {name: _png(build()) for name, build in figure_builders(res).items()}   # one built, encoded, next
+    done = dict(pngs or {})
+    figs = {name: done[name] if name in done else _png(build())       # one built, encoded, next
+            for name, build in figure_builders(res).items()}
     p = res.provenance
     default = {k: v["value"] for k, v in ActionLevels().describe().items()}
     parts = [
