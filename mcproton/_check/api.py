@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .compare import (GAMMA_CRITERIA, beam_summary, classify, dose_difference, gamma_many, range_agreement,
+from .compare import (GAMMA_CRITERIA, beam_summary, classify, dose_difference, range_agreement, start_gammas,
                       structure_stats)
 from .compute import MCDose, build_geometry, phantom_ct_from_struct, run_mc, to_tps_grid
 from .inputs import CheckInputError, CheckInputs, gather
@@ -248,7 +248,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).
     gamma_workers : processes for the independent 3-D gammas (1: here, one after the other; None: one per gamma
         up to the cores; the same results).  The workers are fresh interpreters that import only mcproton (not the
-        calling script), so no ``if __name__ == "__main__":`` guard is needed.
+        calling script), so no ``if __name__ == "__main__":`` guard is needed.  While they run, this process
+        computes the structure statistics, the ranges and the report's figures that do not show the gammas.
     """
     t_all, cpu_all = time.perf_counter(), time.process_time()
     load_start = _load_average()
@@ -343,7 +344,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     t, c = time.perf_counter(), time.process_time()
     # the six 3-D gammas as independent jobs: the global criteria with the same distance in one search (3 %/2 mm
     # and 2 %/2 mm: the same values as two searches, tested), each per-beam dose one; concurrently in worker
-    # processes when gamma_workers > 1
+    # processes when gamma_workers > 1, started here: this process computes the structure statistics, the ranges
+    # and the report's figures that do not show the gammas meanwhile (the same results in either order)
     groups: dict[tuple[float, bool], list[tuple[str, float]]] = {}
     for name, dp, dd, local in GAMMA_CRITERIA:
         groups.setdefault((dd, local), []).append((name, dp))
@@ -356,7 +358,52 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
              for b in beam_ids]
     n_workers = len(jobs) if gamma_workers is None else int(gamma_workers)
     n_workers = max(1, min(n_workers, len(jobs), os.cpu_count() or 1))
-    results, gamma_jobs_cpu, n_workers = gamma_many(jobs, n_workers, log=log)
+    t_gamma0 = time.perf_counter()
+    with start_gammas(jobs, n_workers, log=log) as gamma_run:   # an error before the results stops the workers
+        # gamma_s: the wall time the check spends on the gammas outside the work done meanwhile (their start,
+        # then the wait for them); gamma_elapsed_s in the provenance: from their start to their results
+        timings["gamma_s"] = time.perf_counter() - t
+        cpu_steps["gamma_s"] = time.process_time() - c
+        t, c = time.perf_counter(), time.process_time()
+        diff = dose_difference(tps, mc.total_gy_zyx, body)
+        pres = _prescription(inp.plan_path)
+        pres_how = "the plan's TargetPrescriptionDose"
+        if pres is None:
+            tg = [m for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
+            if tg:
+                pres = float(np.median(tps[tg[0]]))
+                pres_how = "the TPS median dose of the first target (the plan gives no TargetPrescriptionDose)"
+        if pres is not None and inp.all_fractions is False and inp.fractions > 1:
+            pres = pres / inp.fractions
+        structs = structure_stats(tps, mc.total_gy_zyx, masks, types, float(np.prod(ref.voxel_size_mm)) * 1e-3,
+                                  pres)
+        ranges: dict[int, dict] = {}
+        for b, meta in sorted(mc.beam_meta.items()):
+            if b in inp.beams:
+                r = range_agreement(axes, tps_beams[b], mc.beams_gy_zyx[b], meta["beam_direction"],
+                                    meta["isocenter_mm"])
+                r["source"] = "per-beam TPS dose"
+            else:
+                r = range_agreement(axes, tps, mc.total_gy_zyx, meta["beam_direction"], meta["isocenter_mm"])
+                r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
+            ranges[b] = r
+        timings["structures_ranges_s"] = time.perf_counter() - t
+        cpu_steps["structures_ranges_s"] = time.process_time() - c
+        diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams)
+        pngs: dict[str, str] = {}
+        report_wall = report_cpu = 0.0
+        if out_dir is not None and report:   # the report's figures that do not show the 3-D gammas
+            from .report import GAMMA_FIGURES, render_figures
+
+            t, c = time.perf_counter(), time.process_time()
+            early = CheckResult(False, [], {}, diff, structs, ranges, {}, diagnostics, inp.pairing, {}, timings, {},
+                                {}, tps_gy_zyx=tps, mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks,
+                                axes_zyx=axes, mc=mc, inputs=inp)
+            pngs = render_figures(early, skip=GAMMA_FIGURES)
+            report_wall, report_cpu = time.perf_counter() - t, time.process_time() - c
+        t, c = time.perf_counter(), time.process_time()
+        results, gamma_jobs_cpu, n_workers = gamma_run.result()
+    gamma_elapsed = time.perf_counter() - t_gamma0
     found: dict[str, dict] = {}
     for ((dd, local), crit), res_g in zip(groups.items(), results):
         for (name, dp), g in zip(crit, res_g):
@@ -365,33 +412,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             found[name] = g
     gam = {name: found[name] for name, *_ in GAMMA_CRITERIA}
     beam_gamma = {b: res_g[0] for b, res_g in zip(beam_ids, results[len(groups):])}
-    cpu_steps["gamma_s"] = time.process_time() - c + gamma_jobs_cpu   # + the worker processes'
-    timings["gamma_s"] = time.perf_counter() - t
-    t, c = time.perf_counter(), time.process_time()
-    diff = dose_difference(tps, mc.total_gy_zyx, body)
-    pres = _prescription(inp.plan_path)
-    pres_how = "the plan's TargetPrescriptionDose"
-    if pres is None:
-        tg = [m for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
-        if tg:
-            pres = float(np.median(tps[tg[0]]))
-            pres_how = "the TPS median dose of the first target (the plan gives no TargetPrescriptionDose)"
-    if pres is not None and inp.all_fractions is False and inp.fractions > 1:
-        pres = pres / inp.fractions
-    structs = structure_stats(tps, mc.total_gy_zyx, masks, types, float(np.prod(ref.voxel_size_mm)) * 1e-3, pres)
-    ranges: dict[int, dict] = {}
-    for b, meta in sorted(mc.beam_meta.items()):
-        if b in inp.beams:
-            r = range_agreement(axes, tps_beams[b], mc.beams_gy_zyx[b], meta["beam_direction"],
-                                meta["isocenter_mm"])
-            r["source"] = "per-beam TPS dose"
-        else:
-            r = range_agreement(axes, tps, mc.total_gy_zyx, meta["beam_direction"], meta["isocenter_mm"])
-            r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
-        ranges[b] = r
-    timings["structures_ranges_s"] = time.perf_counter() - t
-    cpu_steps["structures_ranges_s"] = time.process_time() - c
-    diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams)
+    cpu_steps["gamma_s"] += time.process_time() - c + gamma_jobs_cpu   # + the worker processes'
+    timings["gamma_s"] += time.perf_counter() - t
     # ---- action levels
     checks: list[dict] = []
 
@@ -451,14 +473,15 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         from .report import write_report
 
         t, c = time.perf_counter(), time.process_time()
-        write_report(res, out_dir, timings)
-        timings["report_s"] = time.perf_counter() - t
-        cpu_steps["report_s"] = time.process_time() - c
+        write_report(res, out_dir, timings, pngs=pngs)
+        timings["report_s"] = time.perf_counter() - t + report_wall         # + the figures drawn before
+        cpu_steps["report_s"] = time.process_time() - c + report_cpu
     timings["total_s"] = time.perf_counter() - t_all
     # the host's share: CPU time of this process (all its threads) against the wall time, and the load average
     # (other processes on the same cores slow every step's wall time)
     res.provenance.update({"process_cpu_s": time.process_time() - cpu_all, "cpu_s_per_step": cpu_steps,
                            "gamma_workers": n_workers, "gamma_workers_cpu_s": gamma_jobs_cpu,
+                           "gamma_elapsed_s": gamma_elapsed,
                            "load_average_start": load_start,
                            "load_average_end": _load_average(), "cpu_count": os.cpu_count()})
     if out_dir is not None:

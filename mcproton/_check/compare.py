@@ -12,7 +12,6 @@ cores.)  All three are stated in the report.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -122,55 +121,133 @@ def _gamma_worker_main() -> None:
     sys.stdout.flush()
 
 
-def gamma_many(jobs: Sequence[tuple[tuple, dict]], workers: int = 1,
-               log: Any = None) -> tuple[list[list[dict[str, Any]]], float, int]:
-    """Run independent ``gamma_3d_multi(*args, **kwargs)`` jobs, in ``workers`` worker processes when more than
-    one.  The workers are fresh interpreters (``python -c``, this mcproton package): they inherit no thread, OpenMP
-    pool or GPU context of the caller and do not import the caller's main module (no ``__main__`` guard needed).
-    Each job is a pure function of its arrays (no global random state), so the results are those of running them
-    one after the other here (tested).  A worker that fails makes the jobs run here (logged).  Returns the results
-    in the jobs' order, the CPU seconds the jobs took in worker processes (0 when run here: then they are in
-    this process's CPU time) and the number of worker processes used (0: here)."""
-    import os
-    import pickle
-    import subprocess
-    import sys
-    from pathlib import Path
+class GammaRun:
+    """Independent ``gamma_3d_multi(*args, **kwargs)`` jobs under way (``start_gammas``): with ``workers`` > 1 they
+    run in that many worker processes from the start while the caller goes on (``mcproton check`` computes the
+    structure statistics, the ranges and the figures that do not need them meanwhile); with one they are computed
+    by ``result()``, here, one after the other.
 
-    workers = max(1, min(int(workers), len(jobs)))
-    if workers > 1:
+    The workers are fresh interpreters (``python -c``, this mcproton package): they inherit no thread, OpenMP pool
+    or GPU context of the caller and do not import the caller's main module (no ``__main__`` guard needed).  A
+    thread per worker feeds it its jobs and reads its answer, so starting returns at once.  Each job is a pure
+    function of its arrays (no global random state), so the results are those of running them one after the other
+    here (tested).  A worker that fails (it cannot start, exits with an error - its traceback on stderr - or
+    answers nothing readable) makes ``result()`` log it and compute all the jobs here, where an error in the gamma
+    itself is raised to the caller.  ``close()`` stops workers still running (the caller's own error came first:
+    no orphan process); ``with start_gammas(...) as run:`` does it on the way out."""
+
+    def __init__(self, jobs: Sequence[tuple[tuple, dict]], workers: int = 1, log: Any = None) -> None:
+        self.jobs = list(jobs)
+        self.log = log
+        self.workers = max(1, min(int(workers), len(self.jobs))) if self.jobs else 1
+        self._procs: list[Any] = []
+        self._threads: list[Any] = []
+        self._answers: list[Any] = []
+        self._order: list[list[int]] = []
+        self._failed: BaseException | None = None
+        self._done: tuple[list[list[dict[str, Any]]], float, int] | None = None
+        if self.workers > 1:
+            try:
+                self._start()
+            except OSError as exc:
+                self._failed = exc
+                self.close()
+
+    def _start(self) -> None:
+        import os
+        import subprocess
+        import sys
+        import threading
+        from pathlib import Path
+
         root = str(Path(__file__).resolve().parents[2])   # the folder holding this mcproton package
         code = (f"import sys; sys.path.insert(0, {root!r}); "
                 "from mcproton._check.compare import _gamma_worker_main; _gamma_worker_main()")
-        order = [list(range(len(jobs)))[i::workers] for i in range(workers)]
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        procs = []
+        self._order = [list(range(len(self.jobs)))[i::self.workers] for i in range(self.workers)]
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        for k, idx in enumerate(self._order):
+            pr = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self._procs.append(pr)
+            self._answers.append(None)
+            th = threading.Thread(target=self._talk, args=(k, pr, ([self.jobs[i] for i in idx], threads)),
+                                  name=f"mcproton-gamma-worker-{k}", daemon=True)
+            self._threads.append(th)
+            th.start()
+
+    def _talk(self, k: int, pr: Any, message: tuple) -> None:
+        """One worker's exchange (in its thread): its jobs pickled to its stdin, its answer read to the end."""
+        import pickle
+
         try:
-            for idx in order:
-                pr = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-                procs.append(pr)
-                assert pr.stdin is not None
-                pickle.dump(([jobs[i] for i in idx], threads), pr.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-                pr.stdin.close()
-            results: list[Any] = [None] * len(jobs)
-            cpu = 0.0
-            for idx, pr in zip(order, procs):
-                assert pr.stdout is not None
-                data = pr.stdout.read()
-                if pr.wait() != 0:
-                    raise RuntimeError(f"a gamma worker exited with status {pr.returncode}")
-                for i, (r, c) in zip(idx, pickle.loads(data)):
-                    results[i] = r
-                    cpu += c
-            return results, cpu, workers
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-            for pr in procs:
-                if pr.poll() is None:
-                    pr.kill()
-                    pr.wait()
-            if log is not None:
-                log(f"mcproton check: the gamma worker processes failed ({exc}); computing the gammas here")
-    return [gamma_3d_multi(*args, **kwargs) for args, kwargs in jobs], 0.0, 0
+            with pr.stdin:
+                pickle.dump(message, pr.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            data = pr.stdout.read()
+            self._answers[k] = (pr.wait(), data)
+        except Exception as exc:  # noqa: BLE001 - handed to result(), which falls back to computing here
+            self._answers[k] = exc
+
+    def result(self) -> tuple[list[list[dict[str, Any]]], float, int]:
+        """The results in the jobs' order, the CPU seconds the jobs took in worker processes (0 when computed
+        here: then they are in this process's CPU time) and the number of worker processes used (0: here).
+        Waits for the workers."""
+        import pickle
+
+        if self._done is not None:
+            return self._done
+        if self._procs:
+            try:
+                for th in self._threads:
+                    th.join()
+                results: list[Any] = [None] * len(self.jobs)
+                cpu = 0.0
+                for idx, answer in zip(self._order, self._answers):
+                    if not isinstance(answer, tuple):
+                        raise RuntimeError(f"talking to a gamma worker: {type(answer).__name__}: {answer}")
+                    status, data = answer
+                    if status != 0:
+                        raise RuntimeError(f"a gamma worker exited with status {status}")
+                    for i, (r, c) in zip(idx, pickle.loads(data)):
+                        results[i] = r
+                        cpu += c
+                self._done = (results, cpu, self.workers)
+                return self._done
+            except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+                self._failed = exc
+                self.close()
+        if self._failed is not None and self.log is not None:
+            self.log(f"mcproton check: the gamma worker processes failed ({self._failed}); computing the gammas here")
+        self._done = ([gamma_3d_multi(*args, **kwargs) for args, kwargs in self.jobs], 0.0, 0)
+        return self._done
+
+    def close(self) -> None:
+        """Stop the worker processes still running (none once ``result()`` has their answers)."""
+        for pr in self._procs:
+            if pr.poll() is None:
+                pr.kill()
+            pr.wait()
+        for th in self._threads:
+            th.join()
+        self._procs, self._threads = [], []
+
+    def __enter__(self) -> GammaRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_gammas(jobs: Sequence[tuple[tuple, dict]], workers: int = 1, log: Any = None) -> GammaRun:
+    """Start the gamma jobs (``GammaRun``): in ``workers`` worker processes when more than one."""
+    return GammaRun(jobs, workers, log)
+
+
+def gamma_many(jobs: Sequence[tuple[tuple, dict]], workers: int = 1,
+               log: Any = None) -> tuple[list[list[dict[str, Any]]], float, int]:
+    """Run independent ``gamma_3d_multi(*args, **kwargs)`` jobs, in ``workers`` worker processes when more than
+    one, and wait for them: ``GammaRun.result()`` (the results in the jobs' order, the workers' CPU seconds, the
+    number of workers used)."""
+    with start_gammas(jobs, workers, log) as run:
+        return run.result()
 
 
 def gamma_plane(ax2: Sequence[np.ndarray], ref2: np.ndarray, ev2: np.ndarray, body2: np.ndarray, norm: float,
@@ -265,32 +342,55 @@ def _frame(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return u, v
 
 
-def _distal_r80(t: np.ndarray, prof: np.ndarray) -> float:
-    """Distal R80 of a depth profile: the distal-most crossing of 80 % of the profile's top, where the top is
-    the 95th percentile of the samples above half the maximum (robust to MC noise: a noise spike does not
-    raise the level, and a noise dip inside the plateau is not taken for the distal edge); linear
-    interpolation; NaN if the profile has no distal fall-off inside the grid."""
-    m = float(prof.max())
-    if m <= 0:
-        return float("nan")
-    top = float(np.percentile(prof[prof >= 0.5 * m], 95))
-    above = np.flatnonzero(prof >= 0.8 * top)
-    j = int(above[-1])
-    if j + 1 >= prof.size:
-        return float("nan")
-    a, b = prof[j], prof[j + 1]
-    f = (a - 0.8 * top) / (a - b) if a != b else 0.0
-    return float(t[j] + f * (t[j + 1] - t[j]))
+def _distal_r80_rows(t: np.ndarray, prof: np.ndarray) -> np.ndarray:
+    """Distal R80 of each row of ``prof`` (rays x depth samples at depths ``t``): the distal-most crossing of 80 %
+    of the profile's top, where the top is the 95th percentile of the samples above half the maximum (robust to MC
+    noise: a noise spike does not raise the level, and a noise dip inside the plateau is not taken for the distal
+    edge); linear interpolation; NaN where a profile has no dose or no distal fall-off inside the grid.
+
+    Array operations over all rays; the value of each ray is that of the ray alone, bit for bit (the same float
+    operations; the percentile is ``np.percentile`` of the rows with the same number of samples above half their
+    maximum, one call per such number; tested against the per-ray function)."""
+    n, k = prof.shape
+    out = np.full(n, np.nan)
+    if n == 0 or k == 0:
+        return out
+    m = prof.max(axis=1)
+    ok = m > 0
+    sel = prof >= (0.5 * m)[:, None]
+    cnt = np.count_nonzero(sel, axis=1)
+    top = np.full(n, np.nan)
+    for c in np.unique(cnt[ok]):
+        rows = np.flatnonzero(ok & (cnt == c))
+        top[rows] = np.percentile(prof[rows][sel[rows]].reshape(rows.size, int(c)), 95, axis=1)
+    level = 0.8 * top
+    with np.errstate(invalid="ignore"):          # rows without dose: NaN level, no sample above it
+        above = prof >= level[:, None]
+    j = k - 1 - np.argmax(above[:, ::-1], axis=1)   # the last sample at or above the level
+    r = np.flatnonzero(ok & (j + 1 < k))
+    j = j[r]
+    a, b = prof[r, j], prof[r, j + 1]
+    same = a == b
+    f = (a - level[r]) / np.where(same, 1.0, a - b)
+    f[same] = 0.0
+    out[r] = t[j] + f * (t[j + 1] - t[j])
+    return out
 
 
 def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray,
                     direction: Sequence[float], isocentre: Sequence[float], *,
                     ray_spacing_mm: float | None = None, step_mm: float = 0.5,
-                    min_fraction: float = 0.5) -> dict[str, Any]:
+                    min_fraction: float = 0.5, chunk_samples: int = 1 << 21) -> dict[str, Any]:
     """Distal R80 of MC minus TPS along rays parallel to the beam, one per beam's-eye-view pixel where the
-    TPS dose along the ray reaches ``min_fraction`` of its maximum."""
+    TPS dose along the ray reaches ``min_fraction`` of its maximum.
+
+    The rays are sampled together, ``chunk_samples`` depth samples at a time (memory bounded; the values do not
+    depend on it): one trilinear ``map_coordinates`` per dose and chunk, then ``_distal_r80_rows``.  The doses are
+    read as float64 (the check's doses are float64)."""
     from scipy.ndimage import map_coordinates
 
+    ref = np.asarray(ref, np.float64)
+    ev = np.asarray(ev, np.float64)
     z, y, x = (np.asarray(a, float) for a in axes_zyx)
     sp = np.array([x[1] - x[0] if x.size > 1 else 1.0, y[1] - y[0] if y.size > 1 else 1.0,
                    z[1] - z[0] if z.size > 1 else 1.0])
@@ -312,22 +412,29 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     corners = np.array([[x[i], y[j], z[k]] for i in (0, -1) for j in (0, -1) for k in (0, -1)]) - iso
     tt = corners @ d
     t = np.arange(tt.min() - ds, tt.max() + ds, step_mm)
-    rays = []
-    for a in us:
-        for b in vs:
-            pts = iso + a * u + b * v + t[:, None] * d
-            idx = (pts - org) / sp
-            coords = [idx[:, 2], idx[:, 1], idx[:, 0]]
-            pr = map_coordinates(ref, coords, order=1, mode="constant", cval=0.0)
-            if pr.max() < min_fraction * top:
-                continue
-            pe = map_coordinates(ev, coords, order=1, mode="constant", cval=0.0)
-            r1, r2 = _distal_r80(t, pr), _distal_r80(t, pe)
-            if math.isfinite(r1) and math.isfinite(r2):
-                rays.append((a, b, r1, r2))
-    if not rays:
+    # the rays in the order u, then v (row-major); a ray's points: iso + a u + b v + t d
+    ga, gb = (g.ravel() for g in np.meshgrid(us, vs, indexing="ij"))
+    start = iso + ga[:, None] * u + gb[:, None] * v           # (rays, 3)
+    td = t[:, None] * d                                       # (samples, 3)
+    per = max(1, int(chunk_samples) // max(1, t.size))
+    keep_ab, keep_r = [], []
+    for s0 in range(0, ga.size, per):
+        # the points in voxel units, z, y, x: (rays, samples) each
+        coords = [(start[s0:s0 + per, k, None] + td[None, :, k] - org[k]) / sp[k] for k in (2, 1, 0)]
+        pr = map_coordinates(ref, coords, order=1, mode="constant", cval=0.0)
+        hit = pr.max(axis=1) >= min_fraction * top
+        if not hit.any():
+            continue
+        pr = pr[hit]
+        pe = map_coordinates(ev, [c[hit] for c in coords], order=1, mode="constant", cval=0.0)
+        r1, r2 = _distal_r80_rows(t, pr), _distal_r80_rows(t, pe)
+        fin = np.isfinite(r1) & np.isfinite(r2)
+        sel = np.flatnonzero(hit)[fin] + s0
+        keep_ab.append(np.column_stack([ga[sel], gb[sel]]))
+        keep_r.append(np.column_stack([r1[fin], r2[fin]]))
+    if not keep_ab or not sum(len(k) for k in keep_ab):
         return {"rays": 0}
-    arr = np.array(rays)
+    arr = np.column_stack([np.concatenate(keep_ab), np.concatenate(keep_r)])
     diff = arr[:, 3] - arr[:, 2]
     return {"rays": len(arr), "ray_spacing_mm": ds, "median_mm": float(np.median(diff)),
             "mean_mm": float(diff.mean()), "p5_mm": float(np.percentile(diff, 5)),

@@ -13,7 +13,7 @@ import pytest
 
 pymedphys = pytest.importorskip("pymedphys")
 
-from mcproton._check.compare import _interp_algo, gamma_3d, gamma_3d_multi, gamma_many  # noqa: E402
+from mcproton._check.compare import _interp_algo, gamma_3d, gamma_3d_multi, gamma_many, start_gammas  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +100,44 @@ def test_failed_workers_fall_back_to_here(case, monkeypatch):
     assert n == 0 and cpu_workers == 0.0 and "computing the gammas here" in notes[0]
     ref = gamma_3d_multi(*jobs[1][0], **jobs[1][1])
     assert np.array_equal(res[1][0]["gamma"], ref[0]["gamma"])
+
+
+def test_gammas_started_in_workers_run_while_the_caller_works(case):
+    """start_gammas returns at once (a thread per worker feeds it and reads it) and result() gives the results of
+    the jobs run here, while this process did other work meanwhile (mcproton check: ranges, figures)."""
+    import time
+
+    jobs = _jobs(case)
+    here = gamma_many(jobs, workers=1)[0]
+    t = time.perf_counter()
+    with start_gammas(jobs, workers=2) as run:
+        started = time.perf_counter() - t
+        procs = list(run._procs)
+        busy = sum(float(np.sum(np.sort(case[1].ravel()))) for _ in range(3))   # the caller's own work
+        there, cpu_workers, n = run.result()
+    assert started < 0.2, started   # 0.01 s here; feeding the workers first waits for their imports (~0.17 s each)
+    assert busy > 0 and n == 2 and cpu_workers > 0 and all(p.returncode == 0 for p in procs)
+    for a, b in zip(here, there):
+        for ga, gb in zip(a, b):
+            assert np.array_equal(ga["gamma"], gb["gamma"]) and ga["pass_rate"] == gb["pass_rate"]
+
+
+def test_an_error_of_the_caller_stops_the_workers(case):
+    with pytest.raises(ZeroDivisionError):
+        with start_gammas(_jobs(case), workers=2) as run:
+            procs = list(run._procs)
+            assert len(procs) == 2 and all(p.poll() is None for p in procs)   # importing: seconds to go
+            1 / 0
+    assert all(p.returncode is not None and p.returncode != 0 for p in procs)   # killed, not finished
+
+
+def test_an_error_in_the_gamma_of_a_worker_is_raised_here(case, capfd):
+    """A job that fails in a worker (here: an MC dose whose shape does not match the axes) is logged, computed
+    here and its error raised to the caller (the worker's own traceback is on stderr)."""
+    axes, tps, mc, body = case
+    bad = ((axes, tps, mc[:, :, :-1], body), {"dose_pcts": [2.0], "dist_mm": 2.0, "points": 100})
+    notes: list[str] = []
+    with pytest.raises(ValueError, match="does not match the shape"):
+        gamma_many([_jobs(case)[1], bad], workers=2, log=notes.append)
+    assert len(notes) == 1 and "exited with status 1" in notes[0] and "computing the gammas here" in notes[0]
+    assert "ValueError" in capfd.readouterr().err

@@ -253,3 +253,75 @@ def test_figures_need_the_dose_arrays(report):
 
     with pytest.raises(ValueError, match="no dose arrays"):
         dataclasses.replace(report, tps_gy_zyx=None).figures()
+
+
+def test_panel_titles_placed_explicitly_draw_the_pictures_of_automatic_placement(report):
+    """The map and ray-histogram panels give their titles matplotlib's default place explicitly (one tick layout
+    pass fewer per panel, report._panel_title): the picture is the one matplotlib's automatic title placement
+    draws, pixel for pixel."""
+    import matplotlib as mpl
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    def pixels(fig):
+        FigureCanvasAgg(fig).draw()
+        return np.asarray(fig.canvas.buffer_rgba()).copy()
+
+    for name, fig in report.figures(["planes", "beam_1"]).items():
+        fast = pixels(fig)
+        titled = [ax for ax in fig.axes if ax.get_title()]
+        assert len(titled) >= 6 and all(not ax._autotitlepos for ax in titled), name
+        for ax in titled:     # back to automatic placement, as Axes.clear sets it under matplotlib's defaults
+            ax._autotitlepos = True
+        assert mpl.rcParams["axes.titley"] is None
+        assert np.array_equal(pixels(fig), fast), name
+
+
+def _page_images(res) -> list[str]:
+    return re.findall(r'src="data:image/png;base64,([^"]+)"', Path(res.report_html).read_text(encoding="utf-8"))
+
+
+def test_gammas_in_workers_while_this_process_draws_give_the_same_check(report, base):  # noqa: F811
+    """gamma_workers=2: the 3-D gammas run in two worker processes while this process computes the structure
+    statistics, the ranges and the figures that do not show the gammas; the numbers, the gamma values and the
+    page's images are those of the check that computed all of it here (the report fixture, gamma_workers=1)."""
+    from mcproton._check.api import check
+
+    d = base["dir"]
+    doses = [d / f"{n}.dcm" for n in ("rep_plan", "rep_b1", "rep_b2")]
+    par = check(plan=d / "RP.dcm", dose=doses, ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2",
+                mc=_fake_mc(base, 1.05), out=d / "report_workers", **{**FAST, "gamma_workers": 2})
+    assert report.provenance["gamma_workers"] == 0 and par.provenance["gamma_workers"] == 2
+    one, two = report.to_dict(), par.to_dict()
+    for k in ("passed", "checks", "gamma", "beam_gamma", "dose_difference", "structures", "ranges"):
+        assert one[k] == two[k], k
+    for name, g in report.gamma.items():
+        assert np.array_equal(g["gamma"], par.gamma[name]["gamma"]), name
+    for b, g in report.beam_gamma.items():
+        assert np.array_equal(g["gamma"], par.beam_gamma[b]["gamma"]), b
+    assert len(_page_images(par)) == 5 and _page_images(par) == _page_images(report)
+    assert list(par.timings_s) == list(report.timings_s)          # the same steps, in the same order
+    assert par.provenance["gamma_elapsed_s"] >= par.timings_s["gamma_s"] > 0
+
+
+def test_an_error_while_the_gammas_run_stops_the_workers(report, base, monkeypatch):  # noqa: F811
+    import mcproton._check.api as api
+
+    started = []
+    real = api.start_gammas
+
+    def spy(*args, **kwargs):
+        run = real(*args, **kwargs)
+        started.append(list(run._procs))
+        return run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the ranges failed")
+
+    monkeypatch.setattr(api, "start_gammas", spy)
+    monkeypatch.setattr(api, "range_agreement", broken)
+    d = base["dir"]
+    with pytest.raises(RuntimeError, match="the ranges failed"):
+        api.check(plan=d / "RP.dcm", dose=d / "rep_plan.dcm", ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2",
+                  mc=_fake_mc(base, 1.05), **{**FAST, "gamma_workers": 2})
+    assert len(started) == 1 and len(started[0]) == 2
+    assert all(p.returncode is not None for p in started[0])         # no worker left running
