@@ -141,3 +141,37 @@ def test_demo_writer_error_surfaces(tmp_path, monkeypatch, capsys):
     rc = cli_main(["demo", "--out", str(tmp_path / "b"), "--primaries", "2000", "--voxel-mm", "4", "--backend",
                    "cpu", "--quiet"])
     assert rc != 0 and "CT series and RT Struct failed" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked writer is Linux only")
+def test_demo_files_are_the_same_with_forked_writer_and_plane_figures(tmp_path, monkeypatch):
+    """With fork the CT series, RT Struct and the two plane figures are made in child processes (the figures from
+    the planes' values sent over a pipe): the same PNG bytes, dose file datasets, RT Dose pixels and DICOM
+    contents (apart from the UIDs made per run and the dates) as all in this process."""
+    import h5py
+    import pydicom
+
+    from mcproton.demo import BackgroundProcess, run_demo
+
+    kw = {"primaries": 3000, "voxel_mm": 4.0, "backend": "cpu", "quiet": True, "seed": 7}
+    a = run_demo(tmp_path / "fork", **kw)
+    monkeypatch.setattr(BackgroundProcess, "available", staticmethod(lambda: False))
+    b = run_demo(tmp_path / "thread", **kw)
+    assert a["writer"] == "process" and b["writer"] == "thread"
+    assert a["times_s"]["planes_draw_s"] > 0 and "planes_draw_s" not in b["times_s"]
+    for png in ("dose_planes.png", "let_planes.png", "dvh.png"):
+        assert (tmp_path / "fork" / png).read_bytes() == (tmp_path / "thread" / png).read_bytes(), png
+    with h5py.File(tmp_path / "fork" / "dose.h5") as fa, h5py.File(tmp_path / "thread" / "dose.h5") as fb:
+        assert set(fa) == set(fb) and all(fa[k][()].tobytes() == fb[k][()].tobytes() for k in fa
+                                          if isinstance(fa[k], h5py.Dataset))
+    ra, rb = (pydicom.dcmread(tmp_path / d / "rtdose.dcm") for d in ("fork", "thread"))
+    assert ra.PixelData == rb.PixelData
+    sa, sb = (pydicom.dcmread(tmp_path / d / "rtstruct.dcm") for d in ("fork", "thread"))
+    assert [r.ROIName for r in sa.StructureSetROISequence] == [r.ROIName for r in sb.StructureSetROISequence]
+    assert [[c.ContourData for c in r.ContourSequence] for r in sa.ROIContourSequence] == \
+        [[c.ContourData for c in r.ContourSequence] for r in sb.ROIContourSequence]
+    ca, cb = (sorted((tmp_path / d / "ct").glob("*.dcm")) for d in ("fork", "thread"))
+    assert len(ca) == len(cb) > 10
+    assert all(pydicom.dcmread(x).PixelData == pydicom.dcmread(y).PixelData for x, y in zip(ca, cb))
+    assert {k: v for k, v in a.items() if k in ("target_mean_gy", "dvh", "dose")} == \
+        {k: v for k, v in b.items() if k in ("target_mean_gy", "dvh", "dose")}
