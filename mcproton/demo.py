@@ -74,6 +74,128 @@ class Background:
         return self._result
 
 
+class BackgroundProcess:
+    """``func()`` in a forked child process (Linux; the parent must have no other Python thread): as
+    :class:`Background`, but the child has its own interpreter lock, so that its Python work (pydicom) runs beside
+    the parent's plan and Monte Carlo instead of taking turns with them.  The child sends back its result (pickled)
+    or its error with the traceback; :meth:`join` returns or raises it (``RuntimeError`` also if the child died
+    without an answer).  ``wall_s`` and ``cpu_s`` are the child's.  Whatever ``func`` makes that the parent needs
+    (the UIDs of the files it wrote) comes back in its result: the parent writes nothing the child wrote."""
+
+    def __init__(self, func, what: str) -> None:
+        import multiprocessing
+        import warnings
+
+        if not BackgroundProcess.available():
+            raise RuntimeError("a forked writer needs Linux and no other Python thread; use Background")
+        self.what, self.wall_s, self.cpu_s = what, 0.0, 0.0
+        self._answer: tuple | None = None
+        ctx = multiprocessing.get_context("fork")
+        recv, send = ctx.Pipe(duplex=False)
+
+        def child() -> None:
+            import traceback
+
+            recv.close()
+            t, c = time.perf_counter(), time.process_time()
+            try:
+                answer: tuple = ("ok", func(), "")
+            except BaseException as exc:   # sent to the parent, which raises it in join
+                answer = ("error", exc, traceback.format_exc())
+            times = (time.perf_counter() - t, time.process_time() - c)
+            try:
+                send.send((*answer, *times))
+            except Exception as exc:       # an answer that does not pickle: its text
+                err = answer[1] if answer[0] == "error" else exc
+                send.send(("error", RuntimeError(f"{type(err).__name__}: {err}"), answer[2], *times))
+            send.close()
+
+        for stream in (sys.stdout, sys.stderr):   # or the child would flush the parent's buffered output again
+            stream.flush()
+        self._proc = ctx.Process(target=child, name=f"mcproton-demo: {what}", daemon=True)
+        with warnings.catch_warnings():      # Python >= 3.12: fork() with native (BLAS) threads: none in the child
+            warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+            self._proc.start()
+        send.close()                         # the parent's copy: recv sees EOF if the child dies
+        self._recv = recv
+
+    @staticmethod
+    def available() -> bool:
+        import multiprocessing
+        import threading
+
+        return (sys.platform.startswith("linux") and threading.active_count() == 1
+                and "fork" in multiprocessing.get_all_start_methods())
+
+    def join(self, raise_error: bool = True):
+        if self._answer is None:
+            try:
+                self._answer = self._recv.recv()
+            except (EOFError, OSError):
+                self._proc.join()
+                self._answer = ("error", RuntimeError(f"the writer process ended (exit code {self._proc.exitcode}) "
+                                                      "without an answer"), "", 0.0, 0.0)
+            self._recv.close()
+            self._proc.join()
+        kind, value, tb, self.wall_s, self.cpu_s = self._answer
+        if kind == "error":
+            if raise_error:
+                if tb and hasattr(value, "add_note"):
+                    value.add_note(f"in the writer process:\n{tb}")
+                    self._answer = (kind, value, "", self.wall_s, self.cpu_s)   # the note once
+                raise RuntimeError(f"writing {self.what} failed ({type(value).__name__}: {value})") from value
+            return None
+        return value
+
+
+class PlanesProcess:
+    """The demo's two plane figures (dose and LETd over the anatomy, ~0.3 s of matplotlib each at 2 mm) drawn in a
+    forked process (:class:`BackgroundProcess`, forked with the writer, before the plan) while the parent writes
+    the HDF5, the RT Dose and the DVH: ``draw(message)`` runs in the child on what :meth:`send` sends it (the
+    planes' values: the child has the phantom and the structures from the fork), after importing matplotlib
+    beforehand.  :meth:`join` returns or raises as :class:`BackgroundProcess`; a parent that stops before its
+    outputs closes the pipe, and the child ends without drawing."""
+
+    def __init__(self, draw, prepare, what: str) -> None:
+        import multiprocessing
+        import threading
+
+        recv, self._send = multiprocessing.get_context("fork").Pipe(duplex=False)
+        send = self._send
+
+        def child():
+            send.close()
+            box: dict = {}
+
+            def read() -> None:              # at once, so that the parent's send never waits for the import
+                try:
+                    box["message"] = recv.recv()
+                except EOFError:
+                    box["message"] = None
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            prepare()
+            reader.join()
+            return None if box["message"] is None else draw(box["message"])
+
+        self.process = BackgroundProcess(child, what)
+        recv.close()
+        self._sent = False
+
+    def send(self, message) -> None:
+        if not self._sent:
+            self._sent = True
+            self._send.send(message)
+            self._send.close()
+
+    def join(self, raise_error: bool = True):
+        if not self._sent:
+            self._sent = True
+            self._send.close()
+        return self.process.join(raise_error)
+
+
 def _log(msg: str, quiet: bool) -> None:
     if not quiet:
         print(f"[demo] {msg}", file=sys.stderr, flush=True)
@@ -95,64 +217,113 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     from .dvh import dvh_table, plot_dvh
     from .phantoms import label_map_to_masks, make_head_phantom
     from .phantoms.dicom_export import write_phantom_ct, write_rtstruct
-    from .phantoms.reference_plans import posterior_fossa_plan
+    from .phantoms.reference_plans import posterior_fossa_plan, posterior_fossa_target
     from .planning import verify_plan
-    from .plots import plot_dose_planes, plot_let_planes
+    from .plots import let_colour_top, plane_slices, plot_dose_planes, plot_let_planes
     from .settings import RunSettings
 
     t0, cpu0 = time.perf_counter(), time.process_time()
     times: dict[str, float] = {}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    be = get_backend(backend, threads)
-    n_prim = int(primaries or DEFAULT_PRIMARIES.get(be.name, DEFAULT_PRIMARIES["cpu"]))
 
     _log(f"phantom: {age:g}-year-old head, {voxel_mm:g} mm voxels", quiet)
     t = time.perf_counter()
     g = make_head_phantom(age, voxel_mm, region="head")
     times["phantom_s"] = time.perf_counter() - t
-    # the CT series is written in a thread while the plan is made and the Monte Carlo runs (only the RT Struct
-    # and the RT Dose need its UIDs), then the RT Struct; both are joined before the RT Dose
-    ct_writer = Background(lambda: write_phantom_ct(g, out / "ct",
-                                                    series_description=f"mcproton phantom {age:g} y"),
-                           "the phantom's CT series")
-
-    _log("plan: posterior-fossa boost, 3 fields on the DCPT beam model with a range shifter, spot generation + "
-         "NNLS optimisation", quiet)
-    t = time.perf_counter()
-    try:
-        plan = posterior_fossa_plan(g, prescription_gy_rbe=PRESCRIPTION_GY_RBE)
-    except BaseException:
-        ct_writer.join(raise_error=False)   # not left writing behind the error (KeyboardInterrupt included)
-        raise
-    times["plan_s"] = time.perf_counter() - t
-    ctv = plan.target_mask_zyx
-    _log(f"  {sum(f.n_spots for f in plan.fields)} spots, {plan.total_protons:.3g} protons per fraction; "
-         f"model D95 {100 * plan.model_stats['d95_rel']:.1f} %", quiet)
 
     t = time.perf_counter()
+    ctv = posterior_fossa_target(g)            # the plan's target (passed to it: the same mask)
     organs = label_map_to_masks(g)
     outline = body_from_labels(g.labels_zyx)   # the body: every labelled voxel (mcproton/body.py)
     times["structures_s"] = time.perf_counter() - t
 
-    rtstruct_s = []
-
     def write_ct_and_rtstruct():
-        ct = ct_writer.join()
+        t_ct = time.perf_counter()
+        ct = write_phantom_ct(g, out / "ct", series_description=f"mcproton phantom {age:g} y")
         t_rs = time.perf_counter()
         # "body" is the EXTERNAL ROI, the whole outline (the label "body" alone: the soft tissue of the head)
         write_rtstruct({"CTV_PF": ctv, **organs, "body": outline.mask}, g, ct, out / "rtstruct.dcm",
                        label="PF boost")
-        rtstruct_s.append(time.perf_counter() - t_rs)
-        try:   # matplotlib's import (~0.4 s) here, off the outputs' path (the plots import it again if it failed)
+        return ct, t_rs - t_ct, time.perf_counter() - t_rs
+
+    def import_matplotlib():
+        try:   # matplotlib's import (~0.4 s) off the outputs' path (the plots import it again if it failed)
             from .plots import _plt
 
             _plt()
         except Exception:
             pass
-        return ct
 
-    writer = Background(write_ct_and_rtstruct, "the phantom's RT Struct")
+    # The CT series and the RT Struct are written while the plan is made and the Monte Carlo runs (the RT Dose
+    # needs the CT's UIDs: joined before it).  In a forked process where there is fork (Linux): pydicom's
+    # Python work then does not take turns with the plan's for the interpreter lock (a thread added its whole
+    # ~1 s to the plan at 2 mm); the child is started before any thread or GPU context exists here.
+    in_process = BackgroundProcess.available()
+    if in_process:
+        writer: Background | BackgroundProcess = BackgroundProcess(write_ct_and_rtstruct,
+                                                                   "the phantom's CT series and RT Struct")
+    else:
+        writer = Background(lambda: (write_ct_and_rtstruct(), import_matplotlib())[0],
+                            "the phantom's CT series and RT Struct")
+
+    oar_names = ["brainstem", "cochlea_left", "cochlea_right", "spinal_cord"]
+    dvh_masks = {"CTV_PF": ctv, **{n: organs[n] for n in oar_names if n in organs}}
+    centre = tuple(int(round(float(a.mean()))) for a in np.nonzero(ctv))   # of the target
+    body = g.density_g_cm3_zyx > 0.5
+
+    def draw_dose_planes(result, pres: float, let_top: float | None = None) -> None:
+        plot_dose_planes(result, out / "dose_planes.png", centre,
+                         title=f"posterior-fossa boost, {age:g}-year-old phantom, {PRESCRIPTION_GY_RBE} Gy(RBE) "
+                               f"= {pres:.3f} Gy physical per fraction",
+                         structures={n: m for n, m in dvh_masks.items()}, reference_gy=pres,
+                         body_mask=outline.mask)
+
+    def draw_let_planes(result, pres: float, let_top: float | None = None) -> None:
+        plot_let_planes(result, out / "let_planes.png", centre,
+                        title=f"dose-averaged LET of protons, posterior-fossa boost, {age:g}-year-old phantom",
+                        structures={n: m for n, m in dvh_masks.items()}, reference_gy=pres, body_mask=body,
+                        vmax=let_top)
+
+    def from_planes(draw):
+        def draw_from(message: dict) -> float:
+            """In the child: the figure from the three planes' values (the rest of the grid is not drawn) and
+            the LET colour scale the parent computed over the grid: the same PNG bytes as from the result."""
+            from types import SimpleNamespace
+
+            t_draw = time.perf_counter()
+            grids = {}
+            for key in ("dose", "let"):
+                grids[key] = np.zeros(g.shape_zyx, message[key][0].dtype)
+                for sl, values in zip(plane_slices(centre), message[key]):
+                    grids[key][sl] = values
+            draw(SimpleNamespace(dose_gy_zyx=grids["dose"], let_d_kev_um_zyx=grids["let"], geometry=g,
+                                 normalisation=message["normalisation"]), message["pres"], message["let_top"])
+            return time.perf_counter() - t_draw
+        return draw_from
+
+    # each plane figure (~0.3 s of matplotlib at 2 mm) in a forked process of its own, drawn while the parent
+    # writes the other outputs
+    planes = [PlanesProcess(from_planes(draw), import_matplotlib, f"the {what} plane figure")
+              for draw, what in ((draw_dose_planes, "dose"), (draw_let_planes, "LET"))] if in_process else []
+    be = get_backend(backend, threads)
+    n_prim = int(primaries or DEFAULT_PRIMARIES.get(be.name, DEFAULT_PRIMARIES["cpu"]))
+
+    _log("plan: posterior-fossa boost, 3 fields on the DCPT beam model with a range shifter, spot generation + "
+         "NNLS optimisation", quiet)
+    t = time.perf_counter()
+    try:
+        plan = posterior_fossa_plan(g, prescription_gy_rbe=PRESCRIPTION_GY_RBE, target=ctv)
+    except BaseException:
+        writer.join(raise_error=False)   # not left writing behind the error (KeyboardInterrupt included)
+        for p in planes:
+            p.join(raise_error=False)
+        raise
+    times["plan_s"] = time.perf_counter() - t
+    _log(f"  {sum(f.n_spots for f in plan.fields)} spots, {plan.total_protons:.3g} protons per fraction; "
+         f"model D95 {100 * plan.model_stats['d95_rel']:.1f} %", quiet)
+
+    mpl = Background(import_matplotlib, "matplotlib's import") if in_process else None
     _log(f"Monte Carlo: {n_prim:,} protons on {be.name} ({be.device}); the CT and RT Struct are written "
          "meanwhile", quiet)
     t = time.perf_counter()
@@ -161,12 +332,24 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         res, st = verify_plan(plan, g, settings, progress=not quiet)
     except BaseException:
         writer.join(raise_error=False)   # not left writing behind the error (KeyboardInterrupt included)
+        for p in planes:
+            p.join(raise_error=False)
         raise
+    finally:
+        if mpl is not None:
+            mpl.join(raise_error=False)
     times["monte_carlo_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     apply_body_outline(res, outline)   # no dose outside the head; dose.h5 keeps dose_raw and body_mask
     pres = plan.prescription_gy
+    if planes:
+        message = {"dose": [res.dose_gy_zyx[sl] for sl in plane_slices(centre)],
+                   "let": [res.let_d_kev_um_zyx[sl] for sl in plane_slices(centre)],
+                   "normalisation": res.normalisation, "pres": pres,
+                   "let_top": let_colour_top(res, pres, body_mask=body)}
+        for p in planes:
+            p.send(message)
     extra = {"plan": plan.summary(), "prescription_gy": pres, "prescription_gy_rbe": PRESCRIPTION_GY_RBE,
              "rbe": 1.1}
     write_result_hdf5(res, out / "dose.h5", extra_attrs=extra)
@@ -175,27 +358,23 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     with h5py.File(out / "dose.h5", "a") as f:
         f.create_dataset("ctv", data=ctv.astype(np.uint8), compression="gzip").attrs["name"] = "CTV_PF"
     t_wait = time.perf_counter()
-    ct = writer.join()   # its error, if any, is raised here
+    ct, ct_s, rtstruct_s = writer.join()   # its error, if any, is raised here
     times["ct_rtstruct_wait_s"] = time.perf_counter() - t_wait
-    times["ct_rtstruct_background_s"] = ct_writer.wall_s + sum(rtstruct_s)
+    times["ct_rtstruct_background_s"] = ct_s + rtstruct_s
     # one fraction of a plan without an RT Plan file: FRACTION_SESSION, placeholder plan reference
     contents = DoseContents("FRACTION_SESSION", fractions=1, n_beams=len(plan.fields))
     write_result_rtdose(res, out / "rtdose.dcm", contents=contents, study=ct.study,
                         series_description="mcproton PF boost")
-    oar_names = ["brainstem", "cochlea_left", "cochlea_right", "spinal_cord"]
-    dvh_masks = {"CTV_PF": ctv, **{n: organs[n] for n in oar_names if n in organs}}
     table = dvh_table(res.dose_gy_zyx, dvh_masks, g.voxel_volume_cm3, {"CTV_PF": pres})
     plot_dvh(res.dose_gy_zyx, dvh_masks, out / "dvh.png", prescription_gy=pres,
              title=f"PF boost, {age:g} y phantom: {n_prim:,} protons ({res.backend})")
-    kc, jc, ic = (int(round(float(a.mean()))) for a in np.nonzero(ctv))
-    body = g.density_g_cm3_zyx > 0.5
-    plot_dose_planes(res, out / "dose_planes.png", (kc, jc, ic),
-                     title=f"posterior-fossa boost, {age:g}-year-old phantom, {PRESCRIPTION_GY_RBE} Gy(RBE) "
-                           f"= {pres:.3f} Gy physical per fraction",
-                     structures={n: m for n, m in dvh_masks.items()}, reference_gy=pres, body_mask=outline.mask)
-    plot_let_planes(res, out / "let_planes.png", (kc, jc, ic),
-                    title=f"dose-averaged LET of protons, posterior-fossa boost, {age:g}-year-old phantom",
-                    structures={n: m for n, m in dvh_masks.items()}, reference_gy=pres, body_mask=body)
+    if not planes:
+        draw_dose_planes(res, pres)
+        draw_let_planes(res, pres)
+    else:
+        t_wait = time.perf_counter()
+        times["planes_draw_s"] = max(p.join() for p in planes)   # an error is raised here
+        times["planes_wait_s"] = time.perf_counter() - t_wait
     times["outputs_s"] = time.perf_counter() - t - times["ct_rtstruct_wait_s"]
 
     unc = res.uncertainty_rel_zyx
@@ -259,12 +438,17 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         "fields": plan.summary()["fields"],
         "protons_per_second": res.protons_per_second, "backend": res.backend, "device": res.device,
         "mc_wall_s": res.wall_s, "times_s": {k: round(v, 2) for k, v in times.items()},
-        "times_note": "times_s: wall time per phase; ct_rtstruct_background_s ran in threads during the "
-                      "plan, Monte Carlo and outputs and is not part of their sum: only ct_rtstruct_wait_s "
-                      "(waiting for it to finish) is; phantom + plan + structures + monte_carlo + outputs + "
-                      "wait ~ wall_s",
+        "times_note": "times_s: wall time per phase; ct_rtstruct_background_s ran in a forked process (else a "
+                      "thread) during the plan, Monte Carlo and outputs and is not part of their sum: only "
+                      "ct_rtstruct_wait_s (waiting for it to finish) is; phantom + structures + plan + "
+                      "monte_carlo + outputs + wait ~ wall_s; the two plane figures are drawn in forked processes "
+                      "during the outputs (planes_draw_s: the longer drawing; planes_wait_s: waiting for them, "
+                      "part of outputs_s); cpu_s: all threads and processes (writer_cpu_s, planes_cpu_s of it)",
         "wall_s": time.perf_counter() - t0,
-        "cpu_s": time.process_time() - cpu0,   # all threads; a shared machine's wall time includes waiting
+        # all threads and the writer process; a shared machine's wall time includes waiting
+        "cpu_s": time.process_time() - cpu0 + getattr(writer, "cpu_s", 0.0) + sum(p.process.cpu_s for p in planes),
+        "writer_cpu_s": getattr(writer, "cpu_s", None), "writer": "process" if in_process else "thread",
+        "planes_cpu_s": [p.process.cpu_s for p in planes] or None,
         "dose": dose_summary(res, outline),
         "rtdose_contents": contents.as_dict(),
         "dvh": table,

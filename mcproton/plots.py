@@ -102,10 +102,7 @@ def plot_let_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] |
     the 99th percentile of the shown voxels)."""
     dose = np.asarray(result.dose_gy_zyx)
     let = np.asarray(result.let_d_kev_um_zyx)
-    ref = float(reference_gy) if reference_gy else float(dose.max()) or 1.0
-    shown = dose >= min_dose_fraction * ref
-    if body_mask is not None:
-        shown &= np.asarray(body_mask, bool)
+    shown = _let_shown(dose, reference_gy, min_dose_fraction, body_mask)
     if centre_zyx is None:
         centre_zyx = _argmax_zyx(dose)
     top = vmax if vmax is not None else (float(np.percentile(let[shown], 99)) if shown.any() else 1.0)
@@ -113,6 +110,30 @@ def plot_let_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] |
                         max(top, 1e-6), [], str,
                         f"LETd of protons (keV/um), where dose >= {100 * min_dose_fraction:.0f} % of "
                         f"{'the reference' if reference_gy else 'Dmax'}")
+
+
+def _let_shown(dose: np.ndarray, reference_gy, min_dose_fraction: float, body_mask) -> np.ndarray:
+    ref = float(reference_gy) if reference_gy else float(dose.max()) or 1.0
+    shown = dose >= min_dose_fraction * ref
+    if body_mask is not None:
+        shown &= np.asarray(body_mask, bool)
+    return shown
+
+
+def let_colour_top(result, reference_gy: float | None = None, min_dose_fraction: float = 0.1,
+                   body_mask=None) -> float:
+    """The default ``vmax`` of :func:`plot_let_planes` (the 99th percentile of the LETd of the voxels it shows),
+    for a caller that draws the planes from the planes' values alone."""
+    shown = _let_shown(np.asarray(result.dose_gy_zyx), reference_gy, min_dose_fraction, body_mask)
+    let = np.asarray(result.let_d_kev_um_zyx)
+    return float(np.percentile(let[shown], 99)) if shown.any() else 1.0
+
+
+def plane_slices(centre_zyx: tuple[int, int, int]) -> list[tuple]:
+    """The axial, coronal and sagittal planes through ``centre_zyx`` as index tuples of a (z, y, x) array, in the
+    order :func:`plot_dose_planes` and :func:`plot_let_planes` draw them."""
+    k, j, i = centre_zyx
+    return [(k, slice(None), slice(None)), (slice(None), j, slice(None)), (slice(None), slice(None), i)]
 
 
 def _plot_planes(result, plane, path, centre_zyx, title, structures, vmax, levels, level_fmt,
@@ -125,7 +146,7 @@ def _plot_planes(result, plane, path, centre_zyx, title, structures, vmax, level
     rho = g.density_g_cm3_zyx
     k, j, i = centre_zyx
     x, y, z = g.axis_mm("x"), g.axis_mm("y"), g.axis_mm("z")
-    sl = [(k, slice(None), slice(None)), (slice(None), j, slice(None)), (slice(None), slice(None), i)]
+    sl = plane_slices(centre_zyx)
     planes = [("axial (z = %.0f mm)" % z[k], (x, y), (x[0], x[-1], y[-1], y[0]),
                "x (mm, +left)", "y (mm, +posterior)"),
               ("coronal (y = %.0f mm)" % y[j], (x, z), (x[0], x[-1], z[0], z[-1]),

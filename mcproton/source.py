@@ -11,8 +11,9 @@ the grid, through which the kernel transports each proton with the full physics 
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -26,6 +27,24 @@ def _unit(v: Sequence[float], what: str) -> np.ndarray:
     if a.shape != (3,) or not np.all(np.isfinite(a)) or n == 0:
         raise ValueError(f"{what} must be a non-zero finite 3-vector; got {v}")
     return a / n
+
+
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of (N, 3) float64 arrays (``b`` may be one 3-vector), each bit for bit
+    ``np.dot(a[i], b[i])``: ``np.vecdot`` (NumPy >= 2) and a stacked (1 x 3) @ (3 x 1) ``matmul`` call NumPy's
+    dot loop (BLAS ddot) per row, whereas a sum of the products rounds differently where BLAS fuses the
+    multiply-adds (a third of random vectors on an AVX2 CPU)."""
+    vecdot = getattr(np, "vecdot", None)
+    if vecdot is not None:
+        return vecdot(a, b)
+    b = np.broadcast_to(b, a.shape)
+    return np.matmul(a[:, None, :], b[:, :, None])[:, 0, 0]
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    """Each row of ``a`` divided by its norm: row ``i`` bit for bit ``a[i] / np.linalg.norm(a[i])`` (the norm of a
+    real vector is ``sqrt(x.dot(x))``)."""
+    return a / np.sqrt(_rowdot(a, a))[:, None]
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,25 @@ class RangeShifterSlab:
     @property
     def material_name(self) -> str:
         return get_material(self.material).name
+
+    def at_faces(self, faces_mm: Sequence[float]) -> list["RangeShifterSlab"]:
+        """Copies of this slab with each upstream face in ``faces_mm`` (mm): equal to
+        ``dataclasses.replace(self, upstream_face_mm=float(f))`` one by one, with the checks of ``__post_init__``
+        made once (material, thickness, density: this slab's) and on the faces as one array (a planned field's
+        spots each have their own face on one shifter)."""
+        import dataclasses
+
+        f = np.asarray(faces_mm, dtype=float)
+        if f.ndim != 1 or not np.all(np.isfinite(f) & (f >= 0)):
+            return [dataclasses.replace(self, upstream_face_mm=float(x)) for x in faces_mm]   # raises the error
+        out = []
+        new, state = object.__new__, self.__dict__
+        for x in f.tolist():
+            slab = new(RangeShifterSlab)
+            slab.__dict__.update(state)
+            slab.__dict__["upstream_face_mm"] = x   # frozen: set as dataclasses' __init__ does, past __setattr__
+            out.append(slab)
+        return out
 
     @property
     def mass_thickness_g_cm2(self) -> float:
@@ -139,6 +177,130 @@ class Spot:
         self.axis_x = tuple(ax)
 
 
+def make_spots(energy_mev: Sequence[float], position_mm: Any, direction: Any, axis_x: Any, *,
+               energy_spread_mev: Sequence[float], sigma_mm: Sequence, divergence_rad: Sequence,
+               correlation: Sequence, weight: Sequence[float],
+               range_shifter: Sequence[RangeShifterSlab | None] | None = None) -> list[Spot]:
+    """``[Spot(energy_mev[i], position_mm=tuple(position_mm[i]), direction=tuple(direction[i]), ...)]`` for many
+    spots at once: the same Spot objects bit for bit (the same attribute values and types), with the checks and
+    the normalisation of ``direction`` and ``axis_x`` of ``Spot.__post_init__`` done on whole arrays (row-wise
+    norms and dot products as NumPy computes them for one vector) instead of some 40 NumPy calls per spot.
+    ``position_mm``, ``direction``, ``axis_x``: (N, 3) arrays; the others: one value per spot.  If any spot fails a
+    check, the spots are made one by one, so that Spot raises its own error."""
+    n = len(energy_mev)
+    rs = list(range_shifter) if range_shifter is not None else [None] * n
+    pos = np.asarray(position_mm, dtype=float)
+    d0 = np.asarray(direction, dtype=float)
+    a0 = np.asarray(axis_x, dtype=float)
+
+    def one_by_one() -> list[Spot]:
+        return [Spot(energy_mev[i], position_mm=tuple(pos[i]), direction=tuple(d0[i]), axis_x=tuple(a0[i]),
+                     energy_spread_mev=energy_spread_mev[i], sigma_mm=sigma_mm[i], divergence_rad=divergence_rad[i],
+                     correlation=correlation[i], weight=weight[i], range_shifter=rs[i]) for i in range(n)]
+
+    try:
+        e = np.asarray(energy_mev, dtype=float)
+        es = np.asarray(energy_spread_mev, dtype=float)
+        sig = np.asarray(sigma_mm, dtype=float)
+        div = np.asarray(divergence_rad, dtype=float)
+        cor = np.asarray(correlation, dtype=float)
+        w = np.asarray(weight, dtype=float)
+    except (TypeError, ValueError):   # ragged or not numbers: Spot says what is wrong
+        return one_by_one()
+    shapes_ok = (pos.shape == d0.shape == a0.shape == (n, 3) and e.shape == es.shape == w.shape == (n,)
+                 and sig.shape == div.shape == cor.shape == (n, 2) and len(rs) == n)
+    if not shapes_ok or n == 0:
+        return one_by_one()
+    with np.errstate(all="ignore"):
+        ok = bool(np.all(np.isfinite(e) & (e > 0) & (e <= 350.0) & np.isfinite(es) & (es >= 0)
+                         & np.isfinite(w) & (w >= 0))
+                  and np.all(np.isfinite(sig) & np.isfinite(div) & np.isfinite(cor) & (sig >= 0) & (div >= 0)
+                             & (np.abs(cor) <= 1))
+                  and np.all(np.isfinite(pos)) and np.all(np.isfinite(d0)) and np.all(np.isfinite(a0)))
+        if ok:   # Spot.__post_init__ on every row: _unit(direction), _unit(axis_x) made transverse and unit
+            nd, na = np.sqrt(_rowdot(d0, d0)), np.sqrt(_rowdot(a0, a0))
+            ok = bool(np.all(nd != 0) and np.all(na != 0))
+        if ok:
+            d = d0 / nd[:, None]
+            ax = a0 / na[:, None]
+            ax = ax - d * _rowdot(ax, d)[:, None]
+            nt = np.sqrt(_rowdot(ax, ax))
+            ok = bool(np.all(nt >= 1e-6))
+    if not ok:
+        return one_by_one()
+    ax /= nt[:, None]
+    new = object.__new__
+    out = []
+    for i, (p, di, ai) in enumerate(zip(map(tuple, pos), map(tuple, d), map(tuple, ax))):
+        s = new(Spot)
+        s.__dict__.update(energy_mev=energy_mev[i], position_mm=p, direction=di, energy_spread_mev=energy_spread_mev[i],
+                          sigma_mm=sigma_mm[i], divergence_rad=divergence_rad[i], correlation=correlation[i],
+                          weight=weight[i], axis_x=ai, range_shifter=rs[i])
+        out.append(s)
+    return out
+
+
+_DOUBLE_OR_INT = frozenset({float, int, np.float64, np.int64, np.int32})
+
+
+def _double_or_int(values) -> bool:
+    """Whether every value is a double or an integer: what ``x / 10.0`` computes in float64 either way."""
+    return {type(x) for x in values} <= _DOUBLE_OR_INT
+
+
+def _material_key(material: str | Material) -> Any:
+    return material if isinstance(material, str) else id(material)
+
+
+def _shifter_material_names(spots: Sequence[Spot]) -> tuple[list[int], dict[Any, Material]]:
+    """The indices of the spots with a range shifter, and each distinct shifter material (by name, or by object
+    for a :class:`Material`) resolved once with get_material, in order of first use."""
+    idx, mats = [], {}
+    for i, s in enumerate(spots):
+        rs = s.range_shifter
+        if rs is not None:
+            idx.append(i)
+            key = _material_key(rs.material)
+            if key not in mats:
+                mats[key] = get_material(rs.material)
+    return idx, mats
+
+
+_SPOT_ATTRS = operator.attrgetter("position_mm", "direction", "axis_x", "energy_mev", "energy_spread_mev",
+                                  "sigma_mm", "divergence_rad", "correlation")
+
+
+def _spot_records(spots: Sequence[Spot]) -> np.ndarray | None:
+    """The kernel's records of the spots without the range-shifter fields, built column by column: bit for bit
+    :meth:`Beam._spot_array_one_by_one`'s values (the same float64 arithmetic per element, then the cast to
+    float32; ``np.cross`` of (N, 3) arrays is its product of 3-vectors row by row).  None when an attribute is not
+    of the shape a spot's record needs (then the records are filled spot by spot, which broadcasts or fails)."""
+    n = len(spots)
+    try:
+        cols = list(zip(*map(_SPOT_ATTRS, spots)))
+        if not _double_or_int(x for p in cols[0] for x in p):   # float32 / 10.0 would be a float32 division
+            return None
+        pos, d, ax = (np.array(c, dtype=float) for c in cols[:3])
+        e, es = np.array(cols[3], dtype=float), np.array(cols[4], dtype=float)
+        sig, div, cor = (np.array(c, dtype=float) for c in cols[5:8])
+    except (TypeError, ValueError):
+        return None
+    if not (pos.shape == d.shape == ax.shape == (n, 3) and e.shape == es.shape == (n,)
+            and sig.shape == div.shape == cor.shape == (n, 2)):
+        return None
+    a = np.zeros(n, SPOT_DTYPE)
+    a["pos_cm"] = pos / 10.0
+    a["dir"] = d
+    a["axis_x"] = ax
+    a["axis_y"] = np.cross(d, ax)
+    a["energy_mev"] = e
+    a["energy_sigma_mev"] = es
+    a["sigma_cm"] = sig / 10.0
+    a["div_rad"] = div
+    a["corr"] = cor
+    return a
+
+
 @dataclass
 class Beam:
     """A list of weighted spots.  ``total_protons`` (if set) gives absolute dose in Gy; otherwise the dose
@@ -171,10 +333,8 @@ class Beam:
     def shifter_materials(self) -> list[Material]:
         """The materials of the spots' range shifters (each once, in order of first use)."""
         out: dict[str, Material] = {}
-        for s in self.spots:
-            if s.range_shifter is not None:
-                m = get_material(s.range_shifter.material)
-                out.setdefault(m.name, m)
+        for m in _shifter_material_names(self.spots)[1].values():
+            out.setdefault(m.name, m)
         return list(out.values())
 
     def run_materials(self, materials: Sequence[Material]) -> list[Material]:
@@ -190,6 +350,31 @@ class Beam:
         beams_hash, but not for a run)."""
         if material_names is None:
             material_names = [m.name for m in self.shifter_materials()]
+        a = _spot_records(self.spots)
+        if a is None:
+            return self._spot_array_one_by_one(material_names)
+        slabs, mats = _shifter_material_names(self.spots)
+        if slabs:
+            names = list(material_names)
+            index = {}
+            for key, m in mats.items():
+                if m.name not in names:
+                    raise ValueError(f"range shifter material {m.name!r} is not in the run's material list "
+                                     f"{names}; build the tables with Beam.run_materials")
+                index[key] = names.index(m.name)
+            i = np.fromiter(slabs, dtype=np.intp, count=len(slabs))
+            rs: list[RangeShifterSlab] = [self.spots[j].range_shifter for j in slabs]   # type: ignore[misc]
+            if not _double_or_int(x for r in rs for x in (r.thickness_mm, r.upstream_face_mm)):
+                return self._spot_array_one_by_one(material_names)
+            a["rs_thickness_cm"][i] = np.array([r.thickness_mm for r in rs], dtype=np.float64) / 10.0
+            a["rs_density"][i] = np.array([r.density_g_cm3 for r in rs], dtype=np.float64)
+            a["rs_face_cm"][i] = np.array([r.upstream_face_mm for r in rs], dtype=np.float64) / 10.0
+            a["rs_material"][i] = [index[_material_key(r.material)] for r in rs]
+        return a
+
+    def _spot_array_one_by_one(self, material_names: Sequence[str]) -> np.ndarray:
+        """:meth:`spot_array` spot by spot (spots whose attributes are not all arrays of one shape; the reference
+        of the vectorised records in the tests)."""
         a = np.zeros(len(self.spots), SPOT_DTYPE)
         for i, s in enumerate(self.spots):
             d = np.asarray(s.direction)

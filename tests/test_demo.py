@@ -81,3 +81,97 @@ def test_background_writer_surfaces_its_error():
     with pytest.raises(RuntimeError, match="writing the phantom's CT series and RT Struct failed.*No space"):
         bad.join()
     assert bad.join(raise_error=False) is None
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked writer is Linux only")
+def test_forked_writer_returns_its_result_and_surfaces_its_error(tmp_path):
+    """The demo's CT series and RT Struct are written in a forked process (its own interpreter lock): join()
+    returns the child's result (pickled back), raises its error with the child's traceback, and a child that
+    dies without an answer is an error too; the child's wall and CPU times come back."""
+    import os
+
+    from mcproton.demo import BackgroundProcess
+
+    assert BackgroundProcess.available()
+    parent = os.getpid()
+
+    def work():
+        (tmp_path / "written.txt").write_text(str(os.getpid()))
+        return {"pid": os.getpid(), "uids": ["1.2.3", "1.2.4"]}
+
+    ok = BackgroundProcess(work, "a file")
+    r = ok.join()
+    assert r["uids"] == ["1.2.3", "1.2.4"] and r["pid"] != parent
+    assert (tmp_path / "written.txt").read_text() == str(r["pid"]) and ok.wall_s >= 0 and ok.cpu_s >= 0
+    assert ok.join() == r                                   # joined twice: the same answer
+
+    def fails():
+        raise OSError(28, "No space left on device")
+
+    bad = BackgroundProcess(fails, "the phantom's CT series and RT Struct")
+    with pytest.raises(RuntimeError, match="writing the phantom's CT series and RT Struct failed.*No space") as ei:
+        bad.join()
+    assert isinstance(ei.value.__cause__, OSError)
+    if hasattr(ei.value.__cause__, "add_note"):
+        assert "in the writer process" in "".join(ei.value.__cause__.__notes__)
+    assert bad.join(raise_error=False) is None
+
+    died = BackgroundProcess(lambda: os._exit(3), "nothing")
+    with pytest.raises(RuntimeError, match="exit code 3"):
+        died.join()
+
+    unpicklable = BackgroundProcess(lambda: (lambda: 0), "a function")
+    with pytest.raises(RuntimeError, match="writing a function failed"):
+        unpicklable.join()
+
+
+def test_demo_writer_error_surfaces(tmp_path, monkeypatch, capsys):
+    """An error in the demo's background CT writer (the forked process on Linux) reaches the caller: run_demo
+    raises it, the command line reports it and fails."""
+    from mcproton.demo import run_demo
+    from mcproton.phantoms import dicom_export
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dicom_export, "write_phantom_ct", broken)
+    with pytest.raises(RuntimeError, match="CT series and RT Struct failed.*No space left"):
+        run_demo(tmp_path / "a", primaries=2000, voxel_mm=4.0, backend="cpu", quiet=True)
+    assert not (tmp_path / "a" / "summary.json").exists()
+    rc = cli_main(["demo", "--out", str(tmp_path / "b"), "--primaries", "2000", "--voxel-mm", "4", "--backend",
+                   "cpu", "--quiet"])
+    assert rc != 0 and "CT series and RT Struct failed" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked writer is Linux only")
+def test_demo_files_are_the_same_with_forked_writer_and_plane_figures(tmp_path, monkeypatch):
+    """With fork the CT series, RT Struct and the two plane figures are made in child processes (the figures from
+    the planes' values sent over a pipe): the same PNG bytes, dose file datasets, RT Dose pixels and DICOM
+    contents (apart from the UIDs made per run and the dates) as all in this process."""
+    import h5py
+    import pydicom
+
+    from mcproton.demo import BackgroundProcess, run_demo
+
+    kw = {"primaries": 3000, "voxel_mm": 4.0, "backend": "cpu", "quiet": True, "seed": 7}
+    a = run_demo(tmp_path / "fork", **kw)
+    monkeypatch.setattr(BackgroundProcess, "available", staticmethod(lambda: False))
+    b = run_demo(tmp_path / "thread", **kw)
+    assert a["writer"] == "process" and b["writer"] == "thread"
+    assert a["times_s"]["planes_draw_s"] > 0 and "planes_draw_s" not in b["times_s"]
+    for png in ("dose_planes.png", "let_planes.png", "dvh.png"):
+        assert (tmp_path / "fork" / png).read_bytes() == (tmp_path / "thread" / png).read_bytes(), png
+    with h5py.File(tmp_path / "fork" / "dose.h5") as fa, h5py.File(tmp_path / "thread" / "dose.h5") as fb:
+        assert set(fa) == set(fb) and all(fa[k][()].tobytes() == fb[k][()].tobytes() for k in fa
+                                          if isinstance(fa[k], h5py.Dataset))
+    ra, rb = (pydicom.dcmread(tmp_path / d / "rtdose.dcm") for d in ("fork", "thread"))
+    assert ra.PixelData == rb.PixelData
+    sa, sb = (pydicom.dcmread(tmp_path / d / "rtstruct.dcm") for d in ("fork", "thread"))
+    assert [r.ROIName for r in sa.StructureSetROISequence] == [r.ROIName for r in sb.StructureSetROISequence]
+    assert [[c.ContourData for c in r.ContourSequence] for r in sa.ROIContourSequence] == \
+        [[c.ContourData for c in r.ContourSequence] for r in sb.ROIContourSequence]
+    ca, cb = (sorted((tmp_path / d / "ct").glob("*.dcm")) for d in ("fork", "thread"))
+    assert len(ca) == len(cb) > 10
+    assert all(pydicom.dcmread(x).PixelData == pydicom.dcmread(y).PixelData for x, y in zip(ca, cb))
+    assert {k: v for k, v in a.items() if k in ("target_mean_gy", "dvh", "dose")} == \
+        {k: v for k, v in b.items() if k in ("target_mean_gy", "dvh", "dose")}

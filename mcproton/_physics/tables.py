@@ -71,10 +71,21 @@ def majorant(e: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     [E_(i-1), E_(i+1)], so the kernel can sample the next hard event with it and accept it with probability
     sigma(E) / majorant (the null-collision method): exact, although sigma changes along the step."""
     n = len(e)
-    out = np.empty_like(sigma)
     lo = np.searchsorted(e, MAJORANT_LOW_FRACTION * e[np.maximum(np.arange(n) - 1, 0)], side="right") - 1
-    for i in range(n):
-        out[i] = sigma[max(lo[i], 0):min(i + 2, n)].max()
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(np.arange(n) + 2, n)
+    # max(sigma[lo:hi]) for every node from a table of the maxima over 2^k consecutive nodes: two overlapping
+    # windows of 2^k cover [lo, hi), and a maximum does not round, so the same values as the slices' max()
+    k = np.floor(np.log2(hi - lo)).astype(int)
+    levels = [np.asarray(sigma)]
+    while (2 << len(levels) - 1) <= int((hi - lo).max()):
+        prev, w = levels[-1], 1 << len(levels) - 1
+        levels.append(np.maximum(prev[:-w], prev[w:]))
+    out = np.empty_like(sigma)
+    for j, lev in enumerate(levels):
+        sel = k == j
+        if sel.any():
+            out[sel] = np.maximum(lev[lo[sel]], lev[hi[sel] - (1 << j)])
     return out
 
 

@@ -225,9 +225,11 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         "physics": asdict(sim.settings.physics),
         "tables": sim.tables.meta,
         "materials": [m.name for m in g.materials],
-        "range_shifters": sorted({f"{s.range_shifter.id or '?'}: {s.range_shifter.material_name} "
-                                  f"{s.range_shifter.thickness_mm:.2f} mm" for s in sim.beam.spots
-                                  if s.range_shifter is not None}),
+        # each distinct shifter once (a planned field's spots each carry a slab of their own, with one material)
+        "range_shifters": sorted({f"{r.id or '?'}: {r.material_name} {r.thickness_mm:.2f} mm" for r in
+                                  {(r.id, r.material if isinstance(r.material, str) else id(r.material),
+                                    r.thickness_mm): r for r in (s.range_shifter for s in sim.beam.spots)
+                                   if r is not None}.values()}),
         "range_shifter_model": sim.beam.meta.get("range_shifter_model", "transport"),
         "beam": {"name": sim.beam.name, "spots": len(sim.beam.spots),
                  "total_protons": sim.beam.total_protons},

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..source import Beam, Spot
+from ..source import Beam, Spot, make_spots
 from .machine import FieldMachine
 
 RBE = 1.1   # constant proton RBE relative to photons (ICRU Report 78, 2007): Gy(RBE) = 1.1 x Gy
@@ -48,51 +48,64 @@ class FieldSpots:
         return int(np.unique(np.round(self.energy_mev, 3)).size)
 
     def spots(self) -> list[Spot]:
-        ax, ay, d = self.axis_x, self.axis_y, self.direction
+        """The engine's spots of the field (one per spot, or per spot and beam-model component with a machine),
+        made as whole arrays (:func:`mcproton.source.make_spots`: the same Spot objects, bit for bit, as one by
+        one)."""
         if self.machine is not None:
             return self._machine_spots()
-        out = []
-        for u, v, e, w in zip(self.u_mm, self.v_mm, self.energy_mev, self.weights):
-            pos = self.isocentre_mm + u * ax + v * ay - self.source_distance_mm * d
-            out.append(Spot(float(e), position_mm=tuple(pos), direction=tuple(d), axis_x=tuple(ax),
-                            energy_spread_mev=float(self.energy_spread_rel * e),
-                            sigma_mm=(self.sigma_air_mm, self.sigma_air_mm), weight=float(w)))
-        return out
+        ax, ay, d = self.axis_x, self.axis_y, self.direction
+        n = self.n_spots
+        u, v, e = self.u_mm[:, None], self.v_mm[:, None], self.energy_mev
+        pos = self.isocentre_mm + u * ax + v * ay - self.source_distance_mm * d
+        sig = (self.sigma_air_mm, self.sigma_air_mm)
+        return make_spots([float(x) for x in e], pos, np.broadcast_to(d, (n, 3)), np.broadcast_to(ax, (n, 3)),
+                          energy_spread_mev=[float(self.energy_spread_rel * x) for x in e], sigma_mm=[sig] * n,
+                          divergence_rad=[(0.0, 0.0)] * n, correlation=[(0.0, 0.0)] * n,
+                          weight=[float(w) for w in self.weights])
 
     def _machine_spots(self) -> list[Spot]:
         """Spots as the beam model gives them (as ``plan_to_beams`` places a plan's spots): at the model's
         plane ``L`` upstream of the isocentre on the ray from the virtual sources through (u, v) at the
-        isocentre plane, the model's energy, spread and phase space per component, the shifter as a slab."""
-        from ..source import RangeShifterSlab
+        isocentre plane, the model's energy, spread and phase space per component, the shifter as a slab.
+        Ray directions, positions, shifter faces and transverse axes as arrays over the spots: the arithmetic of
+        one spot at a time, element by element (dot products and norms row by row as NumPy's dot,
+        ``mcproton.source._rowdot``), so the same numbers bit for bit."""
+        from ..source import RangeShifterSlab, _rowdot, _unit_rows
 
         m = self.machine
         ax, ay, d = self.axis_x, self.axis_y, self.direction
         L = m.plane_mm
         vx, vy = m.vsad_mm
-        out = []
+        u, v = self.u_mm, self.v_mm
+        if u.size == 0:
+            return []
+        dvec = _unit_rows((u / vx)[:, None] * ax + (v / vy)[:, None] * ay + d)
+        pos = self.isocentre_mm + (u * (1 - L / vx))[:, None] * ax + (v * (1 - L / vy))[:, None] * ay - L * d
+        axs = ax - dvec * _rowdot(dvec, ax)[:, None]
+        slabs: list = [None] * len(u)
+        if m.shifter is not None:
+            face = (L - m.shifter_distance_mm - m.thickness_mm) / _rowdot(dvec, d)
+            slab = RangeShifterSlab(m.shifter.material, m.thickness_mm, m.shifter.density, float(face[0]),
+                                    id=m.shifter.id, wet_mm=float(m.shifter.wet_mm))
+            slabs = slab.at_faces(face)
+        rows, cols = [], []   # per engine spot: the field's spot and (energy, spread, sigma, divergence, rho, w)
         layers: dict[float, tuple] = {}   # per nominal energy (a layer): the model's entry and its weight sum
-        for u, v, e_nom, w in zip(self.u_mm, self.v_mm, self.nominal_energy_mev, self.weights):
+        for i, (e_nom, w) in enumerate(zip(self.nominal_energy_mev, self.weights)):
             e_nom = float(e_nom)
             if e_nom not in layers:
                 ent = m.model.at(e_nom)
                 layers[e_nom] = (ent, sum(c.weight for c in ent.components))
             ent, wsum = layers[e_nom]
-            dvec = u / vx * ax + v / vy * ay + d
-            dvec = dvec / np.linalg.norm(dvec)
-            pos = self.isocentre_mm + u * (1 - L / vx) * ax + v * (1 - L / vy) * ay - L * d
-            slab = None
-            if m.shifter is not None:
-                face = (L - m.shifter_distance_mm - m.thickness_mm) / float(np.dot(dvec, d))
-                slab = RangeShifterSlab(m.shifter.material, m.thickness_mm, m.shifter.density, face,
-                                        id=m.shifter.id, wet_mm=float(m.shifter.wet_mm))
-            axs = ax - dvec * np.dot(ax, dvec)
             for c in ent.components:
-                out.append(Spot(float(ent.mean_energy_mev), position_mm=tuple(pos), direction=tuple(dvec),
-                                axis_x=tuple(axs), energy_spread_mev=float(ent.energy_spread_mev),
-                                sigma_mm=c.sigma_mm, divergence_rad=c.divergence_rad,
-                                correlation=c.correlation,
-                                weight=float(w * c.weight / wsum), range_shifter=slab))
-        return out
+                rows.append(i)
+                cols.append((float(ent.mean_energy_mev), float(ent.energy_spread_mev), c.sigma_mm, c.divergence_rad,
+                             c.correlation, float(w * c.weight / wsum)))
+        if not rows:
+            return []
+        r = np.asarray(rows, dtype=np.intp)
+        e, es, sig, div, cor, wt = (list(x) for x in zip(*cols))
+        return make_spots(e, pos[r], dvec[r], axs[r], energy_spread_mev=es, sigma_mm=sig, divergence_rad=div,
+                          correlation=cor, weight=wt, range_shifter=[slabs[i] for i in rows])
 
     def subset(self, keep: np.ndarray) -> "FieldSpots":
         """The field with only the spots ``keep`` (boolean mask)."""
