@@ -83,46 +83,70 @@ def test_background_writer_surfaces_its_error():
     assert bad.join(raise_error=False) is None
 
 
+_FORKED_WRITER_SCRIPT = r"""
+import json, os, sys, threading
+from pathlib import Path
+from mcproton.demo import BackgroundProcess
+
+tmp = Path(sys.argv[1])
+out = {"available": BackgroundProcess.available(), "threads": [t.name for t in threading.enumerate()],
+       "parent": os.getpid()}
+
+def work():
+    (tmp / "written.txt").write_text(str(os.getpid()))
+    return {"pid": os.getpid(), "uids": ["1.2.3", "1.2.4"]}
+
+ok = BackgroundProcess(work, "a file")
+r = ok.join()
+out.update(result=r, again=ok.join() == r, wall_s=ok.wall_s, cpu_s=ok.cpu_s)
+
+def fails():
+    raise OSError(28, "No space left on device")
+
+def error_of(proc):
+    try:
+        proc.join()
+    except RuntimeError as exc:
+        return {"message": str(exc), "cause": type(exc.__cause__).__name__,
+                "notes": "".join(getattr(exc.__cause__, "__notes__", [])), "has_add_note": hasattr(exc, "add_note")}
+    return None
+
+bad = BackgroundProcess(fails, "the phantom's CT series and RT Struct")
+out["bad"] = error_of(bad)
+out["bad_quiet"] = bad.join(raise_error=False)
+out["died"] = error_of(BackgroundProcess(lambda: os._exit(3), "nothing"))
+out["unpicklable"] = error_of(BackgroundProcess(lambda: (lambda: 0), "a function"))
+print(json.dumps(out))
+"""
+
+
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked writer is Linux only")
 def test_forked_writer_returns_its_result_and_surfaces_its_error(tmp_path):
     """The demo's CT series and RT Struct are written in a forked process (its own interpreter lock): join()
     returns the child's result (pickled back), raises its error with the child's traceback, and a child that
-    dies without an answer is an error too; the child's wall and CPU times come back."""
-    import os
+    dies without an answer is an error too; the child's wall and CPU times come back.  In a fresh interpreter,
+    as `mcproton demo` runs (this test process has other threads, e.g. Dask's, and then the demo uses a thread)."""
+    import json
+    import subprocess
+    import sys
 
-    from mcproton.demo import BackgroundProcess
-
-    assert BackgroundProcess.available()
-    parent = os.getpid()
-
-    def work():
-        (tmp_path / "written.txt").write_text(str(os.getpid()))
-        return {"pid": os.getpid(), "uids": ["1.2.3", "1.2.4"]}
-
-    ok = BackgroundProcess(work, "a file")
-    r = ok.join()
-    assert r["uids"] == ["1.2.3", "1.2.4"] and r["pid"] != parent
-    assert (tmp_path / "written.txt").read_text() == str(r["pid"]) and ok.wall_s >= 0 and ok.cpu_s >= 0
-    assert ok.join() == r                                   # joined twice: the same answer
-
-    def fails():
-        raise OSError(28, "No space left on device")
-
-    bad = BackgroundProcess(fails, "the phantom's CT series and RT Struct")
-    with pytest.raises(RuntimeError, match="writing the phantom's CT series and RT Struct failed.*No space") as ei:
-        bad.join()
-    assert isinstance(ei.value.__cause__, OSError)
-    if hasattr(ei.value.__cause__, "add_note"):
-        assert "in the writer process" in "".join(ei.value.__cause__.__notes__)
-    assert bad.join(raise_error=False) is None
-
-    died = BackgroundProcess(lambda: os._exit(3), "nothing")
-    with pytest.raises(RuntimeError, match="exit code 3"):
-        died.join()
-
-    unpicklable = BackgroundProcess(lambda: (lambda: 0), "a function")
-    with pytest.raises(RuntimeError, match="writing a function failed"):
-        unpicklable.join()
+    script = tmp_path / "forked_writer.py"
+    script.write_text(_FORKED_WRITER_SCRIPT)
+    p = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["available"], r["threads"]
+    assert r["result"]["uids"] == ["1.2.3", "1.2.4"] and r["result"]["pid"] != r["parent"]
+    assert (tmp_path / "written.txt").read_text() == str(r["result"]["pid"]) and r["wall_s"] >= 0 <= r["cpu_s"]
+    assert r["again"]                                        # joined twice: the same answer
+    bad = r["bad"]
+    assert bad is not None and bad["cause"] == "OSError"
+    assert "writing the phantom's CT series and RT Struct failed" in bad["message"] and "No space" in bad["message"]
+    if bad["has_add_note"]:
+        assert "in the writer process" in bad["notes"]
+    assert r["bad_quiet"] is None
+    assert r["died"] is not None and "exit code 3" in r["died"]["message"]
+    assert r["unpicklable"] is not None and "writing a function failed" in r["unpicklable"]["message"]
 
 
 def test_demo_writer_error_surfaces(tmp_path, monkeypatch, capsys):
@@ -144,19 +168,28 @@ def test_demo_writer_error_surfaces(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked writer is Linux only")
-def test_demo_files_are_the_same_with_forked_writer_and_plane_figures(tmp_path, monkeypatch):
+def test_demo_files_are_the_same_with_forked_writer_and_plane_figures(tmp_path):
     """With fork the CT series, RT Struct and the two plane figures are made in child processes (the figures from
     the planes' values sent over a pipe): the same PNG bytes, dose file datasets, RT Dose pixels and DICOM
     contents (apart from the UIDs made per run and the dates) as all in this process."""
+    import json
+    import subprocess
+    import sys
+
     import h5py
     import pydicom
 
-    from mcproton.demo import BackgroundProcess, run_demo
-
-    kw = {"primaries": 3000, "voxel_mm": 4.0, "backend": "cpu", "quiet": True, "seed": 7}
-    a = run_demo(tmp_path / "fork", **kw)
-    monkeypatch.setattr(BackgroundProcess, "available", staticmethod(lambda: False))
-    b = run_demo(tmp_path / "thread", **kw)
+    # both in fresh interpreters, as `mcproton demo` runs: this test process may have other threads (e.g. Dask's,
+    # and then the demo uses a thread) and matplotlib state left by other tests
+    script = ("import sys; from mcproton.demo import BackgroundProcess, run_demo\n"
+              "if sys.argv[2] == 'thread':\n"
+              "    BackgroundProcess.available = staticmethod(lambda: False)\n"
+              "run_demo(sys.argv[1], primaries=3000, voxel_mm=4.0, backend='cpu', quiet=True, seed=7)\n")
+    for variant in ("fork", "thread"):
+        p = subprocess.run([sys.executable, "-c", script, str(tmp_path / variant), variant], capture_output=True,
+                           text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+    a, b = (json.loads((tmp_path / v / "summary.json").read_text()) for v in ("fork", "thread"))
     assert a["writer"] == "process" and b["writer"] == "thread"
     assert a["times_s"]["planes_draw_s"] > 0 and "planes_draw_s" not in b["times_s"]
     for png in ("dose_planes.png", "let_planes.png", "dvh.png"):
