@@ -536,7 +536,7 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     line) or "energy_only" (the Bragg-Kleeman energy loss alone, an explicit opt-in).  See the module docstring
     for the geometry and range-shifter treatment.
     """
-    from ..source import Beam, RangeShifterSlab, Spot
+    from ..source import Beam
 
     if range_shifter_model not in RANGE_SHIFTER_MODELS:
         raise _e(f"range_shifter_model {range_shifter_model!r} is unknown; choose one of {RANGE_SHIFTER_MODELS}")
@@ -557,7 +557,7 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
             raise _e(f"beam {b.number}: virtual source-axis distances {vsad} must exceed the beam-model plane "
                      f"distance {L} mm")
         m = gantry_to_lps_matrix(b.gantry_angle_deg, b.couch_angle_deg, b.patient_position or _missing_position(b))
-        xg, zg = m[:, 0], m[:, 2]
+        zg = m[:, 2]
         iso = b.isocenter_mm
         spots = []
         shifters_used: dict[str, dict] = {}
@@ -588,22 +588,8 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
             if all_fractions:
                 protons = protons * nfx
             wsum = sum(c.weight for c in entry.components)
-            for (x, y), mu, n_p in zip(layer.spot_xy_mm, layer.spot_mu, protons):
-                if mu <= min_mu or n_p <= 0:
-                    continue
-                d_g = np.array([x / vsad[0], y / vsad[1], -1.0])
-                d = m @ (d_g / np.linalg.norm(d_g))
-                pos = iso + m @ np.array([x * (1 - L / vsad[0]), y * (1 - L / vsad[1]), L])
-                ax = xg - d * np.dot(xg, d)
-                slab = None
-                if face_axis_mm is not None:
-                    slab = RangeShifterSlab(sh.material, sh.thickness_mm, sh.density_g_cm3,
-                                            face_axis_mm / float(np.dot(d, -zg)), id=sh.id, wet_mm=sh.wet_mm)
-                for c in entry.components:
-                    spots.append(Spot(energy_mev=e_mean, position_mm=tuple(pos), direction=tuple(d),
-                                      energy_spread_mev=e_sig, sigma_mm=c.sigma_mm,
-                                      divergence_rad=c.divergence_rad, correlation=c.correlation,
-                                      weight=float(n_p * c.weight / wsum), axis_x=tuple(ax), range_shifter=slab))
+            spots += _layer_spots(layer.spot_xy_mm, layer.spot_mu, protons, min_mu, vsad, L, m, iso, e_mean, e_sig,
+                                  entry.components, wsum, sh if face_axis_mm is not None else None, face_axis_mm)
         if not spots:
             raise _e(f"beam {b.number}: no spot with MU > {min_mu}")
         total = float(sum(s.weight for s in spots))
@@ -618,6 +604,50 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     if not out:
         raise _e(f"no beams selected (beam numbers in the plan: {[b.number for b in plan.beams]})")
     return out
+
+
+def _layer_spots(spot_xy_mm, spot_mu, protons, min_mu: float, vsad, L: float, m: np.ndarray, iso: np.ndarray,
+                 e_mean: float, e_sig: float, components, wsum: float, sh, face_axis_mm: float | None) -> list:
+    """The engine spots of one energy layer (each beam-model component a spot on the ray, component-minor), made
+    as whole arrays (:func:`mcproton.source.make_spots`) with the arithmetic of the per-spot formulas, bit for
+    bit: for a spot (x, y) at the isocentre plane, the ray from the virtual source ``d = m (d_g / |d_g|)``,
+    d_g = (x / VSAD_x, y / VSAD_y, -1); its point on the beam model's plane L upstream of the isocentre
+    ``iso + m (x (1 - L / VSAD_x), y (1 - L / VSAD_y), L)``; the transverse x axis ``x_g - d (x_g . d)``; a range
+    shifter's upstream face at ``face_axis_mm / (d . -z_g)`` along the ray.  Matrix-vector products as stacked
+    ``matmul`` (NumPy's gemv per row, as ``m @ v``) and dot products as :func:`mcproton.source._rowdot` (BLAS ddot
+    per row, as ``np.dot``); tests/io/test_rtplan_spots_bitwise.py checks the Spots against the per-spot code."""
+    from ..source import RangeShifterSlab, _rowdot, make_spots
+
+    xy = np.asarray(spot_xy_mm, dtype=float).reshape(-1, 2)
+    mu = np.asarray(spot_mu)
+    n_p = np.asarray(protons)
+    keep = ~((mu <= min_mu) | (n_p <= 0))          # as "skip if mu <= min_mu or n_p <= 0", NaN included
+    x, y, n_p = xy[keep, 0], xy[keep, 1], n_p[keep]
+    n = x.size
+    if n == 0:
+        return []
+    d_g = np.stack([x / vsad[0], y / vsad[1], np.full(n, -1.0)], axis=1)
+    u = d_g / np.sqrt(_rowdot(d_g, d_g))[:, None]
+    d = np.matmul(m, u[:, :, None])[:, :, 0]
+    local = np.stack([x * (1 - L / vsad[0]), y * (1 - L / vsad[1]), np.full(n, float(L))], axis=1)
+    pos = iso + np.matmul(m, local[:, :, None])[:, :, 0]
+    xg, zg = m[:, 0], m[:, 2]
+    ax = xg - d * _rowdot(d, xg)[:, None]
+    slabs: list = [None] * n
+    if face_axis_mm is not None:
+        faces = face_axis_mm / _rowdot(d, -zg)
+        base = RangeShifterSlab(sh.material, sh.thickness_mm, sh.density_g_cm3, float(faces[0]), id=sh.id,
+                                wet_mm=sh.wet_mm)
+        slabs = base.at_faces(faces)
+    nc = len(components)
+    r = np.repeat(np.arange(n), nc)                  # spot-major, component-minor, as the loops were
+    cw = np.array([c.weight for c in components], dtype=float)
+    weights = (n_p[r] * np.tile(cw, n) / wsum).tolist()
+    comps = list(components) * n
+    return make_spots([e_mean] * (n * nc), pos[r], d[r], ax[r], energy_spread_mev=[e_sig] * (n * nc),
+                      sigma_mm=[c.sigma_mm for c in comps], divergence_rad=[c.divergence_rad for c in comps],
+                      correlation=[c.correlation for c in comps], weight=weights,
+                      range_shifter=[slabs[i] for i in r.tolist()])
 
 
 def _missing_position(b: IonBeam) -> str:
