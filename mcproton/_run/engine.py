@@ -227,6 +227,7 @@ class Simulation:
             voxels = voxels[keep]
             out = {k: v[keep] for k, v in out.items()}
         out["voxels"] = voxels
+        out["blocks"] = blocks   # the voxels are these blocks' (the last one cut at the grid's end): Accumulator.add
         out["ledger"] = ledger
         self._tallies_zero = True
         return out
@@ -282,15 +283,32 @@ class Accumulator:
 
     def add(self, batch: dict[str, np.ndarray], n: int) -> None:
         """Add one batch of ``n`` histories: whole tallies (run_histories) or, with a ``"voxels"`` entry, the
-        values at those voxels only (run_histories_sparse); both give bitwise the same sums."""
+        values at those voxels only (run_histories_sparse; with its ``"blocks"``, the whole blocks are added as
+        rows); all give bitwise the same sums."""
         vox = batch.get("voxels")
+        blocks = batch.get("blocks")
+        size = 1 << TOUCH_SHIFT
+        n_full = self.n_vox // size   # whole blocks of the grid (the last may be cut at its end)
+        n_rows = 0 if blocks is None else int(np.searchsorted(blocks, n_full))
         for k in self.sums:
             if vox is None:
                 self.sums[k] += batch[k]
                 top = self.sums[k].max(initial=0)
             else:
-                self.sums[k][vox] += batch[k]
-                top = self.sums[k][vox].max(initial=0)
+                vals = batch[k]
+                top = 0
+                n_r = n_rows if self.sums[k].flags.c_contiguous else 0   # (a reshape of a strided array copies)
+                if n_r:   # whole blocks as rows of a (blocks x size) view: one row copy per block, not per voxel
+                    rows = self.sums[k][:n_full * size].reshape(n_full, size)
+                    part = rows[blocks[:n_r]]
+                    part += vals[:n_r * size].reshape(n_r, size)
+                    rows[blocks[:n_r]] = part
+                    top = part.max(initial=0)
+                tail = vox[n_r * size:]
+                if tail.size:
+                    s = self.sums[k]
+                    s[tail] += vals[n_r * size:]
+                    top = max(top, s[tail].max(initial=0))
             if top > 2**62:
                 raise OverflowError("a voxel tally approaches the 64-bit limit; split the run into several")
         self.ledger += batch["ledger"]

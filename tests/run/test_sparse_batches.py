@@ -189,3 +189,35 @@ def test_sum_results_adds_beam_by_beam_bitwise():
     with np.errstate(divide="ignore", invalid="ignore"):
         unc = np.where(d > 0, np.sqrt(var) / np.where(d > 0, d, 1.0), 0.0)
     assert np.array_equal(tot.uncertainty_rel_zyx, unc)
+
+
+def test_block_rows_add_equals_voxel_add():
+    """Accumulator.add takes a sparse batch's whole blocks as rows of a (blocks x 32) view and the last, cut block
+    voxel by voxel: the same sums bit for bit as adding voxel by voxel (a batch without "blocks"), also on strided
+    sums (where a reshape would copy: added voxel by voxel), and the overflow guard still sees every voxel."""
+    size = 1 << TOUCH_SHIFT
+    n_vox = 5 * size + 7                                     # the last block (5) is cut at the grid's end
+    rng = np.random.default_rng(3)
+    blocks = np.array([0, 2, 3, 5])
+    vox = (blocks[:, None] * size + np.arange(size)).reshape(-1)
+    vox = vox[vox < n_vox]
+    accs = [Accumulator(n_vox) for _ in range(3)]
+    strided = accs[2]
+    for k in strided.sums:                                   # every other element of a twice-as-long array
+        strided.sums[k] = np.zeros(2 * n_vox, np.int64)[::2]
+    for _ in range(3):
+        batch = {k: rng.integers(0, 1000, vox.size).astype(np.int64) for k in accs[0].sums}
+        batch["ledger"] = np.zeros_like(accs[0].ledger)
+        accs[0].add({**batch, "voxels": vox, "blocks": blocks}, 100)
+        accs[1].add({**batch, "voxels": vox}, 100)
+        accs[2].add({**batch, "voxels": vox, "blocks": blocks}, 100)
+    for k in accs[0].sums:
+        assert np.array_equal(accs[0].sums[k], accs[1].sums[k]) and np.array_equal(accs[2].sums[k], accs[1].sums[k])
+        assert accs[0].sums[k][vox].min() > 0 and accs[0].sums[k][n_vox - 1] > 0   # the cut block was added
+    assert np.array_equal(accs[0].sum_x, accs[1].sum_x) and np.array_equal(accs[0].sum_x2, accs[1].sum_x2)
+    for where in (vox[3], vox[-1]):                          # in a row block, and in the cut block
+        big = {k: np.zeros(vox.size, np.int64) for k in accs[0].sums}
+        big["edep"][np.searchsorted(vox, where)] = 2**62 + 1
+        big["ledger"] = np.zeros_like(accs[0].ledger)
+        with pytest.raises(OverflowError, match="64-bit"):
+            Accumulator(n_vox).add({**big, "voxels": vox, "blocks": blocks}, 1)
