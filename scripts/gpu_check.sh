@@ -15,14 +15,14 @@
 # Steps, in order of importance: the GPU tests, the benchmark at 70/150/230 MeV (sized by a calibration launch),
 # the SIMT-efficiency proxy (mcproton bench --simt), the demo at 2 mm and 1 mm (its summary has the phase times),
 # the quick validation, Nsight Compute (optional: skipped where ncu is missing); then `mcproton check` of APTG
-# plan03 (every host step timed), the end-of-beam copy (scripts/device_copy_check.py) and the benchmark with the
-# refill-threshold knob at 4 and 8, and the DCPT head CT plan on blocks and at full resolution where
-# gpu_wheels/headphantom.tar.xz was packed (give MCPROTON_GPU_CHECK_BUDGET_S=540 or more for all of them).  Every step runs under
-# `timeout` (its own limit, cut to what is left of the budget; a step with under 15 s left is skipped), so no
-# step can hang the machine; each writes its results as it finishes.  At most 8 files under $OUT:
+# plan03 (every host step timed), the DCPT head CT plan on blocks and at full resolution and its check (where
+# gpu_wheels/headphantom.tar.xz was packed), the end-of-beam copy (scripts/device_copy_check.py) and the benchmark
+# with the refill-threshold knob at 4 and 8 (give MCPROTON_GPU_CHECK_BUDGET_S=540 or more for all of them).
+# Every step runs under `timeout` (its own limit, cut to what is left of the budget; a step with under 15 s left is
+# skipped), so no step can hang the machine; each writes its results as it finishes.  At most 8 files under $OUT:
 #   log.txt (everything, concatenated), info.json, bench.jsonl, simt.jsonl, demo_summary.jsonl (2 mm and 1 mm; the
-#   head CT runs' summaries with a "case" key),
-#   checks.jsonl (the plan03 check; the head CT check), validate_summary.json, ncu.txt
+#   head CT runs' summaries with a "case" key), checks.jsonl (the plan03 check; the head CT check),
+#   validate_summary.json, ncu.txt
 # Knobs: OUT (default ./gpu_out), MCPROTON_GPU_CHECK_BUDGET_S (default 420), PYTHON (default python3).
 set -uo pipefail
 
@@ -193,19 +193,7 @@ to_checks() {   # to_checks CASE: one line of checks.jsonl from $WORK/check_CASE
 }
 to_checks plan03
 
-# 8. the end of a GPU beam on a 46 M-voxel grid: the copy of the dose voxels only against the whole sums it
-# replaced (scripts/device_copy_check.py; its JSON goes to log.txt); the dry run through the CuPy stand-in, small
-if [ "$MODE" = cuda ]; then DC_ARGS=(--field 7); else DC_ARGS=(--fake --shape 40 128 128 --primaries 5000); fi
-run_step device_copy 90 - "$PY" -P scripts/device_copy_check.py "${DC_ARGS[@]}"
-
-# 9. the persistent loop's refill threshold (kernels/transport.cu MCP_REFILL_MIN_IDLE; default 1): lanes start new
-# histories together when 4 or 8 of the warp need one (the SIMT proxy's refill_min_idle; each a fresh NVRTC build)
-for k in 4 8; do
-  run_step "bench150_refill_min_idle$k" 90 bench.jsonl env MCPROTON_CUDA_REFILL_MIN_IDLE=$k \
-    "${PYM[@]}" bench --backend "$MODE" --energy 150 --primaries "$N_BENCH" --json
-done
-
-# 10. a real head CT plan, end to end (issue 15: below 10 s on 2-3 mm blocks, below 20 s at full resolution): the DCPT
+# 8. a real head CT plan, end to end (issue 15: below 10 s on 2-3 mm blocks, below 20 s at full resolution): the DCPT
 # head phantom (carried as gpu_wheels/headphantom.tar.xz, see gpu_wheels.sh) with the Eclipse plan of
 # examples/headphantom_rs.toml, 2e7 primaries per beam as in the issue, its RT Struct (DVHs, body outline), the RT
 # Dose; `mcproton run`'s summary (phase_s, phase_cpu_s) goes into demo_summary.jsonl as {"case": "headct_..."}
@@ -224,7 +212,7 @@ if [ -f "$REPO/gpu_wheels/headphantom.tar.xz" ]; then
         "$WORK/headct_$c.json" "headct_$c" >> "$OUT/demo_summary.jsonl" 2>> "$LOG"
     fi
   done
-  # 11. issue 13's "a head plan checked within 30 s on a GPU": `mcproton check` of the same head plan (CT, plan, RT
+  # 9. issue 13's "a head plan checked within 30 s on a GPU": `mcproton check` of the same head plan (CT, plan, RT
   # Struct) at the default 1 % target, against the RT Dose of the blocks run above as the TPS dose (Eclipse's own
   # dose of this plan is not public): the check's wall time and host steps are the point, not its verdict
   if [ -f "$WORK/headct_blocks.dcm" ]; then
@@ -237,6 +225,18 @@ if [ -f "$REPO/gpu_wheels/headphantom.tar.xz" ]; then
 else
   log "### head CT runs skipped: no gpu_wheels/headphantom.tar.xz (bash scripts/gpu_wheels.sh packs it from /tmp/headphantom)"
 fi
+
+# 10. the end of a GPU beam on a 46 M-voxel grid: the copy of the dose voxels only against the whole sums it
+# replaced (scripts/device_copy_check.py; its JSON goes to log.txt); the dry run through the CuPy stand-in, small
+if [ "$MODE" = cuda ]; then DC_ARGS=(--field 7); else DC_ARGS=(--fake --shape 40 128 128 --primaries 5000); fi
+run_step device_copy 90 - "$PY" -P scripts/device_copy_check.py "${DC_ARGS[@]}"
+
+# 11. the persistent loop's refill threshold (kernels/transport.cu MCP_REFILL_MIN_IDLE; default 1): lanes start new
+# histories together when 4 or 8 of the warp need one (the SIMT proxy's refill_min_idle; each a fresh NVRTC build)
+for k in 4 8; do
+  run_step "bench150_refill_min_idle$k" 90 bench.jsonl env MCPROTON_CUDA_REFILL_MIN_IDLE=$k \
+    "${PYM[@]}" bench --backend "$MODE" --energy 150 --primaries "$N_BENCH" --json
+done
 
 # a short summary at the end of the log (and of the device call's output)
 "$PY" - "$OUT" 2>&1 << 'EOF' | tee -a "$LOG"
