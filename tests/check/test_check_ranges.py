@@ -1,8 +1,9 @@
 """The distal-range (R80) agreement of ``mcproton check`` computed over all rays at once (issue 13 item 5) must give
-the values of the per-ray computation it replaced, bit for bit.  The per-ray code (``mcproton._check.compare`` up to
-2026-12-04) is kept here as the oracle.  A synthetic oblique beam on an anisotropic grid (no transport): a depth
-dose with a plateau, a peak and an erf fall-off whose range varies across the field (part of the field reaches past
-the grid: no distal edge there), and an "MC" dose 1.5 mm longer, 3 % noisy."""
+the values of the per-ray computation, bit for bit.  The per-ray code (``mcproton._check.compare`` up to 2026-12-04;
+the MC's level from the TPS top since 2026-12-05) is kept here as the oracle.  A synthetic oblique beam on an
+anisotropic grid (no transport): a depth dose with a plateau, a peak and an erf fall-off whose range varies across
+the field (part of the field reaches past the grid: no distal edge there), and an "MC" dose 1.5 mm longer, 3 %
+noisy."""
 from __future__ import annotations
 
 import math
@@ -14,13 +15,33 @@ from scipy.special import erf
 from mcproton._check.compare import _distal_r80_rows, _frame, range_agreement
 
 
-def _distal_r80_one(t: np.ndarray, prof: np.ndarray) -> float:
-    """The per-ray R80 as the check computed it before (the oracle)."""
+def _distal_r80_one(t: np.ndarray, prof: np.ndarray, like: np.ndarray | None = None) -> float:
+    """The per-ray R80 (the oracle): 80 % of the profile's top, the 95th percentile of its samples above half its
+    maximum; with ``like`` (the TPS profile of the ray) the TPS top times sum(prof) / sum(like) over the TPS's top
+    samples moved by the rounded range difference (MC with its own top minus TPS)."""
     m = float(prof.max())
     if m <= 0:
         return float("nan")
-    top = float(np.percentile(prof[prof >= 0.5 * m], 95))
+    if like is None:
+        top = float(np.percentile(prof[prof >= 0.5 * m], 95))
+    else:
+        ml = float(like.max())
+        if ml <= 0:
+            return float("nan")
+        sel = like >= 0.5 * ml
+        diff = _distal_r80_one(t, prof) - _distal_r80_one(t, like)
+        d = int(np.rint(diff / (t[1] - t[0]))) if math.isfinite(diff) else 0
+        src = np.arange(t.size) - d                 # MC sample i against TPS sample i - d
+        inside = (src >= 0) & (src < t.size)
+        region = inside & sel[np.clip(src, 0, t.size - 1)]
+        num = np.where(region, prof, 0.0).sum()
+        den = np.where(region, like[np.clip(src, 0, t.size - 1)], 0.0).sum()
+        top = float(np.percentile(like[sel], 95)) * (float(num / den) if den > 0 else float("nan"))
+        if not top > 0:
+            return float("nan")
     above = np.flatnonzero(prof >= 0.8 * top)
+    if above.size == 0:
+        return float("nan")
     j = int(above[-1])
     if j + 1 >= prof.size:
         return float("nan")
@@ -64,7 +85,7 @@ def _range_agreement_per_ray(axes_zyx, ref, ev, direction, isocentre, *, ray_spa
             if pr.max() < min_fraction * top:
                 continue
             pe = map_coordinates(ev, coords, order=1, mode="constant", cval=0.0)
-            r1, r2 = _distal_r80_one(t, pr), _distal_r80_one(t, pe)
+            r1, r2 = _distal_r80_one(t, pr), _distal_r80_one(t, pe, like=pr)
             if math.isfinite(r1) and math.isfinite(r2):
                 rays.append((a, b, r1, r2))
     if not rays:
@@ -82,7 +103,8 @@ ISO = np.array([2.0, -3.0, 1.5])
 
 
 @pytest.fixture(scope="module")
-def beam():
+def beam_dose():
+    """dose(extra_mm, noise, seed): the synthetic beam's dose on its grid, the range longer by extra_mm."""
     z = np.arange(34) * 2.5 - 40.0                 # anisotropic voxels: 2.5 (z) x 2 (y) x 1.5 mm (x)
     y = np.arange(46) * 2.0 - 45.0
     x = np.arange(52) * 1.5 - 38.0
@@ -100,7 +122,13 @@ def beam():
         out = 2.0 * np.where(depth > 0, depth_dose, 0.0) * lateral
         return out * (1 + noise * np.random.default_rng(seed).standard_normal(out.shape))
 
-    return (z, y, x), dose(0.0, 0.0, 0), dose(1.5, 0.03, 11)
+    dose.axes = (z, y, x)
+    return dose
+
+
+@pytest.fixture(scope="module")
+def beam(beam_dose):
+    return beam_dose.axes, beam_dose(0.0, 0.0, 0), beam_dose(1.5, 0.03, 11)
 
 
 def test_rays_at_once_equal_the_per_ray_ranges_bit_for_bit(beam):
@@ -136,3 +164,25 @@ def test_r80_of_rows_equals_the_one_ray_r80_with_edge_cases():
     want = np.array([_distal_r80_one(t, r) for r in prof])
     assert np.array_equal(got, want, equal_nan=True)
     assert np.isnan(got[40:43]).all() and np.isfinite(got[:40]).all() and np.isfinite(got[43:]).all()
+
+
+def test_mc_noise_does_not_shorten_the_range(beam, beam_dose):
+    """The MC's 80 % level comes from the TPS top (scaled by the MC/TPS dose over the TPS's top samples), not from
+    the MC's own 95th percentile, which noise raises.  Rows of one flat-topped profile with 2.5 % noise (2 mm
+    voxels, 0.5 mm samples): the MC's own top put the edge 0.2 mm short, the TPS-based level within 0.05 mm.  In the
+    check: an MC that is the TPS dose times 1.01 with 2.5 % noise per voxel has the TPS's ranges (median within
+    0.1 mm), and a 3 mm range error is still read as 3 mm."""
+    t = np.arange(0.0, 120.0, 0.5)
+    tps_rows = np.tile(0.5 * (1 - erf((t - 80) / 2.0)), (400, 1))
+    noise = np.repeat(np.random.default_rng(4).standard_normal((400, t.size // 4)), 4, axis=1)
+    mc_rows = tps_rows * (1 + 0.025 * noise)
+    r0 = _distal_r80_rows(t, tps_rows[:1])[0]
+    own = float(np.nanmedian(_distal_r80_rows(t, mc_rows))) - r0             # the level before 2026-12-05
+    tps_level = float(np.nanmedian(_distal_r80_rows(t, mc_rows, like=tps_rows))) - r0
+    assert own < -0.1 and abs(tps_level) < 0.05, (own, tps_level)
+    axes, tps, _ = beam
+    noisy = tps * 1.01 * (1 + 0.025 * np.random.default_rng(21).standard_normal(tps.shape))
+    got = range_agreement(axes, tps, noisy, DIRECTION, ISO)
+    assert got["rays"] > 300 and abs(got["median_mm"]) < 0.1, got["median_mm"]
+    shorter = range_agreement(axes, tps, beam_dose(-3.0, 0.0, 0), DIRECTION, ISO)
+    assert -3.3 < shorter["median_mm"] < -2.7, shorter["median_mm"]
