@@ -122,12 +122,18 @@ def pydicom_v3() -> bool:
     return int(pydicom.__version__.split(".")[0]) >= 3
 
 
-def save_dataset(ds, path: str | Path) -> Path:
-    """Write ``ds`` as a DICOM Part 10 file (pydicom 2 and 3 spell this differently)."""
+def _save_part10(ds, target) -> None:
+    """``ds`` as a DICOM Part 10 file into ``target`` (a path or a binary file object); pydicom 2 and 3 spell this
+    differently."""
     if pydicom_v3():
-        ds.save_as(path, enforce_file_format=True)
+        ds.save_as(target, enforce_file_format=True)
     else:
-        ds.save_as(path, write_like_original=False)
+        ds.save_as(target, write_like_original=False)
+
+
+def save_dataset(ds, path: str | Path) -> Path:
+    """Write ``ds`` as a DICOM Part 10 file."""
+    _save_part10(ds, path)
     return Path(path)
 
 
@@ -199,10 +205,7 @@ class TemplateFileWriter:
                         + [p if isinstance(p, bytes) else self._element(p) for p in self._parts])
         if self.fast is None:   # the first file: the same bytes as pydicom's own writer?
             ref = io.BytesIO()
-            if pydicom_v3():
-                ds.save_as(ref, enforce_file_format=True)
-            else:
-                ds.save_as(ref, write_like_original=False)
+            _save_part10(ds, ref)
             self.fast = ref.getvalue() == data
             if not self.fast:
                 return save_dataset(ds, path)

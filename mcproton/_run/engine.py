@@ -33,6 +33,10 @@ from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max
 PRIVATE_TALLY_BYTES = 1 << 30
 
 
+#: the integer tallies of a run (kernels/params.h): the Simulation's, summed over batches by the Accumulator
+TALLIES = ("edep", "edep_water", "edep_proton", "let_num")
+
+
 class Simulation:
     """A prepared simulation: tables, geometry and source on the backend.  ``run_histories`` can be called
     repeatedly with disjoint history ranges (used by batching, checkpointing and distributed runs)."""
@@ -100,7 +104,7 @@ class Simulation:
             recycle.tally, recycle._handed_over = {}, True
         else:
             self.tally = {k: b.zeros((self.slots, self.n_pad), np.int64)
-                          for k in ("edep", "edep_water", "edep_proton", "let_num")}
+                          for k in TALLIES}
             self.touched = b.zeros(self.n_blocks, np.uint8)
         self.ledger_dev = b.zeros(N_LEDGER, np.int64)
         # the GPU's persistent loop hands out the histories of a launch from this counter (Params::work_next),
@@ -231,10 +235,6 @@ class Simulation:
         out["ledger"] = ledger
         self._tallies_zero = True
         return out
-
-
-#: the integer tallies of a run (kernels/params.h), summed over batches
-TALLIES = ("edep", "edep_water", "edep_proton", "let_num")
 
 
 class Accumulator:
