@@ -48,6 +48,8 @@ class CheckResult:
     out_dir: str | None = None
     report_html: str | None = None
     report_json: str | None = None
+    # the MC doses written as RT Dose beside the report: {"plan": {"file", ...}, "beam <N>": {...}}
+    mc_rtdose: dict[str, dict] = field(default_factory=dict)
     # arrays (not in the JSON): the doses on the TPS grid and the body outline
     tps_gy_zyx: np.ndarray | None = field(default=None, repr=False)
     mc_gy_zyx: np.ndarray | None = field(default=None, repr=False)
@@ -76,7 +78,7 @@ class CheckResult:
             return o
 
         keys = ("passed", "checks", "gamma", "dose_difference", "structures", "ranges", "beam_gamma", "diagnostics",
-                "pairing", "provenance", "timings_s", "settings", "levels")
+                "pairing", "provenance", "timings_s", "settings", "levels", "mc_rtdose")
         return clean({k: getattr(self, k) for k in keys})
 
     def figures(self, names: Iterable[str] | str | None = None) -> dict[str, Figure]:
@@ -341,6 +343,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     mc.total_gy_zyx = np.where(body, mc.total_gy_zyx, 0.0)
     mc.beams_gy_zyx = {b: np.where(body, d, 0.0) for b, d in mc.beams_gy_zyx.items()}
     tps_beams = {b: np.where(body, d.dose_gy_zyx, 0.0) for b, d in inp.beams.items()}
+    mc_rtdose: dict[str, dict] = {}
+    if out_dir is not None:   # the MC doses as RT Dose, written before the comparisons: an error there keeps them
+        from .mc_rtdose import write_mc_rtdoses
+
+        t, c = time.perf_counter(), time.process_time()
+        mc_rtdose = write_mc_rtdoses(inp, mc, out_dir)
+        timings["rtdose_s"] = time.perf_counter() - t
+        cpu_steps["rtdose_s"] = time.process_time() - c
     t, c = time.perf_counter(), time.process_time()
     # the six 3-D gammas as independent jobs: the global criteria with the same distance in one search (3 %/2 mm
     # and 2 %/2 mm: the same values as two searches, tested), each per-beam dose one; concurrently in worker
@@ -468,7 +478,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 "primaries_limit": primaries, "dose_to": dose_to, "fractions": fractions}
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,
                       settings, lv.describe(), str(out_dir) if out_dir else None, tps_gy_zyx=tps,
-                      mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc, inputs=inp)
+                      mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc, inputs=inp,
+                      mc_rtdose=mc_rtdose)
     if out_dir is not None and report:
         from .report import write_report
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 EPILOG = """examples:
   mcproton check --ct CT/ --plan RP.dcm --dose RD.dcm --struct RS.dcm --beam-model dcpt_v5 --out check/
@@ -83,4 +84,6 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(res.summary())
         print(f"report: {res.report_html}\n        {res.report_json}")
+        if res.mc_rtdose and res.out_dir:
+            print("MC dose (RT Dose): " + ", ".join(str(Path(res.out_dir) / v["file"]) for v in res.mc_rtdose.values()))
     return 0 if res.passed else 1

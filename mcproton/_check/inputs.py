@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .._io.errors import InputDataError
+from .mc_rtdose import is_check_output
 
 #: Summation types whose dose covers all fractions of the plan / one fraction (see the module docstring).
 ALL_FRACTIONS = ("PLAN", "FRACTION", "BEAM")
@@ -60,6 +61,7 @@ class TPSDose:
     summation_type: str
     plan_uid: str | None
     beam_numbers: list[int] = field(default_factory=list)
+    fraction_group: int | None = None   # ReferencedFractionGroupNumber (None: not given, as in a PLAN dose)
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -108,7 +110,8 @@ def _dcm_header(path: Path):
 
 def discover(folder: str | Path) -> dict[str, list[Path]]:
     """The DICOM files under ``folder`` by modality: {"CT": [...], "RTPLAN": [...], "RTDOSE": [...],
-    "RTSTRUCT": [...]} (files that are not DICOM are skipped)."""
+    "RTSTRUCT": [...]} (files that are not DICOM are skipped); the MC doses an earlier ``mcproton check`` wrote
+    there are not RTDOSE but "RTDOSE_MC" (present only when there are some)."""
     root = Path(folder)
     if not root.is_dir():
         raise CheckInputError(f"{root} is not a folder; give the folder that holds one patient's DICOM files "
@@ -119,7 +122,9 @@ def discover(folder: str | Path) -> dict[str, list[Path]]:
             continue
         ds = _dcm_header(p)
         mod = str(getattr(ds, "Modality", "")) if ds is not None else ""
-        if mod in found:
+        if mod == "RTDOSE" and is_check_output(ds):
+            found.setdefault("RTDOSE_MC", []).append(p)   # an earlier check's MC dose, not the TPS's
+        elif mod in found:
             found[mod].append(p)
     return found
 
@@ -143,7 +148,7 @@ def read_tps_dose(path: str | Path) -> TPSDose:
                               "export the dose in Gy")
     return TPSDose(str(path), d.dose_gy_zyx, tuple(d.voxel_size_mm), tuple(d.origin_mm), d.frame_of_reference_uid,
                    (d.dose_type or "").upper(), (d.dose_summation_type or "").upper(),
-                   d.referenced_plan_sop_instance_uid, beams)
+                   d.referenced_plan_sop_instance_uid, beams, d.referenced_fraction_group_number)
 
 
 def _sop_uid(path: Path) -> str:
@@ -180,6 +185,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     # ---- doses
     if dose is None:
         cands = found.get("RTDOSE", [])
+        for p in found.get("RTDOSE_MC", []):
+            log.append(f"skipped RT Dose {p.name}: an MC dose written by mcproton check, not the planning system's")
         doses = [read_tps_dose(p) for p in cands]
         mine = [d for d in doses if d.plan_uid == rp.sop_instance_uid]
         for d in doses:

@@ -409,6 +409,14 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
     for b in sorted(res.ranges):
         parts.append(f'<img alt="beam {b}: doses, difference, gamma and range maps" '
                      f'src="data:image/png;base64,{figs[f"beam_{b}"]}">')
+    if res.mc_rtdose:
+        parts += ["<h2>MC dose as DICOM RT Dose</h2>",
+                  "<p>In this report's folder, on the TPS dose grid, in the TPS dose's study and frame of reference, "
+                  "referencing the plan (to open beside the TPS dose in the planning system or a viewer); zero "
+                  "outside the body outline, as compared here.</p>",
+                  _table(["dose", "file", "DoseSummationType", "DoseType", "maximum (Gy)"],
+                         [[k, v["file"], v["dose_summation_type"], v["dose_type"], v["max_gy"]]
+                          for k, v in res.mc_rtdose.items()])]
     parts += ["<h2>Pairing</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res.pairing) + "</ul>",
               "<h2>Provenance</h2>",
               _table(["item", "value"], [[k, v if not isinstance(v, list) else "; ".join(map(str, v))]

@@ -465,3 +465,95 @@ def test_a_plan_whose_beams_overlap_little_is_topped_up_to_the_target(base):
                  log=lambda m: None)   # 400 000 per beam, no target: a reference of the mean dose (0.8 % noise)
     assert mc.total_gy_zyx.sum() == pytest.approx(one.total_gy_zyx.sum(), rel=0.03)
     assert TOP_UP_SEED_OFFSET != 0
+
+
+# ---------------------------------------------------------------------- the MC dose as RT Dose beside the report
+def test_the_check_writes_its_mc_dose_as_rt_dose_beside_the_tps_dose(case):
+    """RD_mc.dcm (plan) and RD_mc_beam<N>.dcm: the TPS grid, the TPS dose's study and frame, the plan referenced,
+    the TPS files' DoseType and DoseSummationType, the compared dose to within the 16-bit quantisation."""
+    import json
+    import shutil
+    import subprocess
+
+    from mcproton._io.rtdose import read_rtdose
+
+    res, out = case["res"], case["dir"] / "out"
+    assert set(res.mc_rtdose) == {"plan", "beam 1", "beam 2"}
+    tps_hdr = pydicom.dcmread(case["files"]["plan"], stop_before_pixels=True)
+    expect = {"plan": ("RD_mc.dcm", "PLAN", [], res.mc_gy_zyx),
+              "beam 1": ("RD_mc_beam1.dcm", "BEAM", [1], res.mc.beams_gy_zyx[1]),
+              "beam 2": ("RD_mc_beam2.dcm", "BEAM", [2], res.mc.beams_gy_zyx[2])}
+    series, sops = set(), set()
+    for key, (name, summation, beams, dose) in expect.items():
+        assert res.mc_rtdose[key]["file"] == name
+        rd = read_rtdose(out / name)
+        assert rd.dose_gy_zyx.shape == case["res"].tps_gy_zyx.shape
+        np.testing.assert_allclose(rd.voxel_size_mm, case["grid"][0], atol=1e-6)
+        np.testing.assert_allclose(rd.origin_mm, case["grid"][1], atol=1e-6)
+        assert (rd.dose_type, rd.dose_summation_type, rd.dose_units) == ("PHYSICAL", summation, "GY")
+        assert rd.referenced_plan_sop_instance_uid == case["plan_uid"] and rd.frame_of_reference_uid == FOR
+        assert rd.referenced_beam_numbers == beams
+        assert dose.max() > 0 and (dose[~res.body_zyx] == 0).all()        # as compared: zero outside the body
+        np.testing.assert_allclose(rd.dose_gy_zyx, dose, rtol=0, atol=rd.dose_grid_scaling / 2 * (1 + 1e-9))
+        hdr = pydicom.dcmread(out / name, stop_before_pixels=True)
+        assert hdr.StudyInstanceUID == tps_hdr.StudyInstanceUID and hdr.PatientID == tps_hdr.PatientID
+        series.add(hdr.SeriesInstanceUID)
+        sops.add(hdr.SOPInstanceUID)
+        if shutil.which("dciodvfy"):
+            r = subprocess.run(["dciodvfy", str(out / name)], capture_output=True, text=True, timeout=60)
+            assert "Error" not in r.stderr + r.stdout, r.stderr + r.stdout
+    assert len(series) == 1 and len(sops) == 3
+    js = json.loads(Path(res.report_json).read_text())
+    assert js["mc_rtdose"]["plan"]["file"] == "RD_mc.dcm" and js["timings_s"]["rtdose_s"] >= 0
+    assert "RD_mc_beam2.dcm" in Path(res.report_html).read_text()
+
+
+@pytest.mark.parametrize("summation", ["PLAN", "FRACTION_SESSION"])
+def test_the_checks_own_rt_dose_checked_against_its_mc_passes_exactly(case, tmp_path, summation):
+    """The MC RT Dose read back as the 'TPS' dose and checked against the same MC: the check pairs it (same plan,
+    frame, grid), the summation type mirrored, gamma 100 %, dose differences within the quantisation."""
+    import shutil
+
+    src = _tps(case, f"tps_{summation}", case["hi"].total_gy_zyx, summation_type=summation)
+    res = _recheck(case, [src], out=tmp_path / "first")
+    assert res.mc_rtdose["plan"]["dose_summation_type"] == summation
+    mine = tmp_path / "mine.dcm"
+    shutil.copy(tmp_path / "first" / "RD_mc.dcm", mine)
+    again = _recheck(case, [mine], out=tmp_path / "again")
+    assert again.gamma["2%/2mm"]["pass_rate"] == 1.0 and again.gamma["1%/1mm"]["pass_rate"] == 1.0, _failed(again)
+    assert abs(again.dose_difference["integral_ratio_mc_tps"] - 1) < 1e-4
+    assert max(abs(r["median_mm"]) for r in again.ranges.values()) < 0.05
+
+
+def test_a_folder_holding_an_earlier_checks_mc_dose_pairs_the_tps_dose(case, tmp_path):
+    """A patient folder that also holds a check's output (RD_mc*.dcm refer to the same plan): those are not taken for
+    the planning system's doses, and the pairing says so."""
+    import shutil
+
+    from mcproton._check.inputs import gather
+
+    d, f = case["dir"], tmp_path / "patient"
+    shutil.copytree(d / "ct", f / "ct")
+    for name in ("RP.dcm", "RS.dcm", "RD_plan.dcm", "RD_beam1.dcm", "RD_beam2.dcm"):
+        shutil.copy(d / name, f / name)
+    shutil.copytree(d / "out", f / "check_before", ignore=shutil.ignore_patterns("*.html", "*.json"))
+    assert sorted(p.name for p in (f / "check_before").glob("RD_mc*.dcm")) == \
+        ["RD_mc.dcm", "RD_mc_beam1.dcm", "RD_mc_beam2.dcm"]
+    inp = gather(folder=f)
+    assert Path(inp.total.path).name == "RD_plan.dcm" and sorted(inp.beams) == [1, 2]
+    assert {Path(t.path).name for t in inp.beams.values()} == {"RD_beam1.dcm", "RD_beam2.dcm"}
+    skipped = [line for line in inp.pairing if "written by mcproton check" in line]
+    assert len(skipped) == 3, inp.pairing
+
+
+def test_an_error_after_the_mc_keeps_its_rt_dose(case, tmp_path, monkeypatch):
+    """The MC RT Dose is written before the comparisons: an error in them leaves the (expensive) MC dose on disk."""
+    from mcproton._check import api
+
+    def broken(*a, **k):
+        raise RuntimeError("range comparison broke")
+
+    monkeypatch.setattr(api, "range_agreement", broken)
+    with pytest.raises(RuntimeError, match="range comparison broke"):
+        _recheck(case, [case["files"]["plan"]], out=tmp_path / "o")
+    assert (tmp_path / "o" / "RD_mc.dcm").is_file() and not (tmp_path / "o" / "check.html").exists()

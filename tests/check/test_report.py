@@ -61,7 +61,8 @@ def report(base):  # noqa: F811
 def test_report_has_every_section_and_the_json_the_numbers(report):
     page = Path(report.report_html).read_text(encoding="utf-8")
     for section in ("Action levels", "Gamma (3-D)", "Dose maps", "Structures", "Beams: range agreement",
-                    "Likely causes", "Pairing", "Provenance", "Action levels used and their sources",
+                    "Likely causes", "MC dose as DICOM RT Dose", "Pairing", "Provenance",
+                    "Action levels used and their sources",
                     "Sign-off"):
         assert f">{section}<" in page, section
     for item in ("mcproton_version", "kernel_hash", "beam_model", "calibration",

@@ -1,0 +1,75 @@
+"""The check's MC dose as DICOM RT Dose, beside the report: ``RD_mc.dcm`` (the plan dose) and ``RD_mc_beam<N>.dcm``
+for each beam the TPS gave a dose of, on the TPS dose grid, in the TPS dose's patient, study and frame of
+reference, referencing the plan, with the TPS file's DoseType and DoseSummationType (the MC dose is computed to
+hold what the TPS dose holds: physical or RBE-weighted, all fractions or one).  A physicist opens them beside the
+planning system's dose in the planning system or a viewer, and archives them with the signed report.
+
+The doses written are the ones the check compared: zero outside the body outline, as the planning systems write
+theirs (the DoseComment says so).  A later ``mcproton check`` of a folder that holds these files does not take
+them for planning-system doses (:func:`is_check_output`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+#: the SeriesDescription of the files written here (and how a folder scan recognises them)
+MC_SERIES_DESCRIPTION = "mcproton check MC dose"
+#: the plan dose's file name in the check's output folder; the per-beam files are RD_mc_beam<N>.dcm
+MC_PLAN_FILE = "RD_mc.dcm"
+
+
+def is_check_output(ds: Any) -> bool:
+    """Whether a DICOM header is an MC dose that ``mcproton check`` wrote (Manufacturer mcproton and this
+    module's SeriesDescription): not a planning system's dose."""
+    return (str(getattr(ds, "Manufacturer", "")) == "mcproton"
+            and str(getattr(ds, "SeriesDescription", "")).startswith(MC_SERIES_DESCRIPTION))
+
+
+def tps_study(path: str | Path, plan_sop_instance_uid: str):
+    """The patient, study and frame of reference of a TPS RT Dose, referencing the plan: where the MC dose goes."""
+    import pydicom
+
+    from .._io.dicom_common import StudyReference
+
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return StudyReference(patient_name=str(ds.get("PatientName", "") or ""),
+                          patient_id=str(ds.get("PatientID", "") or ""),
+                          patient_birth_date=str(ds.get("PatientBirthDate", "") or ""),
+                          patient_sex=str(ds.get("PatientSex", "") or ""),
+                          study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
+                          frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
+                          plan_sop_instance_uid=str(plan_sop_instance_uid or ""))
+
+
+def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
+    """Write the MC doses (``mc``: :class:`~mcproton._check.compute.MCDose`, as compared: zero outside the body)
+    of the check of ``inp`` (:class:`~mcproton._check.inputs.CheckInputs`) into ``out_dir``; returns
+    {"plan": {...}, "beam <N>": {...}}, each with the file name, DoseSummationType, DoseType and the maximum dose."""
+    from pydicom.uid import generate_uid
+
+    from .._io.rtdose import beam_rtdose_path, write_rtdose
+
+    ref = inp.reference
+    out = Path(out_dir)
+    study = tps_study(ref.path, inp.plan.sop_instance_uid)
+    series = str(generate_uid())
+    model = str(mc.provenance.get("beam_model") or "")
+    comment = f"mcproton check MC ({model}), {100 * mc.mean_rel_uncertainty_50:.2f} % 1 sd, 0 outside body"
+    if inp.total is not None:
+        plan_sum, fg = inp.total.summation_type, inp.total.fraction_group
+    else:   # per-beam TPS doses only: the MC's plan dose holds every beam of the plan
+        plan_sum, fg = ("PLAN" if inp.all_fractions else "FRACTION_SESSION"), None
+    jobs = [("plan", out / MC_PLAN_FILE, mc.total_gy_zyx, plan_sum, None, fg)]
+    for b in sorted(inp.beams):
+        t = inp.beams[b]
+        jobs.append((f"beam {b}", beam_rtdose_path(out / MC_PLAN_FILE, b), mc.beams_gy_zyx[b], t.summation_type, b,
+                     t.fraction_group))
+    written: dict[str, dict] = {}
+    for k, (key, path, dose, summation, beam, group) in enumerate(jobs, start=1):
+        write_rtdose(dose, ref.voxel_size_mm, ref.origin_mm, path, study=study, summation_type=summation,
+                     dose_type=inp.dose_type, referenced_beam_number=beam,
+                     referenced_fraction_group_number=group or 1, series_description=MC_SERIES_DESCRIPTION,
+                     dose_comment=comment, series_instance_uid=series, instance_number=k)
+        written[key] = {"file": path.name, "dose_summation_type": summation, "dose_type": inp.dose_type,
+                        "max_gy": float(dose.max())}
+    return written
