@@ -279,6 +279,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     geometry = None
     if mc is None:
         ct_dir = inp.ct_dir
+        if ct_dir is not None and phantom_from_struct:
+            raise CheckInputError(f"--phantom-from-struct builds the CT from the structure set, but a CT was "
+                                  f"{'given' if ct is not None else 'found'} ({ct_dir}): leave out "
+                                  "--phantom-from-struct to compute on that CT, or remove the CT (or give the files "
+                                  "one by one) to compute on the phantom")
         if ct_dir is None:
             if not phantom_from_struct:
                 raise CheckInputError("no CT: give --ct (the plan's CT series), or for a phantom whose structure "

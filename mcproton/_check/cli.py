@@ -11,7 +11,8 @@ EPILOG = """examples:
   mcproton check phantom/ --phantom-from-struct --beam-model dcpt_v5 --out check/   (no CT: a phantom built
                                                    from the RT Struct's ROI material overrides)
 exit status: 0 the check passes every action level, 1 it fails one (the report says which), 2 bad input.
-The report (check.html, check.json) goes to --out; see docs/check.md."""
+The report (check.html, check.json) and the MC dose as RT Dose (RD_mc.dcm; RD_mc_beam<N>.dcm for each per-beam
+TPS dose; on the TPS grid, in its study) go to --out; see docs/check.md."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

@@ -104,6 +104,7 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     from .._io.dicom_common import PHANTOM_STUDY
     from .._io.rtstruct import rasterise, read_rtstruct
     from .._io.slab_ct import AIR_HU, slab_calibration
+    from .mc_rtdose import PHANTOM_SERIES_DESCRIPTION
 
     rois = roi_overrides(struct_path)
     if not rois:
@@ -145,7 +146,7 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("CT_*.dcm"):
         old.unlink()
-    write_ct_series(hu, tuple(vs), tuple(origin), out, series_description="phantom from RT Struct overrides",
+    write_ct_series(hu, tuple(vs), tuple(origin), out, series_description=PHANTOM_SERIES_DESCRIPTION,
                     study=PHANTOM_STUDY.replace(frame_of_reference_uid=frame_of_reference_uid))
     notes.append(f"air (-1000 HU) elsewhere; CT {n[0]} x {n[1]} x {n[2]} voxels of "
                  f"{vs[0]:g} x {vs[1]:g} x {vs[2]:g} mm written to {out}")

@@ -110,8 +110,8 @@ def _dcm_header(path: Path):
 
 def discover(folder: str | Path) -> dict[str, list[Path]]:
     """The DICOM files under ``folder`` by modality: {"CT": [...], "RTPLAN": [...], "RTDOSE": [...],
-    "RTSTRUCT": [...]} (files that are not DICOM are skipped); the MC doses an earlier ``mcproton check`` wrote
-    there are not RTDOSE but "RTDOSE_MC" (present only when there are some)."""
+    "RTSTRUCT": [...]} (files that are not DICOM are skipped); the MC doses and phantom CTs an earlier ``mcproton
+    check`` wrote there are neither RTDOSE nor CT but "CHECK_OUTPUT" (present only when there are some)."""
     root = Path(folder)
     if not root.is_dir():
         raise CheckInputError(f"{root} is not a folder; give the folder that holds one patient's DICOM files "
@@ -122,8 +122,8 @@ def discover(folder: str | Path) -> dict[str, list[Path]]:
             continue
         ds = _dcm_header(p)
         mod = str(getattr(ds, "Modality", "")) if ds is not None else ""
-        if mod == "RTDOSE" and is_check_output(ds):
-            found.setdefault("RTDOSE_MC", []).append(p)   # an earlier check's MC dose, not the TPS's
+        if mod in ("RTDOSE", "CT") and is_check_output(ds):
+            found.setdefault("CHECK_OUTPUT", []).append(p)   # an earlier check's MC dose or phantom CT
         elif mod in found:
             found[mod].append(p)
     return found
@@ -164,6 +164,12 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
 
     log: list[str] = []
     found = discover(folder) if folder is not None else {}
+    by_dir: dict[Path, int] = {}
+    for p in found.get("CHECK_OUTPUT", []):
+        by_dir[p.parent] = by_dir.get(p.parent, 0) + 1
+    for where, n in sorted(by_dir.items()):
+        log.append(f"skipped {n} file(s) in {where}: the MC dose or phantom CT of an earlier mcproton check, not the "
+                   "planning system's dose or the patient's CT")
     # ---- plan
     if plan is None:
         plans = found.get("RTPLAN", [])
@@ -185,8 +191,6 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     # ---- doses
     if dose is None:
         cands = found.get("RTDOSE", [])
-        for p in found.get("RTDOSE_MC", []):
-            log.append(f"skipped RT Dose {p.name}: an MC dose written by mcproton check, not the planning system's")
         doses = [read_tps_dose(p) for p in cands]
         mine = [d for d in doses if d.plan_uid == rp.sop_instance_uid]
         for d in doses:

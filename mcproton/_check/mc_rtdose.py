@@ -14,15 +14,18 @@ from typing import Any
 
 #: the SeriesDescription of the files written here (and how a folder scan recognises them)
 MC_SERIES_DESCRIPTION = "mcproton check MC dose"
+#: the SeriesDescription of the phantom CT that ``--phantom-from-struct`` writes (compute.phantom_ct_from_struct):
+#: its HU are codes of its own calibration, not a scanner's, so a folder scan must not take it for the patient's CT
+PHANTOM_SERIES_DESCRIPTION = "phantom from RT Struct overrides"
 #: the plan dose's file name in the check's output folder; the per-beam files are RD_mc_beam<N>.dcm
 MC_PLAN_FILE = "RD_mc.dcm"
 
 
 def is_check_output(ds: Any) -> bool:
-    """Whether a DICOM header is an MC dose that ``mcproton check`` wrote (Manufacturer mcproton and this
-    module's SeriesDescription): not a planning system's dose."""
+    """Whether a DICOM header is a file that ``mcproton check`` wrote (Manufacturer mcproton, and the
+    SeriesDescription of its MC dose or of its phantom CT): neither a planning system's dose nor the patient's CT."""
     return (str(getattr(ds, "Manufacturer", "")) == "mcproton"
-            and str(getattr(ds, "SeriesDescription", "")).startswith(MC_SERIES_DESCRIPTION))
+            and str(getattr(ds, "SeriesDescription", "")) in (MC_SERIES_DESCRIPTION, PHANTOM_SERIES_DESCRIPTION))
 
 
 def tps_study(path: str | Path, plan_sop_instance_uid: str):

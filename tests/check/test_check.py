@@ -542,8 +542,41 @@ def test_a_folder_holding_an_earlier_checks_mc_dose_pairs_the_tps_dose(case, tmp
     inp = gather(folder=f)
     assert Path(inp.total.path).name == "RD_plan.dcm" and sorted(inp.beams) == [1, 2]
     assert {Path(t.path).name for t in inp.beams.values()} == {"RD_beam1.dcm", "RD_beam2.dcm"}
-    skipped = [line for line in inp.pairing if "written by mcproton check" in line]
-    assert len(skipped) == 3, inp.pairing
+    skipped = [line for line in inp.pairing if "earlier mcproton check" in line]
+    assert len(skipped) == 1 and skipped[0].startswith("skipped 3 file(s)"), inp.pairing
+
+
+def test_a_folder_holding_an_earlier_checks_phantom_ct_is_not_the_patients_ct(case, tmp_path):
+    """The phantom CT that --phantom-from-struct writes (HU codes of its own calibration) beside the patient's CT:
+    the patient's CT is paired, the phantom skipped (before, the two were 'CT slices in several folders'; alone,
+    the phantom was taken for the patient's CT and read with the default calibration)."""
+    import shutil
+
+    from mcproton._check.inputs import gather
+    from mcproton._check.mc_rtdose import PHANTOM_SERIES_DESCRIPTION
+    from mcproton.dicom import write_ct_series
+
+    d, f = case["dir"], tmp_path / "patient"
+    f.mkdir()
+    for name in ("RP.dcm", "RS.dcm", "RD_plan.dcm"):
+        shutil.copy(d / name, f / name)
+    write_ct_series(np.full((3, 4, 4), 7, np.int16), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), f / "old" / "phantom_ct",
+                    series_description=PHANTOM_SERIES_DESCRIPTION, study=StudyReference(frame_of_reference_uid=FOR))
+    inp = gather(folder=f)
+    assert inp.ct_dir is None and any(line.startswith("skipped 3 file(s)") for line in inp.pairing), inp.pairing
+    shutil.copytree(d / "ct", f / "ct")
+    assert Path(gather(folder=f).ct_dir) == f / "ct"
+
+
+def test_phantom_from_struct_with_a_ct_is_refused(base):
+    """--phantom-from-struct and a CT: the user must say which geometry (before, the CT won silently)."""
+    from mcproton._check.api import check
+    from mcproton._check.inputs import CheckInputError
+
+    d = base["dir"]
+    with pytest.raises(CheckInputError, match="--phantom-from-struct builds the CT .* a CT was given"):
+        check(plan=d / "RP.dcm", dose=_tps(base, "pfs", base["blob"]), ct=d / "ct", struct=d / "RS.dcm",
+              beam_model="dcpt_v2", phantom_from_struct=True, **FAST)
 
 
 def test_an_error_after_the_mc_keeps_its_rt_dose(case, tmp_path, monkeypatch):
