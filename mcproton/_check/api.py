@@ -117,6 +117,15 @@ class CheckResult:
                                                                   dpi=REPORT_DPI if dpi is None else dpi)))
         return paths
 
+    def numbers_only(self) -> "CheckResult":
+        """A copy that keeps the numbers (everything in ``to_dict()``, the file names) and drops the dose arrays,
+        masks, MC dose and inputs (what a batch keeps of each patient: its memory is then one patient's); its
+        ``figures()`` are refused."""
+        import dataclasses
+
+        return dataclasses.replace(self, tps_gy_zyx=None, mc_gy_zyx=None, body_zyx=None, masks={}, axes_zyx=None,
+                                   mc=None, inputs=None)
+
     def summary(self) -> str:
         lines = [f"mcproton check: {'PASS' if self.passed else 'FAIL'}"]
         for c in self.checks:
@@ -507,10 +516,16 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
 
 
 def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], None] | None = None,
-                **kwargs: Any) -> dict[str, Any]:
+                keep_arrays: bool = False, **kwargs: Any) -> dict[str, Any]:
     """``check`` for every sub-folder of ``folder`` (one patient each) into ``out/<sub-folder>/``; a patient whose
-    inputs are refused is recorded with the message and the batch goes on.  Writes ``out/batch.json`` and returns
-    {patient: CheckResult or the error message}."""
+    inputs are refused, or whose check stops on an unexpected error, is recorded with the message and the batch
+    goes on.  ``out/batch.json`` and ``out/index.html`` (one row per patient, linking its report) are rewritten after
+    every patient, so an interrupted batch keeps the summary of the patients done.  Returns {patient: CheckResult
+    or the error message}; the results keep only their numbers (the dose arrays released, so that a batch's memory
+    is one patient's) unless ``keep_arrays``."""
+    from .._io.atomic import write_bytes_atomic
+    from .report import write_batch_index
+
     root = Path(folder)
     if not root.is_dir():
         raise CheckInputError(f"--batch: {root} is not a folder; give a folder holding one sub-folder per patient")
@@ -518,18 +533,26 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     if not subs:
         raise CheckInputError(f"--batch: {root} has no sub-folders; give a folder holding one sub-folder per patient")
     log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
-    table = {}
-    for p in subs:
-        log(f"mcproton check --batch: {p.name}")
+    table: dict[str, dict] = {}
+    for k, p in enumerate(subs, start=1):
+        log(f"mcproton check --batch: {p.name} ({k} of {len(subs)})")
         try:
-            r = check(folder=p, out=Path(out) / p.name, log=log, **kwargs)
-            results[p.name] = r
+            r = check(folder=p, out=out_dir / p.name, log=log, **kwargs)
             table[p.name] = {"passed": r.passed, "failed": [c["quantity"] for c in r.failed],
-                             "gamma_2_2_pct": 100 * r.gamma["2%/2mm"]["pass_rate"], "report": r.report_html}
+                             "gamma_2_2_pct": 100 * r.gamma["2%/2mm"]["pass_rate"], "report": r.report_html,
+                             "statistical_uncertainty_pct": r.provenance.get("statistical_uncertainty_pct"),
+                             "plan": r.inputs.plan.label if r.inputs is not None else None}
+            results[p.name] = r if keep_arrays else r.numbers_only()
         except (ValueError, FileNotFoundError) as exc:   # refused input: recorded, the batch goes on
             results[p.name] = f"{type(exc).__name__}: {exc}"
             table[p.name] = {"passed": False, "error": results[p.name]}
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "batch.json").write_text(json.dumps(table, indent=1, default=str))
+        except Exception as exc:  # noqa: BLE001 - an unexpected error stops this patient, not the batch
+            log(f"mcproton check --batch: {p.name}: internal error {type(exc).__name__}: {exc} (please report it)")
+            results[p.name] = f"internal error {type(exc).__name__}: {exc}"
+            table[p.name] = {"passed": False, "error": results[p.name], "internal_error": True}
+        write_bytes_atomic(out_dir / "batch.json", json.dumps(table, indent=1, default=str).encode())
+        write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]])
     return results

@@ -73,7 +73,9 @@ def main(args: argparse.Namespace) -> int:
         results = check_batch(args.folder, args.out, **common)
         for name, r in results.items():
             print(f"{name}: " + (("PASS" if r.passed else "FAIL (" + "; ".join(c["quantity"] for c in r.failed) + ")")
-                                 if not isinstance(r, str) else f"REFUSED ({r})"))
+                                 if not isinstance(r, str) else
+                                 f"ERROR ({r})" if r.startswith("internal error") else f"REFUSED ({r})"))
+        print(f"summary: {Path(args.out) / 'index.html'}\n         {Path(args.out) / 'batch.json'}")
         return 0 if all(not isinstance(r, str) and r.passed for r in results.values()) else 1
     if not (args.folder or args.plan):
         raise ValueError("give a patient folder or --plan with --dose (and --ct or --phantom-from-struct); "

@@ -436,3 +436,46 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
     path.write_text("\n".join(parts), encoding="utf-8")
     res.report_html = str(path)
     return path
+
+
+def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iterable[str] = ()) -> Path:
+    """Write ``out_dir/index.html``: one row per patient of a ``--batch`` (PASS, FAIL with the failing quantities,
+    REFUSED or ERROR with the message; the 2 %/2 mm gamma, the MC's uncertainty, a link to its report), and the
+    patients not checked yet (``pending``: the page is rewritten after every patient).  Returns its path."""
+    import os
+
+    from .._io.atomic import write_bytes_atomic
+
+    out = Path(out_dir)
+    rows = []
+    for name, t in table.items():
+        if "error" in t:
+            verdict = "ERROR" if t.get("internal_error") else "REFUSED"
+            what, link = t["error"], ""
+        else:
+            verdict = "PASS" if t["passed"] else "FAIL"
+            what = "; ".join(t["failed"])
+            rel = os.path.relpath(t["report"], out) if t.get("report") else ""
+            link = f'<a href="{html.escape(Path(rel).as_posix())}">report</a>' if rel else ""
+        g, u = t.get("gamma_2_2_pct"), t.get("statistical_uncertainty_pct")
+        cells = [name, t.get("plan") or "", verdict, what, "" if g is None else f"{g:.1f}",
+                 "" if u is None else f"{u:.2f}"]
+        rows.append("<tr" + (' class="pass"' if verdict == "PASS" else ' class="fail"') + ">"
+                    + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + f"<td>{link}</td></tr>")
+    waiting = list(pending)
+    for name in waiting:
+        rows.append(f"<tr><td>{html.escape(name)}</td><td></td><td>not checked yet</td>" + "<td></td>" * 4 + "</tr>")
+    n_pass = sum(1 for t in table.values() if "error" not in t and t["passed"])
+    head = "".join(f"<th>{h}</th>" for h in ("patient", "plan", "result", "failed quantities or reason",
+                                              "gamma 2%/2mm (%)", "MC uncertainty (%)", "report"))
+    page = "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>mcproton check: batch</title>",
+        ("<style>body{font-family:sans-serif;max-width:1250px;margin:auto;font-size:13px}"
+         "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 6px}"
+         ".pass{background:#d9f2d9}.fail{background:#f8d0d0}</style></head><body>"),
+        "<h1>mcproton check: batch</h1>",
+        f"<p>{len(table)} patient(s) checked, {n_pass} passed every action level"
+        + (f"; {len(waiting)} not checked yet" if waiting else "") + ".  Each report is one page per plan; the "
+        "numbers of all are in batch.json.</p>",
+        f"<table><tr>{head}</tr>", *rows, "</table>", "</body></html>"])
+    return write_bytes_atomic(out / "index.html", page.encode("utf-8"))

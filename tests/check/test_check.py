@@ -409,6 +409,51 @@ def test_batch_goes_on_past_a_refused_patient(case, tmp_path, capsys):
     table = json.loads((tmp_path / "out" / "batch.json").read_text())
     assert set(table) == {"a_ok", "b_nodose"} and Path(table["a_ok"]["report"]).is_file()
     assert table["a_ok"]["gamma_2_2_pct"] > 50      # 4000 primaries: noisy, but the same plan
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert '<a href="a_ok/check.html">report</a>' in page and "REFUSED" in page and "not checked yet" not in page
+    assert "summary: " in out and (tmp_path / "out" / "a_ok" / "RD_mc.dcm").is_file()
+
+
+def test_batch_records_an_internal_error_writes_its_summary_after_each_patient_and_keeps_only_numbers(
+        case, tmp_path, monkeypatch):
+    """A patient whose check stops on an unexpected error is recorded (ERROR) and the batch goes on; batch.json and
+    index.html are rewritten after every patient (an interrupted batch keeps the patients done); the results keep
+    their numbers, not their dose arrays (a batch's memory stays one patient's)."""
+    import json
+
+    from mcproton._check import api
+
+    root = tmp_path / "pts"
+    for name in ("p1", "p2", "p3"):
+        (root / name).mkdir(parents=True)
+    seen = {}
+    real = case["res"]
+
+    def fake_check(*, folder, out, log, **kw):
+        name = Path(folder).name
+        seen[name] = (json.loads((tmp_path / "out" / "batch.json").read_text())
+                      if (tmp_path / "out" / "batch.json").exists() else None,
+                      (tmp_path / "out" / "index.html").read_text() if (tmp_path / "out" / "index.html").exists()
+                      else "")
+        if name == "p2":
+            raise RuntimeError("something broke")
+        return real
+
+    monkeypatch.setattr(api, "check", fake_check)
+    res = api.check_batch(root, tmp_path / "out", log=lambda m: None)
+    assert seen["p1"] == (None, "")
+    assert set(seen["p2"][0]) == {"p1"} and "p2</td><td></td><td>not checked yet" in seen["p2"][1]
+    assert seen["p3"][0]["p2"]["internal_error"] is True and "something broke" in seen["p3"][0]["p2"]["error"]
+    table = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert set(table) == {"p1", "p2", "p3"} and table["p1"]["passed"] is True
+    assert res["p2"].startswith("internal error RuntimeError")
+    assert ">ERROR<" in (tmp_path / "out" / "index.html").read_text()
+    kept = res["p1"]
+    assert kept.passed == real.passed and kept.gamma == real.gamma and kept.mc_rtdose == real.mc_rtdose
+    assert kept.mc_gy_zyx is None and kept.mc is None and kept.inputs is None and real.mc_gy_zyx is not None
+    with pytest.raises(ValueError, match="no dose arrays"):
+        kept.figures()
+    assert api.check_batch(root, tmp_path / "out2", log=lambda m: None, keep_arrays=True)["p1"] is real
 
 
 def test_each_beam_runs_to_the_plan_target_times_sqrt_of_the_beams(base, monkeypatch):

@@ -124,6 +124,28 @@ def test_report_html_passes_the_nu_html_checker(report):
                                   for m in msgs)
 
 
+def test_batch_index_passes_the_nu_html_checker(tmp_path):
+    """The --batch summary page (index.html): every kind of row, valid HTML."""
+    from mcproton._check.report import write_batch_index
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "check.html").write_text("x")
+    table = {"a": {"passed": True, "failed": [], "gamma_2_2_pct": 99.1, "report": str(tmp_path / "a" / "check.html"),
+                   "statistical_uncertainty_pct": 0.98, "plan": "P<1>"},
+             "b": {"passed": False, "failed": ["gamma 2%/2mm", "PTV D95 difference"], "gamma_2_2_pct": 80.0,
+                   "report": str(tmp_path / "b" / "check.html"), "statistical_uncertainty_pct": 1.0, "plan": "x"},
+             "c": {"passed": False, "error": "CheckInputError: no RT Dose & no plan"},
+             "d": {"passed": False, "error": "internal error KeyError: 'x'", "internal_error": True}}
+    page = write_batch_index(table, tmp_path, pending=["e"])
+    text = page.read_text()
+    assert text.count("<tr") == 6 and "P&lt;1&gt;" in text and "no RT Dose &amp; no plan" in text
+    assert "4 patient(s) checked, 1 passed every action level; 1 not checked yet" in text
+    p = subprocess.run([*_vnu(), "--format", "json", "--also-check-css", str(page)], capture_output=True, text=True,
+                       timeout=180)
+    msgs = json.loads(p.stderr or p.stdout)["messages"]
+    assert msgs == [], "\n".join(f"{m.get('type')}: {m.get('message')}" for m in msgs)
+
+
 def test_report_html_opens_in_headless_chromium_without_errors(report, tmp_path):
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if exe is None:
