@@ -173,8 +173,10 @@ def check_grid_covers(ref_dose: np.ndarray, body: np.ndarray, name: str, thresho
 
 
 def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray], inputs: CheckInputs,
-              beams_in_tps: dict[int, np.ndarray]) -> list[str]:
-    """Likely causes of a disagreement (a global scale, a fraction mismatch, a missing beam, a shift)."""
+              beams_in_tps: dict[int, np.ndarray], ranges: dict[int, dict] | None = None,
+              limit_mm: float = 1.0) -> list[str]:
+    """Likely causes of a disagreement (a global scale, a fraction mismatch, a missing beam, a shift, a uniform
+    range difference in a beam)."""
     notes = []
     sel = body & (ref >= 0.1 * ref[body].max())
     s_ref, s_mc = float(ref[sel].sum()), float(mc.total_gy_zyx[sel].sum())
@@ -205,7 +207,29 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     if np.linalg.norm(c) > 1.0:
         notes.append(f"the high-dose centroid of the MC lies ({c[2]:+.1f}, {c[1]:+.1f}, {c[0]:+.1f}) mm (x, y, z) from "
                      "the TPS's: a shift or a range difference")
+    for b, r in sorted((ranges or {}).items()):
+        note = uniform_range_note(b, r, limit_mm)
+        if note:
+            notes.append(note)
     return notes
+
+
+def uniform_range_note(beam: int, r: dict, limit_mm: float = 1.0) -> str | None:
+    """The diagnosis of a beam's range table (``range_agreement``) whose distal edges all moved the same way: the
+    median beyond ``limit_mm``, 5-95 % of the rays on its side of zero and spread less than the median itself.  A
+    lateral shift moves the edges of some rays only, noise spreads them both ways; a uniform move is a difference
+    of range."""
+    med, p5, p95 = r.get("median_mm"), r.get("p5_mm"), r.get("p95_mm")
+    if not r.get("rays") or r["rays"] < 20 or med is None or p5 is None or p95 is None \
+            or not all(math.isfinite(v) for v in (med, p5, p95)):
+        return None
+    if abs(med) <= limit_mm or p5 * p95 <= 0 or p95 - p5 >= abs(med):
+        return None
+    return (f"beam {beam}: the MC's distal edge lies {abs(med):.1f} mm {'deeper' if med > 0 else 'shallower'} than "
+            f"the TPS's over the whole field (5-95 % of the rays {p5:+.1f}..{p95:+.1f} mm): a uniform range "
+            "difference - stopping powers along the beam (the CT calibration or material overrides, a range "
+            "shifter's water-equivalent thickness), the beam model's energies, or a shift along the beam; not "
+            "statistical noise")
 
 
 def _load_average() -> list[float] | None:
@@ -413,7 +437,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             ranges[b] = r
         timings["structures_ranges_s"] = time.perf_counter() - t
         cpu_steps["structures_ranges_s"] = time.process_time() - c
-        diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams)
+        diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm)
         pngs: dict[str, str] = {}
         report_wall = report_cpu = 0.0
         if out_dir is not None and report:   # the report's figures that do not show the 3-D gammas

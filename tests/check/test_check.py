@@ -182,6 +182,7 @@ def test_correct_dose_passes_and_writes_the_report(case):
     res = case["res"]
     print(res.summary())
     assert res.passed, res.summary()
+    assert not any("uniform range difference" in n for n in res.diagnostics), res.diagnostics
     assert res.gamma["2%/2mm"]["pass_rate"] >= 0.95
     assert abs(res.structures["PTV"]["metrics"]["Dmean"]["diff_pct"]) < 3
     assert set(res.ranges) == {1, 2} and all(abs(r["median_mm"]) < 1 for r in res.ranges.values())
@@ -201,6 +202,8 @@ def test_dose_shifted_by_3mm_fails(case):
     res = _recheck(case, _tps(case, "shift", d))
     assert not res.passed
     assert "gamma 2%/2mm" in _failed(res) and "R80" in _failed(res), res.summary()
+    # beam 2 (gantry 90) runs along x: its distal edges all moved; beam 1 (along y) sees a lateral shift only
+    assert [n[:7] for n in res.diagnostics if "uniform range difference" in n] == ["beam 2:"], res.diagnostics
 
 
 def test_dose_scaled_by_5_percent_fails(case):
@@ -232,6 +235,23 @@ def test_range_error_of_3_percent_in_one_beam_fails(case):
     assert "beam 1: median distal R80 difference" in failed, res.summary()
     assert "beam 2: median distal R80" not in failed
     assert res.ranges[1]["median_mm"] < -1.0    # the MC stops short of the stretched TPS dose
+    notes = [n for n in res.diagnostics if "uniform range difference" in n]
+    assert len(notes) == 1 and notes[0].startswith("beam 1: the MC's distal edge lies") and "shallower" in notes[0]
+
+
+def test_uniform_range_note_only_for_edges_that_all_moved():
+    """The range diagnosis: all rays moved one way (a range difference) -> named; noise (both ways), a lateral shift
+    (some rays only) or a small move -> nothing."""
+    from mcproton._check.api import uniform_range_note
+
+    row = {"rays": 200, "median_mm": 1.8, "p5_mm": 1.6, "p95_mm": 1.95}
+    assert "1.8 mm deeper" in uniform_range_note(3, row) and uniform_range_note(3, row).startswith("beam 3:")
+    assert uniform_range_note(1, {**row, "median_mm": -1.8, "p5_mm": -1.95, "p95_mm": -1.6}).count("shallower") == 1
+    assert uniform_range_note(1, {**row, "p5_mm": -0.9}) is None                  # noise: both sides of zero
+    assert uniform_range_note(1, {**row, "p5_mm": 0.1, "p95_mm": 6.0}) is None    # some rays only: a lateral shift
+    assert uniform_range_note(1, {**row, "median_mm": 0.8, "p5_mm": 0.7, "p95_mm": 0.9}) is None   # within 1 mm
+    assert uniform_range_note(1, {**row, "median_mm": 0.8, "p5_mm": 0.7, "p95_mm": 0.9}, 0.5) is not None
+    assert uniform_range_note(1, {**row, "rays": 5}) is None and uniform_range_note(1, {"rays": 0}) is None
 
 
 # ---------------------------------------------------------------------- bad input
