@@ -90,6 +90,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                     "run a plan whose PatientPosition differs from the CT's (default: refused)"),
         "range_shifter_model": ((str,), '"transport" (default: a range shifter IN is transported as a slab) or '
                                         '"energy_only" (its WET only lowers the energy; no scattering)'),
+        "machine_check": ((bool,), "refuse beams planned for a treatment machine the beam model does not name "
+                                   "(default true)"),
     },
     "output": {
         "dose_to": ((str,), '"medium" (default) or "water": which dose the RT Dose file holds'),
@@ -416,7 +418,8 @@ def build_beams(cfg: dict[str, Any]):
         bm_path = _resolve(cfg, bm_name)
         model = load_beam_model(bm_path if bm_path.exists() else bm_name)
         return plan_to_beams(plan, model, beam_numbers=pl.get("beams"), all_fractions=pl.get("all_fractions", False),
-                             range_shifter_model=pl.get("range_shifter_model", "transport"))
+                             range_shifter_model=pl.get("range_shifter_model", "transport"),
+                             machine_check=pl.get("machine_check", True))
     bm = cfg.get("beam", {})
     if not bm:
         raise ConfigError("no [beam] or [plan] section: say what to irradiate, e.g. beam.energy_mev = 150")

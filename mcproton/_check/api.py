@@ -262,7 +262,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           target_uncertainty: float | None = 0.01, seed: int = 12345, backend: str = "auto",
           threads: int | None = None, levels: ActionLevels | str | Path | None = None,
           gamma_points: int | None = 10000, gamma_workers: int | None = 1, report: bool = True,
-          mc: MCDose | None = None,
+          mc: MCDose | None = None, machine_check: bool = True,
           progress: bool = True, log: Callable[[str], None] | None = None) -> CheckResult:
     """Recompute a plan with Monte Carlo on its planning-system dose grid and compare (see docs/check.md).
 
@@ -281,6 +281,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         uncertainty is reported.
     levels : ActionLevels, or a TOML file with a [levels] table.
     mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).
+    machine_check : refuse a plan whose beams are for a treatment machine the beam model does not name (default).
     gamma_workers : processes for the independent 3-D gammas (1: here, one after the other; None: one per gamma
         up to the cores; the same results).  The workers are fresh interpreters that import only mcproton (not the
         calling script), so no ``if __name__ == "__main__":`` guard is needed.  While they run, this process
@@ -367,7 +368,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         c = time.process_time()
         mc = run_mc(inp, geometry, beam_model, dose_to=dose_to, rbe=rbe, primaries=primaries,
                     target_uncertainty=target_uncertainty, seed=seed, backend=backend, threads=threads,
-                    progress=progress, log=log, timings=timings, density_tps_zyx=density)
+                    progress=progress, log=log, timings=timings, density_tps_zyx=density,
+                    machine_check=machine_check)
         mc.provenance["calibration"] = cal_name
         mc.provenance["geometry_notes"] = notes_geo
         cpu_steps["beams_transport_resample_s"] = time.process_time() - c

@@ -35,6 +35,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--calibration", default="schneider2000", help="HU calibration (default schneider2000)")
     c.add_argument("--phantom-from-struct", action="store_true",
                    help="no CT: build the phantom from the RT Struct's ROI material overrides (External etc.)")
+    c.add_argument("--no-machine-check", action="store_true",
+                   help="run a plan whose TreatmentMachineName the beam model does not name (default: refused)")
     c.add_argument("--dose-to", choices=["water", "medium"], default="water",
                    help="what the TPS dose is (DICOM does not say): water (default; RayStation, Eclipse) or medium")
     c.add_argument("--rbe", type=float, default=None, help="constant RBE of a DoseType EFFECTIVE dose (default 1.1)")
@@ -65,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
               "fractions": args.fractions, "primaries": args.primaries,
               "target_uncertainty": args.target_uncertainty or None, "seed": args.seed, "backend": args.backend,
               "levels": args.config, "gamma_points": args.gamma_points or None, "progress": not args.quiet,
-              "gamma_workers": args.gamma_workers or None}
+              "gamma_workers": args.gamma_workers or None, "machine_check": not args.no_machine_check}
     if args.batch:
         if not args.folder or args.plan or args.dose or args.ct or args.struct:
             raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"

@@ -254,9 +254,9 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
            primaries: int = 10_000_000, target_uncertainty: float | None = 0.01, seed: int = 12345,
            backend: str = "auto", threads: int | None = None, progress: bool = True,
            log: Callable[[str], None] | None = None, timings: dict | None = None,
-           density_tps_zyx: np.ndarray | None = None) -> MCDose:
+           density_tps_zyx: np.ndarray | None = None, machine_check: bool = True) -> MCDose:
     """Run every beam of the plan and place the doses on the TPS grid (``density_tps_zyx``: the geometry's
-    density on the TPS grid where the caller has it already)."""
+    density on the TPS grid where the caller has it already; ``machine_check``: see plan_to_beams)."""
     from .._io.beam_model import load_beam_model
     from .._io.rtplan import plan_to_beams
     from .._run.inputs import check_memory
@@ -275,7 +275,7 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                               "BDL file)")
     t = time.perf_counter()
     model = beam_model if hasattr(beam_model, "at") else load_beam_model(beam_model)
-    beams = plan_to_beams(inputs.plan, model, all_fractions=inputs.all_fractions)
+    beams = plan_to_beams(inputs.plan, model, all_fractions=inputs.all_fractions, machine_check=machine_check)
     check_beam_hits(geometry, beams)
     check_memory(int(geometry.material_index_zyx.size), len(beams), geometry.shape_zyx, True)
     if inputs.dose_type == "EFFECTIVE":

@@ -179,8 +179,14 @@ class BeamModel:
     virtual_source_axis_distances_mm: tuple[float, float] | None = None
     range_shifters: dict[str, RangeShifter] = field(default_factory=dict)
     source: str = ""
+    # the TreatmentMachineNames the model is for (() : not stated, no check); a plan for another machine is refused
+    machines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.machines, str) or not all(isinstance(m, str) and m.strip() for m in self.machines):
+            raise BeamModelError(f"beam model {self.name!r}: machines must be a list of treatment machine names "
+                                 f"(TreatmentMachineName of the plans it models); got {self.machines!r}")
+        self.machines = tuple(m.strip() for m in self.machines)
         e = np.asarray(self.nominal_energy_mev, float)
         order = np.argsort(e)
         e = e[order]
@@ -230,6 +236,13 @@ class BeamModel:
                 raise BeamModelError(f"beam model {self.name!r}: virtual source-axis distances {v} must be two "
                                      f"numbers larger than the plane distance {z} mm")
             self.virtual_source_axis_distances_mm = v  # type: ignore[assignment]
+
+    def covers_machine(self, machine: str) -> bool:
+        """Whether a beam planned for treatment machine ``machine`` (its TreatmentMachineName) may use this model:
+        yes when the model names no machines or the plan gives no name; else the name must be one of
+        ``machines`` (case and surrounding blanks ignored)."""
+        m = (machine or "").strip().upper()
+        return not self.machines or not m or m in {x.upper() for x in self.machines}
 
     @property
     def energy_range_mev(self) -> tuple[float, float]:
@@ -359,11 +372,18 @@ def _load_toml(path: Path) -> BeamModel:
         except (KeyError, TypeError, ValueError) as exc:
             raise BeamModelError(f"{path}: range_shifter entries need id and wet_mm ({exc})") from exc
     vsad = cfg.get("virtual_source_axis_distances_mm")
-    return BeamModel(cfg.get("name", path.stem), e_nom, col(c["mean_energy"], "mean_energy"), spread,
-                     col(c["protons_per_mu"], "protons_per_mu"), arr["weight"], arr["sigma_x"], arr["sigma_y"],
-                     arr["divergence_x"], arr["divergence_y"], arr["correlation_x"], arr["correlation_y"],
-                     float(cfg["plane_upstream_of_isocentre_mm"]), tuple(vsad) if vsad else None, rs,
-                     cfg.get("source", ""))
+    machines = cfg.get("machines", [])
+    if not isinstance(machines, list):
+        raise BeamModelError(f"{path}: machines must be a list of treatment machine names, e.g. machines = "
+                             f'["TR1", "TR2"]; got {machines!r}')
+    try:
+        return BeamModel(cfg.get("name", path.stem), e_nom, col(c["mean_energy"], "mean_energy"), spread,
+                         col(c["protons_per_mu"], "protons_per_mu"), arr["weight"], arr["sigma_x"], arr["sigma_y"],
+                         arr["divergence_x"], arr["divergence_y"], arr["correlation_x"], arr["correlation_y"],
+                         float(cfg["plane_upstream_of_isocentre_mm"]), tuple(vsad) if vsad else None, rs,
+                         cfg.get("source", ""), tuple(machines))
+    except BeamModelError as exc:
+        raise BeamModelError(f"{path}: {exc}") from None
 
 
 def load_bdl(path: str | Path) -> BeamModel:

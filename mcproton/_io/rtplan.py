@@ -526,7 +526,8 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) ->
 
 
 def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | None = None,
-                  all_fractions: bool = False, min_mu: float = 0.0, range_shifter_model: str = "transport") -> list:
+                  all_fractions: bool = False, min_mu: float = 0.0, range_shifter_model: str = "transport",
+                  machine_check: bool = True) -> list:
     """One :class:`mcproton.source.Beam` per ion beam, with spots in the patient LPS frame (mm).
 
     Spot weights are absolute protons (MU x protons/MU of the beam model at the layer's nominal energy; with
@@ -534,7 +535,9 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     sum, per fraction unless ``all_fractions``.  Beam-model components (double Gaussian) become separate
     spots sharing the ray.  ``range_shifter_model``: "transport" (a shifter IN is a slab in each spot's beam
     line) or "energy_only" (the Bragg-Kleeman energy loss alone, an explicit opt-in).  See the module docstring
-    for the geometry and range-shifter treatment.
+    for the geometry and range-shifter treatment.  A beam planned for a treatment machine that the beam model does
+    not name (its ``machines``) is refused unless ``machine_check`` is False: another machine's model gives a
+    plausible but wrong dose.
     """
     from ..source import Beam
 
@@ -549,6 +552,11 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     for b in plan.beams:
         if beam_numbers is not None and b.number not in beam_numbers:
             continue
+        if machine_check and not beam_model.covers_machine(b.machine):
+            raise _e(f"beam {b.number} ({b.name!r}) is planned for treatment machine {b.machine!r}, but beam model "
+                     f"{beam_model.name!r} is of {', '.join(beam_model.machines)}: another machine's beam model "
+                     "gives a plausible but wrong dose.  Give the beam model of that machine; if it is the same beam "
+                     "line under another name, set plan.machine_check = false (mcproton check: --no-machine-check)")
         vsad = b.virtual_source_axis_distances_mm or beam_model.virtual_source_axis_distances_mm
         if vsad is None:
             raise _e(f"beam {b.number}: no VirtualSourceAxisDistances in the plan or the beam model")

@@ -655,3 +655,20 @@ def test_an_error_after_the_mc_keeps_its_rt_dose(case, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="range comparison broke"):
         _recheck(case, [case["files"]["plan"]], out=tmp_path / "o")
     assert (tmp_path / "o" / "RD_mc.dcm").is_file() and not (tmp_path / "o" / "check.html").exists()
+
+
+def test_a_plan_for_another_machine_is_refused_before_the_transport(base, tmp_path, capsys):
+    """The check's beam model (dcpt_v2: TR1-TR3) and a plan for 'GTR4': exit status 2 naming the machine and the
+    way out (--no-machine-check), before any transport."""
+    from mcproton.cli import main
+
+    d = base["dir"]
+    ds = pydicom.dcmread(d / "RP.dcm")
+    for b in ds.IonBeamSequence:
+        b.TreatmentMachineName = "GTR4"
+    ds.save_as(tmp_path / "RP_gtr4.dcm")   # the same SOPInstanceUID: the TPS dose still refers to it
+    rc = main(["check", "--plan", str(tmp_path / "RP_gtr4.dcm"), "--dose", str(_tps(base, "gtr4", base["blob"])),
+               "--ct", str(d / "ct"), "--beam-model", "dcpt_v2", "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "planned for treatment machine 'GTR4'" in err and "--no-machine-check" in err, err
+    assert not (tmp_path / "o" / "RD_mc.dcm").exists()

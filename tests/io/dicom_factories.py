@@ -14,7 +14,8 @@ RT_ION_PLAN = "1.2.840.10008.5.1.4.1.1.481.8"
 def make_plan(beams: list[dict], *, patient_position: str = "HFS", frame_of_reference_uid: str | None = None,
               n_fractions: int = 1) -> FileDataset:
     """beams: dicts with gantry, couch, iso (x,y,z), layers [(energy, [(x,y),...], [w,...])], optional
-    vsad (x,y), meterset (MU), rs_id + rs_wet (range shifter IN on every layer), scan_mode, radiation."""
+    vsad (x,y), meterset (MU), rs_id + rs_wet (range shifter IN on every layer), scan_mode, radiation, machine
+    (TreatmentMachineName, default TR1)."""
     meta = FileMetaDataset()
     uid = generate_uid()
     meta.MediaStorageSOPClassUID = RT_ION_PLAN
@@ -49,7 +50,7 @@ def make_plan(beams: list[dict], *, patient_position: str = "HFS", frame_of_refe
         ib.BeamType = "STATIC"
         ib.RadiationType = b.get("radiation", "PROTON")
         ib.ScanMode = b.get("scan_mode", "MODULATED")
-        ib.TreatmentMachineName = "TR1"
+        ib.TreatmentMachineName = b.get("machine", "TR1")
         ib.PrimaryDosimeterUnit = b.get("unit", "MU")
         ib.TreatmentDeliveryType = "TREATMENT"
         ib.VirtualSourceAxisDistances = list(b.get("vsad", (2000.0, 2560.0)))

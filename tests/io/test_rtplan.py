@@ -268,3 +268,56 @@ def test_config_key_range_shifter_model(tmp_path):
     cfg["plan"]["range_shifter_model"] = "transport"
     with pytest.raises(DicomInputError, match="RS_40"):   # the DCPT models do not describe RS_40
         build_beams(cfg)
+
+
+# ---------------------------------------------------------------------- the plan's treatment machine and the model
+def test_a_plan_for_another_treatment_machine_is_refused(tmp_path, model):
+    """The DCPT model is of TR1-TR3: a beam for 'GTR4' (another clinic's machine) would get a plausible but wrong
+    dose, so it is refused, naming the beam, the machine and the model; machine_check=False (plan.machine_check /
+    --no-machine-check) runs it; the name is compared without case or surrounding blanks; a plan without a machine
+    name, or a model that names no machine, is not checked."""
+    from mcproton._io.beam_model import BUILTIN, parse_bdl
+
+    from dicom_factories import bdl_text_from_csv
+
+    assert model.machines == ("TR1", "TR2", "TR3") and load_beam_model("dcpt_v5").machines == ("TR1", "TR2", "TR3")
+
+    def plan(machine):
+        return load_rtplan(make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)]},
+                                      {"gantry": 90, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
+                                       "machine": machine}]))
+
+    with pytest.raises(DicomInputError, match=r"beam 2 \('F2'\) is planned for treatment machine 'GTR4', but beam "
+                                              r"model 'dcpt_v2' is of TR1, TR2, TR3.*machine_check = false"):
+        plan_to_beams(plan("GTR4"), model)
+    ok = plan_to_beams(plan("GTR4"), model, machine_check=False)
+    assert len(ok) == 2 and ok[1].meta["machine"] == "GTR4"
+    assert len(plan_to_beams(plan(" tr2 "), model)) == 2 and len(plan_to_beams(plan(""), model)) == 2
+    bdl = parse_bdl(bdl_text_from_csv(BUILTIN["mcsquare_upenn_iba_dn"].parent
+                                      / "beam_model_mcsquare_upenn_iba_dedicated_nozzle.csv"))
+    assert bdl.machines == () and len(plan_to_beams(plan("GTR4"), bdl)) == 2
+
+
+@pytest.mark.parametrize("value, match", [('"TR1"', "machines must be a list"), ('["TR1", ""]', "machines must be"),
+                                          ("[1]", "machines must be")])
+def test_toml_model_machines_refused(tmp_path, value, match):
+    from mcproton._io.beam_model import BUILTIN, BeamModelError
+
+    src = BUILTIN["dcpt_v5"].parent
+    text = (src / "dcpt_v5.toml").read_text().replace('machines = ["TR1", "TR2", "TR3"]', f"machines = {value}")
+    (tmp_path / "m.toml").write_text(text)
+    (tmp_path / "dcpt_beam_model_full.csv").write_bytes((src / "dcpt_beam_model_full.csv").read_bytes())
+    with pytest.raises(BeamModelError, match=match):
+        load_beam_model(tmp_path / "m.toml")
+
+
+def test_config_machine_check_false_runs_the_plan(tmp_path):
+    from mcproton.config import build_beams
+
+    save(make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)], "machine": "GTR4"}]),
+         tmp_path / "RP.dcm")
+    cfg = {"plan": {"rtplan": str(tmp_path / "RP.dcm"), "beam_model": "dcpt_v5"}}
+    with pytest.raises(DicomInputError, match="treatment machine 'GTR4'"):
+        build_beams(cfg)
+    cfg["plan"]["machine_check"] = False
+    assert len(build_beams(cfg)) == 1

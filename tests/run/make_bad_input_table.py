@@ -50,6 +50,7 @@ PLAN = BASE.split("[beam]")[0] + '[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_
 # (case, extra command-line arguments, config text or None for BASE, text the message must contain);
 # in the arguments @cfg, @out and @tmp stand for the config, the default output and the case's folder; a config
 # naming ct_dir = "ct" gets a small CT series there, one naming RP.dcm a copy of tests/data/dicom/RP_plan05.dcm
+# (RP_GTR4.dcm: that plan with TreatmentMachineName GTR4)
 CASES: list[tuple[str, list[str], str | None, str]] = [
     ("unknown key (typo)", ["--set", "run.primary=1000"], None, "run.primary"),
     ("unknown section", ["--set", "beem.energy_mev=100"], None, "[beem]"),
@@ -126,6 +127,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "not empty"),
     ("missing plan.rtstruct (reported before the transport)", [], PLAN + 'rtstruct = "no_such_RS.dcm"\n',
      "plan.rtstruct"),
+    ("plan for another treatment machine than the beam model's (GTR4, dcpt_v5 is of TR1-TR3)", [],
+     PLAN.replace('"RP.dcm"', '"RP_GTR4.dcm"'), "plan.machine_check"),
     # issue 17: nothing is ever destroyed
     ("--out equal to the config file", ["--out", "@cfg"], None, "config file"),
     ("--out equal to the RT Ion Plan", ["--out", "@tmp/RP.dcm"], PLAN, "plan.rtplan"),
@@ -167,6 +170,13 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
         _small_ct(tmp / "ct")
     if '"RP.dcm"' in text:
         shutil.copy(ROOT / "tests" / "data" / "dicom" / "RP_plan05.dcm", tmp / "RP.dcm")
+    if '"RP_GTR4.dcm"' in text:   # the same plan, for another clinic's machine
+        import pydicom
+
+        ds = pydicom.dcmread(ROOT / "tests" / "data" / "dicom" / "RP_plan05.dcm")
+        for b in ds.IonBeamSequence:
+            b.TreatmentMachineName = "GTR4"
+        ds.save_as(tmp / "RP_GTR4.dcm")
     if args[:1] == ["@missing"]:
         return ["run", str(tmp / "missing.toml"), "--out", str(tmp / "out.h5")]
     out = str(tmp / f"out{i:02d}.h5")
