@@ -5,7 +5,8 @@ transfer, a hand edit, a faulty export) breaks that agreement.  ``check_plan`` v
 RayStation guarantee and refuses the plan, naming the file, the beam, the control point and the tag, when:
 
 * BeamNumber (300A,00C0) is missing or two beams share one (the MU of one beam would go to both);
-* the first fraction group's ReferencedBeamSequence (300C,0004) references a beam that is not in the
+* the plan has more than one fraction group (its dose would be one group's, labelled as the plan's);
+* the fraction group's ReferencedBeamSequence (300C,0004) references a beam that is not in the
   IonBeamSequence, references one beam twice, misses a beam, disagrees with NumberOfBeams (300A,0080), or
   gives a BeamMeterset (300A,0086) of 0 for a beam that has spot weights; NumberOfFractionsPlanned
   (300A,0078) is missing, empty or < 1;
@@ -113,6 +114,11 @@ def _check_fraction_group(ds, beams, numbers: dict[int, int], labels: list[str],
     fgs = ds.get("FractionGroupSequence", None) or []
     if not fgs:
         raise DicomInputError(f"{src}: no FractionGroupSequence (300A,0070): the MU of the beams are unknown")
+    if len(fgs) > 1:
+        raise DicomInputError(f"{src}: {len(fgs)} fraction groups (FractionGroupSequence (300A,0070)), e.g. a plan "
+                              "and its boost: mcproton computes the dose of one fraction group and would label it as "
+                              "the plan's; export each fraction group as a plan of its own (one phase per plan, as "
+                              "the planning systems can) and compute them one by one")
     fg = fgs[0]
     nfx = _num(fg.get("NumberOfFractionsPlanned", None))
     if nfx is None or not math.isfinite(nfx) or nfx < 1 or nfx != int(nfx):

@@ -100,6 +100,15 @@ def test_truncation_at_element_boundary_inside_sequence(tmp_path):
         load_rtplan(cut)
 
 
+def _copy(item, **changes):
+    import copy
+
+    new = copy.deepcopy(item)
+    for k, v in changes.items():
+        setattr(new, k, v)
+    return new
+
+
 @pytest.mark.parametrize("mutate,match", [
     # a layer's control points missing while NumberOfControlPoints still counts them (a third of the dose gone)
     (lambda ds: [_cps(ds).pop(2), _cps(ds).pop(2)], r"beam 1 \(F1\): NumberOfControlPoints \(300A,0110\) is 6 but"),
@@ -125,6 +134,9 @@ def test_truncation_at_element_boundary_inside_sequence(tmp_path):
      r"BeamMeterset \(300A,0086\) is 0"),
     (lambda ds: setattr(ds.FractionGroupSequence[0], "NumberOfBeams", 2), r"NumberOfBeams \(300A,0080\)"),
     (lambda ds: setattr(ds.FractionGroupSequence[0], "NumberOfFractionsPlanned", ""), "NumberOfFractionsPlanned"),
+    # a second fraction group (a boost phase): the dose of the first alone would be labelled as the plan's
+    (lambda ds: ds.FractionGroupSequence.append(_copy(ds.FractionGroupSequence[0], FractionGroupNumber=2)),
+     r"2 fraction groups \(FractionGroupSequence \(300A,0070\)\).*as a plan of its own"),
     # range shifters
     (lambda ds: setattr(_cps(ds)[0].RangeShifterSettingsSequence[0], "RangeShifterWaterEquivalentThickness", -40.0),
      r"control point 0: RangeShifterWaterEquivalentThickness \(300A,0366\) is -40"),
