@@ -86,7 +86,11 @@ def set_patient_study_series(ds, study: StudyReference, *, modality: str, date: 
                              instance_number: int) -> None:
     """The Patient, General Study, General Series, General Equipment and Frame of Reference attributes that
     every mcproton writer sets the same way (the writers add their modality's own).  ``study`` must be
-    :meth:`StudyReference.resolved` (its study and frame UIDs set)."""
+    :meth:`StudyReference.resolved` (its study and frame UIDs set).  The character set stays ISO_IR 100 (Latin-1)
+    unless a name or description needs more (a Greek, Cyrillic or Japanese patient name, as a planning system's
+    file gives it): then ISO_IR 192 (UTF-8), so that the name is written as it is, not as question marks."""
+    if not all(_latin1(v) for v in (study.patient_name, study.patient_id, series_description)):
+        ds.SpecificCharacterSet = "ISO_IR 192"
     ds.StudyDate = date
     ds.StudyTime = time
     ds.AccessionNumber = ""
@@ -105,6 +109,15 @@ def set_patient_study_series(ds, study: StudyReference, *, modality: str, date: 
     ds.InstanceNumber = instance_number
     ds.FrameOfReferenceUID = study.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
+
+
+def _latin1(text: str) -> bool:
+    """Whether ``text`` is written faithfully in the default character set ISO_IR 100 (Latin-1)."""
+    try:
+        str(text).encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def ds_string(v: float) -> str:

@@ -117,3 +117,24 @@ def test_write_rtdose_needs_a_study_with_a_frame(tmp_path):
     with pytest.raises(TypeError, match="StudyReference"):
         write_rtdose(np.ones((2, 2, 2)), (1, 1, 1), (0, 0, 0), tmp_path / "a.dcm",
                      study={"frame_of_reference_uid": FRAME})   # type: ignore[arg-type]
+
+
+def test_a_name_outside_latin1_is_written_in_utf8_not_as_question_marks(tmp_path):
+    """A planning system's Greek (or Cyrillic, Japanese) patient name: the RT Dose and the CT series take
+    SpecificCharacterSet ISO_IR 192 and keep the name (before: ISO_IR 100 and '????', with a pydicom warning);
+    a Latin-1 name keeps ISO_IR 100."""
+    import warnings
+
+    greek = StudyReference(patient_name="Παπαδόπουλος^Γιώργος", patient_id="ΑΒ-123", frame_of_reference_uid="1.2.3")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")        # pydicom warns when it falls back to replacement characters
+        rd = write_rtdose(np.ones((2, 3, 4)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / "rd.dcm", study=greek)
+        write_ct_series(np.zeros((3, 4, 4), np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / "ct", study=greek)
+    for path in (rd, sorted((tmp_path / "ct").glob("*.dcm"))[0]):
+        ds = pydicom.dcmread(path)
+        assert ds.SpecificCharacterSet == "ISO_IR 192", path
+        assert str(ds.PatientName) == "Παπαδόπουλος^Γιώργος" and ds.PatientID == "ΑΒ-123"
+    latin = dataclasses.replace(greek, patient_name="Müller^Jörg", patient_id="X1")
+    ds = pydicom.dcmread(write_rtdose(np.ones((2, 3, 4)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / "rd2.dcm",
+                                      study=latin))
+    assert ds.SpecificCharacterSet == "ISO_IR 100" and str(ds.PatientName) == "Müller^Jörg"
