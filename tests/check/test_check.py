@@ -672,3 +672,27 @@ def test_a_plan_for_another_machine_is_refused_before_the_transport(base, tmp_pa
     err = capsys.readouterr().err
     assert rc == 2 and "planned for treatment machine 'GTR4'" in err and "--no-machine-check" in err, err
     assert not (tmp_path / "o" / "RD_mc.dcm").exists()
+
+
+def test_tps_dose_outside_the_body_is_named(case):
+    """A TPS dose with dose outside the body outline used here (as when the planning system's External differs:
+    plan06's RayStation dose reaches 9 mm upstream of the phantom document's surface): the share is in the JSON and
+    named among the likely causes; the correct dose has none."""
+    from mcproton._check.api import tps_outside_body
+
+    z, y, x = case["axes"]
+    inside = (np.abs(x)[None, None, :] <= BOX[1]) & (np.abs(y)[None, :, None] <= BOX[1]) \
+        & (np.abs(z)[:, None, None] <= 20)
+    d = np.where(inside, case["hi"].total_gy_zyx, 0.0)            # what a planning system writes: no dose in air
+    res = _recheck(case, _tps(case, "inside", d))
+    assert res.dose_difference["tps_outside_body_fraction"] == 0.0
+    assert not any("outside the body" in n for n in res.diagnostics), res.diagnostics
+    d[:, :, x < BOX[0] - 6] = 0.5 * d.max()                      # a slab of dose in the air beside the water box
+    res = _recheck(case, _tps(case, "outside", d))
+    frac = res.dose_difference["tps_outside_body_fraction"]
+    assert frac > 0.01 and any(n.startswith(f"{100 * frac:.1f} % of the TPS dose") for n in res.diagnostics)
+    assert tps_outside_body(d, inside) == pytest.approx(frac, rel=1e-4)   # the file: 16-bit quantised
+    # the boundary voxels (partly inside) are the TPS's too: dose one voxel outside is not counted
+    edge = np.zeros_like(inside)
+    edge[:, :, 1:] = inside[:, :, :-1] & ~inside[:, :, 1:]
+    assert edge.any() and tps_outside_body(np.where(inside | edge, 1.0, 0.0), inside) == 0.0
