@@ -135,8 +135,15 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
     for r in ds.StructureSetROISequence:
         num = int(r.get("ROINumber", len(names) + 1))
         nm = str(r.get("ROIName", "") or f"ROI_{num}")
-        if nm in names.values():  # duplicate names: keep both
-            nm = f"{nm}_{num}"
+        if num in names:   # the contours name their ROI by number: whose they are would be a guess
+            raise DicomInputError(f"{src}: ROIs {names[num]!r} and {nm!r} share ROINumber (3006,0022) {num} in the "
+                                  "StructureSetROISequence, so which contours belong to which ROI is unknown (one "
+                                  "ROI's DVH would hold the other's contours): the structure set is damaged or "
+                                  "merged by hand; re-export it from the planning system")
+        base, k = nm, num
+        while nm in names.values():  # duplicate names: keep both, under a name no other ROI has
+            nm = f"{base}_{k}"
+            k += 1000
         names[num] = nm
     types = {}
     for o in ds.get("RTROIObservationsSequence", []) or []:
@@ -144,11 +151,19 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
         if ref is not None and int(ref) in names:
             types[names[int(ref)]] = str(o.get("RTROIInterpretedType", "") or "")
     contours: dict[str, list[np.ndarray]] = {nm: [] for nm in names.values()}
+    seen: set[int] = set()
     for rc in ds.get("ROIContourSequence", []) or []:
         ref = int(rc.get("ReferencedROINumber", -1))
         if ref not in names:
             raise DicomInputError(f"{src}: ROIContourSequence refers to ROI number {ref}, which is not in "
                                   "StructureSetROISequence")
+        if ref in seen:   # one item per ROI (PS3.3 C.8.8.6); two would merge (even-odd: holes where they overlap)
+            n = sum(1 for x in ds.ROIContourSequence if int(x.get("ReferencedROINumber", -1)) == ref)
+            raise DicomInputError(f"{src}: ROI {ref} ({names[ref]!r}) is referred to by {n} items of the "
+                                  "ROIContourSequence (3006,0039) (ReferencedROINumber (3006,0084)); a structure set "
+                                  "has one item per ROI, so another ROI's contours are probably numbered wrongly: "
+                                  "the structure set is damaged, re-export it from the planning system")
+        seen.add(ref)
         nm = names[ref]
         for ci, c in enumerate(rc.get("ContourSequence", []) or []):
             gt = str(c.get("ContourGeometricType", "") or "")
