@@ -42,8 +42,15 @@ class RTStruct:
     roi_types: dict[str, str] = field(default_factory=dict)
     frame_of_reference_uid: str = ""
     path: str = ""
+    #: ReferencedFrameOfReferenceUID (3006,0024) of each ROI ("" where the ROI gives none)
+    roi_frames: dict[str, str] = field(default_factory=dict)
     #: masks made by ``rasterise`` from these contours: {(grid, name): (z, y, x) bool}
     masks: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def frames_of_contours(self) -> dict[str, str]:
+        """{ROI name: the frame of reference its contours are in} of the ROIs with contours: the ROI's own
+        ReferencedFrameOfReferenceUID, else the structure set's; "" where neither is given."""
+        return {nm: self.roi_frames.get(nm) or self.frame_of_reference_uid for nm, c in self.contours.items() if c}
 
 
 def _read(path_or_ds):
@@ -132,6 +139,7 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
     if "StructureSetROISequence" not in ds:
         raise DicomInputError(f"{src}: no StructureSetROISequence; not an RT Structure Set")
     names: dict[int, str] = {}
+    frames: dict[int, str] = {}
     for r in ds.StructureSetROISequence:
         num = int(r.get("ROINumber", len(names) + 1))
         nm = str(r.get("ROIName", "") or f"ROI_{num}")
@@ -145,6 +153,7 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
             nm = f"{base}_{k}"
             k += 1000
         names[num] = nm
+        frames[num] = str(r.get("ReferencedFrameOfReferenceUID", "") or "")
     types = {}
     for o in ds.get("RTROIObservationsSequence", []) or []:
         ref = o.get("ReferencedROINumber", None)
@@ -182,7 +191,8 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
         for r in ds.get("ReferencedFrameOfReferenceSequence", []) or []:
             for_uid = str(r.get("FrameOfReferenceUID", "") or "")
             break
-    return RTStruct(contours, {v: k for k, v in names.items()}, types, for_uid, src)
+    return RTStruct(contours, {v: k for k, v in names.items()}, types, for_uid, src,
+                    {names[k]: f for k, f in frames.items()})
 
 
 def load_rtstruct(path_or_ds) -> dict[str, list[np.ndarray]]:

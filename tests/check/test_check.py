@@ -263,6 +263,24 @@ def test_plan_and_dose_on_different_frames(base):
         _recheck(base, p)
 
 
+def test_a_structure_set_whose_rois_lie_in_another_frame(base, tmp_path):
+    """The structure set's own frame is the plan's, but its ROIs name another (ReferencedFrameOfReferenceUID of
+    the StructureSetROISequence, where DICOM places each ROI): refused like a structure set of another frame.
+    Before: only the set's frame was compared, and the contours were used on this CT."""
+    from mcproton._check.inputs import CheckInputError, gather
+
+    rs = pydicom.dcmread(base["dir"] / "RS.dcm")
+    for r in rs.StructureSetROISequence:
+        r.ReferencedFrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.777"
+    rs.save_as(tmp_path / "RS_roi_frame.dcm")
+    d = base["dir"]
+    with pytest.raises(CheckInputError, match=r"different frames of reference .*structure set ROI 'PTV': "
+                                              r"1\.2\.826\.0\.1\.3680043\.8\.498\.777"):
+        gather(plan=d / "RP.dcm", dose=_tps(base, "ok_rf", base["blob"]), ct=d / "ct",
+               struct=tmp_path / "RS_roi_frame.dcm")
+    gather(plan=d / "RP.dcm", dose=_tps(base, "ok_rf", base["blob"]), ct=d / "ct", struct=d / "RS.dcm")   # accepted
+
+
 def test_dose_grid_not_covering_the_body(base):
     from mcproton.dicom import write_rtdose
 
