@@ -85,7 +85,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "beams": ((list,), "beam numbers to simulate (default all)"),
         "all_fractions": ((bool,), "dose for all fractions instead of one"),
         "rtstruct": ((str,), "DICOM RT Structure Set: DVH per structure in the HDF5 group dvh"),
-        "allow_other_frame": ((bool,), "run a plan whose FrameOfReferenceUID differs from the CT's (default: refused)"),
+        "allow_other_frame": ((bool,), "run a plan or structure set whose FrameOfReferenceUID differs from the CT's "
+                                       "(default: refused)"),
         "allow_position_mismatch": ((bool,),
                                     "run a plan whose PatientPosition differs from the CT's (default: refused)"),
         "range_shifter_model": ((str,), '"transport" (default: a range shifter IN is transported as a slab) or '

@@ -259,18 +259,47 @@ def _load_average() -> list[float] | None:
         return None
 
 
-def _prescription(plan_path: str) -> float | None:
+def _prescriptions(plan_path: str) -> list[tuple[int | None, float]]:
+    """(ReferencedROINumber or None, TargetPrescriptionDose in Gy) of each target dose reference of the plan
+    (DoseReferenceSequence items with a TargetPrescriptionDose > 0 whose DoseReferenceType is TARGET or not
+    given); [] when it has none or cannot be read."""
     import pydicom
 
+    out: list[tuple[int | None, float]] = []
     try:
         ds = pydicom.dcmread(plan_path, stop_before_pixels=True)
         for dr in ds.get("DoseReferenceSequence", []) or []:
             v = dr.get("TargetPrescriptionDose", None)
-            if v is not None and float(v) > 0:
-                return float(v)
+            kind = str(dr.get("DoseReferenceType", "") or "").upper()
+            if v is not None and float(v) > 0 and kind in ("TARGET", ""):
+                roi = dr.get("ReferencedROINumber", None)
+                out.append((int(roi) if roi is not None else None, float(v)))
     except Exception:  # noqa: BLE001 - the prescription is optional: without it V95/V100 use the target median
-        return None
-    return None
+        return []
+    return out
+
+
+def target_prescriptions(items: list[tuple[int | None, float]], targets: Sequence[str],
+                         roi_numbers: dict[str, int]) -> tuple[dict[str, float], list[str]]:
+    """Each target's prescription (Gy) from the plan's target dose references ``items`` (:func:`_prescriptions`):
+    the one whose ReferencedROINumber is the target's ROI, else the plan's only prescribed dose; a target without
+    its own while the plan prescribes several doses (a simultaneous boost) gets none, with a note: which is its
+    own is unknown, and another target's would make its V95/V100 plausible but wrong."""
+    doses = sorted({v for _, v in items})
+    by_roi = {roi: v for roi, v in items if roi is not None}
+    out: dict[str, float] = {}
+    notes: list[str] = []
+    for nm in targets:
+        num = roi_numbers.get(nm)
+        if num is not None and num in by_roi:
+            out[nm] = by_roi[num]
+        elif len(doses) == 1:
+            out[nm] = doses[0]
+        elif doses:
+            notes.append(f"target {nm!r}: no V95/V100: the plan prescribes {len(doses)} doses "
+                         f"({', '.join(f'{v:g}' for v in doses)} Gy) and none of its dose references names this ROI "
+                         "(ReferencedROINumber), so its prescription is unknown")
+    return out, notes
 
 
 def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None, *,
@@ -361,11 +390,13 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     t, c = time.perf_counter(), time.process_time()
     masks: dict[str, np.ndarray] = {}
     types: dict[str, str] = {}
+    roi_numbers: dict[str, int] = {}
     if inp.struct_path:
         from .._io.rtstruct import rasterise, read_rtstruct
 
         s = read_rtstruct(inp.struct_path)
         types = dict(s.roi_types)
+        roi_numbers = dict(s.roi_numbers)
 
         class _G:
             origin_mm = ref.origin_mm
@@ -436,17 +467,24 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cpu_steps["gamma_s"] = time.process_time() - c
         t, c = time.perf_counter(), time.process_time()
         diff = dose_difference(tps, mc.total_gy_zyx, body)
-        pres = _prescription(inp.plan_path)
+        targets = [nm for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
+        rx_items = _prescriptions(inp.plan_path)
+        pres_by: dict[str, float] = {}
+        rx_notes: list[str] = []
         pres_how = "the plan's TargetPrescriptionDose"
-        if pres is None:
-            tg = [m for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
-            if tg:
-                pres = float(np.median(tps[tg[0]]))
-                pres_how = "the TPS median dose of the first target (the plan gives no TargetPrescriptionDose)"
-        if pres is not None and inp.all_fractions is False and inp.fractions > 1:
-            pres = pres / inp.fractions
+        if rx_items:
+            pres_by, rx_notes = target_prescriptions(rx_items, targets, roi_numbers)
+            if len(rx_items) > 1:
+                pres_how += " of each target's dose reference (ReferencedROINumber)"
+            if inp.all_fractions is False and inp.fractions > 1:   # the plan's is for all fractions
+                pres_by = {nm: v / inp.fractions for nm, v in pres_by.items()}
+        elif targets:   # of the TPS dose itself: already of the fractions it holds
+            pres_by = {nm: float(np.median(tps[masks[targets[0]]])) for nm in targets}
+            pres_how = "the TPS median dose of the first target (the plan gives no TargetPrescriptionDose)"
+        one = set(pres_by.values())
+        pres: float | dict[str, float] | None = (one.pop() if len(one) == 1 else dict(pres_by)) if pres_by else None
         structs = structure_stats(tps, mc.total_gy_zyx, masks, types, float(np.prod(ref.voxel_size_mm)) * 1e-3,
-                                  pres)
+                                  pres_by)
         ranges: dict[int, dict] = {}
         for b, meta in sorted(mc.beam_meta.items()):
             if b in inp.beams:
@@ -459,7 +497,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             ranges[b] = r
         timings["structures_ranges_s"] = time.perf_counter() - t
         cpu_steps["structures_ranges_s"] = time.process_time() - c
-        diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm)
+        diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm) + rx_notes
         if outside > OUTSIDE_BODY_NOTE:
             diagnostics.append(f"{100 * outside:.1f} % of the TPS dose above 10 % of its maximum lies outside the body "
                                f"outline used here ({body_how}), where it is not compared: the planning system's body "

@@ -294,9 +294,10 @@ def classify(name: str, roi_type: str) -> str:
 
 def structure_stats(ref: np.ndarray, ev: np.ndarray, masks: Mapping[str, np.ndarray],
                     types: Mapping[str, str], voxel_volume_cm3: float,
-                    prescription_gy: float | None) -> dict[str, dict]:
+                    prescription_gy: float | Mapping[str, float] | None) -> dict[str, dict]:
     """TPS vs MC dose statistics per structure; the difference in % of the TPS value (targets: of the
-    prescription for V95/V100, absolute fraction points)."""
+    prescription for V95/V100, absolute fraction points).  ``prescription_gy``: one for every target, or each
+    target's by name (a target without one gets no V95/V100)."""
     from ..dvh import dose_at_volume
 
     out: dict[str, dict] = {}
@@ -324,10 +325,13 @@ def structure_stats(ref: np.ndarray, ev: np.ndarray, masks: Mapping[str, np.ndar
             tps, mc = vals
             row["metrics"][k] = {"tps_gy": tps, "mc_gy": mc, "diff_gy": mc - tps,
                                  "diff_pct": (mc - tps) / tps * 100 if tps > 0 else float("nan")}
-        if kind == "target" and prescription_gy:
+        rx = prescription_gy.get(nm) if isinstance(prescription_gy, Mapping) else prescription_gy
+        if kind == "target":
+            row["prescription_gy"] = rx or None
+        if kind == "target" and rx:
             for lv in (95, 100):
-                tps = float(np.mean(ref[m] >= lv / 100 * prescription_gy))
-                mc = float(np.mean(ev[m] >= lv / 100 * prescription_gy))
+                tps = float(np.mean(ref[m] >= lv / 100 * rx))
+                mc = float(np.mean(ev[m] >= lv / 100 * rx))
                 row["metrics"][f"V{lv}"] = {"tps": tps, "mc": mc, "diff_points": (mc - tps) * 100}
         out[nm] = row
     return out

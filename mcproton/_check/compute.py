@@ -167,6 +167,9 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     if timings is not None:
         timings["read_ct_s"] = time.perf_counter() - t
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
+    from ..config import _warn_hu_beyond_calibration
+
+    _warn_hu_beyond_calibration(ct, cal)   # metal above the curve's end, as mcproton run says
     factors = [max(1, int(np.rint(t / c))) for t, c in zip(ref.voxel_size_mm, ct.voxel_size_mm)]
     g2 = cal.to_geometry(ct, compact=True, blocks=factors)
     g2.study = StudyReference.from_ct(ct)

@@ -313,7 +313,11 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     if struct is not None:
         from .._io.rtstruct import read_rtstruct
 
-        fors["structure set"] = read_rtstruct(struct).frame_of_reference_uid
+        rs_read = read_rtstruct(struct)
+        fors["structure set"] = rs_read.frame_of_reference_uid
+        for roi, f in rs_read.frames_of_contours().items():   # each ROI names its own frame (3006,0024)
+            if f and f != fors["structure set"] and f not in fors.values():
+                fors[f"structure set ROI {roi!r}"] = f
     known = {k: v for k, v in fors.items() if v}
     if len(set(known.values())) > 1:
         lines = "; ".join(f"{k}: {v}" for k, v in known.items())

@@ -389,9 +389,11 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
         parts += ["<h2>Structures</h2>",
                   _table(["structure", "kind", "metric", "TPS (Gy / %)", "MC (Gy / %)", "MC - TPS",
                           "MC - TPS (%)"], rows)]
-        if p.get("prescription_gy"):
-            parts.append(f"<p>V95/V100 relative to {p['prescription_gy']:.3g} Gy "
-                         f"({html.escape(str(p['prescription_source']))}).</p>")
+        rx = p.get("prescription_gy")
+        if rx:
+            what = (f"{rx:.3g} Gy" if not isinstance(rx, dict) else
+                    ", ".join(f"{html.escape(str(nm))} {v:.3g} Gy" for nm, v in rx.items()))
+            parts.append(f"<p>V95/V100 relative to {what} ({html.escape(str(p['prescription_source']))}).</p>")
         if "dvh" in figs:
             parts.append(f'<img alt="DVH overlay" src="data:image/png;base64,{figs["dvh"]}">')
     parts.append("<h2>Beams: range agreement</h2>")

@@ -42,8 +42,15 @@ class RTStruct:
     roi_types: dict[str, str] = field(default_factory=dict)
     frame_of_reference_uid: str = ""
     path: str = ""
+    #: ReferencedFrameOfReferenceUID (3006,0024) of each ROI ("" where the ROI gives none)
+    roi_frames: dict[str, str] = field(default_factory=dict)
     #: masks made by ``rasterise`` from these contours: {(grid, name): (z, y, x) bool}
     masks: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def frames_of_contours(self) -> dict[str, str]:
+        """{ROI name: the frame of reference its contours are in} of the ROIs with contours: the ROI's own
+        ReferencedFrameOfReferenceUID, else the structure set's; "" where neither is given."""
+        return {nm: self.roi_frames.get(nm) or self.frame_of_reference_uid for nm, c in self.contours.items() if c}
 
 
 def _read(path_or_ds):
@@ -132,23 +139,40 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
     if "StructureSetROISequence" not in ds:
         raise DicomInputError(f"{src}: no StructureSetROISequence; not an RT Structure Set")
     names: dict[int, str] = {}
+    frames: dict[int, str] = {}
     for r in ds.StructureSetROISequence:
         num = int(r.get("ROINumber", len(names) + 1))
         nm = str(r.get("ROIName", "") or f"ROI_{num}")
-        if nm in names.values():  # duplicate names: keep both
-            nm = f"{nm}_{num}"
+        if num in names:   # the contours name their ROI by number: whose they are would be a guess
+            raise DicomInputError(f"{src}: ROIs {names[num]!r} and {nm!r} share ROINumber (3006,0022) {num} in the "
+                                  "StructureSetROISequence, so which contours belong to which ROI is unknown (one "
+                                  "ROI's DVH would hold the other's contours): the structure set is damaged or "
+                                  "merged by hand; re-export it from the planning system")
+        base, k = nm, num
+        while nm in names.values():  # duplicate names: keep both, under a name no other ROI has
+            nm = f"{base}_{k}"
+            k += 1000
         names[num] = nm
+        frames[num] = str(r.get("ReferencedFrameOfReferenceUID", "") or "")
     types = {}
     for o in ds.get("RTROIObservationsSequence", []) or []:
         ref = o.get("ReferencedROINumber", None)
         if ref is not None and int(ref) in names:
             types[names[int(ref)]] = str(o.get("RTROIInterpretedType", "") or "")
     contours: dict[str, list[np.ndarray]] = {nm: [] for nm in names.values()}
+    seen: set[int] = set()
     for rc in ds.get("ROIContourSequence", []) or []:
         ref = int(rc.get("ReferencedROINumber", -1))
         if ref not in names:
             raise DicomInputError(f"{src}: ROIContourSequence refers to ROI number {ref}, which is not in "
                                   "StructureSetROISequence")
+        if ref in seen:   # one item per ROI (PS3.3 C.8.8.6); two would merge (even-odd: holes where they overlap)
+            n = sum(1 for x in ds.ROIContourSequence if int(x.get("ReferencedROINumber", -1)) == ref)
+            raise DicomInputError(f"{src}: ROI {ref} ({names[ref]!r}) is referred to by {n} items of the "
+                                  "ROIContourSequence (3006,0039) (ReferencedROINumber (3006,0084)); a structure set "
+                                  "has one item per ROI, so another ROI's contours are probably numbered wrongly: "
+                                  "the structure set is damaged, re-export it from the planning system")
+        seen.add(ref)
         nm = names[ref]
         for ci, c in enumerate(rc.get("ContourSequence", []) or []):
             gt = str(c.get("ContourGeometricType", "") or "")
@@ -167,7 +191,8 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
         for r in ds.get("ReferencedFrameOfReferenceSequence", []) or []:
             for_uid = str(r.get("FrameOfReferenceUID", "") or "")
             break
-    return RTStruct(contours, {v: k for k, v in names.items()}, types, for_uid, src)
+    return RTStruct(contours, {v: k for k, v in names.items()}, types, for_uid, src,
+                    {names[k]: f for k, f in frames.items()})
 
 
 def load_rtstruct(path_or_ds) -> dict[str, list[np.ndarray]]:

@@ -98,6 +98,36 @@ def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any])
                               "and the CT's PatientPosition is known to be wrong")
 
 
+def check_struct_frame(cfg: dict[str, Any], ct_for: str) -> None:
+    """Refuse an RT Structure Set (plan.rtstruct) whose contours lie in another frame of reference than the CT
+    (``ct_for``; "" = not known, nothing checked): its body ROI would cut the dose (the body outline) and its DVHs
+    would be of other anatomy.  ``plan.allow_other_frame = true`` turns it into a warning."""
+    from ..config import ConfigError, _resolve
+
+    rts = cfg.get("plan", {}).get("rtstruct")
+    if not ct_for or not isinstance(rts, str):
+        return
+    from .._io.rtstruct import read_rtstruct
+
+    path = _resolve(cfg, rts)
+    other: dict[str, list[str]] = {}
+    for name, f in read_rtstruct(path).frames_of_contours().items():
+        if f and f != ct_for:
+            other.setdefault(f, []).append(name)
+    if not other:
+        return
+    what = "; ".join(f"{', '.join(repr(n) for n in names[:5])}{' and more' if len(names) > 5 else ''} in {f}"
+                     for f, names in other.items())
+    msg = (f"plan.rtstruct {path}: the contours of ROI(s) {what} lie in another frame of reference "
+           f"(ReferencedFrameOfReferenceUID (3006,0024)) than the CT's FrameOfReferenceUID {ct_for}: the structure "
+           "set belongs to another CT, so its body ROI would cut the dose and its DVHs would be of other anatomy")
+    if cfg.get("plan", {}).get("allow_other_frame", False):
+        sys.stderr.write(f"mcproton: warning: {msg}; run anyway (plan.allow_other_frame = true)\n")
+        return
+    raise ConfigError(f"{msg}; give the structure set of this CT, or set plan.allow_other_frame = true if the two "
+                      "frames are known to coincide")
+
+
 def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[Any]) -> None:
     from .._physics.tables import E_MAX_MEV
     from ..config import ConfigError
@@ -127,6 +157,7 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
                                   f"{ct_for}: the plan was made on another CT, and its isocentre coordinates would "
                                   "put the dose in the wrong place; use the plan's CT, or set "
                                   "plan.allow_other_frame = true if the two frames are known to coincide")
+    check_struct_frame(cfg, ct_for)
     check_patient_position(cfg, geometry, beams)
     rho = geometry.density_g_cm3_zyx
     if not np.isfinite(rho).all():

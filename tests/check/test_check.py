@@ -32,8 +32,9 @@ LEVELS = {"mc_uncertainty_max_pct": 9.0, "range_within_2mm_min": 50.0, "target_d
 FAST = {"gamma_points": 600, "progress": False, "backend": "cpu"}
 
 
-def _write_rs(path: Path, plan_ds, lo=(-16.0, -16.0, -12.0), hi=(16.0, 16.0, 12.0)) -> None:
-    """An RT Struct with a box PTV and the External (the water box)."""
+def _write_rs(path: Path, plan_ds, lo=(-16.0, -16.0, -12.0), hi=(16.0, 16.0, 12.0), targets=None) -> None:
+    """An RT Struct with a box PTV and the External (the water box); ``targets``: [(name, lo, hi), ...] instead of
+    the PTV (ROI numbers 1, 2, ... in this order, the External last)."""
     from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -47,9 +48,9 @@ def _write_rs(path: Path, plan_ds, lo=(-16.0, -16.0, -12.0), hi=(16.0, 16.0, 12.
     ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.481.3", uid, "RTSTRUCT"
     ds.FrameOfReferenceUID = FOR
     rois, contours, obs = [], [], []
-    for num, (name, typ, a, b) in enumerate((("PTV", "PTV", lo, hi),
-                                             ("External", "EXTERNAL", (BOX[0], BOX[0], -20.0), (BOX[1], BOX[1], 20.0))),
-                                            start=1):
+    boxes = [(n, "PTV", a, b) for n, a, b in (targets or [("PTV", lo, hi)])]
+    for num, (name, typ, a, b) in enumerate((*boxes, ("External", "EXTERNAL", (BOX[0], BOX[0], -20.0),
+                                                       (BOX[1], BOX[1], 20.0))), start=1):
         r = Dataset()
         r.ROINumber, r.ROIName, r.ReferencedFrameOfReferenceUID = num, name, FOR
         rois.append(r)
@@ -255,12 +256,99 @@ def test_uniform_range_note_only_for_edges_that_all_moved():
 
 
 # ---------------------------------------------------------------------- bad input
+def test_each_target_is_compared_with_its_own_prescription(case, tmp_path):
+    """A plan with two target prescriptions (DoseReferenceSequence: the low-dose PTV's first, as a simultaneous
+    boost plan may list them): each target's V95/V100 is relative to the dose reference of its ROI, and a target
+    no dose reference names gets none (which of two prescriptions is its own is unknown).  Before: the first
+    TargetPrescriptionDose was used for every target, so the boost target's V95 was relative to the low dose."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from mcproton._check.api import check
+
+    d = case["dir"]
+    rp = pydicom.dcmread(d / "RP.dcm")          # the same plan (its SOP Instance UID: the TPS doses refer to it)
+    tps = case["hi"].total_gy_zyx
+    refs = []
+    for num, rx in ((2, 0.5), (1, 0.9)):        # ROI 2 'PTV_low' first, ROI 1 'PTV_high' second
+        dr = Dataset()
+        dr.DoseReferenceNumber, dr.DoseReferenceStructureType, dr.DoseReferenceType = num, "VOLUME", "TARGET"
+        dr.ReferencedROINumber, dr.TargetPrescriptionDose = num, rx * float(tps.max())
+        refs.append(dr)
+    rp.DoseReferenceSequence = Sequence(refs)
+    rp.save_as(tmp_path / "RP_sib.dcm")
+    _write_rs(tmp_path / "RS_sib.dcm", None, targets=[("PTV_high", (-16.0, -16.0, -12.0), (0.0, 16.0, 12.0)),
+                                                       ("PTV_low", (0.0, -16.0, -12.0), (16.0, 16.0, 12.0)),
+                                                       ("PTV_other", (-8.0, -8.0, -4.0), (8.0, 8.0, 4.0))])
+    f = case["files"]
+    res = check(plan=tmp_path / "RP_sib.dcm", dose=[f["plan"], f[1], f[2]], ct=d / "ct",
+                struct=tmp_path / "RS_sib.dcm", beam_model="dcpt_v2", mc=case["res"].mc, levels=_levels(), **FAST)
+    for name, rx in (("PTV_high", 0.9), ("PTV_low", 0.5)):
+        row = res.structures[name]
+        assert row["prescription_gy"] == pytest.approx(rx * float(tps.max()))
+        want = float(np.mean(res.tps_gy_zyx[res.masks[name]] >= 0.95 * rx * float(tps.max())))
+        assert row["metrics"]["V95"]["tps"] == pytest.approx(want)
+    # the boost target against the low dose (what the first dose reference gave before) reads otherwise
+    wrong = float(np.mean(res.tps_gy_zyx[res.masks["PTV_high"]] >= 0.95 * 0.5 * float(tps.max())))
+    assert wrong - res.structures["PTV_high"]["metrics"]["V95"]["tps"] > 0.3   # measured 0.71 - 0.14
+    other = res.structures["PTV_other"]
+    assert "V95" not in other["metrics"] and other["prescription_gy"] is None
+    assert any("PTV_other" in n and "prescription" in n for n in res.diagnostics), res.diagnostics
+    assert res.provenance["prescription_gy"] == {"PTV_high": pytest.approx(0.9 * float(tps.max())),
+                                                 "PTV_low": pytest.approx(0.5 * float(tps.max()))}
+
+
+def test_without_a_prescription_the_tps_median_of_one_fraction_is_not_divided_again(case, tmp_path):
+    """No TargetPrescriptionDose, a 5-fraction plan and TPS doses of one session (FRACTION_SESSION): V95/V100 are
+    relative to the TPS median in the target, which is already of one fraction.  Before, it was divided by the 5
+    fractions as the plan's prescription is, and every target voxel passed V95 and V100 on both sides."""
+    from mcproton._check.api import check
+    from mcproton.dicom import write_rtdose
+
+    d, hi = case["dir"], case["hi"]
+    rp = pydicom.dcmread(d / "RP.dcm")
+    rp.FractionGroupSequence[0].NumberOfFractionsPlanned = 5
+    rp.save_as(tmp_path / "RP_5fx.dcm")
+    vs, org = case["grid"]
+    study = StudyReference(frame_of_reference_uid=FOR, plan_sop_instance_uid=case["plan_uid"])
+    files = [write_rtdose(hi.total_gy_zyx, vs, org, tmp_path / "RD_plan.dcm", study=study,
+                          summation_type="FRACTION_SESSION")]
+    files += [write_rtdose(dose, vs, org, tmp_path / f"RD_beam{b}.dcm", study=study, summation_type="BEAM_SESSION",
+                           referenced_beam_number=b) for b, dose in hi.beams_gy_zyx.items()]
+    res = check(plan=tmp_path / "RP_5fx.dcm", dose=files, ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2",
+                mc=case["res"].mc, levels=_levels(), **FAST)
+    assert res.inputs.all_fractions is False and res.inputs.fractions == 5
+    ptv = res.tps_gy_zyx[res.masks["PTV"]]
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(float(np.median(ptv)))
+    assert res.provenance["prescription_gy"] == pytest.approx(float(np.median(ptv)))
+    assert res.structures["PTV"]["metrics"]["V100"]["tps"] == pytest.approx(float(np.mean(ptv >= np.median(ptv))))
+    assert res.structures["PTV"]["metrics"]["V100"]["tps"] < 0.6      # about half; 1.0 when it was divided by 5
+
+
 def test_plan_and_dose_on_different_frames(base):
     from mcproton._check.inputs import CheckInputError
 
     p = _tps(base, "otherframe", base["blob"], frame_of_reference_uid="1.2.3.4.5")
     with pytest.raises(CheckInputError, match="different frames of reference"):
         _recheck(base, p)
+
+
+def test_a_structure_set_whose_rois_lie_in_another_frame(base, tmp_path):
+    """The structure set's own frame is the plan's, but its ROIs name another (ReferencedFrameOfReferenceUID of
+    the StructureSetROISequence, where DICOM places each ROI): refused like a structure set of another frame.
+    Before: only the set's frame was compared, and the contours were used on this CT."""
+    from mcproton._check.inputs import CheckInputError, gather
+
+    rs = pydicom.dcmread(base["dir"] / "RS.dcm")
+    for r in rs.StructureSetROISequence:
+        r.ReferencedFrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.777"
+    rs.save_as(tmp_path / "RS_roi_frame.dcm")
+    d = base["dir"]
+    with pytest.raises(CheckInputError, match=r"different frames of reference .*structure set ROI 'PTV': "
+                                              r"1\.2\.826\.0\.1\.3680043\.8\.498\.777"):
+        gather(plan=d / "RP.dcm", dose=_tps(base, "ok_rf", base["blob"]), ct=d / "ct",
+               struct=tmp_path / "RS_roi_frame.dcm")
+    gather(plan=d / "RP.dcm", dose=_tps(base, "ok_rf", base["blob"]), ct=d / "ct", struct=d / "RS.dcm")   # accepted
 
 
 def test_dose_grid_not_covering_the_body(base):

@@ -128,3 +128,24 @@ def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys):
     write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct2")
     build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct2")}})
     assert "warning" not in capsys.readouterr().err
+
+
+def test_ct_numbers_beyond_the_calibration_are_reported_by_the_check_too(tmp_path, capsys):
+    """`mcproton check` builds its geometry from the CT by itself (on the TPS grid's blocks): metal above the end
+    of the calibration is reported there too.  Before: silently given the last density (2.84 g/cm3 bone for
+    schneider2000, titanium is 4.5) in the check, with the warning in `mcproton run` only."""
+    from mcproton._check.compute import build_geometry
+    from mcproton._check.inputs import TPSDose
+    from mcproton.dicom import write_ct_series
+
+    hu = np.zeros((6, 8, 8))
+    hu[2, 3:5, 3:5] = 8000          # a titanium clip in an extended-HU CT
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    grid = TPSDose("RD.dcm", np.zeros((3, 4, 4)), (2.0, 2.0, 4.0), (0.5, 0.5, 1.0), "", "PHYSICAL", "PLAN", None)
+    build_geometry(tmp_path / "ct", "schneider2000", grid)
+    err = capsys.readouterr().err
+    assert "4 CT voxels" in err and "8000 HU" in err and "3072 HU" in err and "metal" in err, err
+    hu[2] = 3000                     # dense bone, within the curve: nothing to say
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct2")
+    build_geometry(tmp_path / "ct2", "schneider2000", grid)
+    assert "warning" not in capsys.readouterr().err

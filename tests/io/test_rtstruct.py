@@ -257,3 +257,51 @@ def test_contour_data_fast_parse_and_cache(tmp_path):
     save(make_rtstruct({"other": [_rect(0, 5, 0, 5, 0.0)]}), path)
     os.utime(path, ns=(1, 1))                                    # a new file, whatever the clock's resolution
     assert set(read_rtstruct(path).contours) == {"other"}
+
+
+def _two_roi_struct(tmp_path):
+    """An RT Struct with a target box (ROI 1, x -20..-10) and an organ box (ROI 2, x 10..20) on three planes."""
+    rois = {"PTV": [_rect(-20, -10, -5, 5, z) for z in (0.0, 2.0, 4.0)],
+            "Brainstem": [_rect(10, 20, -5, 5, z) for z in (0.0, 2.0, 4.0)]}
+    ds = make_rtstruct(rois)
+    ds.RTROIObservationsSequence[0].RTROIInterpretedType = "PTV"
+    return ds
+
+
+def test_two_rois_with_one_roi_number_are_refused(tmp_path):
+    """Two StructureSetROISequence items with one ROINumber (a merge of structure sets, a hand edit): the contours
+    are referenced by number, so which belong to which ROI is unknown.  Before: the first ROI vanished and the
+    second got both ROIs' contours (the organ's DVH held the target, typed ORGAN): a plausible, wrong DVH."""
+    ds = _two_roi_struct(tmp_path)
+    ds.StructureSetROISequence[1].ROINumber = 1
+    ds.ROIContourSequence[1].ReferencedROINumber = 1
+    ds.RTROIObservationsSequence[1].ReferencedROINumber = 1
+    with pytest.raises(DicomInputError,
+                       match=r"ROIs 'PTV' and 'Brainstem' share ROINumber \(3006,0022\) 1 .*re-export"):
+        read_rtstruct(save(ds, tmp_path / "RS_dup_number.dcm"))
+
+
+def test_an_roi_with_two_contour_items_is_refused(tmp_path):
+    """Two ROIContourSequence items referring to one ROI: before, the contours of both went to it (the even-odd
+    rule cutting holes where they overlap) and the other ROI silently had none (0 voxels, no DVH)."""
+    ds = _two_roi_struct(tmp_path)
+    ds.ROIContourSequence[1].ReferencedROINumber = 1
+    with pytest.raises(DicomInputError, match=r"ROI 1 \('PTV'\) is referred to by 2 items of the "
+                                              r"ROIContourSequence \(3006,0039\)"):
+        read_rtstruct(save(ds, tmp_path / "RS_twice.dcm"))
+
+
+def test_duplicate_roi_names_stay_apart(tmp_path):
+    """Two ROIs of one name keep their own contours under distinct names, also when the renamed one's new name is
+    taken by a third ROI (before: 'PTV' (ROI 3) became 'PTV_3'... and a later 'PTV_3' took its contours)."""
+    rois = {"PTV": [_rect(-20, -10, -5, 5, 0.0)], "PTV_3": [_rect(10, 20, -5, 5, 0.0)],
+            "other": [_rect(30, 40, -5, 5, 0.0)]}
+    ds = make_rtstruct(rois)
+    ds.StructureSetROISequence[1].ROINumber, ds.ROIContourSequence[1].ReferencedROINumber = 7, 7
+    ds.RTROIObservationsSequence[1].ReferencedROINumber = 7
+    ds.StructureSetROISequence[2].ROIName = "PTV"          # ROI 3: a second 'PTV'
+    s = read_rtstruct(save(ds, tmp_path / "RS_names.dcm"))
+    assert len(s.contours) == 3 and all(len(c) == 1 for c in s.contours.values())
+    assert s.contours["PTV"][0][0, 0] == -20 and s.contours["PTV_3"][0][0, 0] == 10
+    (renamed,) = set(s.contours) - {"PTV", "PTV_3"}
+    assert s.contours[renamed][0][0, 0] == 30 and s.roi_numbers[renamed] == 3
