@@ -162,6 +162,10 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             continue
         if modality and modality != "CT":
             raise _err(f"{f}: CT Image Storage object with Modality {modality!r}; expected 'CT'")
+        if not str(ds.get("SeriesInstanceUID", "") or "").strip():
+            # Type 1 in every image; a file cut between two elements before it reads as a complete shorter file
+            raise _err(f"{f}: a CT slice without SeriesInstanceUID (0020,000E), which every image must have: the file "
+                       "is truncated (cut between two elements) or damaged; re-export the series")
         headers.append((f, ds))
     if not headers:
         found = ", ".join(f"{k} x{v}" for k, v in skipped_modalities.items()) or "none"
