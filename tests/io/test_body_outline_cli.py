@@ -101,6 +101,7 @@ def test_a_structure_set_of_another_frame_runs_with_allow_other_frame(tmp_path, 
 
     _, body = _case_with_struct_of_another_frame(tmp_path, "set")
     out = tmp_path / "o.h5"
-    assert main(["run", str(tmp_path / "run.toml"), "--out", str(out), "--quiet",
-                 "--set", "plan.allow_other_frame=true"]) == 0
+    with pytest.warns(RuntimeWarning, match="refers to frame of reference"):
+        assert main(["run", str(tmp_path / "run.toml"), "--out", str(out), "--quiet",
+                     "--set", "plan.allow_other_frame=true"]) == 0
     assert "warning" in capsys.readouterr().err
