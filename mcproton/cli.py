@@ -231,6 +231,12 @@ def _body_outline_and_check_outputs(cfg: dict, geometry: Any, beams: list, rtdos
 
     out_cfg = cfg.get("output", {})
     dose_contents(beams, summation=out_cfg.get("dose_summation", "plan"))
+    per_primary = [getattr(b, "name", "beam") for b in beams if getattr(b, "total_protons", None) is None]
+    if (rtdose or out_cfg.get("rtdose")) and per_primary:
+        raise ValueError(f"an RT Dose holds Gy, but beam {per_primary[0]!r} gives no total_protons, so the run's dose "
+                         "is in Gy per primary proton: give beam.total_protons (the protons the beam delivers) or an "
+                         "RT Ion Plan ([plan]) for an absolute dose, or leave out --rtdose (the HDF5 holds the dose "
+                         "per primary)")
     if out_cfg.get("rtdose_per_beam"):
         if not (rtdose or out_cfg.get("rtdose")):
             raise ValueError("output.rtdose_per_beam writes the beam doses beside the plan's RT Dose: give --rtdose "

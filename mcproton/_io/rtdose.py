@@ -344,6 +344,10 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     :func:`write_rtdose`.  Returns the JSON summary entry (path, what the file holds, maximum dose)."""
     from ..body import mask_outside
 
+    if getattr(result, "normalisation", "") == "Gy per primary":
+        raise ValueError("this result's dose is in Gy per primary proton (its beam gives no total_protons): an RT "
+                         "Dose holds Gy, so the file would be mislabelled; simulate a beam with total_protons (or a "
+                         "plan) for an absolute dose")
     contents = contents or DoseContents("PLAN")
     if contents.dose_to not in ("medium", "water"):
         raise ValueError(f'contents.dose_to must be "medium" or "water"; got {contents.dose_to!r}')

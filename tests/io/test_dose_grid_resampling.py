@@ -119,7 +119,8 @@ def test_rtdose_on_the_coarse_grid(tmp_path, capsys):
     cfg = tmp_path / "ct.toml"
     cfg.write_text('[run]\nprimaries = 2000\nbackend = "cpu"\n\n[phantom]\ntype = "ct"\nct_dir = "ct"\n'
                    'dose_voxel_mm = [2.0, 2.0, 4.0]\n\n[beam]\nenergy_mev = 60.0\nposition_mm = [0.0, 0.0, -5.0]\n'
-                   'direction = [0.0, 0.0, 1.0]\nsigma_mm = [2.0, 2.0]\n\n[output]\nplot = false\n')
+                   'direction = [0.0, 0.0, 1.0]\nsigma_mm = [2.0, 2.0]\ntotal_protons = 1e9\n\n'
+                   '[output]\nplot = false\n')
     rd = tmp_path / "RD.dcm"
     assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--rtdose", str(rd), "--quiet"]) == 0
     capsys.readouterr()

@@ -138,3 +138,20 @@ def test_a_name_outside_latin1_is_written_in_utf8_not_as_question_marks(tmp_path
     ds = pydicom.dcmread(write_rtdose(np.ones((2, 3, 4)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / "rd2.dcm",
                                       study=latin))
     assert ds.SpecificCharacterSet == "ISO_IR 100" and str(ds.PatientName) == "Müller^Jörg"
+
+
+def test_a_dose_per_primary_is_not_written_as_gy(tmp_path):
+    """A result of a beam without total_protons is in Gy per primary proton: written as an RT Dose (which holds Gy)
+    it would be mislabelled by a factor of ~1e11, so write_result_rtdose refuses it (mcproton run refuses --rtdose
+    for it before the transport: docs/bad_inputs.md)."""
+    from mcproton.geometry import box_phantom
+    from mcproton.run import RunSettings, simulate
+    from mcproton.source import Beam
+
+    g = box_phantom("water", (10, 10, 20), 2.0)
+    r = simulate(g, Beam.pencil(70.0, position_mm=(0.0, 0.0, -1.0)), RunSettings(primaries=200, seed=1, backend="cpu",
+                                                                               batches=2))
+    assert r.normalisation == "Gy per primary"
+    with pytest.raises(ValueError, match="Gy per primary proton"):
+        write_result_rtdose(r, tmp_path / "rd.dcm")
+    assert not (tmp_path / "rd.dcm").exists()

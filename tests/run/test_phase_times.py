@@ -56,7 +56,7 @@ def test_water_run_has_phase_times(tmp_path, capsys):
     text = cfg.read_text().replace("plot = false", "plot = true")
     cfg.write_text(text.replace("batches = 10", "batches = 2"))
     summary, wall = _run(["run", str(cfg), "--out", str(tmp_path / "w.h5"), "--rtdose",
-                          str(tmp_path / "w_RD.dcm"), "--quiet"], capsys)
+                          str(tmp_path / "w_RD.dcm"), "--quiet", "--set", "beam.total_protons=1e9"], capsys)
     _check_sums(summary, wall, {"config", "input_checks", "geometry", "plan", "body_outline", "transport",
                                 "result_checks", "hdf5", "summary", "rtdose", "plot", "other", "total"})
 

@@ -139,7 +139,8 @@ def test_full_disk_at_the_plot_or_rt_dose_keeps_the_run(what, tmp_path, capsys, 
     HDF5 and the checkpoint kept, and --resume writes the missing file without transporting again."""
     cfg = write_cfg(tmp_path / "job.toml", 2000)
     out, rd = tmp_path / "o.h5", tmp_path / "rd.dcm"
-    argv = ["run", str(cfg), "--out", str(out), "--rtdose", str(rd), "--quiet", "--set", "output.plot=true"]
+    argv = ["run", str(cfg), "--out", str(out), "--rtdose", str(rd), "--quiet", "--set", "output.plot=true",
+            "--set", "beam.total_protons=1e9"]   # an RT Dose holds Gy: a beam with its protons
     _enospc_on(monkeypatch, what)
     assert main(argv) == 2
     msg = _one_line(capsys)
