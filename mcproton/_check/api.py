@@ -498,6 +498,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         timings["structures_ranges_s"] = time.perf_counter() - t
         cpu_steps["structures_ranges_s"] = time.process_time() - c
         diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm) + rx_notes
+        for nm, m in masks.items():   # a target the grid does not hold: its levels are not evaluated, say so
+            if classify(nm, types.get(nm, "")) == "target" and not m.any():
+                diagnostics.append(f"target {nm!r} has contours but no voxel on the TPS dose grid, so its D95 and "
+                                   "Dmean are not checked: is the structure set this plan's, and the grid the plan's?")
         if outside > OUTSIDE_BODY_NOTE:
             diagnostics.append(f"{100 * outside:.1f} % of the TPS dose above 10 % of its maximum lies outside the body "
                                f"outline used here ({body_how}), where it is not compared: the planning system's body "

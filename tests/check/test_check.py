@@ -784,3 +784,18 @@ def test_tps_dose_outside_the_body_is_named(case):
     edge = np.zeros_like(inside)
     edge[:, :, 1:] = inside[:, :, :-1] & ~inside[:, :, 1:]
     assert edge.any() and tps_outside_body(np.where(inside | edge, 1.0, 0.0), inside) == 0.0
+
+
+def test_a_target_off_the_dose_grid_is_named(case, tmp_path):
+    """A target whose contours lie outside the TPS grid got no D95/Dmean level and no word: now it is named."""
+    from mcproton._check.api import check
+
+    d = case["dir"]
+    rs = tmp_path / "RS_far.dcm"
+    _write_rs(rs, None, targets=[("PTV", (-16.0, -16.0, -12.0), (16.0, 16.0, 12.0)),
+                                 ("CTV_far", (-10.0, -10.0, 200.0), (10.0, 10.0, 220.0))])
+    res = check(plan=d / "RP.dcm", dose=case["files"]["plan"], ct=d / "ct", struct=rs, beam_model="dcpt_v2",
+                mc=case["res"].mc, levels=_levels(), **FAST)
+    assert any(n.startswith("target 'CTV_far' has contours but no voxel") for n in res.diagnostics), res.diagnostics
+    assert "CTV_far" not in res.structures and "PTV" in res.structures
+    assert not any("has contours but no voxel" in n for n in case["res"].diagnostics)
