@@ -216,6 +216,9 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
 
 #: the share of the TPS dose (voxels above 10 % of its maximum) outside the body outline above which the check says so
 OUTSIDE_BODY_NOTE = 0.01
+#: the largest |sum of the TPS beam doses - TPS plan dose| (fraction of its maximum) above which the check says so;
+#: RayStation's plan03 files agree to 2e-5 (their 16-bit quantisation)
+TPS_SUM_NOTE = 0.005
 
 
 def tps_outside_body(tps: np.ndarray, body: np.ndarray) -> float:
@@ -507,6 +510,18 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                f"outline used here ({body_how}), where it is not compared: the planning system's body "
                                "differs from it (another structure set, a bolus or the couch in its External?)")
         diff["tps_outside_body_fraction"] = outside
+        plan_beams = {b.number for b in inp.plan.beams}
+        if inp.total is not None and inp.beams and set(inp.beams) >= plan_beams:
+            # the planning system's own files must agree: its beam doses add up to its plan dose
+            top = float(inp.total.dose_gy_zyx.max())
+            dev = float(np.abs(sum(d.dose_gy_zyx for d in inp.beams.values()) - inp.total.dose_gy_zyx).max()) / top \
+                if top > 0 else 0.0
+            diff["tps_beams_minus_plan_max_pct"] = 100 * dev
+            if dev > TPS_SUM_NOTE:
+                diagnostics.append(f"the TPS's beam doses do not add up to its plan dose (largest difference "
+                                   f"{100 * dev:.1f} % of its maximum): they are not of one calculation (another "
+                                   "plan version or dose grid?); the plan and the beam comparisons disagree about "
+                                   "which TPS dose is checked")
         pngs: dict[str, str] = {}
         report_wall = report_cpu = 0.0
         if out_dir is not None and report:   # the report's figures that do not show the 3-D gammas

@@ -799,3 +799,16 @@ def test_a_target_off_the_dose_grid_is_named(case, tmp_path):
     assert any(n.startswith("target 'CTV_far' has contours but no voxel") for n in res.diagnostics), res.diagnostics
     assert "CTV_far" not in res.structures and "PTV" in res.structures
     assert not any("has contours but no voxel" in n for n in case["res"].diagnostics)
+
+
+def test_tps_beam_doses_that_do_not_add_up_to_the_plan_dose_are_named(case):
+    """Plan dose and per-beam doses of the planning system that disagree with each other (not of one calculation)
+    are named; the correct ones (one calculation) agree to the quantisation."""
+    assert case["res"].dose_difference["tps_beams_minus_plan_max_pct"] < 0.01
+    assert not any("do not add up" in n for n in case["res"].diagnostics)
+    hi = case["hi"]
+    beams = [_tps(case, f"b{b}_x", hi.beams_gy_zyx[b] * (1.1 if b == 1 else 1.0), summation_type="BEAM",
+                  referenced_beam_number=b) for b in (1, 2)]
+    res = _recheck(case, [case["files"]["plan"], *beams])
+    assert res.dose_difference["tps_beams_minus_plan_max_pct"] > 1
+    assert any(n.startswith("the TPS's beam doses do not add up to its plan dose") for n in res.diagnostics)
