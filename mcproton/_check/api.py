@@ -236,6 +236,18 @@ def tps_outside_body(tps: np.ndarray, body: np.ndarray) -> float:
     return float(tps[sel & ~binary_dilation(body, iterations=1)].sum()) / total if total > 0 else 0.0
 
 
+def contours_beyond_grid(contours: dict[str, list[np.ndarray]], ref: Any, tol_mm: float = 0.01) -> set[str]:
+    """The structures with contour points outside the TPS dose grid's extent (its voxels' outer faces): their DVH
+    metrics on that grid are of the part on it (an organ at risk cut by the grid is common; the report says so)."""
+    lo = np.asarray(ref.origin_mm, float) - np.asarray(ref.voxel_size_mm, float) / 2
+    hi = lo + np.asarray(ref.voxel_size_mm, float) * np.array(ref.shape_zyx[::-1])
+    out = set()
+    for nm, cs in contours.items():
+        if cs and any(((c < lo - tol_mm) | (c > hi + tol_mm)).any() for c in cs):
+            out.add(nm)
+    return out
+
+
 def uniform_range_note(beam: int, r: dict, limit_mm: float = 1.0) -> str | None:
     """The diagnosis of a beam's range table (``range_agreement``) whose distal edges all moved the same way: the
     median beyond ``limit_mm``, 5-95 % of the rays on its side of zero and spread less than the median itself.  A
@@ -394,12 +406,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     masks: dict[str, np.ndarray] = {}
     types: dict[str, str] = {}
     roi_numbers: dict[str, int] = {}
+    partly_off: set[str] = set()   # structures with contours beyond the TPS grid: their metrics are of the part on it
     if inp.struct_path:
         from .._io.rtstruct import rasterise, read_rtstruct
 
         s = read_rtstruct(inp.struct_path)
         types = dict(s.roi_types)
         roi_numbers = dict(s.roi_numbers)
+        partly_off = contours_beyond_grid(s.contours, ref)
 
         class _G:
             origin_mm = ref.origin_mm
@@ -488,6 +502,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         pres: float | dict[str, float] | None = (one.pop() if len(one) == 1 else dict(pres_by)) if pres_by else None
         structs = structure_stats(tps, mc.total_gy_zyx, masks, types, float(np.prod(ref.voxel_size_mm)) * 1e-3,
                                   pres_by)
+        for nm, row in structs.items():
+            row["partly_outside_dose_grid"] = nm in partly_off
         ranges: dict[int, dict] = {}
         for b, meta in sorted(mc.beam_meta.items()):
             if b in inp.beams:

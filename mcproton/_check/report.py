@@ -381,11 +381,12 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
     if res.structures:
         rows = []
         for nm, r in res.structures.items():
+            shown = f"{nm} (part on the dose grid)" if r.get("partly_outside_dose_grid") else nm
             for k, m in r["metrics"].items():
                 if "tps_gy" in m:
-                    rows.append([nm, r["kind"], k, m["tps_gy"], m["mc_gy"], m["diff_gy"], m["diff_pct"]])
+                    rows.append([shown, r["kind"], k, m["tps_gy"], m["mc_gy"], m["diff_gy"], m["diff_pct"]])
                 else:
-                    rows.append([nm, r["kind"], k, 100 * m["tps"], 100 * m["mc"], m["diff_points"], ""])
+                    rows.append([shown, r["kind"], k, 100 * m["tps"], 100 * m["mc"], m["diff_points"], ""])
         parts += ["<h2>Structures</h2>",
                   _table(["structure", "kind", "metric", "TPS (Gy / %)", "MC (Gy / %)", "MC - TPS",
                           "MC - TPS (%)"], rows)]

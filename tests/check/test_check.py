@@ -812,3 +812,23 @@ def test_tps_beam_doses_that_do_not_add_up_to_the_plan_dose_are_named(case):
     res = _recheck(case, [case["files"]["plan"], *beams])
     assert res.dose_difference["tps_beams_minus_plan_max_pct"] > 1
     assert any(n.startswith("the TPS's beam doses do not add up to its plan dose") for n in res.diagnostics)
+
+
+def test_a_structure_cut_by_the_dose_grid_is_labelled(case, tmp_path):
+    """An organ whose contours run beyond the TPS grid: its metrics are of the part on the grid, and the JSON and
+    the report say so; structures inside the grid are not labelled."""
+    import json
+
+    from mcproton._check.api import check
+
+    d = case["dir"]
+    rs = tmp_path / "RS_long.dcm"
+    _write_rs(rs, None, targets=[("PTV", (-16.0, -16.0, -12.0), (16.0, 16.0, 12.0)),
+                                 ("Cord", (-4.0, 20.0, -60.0), (4.0, 28.0, 60.0))])   # z beyond the grid's +-28 mm
+    res = check(plan=d / "RP.dcm", dose=case["files"]["plan"], ct=d / "ct", struct=rs, beam_model="dcpt_v2",
+                mc=case["res"].mc, levels=_levels(), out=tmp_path / "o", **FAST)
+    assert res.structures["Cord"]["partly_outside_dose_grid"] is True
+    assert res.structures["PTV"]["partly_outside_dose_grid"] is False
+    assert json.loads(Path(res.report_json).read_text())["structures"]["Cord"]["partly_outside_dose_grid"] is True
+    page = Path(res.report_html).read_text()
+    assert "Cord (part on the dose grid)" in page and "PTV (part on the dose grid)" not in page
