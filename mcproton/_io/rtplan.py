@@ -549,6 +549,18 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
         beam_model = load_beam_model(beam_model)
     out = []
     nfx = plan.number_of_fractions or 1
+    if beam_numbers is not None:   # each asked-for beam must be the plan's, once: none is dropped or doubled silently
+        have = [b.number for b in plan.beams]
+        if any(isinstance(n, bool) or not float(n).is_integer() for n in beam_numbers):
+            raise _e(f"plan.beams = {list(beam_numbers)}: give the plan's beam numbers (whole numbers, {have})")
+        asked = [int(n) for n in beam_numbers]
+        unknown = sorted({n for n in asked if n not in have})
+        twice = sorted({n for n in asked if asked.count(n) > 1})
+        if unknown or twice:
+            raise _e(f"plan.beams = {asked}: " + "; ".join(
+                ([f"beam(s) {unknown} are not in the plan"] if unknown else [])
+                + ([f"beam(s) {twice} are named twice"] if twice else []))
+                + f" (the plan's beam numbers: {have}); give each beam to simulate once")
     for b in plan.beams:
         if beam_numbers is not None and b.number not in beam_numbers:
             continue

@@ -321,3 +321,15 @@ def test_config_machine_check_false_runs_the_plan(tmp_path):
         build_beams(cfg)
     cfg["plan"]["machine_check"] = False
     assert len(build_beams(cfg)) == 1
+
+
+@pytest.mark.parametrize("beams, match", [([1, 3], r"beam\(s\) \[3\] are not in the plan"),
+                                          ([2, 2], r"beam\(s\) \[2\] are named twice"),
+                                          ([1.5], "whole numbers"), ([True], "whole numbers")])
+def test_plan_beams_must_each_be_the_plans_once(model, beams, match):
+    """plan.beams = [1, 3] for a two-beam plan used to run beam 1 alone without a word (a typo dropped a beam)."""
+    plan = load_rtplan(make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)]},
+                                  {"gantry": 90, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)]}]))
+    with pytest.raises(DicomInputError, match=match):
+        plan_to_beams(plan, model, beam_numbers=beams)
+    assert [b.meta["beam_number"] for b in plan_to_beams(plan, model, beam_numbers=[2, 1])] == [1, 2]

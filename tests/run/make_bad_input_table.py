@@ -127,6 +127,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "not empty"),
     ("missing plan.rtstruct (reported before the transport)", [], PLAN + 'rtstruct = "no_such_RS.dcm"\n',
      "plan.rtstruct"),
+    ("plan.beams naming a beam the plan does not have", ["--set", "plan.beams=[1, 4]"], PLAN, "not in the plan"),
+    ("plan.beams naming a beam twice", ["--set", "plan.beams=[1, 1]"], PLAN, "named twice"),
     ("plan for another treatment machine than the beam model's (GTR4, dcpt_v5 is of TR1-TR3)", [],
      PLAN.replace('"RP.dcm"', '"RP_GTR4.dcm"'), "plan.machine_check"),
     # issue 17: nothing is ever destroyed
