@@ -9,6 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from .._io.dicom_common import PHANTOM_STUDY, StudyReference
+from .._io.hu_calibration import calibration_note
 from ..geometry import VoxelGeometry
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -54,12 +55,16 @@ def write_phantom_ct(geometry: VoxelGeometry, out_dir, *, calibration="schneider
 
     from .._io.ct import write_ct_series_uids
 
+    from ..dicom import HUCalibration
+
     study = (study or PHANTOM_STUDY).resolved()
     series_uid = str(generate_uid())
     desc = series_description or geometry.name
-    _, sops, zs = write_ct_series_uids(phantom_hu(geometry, calibration), geometry.voxel_size_mm,
+    cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
+    # the CT names its calibration (ImageComments): `mcproton run` refuses to read it with another one
+    _, sops, zs = write_ct_series_uids(phantom_hu(geometry, cal), geometry.voxel_size_mm,
                                        geometry.origin_mm, out_dir, study=study, series_description=desc,
-                                       series_instance_uid=series_uid)
+                                       series_instance_uid=series_uid, image_comments=calibration_note(cal.name))
     return CTSeriesRef(Path(out_dir), study, series_uid, sops, zs)
 
 

@@ -64,6 +64,26 @@ _ELEMENTS = {"H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "
              "Ba", "Gd", "W", "Pt", "Au", "Hg", "Pb", "Bi", "U"}
 
 
+#: The start of the note (DICOM ImageComments (0020,4000) of every slice) with which a CT that mcproton writes from
+#: densities (a phantom, a slab CT) names the HU calibration whose inverse gave its CT numbers: read with another
+#: calibration, its densities would be another curve's (:func:`calibration_written_for`).
+CT_CALIBRATION_NOTE = "mcproton: CT numbers from the inverse of HU calibration "
+
+
+def calibration_note(name: str) -> str:
+    """The ImageComments of a CT written with the inverse of calibration ``name``."""
+    return f"{CT_CALIBRATION_NOTE}'{name}'; read this CT with that calibration"
+
+
+def calibration_written_for(ct) -> str | None:
+    """The name of the HU calibration a CT was written for (:func:`calibration_note`), or None for a CT without
+    the note (a scanner's CT)."""
+    import re
+
+    m = re.match(re.escape(CT_CALIBRATION_NOTE) + r"'([^']*)'", str(getattr(ct, "image_comments", "") or ""))
+    return m.group(1) if m else None
+
+
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:
     """Rows of a CSV with '#' comment lines; header = first non-comment line."""
     try:
