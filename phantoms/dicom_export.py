@@ -42,7 +42,18 @@ def phantom_hu(geometry: VoxelGeometry, calibration="schneider2000") -> np.ndarr
     from ..dicom import HUCalibration
 
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
-    return cal.hu_from_density(geometry.density_g_cm3_zyx, integer=True)
+    rho = geometry.density_g_cm3_zyx
+    lo, hi = cal.density_range
+    tol = cal.density_resolution   # what a CT round trip reproduces anyway
+    dmin, dmax = float(rho.min()), float(rho.max())
+    if dmax > hi + tol or dmin < lo - tol:
+        # the inverse clamps to the curve's ends: the CT would hold another phantom (e.g. cortical bone 1.85 g/cm3
+        # written as the 1.825 g/cm3 of mcsquare_default's last point)
+        raise ValueError(f"the phantom's densities ({dmin:.4g}..{dmax:.4g} g/cm3) reach beyond those of HU calibration "
+                         f"{cal.name!r} ({lo:.4g}..{hi:.4g} g/cm3): its CT would hold the calibration's end density "
+                         "there instead; write the CT with a calibration that covers them (e.g. the default "
+                         "schneider2000, up to 2.83 g/cm3)")
+    return cal.hu_from_density(rho, integer=True)
 
 
 def write_phantom_ct(geometry: VoxelGeometry, out_dir, *, calibration="schneider2000",

@@ -16,7 +16,8 @@ from mcproton.phantoms.dicom_export import write_phantom_ct
 
 @pytest.fixture(scope="module")
 def ct_dir(tmp_path_factory):
-    g = slab_phantom([("water", 8.0), ("bone_cortical_icrp", 8.0), ("lung", 8.0)], (16.0, 16.0), 4.0)
+    # bone at 1.6 g/cm3: within mcsquare_default's densities (up to 1.825 g/cm3)
+    g = slab_phantom([("water", 8.0), ("bone_cortical_icrp", 8.0, 1.6), ("lung", 8.0)], (16.0, 16.0), 4.0)
     out = tmp_path_factory.mktemp("ph") / "ct"
     write_phantom_ct(g, out, calibration="mcsquare_default")
     return out
@@ -29,7 +30,7 @@ def test_the_ct_names_its_calibration(ct_dir):
 
 
 def test_read_with_the_default_calibration_is_refused(ct_dir):
-    # what the refusal prevents: the densities of the other calibration (bone 1.92 -> ~2.1 g/cm3 here)
+    # what the refusal prevents: the densities of the other calibration (bone 1.6 -> ~1.67 g/cm3 here)
     ct = load_ct_series(ct_dir)
     right = HUCalibration.load("mcsquare_default").to_geometry(ct).density_g_cm3_zyx
     wrong = HUCalibration.load("schneider2000").to_geometry(ct).density_g_cm3_zyx
@@ -60,3 +61,13 @@ def test_a_slab_ct_read_as_a_patient_ct_is_refused(tmp_path):
                      ct_dir=tmp_path / "ct")
     with pytest.raises(ConfigError, match='slab_ct.*phantom.type = "slab_ct"'):
         build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct")}})
+
+
+def test_a_phantom_denser_than_the_calibration_reaches_is_refused(tmp_path):
+    # mcsquare_default ends at 1.825 g/cm3: ICRP cortical bone (1.85) was written as the CT number of 1.825 g/cm3 (the
+    # inverse clamps), a CT of another phantom than phantom.h5 holds
+    g = slab_phantom([("water", 8.0), ("bone_cortical_icrp", 8.0)], (16.0, 16.0), 4.0)
+    with pytest.raises(ValueError, match=r"1\.85.*mcsquare_default.*1\.825"):
+        write_phantom_ct(g, tmp_path / "ct", calibration="mcsquare_default")
+    assert not (tmp_path / "ct").exists()
+    write_phantom_ct(g, tmp_path / "ct", calibration="schneider2000")   # reaches 2.83 g/cm3
