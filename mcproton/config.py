@@ -261,6 +261,27 @@ def _vec(cfg_sec: dict, key: str, n: int, default: Any, where: str) -> list[floa
     return [float(x) for x in v]
 
 
+def _check_calibration_written_for(ct: Any, calib: Any, *, given: bool) -> None:
+    """A CT that mcproton wrote from densities (a phantom, a slab CT) names the calibration whose inverse gave its
+    CT numbers; read with another one, every density would be that curve's (bone off by ~5 %).  Refused with the
+    default calibration; a warning if phantom.calibration names another one (on purpose, e.g. to study it)."""
+    from ._io.hu_calibration import calibration_written_for
+
+    written = calibration_written_for(ct)
+    if written is None or written == calib.name:
+        return
+    how = ('run it as phantom.type = "slab_ct" (its exact calibration)' if written == "slab_ct"
+           else f'set phantom.calibration = "{written}"')
+    msg = (f"the CT in phantom.ct_dir was written by mcproton from densities with the inverse of HU calibration "
+           f"{written!r} (its ImageComments say so), but phantom.calibration is {calib.name!r}: its densities would "
+           "be another curve's")
+    if given:
+        sys.stderr.write(f"mcproton: warning: {msg}; run anyway (phantom.calibration is given); {how} to read "
+                         "the densities it was written from\n")
+        return
+    raise ConfigError(f"{msg}; {how}")
+
+
 def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:
     """Say so when CT numbers lie above the end of the HU -> density curve: they get its last density and
     material (tissue), which is wrong for metal (titanium plates and clips after a craniotomy: 4.5 g/cm3)."""
@@ -355,6 +376,7 @@ def build_geometry(cfg: dict[str, Any]):
             cal = ph.get("calibration", "schneider2000")
             cal_path = _resolve(cfg, cal)  # a calibration folder relative to the config, else a built-in name
             calib = HUCalibration.load(cal_path if cal_path.exists() else cal)
+            _check_calibration_written_for(ct, calib, given="calibration" in ph)
             _warn_hu_beyond_calibration(ct, calib)
             blocks = (1, 1, 1)
             if "dose_voxel_mm" in ph:

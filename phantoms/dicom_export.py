@@ -9,6 +9,7 @@ from typing import Mapping
 import numpy as np
 
 from .._io.dicom_common import PHANTOM_STUDY, StudyReference
+from .._io.hu_calibration import calibration_note
 from ..geometry import VoxelGeometry
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -41,7 +42,18 @@ def phantom_hu(geometry: VoxelGeometry, calibration="schneider2000") -> np.ndarr
     from ..dicom import HUCalibration
 
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
-    return cal.hu_from_density(geometry.density_g_cm3_zyx, integer=True)
+    rho = geometry.density_g_cm3_zyx
+    lo, hi = cal.density_range
+    tol = cal.density_resolution   # what a CT round trip reproduces anyway
+    dmin, dmax = float(rho.min()), float(rho.max())
+    if dmax > hi + tol or dmin < lo - tol:
+        # the inverse clamps to the curve's ends: the CT would hold another phantom (e.g. cortical bone 1.85 g/cm3
+        # written as the 1.825 g/cm3 of mcsquare_default's last point)
+        raise ValueError(f"the phantom's densities ({dmin:.4g}..{dmax:.4g} g/cm3) reach beyond those of HU calibration "
+                         f"{cal.name!r} ({lo:.4g}..{hi:.4g} g/cm3): its CT would hold the calibration's end density "
+                         "there instead; write the CT with a calibration that covers them (e.g. the default "
+                         "schneider2000, up to 2.83 g/cm3)")
+    return cal.hu_from_density(rho, integer=True)
 
 
 def write_phantom_ct(geometry: VoxelGeometry, out_dir, *, calibration="schneider2000",
@@ -54,12 +66,16 @@ def write_phantom_ct(geometry: VoxelGeometry, out_dir, *, calibration="schneider
 
     from .._io.ct import write_ct_series_uids
 
+    from ..dicom import HUCalibration
+
     study = (study or PHANTOM_STUDY).resolved()
     series_uid = str(generate_uid())
     desc = series_description or geometry.name
-    _, sops, zs = write_ct_series_uids(phantom_hu(geometry, calibration), geometry.voxel_size_mm,
+    cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
+    # the CT names its calibration (ImageComments): `mcproton run` refuses to read it with another one
+    _, sops, zs = write_ct_series_uids(phantom_hu(geometry, cal), geometry.voxel_size_mm,
                                        geometry.origin_mm, out_dir, study=study, series_description=desc,
-                                       series_instance_uid=series_uid)
+                                       series_instance_uid=series_uid, image_comments=calibration_note(cal.name))
     return CTSeriesRef(Path(out_dir), study, series_uid, sops, zs)
 
 

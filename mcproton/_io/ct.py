@@ -45,6 +45,7 @@ class CTImage:
     patient_position: str = ""
     slice_sop_instance_uids: list[str] = field(default_factory=list)
     series_description: str = ""
+    image_comments: str = ""     # ImageComments (0020,4000) of the first slice (a phantom CT names its calibration)
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -334,6 +335,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         patient_position=str(ds0.get("PatientPosition", "")),
         slice_sop_instance_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in chosen],
         series_description=str(ds0.get("SeriesDescription", "")),
+        image_comments=str(ds0.get("ImageComments", "") or ""),
     )
 
 
@@ -364,7 +366,7 @@ def _rescale(slices: list[tuple[np.ndarray, float, float]], integral: bool) -> n
 def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
                     out_dir: str | Path, *, study: StudyReference | None = None,
                     series_description: str = "mcproton phantom",
-                    series_instance_uid: str | None = None) -> list[Path]:
+                    series_instance_uid: str | None = None, image_comments: str = "") -> list[Path]:
     """Write ``hu_zyx`` (HU, rounded to integers) as an axial CT Image Storage series, one file per slice.
 
     The grid is written with ImageOrientationPatient [1,0,0,0,1,0]; ``origin_mm`` is the (x, y, z) centre of
@@ -375,13 +377,13 @@ def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_m
     """
     return write_ct_series_uids(hu_zyx, voxel_size_mm, origin_mm, out_dir, study=study,
                                 series_description=series_description,
-                                series_instance_uid=series_instance_uid)[0]
+                                series_instance_uid=series_instance_uid, image_comments=image_comments)[0]
 
 
 def write_ct_series_uids(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],
                          out_dir: str | Path, *, study: StudyReference | None = None,
-                         series_description: str = "mcproton phantom",
-                         series_instance_uid: str | None = None) -> tuple[list[Path], list[str], list[float]]:
+                         series_description: str = "mcproton phantom", series_instance_uid: str | None = None,
+                         image_comments: str = "") -> tuple[list[Path], list[str], list[float]]:
     """:func:`write_ct_series`, returning ``(paths, SOP Instance UIDs, z of each slice as written)`` (what an
     RT Struct referencing the series needs, without reading the files back).
 
@@ -444,6 +446,8 @@ def write_ct_series_uids(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], ori
     ds.RescaleIntercept = 0
     ds.RescaleSlope = 1
     ds.RescaleType = "HU"
+    if image_comments:
+        ds.ImageComments = image_comments
     ds.PixelData = pix[0].tobytes()
     writer = TemplateFileWriter(ds, ("SOPInstanceUID", "InstanceNumber", "ImagePositionPatient", "SliceLocation",
                                      "PixelData"))

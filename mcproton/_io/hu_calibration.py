@@ -22,7 +22,10 @@ Built-in calibrations (data in ``mcproton/data/ct_calibration/``, provenance in 
 User calibrations: ``HUCalibration.load(path)`` with an MCsquare/OpenTPS scanner folder holding
 ``HU_Density_Conversion.txt`` and ``HU_Material_Conversion.txt`` (the material IDs refer to MCsquare's
 material library, bundled), or with a density CSV (columns ``HU,density_gcm3``) plus a material CSV (columns
-``hu_lo,name,w_H,w_C,...`` as mass fractions or percent), see :meth:`HUCalibration.from_files`.
+``hu_lo,name,w_H,w_C,...`` as mass fractions or percent), see :meth:`HUCalibration.from_files`.  The density
+table's header must name HU and the mass density in g/cm3: a HU -> stopping-power-ratio or relative-electron-density
+table, or a density in mg/cm3 or kg/m3, is refused (its values would be read as g/cm3), and so is a row of more
+than two numbers (a decimal comma splits a number in two).
 """
 from __future__ import annotations
 
@@ -59,6 +62,26 @@ _ELEMENTS = {"H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "
              "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br",
              "Kr", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I", "Xe", "Cs",
              "Ba", "Gd", "W", "Pt", "Au", "Hg", "Pb", "Bi", "U"}
+
+
+#: The start of the note (DICOM ImageComments (0020,4000) of every slice) with which a CT that mcproton writes from
+#: densities (a phantom, a slab CT) names the HU calibration whose inverse gave its CT numbers: read with another
+#: calibration, its densities would be another curve's (:func:`calibration_written_for`).
+CT_CALIBRATION_NOTE = "mcproton: CT numbers from the inverse of HU calibration "
+
+
+def calibration_note(name: str) -> str:
+    """The ImageComments of a CT written with the inverse of calibration ``name``."""
+    return f"{CT_CALIBRATION_NOTE}'{name}'; read this CT with that calibration"
+
+
+def calibration_written_for(ct) -> str | None:
+    """The name of the HU calibration a CT was written for (:func:`calibration_note`), or None for a CT without
+    the note (a scanner's CT)."""
+    import re
+
+    m = re.match(re.escape(CT_CALIBRATION_NOTE) + r"'([^']*)'", str(getattr(ct, "image_comments", "") or ""))
+    return m.group(1) if m else None
 
 
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:
@@ -370,18 +393,77 @@ class HUCalibration:
 
 
 # ---------------------------------------------------------------------- readers
+#: Words of a density table's header (split at anything but letters and digits, lower case) that name another
+#: quantity than the mass density: a HU -> stopping-power-ratio or HU -> relative-electron-density table has values
+#: near the mass density (1.0 at 0 HU) and would give a plausible dose a few per cent off if read as one.
+_OTHER_QUANTITY_WORDS = {
+    "stopping-power ratio (SPR/RSP)": {"spr", "rsp", "rspw", "stopping", "wepl", "wer", "wet"},
+    "relative electron density": {"red", "electron", "ed", "rhoe"},
+}
+
+
+def _check_density_header(fields: list[str], path: Path, lineno: int) -> None:
+    """Refuse a header line of a HU -> density table that names another quantity or unit than HU -> mass density in
+    g/cm3 (the values are read by column order; the header must agree with it)."""
+    import re
+
+    shown = " | ".join(fields)
+    want = ("give a HU -> mass density table with the header HU,density_gcm3 (mass density in g/cm3; a planning "
+            "system's CT calibration lists it beside the SPR/RED)")
+
+    def words(text: str) -> set[str]:
+        return {w for w in re.split(r"[^a-z0-9]+", text.lower()) if w}
+
+    first, rest = words(fields[0]), words(" ".join(fields[1:]))
+    if any(w.startswith(("dens", "rho")) for w in first) and rest & {"hu", "ct", "hounsfield"}:
+        raise CalibrationError(f"{path} line {lineno}: the header {shown!r} has the columns swapped (density "
+                               f"first); the first column must be HU, the second the density: {want}")
+    for quantity, names in _OTHER_QUANTITY_WORDS.items():
+        if rest & names:
+            raise CalibrationError(f"{path} line {lineno}: the header {shown!r} names a {quantity}, not the mass "
+                                   f"density; mcproton needs HU -> mass density (and takes the stopping powers from "
+                                   f"the materials): {want}")
+    for unit, prefix in (("mg/cm3", "mg"), ("kg/m3", "kg")):
+        if any(w.startswith(prefix) for w in rest):
+            raise CalibrationError(f"{path} line {lineno}: the header {shown!r} gives the density in {unit}; the "
+                                   f"column is read as g/cm3 (divide the values by 1000): {want}")
+    if not any(w.startswith(("dens", "rho")) for w in rest):
+        raise CalibrationError(f"{path} line {lineno}: the header {shown!r} does not say that its second column is "
+                               f"the mass density (the values are read as g/cm3): {want}")
+
+
 def _read_density_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(HU, density) of a HU -> density table: CSV (``HU,density_gcm3``) or MCsquare text (``HU density`` per
+    line, '#' comments); columns separated by commas, semicolons or spaces.  A header line (before the first
+    row) must name HU and the mass density in g/cm3 (:func:`_check_density_header`); every row holds exactly two
+    numbers (a decimal comma, as in '0,95', would split a number in two and is refused)."""
     if not path.exists():
         raise CalibrationError(f"HU -> density file {path} does not exist")
-    rows = _read_whitespace_table(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
     pts = []
-    for r in rows:
+    for lineno, ln in enumerate(text.splitlines(), 1):
+        body = ln.partition("#")[0]
+        seps = [c for c in ",;\t" if c in body]
+        fields = [f.strip() for f in (body.replace(";", ",").replace("\t", ",").split(",") if seps else body.split())]
+        toks = body.replace(",", " ").replace(";", " ").split()
+        if not toks:
+            continue
+        if not pts and any(c.isalpha() for c in toks[0]):
+            _check_density_header([f for f in fields if f], path, lineno)
+            continue
         try:
-            pts.append((float(r[0]), float(r[1])))
-        except (ValueError, IndexError):
-            # a header line (HU,density_gcm3) is fine; anything else is an error
-            if pts or not any(c.isalpha() for c in r[0]):
-                raise CalibrationError(f"{path}: line {' '.join(r)!r} is not 'HU density'") from None
+            vals = [float(t) for t in toks]
+        except ValueError:
+            raise CalibrationError(f"{path} line {lineno}: {body.strip()!r} is not 'HU density'") from None
+        if len(vals) != 2:
+            raise CalibrationError(
+                f"{path} line {lineno}: {body.strip()!r} holds {len(vals)} numbers; a HU -> density table has "
+                "two columns, HU and density (g/cm3). A decimal comma (0,95) splits a number in two: write "
+                "decimal points, with commas, semicolons or spaces between the columns")
+        pts.append((vals[0], vals[1]))
     if len(pts) < 2:
         raise CalibrationError(f"{path}: need at least two 'HU density' rows")
     a = np.array(pts)

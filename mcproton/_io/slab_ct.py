@@ -169,6 +169,7 @@ def slab_ct_geometry(layers, *, ct_dir: str | Path | None = None, study: StudyRe
     and position (default a new phantom study, HFS).  The geometry's ``study`` holds the written CT's frame
     of reference (an RT Dose of it lies in that frame)."""
     from .ct import load_ct_series, write_ct_series
+    from .hu_calibration import calibration_note
 
     s = slab_ct(layers, **kw)
     tmp = None
@@ -185,8 +186,9 @@ def slab_ct_geometry(layers, *, ct_dir: str | Path | None = None, study: StudyRe
                              "give a new folder, or delete the old one yourself if it only holds an earlier slab CT")
         out.mkdir(parents=True, exist_ok=True)
     try:
+        # the CT names its calibration (ImageComments): read as phantom.type = "ct", it is refused
         write_ct_series(s.hu_zyx, s.voxel_size_mm, s.origin_mm, out, series_description="mcproton slab phantom",
-                        study=study)
+                        study=study, image_comments=calibration_note(s.calibration.name))
         ct = load_ct_series(out)
     finally:
         if tmp is not None:

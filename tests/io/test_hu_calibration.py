@@ -149,3 +149,57 @@ def test_ct_numbers_beyond_the_calibration_are_reported_by_the_check_too(tmp_pat
     write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct2")
     build_geometry(tmp_path / "ct2", "schneider2000", grid)
     assert "warning" not in capsys.readouterr().err
+
+
+# A density table whose header names another quantity or unit than the mass density in g/cm3 was read as g/cm3
+# density, column by column (the header was skipped unread): a stopping-power-ratio or relative-electron-density
+# table (values near the mass density, 1.0 at 0 HU) gave a dose off by a few per cent without a word.
+@pytest.mark.parametrize("header,values,match", [
+    ("HU,relative_stopping_power", "-1000,0.001\n0,1.0\n1500,1.8\n", "stopping-power ratio"),
+    ("HU,SPR", "-1000,0.001\n0,1.0\n1500,1.8\n", "stopping-power ratio"),
+    ("HU;RED", "-1000;0.001\n0;1.0\n1500;1.7\n", "relative electron density"),
+    ("CT number,relative electron density", "-1000,0.001\n0,1.0\n1500,1.7\n", "relative electron density"),
+    ("HU,density_mg_cm3", "-1000,1.2\n0,10\n1500,18\n", "mg/cm3"),
+    ("HU,density_kg_m3", "-1000,1.2\n0,10\n1500,18\n", "kg/m3"),
+    ("density_gcm3,HU", "0.001,-1000\n1.0,0\n1.8,1500\n", "swapped"),
+    ("HU,value", "-1000,0.001\n0,1.0\n1500,1.8\n", "does not say"),
+])
+def test_density_header_of_another_quantity_or_unit_is_refused(tmp_path, header, values, match):
+    d, m = tmp_path / "hu_density.csv", tmp_path / "hu_materials.csv"
+    d.write_text(f"# a scanner\n{header}\n{values}")
+    m.write_text("hu_lo,name,w_H,w_O\n-1000,water,0.111,0.889\n")
+    with pytest.raises(CalibrationError, match=match) as e:
+        HUCalibration.from_files(d, m)
+    assert str(d) in str(e.value) and "density_gcm3" in str(e.value)   # the file and the header it wants
+
+
+@pytest.mark.parametrize("header", ["HU,density_gcm3", "HU,density_g_cm3", "HU;Density", "HU density [g/cm3]",
+                                    "CT number,mass density (g/cm3)", "hu,rho_gcm3"])
+def test_density_headers_of_mass_density_are_read(tmp_path, header):
+    sep = ";" if ";" in header else ","
+    d, m = tmp_path / "hu_density.csv", tmp_path / "hu_materials.csv"
+    d.write_text(f"{header}\n-1000{sep}0.001\n0{sep}1.0\n1000{sep}1.6\n")
+    m.write_text("hu_lo,name,w_H,w_O\n-1000,water,0.111,0.889\n")
+    assert HUCalibration.from_files(d, m).density_from_hu(500) == pytest.approx(1.3)
+
+
+# A table written with decimal commas (a European spreadsheet's CSV export, ';' between the columns) was split at
+# every comma and read as 'HU density' from the first two numbers: 0;1,0 -> (0, 1.0) by luck, 3000;2,8 ->
+# (3000, 2.0) and -1000;0,00121 -> (-1000, 0.0): a plausible curve with the bone densities wrong.
+@pytest.mark.parametrize("table", ["HU;density_gcm3\n-1000;0,00121\n0;1,0\n3000;2,8\n",
+                                   "-1000\t0,00121\n0\t1,0\n3000\t2,8\n",
+                                   "HU,density_gcm3,note\n-1000,0.00121,1\n0,1.0,2\n3000,2.8,3\n"])
+def test_density_rows_of_more_than_two_numbers_are_refused(tmp_path, table):
+    d, m = tmp_path / "hu_density.csv", tmp_path / "hu_materials.csv"
+    d.write_text(table)
+    m.write_text("hu_lo,name,w_H,w_O\n-1000,water,0.111,0.889\n")
+    with pytest.raises(CalibrationError, match=r"line \d+: .* holds 3 numbers.*decimal comma"):
+        HUCalibration.from_files(d, m)
+
+
+def test_density_rows_with_comments_and_semicolons_are_read(tmp_path):
+    d, m = tmp_path / "HU_Density_Conversion.txt", tmp_path / "hu_materials.csv"
+    d.write_text("# HU density g/cm3\n-1000;0.001  # air\n0;1.0\n3000;2.8 # bone, 3 g\n")
+    m.write_text("hu_lo,name,w_H,w_O\n-1000,water,0.111,0.889\n")
+    np.testing.assert_allclose(HUCalibration.from_files(d, m).density_from_hu([-1000, 0, 3000]), [0.001, 1.0, 2.8],
+                               rtol=1e-6)

@@ -68,6 +68,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("negative size", ["--set", "phantom.size_mm=[-40.0, 40.0, 100.0]"], None, "phantom.size_mm"),
     ("zero voxel size", ["--set", "phantom.voxel_mm=0"], None, "phantom.voxel_mm"),
     ("voxel larger than the phantom", ["--set", "phantom.voxel_mm=[80.0, 4.0, 2.0]"], None, "phantom.voxel_mm"),
+    ("size not a whole number of voxels (10 mm of 4 mm voxels was an 8 mm box)",
+     ["--set", "phantom.size_mm=[40.0, 40.0, 10.0]", "--set", "phantom.voxel_mm=4.0"], None, "whole number"),
     ("negative energy spread", ["--set", "beam.energy_spread_mev=-1"], None, "energy_spread_mev"),
     ("negative spot size", ["--set", "beam.sigma_mm=[-3.0, 3.0]"], None, "sigma_mm"),
     ("zero direction", ["--set", "beam.direction=[0.0, 0.0, 0.0]"], None, "direction"),

@@ -1,0 +1,73 @@
+"""A phantom written as a CT names the HU calibration whose inverse gave its CT numbers (ImageComments); a run
+that reads it back with another calibration is refused (default calibration) or warned about (phantom.calibration
+given).  Before, `mcproton phantom --calibration mcsquare_default` followed by a CT run with the default
+schneider2000 gave the bone of a 5-year-old head phantom densities 5 % too high and soft tissue -2.5..+6.5 %, without
+a word."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mcproton.config import ConfigError, build_geometry
+from mcproton.dicom import HUCalibration, load_ct_series
+from mcproton.geometry import slab_phantom
+from mcproton.phantoms.dicom_export import write_phantom_ct
+
+
+@pytest.fixture(scope="module")
+def ct_dir(tmp_path_factory):
+    # bone at 1.6 g/cm3: within mcsquare_default's densities (up to 1.825 g/cm3)
+    g = slab_phantom([("water", 8.0), ("bone_cortical_icrp", 8.0, 1.6), ("lung", 8.0)], (16.0, 16.0), 4.0)
+    out = tmp_path_factory.mktemp("ph") / "ct"
+    write_phantom_ct(g, out, calibration="mcsquare_default")
+    return out
+
+
+def test_the_ct_names_its_calibration(ct_dir):
+    from mcproton._io.hu_calibration import calibration_written_for
+
+    assert calibration_written_for(load_ct_series(ct_dir)) == "mcsquare_default"
+
+
+def test_read_with_the_default_calibration_is_refused(ct_dir):
+    # what the refusal prevents: the densities of the other calibration (bone 1.6 -> ~1.67 g/cm3 here)
+    ct = load_ct_series(ct_dir)
+    right = HUCalibration.load("mcsquare_default").to_geometry(ct).density_g_cm3_zyx
+    wrong = HUCalibration.load("schneider2000").to_geometry(ct).density_g_cm3_zyx
+    assert np.max(np.abs(wrong / right - 1)) > 0.03
+    with pytest.raises(ConfigError, match=r"mcsquare_default.*phantom\.calibration = \"mcsquare_default\""):
+        build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct_dir)}})
+
+
+def test_read_with_its_own_calibration(ct_dir, capsys):
+    g = build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct_dir), "calibration": "mcsquare_default"}})
+    ct = load_ct_series(ct_dir)
+    assert np.array_equal(g.density_g_cm3_zyx, HUCalibration.load("mcsquare_default").to_geometry(ct).density_g_cm3_zyx)
+    assert "calibration" not in capsys.readouterr().err
+
+
+def test_another_calibration_given_on_purpose_is_warned_about(ct_dir, capsys):
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct_dir), "calibration": "schneider2000"}})
+    err = capsys.readouterr().err
+    assert "warning" in err and "mcsquare_default" in err and "schneider2000" in err
+
+
+def test_a_slab_ct_read_as_a_patient_ct_is_refused(tmp_path):
+    # a slab CT's CT numbers are codes of its exact calibration (water, PMMA, ... at their densities): read with a
+    # generic calibration its slabs would get generic tissue densities
+    from mcproton._io.slab_ct import slab_ct_geometry
+
+    slab_ct_geometry([("water", 8.0), ("pmma", 8.0)], lateral_size_mm=(16.0, 16.0), voxel_mm=(4.0, 4.0, 4.0),
+                     ct_dir=tmp_path / "ct")
+    with pytest.raises(ConfigError, match='slab_ct.*phantom.type = "slab_ct"'):
+        build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct")}})
+
+
+def test_a_phantom_denser_than_the_calibration_reaches_is_refused(tmp_path):
+    # mcsquare_default ends at 1.825 g/cm3: ICRP cortical bone (1.85) was written as the CT number of 1.825 g/cm3 (the
+    # inverse clamps), a CT of another phantom than phantom.h5 holds
+    g = slab_phantom([("water", 8.0), ("bone_cortical_icrp", 8.0)], (16.0, 16.0), 4.0)
+    with pytest.raises(ValueError, match=r"1\.85.*mcsquare_default.*1\.825"):
+        write_phantom_ct(g, tmp_path / "ct", calibration="mcsquare_default")
+    assert not (tmp_path / "ct").exists()
+    write_phantom_ct(g, tmp_path / "ct", calibration="schneider2000")   # reaches 2.83 g/cm3
