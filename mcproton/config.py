@@ -72,7 +72,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "energy_mev": ((int, float), "mean kinetic energy (MeV)"),
         "energy_spread_mev": ((int, float), "Gaussian sigma of the energy (MeV)"),
         "position_mm": ((list,), "a point of the central ray at the source plane [x, y, z] (mm)"),
-        "direction": ((list,), "direction of the central ray [u, v, w]"),
+        "direction": ((list,), "direction of the central ray [u, v, w] (any length: normalised)"),
         "sigma_mm": ((list,), "spot sigma [x, y] at the source plane (mm)"),
         "divergence_rad": ((list,), "angular sigma [x, y] (rad)"),
         "correlation": ((list,), "position-angle correlation [x, y]"),
