@@ -72,7 +72,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "energy_mev": ((int, float), "mean kinetic energy (MeV)"),
         "energy_spread_mev": ((int, float), "Gaussian sigma of the energy (MeV)"),
         "position_mm": ((list,), "a point of the central ray at the source plane [x, y, z] (mm)"),
-        "direction": ((list,), "direction of the central ray [u, v, w]"),
+        "direction": ((list,), "direction of the central ray [u, v, w] (any length: normalised)"),
         "sigma_mm": ((list,), "spot sigma [x, y] at the source plane (mm)"),
         "divergence_rad": ((list,), "angular sigma [x, y] (rad)"),
         "correlation": ((list,), "position-angle correlation [x, y]"),
@@ -265,16 +265,14 @@ def _check_calibration_written_for(ct: Any, calib: Any, *, given: bool) -> None:
     """A CT that mcproton wrote from densities (a phantom, a slab CT) names the calibration whose inverse gave its
     CT numbers; read with another one, every density would be that curve's (bone off by ~5 %).  Refused with the
     default calibration; a warning if phantom.calibration names another one (on purpose, e.g. to study it)."""
-    from ._io.hu_calibration import calibration_written_for
+    from ._io.hu_calibration import calibration_mismatch
 
-    written = calibration_written_for(ct)
-    if written is None or written == calib.name:
+    found = calibration_mismatch(ct, calib.name, where="the CT in phantom.ct_dir", key="phantom.calibration")
+    if found is None:
         return
+    written, msg = found
     how = ('run it as phantom.type = "slab_ct" (its exact calibration)' if written == "slab_ct"
            else f'set phantom.calibration = "{written}"')
-    msg = (f"the CT in phantom.ct_dir was written by mcproton from densities with the inverse of HU calibration "
-           f"{written!r} (its ImageComments say so), but phantom.calibration is {calib.name!r}: its densities would "
-           "be another curve's")
     if given:
         sys.stderr.write(f"mcproton: warning: {msg}; run anyway (phantom.calibration is given); {how} to read "
                          "the densities it was written from\n")

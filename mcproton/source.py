@@ -116,6 +116,12 @@ def default_axis_x(direction: np.ndarray) -> np.ndarray:
     return ax / np.linalg.norm(ax)
 
 
+#: An energy spread (Gaussian sigma) may be at most energy / MAX_SPREAD_SIGMAS: the kernel clamps sampled energies
+#: below 0 MeV to 0 (kernels/source/sample.h), so the Gaussian must not reach 0 within this many sigmas (5 sigma: a
+#: fraction 2.9e-7 below 0); the same number of sigmas as the check of the tables' upper end (Beam.max_energy_mev).
+MAX_SPREAD_SIGMAS = 5.0
+
+
 @dataclass
 class Spot:
     """One Gaussian pencil beam.
@@ -124,8 +130,10 @@ class Spot:
     ----------
     energy_mev : mean kinetic energy (MeV).
     position_mm : (x, y, z) of the spot's central ray at the source plane (mm).
-    direction : unit vector of the central ray.
-    energy_spread_mev : Gaussian sigma of the kinetic energy (MeV).
+    direction : direction of the central ray; any non-zero length, divided by its norm here (``direction`` then
+        holds the unit vector), so (0, 1, 1) is the ray at 45 degrees between +y and +z.
+    energy_spread_mev : Gaussian sigma of the kinetic energy (MeV); at most energy_mev / 5 (the sampled energies
+        are clamped at 0 MeV, so a Gaussian reaching 0 within 5 sigma is refused).
     sigma_mm : (sigma_x, sigma_y) spot size at the source plane (mm).
     divergence_rad : (sigma_theta_x, sigma_theta_y) angular spread (rad).
     correlation : (rho_x, rho_y) position-angle correlation (-1..1).
@@ -154,6 +162,12 @@ class Spot:
                              "(therapy protons are 50-250 MeV)")
         if not np.isfinite(self.energy_spread_mev) or self.energy_spread_mev < 0:
             raise ValueError(f"energy_spread_mev must be >= 0; got {self.energy_spread_mev}")
+        if self.energy_spread_mev * MAX_SPREAD_SIGMAS > e:
+            raise ValueError(f"energy_spread_mev = {float(self.energy_spread_mev):g} MeV is more than a fifth of "
+                             f"energy_mev = {e:g} MeV: the Gaussian energy spectrum reaches 0 MeV within "
+                             f"{MAX_SPREAD_SIGMAS:g} sigma, and the sampled energies below 0 are clamped to 0 MeV, so "
+                             "the spectrum simulated would not be the one given; give the Gaussian sigma in MeV (a "
+                             "therapy beam's is about 1 % of its energy; not a percentage, not a FWHM)")
         for name in ("sigma_mm", "divergence_rad", "correlation", "position_mm"):
             a = np.asarray(getattr(self, name), dtype=float)
             if not np.all(np.isfinite(a)):

@@ -319,7 +319,7 @@ def target_prescriptions(items: list[tuple[int | None, float]], targets: Sequenc
 
 def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None, *,
           ct: str | Path | None = None, struct: str | Path | None = None, folder: str | Path | None = None,
-          beam_model: Any = None, out: str | Path | None = None, calibration: Any = "schneider2000",
+          beam_model: Any = None, out: str | Path | None = None, calibration: Any = None,
           phantom_from_struct: bool = False, dose_to: str = "water", rbe: float | None = None,
           fractions: str = "auto", dose_type: str | None = None, primaries: int = 10_000_000,
           target_uncertainty: float | None = 0.01, seed: int = 12345, backend: str = "auto",
@@ -343,6 +343,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         the 1/sqrt(N) law says are missing (+10 %), the two runs averaged by primaries.  The plan dose's
         uncertainty is reported.
     levels : ActionLevels, or a TOML file with a [levels] table.
+    calibration : the HU calibration (a name, a file or an HUCalibration); None: the default schneider2000, with
+        which a CT that mcproton wrote from densities with another one (its ImageComments name it) is refused
+        (given: a warning).
     mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).
     machine_check : refuse a plan whose beams are for a treatment machine the beam model does not name (default).
     gamma_workers : processes for the independent 3-D gammas (1: here, one after the other; None: one per gamma
@@ -395,7 +398,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                                                      frame_of_reference_uid=inp.frame_of_reference_uid)
             for nline in notes_geo:
                 log(f"mcproton check: phantom: {nline}")
-        geometry, cal = build_geometry(ct_dir, calibration, ref, timings)[:2]   # the CT's HU freed at once
+        # calibration None: the default (schneider2000), which a CT naming another one is refused with
+        geometry, cal = build_geometry(ct_dir, "schneider2000" if calibration is None else calibration, ref,
+                                       timings, given=calibration is not None)[:2]   # the CT's HU freed at once
         cal_name = getattr(cal, "name", str(calibration))
     else:
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")

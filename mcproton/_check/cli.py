@@ -32,7 +32,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--struct", help="RT Structure Set (RS.dcm): DVH metrics and the body outline (External)")
     c.add_argument("--beam-model", help="beam model: dcpt_v5, dcpt_v2, a .toml or an MCsquare BDL file")
     c.add_argument("--out", required=True, help="folder for check.html, check.json")
-    c.add_argument("--calibration", default="schneider2000", help="HU calibration (default schneider2000)")
+    c.add_argument("--calibration", default=None,
+                   help="HU calibration (default schneider2000; a phantom CT that mcproton wrote with another one "
+                        "is refused with the default)")
     c.add_argument("--phantom-from-struct", action="store_true",
                    help="no CT: build the phantom from the RT Struct's ROI material overrides (External etc.)")
     c.add_argument("--no-machine-check", action="store_true",

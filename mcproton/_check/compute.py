@@ -154,10 +154,15 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
 
 
 # ---------------------------------------------------------------------- geometry and MC dose on the TPS grid
-def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: dict | None = None):
+def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: dict | None = None, *,
+                   given: bool = True):
     """The transport geometry: the CT in blocks of whole CT voxels nearest to the TPS spacing, converted slab
     by slab by :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` (the conversion of ``mcproton
-    run`` too).  Returns (geometry, calibration, CT); ``timings["read_ct_s"]``: the CT reading."""
+    run`` too).  Returns (geometry, calibration, CT); ``timings["read_ct_s"]``: the CT reading.
+
+    A CT that mcproton wrote from densities names the calibration whose inverse gave its CT numbers
+    (ImageComments): read with another one it is refused if ``given`` is false (the default calibration, no
+    --calibration), else warned about, as in ``mcproton run``."""
     from .._io.ct import load_ct_series
     from .._io.dicom_common import StudyReference
     from .._io.hu_calibration import HUCalibration
@@ -169,11 +174,31 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
     from ..config import _warn_hu_beyond_calibration
 
+    _check_calibration_written_for(ct, cal, given=given)
     _warn_hu_beyond_calibration(ct, cal)   # metal above the curve's end, as mcproton run says
     factors = [max(1, int(np.rint(t / c))) for t, c in zip(ref.voxel_size_mm, ct.voxel_size_mm)]
     g2 = cal.to_geometry(ct, compact=True, blocks=factors)
     g2.study = StudyReference.from_ct(ct)
     return g2, cal, ct
+
+
+def _check_calibration_written_for(ct: Any, cal: Any, *, given: bool) -> None:
+    """A phantom or slab CT read with another calibration than the one it names (ImageComments): refused with
+    the default calibration, a warning with --calibration given (on purpose, e.g. to study it)."""
+    from .._io.hu_calibration import calibration_mismatch
+
+    found = calibration_mismatch(ct, cal.name, where="the CT", key="the calibration (--calibration)")
+    if found is None:
+        return
+    written, msg = found
+    how = ("a slab CT's CT numbers are codes of its exact calibration, which only mcproton run rebuilds "
+           '(phantom.type = "slab_ct"); check the dose on the phantom it was written for' if written == "slab_ct"
+           else f"give --calibration {written} (Python: calibration={written!r})")
+    if given:
+        sys.stderr.write(f"mcproton: warning: {msg}; checked anyway (--calibration is given); {how} to read the "
+                         "densities it was written from\n")
+        return
+    raise CheckInputError(f"{msg}; {how}")
 
 
 def to_tps_grid(dose_zyx: np.ndarray, geometry: Any, ref: TPSDose) -> tuple[np.ndarray, str]:

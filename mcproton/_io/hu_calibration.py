@@ -84,6 +84,18 @@ def calibration_written_for(ct) -> str | None:
     return m.group(1) if m else None
 
 
+def calibration_mismatch(ct, name: str, *, where: str, key: str) -> tuple[str, str] | None:
+    """None if ``ct`` names no calibration (a scanner's CT) or ``name``; else (the calibration it names, the
+    sentence saying so: ``where`` is the CT, ``key`` the option that gave ``name``).  Shared by ``mcproton run``
+    and ``mcproton check``, which say what to do each in its own terms."""
+    written = calibration_written_for(ct)
+    if written is None or written == name:
+        return None
+    return written, (f"{where} was written by mcproton from densities with the inverse of HU calibration "
+                     f"{written!r} (its ImageComments say so), but {key} is {name!r}: its densities would be "
+                     "another curve's")
+
+
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:
     """Rows of a CSV with '#' comment lines; header = first non-comment line."""
     try:

@@ -343,8 +343,12 @@ def dvh_stats(dose: np.ndarray, mask: np.ndarray, voxel_volume_cm3: float) -> di
 
 
 def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str, np.ndarray],
-                   voxel_volume_cm3: float, *, n_bins: int = 1000, source: str = "") -> dict[str, dict]:
+                   voxel_volume_cm3: float, *, n_bins: int = 1000, source: str = "",
+                   dose_dataset: str = "dose") -> dict[str, dict]:
     """Append (replace) the group ``dvh`` of an existing result HDF5; returns the per-structure stats.
+    ``dose_dataset``: the dataset ``dose_zyx`` is ("dose": to medium, "dose_to_water"), named in the group's
+    attributes (``dose_dataset``, ``dose_to``, ``dose_type`` PHYSICAL: the simulated dose, no RBE, its fractions
+    those of the dataset).
 
     Each structure's doses are selected once and sorted once; the cumulative DVH and every statistic come from
     them: the numbers of :func:`cumulative_dvh` and :func:`dvh_stats`, without a whole-grid pass per number."""
@@ -359,8 +363,14 @@ def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str
         if "dvh" in f:
             del f["dvh"]
         g = f.create_group("dvh")
+        if dose_dataset not in ("dose", "dose_to_water"):
+            raise ValueError(f'dose_dataset must be "dose" or "dose_to_water"; got {dose_dataset!r}')
         g.attrs["definition"] = ("cumulative DVH: fraction of the structure's voxels (centre inside the contour) "
-                                 "with dose >= dose_gy; dose as the 'dose' dataset")
+                                 f"with dose >= dose_gy; dose as the '{dose_dataset}' dataset (physical dose to "
+                                 f"{'water' if dose_dataset == 'dose_to_water' else 'medium'}, no RBE)")
+        g.attrs["dose_dataset"] = dose_dataset
+        g.attrs["dose_to"] = "water" if dose_dataset == "dose_to_water" else "medium"
+        g.attrs["dose_type"] = "PHYSICAL"
         if source:
             g.attrs["rtstruct"] = source
         for nm, m in masks.items():
@@ -397,4 +407,5 @@ def add_dvh_to_result(result, h5_path: str | Path, rtstruct_path: str | Path, *,
                       f"the CT to {for_uid}: the contours may not belong to this CT", RuntimeWarning, stacklevel=2)
     masks = rasterise(s, g)
     d = result.dose_to_water_gy_zyx if dose == "dose_to_water" else result.dose_gy_zyx
-    return write_dvh_hdf5(h5_path, d, masks, g.voxel_volume_cm3, source=str(rtstruct_path))
+    return write_dvh_hdf5(h5_path, d, masks, g.voxel_volume_cm3, source=str(rtstruct_path),
+                          dose_dataset="dose_to_water" if dose == "dose_to_water" else "dose")

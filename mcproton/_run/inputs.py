@@ -181,6 +181,7 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
                           "no dose would be deposited; check phantom.density_g_cm3 / the HU calibration")
     where = "beam" if "beam" in cfg else "plan"
     check_beam_sanity(geometry, beams, where)
+    check_source_outside(geometry, beams, where)
     cut = settings.physics.e_cut_mev
     for beam in beams:
         e_hi = beam.max_energy_mev
@@ -272,6 +273,12 @@ MAX_SOURCE_DISTANCE_MM = 10_000.0
 
 #: Largest angular sigma of a spot (rad); therapy beam models give a few mrad (dcpt_v5: < 5 mrad).
 MAX_DIVERGENCE_RAD = 0.2
+#: A source inside the phantom: refused when more than this much material (g/cm2; 0.1 = 1 mm of water) lies between
+#: the source and the grid's face upstream of it, along the central ray; the protons start at the source and never
+#: cross it (no dose there, the Bragg peak that much deeper).  Voxels below AIR_LIKE_G_CM3 (air: 0.0012 g/cm3; the
+#: air a CT or a slab CT holds in front of the patient) do not count.
+MAX_SKIPPED_G_CM2 = 0.1
+AIR_LIKE_G_CM3 = 0.01
 
 #: A finished run fails when more than this fraction of the incident energy missed the grid or left it (ledger).
 MAX_LOST_ENERGY_FRACTION = 0.5
@@ -384,6 +391,71 @@ def check_beam_sanity(geometry: Any, beams: list[Any], where: str) -> None:
                 raise ConfigError(f"{name}: position_mm = {list(s.position_mm)} is {dist:.3g} mm from the grid, "
                                   f"farther than the limit of {MAX_SOURCE_DISTANCE_MM:g} mm (10 m; beam models put "
                                   "the source 0.5-3 m upstream); give the position in mm, near the phantom")
+
+
+def material_upstream_g_cm2(geometry: Any, position_mm: Any, direction: Any, *, max_rays: int = 2000
+                            ) -> np.ndarray:
+    """For each source (rows of ``position_mm``, ``direction``): the mass thickness (g/cm2) of the grid's material
+    denser than AIR_LIKE_G_CM3 between the source and the grid's face upstream of it along the central ray; 0 for
+    a source outside the grid.  Sampled at a quarter of the smallest voxel; at most ``max_rays`` of the sources
+    inside the grid are traced (the others NaN)."""
+    p = np.atleast_2d(np.asarray(position_mm, float))
+    d = np.atleast_2d(np.asarray(direction, float))
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    lo = np.asarray(geometry.lower_corner_mm, float)
+    vs = np.asarray(geometry.voxel_size_mm, float)
+    hi = lo + np.asarray(geometry.extent_mm, float)
+    out = np.zeros(len(p))
+    inside = np.flatnonzero(np.all((p > lo) & (p < hi), axis=1))
+    if inside.size == 0:
+        return out
+    out[inside[max_rays:]] = np.nan
+    rho = np.asarray(geometry.density_g_cm3_zyx)
+    shape_xyz = np.array(rho.shape[::-1])
+    step = float(vs.min()) / 4
+    for i in inside[:max_rays]:
+        back = -d[i]
+        with np.errstate(divide="ignore"):   # distance to the grid's face behind the source
+            t = np.where(back > 0, (hi - p[i]) / back, np.where(back < 0, (lo - p[i]) / back, np.inf))
+        t_exit = float(t.min())
+        ts = (np.arange(int(np.ceil(t_exit / step))) + 0.5) * step
+        ts = ts[ts < t_exit]
+        idx = np.floor((p[i] + ts[:, None] * back - lo) / vs).astype(int)
+        idx = np.clip(idx, 0, shape_xyz - 1)
+        r = rho[idx[:, 2], idx[:, 1], idx[:, 0]]
+        dl = np.full(ts.size, step)
+        if ts.size:
+            dl[-1] = t_exit - (ts[-1] - step / 2)   # the last sample's part up to the face
+        out[i] = float(np.sum(np.where(r > AIR_LIKE_G_CM3, r, 0.0) * dl)) / 10.0   # mm -> cm
+    return out
+
+
+def check_source_outside(geometry: Any, beams: list[Any], where: str) -> None:
+    """Refuse a source inside the phantom (more than MAX_SKIPPED_G_CM2 of material upstream of it along the
+    central ray): the protons start there, so the material in front of it gets no dose and the dose behind it is
+    that of a beam that never crossed it (a plausible but wrong depth dose)."""
+    from ..config import ConfigError
+
+    for beam in beams:
+        spots = [(j, s) for j, s in enumerate(beam.spots) if s.weight > 0]
+        if not spots:
+            continue
+        g = material_upstream_g_cm2(geometry, [s.position_mm for _, s in spots], [s.direction for _, s in spots])
+        bad = np.flatnonzero(np.nan_to_num(g, nan=np.inf) > MAX_SKIPPED_G_CM2)
+        if bad.size == 0:
+            continue
+        j, s = spots[int(bad[0])]
+        name = where if len(beam.spots) == 1 and where == "beam" else f"spot {j} of {where} {beam.name!r}"
+        gb = float(g[bad[0]])
+        amount = (f"{gb:.3g} g/cm2 of material (about {10 * gb:.3g} mm of water)" if np.isfinite(gb)
+                  else "material")
+        others = f" ({bad.size} of the beam's {len(spots)} spots)" if bad.size > 1 else ""
+        raise ConfigError(f"{name}: the source position_mm = {[float(v) for v in s.position_mm]} lies inside the "
+                          f"phantom{others}: {amount} lie between it and the phantom's surface upstream along "
+                          "the beam, which the protons never cross (they start at the source), so that material "
+                          "gets no dose and the dose behind it is too deep; put the source upstream of the phantom "
+                          "(in the air in front of it, or outside the grid: beam models put it 0.5-3 m upstream "
+                          "of the isocentre)")
 
 
 def check_result(result: Any, *, allow_empty: bool = False) -> None:

@@ -832,3 +832,59 @@ def test_a_structure_cut_by_the_dose_grid_is_labelled(case, tmp_path):
     assert json.loads(Path(res.report_json).read_text())["structures"]["Cord"]["partly_outside_dose_grid"] is True
     page = Path(res.report_html).read_text()
     assert "Cord (part on the dose grid)" in page and "PTV (part on the dose grid)" not in page
+
+
+def _ct_written_for(base, tmp_path, name: str) -> Path:
+    """The base CT with the ImageComments of a CT that mcproton wrote with the inverse of calibration ``name``."""
+    from mcproton._io.hu_calibration import calibration_note
+
+    out = tmp_path / f"ct_{name}"
+    out.mkdir()
+    for f in sorted((base["dir"] / "ct").glob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        ds.ImageComments = calibration_note(name)
+        ds.save_as(out / f.name)
+    return out
+
+
+def test_a_phantom_ct_of_another_calibration_is_refused_with_the_default(base, tmp_path, capsys):
+    """A phantom CT written with mcsquare_default's inverse, checked with the default calibration: refused before
+    the transport, naming the calibration to give (before: read with schneider2000 without a word, as `mcproton
+    run` did before it compared them: the bone densities ~5 % off)."""
+    from mcproton.cli import main
+
+    d = base["dir"]
+    ct = _ct_written_for(base, tmp_path, "mcsquare_default")
+    rc = main(["check", "--plan", str(d / "RP.dcm"), "--dose", str(_tps(base, "calnote", base["blob"])),
+               "--ct", str(ct), "--beam-model", "dcpt_v2", "--out", str(tmp_path / "o"), "--quiet",
+               "--primaries", "2000"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "'mcsquare_default'" in err and "'schneider2000'" in err and "--calibration mcsquare_default" in err, err
+    assert not (tmp_path / "o" / "RD_mc.dcm").exists()
+
+
+def test_a_phantom_ct_of_another_calibration_given_on_purpose_is_warned_about(base, tmp_path, capsys, monkeypatch):
+    """--calibration given (another curve than the CT's, on purpose): a warning, and the check goes on (stopped
+    here at the transport)."""
+    from mcproton._check import api
+    from mcproton.cli import main
+
+    def stop(*a, **k):
+        raise RuntimeError("transport reached")
+
+    monkeypatch.setattr(api, "run_mc", stop)
+    d = base["dir"]
+    ct = _ct_written_for(base, tmp_path, "mcsquare_default")
+    rc = main(["check", "--plan", str(d / "RP.dcm"), "--dose", str(_tps(base, "calnote2", base["blob"])),
+               "--ct", str(ct), "--beam-model", "dcpt_v2", "--out", str(tmp_path / "o"), "--quiet",
+               "--calibration", "schneider2000"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "transport reached" in err, err
+    assert "warning" in err and "'mcsquare_default'" in err and "'schneider2000'" in err, err
+    # its own calibration: no word about it
+    rc = main(["check", "--plan", str(d / "RP.dcm"), "--dose", str(_tps(base, "calnote3", base["blob"])),
+               "--ct", str(ct), "--beam-model", "dcpt_v2", "--out", str(tmp_path / "o2"), "--quiet",
+               "--calibration", "mcsquare_default"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "transport reached" in err and "ImageComments" not in err, err

@@ -203,6 +203,18 @@ def test_cli_writes_dvh_group(tmp_path, capsys):
         assert ent["n_voxels"] == 4 * 2 * 2 and ent["mean_gy"] > 0
         assert far["mean_gy"] < 0.05 * ent["mean_gy"]
         assert f["dvh/entrance/volume_fraction"][0] == 1.0
+        assert f["dvh"].attrs["dose_dataset"] == "dose" and f["dvh"].attrs["dose_to"] == "medium"
+        assert f["dvh"].attrs["dose_type"] == "PHYSICAL" and "'dose' dataset" in f["dvh"].attrs["definition"]
+    # output.dose_to = "water" (and an RBE for the RT Dose): the DVHs are of the physical dose to water, and say so
+    # (before: their definition said "dose as the 'dose' dataset", the dose to medium)
+    out_w = tmp_path / "w.h5"
+    assert main(["run", str(tmp_path / "run.toml"), "--out", str(out_w), "--quiet", "--set", 'output.dose_to="water"',
+                 "--set", "output.rbe=1.1"]) == 0
+    capsys.readouterr()
+    with h5py.File(out_w, "r") as f:
+        a = f["dvh"].attrs
+        assert a["dose_dataset"] == "dose_to_water" and a["dose_to"] == "water" and a["dose_type"] == "PHYSICAL"
+        assert "'dose_to_water' dataset" in a["definition"] and "'dose' dataset" not in a["definition"]
 
 
 def test_scanline_fill_is_matplotlibs_point_in_path():

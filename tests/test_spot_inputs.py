@@ -1,0 +1,58 @@
+"""Spot inputs of the Python API and the [beam] section that gave a plausible but wrong dose (2026-12-05):
+an energy spread so wide that the Gaussian reached 0 MeV (the kernel clamps sampled energies there,
+kernels/source/sample.h) and a source inside the phantom (the material upstream of it got no dose).  A direction
+of any length is normalised, as the Spot docstring says."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mcproton.geometry import box_phantom, slab_phantom
+from mcproton.source import Beam, Spot
+
+
+def test_an_energy_spread_above_a_fifth_of_the_energy_is_refused():
+    Spot(100.0, energy_spread_mev=20.0)                   # 5 sigma reach 0 MeV exactly: still allowed
+    with pytest.raises(ValueError, match=r"energy_spread_mev = 20\.5 MeV is more than a fifth of energy_mev = 100"):
+        Spot(100.0, energy_spread_mev=20.5)
+    with pytest.raises(ValueError, match="clamped to 0 MeV"):
+        Beam.pencil(70.0, energy_spread_mev=70.0)         # 'a spread of 100 %' read as MeV
+
+
+def test_a_direction_of_any_length_is_normalised():
+    s = Spot(100.0, direction=(0.0, 3.0, 3.0))
+    assert np.allclose(s.direction, (0.0, np.sqrt(0.5), np.sqrt(0.5)), rtol=0, atol=1e-15)
+    t = Spot(100.0, direction=(0.0, 1.0, 1.0))
+    assert np.allclose(s.direction, t.direction, rtol=0, atol=1e-15)
+    assert np.allclose(s.axis_x, t.axis_x, rtol=0, atol=1e-15)
+
+
+def _spot(z: float, direction=(0.0, 0.0, 1.0)):
+    return Beam([Spot(100.0, position_mm=(0.0, 0.0, z), direction=direction)])
+
+
+def test_material_upstream_of_a_source():
+    from mcproton._run.inputs import material_upstream_g_cm2
+
+    g = box_phantom("water", (40.0, 40.0, 100.0), (4.0, 4.0, 2.0))      # z 0..100 mm of water (1 g/cm3)
+    got = material_upstream_g_cm2(g, [(0, 0, -10), (0, 0, 30), (0, 0, 30), (0, 0, 99.9)],
+                                  [(0, 0, 1), (0, 0, 1), (0, 0, -1), (0, 0, 1)])
+    # outside: 0; 30 mm deep along +z: 3 g/cm2; the same point shooting back: the 70 mm behind it
+    assert np.allclose(got, [0.0, 3.0, 7.0, 9.99], rtol=1e-9, atol=1e-9)
+    # air in front of water: the air does not count
+    s = slab_phantom([("air", 50.0), ("water", 50.0)], (40.0, 40.0), 2.0)
+    lo = float(s.lower_corner_mm[2])
+    got = material_upstream_g_cm2(s, [(0, 0, lo + 40.0), (0, 0, lo + 60.0)], [(0, 0, 1)] * 2)
+    assert np.allclose(got, [0.0, 1.0], rtol=1e-9, atol=1e-9)
+
+
+def test_a_source_inside_the_phantom_is_refused():
+    from mcproton._run.inputs import check_source_outside
+    from mcproton.config import ConfigError
+
+    g = box_phantom("water", (40.0, 40.0, 100.0), (4.0, 4.0, 2.0))
+    check_source_outside(g, [_spot(-10.0)], "beam")
+    check_source_outside(g, [_spot(0.9)], "beam")                 # 0.09 g/cm2: within the 1 mm of water allowed
+    with pytest.raises(ConfigError, match=r"beam: the source position_mm = \[0\.0, 0\.0, 30\.0\] lies inside the "
+                                          r"phantom: 3 g/cm2 of material \(about 30 mm of water\)"):
+        check_source_outside(g, [_spot(30.0)], "beam")
