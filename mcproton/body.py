@@ -286,8 +286,10 @@ def dose_summary(result: Any, outline: BodyOutline | None = None) -> dict[str, A
     out["d2_gy"] = float(part[d.size - n_2])
     del d, part
     where = "inside the body outline" if outline is not None else "in the grid"
-    out["max_dose_rule"] = (f"over the voxels {where} with density >= {SUMMARY_MIN_DENSITY:g} g/cm3 "
-                            "(air and air cells left out; D0.03cc and D2% over the same voxels)")
+    out["max_dose_rule"] = (f"of the HDF5 'dose' dataset (physical dose to medium, as simulated: not the RT Dose's "
+                            f"RBE, water or fractions), over the voxels {where} with density >= "
+                            f"{SUMMARY_MIN_DENSITY:g} g/cm3 (air and air cells left out; D0.03cc and D2% over the "
+                            "same voxels)")
     if outline is not None:
         out["body_outline"] = outline.source
         out["body_volume_cm3"] = round(outline.voxels * g.voxel_volume_cm3, 2)

@@ -82,3 +82,25 @@ def test_edge_cases():
         _reference(res, outline)
     res.geometry.density_g_cm3_zyx = np.zeros_like(res.geometry.density_g_cm3_zyx)   # no tissue
     assert dose_summary(res, outline)["max_dose_rule"].startswith("no voxel of tissue density")
+
+
+def test_the_summary_and_the_hdf5_say_which_dose_they_hold(tmp_path):
+    """The summary's maximum is of the HDF5 'dose' dataset (physical, to medium, as simulated), and says so; the
+    HDF5 datasets of a beam without total_protons say "Gy per primary" (they said "Gy")."""
+    import h5py
+
+    from mcproton.body import dose_summary
+    from mcproton.geometry import box_phantom
+    from mcproton.run import RunSettings, simulate
+    from mcproton.source import Beam
+
+    g = box_phantom("water", (10, 10, 20), 2.0)
+    st = RunSettings(primaries=200, seed=1, backend="cpu", batches=2)
+    per_primary = simulate(g, Beam.pencil(70.0, position_mm=(0.0, 0.0, -1.0)), st)
+    assert "of the HDF5 'dose' dataset (physical dose to medium" in dose_summary(per_primary)["max_dose_rule"]
+    per_primary.save(tmp_path / "p.h5")
+    absolute = simulate(g, Beam.pencil(70.0, position_mm=(0.0, 0.0, -1.0), total_protons=1e9), st)
+    absolute.save(tmp_path / "a.h5")
+    with h5py.File(tmp_path / "p.h5") as f, h5py.File(tmp_path / "a.h5") as h:
+        assert f["dose"].attrs["unit"] == f["dose_to_water"].attrs["unit"] == "Gy per primary"
+        assert h["dose"].attrs["unit"] == h["dose_to_water"].attrs["unit"] == "Gy"

@@ -112,9 +112,13 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
 
     g = result.geometry
 
+    # a beam without total_protons gives Gy per primary proton (the file's normalisation attribute): say so on the
+    # datasets too, where a reader looks first
+    gy = "Gy per primary" if getattr(result, "normalisation", "") == "Gy per primary" else "Gy"
+
     def fill(f: Any) -> None:
-        for name, arr, unit in (("dose", result.dose_gy_zyx, "Gy"),
-                                ("dose_to_water", result.dose_to_water_gy_zyx, "Gy"),
+        for name, arr, unit in (("dose", result.dose_gy_zyx, gy),
+                                ("dose_to_water", result.dose_to_water_gy_zyx, gy),
                                 ("let_d", result.let_d_kev_um_zyx, "keV/um"),
                                 ("uncertainty", result.uncertainty_rel_zyx, "1 (relative standard error)")):
             d = write_grid(f, name, np.asarray(arr, np.float32 if name != "dose" else np.float64))
