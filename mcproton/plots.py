@@ -90,7 +90,7 @@ def plot_dose_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] 
         return d, d >= 0.05 * dmax
 
     return _plot_planes(result, plane, path, centre_zyx, title, structures, dmax, levels, fmt,
-                        f"dose ({result.normalisation})")
+                        f"physical dose to medium ({result.normalisation})")
 
 
 def plot_let_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] | None = None,
