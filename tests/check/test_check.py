@@ -888,3 +888,29 @@ def test_a_phantom_ct_of_another_calibration_given_on_purpose_is_warned_about(ba
                "--calibration", "mcsquare_default"])
     err = capsys.readouterr().err
     assert rc != 0 and "transport reached" in err and "ImageComments" not in err, err
+
+
+def test_the_check_runs_through_the_cuda_backend_emulated(base, tmp_path, monkeypatch):
+    """`mcproton check --backend cuda` end to end through the CUDA backend's Python side (tests/fake_cupy.py: a
+    strict CuPy stand-in whose kernel launches run on the CPU), so that a GPU session finds the check's GPU data flow
+    working: the same MC dose as the CPU backend, bit for bit (the same kernel source and random streams), the RT
+    Dose files and the report written, the device named."""
+    from fake_cupy import DEVICE_NAME, install_fake_cupy
+
+    from mcproton._backend import get_backend
+    from mcproton._check.api import check
+
+    d = base["dir"]
+    common = dict(plan=d / "RP.dcm", dose=_tps(base, "emu", base["blob"]), ct=d / "ct", struct=d / "RS.dcm",
+                  beam_model="dcpt_v2", primaries=3000, target_uncertainty=None, seed=5, levels=_levels(),
+                  gamma_points=300, progress=False)
+    cpu = check(backend="cpu", **common)
+    fake = install_fake_cupy(monkeypatch)
+    try:
+        gpu = check(backend="cuda", out=tmp_path / "o", **common)
+    finally:
+        get_backend.cache_clear()
+    assert fake.launches and gpu.provenance["backend"] == "cuda" and DEVICE_NAME in gpu.provenance["device"]
+    np.testing.assert_array_equal(gpu.mc_gy_zyx, cpu.mc_gy_zyx)
+    assert gpu.gamma["2%/2mm"]["pass_rate"] == cpu.gamma["2%/2mm"]["pass_rate"]
+    assert (tmp_path / "o" / "RD_mc.dcm").is_file() and Path(gpu.report_html).is_file()
