@@ -563,7 +563,8 @@ def _read_composition_csv(path: Path, name_prefix: str = "") -> tuple[list[float
         fr = {k: v / s for k, v in fr.items()}
         nm = row.get("name") or f"bin{i + 1}"
         dens = row.get("density_gcm3", "") or row.get("density_g_cm3", "")
-        mats.append(Material(f"{name_prefix}{nm}", float(dens) if dens else 1.0, fr, None, str(path)))
+        mats.append(Material(f"{name_prefix}{nm}", _num(dens, f"row {i + 1} density_gcm3", path) if dens else 1.0,
+                             fr, None, str(path)))
         bins.append(hu_lo)
     return bins, mats
 
