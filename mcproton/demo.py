@@ -222,9 +222,19 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     from .plots import let_colour_top, plane_slices, plot_dose_planes, plot_let_planes
     from .settings import RunSettings
 
+    from .phantoms.dicom_export import check_new_ct_dir
+
+    # options refused before any work (--primaries 0 ran the default count; the others failed after the plan)
+    if primaries is not None and (isinstance(primaries, bool) or int(primaries) != primaries or primaries < 1):
+        raise ValueError(f"--primaries must be a positive whole number of histories; got {primaries} (leave it out "
+                         f"for the default: {DEFAULT_PRIMARIES['cpu']:,} on the CPU, {DEFAULT_PRIMARIES['cuda']:,} "
+                         "on the GPU)")
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1 (or left out: all cores); got {threads}")
     t0, cpu0 = time.perf_counter(), time.process_time()
     times: dict[str, float] = {}
     out = Path(out)
+    check_new_ct_dir(out / "ct", "the demo's CT folder (in --out)")
     out.mkdir(parents=True, exist_ok=True)
 
     _log(f"phantom: {age:g}-year-old head, {voxel_mm:g} mm voxels", quiet)

@@ -56,6 +56,19 @@ def phantom_hu(geometry: VoxelGeometry, calibration="schneider2000") -> np.ndarr
     return cal.hu_from_density(rho, integer=True)
 
 
+def check_new_ct_dir(ct_dir, what: str = "the CT folder") -> None:
+    """Refuse a CT folder that exists and holds anything: a phantom's series written into it would overwrite the
+    files of the same names and leave the others (an earlier phantom's last slices when the new one has fewer,
+    or a patient's CT), so the folder would hold two series of two frames of reference.  Nothing is deleted."""
+    d = Path(ct_dir)
+    if d.exists() and (not d.is_dir() or any(d.iterdir())):
+        kind = "is not a folder" if not d.is_dir() else f"already holds {sum(1 for _ in d.iterdir())} file(s)"
+        raise ValueError(f"{what} {d} {kind} (an earlier phantom's CT, or a patient's): the phantom's CT series is "
+                         "written to a new, empty folder and nothing is overwritten or deleted, since slices left "
+                         "from another series would mix two series of two frames of reference; give a new output "
+                         "folder, or delete the old one yourself")
+
+
 def write_phantom_ct(geometry: VoxelGeometry, out_dir, *, calibration="schneider2000",
                      study: StudyReference | None = None,
                      series_description: str | None = None) -> CTSeriesRef:
@@ -68,6 +81,7 @@ def write_phantom_ct(geometry: VoxelGeometry, out_dir, *, calibration="schneider
 
     from ..dicom import HUCalibration
 
+    check_new_ct_dir(out_dir)
     study = (study or PHANTOM_STUDY).resolved()
     series_uid = str(generate_uid())
     desc = series_description or geometry.name
@@ -264,6 +278,7 @@ def export_phantom(geometry: VoxelGeometry, out_dir, *, calibration="schneider20
     from .export import label_map_to_masks, write_phantom_hdf5
 
     out = Path(out_dir)
+    check_new_ct_dir(out / "ct")   # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     ct = write_phantom_ct(geometry, out / "ct", calibration=calibration)
     res = {"ct": ct, "ct_dir": out / "ct"}

@@ -7,6 +7,14 @@ results *in chunk order* into the same Accumulator as a local run, so the dose (
 independent of the number of workers and of the scheduling, and even the uncertainty (float sums of the
 per-batch dose) and the stopping point are the same as a local run of the same config.
 
+Worker identity: each worker builds its Simulation from the config on its own installation and disk, so before
+its first chunk it compares its mcproton version, transport kernel source, geometry (hash of the materials,
+densities, voxel size and origin), beam and backend with the client's (``job_identity``; the backend is pinned to
+the client's, so that ``run.backend = "auto"`` resolves alike) and refuses to run on any difference
+(WorkerMismatchError): the client divides the summed tallies by its own voxel masses and labels the result with its
+own provenance, so a worker of another install or with another CT at the same path would give a plausible but
+wrong dose.
+
 Worker loss: Dask re-runs the tasks of a lost worker elsewhere.  Results are keyed by chunk (its first history
 index); only the first result of a chunk is summed, so nothing is counted twice.  At most a window of
 ``2 x workers`` chunks is in flight, so the client's memory stays bounded whatever the number of chunks.
@@ -54,6 +62,46 @@ def worker_gpu(settings: Any) -> int | None:
     return idx % max(device_count(), 1)
 
 
+class WorkerMismatchError(RuntimeError):
+    """A Dask worker whose Simulation differs from the client's job (another install, CT, beam or backend)."""
+
+
+#: job_identity's keys: what differs, and what to do about it
+_IDENTITY = {"version": ("another mcproton version", "install the client's mcproton version on every worker"),
+             "kernel_hash": ("another transport kernel (source hash)",
+                             "install the same mcproton build on every worker"),
+             "geometry_hash": ("another geometry", "the phantom/CT the worker reads from the config's paths differs "
+                                                   "from the client's: give every worker the same CT files"),
+             "beam_hash": ("another beam", "the plan or beam model the worker reads from the config's paths differs "
+                                           "from the client's: give every worker the same files"),
+             "backend": ("another backend", "set run.backend and make it available on every worker")}
+
+
+def job_identity(geometry_hash: str, beam: Any, backend: str) -> dict[str, str]:
+    """What a worker's Simulation of ``beam`` must share with the client's: the mcproton version, the transport
+    kernel's source hash, the geometry hash (checkpoint.geometry_hash), the beam's hash (spots, CDF, total
+    protons: checkpoint.beams_hash) and the backend name."""
+    from .. import __version__
+    from .._kernels.source import source_hash
+    from .checkpoint import beams_hash
+
+    return {"version": __version__, "kernel_hash": source_hash("transport.cu"), "geometry_hash": geometry_hash,
+            "beam_hash": beams_hash([beam]), "backend": backend}
+
+
+def _check_identity(sim: Any, expect: dict[str, str]) -> None:
+    from .checkpoint import geometry_hash
+
+    got = job_identity(geometry_hash(sim.geometry), sim.beam, sim.backend.name)
+    for key, (what, how) in _IDENTITY.items():
+        if key in expect and got[key] != expect[key]:
+            name = _worker_name() or "(not in a worker)"
+            raise WorkerMismatchError(
+                f"Dask worker {name} refused: it has {what} than the client ({key} {got[key][:16]} on the worker, "
+                f"{str(expect[key])[:16]} on the client), so its tallies would not belong to the client's job; "
+                f"{how}")
+
+
 def _build_sim(spec: dict[str, Any]) -> Any:
     from ..config import build_beams, build_geometry, run_settings
     from .engine import Simulation
@@ -61,9 +109,13 @@ def _build_sim(spec: dict[str, Any]) -> Any:
     cfg = spec["cfg"]
     settings = run_settings(cfg)
     settings.threads = spec["threads"]
+    expect = spec.get("expect") or {}
+    if expect.get("backend"):   # the client's resolution of run.backend = "auto", not the worker's
+        settings.backend = expect["backend"]
     settings.gpu = worker_gpu(settings)
     sim = Simulation(build_geometry(cfg), build_beams(cfg)[spec["beam"]], settings,
                      beam_index=spec.get("stream", spec["beam"]))
+    _check_identity(sim, expect)
     sim.backend.compile()
     return sim
 
@@ -295,14 +347,15 @@ class DaskSession:
             log(f"mcproton: distributed run on {nw} Dask worker(s) ({self.client.scheduler.address})")
 
     def executor(self, cfg: dict[str, Any], beam_index: int, plan: BatchPlan, settings: Any,
-                 stream: int | None = None) -> DaskExecutor:
+                 stream: int | None = None, expect: dict[str, str] | None = None) -> DaskExecutor:
         """The executor of beam ``beam_index`` of ``cfg``, on the random stream ``stream`` (default: the beam
-        index; JobOptions.first_beam_index)."""
+        index; JobOptions.first_beam_index).  ``expect``: the client's job_identity of the beam, which each
+        worker's Simulation must match (WorkerMismatchError)."""
         threads = cfg.get("run", {}).get("threads") or None
         if threads is None and self.local:
             threads = 1  # a LocalCluster has one worker per core: one OpenMP thread each
         spec = {"cfg": cfg, "beam": beam_index, "threads": threads,
-                "stream": beam_index if stream is None else int(stream)}
+                "stream": beam_index if stream is None else int(stream), "expect": dict(expect or {})}
         return DaskExecutor(self.client, spec, plan)
 
     def describe(self) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, load_checkpoint, \
-    save_checkpoint
+from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, geometry_hash, \
+    load_checkpoint, save_checkpoint
 from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from .result import finish, scored_voxels
 from .streaming import BatchPlan, LocalExecutor, is_out_of_memory, progress_printer, stream
@@ -203,7 +203,13 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 executor: DaskExecutor | LocalExecutor
                 if dask_ctx is not None:
                     assert cfg is not None   # a DaskSession is only made for a job with a config (above)
-                    executor = dask_ctx.executor(cfg, i, plan, settings, opts.first_beam_index + i)
+                    from .distributed import job_identity
+
+                    # each worker's Simulation must be of this geometry, beam and backend (WorkerMismatchError)
+                    geo = fp.get("geometry_hash") or current.get("geometry_hash") or geometry_hash(geometry)
+                    current["geometry_hash"] = geo
+                    executor = dask_ctx.executor(cfg, i, plan, settings, opts.first_beam_index + i,
+                                                 expect=job_identity(geo, beam, backend))
                 else:
                     if sim.keeps_tallies_on_device:
                         # GPU: the batches are summed on the device; host copies for checkpoints and the end

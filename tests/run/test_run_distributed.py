@@ -95,3 +95,62 @@ def test_cli_workers_interrupted_and_resumed_locally(small_cfg, tmp_path):
     cli("run", cfg, "--out", out, "--quiet", "--resume")
     a, b = read_h5(ref), read_h5(out)
     assert np.array_equal(a["dose"], b["dose"]) and np.array_equal(a["uncertainty"], b["uncertainty"])
+
+
+def test_worker_with_another_geometry_is_refused(small_cfg):
+    """A worker rebuilds the job from the config on its own disk: where that gives another geometry (another CT
+    at the same path; here: the client's phantom is PMMA, the config's water) its tallies would be divided by the
+    client's voxel masses, a plausible but wrong dose.  Refused with a message naming what differs."""
+    cfg, s, _, beams = _job(small_cfg(4000), "run.batch_size=2000")
+    g_other = build_geometry(load_config(small_cfg(4000, name="pmma.toml"), ['phantom.material="pmma"']))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        with pytest.raises(RuntimeError, match="another geometry") as ei:
+            run_job(cfg, s, g_other, beams, None, client=client, progress=False, log=lambda m: None)
+    assert "worker" in str(ei.value)
+
+
+@pytest.mark.parametrize("key, value, what", [("version", "0.0.1", "another mcproton version"),
+                                              ("kernel_hash", "0" * 64, "another transport kernel"),
+                                              ("beam_hash", "1" * 64, "another beam")])
+def test_worker_identity_mismatch_refused(small_cfg, key, value, what):
+    """The worker's own Simulation is compared with what the client expects (version, kernel source, geometry,
+    beam, backend) before its first chunk: a worker of another mcproton install is refused, not summed."""
+    from mcproton._run.checkpoint import geometry_hash
+    from mcproton._run.distributed import WorkerMismatchError, _build_sim, job_identity
+
+    cfg, s, g, beams = _job(small_cfg(4000), "run.batch_size=2000")
+    expect = job_identity(geometry_hash(g), beams[0], "cpu")
+    spec = {"cfg": cfg, "beam": 0, "threads": 1, "stream": 0, "expect": expect}
+    assert _build_sim(spec).backend.name == "cpu"   # the identity the client computed is the worker's own
+    with pytest.raises(WorkerMismatchError, match=what) as ei:
+        _build_sim({**spec, "expect": {**expect, key: value}})
+    assert value[:12] in str(ei.value) and "refused" in str(ei.value)
+
+
+def test_worker_backend_is_the_clients(small_cfg, monkeypatch):
+    """run.backend = "auto" is resolved once, by the client: its result is labelled with the client's backend,
+    so a worker must not resolve it to another one (a GPU worker of a CPU client).  A worker that cannot run the
+    client's backend fails with the backend's own message."""
+    from mcproton._run import distributed as dist
+    from mcproton._run.checkpoint import geometry_hash
+
+    cfg, s, g, beams = _job(small_cfg(4000), "run.batch_size=2000", 'run.backend="auto"')
+    assert cfg["run"]["backend"] == "auto"
+    expect = dist.job_identity(geometry_hash(g), beams[0], "cpu")
+    spec = {"cfg": cfg, "beam": 0, "threads": 1, "stream": 0, "expect": expect}
+    from mcproton._run import engine
+
+    asked = []
+
+    class Recording(engine.Simulation):
+        def __init__(self, geometry, beam, settings, **kw):
+            asked.append(settings.backend)
+            super().__init__(geometry, beam, settings, **kw)
+
+    monkeypatch.setattr(engine, "Simulation", Recording)
+    assert dist._build_sim(spec).backend.name == "cpu"
+    assert asked == ["cpu"]   # the client's backend, not "auto" (which a GPU worker would resolve to cuda)
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="backend 'cuda' requested but unavailable"):
+        dist._build_sim({**spec, "expect": {**expect, "backend": "cuda"}})
