@@ -56,17 +56,44 @@ def phantom_hu(geometry: VoxelGeometry, calibration="schneider2000") -> np.ndarr
     return cal.hu_from_density(rho, integer=True)
 
 
+def _own_slice(path: Path) -> bool:
+    """Whether ``path`` is a CT slice that an mcproton phantom writer wrote (CT_<number>.dcm, Modality CT,
+    Manufacturer mcproton): our own earlier output, which a new phantom may replace."""
+    import re
+
+    import pydicom
+
+    if not (path.is_file() and re.fullmatch(r"CT_\d+\.dcm", path.name)):
+        return False
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality", "Manufacturer"])
+    except Exception:  # noqa: BLE001 - not readable as DICOM: not ours
+        return False
+    return str(ds.get("Modality", "")) == "CT" and str(ds.get("Manufacturer", "")) == "mcproton"
+
+
 def check_new_ct_dir(ct_dir, what: str = "the CT folder") -> None:
-    """Refuse a CT folder that exists and holds anything: a phantom's series written into it would overwrite the
-    files of the same names and leave the others (an earlier phantom's last slices when the new one has fewer,
-    or a patient's CT), so the folder would hold two series of two frames of reference.  Nothing is deleted."""
+    """Make sure a phantom's CT series goes into a folder of its own.  A folder holding only an earlier mcproton
+    phantom series (CT_<n>.dcm slices that mcproton wrote, e.g. a previous `mcproton demo` into the same --out) is
+    emptied first: the new series replaces it whole.  A folder holding anything else (a patient's CT, other files)
+    is refused and left as it is: a series written into it would overwrite the files of the same names and leave
+    the others, two series of two frames of reference in one folder."""
     d = Path(ct_dir)
-    if d.exists() and (not d.is_dir() or any(d.iterdir())):
-        kind = "is not a folder" if not d.is_dir() else f"already holds {sum(1 for _ in d.iterdir())} file(s)"
-        raise ValueError(f"{what} {d} {kind} (an earlier phantom's CT, or a patient's): the phantom's CT series is "
-                         "written to a new, empty folder and nothing is overwritten or deleted, since slices left "
-                         "from another series would mix two series of two frames of reference; give a new output "
-                         "folder, or delete the old one yourself")
+    if not d.exists():
+        return
+    if not d.is_dir():
+        raise ValueError(f"{what} {d} is not a folder: the phantom's CT series is written to a folder; give another "
+                         "output folder")
+    files = list(d.iterdir())
+    foreign = [f for f in files if not _own_slice(f)]
+    if foreign:
+        raise ValueError(f"{what} {d} already holds {len(foreign)} file(s) that are not an earlier mcproton phantom "
+                         f"CT (e.g. {foreign[0].name}; a patient's CT?): the phantom's CT series is written to a new "
+                         "folder, or one holding only an earlier phantom series (which it replaces), since slices "
+                         "left from another series would mix two series of two frames of reference; give a new "
+                         "output folder, or move those files yourself")
+    for f in files:   # our own earlier series: replaced whole, none of its slices left beside the new one
+        f.unlink()
 
 
 def write_phantom_ct(geometry: VoxelGeometry, out_dir, *, calibration="schneider2000",
