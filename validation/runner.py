@@ -83,6 +83,14 @@ def main(argv: list[str] | None = None, simulate_fn=None) -> int:
     if unknown:
         print(f"mcproton validate: unknown case(s) {unknown}; known: {', '.join(CASE_NAMES)}", file=sys.stderr)
         return 2
+    if args.backend == "cuda" and simulate_fn is None:   # refused once, not as an error in every case
+        try:
+            from .._backend import get_backend
+
+            get_backend("cuda")
+        except RuntimeError as exc:
+            print(f"mcproton validate: error: {exc}", file=sys.stderr)
+            return 2
     physics = None
     try:
         from ..settings import PhysicsSettings

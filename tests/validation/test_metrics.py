@@ -337,3 +337,20 @@ def test_quick_catana_and_slabs_with_the_engine(tmp_path):
     assert [c["name"] for c in s["cases"]] == ["stopping_power", "catana_62mev", "heterogeneity_slabs"]
     assert rc == (0 if s["all_passed"] else 1)
     assert s["engine"].get("kernel_hash")
+
+
+def test_validate_with_an_unavailable_cuda_backend_is_refused_once(tmp_path, capsys):
+    """`mcproton validate --backend cuda` without a GPU: one line and exit 2 before any case (before: every case an
+    ERROR with the same message, and a report of errors)."""
+    from mcproton._backend import get_backend
+
+    try:
+        get_backend("cuda")
+        pytest.skip("a CUDA backend is available here")
+    except RuntimeError:
+        pass
+    assert runner.main(["--quick", "--backend", "cuda", "--out", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mcproton validate: error: backend 'cuda' requested but unavailable")
+    assert "--backend cpu" in err
+    assert not (tmp_path / "v").exists()
