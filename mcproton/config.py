@@ -262,22 +262,15 @@ def _vec(cfg_sec: dict, key: str, n: int, default: Any, where: str) -> list[floa
 
 
 def _check_calibration_written_for(ct: Any, calib: Any, *, given: bool) -> None:
-    """A CT that mcproton wrote from densities (a phantom, a slab CT) names the calibration whose inverse gave its
-    CT numbers; read with another one, every density would be that curve's (bone off by ~5 %).  Refused with the
-    default calibration; a warning if phantom.calibration names another one (on purpose, e.g. to study it)."""
-    from ._io.hu_calibration import calibration_mismatch
+    """A phantom or slab CT read with another calibration than the one it names (ImageComments; bone off by ~5 %):
+    refused with the default calibration, a warning if phantom.calibration names another one (on purpose)."""
+    from ._io.hu_calibration import check_calibration_written_for
 
-    found = calibration_mismatch(ct, calib.name, where="the CT in phantom.ct_dir", key="phantom.calibration")
-    if found is None:
-        return
-    written, msg = found
-    how = ('run it as phantom.type = "slab_ct" (its exact calibration)' if written == "slab_ct"
-           else f'set phantom.calibration = "{written}"')
-    if given:
-        sys.stderr.write(f"mcproton: warning: {msg}; run anyway (phantom.calibration is given); {how} to read "
-                         "the densities it was written from\n")
-        return
-    raise ConfigError(f"{msg}; {how}")
+    check_calibration_written_for(
+        ct, calib.name, given=given, where="the CT in phantom.ct_dir", key="phantom.calibration", error=ConfigError,
+        anyway="run anyway (phantom.calibration is given)",
+        how=lambda w: ('run it as phantom.type = "slab_ct" (its exact calibration)' if w == "slab_ct"
+                       else f'set phantom.calibration = "{w}"'))
 
 
 def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:

@@ -185,20 +185,14 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
 def _check_calibration_written_for(ct: Any, cal: Any, *, given: bool) -> None:
     """A phantom or slab CT read with another calibration than the one it names (ImageComments): refused with
     the default calibration, a warning with --calibration given (on purpose, e.g. to study it)."""
-    from .._io.hu_calibration import calibration_mismatch
+    from .._io.hu_calibration import check_calibration_written_for
 
-    found = calibration_mismatch(ct, cal.name, where="the CT", key="the calibration (--calibration)")
-    if found is None:
-        return
-    written, msg = found
-    how = ("a slab CT's CT numbers are codes of its exact calibration, which only mcproton run rebuilds "
-           '(phantom.type = "slab_ct"); check the dose on the phantom it was written for' if written == "slab_ct"
-           else f"give --calibration {written} (Python: calibration={written!r})")
-    if given:
-        sys.stderr.write(f"mcproton: warning: {msg}; checked anyway (--calibration is given); {how} to read the "
-                         "densities it was written from\n")
-        return
-    raise CheckInputError(f"{msg}; {how}")
+    check_calibration_written_for(
+        ct, cal.name, given=given, where="the CT", key="the calibration (--calibration)", error=CheckInputError,
+        anyway="checked anyway (--calibration is given)",
+        how=lambda w: ("a slab CT's CT numbers are codes of its exact calibration, which only mcproton run rebuilds "
+                       '(phantom.type = "slab_ct"); check the dose on the phantom it was written for'
+                       if w == "slab_ct" else f"give --calibration {w} (Python: calibration={w!r})"))
 
 
 def to_tps_grid(dose_zyx: np.ndarray, geometry: Any, ref: TPSDose) -> tuple[np.ndarray, str]:

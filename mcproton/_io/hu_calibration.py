@@ -84,16 +84,26 @@ def calibration_written_for(ct) -> str | None:
     return m.group(1) if m else None
 
 
-def calibration_mismatch(ct, name: str, *, where: str, key: str) -> tuple[str, str] | None:
-    """None if ``ct`` names no calibration (a scanner's CT) or ``name``; else (the calibration it names, the
-    sentence saying so: ``where`` is the CT, ``key`` the option that gave ``name``).  Shared by ``mcproton run``
-    and ``mcproton check``, which say what to do each in its own terms."""
+def check_calibration_written_for(ct, name: str, *, given: bool, where: str, key: str, how, error: type,
+                                  anyway: str) -> None:
+    """A CT that mcproton wrote from densities (a phantom, a slab CT) names the calibration whose inverse gave its
+    CT numbers (:func:`calibration_written_for`); read with calibration ``name`` instead, every density would be
+    that curve's.  Nothing for a scanner's CT or the same calibration; else ``error`` (the default calibration) or,
+    with the calibration ``given`` on purpose, a warning that goes on ``anyway``.  ``where`` names the CT, ``key``
+    the option that gave ``name``, ``how(written)`` what to do: ``mcproton run`` and ``mcproton check`` each say
+    them in their own terms."""
+    import sys
+
     written = calibration_written_for(ct)
     if written is None or written == name:
-        return None
-    return written, (f"{where} was written by mcproton from densities with the inverse of HU calibration "
-                     f"{written!r} (its ImageComments say so), but {key} is {name!r}: its densities would be "
-                     "another curve's")
+        return
+    msg = (f"{where} was written by mcproton from densities with the inverse of HU calibration {written!r} (its "
+           f"ImageComments say so), but {key} is {name!r}: its densities would be another curve's")
+    if given:
+        sys.stderr.write(f"mcproton: warning: {msg}; {anyway}; {how(written)} to read the densities it was written "
+                         "from\n")
+        return
+    raise error(f"{msg}; {how(written)}")
 
 
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:
