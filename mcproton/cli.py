@@ -126,11 +126,15 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
         raise
     with phase("hdf5"):
         _write_output_or_explain(writer, total, out, checkpointed)
+    from ._run.result import combined_stop_reason
+
     with phase("summary"):   # the summary's dose figures (maximum, D0.03cc, D2%: mcproton/body.py)
         summary = {"output": str(out), "backend": total.backend, "device": total.device,
                    "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
                    "protons_per_second": round(total.protons_per_second, 1),
                    "mean_rel_uncertainty_50": total.mean_rel_uncertainty_50,
+                   "primaries_requested": settings.primaries * len(beams),
+                   "stop_reason": combined_stop_reason(results),
                    "normalisation": total.normalisation, "energy_imbalance_rel": total.ledger["imbalance_rel"],
                    **_dose_description(total, beams, outline)}
     failed: list[str] = []
@@ -161,7 +165,15 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
                  ": free disk space and run again to write them")
         raise RuntimeError(f"could not write {' nor '.join(failed)}; the dose is safe in {out}{again}")
     with phase("result_checks"):
-        if checkpointed:
+        limited = [i for i, r in enumerate(results, start=1)
+                   if r.provenance.get("stop_reason") == "time_limit" and r.primaries < settings.primaries]
+        if checkpointed and limited:   # kept: --resume with a larger run.time_limit_s adds the remaining primaries
+            print(f"mcproton: beam(s) {limited} stopped by run.time_limit_s before run.primaries: {out} holds the "
+                  f"dose of the {total.primaries:,} primaries run (of {settings.primaries * len(beams):,}), "
+                  f"normalised to them; the checkpoint {_ckpt(out)} is kept: run the same command with --resume "
+                  "and a larger run.time_limit_s (or none) to add the remaining primaries, or delete it",
+                  file=sys.stderr)
+        elif checkpointed:
             remove_checkpoint(out)
         _warn_prescription(cfg, total)
     summary["phase_s"] = clock.summary()   # exclusive wall times, adding up to phase_s["total"]

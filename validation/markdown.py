@@ -61,7 +61,10 @@ def write_markdown(run_dir: str | Path, out_md: str | Path, figures_dir: str | P
                 tol_s = "" if tol is None else f"{_fmt(tol)} {m.get('unit', '')} ({m.get('comparison', '')})"
                 lines.append(f"| {m['name']} | {_fmt(m.get('value'))} | {_fmt(m.get('reference'))} | {tol_s} | "
                              f"{'info' if tol is None else _fmt(m.get('passed'))} |")
-        for png in sorted(run_dir.glob(f"{c['name']}*.png")):
+        # the figures of this run's summary, not every <case>*.png in the folder (an earlier run's could be there)
+        for png in [run_dir / str(f) for f in c.get("figures", [])]:
+            if not png.is_file():
+                continue
             shutil.copy2(png, fig_dir / png.name)
             rel = Path(fig_dir.name) / png.name if fig_dir.parent == out_md.parent else fig_dir / png.name
             lines += ["", f"![{png.stem}]({rel.as_posix()})"]

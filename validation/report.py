@@ -12,6 +12,8 @@ from typing import Any
 from .core import CaseResult, _jsonable
 
 SCHEMA_VERSION = 1
+#: the report page's heading (a folder holding report.html with it holds an earlier report: runner.check_out_dir)
+REPORT_TITLE = "mcproton validation and commissioning report"
 
 
 def _settings_from_runs(cases: list[CaseResult]) -> dict[str, Any]:
@@ -102,7 +104,7 @@ def render_html(summary: dict[str, Any], cases: list[CaseResult]) -> str:
     ok = summary["all_passed"]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>mcproton commissioning report</title>"
              f"<style>{_CSS}</style></head><body>",
-             "<h1>mcproton validation and commissioning report</h1>",
+             f"<h1>{REPORT_TITLE}</h1>",
              f"<p>Overall: <span class='{'passed' if ok else 'failed'}'>{'ALL CASES PASSED' if ok else 'FAILURES'}"
              f"</span> &mdash; {summary['n_passed']} passed, {summary['n_failed']} failed, {summary['n_skipped']} "
              f"skipped, generated {html.escape(summary['generated'])}.</p>",

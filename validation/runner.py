@@ -9,6 +9,8 @@ Writes DIR/report.html (self-contained), DIR/summary.json and DIR/*.png.  Exit s
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 import traceback
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from .cases import CASE_NAMES, CASES
 from .core import ERROR, CaseResult, Context
-from .report import write_report
+from .report import REPORT_TITLE, write_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +39,81 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--water-model", default=None, choices=("icru90", "pstar"))
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     return p
+
+
+#: the report's own files in its folder (report.write_report), beside the PNGs its summary.json lists
+REPORT_FILES = ("summary.json", "report.html")
+
+
+def _input_folders() -> list[Path]:
+    """The folders mcproton reads its own inputs from: the package, the validation cases with their reference data
+    (and validation/report_figures, the committed report's figures), the kernels and the phantom data."""
+    import importlib.util
+
+    out = []
+    for name in ("mcproton", "mcproton.validation", "mcproton.kernels", "mcproton.phantoms"):
+        spec = importlib.util.find_spec(name)
+        out += [Path(p).resolve() for p in (spec.submodule_search_locations or [])] if spec else []
+    return out
+
+
+def _earlier_report(out: Path) -> tuple[list[Path], str | None]:
+    """The files of an earlier ``mcproton validate`` report in ``out`` (summary.json, report.html and the figures
+    its summary lists), or a reason to refuse ``out``: a summary.json or report.html of something else."""
+    summary, page = out / "summary.json", out / "report.html"
+    old: list[Path] = []
+    if summary.exists():
+        try:
+            s = json.loads(summary.read_text(encoding="utf-8"))
+            ours = isinstance(s, dict) and "schema_version" in s and isinstance(s.get("cases"), list)
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            return [], f"{summary} is not the summary of an mcproton validate report"
+        old.append(summary)
+        for c in s["cases"]:
+            for name in (c.get("figures") or []) if isinstance(c, dict) else []:
+                f = out / str(name)
+                if Path(str(name)).name == str(name) and f.suffix == ".png" and f.is_file():
+                    old.append(f)
+    if page.exists():
+        try:
+            ours = page.is_file() and REPORT_TITLE in page.read_text(encoding="utf-8", errors="replace")[:4000]
+        except OSError:
+            ours = False
+        if not ours:
+            return [], f"{page} is not an mcproton validate report"
+        old.append(page)
+    return old, None
+
+
+def check_out_dir(out: Path) -> tuple[list[Path], str | None]:
+    """Check the report folder before any case runs: ``(files of an earlier report there, to be replaced by the
+    new one, error message or None)``.  Refused: a file; a folder inside mcproton's own input folders; a folder
+    holding a summary.json or report.html that an earlier ``mcproton validate`` did not write; a folder that
+    cannot be made or written."""
+    fix = "give another folder (a new one, or one with an earlier mcproton validate report, which is replaced)"
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            what = "is a file" if p == out else f"lies below {p}, which is a file"
+            return [], f"--out {out} {what}, not a folder; {fix}"
+    real = out.resolve()
+    for folder in _input_folders():
+        if real == folder or folder in real.parents:
+            return [], (f"--out {out} lies inside {folder}, one of mcproton's own input folders (the package, the "
+                        "validation cases' reference data and the committed report's figures): the report and "
+                        "its figures would be written among them; give a folder outside it")
+    old, why = _earlier_report(out) if out.is_dir() else ([], None)
+    if why:
+        return [], f"--out {out}: {why}, and writing the report would replace it; {fix}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".mcproton-validate-{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return [], f"--out {out} cannot be written ({type(exc).__name__}: {exc}); {fix}"
+    return old, None
 
 
 def run_cases(ctx: Context, names: list[str]) -> list[CaseResult]:
@@ -91,6 +168,10 @@ def main(argv: list[str] | None = None, simulate_fn=None) -> int:
         except RuntimeError as exc:
             print(f"mcproton validate: error: {exc}", file=sys.stderr)
             return 2
+    earlier, why = check_out_dir(Path(args.out))   # before any case: no run lost to an unwritable folder
+    if why:
+        print(f"mcproton validate: error: {why}", file=sys.stderr)
+        return 2
     physics = None
     try:
         from ..settings import PhysicsSettings
@@ -105,6 +186,11 @@ def main(argv: list[str] | None = None, simulate_fn=None) -> int:
             "physics": vars(physics) if physics is not None else None,
             "command": "mcproton validate " + " ".join(sys.argv[1:] if argv is None else argv),
             "total_wall_s": round(time.perf_counter() - t0, 2)}
+    for f in earlier:   # the earlier report's files: none of its figures stays beside the new report
+        f.unlink(missing_ok=True)
+    if earlier:
+        print(f"mcproton validate: the earlier report in {args.out} ({len(earlier)} files) was replaced",
+              file=sys.stderr)
     summary = write_report(args.out, results, meta)
     out = Path(args.out)
     print(f"report: {out / 'report.html'}\nsummary: {out / 'summary.json'}")

@@ -16,8 +16,8 @@ import numpy as np
 
 from .compare import (GAMMA_CRITERIA, beam_summary, classify, dose_difference, range_agreement, start_gammas,
                       structure_stats)
-from .compute import MCDose, build_geometry, phantom_ct_from_struct, run_mc, to_tps_grid
-from .inputs import CheckInputError, CheckInputs, gather
+from .compute import MCDose, build_geometry, mc_dose_description, phantom_ct_from_struct, run_mc, to_tps_grid
+from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, gather
 from .levels import ActionLevels
 
 if TYPE_CHECKING:
@@ -317,6 +317,18 @@ def target_prescriptions(items: list[tuple[int | None, float]], targets: Sequenc
     return out, notes
 
 
+def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None) -> None:
+    """Refuse a reused MC dose (``check(mc=...)``) that holds another dose than the one compared: dose to
+    water/medium, physical or RBE-weighted with another constant."""
+    want = (CLINICAL_RBE if rbe is None else float(rbe)) if dose_type == "EFFECTIVE" else 1.0
+    has_to, has_rbe = mc.provenance.get("dose_to"), mc.provenance.get("rbe")
+    if has_to != dose_to or has_rbe is None or abs(float(has_rbe) - want) > 1e-9:
+        raise CheckInputError(f"the reused MC dose (mc=) is dose to {has_to} x RBE {has_rbe}, but this check compares "
+                              f"a DoseType {dose_type} dose to {dose_to} (x RBE {want:g}): it would be compared and "
+                              "labelled as the other dose; recompute the MC (leave out mc=) or give the dose_to/rbe "
+                              "it was computed with")
+
+
 def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None, *,
           ct: str | Path | None = None, struct: str | Path | None = None, folder: str | Path | None = None,
           beam_model: Any = None, out: str | Path | None = None, calibration: Any = None,
@@ -445,6 +457,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         mc.provenance["calibration"] = cal_name
         mc.provenance["geometry_notes"] = notes_geo
         cpu_steps["beams_transport_resample_s"] = time.process_time() - c
+    else:   # a reused MC dose must be of the dose this check compares (a physical MC against an RBE dose: -9 %)
+        _check_reused_mc(mc, inp.dose_type, dose_to, rbe)
     missing = set(inp.beams) - set(mc.beams_gy_zyx)
     if missing:
         raise CheckInputError(f"the TPS has doses of beams {sorted(missing)} that the MC did not compute")
@@ -603,14 +617,15 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     passed = all(c["passed"] for c in checks)
     from .. import __version__
 
+    desc = mc_dose_description(inp, mc)
     prov = {"mcproton_version": __version__, "kernel_hash": mc.provenance.get("kernel_hash"),
             "beam_model": mc.provenance.get("beam_model"), "calibration": cal_name,
             "beams": beam_summary(mc.beam_meta, inp.beams),
             "statistical_uncertainty_pct": u, "primaries": mc.primaries, "mc_wall_s": mc.wall_s,
             "mc_process_cpu_s": mc.provenance.get("transport_process_cpu_s"),
             "device": mc.device, "backend": mc.backend, "seed": mc.provenance.get("seed"),
-            "dose": f"{inp.dose_type.lower()} dose to {mc.provenance.get('dose_to')}"
-                    + (f", RBE {mc.provenance.get('rbe'):g}" if inp.dose_type == "EFFECTIVE" else ""),
+            "dose": desc["quantity"], "dose_unit": desc["unit"], "dose_fractions": desc["fractions"],
+            "dose_values": f"every dose in this JSON (keys *_gy) is the {desc['label']}, in {desc['unit']}",
             "fractions": inp.fractions if inp.all_fractions else 1, "grid": mc.grid_note,
             "body_outline": body_how, "prescription_gy": pres, "prescription_source": pres_how if pres else None,
             "geometry_notes": mc.provenance.get("geometry_notes", []), "python": platform.python_version(),

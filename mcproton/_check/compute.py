@@ -41,6 +41,30 @@ class MCDose:
     density_g_cm3_zyx: np.ndarray | None = None   # on the TPS grid (body outline without a structure set)
 
 
+def describe_dose(dose_type: str, dose_to: str, rbe: float | None, fractions: int,
+                  all_fractions: bool | None) -> dict[str, str]:
+    """What the compared doses are, for every label of the check (report headings, figure axes and colour bars,
+    the JSON, the MC RT Dose's DoseComment): ``unit`` "Gy" or "Gy(RBE)"; ``quantity`` e.g. "RBE-weighted dose
+    (constant RBE 1.1) to water"; ``fractions`` e.g. "all 30 fractions (the plan)" or "one fraction of 30";
+    ``label``: the quantity and the fractions."""
+    eff = dose_type == "EFFECTIVE"
+    quantity = (f"RBE-weighted dose (constant RBE {float(rbe if rbe is not None else CLINICAL_RBE):g})" if eff
+                else "physical dose") + f" to {dose_to}"
+    n = int(fractions or 1)
+    if all_fractions is False:
+        frac = f"one fraction of {n}"
+    else:
+        frac = f"all {n} fractions (the plan)" if n > 1 else "the plan (1 fraction)"
+    return {"unit": "Gy(RBE)" if eff else "Gy", "quantity": quantity, "fractions": frac,
+            "label": f"{quantity}, {frac}"}
+
+
+def mc_dose_description(inputs: Any, mc: MCDose) -> dict[str, str]:
+    """:func:`describe_dose` of a check's inputs and its MC dose."""
+    return describe_dose(inputs.dose_type, str(mc.provenance.get("dose_to")), mc.provenance.get("rbe"),
+                         inputs.fractions, inputs.all_fractions)
+
+
 # ---------------------------------------------------------------------- phantom from the structure set
 def roi_overrides(struct_path: str | Path) -> list[dict]:
     """The ROIs with a material override (RTROIObservationsSequence > ROIPhysicalPropertiesSequence,

@@ -56,8 +56,16 @@ def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
     out = Path(out_dir)
     study = tps_study(ref.path, inp.plan.sop_instance_uid)
     series = str(generate_uid())
+    from .compute import mc_dose_description
+
     model = str(mc.provenance.get("beam_model") or "")
-    comment = f"mcproton check MC ({model}), {100 * mc.mean_rel_uncertainty_50:.2f} % 1 sd, 0 outside body"
+    desc = mc_dose_description(inp, mc)
+    # the DoseComment (LO, 64 characters) says what DICOM does not: dose to water or medium, the RBE constant
+    what = f"to {mc.provenance.get('dose_to')}, " + (f"RBE {float(mc.provenance.get('rbe')):g}"
+                                                     if inp.dose_type == "EFFECTIVE" else "physical")
+    comment = f"mcproton check MC {what}, {100 * mc.mean_rel_uncertainty_50:.2f}% 1sd, 0 outside body"
+    if len(comment) + len(model) + 2 <= 64:
+        comment += f", {model}"
     if inp.total is not None:
         plan_sum, fg = inp.total.summation_type, inp.total.fraction_group
     else:   # per-beam TPS doses only: the MC's plan dose holds every beam of the plan
@@ -74,5 +82,6 @@ def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
                      referenced_fraction_group_number=group or 1, series_description=MC_SERIES_DESCRIPTION,
                      dose_comment=comment, series_instance_uid=series, instance_number=k)
         written[key] = {"file": path.name, "dose_summation_type": summation, "dose_type": inp.dose_type,
+                        "dose": desc["quantity"], "unit": desc["unit"], "dose_comment": comment,
                         "max_gy": float(dose.max())}
     return written

@@ -54,8 +54,18 @@ def _centre(res) -> tuple[int, int, int]:
     return tuple(int(v) for v in np.unravel_index(np.argmax(res.tps_gy_zyx), res.tps_gy_zyx.shape))  # type: ignore
 
 
+def _dose(res) -> dict[str, str]:
+    """What the compared doses are (compute.describe_dose: unit, quantity, fractions, label)."""
+    from .compute import mc_dose_description
+
+    return mc_dose_description(res.inputs, res.mc)
+
+
 def _planes_figure(res, centre) -> Figure:
     from .compare import gamma_plane
+
+    desc = _dose(res)
+    unit = desc["unit"]
 
     tps, mc, body = res.tps_gy_zyx, res.mc_gy_zyx, res.body_zyx
     z, y, x = res.axes_zyx
@@ -73,7 +83,7 @@ def _planes_figure(res, centre) -> Figure:
         g = gamma_plane((v, h), a, b, m, norm)
         d = np.where(m & ((a >= 0.1 * norm) | (b >= 0.1 * norm)), (b - a) / norm * 100, np.nan)
         dose_kw = {"cmap": "jet", "vmin": 0, "vmax": norm * 1.05}
-        for c, (img, lab, kw) in enumerate(((a, "TPS dose (Gy)", dose_kw), (b, "MC dose (Gy)", dose_kw),
+        for c, (img, lab, kw) in enumerate(((a, f"TPS dose ({unit})", dose_kw), (b, f"MC dose ({unit})", dose_kw),
                                             (d, "MC - TPS (% of TPS max)",
                                              {"cmap": "RdBu_r", "vmin": -5, "vmax": 5}),
                                             (g, "gamma 2%/2mm (2-D, this plane)",
@@ -87,9 +97,13 @@ def _planes_figure(res, centre) -> Figure:
             ax.set_xlabel(hl, fontsize=7)
             ax.set_ylabel(vl, fontsize=7)
             ax.tick_params(labelsize=6)
-    fig.subplots_adjust(left=0.04, right=0.98, bottom=0.04, top=0.95, wspace=0.3, hspace=0.4)
+    fig.subplots_adjust(left=0.04, right=0.98, bottom=0.04, top=0.93, wspace=0.3, hspace=0.4)
+    fig.suptitle(desc["label"], fontsize=10)
+    bars = (unit, unit, "MC - TPS (% of the TPS maximum)", "gamma")
     for c, im in ims.items():   # one colour bar per column (the same scale in the three planes): faster
-        fig.colorbar(im, ax=list(axs[:, c]), fraction=0.04, pad=0.02).ax.tick_params(labelsize=6)
+        cb = fig.colorbar(im, ax=list(axs[:, c]), fraction=0.04, pad=0.02)
+        cb.ax.tick_params(labelsize=6)
+        cb.set_label(bars[c], fontsize=7)
     return fig
 
 
@@ -102,6 +116,7 @@ def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
     """TPS and MC cumulative DVHs of the structures ``ms`` (_dvh_masks)."""
     from ..dvh import cumulative_dvh
 
+    desc = _dose(res)
     fig = _new_figure((8, 4.8))
     ax = fig.subplots()
     top = max(float(res.tps_gy_zyx.max()), float(res.mc_gy_zyx.max())) * 1.05
@@ -110,13 +125,13 @@ def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
         _, f2 = cumulative_dvh(res.mc_gy_zyx, m, bins=300, d_max=top)
         ax.plot(lv, 100 * f1, color=f"C{n}", lw=1.6, label=f"{nm} TPS")
         ax.plot(lv, 100 * f2, color=f"C{n}", lw=1.4, ls="--", label=f"{nm} MC")
-    ax.set_xlabel("dose (Gy or Gy(RBE))")
+    ax.set_xlabel(f"{desc['quantity']} ({desc['unit']})")
     ax.set_ylabel("volume (%)")
     ax.set_xlim(0, top)
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    ax.set_title("DVH: TPS (solid) and MC (dashed)", fontsize=10)
+    ax.set_title(f"DVH: TPS (solid) and MC (dashed); {desc['fractions']}", fontsize=10)
     fig.set_layout_engine("tight")   # laid out when drawn, at the dpi it is drawn at: one text layout pass
     return fig
 
@@ -182,13 +197,17 @@ def _beam_figure(res, b: int) -> Figure:
     fig = _new_figure((14, 8.2))
     axs = fig.subplots(2, 3).ravel()
     what = "beam" if has else "total"
+    desc = _dose(res)
+    unit = desc["unit"]
     dose_kw = {"cmap": "jet", "vmin": 0, "vmax": top * 1.05}
-    for ax, img, lab, kw in ((axs[0], A, f"TPS {what} dose (Gy)", dose_kw),
-                             (axs[1], M, f"MC {what} dose (Gy)", dose_kw),
-                             (axs[2], dd, "MC - TPS (% of max)", {"cmap": "RdBu_r", "vmin": -5, "vmax": 5}),
-                             (axs[3], g, "gamma 2%/2mm (2-D)", {"cmap": "RdYlGn_r", "vmin": 0, "vmax": 1.5})):
+    for ax, img, lab, kw, bar in ((axs[0], A, f"TPS {what} dose ({unit})", dose_kw, unit),
+                                  (axs[1], M, f"MC {what} dose ({unit})", dose_kw, unit),
+                                  (axs[2], dd, "MC - TPS (% of max)", {"cmap": "RdBu_r", "vmin": -5, "vmax": 5},
+                                   "% of the TPS maximum"),
+                                  (axs[3], g, "gamma 2%/2mm (2-D)", {"cmap": "RdYlGn_r", "vmin": 0, "vmax": 1.5},
+                                   "gamma")):
         im = ax.imshow(img, extent=ext, origin=org, aspect="equal", interpolation="nearest", **kw)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label(bar, fontsize=7)
         _panel_title(ax, f"beam {b}: {lab}\n{where}")
         ax.set_xlabel(f"{hl} (mm)", fontsize=7)
         ax.set_ylabel(f"{vl} (mm)", fontsize=7)
@@ -199,7 +218,7 @@ def _beam_figure(res, b: int) -> Figure:
         sc = axs[4].scatter(uv[:, 0], uv[:, 1], c=np.clip(vals, -5, 5), cmap="RdBu_r", vmin=-5, vmax=5,
                             marker="s",
                             s=max(2.0, 400.0 / max(1.0, np.sqrt(len(vals)))), linewidths=0)
-        fig.colorbar(sc, ax=axs[4], fraction=0.046, pad=0.02)
+        fig.colorbar(sc, ax=axs[4], fraction=0.046, pad=0.02).set_label("R80 MC - TPS (mm)", fontsize=7)
         axs[4].set_aspect("equal")
         _panel_title(axs[4], f"beam {b}: distal R80 MC - TPS (mm)\nbeam's eye view, {ds:g} mm pixels")
         axs[5].hist(np.clip(vals, -8, 8), bins=np.linspace(-8, 8, 65), color="C2")
@@ -212,7 +231,8 @@ def _beam_figure(res, b: int) -> Figure:
     axs[5].set_xlabel("R80 difference (mm)", fontsize=7)
     for ax in axs[4:]:
         ax.tick_params(labelsize=6)
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.07, top=0.93, wspace=0.35, hspace=0.35)
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.07, top=0.91, wspace=0.35, hspace=0.35)
+    fig.suptitle(f"beam {b}: {desc['quantity']}" + ("" if has else f", {desc['fractions']}"), fontsize=10)
     return fig
 
 
@@ -334,6 +354,8 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
     figs = {name: done[name] if name in done else _png(build())       # one built, encoded, next
             for name, build in figure_builders(res).items()}
     p = res.provenance
+    desc = _dose(res)
+    unit = desc["unit"]
     default = {k: v["value"] for k, v in ActionLevels().describe().items()}
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -371,11 +393,11 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
         parts.append(f"<p>Dose difference MC - TPS over {dd['voxels']} body voxels above 10 %: mean "
                      f"{dd['mean_pct']:+.2f} %, SD {dd['sd_pct']:.2f} %, 5-95 % range "
                      f"{q['p5']:+.2f}..{q['p95']:+.2f} %"
-                     f" of the TPS maximum ({dd['normalisation_gy']:.3f} Gy); within 2 %: "
+                     f" of the TPS maximum ({dd['normalisation_gy']:.3f} {unit}); within 2 %: "
                      f"{100 * dd['within_2pct']:.1f} %, within 3 %: {100 * dd['within_3pct']:.1f} %; "
                      "MC/TPS integral "
                      f"{dd['integral_ratio_mc_tps']:.4f}.</p>")
-    parts += ["<h2>Dose maps</h2>",
+    parts += [f"<h2>Dose maps: {html.escape(desc['label'])}</h2>",
               f'<img alt="dose, difference and gamma maps" src="data:image/png;base64,{figs["planes"]}">',
               f'<img alt="gamma and dose-difference histograms" src="data:image/png;base64,{figs["histograms"]}">']
     if res.structures:
@@ -387,13 +409,13 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                     rows.append([shown, r["kind"], k, m["tps_gy"], m["mc_gy"], m["diff_gy"], m["diff_pct"]])
                 else:
                     rows.append([shown, r["kind"], k, 100 * m["tps"], 100 * m["mc"], m["diff_points"], ""])
-        parts += ["<h2>Structures</h2>",
-                  _table(["structure", "kind", "metric", "TPS (Gy / %)", "MC (Gy / %)", "MC - TPS",
-                          "MC - TPS (%)"], rows)]
+        parts += [f"<h2>Structures: {html.escape(desc['label'])}</h2>",
+                  _table(["structure", "kind", "metric", f"TPS ({unit} / %)", f"MC ({unit} / %)",
+                          f"MC - TPS ({unit} / points)", "MC - TPS (%)"], rows)]
         rx = p.get("prescription_gy")
         if rx:
-            what = (f"{rx:.3g} Gy" if not isinstance(rx, dict) else
-                    ", ".join(f"{html.escape(str(nm))} {v:.3g} Gy" for nm, v in rx.items()))
+            what = (f"{rx:.3g} {unit}" if not isinstance(rx, dict) else
+                    ", ".join(f"{html.escape(str(nm))} {v:.3g} {unit}" for nm, v in rx.items()))
             parts.append(f"<p>V95/V100 relative to {what} ({html.escape(str(p['prescription_source']))}).</p>")
         if "dvh" in figs:
             parts.append(f'<img alt="DVH overlay" src="data:image/png;base64,{figs["dvh"]}">')
@@ -413,11 +435,11 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
         parts.append(f'<img alt="beam {b}: doses, difference, gamma and range maps" '
                      f'src="data:image/png;base64,{figs[f"beam_{b}"]}">')
     if res.mc_rtdose:
-        parts += ["<h2>MC dose as DICOM RT Dose</h2>",
+        parts += [f"<h2>MC dose as DICOM RT Dose: {html.escape(desc['label'])}</h2>",
                   "<p>In this report's folder, on the TPS dose grid, in the TPS dose's study and frame of reference, "
                   "referencing the plan (to open beside the TPS dose in the planning system or a viewer); zero "
                   "outside the body outline, as compared here.</p>",
-                  _table(["dose", "file", "DoseSummationType", "DoseType", "maximum (Gy)"],
+                  _table(["dose", "file", "DoseSummationType", "DoseType", f"maximum ({unit})"],
                          [[k, v["file"], v["dose_summation_type"], v["dose_type"], v["max_gy"]]
                           for k, v in res.mc_rtdose.items()])]
     parts += ["<h2>Pairing</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res.pairing) + "</ul>",

@@ -278,9 +278,11 @@ def describe(path: str | Path) -> str:
     try:
         with h5py.File(path, "r") as f:
             fp = json.loads(f.attrs["fingerprint"])
-            done = sum(int(f[k].attrs["next_history"]) for k in f if k.startswith("beam_"))
+            beams = [f[k] for k in f if k.startswith("beam_")]
+            done = sum(int(g.attrs["next_history"]) for g in beams)
             total = int(fp["primaries"]) * int(fp["n_beams"])
-            return f"{done:,} of {total:,} primaries done"
+            limited = any(str(g.attrs["stop_reason"]) == "time_limit" for g in beams)
+            return f"{done:,} of {total:,} primaries done" + (", stopped by the time limit" if limited else "")
     except Exception:  # noqa: BLE001
         return ""
 

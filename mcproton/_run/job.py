@@ -190,7 +190,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 if spare is not None and _fresh(st.acc) and sim.sparse_batches:
                     st.acc = Accumulator.cleared(*spare)
                 spare = None
-                if st.done:
+                if st.done and not _reopen_time_limited(st, settings, i, log):
                     results.append(_finish(sim, st, time.perf_counter() - t_setup))
                     continue
                 if len(beams) > 1:
@@ -266,8 +266,9 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                         "primaries (mean relative uncertainty above 50 % Dmax "
                         f"{res.mean_rel_uncertainty_50:.4g} <= {settings.target_uncertainty:g})")
                 elif res.stop_reason == "time_limit":
-                    log(f"mcproton: beam {i + 1} stopped by the time limit ({settings.time_limit_s:g} s) "
-                        f"after {st.next_history:,} primaries")
+                    log(f"mcproton: beam {i + 1} stopped by the time limit (run.time_limit_s = "
+                        f"{settings.time_limit_s:g} s; {st.elapsed_s:.3g} s of transport, resumed segments "
+                        f"included) after {st.next_history:,} of {settings.primaries:,} primaries")
                 save()
                 acc_done = st.acc
                 results.append(_finish(sim, st, setup_s))   # its sums live on compactly (BeamState.compact)
@@ -287,6 +288,11 @@ def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: 
     if ckpt is not None and ckpt.exists():
         if not resume:
             info = describe(ckpt)
+            if info.endswith("stopped by the time limit"):
+                raise CheckpointError(f"{ckpt} holds a run stopped by run.time_limit_s ({info}); add --resume with a "
+                                      "larger run.time_limit_s (or none) to add the remaining primaries (with the "
+                                      "same limit --resume writes the output of those done), or delete it to start "
+                                      "afresh")
             raise CheckpointError(f"{ckpt} holds an interrupted run{' (' + info + ')' if info else ''}; add "
                                   f"--resume to continue it, or delete it to start afresh")
         states = load_checkpoint(ckpt, fp, n_vox)
@@ -295,6 +301,25 @@ def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: 
     if resume and ckpt is not None:
         log(f"mcproton: --resume: no checkpoint at {ckpt}; starting from the beginning")
     return [BeamState(Accumulator(n_vox)) for _ in range(n_beams)]
+
+
+def _reopen_time_limited(st: BeamState, settings: Any, i: int, log: Callable[[str], None]) -> bool:
+    """A beam of a checkpoint that the time limit stopped before its primaries: continue it (True) when this run's
+    run.time_limit_s is larger than the transport time it has used, or unset; else say why nothing is added."""
+    if st.stop_reason != "time_limit" or st.next_history >= settings.primaries:
+        return False
+    limit = settings.time_limit_s
+    done = f"{st.next_history:,} of {settings.primaries:,} primaries"
+    if limit is not None and st.elapsed_s >= limit:
+        log(f"mcproton: beam {i + 1} was stopped by the time limit after {done} and has used "
+            f"{st.elapsed_s:.3g} s of transport, at or above this run's run.time_limit_s = {limit:g} s: no primaries "
+            "added; give a larger run.time_limit_s (or none) with --resume to continue it")
+        return False
+    log(f"mcproton: beam {i + 1} was stopped by the time limit after {done} ({st.elapsed_s:.3g} s of transport); "
+        f"continuing from history {st.next_history:,} with "
+        + ("no time limit" if limit is None else f"run.time_limit_s = {limit:g} s (transport time in total)"))
+    st.done, st.stop_reason = False, ""
+    return True
 
 
 def _fresh(acc: Any) -> bool:

@@ -345,6 +345,15 @@ def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: 
         out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx") * r.primaries) / n
 
 
+def combined_stop_reason(results: Any) -> str:
+    """Why the beams of a sum stopped: the reason all share ("primaries", "time_limit", ...), else each beam's
+    ("beam 1: primaries; beam 2: time_limit")."""
+    reasons = [str(r.provenance.get("stop_reason") or "") for r in results]
+    if len(set(reasons)) == 1:
+        return reasons[0]
+    return "; ".join(f"beam {k}: {why or 'unknown'}" for k, why in enumerate(reasons, start=1))
+
+
 def sum_results(results: list[DoseResult]) -> DoseResult:
     """The sum of the DoseResults of several beams on the same geometry (e.g. the beams of a plan).
 
@@ -407,6 +416,9 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
                  "summed_primaries": [r.primaries for r in results]})
     prov.pop("beam", None)
     prov.pop("beam_index", None)
+    prov.pop("next_history", None)   # of beam 1 only; each beam's is its primaries (summed_primaries)
+    if any("stop_reason" in r.provenance for r in results):
+        prov["stop_reason"] = combined_stop_reason(results)
     prov["summed_beam_indices"] = [r.provenance.get("beam_index") for r in results]
     phases = [p for r in results if isinstance(p := r.provenance.get("phase_s"), dict)]
     if len(phases) == len(results):

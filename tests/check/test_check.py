@@ -914,3 +914,73 @@ def test_the_check_runs_through_the_cuda_backend_emulated(base, tmp_path, monkey
     np.testing.assert_array_equal(gpu.mc_gy_zyx, cpu.mc_gy_zyx)
     assert gpu.gamma["2%/2mm"]["pass_rate"] == cpu.gamma["2%/2mm"]["pass_rate"]
     assert (tmp_path / "o" / "RD_mc.dcm").is_file() and Path(gpu.report_html).is_file()
+
+
+# ------------------------------------------------------------- labels: which dose (physical or RBE, water or medium)
+def _labels(res) -> dict:
+    import json
+
+    figs = res.figures(["planes", "dvh", "beam_1"])
+    bars = {n: [ax.get_ylabel() for ax in f.axes] for n, f in figs.items()}
+    return {"html": Path(res.report_html).read_text(), "json": json.loads(Path(res.report_json).read_text()),
+            "dvh_x": figs["dvh"].axes[0].get_xlabel(), "bars": bars,
+            "titles": {n: f._suptitle.get_text() if f._suptitle else "" for n, f in figs.items()}}
+
+
+@pytest.mark.parametrize("dose_to", ["water", "medium"])
+def test_an_rbe_weighted_tps_dose_is_labelled_as_such_everywhere(case, tmp_path, dose_to):
+    """A DoseType EFFECTIVE TPS dose: the JSON, the report's headings and tables, the figures' colour bars, titles
+    and DVH axis, and the MC RT Dose all say RBE-weighted (RBE 1.1), to water or medium, Gy(RBE), the plan.
+    Before: 'Dose maps', 'TPS (Gy / %)', colour bars without a label over panels titled '(Gy)', a DVH axis
+    'dose (Gy or Gy(RBE))', 'maximum (Gy)', and a DoseComment that named neither the RBE nor water/medium."""
+    import dataclasses
+
+    from mcproton._check.api import check
+
+    mc = case["res"].mc
+    eff = dataclasses.replace(mc, total_gy_zyx=mc.total_gy_zyx * 1.1,
+                              beams_gy_zyx={b: d * 1.1 for b, d in mc.beams_gy_zyx.items()},
+                              provenance={**mc.provenance, "rbe": 1.1, "dose_to": dose_to})
+    src = _tps(case, f"tps_eff_{dose_to}", case["hi"].total_gy_zyx * 1.1, dose_type="EFFECTIVE")
+    d, out = case["dir"], tmp_path / "eff"
+    res = check(plan=d / "RP.dcm", dose=[src], ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2", mc=eff,
+                levels=_levels(), out=out, dose_to=dose_to, **FAST)
+    what = f"RBE-weighted dose (constant RBE 1.1) to {dose_to}"
+    lab = _labels(res)
+    p = lab["json"]["provenance"]
+    assert p["dose"] == what and p["dose_unit"] == "Gy(RBE)" and "plan" in p["dose_fractions"], p
+    assert "Gy(RBE)" in p["dose_values"]
+    assert lab["json"]["mc_rtdose"]["plan"]["unit"] == "Gy(RBE)" and lab["json"]["mc_rtdose"]["plan"]["dose"] == what
+    html = lab["html"]
+    assert f"<h2>Dose maps: {what}" in html and f"<h2>Structures: {what}" in html
+    assert "TPS (Gy(RBE) / %)" in html and "maximum (Gy(RBE))" in html
+    assert "(Gy)" not in html and "Gy /" not in html, "a Gy label left in the report of an RBE-weighted dose"
+    assert lab["dvh_x"] == f"{what} (Gy(RBE))"
+    for name in ("planes", "beam_1"):
+        assert lab["bars"][name].count("Gy(RBE)") >= 2 and "Gy" not in lab["bars"][name], lab["bars"][name]
+        assert what in lab["titles"][name]
+    rd = pydicom.dcmread(out / "RD_mc.dcm", stop_before_pixels=True)
+    assert rd.DoseType == "EFFECTIVE" and f"to {dose_to}, RBE 1.1" in rd.DoseComment, rd.DoseComment
+    assert len(rd.DoseComment) <= 64
+
+
+def test_the_physical_dose_is_labelled_physical_and_a_reused_mc_of_another_dose_refused(case, tmp_path):
+    from mcproton._check.api import check
+    from mcproton._check.inputs import CheckInputError
+
+    lab = _labels(case["res"])
+    assert lab["json"]["provenance"]["dose"] == "physical dose to water"
+    assert lab["json"]["provenance"]["dose_unit"] == "Gy" and lab["dvh_x"] == "physical dose to water (Gy)"
+    assert "TPS (Gy / %)" in lab["html"] and "Gy(RBE)" not in lab["html"]
+    rd = pydicom.dcmread(case["dir"] / "out" / "RD_mc.dcm", stop_before_pixels=True)
+    assert "to water, physical" in rd.DoseComment
+    # the physical MC reused for an RBE-weighted TPS dose, or for dose to medium: refused (before: compared, and
+    # the report said 'effective dose to water, RBE 1')
+    src = _tps(case, "tps_eff_reuse", case["hi"].total_gy_zyx * 1.1, dose_type="EFFECTIVE")
+    d = case["dir"]
+    with pytest.raises(CheckInputError, match="reused MC dose"):
+        check(plan=d / "RP.dcm", dose=[src], ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2",
+              mc=case["res"].mc, levels=_levels(), out=tmp_path / "x", **FAST)
+    with pytest.raises(CheckInputError, match="reused MC dose"):
+        check(plan=d / "RP.dcm", dose=[case["files"]["plan"]], ct=d / "ct", struct=d / "RS.dcm",
+              beam_model="dcpt_v2", mc=case["res"].mc, levels=_levels(), dose_to="medium", **FAST)

@@ -102,3 +102,19 @@ def test_a_grid_that_cannot_fit_in_memory_is_refused(tmp_path, capsys, monkeypat
     assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 0
     assert "warning" in capsys.readouterr().err
     assert 8.5e9 < inputs.host_memory_estimate(52_428_800, 3) < 9.6e9     # measured 8.97 GB for three beams
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_transport(tmp_path, capsys, monkeypatch):
+    """--out (or --rtdose) in a folder without write permission: refused before any transport (before: the run
+    went through the whole transport and only then found it could not write the output; the result went to the
+    temporary folder).  os.access is faked: this test may run as root, whom permissions do not stop."""
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if os.fspath(p) == str(locked) else real(p, mode, **k))
+    assert_refused(["--out", str(locked / "o.h5")], None, "cannot be written", tmp_path, capsys, monkeypatch)
+    assert_refused(["--set", "beam.total_protons=1e9", "--rtdose", str(locked / "sub" / "rd.dcm")], None,
+                   "cannot be written", tmp_path, capsys, monkeypatch)
+    assert not list(locked.iterdir())
