@@ -153,11 +153,22 @@ PYTHON = [(where, c) for where, c, _ in DOC_COMMANDS if c.startswith("python ")]
 def test_documented_python_command_names_an_existing_script_or_module(where, cmd):
     argv = _argv(cmd)
     if argv[1] == "-m":
-        if argv[2] == "pip" or argv[2] == "pytest":
+        if argv[2] in ("pip", "pytest"):
             return
         assert importlib.util.find_spec(argv[2]) is not None, f"{where}: {cmd!r}: no module {argv[2]}"
     elif argv[1].endswith(".py"):
         assert (ROOT / argv[1]).is_file(), f"{where}: {cmd!r}: no script {argv[1]} (run from the repository root)"
+    options = [w.split("=")[0] for w in argv[2:] if w.startswith("--")]
+    if options:   # the script's own --help lists every option the documentation gives it
+        import subprocess
+        import sys
+
+        target = ["-m", argv[2]] if argv[1] == "-m" else [argv[1]]
+        proc = subprocess.run([sys.executable, *target, "--help"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, f"{where}: {' '.join(target)} --help failed: {proc.stderr[-500:]}"
+        missing = [o for o in options if not re.search(re.escape(o) + r"(?![\w-])", proc.stdout)]
+        assert not missing, f"{where}: {cmd!r} gives {missing}, which {' '.join(target)} --help does not list"
 
 
 # --------------------------------------------------------------------------------------------------------------
