@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -54,18 +55,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _run_timed(args: argparse.Namespace, clock: Any) -> int:
     from ._timing import phase
-    from .config import build_beams, build_geometry, check_beam_hits, load_config, run_settings
+    from .config import ConfigError, build_beams, build_geometry, check_beam_hits, load_config, run_settings
 
     with phase("config"):
         cfg = load_config(args.config, args.set)
         settings = run_settings(cfg)
-        out, rtdose, png = _check_paths(args, cfg)
+        if "phantom" not in cfg:
+            print("mcproton: note: the config has no [phantom] section, so the dose is computed in the default water "
+                  "box (200 x 200 x 300 mm, 2 x 2 x 1 mm voxels, front face at z = 0); add a [phantom] section for "
+                  "another phantom or a CT (README, Config reference)", file=sys.stderr)
+        if args.out is None and not args.check_config:
+            raise ConfigError("--out is required: give the output HDF5 file, e.g. --out out/dose.h5 (or --check-config "
+                              "to check the config without running)")
+        out, rtdose, png = _check_paths(args, cfg) if args.out is not None else (None, None, None)
     from ._run.inputs import check_before_build, check_inputs
 
     with phase("input_checks"):
         check_before_build(cfg)   # the memory of the grid before any large allocation; files the config names
     with phase("geometry"):
-        geometry = build_geometry(cfg)
+        geometry = build_geometry(_without_slab_ct_dir(cfg) if args.check_config else cfg)
     with phase("plan"):
         beams = build_beams(cfg)
     with phase("input_checks"):
@@ -73,6 +81,9 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
         check_inputs(cfg, settings, geometry, beams)
     with phase("body_outline"):
         outline = _body_outline_and_check_outputs(cfg, geometry, beams, rtdose)   # errors before transport
+    if args.check_config:
+        print(json.dumps(_config_check_summary(args, cfg, settings, geometry, beams, out, rtdose, png), indent=2))
+        return 0
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import JobOptions, RunInterrupted, remove_checkpoint, run_job
 
@@ -184,6 +195,42 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
         summary["transport_phase_s"] = inner
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _without_slab_ct_dir(cfg: dict) -> dict:
+    """For --check-config: a slab_ct phantom is built in a temporary folder, not in its phantom.ct_dir (the run
+    writes its CT there and refuses a folder that is not empty, so a check must leave it as it is); the folder is
+    checked as the run would check it."""
+    ph = cfg.get("phantom", {})
+    if ph.get("type") != "slab_ct" or "ct_dir" not in ph:
+        return cfg
+    from .config import ConfigError, _resolve
+
+    d = _resolve(cfg, ph["ct_dir"])
+    if d.exists() and (not d.is_dir() or any(d.iterdir())):
+        state = "is a file" if not d.is_dir() else "already exists and is not empty"
+        raise ConfigError(f"[phantom]: ct_dir {d} {state}: the slab phantom's CT series is written to a new or empty "
+                          "folder and nothing is overwritten or deleted; give a new folder")
+    return {**cfg, "phantom": {k: v for k, v in ph.items() if k != "ct_dir"}}
+
+
+def _config_check_summary(args: argparse.Namespace, cfg: dict, settings: Any, geometry: Any, beams: list,
+                          out: Path | None, rtdose: str | None, png: Path | None) -> dict:
+    """What ``mcproton run CONFIG --check-config`` prints: the config was read and every check that runs before
+    the transport passed; the grid, the beams and the settings the run would use.  Nothing is written."""
+    nz, ny, nx = geometry.shape_zyx
+    return {"config": str(args.config), "config_ok": True,
+            "note": "checked without transport: nothing written; run again without --check-config (with --out) "
+                    "to compute the dose",
+            "phantom": cfg.get("phantom", {}).get("type", "water"),
+            "grid_xyz": [nx, ny, nz], "voxel_mm": [round(float(v), 4) for v in geometry.voxel_size_mm],
+            "grid_lower_corner_mm": [round(float(v), 3) for v in geometry.lower_corner_mm],
+            "materials": [m.name for m in geometry.materials],
+            "beams": [{"name": b.name, "spots": len(b.spots), "total_protons": b.total_protons} for b in beams],
+            "primaries": settings.primaries, "seed": settings.seed, "backend": settings.backend,
+            "batches": settings.batches, "physics": dataclasses.asdict(settings.physics),
+            "outputs": {"hdf5": None if out is None else str(out), "rtdose": rtdose,
+                        "plot": None if png is None else str(png)}}
 
 
 def _ckpt(out: Path) -> Path:
@@ -343,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a simulation from a TOML config")
     r.add_argument("config", help="run config (TOML); see examples/ and the README config reference")
-    r.add_argument("--out", required=True, help="output HDF5 file")
+    r.add_argument("--out", help="output HDF5 file (required, except with --check-config); the checkpoint "
+                                 "<out>.ckpt.h5 and, with output.plot (default on), the PNG <out>.png go beside it")
     r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key, e.g. --set beam.energy_mev=100 (repeatable)")
     r.add_argument("--rtdose", help="also write a DICOM RT Dose file")
@@ -357,17 +405,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run on the Dask cluster at ADDRESS, e.g. tcp://host:8786 (workers need mcproton and "
                         "the config's input files)")
+    r.add_argument("--check-config", action="store_true",
+                   help="check the config and its input files (every check that runs before the transport: keys, "
+                        "types, paths, the CT, plan and beam model, beams hitting the grid, memory) and print the grid "
+                        "and beams; no transport, nothing written, --out optional")
     r.add_argument("--allow-empty", action="store_true",
                    help="write the output even if the run scored no dose, or most of the beam's energy missed or "
                         "left the grid (refused by default)")
     r.set_defaults(func=_cmd_run)
 
     b = sub.add_parser("bench", help="benchmark: pencil beam in water, full physics; prints protons/s")
-    b.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"])
+    b.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
     b.add_argument("--energy", type=float, default=150.0, help="beam energy in MeV (default 150)")
-    b.add_argument("--primaries", type=int, default=None, help="protons (default 100000 CPU, 10^7 GPU)")
+    b.add_argument("--primaries", type=int, default=None, help="protons (default 100000 on the CPU, 10^7 on the GPU)")
     b.add_argument("--voxel-mm", type=float, default=1.0, help="voxel size in mm (default 1)")
-    b.add_argument("--repeats", type=int, default=3, help="timed repetitions; the best is reported")
+    b.add_argument("--repeats", type=int, default=3, help="timed repetitions; the best is reported (default 3)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--simt", action="store_true",
                    help="the SIMT-efficiency proxy instead of a timing: active lanes per 32-lane warp under the "
@@ -376,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_bench)
 
     i = sub.add_parser("info", help="version, backends, devices, compilers")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=_cmd_info)
 
     # mcproton check (mcproton/_check/)
@@ -392,6 +445,39 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("rest", nargs=argparse.REMAINDER)
         s.set_defaults(func=func)
     return p
+
+
+def command_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Each command's own parser, in the order of the README (validate, demo and phantom parse their arguments
+    themselves, so the top-level parser only passes them on)."""
+    from .demo import build_parser as demo_parser
+    from .phantoms.cli import build_parser as phantom_parser
+    from .validation.runner import build_parser as validate_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {"run": sub.choices["run"], "check": sub.choices["check"], "demo": demo_parser(),
+            "phantom": phantom_parser(), "validate": validate_parser(), "bench": sub.choices["bench"],
+            "info": sub.choices["info"]}
+
+
+def commands_markdown() -> str:
+    """The README's table of the commands and their options (tests/test_docs_commands.py keeps it in sync);
+    each option's meaning, unit and default are in ``mcproton <command> --help``."""
+    lines = ["| command | options (`mcproton <command> --help`: what each does, its unit and default) |", "|---|---|"]
+    for name, p in command_parsers().items():
+        pos = [(a.metavar or a.dest).upper() if a.nargs is None else f"[{(a.metavar or a.dest).upper()}]"
+               for a in p._actions if not a.option_strings]
+        opts = []
+        for a in p._actions:
+            if not a.option_strings or isinstance(a, (argparse._HelpAction, argparse._VersionAction)):
+                continue
+            word = a.option_strings[-1]
+            if a.nargs != 0:
+                word += " " + (a.metavar or ("{" + ",".join(map(str, a.choices)) + "}" if a.choices
+                                             else a.dest.upper()))
+            opts.append(f"`{word}`" + (" (required)" if a.required else ""))
+        lines.append(f"| `mcproton {' '.join([name, *pos])}` | {' '.join(opts).replace('|', '/')} |")
+    return "\n".join(lines)
 
 
 _PASSTHROUGH = {"validate": _cmd_validate, "demo": _cmd_demo, "phantom": _cmd_phantom}

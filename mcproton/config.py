@@ -27,55 +27,63 @@ class ConfigError(ValueError):
 # from the same text).
 SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "run": {
-        "primaries": ((int,), "number of primary protons"),
-        "seed": ((int,), "run seed (same seed + backend -> same dose)"),
-        "backend": ((str,), '"auto", "cpu" or "cuda"'),
-        "batches": ((int,), "statistical batches (>= 2) for the per-voxel uncertainty"),
+        "primaries": ((int,), "number of primary protons (default 100000)"),
+        "seed": ((int,), "run seed (same seed + backend -> same dose; default 12345)"),
+        "backend": ((str,), '"auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda"'),
+        "batches": ((int,), "statistical batches (>= 2) for the per-voxel uncertainty (default 10)"),
         "threads": ((int,), "CPU threads (default: all cores)"),
         "gpu": ((int,), "CUDA device index for the cuda backend (default 0; Dask: one GPU per worker)"),
         "batch_size": ((int,), "histories per batch (default primaries / batches); memory does not grow "
                                "with it"),
         "target_uncertainty": ((int, float), "stop at this mean relative uncertainty (voxels > 50 % Dmax), "
-                                             "e.g. 0.01; primaries is then the upper limit"),
-        "time_limit_s": ((int, float), "stop after this many seconds of transport (checked between batches)"),
-        "checkpoint_interval_s": ((int, float), "seconds between checkpoints of a CLI run (0 = every batch)"),
+                                             "e.g. 0.01; primaries is then the upper limit (default: none)"),
+        "time_limit_s": ((int, float), "stop after this many seconds of transport (checked between batches; default: "
+                                       "none)"),
+        "checkpoint_interval_s": ((int, float), "seconds between checkpoints of a CLI run (0 = every batch; default "
+                                                "60)"),
     },
     "physics": {
         "water_model": ((str,), '"icru90" (I = 78 eV, default) or "pstar" (I = 75 eV)'),
         "ivalue_set": ((str,), '"icru37" (ICRU 37 condensed-phase elemental I-values, default) or "elemental"'),
-        "nuclear": ((bool,), "nuclear interactions (nonelastic, p-p elastic, nuclear elastic)"),
+        "nuclear": ((bool,), "nuclear interactions (nonelastic, p-p elastic, nuclear elastic; default true)"),
         "nuclear_elastic": ((bool,), "nuclear elastic scattering on O, C, Ca, ... (with nuclear; default on)"),
-        "straggling": ((bool,), "energy-loss straggling"),
-        "msc": ((bool,), "multiple Coulomb scattering"),
-        "e_cut_mev": ((int, float), "proton cut-off energy (MeV)"),
-        "max_eloss_fraction": ((int, float), "largest fractional energy loss per step"),
-        "max_step_mm": ((int, float), "longest step (mm)"),
+        "straggling": ((bool,), "energy-loss straggling (default true)"),
+        "msc": ((bool,), "multiple Coulomb scattering (default true)"),
+        "e_cut_mev": ((int, float), "proton cut-off energy (MeV; default 0.5)"),
+        "max_eloss_fraction": ((int, float), "largest fractional energy loss per step (default 0.2)"),
+        "max_step_mm": ((int, float), "longest step (mm; default 5)"),
     },
     "phantom": {
-        "type": ((str,), '"water" (box), "box", "slabs", "slab_ct", "ct" or "paediatric"'),
+        "type": ((str,), '"water" (box; the default, also without [phantom]), "box", "slabs", "slab_ct", "ct" or '
+                         '"paediatric"'),
         "material": ((str,), "material of a box phantom (default water)"),
-        "density_g_cm3": ((int, float), "density override of a box phantom"),
-        "size_mm": ((list,), "box size [x, y, z] in mm"),
-        "voxel_mm": ((list, int, float), "voxel size [dx, dy, dz] or one number, mm"),
-        "lateral_size_mm": ((list,), "slab phantom lateral size [x, y] in mm"),
+        "density_g_cm3": ((int, float), "density override of a box phantom (g/cm3; default: the material's)"),
+        "size_mm": ((list,), "box size [x, y, z] in mm (default [200, 200, 300]; front face at z = 0, centred "
+                                "on the z axis)"),
+        "voxel_mm": ((list, int, float), "voxel size [dx, dy, dz] or one number, mm (default [2, 2, 1]; paediatric: "
+                                          "2)"),
+        "lateral_size_mm": ((list,), "slab phantom lateral size [x, y] in mm (default [200, 200])"),
         "layers": ((list,), 'slab layers: [{material = "water", thickness_mm = 20, density_g_cm3 = 1.0}, ...]'),
-        "ct_dir": ((str,), "folder of a DICOM CT series"),
+        "ct_dir": ((str,), "ct: folder of a DICOM CT series; slab_ct: a new or empty folder to keep its CT in "
+                             "(default: a temporary one)"),
         "calibration": ((str,), 'HU calibration: "schneider2000" (default), a built-in name or a folder'),
         "dose_voxel_mm": ((list, int, float), "ct: transport/dose voxel [dx, dy, dz] or one number, mm: blocks of "
                                               "whole CT voxels (default: the CT grid)"),
-        "age_years": ((int, float), "age of the paediatric phantom"),
-        "depth_axis": ((str,), 'slab_ct: direction of increasing depth in the patient frame, "+x".."-z"'),
-        "surface_mm": ((list,), "slab_ct: point [x, y, z] where the central axis enters the first layer"),
-        "air_mm": ((int, float), "slab_ct: air in front of the surface, inside the CT (mm)"),
+        "age_years": ((int, float), "age of the paediatric phantom in years (default 5)"),
+        "depth_axis": ((str,), 'slab_ct: direction of increasing depth in the patient frame, "+x".."-z" (default '
+                               '"+z")'),
+        "surface_mm": ((list,), "slab_ct: point [x, y, z] where the central axis enters the first layer (mm; default "
+                                   "[0, 0, 0])"),
+        "air_mm": ((int, float), "slab_ct: air in front of the surface, inside the CT (mm; default 0)"),
     },
     "beam": {
         "energy_mev": ((int, float), "mean kinetic energy (MeV)"),
-        "energy_spread_mev": ((int, float), "Gaussian sigma of the energy (MeV)"),
-        "position_mm": ((list,), "a point of the central ray at the source plane [x, y, z] (mm)"),
-        "direction": ((list,), "direction of the central ray [u, v, w] (any length: normalised)"),
-        "sigma_mm": ((list,), "spot sigma [x, y] at the source plane (mm)"),
-        "divergence_rad": ((list,), "angular sigma [x, y] (rad)"),
-        "correlation": ((list,), "position-angle correlation [x, y]"),
+        "energy_spread_mev": ((int, float), "Gaussian sigma of the energy (MeV; default 0)"),
+        "position_mm": ((list,), "a point of the central ray at the source plane [x, y, z] (mm; default [0, 0, -1])"),
+        "direction": ((list,), "direction of the central ray [u, v, w] (any length: normalised; default [0, 0, 1])"),
+        "sigma_mm": ((list,), "spot sigma [x, y] at the source plane (mm; default [0, 0])"),
+        "divergence_rad": ((list,), "angular sigma [x, y] (rad; default [0, 0])"),
+        "correlation": ((list,), "position-angle correlation [x, y] (default [0, 0])"),
         "total_protons": ((int, float), "protons of the beam (gives Gy); omit for Gy per primary"),
         "spots": ((list,), "list of spots (tables with the keys above and weight)"),
     },
@@ -83,7 +91,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "rtplan": ((str,), "DICOM RT Ion Plan file"),
         "beam_model": ((str,), 'beam model: "dcpt_v5", "dcpt_v2", a .toml file or an MCsquare BDL'),
         "beams": ((list,), "beam numbers to simulate (default all)"),
-        "all_fractions": ((bool,), "dose for all fractions instead of one"),
+        "all_fractions": ((bool,), "dose for all fractions instead of one (default false)"),
         "rtstruct": ((str,), "DICOM RT Structure Set: DVH per structure in the HDF5 group dvh"),
         "allow_other_frame": ((bool,), "run a plan or structure set whose FrameOfReferenceUID differs from the CT's "
                                        "(default: refused)"),
@@ -98,11 +106,13 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "dose_to": ((str,), '"medium" (default) or "water": which dose the RT Dose file holds'),
         "rbe": ((int, float), "constant RBE (e.g. 1.1): the RT Dose holds RBE x dose, DoseType EFFECTIVE, Gy(RBE); "
                               "default: physical dose"),
-        "rtdose": ((str,), "path of a DICOM RT Dose to write"),
-        "plot": ((bool,), "write a PNG of the depth-dose / dose planes beside the HDF5"),
+        "rtdose": ((str,), "path of a DICOM RT Dose to write (a relative path: from the current folder, as "
+                             "--out; --rtdose wins)"),
+        "plot": ((bool,), "write a PNG of the depth-dose / dose planes beside the HDF5 (default true)"),
         "dose_summation": ((str,), '"plan" (default: the RT Dose holds all fractions of the plan, DoseSummationType '
                                    'PLAN) or "fraction" (one fraction, FRACTION_SESSION)'),
-        "rtdose_per_beam": ((bool,), "also write one RT Dose per beam beside the plan dose (RD_beam<N>.dcm, BEAM)"),
+        "rtdose_per_beam": ((bool,), "also write one RT Dose per beam beside the plan dose (RD_beam<N>.dcm, BEAM; "
+                                     "default false)"),
         "body_outline": ((str,), '"auto" (default: the RT Struct\'s EXTERNAL/BODY ROI, else from the CT at -400 HU), '
                                  '"ct", "none" or an RT Struct ROI name: no dose is reported outside it'),
     },
@@ -173,9 +183,39 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
             if isinstance(val, bool) and bool not in types:
                 raise ConfigError(f"{sec}.{key} = {val!r}: expected {desc}, not true/false")
             if not isinstance(val, types):
-                raise ConfigError(f"{sec}.{key} = {val!r} has the wrong type: expected {desc}")
+                raise ConfigError(f"{sec}.{key} = {val!r} has the wrong type ({_TYPE_WORDS.get(type(val), 'a table')})"
+                                  f": expected {_expected(types)}: {desc}{_type_fix(val, types)}")
             _check_finite(f"{sec}.{key}", val)
     return cfg
+
+
+_TYPE_WORDS = {int: "a whole number", float: "a decimal number", str: "text", bool: "true/false", list: "a list"}
+
+
+def _expected(types: tuple[type, ...]) -> str:
+    """The TOML type(s) a key takes, in words (int and float together: any number)."""
+    if int in types and float in types:
+        rest = [_TYPE_WORDS[t] for t in types if t not in (int, float)]
+        return " or ".join(["a number"] + rest)
+    return " or ".join(_TYPE_WORDS[t] for t in types)
+
+
+def _type_fix(val: Any, types: tuple[type, ...]) -> str:
+    """What to write instead, for the slips a new user makes: a number in quotes, 1e6 for a whole number."""
+    if isinstance(val, str) and (int in types or float in types):
+        try:
+            float(val.replace("_", ""))
+            return f"; write the number without quotes ({val.strip()}, not \"{val}\")"
+        except ValueError:
+            return ""
+    if isinstance(val, float) and int in types and float not in types and val.is_integer():
+        return (f"; TOML reads 1e6 and 1000.0 as decimal numbers: write {int(val)} (or {int(val):_}) without a "
+                "decimal point or exponent")
+    if bool in types and isinstance(val, str) and val.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
+        return "; write true or false, lower case and without quotes"
+    if isinstance(val, (int, float)) and str in types and not isinstance(val, bool):
+        return f"; text goes in quotes (\"{val}\")"
+    return ""
 
 
 def _check_finite(name: str, val: Any) -> None:
@@ -239,6 +279,18 @@ def _resolve(cfg: dict[str, Any], p: str) -> Path:
         if cand.exists() or not q.exists():
             return cand
     return q
+
+
+def relative_path_note(cfg: dict[str, Any], given: str) -> str:
+    """For a message about a path of the config that was not found: how a relative path was resolved (from the
+    config file's folder, else from the current folder; README "Config reference")."""
+    if Path(given).expanduser().is_absolute():
+        return ""
+    base = cfg.get("_base_dir")
+    if base:
+        return (f" (a relative path in the config is taken from the config file's folder {base}, else from the "
+                f"current folder {Path.cwd()})")
+    return f" (a relative path is taken from the current folder {Path.cwd()})"
 
 
 def run_settings(cfg: dict[str, Any]) -> RunSettings:
@@ -363,10 +415,21 @@ def build_geometry(cfg: dict[str, Any]):
 
             if "ct_dir" not in ph:
                 raise ConfigError('phantom.type = "ct" needs phantom.ct_dir (a folder of DICOM CT slices)')
-            ct = load_ct_series(_resolve(cfg, ph["ct_dir"]))
+            ct_dir = _resolve(cfg, ph["ct_dir"])
+            if not ct_dir.is_dir():
+                raise ConfigError(f"phantom.ct_dir = {ph['ct_dir']!r}: the CT folder {ct_dir} "
+                                  f"{'is a file' if ct_dir.exists() else 'does not exist'}"
+                                  f"{relative_path_note(cfg, ph['ct_dir'])}; give the folder that holds the CT slices")
+            ct = load_ct_series(ct_dir)
             cal = ph.get("calibration", "schneider2000")
             cal_path = _resolve(cfg, cal)  # a calibration folder relative to the config, else a built-in name
-            calib = HUCalibration.load(cal_path if cal_path.exists() else cal)
+            try:
+                calib = HUCalibration.load(cal_path if cal_path.exists() else cal)
+            except ValueError as exc:
+                if cal_path.exists():
+                    raise
+                raise ConfigError(f"phantom.calibration = {cal!r}: {str(exc).rstrip('.')}; looked for the folder "
+                                  f"{cal_path}{relative_path_note(cfg, cal)}") from None
             _check_calibration_written_for(ct, calib, given="calibration" in ph)
             _warn_hu_beyond_calibration(ct, calib)
             blocks = (1, 1, 1)
@@ -430,7 +493,13 @@ def build_beams(cfg: dict[str, Any]):
         plan = load_rtplan(_resolve(cfg, pl["rtplan"]))
         bm_name = pl["beam_model"]
         bm_path = _resolve(cfg, bm_name)
-        model = load_beam_model(bm_path if bm_path.exists() else bm_name)
+        try:
+            model = load_beam_model(bm_path if bm_path.exists() else bm_name)
+        except ValueError as exc:
+            if bm_path.exists() or not ("/" in bm_name or "." in bm_name):
+                raise
+            raise ConfigError(f"plan.beam_model = {bm_name!r}: {exc}; looked for the file {bm_path}"
+                              f"{relative_path_note(cfg, bm_name)}") from None
         return plan_to_beams(plan, model, beam_numbers=pl.get("beams"), all_fractions=pl.get("all_fractions", False),
                              range_shifter_model=pl.get("range_shifter_model", "transport"),
                              machine_check=pl.get("machine_check", True))

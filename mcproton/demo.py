@@ -32,14 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mcproton demo",
                                 description="paediatric posterior-fossa proton boost: phantom, PBS plan, MC dose")
     p.add_argument("--out", default="mcproton_demo", help="output folder (default ./mcproton_demo)")
-    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
     p.add_argument("--primaries", type=int, default=None,
                    help=f"Monte Carlo histories (default {DEFAULT_PRIMARIES['cpu']:,} on the CPU, "
                         f"{DEFAULT_PRIMARIES['cuda']:,} on the GPU); the absolute dose does not depend on it")
     p.add_argument("--age", type=float, default=5.0, help="phantom age in years (default 5)")
     p.add_argument("--voxel-mm", type=float, default=2.0, help="voxel size in mm (default 2)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--seed", type=int, default=12345, help="random seed of the Monte Carlo (default 12345)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

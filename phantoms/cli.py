@@ -15,7 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voxel-mm", type=float, default=2.0, help="isotropic voxel size in mm (default 2)")
     p.add_argument("--region", default="neuraxis", choices=["head", "head_neck", "neuraxis"],
                    help="extent: head, head_neck (to T1) or neuraxis (whole spine; default)")
-    p.add_argument("--sex", default="male", choices=["male", "female"])
+    p.add_argument("--sex", default="male", choices=["male", "female"],
+                   help="body proportions of the age-dependent reference data (default male)")
     p.add_argument("--calibration", default="schneider2000",
                    help="HU -> density calibration whose inverse gives the CT numbers (default schneider2000)")
     p.add_argument("--no-rtstruct", action="store_true", help="skip the RT Structure Set")

@@ -27,16 +27,20 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="cases: " + ", ".join(CASE_NAMES))
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                   help="few energies and ~1e6 protons in all (a few minutes on 2 CPU cores; default)")
+                   help="few energies and ~1e6 protons in all (default; about 30 s on 2 CPU cores)")
     g.add_argument("--full", dest="mode", action="store_const", const="full",
                    help="all energies, sub-percent statistics")
     p.set_defaults(mode="quick")
-    p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--out", required=False, help="output folder (created)")
-    p.add_argument("--cases", default="", help="comma-separated subset of the cases")
-    p.add_argument("--seed", type=int, default=20240611)
-    p.add_argument("--batches", type=int, default=10)
-    p.add_argument("--water-model", default=None, choices=("icru90", "pstar"))
+    p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
+    p.add_argument("--out", required=False,
+                   help="output folder for report.html, summary.json and the figures (created; required)")
+    p.add_argument("--cases", default="", help="comma-separated subset of the cases (default: all; see --list)")
+    p.add_argument("--seed", type=int, default=20240611, help="random seed of the runs (default 20240611)")
+    p.add_argument("--batches", type=int, default=10,
+                   help="statistical batches per run, for the uncertainties (default 10)")
+    p.add_argument("--water-model", default=None, choices=("icru90", "pstar"),
+                   help="water stopping powers: icru90 (I = 78 eV, default) or pstar (I = 75 eV)")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     return p
 

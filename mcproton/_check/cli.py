@@ -30,8 +30,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--plan", help="RT Ion Plan (RP.dcm)")
     c.add_argument("--dose", action="append", help="TPS RT Dose: the plan dose and/or per-beam doses (repeatable)")
     c.add_argument("--struct", help="RT Structure Set (RS.dcm): DVH metrics and the body outline (External)")
-    c.add_argument("--beam-model", help="beam model: dcpt_v5, dcpt_v2, a .toml or an MCsquare BDL file")
-    c.add_argument("--out", required=True, help="folder for check.html, check.json")
+    c.add_argument("--beam-model",
+                   help="beam model: dcpt_v5, dcpt_v2, a .toml or an MCsquare BDL file (required: no default)")
+    c.add_argument("--out", required=True,
+                   help="folder for check.html, check.json and the MC dose RD_mc.dcm (created)")
     c.add_argument("--calibration", default=None,
                    help="HU calibration (default schneider2000; a phantom CT that mcproton wrote with another one "
                         "is refused with the default)")
@@ -43,13 +45,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="what the TPS dose is (DICOM does not say): water (default; RayStation, Eclipse) or medium")
     c.add_argument("--rbe", type=float, default=None, help="constant RBE of a DoseType EFFECTIVE dose (default 1.1)")
     c.add_argument("--fractions", choices=["auto", "all", "one"], default="auto",
-                   help="auto: from DoseSummationType (PLAN/BEAM all fractions, FRACTION one)")
-    c.add_argument("--primaries", type=int, default=10_000_000, help="upper limit of protons (default 1e7)")
+                   help="which fractions the TPS dose holds: auto (default) from its DoseSummationType as DICOM "
+                        "defines it (PLAN, FRACTION, BEAM: all fractions; FRACTION_SESSION, BEAM_SESSION: one), all, "
+                        "or one (e.g. for a system that writes FRACTION for one fraction)")
+    c.add_argument("--primaries", type=int, default=10_000_000,
+                   help="upper limit of protons per beam (default 1e7)")
     c.add_argument("--target-uncertainty", type=float, default=0.01,
                    help="stop at this mean relative uncertainty above 50 %% of the maximum (default 0.01)")
-    c.add_argument("--seed", type=int, default=12345)
-    c.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"])
-    c.add_argument("--config", help="TOML with a [levels] table of action levels (see examples/check.toml)")
+    c.add_argument("--seed", type=int, default=12345, help="random seed of the Monte Carlo (default 12345)")
+    c.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
+    c.add_argument("--config",
+                   help="TOML with a [levels] table of action levels (default: those of examples/check.toml)")
     c.add_argument("--gamma-points", type=int, default=10000,
                    help="random subset of points for the 3-D gamma (default 10000; 0 = all)")
     c.add_argument("--gamma-workers", type=int, default=0,

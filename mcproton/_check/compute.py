@@ -270,6 +270,14 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
     if not (u > target * 1.01):
         return results, tot
     factor = (u / target) ** 2 - 1.0
+    stopped = [i + 1 for i, r in enumerate(results) if r.provenance.get("stop_reason") != "target_uncertainty"]
+    if stopped:   # a beam ended at the --primaries limit (or a time limit): no room for a top-up
+        log(f"mcproton check: the plan dose's uncertainty is {100 * u:.2f} % (target {100 * target:g} %): beam(s) "
+            f"{', '.join(map(str, stopped))} stopped at the limit of {limit:,} primaries per beam (--primaries) before "
+            f"reaching {100 * settings.target_uncertainty:.2f} % in their own dose, so there is no top-up; about "
+            f"{int(max(r.primaries for r in results) * (u / target) ** 2):,} primaries per beam would reach the "
+            "target")
+        return results, tot
     log(f"mcproton check: the plan dose's uncertainty is {100 * u:.2f} % after every beam reached "
         f"{100 * settings.target_uncertainty:.2f} % (target {100 * target:g} %: the beams overlap less in the "
         f"high-dose region); topping up each beam by {100 * factor * TOP_UP_MARGIN:.0f} % more primaries")

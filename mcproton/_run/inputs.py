@@ -344,7 +344,7 @@ def check_before_build(cfg: dict[str, Any]) -> None:
     """Checks that need no geometry, run before it is built: the memory of the grid the config asks for (a grid
     too large for memory is refused before it is allocated) and the files named by [plan] (a missing structure
     set is reported now, not after the transport)."""
-    from ..config import ConfigError, _resolve
+    from ..config import ConfigError, _resolve, relative_path_note
 
     shape = _config_grid_shape(cfg.get("phantom", {}))
     if shape is not None:
@@ -354,8 +354,8 @@ def check_before_build(cfg: dict[str, Any]) -> None:
         if isinstance(pl.get(key), str):
             p = _resolve(cfg, pl[key])
             if not p.is_file():
-                raise ConfigError(f"plan.{key} = {pl[key]!r}: {p} {'is a folder' if p.is_dir() else 'not found'}; give "
-                                  f"the path of {what}")
+                raise ConfigError(f"plan.{key} = {pl[key]!r}: {p} {'is a folder' if p.is_dir() else 'not found'}"
+                                  f"{relative_path_note(cfg, pl[key])}; give the path of {what}")
     if isinstance(pl.get("rtstruct"), str):
         from .._io.rtstruct import read_rtstruct
 

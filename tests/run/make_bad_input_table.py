@@ -56,6 +56,10 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("unknown section", ["--set", "beem.energy_mev=100"], None, "[beem]"),
     ("wrong type (string for a number)", ["--set", 'run.primaries="many"'], None, "run.primaries"),
     ("true/false for a number", ["--set", "beam.energy_mev=true"], None, "beam.energy_mev"),
+    ("a number in quotes", ["--set", 'run.primaries="1000"'], None, "without quotes"),
+    ("1e6 for a whole number (TOML reads it as a decimal number)", ["--set", "run.primaries=1e6"], None,
+     "write 1000000"),
+    ("true/false in quotes", ["--set", 'physics.nuclear="yes"'], None, "true or false"),
     ("zero primaries", ["--set", "run.primaries=0"], None, "run.primaries"),
     ("negative primaries", ["--set", "run.primaries=-5"], None, "run.primaries"),
     ("energy above the tables", ["--set", "beam.energy_mev=400"], None, "energy"),
@@ -133,6 +137,10 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "not empty"),
     ("missing plan.rtstruct (reported before the transport)", [], PLAN + 'rtstruct = "no_such_RS.dcm"\n',
      "plan.rtstruct"),
+    ("beam model file that does not exist (a relative path: from the config file's folder)", [],
+     PLAN.replace('"dcpt_v5"', '"models/my_machine.toml"'), "looked for the file"),
+    ("HU calibration folder that does not exist", [], CT.replace("@EXTRA", 'calibration = "my_scanner"'),
+     "looked for the folder"),
     ("plan.beams naming a beam the plan does not have", ["--set", "plan.beams=[1, 4]"], PLAN, "not in the plan"),
     ("plan.beams naming a beam twice", ["--set", "plan.beams=[1, 1]"], PLAN, "named twice"),
     ("plan for another treatment machine than the beam model's (GTR4, dcpt_v5 is of TR1-TR3)", [],
@@ -205,7 +213,7 @@ def _rows(cases: list, tmp: Path, first: int) -> list[str]:
     rows = []
     for i, (case, args, text, _must) in enumerate(cases, first):
         rc, msg = run_cli(case_argv(args, text, tmp, i))
-        msg = msg.replace(str(tmp), "$TMP")
+        msg = msg.replace(str(tmp), "$TMP").replace(str(ROOT), "$REPO")   # the CLI runs in the repository root
         shown = " ".join(a if " " not in a else repr(a) for a in args if a != "@missing")
         if text is not None:
             shown = (shown + " (config edited)").strip()
