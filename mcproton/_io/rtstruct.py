@@ -12,7 +12,10 @@ per scanline; even-odd rule across the contours of one plane, so that a contour 
 DICOM PS3.3 C.8.8.6).  Contour
 planes must be axial.  Each grid slice takes the contour plane nearest to its centre if it lies within half
 the structure's plane spacing (half a voxel for a single-plane structure); slices beyond the first and last
-plane by more than that stay empty.
+plane by more than that stay empty.  A plane's slab is half-open, (lower, upper]: a slice centre exactly on a
+boundary (midway between two planes, or half a spacing beyond the first or last plane, within 1e-6 mm) belongs to
+the lower plane only, so that on any grid whose spacing divides the slab the slices hold the slab's thickness
+(planes z_0..z_n every p mm: n + 1 planes times p).
 
 ``write_dvh_hdf5(h5_path, dose_zyx, masks, voxel_volume_cm3)`` adds a group ``dvh`` to a result HDF5: one
 subgroup per structure with the cumulative DVH (``dose_gy``, ``volume_fraction``: the fraction of the
@@ -283,10 +286,16 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
         pz = np.array(sorted(planes))
         half = 0.5 * (float(np.median(np.diff(pz))) if pz.size > 1 else vox[2])
         half = max(half, 0.5 * vox[2]) if pz.size == 1 else half
+        # plane j holds the slices with centres in (lo_j, hi_j]: the nearest plane within `half`, half-open so that
+        # a centre on a boundary (between two planes or at an end) goes to one plane only (to the lower of two)
+        mid = 0.5 * (pz[1:] + pz[:-1])
+        z_lo = np.maximum(np.r_[-np.inf, mid], pz - half)
+        z_hi = np.minimum(np.r_[mid, np.inf], pz + half)
         done: dict[int, int] = {}   # contour plane -> the grid slice that has it (planes thicker than slices)
         for k, z in enumerate(zs):
-            j = int(np.argmin(np.abs(pz - z)))
-            if abs(pz[j] - z) > half + 1e-6:
+            zt = z - 1e-6   # a centre within 1e-6 mm of a boundary is on it
+            j = int(np.searchsorted(z_hi, zt, side="left"))
+            if j >= pz.size or not z_lo[j] < zt:
                 continue
             if j in done:
                 mask[k] = mask[done[j]]

@@ -84,11 +84,13 @@ def test_pydicom_test_rtstruct():
     assert s.roi_types["patient"] == "EXTERNAL"
     assert s.frame_of_reference_uid == "1.2.826.0.1.3680043.8.498.2010020400001.2"
     # planes z = -200, -190, -180 mm; the contour is the rectangle x -200..200, y -150..150
-    g = box_phantom("water", (500, 400, 40), (10, 10, 10), origin_mm=(-245, -195, -215))  # z -215..-185
+    g = box_phantom("water", (500, 400, 50), (10, 10, 10), origin_mm=(-245, -195, -215))  # z -215..-175
     m = rasterise(s, g)["patient"]
     per_slice = m.sum(axis=(1, 2))
-    assert per_slice.tolist() == [0, 1200, 1200, 1200]   # z = -215 is 15 mm before the first plane
-    ys, xs = np.nonzero(m[1])
+    # the planes' slab is (-205, -175]: z = -215 lies before it, -205 on its lower boundary (no plane's), -195 and
+    # -185 on the boundaries between planes (the lower plane's), -175 on its upper boundary (the last plane's)
+    assert per_slice.tolist() == [0, 0, 1200, 1200, 1200]
+    ys, xs = np.nonzero(m[2])
     assert g.axis_mm("x")[xs].min() == -195 and g.axis_mm("x")[xs].max() == 195
     assert g.axis_mm("y")[ys].min() == -145 and g.axis_mm("y")[ys].max() == 145
 
@@ -125,7 +127,8 @@ def test_rasterise_grid_finer_than_planes():
     g = box_phantom("water", (40, 40, 12), (1, 1, 1), origin_mm=(-19.5, -19.5, -2.5))   # z -2.5 .. 8.5
     per = rasterise(s, g)["cyl"].sum(axis=(1, 2))
     z = g.axis_mm("z")
-    assert np.all(per[(z >= -1.5) & (z <= 7.5)] > 0) and np.all(per[(z < -1.5) | (z > 7.5)] == 0)
+    # the slab (-1.5, 7.5] of the planes 0, 3, 6 mm: 9 slices of 1 mm (z = -1.5 lies on its lower boundary)
+    assert np.all(per[(z > -1.5) & (z <= 7.5)] > 0) and np.all(per[(z <= -1.5) | (z > 7.5)] == 0)
 
 
 def test_errors(tmp_path):
@@ -317,3 +320,21 @@ def test_duplicate_roi_names_stay_apart(tmp_path):
     assert s.contours["PTV"][0][0, 0] == -20 and s.contours["PTV_3"][0][0, 0] == 10
     (renamed,) = set(s.contours) - {"PTV", "PTV_3"}
     assert s.contours[renamed][0][0, 0] == 30 and s.roi_numbers[renamed] == 3
+
+
+@pytest.mark.parametrize("spacing_mm", [3.0, 1.0])
+def test_each_grid_slice_on_a_slab_boundary_counts_once(spacing_mm):
+    """A structure's contour planes z_0 .. z_n (spacing p) stand for the slab from z_0 - p/2 to z_n + p/2 (p = 3 mm,
+    11 planes: 33 mm).  A grid slice whose centre lies on a boundary between two planes goes to one of them, so
+    the slab must be half-open at its ends too: on any grid with a spacing that divides 33 mm it holds exactly
+    33 mm of slices, whatever the grid's offset.  Closed ends gave 36 mm (+9 %, one slice too many) on the 3 mm grid
+    whose centres lie halfway between the planes, and two slices to a one-plane structure midway between two."""
+    s = {"b": [_rect(-10, 10, -10, 10, z) for z in np.arange(0.0, 31.0, 3.0)], "one": [_rect(-10, 10, -10, 10, 5.0)]}
+    counts = {}
+    for off in np.arange(0.0, spacing_mm, 0.25):
+        g = box_phantom("water", (39.0, 39.0, 60.0), (3.0, 3.0, spacing_mm),   # z from -12 + off, 60 mm
+                        origin_mm=(-18.0, -18.0, -12.0 + off))
+        m = rasterise(s, g)
+        counts[off] = m["b"].any(axis=(1, 2)).sum() * spacing_mm
+        assert m["one"].any(axis=(1, 2)).sum() == 1, off       # one plane: one slice, however the grid lies
+    assert set(counts.values()) == {33.0}, counts
