@@ -7,12 +7,16 @@ reference and the ROI numbers and types.
 
 ``rasterise(struct, geometry)`` turns the contours into boolean masks (z, y, x) on a
 :class:`mcproton.geometry.VoxelGeometry` (or any grid with ``origin_mm``, ``voxel_size_mm``, ``shape_zyx``):
-a voxel is inside when its centre lies inside the contour polygon (matplotlib.path's crossing-number test, run
-per scanline; even-odd rule across the contours of one plane, so that a contour inside another is a hole as in
-DICOM PS3.3 C.8.8.6).  Contour
+a voxel is inside when its centre lies inside the contour polygon (the crossing-number test, run per scanline; a
+centre on the outline belongs to the polygon if it is on its upper x or y side: each axis half-open, (lower, upper],
+whichever way the contour runs; even-odd rule across the contours of one plane, so that a contour inside another
+is a hole as in DICOM PS3.3 C.8.8.6).  Contour
 planes must be axial.  Each grid slice takes the contour plane nearest to its centre if it lies within half
 the structure's plane spacing (half a voxel for a single-plane structure); slices beyond the first and last
-plane by more than that stay empty.
+plane by more than that stay empty.  A plane's slab is half-open, (lower, upper]: a slice centre exactly on a
+boundary (midway between two planes, or half a spacing beyond the first or last plane, within 1e-6 mm) belongs to
+the lower plane only, so that on any grid whose spacing divides the slab the slices hold the slab's thickness
+(planes z_0..z_n every p mm: n + 1 planes times p).
 
 ``write_dvh_hdf5(h5_path, dose_zyx, masks, voxel_volume_cm3)`` adds a group ``dvh`` to a result HDF5: one
 subgroup per structure with the cumulative DVH (``dose_gy``, ``volume_fraction``: the fraction of the
@@ -209,14 +213,22 @@ def _grid(geometry):
 
 def _polygon_mask(poly: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """(len(ys), len(xs)) bool: which grid points (xs[i], ys[j]) lie inside the closed polygon ``poly``
-    ((n, 2), the last vertex joined to the first) by the crossing-number rule.  The test is matplotlib's point_in_path
-    (``matplotlib.path.Path(poly).contains_points``, src/_path.h), term by term in float64, so the same points
-    are inside (points on an edge included), but evaluated per scanline: an edge is tested only on the rows it
-    spans, in O(rows x crossings x columns) instead of O(points x vertices)."""
+    ((n, 2), the last vertex joined to the first) by the crossing-number rule, evaluated per scanline: an edge is
+    tested only on the rows it spans, in O(rows x crossings x columns) instead of O(points x vertices).
+
+    A point on the polygon's outline is decided as in z (``_rasterise``): each axis half-open, (lower, upper].  An
+    edge crosses the row ``ty`` if lo_y < ty <= hi_y (so a horizontal edge never does), and a point counts a
+    crossing if it lies at or left of it (tx <= x of the crossing), computed from the edge's lower end whichever
+    way the contour runs: the mask does not depend on the contour's direction.  Off the outline the points are
+    matplotlib's (``Path.contains_points``, the rule used before 2026-12-05, which counted a point on a vertical
+    edge inside for a counter-clockwise contour and outside for a clockwise one)."""
     a = np.asarray(poly, float)
     b = np.roll(a, -1, axis=0)   # edge i runs from a[i] to b[i] = a[i + 1]; the last one closes the polygon
-    lo_y, hi_y = np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1])
-    # (a.y >= ty) != (b.y >= ty)  <=>  lo_y < ty <= hi_y: the rows an edge crosses, ys ascending
+    up = a[:, 1] <= b[:, 1]
+    p = np.where(up[:, None], a, b)   # each edge's lower end ...
+    q = np.where(up[:, None], b, a)   # ... and upper end: the same numbers for the contour run either way
+    lo_y, hi_y = p[:, 1], q[:, 1]
+    # lo_y < ty <= hi_y: the rows an edge crosses, ys ascending
     r0 = np.searchsorted(ys, lo_y, side="right")
     r1 = np.searchsorted(ys, hi_y, side="right")
     n = np.maximum(r1 - r0, 0)
@@ -228,10 +240,8 @@ def _polygon_mask(poly: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarra
     order = np.argsort(r, kind="stable")
     e, r = e[order], r[order]
     ty = ys[r]
-    flag1 = b[e, 1] >= ty
-    lhs = (b[e, 1] - ty) * (a[e, 0] - b[e, 0])
-    rhs = (b[e, 0][:, None] - xs[None, :]) * (a[e, 1] - b[e, 1])[:, None]
-    flips = ((lhs[:, None] >= rhs) == flag1[:, None]).astype(np.uint8)
+    x_cross = p[e, 0] + (ty - p[e, 1]) * (q[e, 0] - p[e, 0]) / (q[e, 1] - p[e, 1])   # q.y > p.y on these rows
+    flips = (xs[None, :] <= x_cross[:, None]).astype(np.uint8)
     rows, starts = np.unique(r, return_index=True)
     out[rows] = (np.add.reduceat(flips, starts, axis=0) & 1).astype(bool)
     return out
@@ -283,10 +293,16 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
         pz = np.array(sorted(planes))
         half = 0.5 * (float(np.median(np.diff(pz))) if pz.size > 1 else vox[2])
         half = max(half, 0.5 * vox[2]) if pz.size == 1 else half
+        # plane j holds the slices with centres in (lo_j, hi_j]: the nearest plane within `half`, half-open so that
+        # a centre on a boundary (between two planes or at an end) goes to one plane only (to the lower of two)
+        mid = 0.5 * (pz[1:] + pz[:-1])
+        z_lo = np.maximum(np.r_[-np.inf, mid], pz - half)
+        z_hi = np.minimum(np.r_[mid, np.inf], pz + half)
         done: dict[int, int] = {}   # contour plane -> the grid slice that has it (planes thicker than slices)
         for k, z in enumerate(zs):
-            j = int(np.argmin(np.abs(pz - z)))
-            if abs(pz[j] - z) > half + 1e-6:
+            zt = z - 1e-6   # a centre within 1e-6 mm of a boundary is on it
+            j = int(np.searchsorted(z_hi, zt, side="left"))
+            if j >= pz.size or not z_lo[j] < zt:
                 continue
             if j in done:
                 mask[k] = mask[done[j]]

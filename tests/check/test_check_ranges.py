@@ -186,3 +186,55 @@ def test_mc_noise_does_not_shorten_the_range(beam, beam_dose):
     assert got["rays"] > 300 and abs(got["median_mm"]) < 0.1, got["median_mm"]
     shorter = range_agreement(axes, tps, beam_dose(-3.0, 0.0, 0), DIRECTION, ISO)
     assert -3.3 < shorter["median_mm"] < -2.7, shorter["median_mm"]
+
+
+@pytest.fixture(scope="module")
+def cube_grid():
+    """A 2 mm grid of 80^3 voxels, centres -79..79 mm on each axis, and its points (x, y, z) in mm."""
+    ax = np.arange(-79.0, 80.0, 2.0)
+    zz, yy, xx = np.meshgrid(ax, ax, ax, indexing="ij")
+    return (ax, ax, ax), np.stack([xx, yy, zz], axis=-1)
+
+
+def _analytic_beam(points: np.ndarray, d: np.ndarray, iso: np.ndarray, r80_mm: float, scale: float = 1.0):
+    """A beam along ``d`` (unit): depth 0 at 60 mm before ``iso``, a depth dose rising from 0.7 to 1.0 of its
+    level up to an erf distal edge whose 80 % point lies at depth ``r80_mm`` (fall-off sigma 1.2 % of the range +
+    0.5 mm, about the straggling of protons of that range), a flat field 44 mm wide (super-Gaussian edges)."""
+    from scipy.special import erfinv
+
+    u, v = _frame(d)
+    p = points - iso
+    depth = p @ d + 60.0
+    sig = 0.012 * r80_mm + 0.5
+    r50 = r80_mm - math.sqrt(2) * sig * float(erfinv(-0.6))   # 0.5 erfc((r80 - r50) / (sqrt2 sig)) = 0.8
+    dd = (0.7 + 0.3 * depth / r80_mm) * 0.5 * (1 - erf((depth - r50) / (math.sqrt(2) * sig)))
+    lateral = np.exp(-(((p @ u) / 22) ** 6 + ((p @ v) / 22) ** 6))
+    return scale * 2.0 * np.where(depth > 0, dd, 0.0) * lateral
+
+
+@pytest.mark.parametrize("gantry, couch", [(0, 0), (90, 0), (180, 0), (270, 0), (45, 0), (90, 90), (30, 20)])
+def test_dr80_is_the_range_shift_with_the_sign_the_report_states(cube_grid, gantry, couch):
+    """An analytic TPS beam (R80 at 80 mm depth) and an MC copy 2 % higher whose edge lies 1.5 mm deeper, or 3 %
+    of the range (2.4 mm) shallower, along the direction the check takes from the plan (beam_direction_lps; gantry
+    0-270, an oblique gantry, couch 90 and an oblique couch, HFS): every ray's dR80 is the shift, MC deeper is
+    positive (docs/check.md: "the distal R80 of MC minus TPS"; the diagnosis calls it "deeper").
+
+    Tolerance 0.3 mm: R80 is read on the doses interpolated linearly between the 2 mm voxel centres, which puts an
+    edge of this fall-off up to 0.28 mm short depending on where it lies between two centres (measured over the
+    positions; 0.07 mm on a 1 mm grid), so a difference of two edges is within +-0.28 mm (measured here: +1.25 to
+    +1.62 for 1.5 mm, -2.21 to -2.44 for -2.4 mm, the medians over the directions)."""
+    from mcproton._check.api import uniform_range_note
+    from mcproton.dicom import beam_direction_lps
+
+    axes, pts = cube_grid
+    iso = np.array([0.5, -1.0, 1.5])
+    d = np.asarray(beam_direction_lps(float(gantry), float(couch), "HFS"))
+    tps = _analytic_beam(pts, d, iso, 80.0)
+    for shift in (1.5, -0.03 * 80.0):
+        mc = _analytic_beam(pts, d, iso, 80.0 + shift, scale=1.02)
+        r = range_agreement(axes, tps, mc, d, iso)
+        assert r["rays"] > 350, r["rays"]                                  # the 44 mm field at 2 mm: ~420 rays
+        assert abs(r["median_mm"] - shift) < 0.3, (shift, r["median_mm"])
+        assert np.all(np.abs(r["values_mm"] - shift) < 0.3), (shift, r["p5_mm"], r["p95_mm"])
+        note = uniform_range_note(1, r)                                    # beyond 1 mm, every ray: named
+        assert note is not None and ("deeper" if shift > 0 else "shallower") in note, note
