@@ -143,7 +143,7 @@ def _hist_figure(res) -> Figure:
         g = res.gamma[name]["gamma"]
         if g.size:
             axs[0].hist(np.clip(g, 0, 1.5), bins=np.linspace(0, 1.5, 31), histtype="step", lw=1.5,
-                        label=f"{name}: {100 * res.gamma[name]['pass_rate']:.1f} % pass")
+                        label=f"{name}: {100 * res.gamma[name]['pass_rate']:.2f} % pass")
     axs[0].axvline(1, color="k", lw=0.8)
     axs[0].set_xlabel("gamma (search stopped at 1.5)")
     axs[0].set_ylabel("points")
@@ -277,6 +277,17 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _num(v: Any, spec: str) -> str:
+    """``v`` with the format ``spec`` (e.g. ".2f", "+.3f"), "n/a" where it is missing or not finite.  The tables
+    of pass rates, doses and differences use fixed decimals: 3 significant digits showed a 99.95 % pass rate as
+    100 and a D95 of 1.9955 Gy as 2."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return "n/a" if v in (None, "") else str(v)
+    return format(x, spec) if math.isfinite(x) else "n/a"
+
+
 _SIGN_OFF = ("<h2>Sign-off</h2><p>This independent MC check is a second check of the planning system's dose; "
              "it does not replace the clinic's own review of the plan.</p>"
              '<table class="sign"><tr><th>role</th><th>name</th><th>date</th><th>signature</th>'
@@ -381,9 +392,9 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                      + "</ul>")
     parts += ["<h2>Gamma (3-D)</h2>",
               _table(["criterion", "pass rate (%)", "points evaluated", "points above threshold"],
-                     [[k, 100 * g["pass_rate"], g["points"], g.get("evaluable_points", "")]
+                     [[k, _num(100 * g["pass_rate"], ".2f"), g["points"], g.get("evaluable_points", "")]
                       for k, g in res.gamma.items()]
-                     + [[f"beam {b}: 2%/2mm", 100 * g["pass_rate"], g["points"],
+                     + [[f"beam {b}: 2%/2mm", _num(100 * g["pass_rate"], ".2f"), g["points"],
                          g.get("evaluable_points", "")]
                         for b, g in res.beam_gamma.items()]),
               f"<p>{html.escape(res.settings['gamma'])}.</p>"]
@@ -406,9 +417,11 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
             shown = f"{nm} (part on the dose grid)" if r.get("partly_outside_dose_grid") else nm
             for k, m in r["metrics"].items():
                 if "tps_gy" in m:
-                    rows.append([shown, r["kind"], k, m["tps_gy"], m["mc_gy"], m["diff_gy"], m["diff_pct"]])
+                    rows.append([shown, r["kind"], k, _num(m["tps_gy"], ".4f"), _num(m["mc_gy"], ".4f"),
+                                 _num(m["diff_gy"], "+.4f"), _num(m["diff_pct"], "+.2f")])
                 else:
-                    rows.append([shown, r["kind"], k, 100 * m["tps"], 100 * m["mc"], m["diff_points"], ""])
+                    rows.append([shown, r["kind"], k, _num(100 * m["tps"], ".2f"), _num(100 * m["mc"], ".2f"),
+                                 _num(m["diff_points"], "+.2f"), ""])
         parts += [f"<h2>Structures: {html.escape(desc['label'])}</h2>",
                   _table(["structure", "kind", "metric", f"TPS ({unit} / %)", f"MC ({unit} / %)",
                           f"MC - TPS ({unit} / points)", "MC - TPS (%)"], rows)]
@@ -421,8 +434,9 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
             parts.append(f'<img alt="DVH overlay" src="data:image/png;base64,{figs["dvh"]}">')
     parts.append("<h2>Beams: range agreement</h2>")
     nan = float("nan")
-    rows = [[b, r.get("source", ""), r.get("rays", 0), r.get("median_mm", nan), r.get("p5_mm", nan),
-             r.get("p95_mm", nan), 100 * r.get("within_1mm", nan), 100 * r.get("within_2mm", nan)]
+    rows = [[b, r.get("source", ""), r.get("rays", 0), _num(r.get("median_mm", nan), "+.2f"),
+             _num(r.get("p5_mm", nan), "+.2f"), _num(r.get("p95_mm", nan), "+.2f"),
+             _num(100 * r.get("within_1mm", nan), ".2f"), _num(100 * r.get("within_2mm", nan), ".2f")]
             for b, r in res.ranges.items()]
     parts.append(_table(["beam", "dose compared", "rays", "median dR80 (mm)", "5 % (mm)", "95 % (mm)",
                          "within 1 mm (%)",
@@ -440,7 +454,7 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                   "referencing the plan (to open beside the TPS dose in the planning system or a viewer); zero "
                   "outside the body outline, as compared here.</p>",
                   _table(["dose", "file", "DoseSummationType", "DoseType", f"maximum ({unit})"],
-                         [[k, v["file"], v["dose_summation_type"], v["dose_type"], v["max_gy"]]
+                         [[k, v["file"], v["dose_summation_type"], v["dose_type"], _num(v["max_gy"], ".4f")]
                           for k, v in res.mc_rtdose.items()])]
     parts += ["<h2>Pairing</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res.pairing) + "</ul>",
               "<h2>Provenance</h2>",
@@ -483,7 +497,7 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
             rel = os.path.relpath(t["report"], out) if t.get("report") else ""
             link = f'<a href="{html.escape(Path(rel).as_posix())}">report</a>' if rel else ""
         g, u = t.get("gamma_2_2_pct"), t.get("statistical_uncertainty_pct")
-        cells = [name, t.get("plan") or "", verdict, what, "" if g is None else f"{g:.1f}",
+        cells = [name, t.get("plan") or "", verdict, what, "" if g is None else f"{g:.2f}",
                  "" if u is None else f"{u:.2f}"]
         rows.append("<tr" + (' class="pass"' if verdict == "PASS" else ' class="fail"') + ">"
                     + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + f"<td>{link}</td></tr>")

@@ -87,6 +87,24 @@ def test_report_has_every_section_and_the_json_the_numbers(report):
     assert re.search(r'<tr class="fail"><td>PTV D95 difference</td><td>5\.0\d %', page)
 
 
+def test_report_tables_keep_the_digits_a_physicist_compares(report):
+    """Pass rates with 2 decimals, doses with 4, differences signed: 3 significant digits (before 2026-12-05) showed
+    plan03's 99.95 % 3 %/2 mm pass rate as "100" and a D95 of 1.9955 Gy against 2.0019 Gy as "2" against "2"."""
+    from mcproton._check.report import _num
+
+    assert _num(99.95, ".2f") == "99.95" and _num(1.99546, ".4f") == "1.9955" and _num(0.0064, "+.4f") == "+0.0064"
+    assert _num(float("nan"), ".2f") == "n/a" and _num(None, ".2f") == "n/a"
+    page = Path(report.report_html).read_text(encoding="utf-8")
+    js = json.loads(Path(report.report_json).read_text())
+    for name, g in js["gamma"].items():
+        assert f"<td>{name}</td><td>{100 * g['pass_rate']:.2f}</td>" in page, name
+    d95 = js["structures"]["PTV"]["metrics"]["D95"]
+    assert (f"<td>D95</td><td>{d95['tps_gy']:.4f}</td><td>{d95['mc_gy']:.4f}</td><td>{d95['diff_gy']:+.4f}</td>"
+            f"<td>{d95['diff_pct']:+.2f}</td>") in page
+    for b, r in js["ranges"].items():
+        assert f"<td>{r['median_mm']:+.2f}</td>" in page, b
+
+
 def test_oar_metrics_are_dmax_d2_dmean():
     from mcproton._check.compare import structure_stats
 
@@ -132,7 +150,7 @@ def test_batch_index_passes_the_nu_html_checker(tmp_path):
     (tmp_path / "a" / "check.html").write_text("x")
     table = {"a": {"passed": True, "failed": [], "gamma_2_2_pct": 99.1, "report": str(tmp_path / "a" / "check.html"),
                    "statistical_uncertainty_pct": 0.98, "plan": "P<1>"},
-             "b": {"passed": False, "failed": ["gamma 2%/2mm", "PTV D95 difference"], "gamma_2_2_pct": 80.0,
+             "b": {"passed": False, "failed": ["gamma 2%/2mm", "PTV D95 difference"], "gamma_2_2_pct": 94.96,
                    "report": str(tmp_path / "b" / "check.html"), "statistical_uncertainty_pct": 1.0, "plan": "x"},
              "c": {"passed": False, "error": "CheckInputError: no RT Dose & no plan"},
              "d": {"passed": False, "error": "internal error KeyError: 'x'", "internal_error": True}}
@@ -140,6 +158,7 @@ def test_batch_index_passes_the_nu_html_checker(tmp_path):
     text = page.read_text()
     assert text.count("<tr") == 6 and "P&lt;1&gt;" in text and "no RT Dose &amp; no plan" in text
     assert "4 patient(s) checked, 1 passed every action level; 1 not checked yet" in text
+    assert "<td>94.96</td>" in text   # a failing 94.96 % was shown as "95.0" (one decimal) before 2026-12-05
     p = subprocess.run([*_vnu(), "--format", "json", "--also-check-css", str(page)], capture_output=True, text=True,
                        timeout=180)
     msgs = json.loads(p.stderr or p.stdout)["messages"]
