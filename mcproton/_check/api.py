@@ -7,7 +7,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -317,6 +317,38 @@ def target_prescriptions(items: list[tuple[int | None, float]], targets: Sequenc
     return out, notes
 
 
+def _given_prescription(prescription: Any) -> float | dict[str, float] | None:
+    """``check(prescription=...)`` checked: None, one dose, or {target ROI name: dose}; each finite and > 0 (Gy)."""
+    if prescription is None:
+        return None
+    items = prescription.items() if isinstance(prescription, Mapping) else [(None, prescription)]
+    out: dict[str | None, float] = {}
+    for nm, v in items:
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            x = float("nan")
+        if not (math.isfinite(x) and x > 0):
+            raise CheckInputError(f"prescription{'' if nm is None else ' of ' + repr(nm)} must be a dose in Gy "
+                                  f"above 0 (all fractions of the plan); got {v!r}")
+        out[nm] = x
+    return out[None] if None in out else {str(k): v for k, v in out.items()}
+
+
+def _apply_given_prescription(given: float | dict[str, float], targets: Sequence[str],
+                              masks: Mapping[str, np.ndarray]) -> tuple[dict[str, float], str]:
+    """Each target's prescription from ``check(prescription=...)`` (all fractions), and the source named in the
+    report; a name that is not a target of the structure set on the dose grid is refused (a typo would leave the
+    target without V95/V100 silently)."""
+    if not isinstance(given, dict):
+        return {nm: float(given) for nm in targets}, "given (--prescription)"
+    unknown = sorted(set(given) - set(targets))
+    if unknown:
+        raise CheckInputError(f"prescription names {unknown}, which are not targets of the structure set on the dose "
+                              f"grid; its targets: {sorted(targets) or 'none'} (ROI names as in the RT Struct)")
+    return {nm: given[nm] for nm in targets if nm in given}, "given for each target (--prescription ROI=GY)"
+
+
 def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None) -> None:
     """Refuse a reused MC dose (``check(mc=...)``) that holds another dose than the one compared: dose to
     water/medium, physical or RBE-weighted with another constant."""
@@ -338,6 +370,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           threads: int | None = None, levels: ActionLevels | str | Path | None = None,
           gamma_points: int | None = 10000, gamma_workers: int | None = 1, report: bool = True,
           mc: MCDose | None = None, machine_check: bool = True,
+          prescription: float | Mapping[str, float] | None = None,
           progress: bool = True, log: Callable[[str], None] | None = None) -> CheckResult:
     """Recompute a plan with Monte Carlo on its planning-system dose grid and compare (see docs/check.md).
 
@@ -360,6 +393,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         (given: a warning).
     mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).
     machine_check : refuse a plan whose beams are for a treatment machine the beam model does not name (default).
+    prescription : the targets' prescribed dose for V95/V100, in Gy (Gy(RBE) for an EFFECTIVE dose) for all
+        fractions of the plan, as DICOM's TargetPrescriptionDose (divided by the fractions where the TPS dose holds
+        one); a number for every target, or {target ROI name: dose} (a simultaneous boost).  It replaces the
+        plan's TargetPrescriptionDose; without either, each target's V95/V100 are relative to its own TPS median.
     gamma_workers : processes for the independent 3-D gammas (1: here, one after the other; None: one per gamma
         up to the cores; the same results).  The workers are fresh interpreters that import only mcproton (not the
         calling script), so no ``if __name__ == "__main__":`` guard is needed.  While they run, this process
@@ -372,6 +409,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     cpu_steps: dict[str, float] = {}   # CPU seconds per step (all threads; the gamma's worker processes too)
     if dose_to not in ("water", "medium"):
         raise CheckInputError(f'dose_to must be "water" or "medium"; got {dose_to!r}')
+    rx_given = _given_prescription(prescription)
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     t, c = time.perf_counter(), time.process_time()
     inp = gather(plan=plan, dose=dose, ct=ct, struct=struct, folder=folder, dose_type=dose_type,
@@ -504,19 +542,23 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         t, c = time.perf_counter(), time.process_time()
         diff = dose_difference(tps, mc.total_gy_zyx, body)
         targets = [nm for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
-        rx_items = _prescriptions(inp.plan_path)
+        rx_items = [] if rx_given is not None else _prescriptions(inp.plan_path)
         pres_by: dict[str, float] = {}
         rx_notes: list[str] = []
         pres_how = "the plan's TargetPrescriptionDose"
-        if rx_items:
+        if rx_given is not None:
+            pres_by, pres_how = _apply_given_prescription(rx_given, targets, masks)
+        elif rx_items:
             pres_by, rx_notes = target_prescriptions(rx_items, targets, roi_numbers)
             if len(rx_items) > 1:
                 pres_how += " of each target's dose reference (ReferencedROINumber)"
-            if inp.all_fractions is False and inp.fractions > 1:   # the plan's is for all fractions
-                pres_by = {nm: v / inp.fractions for nm, v in pres_by.items()}
-        elif targets:   # of the TPS dose itself: already of the fractions it holds
-            pres_by = {nm: float(np.median(tps[masks[targets[0]]])) for nm in targets}
-            pres_how = "the TPS median dose of the first target (the plan gives no TargetPrescriptionDose)"
+        if (rx_given is not None or rx_items) and inp.all_fractions is False and inp.fractions > 1:
+            pres_by = {nm: v / inp.fractions for nm, v in pres_by.items()}   # given for all fractions
+        elif rx_given is None and not rx_items and targets:   # of the TPS dose itself: of the fractions it holds
+            # each target's own median: another target's (a boost's) would make its V95/V100 plausible but wrong
+            pres_by = {nm: float(np.median(tps[masks[nm]])) for nm in targets}
+            pres_how = ("each target's own TPS median dose (the plan gives no TargetPrescriptionDose; give "
+                        "--prescription for the prescribed dose)")
         one = set(pres_by.values())
         pres: float | dict[str, float] | None = (one.pop() if len(one) == 1 else dict(pres_by)) if pres_by else None
         structs = structure_stats(tps, mc.total_gy_zyx, masks, types, float(np.prod(ref.voxel_size_mm)) * 1e-3,

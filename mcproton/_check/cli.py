@@ -44,6 +44,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--dose-to", choices=["water", "medium"], default="water",
                    help="what the TPS dose is (DICOM does not say): water (default; RayStation, Eclipse) or medium")
     c.add_argument("--rbe", type=float, default=None, help="constant RBE of a DoseType EFFECTIVE dose (default 1.1)")
+    c.add_argument("--prescription", action="append", metavar="GY or ROI=GY",
+                   help="the targets' prescribed dose for V95/V100, Gy (Gy(RBE) for an EFFECTIVE dose) for all "
+                        "fractions of the plan; ROI=GY for one target (repeatable: a boost). Default: the plan's "
+                        "TargetPrescriptionDose, else each target's own TPS median")
     c.add_argument("--fractions", choices=["auto", "all", "one"], default="auto",
                    help="which fractions the TPS dose holds: auto (default) from its DoseSummationType as DICOM "
                         "defines it (PLAN, FRACTION, BEAM: all fractions; FRACTION_SESSION, BEAM_SESSION: one), all, "
@@ -78,6 +82,9 @@ def main(args: argparse.Namespace) -> int:
               "levels": args.config, "gamma_points": args.gamma_points or None, "progress": not args.quiet,
               "gamma_workers": args.gamma_workers or None, "machine_check": not args.no_machine_check}
     if args.batch:
+        if args.prescription:
+            raise ValueError("--prescription is one plan's; --batch checks many: leave it out (each plan's "
+                             "TargetPrescriptionDose, else each target's TPS median, is used)")
         if not args.folder or args.plan or args.dose or args.ct or args.struct:
             raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"
                              "--struct")
@@ -92,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("give a patient folder or --plan with --dose (and --ct or --phantom-from-struct); "
                          "see mcproton check --help")
     res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder, out=args.out,
-                **common)
+                prescription=_prescription_arg(args.prescription), **common)
     if args.json:
         print(json.dumps(res.to_dict(), indent=1))
     else:
@@ -101,3 +108,27 @@ def main(args: argparse.Namespace) -> int:
         if res.mc_rtdose and res.out_dir:
             print("MC dose (RT Dose): " + ", ".join(str(Path(res.out_dir) / v["file"]) for v in res.mc_rtdose.values()))
     return 0 if res.passed else 1
+
+
+def _prescription_arg(values: list[str] | None) -> float | dict[str, float] | None:
+    """``--prescription`` values: one "GY" for every target, or "ROI=GY" items (the ROI name may hold "=" and
+    spaces; the dose is after the last "=")."""
+    if not values:
+        return None
+    plain = [v for v in values if "=" not in v]
+    if plain and len(values) > 1:
+        raise ValueError(f"--prescription: give one dose for every target, or ROI=GY for each; got {values}")
+    def gy(text: str, what: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"--prescription {what!r}: {text!r} is not a dose in Gy (e.g. 54 or PTV=54)") from None
+    if plain:
+        return gy(plain[0], plain[0])
+    out: dict[str, float] = {}
+    for v in values:
+        name, _, dose = v.rpartition("=")
+        if not name.strip():
+            raise ValueError(f"--prescription {v!r}: no ROI name before '='")
+        out[name.strip()] = gy(dose, v)
+    return out

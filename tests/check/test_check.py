@@ -325,6 +325,74 @@ def test_without_a_prescription_the_tps_median_of_one_fraction_is_not_divided_ag
     assert res.structures["PTV"]["metrics"]["V100"]["tps"] < 0.6      # about half; 1.0 when it was divided by 5
 
 
+def test_without_a_prescription_each_target_is_relative_to_its_own_median(case, tmp_path):
+    """No TargetPrescriptionDose and two targets at different dose levels (a boost): each target's V95/V100 are
+    relative to its own TPS median.  Before 2026-12-05 every target took the first target's median, so the low-dose
+    target's V95 read about 0 (plausible for a cold target, but wrong)."""
+    from mcproton._check.api import check
+
+    d = case["dir"]
+    tps = case["hi"].total_gy_zyx.copy()
+    vs, org = case["grid"]
+    xs = org[0] + vs[0] * np.arange(tps.shape[2])
+    tps[:, :, xs > 0] *= 0.5                                          # the low-dose half: PTV_low lies there
+    rd = _tps(case, "rd_boost", tps)
+    _write_rs(tmp_path / "RS_two.dcm", None, targets=[("PTV_high", (-16.0, -16.0, -12.0), (0.0, 16.0, 12.0)),
+                                                       ("PTV_low", (0.0, -16.0, -12.0), (16.0, 16.0, 12.0))])
+    res = check(plan=d / "RP.dcm", dose=rd, ct=d / "ct", struct=tmp_path / "RS_two.dcm", beam_model="dcpt_v2",
+                mc=case["res"].mc, levels=_levels(), **FAST)
+    for name in ("PTV_high", "PTV_low"):
+        own = res.tps_gy_zyx[res.masks[name]]
+        assert res.structures[name]["prescription_gy"] == pytest.approx(float(np.median(own)))
+        assert 0.4 < res.structures[name]["metrics"]["V100"]["tps"] < 0.6     # about half of the target, by definition
+    low = res.tps_gy_zyx[res.masks["PTV_low"]]
+    high_median = float(np.median(res.tps_gy_zyx[res.masks["PTV_high"]]))
+    assert float(np.mean(low >= 0.95 * high_median)) < 0.1     # what the first target's median gave it
+    assert "own TPS median" in res.provenance["prescription_source"]
+
+
+def test_a_given_prescription_is_used_for_all_fractions_and_checked(case, tmp_path):
+    """``prescription=`` (``--prescription``): one dose for every target or {ROI: dose}, for all fractions of the plan
+    (divided by the fractions where the TPS dose holds one); an unknown ROI name or a dose <= 0 is refused."""
+    from mcproton._check.api import check
+    from mcproton._check.cli import _prescription_arg
+    from mcproton._check.inputs import CheckInputError
+    from mcproton.dicom import write_rtdose
+
+    d, hi = case["dir"], case["hi"]
+    f = case["files"]
+    kw = {"ct": d / "ct", "struct": d / "RS.dcm", "beam_model": "dcpt_v2", "mc": case["res"].mc,
+          "levels": _levels(), **FAST}
+    res = check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], prescription=1.5, **kw)
+    ptv = res.tps_gy_zyx[res.masks["PTV"]]
+    assert res.structures["PTV"]["prescription_gy"] == 1.5 and res.provenance["prescription_gy"] == 1.5
+    assert res.structures["PTV"]["metrics"]["V95"]["tps"] == pytest.approx(float(np.mean(ptv >= 0.95 * 1.5)))
+    assert res.provenance["prescription_source"] == "given (--prescription)"
+    res = check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], prescription={"PTV": 1.2}, **kw)
+    assert res.structures["PTV"]["prescription_gy"] == 1.2
+    with pytest.raises(CheckInputError, match=r"\['PTV_typo'\], which are not targets .*its targets: \['PTV'\]"):
+        check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], prescription={"PTV_typo": 1.2}, **kw)
+    for bad in (0.0, -2.0, float("nan"), "x"):
+        with pytest.raises(CheckInputError, match="prescription must be a dose in Gy above 0"):
+            check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], prescription=bad, **kw)
+    # a 5-fraction plan and a TPS dose of one session: the plan's prescription (all fractions) divided by 5
+    rp = pydicom.dcmread(d / "RP.dcm")
+    rp.FractionGroupSequence[0].NumberOfFractionsPlanned = 5
+    rp.save_as(tmp_path / "RP_5fx.dcm")
+    vs, org = case["grid"]
+    study = StudyReference(frame_of_reference_uid=FOR, plan_sop_instance_uid=case["plan_uid"])
+    one = write_rtdose(hi.total_gy_zyx, vs, org, tmp_path / "RD_fx.dcm", study=study,
+                       summation_type="FRACTION_SESSION")
+    res = check(plan=tmp_path / "RP_5fx.dcm", dose=one, prescription=7.5, **kw)
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(1.5)
+    # the command line's form
+    assert _prescription_arg(["54"]) == 54.0 and _prescription_arg(None) is None
+    assert _prescription_arg(["PTV boost=60", "PTV=54"]) == {"PTV boost": 60.0, "PTV": 54.0}
+    for bad in (["54", "PTV=1"], ["PTV=abc"], ["=5"]):
+        with pytest.raises(ValueError, match="--prescription"):
+            _prescription_arg(bad)
+
+
 def test_plan_and_dose_on_different_frames(base):
     from mcproton._check.inputs import CheckInputError
 
