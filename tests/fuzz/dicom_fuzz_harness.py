@@ -59,8 +59,9 @@ class Tally:
         return sum(v for k, v in self.counts.items() if outcome is None or k.endswith(" " + outcome))
 
 
-def outcome(load, path, reference, refusals: tuple[type[BaseException], ...] = (DicomInputError,)):
-    """("refused" | "accepted unchanged" | a violation, detail) of ``load(path)`` against ``reference``."""
+def outcome(load, path, reference, refusals: tuple[type[BaseException], ...] = (DicomInputError,), describe=None):
+    """("refused" | "accepted unchanged" | a violation, detail) of ``load(path)`` against ``reference``;
+    ``describe(got, reference)`` says how a changed result differs."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -71,5 +72,5 @@ def outcome(load, path, reference, refusals: tuple[type[BaseException], ...] = (
     except Exception as exc:  # noqa: BLE001 - a traceback that would reach the user
         return "traceback", f"{type(exc).__name__}: {exc}"[:300]
     if got != reference:
-        return "silently changed", "loaded with a different result"
+        return "silently changed", (describe(got, reference) if describe else "loaded with a different result")
     return "accepted unchanged", ""
