@@ -162,6 +162,11 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
             k += 1000
         names[num] = nm
         frames[num] = str(r.get("ReferencedFrameOfReferenceUID", "") or "")
+    for seq, tag, what in (("ROIContourSequence", "3006,0039", "the contours"),
+                           ("RTROIObservationsSequence", "3006,0080", "the ROI types (EXTERNAL: the body outline)")):
+        if names and seq not in ds:   # Type 1 (PS3.3 C.8.8.6, C.8.8.8)
+            raise DicomInputError(f"{src}: the structure set has {len(names)} ROIs but no {seq} ({tag}), which holds "
+                                  f"{what}: the structure set is damaged, re-export it")
     types = {}
     for i, o in enumerate(ds.get("RTROIObservationsSequence", []) or []):
         if "ReferencedROINumber" not in o or "RTROIInterpretedType" not in o:   # Type 1 and Type 2

@@ -113,6 +113,10 @@ STRUCT_DAMAGE = [
     ("RTROIInterpretedType dropped (before: '', an EXTERNAL no longer found as the body outline)",
      lambda ds: delattr(ds.RTROIObservationsSequence[1], "RTROIInterpretedType"),
      r"has no RTROIInterpretedType \(3006,00A4\)"),
+    ("RTROIObservationsSequence dropped (before: every ROI's type lost)",
+     lambda ds: delattr(ds, "RTROIObservationsSequence"), r"has 2 ROIs but no RTROIObservationsSequence"),
+    ("ROIContourSequence dropped (before: every ROI empty)",
+     lambda ds: delattr(ds, "ROIContourSequence"), r"has 2 ROIs but no ROIContourSequence \(3006,0039\)"),
 ]
 
 
