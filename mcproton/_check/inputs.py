@@ -143,9 +143,12 @@ def read_tps_dose(path: str | Path) -> TPSDose:
             for rb in fg.get("ReferencedBeamSequence", []) or []:
                 beams.append(int(rb.ReferencedBeamNumber))
     units = (d.dose_units or "").upper()
-    if units and units != "GY":
+    if units != "GY":
         raise CheckInputError(f"{path}: DoseUnits {units!r}: a relative dose cannot be checked in absolute terms; "
                               "export the dose in Gy")
+    if (d.dose_type or "").upper() == "ERROR":
+        raise CheckInputError(f"{path}: DoseType 'ERROR': the file holds a dose difference, not a dose that can be "
+                              "recomputed; give the planning system's PHYSICAL or EFFECTIVE (RBE 1.1) dose")
     return TPSDose(str(path), d.dose_gy_zyx, tuple(d.voxel_size_mm), tuple(d.origin_mm), d.frame_of_reference_uid,
                    (d.dose_type or "").upper(), (d.dose_summation_type or "").upper(),
                    d.referenced_plan_sop_instance_uid, beams, d.referenced_fraction_group_number)

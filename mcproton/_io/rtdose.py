@@ -421,6 +421,71 @@ def _fit_lo(text: str, note: str = "") -> str:
     return text[:64 - len(tail)].rstrip(" ,;") + tail
 
 
+_DOSE_TYPES = ("PHYSICAL", "EFFECTIVE", "ERROR")
+_DOSE_UNITS = ("GY", "RELATIVE")
+
+
+def _check_dose_header(ds, p: Path) -> None:
+    """Refuse an RT Dose whose Type 1 dose attributes (PS3.3 C.8.8.3) are missing or not of their defined terms,
+    whose pixel attributes do not fit the pixel data, or that lacks the plan references its DoseSummationType
+    requires: read anyway, such a file gives a plausible but wrong dose (a missing DoseGridScaling read as 1 is a
+    dose 10^4-10^5 times too high) or a dose that cannot be paired with its plan or beam."""
+    for kw, tag, allowed in (("DoseUnits", "3004,0002", _DOSE_UNITS), ("DoseType", "3004,0004", _DOSE_TYPES),
+                             ("DoseSummationType", "3004,000A", _SUMMATION)):
+        v = str(ds.get(kw, "") or "").strip().upper()
+        if v not in allowed:
+            raise DicomInputError(f"{p}: {kw} ({tag}) is {repr(v) if v else 'missing'}; an RT Dose must give one of "
+                                  f"{', '.join(allowed)} (Type 1): the file is damaged or not exported as DICOM "
+                                  "defines it; export the dose again")
+    if "DoseGridScaling" not in ds:
+        raise DicomInputError(f"{p}: DoseGridScaling (3004,000E) is missing; an RT Dose with pixel data must give it "
+                              "(the Gy per stored pixel value): the file is damaged, export the dose again")
+    if "FrameOfReferenceUID" not in ds or not str(ds.FrameOfReferenceUID).strip():
+        raise DicomInputError(f"{p}: FrameOfReferenceUID (0020,0052) is missing; an RT Dose must give it (Type 1), "
+                              "else it cannot be told which CT the dose lies on: export the dose again")
+    try:
+        bits, stored, high = int(ds.BitsAllocated), int(ds.BitsStored), int(ds.HighBit)
+        rows, cols, rep = int(ds.Rows), int(ds.Columns), int(ds.PixelRepresentation)
+        nf = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise DicomInputError(f"{p}: missing or malformed pixel attributes ({exc}); export the dose again") from exc
+    if bits not in (16, 32) or stored != bits or high != bits - 1:
+        raise DicomInputError(f"{p}: BitsAllocated/BitsStored/HighBit {bits}/{stored}/{high}; an RT Dose stores "
+                              "16 or 32 bits, all of them (PS3.3 C.8.8.3.4): the file is damaged, export it again")
+    dose_type = str(ds.DoseType).strip().upper()
+    if rep not in ((0, 1) if dose_type == "ERROR" else (0,)):
+        raise DicomInputError(f"{p}: PixelRepresentation (0028,0103) {rep} with DoseType {dose_type}; an RT Dose "
+                              "stores unsigned pixels (0) unless it is an ERROR dose (1) (PS3.3 C.8.8.3.4.4), so its "
+                              "doses would be misread: the file is damaged, export the dose again")
+    n = len(ds.PixelData) if "PixelData" in ds else 0
+    need = nf * rows * cols * bits // 8
+    if n not in (need, need + 1):
+        raise DicomInputError(f"{p}: the pixel data hold {n} bytes, but NumberOfFrames x Rows x Columns x "
+                              f"BitsAllocated/8 = {nf} x {rows} x {cols} x {bits // 8} = {need}: the file is "
+                              "truncated or its header damaged; export the dose again")
+    st = str(ds.DoseSummationType).strip().upper()
+    if st in ("RECORD",):
+        return
+    ref = (ds.get("ReferencedRTPlanSequence") or [None])[0]
+    if ref is None or not str(ref.get("ReferencedSOPInstanceUID", "") or "").strip():
+        raise DicomInputError(f"{p}: no ReferencedRTPlanSequence (300C,0002) with a ReferencedSOPInstanceUID, "
+                              f"which a {st} dose must give (PS3.3 C.8.8.3): it cannot be told which plan the dose "
+                              "is of; export the dose again")
+    if st in ("PLAN", "MULTI_PLAN"):
+        return
+    fgs = ref.get("ReferencedFractionGroupSequence") or []
+    if not fgs or any("ReferencedFractionGroupNumber" not in fg for fg in fgs):
+        raise DicomInputError(f"{p}: a {st} dose must give ReferencedFractionGroupSequence (300C,0020) with "
+                              "ReferencedFractionGroupNumber (300C,0022) (PS3.3 C.8.8.3); it is missing: export the "
+                              "dose again")
+    if st in ("BEAM", "BEAM_SESSION", "CONTROL_POINT"):
+        if any(not (fg.get("ReferencedBeamSequence") or [])
+               or any("ReferencedBeamNumber" not in b for b in fg.ReferencedBeamSequence) for fg in fgs):
+            raise DicomInputError(f"{p}: a {st} dose must give ReferencedBeamSequence (300C,0004) with "
+                                  "ReferencedBeamNumber (300C,0006) (PS3.3 C.8.8.3); it is missing, so the beam the "
+                                  "dose is of is unknown: export the dose again")
+
+
 def read_rtdose(path: str | Path) -> RTDose:
     """Read an RT Dose (axial, ImageOrientationPatient [1,0,0,0,1,0] or flipped axes) into Gy (z, y, x)."""
     import pydicom
@@ -437,6 +502,7 @@ def read_rtdose(path: str | Path) -> RTDose:
         raise DicomInputError(f"{p}: cannot be read as DICOM ({type(exc).__name__}: {exc})") from exc
     if str(ds.get("SOPClassUID", "")) != RT_DOSE_STORAGE and str(ds.get("Modality", "")) != "RTDOSE":
         raise DicomInputError(f"{p}: not an RT Dose (Modality {ds.get('Modality', '?')})")
+    _check_dose_header(ds, p)
     try:
         arr = ds.pixel_array
     except Exception as exc:
@@ -447,13 +513,23 @@ def read_rtdose(path: str | Path) -> RTDose:
     if arr.shape[0] != nf:
         raise DicomInputError(f"{p}: {arr.shape[0]} frames decoded but NumberOfFrames = {nf}")
     try:
-        scaling = float(ds.get("DoseGridScaling", 1.0) or 1.0)
+        scaling = float(ds.DoseGridScaling)
         iop = np.array([float(v) for v in ds.ImageOrientationPatient])
         ipp = np.array([float(v) for v in ds.ImagePositionPatient])
         ps = [float(v) for v in ds.PixelSpacing]
         gfov = np.array([float(v) for v in ds.get("GridFrameOffsetVector", [0.0])])
     except (AttributeError, TypeError, ValueError) as exc:
         raise DicomInputError(f"{p}: missing or malformed geometry attributes ({exc})") from exc
+    if not (np.isfinite(scaling) and scaling > 0):
+        raise DicomInputError(f"{p}: DoseGridScaling (3004,000E) is {scaling:g}; it must be a finite number > 0 (the "
+                              "Gy per stored pixel value): the file is damaged, export the dose again")
+    if iop.size != 6 or ipp.size != 3 or len(ps) != 2 or not all(np.isfinite(v).all() for v in (iop, ipp, ps, gfov)):
+        raise DicomInputError(f"{p}: ImageOrientationPatient {iop.tolist()}, ImagePositionPatient {ipp.tolist()}, "
+                              f"PixelSpacing {ps} or GridFrameOffsetVector (3004,000C) hold a wrong number of values "
+                              "or a value that is not finite: the dose grid cannot be placed; export the dose again")
+    if min(ps) <= 0:
+        raise DicomInputError(f"{p}: PixelSpacing (0028,0030) {ps} must be > 0 mm: the file is damaged, export the "
+                              "dose again")
     if not np.allclose(np.abs(iop), [1, 0, 0, 0, 1, 0], atol=1e-3):
         raise DicomInputError(f"{p}: ImageOrientationPatient {iop.tolist()} is not axial; not supported")
     if nf > 1:

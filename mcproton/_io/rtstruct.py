@@ -58,23 +58,22 @@ class RTStruct:
 
 
 def _read(path_or_ds):
+    """(data set, source name) of a path or Dataset.  A file is read strictly (``dicom_common.read_dicom_file``): one
+    cut at an item boundary, which pydicom alone reads as a structure set with fewer ROIs or contours, is refused;
+    a file without the 128-byte preamble / file meta (e.g. pydicom's rtstruct.dcm) is read as before."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
+
+    from .dicom_common import read_dicom_file
 
     if isinstance(path_or_ds, pydicom.Dataset):
         return path_or_ds, "<dataset>"
     src = str(path_or_ds)
     if not Path(src).is_file():
         raise DicomInputError(f"RT Structure Set {src} does not exist")
-    try:
-        return pydicom.dcmread(src), src
-    except InvalidDicomError:
-        try:  # files written without the 128-byte preamble / file meta (e.g. pydicom's rtstruct.dcm)
-            return pydicom.dcmread(src, force=True), src
-        except Exception as exc:
-            raise DicomInputError(f"{src}: not a DICOM file ({exc})") from exc
-    except Exception as exc:
-        raise DicomInputError(f"{src}: cannot be read as DICOM ({type(exc).__name__}: {exc})") from exc
+    ds = read_dicom_file(src)
+    if ds is None:
+        raise DicomInputError(f"{src}: not a DICOM file (no DICOM preamble and no data set at its start)")
+    return ds, src
 
 
 _CONTOUR_DATA = 0x30060050
@@ -144,9 +143,14 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
         raise DicomInputError(f"{src}: no StructureSetROISequence; not an RT Structure Set")
     names: dict[int, str] = {}
     frames: dict[int, str] = {}
-    for r in ds.StructureSetROISequence:
-        num = int(r.get("ROINumber", len(names) + 1))
-        nm = str(r.get("ROIName", "") or f"ROI_{num}")
+    for i, r in enumerate(ds.StructureSetROISequence):
+        if "ROINumber" not in r or "ROIName" not in r:   # Type 1 and Type 2: present in every item
+            raise DicomInputError(f"{src}: item {i} of the StructureSetROISequence (3006,0020) has no "
+                                  f"{'ROINumber (3006,0022)' if 'ROINumber' not in r else 'ROIName (3006,0026)'}; "
+                                  "every ROI must give both (the contours and observations name their ROI by number, "
+                                  "the DVHs and the body outline by name): the structure set is damaged, re-export it")
+        num = _int(r.ROINumber, src, "ROINumber (3006,0022)")
+        nm = str(r.ROIName or f"ROI_{num}")
         if num in names:   # the contours name their ROI by number: whose they are would be a guess
             raise DicomInputError(f"{src}: ROIs {names[num]!r} and {nm!r} share ROINumber (3006,0022) {num} in the "
                                   "StructureSetROISequence, so which contours belong to which ROI is unknown (one "
@@ -158,15 +162,30 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
             k += 1000
         names[num] = nm
         frames[num] = str(r.get("ReferencedFrameOfReferenceUID", "") or "")
+    for seq, tag, what in (("ROIContourSequence", "3006,0039", "the contours"),
+                           ("RTROIObservationsSequence", "3006,0080", "the ROI types (EXTERNAL: the body outline)")):
+        if names and seq not in ds:   # Type 1 (PS3.3 C.8.8.6, C.8.8.8)
+            raise DicomInputError(f"{src}: the structure set has {len(names)} ROIs but no {seq} ({tag}), which holds "
+                                  f"{what}: the structure set is damaged, re-export it")
     types = {}
-    for o in ds.get("RTROIObservationsSequence", []) or []:
-        ref = o.get("ReferencedROINumber", None)
-        if ref is not None and int(ref) in names:
-            types[names[int(ref)]] = str(o.get("RTROIInterpretedType", "") or "")
+    for i, o in enumerate(ds.get("RTROIObservationsSequence", []) or []):
+        if "ReferencedROINumber" not in o or "RTROIInterpretedType" not in o:   # Type 1 and Type 2
+            miss = ("ReferencedROINumber (3006,0084)" if "ReferencedROINumber" not in o
+                    else "RTROIInterpretedType (3006,00A4)")
+            raise DicomInputError(f"{src}: item {i} of the RTROIObservationsSequence (3006,0080) has no {miss}; "
+                                  "which ROI is of which type (EXTERNAL: the body outline) is then unknown: the "
+                                  "structure set is damaged, re-export it")
+        ref = _int(o.ReferencedROINumber, src, "ReferencedROINumber (3006,0084)")
+        if ref in names:
+            types[names[ref]] = str(o.RTROIInterpretedType or "")
     contours: dict[str, list[np.ndarray]] = {nm: [] for nm in names.values()}
     seen: set[int] = set()
-    for rc in ds.get("ROIContourSequence", []) or []:
-        ref = int(rc.get("ReferencedROINumber", -1))
+    for i, rc in enumerate(ds.get("ROIContourSequence", []) or []):
+        if "ReferencedROINumber" not in rc:
+            raise DicomInputError(f"{src}: item {i} of the ROIContourSequence (3006,0039) has no ReferencedROINumber "
+                                  "(3006,0084), so whose contours it holds is unknown: the structure set is damaged, "
+                                  "re-export it")
+        ref = _int(rc.ReferencedROINumber, src, "ReferencedROINumber (3006,0084)")
         if ref not in names:
             raise DicomInputError(f"{src}: ROIContourSequence refers to ROI number {ref}, which is not in "
                                   "StructureSetROISequence")
@@ -179,7 +198,11 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
         seen.add(ref)
         nm = names[ref]
         for ci, c in enumerate(rc.get("ContourSequence", []) or []):
-            gt = str(c.get("ContourGeometricType", "") or "")
+            gt = str(c.get("ContourGeometricType", "") or "").strip()
+            if not gt:
+                raise DicomInputError(f"{src}: ROI {nm!r} contour {ci}: no ContourGeometricType (3006,0042), so it "
+                                      "cannot be told whether it is a closed contour (part of the ROI's volume) or "
+                                      "points or an open line: the structure set is damaged, re-export it")
             if gt != "CLOSED_PLANAR":
                 continue
             try:
@@ -189,6 +212,11 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
             if pts.size % 3 or pts.size < 9 or not np.all(np.isfinite(pts)):
                 raise DicomInputError(f"{src}: ROI {nm!r} contour {ci}: ContourData needs >= 3 finite (x, y, z) "
                                       f"points; got {pts.size} values")
+            npts = c.get("NumberOfContourPoints", None)
+            if npts is not None and str(npts).strip() and _int(npts, src, "NumberOfContourPoints") != pts.size // 3:
+                raise DicomInputError(f"{src}: ROI {nm!r} contour {ci}: NumberOfContourPoints (3006,0046) is {npts} "
+                                      f"but ContourData (3006,0050) holds {pts.size // 3} points; points are missing "
+                                      "or the count is wrong: the structure set is damaged, re-export it")
             contours[nm].append(pts.reshape(-1, 3))
     for_uid = str(ds.get("FrameOfReferenceUID", "") or "")
     if not for_uid:
@@ -197,6 +225,15 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
             break
     return RTStruct(contours, {v: k for k, v in names.items()}, types, for_uid, src,
                     {names[k]: f for k, f in frames.items()})
+
+
+def _int(value, src: str, what: str) -> int:
+    """``int(value)`` of a DICOM IS, or a DicomInputError naming ``what``."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DicomInputError(f"{src}: {what} is {value!r}, not a whole number: the structure set is damaged, "
+                              "re-export it") from None
 
 
 def load_rtstruct(path_or_ds) -> dict[str, list[np.ndarray]]:

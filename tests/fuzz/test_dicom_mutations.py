@@ -24,22 +24,20 @@ as a script to print the counts: ``python tests/fuzz/test_dicom_mutations.py``.
 from __future__ import annotations
 
 import io
-import math
 import re
 import sys
-import warnings
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom import config as pydicom_config
-from pydicom.dataset import Dataset
 
 from mcproton._io.dicom_common import PHANTOM_STUDY
 from mcproton._io.ct import load_ct_series, write_ct_series
-from mcproton._io.errors import DicomInputError
 from mcproton._io.rtplan import load_rtplan
+
+from dicom_fuzz_harness import Tally, nan_value as _nan_value, outcome as _outcome, to_bytes as _to_bytes, \
+    walk as _walk
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dicom"
 # cases per plan: Eclipse 4 beams / 4 setups, RayStation with a range shifter, Eclipse one layer (small files:
@@ -89,15 +87,6 @@ def ct_signature(ct) -> tuple:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def _walk(ds: Dataset, path=()):
-    """(parent data set, tag) of every element, recursively."""
-    for elem in list(ds):
-        yield ds, elem.tag
-        if elem.VR == "SQ":
-            for item in elem.value:
-                yield from _walk(item, path)
-
-
 def _beams(ds):
     return list(ds.IonBeamSequence)
 
@@ -106,12 +95,6 @@ def _renumber(b):
     for i, cp in enumerate(b.IonControlPointSequence):
         cp.ControlPointIndex = i
     b.NumberOfControlPoints = len(b.IonControlPointSequence)
-
-
-def _nan_value(elem):
-    if elem.VR in ("FL", "FD"):
-        return [math.nan] * len(elem.value) if elem.VM > 1 else math.nan
-    return "NaN"
 
 
 # ----------------------------------------------------------------------------------------------- plan mutations
@@ -271,40 +254,6 @@ CT_MUTATIONS = [c_truncate, c_drop_element, c_drop_element, c_nan, c_negative]
 
 
 # ----------------------------------------------------------------------------------------------- the harness
-class Tally:
-    def __init__(self):
-        self.counts = Counter()
-        self.by_mutation = Counter()
-        self.violations: list[str] = []
-
-    def record(self, kind: str, name: str, outcome: str, detail: str = ""):
-        self.counts[f"{kind} {outcome}"] += 1
-        self.by_mutation[f"{name} {outcome}"] += 1
-        if outcome in ("traceback", "silently changed", "multi-line message"):
-            self.violations.append(f"{kind} {name}: {outcome}: {detail}")
-
-
-def _to_bytes(ds) -> bytes:
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
-
-
-def _outcome(load, path, reference):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            got = load(path)
-    except DicomInputError as exc:
-        msg = str(exc)
-        return ("refused", "") if msg and "\n" not in msg else ("multi-line message", msg[:300])
-    except Exception as exc:  # noqa: BLE001 - a traceback that would reach the user
-        return "traceback", f"{type(exc).__name__}: {exc}"[:300]
-    if got != reference:
-        return "silently changed", "loaded with a different delivered plan"
-    return "accepted unchanged", ""
-
-
 def run_plan_cases(tmp: Path, tally: Tally, rng) -> None:
     for name, n_cases in PLANS.items():
         data = (DATA / name).read_bytes()

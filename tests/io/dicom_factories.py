@@ -1,4 +1,5 @@
-"""Builders of synthetic DICOM RT Ion Plans for the tests in tests/io (not a test module)."""
+"""Builders of synthetic DICOM RT Ion Plans and RT Structure Sets for the tests in tests/io and tests/fuzz (not a
+test module)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
 RT_ION_PLAN = "1.2.840.10008.5.1.4.1.1.481.8"
+RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 
 
 def make_plan(beams: list[dict], *, patient_position: str = "HFS", frame_of_reference_uid: str | None = None,
@@ -137,3 +139,61 @@ def bdl_text_from_csv(csv_path: Path, *, with_range_shifter: bool = True) -> str
 def spot_grid(n: int = 3, step: float = 10.0) -> list[tuple[float, float]]:
     c = (np.arange(n) - (n - 1) / 2) * step
     return [(float(x), float(y)) for y in c for x in c]
+
+
+def circle_contour(cx, cy, r, z, n=180):
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.column_stack([cx + r * np.cos(t), cy + r * np.sin(t), np.full(n, z)])
+
+
+def rect_contour(x0, x1, y0, y1, z):
+    return np.array([[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]], float)
+
+
+def make_rtstruct(rois: dict[str, list[np.ndarray]], *, points: dict[str, tuple] | None = None,
+                  for_uid: str | None = None) -> FileDataset:
+    """A synthetic RT Structure Set: one ROI per entry of ``rois`` (CLOSED_PLANAR contours, (n, 3) mm) and of
+    ``points`` (a POINT contour, type ISOCENTER), numbered from 1, in the frame ``for_uid`` (default a new one)."""
+    meta = FileMetaDataset()
+    uid = generate_uid()
+    meta.MediaStorageSOPClassUID = RT_STRUCTURE_SET_STORAGE
+    meta.MediaStorageSOPInstanceUID = uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = FileDataset("rs.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = RT_STRUCTURE_SET_STORAGE
+    ds.SOPInstanceUID = uid
+    ds.Modality = "RTSTRUCT"
+    for_uid = for_uid or generate_uid()
+    rf = Dataset()
+    rf.FrameOfReferenceUID = for_uid
+    ds.ReferencedFrameOfReferenceSequence = Sequence([rf])
+    ssroi, rcs, obs = [], [], []
+    allr = [(n, c, "CLOSED_PLANAR") for n, c in rois.items()]
+    allr += [(n, [np.asarray([p], float)], "POINT") for n, p in (points or {}).items()]
+    for i, (name, cl, gt) in enumerate(allr, start=1):
+        r = Dataset()
+        r.ROINumber = i
+        r.ROIName = name
+        r.ReferencedFrameOfReferenceUID = for_uid
+        ssroi.append(r)
+        rc = Dataset()
+        rc.ReferencedROINumber = i
+        seq = []
+        for c in cl:
+            cd = Dataset()
+            cd.ContourGeometricType = gt
+            cd.NumberOfContourPoints = len(c)
+            cd.ContourData = [f"{v:.4f}" for v in np.asarray(c).ravel()]
+            seq.append(cd)
+        rc.ContourSequence = Sequence(seq)
+        rcs.append(rc)
+        o = Dataset()
+        o.ObservationNumber = i
+        o.ReferencedROINumber = i
+        o.RTROIInterpretedType = "ISOCENTER" if gt == "POINT" else "ORGAN"
+        obs.append(o)
+    ds.StructureSetROISequence = Sequence(ssroi)
+    ds.ROIContourSequence = Sequence(rcs)
+    ds.RTROIObservationsSequence = Sequence(obs)
+    return ds

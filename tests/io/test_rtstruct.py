@@ -3,72 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import generate_uid
 
 from mcproton._io.errors import DicomInputError
-from mcproton._io.rtstruct import (RT_STRUCTURE_SET_STORAGE, cumulative_dvh, load_rtstruct, rasterise,
-                                   read_rtstruct, write_dvh_hdf5)
+from mcproton._io.rtstruct import cumulative_dvh, load_rtstruct, rasterise, read_rtstruct, write_dvh_hdf5
 from mcproton.geometry import box_phantom
 
-from dicom_factories import save
-
-
-def _circle(cx, cy, r, z, n=180):
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    return np.column_stack([cx + r * np.cos(t), cy + r * np.sin(t), np.full(n, z)])
-
-
-def _rect(x0, x1, y0, y1, z):
-    return np.array([[x0, y0, z], [x1, y0, z], [x1, y1, z], [x0, y1, z]], float)
-
-
-def make_rtstruct(rois: dict[str, list[np.ndarray]], *, points: dict[str, tuple] | None = None,
-                  for_uid: str | None = None) -> FileDataset:
-    meta = FileMetaDataset()
-    uid = generate_uid()
-    meta.MediaStorageSOPClassUID = RT_STRUCTURE_SET_STORAGE
-    meta.MediaStorageSOPInstanceUID = uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds = FileDataset("rs.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = RT_STRUCTURE_SET_STORAGE
-    ds.SOPInstanceUID = uid
-    ds.Modality = "RTSTRUCT"
-    for_uid = for_uid or generate_uid()
-    rf = Dataset()
-    rf.FrameOfReferenceUID = for_uid
-    ds.ReferencedFrameOfReferenceSequence = Sequence([rf])
-    ssroi, rcs, obs = [], [], []
-    allr = [(n, c, "CLOSED_PLANAR") for n, c in rois.items()]
-    allr += [(n, [np.asarray([p], float)], "POINT") for n, p in (points or {}).items()]
-    for i, (name, cl, gt) in enumerate(allr, start=1):
-        r = Dataset()
-        r.ROINumber = i
-        r.ROIName = name
-        r.ReferencedFrameOfReferenceUID = for_uid
-        ssroi.append(r)
-        rc = Dataset()
-        rc.ReferencedROINumber = i
-        seq = []
-        for c in cl:
-            cd = Dataset()
-            cd.ContourGeometricType = gt
-            cd.NumberOfContourPoints = len(c)
-            cd.ContourData = [f"{v:.4f}" for v in np.asarray(c).ravel()]
-            seq.append(cd)
-        rc.ContourSequence = Sequence(seq)
-        rcs.append(rc)
-        o = Dataset()
-        o.ObservationNumber = i
-        o.ReferencedROINumber = i
-        o.RTROIInterpretedType = "ISOCENTER" if gt == "POINT" else "ORGAN"
-        obs.append(o)
-    ds.StructureSetROISequence = Sequence(ssroi)
-    ds.ROIContourSequence = Sequence(rcs)
-    ds.RTROIObservationsSequence = Sequence(obs)
-    return ds
+from dicom_factories import circle_contour as _circle, make_rtstruct, rect_contour as _rect, save
 
 
 def test_pydicom_test_rtstruct():
