@@ -4,6 +4,10 @@ pair them by their DICOM UIDs, and decide which dose the Monte Carlo must comput
 Pairing rules (DICOM PS3.3): an RT Dose refers to its plan by ReferencedRTPlanSequence >
 ReferencedSOPInstanceUID; the plan, dose, structure set and CT share one FrameOfReferenceUID.  A per-beam
 dose (DoseSummationType BEAM) names its beam in ReferencedFractionGroupSequence > ReferencedBeamSequence.
+In a folder (exports and hand copies are messy): copies of one RT Dose (one SOPInstanceUID) count once; two doses
+of one beam, two plan doses, two plans with doses, two CT series or two RT Structs of the plan's frame that the
+plan does not tell apart, files of different PatientIDs and damaged DICOM files are refused with the files named;
+a plan without a dose, a CT series or RT Struct of another frame and non-DICOM files are skipped and named.
 
 What the TPS dose holds:
 
@@ -30,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .._io.errors import InputDataError
+from .._io.dicom_common import read_dicom_file
+from .._io.errors import DicomInputError, InputDataError
 from .mc_rtdose import is_check_output
 
 #: Summation types whose dose covers all fractions of the plan / one fraction (see the module docstring).
@@ -62,6 +67,8 @@ class TPSDose:
     plan_uid: str | None
     beam_numbers: list[int] = field(default_factory=list)
     fraction_group: int | None = None   # ReferencedFractionGroupNumber (None: not given, as in a PLAN dose)
+    sop_instance_uid: str = ""
+    patient_id: str = ""
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -108,25 +115,61 @@ def _dcm_header(path: Path):
             return None
 
 
-def discover(folder: str | Path) -> dict[str, list[Path]]:
-    """The DICOM files under ``folder`` by modality: {"CT": [...], "RTPLAN": [...], "RTDOSE": [...],
-    "RTSTRUCT": [...]} (files that are not DICOM are skipped); the MC doses and phantom CTs an earlier ``mcproton
-    check`` wrote there are neither RTDOSE nor CT but "CHECK_OUTPUT" (present only when there are some)."""
+@dataclass
+class _Header:
+    """What the pairing needs of one DICOM file in the folder."""
+
+    path: Path
+    modality: str
+    sop: str
+    series: str
+    frame: str
+    patient: str
+    description: str
+
+
+def _scan(folder: str | Path) -> tuple[dict[str, list[Path]], dict[Path, _Header], list[str]]:
+    """:func:`discover`, with each file's header (UIDs, PatientID) and the files skipped as not DICOM
+    ("name (0 bytes)" for an empty one).  A file that is DICOM but damaged (cut, unparsable) or cannot be read
+    at all is refused: it may be the plan's dose or a CT slice, and skipping it would change the check."""
     root = Path(folder)
     if not root.is_dir():
         raise CheckInputError(f"{root} is not a folder; give the folder that holds one patient's DICOM files "
                               "(CT slices, RT Plan, RT Dose, RT Struct)")
     found: dict[str, list[Path]] = {"CT": [], "RTPLAN": [], "RTDOSE": [], "RTSTRUCT": []}
+    headers: dict[Path, _Header] = {}
+    not_dicom: list[str] = []
     for p in sorted(root.rglob("*")):
         if not p.is_file() or p.suffix.lower() not in (".dcm", ".dicom", ""):
             continue
-        ds = _dcm_header(p)
-        mod = str(getattr(ds, "Modality", "")) if ds is not None else ""
+        try:
+            ds = read_dicom_file(p, stop_before_pixels=True)
+        except DicomInputError as exc:
+            raise CheckInputError(f"{exc} (in the patient folder {root}): the check cannot tell what this file "
+                                  "is, and it may be the plan's dose or a CT slice; remove it from the folder or "
+                                  "copy it again") from None
+        if ds is None:
+            size = p.stat().st_size
+            not_dicom.append(str(p.relative_to(root)) + (" (0 bytes)" if size == 0 else ""))
+            continue
+        mod = str(ds.get("Modality", "") or "")
         if mod in ("RTDOSE", "CT") and is_check_output(ds):
             found.setdefault("CHECK_OUTPUT", []).append(p)   # an earlier check's MC dose or phantom CT
         elif mod in found:
             found[mod].append(p)
-    return found
+            headers[p] = _Header(p, mod, str(ds.get("SOPInstanceUID", "") or ""),
+                                 str(ds.get("SeriesInstanceUID", "") or ""),
+                                 str(ds.get("FrameOfReferenceUID", "") or ""), str(ds.get("PatientID", "") or ""),
+                                 str(ds.get("SeriesDescription", "") or ""))
+    return found, headers, not_dicom
+
+
+def discover(folder: str | Path) -> dict[str, list[Path]]:
+    """The DICOM files under ``folder`` by modality: {"CT": [...], "RTPLAN": [...], "RTDOSE": [...],
+    "RTSTRUCT": [...]} (files that are not DICOM are skipped; a damaged DICOM file is refused); the MC doses and
+    phantom CTs an earlier ``mcproton check`` wrote there are neither RTDOSE nor CT but "CHECK_OUTPUT" (present
+    only when there are some)."""
+    return _scan(folder)[0]
 
 
 def read_tps_dose(path: str | Path) -> TPSDose:
@@ -151,12 +194,114 @@ def read_tps_dose(path: str | Path) -> TPSDose:
                               "recomputed; give the planning system's PHYSICAL or EFFECTIVE (RBE 1.1) dose")
     return TPSDose(str(path), d.dose_gy_zyx, tuple(d.voxel_size_mm), tuple(d.origin_mm), d.frame_of_reference_uid,
                    (d.dose_type or "").upper(), (d.dose_summation_type or "").upper(),
-                   d.referenced_plan_sop_instance_uid, beams, d.referenced_fraction_group_number)
+                   d.referenced_plan_sop_instance_uid, beams, d.referenced_fraction_group_number,
+                   str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("PatientID", "") or ""))
 
 
-def _sop_uid(path: Path) -> str:
-    ds = _dcm_header(path)
-    return str(getattr(ds, "SOPInstanceUID", "")) if ds is not None else ""
+def _same_dose(a: TPSDose, b: TPSDose) -> bool:
+    return (a.shape_zyx == b.shape_zyx and np.allclose(a.origin_mm, b.origin_mm, atol=1e-3)
+            and np.allclose(a.voxel_size_mm, b.voxel_size_mm, atol=1e-4)
+            and a.summation_type == b.summation_type and a.dose_type == b.dose_type
+            and a.beam_numbers == b.beam_numbers and bool(np.array_equal(a.dose_gy_zyx, b.dose_gy_zyx)))
+
+
+def _one_file_per_dose(doses: list[TPSDose], log: list[str]) -> list[TPSDose]:
+    """The doses with copies of one RT Dose (the same SOPInstanceUID, e.g. a file copied under another name)
+    counted once; two files of one SOPInstanceUID that hold different doses are refused (one was edited)."""
+    kept: dict[str, TPSDose] = {}
+    out = []
+    for d in doses:
+        first = kept.get(d.sop_instance_uid) if d.sop_instance_uid else None
+        if first is None:
+            if d.sop_instance_uid:
+                kept[d.sop_instance_uid] = d
+            out.append(d)
+        elif _same_dose(first, d):
+            log.append(f"skipped RT Dose {Path(d.path).name}: a copy of {Path(first.path).name} (the same "
+                       f"SOPInstanceUID {d.sop_instance_uid} and the same dose), counted once")
+        else:
+            raise CheckInputError(f"RT Doses {Path(first.path).name} and {Path(d.path).name} carry the same "
+                                  f"SOPInstanceUID {d.sop_instance_uid} but different doses (or grids, types): one of "
+                                  "them was changed after the export; give the planning system's file with --dose, "
+                                  "or remove the other from the folder")
+    return out
+
+
+def _series_list(groups: dict[tuple[Path, str], list[Path]], headers: dict[Path, _Header]) -> str:
+    return "; ".join(f"{where}: series {uid} ({len(files)} slices, {headers[files[0]].description!r}, "
+                     f"FrameOfReferenceUID {headers[files[0]].frame}, PatientID {headers[files[0]].patient!r})"
+                     for (where, uid), files in groups.items())
+
+
+def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, log: list[str]) -> tuple[Path, str]:
+    """The folder of the plan's CT series among the CT slices of the folder (by SeriesInstanceUID and
+    FrameOfReferenceUID); another series of another frame is skipped and named; two series of the plan's frame,
+    or a folder that mixes the plan's series with another, are refused (slices are never mixed)."""
+    groups: dict[tuple[Path, str], list[Path]] = {}
+    for p in files:
+        groups.setdefault((p.parent, headers[p].series), []).append(p)
+    mine = {k: v for k, v in groups.items() if headers[v[0]].frame == plan_frame}
+    if len(groups) == 1:
+        mine = groups   # one series: taken, its frame compared with the plan's below
+    advice = ("give --ct with the folder of the plan's CT series; the check reads a CT folder whole, so each series "
+              "must lie in a folder of its own")
+    if len(mine) != 1:
+        which = ("of the plan's frame of reference " if mine else "and none on the plan's frame ") + plan_frame
+        raise CheckInputError(f"{len(mine) if mine else len(groups)} CT series {which} "
+                              f"({_series_list(mine or groups, headers)}): {advice}")
+    (where, uid), chosen = next(iter(mine.items()))
+    shared = {k: v for k, v in groups.items() if k[0] == where}
+    if len(shared) > 1:
+        raise CheckInputError(f"{len(shared)} CT series in one folder {where} ({_series_list(shared, headers)}): "
+                              f"their slices would be mixed; {advice}")
+    for (w, u), v in groups.items():
+        if (w, u) != (where, uid):
+            log.append(f"skipped CT series {u} in {w} ({len(v)} slices): another frame of reference "
+                       f"({headers[v[0]].frame}) than the plan's")
+    return where, headers[chosen[0]].patient
+
+
+def _plan_names_struct(plan_path: Path, sop: str) -> bool:
+    import pydicom
+
+    try:
+        seq = pydicom.dcmread(plan_path, stop_before_pixels=True).get("ReferencedStructureSetSequence", []) or []
+    except (OSError, ValueError):
+        return False
+    return bool(sop) and any(str(r.get("ReferencedSOPInstanceUID", "")) == sop for r in seq)
+
+
+def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Path, plan_frame: str,
+                 log: list[str]) -> Path | None:
+    """The structure set the plan references (ReferencedStructureSetSequence), else the only one of the plan's
+    frame of reference; two of the plan's frame that the plan does not tell apart are refused."""
+    import pydicom
+
+    want = ""
+    try:
+        want = str(pydicom.dcmread(plan_path, stop_before_pixels=True)
+                   .ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID)
+    except (AttributeError, IndexError, OSError, ValueError):   # no ReferencedStructureSetSequence
+        pass
+    ref = [p for p in files if want and headers[p].sop == want]
+    if ref:
+        log.append(f"structures: {ref[0].name} (the plan's ReferencedStructureSetSequence)")
+        return ref[0]
+    mine = [p for p in files if headers[p].frame == plan_frame] if len(files) > 1 else files
+    listing = "; ".join(f"{p.name} (SOPInstanceUID {headers[p].sop}, FrameOfReferenceUID {headers[p].frame})"
+                        for p in files)
+    if len(mine) != 1:
+        which = ("of the plan's frame of reference " if mine else "and none on the plan's frame ") + plan_frame
+        raise CheckInputError(f"{len(mine) if mine else len(files)} RT Structs {which}, and the plan's "
+                              f"ReferencedStructureSetSequence names none of them ({listing}): give --struct (the "
+                              "plan's structure set), or leave one in the folder")
+    for p in files:
+        if p != mine[0]:
+            log.append(f"skipped RT Struct {p.name}: another frame of reference ({headers[p].frame}) than the plan's")
+    log.append(f"structures: {mine[0].name}" + (f" (the plan refers to structure set {want}, which is not in the "
+                                                  "folder; this one is on the plan's frame of reference)"
+                                                  if want else ""))
+    return mine[0]
 
 
 def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None,
@@ -166,7 +311,17 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     from .._io.rtplan import load_rtplan
 
     log: list[str] = []
-    found = discover(folder) if folder is not None else {}
+    found, headers, not_dicom = _scan(folder) if folder is not None else ({}, {}, [])
+    if not_dicom:
+        shown = ", ".join(not_dicom[:8]) + (f" and {len(not_dicom) - 8} more" if len(not_dicom) > 8 else "")
+        log.append(f"skipped {len(not_dicom)} file(s) that are not DICOM: {shown}")
+    folder_doses: dict[Path, TPSDose] = {}
+
+    def dose_of(path: Path) -> TPSDose:   # each RT Dose of the folder read once
+        if path not in folder_doses:
+            folder_doses[path] = read_tps_dose(path)
+        return folder_doses[path]
+
     by_dir: dict[Path, int] = {}
     for p in found.get("CHECK_OUTPUT", []):
         by_dir[p.parent] = by_dir.get(p.parent, 0) + 1
@@ -179,11 +334,24 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         if not plans:
             raise CheckInputError(f"no RT Plan in {folder}; give --plan RP.dcm")
         if len(plans) > 1:
-            doses_refs = {read_tps_dose(p).plan_uid for p in found.get("RTDOSE", [])}
-            plans = [p for p in plans if _sop_uid(p) in doses_refs] or plans
-        if len(plans) > 1:
-            raise CheckInputError(f"{len(plans)} RT Plans in {folder} ({', '.join(p.name for p in plans)}) and the "
-                                  "doses do not tell which; give --plan")
+            refs: dict[str, list[str]] = {}
+            for p in found.get("RTDOSE", []):
+                refs.setdefault(dose_of(p).plan_uid or "", []).append(p.name)
+            dosed = [p for p in plans if headers[p].sop in refs]
+            if len(dosed) != 1:
+                what = "; ".join(f"{p.name} (SOPInstanceUID {headers[p].sop}, PatientID {headers[p].patient!r}): "
+                                 f"RT Dose(s) {', '.join(refs.get(headers[p].sop, [])) or 'none'}" for p in plans)
+                others = "; ".join(f"{', '.join(n)} refer(s) to plan {u or '(none)'}" for u, n in refs.items()
+                                   if u not in {headers[p].sop for p in plans})
+                raise CheckInputError(f"{len(plans)} RT Plans in {folder} ({what}"
+                                      + (f"; {others}, which is not in the folder" if others else "")
+                                      + "), and the RT Doses do not tell which plan to check: give --plan (and "
+                                      "--dose), or leave one plan per folder")
+            for p in plans:
+                if p != dosed[0]:
+                    log.append(f"skipped RT Plan {p.name} (SOPInstanceUID {headers[p].sop}): no RT Dose in the "
+                               "folder refers to it")
+            plans = dosed
         plan = plans[0]
     plan_path = Path(plan)
     if not plan_path.is_file():
@@ -194,11 +362,16 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     # ---- doses
     if dose is None:
         cands = found.get("RTDOSE", [])
-        doses = [read_tps_dose(p) for p in cands]
+        doses = [dose_of(p) for p in cands]
         mine = [d for d in doses if d.plan_uid == rp.sop_instance_uid]
         for d in doses:
             if d not in mine:
                 log.append(f"skipped RT Dose {Path(d.path).name}: it refers to plan {d.plan_uid}, not this one")
+        if not mine and doses:
+            elsewhere = "; ".join(f"{Path(d.path).name} refers to plan {d.plan_uid or '(none)'}" for d in doses)
+            raise CheckInputError(f"no RT Dose in {folder} refers to the plan {plan_path.name} "
+                                  f"({rp.sop_instance_uid}): {elsewhere}, which is not in the folder; give the plan "
+                                  "those doses were computed for (--plan), or this plan's dose (--dose RD.dcm)")
         doses = mine
     else:
         paths = [dose] if isinstance(dose, (str, Path)) else list(dose)
@@ -206,6 +379,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     if not doses:
         raise CheckInputError("no RT Dose of the planning system to check against; give --dose RD.dcm (the RT Dose "
                               f"must refer to the plan {rp.sop_instance_uid})")
+    doses = _one_file_per_dose(doses, log)
     total: TPSDose | None = None
     beams: dict[int, TPSDose] = {}
     plan_beams = {b.number for b in rp.beams}
@@ -219,11 +393,21 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                 raise CheckInputError(f"RT Dose {name} is a per-beam dose (DoseSummationType {d.summation_type}) for "
                                       f"beam(s) {d.beam_numbers}, but the plan's beams are {sorted(plan_beams)}: it "
                                       "cannot be paired with a beam of this plan")
+            if d.beam_numbers[0] in beams:
+                other = beams[d.beam_numbers[0]]
+                raise CheckInputError(f"two RT Doses of beam {d.beam_numbers[0]}: {Path(other.path).name} "
+                                      f"(SOPInstanceUID {other.sop_instance_uid}) and {name} (SOPInstanceUID "
+                                      f"{d.sop_instance_uid}), e.g. before and after a re-computation: only one can "
+                                      "be the beam's dose; give the right one with --dose (and the others), or "
+                                      "remove the other from the folder")
             beams[d.beam_numbers[0]] = d
             log.append(f"TPS dose of beam {d.beam_numbers[0]}: {name} ({d.summation_type})")
         elif d.summation_type in PLAN_DOSE_TYPES:
             if total is not None:
-                raise CheckInputError(f"two plan doses ({Path(total.path).name}, {name}); give one")
+                raise CheckInputError(f"two plan doses: {Path(total.path).name} (SOPInstanceUID "
+                                      f"{total.sop_instance_uid}) and {name} (SOPInstanceUID {d.sop_instance_uid}), "
+                                      "e.g. two versions or a verification dose: give the right one with --dose, or "
+                                      "remove the other from the folder")
             total = d
             log.append(f"TPS plan dose: {name} ({d.summation_type})")
         else:
@@ -283,11 +467,9 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     fors = {"plan": rp.frame_of_reference_uid, **{f"dose {Path(d.path).name}": d.frame_of_reference_uid
                                                    for d in doses}}
     # ---- CT and structures
+    ct_patient = ""
     if ct is None and found.get("CT"):
-        ct_dirs = sorted({p.parent for p in found["CT"]})
-        ct = ct_dirs[0] if len(ct_dirs) == 1 else None
-        if ct is None:
-            raise CheckInputError(f"CT slices in several folders {[str(c) for c in ct_dirs]}; give --ct")
+        ct, ct_patient = _pick_ct(found["CT"], headers, rp.frame_of_reference_uid, log)
     if ct is not None:
         ct_hdr = None
         for p in sorted(Path(ct).iterdir()) if Path(ct).is_dir() else []:
@@ -297,22 +479,34 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         if ct_hdr is None:
             raise CheckInputError(f"no CT slices in {ct}; give --ct with the folder of the plan's CT series")
         fors["CT"] = str(getattr(ct_hdr, "FrameOfReferenceUID", ""))
+        ct_patient = ct_patient or str(getattr(ct_hdr, "PatientID", "") or "")
         log.append(f"CT: {ct} (FrameOfReferenceUID {fors['CT']})")
     if struct is None and found.get("RTSTRUCT"):
-        rs = [p for p in found["RTSTRUCT"]]
-        want = ""
-        try:
-            import pydicom
-
-            want = str(pydicom.dcmread(plan_path, stop_before_pixels=True)
-                       .ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID)
-        except (AttributeError, IndexError, OSError, ValueError):   # no ReferencedStructureSetSequence
-            pass
-        pick = [p for p in rs if _sop_uid(p) == want] or rs
-        struct = pick[0] if len(pick) == 1 else None
-        if struct is not None:
-            log.append(f"structures: {Path(struct).name}" + (" (the plan's ReferencedStructureSetSequence)"
-                                                             if want and _sop_uid(Path(struct)) == want else ""))
+        struct = _pick_struct(found["RTSTRUCT"], headers, plan_path, rp.frame_of_reference_uid, log)
+    # ---- one patient: the files the UIDs link (plan, its doses, the structure set it names) give the patient's
+    # PatientID(s) (real exports differ there: APTG plan03's plan says 'test_LET_ramp', its dose and RS
+    # 'WTR303030'; noted); a CT or structure set paired by the frame of reference alone must carry one of them
+    linked = {f"plan {plan_path.name}": rp.patient_id, **{f"RT Dose {Path(d.path).name}": d.patient_id
+                                                          for d in doses}}
+    by_frame: dict[str, str] = {}
+    if ct is not None:
+        by_frame[f"CT {ct}"] = ct_patient
+    if struct is not None:
+        rs_hdr = _dcm_header(Path(struct))
+        rs_pid = str(getattr(rs_hdr, "PatientID", "") or "")
+        rs_named = _plan_names_struct(plan_path, str(getattr(rs_hdr, "SOPInstanceUID", "") or ""))
+        (linked if rs_named else by_frame)[f"RT Struct {Path(struct).name}"] = rs_pid
+    ids = {v for v in linked.values() if v}
+    alien = {k: v for k, v in by_frame.items() if v and ids and v not in ids}
+    if alien:
+        lines = "; ".join(f"{k}: {v!r}" for k, v in {**linked, **by_frame}.items() if v)
+        raise CheckInputError(f"the paired files belong to different patients (PatientID: {lines}): "
+                              f"{', '.join(alien)} share(s) only the frame of reference with the plan, and another "
+                              "patient's files were mixed in; remove them from the folder, or give the files of this "
+                              "patient (--plan, --dose, --ct, --struct)")
+    if len(ids) > 1:
+        log.append("note: the files linked by UID carry different PatientIDs ("
+                   + "; ".join(f"{k}: {v!r}" for k, v in linked.items() if v) + "); paired by their UIDs")
     if struct is not None:
         from .._io.rtstruct import read_rtstruct
 

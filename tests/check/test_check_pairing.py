@@ -1,0 +1,346 @@
+"""``mcproton check FOLDER``: pairing in messy real folders (docs/check.md "Bad input").  Each test copies one
+small patient folder (a CT series, a two-beam RT Ion Plan, an RT Struct, a plan dose and two per-beam doses that
+refer to the plan by UID) and spoils it the way exports and hand copies do: a dose twice, two doses of one beam,
+two plans, a dose of a plan that is not there, two CT series, two structure sets, another patient's files,
+DICOMDIR, hidden, empty, damaged and unreadable files, sub-folders.  Each case either pairs what belongs together
+and says what it skipped, or is refused with the files named.  Only the pairing (``gather``) runs: no transport.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dicom_factories import make_plan, save, spot_grid
+from test_check import FOR, _write_rs
+
+from mcproton.dicom import StudyReference
+
+OTHER_FOR = "1.2.826.0.1.3680043.8.498.7777"
+VS = (4.0, 4.0, 4.0)
+XS = np.arange(-56.0, 56.0, 4.0) + 2.0
+ZS = np.arange(-28.0, 28.0, 4.0) + 2.0
+ORIGIN = (XS[0], XS[0], ZS[0])
+STUDY = StudyReference(patient_id="T1", patient_name="test^plan", frame_of_reference_uid=FOR)
+
+
+def _hu():
+    hu = np.full((ZS.size, XS.size, XS.size), -1000.0)
+    hu[2:-2, 4:-4, 4:-4] = 0.0
+    return hu
+
+
+def _plan(path: Path, label: str = "test", patient_id: str = "T1") -> str:
+    layers = [(90.0, spot_grid(3, 8.0), [1.0] * 9)]
+    ds = make_plan([{"gantry": g, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": layers, "meterset": 20.0}
+                    for g in (0.0, 90.0)], frame_of_reference_uid=FOR)
+    ds.RTPlanLabel, ds.PatientID = label, patient_id
+    save(ds, path)
+    return str(ds.SOPInstanceUID)
+
+
+def _rd(path: Path, plan_uid: str, summation: str = "PLAN", beam: int | None = None, patient_id: str = "T1",
+        scale: float = 1.0) -> Path:
+    from mcproton.dicom import write_rtdose
+
+    return write_rtdose(np.full((ZS.size, XS.size, XS.size), scale), VS, ORIGIN, path,
+                        study=STUDY.replace(plan_sop_instance_uid=plan_uid, patient_id=patient_id),
+                        summation_type=summation, referenced_beam_number=beam)
+
+
+def _rs(path: Path, frame: str = FOR, patient_id: str = "T1") -> Path:
+    _write_rs(path, None)
+    ds = pydicom.dcmread(path)
+    ds.PatientID, ds.FrameOfReferenceUID = patient_id, frame
+    for r in ds.StructureSetROISequence:
+        r.ReferencedFrameOfReferenceUID = frame
+    ds.save_as(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def patient(tmp_path_factory):
+    from mcproton.dicom import write_ct_series
+
+    d = tmp_path_factory.mktemp("pairing") / "patient"
+    write_ct_series(_hu(), VS, ORIGIN, d / "ct", study=STUDY)
+    uid = _plan(d / "RP.dcm")
+    _rs(d / "RS.dcm")
+    _rd(d / "RD_plan.dcm", uid)
+    _rd(d / "RD_beam1.dcm", uid, "BEAM", 1, scale=0.5)
+    _rd(d / "RD_beam2.dcm", uid, "BEAM", 2, scale=0.5)
+    return {"dir": d, "plan_uid": uid}
+
+
+@pytest.fixture
+def folder(patient, tmp_path):
+    f = tmp_path / "patient"
+    shutil.copytree(patient["dir"], f)
+    return f
+
+
+def _gather(f, **kw):
+    from mcproton._check.inputs import gather
+
+    return gather(folder=f, **kw)
+
+
+def _refused(f, match, **kw):
+    from mcproton._check.inputs import CheckInputError
+
+    with pytest.raises(CheckInputError, match=match) as exc:
+        _gather(f, **kw)
+    return str(exc.value)
+
+
+def _paired(inp):
+    return (Path(inp.plan_path).name, inp.total and Path(inp.total.path).name,
+            {b: Path(t.path).name for b, t in inp.beams.items()}, inp.struct_path and Path(inp.struct_path).name)
+
+
+CLEAN = ("RP.dcm", "RD_plan.dcm", {1: "RD_beam1.dcm", 2: "RD_beam2.dcm"}, "RS.dcm")
+
+
+def test_the_clean_folder_pairs_everything(folder):
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN and Path(inp.ct_dir) == folder / "ct"
+
+
+# ---- 1. a dose twice; two doses of one beam
+@pytest.mark.parametrize("name", ["RD_plan.dcm", "RD_beam1.dcm"])
+def test_an_identical_copy_of_a_dose_is_used_once_and_named(folder, name):
+    """An identical copy under another name (same SOPInstanceUID, same dose): used once; the pairing says so
+    (before: the plan dose's copy was refused as 'two plan doses', a beam dose's copy replaced the beam's dose in
+    silence)."""
+    shutil.copy(folder / name, folder / f"copy of {name}")
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN
+    line = [s for s in inp.pairing if "copy of" in s]
+    assert len(line) == 1 and "same SOPInstanceUID" in line[0] and name in line[0], inp.pairing
+
+
+def test_two_files_of_one_sop_instance_with_different_doses_are_refused(folder):
+    ds = pydicom.dcmread(folder / "RD_beam1.dcm")
+    ds.DoseGridScaling = float(ds.DoseGridScaling) * 1.1
+    ds.save_as(folder / "RD_beam1_edited.dcm")
+    msg = _refused(folder, "same SOPInstanceUID .* but different doses")
+    assert "RD_beam1.dcm" in msg and "RD_beam1_edited.dcm" in msg
+
+
+def test_two_different_doses_of_one_beam_are_refused(folder, patient):
+    """Two BEAM doses for beam 1 (different SOPInstanceUIDs, e.g. before and after a re-computation): before, the
+    one sorted last was compared in silence."""
+    _rd(folder / "RD_beam1_v2.dcm", patient["plan_uid"], "BEAM", 1, scale=0.55)
+    msg = _refused(folder, "two RT Doses of beam 1")
+    assert "RD_beam1.dcm" in msg and "RD_beam1_v2.dcm" in msg and "--dose" in msg
+
+
+def test_two_different_plan_doses_are_refused_with_their_names(folder, patient):
+    _rd(folder / "RD_plan_v2.dcm", patient["plan_uid"], scale=1.05)
+    msg = _refused(folder, "two plan doses")
+    assert "RD_plan.dcm" in msg and "RD_plan_v2.dcm" in msg and "--dose" in msg
+
+
+# ---- 2. two plans
+def test_a_second_plan_without_a_dose_is_skipped_and_named(folder):
+    _plan(folder / "RP_verification.dcm", "verif")
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN
+    assert any("skipped RT Plan RP_verification.dcm" in s and "no RT Dose" in s for s in inp.pairing), inp.pairing
+
+
+def test_two_plans_each_with_doses_are_refused_naming_them(folder):
+    uid = _plan(folder / "RP_v2.dcm", "v2")
+    _rd(folder / "RD_v2.dcm", uid)
+    msg = _refused(folder, "2 RT Plans")
+    assert "RP.dcm" in msg and "RP_v2.dcm" in msg and "--plan" in msg
+    inp = _gather(folder, plan=folder / "RP_v2.dcm")
+    assert Path(inp.total.path).name == "RD_v2.dcm" and inp.beams == {}
+
+
+def test_two_plans_and_doses_of_neither_are_refused(folder):
+    _plan(folder / "RP_v2.dcm", "v2")
+    for p in folder.glob("RD_*.dcm"):
+        p.unlink()
+    _rd(folder / "RD_x.dcm", "1.2.3.999")
+    msg = _refused(folder, "2 RT Plans")
+    assert "RD_x.dcm" in msg and "1.2.3.999" in msg
+
+
+# ---- 3. a dose of a plan that is not there; a plan without a dose
+def test_only_a_dose_of_a_plan_that_is_not_in_the_folder(folder):
+    for p in folder.glob("RD_*.dcm"):
+        p.unlink()
+    _rd(folder / "RD_other.dcm", "1.2.3.999")
+    msg = _refused(folder, "no RT Dose")
+    assert "RD_other.dcm" in msg and "1.2.3.999" in msg and "not in the folder" in msg
+
+
+def test_a_plan_without_a_dose_is_refused(folder):
+    for p in folder.glob("RD_*.dcm"):
+        p.unlink()
+    _refused(folder, "no RT Dose of the planning system")
+
+
+# ---- 4. CT series
+def test_a_ct_of_another_frame_in_another_folder_is_skipped_and_named(folder):
+    from mcproton.dicom import write_ct_series
+
+    write_ct_series(_hu(), VS, ORIGIN, folder / "ct_other",
+                    study=StudyReference(patient_id="T1", frame_of_reference_uid=OTHER_FOR))
+    inp = _gather(folder)
+    assert Path(inp.ct_dir) == folder / "ct"
+    assert any("skipped CT series" in s and "ct_other" in s and "frame of reference" in s for s in inp.pairing)
+
+
+def test_two_ct_series_of_the_plans_frame_are_refused(folder):
+    from mcproton.dicom import write_ct_series
+
+    write_ct_series(_hu(), VS, ORIGIN, folder / "ct_rescan", study=STUDY)
+    msg = _refused(folder, "2 CT series")
+    assert "ct_rescan" in msg and "--ct" in msg
+
+
+def test_two_ct_series_mixed_in_one_folder_are_refused_by_the_scan(folder):
+    """The slices of a second series (a re-scan) among the plan CT's: never mixed (before the scan let them through
+    and the CT reader refused them later with a hint, series_uid=, that the check does not take)."""
+    from mcproton.dicom import write_ct_series
+
+    for i, p in enumerate(write_ct_series(_hu(), VS, ORIGIN, folder / "tmp", study=STUDY)):
+        p.rename(folder / "ct" / f"rescan_{i:03d}.dcm")
+    msg = _refused(folder, "2 CT series")
+    assert str(folder / "ct") in msg and "folder of its own" in msg
+
+
+def test_a_ct_series_with_a_missing_slice_is_refused_before_the_transport(folder, monkeypatch):
+    from mcproton._check import api
+    from mcproton._io.errors import DicomInputError
+
+    sorted((folder / "ct").iterdir())[5].unlink()
+    monkeypatch.setattr(api, "run_mc", lambda *a, **k: pytest.fail("transport started"))
+    with pytest.raises(DicomInputError, match="missing slice"):
+        api.check(folder=folder, beam_model="dcpt_v2", out=None, progress=False)
+
+
+# ---- 5. structure sets
+def test_two_structure_sets_of_the_plans_frame_are_refused(folder):
+    """An old and a new RT Struct and a plan that references neither: before, the check went on without any
+    structures, in silence."""
+    _rs(folder / "RS_new.dcm")
+    msg = _refused(folder, "2 RT Structs")
+    assert "RS.dcm" in msg and "RS_new.dcm" in msg and "--struct" in msg
+
+
+def test_a_structure_set_of_another_frame_is_skipped_and_named(folder):
+    _rs(folder / "RS_other.dcm", frame=OTHER_FOR)
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN
+    assert any("skipped RT Struct RS_other.dcm" in s and "frame of reference" in s for s in inp.pairing)
+
+
+def test_the_structure_set_the_plan_references_wins(folder):
+    _rs(folder / "RS_new.dcm")
+    ds = pydicom.dcmread(folder / "RP.dcm")
+    ref = pydicom.Dataset()
+    ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
+    ref.ReferencedSOPInstanceUID = pydicom.dcmread(folder / "RS_new.dcm").SOPInstanceUID
+    ds.ReferencedStructureSetSequence = pydicom.Sequence([ref])
+    ds.save_as(folder / "RP.dcm")
+    inp = _gather(folder)
+    assert Path(inp.struct_path).name == "RS_new.dcm"
+    (folder / "RS_new.dcm").unlink()   # the referenced one missing: the other is used, and the pairing says so
+    inp = _gather(folder)
+    assert Path(inp.struct_path).name == "RS.dcm"
+    assert any("not in the folder" in s and "RS.dcm" in s for s in inp.pairing), inp.pairing
+
+
+# ---- 6. another patient's files
+@pytest.mark.parametrize("what", ["structures", "ct"])
+def test_files_of_another_patient_paired_by_the_frame_alone_are_refused(folder, what):
+    """A structure set or CT of another PatientID that only the frame of reference pairs: before, used in silence."""
+    if what == "structures":
+        (folder / "RS.dcm").unlink()
+        _rs(folder / "RS_T2.dcm", patient_id="T2")
+        name = "RS_T2.dcm"
+    else:
+        for p in (folder / "ct").iterdir():
+            ds = pydicom.dcmread(p)
+            ds.PatientID = "T2"
+            ds.save_as(p)
+        name = "ct"
+    msg = _refused(folder, "different patients")
+    assert "'T1'" in msg and "'T2'" in msg and name in msg
+
+
+def test_a_dose_linked_by_uid_with_another_patient_id_is_paired_and_noted(folder):
+    """A dose that refers to the plan's SOPInstanceUID but carries another PatientID (real exports do: APTG plan03's
+    plan and dose differ): paired by the UID, and the pairing notes the two IDs."""
+    ds = pydicom.dcmread(folder / "RD_beam2.dcm")
+    ds.PatientID = "WTR303030"
+    ds.save_as(folder / "RD_beam2.dcm")
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN
+    assert any(s.startswith("note:") and "'WTR303030'" in s and "'T1'" in s for s in inp.pairing), inp.pairing
+
+
+# ---- 7. DICOMDIR, hidden, empty, non-DICOM, damaged, unreadable files; sub-folders
+def _dicomdir(path: Path) -> None:
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"     # Media Storage Directory Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.FileSetID = "EXPORT"
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_sub_folders_dicomdir_hidden_empty_and_other_files(folder):
+    for sub, pattern in (("RTPLAN", "RP*"), ("RTDOSE", "RD*"), ("RTSTRUCT", "RS*")):
+        (folder / sub).mkdir()
+        for p in list(folder.glob(pattern)):
+            p.rename(folder / sub / p.name)
+    (folder / "ct").rename(folder / "CT")
+    _dicomdir(folder / "DICOMDIR")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + b"\0" * 200)
+    (folder / "CT" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + b"\0" * 200)
+    (folder / "RTDOSE" / "empty.dcm").write_bytes(b"")
+    (folder / "README").write_text("exported by hand\n")
+    (folder / "notes.txt").write_text("not DICOM\n")
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN and Path(inp.ct_dir) == folder / "CT"
+    skipped = [s for s in inp.pairing if s.startswith("skipped") and "not DICOM" in s]
+    assert len(skipped) == 1 and "empty.dcm" in skipped[0] and "0 bytes" in skipped[0], inp.pairing
+
+
+def test_a_damaged_dicom_file_is_refused(folder):
+    """A DICOM file cut inside its header (a copy that broke off): before, skipped in silence (if it was the plan
+    dose, the check went on with the per-beam doses only)."""
+    (folder / "RD_cut.dcm").write_bytes((folder / "RD_plan.dcm").read_bytes()[:300])
+    msg = _refused(folder, "damaged")
+    assert "RD_cut.dcm" in msg and "remove it" in msg
+
+
+def test_an_unreadable_file_is_refused(folder, monkeypatch):
+    """A file the user may not read (permissions; as root the test cannot chmod it away, so the read fails by
+    monkeypatch): before, skipped in silence."""
+    from mcproton._check import inputs
+
+    real = inputs.read_dicom_file
+
+    def read(path, **kw):
+        if Path(path).name == "RD_plan.dcm":
+            raise inputs.DicomInputError(f"{path}: cannot be read ([Errno 13] Permission denied)")
+        return real(path, **kw)
+
+    monkeypatch.setattr(inputs, "read_dicom_file", read)
+    msg = _refused(folder, "cannot be read")
+    assert "RD_plan.dcm" in msg and "Permission denied" in msg
