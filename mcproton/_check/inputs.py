@@ -140,7 +140,9 @@ def _scan(folder: str | Path) -> tuple[dict[str, list[Path]], dict[Path, _Header
     headers: dict[Path, _Header] = {}
     not_dicom: list[str] = []
     for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.suffix.lower() not in (".dcm", ".dicom", ""):
+        # .dcm, .dicom, no suffix, or a file named by its UID ("1.2.840....123": a numeric "suffix"), as DICOM
+        # storage servers and some exports name them; other suffixes (.png, .html, .txt, ...) are not looked at
+        if not p.is_file() or not (p.suffix.lower() in (".dcm", ".dicom", "") or p.suffix[1:].isdigit()):
             continue
         try:
             ds = read_dicom_file(p, stop_before_pixels=True)

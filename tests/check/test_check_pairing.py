@@ -112,6 +112,20 @@ def test_the_clean_folder_pairs_everything(folder):
     assert _paired(inp) == CLEAN and Path(inp.ct_dir) == folder / "ct"
 
 
+def test_files_named_by_their_uids_without_a_suffix_are_paired(folder):
+    """DICOM storage servers and some exports name files by their SOPInstanceUID ("1.2.826....17", no .dcm): the
+    scan took their last UID component for a file suffix and skipped every file (2026-12-05: no plan found)."""
+    names = {}
+    for k, p in enumerate(sorted(q for q in folder.rglob("*") if q.is_file())):
+        new = p.with_name(f"1.2.826.0.1.3680043.8.498.{1000 + k}")
+        p.rename(new)
+        names[p.name] = new.name
+    inp = _gather(folder)
+    plan, total, beams, struct = CLEAN
+    assert _paired(inp) == (names[plan], names[total], {b: names[n] for b, n in beams.items()}, names[struct])
+    assert Path(inp.ct_dir) == folder / "ct"
+
+
 # ---- 1. a dose twice; two doses of one beam
 @pytest.mark.parametrize("name", ["RD_plan.dcm", "RD_beam1.dcm"])
 def test_an_identical_copy_of_a_dose_is_used_once_and_named(folder, name):
