@@ -424,7 +424,10 @@ def build_geometry(cfg: dict[str, Any]):
             cal = ph.get("calibration", "schneider2000")
             cal_path = _resolve(cfg, cal)  # a calibration folder relative to the config, else a built-in name
             try:
-                calib = HUCalibration.load(cal_path if cal_path.exists() else cal)
+                phys = cfg.get("physics", {})   # a HU -> SPR table becomes densities with the run's stopping powers
+                calib = HUCalibration.load(cal_path if cal_path.exists() else cal,
+                                           water_model=phys.get("water_model", "icru90"),
+                                           ivalue_set=phys.get("ivalue_set"))
             except ValueError as exc:
                 if cal_path.exists():
                     raise
