@@ -148,7 +148,9 @@ def _hu_threshold_density(cfg: dict) -> tuple[float, str]:
 
     cal = cfg.get("phantom", {}).get("calibration", "schneider2000")
     p = _resolve(cfg, cal)
-    calib = HUCalibration.load(p if p.exists() else cal)
+    phys = cfg.get("physics", {})
+    calib = HUCalibration.load(p if p.exists() else cal, water_model=phys.get("water_model", "icru90"),
+                               ivalue_set=phys.get("ivalue_set"))
     rho = float(np.asarray(calib.density_from_hu(np.array([AUTO_BODY_HU])))[0])
     return rho, f"auto, HU > {AUTO_BODY_HU:g} (density > {rho:.3f} g/cm3 on {calib.name})"
 

@@ -66,7 +66,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "layers": ((list,), 'slab layers: [{material = "water", thickness_mm = 20, density_g_cm3 = 1.0}, ...]'),
         "ct_dir": ((str,), "ct: folder of a DICOM CT series; slab_ct: a new or empty folder to keep its CT in "
                              "(default: a temporary one)"),
-        "calibration": ((str,), 'HU calibration: "schneider2000" (default), a built-in name or a folder'),
+        "calibration": ((str,), 'HU calibration: "schneider2000" (default), a built-in name or a folder '
+                                '(hu_density.csv, or the TPS\'s HU -> SPR curve as hu_spr.csv, + hu_materials.csv; '
+                                'docs/patient_workflow.md)'),
         "dose_voxel_mm": ((list, int, float), "ct: transport/dose voxel [dx, dy, dz] or one number, mm: blocks of "
                                               "whole CT voxels (default: the CT grid)"),
         "age_years": ((int, float), "age of the paediatric phantom in years (default 5)"),
@@ -424,7 +426,10 @@ def build_geometry(cfg: dict[str, Any]):
             cal = ph.get("calibration", "schneider2000")
             cal_path = _resolve(cfg, cal)  # a calibration folder relative to the config, else a built-in name
             try:
-                calib = HUCalibration.load(cal_path if cal_path.exists() else cal)
+                phys = cfg.get("physics", {})   # a HU -> SPR table becomes densities with the run's stopping powers
+                calib = HUCalibration.load(cal_path if cal_path.exists() else cal,
+                                           water_model=phys.get("water_model", "icru90"),
+                                           ivalue_set=phys.get("ivalue_set"))
             except ValueError as exc:
                 if cal_path.exists():
                     raise

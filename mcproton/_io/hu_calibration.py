@@ -26,6 +26,12 @@ material library, bundled), or with a density CSV (columns ``HU,density_gcm3``) 
 table's header must name HU and the mass density in g/cm3: a HU -> stopping-power-ratio or relative-electron-density
 table, or a density in mg/cm3 or kg/m3, is refused (its values would be read as g/cm3), and so is a row of more
 than two numbers (a decimal comma splits a number in two).
+
+A planning system's HU -> stopping-power-ratio curve: a folder with ``hu_spr.csv`` (header ``HU,SPR``) instead of
+``hu_density.csv``, beside ``hu_materials.csv`` (:meth:`HUCalibration.from_spr_files`).  Each HU keeps the material
+of its bin and gets the mass density SPR / (the material's SPR per g/cm3 at :data:`SPR_REFERENCE_MEV`, from
+mcproton's own stopping powers with the run's water model and I-values), so that the transport reproduces the
+table's SPR at that energy.
 """
 from __future__ import annotations
 
@@ -159,6 +165,38 @@ def _table_per_integer(hu, func):
     return table[np.subtract(h, lo, dtype=np.int32)]
 
 
+#: Reference energy (MeV) of a HU -> SPR table (:meth:`HUCalibration.from_spr_files`): the energy at which each
+#: material's SPR per unit density converts the table's SPR into a mass density.  Clinical SPR curves are
+#: calibrated (stoichiometric fits, range measurements) near 100 MeV; the SPR of the resulting voxels at other
+#: energies differs from the table by the materials' energy dependence (docs/patient_workflow.md: for the
+#: Schneider 2000 tissues within 0.25 % from 70 to 230 MeV for lung and soft tissues, up to 0.43 % for dense bone).
+SPR_REFERENCE_MEV = 100.0
+
+#: Range of plausible SPR values in a HU -> SPR table (relative to water): air ~0.001, titanium ~3.2 is beyond
+#: a CT calibration; above 3 a column of another quantity (or a HU column) is suspected.
+SPR_MAX = 3.0
+
+
+def spr_per_density(material: Material, energy_mev: float, water_model: str = "icru90",
+                    ivalue_set: str | None = None) -> float:
+    """SPR to water per unit mass density (cm3/g) of ``material`` at ``energy_mev``: its total (electronic +
+    nuclear) mass stopping power over that of water, both from mcproton's tables (mcproton/_physics/stopping.py,
+    the powers the transport tables are built from), divided by the density of water (1.0 g/cm3, the
+    ``water`` material).  SPR = density x this."""
+    from .._physics import stopping
+    from ..materials import get_material
+
+    iv = stopping.DEFAULT_IVALUE_SET if ivalue_set is None else ivalue_set
+    water = get_material("water")
+    e = np.array([float(energy_mev)])
+
+    def total(m: Material) -> float:
+        return float((stopping.electronic_mass_stopping_power(m, e, water_model=water_model, ivalue_set=iv)
+                      + stopping.nuclear_mass_stopping_power(m, e, water_model=water_model))[0])
+
+    return total(material) / (total(water) * water.density_g_cm3)
+
+
 #: CT voxels per slab of :meth:`HUCalibration.to_geometry`: the HU -> material/density conversion and the block
 #: resampling make float64/int64 temporaries of ~40 bytes per voxel of a slab (~0.2 GB), whatever the CT.
 CT_SLAB_VOXELS = 4_000_000
@@ -175,6 +213,9 @@ class HUCalibration:
     bin_hu_lo : (m,) increasing HU lower bounds of the material bins.
     materials : (m,) :class:`Material` per bin.
     name, source : identification and citation.
+    spr_reference_mev : set for a calibration made from a HU -> SPR table (:meth:`from_spr_files`): the energy
+        at which its SPR became densities.  Its density steps at the material bounds (each material's own SPR per
+        unit density) and is not held to rise with HU (the SPR table was).
     """
 
     seg_hu_lo: np.ndarray
@@ -186,6 +227,7 @@ class HUCalibration:
     name: str = "calibration"
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    spr_reference_mev: float | None = None
 
     def __post_init__(self) -> None:
         lo, hi = (np.asarray(a, float) for a in (self.seg_hu_lo, self.seg_hu_hi))
@@ -206,7 +248,7 @@ class HUCalibration:
         pts_r = np.column_stack([rlo, rhi]).ravel()
         run_max = np.maximum.accumulate(pts_r)
         bad = np.where(pts_r < run_max * (1.0 - DENSITY_DROP_RTOL) - 1e-9)[0]
-        if bad.size:
+        if bad.size and self.spr_reference_mev is None:
             i = int(bad[0])
             j = int(np.argmax(pts_r[:i + 1] >= run_max[i]))
             raise CalibrationError(
@@ -239,11 +281,14 @@ class HUCalibration:
         return cls(h[:-1], h[1:], r[:-1], r[1:], np.asarray(bin_hu_lo, float), list(materials), name, source)
 
     @classmethod
-    def load(cls, name_or_path: str | Path = "schneider2000") -> "HUCalibration":
+    def load(cls, name_or_path: str | Path = "schneider2000", *, water_model: str = "icru90",
+             ivalue_set: str | None = None) -> "HUCalibration":
         """A built-in calibration by name (``schneider2000``, ``mcsquare_default``, ...) or a user path.
 
         A path may be an MCsquare/OpenTPS scanner folder (``HU_Density_Conversion.txt`` +
-        ``HU_Material_Conversion.txt``) or a folder with ``hu_density.csv`` + ``hu_materials.csv``.
+        ``HU_Material_Conversion.txt``), a folder with ``hu_density.csv`` + ``hu_materials.csv``, or a folder
+        with ``hu_spr.csv`` + ``hu_materials.csv`` (a planning system's HU -> SPR curve, turned into densities
+        with the stopping powers of ``water_model`` and ``ivalue_set``: :meth:`from_spr_files`).
         """
         key = str(name_or_path)
         if key.lower() in ("schneider2000", "schneider", "default"):
@@ -259,13 +304,22 @@ class HUCalibration:
                 f"({', '.join(['schneider2000', *_BUILTIN_SCANNERS])}) "
                 "and no such file or folder")
         if p.is_dir():
+            if (p / "hu_spr.csv").exists():
+                if (p / "hu_density.csv").exists():
+                    raise CalibrationError(f"{p}: the folder holds both hu_spr.csv and hu_density.csv; keep one (a "
+                                           "HU -> SPR table or a HU -> mass density table), not both")
+                if not (p / "hu_materials.csv").exists():
+                    raise CalibrationError(f"{p}: hu_spr.csv needs hu_materials.csv beside it (the elemental "
+                                           "composition by HU range, columns hu_lo,name,w_H,w_C,...)")
+                return cls.from_spr_files(p / "hu_spr.csv", p / "hu_materials.csv", name=p.name,
+                                          water_model=water_model, ivalue_set=ivalue_set)
             for dens, mat in (("HU_Density_Conversion.txt", "HU_Material_Conversion.txt"),
                               ("hu_density.csv", "hu_materials.csv")):
                 if (p / dens).exists() and (p / mat).exists():
                     return cls.from_files(p / dens, p / mat, name=p.name)
             raise CalibrationError(f"{p}: a calibration folder must hold HU_Density_Conversion.txt and "
-                                   "HU_Material_Conversion.txt (MCsquare/OpenTPS) or hu_density.csv and "
-                                   "hu_materials.csv")
+                                   "HU_Material_Conversion.txt (MCsquare/OpenTPS), or hu_density.csv (or hu_spr.csv) "
+                                   "and hu_materials.csv")
         raise CalibrationError(f"{p}: give a calibration folder (density + material files), or call "
                                "HUCalibration.from_files(density_file, material_file)")
 
@@ -285,6 +339,38 @@ class HUCalibration:
         bins, mats = _read_material_table(material_file, mcsquare_materials)
         nm = name or density_file.parent.name or density_file.stem
         return cls.from_points(hu, rho, bins, mats, name=nm, source=f"{density_file}; {material_file}")
+
+    @classmethod
+    def from_spr_files(cls, spr_file: str | Path, material_file: str | Path, *, name: str | None = None,
+                       water_model: str = "icru90", ivalue_set: str | None = None,
+                       reference_mev: float | None = None) -> "HUCalibration":
+        """A calibration from a planning system's HU -> stopping-power-ratio table (``HU,SPR``, SPR relative to
+        water) and a HU -> material table (the composition CSV of :meth:`from_files`).
+
+        Each HU takes the material of its bin and the mass density ``SPR(HU) / k(material)``, where ``k`` is the
+        material's SPR per unit mass density at ``reference_mev`` (default :data:`SPR_REFERENCE_MEV`) with
+        mcproton's own stopping powers (:func:`spr_per_density`).  The SPR table is piecewise linear and ``k``
+        is constant in a bin, so the density curve is exact with nodes at the table's nodes and at both sides of
+        every material bound inside the table (a step there); outside the table the density keeps its end value
+        (as the SPR does in a planning system).
+        """
+        spr_file, material_file = Path(spr_file), Path(material_file)
+        hu, spr = _read_spr_table(spr_file)
+        bins, mats = _read_material_table(material_file, None)
+        e_ref = SPR_REFERENCE_MEV if reference_mev is None else float(reference_mev)
+        k = np.array([spr_per_density(m, e_ref, water_model, ivalue_set) for m in mats])
+        b = np.asarray(bins, float)
+        inner = b[(b > hu[0]) & (b < hu[-1])]
+        nodes = np.union1d(hu, inner)
+        spr_n = np.interp(nodes, hu, spr)
+        bin_of = np.clip(np.searchsorted(b, nodes, side="right") - 1, 0, b.size - 1)   # bin at/right of a node
+        rho_right = spr_n / k[bin_of]
+        rho_left = spr_n / k[np.clip(np.searchsorted(b, nodes, side="left") - 1, 0, b.size - 1)]  # bin left of it
+        nm = (name or spr_file.parent.name or spr_file.stem) + f" (HU-SPR at {e_ref:g} MeV)"
+        src = (f"{spr_file}; {material_file}: densities from a HU -> SPR table, density = SPR / (SPR per g/cm3 of "
+               f"the bin's material at {e_ref:g} MeV, water {water_model}, I-values "
+               f"{ivalue_set or 'default'})")
+        return cls(nodes[:-1], nodes[1:], rho_right[:-1], rho_left[1:], b, mats, nm, src, spr_reference_mev=e_ref)
 
     # ------------------------------------------------------------------ evaluation
     def density_from_hu(self, hu) -> np.ndarray:
@@ -306,6 +392,14 @@ class HUCalibration:
             return table
         h = np.asarray(hu, dtype=np.float64)
         return np.clip(np.searchsorted(self.bin_hu_lo, h, side="right") - 1, 0, self.bin_hu_lo.size - 1)
+
+    def spr_from_hu(self, hu, energy_mev: float = 100.0, water_model: str = "icru90",
+                    ivalue_set: str | None = None) -> np.ndarray:
+        """Stopping-power ratio to water (float64) that mcproton's stopping powers give the voxels of these HU at
+        ``energy_mev``: density x :func:`spr_per_density` of the bin's material."""
+        h = np.asarray(hu, dtype=np.float64)
+        k = np.array([spr_per_density(m, energy_mev, water_model, ivalue_set) for m in self.materials])
+        return self.density_from_hu(h).astype(np.float64) * k[self.material_index_from_hu(h)]
 
     @property
     def density_range(self) -> tuple[float, float]:
@@ -442,9 +536,11 @@ def _check_density_header(fields: list[str], path: Path, lineno: int) -> None:
                                f"first); the first column must be HU, the second the density: {want}")
     for quantity, names in _OTHER_QUANTITY_WORDS.items():
         if rest & names:
+            spr = ("; a planning system's HU -> SPR table is read from a file named hu_spr.csv (header HU,SPR) "
+                   "beside hu_materials.csv, instead of hu_density.csv" if quantity.startswith("stopping") else "")
             raise CalibrationError(f"{path} line {lineno}: the header {shown!r} names a {quantity}, not the mass "
                                    f"density; mcproton needs HU -> mass density (and takes the stopping powers from "
-                                   f"the materials): {want}")
+                                   f"the materials): {want}{spr}")
     for unit, prefix in (("mg/cm3", "mg"), ("kg/m3", "kg")):
         if any(w.startswith(prefix) for w in rest):
             raise CalibrationError(f"{path} line {lineno}: the header {shown!r} gives the density in {unit}; the "
@@ -454,13 +550,59 @@ def _check_density_header(fields: list[str], path: Path, lineno: int) -> None:
                                f"the mass density (the values are read as g/cm3): {want}")
 
 
-def _read_density_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _check_spr_header(fields: list[str], path: Path, lineno: int) -> None:
+    """Refuse a header line of a HU -> SPR table (hu_spr.csv) that does not name HU, then the SPR."""
+    import re
+
+    shown = " | ".join(fields)
+    want = "give a HU -> stopping-power ratio table with the header HU,SPR (SPR relative to water)"
+
+    def words(text: str) -> set[str]:
+        return {w for w in re.split(r"[^a-z0-9]+", text.lower()) if w}
+
+    spr_words = _OTHER_QUANTITY_WORDS["stopping-power ratio (SPR/RSP)"]
+    first, rest = words(fields[0]), words(" ".join(fields[1:]))
+    if first & spr_words and rest & {"hu", "ct", "hounsfield"}:
+        raise CalibrationError(f"{path} line {lineno}: the header {shown!r} has the columns swapped (SPR first); "
+                               f"the first column must be HU, the second the SPR: {want}")
+    if not rest & spr_words:
+        raise CalibrationError(f"{path} line {lineno}: the header {shown!r} does not say that its second column is "
+                               f"the stopping-power ratio (a mass density table goes in hu_density.csv): {want}")
+
+
+def _read_spr_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(HU, SPR) of hu_spr.csv, read as :func:`_read_density_table` reads a density table (header, separators,
+    decimal commas); HU must increase strictly and every SPR lie in (0, :data:`SPR_MAX`]."""
+    hu, spr = _read_density_table(path, quantity="SPR", check_header=_check_spr_header)
+    if np.any(np.diff(hu) <= 0):
+        i = int(np.where(np.diff(hu) <= 0)[0][0])
+        raise CalibrationError(f"{path}: HU values of the SPR table must increase strictly; row {i + 2} "
+                               f"({hu[i + 1]:g} HU) follows {hu[i]:g} HU")
+    bad = np.where((spr <= 0) | (spr > SPR_MAX))[0]
+    if bad.size:
+        i = int(bad[0])
+        raise CalibrationError(f"{path}: SPR {spr[i]:g} at {hu[i]:g} HU is not a stopping-power ratio to water (it "
+                               f"must lie in 0..{SPR_MAX:g}, above 0: air is ~0.001, cortical bone ~1.7)")
+    run_max = np.maximum.accumulate(spr)
+    bad = np.where(spr < run_max * (1.0 - DENSITY_DROP_RTOL))[0]
+    if bad.size:    # the rule of the density curve (HUCalibration.__post_init__), on the SPR
+        i = int(bad[0])
+        j = int(np.argmax(spr[:i + 1] >= run_max[i]))
+        raise CalibrationError(f"{path}: the SPR falls from {spr[j]:g} at {hu[j]:g} HU to {spr[i]:g} at {hu[i]:g} "
+                               f"HU; a CT calibration's SPR must rise with HU: check the SPR column for a typo")
+    return hu, spr
+
+
+def _read_density_table(path: Path, *, quantity: str = "density",
+                        check_header=_check_density_header) -> tuple[np.ndarray, np.ndarray]:
     """(HU, density) of a HU -> density table: CSV (``HU,density_gcm3``) or MCsquare text (``HU density`` per
     line, '#' comments); columns separated by commas, semicolons or spaces.  A header line (before the first
     row) must name HU and the mass density in g/cm3 (:func:`_check_density_header`); every row holds exactly two
-    numbers (a decimal comma, as in '0,95', would split a number in two and is refused)."""
+    numbers (a decimal comma, as in '0,95', would split a number in two and is refused).  ``quantity`` and
+    ``check_header``: the same for another HU -> value table (:func:`_read_spr_table`)."""
+    unit = " (g/cm3)" if quantity == "density" else ""
     if not path.exists():
-        raise CalibrationError(f"HU -> density file {path} does not exist")
+        raise CalibrationError(f"HU -> {quantity} file {path} does not exist")
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -474,23 +616,23 @@ def _read_density_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
         if not toks:
             continue
         if not pts and any(c.isalpha() for c in toks[0]):
-            _check_density_header([f for f in fields if f], path, lineno)
+            check_header([f for f in fields if f], path, lineno)
             continue
         try:
             vals = [float(t) for t in toks]
         except ValueError:
-            raise CalibrationError(f"{path} line {lineno}: {body.strip()!r} is not 'HU density'") from None
+            raise CalibrationError(f"{path} line {lineno}: {body.strip()!r} is not 'HU {quantity}'") from None
         if len(vals) != 2:
             raise CalibrationError(
-                f"{path} line {lineno}: {body.strip()!r} holds {len(vals)} numbers; a HU -> density table has "
-                "two columns, HU and density (g/cm3). A decimal comma (0,95) splits a number in two: write "
+                f"{path} line {lineno}: {body.strip()!r} holds {len(vals)} numbers; a HU -> {quantity} table has "
+                f"two columns, HU and {quantity}{unit}. A decimal comma (0,95) splits a number in two: write "
                 "decimal points, with commas, semicolons or spaces between the columns")
         pts.append((vals[0], vals[1]))
     if len(pts) < 2:
-        raise CalibrationError(f"{path}: need at least two 'HU density' rows")
+        raise CalibrationError(f"{path}: need at least two 'HU {quantity}' rows")
     a = np.array(pts)
     if not np.all(np.isfinite(a)):
-        raise CalibrationError(f"{path}: non-finite values in the density table")
+        raise CalibrationError(f"{path}: non-finite values in the {quantity} table")
     return a[:, 0], a[:, 1]
 
 

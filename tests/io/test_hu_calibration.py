@@ -205,3 +205,144 @@ def test_density_rows_with_comments_and_semicolons_are_read(tmp_path):
     m.write_text("hu_lo,name,w_H,w_O\n-1000,water,0.111,0.889\n")
     np.testing.assert_allclose(HUCalibration.from_files(d, m).density_from_hu([-1000, 0, 3000]), [0.001, 1.0, 2.8],
                                rtol=1e-6)
+
+
+# ---------------------------------------------------------------------- a planning system's HU -> SPR table
+WATER_ROW = "hu_lo,name,w_H,w_O\n-1000,water,0.111894,0.888106\n"   # NIST H2O mass fractions: mcproton's water
+
+
+def _write_materials_csv(path, cal):
+    """hu_materials.csv holding the bins and compositions of ``cal``."""
+    els = sorted({e for m in cal.materials for e in m.mass_fractions})
+    rows = ["hu_lo,name," + ",".join(f"w_{e}" for e in els)]
+    for b, m in zip(cal.bin_hu_lo, cal.materials):
+        rows.append(f"{b:g},{m.name}," + ",".join(f"{m.mass_fractions.get(e, 0.0):.10g}" for e in els))
+    path.write_text("\n".join(rows) + "\n")
+
+
+def _spr_folder(tmp_path, spr_text, materials=WATER_ROW):
+    d = tmp_path / "clinic_hlut"
+    d.mkdir(exist_ok=True)
+    (d / "hu_spr.csv").write_text(spr_text)
+    (d / "hu_materials.csv").write_text(materials)
+    return d
+
+
+def test_spr_table_round_trip_from_a_density_table(tmp_path):
+    """SPR at every integer HU made from schneider2000's densities and materials with mcproton's stopping powers
+    at 100 MeV, read back as hu_spr.csv: the densities of schneider2000 within 1e-6 (float32 densities)."""
+    from mcproton._io.hu_calibration import spr_per_density
+
+    ref = HUCalibration.load("schneider2000")
+    hu = np.arange(-1000, 3001)
+    k = np.array([spr_per_density(m, 100.0) for m in ref.materials])
+    spr = ref.density_from_hu(hu).astype(float) * k[ref.material_index_from_hu(hu)]
+    d = tmp_path / "from_schneider"
+    d.mkdir()
+    (d / "hu_spr.csv").write_text("HU,SPR\n" + "".join(f"{h},{s:.12g}\n" for h, s in zip(hu, spr)))
+    _write_materials_csv(d / "hu_materials.csv", ref)
+    cal = HUCalibration.load(d)
+    got, want = cal.density_from_hu(hu).astype(float), ref.density_from_hu(hu).astype(float)
+    assert np.abs(got / want - 1).max() < 1e-6
+    assert (cal.material_index_from_hu(hu) == ref.material_index_from_hu(hu)).all()
+    # the transport sees the table's SPR at the reference energy, and at 70-230 MeV within 0.5 % (the materials'
+    # energy dependence: 0.43 % for the densest Schneider bone at 230 MeV)
+    np.testing.assert_allclose(cal.spr_from_hu(hu, 100.0), spr, rtol=1e-6)
+    for e in (70.0, 150.0, 230.0):
+        dev = np.abs(cal.spr_from_hu(hu, e) / spr - 1)
+        assert dev.max() < 5e-3 and dev.max() > 1e-4, (e, dev.max())
+    # the provenance says where the densities came from
+    assert "HU-SPR at 100 MeV" in cal.name and "HU -> SPR" in cal.source and "icru90" in cal.source
+
+
+def test_spr_water_voxel_gets_water_density(tmp_path):
+    """HU 0 with SPR 1.0 and mcproton's water composition: density 1.0; the pstar water model gives the same (the
+    water is the table itself); a water-like composition with 1 % more hydrogen, taken as a compound with the ICRU 37
+    I-values (I = 75 eV, not water's 78), 0.6 % less than 1 (its SPR per g/cm3 is 1.006 with ICRU 90 water)."""
+    d = _spr_folder(tmp_path, "HU,SPR\n-1000,0.00107\n0,1.0\n1000,1.5\n")
+    for model in ("icru90", "pstar"):
+        assert float(HUCalibration.load(d, water_model=model).density_from_hu(0)) == pytest.approx(1.0, abs=1e-6)
+    (d / "hu_materials.csv").write_text("hu_lo,name,w_H,w_O\n-1000,waterlike,0.113,0.887\n")
+    rho = float(HUCalibration.load(d).density_from_hu(0))
+    assert rho == pytest.approx(1 / 1.00586, rel=2e-4)
+
+
+def test_spr_table_steps_at_material_bounds(tmp_path):
+    """The density curve is exact at the material bounds: on each side the SPR of the table over that side's
+    material's SPR per unit density (a step where the materials differ)."""
+    from mcproton._io.hu_calibration import spr_per_density
+
+    mats = WATER_ROW + "200,bone,0.064,0.278,0.027,0.41,0.002,0.007,0.002,0.22\n"
+    mats = mats.replace("hu_lo,name,w_H,w_O", "hu_lo,name,w_H,w_C,w_N,w_O,w_Mg,w_P,w_S,w_Ca").replace(
+        "water,0.111894,0.888106", "water,0.111894,0,0,0.888106,0,0,0,0")
+    cal = HUCalibration.load(_spr_folder(tmp_path, "HU,SPR\n-1000,0.001\n0,1.0\n1000,1.6\n", mats))
+    kw, kb = (spr_per_density(m, 100.0) for m in cal.materials)
+    assert kb < 0.97 * kw       # bone stops less per gram than water
+    spr_200 = 1.0 + 0.6 * 0.2
+    assert float(cal.density_from_hu(199.9999)) == pytest.approx(spr_200 / kw, rel=1e-5)
+    assert float(cal.density_from_hu(200)) == pytest.approx(spr_200 / kb, rel=1e-6)
+    np.testing.assert_allclose(cal.spr_from_hu([-1000, -500, 0, 150, 200, 600, 1000, 4000]),
+                               [0.001, 0.5005, 1.0, 1.09, 1.12, 1.36, 1.6, 1.6], rtol=1e-6)
+
+
+def test_spr_calibration_in_the_run_geometry_step(tmp_path):
+    """A CT slab of known HU through `mcproton run`'s geometry step (config phantom.calibration = the folder)
+    and `mcproton check`'s: the densities SPR / SPR-per-density of the material, with the run's water model."""
+    from mcproton._check.compute import build_geometry as check_geometry
+    from mcproton._check.inputs import TPSDose
+    from mcproton._io.hu_calibration import spr_per_density
+    from mcproton.config import build_geometry
+    from mcproton.materials import get_material
+
+    d = _spr_folder(tmp_path, "# clinic HLUT, exported\nHU;SPR\n-1000;0.001\n0;1.0\n1000;1.5\n")
+    hu = np.zeros((4, 6, 6))
+    hu[:, :, :2], hu[:, :, 4:] = -1000, 400          # air | water | "dense water" at 400 HU (SPR 1.2)
+    write_ct_series(hu, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    for model in ("icru90", "pstar"):
+        g = build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct"), "calibration": str(d)},
+                            "physics": {"water_model": model}})
+        k = spr_per_density(get_material("water"), 100.0, model)
+        assert k == pytest.approx(1.0, abs=1e-9)
+        np.testing.assert_allclose(g.density_g_cm3_zyx[0, 0], np.array([0.001, 0.001, 1, 1, 1.2, 1.2]) / k,
+                                   rtol=1e-6)
+        assert "HU-SPR at 100 MeV" in g.name
+    grid = TPSDose("RD.dcm", np.zeros((2, 3, 3)), (4.0, 4.0, 4.0), (1.0, 1.0, 1.0), "", "PHYSICAL", "PLAN", None)
+    g2, cal, _ = check_geometry(tmp_path / "ct", str(d), grid)
+    np.testing.assert_allclose(g2.density_g_cm3_zyx[0, 0], [0.001, 1.0, 1.2], rtol=1e-6)
+    assert "HU-SPR at 100 MeV" in cal.name
+
+
+@pytest.mark.parametrize("spr,extra,match", [
+    ("HU,SPR\n0,1.0\n-100,0.9\n", None, "increase strictly"),
+    ("HU,SPR\n0,1.0\n0,1.1\n", None, "increase strictly"),
+    ("HU,SPR\n0,1.0\n", None, "at least two"),
+    ("HU,SPR\n-1000,0\n0,1.0\n", None, r"SPR 0 at -1000 HU .*0\.\.3"),
+    ("HU,SPR\n-1000,-0.1\n0,1.0\n", None, "SPR -0.1 at"),
+    ("HU,SPR\n0,1.0\n1000,1600\n", None, "SPR 1600 at 1000 HU"),
+    ("HU;SPR\n-1000;0,001\n0;1,0\n", None, "holds 3 numbers.*decimal comma"),
+    ("HU,SPR\n0,1.0\n500,abc\n", None, "not 'HU SPR'"),
+    ("HU,density_gcm3\n-1000,0.001\n0,1.0\n", None, "does not say .* stopping-power ratio.*hu_density.csv"),
+    ("SPR,HU\n0.001,-1000\n1.0,0\n", None, "swapped"),
+    ("HU,SPR\n-1000,0.001\n0,1.0\n500,1.3\n600,0.3\n", None, "falls from 1.3 at 500 HU to 0.3 at 600 HU"),
+    ("HU,SPR\n-1000,0.001\n0,1.0\n", "hu_density.csv", "both hu_spr.csv and hu_density.csv"),
+    ("HU,SPR\n-1000,0.001\n0,1.0\n", "no materials", "needs hu_materials.csv"),
+])
+def test_bad_spr_tables_are_refused(tmp_path, spr, extra, match):
+    d = _spr_folder(tmp_path, spr)
+    if extra == "hu_density.csv":
+        (d / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.001\n0,1.0\n")
+    elif extra == "no materials":
+        (d / "hu_materials.csv").unlink()
+    with pytest.raises(CalibrationError, match=match):
+        HUCalibration.load(d)
+
+
+def test_spr_table_in_hu_density_csv_points_to_hu_spr_csv(tmp_path):
+    """An SPR table under the name hu_density.csv is still refused (it would be read as densities); the message
+    names hu_spr.csv."""
+    d = tmp_path / "cal"
+    d.mkdir()
+    (d / "hu_density.csv").write_text("HU,SPR\n-1000,0.001\n0,1.0\n")
+    (d / "hu_materials.csv").write_text(WATER_ROW)
+    with pytest.raises(CalibrationError, match="stopping-power ratio.*hu_spr.csv"):
+        HUCalibration.load(d)

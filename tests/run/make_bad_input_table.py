@@ -141,6 +141,15 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      PLAN.replace('"dcpt_v5"', '"models/my_machine.toml"'), "looked for the file"),
     ("HU calibration folder that does not exist", [], CT.replace("@EXTRA", 'calibration = "my_scanner"'),
      "looked for the folder"),
+    # a folder with the TPS's HU -> SPR table (hu_spr.csv + hu_materials.csv, made by case_argv from HLUT_FOLDERS)
+    ("HU -> SPR folder holding hu_density.csv too (ambiguous)", [], CT.replace("@EXTRA", 'calibration = "hlut_both"'),
+     "both hu_spr.csv and hu_density.csv"),
+    ("HU -> SPR table in per mille (SPR 1000 at 0 HU)", [],
+     CT.replace("@EXTRA", 'calibration = "hlut_absurd"'), "not a stopping-power ratio"),
+    ("HU -> SPR table with HU out of order", [], CT.replace("@EXTRA", 'calibration = "hlut_order"'),
+     "increase strictly"),
+    ("HU -> SPR table saved as hu_density.csv", [], CT.replace("@EXTRA", 'calibration = "hlut_as_density"'),
+     "hu_spr.csv"),
     ("plan.beams naming a beam the plan does not have", ["--set", "plan.beams=[1, 4]"], PLAN, "not in the plan"),
     ("plan.beams naming a beam twice", ["--set", "plan.beams=[1, 1]"], PLAN, "named twice"),
     ("plan for another treatment machine than the beam model's (GTR4, dcpt_v5 is of TR1-TR3)", [],
@@ -178,6 +187,16 @@ def _small_ct(folder: Path) -> None:
         write_ct_series(np.zeros((4, 8, 8), np.int16), (2.0, 2.0, 2.0), (-7.0, -7.0, 0.0), folder)
 
 
+#: calibration folders of the HU -> SPR cases: name -> {file: text}; each beside a one-material hu_materials.csv
+HLUT_FOLDERS: dict[str, dict[str, str]] = {
+    "hlut_both": {"hu_spr.csv": "HU,SPR\n-1000,0.001\n0,1.0\n1500,1.8\n",
+                  "hu_density.csv": "HU,density_gcm3\n-1000,0.0012\n0,1.0\n1500,1.9\n"},
+    "hlut_absurd": {"hu_spr.csv": "HU,SPR\n-1000,1\n0,1000\n1000,1600\n"},
+    "hlut_order": {"hu_spr.csv": "HU,SPR\n-1000,0.001\n1000,1.5\n0,1.0\n"},
+    "hlut_as_density": {"hu_density.csv": "HU,SPR\n-1000,0.001\n0,1.0\n1500,1.8\n"},
+}
+
+
 def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]:
     import shutil
 
@@ -186,6 +205,12 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
     cfg.write_text(text)
     if 'ct_dir = "ct"' in text:
         _small_ct(tmp / "ct")
+    for name, files in HLUT_FOLDERS.items():
+        if f'calibration = "{name}"' in text:
+            (tmp / name).mkdir(exist_ok=True)
+            (tmp / name / "hu_materials.csv").write_text("hu_lo,name,w_H,w_O\n-1000,water,0.111894,0.888106\n")
+            for fname, body in files.items():
+                (tmp / name / fname).write_text(body)
     if '"RP.dcm"' in text:
         shutil.copy(ROOT / "tests" / "data" / "dicom" / "RP_plan05.dcm", tmp / "RP.dcm")
     if '"RP_GTR4.dcm"' in text:   # the same plan, for another clinic's machine
