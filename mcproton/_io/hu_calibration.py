@@ -393,7 +393,7 @@ class HUCalibration:
         h = np.asarray(hu, dtype=np.float64)
         return np.clip(np.searchsorted(self.bin_hu_lo, h, side="right") - 1, 0, self.bin_hu_lo.size - 1)
 
-    def spr_from_hu(self, hu, energy_mev: float = 100.0, water_model: str = "icru90",
+    def spr_from_hu(self, hu, energy_mev: float = SPR_REFERENCE_MEV, water_model: str = "icru90",
                     ivalue_set: str | None = None) -> np.ndarray:
         """Stopping-power ratio to water (float64) that mcproton's stopping powers give the voxels of these HU at
         ``energy_mev``: density x :func:`spr_per_density` of the bin's material."""
