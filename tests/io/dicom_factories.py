@@ -13,20 +13,26 @@ RT_ION_PLAN = "1.2.840.10008.5.1.4.1.1.481.8"
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 
 
+def _new_file(sop_class: str, name: str) -> FileDataset:
+    """An empty DICOM file data set of ``sop_class`` with a new SOPInstanceUID and its file meta."""
+    meta = FileMetaDataset()
+    uid = generate_uid()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = FileDataset(name, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = uid
+    return ds
+
+
 def make_plan(beams: list[dict], *, patient_position: str = "HFS", frame_of_reference_uid: str | None = None,
               n_fractions: int = 1) -> FileDataset:
     """beams: dicts with gantry, couch, iso (x,y,z), layers [(energy, [(x,y),...], [w,...])], optional
     vsad (x,y), meterset (MU), rs_id + rs_wet (range shifter IN on every layer), scan_mode, radiation, machine
     (TreatmentMachineName, default TR1)."""
-    meta = FileMetaDataset()
-    uid = generate_uid()
-    meta.MediaStorageSOPClassUID = RT_ION_PLAN
-    meta.MediaStorageSOPInstanceUID = uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds = FileDataset("plan.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = RT_ION_PLAN
-    ds.SOPInstanceUID = uid
+    ds = _new_file(RT_ION_PLAN, "plan.dcm")
     ds.Modality = "RTPLAN"
     ds.PatientName = "test^plan"
     ds.PatientID = "T1"
@@ -154,15 +160,7 @@ def make_rtstruct(rois: dict[str, list[np.ndarray]], *, points: dict[str, tuple]
                   for_uid: str | None = None) -> FileDataset:
     """A synthetic RT Structure Set: one ROI per entry of ``rois`` (CLOSED_PLANAR contours, (n, 3) mm) and of
     ``points`` (a POINT contour, type ISOCENTER), numbered from 1, in the frame ``for_uid`` (default a new one)."""
-    meta = FileMetaDataset()
-    uid = generate_uid()
-    meta.MediaStorageSOPClassUID = RT_STRUCTURE_SET_STORAGE
-    meta.MediaStorageSOPInstanceUID = uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds = FileDataset("rs.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = RT_STRUCTURE_SET_STORAGE
-    ds.SOPInstanceUID = uid
+    ds = _new_file(RT_STRUCTURE_SET_STORAGE, "rs.dcm")
     ds.Modality = "RTSTRUCT"
     for_uid = for_uid or generate_uid()
     rf = Dataset()
