@@ -74,3 +74,15 @@ def outcome(load, path, reference, refusals: tuple[type[BaseException], ...] = (
     if got != reference:
         return "silently changed", (describe(got, reference) if describe else "loaded with a different result")
     return "accepted unchanged", ""
+
+
+def run_cases(tmp, seed: int, *runners) -> Tally:
+    """One Tally of the ``runners`` (each ``runner(tmp, tally, rng)``) sharing one random generator of ``seed``, in
+    this order (the cases, hence the counts, depend on it)."""
+    import numpy as np
+
+    tally = Tally()
+    rng = np.random.default_rng(seed)
+    for run in runners:
+        run(tmp, tally, rng)
+    return tally

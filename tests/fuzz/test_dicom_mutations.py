@@ -37,7 +37,7 @@ from mcproton._io.ct import load_ct_series, write_ct_series
 from mcproton._io.rtplan import load_rtplan
 
 from dicom_fuzz_harness import Tally, nan_value as _nan_value, outcome as _outcome, to_bytes as _to_bytes, \
-    walk as _walk
+    run_cases, walk as _walk
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dicom"
 # cases per plan: Eclipse 4 beams / 4 setups, RayStation with a range shifter, Eclipse one layer (small files:
@@ -296,11 +296,7 @@ def run_ct_cases(tmp: Path, tally: Tally, rng) -> None:
 
 
 def run_all(tmp: Path) -> Tally:
-    tally = Tally()
-    rng = np.random.default_rng(SEED)
-    run_plan_cases(tmp, tally, rng)
-    run_ct_cases(tmp, tally, rng)
-    return tally
+    return run_cases(tmp, SEED, run_plan_cases, run_ct_cases)
 
 
 def report(t: Tally) -> str:

@@ -44,7 +44,7 @@ from mcproton._io.errors import DicomInputError
 from mcproton._io.rtdose import write_rtdose
 from mcproton._io.rtstruct import rasterise, read_rtstruct
 
-from dicom_fuzz_harness import Tally, nan_value, outcome, to_bytes, walk
+from dicom_fuzz_harness import Tally, nan_value, outcome, run_cases, to_bytes, walk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
 from dicom_factories import circle_contour, make_rtstruct, rect_contour  # noqa: E402  (tests/io)
@@ -387,11 +387,7 @@ def run_struct_cases(tmp: Path, tally: Tally, rng) -> None:
 
 
 def run_all(tmp: Path) -> Tally:
-    tally = Tally()
-    rng = np.random.default_rng(SEED)
-    run_dose_cases(tmp, tally, rng)
-    run_struct_cases(tmp, tally, rng)
-    return tally
+    return run_cases(tmp, SEED, run_dose_cases, run_struct_cases)
 
 
 def report(t: Tally) -> str:
