@@ -86,3 +86,18 @@ def run_cases(tmp, seed: int, *runners) -> Tally:
     for run in runners:
         run(tmp, tally, rng)
     return tally
+
+
+def print_counts(run_all, report) -> int:
+    """Run the cases in a temporary folder, print the counts (``report``) and every violation; 1 if there is one
+    (the files' ``python tests/fuzz/<file>.py``)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        t = run_all(Path(d))
+    print(report(t))
+    for v in t.violations:
+        print("VIOLATION", v)
+    return 1 if t.violations else 0
+

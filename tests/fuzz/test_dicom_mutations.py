@@ -37,7 +37,7 @@ from mcproton._io.ct import load_ct_series, write_ct_series
 from mcproton._io.rtplan import load_rtplan
 
 from dicom_fuzz_harness import Tally, nan_value as _nan_value, outcome as _outcome, to_bytes as _to_bytes, \
-    run_cases, walk as _walk
+    print_counts, run_cases, walk as _walk
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dicom"
 # cases per plan: Eclipse 4 beams / 4 setups, RayStation with a range shifter, Eclipse one layer (small files:
@@ -320,11 +320,4 @@ def test_dicom_mutations(tmp_path):
 
 
 if __name__ == "__main__":  # print the counts (the README's reliability section quotes them)
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        t = run_all(Path(d))
-    print(report(t))
-    for v in t.violations:
-        print("VIOLATION", v)
-    sys.exit(1 if t.violations else 0)
+    sys.exit(print_counts(run_all, report))

@@ -44,7 +44,7 @@ from mcproton._io.errors import DicomInputError
 from mcproton._io.rtdose import write_rtdose
 from mcproton._io.rtstruct import rasterise, read_rtstruct
 
-from dicom_fuzz_harness import Tally, nan_value, outcome, run_cases, to_bytes, walk
+from dicom_fuzz_harness import Tally, nan_value, outcome, print_counts, run_cases, to_bytes, walk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
 from dicom_factories import circle_contour, make_rtstruct, rect_contour  # noqa: E402  (tests/io)
@@ -187,22 +187,21 @@ def d_position(ds, data, rng):
     return ds
 
 
-def d_units(ds, data, rng):
-    u = _pick(rng, [None, "CGY", "RELATIVE", "MGY", ""])
-    if u is None:
-        del ds.DoseUnits
+def _set_or_drop(ds, keyword: str, value):
+    """``ds.keyword = value``, or the element removed where ``value`` is None."""
+    if value is None:
+        delattr(ds, keyword)
     else:
-        ds.DoseUnits = u
+        setattr(ds, keyword, value)
     return ds
+
+
+def d_units(ds, data, rng):
+    return _set_or_drop(ds, "DoseUnits", _pick(rng, [None, "CGY", "RELATIVE", "MGY", ""]))
 
 
 def d_dose_type(ds, data, rng):
-    t = _pick(rng, [None, "UNKNOWN", "ERROR", ""])
-    if t is None:
-        del ds.DoseType
-    else:
-        ds.DoseType = t
-    return ds
+    return _set_or_drop(ds, "DoseType", _pick(rng, [None, "UNKNOWN", "ERROR", ""]))
 
 
 def d_references(ds, data, rng):
@@ -409,11 +408,4 @@ def test_rtdose_rtstruct_mutations(tmp_path):
 
 
 if __name__ == "__main__":  # print the counts and every violation
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        t = run_all(Path(d))
-    print(report(t))
-    for v in t.violations:
-        print("VIOLATION", v)
-    sys.exit(1 if t.violations else 0)
+    sys.exit(print_counts(run_all, report))
