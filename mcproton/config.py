@@ -66,6 +66,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "layers": ((list,), 'slab layers: [{material = "water", thickness_mm = 20, density_g_cm3 = 1.0}, ...]'),
         "ct_dir": ((str,), "ct: folder of a DICOM CT series; slab_ct: a new or empty folder to keep its CT in "
                              "(default: a temporary one)"),
+        "ct_series": ((str,), "ct: SeriesInstanceUID of the CT series to read when ct_dir holds several (default: "
+                                "the only axial series; a localizer is skipped)"),
         "calibration": ((str,), 'HU calibration: "schneider2000" (default), a built-in name or a folder '
                                 '(hu_density.csv, or the TPS\'s HU -> SPR curve as hu_spr.csv, + hu_materials.csv; '
                                 'docs/patient_workflow.md)'),
@@ -127,7 +129,7 @@ PHANTOM_KEYS: dict[str, tuple[str, ...]] = {
     "box": ("type", "material", "density_g_cm3", "size_mm", "voxel_mm"),
     "slabs": ("type", "layers", "lateral_size_mm", "voxel_mm"),
     "slab_ct": ("type", "layers", "lateral_size_mm", "voxel_mm", "depth_axis", "surface_mm", "air_mm", "ct_dir"),
-    "ct": ("type", "ct_dir", "calibration", "dose_voxel_mm"),
+    "ct": ("type", "ct_dir", "ct_series", "calibration", "dose_voxel_mm"),
     "paediatric": ("type", "age_years", "voxel_mm"),
 }
 
@@ -422,7 +424,13 @@ def build_geometry(cfg: dict[str, Any]):
                 raise ConfigError(f"phantom.ct_dir = {ph['ct_dir']!r}: the CT folder {ct_dir} "
                                   f"{'is a file' if ct_dir.exists() else 'does not exist'}"
                                   f"{relative_path_note(cfg, ph['ct_dir'])}; give the folder that holds the CT slices")
-            ct = load_ct_series(ct_dir)
+            sel = ph.get("ct_series")
+            try:
+                ct = load_ct_series(ct_dir, series_uid=sel)
+            except ValueError as exc:   # DicomInputError: name the config key that chose the missing series
+                if sel is not None and f"CT series {sel} is not in" in str(exc):
+                    raise ConfigError(f"phantom.ct_series = {sel!r}: {exc}") from None
+                raise
             cal = ph.get("calibration", "schneider2000")
             cal_path = _resolve(cfg, cal)  # a calibration folder relative to the config, else a built-in name
             try:

@@ -370,12 +370,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           threads: int | None = None, levels: ActionLevels | str | Path | None = None,
           gamma_points: int | None = 10000, gamma_workers: int | None = 1, report: bool = True,
           mc: MCDose | None = None, machine_check: bool = True,
-          prescription: float | Mapping[str, float] | None = None,
+          prescription: float | Mapping[str, float] | None = None, ct_series: str | None = None,
           progress: bool = True, log: Callable[[str], None] | None = None) -> CheckResult:
     """Recompute a plan with Monte Carlo on its planning-system dose grid and compare (see docs/check.md).
 
     plan, dose, ct, struct : the RT Ion Plan, the TPS RT Dose(s) (a plan dose and/or per-beam doses), the CT
         folder and the RT Struct; or ``folder`` holding them (found and paired by UID).
+    ct_series : the SeriesInstanceUID of the plan's CT where the folder (or ``ct``) holds several CT series and
+        the structure set does not name the one its contours were drawn on (a localizer is always skipped).
     phantom_from_struct : no CT: build one from the structure set's ROI material overrides (phantoms).
     dose_to : "water" (default, what clinical proton TPSs report) or "medium".
     rbe : constant RBE for a DoseType EFFECTIVE dose (default 1.1).
@@ -413,7 +415,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     t, c = time.perf_counter(), time.process_time()
     inp = gather(plan=plan, dose=dose, ct=ct, struct=struct, folder=folder, dose_type=dose_type,
-                 fractions=fractions)
+                 fractions=fractions, ct_series=ct_series)
     for line in inp.pairing:
         log(f"mcproton check: {line}")
     ref = inp.reference
@@ -450,7 +452,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 log(f"mcproton check: phantom: {nline}")
         # calibration None: the default (schneider2000), which a CT naming another one is refused with
         geometry, cal = build_geometry(ct_dir, "schneider2000" if calibration is None else calibration, ref,
-                                       timings, given=calibration is not None)[:2]   # the CT's HU freed at once
+                                       timings, given=calibration is not None,
+                                       series_uid=inp.ct_series)[:2]   # the CT's HU freed at once
         cal_name = getattr(cal, "name", str(calibration))
     else:
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")

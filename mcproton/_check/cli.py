@@ -27,6 +27,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="FOLDER holds one sub-folder per patient: check each into OUT/<sub-folder>/, summary in "
                         "OUT/batch.json")
     c.add_argument("--ct", help="folder of the plan's CT series")
+    c.add_argument("--ct-series", metavar="UID",
+                   help="SeriesInstanceUID of the plan's CT where the folder holds several CT series (default: the "
+                        "only axial one, else the one the RT Struct was drawn on; a localizer is skipped)")
     c.add_argument("--plan", help="RT Ion Plan (RP.dcm)")
     c.add_argument("--dose", action="append", help="TPS RT Dose: the plan dose and/or per-beam doses (repeatable)")
     c.add_argument("--struct", help="RT Structure Set (RS.dcm): DVH metrics and the body outline (External)")
@@ -85,9 +88,9 @@ def main(args: argparse.Namespace) -> int:
         if args.prescription:
             raise ValueError("--prescription is one plan's; --batch checks many: leave it out (each plan's "
                              "TargetPrescriptionDose, else each target's TPS median, is used)")
-        if not args.folder or args.plan or args.dose or args.ct or args.struct:
+        if not args.folder or args.plan or args.dose or args.ct or args.struct or args.ct_series:
             raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"
-                             "--struct")
+                             "--ct-series/--struct")
         results = check_batch(args.folder, args.out, **common)
         for name, r in results.items():
             print(f"{name}: " + (("PASS" if r.passed else "FAIL (" + "; ".join(c["quantity"] for c in r.failed) + ")")
@@ -99,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("give a patient folder or --plan with --dose (and --ct or --phantom-from-struct); "
                          "see mcproton check --help")
     res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder, out=args.out,
-                prescription=_prescription_arg(args.prescription), **common)
+                prescription=_prescription_arg(args.prescription), ct_series=args.ct_series, **common)
     if args.json:
         print(json.dumps(res.to_dict(), indent=1))
     else:

@@ -179,20 +179,21 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
 
 # ---------------------------------------------------------------------- geometry and MC dose on the TPS grid
 def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: dict | None = None, *,
-                   given: bool = True):
+                   given: bool = True, series_uid: str | None = None):
     """The transport geometry: the CT in blocks of whole CT voxels nearest to the TPS spacing, converted slab
     by slab by :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` (the conversion of ``mcproton
     run`` too).  Returns (geometry, calibration, CT); ``timings["read_ct_s"]``: the CT reading.
 
     A CT that mcproton wrote from densities names the calibration whose inverse gave its CT numbers
     (ImageComments): read with another one it is refused if ``given`` is false (the default calibration, no
-    --calibration), else warned about, as in ``mcproton run``."""
+    --calibration), else warned about, as in ``mcproton run``.  ``series_uid``: the series to read when the
+    folder holds several."""
     from .._io.ct import load_ct_series
     from .._io.dicom_common import StudyReference
     from .._io.hu_calibration import HUCalibration
 
     t = time.perf_counter()
-    ct = load_ct_series(ct_dir)
+    ct = load_ct_series(ct_dir, series_uid=series_uid)
     if timings is not None:
         timings["read_ct_s"] = time.perf_counter() - t
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)

@@ -7,7 +7,10 @@ dose (DoseSummationType BEAM) names its beam in ReferencedFractionGroupSequence 
 In a folder (exports and hand copies are messy): copies of one RT Dose (one SOPInstanceUID) count once; two doses
 of one beam, two plan doses, two plans with doses, two CT series or two RT Structs of the plan's frame that the
 plan does not tell apart, files of different PatientIDs and damaged DICOM files are refused with the files named;
-a plan without a dose, a CT series or RT Struct of another frame and non-DICOM files are skipped and named.
+a plan without a dose, a CT series or RT Struct of another frame, a localizer (scout) series and non-DICOM files
+are skipped and named.  Of several CT series of the plan's frame (a 4-D CT's phases and average, a contrast and a
+plain CT) the check reads the one the structure set was drawn on (its RTReferencedSeriesSequence), else the one
+given by ``ct_series`` (``--ct-series``); a folder that holds several series is read one series only.
 
 What the TPS dose holds:
 
@@ -34,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io.ct import is_localizer
 from .._io.dicom_common import read_dicom_file
 from .._io.errors import DicomInputError, InputDataError
 from .mc_rtdose import is_check_output
@@ -96,6 +100,7 @@ class CheckInputs:
     fractions: int
     all_fractions: bool
     pairing: list[str] = field(default_factory=list)
+    ct_series: str | None = None   # SeriesInstanceUID of the CT series read from ct_dir (None: the folder's only one)
 
     @property
     def reference(self) -> TPSDose:
@@ -126,12 +131,16 @@ class _Header:
     frame: str
     patient: str
     description: str
+    localizer: bool = False                 # CT: ImageType names LOCALIZER (a scout/topogram)
+    ref_series: tuple[str, ...] = ()        # RT Struct: the CT series its contours were drawn on
 
 
-def _scan(folder: str | Path) -> tuple[dict[str, list[Path]], dict[Path, _Header], list[str]]:
+def _scan(folder: str | Path, *, outputs_too: bool = False
+          ) -> tuple[dict[str, list[Path]], dict[Path, _Header], list[str]]:
     """:func:`discover`, with each file's header (UIDs, PatientID) and the files skipped as not DICOM
     ("name (0 bytes)" for an empty one).  A file that is DICOM but damaged (cut, unparsable) or cannot be read
-    at all is refused: it may be the plan's dose or a CT slice, and skipping it would change the check."""
+    at all is refused: it may be the plan's dose or a CT slice, and skipping it would change the check.
+    ``outputs_too``: an earlier check's CT or dose counts as CT or RTDOSE (a folder given as --ct)."""
     root = Path(folder)
     if not root.is_dir():
         raise CheckInputError(f"{root} is not a folder; give the folder that holds one patient's DICOM files "
@@ -155,14 +164,16 @@ def _scan(folder: str | Path) -> tuple[dict[str, list[Path]], dict[Path, _Header
             not_dicom.append(str(p.relative_to(root)) + (" (0 bytes)" if size == 0 else ""))
             continue
         mod = str(ds.get("Modality", "") or "")
-        if mod in ("RTDOSE", "CT") and is_check_output(ds):
+        if mod in ("RTDOSE", "CT") and not outputs_too and is_check_output(ds):
             found.setdefault("CHECK_OUTPUT", []).append(p)   # an earlier check's MC dose or phantom CT
         elif mod in found:
             found[mod].append(p)
             headers[p] = _Header(p, mod, str(ds.get("SOPInstanceUID", "") or ""),
                                  str(ds.get("SeriesInstanceUID", "") or ""),
                                  str(ds.get("FrameOfReferenceUID", "") or ""), str(ds.get("PatientID", "") or ""),
-                                 str(ds.get("SeriesDescription", "") or ""))
+                                 str(ds.get("SeriesDescription", "") or ""),
+                                 localizer=mod == "CT" and is_localizer([ds]),
+                                 ref_series=struct_ct_series(ds) if mod == "RTSTRUCT" else ())
     return found, headers, not_dicom
 
 
@@ -229,38 +240,83 @@ def _one_file_per_dose(doses: list[TPSDose], log: list[str]) -> list[TPSDose]:
     return out
 
 
+def struct_ct_series(ds) -> tuple[str, ...]:
+    """The SeriesInstanceUIDs of the CT series an RT Structure Set's contours were drawn on
+    (ReferencedFrameOfReferenceSequence > RTReferencedStudySequence > RTReferencedSeriesSequence, PS3.3 C.8.8.5;
+    Type 3 below the frame, so it may be absent: then ())."""
+    out: list[str] = []
+    for fr in ds.get("ReferencedFrameOfReferenceSequence", []) or []:
+        for st in fr.get("RTReferencedStudySequence", []) or []:
+            for se in st.get("RTReferencedSeriesSequence", []) or []:
+                uid = str(se.get("SeriesInstanceUID", "") or "")
+                if uid and uid not in out:
+                    out.append(uid)
+    return tuple(out)
+
+
 def _series_list(groups: dict[tuple[Path, str], list[Path]], headers: dict[Path, _Header]) -> str:
-    return "; ".join(f"{where}: series {uid} ({len(files)} slices, {headers[files[0]].description!r}, "
-                     f"FrameOfReferenceUID {headers[files[0]].frame}, PatientID {headers[files[0]].patient!r})"
-                     for (where, uid), files in groups.items())
+    return "; ".join(f"{where}: series {uid} ({len(files)} slice{'s' if len(files) != 1 else ''}, "
+                     f"{headers[files[0]].description!r}, FrameOfReferenceUID {headers[files[0]].frame}, PatientID "
+                     f"{headers[files[0]].patient!r})" for (where, uid), files in groups.items())
 
 
-def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, log: list[str]) -> tuple[Path, str]:
-    """The folder of the plan's CT series among the CT slices of the folder (by SeriesInstanceUID and
-    FrameOfReferenceUID); another series of another frame is skipped and named; two series of the plan's frame,
-    or a folder that mixes the plan's series with another, are refused (slices are never mixed)."""
+def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, log: list[str], *,
+             want: str | None = None, struct_series: Sequence[str] = (),
+             struct_name: str = "") -> tuple[Path, str, str]:
+    """The plan's CT series among the CT slices of a folder: (its folder, its SeriesInstanceUID, its PatientID).
+
+    ``want`` (``--ct-series``) names the series.  Else localizer (scout) series are skipped, and of the series
+    left, the one on the plan's frame of reference (the only series: taken, its frame compared with the plan's
+    later); of several on the plan's frame, the one the structure set's contours were drawn on
+    (``struct_series``); several that nothing tells apart are refused with a listing.  Other series are skipped
+    and named.  A folder may hold other series beside the chosen one: only the chosen one is read."""
     groups: dict[tuple[Path, str], list[Path]] = {}
     for p in files:
         groups.setdefault((p.parent, headers[p].series), []).append(p)
-    mine = {k: v for k, v in groups.items() if headers[v[0]].frame == plan_frame}
-    if len(groups) == 1:
-        mine = groups   # one series: taken, its frame compared with the plan's below
-    advice = ("give --ct with the folder of the plan's CT series; the check reads a CT folder whole, so each series "
-              "must lie in a folder of its own")
-    if len(mine) != 1:
-        which = ("of the plan's frame of reference " if mine else "and none on the plan's frame ") + plan_frame
-        raise CheckInputError(f"{len(mine) if mine else len(groups)} CT series {which} "
-                              f"({_series_list(mine or groups, headers)}): {advice}")
+    advice = ("give --ct-series with the SeriesInstanceUID of the CT the plan was computed on (and --ct with its "
+              "folder if it is elsewhere)")
+    if want is not None:
+        mine = {k: v for k, v in groups.items() if k[1] == want}
+        if not mine:
+            raise CheckInputError(f"--ct-series {want}: no CT series with this SeriesInstanceUID; the CT series "
+                                  f"found: {_series_list(groups, headers)}")
+        how = "as given by --ct-series"
+    else:
+        scouts = {k: v for k, v in groups.items() if all(headers[p].localizer for p in v)}
+        axial = {k: v for k, v in groups.items() if k not in scouts}
+        for (w, u), v in scouts.items():
+            log.append(f"skipped CT series {u} in {w} ({len(v)} image(s), {headers[v[0]].description!r}): a "
+                       "localizer (scout/topogram, ImageType LOCALIZER), not an axial CT")
+        mine = {k: v for k, v in axial.items() if headers[v[0]].frame == plan_frame}
+        if len(axial) == 1:
+            mine = axial   # one series: taken, its frame compared with the plan's later
+        how = ""
+        named = {k: v for k, v in mine.items() if k[1] in struct_series}
+        if len(mine) > 1 and len(named) == 1:
+            how = (f"the series the structure set {struct_name} was drawn on (its RTReferencedSeriesSequence), of "
+                   f"{len(mine)} on the plan's frame")
+            mine = named
+        if len(mine) != 1:
+            which = ("of the plan's frame of reference " if mine else "and none on the plan's frame ") + plan_frame
+            told = (" and the structure set names none of them" if struct_series and not named
+                    else " and no structure set names one of them" if not named else "")
+            raise CheckInputError(f"{len(mine) if mine else len(axial)} CT series {which}{told} "
+                                  f"({_series_list(mine or axial, headers)}): {advice}")
+    if len(mine) > 1:   # one series in two folders (a copy): which copy is not the check's to guess
+        raise CheckInputError(f"CT series {want} lies in {len(mine)} folders ({_series_list(mine, headers)}): give "
+                              "--ct with the folder to read")
     (where, uid), chosen = next(iter(mine.items()))
-    shared = {k: v for k, v in groups.items() if k[0] == where}
-    if len(shared) > 1:
-        raise CheckInputError(f"{len(shared)} CT series in one folder {where} ({_series_list(shared, headers)}): "
-                              f"their slices would be mixed; {advice}")
     for (w, u), v in groups.items():
-        if (w, u) != (where, uid):
-            log.append(f"skipped CT series {u} in {w} ({len(v)} slices): another frame of reference "
-                       f"({headers[v[0]].frame}) than the plan's")
-    return where, headers[chosen[0]].patient
+        if (w, u) == (where, uid) or (want is None and all(headers[p].localizer for p in v)):
+            continue
+        why = ("in the same folder, not read" if w == where
+               else f"another frame of reference ({headers[v[0]].frame}) than the plan's"
+               if headers[v[0]].frame != plan_frame else "not the chosen series")
+        log.append(f"skipped CT series {u} in {w} ({len(v)} slice{'s' if len(v) != 1 else ''}, "
+                   f"{headers[v[0]].description!r}): {why}")
+    log.append(f"CT series {uid} ({len(chosen)} slices, {headers[chosen[0]].description!r})"
+               + (f": {how}" if how else ""))
+    return where, uid, headers[chosen[0]].patient
 
 
 def _plan_names_struct(plan_path: Path, sop: str) -> bool:
@@ -308,8 +364,9 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
 
 def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None,
            ct: str | Path | None = None, struct: str | Path | None = None, folder: str | Path | None = None,
-           dose_type: str | None = None, fractions: str | int = "auto") -> CheckInputs:
-    """Find and pair the inputs (explicit paths win over what ``folder`` holds) and check they match."""
+           dose_type: str | None = None, fractions: str | int = "auto", ct_series: str | None = None) -> CheckInputs:
+    """Find and pair the inputs (explicit paths win over what ``folder`` holds) and check they match.
+    ``ct_series``: the SeriesInstanceUID of the CT series to read (in ``ct`` or the folder) when there are several."""
     from .._io.rtplan import load_rtplan
 
     log: list[str] = []
@@ -468,23 +525,37 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     # ---- frame of reference
     fors = {"plan": rp.frame_of_reference_uid, **{f"dose {Path(d.path).name}": d.frame_of_reference_uid
                                                    for d in doses}}
-    # ---- CT and structures
-    ct_patient = ""
-    if ct is None and found.get("CT"):
-        ct, ct_patient = _pick_ct(found["CT"], headers, rp.frame_of_reference_uid, log)
-    if ct is not None:
-        ct_hdr = None
-        for p in sorted(Path(ct).iterdir()) if Path(ct).is_dir() else []:
-            ct_hdr = _dcm_header(p)
-            if ct_hdr is not None and str(getattr(ct_hdr, "Modality", "")) == "CT":
-                break
-        if ct_hdr is None:
-            raise CheckInputError(f"no CT slices in {ct}; give --ct with the folder of the plan's CT series")
-        fors["CT"] = str(getattr(ct_hdr, "FrameOfReferenceUID", ""))
-        ct_patient = ct_patient or str(getattr(ct_hdr, "PatientID", "") or "")
-        log.append(f"CT: {ct} (FrameOfReferenceUID {fors['CT']})")
+    # ---- structures, then the CT (of several CT series, the one the structure set was drawn on)
     if struct is None and found.get("RTSTRUCT"):
         struct = _pick_struct(found["RTSTRUCT"], headers, plan_path, rp.frame_of_reference_uid, log)
+    struct_series: tuple[str, ...] = ()
+    if struct is not None:
+        sp = Path(struct)
+        struct_series = (headers[sp].ref_series if sp in headers
+                         else struct_ct_series(_dcm_header(sp)) if sp.is_file() else ())
+    ct_patient, ct_uid = "", None
+    if ct is not None:   # a given CT folder: its own slices (not its sub-folders), the same choice of series
+        ct = Path(ct)
+        if not ct.is_dir():
+            raise CheckInputError(f"--ct {ct} is not a folder; give the folder of the plan's CT series")
+        ct_found, ct_headers, _ = _scan(ct, outputs_too=True)
+        ct_files = [p for p in ct_found.get("CT", []) if p.parent == ct]
+        if not ct_files:
+            raise CheckInputError(f"no CT slices in {ct}; give --ct with the folder of the plan's CT series")
+        headers.update(ct_headers)
+        ct, ct_uid, ct_patient = _pick_ct(ct_files, headers, rp.frame_of_reference_uid, log, want=ct_series,
+                                          struct_series=struct_series, struct_name=Path(struct or "").name)
+    elif found.get("CT"):
+        ct, ct_uid, ct_patient = _pick_ct(found["CT"], headers, rp.frame_of_reference_uid, log, want=ct_series,
+                                          struct_series=struct_series, struct_name=Path(struct or "").name)
+    elif ct_series is not None:
+        raise CheckInputError(f"--ct-series {ct_series}: there is no CT to choose from (no CT slices"
+                              f"{' in ' + str(folder) if folder is not None else ''}); give --ct")
+    if ct is not None:
+        ct_frames = {headers[p].frame for p in headers if headers[p].modality == "CT" and p.parent == Path(ct)
+                     and headers[p].series == ct_uid}
+        fors["CT"] = sorted(ct_frames)[0] if len(ct_frames) == 1 else ""
+        log.append(f"CT: {ct} (FrameOfReferenceUID {fors['CT']})")
     # ---- one patient: the files the UIDs link (plan, its doses, the structure set it names) give the patient's
     # PatientID(s) (real exports differ there: APTG plan03's plan says 'test_LET_ramp', its dose and RS
     # 'WTR303030'; noted); a CT or structure set paired by the frame of reference alone must carry one of them
@@ -525,4 +596,4 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                               "structures that belong to this plan")
     return CheckInputs(str(plan_path), rp, total, beams, str(ct) if ct is not None else None,
                        str(struct) if struct is not None else None, rp.frame_of_reference_uid, dtype, nfx, all_fx,
-                       log)
+                       log, ct_series=ct_uid or None)

@@ -131,12 +131,35 @@ def _read_many(files: list[Path], *, pixels: bool):
                 fut.cancel()
 
 
+def is_localizer(datasets) -> bool:
+    """True for a localizer series (scout, topogram, scanogram): every image's ImageType (0008,0008) names
+    LOCALIZER, as Siemens, GE, Philips and Canon write it (PS3.3 C.8.2.1.1.1).  Such a series is a projection
+    image beside the axial CT, never the CT a plan was made on."""
+    def kinds(ds) -> list[str]:
+        v = ds.get("ImageType", None)
+        vals = list(v) if isinstance(v, (list, MultiValue)) else [v] if v else []
+        return [str(x).strip().upper() for x in vals]
+    return bool(datasets) and all("LOCALIZER" in kinds(ds) for ds in datasets)
+
+
+def describe_series(series: dict[str, list]) -> str:
+    """"UID (N slices, 'description'[, localizer])" for each series of {uid: [(file, dataset), ...]}."""
+    out = []
+    for uid, v in series.items():
+        ds = v[0][1]
+        extra = ", localizer" if is_localizer([d for _, d in v]) else ""
+        out.append(f"{uid} ({len(v)} slice{'s' if len(v) != 1 else ''}, "
+                   f"{str(ds.get('SeriesDescription', '') or '')!r}{extra})")
+    return "; ".join(out)
+
+
 @timed("ct_import")
 def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str | None = None) -> CTImage:
     """Read an axial CT series from a folder (or a list of files).
 
     Non-DICOM files and DICOM objects that are not images (RT Plan, RT Struct, RT Dose) are ignored.
-    If the folder holds more than one CT series, pass ``series_uid`` to choose one.
+    A localizer series (scout/topogram, :func:`is_localizer`) beside one axial series is skipped with a warning.
+    If the folder holds more than one axial CT series, pass ``series_uid`` (SeriesInstanceUID) to choose one.
     """
     files = _list_files(folder)
     headers = []
@@ -178,14 +201,21 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((f, ds))
     if series_uid is not None:
         if series_uid not in series:
-            raise _err(f"series {series_uid} is not in {folder}; available CT series: {sorted(series)}")
+            raise _err(f"CT series {series_uid} is not in {folder}; the CT series there: "
+                       f"{describe_series(series)}")
         chosen = series[series_uid]
-    elif len(series) > 1:
-        desc = "; ".join(f"{uid} ({len(v)} slices)" for uid, v in series.items())
-        raise _err(f"the folder holds {len(series)} CT series (mixed series): {desc}; pass series_uid= to "
-                   "choose one or separate them into folders")
     else:
-        chosen = next(iter(series.values()))
+        scouts = {uid: v for uid, v in series.items() if is_localizer([ds for _, ds in v])}
+        axial = {uid: v for uid, v in series.items() if uid not in scouts}
+        if len(axial) > 1 or not axial:
+            raise _err(f"the folder {folder} holds {len(series)} CT series: {describe_series(series)}; choose one "
+                       f"by its SeriesInstanceUID (phantom.ct_series in a run's config, --ct-series in mcproton "
+                       f"check, series_uid= in Python), or put each series in a folder of its own")
+        for uid, v in scouts.items():
+            warnings.warn(f"{folder}: skipped CT series {uid} ({len(v)} image(s), "
+                          f"{str(v[0][1].get('SeriesDescription', '') or '')!r}): a localizer (scout/topogram; "
+                          "ImageType LOCALIZER), not an axial series", stacklevel=2)
+        chosen = next(iter(axial.values()))
 
     # --- frame of reference: one per series; warn when there is none ---
     fors = {str(ds.get("FrameOfReferenceUID", "") or "") for _, ds in chosen}

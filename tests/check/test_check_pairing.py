@@ -218,18 +218,125 @@ def test_two_ct_series_of_the_plans_frame_are_refused(folder):
 
     write_ct_series(_hu(), VS, ORIGIN, folder / "ct_rescan", study=STUDY)
     msg = _refused(folder, "2 CT series")
-    assert "ct_rescan" in msg and "--ct" in msg
+    assert "ct_rescan" in msg and "--ct-series" in msg and "no structure set names one" in msg
 
 
-def test_two_ct_series_mixed_in_one_folder_are_refused_by_the_scan(folder):
-    """The slices of a second series (a re-scan) among the plan CT's: never mixed (before the scan let them through
-    and the CT reader refused them later with a hint, series_uid=, that the check does not take)."""
+def _second_series(folder: Path, into: Path, hu: float = 100.0, description: str = "rescan") -> str:
+    """A second CT series of the plan's frame (water at ``hu`` HU, to tell it from the first) written into
+    ``into`` (the first series' folder: the two mixed); its SeriesInstanceUID."""
     from mcproton.dicom import write_ct_series
 
-    for i, p in enumerate(write_ct_series(_hu(), VS, ORIGIN, folder / "tmp", study=STUDY)):
-        p.rename(folder / "ct" / f"rescan_{i:03d}.dcm")
+    vol = _hu()
+    vol[vol > -1000] = hu
+    uid = ""
+    for i, p in enumerate(write_ct_series(vol, VS, ORIGIN, folder / "tmp_series", study=STUDY,
+                                          series_description=description)):
+        uid = str(pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID)
+        into.mkdir(parents=True, exist_ok=True)
+        p.rename(into / f"{description}_{i:03d}.dcm")
+    (folder / "tmp_series").rmdir()
+    return uid
+
+
+def _series_uid(ct_dir: Path) -> str:
+    return str(pydicom.dcmread(sorted(ct_dir.glob("*.dcm"))[0], stop_before_pixels=True).SeriesInstanceUID)
+
+
+def _struct_drawn_on(path: Path, series_uid: str) -> None:
+    """Give the RT Struct the reference to the CT series its contours were drawn on, as planning systems write
+    it (ReferencedFrameOfReferenceSequence > RTReferencedStudySequence > RTReferencedSeriesSequence)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(path)
+    se, st, fr = Dataset(), Dataset(), Dataset()
+    se.SeriesInstanceUID = series_uid
+    st.ReferencedSOPClassUID, st.ReferencedSOPInstanceUID = "1.2.840.10008.3.1.2.3.1", "1.2.3.4"
+    st.RTReferencedSeriesSequence = Sequence([se])
+    fr.FrameOfReferenceUID, fr.RTReferencedStudySequence = FOR, Sequence([st])
+    ds.ReferencedFrameOfReferenceSequence = Sequence([fr])
+    ds.save_as(path)
+
+
+def test_two_ct_series_mixed_in_one_folder_are_refused_without_a_choice(folder):
+    """The slices of a second series (a re-scan) among the plan CT's: never mixed, and not guessed."""
+    _second_series(folder, folder / "ct")
     msg = _refused(folder, "2 CT series")
-    assert str(folder / "ct") in msg and "folder of its own" in msg
+    assert msg.count(str(folder / "ct")) == 2 and "rescan" in msg and "--ct-series" in msg
+
+
+@pytest.mark.parametrize("how", ["folder", "given --ct"])
+def test_ct_series_chooses_one_series_of_a_mixed_folder_and_only_its_slices_are_read(folder, how):
+    """--ct-series UID: the chosen series is read from the mixed folder (the re-scan's water at 100 HU, not the
+    first series' 0 HU); the other series is named as not read."""
+    from mcproton._check.compute import build_geometry
+
+    first = _series_uid(folder / "ct")
+    uid = _second_series(folder, folder / "ct")
+    kw = {"ct": folder / "ct"} if how == "given --ct" else {}
+    inp = _gather(folder, ct_series=uid, **kw)
+    assert Path(inp.ct_dir) == folder / "ct" and inp.ct_series == uid
+    assert any(f"skipped CT series {first}" in s and "in the same folder, not read" in s for s in inp.pairing)
+    ct = build_geometry(inp.ct_dir, "schneider2000", inp.reference, series_uid=inp.ct_series)[2]
+    assert ct.series_instance_uid == uid and set(np.unique(ct.hu_zyx)) == {-1000.0, 100.0}
+    inp0 = _gather(folder, ct_series=first, **kw)
+    ct0 = build_geometry(inp0.ct_dir, "schneider2000", inp0.reference, series_uid=inp0.ct_series)[2]
+    assert ct0.series_instance_uid == first and set(np.unique(ct0.hu_zyx)) == {-1000.0, 0.0}
+
+
+def test_an_unknown_ct_series_is_refused_with_the_series_found(folder):
+    msg = _refused(folder, "--ct-series 1.2.3.999: no CT series", ct_series="1.2.3.999")
+    assert _series_uid(folder / "ct") in msg
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_of_several_ct_series_the_one_the_structure_set_was_drawn_on_is_read(folder, mixed):
+    """A 4-D CT export: phases and the average on one frame (here two series), the structures drawn on the
+    average, which the RT Struct names (RTReferencedSeriesSequence): that series is the planning CT."""
+    avg = _second_series(folder, folder / "ct" if mixed else folder / "ct_avg", description="AVG")
+    _struct_drawn_on(folder / "RS.dcm", avg)
+    inp = _gather(folder)
+    assert inp.ct_series == avg and Path(inp.ct_dir) == folder / ("ct" if mixed else "ct_avg")
+    assert any(f"CT series {avg}" in s and "the structure set RS.dcm was drawn on" in s for s in inp.pairing)
+    _struct_drawn_on(folder / "RS.dcm", "1.2.3.4.5.6")   # a series not in the folder: nothing tells them apart
+    assert "the structure set names none of them" in _refused(folder, "2 CT series")
+
+
+def _localizer(into: Path) -> str:
+    """A scout (topogram): one coronal projection image in a series of its own, ImageType LOCALIZER, on the
+    plan's frame, as scanners export it beside the axial series."""
+    from mcproton.dicom import write_ct_series
+
+    p = write_ct_series(np.zeros((1, 8, 8)), VS, ORIGIN, into.parent / "tmp_scout", study=STUDY,
+                        series_description="Topogram 0.6 T20f")[0]
+    ds = pydicom.dcmread(p)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    ds.save_as(into / "scout.dcm")
+    shutil.rmtree(into.parent / "tmp_scout")
+    return str(ds.SeriesInstanceUID)
+
+
+def test_a_localizer_beside_the_ct_is_skipped_and_named(folder):
+    """Scanners and PACS export the scout with the axial series, often into one folder: before, the check
+    refused the folder (two CT series) and the CT reader the series (an oblique image)."""
+    from mcproton._check.compute import build_geometry
+    from mcproton.dicom import load_ct_series
+
+    scout = _localizer(folder / "ct")
+    inp = _gather(folder)
+    assert Path(inp.ct_dir) == folder / "ct" and inp.ct_series == _series_uid_not(folder / "ct", scout)
+    assert any(f"skipped CT series {scout}" in s and "localizer" in s for s in inp.pairing)
+    assert build_geometry(inp.ct_dir, "schneider2000", inp.reference, series_uid=inp.ct_series)[2].shape_zyx == \
+        _hu().shape
+    with pytest.warns(UserWarning, match="localizer"):   # mcproton run reads the folder alone: skipped, said
+        assert load_ct_series(folder / "ct").shape_zyx == _hu().shape
+
+
+def _series_uid_not(ct_dir: Path, other: str) -> str:
+    uids = {str(pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID) for p in ct_dir.glob("*.dcm")}
+    (uid,) = uids - {other}
+    return uid
 
 
 def test_a_ct_series_with_a_missing_slice_is_refused_before_the_transport(folder, monkeypatch):

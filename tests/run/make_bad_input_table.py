@@ -102,6 +102,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("misspelt output.dose_to", ["--set", 'output.dose_to="Water"'], None, "output.dose_to"),
     ("implausible constant RBE", ["--set", "output.rbe=11"], None, "output.rbe"),
     ("dose grid on a water phantom", ["--set", "phantom.dose_voxel_mm=2.0"], None, "phantom.dose_voxel_mm"),
+    ("CT series (phantom.ct_series) not in the CT folder", [], CT.replace("@EXTRA", 'ct_series = "1.2.3.4"'),
+     "phantom.ct_series"),
     ("CT folder that does not exist", [],
      CT.replace('ct_dir = "ct"', 'ct_dir = "no/such/dir"').replace("@EXTRA", ""), "no/such/dir"),
     ("slab with negative thickness", [], SLABS.replace("thickness_mm = 100.0", "thickness_mm = -20"), "thickness"),
@@ -178,13 +180,15 @@ RUN_CASES: list[tuple[str, list[str], str | None, str]] = [
 
 
 def _small_ct(folder: Path) -> None:
-    """A 8 x 8 x 4 CT series of water (0 HU), 2 mm voxels, in ``folder``."""
+    """A 8 x 8 x 4 CT series of water (0 HU), 2 mm voxels, in ``folder`` (a fixed SeriesInstanceUID: messages
+    that list the series stay the same from run to run)."""
     import numpy as np
 
     from mcproton.dicom import write_ct_series
 
     if not folder.exists():
-        write_ct_series(np.zeros((4, 8, 8), np.int16), (2.0, 2.0, 2.0), (-7.0, -7.0, 0.0), folder)
+        write_ct_series(np.zeros((4, 8, 8), np.int16), (2.0, 2.0, 2.0), (-7.0, -7.0, 0.0), folder,
+                        series_instance_uid="1.2.826.0.1.3680043.8.498.4711")
 
 
 #: calibration folders of the HU -> SPR cases: name -> {file: text}; each beside a one-material hu_materials.csv

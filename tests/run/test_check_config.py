@@ -102,3 +102,40 @@ def test_relative_paths_are_taken_from_the_config_files_folder(tmp_path, capsys,
     assert main(["run", str(cfg), "--check-config", "--set", 'plan.rtplan="nope.dcm"']) == 2
     err = capsys.readouterr().err
     assert str(sub / "nope.dcm") in err and "taken from the config file's folder" in err
+
+
+def test_a_ct_folder_with_two_series_needs_phantom_ct_series(tmp_path, capsys, no_transport):
+    """Two axial CT series in phantom.ct_dir (a re-scan, a 4-D CT's phase beside its average): refused with both
+    listed and the key that chooses (before, the message told a config user to "pass series_uid="); with
+    phantom.ct_series the chosen one is read (its grid, not the other's); a localizer beside one series is
+    skipped with a warning."""
+    import numpy as np
+    import pydicom
+    from make_bad_input_table import CT
+
+    from mcproton.dicom import write_ct_series
+
+    first = write_ct_series(np.zeros((4, 8, 8)), (2.0, 2.0, 2.0), (-7.0, -7.0, 0.0), tmp_path / "ct")
+    second = write_ct_series(np.zeros((6, 8, 8)), (2.0, 2.0, 2.0), (-7.0, -7.0, 0.0), tmp_path / "b",
+                             series_description="phase 50%")
+    for p in second:
+        shutil.move(p, tmp_path / "ct" / f"b_{p.name}")
+    uid2 = str(pydicom.dcmread(tmp_path / "ct" / f"b_{second[0].name}").SeriesInstanceUID)
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(CT.replace("@EXTRA", ""))
+    assert main(["run", str(cfg), "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "2 CT series" in err and "phantom.ct_series" in err and uid2 in err and "'phase 50%'" in err
+    cfg.write_text(CT.replace("@EXTRA", f'ct_series = "{uid2}"'))
+    assert main(["run", str(cfg), "--check-config"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["grid_xyz"][2] == 6    # the 6-slice series, not the 4-slice one
+    for p in (tmp_path / "ct").glob("b_*"):    # the second series gone; a localizer in its place
+        p.unlink()
+    scout = pydicom.dcmread(first[0])
+    scout.SeriesInstanceUID, scout.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.55", "1.2.826.0.1.3680043.8.498.56"
+    scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    scout.save_as(tmp_path / "ct" / "scout.dcm")
+    cfg.write_text(CT.replace("@EXTRA", ""))
+    with pytest.warns(UserWarning, match="localizer"):
+        assert main(["run", str(cfg), "--check-config"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["grid_xyz"][2] == 4
