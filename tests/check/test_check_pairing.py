@@ -465,3 +465,15 @@ def test_an_unreadable_file_is_refused(folder, monkeypatch):
     monkeypatch.setattr(inputs, "read_dicom_file", read)
     msg = _refused(folder, "cannot be read")
     assert "RD_plan.dcm" in msg and "Permission denied" in msg
+
+
+def test_the_ct_series_a_real_rt_struct_was_drawn_on_is_read_from_it():
+    """RayStation's plan03 RT Struct (APTG/2022_DCPT_LET, tests/data/dicom/aptg_check) names the CT series its
+    contours were drawn on the way the pairing reads it; the Eclipse head-phantom RS (nbassler/dicomexport, not
+    in tests/data) was checked by hand on 2026-12-05: it names its Siemens CT's SeriesInstanceUID."""
+    from mcproton._check.inputs import struct_ct_series
+
+    rs = pydicom.dcmread(Path(__file__).resolve().parents[1] / "data" / "dicom" / "aptg_check" / "RS_plan03.dcm")
+    assert struct_ct_series(rs) == ("1.2.826.0.1.3680043.8.176.20111122133550298.10.5406771221",)
+    del rs.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence   # Type 3: absent is allowed
+    assert struct_ct_series(rs) == ()
