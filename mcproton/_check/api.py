@@ -429,6 +429,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     t, c = time.perf_counter(), time.process_time()
     notes_geo: list[str] = []
     geometry = None
+    ct_note = f"{inp.ct_dir} (series {inp.ct_series or 'not read: the MC dose is reused'})" if inp.ct_dir \
+        else "none"
     if mc is None:
         ct_dir = inp.ct_dir
         if ct_dir is not None and phantom_from_struct:
@@ -451,9 +453,13 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             for nline in notes_geo:
                 log(f"mcproton check: phantom: {nline}")
         # calibration None: the default (schneider2000), which a CT naming another one is refused with
-        geometry, cal = build_geometry(ct_dir, "schneider2000" if calibration is None else calibration, ref,
-                                       timings, given=calibration is not None,
-                                       series_uid=inp.ct_series)[:2]   # the CT's HU freed at once
+        geometry, cal, ct_img = build_geometry(ct_dir, "schneider2000" if calibration is None else calibration,
+                                               ref, timings, given=calibration is not None, series_uid=inp.ct_series)
+        ct_note = (f"phantom built from the structure set's ROI material overrides ({ct_dir})" if inp.ct_dir is None
+                   else f"{ct_dir}: series {ct_img.series_instance_uid} ({ct_img.series_description!r}, "
+                        f"{ct_img.shape_zyx[0]} slices of {ct_img.shape_zyx[2]} x {ct_img.shape_zyx[1]}, "
+                        + " x ".join(f"{v:g}" for v in ct_img.voxel_size_mm) + " mm)")
+        del ct_img   # the CT's HU freed at once
         cal_name = getattr(cal, "name", str(calibration))
     else:
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")
@@ -664,7 +670,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
 
     desc = mc_dose_description(inp, mc)
     prov = {"mcproton_version": __version__, "kernel_hash": mc.provenance.get("kernel_hash"),
-            "beam_model": mc.provenance.get("beam_model"), "calibration": cal_name,
+            "beam_model": mc.provenance.get("beam_model"), "calibration": cal_name, "ct": ct_note,
+            "structure_set": inp.struct_path,
             "beams": beam_summary(mc.beam_meta, inp.beams),
             "statistical_uncertainty_pct": u, "primaries": mc.primaries, "mc_wall_s": mc.wall_s,
             "mc_process_cpu_s": mc.provenance.get("transport_process_cpu_s"),

@@ -325,6 +325,8 @@ def _identification(res) -> str:
             ["plan SOPInstanceUID", d.get("SOPInstanceUID") or str(getattr(inp.plan, "sop_instance_uid", "")
                                                                      )],
             ["TPS dose(s) compared", doses],
+            ["CT", str(p.get("ct", ""))],
+            ["structure set", str(p.get("structure_set") or "none")],
             ["dose matched", f"{p['dose']}; {p['fractions']} fraction(s)"],
             ["MC", f"mcproton {p['mcproton_version']}, beam model {p['beam_model']}, calibration "
                    f"{p['calibration']}, {p['statistical_uncertainty_pct']:.2f} % mean uncertainty "

@@ -193,6 +193,14 @@ def test_correct_dose_passes_and_writes_the_report(case):
 
     js = json.loads(Path(res.report_json).read_text())
     assert js["passed"] is True and js["provenance"]["kernel_hash"] and "transport_s" in js["timings_s"]
+    import pydicom
+
+    uid = pydicom.dcmread(sorted(Path(res.inputs.ct_dir).glob("*.dcm"))[0], stop_before_pixels=True).SeriesInstanceUID
+    ct_row = js["provenance"]["ct"]   # which CT the MC ran on: folder, series, grid (a signed report names it)
+    assert ct_row.startswith(str(res.inputs.ct_dir)) and f"series {uid}" in ct_row and " slices of " in ct_row
+    from html import escape
+
+    assert f"<td>CT</td><td>{escape(ct_row)}" in html and js["provenance"]["structure_set"] == res.inputs.struct_path
 
 
 def test_dose_shifted_by_3mm_fails(case):
