@@ -174,9 +174,10 @@ def check_grid_covers(ref_dose: np.ndarray, body: np.ndarray, name: str, thresho
 
 def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray], inputs: CheckInputs,
               beams_in_tps: dict[int, np.ndarray], ranges: dict[int, dict] | None = None,
-              limit_mm: float = 1.0) -> list[str]:
+              limit_mm: float = 1.0, generic_calibration: bool = False) -> list[str]:
     """Likely causes of a disagreement (a global scale, a fraction mismatch, a missing beam, a shift, a uniform
-    range difference in a beam)."""
+    range difference in a beam; ``generic_calibration``: the patient's CT was read with the default curve, not the
+    planning system's, which such a note then names first)."""
     notes = []
     sel = body & (ref >= 0.1 * ref[body].max())
     s_ref, s_mc = float(ref[sel].sum()), float(mc.total_gy_zyx[sel].sum())
@@ -207,11 +208,24 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     if np.linalg.norm(c) > 1.0:
         notes.append(f"the high-dose centroid of the MC lies ({c[2]:+.1f}, {c[1]:+.1f}, {c[0]:+.1f}) mm (x, y, z) from "
                      "the TPS's: a shift or a range difference")
-    for b, r in sorted((ranges or {}).items()):
-        note = uniform_range_note(b, r, limit_mm)
-        if note:
-            notes.append(note)
+    uniform = [note for b, r in sorted((ranges or {}).items()) if (note := uniform_range_note(b, r, limit_mm))]
+    notes += uniform
+    if uniform and generic_calibration:
+        notes.append(GENERIC_CALIBRATION_NOTE)
     return notes
+
+
+#: What the check says when a beam's range differs uniformly and the patient's CT was converted with the default
+#: (generic) HU calibration: the planning system used its own curve, the first suspect of a range difference.  Two
+#: of the built-in curves, schneider2000 and mcsquare_default, give stopping-power ratios (100 MeV, this code's
+#: stopping powers; HUCalibration.spr_from_hu) that differ by -1.7 % (0 HU), +2.4 % (40 HU), -0.9 % (100 HU),
+#: -2.8 % (700 HU) and -5.1 % (1200 HU): tests/check/test_check.py checks these figures.
+GENERIC_CALIBRATION_NOTE = (
+    "the CT was converted with the default, generic HU calibration (schneider2000), not the planning system's: "
+    "two published HU -> stopping-power curves differ by up to 2.4 % in soft tissue and 5 % in dense bone "
+    "(schneider2000 against mcsquare_default), i.e. up to a few mm per 10 cm of range; give the TPS's curve "
+    "(--calibration, e.g. a folder with hu_spr.csv and hu_materials.csv; docs/patient_workflow.md) before reading "
+    "the range difference as the plan's")
 
 
 #: the share of the TPS dose (voxels above 10 % of its maximum) outside the body outline above which the check says so
@@ -463,6 +477,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cal_name = getattr(cal, "name", str(calibration))
     else:
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")
+    # a patient CT read with the default curve, not one given: a uniform range difference then names it first
+    generic_calibration = inp.ct_dir is not None and calibration is None and cal_name == "schneider2000"
     timings["geometry_s"] = time.perf_counter() - t - timings.get("read_ct_s", 0.0)   # without the CT reading
     cpu_steps["ct_geometry_s"] = time.process_time() - c   # with the CT reading
     # ---- structures and the body outline on the TPS grid
@@ -586,7 +602,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             ranges[b] = r
         timings["structures_ranges_s"] = time.perf_counter() - t
         cpu_steps["structures_ranges_s"] = time.process_time() - c
-        diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm) + rx_notes
+        diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
+                                generic_calibration=generic_calibration) + rx_notes
         for nm, m in masks.items():   # a target the grid does not hold: its levels are not evaluated, say so
             if classify(nm, types.get(nm, "")) == "target" and not m.any():
                 diagnostics.append(f"target {nm!r} has contours but no voxel on the TPS dose grid, so its D95 and "

@@ -238,14 +238,36 @@ def test_range_error_of_3_percent_in_one_beam_fails(case):
     Z, Y, X = np.meshgrid(np.arange(z.size), np.arange(y.size), np.arange(x.size), indexing="ij")
     y_src = BOX[0] + (y[Y] - BOX[0]) / 1.03
     b1 = map_coordinates(hi.beams_gy_zyx[1], [Z, (y_src - y[0]) / vs, X], order=1)
-    res = _recheck(case, [_tps(case, "b1", b1, summation_type="BEAM", referenced_beam_number=1),
-                          _tps(case, "b2", hi.beams_gy_zyx[2], summation_type="BEAM", referenced_beam_number=2)])
+    doses = [_tps(case, "b1", b1, summation_type="BEAM", referenced_beam_number=1),
+             _tps(case, "b2", hi.beams_gy_zyx[2], summation_type="BEAM", referenced_beam_number=2)]
+    res = _recheck(case, doses)
     failed = _failed(res)
     assert "beam 1: median distal R80 difference" in failed, res.summary()
     assert "beam 2: median distal R80" not in failed
     assert res.ranges[1]["median_mm"] < -1.0    # the MC stops short of the stretched TPS dose
     notes = [n for n in res.diagnostics if "uniform range difference" in n]
     assert len(notes) == 1 and notes[0].startswith("beam 1: the MC's distal edge lies") and "shallower" in notes[0]
+    from mcproton._check.api import GENERIC_CALIBRATION_NOTE
+
+    assert GENERIC_CALIBRATION_NOTE in res.diagnostics   # the CT read with the default curve: named as a suspect
+    given = _recheck(case, doses, calibration="schneider2000")   # the curve chosen on purpose: not a suspect
+    assert GENERIC_CALIBRATION_NOTE not in given.diagnostics and notes[0] in given.diagnostics
+
+
+def test_the_generic_calibration_note_states_what_the_built_in_curves_give():
+    """GENERIC_CALIBRATION_NOTE's figures: the stopping-power ratios of schneider2000 and mcsquare_default at 100
+    MeV, with this code's stopping powers, differ by up to 2.4 % in soft tissue (-100..100 HU) and 5 % in dense bone
+    (1200 HU).  A change to either curve or to the stopping powers that moves these figures fails here."""
+    from mcproton._check.api import GENERIC_CALIBRATION_NOTE
+    from mcproton._io.hu_calibration import HUCalibration
+
+    hu = np.array([-100.0, -50.0, 0.0, 40.0, 100.0, 700.0, 1200.0])
+    a = HUCalibration.load("schneider2000").spr_from_hu(hu)
+    b = HUCalibration.load("mcsquare_default").spr_from_hu(hu)
+    diff = 100 * (b / a - 1)
+    np.testing.assert_allclose(diff, [1.26, 0.58, -1.68, 2.44, -0.87, -2.83, -5.07], atol=0.02)
+    assert max(abs(diff[:5])) == pytest.approx(2.44, abs=0.02) and "2.4 % in soft tissue" in GENERIC_CALIBRATION_NOTE
+    assert abs(diff[-1]) == pytest.approx(5.07, abs=0.02) and "5 % in dense bone" in GENERIC_CALIBRATION_NOTE
 
 
 def test_uniform_range_note_only_for_edges_that_all_moved():
