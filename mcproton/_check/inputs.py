@@ -316,6 +316,10 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
                    f"{headers[v[0]].description!r}): {why}")
     log.append(f"CT series {uid} ({len(chosen)} slices, {headers[chosen[0]].description!r})"
                + (f": {how}" if how else ""))
+    if struct_series and uid not in struct_series:
+        log.append(f"note: the structure set {struct_name} was drawn on CT series {', '.join(struct_series)}, not on "
+                   f"the CT read ({uid}): if the plan was computed on that series (another scan on the same frame of "
+                   "reference), give its folder (--ct) so that the check uses the planning CT")
     return where, uid, headers[chosen[0]].patient
 
 

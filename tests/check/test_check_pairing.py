@@ -300,6 +300,13 @@ def test_of_several_ct_series_the_one_the_structure_set_was_drawn_on_is_read(fol
     assert any(f"CT series {avg}" in s and "the structure set RS.dcm was drawn on" in s for s in inp.pairing)
     _struct_drawn_on(folder / "RS.dcm", "1.2.3.4.5.6")   # a series not in the folder: nothing tells them apart
     assert "the structure set names none of them" in _refused(folder, "2 CT series")
+    if mixed:
+        return
+    shutil.rmtree(folder / "ct_avg")   # one CT left, not the one the structures were drawn on: read, and said
+    inp = _gather(folder)
+    assert inp.ct_series == _series_uid(folder / "ct")
+    assert any(s.startswith("note: the structure set RS.dcm was drawn on CT series 1.2.3.4.5.6, not on the CT read")
+               for s in inp.pairing)
 
 
 def _localizer(into: Path) -> str:
