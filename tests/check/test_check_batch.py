@@ -129,6 +129,15 @@ def test_hidden_and_system_folders_are_skipped_and_named(pts, calls):
     assert "__MACOSX" in page and "not checked yet" not in page   # named on the page as not a patient
 
 
+def test_an_earlier_batchs_output_under_another_name_is_skipped(pts, calls):
+    """A first run with ``--out PTS/results``, a second with ``--out PTS/results2``: the first run's folder (batch.json,
+    index.html, a report folder per patient with its MC doses) is not a patient of the second."""
+    _batch(pts, pts / "results", calls)
+    res, logs, table = _batch(pts, pts / "results2", calls)
+    assert set(table) == {"p1", "p2"}
+    assert sum("'results'" in m and "earlier mcproton check --batch" in m for m in logs) == 1, logs
+
+
 def test_plain_files_at_the_top_level_are_named_as_not_looked_at(pts, calls):
     (pts / "README.txt").write_text("export 2026-12-05\n")
     (pts / "export.zip").write_bytes(b"PK\3\4" + b"\0" * 60)
