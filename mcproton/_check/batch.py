@@ -96,9 +96,12 @@ def _contents(folder: Path, exclude: Path | None = None) -> _Contents:
     """The plans and plan references under ``folder`` (not under ``exclude``); stops once a plan and a dose of it
     are found (the files at the folder's own level first: that is where exports put RP and RD)."""
     c = _Contents()
-    files = [p for p in folder.rglob("*") if p.is_file() and _dicom_name(p)
-             and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-             and (exclude is None or not p.resolve().is_relative_to(exclude))]
+    try:
+        files = [p for p in folder.rglob("*") if p.is_file() and _dicom_name(p)
+                 and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                 and (exclude is None or not p.resolve().is_relative_to(exclude))]
+    except OSError:   # a folder that cannot be listed: the patient's own check says so
+        return c
     for p in sorted(files, key=lambda q: (len(q.relative_to(folder).parts), str(q))):
         ds = _header(p)
         if ds is not None:
