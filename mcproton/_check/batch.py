@@ -192,12 +192,13 @@ def _refuse_one_patient(root: Path, res: FolderSurvey, contents: dict[Path, _Con
     if sub_plans and (any(c.pairs() for c in contents.values()) or not whole.pairs()):
         return
     subs = ", ".join(p.name for p in contents) or "none"
-    if top.plans:
+    if top.plans and not sub_plans:
         why = (f"it holds the RT Plan {', '.join(sorted(p.name for p in top.plans.values()))} at its top level and "
                f"none of its sub-folders ({subs}) holds an RT Plan")
     else:
-        where = sorted({str(p.parent.relative_to(root)) for p in whole.plans.values()})
+        paired = [whole.plans[u] for u in sorted(whole.dose_refs & set(whole.plans))]
+        where = sorted({str(p.relative_to(root)) for p in paired})
         why = (f"none of its sub-folders ({subs}) holds an RT Plan with an RT Dose of it, while the folder as a whole "
-               f"does (the plan in {', '.join(where)}): they hold one patient's series")
+               f"does (the plan {', '.join(where)}): they hold one patient's series")
     raise CheckInputError(f"--batch: {root} looks like one patient's folder: run without --batch ({why}); --batch "
                           "takes a folder holding one sub-folder per patient")

@@ -234,7 +234,7 @@ def test_exit_status_and_the_pending_rows_with_skipped_folders(pts, calls, capsy
 
 
 # ---- 6. one patient's folder given to --batch
-@pytest.mark.parametrize("layout", ["flat", "series folders"])
+@pytest.mark.parametrize("layout", ["flat", "series folders", "plan on top, doses and an old plan below"])
 def test_one_patients_folder_given_to_batch_is_refused_at_once(one_patient, tmp_path, calls, layout):
     """PTS is one patient's export: its RT Plan at the top level beside a ct/ folder, or its series in folders of
     their own (RTPLAN/, RTDOSE/, RTSTRUCT/, CT/).  Before, each folder was checked as a patient and refused; now the
@@ -247,10 +247,16 @@ def test_one_patients_folder_given_to_batch_is_refused_at_once(one_patient, tmp_
             for p in list(root.glob(pattern)):
                 p.rename(root / sub / p.name)
         (root / "ct").rename(root / "CT")
+    elif layout != "flat":   # an old plan version in a folder of its own does not make the folder a batch
+        (root / "RTDOSE").mkdir()
+        for p in list(root.glob("RD*")):
+            p.rename(root / "RTDOSE" / p.name)
+        (root / "RTPLAN_old").mkdir()
+        _plan(root / "RTPLAN_old" / "RP_old.dcm")
     with pytest.raises(CheckInputError, match="looks like one patient's folder: run without --batch") as exc:
         api.check_batch(root, tmp_path / "out", log=lambda m: None)
     assert calls.folders == [] and str(root) in str(exc.value)
-    if layout == "flat":
+    if layout != "series folders":
         assert "RP.dcm" in str(exc.value)
 
 
