@@ -730,34 +730,63 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
 
 def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], None] | None = None,
                 keep_arrays: bool = False, **kwargs: Any) -> dict[str, Any]:
-    """``check`` for every sub-folder of ``folder`` (one patient each) into ``out/<sub-folder>/``; a patient whose
-    inputs are refused, or whose check stops on an unexpected error, is recorded with the message and the batch
-    goes on.  ``out/batch.json`` and ``out/index.html`` (one row per patient, linking its report) are rewritten after
-    every patient, so an interrupted batch keeps the summary of the patients done.  Returns {patient: CheckResult
-    or the error message}; the results keep only their numbers (the dose arrays released, so that a batch's memory
-    is one patient's) unless ``keep_arrays``."""
+    """``check`` for every patient sub-folder of ``folder`` into ``out/<sub-folder>/``; a patient whose inputs are
+    refused, or whose check stops on an unexpected error, is recorded with the message and the batch goes on.
+    ``out/batch.json`` and ``out/index.html`` (one row per patient, linking its report) are rewritten after every
+    patient, so an interrupted batch keeps the summary of the patients done.  Returns {patient: CheckResult or the
+    error message}; the results keep only their numbers (the dose arrays released, so that a batch's memory is one
+    patient's) unless ``keep_arrays``.
+
+    What is a patient (:mod:`mcproton._check.batch`): not the output folder, hidden or system folders (``.git``,
+    ``__MACOSX``), nor an earlier batch's output; those are skipped and named in the log and on the index page, and
+    one patient's folder given by mistake is refused at once.  DICOM files loose at the top level are one REFUSED
+    row of their own (key ``batch.TOP_LEVEL``): a patient left out must not let the batch pass.
+
+    Two sub-folders holding the same RT Plan (one SOPInstanceUID: a folder copied twice, or the plan exported
+    again with a re-computed dose) are both checked, and the second one's row says ``duplicate_of`` the first: a
+    physicist expects every folder of the batch checked (the copy may hold another TPS dose of the plan, and which
+    of the two is the one to sign the batch cannot tell), and expects to be told that two rows are one plan, so that
+    the plan is not counted twice."""
     from .._io.atomic import write_bytes_atomic
+    from .batch import TOP_LEVEL, survey
     from .report import write_batch_index
 
     root = Path(folder)
     if not root.is_dir():
         raise CheckInputError(f"--batch: {root} is not a folder; give a folder holding one sub-folder per patient")
-    subs = sorted(p for p in root.iterdir() if p.is_dir())
-    if not subs:
-        raise CheckInputError(f"--batch: {root} has no sub-folders; give a folder holding one sub-folder per patient")
     log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
     out_dir = Path(out)
+    found = survey(root, out_dir)
+    for line in found.skipped:
+        log(f"mcproton check --batch: {line}")
+    subs = found.patients
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     table: dict[str, dict] = {}
+    if found.loose_dicom:
+        msg = (f"{len(found.loose_dicom)} DICOM file(s) at the top level of {root}, not in a patient's sub-folder: "
+               f"{', '.join(found.loose_dicom)}; not checked: each patient must be in a sub-folder of its own (move "
+               "the files into one)")
+        log(f"mcproton check --batch: {msg}")
+        msg = f"{CheckInputError.__name__}: {msg}"   # as a refused patient's row reads
+        results[TOP_LEVEL] = msg
+        table[TOP_LEVEL] = {"passed": False, "error": msg}
+    plans: dict[str, str] = {}   # RT Plan SOPInstanceUID -> the first patient checked with it
     for k, p in enumerate(subs, start=1):
         log(f"mcproton check --batch: {p.name} ({k} of {len(subs)})")
         try:
             r = check(folder=p, out=out_dir / p.name, log=log, **kwargs)
+            uid = r.inputs.plan.sop_instance_uid if r.inputs is not None else None
             table[p.name] = {"passed": r.passed, "failed": [c["quantity"] for c in r.failed],
                              "gamma_2_2_pct": 100 * r.gamma["2%/2mm"]["pass_rate"], "report": r.report_html,
                              "statistical_uncertainty_pct": r.provenance.get("statistical_uncertainty_pct"),
-                             "plan": r.inputs.plan.label if r.inputs is not None else None}
+                             "plan": r.inputs.plan.label if r.inputs is not None else None, "plan_uid": uid}
+            if uid and uid in plans:
+                table[p.name]["duplicate_of"] = plans[uid]
+                log(f"mcproton check --batch: '{p.name}' holds the same RT Plan (SOPInstanceUID {uid}) as "
+                    f"'{plans[uid]}': both checked, the index marks the second")
+            elif uid:
+                plans[uid] = p.name
             results[p.name] = r if keep_arrays else r.numbers_only()
         except (ValueError, FileNotFoundError) as exc:   # refused input: recorded, the batch goes on
             results[p.name] = f"{type(exc).__name__}: {exc}"
@@ -767,5 +796,5 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             results[p.name] = f"internal error {type(exc).__name__}: {exc}"
             table[p.name] = {"passed": False, "error": results[p.name], "internal_error": True}
         write_bytes_atomic(out_dir / "batch.json", json.dumps(table, indent=1, default=str).encode())
-        write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]])
+        write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
     return results

@@ -25,7 +25,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                              "RT Struct), paired by their UIDs; explicit options below win")
     c.add_argument("--batch", action="store_true",
                    help="FOLDER holds one sub-folder per patient: check each into OUT/<sub-folder>/, summary in "
-                        "OUT/batch.json")
+                        "OUT/index.html and OUT/batch.json (the output folder, hidden and system folders such as "
+                        "__MACOSX are skipped and named)")
     c.add_argument("--ct", help="folder of the plan's CT series")
     c.add_argument("--ct-series", metavar="UID",
                    help="SeriesInstanceUID of the plan's CT where the folder holds several CT series (default: the "

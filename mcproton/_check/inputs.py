@@ -185,6 +185,35 @@ def discover(folder: str | Path) -> dict[str, list[Path]]:
     return _scan(folder)[0]
 
 
+_KINDS = {"CT": "CT slice(s)", "RTDOSE": "RT Dose(s)", "RTSTRUCT": "RT Struct(s)"}
+
+
+def no_plan_message(folder: str | Path | None, found: dict[str, list[Path]], not_dicom: list[str]) -> str:
+    """Why a folder without an RT Plan cannot be checked, saying what it holds instead: nothing, no DICOM file, only
+    an earlier check's output (its MC doses, check.json), or the patient's other files without the plan."""
+    if folder is None:
+        return "no RT Plan: give --plan RP.dcm"
+    root = Path(folder)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    names = [str(p.relative_to(root)) for p in files]
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    head = f"no RT Ion Plan in {root}: "
+    advice = ("; a patient's folder must hold the RT Ion Plan with the RT Dose(s) of it and the CT (checking one "
+              "patient, --plan RP.dcm names the plan's file)")
+    held = {k: len(v) for k, v in found.items() if v and k in _KINDS}
+    earlier = found.get("CHECK_OUTPUT", []) + [p for p in files if p.name in ("check.json", "check.html")]
+    if not files:
+        return head + "the folder is empty" + advice
+    if earlier and not held:
+        return (head + f"it holds only the output of an earlier mcproton check ({shown}), not a patient's DICOM "
+                "export" + advice)
+    if not held:
+        return head + f"it holds no DICOM file ({len(files)} other file(s): {shown})" + advice
+    what = ", ".join(f"{n} {_KINDS[k]}" for k, n in held.items())
+    return head + f"it holds {what}, but no RT Plan" + advice + (f"; not DICOM: {', '.join(not_dicom[:4])}"
+                                                                 if not_dicom else "")
+
+
 def read_tps_dose(path: str | Path) -> TPSDose:
     """Read one TPS RT Dose with the attributes the check needs."""
     import pydicom
@@ -395,7 +424,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     if plan is None:
         plans = found.get("RTPLAN", [])
         if not plans:
-            raise CheckInputError(f"no RT Plan in {folder}; give --plan RP.dcm")
+            raise CheckInputError(no_plan_message(folder, found, not_dicom))
         if len(plans) > 1:
             refs: dict[str, list[str]] = {}
             for p in found.get("RTDOSE", []):

@@ -479,10 +479,13 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
     return path
 
 
-def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iterable[str] = ()) -> Path:
+def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iterable[str] = (),
+                      skipped: Iterable[str] = ()) -> Path:
     """Write ``out_dir/index.html``: one row per patient of a ``--batch`` (PASS, FAIL with the failing quantities,
-    REFUSED or ERROR with the message; the 2 %/2 mm gamma, the MC's uncertainty, a link to its report), and the
-    patients not checked yet (``pending``: the page is rewritten after every patient).  Returns its path."""
+    REFUSED or ERROR with the message; the 2 %/2 mm gamma, the MC's uncertainty, a link to its report; a row whose
+    plan another row holds too says so), the patients not checked yet (``pending``: the page is rewritten after
+    every patient), and below the table what the batch did not take for a patient (``skipped``: the log's lines).
+    Returns its path."""
     import os
 
     from .._io.atomic import write_bytes_atomic
@@ -495,7 +498,8 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
             what, link = t["error"], ""
         else:
             verdict = "PASS" if t["passed"] else "FAIL"
-            what = "; ".join(t["failed"])
+            what = "; ".join(t["failed"] + ([f"the same RT Plan as {t['duplicate_of']} (one SOPInstanceUID)"]
+                                            if t.get("duplicate_of") else []))
             rel = os.path.relpath(t["report"], out) if t.get("report") else ""
             link = f'<a href="{html.escape(Path(rel).as_posix())}">report</a>' if rel else ""
         g, u = t.get("gamma_2_2_pct"), t.get("statistical_uncertainty_pct")
@@ -506,7 +510,11 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
     waiting = list(pending)
     for name in waiting:
         rows.append(f"<tr><td>{html.escape(name)}</td><td></td><td>not checked yet</td>" + "<td></td>" * 4 + "</tr>")
+    from .batch import TOP_LEVEL
+
     n_pass = sum(1 for t in table.values() if "error" not in t and t["passed"])
+    n_patients = sum(1 for k in table if k != TOP_LEVEL)   # the row of loose top-level files is not a patient
+    notes = [f"<li>{html.escape(line)}</li>" for line in skipped]
     head = "".join(f"<th>{h}</th>" for h in ("patient", "plan", "result", "failed quantities or reason",
                                               "gamma 2%/2mm (%)", "MC uncertainty (%)", "report"))
     page = "\n".join([
@@ -515,8 +523,10 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
          "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 6px}"
          ".pass{background:#d9f2d9}.fail{background:#f8d0d0}</style></head><body>"),
         "<h1>mcproton check: batch</h1>",
-        f"<p>{len(table)} patient(s) checked, {n_pass} passed every action level"
+        f"<p>{n_patients} patient(s) checked, {n_pass} passed every action level"
         + (f"; {len(waiting)} not checked yet" if waiting else "") + ".  Each report is one page per plan; the "
         "numbers of all are in batch.json.</p>",
-        f"<table><tr>{head}</tr>", *rows, "</table>", "</body></html>"])
+        f"<table><tr>{head}</tr>", *rows, "</table>",
+        *(["<p>Not taken for patients, not checked:</p>", "<ul>", *notes, "</ul>"] if notes else []),
+        "</body></html>"])
     return write_bytes_atomic(out / "index.html", page.encode("utf-8"))

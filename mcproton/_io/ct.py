@@ -66,13 +66,11 @@ def _floats(ds, keyword: str, n: int, fname: str) -> np.ndarray:
         raise _err(f"{fname}: required attribute {keyword} is missing; the file is not a usable CT slice")
     v = ds[keyword].value
     vals = list(v) if isinstance(v, (list, tuple, MultiValue)) else [v]
-    try:
-        a = np.array([float(x) for x in vals], dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise _err(f"{fname}: attribute {keyword} = {v!r} is not numeric") from exc
-    if a.size != n or not np.all(np.isfinite(a)):
-        raise _err(f"{fname}: attribute {keyword} must hold {n} finite numbers; got {v!r}")
-    return a
+    from .dicom_common import number_values
+
+    # the message names the value at fault ("value 1 of 3 is 'nan'") and what to do
+    return np.array(number_values(vals, keyword, str(fname), "the file is not a usable CT slice: export the CT "
+                                  "series again", n), dtype=float)
 
 
 def _list_files(folder: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -330,7 +328,8 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         try:
             slope, inter = float(slope_v), float(inter_v)
         except (TypeError, ValueError) as exc:
-            raise _err(f"{f}: RescaleSlope/RescaleIntercept are not numeric") from exc
+            raise _err(f"{f}: RescaleSlope (0028,1053) {str(slope_v)!r} / RescaleIntercept (0028,1052) "
+                       f"{str(inter_v)!r} are not numbers; the header is damaged: re-export the CT") from exc
         if not (np.isfinite(slope) and np.isfinite(inter)) or slope <= 0 or slope > 1e3:
             raise _err(f"{f}: RescaleSlope {slope} / RescaleIntercept {inter} are not plausible (the slope of a CT "
                        "is > 0, usually 1); the header is damaged: re-export the CT")

@@ -240,6 +240,45 @@ def check_grid_geometry(voxel_size_mm, origin_mm) -> tuple[list[float], list[flo
     return vs, org
 
 
+def attribute_name(keyword: str) -> str:
+    """"Keyword (gggg,eeee)" for a DICOM keyword (the keyword alone if the dictionary does not know it)."""
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else keyword
+
+
+def number_values(value, keyword: str, where: str, remedy: str, count: int | None = None) -> list[float]:
+    """The values of a numeric DICOM attribute (DS, IS, FL, FD; one value or several, as pydicom gives them) as
+    finite floats, else :class:`DicomInputError` naming the attribute and its tag, ``where`` (the file, and the
+    item in it), which value is wrong and what it is ("value 1 of 3 is 'nan'"), and ``remedy`` (what to do).
+    ``count``: the number of values the attribute must hold.  A DS "nan" or "inf" is read by Python as a float, so
+    a reader that converts with ``float`` alone lets it through; "1,5" or "abc" gave "could not convert"."""
+    import math
+
+    from .errors import DicomInputError
+
+    name = attribute_name(keyword)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DicomInputError(f"{where}: {name} is missing or empty; {remedy}")
+    vals = [value] if isinstance(value, (str, bytes, int, float)) else list(value)
+    out = []
+    for i, v in enumerate(vals):
+        pos = f" value {i + 1} of {len(vals)}" if len(vals) > 1 else ""
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            raise DicomInputError(f"{where}: {name}{pos} is {str(v)!r}, not a number; {remedy}") from None
+        if not math.isfinite(x):
+            raise DicomInputError(f"{where}: {name}{pos} is {str(v).strip()!r}, which is not finite (NaN or "
+                                  f"infinity); {remedy}")
+        out.append(x)
+    if count is not None and len(out) != count:
+        shown = "\\".join(str(v) for v in vals)   # as DICOM writes several values
+        raise DicomInputError(f"{where}: {name} holds {len(out)} value(s) ({shown}), not {count}; {remedy}")
+    return out
+
+
 # ------------------------------------------------------------------------------------------- strict reading
 # A DICOM reader must tell a complete file from one that ends early.  pydicom is tolerant: a file cut at
 # an element boundary inside a sequence of defined length reads as a shorter sequence (an RT Ion Plan cut

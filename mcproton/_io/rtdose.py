@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .dicom_common import RT_ION_PLAN_STORAGE, StudyReference
+from .dicom_common import RT_ION_PLAN_STORAGE, StudyReference, number_values
 from .errors import DicomInputError
 
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
@@ -512,21 +512,18 @@ def read_rtdose(path: str | Path) -> RTDose:
         arr = arr[None]
     if arr.shape[0] != nf:
         raise DicomInputError(f"{p}: {arr.shape[0]} frames decoded but NumberOfFrames = {nf}")
-    try:
-        scaling = float(ds.DoseGridScaling)
-        iop = np.array([float(v) for v in ds.ImageOrientationPatient])
-        ipp = np.array([float(v) for v in ds.ImagePositionPatient])
-        ps = [float(v) for v in ds.PixelSpacing]
-        gfov = np.array([float(v) for v in ds.get("GridFrameOffsetVector", [0.0])])
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise DicomInputError(f"{p}: missing or malformed geometry attributes ({exc})") from exc
-    if not (np.isfinite(scaling) and scaling > 0):
+    # each value named where it is wrong (a DS "nan" or "inf" reads as a float; "1,5" does not read at all)
+    scaling = number_values(ds.get("DoseGridScaling"), "DoseGridScaling", str(p), "the Gy per stored pixel value is "
+                            "unknown: the file is damaged, export the dose again", 1)[0]
+    redo = "the dose grid cannot be placed: the file is damaged, export the dose again"
+    iop = np.array(number_values(ds.get("ImageOrientationPatient"), "ImageOrientationPatient", str(p), redo, 6))
+    ipp = np.array(number_values(ds.get("ImagePositionPatient"), "ImagePositionPatient", str(p), redo, 3))
+    ps = number_values(ds.get("PixelSpacing"), "PixelSpacing", str(p), redo, 2)
+    g = ds.get("GridFrameOffsetVector")   # absent or empty: one frame (checked against NumberOfFrames below)
+    gfov = np.array(number_values(g, "GridFrameOffsetVector", str(p), redo) if g not in (None, "") else [0.0])
+    if not scaling > 0:
         raise DicomInputError(f"{p}: DoseGridScaling (3004,000E) is {scaling:g}; it must be a finite number > 0 (the "
                               "Gy per stored pixel value): the file is damaged, export the dose again")
-    if iop.size != 6 or ipp.size != 3 or len(ps) != 2 or not all(np.isfinite(v).all() for v in (iop, ipp, ps, gfov)):
-        raise DicomInputError(f"{p}: ImageOrientationPatient {iop.tolist()}, ImagePositionPatient {ipp.tolist()}, "
-                              f"PixelSpacing {ps} or GridFrameOffsetVector (3004,000C) hold a wrong number of values "
-                              "or a value that is not finite: the dose grid cannot be placed; export the dose again")
     if min(ps) <= 0:
         raise DicomInputError(f"{p}: PixelSpacing (0028,0030) {ps} must be > 0 mm: the file is damaged, export the "
                               "dose again")

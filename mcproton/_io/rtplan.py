@@ -84,7 +84,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .dicom_common import is_valid_uid
+from .dicom_common import attribute_name, is_valid_uid, number_values
 from .errors import DicomInputError
 from .plan_checks import check_plan
 
@@ -185,25 +185,38 @@ def _f(item, kw: str, where: str, default=None, *, required: bool = True):
     try:
         x = float(v)
     except (TypeError, ValueError):
-        raise _e(f"{where}: {kw} = {v!r} is not a number") from None
+        raise _e(f"{where}: {kw} = {v!r} is not a number; {_REDO}") from None
     if not np.isfinite(x):
-        raise _e(f"{where}: {kw} is not finite ({v!r})")
+        raise _e(f"{where}: {kw} is not finite ({v!r}); {_REDO}")
     return x
 
 
+#: what to do with a plan whose numbers cannot be read
+_REDO = "the plan file is damaged: export the plan again from the planning system"
+
+
 def _floats(v, kw: str, where: str) -> np.ndarray:
+    """The values of a numeric attribute; the message names the value at fault ("value 2 of 18 is 'nan'")."""
     if v is None:
         raise _e(f"{where}: {kw} is missing")
     if isinstance(v, (bytes, bytearray)):
         a = np.frombuffer(bytes(v[: len(v) // 4 * 4]), dtype="<f4").astype(float)
-    else:
-        try:
-            a = np.array([float(x) for x in (v if hasattr(v, "__len__") and not isinstance(v, str) else [v])])
-        except (TypeError, ValueError):
-            raise _e(f"{where}: {kw} holds non-numeric values") from None
-    if not np.all(np.isfinite(a)):
-        raise _e(f"{where}: {kw} holds NaN/inf")
-    return a
+        bad = np.flatnonzero(~np.isfinite(a))
+        if bad.size:
+            raise _e(f"{where}: {attribute_name(kw)} value {bad[0] + 1} of {a.size} is {a[bad[0]]}, which is not "
+                     f"finite (NaN or infinity); {_REDO}")
+        return a
+    return np.array(number_values(v if hasattr(v, "__len__") and not isinstance(v, str) else [v], kw, where, _REDO),
+                    dtype=float)
+
+
+def _int(v, kw: str, where: str) -> int:
+    """A whole number (IS) that is given (the caller's default replaces an absent one); a value such as 'nan' or
+    '1.5' is refused with the attribute named (before: 'malformed RT Ion Plan (ValueError: invalid literal ...)')."""
+    x = number_values([v], kw, where, _REDO)[0]
+    if not x.is_integer():
+        raise _e(f"{where}: {attribute_name(kw)} is {str(v).strip()!r}, not a whole number; {_REDO}")
+    return int(x)
 
 
 def load_rtplan(path_or_dataset) -> RTIonPlan:
@@ -268,7 +281,8 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
             if num is None:
                 continue
             if "BeamMeterset" in rb and rb.BeamMeterset not in (None, ""):
-                meterset[int(num)] = _f(rb, "BeamMeterset", f"{src} ReferencedBeam {num}")
+                meterset[_int(num, "ReferencedBeamNumber", f"{src} FractionGroupSequence")] = _f(
+                    rb, "BeamMeterset", f"{src} ReferencedBeam {num}")
 
     beams = []
     for bi, b in enumerate(ds.IonBeamSequence):
@@ -311,10 +325,11 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
                 vsad = (float(v[0]), float(v[1]))
         rs_ids = {}
         for r in b.get("RangeShifterSequence", []) or []:
-            rs_ids[int(r.get("RangeShifterNumber", len(rs_ids) + 1) or 0)] = str(r.get("RangeShifterID", ""))
+            rs_ids[_int(r.get("RangeShifterNumber", len(rs_ids) + 1) or 0, "RangeShifterNumber", where)] = \
+                str(r.get("RangeShifterID", ""))
         snout = b.get("SnoutSequence", None)
         snout_id = str(snout[0].get("SnoutID", "")) if snout else ""
-        pos = setups.get(int(b.get("ReferencedPatientSetupNumber", 0) or 0), "")
+        pos = setups.get(_int(b.get("ReferencedPatientSetupNumber", 0) or 0, "ReferencedPatientSetupNumber", where), "")
         if not pos and len(setups) == 1:
             pos = next(iter(setups.values()))
         cps = b.get("IonControlPointSequence", None)
@@ -344,7 +359,7 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
                 if cp.get(kw, None) not in (None, ""):
                     state[key] = _f(cp, kw, cw)
             for rss in cp.get("RangeShifterSettingsSequence", []) or []:
-                ref = int(rss.get("ReferencedRangeShifterNumber", 0) or 0)
+                ref = _int(rss.get("ReferencedRangeShifterNumber", 0) or 0, "ReferencedRangeShifterNumber", cw)
                 wet = rss.get("RangeShifterWaterEquivalentThickness", None)
                 dist = rss.get("IsocenterToRangeShifterDistance", None)
                 state["rs"][ref] = {"id": rs_ids.get(ref, str(ref)),
@@ -365,15 +380,16 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
             if xy.size != 2 * w.size:
                 raise _e(f"{cw}: ScanSpotPositionMap has {xy.size} values for {w.size} spot weights (needs 2 per spot)")
             nsp = cp.get("NumberOfScanSpotPositions", None)
-            if nsp not in (None, "") and int(nsp) != w.size:
-                raise _e(f"{cw}: NumberOfScanSpotPositions {int(nsp)} differs from the {w.size} spot weights")
+            n_sp = _int(nsp, "NumberOfScanSpotPositions", cw) if nsp not in (None, "") else w.size
+            if n_sp != w.size:
+                raise _e(f"{cw}: NumberOfScanSpotPositions {n_sp} differs from the {w.size} spot weights")
             if np.any(np.abs(xy) > 1000):
                 raise _e(f"{cw}: spot positions beyond +-1000 mm at isocentre are not plausible")
             if state["energy"] is None:
                 raise _e(f"{cw}: no NominalBeamEnergy in this or an earlier control point")
             if not (1.0 <= state["energy"] <= 350.0):
                 raise _e(f"{cw}: NominalBeamEnergy {state['energy']} MeV is outside 1-350 MeV")
-            npaint = int(cp.get("NumberOfPaintings", 1) or 1)
+            npaint = _int(cp.get("NumberOfPaintings", 1) or 1, "NumberOfPaintings", cw)
             if npaint < 1:
                 raise _e(f"{cw}: NumberOfPaintings {npaint} must be >= 1")
             layers.append(EnergyLayer(

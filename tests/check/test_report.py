@@ -153,11 +153,16 @@ def test_batch_index_passes_the_nu_html_checker(tmp_path):
              "b": {"passed": False, "failed": ["gamma 2%/2mm", "PTV D95 difference"], "gamma_2_2_pct": 94.96,
                    "report": str(tmp_path / "b" / "check.html"), "statistical_uncertainty_pct": 1.0, "plan": "x"},
              "c": {"passed": False, "error": "CheckInputError: no RT Dose & no plan"},
-             "d": {"passed": False, "error": "internal error KeyError: 'x'", "internal_error": True}}
-    page = write_batch_index(table, tmp_path, pending=["e"])
+             "d": {"passed": False, "error": "internal error KeyError: 'x'", "internal_error": True},
+             "a copy": {"passed": True, "failed": [], "gamma_2_2_pct": 99.1, "report": None, "plan": "P<1>",
+                        "duplicate_of": "a"},
+             "(top level)/": {"passed": False, "error": "CheckInputError: 1 DICOM file(s) at the top level"}}
+    page = write_batch_index(table, tmp_path, pending=["e"],
+                             skipped=["skipped sub-folder '__MACOSX': left by unzipping on a Mac, not a patient"])
     text = page.read_text()
-    assert text.count("<tr") == 6 and "P&lt;1&gt;" in text and "no RT Dose &amp; no plan" in text
-    assert "4 patient(s) checked, 1 passed every action level; 1 not checked yet" in text
+    assert text.count("<tr") == 8 and "P&lt;1&gt;" in text and "no RT Dose &amp; no plan" in text
+    assert "5 patient(s) checked, 2 passed every action level; 1 not checked yet" in text
+    assert "the same RT Plan as a" in text and "<li>skipped sub-folder &#x27;__MACOSX&#x27;" in text
     assert "<td>94.96</td>" in text   # a failing 94.96 % was shown as "95.0" (one decimal) before 2026-12-05
     p = subprocess.run([*_vnu(), "--format", "json", "--also-check-css", str(page)], capture_output=True, text=True,
                        timeout=180)

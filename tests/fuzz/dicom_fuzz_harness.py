@@ -101,3 +101,35 @@ def print_counts(run_all, report) -> int:
         print("VIOLATION", v)
     return 1 if t.violations else 0
 
+
+
+def refusal(load, path, refusals: tuple[type[BaseException], ...] = (DicomInputError,)) -> str:
+    """The message of ``load(path)``'s refusal; AssertionError if it loads, raises anything else (a traceback that
+    would reach the user) or says it on more than one line."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load(path)
+    except refusals as exc:
+        msg = str(exc)
+        assert msg and "\n" not in msg, f"{path}: a refusal without a one-line message: {msg!r}"
+        return msg
+    except Exception as exc:  # noqa: BLE001 - reported as the test's failure
+        raise AssertionError(f"{path}: {type(exc).__name__} instead of a refusal: {exc}") from exc
+    raise AssertionError(f"{path}: loaded, not refused")
+
+
+def set_text(ds, item, keyword: str, index: int, text: str) -> bytes:
+    """The bytes of ``ds`` with value ``index`` of the string-encoded numeric attribute (DS, IS) ``keyword`` of
+    ``item`` (``ds`` or an item inside it) replaced by ``text`` as it stands, e.g. "nan", "1,5" or "abc", which
+    pydicom will not write itself: a placeholder number of the same width is written and its bytes replaced."""
+    width = max(len(text), 4)
+    elem = item[keyword]
+    # a number of the width of ``text`` that no file holds elsewhere (a "+" is never in a UID)
+    mark = "+" + "7" * (width - 1) if elem.VR == "IS" else "+" + "7" * (width - 3) + ".5"
+    vals = [str(v) for v in elem.value] if elem.VM > 1 else [str(elem.value)]
+    vals[index] = mark
+    elem.value = vals if len(vals) > 1 else vals[0]
+    data = to_bytes(ds)
+    assert data.count(mark.encode()) == 1, f"the placeholder {mark} is not unique in the file"
+    return data.replace(mark.encode(), text.encode().ljust(width))

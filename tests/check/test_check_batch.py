@@ -1,0 +1,278 @@
+"""``mcproton check PTS --batch`` in the folders clinics really have: the output folder inside PTS, hidden and
+``__MACOSX`` folders, loose files at the top level, sub-folders without a plan or with an earlier check's output,
+one plan in two sub-folders, the exit status and the index's rows, and one patient's folder given to --batch.
+
+No transport: ``check`` is replaced by the pairing alone (``gather``, the real refusals) and a result that passes,
+so only the batch loop around it runs.  The patients are the small synthetic folders of test_check_pairing.py.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_check_pairing import ORIGIN, STUDY, VS, _hu, _plan, _rd, _rs
+
+from mcproton._check import api
+from mcproton._check.inputs import CheckInputError
+
+
+def _make_patient(d: Path) -> str:
+    """One patient's folder (CT series in ct/, a two-beam plan, its structure set, plan dose and beam doses);
+    returns the plan's SOPInstanceUID."""
+    from mcproton.dicom import write_ct_series
+
+    write_ct_series(_hu(), VS, ORIGIN, d / "ct", study=STUDY)
+    uid = _plan(d / "RP.dcm")
+    _rs(d / "RS.dcm")
+    _rd(d / "RD_plan.dcm", uid)
+    _rd(d / "RD_beam1.dcm", uid, "BEAM", 1, scale=0.5)
+    _rd(d / "RD_beam2.dcm", uid, "BEAM", 2, scale=0.5)
+    return uid
+
+
+@pytest.fixture(scope="module")
+def one_patient(tmp_path_factory):
+    d = tmp_path_factory.mktemp("batch") / "patient"
+    return d, _make_patient(d)
+
+
+@pytest.fixture
+def pts(one_patient, tmp_path):
+    """PTS with two patients, p1 and p2 (different plans)."""
+    root = tmp_path / "PTS"
+    shutil.copytree(one_patient[0], root / "p1")
+    _make_patient(root / "p2")
+    return root
+
+
+class Calls:
+    """The stand-in for ``check``: the real pairing (its refusals are the check's), then a passing result; records
+    the folders it was given and the index and batch.json as they were when each patient started."""
+
+    def __init__(self, out: Path):
+        self.out, self.folders, self.seen = out, [], {}
+
+    def __call__(self, *, folder, out, log, **kw):
+        from mcproton._check.inputs import gather
+
+        name = Path(folder).name
+        self.folders.append(name)
+        idx, js = self.out / "index.html", self.out / "batch.json"
+        self.seen[name] = (idx.read_text() if idx.exists() else "",
+                           json.loads(js.read_text()) if js.exists() else None)
+        inp = gather(folder=folder)
+        return api.CheckResult(True, [], {"2%/2mm": {"pass_rate": 1.0}}, {}, {}, {}, {}, [], inp.pairing,
+                               {"statistical_uncertainty_pct": 1.0}, {}, {}, {}, out_dir=str(out), inputs=inp)
+
+
+@pytest.fixture
+def calls(monkeypatch, tmp_path):
+    c = Calls(tmp_path / "out")
+    monkeypatch.setattr(api, "check", c)
+    return c
+
+
+def _batch(root, out, calls=None):
+    logs: list[str] = []
+    if calls is not None:
+        calls.out = Path(out)
+    res = api.check_batch(root, out, log=logs.append)
+    return res, logs, json.loads((Path(out) / "batch.json").read_text())
+
+
+# ---- 1. the output folder inside PTS
+@pytest.mark.parametrize("where", ["results", "checks/2026-12"])
+def test_the_output_folder_inside_the_batch_folder_is_never_a_patient(pts, calls, where):
+    """``--out PTS/results``: before, the second run checked ``results`` (the first run's reports and MC doses) as
+    a patient and refused it.  The output folder, or the folder that holds it, is skipped and named once."""
+    out = pts / where
+    for run in (1, 2):
+        calls.folders.clear()
+        res, logs, table = _batch(pts, out, calls)
+        assert calls.folders == ["p1", "p2"] and set(res) == set(table) == {"p1", "p2"}, (run, calls.folders)
+        top = where.split("/")[0]
+        named = [m for m in logs if f"'{top}'" in m]
+        assert len(named) == 1 and "output folder" in named[0], logs
+
+
+def test_a_patient_folder_that_holds_the_output_folder_is_still_a_patient(pts, calls):
+    """``--out PTS/p1/check``: p1 holds its own plan and doses beside the output, so it stays a patient (the earlier
+    MC doses in it are skipped by the pairing)."""
+    for _ in (1, 2):
+        res, logs, table = _batch(pts, pts / "p1" / "check", calls)
+        assert set(table) == {"p1", "p2"} and all(v["passed"] for v in table.values()), table
+
+
+# ---- 2. folders and files that are not patients
+def test_hidden_and_system_folders_are_skipped_and_named(pts, calls):
+    """``.git``, ``.Trash``, ``__MACOSX`` (unzipping on a Mac: "._" resource forks of every file), a USB stick's
+    ``System Volume Information``: before, each was checked and refused as a patient."""
+    (pts / ".git" / "objects").mkdir(parents=True)
+    (pts / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (pts / ".Trash").mkdir()
+    (pts / "__MACOSX" / "p1").mkdir(parents=True)
+    (pts / "__MACOSX" / "p1" / "._RP.dcm").write_bytes(b"\0\5\26\7" + b"\0" * 100)
+    (pts / "System Volume Information").mkdir()
+    res, logs, table = _batch(pts, pts.parent / "out", calls)
+    assert calls.folders == ["p1", "p2"] and set(table) == {"p1", "p2"}
+    for name in (".git", ".Trash", "__MACOSX", "System Volume Information"):
+        assert sum(f"'{name}'" in m for m in logs) == 1, (name, logs)
+    assert any("'__MACOSX'" in m and "Mac" in m for m in logs) and any("'.git'" in m and "hidden" in m for m in logs)
+    page = (pts.parent / "out" / "index.html").read_text()
+    assert "__MACOSX" in page and "not checked yet" not in page   # named on the page as not a patient
+
+
+def test_an_earlier_batchs_output_under_another_name_is_skipped(pts, calls):
+    """A first run with ``--out PTS/results``, a second with ``--out PTS/results2``: the first run's folder (batch.json,
+    index.html, a report folder per patient with its MC doses) is not a patient of the second."""
+    _batch(pts, pts / "results", calls)
+    res, logs, table = _batch(pts, pts / "results2", calls)
+    assert set(table) == {"p1", "p2"}
+    assert sum("'results'" in m and "earlier mcproton check --batch" in m for m in logs) == 1, logs
+
+
+def test_plain_files_at_the_top_level_are_named_as_not_looked_at(pts, calls):
+    (pts / "README.txt").write_text("export 2026-12-05\n")
+    (pts / "export.zip").write_bytes(b"PK\3\4" + b"\0" * 60)
+    (pts / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + b"\0" * 100)
+    res, logs, table = _batch(pts, pts.parent / "out", calls)
+    assert set(table) == {"p1", "p2"}
+    line = [m for m in logs if "README.txt" in m]
+    assert len(line) == 1 and "export.zip" in line[0] and "not looked at" in line[0] and "unpack" in line[0], logs
+
+
+def test_dicom_files_loose_at_the_top_level_are_listed_as_not_checked(pts, calls, one_patient, capsys):
+    """A patient's DICOM files dropped at PTS's top level (beside the patients' sub-folders): before, ignored in
+    silence.  They are one REFUSED row (each patient must be in a sub-folder of its own) and the exit status is 1."""
+    from mcproton.cli import main
+
+    src = one_patient[0]
+    shutil.copy(src / "RD_plan.dcm", pts / "RD_loose.dcm")
+    shutil.copy(sorted((src / "ct").iterdir())[0], pts / "CT_slice.dcm")
+    rc = main(["check", str(pts), "--batch", "--beam-model", "dcpt_v2", "--out", str(pts.parent / "out"), "--quiet"])
+    out = capsys.readouterr().out
+    table = json.loads((pts.parent / "out" / "batch.json").read_text())
+    assert rc == 1 and calls.folders == ["p1", "p2"]
+    top = [k for k in table if k not in ("p1", "p2")]
+    assert len(top) == 1 and "top level" in top[0], table
+    err = table[top[0]]["error"]
+    assert "RD_loose.dcm" in err and "CT_slice.dcm" in err and "sub-folder of its own" in err and "not checked" in err
+    assert f"{top[0]}: REFUSED" in out and "p1: PASS" in out and "p2: PASS" in out
+
+
+# ---- 3. sub-folders without a plan
+def test_sub_folders_without_a_plan_are_refused_with_a_clear_reason(pts, calls, one_patient):
+    """An empty sub-folder, one with documents only, one with an earlier check's output only, one with a CT only:
+    each a REFUSED row whose reason says what the folder holds (before: "no RT Plan in ...; give --plan RP.dcm",
+    an option --batch does not take)."""
+    from mcproton._check.mc_rtdose import MC_SERIES_DESCRIPTION
+
+    (pts / "empty").mkdir()
+    (pts / "docs").mkdir()
+    (pts / "docs" / "protocol.pdf").write_bytes(b"%PDF-1.4\n")
+    old = pts / "old_check"
+    old.mkdir()
+    for f in ("check.json", "check.html"):
+        (old / f).write_text("{}")
+    ds = pydicom.dcmread(one_patient[0] / "RD_plan.dcm")
+    ds.Manufacturer, ds.SeriesDescription = "mcproton", MC_SERIES_DESCRIPTION
+    ds.save_as(old / "RD_mc.dcm")
+    shutil.copytree(one_patient[0] / "ct", pts / "ct_only" / "ct")
+    res, logs, table = _batch(pts, pts.parent / "out", calls)
+    assert set(table) == {"p1", "p2", "empty", "docs", "old_check", "ct_only"}
+    for name, says in (("empty", "is empty"), ("docs", "no DICOM file"), ("old_check", "earlier mcproton check"),
+                       ("ct_only", "CT")):
+        err = table[name]["error"]
+        assert "no RT Ion Plan in" in err and str(pts / name) in err and says in err, err
+    assert "14 CT" in table["ct_only"]["error"]
+
+
+# ---- 4. one plan in two sub-folders
+def test_two_sub_folders_with_the_same_plan_are_both_checked_and_marked(pts, calls):
+    """A patient folder copied twice: before, the index showed the plan twice without a word.  Both are checked (the
+    copy may hold another TPS dose of the plan) and the second row says whose duplicate it is."""
+    shutil.copytree(pts / "p1", pts / "p1 - Copy")
+    res, logs, table = _batch(pts, pts.parent / "out", calls)
+    assert calls.folders == ["p1", "p1 - Copy", "p2"]
+    assert table["p1 - Copy"]["duplicate_of"] == "p1" and "duplicate_of" not in table["p1"]
+    assert "duplicate_of" not in table["p2"] and table["p1"]["plan_uid"] == table["p1 - Copy"]["plan_uid"]
+    assert any("'p1 - Copy'" in m and "same RT Plan" in m and "'p1'" in m for m in logs), logs
+    page = (pts.parent / "out" / "index.html").read_text()
+    assert "the same RT Plan as p1" in page
+
+
+# ---- 5. the exit status and the pending rows
+def test_exit_status_and_the_pending_rows_with_skipped_folders(pts, calls, capsys):
+    """Skipped folders (hidden, the output folder) are never pending rows and do not make the batch fail; one
+    refused patient makes the exit status 1."""
+    from mcproton.cli import main
+
+    (pts / ".hidden").mkdir()
+    (pts / "__MACOSX").mkdir()
+    out = pts / "results"
+    out.mkdir()
+    args = ["check", str(pts), "--batch", "--beam-model", "dcpt_v2", "--out", str(out), "--quiet"]
+    calls.out = out
+    assert main(args) == 0
+    page_at_p2 = calls.seen["p2"][0]
+    assert page_at_p2.count("<td>not checked yet</td>") == 1 and "p2</td><td></td><td>not checked yet" in page_at_p2
+    for name in (".hidden", "__MACOSX", "results"):
+        assert f"<td>{name}</td>" not in page_at_p2
+    (pts / "p2" / "RD_plan.dcm").unlink()
+    for p in (pts / "p2").glob("RD_beam*.dcm"):
+        p.unlink()
+    assert main(args) == 1
+    printed = capsys.readouterr().out
+    assert "p2: REFUSED" in printed and "p1: PASS" in printed
+
+
+# ---- 6. one patient's folder given to --batch
+@pytest.mark.parametrize("layout", ["flat", "series folders", "plan on top, doses and an old plan below"])
+def test_one_patients_folder_given_to_batch_is_refused_at_once(one_patient, tmp_path, calls, layout):
+    """PTS is one patient's export: its RT Plan at the top level beside a ct/ folder, or its series in folders of
+    their own (RTPLAN/, RTDOSE/, RTSTRUCT/, CT/).  Before, each folder was checked as a patient and refused; now the
+    batch is refused at once, before any check."""
+    root = tmp_path / "PTS"
+    shutil.copytree(one_patient[0], root)
+    if layout == "series folders":
+        for sub, pattern in (("RTPLAN", "RP*"), ("RTDOSE", "RD*"), ("RTSTRUCT", "RS*")):
+            (root / sub).mkdir()
+            for p in list(root.glob(pattern)):
+                p.rename(root / sub / p.name)
+        (root / "ct").rename(root / "CT")
+    elif layout != "flat":   # an old plan version in a folder of its own does not make the folder a batch
+        (root / "RTDOSE").mkdir()
+        for p in list(root.glob("RD*")):
+            p.rename(root / "RTDOSE" / p.name)
+        (root / "RTPLAN_old").mkdir()
+        _plan(root / "RTPLAN_old" / "RP_old.dcm")
+    with pytest.raises(CheckInputError, match="looks like one patient's folder: run without --batch") as exc:
+        api.check_batch(root, tmp_path / "out", log=lambda m: None)
+    assert calls.folders == [] and str(root) in str(exc.value)
+    if layout != "series folders":
+        assert "RP.dcm" in str(exc.value)
+
+
+def test_a_batch_of_patients_without_doses_is_not_taken_for_one_patient(pts, calls):
+    """The one-patient test needs a plan and its dose in PTS: patients whose doses are all missing are refused one by
+    one (each with its reason), not taken for one patient's folder."""
+    for p in pts.rglob("RD_*.dcm"):
+        p.unlink()
+    res, logs, table = _batch(pts, pts.parent / "out", calls)
+    assert set(table) == {"p1", "p2"} and all("no RT Dose" in t["error"] for t in table.values())
+
+
+def test_a_folder_of_nothing_but_skipped_folders_is_refused(tmp_path, calls):
+    root = tmp_path / "PTS"
+    (root / ".git").mkdir(parents=True)
+    (root / "__MACOSX").mkdir()
+    with pytest.raises(CheckInputError, match="no patient sub-folders") as exc:
+        api.check_batch(root, tmp_path / "out", log=lambda m: None)
+    assert ".git" in str(exc.value) and "__MACOSX" in str(exc.value)
