@@ -329,6 +329,32 @@ def _check_calibration_written_for(ct: Any, calib: Any, *, given: bool) -> None:
                        else f'set phantom.calibration = "{w}"'))
 
 
+def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:
+    """Warn when plan.rtstruct names the CT series its contours were drawn on (RTReferencedSeriesSequence) and the
+    CT read is another one: a re-scan or another phase on the same frame of reference, which may not be the CT the
+    plan was made on (phantom.ct_series or phantom.ct_dir then chooses the planning CT)."""
+    rts = cfg.get("plan", {}).get("rtstruct")
+    if not isinstance(rts, str) or not ct.series_instance_uid:
+        return
+    path = _resolve(cfg, rts)
+    if not path.is_file():
+        return   # refused with its own message when the plan is read
+    from ._io.dicom_common import read_dicom_file
+    from ._io.errors import DicomInputError
+    from ._io.rtstruct import struct_ct_series
+
+    try:
+        ds = read_dicom_file(path, stop_before_pixels=True)
+    except DicomInputError:
+        return   # refused with its own message when the structure set is read
+    drawn_on = struct_ct_series(ds) if ds is not None else ()
+    if drawn_on and ct.series_instance_uid not in drawn_on:
+        sys.stderr.write(f"mcproton: warning: plan.rtstruct {path} was drawn on CT series {', '.join(drawn_on)}, "
+                         f"not on the CT read ({ct.series_instance_uid}, {ct.series_description!r}): if the plan was "
+                         "made on that series (a re-scan or another phase on the same frame of reference), give its "
+                         "folder (phantom.ct_dir) or phantom.ct_series\n")
+
+
 def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:
     """Say so when CT numbers lie above the end of the HU -> density curve: they get its last density and
     material (tissue), which is wrong for metal (titanium plates and clips after a craniotomy: 4.5 g/cm3)."""
@@ -431,6 +457,7 @@ def build_geometry(cfg: dict[str, Any]):
                 if sel is not None and f"CT series {sel} is not in" in str(exc):
                     raise ConfigError(f"phantom.ct_series = {sel!r}: {exc}") from None
                 raise
+            _note_struct_drawn_on_another_series(cfg, ct)
             cal = ph.get("calibration", "schneider2000")
             cal_path = _resolve(cfg, cal)  # a calibration folder relative to the config, else a built-in name
             try:

@@ -39,6 +39,7 @@ import numpy as np
 
 from .._io.ct import is_localizer
 from .._io.dicom_common import read_dicom_file
+from .._io.rtstruct import struct_ct_series
 from .._io.errors import DicomInputError, InputDataError
 from .mc_rtdose import is_check_output
 
@@ -267,20 +268,6 @@ def _one_file_per_dose(doses: list[TPSDose], log: list[str]) -> list[TPSDose]:
                                   "them was changed after the export; give the planning system's file with --dose, "
                                   "or remove the other from the folder")
     return out
-
-
-def struct_ct_series(ds) -> tuple[str, ...]:
-    """The SeriesInstanceUIDs of the CT series an RT Structure Set's contours were drawn on
-    (ReferencedFrameOfReferenceSequence > RTReferencedStudySequence > RTReferencedSeriesSequence, PS3.3 C.8.8.5;
-    Type 3 below the frame, so it may be absent: then ())."""
-    out: list[str] = []
-    for fr in ds.get("ReferencedFrameOfReferenceSequence", []) or []:
-        for st in fr.get("RTReferencedStudySequence", []) or []:
-            for se in st.get("RTReferencedSeriesSequence", []) or []:
-                uid = str(se.get("SeriesInstanceUID", "") or "")
-                if uid and uid not in out:
-                    out.append(uid)
-    return tuple(out)
 
 
 def _series_list(groups: dict[tuple[Path, str], list[Path]], headers: dict[Path, _Header]) -> str:

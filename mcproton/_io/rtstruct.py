@@ -106,6 +106,20 @@ _CACHE: dict[tuple, RTStruct] = {}
 _CACHE_SIZE = 2
 
 
+def struct_ct_series(ds) -> tuple[str, ...]:
+    """The SeriesInstanceUIDs of the CT series an RT Structure Set's contours were drawn on
+    (ReferencedFrameOfReferenceSequence > RTReferencedStudySequence > RTReferencedSeriesSequence, PS3.3 C.8.8.5;
+    Type 3 below the frame, so it may be absent: then ())."""
+    out: list[str] = []
+    for fr in ds.get("ReferencedFrameOfReferenceSequence", []) or []:
+        for st in fr.get("RTReferencedStudySequence", []) or []:
+            for se in st.get("RTReferencedSeriesSequence", []) or []:
+                uid = str(se.get("SeriesInstanceUID", "") or "")
+                if uid and uid not in out:
+                    out.append(uid)
+    return tuple(out)
+
+
 def read_rtstruct(path_or_ds) -> RTStruct:
     """Read an RT Structure Set (file path or pydicom Dataset).  A file read before (same path, modification
     time and size) is not parsed again: the same :class:`RTStruct` is returned (its contour arrays are
