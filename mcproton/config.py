@@ -68,7 +68,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                              "(default: a temporary one)"),
         "ct_series": ((str,), "ct: SeriesInstanceUID of the CT series to read when ct_dir holds several (default: "
                                 "the only axial series; a localizer is skipped)"),
-        "calibration": ((str,), 'HU calibration: "schneider2000" (default), a built-in name or a folder '
+        "calibration": ((str,), 'HU calibration: "schneider2000" (default), a built-in name ("dcpt_spr_brain" for '
+                                'SPR-map CTs) or a folder '
                                 '(hu_density.csv, or the TPS\'s HU -> SPR curve as hu_spr.csv, + hu_materials.csv; '
                                 'docs/patient_workflow.md)'),
         "dose_voxel_mm": ((list, int, float), "ct: transport/dose voxel [dx, dy, dz] or one number, mm: blocks of "
@@ -471,6 +472,11 @@ def build_geometry(cfg: dict[str, Any]):
                 raise ConfigError(f"phantom.calibration = {cal!r}: {str(exc).rstrip('.')}; looked for the folder "
                                   f"{cal_path}{relative_path_note(cfg, cal)}") from None
             _check_calibration_written_for(ct, calib, given="calibration" in ph)
+            from ._io.hu_calibration import check_spr_map
+
+            check_spr_map(ct, calib.name, given="calibration" in ph, where=f"the CT in phantom.ct_dir ({ct_dir})",
+                          key="phantom.calibration", error=ConfigError, anyway="run anyway (phantom.calibration is "
+                          "given)")
             _warn_hu_beyond_calibration(ct, calib)
             blocks = (1, 1, 1)
             if "dose_voxel_mm" in ph:

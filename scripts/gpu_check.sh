@@ -220,7 +220,7 @@ if [ -f "$REPO/gpu_wheels/headphantom.tar.xz" ]; then
     run_step check_headct 120 - sh -c '"$@"; r=$?; [ "$r" -eq 1 ] && exit 0; exit "$r"' check_headct \
       "${PYM[@]}" check --ct "$WORK/headphantom/ct" --plan tests/data/dicom/RN_headphantom_rs.dcm \
       --dose "$WORK/headct_blocks.dcm" --struct "$WORK/headphantom/RS_headphantom.dcm" --beam-model dcpt_v2 \
-      --backend "$MODE" --quiet "${HPC_N[@]}" --out "$WORK/check_headct" && to_checks headct
+      --calibration dcpt_spr_brain --backend "$MODE" --quiet "${HPC_N[@]}" --out "$WORK/check_headct" && to_checks headct
   fi
 else
   log "### head CT runs skipped: no gpu_wheels/headphantom.tar.xz (bash scripts/gpu_wheels.sh packs it from /tmp/headphantom)"

@@ -39,8 +39,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--out", required=True,
                    help="folder for check.html, check.json and the MC dose RD_mc.dcm (created)")
     c.add_argument("--calibration", default=None,
-                   help="HU calibration (default schneider2000; a phantom CT that mcproton wrote with another one "
-                        "is refused with the default)")
+                   help="HU calibration (default schneider2000; dcpt_spr_brain for an SPR-map CT; a phantom CT that "
+                        "mcproton wrote with another one, or an SPR map, is refused with the default)")
     c.add_argument("--phantom-from-struct", action="store_true",
                    help="no CT: build the phantom from the RT Struct's ROI material overrides (External etc.)")
     c.add_argument("--no-machine-check", action="store_true",

@@ -19,6 +19,13 @@ Built-in calibrations (data in ``mcproton/data/ct_calibration/``, provenance in 
     the MCsquare/OpenTPS scanner calibrations (Apache-2.0), with compositions from MCsquare's material
     library (which keeps only H, C, N, O, P, Ca, ... and renormalises).
 
+``dcpt_spr_brain``
+    for CTs that are stopping-power-ratio maps (pixel value after the rescale = 1000 x (SPR - 1), as DCPT's
+    Siemens DirectSPR series "SPR_map"), not Hounsfield units: SPR = 1 + value / 1000, with the 40 brain
+    materials by SPR of DCPT's TOPAS table (nbassler/dicomexport 7397eb6, MIT; method C of Permatasari et al.
+    2020, doi:10.1088/1361-6560/ab9702), each at the density that gives its SPR with mcproton's stopping powers
+    (:meth:`from_spr_files`; scripts/make_dcpt_spr_brain.py).
+
 User calibrations: ``HUCalibration.load(path)`` with an MCsquare/OpenTPS scanner folder holding
 ``HU_Density_Conversion.txt`` and ``HU_Material_Conversion.txt`` (the material IDs refer to MCsquare's
 material library, bundled), or with a density CSV (columns ``HU,density_gcm3``) plus a material CSV (columns
@@ -110,6 +117,46 @@ def check_calibration_written_for(ct, name: str, *, given: bool, where: str, key
                          "from\n")
         return
     raise error(f"{msg}; {how(written)}")
+
+
+#: Built-in calibrations made for stopping-power-ratio maps (pixel value = 1000 x (SPR - 1)), not for HU images.
+SPR_MAP_CALIBRATIONS = ("dcpt_spr_brain",)
+
+
+def spr_map_evidence(ct) -> str:
+    """What says that a CT series holds stopping-power ratios, not Hounsfield units ("" if nothing): its
+    SeriesDescription or ImageComments naming SPR ("SPR_map", "DirectSPR", "SPR image", ...).  DICOM has no
+    attribute for it (such a series keeps RescaleType HU), so the description is all there is; DCPT's head-phantom
+    CT (nbassler/dicomexport) is one: series "SPR_map", water 0, bone 300-700, read with DCPT's SPR table."""
+    import re
+
+    for attr, label in (("series_description", "SeriesDescription"), ("image_comments", "ImageComments")):
+        text = str(getattr(ct, attr, "") or "")
+        if re.search(r"(?i)(?:^|[^a-z])(?:direct)?spr(?:[^a-z]|$)|stopping[ _-]?power", text):
+            return f"its {label} is {text!r}"
+    return ""
+
+
+def check_spr_map(ct, name: str, *, given: bool, where: str, key: str, error: type, anyway: str) -> None:
+    """A CT that :func:`spr_map_evidence` names an SPR map, read with an HU calibration: every stopping power would
+    be wrong (an SPR map's 500 is SPR 1.5; schneider2000 reads it as HU 500, SPR 1.25).  With the default
+    calibration ``error`` (what to give instead); with a calibration ``given`` other than an SPR-map one, a warning
+    that goes on ``anyway`` (a user's HU -> SPR table may be the identity the map needs)."""
+    import sys
+
+    ev = spr_map_evidence(ct)
+    base = str(name).split(" (")[0]
+    if not ev or base in SPR_MAP_CALIBRATIONS:
+        return
+    msg = (f"{where} looks like a stopping-power-ratio map, not Hounsfield units ({ev}): its values are then "
+           f"1000 x (SPR - 1), and the HU calibration {name!r} ({key}) would give bone ~20 % too little stopping "
+           "power (SPR 1.25 for a map's 500, which is SPR 1.5)")
+    if given:
+        sys.stderr.write(f"mcproton: warning: {msg}; {anyway}: make sure {key} is a table for SPR-map values "
+                         "(SPR = 1 + value / 1000)\n")
+        return
+    raise error(f"{msg}; give {key} dcpt_spr_brain (SPR = 1 + value / 1000, DCPT's brain materials) or a folder with "
+                "your SPR-map table (hu_spr.csv + hu_materials.csv), or an HU calibration by name to read it as HU")
 
 
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:
@@ -293,6 +340,9 @@ class HUCalibration:
         key = str(name_or_path)
         if key.lower() in ("schneider2000", "schneider", "default"):
             return _schneider2000()
+        if key.lower() == "dcpt_spr_brain":
+            return cls.from_spr_files(DATA_DIR / "dcpt_spr_brain_hu_spr.csv", DATA_DIR / "dcpt_spr_brain_materials.csv",
+                                      name="dcpt_spr_brain", water_model=water_model, ivalue_set=ivalue_set)
         if key.lower() in _BUILTIN_SCANNERS:
             sc = _BUILTIN_SCANNERS[key.lower()]
             return cls.from_files(DATA_DIR / f"mcsquare_scanner_{sc}_hu_density.csv",
@@ -301,7 +351,7 @@ class HUCalibration:
         if not p.exists():
             raise CalibrationError(
                 f"unknown calibration {key!r}: not a built-in name "
-                f"({', '.join(['schneider2000', *_BUILTIN_SCANNERS])}) "
+                f"({', '.join(['schneider2000', *_BUILTIN_SCANNERS, 'dcpt_spr_brain'])}) "
                 "and no such file or folder")
         if p.is_dir():
             if (p / "hu_spr.csv").exists():
