@@ -46,6 +46,7 @@ class CTImage:
     slice_sop_instance_uids: list[str] = field(default_factory=list)
     series_description: str = ""
     image_comments: str = ""     # ImageComments (0020,4000) of the first slice (a phantom CT names its calibration)
+    image_type: str = ""         # ImageType (0008,0008) of the first slice, its values joined by "\\"
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -127,6 +128,13 @@ def _read_many(files: list[Path], *, pixels: bool):
         finally:
             for _, fut in window:
                 fut.cancel()
+
+
+def _text_values(v) -> str:
+    """A (multi-valued) text attribute's values joined by "\\" as DICOM stores them ("" if absent)."""
+    if v is None:
+        return ""
+    return "\\".join(str(x) for x in v) if isinstance(v, (list, MultiValue)) else str(v)
 
 
 def is_localizer(datasets) -> bool:
@@ -365,6 +373,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         slice_sop_instance_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in chosen],
         series_description=str(ds0.get("SeriesDescription", "")),
         image_comments=str(ds0.get("ImageComments", "") or ""),
+        image_type=_text_values(ds0.get("ImageType", None)),
     )
 
 

@@ -125,12 +125,13 @@ SPR_MAP_CALIBRATIONS = ("dcpt_spr_brain",)
 
 def spr_map_evidence(ct) -> str:
     """What says that a CT series holds stopping-power ratios, not Hounsfield units ("" if nothing): its
-    SeriesDescription or ImageComments naming SPR ("SPR_map", "DirectSPR", "SPR image", ...).  DICOM has no
+    SeriesDescription, ImageComments or ImageType naming SPR ("SPR_map", "DirectSPR", "SPR image", ...).  DICOM has no
     attribute for it (such a series keeps RescaleType HU), so the description is all there is; DCPT's head-phantom
     CT (nbassler/dicomexport) is one: series "SPR_map", water 0, bone 300-700, read with DCPT's SPR table."""
     import re
 
-    for attr, label in (("series_description", "SeriesDescription"), ("image_comments", "ImageComments")):
+    for attr, label in (("series_description", "SeriesDescription"), ("image_comments", "ImageComments"),
+                        ("image_type", "ImageType")):
         text = str(getattr(ct, attr, "") or "")
         if re.search(r"(?i)(?:^|[^a-z])(?:direct)?spr(?:[^a-z]|$)|stopping[ _-]?power", text):
             return f"its {label} is {text!r}"

@@ -46,18 +46,22 @@ def test_dcpt_spr_brain_materials_and_densities_agree_with_dcpts_geant4_table():
         assert ours == pytest.approx(float(r["topas_density_per_spr"]), rel=2e-3), r["name"]
 
 
-@pytest.mark.parametrize("description,comments,found", [
-    ("SPR_map", "AI Dual Energy Monoenergetic Plus E = 90 keV", True),   # the DCPT head phantom's CT
-    ("DirectSPR 1.0 Qr40", "", True),
-    ("Head", "SPR image from DECT", True),
-    ("Head 1.0 H31s", "", False),
-    ("Spiral 3.0 Br40", "", False),
-    ("mcproton phantom", "mcproton: HU from densities with the inverse of HU calibration 'schneider2000'", False),
+@pytest.mark.parametrize("description,comments,image_type,found", [
+    ("SPR_map", "AI Dual Energy Monoenergetic Plus E = 90 keV",
+     "DERIVED\\SECONDARY\\AXIAL\\VMI\\CT_SOM8 DEMEP\\ME90KEV\\DE_TB", True),   # the DCPT head phantom's CT
+    ("DirectSPR 1.0 Qr40", "", "", True),
+    ("Head", "SPR image from DECT", "", True),
+    ("Head 1.0 Qr40", "", "DERIVED\\SECONDARY\\AXIAL\\SPR", True),
+    ("Head 1.0 H31s", "", "ORIGINAL\\PRIMARY\\AXIAL", False),
+    ("Spiral 3.0 Br40", "", "", False),
+    ("mcproton phantom", "mcproton: HU from densities with the inverse of HU calibration 'schneider2000'",
+     "DERIVED\\SECONDARY\\AXIAL", False),
 ])
-def test_spr_map_evidence(description, comments, found):
-    class CT:
-        series_description, image_comments = description, comments
-    assert bool(spr_map_evidence(CT())) is found
+def test_spr_map_evidence(description, comments, image_type, found):
+    from types import SimpleNamespace
+
+    ct = SimpleNamespace(series_description=description, image_comments=comments, image_type=image_type)
+    assert bool(spr_map_evidence(ct)) is found
 
 
 def test_an_spr_map_read_with_an_hu_calibration_is_refused_or_warned_about(capsys):
