@@ -97,9 +97,12 @@ command -v nvidia-smi > /dev/null 2>&1 && timeout 20 nvidia-smi --query-gpu=name
 run_step install 120 - "$PY" -m pip install -q --no-deps --no-index --no-compile --target "$TARGET" "$REPO"/gpu_wheels/*.whl \
   || { log "### install failed: see log.txt"; exit 2; }
 export PYTHONPATH="$TARGET"
-# the tests and the example configs, without the checkout's mcproton/ (it must not shadow the installed package)
+# the tests and the example configs, without the checkout's mcproton/ (it must not shadow the installed package);
+# docs/ and phantoms/ too: tests/test_docs_commands.py reads them when it is collected, and a collection error
+# stops the whole `-m gpu` run (the 2026-12-05 dry run: rc 2, no GPU test run)
 mkdir -p "$WORK/repo"
-cp -r "$REPO/tests" "$REPO/examples" "$REPO/scripts" "$REPO/pyproject.toml" "$REPO/README.md" "$WORK/repo/"
+cp -r "$REPO/tests" "$REPO/examples" "$REPO/scripts" "$REPO/docs" "$REPO/phantoms" "$REPO/pyproject.toml" \
+  "$REPO/README.md" "$WORK/repo/"
 cd "$WORK/repo" || exit 2
 run_step import_check 60 - "$PY" -P -c '
 import pathlib, sys
