@@ -98,6 +98,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "beams": ((list,), "beam numbers to simulate (default all)"),
         "all_fractions": ((bool,), "dose for all fractions instead of one (default false)"),
         "rtstruct": ((str,), "DICOM RT Structure Set: DVH per structure in the HDF5 group dvh"),
+        "struct_overrides": ((str,), '"apply" (default: the RT Struct\'s material overrides, a bolus or artifacts set '
+                                     'to tissue, replace the CT in their ROIs, as in the planning system) or "ignore"'),
         "allow_other_frame": ((bool,), "run a plan or structure set whose FrameOfReferenceUID differs from the CT's "
                                        "(default: refused)"),
         "allow_position_mismatch": ((bool,),
@@ -330,6 +332,29 @@ def _check_calibration_written_for(ct: Any, calib: Any, *, given: bool) -> None:
                        else f'set phantom.calibration = "{w}"'))
 
 
+def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
+    """plan.rtstruct's material overrides (ROIPhysicalPropertiesSequence) put into the CT's geometry, as the
+    planning system computed with them (plan.struct_overrides = "apply", the default), or named as ignored."""
+    pl = cfg.get("plan", {})
+    how = pl.get("struct_overrides", "apply")
+    if how not in ("apply", "ignore"):
+        raise ConfigError(f'plan.struct_overrides must be "apply" or "ignore"; got {how!r}')
+    rts = pl.get("rtstruct")
+    if not isinstance(rts, str) or not _resolve(cfg, rts).is_file():
+        return   # none, or refused with its own message when the plan is read
+    from ._io.roi_overrides import apply_overrides, roi_overrides
+
+    path = _resolve(cfg, rts)
+    try:
+        notes = (apply_overrides(geometry, path) if how == "apply" else
+                 [f"ignored (plan.struct_overrides = 'ignore'): ROI {r['name']!r} {r['property']} "
+                  f"{r['density_g_cm3']:g}" for r in roi_overrides(path)])
+    except ValueError as exc:
+        raise ConfigError(f"plan.rtstruct: {exc}") from None
+    for n in notes:
+        sys.stderr.write(f"mcproton: structure-set override: {n}\n")
+
+
 def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:
     """Warn when plan.rtstruct names the CT series its contours were drawn on (RTReferencedSeriesSequence) and the
     CT read is another one: a re-scan or another phase on the same frame of reference, which may not be the CT the
@@ -485,6 +510,7 @@ def build_geometry(cfg: dict[str, Any]):
             g = calib.to_geometry(ct, blocks=blocks)
             # the RT Dose lies in the CT's study and frame; its patient position is checked against the plan's
             g.study = StudyReference.from_ct(ct)
+            _apply_struct_overrides(cfg, g)
             return g
         if kind == "paediatric":
             from .phantoms import make_head_phantom

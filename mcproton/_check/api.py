@@ -215,6 +215,24 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     return notes
 
 
+def _struct_overrides(geometry: Any, struct_path: str, how: str, log: Callable[[str], None]) -> list[str]:
+    """The structure set's material overrides put into the CT's geometry (``how`` "apply") or named as ignored;
+    the notes (also logged)."""
+    from .._io.roi_overrides import apply_overrides, roi_overrides
+
+    try:
+        if how == "apply":
+            notes = [f"override: {n}" for n in apply_overrides(geometry, struct_path)]
+        else:
+            notes = [f"override ignored (struct_overrides = 'ignore'): ROI {r['name']!r} {r['property']} "
+                     f"{r['density_g_cm3']:g}" for r in roi_overrides(struct_path)]
+    except ValueError as exc:
+        raise CheckInputError(str(exc)) from None
+    for n in notes:
+        log(f"mcproton check: {n}")
+    return notes
+
+
 #: What the check says when a beam's range differs uniformly and the patient's CT was converted with the default
 #: (generic) HU calibration: the planning system used its own curve, the first suspect of a range difference.  Two
 #: of the built-in curves, schneider2000 and mcsquare_default, give stopping-power ratios (100 MeV, this code's
@@ -385,11 +403,15 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           gamma_points: int | None = 10000, gamma_workers: int | None = 1, report: bool = True,
           mc: MCDose | None = None, machine_check: bool = True,
           prescription: float | Mapping[str, float] | None = None, ct_series: str | None = None,
+          struct_overrides: str = "apply",
           progress: bool = True, log: Callable[[str], None] | None = None) -> CheckResult:
     """Recompute a plan with Monte Carlo on its planning-system dose grid and compare (see docs/check.md).
 
     plan, dose, ct, struct : the RT Ion Plan, the TPS RT Dose(s) (a plan dose and/or per-beam doses), the CT
         folder and the RT Struct; or ``folder`` holding them (found and paired by UID).
+    struct_overrides : "apply" (default): the structure set's material overrides (ROIPhysicalPropertiesSequence:
+        a bolus, a couch, an artifact set to tissue), which the planning system computed with, replace the CT in
+        their ROIs, as in the planning system; "ignore": the CT as it is (the notes say what was ignored).
     ct_series : the SeriesInstanceUID of the plan's CT where the folder (or ``ct``) holds several CT series and
         the structure set does not name the one its contours were drawn on (a localizer is always skipped).
     phantom_from_struct : no CT: build one from the structure set's ROI material overrides (phantoms).
@@ -425,6 +447,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     cpu_steps: dict[str, float] = {}   # CPU seconds per step (all threads; the gamma's worker processes too)
     if dose_to not in ("water", "medium"):
         raise CheckInputError(f'dose_to must be "water" or "medium"; got {dose_to!r}')
+    if struct_overrides not in ("apply", "ignore"):
+        raise CheckInputError(f'struct_overrides must be "apply" or "ignore"; got {struct_overrides!r}')
     rx_given = _given_prescription(prescription)
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     t, c = time.perf_counter(), time.process_time()
@@ -474,6 +498,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                         f"{ct_img.shape_zyx[0]} slices of {ct_img.shape_zyx[2]} x {ct_img.shape_zyx[1]}, "
                         + " x ".join(f"{v:g}" for v in ct_img.voxel_size_mm) + " mm)")
         del ct_img   # the CT's HU freed at once
+        if inp.ct_dir is not None and inp.struct_path is not None:   # a patient's CT: the TPS's overrides too
+            notes_geo += _struct_overrides(geometry, inp.struct_path, struct_overrides, log)
         cal_name = getattr(cal, "name", str(calibration))
     else:
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")

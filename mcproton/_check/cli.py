@@ -41,6 +41,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--calibration", default=None,
                    help="HU calibration (default schneider2000; dcpt_spr_brain for an SPR-map CT; a phantom CT that "
                         "mcproton wrote with another one, or an SPR map, is refused with the default)")
+    c.add_argument("--struct-overrides", choices=["apply", "ignore"], default="apply",
+                   help="the RT Struct's material overrides (a bolus, a couch, artifacts set to tissue) on a patient "
+                        "CT: apply (default: as the planning system computed) or ignore")
     c.add_argument("--phantom-from-struct", action="store_true",
                    help="no CT: build the phantom from the RT Struct's ROI material overrides (External etc.)")
     c.add_argument("--no-machine-check", action="store_true",
@@ -84,7 +87,8 @@ def main(args: argparse.Namespace) -> int:
               "fractions": args.fractions, "primaries": args.primaries,
               "target_uncertainty": args.target_uncertainty or None, "seed": args.seed, "backend": args.backend,
               "levels": args.config, "gamma_points": args.gamma_points or None, "progress": not args.quiet,
-              "gamma_workers": args.gamma_workers or None, "machine_check": not args.no_machine_check}
+              "gamma_workers": args.gamma_workers or None, "machine_check": not args.no_machine_check,
+              "struct_overrides": args.struct_overrides}
     if args.batch:
         if args.prescription:
             raise ValueError("--prescription is one plan's; --batch checks many: leave it out (each plan's "

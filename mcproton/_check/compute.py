@@ -66,58 +66,6 @@ def mc_dose_description(inputs: Any, mc: MCDose) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------- phantom from the structure set
-def roi_overrides(struct_path: str | Path) -> list[dict]:
-    """The ROIs with a material override (RTROIObservationsSequence > ROIPhysicalPropertiesSequence,
-    REL_MASS_DENSITY and optionally an elemental composition), External first."""
-    import pydicom
-
-    ds = pydicom.dcmread(struct_path, force=True)
-    names = {int(r.ROINumber): str(r.ROIName) for r in ds.StructureSetROISequence}
-    out = []
-    for o in ds.get("RTROIObservationsSequence", []) or []:
-        rho, comp = None, {}
-        for pp in o.get("ROIPhysicalPropertiesSequence", []) or []:
-            if str(pp.get("ROIPhysicalProperty", "")) == "REL_MASS_DENSITY":
-                rho = float(pp.ROIPhysicalPropertyValue)
-            for el in pp.get("ROIElementalCompositionSequence", []) or []:
-                comp[int(el.ROIElementalCompositionAtomicNumber)] = float(el.ROIElementalCompositionAtomicMassFraction)
-        if rho is None:
-            continue
-        out.append({"name": names.get(int(o.ReferencedROINumber), "?"), "density_g_cm3": rho, "composition": comp,
-                    "type": str(o.get("RTROIInterpretedType", "") or "")})
-    out.sort(key=lambda r: r["type"].upper() != "EXTERNAL")
-    return out
-
-
-def _nearest_material(roi: dict):
-    """The mcproton material whose composition is nearest (L1 of the mass fractions) to the ROI's; by name
-    if the ROI gives no composition; water otherwise."""
-    from ..materials import ELEMENTS, get_material, list_materials
-
-    if roi["composition"]:
-        z_of = {sym: el.Z for sym, el in ELEMENTS.items()}
-        best, best_d = None, math.inf
-        for name in list_materials():
-            if name == "air":
-                continue
-            m = get_material(name)
-            mz = {}
-            for sym, w in m.mass_fractions.items():
-                z = z_of.get(sym, sym)
-                mz[int(z)] = mz.get(int(z), 0.0) + w
-            keys = set(mz) | set(roi["composition"])
-            d = sum(abs(mz.get(k, 0.0) - roi["composition"].get(k, 0.0)) for k in keys)
-            if d < best_d:
-                best, best_d = m, d
-        return best, f"nearest composition (L1 {best_d:.3f})"
-    from ..materials import UnknownMaterialError
-
-    try:
-        return get_material(roi["name"].lower()), "by name"
-    except UnknownMaterialError:
-        return get_material("water"), "water (no composition given)"
-
-
 def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str | Path, *,
                            frame_of_reference_uid: str, margin_mm: float = 20.0):
     """Write a CT series of the phantom the structure set describes: air, and every ROI with a material
@@ -128,6 +76,7 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     from .._io.dicom_common import PHANTOM_STUDY
     from .._io.rtstruct import rasterise, read_rtstruct
     from .._io.slab_ct import AIR_HU, slab_calibration
+    from .._io.roi_overrides import nearest_material, roi_overrides
     from .mc_rtdose import PHANTOM_SERIES_DESCRIPTION
 
     rois = roi_overrides(struct_path)
@@ -157,7 +106,7 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     masks = rasterise(s, _G, names=[r["name"] for r in rois])
     pairs, notes = [], []
     for r in rois:
-        m, why = _nearest_material(r)
+        m, why = nearest_material(r)
         r["material"] = m
         pairs.append((m, r["density_g_cm3"]))
         notes.append(f"ROI {r['name']!r} ({r['type'] or 'no type'}): {m.name} at {r['density_g_cm3']:g} g/cm3 "

@@ -37,7 +37,8 @@ def test_folder_is_paired_by_uid(folder):
 
 
 def test_roi_overrides_give_solid_water_and_pmma(folder):
-    from mcproton._check.compute import _nearest_material, roi_overrides
+    from mcproton._io.roi_overrides import nearest_material as _nearest_material
+    from mcproton._io.roi_overrides import roi_overrides
 
     rois = {r["name"]: r for r in roi_overrides(folder / "RS_plan03.dcm")}
     assert set(rois) == {"External", "PMMA"}

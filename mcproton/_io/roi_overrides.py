@@ -1,0 +1,128 @@
+"""Material overrides of an RT Structure Set's ROIs, as planning systems store them, and their application to a
+geometry made from a patient's CT.
+
+A planning system computes the dose with the CT numbers of some ROIs replaced: a bolus or a couch added to the
+image, dental fillings or contrast set to tissue, a phantom's body set to water.  It exports the replacement in the
+RT Struct (PS3.3 C.8.8.8, RTROIObservationsSequence > ROIPhysicalPropertiesSequence):
+
+* ``REL_MASS_DENSITY``: the mass density relative to water (g/cm3), RayStation writes it with the material's
+  elemental composition (``ROIElementalCompositionSequence``, mass fractions by atomic number);
+* ``REL_ELEC_DENSITY`` alone: the electron density relative to water; taken as water at a mass density equal to it
+  (water has 3.343e23 electrons per gram; a tissue-like override differs from this by its Z/A, ~1 %).
+
+Other properties (EFFECTIVE_Z, MEAN_EXCI_ENERGY, ...) come with these and are not needed: the material's
+composition gives them.  A Monte Carlo check that ignored the overrides would recompute another patient than the
+planning system did, so :func:`apply_overrides` puts them into the geometry: the EXTERNAL ROI first, the others
+after it (an ROI inside the External wins, as in the planning systems), each at the geometry's voxels whose centre
+lies inside (the rasteriser of :mod:`mcproton._io.rtstruct`).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def roi_overrides(struct_path: str | Path) -> list[dict]:
+    """The ROIs with a material override, External first: {"name", "type", "density_g_cm3", "composition"
+    ({atomic number: mass fraction}), "property"} ("REL_MASS_DENSITY", or "REL_ELEC_DENSITY" when only that is
+    given)."""
+    import pydicom
+
+    ds = pydicom.dcmread(struct_path, force=True)
+    names = {int(r.ROINumber): str(r.ROIName) for r in ds.get("StructureSetROISequence", []) or []}
+    out = []
+    for o in ds.get("RTROIObservationsSequence", []) or []:
+        rho, red, comp = None, None, {}
+        for pp in o.get("ROIPhysicalPropertiesSequence", []) or []:
+            prop = str(pp.get("ROIPhysicalProperty", "") or "")
+            if prop == "REL_MASS_DENSITY":
+                rho = float(pp.ROIPhysicalPropertyValue)
+            elif prop == "REL_ELEC_DENSITY":
+                red = float(pp.ROIPhysicalPropertyValue)
+            for el in pp.get("ROIElementalCompositionSequence", []) or []:
+                comp[int(el.ROIElementalCompositionAtomicNumber)] = float(el.ROIElementalCompositionAtomicMassFraction)
+        if rho is None and red is None:
+            continue
+        value = rho if rho is not None else red
+        if not (value is not None and math.isfinite(value) and 0 <= value <= 25):
+            name = names.get(int(o.ReferencedROINumber), "?")
+            raise ValueError(f"{struct_path}: ROI {name!r}: override {'REL_MASS_DENSITY' if rho is not None else ''}"
+                             f"{'REL_ELEC_DENSITY' if rho is None else ''} {value} is not a density relative to "
+                             "water (0-25); the structure set is damaged, export it again")
+        out.append({"name": names.get(int(o.ReferencedROINumber), "?"), "density_g_cm3": float(value),
+                    "composition": comp if rho is not None else {},
+                    "property": "REL_MASS_DENSITY" if rho is not None else "REL_ELEC_DENSITY",
+                    "type": str(o.get("RTROIInterpretedType", "") or "")})
+    out.sort(key=lambda r: r["type"].upper() != "EXTERNAL")
+    return out
+
+
+def nearest_material(roi: dict):
+    """The mcproton material whose composition is nearest (L1 of the mass fractions) to the ROI's; by name if the
+    ROI gives no composition; water otherwise.  Returns (material, how it was chosen)."""
+    from ..materials import ELEMENTS, UnknownMaterialError, get_material, list_materials
+
+    if roi["composition"]:
+        z_of = {sym: el.Z for sym, el in ELEMENTS.items()}
+        best, best_d = None, math.inf
+        for name in list_materials():
+            if name == "air":
+                continue
+            m = get_material(name)
+            mz: dict[int, float] = {}
+            for sym, w in m.mass_fractions.items():
+                z = z_of.get(sym, sym)
+                mz[int(z)] = mz.get(int(z), 0.0) + w
+            keys = set(mz) | set(roi["composition"])
+            d = sum(abs(mz.get(k, 0.0) - roi["composition"].get(k, 0.0)) for k in keys)
+            if d < best_d:
+                best, best_d = m, d
+        return best, f"nearest composition (L1 {best_d:.3f})"
+    if roi.get("property") == "REL_ELEC_DENSITY":
+        return get_material("water"), "water at the relative electron density (no composition given)"
+    try:
+        return get_material(roi["name"].lower()), "by name"
+    except UnknownMaterialError:
+        return get_material("water"), "water (no composition given)"
+
+
+def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) -> list[str]:
+    """Put the structure set's material overrides (:func:`roi_overrides`) into ``geometry`` (in place): each
+    override ROI's voxels take its material (:func:`nearest_material`) at its density, the External first.
+    ``struct``: the structure set already read (:func:`~mcproton._io.rtstruct.read_rtstruct`), else it is read.
+    Returns one note per ROI (what was set, and on how many voxels); [] when no ROI has an override."""
+    from .rtstruct import rasterise, read_rtstruct
+
+    rois = roi_overrides(struct_path)
+    if not rois:
+        return []
+    s = struct if struct is not None else read_rtstruct(struct_path)
+    masks = rasterise(s, geometry, names=[r["name"] for r in rois])
+    mats = list(geometry.materials)
+    mi = np.array(geometry.material_index_zyx)
+    rho = np.array(geometry.density_g_cm3_zyx)
+    notes = []
+    for r in rois:
+        m, why = nearest_material(r)
+        mask = masks.get(r["name"])
+        n = int(mask.sum()) if mask is not None else 0
+        notes.append(f"ROI {r['name']!r} ({r['type'] or 'no type'}): {r['property']} {r['density_g_cm3']:g} -> "
+                     f"{m.name} at {r['density_g_cm3']:g} g/cm3 ({why}), {n} voxels"
+                     + ("" if n else " (no voxel: contours outside the grid, or none)"))
+        if not n:
+            continue
+        k = next((i for i, x in enumerate(mats) if x is m), None)
+        if k is None:
+            if len(mats) >= 255:
+                raise ValueError(f"{struct_path}: the overrides need more than 255 materials in the geometry")
+            mats.append(m)
+            k = len(mats) - 1
+        mi[mask] = k
+        rho[mask] = r["density_g_cm3"]
+    geometry.materials = mats
+    geometry.material_index_zyx = np.ascontiguousarray(mi, dtype=np.uint8)
+    geometry.density_g_cm3_zyx = np.ascontiguousarray(rho, dtype=np.float32)
+    return notes

@@ -1,0 +1,175 @@
+"""The RT Struct's material overrides on a patient CT (mcproton/_io/roi_overrides.py): a planning system computes
+with them (a bolus, artifacts set to tissue, a phantom set to water), so `mcproton check` and `mcproton run` put
+them into the CT's geometry.  Before 2026-12-05 they were read only to build a phantom without a CT; on a CT they
+were ignored in silence, and the dose was that of another patient than the planning system's."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "check"))
+from test_check import _write_rs   # noqa: E402  (an RT Struct with a box PTV and the External)
+
+from mcproton._io.roi_overrides import apply_overrides, roi_overrides   # noqa: E402
+
+PMMA_Z = {1: 0.080538, 6: 0.599848, 8: 0.319614}   # mass fractions of PMMA (C5H8O2) by atomic number
+
+
+def _override(path: Path, roi: str, rel_mass=None, rel_elec=None, comp=None) -> None:
+    """Give ROI ``roi`` of the RT Struct the physical properties a planning system writes for an override."""
+    ds = pydicom.dcmread(path)
+    num = next(int(r.ROINumber) for r in ds.StructureSetROISequence if r.ROIName == roi)
+    obs = next(o for o in ds.RTROIObservationsSequence if int(o.ReferencedROINumber) == num)
+    props = []
+    for prop, val in (("REL_MASS_DENSITY", rel_mass), ("REL_ELEC_DENSITY", rel_elec)):
+        if val is None:
+            continue
+        pp = Dataset()
+        pp.ROIPhysicalProperty, pp.ROIPhysicalPropertyValue = prop, val
+        props.append(pp)
+    if comp:
+        pp = Dataset()
+        pp.ROIPhysicalProperty, pp.ROIPhysicalPropertyValue = "ELEM_FRACTION", 0
+        items = []
+        for z, w in comp.items():
+            e = Dataset()
+            e.ROIElementalCompositionAtomicNumber, e.ROIElementalCompositionAtomicMassFraction = z, w
+            items.append(e)
+        pp.ROIElementalCompositionSequence = Sequence(items)
+        props.append(pp)
+    obs.ROIPhysicalPropertiesSequence = Sequence(props)
+    ds.save_as(path)
+
+
+@pytest.fixture
+def water_ct(tmp_path):
+    """A water box CT (0 HU) and the geometry of `mcproton check` / `mcproton run` from it (schneider2000)."""
+    from mcproton._io.hu_calibration import HUCalibration
+    from mcproton.dicom import load_ct_series, write_ct_series
+
+    hu = np.full((14, 28, 28), -1000.0)
+    hu[:, 4:-4, 4:-4] = 0.0
+    write_ct_series(hu, (4.0, 4.0, 4.0), (-54.0, -54.0, -26.0), tmp_path / "ct")
+    g = HUCalibration.load("schneider2000").to_geometry(load_ct_series(tmp_path / "ct"))
+    return tmp_path, g
+
+
+def _ptv_mask(g) -> np.ndarray:
+    from mcproton._io.rtstruct import rasterise, read_rtstruct
+
+    return rasterise(read_rtstruct(g.rs), g, names=["PTV"])["PTV"]
+
+
+def test_a_pmma_override_replaces_the_ct_in_its_roi_and_nowhere_else(water_ct):
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None)                 # PTV box -16..16 x -16..16 x -12..12 mm
+    _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
+    before_rho, before_mi = g.density_g_cm3_zyx.copy(), g.material_index_zyx.copy()
+    notes = apply_overrides(g, tmp / "RS.dcm")
+    g.rs = tmp / "RS.dcm"
+    m = _ptv_mask(g)
+    assert m.sum() == 8 * 8 * 6 and len(notes) == 1 and "'PTV'" in notes[0] and "pmma" in notes[0]
+    assert np.all(g.density_g_cm3_zyx[m] == np.float32(1.19))
+    assert {g.materials[i].name for i in np.unique(g.material_index_zyx[m])} == {"pmma"}
+    np.testing.assert_array_equal(g.density_g_cm3_zyx[~m], before_rho[~m])
+    np.testing.assert_array_equal(g.material_index_zyx[~m], before_mi[~m])
+
+
+def test_an_electron_density_override_alone_is_water_at_that_density(water_ct):
+    """Eclipse-style: REL_ELEC_DENSITY only (no composition): water at a mass density equal to it."""
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", rel_elec=1.6)
+    (r,) = roi_overrides(tmp / "RS.dcm")
+    assert r["property"] == "REL_ELEC_DENSITY" and r["density_g_cm3"] == 1.6
+    apply_overrides(g, tmp / "RS.dcm")
+    g.rs = tmp / "RS.dcm"
+    m = _ptv_mask(g)
+    assert np.all(g.density_g_cm3_zyx[m] == np.float32(1.6))
+    assert {g.materials[i].name for i in np.unique(g.material_index_zyx[m])} == {"water"}
+
+
+def test_the_external_first_then_the_rois_inside_it(water_ct):
+    """A phantom whose External is set to water and an insert to PMMA (APTG plan03's RayStation set-up): the insert
+    wins inside the External, whatever order the file lists them in."""
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
+    _override(tmp / "RS.dcm", "External", rel_mass=1.0)
+    names = [r["name"] for r in roi_overrides(tmp / "RS.dcm")]
+    assert names == ["External", "PTV"]
+    apply_overrides(g, tmp / "RS.dcm")
+    g.rs = tmp / "RS.dcm"
+    assert np.all(g.density_g_cm3_zyx[_ptv_mask(g)] == np.float32(1.19))
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")   # pydicom's, on writing the damaged "nan"
+@pytest.mark.parametrize("value", ["nan", "-1", "1190"])
+def test_a_damaged_override_value_is_refused(water_ct, value):
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", rel_mass=value)
+    with pytest.raises(ValueError, match="not a density relative to water"):
+        apply_overrides(g, tmp / "RS.dcm")
+
+
+def test_run_applies_the_overrides_of_plan_rtstruct_unless_told_to_ignore_them(water_ct, capsys):
+    """`mcproton run` with a CT and plan.rtstruct: the geometry holds the override (and says so); with
+    plan.struct_overrides = "ignore" the CT as it is (and says what was ignored)."""
+    from mcproton.config import ConfigError, build_geometry
+
+    tmp, _ = water_ct
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
+    cfg = {"phantom": {"type": "ct", "ct_dir": str(tmp / "ct")}, "plan": {"rtstruct": str(tmp / "RS.dcm")}}
+    g = build_geometry(cfg)
+    g.rs = tmp / "RS.dcm"
+    assert np.all(g.density_g_cm3_zyx[_ptv_mask(g)] == np.float32(1.19))
+    assert "structure-set override: ROI 'PTV'" in capsys.readouterr().err
+    cfg["plan"]["struct_overrides"] = "ignore"
+    g = build_geometry(cfg)
+    g.rs = tmp / "RS.dcm"
+    assert float(g.density_g_cm3_zyx[_ptv_mask(g)].max()) < 1.1          # water's, from the CT
+    assert "ignored (plan.struct_overrides = 'ignore'): ROI 'PTV'" in capsys.readouterr().err
+    cfg["plan"]["struct_overrides"] = "yes"
+    with pytest.raises(ConfigError, match="plan.struct_overrides"):
+        build_geometry(cfg)
+
+
+def test_check_applies_the_overrides_on_a_patient_ct(water_ct, monkeypatch):
+    """`mcproton check` on a CT with an RT Struct holding an override: the geometry the Monte Carlo gets holds it
+    (the check stops there: no transport in this test); --struct-overrides ignore leaves the CT as it is."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "check"))
+    from test_check_pairing import STUDY, _hu, _plan, _rd
+
+    from mcproton._check import api
+    from mcproton.dicom import write_ct_series
+
+    tmp, _ = water_ct
+    write_ct_series(_hu(), (4.0, 4.0, 4.0), (-54.0, -54.0, -26.0), tmp / "ct_t1", study=STUDY)   # the plan's patient
+    uid = _plan(tmp / "RP.dcm")
+    _rd(tmp / "RD.dcm", uid)
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_mc(inputs, geometry, *a, **k):
+        geometry.rs = tmp / "RS.dcm"
+        seen["max_in_ptv"] = float(geometry.density_g_cm3_zyx[_ptv_mask(geometry)].max())
+        raise Stop
+
+    monkeypatch.setattr(api, "run_mc", fake_run_mc)
+    for how, want in (("apply", 1.19), ("ignore", 1.0188)):
+        with pytest.raises(Stop):
+            api.check(plan=tmp / "RP.dcm", dose=tmp / "RD.dcm", ct=tmp / "ct_t1", struct=tmp / "RS.dcm",
+                      beam_model="dcpt_v2", out=None, progress=False, log=lambda m: None, struct_overrides=how)
+        assert seen["max_in_ptv"] == pytest.approx(want, abs=2e-3), how
