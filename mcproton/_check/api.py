@@ -215,6 +215,46 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     return notes
 
 
+#: Mass thickness (g/cm2) of CT material outside the External along a beam's central axis, before the isocentre,
+#: above which the check names it (0.1 g/cm2: 1 mm of water, the order of the range levels).
+OUTSIDE_EXTERNAL_NOTE_G_CM2 = 0.1
+
+
+def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[str], None]
+                      ) -> tuple[list[str], list[str]]:
+    """What lies outside the External ROI: with ``how`` "air" set to air (the notes say how many voxels held
+    material); with "ct" kept, and each beam whose central axis crosses more than OUTSIDE_EXTERNAL_NOTE_G_CM2 of
+    it before the isocentre named.  Returns (diagnostic notes, geometry notes); both logged."""
+    from .._io.roi_overrides import mass_before_isocentre_g_cm2, outside_external, set_outside_to_air
+    from .._io.rtplan import beam_direction_lps
+    from .._io.rtstruct import read_rtstruct
+
+    found = outside_external(geometry, read_rtstruct(inp.struct_path))
+    if found is None:
+        return [], []
+    mask, ext, kept = found
+    also = f" and the {', '.join(repr(k) for k in kept)} ROI(s)" if kept else ""
+    if how == "air":
+        n = set_outside_to_air(geometry, mask)
+        notes = [f"outside the External {ext!r}{also}: air (--outside-external air; {n} voxels held material)"]
+        for n_ in notes:
+            log(f"mcproton check: {n_}")
+        return [], notes
+    diag = []
+    for b in inp.plan.beams:
+        d = beam_direction_lps(b.gantry_angle_deg, b.couch_angle_deg, b.patient_position or "HFS")
+        g = mass_before_isocentre_g_cm2(geometry, mask, b.isocenter_mm, d)
+        if g > OUTSIDE_EXTERNAL_NOTE_G_CM2:
+            diag.append(f"beam {b.number}: its central axis crosses {10 * g:.1f} mm (water-equivalent by mass) of CT "
+                        f"material outside the External {ext!r}{also} before the isocentre (a couch, a head rest or "
+                        "a mask in the image): transported here; a planning system that computes inside the External "
+                        "and its support ROIs only leaves it out, which moves this beam's range by about as much "
+                        "(then give --outside-external air)")
+    for n_ in diag:
+        log(f"mcproton check: {n_}")
+    return diag, list(diag)
+
+
 def _struct_overrides(geometry: Any, struct_path: str, how: str, log: Callable[[str], None]) -> list[str]:
     """The structure set's material overrides put into the CT's geometry (``how`` "apply") or named as ignored;
     the notes (also logged)."""
@@ -403,7 +443,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           gamma_points: int | None = 10000, gamma_workers: int | None = 1, report: bool = True,
           mc: MCDose | None = None, machine_check: bool = True,
           prescription: float | Mapping[str, float] | None = None, ct_series: str | None = None,
-          struct_overrides: str = "apply",
+          struct_overrides: str = "apply", outside_external: str = "ct",
           progress: bool = True, log: Callable[[str], None] | None = None) -> CheckResult:
     """Recompute a plan with Monte Carlo on its planning-system dose grid and compare (see docs/check.md).
 
@@ -412,6 +452,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     struct_overrides : "apply" (default): the structure set's material overrides (ROIPhysicalPropertiesSequence:
         a bolus, a couch, an artifact set to tissue), which the planning system computed with, replace the CT in
         their ROIs, as in the planning system; "ignore": the CT as it is (the notes say what was ignored).
+    outside_external : "ct" (default): the CT's material outside the External ROI (a couch, a head rest, a mask in
+        the image) is transported, and each beam's share of it before the isocentre is named in the diagnostics;
+        "air": air outside the External and its SUPPORT / FIXATION / BOLUS ROIs, as in a planning system that
+        computes inside them only.
     ct_series : the SeriesInstanceUID of the plan's CT where the folder (or ``ct``) holds several CT series and
         the structure set does not name the one its contours were drawn on (a localizer is always skipped).
     phantom_from_struct : no CT: build one from the structure set's ROI material overrides (phantoms).
@@ -449,6 +493,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         raise CheckInputError(f'dose_to must be "water" or "medium"; got {dose_to!r}')
     if struct_overrides not in ("apply", "ignore"):
         raise CheckInputError(f'struct_overrides must be "apply" or "ignore"; got {struct_overrides!r}')
+    if outside_external not in ("ct", "air"):
+        raise CheckInputError(f'outside_external must be "ct" or "air"; got {outside_external!r}')
     rx_given = _given_prescription(prescription)
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     t, c = time.perf_counter(), time.process_time()
@@ -466,6 +512,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     # ---- the geometry
     t, c = time.perf_counter(), time.process_time()
     notes_geo: list[str] = []
+    outside_notes: list[str] = []   # beams crossing CT material outside the External: for the diagnostics
     geometry = None
     ct_note = f"{inp.ct_dir} (series {inp.ct_series or 'not read: the MC dose is reused'})" if inp.ct_dir \
         else "none"
@@ -500,6 +547,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         del ct_img   # the CT's HU freed at once
         if inp.ct_dir is not None and inp.struct_path is not None:   # a patient's CT: the TPS's overrides too
             notes_geo += _struct_overrides(geometry, inp.struct_path, struct_overrides, log)
+            outside_notes, notes = _outside_external(geometry, inp, outside_external, log)
+            notes_geo += notes
         cal_name = getattr(cal, "name", str(calibration))
     else:
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")
@@ -629,7 +678,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         timings["structures_ranges_s"] = time.perf_counter() - t
         cpu_steps["structures_ranges_s"] = time.process_time() - c
         diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
-                                generic_calibration=generic_calibration) + rx_notes
+                                generic_calibration=generic_calibration) + rx_notes + outside_notes
         for nm, m in masks.items():   # a target the grid does not hold: its levels are not evaluated, say so
             if classify(nm, types.get(nm, "")) == "target" and not m.any():
                 diagnostics.append(f"target {nm!r} has contours but no voxel on the TPS dose grid, so its D95 and "

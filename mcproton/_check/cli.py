@@ -44,6 +44,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--struct-overrides", choices=["apply", "ignore"], default="apply",
                    help="the RT Struct's material overrides (a bolus, a couch, artifacts set to tissue) on a patient "
                         "CT: apply (default: as the planning system computed) or ignore")
+    c.add_argument("--outside-external", choices=["ct", "air"], default="ct",
+                   help="the CT outside the RT Struct's External ROI (a couch, a head rest): ct (default: transported; "
+                        "beams crossing it are named) or air (outside the External and its SUPPORT/FIXATION/BOLUS "
+                        "ROIs, as a planning system that computes inside them only)")
     c.add_argument("--phantom-from-struct", action="store_true",
                    help="no CT: build the phantom from the RT Struct's ROI material overrides (External etc.)")
     c.add_argument("--no-machine-check", action="store_true",
@@ -88,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
               "target_uncertainty": args.target_uncertainty or None, "seed": args.seed, "backend": args.backend,
               "levels": args.config, "gamma_points": args.gamma_points or None, "progress": not args.quiet,
               "gamma_workers": args.gamma_workers or None, "machine_check": not args.no_machine_check,
-              "struct_overrides": args.struct_overrides}
+              "struct_overrides": args.struct_overrides, "outside_external": args.outside_external}
     if args.batch:
         if args.prescription:
             raise ValueError("--prescription is one plan's; --batch checks many: leave it out (each plan's "

@@ -173,3 +173,77 @@ def test_check_applies_the_overrides_on_a_patient_ct(water_ct, monkeypatch):
             api.check(plan=tmp / "RP.dcm", dose=tmp / "RD.dcm", ct=tmp / "ct_t1", struct=tmp / "RS.dcm",
                       beam_model="dcpt_v2", out=None, progress=False, log=lambda m: None, struct_overrides=how)
         assert seen["max_in_ptv"] == pytest.approx(want, abs=2e-3), how
+
+
+def _couch_case(tmp: Path, couch_type: str | None = None):
+    """A water box (the External) on a 'couch' slab in the CT below it (y 44-52 mm, 1.5 g/cm3 by schneider2000 at
+    ~900 HU), a plan with a posterior beam (gantry 180: through the couch) and an anterior one (gantry 0), and
+    their RT Doses; ``couch_type``: the couch also contoured as an ROI of that type."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "check"))
+    from dicom_factories import make_plan, save, spot_grid
+    from test_check import FOR
+    from test_check_pairing import STUDY, _hu, _rd
+
+    from mcproton.dicom import write_ct_series
+
+    hu = _hu()
+    hu[:, 25:27, :] = 900.0                   # y = 44..52 mm (XS from -54 in 4 mm steps): below the box
+    write_ct_series(hu, (4.0, 4.0, 4.0), (-54.0, -54.0, -26.0), tmp / "ct_t1", study=STUDY)
+    layers = [(90.0, spot_grid(3, 8.0), [1.0] * 9)]
+    ds = make_plan([{"gantry": g, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": layers, "meterset": 20.0}
+                    for g in (180.0, 0.0)], frame_of_reference_uid=FOR)
+    save(ds, tmp / "RP.dcm")
+    _rd(tmp / "RD.dcm", str(ds.SOPInstanceUID))
+    _write_rs(tmp / "RS.dcm", None)
+    if couch_type:
+        rs = pydicom.dcmread(tmp / "RS.dcm")
+        roi, contour, obs = (Dataset(), Dataset(), Dataset())
+        roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = 9, "Couch", FOR
+        cs = []
+        for z in np.arange(-19.0, 20.0, 2.0):
+            c = Dataset()
+            c.ContourGeometricType, c.NumberOfContourPoints = "CLOSED_PLANAR", 4
+            c.ContourData = [v for x, y in ((-56, 44), (56, 44), (56, 52), (-56, 52)) for v in (float(x), float(y), z)]
+            cs.append(c)
+        contour.ReferencedROINumber, contour.ContourSequence = 9, Sequence(cs)
+        obs.ObservationNumber, obs.ReferencedROINumber, obs.RTROIInterpretedType = 9, 9, couch_type
+        rs.StructureSetROISequence.append(roi)
+        rs.ROIContourSequence.append(contour)
+        rs.RTROIObservationsSequence.append(obs)
+        rs.save_as(tmp / "RS.dcm")
+
+
+@pytest.mark.parametrize("couch_type,how,note_beams,couch_rho", [
+    (None, "ct", {1}, "ct"),            # the couch transported, and the posterior beam named
+    (None, "air", set(), "air"),        # outside the External: air
+    ("SUPPORT", "air", set(), "ct"),    # a couch contoured as SUPPORT stays, and is not outside
+])
+def test_ct_material_outside_the_external(tmp_path, monkeypatch, couch_type, how, note_beams, couch_rho):
+    from mcproton._check import api
+
+    _couch_case(tmp_path, couch_type)
+    seen: dict = {}
+    lines: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_mc(inputs, geometry, *a, **k):
+        # the couch's voxels in the geometry: y index of 48 mm, in x and z inside the grid
+        j = int(round((48.0 - geometry.origin_mm[1]) / geometry.voxel_size_mm[1]))
+        seen["couch"] = float(np.median(geometry.density_g_cm3_zyx[:, j, :]))
+        raise Stop
+
+    monkeypatch.setattr(api, "run_mc", fake_run_mc)
+    with pytest.raises(Stop):
+        api.check(plan=tmp_path / "RP.dcm", dose=tmp_path / "RD.dcm", ct=tmp_path / "ct_t1",
+                  struct=tmp_path / "RS.dcm", beam_model="dcpt_v2", out=None, progress=False, log=lines.append,
+                  outside_external=how)
+    named = {int(m.split("beam ")[1].split(":")[0]) for m in lines if "outside the External 'External'" in m
+             and "central axis crosses" in m}
+    assert named == note_beams, lines
+    if note_beams:   # 2 voxels of ~1.5 g/cm3 on the axis: ~12 mm of water by mass
+        msg = next(m for m in lines if "central axis crosses" in m)
+        mm = float(msg.split("crosses ")[1].split(" mm")[0])
+        assert 9.0 < mm < 14.0, msg
+    assert (seen["couch"] > 1.2) if couch_rho == "ct" else (seen["couch"] < 0.01), seen
