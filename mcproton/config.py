@@ -100,6 +100,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "rtstruct": ((str,), "DICOM RT Structure Set: DVH per structure in the HDF5 group dvh"),
         "struct_overrides": ((str,), '"apply" (default: the RT Struct\'s material overrides, a bolus or artifacts set '
                                      'to tissue, replace the CT in their ROIs, as in the planning system) or "ignore"'),
+        "outside_external": ((str,), '"ct" (default: the CT outside the RT Struct\'s External, e.g. a couch, is '
+                                     'transported) or "air" (air outside the External and its SUPPORT/FIXATION/BOLUS '
+                                     'ROIs, as a planning system that computes inside them only)'),
         "allow_other_frame": ((bool,), "run a plan or structure set whose FrameOfReferenceUID differs from the CT's "
                                        "(default: refused)"),
         "allow_position_mismatch": ((bool,),
@@ -339,7 +342,12 @@ def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
     how = pl.get("struct_overrides", "apply")
     if how not in ("apply", "ignore"):
         raise ConfigError(f'plan.struct_overrides must be "apply" or "ignore"; got {how!r}')
+    outside = pl.get("outside_external", "ct")
+    if outside not in ("ct", "air"):
+        raise ConfigError(f'plan.outside_external must be "ct" or "air"; got {outside!r}')
     rts = pl.get("rtstruct")
+    if outside == "air" and not isinstance(rts, str):
+        raise ConfigError('plan.outside_external = "air" needs plan.rtstruct (the structure set with the External ROI)')
     if not isinstance(rts, str) or not _resolve(cfg, rts).is_file():
         return   # none, or refused with its own message when the plan is read
     from ._io.roi_overrides import apply_overrides, roi_overrides
@@ -353,6 +361,18 @@ def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
         raise ConfigError(f"plan.rtstruct: {exc}") from None
     for n in notes:
         sys.stderr.write(f"mcproton: structure-set override: {n}\n")
+    if outside == "air":
+        from ._io.roi_overrides import outside_external, set_outside_to_air
+        from ._io.rtstruct import read_rtstruct
+
+        found = outside_external(geometry, read_rtstruct(path))
+        if found is None:
+            raise ConfigError(f'plan.outside_external = "air" needs an EXTERNAL ROI with contours in plan.rtstruct '
+                              f"({path}); it has none")
+        n_air = set_outside_to_air(geometry, found[0])
+        sys.stderr.write(f"mcproton: outside the External {found[1]!r}"
+                         + (f" and {', '.join(repr(k) for k in found[2])}" if found[2] else "")
+                         + f": air (plan.outside_external = \"air\"; {n_air} voxels held material)\n")
 
 
 def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:

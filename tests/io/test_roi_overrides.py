@@ -247,3 +247,25 @@ def test_ct_material_outside_the_external(tmp_path, monkeypatch, couch_type, how
         mm = float(msg.split("crosses ")[1].split(" mm")[0])
         assert 9.0 < mm < 14.0, msg
     assert (seen["couch"] > 1.2) if couch_rho == "ct" else (seen["couch"] < 0.01), seen
+
+
+def test_run_sets_air_outside_the_external_when_asked(tmp_path, capsys):
+    """`mcproton run`: plan.outside_external = "air" empties the couch below the External (default "ct": kept)."""
+    from mcproton.config import ConfigError, build_geometry
+
+    _couch_case(tmp_path)
+    cfg = {"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct_t1")}, "plan": {"rtstruct": str(tmp_path / "RS.dcm")}}
+    g = build_geometry(cfg)
+    j = int(round((48.0 - g.origin_mm[1]) / g.voxel_size_mm[1]))
+    assert float(np.median(g.density_g_cm3_zyx[:, j, :])) > 1.2
+    cfg["plan"]["outside_external"] = "air"
+    g = build_geometry(cfg)
+    assert float(g.density_g_cm3_zyx[:, j, :].max()) < 0.01
+    assert "outside the External 'External': air" in capsys.readouterr().err
+    cfg["plan"]["outside_external"] = "vacuum"
+    with pytest.raises(ConfigError, match="plan.outside_external"):
+        build_geometry(cfg)
+    del cfg["plan"]["rtstruct"]
+    cfg["plan"]["outside_external"] = "air"
+    with pytest.raises(ConfigError, match="needs plan.rtstruct"):
+        build_geometry(cfg)
