@@ -123,41 +123,69 @@ def check_calibration_written_for(ct, name: str, *, given: bool, where: str, key
 SPR_MAP_CALIBRATIONS = ("dcpt_spr_brain",)
 
 
-def spr_map_evidence(ct) -> str:
-    """What says that a CT series holds stopping-power ratios, not Hounsfield units ("" if nothing): its
-    SeriesDescription, ImageComments or ImageType naming SPR ("SPR_map", "DirectSPR", "SPR image", ...).  DICOM has no
-    attribute for it (such a series keeps RescaleType HU), so the description is all there is; DCPT's head-phantom
-    CT (nbassler/dicomexport) is one: series "SPR_map", water 0, bone 300-700, read with DCPT's SPR table."""
+#: What a dual-energy CT series may hold instead of Hounsfield units, by the words its description uses (DICOM has
+#: no attribute for it: such series keep RescaleType HU): (kind, pattern, what the values are).
+NOT_HU_MAPS = (
+    ("SPR", r"(?:^|[^a-z])(?:direct)?spr(?:[^a-z]|$)|stopping[ _-]?power",
+     "a stopping-power-ratio map: its values are then 1000 x (SPR - 1)"),
+    ("RED", r"electron[ _-]?density|(?:^|[^a-z])(?:rho|red)(?:[^a-z]|$)",
+     "a relative-electron-density map: its values are then 1000 x (RED - 1), not HU"),
+    ("ZEFF", r"z[ _-]?eff|effective[ _-]?(?:atomic[ _-]?number|z)(?:[^a-z]|$)",
+     "an effective-atomic-number (Z_eff) map: its values are atomic numbers, not HU"),
+)
+
+
+def not_hu_map(ct) -> tuple[str, str]:
+    """(kind, evidence) when a CT series' SeriesDescription, ImageComments or ImageType says that it holds a
+    dual-energy map instead of Hounsfield units (:data:`NOT_HU_MAPS`: "SPR", "RED", "ZEFF"), else ("", "").
+    DCPT's head-phantom CT (nbassler/dicomexport) is an SPR map: series "SPR_map", water 0, bone 300-700."""
     import re
 
     for attr, label in (("series_description", "SeriesDescription"), ("image_comments", "ImageComments"),
                         ("image_type", "ImageType")):
         text = str(getattr(ct, attr, "") or "")
-        if re.search(r"(?i)(?:^|[^a-z])(?:direct)?spr(?:[^a-z]|$)|stopping[ _-]?power", text):
-            return f"its {label} is {text!r}"
-    return ""
+        for kind, pattern, _ in NOT_HU_MAPS:
+            if re.search("(?i)" + pattern, text):
+                return kind, f"its {label} is {text!r}"
+    return "", ""
+
+
+def spr_map_evidence(ct) -> str:
+    """What says that a CT series holds stopping-power ratios, not Hounsfield units ("" if nothing; :func:`not_hu_map`
+    of kind SPR)."""
+    kind, ev = not_hu_map(ct)
+    return ev if kind == "SPR" else ""
 
 
 def check_spr_map(ct, name: str, *, given: bool, where: str, key: str, error: type, anyway: str) -> None:
-    """A CT that :func:`spr_map_evidence` names an SPR map, read with an HU calibration: every stopping power would
-    be wrong (an SPR map's 500 is SPR 1.5; schneider2000 reads it as HU 500, SPR 1.25).  With the default
-    calibration ``error`` (what to give instead); with a calibration ``given`` other than an SPR-map one, a warning
-    that goes on ``anyway`` (a user's HU -> SPR table may be the identity the map needs)."""
+    """A CT that :func:`not_hu_map` names a dual-energy map, read with an HU calibration: every stopping power would
+    be wrong (an SPR map's 500 is SPR 1.5; schneider2000 reads it as HU 500, SPR 1.25; a Z_eff map would be water
+    everywhere).  With the default calibration ``error`` (what to give instead); with a calibration ``given`` (other
+    than an SPR-map one for an SPR map), a warning that goes on ``anyway`` (a user's table may be the one the map
+    needs)."""
     import sys
 
-    ev = spr_map_evidence(ct)
+    kind, ev = not_hu_map(ct)
     base = str(name).split(" (")[0]
-    if not ev or base in SPR_MAP_CALIBRATIONS:
+    if not kind or (kind == "SPR" and base in SPR_MAP_CALIBRATIONS):
         return
-    msg = (f"{where} looks like a stopping-power-ratio map, not Hounsfield units ({ev}): its values are then "
-           f"1000 x (SPR - 1), and the HU calibration {name!r} ({key}) would give bone ~20 % too little stopping "
-           "power (SPR 1.25 for a map's 500, which is SPR 1.5)")
+    what = next(w for k, _, w in NOT_HU_MAPS if k == kind)
+    harm = {"SPR": "would give bone ~20 % too little stopping power (SPR 1.25 for a map's 500, which is SPR 1.5)",
+            "RED": "would give bone too little density (a map's 500 is RED 1.5, about 1.6 g/cm3; read as HU 500 it is "
+                   "1.3 g/cm3)",
+            "ZEFF": "would make the patient water-like everywhere"}[kind]
+    msg = f"{where} looks like {what} ({ev}), and the HU calibration {name!r} ({key}) {harm}"
     if given:
-        sys.stderr.write(f"mcproton: warning: {msg}; {anyway}: make sure {key} is a table for SPR-map values "
-                         "(SPR = 1 + value / 1000)\n")
+        need = {"SPR": "a table for SPR-map values (SPR = 1 + value / 1000)",
+                "RED": "a table for electron-density-map values", "ZEFF": "meant for a Z_eff map"}[kind]
+        sys.stderr.write(f"mcproton: warning: {msg}; {anyway}: make sure {key} is {need}\n")
         return
-    raise error(f"{msg}; give {key} dcpt_spr_brain (SPR = 1 + value / 1000, DCPT's brain materials) or a folder with "
-                "your SPR-map table (hu_spr.csv + hu_materials.csv), or an HU calibration by name to read it as HU")
+    todo = {"SPR": f"give {key} dcpt_spr_brain (SPR = 1 + value / 1000, DCPT's brain materials) or a folder with "
+                   "your SPR-map table (hu_spr.csv + hu_materials.csv), or an HU calibration by name to read it as HU",
+            "RED": f"give {key} with a folder holding your table for the map's values (hu_density.csv + "
+                   "hu_materials.csv), or export the series in HU (the mixed or 120 kVp-like image)",
+            "ZEFF": "export the series in HU (the mixed or 120 kVp-like image) and give that CT"}[kind]
+    raise error(f"{msg}; {todo}")
 
 
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:

@@ -56,6 +56,7 @@ def test_dcpt_spr_brain_materials_and_densities_agree_with_dcpts_geant4_table():
     ("Spiral 3.0 Br40", "", "", False),
     ("mcproton phantom", "mcproton: HU from densities with the inverse of HU calibration 'schneider2000'",
      "DERIVED\\SECONDARY\\AXIAL", False),
+    ("Head Rho 1.0", "", "", False),                  # an electron-density map: another kind, below
 ])
 def test_spr_map_evidence(description, comments, image_type, found):
     from types import SimpleNamespace
@@ -113,3 +114,23 @@ def test_run_and_check_refuse_an_spr_map_with_the_default_calibration(tmp_path, 
     cal = HUCalibration.load("dcpt_spr_brain")
     np.testing.assert_allclose(g.density_g_cm3_zyx[:, :, -1], float(cal.density_from_hu(np.array([500.0]))[0]),
                                rtol=1e-3)
+
+
+@pytest.mark.parametrize("description,kind", [
+    ("SPR_map", "SPR"), ("DE Rho 1.0 Qr40", "RED"), ("Electron density", "RED"), ("Head RED", "RED"),
+    ("DE Z 1.0", ""), ("Zeff 1.0 Qr40", "ZEFF"), ("Effective Z", "ZEFF"), ("Head 1.0 H31s", ""),
+    ("Reduced dose head", ""), ("Monoenergetic Plus 70 keV", ""),
+])
+def test_dual_energy_maps_that_are_not_hu_are_named(description, kind):
+    """Electron-density and Z_eff maps read as HU are wrong too (a Z_eff map would be water everywhere): named by
+    their descriptions, refused with the default calibration."""
+    from types import SimpleNamespace
+
+    from mcproton._io.hu_calibration import not_hu_map
+
+    ct = SimpleNamespace(series_description=description, image_comments="", image_type="")
+    assert not_hu_map(ct)[0] == kind
+    if kind in ("RED", "ZEFF"):
+        with pytest.raises(ValueError, match="map" if kind == "RED" else "Z_eff"):
+            check_spr_map(ct, "schneider2000", given=False, where="the CT", key="--calibration", error=ValueError,
+                          anyway="on")
