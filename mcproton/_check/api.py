@@ -255,6 +255,35 @@ def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[
     return diag, list(diag)
 
 
+def _heterogeneity_notes(inp: CheckInputs, overrides: bool, how: str, log: Callable[[str], None]) -> list[str]:
+    """What the TPS dose says it was computed with (TissueHeterogeneityCorrection (3004,0014): IMAGE, ROI_OVERRIDE)
+    against what the check computes with: ROI overrides the structure set does not hold (not exported: the check
+    cannot apply them), overrides ignored on request, or overrides the TPS dose says it did not use."""
+    doses = [d for d in (inp.total, *inp.beams.values()) if d is not None and d.heterogeneity]
+    if not doses:
+        return []   # the attribute is Type 3: a dose that does not say tells nothing
+    d = doses[0]
+    said = "/".join(d.heterogeneity)
+    notes = []
+    tps_roi = any("ROI_OVERRIDE" in x.heterogeneity for x in doses)
+    if tps_roi and not overrides:
+        notes.append(f"the planning system computed with ROI material overrides (TissueHeterogeneityCorrection {said} "
+                     f"in {Path(d.path).name}), but the structure set "
+                     + ("holds none (ROIPhysicalPropertiesSequence): they were not exported" if inp.struct_path
+                        else "was not given") + ", so the check computes on the CT as it is: expect differences where "
+                     "they were (a bolus, a couch, artifacts set to tissue)")
+    elif tps_roi and how == "ignore":
+        notes.append(f"the planning system computed with ROI material overrides (TissueHeterogeneityCorrection "
+                     f"{said}), which --struct-overrides ignore leaves out")
+    elif overrides and how == "apply" and not tps_roi:
+        notes.append(f"the structure set's material overrides were applied, but {Path(d.path).name} says it was "
+                     f"computed with {said} only (TissueHeterogeneityCorrection): if the planning system did not use "
+                     "them, give --struct-overrides ignore")
+    for n in notes:
+        log(f"mcproton check: {n}")
+    return notes
+
+
 def _struct_overrides(geometry: Any, struct_path: str, how: str, log: Callable[[str], None]) -> list[str]:
     """The structure set's material overrides put into the CT's geometry (``how`` "apply") or named as ignored;
     the notes (also logged)."""
@@ -545,10 +574,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                         f"{ct_img.shape_zyx[0]} slices of {ct_img.shape_zyx[2]} x {ct_img.shape_zyx[1]}, "
                         + " x ".join(f"{v:g}" for v in ct_img.voxel_size_mm) + " mm)")
         del ct_img   # the CT's HU freed at once
+        override_notes: list[str] = []
         if inp.ct_dir is not None and inp.struct_path is not None:   # a patient's CT: the TPS's overrides too
-            notes_geo += _struct_overrides(geometry, inp.struct_path, struct_overrides, log)
+            override_notes = _struct_overrides(geometry, inp.struct_path, struct_overrides, log)
+            notes_geo += override_notes
             outside_notes, notes = _outside_external(geometry, inp, outside_external, log)
             notes_geo += notes
+        if inp.ct_dir is not None:
+            outside_notes += _heterogeneity_notes(inp, bool(override_notes), struct_overrides, log)
         cal_name = getattr(cal, "name", str(calibration))
     else:
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")

@@ -74,6 +74,7 @@ class TPSDose:
     fraction_group: int | None = None   # ReferencedFractionGroupNumber (None: not given, as in a PLAN dose)
     sop_instance_uid: str = ""
     patient_id: str = ""
+    heterogeneity: tuple[str, ...] = ()   # TissueHeterogeneityCorrection (3004,0014): IMAGE, ROI_OVERRIDE, WATER
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -235,10 +236,17 @@ def read_tps_dose(path: str | Path) -> TPSDose:
     if (d.dose_type or "").upper() == "ERROR":
         raise CheckInputError(f"{path}: DoseType 'ERROR': the file holds a dose difference, not a dose that can be "
                               "recomputed; give the planning system's PHYSICAL or EFFECTIVE (RBE 1.1) dose")
+    het = ds.get("TissueHeterogeneityCorrection", None)
+    het_vals = tuple(str(v).strip().upper() for v in ([het] if isinstance(het, str) else het or []) if str(v).strip())
+    if "WATER" in het_vals and "IMAGE" not in het_vals:
+        raise CheckInputError(f"{path}: TissueHeterogeneityCorrection (3004,0014) {'/'.join(het_vals)}: the planning "
+                              "system computed this dose with the whole volume as water, not on the CT; the check "
+                              "recomputes on the CT, so the two would differ by the patient's heterogeneities; give "
+                              "the dose computed on the patient's CT (IMAGE)")
     return TPSDose(str(path), d.dose_gy_zyx, tuple(d.voxel_size_mm), tuple(d.origin_mm), d.frame_of_reference_uid,
                    (d.dose_type or "").upper(), (d.dose_summation_type or "").upper(),
                    d.referenced_plan_sop_instance_uid, beams, d.referenced_fraction_group_number,
-                   str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("PatientID", "") or ""))
+                   str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("PatientID", "") or ""), het_vals)
 
 
 def _same_dose(a: TPSDose, b: TPSDose) -> bool:

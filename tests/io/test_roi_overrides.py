@@ -269,3 +269,65 @@ def test_run_sets_air_outside_the_external_when_asked(tmp_path, capsys):
     cfg["plan"]["outside_external"] = "air"
     with pytest.raises(ConfigError, match="needs plan.rtstruct"):
         build_geometry(cfg)
+
+
+def _heterogeneity(path: Path, values) -> None:
+    ds = pydicom.dcmread(path)
+    ds.TissueHeterogeneityCorrection = values
+    ds.save_as(path)
+
+
+@pytest.mark.parametrize("rd_says,rs_override,how,expect", [
+    (["IMAGE", "ROI_OVERRIDE"], False, "apply", "they were not exported"),     # RayStation's words, no override
+    (["IMAGE", "ROI_OVERRIDE"], True, "ignore", "--struct-overrides ignore leaves out"),
+    (["IMAGE"], True, "apply", "give --struct-overrides ignore"),
+    (["IMAGE", "ROI_OVERRIDE"], True, "apply", None),                          # both agree: nothing to say
+    (["IMAGE"], False, "apply", None),
+])
+def test_what_the_tps_dose_says_it_was_computed_with(water_ct, monkeypatch, rd_says, rs_override, how, expect):
+    """TissueHeterogeneityCorrection (3004,0014) of the TPS dose against the structure set's overrides: a dose
+    computed with ROI overrides that the RT Struct does not hold (not exported) is said to be, before any transport."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "check"))
+    from test_check_pairing import STUDY, _hu, _plan, _rd
+
+    from mcproton._check import api
+    from mcproton.dicom import write_ct_series
+
+    tmp, _ = water_ct
+    write_ct_series(_hu(), (4.0, 4.0, 4.0), (-54.0, -54.0, -26.0), tmp / "ct_t1", study=STUDY)
+    uid = _plan(tmp / "RP.dcm")
+    _rd(tmp / "RD.dcm", uid)
+    _heterogeneity(tmp / "RD.dcm", rd_says)
+    _write_rs(tmp / "RS.dcm", None)
+    if rs_override:
+        _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
+    lines: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_mc(*a, **k):
+        raise Stop
+
+    monkeypatch.setattr(api, "run_mc", fake_run_mc)
+    with pytest.raises(Stop):
+        api.check(plan=tmp / "RP.dcm", dose=tmp / "RD.dcm", ct=tmp / "ct_t1", struct=tmp / "RS.dcm",
+                  beam_model="dcpt_v2", out=None, progress=False, log=lines.append, struct_overrides=how)
+    said = [m for m in lines if "TissueHeterogeneityCorrection" in m]
+    assert (expect is None and not said) or (len(said) == 1 and expect in said[0]), lines
+
+
+def test_a_tps_dose_computed_in_water_is_refused(tmp_path):
+    """TissueHeterogeneityCorrection WATER: the planning system ignored the CT; a check on the CT would compare two
+    different calculations."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "check"))
+    from test_check_pairing import _rd
+
+    from mcproton._check.inputs import CheckInputError, read_tps_dose
+
+    _rd(tmp_path / "RD.dcm", "1.2.3")
+    _heterogeneity(tmp_path / "RD.dcm", "WATER")
+    with pytest.raises(CheckInputError, match="whole volume as water"):
+        read_tps_dose(tmp_path / "RD.dcm")
+    _heterogeneity(tmp_path / "RD.dcm", ["IMAGE", "ROI_OVERRIDE"])
+    assert read_tps_dose(tmp_path / "RD.dcm").heterogeneity == ("IMAGE", "ROI_OVERRIDE")
