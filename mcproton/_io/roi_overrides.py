@@ -31,8 +31,12 @@ def roi_overrides(struct_path: str | Path) -> list[dict]:
     given)."""
     import pydicom
 
+    from .rtstruct import read_rtstruct
+
     ds = pydicom.dcmread(struct_path, force=True)
-    names = {int(r.ROINumber): str(r.ROIName) for r in ds.get("StructureSetROISequence", []) or []}
+    # the names read_rtstruct gives (a duplicate name made unique, an empty one "ROI_<n>"): the masks are looked up
+    # by them, so the ROI's own number must lead to its own contours, never to another ROI of the same name
+    names = {num: nm for nm, num in read_rtstruct(struct_path).roi_numbers.items()}
     out = []
     for o in ds.get("RTROIObservationsSequence", []) or []:
         rho, red, comp = None, None, {}

@@ -331,3 +331,30 @@ def test_a_tps_dose_computed_in_water_is_refused(tmp_path):
         read_tps_dose(tmp_path / "RD.dcm")
     _heterogeneity(tmp_path / "RD.dcm", ["IMAGE", "ROI_OVERRIDE"])
     assert read_tps_dose(tmp_path / "RD.dcm").heterogeneity == ("IMAGE", "ROI_OVERRIDE")
+
+
+def test_an_override_goes_to_its_own_roi_when_two_rois_share_a_name(water_ct):
+    """Two ROIs named 'PTV' (numbers 1 and 2: read_rtstruct keeps both, the second as 'PTV_2'), the override on the
+    second one only.  Before review7 the override was looked up by the name alone and filled the FIRST PTV's
+    voxels with PMMA, leaving the ROI that carries it as CT: a wrong patient, with a note that looked right."""
+    from mcproton._io.rtstruct import rasterise, read_rtstruct
+
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None, targets=[("PTV", (-16.0, -16.0, -12.0), (0.0, 16.0, 12.0)),
+                                             ("PTV", (8.0, -16.0, -12.0), (24.0, 16.0, 12.0))])
+    ds = pydicom.dcmread(tmp / "RS.dcm")
+    pp = Dataset()
+    pp.ROIPhysicalProperty, pp.ROIPhysicalPropertyValue = "REL_MASS_DENSITY", 1.19
+    next(o for o in ds.RTROIObservationsSequence if int(o.ReferencedROINumber) == 2) \
+        .ROIPhysicalPropertiesSequence = Sequence([pp])
+    ds.save_as(tmp / "RS.dcm")
+    s = read_rtstruct(tmp / "RS.dcm")
+    assert sorted(s.roi_numbers.items(), key=lambda kv: kv[1])[:2] == [("PTV", 1), ("PTV_2", 2)]
+    masks = rasterise(s, g, names=["PTV", "PTV_2"])
+    first, second = masks["PTV"] & ~masks["PTV_2"], masks["PTV_2"]
+    assert first.sum() > 0 and second.sum() > 0
+    before = g.density_g_cm3_zyx.copy()
+    (note,) = apply_overrides(g, tmp / "RS.dcm")
+    assert "'PTV_2'" in note, note
+    assert np.all(g.density_g_cm3_zyx[second] == np.float32(1.19))
+    np.testing.assert_array_equal(g.density_g_cm3_zyx[first], before[first])
