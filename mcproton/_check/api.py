@@ -231,6 +231,9 @@ def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[
 
     found = outside_external(geometry, read_rtstruct(inp.struct_path))
     if found is None:
+        if how == "air":   # asked for, and not done: the dose would be the CT's, with nothing said
+            raise CheckInputError(f"--outside-external air needs an EXTERNAL ROI with contours in the structure set "
+                                  f"({inp.struct_path}); it has none: give --outside-external ct (the CT as it is)")
         return [], []
     mask, ext, kept = found
     also = f" and the {', '.join(repr(k) for k in kept)} ROI(s)" if kept else ""
@@ -531,6 +534,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                  fractions=fractions, ct_series=ct_series)
     for line in inp.pairing:
         log(f"mcproton check: {line}")
+    if outside_external == "air" and inp.ct_dir is not None and inp.struct_path is None and mc is None:
+        raise CheckInputError("--outside-external air needs the structure set (--struct RS.dcm) with the External "
+                              "ROI; none was given or found")
     ref = inp.reference
     axes = ref.axes_mm()
     out_dir = Path(out) if out is not None else None

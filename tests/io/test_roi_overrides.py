@@ -358,3 +358,37 @@ def test_an_override_goes_to_its_own_roi_when_two_rois_share_a_name(water_ct):
     assert "'PTV_2'" in note, note
     assert np.all(g.density_g_cm3_zyx[second] == np.float32(1.19))
     np.testing.assert_array_equal(g.density_g_cm3_zyx[first], before[first])
+
+
+@pytest.mark.parametrize("struct", ["no_external", "none"])
+def test_check_refuses_outside_external_air_it_cannot_do(tmp_path, monkeypatch, struct):
+    """--outside-external air with a structure set without an EXTERNAL ROI, or without a structure set: refused
+    before any transport, as `mcproton run` refuses plan.outside_external = "air" there.  Before review7 the check
+    went on with the CT outside the body (a couch in the beam) and said nothing of the option it had not done."""
+    from mcproton._check import api
+    from mcproton._check.inputs import CheckInputError
+
+    _couch_case(tmp_path)
+    if struct == "no_external":
+        ds = pydicom.dcmread(tmp_path / "RS.dcm")
+        for o in ds.RTROIObservationsSequence:
+            o.RTROIInterpretedType = "ORGAN" if o.RTROIInterpretedType == "EXTERNAL" else o.RTROIInterpretedType
+        ds.save_as(tmp_path / "RS.dcm")
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_mc(*a, **k):
+        raise Stop
+
+    monkeypatch.setattr(api, "run_mc", fake_run_mc)
+    kw = dict(plan=tmp_path / "RP.dcm", dose=tmp_path / "RD.dcm", ct=tmp_path / "ct_t1", beam_model="dcpt_v2",
+              out=None, progress=False, log=lambda m: None)
+    if struct == "no_external":
+        kw["struct"] = tmp_path / "RS.dcm"
+    else:
+        (tmp_path / "RS.dcm").unlink()
+    with pytest.raises(CheckInputError, match="--outside-external air needs"):
+        api.check(**kw, outside_external="air")
+    with pytest.raises(Stop):   # the default: the CT as it is, which needs no External
+        api.check(**kw)
