@@ -238,7 +238,10 @@ def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[
     mask, ext, kept = found
     also = f" and the {', '.join(repr(k) for k in kept)} ROI(s)" if kept else ""
     if how == "air":
-        n = set_outside_to_air(geometry, mask)
+        try:
+            n = set_outside_to_air(geometry, mask)
+        except ValueError as exc:
+            raise CheckInputError(f"--outside-external air: {exc}") from None
         notes = [f"outside the External {ext!r}{also}: air (--outside-external air; {n} voxels held material)"]
         for n_ in notes:
             log(f"mcproton check: {n_}")

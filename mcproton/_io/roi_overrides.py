@@ -186,6 +186,8 @@ def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
     mats = list(geometry.materials)
     k = next((i for i, m in enumerate(mats) if m.name == "air"), None)
     if k is None:
+        if len(mats) >= 255:   # VoxelGeometry's limit (a uint8 index); appending would leave the geometry invalid
+            raise ValueError("air outside the External needs a material more than the 255 a geometry may hold")
         mats.append(air)
         k = len(mats) - 1
     rho = np.array(geometry.density_g_cm3_zyx)

@@ -392,3 +392,22 @@ def test_check_refuses_outside_external_air_it_cannot_do(tmp_path, monkeypatch, 
         api.check(**kw, outside_external="air")
     with pytest.raises(Stop):   # the default: the CT as it is, which needs no External
         api.check(**kw)
+
+
+def test_air_outside_the_external_keeps_the_geometry_within_255_materials():
+    """set_outside_to_air appends air when the geometry has none: with 255 materials already that made a 256th (the
+    index 255 of a uint8), which VoxelGeometry refuses to build; refused here instead (apply_overrides checks the
+    same limit)."""
+    from mcproton._io.roi_overrides import set_outside_to_air
+    from mcproton.geometry import VoxelGeometry
+    from mcproton.materials import get_material
+
+    water = get_material("water")
+    g = VoxelGeometry(np.zeros((2, 2, 2), np.uint8), np.ones((2, 2, 2), np.float32), [water] * 255, (1.0, 1.0, 1.0))
+    mask = np.zeros((2, 2, 2), bool)
+    mask[0] = True
+    with pytest.raises(ValueError, match="255"):
+        set_outside_to_air(g, mask)
+    assert len(g.materials) == 255
+    g = VoxelGeometry(np.zeros((2, 2, 2), np.uint8), np.ones((2, 2, 2), np.float32), [water] * 254, (1.0, 1.0, 1.0))
+    assert set_outside_to_air(g, mask) == 4 and len(g.materials) == 255 and g.materials[254].name == "air"
