@@ -231,11 +231,17 @@ def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[
 
     found = outside_external(geometry, read_rtstruct(inp.struct_path))
     if found is None:
+        if how == "air":   # asked for, and not done: the dose would be the CT's, with nothing said
+            raise CheckInputError(f"--outside-external air needs an EXTERNAL ROI with contours in the structure set "
+                                  f"({inp.struct_path}); it has none: give --outside-external ct (the CT as it is)")
         return [], []
     mask, ext, kept = found
     also = f" and the {', '.join(repr(k) for k in kept)} ROI(s)" if kept else ""
     if how == "air":
-        n = set_outside_to_air(geometry, mask)
+        try:
+            n = set_outside_to_air(geometry, mask)
+        except ValueError as exc:
+            raise CheckInputError(f"--outside-external air: {exc}") from None
         notes = [f"outside the External {ext!r}{also}: air (--outside-external air; {n} voxels held material)"]
         for n_ in notes:
             log(f"mcproton check: {n_}")
@@ -531,6 +537,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                  fractions=fractions, ct_series=ct_series)
     for line in inp.pairing:
         log(f"mcproton check: {line}")
+    if outside_external == "air" and inp.ct_dir is not None and inp.struct_path is None and mc is None:
+        raise CheckInputError("--outside-external air needs the structure set (--struct RS.dcm) with the External "
+                              "ROI; none was given or found")
     ref = inp.reference
     axes = ref.axes_mm()
     out_dir = Path(out) if out is not None else None
@@ -542,6 +551,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     t, c = time.perf_counter(), time.process_time()
     notes_geo: list[str] = []
     outside_notes: list[str] = []   # beams crossing CT material outside the External: for the diagnostics
+    beam_notes: list[str] = []      # the same, kept with the MC dose (mc.provenance)
     geometry = None
     ct_note = f"{inp.ct_dir} (series {inp.ct_series or 'not read: the MC dose is reused'})" if inp.ct_dir \
         else "none"
@@ -580,11 +590,25 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             notes_geo += override_notes
             outside_notes, notes = _outside_external(geometry, inp, outside_external, log)
             notes_geo += notes
+        beam_notes = list(outside_notes)   # kept with the MC dose: a check that reuses it names them too
         if inp.ct_dir is not None:
             outside_notes += _heterogeneity_notes(inp, bool(override_notes), struct_overrides, log)
         cal_name = getattr(cal, "name", str(calibration))
     else:
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")
+        # the geometry the reused MC dose was computed on: its overrides and what lay outside the External
+        for key, want in (("struct_overrides", struct_overrides), ("outside_external", outside_external)):
+            has = mc.provenance.get(key)
+            if has is not None and has != want:
+                raise CheckInputError(f"the reused MC dose (mc=) was computed with {key} = {has!r}, but this check "
+                                      f"asks for {want!r}: its geometry is not the one asked for; recompute the MC "
+                                      f"(leave out mc=) or give {key}={has!r}")
+        outside_notes = list(mc.provenance.get("outside_external_notes", []))
+        if inp.ct_dir is not None:   # what the TPS dose says it was computed with: this check's TPS dose
+            from .._io.roi_overrides import roi_overrides
+
+            has_overrides = bool(inp.struct_path) and bool(roi_overrides(inp.struct_path))
+            outside_notes += _heterogeneity_notes(inp, has_overrides, struct_overrides, log)
     # a patient CT read with the default curve, not one given: a uniform range difference then names it first
     generic_calibration = inp.ct_dir is not None and calibration is None and cal_name == "schneider2000"
     timings["geometry_s"] = time.perf_counter() - t - timings.get("read_ct_s", 0.0)   # without the CT reading
@@ -627,6 +651,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     machine_check=machine_check)
         mc.provenance["calibration"] = cal_name
         mc.provenance["geometry_notes"] = notes_geo
+        mc.provenance.update(struct_overrides=struct_overrides, outside_external=outside_external,
+                             outside_external_notes=beam_notes)
         cpu_steps["beams_transport_resample_s"] = time.process_time() - c
     else:   # a reused MC dose must be of the dose this check compares (a physical MC against an RBE dose: -9 %)
         _check_reused_mc(mc, inp.dose_type, dose_to, rbe)

@@ -311,6 +311,11 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
         for (w, u), v in scouts.items():
             log.append(f"skipped CT series {u} in {w} ({len(v)} image(s), {headers[v[0]].description!r}): a "
                        "localizer (scout/topogram, ImageType LOCALIZER), not an axial CT")
+        if not axial:   # a scout exported without its axial series: "0 CT series ... ()" told nothing
+            raise CheckInputError(f"the only CT series found ({_series_list(scouts, headers)}) "
+                                  f"{'is a localizer' if len(scouts) == 1 else 'are localizers'} (scout/topogram, "
+                                  "ImageType LOCALIZER), not the axial CT a plan is computed on: export the plan's "
+                                  "CT series too, or give --ct with its folder")
         mine = {k: v for k, v in axial.items() if headers[v[0]].frame == plan_frame}
         if len(axial) == 1:
             mine = axial   # one series: taken, its frame compared with the plan's later

@@ -213,7 +213,11 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     else:
         scouts = {uid: v for uid, v in series.items() if is_localizer([ds for _, ds in v])}
         axial = {uid: v for uid, v in series.items() if uid not in scouts}
-        if len(axial) > 1 or not axial:
+        if not axial:
+            raise _err(f"the folder {folder} holds only localizer series (scout/topogram, ImageType LOCALIZER): "
+                       f"{describe_series(series)}; a localizer is a projection image, not the axial CT a dose is "
+                       "computed on: give the folder of the axial CT series")
+        if len(axial) > 1:
             raise _err(f"the folder {folder} holds {len(series)} CT series: {describe_series(series)}; choose one "
                        f"by its SeriesInstanceUID (phantom.ct_series in a run's config, --ct-series in mcproton "
                        f"check, series_uid= in Python), or put each series in a folder of its own")

@@ -185,6 +185,10 @@ def check_spr_map(ct, name: str, *, given: bool, where: str, key: str, error: ty
             "RED": f"give {key} with a folder holding your table for the map's values (hu_density.csv + "
                    "hu_materials.csv), or export the series in HU (the mixed or 120 kVp-like image)",
             "ZEFF": "export the series in HU (the mixed or 120 kVp-like image) and give that CT"}[kind]
+    # the words are a guess from free text: a CT in HU of an electron-density phantom (CIRS 062M "Electron Density
+    # Phantom") or of a stopping-power phantom is named like a map, and must be checkable without renaming it
+    todo += (f"; if the series does hold HU (a CT of an electron-density or stopping-power phantom, say), give {key} "
+             "with its HU calibration by name (e.g. schneider2000): then this is a warning only")
     raise error(f"{msg}; {todo}")
 
 

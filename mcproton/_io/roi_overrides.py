@@ -31,8 +31,12 @@ def roi_overrides(struct_path: str | Path) -> list[dict]:
     given)."""
     import pydicom
 
+    from .rtstruct import read_rtstruct
+
     ds = pydicom.dcmread(struct_path, force=True)
-    names = {int(r.ROINumber): str(r.ROIName) for r in ds.get("StructureSetROISequence", []) or []}
+    # the names read_rtstruct gives (a duplicate name made unique, an empty one "ROI_<n>"): the masks are looked up
+    # by them, so the ROI's own number must lead to its own contours, never to another ROI of the same name
+    names = {num: nm for nm, num in read_rtstruct(struct_path).roi_numbers.items()}
     out = []
     for o in ds.get("RTROIObservationsSequence", []) or []:
         rho, red, comp = None, None, {}
@@ -182,6 +186,8 @@ def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
     mats = list(geometry.materials)
     k = next((i for i, m in enumerate(mats) if m.name == "air"), None)
     if k is None:
+        if len(mats) >= 255:   # VoxelGeometry's limit (a uint8 index); appending would leave the geometry invalid
+            raise ValueError("air outside the External needs a material more than the 255 a geometry may hold")
         mats.append(air)
         k = len(mats) - 1
     rho = np.array(geometry.density_g_cm3_zyx)

@@ -484,3 +484,20 @@ def test_the_ct_series_a_real_rt_struct_was_drawn_on_is_read_from_it():
     assert struct_ct_series(rs) == ("1.2.826.0.1.3680043.8.176.20111122133550298.10.5406771221",)
     del rs.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence   # Type 3: absent is allowed
     assert struct_ct_series(rs) == ()
+
+
+def test_a_folder_with_only_a_localizer_says_so(folder):
+    """The axial CT left out of an export, its scout kept: the check named '0 CT series ... ()' and the CT reader
+    told the user to choose the localizer by its UID; both now say that only a localizer is there."""
+    from mcproton._io.errors import DicomInputError
+    from mcproton.dicom import load_ct_series
+
+    scout = _localizer(folder / "ct")
+    for p in (folder / "ct").glob("*.dcm"):
+        if p.name != "scout.dcm":
+            p.unlink()
+    msg = _refused(folder, "is a localizer")
+    assert scout in msg and "()" not in msg
+    with pytest.raises(DicomInputError, match="only localizer series") as exc:
+        load_ct_series(folder / "ct")
+    assert "choose one" not in str(exc.value)

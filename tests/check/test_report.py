@@ -372,3 +372,31 @@ def test_an_error_while_the_gammas_run_stops_the_workers(report, base, monkeypat
                   mc=_fake_mc(base, 1.05), **{**FAST, "gamma_workers": 2})
     assert len(started) == 1 and len(started[0]) == 2
     assert all(p.returncode is not None for p in started[0])         # no worker left running
+
+
+def test_a_reused_mc_keeps_its_geometry_options_and_the_tps_heterogeneity_note(base):  # noqa: F811
+    """check(mc=...) reuses an MC dose: its struct_overrides / outside_external must be the ones asked for (else
+    refused, as a dose to another medium is), the beams' CT-outside-the-External notes of its geometry carry over,
+    and what the TPS dose says it was computed with (TissueHeterogeneityCorrection) is still said.  Before review7
+    the options were ignored in silence with mc= and those diagnostics were dropped."""
+    import pydicom
+
+    from mcproton._check.api import check
+    from mcproton._check.inputs import CheckInputError
+
+    d = base["dir"]
+    rd = _tps(base, "het_plan", base["blob"])
+    ds = pydicom.dcmread(rd)
+    ds.TissueHeterogeneityCorrection = ["IMAGE", "ROI_OVERRIDE"]
+    ds.save_as(rd)
+    mc = _fake_mc(base, 1.0)
+    mc.provenance.update(struct_overrides="apply", outside_external="ct",
+                         outside_external_notes=["beam 1: its central axis crosses 12.0 mm ... (test)"])
+    kw = dict(plan=d / "RP.dcm", dose=[rd], ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2", **FAST)
+    with pytest.raises(CheckInputError, match="outside_external = 'ct'"):
+        check(mc=mc, outside_external="air", **kw)
+    with pytest.raises(CheckInputError, match="struct_overrides = 'apply'"):
+        check(mc=mc, struct_overrides="ignore", **kw)
+    r = check(mc=mc, **kw)
+    assert any("crosses 12.0 mm" in n for n in r.diagnostics), r.diagnostics
+    assert any("TissueHeterogeneityCorrection" in n and "not exported" in n for n in r.diagnostics), r.diagnostics

@@ -331,3 +331,83 @@ def test_a_tps_dose_computed_in_water_is_refused(tmp_path):
         read_tps_dose(tmp_path / "RD.dcm")
     _heterogeneity(tmp_path / "RD.dcm", ["IMAGE", "ROI_OVERRIDE"])
     assert read_tps_dose(tmp_path / "RD.dcm").heterogeneity == ("IMAGE", "ROI_OVERRIDE")
+
+
+def test_an_override_goes_to_its_own_roi_when_two_rois_share_a_name(water_ct):
+    """Two ROIs named 'PTV' (numbers 1 and 2: read_rtstruct keeps both, the second as 'PTV_2'), the override on the
+    second one only.  Before review7 the override was looked up by the name alone and filled the FIRST PTV's
+    voxels with PMMA, leaving the ROI that carries it as CT: a wrong patient, with a note that looked right."""
+    from mcproton._io.rtstruct import rasterise, read_rtstruct
+
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None, targets=[("PTV", (-16.0, -16.0, -12.0), (0.0, 16.0, 12.0)),
+                                             ("PTV", (8.0, -16.0, -12.0), (24.0, 16.0, 12.0))])
+    ds = pydicom.dcmread(tmp / "RS.dcm")
+    pp = Dataset()
+    pp.ROIPhysicalProperty, pp.ROIPhysicalPropertyValue = "REL_MASS_DENSITY", 1.19
+    next(o for o in ds.RTROIObservationsSequence if int(o.ReferencedROINumber) == 2) \
+        .ROIPhysicalPropertiesSequence = Sequence([pp])
+    ds.save_as(tmp / "RS.dcm")
+    s = read_rtstruct(tmp / "RS.dcm")
+    assert sorted(s.roi_numbers.items(), key=lambda kv: kv[1])[:2] == [("PTV", 1), ("PTV_2", 2)]
+    masks = rasterise(s, g, names=["PTV", "PTV_2"])
+    first, second = masks["PTV"] & ~masks["PTV_2"], masks["PTV_2"]
+    assert first.sum() > 0 and second.sum() > 0
+    before = g.density_g_cm3_zyx.copy()
+    (note,) = apply_overrides(g, tmp / "RS.dcm")
+    assert "'PTV_2'" in note, note
+    assert np.all(g.density_g_cm3_zyx[second] == np.float32(1.19))
+    np.testing.assert_array_equal(g.density_g_cm3_zyx[first], before[first])
+
+
+@pytest.mark.parametrize("struct", ["no_external", "none"])
+def test_check_refuses_outside_external_air_it_cannot_do(tmp_path, monkeypatch, struct):
+    """--outside-external air with a structure set without an EXTERNAL ROI, or without a structure set: refused
+    before any transport, as `mcproton run` refuses plan.outside_external = "air" there.  Before review7 the check
+    went on with the CT outside the body (a couch in the beam) and said nothing of the option it had not done."""
+    from mcproton._check import api
+    from mcproton._check.inputs import CheckInputError
+
+    _couch_case(tmp_path)
+    if struct == "no_external":
+        ds = pydicom.dcmread(tmp_path / "RS.dcm")
+        for o in ds.RTROIObservationsSequence:
+            o.RTROIInterpretedType = "ORGAN" if o.RTROIInterpretedType == "EXTERNAL" else o.RTROIInterpretedType
+        ds.save_as(tmp_path / "RS.dcm")
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_mc(*a, **k):
+        raise Stop
+
+    monkeypatch.setattr(api, "run_mc", fake_run_mc)
+    kw = dict(plan=tmp_path / "RP.dcm", dose=tmp_path / "RD.dcm", ct=tmp_path / "ct_t1", beam_model="dcpt_v2",
+              out=None, progress=False, log=lambda m: None)
+    if struct == "no_external":
+        kw["struct"] = tmp_path / "RS.dcm"
+    else:
+        (tmp_path / "RS.dcm").unlink()
+    with pytest.raises(CheckInputError, match="--outside-external air needs"):
+        api.check(**kw, outside_external="air")
+    with pytest.raises(Stop):   # the default: the CT as it is, which needs no External
+        api.check(**kw)
+
+
+def test_air_outside_the_external_keeps_the_geometry_within_255_materials():
+    """set_outside_to_air appends air when the geometry has none: with 255 materials already that made a 256th (the
+    index 255 of a uint8), which VoxelGeometry refuses to build; refused here instead (apply_overrides checks the
+    same limit)."""
+    from mcproton._io.roi_overrides import set_outside_to_air
+    from mcproton.geometry import VoxelGeometry
+    from mcproton.materials import get_material
+
+    water = get_material("water")
+    g = VoxelGeometry(np.zeros((2, 2, 2), np.uint8), np.ones((2, 2, 2), np.float32), [water] * 255, (1.0, 1.0, 1.0))
+    mask = np.zeros((2, 2, 2), bool)
+    mask[0] = True
+    with pytest.raises(ValueError, match="255"):
+        set_outside_to_air(g, mask)
+    assert len(g.materials) == 255
+    g = VoxelGeometry(np.zeros((2, 2, 2), np.uint8), np.ones((2, 2, 2), np.float32), [water] * 254, (1.0, 1.0, 1.0))
+    assert set_outside_to_air(g, mask) == 4 and len(g.materials) == 255 and g.materials[254].name == "air"

@@ -134,3 +134,22 @@ def test_dual_energy_maps_that_are_not_hu_are_named(description, kind):
         with pytest.raises(ValueError, match="map" if kind == "RED" else "Z_eff"):
             check_spr_map(ct, "schneider2000", given=False, where="the CT", key="--calibration", error=ValueError,
                           anyway="on")
+
+
+@pytest.mark.parametrize("description", ["CIRS 062M Electron Density Phantom", "SPR phantom Gammex 1467",
+                                         "Zeff insert phantom"])
+def test_a_phantom_ct_in_hu_named_like_a_map_is_told_how_to_go_on(description, capsys):
+    """A QA CT in HU of an electron-density or stopping-power phantom is named like a dual-energy map (the words
+    are a guess from free text): refused with the default curve, the message must say how to read it as HU (an HU
+    calibration given by name: a warning only).  Before review7 the RED and Z_eff messages only said to export the
+    series in HU, which it already was."""
+    from types import SimpleNamespace
+
+    ct = SimpleNamespace(series_description=description, image_comments="", image_type="")
+    with pytest.raises(ValueError, match="does hold HU.*--calibration with its HU calibration by name") as exc:
+        check_spr_map(ct, "schneider2000", given=False, where="the CT", key="--calibration", error=ValueError,
+                      anyway="checked anyway")
+    assert "phantom" in str(exc.value)
+    check_spr_map(ct, "schneider2000", given=True, where="the CT", key="--calibration", error=ValueError,
+                  anyway="checked anyway")   # given by name: goes on, with a warning
+    assert "warning" in capsys.readouterr().err
