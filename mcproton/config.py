@@ -365,7 +365,8 @@ def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
         from ._io.roi_overrides import outside_external, set_outside_to_air
         from ._io.rtstruct import read_rtstruct
 
-        found = outside_external(geometry, read_rtstruct(path))
+        found = outside_external(geometry, read_rtstruct(path),
+                                 also_keep=[r["name"] for r in roi_overrides(path)] if how == "apply" else ())
         if found is None:
             raise ConfigError(f'plan.outside_external = "air" needs an EXTERNAL ROI with contours in plan.rtstruct '
                               f"({path}); it has none")

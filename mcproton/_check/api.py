@@ -220,8 +220,8 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
 OUTSIDE_EXTERNAL_NOTE_G_CM2 = 0.1
 
 
-def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[str], None]
-                      ) -> tuple[list[str], list[str]]:
+def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[str], None],
+                      overridden: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """What lies outside the External ROI: with ``how`` "air" set to air (the notes say how many voxels held
     material); with "ct" kept, and each beam whose central axis crosses more than OUTSIDE_EXTERNAL_NOTE_G_CM2 of
     it before the isocentre named.  Returns (diagnostic notes, geometry notes); both logged."""
@@ -229,7 +229,7 @@ def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[
     from .._io.rtplan import beam_direction_lps
     from .._io.rtstruct import read_rtstruct
 
-    found = outside_external(geometry, read_rtstruct(inp.struct_path))
+    found = outside_external(geometry, read_rtstruct(inp.struct_path), also_keep=overridden)
     if found is None:
         if how == "air":   # asked for, and not done: the dose would be the CT's, with nothing said
             raise CheckInputError(f"--outside-external air needs an EXTERNAL ROI with contours in the structure set "
@@ -588,7 +588,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if inp.ct_dir is not None and inp.struct_path is not None:   # a patient's CT: the TPS's overrides too
             override_notes = _struct_overrides(geometry, inp.struct_path, struct_overrides, log)
             notes_geo += override_notes
-            outside_notes, notes = _outside_external(geometry, inp, outside_external, log)
+            from .._io.roi_overrides import roi_overrides
+
+            overridden = ([r["name"] for r in roi_overrides(inp.struct_path)] if struct_overrides == "apply"
+                          else [])
+            outside_notes, notes = _outside_external(geometry, inp, outside_external, log, overridden)
             notes_geo += notes
         beam_notes = list(outside_notes)   # kept with the MC dose: a check that reuses it names them too
         if inp.ct_dir is not None:

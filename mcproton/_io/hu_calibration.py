@@ -128,9 +128,10 @@ SPR_MAP_CALIBRATIONS = ("dcpt_spr_brain",)
 NOT_HU_MAPS = (
     ("SPR", r"(?:^|[^a-z])(?:direct)?spr(?:[^a-z]|$)|stopping[ _-]?power",
      "a stopping-power-ratio map: its values are then 1000 x (SPR - 1)"),
-    ("RED", r"electron[ _-]?density|(?:^|[^a-z])(?:rho|red)(?:[^a-z]|$)",
+    ("RED", r"electron[ _-]?density|direct[ _-]?density|(?:^|[^a-z])rho(?:[^a-z]|$)"
+            r"|(?-i:(?:^|[^A-Za-z])RED(?:[^A-Za-z]|$))",   # "RED" in capitals only: "Dosis red." is German
      "a relative-electron-density map: its values are then 1000 x (RED - 1), not HU"),
-    ("ZEFF", r"z[ _-]?eff|effective[ _-]?(?:atomic[ _-]?number|z)(?:[^a-z]|$)",
+    ("ZEFF", r"(?:^|[^a-z])z[ _-]?eff|effective[ _-]?(?:atomic[ _-]?number|z)(?:[^a-z]|$)",
      "an effective-atomic-number (Z_eff) map: its values are atomic numbers, not HU"),
 )
 

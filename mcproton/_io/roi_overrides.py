@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -139,16 +139,19 @@ KEPT_OUTSIDE_EXTERNAL = ("SUPPORT", "FIXATION", "BOLUS")
 AIR_LIKE_G_CM3 = 0.01
 
 
-def outside_external(geometry: Any, struct: Any) -> tuple[np.ndarray, str, list[str]] | None:
-    """The voxels of ``geometry`` outside the structure set's EXTERNAL ROI and its SUPPORT / FIXATION / BOLUS
-    ROIs (``KEPT_OUTSIDE_EXTERNAL``): (mask, the External's name, the kept ROIs' names); None without an
-    External ROI with contours."""
+def outside_external(geometry: Any, struct: Any, also_keep: Sequence[str] = ()
+                     ) -> tuple[np.ndarray, str, list[str]] | None:
+    """The voxels of ``geometry`` outside the structure set's EXTERNAL ROI, its SUPPORT / FIXATION / BOLUS ROIs
+    (``KEPT_OUTSIDE_EXTERNAL``) and the ROIs named in ``also_keep`` (those whose material override was applied:
+    the planning system put that material there): (mask, the External's name, the kept ROIs' names); None without
+    an External ROI with contours."""
     from .rtstruct import rasterise
 
     ext = [nm for nm, t in struct.roi_types.items() if t.upper() == "EXTERNAL" and struct.contours.get(nm)]
     if not ext:
         return None
-    kept = [nm for nm, t in struct.roi_types.items() if t.upper() in KEPT_OUTSIDE_EXTERNAL and struct.contours.get(nm)]
+    kept = [nm for nm, t in struct.roi_types.items()
+            if (t.upper() in KEPT_OUTSIDE_EXTERNAL or nm in also_keep) and nm != ext[0] and struct.contours.get(nm)]
     masks = rasterise(struct, geometry, names=ext[:1] + kept)
     inside = masks[ext[0]].copy()
     for nm in kept:

@@ -411,3 +411,30 @@ def test_air_outside_the_external_keeps_the_geometry_within_255_materials():
     assert len(g.materials) == 255
     g = VoxelGeometry(np.zeros((2, 2, 2), np.uint8), np.ones((2, 2, 2), np.float32), [water] * 254, (1.0, 1.0, 1.0))
     assert set_outside_to_air(g, mask) == 4 and len(g.materials) == 255 and g.materials[254].name == "air"
+
+
+def test_an_override_roi_outside_the_external_stays_with_air_outside(tmp_path, monkeypatch):
+    """A bolus or couch that the planning system overrode but did not type SUPPORT/FIXATION/BOLUS, outside the
+    External: with --outside-external air its override material stays (the planning system put it there); with
+    the overrides ignored it is outside like the rest."""
+    from mcproton._check import api
+
+    _couch_case(tmp_path, couch_type="AVOIDANCE")                 # the couch contoured, as no support type
+    _override(tmp_path / "RS.dcm", "Couch", rel_mass=1.19, comp=PMMA_Z)
+    seen: dict = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_mc(inputs, geometry, *a, **k):
+        j = int(round((48.0 - geometry.origin_mm[1]) / geometry.voxel_size_mm[1]))
+        seen["couch"] = float(np.median(geometry.density_g_cm3_zyx[:, j, :]))
+        raise Stop
+
+    monkeypatch.setattr(api, "run_mc", fake_run_mc)
+    for how, want in (("apply", 1.19), ("ignore", 0.0012)):
+        with pytest.raises(Stop):
+            api.check(plan=tmp_path / "RP.dcm", dose=tmp_path / "RD.dcm", ct=tmp_path / "ct_t1",
+                      struct=tmp_path / "RS.dcm", beam_model="dcpt_v2", out=None, progress=False,
+                      log=lambda m: None, struct_overrides=how, outside_external="air")
+        assert seen["couch"] == pytest.approx(want, abs=1e-3), how

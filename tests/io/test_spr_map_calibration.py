@@ -120,6 +120,7 @@ def test_run_and_check_refuse_an_spr_map_with_the_default_calibration(tmp_path, 
     ("SPR_map", "SPR"), ("DE Rho 1.0 Qr40", "RED"), ("Electron density", "RED"), ("Head RED", "RED"),
     ("DE Z 1.0", ""), ("Zeff 1.0 Qr40", "ZEFF"), ("Effective Z", "ZEFF"), ("Head 1.0 H31s", ""),
     ("Reduced dose head", ""), ("Monoenergetic Plus 70 keV", ""),
+    ("Dosis red. Kopf", ""), ("Herz Eff 1.0", ""), ("DirectDensity 1.0 Qr40", "RED"), ("Z_eff map", "ZEFF"),
 ])
 def test_dual_energy_maps_that_are_not_hu_are_named(description, kind):
     """Electron-density and Z_eff maps read as HU are wrong too (a Z_eff map would be water everywhere): named by
