@@ -213,15 +213,11 @@ def _couch_case(tmp: Path, couch_type: str | None = None):
         rs.save_as(tmp / "RS.dcm")
 
 
-@pytest.mark.parametrize("couch_type,how,note_beams,couch_rho", [
-    (None, "ct", {1}, "ct"),            # the couch transported, and the posterior beam named
-    (None, "air", set(), "air"),        # outside the External: air
-    ("SUPPORT", "air", set(), "ct"),    # a couch contoured as SUPPORT stays, and is not outside
-])
-def test_ct_material_outside_the_external(tmp_path, monkeypatch, couch_type, how, note_beams, couch_rho):
+def _couch_density(tmp: Path, monkeypatch, **kw) -> tuple[float, list[str]]:
+    """Run the check of _couch_case up to the transport: (the couch's median density in the geometry the Monte
+    Carlo gets, the check's log lines)."""
     from mcproton._check import api
 
-    _couch_case(tmp_path, couch_type)
     seen: dict = {}
     lines: list[str] = []
 
@@ -236,9 +232,20 @@ def test_ct_material_outside_the_external(tmp_path, monkeypatch, couch_type, how
 
     monkeypatch.setattr(api, "run_mc", fake_run_mc)
     with pytest.raises(Stop):
-        api.check(plan=tmp_path / "RP.dcm", dose=tmp_path / "RD.dcm", ct=tmp_path / "ct_t1",
-                  struct=tmp_path / "RS.dcm", beam_model="dcpt_v2", out=None, progress=False, log=lines.append,
-                  outside_external=how)
+        api.check(plan=tmp / "RP.dcm", dose=tmp / "RD.dcm", ct=tmp / "ct_t1", struct=tmp / "RS.dcm",
+                  beam_model="dcpt_v2", out=None, progress=False, log=lines.append, **kw)
+    return seen["couch"], lines
+
+
+@pytest.mark.parametrize("couch_type,how,note_beams,couch_rho", [
+    (None, "ct", {1}, "ct"),            # the couch transported, and the posterior beam named
+    (None, "air", set(), "air"),        # outside the External: air
+    ("SUPPORT", "air", set(), "ct"),    # a couch contoured as SUPPORT stays, and is not outside
+])
+def test_ct_material_outside_the_external(tmp_path, monkeypatch, couch_type, how, note_beams, couch_rho):
+    _couch_case(tmp_path, couch_type)
+    couch, lines = _couch_density(tmp_path, monkeypatch, outside_external=how)
+    seen = {"couch": couch}
     named = {int(m.split("beam ")[1].split(":")[0]) for m in lines if "outside the External 'External'" in m
              and "central axis crosses" in m}
     assert named == note_beams, lines
@@ -417,24 +424,8 @@ def test_an_override_roi_outside_the_external_stays_with_air_outside(tmp_path, m
     """A bolus or couch that the planning system overrode but did not type SUPPORT/FIXATION/BOLUS, outside the
     External: with --outside-external air its override material stays (the planning system put it there); with
     the overrides ignored it is outside like the rest."""
-    from mcproton._check import api
-
     _couch_case(tmp_path, couch_type="AVOIDANCE")                 # the couch contoured, as no support type
     _override(tmp_path / "RS.dcm", "Couch", rel_mass=1.19, comp=PMMA_Z)
-    seen: dict = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_run_mc(inputs, geometry, *a, **k):
-        j = int(round((48.0 - geometry.origin_mm[1]) / geometry.voxel_size_mm[1]))
-        seen["couch"] = float(np.median(geometry.density_g_cm3_zyx[:, j, :]))
-        raise Stop
-
-    monkeypatch.setattr(api, "run_mc", fake_run_mc)
     for how, want in (("apply", 1.19), ("ignore", 0.0012)):
-        with pytest.raises(Stop):
-            api.check(plan=tmp_path / "RP.dcm", dose=tmp_path / "RD.dcm", ct=tmp_path / "ct_t1",
-                      struct=tmp_path / "RS.dcm", beam_model="dcpt_v2", out=None, progress=False,
-                      log=lambda m: None, struct_overrides=how, outside_external="air")
-        assert seen["couch"] == pytest.approx(want, abs=1e-3), how
+        couch, _ = _couch_density(tmp_path, monkeypatch, struct_overrides=how, outside_external="air")
+        assert couch == pytest.approx(want, abs=1e-3), how
