@@ -655,6 +655,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     machine_check=machine_check)
         mc.provenance["calibration"] = cal_name
         mc.provenance["geometry_notes"] = notes_geo
+        # what the MC RT Dose says it was computed with: the CT, and overrides (or the phantom built from them)
+        mc.provenance["tissue_heterogeneity"] = list(
+            ("IMAGE", "ROI_OVERRIDE") if inp.ct_dir is None else getattr(geometry, "tissue_heterogeneity", ("IMAGE",)))
         mc.provenance.update(struct_overrides=struct_overrides, outside_external=outside_external,
                              outside_external_notes=beam_notes)
         cpu_steps["beams_transport_resample_s"] = time.process_time() - c

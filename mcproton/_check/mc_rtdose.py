@@ -80,7 +80,8 @@ def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
         write_rtdose(dose, ref.voxel_size_mm, ref.origin_mm, path, study=study, summation_type=summation,
                      dose_type=inp.dose_type, referenced_beam_number=beam,
                      referenced_fraction_group_number=group or 1, series_description=MC_SERIES_DESCRIPTION,
-                     dose_comment=comment, series_instance_uid=series, instance_number=k)
+                     dose_comment=comment, series_instance_uid=series, instance_number=k,
+                     heterogeneity=mc.provenance.get("tissue_heterogeneity") or ("IMAGE",))
         written[key] = {"file": path.name, "dose_summation_type": summation, "dose_type": inp.dose_type,
                         "dose": desc["quantity"], "unit": desc["unit"], "dose_comment": comment,
                         "max_gy": float(dose.max())}

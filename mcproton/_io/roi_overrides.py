@@ -129,6 +129,8 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
     geometry.materials = mats
     geometry.material_index_zyx = np.ascontiguousarray(mi, dtype=np.uint8)
     geometry.density_g_cm3_zyx = np.ascontiguousarray(rho, dtype=np.float32)
+    if any(masks.get(r["name"]) is not None and masks[r["name"]].any() for r in rois):
+        geometry.tissue_heterogeneity = ("IMAGE", "ROI_OVERRIDE")   # what an RT Dose of it says it was computed with
     return notes
 
 
@@ -201,4 +203,5 @@ def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
     geometry.materials = mats
     geometry.material_index_zyx = np.ascontiguousarray(mi, dtype=np.uint8)
     geometry.density_g_cm3_zyx = np.ascontiguousarray(rho, dtype=np.float32)
+    geometry.tissue_heterogeneity = ("IMAGE", "ROI_OVERRIDE")
     return n

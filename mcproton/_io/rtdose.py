@@ -100,7 +100,7 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
                  referenced_fraction_group_number: int = 1, series_description: str = "mcproton dose",
                  dose_comment: str = "mcproton Monte Carlo", bits: int = 16,
                  series_instance_uid: str | None = None, series_number: int = 1,
-                 instance_number: int = 1) -> Path:
+                 instance_number: int = 1, heterogeneity: Sequence[str] = ("IMAGE",)) -> Path:
     """Write an RT Dose file; returns its path.
 
     ``dose_type`` PHYSICAL (Gy) or EFFECTIVE (RBE-weighted).  ``summation_type`` (PS3.3 C.8.8.3):
@@ -200,7 +200,10 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     ds.DoseSummationType = summation_type
     ds.GridFrameOffsetVector = [_ds(k * vs[2]) for k in range(d.shape[0])]
     ds.DoseGridScaling = scaling_s
-    ds.TissueHeterogeneityCorrection = "IMAGE"
+    # what the dose was computed with (PS3.3 C.8.8.3: IMAGE, ROI_OVERRIDE, WATER): ROI_OVERRIDE where the structure
+    # set's material overrides (or air outside its External) replaced the CT
+    het = [str(v) for v in heterogeneity]
+    ds.TissueHeterogeneityCorrection = het[0] if len(het) == 1 else het
     ref = Dataset()
     ref.ReferencedSOPClassUID = study.plan_sop_class_uid
     ref.ReferencedSOPInstanceUID, note = _plan_reference(study.plan_sop_instance_uid or None,
@@ -376,7 +379,8 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     write_rtdose(d, g.voxel_size_mm, g.origin_mm, path, study=study, summation_type=contents.summation_type,
                  dose_type=contents.dose_type, referenced_beam_number=contents.beam_numbers
                  if contents.summation_type in _NEEDS_BEAMS else None, dose_comment=contents.comment(),
-                 series_description=series_description, **series)
+                 series_description=series_description,
+                 heterogeneity=getattr(g, "tissue_heterogeneity", ("IMAGE",)), **series)
     return {"path": str(path), **contents.as_dict(), "max_dose": float(d.max())}
 
 

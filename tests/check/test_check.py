@@ -748,6 +748,7 @@ def test_the_check_writes_its_mc_dose_as_rt_dose_beside_the_tps_dose(case):
         np.testing.assert_allclose(rd.dose_gy_zyx, dose, rtol=0, atol=rd.dose_grid_scaling / 2 * (1 + 1e-9))
         hdr = pydicom.dcmread(out / name, stop_before_pixels=True)
         assert hdr.StudyInstanceUID == tps_hdr.StudyInstanceUID and hdr.PatientID == tps_hdr.PatientID
+        assert hdr.TissueHeterogeneityCorrection == "IMAGE"   # the CT as it is: its structure set has no override
         series.add(hdr.SeriesInstanceUID)
         sops.add(hdr.SOPInstanceUID)
         if shutil.which("dciodvfy"):

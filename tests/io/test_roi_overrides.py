@@ -429,3 +429,24 @@ def test_an_override_roi_outside_the_external_stays_with_air_outside(tmp_path, m
     for how, want in (("apply", 1.19), ("ignore", 0.0012)):
         couch, _ = _couch_density(tmp_path, monkeypatch, struct_overrides=how, outside_external="air")
         assert couch == pytest.approx(want, abs=1e-3), how
+
+
+def test_an_rt_dose_of_a_geometry_with_overrides_says_so(water_ct, tmp_path):
+    """TissueHeterogeneityCorrection (3004,0014) of what mcproton writes: IMAGE for the CT as it is, IMAGE\\
+    ROI_OVERRIDE once the structure set's overrides (or air outside its External) replaced part of it, as the
+    planning systems write it (RayStation's plan03 dose: IMAGE\\ROI_OVERRIDE)."""
+    from mcproton._io.dicom_common import StudyReference
+    from mcproton._io.rtdose import write_rtdose
+
+    tmp, g = water_ct
+    dose = np.zeros(g.shape_zyx)
+    study = StudyReference(frame_of_reference_uid="1.2.826.0.1.3680043.8.498.4242")
+    path = write_rtdose(dose, g.voxel_size_mm, g.origin_mm, tmp_path / "a.dcm", study=study,
+                        heterogeneity=getattr(g, "tissue_heterogeneity", ("IMAGE",)))
+    assert pydicom.dcmread(path).TissueHeterogeneityCorrection == "IMAGE"
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
+    apply_overrides(g, tmp / "RS.dcm")
+    path = write_rtdose(dose, g.voxel_size_mm, g.origin_mm, tmp_path / "b.dcm", study=study,
+                        heterogeneity=g.tissue_heterogeneity)
+    assert list(pydicom.dcmread(path).TissueHeterogeneityCorrection) == ["IMAGE", "ROI_OVERRIDE"]
