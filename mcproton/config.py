@@ -335,6 +335,24 @@ def _check_calibration_written_for(ct: Any, calib: Any, *, given: bool) -> None:
                        else f'set phantom.calibration = "{w}"'))
 
 
+def _struct_changes_geometry(cfg: dict[str, Any]) -> bool:
+    """Whether plan.rtstruct will change the CT's geometry: overrides to apply, or air outside the External."""
+    pl = cfg.get("plan", {})
+    rts = pl.get("rtstruct")
+    if not isinstance(rts, str) or not _resolve(cfg, rts).is_file():
+        return False
+    if pl.get("outside_external", "ct") == "air":
+        return True
+    if pl.get("struct_overrides", "apply") != "apply":
+        return False
+    from ._io.roi_overrides import roi_overrides
+
+    try:
+        return bool(roi_overrides(_resolve(cfg, rts)))
+    except ValueError:
+        return True   # a damaged override: _apply_struct_overrides refuses it with its message
+
+
 def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
     """plan.rtstruct's material overrides (ROIPhysicalPropertiesSequence) put into the CT's geometry, as the
     planning system computed with them (plan.struct_overrides = "apply", the default), or named as ignored."""
@@ -528,10 +546,20 @@ def build_geometry(cfg: dict[str, Any]):
             if "dose_voxel_mm" in ph:
                 blocks = _ct_block_factors(ct, _vec(ph, "dose_voxel_mm", 3, None, "phantom"))
             # the CT grid or its blocks, converted slab by slab (the same conversion as `mcproton check`)
-            g = calib.to_geometry(ct, blocks=blocks)
+            if tuple(blocks) != (1, 1, 1) and _struct_changes_geometry(cfg):
+                # the structure set's overrides on the CT's own voxels, then the blocks (a thin bolus keeps its
+                # thickness), at the cost of the full-resolution geometry in memory
+                from .geometry import resample_blocks
+
+                g_full = calib.to_geometry(ct)
+                _apply_struct_overrides(cfg, g_full)
+                g = resample_blocks(g_full, blocks)
+                del g_full
+            else:
+                g = calib.to_geometry(ct, blocks=blocks)
+                _apply_struct_overrides(cfg, g)
             # the RT Dose lies in the CT's study and frame; its patient position is checked against the plan's
             g.study = StudyReference.from_ct(ct)
-            _apply_struct_overrides(cfg, g)
             return g
         if kind == "paediatric":
             from .phantoms import make_head_phantom

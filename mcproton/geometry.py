@@ -44,6 +44,9 @@ class VoxelGeometry:
     label_names: dict[int, str] = field(default_factory=dict)
     name: str = "voxel grid"
     study: StudyReference | None = None
+    #: what a dose on this grid was computed with, as an RT Dose says it (TissueHeterogeneityCorrection, PS3.3
+    #: C.8.8.3): ("IMAGE",) for a CT as it is, ("IMAGE", "ROI_OVERRIDE") once a structure set's overrides changed it
+    tissue_heterogeneity: tuple[str, ...] = ("IMAGE",)
 
     def __post_init__(self) -> None:
         mi = np.asarray(self.material_index_zyx)
@@ -307,5 +310,6 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
     origin = np.asarray(geometry.origin_mm, float) + (fac - 1) / 2 * vs
     out = VoxelGeometry(new_mat, new_rho.astype(np.float32), list(geometry.materials), tuple(vs * fac),
                         tuple(origin), labels, dict(geometry.label_names),
-                        name=f"{geometry.name} (blocks of {fx} x {fy} x {fz} voxels)", study=geometry.study)
+                        name=f"{geometry.name} (blocks of {fx} x {fy} x {fz} voxels)", study=geometry.study,
+                        tissue_heterogeneity=geometry.tissue_heterogeneity)
     return out

@@ -576,24 +576,35 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                                                      frame_of_reference_uid=inp.frame_of_reference_uid)
             for nline in notes_geo:
                 log(f"mcproton check: phantom: {nline}")
+        override_notes: list[str] = []
+        air_notes: list[str] = []
+        overridden: list[str] = []
+        hook = None
+        if inp.ct_dir is not None and inp.struct_path is not None:   # a patient's CT: the TPS's overrides too
+            from .._io.roi_overrides import roi_overrides
+
+            overridden = [r["name"] for r in roi_overrides(inp.struct_path)] if struct_overrides == "apply" else []
+            if overridden or outside_external == "air":
+                def hook(g: Any) -> None:   # on the CT's own voxels, before the blocks of the TPS spacing
+                    override_notes.extend(_struct_overrides(g, inp.struct_path, struct_overrides, log))
+                    if outside_external == "air":
+                        air_notes.extend(_outside_external(g, inp, "air", log, overridden)[1])
         # calibration None: the default (schneider2000), which a CT naming another one is refused with
         geometry, cal, ct_img = build_geometry(ct_dir, "schneider2000" if calibration is None else calibration,
-                                               ref, timings, given=calibration is not None, series_uid=inp.ct_series)
+                                               ref, timings, given=calibration is not None, series_uid=inp.ct_series,
+                                               at_ct_resolution=hook)
         ct_note = (f"phantom built from the structure set's ROI material overrides ({ct_dir})" if inp.ct_dir is None
                    else f"{ct_dir}: series {ct_img.series_instance_uid} ({ct_img.series_description!r}, "
                         f"{ct_img.shape_zyx[0]} slices of {ct_img.shape_zyx[2]} x {ct_img.shape_zyx[1]}, "
                         + " x ".join(f"{v:g}" for v in ct_img.voxel_size_mm) + " mm)")
         del ct_img   # the CT's HU freed at once
-        override_notes: list[str] = []
-        if inp.ct_dir is not None and inp.struct_path is not None:   # a patient's CT: the TPS's overrides too
-            override_notes = _struct_overrides(geometry, inp.struct_path, struct_overrides, log)
-            notes_geo += override_notes
-            from .._io.roi_overrides import roi_overrides
-
-            overridden = ([r["name"] for r in roi_overrides(inp.struct_path)] if struct_overrides == "apply"
-                          else [])
-            outside_notes, notes = _outside_external(geometry, inp, outside_external, log, overridden)
-            notes_geo += notes
+        if inp.ct_dir is not None and inp.struct_path is not None:
+            if hook is None:   # nothing to change in the geometry: the overrides ignored (named), or none
+                override_notes = _struct_overrides(geometry, inp.struct_path, struct_overrides, log)
+            notes_geo += override_notes + air_notes
+            if outside_external == "ct":   # what lies outside the External, on the beams' way: named
+                outside_notes, notes = _outside_external(geometry, inp, "ct", log, overridden)
+                notes_geo += notes
         beam_notes = list(outside_notes)   # kept with the MC dose: a check that reuses it names them too
         if inp.ct_dir is not None:
             outside_notes += _heterogeneity_notes(inp, bool(override_notes), struct_overrides, log)

@@ -128,7 +128,8 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
 
 # ---------------------------------------------------------------------- geometry and MC dose on the TPS grid
 def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: dict | None = None, *,
-                   given: bool = True, series_uid: str | None = None):
+                   given: bool = True, series_uid: str | None = None,
+                   at_ct_resolution: Callable[[Any], None] | None = None):
     """The transport geometry: the CT in blocks of whole CT voxels nearest to the TPS spacing, converted slab
     by slab by :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` (the conversion of ``mcproton
     run`` too).  Returns (geometry, calibration, CT); ``timings["read_ct_s"]``: the CT reading.
@@ -136,7 +137,9 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     A CT that mcproton wrote from densities names the calibration whose inverse gave its CT numbers
     (ImageComments): read with another one it is refused if ``given`` is false (the default calibration, no
     --calibration), else warned about, as in ``mcproton run``.  ``series_uid``: the series to read when the
-    folder holds several."""
+    folder holds several.  ``at_ct_resolution(geometry)``: changes made to the geometry of the CT's own voxels
+    before the blocks are formed (the structure set's overrides: a thin bolus keeps its thickness), at the cost of
+    that full-resolution geometry in memory."""
     from .._io.ct import load_ct_series
     from .._io.dicom_common import StudyReference
     from .._io.hu_calibration import HUCalibration
@@ -155,7 +158,15 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
                   anyway="checked anyway (--calibration is given)")
     _warn_hu_beyond_calibration(ct, cal)   # metal above the curve's end, as mcproton run says
     factors = [max(1, int(np.rint(t / c))) for t, c in zip(ref.voxel_size_mm, ct.voxel_size_mm)]
-    g2 = cal.to_geometry(ct, compact=True, blocks=factors)
+    if at_ct_resolution is None:
+        g2 = cal.to_geometry(ct, compact=True, blocks=factors)
+    else:
+        from ..geometry import resample_blocks
+
+        g_full = cal.to_geometry(ct, compact=True)
+        at_ct_resolution(g_full)
+        g2 = resample_blocks(g_full, factors)
+        del g_full
     g2.study = StudyReference.from_ct(ct)
     return g2, cal, ct
 

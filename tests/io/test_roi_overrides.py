@@ -450,3 +450,67 @@ def test_an_rt_dose_of_a_geometry_with_overrides_says_so(water_ct, tmp_path):
     path = write_rtdose(dose, g.voxel_size_mm, g.origin_mm, tmp_path / "b.dcm", study=study,
                         heterogeneity=g.tissue_heterogeneity)
     assert list(pydicom.dcmread(path).TissueHeterogeneityCorrection) == ["IMAGE", "ROI_OVERRIDE"]
+
+
+@pytest.mark.parametrize("how", ["check", "run"])
+def test_a_thin_override_keeps_its_water_equivalent_thickness_on_coarser_blocks(tmp_path, monkeypatch, how):
+    """The overrides go onto the CT's own voxels before the blocks of the TPS spacing are formed: a 5 mm slab set
+    to 0.05 g/cm3 (a gas pocket set to near air) on a 1 mm water CT, checked on a 3 mm TPS grid, keeps its
+    water-equivalent thickness.  Set by block centre, as before, it was one 3 mm block: 2 mm of water too much on
+    the beam's way (measured with the old order: 2.9 mm instead of 4.9 mm of WET removed)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "check"))
+    from test_check_pairing import STUDY, _plan
+
+    from mcproton._check import api
+    from mcproton._io.rtdose import write_rtdose
+    from mcproton.dicom import write_ct_series
+    from mcproton.geometry import RESAMPLE_REFERENCE_ENERGY_MEV, _mass_stopping
+
+    write_ct_series(np.zeros((24, 60, 60)), (1.0, 1.0, 1.0), (-29.5, -29.5, -11.5), tmp_path / "ct_t1", study=STUDY)
+    uid = _plan(tmp_path / "RP.dcm")
+    tps = np.zeros((8, 20, 20))
+    tps[2:-2, 3:-3, 3:-3] = 1.0                       # inside the grid (a dose on its faces is refused)
+    write_rtdose(tps, (3.0, 3.0, 3.0), (-28.5, -28.5, -10.5), tmp_path / "RD.dcm",
+                 study=STUDY.replace(plan_sop_instance_uid=uid))
+    _write_rs(tmp_path / "RS.dcm", None)
+    rs = pydicom.dcmread(tmp_path / "RS.dcm")
+    num = next(int(r.ROINumber) for r in rs.StructureSetROISequence if r.ROIName == "PTV")
+    for c in next(c for c in rs.ROIContourSequence if int(c.ReferencedROINumber) == num).ContourSequence:
+        pts = np.array(c.ContourData, float).reshape(-1, 3)   # the PTV box made a slab: y in (-1, 4], |x| < 20
+        pts[:, 1] = np.where(pts[:, 1] < 0, -1.0, 4.0)
+        pts[:, 0] = np.where(pts[:, 0] < 0, -20.0, 20.0)
+        c.ContourData = [float(v) for v in pts.ravel()]
+    rs.save_as(tmp_path / "RS.dcm")
+    _override(tmp_path / "RS.dcm", "PTV", rel_mass=0.05)     # no composition: water at 0.05 g/cm3
+    def removed(geometry) -> tuple[float, float, float]:
+        """(WET a column beside the slab minus one through it, the water CT's WET per mm, the y voxel) in mm."""
+        e = RESAMPLE_REFERENCE_ENERGY_MEV
+        s = np.array([_mass_stopping(m, e) for m in geometry.materials]) / _mass_stopping("water", e)
+        lin = geometry.density_g_cm3_zyx * s[geometry.material_index_zyx]       # water-equivalent per mm
+        k_, vy = geometry.shape_zyx[0] // 2, geometry.voxel_size_mm[1]
+        return float((lin[k_, :, -1] - lin[k_, :, 10]).sum() * vy), float(lin[k_, 2, -1]), vy
+
+    if how == "check":
+        seen = {}
+
+        class Stop(Exception):
+            pass
+
+        def fake_run_mc(inputs, geometry, *a, **k):
+            seen["r"] = removed(geometry)
+            raise Stop
+
+        monkeypatch.setattr(api, "run_mc", fake_run_mc)
+        with pytest.raises(Stop):
+            api.check(plan=tmp_path / "RP.dcm", dose=tmp_path / "RD.dcm", ct=tmp_path / "ct_t1",
+                      struct=tmp_path / "RS.dcm", beam_model="dcpt_v2", out=None, progress=False,
+                      log=lambda m: None)
+        gone, lin_ct, vy = seen["r"]
+    else:   # mcproton run with phantom.dose_voxel_mm: the same order
+        from mcproton.config import build_geometry
+
+        gone, lin_ct, vy = removed(build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct_t1"),
+                                                               "dose_voxel_mm": [3.0, 3.0, 3.0]},
+                                                   "plan": {"rtstruct": str(tmp_path / "RS.dcm")}}))
+    assert vy == 3.0
+    assert gone == pytest.approx(5.0 * (lin_ct - 0.05), abs=0.1)
