@@ -269,7 +269,7 @@ def _heterogeneity_notes(inp: CheckInputs, overrides: bool, how: str, log: Calla
     if not doses:
         return []   # the attribute is Type 3: a dose that does not say tells nothing
     d = doses[0]
-    said = "/".join(d.heterogeneity)
+    said = "/".join(dict.fromkeys(v for x in doses for v in x.heterogeneity))   # every value the doses give
     notes = []
     tps_roi = any("ROI_OVERRIDE" in x.heterogeneity for x in doses)
     if tps_roi and not overrides:
