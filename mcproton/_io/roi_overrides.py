@@ -126,6 +126,17 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
             k = len(mats) - 1
         mi[mask] = k
         rho[mask] = r["density_g_cm3"]
+    # overlapping override ROIs (not the External, which the others lie in): the later one in the file wins; say so
+    for i, r in enumerate(rois):
+        mask = masks.get(r["name"])
+        if mask is None or r["type"].upper() == "EXTERNAL" or not mask.any():
+            continue
+        later = [q["name"] for q in rois[i + 1:] if masks.get(q["name"]) is not None
+                 and (mask & masks[q["name"]]).any()]
+        if later:
+            lost = int((mask & np.logical_or.reduce([masks[q] for q in later])).sum())
+            notes[i] += (f"; {lost} of them overlap the later override ROI(s) {', '.join(repr(q) for q in later)}, "
+                         "whose material they take (the later one in the structure set wins)")
     geometry.materials = mats
     geometry.material_index_zyx = np.ascontiguousarray(mi, dtype=np.uint8)
     geometry.density_g_cm3_zyx = np.ascontiguousarray(rho, dtype=np.float32)

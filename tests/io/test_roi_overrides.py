@@ -514,3 +514,20 @@ def test_a_thin_override_keeps_its_water_equivalent_thickness_on_coarser_blocks(
                                                    "plan": {"rtstruct": str(tmp_path / "RS.dcm")}}))
     assert vy == 3.0
     assert gone == pytest.approx(5.0 * (lin_ct - 0.05), abs=0.1)
+
+
+def test_overlapping_override_rois_the_later_wins_and_the_note_says_so(water_ct):
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None, targets=[("A", (-16.0, -16.0, -12.0), (16.0, 16.0, 12.0)),
+                                             ("B", (0.0, -16.0, -12.0), (24.0, 16.0, 12.0))])
+    _override(tmp / "RS.dcm", "A", rel_mass=1.19, comp=PMMA_Z)
+    _override(tmp / "RS.dcm", "B", rel_mass=1.6)
+    notes = apply_overrides(g, tmp / "RS.dcm")
+    a, b = (next(n for n in notes if n.startswith(f"ROI {k!r}")) for k in ("A", "B"))
+    assert "192 of them overlap the later override ROI(s) 'B'" in a, a    # 4 x 8 x 6 voxels of 4 mm
+    assert "overlap" not in b, b
+    from mcproton._io.rtstruct import rasterise, read_rtstruct
+
+    m = rasterise(read_rtstruct(tmp / "RS.dcm"), g, names=["A", "B"])
+    assert np.all(g.density_g_cm3_zyx[m["A"] & m["B"]] == np.float32(1.6))
+    assert np.all(g.density_g_cm3_zyx[m["A"] & ~m["B"]] == np.float32(1.19))
