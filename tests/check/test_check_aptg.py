@@ -78,3 +78,48 @@ def test_body_outline_from_the_ct_without_an_external():
     body, how = body_outline({"PTV": np.zeros(rho.shape, bool)}, {"PTV": "PTV"}, rho)
     assert "CT density" in how
     assert body[2:18, 5:25, 5:25].all() and body.sum() == 16 * 20 * 20
+
+
+def test_raystations_overrides_on_an_air_ct_give_the_phantom_built_from_them(folder, tmp_path, monkeypatch):
+    """The overrides of RayStation's plan03 RT Struct (External: solid water 1.02 g/cm3 by its composition, PMMA:
+    1.19) applied to a CT of air on the phantom's own grid give the geometry of the phantom built from the same
+    overrides (--phantom-from-struct): the override machinery of a patient CT agrees with the path the real
+    plan03 check takes, voxel for voxel inside the External, on RayStation's own file.  No transport."""
+    import pydicom
+
+    from mcproton._check import api
+    from mcproton.dicom import load_ct_series, write_ct_series
+
+    seen: dict = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(inputs, geometry, *a, **k):
+        seen["g"] = geometry
+        raise Stop
+
+    monkeypatch.setattr(api, "run_mc", capture)
+    kw = dict(plan=folder / "RP_plan03.dcm", dose=folder / "RD_plan03_total.dcm", struct=folder / "RS_plan03.dcm",
+              beam_model="dcpt_v5", progress=False, log=lambda m: None, machine_check=False)
+    with pytest.raises(Stop):
+        api.check(phantom_from_struct=True, out=tmp_path / "ph", **kw)
+    g1 = seen.pop("g")
+    ph = load_ct_series(tmp_path / "ph" / "phantom_ct")
+    rs = pydicom.dcmread(folder / "RS_plan03.dcm", stop_before_pixels=True)
+    from mcproton._io.dicom_common import StudyReference
+
+    study = StudyReference(patient_id=str(rs.PatientID), frame_of_reference_uid=str(rs.FrameOfReferenceUID))
+    write_ct_series(np.full(ph.hu_zyx.shape, -1000.0), ph.voxel_size_mm, ph.origin_mm, tmp_path / "ct_air",
+                    study=study)
+    with pytest.raises(Stop):
+        api.check(ct=tmp_path / "ct_air", out=None, calibration="schneider2000", **kw)
+    g2 = seen.pop("g")
+    assert g1.shape_zyx == g2.shape_zyx and np.allclose(g1.origin_mm, g2.origin_mm)
+    inside = g1.density_g_cm3_zyx > 0.5                    # the phantom (External and PMMA), not the air around
+    assert 0.5 < inside.mean() < 0.95
+    names1 = np.array([m.name for m in g1.materials])[g1.material_index_zyx[inside]]
+    names2 = np.array([m.name for m in g2.materials])[g2.material_index_zyx[inside]]
+    assert (names1 == names2).mean() > 0.999, set(zip(names1[names1 != names2], names2[names1 != names2]))
+    np.testing.assert_allclose(g2.density_g_cm3_zyx[inside], g1.density_g_cm3_zyx[inside], rtol=2e-3)
+    assert set(names2) == {"solid_water_gammex457", "pmma"}
