@@ -531,3 +531,17 @@ def test_overlapping_override_rois_the_later_wins_and_the_note_says_so(water_ct)
     m = rasterise(read_rtstruct(tmp / "RS.dcm"), g, names=["A", "B"])
     assert np.all(g.density_g_cm3_zyx[m["A"] & m["B"]] == np.float32(1.6))
     assert np.all(g.density_g_cm3_zyx[m["A"] & ~m["B"]] == np.float32(1.19))
+
+
+def test_a_run_on_a_geometry_with_overrides_says_so_in_its_provenance(water_ct):
+    """The run's provenance (HDF5, summary) names what the dose was computed with, as its RT Dose does."""
+    import mcproton
+
+    tmp, g = water_ct
+    beam = mcproton.Beam.pencil(70.0, position_mm=(0.0, -60.0, 0.0), direction=(0.0, 1.0, 0.0))
+    settings = mcproton.RunSettings(primaries=200, batches=2, backend="cpu", seed=3)
+    assert mcproton.simulate(g, beam, settings).provenance["tissue_heterogeneity"] == ["IMAGE"]
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
+    apply_overrides(g, tmp / "RS.dcm")
+    assert mcproton.simulate(g, beam, settings).provenance["tissue_heterogeneity"] == ["IMAGE", "ROI_OVERRIDE"]
