@@ -33,6 +33,12 @@ sigma_mm = [3.0, 3.0]
 
 
 def _run(argv: list[str], capsys) -> tuple[dict, float]:
+    """The summary and the wall time of ``mcproton argv``, measured on a second, identical run (to other output
+    files): the first one pays the imports of this process, which happen before the phases' clock starts (alone,
+    the CT case measured 0.13 s of phases in 0.28 s of wall time, and the test failed now and then)."""
+    warm = [a.replace(".h5", "_warm.h5").replace("_RD.dcm", "_warm_RD.dcm") for a in argv]
+    assert main(warm) == 0
+    capsys.readouterr()
     t = time.perf_counter()
     assert main(argv) == 0
     wall = time.perf_counter() - t
