@@ -17,30 +17,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_check_pairing import ORIGIN, STUDY, VS, _hu, _plan, _rd, _rs
+from test_check_pairing import _plan, make_patient
 
 from mcproton._check import api
 from mcproton._check.inputs import CheckInputError
 
 
-def _make_patient(d: Path) -> str:
-    """One patient's folder (CT series in ct/, a two-beam plan, its structure set, plan dose and beam doses);
-    returns the plan's SOPInstanceUID."""
-    from mcproton.dicom import write_ct_series
-
-    write_ct_series(_hu(), VS, ORIGIN, d / "ct", study=STUDY)
-    uid = _plan(d / "RP.dcm")
-    _rs(d / "RS.dcm")
-    _rd(d / "RD_plan.dcm", uid)
-    _rd(d / "RD_beam1.dcm", uid, "BEAM", 1, scale=0.5)
-    _rd(d / "RD_beam2.dcm", uid, "BEAM", 2, scale=0.5)
-    return uid
-
-
 @pytest.fixture(scope="module")
 def one_patient(tmp_path_factory):
     d = tmp_path_factory.mktemp("batch") / "patient"
-    return d, _make_patient(d)
+    return d, make_patient(d)
 
 
 @pytest.fixture
@@ -48,7 +34,7 @@ def pts(one_patient, tmp_path):
     """PTS with two patients, p1 and p2 (different plans)."""
     root = tmp_path / "PTS"
     shutil.copytree(one_patient[0], root / "p1")
-    _make_patient(root / "p2")
+    make_patient(root / "p2")
     return root
 
 

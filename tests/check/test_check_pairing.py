@@ -64,18 +64,24 @@ def _rs(path: Path, frame: str = FOR, patient_id: str = "T1") -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def patient(tmp_path_factory):
+def make_patient(d: Path) -> str:
+    """One patient's folder ``d`` (CT series in ct/, a two-beam plan, its structure set, plan dose and beam
+    doses); returns the plan's SOPInstanceUID."""
     from mcproton.dicom import write_ct_series
 
-    d = tmp_path_factory.mktemp("pairing") / "patient"
     write_ct_series(_hu(), VS, ORIGIN, d / "ct", study=STUDY)
     uid = _plan(d / "RP.dcm")
     _rs(d / "RS.dcm")
     _rd(d / "RD_plan.dcm", uid)
     _rd(d / "RD_beam1.dcm", uid, "BEAM", 1, scale=0.5)
     _rd(d / "RD_beam2.dcm", uid, "BEAM", 2, scale=0.5)
-    return {"dir": d, "plan_uid": uid}
+    return uid
+
+
+@pytest.fixture(scope="module")
+def patient(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pairing") / "patient"
+    return {"dir": d, "plan_uid": make_patient(d)}
 
 
 @pytest.fixture
