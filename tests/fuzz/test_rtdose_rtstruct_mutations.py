@@ -352,37 +352,38 @@ def _mutate(data: bytes, mut, rng) -> bytes | None:
         return out if isinstance(out, bytes) else to_bytes(out)
 
 
-def run_dose_cases(tmp: Path, tally: Tally, rng) -> None:
-    for name, data in dose_seeds(tmp).items():
-        ref_path = tmp / f"RD_{name}_ref.dcm"
+def _run_mutations(tmp: Path, tally: Tally, rng, kind: str, prefix: str, seeds: dict, counts: dict, mutations,
+                   loader, refusals: tuple = (DicomInputError,), describe=None) -> None:
+    """Every seed file of ``seeds`` damaged ``counts[name]`` times by a mutation drawn from ``mutations``, each
+    loaded with ``loader(reference_path)`` (a function of a path) and its outcome recorded under ``kind``."""
+    for name, data in seeds.items():
+        ref_path = tmp / f"{prefix}_{name}_ref.dcm"
         ref_path.write_bytes(data)
-        reference = dose_signature(ref_path)
-        for k in range(N_DOSE_CASES[name]):
-            mut = _pick(rng, DOSE_MUTATIONS)
+        load = loader(ref_path)
+        reference = load(ref_path)
+        for k in range(counts[name]):
+            mut = _pick(rng, mutations)
             blob = _mutate(data, mut, rng)
             if blob is None:
                 continue
-            p = tmp / f"RD_{name}_{k}_{mut.__name__}.dcm"
+            p = tmp / f"{prefix}_{name}_{k}_{mut.__name__}.dcm"
             p.write_bytes(blob)
-            res, detail = outcome(dose_signature, p, reference, REFUSALS, differences(DOSE_FIELDS))
-            tally.record("rtdose", mut.__name__, res, f"{p.name}: {detail}")
+            res, detail = outcome(load, p, reference, refusals, describe)
+            tally.record(kind, mut.__name__, res, f"{p.name}: {detail}")
+
+
+def run_dose_cases(tmp: Path, tally: Tally, rng) -> None:
+    _run_mutations(tmp, tally, rng, "rtdose", "RD", dose_seeds(tmp), N_DOSE_CASES, DOSE_MUTATIONS,
+                   lambda ref: dose_signature, REFUSALS, differences(DOSE_FIELDS))
 
 
 def run_struct_cases(tmp: Path, tally: Tally, rng) -> None:
-    for name, data in struct_seeds(tmp).items():
-        ref_path = tmp / f"RS_{name}_ref.dcm"
-        ref_path.write_bytes(data)
-        grid = grid_of(ref_path)
-        reference = struct_signature(ref_path, grid)
-        for k in range(N_STRUCT_CASES[name]):
-            mut = _pick(rng, STRUCT_MUTATIONS)
-            blob = _mutate(data, mut, rng)
-            if blob is None:
-                continue
-            p = tmp / f"RS_{name}_{k}_{mut.__name__}.dcm"
-            p.write_bytes(blob)
-            res, detail = outcome(lambda q: struct_signature(q, grid), p, reference, describe=differences(None))
-            tally.record("rtstruct", mut.__name__, res, f"{p.name}: {detail}")
+    def loader(ref: Path):
+        grid = grid_of(ref)
+        return lambda q: struct_signature(q, grid)
+
+    _run_mutations(tmp, tally, rng, "rtstruct", "RS", struct_seeds(tmp), N_STRUCT_CASES, STRUCT_MUTATIONS, loader,
+                   describe=differences(None))
 
 
 def run_all(tmp: Path) -> Tally:
