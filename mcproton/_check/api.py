@@ -225,7 +225,8 @@ def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[
     """What lies outside the External ROI: with ``how`` "air" set to air (the notes say how many voxels held
     material); with "ct" kept, and each beam whose central axis crosses more than OUTSIDE_EXTERNAL_NOTE_G_CM2 of
     it before the isocentre named.  Returns (diagnostic notes, geometry notes); both logged."""
-    from .._io.roi_overrides import mass_before_isocentre_g_cm2, outside_external, set_outside_to_air
+    from .._io.roi_overrides import outside_external, set_outside_to_air
+    from .._run.inputs import material_upstream_g_cm2
     from .._io.rtplan import beam_direction_lps
     from .._io.rtstruct import read_rtstruct
 
@@ -249,7 +250,7 @@ def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[
     diag = []
     for b in inp.plan.beams:
         d = beam_direction_lps(b.gantry_angle_deg, b.couch_angle_deg, b.patient_position or "HFS")
-        g = mass_before_isocentre_g_cm2(geometry, mask, b.isocenter_mm, d)
+        g = float(material_upstream_g_cm2(geometry, [b.isocenter_mm], [d], where=mask)[0])
         if g > OUTSIDE_EXTERNAL_NOTE_G_CM2:
             diag.append(f"beam {b.number}: its central axis crosses {10 * g:.1f} mm (water-equivalent by mass) of CT "
                         f"material outside the External {ext!r}{also} before the isocentre (a couch, a head rest or "

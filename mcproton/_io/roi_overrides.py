@@ -148,8 +148,6 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
 #: RTROIInterpretedType of the ROIs that planning systems count as part of the patient model although they lie
 #: outside the External: the couch and immobilisation (SUPPORT, FIXATION) and a bolus (BOLUS) (PS3.3 C.8.8.8).
 KEPT_OUTSIDE_EXTERNAL = ("SUPPORT", "FIXATION", "BOLUS")
-#: Below this density (g/cm3) a voxel counts as air when material outside the External is measured.
-AIR_LIKE_G_CM3 = 0.01
 
 
 def outside_external(geometry: Any, struct: Any, also_keep: Sequence[str] = ()
@@ -172,27 +170,6 @@ def outside_external(geometry: Any, struct: Any, also_keep: Sequence[str] = ()
     return ~inside, ext[0], kept
 
 
-def mass_before_isocentre_g_cm2(geometry: Any, mask: np.ndarray, isocentre_mm: Any, direction: Any) -> float:
-    """The mass thickness (g/cm2) of the grid's material denser than AIR_LIKE_G_CM3 in the voxels of ``mask``
-    along the central axis from the grid's face upstream to the isocentre (``direction``: source -> isocentre),
-    sampled at a quarter of the smallest voxel.  0 when the isocentre lies outside the grid."""
-    p = np.asarray(isocentre_mm, float)
-    back = -np.asarray(direction, float) / np.linalg.norm(direction)
-    lo = np.asarray(geometry.lower_corner_mm, float)
-    vs = np.asarray(geometry.voxel_size_mm, float)
-    hi = lo + np.asarray(geometry.extent_mm, float)
-    if not np.all((p > lo) & (p < hi)):
-        return 0.0
-    with np.errstate(divide="ignore"):
-        t = np.where(back > 0, (hi - p) / back, np.where(back < 0, (lo - p) / back, np.inf))
-    step = float(vs.min()) / 4
-    ts = (np.arange(int(np.ceil(float(t.min()) / step))) + 0.5) * step
-    idx = np.clip(np.floor((p + ts[:, None] * back - lo) / vs).astype(int), 0, np.array(mask.shape[::-1]) - 1)
-    rho = np.asarray(geometry.density_g_cm3_zyx)[idx[:, 2], idx[:, 1], idx[:, 0]]
-    sel = mask[idx[:, 2], idx[:, 1], idx[:, 0]] & (rho > AIR_LIKE_G_CM3)
-    return float(np.sum(rho[sel]) * step) / 10.0
-
-
 def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
     """Air (its nominal density) in the voxels of ``mask`` (in place); the number of voxels that held more than
     air-like material."""
@@ -207,6 +184,8 @@ def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
         mats.append(air)
         k = len(mats) - 1
     rho = np.array(geometry.density_g_cm3_zyx)
+    from .._run.inputs import AIR_LIKE_G_CM3   # what counts as air on a beam's way, the run's rule
+
     n = int(np.count_nonzero(mask & (rho > AIR_LIKE_G_CM3)))
     mi = np.array(geometry.material_index_zyx)
     mi[mask] = k

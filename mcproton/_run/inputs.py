@@ -397,12 +397,13 @@ def check_beam_sanity(geometry: Any, beams: list[Any], where: str) -> None:
                                   "the source 0.5-3 m upstream); give the position in mm, near the phantom")
 
 
-def material_upstream_g_cm2(geometry: Any, position_mm: Any, direction: Any, *, max_rays: int = 2000
-                            ) -> np.ndarray:
+def material_upstream_g_cm2(geometry: Any, position_mm: Any, direction: Any, *, max_rays: int = 2000,
+                            where: np.ndarray | None = None) -> np.ndarray:
     """For each source (rows of ``position_mm``, ``direction``): the mass thickness (g/cm2) of the grid's material
     denser than AIR_LIKE_G_CM3 between the source and the grid's face upstream of it along the central ray; 0 for
     a source outside the grid.  Sampled at a quarter of the smallest voxel; at most ``max_rays`` of the sources
-    inside the grid are traced (the others NaN)."""
+    inside the grid are traced (the others NaN).  ``where``: a (z, y, x) mask; only its voxels count (e.g. the
+    CT outside the External upstream of a beam's isocentre)."""
     p = np.atleast_2d(np.asarray(position_mm, float))
     d = np.atleast_2d(np.asarray(direction, float))
     d = d / np.linalg.norm(d, axis=1, keepdims=True)
@@ -427,6 +428,8 @@ def material_upstream_g_cm2(geometry: Any, position_mm: Any, direction: Any, *, 
         idx = np.floor((p[i] + ts[:, None] * back - lo) / vs).astype(int)
         idx = np.clip(idx, 0, shape_xyz - 1)
         r = rho[idx[:, 2], idx[:, 1], idx[:, 0]]
+        if where is not None:
+            r = np.where(where[idx[:, 2], idx[:, 1], idx[:, 0]], r, 0.0)
         dl = np.full(ts.size, step)
         if ts.size:
             dl[-1] = t_exit - (ts[-1] - step / 2)   # the last sample's part up to the face
