@@ -25,10 +25,30 @@ from typing import Any, Sequence
 import numpy as np
 
 
+#: roi_overrides of the files read before, by rtstruct.file_key (a check asks for them up to three times, and a
+#: clinical structure set takes ~0.5 s to parse)
+_CACHE: dict[tuple, list[dict]] = {}
+
+
 def roi_overrides(struct_path: str | Path) -> list[dict]:
     """The ROIs with a material override, External first: {"name", "type", "density_g_cm3", "composition"
     ({atomic number: mass fraction}), "property"} ("REL_MASS_DENSITY", or "REL_ELEC_DENSITY" when only that is
-    given)."""
+    given).  A file read before (same path, modification time and size) is not parsed again; each call returns
+    its own copies (callers add to them)."""
+    from .rtstruct import file_key
+
+    key = file_key(struct_path)
+    if key is None or key not in _CACHE:
+        rois = _read_roi_overrides(struct_path)
+        if key is None:
+            return rois
+        while len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = rois
+    return [dict(r, composition=dict(r["composition"])) for r in _CACHE[key]]
+
+
+def _read_roi_overrides(struct_path: str | Path) -> list[dict]:
     import pydicom
 
     from .rtstruct import read_rtstruct

@@ -120,21 +120,27 @@ def struct_ct_series(ds) -> tuple[str, ...]:
     return tuple(out)
 
 
+def file_key(path_or_ds) -> tuple | None:
+    """(real path, modification time, size) of a file, the key under which what was read from it is kept; None
+    for a Dataset or a file that cannot be looked at (its reader says what is wrong)."""
+    import os
+
+    if not isinstance(path_or_ds, (str, os.PathLike)):
+        return None
+    try:
+        st = os.stat(path_or_ds)
+    except OSError:
+        return None
+    return (os.path.realpath(path_or_ds), st.st_mtime_ns, st.st_size)
+
+
 def read_rtstruct(path_or_ds) -> RTStruct:
     """Read an RT Structure Set (file path or pydicom Dataset).  A file read before (same path, modification
     time and size) is not parsed again: the same :class:`RTStruct` is returned (its contour arrays are
     read-only), with the masks ``rasterise`` made from it."""
-    import os
-
-    key = None
-    if isinstance(path_or_ds, (str, os.PathLike)):
-        try:
-            st = os.stat(path_or_ds)
-            key = (os.path.realpath(path_or_ds), st.st_mtime_ns, st.st_size)
-        except OSError:
-            key = None   # _read says what is wrong
-        if key in _CACHE:
-            return _CACHE[key]
+    key = file_key(path_or_ds)
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
     s = _read_rtstruct(path_or_ds)
     if key is not None:
         for cl in s.contours.values():
