@@ -141,11 +141,9 @@ def is_localizer(datasets) -> bool:
     """True for a localizer series (scout, topogram, scanogram): every image's ImageType (0008,0008) names
     LOCALIZER, as Siemens, GE, Philips and Canon write it (PS3.3 C.8.2.1.1.1).  Such a series is a projection
     image beside the axial CT, never the CT a plan was made on."""
-    def kinds(ds) -> list[str]:
-        v = ds.get("ImageType", None)
-        vals = list(v) if isinstance(v, (list, MultiValue)) else [v] if v else []
-        return [str(x).strip().upper() for x in vals]
-    return bool(datasets) and all("LOCALIZER" in kinds(ds) for ds in datasets)
+    return bool(datasets) and all(
+        "LOCALIZER" in [v.strip().upper() for v in _text_values(ds.get("ImageType", None)).split("\\")]
+        for ds in datasets)
 
 
 def describe_series(series: dict[str, list]) -> str:
