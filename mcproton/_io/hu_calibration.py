@@ -151,13 +151,6 @@ def not_hu_map(ct) -> tuple[str, str]:
     return "", ""
 
 
-def spr_map_evidence(ct) -> str:
-    """What says that a CT series holds stopping-power ratios, not Hounsfield units ("" if nothing; :func:`not_hu_map`
-    of kind SPR)."""
-    kind, ev = not_hu_map(ct)
-    return ev if kind == "SPR" else ""
-
-
 def check_spr_map(ct, name: str, *, given: bool, where: str, key: str, error: type, anyway: str) -> None:
     """A CT that :func:`not_hu_map` names a dual-energy map, read with an HU calibration: every stopping power would
     be wrong (an SPR map's 500 is SPR 1.5; schneider2000 reads it as HU 500, SPR 1.25; a Z_eff map would be water

@@ -11,7 +11,7 @@ import csv
 import numpy as np
 import pytest
 
-from mcproton._io.hu_calibration import DATA_DIR, HUCalibration, check_spr_map, spr_map_evidence
+from mcproton._io.hu_calibration import DATA_DIR, HUCalibration, check_spr_map, not_hu_map
 
 
 def _rows():
@@ -62,7 +62,7 @@ def test_spr_map_evidence(description, comments, image_type, found):
     from types import SimpleNamespace
 
     ct = SimpleNamespace(series_description=description, image_comments=comments, image_type=image_type)
-    assert bool(spr_map_evidence(ct)) is found
+    assert (not_hu_map(ct)[0] == "SPR") is found
 
 
 def test_an_spr_map_read_with_an_hu_calibration_is_refused_or_warned_about(capsys):
@@ -126,8 +126,6 @@ def test_dual_energy_maps_that_are_not_hu_are_named(description, kind):
     """Electron-density and Z_eff maps read as HU are wrong too (a Z_eff map would be water everywhere): named by
     their descriptions, refused with the default calibration."""
     from types import SimpleNamespace
-
-    from mcproton._io.hu_calibration import not_hu_map
 
     ct = SimpleNamespace(series_description=description, image_comments="", image_type="")
     assert not_hu_map(ct)[0] == kind
