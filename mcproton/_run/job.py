@@ -23,7 +23,7 @@ from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, f
     load_checkpoint, save_checkpoint
 from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from .result import finish, scored_voxels
-from .streaming import BatchPlan, LocalExecutor, is_out_of_memory, progress_printer, stream
+from .streaming import BatchPlan, LocalExecutor, end_progress, is_out_of_memory, progress_printer, stream
 
 if TYPE_CHECKING:
     from .distributed import DaskExecutor
@@ -242,7 +242,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                         st.acc = current["device_acc"].host()
                         current["device_acc"] = None
                 if progress is True:
-                    sys.stderr.write("\n")
+                    end_progress()
                 st.next_history, st.elapsed_s = res.next_history, res.elapsed_s
                 st.batch_cap = int(getattr(executor, "cap", 0) or 0)
                 if res.stop_reason == "interrupted":

@@ -197,21 +197,39 @@ class StreamResult:
     mean_rel_uncertainty_50: float
 
 
-def progress_printer(total: int, start_done: int = 0) -> Callable[[int, float], None]:
+def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None) -> Callable[[int, float], None]:
     """A progress bar on stderr, ``show(done_primaries, protons_per_second)``; the rate counts the primaries
-    done since it was made (``start_done``: those of a resumed run before).  The caller ends its line."""
+    done since it was made (``start_done``: those of a resumed run before).  On a terminal (``tty``; default:
+    whether stderr is one) the bar is redrawn in place and the caller ends its line (:func:`end_progress`); in a
+    log file or a pipe it is a line of its own at the first batch, every 10 % and the end, so that a batch job's
+    log does not become one line of thousands of carriage returns."""
     t0 = time.perf_counter()
+    in_place = sys.stderr.isatty() if tty is None else tty
+    next_tenth = [0]
 
     def show(done: int, _pps: float) -> None:
         el = time.perf_counter() - t0
         rate = (done - start_done) / el if el > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else float("nan")
         bar = "#" * int(30 * min(done, total) / max(total, 1))
-        line = f"\r  [{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  ETA {eta:6.1f} s"
-        sys.stderr.write(line)
+        line = f"  [{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  ETA {eta:6.1f} s"
+        if in_place:
+            sys.stderr.write("\r" + line)
+        else:
+            tenth = int(10 * min(done, total) / max(total, 1))
+            if tenth < next_tenth[0] and done < total:
+                return
+            next_tenth[0] = tenth + 1
+            sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
     return show
+
+
+def end_progress() -> None:
+    """End the line of a :func:`progress_printer` bar drawn in place (nothing to do in a log file)."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
 
 
 def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: Any, *, start: int = 0,
@@ -283,4 +301,4 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
 
 __all__ = ["BatchPlan", "LocalExecutor", "StreamResult", "batch_plan", "is_out_of_memory",
            "mean_rel_uncertainty_50", "run_batch", "run_shrinking", "shrunk_cap", "stream",
-           "progress_printer", "inverse_mass", "TALLY_SCALE"]
+           "progress_printer", "end_progress", "inverse_mass", "TALLY_SCALE"]

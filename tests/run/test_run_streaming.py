@@ -160,3 +160,23 @@ def test_oom_shrink_is_kept_by_every_intermediate_checkpoint(small_cfg, tmp_path
     assert len(saved) >= 5
     # 4000 -> 2000 -> 1000 on the first batch; every checkpoint written after it carries the cap of 1000
     assert all(caps == [1000] for caps in saved[:-1]), saved
+
+
+def test_progress_bar_in_a_log_file_is_a_line_per_tenth(capsys):
+    """Not on a terminal (a batch job's log, a pipe) the bar is whole lines at the first batch, every 10 % and the
+    end, never a carriage return; on a terminal it is redrawn in place."""
+    from mcproton._run.streaming import progress_printer
+
+    show = progress_printer(100_000, tty=False)
+    for done in range(1_000, 100_001, 1_000):      # 100 batches
+        show(done, 0.0)
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert "\r" not in err and err.endswith("\n")
+    assert len(lines) == 11                          # 1 %, then 10 %, 20 %, ..., 100 %
+    assert " 1,000/100,000 " in lines[0] and "100,000/100,000" in lines[-1]
+    show = progress_printer(100_000, tty=True)
+    for done in (1_000, 2_000):
+        show(done, 0.0)
+    err = capsys.readouterr().err
+    assert err.count("\r") == 2 and "\n" not in err
