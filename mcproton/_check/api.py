@@ -344,6 +344,25 @@ def tps_outside_body(tps: np.ndarray, body: np.ndarray) -> float:
     return float(tps[sel & ~binary_dilation(body, iterations=1)].sum()) / total if total > 0 else 0.0
 
 
+#: below this density (g/cm3) a voxel is air for :func:`tps_dose_in_air_at_grid_edge` (lung is 0.2-0.5)
+AIR_DENSITY_G_CM3 = 0.05
+
+
+def tps_dose_in_air_at_grid_edge(tps: np.ndarray, body: np.ndarray, density: np.ndarray | None) -> bool:
+    """Whether the TPS dose above 10 % of its maximum, outside ``body`` and in air (``density`` below
+    :data:`AIR_DENSITY_G_CM3`, where it is known), reaches a face of the dose grid: a planning system that scores
+    the dose in every voxel of its grid, the air the beams cross before the skin included, as MCsquare does for
+    OpenTPS (dose to water in air).  A larger External of the planning system puts dose outside the body too, but
+    next to it, not out to the grid's faces."""
+    top = float(tps.max()) if tps.size else 0.0
+    if top <= 0:
+        return False
+    sel = (tps >= 0.1 * top) & ~body
+    if density is not None:
+        sel &= density < AIR_DENSITY_G_CM3
+    return bool(sel[[0, -1]].any() or sel[:, [0, -1]].any() or sel[:, :, [0, -1]].any())
+
+
 def contours_beyond_grid(contours: dict[str, list[np.ndarray]], ref: Any, tol_mm: float = 0.01) -> set[str]:
     """The structures with contour points outside the TPS dose grid's extent (its voxels' outer faces): their DVH
     metrics on that grid are of the part on it (an organ at risk cut by the grid is common; the report says so)."""
@@ -497,6 +516,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     phantom_from_struct : no CT: build one from the structure set's ROI material overrides (phantoms).
     dose_to : "water" (default, what clinical proton TPSs report) or "medium".
     rbe : constant RBE for a DoseType EFFECTIVE dose (default 1.1).
+    dose_type : "PHYSICAL" or "EFFECTIVE": what the TPS dose is, whatever its DoseType says (default None: its
+        DoseType).  An OpenTPS dose labelled EFFECTIVE is refused without it (OpenTPS labels its physical MCsquare
+        doses so).
     fractions : "auto" (from DoseSummationType), "all" or "one".
     primaries, target_uncertainty : the MC stops at the target (mean relative uncertainty of the plan dose over
         the voxels above 50 % of its maximum; default 1 %) or at ``primaries`` per beam.  The beams run one after
@@ -682,6 +704,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     # planning systems set the dose outside the External to zero)
     tps = inp.total.dose_gy_zyx if inp.total is not None else sum(d.dose_gy_zyx for d in inp.beams.values())
     outside = tps_outside_body(tps, body)
+    in_air_to_edge = outside > OUTSIDE_BODY_NOTE and tps_dose_in_air_at_grid_edge(tps, body, density)
     tps = np.where(body, tps, 0.0)
     mc.total_gy_zyx = np.where(body, mc.total_gy_zyx, 0.0)
     mc.beams_gy_zyx = {b: np.where(body, d, 0.0) for b, d in mc.beams_gy_zyx.items()}
@@ -761,11 +784,18 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             if classify(nm, types.get(nm, "")) == "target" and not m.any():
                 diagnostics.append(f"target {nm!r} has contours but no voxel on the TPS dose grid, so its D95 and "
                                    "Dmean are not checked: is the structure set this plan's, and the grid the plan's?")
-        if outside > OUTSIDE_BODY_NOTE:
+        if outside > OUTSIDE_BODY_NOTE and in_air_to_edge:
+            diagnostics.append(f"{100 * outside:.1f} % of the TPS dose above 10 % of its maximum lies outside the body "
+                               f"outline used here ({body_how}), in air out to the edge of the dose grid: the planning "
+                               "system scored dose in the air the beams cross before the skin (MCsquare, as OpenTPS "
+                               "runs it, scores dose to water in every voxel of the grid); it is not compared, as "
+                               "the comparison is inside the body")
+        elif outside > OUTSIDE_BODY_NOTE:
             diagnostics.append(f"{100 * outside:.1f} % of the TPS dose above 10 % of its maximum lies outside the body "
                                f"outline used here ({body_how}), where it is not compared: the planning system's body "
                                "differs from it (another structure set, a bolus or the couch in its External?)")
         diff["tps_outside_body_fraction"] = outside
+        diff["tps_dose_in_air_at_grid_edge"] = in_air_to_edge
         plan_beams = {b.number for b in inp.plan.beams}
         if inp.total is not None and inp.beams and set(inp.beams) >= plan_beams:
             # the planning system's own files must agree: its beam doses add up to its plan dose

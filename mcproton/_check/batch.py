@@ -19,15 +19,17 @@ And one patient's folder given to --batch by mistake (the RT Plan at PTS's top l
 or the patient's series in sub-folders RTPLAN/, RTDOSE/, CT/, ...: no sub-folder holds a plan with a dose of it while
 PTS as a whole does) is refused at once, rather than one refusal per series folder.
 
-The survey reads a few header elements (Modality, SOPInstanceUID, the RT Dose's plan reference) of each sub-folder's
-files, stopping in a folder once it has found a plan and a dose of it; the pixel data are never read.
+The survey reads a few header elements (SOP class and Modality, SOPInstanceUID, the RT Dose's plan reference) of
+each sub-folder's files, stopping in a folder once it has found a plan and a dose of it; the pixel data are never
+read.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .inputs import CheckInputError
+from .._io.dicom_common import dicom_kind
+from .inputs import CheckInputError, listed as _listed
 
 #: sub-folder names (compared in lower case) that are never a patient, and why
 SYSTEM_FOLDERS = {
@@ -44,7 +46,7 @@ TOP_LEVEL = "(top level)/"
 @dataclass
 class FolderSurvey:
     """What a batch folder holds: the patients' sub-folders in order, the log lines of what is not a patient, and
-    the DICOM files at the top level ("name (Modality)")."""
+    the DICOM files at the top level ("name (kind)", the kind by SOP class as the check sorts them)."""
 
     patients: list[Path]
     skipped: list[str] = field(default_factory=list)
@@ -79,7 +81,7 @@ def _header(p: Path):
 
 
 def _add(c: _Contents, p: Path, ds) -> None:
-    mod = str(ds.get("Modality", "") or "")
+    mod = dicom_kind(ds)[0]
     if not mod:
         return
     c.modalities[mod] = c.modalities.get(mod, 0) + 1
@@ -111,10 +113,6 @@ def _contents(folder: Path, exclude: Path | None = None) -> _Contents:
     return c
 
 
-def _listed(names: list[str], n: int = 8) -> str:
-    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
-
-
 def survey(root: Path, out_dir: Path) -> FolderSurvey:
     """Sort the entries of the batch folder ``root`` (see the module docstring); ``out_dir`` is the batch's output
     folder.  Raises :class:`CheckInputError` for one patient's folder and for a folder without patients."""
@@ -127,7 +125,7 @@ def survey(root: Path, out_dir: Path) -> FolderSurvey:
         name = p.name
         if not p.is_dir():
             ds = _header(p) if _dicom_name(p) and p.is_file() else None
-            mod = str(ds.get("Modality", "") or "") if ds is not None else ""
+            mod = dicom_kind(ds)[0] if ds is not None else ""
             if mod:
                 _add(top, p, ds)
                 res.loose_dicom.append(f"{name} ({mod})")

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .._io.ct import is_localizer
-from .._io.dicom_common import read_dicom_file
+from .._io.dicom_common import dicom_kind, read_dicom_file
 from .._io.rtstruct import struct_ct_series
 from .._io.errors import DicomInputError, InputDataError
 from .mc_rtdose import is_check_output
@@ -75,6 +75,7 @@ class TPSDose:
     sop_instance_uid: str = ""
     patient_id: str = ""
     heterogeneity: tuple[str, ...] = ()   # TissueHeterogeneityCorrection (3004,0014): IMAGE, ROI_OVERRIDE, WATER
+    writer: str = ""                      # Manufacturer (0008,0070) and ManufacturerModelName (0008,1090)
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -137,11 +138,18 @@ class _Header:
     ref_series: tuple[str, ...] = ()        # RT Struct: the CT series its contours were drawn on
 
 
-def _scan(folder: str | Path, *, outputs_too: bool = False
+def listed(names: Sequence[str], n: int = 8) -> str:
+    """``names`` joined by commas, the first ``n`` of them and "and K more"."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | None = None
           ) -> tuple[dict[str, list[Path]], dict[Path, _Header], list[str]]:
     """:func:`discover`, with each file's header (UIDs, PatientID) and the files skipped as not DICOM
-    ("name (0 bytes)" for an empty one).  A file that is DICOM but damaged (cut, unparsable) or cannot be read
-    at all is refused: it may be the plan's dose or a CT slice, and skipping it would change the check.
+    ("name (0 bytes)" for an empty one).  Files are sorted by their SOP class (:func:`dicom_kind`); where their
+    Modality says otherwise, a line per kind of disagreement goes to ``notes``.  A file that is DICOM but damaged
+    (cut, unparsable) or cannot be read at all is refused: it may be the plan's dose or a CT slice, and skipping it
+    would change the check.
     ``outputs_too``: an earlier check's CT or dose counts as CT or RTDOSE (a folder given as --ct)."""
     root = Path(folder)
     if not root.is_dir():
@@ -150,6 +158,7 @@ def _scan(folder: str | Path, *, outputs_too: bool = False
     found: dict[str, list[Path]] = {"CT": [], "RTPLAN": [], "RTDOSE": [], "RTSTRUCT": []}
     headers: dict[Path, _Header] = {}
     not_dicom: list[str] = []
+    relabelled: dict[str, list[str]] = {}
     for p in sorted(root.rglob("*")):
         # .dcm, .dicom, no suffix, or a file named by its UID ("1.2.840....123": a numeric "suffix"), as DICOM
         # storage servers and some exports name them; other suffixes (.png, .html, .txt, ...) are not looked at
@@ -165,7 +174,9 @@ def _scan(folder: str | Path, *, outputs_too: bool = False
             size = p.stat().st_size
             not_dicom.append(str(p.relative_to(root)) + (" (0 bytes)" if size == 0 else ""))
             continue
-        mod = str(ds.get("Modality", "") or "")
+        mod, disagree = dicom_kind(ds)
+        if disagree:
+            relabelled.setdefault(disagree, []).append(str(p.relative_to(root)))
         if mod in ("RTDOSE", "CT") and not outputs_too and is_check_output(ds):
             found.setdefault("CHECK_OUTPUT", []).append(p)   # an earlier check's MC dose or phantom CT
         elif mod in found:
@@ -176,6 +187,10 @@ def _scan(folder: str | Path, *, outputs_too: bool = False
                                  str(ds.get("SeriesDescription", "") or ""),
                                  localizer=mod == "CT" and is_localizer([ds]),
                                  ref_series=struct_ct_series(ds) if mod == "RTSTRUCT" else ())
+    if notes is not None:
+        for what, names in relabelled.items():
+            notes.append(f"{listed(names, 3)}: {what} (the SOP class says what a file holds; OpenTPS writes such "
+                         "Modality values)")
     return found, headers, not_dicom
 
 
@@ -246,7 +261,15 @@ def read_tps_dose(path: str | Path) -> TPSDose:
     return TPSDose(str(path), d.dose_gy_zyx, tuple(d.voxel_size_mm), tuple(d.origin_mm), d.frame_of_reference_uid,
                    (d.dose_type or "").upper(), (d.dose_summation_type or "").upper(),
                    d.referenced_plan_sop_instance_uid, beams, d.referenced_fraction_group_number,
-                   str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("PatientID", "") or ""), het_vals)
+                   str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("PatientID", "") or ""), het_vals,
+                   " ".join(str(ds.get(k, "") or "").strip()
+                            for k in ("Manufacturer", "ManufacturerModelName")).strip())
+
+
+def written_by_opentps(d: TPSDose) -> bool:
+    """An RT Dose written by OpenTPS (its writeRTDose sets Manufacturer "OpenMCsquare", model "OpenTPS")."""
+    w = d.writer.upper()
+    return "OPENTPS" in w or "OPENMCSQUARE" in w
 
 
 def _same_dose(a: TPSDose, b: TPSDose) -> bool:
@@ -403,10 +426,9 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     from .._io.rtplan import load_rtplan
 
     log: list[str] = []
-    found, headers, not_dicom = _scan(folder) if folder is not None else ({}, {}, [])
+    found, headers, not_dicom = _scan(folder, notes=log) if folder is not None else ({}, {}, [])
     if not_dicom:
-        shown = ", ".join(not_dicom[:8]) + (f" and {len(not_dicom) - 8} more" if len(not_dicom) > 8 else "")
-        log.append(f"skipped {len(not_dicom)} file(s) that are not DICOM: {shown}")
+        log.append(f"skipped {len(not_dicom)} file(s) that are not DICOM: {listed(not_dicom)}")
     folder_doses: dict[Path, TPSDose] = {}
 
     def dose_of(path: Path) -> TPSDose:   # each RT Dose of the folder read once
@@ -518,7 +540,19 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     types = {d.dose_type for d in doses}
     if len(types) > 1:
         raise CheckInputError(f"the TPS doses have different DoseTypes {sorted(types)}; give doses of one type")
-    dtype = (dose_type or types.pop() or "").upper()
+    in_file = types.pop() or ""
+    dtype = (dose_type or in_file).upper()
+    if dose_type is not None and dtype != in_file:
+        log.append(f"dose type: {dtype} as given (dose_type / --dose-type); the RT Dose says "
+                   f"{in_file or '(no DoseType)'}")
+    opentps = [Path(d.path).name for d in doses if written_by_opentps(d)]
+    if dose_type is None and dtype == "EFFECTIVE" and opentps:
+        raise CheckInputError(
+            f"{listed(opentps, 3)}: DoseType EFFECTIVE, written by OpenTPS, whose RT Dose writer labels every dose "
+            "EFFECTIVE unless the dose was marked otherwise; the MCsquare dose that OpenTPS computes is the physical "
+            "dose (to water), with no RBE factor, so comparing it as RBE 1.1 dose would put the two 10 % apart. "
+            "Say which it is: --dose-type physical (the MCsquare dose as OpenTPS computes it) or --dose-type "
+            "effective (a dose that was scaled by a constant RBE; --rbe gives it if not 1.1)")
     if dtype not in ("PHYSICAL", "EFFECTIVE"):
         raise CheckInputError(f"RT Dose {Path(ref.path).name}: DoseType {dtype or '(missing)'!r} is not PHYSICAL or "
                               "EFFECTIVE, so it is not known which dose to compute (an ERROR dose or an unknown "
@@ -571,7 +605,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         ct = Path(ct)
         if not ct.is_dir():
             raise CheckInputError(f"--ct {ct} is not a folder; give the folder of the plan's CT series")
-        ct_found, ct_headers, _ = _scan(ct, outputs_too=True)
+        ct_found, ct_headers, _ = _scan(ct, outputs_too=True, notes=log)
         ct_files = [p for p in ct_found.get("CT", []) if p.parent == ct]
         if not ct_files:
             raise CheckInputError(f"no CT slices in {ct}; give --ct with the folder of the plan's CT series")

@@ -19,7 +19,7 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from .._timing import timed
-from .dicom_common import StudyReference
+from .dicom_common import StudyReference, dicom_kind
 from .errors import DicomInputError
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -184,8 +184,9 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         if sop == ENHANCED_CT_IMAGE_STORAGE:
             raise _err(f"{f}: Enhanced (multi-frame) CT is not supported; export the CT as classic "
                        "single-slice CT Image Storage")
-        if sop != CT_IMAGE_STORAGE and modality != "CT":
-            key = modality or sop or "unknown"
+        kind = dicom_kind(ds)[0]
+        if kind != "CT":   # by SOP class first: an RT Dose that says Modality CT is not a slice
+            key = kind or sop or "unknown"
             skipped_modalities[key] = skipped_modalities.get(key, 0) + 1
             continue
         if modality and modality != "CT":

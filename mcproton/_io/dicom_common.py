@@ -7,6 +7,17 @@ from pathlib import Path
 
 RT_ION_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.8"   # PS3.4 B.5: RT Ion Plan Storage SOP Class
 
+#: The SOP classes (DICOM PS3.4 B.5) of the objects a dose calculation or plan check reads, and the kind each is
+#: sorted into (the Modality that PS3.3 prescribes for it).
+SOP_CLASS_KINDS = {
+    "1.2.840.10008.5.1.4.1.1.2": ("CT", "CT Image Storage"),
+    "1.2.840.10008.5.1.4.1.1.2.1": ("CT", "Enhanced CT Image Storage"),
+    "1.2.840.10008.5.1.4.1.1.481.2": ("RTDOSE", "RT Dose Storage"),
+    "1.2.840.10008.5.1.4.1.1.481.3": ("RTSTRUCT", "RT Structure Set Storage"),
+    RT_ION_PLAN_STORAGE: ("RTPLAN", "RT Ion Plan Storage"),
+    "1.2.840.10008.5.1.4.1.1.481.5": ("RTPLAN", "RT Plan Storage"),
+}
+
 
 @dataclass(frozen=True)
 class StudyReference:
@@ -52,6 +63,24 @@ class StudyReference:
 
 PHANTOM_STUDY = StudyReference(patient_name="mcproton^phantom", patient_id="MCPROTON", patient_position="HFS")
 """What the phantom CT writers put in when no study is given."""
+
+
+def dicom_kind(ds) -> tuple[str, str]:
+    """What a DICOM object is, as ``(kind, note)``: "CT", "RTPLAN", "RTDOSE", "RTSTRUCT" by its SOP Class UID
+    (0008,0016), which says what the object holds; by its Modality (0008,0060) only where the SOP class is absent
+    or not one of these (then ``kind`` is the Modality, "" if there is none).
+
+    ``note`` is "" unless the two disagree, and then says so: OpenTPS 2.0 writes its RT Structure Sets with
+    Modality RTDOSE and its RT Ion Plans with Modality "RT Ion Plan IOD", and a folder sorted by Modality would
+    take the structure set for a second dose and find no plan."""
+    sop = str(ds.get("SOPClassUID", "") or "").strip()
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if sop not in SOP_CLASS_KINDS:
+        return modality, ""
+    kind, name = SOP_CLASS_KINDS[sop]
+    note = "" if modality == kind else (f"Modality {modality!r}" if modality else "no Modality") + \
+        f" but SOP class {name}: read as {name.replace(' Storage', '')}"
+    return kind, note
 
 
 def new_file_dataset(path: str | Path, sop_class_uid: str, sop_instance_uid: str | None = None):

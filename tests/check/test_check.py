@@ -874,11 +874,20 @@ def test_tps_dose_outside_the_body_is_named(case):
     res = _recheck(case, _tps(case, "inside", d))
     assert res.dose_difference["tps_outside_body_fraction"] == 0.0
     assert not any("outside the body" in n for n in res.diagnostics), res.diagnostics
-    d[:, :, x < BOX[0] - 6] = 0.5 * d.max()                      # a slab of dose in the air beside the water box
+    assert x[1] < BOX[0] - 6                                     # a slab of dose in the air beside the water box,
+    d[2:-2, 2:-2, 1] = 0.5 * d.max()                             # not out to the faces of the grid
     res = _recheck(case, _tps(case, "outside", d))
     frac = res.dose_difference["tps_outside_body_fraction"]
-    assert frac > 0.01 and any(n.startswith(f"{100 * frac:.1f} % of the TPS dose") for n in res.diagnostics)
+    assert frac > 0.01 and any(n.startswith(f"{100 * frac:.1f} % of the TPS dose") and "External?" in n
+                               for n in res.diagnostics), res.diagnostics
+    assert res.dose_difference["tps_dose_in_air_at_grid_edge"] is False
     assert tps_outside_body(d, inside) == pytest.approx(frac, rel=1e-4)   # the file: 16-bit quantised
+    # the same dose out to the grid's face, in air: a planning system that scores dose in all the grid (MCsquare)
+    d[:, :, x < BOX[0] - 6] = 0.5 * d.max()
+    res = _recheck(case, _tps(case, "to_edge", d))
+    assert res.dose_difference["tps_dose_in_air_at_grid_edge"] is True
+    assert any("in air out to the edge of the dose grid" in n and "MCsquare" in n for n in res.diagnostics)
+    assert not any("External?" in n for n in res.diagnostics), res.diagnostics
     # the boundary voxels (partly inside) are the TPS's too: dose one voxel outside is not counted
     edge = np.zeros_like(inside)
     edge[:, :, 1:] = inside[:, :, :-1] & ~inside[:, :, 1:]
