@@ -498,7 +498,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           gamma_points: int | None = 10000, gamma_workers: int | None = 1, report: bool = True,
           mc: MCDose | None = None, machine_check: bool = True,
           prescription: float | Mapping[str, float] | None = None, ct_series: str | None = None,
-          struct_overrides: str = "apply", outside_external: str = "ct",
+          struct_overrides: str = "apply", outside_external: str = "ct", physics: Any = None,
           progress: bool = True, log: Callable[[str], None] | None = None) -> CheckResult:
     """Recompute a plan with Monte Carlo on its planning-system dose grid and compare (see docs/check.md).
 
@@ -520,6 +520,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         DoseType).  An OpenTPS dose labelled EFFECTIVE is refused without it (OpenTPS labels its physical MCsquare
         doses so).
     fractions : "auto" (from DoseSummationType), "all" or "one".
+    physics : the MC's physics settings (:class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, as
+        ``[physics]`` of ``mcproton run``; default None: the defaults), e.g. ``{"ivalue_set": "elemental"}`` to
+        compare with a code that takes the tissues' I-values so (docs/check.md, the OpenTPS/MCsquare case); in the
+        provenance.  A reused MC dose (``mc=``) of other physics is refused.
     primaries, target_uncertainty : the MC stops at the target (mean relative uncertainty of the plan dose over
         the voxels above 50 % of its maximum; default 1 %) or at ``primaries`` per beam.  The beams run one after
         the other, each to ``target_uncertainty`` x sqrt(number of beams) in its own dose (beams of equal weight
@@ -686,7 +690,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         mc = run_mc(inp, geometry, beam_model, dose_to=dose_to, rbe=rbe, primaries=primaries,
                     target_uncertainty=target_uncertainty, seed=seed, backend=backend, threads=threads,
                     progress=progress, log=log, timings=timings, density_tps_zyx=density,
-                    machine_check=machine_check)
+                    machine_check=machine_check, physics=physics)
         mc.provenance["calibration"] = cal_name
         mc.provenance["geometry_notes"] = notes_geo
         # what the MC RT Dose says it was computed with: the CT, and overrides (or the phantom built from them)
@@ -697,6 +701,16 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cpu_steps["beams_transport_resample_s"] = time.process_time() - c
     else:   # a reused MC dose must be of the dose this check compares (a physical MC against an RBE dose: -9 %)
         _check_reused_mc(mc, inp.dose_type, dose_to, rbe)
+        if physics is not None:
+            from dataclasses import asdict
+
+            from ..settings import PhysicsSettings
+
+            want = asdict(physics if isinstance(physics, PhysicsSettings) else PhysicsSettings(**physics))
+            has = mc.provenance.get("physics")
+            if has is not None and dict(has) != want:
+                raise CheckInputError(f"the reused MC dose (mc=) was computed with physics {has}, but this check "
+                                      f"asks for {want}: recompute the MC (leave out mc=) or leave out physics=")
     missing = set(inp.beams) - set(mc.beams_gy_zyx)
     if missing:
         raise CheckInputError(f"the TPS has doses of beams {sorted(missing)} that the MC did not compute")

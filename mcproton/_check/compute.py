@@ -253,7 +253,7 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
             out.append(r)
             continue
         s2 = RunSettings(primaries=n2, seed=int(settings.seed) + TOP_UP_SEED_OFFSET, backend=settings.backend,
-                         threads=settings.threads, target_uncertainty=None)
+                         threads=settings.threads, target_uncertainty=None, physics=settings.physics)
         r2 = run_job(None, s2, geometry, [b], None,
                      JobOptions(checkpoint=False, progress=progress, log=log, first_beam_index=i))[0]
         n1 = int(r.primaries)
@@ -273,16 +273,18 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
            primaries: int = 10_000_000, target_uncertainty: float | None = 0.01, seed: int = 12345,
            backend: str = "auto", threads: int | None = None, progress: bool = True,
            log: Callable[[str], None] | None = None, timings: dict | None = None,
-           density_tps_zyx: np.ndarray | None = None, machine_check: bool = True) -> MCDose:
+           density_tps_zyx: np.ndarray | None = None, machine_check: bool = True,
+           physics: Any = None) -> MCDose:
     """Run every beam of the plan and place the doses on the TPS grid (``density_tps_zyx``: the geometry's
-    density on the TPS grid where the caller has it already; ``machine_check``: see plan_to_beams)."""
+    density on the TPS grid where the caller has it already; ``machine_check``: see plan_to_beams; ``physics``:
+    :class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, None for the defaults)."""
     from .._io.beam_model import load_beam_model
     from .._io.rtplan import plan_to_beams
     from .._run.inputs import check_memory
     from .._run.job import JobOptions, run_job
     from ..config import check_beam_hits
     from ..run import sum_results
-    from ..settings import RunSettings
+    from ..settings import PhysicsSettings, RunSettings
 
     log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
     timings = timings if timings is not None else {}
@@ -306,8 +308,9 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     # weights the sum lands above the target by sqrt(n x sum of the squared weight shares): reported below, and
     # judged by the uncertainty action level).  Before: each beam to the target itself, n times the primaries.
     per_beam_target = None if not target_uncertainty else float(target_uncertainty) * math.sqrt(len(beams))
+    phys = physics if isinstance(physics, PhysicsSettings) else PhysicsSettings(**(physics or {}))
     settings = RunSettings(primaries=int(primaries), seed=int(seed), backend=backend, threads=threads,
-                           target_uncertainty=per_beam_target)
+                           target_uncertainty=per_beam_target, physics=phys)
     timings["beams_s"] = time.perf_counter() - t
     t, cpu = time.perf_counter(), time.process_time()
     results = run_job(None, settings, geometry, beams, None,
