@@ -8,6 +8,7 @@ import copy
 import difflib
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                      'ROIs, as a planning system that computes inside them only)'),
         "allow_other_frame": ((bool,), "run a plan or structure set whose FrameOfReferenceUID differs from the CT's "
                                        "(default: refused)"),
+        "patient_position": ((str,), "the PatientPosition (HFS, HFP, FFS, ...) of patient setups that have none in "
+                                     "the plan (OpenTPS leaves it empty; refused without this)"),
         "allow_position_mismatch": ((bool,),
                                     "run a plan whose PatientPosition differs from the CT's (default: refused)"),
         "range_shifter_model": ((str,), '"transport" (default: a range shifter IN is transported as a slab) or '
@@ -611,7 +614,9 @@ def build_beams(cfg: dict[str, Any]):
         pl = cfg["plan"]
         if "rtplan" not in pl or "beam_model" not in pl:
             raise ConfigError("[plan] needs rtplan (an RT Ion Plan file) and beam_model")
-        plan = load_rtplan(_resolve(cfg, pl["rtplan"]))
+        plan = load_rtplan(_resolve(cfg, pl["rtplan"]), patient_position=pl.get("patient_position"))
+        for note in plan.notes:
+            warnings.warn(f"{plan.path}: {note} (plan.patient_position)", stacklevel=2)
         bm_name = pl["beam_model"]
         bm_path = _resolve(cfg, bm_name)
         try:

@@ -499,6 +499,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           mc: MCDose | None = None, machine_check: bool = True,
           prescription: float | Mapping[str, float] | None = None, ct_series: str | None = None,
           struct_overrides: str = "apply", outside_external: str = "ct", physics: Any = None,
+          patient_position: str | None = None,
           progress: bool = True, log: Callable[[str], None] | None = None) -> CheckResult:
     """Recompute a plan with Monte Carlo on its planning-system dose grid and compare (see docs/check.md).
 
@@ -520,6 +521,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         DoseType).  An OpenTPS dose labelled EFFECTIVE is refused without it (OpenTPS labels its physical MCsquare
         doses so).
     fractions : "auto" (from DoseSummationType), "all" or "one".
+    patient_position : the plan's PatientPosition (HFS, ...) for patient setups that have none in the file
+        (OpenTPS leaves it empty, which is refused without this); a setup with another position is refused.
     physics : the MC's physics settings (:class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, as
         ``[physics]`` of ``mcproton run``; default None: the defaults), e.g. ``{"ivalue_set": "elemental"}`` to
         compare with a code that takes the tissues' I-values so (docs/check.md, the OpenTPS/MCsquare case); in the
@@ -561,7 +564,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     t, c = time.perf_counter(), time.process_time()
     inp = gather(plan=plan, dose=dose, ct=ct, struct=struct, folder=folder, dose_type=dose_type,
-                 fractions=fractions, ct_series=ct_series)
+                 fractions=fractions, ct_series=ct_series, patient_position=patient_position)
     for line in inp.pairing:
         log(f"mcproton check: {line}")
     if outside_external == "air" and inp.ct_dir is not None and inp.struct_path is None and mc is None:

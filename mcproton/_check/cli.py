@@ -55,6 +55,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--dose-to", choices=["water", "medium"], default="water",
                    help="what the TPS dose is (DICOM does not say): water (default; RayStation, Eclipse) or medium")
     c.add_argument("--rbe", type=float, default=None, help="constant RBE of a DoseType EFFECTIVE dose (default 1.1)")
+    c.add_argument("--patient-position", metavar="POSITION", default=None,
+                   help="the plan's PatientPosition (HFS, HFP, FFS, ...) where the plan has none (OpenTPS leaves it "
+                        "empty; refused without this); a plan that has one keeps it")
     c.add_argument("--dose-type", choices=["physical", "effective"], default=None,
                    help="what the TPS dose is, whatever its DoseType says (default: its DoseType); an OpenTPS dose "
                         "labelled EFFECTIVE is refused without it, as OpenTPS labels its physical MCsquare doses so")
@@ -92,6 +95,7 @@ def main(args: argparse.Namespace) -> int:
     common = {"beam_model": args.beam_model, "calibration": args.calibration,
               "phantom_from_struct": args.phantom_from_struct, "dose_to": args.dose_to, "rbe": args.rbe,
               "dose_type": args.dose_type.upper() if args.dose_type else None,
+              "patient_position": args.patient_position,
               "fractions": args.fractions, "primaries": args.primaries,
               "target_uncertainty": args.target_uncertainty or None, "seed": args.seed, "backend": args.backend,
               "levels": args.config, "gamma_points": args.gamma_points or None, "progress": not args.quiet,

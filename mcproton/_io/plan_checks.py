@@ -54,8 +54,9 @@ WEIGHT_RTOL = 1e-3
 """Relative tolerance of the meterset-weight sums (see the module docstring)."""
 
 _TREATMENT_TYPES = ("TREATMENT", "CONTINUATION", "")
-_POSITION_FIX = ("set PatientPosition (0018,5100) in the plan's PatientSetupSequence (300A,0180) to the "
-                 "patient's position as in the CT (e.g. HFS), for example with DCMTK: "
+_POSITION_FIX = ("give the patient's position as in the CT (e.g. HFS): --patient-position HFS (mcproton check) or "
+                 "plan.patient_position = \"HFS\" (mcproton run), or set PatientPosition (0018,5100) in the plan's "
+                 "PatientSetupSequence (300A,0180), for example with DCMTK: "
                  "dcmodify -m \"(300a,0180)[0].(0018,5100)=HFS\" plan.dcm")
 
 

@@ -170,6 +170,8 @@ class RTIonPlan:
     sop_instance_uid_valid: bool = True
     """False when the plan's SOPInstanceUID is not a valid instance UID (OpenTPS writes the SOP Class UID
     there): an RT Dose must not reference it (see dicom_common.is_valid_uid)."""
+    notes: list[str] = field(default_factory=list)
+    """What the reading supplied that the file does not say (a PatientPosition given by the user)."""
 
 
 def _e(msg: str) -> DicomInputError:
@@ -219,8 +221,15 @@ def _int(v, kw: str, where: str) -> int:
     return int(x)
 
 
-def load_rtplan(path_or_dataset) -> RTIonPlan:
-    """Read a DICOM RT Ion Plan (PBS) from a file path or a pydicom Dataset."""
+def load_rtplan(path_or_dataset, *, patient_position: str | None = None) -> RTIonPlan:
+    """Read a DICOM RT Ion Plan (PBS) from a file path or a pydicom Dataset.
+
+    ``patient_position``: the PatientPosition (HFS, HFP, ...) of the plan's patient setups that have none
+    (OpenTPS writes it empty, which is refused otherwise): the user's word for what the file leaves out.  A setup
+    that has a position keeps it; one that says another position is refused.  The plan's ``notes`` say it was
+    given."""
+    import copy
+
     import pydicom
 
     from .dicom_common import read_dicom_file
@@ -237,12 +246,39 @@ def load_rtplan(path_or_dataset) -> RTIonPlan:
         if ds is None:
             raise _e(f"{src}: not a DICOM file (no 'DICM' prefix and no DICOM data set at its start); give the "
                      "RT Ion Plan exported by the planning system")
+    given_note = ""
+    if patient_position is not None:
+        ds, given_note = _given_position(copy.deepcopy(ds) if isinstance(path_or_dataset, pydicom.Dataset) else ds,
+                                         patient_position, src)
     try:
-        return _parse_plan(ds, src)
+        plan = _parse_plan(ds, src)
+        if given_note:
+            plan.notes.append(given_note)
+        return plan
     except DicomInputError:
         raise
     except Exception as exc:  # malformed nested data: report instead of crashing with an obscure error
         raise _e(f"{src}: malformed RT Ion Plan ({type(exc).__name__}: {exc})") from exc
+
+
+def _given_position(ds, position: str, src: str):
+    """``ds`` with ``position`` in every patient setup whose PatientPosition is empty, and the note saying so."""
+    pos = str(position).strip().upper()
+    if pos not in PATIENT_POSITIONS:
+        raise _e(f"patient position {position!r} is not one mcproton places beams for ({', '.join(PATIENT_POSITIONS)})")
+    filled = []
+    for s in ds.get("PatientSetupSequence", None) or []:
+        has = str(s.get("PatientPosition", "") or "").strip().upper()
+        num = s.get("PatientSetupNumber", "?")
+        if not has:
+            s.PatientPosition = pos
+            filled.append(str(num))
+        elif has != pos:
+            raise _e(f"{src}: patient setup {num} says PatientPosition {has}, but the patient position given is "
+                     f"{pos}: the plan's own position is used where it has one; leave the given one out")
+    note = (f"PatientPosition {pos} as given, for patient setup(s) {', '.join(filled)} that have none in the plan"
+            if filled else "")
+    return ds, note
 
 
 def _parse_plan(ds, src: str) -> RTIonPlan:

@@ -62,7 +62,8 @@ def test_empty_patient_position_is_refused_with_the_remedy(as_written):
     from mcproton._check.inputs import gather
 
     with pytest.raises(InputDataError, match=r"PatientPosition \(0018,5100\) of patient setup 0 is empty "
-                                             r"\(OpenTPS writes it so\).*dcmodify"):
+                                             r"\(OpenTPS writes it so\).*--patient-position HFS "
+                                             r"\(mcproton check\).*dcmodify"):
         gather(folder=as_written)
 
 
@@ -125,3 +126,32 @@ def test_physics_settings_reach_the_mc_and_a_reused_mc_of_others_is_refused(chec
     res = check(primaries=2000, target_uncertainty=None, seed=1, backend="cpu",
                 physics={"ivalue_set": "elemental"}, **kw)
     assert res.mc.provenance["physics"]["ivalue_set"] == "elemental"
+
+
+def test_patient_position_given_instead_of_editing_the_plan(as_written):
+    """--patient-position (check) / plan.patient_position (run) supply what OpenTPS leaves empty, named in the
+    pairing; a plan that has a position keeps it, and one that says another is refused."""
+    from mcproton._check.inputs import gather
+    from mcproton._io.errors import InputDataError
+    from mcproton._io.rtplan import load_rtplan
+
+    inp = gather(folder=as_written, dose_type="PHYSICAL", patient_position="HFS")
+    assert [b.patient_position for b in inp.plan.beams] == ["HFS", "HFS"]
+    assert any("PatientPosition HFS as given, for patient setup(s) 0 that have none" in line
+               and "--patient-position" in line for line in inp.pairing), inp.pairing
+    real = Path(__file__).resolve().parents[1] / "data" / "dicom" / "RP_plan05.dcm"   # RayStation: HFS
+    assert load_rtplan(real, patient_position="HFS").notes == []
+    with pytest.raises(InputDataError, match="patient setup 1 says PatientPosition HFS, but the patient position "
+                                             "given is HFP"):
+        load_rtplan(real, patient_position="HFP")
+    with pytest.raises(InputDataError, match="patient position 'XYZ' is not one mcproton places beams for"):
+        load_rtplan(as_written / "RP.dcm", patient_position="XYZ")
+
+
+def test_run_config_patient_position(as_written):
+    from mcproton.config import build_beams
+
+    cfg = {"plan": {"rtplan": str(as_written / "RP.dcm"), "beam_model": str(BDL), "patient_position": "HFS"}}
+    with pytest.warns(UserWarning, match=r"RP.dcm: PatientPosition HFS as given.*\(plan.patient_position\)"):
+        beams = build_beams(cfg)
+    assert len(beams) == 2
