@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import os
 import sys
@@ -149,6 +150,7 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
                    "normalisation": total.normalisation, "energy_imbalance_rel": total.ledger["imbalance_rel"],
                    **_dose_description(total, beams, outline)}
     failed: list[str] = []
+    no_space = False   # ENOSPC / EDQUOT: the remedy is space; otherwise the cause named in the error
     if rtdose:   # what it holds: output.dose_summation, rtdose_per_beam, dose_to, rbe (mcproton/_io/rtdose.py)
         from ._io.rtdose import write_run_rtdoses
 
@@ -157,6 +159,7 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
                 summary.update(write_run_rtdoses(total, results, beams, out_cfg, Path(rtdose)))
         except OSError as exc:
             failed.append(f"the RT Dose {rtdose} ({type(exc).__name__}: {exc})")
+            no_space |= exc.errno in (errno.ENOSPC, errno.EDQUOT)
     if png is not None:
         from .plots import plot_depth_dose, plot_dose_planes
 
@@ -169,11 +172,13 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
             summary["plot"] = str(png)
         except OSError as exc:
             failed.append(f"the plot {png} ({type(exc).__name__}: {exc})")
+            no_space |= exc.errno in (errno.ENOSPC, errno.EDQUOT)
     if failed:   # the HDF5 holds the run; the checkpoint, if any, stays until every output is written
         ck = _ckpt(out)
-        again = (f"; the checkpoint {ck} is kept: free disk space and run the same command with --resume, which "
+        fix = "free disk space" if no_space else "remove the cause named above"
+        again = (f"; the checkpoint {ck} is kept: {fix} and run the same command with --resume, which "
                  "writes them without transporting again" if checkpointed and ck.exists() else
-                 ": free disk space and run again to write them")
+                 f": {fix} and run again to write them")
         raise RuntimeError(f"could not write {' nor '.join(failed)}; the dose is safe in {out}{again}")
     with phase("result_checks"):
         limited = [i for i, r in enumerate(results, start=1)

@@ -250,6 +250,11 @@ def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, 
                                   "different names" + (" (the plot is written beside the HDF5 with the suffix .png: "
                                                        "name --out *.h5, or set output.plot = false)"
                                                        if "plot" in what + other else ""))
+        for other, q in outputs:
+            if q != p and Path(os.path.abspath(q)) in Path(os.path.abspath(p)).parents:
+                # found now: after the transport, the second could not be written ("File exists")
+                raise ConfigError(f"{what} {p} lies inside {other} {q}, which is written as a file: give {other} a "
+                                  f"file name (e.g. {Path(q) / 'dose.h5'} for the HDF5) or {what} another folder")
         for other, q in inputs:
             if _same_file(p, q):
                 raise ConfigError(f"{what} {p} is {other}: writing it would destroy an input; give another path")

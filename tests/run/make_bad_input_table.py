@@ -162,6 +162,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("--out x.png (the plot written beside it would replace it)", ["--set", "output.plot=true", "--out", "@tmp/x.png"],
      None, "the plot"),
     ("--rtdose equal to --out", ["--rtdose", "@out"], None, "--rtdose"),
+    ("--rtdose inside --out (--out given a folder's name: the HDF5 takes it, the RT Dose could not be written after "
+     "the transport)", ["--out", "@tmp/res", "--rtdose", "@tmp/res/RD.dcm"], None, "lies inside --out"),
     ("--rtdose of a beam without total_protons (its dose is per primary, an RT Dose holds Gy)",
      ["--rtdose", "@tmp/rd.dcm"], None, "total_protons"),
     ("--out a device node", ["--out", "/dev/null"], None, "regular file"),

@@ -114,8 +114,9 @@ def test_output_equal_to_a_ct_slice_is_refused(tmp_path, capsys, monkeypatch):
 
 # --- a full disk ---------------------------------------------------------------------------------------------
 
-def _enospc_on(monkeypatch, suffix: str):
-    """Make every atomic write of a file ending in ``suffix`` fail like a full disk after writing part of it."""
+def _enospc_on(monkeypatch, suffix: str, code: int = errno.ENOSPC):
+    """Make every atomic write of a file ending in ``suffix`` fail like a full disk (or with ``code``) after
+    writing part of it."""
     from mcproton._io import atomic
 
     real = atomic.atomic_write_file
@@ -126,7 +127,7 @@ def _enospc_on(monkeypatch, suffix: str):
 
         def partial(tmp):
             write(tmp)
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(code, os.strerror(code))
 
         return real(path, partial)
 
@@ -144,7 +145,7 @@ def test_full_disk_at_the_plot_or_rt_dose_keeps_the_run(what, tmp_path, capsys, 
     _enospc_on(monkeypatch, what)
     assert main(argv) == 2
     msg = _one_line(capsys)
-    assert "No space left on device" in msg and "--resume" in msg, msg
+    assert "No space left on device" in msg and "--resume" in msg and "free disk space" in msg, msg
     failed = out.with_suffix(".png") if what == ".png" else rd
     assert not failed.exists()
     assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob("*.tmp"))
@@ -154,6 +155,18 @@ def test_full_disk_at_the_plot_or_rt_dose_keeps_the_run(what, tmp_path, capsys, 
     _no_transport(monkeypatch)
     assert main(argv + ["--resume"]) == 0
     assert failed.exists() and not (tmp_path / "o.ckpt.h5").exists()
+
+
+def test_another_write_error_of_the_rt_dose_is_not_called_a_full_disk(tmp_path, capsys, monkeypatch):
+    """The remedy follows the cause: "free disk space" only for a full disk or quota, else the error itself."""
+    cfg = write_cfg(tmp_path / "job.toml", 2000)
+    argv = ["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--rtdose", str(tmp_path / "rd.dcm"), "--quiet",
+            "--set", "beam.total_protons=1e9"]
+    _enospc_on(monkeypatch, ".dcm", errno.EACCES)
+    assert main(argv) == 2
+    msg = _one_line(capsys)
+    assert "Permission denied" in msg and "remove the cause named above" in msg and "--resume" in msg, msg
+    assert "disk space" not in msg
 
 
 def test_full_disk_at_the_hdf5_without_checkpoint_writes_a_rescue_copy(tmp_path, capsys, monkeypatch):
