@@ -315,7 +315,9 @@ def _identification(res) -> str:
     d = _plan_dicom(inp.plan_path)
     tps = [inp.total] if inp.total is not None else []
     tps += [inp.beams[b] for b in sorted(inp.beams)]
-    doses = "; ".join(f"{Path(t.path).name} ({t.summation_type}, {t.dose_type})" for t in tps)
+    doses = "; ".join(f"{Path(t.path).name} ({t.summation_type}, {t.dose_type}"
+                      + (f" in the file, compared as {inp.dose_type} as given" if t.dose_type != inp.dose_type else "")
+                      + ")" for t in tps)
     sys_ = " ".join(v for v in (d.get("Manufacturer"), d.get("ManufacturerModelName")) if v)
     rows = [["patient", f"{d.get('PatientName', '')} (ID {d.get('PatientID', '') or 'none'})"],
             ["plan", f"{Path(inp.plan_path).name}: label {d.get('RTPlanLabel') or inp.plan.label!s}, name "

@@ -155,3 +155,9 @@ def test_run_config_patient_position(as_written):
     with pytest.warns(UserWarning, match=r"RP.dcm: PatientPosition HFS as given.*\(plan.patient_position\)"):
         beams = build_beams(cfg)
     assert len(beams) == 2
+
+
+def test_report_header_says_the_dose_type_was_given(checked):
+    from mcproton._check.report import _identification
+
+    assert "RD.dcm (PLAN, EFFECTIVE in the file, compared as PHYSICAL as given)" in _identification(checked)
