@@ -526,7 +526,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     physics : the MC's physics settings (:class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, as
         ``[physics]`` of ``mcproton run``; default None: the defaults), e.g. ``{"ivalue_set": "elemental"}`` to
         compare with a code that takes the tissues' I-values so (docs/check.md, the OpenTPS/MCsquare case); in the
-        provenance.  A reused MC dose (``mc=``) of other physics is refused.
+        provenance.  Given with a reused MC dose (``mc=``) of other physics, refused.
     primaries, target_uncertainty : the MC stops at the target (mean relative uncertainty of the plan dose over
         the voxels above 50 % of its maximum; default 1 %) or at ``primaries`` per beam.  The beams run one after
         the other, each to ``target_uncertainty`` x sqrt(number of beams) in its own dose (beams of equal weight
