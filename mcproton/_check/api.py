@@ -19,6 +19,7 @@ from .compare import (GAMMA_CRITERIA, beam_summary, classify, dose_difference, r
 from .compute import MCDose, build_geometry, mc_dose_description, phantom_ct_from_struct, run_mc, to_tps_grid
 from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, gather
 from .levels import ActionLevels
+from ..settings import PhysicsSettings
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -363,6 +364,30 @@ def tps_dose_in_air_at_grid_edge(tps: np.ndarray, body: np.ndarray, density: np.
     return bool(sel[[0, -1]].any() or sel[:, [0, -1]].any() or sel[:, :, [0, -1]].any())
 
 
+def patient_position_notes(plan: Any, ct_position: str) -> list[str]:
+    """Refuse a plan whose setup position differs from the CT's, as ``mcproton run`` does (the gantry angles would
+    be turned about the wrong patient axes: a beam can enter from the other side); where the CT does not say its
+    position, a note that names the unchecked position as the first suspect of a dose in the wrong place."""
+    ct_pos = str(ct_position or "").strip().upper()
+    plan_pos: dict[str, list[str]] = {}
+    for b in plan.beams:
+        plan_pos.setdefault(str(b.patient_position or "").strip().upper(), []).append(str(b.name))
+    plan_pos.pop("", None)
+    how = " (given with --patient-position: the plan has none)" if getattr(plan, "notes", None) else ""
+    if not plan_pos:
+        return []
+    if not ct_pos:
+        return [f"the CT does not say its PatientPosition, so the plan's set-up {'/'.join(sorted(plan_pos))}{how} "
+                "could not be checked against it: if the dose lies in the wrong place, suspect the position first"]
+    for pos, names in sorted(plan_pos.items()):
+        if pos != ct_pos:
+            raise CheckInputError(f"beam(s) {', '.join(names)} are set up {pos}{how}, but the CT was acquired "
+                                  f"{ct_pos}: the gantry angles would be applied to a patient lying otherwise than "
+                                  "in the images, so a beam can enter from the wrong side; give the CT the plan was "
+                                  "made on" + (", or the right --patient-position" if how else ""))
+    return []
+
+
 def contours_beyond_grid(contours: dict[str, list[np.ndarray]], ref: Any, tol_mm: float = 0.01) -> set[str]:
     """The structures with contour points outside the TPS dose grid's extent (its voxels' outer faces): their DVH
     metrics on that grid are of the part on it (an organ at risk cut by the grid is common; the report says so)."""
@@ -560,6 +585,17 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         raise CheckInputError(f'struct_overrides must be "apply" or "ignore"; got {struct_overrides!r}')
     if outside_external not in ("ct", "air"):
         raise CheckInputError(f'outside_external must be "ct" or "air"; got {outside_external!r}')
+    if dose_type is not None and str(dose_type).upper() not in ("PHYSICAL", "EFFECTIVE"):
+        raise CheckInputError(f'dose_type must be "PHYSICAL" or "EFFECTIVE" (what the TPS dose is); got {dose_type!r}')
+    if physics is not None and not isinstance(physics, PhysicsSettings):
+        try:
+            PhysicsSettings(**dict(physics))
+        except (TypeError, ValueError) as exc:
+            raise CheckInputError(f"physics = {physics!r}: {exc} (the fields of mcproton.settings.PhysicsSettings, "
+                                  "as [physics] of mcproton run)") from None
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise CheckInputError(f"--out {out} is a file; the check writes a folder (check.html, check.json, the MC "
+                              "RT Dose): give a folder's name")
     rx_given = _given_prescription(prescription)
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     t, c = time.perf_counter(), time.process_time()
@@ -583,6 +619,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     outside_notes: list[str] = []   # beams crossing CT material outside the External: for the diagnostics
     beam_notes: list[str] = []      # the same, kept with the MC dose (mc.provenance)
     geometry = None
+    position_notes: list[str] = []
     ct_note = f"{inp.ct_dir} (series {inp.ct_series or 'not read: the MC dose is reused'})" if inp.ct_dir \
         else "none"
     if mc is None:
@@ -627,6 +664,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                    else f"{ct_dir}: series {ct_img.series_instance_uid} ({ct_img.series_description!r}, "
                         f"{ct_img.shape_zyx[0]} slices of {ct_img.shape_zyx[2]} x {ct_img.shape_zyx[1]}, "
                         + " x ".join(f"{v:g}" for v in ct_img.voxel_size_mm) + " mm)")
+        if inp.ct_dir is not None:
+            position_notes = patient_position_notes(inp.plan, ct_img.patient_position)
         del ct_img   # the CT's HU freed at once
         if inp.ct_dir is not None and inp.struct_path is not None:
             if hook is None:   # nothing to change in the geometry: the overrides ignored (named), or none
@@ -706,8 +745,6 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         _check_reused_mc(mc, inp.dose_type, dose_to, rbe)
         if physics is not None:
             from dataclasses import asdict
-
-            from ..settings import PhysicsSettings
 
             want = asdict(physics if isinstance(physics, PhysicsSettings) else PhysicsSettings(**physics))
             has = mc.provenance.get("physics")
@@ -796,7 +833,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         timings["structures_ranges_s"] = time.perf_counter() - t
         cpu_steps["structures_ranges_s"] = time.process_time() - c
         diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
-                                generic_calibration=generic_calibration) + rx_notes + outside_notes
+                                generic_calibration=generic_calibration) + position_notes + rx_notes + outside_notes
         for nm, m in masks.items():   # a target the grid does not hold: its levels are not evaluated, say so
             if classify(nm, types.get(nm, "")) == "target" and not m.any():
                 diagnostics.append(f"target {nm!r} has contours but no voxel on the TPS dose grid, so its D95 and "

@@ -57,8 +57,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--rbe", type=float, default=None, help="constant RBE of a DoseType EFFECTIVE dose (default 1.1)")
     c.add_argument("--patient-position", metavar="POSITION", default=None,
                    help="the plan's PatientPosition (HFS, HFP, FFS, ...) where the plan has none (OpenTPS leaves it "
-                        "empty; refused without this); a plan that has one keeps it")
-    c.add_argument("--dose-type", choices=["physical", "effective"], default=None,
+                        "empty; refused without this); a plan that says another position, or a CT that does, is "
+                        "refused")
+    c.add_argument("--dose-type", choices=["physical", "effective"], default=None, type=str.lower,
                    help="what the TPS dose is, whatever its DoseType says (default: its DoseType); an OpenTPS dose "
                         "labelled EFFECTIVE is refused without it, as OpenTPS labels its physical MCsquare doses so")
     c.add_argument("--prescription", action="append", metavar="GY or ROI=GY",

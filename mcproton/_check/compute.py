@@ -254,6 +254,7 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
             continue
         s2 = RunSettings(primaries=n2, seed=int(settings.seed) + TOP_UP_SEED_OFFSET, backend=settings.backend,
                          threads=settings.threads, target_uncertainty=None, physics=settings.physics)
+        log(f"top-up of beam {i + 1}/{len(beams)}: {b.name}, {n2:,} more primaries")
         r2 = run_job(None, s2, geometry, [b], None,
                      JobOptions(checkpoint=False, progress=progress, log=log, first_beam_index=i))[0]
         n1 = int(r.primaries)

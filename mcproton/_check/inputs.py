@@ -189,8 +189,7 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
                                  ref_series=struct_ct_series(ds) if mod == "RTSTRUCT" else ())
     if notes is not None:
         for what, names in relabelled.items():
-            notes.append(f"{listed(names, 3)}: {what} (the SOP class says what a file holds; OpenTPS writes such "
-                         "Modality values)")
+            notes.append(f"{listed(names, 3)}: {what} (the SOP class says what a file holds)")
     return found, headers, not_dicom
 
 

@@ -168,6 +168,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     files = _list_files(folder)
     headers = []
     skipped_modalities: dict[str, int] = {}
+    odd_modality: dict[str, list[str]] = {}
     n_not_dicom = 0
     for f, ds in _read_many(files, pixels=False):
         if ds is None:
@@ -189,13 +190,17 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             key = kind or sop or "unknown"
             skipped_modalities[key] = skipped_modalities.get(key, 0) + 1
             continue
-        if modality and modality != "CT":
-            raise _err(f"{f}: CT Image Storage object with Modality {modality!r}; expected 'CT'")
+        if modality != "CT":   # a CT Image Storage object: its IOD is a CT image whatever the Modality says
+            odd_modality.setdefault(modality or "(none)", []).append(f.name)
         if not str(ds.get("SeriesInstanceUID", "") or "").strip():
             # Type 1 in every image; a file cut between two elements before it reads as a complete shorter file
             raise _err(f"{f}: a CT slice without SeriesInstanceUID (0020,000E), which every image must have: the file "
                        "is truncated (cut between two elements) or damaged; re-export the series")
         headers.append((f, ds))
+    for mod, names in odd_modality.items():
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        warnings.warn(f"{len(names)} CT slice(s) in {folder} ({shown}) say Modality {mod!r} but are CT Image Storage "
+                      "objects: read as CT slices by their SOP class", stacklevel=2)
     if not headers:
         found = ", ".join(f"{k} x{v}" for k, v in skipped_modalities.items()) or "none"
         raise _err(f"no CT image slices found in {folder} (other DICOM objects: {found}; non-DICOM files: "

@@ -74,11 +74,12 @@ def dicom_kind(ds) -> tuple[str, str]:
     Modality RTDOSE and its RT Ion Plans with Modality "RT Ion Plan IOD", and a folder sorted by Modality would
     take the structure set for a second dose and find no plan."""
     sop = str(ds.get("SOPClassUID", "") or "").strip()
-    modality = str(ds.get("Modality", "") or "").strip().upper()
+    written = str(ds.get("Modality", "") or "").strip()
+    modality = written.upper()
     if sop not in SOP_CLASS_KINDS:
         return modality, ""
     kind, name = SOP_CLASS_KINDS[sop]
-    note = "" if modality == kind else (f"Modality {modality!r}" if modality else "no Modality") + \
+    note = "" if modality == kind else (f"Modality {written!r}" if written else "no Modality") + \
         f" but SOP class {name}: read as {name.replace(' Storage', '')}"
     return kind, note
 

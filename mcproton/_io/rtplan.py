@@ -267,6 +267,19 @@ def _given_position(ds, position: str, src: str):
     if pos not in PATIENT_POSITIONS:
         raise _e(f"patient position {position!r} is not one mcproton places beams for ({', '.join(PATIENT_POSITIONS)})")
     filled = []
+    if not ds.get("PatientSetupSequence", None):   # none at all: one setup per number the beams refer to (or 1)
+        from pydicom.dataset import Dataset
+
+        refs = sorted({str(b.get("ReferencedPatientSetupNumber", "") or "").strip()
+                       for b in ds.get("IonBeamSequence", None) or []} - {""}) or ["1"]
+        items = []
+        for r in refs:
+            item = Dataset()
+            item.PatientSetupNumber, item.PatientPosition = r, pos
+            items.append(item)
+        ds.PatientSetupSequence = items
+        return ds, (f"PatientPosition {pos} as given, in patient setup(s) {', '.join(refs)} added: the plan has no "
+                    "PatientSetupSequence")
     for s in ds.get("PatientSetupSequence", None) or []:
         has = str(s.get("PatientPosition", "") or "").strip().upper()
         num = s.get("PatientSetupNumber", "?")
@@ -668,7 +681,7 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
         out.append(Beam(spots, total_protons=total, name=f"{b.number}:{b.name}", meta={
             "beam_number": b.number, "gantry_angle_deg": b.gantry_angle_deg, "couch_angle_deg": b.couch_angle_deg,
             "isocenter_mm": tuple(float(v) for v in iso), "beam_direction": tuple(float(v) for v in -zg),
-            "patient_position": b.patient_position or "HFS", "total_mu": b.total_mu,
+            "patient_position": b.patient_position or "HFS", "total_mu": b.total_mu, "plan_spots": b.n_spots,
             "fractions": nfx if all_fractions else 1, "machine": b.machine, "beam_model": beam_model.name,
             "frame_of_reference_uid": plan.frame_of_reference_uid, "plan_sop_instance_uid": plan.sop_instance_uid,
             "fractions_planned": plan.number_of_fractions, "plan_beam_numbers": [x.number for x in plan.beams],

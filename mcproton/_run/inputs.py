@@ -91,7 +91,9 @@ def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any])
         return
     for pos, name in sorted(plan_pos.items()):
         if pos != ct_pos:
-            raise ConfigError(f"plan beam {name!r} is set up {pos} (PatientSetupSequence PatientPosition) but the CT "
+            src = ("PatientSetupSequence PatientPosition, or plan.patient_position where the plan has none"
+                   if cfg.get("plan", {}).get("patient_position") else "PatientSetupSequence PatientPosition")
+            raise ConfigError(f"plan beam {name!r} is set up {pos} ({src}) but the CT "
                               f"was acquired {ct_pos}: the gantry angles would be applied to a patient lying otherwise "
                               "than in the images, so a beam can enter from the wrong side; use the CT the plan "
                               "was made on, or set plan.allow_position_mismatch = true if the plan's position is right "
@@ -251,7 +253,7 @@ def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, 
                                                        "name --out *.h5, or set output.plot = false)"
                                                        if "plot" in what + other else ""))
         for other, q in outputs:
-            if q != p and Path(os.path.abspath(q)) in Path(os.path.abspath(p)).parents:
+            if q != p and Path(os.path.realpath(q)) in Path(os.path.realpath(p)).parents:   # links resolved
                 # found now: after the transport, the second could not be written ("File exists")
                 raise ConfigError(f"{what} {p} lies inside {other} {q}, which is written as a file: give {other} a "
                                   f"file name (e.g. {Path(q) / 'dose.h5'} for the HDF5) or {what} another folder")

@@ -194,7 +194,10 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     results.append(_finish(sim, st, time.perf_counter() - t_setup))
                     continue
                 if len(beams) > 1:
-                    log(f"beam {i + 1}/{len(beams)}: {beam.name} ({len(beam.spots)} spots)")
+                    n_plan = (getattr(beam, "meta", None) or {}).get("plan_spots")
+                    log(f"beam {i + 1}/{len(beams)}: {beam.name} ({len(beam.spots)} spots)" if not n_plan
+                        or n_plan == len(beam.spots) else f"beam {i + 1}/{len(beams)}: {beam.name} ({n_plan} spots "
+                        f"of the plan, {len(beam.spots)} Gaussian spots of the beam model)")
                 sim.backend.compile()
                 setup_s = time.perf_counter() - t_setup
                 plan = BatchPlan.from_settings(settings, sim.backend.name)

@@ -78,7 +78,7 @@ def test_opentps_effective_label_is_refused_until_the_user_says_what_the_dose_is
     assert Path(inp.struct_path).name == "RS.dcm" and inp.dose_type == "PHYSICAL"
     pairing = "\n".join(inp.pairing)
     assert "RS.dcm: Modality 'RTDOSE' but SOP class RT Structure Set Storage" in pairing
-    assert "RP.dcm: Modality 'RT ION PLAN IOD' but SOP class RT Ion Plan Storage" in pairing
+    assert "RP.dcm: Modality 'RT Ion Plan IOD' but SOP class RT Ion Plan Storage" in pairing
     assert "dose type: PHYSICAL as given" in pairing and "the RT Dose says EFFECTIVE" in pairing
     # what the user gives wins over the file in both directions: EFFECTIVE is accepted too, with no refusal
     assert gather(folder=with_position, dose_type="EFFECTIVE").dose_type == "EFFECTIVE"
@@ -163,3 +163,47 @@ def test_report_header_says_the_dose_type_was_given(checked):
     from mcproton._check.report import _identification
 
     assert "RD.dcm (PLAN, EFFECTIVE in the file, compared as PHYSICAL as given)" in _identification(checked)
+
+
+def test_a_position_against_the_ct_is_refused_and_an_unchecked_one_named(as_written, checked, tmp_path):
+    """The check compares the plan's set-up with the CT's PatientPosition, as mcproton run does: HFP given for a
+    CT that says HFS is refused before the transport (it ran and failed with MC/TPS 0.06, blaming the beam
+    model); where the CT says none (OpenTPS's), the report names the position as unchecked."""
+    from mcproton._check.api import check
+    from mcproton._check.inputs import CheckInputError
+
+    d = tmp_path / "ct_hfs"
+    shutil.copytree(as_written, d)
+    for f in (d / "ct").glob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds.PatientPosition = "HFS"
+        ds.save_as(f)
+    kw = dict(folder=d, beam_model=BDL, calibration="mcsquare_default", dose_type="PHYSICAL", primaries=1000,
+              target_uncertainty=None, backend="cpu", progress=False, report=False, log=lambda m: None)
+    with pytest.raises(CheckInputError, match=r"beam\(s\) PA, RPO_RS are set up HFP \(given with --patient-position: "
+                                              r"the plan has none\), but the CT was acquired HFS.*--patient-position"):
+        check(patient_position="HFP", **kw)
+    assert any(n.startswith("the CT does not say its PatientPosition, so the plan's set-up HFS could not be checked")
+               for n in checked.diagnostics), checked.diagnostics
+
+
+def test_api_arguments_are_checked_before_the_inputs_are_read(with_position, tmp_path):
+    from mcproton._check.api import check
+    from mcproton._check.inputs import CheckInputError
+
+    kw = dict(folder=with_position, beam_model=BDL, calibration="mcsquare_default", progress=False, report=False)
+    with pytest.raises(CheckInputError, match='dose_type must be "PHYSICAL" or "EFFECTIVE"'):
+        check(dose_type="phys", **kw)
+    with pytest.raises(CheckInputError, match=r"physics = \{'typo': 1\}: .*typo"):
+        check(physics={"typo": 1}, **kw)
+    f = tmp_path / "afile"
+    f.write_text("x")
+    with pytest.raises(CheckInputError, match="--out .*afile is a file; the check writes a folder"):
+        check(out=f, **kw)
+
+
+def test_cli_dose_type_in_any_case():
+    from mcproton.cli import build_parser
+
+    args = build_parser().parse_args(["check", "x", "--beam-model", "m", "--out", "o", "--dose-type", "PHYSICAL"])
+    assert args.dose_type == "physical"

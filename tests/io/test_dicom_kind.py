@@ -38,7 +38,7 @@ def test_kind_agreeing(sop, modality, kind):
 @pytest.mark.parametrize("sop, modality, kind, says", [
     (STRUCT, "RTDOSE", "RTSTRUCT", "Modality 'RTDOSE' but SOP class RT Structure Set Storage: read as RT Structure "
                                    "Set"),                                         # OpenTPS 2.0's RT Struct
-    (ION_PLAN, "RT Ion Plan IOD", "RTPLAN", "Modality 'RT ION PLAN IOD' but SOP class RT Ion Plan Storage"),
+    (ION_PLAN, "RT Ion Plan IOD", "RTPLAN", "Modality 'RT Ion Plan IOD' but SOP class RT Ion Plan Storage"),
     (DOSE, "CT", "RTDOSE", "Modality 'CT' but SOP class RT Dose Storage"),
     (CT, None, "CT", "no Modality but SOP class CT Image Storage"),
 ])
@@ -74,7 +74,7 @@ def test_check_folder_scan_sorts_by_sop_class_and_notes_it(tmp_path):
     assert [p.name for p in found["RTPLAN"]] == ["RP.dcm"]
     assert [p.name for p in found["RTDOSE"]] == ["RD.dcm"]          # the structure set is not a second dose
     assert len(notes) == 2 and any(n.startswith("RS.dcm: Modality 'RTDOSE'") for n in notes)
-    assert all("OpenTPS" in n for n in notes)
+    assert all("the SOP class says what a file holds" in n for n in notes)
 
 
 def test_batch_survey_counts_by_sop_class(tmp_path):
@@ -96,3 +96,46 @@ def test_ct_reader_skips_a_dose_labelled_ct(tmp_path):
     _write(tmp_path / "odd.dcm", DOSE, "CT")
     with pytest.raises(DicomInputError, match=r"no CT image slices found .*RTDOSE x1"):
         load_ct_series(tmp_path)
+
+
+def test_ct_slices_with_another_modality_are_read_by_their_sop_class(tmp_path):
+    """CT Image Storage slices whose Modality says OT: read as CT with one warning (the check's folder scan sorts
+    them as CT too; before, the scan took them and the reader refused them)."""
+    import numpy as np
+
+    from mcproton._io.ct import load_ct_series
+    from mcproton.dicom import write_ct_series
+
+    write_ct_series(np.zeros((3, 4, 5), np.int16), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), tmp_path)
+    for f in sorted(tmp_path.glob("*.dcm"))[:2]:
+        ds = pydicom.dcmread(f)
+        ds.Modality = "OT"
+        ds.save_as(f)
+    with pytest.warns(UserWarning, match=r"2 CT slice\(s\) in .* say Modality 'OT' but are CT Image Storage"):
+        ct = load_ct_series(tmp_path)
+    assert ct.shape_zyx == (3, 4, 5)
+
+
+def test_position_given_for_a_plan_without_patient_setups():
+    """--patient-position / plan.patient_position for a plan with no PatientSetupSequence at all: a setup is added
+    (before, the refusal told the user to give the option they had given); the caller's data set is not changed."""
+    from pathlib import Path
+
+    from mcproton._io.rtplan import load_rtplan
+
+    ds = pydicom.dcmread(Path(__file__).resolve().parents[1] / "data" / "dicom" / "RP_plan05.dcm")
+    del ds.PatientSetupSequence
+    plan = load_rtplan(ds, patient_position="HFS")
+    assert {b.patient_position for b in plan.beams} == {"HFS"}
+    assert plan.notes == ["PatientPosition HFS as given, in patient setup(s) 1 added: the plan has no "
+                          "PatientSetupSequence"]
+    assert "PatientSetupSequence" not in ds
+
+
+def test_nested_output_through_a_link_is_refused(tmp_path):
+    from mcproton._run.inputs import check_output_paths
+    from mcproton.config import ConfigError
+
+    (tmp_path / "lnk").symlink_to(tmp_path)
+    with pytest.raises(ConfigError, match="lies inside --out"):
+        check_output_paths([("--out", tmp_path / "r4"), ("--rtdose", tmp_path / "lnk" / "r4" / "RD.dcm")], [])
