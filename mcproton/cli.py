@@ -492,7 +492,30 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv   # anywhere on the line: mcproton --debug run ..., mcproton run ... --debug
     argv = [a for a in argv if a != "--debug"]
-    return _guarded(argv, debug)
+    import warnings
+
+    plain = warnings.formatwarning
+    if not debug:   # mcproton's own warnings as "mcproton: warning: ..." lines, without Python's source line
+        warnings.formatwarning = _warning_line(plain)
+    try:
+        return _guarded(argv, debug)
+    finally:
+        warnings.formatwarning = plain
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def _warning_line(plain: Callable[..., str]) -> Callable[..., str]:
+    """A warnings.formatwarning that prints the warnings raised in mcproton's own code as one ``mcproton: warning:``
+    line (the command line's style), and every other warning as Python does (``plain``).  Only the printing
+    changes: recorded warnings (pytest.warns, catch_warnings(record=True)) are not formatted by it."""
+    def fmt(message, category, filename, lineno, line=None):
+        if str(filename).startswith(_PACKAGE_DIR):
+            return f"mcproton: warning: {message}\n"
+        return plain(message, category, filename, lineno, line)
+
+    return fmt
 
 
 def _guarded(argv: list[str], debug: bool) -> int:

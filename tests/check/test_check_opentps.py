@@ -207,3 +207,31 @@ def test_cli_dose_type_in_any_case():
 
     args = build_parser().parse_args(["check", "x", "--beam-model", "m", "--out", "o", "--dose-type", "PHYSICAL"])
     assert args.dose_type == "physical"
+
+
+def test_command_line_warnings_are_one_mcproton_line(as_written, tmp_path):
+    """On the command line mcproton's warnings read "mcproton: warning: ...", not Python's "file:line:
+    UserWarning:" with the source line after it."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f"""[run]
+primaries = 2000
+backend = "cpu"
+[phantom]
+type = "ct"
+ct_dir = "{as_written / 'ct'}"
+calibration = "mcsquare_default"
+[plan]
+rtplan = "{as_written / 'RP.dcm'}"
+beam_model = "{BDL}"
+patient_position = "HFS"
+[output]
+plot = false
+""")
+    proc = subprocess.run([sys.executable, "-m", "mcproton.cli", "run", str(cfg), "--out", str(tmp_path / "d.h5"),
+                           "--quiet", "--no-checkpoint"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "mcproton: warning: " in proc.stderr and "PatientPosition HFS as given" in proc.stderr
+    assert "UserWarning" not in proc.stderr and "warnings.warn(" not in proc.stderr, proc.stderr
