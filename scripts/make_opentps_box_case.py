@@ -5,8 +5,9 @@ tissues' stopping powers that the head case mixes in.
     /tmp/otps/bin/python scripts/make_opentps_box_case.py OUT --energy 140 [--primaries 2e6]
 
 The box is 160 x 160 x 240 mm of HU 0 (``--hu``; HU 0 is density 1.000 g/cm3 and Schneider_AT_AG_SI4 with
-OpenTPS's UCL_Toshiba scanner, = mcproton's `mcsquare_default`) in air, on 2 mm voxels; the field is 9 x 9 spots 5 mm apart, 1 MU each,
-gantry 0 (entering at y = -120 mm, travelling +y in the DICOM patient frame), isocentre at the box centre.
+OpenTPS's UCL_Toshiba scanner, = mcproton's `mcsquare_default`) in air, on 2 mm voxels; the field is 9 x 9 spots
+5 mm apart, 1 MU each, gantry 0 (entering at y = -120 mm, travelling +y in the DICOM patient frame), isocentre at
+the box centre.
 Written as in make_opentps_case.py: CT, RT Struct (the box as "body"), RT Ion Plan, RT Dose, and
 ``opentps_case.json``.
 """
@@ -117,8 +118,8 @@ def main() -> None:
     dose.sopInstanceUID = pydicom.uid.generate_uid()
     dose.studyDate, dose.studyTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
     writeRTDose(dose, str(out), "RD")
-    info = {"opentps_core": _case._dist_version("opentps-core"), "energy_mev": a.energy, "hu": a.hu, "spots": int(gx.size),
-            "primaries": a.primaries, "mcsquare_s": mc_s, "total_s": time.time() - t0,
+    info = {"opentps_core": _case._dist_version("opentps-core"), "energy_mev": a.energy, "hu": a.hu,
+            "spots": int(gx.size), "primaries": a.primaries, "mcsquare_s": mc_s, "total_s": time.time() - t0,
             "dose_max_gy": float(np.max(dose.imageArray)), "made": now.isoformat(timespec="seconds"),
             "machine": platform.platform(), "python": platform.python_version()}
     (out / "opentps_case.json").write_text(json.dumps(info, indent=1) + "\n")
