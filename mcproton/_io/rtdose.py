@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .dicom_common import RT_ION_PLAN_STORAGE, StudyReference, number_values
+from .dicom_common import RT_ION_PLAN_STORAGE, StudyReference, dicom_kind, number_values
 from .errors import DicomInputError
 
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
@@ -504,8 +504,10 @@ def read_rtdose(path: str | Path) -> RTDose:
         raise DicomInputError(f"{p}: not a DICOM file ({exc})") from exc
     except Exception as exc:
         raise DicomInputError(f"{p}: cannot be read as DICOM ({type(exc).__name__}: {exc})") from exc
-    if str(ds.get("SOPClassUID", "")) != RT_DOSE_STORAGE and str(ds.get("Modality", "")) != "RTDOSE":
-        raise DicomInputError(f"{p}: not an RT Dose (Modality {ds.get('Modality', '?')})")
+    kind = dicom_kind(ds)[0]   # by SOP class first: OpenTPS's RT Struct says Modality RTDOSE
+    if kind != "RTDOSE":
+        raise DicomInputError(f"{p}: not an RT Dose (SOP class {ds.get('SOPClassUID', '?')}, Modality "
+                              f"{ds.get('Modality', '?')}: {kind or 'unknown'})")
     _check_dose_header(ds, p)
     try:
         arr = ds.pixel_array

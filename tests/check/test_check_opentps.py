@@ -235,3 +235,15 @@ plot = false
     assert proc.returncode == 0, proc.stderr
     assert "mcproton: warning: " in proc.stderr and "PatientPosition HFS as given" in proc.stderr
     assert "UserWarning" not in proc.stderr and "warnings.warn(" not in proc.stderr, proc.stderr
+
+
+def test_opentps_structure_set_given_as_the_dose_is_refused(as_written):
+    """Its Modality says RTDOSE, its SOP class RT Structure Set: --dose RS.dcm is refused by the reader, not read
+    as a dose without pixels."""
+    from mcproton._io.errors import DicomInputError
+    from mcproton._io.rtdose import read_rtdose
+
+    with pytest.raises(DicomInputError, match=r"RS.dcm: not an RT Dose \(SOP class 1.2.840.10008.5.1.4.1.1.481.3, "
+                                              r"Modality RTDOSE: RTSTRUCT\)"):
+        read_rtdose(as_written / "RS.dcm")
+    assert read_rtdose(as_written / "RD.dcm").dose_gy_zyx.max() > 1.5
