@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from ._io.errors import McprotonRuntimeWarning
+
 #: HU threshold of the automatic outline (see the module docstring).
 AUTO_BODY_HU = -400.0
 #: Mass density (g/cm3) below which a voxel inside the outline is left out of the summaries' maximum dose.
@@ -81,7 +83,7 @@ def external_roi_name(struct: Any, wanted: str | None = None) -> str | None:
         pick = named[0] if named else ext[0]
         warnings.warn(f"the RT Structure Set has {len(ext)} EXTERNAL ROIs ({', '.join(ext)}); {pick!r} is used as "
                       "the body outline (set output.body_outline to the ROI name to choose another)",
-                      RuntimeWarning, stacklevel=2)
+                      McprotonRuntimeWarning, stacklevel=2)
         return pick
     if ext:
         return ext[0]
@@ -189,7 +191,7 @@ def body_outline_for(cfg: dict, geometry: Any) -> BodyOutline | None:
         out = body_from_ct(geometry.density_g_cm3_zyx, rho, src + why)
         if out is None:
             warnings.warn(f"no CT voxel above {AUTO_BODY_HU:g} HU: no body outline found, the dose is reported "
-                          "everywhere", RuntimeWarning, stacklevel=2)
+                          "everywhere", McprotonRuntimeWarning, stacklevel=2)
         return out
     return None
 

@@ -503,15 +503,15 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = plain
 
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
-
-
 def _warning_line(plain: Callable[..., str]) -> Callable[..., str]:
-    """A warnings.formatwarning that prints the warnings raised in mcproton's own code as one ``mcproton: warning:``
-    line (the command line's style), and every other warning as Python does (``plain``).  Only the printing
-    changes: recorded warnings (pytest.warns, catch_warnings(record=True)) are not formatted by it."""
+    """A warnings.formatwarning that prints mcproton's own warnings (:class:`McprotonWarning`) as one
+    ``mcproton: warning:`` line (the command line's style), and every other warning (NumPy's, a library's
+    deprecation) as Python does (``plain``), with its category and source.  Only the printing changes: recorded
+    warnings (pytest.warns, catch_warnings(record=True)) are not formatted by it."""
+    from ._io.errors import McprotonWarning
+
     def fmt(message, category, filename, lineno, line=None):
-        if str(filename).startswith(_PACKAGE_DIR):
+        if isinstance(category, type) and issubclass(category, McprotonWarning):
             return f"mcproton: warning: {message}\n"
         return plain(message, category, filename, lineno, line)
 

@@ -18,6 +18,7 @@ else:  # Python < 3.11
     import tomli as tomllib
 
 from .settings import PhysicsSettings, RunSettings
+from ._io.errors import McprotonWarning
 
 
 class ConfigError(ValueError):
@@ -616,7 +617,7 @@ def build_beams(cfg: dict[str, Any]):
             raise ConfigError("[plan] needs rtplan (an RT Ion Plan file) and beam_model")
         plan = load_rtplan(_resolve(cfg, pl["rtplan"]), patient_position=pl.get("patient_position"))
         for note in plan.notes:
-            warnings.warn(f"{plan.path}: {note} (plan.patient_position)", stacklevel=2)
+            warnings.warn(f"{plan.path}: {note} (plan.patient_position)", McprotonWarning, stacklevel=2)
         bm_name = pl["beam_model"]
         bm_path = _resolve(cfg, bm_name)
         try:

@@ -364,30 +364,6 @@ def tps_dose_in_air_at_grid_edge(tps: np.ndarray, body: np.ndarray, density: np.
     return bool(sel[[0, -1]].any() or sel[:, [0, -1]].any() or sel[:, :, [0, -1]].any())
 
 
-def patient_position_notes(plan: Any, ct_position: str) -> list[str]:
-    """Refuse a plan whose setup position differs from the CT's, as ``mcproton run`` does (the gantry angles would
-    be turned about the wrong patient axes: a beam can enter from the other side); where the CT does not say its
-    position, a note that names the unchecked position as the first suspect of a dose in the wrong place."""
-    ct_pos = str(ct_position or "").strip().upper()
-    plan_pos: dict[str, list[str]] = {}
-    for b in plan.beams:
-        plan_pos.setdefault(str(b.patient_position or "").strip().upper(), []).append(str(b.name))
-    plan_pos.pop("", None)
-    how = " (given with --patient-position: the plan has none)" if getattr(plan, "notes", None) else ""
-    if not plan_pos:
-        return []
-    if not ct_pos:
-        return [f"the CT does not say its PatientPosition, so the plan's set-up {'/'.join(sorted(plan_pos))}{how} "
-                "could not be checked against it: if the dose lies in the wrong place, suspect the position first"]
-    for pos, names in sorted(plan_pos.items()):
-        if pos != ct_pos:
-            raise CheckInputError(f"beam(s) {', '.join(names)} are set up {pos}{how}, but the CT was acquired "
-                                  f"{ct_pos}: the gantry angles would be applied to a patient lying otherwise than "
-                                  "in the images, so a beam can enter from the wrong side; give the CT the plan was "
-                                  "made on" + (", or the right --patient-position" if how else ""))
-    return []
-
-
 def contours_beyond_grid(contours: dict[str, list[np.ndarray]], ref: Any, tol_mm: float = 0.01) -> set[str]:
     """The structures with contour points outside the TPS dose grid's extent (its voxels' outer faces): their DVH
     metrics on that grid are of the part on it (an organ at risk cut by the grid is common; the report says so)."""
@@ -547,7 +523,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         doses so).
     fractions : "auto" (from DoseSummationType), "all" or "one".
     patient_position : the plan's PatientPosition (HFS, ...) for patient setups that have none in the file
-        (OpenTPS leaves it empty, which is refused without this); a setup with another position is refused.
+        (OpenTPS leaves it empty, which is refused without this; a plan without setups gets one); a setup with
+        another position is refused.  Whatever its source, a set-up that differs from the CT's PatientPosition,
+        or beams set up in different positions, are refused before the transport; where the CT has none, the
+        report names the position as unchecked.
     physics : the MC's physics settings (:class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, as
         ``[physics]`` of ``mcproton run``; default None: the defaults), e.g. ``{"ivalue_set": "elemental"}`` to
         compare with a code that takes the tissues' I-values so (docs/check.md, the OpenTPS/MCsquare case); in the
@@ -593,9 +572,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         except (TypeError, ValueError) as exc:
             raise CheckInputError(f"physics = {physics!r}: {exc} (the fields of mcproton.settings.PhysicsSettings, "
                                   "as [physics] of mcproton run)") from None
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise CheckInputError(f"--out {out} is a file; the check writes a folder (check.html, check.json, the MC "
-                              "RT Dose): give a folder's name")
+    if out is not None:
+        o = Path(out)
+        up = o.parent
+        while not up.exists() and up != up.parent:
+            up = up.parent
+        if ((o.exists() or o.is_symlink()) and not o.is_dir()) or not up.is_dir():
+            raise CheckInputError(f"--out {out} is a file, a broken link or under a file; the check writes a folder "
+                                  "(check.html, check.json, the MC RT Dose): give a folder's name")
     rx_given = _given_prescription(prescription)
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     t, c = time.perf_counter(), time.process_time()
@@ -619,7 +603,6 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     outside_notes: list[str] = []   # beams crossing CT material outside the External: for the diagnostics
     beam_notes: list[str] = []      # the same, kept with the MC dose (mc.provenance)
     geometry = None
-    position_notes: list[str] = []
     ct_note = f"{inp.ct_dir} (series {inp.ct_series or 'not read: the MC dose is reused'})" if inp.ct_dir \
         else "none"
     if mc is None:
@@ -664,8 +647,6 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                    else f"{ct_dir}: series {ct_img.series_instance_uid} ({ct_img.series_description!r}, "
                         f"{ct_img.shape_zyx[0]} slices of {ct_img.shape_zyx[2]} x {ct_img.shape_zyx[1]}, "
                         + " x ".join(f"{v:g}" for v in ct_img.voxel_size_mm) + " mm)")
-        if inp.ct_dir is not None:
-            position_notes = patient_position_notes(inp.plan, ct_img.patient_position)
         del ct_img   # the CT's HU freed at once
         if inp.ct_dir is not None and inp.struct_path is not None:
             if hook is None:   # nothing to change in the geometry: the overrides ignored (named), or none
@@ -832,8 +813,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             ranges[b] = r
         timings["structures_ranges_s"] = time.perf_counter() - t
         cpu_steps["structures_ranges_s"] = time.process_time() - c
-        diagnostics = _diagnose(tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
-                                generic_calibration=generic_calibration) + position_notes + rx_notes + outside_notes
+        diagnostics = list(inp.position_notes) + _diagnose(   # an unchecked position: the first suspect
+            tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
+            generic_calibration=generic_calibration) + rx_notes + outside_notes
         for nm, m in masks.items():   # a target the grid does not hold: its levels are not evaluated, say so
             if classify(nm, types.get(nm, "")) == "target" and not m.any():
                 diagnostics.append(f"target {nm!r} has contours but no voxel on the TPS dose grid, so its D95 and "

@@ -104,6 +104,7 @@ class CheckInputs:
     all_fractions: bool
     pairing: list[str] = field(default_factory=list)
     ct_series: str | None = None   # SeriesInstanceUID of the CT series read from ct_dir (None: the folder's only one)
+    position_notes: list[str] = field(default_factory=list)   # patient_position_notes: for the diagnostics
 
     @property
     def reference(self) -> TPSDose:
@@ -135,6 +136,7 @@ class _Header:
     patient: str
     description: str
     localizer: bool = False                 # CT: ImageType names LOCALIZER (a scout/topogram)
+    position: str = ""                      # CT: PatientPosition (0018,5100)
     ref_series: tuple[str, ...] = ()        # RT Struct: the CT series its contours were drawn on
 
 
@@ -186,6 +188,8 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
                                  str(ds.get("FrameOfReferenceUID", "") or ""), str(ds.get("PatientID", "") or ""),
                                  str(ds.get("SeriesDescription", "") or ""),
                                  localizer=mod == "CT" and is_localizer([ds]),
+                                 position=str(ds.get("PatientPosition", "") or "").strip().upper() if mod == "CT"
+                                 else "",
                                  ref_series=struct_ct_series(ds) if mod == "RTSTRUCT" else ())
     if notes is not None:
         for what, names in relabelled.items():
@@ -663,6 +667,41 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         raise CheckInputError(f"the inputs are on different frames of reference ({lines}): the plan's isocentre "
                               "would be placed in another patient coordinate system; give the CT, dose and "
                               "structures that belong to this plan")
+    position_notes: list[str] = []
+    if ct is not None:   # before any output is written or the CT is read: the set-up against the CT's position
+        ct_positions = sorted({h.position for h in headers.values() if h.modality == "CT"
+                               and h.path.parent == Path(ct) and h.series == ct_uid})
+        position_notes = patient_position_notes(rp, ct_positions[0] if len(ct_positions) == 1 else "")
     return CheckInputs(str(plan_path), rp, total, beams, str(ct) if ct is not None else None,
                        str(struct) if struct is not None else None, rp.frame_of_reference_uid, dtype, nfx, all_fx,
-                       log, ct_series=ct_uid or None)
+                       log, ct_series=ct_uid or None, position_notes=position_notes)
+
+
+def patient_position_notes(plan: Any, ct_position: str) -> list[str]:
+    """Refuse a plan whose beams are set up in different positions (one CT cannot show the patient lying two
+    ways), or in another position than the CT's, as ``mcproton run`` does (the gantry angles would be turned
+    about the wrong patient axes: a beam can enter from the other side); where the CT does not say its position,
+    a note that names the unchecked position as the first suspect of a dose in the wrong place."""
+    ct_pos = str(ct_position or "").strip().upper()
+    plan_pos: dict[str, list[str]] = {}
+    for b in plan.beams:
+        plan_pos.setdefault(str(b.patient_position or "").strip().upper(), []).append(str(b.name))
+    plan_pos.pop("", None)
+    how = " (the plan's, or --patient-position's where the plan has none)" if getattr(plan, "notes", None) else ""
+    if len(plan_pos) > 1:
+        each = "; ".join(f"{', '.join(n)}: {pos}" for pos, n in sorted(plan_pos.items()))
+        raise CheckInputError(f"the plan's beams are set up in different patient positions ({each}){how}, but one CT "
+                              "shows the patient lying one way: one of them is wrong; check the plan's "
+                              "PatientSetupSequence")
+    if not plan_pos:
+        return []
+    (pos, names), = plan_pos.items()
+    if not ct_pos:
+        return [f"the CT does not say its PatientPosition, so the plan's set-up {pos}{how} could not be checked "
+                "against it: if the dose lies in the wrong place, suspect the position first"]
+    if pos != ct_pos:
+        raise CheckInputError(f"beam(s) {', '.join(names)} are set up {pos}{how}, but the CT was acquired {ct_pos}: "
+                              "the gantry angles would be applied to a patient lying otherwise than in the images, "
+                              "so a beam can enter from the wrong side; give the CT the plan was made on"
+                              + (", or the right --patient-position" if how else ""))
+    return []

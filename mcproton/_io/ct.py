@@ -20,7 +20,7 @@ from pydicom.multival import MultiValue
 
 from .._timing import timed
 from .dicom_common import StudyReference, dicom_kind
-from .errors import DicomInputError
+from .errors import DicomInputError, McprotonWarning
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
@@ -200,7 +200,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     for mod, names in odd_modality.items():
         shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
         warnings.warn(f"{len(names)} CT slice(s) in {folder} ({shown}) say Modality {mod!r} but are CT Image Storage "
-                      "objects: read as CT slices by their SOP class", stacklevel=2)
+                      "objects: read as CT slices by their SOP class", McprotonWarning, stacklevel=2)
     if not headers:
         found = ", ".join(f"{k} x{v}" for k, v in skipped_modalities.items()) or "none"
         raise _err(f"no CT image slices found in {folder} (other DICOM objects: {found}; non-DICOM files: "
@@ -228,7 +228,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         for uid, v in scouts.items():
             warnings.warn(f"{folder}: skipped CT series {uid} ({len(v)} image(s), "
                           f"{str(v[0][1].get('SeriesDescription', '') or '')!r}): a localizer (scout/topogram; "
-                          "ImageType LOCALIZER), not an axial series", stacklevel=2)
+                          "ImageType LOCALIZER), not an axial series", McprotonWarning, stacklevel=2)
         chosen = next(iter(axial.values()))
 
     # --- frame of reference: one per series; warn when there is none ---
@@ -241,7 +241,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         warnings.warn(f"the CT series in {folder} has no FrameOfReferenceUID (0020,0052) (Type 1 in a CT image); "
                       "the plan's and the structure set's frame of reference cannot be checked against it, and an "
                       "RT Dose written for it carries a new, unrelated UID that a planning system will not register "
-                      "with this CT")
+                      "with this CT", McprotonWarning)
 
     # --- geometry checks on the headers ---
     f0, ds0 = chosen[0]

@@ -20,3 +20,12 @@ class CalibrationError(InputDataError):
 
 class BeamModelError(InputDataError):
     """A beam-model file is malformed, or a requested energy / accessory is not in the model."""
+
+
+class McprotonWarning(UserWarning):
+    """A warning of mcproton's own (an input it reads with a caveat, a setting it assumed): the command line prints
+    these as one ``mcproton: warning:`` line; filter them with ``warnings.filterwarnings(..., McprotonWarning)``."""
+
+
+class McprotonRuntimeWarning(McprotonWarning, RuntimeWarning):
+    """A McprotonWarning about the data or the result rather than the call (also a RuntimeWarning)."""

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import McprotonWarning
+
 #: the layout written by this version of mcproton; bump the number on any change a reader must know about
 FORMAT_NAME = "mcproton-dose"
 FORMAT_VERSION = f"{FORMAT_NAME}/1"
@@ -247,7 +249,7 @@ def load_result(path: str | Path):
     if h["format_version"] == 0:
         warnings.warn(f"{path} has no format_version (written before {FORMAT_VERSION}): read as version 0; "
                       "materials other than database ones, primaries, wall time, backend and deposited energy are "
-                      "not stored in it (re-save it with DoseResult.save)", UserWarning, stacklevel=3)
+                      "not stored in it (re-save it with DoseResult.save)", McprotonWarning, stacklevel=3)
     labels = h.get("labels")
     names = {int(k): v for k, v in json.loads(a["label_names"]).items()} if "label_names" in a else {}
     geom = VoxelGeometry(h["material_index"], h["density"], _materials(a, path),

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from .dicom_common import RT_ION_PLAN_STORAGE, StudyReference, dicom_kind, number_values
-from .errors import DicomInputError
+from .errors import DicomInputError, McprotonRuntimeWarning
 
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
 _SUMMATION = ("PLAN", "MULTI_PLAN", "FRACTION", "BEAM", "BRACHY", "FRACTION_SESSION", "BEAM_SESSION",
@@ -72,7 +72,7 @@ def _plan_reference(uid: str | None, sop_class_uid: str) -> tuple[str, str]:
     warnings.warn(f"the RT Plan's SOP Instance UID {uid!r} {why} (a plan exported by OpenTPS writes the SOP Class "
                   f"UID there); the RT Dose references {new} instead, so a planning system will not link it to "
                   "the plan automatically: re-export the plan with a valid SOPInstanceUID to link them",
-                  RuntimeWarning, stacklevel=3)
+                  McprotonRuntimeWarning, stacklevel=3)
     return new, "invalid plan UID replaced"
 
 

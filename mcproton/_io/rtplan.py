@@ -85,7 +85,7 @@ from typing import Sequence
 import numpy as np
 
 from .dicom_common import attribute_name, is_valid_uid, number_values
-from .errors import DicomInputError
+from .errors import DicomInputError, McprotonRuntimeWarning, McprotonWarning
 from .plan_checks import check_plan
 
 RT_ION_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.8"
@@ -225,9 +225,11 @@ def load_rtplan(path_or_dataset, *, patient_position: str | None = None) -> RTIo
     """Read a DICOM RT Ion Plan (PBS) from a file path or a pydicom Dataset.
 
     ``patient_position``: the PatientPosition (HFS, HFP, ...) of the plan's patient setups that have none
-    (OpenTPS writes it empty, which is refused otherwise): the user's word for what the file leaves out.  A setup
-    that has a position keeps it; one that says another position is refused.  The plan's ``notes`` say it was
-    given."""
+    (OpenTPS writes it empty, which is refused otherwise): the user's word for what the file leaves out.  A plan
+    without a PatientSetupSequence gets one setup per number its beams refer to.  A setup that has a position
+    keeps it; one that says another position is refused.  The plan's ``notes`` say it was given.  (Whether it
+    agrees with the CT's is for the caller: mcproton run and mcproton check refuse a plan set up otherwise than
+    its CT.)"""
     import copy
 
     import pydicom
@@ -271,7 +273,8 @@ def _given_position(ds, position: str, src: str):
         from pydicom.dataset import Dataset
 
         refs = sorted({str(b.get("ReferencedPatientSetupNumber", "") or "").strip()
-                       for b in ds.get("IonBeamSequence", None) or []} - {""}) or ["1"]
+                       for b in ds.get("IonBeamSequence", None) or []} - {""},
+                      key=lambda r: (not r.isdigit(), int(r) if r.isdigit() else 0, r)) or ["1"]
         items = []
         for r in refs:
             item = Dataset()
@@ -367,7 +370,8 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
             v = _floats(b.VirtualSourceAxisDistances, "VirtualSourceAxisDistances", where)
             if v.size == 2 and np.all(v == 0):  # OpenTPS writes [0, 0] for "not given": plan_to_beams uses the model's
                 warnings.warn(f"{where}: VirtualSourceAxisDistances (300A,030A) = [0, 0] (as OpenTPS writes it: no "
-                              "value); the beam model's virtual source-axis distances are used instead")
+                              "value); the beam model's virtual source-axis distances are used instead",
+                              McprotonWarning)
             elif v.size != 2 or np.any(v <= 0):
                     raise _e(f"{where}: VirtualSourceAxisDistances {v.tolist()} must be two positive distances (mm)")
             else:
@@ -468,7 +472,7 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
     uid_ok = is_valid_uid(sop_uid)
     if not uid_ok:
         warnings.warn(f"{src}: SOPInstanceUID {sop_uid!r} is not a valid instance UID (OpenTPS writes the SOP Class "
-                      "UID there); an RT Dose cannot reference this plan by it")
+                      "UID there); an RT Dose cannot reference this plan by it", McprotonWarning)
     return RTIonPlan(
         sop_instance_uid=sop_uid, frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
         label=str(ds.get("RTPlanLabel", "")), patient_name=str(ds.get("PatientName", "")),
@@ -564,7 +568,7 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) ->
                  "WET <= 0 would make the beam deeper instead of shallower; correct the plan")
     if model is not None and plan_wet is not None and abs(model.wet_mm - plan_wet) > _RS_WET_WARN_MM:
         warnings.warn(f"{where}: range shifter {rs['id']!r}: the beam model gives WET {model.wet_mm:g} mm, the plan "
-                      f"{plan_wet:g} mm; the beam model's is used", RuntimeWarning, stacklevel=3)
+                      f"{plan_wet:g} mm; the beam model's is used", McprotonRuntimeWarning, stacklevel=3)
     wet = model.wet_mm if model is not None else plan_wet
     if wet is None:
         raise _e(f"beam {b.number}: range shifter {rs['id']!r} is IN but neither the beam model nor the plan gives "
@@ -681,7 +685,8 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
         out.append(Beam(spots, total_protons=total, name=f"{b.number}:{b.name}", meta={
             "beam_number": b.number, "gantry_angle_deg": b.gantry_angle_deg, "couch_angle_deg": b.couch_angle_deg,
             "isocenter_mm": tuple(float(v) for v in iso), "beam_direction": tuple(float(v) for v in -zg),
-            "patient_position": b.patient_position or "HFS", "total_mu": b.total_mu, "plan_spots": b.n_spots,
+            "patient_position": b.patient_position or "HFS", "total_mu": b.total_mu,
+            "plan_spots": int(sum((layer.spot_mu > min_mu).sum() for layer in b.layers)),   # the spots simulated
             "fractions": nfx if all_fractions else 1, "machine": b.machine, "beam_model": beam_model.name,
             "frame_of_reference_uid": plan.frame_of_reference_uid, "plan_sop_instance_uid": plan.sop_instance_uid,
             "fractions_planned": plan.number_of_fractions, "plan_beam_numbers": [x.number for x in plan.beams],

@@ -31,7 +31,7 @@ from typing import Mapping
 import numpy as np
 
 from .._timing import timed
-from .errors import DicomInputError
+from .errors import DicomInputError, McprotonRuntimeWarning
 
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 _PLANE_TOL_MM = 0.01
@@ -477,7 +477,8 @@ def add_dvh_to_result(result, h5_path: str | Path, rtstruct_path: str | Path, *,
     for_uid = getattr(g, "frame_of_reference_uid", None)
     if for_uid and s.frame_of_reference_uid and for_uid != s.frame_of_reference_uid:
         warnings.warn(f"RT Structure Set {rtstruct_path} refers to frame of reference {s.frame_of_reference_uid}, "
-                      f"the CT to {for_uid}: the contours may not belong to this CT", RuntimeWarning, stacklevel=2)
+                      f"the CT to {for_uid}: the contours may not belong to this CT", McprotonRuntimeWarning,
+                      stacklevel=2)
     masks = rasterise(s, g)
     d = result.dose_to_water_gy_zyx if dose == "dose_to_water" else result.dose_gy_zyx
     return write_dvh_hdf5(h5_path, d, masks, g.voxel_volume_cm3, source=str(rtstruct_path),

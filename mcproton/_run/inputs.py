@@ -74,7 +74,8 @@ def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: 
 def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> None:
     """Refuse a plan whose setup position (PatientSetupSequence PatientPosition) differs from the CT's
     PatientPosition: the plan's gantry angles are then turned about the wrong patient axes (a prone plan on a
-    supine CT puts every beam on the opposite side of the anatomy).  Warn when the CT does not say its position."""
+    supine CT puts every beam on the opposite side of the anatomy); and one whose beams are set up in different
+    positions, whatever the CT says.  Warn when the CT does not say its position."""
     from ..config import ConfigError
 
     if cfg.get("phantom", {}).get("type") != "ct":  # a slab_ct phantom is written for its plan
@@ -85,6 +86,12 @@ def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any])
     plan_pos.pop("", None)
     if not plan_pos or cfg.get("plan", {}).get("allow_position_mismatch", False):
         return
+    if len(plan_pos) > 1:   # whatever the CT says: one CT shows the patient lying one way
+        each = "; ".join(f"{name}: {pos}" for pos, name in sorted(plan_pos.items()))
+        raise ConfigError(f"the plan's beams are set up in different patient positions ({each}), but one CT shows "
+                          "the patient lying one way: one of them is wrong; check the plan's PatientSetupSequence "
+                          "(or set plan.allow_position_mismatch = true if the CT's and the plan's positions are "
+                          "known to be right)")
     if not ct_pos:
         sys.stderr.write(f"mcproton: warning: the CT series has no PatientPosition, so the plan's setup position "
                          f"{', '.join(sorted(plan_pos))} cannot be checked against it\n")

@@ -180,26 +180,48 @@ def test_a_position_against_the_ct_is_refused_and_an_unchecked_one_named(as_writ
         ds.save_as(f)
     kw = dict(folder=d, beam_model=BDL, calibration="mcsquare_default", dose_type="PHYSICAL", primaries=1000,
               target_uncertainty=None, backend="cpu", progress=False, report=False, log=lambda m: None)
-    with pytest.raises(CheckInputError, match=r"beam\(s\) PA, RPO_RS are set up HFP \(given with --patient-position: "
-                                              r"the plan has none\), but the CT was acquired HFS.*--patient-position"):
-        check(patient_position="HFP", **kw)
-    assert any(n.startswith("the CT does not say its PatientPosition, so the plan's set-up HFS could not be checked")
-               for n in checked.diagnostics), checked.diagnostics
+    with pytest.raises(CheckInputError, match=r"beam\(s\) PA, RPO_RS are set up HFP \(the plan's, or "
+                                              r"--patient-position's where the plan has none\), but the CT was "
+                                              r"acquired HFS.*--patient-position"):
+        check(patient_position="hfp", out=tmp_path / "not_made", **kw)
+    assert not (tmp_path / "not_made").exists()          # refused before any output (and before the CT is read)
+    # the plan's own position against the CT's, and beams in two positions: refused without any option given
+    rp = pydicom.dcmread(d / "RP.dcm")
+    rp.PatientSetupSequence[0].PatientPosition = "HFP"
+    rp.save_as(d / "RP.dcm")
+    with pytest.raises(CheckInputError, match=r"beam\(s\) PA, RPO_RS are set up HFP, but the CT was acquired HFS"):
+        check(**kw)
+    second = pydicom.Dataset()
+    second.PatientSetupNumber, second.PatientPosition = "1", "HFS"
+    rp.PatientSetupSequence.append(second)
+    rp.IonBeamSequence[1].ReferencedPatientSetupNumber = "1"
+    rp.IonBeamSequence[0].ReferencedPatientSetupNumber = "0"
+    rp.save_as(d / "RP.dcm")
+    with pytest.raises(CheckInputError, match=r"set up in different patient positions \(PA: HFP; RPO_RS: HFS\)"):
+        check(**kw)
+    assert checked.diagnostics[0].startswith("the CT does not say its PatientPosition, so the plan's set-up HFS "
+                                             "could not be checked"), checked.diagnostics
 
 
-def test_api_arguments_are_checked_before_the_inputs_are_read(with_position, tmp_path):
+def test_api_arguments_are_checked_before_the_inputs_are_read(tmp_path):
     from mcproton._check.api import check
     from mcproton._check.inputs import CheckInputError
 
-    kw = dict(folder=with_position, beam_model=BDL, calibration="mcsquare_default", progress=False, report=False)
+    # a folder that does not exist: each argument is refused before the inputs are looked at
+    kw = dict(folder=tmp_path / "no_such_folder", beam_model=BDL, progress=False, report=False)
     with pytest.raises(CheckInputError, match='dose_type must be "PHYSICAL" or "EFFECTIVE"'):
         check(dose_type="phys", **kw)
     with pytest.raises(CheckInputError, match=r"physics = \{'typo': 1\}: .*typo"):
         check(physics={"typo": 1}, **kw)
     f = tmp_path / "afile"
     f.write_text("x")
-    with pytest.raises(CheckInputError, match="--out .*afile is a file; the check writes a folder"):
-        check(out=f, **kw)
+    for bad in (f, f / "below", tmp_path / "dangling"):
+        if bad.name == "dangling":
+            bad.symlink_to(tmp_path / "nothing")
+        with pytest.raises(CheckInputError, match="is a file, a broken link or under a file; the check writes a "):
+            check(out=bad, **kw)
+    with pytest.raises(CheckInputError, match="no_such_folder is not a folder"):   # then the inputs
+        check(out=tmp_path / "o", **kw)
 
 
 def test_cli_dose_type_in_any_case():
