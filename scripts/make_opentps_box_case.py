@@ -48,16 +48,18 @@ def main() -> None:
     ap.add_argument("--energy", type=float, required=True, help="nominal energy (MeV)")
     ap.add_argument("--primaries", type=float, default=2e6)
     ap.add_argument("--hu", type=float, default=0.0, help="the box's CT number (default 0)")
+    ap.add_argument("--voxel-mm", type=float, default=VOXEL_MM, help="CT voxel size (default 2 mm)")
     a = ap.parse_args()
     _case._mcsquare_starts()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
-    n = [int(round((s + 2 * MARGIN_MM) / VOXEL_MM)) for s in SIZE_MM]
-    origin = [-(s / 2 + MARGIN_MM) + VOXEL_MM / 2 for s in SIZE_MM]
+    vox = a.voxel_mm
+    n = [int(round((s + 2 * MARGIN_MM) / vox)) for s in SIZE_MM]
+    origin = [-(s / 2 + MARGIN_MM) + vox / 2 for s in SIZE_MM]
     hu = np.full(n, -1024.0)
-    m = [int(round(MARGIN_MM / VOXEL_MM)) for _ in SIZE_MM]
+    m = [int(round(MARGIN_MM / vox)) for _ in SIZE_MM]
     box = np.zeros(n, bool)
     box[m[0]:n[0] - m[0], m[1]:n[1] - m[1], m[2]:n[2] - m[2]] = True
     hu[box] = a.hu
@@ -65,12 +67,12 @@ def main() -> None:
     study = pydicom.uid.generate_uid()
     patient = Patient()
     patient.name = "mcp_opentps_box"
-    ct = CTImage(imageArray=hu, origin=origin, spacing=[VOXEL_MM] * 3, name="CT",
+    ct = CTImage(imageArray=hu, origin=origin, spacing=[vox] * 3, name="CT",
                  seriesInstanceUID=pydicom.uid.generate_uid(), frameOfReferenceUID=frame)
     ct.patient = patient
     ct.studyInstanceUID = study
 
-    body = ROIMask(imageArray=box, origin=origin, spacing=[VOXEL_MM] * 3, name="body")
+    body = ROIMask(imageArray=box, origin=origin, spacing=[vox] * 3, name="body")
     body.patient = patient
 
     calibration = readScanner(DoseCalculationConfig().scannerFolder)
@@ -118,7 +120,7 @@ def main() -> None:
     dose.sopInstanceUID = pydicom.uid.generate_uid()
     dose.studyDate, dose.studyTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
     writeRTDose(dose, str(out), "RD")
-    info = {"opentps_core": _case._dist_version("opentps-core"), "energy_mev": a.energy, "hu": a.hu,
+    info = {"opentps_core": _case._dist_version("opentps-core"), "energy_mev": a.energy, "hu": a.hu, "voxel_mm": vox,
             "spots": int(gx.size), "primaries": a.primaries, "mcsquare_s": mc_s, "total_s": time.time() - t0,
             "dose_max_gy": float(np.max(dose.imageArray)), "made": now.isoformat(timespec="seconds"),
             "machine": platform.platform(), "python": platform.python_version()}
