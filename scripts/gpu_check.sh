@@ -15,13 +15,13 @@
 # Steps, in order of importance: the GPU tests, the benchmark at 70/150/230 MeV (sized by a calibration launch),
 # the SIMT-efficiency proxy (mcproton bench --simt), the demo at 2 mm and 1 mm (its summary has the phase times),
 # the quick validation, Nsight Compute (optional: skipped where ncu is missing); then `mcproton check` of APTG
-# plan03 (every host step timed), the DCPT head CT plan on blocks and at full resolution and its check (where
+# plan03 (every host step timed) and of the OpenTPS plan against MCsquare's dose, the DCPT head CT plan on blocks and at full resolution and its check (where
 # gpu_wheels/headphantom.tar.xz was packed), the end-of-beam copy (scripts/device_copy_check.py) and the benchmark
 # with the refill-threshold knob at 4 and 8 (give MCPROTON_GPU_CHECK_BUDGET_S=540 or more for all of them).
 # Every step runs under `timeout` (its own limit, cut to what is left of the budget; a step with under 15 s left is
 # skipped), so no step can hang the machine; each writes its results as it finishes.  At most 8 files under $OUT:
 #   log.txt (everything, concatenated), info.json, bench.jsonl, simt.jsonl, demo_summary.jsonl (2 mm and 1 mm; the
-#   head CT runs' summaries with a "case" key), checks.jsonl (the plan03 check; the head CT check),
+#   head CT runs' summaries with a "case" key), checks.jsonl (the plan03, OpenTPS and head CT checks),
 #   validate_summary.json, ncu.txt
 # Knobs: OUT (default ./gpu_out), MCPROTON_GPU_CHECK_BUDGET_S (default 420), PYTHON (default python3).
 set -uo pipefail
@@ -195,6 +195,14 @@ to_checks() {   # to_checks CASE: one line of checks.jsonl from $WORK/check_CASE
     "$WORK/check_$1/check.json" "$1" >> "$OUT/checks.jsonl" 2>> "$LOG"
 }
 to_checks plan03
+
+# 7b. the plan OpenTPS wrote with its MCsquare dose (tests/data/dicom/opentps_head): the check on this backend against
+# a peer Monte Carlo code (on the CPU at 1 %: PASS, gamma 2 %/2 mm 98.4 %, MC/MCsquare integral 0.9995; docs/check.md)
+mkdir -p "$WORK/opentps" && tar -C "$WORK/opentps" -xzf tests/data/dicom/opentps_head/opentps_head.tar.gz 2>> "$LOG"
+run_step check_opentps 90 - sh -c '"$@"; r=$?; [ "$r" -eq 1 ] && exit 0; exit "$r"' check_opentps \
+  "${PYM[@]}" check "$WORK/opentps" --beam-model tests/data/dicom/opentps_head/BDL_default_DN_RangeShifter.txt \
+  --calibration mcsquare_default --dose-type physical --patient-position HFS --backend "$MODE" --quiet \
+  "${CHK_N[@]}" --out "$WORK/check_opentps" && to_checks opentps
 
 # 8. a real head CT plan, end to end (issue 15: below 10 s on 2-3 mm blocks, below 20 s at full resolution): the DCPT
 # head phantom (carried as gpu_wheels/headphantom.tar.xz, see gpu_wheels.sh) with the Eclipse plan of
