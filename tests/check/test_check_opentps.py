@@ -34,7 +34,8 @@ def as_written(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def with_position(as_written, tmp_path_factory):
-    """The folder after the user did what the refusal of the empty PatientPosition says (HFS, as the CT)."""
+    """The folder after the user did what the refusal of the empty PatientPosition says, by editing the plan (HFS:
+    the position of the phantom mcproton wrote; OpenTPS's CT says none)."""
     d = tmp_path_factory.mktemp("opentps_hfs")
     shutil.copytree(as_written, d, dirs_exist_ok=True)
     ds = pydicom.dcmread(d / "RP.dcm")
