@@ -575,7 +575,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     if out is not None:
         o = Path(out)
         up = o.parent
-        while not up.exists() and up != up.parent:
+        while not (up.exists() or up.is_symlink()) and up != up.parent:   # a broken link stops it: refused below
             up = up.parent
         if ((o.exists() or o.is_symlink()) and not o.is_dir()) or not up.is_dir():
             raise CheckInputError(f"--out {out} is a file, a broken link or under a file; the check writes a folder "

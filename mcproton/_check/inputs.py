@@ -667,21 +667,28 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         raise CheckInputError(f"the inputs are on different frames of reference ({lines}): the plan's isocentre "
                               "would be placed in another patient coordinate system; give the CT, dose and "
                               "structures that belong to this plan")
-    position_notes: list[str] = []
-    if ct is not None:   # before any output is written or the CT is read: the set-up against the CT's position
+    # before any output is written or the CT is read: the set-up against the CT's position (no CT: only the beams
+    # against each other)
+    ct_positions: list[str] = []
+    if ct is not None:
         ct_positions = sorted({h.position for h in headers.values() if h.modality == "CT"
-                               and h.path.parent == Path(ct) and h.series == ct_uid})
-        position_notes = patient_position_notes(rp, ct_positions[0] if len(ct_positions) == 1 else "")
+                               and h.path.parent == Path(ct) and h.series == ct_uid} - {""})
+        if len(ct_positions) > 1:
+            raise CheckInputError(f"the slices of the CT series {ct_uid} disagree on PatientPosition "
+                                  f"({', '.join(ct_positions)}): one series shows the patient lying one way; the "
+                                  "series is damaged or mixed, export it again")
+    position_notes = patient_position_notes(rp, ct_positions[0] if ct_positions else "", has_ct=ct is not None)
     return CheckInputs(str(plan_path), rp, total, beams, str(ct) if ct is not None else None,
                        str(struct) if struct is not None else None, rp.frame_of_reference_uid, dtype, nfx, all_fx,
                        log, ct_series=ct_uid or None, position_notes=position_notes)
 
 
-def patient_position_notes(plan: Any, ct_position: str) -> list[str]:
-    """Refuse a plan whose beams are set up in different positions (one CT cannot show the patient lying two
-    ways), or in another position than the CT's, as ``mcproton run`` does (the gantry angles would be turned
-    about the wrong patient axes: a beam can enter from the other side); where the CT does not say its position,
-    a note that names the unchecked position as the first suspect of a dose in the wrong place."""
+def patient_position_notes(plan: Any, ct_position: str, *, has_ct: bool = True) -> list[str]:
+    """Refuse a plan whose beams are set up in different positions (one patient model cannot show the patient
+    lying two ways), or in another position than the CT's, as ``mcproton run`` does (the gantry angles would be
+    turned about the wrong patient axes: a beam can enter from the other side); where the CT does not say its
+    position, a note that names the unchecked position as the first suspect of a dose in the wrong place
+    (``has_ct`` False: a phantom built from the structure set, only the beams against each other)."""
     ct_pos = str(ct_position or "").strip().upper()
     plan_pos: dict[str, list[str]] = {}
     for b in plan.beams:
@@ -693,7 +700,7 @@ def patient_position_notes(plan: Any, ct_position: str) -> list[str]:
         raise CheckInputError(f"the plan's beams are set up in different patient positions ({each}){how}, but one CT "
                               "shows the patient lying one way: one of them is wrong; check the plan's "
                               "PatientSetupSequence")
-    if not plan_pos:
+    if not plan_pos or not has_ct:
         return []
     (pos, names), = plan_pos.items()
     if not ct_pos:

@@ -81,13 +81,15 @@ def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any])
     if cfg.get("phantom", {}).get("type") != "ct":  # a slab_ct phantom is written for its plan
         return
     ct_pos = str(getattr(geometry, "patient_position", "") or "").strip().upper()
-    plan_pos = {str((getattr(b, "meta", None) or {}).get("patient_position") or "").strip().upper(): b.name
-                for b in beams}
+    plan_pos: dict[str, list[str]] = {}
+    for b in beams:
+        plan_pos.setdefault(str((getattr(b, "meta", None) or {}).get("patient_position") or "").strip().upper(),
+                            []).append(str(b.name))
     plan_pos.pop("", None)
     if not plan_pos or cfg.get("plan", {}).get("allow_position_mismatch", False):
         return
     if len(plan_pos) > 1:   # whatever the CT says: one CT shows the patient lying one way
-        each = "; ".join(f"{name}: {pos}" for pos, name in sorted(plan_pos.items()))
+        each = "; ".join(f"{', '.join(names)}: {pos}" for pos, names in sorted(plan_pos.items()))
         raise ConfigError(f"the plan's beams are set up in different patient positions ({each}), but one CT shows "
                           "the patient lying one way: one of them is wrong; check the plan's PatientSetupSequence "
                           "(or set plan.allow_position_mismatch = true if the CT's and the plan's positions are "
@@ -96,11 +98,11 @@ def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any])
         sys.stderr.write(f"mcproton: warning: the CT series has no PatientPosition, so the plan's setup position "
                          f"{', '.join(sorted(plan_pos))} cannot be checked against it\n")
         return
-    for pos, name in sorted(plan_pos.items()):
+    for pos, names in sorted(plan_pos.items()):
         if pos != ct_pos:
             src = ("PatientSetupSequence PatientPosition, or plan.patient_position where the plan has none"
                    if cfg.get("plan", {}).get("patient_position") else "PatientSetupSequence PatientPosition")
-            raise ConfigError(f"plan beam {name!r} is set up {pos} ({src}) but the CT "
+            raise ConfigError(f"plan beam(s) {', '.join(repr(n) for n in names)} are set up {pos} ({src}) but the CT "
                               f"was acquired {ct_pos}: the gantry angles would be applied to a patient lying otherwise "
                               "than in the images, so a beam can enter from the wrong side; use the CT the plan "
                               "was made on, or set plan.allow_position_mismatch = true if the plan's position is right "

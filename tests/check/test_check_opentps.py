@@ -216,8 +216,8 @@ def test_api_arguments_are_checked_before_the_inputs_are_read(tmp_path):
         check(physics={"typo": 1}, **kw)
     f = tmp_path / "afile"
     f.write_text("x")
-    for bad in (f, f / "below", tmp_path / "dangling"):
-        if bad.name == "dangling":
+    for bad in (f, f / "below", tmp_path / "dangling", tmp_path / "dangling" / "sub"):
+        if bad.name == "dangling" and not bad.is_symlink():
             bad.symlink_to(tmp_path / "nothing")
         with pytest.raises(CheckInputError, match="is a file, a broken link or under a file; the check writes a "):
             check(out=bad, **kw)
@@ -270,3 +270,48 @@ def test_opentps_structure_set_given_as_the_dose_is_refused(as_written):
                                               r"Modality RTDOSE: RTSTRUCT\)"):
         read_rtdose(as_written / "RS.dcm")
     assert read_rtdose(as_written / "RD.dcm").dose_gy_zyx.max() > 1.5
+
+
+def test_ct_slices_that_disagree_or_say_nothing_on_the_position(as_written, tmp_path):
+    """The set-up is checked against the position the CT's slices state: a slice without one does not switch the
+    check off, and slices that disagree are refused (one series shows the patient lying one way)."""
+    from mcproton._check.inputs import CheckInputError, gather
+
+    d = tmp_path / "ct_mixed"
+    shutil.copytree(as_written, d)
+    slices = sorted((d / "ct").glob("*.dcm"))
+    for f in slices[1:]:                                  # the first slice says nothing
+        ds = pydicom.dcmread(f)
+        ds.PatientPosition = "HFS"
+        ds.save_as(f)
+    with pytest.raises(CheckInputError, match="set up HFP .*but the CT was acquired HFS"):
+        gather(folder=d, dose_type="PHYSICAL", patient_position="HFP")
+    ds = pydicom.dcmread(slices[-1])
+    ds.PatientPosition = "HFP"
+    ds.save_as(slices[-1])
+    with pytest.raises(CheckInputError, match=r"the slices of the CT series .* disagree on PatientPosition "
+                                              r"\(HFP, HFS\)"):
+        gather(folder=d, dose_type="PHYSICAL", patient_position="HFS")
+
+
+def test_beams_in_two_positions_are_refused_without_a_ct_and_by_run():
+    """A phantom built from the structure set (no CT) cannot show the patient two ways either; mcproton run names
+    every beam of each position."""
+    from types import SimpleNamespace as NS
+
+    from mcproton._check.inputs import CheckInputError, patient_position_notes
+    from mcproton._run.inputs import check_patient_position
+    from mcproton.config import ConfigError
+
+    plan = NS(beams=[NS(name="F1", patient_position="HFS"), NS(name="F2", patient_position="HFS"),
+                     NS(name="F3", patient_position="HFP")], notes=[])
+    with pytest.raises(CheckInputError, match=r"different patient positions \(F3: HFP; F1, F2: HFS\)"):
+        patient_position_notes(plan, "", has_ct=False)
+    assert patient_position_notes(NS(beams=plan.beams[:2], notes=[]), "", has_ct=False) == []
+    beams = [NS(name=f"{i}:{b.name}", meta={"patient_position": b.patient_position})
+             for i, b in enumerate(plan.beams, 1)]
+    cfg = {"phantom": {"type": "ct"}, "plan": {}}
+    with pytest.raises(ConfigError, match=r"different patient positions \(3:F3: HFP; 1:F1, 2:F2: HFS\)"):
+        check_patient_position(cfg, NS(patient_position="HFS"), beams)
+    with pytest.raises(ConfigError, match=r"plan beam\(s\) '1:F1', '2:F2' are set up HFS .*acquired HFP"):
+        check_patient_position(cfg, NS(patient_position="HFP"), beams[:2])
