@@ -19,11 +19,9 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from .._timing import timed
-from .dicom_common import StudyReference, dicom_kind
+from .dicom_common import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, StudyReference, dicom_kind
 from .errors import DicomInputError, McprotonWarning
 
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
 
 _ORIENT_TOL = 1e-3       # direction-cosine tolerance for "axis aligned"
 _SPACING_RTOL = 1e-3     # relative tolerance for even slice spacing

@@ -5,17 +5,22 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-RT_ION_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.8"   # PS3.4 B.5: RT Ion Plan Storage SOP Class
+# The SOP classes (DICOM PS3.4 B.5) of the objects mcproton reads and writes (the readers import them from here)
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
+RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
+RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
+RT_ION_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.8"
 
-#: The SOP classes (DICOM PS3.4 B.5) of the objects a dose calculation or plan check reads, and the kind each is
-#: sorted into (the Modality that PS3.3 prescribes for it).
+#: Each SOP class above and the kind it is sorted into (the Modality that PS3.3 prescribes for it).
 SOP_CLASS_KINDS = {
-    "1.2.840.10008.5.1.4.1.1.2": ("CT", "CT Image Storage"),
-    "1.2.840.10008.5.1.4.1.1.2.1": ("CT", "Enhanced CT Image Storage"),
-    "1.2.840.10008.5.1.4.1.1.481.2": ("RTDOSE", "RT Dose Storage"),
-    "1.2.840.10008.5.1.4.1.1.481.3": ("RTSTRUCT", "RT Structure Set Storage"),
+    CT_IMAGE_STORAGE: ("CT", "CT Image Storage"),
+    ENHANCED_CT_IMAGE_STORAGE: ("CT", "Enhanced CT Image Storage"),
+    RT_DOSE_STORAGE: ("RTDOSE", "RT Dose Storage"),
+    RT_STRUCTURE_SET_STORAGE: ("RTSTRUCT", "RT Structure Set Storage"),
     RT_ION_PLAN_STORAGE: ("RTPLAN", "RT Ion Plan Storage"),
-    "1.2.840.10008.5.1.4.1.1.481.5": ("RTPLAN", "RT Plan Storage"),
+    RT_PLAN_STORAGE: ("RTPLAN", "RT Plan Storage"),
 }
 
 

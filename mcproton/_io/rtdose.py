@@ -17,10 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .dicom_common import RT_ION_PLAN_STORAGE, StudyReference, dicom_kind, number_values
+from .dicom_common import RT_DOSE_STORAGE, RT_ION_PLAN_STORAGE, StudyReference, dicom_kind, number_values
 from .errors import DicomInputError, McprotonRuntimeWarning
 
-RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
 _SUMMATION = ("PLAN", "MULTI_PLAN", "FRACTION", "BEAM", "BRACHY", "FRACTION_SESSION", "BEAM_SESSION",
               "BRACHY_SESSION", "CONTROL_POINT", "RECORD")
 

@@ -84,12 +84,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .dicom_common import attribute_name, is_valid_uid, number_values
+from .dicom_common import RT_ION_PLAN_STORAGE, RT_PLAN_STORAGE, attribute_name, is_valid_uid, number_values
 from .errors import DicomInputError, McprotonRuntimeWarning, McprotonWarning
 from .plan_checks import check_plan
 
-RT_ION_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.8"
-RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
 
 # Bragg-Kleeman parameters for water (Bortfeld 1997; see mcproton reference bortfeld1997_parameters_water.csv)
 BK_ALPHA_CM = 0.0022

@@ -31,9 +31,9 @@ from typing import Mapping
 import numpy as np
 
 from .._timing import timed
+from .dicom_common import RT_STRUCTURE_SET_STORAGE
 from .errors import DicomInputError, McprotonRuntimeWarning
 
-RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 _PLANE_TOL_MM = 0.01
 
 
