@@ -689,17 +689,13 @@ def patient_position_notes(plan: Any, ct_position: str, *, has_ct: bool = True) 
     turned about the wrong patient axes: a beam can enter from the other side); where the CT does not say its
     position, a note that names the unchecked position as the first suspect of a dose in the wrong place
     (``has_ct`` False: a phantom built from the structure set, only the beams against each other)."""
+    from .._io.rtplan import beams_by_position, mixed_positions
+
     ct_pos = str(ct_position or "").strip().upper()
-    plan_pos: dict[str, list[str]] = {}
-    for b in plan.beams:
-        plan_pos.setdefault(str(b.patient_position or "").strip().upper(), []).append(str(b.name))
-    plan_pos.pop("", None)
+    plan_pos = beams_by_position((b.name, b.patient_position) for b in plan.beams)
     how = " (the plan's, or --patient-position's where the plan has none)" if getattr(plan, "notes", None) else ""
     if len(plan_pos) > 1:
-        each = "; ".join(f"{', '.join(n)}: {pos}" for pos, n in sorted(plan_pos.items()))
-        raise CheckInputError(f"the plan's beams are set up in different patient positions ({each}){how}, but one CT "
-                              "shows the patient lying one way: one of them is wrong; check the plan's "
-                              "PatientSetupSequence")
+        raise CheckInputError(mixed_positions(plan_pos, how))
     if not plan_pos or not has_ct:
         return []
     (pos, names), = plan_pos.items()

@@ -110,6 +110,24 @@ _A_LPS_TO_TABLE = {k: np.array(v, dtype=float).T for k, v in _LPS_IN_TABLE.items
 PATIENT_POSITIONS = tuple(_LPS_IN_TABLE)
 
 
+def beams_by_position(beams) -> dict[str, list[str]]:
+    """Beam names grouped by their set-up PatientPosition, from (name, position) pairs (upper case; beams without
+    a position left out).  More than one group is a plan that cannot match one CT: :func:`mixed_positions`."""
+    out: dict[str, list[str]] = {}
+    for name, pos in beams:
+        out.setdefault(str(pos or "").strip().upper(), []).append(str(name))
+    out.pop("", None)
+    return out
+
+
+def mixed_positions(by_position: dict[str, list[str]], how: str = "") -> str:
+    """Why a plan whose beams are set up in several positions (:func:`beams_by_position`) is refused by mcproton run
+    and mcproton check; ``how`` says where the positions came from."""
+    each = "; ".join(f"{', '.join(names)}: {pos}" for pos, names in sorted(by_position.items()))
+    return (f"the plan's beams are set up in different patient positions ({each}){how}, but one CT shows the "
+            "patient lying one way: one of them is wrong; check the plan's PatientSetupSequence")
+
+
 @dataclass
 class EnergyLayer:
     """One energy layer (a control point with non-zero spot weights)."""

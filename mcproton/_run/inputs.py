@@ -76,24 +76,18 @@ def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any])
     PatientPosition: the plan's gantry angles are then turned about the wrong patient axes (a prone plan on a
     supine CT puts every beam on the opposite side of the anatomy); and one whose beams are set up in different
     positions, whatever the CT says.  Warn when the CT does not say its position."""
+    from .._io.rtplan import beams_by_position, mixed_positions
     from ..config import ConfigError
 
     if cfg.get("phantom", {}).get("type") != "ct":  # a slab_ct phantom is written for its plan
         return
     ct_pos = str(getattr(geometry, "patient_position", "") or "").strip().upper()
-    plan_pos: dict[str, list[str]] = {}
-    for b in beams:
-        plan_pos.setdefault(str((getattr(b, "meta", None) or {}).get("patient_position") or "").strip().upper(),
-                            []).append(str(b.name))
-    plan_pos.pop("", None)
+    plan_pos = beams_by_position((b.name, (getattr(b, "meta", None) or {}).get("patient_position")) for b in beams)
     if not plan_pos or cfg.get("plan", {}).get("allow_position_mismatch", False):
         return
     if len(plan_pos) > 1:   # whatever the CT says: one CT shows the patient lying one way
-        each = "; ".join(f"{', '.join(names)}: {pos}" for pos, names in sorted(plan_pos.items()))
-        raise ConfigError(f"the plan's beams are set up in different patient positions ({each}), but one CT shows "
-                          "the patient lying one way: one of them is wrong; check the plan's PatientSetupSequence "
-                          "(or set plan.allow_position_mismatch = true if the CT's and the plan's positions are "
-                          "known to be right)")
+        raise ConfigError(mixed_positions(plan_pos) + " (or set plan.allow_position_mismatch = true if the CT's and "
+                          "the plan's positions are known to be right)")
     if not ct_pos:
         sys.stderr.write(f"mcproton: warning: the CT series has no PatientPosition, so the plan's setup position "
                          f"{', '.join(sorted(plan_pos))} cannot be checked against it\n")
