@@ -566,9 +566,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         raise CheckInputError(f'outside_external must be "ct" or "air"; got {outside_external!r}')
     if dose_type is not None and str(dose_type).upper() not in ("PHYSICAL", "EFFECTIVE"):
         raise CheckInputError(f'dose_type must be "PHYSICAL" or "EFFECTIVE" (what the TPS dose is); got {dose_type!r}')
-    if physics is not None and not isinstance(physics, PhysicsSettings):
+    if physics is not None and not isinstance(physics, PhysicsSettings):   # checked, and made settings, once
         try:
-            PhysicsSettings(**dict(physics))
+            physics = PhysicsSettings(**dict(physics))
         except (TypeError, ValueError) as exc:
             raise CheckInputError(f"physics = {physics!r}: {exc} (the fields of mcproton.settings.PhysicsSettings, "
                                   "as [physics] of mcproton run)") from None
@@ -661,12 +661,18 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cal_name = getattr(cal, "name", str(calibration))
     else:
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")
-        # the geometry the reused MC dose was computed on: its overrides and what lay outside the External
-        for key, want in (("struct_overrides", struct_overrides), ("outside_external", outside_external)):
+        # the geometry the reused MC dose was computed on (its overrides, what lay outside the External), and its
+        # physics where asked for
+        from dataclasses import asdict
+
+        asked = [("struct_overrides", struct_overrides), ("outside_external", outside_external)]
+        if physics is not None:
+            asked.append(("physics", asdict(physics)))
+        for key, want in asked:
             has = mc.provenance.get(key)
             if has is not None and has != want:
                 raise CheckInputError(f"the reused MC dose (mc=) was computed with {key} = {has!r}, but this check "
-                                      f"asks for {want!r}: its geometry is not the one asked for; recompute the MC "
+                                      f"asks for {want!r}: it is not the MC dose asked for; recompute the MC "
                                       f"(leave out mc=) or give {key}={has!r}")
         outside_notes = list(mc.provenance.get("outside_external_notes", []))
         if inp.ct_dir is not None:   # what the TPS dose says it was computed with: this check's TPS dose
@@ -724,14 +730,6 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cpu_steps["beams_transport_resample_s"] = time.process_time() - c
     else:   # a reused MC dose must be of the dose this check compares (a physical MC against an RBE dose: -9 %)
         _check_reused_mc(mc, inp.dose_type, dose_to, rbe)
-        if physics is not None:
-            from dataclasses import asdict
-
-            want = asdict(physics if isinstance(physics, PhysicsSettings) else PhysicsSettings(**physics))
-            has = mc.provenance.get("physics")
-            if has is not None and dict(has) != want:
-                raise CheckInputError(f"the reused MC dose (mc=) was computed with physics {has}, but this check "
-                                      f"asks for {want}: recompute the MC (leave out mc=) or leave out physics=")
     missing = set(inp.beams) - set(mc.beams_gy_zyx)
     if missing:
         raise CheckInputError(f"the TPS has doses of beams {sorted(missing)} that the MC did not compute")
@@ -820,16 +818,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             if classify(nm, types.get(nm, "")) == "target" and not m.any():
                 diagnostics.append(f"target {nm!r} has contours but no voxel on the TPS dose grid, so its D95 and "
                                    "Dmean are not checked: is the structure set this plan's, and the grid the plan's?")
-        if outside > OUTSIDE_BODY_NOTE and in_air_to_edge:
+        if outside > OUTSIDE_BODY_NOTE:
+            why = ("in air out to the edge of the dose grid: the planning system scored dose in the air the beams "
+                   "cross before the skin (MCsquare, as OpenTPS runs it, scores dose to water in every voxel of the "
+                   "grid); it is not compared, as the comparison is inside the body" if in_air_to_edge else
+                   "where it is not compared: the planning system's body differs from it (another structure set, a "
+                   "bolus or the couch in its External?)")
             diagnostics.append(f"{100 * outside:.1f} % of the TPS dose above 10 % of its maximum lies outside the body "
-                               f"outline used here ({body_how}), in air out to the edge of the dose grid: the planning "
-                               "system scored dose in the air the beams cross before the skin (MCsquare, as OpenTPS "
-                               "runs it, scores dose to water in every voxel of the grid); it is not compared, as "
-                               "the comparison is inside the body")
-        elif outside > OUTSIDE_BODY_NOTE:
-            diagnostics.append(f"{100 * outside:.1f} % of the TPS dose above 10 % of its maximum lies outside the body "
-                               f"outline used here ({body_how}), where it is not compared: the planning system's body "
-                               "differs from it (another structure set, a bolus or the couch in its External?)")
+                               f"outline used here ({body_how}), {why}")
         diff["tps_outside_body_fraction"] = outside
         diff["tps_dose_in_air_at_grid_edge"] = in_air_to_edge
         plan_beams = {b.number for b in inp.plan.beams}
