@@ -624,9 +624,10 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     elif ct_series is not None:
         raise CheckInputError(f"--ct-series {ct_series}: there is no CT to choose from (no CT slices"
                               f"{' in ' + str(folder) if folder is not None else ''}); give --ct")
+    chosen = [h for h in headers.values() if h.modality == "CT" and h.path.parent == Path(ct) and h.series == ct_uid] \
+        if ct is not None else []   # the headers of the CT series read
     if ct is not None:
-        ct_frames = {headers[p].frame for p in headers if headers[p].modality == "CT" and p.parent == Path(ct)
-                     and headers[p].series == ct_uid}
+        ct_frames = {h.frame for h in chosen}
         fors["CT"] = sorted(ct_frames)[0] if len(ct_frames) == 1 else ""
         log.append(f"CT: {ct} (FrameOfReferenceUID {fors['CT']})")
     # ---- one patient: the files the UIDs link (plan, its doses, the structure set it names) give the patient's
@@ -671,8 +672,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     # against each other)
     ct_positions: list[str] = []
     if ct is not None:
-        ct_positions = sorted({h.position for h in headers.values() if h.modality == "CT"
-                               and h.path.parent == Path(ct) and h.series == ct_uid} - {""})
+        ct_positions = sorted({h.position for h in chosen} - {""})
         if len(ct_positions) > 1:
             raise CheckInputError(f"the slices of the CT series {ct_uid} disagree on PatientPosition "
                                   f"({', '.join(ct_positions)}): one series shows the patient lying one way; the "
