@@ -33,13 +33,12 @@ at most in the phantom).  Treatment planning systems compute and report dose onl
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._io.errors import McprotonRuntimeWarning
+from ._io.errors import McprotonRuntimeWarning, warn
 
 #: HU threshold of the automatic outline (see the module docstring).
 AUTO_BODY_HU = -400.0
@@ -81,9 +80,9 @@ def external_roi_name(struct: Any, wanted: str | None = None) -> str | None:
     if len(ext) > 1:
         named = [n for n in ext if n.lower() in _BODY_NAMES]
         pick = named[0] if named else ext[0]
-        warnings.warn(f"the RT Structure Set has {len(ext)} EXTERNAL ROIs ({', '.join(ext)}); {pick!r} is used as "
-                      "the body outline (set output.body_outline to the ROI name to choose another)",
-                      McprotonRuntimeWarning, stacklevel=2)
+        warn(f"the RT Structure Set has {len(ext)} EXTERNAL ROIs ({', '.join(ext)}); {pick!r} is used as "
+             "the body outline (set output.body_outline to the ROI name to choose another)",
+             McprotonRuntimeWarning, stacklevel=2)
         return pick
     if ext:
         return ext[0]
@@ -190,8 +189,8 @@ def body_outline_for(cfg: dict, geometry: Any) -> BodyOutline | None:
         rho, src = _hu_threshold_density(cfg)
         out = body_from_ct(geometry.density_g_cm3_zyx, rho, src + why)
         if out is None:
-            warnings.warn(f"no CT voxel above {AUTO_BODY_HU:g} HU: no body outline found, the dose is reported "
-                          "everywhere", McprotonRuntimeWarning, stacklevel=2)
+            warn(f"no CT voxel above {AUTO_BODY_HU:g} HU: no body outline found, the dose is reported "
+                 "everywhere", McprotonRuntimeWarning, stacklevel=2)
         return out
     return None
 

@@ -46,15 +46,17 @@ def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from ._io.errors import recording_warnings
     from ._timing import PhaseClock, use_clock
 
     # wall time per phase in the summary's phase_s (mcproton/_timing.py); library code marks its own phases
-    # (ct_import, hu_to_material, resampling, structures) inside these
-    with use_clock(PhaseClock()) as clock:
-        return _run_timed(args, clock)
+    # (ct_import, hu_to_material, resampling, structures) inside these.  mcproton's warnings during the run are
+    # kept in the HDF5's provenance and the summary ("warnings"), as well as printed
+    with use_clock(PhaseClock()) as clock, recording_warnings() as said:
+        return _run_timed(args, clock, said)
 
 
-def _run_timed(args: argparse.Namespace, clock: Any) -> int:
+def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     from ._timing import phase
     from .config import ConfigError, build_beams, build_geometry, check_beam_hits, load_config, run_settings
 
@@ -126,6 +128,8 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
     checkpointed = not args.no_checkpoint
     out_cfg = cfg.get("output", {})
     dose_to_water = out_cfg.get("dose_to") == "water"
+    if said:   # what was warned about up to here, in the HDF5 beside the dose
+        total.provenance["warnings"] = list(dict.fromkeys(said))
     try:
         with phase("hdf5"):
             writer = _hdf5_writer(cfg, total, dose_to_water)
@@ -192,6 +196,8 @@ def _run_timed(args: argparse.Namespace, clock: Any) -> int:
         elif checkpointed:
             remove_checkpoint(out)
         _warn_prescription(cfg, total)
+    if said:
+        summary["warnings"] = list(dict.fromkeys(said))   # each message once
     summary["phase_s"] = clock.summary()   # exclusive wall times, adding up to phase_s["total"]
     summary["phase_cpu_s"] = clock.cpu_summary()   # process CPU time per phase: on a shared machine the
     # wall times include waiting for a core
@@ -282,9 +288,11 @@ def _warn_prescription(cfg: dict, total: Any) -> None:
     """Warn when the mean dose in the plan's target structure is far from the plan's prescription."""
     from ._run.inputs import prescription_check
 
+    from ._io.errors import McprotonRuntimeWarning, warn
+
     msg = prescription_check(cfg, total)
     if msg:
-        print(f"mcproton: warning: {msg}", file=sys.stderr)
+        warn(msg, McprotonRuntimeWarning)
 
 
 def _body_outline_and_check_outputs(cfg: dict, geometry: Any, beams: list, rtdose: str | None) -> Any:
@@ -494,13 +502,19 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     import warnings
 
+    from ._io.errors import McprotonWarning
+
     plain = warnings.formatwarning
-    if not debug:   # mcproton's own warnings as "mcproton: warning: ..." lines, without Python's source line
-        warnings.formatwarning = _warning_line(plain)
-    try:
-        return _guarded(argv, debug)
-    finally:
-        warnings.formatwarning = plain
+    with warnings.catch_warnings():
+        # each of mcproton's warnings every time it is issued (Python's default shows a message once per place: a
+        # batch's second patient would lose its own)
+        warnings.simplefilter("always", McprotonWarning)
+        if not debug:   # mcproton's own warnings as "mcproton: warning: ..." lines, without Python's source line
+            warnings.formatwarning = _warning_line(plain)
+        try:
+            return _guarded(argv, debug)
+        finally:
+            warnings.formatwarning = plain
 
 
 def _warning_line(plain: Callable[..., str]) -> Callable[..., str]:

@@ -8,7 +8,6 @@ import copy
 import difflib
 import math
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ else:  # Python < 3.11
     import tomli as tomllib
 
 from .settings import PhysicsSettings, RunSettings
-from ._io.errors import McprotonWarning
+from ._io.errors import McprotonRuntimeWarning, McprotonWarning, warn
 
 
 class ConfigError(ValueError):
@@ -418,16 +417,14 @@ def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:
         return   # refused with its own message when the structure set is read
     drawn_on = struct_ct_series(ds) if ds is not None else ()
     if drawn_on and ct.series_instance_uid not in drawn_on:
-        sys.stderr.write(f"mcproton: warning: plan.rtstruct {path} was drawn on CT series {', '.join(drawn_on)}, "
-                         f"not on the CT read ({ct.series_instance_uid}, {ct.series_description!r}): if the plan was "
-                         "made on that series (a re-scan or another phase on the same frame of reference), give its "
-                         "folder (phantom.ct_dir) or phantom.ct_series\n")
+        warn(f"plan.rtstruct {path} was drawn on CT series {', '.join(drawn_on)}, not on the CT read "
+             f"({ct.series_instance_uid}, {ct.series_description!r}): if the plan was made on that series (a re-scan "
+             "or another phase on the same frame of reference), give its folder (phantom.ct_dir) or phantom.ct_series")
 
 
 def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:
     """Say so when CT numbers lie above the end of the HU -> density curve: they get its last density and
     material (tissue), which is wrong for metal (titanium plates and clips after a craniotomy: 4.5 g/cm3)."""
-    import sys
 
     import numpy as np
 
@@ -439,10 +436,10 @@ def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:
     if n:
         vol = n * float(np.prod(ct.voxel_size_mm)) / 1000.0
         rho = float(calib.density_from_hu(np.array([top]))[0])
-        sys.stderr.write(f"mcproton: warning: {n} CT voxels ({vol:.2g} cm3, up to {float(hu.max()):.0f} HU) lie above "
-                         f"the end of the HU calibration {calib.name!r} ({top:.0f} HU) and were given its last density "
-                         f"({rho:.2f} g/cm3) and material: if they are metal (implants, clips) the dose behind them is "
-                         "wrong; check the CT or give those voxels a calibration that covers them\n")
+        warn(f"{n} CT voxels ({vol:.2g} cm3, up to {float(hu.max()):.0f} HU) lie above the end of the HU "
+             f"calibration {calib.name!r} ({top:.0f} HU) and were given its last density ({rho:.2f} g/cm3) and "
+             "material: if they are metal (implants, clips) the dose behind them is wrong; check the CT or give those "
+             "voxels a calibration that covers them", McprotonRuntimeWarning)
 
 
 def _ct_block_factors(ct: Any, want_mm: list[float]) -> tuple[int, int, int]:
@@ -617,7 +614,7 @@ def build_beams(cfg: dict[str, Any]):
             raise ConfigError("[plan] needs rtplan (an RT Ion Plan file) and beam_model")
         plan = load_rtplan(_resolve(cfg, pl["rtplan"]), patient_position=pl.get("patient_position"))
         for note in plan.notes:
-            warnings.warn(f"{plan.path}: {note} (plan.patient_position)", McprotonWarning, stacklevel=2)
+            warn(f"{plan.path}: {note} (plan.patient_position)", McprotonWarning, stacklevel=2)
         bm_name = pl["beam_model"]
         bm_path = _resolve(cfg, bm_name)
         try:

@@ -55,3 +55,24 @@ def backend(request, monkeypatch):
 
 def nvrtc_required() -> bool:
     return os.environ.get("MCPROTON_REQUIRE_NVRTC", "") == "1"
+
+
+@pytest.fixture
+def warnings_to_stderr():
+    """Warnings printed on stderr, each time, as the command line prints them (mcproton's own as one ``mcproton:
+    warning:`` line): pytest otherwise records them in its summary, and a test reading stderr with capsys would not
+    see them."""
+    import sys
+    import warnings
+
+    from mcproton.cli import _warning_line
+
+    fmt = _warning_line(warnings.formatwarning)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        sys.stderr.write(fmt(message, category, filename, lineno, line))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        yield

@@ -26,3 +26,60 @@ def test_main_restores_the_formatter(tmp_path):
     before = warnings.formatwarning
     assert main(["run", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o.h5")]) == 2
     assert warnings.formatwarning is before
+
+
+def test_warnings_are_recorded_whatever_the_filters_each_time_and_per_block():
+    """recording_warnings keeps every mcproton warning issued inside it (a signed check report and a run's HDF5
+    keep what was said), whatever Python's filters show: an ignored warning and the second issue of one message
+    from one place (which Python's default prints once) are recorded too; nested blocks each keep their own."""
+    from mcproton._io.errors import recorded, records_warnings, recording_warnings, warn
+
+    def twice():
+        for _ in range(2):
+            warn("the same message from one place")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with recording_warnings() as outer:
+            warn("first", McprotonRuntimeWarning)
+            with recording_warnings() as inner:
+                twice()
+            assert recorded() == ["first"] + ["the same message from one place"] * 2
+        assert recorded() == []    # no block open: nothing kept
+        warn("outside every block")   # issued still (a warning), recorded by no one
+    assert inner == ["the same message from one place"] * 2
+    assert outer == ["first"] + inner
+
+    @records_warnings
+    def job():
+        warn("during the job")
+        return recorded()
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert job() == ["during the job"]
+    assert [str(w.message) for w in shown] == ["during the job"] and shown[0].category is McprotonWarning
+
+
+def test_the_command_line_shows_a_warning_each_time_it_is_issued(monkeypatch):
+    """``mcproton`` shows each of its warnings every time (Python's default filter prints a message once per
+    place: the second patient of a batch with the same warning would not see it), and leaves the filters as they
+    were."""
+    import mcproton.cli as cli
+    from mcproton._io.errors import warn
+
+    def go(_args):
+        for _ in range(2):
+            warn("the same words twice")
+        return 0
+
+    monkeypatch.setitem(cli._PASSTHROUGH, "warn-twice", go)   # a command that warns twice from one place
+    shown = []
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        warnings.simplefilter("default")   # Python's own default: once per place
+        warnings.showwarning = lambda m, *a, **k: shown.append(str(m))
+        before = list(warnings.filters)
+        assert cli.main(["warn-twice"]) == 0
+        assert warnings.filters == before
+    assert shown == ["the same words twice"] * 2

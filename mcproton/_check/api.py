@@ -19,6 +19,7 @@ from .compare import (GAMMA_CRITERIA, beam_summary, classify, dose_difference, r
 from .compute import MCDose, build_geometry, mc_dose_description, phantom_ct_from_struct, run_mc, to_tps_grid
 from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, gather
 from .levels import ActionLevels
+from .._io.errors import recorded, records_warnings
 from ..settings import PhysicsSettings
 
 if TYPE_CHECKING:
@@ -59,6 +60,9 @@ class CheckResult:
     axes_zyx: tuple | None = field(default=None, repr=False)
     mc: MCDose | None = field(default=None, repr=False)
     inputs: CheckInputs | None = field(default=None, repr=False)
+    # mcproton's warnings issued during the check (as printed: a CT read with a caveat, a range shifter whose WET
+    # the plan and the beam model give differently, ...), each message once, whatever the warning filters show
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[dict]:
@@ -79,7 +83,7 @@ class CheckResult:
             return o
 
         keys = ("passed", "checks", "gamma", "dose_difference", "structures", "ranges", "beam_gamma", "diagnostics",
-                "pairing", "provenance", "timings_s", "settings", "levels", "mc_rtdose")
+                "warnings", "pairing", "provenance", "timings_s", "settings", "levels", "mc_rtdose")
         return clean({k: getattr(self, k) for k in keys})
 
     def figures(self, names: Iterable[str] | str | None = None) -> dict[str, Figure]:
@@ -134,6 +138,8 @@ class CheckResult:
                          f"(action level {c['limit_text']})")
         for d in self.diagnostics:
             lines.append(f"  note: {d}")
+        for w in self.warnings:
+            lines.append(f"  warning (during the check): {w}")
         return "\n".join(lines)
 
 
@@ -489,6 +495,7 @@ def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None
                               "it was computed with")
 
 
+@records_warnings
 def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None, *,
           ct: str | Path | None = None, struct: str | Path | None = None, folder: str | Path | None = None,
           beam_model: Any = None, out: str | Path | None = None, calibration: Any = None,
@@ -921,7 +928,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,
                       settings, lv.describe(), str(out_dir) if out_dir else None, tps_gy_zyx=tps,
                       mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc, inputs=inp,
-                      mc_rtdose=mc_rtdose)
+                      mc_rtdose=mc_rtdose, warnings=list(dict.fromkeys(recorded())))   # each message once
     if out_dir is not None and report:
         from .report import write_report
 
@@ -995,7 +1002,8 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             table[p.name] = {"passed": r.passed, "failed": [c["quantity"] for c in r.failed],
                              "gamma_2_2_pct": 100 * r.gamma["2%/2mm"]["pass_rate"], "report": r.report_html,
                              "statistical_uncertainty_pct": r.provenance.get("statistical_uncertainty_pct"),
-                             "plan": r.inputs.plan.label if r.inputs is not None else None, "plan_uid": uid}
+                             "plan": r.inputs.plan.label if r.inputs is not None else None, "plan_uid": uid,
+                             "warnings": list(r.warnings)}
             if uid and uid in plans:
                 table[p.name]["duplicate_of"] = plans[uid]
                 log(f"mcproton check --batch: '{p.name}' holds the same RT Plan (SOPInstanceUID {uid}) as "

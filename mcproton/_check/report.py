@@ -394,6 +394,10 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
         parts.append("<h3>Likely causes</h3><ul>"
                      + "".join(f"<li>{html.escape(d)}</li>" for d in res.diagnostics)
                      + "</ul>")
+    if res.warnings:   # what mcproton warned about while checking: the signed report keeps it
+        parts.append("<h3>Warnings during the check</h3><ul>"
+                     + "".join(f"<li>{html.escape(w)}</li>" for w in res.warnings)
+                     + "</ul>")
     parts += ["<h2>Gamma (3-D)</h2>",
               _table(["criterion", "pass rate (%)", "points evaluated", "points above threshold"],
                      [[k, _num(100 * g["pass_rate"], ".2f"), g["points"], g.get("evaluable_points", "")]
@@ -485,8 +489,9 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
                       skipped: Iterable[str] = ()) -> Path:
     """Write ``out_dir/index.html``: one row per patient of a ``--batch`` (PASS, FAIL with the failing quantities,
     REFUSED or ERROR with the message; the 2 %/2 mm gamma, the MC's uncertainty, a link to its report; a row whose
-    plan another row holds too says so), the patients not checked yet (``pending``: the page is rewritten after
-    every patient), and below the table what the batch did not take for a patient (``skipped``: the log's lines).
+    plan another row holds too says so, one whose check warned says how often), the patients not checked yet
+    (``pending``: the page is rewritten after every patient), and below the table what the batch did not take for a
+    patient (``skipped``: the log's lines).
     Returns its path."""
     import os
 
@@ -500,8 +505,11 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
             what, link = t["error"], ""
         else:
             verdict = "PASS" if t["passed"] else "FAIL"
+            n_warn = len(t.get("warnings") or [])
             what = "; ".join(t["failed"] + ([f"the same RT Plan as {t['duplicate_of']} (one SOPInstanceUID)"]
-                                            if t.get("duplicate_of") else []))
+                                            if t.get("duplicate_of") else [])
+                             + ([f"{n_warn} warning{'s' if n_warn > 1 else ''} during the check (in its report)"]
+                                if n_warn else []))
             rel = os.path.relpath(t["report"], out) if t.get("report") else ""
             link = f'<a href="{html.escape(Path(rel).as_posix())}">report</a>' if rel else ""
         g, u = t.get("gamma_2_2_pct"), t.get("statistical_uncertainty_pct")

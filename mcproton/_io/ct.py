@@ -10,7 +10,6 @@ returned grid always has axes along +x, +y, +z with positive spacings.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +19,7 @@ from pydicom.multival import MultiValue
 
 from .._timing import timed
 from .dicom_common import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, StudyReference, dicom_kind
-from .errors import DicomInputError, McprotonWarning
+from .errors import DicomInputError, McprotonWarning, warn
 
 
 _ORIENT_TOL = 1e-3       # direction-cosine tolerance for "axis aligned"
@@ -197,8 +196,8 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         headers.append((f, ds))
     for mod, names in odd_modality.items():
         shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
-        warnings.warn(f"{len(names)} CT slice(s) in {folder} ({shown}) say Modality {mod!r} but are CT Image Storage "
-                      "objects: read as CT slices by their SOP class", McprotonWarning, stacklevel=2)
+        warn(f"{len(names)} CT slice(s) in {folder} ({shown}) say Modality {mod!r} but are CT Image Storage "
+             "objects: read as CT slices by their SOP class", McprotonWarning, stacklevel=2)
     if not headers:
         found = ", ".join(f"{k} x{v}" for k, v in skipped_modalities.items()) or "none"
         raise _err(f"no CT image slices found in {folder} (other DICOM objects: {found}; non-DICOM files: "
@@ -224,9 +223,9 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
                        f"by its SeriesInstanceUID (phantom.ct_series in a run's config, --ct-series in mcproton "
                        f"check, series_uid= in Python), or put each series in a folder of its own")
         for uid, v in scouts.items():
-            warnings.warn(f"{folder}: skipped CT series {uid} ({len(v)} image(s), "
-                          f"{str(v[0][1].get('SeriesDescription', '') or '')!r}): a localizer (scout/topogram; "
-                          "ImageType LOCALIZER), not an axial series", McprotonWarning, stacklevel=2)
+            warn(f"{folder}: skipped CT series {uid} ({len(v)} image(s), "
+                 f"{str(v[0][1].get('SeriesDescription', '') or '')!r}): a localizer (scout/topogram; "
+                 "ImageType LOCALIZER), not an axial series", McprotonWarning, stacklevel=2)
         chosen = next(iter(axial.values()))
 
     # --- frame of reference: one per series; warn when there is none ---
@@ -236,10 +235,10 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
                    f"different FrameOfReferenceUIDs (0020,0052) {sorted(fors)}; a series has one: the series is "
                    "mixed or damaged, re-export it")
     if fors == {""}:
-        warnings.warn(f"the CT series in {folder} has no FrameOfReferenceUID (0020,0052) (Type 1 in a CT image); "
-                      "the plan's and the structure set's frame of reference cannot be checked against it, and an "
-                      "RT Dose written for it carries a new, unrelated UID that a planning system will not register "
-                      "with this CT", McprotonWarning)
+        warn(f"the CT series in {folder} has no FrameOfReferenceUID (0020,0052) (Type 1 in a CT image); "
+             "the plan's and the structure set's frame of reference cannot be checked against it, and an "
+             "RT Dose written for it carries a new, unrelated UID that a planning system will not register "
+             "with this CT", McprotonWarning)
 
     # --- geometry checks on the headers ---
     f0, ds0 = chosen[0]

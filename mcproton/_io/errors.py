@@ -29,3 +29,51 @@ class McprotonWarning(UserWarning):
 
 class McprotonRuntimeWarning(McprotonWarning, RuntimeWarning):
     """A McprotonWarning about the data or the result rather than the call (also a RuntimeWarning)."""
+
+
+#: The lists that :func:`recording_warnings` blocks now open collect into (any thread's warnings: the CT is read on
+#: a pool of threads).
+_RECORDERS: list[list[str]] = []
+
+
+def warn(message: str, category: type[McprotonWarning] = McprotonWarning, stacklevel: int = 1) -> None:
+    """Issue one of mcproton's warnings (``warnings.warn``; ``stacklevel`` as there, counted from the caller) and
+    add its message to every open :func:`recording_warnings` block, whatever the warning filters show: a signed
+    report (``mcproton check``) and a run's outputs keep what was said during them."""
+    import warnings
+
+    for rec in list(_RECORDERS):
+        rec.append(str(message))
+    warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
+class recording_warnings:
+    """``with recording_warnings() as said:``: ``said`` is the list of the messages of the mcproton warnings issued
+    (by :func:`warn`) inside the block, in order, each once per issue: Python's own filters show a warning once
+    per place and may hide it, and the record must not depend on them.  Blocks nest: each keeps its own list."""
+
+    def __enter__(self) -> list[str]:
+        self.said: list[str] = []
+        _RECORDERS.append(self.said)
+        return self.said
+
+    def __exit__(self, *exc: object) -> None:
+        _RECORDERS.remove(self.said)
+
+
+def recorded() -> list[str]:
+    """What the innermost open :func:`recording_warnings` block has recorded so far (a copy; [] outside one)."""
+    return list(_RECORDERS[-1]) if _RECORDERS else []
+
+
+def records_warnings(fn):
+    """Decorator: ``fn`` runs inside its own :func:`recording_warnings` block, and reads it with :func:`recorded`
+    (``mcproton.check`` puts what was said during it into its report)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with recording_warnings():
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import McprotonWarning
+from .errors import McprotonWarning, warn
 
 #: the layout written by this version of mcproton; bump the number on any change a reader must know about
 FORMAT_NAME = "mcproton-dose"
@@ -239,17 +239,15 @@ def _materials(attrs: dict, path: str | Path) -> list:
 
 def load_result(path: str | Path):
     """The DoseResult saved in ``path`` (see ``DoseResult.load``)."""
-    import warnings
-
     from ..geometry import VoxelGeometry
     from ..run import DoseResult
 
     h = read_dose_hdf5(path)
     a = h["attrs"]
     if h["format_version"] == 0:
-        warnings.warn(f"{path} has no format_version (written before {FORMAT_VERSION}): read as version 0; "
-                      "materials other than database ones, primaries, wall time, backend and deposited energy are "
-                      "not stored in it (re-save it with DoseResult.save)", McprotonWarning, stacklevel=3)
+        warn(f"{path} has no format_version (written before {FORMAT_VERSION}): read as version 0; "
+             "materials other than database ones, primaries, wall time, backend and deposited energy are "
+             "not stored in it (re-save it with DoseResult.save)", McprotonWarning, stacklevel=3)
     labels = h.get("labels")
     names = {int(k): v for k, v in json.loads(a["label_names"]).items()} if "label_names" in a else {}
     geom = VoxelGeometry(h["material_index"], h["density"], _materials(a, path),

@@ -52,7 +52,7 @@ import numpy as np
 
 from .._timing import timed
 from ..materials import Material
-from .errors import CalibrationError
+from .errors import CalibrationError, warn
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "ct_calibration"
 
@@ -105,16 +105,13 @@ def check_calibration_written_for(ct, name: str, *, given: bool, where: str, key
     with the calibration ``given`` on purpose, a warning that goes on ``anyway``.  ``where`` names the CT, ``key``
     the option that gave ``name``, ``how(written)`` what to do: ``mcproton run`` and ``mcproton check`` each say
     them in their own terms."""
-    import sys
-
     written = calibration_written_for(ct)
     if written is None or written == name:
         return
     msg = (f"{where} was written by mcproton from densities with the inverse of HU calibration {written!r} (its "
            f"ImageComments say so), but {key} is {name!r}: its densities would be another curve's")
     if given:
-        sys.stderr.write(f"mcproton: warning: {msg}; {anyway}; {how(written)} to read the densities it was written "
-                         "from\n")
+        warn(f"{msg}; {anyway}; {how(written)} to read the densities it was written from")
         return
     raise error(f"{msg}; {how(written)}")
 
@@ -157,8 +154,6 @@ def check_spr_map(ct, name: str, *, given: bool, where: str, key: str, error: ty
     everywhere).  With the default calibration ``error`` (what to give instead); with a calibration ``given`` (other
     than an SPR-map one for an SPR map), a warning that goes on ``anyway`` (a user's table may be the one the map
     needs)."""
-    import sys
-
     kind, ev = not_hu_map(ct)
     base = str(name).split(" (")[0]
     if not kind or (kind == "SPR" and base in SPR_MAP_CALIBRATIONS):
@@ -172,7 +167,7 @@ def check_spr_map(ct, name: str, *, given: bool, where: str, key: str, error: ty
     if given:
         need = {"SPR": "a table for SPR-map values (SPR = 1 + value / 1000)",
                 "RED": "a table for electron-density-map values", "ZEFF": "meant for a Z_eff map"}[kind]
-        sys.stderr.write(f"mcproton: warning: {msg}; {anyway}: make sure {key} is {need}\n")
+        warn(f"{msg}; {anyway}: make sure {key} is {need}")
         return
     todo = {"SPR": f"give {key} dcpt_spr_brain (SPR = 1 + value / 1000, DCPT's brain materials) or a folder with "
                    "your SPR-map table (hu_spr.csv + hu_materials.csv), or an HU calibration by name to read it as HU",

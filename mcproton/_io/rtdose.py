@@ -10,7 +10,6 @@ GridFrameOffsetVector (first value 0).  The 16-bit result passes ``dciodvfy`` (d
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -18,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from .dicom_common import RT_DOSE_STORAGE, RT_ION_PLAN_STORAGE, StudyReference, dicom_kind, number_values
-from .errors import DicomInputError, McprotonRuntimeWarning
+from .errors import DicomInputError, McprotonRuntimeWarning, warn
 
 _SUMMATION = ("PLAN", "MULTI_PLAN", "FRACTION", "BEAM", "BRACHY", "FRACTION_SESSION", "BEAM_SESSION",
               "BRACHY_SESSION", "CONTROL_POINT", "RECORD")
@@ -68,10 +67,10 @@ def _plan_reference(uid: str | None, sop_class_uid: str) -> tuple[str, str]:
         return uid, ""
     why = "is a SOP Class UID, not an instance UID" if is_valid_uid(uid) else "is not a valid DICOM UID"
     new = str(generate_uid(entropy_srcs=["mcproton plan reference", uid]))
-    warnings.warn(f"the RT Plan's SOP Instance UID {uid!r} {why} (a plan exported by OpenTPS writes the SOP Class "
-                  f"UID there); the RT Dose references {new} instead, so a planning system will not link it to "
-                  "the plan automatically: re-export the plan with a valid SOPInstanceUID to link them",
-                  McprotonRuntimeWarning, stacklevel=3)
+    warn(f"the RT Plan's SOP Instance UID {uid!r} {why} (a plan exported by OpenTPS writes the SOP Class "
+         f"UID there); the RT Dose references {new} instead, so a planning system will not link it to "
+         "the plan automatically: re-export the plan with a valid SOPInstanceUID to link them",
+         McprotonRuntimeWarning, stacklevel=3)
     return new, "invalid plan UID replaced"
 
 

@@ -77,7 +77,6 @@ ignored (behind 74 mm WET 300 mm from the isocentre the spot is then ~30 % too n
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -85,7 +84,7 @@ from typing import Sequence
 import numpy as np
 
 from .dicom_common import RT_ION_PLAN_STORAGE, RT_PLAN_STORAGE, attribute_name, is_valid_uid, number_values
-from .errors import DicomInputError, McprotonRuntimeWarning, McprotonWarning
+from .errors import DicomInputError, McprotonRuntimeWarning, McprotonWarning, warn
 from .plan_checks import check_plan
 
 
@@ -385,9 +384,9 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
         if "VirtualSourceAxisDistances" in b and b.VirtualSourceAxisDistances is not None:
             v = _floats(b.VirtualSourceAxisDistances, "VirtualSourceAxisDistances", where)
             if v.size == 2 and np.all(v == 0):  # OpenTPS writes [0, 0] for "not given": plan_to_beams uses the model's
-                warnings.warn(f"{where}: VirtualSourceAxisDistances (300A,030A) = [0, 0] (as OpenTPS writes it: no "
-                              "value); the beam model's virtual source-axis distances are used instead",
-                              McprotonWarning)
+                warn(f"{where}: VirtualSourceAxisDistances (300A,030A) = [0, 0] (as OpenTPS writes it: no "
+                     "value); the beam model's virtual source-axis distances are used instead",
+                     McprotonWarning)
             elif v.size != 2 or np.any(v <= 0):
                     raise _e(f"{where}: VirtualSourceAxisDistances {v.tolist()} must be two positive distances (mm)")
             else:
@@ -487,8 +486,8 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
     sop_uid = str(ds.get("SOPInstanceUID", "") or "")
     uid_ok = is_valid_uid(sop_uid)
     if not uid_ok:
-        warnings.warn(f"{src}: SOPInstanceUID {sop_uid!r} is not a valid instance UID (OpenTPS writes the SOP Class "
-                      "UID there); an RT Dose cannot reference this plan by it", McprotonWarning)
+        warn(f"{src}: SOPInstanceUID {sop_uid!r} is not a valid instance UID (OpenTPS writes the SOP Class "
+             "UID there); an RT Dose cannot reference this plan by it", McprotonWarning)
     return RTIonPlan(
         sop_instance_uid=sop_uid, frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
         label=str(ds.get("RTPlanLabel", "")), patient_name=str(ds.get("PatientName", "")),
@@ -567,8 +566,6 @@ class _LayerShifter:
 def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) -> _LayerShifter | None:
     """The shifter IN for a layer (None without one).  With ``rs_model == "energy_only"`` only its WET is needed
     (material, thickness and position are then 0 or empty)."""
-    import warnings
-
     active = [rs for rs in layer.range_shifter_settings if rs["setting"].upper() not in ("OUT", "0", "")]
     if not active:
         return None
@@ -583,8 +580,8 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) ->
         raise _e(f"{where}: range shifter {rs['id']!r} has RangeShifterWaterEquivalentThickness {plan_wet} mm; a "
                  "WET <= 0 would make the beam deeper instead of shallower; correct the plan")
     if model is not None and plan_wet is not None and abs(model.wet_mm - plan_wet) > _RS_WET_WARN_MM:
-        warnings.warn(f"{where}: range shifter {rs['id']!r}: the beam model gives WET {model.wet_mm:g} mm, the plan "
-                      f"{plan_wet:g} mm; the beam model's is used", McprotonRuntimeWarning, stacklevel=3)
+        warn(f"{where}: range shifter {rs['id']!r}: the beam model gives WET {model.wet_mm:g} mm, the plan "
+             f"{plan_wet:g} mm; the beam model's is used", McprotonRuntimeWarning, stacklevel=3)
     wet = model.wet_mm if model is not None else plan_wet
     if wet is None:
         raise _e(f"beam {b.number}: range shifter {rs['id']!r} is IN but neither the beam model nor the plan gives "

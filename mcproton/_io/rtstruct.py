@@ -32,7 +32,7 @@ import numpy as np
 
 from .._timing import timed
 from .dicom_common import RT_STRUCTURE_SET_STORAGE
-from .errors import DicomInputError, McprotonRuntimeWarning
+from .errors import DicomInputError, McprotonRuntimeWarning, warn
 
 _PLANE_TOL_MM = 0.01
 
@@ -470,15 +470,13 @@ def add_dvh_to_result(result, h5_path: str | Path, rtstruct_path: str | Path, *,
     """Rasterise an RT Structure Set on the result's grid and write the DVHs (of ``result.dose_gy_zyx``, or
     the dose to water with ``dose="dose_to_water"``) into the group ``dvh`` of ``h5_path``; returns the
     per-structure stats.  Warns when the structure set's frame of reference differs from the CT's."""
-    import warnings
-
     s = read_rtstruct(rtstruct_path)
     g = result.geometry
     for_uid = getattr(g, "frame_of_reference_uid", None)
     if for_uid and s.frame_of_reference_uid and for_uid != s.frame_of_reference_uid:
-        warnings.warn(f"RT Structure Set {rtstruct_path} refers to frame of reference {s.frame_of_reference_uid}, "
-                      f"the CT to {for_uid}: the contours may not belong to this CT", McprotonRuntimeWarning,
-                      stacklevel=2)
+        warn(f"RT Structure Set {rtstruct_path} refers to frame of reference {s.frame_of_reference_uid}, "
+             f"the CT to {for_uid}: the contours may not belong to this CT", McprotonRuntimeWarning,
+             stacklevel=2)
     masks = rasterise(s, g)
     d = result.dose_to_water_gy_zyx if dose == "dose_to_water" else result.dose_gy_zyx
     return write_dvh_hdf5(h5_path, d, masks, g.voxel_volume_cm3, source=str(rtstruct_path),

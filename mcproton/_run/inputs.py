@@ -3,11 +3,12 @@ and the fix.  Complements config.validate_config (keys, types, NaN/inf), the set
 config.check_beam_hits."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .._io.errors import McprotonRuntimeWarning, warn
 
 #: Host memory of a run (CLI path), bytes: a base, per voxel the tallies, the running beam's sums, the sum of the
 #: beams and the output buffers (65), and per beam and voxel what stays until the beams are added: its result
@@ -67,8 +68,7 @@ def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: 
     if need > avail + swap:
         raise ConfigError(f"{what}, but only {avail / 1e9:.1f} GB are available ({swap / 1e9:.1f} GB of swap): {fix}")
     if need > 0.8 * avail:
-        sys.stderr.write(f"mcproton: warning: {what} of the {avail / 1e9:.1f} GB available; the run may swap: "
-                         f"{fix}\n")
+        warn(f"{what} of the {avail / 1e9:.1f} GB available; the run may swap: {fix}", McprotonRuntimeWarning)
 
 
 def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> None:
@@ -89,8 +89,8 @@ def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any])
         raise ConfigError(mixed_positions(plan_pos) + " (or set plan.allow_position_mismatch = true if the CT's and "
                           "the plan's positions are known to be right)")
     if not ct_pos:
-        sys.stderr.write(f"mcproton: warning: the CT series has no PatientPosition, so the plan's setup position "
-                         f"{', '.join(sorted(plan_pos))} cannot be checked against it\n")
+        warn(f"the CT series has no PatientPosition, so the plan's setup position {', '.join(sorted(plan_pos))} "
+             "cannot be checked against it")
         return
     for pos, names in sorted(plan_pos.items()):
         if pos != ct_pos:
@@ -127,7 +127,7 @@ def check_struct_frame(cfg: dict[str, Any], ct_for: str) -> None:
            f"(ReferencedFrameOfReferenceUID (3006,0024)) than the CT's FrameOfReferenceUID {ct_for}: the structure "
            "set belongs to another CT, so its body ROI would cut the dose and its DVHs would be of other anatomy")
     if cfg.get("plan", {}).get("allow_other_frame", False):
-        sys.stderr.write(f"mcproton: warning: {msg}; run anyway (plan.allow_other_frame = true)\n")
+        warn(f"{msg}; run anyway (plan.allow_other_frame = true)")
         return
     raise ConfigError(f"{msg}; give the structure set of this CT, or set plan.allow_other_frame = true if the two "
                       "frames are known to coincide")

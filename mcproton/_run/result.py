@@ -15,7 +15,7 @@ from .._kernels.layout import LEDGER, LEDGER_ENTRIES, LET_SCALE, TALLY_SCALE
 from .._kernels.source import source_hash
 from ..geometry import VoxelGeometry
 from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max
-from .._io.errors import McprotonRuntimeWarning
+from .._io.errors import McprotonRuntimeWarning, warn
 
 MEV_TO_J = 1.602176634e-13  # J per MeV (SI exact, CODATA 2018)
 MEV_PER_G_TO_GY = MEV_TO_J * 1e3  # MeV/g -> J/kg
@@ -242,10 +242,8 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         "normalisation": norm,
     }
     if led["errors"]:
-        import warnings
-
-        warnings.warn(f"{led['errors']} track(s) stopped on a numerical error (step limit); their energy was "
-                      "deposited locally. Please report this with the input.", McprotonRuntimeWarning, stacklevel=2)
+        warn(f"{led['errors']} track(s) stopped on a numerical error (step limit); their energy was "
+             "deposited locally. Please report this with the input.", McprotonRuntimeWarning, stacklevel=2)
     return DoseResult(
         dose_gy_zyx=full(dose * scale), dose_to_water_gy_zyx=full(dose_w * scale),
         let_d_kev_um_zyx=full(let_d), uncertainty_rel_zyx=full(unc),
@@ -274,15 +272,13 @@ def _stream_groups(results: list[DoseResult]) -> list[list[DoseResult]]:
         groups.setdefault(("unknown", k) if key is None else key, []).append(r)
     shared = [key for key, grp in groups.items() if len(grp) > 1]
     if shared:
-        import warnings
-
         n = sum(len(groups[k]) for k in shared)
-        warnings.warn(f"sum_results: {n} results share their random numbers ((seed, beam index): "
-                      f"{', '.join(map(str, shared))}), so their statistical errors are correlated and "
-                      "cannot be added in quadrature; their standard errors are added linearly (an upper "
-                      "bound). Give each beam its own stream: simulate(..., beam_index=i) for beam i, as "
-                      "mcproton run does.",
-                      McprotonRuntimeWarning, stacklevel=3)
+        warn(f"sum_results: {n} results share their random numbers ((seed, beam index): "
+             f"{', '.join(map(str, shared))}), so their statistical errors are correlated and "
+             "cannot be added in quadrature; their standard errors are added linearly (an upper "
+             "bound). Give each beam its own stream: simulate(..., beam_index=i) for beam i, as "
+             "mcproton run does.",
+             McprotonRuntimeWarning, stacklevel=3)
     return list(groups.values())
 
 

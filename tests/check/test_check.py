@@ -972,7 +972,8 @@ def test_a_phantom_ct_of_another_calibration_is_refused_with_the_default(base, t
     assert not (tmp_path / "o" / "RD_mc.dcm").exists()
 
 
-def test_a_phantom_ct_of_another_calibration_given_on_purpose_is_warned_about(base, tmp_path, capsys, monkeypatch):
+def test_a_phantom_ct_of_another_calibration_given_on_purpose_is_warned_about(base, tmp_path, capsys, monkeypatch,
+                                                                              warnings_to_stderr):
     """--calibration given (another curve than the CT's, on purpose): a warning, and the check goes on (stopped
     here at the transport)."""
     from mcproton._check import api

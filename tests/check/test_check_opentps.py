@@ -115,6 +115,19 @@ def test_mcproton_and_mcsquare_agree_on_the_opentps_plan(checked):
     assert res.mc.provenance["physics"]["ivalue_set"] == "icru37"          # the default, recorded
 
 
+def test_the_check_keeps_the_warnings_it_gave_in_its_report(checked):
+    """What mcproton warned about while checking (here: OpenTPS's VirtualSourceAxisDistances [0, 0] and its SOP
+    Class UID as the plan's instance UID) is in the result, its JSON and its summary, whatever the warning filters
+    showed (this module ignores these warnings), each message once: a physicist signs the report, not the console
+    (before, only the console had them)."""
+    said = checked.warnings
+    assert sum("VirtualSourceAxisDistances" in w for w in said) == 2, said     # one per beam
+    assert any("is not a valid instance UID" in w for w in said), said
+    assert len(said) == len(set(said))
+    assert checked.to_dict()["warnings"] == said
+    assert "  warning (during the check): " in checked.summary()
+
+
 def test_physics_settings_reach_the_mc_and_a_reused_mc_of_others_is_refused(checked, with_position):
     """``physics=`` (as [physics] of mcproton run) sets the check's MC; a reused MC dose computed with other
     physics is refused rather than compared as if it were the one asked for."""
@@ -258,6 +271,15 @@ plot = false
     assert proc.returncode == 0, proc.stderr
     assert "mcproton: warning: " in proc.stderr and "PatientPosition HFS as given" in proc.stderr
     assert "UserWarning" not in proc.stderr and "warnings.warn(" not in proc.stderr, proc.stderr
+    # the run keeps them too: in its summary and beside the dose in the HDF5's provenance
+    import json
+
+    import h5py
+
+    kept = json.loads(proc.stdout)["warnings"]
+    assert any("PatientPosition HFS as given" in w for w in kept) and any("VirtualSource" in w for w in kept), kept
+    with h5py.File(tmp_path / "d.h5") as f:
+        assert json.loads(f["provenance"].attrs["warnings"]) == kept
 
 
 def test_opentps_structure_set_given_as_the_dose_is_refused(as_written):

@@ -95,7 +95,7 @@ def test_a_structure_set_of_another_frame_is_refused_before_the_transport(tmp_pa
     assert "plan.allow_other_frame" in err and not out.exists() and not rd.exists()
 
 
-def test_a_structure_set_of_another_frame_runs_with_allow_other_frame(tmp_path, capsys):
+def test_a_structure_set_of_another_frame_runs_with_allow_other_frame(tmp_path, capsys, warnings_to_stderr):
     """plan.allow_other_frame = true (the frames are known to coincide): the run goes on, with a warning."""
     from mcproton.cli import main
 

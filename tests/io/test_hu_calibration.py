@@ -115,7 +115,7 @@ def test_unknown_name():
         HUCalibration.load("no_such_scanner")
 
 
-def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys):
+def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys, warnings_to_stderr):
     """HU above the end of the calibration curve (metal) get its last density: the run says so."""
     from mcproton.config import build_geometry
     from mcproton.dicom import write_ct_series
@@ -132,7 +132,7 @@ def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys):
     assert "warning" not in capsys.readouterr().err
 
 
-def test_ct_numbers_beyond_the_calibration_are_reported_by_the_check_too(tmp_path, capsys):
+def test_ct_numbers_beyond_the_calibration_are_reported_by_the_check_too(tmp_path, capsys, warnings_to_stderr):
     """`mcproton check` builds its geometry from the CT by itself (on the TPS grid's blocks): metal above the end
     of the calibration is reported there too.  Before: silently given the last density (2.84 g/cm3 bone for
     schneider2000, titanium is 4.5) in the check, with the warning in `mcproton run` only."""

@@ -346,7 +346,7 @@ def test_plan03_raystation_dose_matches_mcproton_geometry_of_its_setup(plan03_fi
         assert (lo + hi) / 2 == pytest.approx(mid_pred, abs=0.5)
 
 
-def test_position_check_without_ct_position_warns_and_slab_phantoms_are_not_checked(capsys):
+def test_position_check_without_ct_position_warns_and_slab_phantoms_are_not_checked(capsys, warnings_to_stderr):
     """A CT series without PatientPosition cannot be checked: a warning, not a refusal; a slab_ct phantom is
     written for its plan and is not checked."""
     from types import SimpleNamespace

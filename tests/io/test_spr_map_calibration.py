@@ -65,7 +65,7 @@ def test_spr_map_evidence(description, comments, image_type, found):
     assert (not_hu_map(ct)[0] == "SPR") is found
 
 
-def test_an_spr_map_read_with_an_hu_calibration_is_refused_or_warned_about(capsys):
+def test_an_spr_map_read_with_an_hu_calibration_is_refused_or_warned_about(capsys, warnings_to_stderr):
     class CT:
         series_description, image_comments = "SPR_map", ""
     with pytest.raises(ValueError, match="stopping-power-ratio map.*dcpt_spr_brain"):
@@ -137,7 +137,7 @@ def test_dual_energy_maps_that_are_not_hu_are_named(description, kind):
 
 @pytest.mark.parametrize("description", ["CIRS 062M Electron Density Phantom", "SPR phantom Gammex 1467",
                                          "Zeff insert phantom"])
-def test_a_phantom_ct_in_hu_named_like_a_map_is_told_how_to_go_on(description, capsys):
+def test_a_phantom_ct_in_hu_named_like_a_map_is_told_how_to_go_on(description, capsys, warnings_to_stderr):
     """A QA CT in HU of an electron-density or stopping-power phantom is named like a dual-energy map (the words
     are a guess from free text): refused with the default curve, the message must say how to read it as HU (an HU
     calibration given by name: a warning only).  Before review7 the RED and Z_eff messages only said to export the

@@ -46,7 +46,7 @@ def test_read_with_its_own_calibration(ct_dir, capsys):
     assert "calibration" not in capsys.readouterr().err
 
 
-def test_another_calibration_given_on_purpose_is_warned_about(ct_dir, capsys):
+def test_another_calibration_given_on_purpose_is_warned_about(ct_dir, capsys, warnings_to_stderr):
     build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct_dir), "calibration": "schneider2000"}})
     err = capsys.readouterr().err
     assert "warning" in err and "mcsquare_default" in err and "schneider2000" in err

@@ -141,18 +141,25 @@ def test_a_ct_folder_with_two_series_needs_phantom_ct_series(tmp_path, capsys, n
     assert json.loads(capsys.readouterr().out)["grid_xyz"][2] == 4
 
 
-def test_a_structure_set_drawn_on_another_ct_series_is_warned_about(capsys):
+def test_a_structure_set_drawn_on_another_ct_series_is_warned_about():
     """plan.rtstruct names the CT series its contours were drawn on (RayStation's plan03 RS names one): a CT of
     another series (a re-scan, another 4-D phase on the same frame) is warned about, the planning CT's is not."""
+    import warnings
     from types import SimpleNamespace
 
+    from mcproton import McprotonWarning
     from mcproton.config import _note_struct_drawn_on_another_series
 
     rs = ROOT / "tests" / "data" / "dicom" / "aptg_check" / "RS_plan03.dcm"
     drawn_on = "1.2.826.0.1.3680043.8.176.20111122133550298.10.5406771221"
     cfg = {"plan": {"rtstruct": str(rs)}}
-    _note_struct_drawn_on_another_series(cfg, SimpleNamespace(series_instance_uid=drawn_on, series_description="CT"))
-    assert capsys.readouterr().err == ""
-    _note_struct_drawn_on_another_series(cfg, SimpleNamespace(series_instance_uid="1.2.3", series_description="4D 50%"))
-    err = capsys.readouterr().err
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        _note_struct_drawn_on_another_series(cfg, SimpleNamespace(series_instance_uid=drawn_on,
+                                                                  series_description="CT"))
+    assert said == []
+    with pytest.warns(McprotonWarning) as said:
+        _note_struct_drawn_on_another_series(cfg, SimpleNamespace(series_instance_uid="1.2.3",
+                                                                  series_description="4D 50%"))
+    err = str(said[0].message)
     assert f"was drawn on CT series {drawn_on}, not on the CT read (1.2.3, '4D 50%')" in err and "ct_series" in err

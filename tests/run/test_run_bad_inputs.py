@@ -97,7 +97,7 @@ def test_more_bad_inputs_refused(text, args, must, tmp_path, capsys, monkeypatch
     assert_refused(args, text, must, tmp_path, capsys, monkeypatch)
 
 
-def test_a_grid_that_cannot_fit_in_memory_is_refused(tmp_path, capsys, monkeypatch):
+def test_a_grid_that_cannot_fit_in_memory_is_refused(tmp_path, capsys, monkeypatch, warnings_to_stderr):
     """A dose grid whose run would exceed the machine's memory (it would be killed after the transport and lose
     it) is refused before any transport, naming the grid, the need and the fix; one that fits but takes most of
     the memory runs with a warning."""
