@@ -535,6 +535,7 @@ def _warning_line(plain: Callable[..., str]) -> Callable[..., str]:
 def _guarded(argv: list[str], debug: bool) -> int:
     """Run the command; every failure becomes one ``mcproton:`` line on stderr and an exit status (2: the input,
     1: an unexpected error, with a hint to rerun with --debug for the traceback), never a traceback."""
+    from ._run.job import RunInterrupted
     from .config import ConfigError
 
     if argv and argv[0] in _PASSTHROUGH:
@@ -563,6 +564,9 @@ def _guarded(argv: list[str], debug: bool) -> int:
     except KeyboardInterrupt:
         print("mcproton: interrupted", file=sys.stderr)
         return 130
+    except RunInterrupted as exc:   # a user's SIGINT/SIGTERM (mcproton check; run handles its own): not an error
+        print(f"mcproton: {exc}", file=sys.stderr)
+        return exc.code
     except Exception as exc:
         if debug:
             raise

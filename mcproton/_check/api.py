@@ -600,7 +600,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     ref = inp.reference
     axes = ref.axes_mm()
     out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
+    if out_dir is not None:   # no input overwritten, no earlier check's file left beside this report
+        from .out_dir import prepare_out
+
+        prepare_out(out_dir, inp, log)
         out_dir.mkdir(parents=True, exist_ok=True)
     timings["read_dicom_s"] = time.perf_counter() - t
     cpu_steps["read_dicom_s"] = time.process_time() - c
@@ -970,6 +973,7 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     of the two is the one to sign the batch cannot tell), and expects to be told that two rows are one plan, so that
     the plan is not counted twice."""
     from .._io.atomic import write_bytes_atomic
+    from .._run.job import RunInterrupted
     from .batch import TOP_LEVEL, survey
     from .report import write_batch_index
 
@@ -1014,6 +1018,14 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
         except (ValueError, FileNotFoundError) as exc:   # refused input: recorded, the batch goes on
             results[p.name] = f"{type(exc).__name__}: {exc}"
             table[p.name] = {"passed": False, "error": results[p.name]}
+        except (RunInterrupted, KeyboardInterrupt) as exc:   # the user stops the batch: recorded, then stopped
+            table[p.name] = {"passed": False, "error": f"interrupted: {exc or type(exc).__name__}",
+                             "interrupted": True}
+            write_bytes_atomic(out_dir / "batch.json", json.dumps(table, indent=1, default=str).encode())
+            write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
+            log(f"mcproton check --batch: interrupted during {p.name}; not checked: "
+                f"{', '.join(q.name for q in subs[k - 1:])}")
+            raise
         except Exception as exc:  # noqa: BLE001 - an unexpected error stops this patient, not the batch
             log(f"mcproton check --batch: {p.name}: internal error {type(exc).__name__}: {exc} (please report it)")
             results[p.name] = f"internal error {type(exc).__name__}: {exc}"

@@ -595,6 +595,12 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                    f"{nfx}: then use fractions = 'one'")
     log.append(f"dose to compute: {dtype.lower()}, {'all ' + str(nfx) if all_fx else 'one of ' + str(nfx)} "
                f"fraction(s)")
+    if total is None and set(beams) != plan_beams:   # the sum of some beams is not the plan's dose
+        missing = sorted(plan_beams - set(beams))
+        raise CheckInputError(f"per-beam TPS doses of beam(s) {sorted(beams)} only, and no plan dose, but the plan "
+                              f"has beams {sorted(plan_beams)}: the dose of beam(s) {missing} is missing, so the "
+                              "plan's dose cannot be compared (it would look like a plan without those beams); give "
+                              "their RT Doses or the plan dose with --dose (export them with the others)")
     # ---- frame of reference
     fors = {"plan": rp.frame_of_reference_uid, **{f"dose {Path(d.path).name}": d.frame_of_reference_uid
                                                    for d in doses}}

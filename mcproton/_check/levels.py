@@ -6,6 +6,7 @@ secondary check of every plan); the numbers are those of common practice, each w
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ SOURCES = {
 }
 
 
+#: The levels that are a percentage of points or rays passing (95 = 95 %), not a fraction
+PERCENT_OF_POINTS = ("gamma_3_2_min", "gamma_2_2_min", "range_within_2mm_min", "beam_gamma_2_2_min")
+
+
 @dataclass
 class ActionLevels:
     gamma_3_2_min: float = 95.0          # % of points passing
@@ -41,6 +46,17 @@ class ActionLevels:
     range_within_2mm_min: float = 90.0   # % of rays
     beam_gamma_2_2_min: float = 95.0
     mc_uncertainty_max_pct: float = 2.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"action level {f.name} = {v!r} must be a non-negative number")
+            if f.name in PERCENT_OF_POINTS and not 1.0 < v <= 100.0:
+                # a fraction (0.95, as pymedphys and check.json's gamma pass_rate give it) would let a 52 % gamma
+                # pass a ">= 0.95 %" level
+                raise ValueError(f"action level {f.name} = {v!r} is a percentage of points, in (1, 100]: give 95 "
+                                 f"for 95 %{' (0.95 looks like a fraction)' if 0 < v <= 1 else ''}")
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> ActionLevels:
@@ -66,10 +82,13 @@ class ActionLevels:
             raise ValueError(f"unknown action level(s) {sorted(bad)}"
                              + (f" (did you mean {hint[0]!r}?)" if hint else "")
                              + f"; known: {', '.join(sorted(names))}")
-        for k, v in data.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        for k, v in data.items():   # checked as given (a bool or text is not made a number first)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"action level {k} = {v!r} must be a non-negative number")
-        return cls(**{k: float(v) for k, v in data.items()})
+        try:
+            return cls(**{k: float(v) for k, v in data.items()})
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}" if path is not None else str(exc)) from None
 
     def describe(self) -> dict[str, dict]:
         return {k: {"value": v, "source": SOURCES[k]} for k, v in asdict(self).items()}

@@ -488,11 +488,10 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
 def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iterable[str] = (),
                       skipped: Iterable[str] = ()) -> Path:
     """Write ``out_dir/index.html``: one row per patient of a ``--batch`` (PASS, FAIL with the failing quantities,
-    REFUSED or ERROR with the message; the 2 %/2 mm gamma, the MC's uncertainty, a link to its report; a row whose
-    plan another row holds too says so, one whose check warned says how often), the patients not checked yet
-    (``pending``: the page is rewritten after every patient), and below the table what the batch did not take for a
-    patient (``skipped``: the log's lines).
-    Returns its path."""
+    REFUSED, ERROR or INTERRUPTED with the message; the 2 %/2 mm gamma, the MC's uncertainty, a link to its
+    report; a row whose plan another row holds too says so, one whose check warned says how often), the patients
+    not checked yet (``pending``: the page is rewritten after every patient), and below the table what the batch
+    did not take for a patient (``skipped``: the log's lines).  Returns its path."""
     import os
 
     from .._io.atomic import write_bytes_atomic
@@ -501,7 +500,7 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
     rows = []
     for name, t in table.items():
         if "error" in t:
-            verdict = "ERROR" if t.get("internal_error") else "REFUSED"
+            verdict = "ERROR" if t.get("internal_error") else "INTERRUPTED" if t.get("interrupted") else "REFUSED"
             what, link = t["error"], ""
         else:
             verdict = "PASS" if t["passed"] else "FAIL"

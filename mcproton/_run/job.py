@@ -38,13 +38,14 @@ class RunInterrupted(Exception):
 
 
 class _StopFlag:
-    """SIGINT/SIGTERM set a flag (the batch in flight finishes, then a checkpoint is written); a second
-    signal raises KeyboardInterrupt at once (the last checkpoint on disk stays valid)."""
+    """SIGINT/SIGTERM set a flag (the batch in flight finishes, then a checkpoint is written where ``checkpoint``);
+    a second signal raises KeyboardInterrupt at once (the last checkpoint on disk stays valid)."""
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, checkpoint: bool = True) -> None:
         self.signum: int | None = None
         self._old: dict[int, Any] = {}
         self.enabled = enabled
+        self.checkpoint = checkpoint
 
     def __enter__(self) -> "_StopFlag":
         if self.enabled and threading.current_thread() is threading.main_thread():
@@ -56,8 +57,9 @@ class _StopFlag:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        sys.stderr.write(f"\nmcproton: {signal.Signals(signum).name} received: finishing the batch in flight "
-                         "and writing a checkpoint (send it again to stop at once)\n")
+        then = "writing a checkpoint" if self.checkpoint else "stopping (no checkpoint: nothing is kept)"
+        sys.stderr.write(f"\nmcproton: {signal.Signals(signum).name} received: finishing the batch in flight and "
+                         f"{then} (send it again to stop at once)\n")
         sys.stderr.flush()
 
     def __call__(self) -> bool:
@@ -181,7 +183,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     prev_sim: Simulation | None = None
     spare: tuple[Accumulator, np.ndarray] | None = None
     try:
-        with _StopFlag(opts.handle_signals) as stop:
+        with _StopFlag(opts.handle_signals, checkpoint=ckpt is not None) as stop:
             for i, beam in enumerate(beams):
                 st = states[i]
                 t_setup = time.perf_counter()
@@ -251,8 +253,9 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 if res.stop_reason == "interrupted":
                     written = save()
                     code = 128 + int(stop.signum or signal.SIGINT)
+                    again = "continue with the same command and --resume"
                     if ckpt is None:
-                        where = "no checkpoint (checkpointing is off)"
+                        where, again = "no checkpoint (checkpointing is off)", "nothing was kept: run it again"
                     elif written:
                         where = f"checkpoint written to {ckpt}"
                     else:
@@ -262,7 +265,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     raise RunInterrupted(
                         f"interrupted by {signal.Signals(stop.signum or signal.SIGINT).name} after "
                         f"{st.next_history:,} of {settings.primaries:,} primaries of beam {i + 1}; {where}; "
-                        "continue with the same command and --resume", code)
+                        f"{again}", code)
                 st.done, st.stop_reason = True, res.stop_reason
                 if res.stop_reason == "target_uncertainty":
                     log(f"mcproton: beam {i + 1} reached the target uncertainty after {st.next_history:,} "

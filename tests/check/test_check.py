@@ -228,6 +228,57 @@ def test_beam_missing_fails_and_is_named(case):
     assert any("beam 2 seems to be missing" in n for n in res.diagnostics), res.diagnostics
 
 
+def test_per_beam_doses_of_some_beams_without_a_plan_dose_are_refused(case):
+    """An export of beam 1's BEAM dose only (beam 2's file and the plan dose missing): refused in the pairing,
+    naming the missing beam.  Before, the one beam's dose was compared as the plan's dose: a +100 % target dose
+    and a -13 mm range for beam 2 in the report, while the cause was a missing file (a helper's audit, real
+    RayStation plan03 files)."""
+    from mcproton._check.inputs import CheckInputError, gather
+
+    d = case["dir"]
+    with pytest.raises(CheckInputError, match=r"per-beam TPS doses of beam\(s\) \[1\] only, and no plan dose, but "
+                                              r"the plan has beams \[1, 2\]: the dose of beam\(s\) \[2\] is missing"):
+        gather(plan=d / "RP.dcm", dose=[case["files"][1]], ct=d / "ct")
+    both = gather(plan=d / "RP.dcm", dose=[case["files"][1], case["files"][2]], ct=d / "ct")   # every beam: checked
+    assert sorted(both.beams) == [1, 2] and both.total is None
+
+
+def test_an_out_folder_where_an_output_would_overwrite_an_input_is_refused(case, tmp_path):
+    """The planning system's dose exported as RD_mc.dcm into the folder given as --out: refused, the file kept
+    (before, replaced by the MC dose without a word: the input of the very check)."""
+    import hashlib
+    import shutil
+
+    from mcproton._check.inputs import CheckInputError
+
+    o = tmp_path / "patient"
+    o.mkdir()
+    tps = shutil.copy(case["files"]["plan"], o / "RD_mc.dcm")
+    before = hashlib.sha1(Path(tps).read_bytes()).hexdigest()
+    with pytest.raises(CheckInputError, match=r"the check writes RD_mc.dcm there, but .* is an input of this check"):
+        _recheck(case, tps, out=o, log=lambda m: None)
+    assert hashlib.sha1(Path(tps).read_bytes()).hexdigest() == before
+    (o / "check.html").write_text("<html>the physicist's own notes</html>")   # not ours: refused, kept
+    with pytest.raises(CheckInputError, match=r"check.html is there and was not written by mcproton check"):
+        _recheck(case, case["files"]["plan"], out=o, log=lambda m: None)
+    assert "own notes" in (o / "check.html").read_text()
+
+
+def test_an_earlier_checks_outputs_are_removed_from_a_reused_out_folder(case, tmp_path):
+    """A check into a folder that holds an earlier check (here with per-beam doses: RD_mc_beam1/2.dcm) removes
+    what that check wrote and names it, so that no MC dose of another plan version or patient lies beside the new
+    report (before: left there, and imported with it)."""
+    o = tmp_path / "o"
+    _recheck(case, [case["files"]["plan"], case["files"][1], case["files"][2]], out=o, log=lambda m: None)
+    assert sorted(p.name for p in o.glob("RD_mc*.dcm")) == ["RD_mc.dcm", "RD_mc_beam1.dcm", "RD_mc_beam2.dcm"]
+    said = []
+    res = _recheck(case, case["files"]["plan"], out=o, log=said.append)
+    assert sorted(p.name for p in o.iterdir()) == ["RD_mc.dcm", "check.html", "check.json"]
+    assert res.mc_rtdose.keys() == {"plan"}
+    assert any("removed the earlier check's outputs" in m and "RD_mc_beam1.dcm, RD_mc_beam2.dcm" in m
+               for m in said), said
+
+
 def test_range_error_of_3_percent_in_one_beam_fails(case):
     """Beam 1 (gantry 0, HFS: along +y) stretched by 3 % in depth from the box surface (y = -40 mm)."""
     from scipy.ndimage import map_coordinates

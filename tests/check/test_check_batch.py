@@ -262,3 +262,49 @@ def test_a_folder_of_nothing_but_skipped_folders_is_refused(tmp_path, calls):
     with pytest.raises(CheckInputError, match="no patient sub-folders") as exc:
         api.check_batch(root, tmp_path / "out", log=lambda m: None)
     assert ".git" in str(exc.value) and "__MACOSX" in str(exc.value)
+
+
+def test_an_interrupt_stops_the_batch_and_is_recorded(pts, calls, monkeypatch, tmp_path):
+    """Ctrl-C during a patient stops the batch (before: recorded as an internal error, and the batch went on to
+    the next patient), and batch.json and the index say which patient was interrupted and which were not
+    checked."""
+    from mcproton._run.job import RunInterrupted
+
+    make_patient(pts / "p3")
+    real = calls.__call__
+
+    def interrupted_at_p2(**kw):
+        if Path(kw["folder"]).name == "p2":
+            raise RunInterrupted("interrupted by SIGINT after 4,000 of 10,000 primaries of beam 1; no checkpoint "
+                                 "(checkpointing is off); nothing was kept: run it again", 130)
+        return real(**kw)
+
+    monkeypatch.setattr(api, "check", interrupted_at_p2)
+    out, logs = tmp_path / "out", []
+    calls.out = out
+    with pytest.raises(RunInterrupted):
+        api.check_batch(pts, out, log=logs.append)
+    table = json.loads((out / "batch.json").read_text())
+    assert table["p1"]["passed"] is True and table["p2"]["interrupted"] is True and "p3" not in table
+    assert "interrupted by SIGINT" in table["p2"]["error"]
+    page = (out / "index.html").read_text()
+    assert "INTERRUPTED" in page and "not checked yet" in page and "internal" not in page
+    assert any("interrupted during p2; not checked: p2, p3" in m for m in logs), logs
+
+
+def test_the_command_line_ends_an_interrupted_check_as_interrupted(monkeypatch, tmp_path, capsys):
+    """mcproton check stopped by SIGINT: exit status 128 + 2 (not 1, which is a FAIL) and the message as it is,
+    not "internal error ... please report it"."""
+    from mcproton._run.job import RunInterrupted
+    from mcproton.cli import main
+
+    def stop(**kw):
+        raise RunInterrupted("interrupted by SIGINT after 4,000 of 10,000 primaries of beam 1; no checkpoint "
+                             "(checkpointing is off); nothing was kept: run it again", 130)
+
+    monkeypatch.setattr(api, "check", stop)
+    rc = main(["check", str(tmp_path), "--beam-model", "dcpt_v5", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 130, err
+    assert err.strip() == ("mcproton: interrupted by SIGINT after 4,000 of 10,000 primaries of beam 1; no "
+                           "checkpoint (checkpointing is off); nothing was kept: run it again"), err

@@ -272,6 +272,18 @@ def test_output_write_failure_keeps_the_finished_run(small_cfg, tmp_path, monkey
         rescued.unlink()
 
 
+def _sigint_at(primaries: int):
+    """A progress callback that sends this process SIGINT once, when the run has done ``primaries``."""
+    sent = []
+
+    def progress(done, rate):
+        if done >= primaries and not sent:
+            sent.append(done)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return progress
+
+
 def test_interrupt_when_the_checkpoint_cannot_be_written_says_so(small_cfg, tmp_path, monkeypatch):
     """SIGINT with a full disk: the message must not claim a checkpoint was written."""
     from mcproton._run.job import RunInterrupted, run_job
@@ -281,16 +293,10 @@ def test_interrupt_when_the_checkpoint_cannot_be_written_says_so(small_cfg, tmp_
     out = tmp_path / "run.h5"
     fsync, _ = _enospc(10**9, os.fsync)
     monkeypatch.setattr(os, "fsync", fsync)
-    sent = []
-
-    def progress(done, rate):
-        if done >= 4000 and not sent:
-            sent.append(done)
-            os.kill(os.getpid(), signal.SIGINT)
-
     c = load_config(cfg)
     with pytest.raises(RunInterrupted) as ei:
-        run_job(c, run_settings(c), build_geometry(c), build_beams(c), out, progress=progress, log=lambda m: None)
+        run_job(c, run_settings(c), build_geometry(c), build_beams(c), out, progress=_sigint_at(4000),
+                log=lambda m: None)
     msg = str(ei.value)
     assert "could NOT be written" in msg and "No space left" in msg and "no earlier one" in msg, msg
     assert "checkpoint written to" not in msg
@@ -373,3 +379,21 @@ def test_two_beams_interrupted_in_the_second_resume_bitwise(tmp_path, monkeypatc
     st.acc.sum_x[3] = 1.0
     st.compact()
     assert isinstance(st.acc, CompactSums) and st.n_vox == 10 and st.stored["voxels"].tolist() == [3]
+
+
+def test_interrupt_without_checkpointing_does_not_promise_one(small_cfg, tmp_path, capsys):
+    """SIGINT in a run without a checkpoint (as mcproton check runs its MC, or --no-checkpoint): neither the
+    first line nor the error promises a checkpoint or --resume (before: "writing a checkpoint" and "continue with
+    the same command and --resume", which mcproton check does not have)."""
+    from mcproton._run.job import JobOptions, RunInterrupted, run_job
+    from mcproton.config import build_beams, build_geometry, load_config, run_settings
+
+    cfg = small_cfg(20_000, batch_size=2000, checkpoint_interval_s=0)
+    c = load_config(cfg)
+    with pytest.raises(RunInterrupted) as ei:
+        run_job(c, run_settings(c), build_geometry(c), build_beams(c), tmp_path / "run.h5",
+                JobOptions(checkpoint=False, progress=_sigint_at(4000), log=lambda m: None))
+    msg, first = str(ei.value), capsys.readouterr().err
+    assert "no checkpoint (checkpointing is off); nothing was kept: run it again" in msg, msg
+    assert "--resume" not in msg and ei.value.code == 128 + signal.SIGINT
+    assert "stopping (no checkpoint: nothing is kept)" in first and "writing a checkpoint" not in first, first

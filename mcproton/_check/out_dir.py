@@ -1,0 +1,100 @@
+"""The check's output folder (``--out``): no input is overwritten, and no earlier check's file stays beside a new
+report.
+
+A check writes ``check.html``, ``check.json``, ``RD_mc.dcm``, ``RD_mc_beam<N>.dcm`` and, with
+``--phantom-from-struct``, ``phantom_ct/``.  Before it writes anything (:func:`prepare_out`):
+
+* a file of those names that is one of the check's inputs (the planning system's dose exported as ``RD_mc.dcm``
+  into the folder given as ``--out``; the CT in ``phantom_ct/``) is refused: it would be overwritten;
+* the files an earlier check wrote there (recognised by their content: mcproton's RT Dose and phantom CT headers,
+  the report's title, the JSON's keys) are removed and named in the log, so that a per-beam MC dose of another
+  plan or patient, or the complete report of an earlier run of an interrupted check, is not left beside the new
+  one (a helper's audit, 2026-12-05: a re-used ``--out`` kept another patient's ``RD_mc_beam1.dcm`` and phantom CT);
+* a file of those names that mcproton did not write is refused rather than overwritten.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .inputs import CheckInputError
+from .mc_rtdose import MC_PLAN_FILE, is_check_output
+
+#: the report's files, and the folder of the phantom CT built by --phantom-from-struct
+REPORT_FILES = ("check.html", "check.json")
+PHANTOM_DIR = "phantom_ct"
+
+
+def _real(p: str | Path) -> str:
+    return os.path.realpath(p)
+
+
+def _inputs(inp: Any) -> set[str]:
+    """The real paths of the check's input files (plan, structure set, TPS doses) and its CT folder."""
+    paths = [inp.plan_path, inp.struct_path, inp.ct_dir]
+    if inp.total is not None:
+        paths.append(inp.total.path)
+    paths += [d.path for d in inp.beams.values()]
+    return {_real(p) for p in paths if p}
+
+
+def _ours(path: Path) -> bool:
+    """Whether ``path`` (a file or the phantom folder) is what an earlier ``mcproton check`` wrote."""
+    import pydicom
+
+    if path.is_dir():   # the phantom CT: every file mcproton's phantom series
+        files = [f for f in path.iterdir()]
+        return bool(files) and all(f.is_file() and _ours(f) for f in files)
+    if path.name == "check.json":
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(doc, dict) and {"passed", "checks", "provenance"} <= set(doc)
+    if path.name == "check.html":
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return "<title>mcproton check" in f.read(4096)
+        except OSError:
+            return False
+    try:
+        return is_check_output(pydicom.dcmread(path, stop_before_pixels=True))
+    except Exception:  # noqa: BLE001 - not DICOM, unreadable: not ours
+        return False
+
+
+def prepare_out(out: str | Path, inp: Any, log: Callable[[str], None]) -> list[str]:
+    """Make ``out`` ready for the check of ``inp`` (:class:`~mcproton._check.inputs.CheckInputs`): refuse an
+    output that would overwrite an input or a file mcproton did not write, and remove an earlier check's outputs
+    (named in the log).  Returns the names removed.  Nothing is removed unless every output is clear."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    inputs = _inputs(inp)
+    stem = Path(MC_PLAN_FILE).stem
+    found = [out / n for n in REPORT_FILES] + sorted(out.glob(f"{stem}*.dcm")) + [out / PHANTOM_DIR]
+    found = [p for p in found if p.exists() or p.is_symlink()]
+    for p in found:
+        real = _real(p)
+        hit = sorted(i for i in inputs if i == real or (p.name == PHANTOM_DIR and i.startswith(real + os.sep)))
+        if hit:
+            raise CheckInputError(f"--out {out}: the check writes {p.name} there, but {p} is an input of this "
+                                  f"check ({hit[0]}): it would be overwritten; give another folder for the check's "
+                                  "outputs (or rename the input)")
+    for p in found:
+        if not _ours(p):
+            raise CheckInputError(f"--out {out}: {p.name} is there and was not written by mcproton check: the check "
+                                  f"would overwrite it; give another folder for the check's outputs (or move {p})")
+    for p in found:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    names = [p.name + ("/" if p.name == PHANTOM_DIR else "") for p in found]
+    if names:
+        log(f"mcproton check: removed the earlier check's outputs in {out}: {', '.join(names)}")
+    return names

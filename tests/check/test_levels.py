@@ -1,0 +1,48 @@
+"""The action levels of mcproton check: a pass-rate level written as a fraction (0.95, as pymedphys and the gamma
+pass_rate of check.json give it) is refused; before, it was taken as 0.95 % and a 52 % gamma passed (a helper's
+audit, 2026-12-05)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mcproton._check.levels import PERCENT_OF_POINTS, ActionLevels
+
+
+@pytest.mark.parametrize("key", PERCENT_OF_POINTS)
+def test_a_pass_rate_level_given_as_a_fraction_is_refused(key, tmp_path):
+    with pytest.raises(ValueError, match=rf"{key} = 0.95 is a percentage of points.*give 95 for 95 %.*fraction"):
+        ActionLevels(**{key: 0.95})
+    f = tmp_path / "levels.toml"
+    f.write_text(f"[levels]\n{key} = 0.95\n")
+    with pytest.raises(ValueError, match=rf"levels.toml: action level {key} = 0.95 is a percentage"):
+        ActionLevels.load(f)
+    with pytest.raises(ValueError, match=r"in \(1, 100\]"):
+        ActionLevels(**{key: 100.5})
+    assert getattr(ActionLevels(**{key: 98.0}), key) == 98.0
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -1.0, True, "95"])
+def test_a_level_that_is_not_a_finite_non_negative_number_is_refused(value):
+    with pytest.raises(ValueError, match="must be a non-negative number"):
+        ActionLevels(target_d95_pct=value)
+    with pytest.raises(ValueError, match="must be a non-negative number"):
+        ActionLevels.load(None, target_d95_pct=value)
+
+
+def test_the_defaults_and_the_example_are_valid():
+    lv = ActionLevels()
+    assert lv.gamma_2_2_min == 95.0 and lv.mc_uncertainty_max_pct == 2.0
+
+
+def test_the_command_line_refuses_a_fraction_before_reading_the_inputs(tmp_path, capsys):
+    from mcproton.cli import main
+
+    f = tmp_path / "levels.toml"
+    f.write_text("[levels]\ngamma_2_2_min = 0.95\n")
+    rc = main(["check", str(tmp_path / "no_such_folder"), "--beam-model", "dcpt_v5", "--config", str(f),
+               "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "gamma_2_2_min = 0.95 is a percentage of points" in err, err
+    assert not (tmp_path / "o").exists()
