@@ -478,6 +478,7 @@ def build_geometry(cfg: dict[str, Any]):
             if any(v <= 0 for v in size + vox):
                 raise ConfigError(f"phantom.size_mm and phantom.voxel_mm must be positive; got {size}, {vox}")
             _check_material(ph.get("material", "water"), "phantom.material")
+            _check_box_voxels(size, vox)
             return box_phantom(ph.get("material", "water"), size, vox, ph.get("density_g_cm3"))
         if kind in ("slabs", "slab_ct"):
             layers = ph.get("layers")
@@ -576,6 +577,25 @@ def build_geometry(cfg: dict[str, Any]):
         raise ConfigError(f"[phantom]: {exc}") from None
     raise ConfigError(f"unknown phantom.type {kind!r}"
                       f"{_suggest(kind, ['water', 'box', 'slabs', 'slab_ct', 'ct', 'paediatric'])}")
+
+
+def _check_box_voxels(size: list[float], vox: list[float]) -> None:
+    """Refuse voxels larger than the box, and a box size that is not a whole number of voxels: box_phantom makes
+    round(size / voxel) voxels, a box of another size than asked (10 mm of 4 mm voxels: an 8 mm thick slab of
+    water; the Python API warns)."""
+    from .geometry import not_whole_voxels
+
+    for ax, s, v in zip("xyz", size, vox):
+        if v > s:
+            raise ConfigError(f"phantom.voxel_mm {ax} = {v:g} mm is larger than phantom.size_mm {ax} = {s:g} mm; "
+                              "give voxels no larger than the phantom")
+    for ax, s, v, n in not_whole_voxels(size, vox)[:1]:
+        got = max(1, int(round(n))) * v
+        near = sorted({k * v for k in (int(n), int(n) + 1) if k >= 1})
+        raise ConfigError(
+            f"phantom.size_mm {ax} = {s:g} mm is not a whole number of phantom.voxel_mm {ax} = {v:g} "
+            f"mm voxels ({n:.4g}): the box would be {got:g} mm, not {s:g} mm; give a size that is a "
+            f"multiple of the voxel size (e.g. {' or '.join(f'{x:g}' for x in near)} mm) or another voxel size")
 
 
 def _spot(d: dict, where: str):

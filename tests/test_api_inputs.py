@@ -6,10 +6,13 @@ before, each case below ended in an internal traceback (``'float' object cannot 
 an empty dose, a box of another size).  The Monte Carlo runs here are a few hundred primaries on the CPU."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
-from mcproton import Beam, PhysicsSettings, RunSettings, box_phantom, simulate
+from mcproton import Beam, PhysicsSettings, RunSettings, Spot, box_phantom, simulate
+from mcproton._io.errors import McprotonRuntimeWarning, McprotonWarning
 
 TINY = {"primaries": 400, "batches": 2, "backend": "cpu", "threads": 1, "seed": 3}
 
@@ -63,3 +66,82 @@ def test_physics_switches_take_python_and_numpy_bools_and_record_python_bools():
 def test_the_seed_recorded_is_the_seed_used(box):
     r = simulate(box, Beam.pencil(70.0, position_mm=(0, 0, -5)), RunSettings(**{**TINY, "seed": 7.0}))
     assert r.provenance["seed"] == 7 and type(r.provenance["seed"]) is int
+
+
+# ------------------------------------------------------------------------------- simulate's arguments (crash)
+def test_simulate_takes_a_dict_of_run_settings(box):
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -5))
+    a = simulate(box, beam, dict(TINY))
+    b = simulate(box, beam, RunSettings(**TINY))
+    assert a.backend == "cpu" and a.primaries == 400
+    np.testing.assert_array_equal(a.dose_gy_zyx, b.dose_gy_zyx)
+    with pytest.raises(ValueError, match="settings must be a mcproton.RunSettings, a dict of its fields or None"):
+        simulate(box, beam, 1000)
+
+
+def test_simulate_refuses_a_list_of_beams_or_a_spot_saying_what_to_do(box):
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -5))
+    with pytest.raises(ValueError, match=r"simulate runs one beam; got a list of 2.*beam_index=i.*sum_results"):
+        simulate(box, [beam, beam], TINY)
+    with pytest.raises(ValueError, match=r"got a Spot: give Beam\(\[spot\]\)"):
+        simulate(box, Spot(70.0), TINY)
+    with pytest.raises(ValueError, match="geometry must be a mcproton.VoxelGeometry"):
+        simulate(np.zeros((3, 3, 3)), beam, TINY)
+
+
+@pytest.mark.parametrize("kw,words", [
+    ({"position_mm": (0, -10)}, "spot position_mm must be 3 numbers (x, y, z) in mm; got (0, -10)"),
+    ({"position_mm": (0, 0, 0, 1)}, "spot position_mm must be 3 numbers"),
+    ({"position_mm": "origin"}, "spot position_mm must be 3 numbers"),
+    ({"sigma_mm": (3.0,)}, "spot sigma_mm must be 2 numbers (x, y) in the beam frame"),
+    ({"direction": (0, 1)}, "spot direction must be a non-zero finite 3-vector"),
+])
+def test_a_spot_of_the_wrong_shape_is_refused_when_made(kw, words):
+    with pytest.raises(ValueError) as exc:
+        Beam.pencil(70.0, **kw)
+    assert words in str(exc.value)
+
+
+def test_a_beam_of_something_else_than_spots_is_refused():
+    with pytest.raises(ValueError, match=r"takes a list of Spots; give \[spot\]"):
+        Beam(Spot(70.0))
+    with pytest.raises(ValueError, match="every spot must be a mcproton.source.Spot; got a dict"):
+        Beam([{"energy_mev": 70.0}])
+
+
+# ---------------------------------------------------------------------------- what mcproton run refuses (W4)
+def _runtime_warnings(rec) -> list[str]:
+    return [str(w.message) for w in rec if issubclass(w.category, McprotonRuntimeWarning)]
+
+
+def test_simulate_warns_of_a_beam_that_misses_the_grid(box):
+    with pytest.warns(McprotonRuntimeWarning) as rec:
+        r = simulate(box, Beam.pencil(70.0, position_mm=(500, 0, -10)), TINY)
+    said = _runtime_warnings(rec)
+    assert any("every spot of beam 'pencil 70 MeV' misses the phantom" in m and "mcproton run refuses" in m
+               for m in said), said
+    assert rec[0].filename == __file__     # points at the call of simulate
+    assert float(r.dose_gy_zyx.max()) == 0.0   # run as given
+
+
+def test_simulate_warns_of_a_source_inside_the_phantom(box):
+    with pytest.warns(McprotonRuntimeWarning) as rec:
+        simulate(box, Beam.pencil(70.0, position_mm=(0, 0, 10)), TINY)
+    assert any("lies inside the phantom" in m for m in _runtime_warnings(rec))
+
+
+def test_simulate_of_a_sound_beam_says_nothing(box):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonWarning)
+        simulate(box, Beam.pencil(70.0, position_mm=(0, 0, -5)), TINY)
+
+
+def test_box_phantom_warns_of_a_size_that_is_not_whole_voxels_and_says_the_size_made():
+    with pytest.warns(McprotonWarning,
+                      match=r"size_mm x = 41 mm is 20.5 voxels of 2 mm.*the box made is 40 x 40 x 60 mm"):
+        g = box_phantom("water", (41, 40, 60), 2)
+    assert g.shape_zyx == (30, 20, 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonWarning)
+        box_phantom("water", (40, 40, 60), 2)                 # exact multiples: no warning
+        box_phantom("water", (0.3 * 10, 4.0, 6.0), (0.3, 2.0, 2.0))   # 3.0000000000000004 / 0.3: a multiple
