@@ -261,9 +261,12 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
         parts = []
         for res, w in ((r, n1 / (n1 + n2)), (r2, n2 / (n1 + n2))):
             edep = res.edep_mev_zyx
+            # sum_results adds per-primary deposited energies (weighted here), and averages absolute results'
+            # (a plan's beams) over their primaries itself: either way the merged edep is the mean per primary
+            ew = w if res.normalisation == "Gy per primary" else 1.0
             parts.append(dataclasses.replace(res, dose_gy_zyx=res.dose_gy_zyx * w,
                                              dose_to_water_gy_zyx=res.dose_to_water_gy_zyx * w,
-                                             edep_mev_zyx=None if edep is None else edep * w))
+                                             edep_mev_zyx=None if edep is None else edep * ew))
         merged = sum_results(parts)   # the weighted mean of two independent estimates of the beam's dose
         merged.provenance["stop_reason"] = f"{r.provenance.get('stop_reason')} + top-up of {n2:,} primaries"
         out.append(merged)

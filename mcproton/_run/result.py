@@ -308,9 +308,11 @@ def _summed_voxels(results: list[DoseResult], nv: int) -> np.ndarray:
 
 
 def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: np.ndarray,
-                out: dict[str, np.ndarray], n: int) -> None:
+                out: dict[str, np.ndarray], n: int, per_primary: bool) -> None:
     """The summed arrays at the flat voxel indices ``idx`` into the flat arrays ``out``: per voxel the same
-    float64 operations in the same order as on the whole grid (so bitwise the whole-grid result)."""
+    float64 operations in the same order as on the whole grid (so bitwise the whole-grid result).  The deposited
+    energy: the sum of the beams' (``per_primary``), else the mean per simulated primary of all beams
+    (:func:`sum_results`)."""
     def at(r: DoseResult, name: str) -> np.ndarray:
         a = stored_grid(r, name)
         return a.at(idx) if isinstance(a, ScoredGrid) else cast(np.ndarray, a).reshape(-1)[idx]
@@ -340,7 +342,9 @@ def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: 
     with np.errstate(divide="ignore", invalid="ignore"):
         out["unc"][idx] = np.where(pos, np.sqrt(var) / safe, 0.0)
         out["let_d"][idx] = np.where(pos, wlet / safe, 0.0)
-    if "edep" in out:
+    if "edep" in out and per_primary:
+        out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx"))
+    elif "edep" in out:
         out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx") * r.primaries) / n
 
 
@@ -356,11 +360,24 @@ def combined_stop_reason(results: Any) -> str:
 def sum_results(results: list[DoseResult]) -> DoseResult:
     """The sum of the DoseResults of several beams on the same geometry (e.g. the beams of a plan).
 
+    It adds beams: the dose of the sum is the dose of all of them delivered together.  Two runs of the same beam
+    therefore add to twice its dose; it is not a way to pool the statistics of repeated runs of one beam (for
+    that, run once with more primaries, or take the primaries-weighted mean of the doses yourself).
+
     Dose and dose to water add; LET_d is the dose-weighted mean of the beams' LET_d; the relative
     uncertainty combines the beams' absolute standard errors in quadrature where their random numbers are
     independent (each beam its own stream: ``beam_index``, or another seed), linearly with a warning where
     they are not; the ledger energies, primaries and wall time add.  All results must be absolute
     (``Gy for N protons``) or all per primary.
+
+    The deposited energy ``edep_mev_zyx`` (MeV per primary, where every result has it):
+
+    * per-primary results (normalisation "Gy per primary"): the sum of the beams' (each per primary of its own
+      beam), like the dose, so that :meth:`DoseResult.integrated_depth_dose` of the sum is the sum of the
+      beams' IDDs;
+    * absolute results ("Gy for N protons"): the energy deposited by all beams' simulated histories divided by
+      their number (sum over beams of edep x primaries, over the summed primaries), a mean per simulated
+      primary that does not follow the beams' absolute weights (``total_protons``) as the dose does.
     """
     if not results:
         raise ValueError("sum_results needs at least one DoseResult")
@@ -389,7 +406,7 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
     # whole-grid formulas give +0.0 (with no primaries, 0/0: every voxel)
     idx = _summed_voxels(results, nv) if n > 0 else np.arange(nv)
     for i0 in range(0, idx.size, _CHUNK_VOXELS):
-        _sum_voxels(results, groups, idx[i0:i0 + _CHUNK_VOXELS], flat, n)
+        _sum_voxels(results, groups, idx[i0:i0 + _CHUNK_VOXELS], flat, n, all(per_primary))
     # bitwise the whole-grid figure: outside idx the dose is 0, below half the maximum of a positive dose
     mean_unc = mean_uncertainty_above_half_max(flat["dose"][idx], flat["unc"][idx],
                                                g.density_g_cm3_zyx.reshape(-1)[idx])
