@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
+import mcproton
 from mcproton import Beam, PhysicsSettings, RunSettings, Spot, box_phantom, simulate
 from mcproton._io.errors import McprotonRuntimeWarning, McprotonWarning
 
@@ -145,3 +146,48 @@ def test_box_phantom_warns_of_a_size_that_is_not_whole_voxels_and_says_the_size_
         warnings.simplefilter("error", McprotonWarning)
         box_phantom("water", (40, 40, 60), 2)                 # exact multiples: no warning
         box_phantom("water", (0.3 * 10, 4.0, 6.0), (0.3, 2.0, 2.0))   # 3.0000000000000004 / 0.3: a multiple
+
+
+# ------------------------------------------------------------------------- depth-dose and loading (W2, crash)
+@pytest.fixture(scope="module")
+def pencil(box):
+    return simulate(box, Beam.pencil(70.0, position_mm=(0, 0, -5)), TINY)
+
+
+def test_integrated_depth_dose_refuses_a_result_without_deposited_energy(pencil, tmp_path):
+    """A file written by mcproton run / demo (write_result_hdf5 without edep) has no deposited energy: before, its
+    depth-dose was zeros without a word."""
+    from mcproton._io.hdf5 import write_result_hdf5
+
+    p = write_result_hdf5(pencil, tmp_path / "run.h5")          # as mcproton run writes it
+    back = mcproton.DoseResult.load(p)
+    assert back.edep_mev_zyx is None
+    with pytest.raises(ValueError, match=r"needs the deposited energy .*mcproton run.*DoseResult.save"):
+        back.integrated_depth_dose()
+    z, idd = mcproton.DoseResult.load(pencil.save(tmp_path / "saved.h5")).integrated_depth_dose()
+    assert idd.max() > 0
+
+
+def test_integrated_depth_dose_axis_must_be_x_y_or_z(pencil):
+    with pytest.raises(ValueError, match=r"axis must be 'x', 'y' or 'z' \(lower case\); got 'Z'"):
+        pencil.integrated_depth_dose("Z")
+    with pytest.raises(ValueError, match="axis must be"):
+        pencil.depth_axis_mm("depth")
+
+
+def test_depth_axis_is_absolute_and_the_idd_depth_from_the_front_face():
+    g = box_phantom("water", (20.0, 20.0, 10.0), (4.0, 4.0, 1.0), origin_mm=(-8.0, -8.0, 100.5))
+    r = simulate(g, Beam.pencil(70.0, position_mm=(0, 0, 95)), TINY)
+    assert r.depth_axis_mm()[:2].tolist() == [100.5, 101.5]
+    assert r.integrated_depth_dose()[0][:2].tolist() == [0.5, 1.5]
+
+
+def test_loading_a_file_that_is_not_hdf5_is_a_dose_file_error(tmp_path):
+    from mcproton._io.hdf5 import DoseFileError
+
+    p = tmp_path / "notes.txt"
+    p.write_text("not a dose\n")
+    with pytest.raises(DoseFileError, match="is not an HDF5 file, so not an mcproton dose file"):
+        mcproton.DoseResult.load(p)
+    with pytest.raises(FileNotFoundError):
+        mcproton.DoseResult.load(tmp_path / "missing.h5")

@@ -108,13 +108,28 @@ class DoseResult:
     edep_mev_zyx: np.ndarray | None = None
 
     def integrated_depth_dose(self, axis: str = "z") -> tuple[np.ndarray, np.ndarray]:
-        """(depth of voxel centres in mm, IDD in MeV cm2/(g primary)): the energy deposited per unit
-        depth per unit density summed over the plane perpendicular to ``axis``, comparable with the TOPAS
-        IDDs in validation/.  Always per primary."""
+        """(depth of the voxel centres in mm from the grid's front face along ``axis``, IDD in MeV cm2/(g
+        primary)): the energy deposited per unit depth per unit density summed over the plane perpendicular to
+        ``axis`` ("x", "y" or "z"), comparable with the TOPAS IDDs in validation/.  Per primary proton: of the
+        beam's primaries for one beam; for a :func:`sum_results` of per-primary results the sum of the beams'
+        IDDs (as its dose is the sum of their doses); for a sum of absolute results the deposited energy of all
+        beams per simulated primary (see :func:`sum_results`).  The depth starts at the front face of the grid
+        (half a voxel at the first centre), not at the absolute coordinates of :meth:`depth_axis_mm`.
+
+        Needs the deposited energy (``edep_mev_zyx``): a result of :func:`simulate` or one saved by
+        :meth:`save` has it; an HDF5 file written by ``mcproton run`` or ``mcproton demo`` does not store it,
+        and its result raises ValueError (re-run in Python and save with :meth:`save`, or use the dose)."""
+        if axis not in ("x", "y", "z"):
+            raise ValueError(f"integrated_depth_dose: axis must be 'x', 'y' or 'z' (lower case); got {axis!r}")
+        if self.edep_mev_zyx is None:
+            raise ValueError("integrated_depth_dose needs the deposited energy (edep_mev_zyx), which this result "
+                             "lacks: an HDF5 file written by mcproton run or mcproton demo does not store it (nor "
+                             "does one written before format version 1); re-run the beam with mcproton.simulate "
+                             "and save it with DoseResult.save, or use the dose (dose_gy_zyx) instead")
         g = self.geometry
         k = "xyz".index(axis)
         ax = 2 - k
-        edep = self.edep_mev_zyx if self.edep_mev_zyx is not None else np.zeros(g.shape_zyx)
+        edep = self.edep_mev_zyx
         rho = g.density_g_cm3_zyx.astype(np.float64)
         d_cm = g.voxel_size_mm[k] / 10.0
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -125,6 +140,12 @@ class DoseResult:
         return depth_mm, idd
 
     def depth_axis_mm(self, axis: str = "z") -> np.ndarray:
+        """The absolute coordinates (mm) of the voxel centres along ``axis`` ("x", "y" or "z"): the grid's
+        ``origin_mm`` plus whole voxels (``geometry.axis_mm``).  Unlike the depth of
+        :meth:`integrated_depth_dose`, which is measured from the grid's front face, these start at the origin
+        (with ``origin_mm`` z = 100.5 and 1 mm voxels: 100.5, 101.5, ... here, 0.5, 1.5, ... there)."""
+        if axis not in ("x", "y", "z"):
+            raise ValueError(f"depth_axis_mm: axis must be 'x', 'y' or 'z' (lower case); got {axis!r}")
         return self.geometry.axis_mm(axis)
 
     def save(self, path: str | Path) -> Path:
@@ -138,16 +159,19 @@ class DoseResult:
     @classmethod
     def load(cls, path: str | Path) -> "DoseResult":
         """The result saved in ``path`` by :meth:`save` (or written by ``mcproton run``): the dose, dose to
-        water, LET_d, uncertainty and deposited-energy arrays, the geometry (voxel size, origin, densities,
-        materials, labels), normalisation, ledger and provenance.  Dose and deposited energy come back
-        bitwise; dose to water, LET_d and uncertainty are stored (and come back) as float32.
+        water, LET_d and uncertainty arrays, the deposited energy where the file holds it, the geometry (voxel
+        size, origin, densities, materials, labels), normalisation, ledger and provenance.  Dose and deposited
+        energy come back bitwise; dose to water, LET_d and uncertainty are stored (and come back) as float32.
 
-        A file of an unknown format version (a newer mcproton) or not written by mcproton raises
-        ``mcproton._io.hdf5.DoseFileError`` (a ``ValueError``).  A file written before the format had a
-        version is read as version 0 with a warning: it lacks the deposited energy (``edep_mev_zyx`` is None,
-        ``integrated_depth_dose`` gives zeros), primaries, wall time and backend (taken from the provenance)
-        and the definitions of materials that are not in the database (placeholders by name, not for
-        transport)."""
+        The deposited energy (dataset ``edep_mev_per_primary``) is written by :meth:`save` only: from a file of
+        ``mcproton run`` or ``mcproton demo``, ``edep_mev_zyx`` is None and ``integrated_depth_dose`` raises
+        ValueError.
+
+        A file that is not HDF5, not written by mcproton, or of an unknown format version (a newer mcproton)
+        raises ``mcproton._io.hdf5.DoseFileError`` (a ``ValueError``).  A file written before the format had a
+        version is read as version 0 with a warning: it lacks the deposited energy, primaries, wall time and
+        backend (taken from the provenance) and the definitions of materials that are not in the database
+        (placeholders by name, not for transport)."""
         from .._io.hdf5 import load_result
 
         return load_result(path)
