@@ -508,7 +508,7 @@ def build_geometry(cfg: dict[str, Any]):
             return slab_phantom(lay, _vec(ph, "lateral_size_mm", 2, [200.0, 200.0], "phantom"),
                                 _vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom"))
         if kind == "ct":
-            from .dicom import HUCalibration, StudyReference, load_ct_series
+            from .dicom import HUCalibration, load_ct_series
 
             if "ct_dir" not in ph:
                 raise ConfigError('phantom.type = "ct" needs phantom.ct_dir (a folder of DICOM CT slices)')
@@ -560,8 +560,8 @@ def build_geometry(cfg: dict[str, Any]):
             else:
                 g = calib.to_geometry(ct, blocks=blocks)
                 _apply_struct_overrides(cfg, g)
-            # the RT Dose lies in the CT's study and frame; its patient position is checked against the plan's
-            g.study = StudyReference.from_ct(ct)
+            # g.study is the CT's (to_geometry): the RT Dose lies in its study and frame; its patient position is
+            # checked against the plan's
             return g
         if kind == "paediatric":
             from .phantoms import make_head_phantom

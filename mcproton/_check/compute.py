@@ -141,7 +141,6 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     before the blocks are formed (the structure set's overrides: a thin bolus keeps its thickness), at the cost of
     that full-resolution geometry in memory."""
     from .._io.ct import load_ct_series
-    from .._io.dicom_common import StudyReference
     from .._io.hu_calibration import HUCalibration
 
     t = time.perf_counter()
@@ -167,8 +166,7 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
         at_ct_resolution(g_full)
         g2 = resample_blocks(g_full, factors)
         del g_full
-    g2.study = StudyReference.from_ct(ct)
-    return g2, cal, ct
+    return g2, cal, ct   # g2.study: the CT's (to_geometry; resample_blocks keeps it)
 
 
 def _check_calibration_written_for(ct: Any, cal: Any, *, given: bool) -> None:
