@@ -17,6 +17,10 @@ from ..geometry import VoxelGeometry
 from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max
 from .._io.errors import McprotonRuntimeWarning, warn
 
+#: the keys of a plan beam's ``meta`` (mcproton/_io/rtplan.py plan_to_beams) that a result keeps in its
+#: ``provenance["beam"]`` (a sum: ``provenance["summed_beams"]``): what its RT Dose holds (rtdose.dose_contents)
+PLAN_META_KEYS = ("beam_number", "fractions", "fractions_planned", "plan_beam_numbers", "plan_sop_instance_uid")
+
 MEV_TO_J = 1.602176634e-13  # J per MeV (SI exact, CODATA 2018)
 MEV_PER_G_TO_GY = MEV_TO_J * 1e3  # MeV/g -> J/kg
 
@@ -258,8 +262,10 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
                                     r.thickness_mm): r for r in (s.range_shifter for s in sim.beam.spots)
                                    if r is not None}.values()}),
         "range_shifter_model": sim.beam.meta.get("range_shifter_model", "transport"),
+        # with the beam's plan keys (an RT Ion Plan's), from which write_result_rtdose tells what the dose holds
         "beam": {"name": sim.beam.name, "spots": len(sim.beam.spots),
-                 "total_protons": sim.beam.total_protons},
+                 "total_protons": sim.beam.total_protons,
+                 **{k: sim.beam.meta[k] for k in PLAN_META_KEYS if k in (sim.beam.meta or {})}},
         "wall_s": wall_s, "protons_per_second": pps,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(), "python": platform.python_version(), "numpy": np.__version__,

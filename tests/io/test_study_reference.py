@@ -68,9 +68,10 @@ def test_to_geometry_of_the_api_carries_the_cts_study_as_the_cli_does(ct_geometr
         _declared_only(g)
     beam = mcproton.Beam.pencil(70.0, position_mm=(0, -40, 10), direction=(0, 1, 0), total_protons=1e9)
     r = mcproton.simulate(cal.to_geometry(ct), beam, mcproton.RunSettings(primaries=300, batches=2, backend="cpu"))
-    write_result_rtdose(r, d / "RD.dcm")                             # no study given
+    entry = write_result_rtdose(r, d / "RD.dcm")                     # no study given
     ds = pydicom.dcmread(d / "RD.dcm")
     assert (str(ds.StudyInstanceUID), str(ds.FrameOfReferenceUID), ds.PatientID) == (STUDY, FRAME, "PAED-7")
+    assert (entry["study_instance_uid"], entry["frame_of_reference_uid"]) == (STUDY, FRAME)
 
 
 def test_study_reference_is_frozen_and_resolves_missing_uids():
