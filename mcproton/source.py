@@ -137,7 +137,11 @@ class Spot:
     sigma_mm : (sigma_x, sigma_y) spot size at the source plane (mm).
     divergence_rad : (sigma_theta_x, sigma_theta_y) angular spread (rad).
     correlation : (rho_x, rho_y) position-angle correlation (-1..1).
-    weight : relative or absolute number of protons of this spot.
+    weight : the spot's share of the beam's protons, relative to the other spots' weights (>= 0): the weights
+        are normalised to the probability of sampling each spot, so only their ratios matter.  The dose is per
+        primary proton unless the :class:`Beam` gives ``total_protons`` (then the weights share those protons);
+        an absolute number of protons per spot (as a plan's MU give) becomes absolute dose only through
+        ``Beam(spots, total_protons=sum of the weights)``, as ``plan_to_beams`` does.
     axis_x : beam-frame x axis (perpendicular to ``direction``); chosen automatically if None.
     range_shifter : a :class:`RangeShifterSlab` in the spot's beam line, or None.
     """
