@@ -14,6 +14,7 @@ def bench_case(energy_mev: float = 150.0, voxel_mm: float = 1.0):
     """(geometry, beam) of the benchmark: a pencil beam (sigma 3 mm) entering a 100 x 100 x (range + 40 mm)
     water box of ``voxel_mm`` voxels."""
     depth = 10 * (0.0022 * energy_mev**1.77) + 40.0  # Bragg-Kleeman range (Bortfeld 1997) + margin, mm
+    depth = max(1, round(depth / voxel_mm)) * voxel_mm  # whole voxels: the box box_phantom makes of it anyway
     geom = box_phantom("water", (100.0, 100.0, depth), voxel_mm)
     beam = Beam.pencil(energy_mev, position_mm=(0.0, 0.0, -1.0), sigma_mm=(3.0, 3.0))
     return geom, beam

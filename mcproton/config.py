@@ -478,6 +478,7 @@ def build_geometry(cfg: dict[str, Any]):
             if any(v <= 0 for v in size + vox):
                 raise ConfigError(f"phantom.size_mm and phantom.voxel_mm must be positive; got {size}, {vox}")
             _check_material(ph.get("material", "water"), "phantom.material")
+            _check_box_voxels(size, vox)
             return box_phantom(ph.get("material", "water"), size, vox, ph.get("density_g_cm3"))
         if kind in ("slabs", "slab_ct"):
             layers = ph.get("layers")
@@ -507,7 +508,7 @@ def build_geometry(cfg: dict[str, Any]):
             return slab_phantom(lay, _vec(ph, "lateral_size_mm", 2, [200.0, 200.0], "phantom"),
                                 _vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom"))
         if kind == "ct":
-            from .dicom import HUCalibration, StudyReference, load_ct_series
+            from .dicom import HUCalibration, load_ct_series
 
             if "ct_dir" not in ph:
                 raise ConfigError('phantom.type = "ct" needs phantom.ct_dir (a folder of DICOM CT slices)')
@@ -559,8 +560,8 @@ def build_geometry(cfg: dict[str, Any]):
             else:
                 g = calib.to_geometry(ct, blocks=blocks)
                 _apply_struct_overrides(cfg, g)
-            # the RT Dose lies in the CT's study and frame; its patient position is checked against the plan's
-            g.study = StudyReference.from_ct(ct)
+            # g.study is the CT's (to_geometry): the RT Dose lies in its study and frame; its patient position is
+            # checked against the plan's
             return g
         if kind == "paediatric":
             from .phantoms import make_head_phantom
@@ -576,6 +577,25 @@ def build_geometry(cfg: dict[str, Any]):
         raise ConfigError(f"[phantom]: {exc}") from None
     raise ConfigError(f"unknown phantom.type {kind!r}"
                       f"{_suggest(kind, ['water', 'box', 'slabs', 'slab_ct', 'ct', 'paediatric'])}")
+
+
+def _check_box_voxels(size: list[float], vox: list[float]) -> None:
+    """Refuse voxels larger than the box, and a box size that is not a whole number of voxels: box_phantom makes
+    round(size / voxel) voxels, a box of another size than asked (10 mm of 4 mm voxels: an 8 mm thick slab of
+    water; the Python API warns)."""
+    from .geometry import not_whole_voxels
+
+    for ax, s, v in zip("xyz", size, vox):
+        if v > s:
+            raise ConfigError(f"phantom.voxel_mm {ax} = {v:g} mm is larger than phantom.size_mm {ax} = {s:g} mm; "
+                              "give voxels no larger than the phantom")
+    for ax, s, v, n in not_whole_voxels(size, vox)[:1]:
+        got = max(1, int(round(n))) * v
+        near = sorted({k * v for k in (int(n), int(n) + 1) if k >= 1})
+        raise ConfigError(
+            f"phantom.size_mm {ax} = {s:g} mm is not a whole number of phantom.voxel_mm {ax} = {v:g} "
+            f"mm voxels ({n:.4g}): the box would be {got:g} mm, not {s:g} mm; give a size that is a "
+            f"multiple of the voxel size (e.g. {' or '.join(f'{x:g}' for x in near)} mm) or another voxel size")
 
 
 def _spot(d: dict, where: str):

@@ -22,12 +22,14 @@ from ._io.ct import CTImage, load_ct_series, write_ct_series
 from ._io.dicom_common import StudyReference
 from ._io.errors import BeamModelError, CalibrationError, DicomInputError, InputDataError
 from ._io.hu_calibration import HUCalibration
-from ._io.rtdose import DoseContents, RTDose, dose_contents, read_rtdose, write_result_rtdose, write_rtdose
+from ._io.rtdose import DoseContents, RTDose, dose_contents, read_rtdose, result_dose_contents, write_result_rtdose, \
+    write_rtdose
 from ._io.rtplan import RTIonPlan, beam_direction_lps, gantry_to_lps_matrix, load_rtplan, plan_to_beams
 
 __all__ = [
     "BeamModel", "BeamModelError", "CTImage", "CalibrationError", "DicomInputError", "DoseContents",
     "HUCalibration", "InputDataError", "RTDose", "RTIonPlan", "StudyReference", "beam_direction_lps",
     "dose_contents", "gantry_to_lps_matrix", "load_bdl", "load_beam_model", "load_ct_series", "load_rtplan",
-    "parse_bdl", "plan_to_beams", "read_rtdose", "write_ct_series", "write_result_rtdose", "write_rtdose",
+    "parse_bdl", "plan_to_beams", "read_rtdose", "result_dose_contents", "write_ct_series", "write_result_rtdose",
+    "write_rtdose",
 ]

@@ -127,13 +127,29 @@ class VoxelGeometry:
         return dx * dy * dz * 1e-3
 
 
+def not_whole_voxels(size_mm: Sequence[float] | np.ndarray,
+                     voxel_mm: Sequence[float] | np.ndarray) -> list[tuple[str, float, float, float]]:
+    """The axes along which a box of ``size_mm`` is not a whole number of ``voxel_mm`` voxels (relative
+    tolerance 1e-6): (axis, size, voxel, size / voxel) each; [] when every size is a multiple.  box_phantom makes
+    round(size / voxel) voxels there (mcproton run refuses such a size: mcproton/config.py)."""
+    out = []
+    for ax, s, v in zip("xyz", size_mm, voxel_mm):
+        n = float(s) / float(v)
+        if abs(n - round(n)) > 1e-6 * max(1.0, n):
+            out.append((ax, float(s), float(v), n))
+    return out
+
+
 def box_phantom(material: Material | str, size_mm: Sequence[float], voxel_mm: Sequence[float] | float,
                 density_g_cm3: float | None = None, origin_mm: Sequence[float] | None = None,
                 name: str | None = None) -> VoxelGeometry:
     """A homogeneous box.  By default the front face is at z = 0 and the box is centred on the z axis.
 
-    ``size_mm`` and ``voxel_mm`` are (x, y, z); the number of voxels is ``round(size/voxel)``.
+    ``size_mm`` and ``voxel_mm`` are (x, y, z) in mm; the number of voxels is ``round(size/voxel)`` (at least 1),
+    so a size that is not a whole number of voxels gives a box of another size: that size is used, with a
+    :class:`~mcproton.McprotonWarning` saying it (``mcproton run`` refuses such a size).
     """
+    from ._io.errors import McprotonWarning, warn
     from .materials import get_material
 
     mat = get_material(material) if isinstance(material, str) else material
@@ -142,6 +158,12 @@ def box_phantom(material: Material | str, size_mm: Sequence[float], voxel_mm: Se
     if size.shape != (3,) or np.any(size <= 0) or np.any(vox <= 0):
         raise ValueError(f"size_mm and voxel_mm must be positive (x, y, z); got {size_mm}, {voxel_mm}")
     n = np.maximum(1, np.round(size / vox).astype(int))
+    inexact = not_whole_voxels(size, vox)
+    if inexact:
+        said = "; ".join(f"size_mm {ax} = {s:g} mm is {k:.4g} voxels of {v:g} mm" for ax, s, v, k in inexact)
+        warn(f"box_phantom: {said}, not a whole number: the box made is {' x '.join(f'{e:g}' for e in n * vox)} mm "
+             f"(x, y, z; {' x '.join(str(int(k)) for k in n)} voxels of round(size / voxel)); give a size that is "
+             "a multiple of the voxel size for the box asked", McprotonWarning, stacklevel=2)
     if np.prod(n) > 2_000_000_000:
         raise ValueError(f"grid of {n.tolist()} voxels is too large; use larger voxels")
     rho = mat.density_g_cm3 if density_g_cm3 is None else float(density_g_cm3)

@@ -22,13 +22,38 @@ P0, P1 = 0.99064, 0.35605       # RBE_max = P0 + P1 / (alpha/beta) * LETd
 P2, P3 = 1.1012, -0.0038703     # RBE_min = P2 + P3 * sqrt(alpha/beta) * LETd
 
 
+#: Below this dose (Gy) the model is evaluated at D -> 0 (RBE = RBE_max); a dose whose maximum is below it is no
+#: dose per fraction (a dose per primary proton is 1e-10 - 1e-8 Gy) and gets a warning.
+SMALL_DOSE_GY = 1e-6
+
+
+def _warn_if_per_primary(d: np.ndarray) -> None:
+    """Warn (McprotonRuntimeWarning) when every dose is positive but below SMALL_DOSE_GY where some is positive:
+    almost surely a dose per primary proton, for which the model gives RBE_max everywhere."""
+    from ._io.errors import McprotonRuntimeWarning, warn
+
+    top = float(np.max(d, initial=0.0))
+    if 0.0 < top < SMALL_DOSE_GY:
+        warn(f"McNamara RBE: the largest dose given is {top:.3g} Gy, below {SMALL_DOSE_GY:g} Gy everywhere: a dose "
+             "per primary proton (a beam without total_protons), not a dose per fraction; the model then gives "
+             "RBE_max everywhere; give the physical dose per fraction in Gy (simulate a beam with total_protons, or "
+             "a plan)", McprotonRuntimeWarning, stacklevel=3)
+
+
 def mcnamara_rbe(dose_gy, let_kev_um, alpha_beta_gy: float) -> np.ndarray:
     """RBE of the McNamara model for physical dose per fraction ``dose_gy`` (Gy) and dose-averaged LET
-    ``let_kev_um`` (keV/um), arrays of the same shape (or broadcastable), for a tissue of ``alpha_beta_gy``."""
+    ``let_kev_um`` (keV/um), arrays of the same shape (or broadcastable), for a tissue of ``alpha_beta_gy``.
+    Doses below 1e-6 Gy are taken as D -> 0 (RBE_max); a dose that is below it everywhere (a dose per primary
+    proton) gives a McprotonRuntimeWarning."""
+    d = np.asarray(dose_gy, dtype=float)
+    _warn_if_per_primary(d)
+    return _rbe(d, let_kev_um, alpha_beta_gy)
+
+
+def _rbe(d: np.ndarray, let_kev_um, alpha_beta_gy: float) -> np.ndarray:
     ab = float(alpha_beta_gy)
     if not np.isfinite(ab) or ab <= 0:
         raise ValueError(f"alpha/beta must be a positive number of Gy; got {alpha_beta_gy!r}")
-    d = np.asarray(dose_gy, dtype=float)
     let = np.asarray(let_kev_um, dtype=float)
     if np.any(d < 0) or np.any(~np.isfinite(d)):
         raise ValueError("dose must be finite and >= 0")
@@ -43,9 +68,12 @@ def mcnamara_rbe(dose_gy, let_kev_um, alpha_beta_gy: float) -> np.ndarray:
 
 
 def mcnamara_rbe_weighted_dose(dose_gy, let_kev_um, alpha_beta_gy: float) -> np.ndarray:
-    """RBE-weighted dose (Gy(RBE)) = McNamara RBE x physical dose per fraction."""
+    """RBE-weighted dose (Gy(RBE)) = McNamara RBE x physical dose per fraction ``dose_gy`` (Gy; an absolute dose,
+    e.g. of a plan, not a dose per primary proton: a dose below 1e-6 Gy everywhere gives a
+    McprotonRuntimeWarning, see :func:`mcnamara_rbe`)."""
     d = np.asarray(dose_gy, dtype=float)
-    return mcnamara_rbe(d, let_kev_um, alpha_beta_gy) * d
+    _warn_if_per_primary(d)
+    return _rbe(d, let_kev_um, alpha_beta_gy) * d
 
 
 __all__ = ["mcnamara_rbe", "mcnamara_rbe_weighted_dose"]

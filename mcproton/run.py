@@ -22,23 +22,82 @@ from .settings import RunSettings
 from .source import Beam
 
 
-def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | None = None,
+def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict | None = None,
              progress: bool | Callable[[int, float], None] = False, *, beam_index: int = 0) -> DoseResult:
     """Transport ``settings.primaries`` protons of ``beam`` through ``geometry`` (no checkpoint, no output
     file; stops early at ``settings.target_uncertainty`` or ``settings.time_limit_s``).
 
     Parameters
     ----------
+    geometry : the voxel grid (:class:`~mcproton.geometry.VoxelGeometry`).
+    beam : one :class:`~mcproton.source.Beam` (``Beam.pencil(...)``, or ``Beam([spot, ...])``).  The beams of a
+        plan (``plan_to_beams``) are simulated one call each, beam ``i`` with ``beam_index=i``, and added with
+        :func:`sum_results`.
+    settings : :class:`~mcproton.settings.RunSettings`, or a dict of its fields (``RunSettings(**settings)``);
+        None for the defaults.
     progress : True for a progress bar on stderr, or a callable ``f(done_primaries, protons_per_second)``.
     beam_index : the beam's random stream.  Give beam ``i`` of a plan ``beam_index=i``: the beams then get
         independent random numbers (the same as in ``mcproton run`` of the plan, so that ``sum_results`` of
         the per-beam results is bitwise the job's sum on the CPU, and its uncertainty adds in quadrature).
         Two calls with the same seed and beam index give the same random numbers.
+
+    Inputs that ``mcproton run`` refuses as plausible but wrong run here as given, each with a
+    :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside
+    the phantom, a spot sigma larger than the grid, a divergence beyond the limit, a source more than 10 m away.
     """
     from ._run.job import JobOptions, run_job
 
+    settings = _run_settings(settings)
+    _check_arguments(geometry, beam)
+    _warn_implausible(geometry, beam)
     opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False)
-    return run_job(None, settings or RunSettings(), geometry, [beam], None, opts)[0]
+    return run_job(None, settings, geometry, [beam], None, opts)[0]
+
+
+def _run_settings(settings: RunSettings | dict | None) -> RunSettings:
+    if settings is None:
+        return RunSettings()
+    if isinstance(settings, dict):
+        return RunSettings(**settings)
+    if not isinstance(settings, RunSettings):
+        raise ValueError(f"simulate: settings must be a mcproton.RunSettings, a dict of its fields or None; got a "
+                         f"{type(settings).__name__}")
+    return settings
+
+
+def _check_arguments(geometry: VoxelGeometry, beam: Beam) -> None:
+    """Refuse a geometry or beam of the wrong kind, with what to give instead."""
+    from .source import Spot
+
+    if not isinstance(geometry, VoxelGeometry):
+        raise ValueError(f"simulate: geometry must be a mcproton.VoxelGeometry (box_phantom, slab_phantom, "
+                         f"HUCalibration.to_geometry, ...); got a {type(geometry).__name__}")
+    if isinstance(beam, (list, tuple)):
+        raise ValueError(f"simulate runs one beam; got a {type(beam).__name__} of {len(beam)}: simulate beam i of "
+                         "a plan with simulate(geometry, beams[i], settings, beam_index=i) and add the results "
+                         "with mcproton.sum_results (as mcproton run does)")
+    if isinstance(beam, Spot):
+        raise ValueError("simulate: beam must be a mcproton.Beam; got a Spot: give Beam([spot]) (or Beam.pencil)")
+    if not isinstance(beam, Beam):
+        raise ValueError(f"simulate: beam must be a mcproton.Beam (Beam.pencil, Beam([spot, ...]) or one of "
+                         f"plan_to_beams); got a {type(beam).__name__}")
+
+
+def _warn_implausible(geometry: VoxelGeometry, beam: Beam) -> None:
+    """The checks of the beam against the grid that ``mcproton run`` refuses with (mcproton/config.py
+    check_beam_hits, mcproton/_run/inputs.py check_beam_sanity and check_source_outside), here warnings:
+    the run goes on as asked."""
+    from ._io.errors import McprotonRuntimeWarning, warn
+    from ._run.inputs import check_beam_sanity, check_source_outside
+    from .config import ConfigError, check_beam_hits
+
+    for check in (lambda: check_beam_hits(geometry, [beam]), lambda: check_beam_sanity(geometry, [beam], "beam"),
+                  lambda: check_source_outside(geometry, [beam], "beam")):
+        try:
+            check()
+        except ConfigError as exc:
+            warn(f"simulate: {exc} (mcproton run refuses this; simulated as given)", McprotonRuntimeWarning,
+                 stacklevel=3)
 
 
 __all__ = ["simulate", "DoseResult", "sum_results", "Simulation", "Accumulator", "DeviceAccumulator", "ScoredSums",

@@ -4,6 +4,8 @@ Every field is also a config key (``[physics]`` and ``[run]`` sections of a run 
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field, fields
 
 WATER_MODELS = ("icru90", "pstar")
@@ -42,6 +44,10 @@ class PhysicsSettings:
     max_step_mm: float = 5.0
 
     def __post_init__(self) -> None:
+        for name in _BOOL_FIELDS:
+            setattr(self, name, _switch(f"physics.{name}", getattr(self, name)))
+        for name in ("e_cut_mev", "max_eloss_fraction", "max_step_mm"):
+            _check_number(f"physics.{name}", getattr(self, name))
         if self.water_model not in WATER_MODELS:
             raise ValueError(f"physics.water_model must be one of {WATER_MODELS}; got {self.water_model!r}")
         if self.ivalue_set not in IVALUE_SETS:
@@ -90,30 +96,86 @@ class RunSettings:
     def __post_init__(self) -> None:
         if isinstance(self.physics, dict):
             self.physics = PhysicsSettings(**self.physics)
+        if not isinstance(self.physics, PhysicsSettings):
+            raise ValueError(f"run physics must be a PhysicsSettings or a dict of its fields; got "
+                             f"{type(self.physics).__name__}")
+        # whole numbers are kept as Python ints (what the run uses and its provenance records): 1e5 is 100000, 2.5
+        # and "7" are refused
+        for name, what in _WHOLE_FIELDS.items():
+            v = getattr(self, name)
+            if v is not None or name in ("primaries", "seed", "batches"):
+                setattr(self, name, _whole(f"run.{name}", v, what))
+        for name in ("target_uncertainty", "time_limit_s", "checkpoint_interval_s"):
+            if getattr(self, name) is not None:
+                _check_number(f"run.{name}", getattr(self, name))
+        if not isinstance(self.backend, str):
+            raise ValueError(f"run.backend must be one of {BACKENDS} (text); got {self.backend!r}")
         _check_stream_settings(self)
-        if int(self.primaries) != self.primaries or self.primaries < 1:
+        if self.primaries < 1:
             raise ValueError(f"run.primaries must be a positive integer; got {self.primaries}")
-        self.primaries = int(self.primaries)
         if self.primaries >= 2**40:
             raise ValueError(f"run.primaries {self.primaries} is too large (max 2^40); split the run")
-        if not (0 <= int(self.seed) < 2**63):
+        if not (0 <= self.seed < 2**63):
             raise ValueError(f"run.seed must be a non-negative integer below 2^63; got {self.seed}")
         if self.backend not in BACKENDS:
             raise ValueError(f"run.backend must be one of {BACKENDS}; got {self.backend!r}")
-        if int(self.batches) < 2:
+        if self.batches < 2:
             raise ValueError(f"run.batches must be >= 2 (the uncertainty needs at least two); got {self.batches}")
         if self.batches > self.primaries:
             self.batches = max(2, min(self.batches, self.primaries))
-        if self.threads is not None and int(self.threads) < 1:
+        if self.threads is not None and self.threads < 1:
             raise ValueError(f"run.threads must be >= 1 or unset; got {self.threads}")
-        if self.gpu is not None and (isinstance(self.gpu, bool) or int(self.gpu) != self.gpu or self.gpu < 0):
+        if self.gpu is not None and self.gpu < 0:
             raise ValueError(f"run.gpu must be a CUDA device index (0, 1, ...) or unset; got {self.gpu!r}")
 
 
-def _check_stream_settings(s: RunSettings) -> None:
-    import math
+#: the whole-number fields of RunSettings and what each counts (for the message of a value that is not one)
+_WHOLE_FIELDS = {"primaries": "the number of primary protons, e.g. 100000",
+                 "seed": "the run seed, a non-negative integer, e.g. 12345",
+                 "batches": "the number of statistical batches, e.g. 10",
+                 "threads": "the number of CPU threads, or None for all cores",
+                 "gpu": "a CUDA device index (0, 1, ...), or None",
+                 "batch_size": "histories per batch, or None"}
+#: the on/off switches of PhysicsSettings
+_BOOL_FIELDS = ("nuclear", "nuclear_elastic", "straggling", "msc")
 
-    if s.batch_size is not None and (int(s.batch_size) != s.batch_size or s.batch_size < 1):
+
+def _kind(v: object) -> str:
+    return "text" if isinstance(v, str) else type(v).__name__
+
+
+def _whole(key: str, v: object, what: str) -> int:
+    """``v`` as a Python int where it is a whole number (an int, a NumPy integer, or a float such as 1e5 with no
+    fraction); a bool, text, a fraction or NaN is refused with a message naming ``key``."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise ValueError(f"{key} = {v!r} has the wrong type ({_kind(v)}): give {what}, as a number without quotes")
+    if isinstance(v, numbers.Integral):
+        return int(v)   # exact (a seed up to 2^63 is not a float)
+    f = float(v)
+    if not (math.isfinite(f) and f.is_integer()):
+        raise ValueError(f"{key} = {v!r} is not a whole number: give {what}")
+    return int(f)
+
+
+def _check_number(key: str, v: object) -> None:
+    """Refuse a bool or text where a real number goes, with a message naming ``key`` (the value is kept as given;
+    the caller checks its range)."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise ValueError(f"{key} = {v!r} has the wrong type ({_kind(v)}): give a number, without quotes")
+
+
+def _switch(key: str, v: object) -> bool:
+    """``v`` as a Python bool where it is True or False (a NumPy bool too); anything else ("false", 0, 1, None)
+    is refused: a non-empty text such as "false" would otherwise switch the physics on."""
+    import numpy as np
+
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    raise ValueError(f"{key} = {v!r} has the wrong type ({_kind(v)}): give True or False")
+
+
+def _check_stream_settings(s: RunSettings) -> None:
+    if s.batch_size is not None and s.batch_size < 1:
         raise ValueError(f"run.batch_size must be a positive integer (histories per batch) or unset; "
                          f"got {s.batch_size}")
     if s.target_uncertainty is not None and not (0 < s.target_uncertainty < 1):

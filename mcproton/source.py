@@ -137,7 +137,11 @@ class Spot:
     sigma_mm : (sigma_x, sigma_y) spot size at the source plane (mm).
     divergence_rad : (sigma_theta_x, sigma_theta_y) angular spread (rad).
     correlation : (rho_x, rho_y) position-angle correlation (-1..1).
-    weight : relative or absolute number of protons of this spot.
+    weight : the spot's share of the beam's protons, relative to the other spots' weights (>= 0): the weights
+        are normalised to the probability of sampling each spot, so only their ratios matter.  The dose is per
+        primary proton unless the :class:`Beam` gives ``total_protons`` (then the weights share those protons);
+        an absolute number of protons per spot (as a plan's MU give) becomes absolute dose only through
+        ``Beam(spots, total_protons=sum of the weights)``, as ``plan_to_beams`` does.
     axis_x : beam-frame x axis (perpendicular to ``direction``); chosen automatically if None.
     range_shifter : a :class:`RangeShifterSlab` in the spot's beam line, or None.
     """
@@ -168,8 +172,14 @@ class Spot:
                              f"{MAX_SPREAD_SIGMAS:g} sigma, and the sampled energies below 0 are clamped to 0 MeV, so "
                              "the spectrum simulated would not be the one given; give the Gaussian sigma in MeV (a "
                              "therapy beam's is about 1 % of its energy; not a percentage, not a FWHM)")
-        for name in ("sigma_mm", "divergence_rad", "correlation", "position_mm"):
-            a = np.asarray(getattr(self, name), dtype=float)
+        for name, n in (("sigma_mm", 2), ("divergence_rad", 2), ("correlation", 2), ("position_mm", 3)):
+            try:
+                a = np.asarray(getattr(self, name), dtype=float)
+            except (TypeError, ValueError):
+                a = np.empty(0)
+            if a.shape != (n,):
+                what = "(x, y, z) in mm" if n == 3 else "(x, y) in the beam frame"
+                raise ValueError(f"spot {name} must be {n} numbers {what}; got {getattr(self, name)!r}")
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"spot {name} contains NaN or inf: {getattr(self, name)}")
         if np.any(np.asarray(self.sigma_mm, dtype=float) < 0) or np.any(np.asarray(self.divergence_rad) < 0):
@@ -326,8 +336,13 @@ class Beam:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.spots, Spot):
+            raise ValueError("Beam(spots) takes a list of Spots; give [spot] for one spot (or Beam.pencil)")
         if len(self.spots) == 0:
             raise ValueError("a beam needs at least one spot")
+        bad = next((s for s in self.spots if not isinstance(s, Spot)), None)
+        if bad is not None:
+            raise ValueError(f"Beam(spots): every spot must be a mcproton.source.Spot; got a {type(bad).__name__}")
         w = np.array([s.weight for s in self.spots], dtype=float)
         if w.sum() <= 0:
             raise ValueError("the spot weights of the beam sum to zero; give at least one positive weight")

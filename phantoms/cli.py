@@ -9,7 +9,7 @@ import time
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mcproton phantom", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="mcproton phantom", description=__doc__.split("\n\n")[0].replace("``", ""))
     p.add_argument("--age", type=float, required=True, help="age in years (0.5-18)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--voxel-mm", type=float, default=2.0, help="isotropic voxel size in mm (default 2)")

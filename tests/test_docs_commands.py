@@ -337,6 +337,14 @@ def test_every_option_has_help_with_its_default_and_unit(cmd, opt):
         assert "MeV" in a.help
 
 
+@pytest.mark.parametrize("cmd", sorted(_parsers()))
+def test_help_shows_plain_text_not_rest_markup(cmd):
+    """``mcproton phantom --help`` and ``mcproton validate --help`` printed their module docstrings' reST double
+    backticks (audit P3)."""
+    text = _parsers()[cmd].format_help()
+    assert "``" not in text, f"mcproton {cmd} --help shows reST markup:\n{text}"
+
+
 def test_readme_commands_table_is_commands_markdown():
     """The README's table of commands and options is exactly mcproton.cli.commands_markdown(): an option added,
     renamed or removed in a parser shows here."""

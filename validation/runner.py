@@ -22,12 +22,12 @@ from .report import REPORT_TITLE, write_report
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mcproton validate", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="mcproton validate", description=__doc__.split("\n\n")[0].replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="cases: " + ", ".join(CASE_NAMES))
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                   help="few energies and ~1e6 protons in all (default; about 30 s on 2 CPU cores)")
+                   help="few energies and ~1e6 protons in all (default; about half a minute on 2 CPU cores)")
     g.add_argument("--full", dest="mode", action="store_const", const="full",
                    help="all energies, sub-percent statistics")
     p.set_defaults(mode="quick")

@@ -32,7 +32,24 @@ BODY_DENSITY_G_CM3 = 0.1
 
 @dataclass
 class CheckResult:
-    """Everything ``mcproton check`` found (``to_dict()`` is the JSON report)."""
+    """Everything ``mcproton check`` found (``to_dict()`` is the JSON report, ``check.json``).
+
+    Units (docs/check.md "Units of the results"): a key ending in ``_pct`` is a percentage (``mean_pct`` 0.5
+    means 0.5 %), one ending in ``_mm`` millimetres, in ``_gy`` Gy; the others are fractions in 0..1:
+
+    * ``gamma[criterion]["pass_rate"]`` and ``beam_gamma[beam]["pass_rate"]``: fraction of the evaluated points
+      with gamma <= 1 (0.9888 is 98.88 %);
+    * ``dose_difference["within_2pct"]``, ``["within_3pct"]``: fraction of the voxels whose difference is within
+      2 % / 3 % (the difference itself, ``mean_pct``, ``sd_pct``, ``percentiles_pct``, in %);
+    * ``ranges[beam]["within_1mm"]``, ``["within_2mm"]``: fraction of the rays whose R80 difference is within
+      1 mm / 2 mm (``median_mm`` ... in mm);
+    * ``structures[name]["metrics"][metric]``: ``tps_gy``, ``mc_gy``, ``diff_gy`` in Gy, ``diff_pct`` in %.
+
+    ``checks`` (the action levels) give each ``value`` and ``limit`` in the unit of its ``value_text`` /
+    ``limit_text``: percentages for the pass rates and the fractions above (98.88, not 0.9888), mm for ranges.
+    In ``check.json`` the keys of ``ranges`` and ``beam_gamma`` (beam numbers, ints here) are strings ("1", "2"),
+    as JSON keys are.
+    """
 
     passed: bool
     checks: list[dict]

@@ -141,7 +141,6 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     before the blocks are formed (the structure set's overrides: a thin bolus keeps its thickness), at the cost of
     that full-resolution geometry in memory."""
     from .._io.ct import load_ct_series
-    from .._io.dicom_common import StudyReference
     from .._io.hu_calibration import HUCalibration
 
     t = time.perf_counter()
@@ -167,8 +166,7 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
         at_ct_resolution(g_full)
         g2 = resample_blocks(g_full, factors)
         del g_full
-    g2.study = StudyReference.from_ct(ct)
-    return g2, cal, ct
+    return g2, cal, ct   # g2.study: the CT's (to_geometry; resample_blocks keeps it)
 
 
 def _check_calibration_written_for(ct: Any, cal: Any, *, given: bool) -> None:
@@ -261,9 +259,12 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
         parts = []
         for res, w in ((r, n1 / (n1 + n2)), (r2, n2 / (n1 + n2))):
             edep = res.edep_mev_zyx
+            # sum_results adds per-primary deposited energies (weighted here), and averages absolute results'
+            # (a plan's beams) over their primaries itself: either way the merged edep is the mean per primary
+            ew = w if res.normalisation == "Gy per primary" else 1.0
             parts.append(dataclasses.replace(res, dose_gy_zyx=res.dose_gy_zyx * w,
                                              dose_to_water_gy_zyx=res.dose_to_water_gy_zyx * w,
-                                             edep_mev_zyx=None if edep is None else edep * w))
+                                             edep_mev_zyx=None if edep is None else edep * ew))
         merged = sum_results(parts)   # the weighted mean of two independent estimates of the beam's dose
         merged.provenance["stop_reason"] = f"{r.provenance.get('stop_reason')} + top-up of {n2:,} primaries"
         out.append(merged)

@@ -188,6 +188,9 @@ def read_dose_hdf5(path: str | Path) -> dict[str, Any]:
     version, 0 for a file written before it existed; an unknown version raises :class:`DoseFileError`)."""
     import h5py
 
+    if Path(path).is_file() and not h5py.is_hdf5(path):
+        raise DoseFileError(f"{path} is not an HDF5 file, so not an mcproton dose file; give a file written by "
+                            "DoseResult.save or mcproton run (an .h5 file)")
     out: dict[str, Any] = {}
     with h5py.File(path, "r") as f:
         out["format_version"] = format_version(f, path)

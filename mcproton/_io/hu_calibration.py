@@ -536,8 +536,13 @@ class HUCalibration:
         whole number of blocks of slices, so every block sees the same CT voxels): beyond the result, a 1-byte
         calibration bin per CT voxel and no whole-CT temporary (a 512 x 512 x 200 CT in blocks: 3.1 -> 0.5 GB
         peak; docs/check.md, Performance).
+
+        The geometry's ``study`` is the CT's (``StudyReference.from_ct(ct)``: patient, study, frame of reference
+        and patient position), so that an RT Dose of a dose on it lands in the CT's study and frame
+        (:func:`mcproton.dicom.write_result_rtdose`) and the plan's patient position can be checked against it.
         """
         from ..geometry import VoxelGeometry, block_factors, resample_blocks
+        from .dicom_common import StudyReference
 
         hu = np.asarray(ct.hu_zyx)
         f = block_factors(blocks)
@@ -562,22 +567,23 @@ class HUCalibration:
         nm = name or f"CT {ct.series_instance_uid or ''} ({self.name})".strip()
         vs = tuple(float(v) for v in ct.voxel_size_mm)
         org = tuple(float(v) for v in ct.origin_mm)
+        study = StudyReference.from_ct(ct)
         if f == (1, 1, 1):
             rho = np.empty(hu.shape, np.float32)
             for s in slabs:
                 rho[s] = self.density_from_hu(hu[s])
                 if remap is not None:
                     idx[s] = remap[idx[s]]
-            return VoxelGeometry(idx, rho, mats, vs, org, name=nm)
+            return VoxelGeometry(idx, rho, mats, vs, org, name=nm, study=study)
         parts = [resample_blocks(VoxelGeometry(idx[s] if remap is None else remap[idx[s]],
                                                self.density_from_hu(hu[s]), mats, vs,
-                                               (org[0], org[1], org[2] + s.start * vs[2]), name=nm), f)
+                                               (org[0], org[1], org[2] + s.start * vs[2]), name=nm, study=study), f)
                  for s in slabs]
         if len(parts) == 1:
             return parts[0]
         return VoxelGeometry(np.concatenate([p.material_index_zyx for p in parts]),
                              np.concatenate([p.density_g_cm3_zyx for p in parts]), mats, parts[0].voxel_size_mm,
-                             parts[0].origin_mm, name=parts[0].name)
+                             parts[0].origin_mm, name=parts[0].name, study=study)
 
 
 # ---------------------------------------------------------------------- readers

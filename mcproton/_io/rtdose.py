@@ -289,11 +289,30 @@ def dose_contents(beams: Sequence, *, summation: str = "plan", dose_to: str = "m
     ``beam_index``: the dose of that one beam (a per-beam RT Dose): BEAM (all fractions) or BEAM_SESSION.
     Beams without a plan (a [beam] config): PLAN with a placeholder plan reference, the dose as simulated.
     """
+    metas = [getattr(b, "meta", None) or {} for b in beams]
+    return _contents_of(metas, summation, dose_to, rbe, beam_index)
+
+
+def result_dose_contents(result, *, summation: str = "plan", dose_to: str = "medium",
+                         rbe: float | None = None) -> DoseContents:
+    """What the RT Dose of ``result`` (a :class:`~mcproton.run.DoseResult`) holds, from the plan keys its beams
+    left in its provenance (``provenance["beam"]``, or ``["summed_beams"]`` for a :func:`~mcproton.run.sum_results`;
+    they survive ``save`` / ``load``): :func:`dose_contents` of the beams it was simulated from, as ``mcproton run``
+    writes it.  A result of beams without a plan (or of an older version that did not record them): PLAN, the
+    dose as simulated, with a placeholder plan reference."""
+    prov = getattr(result, "provenance", None) or {}
+    beams = prov.get("summed_beams") if "summed_beams" in prov else [prov.get("beam")]
+    metas = [b if isinstance(b, dict) else {} for b in beams or [None]]
+    return _contents_of(metas, summation, dose_to, rbe, None)
+
+
+def _contents_of(metas: list[dict], summation: str, dose_to: str, rbe: float | None,
+                 beam_index: int | None) -> DoseContents:
+    """:func:`dose_contents` of the beams whose ``meta`` are ``metas``."""
     summation = str(summation).lower()
     if summation not in DOSE_SUMMATIONS:
         raise ValueError(f"output.dose_summation = {summation!r}: give \"plan\" (all fractions, the default) or "
                          "\"fraction\" (one fraction)")
-    metas = [getattr(b, "meta", None) or {} for b in beams]
     kw = {"dose_to": dose_to, "rbe": None if rbe is None else float(rbe)}
     if not metas or any("beam_number" not in m for m in metas):
         if beam_index is not None:
@@ -334,22 +353,31 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
 
     * ``contents`` (:class:`DoseContents`, :func:`dose_contents`): what the file holds (summation type,
       fractions, beams, dose to medium (``dose_gy_zyx``) or water (``dose_to_water_gy_zyx``), RBE); its
-      ``scale`` and ``rbe`` multiply the simulated dose.  Default: the dose to medium as simulated, PLAN,
-      physical.
+      ``scale`` and ``rbe`` multiply the simulated dose.  Default: what the result's beams hold
+      (:func:`result_dose_contents`), as ``mcproton run`` writes it: for the beams of an RT Ion Plan
+      (``plan_to_beams``) all NumberOfFractionsPlanned fractions (the simulated fraction's dose times their
+      number), PLAN when every beam of the plan is in the result, else BEAM with its beam numbers, referencing
+      the plan; for beams without a plan the dose to medium as simulated, PLAN, with a placeholder plan
+      reference.  Always physical dose to medium unless ``contents`` says otherwise.
     * ``study`` (:class:`StudyReference`): the patient, study, frame of reference and plan; default the
-      result geometry's ``study`` (a CT's), else a new study and frame.  The plan of ``contents`` is
-      referenced when ``study`` names none.
+      result geometry's ``study`` (a CT's: ``HUCalibration.to_geometry`` sets it), else a new study and frame.
+      The plan of ``contents`` is referenced when ``study`` names none.
 
     The dose outside ``body_outline`` (default the result's, :func:`mcproton.body.apply_body_outline`) is 0.
     ``series``: ``series_instance_uid``, ``series_number``, ``instance_number``, ``bits`` of
-    :func:`write_rtdose`.  Returns the JSON summary entry (path, what the file holds, maximum dose)."""
+    :func:`write_rtdose`.  Returns the JSON summary entry: the path, what the file holds (``contents``'
+    summation type, fractions, beams, dose type, scale), and as read back from the file written its DoseComment,
+    StudyInstanceUID, FrameOfReferenceUID and referenced plan: ``plan_sop_instance_uid`` (the plan given by
+    ``contents`` or ``study``, None without one) and ``referenced_plan_sop_instance_uid`` (the UID the file
+    refers to: that plan's, a placeholder without one, or a valid replacement of an invalid one); and the
+    maximum dose (Gy)."""
     from ..body import mask_outside
 
     if getattr(result, "normalisation", "") == "Gy per primary":
         raise ValueError("this result's dose is in Gy per primary proton (its beam gives no total_protons): an RT "
                          "Dose holds Gy, so the file would be mislabelled; simulate a beam with total_protons (or a "
                          "plan) for an absolute dose")
-    contents = contents or DoseContents("PLAN")
+    contents = contents or result_dose_contents(result)
     if contents.dose_to not in ("medium", "water"):
         raise ValueError(f'contents.dose_to must be "medium" or "water"; got {contents.dose_to!r}')
     study = study or getattr(result.geometry, "study", None) or StudyReference()
@@ -374,12 +402,27 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     else:          # the masked copy is ours: scaled in place (the same products), no second whole grid
         d *= factor
     g = result.geometry
-    write_rtdose(d, g.voxel_size_mm, g.origin_mm, path, study=study, summation_type=contents.summation_type,
-                 dose_type=contents.dose_type, referenced_beam_number=contents.beam_numbers
-                 if contents.summation_type in _NEEDS_BEAMS else None, dose_comment=contents.comment(),
-                 series_description=series_description,
-                 heterogeneity=getattr(g, "tissue_heterogeneity", ("IMAGE",)), **series)
-    return {"path": str(path), **contents.as_dict(), "max_dose": float(d.max())}
+    written = write_rtdose(d, g.voxel_size_mm, g.origin_mm, path, study=study,
+                           summation_type=contents.summation_type, dose_type=contents.dose_type,
+                           referenced_beam_number=contents.beam_numbers
+                           if contents.summation_type in _NEEDS_BEAMS else None, dose_comment=contents.comment(),
+                           series_description=series_description,
+                           heterogeneity=getattr(g, "tissue_heterogeneity", ("IMAGE",)), **series)
+    return {"path": str(path), **contents.as_dict(), **_written_references(written, study),
+            "max_dose": float(d.max())}
+
+
+def _written_references(path: Path, study: StudyReference) -> dict:
+    """What the RT Dose at ``path`` says about whom it belongs to and what it holds (its header read back), for
+    the summary of :func:`write_result_rtdose`."""
+    import pydicom
+
+    ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    ref = ds.ReferencedRTPlanSequence[0]
+    return {"dose_summation_type": str(ds.DoseSummationType), "dose_comment": str(ds.DoseComment),
+            "plan_sop_instance_uid": study.plan_sop_instance_uid or None,
+            "referenced_plan_sop_instance_uid": str(ref.ReferencedSOPInstanceUID),
+            "study_instance_uid": str(ds.StudyInstanceUID), "frame_of_reference_uid": str(ds.FrameOfReferenceUID)}
 
 
 def write_run_rtdoses(total, results: Sequence, beams: Sequence, out_cfg: dict, path: str | Path) -> dict:

@@ -138,24 +138,6 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
     from ..config import ConfigError
 
     ph = cfg.get("phantom", {})
-    if ph.get("type", "water") in ("water", "box") and isinstance(ph.get("size_mm"), list):
-        vox = ph.get("voxel_mm", [2.0, 2.0, 1.0])
-        vox = [float(vox)] * 3 if isinstance(vox, (int, float)) else [float(v) for v in vox]
-        for ax, s, v in zip("xyz", ph["size_mm"], vox):
-            if v > s:
-                raise ConfigError(f"phantom.voxel_mm {ax} = {v:g} mm is larger than phantom.size_mm {ax} = {s:g} mm; "
-                                  "give voxels no larger than the phantom")
-        # box_phantom makes round(size / voxel) voxels: a size that is not a whole number of voxels gave a box of
-        # another size than asked, without a word (10 mm of 4 mm voxels: an 8 mm thick slab of water)
-        for ax, s, v in zip("xyz", ph["size_mm"], vox):
-            n = float(s) / v
-            if abs(n - round(n)) > 1e-6 * max(1.0, n):
-                got = max(1, int(round(n))) * v
-                near = sorted({k * v for k in (int(n), int(n) + 1) if k >= 1})
-                raise ConfigError(
-                    f"phantom.size_mm {ax} = {float(s):g} mm is not a whole number of phantom.voxel_mm {ax} = {v:g} "
-                    f"mm voxels ({n:.4g}): the box would be {got:g} mm, not {float(s):g} mm; give a size that is a "
-                    f"multiple of the voxel size (e.g. {' or '.join(f'{x:g}' for x in near)} mm) or another voxel size")
     check_memory(int(geometry.material_index_zyx.size), len(beams), geometry.shape_zyx, ph.get("type") == "ct")
     out = cfg.get("output", {})
     if out.get("dose_to", "medium") not in ("medium", "water"):

@@ -17,6 +17,10 @@ from ..geometry import VoxelGeometry
 from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max
 from .._io.errors import McprotonRuntimeWarning, warn
 
+#: the keys of a plan beam's ``meta`` (mcproton/_io/rtplan.py plan_to_beams) that a result keeps in its
+#: ``provenance["beam"]`` (a sum: ``provenance["summed_beams"]``): what its RT Dose holds (rtdose.dose_contents)
+PLAN_META_KEYS = ("beam_number", "fractions", "fractions_planned", "plan_beam_numbers", "plan_sop_instance_uid")
+
 MEV_TO_J = 1.602176634e-13  # J per MeV (SI exact, CODATA 2018)
 MEV_PER_G_TO_GY = MEV_TO_J * 1e3  # MeV/g -> J/kg
 
@@ -108,13 +112,28 @@ class DoseResult:
     edep_mev_zyx: np.ndarray | None = None
 
     def integrated_depth_dose(self, axis: str = "z") -> tuple[np.ndarray, np.ndarray]:
-        """(depth of voxel centres in mm, IDD in MeV cm2/(g primary)): the energy deposited per unit
-        depth per unit density summed over the plane perpendicular to ``axis``, comparable with the TOPAS
-        IDDs in validation/.  Always per primary."""
+        """(depth of the voxel centres in mm from the grid's front face along ``axis``, IDD in MeV cm2/(g
+        primary)): the energy deposited per unit depth per unit density summed over the plane perpendicular to
+        ``axis`` ("x", "y" or "z"), comparable with the TOPAS IDDs in validation/.  Per primary proton: of the
+        beam's primaries for one beam; for a :func:`sum_results` of per-primary results the sum of the beams'
+        IDDs (as its dose is the sum of their doses); for a sum of absolute results the deposited energy of all
+        beams per simulated primary (see :func:`sum_results`).  The depth starts at the front face of the grid
+        (half a voxel at the first centre), not at the absolute coordinates of :meth:`depth_axis_mm`.
+
+        Needs the deposited energy (``edep_mev_zyx``): a result of :func:`simulate` or one saved by
+        :meth:`save` has it; an HDF5 file written by ``mcproton run`` or ``mcproton demo`` does not store it,
+        and its result raises ValueError (re-run in Python and save with :meth:`save`, or use the dose)."""
+        if axis not in ("x", "y", "z"):
+            raise ValueError(f"integrated_depth_dose: axis must be 'x', 'y' or 'z' (lower case); got {axis!r}")
+        if self.edep_mev_zyx is None:
+            raise ValueError("integrated_depth_dose needs the deposited energy (edep_mev_zyx), which this result "
+                             "lacks: an HDF5 file written by mcproton run or mcproton demo does not store it (nor "
+                             "does one written before format version 1); re-run the beam with mcproton.simulate "
+                             "and save it with DoseResult.save, or use the dose (dose_gy_zyx) instead")
         g = self.geometry
         k = "xyz".index(axis)
         ax = 2 - k
-        edep = self.edep_mev_zyx if self.edep_mev_zyx is not None else np.zeros(g.shape_zyx)
+        edep = self.edep_mev_zyx
         rho = g.density_g_cm3_zyx.astype(np.float64)
         d_cm = g.voxel_size_mm[k] / 10.0
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -125,6 +144,12 @@ class DoseResult:
         return depth_mm, idd
 
     def depth_axis_mm(self, axis: str = "z") -> np.ndarray:
+        """The absolute coordinates (mm) of the voxel centres along ``axis`` ("x", "y" or "z"): the grid's
+        ``origin_mm`` plus whole voxels (``geometry.axis_mm``).  Unlike the depth of
+        :meth:`integrated_depth_dose`, which is measured from the grid's front face, these start at the origin
+        (with ``origin_mm`` z = 100.5 and 1 mm voxels: 100.5, 101.5, ... here, 0.5, 1.5, ... there)."""
+        if axis not in ("x", "y", "z"):
+            raise ValueError(f"depth_axis_mm: axis must be 'x', 'y' or 'z' (lower case); got {axis!r}")
         return self.geometry.axis_mm(axis)
 
     def save(self, path: str | Path) -> Path:
@@ -138,16 +163,19 @@ class DoseResult:
     @classmethod
     def load(cls, path: str | Path) -> "DoseResult":
         """The result saved in ``path`` by :meth:`save` (or written by ``mcproton run``): the dose, dose to
-        water, LET_d, uncertainty and deposited-energy arrays, the geometry (voxel size, origin, densities,
-        materials, labels), normalisation, ledger and provenance.  Dose and deposited energy come back
-        bitwise; dose to water, LET_d and uncertainty are stored (and come back) as float32.
+        water, LET_d and uncertainty arrays, the deposited energy where the file holds it, the geometry (voxel
+        size, origin, densities, materials, labels), normalisation, ledger and provenance.  Dose and deposited
+        energy come back bitwise; dose to water, LET_d and uncertainty are stored (and come back) as float32.
 
-        A file of an unknown format version (a newer mcproton) or not written by mcproton raises
-        ``mcproton._io.hdf5.DoseFileError`` (a ``ValueError``).  A file written before the format had a
-        version is read as version 0 with a warning: it lacks the deposited energy (``edep_mev_zyx`` is None,
-        ``integrated_depth_dose`` gives zeros), primaries, wall time and backend (taken from the provenance)
-        and the definitions of materials that are not in the database (placeholders by name, not for
-        transport)."""
+        The deposited energy (dataset ``edep_mev_per_primary``) is written by :meth:`save` only: from a file of
+        ``mcproton run`` or ``mcproton demo``, ``edep_mev_zyx`` is None and ``integrated_depth_dose`` raises
+        ValueError.
+
+        A file that is not HDF5, not written by mcproton, or of an unknown format version (a newer mcproton)
+        raises ``mcproton._io.hdf5.DoseFileError`` (a ``ValueError``).  A file written before the format had a
+        version is read as version 0 with a warning: it lacks the deposited energy, primaries, wall time and
+        backend (taken from the provenance) and the definitions of materials that are not in the database
+        (placeholders by name, not for transport)."""
         from .._io.hdf5 import load_result
 
         return load_result(path)
@@ -234,8 +262,10 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
                                     r.thickness_mm): r for r in (s.range_shifter for s in sim.beam.spots)
                                    if r is not None}.values()}),
         "range_shifter_model": sim.beam.meta.get("range_shifter_model", "transport"),
+        # with the beam's plan keys (an RT Ion Plan's), from which write_result_rtdose tells what the dose holds
         "beam": {"name": sim.beam.name, "spots": len(sim.beam.spots),
-                 "total_protons": sim.beam.total_protons},
+                 "total_protons": sim.beam.total_protons,
+                 **{k: sim.beam.meta[k] for k in PLAN_META_KEYS if k in (sim.beam.meta or {})}},
         "wall_s": wall_s, "protons_per_second": pps,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(), "python": platform.python_version(), "numpy": np.__version__,
@@ -308,9 +338,11 @@ def _summed_voxels(results: list[DoseResult], nv: int) -> np.ndarray:
 
 
 def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: np.ndarray,
-                out: dict[str, np.ndarray], n: int) -> None:
+                out: dict[str, np.ndarray], n: int, per_primary: bool) -> None:
     """The summed arrays at the flat voxel indices ``idx`` into the flat arrays ``out``: per voxel the same
-    float64 operations in the same order as on the whole grid (so bitwise the whole-grid result)."""
+    float64 operations in the same order as on the whole grid (so bitwise the whole-grid result).  The deposited
+    energy: the sum of the beams' (``per_primary``), else the mean per simulated primary of all beams
+    (:func:`sum_results`)."""
     def at(r: DoseResult, name: str) -> np.ndarray:
         a = stored_grid(r, name)
         return a.at(idx) if isinstance(a, ScoredGrid) else cast(np.ndarray, a).reshape(-1)[idx]
@@ -340,7 +372,9 @@ def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: 
     with np.errstate(divide="ignore", invalid="ignore"):
         out["unc"][idx] = np.where(pos, np.sqrt(var) / safe, 0.0)
         out["let_d"][idx] = np.where(pos, wlet / safe, 0.0)
-    if "edep" in out:
+    if "edep" in out and per_primary:
+        out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx"))
+    elif "edep" in out:
         out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx") * r.primaries) / n
 
 
@@ -356,11 +390,24 @@ def combined_stop_reason(results: Any) -> str:
 def sum_results(results: list[DoseResult]) -> DoseResult:
     """The sum of the DoseResults of several beams on the same geometry (e.g. the beams of a plan).
 
+    It adds beams: the dose of the sum is the dose of all of them delivered together.  Two runs of the same beam
+    therefore add to twice its dose; it is not a way to pool the statistics of repeated runs of one beam (for
+    that, run once with more primaries, or take the primaries-weighted mean of the doses yourself).
+
     Dose and dose to water add; LET_d is the dose-weighted mean of the beams' LET_d; the relative
     uncertainty combines the beams' absolute standard errors in quadrature where their random numbers are
     independent (each beam its own stream: ``beam_index``, or another seed), linearly with a warning where
     they are not; the ledger energies, primaries and wall time add.  All results must be absolute
     (``Gy for N protons``) or all per primary.
+
+    The deposited energy ``edep_mev_zyx`` (MeV per primary, where every result has it):
+
+    * per-primary results (normalisation "Gy per primary"): the sum of the beams' (each per primary of its own
+      beam), like the dose, so that :meth:`DoseResult.integrated_depth_dose` of the sum is the sum of the
+      beams' IDDs;
+    * absolute results ("Gy for N protons"): the energy deposited by all beams' simulated histories divided by
+      their number (sum over beams of edep x primaries, over the summed primaries), a mean per simulated
+      primary that does not follow the beams' absolute weights (``total_protons``) as the dose does.
     """
     if not results:
         raise ValueError("sum_results needs at least one DoseResult")
@@ -389,7 +436,7 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
     # whole-grid formulas give +0.0 (with no primaries, 0/0: every voxel)
     idx = _summed_voxels(results, nv) if n > 0 else np.arange(nv)
     for i0 in range(0, idx.size, _CHUNK_VOXELS):
-        _sum_voxels(results, groups, idx[i0:i0 + _CHUNK_VOXELS], flat, n)
+        _sum_voxels(results, groups, idx[i0:i0 + _CHUNK_VOXELS], flat, n, all(per_primary))
     # bitwise the whole-grid figure: outside idx the dose is 0, below half the maximum of a positive dose
     mean_unc = mean_uncertainty_above_half_max(flat["dose"][idx], flat["unc"][idx],
                                                g.density_g_cm3_zyx.reshape(-1)[idx])

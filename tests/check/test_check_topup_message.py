@@ -32,3 +32,37 @@ def test_no_message_when_the_plan_dose_reached_its_target():
     assert _top_up(res, tot, [None], None, SimpleNamespace(target_uncertainty=0.01), 0.01, 10**5, False,
                    logs.append) == (res, tot)
     assert logs == []
+
+
+def test_the_topped_up_beam_keeps_its_deposited_energy_consistent_with_its_dose():
+    """The top-up merges the two runs of a beam as the primaries-weighted mean of their doses; the deposited energy
+    (MeV per primary) must be the same mean, so that dose x mass = edep x total_protons x (MeV/g -> Gy) holds for
+    the merged beam as for each run (before, the weights were applied twice: (n1^2 e1 + n2^2 e2) / n^2).
+    Exact up to rounding (rtol 1e-9); two tiny CPU runs."""
+    import math
+
+    import numpy as np
+    import pytest
+
+    from mcproton._check.compute import TOP_UP_MARGIN
+    from mcproton._run.result import MEV_PER_G_TO_GY
+    from mcproton.geometry import box_phantom
+    from mcproton.run import simulate
+    from mcproton.settings import RunSettings
+    from mcproton.source import Beam
+
+    g = box_phantom("water", (30.0, 30.0, 40.0), (3.0, 3.0, 2.0))
+    beam = Beam.pencil(60.0, position_mm=(0, 0, -5), total_protons=1e9)
+    s = RunSettings(primaries=1000, seed=4, backend="cpu", threads=1, batches=2, target_uncertainty=0.05)
+    r = simulate(g, beam, RunSettings(primaries=1000, seed=4, backend="cpu", threads=1, batches=2))
+    r.provenance["stop_reason"] = "target_uncertainty"   # as if it had stopped at its target
+    logs: list[str] = []
+    (merged,), _ = _top_up([r], SimpleNamespace(mean_rel_uncertainty_50=0.2), [beam], g, s, 0.1, 10**6, False,
+                           logs.append)
+    n2 = math.ceil(1000 * ((0.2 / 0.1) ** 2 - 1.0) * TOP_UP_MARGIN)   # 3301 (3300 and a rounding)
+    assert merged.primaries == 1000 + n2 and f"top-up of beam 1/1: {beam.name}, {n2:,} more" in logs[-1]
+    mass_g = g.density_g_cm3_zyx.astype(np.float64) * g.voxel_volume_cm3
+    for res in (r, merged):
+        want = res.dose_gy_zyx * mass_g / (MEV_PER_G_TO_GY * 1e9)
+        np.testing.assert_allclose(res.edep_mev_zyx, want, rtol=1e-9, atol=1e-300)
+    assert merged.edep_mev_zyx.sum() == pytest.approx(r.edep_mev_zyx.sum(), rel=0.1)   # the same beam, per primary

@@ -198,3 +198,61 @@ def test_every_summation_type_is_valid_dicom(tmp_path, st, beams):
     assert d.dose_summation_type == st and d.referenced_fraction_group_number == (None if st == "PLAN" else 2)
     assert d.referenced_beam_numbers == ([] if beams is None else [1, 3] if st == "BEAM" else [2])
     assert _dciodvfy_errors(p) == []
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "dicom"
+
+
+def test_a_plans_result_written_without_contents_holds_what_mcproton_run_writes(tmp_path):
+    """Audit W1/M2: ``write_result_rtdose(res, path)`` of a 5-fraction plan's summed result wrote one fraction's
+    dose labelled PLAN with a placeholder plan reference, and its summary said 1 beam, no plan.  Now its default is
+    dose_contents(beams) of the beams the result was simulated from (their plan keys kept in the provenance), also
+    after save / load: PLAN, 5 x the simulated dose, the plan referenced; a single beam's result: BEAM.  The real
+    Eclipse plan RN_headphantom_rs.dcm (3 beams, range shifter, 5 fractions), 600 primaries per beam."""
+    from mcproton import Beam, DoseResult, RunSettings, box_phantom, simulate, sum_results
+    from mcproton.dicom import dose_contents, load_beam_model, load_rtplan, plan_to_beams, read_rtdose, \
+        write_result_rtdose
+
+    plan = load_rtplan(DATA / "RN_headphantom_rs.dcm")
+    beams = plan_to_beams(plan, load_beam_model("dcpt_v2"))
+    assert plan.number_of_fractions == 5 and len(beams) == 3
+    iso = np.asarray(beams[0].meta["isocenter_mm"])
+    g = box_phantom("water", (240.0, 240.0, 240.0), (8.0, 8.0, 8.0), origin_mm=tuple(iso - 120.0 + 4.0))
+    s = RunSettings(primaries=600, seed=2, backend="cpu", threads=2, batches=2)
+    results = [simulate(g, b, s, beam_index=i) for i, b in enumerate(beams)]
+    tot = sum_results(results)
+    want = dose_contents(beams)
+    assert (want.summation_type, want.fractions, want.scale) == ("PLAN", 5, 5.0)
+    numbers = [b.meta["beam_number"] for b in beams]
+
+    def written(res, name):
+        entry = write_result_rtdose(res, tmp_path / name)
+        return entry, read_rtdose(tmp_path / name), pydicom.dcmread(tmp_path / name, stop_before_pixels=True)
+
+    loaded = DoseResult.load(tot.save(tmp_path / "tot.h5"))
+    for res, name in ((tot, "RD.dcm"), (loaded, "RD_loaded.dcm")):
+        entry, rd, ds = written(res, name)
+        assert rd.dose_summation_type == "PLAN" and rd.dose_comment == want.comment(), name
+        assert rd.referenced_plan_sop_instance_uid == plan.sop_instance_uid, name
+        assert np.allclose(rd.dose_gy_zyx, 5 * tot.dose_gy_zyx, rtol=0, atol=0.51 * rd.dose_grid_scaling), name
+        # the summary says what was written
+        assert (entry["dose_summation_type"], entry["fractions"], entry["fractions_planned"], entry["beams"],
+                entry["scale_from_simulated_dose"]) == ("PLAN", 5, 5, sorted(numbers), 5.0), name
+        assert entry["plan_sop_instance_uid"] == entry["referenced_plan_sop_instance_uid"] == plan.sop_instance_uid
+        assert entry["dose_comment"] == str(ds.DoseComment)
+        assert (entry["study_instance_uid"], entry["frame_of_reference_uid"]) == (ds.StudyInstanceUID,
+                                                                                  ds.FrameOfReferenceUID)
+    one = dose_contents(beams[1:2])
+    entry, rd, _ = written(results[1], "RD_beam.dcm")
+    assert (one.summation_type, rd.dose_summation_type, rd.referenced_beam_numbers) == ("BEAM", "BEAM", [numbers[1]])
+    assert entry["scale_from_simulated_dose"] == one.scale == 5.0 and rd.dose_comment == one.comment()
+
+    # beams without a plan: PLAN as simulated with a placeholder reference, as before, and the summary counts the
+    # beams summed (before: 1) and names no plan
+    pencils = [simulate(g, Beam.pencil(100.0, position_mm=tuple(iso + [dx, 0, -130]), total_protons=1e9), s,
+                        beam_index=i) for i, dx in enumerate((0.0, 20.0))]
+    entry, rd, _ = written(sum_results(pencils), "RD_pencils.dcm")
+    assert rd.dose_summation_type == "PLAN" and "placeholder" in rd.dose_comment and "2 beams" in rd.dose_comment
+    assert entry["beams"] == 2 and entry["plan_sop_instance_uid"] is None
+    assert entry["referenced_plan_sop_instance_uid"] == rd.referenced_plan_sop_instance_uid
+    assert np.allclose(rd.dose_gy_zyx, sum_results(pencils).dose_gy_zyx, rtol=0, atol=0.51 * rd.dose_grid_scaling)

@@ -51,6 +51,29 @@ def test_a_ct_geometry_carries_its_study_and_nothing_patched(ct_geometry):
     assert mcproton.box_phantom("water", (8, 8, 8), 4.0).study is None
 
 
+def test_to_geometry_of_the_api_carries_the_cts_study_as_the_cli_does(ct_geometry, tmp_path_factory):
+    """Audit M1: ``HUCalibration.to_geometry(ct)`` left ``study`` unset (only the CLI set it afterwards), so an
+    RT Dose written from a script landed in a new study and frame.  Now to_geometry sets it, at the CT's voxels and
+    in blocks, the same as the CLI's geometry (built from the same CT series)."""
+    from mcproton.dicom import HUCalibration, load_ct_series
+
+    d = tmp_path_factory.mktemp("ct_api")
+    write_ct_series(np.zeros((6, 8, 8)), (4.0, 4.0, 4.0), (-14.0, -14.0, 0.0), d / "ct", study=CT_STUDY)
+    ct = load_ct_series(d / "ct")
+    cal = HUCalibration.load("schneider2000")
+    for g in (cal.to_geometry(ct), cal.to_geometry(ct, blocks=(2, 2, 2)),
+              cal.to_geometry(ct, compact=True, blocks=(1, 1, 2), slab_voxels=64)):   # slabs joined
+        assert g.study == StudyReference.from_ct(ct) == ct_geometry.study
+        assert (g.frame_of_reference_uid, g.patient_position) == (FRAME, "HFS")
+        _declared_only(g)
+    beam = mcproton.Beam.pencil(70.0, position_mm=(0, -40, 10), direction=(0, 1, 0), total_protons=1e9)
+    r = mcproton.simulate(cal.to_geometry(ct), beam, mcproton.RunSettings(primaries=300, batches=2, backend="cpu"))
+    entry = write_result_rtdose(r, d / "RD.dcm")                     # no study given
+    ds = pydicom.dcmread(d / "RD.dcm")
+    assert (str(ds.StudyInstanceUID), str(ds.FrameOfReferenceUID), ds.PatientID) == (STUDY, FRAME, "PAED-7")
+    assert (entry["study_instance_uid"], entry["frame_of_reference_uid"]) == (STUDY, FRAME)
+
+
 def test_study_reference_is_frozen_and_resolves_missing_uids():
     s = StudyReference(patient_id="X")
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -42,3 +42,22 @@ def test_bad_inputs_are_refused():
         mcnamara_rbe(-1.0, 2.0, 2.0)
     with pytest.raises(ValueError, match="LETd"):
         mcnamara_rbe(1.0, np.nan, 2.0)
+
+
+def test_a_dose_per_primary_gives_a_warning_and_a_dose_per_fraction_none():
+    """Audit M5: a per-primary dose (1e-10 - 1e-8 Gy) is below the model's 1e-6 Gy everywhere, where it gives RBE_max:
+    the result looks like an RBE-weighted dose but is RBE_max x D; now a McprotonRuntimeWarning says so."""
+    import warnings
+
+    from mcproton._io.errors import McprotonRuntimeWarning
+
+    per_primary = np.array([0.0, 2e-10, 4e-9])
+    for f in (mcnamara_rbe, mcnamara_rbe_weighted_dose):
+        with pytest.warns(McprotonRuntimeWarning, match=r"largest dose given is 4e-09 Gy.*dose per primary proton") \
+                as rec:
+            f(per_primary, np.full(3, 5.0), 2.0)
+        assert rec[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        mcnamara_rbe_weighted_dose(np.array([0.0, 1e-8, 2.0]), np.full(3, 5.0), 2.0)   # Gy per fraction
+        mcnamara_rbe_weighted_dose(np.zeros(3), np.zeros(3), 2.0)                     # no dose at all

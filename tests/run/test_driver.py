@@ -136,3 +136,25 @@ def test_simulate_keeps_the_gpu_tallies_on_the_device(monkeypatch):
         get_backend.cache_clear()
     assert seen and all(seen), seen
     assert gpu.backend == "cuda" and np.array_equal(gpu.dose_gy_zyx, ref.dose_gy_zyx)
+
+
+def test_a_per_primary_sum_keeps_dose_and_deposited_energy_in_one_convention():
+    """Audit W3: two per-primary beams summed: the dose and the deposited energy both add, so the energy the dose
+    implies (dose x mass) per deposited MeV is the same for the sum as for one beam (before: twice), and the IDD
+    of the sum is the sum of the IDDs (before: their mean).  Exact up to rounding (rtol 1e-9)."""
+    from mcproton._run.result import MEV_PER_G_TO_GY
+
+    g = box_phantom("water", (30.0, 30.0, 60.0), (3.0, 3.0, 2.0))
+    s = RunSettings(primaries=1000, seed=5, backend="cpu", threads=1, batches=2)
+    r1, r2 = (simulate(g, Beam.pencil(e, position_mm=(0, 0, -5)), s, beam_index=i)
+              for i, e in enumerate((70.0, 60.0)))
+    tot = sum_results([r1, r2])
+    assert tot.normalisation == "Gy per primary (sum over beams)"
+    mass_g = g.density_g_cm3_zyx.astype(np.float64) * g.voxel_volume_cm3
+
+    def mev_per_edep(r):
+        return float((r.dose_gy_zyx * mass_g).sum() / MEV_PER_G_TO_GY / r.edep_mev_zyx.sum())
+
+    assert mev_per_edep(tot) == pytest.approx(mev_per_edep(r1), rel=1e-9) == pytest.approx(1.0, rel=1e-9)
+    np.testing.assert_allclose(tot.integrated_depth_dose()[1],
+                               r1.integrated_depth_dose()[1] + r2.integrated_depth_dose()[1], rtol=1e-9)

@@ -41,13 +41,16 @@ def _old_sum(results: list[DoseResult]) -> dict[str, Any]:
         unc = np.where(dose > 0, np.sqrt(var) / np.where(dose > 0, dose, 1.0), 0.0)
         let_d = np.where(dose > 0, wlet / np.where(dose > 0, dose, 1.0), 0.0)
     n = int(sum(r.primaries for r in results))
-    edep = total(lambda r: r.edep_mev_zyx * r.primaries) / n
+    if all(r.normalisation == "Gy per primary" for r in results):
+        edep = total(lambda r: r.edep_mev_zyx)   # per primary of each beam: the beams add, as the dose does
+    else:
+        edep = total(lambda r: r.edep_mev_zyx * r.primaries) / n   # absolute: the mean per simulated primary
     return {"dose": dose, "dose_w": dose_w, "unc": unc, "let_d": let_d, "edep": edep,
             "mean_unc": mean_uncertainty_above_half_max(dose, unc, results[0].geometry.density_g_cm3_zyx)}
 
 
 def _results(rng: np.random.Generator, shape: tuple[int, int, int], k: int, streams: list[tuple],
-             dtype: Any = np.float64) -> list[DoseResult]:
+             dtype: Any = np.float64, normalisation: str = "Gy for 1e9 protons") -> list[DoseResult]:
     nz, ny, nx = shape
     g = box_phantom("G4_WATER", (nx * 2.0, ny * 2.0, nz * 2.0), 2.0)
     out = []
@@ -63,7 +66,7 @@ def _results(rng: np.random.Generator, shape: tuple[int, int, int], k: int, stre
             dose_gy_zyx=dose, dose_to_water_gy_zyx=grid(2.0), let_d_kev_um_zyx=grid(8.0),
             uncertainty_rel_zyx=unc, mean_rel_uncertainty_50=0.0, geometry=g, ledger={"incident": 1.0},
             provenance={"seed": streams[i][0], "beam_index": streams[i][1]}, primaries=1000 + 7 * i,
-            wall_s=1.0, protons_per_second=1.0, backend="cpu", device="cpu", normalisation="Gy for 1e9 protons",
+            wall_s=1.0, protons_per_second=1.0, backend="cpu", device="cpu", normalisation=normalisation,
             edep_mev_zyx=grid(1.0)))
     # a voxel where every beam has no dose, one where only the last has
     for r in out:
@@ -81,10 +84,11 @@ def _results(rng: np.random.Generator, shape: tuple[int, int, int], k: int, stre
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("streams", [[(1, 0), (1, 1), (1, 2)], [(1, 0), (1, 0), (None, None)]])
-def test_slab_sum_is_bitwise_the_whole_grid_sum(monkeypatch, dtype, streams):
+@pytest.mark.parametrize("normalisation", ["Gy for 1e9 protons", "Gy per primary"])
+def test_slab_sum_is_bitwise_the_whole_grid_sum(monkeypatch, dtype, streams, normalisation):
     rng = np.random.default_rng(15)
     shape = (11, 6, 5)
-    results = _results(rng, shape, 3, streams, dtype)
+    results = _results(rng, shape, 3, streams, dtype, normalisation)
     ref = _old_sum(results)
     for slab in (1 << 18, 30, 7, 1):  # one chunk; several; one voxel per chunk
         monkeypatch.setattr(res_mod, "_CHUNK_VOXELS", slab)
@@ -119,3 +123,20 @@ def test_shared_stream_still_warns():
     with pytest.warns(RuntimeWarning, match="share their random numbers") as rec:
         sum_results(results)
     assert rec[0].filename == __file__  # points at the caller of sum_results
+
+
+def test_per_primary_sum_adds_the_deposited_energy_as_it_adds_the_dose():
+    """Audit W3: a sum of per-primary results added the doses but averaged the deposited energy over the primaries,
+    so its IDD was half the sum of the two beams' IDDs.  Now both add; an absolute sum keeps the mean per primary."""
+    rng = np.random.default_rng(8)
+    pp = _results(rng, (4, 5, 6), 2, [(1, 0), (1, 1)], normalisation="Gy per primary")
+    tot = sum_results(pp)
+    np.testing.assert_array_equal(tot.edep_mev_zyx, pp[0].edep_mev_zyx + pp[1].edep_mev_zyx)
+    z, idd = tot.integrated_depth_dose()
+    with np.errstate(invalid="ignore"):   # the NaN voxel of the first result's deposited energy
+        want = pp[0].integrated_depth_dose()[1] + pp[1].integrated_depth_dose()[1]
+    np.testing.assert_allclose(idd, want, rtol=1e-12, equal_nan=True)
+    ab = _results(rng, (4, 5, 6), 2, [(1, 0), (1, 1)])
+    n0, n1 = ab[0].primaries, ab[1].primaries
+    np.testing.assert_allclose(sum_results(ab).edep_mev_zyx,
+                               (ab[0].edep_mev_zyx * n0 + ab[1].edep_mev_zyx * n1) / (n0 + n1), rtol=1e-12)

@@ -1,0 +1,193 @@
+"""The Python API refuses what it cannot run with a message that names the problem, and warns of what
+``mcproton run`` refuses as plausible but wrong (the audit of the Python API: its crash table, W2, W4, M3):
+before, each case below ended in an internal traceback (``'float' object cannot be interpreted as an integer``,
+``'dict' object has no attribute 'backend'``, ``could not broadcast``, ``substring not found``, h5py's
+``file signature not found``) or in a silently wrong result (nuclear physics on for ``"false"``, a zero depth-dose,
+an empty dose, a box of another size).  The Monte Carlo runs here are a few hundred primaries on the CPU."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import mcproton
+from mcproton import Beam, PhysicsSettings, RunSettings, Spot, box_phantom, simulate
+from mcproton._io.errors import McprotonRuntimeWarning, McprotonWarning
+
+TINY = {"primaries": 400, "batches": 2, "backend": "cpu", "threads": 1, "seed": 3}
+
+
+@pytest.fixture(scope="module")
+def box():
+    return box_phantom("water", (20.0, 20.0, 40.0), (4.0, 4.0, 2.0))
+
+
+# ------------------------------------------------------------------------------------------- RunSettings (M3)
+@pytest.mark.parametrize("field,value,words", [
+    ("batches", 2.5, "run.batches = 2.5 is not a whole number"),
+    ("primaries", 1000.5, "run.primaries = 1000.5 is not a whole number"),
+    ("seed", 1.5, "run.seed = 1.5 is not a whole number"),
+    ("seed", "7", "run.seed = '7' has the wrong type (text)"),
+    ("primaries", "1000", "run.primaries = '1000' has the wrong type (text)"),
+    ("threads", 1.5, "run.threads = 1.5 is not a whole number"),
+    ("batch_size", "10", "run.batch_size = '10' has the wrong type"),
+    ("gpu", True, "run.gpu = True has the wrong type (bool)"),
+    ("primaries", float("nan"), "run.primaries = nan is not a whole number"),
+    ("time_limit_s", "60", "run.time_limit_s = '60' has the wrong type (text)"),
+])
+def test_run_settings_refuse_what_is_not_a_number_of_the_right_kind(field, value, words):
+    with pytest.raises(ValueError) as exc:
+        RunSettings(**{field: value})
+    assert words in str(exc.value)
+
+
+def test_run_settings_keep_whole_numbers_as_the_ints_the_run_uses():
+    s = RunSettings(primaries=1e5, seed=np.int64(7), batches=4.0, threads=np.int32(2))
+    assert (s.primaries, s.seed, s.batches, s.threads) == (100_000, 7, 4, 2)
+    assert all(type(v) is int for v in (s.primaries, s.seed, s.batches, s.threads))
+    assert RunSettings(seed=2**62 + 1).seed == 2**62 + 1     # exact: not through a float
+
+
+@pytest.mark.parametrize("value", ["false", "False", 1, 0, None, 1.0])
+def test_physics_switches_refuse_anything_but_a_bool(value):
+    with pytest.raises(ValueError, match=r"physics.nuclear = .* has the wrong type .*give True or False"):
+        RunSettings(physics={"nuclear": value})
+    with pytest.raises(ValueError, match=r"physics.msc = .* give True or False"):
+        PhysicsSettings(msc=value)
+
+
+def test_physics_switches_take_python_and_numpy_bools_and_record_python_bools():
+    p = PhysicsSettings(nuclear=np.bool_(False), straggling=True)
+    assert p.nuclear is False and p.straggling is True
+    with pytest.raises(ValueError, match=r"physics.e_cut_mev = '0.5' has the wrong type \(text\)"):
+        PhysicsSettings(e_cut_mev="0.5")
+
+
+def test_the_seed_recorded_is_the_seed_used(box):
+    r = simulate(box, Beam.pencil(70.0, position_mm=(0, 0, -5)), RunSettings(**{**TINY, "seed": 7.0}))
+    assert r.provenance["seed"] == 7 and type(r.provenance["seed"]) is int
+
+
+# ------------------------------------------------------------------------------- simulate's arguments (crash)
+def test_simulate_takes_a_dict_of_run_settings(box):
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -5))
+    a = simulate(box, beam, dict(TINY))
+    b = simulate(box, beam, RunSettings(**TINY))
+    assert a.backend == "cpu" and a.primaries == 400
+    np.testing.assert_array_equal(a.dose_gy_zyx, b.dose_gy_zyx)
+    with pytest.raises(ValueError, match="settings must be a mcproton.RunSettings, a dict of its fields or None"):
+        simulate(box, beam, 1000)
+
+
+def test_simulate_refuses_a_list_of_beams_or_a_spot_saying_what_to_do(box):
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -5))
+    with pytest.raises(ValueError, match=r"simulate runs one beam; got a list of 2.*beam_index=i.*sum_results"):
+        simulate(box, [beam, beam], TINY)
+    with pytest.raises(ValueError, match=r"got a Spot: give Beam\(\[spot\]\)"):
+        simulate(box, Spot(70.0), TINY)
+    with pytest.raises(ValueError, match="geometry must be a mcproton.VoxelGeometry"):
+        simulate(np.zeros((3, 3, 3)), beam, TINY)
+
+
+@pytest.mark.parametrize("kw,words", [
+    ({"position_mm": (0, -10)}, "spot position_mm must be 3 numbers (x, y, z) in mm; got (0, -10)"),
+    ({"position_mm": (0, 0, 0, 1)}, "spot position_mm must be 3 numbers"),
+    ({"position_mm": "origin"}, "spot position_mm must be 3 numbers"),
+    ({"sigma_mm": (3.0,)}, "spot sigma_mm must be 2 numbers (x, y) in the beam frame"),
+    ({"direction": (0, 1)}, "spot direction must be a non-zero finite 3-vector"),
+])
+def test_a_spot_of_the_wrong_shape_is_refused_when_made(kw, words):
+    with pytest.raises(ValueError) as exc:
+        Beam.pencil(70.0, **kw)
+    assert words in str(exc.value)
+
+
+def test_a_beam_of_something_else_than_spots_is_refused():
+    with pytest.raises(ValueError, match=r"takes a list of Spots; give \[spot\]"):
+        Beam(Spot(70.0))
+    with pytest.raises(ValueError, match="every spot must be a mcproton.source.Spot; got a dict"):
+        Beam([{"energy_mev": 70.0}])
+
+
+# ---------------------------------------------------------------------------- what mcproton run refuses (W4)
+def _runtime_warnings(rec) -> list[str]:
+    return [str(w.message) for w in rec if issubclass(w.category, McprotonRuntimeWarning)]
+
+
+def test_simulate_warns_of_a_beam_that_misses_the_grid(box):
+    with pytest.warns(McprotonRuntimeWarning) as rec:
+        r = simulate(box, Beam.pencil(70.0, position_mm=(500, 0, -10)), TINY)
+    said = _runtime_warnings(rec)
+    assert any("every spot of beam 'pencil 70 MeV' misses the phantom" in m and "mcproton run refuses" in m
+               for m in said), said
+    assert rec[0].filename == __file__     # points at the call of simulate
+    assert float(r.dose_gy_zyx.max()) == 0.0   # run as given
+
+
+def test_simulate_warns_of_a_source_inside_the_phantom(box):
+    with pytest.warns(McprotonRuntimeWarning) as rec:
+        simulate(box, Beam.pencil(70.0, position_mm=(0, 0, 10)), TINY)
+    assert any("lies inside the phantom" in m for m in _runtime_warnings(rec))
+
+
+def test_simulate_of_a_sound_beam_says_nothing(box):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonWarning)
+        simulate(box, Beam.pencil(70.0, position_mm=(0, 0, -5)), TINY)
+
+
+def test_box_phantom_warns_of_a_size_that_is_not_whole_voxels_and_says_the_size_made():
+    with pytest.warns(McprotonWarning,
+                      match=r"size_mm x = 41 mm is 20.5 voxels of 2 mm.*the box made is 40 x 40 x 60 mm"):
+        g = box_phantom("water", (41, 40, 60), 2)
+    assert g.shape_zyx == (30, 20, 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonWarning)
+        box_phantom("water", (40, 40, 60), 2)                 # exact multiples: no warning
+        box_phantom("water", (0.3 * 10, 4.0, 6.0), (0.3, 2.0, 2.0))   # 3.0000000000000004 / 0.3: a multiple
+
+
+# ------------------------------------------------------------------------- depth-dose and loading (W2, crash)
+@pytest.fixture(scope="module")
+def pencil(box):
+    return simulate(box, Beam.pencil(70.0, position_mm=(0, 0, -5)), TINY)
+
+
+def test_integrated_depth_dose_refuses_a_result_without_deposited_energy(pencil, tmp_path):
+    """A file written by mcproton run / demo (write_result_hdf5 without edep) has no deposited energy: before, its
+    depth-dose was zeros without a word."""
+    from mcproton._io.hdf5 import write_result_hdf5
+
+    p = write_result_hdf5(pencil, tmp_path / "run.h5")          # as mcproton run writes it
+    back = mcproton.DoseResult.load(p)
+    assert back.edep_mev_zyx is None
+    with pytest.raises(ValueError, match=r"needs the deposited energy .*mcproton run.*DoseResult.save"):
+        back.integrated_depth_dose()
+    z, idd = mcproton.DoseResult.load(pencil.save(tmp_path / "saved.h5")).integrated_depth_dose()
+    assert idd.max() > 0
+
+
+def test_integrated_depth_dose_axis_must_be_x_y_or_z(pencil):
+    with pytest.raises(ValueError, match=r"axis must be 'x', 'y' or 'z' \(lower case\); got 'Z'"):
+        pencil.integrated_depth_dose("Z")
+    with pytest.raises(ValueError, match="axis must be"):
+        pencil.depth_axis_mm("depth")
+
+
+def test_depth_axis_is_absolute_and_the_idd_depth_from_the_front_face():
+    g = box_phantom("water", (20.0, 20.0, 10.0), (4.0, 4.0, 1.0), origin_mm=(-8.0, -8.0, 100.5))
+    r = simulate(g, Beam.pencil(70.0, position_mm=(0, 0, 95)), TINY)
+    assert r.depth_axis_mm()[:2].tolist() == [100.5, 101.5]
+    assert r.integrated_depth_dose()[0][:2].tolist() == [0.5, 1.5]
+
+
+def test_loading_a_file_that_is_not_hdf5_is_a_dose_file_error(tmp_path):
+    from mcproton._io.hdf5 import DoseFileError
+
+    p = tmp_path / "notes.txt"
+    p.write_text("not a dose\n")
+    with pytest.raises(DoseFileError, match="is not an HDF5 file, so not an mcproton dose file"):
+        mcproton.DoseResult.load(p)
+    with pytest.raises(FileNotFoundError):
+        mcproton.DoseResult.load(tmp_path / "missing.h5")
