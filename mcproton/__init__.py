@@ -35,7 +35,7 @@ _LAZY = {
     "plan_to_beams": "mcproton.dicom", "load_beam_model": "mcproton.dicom", "write_rtdose": "mcproton.dicom",
     "write_result_rtdose": "mcproton.dicom", "StudyReference": "mcproton.dicom",
     # warnings of mcproton's own (filter or catch them by class)
-    "McprotonWarning": "mcproton._io.errors",
+    "McprotonWarning": "mcproton._io.errors", "McprotonRuntimeWarning": "mcproton._io.errors",
 }
 
 __all__ = [  # "__version__", "check" and the keys of _LAZY (tests/test_public_api.py keeps them equal)
@@ -45,7 +45,7 @@ __all__ = [  # "__version__", "check" and the keys of _LAZY (tests/test_public_a
     "VoxelGeometry", "box_phantom", "slab_phantom", "resample_blocks", "slab_ct_geometry",
     "Material", "get_material", "list_materials",
     "load_ct_series", "HUCalibration", "load_rtplan", "plan_to_beams", "load_beam_model", "write_rtdose",
-    "write_result_rtdose", "StudyReference", "McprotonWarning",
+    "write_result_rtdose", "StudyReference", "McprotonWarning", "McprotonRuntimeWarning",
 ]
 
 

@@ -166,6 +166,10 @@ def body_outline(masks: dict[str, np.ndarray], types: dict[str, str],
     connected part, holes filled slice by slice: mcproton.body.outline_from_threshold, as mcproton run)."""
     for nm, m in masks.items():
         if classify(nm, types.get(nm, "")) == "external" and m.any():
+            from ..body import check_targets_inside
+
+            check_targets_inside(m, masks, types, f"External ROI {nm!r}", CheckInputError,
+                                 "check the structure set's ROI types (RTROIInterpretedType EXTERNAL)")
             return m, f"External ROI {nm!r}"
     if density_zyx is None:
         raise CheckInputError("no body outline: give a structure set with an External ROI or a CT")
@@ -588,6 +592,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         raise CheckInputError(f'struct_overrides must be "apply" or "ignore"; got {struct_overrides!r}')
     if outside_external not in ("ct", "air"):
         raise CheckInputError(f'outside_external must be "ct" or "air"; got {outside_external!r}')
+    if rbe is not None and (isinstance(rbe, bool) or not isinstance(rbe, (int, float)) or not 0.5 <= rbe <= 2.0):
+        raise CheckInputError(f"rbe = {rbe!r} (--rbe) is not a plausible constant RBE; give 1.1 (the clinical "
+                              "value) or a value in 0.5-2")
     if dose_type is not None and str(dose_type).upper() not in ("PHYSICAL", "EFFECTIVE"):
         raise CheckInputError(f'dose_type must be "PHYSICAL" or "EFFECTIVE" (what the TPS dose is); got {dose_type!r}')
     if physics is not None and not isinstance(physics, PhysicsSettings):   # checked, and made settings, once
@@ -738,6 +745,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         density = mc.density_g_cm3_zyx
     body, body_how = body_outline(masks, types, density)
     check_grid_covers(ref.dose_gy_zyx, body, Path(ref.path).name)
+    targets = [nm for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
+    if isinstance(rx_given, dict):   # the ROI names of --prescription ROI=GY, before the MC (a typo: refused now)
+        _apply_given_prescription(rx_given, targets, masks)
     timings["structures_s"] = time.perf_counter() - t
     cpu_steps["structures_s"] = time.process_time() - c
     # ---- the MC
@@ -802,7 +812,6 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cpu_steps["gamma_s"] = time.process_time() - c
         t, c = time.perf_counter(), time.process_time()
         diff = dose_difference(tps, mc.total_gy_zyx, body)
-        targets = [nm for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
         rx_items = [] if rx_given is not None else _prescriptions(inp.plan_path)
         pres_by: dict[str, float] = {}
         rx_notes: list[str] = []

@@ -1144,3 +1144,26 @@ def test_the_physical_dose_is_labelled_physical_and_a_reused_mc_of_another_dose_
     with pytest.raises(CheckInputError, match="reused MC dose"):
         check(plan=d / "RP.dcm", dose=[case["files"]["plan"]], ct=d / "ct", struct=d / "RS.dcm",
               beam_model="dcpt_v2", mc=case["res"].mc, levels=_levels(), dose_to="medium", **FAST)
+
+
+def test_a_prescription_naming_no_target_and_an_implausible_rbe_are_refused_before_the_transport(base, monkeypatch):
+    """--prescription ROI=GY with a mistyped ROI, and --rbe 0 or -1: refused before the MC (before: the whole MC
+    ran, then the ROI was refused with no report written; --rbe 0 reported -100 % differences and --rbe -1 ended
+    in "dose has negative values" without naming --rbe; a helper's audit)."""
+    from mcproton._check import api
+    from mcproton._check.inputs import CheckInputError
+
+    def stop(*a, **k):
+        raise RuntimeError("transport reached")
+
+    monkeypatch.setattr(api, "run_mc", stop)
+    d = base["dir"]
+    kw = dict(plan=d / "RP.dcm", dose=_tps(base, "rx_typo", base["blob"]), ct=d / "ct", struct=d / "RS.dcm",
+              beam_model="dcpt_v2", **FAST)
+    with pytest.raises(CheckInputError, match=r"prescription names \['PTv'\], which are not targets .*'PTV'"):
+        api.check(prescription={"PTv": 2.0}, **kw)
+    with pytest.raises(RuntimeError, match="transport reached"):    # the right name goes on to the transport
+        api.check(prescription={"PTV": 2.0}, **kw)
+    for bad in (0.0, -1.0, 3.0, float("nan"), True):
+        with pytest.raises(CheckInputError, match=r"rbe = .* \(--rbe\) is not a plausible constant RBE"):
+            api.check(rbe=bad, **kw)
