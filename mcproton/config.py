@@ -424,9 +424,12 @@ def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:
 
 def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:
     """Say so when CT numbers lie above the end of the HU -> density curve: they get its last density and
-    material (tissue), which is wrong for metal (titanium plates and clips after a craniotomy: 4.5 g/cm3)."""
+    material (tissue), which is wrong for metal (titanium plates and clips after a craniotomy: 4.5 g/cm3).  For a
+    calibration of stopping-power-ratio maps (dcpt_spr_brain) the values are 1000 x (SPR - 1), not HU: said so."""
 
     import numpy as np
+
+    from ._io.hu_calibration import SPR_MAP_CALIBRATIONS
 
     top = float(calib.seg_hu_hi.max())
     hu = np.asarray(ct.hu_zyx)
@@ -436,10 +439,15 @@ def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:
     if n:
         vol = n * float(np.prod(ct.voxel_size_mm)) / 1000.0
         rho = float(calib.density_from_hu(np.array([top]))[0])
-        warn(f"{n} CT voxels ({vol:.2g} cm3, up to {float(hu.max()):.0f} HU) lie above the end of the HU "
-             f"calibration {calib.name!r} ({top:.0f} HU) and were given its last density ({rho:.2f} g/cm3) and "
-             "material: if they are metal (implants, clips) the dose behind them is wrong; check the CT or give those "
-             "voxels a calibration that covers them", McprotonRuntimeWarning)
+        high = float(hu.max())
+        if str(calib.name).split(" (")[0] in SPR_MAP_CALIBRATIONS:   # an SPR map: value = 1000 x (SPR - 1)
+            what = (f"values up to {high:.0f}, SPR {1 + high / 1000:.2f}) lie above the end of the SPR-map "
+                    f"calibration {calib.name!r} (value {top:.0f}, SPR {1 + top / 1000:.2f})")
+        else:
+            what = f"up to {high:.0f} HU) lie above the end of the HU calibration {calib.name!r} ({top:.0f} HU)"
+        warn(f"{n} CT voxels ({vol:.2g} cm3, {what} and were given its last density ({rho:.2f} g/cm3) and material: "
+             "if they are metal (implants, clips) the dose behind them is wrong; check the CT or give those voxels a "
+             "calibration that covers them", McprotonRuntimeWarning)
 
 
 def _ct_block_factors(ct: Any, want_mm: list[float]) -> tuple[int, int, int]:

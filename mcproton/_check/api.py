@@ -16,9 +16,11 @@ import numpy as np
 
 from .compare import (GAMMA_CRITERIA, beam_summary, classify, dose_difference, range_agreement, start_gammas,
                       structure_stats)
-from .compute import MCDose, build_geometry, mc_dose_description, phantom_ct_from_struct, run_mc, to_tps_grid
-from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, gather
+from .compute import (MCDose, build_geometry, mc_dose_description, mc_rbe, phantom_ct_from_struct, run_mc,
+                      to_tps_grid)
+from .inputs import CheckInputError, CheckInputs, gather
 from .levels import ActionLevels
+from .prescription import median_source, plan_dose_references, plan_prescriptions
 from .._io.errors import recorded, records_warnings
 from ..settings import PhysicsSettings
 
@@ -429,47 +431,22 @@ def _load_average() -> list[float] | None:
         return None
 
 
-def _prescriptions(plan_path: str) -> list[tuple[int | None, float]]:
-    """(ReferencedROINumber or None, TargetPrescriptionDose in Gy) of each target dose reference of the plan
-    (DoseReferenceSequence items with a TargetPrescriptionDose > 0 whose DoseReferenceType is TARGET or not
-    given); [] when it has none or cannot be read."""
-    import pydicom
+def _check_numbers(rbe: Any, target_uncertainty: Any) -> None:
+    """``check(rbe=, target_uncertainty=)`` checked as given (before the target is shared among the beams)."""
+    def num(v: Any) -> float:
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return float("nan")
 
-    out: list[tuple[int | None, float]] = []
-    try:
-        ds = pydicom.dcmread(plan_path, stop_before_pixels=True)
-        for dr in ds.get("DoseReferenceSequence", []) or []:
-            v = dr.get("TargetPrescriptionDose", None)
-            kind = str(dr.get("DoseReferenceType", "") or "").upper()
-            if v is not None and float(v) > 0 and kind in ("TARGET", ""):
-                roi = dr.get("ReferencedROINumber", None)
-                out.append((int(roi) if roi is not None else None, float(v)))
-    except Exception:  # noqa: BLE001 - the prescription is optional: without it V95/V100 use the target median
-        return []
-    return out
-
-
-def target_prescriptions(items: list[tuple[int | None, float]], targets: Sequence[str],
-                         roi_numbers: dict[str, int]) -> tuple[dict[str, float], list[str]]:
-    """Each target's prescription (Gy) from the plan's target dose references ``items`` (:func:`_prescriptions`):
-    the one whose ReferencedROINumber is the target's ROI, else the plan's only prescribed dose; a target without
-    its own while the plan prescribes several doses (a simultaneous boost) gets none, with a note: which is its
-    own is unknown, and another target's would make its V95/V100 plausible but wrong."""
-    doses = sorted({v for _, v in items})
-    by_roi = {roi: v for roi, v in items if roi is not None}
-    out: dict[str, float] = {}
-    notes: list[str] = []
-    for nm in targets:
-        num = roi_numbers.get(nm)
-        if num is not None and num in by_roi:
-            out[nm] = by_roi[num]
-        elif len(doses) == 1:
-            out[nm] = doses[0]
-        elif doses:
-            notes.append(f"target {nm!r}: no V95/V100: the plan prescribes {len(doses)} doses "
-                         f"({', '.join(f'{v:g}' for v in doses)} Gy) and none of its dose references names this ROI "
-                         "(ReferencedROINumber), so its prescription is unknown")
-    return out, notes
+    if rbe is not None and (isinstance(rbe, bool) or not 0.5 <= num(rbe) <= 2.0):   # as mcproton run's output.rbe
+        raise CheckInputError(f"rbe (--rbe) = {rbe!r} is not a plausible constant RBE; give 1.1 (the clinical "
+                              "convention for protons) or a value in 0.5-2, or leave it out")
+    t = num(target_uncertainty) if target_uncertainty is not None else 0.0
+    if t != 0 and not 0 < t < 1:
+        hint = f" ({t:g} % is {t / 100:g})" if 1 <= t < 100 else ""
+        raise CheckInputError(f"target_uncertainty (--target-uncertainty) must be a fraction in (0, 1), e.g. 0.01 "
+                              f"for 1 %; got {target_uncertainty!r}{hint}")
 
 
 def _given_prescription(prescription: Any) -> float | dict[str, float] | None:
@@ -507,7 +484,7 @@ def _apply_given_prescription(given: float | dict[str, float], targets: Sequence
 def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None) -> None:
     """Refuse a reused MC dose (``check(mc=...)``) that holds another dose than the one compared: dose to
     water/medium, physical or RBE-weighted with another constant."""
-    want = (CLINICAL_RBE if rbe is None else float(rbe)) if dose_type == "EFFECTIVE" else 1.0
+    want = mc_rbe(dose_type, rbe)
     has_to, has_rbe = mc.provenance.get("dose_to"), mc.provenance.get("rbe")
     if has_to != dose_to or has_rbe is None or abs(float(has_rbe) - want) > 1e-9:
         raise CheckInputError(f"the reused MC dose (mc=) is dose to {has_to} x RBE {has_rbe}, but this check compares "
@@ -545,7 +522,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         the structure set does not name the one its contours were drawn on (a localizer is always skipped).
     phantom_from_struct : no CT: build one from the structure set's ROI material overrides (phantoms).
     dose_to : "water" (default, what clinical proton TPSs report) or "medium".
-    rbe : constant RBE for a DoseType EFFECTIVE dose (default 1.1).
+    rbe : constant RBE for a DoseType EFFECTIVE dose (default 1.1); with a PHYSICAL dose (a warning) it only
+        converts the plan's TargetPrescriptionDose (Gy(RBE)) to Gy for V95/V100.
     dose_type : "PHYSICAL" or "EFFECTIVE": what the TPS dose is, whatever its DoseType says (default None: its
         DoseType).  An OpenTPS dose labelled EFFECTIVE is refused without it (OpenTPS labels its physical MCsquare
         doses so).
@@ -592,9 +570,6 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         raise CheckInputError(f'struct_overrides must be "apply" or "ignore"; got {struct_overrides!r}')
     if outside_external not in ("ct", "air"):
         raise CheckInputError(f'outside_external must be "ct" or "air"; got {outside_external!r}')
-    if rbe is not None and (isinstance(rbe, bool) or not isinstance(rbe, (int, float)) or not 0.5 <= rbe <= 2.0):
-        raise CheckInputError(f"rbe = {rbe!r} (--rbe) is not a plausible constant RBE; give 1.1 (the clinical "
-                              "value) or a value in 0.5-2")
     if dose_type is not None and str(dose_type).upper() not in ("PHYSICAL", "EFFECTIVE"):
         raise CheckInputError(f'dose_type must be "PHYSICAL" or "EFFECTIVE" (what the TPS dose is); got {dose_type!r}')
     if physics is not None and not isinstance(physics, PhysicsSettings):   # checked, and made settings, once
@@ -611,6 +586,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if ((o.exists() or o.is_symlink()) and not o.is_dir()) or not up.is_dir():
             raise CheckInputError(f"--out {out} is a file, a broken link or under a file; the check writes a folder "
                                   "(check.html, check.json, the MC RT Dose): give a folder's name")
+    _check_numbers(rbe, target_uncertainty)
     rx_given = _given_prescription(prescription)
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     t, c = time.perf_counter(), time.process_time()
@@ -812,23 +788,21 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cpu_steps["gamma_s"] = time.process_time() - c
         t, c = time.perf_counter(), time.process_time()
         diff = dose_difference(tps, mc.total_gy_zyx, body)
-        rx_items = [] if rx_given is not None else _prescriptions(inp.plan_path)
+        rx_refs = None if rx_given is not None else plan_dose_references(inp.plan_path)
         pres_by: dict[str, float] = {}
         rx_notes: list[str] = []
-        pres_how = "the plan's TargetPrescriptionDose"
+        pres_how = ""
         if rx_given is not None:
             pres_by, pres_how = _apply_given_prescription(rx_given, targets, masks)
-        elif rx_items:
-            pres_by, rx_notes = target_prescriptions(rx_items, targets, roi_numbers)
-            if len(rx_items) > 1:
-                pres_how += " of each target's dose reference (ReferencedROINumber)"
-        if (rx_given is not None or rx_items) and inp.all_fractions is False and inp.fractions > 1:
+        elif rx_refs.items:   # Gy(RBE): divided by the RBE for a physical TPS dose
+            pres_by, pres_how, rx_notes = plan_prescriptions(rx_refs, targets, roi_numbers, inp.dose_type, rbe)
+        if (rx_given is not None or rx_refs.items) and inp.all_fractions is False and inp.fractions > 1:
             pres_by = {nm: v / inp.fractions for nm, v in pres_by.items()}   # given for all fractions
-        elif rx_given is None and not rx_items and targets:   # of the TPS dose itself: of the fractions it holds
+            pres_how += f"; divided by the {inp.fractions} fractions (the TPS dose holds one)"
+        elif rx_given is None and not rx_refs.items and targets:   # of the TPS dose itself: of its fractions
             # each target's own median: another target's (a boost's) would make its V95/V100 plausible but wrong
             pres_by = {nm: float(np.median(tps[masks[nm]])) for nm in targets}
-            pres_how = ("each target's own TPS median dose (the plan gives no TargetPrescriptionDose; give "
-                        "--prescription for the prescribed dose)")
+            pres_how = median_source(rx_refs)
         one = set(pres_by.values())
         pres: float | dict[str, float] | None = (one.pop() if len(one) == 1 else dict(pres_by)) if pres_by else None
         structs = structure_stats(tps, mc.total_gy_zyx, masks, types, float(np.prod(ref.voxel_size_mm)) * 1e-3,

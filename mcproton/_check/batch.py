@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._io.dicom_common import dicom_kind
-from .inputs import CheckInputError, listed as _listed
+from .inputs import CheckInputError, listed as _listed, walk_files
 
 #: sub-folder names (compared in lower case) that are never a patient, and why
 SYSTEM_FOLDERS = {
@@ -99,7 +99,7 @@ def _contents(folder: Path, exclude: Path | None = None) -> _Contents:
     are found (the files at the folder's own level first: that is where exports put RP and RD)."""
     c = _Contents()
     try:
-        files = [p for p in folder.rglob("*") if p.is_file() and _dicom_name(p)
+        files = [p for p in walk_files(folder) if _dicom_name(p)   # through linked folders, as the check
                  and not any(part.startswith(".") for part in p.relative_to(folder).parts)
                  and (exclude is None or not p.resolve().is_relative_to(exclude))]
     except OSError:   # a folder that cannot be listed: the patient's own check says so

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, TPSDose
+from .._io.errors import McprotonWarning, warn
 
 
 @dataclass
@@ -57,6 +58,20 @@ def describe_dose(dose_type: str, dose_to: str, rbe: float | None, fractions: in
         frac = f"all {n} fractions (the plan)" if n > 1 else "the plan (1 fraction)"
     return {"unit": "Gy(RBE)" if eff else "Gy", "quantity": quantity, "fractions": frac,
             "label": f"{quantity}, {frac}"}
+
+
+def mc_rbe(dose_type: str, rbe: float | None) -> float:
+    """The constant the MC dose is weighted with: ``rbe`` (default 1.1) for an EFFECTIVE TPS dose, 1 for a
+    PHYSICAL one.  ``rbe`` given with a PHYSICAL dose is named in a warning: it cannot change the comparison of
+    two physical doses, and only converts the plan's TargetPrescriptionDose (Gy(RBE)) to Gy for V95/V100."""
+    if dose_type == "EFFECTIVE":
+        return CLINICAL_RBE if rbe is None else float(rbe)
+    if rbe is not None:
+        warn(f"--rbe {float(rbe):g} (rbe=) is the RBE of a DoseType EFFECTIVE TPS dose, but this one is PHYSICAL: "
+             f"the two doses are compared as physical doses, without an RBE; {float(rbe):g} only converts the plan's "
+             "TargetPrescriptionDose (Gy(RBE)) to Gy for V95/V100.  If the TPS dose is RBE-weighted, give "
+             "--dose-type effective", McprotonWarning)
+    return 1.0
 
 
 def mc_dose_description(inputs: Any, mc: MCDose) -> dict[str, str]:
@@ -303,15 +318,17 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     check_source_outside(geometry, beams, "plan beam")   # as mcproton run: no source or range shifter inside
     check_shifters_outside(geometry, beams, "plan beam")
     check_memory(int(geometry.material_index_zyx.size), len(beams), geometry.shape_zyx, True)
-    if inputs.dose_type == "EFFECTIVE":
-        rbe = CLINICAL_RBE if rbe is None else float(rbe)
-    else:
-        rbe = 1.0
+    rbe = mc_rbe(inputs.dose_type, rbe)
     # The target is the plan dose's: n beams that overlap with equal weights in the high-dose region, each with
     # relative uncertainty e there, add up to e / sqrt(n); so each beam runs to target x sqrt(n) (with unequal
     # weights the sum lands above the target by sqrt(n x sum of the squared weight shares): reported below, and
     # judged by the uncertainty action level).  Before: each beam to the target itself, n times the primaries.
     per_beam_target = None if not target_uncertainty else float(target_uncertainty) * math.sqrt(len(beams))
+    if per_beam_target is not None and per_beam_target >= 1:
+        raise CheckInputError(f"target_uncertainty (--target-uncertainty) {float(target_uncertainty):g} is too large "
+                              f"for {len(beams)} beams: each beam runs to the target x sqrt({len(beams)}) = "
+                              f"{per_beam_target:.3g} in its own dose, which must be below 1; give a smaller target "
+                              "(e.g. 0.01 for 1 %)")
     phys = physics if isinstance(physics, PhysicsSettings) else PhysicsSettings(**(physics or {}))
     settings = RunSettings(primaries=int(primaries), seed=int(seed), backend=backend, threads=threads,
                            target_uncertainty=per_beam_target, physics=phys)

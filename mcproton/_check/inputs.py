@@ -145,6 +145,28 @@ def listed(names: Sequence[str], n: int = 8) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
+def walk_files(root: Path, skipped: list[str] | None = None) -> list[Path]:
+    """Every file under ``root``, sorted, through linked folders too (a CT folder linked into the patient folder
+    from shared storage; Path.rglob does not follow them on Python < 3.13).  A linked folder that leads to a folder
+    already read (a loop, or a second link to one folder) is not read again; ``skipped`` gets a line naming it."""
+    import os
+
+    seen: set[tuple[int, int]] = set()
+    files: list[Path] = []
+    for here, dirs, names in os.walk(root, followlinks=True):
+        st = os.stat(here)
+        if (st.st_dev, st.st_ino) in seen:   # reached again through a link: its folders were read once
+            dirs[:] = []
+            if skipped is not None:
+                skipped.append(f"skipped the linked folder {Path(here).relative_to(root)}: it leads to "
+                               f"{os.path.realpath(here)}, which is read already (a loop or a second link to it)")
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        files += [Path(here) / n for n in names]
+    return sorted(p for p in files if p.is_file())
+
+
 def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | None = None
           ) -> tuple[dict[str, list[Path]], dict[Path, _Header], list[str]]:
     """:func:`discover`, with each file's header (UIDs, PatientID) and the files skipped as not DICOM
@@ -161,10 +183,10 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
     headers: dict[Path, _Header] = {}
     not_dicom: list[str] = []
     relabelled: dict[str, list[str]] = {}
-    for p in sorted(root.rglob("*")):
+    for p in walk_files(root, notes):
         # .dcm, .dicom, no suffix, or a file named by its UID ("1.2.840....123": a numeric "suffix"), as DICOM
         # storage servers and some exports name them; other suffixes (.png, .html, .txt, ...) are not looked at
-        if not p.is_file() or not (p.suffix.lower() in (".dcm", ".dicom", "") or p.suffix[1:].isdigit()):
+        if not (p.suffix.lower() in (".dcm", ".dicom", "") or p.suffix[1:].isdigit()):
             continue
         try:
             ds = read_dicom_file(p, stop_before_pixels=True)
@@ -214,7 +236,7 @@ def no_plan_message(folder: str | Path | None, found: dict[str, list[Path]], not
     if folder is None:
         return "no RT Plan: give --plan RP.dcm"
     root = Path(folder)
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    files = walk_files(root) if root.is_dir() else []
     names = [str(p.relative_to(root)) for p in files]
     shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
     head = f"no RT Ion Plan in {root}: "

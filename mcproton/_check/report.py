@@ -342,9 +342,13 @@ def _beams_table(res) -> str:
     """One row per beam of the plan (compare.beam_summary, also in the JSON's provenance.beams)."""
     from .compare import beam_summary
 
-    rows = [[b, r["gantry_angle_deg"], r["couch_angle_deg"], r["total_mu"], r["primaries"],
-             100 * float(r["mean_rel_uncertainty_50"] if r["mean_rel_uncertainty_50"] is not None else "nan"),
-             r["stop_reason"] or "", r["wall_s"], r["tps_dose"]]
+    def mu(v: Any) -> str:   # 5199.4 MU, not 5.2e+03; 2.53 MU
+        return _num(v, ".1f" if v is not None and abs(float(v)) >= 100 else ".3g")
+
+    rows = [[b, _num(r["gantry_angle_deg"], ".1f"), _num(r["couch_angle_deg"], ".1f"), mu(r["total_mu"]),
+             r["primaries"], _num(100 * float(r["mean_rel_uncertainty_50"] if r["mean_rel_uncertainty_50"] is not None
+                                              else "nan"), ".2f"),
+             r["stop_reason"] or "", _num(r["wall_s"], ".1f"), r["tps_dose"]]
             for b, r in beam_summary(res.mc.beam_meta, res.inputs.beams).items()]
     return _table(["beam", "gantry (deg)", "couch (deg)", "MU", "MC primaries", "MC uncertainty (%)",
                    "MC stopped", "MC wall (s)", "TPS dose compared"], rows)

@@ -532,7 +532,9 @@ def _check_dose_header(ds, p: Path) -> None:
 
 
 def read_rtdose(path: str | Path) -> RTDose:
-    """Read an RT Dose (axial, ImageOrientationPatient [1,0,0,0,1,0] or flipped axes) into Gy (z, y, x)."""
+    """Read an RT Dose (axial, ImageOrientationPatient [1,0,0,0,1,0] or flipped axes) into Gy (z, y, x), on a
+    grid running along +x, +y, +z: axes whose direction is negative (rows along -x, columns along -y, frames
+    along -z, as the normal row x column of a feet-first dose) are reversed and the origin moved to match."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -579,9 +581,19 @@ def read_rtdose(path: str | Path) -> RTDose:
     if nf > 1:
         if gfov.size != nf:
             raise DicomInputError(f"{p}: GridFrameOffsetVector has {gfov.size} values for {nf} frames")
-        if gfov[0] != 0:  # absolute z positions (allowed when IOP is [1,0,0,0,1,0])
-            gfov = gfov - ipp[2]
-        dz = np.diff(gfov)
+        # PS3.3 C.8.8.3.2: offsets relative to ImagePositionPatient (first 0) run along the normal row x column,
+        # -z for IOP [-1,0,0,0,1,0] (FFS) or [1,0,0,0,-1,0] (FFP); absolute offsets (first = IPP z) are z values
+        normal_z = 1.0 if iop[0] * iop[4] > 0 else -1.0
+        if gfov[0] == 0:
+            z = ipp[2] + normal_z * gfov
+        elif normal_z > 0 or abs(gfov[0] - ipp[2]) <= 1e-3:
+            z = gfov - gfov[0] + ipp[2]   # first frame at ImagePositionPatient (as read before)
+        else:
+            raise DicomInputError(f"{p}: GridFrameOffsetVector starts at {gfov[0]:g} mm, neither 0 (offsets along "
+                                  f"the slice normal, -z for ImageOrientationPatient {iop.tolist()}) nor the "
+                                  f"ImagePositionPatient z {ipp[2]:g} mm (z coordinates) (PS3.3 C.8.8.3.2): the "
+                                  "frames cannot be placed; export the dose again")
+        dz = np.diff(z)
         if np.any(np.abs(dz - dz[0]) > 1e-3 * max(1.0, abs(dz[0]))) or dz[0] == 0:
             raise DicomInputError(f"{p}: GridFrameOffsetVector is not evenly spaced; not supported")
         dz0 = float(dz[0])
@@ -595,7 +607,7 @@ def read_rtdose(path: str | Path) -> RTDose:
     if iop[4] < 0:
         dose = dose[:, ::-1, :]
         origin[1] -= (dose.shape[1] - 1) * ps[0]
-    if dz0 < 0:
+    if dz0 < 0:   # frames placed along -z: reverse them so that z increases
         dose = dose[::-1]
         origin[2] += dz0 * (dose.shape[0] - 1)
         dz0 = -dz0

@@ -234,7 +234,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 current["executor"] = executor
                 show = None
                 if progress is True:
-                    show = progress_printer(settings.primaries, st.next_history)
+                    show = progress_printer(settings.primaries, st.next_history, target=settings.target_uncertainty)
                 elif callable(progress):
                     show = progress
                 try:

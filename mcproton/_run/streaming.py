@@ -197,32 +197,45 @@ class StreamResult:
     mean_rel_uncertainty_50: float
 
 
-def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None) -> Callable[[int, float], None]:
-    """A progress bar on stderr, ``show(done_primaries, protons_per_second)``; the rate counts the primaries
-    done since it was made (``start_done``: those of a resumed run before).  On a terminal (``tty``; default:
-    whether stderr is one) the bar is redrawn in place and the caller ends its line (:func:`end_progress`); in a
-    log file or a pipe it is a line of its own at the first batch, every 10 % and the end, so that a batch job's
-    log does not become one line of thousands of carriage returns."""
+def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None,
+                     target: float | None = None) -> Callable[..., None]:
+    """A progress bar on stderr, ``show(done_primaries, protons_per_second[, mean_rel_uncertainty])``; the rate
+    counts the primaries done since it was made (``start_done``: those of a resumed run before).  On a terminal
+    (``tty``; default: whether stderr is one) the bar is redrawn in place and the caller ends its line
+    (:func:`end_progress`); in a log file or a pipe it is a line of its own at the first batch, every 10 % and the
+    end, so that a batch job's log does not become one line of thousands of carriage returns.
+
+    With a ``target`` uncertainty the run stops at it, mostly long before ``total`` (the cap): once the current
+    uncertainty is known, the bar and the ETA go to the primaries the 1/sqrt(N) law says the target needs
+    (``done`` x (uncertainty / target)^2, at most the cap) and the line says so; before, the ETA says "to the cap"."""
     t0 = time.perf_counter()
     in_place = sys.stderr.isatty() if tty is None else tty
     next_tenth = [0]
 
-    def show(done: int, _pps: float) -> None:
+    def show(done: int, _pps: float, uncertainty: float = float("nan")) -> None:
         el = time.perf_counter() - t0
         rate = (done - start_done) / el if el > 0 else 0.0
-        eta = (total - done) / rate if rate > 0 else float("nan")
-        bar = "#" * int(30 * min(done, total) / max(total, 1))
-        line = f"  [{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  ETA {eta:6.1f} s"
+        goal, to = total, ""
+        if target is not None:
+            if math.isfinite(uncertainty) and uncertainty > 0:
+                goal = min(total, max(done, int(math.ceil(done * (uncertainty / target) ** 2))))
+                to = f" to {100 * target:g} % (now {100 * uncertainty:.2f} %)" if goal < total else " to the cap"
+            else:
+                to = " to the cap"
+        eta = (goal - done) / rate if rate > 0 else float("nan")
+        bar = "#" * int(30 * min(done, goal) / max(goal, 1))
+        line = f"  [{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  ETA {eta:6.1f} s{to}"
         if in_place:
             sys.stderr.write("\r" + line)
         else:
-            tenth = int(10 * min(done, total) / max(total, 1))
-            if tenth < next_tenth[0] and done < total:
+            tenth = int(10 * min(done, goal) / max(goal, 1))
+            if tenth < next_tenth[0] and done < goal:
                 return
             next_tenth[0] = tenth + 1
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
+    show.wants_uncertainty = target is not None   # type: ignore[attr-defined]  (stream passes it then)
     return show
 
 
@@ -279,9 +292,10 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
                 pos += n
                 now = time.perf_counter()
                 elapsed = elapsed_s + (now - t0)
+                reason = reason_now(elapsed)   # before the progress: it may show the uncertainty just computed
                 if progress is not None:
-                    progress(pos, (pos - start) / (now - t0) if now > t0 else 0.0)
-                reason = reason_now(elapsed)
+                    pps = (pos - start) / (now - t0) if now > t0 else 0.0
+                    progress(pos, pps, unc) if getattr(progress, "wants_uncertainty", False) else progress(pos, pps)
                 if reason is not None:
                     break
                 if checkpoint is not None and now - last_ckpt >= interval:

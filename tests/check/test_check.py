@@ -11,6 +11,7 @@ exceed them clearly.  The shared fixture (two MC runs) takes ~1 min on 2 busy co
 """
 from __future__ import annotations
 
+import html
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from dicom_factories import make_plan, save, spot_grid
 from mcproton.dicom import StudyReference
 
 FOR = "1.2.826.0.1.3680043.8.498.4242"
+DATA = Path(__file__).resolve().parents[1] / "data" / "dicom"
 BOX = (-40.0, 40.0)       # water box x, y (mm); z -20..20
 # the fast test MC has ~6.5 % noise per voxel (a clinical check stops at 1 %): the MC-uncertainty level, the
 # fraction of rays within 2 mm and the target D95 (noise widens the MC's DVH: D95 moved by -2..+5 % between
@@ -341,7 +343,8 @@ def test_each_target_is_compared_with_its_own_prescription(case, tmp_path):
     """A plan with two target prescriptions (DoseReferenceSequence: the low-dose PTV's first, as a simultaneous
     boost plan may list them): each target's V95/V100 is relative to the dose reference of its ROI, and a target
     no dose reference names gets none (which of two prescriptions is its own is unknown).  Before: the first
-    TargetPrescriptionDose was used for every target, so the boost target's V95 was relative to the low dose."""
+    TargetPrescriptionDose was used for every target, so the boost target's V95 was relative to the low dose.
+    TargetPrescriptionDose is Gy(RBE) and the TPS dose physical: each is divided by the RBE 1.1."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
@@ -354,7 +357,7 @@ def test_each_target_is_compared_with_its_own_prescription(case, tmp_path):
     for num, rx in ((2, 0.5), (1, 0.9)):        # ROI 2 'PTV_low' first, ROI 1 'PTV_high' second
         dr = Dataset()
         dr.DoseReferenceNumber, dr.DoseReferenceStructureType, dr.DoseReferenceType = num, "VOLUME", "TARGET"
-        dr.ReferencedROINumber, dr.TargetPrescriptionDose = num, rx * float(tps.max())
+        dr.ReferencedROINumber, dr.TargetPrescriptionDose = num, 1.1 * rx * float(tps.max())   # Gy(RBE)
         refs.append(dr)
     rp.DoseReferenceSequence = Sequence(refs)
     rp.save_as(tmp_path / "RP_sib.dcm")
@@ -377,6 +380,8 @@ def test_each_target_is_compared_with_its_own_prescription(case, tmp_path):
     assert any("PTV_other" in n and "prescription" in n for n in res.diagnostics), res.diagnostics
     assert res.provenance["prescription_gy"] == {"PTV_high": pytest.approx(0.9 * float(tps.max())),
                                                  "PTV_low": pytest.approx(0.5 * float(tps.max()))}
+    src = res.provenance["prescription_source"]
+    assert "of each target's dose reference (ReferencedROINumber)" in src and "/ 1.1 = " in src, src
 
 
 def test_without_a_prescription_the_tps_median_of_one_fraction_is_not_divided_again(case, tmp_path):
@@ -472,6 +477,91 @@ def test_a_given_prescription_is_used_for_all_fractions_and_checked(case, tmp_pa
     for bad in (["54", "PTV=1"], ["PTV=abc"], ["=5"]):
         with pytest.raises(ValueError, match="--prescription"):
             _prescription_arg(bad)
+
+
+def _with_dose_references(case, tmp_path, source_plan: Path) -> Path:
+    """The test plan (its SOP Instance UID, to which the TPS doses refer) with a real plan's DoseReferenceSequence."""
+    rp = pydicom.dcmread(case["dir"] / "RP.dcm")
+    rp.DoseReferenceSequence = pydicom.dcmread(source_plan, stop_before_pixels=True).DoseReferenceSequence
+    rp.save_as(tmp_path / "RP_refs.dcm")
+    return tmp_path / "RP_refs.dcm"
+
+
+def test_point_dose_references_are_not_a_targets_prescription(case, tmp_path):
+    """The DCPT head-phantom plan (Eclipse, RN_headphantom_rs.dcm) has two COORDINATES dose references
+    'Verification3/5' of 8.639 Gy(RBE), points of a verification box, no ROI: neither is the PTV's prescription, so
+    V95/V100 are relative to the PTV's TPS median and the report says why.  Before (audit finding 7), 8.64 Gy was
+    the PTV's prescription, labelled "of each target's dose reference (ReferencedROINumber)"."""
+    from mcproton._check.api import check
+
+    f = case["files"]
+    plan = _with_dose_references(case, tmp_path, DATA / "RN_headphantom_rs.dcm")
+    res = check(plan=plan, dose=[f["plan"], f[1], f[2]], ct=case["dir"] / "ct", struct=case["dir"] / "RS.dcm",
+                beam_model="dcpt_v2", mc=case["res"].mc, levels=_levels(), out=tmp_path / "out", **FAST)
+    ptv = res.tps_gy_zyx[res.masks["PTV"]]
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(float(np.median(ptv)))
+    src = res.provenance["prescription_source"]
+    assert src.startswith("each target's own TPS median dose (the plan prescribes no target volume or site: "), src
+    assert "'Verification3' (COORDINATES), 'Verification5' (COORDINATES) give the dose at a point" in src, src
+    assert "ReferencedROINumber" not in src and "8.64" not in src
+    assert html.escape("'Verification5' (COORDINATES) give the dose at a point") in (
+        tmp_path / "out" / "check.html").read_text()
+
+
+def test_a_site_prescription_in_gy_rbe_is_divided_by_the_rbe_for_a_physical_dose(case, tmp_path):
+    """An Eclipse plan (RN_plan02_mono.dcm) prescribes 2.2 Gy(RBE) to its SITE 'SOBP' and gives a COORDINATES point
+    'Mono_160' (2.217 Gy(RBE)): the SITE's dose is every target's prescription, divided by the RBE 1.1 against the
+    PHYSICAL TPS dose (before: two prescriptions, so no V95/V100; and Gy(RBE) used as Gy).  ``rbe`` given with
+    the physical dose: a warning that it only converts the prescription, which it then does."""
+    from mcproton._check.api import check
+    from mcproton._io.errors import McprotonWarning
+
+    f = case["files"]
+    plan = _with_dose_references(case, tmp_path, DATA / "RN_plan02_mono.dcm")
+    kw = {"dose": [f["plan"], f[1], f[2]], "ct": case["dir"] / "ct", "struct": case["dir"] / "RS.dcm",
+          "beam_model": "dcpt_v2", "mc": case["res"].mc, "levels": _levels(), **FAST}
+    res = check(plan=plan, **kw)
+    ptv = res.tps_gy_zyx[res.masks["PTV"]]
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(2.0)
+    assert res.structures["PTV"]["metrics"]["V95"]["tps"] == pytest.approx(float(np.mean(ptv >= 0.95 * 2.0)))
+    src = res.provenance["prescription_source"]
+    assert src == ("the plan's TargetPrescriptionDose: 2.2 Gy(RBE) / 1.1 = 2 Gy (RBE-weighted; the TPS dose is "
+                   "physical, so divided by the RBE 1.1); not the dose at a point of 'Mono_160' (COORDINATES)"), src
+    assert not any("--rbe" in w for w in res.warnings)
+    with pytest.warns(McprotonWarning, match=r"--rbe 1.2 \(rbe=\) is the RBE of a DoseType EFFECTIVE TPS dose, but "
+                                             r"this one is PHYSICAL.*only converts the plan's TargetPrescriptionDose"):
+        res = check(plan=plan, rbe=1.2, **kw)
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(2.2 / 1.2)
+    assert "2.2 Gy(RBE) / 1.2 = 1.83 Gy" in res.provenance["prescription_source"]
+    assert any(w.startswith("--rbe 1.2 (rbe=)") for w in res.warnings), res.warnings
+    # an EFFECTIVE TPS dose (Gy(RBE)) is compared with the prescription as it is
+    res = check(plan=plan, dose_type="effective", **{**kw, "mc": None, "primaries": 2000, "target_uncertainty": None,
+                                                     "seed": 1})
+    assert res.structures["PTV"]["prescription_gy"] == pytest.approx(2.2)
+    assert "/ 1.1" not in res.provenance["prescription_source"]
+
+
+def test_target_uncertainty_and_rbe_checked_as_given(case, tmp_path):
+    """``--target-uncertainty`` is checked as the user gave it and named so (before: the per-beam value x sqrt(beams)
+    under the key run.target_uncertainty: 'got 7.07' for 5); one too large for the number of beams is refused
+    before the transport; ``--rbe`` must be a plausible constant RBE (0.5-2, as ``mcproton run``'s output.rbe)."""
+    from mcproton._check.api import check
+    from mcproton._check.inputs import CheckInputError
+
+    f = case["files"]
+    kw = {"plan": case["dir"] / "RP.dcm", "dose": [f["plan"], f[1], f[2]], "ct": case["dir"] / "ct",
+          "struct": case["dir"] / "RS.dcm", "beam_model": "dcpt_v2", "levels": _levels(), **FAST}
+    with pytest.raises(CheckInputError, match=r"^target_uncertainty \(--target-uncertainty\) must be a fraction in "
+                                              r"\(0, 1\), e.g. 0.01 for 1 %; got 5 \(5 % is 0.05\)$"):
+        check(target_uncertainty=5, **kw)
+    with pytest.raises(CheckInputError, match=r"got -0.01$"):
+        check(target_uncertainty=-0.01, **kw)
+    with pytest.raises(CheckInputError, match=r"target_uncertainty \(--target-uncertainty\) 0.8 is too large for 2 "
+                                              r"beams: each beam runs to the target x sqrt\(2\) = 1.13"):
+        check(target_uncertainty=0.8, **kw)
+    for bad in (0, -1.1, 11, float("nan"), "x"):
+        with pytest.raises(CheckInputError, match=r"rbe \(--rbe\) = .* is not a plausible constant RBE; give 1.1"):
+            check(rbe=bad, **kw)
 
 
 def test_plan_and_dose_on_different_frames(base):
@@ -1165,5 +1255,5 @@ def test_a_prescription_naming_no_target_and_an_implausible_rbe_are_refused_befo
     with pytest.raises(RuntimeError, match="transport reached"):    # the right name goes on to the transport
         api.check(prescription={"PTV": 2.0}, **kw)
     for bad in (0.0, -1.0, 3.0, float("nan"), True):
-        with pytest.raises(CheckInputError, match=r"rbe = .* \(--rbe\) is not a plausible constant RBE"):
+        with pytest.raises(CheckInputError, match=r"rbe \(--rbe\) = .* is not a plausible constant RBE"):
             api.check(rbe=bad, **kw)

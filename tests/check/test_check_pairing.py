@@ -118,6 +118,22 @@ def test_the_clean_folder_pairs_everything(folder):
     assert _paired(inp) == CLEAN and Path(inp.ct_dir) == folder / "ct"
 
 
+def test_a_ct_folder_linked_into_the_patient_folder_is_read_and_a_loop_named(folder, tmp_path):
+    """A CT folder on shared storage, linked into the patient folder (ln -s): read through the link.  Before
+    (audit 2026-12-05) Path.rglob did not follow it: "no CT: give --ct ...", the link not named.  A link back to
+    the patient folder (a loop) is read once and named among the pairing notes."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shutil.move(folder / "ct", shared / "ct_series")
+    (folder / "ct").symlink_to(shared / "ct_series", target_is_directory=True)
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN and Path(inp.ct_dir) == folder / "ct"
+    assert inp.reference is not None and len(list((folder / "ct").iterdir())) == ZS.size
+    assert any(line.startswith("skipped the linked folder loop: it leads to ") and "read already (a loop" in line
+               for line in inp.pairing), inp.pairing
+
+
 def test_files_named_by_their_uids_without_a_suffix_are_paired(folder):
     """DICOM storage servers and some exports name files by their SOPInstanceUID ("1.2.826....17", no .dcm): the
     scan took their last UID component for a file suffix and skipped every file (2026-12-05: no plan found)."""

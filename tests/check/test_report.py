@@ -105,6 +105,24 @@ def test_report_tables_keep_the_digits_a_physicist_compares(report):
         assert f"<td>{r['median_mm']:+.2f}</td>" in page, b
 
 
+def test_beam_table_shows_mu_and_times_in_fixed_notation():
+    """The beam table's MU (the plan's, to compare by eye) with a decimal, not in 3 significant digits: 5199.4 MU was
+    shown as "5.2e+03" (audit, 2026-12-05); a wall time of 1234.5 s as "1.23e+03"."""
+    from types import SimpleNamespace
+
+    from mcproton._check.report import _beams_table
+
+    meta = {1: {"gantry_angle_deg": 90.0, "couch_angle_deg": 0.0, "total_mu": 5199.4, "primaries": 1_000_000,
+                "mean_rel_uncertainty_50": 0.01414, "stop_reason": "target", "wall_s": 1234.5},
+            2: {"gantry_angle_deg": 270.0, "couch_angle_deg": 10.0, "total_mu": 2.534, "primaries": 20_000,
+                "mean_rel_uncertainty_50": None, "stop_reason": None, "wall_s": 0.44}}
+    page = _beams_table(SimpleNamespace(mc=SimpleNamespace(beam_meta=meta), inputs=SimpleNamespace(beams={1: None})))
+    assert ("<td>1</td><td>90.0</td><td>0.0</td><td>5199.4</td><td>1000000</td><td>1.41</td><td>target</td>"
+            "<td>1234.5</td><td>per-beam RT Dose</td>") in page, page
+    assert "<td>2</td><td>270.0</td><td>10.0</td><td>2.53</td><td>20000</td><td>n/a</td><td></td><td>0.4</td>" in page
+    assert "e+0" not in page
+
+
 def test_oar_metrics_are_dmax_d2_dmean():
     from mcproton._check.compare import structure_stats
 

@@ -74,6 +74,27 @@ def test_flipped_row_direction(tmp_path):
     assert ct.origin_mm == (0.0, 0.0, 0.0)
 
 
+@pytest.mark.parametrize("iop", [[-1, 0, 0, 0, 1, 0], [1, 0, 0, 0, -1, 0], [-1, 0, 0, 0, -1, 0]],
+                         ids=["FFS", "FFP", "HFP"])
+def test_feet_first_and_prone_orientations(tmp_path, iop):
+    """Slices with a normal row x column along -z (FFS, FFP) or flipped rows and columns (HFP), written in
+    reverse order along the normal: placed by their ImagePositionPatient, not by file or InstanceNumber order."""
+    hu = _hu()
+    paths = write_ct_series(hu, (1.0, 2.0, 3.0), (-7.0, 5.0, 30.0), tmp_path)
+    sx, sy = iop[0], iop[4]
+    for i, p in enumerate(paths):
+        ds = pydicom.dcmread(p)
+        ipp = [float(v) for v in ds.ImagePositionPatient]
+        ds.ImagePositionPatient = [ipp[0] + 3 * 1.0 * (sx < 0), ipp[1] + 4 * 2.0 * (sy < 0), ipp[2]]
+        ds.ImageOrientationPatient = iop
+        ds.InstanceNumber = len(paths) - i   # numbered along the normal
+        ds.PixelData = np.ascontiguousarray(ds.pixel_array[::sy, ::sx]).astype("<i2").tobytes()
+        ds.save_as(p)
+    ct = load_ct_series(tmp_path)
+    np.testing.assert_array_equal(ct.hu_zyx, hu)
+    assert ct.origin_mm == (-7.0, 5.0, 30.0) and ct.voxel_size_mm == (1.0, 2.0, 3.0)
+
+
 def _series(tmp_path, n=6):
     return write_ct_series(_hu((n, 4, 4)), (1, 1, 2), (0, 0, 0), tmp_path)
 

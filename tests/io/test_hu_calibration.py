@@ -153,6 +153,25 @@ def test_ct_numbers_beyond_the_calibration_are_reported_by_the_check_too(tmp_pat
     assert "warning" not in capsys.readouterr().err
 
 
+def test_values_beyond_an_spr_map_calibration_are_named_as_spr_map_values(tmp_path, capsys, warnings_to_stderr):
+    """With the SPR-map calibration dcpt_spr_brain the CT values are 1000 x (SPR - 1): the warning gives them as
+    values and SPR, not as HU of an "HU calibration" (audit 2026-12-05: "up to 2165 HU ... above the end of the HU
+    calibration 'dcpt_spr_brain'")."""
+    from mcproton._check.compute import build_geometry
+    from mcproton._check.inputs import TPSDose
+    from mcproton.dicom import write_ct_series
+
+    hu = np.zeros((6, 8, 8))
+    hu[2, 3:5, 3:5] = 2165          # SPR 3.165: titanium
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    grid = TPSDose("RD.dcm", np.zeros((3, 4, 4)), (2.0, 2.0, 4.0), (0.5, 0.5, 1.0), "", "PHYSICAL", "PLAN", None)
+    build_geometry(tmp_path / "ct", "dcpt_spr_brain", grid, given=True)
+    err = capsys.readouterr().err
+    assert ("4 CT voxels (0.008 cm3, values up to 2165, SPR 3.17) lie above the end of the SPR-map calibration "
+            "'dcpt_spr_brain (HU-SPR at 100 MeV)' (value 2000, SPR 3.00) and were given its last density") in err, err
+    assert "HU" not in err.split("lie above")[0] and "metal" in err
+
+
 # A density table whose header names another quantity or unit than the mass density in g/cm3 was read as g/cm3
 # density, column by column (the header was skipped unread): a stopping-power-ratio or relative-electron-density
 # table (values near the mass density, 1.0 at 0 HU) gave a dose off by a few per cent without a word.

@@ -180,3 +180,25 @@ def test_progress_bar_in_a_log_file_is_a_line_per_tenth(capsys):
         show(done, 0.0)
     err = capsys.readouterr().err
     assert err.count("\r") == 2 and "\n" not in err
+
+
+def test_progress_eta_goes_to_the_target_uncertainty(capsys, monkeypatch):
+    """With a target uncertainty the ETA is to the primaries the 1/sqrt(N) law says the target needs, not to the
+    cap (audit 2026-12-05: "100,000/10,000,000 protons ... ETA 75.8 s" for a beam that stopped at 1,000,000); before
+    the uncertainty is known, and where the target needs more than the cap, it says "to the cap"."""
+    from mcproton._run import streaming
+    from mcproton._run.streaming import progress_printer
+
+    clock = iter([0.0, 1.0, 2.0, 3.0] + [4.0] * 4)
+    monkeypatch.setattr(streaming.time, "perf_counter", lambda: next(clock))
+    show = progress_printer(10_000_000, tty=True, target=0.01)
+    assert show.wants_uncertainty
+    show(100_000, 0.0)                       # 100,000 p/s; the uncertainty not known yet
+    show(200_000, 0.0, 0.02)                 # 2 % at 200,000: 800,000 needed for 1 %, 600,000 to go at 100,000 p/s
+    show(300_000, 0.0, 0.1)                  # 10 %: 3e7 needed, beyond the cap of 1e7
+    lines = capsys.readouterr().err.split("\r")[1:]
+    assert lines[0].endswith("ETA   99.0 s to the cap"), lines[0]
+    assert lines[1].endswith("ETA    6.0 s to 1 % (now 2.00 %)"), lines[1]
+    assert lines[1].count("#") == 7          # 200,000 of the 800,000 needed: a quarter of 30
+    assert lines[2].endswith("ETA   97.0 s to the cap"), lines[2]
+    assert not hasattr(progress_printer(100), "wants_uncertainty") or not progress_printer(100).wants_uncertainty
