@@ -522,18 +522,24 @@ PRESCRIPTION_TOLERANCE = 0.15
 
 
 def plan_prescription(rtplan_path: Any) -> tuple[float, int, int | None] | None:
-    """(TargetPrescriptionDose in Gy for all fractions, NumberOfFractionsPlanned, ReferencedROINumber or None) of
-    an RT Ion Plan's first TARGET dose reference; None when the plan gives none."""
+    """(TargetPrescriptionDose in Gy(RBE) for all fractions, NumberOfFractionsPlanned, ReferencedROINumber or None)
+    of an RT Ion Plan's first target volume dose reference (DoseReferenceType TARGET, structure type VOLUME or
+    SITE: mcproton._check.prescription, as the check takes it); None when the plan gives none.  A POINT or
+    COORDINATES reference is the dose at a point (the DCPT head plan's "Verification3/5", 8.64 Gy(RBE) of a
+    verification box), not the target's: before 2026-12-05 it was taken, and the run warned about a CTV at 0.61
+    times it."""
     import pydicom
 
+    from .._check.prescription import plan_dose_references
+
+    refs = plan_dose_references(str(rtplan_path))
+    if not refs.items:
+        return None
+    roi, dose = refs.items[0]
     ds = pydicom.dcmread(str(rtplan_path), stop_before_pixels=True, force=True)
-    for ref in ds.get("DoseReferenceSequence", []) or []:
-        if str(ref.get("DoseReferenceType", "")).upper() == "TARGET" and ref.get("TargetPrescriptionDose") is not None:
-            fg = (ds.get("FractionGroupSequence") or [None])[0]
-            n = int(fg.get("NumberOfFractionsPlanned", 1) or 1) if fg is not None else 1
-            roi = ref.get("ReferencedROINumber")
-            return float(ref.TargetPrescriptionDose), max(n, 1), int(roi) if roi is not None else None
-    return None
+    fg = (ds.get("FractionGroupSequence") or [None])[0]
+    n = int(fg.get("NumberOfFractionsPlanned", 1) or 1) if fg is not None else 1
+    return dose, max(n, 1), roi
 
 
 def prescription_check(cfg: dict[str, Any], result: Any) -> str | None:

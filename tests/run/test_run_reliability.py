@@ -72,6 +72,8 @@ def test_prescription_warning(monkeypatch):
     from mcproton._run import inputs
 
     assert inputs.plan_prescription(ROOT / "tests/data/dicom/RP_plan05.dcm")[:2] == (2.2, 1)
+    # the DCPT head plan's dose references are two COORDINATES points (verification): no target prescription
+    assert inputs.plan_prescription(ROOT / "tests/data/dicom/RN_headphantom_rs.dcm") is None
     mask = np.zeros((2, 2, 2), bool)
     mask[0] = True
     monkeypatch.setattr(rs, "read_rtstruct", lambda p: SimpleNamespace(roi_numbers={"BODY": 1, "CTV": 2},
