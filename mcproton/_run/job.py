@@ -264,15 +264,15 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                                     else "there is no earlier one"))
                     raise RunInterrupted(
                         f"interrupted by {signal.Signals(stop.signum or signal.SIGINT).name} after "
-                        f"{st.next_history:,} of {settings.primaries:,} primaries of beam {i + 1}; {where}; "
-                        f"{again}", code)
+                        f"{st.next_history:,} of {settings.primaries:,} primaries of beam {i + 1} ({beam.name}); "
+                        f"{where}; {again}", code)
                 st.done, st.stop_reason = True, res.stop_reason
                 if res.stop_reason == "target_uncertainty":
-                    log(f"mcproton: beam {i + 1} reached the target uncertainty after {st.next_history:,} "
-                        "primaries (mean relative uncertainty above 50 % Dmax "
+                    log(f"mcproton: beam {i + 1} ({beam.name}) reached the target uncertainty after "
+                        f"{st.next_history:,} primaries (mean relative uncertainty above 50 % Dmax "
                         f"{res.mean_rel_uncertainty_50:.4g} <= {settings.target_uncertainty:g})")
                 elif res.stop_reason == "time_limit":
-                    log(f"mcproton: beam {i + 1} stopped by the time limit (run.time_limit_s = "
+                    log(f"mcproton: beam {i + 1} ({beam.name}) stopped by the time limit (run.time_limit_s = "
                         f"{settings.time_limit_s:g} s; {st.elapsed_s:.3g} s of transport, resumed segments "
                         f"included) after {st.next_history:,} of {settings.primaries:,} primaries")
                 save()

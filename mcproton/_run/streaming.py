@@ -296,6 +296,8 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
                 if progress is not None:
                     pps = (pos - start) / (now - t0) if now > t0 else 0.0
                     progress(pos, pps, unc) if getattr(progress, "wants_uncertainty", False) else progress(pos, pps)
+                    if reason is None and should_stop is not None and should_stop():
+                        reason = "interrupted"   # a signal during the progress: this batch is the last, as before
                 if reason is not None:
                     break
                 if checkpoint is not None and now - last_ckpt >= interval:
