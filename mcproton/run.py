@@ -43,7 +43,8 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
 
     Inputs that ``mcproton run`` refuses as plausible but wrong run here as given, each with a
     :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside
-    the phantom, a spot sigma larger than the grid, a divergence beyond the limit, a source more than 10 m away.
+    the phantom, a range shifter inside it, a spot sigma larger than the grid, a divergence beyond the limit, a
+    source more than 10 m away.
     """
     from ._run.job import JobOptions, run_job
 
@@ -88,11 +89,12 @@ def _warn_implausible(geometry: VoxelGeometry, beam: Beam) -> None:
     check_beam_hits, mcproton/_run/inputs.py check_beam_sanity and check_source_outside), here warnings:
     the run goes on as asked."""
     from ._io.errors import McprotonRuntimeWarning, warn
-    from ._run.inputs import check_beam_sanity, check_source_outside
+    from ._run.inputs import check_beam_sanity, check_shifters_outside, check_source_outside
     from .config import ConfigError, check_beam_hits
 
     for check in (lambda: check_beam_hits(geometry, [beam]), lambda: check_beam_sanity(geometry, [beam], "beam"),
-                  lambda: check_source_outside(geometry, [beam], "beam")):
+                  lambda: check_source_outside(geometry, [beam], "beam"),
+                  lambda: check_shifters_outside(geometry, [beam], "beam")):
         try:
             check()
         except ConfigError as exc:

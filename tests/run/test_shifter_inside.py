@@ -53,3 +53,12 @@ def test_spots_aimed_off_the_grid_are_warned_about_and_a_beam_missing_it_entirel
         check_beam_hits(box, [Beam([spot(0), spot(5), spot(900, w=0.001)], name="F")])   # 0.05 %: nothing said
     with pytest.raises(ConfigError, match="every spot of beam 'F' misses the phantom"):
         check_beam_hits(box, [Beam([spot(900), spot(-900)], name="F")])
+
+
+def test_simulate_warns_of_a_shifter_inside_the_phantom():
+    """The Python API runs it as given (as it does what mcproton run refuses), with a McprotonRuntimeWarning."""
+    from mcproton import McprotonRuntimeWarning, RunSettings, simulate
+
+    box = box_phantom("water", (60, 60, 100), 2.0, origin_mm=(-30, -30, -150))
+    with pytest.warns(McprotonRuntimeWarning, match=r"simulate: beam '1:F1': its range shifter 'RS_3CM'.*inside"):
+        simulate(box, _beam(180.0), RunSettings(primaries=200, backend="cpu", threads=1, batches=2))
