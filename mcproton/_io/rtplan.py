@@ -649,7 +649,8 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     line) or "energy_only" (the Bragg-Kleeman energy loss alone, an explicit opt-in).  See the module docstring
     for the geometry and range-shifter treatment.  A beam planned for a treatment machine that the beam model does
     not name (its ``machines``) is refused unless ``machine_check`` is False: another machine's model gives a
-    plausible but wrong dose.
+    plausible but wrong dose; one without a TreatmentMachineName (Type 2: it may be empty) is computed with a warning
+    that it could not be checked.
     """
     from ..source import Beam
 
@@ -673,6 +674,13 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
                 ([f"beam(s) {unknown} are not in the plan"] if unknown else [])
                 + ([f"beam(s) {twice} are named twice"] if twice else []))
                 + f" (the plan's beam numbers: {have}); give each beam to simulate once")
+    unnamed = [f"{b.number} ({b.name!r})" for b in plan.beams if not (b.machine or "").strip()
+               and (beam_numbers is None or b.number in beam_numbers)]
+    if machine_check and beam_model.machines and unnamed:   # covers_machine lets them pass: say it was not checked
+        warn(f"beam(s) {', '.join(unnamed)} give no TreatmentMachineName (300A,00B2), so the plan could not be checked "
+             f"against the machines of beam model {beam_model.name!r} ({', '.join(beam_model.machines)}); make sure it "
+             "was planned for one of them: another machine's beam model gives a plausible but wrong dose",
+             McprotonWarning)
     for b in plan.beams:
         if beam_numbers is not None and b.number not in beam_numbers:
             continue

@@ -1,13 +1,14 @@
 """RT Ion Plan import and plan -> Beam conversion: real plans, IEC 61217 geometry, MU, range shifters."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mcproton._io.beam_model import load_beam_model
-from mcproton._io.errors import DicomInputError
+from mcproton._io.errors import DicomInputError, McprotonWarning
 from mcproton._io.rtplan import BK_ALPHA_CM, BK_P, load_rtplan, plan_to_beams
 from mcproton.source import Beam
 
@@ -275,7 +276,7 @@ def test_a_plan_for_another_treatment_machine_is_refused(tmp_path, model):
     """The DCPT model is of TR1-TR3: a beam for 'GTR4' (another clinic's machine) would get a plausible but wrong
     dose, so it is refused, naming the beam, the machine and the model; machine_check=False (plan.machine_check /
     --no-machine-check) runs it; the name is compared without case or surrounding blanks; a plan without a machine
-    name, or a model that names no machine, is not checked."""
+    name is computed with a warning that it could not be checked; a model that names no machine checks nothing."""
     from mcproton._io.beam_model import BUILTIN, parse_bdl
 
     from dicom_factories import bdl_text_from_csv
@@ -292,10 +293,22 @@ def test_a_plan_for_another_treatment_machine_is_refused(tmp_path, model):
         plan_to_beams(plan("GTR4"), model)
     ok = plan_to_beams(plan("GTR4"), model, machine_check=False)
     assert len(ok) == 2 and ok[1].meta["machine"] == "GTR4"
-    assert len(plan_to_beams(plan(" tr2 "), model)) == 2 and len(plan_to_beams(plan(""), model)) == 2
+    assert len(plan_to_beams(plan(" tr2 "), model)) == 2
+    # TreatmentMachineName is Type 2 (may be empty): computed, but said that it could not be checked (before: silent)
+    with pytest.warns(McprotonWarning, match=r"^beam\(s\) 2 \('F2'\) give no TreatmentMachineName \(300A,00B2\), so "
+                                             r"the plan could not be checked against the machines of beam model "
+                                             r"'dcpt_v2' \(TR1, TR2, TR3\)"):
+        assert len(plan_to_beams(plan(" "), model)) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonWarning)   # no warning where nothing would be checked anyway
+        assert len(plan_to_beams(plan(""), model, machine_check=False)) == 2
+        assert len(plan_to_beams(plan(""), model, beam_numbers=[1])) == 1
     bdl = parse_bdl(bdl_text_from_csv(BUILTIN["mcsquare_upenn_iba_dn"].parent
                                       / "beam_model_mcsquare_upenn_iba_dedicated_nozzle.csv"))
     assert bdl.machines == () and len(plan_to_beams(plan("GTR4"), bdl)) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonWarning)
+        assert len(plan_to_beams(plan(""), bdl)) == 2
 
 
 @pytest.mark.parametrize("value, match", [('"TR1"', "machines must be a list"), ('["TR1", ""]', "machines must be"),
