@@ -18,7 +18,7 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from .._timing import timed
-from .dicom_common import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, StudyReference, dicom_kind
+from .dicom_common import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, StudyReference, dicom_kind, is_gzip
 from .errors import DicomInputError, McprotonWarning, warn
 
 
@@ -95,6 +95,8 @@ def _read(path: Path, *, pixels: bool):
     try:
         return read_dicom_file(path, stop_before_pixels=not pixels, check=not pixels)
     except DicomInputError as exc:
+        if is_gzip(path):   # not DICOM as it is: named (refused if named like the slices) by _not_dicom_files
+            return None
         raise _err(f"{exc}; in a CT folder every DICOM file must be complete: re-export the series") from None
 
 
@@ -181,7 +183,8 @@ def _not_dicom_files(files: list[Path], slices: list, folder) -> None:
 
     def listing(fs: list[Path]) -> str:   # "IM0000 (0 bytes), IM0177 (0 bytes)"
         sizes = [f.stat().st_size for f in fs[:6]]
-        return ", ".join(f"{f.name} ({n} byte{'s' if n != 1 else ''})" for f, n in zip(fs, sizes)) + (
+        return ", ".join(f"{f.name} ({n} byte{'s' if n != 1 else ''}{', gzip-compressed' if is_gzip(f) else ''})"
+                         for f, n in zip(fs, sizes)) + (
             f" and {len(fs) - 6} more" if len(fs) > 6 else "")
 
     shapes = {shape(f.name) for f, _ in slices}

@@ -184,3 +184,27 @@ def test_other_files_that_are_not_dicom_are_named(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_ct_series(tmp_path).hu_zyx.shape[0] == 5
+
+
+def test_gzip_compressed_files(tmp_path):
+    """A gzip-compressed slice named like the others is refused as such; an archive beside the slices is skipped; a
+    compressed plan or structure set given by name says to decompress it (before: "not a DICOM file")."""
+    import gzip
+
+    from mcproton._io.rtplan import load_rtplan
+    from mcproton._io.rtstruct import read_rtstruct
+
+    _pacs_series(tmp_path / "ct")
+    (tmp_path / "ct" / "backup.tar.gz").write_bytes(gzip.compress(b"old export"))
+    assert load_ct_series(tmp_path / "ct").hu_zyx.shape[0] == 5
+    im = tmp_path / "ct" / "IM0003"
+    im.write_bytes(gzip.compress(im.read_bytes()))
+    with pytest.raises(DicomInputError, match=r"named like the CT slices .* not DICOM: IM0003 \(\d+ bytes, "
+                                              r"gzip-compressed\)"):
+        load_ct_series(tmp_path / "ct")
+    gz = tmp_path / "RP.dcm.gz"
+    gz.write_bytes(gzip.compress(b"\0" * 200))
+    for read in (load_rtplan, read_rtstruct):
+        with pytest.raises(DicomInputError, match=r"RP.dcm.gz: the file is gzip-compressed .* gunzip -c RP.dcm.gz > "
+                                                  "RP.dcm"):
+            read(gz)
