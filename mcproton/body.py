@@ -209,7 +209,7 @@ def body_outline_for(cfg: dict, geometry: Any) -> BodyOutline | None:
         out = body_from_rtstruct(_resolve(cfg, rts), geometry, None if choice.lower() == "auto" else choice)
     if out is not None:
         return out
-    why = " (the RT Struct has no EXTERNAL / BODY ROI)" if rts and choice.lower() != "ct" else ""
+    why = " (the RT Struct has no EXTERNAL / BODY ROI with contours)" if rts and choice.lower() != "ct" else ""
     labels = getattr(geometry, "labels_zyx", None)
     if kind == "paediatric" and labels is not None:
         out = body_from_labels(labels)

@@ -546,11 +546,12 @@ def build_geometry(cfg: dict[str, Any]):
                 raise ConfigError(f"phantom.calibration = {cal!r}: {str(exc).rstrip('.')}; looked for the folder "
                                   f"{cal_path}{relative_path_note(cfg, cal)}") from None
             _check_calibration_written_for(ct, calib, given="calibration" in ph)
-            from ._io.hu_calibration import check_spr_map
+            from ._io.hu_calibration import check_spr_map, warn_ct_without_air
 
             check_spr_map(ct, calib.name, given="calibration" in ph, where=f"the CT in phantom.ct_dir ({ct_dir})",
                           key="phantom.calibration", error=ConfigError, anyway="run anyway (phantom.calibration is "
                           "given)")
+            warn_ct_without_air(ct, f"the CT in phantom.ct_dir ({ct_dir})")   # a wrong RescaleIntercept
             _warn_hu_beyond_calibration(ct, calib)
             blocks = (1, 1, 1)
             if "dose_voxel_mm" in ph:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 EPILOG = """examples:
@@ -122,7 +121,9 @@ def main(args: argparse.Namespace) -> int:
     res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder, out=args.out,
                 prescription=_prescription_arg(args.prescription), ct_series=args.ct_series, **common)
     if args.json:
-        print(json.dumps(res.to_dict(), indent=1))
+        from ..cli import _json_text
+
+        print(_json_text(res.to_dict(), indent=1))   # NaN as null, as to_dict writes it
     else:
         print(res.summary())
         print(f"report: {res.report_html}\n        {res.report_json}")

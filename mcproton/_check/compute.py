@@ -166,10 +166,11 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     from ..config import _warn_hu_beyond_calibration
 
     _check_calibration_written_for(ct, cal, given=given)
-    from .._io.hu_calibration import check_spr_map
+    from .._io.hu_calibration import check_spr_map, warn_ct_without_air
 
     check_spr_map(ct, cal.name, given=given, where=f"the CT ({ct_dir})", key="--calibration", error=CheckInputError,
                   anyway="checked anyway (--calibration is given)")
+    warn_ct_without_air(ct, f"the CT ({ct_dir})")   # a wrong RescaleIntercept, as mcproton run says
     _warn_hu_beyond_calibration(ct, cal)   # metal above the curve's end, as mcproton run says
     factors = [max(1, int(np.rint(t / c))) for t, c in zip(ref.voxel_size_mm, ct.voxel_size_mm)]
     if at_ct_resolution is None:

@@ -140,6 +140,10 @@ class _Header:
     ref_series: tuple[str, ...] = ()        # RT Struct: the CT series its contours were drawn on
 
 
+#: How a gzip-compressed file in a patient folder is named (the check reads only DICOM files as they are)
+GZIP_NOTE = "gzip-compressed: decompress it, e.g. with gunzip, to check it"
+
+
 def listed(names: Sequence[str], n: int = 8) -> str:
     """``names`` joined by commas, the first ``n`` of them and "and K more"."""
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
@@ -184,6 +188,9 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
     not_dicom: list[str] = []
     relabelled: dict[str, list[str]] = {}
     for p in walk_files(root, notes):
+        if p.suffix.lower() == ".gz":   # RD.dcm.gz: named, with what to do (before: not a word)
+            not_dicom.append(f"{p.relative_to(root)} ({GZIP_NOTE})")
+            continue
         # .dcm, .dicom, no suffix, or a file named by its UID ("1.2.840....123": a numeric "suffix"), as DICOM
         # storage servers and some exports name them; other suffixes (.png, .html, .txt, ...) are not looked at
         if not (p.suffix.lower() in (".dcm", ".dicom", "") or p.suffix[1:].isdigit()):
@@ -260,8 +267,11 @@ def read_tps_dose(path: str | Path) -> TPSDose:
     """Read one TPS RT Dose with the attributes the check needs."""
     import pydicom
 
+    from .._io.dicom_common import gzip_error, is_gzip
     from .._io.rtdose import read_rtdose
 
+    if is_gzip(path):   # --dose RD.dcm.gz: say so (before: "not a DICOM file (... 'DICM' prefix is missing ...)")
+        raise gzip_error(path)
     d = read_rtdose(path)
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     beams: list[int] = []
@@ -519,8 +529,10 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         paths = [dose] if isinstance(dose, (str, Path)) else list(dose)
         doses = [read_tps_dose(p) for p in paths]
     if not doses:
+        gz = [n for n in not_dicom if n.endswith(f"({GZIP_NOTE})")]
         raise CheckInputError("no RT Dose of the planning system to check against; give --dose RD.dcm (the RT Dose "
-                              f"must refer to the plan {rp.sop_instance_uid})")
+                              f"must refer to the plan {rp.sop_instance_uid})"
+                              + (f"; skipped as compressed: {listed(gz)}" if gz else ""))
     doses = _one_file_per_dose(doses, log)
     total: TPSDose | None = None
     beams: dict[int, TPSDose] = {}

@@ -239,8 +239,8 @@ class BeamModel:
 
     def covers_machine(self, machine: str) -> bool:
         """Whether a beam planned for treatment machine ``machine`` (its TreatmentMachineName) may use this model:
-        yes when the model names no machines or the plan gives no name; else the name must be one of
-        ``machines`` (case and surrounding blanks ignored)."""
+        yes when the model names no machines or the plan gives no name (``plan_to_beams`` then warns that the plan
+        could not be checked); else the name must be one of ``machines`` (case and surrounding blanks ignored)."""
         m = (machine or "").strip().upper()
         return not self.machines or not m or m in {x.upper() for x in self.machines}
 

@@ -18,7 +18,7 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from .._timing import timed
-from .dicom_common import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, StudyReference, dicom_kind
+from .dicom_common import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, StudyReference, dicom_kind, is_gzip
 from .errors import DicomInputError, McprotonWarning, warn
 
 
@@ -95,6 +95,8 @@ def _read(path: Path, *, pixels: bool):
     try:
         return read_dicom_file(path, stop_before_pixels=not pixels, check=not pixels)
     except DicomInputError as exc:
+        if is_gzip(path):   # not DICOM as it is: named (refused if named like the slices) by _not_dicom_files
+            return None
         raise _err(f"{exc}; in a CT folder every DICOM file must be complete: re-export the series") from None
 
 
@@ -154,11 +156,57 @@ def describe_series(series: dict[str, list]) -> str:
     return "; ".join(out)
 
 
+def _slice_like(name: str) -> bool:
+    """Whether a file named ``name`` may be a slice by its name: no suffix, .dcm, .dicom or a numeric one (a UID), as
+    CT exports and storage servers name slices (``mcproton check`` looks at the same files in a folder)."""
+    suffix = Path(name).suffix.lower()
+    return suffix in ("", ".dcm", ".dicom") or suffix[1:].isdigit()
+
+
+def _not_dicom_files(files: list[Path], slices: list, folder) -> None:
+    """The files of a CT folder that are not DICOM: refused where one is named like the series' slices (the same
+    name with its digits taken out: IM0000 beside IM0001 .. IM0176), warned about where it only may be a slice (no
+    suffix, .dicom or a numeric one; .dcm is refused; other files, e.g. notes.txt or an output.h5, are not named).
+
+    Why refused: a slice file that is empty or not DICOM is a damaged export (an interrupted copy, a full disk).
+    Skipped at either end of the series it leaves the CT shorter with no gap to be seen (the spacing check finds
+    only a missing slice between two others), so the patient's end is cut off where the beam may enter or stop.
+    Other files that are not DICOM are named in a warning (an empty or odd file beside the slices is worth a look)
+    and skipped: a folder may hold a VERSION or LOCKFILE of the exporting system."""
+    import re
+
+    if not files:
+        return
+
+    def shape(name: str) -> str:
+        return re.sub(r"\d+", "#", name)
+
+    def listing(fs: list[Path]) -> str:   # "IM0000 (0 bytes), IM0177 (0 bytes)"
+        sizes = [f.stat().st_size for f in fs[:6]]
+        return ", ".join(f"{f.name} ({n} byte{'s' if n != 1 else ''}{', gzip-compressed' if is_gzip(f) else ''})"
+                         for f, n in zip(fs, sizes)) + (
+            f" and {len(fs) - 6} more" if len(fs) > 6 else "")
+
+    shapes = {shape(f.name) for f, _ in slices}
+    like = [f for f in files if re.search(r"\d", f.name) and shape(f.name) in shapes]
+    if like:
+        raise _err(f"{len(like)} file(s) in {folder} named like the CT slices ({slices[0][0].name}, ...) are not "
+                   f"DICOM: {listing(like)}; an empty or damaged slice (an interrupted copy, a full disk) would leave "
+                   "the CT shorter without a gap to be seen: copy or export the series again, or remove the file(s) if "
+                   "they are not slices")
+    maybe = [f for f in files if _slice_like(f.name)]
+    if maybe:
+        warn(f"{folder}: skipped {len(maybe)} file(s) that are not DICOM: {listing(maybe)}", McprotonWarning,
+             stacklevel=4)
+
+
 @timed("ct_import")
 def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str | None = None) -> CTImage:
     """Read an axial CT series from a folder (or a list of files).
 
-    Non-DICOM files and DICOM objects that are not images (RT Plan, RT Struct, RT Dose) are ignored.
+    DICOM objects that are not images (RT Plan, RT Struct, RT Dose) are ignored.  A file that is not DICOM is
+    refused if named like the slices (an empty or damaged slice) or .dcm, named in a warning if it may have been
+    a slice (no suffix, .dicom, a numeric suffix), else (notes.txt, out.h5) skipped; see :func:`_not_dicom_files`.
     A localizer series (scout/topogram, :func:`is_localizer`) beside one axial series is skipped with a warning.
     If the folder holds more than one axial CT series, pass ``series_uid`` (SeriesInstanceUID) to choose one.
     """
@@ -166,12 +214,12 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     headers = []
     skipped_modalities: dict[str, int] = {}
     odd_modality: dict[str, list[str]] = {}
-    n_not_dicom = 0
+    not_dicom: list[Path] = []
     for f, ds in _read_many(files, pixels=False):
         if ds is None:
             if f.suffix.lower() == ".dcm":
                 raise _err(f"{f}: not a valid DICOM file (no DICOM preamble/header); remove it or re-export")
-            n_not_dicom += 1
+            not_dicom.append(f)
             continue
         sop = str(ds.get("SOPClassUID", ""))
         modality = str(ds.get("Modality", "")).upper()
@@ -201,7 +249,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     if not headers:
         found = ", ".join(f"{k} x{v}" for k, v in skipped_modalities.items()) or "none"
         raise _err(f"no CT image slices found in {folder} (other DICOM objects: {found}; non-DICOM files: "
-                   f"{n_not_dicom}); give the folder of a CT series (Modality CT)")
+                   f"{len(not_dicom)}); give the folder of a CT series (Modality CT)")
 
     series: dict[str, list] = {}
     for f, ds in headers:
@@ -227,6 +275,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
                  f"{str(v[0][1].get('SeriesDescription', '') or '')!r}): a localizer (scout/topogram; "
                  "ImageType LOCALIZER), not an axial series", McprotonWarning, stacklevel=2)
         chosen = next(iter(axial.values()))
+    _not_dicom_files(not_dicom, chosen, folder)
 
     # --- frame of reference: one per series; warn when there is none ---
     fors = {str(ds.get("FrameOfReferenceUID", "") or "") for _, ds in chosen}

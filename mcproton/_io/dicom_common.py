@@ -531,10 +531,35 @@ def _looks_like_dataset(buf) -> bool:
     return group in (0x0002, 0x0008)
 
 
+#: The first two bytes of a gzip file (RFC 1952): a DICOM file compressed with gzip (RD.dcm.gz) is not DICOM as it is
+GZIP_SIGNATURE = b"\x1f\x8b"
+
+
+def is_gzip(path: str | Path) -> bool:
+    """Whether the file ``path`` starts with the gzip signature (False if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == GZIP_SIGNATURE
+    except OSError:
+        return False
+
+
+def gzip_error(path: str | Path):
+    """The DicomInputError for a gzip-compressed file given or found where a DICOM file is read."""
+    from .errors import DicomInputError
+
+    name = Path(path).name
+    plain = name[:-3] if name.lower().endswith(".gz") else name + ".dcm"
+    return DicomInputError(f"{path}: the file is gzip-compressed (it starts with the gzip signature 1f 8b), not a "
+                           f"DICOM file as it is: decompress it first (e.g. gunzip -c {name} > {plain}) and give the "
+                           "decompressed file")
+
+
 def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check: bool = True):
     """Read a DICOM file strictly: ``None`` if the file is not DICOM at all (no 'DICM' prefix and no data
     set at its start; a file without the 128-byte preamble and file meta is read as the RT Struct reader
-    always did), :class:`DicomInputError` if it ends early or cannot be parsed, else the pydicom Dataset.
+    always did), :class:`DicomInputError` if it ends early, cannot be parsed or is gzip-compressed (saying to
+    decompress it), else the pydicom Dataset.
     ``check=False`` skips the structure walk (for a second read of a file already checked)."""
     import io
 
@@ -548,6 +573,8 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
     except OSError as exc:
         raise DicomInputError(f"{p}: cannot be read ({exc})") from exc
     has_magic = len(buf) >= 132 and buf[128:132] == b"DICM"
+    if not has_magic and buf[:2] == GZIP_SIGNATURE:   # before: "not a DICOM file", or skipped in a folder
+        raise gzip_error(p)
     if not has_magic:
         if 0 < len(buf) <= 132 and not any(buf[:128]):
             raise DicomInputError(f"{p}: the file ends early ({len(buf)} bytes, inside the 128-byte DICOM "

@@ -52,7 +52,7 @@ import numpy as np
 
 from .._timing import timed
 from ..materials import Material
-from .errors import CalibrationError, warn
+from .errors import CalibrationError, McprotonRuntimeWarning, warn
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "ct_calibration"
 
@@ -179,6 +179,31 @@ def check_spr_map(ct, name: str, *, given: bool, where: str, key: str, error: ty
     todo += (f"; if the series does hold HU (a CT of an electron-density or stopping-power phantom, say), give {key} "
              "with its HU calibration by name (e.g. schneider2000): then this is a warning only")
     raise error(f"{msg}; {todo}")
+
+
+#: A CT whose lowest value lies above this holds no air anywhere: air is about -1000 HU (-1000 in an SPR map's
+#: 1000 x (SPR - 1) too), and a scan's field of view always holds some around the patient.
+NO_AIR_ABOVE_HU = -500.0
+
+
+def warn_ct_without_air(ct, where: str) -> None:
+    """A CT whose lowest value over the whole volume is above :data:`NO_AIR_ABOVE_HU` (-500) has no air around the
+    patient, which a scan always has: most likely the rescale is wrong (RescaleIntercept 0 where the stored values
+    are HU + 1024, so every voxel reads 1024 HU too dense and every range is wrong).  A warning, not a refusal: a
+    synthetic CT may fill its grid with water.  Called where ``mcproton run`` and ``mcproton check`` turn the
+    patient's CT into the transport geometry (not in the CT reader, which reads synthetic test CTs without air);
+    a CT that mcproton wrote from densities (:func:`calibration_written_for`: a phantom, a slab CT) is not
+    questioned, its numbers were never a scanner's."""
+    if calibration_written_for(ct) is not None:
+        return
+    lo = float(np.min(ct.hu_zyx))
+    if not lo > NO_AIR_ABOVE_HU:
+        return
+    warn(f"{where} holds no air: its lowest value is {lo:.0f} HU over the whole volume, but a scan has air (about "
+         "-1000 HU, in an SPR map too) around the patient; every value may be about "
+         f"{lo + 1000:.0f} HU too high, which makes every range wrong: check the slices' RescaleIntercept (0028,1052) "
+         "and RescaleSlope (0028,1053) (stored values of HU + 1024 need the intercept -1024, not 0) and export the CT "
+         "again; a synthetic CT without air may ignore this", McprotonRuntimeWarning)
 
 
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:

@@ -8,7 +8,10 @@ allows.  Every control point whose ``ScanSpotMetersetWeights`` are not all zero 
 and RayStation write each layer as a pair of control points whose second one repeats the spot map with zero
 weights).  The MU of a spot is ``BeamMeterset * w / FinalCumulativeMetersetWeight`` with ``BeamMeterset``
 from FractionGroupSequence[0].ReferencedBeamSequence (per fraction).  ``NumberOfPaintings`` is recorded
-only: the weights of a control point are the total over all paintings.
+only: the weights of a control point are the total over all paintings.  A later control point may repeat the
+beam's IsocenterPosition (within 0.01 mm) but not change it: an isocentre that moves during a beam is refused, as
+are changing gantry and couch angles.  ScanMode MODULATED_SPEC is read only with ModulatedScanModeType STATIONARY
+(or none); LINEAR and LEAPING (dose delivered while the spot moves, PS3.3 C.8.8.25.8) are refused.
 
 Geometry (IEC 61217 -> DICOM patient LPS)
 -----------------------------------------
@@ -16,7 +19,9 @@ IEC fixed system f (IEC 61217): Xf to the right of an observer at the foot of th
 Yf horizontal towards the gantry, Zf up.  Gantry system g: rotated from f by the gantry angle theta about Yf
 (right-handed, i.e. clockwise as seen from the isocentre looking at the gantry).  At theta = 0 the beam
 comes from above: the virtual source sits at +Zg and the central axis points along -Zg.  Spot positions
-(ScanSpotPositionMap X, Y) are coordinates along Xg, Yg in the isocentre plane.  The patient support
+(ScanSpotPositionMap X, Y) are coordinates along Xg, Yg in the isocentre plane (PS3.3 Table C.8.8.25-1: "projected
+onto the machine isocentric plane in the IEC GANTRY coordinate system"), so the BeamLimitingDeviceAngle
+(collimator angle: IEC BEAM LIMITING DEVICE with respect to IEC GANTRY) does not turn them.  The patient support
 system s is rotated from f by the couch angle phi about Zf (right-handed: counter-clockwise seen from
 above).  The patient is fixed to the table top (pitch and roll must be 0).
 
@@ -236,6 +241,22 @@ def _int(v, kw: str, where: str) -> int:
     return int(x)
 
 
+#: IsocenterPosition values of one beam closer than this (mm, per coordinate) are the same isocentre (a repeat)
+_ISO_TOL_MM = 0.01
+
+
+def _check_modulated_scan_mode_type(b, scan: str, where: str) -> None:
+    """A MODULATED_SPEC beam's ModulatedScanModeType (300A,0309) must be STATIONARY (or absent): the weights are
+    transported as stationary spots, while for LINEAR the beam delivers each weight moving from the previous spot
+    position to this one and for LEAPING part of it on the way (PS3.3 C.8.8.25.8), which would be a wrong dose."""
+    kind = str(b.get("ModulatedScanModeType", "") or "").strip().upper()
+    if scan != "MODULATED_SPEC" or kind in ("", "STATIONARY"):
+        return
+    raise _e(f"{where}: ScanMode MODULATED_SPEC with ModulatedScanModeType (300A,0309) {kind!r}: only STATIONARY "
+             "spots are modelled (the beam is off while it moves); line scanning (LINEAR) and LEAPING deliver dose "
+             "between the spot positions, which mcproton does not compute")
+
+
 def load_rtplan(path_or_dataset, *, patient_position: str | None = None) -> RTIonPlan:
     """Read a DICOM RT Ion Plan (PBS) from a file path or a pydicom Dataset.
 
@@ -368,6 +389,7 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
                      "pencil-beam scanning (MODULATED)")
         if scan not in ("MODULATED", "MODULATED_SPEC"):
             raise _e(f"{where}: unknown ScanMode {scan!r}")
+        _check_modulated_scan_mode_type(b, scan, where)
         unit = str(b.get("PrimaryDosimeterUnit", "MU") or "MU")
         if unit not in ("MU", "NP"):
             raise _e(f"{where}: PrimaryDosimeterUnit {unit!r} is not MU or NP")
@@ -407,6 +429,7 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
                        "rs": {}, "pitch": 0.0, "roll": 0.0, "gpitch": 0.0}
         layers = []
         angles_seen = set()
+        iso_first: tuple[int, np.ndarray] | None = None   # (control point, IsocenterPosition) first stated
         for ci, cp in enumerate(cps):
             cw = f"{where} control point {ci}"
             if cp.get("NominalBeamEnergy", None) not in (None, ""):
@@ -419,6 +442,13 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
                 iso = _floats(cp.IsocenterPosition, "IsocenterPosition", cw)
                 if iso.size != 3:
                     raise _e(f"{cw}: IsocenterPosition must have 3 values; got {iso.tolist()}")
+                if iso_first is None:
+                    iso_first = (ci, iso)
+                elif np.max(np.abs(iso - iso_first[1])) > _ISO_TOL_MM:
+                    raise _e(f"{where}: IsocenterPosition (300A,012C) changes between control points "
+                             f"{iso_first[0]} {iso_first[1].tolist()} and {ci} {iso.tolist()} (mm); an isocentre that "
+                             "moves during a beam is not supported (each beam has one, and either value would move all "
+                             "its layers): check the plan in the planning system and export it again")
                 state["iso"] = iso
             if cp.get("SnoutPosition", None) not in (None, ""):
                 state["snout"] = _f(cp, "SnoutPosition", cw)
@@ -619,7 +649,8 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     line) or "energy_only" (the Bragg-Kleeman energy loss alone, an explicit opt-in).  See the module docstring
     for the geometry and range-shifter treatment.  A beam planned for a treatment machine that the beam model does
     not name (its ``machines``) is refused unless ``machine_check`` is False: another machine's model gives a
-    plausible but wrong dose.
+    plausible but wrong dose; one without a TreatmentMachineName (Type 2: it may be empty) is computed with a warning
+    that it could not be checked.
     """
     from ..source import Beam
 
@@ -643,6 +674,13 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
                 ([f"beam(s) {unknown} are not in the plan"] if unknown else [])
                 + ([f"beam(s) {twice} are named twice"] if twice else []))
                 + f" (the plan's beam numbers: {have}); give each beam to simulate once")
+    unnamed = [f"{b.number} ({b.name!r})" for b in plan.beams if not (b.machine or "").strip()
+               and (beam_numbers is None or b.number in beam_numbers)]
+    if machine_check and beam_model.machines and unnamed:   # covers_machine lets them pass: say it was not checked
+        warn(f"beam(s) {', '.join(unnamed)} give no TreatmentMachineName (300A,00B2), so the plan could not be checked "
+             f"against the machines of beam model {beam_model.name!r} ({', '.join(beam_model.machines)}); make sure it "
+             "was planned for one of them: another machine's beam model gives a plausible but wrong dose",
+             McprotonWarning)
     for b in plan.beams:
         if beam_numbers is not None and b.number not in beam_numbers:
             continue

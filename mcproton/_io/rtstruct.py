@@ -199,6 +199,7 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
         if ref in names:
             types[names[ref]] = str(o.RTROIInterpretedType or "")
     contours: dict[str, list[np.ndarray]] = {nm: [] for nm in names.values()}
+    not_closed: dict[str, dict[str, int]] = {}   # ROI -> {OPEN_PLANAR: n, POINT: n, ...}: contours without volume
     seen: set[int] = set()
     for i, rc in enumerate(ds.get("ROIContourSequence", []) or []):
         if "ReferencedROINumber" not in rc:
@@ -224,6 +225,7 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
                                       "cannot be told whether it is a closed contour (part of the ROI's volume) or "
                                       "points or an open line: the structure set is damaged, re-export it")
             if gt != "CLOSED_PLANAR":
+                not_closed.setdefault(nm, {})[gt] = not_closed.get(nm, {}).get(gt, 0) + 1
                 continue
             try:
                 pts = _contour_data(c)
@@ -238,6 +240,7 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
                                       f"but ContourData (3006,0050) holds {pts.size // 3} points; points are missing "
                                       "or the count is wrong: the structure set is damaged, re-export it")
             contours[nm].append(pts.reshape(-1, 3))
+    _warn_without_volume(src, contours, types, not_closed)
     for_uid = str(ds.get("FrameOfReferenceUID", "") or "")
     if not for_uid:
         for r in ds.get("ReferencedFrameOfReferenceSequence", []) or []:
@@ -245,6 +248,28 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
             break
     return RTStruct(contours, {v: k for k, v in names.items()}, types, for_uid, src,
                     {names[k]: f for k, f in frames.items()})
+
+
+#: RTROIInterpretedTypes of targets (as mcproton check's TARGET_TYPES): an ROI of these types without a volume is
+#: worth a warning, a MARKER or ISOCENTER of points is not
+_TARGET_TYPES = ("PTV", "CTV", "GTV", "ITV")
+
+
+def _warn_without_volume(src: str, contours: dict, types: dict, not_closed: dict) -> None:
+    """Warn of each EXTERNAL or target ROI that has no CLOSED_PLANAR contour (only OPEN_PLANAR or POINT ones, or none
+    at all): it has no volume, so a target gets an empty DVH and no target metrics (before: without a word), and an
+    EXTERNAL ROI cannot be the body outline (before: reported as "the RT Struct has no EXTERNAL / BODY ROI")."""
+    for nm, closed in contours.items():
+        typ = str(types.get(nm, "") or "").strip().upper()
+        if closed or typ not in ("EXTERNAL",) + _TARGET_TYPES:
+            continue
+        other = not_closed.get(nm)
+        what = (f"only {', '.join(f'{n} {g}' for g, n in other.items())} contour(s), no CLOSED_PLANAR one" if other
+                else "no contours")
+        why = ("so it cannot be the body outline" if typ == "EXTERNAL" else
+               "so it has no volume: its DVH is empty and it gets no target metrics (D50, the prescription check)")
+        warn(f"{src}: ROI {nm!r} is {typ} but has {what}, {why}; check the structure set (re-export it with the "
+             "ROI's contours)", McprotonRuntimeWarning, stacklevel=3)
 
 
 def _int(value, src: str, what: str) -> int:

@@ -523,3 +523,26 @@ def test_a_folder_with_only_a_localizer_says_so(folder):
     with pytest.raises(DicomInputError, match="only localizer series") as exc:
         load_ct_series(folder / "ct")
     assert "choose one" not in str(exc.value)
+
+
+def test_a_gzipped_dose_is_named_as_compressed(folder):
+    """RD.dcm.gz in the folder was skipped without a word ("no RT Dose of the planning system ..."); given as --dose it
+    was "not a DICOM file (... 'DICM' prefix is missing ...)".  Both now say it is gzip-compressed and to decompress
+    it; a gzip file with a DICOM name in the folder is refused (it may be the plan's dose)."""
+    import gzip
+
+    from mcproton._io.errors import DicomInputError
+
+    for p in folder.glob("RD_*.dcm"):
+        (folder / (p.name + ".gz")).write_bytes(gzip.compress(p.read_bytes()))
+        p.unlink()
+    msg = _refused(folder, "no RT Dose of the planning system")
+    note = "(gzip-compressed: decompress it, e.g. with gunzip, to check it)"
+    assert msg.endswith(f"; skipped as compressed: RD_beam1.dcm.gz {note}, RD_beam2.dcm.gz {note}, RD_plan.dcm.gz "
+                        f"{note}"), msg
+    with pytest.raises(DicomInputError, match=r"RD_plan.dcm.gz: the file is gzip-compressed \(it starts with the gzip "
+                                              r"signature 1f 8b\), not a DICOM file as it is: decompress it first "
+                                              r"\(e.g. gunzip -c RD_plan.dcm.gz > RD_plan.dcm\)"):
+        _gather(folder, dose=folder / "RD_plan.dcm.gz")
+    (folder / "RD_plan.dcm.gz").rename(folder / "RD_plan.dcm")   # compressed under a DICOM name
+    _refused(folder, r"RD_plan.dcm: the file is gzip-compressed .*it may be the plan's dose")

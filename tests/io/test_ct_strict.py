@@ -141,3 +141,70 @@ def test_calibration_small_fall_at_a_fit_boundary_is_allowed():
     HUCalibration.from_points([0, 100, 101, 2000], [1.0, r, r * (1 - 0.9 * DENSITY_DROP_RTOL), 2.0], [0], _WATER)
     with pytest.raises(CalibrationError, match="must rise"):
         HUCalibration.from_points([0, 100, 101, 2000], [1.0, r, r * (1 - 1.1 * DENSITY_DROP_RTOL), 2.0], [0], _WATER)
+
+
+def _pacs_series(tmp_path, n=5):
+    """A series named as PACS exports name it: IM0001 .. IM000n, no suffix."""
+    for i, p in enumerate(sorted(_series(tmp_path, n))):
+        p.rename(tmp_path / f"IM{i + 1:04d}")
+    return tmp_path
+
+
+def test_empty_slice_files_named_like_the_slices_are_refused(tmp_path):
+    """IM0000 and IM0006 of 0 bytes at either end (an interrupted copy): the CT was read 2 slices shorter without a
+    word, as a missing end slice leaves no gap (before: counted as 'not DICOM' and skipped)."""
+    _pacs_series(tmp_path)
+    (tmp_path / "IM0000").write_bytes(b"")
+    (tmp_path / "IM0006").write_bytes(b"")
+    with pytest.raises(DicomInputError, match=r"^2 file\(s\) in .* named like the CT slices \(IM0001, ...\) are not "
+                                              r"DICOM: IM0000 \(0 bytes\), IM0006 \(0 bytes\); an empty or damaged "
+                                              r"slice .* copy or export the series again"):
+        load_ct_series(tmp_path)
+    (tmp_path / "IM0006").write_bytes(b"garbage, not a slice")   # not empty, still not DICOM: the same
+    (tmp_path / "IM0000").unlink()
+    with pytest.raises(DicomInputError, match=r"IM0006 \(20 bytes\)"):
+        load_ct_series(tmp_path)
+
+
+def test_other_files_that_are_not_dicom_are_named(tmp_path):
+    """A file that is not DICOM and not named like the slices is skipped, named in a warning where it may have been a
+    slice (no suffix, .dicom, a numeric suffix); notes.txt or out.h5 beside the slices are skipped without one."""
+    from mcproton._io.errors import McprotonWarning
+
+    _pacs_series(tmp_path)
+    (tmp_path / "VERSION").write_bytes(b"v1\n")
+    (tmp_path / "LOCK").write_bytes(b"")
+    with pytest.warns(McprotonWarning, match=r"skipped 2 file\(s\) that are not DICOM: LOCK \(0 bytes\), VERSION "
+                                             r"\(3 bytes\)$"):
+        assert load_ct_series(tmp_path).hu_zyx.shape[0] == 5
+    (tmp_path / "VERSION").unlink()
+    (tmp_path / "LOCK").unlink()
+    (tmp_path / "notes.txt").write_text("exported 2024")
+    (tmp_path / "out1.h5").write_bytes(b"\x89HDF")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_ct_series(tmp_path).hu_zyx.shape[0] == 5
+
+
+def test_gzip_compressed_files(tmp_path):
+    """A gzip-compressed slice named like the others is refused as such; an archive beside the slices is skipped; a
+    compressed plan or structure set given by name says to decompress it (before: "not a DICOM file")."""
+    import gzip
+
+    from mcproton._io.rtplan import load_rtplan
+    from mcproton._io.rtstruct import read_rtstruct
+
+    _pacs_series(tmp_path / "ct")
+    (tmp_path / "ct" / "backup.tar.gz").write_bytes(gzip.compress(b"old export"))
+    assert load_ct_series(tmp_path / "ct").hu_zyx.shape[0] == 5
+    im = tmp_path / "ct" / "IM0003"
+    im.write_bytes(gzip.compress(im.read_bytes()))
+    with pytest.raises(DicomInputError, match=r"named like the CT slices .* not DICOM: IM0003 \(\d+ bytes, "
+                                              r"gzip-compressed\)"):
+        load_ct_series(tmp_path / "ct")
+    gz = tmp_path / "RP.dcm.gz"
+    gz.write_bytes(gzip.compress(b"\0" * 200))
+    for read in (load_rtplan, read_rtstruct):
+        with pytest.raises(DicomInputError, match=r"RP.dcm.gz: the file is gzip-compressed .* gunzip -c RP.dcm.gz > "
+                                                  "RP.dcm"):
+            read(gz)

@@ -121,6 +121,7 @@ def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys, warnin
     from mcproton.dicom import write_ct_series
 
     hu = np.zeros((6, 8, 8))
+    hu[:, 0, :] = -1000             # air in front, as every scan has (a CT without air is warned about)
     hu[2, 3:5, 3:5] = 8000          # a titanium clip in an extended-HU CT
     write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
     build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct")}})
@@ -141,6 +142,7 @@ def test_ct_numbers_beyond_the_calibration_are_reported_by_the_check_too(tmp_pat
     from mcproton.dicom import write_ct_series
 
     hu = np.zeros((6, 8, 8))
+    hu[:, 0, :] = -1000             # air in front, as every scan has (a CT without air is warned about)
     hu[2, 3:5, 3:5] = 8000          # a titanium clip in an extended-HU CT
     write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
     grid = TPSDose("RD.dcm", np.zeros((3, 4, 4)), (2.0, 2.0, 4.0), (0.5, 0.5, 1.0), "", "PHYSICAL", "PLAN", None)

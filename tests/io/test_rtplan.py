@@ -1,13 +1,14 @@
 """RT Ion Plan import and plan -> Beam conversion: real plans, IEC 61217 geometry, MU, range shifters."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mcproton._io.beam_model import load_beam_model
-from mcproton._io.errors import DicomInputError
+from mcproton._io.errors import DicomInputError, McprotonWarning
 from mcproton._io.rtplan import BK_ALPHA_CM, BK_P, load_rtplan, plan_to_beams
 from mcproton.source import Beam
 
@@ -275,7 +276,7 @@ def test_a_plan_for_another_treatment_machine_is_refused(tmp_path, model):
     """The DCPT model is of TR1-TR3: a beam for 'GTR4' (another clinic's machine) would get a plausible but wrong
     dose, so it is refused, naming the beam, the machine and the model; machine_check=False (plan.machine_check /
     --no-machine-check) runs it; the name is compared without case or surrounding blanks; a plan without a machine
-    name, or a model that names no machine, is not checked."""
+    name is computed with a warning that it could not be checked; a model that names no machine checks nothing."""
     from mcproton._io.beam_model import BUILTIN, parse_bdl
 
     from dicom_factories import bdl_text_from_csv
@@ -292,10 +293,22 @@ def test_a_plan_for_another_treatment_machine_is_refused(tmp_path, model):
         plan_to_beams(plan("GTR4"), model)
     ok = plan_to_beams(plan("GTR4"), model, machine_check=False)
     assert len(ok) == 2 and ok[1].meta["machine"] == "GTR4"
-    assert len(plan_to_beams(plan(" tr2 "), model)) == 2 and len(plan_to_beams(plan(""), model)) == 2
+    assert len(plan_to_beams(plan(" tr2 "), model)) == 2
+    # TreatmentMachineName is Type 2 (may be empty): computed, but said that it could not be checked (before: silent)
+    with pytest.warns(McprotonWarning, match=r"^beam\(s\) 2 \('F2'\) give no TreatmentMachineName \(300A,00B2\), so "
+                                             r"the plan could not be checked against the machines of beam model "
+                                             r"'dcpt_v2' \(TR1, TR2, TR3\)"):
+        assert len(plan_to_beams(plan(" "), model)) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonWarning)   # no warning where nothing would be checked anyway
+        assert len(plan_to_beams(plan(""), model, machine_check=False)) == 2
+        assert len(plan_to_beams(plan(""), model, beam_numbers=[1])) == 1
     bdl = parse_bdl(bdl_text_from_csv(BUILTIN["mcsquare_upenn_iba_dn"].parent
                                       / "beam_model_mcsquare_upenn_iba_dedicated_nozzle.csv"))
     assert bdl.machines == () and len(plan_to_beams(plan("GTR4"), bdl)) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonWarning)
+        assert len(plan_to_beams(plan(""), bdl)) == 2
 
 
 @pytest.mark.parametrize("value, match", [('"TR1"', "machines must be a list"), ('["TR1", ""]', "machines must be"),
@@ -333,3 +346,51 @@ def test_plan_beams_must_each_be_the_plans_once(model, beams, match):
     with pytest.raises(DicomInputError, match=match):
         plan_to_beams(plan, model, beam_numbers=beams)
     assert [b.meta["beam_number"] for b in plan_to_beams(plan, model, beam_numbers=[2, 1])] == [1, 2]
+
+
+# ---------------------------------------------------------------------- a beam's isocentre and scan mode
+def _two_layer_plan(**kw):
+    layers = [(150.0, SPOTS, WEIGHTS), (140.0, SPOTS, WEIGHTS)]
+    return make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": layers, **kw}])
+
+
+def test_isocentre_changing_between_control_points_is_refused(model):
+    """IsocenterPosition stated again in control point 2, 50 mm to the left, used to move the whole beam (every layer,
+    including those before it) without a word; so did an edit of control point 0 alone when every control point
+    states it.  Both are refused, naming the beam and the control points; identical repeats (and differences under
+    0.01 mm) are accepted."""
+    ds = _two_layer_plan()
+    ds.IonBeamSequence[0].IonControlPointSequence[2].IsocenterPosition = [ISO[0] + 50.0, ISO[1], ISO[2]]
+    with pytest.raises(DicomInputError, match=r"beam 1 \(F1\): IsocenterPosition \(300A,012C\) changes between "
+                                              r"control points 0 \[.*\] and 2 \[.*\] \(mm\); an isocentre that "
+                                              "moves during a beam is not supported"):
+        load_rtplan(ds)
+    ds = _two_layer_plan()
+    for cp in ds.IonBeamSequence[0].IonControlPointSequence:   # a TPS that writes it in every control point
+        cp.IsocenterPosition = list(ISO)
+    ds.IonBeamSequence[0].IonControlPointSequence[0].IsocenterPosition = [ISO[0], ISO[1] + 10.0, ISO[2]]
+    with pytest.raises(DicomInputError, match="control points 0 .* and 1 "):
+        load_rtplan(ds)
+    ds.IonBeamSequence[0].IonControlPointSequence[0].IsocenterPosition = [ISO[0], ISO[1] + 0.005, ISO[2]]
+    (b,) = load_rtplan(ds).beams
+    assert np.allclose(b.isocenter_mm, ISO, atol=0.01) and len(b.layers) == 2
+    (b,) = plan_to_beams(load_rtplan(ds), model)
+    assert np.allclose(b.meta["isocenter_mm"], ISO, atol=0.01)
+
+
+@pytest.mark.parametrize("kind", ["LINEAR", "LEAPING", "MIXED"])
+def test_line_and_leaping_scanning_refused(kind):
+    """ScanMode MODULATED_SPEC with ModulatedScanModeType LINEAR (dose delivered while the spot moves) was computed
+    as stationary spots."""
+    ds = _two_layer_plan(scan_mode="MODULATED_SPEC")
+    ds.IonBeamSequence[0].ModulatedScanModeType = kind
+    with pytest.raises(DicomInputError, match=rf"beam 1 \(F1\): ScanMode MODULATED_SPEC with ModulatedScanModeType "
+                                              rf"\(300A,0309\) '{kind}': only STATIONARY spots are modelled"):
+        load_rtplan(ds)
+
+
+def test_stationary_modulated_spec_accepted(model):
+    ds = _two_layer_plan(scan_mode="MODULATED_SPEC")
+    assert load_rtplan(ds).beams[0].scan_mode == "MODULATED_SPEC"   # no ModulatedScanModeType: as before
+    ds.IonBeamSequence[0].ModulatedScanModeType = "STATIONARY"
+    assert len(plan_to_beams(load_rtplan(ds), model)) == 1

@@ -1,6 +1,8 @@
 """RT Structure Set reading, rasterisation and the HDF5 dvh group."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from pydicom.uid import generate_uid
@@ -314,3 +316,58 @@ def test_a_contour_and_its_reverse_give_the_same_mask():
         n = int(rng.integers(3, 20))
         poly = rng.integers(0, 11, size=(n, 2)).astype(float) if _ % 2 else rng.uniform(0, 10, size=(n, 2))
         assert np.array_equal(_polygon_mask(poly, xs, ys), _polygon_mask(poly[::-1], xs, ys))
+
+
+def _typed_struct(tmp_path, types: dict[str, str], geometric: dict[str, str] | None = None, empty=()):
+    """Three ROIs of closed squares on 3 planes, typed by ``types``; ``geometric``: ROI -> ContourGeometricType of
+    all its contours; ``empty``: ROIs whose ContourSequence is emptied."""
+    sq = [_rect(-10, 10, -10, 10, z) for z in (0.0, 2.0, 4.0)]
+    ds = make_rtstruct({"BODY": sq, "CTV": sq, "Mark": sq})
+    for item, obs in zip(ds.ROIContourSequence, ds.RTROIObservationsSequence):
+        nm = ds.StructureSetROISequence[int(item.ReferencedROINumber) - 1].ROIName
+        obs.RTROIInterpretedType = types.get(nm, "ORGAN")
+        for c in item.ContourSequence:
+            c.ContourGeometricType = (geometric or {}).get(nm, "CLOSED_PLANAR")
+        if nm in empty:
+            item.ContourSequence = []
+    return save(ds, tmp_path / f"rs_{len(list(tmp_path.glob('rs_*')))}.dcm")
+
+
+def test_a_target_or_external_roi_without_closed_contours_is_warned_about(tmp_path):
+    """A CTV whose contours are all OPEN_PLANAR got an empty DVH without a word; an EXTERNAL ROI with an empty
+    ContourSequence was reported as "no EXTERNAL / BODY ROI".  Each is named when the structure set is read (for the
+    DVH, the body outline and the check alike); a MARKER of points or an ORGAN without contours is not."""
+    from mcproton._io.errors import McprotonRuntimeWarning
+
+    p = _typed_struct(tmp_path, {"BODY": "EXTERNAL", "CTV": "CTV", "Mark": "MARKER"},
+                      {"CTV": "OPEN_PLANAR", "Mark": "POINT"}, empty=("BODY",))
+    with pytest.warns(McprotonRuntimeWarning) as rec:
+        s = read_rtstruct(p)
+    said = [str(w.message) for w in rec if issubclass(w.category, McprotonRuntimeWarning)]
+    assert said == [f"{p}: ROI 'BODY' is EXTERNAL but has no contours, so it cannot be the body outline; check the "
+                    "structure set (re-export it with the ROI's contours)",
+                    f"{p}: ROI 'CTV' is CTV but has only 3 OPEN_PLANAR contour(s), no CLOSED_PLANAR one, so it has no "
+                    "volume: its DVH is empty and it gets no target metrics (D50, the prescription check); check the "
+                    "structure set (re-export it with the ROI's contours)"], said
+    assert s.contours["CTV"] == [] and s.contours["BODY"] == [] and s.contours["Mark"] == []
+    p2 = _typed_struct(tmp_path, {"BODY": "EXTERNAL", "CTV": "PTV", "Mark": "ORGAN"}, {"Mark": "POINT"},
+                       empty=("Mark",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        assert len(read_rtstruct(p2).contours["CTV"]) == 3
+
+
+def test_an_empty_external_roi_is_not_called_missing(tmp_path):
+    """The run's body outline falls back to the CT; its source no longer says the RT Struct has no EXTERNAL ROI."""
+    from mcproton.body import body_outline_for
+    from mcproton.config import build_geometry
+    from mcproton.dicom import write_ct_series
+
+    hu = np.full((3, 12, 12), -1000.0)
+    hu[:, 3:9, 3:9] = 0.0
+    write_ct_series(hu, (2.0, 2.0, 2.0), (-11.0, -11.0, 0.0), tmp_path / "ct")
+    cfg = {"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct")},
+           "plan": {"rtstruct": str(_typed_struct(tmp_path, {"BODY": "EXTERNAL"}, empty=("BODY",)))}}
+    with pytest.warns(UserWarning, match="ROI 'BODY' is EXTERNAL but has no contours"):
+        o = body_outline_for(cfg, build_geometry(cfg))
+    assert o.kind == "auto" and o.source.endswith("(the RT Struct has no EXTERNAL / BODY ROI with contours)"), o.source
