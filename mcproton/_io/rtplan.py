@@ -333,6 +333,32 @@ def _given_position(ds, position: str, src: str):
     return ds, note
 
 
+#: Beam modifiers that mcproton does not transport (PS3.3 C.8.8.25, RT Ion Beams Module): (count attribute, its
+#: sequence, what it is).  A range shifter is transported (a slab); these are refused, not left out: an aperture
+#: sharpens the penumbra of low-energy spots, a compensator or a ridge filter changes the range spot by spot
+_UNMODELLED_MODIFIERS = (
+    ("NumberOfBlocks", "IonBlockSequence", "block (aperture)"),
+    ("NumberOfCompensators", "IonRangeCompensatorSequence", "range compensator"),
+    ("NumberOfRangeModulators", "RangeModulatorSequence", "range modulator (ridge filter)"),
+)
+
+
+def _check_no_beam_modifiers(b, where: str) -> None:
+    """Refuse a beam with an aperture, a range compensator or a range modulator (NumberOfBlocks, ... > 0, or items
+    in their sequences): mcproton transports range shifters only, and leaving the others out gives a plausible
+    but wrong dose (before 2026-12-05 they were not read at all: a helper's audit)."""
+    for count, seq, what in _UNMODELLED_MODIFIERS:
+        try:
+            n = int(b.get(count, 0) or 0)
+        except (TypeError, ValueError):
+            n = 0
+        n = max(n, len(b.get(seq, []) or []))
+        if n > 0:
+            raise _e(f"{where}: {count} is {n}: the beam has a {what}, which mcproton does not model (range "
+                     "shifters only), so its dose would be computed without it; check this plan with a dose engine "
+                     f"that models a {what}")
+
+
 def _parse_plan(ds, src: str) -> RTIonPlan:
     sop = str(ds.get("SOPClassUID", ""))
     modality = str(ds.get("Modality", ""))
@@ -390,6 +416,7 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
         if scan not in ("MODULATED", "MODULATED_SPEC"):
             raise _e(f"{where}: unknown ScanMode {scan!r}")
         _check_modulated_scan_mode_type(b, scan, where)
+        _check_no_beam_modifiers(b, where)
         unit = str(b.get("PrimaryDosimeterUnit", "MU") or "MU")
         if unit not in ("MU", "NP"):
             raise _e(f"{where}: PrimaryDosimeterUnit {unit!r} is not MU or NP")

@@ -394,3 +394,36 @@ def test_stationary_modulated_spec_accepted(model):
     assert load_rtplan(ds).beams[0].scan_mode == "MODULATED_SPEC"   # no ModulatedScanModeType: as before
     ds.IonBeamSequence[0].ModulatedScanModeType = "STATIONARY"
     assert len(plan_to_beams(load_rtplan(ds), model)) == 1
+
+
+@pytest.mark.parametrize("count, seq, what", [("NumberOfBlocks", "IonBlockSequence", "block (aperture)"),
+                                              ("NumberOfCompensators", "IonRangeCompensatorSequence",
+                                               "range compensator"),
+                                              ("NumberOfRangeModulators", "RangeModulatorSequence",
+                                               "range modulator (ridge filter)")])
+def test_an_aperture_compensator_or_range_modulator_is_refused(tmp_path, count, seq, what):
+    """Beam modifiers mcproton does not transport are refused rather than left out (before 2026-12-05 they were
+    not read: an aperture or compensator in a plan was ignored without a word).  The real plans of
+    tests/data/dicom all give 0 of each, and still read."""
+    import re
+
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    from mcproton._io.errors import DicomInputError
+    from mcproton._io.rtplan import load_rtplan
+
+    src = DATA / "RP_plan05.dcm"
+    assert load_rtplan(src).beams
+    ds = pydicom.dcmread(src)
+    setattr(ds.IonBeamSequence[0], count, 1)
+    p = tmp_path / "RP.dcm"
+    ds.save_as(p)
+    with pytest.raises(DicomInputError, match=rf"{count} is 1: the beam has a {re.escape(what)}, which mcproton "
+                                              "does not model"):
+        load_rtplan(p)
+    ds = pydicom.dcmread(src)   # the count left 0, an item in the sequence: refused too
+    setattr(ds.IonBeamSequence[0], seq, [Dataset()])
+    ds.save_as(p)
+    with pytest.raises(DicomInputError, match=rf"{count} is 1: the beam has a {re.escape(what)}"):
+        load_rtplan(p)
