@@ -187,6 +187,7 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
     headers: dict[Path, _Header] = {}
     not_dicom: list[str] = []
     relabelled: dict[str, list[str]] = {}
+    unused: dict[str, list[str]] = {}   # DICOM objects the check does not read (a treatment record, a registration)
     for p in walk_files(root, notes):
         if p.suffix.lower() == ".gz":   # RD.dcm.gz: named, with what to do (before: not a word)
             not_dicom.append(f"{p.relative_to(root)} ({GZIP_NOTE})")
@@ -210,7 +211,9 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
             relabelled.setdefault(disagree, []).append(str(p.relative_to(root)))
         if mod in ("RTDOSE", "CT") and not outputs_too and is_check_output(ds):
             found.setdefault("CHECK_OUTPUT", []).append(p)   # an earlier check's MC dose or phantom CT
-        elif mod in found:
+        elif mod not in found:
+            unused.setdefault(_object_name(ds, mod), []).append(str(p.relative_to(root)))
+        else:
             found[mod].append(p)
             headers[p] = _Header(p, mod, str(ds.get("SOPInstanceUID", "") or ""),
                                  str(ds.get("SeriesInstanceUID", "") or ""),
@@ -223,7 +226,22 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
     if notes is not None:
         for what, names in relabelled.items():
             notes.append(f"{listed(names, 3)}: {what} (the SOP class says what a file holds)")
+        for what, names in sorted(unused.items()):
+            notes.append(f"not used: {len(names)} {what} ({listed(names, 3)}): the check reads the CT, the RT Ion "
+                         "Plan, the RT Dose(s) and the RT Struct")
     return found, headers, not_dicom
+
+
+def _object_name(ds, kind: str) -> str:
+    """What a DICOM object the check does not read is, for the pairing notes: its SOP class's name (pydicom's
+    dictionary: "RT Ion Beams Treatment Record Storage", "Spatial Registration Storage"), else its Modality."""
+    from pydicom.uid import UID
+
+    sop = str(ds.get("SOPClassUID", "") or "").strip()
+    name = UID(sop).name if sop else ""
+    if name and name != sop:
+        return name.replace(" Storage", "")
+    return f"object(s) of Modality {kind}" if kind else "object(s) of unknown SOP class"
 
 
 def discover(folder: str | Path) -> dict[str, list[Path]]:
@@ -312,6 +330,24 @@ def _same_dose(a: TPSDose, b: TPSDose) -> bool:
             and np.allclose(a.voxel_size_mm, b.voxel_size_mm, atol=1e-4)
             and a.summation_type == b.summation_type and a.dose_type == b.dose_type
             and a.beam_numbers == b.beam_numbers and bool(np.array_equal(a.dose_gy_zyx, b.dose_gy_zyx)))
+
+
+def _one_file_per_plan(plans: list[Path], headers: dict[Path, "_Header"], log: list[str]) -> list[Path]:
+    """The folder's RT Plans with byte-identical copies of one plan (the same SOPInstanceUID and the same bytes:
+    a file copied under another name) counted once, as the RT Doses' copies are (before 2026-12-05 two copies were
+    refused as two plans); copies of one SOPInstanceUID that differ stay, and are refused as two plans."""
+    kept: dict[str, Path] = {}
+    out = []
+    for p in plans:
+        first = kept.get(headers[p].sop) if headers[p].sop else None
+        if first is not None and first.read_bytes() == p.read_bytes():
+            log.append(f"skipped RT Plan {p.name}: a copy of {first.name} (the same SOPInstanceUID "
+                       f"{headers[p].sop} and the same bytes), counted once")
+            continue
+        if first is None and headers[p].sop:
+            kept[headers[p].sop] = p
+        out.append(p)
+    return out
 
 
 def _one_file_per_dose(doses: list[TPSDose], log: list[str]) -> list[TPSDose]:
@@ -484,6 +520,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         plans = found.get("RTPLAN", [])
         if not plans:
             raise CheckInputError(no_plan_message(folder, found, not_dicom))
+        plans = _one_file_per_plan(plans, headers, log)
         if len(plans) > 1:
             refs: dict[str, list[str]] = {}
             for p in found.get("RTDOSE", []):

@@ -546,3 +546,27 @@ def test_a_gzipped_dose_is_named_as_compressed(folder):
         _gather(folder, dose=folder / "RD_plan.dcm.gz")
     (folder / "RD_plan.dcm.gz").rename(folder / "RD_plan.dcm")   # compressed under a DICOM name
     _refused(folder, r"RD_plan.dcm: the file is gzip-compressed .*it may be the plan's dose")
+
+
+def test_a_copy_of_the_plan_is_counted_once_and_objects_not_read_are_named(folder):
+    """A byte-identical copy of the RT Plan (the same SOPInstanceUID, another name) is counted once, as copies of
+    an RT Dose are (before: refused as two plans); an RT Ion Beams Treatment Record and a Spatial Registration in
+    the folder are named as not used (before: not a word; a helper's audit)."""
+    from mcproton._io.dicom_common import new_file_dataset
+
+    shutil.copy(folder / "RP.dcm", folder / "RP_copy.dcm")
+    for name, sop, mod in (("RT_record.dcm", "1.2.840.10008.5.1.4.1.1.481.9", "RTRECORD"),
+                           ("REG.dcm", "1.2.840.10008.5.1.4.1.1.66.1", "REG")):
+        ds, _ = new_file_dataset(folder / name, sop)
+        ds.Modality = mod
+        ds.save_as(folder / name, enforce_file_format=True)
+    inp = _gather(folder)
+    assert Path(inp.plan_path).name == "RP.dcm"
+    notes = "\n".join(inp.pairing)
+    assert "skipped RT Plan RP_copy.dcm: a copy of RP.dcm (the same SOPInstanceUID" in notes, notes
+    assert "not used: 1 RT Ion Beams Treatment Record (RT_record.dcm)" in notes, notes
+    assert "not used: 1 Spatial Registration (REG.dcm)" in notes, notes
+    ds = pydicom.dcmread(folder / "RP_copy.dcm")   # an edited copy under the same SOPInstanceUID: still refused
+    ds.RTPlanLabel = "edited"
+    ds.save_as(folder / "RP_copy.dcm")
+    _refused(folder, "2 RT Plans")
