@@ -83,7 +83,8 @@ def test_modelled_threads_equal_the_emulated_cuda_launch(monkeypatch, n):
 
 
 def _sim(backend, energy, n, physics, sigma_mm=(3.0, 3.0)):
-    geom = box_phantom("water", (40.0, 40.0, 10 * 0.0022 * energy**1.77 + 20.0), 2.0)
+    depth = round((10 * 0.0022 * energy**1.77 + 20.0) / 2.0) * 2.0   # whole voxels (the box made before too)
+    geom = box_phantom("water", (40.0, 40.0, depth), 2.0)
     beam = Beam.pencil(energy, position_mm=(0.0, 0.0, -1.0), sigma_mm=sigma_mm)
     return Simulation(geom, beam, RunSettings(primaries=n, seed=7, backend=backend, physics=physics))
 

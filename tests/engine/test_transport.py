@@ -20,7 +20,7 @@ from mcproton.validation.reference import energy_at_depth, pstar, water_equivale
 
 
 def idd_run(energy, n, backend="cpu", depth_mm=None, voxel_z=0.5, seed=3, **phys):
-    depth = depth_mm or 10 * 0.0022 * energy**1.77 + 20
+    depth = depth_mm or round((10 * 0.0022 * energy**1.77 + 20) / voxel_z) * voxel_z   # whole voxels, as before
     g = box_phantom("water", (300, 300, depth), (300, 300, voxel_z))
     beam = Beam.pencil(energy, position_mm=(0, 0, -1), energy_spread_mev=3e-4 * energy)
     r = simulate(g, beam, RunSettings(primaries=n, seed=seed, backend=backend, batches=4,
@@ -158,7 +158,10 @@ def test_physics_switches_change_the_result():
 def test_beam_missing_grid_deposits_nothing():
     g = box_phantom("water", (20, 20, 20), 2.0)
     beam = Beam.pencil(100.0, position_mm=(100, 0, -1))
-    r = simulate(g, beam, RunSettings(primaries=200, backend="cpu", batches=2))
+    from mcproton import McprotonRuntimeWarning
+
+    with pytest.warns(McprotonRuntimeWarning, match="every spot of beam 'pencil 100 MeV' misses the phantom"):
+        r = simulate(g, beam, RunSettings(primaries=200, backend="cpu", batches=2))
     assert r.dose_gy_zyx.max() == 0.0
     assert r.ledger["missed"] == pytest.approx(r.ledger["incident"])
 
