@@ -106,9 +106,10 @@ def body_from_rtstruct(struct: Any, geometry: Any, wanted: str | None = None) ->
                          "(a structure set of another CT?); check the files, or set output.body_outline = \"auto\" "
                          "(from the CT) or \"none\"")
     typ = s.roi_types.get(name, "") or "no type"
-    from ._check.compare import classify
+    from ._check.compare import TARGET_TYPES
 
-    targets = [n for n in s.contours if n != name and s.contours[n] and classify(n, s.roi_types.get(n, "")) == "target"]
+    targets = [n for n in s.contours if n != name and s.contours[n]
+               and str(s.roi_types.get(n, "") or "").upper() in TARGET_TYPES]
     if targets:
         check_targets_inside(mask, rasterise(s, geometry, names=targets), dict(s.roi_types),
                              f"RT Struct ROI {name!r} ({typ})", ValueError,
@@ -117,30 +118,32 @@ def body_from_rtstruct(struct: Any, geometry: Any, wanted: str | None = None) ->
     return BodyOutline(mask, f"RT Struct ROI {name!r} ({typ})", "rtstruct")
 
 
-#: A body outline that leaves more than this share of a target outside is not the body (an ROI typed EXTERNAL by
-#: mistake, contours in other units): the dose outside it is set to 0 (mcproton run) or not compared (mcproton
-#: check), so the target would get none
+#: A body outline that leaves more than this share of every target outside is not the body (an ROI typed EXTERNAL
+#: by mistake, contours in other units): the dose outside it is set to 0 (mcproton run) or not compared (mcproton
+#: check), so the targets would get none
 MAX_TARGET_OUTSIDE_BODY = 0.5
 
 
 def check_targets_inside(body: np.ndarray, masks: dict[str, np.ndarray], types: dict[str, str], body_name: str,
                          error: type[Exception], fix: str) -> None:
-    """Raise ``error`` when a target ROI (PTV, CTV, GTV, ITV by type or name) of ``masks`` (on the body's grid)
-    lies more than MAX_TARGET_OUTSIDE_BODY outside the body outline ``body`` (``body_name`` says what it is;
-    ``fix`` what to do).  A helper's audit (2026-12-05) typed the brainstem EXTERNAL and the body ORGAN: the run
-    set the dose to 0 everywhere outside the brainstem, the target's too, and blamed the beam model."""
-    from ._check.compare import classify
+    """Raise ``error`` when every target ROI of ``masks`` (on the body's grid) lies more than
+    MAX_TARGET_OUTSIDE_BODY outside the body outline ``body`` (``body_name`` says what it is; ``fix`` what to do).
+    The targets are the ROIs typed PTV, CTV, GTV or ITV (RTROIInterpretedType): a helper ROI named "PTV_flash"
+    and typed CONTROL, which may reach beyond the skin, is not one.  A helper's audit (2026-12-05) typed the
+    brainstem EXTERNAL and the body ORGAN: the run set the dose to 0 everywhere outside the brainstem, the target's
+    too, and blamed the beam model."""
+    from ._check.compare import TARGET_TYPES
 
     inside = np.asarray(body, bool)
+    share = {}
     for name, m in masks.items():
-        if classify(name, types.get(name, "")) != "target":
-            continue
         n = int(np.count_nonzero(m))
-        out = int(np.count_nonzero(m & ~inside))
-        if n and out / n > MAX_TARGET_OUTSIDE_BODY:
-            raise error(f"{100 * out / n:.0f} % of the target {name!r} lies outside the body outline ({body_name}): "
-                        "the dose outside the body outline is not kept, so the target would get none; is that ROI "
-                        f"the body? {fix}")
+        if str(types.get(name, "") or "").upper() in TARGET_TYPES and n:
+            share[name] = int(np.count_nonzero(m & ~inside)) / n
+    if share and all(f > MAX_TARGET_OUTSIDE_BODY for f in share.values()):
+        what = ", ".join(f"{100 * f:.0f} % of {name!r} ({types.get(name)})" for name, f in share.items())
+        raise error(f"the target(s) lie outside the body outline ({body_name}): {what}; the dose outside the body "
+                    f"outline is not kept, so the targets would get none; is that ROI the body? {fix}")
 
 
 def outline_from_threshold(above: np.ndarray) -> np.ndarray:

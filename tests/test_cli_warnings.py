@@ -83,3 +83,38 @@ def test_the_command_line_shows_a_warning_each_time_it_is_issued(monkeypatch):
         assert cli.main(["warn-twice"]) == 0
         assert warnings.filters == before
     assert shown == ["the same words twice"] * 2
+
+
+def test_nested_blocks_keep_their_own_lists_even_when_equal_and_threads_keep_their_own():
+    """An outer block with nothing recorded yet around an inner one (a CLI block around a check: the two lists are
+    equal when the inner one closes) keeps recording after it, and both close cleanly (before: the outer list was
+    removed in the inner one's place, then ValueError); two checks in two threads each record their own
+    warnings (before: each other's, on a signed report; the review of 2026-12-05)."""
+    import threading
+
+    from mcproton._io.errors import recorded, recording_warnings, warn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with recording_warnings() as outer:
+            with recording_warnings() as inner:
+                pass
+            warn("after the inner block")
+        assert outer == ["after the inner block"] and inner == []
+
+        got: dict[str, list[str]] = {}
+        both_open = threading.Barrier(2)
+
+        def patient(name: str) -> None:
+            with recording_warnings():
+                both_open.wait()
+                warn(f"warning about {name}'s CT")
+                both_open.wait()
+                got[name] = recorded()
+
+        threads = [threading.Thread(target=patient, args=(n,)) for n in ("A", "B")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert got == {"A": ["warning about A's CT"], "B": ["warning about B's CT"]}

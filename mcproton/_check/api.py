@@ -600,10 +600,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     ref = inp.reference
     axes = ref.axes_mm()
     out_dir = Path(out) if out is not None else None
+    clear_out: Callable[[], Any] = lambda: []   # noqa: E731
     if out_dir is not None:   # no input overwritten, no earlier check's file left beside this report
         from .out_dir import prepare_out
 
-        prepare_out(out_dir, inp, log)
+        clear_out = prepare_out(out_dir, inp, log)   # the earlier outputs removed just before the first write
         out_dir.mkdir(parents=True, exist_ok=True)
     timings["read_dicom_s"] = time.perf_counter() - t
     cpu_steps["read_dicom_s"] = time.process_time() - c
@@ -630,6 +631,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 raise CheckInputError("--phantom-from-struct needs the structure set (--struct RS.dcm)")
             import tempfile
 
+            clear_out()
             where = (out_dir / "phantom_ct") if out_dir is not None \
                 else Path(tempfile.mkdtemp(prefix="mcproton_check_"))
             ct_dir, calibration, notes_geo = phantom_ct_from_struct(inp.struct_path, ref, where,
@@ -759,6 +761,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     if out_dir is not None:   # the MC doses as RT Dose, written before the comparisons: an error there keeps them
         from .mc_rtdose import write_mc_rtdoses
 
+        clear_out()
         t, c = time.perf_counter(), time.process_time()
         mc_rtdose = write_mc_rtdoses(inp, mc, out_dir)
         timings["rtdose_s"] = time.perf_counter() - t

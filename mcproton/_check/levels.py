@@ -52,11 +52,11 @@ class ActionLevels:
             v = getattr(self, f.name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"action level {f.name} = {v!r} must be a non-negative number")
-            if f.name in PERCENT_OF_POINTS and not 1.0 < v <= 100.0:
+            if f.name in PERCENT_OF_POINTS and not (v == 0 or 1.0 < v <= 100.0):   # 0: the level off
                 # a fraction (0.95, as pymedphys and check.json's gamma pass_rate give it) would let a 52 % gamma
                 # pass a ">= 0.95 %" level
-                raise ValueError(f"action level {f.name} = {v!r} is a percentage of points, in (1, 100]: give 95 "
-                                 f"for 95 %{' (0.95 looks like a fraction)' if 0 < v <= 1 else ''}")
+                raise ValueError(f"action level {f.name} = {v!r} is a percentage of points, in (1, 100] (0 switches "
+                                 f"it off): give 95 for 95 %{' (0.95 looks like a fraction)' if 0 < v <= 1 else ''}")
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> ActionLevels:

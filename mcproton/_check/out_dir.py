@@ -2,7 +2,8 @@
 report.
 
 A check writes ``check.html``, ``check.json``, ``RD_mc.dcm``, ``RD_mc_beam<N>.dcm`` and, with
-``--phantom-from-struct``, ``phantom_ct/``.  Before it writes anything (:func:`prepare_out`):
+``--phantom-from-struct``, ``phantom_ct/``.  Once its inputs are read (:func:`prepare_out`), and then just before
+its first write (the function it returns), so that a check refused later leaves an earlier report as it was:
 
 * a file of those names that is one of the check's inputs (the planning system's dose exported as ``RD_mc.dcm``
   into the folder given as ``--out``; the CT in ``phantom_ct/``) is refused: it would be overwritten;
@@ -16,17 +17,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .inputs import CheckInputError
-from .mc_rtdose import MC_PLAN_FILE, is_check_output
+from .mc_rtdose import is_check_output
 
 #: the report's files, and the folder of the phantom CT built by --phantom-from-struct
 REPORT_FILES = ("check.html", "check.json")
 PHANTOM_DIR = "phantom_ct"
+#: the names of the MC RT Doses a check writes (RD_mc.dcm, RD_mc_beam<N>.dcm): only these; a user's renamed copy
+#: (RD_mc_kept.dcm) is not touched
+MC_DOSE_NAME = re.compile(r"^RD_mc(_beam\d+)?\.dcm$")
 
 
 def _real(p: str | Path) -> str:
@@ -67,16 +72,17 @@ def _ours(path: Path) -> bool:
         return False
 
 
-def prepare_out(out: str | Path, inp: Any, log: Callable[[str], None]) -> list[str]:
-    """Make ``out`` ready for the check of ``inp`` (:class:`~mcproton._check.inputs.CheckInputs`): refuse an
-    output that would overwrite an input or a file mcproton did not write, and remove an earlier check's outputs
-    (named in the log).  Returns the names removed.  Nothing is removed unless every output is clear."""
+def prepare_out(out: str | Path, inp: Any, log: Callable[[str], None]) -> Callable[[], list[str]]:
+    """Check ``out`` for the check of ``inp`` (:class:`~mcproton._check.inputs.CheckInputs`): refuse an output that
+    would overwrite an input or a file mcproton did not write.  Returns the function that removes an earlier
+    check's outputs (named in the log; the names removed), to call just before the first write: the first call
+    removes them, later calls do nothing."""
     out = Path(out)
     if not out.is_dir():
-        return []
+        return lambda: []
     inputs = _inputs(inp)
-    stem = Path(MC_PLAN_FILE).stem
-    found = [out / n for n in REPORT_FILES] + sorted(out.glob(f"{stem}*.dcm")) + [out / PHANTOM_DIR]
+    found = ([out / n for n in REPORT_FILES] + sorted(p for p in out.iterdir() if MC_DOSE_NAME.match(p.name))
+             + [out / PHANTOM_DIR])
     found = [p for p in found if p.exists() or p.is_symlink()]
     for p in found:
         real = _real(p)
@@ -89,12 +95,20 @@ def prepare_out(out: str | Path, inp: Any, log: Callable[[str], None]) -> list[s
         if not _ours(p):
             raise CheckInputError(f"--out {out}: {p.name} is there and was not written by mcproton check: the check "
                                   f"would overwrite it; give another folder for the check's outputs (or move {p})")
-    for p in found:
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
-    names = [p.name + ("/" if p.name == PHANTOM_DIR else "") for p in found]
-    if names:
-        log(f"mcproton check: removed the earlier check's outputs in {out}: {', '.join(names)}")
-    return names
+    done: list[list[str]] = []
+
+    def clear() -> list[str]:
+        if done:
+            return []
+        for p in found:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+        names = [p.name + ("/" if p.name == PHANTOM_DIR else "") for p in found]
+        done.append(names)
+        if names:
+            log(f"mcproton check: removed the earlier check's outputs in {out}: {', '.join(names)}")
+        return names
+
+    return clear

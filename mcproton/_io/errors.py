@@ -5,6 +5,8 @@ class to tell input problems apart from programming errors.
 """
 from __future__ import annotations
 
+import threading
+
 
 class InputDataError(ValueError):
     """An input file or value is malformed or unsupported; the message says what and what to do."""
@@ -31,39 +33,54 @@ class McprotonRuntimeWarning(McprotonWarning, RuntimeWarning):
     """A McprotonWarning about the data or the result rather than the call (also a RuntimeWarning)."""
 
 
-#: The lists that :func:`recording_warnings` blocks now open collect into (any thread's warnings: the CT is read on
-#: a pool of threads).
-_RECORDERS: list[list[str]] = []
+#: Per thread, the lists of the :func:`recording_warnings` blocks open in it, outermost first: a block records the
+#: warnings its own thread issues (two checks run from two threads keep their own; mcproton's worker threads, such
+#: as the CT reader's, issue none)
+_LOCAL = threading.local()
+
+
+def _open_blocks() -> list[list[str]]:
+    blocks = getattr(_LOCAL, "blocks", None)
+    if blocks is None:
+        blocks = _LOCAL.blocks = []
+    return blocks
 
 
 def warn(message: str, category: type[McprotonWarning] = McprotonWarning, stacklevel: int = 1) -> None:
     """Issue one of mcproton's warnings (``warnings.warn``; ``stacklevel`` as there, counted from the caller) and
-    add its message to every open :func:`recording_warnings` block, whatever the warning filters show: a signed
-    report (``mcproton check``) and a run's outputs keep what was said during them."""
+    add its message to every :func:`recording_warnings` block open in this thread, whatever the warning filters
+    show: a signed report (``mcproton check``) and a run's outputs keep what was said during them."""
     import warnings
 
-    for rec in list(_RECORDERS):
+    for rec in _open_blocks():
         rec.append(str(message))
     warnings.warn(message, category, stacklevel=stacklevel + 1)
 
 
 class recording_warnings:
     """``with recording_warnings() as said:``: ``said`` is the list of the messages of the mcproton warnings issued
-    (by :func:`warn`) inside the block, in order, each once per issue: Python's own filters show a warning once
-    per place and may hide it, and the record must not depend on them.  Blocks nest: each keeps its own list."""
+    (by :func:`warn`) in this thread inside the block, in order, each once per issue: Python's own filters show a
+    warning once per place and may hide it, and the record must not depend on them.  Blocks nest: each keeps its
+    own list (an inner block's warnings are in the outer one's too)."""
 
     def __enter__(self) -> list[str]:
         self.said: list[str] = []
-        _RECORDERS.append(self.said)
+        _open_blocks().append(self.said)
         return self.said
 
     def __exit__(self, *exc: object) -> None:
-        _RECORDERS.remove(self.said)
+        blocks = _open_blocks()
+        for i in range(len(blocks) - 1, -1, -1):   # this block's own list (by identity: two lists may be equal)
+            if blocks[i] is self.said:
+                del blocks[i]
+                break
 
 
 def recorded() -> list[str]:
-    """What the innermost open :func:`recording_warnings` block has recorded so far (a copy; [] outside one)."""
-    return list(_RECORDERS[-1]) if _RECORDERS else []
+    """What the innermost :func:`recording_warnings` block open in this thread has recorded so far (a copy; []
+    outside one)."""
+    blocks = _open_blocks()
+    return list(blocks[-1]) if blocks else []
 
 
 def records_warnings(fn):

@@ -391,9 +391,10 @@ def check_beam_sanity(geometry: Any, beams: list[Any], where: str) -> None:
 
 
 def material_upstream_g_cm2(geometry: Any, position_mm: Any, direction: Any, *, max_rays: int = 2000,
-                            where: np.ndarray | None = None) -> np.ndarray:
+                            where: np.ndarray | None = None, min_density: float = AIR_LIKE_G_CM3) -> np.ndarray:
     """For each source (rows of ``position_mm``, ``direction``): the mass thickness (g/cm2) of the grid's material
-    denser than AIR_LIKE_G_CM3 between the source and the grid's face upstream of it along the central ray; 0 for
+    denser than ``min_density`` (default AIR_LIKE_G_CM3) between the source and the grid's face upstream of it
+    along the central ray; 0 for
     a source outside the grid.  Sampled at a quarter of the smallest voxel; at most ``max_rays`` of the sources
     inside the grid are traced (the others NaN).  ``where``: a (z, y, x) mask; only its voxels count (e.g. the
     CT outside the External upstream of a beam's isocentre)."""
@@ -426,7 +427,7 @@ def material_upstream_g_cm2(geometry: Any, position_mm: Any, direction: Any, *, 
         dl = np.full(ts.size, step)
         if ts.size:
             dl[-1] = t_exit - (ts[-1] - step / 2)   # the last sample's part up to the face
-        out[i] = float(np.sum(np.where(r > AIR_LIKE_G_CM3, r, 0.0) * dl)) / 10.0   # mm -> cm
+        out[i] = float(np.sum(np.where(r > min_density, r, 0.0) * dl)) / 10.0   # mm -> cm
     return out
 
 
@@ -440,8 +441,10 @@ def check_source_outside(geometry: Any, beams: list[Any], where: str) -> None:
         spots = [(j, s) for j, s in enumerate(beam.spots) if s.weight > 0]
         if not spots:
             continue
-        g = material_upstream_g_cm2(geometry, [s.position_mm for _, s in spots], [s.direction for _, s in spots])
-        bad = np.flatnonzero(np.nan_to_num(g, nan=np.inf) > MAX_SKIPPED_G_CM2)
+        spots = _evenly(spots, MAX_TRACED_SPOTS)   # every ray traced (before: rays beyond 2000 counted as material)
+        g = material_upstream_g_cm2(geometry, [s.position_mm for _, s in spots], [s.direction for _, s in spots],
+                                    max_rays=len(spots))
+        bad = np.flatnonzero(g > MAX_SKIPPED_G_CM2)
         if bad.size == 0:
             continue
         j, s = spots[int(bad[0])]
@@ -458,13 +461,28 @@ def check_source_outside(geometry: Any, beams: list[Any], where: str) -> None:
                           "of the isocentre)")
 
 
-#: At most this many spots of a beam are traced for its range shifter's position (evenly through the beam)
-MAX_SHIFTER_RAYS = 400
+#: At most this many spots of a beam are traced for its source's and its range shifter's position (evenly through
+#: the beam's spots)
+MAX_TRACED_SPOTS = 2000
+#: A range shifter is inside the patient when more than this much material (g/cm2) denser than
+#: SHIFTER_MATERIAL_G_CM3 lies between its downstream face and the grid's face upstream of it: tissue, not the air
+#: of a CT (its noise puts block-averaged air above 0.01 g/cm3: 150 mm of it gave 0.13 g/cm2) nor a couch top
+#: (below 1 g/cm2).  The audit's shifter placed 248 mm too close (a cm/mm slip) had 4.9 g/cm2 upstream.
+MAX_SHIFTER_INSIDE_G_CM2 = 2.0
+SHIFTER_MATERIAL_G_CM3 = 0.5
+
+
+def _evenly(items: list, n: int) -> list:
+    """At most ``n`` of ``items``, evenly through them (all when there are no more)."""
+    if len(items) <= n:
+        return items
+    return [items[k] for k in np.unique(np.linspace(0, len(items) - 1, n).astype(int))]
 
 
 def check_shifters_outside(geometry: Any, beams: list[Any], where: str) -> None:
-    """Refuse a range shifter inside the phantom: more than MAX_SKIPPED_G_CM2 of material between the slab's
-    downstream face and the grid's face upstream of it, along a spot's central ray.  The slab is crossed before
+    """Refuse a range shifter inside the phantom: more than MAX_SHIFTER_INSIDE_G_CM2 of material denser than
+    SHIFTER_MATERIAL_G_CM3 between the slab's downstream face and the grid's face upstream of it, along a spot's
+    central ray.  The slab is crossed before
     the protons enter the grid, so that material would never be crossed: an IsocenterToRangeShifterDistance of
     27.55 instead of 275.5 mm put a 50 mm slab inside a head and took 57 mm of tissue out of the beam's way (the
     target dose of that beam 0.0005 instead of 0.32 Gy, a helper's audit, 2026-12-05)."""
@@ -474,19 +492,20 @@ def check_shifters_outside(geometry: Any, beams: list[Any], where: str) -> None:
         spots = [(j, s) for j, s in enumerate(beam.spots) if s.weight > 0 and s.range_shifter is not None]
         if not spots:
             continue
-        spots = [spots[k] for k in np.unique(np.linspace(0, len(spots) - 1, MAX_SHIFTER_RAYS).astype(int))]
+        spots = _evenly(spots, MAX_TRACED_SPOTS)
         d = np.array([np.asarray(s.direction, float) / np.linalg.norm(s.direction) for _, s in spots])
         exit_mm = np.array([s.range_shifter.upstream_face_mm + s.range_shifter.thickness_mm for _, s in spots])
         p = np.array([np.asarray(s.position_mm, float) for _, s in spots]) + d * exit_mm[:, None]
-        g = material_upstream_g_cm2(geometry, p, d, max_rays=len(spots))
-        bad = np.flatnonzero(g > MAX_SKIPPED_G_CM2)
+        g = material_upstream_g_cm2(geometry, p, d, max_rays=len(spots), min_density=SHIFTER_MATERIAL_G_CM3)
+        bad = np.flatnonzero(g > MAX_SHIFTER_INSIDE_G_CM2)
         if bad.size == 0:
             continue
         j, s = spots[int(bad[0])]
         rs = s.range_shifter
         wet = f", WET {rs.wet_mm:g} mm" if rs.wet_mm else ""
         raise ConfigError(f"{where} {beam.name!r}: its range shifter {rs.id or '(no ID)'!r} ({rs.thickness_mm:.1f} mm"
-                          f"{wet}) lies inside the phantom: {float(g[bad[0]]):.3g} g/cm2 of material (about "
+                          f"{wet}) lies inside the phantom: {float(g[bad[0]]):.3g} g/cm2 of material denser than "
+                          f"{SHIFTER_MATERIAL_G_CM3:g} g/cm3 (about "
                           f"{10 * float(g[bad[0]]):.3g} mm of water) lie between its downstream face and the "
                           f"phantom's surface upstream along spot {j}'s ray ({bad.size} of the {len(spots)} spots "
                           "traced), which the protons would never cross; check the plan's "

@@ -273,9 +273,18 @@ def test_an_earlier_checks_outputs_are_removed_from_a_reused_out_folder(case, tm
     o = tmp_path / "o"
     _recheck(case, [case["files"]["plan"], case["files"][1], case["files"][2]], out=o, log=lambda m: None)
     assert sorted(p.name for p in o.glob("RD_mc*.dcm")) == ["RD_mc.dcm", "RD_mc_beam1.dcm", "RD_mc_beam2.dcm"]
+    import shutil
+
+    from mcproton._check.inputs import CheckInputError
+
+    shutil.copy(o / "RD_mc.dcm", o / "RD_mc_kept.dcm")   # a copy the user renamed to keep: not an output's name
+    report = (o / "check.json").read_text()
+    with pytest.raises(CheckInputError, match="prescription names"):   # refused after the inputs were read
+        _recheck(case, case["files"]["plan"], out=o, log=lambda m: None, prescription={"PTv": 2.0})
+    assert (o / "check.json").read_text() == report and (o / "RD_mc_beam1.dcm").exists()   # left as it was
     said = []
     res = _recheck(case, case["files"]["plan"], out=o, log=said.append)
-    assert sorted(p.name for p in o.iterdir()) == ["RD_mc.dcm", "check.html", "check.json"]
+    assert sorted(p.name for p in o.iterdir()) == ["RD_mc.dcm", "RD_mc_kept.dcm", "check.html", "check.json"]
     assert res.mc_rtdose.keys() == {"plan"}
     assert any("removed the earlier check's outputs" in m and "RD_mc_beam1.dcm, RD_mc_beam2.dcm" in m
                for m in said), said

@@ -12,7 +12,8 @@ from mcproton._check.levels import PERCENT_OF_POINTS, ActionLevels
 
 @pytest.mark.parametrize("key", PERCENT_OF_POINTS)
 def test_a_pass_rate_level_given_as_a_fraction_is_refused(key, tmp_path):
-    with pytest.raises(ValueError, match=rf"{key} = 0.95 is a percentage of points.*give 95 for 95 %.*fraction"):
+    with pytest.raises(ValueError, match=rf"{key} = 0.95 is a percentage of points.*0 switches it off.*give 95 "
+                                         r"for 95 %.*fraction"):
         ActionLevels(**{key: 0.95})
     f = tmp_path / "levels.toml"
     f.write_text(f"[levels]\n{key} = 0.95\n")
@@ -21,6 +22,7 @@ def test_a_pass_rate_level_given_as_a_fraction_is_refused(key, tmp_path):
     with pytest.raises(ValueError, match=r"in \(1, 100\]"):
         ActionLevels(**{key: 100.5})
     assert getattr(ActionLevels(**{key: 98.0}), key) == 98.0
+    assert getattr(ActionLevels(**{key: 0}), key) == 0.0   # the level switched off, as before
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -1.0, True, "95"])

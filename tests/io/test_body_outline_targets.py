@@ -34,9 +34,13 @@ def test_a_body_roi_that_leaves_the_targets_outside_is_refused(tmp_path):
     g = box_phantom("water", (220, 220, 220), 4.0, origin_mm=(-108, -108, -108))
     assert body_from_rtstruct(RS, g).mask.any()          # as exported: the External holds the targets
     wrong = _retyped(tmp_path, {"External": "ORGAN", "PMMA": "EXTERNAL"})   # the slab taken for the body
-    with pytest.raises(ValueError, match=r"9\d % of the target 'Cube101010' lies outside the body outline \(RT "
-                                         r"Struct ROI 'PMMA' \(EXTERNAL\)\).*output.body_outline"):
+    with pytest.raises(ValueError, match=r"the target\(s\) lie outside the body outline \(RT Struct ROI 'PMMA' "
+                                         r"\(EXTERNAL\)\): 9\d % of 'Cube101010' \(PTV\), .*output.body_outline"):
         body_from_rtstruct(wrong, g)
+    # ROIs typed CONTROL, however named, are not targets (a helper "PTV_flash" may reach beyond the skin)
+    helpers = _retyped(tmp_path, {"External": "ORGAN", "PMMA": "EXTERNAL", "Cube101010": "CONTROL",
+                                  "Slope101004": "CONTROL"})
+    assert body_from_rtstruct(helpers, g).source == "RT Struct ROI 'PMMA' (EXTERNAL)"
 
 
 def test_the_check_refuses_it_too_and_a_target_mostly_inside_passes():
@@ -50,7 +54,15 @@ def test_the_check_refuses_it_too_and_a_target_mostly_inside_passes():
     masks = {"Body": body, "PTV": ptv}
     assert body_outline(masks, {"Body": "EXTERNAL", "PTV": "PTV"}, None)[1] == "External ROI 'Body'"
     ptv[1] = False                   # now wholly outside
-    with pytest.raises(CheckInputError, match=r"100 % of the target 'PTV' lies outside the body outline \(External "
-                                              r"ROI 'Body'\).*RTROIInterpretedType"):
+    with pytest.raises(CheckInputError, match=r"the target\(s\) lie outside the body outline \(External ROI "
+                                              r"'Body'\): 100 % of 'PTV' \(PTV\).*RTROIInterpretedType"):
         body_outline(masks, {"Body": "EXTERNAL", "PTV": "PTV"}, None)
+    # another target inside the body: the outline is the body (a PTV beyond the skin, a flash region, is possible)
+    ctv = np.zeros_like(body)
+    ctv[0, 1:3, 1:3] = True
+    types = {"Body": "EXTERNAL", "PTV": "PTV", "CTV": "CTV"}
+    assert body_outline({**masks, "CTV": ctv}, types, None)[1] == "External ROI 'Body'"
+    # named like a target but typed otherwise (a helper ROI "PTV_flash" typed CONTROL): not a target
+    assert body_outline({"Body": body, "PTV_flash": ptv}, {"Body": "EXTERNAL", "PTV_flash": "CONTROL"}, None)[0] \
+        is body
     check_targets_inside(body, {"PTV": np.zeros_like(body)}, {"PTV": "PTV"}, "b", ValueError, "")   # empty: fine

@@ -25,10 +25,28 @@ def test_a_shifter_in_front_of_the_phantom_passes_and_one_inside_is_refused():
     box = box_phantom("water", (60, 60, 100), 2.0, origin_mm=(-30, -30, -150))   # the grid from z = -151 to -51
     check_shifters_outside(box, [_beam(100.0)], "plan beam")   # face at z = -170: in air, upstream of the grid
     with pytest.raises(ConfigError, match=r"plan beam '1:F1': its range shifter 'RS_3CM' \(30.0 mm, WET 34.3 mm\) "
-                                          r"lies inside the phantom: 6.1 g/cm2 .*IsocenterToRangeShifterDistance"):
+                                          r"lies inside the phantom: 6.1 g/cm2 of material denser than 0.5 g/cm3 .*"
+                                          r"IsocenterToRangeShifterDistance"):
         check_shifters_outside(box, [_beam(180.0)], "plan beam")   # downstream face at z = -90: 61 mm in the water
     air = box_phantom("air", (60, 60, 100), 2.0, origin_mm=(-30, -30, -150))
     check_shifters_outside(air, [_beam(180.0)], "plan beam")   # in the grid, but in air (a CT's air gap): fine
+
+
+def test_ct_air_noise_and_a_couch_upstream_of_the_shifter_do_not_refuse_it():
+    """A CT's air reads above 0.01 g/cm3 on average where its noise is clipped at -1000 HU (the review of
+    2026-12-05: 150 mm of it, 0.13 g/cm2, refused a valid RayStation plan); a couch top upstream of the face
+    (below 1 g/cm2) is not a patient either.  Only material denser than 0.5 g/cm3, over 2 g/cm2, refuses."""
+    import numpy as np
+
+    g = box_phantom("air", (60, 60, 100), 2.0, origin_mm=(-30, -30, -150))
+    rho = np.array(g.density_g_cm3_zyx, dtype=np.float32)
+    rho[:] = 0.03                  # noisy air everywhere (0.3 g/cm2 over 100 mm)
+    rho[2:6] = 1.2                 # 8 mm of a couch top at density 1.2 upstream of the face: 0.96 g/cm2
+    g.density_g_cm3_zyx = rho
+    check_shifters_outside(g, [_beam(180.0)], "plan beam")
+    rho[2:30] = 1.0                # 56 mm of tissue-like material: refused
+    with pytest.raises(ConfigError, match="lies inside the phantom"):
+        check_shifters_outside(g, [_beam(180.0)], "plan beam")
 
 
 def test_spots_aimed_off_the_grid_are_warned_about_and_a_beam_missing_it_entirely_refused():
