@@ -26,6 +26,7 @@ class DoseReferences:
     each named for the report ('Verification3' (COORDINATES))."""
     items: list[tuple[int | None, float]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    unreadable: str = ""   # why the DoseReferenceSequence could not be read ("" when it was, or there is none)
 
 
 def plan_dose_references(plan_path: str) -> DoseReferences:
@@ -49,8 +50,8 @@ def plan_dose_references(plan_path: str) -> DoseReferences:
                 name = str(dr.get("DoseReferenceDescription", "") or "").strip()
                 out.skipped.append(f"{name or 'dose reference ' + str(dr.get('DoseReferenceNumber', i + 1))!r} "
                                    f"({structure or 'no DoseReferenceStructureType'})")
-    except Exception:  # noqa: BLE001 - the prescription is optional: without it V95/V100 use the target median
-        return DoseReferences()
+    except Exception as exc:  # noqa: BLE001 - the prescription is optional: V95/V100 then use the target median
+        return DoseReferences(unreadable=f"{type(exc).__name__}: {exc}")
     return out
 
 
@@ -105,7 +106,9 @@ def plan_prescriptions(refs: DoseReferences, targets: Sequence[str], roi_numbers
 def median_source(refs: DoseReferences | None) -> str:
     """The report's source of V95/V100 relative to each target's own TPS median (no prescription)."""
     why = "the plan gives no TargetPrescriptionDose"
-    if refs is not None and refs.skipped:
+    if refs is not None and refs.unreadable:
+        why = f"the plan's DoseReferenceSequence could not be read ({refs.unreadable})"
+    elif refs is not None and refs.skipped:
         why = (f"the plan prescribes no target volume or site: its dose reference(s) {', '.join(refs.skipped)} give "
                "the dose at a point, not a target's prescription")
     return f"each target's own TPS median dose ({why}; give --prescription for the prescribed dose)"

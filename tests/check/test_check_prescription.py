@@ -38,4 +38,26 @@ def test_labels_and_rbe():
     assert "own dose reference (ReferencedROINumber) for 'PTV', the plan's only prescribed dose for the others" in how
     _, how, _ = plan_prescriptions(refs, ["PTV"], {"PTV": 2}, "EFFECTIVE", None)
     assert "of each target's dose reference (ReferencedROINumber)" in how
-    assert "the plan gives no TargetPrescriptionDose" in median_source(plan_dose_references(str(DATA / "RP_x.dcm")))
+    from mcproton._check.prescription import DoseReferences
+
+    assert "the plan gives no TargetPrescriptionDose" in median_source(DoseReferences())
+    assert "could not be read (FileNotFoundError" in median_source(plan_dose_references(str(DATA / "RP_x.dcm")))
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value")
+def test_an_unreadable_dose_reference_is_named_as_such(tmp_path):
+    """A DoseReferenceSequence that cannot be read (a ReferencedROINumber that is not a number) leaves V95/V100
+    relative to each target's median, and the report says why (before: "the plan gives no
+    TargetPrescriptionDose", which was untrue; the review of 2026-12-05)."""
+    import pydicom
+
+    ds = pydicom.dcmread(DATA / "RP_plan05.dcm")
+    ref = ds.DoseReferenceSequence[0]
+    ref.DoseReferenceStructureType = "VOLUME"
+    ref.add_new((0x3006, 0x0084), "IS", None)
+    ref[0x3006, 0x0084]._value = "x"   # ReferencedROINumber that is not a number
+    path = tmp_path / "RP.dcm"
+    ds.save_as(path)
+    refs = plan_dose_references(str(path))
+    assert refs.items == [] and refs.unreadable
+    assert "the plan's DoseReferenceSequence could not be read" in median_source(refs)
