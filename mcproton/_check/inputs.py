@@ -285,12 +285,9 @@ def read_tps_dose(path: str | Path) -> TPSDose:
     """Read one TPS RT Dose with the attributes the check needs."""
     import pydicom
 
-    from .._io.dicom_common import gzip_error, is_gzip
     from .._io.rtdose import read_rtdose
 
-    if is_gzip(path):   # --dose RD.dcm.gz: say so (before: "not a DICOM file (... 'DICM' prefix is missing ...)")
-        raise gzip_error(path)
-    d = read_rtdose(path)
+    d = read_rtdose(path)   # a gzip-compressed file is named as such there
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     beams: list[int] = []
     for ref in ds.get("ReferencedRTPlanSequence", []) or []:

@@ -16,7 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .dicom_common import RT_DOSE_STORAGE, RT_ION_PLAN_STORAGE, StudyReference, dicom_kind, number_values
+from .dicom_common import (RT_DOSE_STORAGE, RT_ION_PLAN_STORAGE, StudyReference, dicom_kind, gzip_error, is_gzip,
+                           number_values)
 from .errors import DicomInputError, McprotonRuntimeWarning, warn
 
 _SUMMATION = ("PLAN", "MULTI_PLAN", "FRACTION", "BEAM", "BRACHY", "FRACTION_SESSION", "BEAM_SESSION",
@@ -544,6 +545,8 @@ def read_rtdose(path: str | Path) -> RTDose:
     try:
         ds = pydicom.dcmread(p)
     except InvalidDicomError as exc:
+        if is_gzip(p):   # RD.dcm.gz: say so (before: "not a DICOM file (... 'DICM' prefix is missing ...)")
+            raise gzip_error(p) from None
         raise DicomInputError(f"{p}: not a DICOM file ({exc})") from exc
     except Exception as exc:
         raise DicomInputError(f"{p}: cannot be read as DICOM ({type(exc).__name__}: {exc})") from exc
