@@ -106,7 +106,7 @@ def body_from_rtstruct(struct: Any, geometry: Any, wanted: str | None = None) ->
                          "(a structure set of another CT?); check the files, or set output.body_outline = \"auto\" "
                          "(from the CT) or \"none\"")
     typ = s.roi_types.get(name, "") or "no type"
-    from ._check.compare import TARGET_TYPES
+    from ._io.rtstruct import TARGET_TYPES
 
     targets = [n for n in s.contours if n != name and s.contours[n]
                and str(s.roi_types.get(n, "") or "").upper() in TARGET_TYPES]
@@ -132,7 +132,7 @@ def check_targets_inside(body: np.ndarray, masks: dict[str, np.ndarray], types: 
     and typed CONTROL, which may reach beyond the skin, is not one.  A helper's audit (2026-12-05) typed the
     brainstem EXTERNAL and the body ORGAN: the run set the dose to 0 everywhere outside the brainstem, the target's
     too, and blamed the beam model."""
-    from ._check.compare import TARGET_TYPES
+    from ._io.rtstruct import TARGET_TYPES
 
     inside = np.asarray(body, bool)
     share = {}

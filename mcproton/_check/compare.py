@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from .._io.rtstruct import TARGET_TYPES
+
 #: The gamma criteria of the check: (name, dose %, distance mm, local).
 GAMMA_CRITERIA = (("3%/2mm", 3.0, 2.0, False), ("2%/2mm", 2.0, 2.0, False), ("1%/1mm", 1.0, 1.0, False),
                   ("2%/2mm local", 2.0, 2.0, True))
-TARGET_TYPES = ("PTV", "CTV", "GTV", "ITV")
 OAR_TYPES = ("ORGAN", "OAR", "AVOIDANCE")
 
 

@@ -250,9 +250,9 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
                     {names[k]: f for k, f in frames.items()})
 
 
-#: RTROIInterpretedTypes of targets (as mcproton check's TARGET_TYPES): an ROI of these types without a volume is
-#: worth a warning, a MARKER or ISOCENTER of points is not
-_TARGET_TYPES = ("PTV", "CTV", "GTV", "ITV")
+#: RTROIInterpretedTypes of targets (the body outline's check, mcproton check's metrics): an ROI of these types
+#: without a volume is worth a warning, a MARKER or ISOCENTER of points is not
+TARGET_TYPES = ("PTV", "CTV", "GTV", "ITV")
 
 
 def _warn_without_volume(src: str, contours: dict, types: dict, not_closed: dict) -> None:
@@ -261,7 +261,7 @@ def _warn_without_volume(src: str, contours: dict, types: dict, not_closed: dict
     EXTERNAL ROI cannot be the body outline (before: reported as "the RT Struct has no EXTERNAL / BODY ROI")."""
     for nm, closed in contours.items():
         typ = str(types.get(nm, "") or "").strip().upper()
-        if closed or typ not in ("EXTERNAL",) + _TARGET_TYPES:
+        if closed or typ not in ("EXTERNAL",) + TARGET_TYPES:
             continue
         other = not_closed.get(nm)
         what = (f"only {', '.join(f'{n} {g}' for g, n in other.items())} contour(s), no CLOSED_PLANAR one" if other
