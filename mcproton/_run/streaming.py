@@ -292,12 +292,10 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
                 pos += n
                 now = time.perf_counter()
                 elapsed = elapsed_s + (now - t0)
-                reason = reason_now(elapsed)   # before the progress: it may show the uncertainty just computed
-                if progress is not None:
+                if progress is not None:   # with the uncertainty of the batch before (the ETA's estimate)
                     pps = (pos - start) / (now - t0) if now > t0 else 0.0
                     progress(pos, pps, unc) if getattr(progress, "wants_uncertainty", False) else progress(pos, pps)
-                    if reason is None and should_stop is not None and should_stop():
-                        reason = "interrupted"   # a signal during the progress: this batch is the last, as before
+                reason = reason_now(elapsed)
                 if reason is not None:
                     break
                 if checkpoint is not None and now - last_ckpt >= interval:
