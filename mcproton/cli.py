@@ -58,7 +58,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     from ._timing import phase
-    from .config import ConfigError, build_beams, build_geometry, check_beam_hits, load_config, run_settings
+    from .config import ConfigError, build_beams, build_geometry, load_config, run_settings
 
     with phase("config"):
         cfg = load_config(args.config, args.set)
@@ -80,8 +80,7 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     with phase("plan"):
         beams = build_beams(cfg)
     with phase("input_checks"):
-        check_beam_hits(geometry, beams)
-        check_inputs(cfg, settings, geometry, beams)
+        check_inputs(cfg, settings, geometry, beams)   # the beams against the grid among them
     with phase("body_outline"):
         outline = _body_outline_and_check_outputs(cfg, geometry, beams, rtdose)   # errors before transport
     if args.check_config:

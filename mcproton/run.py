@@ -85,16 +85,13 @@ def _check_arguments(geometry: VoxelGeometry, beam: Beam) -> None:
 
 
 def _warn_implausible(geometry: VoxelGeometry, beam: Beam) -> None:
-    """The checks of the beam against the grid that ``mcproton run`` refuses with (mcproton/config.py
-    check_beam_hits, mcproton/_run/inputs.py check_beam_sanity and check_source_outside), here warnings:
-    the run goes on as asked."""
+    """The checks of the beam against the grid that ``mcproton run`` refuses with
+    (mcproton/_run/inputs.py beam_grid_checks), here warnings: the run goes on as asked."""
     from ._io.errors import McprotonRuntimeWarning, warn
-    from ._run.inputs import check_beam_sanity, check_shifters_outside, check_source_outside
-    from .config import ConfigError, check_beam_hits
+    from ._run.inputs import beam_grid_checks
+    from .config import ConfigError
 
-    for check in (lambda: check_beam_hits(geometry, [beam]), lambda: check_beam_sanity(geometry, [beam], "beam"),
-                  lambda: check_source_outside(geometry, [beam], "beam"),
-                  lambda: check_shifters_outside(geometry, [beam], "beam")):
+    for check in beam_grid_checks(geometry, [beam], "beam"):
         try:
             check()
         except ConfigError as exc:

@@ -298,9 +298,8 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     :class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, None for the defaults)."""
     from .._io.beam_model import load_beam_model
     from .._io.rtplan import plan_to_beams
-    from .._run.inputs import check_memory, check_shifters_outside, check_source_outside
+    from .._run.inputs import beam_grid_checks, check_memory
     from .._run.job import JobOptions, run_job
-    from ..config import check_beam_hits
     from ..run import sum_results
     from ..settings import PhysicsSettings, RunSettings
 
@@ -315,9 +314,8 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     t = time.perf_counter()
     model = beam_model if hasattr(beam_model, "at") else load_beam_model(beam_model)
     beams = plan_to_beams(inputs.plan, model, all_fractions=inputs.all_fractions, machine_check=machine_check)
-    check_beam_hits(geometry, beams)
-    check_source_outside(geometry, beams, "plan beam")   # as mcproton run: no source or range shifter inside
-    check_shifters_outside(geometry, beams, "plan beam")
+    for check in beam_grid_checks(geometry, beams, "plan beam"):   # as mcproton run refuses them
+        check()
     check_memory(int(geometry.material_index_zyx.size), len(beams), geometry.shape_zyx, True)
     rbe = mc_rbe(inputs.dose_type, rbe)
     # The target is the plan dose's: n beams that overlap with equal weights in the high-dose region, each with

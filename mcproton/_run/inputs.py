@@ -1,9 +1,10 @@
 """Input checks run before any transport (``mcproton run``): each problem gives one ConfigError naming the key
-and the fix.  Complements config.validate_config (keys, types, NaN/inf), the settings' range checks and
-config.check_beam_hits."""
+and the fix.  Complements config.validate_config (keys, types, NaN/inf) and the settings' range checks;
+:func:`beam_grid_checks` runs config.check_beam_hits with the beam checks here."""
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -167,9 +168,8 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
         raise ConfigError("the phantom's density is zero everywhere (below 1e-6 g/cm3, transported as vacuum), so "
                           "no dose would be deposited; check phantom.density_g_cm3 / the HU calibration")
     where = "beam" if "beam" in cfg else "plan"
-    check_beam_sanity(geometry, beams, where)
-    check_source_outside(geometry, beams, where)
-    check_shifters_outside(geometry, beams, where)
+    for check in beam_grid_checks(geometry, beams, where):
+        check()
     cut = settings.physics.e_cut_mev
     for beam in beams:
         e_hi = beam.max_energy_mev
@@ -356,6 +356,18 @@ def check_before_build(cfg: dict[str, Any]) -> None:
             read_rtstruct(_resolve(cfg, pl["rtstruct"]))
         except (ValueError, OSError, KeyError, AttributeError) as exc:
             raise ConfigError(f"plan.rtstruct: {exc}") from None
+
+
+def beam_grid_checks(geometry: Any, beams: list[Any], where: str) -> tuple[Callable[[], None], ...]:
+    """The checks of ``beams`` against the grid, in order, each a call that raises ConfigError: every spot missing
+    the grid (config.check_beam_hits), spots that can only be nonsense (:func:`check_beam_sanity`), a source or a
+    range shifter inside the phantom.  ``mcproton run`` and ``mcproton check`` refuse with them, ``simulate``
+    warns of them."""
+    from ..config import check_beam_hits
+
+    return (lambda: check_beam_hits(geometry, beams), lambda: check_beam_sanity(geometry, beams, where),
+            lambda: check_source_outside(geometry, beams, where),
+            lambda: check_shifters_outside(geometry, beams, where))
 
 
 def check_beam_sanity(geometry: Any, beams: list[Any], where: str) -> None:
