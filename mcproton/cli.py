@@ -57,6 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
+    from ._io.json_out import json_text
     from ._timing import phase
     from .config import ConfigError, build_beams, build_geometry, load_config, run_settings
 
@@ -84,7 +85,7 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     with phase("body_outline"):
         outline = _body_outline_and_check_outputs(cfg, geometry, beams, rtdose)   # errors before transport
     if args.check_config:
-        print(_json_text(_config_check_summary(args, cfg, settings, geometry, beams, out, rtdose, png)))
+        print(json_text(_config_check_summary(args, cfg, settings, geometry, beams, out, rtdose, png)))
         return 0
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import JobOptions, RunInterrupted, remove_checkpoint, run_job
@@ -203,7 +204,7 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     inner = (getattr(total, "provenance", None) or {}).get("phase_s")
     if isinstance(inner, dict):   # the transport's own breakdown, where the driver gives one
         summary["transport_phase_s"] = inner
-    print(_json_text(summary))
+    print(json_text(summary))
     return 0
 
 
@@ -222,30 +223,6 @@ def _without_slab_ct_dir(cfg: dict) -> dict:
         raise ConfigError(f"[phantom]: ct_dir {d} {state}: the slab phantom's CT series is written to a new or empty "
                           "folder and nothing is overwritten or deleted; give a new folder")
     return {**cfg, "phantom": {k: v for k, v in ph.items() if k != "ct_dir"}}
-
-
-def _json_text(obj: Any, indent: int | None = 2) -> str:
-    """``obj`` as JSON text with every non-finite number (NaN, infinity; a figure of a run stopped after its first
-    batch, of a dose that is zero in the body) written as null: NaN is not JSON, and a strict parser (jq, JavaScript,
-    Python's json with parse_constant) refuses the whole summary.  NumPy numbers become plain ones."""
-    import math
-
-    import numpy as np
-
-    def finite(o: Any) -> Any:
-        if isinstance(o, dict):
-            return {k: finite(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [finite(v) for v in o]
-        if isinstance(o, (bool, np.bool_)):
-            return bool(o)
-        if isinstance(o, (float, np.floating)):
-            return float(o) if math.isfinite(float(o)) else None
-        if isinstance(o, np.integer):
-            return int(o)
-        return o
-
-    return json.dumps(finite(obj), indent=indent, allow_nan=False)
 
 
 def _config_check_summary(args: argparse.Namespace, cfg: dict, settings: Any, geometry: Any, beams: list,

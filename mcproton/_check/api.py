@@ -88,22 +88,11 @@ class CheckResult:
         return [c for c in self.checks if not c["passed"]]
 
     def to_dict(self) -> dict:
-        def clean(o):
-            if isinstance(o, dict):
-                return {str(k): clean(v) for k, v in o.items() if not isinstance(v, np.ndarray)}
-            if isinstance(o, (list, tuple)):
-                return [clean(v) for v in o]
-            if isinstance(o, (np.floating, float)):
-                return None if not math.isfinite(float(o)) else float(o)
-            if isinstance(o, np.integer):
-                return int(o)
-            if isinstance(o, np.bool_):
-                return bool(o)
-            return o
+        from .._io.json_out import json_safe
 
         keys = ("passed", "checks", "gamma", "dose_difference", "structures", "ranges", "beam_gamma", "diagnostics",
                 "warnings", "pairing", "provenance", "timings_s", "settings", "levels", "mc_rtdose")
-        return clean({k: getattr(self, k) for k in keys})
+        return json_safe({k: getattr(self, k) for k in keys})
 
     def figures(self, names: Iterable[str] | str | None = None) -> dict[str, Figure]:
         """The report's figures as matplotlib Figures, built by the report's own plotting code: {"planes",

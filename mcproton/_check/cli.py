@@ -121,9 +121,9 @@ def main(args: argparse.Namespace) -> int:
     res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder, out=args.out,
                 prescription=_prescription_arg(args.prescription), ct_series=args.ct_series, **common)
     if args.json:
-        from ..cli import _json_text
+        from .._io.json_out import json_text
 
-        print(_json_text(res.to_dict(), indent=1))   # NaN as null, as to_dict writes it
+        print(json_text(res.to_dict(), indent=1))
     else:
         print(res.summary())
         print(f"report: {res.report_html}\n        {res.report_json}")

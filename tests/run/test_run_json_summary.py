@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mcproton.cli import _json_text, main
+from mcproton._io.json_out import json_text
+from mcproton.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_bad_input_table import BASE  # noqa: E402
@@ -26,7 +27,7 @@ def _strict(text: str):
 def test_non_finite_numbers_are_null_at_any_depth():
     obj = {"a": math.nan, "b": [1.0, np.float32("inf"), {"c": -math.inf, "d": np.float64(2.5)}], "e": np.int64(3),
            "f": np.bool_(True), "g": "NaN", "h": (np.nan, 1)}
-    assert _strict(_json_text(obj)) == {"a": None, "b": [1.0, None, {"c": None, "d": 2.5}], "e": 3, "f": True,
+    assert _strict(json_text(obj)) == {"a": None, "b": [1.0, None, {"c": None, "d": 2.5}], "e": 3, "f": True,
                                         "g": "NaN", "h": [None, 1]}
 
 
