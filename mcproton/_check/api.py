@@ -21,7 +21,9 @@ from .compute import (MCDose, build_geometry, mc_dose_description, mc_rbe, phant
 from .inputs import CheckInputError, CheckInputs, gather
 from .levels import ActionLevels
 from .prescription import median_source, plan_dose_references, plan_prescriptions
+from .._io.atomic import write_bytes_atomic
 from .._io.errors import recorded, records_warnings
+from .._io.json_out import json_safe, json_text
 from ..settings import PhysicsSettings
 
 if TYPE_CHECKING:
@@ -941,8 +943,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                            "load_average_end": _load_average(), "cpu_count": os.cpu_count()})
     if out_dir is not None:
         res.report_json = str(out_dir / "check.json")
-        Path(res.report_json).write_text(json.dumps(res.to_dict(), indent=1))
+        write_bytes_atomic(Path(res.report_json), json_text(res.to_dict(), indent=1).encode())
     return res
+
+
+def _batch_json(table: dict[str, dict]) -> bytes:
+    """``batch.json``'s text: strict JSON (a gamma pass rate of a dose with no points above the threshold is NaN:
+    null, as in ``check.json``)."""
+    return json.dumps(json_safe(table), indent=1, default=str, allow_nan=False).encode()
 
 
 def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], None] | None = None,
@@ -964,7 +972,6 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     physicist expects every folder of the batch checked (the copy may hold another TPS dose of the plan, and which
     of the two is the one to sign the batch cannot tell), and expects to be told that two rows are one plan, so that
     the plan is not counted twice."""
-    from .._io.atomic import write_bytes_atomic
     from .._run.job import RunInterrupted
     from .batch import TOP_LEVEL, survey
     from .report import write_batch_index
@@ -1013,7 +1020,7 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
         except (RunInterrupted, KeyboardInterrupt) as exc:   # the user stops the batch: recorded, then stopped
             table[p.name] = {"passed": False, "error": f"interrupted: {exc or type(exc).__name__}",
                              "interrupted": True}
-            write_bytes_atomic(out_dir / "batch.json", json.dumps(table, indent=1, default=str).encode())
+            write_bytes_atomic(out_dir / "batch.json", _batch_json(table))
             write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
             log(f"mcproton check --batch: interrupted during {p.name}; not checked: "
                 f"{', '.join(q.name for q in subs[k - 1:])}")
@@ -1022,6 +1029,6 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             log(f"mcproton check --batch: {p.name}: internal error {type(exc).__name__}: {exc} (please report it)")
             results[p.name] = f"internal error {type(exc).__name__}: {exc}"
             table[p.name] = {"passed": False, "error": results[p.name], "internal_error": True}
-        write_bytes_atomic(out_dir / "batch.json", json.dumps(table, indent=1, default=str).encode())
+        write_bytes_atomic(out_dir / "batch.json", _batch_json(table))
         write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
     return results

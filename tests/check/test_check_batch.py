@@ -308,3 +308,23 @@ def test_the_command_line_ends_an_interrupted_check_as_interrupted(monkeypatch, 
     assert rc == 130, err
     assert err.strip() == ("mcproton: interrupted by SIGINT after 4,000 of 10,000 primaries of beam 1; no "
                            "checkpoint (checkpointing is off); nothing was kept: run it again"), err
+
+
+def test_batch_json_is_strict_json_when_a_pass_rate_is_not_a_number(pts, monkeypatch, tmp_path):
+    """A patient whose 2%/2mm pass rate is NaN (no point above the gamma threshold): batch.json was written with
+    ``NaN``, which strict parsers (jq, JavaScript) refuse, losing the whole batch's table; it is null now."""
+    c = Calls(tmp_path / "out")
+
+    def nan_rate(**kw):
+        r = c(**kw)
+        r.gamma = {"2%/2mm": {"pass_rate": float("nan")}}
+        return r
+
+    monkeypatch.setattr(api, "check", nan_rate)
+    api.check_batch(pts, tmp_path / "out", log=lambda m: None)
+
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    table = json.loads((tmp_path / "out" / "batch.json").read_text(), parse_constant=refuse)
+    assert [table[p]["gamma_2_2_pct"] for p in ("p1", "p2")] == [None, None]
