@@ -270,7 +270,7 @@ def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[
         return [], notes
     diag = []
     for b in inp.plan.beams:
-        d = beam_direction_lps(b.gantry_angle_deg, b.couch_angle_deg, b.patient_position or "HFS")
+        d = beam_direction_lps(b.gantry_angle_deg, b.table_top_angle_deg, b.patient_position or "HFS")
         g = float(material_upstream_g_cm2(geometry, [b.isocenter_mm], [d], where=mask)[0])
         if g > OUTSIDE_EXTERNAL_NOTE_G_CM2:
             diag.append(f"beam {b.number}: its central axis crosses {10 * g:.1f} mm (water-equivalent by mass) of CT "

@@ -484,8 +484,8 @@ def beam_summary(beam_meta: Mapping[int, Mapping[str, Any]], tps_beams: Mapping[
     """One row per beam of the plan for the report and the JSON: geometry, MU, the MC's primaries, mean
     relative uncertainty above 50 % of the beam's maximum, why it stopped, its wall time, and the TPS dose
     compared."""
-    keys = ("gantry_angle_deg", "couch_angle_deg", "total_mu", "primaries", "mean_rel_uncertainty_50",
-            "stop_reason", "wall_s")
+    keys = ("gantry_angle_deg", "couch_angle_deg", "table_top_eccentric_angle_deg", "total_mu", "primaries",
+            "mean_rel_uncertainty_50", "stop_reason", "wall_s")
     return {b: {**{k: m.get(k) for k in keys},
                 "tps_dose": "per-beam RT Dose" if b in tps_beams else "plan dose (no per-beam RT Dose)"}
             for b, m in sorted(beam_meta.items())}

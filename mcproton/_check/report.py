@@ -5,7 +5,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -345,7 +345,11 @@ def _beams_table(res) -> str:
     def mu(v: Any) -> str:   # 5199.4 MU, not 5.2e+03; 2.53 MU
         return _num(v, ".1f" if v is not None and abs(float(v)) >= 100 else ".3g")
 
-    rows = [[b, _num(r["gantry_angle_deg"], ".1f"), _num(r["couch_angle_deg"], ".1f"), mu(r["total_mu"]),
+    def couch(r: Mapping[str, Any]) -> str:   # the support angle, + the table top's eccentric angle where it has one
+        ecc = r.get("table_top_eccentric_angle_deg") or 0.0
+        return _num(r["couch_angle_deg"], ".1f") + (f" + {ecc:.1f} eccentric" if ecc else "")
+
+    rows = [[b, _num(r["gantry_angle_deg"], ".1f"), couch(r), mu(r["total_mu"]),
              r["primaries"], _num(100 * float(r["mean_rel_uncertainty_50"] if r["mean_rel_uncertainty_50"] is not None
                                               else "nan"), ".2f"),
              r["stop_reason"] or "", _num(r["wall_s"], ".1f"), r["tps_dose"]]

@@ -289,6 +289,13 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
              "RT Dose written for it carries a new, unrelated UID that a planning system will not register "
              "with this CT", McprotonWarning)
 
+    # --- patient position: one per series (the plan's set-up is checked against it) ---
+    positions = sorted({str(ds.get("PatientPosition", "") or "").strip().upper() for _, ds in chosen} - {""})
+    if len(positions) > 1:
+        raise _err(f"the slices of CT series {chosen[0][1].get('SeriesInstanceUID', '')} give {len(positions)} "
+                   f"different PatientPositions (0018,5100) {positions}; a patient lies one way during a scan: the "
+                   "series is mixed or damaged, re-export it")
+
     # --- geometry checks on the headers ---
     f0, ds0 = chosen[0]
     iop = _floats(ds0, "ImageOrientationPatient", 6, str(f0))
@@ -423,7 +430,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         series_instance_uid=str(ds0.get("SeriesInstanceUID", "")),
         patient_name=str(ds0.get("PatientName", "")),
         patient_id=str(ds0.get("PatientID", "")),
-        patient_position=str(ds0.get("PatientPosition", "")),
+        patient_position=positions[0] if positions else "",
         slice_sop_instance_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in chosen],
         series_description=str(ds0.get("SeriesDescription", "")),
         image_comments=str(ds0.get("ImageComments", "") or ""),

@@ -23,7 +23,11 @@ comes from above: the virtual source sits at +Zg and the central axis points alo
 onto the machine isocentric plane in the IEC GANTRY coordinate system"), so the BeamLimitingDeviceAngle
 (collimator angle: IEC BEAM LIMITING DEVICE with respect to IEC GANTRY) does not turn them.  The patient support
 system s is rotated from f by the couch angle phi about Zf (right-handed: counter-clockwise seen from
-above).  The patient is fixed to the table top (pitch and roll must be 0).
+above).  The table-top eccentric system e is rotated from s by TableTopEccentricAngle about its own vertical axis
+(PS3.3 C.8.8.14: "orientation of IEC TABLE TOP ECCENTRIC coordinate system with respect to IEC PATIENT SUPPORT
+coordinate system", the same sense), so the table top, and the patient on it, is turned in the room by the sum of the
+two angles; where the eccentric axis lies only moves the patient, which the isocentre's set-up takes back.  The
+patient is fixed to the table top (pitch and roll must be 0).
 
 The patient's LPS axes (DICOM PS3.3 C.7.6.2.1.1: x to the patient's left, y posterior, z towards the head)
 in table-top coordinates follow from PatientPosition (PS3.3 C.7.3.1.1.2, used by the RT Patient Setup module
@@ -157,6 +161,7 @@ class IonBeam:
     beam_meterset: float
     final_cumulative_meterset_weight: float
     gantry_angle_deg: float
+    #: PatientSupportAngle (300A,0122), as the plan states it
     couch_angle_deg: float
     isocenter_mm: np.ndarray
     patient_position: str
@@ -166,6 +171,16 @@ class IonBeam:
     range_shifter_ids: dict[int, str] = field(default_factory=dict)
     layers: list[EnergyLayer] = field(default_factory=list)
     treatment_delivery_type: str = "TREATMENT"
+    #: TableTopEccentricAngle (300A,0125); 0 where the plan leaves it out
+    table_top_eccentric_angle_deg: float = 0.0
+
+    @property
+    def table_top_angle_deg(self) -> float:
+        """The table top's rotation in the room (IEC TABLE TOP ECCENTRIC in IEC FIXED): the patient support angle plus
+        the table-top eccentric angle (module docstring, Geometry).  The geometry uses this, not the support angle
+        alone: a plan that turns the table top with its eccentric rotation was run as if the top were not turned
+        (a helper's audit, 2026-12-05: the beam entered from the patient's left instead of from the feet)."""
+        return float(self.couch_angle_deg + self.table_top_eccentric_angle_deg)
 
     @property
     def total_mu(self) -> float:
@@ -453,7 +468,7 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
         if not cps:
             raise _e(f"{where}: no IonControlPointSequence")
         state: dict = {"energy": None, "gantry": None, "couch": None, "iso": None, "snout": None,
-                       "rs": {}, "pitch": 0.0, "roll": 0.0, "gpitch": 0.0}
+                       "rs": {}, "pitch": 0.0, "roll": 0.0, "gpitch": 0.0, "ecc": 0.0}
         layers = []
         angles_seen = set()
         iso_first: tuple[int, np.ndarray] | None = None   # (control point, IsocenterPosition) first stated
@@ -480,7 +495,7 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
             if cp.get("SnoutPosition", None) not in (None, ""):
                 state["snout"] = _f(cp, "SnoutPosition", cw)
             for kw, key in (("TableTopPitchAngle", "pitch"), ("TableTopRollAngle", "roll"),
-                            ("GantryPitchAngle", "gpitch")):
+                            ("GantryPitchAngle", "gpitch"), ("TableTopEccentricAngle", "ecc")):
                 if cp.get(kw, None) not in (None, ""):
                     state[key] = _f(cp, kw, cw)
             for rss in cp.get("RangeShifterSettingsSequence", []) or []:
@@ -492,7 +507,7 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
                                     "wet_mm": float(wet) if wet not in (None, "") else None,
                                     "distance_mm": float(dist) if dist not in (None, "") else None}
             if state["gantry"] is not None:
-                angles_seen.add((round(state["gantry"], 3), round(state["couch"] or 0.0, 3)))
+                angles_seen.add((round(state["gantry"], 3), round(state["couch"] or 0.0, 3), round(state["ecc"], 3)))
             w = cp.get("ScanSpotMetersetWeights", None)
             if w is None:
                 continue
@@ -525,8 +540,8 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
         if state["gantry"] is None or state["iso"] is None:
             raise _e(f"{where}: the first control point lacks GantryAngle or IsocenterPosition")
         if len(angles_seen) > 1:
-            raise _e(f"{where}: gantry/couch angles change between control points {sorted(angles_seen)}; arc "
-                     "delivery is not supported")
+            raise _e(f"{where}: gantry/couch/table-top eccentric angles change between control points "
+                     f"{sorted(angles_seen)}; arc delivery is not supported")
         if abs(state["pitch"]) > 1e-3 or abs(state["roll"]) > 1e-3 or abs(state["gpitch"]) > 1e-3:
             raise _e(f"{where}: table-top pitch/roll or gantry pitch angles are not supported (must be 0)")
         if not layers:
@@ -538,7 +553,8 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
             couch_angle_deg=float(state["couch"] or 0.0), isocenter_mm=np.asarray(state["iso"], float),
             patient_position=pos, virtual_source_axis_distances_mm=vsad, snout_id=snout_id,
             snout_position_mm=state["snout"], range_shifter_ids=rs_ids, layers=layers,
-            treatment_delivery_type=str(b.get("TreatmentDeliveryType", "TREATMENT") or "TREATMENT")))
+            treatment_delivery_type=str(b.get("TreatmentDeliveryType", "TREATMENT") or "TREATMENT"),
+            table_top_eccentric_angle_deg=float(state["ecc"])))
     check_plan(ds, src)  # consistency of the whole plan (plan_checks), before any transport
     sop_uid = str(ds.get("SOPInstanceUID", "") or "")
     uid_ok = is_valid_uid(sop_uid)
@@ -723,7 +739,7 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
         if min(vsad) <= L:
             raise _e(f"beam {b.number}: virtual source-axis distances {vsad} must exceed the beam-model plane "
                      f"distance {L} mm")
-        m = gantry_to_lps_matrix(b.gantry_angle_deg, b.couch_angle_deg, b.patient_position or _missing_position(b))
+        m = gantry_to_lps_matrix(b.gantry_angle_deg, b.table_top_angle_deg, b.patient_position or _missing_position(b))
         zg = m[:, 2]
         iso = b.isocenter_mm
         spots = []
@@ -762,6 +778,7 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
         total = float(sum(s.weight for s in spots))
         out.append(Beam(spots, total_protons=total, name=f"{b.number}:{b.name}", meta={
             "beam_number": b.number, "gantry_angle_deg": b.gantry_angle_deg, "couch_angle_deg": b.couch_angle_deg,
+            "table_top_eccentric_angle_deg": b.table_top_eccentric_angle_deg,
             "isocenter_mm": tuple(float(v) for v in iso), "beam_direction": tuple(float(v) for v in -zg),
             "patient_position": b.patient_position or "HFS", "total_mu": b.total_mu,
             "plan_spots": int(sum((layer.spot_mu > min_mu).sum() for layer in b.layers)),   # the spots simulated

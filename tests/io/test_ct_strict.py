@@ -107,6 +107,26 @@ def test_mixed_frames_of_reference_are_an_error(tmp_path):
         load_ct_series(tmp_path)
 
 
+def test_mixed_patient_positions_are_an_error(tmp_path):
+    """Slices saying HFS and HFP: before, the first slice's position was taken, so the plan's set-up was checked
+    against whichever slice sorted first (a helper's audit, 2026-12-05)."""
+    paths = _series(tmp_path)
+    for i, p in enumerate(paths):
+        ds = pydicom.dcmread(p)
+        ds.PatientPosition = "HFP" if i % 2 else "HFS"
+        ds.save_as(p)
+    with pytest.raises(DicomInputError, match=r"2 different PatientPositions .*\['HFP', 'HFS'\]"):
+        load_ct_series(tmp_path)
+    for p in paths[::2]:             # a slice without one: the others' position is the series'
+        ds = pydicom.dcmread(p)
+        ds.PatientPosition = "HFP" if p == paths[0] else ""
+        ds.save_as(p)
+    del_ds = pydicom.dcmread(paths[0])
+    del del_ds.PatientPosition
+    del_ds.save_as(paths[0])
+    assert load_ct_series(tmp_path).patient_position == "HFP"
+
+
 def test_ct_slice_without_file_meta_is_read(tmp_path):
     """A slice stored as a raw data set (no preamble, no file meta) is a CT slice like any other."""
     paths = _series(tmp_path)

@@ -359,3 +359,42 @@ def test_position_check_without_ct_position_warns_and_slab_phantoms_are_not_chec
     assert "no PatientPosition" in err and "HFP" in err, err
     check_patient_position({"phantom": {"type": "slab_ct"}}, SimpleNamespace(patient_position="HFS"), beams)
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------------------------------------ eccentric angle
+def _eccentric_plan(couch: float, eccentric: float | None, pos: str = "HFS", *, second: float | None = None):
+    ds = make_plan([{"gantry": 90.0, "couch": couch, "iso": ISO, "vsad": SAD,
+                     "layers": [(150.0, [(30.0, 0.0)], [1.0]), (140.0, [(0.0, -40.0)], [1.0])]}],
+                   patient_position=pos)
+    cps = ds.IonBeamSequence[0].IonControlPointSequence
+    if eccentric is not None:
+        cps[0].TableTopEccentricAngle = eccentric
+    if second is not None:
+        cps[-1].TableTopEccentricAngle = second
+    return ds
+
+
+@pytest.mark.parametrize("pos", ["HFS", "FFP"])
+@pytest.mark.parametrize("couch, eccentric", [(0.0, 90.0), (30.0, 60.0), (350.0, 100.0)])
+def test_table_top_eccentric_angle_turns_the_patient_as_the_support_angle_does(pos, couch, eccentric):
+    """TableTopEccentricAngle (300A,0125) turns the table top relative to the patient support (PS3.3 C.8.8.14), in
+    the same sense: the patient lies turned by the sum.  Before, it was not read: support 0 + eccentric 90 at gantry
+    90 was run as support 0 (a helper's audit, 2026-12-05: the beam entered the head phantom from the patient's left
+    instead of from the feet, 0.21 of the dose in the target region, exit 0)."""
+    from mcproton._io.beam_model import load_beam_model
+
+    model = load_beam_model("dcpt_v2")
+    (ecc,) = plan_to_beams(load_rtplan(_eccentric_plan(couch, eccentric, pos)), model)
+    (ref,) = plan_to_beams(load_rtplan(_eccentric_plan(couch + eccentric, None, pos)), model)
+    (plain,) = plan_to_beams(load_rtplan(_eccentric_plan(couch, None, pos)), model)
+    np.testing.assert_allclose(ecc.meta["beam_direction"], ref.meta["beam_direction"], atol=1e-12)
+    assert np.linalg.norm(np.subtract(ecc.meta["beam_direction"], plain.meta["beam_direction"])) > 0.5
+    for a, b in zip(ecc.spots, ref.spots):
+        np.testing.assert_allclose(a.position_mm, b.position_mm, atol=1e-9)
+        np.testing.assert_allclose(a.direction, b.direction, atol=1e-12)
+    assert ecc.meta["couch_angle_deg"] == couch and ecc.meta["table_top_eccentric_angle_deg"] == eccentric
+
+
+def test_table_top_eccentric_angle_changing_within_a_beam_is_refused():
+    with pytest.raises(DicomInputError, match="eccentric angles change between control points"):
+        load_rtplan(_eccentric_plan(0.0, 0.0, second=20.0))
