@@ -450,6 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_check(sub)
 
+    from .commission import add_parser as _add_commission
+
+    _add_commission(sub)
+
     for name, func, helptext in (("validate", _cmd_validate, "run the validation suite and write the report"),
                                  ("demo", _cmd_demo, "the built-in default job (paediatric brain-tumour plan)"),
                                  ("phantom", _cmd_phantom,
@@ -470,7 +474,7 @@ def command_parsers() -> dict[str, argparse.ArgumentParser]:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return {"run": sub.choices["run"], "check": sub.choices["check"], "demo": demo_parser(),
             "phantom": phantom_parser(), "validate": validate_parser(), "bench": sub.choices["bench"],
-            "info": sub.choices["info"]}
+            "info": sub.choices["info"], "commission": sub.choices["commission"]}
 
 
 def commands_markdown() -> str:

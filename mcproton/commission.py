@@ -1,0 +1,524 @@
+"""Beam-model commissioning: a centre's measurements against what its beam model gives (``mcproton commission``).
+
+A commissioning physicist builds a beam model (docs/beam_model.md) from the measurements of their machine:
+integrated depth doses (IDDs, a large-area Bragg-peak chamber in a water tank) per energy, and spot sizes in air
+at several distances from the isocentre.  This module computes, from the beam model alone, what mcproton makes of
+them and compares the two:
+
+* **IDDs** (Monte Carlo): a pencil beam of the model's phase space at each measured nominal energy (its mean
+  energy, energy spread and Gaussian components, started at the model's plane and drifting in vacuum) into a
+  water box whose front face is the water surface, integrated over 200 x 200 mm (one lateral voxel: the whole
+  lateral halo; a chamber of 40.8 mm radius misses some of it, a few per cent at high energy, which moves the
+  peak/entrance ratio a little and the ranges not at all).  The MC curve is scaled onto the measured one by least
+  squares over the points at or above 10 % of the measured maximum (the scale is reported: measured IDDs are in
+  any unit), then compared: distal R90 and R80, the distal fall-off R20-R80 (DFO), the peak/entrance ratio, and
+  a 1-D gamma index 1 %/1 mm.
+* **Spot sizes in air** (analytic, the model's own transport): each Gaussian component drifts in vacuum from the
+  model's plane, sigma(d)^2 = sigma^2 + 2 rho sigma theta d + theta^2 d^2 at a distance d downstream of the plane;
+  a spot of several components is compared by its root-mean-square width (the weighted second moment), which is
+  what a single Gaussian fitted to its core measures only where the other components are small.  Air scattering
+  is not added: a model fitted to in-air sizes already holds it, as MCsquare's and mcproton's drift in vacuum.
+
+Defaults of the tolerances, each with its reason (``Tolerances``; set a centre's own):
+
+* R80 and R90: 1.0 mm, the range tolerance of AAPM TG-224 (Arjomandy et al., Med. Phys. 46:e678, 2019) for
+  machine QA; a beam model is commonly held to 0.5 mm (set ``range_mm = 0.5``);
+* DFO R20-R80: 0.5 mm (mcproton's choice: the fall-off's change for about a 30 % change of the energy spread at
+  150 MeV; a wrong spread unit, percent read as MeV, moved it by 0.85 mm in an audit);
+* peak/entrance: 5 % relative (as the TOPAS IDD validation case);
+* gamma 1 %/1 mm (global, 10 % threshold): at least 95 % of the points;
+* spot sigma in air: 10 % of the measured sigma (mcproton's choice, of the order of machine-QA spot-size
+  tolerances; a sigma in cm instead of mm, or a FWHM given as sigma, is off by far more).
+
+The Monte Carlo IDD has a statistical uncertainty: with the default 2 x 10^5 primaries per energy, 0.5 mm bins,
+R80 scatters by about 0.02 mm between seeds (measured: ``tests/commission``), well inside the tolerances.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._io.errors import InputDataError
+
+__all__ = ["Tolerances", "CommissionResult", "read_idd_csv", "read_spot_csv", "model_spot_sigma_mm",
+           "model_idd", "commission", "write_commission_report"]
+
+#: the IDD's lateral integration (mm, x and y): the whole lateral halo of a therapy beam
+IDD_LATERAL_MM = 200.0
+#: the IDD's depth bins (mm)
+IDD_BIN_MM = 0.5
+
+
+class CommissionInputError(InputDataError):
+    """Measurements that cannot be compared: a file that cannot be read, a column missing, an energy outside the
+    beam model."""
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """The pass/fail levels (see the module docstring for each default's reason)."""
+
+    range_mm: float = 1.0
+    dfo_mm: float = 0.5
+    peak_entrance_rel: float = 0.05
+    gamma_dose_percent: float = 1.0
+    gamma_dta_mm: float = 1.0
+    gamma_pass: float = 0.95
+    sigma_rel: float = 0.10
+
+    def __post_init__(self) -> None:
+        for k, v in self.__dict__.items():
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise CommissionInputError(f"tolerance {k} = {v!r} must be a positive number")
+        if self.gamma_pass > 1:
+            raise CommissionInputError(f"tolerance gamma_pass = {self.gamma_pass} is a fraction of the points "
+                                       "(0.95 for 95 %), not a percentage")
+
+
+# ------------------------------------------------------------------------------------------------- the files
+def _rows(path: str | Path, required: Sequence[str], what: str) -> list[dict[str, float]]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommissionInputError(f"{what} {p}: cannot be read ({exc})") from exc
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise CommissionInputError(f"{what} {p}: no data (only comments or empty)")
+    header = [h.strip() for h in lines[0].split(",")]
+    if len(header) == 1 and ";" in lines[0]:
+        raise CommissionInputError(f"{what} {p}: the columns are separated by ';' (a spreadsheet's export in a "
+                                   "locale with decimal commas?); give a CSV separated by ',' with decimal points")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise CommissionInputError(f"{what} {p}: column(s) {', '.join(missing)} missing; the header must name "
+                                   f"{', '.join(required)} (found: {', '.join(header)})")
+    out = []
+    for n, rec in enumerate(csv.DictReader(io.StringIO("\n".join(lines)), skipinitialspace=True), start=2):
+        row = {}
+        for c in required:
+            v = (rec.get(c) or "").strip()
+            try:
+                row[c] = float(v)
+            except ValueError:
+                raise CommissionInputError(f"{what} {p}: data row {n - 1}: {c} = {v!r} is not a number") from None
+            if not math.isfinite(row[c]):
+                raise CommissionInputError(f"{what} {p}: data row {n - 1}: {c} = {v!r} is not finite")
+        out.append(row)
+    return out
+
+
+def read_idd_csv(path: str | Path) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    """Measured IDDs: a CSV (``#`` comment lines allowed) with columns ``nominal_energy_mev``, ``depth_mm`` (water
+    depth from the water surface, the tank wall's WET included) and ``idd`` (any unit: only the shape is
+    compared).  Returns {nominal energy: (depths, idd)} sorted by depth."""
+    rows = _rows(path, ("nominal_energy_mev", "depth_mm", "idd"), "measured IDD file")
+    curves: dict[float, list[tuple[float, float]]] = {}
+    for r in rows:
+        curves.setdefault(round(r["nominal_energy_mev"], 3), []).append((r["depth_mm"], r["idd"]))
+    out = {}
+    for e, pts in sorted(curves.items()):
+        a = np.array(sorted(pts))
+        if a.shape[0] < 10:
+            raise CommissionInputError(f"measured IDD file {path}: {e:g} MeV has {a.shape[0]} points; an IDD needs "
+                                       "at least 10 (through the Bragg peak and its distal fall-off)")
+        if np.any(np.diff(a[:, 0]) <= 0):
+            raise CommissionInputError(f"measured IDD file {path}: {e:g} MeV has two points at one depth")
+        if np.any(a[:, 0] < 0) or np.any(a[:, 1] < 0):
+            raise CommissionInputError(f"measured IDD file {path}: {e:g} MeV has a negative depth or IDD")
+        z, d = a[:, 0], a[:, 1]
+        i = int(np.argmax(d))
+        if i == len(d) - 1 or d[i:].min() > 0.2 * d[i]:
+            raise CommissionInputError(f"measured IDD file {path}: {e:g} MeV does not fall below 20 % of its "
+                                       "maximum beyond the peak; the distal fall-off must be measured")
+        out[e] = (z, d)
+    return out
+
+
+def read_spot_csv(path: str | Path) -> list[dict[str, float]]:
+    """Measured spot sizes in air: a CSV with columns ``nominal_energy_mev``, ``z_mm`` (position along the beam
+    axis from the isocentre, positive downstream: -200 is 200 mm upstream of it), ``sigma_x_mm`` and
+    ``sigma_y_mm`` (1 sigma of the spot, along the IEC gantry X and Y axes)."""
+    rows = _rows(path, ("nominal_energy_mev", "z_mm", "sigma_x_mm", "sigma_y_mm"), "measured spot-size file")
+    for r in rows:
+        if r["sigma_x_mm"] <= 0 or r["sigma_y_mm"] <= 0:
+            raise CommissionInputError(f"measured spot-size file {path}: {r['nominal_energy_mev']:g} MeV at z "
+                                       f"{r['z_mm']:g} mm: a sigma must be > 0")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ what the model gives
+def _entry(model: Any, energy: float):
+    lo, hi = model.energy_range_mev
+    if not (lo - 1e-6 <= energy <= hi + 1e-6):
+        raise CommissionInputError(f"{energy:g} MeV is outside beam model {model.name!r} ({lo:g}-{hi:g} MeV): "
+                                   "measure within the model's energies, or extend the model")
+    return model.at(energy)
+
+
+def model_spot_sigma_mm(model: Any, energy: float, z_mm: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The model's spot sigma in air (x, y; mm) at ``z_mm`` from the isocentre along the beam (positive
+    downstream): each component drifted in vacuum from the model's plane, combined as the weighted second
+    moment."""
+    e = _entry(model, energy)
+    d = np.asarray(z_mm, float) + float(model.plane_upstream_of_isocentre_mm)
+    if np.any(d < 0):
+        raise CommissionInputError(f"z {float(np.min(z_mm)):g} mm lies upstream of beam model {model.name!r}'s "
+                                   f"plane ({model.plane_upstream_of_isocentre_mm:g} mm upstream of the isocentre), "
+                                   "where the model says nothing; z is measured from the isocentre, positive "
+                                   "downstream")
+    wsum = sum(c.weight for c in e.components)
+    var = [np.zeros_like(d), np.zeros_like(d)]
+    for c in e.components:
+        for k in (0, 1):
+            s, t, r = c.sigma_mm[k], c.divergence_rad[k], c.correlation[k]
+            var[k] = var[k] + c.weight / wsum * (s * s + 2 * r * s * t * d + t * t * d * d)
+    return np.sqrt(var[0]), np.sqrt(var[1])
+
+
+def _water_depth_mm(mean_mev: float, spread_mev: float) -> float:
+    """A water depth beyond the beam's range: CSDA range of the upper 3-sigma energy + 15 % + 20 mm."""
+    from .validation.core import depth_extent_mm, water_density
+
+    return float(depth_extent_mm(mean_mev + 3 * spread_mev, water_density(), IDD_BIN_MM))
+
+
+def model_idd(model: Any, energy: float, primaries: int, *, seed: int = 1, threads: int | None = None,
+              backend: str = "cpu", beam_index: int = 0) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The Monte Carlo IDD of beam model ``model`` at nominal ``energy``: (depth of the bin centres from the water
+    surface, mm; IDD in MeV cm2/(g primary); the DoseResult)."""
+    from .geometry import box_phantom
+    from .run import simulate
+    from .settings import RunSettings
+    from .source import Beam, Spot
+
+    e = _entry(model, energy)
+    depth = _water_depth_mm(e.mean_energy_mev, e.energy_spread_mev)
+    geom = box_phantom("water", size_mm=(IDD_LATERAL_MM, IDD_LATERAL_MM, depth),
+                       voxel_mm=(IDD_LATERAL_MM, IDD_LATERAL_MM, IDD_BIN_MM), name=f"water for the {energy:g} MeV IDD")
+    plane = float(model.plane_upstream_of_isocentre_mm)
+    wsum = sum(c.weight for c in e.components)
+    spots = [Spot(e.mean_energy_mev, position_mm=(0.0, 0.0, -plane), direction=(0.0, 0.0, 1.0),
+                  energy_spread_mev=e.energy_spread_mev, sigma_mm=c.sigma_mm, divergence_rad=c.divergence_rad,
+                  correlation=c.correlation, weight=c.weight / wsum) for c in e.components]
+    settings = RunSettings(primaries=int(primaries), seed=int(seed), backend=backend,
+                           **({"threads": int(threads)} if threads else {}))
+    res = simulate(geom, Beam(spots, total_protons=1.0, name=f"{model.name} {energy:g} MeV"), settings,
+                   beam_index=beam_index)
+    z, idd = res.integrated_depth_dose()
+    return np.asarray(z, float), np.asarray(idd, float), res
+
+
+# ----------------------------------------------------------------------------------------------- the comparison
+@dataclass
+class CommissionResult:
+    """Every comparison of one ``commission`` call.  ``idd`` and ``spots`` hold one dict per energy / point with
+    the measured and model values, their differences and ``passed``; ``checks`` lists every quantity judged."""
+
+    beam_model: str
+    tolerances: Tolerances
+    idd: list[dict] = field(default_factory=list)
+    spots: list[dict] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict)   # energy -> (z, measured, z_mc, mc scaled): for the figures
+    model: Any = field(default=None, repr=False)  # the BeamModel compared (for the figures; not in the JSON)
+
+    @property
+    def checks(self) -> list[dict]:
+        out = []
+        for r in self.idd:
+            out += [dict(c, energy_mev=r["nominal_energy_mev"]) for c in r["checks"]]
+        for r in self.spots:
+            out += [dict(c, energy_mev=r["nominal_energy_mev"], z_mm=r["z_mm"]) for c in r["checks"]]
+        return out
+
+    @property
+    def failed(self) -> list[dict]:
+        return [c for c in self.checks if not c["passed"]]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and not self.failed
+
+    def to_dict(self) -> dict:
+        from ._io.json_out import json_safe
+
+        t = self.tolerances
+        return json_safe({"passed": self.passed, "beam_model": self.beam_model, "tolerances": t.__dict__,
+                          "failed": self.failed, "idd": self.idd, "spots": self.spots,
+                          "provenance": self.provenance})
+
+
+def _check(quantity: str, diff: float, tol: float, unit: str) -> dict:
+    return {"quantity": quantity, "difference": float(diff), "tolerance": float(tol), "unit": unit,
+            "passed": bool(abs(diff) <= tol)}
+
+
+def _compare_idd(energy: float, zm: np.ndarray, dm: np.ndarray, zc: np.ndarray, dc: np.ndarray,
+                 tol: Tolerances) -> tuple[dict, np.ndarray]:
+    from .validation import metrics as M
+
+    on = np.interp(zm, zc, dc, left=np.nan, right=np.nan)      # the MC at the measured depths
+    use = (dm >= 0.1 * dm.max()) & np.isfinite(on)
+    if use.sum() < 5:
+        raise CommissionInputError(f"measured IDD at {energy:g} MeV: its depths ({zm[0]:g}-{zm[-1]:g} mm) barely "
+                                   f"overlap the model's curve (0-{zc[-1]:g} mm): are they in mm of water from the "
+                                   "surface?")
+    scale = float(np.dot(on[use], dm[use]) / np.dot(on[use], on[use]))
+    mc = dc * scale
+    rm, rc = M.range_metrics(zm, dm), M.range_metrics(zc, mc)
+    ent = float(max(zm[0], zc[0]))
+    pe_m, pe_c = M.peak_to_entrance(zm, dm, ent), M.peak_to_entrance(zc, mc, ent)
+    g = M.gamma_1d(zm, dm, zc, mc, dose_percent=tol.gamma_dose_percent, dta_mm=tol.gamma_dta_mm,
+                   cutoff_percent=10.0)
+    checks = [_check("R90 (mm)", rc["R90"] - rm["R90"], tol.range_mm, "mm"),
+              _check("R80 (mm)", rc["R80"] - rm["R80"], tol.range_mm, "mm"),
+              _check("DFO R20-R80 (mm)", rc["falloff_80_20"] - rm["falloff_80_20"], tol.dfo_mm, "mm"),
+              _check("peak/entrance", pe_c / pe_m - 1.0, tol.peak_entrance_rel, "relative")]
+    gc = {"quantity": f"gamma {tol.gamma_dose_percent:g}%/{tol.gamma_dta_mm:g}mm pass rate",
+          "difference": float(g.pass_rate), "tolerance": tol.gamma_pass, "unit": "fraction of points",
+          "passed": bool(g.pass_rate >= tol.gamma_pass)}
+    row = {"nominal_energy_mev": energy,
+           "measured": {"R90_mm": rm["R90"], "R80_mm": rm["R80"], "dfo_mm": rm["falloff_80_20"],
+                        "peak_entrance": pe_m},
+           "model": {"R90_mm": rc["R90"], "R80_mm": rc["R80"], "dfo_mm": rc["falloff_80_20"],
+                     "peak_entrance": pe_c},
+           "entrance_depth_mm": ent, "mc_scale_to_measured": scale, "gamma_points": int(g.n_evaluated),
+           "checks": checks + [gc]}
+    row["passed"] = all(c["passed"] for c in row["checks"])
+    return row, mc
+
+
+def commission(beam_model: Any, *, idd: str | Path | None = None, spots: str | Path | None = None,
+               primaries: int = 200_000, seed: int = 1, threads: int | None = None, backend: str = "cpu",
+               tolerances: Tolerances | None = None,
+               log: Callable[[str], None] | None = None) -> CommissionResult:
+    """Compare beam model ``beam_model`` (a name or path for :func:`mcproton.dicom.load_beam_model`, or a loaded
+    model) with measured IDDs (``idd``: :func:`read_idd_csv`) and/or in-air spot sizes (``spots``:
+    :func:`read_spot_csv`).  Every input is read and checked before the first Monte Carlo run."""
+    import time
+
+    from . import __version__
+    from ._io.beam_model import load_beam_model
+
+    if idd is None and spots is None:
+        raise CommissionInputError("nothing to compare: give measured IDDs (--idd) and/or spot sizes (--spots)")
+    if not (isinstance(primaries, (int, np.integer)) and primaries >= 1000):
+        raise CommissionInputError(f"primaries = {primaries!r}: give a whole number >= 1000 per energy")
+    tol = tolerances or Tolerances()
+    model = load_beam_model(beam_model) if isinstance(beam_model, (str, Path)) else beam_model
+    log = log or (lambda m: None)
+    curves = read_idd_csv(idd) if idd is not None else {}
+    rows = read_spot_csv(spots) if spots is not None else []
+    for e in curves:                      # every energy checked against the model before any transport
+        _entry(model, e)
+    for r in rows:
+        model_spot_sigma_mm(model, r["nominal_energy_mev"], r["z_mm"])
+    res = CommissionResult(model.name, tol, model=model)
+    t0 = time.perf_counter()
+    for i, (e, (zm, dm)) in enumerate(curves.items()):
+        log(f"mcproton commission: IDD {e:g} MeV ({i + 1} of {len(curves)}), {primaries:,} primaries")
+        zc, dc, mc_res = model_idd(model, e, primaries, seed=seed, threads=threads, backend=backend,
+                                   beam_index=i)
+        row, mc = _compare_idd(e, zm, dm, zc, dc, tol)
+        row["primaries"] = int(mc_res.primaries)
+        res.idd.append(row)
+        res.curves[e] = (zm, dm, zc, mc)
+    for r in rows:
+        sx, sy = model_spot_sigma_mm(model, r["nominal_energy_mev"], r["z_mm"])
+        mx, my = float(sx), float(sy)
+        checks = [_check("sigma x", mx / r["sigma_x_mm"] - 1, tol.sigma_rel, "relative"),
+                  _check("sigma y", my / r["sigma_y_mm"] - 1, tol.sigma_rel, "relative")]
+        res.spots.append({**r, "model_sigma_x_mm": mx, "model_sigma_y_mm": my, "checks": checks,
+                          "passed": all(c["passed"] for c in checks)})
+    res.provenance = {"mcproton_version": __version__, "beam_model": model.name,
+                      "beam_model_source": str(getattr(model, "source", "") or beam_model),
+                      "plane_upstream_of_isocentre_mm": model.plane_upstream_of_isocentre_mm,
+                      "idd_file": str(idd) if idd is not None else None,
+                      "spot_file": str(spots) if spots is not None else None,
+                      "primaries_per_energy": int(primaries), "seed": int(seed), "backend": backend,
+                      "idd_lateral_mm": IDD_LATERAL_MM, "idd_bin_mm": IDD_BIN_MM,
+                      "wall_s": time.perf_counter() - t0}
+    return res
+
+
+# ------------------------------------------------------------------------------------------------- the report
+def _fmt(v: float, unit: str) -> str:
+    if unit == "relative":
+        return f"{100 * v:+.1f} %"
+    if unit == "fraction of points":
+        return f"{100 * v:.1f} %"
+    return f"{v:+.2f}"
+
+
+def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[str, Path]:
+    """``commission.json``, ``commission.html`` and the figures (``idd_<E>MeV.png``, ``spots.png``) in
+    ``out_dir``; each file written atomically.  Returns {name: path}."""
+    import html
+
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from ._io.atomic import write_bytes_atomic
+    from ._io.json_out import json_text
+
+    matplotlib.use("Agg", force=False)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+
+    def save(fig: Figure, name: str) -> None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        write_bytes_atomic(out / name, buf.getvalue())
+        paths[name] = out / name
+
+    for e, (zm, dm, zc, mc) in res.curves.items():
+        fig = Figure(figsize=(7, 4))
+        ax = fig.add_subplot()
+        ax.plot(zm, dm, "k.", ms=3, label="measured")
+        ax.plot(zc, mc, "-", lw=1.2, label=f"beam model {res.beam_model} (MC, scaled)")
+        row = next(r for r in res.idd if r["nominal_energy_mev"] == e)
+        bad = [c["quantity"].split(" (")[0] for c in row["checks"] if not c["passed"]]
+        ax.set_title(f"{e:g} MeV: R80 {row['model']['R80_mm'] - row['measured']['R80_mm']:+.2f} mm; "
+                     + ("PASS" if not bad else "FAIL: " + ", ".join(bad)), fontsize=10)
+        ax.set_xlabel("depth in water (mm)")
+        ax.set_ylabel("IDD (measured units)")
+        ax.legend(fontsize=8)
+        save(fig, f"idd_{e:g}MeV.png")
+    if res.spots:
+        fig = Figure(figsize=(8, 4))
+        axes = fig.subplots(1, 2, sharey=True)
+        energies = sorted({r["nominal_energy_mev"] for r in res.spots})
+        for k, ax in zip("xy", axes):
+            for j, e in enumerate(energies):
+                pts = sorted((r["z_mm"], r[f"sigma_{k}_mm"]) for r in res.spots if r["nominal_energy_mev"] == e)
+                z = np.array([p[0] for p in pts])
+                zz = np.linspace(z.min(), z.max(), 50) if z.size > 1 else z
+                ax.plot(z, [p[1] for p in pts], "o", color=f"C{j % 10}", ms=4, label=f"{e:g} MeV measured")
+                ax.plot(zz, model_spot_sigma_mm(res.model, e, zz)[0 if k == "x" else 1], "-", color=f"C{j % 10}",
+                        lw=1)
+            ax.set_xlabel("z from the isocentre (mm, downstream +)")
+            ax.set_title(f"spot sigma {k} in air: measured (dots), model (lines)", fontsize=9)
+        axes[0].set_ylabel("sigma (mm)")
+        axes[0].legend(fontsize=7)
+        save(fig, "spots.png")
+    write_bytes_atomic(out / "commission.json", json_text(res.to_dict(), indent=1).encode())
+    paths["commission.json"] = out / "commission.json"
+
+    t = res.tolerances
+    esc = html.escape
+    verdict = "PASS" if res.passed else "FAIL"
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>mcproton commission: "
+             f"{esc(res.beam_model)}</title><style>body{{font-family:sans-serif;max-width:70em;margin:auto}}"
+             "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;text-align:right}"
+             ".FAIL{color:#b00;font-weight:bold}.PASS{color:#070}</style></head><body>",
+             f"<h1>Beam model {esc(res.beam_model)} against measurements: <span class='{verdict}'>{verdict}</span>"
+             "</h1>",
+             f"<p>{len(res.checks)} quantities judged, {len(res.failed)} outside tolerance. Tolerances: R80/R90 "
+             f"&plusmn;{t.range_mm:g} mm (AAPM TG-224 range tolerance), DFO &plusmn;{t.dfo_mm:g} mm, peak/entrance "
+             f"&plusmn;{100 * t.peak_entrance_rel:g} %, gamma {t.gamma_dose_percent:g}%/{t.gamma_dta_mm:g}mm "
+             f"&ge; {100 * t.gamma_pass:g} % of the points &ge; 10 % of the maximum, spot sigma &plusmn;"
+             f"{100 * t.sigma_rel:g} % (the reasons: <code>mcproton.commission</code>'s docstring). Model minus "
+             "measured throughout.</p>"]
+    if res.idd:
+        parts.append("<h2>Integrated depth doses</h2><table><tr><th>energy (MeV)</th><th>R90 (mm)</th>"
+                     "<th>R80 (mm)</th><th>&Delta;R90</th><th>&Delta;R80</th><th>DFO (mm)</th><th>&Delta;DFO</th>"
+                     "<th>peak/entrance</th><th>&Delta; peak/entrance</th><th>gamma pass</th><th>MC scale</th>"
+                     "<th>verdict</th></tr>")
+        for r in res.idd:
+            c = {x["quantity"].split(" (")[0]: x for x in r["checks"]}
+            g = r["checks"][-1]
+            cls = lambda x: "PASS" if x["passed"] else "FAIL"   # noqa: E731
+            parts.append(
+                f"<tr><td>{r['nominal_energy_mev']:g}</td><td>{r['measured']['R90_mm']:.2f}</td>"
+                f"<td>{r['measured']['R80_mm']:.2f}</td><td class='{cls(c['R90'])}'>{c['R90']['difference']:+.2f}"
+                f"</td><td class='{cls(c['R80'])}'>{c['R80']['difference']:+.2f}</td>"
+                f"<td>{r['measured']['dfo_mm']:.2f}</td><td class='{cls(c['DFO R20-R80'])}'>"
+                f"{c['DFO R20-R80']['difference']:+.2f}</td><td>{r['measured']['peak_entrance']:.2f}</td>"
+                f"<td class='{cls(c['peak/entrance'])}'>{_fmt(c['peak/entrance']['difference'], 'relative')}</td>"
+                f"<td class='{cls(g)}'>{100 * g['difference']:.1f} %</td><td>{r['mc_scale_to_measured']:.4g}</td>"
+                f"<td class='{'PASS' if r['passed'] else 'FAIL'}'>{'PASS' if r['passed'] else 'FAIL'}</td></tr>")
+        parts.append("</table>")
+        parts += [f"<p><img src='idd_{e:g}MeV.png' alt='IDD at {e:g} MeV'></p>" for e in res.curves]
+    if res.spots:
+        parts.append("<h2>Spot sizes in air</h2><table><tr><th>energy (MeV)</th><th>z (mm)</th>"
+                     "<th>&sigma;x measured</th><th>&sigma;x model</th><th>&sigma;y measured</th><th>&sigma;y model"
+                     "</th><th>verdict</th></tr>")
+        for r in res.spots:
+            v = "PASS" if r["passed"] else "FAIL"
+            parts.append(f"<tr><td>{r['nominal_energy_mev']:g}</td><td>{r['z_mm']:g}</td>"
+                         f"<td>{r['sigma_x_mm']:.2f}</td><td>{r['model_sigma_x_mm']:.2f}</td>"
+                         f"<td>{r['sigma_y_mm']:.2f}</td><td>{r['model_sigma_y_mm']:.2f}</td>"
+                         f"<td class='{v}'>{v}</td></tr>")
+        parts.append("</table><p><img src='spots.png' alt='spot sigma in air against z'></p>")
+    prov = "".join(f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td></tr>"
+                   for k, v in res.provenance.items())
+    parts.append(f"<h2>Provenance</h2><table>{prov}</table>"
+                 "<p>What this does not cover: the absolute dose per MU (protons/MU; a reference-field measurement "
+                 "in a water tank is compared with <code>mcproton run</code> of that field), and dose in "
+                 "heterogeneous media.</p>"
+                 "<h2>Sign-off</h2><table><tr><th>reviewed by</th><td style='width:20em'></td></tr><tr><th>date</th>"
+                 "<td></td></tr><tr><th>decision</th><td></td></tr></table></body></html>")
+    write_bytes_atomic(out / "commission.html", "".join(parts).encode("utf-8"))
+    paths["commission.html"] = out / "commission.html"
+    return paths
+
+
+
+# ---------------------------------------------------------------------------------------------- the command line
+def add_parser(sub: Any) -> None:
+    """``mcproton commission``: its parser, on the top-level parser's sub-parsers."""
+    p = sub.add_parser("commission", help="compare a beam model with a machine's measured IDDs and in-air spot "
+                                          "sizes (commissioning)",
+                       description="Compare a beam model with the measurements of its machine: integrated depth "
+                                   "doses in water (Monte Carlo of the model at each measured energy: R90, R80, "
+                                   "distal fall-off, peak/entrance, gamma) and spot sizes in air (the model's "
+                                   "drift). Writes commission.html, commission.json and figures; exit 0 when every "
+                                   "quantity is within tolerance, 1 when one is not, 2 for input that cannot be "
+                                   "compared. Formats and tolerances: docs/beam_model.md.")
+    p.add_argument("--beam-model", required=True, metavar="MODEL",
+                   help="the beam model: a built-in name (dcpt_v5, ...), a .toml model or an MCsquare BDL")
+    p.add_argument("--idd", metavar="CSV", help="measured IDDs: columns nominal_energy_mev, depth_mm (water depth "
+                                               "from the surface), idd (any unit)")
+    p.add_argument("--spots", metavar="CSV", help="measured spot sizes in air: columns nominal_energy_mev, z_mm "
+                                                  "(from the isocentre, downstream +), sigma_x_mm, sigma_y_mm")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for commission.html, commission.json and "
+                                                               "the figures")
+    p.add_argument("--primaries", type=int, default=200_000, help="Monte Carlo protons per IDD energy "
+                                                                  "(default 200000)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument("--backend", default="cpu", choices=["cpu", "cuda"], help="cpu (default) or cuda")
+    d = Tolerances()
+    p.add_argument("--range-tol-mm", type=float, default=d.range_mm,
+                   help=f"R80/R90 tolerance in mm (default {d.range_mm:g}, AAPM TG-224)")
+    p.add_argument("--dfo-tol-mm", type=float, default=d.dfo_mm,
+                   help=f"distal fall-off R20-R80 tolerance in mm (default {d.dfo_mm:g})")
+    p.add_argument("--sigma-tol", type=float, default=d.sigma_rel,
+                   help=f"spot sigma tolerance, a fraction of the measured sigma (default {d.sigma_rel:g})")
+    p.set_defaults(func=_cmd_commission)
+
+
+def _cmd_commission(args: Any) -> int:
+    import sys
+
+    tol = Tolerances(range_mm=args.range_tol_mm, dfo_mm=args.dfo_tol_mm, sigma_rel=args.sigma_tol)
+    res = commission(args.beam_model, idd=args.idd, spots=args.spots, primaries=args.primaries, seed=args.seed,
+                     threads=args.threads, backend=args.backend, tolerances=tol,
+                     log=lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+    paths = write_commission_report(res, args.out)
+    for c in res.failed:
+        where = f"{c['energy_mev']:g} MeV" + (f", z {c['z_mm']:g} mm" if "z_mm" in c else "")
+        print(f"FAIL {where}: {c['quantity']} {_fmt(c['difference'], c['unit'])} (tolerance "
+              f"{_fmt(c['tolerance'], c['unit']).lstrip('+')})")
+    print(f"{'PASS' if res.passed else 'FAIL'}: beam model {res.beam_model}, {len(res.checks)} quantities, "
+          f"{len(res.failed)} outside tolerance\nreport: {paths['commission.html']}")
+    return 0 if res.passed else 1

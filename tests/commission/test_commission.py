@@ -1,0 +1,139 @@
+"""``mcproton commission``: a beam model against a machine's measured IDDs and in-air spot sizes.
+
+The "measurements" are made from a beam model itself (its Monte Carlo IDD with another seed, its in-air sigma),
+so that the right model must pass and a model with one deliberate error (mean energy +1.5 MeV, spot sigma in cm,
+energy spread halved) must fail, naming the quantity.  Statistics: 30,000 primaries per IDD; R80 then scatters by
+about 0.05 mm between seeds (0.5 mm bins), against a tolerance of 1 mm: a false failure of the right model would
+need a 20-sigma fluctuation."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mcproton._io.beam_model import load_beam_model
+from mcproton.cli import main
+from mcproton.commission import (CommissionInputError, Tolerances, commission, model_idd, model_spot_sigma_mm,
+                                 read_idd_csv, write_commission_report)
+
+N = 30_000
+
+
+@pytest.fixture(scope="module")
+def v5():
+    return load_beam_model("dcpt_v5")
+
+
+@pytest.fixture(scope="module")
+def measured_idd(tmp_path_factory, v5):
+    """IDDs of dcpt_v5 at 90 and 140 MeV (seed 7), sampled every 1 mm, in arbitrary units."""
+    rows = []
+    for e in (90.0, 140.0):
+        z, d, _ = model_idd(v5, e, N, seed=7, threads=1)
+        keep = d > 0
+        rows += [f"{e:g},{zi:.2f},{1e3 * di:.5f}" for zi, di in zip(z[keep][::2], d[keep][::2])]
+    p = tmp_path_factory.mktemp("idd") / "idd.csv"
+    p.write_text("# from dcpt_v5, seed 7\nnominal_energy_mev,depth_mm,idd\n" + "\n".join(rows) + "\n")
+    return p
+
+
+@pytest.fixture(scope="module")
+def measured_spots(tmp_path_factory, v5):
+    lines = ["nominal_energy_mev, z_mm, sigma_x_mm, sigma_y_mm"]
+    for e in (80.0, 150.0, 220.0):
+        for z in (-300.0, 0.0, 150.0):
+            sx, sy = model_spot_sigma_mm(v5, e, z)
+            lines.append(f"{e}, {z}, {1.04 * float(sx):.4f}, {0.97 * float(sy):.4f}")   # within 10 %
+    p = tmp_path_factory.mktemp("spots") / "spots.csv"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def test_in_air_sigma_is_the_vacuum_drift_of_each_component(v5):
+    e = v5.at(150.0)
+    L = v5.plane_upstream_of_isocentre_mm
+    sx, sy = model_spot_sigma_mm(v5, 150.0, np.array([-L, 0.0]))
+    (c,) = e.components
+    assert sx[0] == pytest.approx(c.sigma_mm[0]) and sy[0] == pytest.approx(c.sigma_mm[1])   # at the plane
+    s, t, r = c.sigma_mm[0], c.divergence_rad[0], c.correlation[0]
+    assert sx[1] == pytest.approx(np.sqrt(s * s + 2 * r * s * t * L + t * t * L * L))
+    two = dataclasses.replace(v5, comp_weight=np.repeat(v5.comp_weight, 2, axis=1) / 2,
+                              **{k: np.concatenate([getattr(v5, k), 2 * getattr(v5, k)], axis=1)
+                                 for k in ("comp_sigma_x_mm", "comp_sigma_y_mm")},
+                              **{k: np.repeat(getattr(v5, k), 2, axis=1)
+                                 for k in ("comp_div_x_rad", "comp_div_y_rad", "comp_corr_x", "comp_corr_y")})
+    s2 = model_spot_sigma_mm(two, 150.0, -L)[0]          # equal weights of sigma and 2 sigma: rms sqrt(5/2) sigma
+    assert float(s2) == pytest.approx(np.sqrt(2.5) * c.sigma_mm[0])
+
+
+def test_the_right_model_passes_and_the_report_is_written(v5, measured_idd, measured_spots, tmp_path):
+    res = commission(v5, idd=measured_idd, spots=measured_spots, primaries=N, seed=1, threads=1)
+    assert res.passed, res.failed
+    for row in res.idd:
+        assert abs(row["model"]["R80_mm"] - row["measured"]["R80_mm"]) < 0.25
+    assert len(res.checks) == 2 * 5 + 9 * 2
+    paths = write_commission_report(res, tmp_path / "rep")
+    html = paths["commission.html"].read_text()
+    assert "PASS" in html and "Sign-off" in html and "idd_140MeV.png" in html
+    import json
+
+    doc = json.loads(paths["commission.json"].read_text(), parse_constant=lambda c: 1 / 0)
+    assert doc["passed"] is True and doc["beam_model"] == "dcpt_v5" and len(doc["idd"]) == 2
+
+
+@pytest.mark.parametrize("error, quantities", [
+    ("mean energy +1.5 MeV", {"R80 (mm)", "R90 (mm)"}),
+    ("energy spread / 3", {"DFO R20-R80 (mm)"}),
+])
+def test_a_wrong_model_fails_naming_the_quantity(v5, measured_idd, error, quantities):
+    bad = (dataclasses.replace(v5, mean_energy_mev=v5.mean_energy_mev + 1.5) if error.startswith("mean")
+           else dataclasses.replace(v5, energy_spread_mev=v5.energy_spread_mev / 3))
+    res = commission(bad, idd=measured_idd, primaries=N, seed=1, threads=1)
+    assert not res.passed
+    assert quantities <= {c["quantity"] for c in res.failed}, res.failed
+
+
+def test_spot_sigma_in_cm_fails(v5, measured_spots):
+    cm = dataclasses.replace(v5, comp_sigma_x_mm=v5.comp_sigma_x_mm / 10, comp_sigma_y_mm=v5.comp_sigma_y_mm / 10)
+    res = commission(cm, spots=measured_spots)
+    assert {c["quantity"] for c in res.failed} == {"sigma x", "sigma y"}
+    assert len(res.failed) == 18
+
+
+def test_cli_exit_status_and_lines(measured_spots, tmp_path, capsys):
+    assert main(["commission", "--beam-model", "dcpt_v5", "--spots", str(measured_spots), "--out",
+                 str(tmp_path / "a")]) == 0
+    assert main(["commission", "--beam-model", "dcpt_v5", "--spots", str(measured_spots), "--out",
+                 str(tmp_path / "b"), "--sigma-tol", "0.035"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL 80 MeV, z -300 mm: sigma x -3.8 % (tolerance 3.5 %)" in out
+    assert (tmp_path / "b" / "commission.html").is_file() and (tmp_path / "b" / "spots.png").is_file()
+
+
+@pytest.mark.parametrize("text, match", [
+    ("nominal_energy_mev;depth_mm;idd\n100;1;2\n", "separated by ';'"),
+    ("nominal_energy_mev,depth\n100,1\n", r"column\(s\) depth_mm, idd missing"),
+    ("nominal_energy_mev,depth_mm,idd\n100,1,abc\n", "idd = 'abc' is not a number"),
+    ("nominal_energy_mev,depth_mm,idd\n" + "".join(f"100,{z},{1 + z}\n" for z in range(20)), "does not fall below"),
+    ("nominal_energy_mev,depth_mm,idd\n100,1,2\n100,2,3\n", "at least 10"),
+])
+def test_measured_idd_files_that_cannot_be_compared(tmp_path, text, match):
+    p = tmp_path / "m.csv"
+    p.write_text(text)
+    with pytest.raises(CommissionInputError, match=match):
+        read_idd_csv(p)
+
+
+def test_inputs_are_checked_before_any_transport(v5, tmp_path, measured_idd):
+    bad = tmp_path / "s.csv"
+    bad.write_text("nominal_energy_mev,z_mm,sigma_x_mm,sigma_y_mm\n300,0,4,4\n")
+    with pytest.raises(CommissionInputError, match="300 MeV is outside beam model 'dcpt_v5'"):
+        commission(v5, idd=measured_idd, spots=bad, primaries=N)
+    bad.write_text("nominal_energy_mev,z_mm,sigma_x_mm,sigma_y_mm\n150,-900,4,4\n")
+    with pytest.raises(CommissionInputError, match="upstream of beam model 'dcpt_v5'"):
+        commission(v5, spots=bad)
+    with pytest.raises(CommissionInputError, match="nothing to compare"):
+        commission(v5)
+    with pytest.raises(CommissionInputError, match="fraction of the points"):
+        Tolerances(gamma_pass=95)
