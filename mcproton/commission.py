@@ -19,6 +19,10 @@ them and compares the two:
   what a single Gaussian fitted to its core measures only where the other components are small.  Air scattering
   is not added: a model fitted to in-air sizes already holds it, as MCsquare's and mcproton's drift in vacuum.
 
+And what to change: for each IDD the mean energy that the measured R80 asks for (one Newton step on the ICRU 90
+CSDA range), and for each energy with sizes at 3 or more distances the single-Gaussian phase space at the model's
+plane (sigma, divergence, correlation) fitted to them, beside the model's.
+
 Defaults of the tolerances, each with its reason (``Tolerances``; set a centre's own):
 
 * R80 and R90: 1.0 mm, the range tolerance of AAPM TG-224 (Arjomandy et al., Med. Phys. 46:e678, 2019) for
@@ -48,7 +52,7 @@ import numpy as np
 from ._io.errors import InputDataError
 
 __all__ = ["Tolerances", "CommissionResult", "read_idd_csv", "read_spot_csv", "model_spot_sigma_mm",
-           "model_idd", "commission", "write_commission_report"]
+           "model_idd", "fit_emittance", "suggested_mean_energy_mev", "commission", "write_commission_report"]
 
 #: the IDD's lateral integration (mm, x and y): the whole lateral halo of a therapy beam
 IDD_LATERAL_MM = 200.0
@@ -216,6 +220,44 @@ def model_idd(model: Any, energy: float, primaries: int, *, seed: int = 1, threa
     return np.asarray(z, float), np.asarray(idd, float), res
 
 
+def fit_emittance(d_mm: np.ndarray, sigma_mm: np.ndarray) -> dict | None:
+    """The single-Gaussian phase space at the model's plane that fits in-air sigmas measured at distances ``d_mm``
+    downstream of it: sigma(d)^2 = s^2 + 2 rho s theta d + theta^2 d^2, a least-squares quadratic in d of the
+    variances.  {"sigma_mm", "divergence_rad", "correlation", "rms_residual_mm"}, or None with fewer than 3
+    distinct distances or a fit that no phase space gives (negative variance or divergence^2, |rho| > 1)."""
+    d, s = np.asarray(d_mm, float), np.asarray(sigma_mm, float)
+    if np.unique(np.round(d, 3)).size < 3:
+        return None
+    c2, c1, c0 = np.polyfit(d, s * s, 2)
+    if c0 <= 0 or c2 <= 0:
+        return None
+    sig, theta = math.sqrt(c0), math.sqrt(c2)
+    rho = c1 / (2 * sig * theta)
+    if abs(rho) > 1:
+        return None
+    fit = np.sqrt(np.maximum(c0 + c1 * d + c2 * d * d, 0.0))
+    return {"sigma_mm": sig, "divergence_rad": theta, "correlation": float(rho),
+            "rms_residual_mm": float(np.sqrt(np.mean((fit - s) ** 2)))}
+
+
+def _spot_fits(model: Any, rows: list[dict]) -> list[dict]:
+    """Per energy with 3 or more distances: the fitted phase space beside the model's (its components' second
+    moments at the plane: sigma, and the divergence and correlation of the same drift)."""
+    out = []
+    plane = float(model.plane_upstream_of_isocentre_mm)
+    for e in sorted({r["nominal_energy_mev"] for r in rows}):
+        pts = [r for r in rows if r["nominal_energy_mev"] == e]
+        d = np.array([r["z_mm"] for r in pts]) + plane
+        row: dict = {"nominal_energy_mev": e, "plane_upstream_of_isocentre_mm": plane}
+        for k in ("x", "y"):
+            meas = fit_emittance(d, np.array([r[f"sigma_{k}_mm"] for r in pts]))
+            grid = np.linspace(0.0, max(float(d.max()), plane), 7)
+            mod = fit_emittance(grid, model_spot_sigma_mm(model, e, grid - plane)[0 if k == "x" else 1])
+            row[k] = {"measured_fit": meas, "model": mod}
+        out.append(row)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- the comparison
 @dataclass
 class CommissionResult:
@@ -227,6 +269,7 @@ class CommissionResult:
     idd: list[dict] = field(default_factory=list)
     spots: list[dict] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
+    spot_fits: list[dict] = field(default_factory=list)
     curves: dict = field(default_factory=dict)   # energy -> (z, measured, z_mc, mc scaled): for the figures
     model: Any = field(default=None, repr=False)  # the BeamModel compared (for the figures; not in the JSON)
 
@@ -252,7 +295,7 @@ class CommissionResult:
 
         t = self.tolerances
         return json_safe({"passed": self.passed, "beam_model": self.beam_model, "tolerances": t.__dict__,
-                          "failed": self.failed, "idd": self.idd, "spots": self.spots,
+                          "failed": self.failed, "idd": self.idd, "spots": self.spots, "spot_fits": self.spot_fits,
                           "provenance": self.provenance})
 
 
@@ -261,8 +304,21 @@ def _check(quantity: str, diff: float, tol: float, unit: str) -> dict:
             "passed": bool(abs(diff) <= tol)}
 
 
+def suggested_mean_energy_mev(mean_mev: float, r80_diff_mm: float) -> float:
+    """The mean energy that would move the model's R80 by ``-r80_diff_mm`` (model minus measured): one Newton
+    step on the ICRU 90 CSDA range of water (R80 follows the CSDA range within a few tenths of a per cent, and its
+    slope to well below one per cent)."""
+    from .validation.core import water_density
+    from .validation.reference import icru90_water
+
+    w = icru90_water()
+    h = 0.05
+    slope = (w.csda_range(mean_mev + h) - w.csda_range(mean_mev - h)) / (2 * h) * 10.0 / water_density()  # mm/MeV
+    return float(mean_mev - r80_diff_mm / slope)
+
+
 def _compare_idd(energy: float, zm: np.ndarray, dm: np.ndarray, zc: np.ndarray, dc: np.ndarray,
-                 tol: Tolerances) -> tuple[dict, np.ndarray]:
+                 tol: Tolerances, mean_mev: float) -> tuple[dict, np.ndarray]:
     from .validation import metrics as M
 
     on = np.interp(zm, zc, dc, left=np.nan, right=np.nan)      # the MC at the measured depths
@@ -291,6 +347,8 @@ def _compare_idd(energy: float, zm: np.ndarray, dm: np.ndarray, zc: np.ndarray, 
            "model": {"R90_mm": rc["R90"], "R80_mm": rc["R80"], "dfo_mm": rc["falloff_80_20"],
                      "peak_entrance": pe_c},
            "entrance_depth_mm": ent, "mc_scale_to_measured": scale, "gamma_points": int(g.n_evaluated),
+           "model_mean_energy_mev": float(mean_mev),
+           "suggested_mean_energy_mev": suggested_mean_energy_mev(mean_mev, rc["R80"] - rm["R80"]),
            "checks": checks + [gc]}
     row["passed"] = all(c["passed"] for c in row["checks"])
     return row, mc
@@ -327,7 +385,7 @@ def commission(beam_model: Any, *, idd: str | Path | None = None, spots: str | P
         log(f"mcproton commission: IDD {e:g} MeV ({i + 1} of {len(curves)}), {primaries:,} primaries")
         zc, dc, mc_res = model_idd(model, e, primaries, seed=seed, threads=threads, backend=backend,
                                    beam_index=i)
-        row, mc = _compare_idd(e, zm, dm, zc, dc, tol)
+        row, mc = _compare_idd(e, zm, dm, zc, dc, tol, model.at(e).mean_energy_mev)
         row["primaries"] = int(mc_res.primaries)
         res.idd.append(row)
         res.curves[e] = (zm, dm, zc, mc)
@@ -338,6 +396,7 @@ def commission(beam_model: Any, *, idd: str | Path | None = None, spots: str | P
                   _check("sigma y", my / r["sigma_y_mm"] - 1, tol.sigma_rel, "relative")]
         res.spots.append({**r, "model_sigma_x_mm": mx, "model_sigma_y_mm": my, "checks": checks,
                           "passed": all(c["passed"] for c in checks)})
+    res.spot_fits = _spot_fits(model, rows) if rows else []
     res.provenance = {"mcproton_version": __version__, "beam_model": model.name,
                       "beam_model_source": str(getattr(model, "source", "") or beam_model),
                       "plane_upstream_of_isocentre_mm": model.plane_upstream_of_isocentre_mm,
@@ -432,7 +491,7 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
         parts.append("<h2>Integrated depth doses</h2><table><tr><th>energy (MeV)</th><th>R90 (mm)</th>"
                      "<th>R80 (mm)</th><th>&Delta;R90</th><th>&Delta;R80</th><th>DFO (mm)</th><th>&Delta;DFO</th>"
                      "<th>peak/entrance</th><th>&Delta; peak/entrance</th><th>gamma pass</th><th>MC scale</th>"
-                     "<th>verdict</th></tr>")
+                     "<th>mean energy (MeV): model &rarr; for the measured R80</th><th>verdict</th></tr>")
         for r in res.idd:
             c = {x["quantity"].split(" (")[0]: x for x in r["checks"]}
             g = r["checks"][-1]
@@ -445,6 +504,7 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
                 f"{c['DFO R20-R80']['difference']:+.2f}</td><td>{r['measured']['peak_entrance']:.2f}</td>"
                 f"<td class='{cls(c['peak/entrance'])}'>{_fmt(c['peak/entrance']['difference'], 'relative')}</td>"
                 f"<td class='{cls(g)}'>{100 * g['difference']:.1f} %</td><td>{r['mc_scale_to_measured']:.4g}</td>"
+                f"<td>{r['model_mean_energy_mev']:.2f} &rarr; {r['suggested_mean_energy_mev']:.2f}</td>"
                 f"<td class='{'PASS' if r['passed'] else 'FAIL'}'>{'PASS' if r['passed'] else 'FAIL'}</td></tr>")
         parts.append("</table>")
         parts += [f"<p><img src='idd_{e:g}MeV.png' alt='IDD at {e:g} MeV'></p>" for e in res.curves]
@@ -459,6 +519,27 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
                          f"<td>{r['sigma_y_mm']:.2f}</td><td>{r['model_sigma_y_mm']:.2f}</td>"
                          f"<td class='{v}'>{v}</td></tr>")
         parts.append("</table><p><img src='spots.png' alt='spot sigma in air against z'></p>")
+        if res.spot_fits:
+            parts.append("<h3>Phase space at the model's plane fitted to the measured sizes</h3><p>One Gaussian "
+                         "per axis, sigma(d)&sup2; = &sigma;&sup2; + 2&rho;&sigma;&theta;d + &theta;&sup2;d&sup2; "
+                         "at a distance d downstream of the plane, against the model's (its components' second "
+                         "moment fitted the same way): a starting point for a model's spot columns.</p><table><tr>"
+                         "<th>energy (MeV)</th><th>axis</th><th>&sigma; (mm) model / fit</th><th>&theta; (mrad) "
+                         "model / fit</th><th>&rho; model / fit</th><th>fit rms residual (mm)</th></tr>")
+
+            def trio(f: dict | None, k: str, scale: float, fmt: str) -> str:
+                return "&ndash;" if f is None else format(f[k] * scale, fmt)
+
+            for f in res.spot_fits:
+                for k in ("x", "y"):
+                    m, fit = f[k]["model"], f[k]["measured_fit"]
+                    parts.append(
+                        f"<tr><td>{f['nominal_energy_mev']:g}</td><td>{k}</td>"
+                        f"<td>{trio(m, 'sigma_mm', 1, '.3f')} / {trio(fit, 'sigma_mm', 1, '.3f')}</td>"
+                        f"<td>{trio(m, 'divergence_rad', 1e3, '.3f')} / {trio(fit, 'divergence_rad', 1e3, '.3f')}"
+                        f"</td><td>{trio(m, 'correlation', 1, '.3f')} / {trio(fit, 'correlation', 1, '.3f')}</td>"
+                        f"<td>{trio(fit, 'rms_residual_mm', 1, '.3f')}</td></tr>")
+            parts.append("</table>")
     prov = "".join(f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td></tr>"
                    for k, v in res.provenance.items())
     parts.append(f"<h2>Provenance</h2><table>{prov}</table>"

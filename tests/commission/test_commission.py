@@ -14,8 +14,8 @@ import pytest
 
 from mcproton._io.beam_model import load_beam_model
 from mcproton.cli import main
-from mcproton.commission import (CommissionInputError, Tolerances, commission, model_idd, model_spot_sigma_mm,
-                                 read_idd_csv, write_commission_report)
+from mcproton.commission import (CommissionInputError, Tolerances, commission, fit_emittance, model_idd,
+                                 model_spot_sigma_mm, read_idd_csv, write_commission_report)
 
 N = 30_000
 
@@ -92,6 +92,29 @@ def test_a_wrong_model_fails_naming_the_quantity(v5, measured_idd, error, quanti
     res = commission(bad, idd=measured_idd, primaries=N, seed=1, threads=1)
     assert not res.passed
     assert quantities <= {c["quantity"] for c in res.failed}, res.failed
+    if error.startswith("mean"):   # the mean energy that the measured R80 asks for: the right model's, +-0.15 MeV
+        for row in res.idd:
+            assert row["suggested_mean_energy_mev"] == pytest.approx(row["model_mean_energy_mev"] - 1.5, abs=0.15)
+
+
+def test_the_phase_space_fitted_to_the_in_air_sizes_is_the_models(v5, measured_spots):
+    """Sizes of a one-component model at 4 distances give back its sigma, divergence and correlation; the
+    measured file (x 1.04, y x 0.97) gives sigmas 4 % larger / 3 % smaller, the same correlation."""
+    L = v5.plane_upstream_of_isocentre_mm
+    d = np.array([0.0, 200.0, 450.0, 700.0])
+    (c,) = v5.at(120.0).components
+    sx, _ = model_spot_sigma_mm(v5, 120.0, d - L)
+    f = fit_emittance(d, sx)
+    assert f["sigma_mm"] == pytest.approx(c.sigma_mm[0], rel=1e-6)
+    assert f["divergence_rad"] == pytest.approx(c.divergence_rad[0], rel=1e-5)
+    assert f["correlation"] == pytest.approx(c.correlation[0], abs=1e-5)
+    assert fit_emittance(d[:2], sx[:2]) is None
+    res = commission(v5, spots=measured_spots)
+    for row in res.spot_fits:
+        m, fx, fy = row["x"]["model"], row["x"]["measured_fit"], row["y"]["measured_fit"]
+        assert fx["sigma_mm"] == pytest.approx(1.04 * m["sigma_mm"], rel=1e-3)
+        assert fx["correlation"] == pytest.approx(m["correlation"], abs=1e-3)
+        assert fy["sigma_mm"] == pytest.approx(0.97 * row["y"]["model"]["sigma_mm"], rel=1e-3)
 
 
 def test_spot_sigma_in_cm_fails(v5, measured_spots):
