@@ -278,7 +278,8 @@ def _scaled(csv, col, f):
 @pytest.mark.parametrize("csv, match", [
     # F2 warnings: sigma in cm (CAX dose x 4.7), protons/MU x 1000 and / 1000, spread x 5 (FWHM of a wide beam),
     # mean 5 % above nominal; a step of protons/MU between close energies at the end of the table
-    (_scaled(_scaled(GOOD_CSV, "sx", 0.1), "sy", 0.1), r"spot sigma sigma_x \(column 'sx'\) = 0.43 mm at nominal energy 70 MeV .* below 1 mm"),
+    (_scaled(_scaled(GOOD_CSV, "sx", 0.1), "sy", 0.1),
+     r"spot sigma sigma_x \(column 'sx'\) = 0.43 mm at nominal energy 70 MeV .* below 1 mm"),
     (_scaled(GOOD_CSV, "ppmu", 1000), r"protons_per_mu \(column 'ppmu'\) = 2e\+09 .* outside 1e\+05-1e\+09.*units"),
     (_scaled(GOOD_CSV, "ppmu", 1e-3), r"= 2e\+03 at nominal energy 70 MeV"),
     (_scaled(GOOD_CSV, "dE", 5), r"energy_spread \(column 'dE'\) is 14.4 MeV = 6.0 % of the mean energy"),
@@ -330,7 +331,8 @@ def test_bdl_rows_beyond_the_announced_count_are_ignored_as_mcsquare_does_with_a
         and "IGNORED" in said[0], said
     import hashlib
 
-    assert m.provenance() == {"name": bdl.stem, "path": str(bdl), "sha256": hashlib.sha256(bdl.read_bytes()).hexdigest()}
+    sha = hashlib.sha256(bdl.read_bytes()).hexdigest()
+    assert m.provenance() == {"name": bdl.stem, "path": str(bdl), "sha256": sha}
     fixed = tmp_path / "bdl.txt"
     fixed.write_text(bdl.read_text().replace("26 energies", "27 energies"))
     said, m = _said(lambda: load_beam_model(fixed))

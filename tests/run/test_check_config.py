@@ -235,3 +235,14 @@ def test_a_plan_energy_beyond_the_tables_names_the_beam_model(tmp_path, capsys, 
     with pytest.raises(ConfigError, match=r"reaches .* MeV, beyond the physics tables \(400 MeV\); the spot energies "
                                           r"come from beam model 'wide' \(.*m.toml\): check its columns mean_energy"):
         check_inputs(cfg, run_settings(cfg), build_geometry(cfg), [beam])
+
+
+def test_a_beam_above_the_nuclear_data_is_warned_once(tmp_path, capsys, no_transport):
+    """F4: 250-350 MeV ran without a word although the nuclear data end at 250 MeV (held constant above)."""
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(BASE)
+    assert main(["run", str(cfg), "--check-config", "--set", "beam.energy_mev=300"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("beam.energy_mev = 300 MeV is above 250 MeV, where mcproton's nuclear data end") == 1, err
+    assert main(["run", str(cfg), "--check-config", "--set", "beam.energy_mev=240"]) == 0
+    assert "nuclear data" not in capsys.readouterr().err
