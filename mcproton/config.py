@@ -5,7 +5,6 @@ out-of-range values give one clear message naming the key and the fix (see READM
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ else:  # Python < 3.11
 
 from .settings import PhysicsSettings, RunSettings
 from ._io.errors import McprotonRuntimeWarning, McprotonWarning, warn
+from ._io.errors import did_you_mean as _suggest
 
 
 class ConfigError(ValueError):
@@ -173,11 +173,6 @@ def _check_material(name: Any, key: str) -> None:
         get_material(name)
     except (KeyError, ValueError) as exc:
         raise ConfigError(f"{key} = {name!r}: {str(exc).strip(chr(39))}") from None
-
-
-def _suggest(word: str, choices: list[str]) -> str:
-    m = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    return f" (did you mean {m[0]!r}?)" if m else ""
 
 
 def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -906,7 +906,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
 
     desc = mc_dose_description(inp, mc)
     prov = {"mcproton_version": __version__, "kernel_hash": mc.provenance.get("kernel_hash"),
-            "beam_model": mc.provenance.get("beam_model"), "calibration": cal_name, "ct": ct_note,
+            "beam_model": mc.provenance.get("beam_model"), "beam_model_file": mc.provenance.get("beam_model_file"),
+            "calibration": cal_name, "ct": ct_note,
             "structure_set": inp.struct_path,
             "beams": beam_summary(mc.beam_meta, inp.beams),
             "statistical_uncertainty_pct": u, "primaries": mc.primaries, "mc_wall_s": mc.wall_s,

@@ -360,7 +360,10 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
         rho, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, inputs.reference)
     timings["resample_s"] = time.perf_counter() - t
     prov = dict(tot.provenance)
-    prov.update({"beam_model": getattr(model, "name", str(beam_model)), "rbe": rbe, "dose_to": dose_to,
+    prov.update({"beam_model": getattr(model, "name", str(beam_model)),
+                 # the file that made the spots: its resolved path and SHA-256 (two versions of my_machine.toml differ)
+                 "beam_model_file": model.provenance() if hasattr(model, "provenance") else None,
+                 "rbe": rbe, "dose_to": dose_to,
                  "target_uncertainty": target_uncertainty, "target_uncertainty_per_beam": per_beam_target,
                  "primaries_limit": int(primaries),
                  "transport_process_cpu_s": transport_cpu_s,

@@ -330,12 +330,25 @@ def _identification(res) -> str:
             ["CT", str(p.get("ct", ""))],
             ["structure set", str(p.get("structure_set") or "none")],
             ["dose matched", f"{p['dose']}; {p['fractions']} fraction(s)"],
+            ["beam model", _beam_model_text(p)],
             ["MC", f"mcproton {p['mcproton_version']}, beam model {p['beam_model']}, calibration "
                    f"{p['calibration']}, {p['statistical_uncertainty_pct']:.2f} % mean uncertainty "
                    "(voxels above 50 %),"
                    f" {p['primaries']} primaries, {p['device']}"],
             ["checked on", str(p.get("date") or "")]]
     return _table(["item", "value"], rows)
+
+
+def _beam_model_text(p: dict) -> str:
+    """The beam model of the MC: its name, file and SHA-256 (and its table's), so that a signed report names the
+    version of the file used."""
+    f = p.get("beam_model_file") or {}
+    out = str(p.get("beam_model"))
+    if f.get("path"):
+        out += f": {f['path']} (SHA-256 {f.get('sha256', '?')})"
+    if f.get("table"):
+        out += f", table {f['table']} (SHA-256 {f.get('table_sha256', '?')})"
+    return out
 
 
 def _beams_table(res) -> str:

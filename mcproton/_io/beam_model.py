@@ -9,38 +9,39 @@ distances from the scanning magnets' virtual sources to the isocentre, x and y) 
 the machine (ID, material, water-equivalent thickness).  Parameters are interpolated linearly in nominal
 energy.
 
-File formats
+File formats (docs/beam_model.md describes both, key by key, with a template and the commissioning steps)
 ------------
-* mcproton TOML (``*.toml``) naming a CSV table (``#`` comment lines allowed) and mapping its columns::
+* mcproton TOML (``*.toml``) naming a CSV table (``,``-separated; ``#`` comment lines allowed) and mapping its
+  columns; unknown keys are refused::
 
-      name = "dcpt_v2"
-      table = "dcpt_beam_model_full.csv"
-      select = { model_version = "v2" }          # optional row filter
+      name = "my_machine"
+      table = "my_machine.csv"
       plane_upstream_of_isocentre_mm = 500.0
       virtual_source_axis_distances_mm = [2000.0, 2560.0]
-      energy_spread_unit = "MeV"                  # or "percent_of_nominal"
+      energy_spread_unit = "MeV"                  # or "percent_of_nominal"; required
       [columns]
       nominal_energy = "E_nominal_MeV"
-      mean_energy = "E_real_MeV"
-      energy_spread = "E_real_sigma_MeV"
+      mean_energy = "E_mean_MeV"
+      energy_spread = "E_sigma_MeV"
       protons_per_mu = "protons_per_MU"
-      [[component]]                               # one per Gaussian; weight may be a column or a number
+      [[component]]                               # one per Gaussian; each may be a column or a number
       weight = 1.0
-      sigma_x = "sigma_x_mm"  ;  sigma_y = "sigma_y_mm"
-      divergence_x = "sigma_xprime_rad"  ;  divergence_y = "sigma_yprime_rad"
-      correlation_x = "corr_x_xprime"  ;  correlation_y = "corr_y_yprime"
-      [[range_shifter]]
-      id = "RS_40"  ;  material = "PMMA"  ;  wet_mm = 40.0
-      density_g_cm3 = 1.19                        # optional: default the material's nominal density
-      physical_thickness_mm = 34.4                # optional: default wet_mm / (its stopping-power ratio)
-      isocenter_distance_mm = 300.0               # optional: isocentre to its downstream face, used when the
-                                                  # plan has no IsocenterToRangeShifterDistance
+      sigma_x = "sigma_x_mm"
+      sigma_y = "sigma_y_mm"
+      divergence_x = "div_x_rad"
+      divergence_y = "div_y_rad"
+      correlation_x = "corr_x"
+      correlation_y = "corr_y"
 
 * MCsquare beam data library (BDL) text files (``--UPenn beam model (double gaussian)--``): "Nozzle exit to
   Isocenter distance" (= the reference plane), "SMX/SMY to Isocenter distance" (virtual sources), optional
   "Range Shifter parameters" (``RS_ID = ...``, ``RS_material``, ``RS_density``, ``RS_WET``) and "Beam
-  parameters" (``N energies``, a header line, N rows).  Its EnergySpread is in percent of the nominal energy
-  and is converted to MeV here.
+  parameters" (``N energies``, a header line, N rows; rows after the N-th are ignored with a warning, as MCsquare
+  ignores them).  Its EnergySpread is in percent of the nominal energy and is converted to MeV here.
+
+Values that cannot be right (mean energy not increasing with the nominal energy, or more than 10 % from it; an
+isolated jump of protons/MU) are refused; values outside what machines have (spot sigma, energy spread, protons/MU,
+energies far apart or above the nuclear data) are warned about (:meth:`BeamModel._check_plausible`).
 
 Range shifters are transported as slabs (mcproton/_io/rtplan.py): a model must give each one's material (a
 name of ``mcproton.materials``; MCsquare's RS_material is a material name or number of its own list, so a
@@ -57,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BeamModelError
+from .errors import BeamModelError, McprotonWarning, did_you_mean, warn
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "beam_models"
 BUILTIN = {
@@ -66,6 +67,37 @@ BUILTIN = {
     "mcsquare_upenn_iba_dn": DATA_DIR / "mcsquare_upenn_iba_dn" / "mcsquare_upenn_iba_dn.toml",
 }
 _ENERGY_TOL_MEV = 0.05
+
+# Plausibility of a model's values (BeamModel._check_plausible).  The shipped models (DCPT v2 and v5, MCsquare's IBA
+# dedicated nozzle, OpenTPS's BDL in tests/data) span: mean - nominal -0.14..+1.38 MeV (at most 2.0 %, DCPT v2 at 70
+# MeV), energy spread <= 1.8 % of the energy, dominant-component spot sigma 1.8-5.6 mm at the plane, protons/MU
+# 2.0e6-1.5e8 (per vendor MU definition), neighbouring protons/MU within x 1.05; each threshold below leaves a margin
+# of 2 or more over them.
+#: highest energy accepted at all (MeV): the physics tables end at 400 MeV, a spot's 5-sigma spread included
+MAX_ENERGY_MEV = 350.0
+#: the nuclear data (mcproton/_physics/nuclear.py) end here and are held constant above: a warning
+NUCLEAR_DATA_MAX_MEV = 250.0
+#: mean energy more than 10 % from the nominal: refused (5 x the shipped 2 %; a 15 % offset, a wrong column or a
+#: range read as an energy, moved the Bragg peak by 21 mm at 100 MeV in an audit)
+MEAN_ENERGY_REFUSE_REL = 0.10
+#: ... more than max(3 MeV, 3 %): warned (the shipped models' largest is 1.38 MeV, 2.0 %, at 70 MeV)
+MEAN_ENERGY_WARN_MEV, MEAN_ENERGY_WARN_REL = 3.0, 0.03
+#: energy spread (1 sigma) above 5 % of the mean energy: warned (shipped <= 1.8 %; degraded cyclotron beams stay
+#: below ~2 %; catches a FWHM of a wide beam, keV read as MeV, a swapped column)
+SPREAD_WARN_REL = 0.05
+#: spot sigma at the plane outside 1-20 mm (every component above 1 mm; the heaviest below 20 mm, a halo component
+#: may be wider: MCsquare's is 9-39 mm): warned.  Shipped: 1.8-5.6 mm; sigma in cm gives 0.2-0.6 mm
+SIGMA_MIN_MM, SIGMA_MAX_MM = 1.0, 20.0
+#: protons/MU: an isolated value x 2 (or / 2) against both neighbours is refused (no physics makes a spike; a typo x 10
+#: at one energy gave x 10 dose there and x 5.6 by interpolation 5 MeV away), a step x 2 between energies closer than
+#: 20 % of the energy warned (protons/MU goes about as E^0.8: x 1.2 at most over such a step)
+PPMU_JUMP, PPMU_CLOSE_REL = 2.0, 0.2
+#: protons/MU outside 1e5-1e9: warned (shipped 2.0e6-1.5e8 across two vendors' MU; catches x / 1000 slips)
+PPMU_MIN, PPMU_MAX = 1e5, 1e9
+#: a plan energy interpolated between model energies more than 25 MeV apart: warned once per gap (sampling every
+#: 10 MeV reproduces a 0.1 MeV table within 0.5 % in spread and sigma; 70 and 240 MeV alone gave a spread 34 % low
+#: at 115 MeV)
+SPARSE_GAP_MEV = 25.0
 
 
 @dataclass(frozen=True)
@@ -181,6 +213,19 @@ class BeamModel:
     source: str = ""
     # the TreatmentMachineNames the model is for (() : not stated, no check); a plan for another machine is refused
     machines: tuple[str, ...] = ()
+    # where it came from, for messages and the run's provenance: the resolved model file and its SHA-256 (a TOML
+    # model's table too); "" where the model was made in memory
+    path: str = ""
+    sha256: str = ""
+    table_path: str = ""
+    table_sha256: str = ""
+    #: the file's name of each quantity (nominal_energy, mean_energy, energy_spread, protons_per_mu, sigma_x, ...),
+    #: named in the messages about its values
+    columns: dict[str, str] = field(default_factory=dict)
+    #: where each row (in the file's order) is, e.g. "line 12 of my_machine.csv" (default "row N")
+    row_names: tuple[str, ...] = ()
+    #: what :meth:`at` has warned about already (each once per model)
+    _warned: set = field(default_factory=set, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.machines, str) or not all(isinstance(m, str) and m.strip() for m in self.machines):
@@ -215,8 +260,14 @@ class BeamModel:
             "comp_sigma_y_mm", "comp_div_x_rad", "comp_div_y_rad", "comp_corr_x", "comp_corr_y")])
         if not np.all(np.isfinite(allv)):
             raise BeamModelError(f"beam model {self.name!r} contains NaN/inf values; check the table")
-        if np.any(e <= 0) or np.any(self.mean_energy_mev <= 0) or np.any(self.mean_energy_mev > 350):
-            raise BeamModelError(f"beam model {self.name!r}: energies must lie in (0, 350] MeV")
+        for q, a in (("nominal_energy", e), ("mean_energy", self.mean_energy_mev)):
+            bad = np.flatnonzero((a <= 0) | (a > MAX_ENERGY_MEV))
+            if bad.size:
+                k = int(bad[0])
+                at = f" at nominal energy {e[k]:g} MeV" if q == "mean_energy" else ""
+                raise BeamModelError(f"{self._where()}: {self._col(q)} = {a[k]:g} MeV{at} "
+                                     f"({self._row_name(int(order[k]))}) is outside (0, {MAX_ENERGY_MEV:g}] MeV: "
+                                     "energies are kinetic energies in MeV (not GeV, not ranges); correct the table")
         if np.any(self.energy_spread_mev < 0) or np.any(self.protons_per_mu <= 0):
             raise BeamModelError(f"beam model {self.name!r}: energy spread must be >= 0 and protons/MU > 0")
         if np.any(self.comp_weight < 0) or np.any(self.comp_weight.sum(axis=1) <= 0):
@@ -236,6 +287,86 @@ class BeamModel:
                 raise BeamModelError(f"beam model {self.name!r}: virtual source-axis distances {v} must be two "
                                      f"numbers larger than the plane distance {z} mm")
             self.virtual_source_axis_distances_mm = v  # type: ignore[assignment]
+        self._check_plausible(order)
+
+    def _where(self) -> str:
+        return f"beam model {self.name!r}" + (f" ({self.path})" if self.path else "")
+
+    def _row_name(self, i: int) -> str:
+        return self.row_names[i] if i < len(self.row_names) else f"row {i + 1}"
+
+    def _col(self, quantity: str) -> str:
+        c = self.columns.get(quantity)
+        return f"{quantity} (column {c!r})" if c else quantity
+
+    def _check_plausible(self, order: np.ndarray) -> None:
+        """Refuse what cannot be a machine's beam and warn about what is outside every machine we know: unit slips
+        and typos that would otherwise give a plausible but wrong dose (the thresholds and their reasons are at
+        the constants above).  ``order``: the file's row of each (sorted) energy, for the messages."""
+        e, m, where = self.nominal_energy_mev, self.mean_energy_mev, self._where()
+
+        def row(k: int) -> str:
+            return f"nominal energy {e[k]:g} MeV ({self._row_name(int(order[k]))})"
+
+        for k in np.flatnonzero(np.diff(m) <= 0):
+            raise BeamModelError(f"{where}: {self._col('mean_energy')} does not increase with the nominal energy: "
+                                 f"{m[k]:g} MeV at {row(k)} but {m[k + 1]:g} MeV at {row(k + 1)}; rows swapped or a "
+                                 "typo: correct the table")
+        off = np.abs(m - e) / e
+        for k in np.flatnonzero(off > MEAN_ENERGY_REFUSE_REL)[:1]:
+            raise BeamModelError(f"{where}: {self._col('mean_energy')} = {m[k]:g} MeV at {row(k)} differs from the "
+                                 f"nominal energy by {100 * off[k]:.1f} % (more than {100 * MEAN_ENERGY_REFUSE_REL:g} "
+                                 "%): a wrong column, a range instead of an energy, or another unit; the mean energy "
+                                 "is the kinetic energy (MeV) at the model's plane for the plan's nominal energy")
+        warn_off = np.abs(m - e) > np.maximum(MEAN_ENERGY_WARN_MEV, MEAN_ENERGY_WARN_REL * e)
+        if warn_off.any():
+            k = int(np.argmax(np.where(warn_off, off, -1)))
+            warn(f"{where}: {self._col('mean_energy')} differs from the nominal energy by more than "
+                 f"max({MEAN_ENERGY_WARN_MEV:g} MeV, {100 * MEAN_ENERGY_WARN_REL:g} %) at {int(warn_off.sum())} "
+                 f"energies (most: {m[k]:g} MeV at {row(k)}); commissioned machines stay within ~2 %: check the "
+                 "column and its unit", McprotonWarning)
+        frac = self.energy_spread_mev / m
+        if (frac > SPREAD_WARN_REL).any():
+            k = int(np.argmax(frac))
+            warn(f"{where}: {self._col('energy_spread')} is {self.energy_spread_mev[k]:.3g} MeV = {100 * frac[k]:.1f} "
+                 f"% of the mean energy at {row(k)} (above {100 * SPREAD_WARN_REL:g} %, beyond therapy machines): "
+                 "it must be 1 sigma in MeV, or in percent of the nominal energy with energy_spread_unit = "
+                 '"percent_of_nominal"; not a FWHM', McprotonWarning)
+        w = self.comp_weight
+        dominant = np.argmax(w, axis=1)
+        for ax in "xy":
+            s = getattr(self, f"comp_sigma_{ax}_mm")
+            low = np.where(w > 0, s, np.inf).min(axis=1)
+            main = s[np.arange(len(e)), dominant]
+            for bad, what in ((low < SIGMA_MIN_MM, f"below {SIGMA_MIN_MM:g} mm"),
+                              (main > SIGMA_MAX_MM, f"above {SIGMA_MAX_MM:g} mm")):
+                if bad.any():
+                    k = int(np.flatnonzero(bad)[0])
+                    v = low[k] if what.startswith("below") else main[k]
+                    warn(f"{where}: spot sigma {self._col(f'sigma_{ax}')} = {v:.3g} mm at {row(k)} ({int(bad.sum())} "
+                         f"energies {what} at the model plane; therapy spots have 1.5-10 mm): give 1 sigma in mm (not "
+                         "cm, not a FWHM)", McprotonWarning)
+        p = self.protons_per_mu
+        for k in range(1, len(e) - 1):   # a spike: both neighbours a factor 2 away, the same way
+            r1, r2 = p[k] / p[k - 1], p[k] / p[k + 1]
+            if min(r1, r2) >= PPMU_JUMP or max(r1, r2) <= 1 / PPMU_JUMP:
+                raise BeamModelError(f"{where}: {self._col('protons_per_mu')} = {p[k]:.4g} at {row(k)} is "
+                                     f"{r1:.3g} x its neighbour at {e[k - 1]:g} MeV ({p[k - 1]:.4g}) and {r2:.3g} x "
+                                     f"the one at {e[k + 1]:g} MeV ({p[k + 1]:.4g}): protons/MU varies smoothly with "
+                                     "the energy, so this is a typo; correct the table")
+        for k in range(len(e) - 1):      # a step between close energies (the end rows among them)
+            r = p[k + 1] / p[k]
+            if (r >= PPMU_JUMP or r <= 1 / PPMU_JUMP) and e[k + 1] - e[k] <= PPMU_CLOSE_REL * e[k]:
+                warn(f"{where}: {self._col('protons_per_mu')} jumps by x {r:.3g} from {row(k)} ({p[k]:.4g}) to "
+                     f"{e[k + 1]:g} MeV ({p[k + 1]:.4g}); protons/MU varies smoothly with the energy (x 1.2 at most "
+                     "over this step): check the table", McprotonWarning)
+                break
+        out = (p < PPMU_MIN) | (p > PPMU_MAX)
+        if out.any():
+            k = int(np.flatnonzero(out)[0])
+            warn(f"{where}: {self._col('protons_per_mu')} = {p[k]:.3g} at {row(k)} ({int(out.sum())} energies "
+                 f"outside {PPMU_MIN:.0e}-{PPMU_MAX:.0e}, where therapy machines' monitor units lie): the column must "
+                 "be protons per MU (not per 1000 MU, not nC or Gy per MU); check its units", McprotonWarning)
 
     def covers_machine(self, machine: str) -> bool:
         """Whether a beam planned for treatment machine ``machine`` (its TreatmentMachineName) may use this model:
@@ -257,6 +388,15 @@ class BeamModel:
                                  f"({lo:g}-{hi:g} MeV); use a beam model of the plan's machine")
         e = min(max(e, lo), hi)
         E = self.nominal_energy_mev
+        k = int(np.searchsorted(E, e))
+        if 0 < k < E.size and E[k] - E[k - 1] > SPARSE_GAP_MEV and E[k - 1] < e < E[k] \
+                and ("gap", k) not in self._warned:
+            self._warned.add(("gap", k))
+            warn(f"{self._where()}: nominal energy {e:g} MeV is interpolated linearly between the model's energies "
+                 f"{E[k - 1]:g} and {E[k]:g} MeV, {E[k] - E[k - 1]:g} MeV apart (more than {SPARSE_GAP_MEV:g} MeV): "
+                 "the spot size, energy spread and protons/MU in between are guesses; tabulate the model every 5-10 "
+                 "MeV",
+                 McprotonWarning)
 
         def ip(a):
             a = np.asarray(a)
@@ -271,8 +411,19 @@ class BeamModel:
         comps = tuple(SpotComponent(float(w[k]), (float(sx[k]), float(sy[k])), (float(dx[k]), float(dy[k])),
                                     (float(np.clip(cx[k], -1, 1)), float(np.clip(cy[k], -1, 1))))
                       for k in range(w.size) if w[k] > 0)
-        return BeamModelEntry(e, ip(self.mean_energy_mev), ip(self.energy_spread_mev), ip(self.protons_per_mu),
-                              comps)
+        mean = ip(self.mean_energy_mev)
+        if mean > NUCLEAR_DATA_MAX_MEV and "above_nuclear" not in self._warned:
+            self._warned.add("above_nuclear")
+            warn_above_nuclear_data(f"{self._where()}: the mean energy at nominal energy {e:g} MeV", mean)
+        return BeamModelEntry(e, mean, ip(self.energy_spread_mev), ip(self.protons_per_mu), comps)
+
+    def provenance(self) -> dict[str, str]:
+        """What a run records of the model: its name, the resolved path and SHA-256 of its file (and of its table,
+        for a TOML model); empty strings for a model made in memory."""
+        out = {"name": self.name, "path": self.path, "sha256": self.sha256}
+        if self.table_path:
+            out.update(table=self.table_path, table_sha256=self.table_sha256)
+        return out
 
     def protons_per_mu_at(self, nominal_energy_mev: float) -> float:
         return self.at(nominal_energy_mev).protons_per_mu
@@ -282,6 +433,13 @@ class BeamModel:
             raise BeamModelError(f"range shifter {rs_id!r} is not in beam model {self.name!r} "
                                  f"(known: {sorted(self.range_shifters) or 'none'}); add it to the model file")
         return self.range_shifters[rs_id]
+
+
+def warn_above_nuclear_data(what: str, energy_mev: float) -> None:
+    """Warn that ``what`` = ``energy_mev`` lies above the nuclear data (once per model or run: the callers)."""
+    warn(f"{what} = {energy_mev:g} MeV is above {NUCLEAR_DATA_MAX_MEV:g} MeV, where mcproton's nuclear data end: the "
+         f"nuclear cross sections and secondary yields are held at their {NUCLEAR_DATA_MAX_MEV:g} MeV values "
+         "(mcproton/_physics/nuclear.py), so this dose is not validated above it", McprotonWarning)
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -306,15 +464,52 @@ def load_beam_model(name_or_path: str | Path) -> BeamModel:
     raise BeamModelError(f"{p}: unknown beam-model format; give a .toml model or an MCsquare BDL text file")
 
 
-def _read_table(path: Path) -> list[dict[str, str]]:
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_table(path: Path) -> tuple[list[dict[str, str]], list[int]]:
+    """The rows of a beam-model CSV table and the line number of each (for the messages)."""
     if not path.exists():
         raise BeamModelError(f"beam-model table {path} does not exist")
-    lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
-             if ln.strip() and not ln.lstrip().startswith("#")]
-    if len(lines) < 2:
+    numbered = [(i, ln) for i, ln in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+                if ln.strip() and not ln.lstrip().startswith("#")]
+    if len(numbered) < 2:
         raise BeamModelError(f"{path}: no data rows")
-    return [{(k or "").strip(): (v or "").strip() for k, v in r.items()}
-            for r in csv.DictReader(io.StringIO("\n".join(lines)))]
+    header = numbered[0][1]
+    if ";" in header and "," not in header:
+        raise BeamModelError(f"{path}: the columns are separated by ';' (line {numbered[0][0]}); the delimiter must be "
+                             "',' with '.' as the decimal point (export the table as CSV with comma separators)")
+    reader = csv.DictReader(io.StringIO("\n".join(ln for _, ln in numbered)))
+    rows = []
+    for (lineno, _), r in zip(numbered[1:], reader):
+        if None in r:
+            raise BeamModelError(f"{path}: line {lineno} has more values than the header has columns "
+                                 f"({len(reader.fieldnames or [])}); the delimiter must be ',' (and no ',' as decimal "
+                                 "point)")
+        rows.append({(k or "").strip(): (v or "").strip() for k, v in r.items()})
+    return rows, [lineno for lineno, _ in numbered[1:]]
+
+
+#: the keys of a TOML beam model: top level, [columns] (all required), [[component]] (all required),
+#: [[range_shifter]] (id and wet_mm required); docs/beam_model.md
+TOML_KEYS = ("name", "source", "table", "select", "machines", "plane_upstream_of_isocentre_mm",
+             "virtual_source_axis_distances_mm", "energy_spread_unit", "columns", "component", "range_shifter")
+COLUMN_KEYS = ("nominal_energy", "mean_energy", "energy_spread", "protons_per_mu")
+COMPONENT_KEYS = ("weight", "sigma_x", "sigma_y", "divergence_x", "divergence_y", "correlation_x", "correlation_y")
+RANGE_SHIFTER_KEYS = ("id", "wet_mm", "material", "density_g_cm3", "physical_thickness_mm", "isocenter_distance_mm")
+SPREAD_UNITS = ("MeV", "percent_of_nominal")
+
+
+def _refuse_unknown(path: Path, where: str, keys, known: tuple[str, ...]) -> None:
+    """A BeamModelError for the first key of ``keys`` not in ``known``, with a did-you-mean: a misspelt key read as
+    absent changes the model silently (energy_spread_units for energy_spread_unit read a percent spread as MeV)."""
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise BeamModelError(f"{path}: unknown key {unknown[0]!r} in {where}{did_you_mean(unknown[0], known)}; the "
+                             f"keys of {where}: {', '.join(known)} (docs/beam_model.md)")
 
 
 def _load_toml(path: Path) -> BeamModel:
@@ -322,47 +517,80 @@ def _load_toml(path: Path) -> BeamModel:
         import tomllib  # type: ignore[import-not-found]
     except ModuleNotFoundError:  # Python < 3.11
         import tomli as tomllib  # type: ignore[no-redef]
+    path = path.resolve()
     try:
         cfg = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BeamModelError(f"{path}: cannot parse TOML ({exc})") from exc
+    _refuse_unknown(path, "the top level", cfg, TOML_KEYS)
     for req in ("table", "columns", "component", "plane_upstream_of_isocentre_mm"):
         if req not in cfg:
-            raise BeamModelError(f"{path}: missing key {req!r}")
-    rows = _read_table(path.parent / cfg["table"])
-    for k, v in cfg.get("select", {}).items():
-        rows = [r for r in rows if r.get(k) == str(v)]
+            raise BeamModelError(f"{path}: missing key {req!r} (docs/beam_model.md)")
+    c, comps = cfg["columns"], cfg["component"]
+    if not isinstance(c, dict):
+        raise BeamModelError(f"{path}: columns must be a table: [columns] with {', '.join(COLUMN_KEYS)}")
+    if not isinstance(comps, list) or not comps or not all(isinstance(cp, dict) for cp in comps):
+        raise BeamModelError(f"{path}: give each Gaussian component of the spot as a [[component]] table")
+    _refuse_unknown(path, "[columns]", c, COLUMN_KEYS)
+    for i, cp in enumerate(comps, 1):
+        _refuse_unknown(path, f"[[component]] {i}", cp, COMPONENT_KEYS)
+    for where, have, need in [("[columns]", c, COLUMN_KEYS)] + [(f"[[component]] {i}", cp, COMPONENT_KEYS)
+                                                                 for i, cp in enumerate(comps, 1)]:
+        miss = [k for k in need if k not in have]
+        if miss:
+            raise BeamModelError(f"{path}: {where} lacks {', '.join(miss)}: give the column name of each (or a "
+                                 f"number that holds for every energy); {where} needs {', '.join(need)}")
+    table = path.parent / str(cfg["table"])
+    rows, lines = _read_table(table)
+    select = cfg.get("select", {})
+    if not isinstance(select, dict):
+        raise BeamModelError(f"{path}: select must be a table of column = value, e.g. select = {{ version = \"v2\" }}")
+    for k, v in select.items():
+        if k not in rows[0]:
+            raise BeamModelError(f"{path}: select column {k!r} is not in {table}{did_you_mean(k, rows[0])}")
+        keep = [i for i, r in enumerate(rows) if r.get(k) == str(v)]
+        rows, lines = [rows[i] for i in keep], [lines[i] for i in keep]
     if not rows:
         raise BeamModelError(f"{path}: no rows of {cfg['table']} match select = {cfg.get('select')}")
 
     def col(spec, what):
-        if isinstance(spec, (int, float)):
+        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
             return np.full(len(rows), float(spec))
+        if not isinstance(spec, str):
+            raise BeamModelError(f"{path}: {what} = {spec!r} must be a column name of {table.name} or a number")
         if spec not in rows[0]:
-            raise BeamModelError(f"{path}: column {spec!r} ({what}) is not in {cfg['table']}")
-        try:
-            return np.array([float(r[spec]) for r in rows])
-        except ValueError as exc:
-            raise BeamModelError(f"{path}: non-numeric value in column {spec!r}: {exc}") from exc
+            raise BeamModelError(f"{path}: column {spec!r} ({what}) is not in {table}"
+                                 f"{did_you_mean(spec, rows[0])}; its columns: {', '.join(rows[0])}")
+        out = np.empty(len(rows))
+        for i, r in enumerate(rows):
+            try:
+                out[i] = float(r[spec])
+            except ValueError:
+                raise BeamModelError(f"{table}: line {lines[i]}, column {spec!r} ({what}): {r[spec]!r} is not a "
+                                     "number (the decimal point must be '.')") from None
+        return out
 
-    c = cfg["columns"]
+    names = {q: c[q] for q in COLUMN_KEYS if isinstance(c[q], str)}
+    if len(comps) == 1:
+        names.update({k: comps[0][k] for k in COMPONENT_KEYS if isinstance(comps[0][k], str)})
     e_nom = col(c["nominal_energy"], "nominal_energy")
     spread = col(c["energy_spread"], "energy_spread")
-    unit = cfg.get("energy_spread_unit", "MeV")
+    unit = cfg.get("energy_spread_unit")
+    if unit is None and (isinstance(c["energy_spread"], str) or c["energy_spread"] != 0):
+        raise BeamModelError(
+            f"{path}: energy_spread_unit is missing: say in which unit {names.get('energy_spread', 'energy_spread')!r} "
+            'gives the 1-sigma energy spread: energy_spread_unit = "MeV", or "percent_of_nominal" (as an MCsquare '
+            "BDL); there is no default, as a percent spread read as MeV changes the distal fall-off without a word")
     if unit == "percent_of_nominal":
         spread = spread / 100.0 * e_nom
-    elif unit != "MeV":
-        raise BeamModelError(f"{path}: energy_spread_unit must be 'MeV' or 'percent_of_nominal'; got {unit!r}")
-    comps = cfg["component"]
-    arr = {k: np.stack([col(cp[k], k) for cp in comps], axis=1)
-           for k in ("weight", "sigma_x", "sigma_y", "divergence_x", "divergence_y", "correlation_x", "correlation_y")}
+    elif unit not in (None, "MeV"):
+        raise BeamModelError(f"{path}: energy_spread_unit must be 'MeV' or 'percent_of_nominal'; got {unit!r}"
+                             f"{did_you_mean(str(unit), SPREAD_UNITS)}")
+    arr = {k: np.stack([col(cp[k], f"[[component]] {i}.{k}") for i, cp in enumerate(comps, 1)], axis=1)
+           for k in COMPONENT_KEYS}
     rs = {}
     for r in cfg.get("range_shifter", []):
-        unknown = set(r) - {"id", "wet_mm", "material", "physical_thickness_mm", "density_g_cm3",
-                            "isocenter_distance_mm"}
-        if unknown:
-            raise BeamModelError(f"{path}: [[range_shifter]] keys {sorted(unknown)} are unknown (known: id, wet_mm, "
-                                 "material, density_g_cm3, physical_thickness_mm, isocenter_distance_mm)")
+        _refuse_unknown(path, "[[range_shifter]]", r, RANGE_SHIFTER_KEYS)
         try:
             rs[str(r["id"])] = RangeShifter(str(r["id"]), float(r["wet_mm"]), str(r.get("material", "")),
                                             r.get("physical_thickness_mm"), r.get("density_g_cm3"),
@@ -381,19 +609,25 @@ def _load_toml(path: Path) -> BeamModel:
                          col(c["protons_per_mu"], "protons_per_mu"), arr["weight"], arr["sigma_x"], arr["sigma_y"],
                          arr["divergence_x"], arr["divergence_y"], arr["correlation_x"], arr["correlation_y"],
                          float(cfg["plane_upstream_of_isocentre_mm"]), tuple(vsad) if vsad else None, rs,
-                         cfg.get("source", ""), tuple(machines))
+                         cfg.get("source", ""), tuple(machines), path=str(path), sha256=_sha256(path),
+                         table_path=str(table.resolve()), table_sha256=_sha256(table), columns=names,
+                         row_names=tuple(f"line {n} of {table.name}" for n in lines))
     except BeamModelError as exc:
-        raise BeamModelError(f"{path}: {exc}") from None
+        msg = str(exc)
+        raise BeamModelError(msg if str(path) in msg else f"{path}: {msg}") from None
 
 
 def load_bdl(path: str | Path) -> BeamModel:
     """Parse an MCsquare beam data library (BDL) text file (single or double Gaussian)."""
-    p = Path(path)
+    p = Path(path).resolve()
     try:
-        text = p.read_text(encoding="utf-8", errors="replace")
+        raw = p.read_bytes()
     except OSError as exc:
         raise BeamModelError(f"cannot read BDL file {p}: {exc}") from exc
-    return parse_bdl(text, name=p.stem, source=str(p))
+    import hashlib
+
+    return parse_bdl(raw.decode("utf-8", errors="replace"), name=p.stem, source=str(p),
+                     sha256=hashlib.sha256(raw).hexdigest())
 
 
 def _bdl_rs_material(value: str) -> str:
@@ -416,8 +650,12 @@ def _bdl_rs_material(value: str) -> str:
         return ""
 
 
-def parse_bdl(text: str, *, name: str = "bdl", source: str = "") -> BeamModel:
-    """Parse the text of an MCsquare BDL (see :func:`load_bdl`)."""
+def parse_bdl(text: str, *, name: str = "bdl", source: str = "", sha256: str = "") -> BeamModel:
+    """Parse the text of an MCsquare BDL (see :func:`load_bdl`; ``source``: its file, ``sha256``: the file's).
+
+    "Beam parameters" announces N energies: as MCsquare (``read_UPenn_BDL`` reads N rows and skips the rest of the
+    file), the N rows after the header are the model; more rows are ignored with a warning naming them (OpenTPS's
+    Python reader, ``readBDL``, reads every row instead, so the two disagree about such a file); fewer are refused."""
     lines = [ln.split("#", 1)[0].rstrip() if not ln.lstrip().startswith("--") else "" for ln in text.splitlines()]
     n = len(lines)
     values: dict[str, float] = {}
@@ -474,6 +712,17 @@ def parse_bdl(text: str, *, name: str = "bdl", source: str = "") -> BeamModel:
             if len(table_rows) != n_e:
                 raise BeamModelError(f"{source or name}: 'Beam parameters' announces {n_e} energies but "
                                      f"{len(table_rows)} rows follow; the file is truncated")
+            extra = []
+            while j < n and (not lines[j].strip() or _is_number(lines[j].split()[0])):
+                if lines[j].strip():
+                    extra.append(lines[j].split()[0])
+                j += 1
+            if extra:
+                n_all = n_e + len(extra)
+                warn(f"{source or name}: 'Beam parameters' announces {n_e} energies but {n_all} rows follow; the "
+                     f"{len(extra)} row(s) after the {n_e}th (nominal energies {', '.join(extra)} MeV) are IGNORED, as "
+                     "MCsquare ignores them (OpenTPS's own reader takes them): if they belong to the model, write "
+                     f"{n_all} energies", McprotonWarning)
             i = j
             continue
         i += 1
@@ -515,9 +764,21 @@ def parse_bdl(text: str, *, name: str = "bdl", source: str = "") -> BeamModel:
             raise BeamModelError(f"{source or name}: {exc}") from None
         except ValueError as exc:
             raise BeamModelError(f"{source or name}: bad range-shifter value ({exc})") from exc
+    cols = {"nominal_energy": "NominalEnergy", "mean_energy": "MeanEnergy", "energy_spread": "EnergySpread",
+            "protons_per_mu": "ProtonsMU"}
+    cols.update({f"sigma_{a}": "/".join(f"SpotSize{k + 1}{a}" for k in range(ncomp)) for a in "xy"})
     return BeamModel(name, e_nom, colv["MeanEnergy"], colv["EnergySpread"] / 100.0 * e_nom, colv["ProtonsMU"],
                      weights, stack("SpotSize", "x"), stack("SpotSize", "y"), stack("Divergence", "x"),
                      stack("Divergence", "y"), stack("Correlation", "x"), stack("Correlation", "y"),
                      values["nozzle exit to isocenter distance"],
                      (values["smx to isocenter distance"], values["smy to isocenter distance"]), rs,
-                     source or "MCsquare BDL")
+                     source or "MCsquare BDL", path=source, sha256=sha256, columns=cols,
+                     row_names=tuple(f"row {k + 1} of 'Beam parameters'" for k in range(len(tab))))
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True

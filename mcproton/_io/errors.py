@@ -5,7 +5,15 @@ class to tell input problems apart from programming errors.
 """
 from __future__ import annotations
 
+import difflib
 import threading
+
+
+def did_you_mean(word: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to a misspelt ``word``, or "" when none is close: the
+    suggestion of every refusal of an unknown key (the config, the beam model's TOML)."""
+    m = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {m[0]!r}?)" if m else ""
 
 
 class InputDataError(ValueError):

@@ -782,10 +782,11 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
             "isocenter_mm": tuple(float(v) for v in iso), "beam_direction": tuple(float(v) for v in -zg),
             "patient_position": b.patient_position or "HFS", "total_mu": b.total_mu,
             "plan_spots": int(sum((layer.spot_mu > min_mu).sum() for layer in b.layers)),   # the spots simulated
-            "fractions": nfx if all_fractions else 1, "machine": b.machine, "beam_model": beam_model.name,
+            "fractions": nfx if all_fractions else 1, "machine": b.machine, "beam_model": beam_model.provenance(),
             "frame_of_reference_uid": plan.frame_of_reference_uid, "plan_sop_instance_uid": plan.sop_instance_uid,
             "fractions_planned": plan.number_of_fractions, "plan_beam_numbers": [x.number for x in plan.beams],
-            "range_shifter_model": range_shifter_model, "range_shifters": shifters_used}))
+            "range_shifter_model": range_shifter_model, "range_shifters": shifters_used,
+            "nominal_energies_mev": sorted({float(layer.nominal_energy_mev) for layer in b.layers})}))
     if not out:
         raise _e(f"no beams selected (beam numbers in the plan: {[b.number for b in plan.beams]})")
     return out

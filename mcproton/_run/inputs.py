@@ -172,17 +172,36 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
         check()
     cut = settings.physics.e_cut_mev
     for beam in beams:
+        model = _beam_model_of(beam)
         e_hi = beam.max_energy_mev
         if e_hi >= E_MAX_MEV:
+            fix = (f"the spot energies come from {model}: check its columns mean_energy and energy_spread (MeV, or "
+                   "energy_spread_unit)" if model else "lower beam.energy_mev or beam.energy_spread_mev")
             raise ConfigError(f"{where}: energy + 5 sigma of the energy spread reaches {e_hi:.1f} MeV, beyond the "
-                              f"physics tables ({E_MAX_MEV:g} MeV); lower beam.energy_mev or beam.energy_spread_mev")
+                              f"physics tables ({E_MAX_MEV:g} MeV); {fix}")
         for j, s in enumerate(beam.spots):
             if s.weight > 0 and s.energy_mev <= cut:
                 name = "beam.energy_mev" if len(beam.spots) == 1 and where == "beam" else \
                     f"spot {j} of {where} {beam.name!r}"
+                fix = (f"the spot energies come from {model}: check its column mean_energy (kinetic energy in MeV)"
+                       if model else "raise the energy (therapy protons have 50-250 MeV)")
                 raise ConfigError(f"{name} = {s.energy_mev:g} MeV is at or below the cut-off physics.e_cut_mev = "
-                                  f"{cut:g} MeV, so no proton would be transported; raise the energy (therapy "
-                                  "protons have 50-250 MeV) or lower physics.e_cut_mev")
+                                  f"{cut:g} MeV, so no proton would be transported; {fix} or lower "
+                                  "physics.e_cut_mev")
+    if where == "beam":   # a plan's energies: BeamModel.at warns, once per model
+        from .._io.beam_model import NUCLEAR_DATA_MAX_MEV, warn_above_nuclear_data
+
+        e_top = max((s.energy_mev for b in beams for s in b.spots), default=0.0)
+        if e_top > NUCLEAR_DATA_MAX_MEV:
+            warn_above_nuclear_data("beam.energy_mev", e_top)
+
+
+def _beam_model_of(beam: Any) -> str:
+    """'beam model NAME (PATH)' of a plan's beam, "" for a config's [beam]."""
+    bm = (getattr(beam, "meta", None) or {}).get("beam_model")
+    if not isinstance(bm, dict):
+        return ""
+    return f"beam model {bm.get('name')!r}" + (f" ({bm['path']})" if bm.get("path") else "")
 
 
 def _same_file(a: Path, b: Path) -> bool:

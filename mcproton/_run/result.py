@@ -18,8 +18,10 @@ from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max
 from .._io.errors import McprotonRuntimeWarning, warn
 
 #: the keys of a plan beam's ``meta`` (mcproton/_io/rtplan.py plan_to_beams) that a result keeps in its
-#: ``provenance["beam"]`` (a sum: ``provenance["summed_beams"]``): what its RT Dose holds (rtdose.dose_contents)
-PLAN_META_KEYS = ("beam_number", "fractions", "fractions_planned", "plan_beam_numbers", "plan_sop_instance_uid")
+#: ``provenance["beam"]`` (a sum: ``provenance["summed_beams"]``): what its RT Dose holds (rtdose.dose_contents), and
+#: the beam model that made its spots (name, resolved path and SHA-256 of the file: BeamModel.provenance)
+PLAN_META_KEYS = ("beam_number", "fractions", "fractions_planned", "plan_beam_numbers", "plan_sop_instance_uid",
+                  "beam_model")
 
 MEV_TO_J = 1.602176634e-13  # J per MeV (SI exact, CODATA 2018)
 MEV_PER_G_TO_GY = MEV_TO_J * 1e3  # MeV/g -> J/kg
@@ -271,6 +273,8 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         "host": platform.node(), "python": platform.python_version(), "numpy": np.__version__,
         "normalisation": norm,
     }
+    if (sim.beam.meta or {}).get("beam_model"):   # a plan's beam: the model that made its spots (also in "beam")
+        prov["beam_model"] = sim.beam.meta["beam_model"]
     if led["errors"]:
         warn(f"{led['errors']} track(s) stopped on a numerical error (step limit); their energy was "
              "deposited locally. Please report this with the input.", McprotonRuntimeWarning, stacklevel=2)

@@ -203,6 +203,15 @@ def test_correct_dose_passes_and_writes_the_report(case):
     from html import escape
 
     assert f"<td>CT</td><td>{escape(ct_row)}" in html and js["provenance"]["structure_set"] == res.inputs.struct_path
+    # which beam model file: name, resolved path, SHA-256 (before: the name alone; two versions of a file differ)
+    import hashlib
+
+    from mcproton._io.beam_model import BUILTIN
+
+    bm = js["provenance"]["beam_model_file"]
+    assert js["provenance"]["beam_model"] == "dcpt_v2" and bm["path"] == str(BUILTIN["dcpt_v2"])
+    assert bm["sha256"] == hashlib.sha256(BUILTIN["dcpt_v2"].read_bytes()).hexdigest() and bm["table_sha256"]
+    assert f"{escape(bm['path'])} (SHA-256 {bm['sha256']})" in html
 
 
 def test_dose_shifted_by_3mm_fails(case):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 
+import re
+
 import numpy as np
 import pytest
 
@@ -96,6 +98,7 @@ def test_toml_model_with_range_shifter(tmp_path):
                                     "200,200,1,2e6,4,4,0.002,0.002,0,0\n")
     (tmp_path / "m.toml").write_text(
         'name="t"\ntable="t.csv"\nplane_upstream_of_isocentre_mm=400.0\nvirtual_source_axis_distances_mm=[2000.0,2000.0]\n'
+        'energy_spread_unit="MeV"\n'
         '[columns]\nnominal_energy="E"\nmean_energy="Em"\nenergy_spread="dE"\nprotons_per_mu="ppmu"\n'
         '[[component]]\nweight=1.0\nsigma_x="sx"\nsigma_y="sy"\ndivergence_x="dx"\ndivergence_y="dy"\n'
         'correlation_x="cx"\ncorrelation_y="cy"\n[[range_shifter]]\nid="RS40"\nmaterial="PMMA"\nwet_mm=40.0\n')
@@ -107,7 +110,7 @@ def test_toml_model_with_range_shifter(tmp_path):
         load_beam_model(tmp_path / "bad.toml")
 
 
-_TOML_HEAD = ('name="t"\ntable="t.csv"\nplane_upstream_of_isocentre_mm=400.0\n'
+_TOML_HEAD = ('name="t"\ntable="t.csv"\nplane_upstream_of_isocentre_mm=400.0\nenergy_spread_unit="MeV"\n'
               '[columns]\nnominal_energy="E"\nmean_energy="Em"\nenergy_spread="dE"\nprotons_per_mu="ppmu"\n'
               '[[component]]\nweight=1.0\nsigma_x="sx"\nsigma_y="sy"\ndivergence_x="dx"\ndivergence_y="dy"\n'
               'correlation_x="cx"\ncorrelation_y="cy"\n[[range_shifter]]\nid="RS40"\n')
@@ -118,7 +121,7 @@ _TOML_HEAD = ('name="t"\ntable="t.csv"\nplane_upstream_of_isocentre_mm=400.0\n'
     ('material="PMMA"\nwet_mm=0.0\n', "wet_mm = 0.0 must be a positive number"),
     ('material="PMMA"\nwet_mm=40.0\ndensity_g_cm3=0\n', "density_g_cm3 = 0 must be a positive number"),
     ('material="unobtainium"\nwet_mm=40.0\n', "unknown material 'unobtainium'"),
-    ('material="PMMA"\nwet_mm=40.0\nposition_mm=3\n', r"keys \['position_mm'\] are unknown"),
+    ('material="PMMA"\nwet_mm=40.0\nposition_mm=3\n', r"unknown key 'position_mm' in \[\[range_shifter\]\]"),
 ])
 def test_toml_range_shifter_refused(tmp_path, rs, match):
     (tmp_path / "t.csv").write_text("E,Em,dE,ppmu,sx,sy,dx,dy,cx,cy\n100,100,1,1e6,5,5,0.003,0.003,0,0\n")
@@ -153,3 +156,212 @@ def test_bdl_range_shifter_material_by_name_or_mcsquare_number():
     # a material mcproton does not have (MCsquare 67 = CFRP): loads, but cannot be transported (refused by a plan)
     assert parse_bdl(text.replace("RS_material = 64", "RS_material = 67")).range_shifters[
         "Range_shifter_1"].material == ""
+
+
+# ------------------------------------------------------------------ a commissioning physicist's own model
+# (the audit of 2026-12: /tmp/audit10/commissioning; docs/beam_model.md)
+GOOD_CSV = ("E,Em,dE,ppmu,sx,sy,dx,dy,cx,cy\n" + "".join(
+    f"{e},{e + 0.3},{0.012 * e:.3f},{2e6 * (e / 70) ** 0.8:.4g},{5 - e / 100:.3f},{4.5 - e / 100:.3f},0.003,0.003,0.1,"
+    "0.1\n" for e in range(70, 250, 10)))
+GOOD_TOML = ('name="mine"\ntable="t.csv"\nplane_upstream_of_isocentre_mm=500.0\n'
+             'virtual_source_axis_distances_mm=[2000.0,2500.0]\nenergy_spread_unit="MeV"\n'
+             '[columns]\nnominal_energy="E"\nmean_energy="Em"\nenergy_spread="dE"\nprotons_per_mu="ppmu"\n'
+             '[[component]]\nweight=1.0\nsigma_x="sx"\nsigma_y="sy"\ndivergence_x="dx"\ndivergence_y="dy"\n'
+             'correlation_x="cx"\ncorrelation_y="cy"\n')
+
+
+def _model(tmp_path, toml=GOOD_TOML, csv=GOOD_CSV):
+    (tmp_path / "t.csv").write_text(csv)
+    (tmp_path / "m.toml").write_text(toml)
+    return load_beam_model(tmp_path / "m.toml")
+
+
+def _said(fn):
+    """The mcproton warnings ``fn()`` gives (recorded whatever the filters show) and its result."""
+    from mcproton._io.errors import recording_warnings
+
+    import warnings
+
+    with recording_warnings() as said, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = fn()
+    return said, out
+
+
+def test_good_model_loads_without_a_word(tmp_path):
+    said, m = _said(lambda: _model(tmp_path))
+    assert said == [] and m.energy_range_mev == (70.0, 240.0)
+    said, _ = _said(lambda: [m.at(e) for e in (70, 155.5, 240)])
+    assert said == []
+
+
+@pytest.mark.parametrize("edit, match", [
+    # F1: a misspelt key was dropped: the percent spread read as MeV (distal fall-off 3.2 instead of 4.0 mm)
+    (lambda t: t.replace("energy_spread_unit=", "energy_spread_units="),
+     r"unknown key 'energy_spread_units' in the top level \(did you mean 'energy_spread_unit'\?\)"),
+    (lambda t: t.replace("virtual_source_axis_distances_mm", "virtual_source_axis_distance_mm"),
+     r"did you mean 'virtual_source_axis_distances_mm'"),
+    (lambda t: t.replace('protons_per_mu="ppmu"', 'protons_per_mu="ppmu"\nsigma="sx"'),
+     r"unknown key 'sigma' in \[columns\]"),
+    (lambda t: t.replace('weight=1.0', 'weight=1.0\nsigma_xx="sx"'),
+     r"unknown key 'sigma_xx' in \[\[component\]\] 1 \(did you mean 'sigma_x'\?\)"),
+    (lambda t: t.replace('energy_spread_unit="MeV"\n', ""), "energy_spread_unit is missing"),
+    (lambda t: t.replace('energy_spread_unit="MeV"', 'energy_spread_unit="percent"'),
+     "did you mean 'percent_of_nominal'"),
+    # F11: internal errors before (KeyError)
+    (lambda t: t.replace('energy_spread="dE"\n', ""), r"\[columns\] lacks energy_spread"),
+    (lambda t: t.replace('mean_energy="Em"\n', ""), r"\[columns\] lacks mean_energy"),
+    (lambda t: t.replace('sigma_y="sy"\n', ""), r"\[\[component\]\] 1 lacks sigma_y"),
+    (lambda t: t.replace('mean_energy="Em"', 'mean_energy="E_mean"'), r"column 'E_mean' \(mean_energy\) is not in"),
+])
+def test_toml_keys_refused(tmp_path, edit, match):
+    with pytest.raises(BeamModelError, match=match):
+        _model(tmp_path, toml=edit(GOOD_TOML))
+
+
+def test_spread_unit_may_be_left_out_only_without_a_spread(tmp_path):
+    t = GOOD_TOML.replace('energy_spread_unit="MeV"\n', "").replace('energy_spread="dE"', "energy_spread=0")
+    assert _model(tmp_path, toml=t).at(100).energy_spread_mev == 0
+
+
+def test_semicolon_csv_named(tmp_path):
+    """A European Excel export: before, AttributeError ('list' object has no attribute 'strip')."""
+    with pytest.raises(BeamModelError, match=r"t.csv: the columns are separated by ';'.*the delimiter must be ','"):
+        _model(tmp_path, csv=GOOD_CSV.replace(",", ";"))
+    with pytest.raises(BeamModelError, match=r"t.csv: line 3 has more values than the header"):
+        _model(tmp_path, csv=GOOD_CSV.replace("80,80.3,", "80,80,3,"))
+    with pytest.raises(BeamModelError, match=r"t.csv: line 2, column 'Em' \(mean_energy\): 'x' is not a number"):
+        _model(tmp_path, csv=GOOD_CSV.replace("70,70.3,", "70,x,"))
+
+
+def _edit_row(csv, e, col, value):
+    lines = csv.splitlines()
+    head = lines[0].split(",")
+    for i, ln in enumerate(lines[1:], 1):
+        v = ln.split(",")
+        if float(v[0]) == e:
+            v[head.index(col)] = str(value)
+            lines[i] = ",".join(v)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("col, e, value, match", [
+    # F2 refusals: two mean energies swapped (R80 +14 mm at 100 MeV), 15 % too high (+21 mm), GeV; a typo x 10
+    ("Em", 100, 110.3, r"mean_energy \(column 'Em'\) does not increase with the nominal energy: 110.3 MeV at nominal "
+                       r"energy 100 MeV \(line 5 of t.csv\)"),
+    ("Em", 240, 276.0, r"mean_energy \(column 'Em'\) = 276 MeV at nominal energy 240 MeV \(line 19 of t.csv\) "
+                       r"differs from the nominal energy by 15.0 %"),
+    ("Em", 70, 0.0703, "differs from the nominal energy by 99.9 %"),
+    ("ppmu", 160, 4e7, r"protons_per_mu \(column 'ppmu'\) = 4e\+07 at nominal energy 160 MeV .* is 10.9 x its "
+                       "neighbour at 150 MeV"),
+    # F11: the value, column and row of an energy beyond 350 MeV
+    ("Em", 240, 360.0, r"mean_energy \(column 'Em'\) = 360 MeV at nominal energy 240 MeV \(line 19 of t.csv\) is "
+                       r"outside \(0, 350\] MeV"),
+])
+def test_implausible_values_refused(tmp_path, col, e, value, match):
+    with pytest.raises(BeamModelError, match=match) as exc:
+        _model(tmp_path, csv=_edit_row(GOOD_CSV, e, col, value))
+    assert str(tmp_path / "m.toml") in str(exc.value)   # the file named
+
+
+def _scaled(csv, col, f):
+    lines = csv.splitlines()
+    k = lines[0].split(",").index(col)
+    out = [lines[0]]
+    for ln in lines[1:]:
+        v = ln.split(",")
+        v[k] = f"{float(v[k]) * f:.6g}"
+        out.append(",".join(v))
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("csv, match", [
+    # F2 warnings: sigma in cm (CAX dose x 4.7), protons/MU x 1000 and / 1000, spread x 5 (FWHM of a wide beam),
+    # mean 5 % above nominal; a step of protons/MU between close energies at the end of the table
+    (_scaled(_scaled(GOOD_CSV, "sx", 0.1), "sy", 0.1),
+     r"spot sigma sigma_x \(column 'sx'\) = 0.43 mm at nominal energy 70 MeV .* below 1 mm"),
+    (_scaled(GOOD_CSV, "ppmu", 1000), r"protons_per_mu \(column 'ppmu'\) = 2e\+09 .* outside 1e\+05-1e\+09.*units"),
+    (_scaled(GOOD_CSV, "ppmu", 1e-3), r"= 2e\+03 at nominal energy 70 MeV"),
+    (_scaled(GOOD_CSV, "dE", 5), r"energy_spread \(column 'dE'\) is 14.4 MeV = 6.0 % of the mean energy"),
+    (_scaled(GOOD_CSV, "Em", 1.05), r"mean_energy \(column 'Em'\) differs from the nominal energy by more than "
+                                    r"max\(3 MeV, 3 %\) at 18 energies"),
+    (_edit_row(GOOD_CSV, 240, "ppmu", 1.2e7), r"protons_per_mu \(column 'ppmu'\) jumps by x 2.\d+ from nominal "
+                                              "energy 230 MeV"),
+], ids=["sigma_cm", "ppmu_x1000", "ppmu_div1000", "spread_x5", "mean_5pct", "ppmu_step_at_end"])
+def test_implausible_values_warned(tmp_path, csv, match):
+    said, _ = _said(lambda: _model(tmp_path, csv=csv))
+    assert re.search(match, said[0]), said
+    assert all(str(tmp_path / "m.toml") in w for w in said)
+    assert len(said) == (2 if "sigma" in match else 1), said   # sigma: x and y
+
+
+def test_sparse_model_and_energies_above_the_nuclear_data_warned_once(tmp_path):
+    """F2: only 70 and 240 MeV (spread 34 % low at 115 MeV); F4: nuclear data held constant above 250 MeV."""
+    csv = "\n".join(GOOD_CSV.splitlines()[i] for i in (0, 1, 18)) + "\n"
+    m = _model(tmp_path, csv=csv)
+    said, _ = _said(lambda: [m.at(e) for e in (115, 120, 70, 240)])
+    assert len(said) == 1 and "115 MeV is interpolated linearly between the model's energies 70 and 240 MeV, 170 " \
+        "MeV apart" in said[0], said
+    csv = "E,Em,dE,ppmu,sx,sy,dx,dy,cx,cy\n" + "".join(
+        f"{e},{e + 0.3},1.0,2e7,4,4,0.003,0.003,0.1,0.1\n" for e in range(160, 340, 10))
+    m = _model(tmp_path, csv=csv)
+    said, _ = _said(lambda: [m.at(e) for e in (200, 300, 330)])
+    assert len(said) == 1 and "mean energy at nominal energy 300 MeV = 300.3 MeV is above 250 MeV, where mcproton's " \
+        "nuclear data end" in said[0], said
+
+
+def test_shipped_models_load_without_a_warning():
+    from mcproton._io.beam_model import BUILTIN
+
+    for name in BUILTIN:
+        said, m = _said(lambda: load_beam_model(name))
+        assert said == [], (name, said)
+        assert m.provenance()["sha256"] and m.provenance()["table_sha256"] and m.path.endswith(".toml")
+
+
+def test_bdl_rows_beyond_the_announced_count_are_ignored_as_mcsquare_does_with_a_warning(tmp_path):
+    """F3: MCsquare (read_UPenn_BDL) reads the announced N rows; OpenTPS's BDL says 26 energies and lists 27: its
+    225 MeV row is not used, as in the MCsquare doses of tests/data/dicom/opentps_head, but no longer silently."""
+    from pathlib import Path
+
+    bdl = Path(__file__).resolve().parents[1] / "data" / "dicom" / "opentps_head" / "BDL_default_DN_RangeShifter.txt"
+    said, m = _said(lambda: load_beam_model(bdl))
+    assert m.energy_range_mev == (20.0, 220.0)
+    assert len(said) == 1 and "announces 26 energies but 27 rows follow" in said[0] and "225.000 MeV" in said[0] \
+        and "IGNORED" in said[0], said
+    import hashlib
+
+    sha = hashlib.sha256(bdl.read_bytes()).hexdigest()
+    assert m.provenance() == {"name": bdl.stem, "path": str(bdl), "sha256": sha}
+    fixed = tmp_path / "bdl.txt"
+    fixed.write_text(bdl.read_text().replace("26 energies", "27 energies"))
+    said, m = _said(lambda: load_beam_model(fixed))
+    assert said == [] and m.energy_range_mev == (20.0, 225.0)
+
+
+def test_bdl_spot_sigma_in_cm_warned_naming_its_columns():
+    text = bdl_text_from_csv(MCSQ_CSV)
+    lines = text.splitlines()
+    k = next(i for i, ln in enumerate(lines) if ln.startswith("NominalEnergy"))
+    head = lines[k].split()
+    for i in range(k + 1, len(lines)):
+        v = lines[i].split()
+        if len(v) == len(head):
+            v[head.index("SpotSize1x")] = f"{float(v[head.index('SpotSize1x')]) / 10:.5f}"
+            lines[i] = "\t".join(v)
+    said, _ = _said(lambda: parse_bdl("\n".join(lines) + "\n", source="bdl.txt"))
+    assert len(said) == 1 and "sigma_x (column 'SpotSize1x/SpotSize2x')" in said[0] and "below 1 mm" in said[0]
+
+
+def test_docs_template_loads(tmp_path):
+    """F5: the minimal template of docs/beam_model.md (its TOML and CSV blocks) is a valid model."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "beam_model.md").read_text()
+    toml = re.search(r"```toml\n(# my_machine.toml.*?)```", doc, re.S).group(1)
+    csv = re.search(r"```\n(# my_machine.csv.*?)```", doc, re.S).group(1)
+    (tmp_path / "my_machine.toml").write_text(toml)
+    (tmp_path / "my_machine.csv").write_text(csv)
+    said, m = _said(lambda: load_beam_model(tmp_path / "my_machine.toml"))
+    assert said == [] and m.name == "my_machine" and m.machines == ("TR1",)
+    assert m.at(150).components[0].sigma_mm[0] > 1

@@ -163,3 +163,91 @@ def test_a_structure_set_drawn_on_another_ct_series_is_warned_about():
                                                                   series_description="4D 50%"))
     err = str(said[0].message)
     assert f"was drawn on CT series {drawn_on}, not on the CT read (1.2.3, '4D 50%')" in err and "ct_series" in err
+
+
+def _plan_case(tmp_path, model='"dcpt_v5"'):
+    shutil.copy(PLAN05, tmp_path / "RP.dcm")
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(PLAN.replace('"dcpt_v5"', model))
+    return cfg
+
+
+def test_check_config_shows_the_beam_model_and_what_it_gives_each_layer(tmp_path, capsys, no_transport):
+    """The model's own numbers per layer (a sigma of 0.4 mm or 4e9 protons/MU shows before any dose), and which
+    model file: name, path, SHA-256, energy range (before: beams listed with spots and protons only)."""
+    import hashlib
+
+    from mcproton._io.beam_model import BUILTIN
+
+    assert main(["run", str(_plan_case(tmp_path)), "--check-config"]) == 0, capsys.readouterr().err
+    got = json.loads(capsys.readouterr().out)
+    bm = got["beam_model"]
+    assert bm["name"] == "dcpt_v5" and bm["path"] == str(BUILTIN["dcpt_v5"])
+    assert bm["sha256"] == hashlib.sha256(BUILTIN["dcpt_v5"].read_bytes()).hexdigest()
+    assert bm["energy_range_mev"] == [70.0, 244.0] and bm["table_sha256"]
+    beam = got["beams"][0]
+    table = beam["layer_table"]
+    assert beam["layers"] == 13 and "E_nom" in table[0] and "protons/MU" in table[0]
+    first = table[1].split()
+    assert first[0] == "81.70" and float(first[1]) == pytest.approx(81.857, abs=1e-3)   # mean energy of v5
+    assert 4 < float(first[3]) < 7 and 2e6 < float(first[5]) < 3e6            # sigma at iso (mm), protons/MU
+    assert [r.split()[0] for r in table[-2:]] == ["min", "max"] and "more layers" in table[4]
+
+
+def test_run_records_the_beam_model_file(tmp_path, capsys):
+    """The HDF5 provenance and the JSON summary name the beam model's file and SHA-256 (before: nothing)."""
+    import h5py
+
+    cfg = _plan_case(tmp_path)
+    out = tmp_path / "o.h5"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-checkpoint", "--allow-empty",
+                 "--set", "run.primaries=200", "--set", "output.plot=false"]) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    bm = summary["beam_model"]
+    assert bm["name"] == "dcpt_v5" and len(bm["sha256"]) == 64 and bm["path"].endswith("dcpt_v5.toml")
+    with h5py.File(out) as f:
+        prov = f["provenance"].attrs
+        assert json.loads(prov["beam_model"]) == bm
+        assert json.loads(prov["beam"])["beam_model"] == bm
+
+
+def test_a_plan_energy_beyond_the_tables_names_the_beam_model(tmp_path, capsys, no_transport):
+    """The energy + 5 sigma refusal of a plan's spot names the beam model file and its columns, not the config keys
+    beam.energy_mev / beam.energy_spread_mev of a [beam] run (before)."""
+    rows = "".join(f"{e},{e + 0.2},{0.09 * e:.2f},3e6,4,4,0.003,0.003,0,0\n" for e in range(70, 350, 10))
+    (tmp_path / "t.csv").write_text("E,Em,dE,ppmu,sx,sy,dx,dy,cx,cy\n" + rows)
+    (tmp_path / "m.toml").write_text(
+        'name="wide"\ntable="t.csv"\nplane_upstream_of_isocentre_mm=500.0\nenergy_spread_unit="MeV"\n'
+        '[columns]\nnominal_energy="E"\nmean_energy="Em"\nenergy_spread="dE"\nprotons_per_mu="ppmu"\n'
+        '[[component]]\nweight=1.0\nsigma_x="sx"\nsigma_y="sy"\ndivergence_x="dx"\ndivergence_y="dy"\n'
+        'correlation_x="cx"\ncorrelation_y="cy"\n')
+    from mcproton._io.beam_model import load_beam_model
+    from mcproton._run.inputs import check_inputs
+    from mcproton.config import ConfigError, build_geometry, load_config, run_settings
+    from mcproton.source import Beam, Spot
+
+    cfg = load_config(_plan_case(tmp_path, '"m.toml"'))
+    with pytest.warns(UserWarning, match="spread"):
+        model = load_beam_model(tmp_path / "m.toml")
+    ent = model.at(340)
+    beam = Beam([Spot(ent.mean_energy_mev, position_mm=(0, 0, -10), energy_spread_mev=ent.energy_spread_mev)],
+                name="1:F", meta={"beam_model": model.provenance()})
+    with pytest.raises(ConfigError, match=r"reaches .* MeV, beyond the physics tables \(400 MeV\); the spot energies "
+                                          r"come from beam model 'wide' \(.*m.toml\): check its columns mean_energy"):
+        check_inputs(cfg, run_settings(cfg), build_geometry(cfg), [beam])
+
+
+def test_a_beam_above_the_nuclear_data_is_warned_once(tmp_path, capsys, no_transport):
+    """F4: 250-350 MeV ran without a word although the nuclear data end at 250 MeV (held constant above)."""
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(BASE)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        assert main(["run", str(cfg), "--check-config", "--set", "beam.energy_mev=300"]) == 0
+        said = [str(w.message) for w in got]
+        assert sum("beam.energy_mev = 300 MeV is above 250 MeV, where mcproton's nuclear data end" in m
+                   for m in said) == 1, said
+        assert main(["run", str(cfg), "--check-config", "--set", "beam.energy_mev=240"]) == 0
+        assert not any("nuclear data" in str(w.message) for w in got[len(said):])
