@@ -398,7 +398,7 @@ def commission(beam_model: Any, *, idd: str | Path | None = None, spots: str | P
                           "passed": all(c["passed"] for c in checks)})
     res.spot_fits = _spot_fits(model, rows) if rows else []
     res.provenance = {"mcproton_version": __version__, "beam_model": model.name,
-                      "beam_model_source": str(getattr(model, "source", "") or beam_model),
+                      "beam_model_file": model.provenance(),
                       "plane_upstream_of_isocentre_mm": model.plane_upstream_of_isocentre_mm,
                       "idd_file": str(idd) if idd is not None else None,
                       "spot_file": str(spots) if spots is not None else None,

@@ -80,6 +80,7 @@ def test_the_right_model_passes_and_the_report_is_written(v5, measured_idd, meas
 
     doc = json.loads(paths["commission.json"].read_text(), parse_constant=lambda c: 1 / 0)
     assert doc["passed"] is True and doc["beam_model"] == "dcpt_v5" and len(doc["idd"]) == 2
+    assert len(doc["provenance"]["beam_model_file"]["sha256"]) == 64
 
 
 @pytest.mark.parametrize("error, quantities", [
