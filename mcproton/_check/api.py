@@ -207,6 +207,11 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     ratio = s_mc / s_ref
     if abs(ratio - 1) > 0.02:
         notes.append(f"the MC dose is {ratio:.3f} x the TPS dose (sum over the body voxels above 10 %)")
+        decade = round(math.log10(ratio)) if ratio > 0 else 0
+        if decade != 0 and abs(math.log10(ratio) - decade) < math.log10(1.1):
+            notes.append(f"the ratio {ratio:.3g} is close to 10^{decade}: a unit slip, most likely in the beam "
+                         "model's protons per MU (a power of ten in its column, docs/beam_model.md) or the plan's "
+                         "meterset (MU read as protons or the reverse: PrimaryDosimeterUnit)")
     n = inputs.fractions
     if n > 1 and (abs(ratio * n - 1) < 0.1 or abs(ratio / n - 1) < 0.1):
         notes.append(f"the ratio {ratio:.3g} is close to {'1/' if ratio < 1 else ''}{n}, the plan's number of "
