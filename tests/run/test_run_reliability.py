@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from make_bad_input_table import RUN_CASES, case_argv
-from run_helpers import read_h5, write_cfg
+from run_helpers import no_transport, read_h5, write_cfg
 
 from mcproton.cli import main
 
@@ -30,14 +30,7 @@ def _one_line(capsys, only_ours: bool = False) -> str:
     return err[0]
 
 
-def _no_transport(monkeypatch):
-    import mcproton.run
-
-    def no_transport(*a, **k):
-        raise AssertionError("transported")
-
-    monkeypatch.setattr(mcproton.run.Simulation, "run_histories", no_transport)
-    monkeypatch.setattr(mcproton.run.Simulation, "run_histories_sparse", no_transport)
+_no_transport = no_transport
 
 
 # --- the finished run is checked -----------------------------------------------------------------------------
