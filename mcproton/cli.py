@@ -364,18 +364,19 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
 
 def _without_slab_ct_dir(cfg: dict) -> dict:
     """For --check-config: a slab_ct phantom is built in a temporary folder, not in its phantom.ct_dir (the run
-    writes its CT there and refuses a folder that is not empty, so a check must leave it as it is); the folder is
-    checked as the run would check it."""
+    writes its CT there, so a check must leave it as it is); a ct_dir that is not empty is read as the run reads it
+    (this phantom's CT written by an earlier run is read back, anything else refused: nothing is written)."""
     ph = cfg.get("phantom", {})
     if ph.get("type") != "slab_ct" or "ct_dir" not in ph:
         return cfg
     from .config import ConfigError, _resolve
 
     d = _resolve(cfg, ph["ct_dir"])
-    if d.exists() and (not d.is_dir() or any(d.iterdir())):
-        state = "is a file" if not d.is_dir() else "already exists and is not empty"
-        raise ConfigError(f"[phantom]: ct_dir {d} {state}: the slab phantom's CT series is written to a new or empty "
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"[phantom]: ct_dir {d} is a file: the slab phantom's CT series is written to a new or empty "
                           "folder and nothing is overwritten or deleted; give a new folder")
+    if d.is_dir() and any(d.iterdir()):   # read back if it holds this phantom's CT (a resumed run), else refused
+        return cfg
     return {**cfg, "phantom": {k: v for k, v in ph.items() if k != "ct_dir"}}
 
 
