@@ -22,6 +22,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+#: the lock files this process holds (for :func:`drop_held_locks`)
+_HELD: set[Path] = set()
+
+
+def drop_held_locks() -> None:
+    """Remove the lock files this process holds, from any thread: a process about to end at once (a second
+    SIGINT/SIGTERM, mcproton._run.job) leaves no lock behind."""
+    for p in list(_HELD):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+        _HELD.discard(p)
+
+
 class OutputLockedError(RuntimeError):
     """The output is locked by another run that is (or may be) still running; the message names it."""
 
@@ -150,6 +165,7 @@ class OutputLock:
             finally:
                 os.close(fd)
             self.held.append(path)
+            _HELD.add(path)
             return
         raise OutputLockedError(f"could not take the lock {path} of {self.what} (it keeps changing: another run "
                                 "is starting on the same output); give another output or try again")
@@ -184,6 +200,7 @@ class OutputLock:
     def release(self) -> None:
         while self.held:
             p = self.held.pop()
+            _HELD.discard(p)
             try:
                 p.unlink()
             except OSError:

@@ -39,33 +39,111 @@ class RunInterrupted(Exception):
 
 class _StopFlag:
     """SIGINT/SIGTERM set a flag (the batch in flight finishes, then a checkpoint is written where ``checkpoint``);
-    a second signal raises KeyboardInterrupt at once (the last checkpoint on disk stays valid)."""
+    a second signal ends the process at once (the last checkpoint on disk, written atomically, stays valid).
+
+    Python runs a signal handler only between bytecodes, so while a batch runs in the C kernel two signals
+    collapse into one call of the handler, after the batch (the long-runs audit, F4: the second Ctrl-C was lost and
+    the run went on to the end of its batch, minutes on a patient plan).  So the signals are also seen by a watcher
+    thread through ``signal.set_wakeup_fd`` (the C-level handler writes each signal's number to a pipe at once; the
+    kernel releases the GIL): it says at once that the signal was received, and on the second one removes the
+    output locks (mcproton._io.lock) and ends the process with exit status 128 + signal."""
 
     def __init__(self, enabled: bool = True, checkpoint: bool = True) -> None:
         self.signum: int | None = None
         self._old: dict[int, Any] = {}
         self.enabled = enabled
         self.checkpoint = checkpoint
+        self._said = threading.Lock()
+        self._announced = False
+        self._pipe: tuple[int, int] | None = None
+        self._old_fd: int | None = None
+        self._watcher: threading.Thread | None = None
 
     def __enter__(self) -> "_StopFlag":
         if self.enabled and threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self._old[s] = signal.signal(s, self._handle)
+            self._start_watcher()
         return self
 
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
+    def _start_watcher(self) -> None:
+        import os
+
+        try:
+            r, w = os.pipe()
+            os.set_blocking(w, False)
+            self._old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except (OSError, ValueError):   # no pipe, or not allowed here: the handler alone (stops after the batch)
+            return
+        self._pipe = (r, w)
+        self._watcher = threading.Thread(target=self._watch, args=(r,), name="mcproton-signal-watcher", daemon=True)
+        self._watcher.start()
+
+    def _watch(self, r: int) -> None:
+        import os
+
+        seen = 0
+        while True:
+            try:
+                data = os.read(r, 64)
+            except OSError:
+                return
+            if not data or 0 in data:   # closed, or the sentinel of __exit__
+                return
+            for b in data:
+                if b not in (signal.SIGINT, signal.SIGTERM):
+                    continue
+                seen += 1
+                if seen == 1:
+                    self._announce(b)
+                    continue
+                from .._io.lock import drop_held_locks
+
+                drop_held_locks()
+                kept = " (the last checkpoint written stays valid: --resume continues from it)" if self.checkpoint \
+                    else ""
+                sys.stderr.write(f"\nmcproton: {signal.Signals(b).name} received again: stopped at once, the batch in "
+                                 f"flight is lost{kept}\n")
+                sys.stderr.flush()
+                os._exit(128 + b)
+
+    def _announce(self, signum: int) -> None:
+        with self._said:
+            if self._announced:
+                return
+            self._announced = True
         then = "writing a checkpoint" if self.checkpoint else "stopping (no checkpoint: nothing is kept)"
         sys.stderr.write(f"\nmcproton: {signal.Signals(signum).name} received: finishing the batch in flight and "
                          f"{then} (send it again to stop at once)\n")
         sys.stderr.flush()
 
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signum is not None and self._watcher is None:
+            raise KeyboardInterrupt
+        if self.signum is None:
+            self.signum = signum
+        self._announce(signum)
+
     def __call__(self) -> bool:
         return self.signum is not None
 
     def __exit__(self, *exc: Any) -> None:
+        import os
+
+        if self._pipe is not None:
+            signal.set_wakeup_fd(self._old_fd if self._old_fd is not None else -1)
+            r, w = self._pipe
+            try:
+                os.set_blocking(w, True)
+                os.write(w, b"\0")   # wake the watcher: it ends
+            except OSError:
+                pass
+            if self._watcher is not None:
+                self._watcher.join(timeout=5)
+            os.close(w)
+            os.close(r)
+            self._pipe = None
+            self._watcher = None
         for s, h in self._old.items():
             signal.signal(s, h)
 

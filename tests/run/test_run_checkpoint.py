@@ -397,3 +397,33 @@ def test_interrupt_without_checkpointing_does_not_promise_one(small_cfg, tmp_pat
     assert "no checkpoint (checkpointing is off); nothing was kept: run it again" in msg, msg
     assert "--resume" not in msg and ei.value.code == 128 + signal.SIGINT
     assert "stopping (no checkpoint: nothing is kept)" in first and "writing a checkpoint" not in first, first
+
+
+def test_a_second_signal_stops_at_once_and_the_checkpoint_stays_valid(small_cfg, tmp_path):
+    """The long-runs audit, F4: the second Ctrl-C arrived while the batch ran in the C kernel, so Python saw one
+    signal and the run went on to the end of its batch (7-12 s here, minutes on a patient plan)."""
+    cfg = small_cfg(4_000_000, batch_size=800_000, checkpoint_interval_s=0)
+    out = tmp_path / "o.h5"
+    ckpt = checkpoint_path(out)
+    proc = cli_popen("run", cfg, "--out", out, "--quiet")
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ckpt.exists() and describe(ckpt).split(" ")[0] not in ("", "0"):
+                break   # the first batch is done and checkpointed: the second one runs now
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run finished before it could be interrupted; make it longer"
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        t = time.monotonic()
+        _, err = proc.communicate(timeout=300)
+        waited = time.monotonic() - t
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "SIGINT received: finishing the batch" in err and "SIGINT received again: stopped at once" in err
+    assert proc.returncode == 128 + signal.SIGINT and waited < 3.0, (proc.returncode, waited)
+    assert describe(ckpt).startswith("800,000 of")   # the checkpoint of the first batch, intact
+    assert not (tmp_path / "o.h5.lock").exists()
