@@ -246,6 +246,37 @@ def _interrupted_writing(signum: int, written: list[str], names: list[Path], out
             f"left, and no earlier run's file of these names: they were removed before writing); {then}")
 
 
+def _mark_completeness(settings: Any, beams: list, results: list, total: Any) -> str | None:
+    """Put into the results' provenance (hence the HDF5, the RT Dose and the plot) what was asked and whether it
+    was done: ``primaries_requested``, ``stop_reason`` and, with run.target_uncertainty, ``target_uncertainty``
+    and ``target_reached``.  Returns the note of a run stopped early or short of its target (early_stop_note),
+    also said as a warning (recorded in the outputs)."""
+    import math
+
+    from ._io.errors import McprotonRuntimeWarning, warn
+    from ._run.result import combined_stop_reason, early_stop_note
+
+    target = settings.target_uncertainty
+    for r in results:
+        r.provenance["primaries_requested"] = settings.primaries
+    total.provenance["primaries_requested"] = settings.primaries * len(beams)
+    total.provenance["stop_reason"] = combined_stop_reason(results)
+    if target is not None:
+        unc = float(total.mean_rel_uncertainty_50)
+        for r in [*results, total]:
+            u = float(r.mean_rel_uncertainty_50)
+            r.provenance["target_uncertainty"] = float(target)
+            r.provenance["target_reached"] = bool(math.isfinite(u) and u <= target)
+        if not total.provenance["target_reached"]:
+            now = f"{100 * unc:.3g} %" if math.isfinite(unc) else "no estimate"
+            why = total.provenance["stop_reason"]
+            at = "run.primaries" if why == "primaries" else why
+            warn(f"target not reached ({now} > {100 * target:.3g} %, run.target_uncertainty) after "
+                 f"{total.primaries:,} primaries: the run stopped at {at}; the outputs say so", McprotonRuntimeWarning)
+    early = early_stop_note(total)
+    return early
+
+
 def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: list, results: list, out: Path,
                      rtdose: str | None, png: Path | None, outline: Any, clock: Any, said: list[str],
                      op: _OutputPhase) -> int:
@@ -272,6 +303,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         from .body import apply_body_outline
 
         apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask
+        early = _mark_completeness(settings, beams, results, total)
     checkpointed = not args.no_checkpoint
     out_cfg = cfg.get("output", {})
     dose_to_water = out_cfg.get("dose_to") == "water"
@@ -302,6 +334,10 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
                    "mean_rel_uncertainty_50": total.mean_rel_uncertainty_50,
                    "primaries_requested": settings.primaries * len(beams),
                    "stop_reason": combined_stop_reason(results),
+                   **({"target_uncertainty": settings.target_uncertainty,
+                       "target_reached": total.provenance["target_reached"]}
+                      if settings.target_uncertainty is not None else {}),
+                   **({"incomplete": early} if early else {}),
                    "normalisation": total.normalisation, "energy_imbalance_rel": total.ledger["imbalance_rel"],
                    **_dose_description(total, beams, outline)}
     failed: list[str] = []
@@ -322,9 +358,9 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         try:
             with phase("plot"):
                 if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
-                    plot_dose_planes(total, png)
+                    plot_dose_planes(total, png, title=f"{early.upper()}" if early else None)
                 else:
-                    plot_depth_dose(total, png)
+                    plot_depth_dose(total, png)   # its title says an early stop (early_stop_note)
             summary["plot"] = str(png)
             op.written.append(str(png))
         except OSError as exc:

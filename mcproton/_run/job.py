@@ -353,6 +353,15 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     log(f"mcproton: beam {i + 1} ({beam.name}) stopped by the time limit (run.time_limit_s = "
                         f"{settings.time_limit_s:g} s; {st.elapsed_s:.3g} s of transport, resumed segments "
                         f"included) after {st.next_history:,} of {settings.primaries:,} primaries")
+                if getattr(st.acc, "batches", 2) < 2:   # F9 of the long-runs audit: said, not a silent NaN
+                    from .._io.errors import McprotonRuntimeWarning, warn
+
+                    why = ("the time limit stopped it" if res.stop_reason == "time_limit" else
+                           f"run.batches = {settings.batches}" if settings.batches == 1 else "it stopped")
+                    warn(f"beam {i + 1} ({beam.name}): only one batch was completed ({why}, after "
+                         f"{st.next_history:,} primaries): its statistical uncertainty cannot be estimated (NaN in the "
+                         "outputs); give a longer run.time_limit_s, a smaller run.batch_size or more run.batches",
+                         McprotonRuntimeWarning)
                 save()
                 acc_done = st.acc
                 results.append(_finish(sim, st, setup_s))   # its sums live on compactly (BeamState.compact)

@@ -245,6 +245,24 @@ def end_progress() -> None:
         sys.stderr.write("\n")
 
 
+def _warn_target_out_of_reach(unc: float, target: float, done: int, cap: int) -> bool:
+    """Warn (once: returns True) when the 1/sqrt(N) estimate says run.target_uncertainty needs clearly more
+    primaries than run.primaries allows (the long-runs audit, F7: such a run ended at the cap as if nothing was
+    amiss)."""
+    if not (math.isfinite(unc) and unc > 0 and done > 0):
+        return False
+    need = done * (unc / target) ** 2
+    if need <= 1.2 * cap:   # within the noise of the estimate: the run may still make it
+        return False
+    from .._io.errors import McprotonRuntimeWarning, warn
+
+    warn(f"run.target_uncertainty {100 * target:.3g} % needs about {need:.3g} primaries (1/sqrt(N) estimate: "
+         f"{100 * unc:.3g} % after {done:,}), far above run.primaries {cap:,}: the run will stop at the cap with about "
+         f"{100 * unc * math.sqrt(done / cap):.3g} %; raise run.primaries (and set run.time_limit_s) or accept a "
+         "larger target", McprotonRuntimeWarning)
+    return True
+
+
 def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: Any, *, start: int = 0,
            elapsed_s: float = 0.0, checkpoint: Callable[[int, float], object] | None = None,
            checkpoint_interval_s: float | None = None, should_stop: Callable[[], bool] | None = None,
@@ -264,6 +282,7 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
     t0 = time.perf_counter()
     last_ckpt = t0
     unc = float("nan")
+    out_of_reach = [False]
 
     def reason_now(elapsed: float) -> str | None:
         nonlocal unc
@@ -273,6 +292,8 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
             unc = mean_rel_uncertainty_50(acc, inv_mass, geometry.density_g_cm3_zyx)
             if unc <= target:
                 return "target_uncertainty"
+            if not out_of_reach[0]:
+                out_of_reach[0] = _warn_target_out_of_reach(unc, target, pos, plan.total)
         if limit is not None and elapsed >= limit:
             return "time_limit"
         if should_stop is not None and should_stop():
