@@ -367,6 +367,8 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
             failed.append(f"the plot {png} ({type(exc).__name__}: {exc})")
             no_space |= exc.errno in (errno.ENOSPC, errno.EDQUOT)
     if failed:   # the HDF5 holds the run; the checkpoint, if any, stays until every output is written
+        # the summary all the same (what was written, and what not), then the error (the long-runs audit, F14)
+        print(json_text({**summary, "failed_outputs": failed}))
         ck = _ckpt(out)
         fix = "free disk space" if no_space else "remove the cause named above"
         again = (f"; the checkpoint {ck} is kept: {fix} and run the same command with --resume, which "

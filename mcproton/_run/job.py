@@ -224,7 +224,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
         raise ValueError("a distributed run needs the job's config (workers rebuild the simulation from it)")
 
     # the running beam's executor (its OOM batch cap) and, on the GPU, its DeviceAccumulator
-    current: dict[str, Any] = {"executor": None, "device_acc": None, "ckpt_error": None}
+    current: dict[str, Any] = {"executor": None, "device_acc": None, "ckpt_error": None, "ckpt_failures": 0,
+                               "ckpt_warned": 0.0, "ckpt_written": None}
 
     def save(i: int | None = None, pos: int = 0, elapsed: float = 0.0) -> bool:
         """Write the checkpoint (with beam ``i`` at history ``pos`` after ``elapsed`` s); True if written.
@@ -244,14 +245,25 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
             save_checkpoint(ckpt, fp, states)
         except OSError as exc:
             current["ckpt_error"] = f"{type(exc).__name__}: {exc}"
-            kept = "the previous checkpoint stays valid" if ckpt.exists() else "with no checkpoint yet"
-            log(f"mcproton: warning: could not write the checkpoint {ckpt} ({current['ckpt_error']}); the "
-                f"run goes on, {kept} and the next one is tried at the next interval (free disk space, or "
-                "check the output folder)")
+            current["ckpt_failures"] += 1
+            now = time.monotonic()
+            if current["ckpt_failures"] == 1:
+                kept = "the previous checkpoint stays valid" if ckpt.exists() else "with no checkpoint yet"
+                log(f"mcproton: warning: could not write the checkpoint {ckpt} ({current['ckpt_error']}); the "
+                    f"run goes on, {kept} and the next one is tried at the next interval (free disk space, or "
+                    "check the output folder); said again at most every "
+                    f"{CHECKPOINT_WARN_EVERY_S / 60:g} min while it keeps failing")
+                current["ckpt_warned"] = now
+            elif now - current["ckpt_warned"] >= CHECKPOINT_WARN_EVERY_S:   # not a line per interval (F11)
+                log(f"mcproton: warning: {_ckpt_state(ckpt, current)}")
+                current["ckpt_warned"] = now
             return False
         if current.get("ckpt_error"):
-            log(f"mcproton: checkpoint written again to {ckpt}")
+            log(f"mcproton: checkpoint written again to {ckpt} (after {current['ckpt_failures']} failed "
+                "attempt(s))")
             current["ckpt_error"] = None
+            current["ckpt_failures"] = 0
+        current["ckpt_written"] = time.strftime("%H:%M:%S")
         return True
 
     results = []
@@ -312,7 +324,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 current["executor"] = executor
                 show = None
                 if progress is True:
-                    show = progress_printer(settings.primaries, st.next_history, target=settings.target_uncertainty)
+                    show = progress_printer(settings.primaries, st.next_history, target=settings.target_uncertainty,
+                                            time_limit_s=settings.time_limit_s, elapsed_before_s=st.elapsed_s)
                 elif callable(progress):
                     show = progress
                 try:
@@ -372,7 +385,21 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     finally:
         if dask_ctx is not None:
             dask_ctx.close()
+        if current["ckpt_failures"]:   # still failing at the end: said once more (F11)
+            log(f"mcproton: warning: {_ckpt_state(ckpt, current)}")
     return results
+
+
+#: a checkpoint that keeps failing is reported at most this often (s) after its first failure
+CHECKPOINT_WARN_EVERY_S = 1800.0
+
+
+def _ckpt_state(ckpt: Path | None, current: dict[str, Any]) -> str:
+    last = (f"last written at {current['ckpt_written']} ({describe(ckpt)})" if current["ckpt_written"]
+            and ckpt is not None and ckpt.exists() else "none written by this run"
+            + (f"; an older one is kept ({describe(ckpt)})" if ckpt is not None and ckpt.exists() else ""))
+    return (f"the checkpoint {ckpt} is still failing ({current['ckpt_failures']} failed attempt(s), the last: "
+            f"{current['ckpt_error']}); {last}")
 
 
 def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: int, resume: bool,
