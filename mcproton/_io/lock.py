@@ -252,8 +252,11 @@ def locks_output(param: str = "out", what: str = "--out") -> Callable[[Callable[
             out = bound.get(param)
             if out is None:
                 return fn(*args, **kwargs)
-            up = Path(os.path.realpath(out)).parent
-            while not up.exists() and up != up.parent:
+            o = Path(out)
+            if (o.exists() or o.is_symlink()) and not o.is_dir():   # a file, a broken link: refused by fn
+                return fn(*args, **kwargs)
+            up = o.parent
+            while not (up.exists() or up.is_symlink()) and up != up.parent:   # a broken link stops it
                 up = up.parent
             if not up.is_dir():
                 return fn(*args, **kwargs)
