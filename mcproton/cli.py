@@ -87,8 +87,98 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     if args.check_config:
         print(json_text(_config_check_summary(args, cfg, settings, geometry, beams, out, rtdose, png)))
         return 0
+    from ._io.lock import OutputLock, remove_stale_temporaries
+
+    assert out is not None
+    # one run per output at a time: a second run on the same --out (or --rtdose) is refused naming this one; the
+    # lock is held until the outputs are written (mcproton/_io/lock.py)
+    with OutputLock([out] + ([Path(rtdose)] if rtdose else []), "the output", log=_note):
+        remove_stale_temporaries([out, _ckpt(out)] + ([Path(rtdose)] if rtdose else [])
+                                 + ([png] if png is not None else []), log=_note)
+        _note_replaced([out] + ([Path(rtdose)] if rtdose else []) + ([png] if png is not None else []), args)
+        return _transport_and_write(args, cfg, settings, geometry, beams, out, rtdose, png, outline, clock, said)
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _note_replaced(paths: list[Path], args: argparse.Namespace) -> None:
+    """F13 of the long-runs audit: an earlier output of the same name is replaced by this run's; say so up front
+    (its date), so that a result is never replaced without a word (the earlier files are removed once the
+    transport has finished, before the new ones are written: _remove_earlier_outputs)."""
+    import time
+
+    old = [p for p in paths if p.is_file()]
+    if not old:
+        return
+    when = ", ".join(f"{p} ({time.strftime('%Y-%m-%d %H:%M', time.localtime(p.stat().st_mtime))})" for p in old)
+    what = ("of the interrupted run, or of an earlier one" if args.resume else "of an earlier run")
+    _note(f"mcproton: note: replacing the existing output(s) {what}: {when}; they are removed when this run's "
+          "transport has finished, just before its outputs are written (give another --out to keep them)")
+
+
+def _remove_earlier_outputs(paths: list[Path]) -> None:
+    """Remove the earlier files of this run's output names once its transport has finished: an output phase that
+    is interrupted or fails (a full disk) then leaves this run's files or none, never an earlier run's RT Dose or
+    PNG beside this run's HDF5 (the long-runs audit, F2)."""
+    for p in paths:
+        try:
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class _OutputInterrupted(BaseException):
+    """SIGINT/SIGTERM while the outputs are written (a BaseException: no ``except Exception`` on the way keeps it;
+    the atomic writer removes its temporary file as it passes)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _OutputPhase:
+    """``with _OutputPhase() as phase:``: SIGINT/SIGTERM raise :class:`_OutputInterrupted` at once (the file being
+    written is removed by mcproton._io.atomic; a further signal while that unwinds is ignored); ``phase.written``
+    lists the outputs written so far, for the message."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+        self._old: dict[int, Any] = {}
+        self.signum: int | None = None
+        self.done = False
+
+    def __enter__(self) -> "_OutputPhase":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signum is not None or self.done:
+            return
+        self.signum = signum
+        raise _OutputInterrupted(signum)
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geometry: Any, beams: list,
+                         out: Path, rtdose: str | None, png: Path | None, outline: Any, clock: Any,
+                         said: list[str]) -> int:
+    """The transport and the outputs of ``mcproton run``, holding the output's lock."""
+    from ._timing import phase
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
-    from ._run.job import JobOptions, RunInterrupted, remove_checkpoint, run_job
+    from ._run.job import JobOptions, RunInterrupted, run_job
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1; got {args.workers}")
@@ -107,6 +197,94 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     except RunInterrupted as exc:
         print(f"mcproton: {exc}", file=sys.stderr)
         return exc.code
+    # from here to the end a SIGINT/SIGTERM stops at once, removing the file being written, and says what was
+    # written and how to write the rest (the long-runs audit, F2/F10: it used to kill silently)
+    with _OutputPhase() as op:
+        try:
+            return _check_and_write(args, cfg, settings, beams, results, out, rtdose, png, outline, clock, said, op)
+        except _OutputInterrupted as exc:
+            print(_interrupted_writing(exc.signum, op.written, _output_names(cfg, beams, out, rtdose, png), out,
+                                       checkpointed=not args.no_checkpoint), file=sys.stderr)
+            return 128 + exc.signum
+
+
+def _output_names(cfg: dict, beams: list, out: Path, rtdose: str | None, png: Path | None) -> list[Path]:
+    """The files the run writes: the HDF5, the RT Dose(s) (one per beam with output.rtdose_per_beam), the PNG."""
+    paths = [out]
+    if rtdose:
+        paths.append(Path(rtdose))
+        out_cfg = cfg.get("output", {})
+        if out_cfg.get("rtdose_per_beam"):
+            from ._io.rtdose import beam_rtdose_path, dose_contents
+
+            for i in range(len(beams)):
+                c = dose_contents(beams, summation=out_cfg.get("dose_summation", "plan"), beam_index=i)
+                paths.append(Path(beam_rtdose_path(rtdose, c.beam_numbers[0])))
+    if png is not None:
+        paths.append(png)
+    return paths
+
+
+def _interrupted_writing(signum: int, written: list[str], names: list[Path], out: Path, checkpointed: bool) -> str:
+    """The message of a SIGINT/SIGTERM while the outputs were written: what was written, what not, and how the
+    rest is written (--resume from the finished run's checkpoint, without transporting again)."""
+    import signal
+
+    from ._run.checkpoint import describe, is_complete
+
+    missing = [str(p) for p in names if str(p) not in written]
+    ck = _ckpt(out)
+    if checkpointed and is_complete(ck):
+        then = (f"the finished run is kept in the checkpoint {ck}: run the same command with --resume to write the "
+                "outputs without transporting again")
+    elif checkpointed and ck.exists():
+        then = f"the checkpoint {ck} ({describe(ck)}) is kept: --resume continues from it"
+    else:
+        then = "no checkpoint holds the run (--no-checkpoint): run it again"
+    return (f"mcproton: {signal.Signals(signum).name} received while writing the outputs: written: "
+            f"{', '.join(written) or 'none'}; not written: {', '.join(missing) or 'none'} (no partial file is "
+            f"left, and no earlier run's file of these names: they were removed before writing); {then}")
+
+
+def _mark_completeness(settings: Any, beams: list, results: list, total: Any) -> str | None:
+    """Put into the results' provenance (hence the HDF5, the RT Dose and the plot) what was asked and whether it
+    was done: ``primaries_requested``, ``stop_reason`` and, with run.target_uncertainty, ``target_uncertainty``
+    and ``target_reached``.  Returns the note of a run stopped early or short of its target (early_stop_note),
+    also said as a warning (recorded in the outputs)."""
+    import math
+
+    from ._io.errors import McprotonRuntimeWarning, warn
+    from ._run.result import combined_stop_reason, early_stop_note
+
+    target = settings.target_uncertainty
+    for r in results:
+        r.provenance["primaries_requested"] = settings.primaries
+    total.provenance["primaries_requested"] = settings.primaries * len(beams)
+    total.provenance["stop_reason"] = combined_stop_reason(results)
+    if target is not None:
+        unc = float(total.mean_rel_uncertainty_50)
+        for r in [*results, total]:
+            u = float(r.mean_rel_uncertainty_50)
+            r.provenance["target_uncertainty"] = float(target)
+            r.provenance["target_reached"] = bool(math.isfinite(u) and u <= target)
+        if not total.provenance["target_reached"]:
+            now = f"{100 * unc:.3g} %" if math.isfinite(unc) else "no estimate"
+            why = total.provenance["stop_reason"]
+            at = "run.primaries" if why == "primaries" else why
+            warn(f"target not reached ({now} > {100 * target:.3g} %, run.target_uncertainty) after "
+                 f"{total.primaries:,} primaries: the run stopped at {at}; the outputs say so", McprotonRuntimeWarning)
+    early = early_stop_note(total)
+    return early
+
+
+def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: list, results: list, out: Path,
+                     rtdose: str | None, png: Path | None, outline: Any, clock: Any, said: list[str],
+                     op: _OutputPhase) -> int:
+    """The finished run checked (no dose, energy lost) and its outputs written; the JSON summary printed."""
+    from ._io.json_out import json_text
+    from ._run.job import remove_checkpoint
+    from ._timing import phase
+
     with phase("result_checks"):
         total = results[0]
         if len(results) > 1:
@@ -125,6 +303,7 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
         from .body import apply_body_outline
 
         apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask
+        early = _mark_completeness(settings, beams, results, total)
     checkpointed = not args.no_checkpoint
     out_cfg = cfg.get("output", {})
     dose_to_water = out_cfg.get("dose_to") == "water"
@@ -140,8 +319,12 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
                                f"checkpoint {ck}: free memory and run the same command with --resume, which writes "
                                "the output without transporting again") from None
         raise
+    # the earlier files of these names go now, not when each is replaced: an output phase interrupted or failing
+    # half-way leaves this run's files or none, never an earlier run's RT Dose or PNG beside this run's HDF5
+    _remove_earlier_outputs(_output_names(cfg, beams, out, rtdose, png))
     with phase("hdf5"):
         _write_output_or_explain(writer, total, out, checkpointed)
+    op.written.append(str(out))
     from ._run.result import combined_stop_reason
 
     with phase("summary"):   # the summary's dose figures (maximum, D0.03cc, D2%: mcproton/body.py)
@@ -151,6 +334,10 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
                    "mean_rel_uncertainty_50": total.mean_rel_uncertainty_50,
                    "primaries_requested": settings.primaries * len(beams),
                    "stop_reason": combined_stop_reason(results),
+                   **({"target_uncertainty": settings.target_uncertainty,
+                       "target_reached": total.provenance["target_reached"]}
+                      if settings.target_uncertainty is not None else {}),
+                   **({"incomplete": early} if early else {}),
                    "normalisation": total.normalisation, "energy_imbalance_rel": total.ledger["imbalance_rel"],
                    **_dose_description(total, beams, outline)}
     failed: list[str] = []
@@ -161,6 +348,7 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
         try:
             with phase("rtdose"):
                 summary.update(write_run_rtdoses(total, results, beams, out_cfg, Path(rtdose)))
+            op.written += [str(p) for p in _output_names(cfg, beams, out, rtdose, None)[1:]]
         except OSError as exc:
             failed.append(f"the RT Dose {rtdose} ({type(exc).__name__}: {exc})")
             no_space |= exc.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -170,14 +358,17 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
         try:
             with phase("plot"):
                 if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
-                    plot_dose_planes(total, png)
+                    plot_dose_planes(total, png, title=f"{early.upper()}" if early else None)
                 else:
-                    plot_depth_dose(total, png)
+                    plot_depth_dose(total, png)   # its title says an early stop (early_stop_note)
             summary["plot"] = str(png)
+            op.written.append(str(png))
         except OSError as exc:
             failed.append(f"the plot {png} ({type(exc).__name__}: {exc})")
             no_space |= exc.errno in (errno.ENOSPC, errno.EDQUOT)
     if failed:   # the HDF5 holds the run; the checkpoint, if any, stays until every output is written
+        # the summary all the same (what was written, and what not), then the error (the long-runs audit, F14)
+        print(json_text({**summary, "failed_outputs": failed}))
         ck = _ckpt(out)
         fix = "free disk space" if no_space else "remove the cause named above"
         again = (f"; the checkpoint {ck} is kept: {fix} and run the same command with --resume, which "
@@ -195,6 +386,7 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
                   file=sys.stderr)
         elif checkpointed:
             remove_checkpoint(out)
+        op.done = True   # every output written: a signal now is ignored (the summary is printed)
         _warn_prescription(cfg, total)
     if said:
         summary["warnings"] = list(dict.fromkeys(said))   # each message once
@@ -210,18 +402,19 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
 
 def _without_slab_ct_dir(cfg: dict) -> dict:
     """For --check-config: a slab_ct phantom is built in a temporary folder, not in its phantom.ct_dir (the run
-    writes its CT there and refuses a folder that is not empty, so a check must leave it as it is); the folder is
-    checked as the run would check it."""
+    writes its CT there, so a check must leave it as it is); a ct_dir that is not empty is read as the run reads it
+    (this phantom's CT written by an earlier run is read back, anything else refused: nothing is written)."""
     ph = cfg.get("phantom", {})
     if ph.get("type") != "slab_ct" or "ct_dir" not in ph:
         return cfg
     from .config import ConfigError, _resolve
 
     d = _resolve(cfg, ph["ct_dir"])
-    if d.exists() and (not d.is_dir() or any(d.iterdir())):
-        state = "is a file" if not d.is_dir() else "already exists and is not empty"
-        raise ConfigError(f"[phantom]: ct_dir {d} {state}: the slab phantom's CT series is written to a new or empty "
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"[phantom]: ct_dir {d} is a file: the slab phantom's CT series is written to a new or empty "
                           "folder and nothing is overwritten or deleted; give a new folder")
+    if d.is_dir() and any(d.iterdir()):   # read back if it holds this phantom's CT (a resumed run), else refused
+        return cfg
     return {**cfg, "phantom": {k: v for k, v in ph.items() if k != "ct_dir"}}
 
 

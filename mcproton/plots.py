@@ -50,8 +50,11 @@ def plot_depth_dose(result, path: str | Path, title: str | None = None) -> Path:
         ax.text(r80, 0.82 * idd[i], f" R80 = {r80:.2f} mm", color="0.3", fontsize=8)
     ax.set_xlabel("depth in phantom (mm)")
     ax.set_ylabel("integrated depth dose (MeV cm$^2$ g$^{-1}$ per proton)")
+    from ._run.result import early_stop_note
+
+    early = early_stop_note(result)
     ax.set_title(title or f"{result.provenance.get('beam', {}).get('name', '')} - {result.primaries:,} protons, "
-                 f"{result.backend}")
+                 f"{result.backend}" + (f"\n{early.upper()}" if early else ""), fontsize=None if not early else 9)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
     fig.tight_layout()

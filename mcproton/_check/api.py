@@ -24,6 +24,7 @@ from .prescription import median_source, plan_dose_references, plan_prescription
 from .._io.atomic import write_bytes_atomic
 from .._io.errors import recorded, records_warnings
 from .._io.json_out import json_safe, json_text
+from .._io.lock import locks_output
 from ..settings import PhysicsSettings
 
 if TYPE_CHECKING:
@@ -490,6 +491,7 @@ def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None
 
 
 @records_warnings
+@locks_output()   # two checks never write one --out folder at once (mcproton/_io/lock.py)
 def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None, *,
           ct: str | Path | None = None, struct: str | Path | None = None, folder: str | Path | None = None,
           beam_model: Any = None, out: str | Path | None = None, calibration: Any = None,
@@ -959,6 +961,7 @@ def _batch_json(table: dict[str, dict]) -> bytes:
     return json.dumps(json_safe(table), indent=1, default=str, allow_nan=False).encode()
 
 
+@locks_output()
 def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], None] | None = None,
                 keep_arrays: bool = False, **kwargs: Any) -> dict[str, Any]:
     """``check`` for every patient sub-folder of ``folder`` into ``out/<sub-folder>/``; a patient whose inputs are

@@ -99,7 +99,8 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
                  referenced_fraction_group_number: int = 1, series_description: str = "mcproton dose",
                  dose_comment: str = "mcproton Monte Carlo", bits: int = 16,
                  series_instance_uid: str | None = None, series_number: int = 1,
-                 instance_number: int = 1, heterogeneity: Sequence[str] = ("IMAGE",)) -> Path:
+                 instance_number: int = 1, heterogeneity: Sequence[str] = ("IMAGE",),
+                 image_comments: str = "") -> Path:
     """Write an RT Dose file; returns its path.
 
     ``dose_type`` PHYSICAL (Gy) or EFFECTIVE (RBE-weighted).  ``summation_type`` (PS3.3 C.8.8.3):
@@ -118,7 +119,9 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     generated) and the plan.  DICOM requires the plan reference: without ``study.plan_sop_instance_uid`` (a
     phantom simulation without a plan) a fresh UID is referenced and the DoseComment says so; an invalid plan
     UID is replaced by a valid one, with a warning.  ``dose_comment`` is cut to the 64 characters of the LO
-    value representation.  A whole :class:`~mcproton.run.DoseResult`: :func:`write_result_rtdose`.
+    value representation; ``image_comments`` (ImageComments, LT) says more in full.  A whole
+    :class:`~mcproton.run.DoseResult`: :func:`write_result_rtdose` (which puts the run's primaries, stop reason and
+    uncertainty there, and marks a run stopped early in the DoseComment and the SeriesDescription).
     """
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DSequence
@@ -208,6 +211,8 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     ref.ReferencedSOPInstanceUID, note = _plan_reference(study.plan_sop_instance_uid or None,
                                                          study.plan_sop_class_uid)
     ds.DoseComment = _fit_lo(dose_comment, note)
+    if image_comments:   # LT (10240 characters): the run's primaries, stop reason and uncertainty in full
+        ds.ImageComments = str(image_comments)[:10240]
     if summation_type in _NEEDS_FRACTION_GROUP:
         fg = Dataset()
         if beam_numbers and summation_type in _NEEDS_BEAMS:
@@ -403,11 +408,28 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     else:          # the masked copy is ours: scaled in place (the same products), no second whole grid
         d *= factor
     g = result.geometry
+    from .._run.result import early_stop_note
+
+    comment, early = contents.comment(), early_stop_note(result)
+    if early:   # a run stopped early, or short of its target uncertainty, says so where a planning system shows it
+        short = "INCOMPLETE" if "stopped" in early else "TARGET UNC NOT REACHED"
+        pct = re.search(r"\(([\d.e+-]+ %)\)", early)
+        tag = f"{short} {pct.group(1)}" if "stopped" in early and pct else short
+        comment = f"{tag}; {comment}"
+        series_description = _fit_lo(f"{series_description} {tag}")
+    unc = float(getattr(result, "mean_rel_uncertainty_50", float("nan")))
+    prov = getattr(result, "provenance", None) or {}
+    about = (f"{int(getattr(result, 'primaries', 0) or 0):,} primaries"
+             + (f" of {int(prov['primaries_requested']):,} requested" if prov.get("primaries_requested") else "")
+             + (f"; stop reason: {prov['stop_reason']}" if prov.get("stop_reason") else "")
+             + "; mean relative uncertainty above 50 % of the maximum: "
+             + (f"{100 * unc:.3g} %" if np.isfinite(unc) else "not estimated (fewer than 2 batches)")
+             + (f"; {early.upper()}" if early else ""))
     written = write_rtdose(d, g.voxel_size_mm, g.origin_mm, path, study=study,
                            summation_type=contents.summation_type, dose_type=contents.dose_type,
                            referenced_beam_number=contents.beam_numbers
-                           if contents.summation_type in _NEEDS_BEAMS else None, dose_comment=contents.comment(),
-                           series_description=series_description,
+                           if contents.summation_type in _NEEDS_BEAMS else None, dose_comment=comment,
+                           series_description=series_description, image_comments=about,
                            heterogeneity=getattr(g, "tissue_heterogeneity", ("IMAGE",)), **series)
     return {"path": str(path), **contents.as_dict(), **_written_references(written, study),
             "max_dose": float(d.max())}

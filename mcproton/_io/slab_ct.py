@@ -25,9 +25,10 @@ Config (``[phantom] type = "slab_ct"``)::
 from __future__ import annotations
 
 import dataclasses
+import sys
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -162,6 +163,37 @@ def slab_ct(layers, *, surface_mm: Sequence[float] = (0.0, 0.0, 0.0), depth_axis
                   tuple(float(v) for v in surf), depth_axis)
 
 
+#: the SeriesDescription of the slab phantom's CT series
+SERIES_DESCRIPTION = "mcproton slab phantom"
+
+
+def earlier_slab_ct(folder: Path, s: "SlabCT", study: StudyReference | None = None) -> Any:
+    """The CT series in ``folder`` when it is exactly the slab CT ``s`` (what :func:`slab_ct_geometry` writes for
+    the same layers, voxels, size and calibration: every file of the folder a slice of one mcproton slab phantom
+    series with the same Hounsfield units, voxel size and origin; the frame of reference of ``study`` if it names
+    one), else None.  A run resumed from its checkpoint finds the CT it wrote itself (the long-runs audit, F3: its
+    ct_dir was refused as not empty, so the run could never be resumed)."""
+    from .ct import load_ct_series
+    from .hu_calibration import calibration_note
+
+    files = list(folder.iterdir())
+    if not files or not all(f.is_file() for f in files):
+        return None
+    try:
+        ct = load_ct_series(folder)
+    except Exception:  # noqa: BLE001 - not a CT series (or not one we can read): not ours
+        return None
+    same = (ct.series_description == SERIES_DESCRIPTION
+            and ct.image_comments == calibration_note(s.calibration.name)
+            and len(ct.slice_sop_instance_uids) == len(files)
+            and ct.hu_zyx.shape == s.hu_zyx.shape and np.array_equal(ct.hu_zyx, s.hu_zyx)
+            and np.allclose(ct.voxel_size_mm, s.voxel_size_mm, rtol=0, atol=1e-4)
+            and np.allclose(ct.origin_mm, s.origin_mm, rtol=0, atol=1e-3)
+            and not (study is not None and study.frame_of_reference_uid
+                     and study.frame_of_reference_uid != ct.frame_of_reference_uid))
+    return ct if same else None
+
+
 def slab_ct_geometry(layers, *, ct_dir: str | Path | None = None, study: StudyReference | None = None, **kw):
     """Write the slab phantom as a DICOM CT series (``ct_dir`` or a temporary folder), read it back with
     :func:`~mcproton._io.ct.load_ct_series` and convert it with the exact calibration: the same path as a
@@ -173,6 +205,7 @@ def slab_ct_geometry(layers, *, ct_dir: str | Path | None = None, study: StudyRe
 
     s = slab_ct(layers, **kw)
     tmp = None
+    ct = None
     if ct_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="mcproton_slab_ct_")
         out = Path(tmp.name)
@@ -181,15 +214,25 @@ def slab_ct_geometry(layers, *, ct_dir: str | Path | None = None, study: StudyRe
         if out.exists() and not out.is_dir():
             raise ValueError(f"ct_dir {out} is a file; give the path of a new folder for the slab phantom's CT")
         if out.is_dir() and any(out.iterdir()):
-            raise ValueError(f"ct_dir {out} already exists and is not empty (it may hold a patient's CT): the slab "
-                             "phantom's CT series is written to a new folder and nothing is overwritten or deleted; "
-                             "give a new folder, or delete the old one yourself if it only holds an earlier slab CT")
-        out.mkdir(parents=True, exist_ok=True)
+            # the CT an earlier run of this config wrote there (the run being resumed): read back as it is
+            ct = earlier_slab_ct(out, s, study)
+            if ct is None:
+                raise ValueError(f"ct_dir {out} already exists and is not empty, and it does not hold this phantom's "
+                                 "slab CT (it may hold a patient's CT, or the slab CT of other layers, voxels or "
+                                 "size): the slab phantom's CT series is written to a new folder and nothing is "
+                                 "overwritten or deleted; give a new folder, or delete the old one yourself if it only "
+                                 "holds an earlier slab CT")
+            sys.stderr.write(f"mcproton: note: phantom.ct_dir {out} already holds this slab phantom's CT (written by "
+                             "an earlier run of this phantom, e.g. the run being resumed): read back as it is, not "
+                             "written again\n")
+        else:
+            out.mkdir(parents=True, exist_ok=True)
     try:
-        # the CT names its calibration (ImageComments): read as phantom.type = "ct", it is refused
-        write_ct_series(s.hu_zyx, s.voxel_size_mm, s.origin_mm, out, series_description="mcproton slab phantom",
-                        study=study, image_comments=calibration_note(s.calibration.name))
-        ct = load_ct_series(out)
+        if ct is None:
+            # the CT names its calibration (ImageComments): read as phantom.type = "ct", it is refused
+            write_ct_series(s.hu_zyx, s.voxel_size_mm, s.origin_mm, out, series_description=SERIES_DESCRIPTION,
+                            study=study, image_comments=calibration_note(s.calibration.name))
+            ct = load_ct_series(out)
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -277,10 +277,24 @@ def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, 
             parent = parent.parent
         if parent.exists() and not parent.is_dir():
             raise ConfigError(f"{what} {p}: {parent} is a file, not a folder; give a path in a folder")
+        if parent.is_dir() and _read_only(parent):   # not "no permission": chmod would not help (audit F12)
+            raise ConfigError(f"{what} {p}: the folder {parent} is on a read-only file system, so the run's output "
+                              "could not be saved there; give a path on a writable file system (or remount it "
+                              "read-write)")
         if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
             # found now, not after the transport (where the result would go to the temporary folder instead)
             raise ConfigError(f"{what} {p}: the folder {parent} cannot be written (no permission), so the run's "
                               "output could not be saved there; give a path in a folder you can write to")
+
+
+def _read_only(folder: Path) -> bool:
+    """Whether ``folder`` is on a file system mounted read-only (statvfs ST_RDONLY; False where unknown)."""
+    import os
+
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 #: A source farther than this from the grid is refused (mm).  Beam models put their source plane 0.5-3 m upstream

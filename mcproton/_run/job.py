@@ -39,33 +39,111 @@ class RunInterrupted(Exception):
 
 class _StopFlag:
     """SIGINT/SIGTERM set a flag (the batch in flight finishes, then a checkpoint is written where ``checkpoint``);
-    a second signal raises KeyboardInterrupt at once (the last checkpoint on disk stays valid)."""
+    a second signal ends the process at once (the last checkpoint on disk, written atomically, stays valid).
+
+    Python runs a signal handler only between bytecodes, so while a batch runs in the C kernel two signals
+    collapse into one call of the handler, after the batch (the long-runs audit, F4: the second Ctrl-C was lost and
+    the run went on to the end of its batch, minutes on a patient plan).  So the signals are also seen by a watcher
+    thread through ``signal.set_wakeup_fd`` (the C-level handler writes each signal's number to a pipe at once; the
+    kernel releases the GIL): it says at once that the signal was received, and on the second one removes the
+    output locks (mcproton._io.lock) and ends the process with exit status 128 + signal."""
 
     def __init__(self, enabled: bool = True, checkpoint: bool = True) -> None:
         self.signum: int | None = None
         self._old: dict[int, Any] = {}
         self.enabled = enabled
         self.checkpoint = checkpoint
+        self._said = threading.Lock()
+        self._announced = False
+        self._pipe: tuple[int, int] | None = None
+        self._old_fd: int | None = None
+        self._watcher: threading.Thread | None = None
 
     def __enter__(self) -> "_StopFlag":
         if self.enabled and threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self._old[s] = signal.signal(s, self._handle)
+            self._start_watcher()
         return self
 
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
+    def _start_watcher(self) -> None:
+        import os
+
+        try:
+            r, w = os.pipe()
+            os.set_blocking(w, False)
+            self._old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except (OSError, ValueError):   # no pipe, or not allowed here: the handler alone (stops after the batch)
+            return
+        self._pipe = (r, w)
+        self._watcher = threading.Thread(target=self._watch, args=(r,), name="mcproton-signal-watcher", daemon=True)
+        self._watcher.start()
+
+    def _watch(self, r: int) -> None:
+        import os
+
+        seen = 0
+        while True:
+            try:
+                data = os.read(r, 64)
+            except OSError:
+                return
+            if not data or 0 in data:   # closed, or the sentinel of __exit__
+                return
+            for b in data:
+                if b not in (signal.SIGINT, signal.SIGTERM):
+                    continue
+                seen += 1
+                if seen == 1:
+                    self._announce(b)
+                    continue
+                from .._io.lock import drop_held_locks
+
+                drop_held_locks()
+                kept = " (the last checkpoint written stays valid: --resume continues from it)" if self.checkpoint \
+                    else ""
+                sys.stderr.write(f"\nmcproton: {signal.Signals(b).name} received again: stopped at once, the batch in "
+                                 f"flight is lost{kept}\n")
+                sys.stderr.flush()
+                os._exit(128 + b)
+
+    def _announce(self, signum: int) -> None:
+        with self._said:
+            if self._announced:
+                return
+            self._announced = True
         then = "writing a checkpoint" if self.checkpoint else "stopping (no checkpoint: nothing is kept)"
         sys.stderr.write(f"\nmcproton: {signal.Signals(signum).name} received: finishing the batch in flight and "
                          f"{then} (send it again to stop at once)\n")
         sys.stderr.flush()
 
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signum is not None and self._watcher is None:
+            raise KeyboardInterrupt
+        if self.signum is None:
+            self.signum = signum
+        self._announce(signum)
+
     def __call__(self) -> bool:
         return self.signum is not None
 
     def __exit__(self, *exc: Any) -> None:
+        import os
+
+        if self._pipe is not None:
+            signal.set_wakeup_fd(self._old_fd if self._old_fd is not None else -1)
+            r, w = self._pipe
+            try:
+                os.set_blocking(w, True)
+                os.write(w, b"\0")   # wake the watcher: it ends
+            except OSError:
+                pass
+            if self._watcher is not None:
+                self._watcher.join(timeout=5)
+            os.close(w)
+            os.close(r)
+            self._pipe = None
+            self._watcher = None
         for s, h in self._old.items():
             signal.signal(s, h)
 
@@ -146,7 +224,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
         raise ValueError("a distributed run needs the job's config (workers rebuild the simulation from it)")
 
     # the running beam's executor (its OOM batch cap) and, on the GPU, its DeviceAccumulator
-    current: dict[str, Any] = {"executor": None, "device_acc": None, "ckpt_error": None}
+    current: dict[str, Any] = {"executor": None, "device_acc": None, "ckpt_error": None, "ckpt_failures": 0,
+                               "ckpt_warned": 0.0, "ckpt_written": None}
 
     def save(i: int | None = None, pos: int = 0, elapsed: float = 0.0) -> bool:
         """Write the checkpoint (with beam ``i`` at history ``pos`` after ``elapsed`` s); True if written.
@@ -166,14 +245,25 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
             save_checkpoint(ckpt, fp, states)
         except OSError as exc:
             current["ckpt_error"] = f"{type(exc).__name__}: {exc}"
-            kept = "the previous checkpoint stays valid" if ckpt.exists() else "with no checkpoint yet"
-            log(f"mcproton: warning: could not write the checkpoint {ckpt} ({current['ckpt_error']}); the "
-                f"run goes on, {kept} and the next one is tried at the next interval (free disk space, or "
-                "check the output folder)")
+            current["ckpt_failures"] += 1
+            now = time.monotonic()
+            if current["ckpt_failures"] == 1:
+                kept = "the previous checkpoint stays valid" if ckpt.exists() else "with no checkpoint yet"
+                log(f"mcproton: warning: could not write the checkpoint {ckpt} ({current['ckpt_error']}); the "
+                    f"run goes on, {kept} and the next one is tried at the next interval (free disk space, or "
+                    "check the output folder); said again at most every "
+                    f"{CHECKPOINT_WARN_EVERY_S / 60:g} min while it keeps failing")
+                current["ckpt_warned"] = now
+            elif now - current["ckpt_warned"] >= CHECKPOINT_WARN_EVERY_S:   # not a line per interval (F11)
+                log(f"mcproton: warning: {_ckpt_state(ckpt, current)}")
+                current["ckpt_warned"] = now
             return False
         if current.get("ckpt_error"):
-            log(f"mcproton: checkpoint written again to {ckpt}")
+            log(f"mcproton: checkpoint written again to {ckpt} (after {current['ckpt_failures']} failed "
+                "attempt(s))")
             current["ckpt_error"] = None
+            current["ckpt_failures"] = 0
+        current["ckpt_written"] = time.strftime("%H:%M:%S")
         return True
 
     results = []
@@ -234,7 +324,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 current["executor"] = executor
                 show = None
                 if progress is True:
-                    show = progress_printer(settings.primaries, st.next_history, target=settings.target_uncertainty)
+                    show = progress_printer(settings.primaries, st.next_history, target=settings.target_uncertainty,
+                                            time_limit_s=settings.time_limit_s, elapsed_before_s=st.elapsed_s)
                 elif callable(progress):
                     show = progress
                 try:
@@ -275,6 +366,15 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     log(f"mcproton: beam {i + 1} ({beam.name}) stopped by the time limit (run.time_limit_s = "
                         f"{settings.time_limit_s:g} s; {st.elapsed_s:.3g} s of transport, resumed segments "
                         f"included) after {st.next_history:,} of {settings.primaries:,} primaries")
+                if getattr(st.acc, "batches", 2) < 2:   # F9 of the long-runs audit: said, not a silent NaN
+                    from .._io.errors import McprotonRuntimeWarning, warn
+
+                    why = ("the time limit stopped it" if res.stop_reason == "time_limit" else
+                           f"run.batches = {settings.batches}" if settings.batches == 1 else "it stopped")
+                    warn(f"beam {i + 1} ({beam.name}): only one batch was completed ({why}, after "
+                         f"{st.next_history:,} primaries): its statistical uncertainty cannot be estimated (NaN in the "
+                         "outputs); give a longer run.time_limit_s, a smaller run.batch_size or more run.batches",
+                         McprotonRuntimeWarning)
                 save()
                 acc_done = st.acc
                 results.append(_finish(sim, st, setup_s))   # its sums live on compactly (BeamState.compact)
@@ -285,7 +385,21 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     finally:
         if dask_ctx is not None:
             dask_ctx.close()
+        if current["ckpt_failures"]:   # still failing at the end: said once more (F11)
+            log(f"mcproton: warning: {_ckpt_state(ckpt, current)}")
     return results
+
+
+#: a checkpoint that keeps failing is reported at most this often (s) after its first failure
+CHECKPOINT_WARN_EVERY_S = 1800.0
+
+
+def _ckpt_state(ckpt: Path | None, current: dict[str, Any]) -> str:
+    last = (f"last written at {current['ckpt_written']} ({describe(ckpt)})" if current["ckpt_written"]
+            and ckpt is not None and ckpt.exists() else "none written by this run"
+            + (f"; an older one is kept ({describe(ckpt)})" if ckpt is not None and ckpt.exists() else ""))
+    return (f"the checkpoint {ckpt} is still failing ({current['ckpt_failures']} failed attempt(s), the last: "
+            f"{current['ckpt_error']}); {last}")
 
 
 def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: int, resume: bool,

@@ -3,6 +3,7 @@ the beams of a plan (``sum_results``)."""
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -380,6 +381,28 @@ def _sum_voxels(results: list[DoseResult], groups: list[list[DoseResult]], idx: 
         out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx"))
     elif "edep" in out:
         out["edep"][idx] = total(lambda r: at(r, "edep_mev_zyx") * r.primaries) / n
+
+
+def early_stop_note(result: Any) -> str | None:
+    """What a reader of the dose must know when the run did not do what was asked (the long-runs audit, F6/F7: an
+    RT Dose of a run stopped at 15 % of its primaries looked like a complete one): "stopped by the time limit:
+    30,000 of 200,000 primaries (15 %)", "target uncertainty 1 % not reached (2.3 %)"; None when the run did its
+    primaries or reached its target, or its provenance does not say (a result not made by a run)."""
+    prov = getattr(result, "provenance", None) or {}
+    requested = prov.get("primaries_requested")
+    reason = str(prov.get("stop_reason") or "")
+    done = int(getattr(result, "primaries", 0) or 0)
+    notes = []
+    if requested and done < int(requested) and reason != "target_uncertainty":
+        why = {"time_limit": "by the time limit", "primaries": "early"}.get(reason, f"early ({reason})"
+                                                                             if reason else "early")
+        notes.append(f"stopped {why}: {done:,} of {int(requested):,} primaries ({100 * done / int(requested):.3g} %)")
+    target = prov.get("target_uncertainty")
+    if target is not None and prov.get("target_reached") is False:
+        unc = float(getattr(result, "mean_rel_uncertainty_50", float("nan")))
+        now = f"{100 * unc:.3g} %" if math.isfinite(unc) else "no estimate"
+        notes.append(f"target uncertainty {100 * float(target):.3g} % not reached ({now})")
+    return "; ".join(notes) or None
 
 
 def combined_stop_reason(results: Any) -> str:

@@ -197,23 +197,47 @@ class StreamResult:
     mean_rel_uncertainty_50: float
 
 
+#: in a log file (not a terminal) a progress line is also written at least this often (s): a long run limited by
+#: its time, or with a large cap, otherwise logs its first batch and then nothing for hours (long-runs audit, F8)
+LOG_EVERY_S = 300.0
+#: a run expected to take longer than this (s) without run.time_limit_s is warned about after its first batch
+LONG_RUN_S = 86_400.0
+
+
+def duration(seconds: float) -> str:
+    """A duration for a human: seconds below 2 min (``"  42.0 s"``, as the bar always showed), then min, h, d."""
+    if not math.isfinite(seconds) or seconds < 120:
+        return f"{seconds:6.1f} s"
+    for unit, size, upto in (("min", 60, 7_200), ("h", 3_600, 172_800), ("d", 86_400, math.inf)):
+        if seconds < upto:
+            return f"{seconds / size:6.1f} {unit}"
+    return f"{seconds:6.1f} s"   # not reached
+
+
 def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None,
-                     target: float | None = None) -> Callable[..., None]:
+                     target: float | None = None, time_limit_s: float | None = None,
+                     elapsed_before_s: float = 0.0) -> Callable[..., None]:
     """A progress bar on stderr, ``show(done_primaries, protons_per_second[, mean_rel_uncertainty])``; the rate
     counts the primaries done since it was made (``start_done``: those of a resumed run before).  On a terminal
     (``tty``; default: whether stderr is one) the bar is redrawn in place and the caller ends its line
-    (:func:`end_progress`); in a log file or a pipe it is a line of its own at the first batch, every 10 % and the
-    end, so that a batch job's log does not become one line of thousands of carriage returns.
+    (:func:`end_progress`); in a log file or a pipe it is a line of its own at the first batch, every 10 %, at
+    least every :data:`LOG_EVERY_S` seconds and at the end, so that a batch job's log does not become one line of
+    thousands of carriage returns, nor stay silent for hours.
 
     With a ``target`` uncertainty the run stops at it, mostly long before ``total`` (the cap): once the current
     uncertainty is known, the bar and the ETA go to the primaries the 1/sqrt(N) law says the target needs
-    (``done`` x (uncertainty / target)^2, at most the cap) and the line says so; before, the ETA says "to the cap"."""
+    (``done`` x (uncertainty / target)^2, at most the cap) and the line says so; before, the ETA says "to the cap".
+    With ``time_limit_s`` (the transport time allowed, of which ``elapsed_before_s`` was used by earlier segments
+    of a resumed run) the ETA is to whichever comes first and says "to the time limit" when that is the limit.
+    ETAs of hours or days are given in h or d."""
     t0 = time.perf_counter()
     in_place = sys.stderr.isatty() if tty is None else tty
     next_tenth = [0]
+    last_line = [t0]
 
     def show(done: int, _pps: float, uncertainty: float = float("nan")) -> None:
-        el = time.perf_counter() - t0
+        now = time.perf_counter()
+        el = now - t0
         rate = (done - start_done) / el if el > 0 else 0.0
         goal, to = total, ""
         if target is not None:
@@ -223,15 +247,20 @@ def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None
             else:
                 to = " to the cap"
         eta = (goal - done) / rate if rate > 0 else float("nan")
+        if time_limit_s is not None:
+            left = max(0.0, time_limit_s - elapsed_before_s - el)
+            if not (eta <= left):   # the limit comes first (or the speed is not known yet)
+                eta, to = left, " to the time limit"
         bar = "#" * int(30 * min(done, goal) / max(goal, 1))
-        line = f"  [{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  ETA {eta:6.1f} s{to}"
+        line = f"  [{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  ETA {duration(eta)}{to}"
         if in_place:
             sys.stderr.write("\r" + line)
         else:
             tenth = int(10 * min(done, goal) / max(goal, 1))
-            if tenth < next_tenth[0] and done < goal:
+            if tenth < next_tenth[0] and done < goal and now - last_line[0] < LOG_EVERY_S:
                 return
-            next_tenth[0] = tenth + 1
+            next_tenth[0] = max(next_tenth[0], tenth + 1)
+            last_line[0] = now
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
@@ -243,6 +272,42 @@ def end_progress() -> None:
     """End the line of a :func:`progress_printer` bar drawn in place (nothing to do in a log file)."""
     if sys.stderr.isatty():
         sys.stderr.write("\n")
+
+
+def _warn_long_run(done: int, seconds: float, left: int, target: float | None) -> bool:
+    """After the first batch: warn when the rest of the run would take more than :data:`LONG_RUN_S` at this speed
+    without a time limit (the long-runs audit, F8: 10^12 primaries, 94 days at one thread, started without a word).
+    Returns True once the speed was known (the check is made once)."""
+    if done <= 0 or seconds <= 0:
+        return False
+    need = left * seconds / done
+    if need > LONG_RUN_S:
+        from .._io.errors import McprotonRuntimeWarning, warn
+
+        warn(f"the remaining {left:,} primaries would take about {duration(need).strip()} at this speed "
+             f"({done / seconds:,.0f} protons/s in the first batch)"
+             + (", unless run.target_uncertainty stops the run earlier" if target is not None else "")
+             + "; set run.time_limit_s (the run then writes its output and keeps a checkpoint to continue with "
+             "--resume) or fewer run.primaries", McprotonRuntimeWarning)
+    return True
+
+
+def _warn_target_out_of_reach(unc: float, target: float, done: int, cap: int) -> bool:
+    """Warn (once: returns True) when the 1/sqrt(N) estimate says run.target_uncertainty needs clearly more
+    primaries than run.primaries allows (the long-runs audit, F7: such a run ended at the cap as if nothing was
+    amiss)."""
+    if not (math.isfinite(unc) and unc > 0 and done > 0):
+        return False
+    need = done * (unc / target) ** 2
+    if need <= 1.2 * cap:   # within the noise of the estimate: the run may still make it
+        return False
+    from .._io.errors import McprotonRuntimeWarning, warn
+
+    warn(f"run.target_uncertainty {100 * target:.3g} % needs about {need:.3g} primaries (1/sqrt(N) estimate: "
+         f"{100 * unc:.3g} % after {done:,}), far above run.primaries {cap:,}: the run will stop at the cap with about "
+         f"{100 * unc * math.sqrt(done / cap):.3g} %; raise run.primaries (and set run.time_limit_s) or accept a "
+         "larger target", McprotonRuntimeWarning)
+    return True
 
 
 def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: Any, *, start: int = 0,
@@ -264,6 +329,7 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
     t0 = time.perf_counter()
     last_ckpt = t0
     unc = float("nan")
+    out_of_reach = [False]
 
     def reason_now(elapsed: float) -> str | None:
         nonlocal unc
@@ -273,6 +339,8 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
             unc = mean_rel_uncertainty_50(acc, inv_mass, geometry.density_g_cm3_zyx)
             if unc <= target:
                 return "target_uncertainty"
+            if not out_of_reach[0]:
+                out_of_reach[0] = _warn_target_out_of_reach(unc, target, pos, plan.total)
         if limit is not None and elapsed >= limit:
             return "time_limit"
         if should_stop is not None and should_stop():
@@ -281,6 +349,7 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
 
     reason = reason_now(elapsed_s)
     elapsed = elapsed_s
+    warned_long = False
     if reason is None:
         it = executor.results(pos)
         try:
@@ -292,6 +361,8 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
                 pos += n
                 now = time.perf_counter()
                 elapsed = elapsed_s + (now - t0)
+                if not warned_long and limit is None:
+                    warned_long = _warn_long_run(pos - start, now - t0, plan.total - pos, target)
                 if progress is not None:   # with the uncertainty of the batch before (the ETA's estimate)
                     pps = (pos - start) / (now - t0) if now > t0 else 0.0
                     progress(pos, pps, unc) if getattr(progress, "wants_uncertainty", False) else progress(pos, pps)
@@ -315,4 +386,4 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
 
 __all__ = ["BatchPlan", "LocalExecutor", "StreamResult", "batch_plan", "is_out_of_memory",
            "mean_rel_uncertainty_50", "run_batch", "run_shrinking", "shrunk_cap", "stream",
-           "progress_printer", "end_progress", "inverse_mass", "TALLY_SCALE"]
+           "progress_printer", "end_progress", "inverse_mass", "TALLY_SCALE", "duration"]

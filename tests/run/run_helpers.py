@@ -54,3 +54,14 @@ def read_h5(path: Path) -> dict:
     from mcproton._io.hdf5 import read_dose_hdf5
 
     return read_dose_hdf5(path)
+
+
+def no_transport(monkeypatch) -> None:
+    """Make any transport fail the test (a --resume that must only write the outputs)."""
+    import mcproton.run
+
+    def transported(*a, **k):
+        raise AssertionError("transported")
+
+    monkeypatch.setattr(mcproton.run.Simulation, "run_histories", transported)
+    monkeypatch.setattr(mcproton.run.Simulation, "run_histories_sparse", transported)

@@ -140,3 +140,16 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_transport
     assert_refused(["--set", "beam.total_protons=1e9", "--rtdose", str(locked / "sub" / "rd.dcm")], None,
                    "cannot be written", tmp_path, capsys, monkeypatch)
     assert not list(locked.iterdir())
+
+
+def test_an_output_folder_on_a_read_only_file_system_is_named_so(tmp_path, capsys, monkeypatch):
+    """The long-runs audit, F12: a read-only mount was reported as "no permission" (os.statvfs is faked)."""
+    import os
+    from types import SimpleNamespace
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.statvfs
+    monkeypatch.setattr(os, "statvfs", lambda p: SimpleNamespace(f_flag=os.ST_RDONLY) if os.fspath(p) == str(ro)
+                        else real(p))
+    assert_refused(["--out", str(ro / "o.h5")], None, "is on a read-only file system", tmp_path, capsys, monkeypatch)

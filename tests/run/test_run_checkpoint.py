@@ -214,8 +214,10 @@ def test_failed_checkpoint_writes_do_not_stop_the_run(small_cfg, tmp_path, monke
     monkeypatch.undo()
     assert calls["n"] > 3
     warn = [m for m in logs if "could not write the checkpoint" in m]
-    assert len(warn) == 3 and "No space left on device" in warn[0] and "the run goes on" in warn[0], logs
-    assert any("checkpoint written again" in m for m in logs), logs
+    # once, not a line per failed attempt (the long-runs audit, F11: 600 identical lines in a 10-hour job)
+    assert len(warn) == 1 and "No space left on device" in warn[0] and "the run goes on" in warn[0], logs
+    assert any("checkpoint written again" in m and "after 3 failed attempt(s)" in m for m in logs), logs
+    assert not any("still failing" in m for m in logs), logs
     assert np.array_equal(ref.dose_gy_zyx, res.dose_gy_zyx)
     ckpt = checkpoint_path(out)
     assert ckpt.exists() and not list(tmp_path.glob("*.tmp"))
@@ -397,3 +399,58 @@ def test_interrupt_without_checkpointing_does_not_promise_one(small_cfg, tmp_pat
     assert "no checkpoint (checkpointing is off); nothing was kept: run it again" in msg, msg
     assert "--resume" not in msg and ei.value.code == 128 + signal.SIGINT
     assert "stopping (no checkpoint: nothing is kept)" in first and "writing a checkpoint" not in first, first
+
+
+def test_a_second_signal_stops_at_once_and_the_checkpoint_stays_valid(small_cfg, tmp_path):
+    """The long-runs audit, F4: the second Ctrl-C arrived while the batch ran in the C kernel, so Python saw one
+    signal and the run went on to the end of its batch (7-12 s here, minutes on a patient plan)."""
+    cfg = small_cfg(4_000_000, batch_size=800_000, checkpoint_interval_s=0)
+    out = tmp_path / "o.h5"
+    ckpt = checkpoint_path(out)
+    proc = cli_popen("run", cfg, "--out", out, "--quiet")
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ckpt.exists() and describe(ckpt).split(" ")[0] not in ("", "0"):
+                break   # the first batch is done and checkpointed: the second one runs now
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run finished before it could be interrupted; make it longer"
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        t = time.monotonic()
+        _, err = proc.communicate(timeout=300)
+        waited = time.monotonic() - t
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "SIGINT received: finishing the batch" in err and "SIGINT received again: stopped at once" in err
+    assert proc.returncode == 128 + signal.SIGINT and waited < 3.0, (proc.returncode, waited)
+    assert describe(ckpt).startswith("800,000 of")   # the checkpoint of the first batch, intact
+    assert not (tmp_path / "o.h5.lock").exists()
+
+
+def test_a_checkpoint_failing_all_along_is_said_once_then_rarely_and_at_the_end(small_cfg, tmp_path, monkeypatch):
+    from mcproton._run import job
+    from mcproton._run.job import run_job
+    from mcproton.config import build_beams, build_geometry, load_config, run_settings
+
+    cfg = small_cfg(20_000, batch_size=2000, checkpoint_interval_s=0)
+    fsync, calls = _enospc(10**9, os.fsync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    logs: list[str] = []
+    c = load_config(cfg)
+    run_job(c, run_settings(c), build_geometry(c), build_beams(c), tmp_path / "run.h5", progress=False,
+            log=logs.append)
+    assert calls["n"] >= 9
+    assert len([m for m in logs if "could not write the checkpoint" in m]) == 1, logs
+    still = [m for m in logs if "still failing" in m]
+    assert len(still) == 1 and "failed attempt(s)" in still[0] and "none written by this run" in still[0], logs
+    # with a report interval of 0 it is said at every further attempt, with the count
+    monkeypatch.setattr(job, "CHECKPOINT_WARN_EVERY_S", 0.0)
+    logs.clear()
+    run_job(c, run_settings(c), build_geometry(c), build_beams(c), tmp_path / "run2.h5", progress=False,
+            log=logs.append)
+    counts = [m.split("still failing (")[1].split(" ")[0] for m in logs if "still failing" in m]
+    assert counts[:2] == ["2", "3"], logs

@@ -3,6 +3,7 @@ run that scored nothing fails, no traceback or hang reaches the user (top-level 
 from __future__ import annotations
 
 import errno
+import json
 import http.server
 import os
 import subprocess
@@ -14,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from make_bad_input_table import RUN_CASES, case_argv
-from run_helpers import read_h5, write_cfg
+from run_helpers import no_transport, read_h5, write_cfg
 
 from mcproton.cli import main
 
@@ -30,14 +31,7 @@ def _one_line(capsys, only_ours: bool = False) -> str:
     return err[0]
 
 
-def _no_transport(monkeypatch):
-    import mcproton.run
-
-    def no_transport(*a, **k):
-        raise AssertionError("transported")
-
-    monkeypatch.setattr(mcproton.run.Simulation, "run_histories", no_transport)
-    monkeypatch.setattr(mcproton.run.Simulation, "run_histories_sparse", no_transport)
+_no_transport = no_transport
 
 
 # --- the finished run is checked -----------------------------------------------------------------------------
@@ -146,7 +140,12 @@ def test_full_disk_at_the_plot_or_rt_dose_keeps_the_run(what, tmp_path, capsys, 
             "--set", "beam.total_protons=1e9"]   # an RT Dose holds Gy: a beam with its protons
     _enospc_on(monkeypatch, what)
     assert main(argv) == 2
-    msg = _one_line(capsys)
+    cap = capsys.readouterr()
+    summary = json.loads(cap.out)   # printed all the same, naming what failed (the long-runs audit, F14)
+    assert summary["output"] == str(out) and "No space left on device" in summary["failed_outputs"][0]
+    err = cap.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mcproton:"), err
+    msg = err[0]
     assert "No space left on device" in msg and "--resume" in msg and "free disk space" in msg, msg
     failed = out.with_suffix(".png") if what == ".png" else rd
     assert not failed.exists()

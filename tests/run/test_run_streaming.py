@@ -202,3 +202,55 @@ def test_progress_eta_goes_to_the_target_uncertainty(capsys, monkeypatch):
     assert lines[1].count("#") == 7          # 200,000 of the 800,000 needed: a quarter of 30
     assert lines[2].endswith("ETA   97.0 s to the cap"), lines[2]
     assert not hasattr(progress_printer(100), "wants_uncertainty") or not progress_printer(100).wants_uncertainty
+
+
+def test_progress_eta_to_the_time_limit_in_hours_and_days_and_log_lines_by_time(capsys, monkeypatch):
+    """The long-runs audit, F8: the ETA ignored the time limit (8.9 s for a run a 2 s limit stopped), long ETAs
+    were raw seconds ("ETA 8133193.8 s"), and a log got a line only every 10 % of the cap (one line in a 10-hour
+    time-limited run)."""
+    from mcproton._run import streaming
+    from mcproton._run.streaming import progress_printer
+
+    clock = iter([0.0, 1.0, 2.0])
+    monkeypatch.setattr(streaming.time, "perf_counter", lambda: next(clock))
+    show = progress_printer(10_000_000, tty=True, time_limit_s=10.0, elapsed_before_s=0.5)
+    show(100_000, 0.0)                       # 100,000 p/s: 99 s to the cap, 8.5 s to the limit
+    show(200_000, 0.0)
+    lines = capsys.readouterr().err.split("\r")[1:]
+    assert lines[0].endswith("ETA    8.5 s to the time limit"), lines[0]
+    assert lines[1].endswith("ETA    7.5 s to the time limit"), lines[1]
+    clock = iter([0.0, 1.0])
+    show = progress_printer(10**12, tty=True)
+    show(100_000, 0.0)                       # 1e7 s to go: 115.7 days
+    lines = capsys.readouterr().err.split("\r")[1:]
+    assert lines[0].endswith("ETA  115.7 d"), lines[0]
+    # in a log: a line at least every LOG_EVERY_S, however slowly the tenths go
+    t = iter([0.0] + [301.0 * k for k in range(1, 6)])
+    monkeypatch.setattr(streaming.time, "perf_counter", lambda: next(t))
+    show = progress_printer(10**12, tty=False)
+    for k in range(1, 6):
+        show(k * 1000, 0.0)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 5 and lines[-1].endswith(" d"), lines
+
+
+def test_a_run_of_more_than_a_day_without_a_time_limit_is_warned_about(small_cfg, tmp_path, monkeypatch):
+    import pytest
+
+    from mcproton._io.errors import McprotonRuntimeWarning
+    from mcproton._run import streaming
+    from mcproton._run.job import run_job
+    from mcproton.config import build_beams, build_geometry, load_config, run_settings
+
+    monkeypatch.setattr(streaming, "LONG_RUN_S", 1e-6)   # any run "takes more than a day"
+    c = load_config(small_cfg(20_000, batch_size=2000))
+    with pytest.warns(McprotonRuntimeWarning, match="remaining 18,000 primaries would take about") as rec:
+        run_job(c, run_settings(c), build_geometry(c), build_beams(c), None, progress=False, log=lambda m: None)
+    assert sum("would take about" in str(w.message) for w in rec) == 1
+    c = load_config(small_cfg(20_000, batch_size=2000, time_limit_s=1000.0))
+    import warnings
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        run_job(c, run_settings(c), build_geometry(c), build_beams(c), None, progress=False, log=lambda m: None)
+    assert not any("would take about" in str(w.message) for w in rec)
