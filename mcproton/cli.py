@@ -773,6 +773,7 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     from ._io.errors import McprotonWarning
+    from ._run import job as _job
 
     plain = warnings.formatwarning
     with warnings.catch_warnings():
@@ -781,10 +782,13 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("always", McprotonWarning)
         if not debug:   # mcproton's own warnings as "mcproton: warning: ..." lines, without Python's source line
             warnings.formatwarning = _warning_line(plain)
+        hard = _job.HARD_STOP_ON_SECOND_SIGNAL
+        _job.HARD_STOP_ON_SECOND_SIGNAL = True   # the command line: a second Ctrl-C/SIGTERM ends it at once
         try:
             return _guarded(argv, debug)
         finally:
             warnings.formatwarning = plain
+            _job.HARD_STOP_ON_SECOND_SIGNAL = hard
 
 
 def _warning_line(plain: Callable[..., str]) -> Callable[..., str]:

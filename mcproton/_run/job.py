@@ -37,6 +37,12 @@ class RunInterrupted(Exception):
         self.code = code
 
 
+#: whether a second SIGINT/SIGTERM ends the process at once (``os._exit``): the command line sets it
+#: (:func:`mcproton.cli.main`); from Python (a notebook's kernel, a script's own handlers) a second signal raises
+#: KeyboardInterrupt after the batch in flight instead, so that an interpreter's state is never lost
+HARD_STOP_ON_SECOND_SIGNAL = False
+
+
 class _StopFlag:
     """SIGINT/SIGTERM set a flag (the batch in flight finishes, then a checkpoint is written where ``checkpoint``);
     a second signal ends the process at once (the last checkpoint on disk, written atomically, stays valid).
@@ -46,7 +52,9 @@ class _StopFlag:
     the run went on to the end of its batch, minutes on a patient plan).  So the signals are also seen by a watcher
     thread through ``signal.set_wakeup_fd`` (the C-level handler writes each signal's number to a pipe at once; the
     kernel releases the GIL): it says at once that the signal was received, and on the second one removes the
-    output locks (mcproton._io.lock) and ends the process with exit status 128 + signal."""
+    output locks (mcproton._io.lock) and ends the process with exit status 128 + signal, where the command line
+    asked for it (:data:`HARD_STOP_ON_SECOND_SIGNAL`; from Python the second signal raises KeyboardInterrupt after
+    the batch, as before)."""
 
     def __init__(self, enabled: bool = True, checkpoint: bool = True) -> None:
         self.signum: int | None = None
@@ -97,6 +105,8 @@ class _StopFlag:
                 if seen == 1:
                     self._announce(b)
                     continue
+                if not HARD_STOP_ON_SECOND_SIGNAL:   # Python: the handler raises KeyboardInterrupt after the batch
+                    continue
                 from .._io.lock import drop_held_locks
 
                 drop_held_locks()
@@ -113,12 +123,14 @@ class _StopFlag:
                 return
             self._announced = True
         then = "writing a checkpoint" if self.checkpoint else "stopping (no checkpoint: nothing is kept)"
+        again = ("send it again to stop at once" if HARD_STOP_ON_SECOND_SIGNAL else
+                 "send it again to stop after the batch without a checkpoint")
         sys.stderr.write(f"\nmcproton: {signal.Signals(signum).name} received: finishing the batch in flight and "
-                         f"{then} (send it again to stop at once)\n")
+                         f"{then} ({again})\n")
         sys.stderr.flush()
 
     def _handle(self, signum: int, _frame: Any) -> None:
-        if self.signum is not None and self._watcher is None:
+        if self.signum is not None and (self._watcher is None or not HARD_STOP_ON_SECOND_SIGNAL):
             raise KeyboardInterrupt
         if self.signum is None:
             self.signum = signum

@@ -454,3 +454,34 @@ def test_a_checkpoint_failing_all_along_is_said_once_then_rarely_and_at_the_end(
             log=logs.append)
     counts = [m.split("still failing (")[1].split(" ")[0] for m in logs if "still failing" in m]
     assert counts[:2] == ["2", "3"], logs
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_a_second_signal_ends_the_process_only_from_the_command_line(hard):
+    """From Python (mcproton.check in a notebook) a second Ctrl-C must not end the interpreter, whose state the user
+    would lose: it raises KeyboardInterrupt, as before the watcher; the command line (``cli.main`` sets
+    HARD_STOP_ON_SECOND_SIGNAL) ends the process at once with 128 + signal."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import os, signal, time
+        from mcproton._run import job
+        job.HARD_STOP_ON_SECOND_SIGNAL = {hard}
+        try:
+            with job._StopFlag(True, checkpoint=False) as stop:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+            print("not interrupted")
+        except KeyboardInterrupt:
+            print("KeyboardInterrupt, interpreter alive")
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    if hard:
+        assert p.returncode == 128 + signal.SIGINT and "stopped at once" in p.stderr, (p.returncode, p.stderr)
+    else:
+        assert p.returncode == 0 and p.stdout.strip() == "KeyboardInterrupt, interpreter alive", (p.stdout, p.stderr)
+        assert "send it again to stop after the batch" in p.stderr
