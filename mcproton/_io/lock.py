@@ -5,7 +5,7 @@ Before its transport a run takes ``<output>.lock`` beside each of its outputs (c
 so of two runs exactly one gets it) and holds it until its outputs are written; it is removed at the end, also on
 an error or an interrupt.  The lock file holds the holder's pid, host, start time and command line, so that a
 second run on the same output is refused with a message naming the run that holds it (an audit of long runs,
-2027-01: two runs with one ``--out`` both exited 0 and one of the two doses was lost without a word).
+2026-12-05: two runs with one ``--out`` both exited 0 and one of the two doses was lost without a word).
 
 A lock left behind by a run that no longer exists (killed with SIGKILL, a crashed node) is stale: on the same host
 a pid that is gone (or now belongs to a process started later) is taken over with a note; a lock of another host

@@ -1,4 +1,4 @@
-"""A dose from a run that did not do what was asked says so in every output (the long-runs audit, 2027-01,
+"""A dose from a run that did not do what was asked says so in every output (the long-runs audit, 2026-12-05,
 F6/F7/F9): an RT Dose of a run stopped by its time limit at a fraction of its primaries looked exactly like a
 complete one; a target uncertainty that was never reached ended silently as "primaries"; one batch gave a NaN
 uncertainty without a word."""

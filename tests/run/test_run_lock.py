@@ -1,6 +1,6 @@
 """One run (or check) per output at a time: the output lock (mcproton/_io/lock.py).
 
-The long-runs audit (2027-01, F1/F5/F13): two ``mcproton run`` with one ``--out`` both exited 0 and one result was
+The long-runs audit (2026-12-05, F1/F5/F13): two ``mcproton run`` with one ``--out`` both exited 0 and one result was
 lost; a live run's checkpoint was called "an interrupted run" with the advice to resume it; an earlier output was
 replaced without a word.
 """
@@ -27,7 +27,7 @@ def _sleeper() -> subprocess.Popen:
 def _lock_of(pid: int, host: str | None = None) -> str:
     from mcproton._io.lock import _proc_start
 
-    return json.dumps({"pid": pid, "host": host or socket.gethostname(), "started": "2027-01-02 03:04:05 UTC",
+    return json.dumps({"pid": pid, "host": host or socket.gethostname(), "started": "2026-12-02 03:04:05 UTC",
                        "command": "mcproton run other.toml --out o.h5", "proc_start": _proc_start(pid)})
 
 
@@ -67,7 +67,7 @@ def test_a_live_lock_is_refused_and_a_stale_one_taken_over(small_cfg, tmp_path, 
         lock.write_text(_lock_of(sleeper.pid))
         assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
         err = capsys.readouterr().err
-        assert f"pid {sleeper.pid}" in err and "2027-01-02 03:04:05" in err and str(lock) in err
+        assert f"pid {sleeper.pid}" in err and "2026-12-02 03:04:05" in err and str(lock) in err
         assert lock.exists() and not out.exists()
     finally:
         sleeper.kill()

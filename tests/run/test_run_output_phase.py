@@ -1,4 +1,4 @@
-"""SIGINT/SIGTERM while a run writes its outputs (the long-runs audit, 2027-01, F2/F10): the process used to die
+"""SIGINT/SIGTERM while a run writes its outputs (the long-runs audit, 2026-12-05, F2/F10): the process used to die
 silently (SIGTERM) or say only "interrupted" (SIGINT), could leave a new HDF5 beside an earlier run's RT Dose and
 PNG, and left its temporary files behind for good."""
 from __future__ import annotations

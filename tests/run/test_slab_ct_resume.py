@@ -1,4 +1,4 @@
-"""A slab_ct run with phantom.ct_dir can be resumed (the long-runs audit, 2027-01, F3): its ct_dir, written by the
+"""A slab_ct run with phantom.ct_dir can be resumed (the long-runs audit, 2026-12-05, F3): its ct_dir, written by the
 interrupted run, used to be refused as "not empty", so the advised ``--resume`` always failed."""
 from __future__ import annotations
 
