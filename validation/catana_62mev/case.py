@@ -100,5 +100,7 @@ def case_catana_62mev(ctx: Context) -> CaseResult:
          Series(zf, bf, "Bortfeld fit (used for E0, sigma_E)", "--", {"lw": 0.8})],
         [Series(zm, diff, "mcproton - corrected measurement (% of max)", ".-"),
          Series(zm, g.gamma, "gamma 2%/1mm", ":")],
-        "depth in water (mm)", "relative dose", "%  |  gamma", band=2.0, filename="catana_62mev.png"))
+        "depth in water (mm)", "relative dose", "%  |  gamma", guide=2.0,
+        guide_label="+-2 %: the gamma dose criterion (2 %/1 mm), not a pointwise tolerance",
+        filename="catana_62mev.png"))
     return cr

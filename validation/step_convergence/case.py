@@ -37,7 +37,8 @@ def case_step_convergence(ctx: Context) -> CaseResult:
         [Series(z, d_def, "default (steps up to 5 mm, across voxels of one material)", "-"),
          Series(z, d_fine, "0.5 mm maximum steps", "--")],
         [Series(z, 100 * (d_def - d_fine) / d_fine.max(), "default - 0.5 mm steps (% of the maximum)", "-")],
-        "depth (mm)", "IDD (MeV cm2/g per primary)", "difference (% of max)", band=1.0,
+        "depth (mm)", "IDD (MeV cm2/g per primary)", "difference (% of max)", guide=1.0,
+        guide_label="+-1 % of max: guide only (scored: R80, fall-off, peak/entrance, plateau mean)",
         filename="step_convergence.png"))
     cr.notes.append("Both runs use the same physics and independent random numbers; a difference beyond the "
                     "statistical noise would be a numerical artefact of the condensed-history step (see "
