@@ -185,32 +185,52 @@ def margins(rows: list[dict]) -> list[dict]:
 
 def measure_spread(run_dirs: list[Path]) -> tuple[list[dict], dict[str, str]]:
     """Per (case, metric) the mean and sd over the runs' summary.json (same mode, different seeds).  For a
-    comparison "abs"/"rel" the spread is that of the difference (rel: a fraction); else of the value."""
-    values: dict[tuple[str, str], list[float]] = {}
-    meta: dict[tuple[str, str], dict] = {}
-    prims: dict[tuple[str, str], int] = {}
-    seeds, kernels, modes = [], set(), set()
+    comparison "abs"/"rel" the spread is that of the difference (rel: a fraction); else of the value.
+
+    A case's spread is measured from the runs of its current budget only: where the runs of a case differ in their
+    primaries (some were made before the case's budget changed), the primaries of its newest run are kept and the
+    other runs of that case are left out (named in the header).  Runs of a subset of the cases (--cases) can so
+    add seeds to the cases whose budget changed.  A seed is counted once per case."""
+    summaries = []
     for d in run_dirs:
         s = json.loads((Path(d) / "summary.json").read_text(encoding="utf-8"))
-        seeds.append(str(s.get("seed")))
-        kernels.add(str((s.get("engine") or {}).get("kernel_hash", ""))[:16])
-        modes.add(s.get("mode"))
+        summaries.append((Path(d), s))
+    modes = {s.get("mode") for _, s in summaries}
+    if len(modes) != 1:
+        raise ValueError(f"the runs mix modes {sorted(map(str, modes))}")
+    per_case: dict[str, list[tuple[tuple, tuple, int, dict, Path]]] = {}
+    for d, s in summaries:
         for c in s["cases"]:
             if c.get("status") not in ("passed", "failed"):
                 continue
-            n = sum(int(r.get("primaries") or 0) for r in c.get("runs", []))
+            budget = tuple(int(r.get("primaries") or 0) for r in c.get("runs", []))
+            when = (str(s.get("generated", "")), (d / "summary.json").stat().st_mtime_ns)   # newest run last
+            per_case.setdefault(c["name"], []).append((when, budget, s.get("seed"), c, d))
+    values: dict[tuple[str, str], list[float]] = {}
+    meta: dict[tuple[str, str], dict] = {}
+    prims: dict[tuple[str, str], int] = {}
+    seeds: dict[str, list[str]] = {}
+    left_out = []
+    for case, entries in per_case.items():
+        newest = max(entries, key=lambda e: e[0])[1]
+        old = [e for e in entries if e[1] != newest]
+        if old:
+            budgets = "/".join(str(sum(b)) for b in sorted({e[1] for e in old}))
+            left_out.append(f"{case}: {len(old)} runs with {budgets} primaries (now {sum(newest)})")
+        by_seed: dict[str, tuple] = {}   # one run per seed (the same seed and budget again: the same run)
+        for e in sorted((e for e in entries if e[1] == newest), key=lambda e: e[0]):
+            by_seed[str(e[2])] = e
+        kept = list(by_seed.values())
+        seeds[case] = list(by_seed)
+        for _, budget, _, c, _ in kept:
             for m in c.get("metrics", []):
-                key = (c["name"], m["name"])
+                key = (case, m["name"])
                 v = m["difference"] if m["comparison"] in ("abs", "rel") else m["value"]
                 if v is None:
                     continue
                 values.setdefault(key, []).append(float(v))
                 meta[key] = m
-                prims[key] = n
-    if len(modes) != 1:
-        raise ValueError(f"the runs mix modes {sorted(map(str, modes))}")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"the runs repeat a seed: {seeds}")
+                prims[key] = sum(budget)
     rows = []
     for key, vs in values.items():
         m = meta[key]
@@ -220,7 +240,14 @@ def measure_spread(run_dirs: list[Path]) -> tuple[list[dict], dict[str, str]]:
         rows.append({"case": key[0], "metric": key[1], "comparison": m["comparison"],
                      "tolerance": m["tolerance"], "primaries": prims[key], "n_seeds": n,
                      "mean_value": mean, "sd_value": sd, "min_value": min(vs), "max_value": max(vs)})
-    header = {"seeds": " ".join(seeds), "mode": str(modes.pop()), "kernel": ", ".join(sorted(kernels))}
+    kernels = sorted({str((s.get("engine") or {}).get("kernel_hash", ""))[:16] for _, s in summaries})
+    all_seeds = sorted({x for v in seeds.values() for x in v}, key=lambda x: (len(x), x))
+    header = {"seeds": " ".join(all_seeds), "mode": str(modes.pop()), "kernel": ", ".join(kernels)}
+    odd = {c: v for c, v in seeds.items() if sorted(v) != sorted(all_seeds)}
+    if odd:
+        header["seeds per case"] = "; ".join(f"{c}: {' '.join(v)}" for c, v in sorted(odd.items()))
+    if left_out:
+        header["left out (older budget)"] = "; ".join(left_out)
     return rows, header
 
 

@@ -15,7 +15,7 @@ def case_step_convergence(ctx: Context) -> CaseResult:
                     "(up to 5 mm, across voxels) vs 0.5 mm steps",
                     "numerical self-consistency (same physics)")
     e0 = 150.0
-    n = ctx.pick(150_000, 400_000)
+    n = ctx.pick(400_000, 400_000)
     runs = {}
     for label, override, off in (("default steps", None, 0), ("0.5 mm steps", {"max_step_mm": 0.5}, 1)):
         runs[label] = pencil_idd(ctx, cr.name, e0, 3e-4 * e0, n, f"{e0:g} MeV, {label}",
