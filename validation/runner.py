@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="cases: " + ", ".join(CASE_NAMES))
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                   help="few energies and ~6e6 protons in all (default; about 3 minutes on 1 CPU core)")
+                   help="few energies and ~6e6 protons in all (default; about 1.5 minutes on 2 CPU cores)")
     g.add_argument("--full", dest="mode", action="store_const", const="full",
                    help="all energies, sub-percent statistics")
     p.set_defaults(mode="quick")
