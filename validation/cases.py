@@ -5,7 +5,8 @@ README that names the source, the kind of data, the simulation set-up, the metri
 their reasons, and ``case.py`` with the function ``case_<name>(ctx) -> CaseResult``. Helpers shared by the
 cases are in :mod:`.core` (run context, results, the pencil-beam depth dose), :mod:`.metrics`,
 :mod:`.reference` and :mod:`.plots`. The budgets (primaries per run) are set so that ``--quick`` needs about
-1e6 protons in all and ``--full`` gives sub-percent statistics.
+6e6 protons in all, every quick metric standing at least 2 measured seed-to-seed sd inside its tolerance
+(validation/quick_spread.csv, README "Why these tolerances"), and ``--full`` gives sub-percent statistics.
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
+from .tolerances import sd_text
+
 
 def _fmt(v) -> str:
     if v is None:
@@ -40,8 +42,15 @@ def write_markdown(run_dir: str | Path, out_md: str | Path, figures_dir: str | P
         f"(all passed: {_fmt(s.get('all_passed'))})",
         "",
         "The self-contained HTML report (overlays, difference curves, gamma parameters, every simulation's "
-        "provenance) is written by `mcproton validate`; this page is its summary. Tolerances are physics "
-        "tolerances, explained in each case's README (validation/<case>/README.md).",
+        "provenance, sign-off block) is written by `mcproton validate`; this page is its summary. Tolerances are "
+        "physics tolerances, explained in each case's README (validation/<case>/README.md) and in "
+        "validation/README.md \"Why these tolerances\"; the column \"sd\" is the statistical uncertainty of the "
+        "value (1 sd, measured seed to seed in quick mode: validation/quick_spread.csv; in full mode an upper "
+        "bound), not a tolerance.",
+        "",
+        "Scope: the engine's physics with reference beams (pencil beams defined by each case; for dcpt_plan02 DCPT's "
+        "published beam model), not a centre's own beam model, which is commissioned against the centre's own "
+        "measurements.",
         "",
         "## Summary",
         "",
@@ -53,14 +62,19 @@ def write_markdown(run_dir: str | Path, out_md: str | Path, figures_dir: str | P
         lines.append(f"| {c['name']} | {c['status']} | {c.get('data_kind', '')} | {'; '.join(bad)} |")
     for c in s["cases"]:
         lines += ["", f"## {c['name']}: {c['title']}", "", f"Status: **{c['status']}**. {c.get('message', '')}", ""]
+        if c.get("beams"):
+            lines += [f"Beams: {c['beams']}.", ""]
         ms = c.get("metrics", [])
         if ms:
-            lines += ["| metric | value | reference | tolerance | pass |", "|---|---|---|---|---|"]
+            lines += ["| metric | value | reference | sd (statistical) | tolerance | pass | "
+                      "tolerance: source / reason |", "|---|---|---|---|---|---|---|"]
             for m in ms:
                 tol = m.get("tolerance")
                 tol_s = "" if tol is None else f"{_fmt(tol)} {m.get('unit', '')} ({m.get('comparison', '')})"
-                lines.append(f"| {m['name']} | {_fmt(m.get('value'))} | {_fmt(m.get('reference'))} | {tol_s} | "
-                             f"{'info' if tol is None else _fmt(m.get('passed'))} |")
+                sd = sd_text(c["name"], m["name"], m.get("comparison", ""), str(s.get("mode")))
+                why = m.get("tolerance_basis", "") if m.get("comparison") != "info" else ""
+                lines.append(f"| {m['name']} | {_fmt(m.get('value'))} | {_fmt(m.get('reference'))} | {sd} | {tol_s} | "
+                             f"{'info' if tol is None else _fmt(m.get('passed'))} | {why} |")
         # the figures of this run's summary, not every <case>*.png in the folder (an earlier run's could be there)
         for png in [run_dir / str(f) for f in c.get("figures", [])]:
             if not png.is_file():

@@ -223,6 +223,21 @@ def gamma_1d(z_ref, d_ref, z_eval, d_eval, dose_percent: float = 1.0, dta_mm: fl
     return GammaResult(g, rate, n, params)
 
 
+def deciding_gamma(gamma, min_pass_rate: float) -> float:
+    """The gamma of the point that decides a pass-rate criterion: the pass rate of the finite ``gamma`` is
+    >= ``min_pass_rate`` exactly when this value is <= 1 (it is the (f+1)-th largest gamma, f the most points that
+    may fail).  A pass rate moves in steps of one point; this is its continuous margin, whose seed-to-seed spread
+    tells how far a run is from failing."""
+    g = np.sort(np.asarray(gamma, float)[np.isfinite(gamma)])[::-1]
+    n = g.size
+    if n == 0:
+        return float("nan")
+    f = 0
+    while f + 1 <= n and (n - (f + 1)) / n >= min_pass_rate - 1e-12:
+        f += 1
+    return float(g[f]) if f < n else 0.0
+
+
 # --------------------------------------------------------------------------------------------------------------
 # lateral profiles
 

@@ -19,10 +19,24 @@ class Series:
     kw: dict = field(default_factory=dict)
 
 
+#: the legend of a ``band``: a tolerance that each plotted point of the difference panel must meet
+POINTWISE_LABEL = "tolerance (each point)"
+
+
 def overlay_with_difference(title: str, top: list[Series], bottom: list[Series], xlabel: str,
                             ylabel_top: str, ylabel_bottom: str, band: float | None = None,
-                            logx: bool = False, logy: bool = False, filename: str = "") -> Figure:
-    """Two stacked panels sharing x; ``band`` draws the +-tolerance band on the difference panel."""
+                            logx: bool = False, logy: bool = False, filename: str = "",
+                            guide: float | None = None, guide_label: str = "",
+                            band_label: str = POINTWISE_LABEL) -> Figure:
+    """Two stacked panels sharing x.
+
+    ``band`` draws the +-tolerance band on the difference panel: only where the tolerance applies to each plotted
+    point of that panel (e.g. each slab's range shift, each depth's sigma).  Where the criterion is not pointwise (a
+    gamma index, a dose at one depth, a chi-square, a range read off the curve) give ``guide`` instead: dotted
+    +-``guide`` lines with ``guide_label``, which must say what they are (e.g. "+-1 %: the gamma dose criterion,
+    not a pointwise tolerance")."""
+    if guide is not None and not guide_label:
+        raise ValueError("a guide line needs a label saying what it is (it is not a pointwise tolerance)")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -34,7 +48,10 @@ def overlay_with_difference(title: str, top: list[Series], bottom: list[Series],
     for s in bottom:
         ax2.plot(np.asarray(s.x), np.asarray(s.y), s.style, label=s.label, **s.kw)
     if band is not None:
-        ax2.axhspan(-band, band, color="tab:green", alpha=0.12, lw=0, label="tolerance")
+        ax2.axhspan(-band, band, color="tab:green", alpha=0.12, lw=0, label=band_label)
+    if guide is not None:
+        ax2.axhline(guide, color="0.45", lw=0.8, ls=":", label=guide_label)
+        ax2.axhline(-guide, color="0.45", lw=0.8, ls=":")
     ax2.axhline(0, color="k", lw=0.6)
     ax1.set_title(title, fontsize=10)
     ax1.set_ylabel(ylabel_top)
@@ -52,4 +69,4 @@ def overlay_with_difference(title: str, top: list[Series], bottom: list[Series],
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    return Figure(title, buf.getvalue(), filename)
+    return Figure(title, buf.getvalue(), filename, band=band, guide=guide, guide_label=guide_label)

@@ -9,7 +9,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from .core import CaseResult, _jsonable
+from .._check.report import sign_off_html
+from .core import REFERENCE_BEAMS, CaseResult, _jsonable
+from .tolerances import quick_spread, sd_text, spread_header, tolerance_basis, why_these_tolerances
 
 SCHEMA_VERSION = 1
 #: the report page's heading (a folder holding report.html with it holds an earlier report: runner.check_out_dir)
@@ -37,8 +39,20 @@ def build_summary(cases: list[CaseResult], meta: dict[str, Any]) -> dict[str, An
         "n_passed": sum(1 for c in cases if c.status == "passed"),
         "n_failed": sum(1 for c in cases if c.status in ("failed", "error")),
         "n_skipped": sum(1 for c in cases if c.status == "skipped"),
-        "cases": [c.to_json() for c in cases],
+        "cases": [_case_json(c, str(meta.get("mode", "quick"))) for c in cases],
+        "quick_spread": spread_header(),
     }
+
+
+def _case_json(c: CaseResult, mode: str) -> dict[str, Any]:
+    """A case's JSON with, per metric, the source of its tolerance and the measured quick-mode spread."""
+    d = c.to_json()
+    for mj, m in zip(d["metrics"], c.metrics):
+        sp = quick_spread(c.name, m.name)
+        mj["tolerance_basis"] = tolerance_basis(c.name, m.name)
+        mj["quick_mode_sd"] = None if sp is None else _jsonable(sp["sd"])
+        mj["quick_mode_sd_is_upper_bound"] = mode == "full"
+    return d
 
 
 _CSS = """
@@ -82,9 +96,21 @@ def _rows_table(rows: list[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _metrics_table(c: CaseResult) -> str:
-    head = "<tr><th>metric</th><th>value</th><th>reference</th><th>difference</th><th>tolerance</th><th>unit</th>" \
-           "<th>result</th><th>note</th></tr>"
+#: what the statistical column holds (its heading in the report)
+SD_HEADING = "statistical sd of the value (1 sd, seed to seed, quick mode)"
+TOL_HEADING = "tolerance (pass criterion)"
+BASIS_HEADING = "tolerance: source / reason"
+
+
+def metric_sd(case: str, m, mode: str) -> str:
+    """The statistical uncertainty of a metric's value as shown in the report (tolerances.sd_text, as HTML)."""
+    return html.escape(sd_text(case, m.name, m.comparison, mode)).replace("&lt;=", "&le;")
+
+
+def _metrics_table(c: CaseResult, mode: str = "quick") -> str:
+    head = (f"<tr><th>metric</th><th>value</th><th>reference</th><th>difference (value &minus; reference)</th>"
+            f"<th>{SD_HEADING}</th><th>{TOL_HEADING}</th><th>unit</th><th>result</th><th>{BASIS_HEADING}</th>"
+            "<th>note</th></tr>")
     rows = []
     for m in c.metrics:
         p = m.passed
@@ -94,8 +120,10 @@ def _metrics_table(c: CaseResult) -> str:
                                               else f"{tol}{_fmt(m.tolerance)}")
         d = m.difference
         dv = "" if d is None else (f"{d * 100:+.2f} %" if m.comparison == "rel" else f"{d:+.4g}")
+        basis = tolerance_basis(c.name, m.name) if m.comparison != "info" or m.tolerance is not None else ""
         rows.append(f"<tr><td>{html.escape(m.name)}</td><td>{_fmt(m.value)}</td><td>{_fmt(m.reference)}</td>"
-                    f"<td>{dv}</td><td>{tv}</td><td>{html.escape(m.unit)}</td><td class='{cls}'>{word}</td>"
+                    f"<td>{dv}</td><td>{metric_sd(c.name, m, mode)}</td><td>{tv}</td><td>{html.escape(m.unit)}</td>"
+                    f"<td class='{cls}'>{word}</td><td class='small'>{html.escape(basis)}</td>"
                     f"<td class='small'>{html.escape(m.note)}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -108,6 +136,7 @@ def render_html(summary: dict[str, Any], cases: list[CaseResult]) -> str:
              f"<p>Overall: <span class='{'passed' if ok else 'failed'}'>{'ALL CASES PASSED' if ok else 'FAILURES'}"
              f"</span> &mdash; {summary['n_passed']} passed, {summary['n_failed']} failed, {summary['n_skipped']} "
              f"skipped, generated {html.escape(summary['generated'])}.</p>",
+             _scope(summary, cases),
              "<h2>Settings</h2>",
              _kv_table({k: summary.get(k) for k in ("mode", "backend_requested", "seed", "batches", "physics",
                                                       "command", "python", "platform", "total_wall_s")}),
@@ -129,8 +158,9 @@ def render_html(summary: dict[str, Any], cases: list[CaseResult]) -> str:
         for f in c.figures:
             b64 = base64.b64encode(f.png).decode("ascii")
             parts.append(f"<div><img alt='{html.escape(f.title)}' src='data:image/png;base64,{b64}'></div>")
+        parts.append(f"<p class='small'>Beams: {html.escape(c.beams or REFERENCE_BEAMS)}.</p>")
         if c.metrics:
-            parts.append(_metrics_table(c))
+            parts.append(_metrics_table(c, str(summary.get("mode", "quick"))))
         if c.gamma_params:
             parts.append("<p class='small'>Gamma parameters:</p>" + _kv_table(c.gamma_params))
         for name, rows in c.tables.items():
@@ -146,8 +176,50 @@ def render_html(summary: dict[str, Any], cases: list[CaseResult]) -> str:
             prov = c.runs[0].get("provenance") or {}
             if prov:
                 parts.append("<p class='small'>Provenance of the first simulation of this case:</p>" + _kv_table(prov))
+    parts.append(_why(summary))
+    parts.append(sign_off_html(
+        "I have reviewed the results above, each failed metric and the reasons for the tolerances. This report "
+        "validates the dose engine's physics with reference beams; it does not commission a centre's own beam "
+        "model.",
+        roles=("reviewed by (medical physicist)", "approved by"),
+        decision="Decision: &#9744; engine physics accepted &nbsp; &#9744; accepted with the restrictions in the "
+                 "comment &nbsp; &#9744; not accepted"))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _scope(summary: dict[str, Any], cases: list[CaseResult]) -> str:
+    """What the report validates, the beams of the cases, and any failure by design (--water-model pstar)."""
+    own = sorted({c.beams for c in cases if c.beams})
+    out = ["<h2>Scope</h2><p>These cases validate the engine's physics (stopping powers, ranges, straggling, "
+           "scattering, nuclear interactions, transport through heterogeneities and range shifters, energy "
+           "conservation) against reference data, with <b>reference beams</b>: pencil beams defined by each case "
+           "and, for one clinical plan, a published machine's beam model. They do <b>not</b> validate a centre's "
+           "own beam model: commission that separately against the centre's measurements (IDDs per energy, spot "
+           "sizes in air, absolute dose per MU) before clinical use.</p>",
+           f"<p class='small'>Beams of the cases: {html.escape(REFERENCE_BEAMS)}"
+           + "".join(f"; except {html.escape(b)}" for b in own) + ".</p>"]
+    design = [c for c in cases if c.expected_failure]
+    if design:
+        out.append("<p class='failed'>Failed by design: " + "; ".join(
+            f"{html.escape(c.name)}: {html.escape(c.expected_failure)}" for c in design)
+            + ". The failure is real for this water model and is not hidden; validate with icru90.</p>")
+    return "".join(out)
+
+
+def _why(summary: dict[str, Any]) -> str:
+    """Why the tolerances are what they are (validation/README.md), and where the statistical sd comes from."""
+    hdr = summary.get("quick_spread") or {}
+    src = (f"seeds {html.escape(str(hdr.get('seeds', '')))}, kernel {html.escape(str(hdr.get('kernel', '')))}"
+           if hdr else "no spread file")
+    items = "".join(f"<li>{html.escape(b)}</li>" for b in why_these_tolerances())
+    return ("<h2 id='why'>Why these tolerances</h2>"
+            f"<p class='small'>The column '{TOL_HEADING}' is the physics criterion a metric must meet; the column "
+            f"'{SD_HEADING}' is the measured statistical uncertainty of the value, from one quick run per seed "
+            f"(validation/quick_spread.csv: {src}); in --full mode it is an upper bound (at least as many "
+            f"primaries). The column '{BASIS_HEADING}' gives each tolerance's reason; the general reasons "
+            "(validation/README.md):</p>"
+            f"<ul class='small'>{items}</ul>")
 
 
 def write_report(out_dir: Path | str, cases: list[CaseResult], meta: dict[str, Any]) -> dict[str, Any]:

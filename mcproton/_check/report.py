@@ -288,12 +288,19 @@ def _num(v: Any, spec: str) -> str:
     return format(x, spec) if math.isfinite(x) else "n/a"
 
 
-_SIGN_OFF = ("<h2>Sign-off</h2><p>This independent MC check is a second check of the planning system's dose; "
-             "it does not replace the clinic's own review of the plan.</p>"
-             '<table class="sign"><tr><th>role</th><th>name</th><th>date</th><th>signature</th>'
-             "<th>comment</th></tr>"
-             "<tr><td>checked by (physicist)</td><td></td><td></td><td></td><td></td></tr>"
-             "<tr><td>approved by</td><td></td><td></td><td></td><td></td></tr></table>")
+def sign_off_html(intro: str, roles: Iterable[str] = ("checked by (physicist)", "approved by"),
+                  decision: str = "") -> str:
+    """The sign-off block of a signed report (``mcproton check``'s and ``mcproton validate``'s): ``intro``, then
+    ``decision`` (the choices to tick, if any), then a table with one empty row per role to fill in by hand: name,
+    date, signature, comment."""
+    rows = "".join(f"<tr><td>{html.escape(r)}</td><td></td><td></td><td></td><td></td></tr>" for r in roles)
+    return (f"<h2>Sign-off</h2><p>{intro}</p>" + (f"<p>{decision}</p>" if decision else "")
+            + '<table class="sign"><tr><th>role</th><th>name</th><th>date</th><th>signature</th>'
+            f"<th>comment</th></tr>{rows}</table>")
+
+
+_SIGN_OFF = sign_off_html("This independent MC check is a second check of the planning system's dose; it does not "
+                          "replace the clinic's own review of the plan.")
 
 
 def _plan_dicom(path: str) -> dict[str, str]:

@@ -77,6 +77,10 @@ class FakeResult:
     def dose_to_water_gy_zyx(self):
         return self.dose_gy_zyx
 
+    @property
+    def edep_mev_zyx(self):   # the energy deposit (the fake's dose up to a constant: fine for profiles)
+        return self.dose_gy_zyx
+
     def integrated_depth_dose(self):
         return self.z_mm, self.idd
 

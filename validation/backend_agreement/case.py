@@ -57,7 +57,8 @@ def case_backend_agreement(ctx: Context) -> CaseResult:
     cr.figures.append(overlay_with_difference(
         "IDD cpu vs cuda", [Series(za, ia, "cpu", "-"), Series(zb, ib, "cuda", "--")],
         [Series(za, 100 * (ia - ib) / ib.max(), "(cpu - cuda)/max (%)", "-")], "depth (mm)", "IDD", "%",
-        band=1.0, filename="backend_agreement.png"))
+        guide=1.0,
+        guide_label="+-1 % of max: guide only (scored: chi-square over voxels, R80)", filename="backend_agreement.png"))
     cr.notes.append(f"{why}. Two independent seeds; z_i = (a_i - b_i)/sqrt(s_a^2 + s_b^2) from the batch "
                     "uncertainties; sum z_i^2 scaled by (nu-2)/nu (nu = 2(batches-1)) against chi-square(n); "
                     "fail if p < alpha = 1e-3.")

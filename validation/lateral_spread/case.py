@@ -75,7 +75,8 @@ def case_lateral_spread(ctx: Context) -> CaseResult:
         [Series(depths_a, 100 * (np.array(s_sim) / s_fe - 1), "MCS only vs Fermi-Eyges/dM (%)", "o-"),
          Series(depths_a, 100 * (np.array(s_sim) / s_hl - 1), "MCS only vs generalised Highland (%)", "s:"),
          Series(depths_a, 100 * (np.array(s_full) / s_fe - 1), "full physics vs Fermi-Eyges/dM (%)", "x--")],
-        "depth (mm)", "sigma (mm)", "difference (%)", band=5.0, filename="lateral_spread.png"))
+        "depth (mm)", "sigma (mm)", "difference (%)", band=5.0,
+        band_label="tolerance vs Fermi-Eyges/dM, each depth (vs Highland: 8 %)", filename="lateral_spread.png"))
     cr.notes.append("Reference computed here: sigma^2(z) = int_0^z (z-s)^2 T(s) rho ds (Fermi-Eyges, no "
                     "initial size or divergence) with T = T_dM of Gottschalk, Med Phys 37:352 (2010), E_s = "
                     "15.0 MeV, X_S(water) = 46.88 g/cm2, and E(s) from the CSDA range-energy relation; and "

@@ -18,6 +18,8 @@ from ..plots import Series, overlay_with_difference
 RS_SLABS = [("pmma", 34.0, 1.19), ("polyethylene", 40.0, 0.94), ("graphite", 26.0, 1.70)]
 #: air gaps: the shifter's downstream face to the isocentre plane (mm)
 RS_GAPS_MM = [100.0, 300.0]
+#: (marker, colour) of each material of RS_SLABS in the figure, the same in both panels
+MATERIAL_STYLE = [("o", "tab:blue"), ("s", "tab:orange"), ("^", "tab:green")]
 
 
 def case_range_shifter(ctx: Context) -> CaseResult:
@@ -94,12 +96,13 @@ def case_range_shifter(ctx: Context) -> CaseResult:
                              "their secondaries are dropped (docs/physics.md)"))
     gaps = np.array(RS_GAPS_MM)
     top, bottom = [], []
-    for (mat, t, rho), style in zip(RS_SLABS, ("o", "s", "^")):
+    for (mat, t, rho), (marker, colour) in zip(RS_SLABS, MATERIAL_STYLE):
+        # one colour and marker per material in both panels
         mc = [r["sigma_mc_mm"] for r in rows if r["material"] == mat]
         hl = [r["sigma_highland_mm"] for r in rows if r["material"] == mat]
-        top += [Series(gaps, mc, f"mcproton, {mat} {t:g} mm", style),
-                Series(gaps, hl, f"Highland, {mat}", "--")]
-        bottom.append(Series(gaps, 100 * (np.array(mc) / np.array(hl) - 1), mat, style + "-"))
+        top += [Series(gaps, mc, f"mcproton, {mat} {t:g} mm", marker, {"color": colour}),
+                Series(gaps, hl, f"Highland, {mat}", "--", {"color": colour})]
+        bottom.append(Series(gaps, 100 * (np.array(mc) / np.array(hl) - 1), mat, marker + "-", {"color": colour}))
     cr.figures.append(overlay_with_difference(
         f"Spot sigma at the isocentre behind ~40 mm WET shifters ({e0:g} MeV, 3 mm beam)", top, bottom,
         "air gap: shifter downstream face to isocentre (mm)", "sigma (mm)", "mcproton - Highland (%)",

@@ -47,13 +47,16 @@ def case_ranges_water(ctx: Context) -> CaseResult:
                 ref = float(np.interp(e, t_e, summ[col][topas]))
                 row[f"topas_{key}_mm"] = ref
                 cr.metrics.append(Metric(f"{key} vs TOPAS at {_fmt(e)} MeV", rm[key], ref, 0.5, "mm", "abs",
-                                         "TOPAS metric interpolated linearly in energy"))
+                                         "TOPAS metric interpolated linearly in energy", reference_water="icru90"))
         rows.append(row)
     cr.tables["ranges"] = rows
     e_arr = np.array([r["energy_MeV"] for r in rows])
     top = [Series(e_arr, [r["R80_mm"] for r in rows], "mcproton R80", "o-"),
            Series(e_arr, [r["csda_mm"] for r in rows], f"CSDA range ({wm})", "k--")]
-    bot = [Series(e_arr, [r["R80_mm"] - r["csda_mm"] for r in rows], "R80 - CSDA", "o-")]
+    tol_csda = np.array([max(0.005 * r["csda_mm"], 0.2) for r in rows])
+    bot = [Series(e_arr, [r["R80_mm"] - r["csda_mm"] for r in rows], "R80 - CSDA", "o-"),
+           Series(e_arr, tol_csda, "tolerance of R80 - CSDA: max(0.5 % of CSDA, 0.2 mm)", "k:", {"lw": 0.8}),
+           Series(e_arr, -tol_csda, "", "k:", {"lw": 0.8})]
     te = [r for r in rows if "topas_R80_mm" in r]
     if te:
         top.append(Series([r["energy_MeV"] for r in te], [r["topas_R80_mm"] for r in te], "TOPAS R80", "s:"))
@@ -62,5 +65,6 @@ def case_ranges_water(ctx: Context) -> CaseResult:
                               [r[f"{key}_mm"] - r[f"topas_{key}_mm"] for r in te], f"{key} - TOPAS", st))
     cr.figures.append(overlay_with_difference("Range-energy relation in water", top, bot, "energy (MeV)",
                                               "depth (mm)", "difference (mm)", band=0.5,
+                                              band_label="tolerance of R90/R80/R20 vs TOPAS, each energy",
                                               filename="ranges_water_range_energy.png"))
     return cr
