@@ -248,7 +248,8 @@ def _spot_fits(model: Any, rows: list[dict]) -> list[dict]:
     for e in sorted({r["nominal_energy_mev"] for r in rows}):
         pts = [r for r in rows if r["nominal_energy_mev"] == e]
         d = np.array([r["z_mm"] for r in pts]) + plane
-        row: dict = {"nominal_energy_mev": e, "plane_upstream_of_isocentre_mm": plane}
+        row: dict = {"nominal_energy_mev": e, "plane_upstream_of_isocentre_mm": plane,
+                     "distances": int(np.unique(np.round(d, 3)).size)}
         for k in ("x", "y"):
             meas = fit_emittance(d, np.array([r[f"sigma_{k}_mm"] for r in pts]))
             grid = np.linspace(0.0, max(float(d.max()), plane), 7)
@@ -530,6 +531,9 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
             def trio(f: dict | None, k: str, scale: float, fmt: str) -> str:
                 return "&ndash;" if f is None else format(f[k] * scale, fmt)
 
+            def resid(fit: dict | None, n: int) -> str:   # 3 distances: 3 parameters, the fit is exact
+                return "exact (3 distances)" if fit is not None and n == 3 else trio(fit, "rms_residual_mm", 1, ".3f")
+
             for f in res.spot_fits:
                 for k in ("x", "y"):
                     m, fit = f[k]["model"], f[k]["measured_fit"]
@@ -538,9 +542,14 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
                         f"<td>{trio(m, 'sigma_mm', 1, '.3f')} / {trio(fit, 'sigma_mm', 1, '.3f')}</td>"
                         f"<td>{trio(m, 'divergence_rad', 1e3, '.3f')} / {trio(fit, 'divergence_rad', 1e3, '.3f')}"
                         f"</td><td>{trio(m, 'correlation', 1, '.3f')} / {trio(fit, 'correlation', 1, '.3f')}</td>"
-                        f"<td>{trio(fit, 'rms_residual_mm', 1, '.3f')}</td></tr>")
+                        f"<td>{resid(fit, f['distances'])}</td></tr>")
             parts.append("</table>")
-    prov = "".join(f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{esc(str(v))}</td></tr>"
+    def cell(v: Any) -> str:   # a dict (the beam model's file) as one line per entry; seconds to 0.1 s
+        if isinstance(v, dict):
+            return "<br>".join(f"{esc(str(k))}: {esc(str(x))}" for k, x in v.items() if x)
+        return esc(f"{v:.1f}" if isinstance(v, float) and not float(v).is_integer() else str(v))
+
+    prov = "".join(f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{cell(v)}</td></tr>"
                    for k, v in res.provenance.items())
     parts.append(f"<h2>Provenance</h2><table>{prov}</table>"
                  "<p>What this does not cover: the absolute dose per MU (protons/MU; a reference-field measurement "
