@@ -503,7 +503,8 @@ def _layer_table(models: dict, beam: Any) -> dict:
         a = np.array(rows)
         body = (body[:LAYER_ROWS_END] + [f"{'...':>8} ({len(rows) - 2 * LAYER_ROWS_END} more layers)"]
                 + body[-LAYER_ROWS_END:] + [line("min", a.min(axis=0)), line("max", a.max(axis=0))])
-    return {"layers": len(rows), "layer_table": [head + "   (MeV, MeV 1 sigma, mm 1 sigma in air)"] + body}
+    return {"layers": len(rows), "layer_table": [head + "   (MeV, MeV 1 sigma, mm 1 sigma in air at the isocentre "
+                                                      "without a range shifter)"] + body}
 
 
 def _ckpt(out: Path) -> Path:

@@ -490,6 +490,9 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
     matplotlib.use("Agg", force=False)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for old in [*out.glob("idd_*MeV.png"), out / "spots.png"]:   # an earlier report's figures (other energies)
+        if old.is_file() and not old.is_symlink():
+            old.unlink()
     paths: dict[str, Path] = {}
 
     def save(fig: Figure, name: str) -> None:
