@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._io.dicom_common import dicom_kind
+from .._io.lock import FOLDER_LOCK
 from .inputs import CheckInputError, listed as _listed, walk_files
 
 #: sub-folder names (compared in lower case) that are never a patient, and why
@@ -123,6 +124,8 @@ def survey(root: Path, out_dir: Path) -> FolderSurvey:
     top = _Contents()
     for p in sorted(root.iterdir()):
         name = p.name
+        if name == FOLDER_LOCK:   # the lock of a check writing there (--out PTS): not an input
+            continue
         if not p.is_dir():
             ds = _header(p) if _dicom_name(p) and p.is_file() else None
             mod = dicom_kind(ds)[0] if ds is not None else ""

@@ -7,12 +7,19 @@ an error or an interrupt.  The lock file holds the holder's pid, host, start tim
 second run on the same output is refused with a message naming the run that holds it (an audit of long runs,
 2026-12-05: two runs with one ``--out`` both exited 0 and one of the two doses was lost without a word).
 
+The lock of a folder output (``mcproton check --out DIR``, ``--batch ... --out DIR``) is ``DIR/.mcproton.lock``
+inside the folder (created as the check would create it): the folder's parent may be one the user cannot write
+(``--out ~``, a per-user folder of a QA share).
+
 A lock left behind by a run that no longer exists (killed with SIGKILL, a crashed node) is stale: on the same host
-a pid that is gone (or now belongs to a process started later) is taken over with a note; a lock of another host
-cannot be checked from here and is refused with the command that removes it.
+and boot a pid that is gone (or now belongs to a process started at another time: also this process's own pid, a
+container restarted after an OOM kill being pid 1 again) is taken over with a note, and so is a lock written before
+the host last booted (another boot id).  A lock of another host, or of another PID namespace on this host (a
+container sharing the host's name), cannot be checked from here and is refused with the file to delete.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -22,30 +29,65 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-#: the lock files this process holds (for :func:`drop_held_locks`)
-_HELD: set[Path] = set()
+#: the lock files this process holds, with the content it wrote in each (for :func:`drop_held_locks`)
+_HELD: dict[Path, bytes] = {}
+#: the name of the lock file inside a folder output
+FOLDER_LOCK = ".mcproton.lock"
+
+
+def _unlink_own(path: Path, content: bytes) -> bool:
+    """Remove the lock file ``path`` only if it still holds ``content`` (this process's own): a lock that another
+    run has taken over (wrongly, or after this one was suspended for long) is left to it.  Whether removed."""
+    try:
+        if path.read_bytes() != content:
+            return False
+        path.unlink()
+        return True
+    except OSError:
+        return False
 
 
 def drop_held_locks() -> None:
     """Remove the lock files this process holds, from any thread: a process about to end at once (a second
     SIGINT/SIGTERM, mcproton._run.job) leaves no lock behind."""
-    for p in list(_HELD):
-        try:
-            p.unlink()
-        except OSError:
-            pass
-        _HELD.discard(p)
+    for p, content in list(_HELD.items()):
+        _unlink_own(p, content)
+        _HELD.pop(p, None)
 
 
 class OutputLockedError(RuntimeError):
     """The output is locked by another run that is (or may be) still running; the message names it."""
 
 
-def lock_path(target: str | Path) -> Path:
-    """The lock file of ``target`` (a file or a folder): ``<target>.lock`` beside it, with the folder's links
-    resolved, so that two spellings of one output (``out/o.h5``, ``./out/../out/o.h5``) share one lock."""
+class OutputLockError(ValueError):
+    """The lock file of an output could not be created (a read-only folder, no permission); the message says what,
+    where and what to do."""
+
+
+def lock_path(target: str | Path, folder: bool = False) -> Path:
+    """The lock file of ``target``: ``<target>.lock`` beside a file, ``<target>/.mcproton.lock`` inside a folder
+    (``folder``), with the links resolved, so that two spellings of one output (``out/o.h5``,
+    ``./out/../out/o.h5``) share one lock."""
     t = Path(os.path.realpath(target))
-    return t.parent / (t.name + ".lock")
+    return t / FOLDER_LOCK if folder else t.parent / (t.name + ".lock")
+
+
+def _boot_id() -> str | None:
+    """This boot's id (Linux): a lock of this host with another one was written before the host rebooted."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> int | None:
+    """The id of this process's PID namespace (Linux): pids of another namespace (another container on the same
+    host, sharing its host name) cannot be seen from here."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
 
 
 def _proc_start(pid: int) -> str | None:
@@ -87,23 +129,52 @@ def describe_holder(info: dict[str, Any]) -> str:
             + (f" ({cmd})" if cmd else ""))
 
 
-def _stale(info: dict[str, Any]) -> str | None:
-    """Why the lock of ``info`` is stale (its holder is gone), or None when the holder may still run."""
-    if not info:
+def _unverifiable(info: dict[str, Any]) -> str | None:
+    """Why the holder of the lock ``info`` cannot be checked from here (another host, or another PID namespace of
+    this host), or None."""
+    host = socket.gethostname()
+    if info.get("host") != host:
+        return f"host {info.get('host')} is not this one, {host}: whether it still runs cannot be checked from here"
+    ns = info.get("pid_ns")
+    if ns is not None and ns != _pid_namespace() and not _rebooted(info):
+        return (f"it was written in another PID namespace of this host (another container: namespace {ns}, this is "
+                f"{_pid_namespace()}): whether it still runs cannot be checked from here")
+    return None
+
+
+def _rebooted(info: dict[str, Any]) -> bool:
+    boot = info.get("boot_id")
+    return boot is not None and _boot_id() is not None and boot != _boot_id()
+
+
+def _stale(info: dict[str, Any], path: Path | None = None) -> str | None:
+    """Why the lock ``path`` of content ``info`` is stale (its holder is gone), or None when the holder may still
+    run."""
+    if not info or info.get("host") != socket.gethostname():
         return None
-    if info.get("host") != socket.gethostname():
+    if _rebooted(info):
+        return f"this host has booted again since (boot id {info.get('boot_id')}, now {_boot_id()})"
+    if _unverifiable(info):
         return None
     try:
         pid = int(info.get("pid"))
     except (TypeError, ValueError):
         return None
     if pid == os.getpid():
-        return None   # this process holds it (another output of this command, or a caller's nesting)
+        if path is not None and path in _HELD:
+            return None   # this process holds it (another output of this command, or a caller's nesting)
+        mine = _proc_start(pid)
+        if mine is None or info.get("proc_start") is None:
+            return None
+        # the same pid in an earlier process (pid 1 of a container restarted after an OOM kill)
+        return (f"pid {pid} is this process's now, which started at another time: an earlier process with this "
+                "pid (a container restarted after it was killed?)" if info["proc_start"] != mine
+                else "written by this process, which no longer holds it")
     if not _alive(pid):
-        return f"pid {pid} no longer exists on this host"
+        return f"pid {pid} no longer exists on this host; killed?"
     start = _proc_start(pid)
     if start is not None and info.get("proc_start") not in (None, start):
-        return f"pid {pid} now belongs to another process"
+        return f"pid {pid} now belongs to another process; killed?"
     return None
 
 
@@ -113,23 +184,25 @@ class OutputLock:
     ``what`` names the outputs in messages (e.g. ``"--out"``); ``log`` gets the note of a stale lock taken over."""
 
     def __init__(self, targets: list[str | Path] | str | Path, what: str = "the output",
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, folder: bool = False) -> None:
         if isinstance(targets, (str, Path)):
             targets = [targets]
-        seen: dict[Path, None] = {}
+        seen: dict[Path, Path] = {}   # lock file -> its output
         for t in targets:
-            seen[lock_path(t)] = None
+            seen.setdefault(lock_path(t, folder), Path(os.path.realpath(t)))
         self.paths = list(seen)
+        self.targets = seen
         self.what = what
         self.log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
         self.held: list[Path] = []
+        self.wrote: dict[Path, bytes] = {}   # the content of each lock file held
         self.made: list[Path] = []   # folders made for the locks, removed again if still empty at the end
 
     def _content(self) -> bytes:
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(["mcproton", *sys.argv[1:]])
                 if Path(sys.argv[0]).name.startswith("mcproton") else " ".join(sys.argv),
-                "proc_start": _proc_start(os.getpid())}
+                "proc_start": _proc_start(os.getpid()), "boot_id": _boot_id(), "pid_ns": _pid_namespace()}
         return (json.dumps(info) + "\n").encode()
 
     def _take(self, path: Path) -> None:
@@ -138,7 +211,10 @@ class OutputLock:
         while not up.exists() and up != up.parent:
             missing.append(up)
             up = up.parent
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._cannot(path, exc)
         self.made += missing
         for _ in range(5):
             try:
@@ -147,28 +223,43 @@ class OutputLock:
                 info = _read(path)
                 if info is None:   # removed in between: try again
                     continue
-                why = _stale(info)
+                why = _stale(info, path)
                 if why is None:
-                    target = path.with_name(path.name[:-len(".lock")])
+                    target = self.targets[path]
                     unknown = "" if info else " (the lock file is unreadable)"
-                    other = info.get("host") not in (None, socket.gethostname())
-                    check = (f" (host {info.get('host')} is not this one, {socket.gethostname()}: whether it still "
-                             "runs cannot be checked from here)") if other else ""
+                    other = _unverifiable(info) if info else None
+                    check = f" ({other})" if other else ""
                     raise OutputLockedError(
                         f"{self.what} {target} is being written by another run now: {describe_holder(info)}"
                         f"{unknown}{check}; two runs on one output would lose one's result: wait for it to end, stop "
                         f"it, or give another output. If that run is not running any more, delete {path}")
                 self._steal(path, info, why)
                 continue
+            except OSError as exc:
+                self._cannot(path, exc)
+            content = self._content()
             try:
-                os.write(fd, self._content())
-            finally:
-                os.close(fd)
+                try:
+                    os.write(fd, content)
+                finally:
+                    os.close(fd)
+            except OSError as exc:   # a full disk: no half-written lock is left
+                path.unlink(missing_ok=True)
+                self._cannot(path, exc)
             self.held.append(path)
-            _HELD.add(path)
+            self.wrote[path] = _HELD[path] = content
             return
         raise OutputLockedError(f"could not take the lock {path} of {self.what} (it keeps changing: another run "
                                 "is starting on the same output); give another output or try again")
+
+    def _cannot(self, path: Path, exc: OSError) -> None:
+        """An OSError while taking the lock ``path``: what, where and what to do."""
+        why = {errno.EROFS: "the file system is read-only", errno.EACCES: "no permission",
+               errno.EPERM: "no permission", errno.ENOSPC: "the disk is full",
+               errno.EDQUOT: "the disk quota is exceeded"}.get(exc.errno or 0, exc.strerror or str(exc))
+        raise OutputLockError(
+            f"{self.what} {self.targets[path]}: could not create its lock file {path} ({why}), which keeps a second "
+            "run from writing the same output at once; give an output in a folder you can write to") from exc
 
     def _steal(self, path: Path, info: dict[str, Any], why: str) -> None:
         """Move a stale lock aside (only if it is still the stale one: another run may have taken it over)."""
@@ -186,7 +277,7 @@ class OutputLock:
             return
         aside.unlink(missing_ok=True)
         self.log(f"mcproton: note: took over the lock {path} of an earlier run that ended without removing it "
-                 f"({describe_holder(info)}: {why}; killed?)")
+                 f"({describe_holder(info)}: {why})")
 
     def __enter__(self) -> "OutputLock":
         try:
@@ -200,11 +291,8 @@ class OutputLock:
     def release(self) -> None:
         while self.held:
             p = self.held.pop()
-            _HELD.discard(p)
-            try:
-                p.unlink()
-            except OSError:
-                pass
+            _HELD.pop(p, None)
+            _unlink_own(p, self.wrote.pop(p))
         for d in self.made:   # innermost first: only those still empty (a refused run leaves no folder behind)
             try:
                 d.rmdir()
@@ -237,9 +325,10 @@ def remove_stale_temporaries(targets: list[str | Path], log: Callable[[str], Non
 
 
 def locks_output(param: str = "out", what: str = "--out") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: the function holds the :class:`OutputLock` of its argument ``param`` (a file or folder; no
-    lock when it is None or under something that is not a folder, which the function refuses itself) while it
-    runs; its ``log`` argument, if given, gets the notes."""
+    """Decorator: the function holds the :class:`OutputLock` of its argument ``param``, a folder output (its lock
+    ``param/.mcproton.lock`` inside it, the folder created for it and removed again if still empty at the end; no
+    lock when it is None, a file, or under something that is not a folder, which the function refuses itself)
+    while it runs; its ``log`` argument, if given, gets the notes."""
     import functools
     import inspect
 
@@ -260,7 +349,7 @@ def locks_output(param: str = "out", what: str = "--out") -> Callable[[Callable[
                 up = up.parent
             if not up.is_dir():
                 return fn(*args, **kwargs)
-            with OutputLock(out, what, bound.get("log")):
+            with OutputLock(out, what, bound.get("log"), folder=True):
                 return fn(*args, **kwargs)
 
         return wrapper

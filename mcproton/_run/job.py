@@ -56,11 +56,13 @@ class _StopFlag:
     asked for it (:data:`HARD_STOP_ON_SECOND_SIGNAL`; from Python the second signal raises KeyboardInterrupt after
     the batch, as before)."""
 
-    def __init__(self, enabled: bool = True, checkpoint: bool = True) -> None:
+    def __init__(self, enabled: bool = True, checkpoint: bool | Path = True) -> None:
         self.signum: int | None = None
         self._old: dict[int, Any] = {}
         self.enabled = enabled
-        self.checkpoint = checkpoint
+        self.checkpoint = bool(checkpoint)
+        #: the checkpoint file, where known: the second signal's message promises it only if it exists
+        self.checkpoint_path = checkpoint if isinstance(checkpoint, Path) else None
         self._said = threading.Lock()
         self._announced = False
         self._pipe: tuple[int, int] | None = None
@@ -110,12 +112,20 @@ class _StopFlag:
                 from .._io.lock import drop_held_locks
 
                 drop_held_locks()
-                kept = " (the last checkpoint written stays valid: --resume continues from it)" if self.checkpoint \
-                    else ""
+                kept = self._kept()
                 sys.stderr.write(f"\nmcproton: {signal.Signals(b).name} received again: stopped at once, the batch in "
                                  f"flight is lost{kept}\n")
                 sys.stderr.flush()
                 os._exit(128 + b)
+
+    def _kept(self) -> str:
+        """What the second signal leaves: the checkpoint written before it, only if there is one (a review found it
+        promised when the signals came before the first checkpoint)."""
+        if not self.checkpoint:
+            return ""
+        if self.checkpoint_path is not None and not self.checkpoint_path.exists():
+            return f" (no checkpoint was written yet, {self.checkpoint_path}: run it again from the start)"
+        return " (the last checkpoint written stays valid: --resume continues from it)"
 
     def _announce(self, signum: int) -> None:
         with self._said:
@@ -285,7 +295,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     prev_sim: Simulation | None = None
     spare: tuple[Accumulator, np.ndarray] | None = None
     try:
-        with _StopFlag(opts.handle_signals, checkpoint=ckpt is not None) as stop:
+        with _StopFlag(opts.handle_signals, checkpoint=ckpt if ckpt is not None else False) as stop:
             for i, beam in enumerate(beams):
                 st = states[i]
                 t_setup = time.perf_counter()

@@ -426,6 +426,7 @@ def test_a_second_signal_stops_at_once_and_the_checkpoint_stays_valid(small_cfg,
             proc.kill()
             proc.wait()
     assert "SIGINT received: finishing the batch" in err and "SIGINT received again: stopped at once" in err
+    assert "the last checkpoint written stays valid" in err, err
     assert proc.returncode == 128 + signal.SIGINT and waited < 3.0, (proc.returncode, waited)
     assert describe(ckpt).startswith("800,000 of")   # the checkpoint of the first batch, intact
     assert not (tmp_path / "o.h5.lock").exists()
@@ -485,3 +486,34 @@ def test_a_second_signal_ends_the_process_only_from_the_command_line(hard):
     else:
         assert p.returncode == 0 and p.stdout.strip() == "KeyboardInterrupt, interpreter alive", (p.stdout, p.stderr)
         assert "send it again to stop after the batch" in p.stderr
+
+
+@pytest.mark.parametrize("written", [False, True])
+def test_the_second_signal_promises_a_checkpoint_only_where_one_exists(tmp_path, written):
+    """A review (P7): two signals before the first checkpoint was written said "the last checkpoint written stays
+    valid: --resume continues from it", and the folder was empty."""
+    import subprocess
+    import sys
+    import textwrap
+
+    ckpt = tmp_path / "o.ckpt.h5"
+    if written:
+        ckpt.write_bytes(b"a checkpoint")
+    code = textwrap.dedent(f"""
+        import os, signal, time
+        from pathlib import Path
+        from mcproton._run import job
+        job.HARD_STOP_ON_SECOND_SIGNAL = True
+        with job._StopFlag(True, checkpoint=Path({str(ckpt)!r})) as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(30)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 128 + signal.SIGINT and "stopped at once" in p.stderr, (p.returncode, p.stderr)
+    if written:
+        assert "the last checkpoint written stays valid: --resume continues from it" in p.stderr, p.stderr
+    else:
+        assert "stays valid" not in p.stderr and "--resume" not in p.stderr, p.stderr
+        assert f"no checkpoint was written yet, {ckpt}: run it again from the start" in p.stderr, p.stderr

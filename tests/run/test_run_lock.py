@@ -24,17 +24,19 @@ def _sleeper() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 
 
-def _lock_of(pid: int, host: str | None = None) -> str:
+def _lock_of(pid: int, host: str | None = None, **extra) -> str:
     from mcproton._io.lock import _proc_start
 
     return json.dumps({"pid": pid, "host": host or socket.gethostname(), "started": "2026-12-02 03:04:05 UTC",
-                       "command": "mcproton run other.toml --out o.h5", "proc_start": _proc_start(pid)})
+                       "command": "mcproton run other.toml --out o.h5", "proc_start": _proc_start(pid), **extra})
 
 
 def test_a_second_run_on_a_live_runs_output_is_refused_naming_it(small_cfg, tmp_path, capsys):
     """F1: while run A writes o.h5 (a real run in another process), run B on the same --out exits 2 naming A's pid;
     A ends normally and its lock is gone."""
-    cfg = small_cfg(200_000, batch_size=2000, checkpoint_interval_s=0)
+    # A is never to end on its own while B is tried (200 000 primaries left a window of about 1.3 s for the two
+    # calls below, a review found): the finally stops it, at the end of its 2000-primary batch
+    cfg = small_cfg(10**8, batch_size=2000, checkpoint_interval_s=0)
     out = tmp_path / "o.h5"
     lock = tmp_path / "o.h5.lock"
     a = cli_popen("run", cfg, "--out", out, "--quiet")
@@ -123,7 +125,8 @@ def test_check_out_folders_are_locked(tmp_path, capsys):
 
     sleeper = _sleeper()
     try:
-        (tmp_path / "chk.lock").write_text(_lock_of(sleeper.pid))
+        (tmp_path / "chk").mkdir()
+        (tmp_path / "chk" / ".mcproton.lock").write_text(_lock_of(sleeper.pid))
         with pytest.raises(OutputLockedError, match=f"pid {sleeper.pid}"):
             check(plan=tmp_path / "missing.dcm", out=tmp_path / "chk")
         (tmp_path / "patients").mkdir()
@@ -134,11 +137,11 @@ def test_check_out_folders_are_locked(tmp_path, capsys):
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert not (tmp_path / "chk").exists()
+    assert sorted(p.name for p in (tmp_path / "chk").iterdir()) == [".mcproton.lock"]   # the other run's, kept
     # a refused check leaves no lock and no folder made for it
     with pytest.raises(Exception):
         check(plan=tmp_path / "missing.dcm", out=tmp_path / "new" / "chk")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["chk.lock", "patients"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chk", "patients"]
 
 
 def test_lock_file_names_the_holder(tmp_path):
@@ -149,3 +152,176 @@ def test_lock_file_names_the_holder(tmp_path):
         assert info["pid"] == os.getpid() and info["host"] == socket.gethostname() and info["started"]
         assert lk.held
     assert not (tmp_path / "a").exists()   # made for the lock, empty again: removed
+
+
+def _unshare_ok() -> bool:
+    try:
+        return subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.skipif(not _unshare_ok(), reason="needs unshare --pid (root or user namespaces)")
+def test_a_live_lock_of_another_pid_namespace_is_refused(tmp_path):
+    """A review (P3): a container sharing the host's name but not its pids (docker --uts host, unshare -p) could not
+    see the holder's pid and took its live lock over; both runs exited 0 and one result was lost."""
+    from mcproton._io.lock import OutputLock, OutputLockedError
+
+    out = tmp_path / "o.h5"
+    code = ("import sys; from mcproton._io.lock import OutputLock\n"
+            "with OutputLock(sys.argv[1]):\n    print('held', flush=True); sys.stdin.read()\n")
+    a = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", code, str(out)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert a.stdout.readline().strip() == "held"
+        with pytest.raises(OutputLockedError) as ei:
+            with OutputLock(out, "the output"):
+                pass
+        msg = str(ei.value)
+        assert "another PID namespace" in msg and "cannot be checked from here" in msg, msg
+        assert f"delete {tmp_path / 'o.h5.lock'}" in msg, msg
+    finally:
+        a.communicate("", timeout=60)
+    assert a.returncode == 0 and not (tmp_path / "o.h5.lock").exists()
+
+
+def test_a_lock_of_another_pid_namespace_is_not_taken_over_even_if_its_pid_is_gone_here(small_cfg, tmp_path,
+                                                                                         capsys):
+    from mcproton._io.lock import _boot_id
+
+    cfg = small_cfg(2000)
+    sleeper = _sleeper()
+    sleeper.kill()
+    sleeper.wait()
+    lock = tmp_path / "o.h5.lock"
+    lock.write_text(_lock_of(sleeper.pid, boot_id=_boot_id(), pid_ns=1))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "another PID namespace" in err and f"delete {lock}" in err and lock.exists(), err
+
+
+def test_a_lock_from_before_the_host_rebooted_is_taken_over(small_cfg, tmp_path, capsys):
+    """A lock of this host with another boot id: its run ended with the boot, whatever process has its pid now
+    (or in whatever PID namespace it ran)."""
+    cfg = small_cfg(2000)
+    out = tmp_path / "o.h5"
+    sleeper = _sleeper()
+    try:
+        (tmp_path / "o.h5.lock").write_text(_lock_of(sleeper.pid, boot_id="0ld-b00t", pid_ns=1))
+        assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    err = capsys.readouterr().err
+    assert "took over the lock" in err and "booted again since (boot id 0ld-b00t" in err, err
+    assert out.exists() and not (tmp_path / "o.h5.lock").exists()
+
+
+def test_the_lock_records_boot_and_pid_namespace(tmp_path):
+    from mcproton._io.lock import OutputLock, _boot_id, _pid_namespace
+
+    with OutputLock(tmp_path / "o.h5"):
+        info = json.loads((tmp_path / "o.h5.lock").read_text())
+    assert info["boot_id"] == _boot_id() and info["pid_ns"] == _pid_namespace()
+    if os.path.exists("/proc/self/ns/pid"):
+        assert info["boot_id"] and info["pid_ns"]
+
+
+def test_release_leaves_a_lock_that_is_not_its_own(tmp_path):
+    """A review (P3): after a wrong takeover, the first run's release deleted the second run's lock."""
+    from mcproton._io.lock import OutputLock, drop_held_locks
+
+    lock = tmp_path / "o.h5.lock"
+    with OutputLock(tmp_path / "o.h5"):
+        lock.write_text(_lock_of(4242, host="node-9"))   # another run took it over meanwhile
+    assert lock.exists() and "node-9" in lock.read_text()
+    lk = OutputLock(tmp_path / "p.h5").__enter__()
+    (tmp_path / "p.h5.lock").write_text(_lock_of(4242, host="node-9"))
+    drop_held_locks()   # the second signal's hard stop
+    assert (tmp_path / "p.h5.lock").exists() and lk.held
+    lk.release()
+    assert (tmp_path / "p.h5.lock").exists()
+
+
+def test_a_stale_lock_with_this_processs_own_pid_is_taken_over(small_cfg, tmp_path, capsys):
+    """A review (P5): a container restarted after an OOM kill runs mcproton as pid 1 again; its --resume was refused
+    by its own earlier run's lock ("being written by another run now: pid 1")."""
+    cfg = small_cfg(2000)
+    out = tmp_path / "o.h5"
+    lock = tmp_path / "o.h5.lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-12-01 00:00:00 UTC",
+                                "command": "mcproton run job.toml --out o.h5", "proc_start": "12345"}))
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "took over the lock" in err and f"pid {os.getpid()} is this process's now" in err, err
+    assert out.exists() and not lock.exists()
+
+
+def test_a_lock_this_process_holds_is_not_taken_twice(tmp_path):
+    from mcproton._io.lock import OutputLock, OutputLockedError
+
+    with OutputLock(tmp_path / "o.h5"):
+        with pytest.raises(OutputLockedError, match=f"pid {os.getpid()}"):
+            with OutputLock(tmp_path / "o.h5"):
+                pass
+        assert (tmp_path / "o.h5.lock").exists()
+    assert not (tmp_path / "o.h5.lock").exists()
+
+
+def test_a_folder_output_is_locked_inside_it_and_the_lock_removed(tmp_path):
+    """A review (P4): the lock of check --out DIR was DIR.lock in DIR's parent, which may not be writable
+    (``--out ~``, a per-user folder of a QA share): the check was refused with a bare [Errno 30]."""
+    from mcproton._io.lock import locks_output
+
+    seen = {}
+
+    @locks_output()
+    def fake_check(out, log=None):
+        seen["in"] = sorted(p.name for p in out.iterdir())
+        seen["beside"] = sorted(p.name for p in out.parent.iterdir())
+
+    fake_check(tmp_path / "new" / "chk")
+    assert seen == {"in": [".mcproton.lock"], "beside": ["chk"]}
+    assert not (tmp_path / "new").exists()   # made for the lock and empty again
+    (tmp_path / "chk").mkdir()
+    fake_check(tmp_path / "chk")
+    assert seen["in"] == [".mcproton.lock"] and list((tmp_path / "chk").iterdir()) == []
+
+
+def test_an_os_error_taking_a_lock_says_what_where_and_what_to_do(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from mcproton._io import lock as lockmod
+
+    real_open = os.open
+
+    def ro_open(path, *a, **k):
+        if str(path).endswith(".lock"):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(lockmod.os, "open", ro_open)
+    (tmp_path / "patients").mkdir()
+    rc = main(["check", str(tmp_path / "patients"), "--batch", "--out", str(tmp_path / "chk")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Errno" not in err, err
+    assert (f"--out {tmp_path / 'chk'}: could not create its lock file {tmp_path / 'chk' / '.mcproton.lock'} (the "
+            "file system is read-only)") in err and "give an output in a folder you can write to" in err, err
+
+
+def test_a_checks_own_output_folder_logic_leaves_its_lock_alone(tmp_path):
+    """prepare_out (mcproton/_check/out_dir.py) refuses files the check did not write and removes an earlier
+    check's: the lock inside the folder is neither."""
+    from types import SimpleNamespace
+
+    from mcproton._check.out_dir import prepare_out
+    from mcproton._io.lock import OutputLock
+
+    out = tmp_path / "chk"
+    inp = SimpleNamespace(plan_path=None, struct_path=None, ct_dir=None, total=None, beams={})
+    with OutputLock(out, "--out", folder=True):
+        logs: list[str] = []
+        assert prepare_out(out, inp, logs.append)() == [] and logs == []
+        assert [p.name for p in out.iterdir()] == [".mcproton.lock"]
+    assert not out.exists()   # made for the lock, empty again: removed
