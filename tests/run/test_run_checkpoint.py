@@ -427,7 +427,7 @@ def test_a_second_signal_stops_at_once_and_the_checkpoint_stays_valid(small_cfg,
             proc.wait()
     assert "SIGINT received: finishing the batch" in err and "SIGINT received again: stopped at once" in err
     assert "the last checkpoint written stays valid" in err, err
-    assert proc.returncode == 128 + signal.SIGINT and waited < 3.0, (proc.returncode, waited)
+    assert proc.returncode == 128 + signal.SIGINT and waited < 5.0, (proc.returncode, waited)   # before: 7.6 s (idle)
     assert describe(ckpt).startswith("800,000 of")   # the checkpoint of the first batch, intact
     assert not (tmp_path / "o.h5.lock").exists()
 
