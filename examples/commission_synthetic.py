@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mcproton._io.beam_model import load_beam_model
+from mcproton.dicom import load_beam_model
 from mcproton.cli import main
 from mcproton.commission import model_idd, model_spot_sigma_mm
 

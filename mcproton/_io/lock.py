@@ -7,7 +7,7 @@ an error or an interrupt.  The lock file holds the holder's pid, host, start tim
 second run on the same output is refused with a message naming the run that holds it (an audit of long runs,
 2026-12-05: two runs with one ``--out`` both exited 0 and one of the two doses was lost without a word).
 
-The lock of a folder output (``mcproton check --out DIR``, ``--batch ... --out DIR``) is ``DIR/.mcproton.lock``
+The lock of a folder output (``mcproton check --out DIR``, ``--batch ... --out DIR``) is ``DIR/.mcproton-lock``
 inside the folder (created as the check would create it): the folder's parent may be one the user cannot write
 (``--out ~``, a per-user folder of a QA share).
 
@@ -32,7 +32,7 @@ from typing import Any, Callable
 #: the lock files this process holds, with the content it wrote in each (for :func:`drop_held_locks`)
 _HELD: dict[Path, bytes] = {}
 #: the name of the lock file inside a folder output
-FOLDER_LOCK = ".mcproton.lock"
+FOLDER_LOCK = ".mcproton-lock"
 
 
 def _unlink_own(path: Path, content: bytes) -> bool:
@@ -65,7 +65,7 @@ class OutputLockError(ValueError):
 
 
 def lock_path(target: str | Path, folder: bool = False) -> Path:
-    """The lock file of ``target``: ``<target>.lock`` beside a file, ``<target>/.mcproton.lock`` inside a folder
+    """The lock file of ``target``: ``<target>.lock`` beside a file, ``<target>/.mcproton-lock`` inside a folder
     (``folder``), with the links resolved, so that two spellings of one output (``out/o.h5``,
     ``./out/../out/o.h5``) share one lock."""
     t = Path(os.path.realpath(target))
@@ -326,7 +326,7 @@ def remove_stale_temporaries(targets: list[str | Path], log: Callable[[str], Non
 
 def locks_output(param: str = "out", what: str = "--out") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: the function holds the :class:`OutputLock` of its argument ``param``, a folder output (its lock
-    ``param/.mcproton.lock`` inside it, the folder created for it and removed again if still empty at the end; no
+    ``param/.mcproton-lock`` inside it, the folder created for it and removed again if still empty at the end; no
     lock when it is None, a file, or under something that is not a folder, which the function refuses itself)
     while it runs; its ``log`` argument, if given, gets the notes."""
     import functools

@@ -135,12 +135,12 @@ def test_plain_files_at_the_top_level_are_named_as_not_looked_at(pts, calls):
 
 
 def test_the_lock_of_an_output_folder_is_not_a_file_of_the_batch(pts, calls):
-    """The lock of ``--out DIR`` is ``DIR/.mcproton.lock`` (mcproton/_io/lock.py); with ``--out PTS`` it lies at the
+    """The lock of ``--out DIR`` is ``DIR/.mcproton-lock`` (mcproton/_io/lock.py); with ``--out PTS`` it lies at the
     batch folder's top level while the survey reads it: not an input, not named, and gone at the end."""
     res, logs, table = _batch(pts, pts, calls)
     assert set(table) == {"p1", "p2"}
-    assert not any(".mcproton.lock" in m or "not looked at" in m for m in logs), logs
-    assert not (pts / ".mcproton.lock").exists()
+    assert not any(".mcproton-lock" in m or "not looked at" in m for m in logs), logs
+    assert not (pts / ".mcproton-lock").exists()
 
 
 def test_dicom_files_loose_at_the_top_level_are_listed_as_not_checked(pts, calls, one_patient, capsys):

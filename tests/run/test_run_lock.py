@@ -126,7 +126,7 @@ def test_check_out_folders_are_locked(tmp_path, capsys):
     sleeper = _sleeper()
     try:
         (tmp_path / "chk").mkdir()
-        (tmp_path / "chk" / ".mcproton.lock").write_text(_lock_of(sleeper.pid))
+        (tmp_path / "chk" / ".mcproton-lock").write_text(_lock_of(sleeper.pid))
         with pytest.raises(OutputLockedError, match=f"pid {sleeper.pid}"):
             check(plan=tmp_path / "missing.dcm", out=tmp_path / "chk")
         (tmp_path / "patients").mkdir()
@@ -137,7 +137,7 @@ def test_check_out_folders_are_locked(tmp_path, capsys):
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert sorted(p.name for p in (tmp_path / "chk").iterdir()) == [".mcproton.lock"]   # the other run's, kept
+    assert sorted(p.name for p in (tmp_path / "chk").iterdir()) == [".mcproton-lock"]   # the other run's, kept
     # a refused check leaves no lock and no folder made for it
     with pytest.raises(Exception):
         check(plan=tmp_path / "missing.dcm", out=tmp_path / "new" / "chk")
@@ -282,11 +282,11 @@ def test_a_folder_output_is_locked_inside_it_and_the_lock_removed(tmp_path):
         seen["beside"] = sorted(p.name for p in out.parent.iterdir())
 
     fake_check(tmp_path / "new" / "chk")
-    assert seen == {"in": [".mcproton.lock"], "beside": ["chk"]}
+    assert seen == {"in": [".mcproton-lock"], "beside": ["chk"]}
     assert not (tmp_path / "new").exists()   # made for the lock and empty again
     (tmp_path / "chk").mkdir()
     fake_check(tmp_path / "chk")
-    assert seen["in"] == [".mcproton.lock"] and list((tmp_path / "chk").iterdir()) == []
+    assert seen["in"] == [".mcproton-lock"] and list((tmp_path / "chk").iterdir()) == []
 
 
 def test_an_os_error_taking_a_lock_says_what_where_and_what_to_do(tmp_path, monkeypatch, capsys):
@@ -297,7 +297,7 @@ def test_an_os_error_taking_a_lock_says_what_where_and_what_to_do(tmp_path, monk
     real_open = os.open
 
     def ro_open(path, *a, **k):
-        if str(path).endswith(".lock"):
+        if str(path).endswith((".lock", "-lock")):
             raise OSError(errno.EROFS, "Read-only file system", str(path))
         return real_open(path, *a, **k)
 
@@ -306,7 +306,7 @@ def test_an_os_error_taking_a_lock_says_what_where_and_what_to_do(tmp_path, monk
     rc = main(["check", str(tmp_path / "patients"), "--batch", "--out", str(tmp_path / "chk")])
     err = capsys.readouterr().err
     assert rc == 2 and "Errno" not in err, err
-    assert (f"--out {tmp_path / 'chk'}: could not create its lock file {tmp_path / 'chk' / '.mcproton.lock'} (the "
+    assert (f"--out {tmp_path / 'chk'}: could not create its lock file {tmp_path / 'chk' / '.mcproton-lock'} (the "
             "file system is read-only)") in err and "give an output in a folder you can write to" in err, err
 
 
@@ -323,5 +323,5 @@ def test_a_checks_own_output_folder_logic_leaves_its_lock_alone(tmp_path):
     with OutputLock(out, "--out", folder=True):
         logs: list[str] = []
         assert prepare_out(out, inp, logs.append)() == [] and logs == []
-        assert [p.name for p in out.iterdir()] == [".mcproton.lock"]
+        assert [p.name for p in out.iterdir()] == [".mcproton-lock"]
     assert not out.exists()   # made for the lock, empty again: removed
