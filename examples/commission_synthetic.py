@@ -1,8 +1,9 @@
 """A worked example of ``mcproton commission`` without a machine: "measurements" made from the DCPT v5 beam model
 (its Monte Carlo IDDs at 100 and 160 MeV with seed 7, 10^5 primaries each, sampled every 1 mm; its in-air spot
-sigmas at -200, 0 and +200 mm, x 1.03 and x 0.98), then the DCPT v2 model (an earlier model of the same machine)
-commissioned against them.  It writes OUT/idd.csv and OUT/spots.csv (the files' formats: docs/beam_model.md) and
-runs ``mcproton commission`` into OUT/report (docs/commission_report_dcpt_v2.png is its page).
+sigmas at -200, 0 and +200 mm, x 1.03 and x 0.98; its dose per MU in a 100 mm field at 150 MeV, 20 mm deep,
+4 x 10^6 primaries), then the DCPT v2 model (an earlier model of the same machine) commissioned against them.  It
+writes OUT/idd.csv, OUT/spots.csv and OUT/dose_per_mu.csv (the files' formats: docs/beam_model.md) and runs
+``mcproton commission`` into OUT/report (docs/commission_report_dcpt_v2.png is its page).
 
     python examples/commission_synthetic.py [OUT] [--model dcpt_v2]
 """
@@ -14,10 +15,10 @@ from pathlib import Path
 
 from mcproton.dicom import load_beam_model
 from mcproton.cli import main
-from mcproton.commission import model_idd, model_spot_sigma_mm
+from mcproton.commission import model_dose_per_mu, model_idd, model_spot_sigma_mm
 
 
-def make_measurements(out: Path) -> tuple[Path, Path]:
+def make_measurements(out: Path) -> tuple[Path, Path, Path]:
     v5 = load_beam_model("dcpt_v5")
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -36,7 +37,11 @@ def make_measurements(out: Path) -> tuple[Path, Path]:
             lines.append(f"{e:g},{z:g},{1.03 * float(sx):.3f},{0.98 * float(sy):.3f}")
     spots = out / "spots.csv"
     spots.write_text("\n".join(lines) + "\n")
-    return idd, spots
+    dose, _ = model_dose_per_mu(v5, 150.0, 100.0, 5.0, 20.0, 4_000_000, seed=7)
+    dpm = out / "dose_per_mu.csv"
+    dpm.write_text("# synthetic: the dcpt_v5 model's reference-field dose (seed 7), not a measurement\n"
+                   f"nominal_energy_mev,field_size_mm,spot_spacing_mm,depth_mm,gy_per_mu\n150,100,5,20,{dose:.6g}\n")
+    return idd, spots, dpm
 
 
 if __name__ == "__main__":
@@ -44,6 +49,7 @@ if __name__ == "__main__":
     ap.add_argument("out", nargs="?", default="commission_example")
     ap.add_argument("--model", default="dcpt_v2")
     a = ap.parse_args()
-    idd, spots = make_measurements(Path(a.out))
-    sys.exit(main(["commission", "--beam-model", a.model, "--idd", str(idd), "--spots", str(spots), "--out",
+    idd, spots, dpm = make_measurements(Path(a.out))
+    sys.exit(main(["commission", "--beam-model", a.model, "--idd", str(idd), "--spots", str(spots),
+                   "--dose-per-mu", str(dpm), "--out",
                    str(Path(a.out) / "report"), "--primaries", "100000"]))

@@ -25,6 +25,16 @@ them and compares the two:
   isocentre).  Air scattering is not added: a model fitted to in-air sizes already holds it, as MCsquare's and
   mcproton's drift in vacuum.
 
+* **Dose per MU** (Monte Carlo, optional): a square single-layer reference field (``field_size_mm`` wide, spots
+  every ``spot_spacing_mm`` at the isocentre plane, on rays from the model's virtual sources, 1 MU each; at least
+  50 mm wide) into water whose surface is at the isocentre; the dose at ``depth_mm`` on the axis (the mean over a
+  20 x 20 mm column, 2 mm bins interpolated in depth; the field's centre is flat) against the measured Gy per MU
+  per spot, with 20 x ``primaries`` (0.4 % statistical uncertainty at the default; they leave the water 20 mm
+  beyond the depth, so this is quick).  This is the check of the model's protons/MU, the column whose slip (a
+  power of ten, a typo) scales every dose.  Tolerance 2 % (mcproton's choice: the
+  order of a reference dosimetry's standard uncertainty, IAEA TRS-398's 1.5-2 % for protons, within which a
+  model's protons/MU cannot be told from the measurement).
+
 And what to change: for each IDD the mean energy that the measured R80 asks for (one Newton step on the ICRU 90
 CSDA range), and for each energy with sizes at 3 or more distances the single-Gaussian phase space at the model's
 plane (sigma, divergence, correlation) fitted to them, beside the model's.
@@ -37,6 +47,7 @@ Defaults of the tolerances, each with its reason (``Tolerances``; set a centre's
   150 MeV; a wrong spread unit, percent read as MeV, moved it by 0.85 mm in an audit);
 * peak/entrance: 5 % relative (as the TOPAS IDD validation case);
 * gamma 1 %/1 mm (global, 10 % threshold): at least 95 % of the points;
+* dose per MU: 2 % (above);
 * spot sigma in air: 10 % of the measured sigma (mcproton's choice, of the order of machine-QA spot-size
   tolerances; a sigma in cm instead of mm, or a FWHM given as sigma, is off by far more).
 
@@ -58,13 +69,17 @@ import numpy as np
 
 from ._io.errors import InputDataError
 
-__all__ = ["Tolerances", "CommissionResult", "read_idd_csv", "read_spot_csv", "model_spot_sigma_mm",
-           "model_idd", "fit_emittance", "suggested_mean_energy_mev", "commission", "write_commission_report"]
+__all__ = ["Tolerances", "CommissionResult", "read_idd_csv", "read_spot_csv", "read_dose_per_mu_csv",
+           "model_spot_sigma_mm", "model_idd", "model_dose_per_mu", "fit_emittance", "suggested_mean_energy_mev",
+           "commission", "write_commission_report"]
 
 #: the IDD's lateral integration (mm, x and y): the whole lateral halo of a therapy beam
 IDD_LATERAL_MM = 200.0
 #: the default measuring chamber's sensitive radius (mm): PTW Bragg peak chamber type 34070 (81.6 mm diameter)
 CHAMBER_RADIUS_MM = 40.8
+#: the reference field's scoring column (mm, square) on its axis, and its smallest field (mm)
+REF_COLUMN_MM = 20.0
+REF_MIN_FIELD_MM = 50.0
 #: the lateral voxels (mm) when the IDD is integrated over a chamber's disc
 CHAMBER_GRID_MM = 4.0
 SPOT_SIGMA_KINDS = ("core", "rms")
@@ -88,6 +103,7 @@ class Tolerances:
     gamma_dta_mm: float = 1.0
     gamma_pass: float = 0.95
     sigma_rel: float = 0.10
+    dose_per_mu_rel: float = 0.02
 
     def __post_init__(self) -> None:
         for k, v in self.__dict__.items():
@@ -167,6 +183,32 @@ def read_spot_csv(path: str | Path) -> list[dict[str, float]]:
         if r["sigma_x_mm"] <= 0 or r["sigma_y_mm"] <= 0:
             raise CommissionInputError(f"measured spot-size file {path}: {r['nominal_energy_mev']:g} MeV at z "
                                        f"{r['z_mm']:g} mm: a sigma must be > 0")
+    return rows
+
+
+def read_dose_per_mu_csv(path: str | Path) -> list[dict[str, float]]:
+    """Measured reference-field doses: a CSV with columns ``nominal_energy_mev``, ``field_size_mm`` (the square
+    field's side at the isocentre plane), ``spot_spacing_mm``, ``depth_mm`` (water depth of the chamber, the water
+    surface at the isocentre) and ``gy_per_mu`` (the dose there when every spot gets 1 MU)."""
+    cols = ("nominal_energy_mev", "field_size_mm", "spot_spacing_mm", "depth_mm", "gy_per_mu")
+    rows = _rows(path, cols, "measured dose-per-MU file")
+    for r in rows:
+        bad = [c for c in cols if r[c] <= 0]
+        if bad:
+            raise CommissionInputError(f"measured dose-per-MU file {path}: {r['nominal_energy_mev']:g} MeV: "
+                                       f"{', '.join(bad)} must be > 0")
+        n = r["field_size_mm"] / r["spot_spacing_mm"]
+        if abs(n - round(n)) > 1e-6 or not 2 <= round(n) <= 200:
+            raise CommissionInputError(f"measured dose-per-MU file {path}: {r['nominal_energy_mev']:g} MeV: the "
+                                       f"field ({r['field_size_mm']:g} mm) must be 2 to 200 spot spacings "
+                                       f"({r['spot_spacing_mm']:g} mm) wide")
+        if r["field_size_mm"] < REF_MIN_FIELD_MM:
+            raise CommissionInputError(f"measured dose-per-MU file {path}: a field of {r['field_size_mm']:g} mm is "
+                                       f"too small for a reference field (the dose is scored over "
+                                       f"{REF_COLUMN_MM:g} mm); give at least {REF_MIN_FIELD_MM:g} mm")
+        if r["field_size_mm"] > 300:
+            raise CommissionInputError(f"measured dose-per-MU file {path}: a field of {r['field_size_mm']:g} mm is "
+                                       "larger than the 300 mm water phantom; give at most 300 mm")
     return rows
 
 
@@ -259,6 +301,49 @@ def model_idd(model: Any, energy: float, primaries: int, *, seed: int = 1, threa
     return np.asarray(z, float), np.asarray(idd, float), res
 
 
+def model_dose_per_mu(model: Any, energy: float, field_size_mm: float, spot_spacing_mm: float, depth_mm: float,
+                      primaries: int, *, seed: int = 1, threads: int | None = None, backend: str = "cpu",
+                      beam_index: int = 0) -> tuple[float, float]:
+    """The dose (Gy) per MU per spot of the square reference field at ``depth_mm`` on its axis (module docstring),
+    and its relative statistical uncertainty."""
+    from ._io.rtplan import EnergyLayer, IonBeam, RTIonPlan, plan_to_beams
+    from .geometry import box_phantom
+    from .run import simulate
+    from .settings import RunSettings
+
+    _entry(model, energy)
+    n = int(round(field_size_mm / spot_spacing_mm)) + 1
+    u = (np.arange(n) - (n - 1) / 2) * spot_spacing_mm
+    xy = np.array([(x, y) for y in u for x in u])
+    ones = np.ones(len(xy))
+    layer = EnergyLayer(nominal_energy_mev=float(energy), spot_xy_mm=xy, spot_weights=ones, spot_mu=ones)
+    vsad = model.virtual_source_axis_distances_mm or (1e7, 1e7)
+    beam = IonBeam(number=1, name="reference field", machine="", radiation_type="PROTON", scan_mode="MODULATED",
+                   primary_dosimeter_unit="MU", beam_meterset=float(len(xy)), final_cumulative_meterset_weight=float(
+                       len(xy)), gantry_angle_deg=0.0, couch_angle_deg=0.0, isocenter_mm=np.zeros(3),
+                   patient_position="HFS", virtual_source_axis_distances_mm=tuple(vsad), layers=[layer])
+    plan = RTIonPlan(sop_instance_uid="", frame_of_reference_uid="", label="reference field", patient_name="",
+                     patient_id="", number_of_fractions=1, beams=[beam])
+    (b,) = plan_to_beams(plan, model, machine_check=False)   # HFS gantry 0: the beam travels +y (LPS)
+    e = model.at(energy)
+    depth = _water_depth_mm(e.mean_energy_mev, e.energy_spread_mev)
+    depth = min(depth, max(float(depth_mm) + 20.0, 40.0))     # the dose at depth_mm needs no water beyond it
+    side, col, dz = 300.0, REF_COLUMN_MM, 2.0
+    nz = int(math.ceil(depth / dz))
+    # x, z lateral (15 columns of 20 mm, the axis in the middle of the central one); y = depth from the isocentre
+    geom = box_phantom("water", size_mm=(side, nz * dz, side), voxel_mm=(col, dz, col),
+                       origin_mm=(-side / 2 + col / 2, dz / 2, -side / 2 + col / 2),
+                       name=f"water for the {energy:g} MeV reference field")
+    res = simulate(geom, b, RunSettings(primaries=int(primaries), seed=int(seed), backend=backend,
+                                        **({"threads": int(threads)} if threads else {})), beam_index=beam_index)
+    k = int(side / col) // 2
+    prof = res.dose_gy_zyx[k, :, k]
+    unc = res.uncertainty_rel_zyx[k, :, k]
+    y = geom.axis_mm("y")
+    # every spot got 1 MU: the dose there is the field's Gy per MU per spot
+    return float(np.interp(depth_mm, y, prof)), float(np.interp(depth_mm, y, unc))
+
+
 def fit_emittance(d_mm: np.ndarray, sigma_mm: np.ndarray) -> dict | None:
     """The single-Gaussian phase space at the model's plane that fits in-air sigmas measured at distances ``d_mm``
     downstream of it: sigma(d)^2 = s^2 + 2 rho s theta d + theta^2 d^2, a least-squares quadratic in d of the
@@ -308,6 +393,7 @@ class CommissionResult:
     tolerances: Tolerances
     idd: list[dict] = field(default_factory=list)
     spots: list[dict] = field(default_factory=list)
+    dose_per_mu: list[dict] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
     spot_fits: list[dict] = field(default_factory=list)
     curves: dict = field(default_factory=dict)   # energy -> (z, measured, z_mc, mc scaled): for the figures
@@ -320,6 +406,8 @@ class CommissionResult:
             out += [dict(c, energy_mev=r["nominal_energy_mev"]) for c in r["checks"]]
         for r in self.spots:
             out += [dict(c, energy_mev=r["nominal_energy_mev"], z_mm=r["z_mm"]) for c in r["checks"]]
+        for r in self.dose_per_mu:
+            out += [dict(c, energy_mev=r["nominal_energy_mev"]) for c in r["checks"]]
         return out
 
     @property
@@ -336,6 +424,7 @@ class CommissionResult:
         t = self.tolerances
         return json_safe({"passed": self.passed, "beam_model": self.beam_model, "tolerances": t.__dict__,
                           "failed": self.failed, "idd": self.idd, "spots": self.spots, "spot_fits": self.spot_fits,
+                          "dose_per_mu": self.dose_per_mu,
                           "provenance": self.provenance})
 
 
@@ -395,12 +484,14 @@ def _compare_idd(energy: float, zm: np.ndarray, dm: np.ndarray, zc: np.ndarray, 
 
 
 def commission(beam_model: Any, *, idd: str | Path | None = None, spots: str | Path | None = None,
+               dose_per_mu: str | Path | None = None,
                primaries: int = 200_000, seed: int = 1, threads: int | None = None, backend: str = "cpu",
                tolerances: Tolerances | None = None, chamber_radius_mm: float | None = CHAMBER_RADIUS_MM,
                spot_sigma: str = "core", log: Callable[[str], None] | None = None) -> CommissionResult:
     """Compare beam model ``beam_model`` (a name or path for :func:`mcproton.dicom.load_beam_model`, or a loaded
     model) with measured IDDs (``idd``: :func:`read_idd_csv`) and/or in-air spot sizes (``spots``:
-    :func:`read_spot_csv`).  ``chamber_radius_mm``: the IDDs' chamber (None: halo-corrected IDDs, the whole
+    :func:`read_spot_csv`) and/or reference-field doses per MU (``dose_per_mu``: :func:`read_dose_per_mu_csv`).
+    ``chamber_radius_mm``: the IDDs' chamber (None: halo-corrected IDDs, the whole
     lateral integral); ``spot_sigma``: "core" (a measured sigma is a Gaussian fit of the core) or "rms" (module
     docstring).  Every input is read and checked before the first Monte Carlo run."""
     import time
@@ -408,8 +499,9 @@ def commission(beam_model: Any, *, idd: str | Path | None = None, spots: str | P
     from . import __version__
     from ._io.beam_model import load_beam_model
 
-    if idd is None and spots is None:
-        raise CommissionInputError("nothing to compare: give measured IDDs (--idd) and/or spot sizes (--spots)")
+    if idd is None and spots is None and dose_per_mu is None:
+        raise CommissionInputError("nothing to compare: give measured IDDs (--idd), spot sizes (--spots) and/or "
+                                   "reference-field doses per MU (--dose-per-mu)")
     if not (isinstance(primaries, (int, np.integer)) and primaries >= 1000):
         raise CommissionInputError(f"primaries = {primaries!r}: give a whole number >= 1000 per energy")
     tol = tolerances or Tolerances()
@@ -417,6 +509,9 @@ def commission(beam_model: Any, *, idd: str | Path | None = None, spots: str | P
     log = log or (lambda m: None)
     curves = read_idd_csv(idd) if idd is not None else {}
     rows = read_spot_csv(spots) if spots is not None else []
+    refs = read_dose_per_mu_csv(dose_per_mu) if dose_per_mu is not None else []
+    for r in refs:
+        _entry(model, r["nominal_energy_mev"])
     for e in curves:                      # every energy checked against the model before any transport
         _entry(model, e)
     if chamber_radius_mm is not None and not (0 < chamber_radius_mm < IDD_LATERAL_MM / 2):
@@ -442,11 +537,24 @@ def commission(beam_model: Any, *, idd: str | Path | None = None, spots: str | P
         res.spots.append({**r, "model_sigma_x_mm": mx, "model_sigma_y_mm": my, "checks": checks,
                           "passed": all(c["passed"] for c in checks)})
     res.spot_fits = _spot_fits(model, rows, spot_sigma) if rows else []
+    for i, r in enumerate(refs):
+        e = r["nominal_energy_mev"]
+        log(f"mcproton commission: reference field {e:g} MeV ({i + 1} of {len(refs)}), {20 * primaries:,} primaries")
+        dose, rel = model_dose_per_mu(model, e, r["field_size_mm"], r["spot_spacing_mm"], r["depth_mm"],
+                                      20 * primaries, seed=seed, threads=threads, backend=backend,
+                                      beam_index=len(curves) + i)
+        checks = [_check("dose per MU", dose / r["gy_per_mu"] - 1, tol.dose_per_mu_rel, "relative")]
+        res.dose_per_mu.append({**r, "model_gy_per_mu": dose, "model_rel_uncertainty": rel,
+                                "model_protons_per_mu": float(model.protons_per_mu_at(e)),
+                                "protons_per_mu_for_the_measurement": float(model.protons_per_mu_at(e))
+                                * r["gy_per_mu"] / dose, "checks": checks,
+                                "passed": checks[0]["passed"]})
     res.provenance = {"mcproton_version": __version__, "beam_model": model.name,
                       "beam_model_file": model.provenance(),
                       "plane_upstream_of_isocentre_mm": model.plane_upstream_of_isocentre_mm,
                       "idd_file": str(idd) if idd is not None else None,
                       "spot_file": str(spots) if spots is not None else None,
+                      "dose_per_mu_file": str(dose_per_mu) if dose_per_mu is not None else None,
                       "primaries_per_energy": int(primaries), "seed": int(seed), "backend": backend,
                       "idd_chamber_radius_mm": chamber_radius_mm if chamber_radius_mm is not None else
                       f"none (the whole {IDD_LATERAL_MM:g} x {IDD_LATERAL_MM:g} mm)",
@@ -546,7 +654,8 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
              f"<p>{len(res.checks)} quantities judged, {len(res.failed)} outside tolerance. Tolerances: R80/R90 "
              f"&plusmn;{t.range_mm:g} mm (AAPM TG-224 range tolerance), DFO &plusmn;{t.dfo_mm:g} mm, peak/entrance "
              f"&plusmn;{100 * t.peak_entrance_rel:g} %, gamma {t.gamma_dose_percent:g}%/{t.gamma_dta_mm:g}mm "
-             f"&ge; {100 * t.gamma_pass:g} % of the points &ge; 10 % of the maximum, spot sigma &plusmn;"
+             f"&ge; {100 * t.gamma_pass:g} % of the points &ge; 10 % of the maximum, dose per MU &plusmn;"
+             f"{100 * t.dose_per_mu_rel:g} %, spot sigma &plusmn;"
              f"{100 * t.sigma_rel:g} % (the reasons: <code>mcproton.commission</code>'s docstring). Model minus "
              "measured throughout.</p>",
              f"<p>The model's IDDs are integrated over {esc(_chamber_words(res.provenance))} (the measuring chamber: "
@@ -613,12 +722,27 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
             return "<br>".join(f"{esc(str(k))}: {esc(str(x))}" for k, x in v.items() if x)
         return esc(f"{v:.1f}" if isinstance(v, float) and not float(v).is_integer() else str(v))
 
+    if res.dose_per_mu:
+        parts.append("<h2>Reference fields: dose per MU</h2><p>Square single-layer fields, 1 MU per spot, water "
+                     "surface at the isocentre; the model's dose is the mean over a 20 x 20 mm column on the axis."
+                     "</p><table><tr><th>energy (MeV)</th><th>field (mm)</th><th>spacing (mm)</th><th>depth (mm)</th>"
+                     "<th>measured (Gy/MU)</th><th>model (Gy/MU)</th><th>&Delta;</th><th>model MC uncertainty</th>"
+                     "<th>protons/MU: model &rarr; for the measurement</th><th>verdict</th></tr>")
+        for r in res.dose_per_mu:
+            c = r["checks"][0]
+            v = "PASS" if r["passed"] else "FAIL"
+            parts.append(f"<tr><td>{r['nominal_energy_mev']:g}</td><td>{r['field_size_mm']:g}</td>"
+                         f"<td>{r['spot_spacing_mm']:g}</td><td>{r['depth_mm']:g}</td><td>{r['gy_per_mu']:.4g}</td>"
+                         f"<td>{r['model_gy_per_mu']:.4g}</td><td class='{v}'>{_fmt(c['difference'], 'relative')}"
+                         f"</td><td>{100 * r['model_rel_uncertainty']:.2f} %</td>"
+                         f"<td>{r['model_protons_per_mu']:.4g} &rarr; {r['protons_per_mu_for_the_measurement']:.4g}"
+                         f"</td><td class='{v}'>{v}</td></tr>")
+        parts.append("</table>")
     prov = "".join(f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{cell(v)}</td></tr>"
                    for k, v in res.provenance.items())
     parts.append(f"<h2>Provenance</h2><table>{prov}</table>"
-                 "<p>What this does not cover: the absolute dose per MU (protons/MU; a reference-field measurement "
-                 "in a water tank is compared with <code>mcproton run</code> of that field), and dose in "
-                 "heterogeneous media.</p>"
+                 "<p>What this does not cover: dose in heterogeneous media, and fields other than square "
+                 "single-layer ones.</p>"
                  "<h2>Sign-off</h2><table><tr><th>reviewed by</th><td style='width:20em'></td></tr><tr><th>date</th>"
                  "<td></td></tr><tr><th>decision</th><td></td></tr></table></body></html>")
     write_bytes_atomic(out / "commission.html", "".join(parts).encode("utf-8"))
@@ -644,6 +768,9 @@ def add_parser(sub: Any) -> None:
                                                "from the surface), idd (any unit)")
     p.add_argument("--spots", metavar="CSV", help="measured spot sizes in air: columns nominal_energy_mev, z_mm "
                                                   "(from the isocentre, downstream +), sigma_x_mm, sigma_y_mm")
+    p.add_argument("--dose-per-mu", metavar="CSV",
+                   help="measured reference-field doses: columns nominal_energy_mev, field_size_mm, spot_spacing_mm, "
+                        "depth_mm (water surface at the isocentre), gy_per_mu (1 MU per spot)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for commission.html, commission.json and "
                                                                "the figures")
     p.add_argument("--primaries", type=int, default=200_000, help="Monte Carlo protons per IDD energy "
@@ -680,7 +807,8 @@ def _cmd_commission(args: Any) -> int:
         except ValueError:
             raise CommissionInputError(f"--chamber-radius-mm {args.chamber_radius_mm!r}: give a radius in mm or "
                                        "none") from None
-    res = commission(args.beam_model, idd=args.idd, spots=args.spots, primaries=args.primaries, seed=args.seed,
+    res = commission(args.beam_model, idd=args.idd, spots=args.spots, dose_per_mu=args.dose_per_mu,
+                     primaries=args.primaries, seed=args.seed,
                      threads=args.threads, backend=args.backend, tolerances=tol, chamber_radius_mm=radius,
                      spot_sigma=args.spot_sigma,
                      log=lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))

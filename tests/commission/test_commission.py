@@ -223,3 +223,46 @@ def test_the_in_air_drift_is_what_the_transport_gives(v5):
         q16, q84 = np.interp([0.158655, 0.841345], cdf / cdf[-1], x)
         mc, model = (q84 - q16) / 2, float(model_spot_sigma_mm(v5, 150.0, z[k])[0])
         assert mc == pytest.approx(model, rel=0.03) and mc > 0.99 * model, (z[k], mc, model)
+
+
+@pytest.fixture(scope="module")
+def measured_dose_per_mu(tmp_path_factory, v5):
+    """dcpt_v5's own reference-field dose (100 MeV, 100 mm field, 5 mm spacing, 20 mm deep; 4 x 10^6 primaries,
+    seed 7: 0.25 % statistical uncertainty)."""
+    from mcproton.commission import model_dose_per_mu
+
+    dose, rel = model_dose_per_mu(v5, 100.0, 100.0, 5.0, 20.0, 4_000_000, seed=7, threads=1)
+    assert rel < 0.006
+    p = tmp_path_factory.mktemp("dpm") / "dpm.csv"
+    p.write_text(f"nominal_energy_mev,field_size_mm,spot_spacing_mm,depth_mm,gy_per_mu\n100,100,5,20,{dose:.6g}\n")
+    return p, dose
+
+
+def test_dose_per_mu_checks_the_models_protons_per_mu(v5, measured_dose_per_mu):
+    """The right model passes (its MC with 2 x 10^6 primaries: 0.55 %, the two together 0.6 % against a 2 %
+    tolerance, a false failure 3.3 sd away); protons/MU 4 % too high fails, and the protons/MU the measurement asks
+    for is the right one within 1 %.  The dose itself: a fluence of protons/MU / spacing^2 times the stopping
+    power at 20 mm (about 8.2 MeV cm2/g at 88 MeV) is 0.0137 Gy; the MC, with nuclear secondaries, 0.0145 Gy."""
+    p, measured = measured_dose_per_mu
+    assert 0.0137 < measured < 0.0155
+    ok = commission(v5, dose_per_mu=p, primaries=100_000, seed=1, threads=1)
+    assert ok.passed, ok.failed
+    hot = dataclasses.replace(v5, protons_per_mu=v5.protons_per_mu * 1.04)
+    bad = commission(hot, dose_per_mu=p, primaries=100_000, seed=1, threads=1)
+    (f,) = bad.failed
+    assert f["quantity"] == "dose per MU" and 0.025 < f["difference"] < 0.055
+    row = bad.dose_per_mu[0]
+    assert row["protons_per_mu_for_the_measurement"] == pytest.approx(v5.protons_per_mu_at(100.0), rel=0.01)
+
+
+@pytest.mark.parametrize("line, match", [
+    ("100,30,5,20,0.01", "too small for a reference field"),
+    ("100,100,7,20,0.01", "must be 2 to 200 spot spacings"),
+    ("100,100,5,20,0", "gy_per_mu must be > 0"),
+    ("300,100,5,20,0.01", "outside beam model"),
+])
+def test_reference_fields_that_cannot_be_compared(v5, tmp_path, line, match):
+    p = tmp_path / "d.csv"
+    p.write_text("nominal_energy_mev,field_size_mm,spot_spacing_mm,depth_mm,gy_per_mu\n" + line + "\n")
+    with pytest.raises(CommissionInputError, match=match):
+        commission(v5, dose_per_mu=p)
