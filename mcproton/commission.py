@@ -696,8 +696,9 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
         if res.spot_fits:
             parts.append("<h3>Phase space at the model's plane fitted to the measured sizes</h3><p>One Gaussian "
                          "per axis, sigma(d)&sup2; = &sigma;&sup2; + 2&rho;&sigma;&theta;d + &theta;&sup2;d&sup2; "
-                         "at a distance d downstream of the plane, against the model's (its components' second "
-                         "moment fitted the same way): a starting point for a model's spot columns.</p><table><tr>"
+                         f"at a distance d downstream of the plane, against the model's "
+                         f"({esc(_sigma_words(res.provenance))}, fitted the same way): a starting point for a "
+                         "model's spot columns.</p><table><tr>"
                          "<th>energy (MeV)</th><th>axis</th><th>&sigma; (mm) model / fit</th><th>&theta; (mrad) "
                          "model / fit</th><th>&rho; model / fit</th><th>fit rms residual (mm)</th></tr>")
 
