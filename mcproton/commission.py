@@ -57,7 +57,6 @@ v5 at 150 MeV, 2026-12-05), well inside the tolerances.
 """
 from __future__ import annotations
 
-import csv
 import io
 import math
 from collections.abc import Callable, Sequence
@@ -116,33 +115,26 @@ class Tolerances:
 
 # ------------------------------------------------------------------------------------------------- the files
 def _rows(path: str | Path, required: Sequence[str], what: str) -> list[dict[str, float]]:
+    """The ``required`` columns of the CSV ``path`` as numbers (:func:`mcproton._io.csv_table.read_csv_table`)."""
+    from ._io.csv_table import read_csv_table
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CommissionInputError(f"{what} {p}: cannot be read ({exc})") from exc
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise CommissionInputError(f"{what} {p}: no data (only comments or empty)")
-    header = [h.strip() for h in lines[0].split(",")]
-    if len(header) == 1 and ";" in lines[0]:
-        raise CommissionInputError(f"{what} {p}: the columns are separated by ';' (a spreadsheet's export in a "
-                                   "locale with decimal commas?); give a CSV separated by ',' with decimal points")
-    missing = [c for c in required if c not in header]
+    rows, lines = read_csv_table(p, CommissionInputError, f"{what} {p}")
+    missing = [c for c in required if c not in rows[0]]
     if missing:
         raise CommissionInputError(f"{what} {p}: column(s) {', '.join(missing)} missing; the header must name "
-                                   f"{', '.join(required)} (found: {', '.join(header)})")
+                                   f"{', '.join(required)} (found: {', '.join(rows[0])})")
     out = []
-    for n, rec in enumerate(csv.DictReader(io.StringIO("\n".join(lines)), skipinitialspace=True), start=2):
+    for lineno, rec in zip(lines, rows):
         row = {}
         for c in required:
-            v = (rec.get(c) or "").strip()
+            v = rec[c]
             try:
                 row[c] = float(v)
             except ValueError:
-                raise CommissionInputError(f"{what} {p}: data row {n - 1}: {c} = {v!r} is not a number") from None
+                raise CommissionInputError(f"{what} {p}: line {lineno}: {c} = {v!r} is not a number") from None
             if not math.isfinite(row[c]):
-                raise CommissionInputError(f"{what} {p}: data row {n - 1}: {c} = {v!r} is not finite")
+                raise CommissionInputError(f"{what} {p}: line {lineno}: {c} = {v!r} is not finite")
         out.append(row)
     return out
 

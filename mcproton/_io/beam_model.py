@@ -51,13 +51,13 @@ by the material's stopping-power ratio to water at ``RS_SPR_ENERGY_MEV`` (:meth:
 from __future__ import annotations
 
 import csv
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .csv_table import read_csv_table
 from .errors import BeamModelError, McprotonWarning, did_you_mean, warn
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "beam_models"
@@ -474,23 +474,7 @@ def _read_table(path: Path) -> tuple[list[dict[str, str]], list[int]]:
     """The rows of a beam-model CSV table and the line number of each (for the messages)."""
     if not path.exists():
         raise BeamModelError(f"beam-model table {path} does not exist")
-    numbered = [(i, ln) for i, ln in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
-                if ln.strip() and not ln.lstrip().startswith("#")]
-    if len(numbered) < 2:
-        raise BeamModelError(f"{path}: no data rows")
-    header = numbered[0][1]
-    if ";" in header and "," not in header:
-        raise BeamModelError(f"{path}: the columns are separated by ';' (line {numbered[0][0]}); the delimiter must be "
-                             "',' with '.' as the decimal point (export the table as CSV with comma separators)")
-    reader = csv.DictReader(io.StringIO("\n".join(ln for _, ln in numbered)))
-    rows = []
-    for (lineno, _), r in zip(numbered[1:], reader):
-        if None in r:
-            raise BeamModelError(f"{path}: line {lineno} has more values than the header has columns "
-                                 f"({len(reader.fieldnames or [])}); the delimiter must be ',' (and no ',' as decimal "
-                                 "point)")
-        rows.append({(k or "").strip(): (v or "").strip() for k, v in r.items()})
-    return rows, [lineno for lineno, _ in numbered[1:]]
+    return read_csv_table(path, BeamModelError)
 
 
 #: the keys of a TOML beam model: top level, [columns] (all required), [[component]] (all required),
