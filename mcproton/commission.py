@@ -584,6 +584,7 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
     import matplotlib
     from matplotlib.figure import Figure
 
+    from ._check.report import sign_off_html
     from ._io.atomic import write_bytes_atomic
     from ._io.json_out import json_text
 
@@ -735,9 +736,12 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
                    for k, v in res.provenance.items())
     parts.append(f"<h2>Provenance</h2><table>{prov}</table>"
                  "<p>What this does not cover: dose in heterogeneous media, and fields other than square "
-                 "single-layer ones.</p>"
-                 "<h2>Sign-off</h2><table><tr><th>reviewed by</th><td style='width:20em'></td></tr><tr><th>date</th>"
-                 "<td></td></tr><tr><th>decision</th><td></td></tr></table></body></html>")
+                 "single-layer ones.</p>")
+    parts.append(sign_off_html(
+        "I have reviewed the comparisons above and each quantity outside its tolerance.",
+        roles=("reviewed by (medical physicist)", "approved by"),
+        decision="Decision: &#9744; beam model accepted &nbsp; &#9744; accepted with the restrictions in the comment "
+                 "&nbsp; &#9744; not accepted") + "</body></html>")
     write_bytes_atomic(out / "commission.html", "".join(parts).encode("utf-8"))
     paths["commission.html"] = out / "commission.html"
     return paths
