@@ -244,6 +244,12 @@ def _water_depth_mm(mean_mev: float, spread_mev: float) -> float:
     return float(depth_extent_mm(mean_mev + 3 * spread_mev, water_density(), IDD_BIN_MM))
 
 
+def _check_chamber_radius(radius_mm: float | None) -> None:
+    if radius_mm is not None and not (0 < radius_mm < IDD_LATERAL_MM / 2):
+        raise CommissionInputError(f"chamber radius {radius_mm} mm: give a radius in (0, {IDD_LATERAL_MM / 2:g}) mm, "
+                                   "or none for the whole lateral integral")
+
+
 def chamber_weights(n: int, voxel_mm: float, radius_mm: float, sub: int = 16) -> np.ndarray:
     """(n, n) fractions of the area of each lateral voxel (an n x n grid of ``voxel_mm`` centred on the beam
     axis) inside the disc of ``radius_mm`` about the axis, from ``sub`` x ``sub`` points per voxel."""
@@ -265,9 +271,7 @@ def model_idd(model: Any, energy: float, primaries: int, *, seed: int = 1, threa
 
     e = _entry(model, energy)
     depth = _water_depth_mm(e.mean_energy_mev, e.energy_spread_mev)
-    if chamber_radius_mm is not None and not (0 < chamber_radius_mm < IDD_LATERAL_MM / 2):
-        raise CommissionInputError(f"chamber radius {chamber_radius_mm} mm: give a radius in (0, "
-                                   f"{IDD_LATERAL_MM / 2:g}) mm, or none for the whole lateral integral")
+    _check_chamber_radius(chamber_radius_mm)
     lat = IDD_LATERAL_MM if chamber_radius_mm is None else CHAMBER_GRID_MM
     geom = box_phantom("water", size_mm=(IDD_LATERAL_MM, IDD_LATERAL_MM, depth), voxel_mm=(lat, lat, IDD_BIN_MM),
                        name=f"water for the {energy:g} MeV IDD")
@@ -506,9 +510,7 @@ def commission(beam_model: Any, *, idd: str | Path | None = None, spots: str | P
         _entry(model, r["nominal_energy_mev"])
     for e in curves:                      # every energy checked against the model before any transport
         _entry(model, e)
-    if chamber_radius_mm is not None and not (0 < chamber_radius_mm < IDD_LATERAL_MM / 2):
-        raise CommissionInputError(f"chamber radius {chamber_radius_mm} mm: give a radius in (0, "
-                                   f"{IDD_LATERAL_MM / 2:g}) mm, or none for the whole lateral integral")
+    _check_chamber_radius(chamber_radius_mm)
     for r in rows:
         model_spot_sigma_mm(model, r["nominal_energy_mev"], r["z_mm"], spot_sigma)
     res = CommissionResult(model.name, tol, model=model)
