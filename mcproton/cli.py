@@ -273,8 +273,7 @@ def _mark_completeness(settings: Any, beams: list, results: list, total: Any) ->
             at = "run.primaries" if why == "primaries" else why
             warn(f"target not reached ({now} > {100 * target:.3g} %, run.target_uncertainty) after "
                  f"{total.primaries:,} primaries: the run stopped at {at}; the outputs say so", McprotonRuntimeWarning)
-    early = early_stop_note(total)
-    return early
+    return early_stop_note(total)
 
 
 def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: list, results: list, out: Path,
@@ -325,15 +324,14 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
     with phase("hdf5"):
         _write_output_or_explain(writer, total, out, checkpointed)
     op.written.append(str(out))
-    from ._run.result import combined_stop_reason
 
     with phase("summary"):   # the summary's dose figures (maximum, D0.03cc, D2%: mcproton/body.py)
         summary = {"output": str(out), "backend": total.backend, "device": total.device,
                    "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
                    "protons_per_second": round(total.protons_per_second, 1),
                    "mean_rel_uncertainty_50": total.mean_rel_uncertainty_50,
-                   "primaries_requested": settings.primaries * len(beams),
-                   "stop_reason": combined_stop_reason(results),
+                   "primaries_requested": total.provenance["primaries_requested"],
+                   "stop_reason": total.provenance["stop_reason"],
                    **({"target_uncertainty": settings.target_uncertainty,
                        "target_reached": total.provenance["target_reached"]}
                       if settings.target_uncertainty is not None else {}),
@@ -358,9 +356,9 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         try:
             with phase("plot"):
                 if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
-                    plot_dose_planes(total, png, title=f"{early.upper()}" if early else None)
+                    plot_dose_planes(total, png)   # each plot's title says an early stop (early_stop_note)
                 else:
-                    plot_depth_dose(total, png)   # its title says an early stop (early_stop_note)
+                    plot_depth_dose(total, png)
             summary["plot"] = str(png)
             op.written.append(str(png))
         except OSError as exc:

@@ -182,6 +182,10 @@ def _plot_planes(result, plane, path, centre_zyx, title, structures, vmax, level
         fig.legend([Line2D([0], [0], color=c, lw=1.5) for c in handles.values()], list(handles),
                    loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
     fig.colorbar(im, ax=axes, shrink=0.8, label=colorbar_label)
+    if title is None:   # a run stopped early, or short of its target uncertainty, says so (as plot_depth_dose)
+        from ._run.result import early_stop_note
+
+        title = (early_stop_note(result) or "").upper() or None
     if title:
         fig.suptitle(title)
     return _save(plt, fig, path, bbox_inches="tight")
