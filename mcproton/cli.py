@@ -84,6 +84,12 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
         check_inputs(cfg, settings, geometry, beams)   # the beams against the grid among them
     with phase("body_outline"):
         outline = _body_outline_and_check_outputs(cfg, geometry, beams, rtdose)   # errors before transport
+    if out is not None and not args.check_config:
+        from ._run.inputs import check_disk_space
+
+        with phase("input_checks"):   # a warning before the transport, not a failed checkpoint hours later
+            check_disk_space(out, int(geometry.material_index_zyx.size), len(beams), checkpoint=not args.no_checkpoint,
+                             rtdose_files=len(_output_names(cfg, beams, out, rtdose, None)) - 1)
     if args.check_config:
         print(json_text(_config_check_summary(args, cfg, settings, geometry, beams, out, rtdose, png)))
         return 0

@@ -72,6 +72,70 @@ def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: 
         warn(f"{what} of the {avail / 1e9:.1f} GB available; the run may swap: {fix}", McprotonRuntimeWarning)
 
 
+#: Disk space of a run beside its output, bytes per voxel (upper bounds, before compression):
+#: - a checkpoint holds 6 float64 running sums per voxel and beam (48; mcproton/_run/checkpoint.py, dense when more
+#:   than half the grid has dose), and a new one is written beside the old before it replaces it (so twice);
+#: - the HDF5 holds dose (float64), dose to water, LET, uncertainty and density (float32 each), the material index
+#:   and labels (2 at most each): 28, gzip-compressed in practice to a fraction of this;
+#: - an RT Dose holds 4 (32-bit pixels) per voxel, one file per beam besides the plan's with
+#:   output.rtdose_per_beam;
+#: - each file has its headers and attributes besides (the checkpoint's ledger, provenance, DICOM header): 1 MB.
+DISK_BYTES_PER_FILE = 1e6
+DISK_BYTES_CHECKPOINT_PER_VOXEL_AND_BEAM = 48
+DISK_BYTES_HDF5_PER_VOXEL = 28
+DISK_BYTES_RTDOSE_PER_VOXEL = 4
+
+
+def disk_space_estimate(n_vox: int, n_beams: int, *, checkpoint: bool, rtdose_files: int) -> dict[str, float]:
+    """Upper bounds, in bytes, of what a run writes beside its output: 'checkpoint' (at its peak, two copies while
+    one replaces the other), 'outputs' (HDF5 and RT Doses) and 'peak' (the larger of the checkpoint's peak and one
+    checkpoint with the outputs: the checkpoint is removed once the outputs are written)."""
+    ckpt = (DISK_BYTES_PER_FILE + DISK_BYTES_CHECKPOINT_PER_VOXEL_AND_BEAM * n_vox * max(1, n_beams)
+            if checkpoint else 0.0)
+    outputs = ((1 + rtdose_files) * DISK_BYTES_PER_FILE
+               + n_vox * (DISK_BYTES_HDF5_PER_VOXEL + DISK_BYTES_RTDOSE_PER_VOXEL * rtdose_files))
+    return {"checkpoint": ckpt, "outputs": outputs, "peak": max(2 * ckpt, ckpt + outputs)}
+
+
+def _existing_folder(path: Path) -> Path:
+    """The nearest existing folder of ``path`` (its parent, or the first ancestor that exists)."""
+    folder = Path(path).resolve().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def check_disk_space(out: Path, n_vox: int, n_beams: int, *, checkpoint: bool, rtdose_files: int,
+                     free_bytes: Callable[[Path], float] | None = None) -> None:
+    """Warn before the transport when the file system of ``out`` has less free space than the run may write
+    beside it (:func:`disk_space_estimate`): a checkpoint that cannot be written leaves a long run unprotected, and
+    outputs that cannot be written are rescued elsewhere (cli._write_output_or_explain), both found out only hours
+    later.  Upper bounds, so a warning, not a refusal: compression and a sparse dose usually need much less."""
+    import shutil
+
+    folder = _existing_folder(out)
+    try:
+        free = float(free_bytes(folder) if free_bytes else shutil.disk_usage(folder).free)
+    except OSError:
+        return
+    need = disk_space_estimate(n_vox, n_beams, checkpoint=checkpoint, rtdose_files=rtdose_files)
+    if need["peak"] <= free:
+        return
+    parts = ([f"checkpoints up to {_gb(need['checkpoint'])} (two while one replaces the other)"] if checkpoint
+             else []) + [f"outputs up to {_gb(need['outputs'])} before compression"]
+    fix = ("free disk space, give --out on a larger file system, use coarser voxels"
+           + (", or run with --no-checkpoint (the run is then not protected against interruption)" if checkpoint
+              else ""))
+    warn(f"the file system of {folder} has {_gb(free)} free, and this run may write up to {_gb(need['peak'])} "
+         f"there ({n_vox / 1e6:.1f} M voxels, {n_beams} beam{'s' if n_beams != 1 else ''}: {'; '.join(parts)}); "
+         f"if the disk fills, checkpoints fail and the outputs are written to the temporary folder instead: {fix}",
+         McprotonRuntimeWarning)
+
+
+def _gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.2f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+
 def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> None:
     """Refuse a plan whose setup position (PatientSetupSequence PatientPosition) differs from the CT's
     PatientPosition: the plan's gantry angles are then turned about the wrong patient axes (a prone plan on a

@@ -208,6 +208,58 @@ def test_full_disk_on_a_real_filesystem_does_not_crash(tmp_path):
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
+def test_disk_space_estimate_is_an_upper_bound_of_what_a_run_writes(tmp_path):
+    """The estimate behind the free-space warning bounds the real files: the checkpoint of a dense field (every
+    voxel has dose) and the outputs (HDF5 + RT Dose) of the same run."""
+    from mcproton._run.checkpoint import BeamState, save_checkpoint
+    from mcproton._run.inputs import disk_space_estimate
+    from mcproton.run import Accumulator
+
+    n = 40 * 40 * 50
+    acc = Accumulator(n)
+    for arr in list(acc.sums.values()) + [acc.sum_x, acc.sum_x2]:
+        arr[:] = np.random.default_rng(1).random(n)   # incompressible and dense: the checkpoint's worst case
+    ckpt = save_checkpoint(tmp_path / "c.h5", {"x": "y"}, [BeamState(acc), BeamState(acc)])
+    est = disk_space_estimate(n, 2, checkpoint=True, rtdose_files=1)
+    assert 0.8 * est["checkpoint"] < ckpt.stat().st_size <= est["checkpoint"], (ckpt.stat().st_size, est)
+
+    assert est["peak"] >= 2 * est["checkpoint"] and disk_space_estimate(n, 2, checkpoint=False, rtdose_files=0)[
+        "checkpoint"] == 0
+
+
+def test_too_little_free_space_is_warned_before_the_transport(tmp_path, capsys, monkeypatch):
+    """A run whose checkpoints and outputs may not fit on the output's file system is warned before the
+    transport (it used to learn it from a failed checkpoint or a rescued output hours later); enough space, no
+    warning.  The warning names the free space, the need and the remedies."""
+    import shutil
+
+    from mcproton._io.errors import McprotonRuntimeWarning
+    from mcproton._run.inputs import disk_space_estimate
+
+    cfg = write_cfg(tmp_path / "job.toml", 500)
+    out = tmp_path / "sub" / "o.h5"
+    argv = ["run", str(cfg), "--out", str(out), "--quiet", "--rtdose", str(tmp_path / "rd.dcm"), "--set",
+            "beam.total_protons=1e9"]
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=10_000))
+    with pytest.warns(McprotonRuntimeWarning, match="has 0.0 MB free") as said:
+        assert main(argv) == 0
+    msg = str(said[0].message)
+    # the folder named is the nearest that exists (sub/ is made later)
+    assert "--no-checkpoint" in msg and "coarser voxels" in msg and f"of {tmp_path} " in msg, msg
+    with pytest.warns(McprotonRuntimeWarning, match="has 0.0 MB free") as said:
+        assert main(argv + ["--no-checkpoint"]) == 0
+    assert "--no-checkpoint" not in str(said[0].message)
+    monkeypatch.undo()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        assert main(argv) == 0
+    est = disk_space_estimate(20 * 20 * 50, 1, checkpoint=False, rtdose_files=1)
+    assert out.stat().st_size + (tmp_path / "rd.dcm").stat().st_size <= est["outputs"]
+
+
 # --- no traceback, no hang -----------------------------------------------------------------------------------
 
 def test_unexpected_error_is_one_line_with_a_debug_hint(tmp_path, capsys, monkeypatch):
