@@ -133,6 +133,30 @@ def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys, warnin
     assert "warning" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", [3071, 3072])
+def test_metal_clipped_at_the_top_of_a_12_bit_ct_is_reported(value, tmp_path, capsys, warnings_to_stderr):
+    """Paediatric audit 2026-12-05, F2: a 12-bit CT clips metal to 3071 HU (stored 4095, intercept -1024), inside
+    schneider2000's curve (to 3072 HU), so a titanium rod was given bone of 2.84 g/cm3 (SPR 2.51, titanium 3.23)
+    without a word: it is now named as clipped, with the density and SPR it was given and the override to use.
+    Dense bone below the ceiling (3000 HU) says nothing."""
+    from mcproton.config import build_geometry
+    from mcproton.dicom import write_ct_series
+
+    hu = np.zeros((6, 8, 8))
+    hu[:, 0, :] = -1000
+    hu[2, 3:5, 3:5] = value
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct")}})
+    err = capsys.readouterr().err
+    assert ("4 CT voxels (0.008 cm3) are at 3071 HU" in err and "the top of a 12-bit CT scale" in err
+            and (value == 3071) == ("up to 3072" not in err) and "2.84 g/cm3" in err
+            and "stopping-power ratio 2.51" in err and "struct_overrides" in err), err
+    hu[2, 3:5, 3:5] = 3000
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct2")
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct2")}})
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_ct_numbers_beyond_the_calibration_are_reported_by_the_check_too(tmp_path, capsys, warnings_to_stderr):
     """`mcproton check` builds its geometry from the CT by itself (on the TPS grid's blocks): metal above the end
     of the calibration is reported there too.  Before: silently given the last density (2.84 g/cm3 bone for
