@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .stats import weight_sum_of
+
 FORMAT = 1
 #: run keys that do not change the result and may differ on resume
 _FREE_RUN_KEYS = ("threads", "time_limit_s", "checkpoint_interval_s", "backend", "gpu")
@@ -103,6 +105,8 @@ class CompactSums:
     batches: int
     primaries: int
     n_vox: int
+    batch_weight_sum: float | None = None   # stats.batch_weight (None: as many as batches, all of one size)
+    batch_unit: int = 0
 
 
 @dataclass
@@ -128,14 +132,18 @@ class BeamState:
         if self.stored is None:
             self.stored = self.stored_arrays(voxels)
             a = self.acc
-            self.acc = CompactSums(a.ledger, int(a.batches), int(a.primaries), self.n_vox)
+            self.acc = CompactSums(a.ledger, int(a.batches), int(a.primaries), self.n_vox, weight_sum_of(a),
+                                   int(getattr(a, "batch_unit", 0)))
 
     def checksum(self, stored: dict[str, np.ndarray]) -> str:
         """Digest of the state as written: ``stored`` are the arrays of the file (whole, or voxel indices and
         the values there), so that a large grid is hashed in its compact form, on writing and on reading."""
         a = self.acc
+        w = weight_sum_of(a)
+        # batches of unequal size only: their weight sum (equal ones hash as before weights existed)
+        unequal = () if w == float(a.batches) else (repr(w), int(getattr(a, "batch_unit", 0)))
         return _sha(*[stored[k] for k in sorted(stored)], a.ledger, int(a.batches), int(a.primaries),
-                    int(self.next_history), bool(self.done), self.stop_reason, int(self.batch_cap))
+                    int(self.next_history), bool(self.done), self.stop_reason, int(self.batch_cap), *unequal)
 
     def stored_arrays(self, voxels: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The running sums as a checkpoint stores them: whole arrays when more than half the grid has dose,
@@ -191,6 +199,8 @@ def _fill_checkpoint(f: Any, fp: dict[str, str], states: list[BeamState]) -> Non
             g.create_dataset(name, data=v, **_ARRAY_OPTS)
         g.create_dataset("ledger", data=a.ledger)
         g.attrs["batches"] = int(a.batches)
+        g.attrs["batch_weight_sum"] = weight_sum_of(a)
+        g.attrs["batch_unit"] = int(getattr(a, "batch_unit", 0))
         g.attrs["primaries"] = int(a.primaries)
         g.attrs["next_history"] = int(st.next_history)
         g.attrs["elapsed_s"] = float(st.elapsed_s)
@@ -238,6 +248,9 @@ def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[Be
                 acc.sum_x = _dense(g, stored, "sum_x", np.float64)
                 acc.sum_x2 = _dense(g, stored, "sum_x2", np.float64)
                 acc.batches = int(g.attrs["batches"])
+                # a checkpoint written before batch weights existed: its batches counted alike
+                acc.batch_weight_sum = float(g.attrs.get("batch_weight_sum", acc.batches))
+                acc.batch_unit = int(g.attrs.get("batch_unit", 0))
                 acc.primaries = int(g.attrs["primaries"])
                 if any(a.shape != (n_vox,) for a in (*acc.sums.values(), acc.sum_x, acc.sum_x2)):
                     raise CheckpointError(f"checkpoint {path} has tallies of another grid size; {fix}")

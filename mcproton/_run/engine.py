@@ -25,7 +25,7 @@ from ..geometry import VoxelGeometry
 from ..settings import RunSettings
 from ..source import Beam
 from .result import at_voxels
-from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max
+from .stats import batch_rel_uncertainty, batch_weight, mean_uncertainty_above_half_max, weight_sum_of
 
 #: largest memory of the CPU tally slots (4 int64 tallies per voxel and slot).  A larger budget (2 slots of
 #: a 512 x 512 x 200 grid, 3.4 GB) made the transport of that grid 16 % faster in steady state but whole runs
@@ -247,6 +247,10 @@ class Accumulator:
         self.sum_x = np.zeros(n_vox, np.float64)    # sum over batches of edep_b / n_b, MeV
         self.batches = 0
         self.primaries = 0
+        # batches of unequal size weight sum_x and sum_x2 by their size relative to the first (stats.batch_weight);
+        # None: as many as batches (all of one size), also for sums whose batches are set by hand
+        self.batch_weight_sum: float | None = None
+        self.batch_unit = 0
 
     @classmethod
     def cleared(cls, old: "Accumulator", voxels: np.ndarray) -> "Accumulator":
@@ -264,6 +268,8 @@ class Accumulator:
         out.ledger = np.zeros(N_LEDGER, np.int64)
         out.batches = 0
         out.primaries = 0
+        out.batch_weight_sum = None
+        out.batch_unit = 0
         return out
 
     @property
@@ -315,8 +321,13 @@ class Accumulator:
         nz = np.flatnonzero(batch["edep"])
         idx = nz if vox is None else vox[nz]
         x = batch["edep"][nz].astype(np.float64) / TALLY_SCALE / n
-        self.sum_x[idx] += x
-        self.sum_x2[idx] += x * x
+        w = batch_weight(self, n)
+        if w == 1.0:
+            self.sum_x[idx] += x
+            self.sum_x2[idx] += x * x
+        else:
+            self.sum_x[idx] += x * w
+            self.sum_x2[idx] += x * x * w
         self.batches += 1
         self.primaries += n
 
@@ -327,7 +338,8 @@ class Accumulator:
         idx = np.flatnonzero(self.sum_x)
         dose = self.sums["edep"][idx] * inv_mass[idx]   # proportional to the dose
         return mean_uncertainty_above_half_max(dose, batch_rel_uncertainty(self.sum_x[idx], self.sum_x2[idx],
-                                                                           self.batches), density[idx])
+                                                                           self.batches, weight_sum_of(self)),
+                                               density[idx])
 
 
 @dataclass(eq=False)
@@ -346,6 +358,8 @@ class ScoredSums:
     batches: int
     primaries: int
     n_vox: int                         # voxels of the grid
+    batch_weight_sum: float | None = None   # stats.batch_weight (None: as many as batches, all of one size)
+    batch_unit: int = 0
 
     @classmethod
     def empty(cls, n_vox: int) -> "ScoredSums":
@@ -370,6 +384,7 @@ class ScoredSums:
         out.sum_x2[self.voxels] = self.sum_x2
         out.ledger = self.ledger.copy()
         out.batches, out.primaries = self.batches, self.primaries
+        out.batch_weight_sum, out.batch_unit = weight_sum_of(self), self.batch_unit
         return out
 
 
@@ -404,6 +419,8 @@ class DeviceAccumulator:
         self.ledger = acc.ledger.copy()
         self.batches = acc.batches
         self.primaries = acc.primaries
+        self.batch_weight_sum = weight_sum_of(acc)
+        self.batch_unit = getattr(acc, "batch_unit", 0)
 
     def add(self, batch: dict[str, Any], n: int) -> None:
         with self._ctx():
@@ -416,8 +433,13 @@ class DeviceAccumulator:
                 raise OverflowError("a voxel tally approaches the 64-bit limit; split the run into several")
         self.ledger += np.asarray(batch["ledger"])
         x = batch["edep"].astype(np.float64) / TALLY_SCALE / n   # the same rounding as Accumulator.add
-        self.sum_x += x
-        self.sum_x2 += x * x
+        w = batch_weight(self, n)
+        if w == 1.0:
+            self.sum_x += x
+            self.sum_x2 += x * x
+        else:
+            self.sum_x += x * w
+            self.sum_x2 += x * x * w
         self.batches += 1
         self.primaries += n
 
@@ -429,7 +451,7 @@ class DeviceAccumulator:
             if getattr(self, "_dev_mass", None) is None:   # the grid's constants, copied once
                 self._dev_mass = self.xp.asarray(inv_mass)
                 self._dev_density = self.xp.asarray(density)
-            unc = batch_rel_uncertainty(self.sum_x, self.sum_x2, self.batches)
+            unc = batch_rel_uncertainty(self.sum_x, self.sum_x2, self.batches, self.batch_weight_sum)
             return mean_uncertainty_above_half_max(self.sums["edep"] * self._dev_mass, unc, self._dev_density)
 
     @property
@@ -455,7 +477,8 @@ class DeviceAccumulator:
                 out.sum_x2 = xp.asnumpy(self.sum_x2)
                 out.ledger = self.ledger.copy()
                 out.batches, out.primaries = self.batches, self.primaries
+                out.batch_weight_sum, out.batch_unit = self.batch_weight_sum, self.batch_unit
                 return out
             return ScoredSums(xp.asnumpy(idx), {k: xp.asnumpy(v[idx]) for k, v in self.sums.items()},
                               xp.asnumpy(self.sum_x[idx]), xp.asnumpy(self.sum_x2[idx]), self.ledger.copy(),
-                              self.batches, self.primaries, n)
+                              self.batches, self.primaries, n, self.batch_weight_sum, self.batch_unit)

@@ -15,7 +15,7 @@ from .. import __version__
 from .._kernels.layout import LEDGER, LEDGER_ENTRIES, LET_SCALE, TALLY_SCALE
 from .._kernels.source import source_hash
 from ..geometry import VoxelGeometry
-from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max
+from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max, weight_sum_of
 from .._io.errors import McprotonRuntimeWarning, warn
 
 #: the keys of a plan beam's ``meta`` (mcproton/_io/rtplan.py plan_to_beams) that a result keeps in its
@@ -228,7 +228,7 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         let_d = np.where(ep > 0, sv["let_num"] / LET_SCALE / np.where(ep > 0, ep, 1), 0.0)
         B = acc.batches
         sx = sv["sum_x"]
-        unc = batch_rel_uncertainty(sx, sv["sum_x2"], B)
+        unc = batch_rel_uncertainty(sx, sv["sum_x2"], B, weight_sum_of(acc))
         if B < 2:  # one batch (batch_size >= primaries, an early stop): no uncertainty estimate, not 0
             unc = np.where(sx > 0, np.nan, 0.0)
     scale = 1.0

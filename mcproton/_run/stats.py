@@ -16,11 +16,21 @@ import numpy as np
 UNCERTAINTY_MIN_DENSITY = 0.05
 
 
-def batch_rel_uncertainty(sum_x: Any, sum_x2: Any, batches: int) -> Any:
+def batch_rel_uncertainty(sum_x: Any, sum_x2: Any, batches: int, weight_sum: float | None = None) -> Any:
     """Relative standard error of each voxel's mean over ``batches`` batches, from the sums of the batch means
-    and of their squares; 0 where there is no dose."""
-    mean_x = sum_x / batches
-    v = sum_x2 / batches - mean_x * mean_x
+    and of their squares; 0 where there is no dose.
+
+    Batches of unequal size: ``sum_x`` and ``sum_x2`` are then the sums of ``w_b x_b`` and ``w_b x_b^2``, the batch
+    means ``x_b`` weighted by their sizes relative to a unit (``w_b = n_b / n_unit``; Accumulator.add), and
+    ``weight_sum`` is the sum of the weights.  The size-weighted batch-means estimator of the variance of the
+    mean is then (sum w_b x_b^2 / W - xbar^2) / (B - 1), with xbar = sum w_b x_b / W: each batch counts by its
+    histories (a batch of n_b histories has variance sigma^2 / n_b).  With equal batches (every w_b = 1, W = B,
+    the default) it is the usual estimator, bit for bit.  Before (the statistics audit of 2026-12-05, F1) every
+    batch counted the same, and a short last batch (20,001 primaries in batches of 2,000) put the uncertainty at
+    12.7 % where the spread over seeds was 2.8 %."""
+    w = batches if weight_sum is None else weight_sum
+    mean_x = sum_x / w
+    v = sum_x2 / w - mean_x * mean_x
     var_mean = (v + abs(v)) / 2 / max(batches - 1, 1)   # max(v, 0) / (B - 1)
     has = mean_x > 0
     return var_mean ** 0.5 / (mean_x + ~has) * has
@@ -55,3 +65,22 @@ def mean_rel_uncertainty_50(acc: Any, inv_mass: np.ndarray, density: np.ndarray)
     if acc.batches < 2:
         return float("nan")
     return acc.mean_rel_uncertainty_50(inv_mass, np.asarray(density).reshape(-1))
+
+
+def batch_weight(acc: Any, n: int) -> float:
+    """The weight of a new batch of ``n`` histories in ``acc``'s float sums (see :func:`batch_rel_uncertainty`):
+    its size relative to the accumulator's unit, the size of its first batch (set here); 1.0 exactly for a batch of
+    that size, so that equal batches give the sums, and the uncertainty, bit for bit as without weights.  Adds the
+    weight to ``acc.batch_weight_sum``."""
+    if not getattr(acc, "batch_unit", 0):
+        acc.batch_unit = int(n)
+    w = 1.0 if n == acc.batch_unit else n / acc.batch_unit
+    acc.batch_weight_sum = weight_sum_of(acc) + w
+    return w
+
+
+def weight_sum_of(acc: Any) -> float:
+    """``acc``'s sum of batch weights; its number of batches where it has none (sums written before weights
+    existed, which were all unweighted)."""
+    w = getattr(acc, "batch_weight_sum", None)
+    return float(acc.batches) if w is None else float(w)
