@@ -24,6 +24,7 @@ from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, f
 from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from .result import finish, scored_voxels
 from .streaming import BatchPlan, LocalExecutor, end_progress, is_out_of_memory, progress_printer, stream
+from .stats import FEW_BATCHES, c4
 
 if TYPE_CHECKING:
     from .distributed import DaskExecutor
@@ -397,6 +398,15 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                          f"{st.next_history:,} primaries): its statistical uncertainty cannot be estimated (NaN in the "
                          "outputs); give a longer run.time_limit_s, a smaller run.batch_size or more run.batches",
                          McprotonRuntimeWarning)
+                elif getattr(st.acc, "batches", FEW_BATCHES) < FEW_BATCHES:
+                    from .._io.errors import McprotonRuntimeWarning, warn
+
+                    b = int(st.acc.batches)
+                    warn(f"beam {i + 1} ({beam.name}): its statistical uncertainty comes from {b} batches only, and "
+                         f"reads low by about {100 * (1 - c4(b)):.0f} % (the quoted figure is a mean of per-voxel "
+                         f"standard deviations, each from {b} batch means: c4({b}) = {c4(b):.3f}); use at least "
+                         f"{FEW_BATCHES} batches (run.batches, or a smaller run.batch_size) for an uncertainty to "
+                         "rely on", McprotonRuntimeWarning)
                 save()
                 acc_done = st.acc
                 results.append(_finish(sim, st, setup_s))   # its sums live on compactly (BeamState.compact)

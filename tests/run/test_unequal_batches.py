@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from run_helpers import write_cfg
 
 import mcproton as mcp
 from mcproton._run.stats import batch_rel_uncertainty
@@ -66,3 +67,20 @@ def test_unequal_batch_weights_survive_a_checkpoint(tmp_path):
         f["beam_000"].attrs["batch_weight_sum"] = 3.0
     with pytest.raises(ck.CheckpointError, match="corrupt"):
         ck.load_checkpoint(p, {"n_beams": "1"}, 10)
+
+
+def test_few_batches_are_said_to_read_low(tmp_path):
+    """Statistics audit F2: a run of 2-9 batches quoted its uncertainty (a mean of per-voxel standard deviations)
+    20 % (2 batches) to 3 % (9) low, as c4(B) says, without a word; it is now warned about with the figure.  Ten
+    batches, the default, are not."""
+    from mcproton._io.errors import McprotonRuntimeWarning
+    from mcproton.cli import main
+
+    cfg = write_cfg(tmp_path / "job.toml", 3000)
+    with pytest.warns(McprotonRuntimeWarning, match=r"from 3 batches only, and reads low by about 11 %"):
+        assert main(["run", str(cfg), "--out", str(tmp_path / "a.h5"), "--quiet", "--set", "run.batches=3"]) == 0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        assert main(["run", str(cfg), "--out", str(tmp_path / "b.h5"), "--quiet"]) == 0
