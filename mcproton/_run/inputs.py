@@ -234,6 +234,8 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
     where = "beam" if "beam" in cfg else "plan"
     for check in beam_grid_checks(geometry, beams, where):
         check()
+    if ph.get("type") == "ct":   # a water box or a slab phantom is meant to touch the grid's faces
+        check_ct_truncation(geometry, beams, where)
     cut = settings.physics.e_cut_mev
     for beam in beams:
         model = _beam_model_of(beam)
@@ -622,6 +624,140 @@ def check_shifters_outside(geometry: Any, beams: list[Any], where: str) -> None:
                           "traced), which the protons would never cross; check the plan's "
                           "IsocenterToRangeShifterDistance (300A,0364, mm from the isocentre to the shifter's "
                           "downstream face) and the beam model's range shifter")
+
+
+#: The patient cut off on a beam's path (check_ct_truncation): matter denser than TRUNCATION_TISSUE_G_CM3 over at
+#: least TRUNCATION_MIN_RUN_MM along a spot's central ray is the patient (soft tissue and bone, fat 0.92 g/cm3; not
+#: lung, air, couch foam; about the -400 HU of the automatic body outline, mcproton/body.py); thinner dense layers
+#: (the carbon-fibre shells of a couch top, a thermoplastic mask: 1-3 mm, blurred over a voxel or two) are passed.
+#: The ray's first such run is where the beam enters the patient: it is cut off when that lies within one voxel of
+#: the grid face the ray came in through, or within TRUNCATION_FOV_GAP_VOXELS voxels of the CT's out-of-field-of-view
+#: padding (VoxelGeometry.outside_fov_zyx).  At most MAX_TRUNCATION_RAYS spots per beam are traced (evenly).
+TRUNCATION_TISSUE_G_CM3 = 0.6
+TRUNCATION_MIN_RUN_MM = 10.0
+TRUNCATION_FOV_GAP_VOXELS = 2
+MAX_TRUNCATION_RAYS = 400
+
+
+def _ray_entries(geometry: Any, p: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For rays from ``p`` along unit ``d`` (rows): whether each enters the patient cut off by the grid's face
+    (``edge``) or next to the field-of-view padding (``fov``), and whether it meets the patient at all (``hit``):
+    see TRUNCATION_TISSUE_G_CM3.  Sampled at half the smallest voxel, all rays at once."""
+    lo = np.asarray(geometry.lower_corner_mm, float)
+    vs = np.asarray(geometry.voxel_size_mm, float)
+    hi = lo + np.asarray(geometry.extent_mm, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (lo - p) / d, (hi - p) / d
+    t1 = np.where(d == 0, np.where((p > lo) & (p < hi), -np.inf, np.inf), t1)
+    t2 = np.where(d == 0, np.where((p > lo) & (p < hi), np.inf, -np.inf), t2)
+    t_in = np.maximum(np.minimum(t1, t2).max(axis=1), 0.0)
+    t_out = np.maximum(t1, t2).min(axis=1)
+    n = len(p)
+    edge, fov, hit = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+    step = float(vs.min()) / 2
+    v_max = float(vs.max())
+    run = max(1, int(np.ceil(TRUNCATION_MIN_RUN_MM / step)))
+    gap = int(np.ceil(TRUNCATION_FOV_GAP_VOXELS * v_max / step))
+    shape_xyz = np.array(geometry.shape_zyx[::-1])
+    rho_zyx = np.asarray(geometry.density_g_cm3_zyx)
+    pad_zyx = geometry.outside_fov_zyx
+    ok_all = np.flatnonzero(t_out > t_in)
+    for c0 in range(0, ok_all.size, 64):   # 64 rays at a time: a few MB of samples, whatever the grid
+        ok = ok_all[c0:c0 + 64]
+        k = int(np.ceil(float((t_out[ok] - t_in[ok]).max()) / step))
+        ts = t_in[ok, None] + (np.arange(k) + 0.5) * step            # (rays, samples)
+        inside = ts < t_out[ok, None]
+        pts = p[ok, None, :] + ts[..., None] * d[ok, None, :]
+        idx = np.clip(np.floor((pts - lo) / vs).astype(np.int64), 0, shape_xyz - 1)
+        tissue = (rho_zyx[idx[..., 2], idx[..., 1], idx[..., 0]] > TRUNCATION_TISSUE_G_CM3) & inside
+        length = np.zeros(tissue.shape, np.int32)   # the run of tissue samples from each sample on
+        acc = np.zeros(len(ok), np.int32)
+        for j in range(k - 1, -1, -1):
+            acc = np.where(tissue[:, j], acc + 1, 0)
+            length[:, j] = acc
+        # a run that reaches the grid's far face counts as long (a patient cut on the exit side is not this check's)
+        to_end = inside.sum(axis=1, keepdims=True) - np.arange(k) <= length
+        start = tissue & ((length >= run) | to_end)
+        first = np.argmax(start, axis=1)
+        for r in np.flatnonzero(start[np.arange(len(ok)), first]):
+            j, i = int(first[r]), int(ok[r])
+            hit[i] = True
+            edge[i] = t_in[i] > 0 and j * step < v_max   # t_in > 0: the ray came in through a face
+            if pad_zyx is not None and j > 0:
+                q = idx[r, max(0, j - gap):j]
+                fov[i] = bool(np.asarray(pad_zyx)[q[:, 2], q[:, 1], q[:, 0]].any())
+    return edge, fov, hit
+    step = float(vs.min()) / 2
+    k = int(np.ceil(float((t_out[ok] - t_in[ok]).max()) / step))
+    ts = t_in[ok, None] + (np.arange(k) + 0.5) * step            # (rays, samples)
+    inside = ts < t_out[ok, None]
+    pts = p[ok, None, :] + ts[..., None] * d[ok, None, :]
+    shape_xyz = np.array(geometry.shape_zyx[::-1])
+    idx = np.clip(np.floor((pts - lo) / vs).astype(np.int64), 0, shape_xyz - 1)
+    rho = np.asarray(geometry.density_g_cm3_zyx)[idx[..., 2], idx[..., 1], idx[..., 0]]
+    tissue = (rho > TRUNCATION_TISSUE_G_CM3) & inside
+    pad = geometry.outside_fov_zyx
+    padded = (np.asarray(pad)[idx[..., 2], idx[..., 1], idx[..., 0]] & inside) if pad is not None else None
+    run = max(1, int(np.ceil(TRUNCATION_MIN_RUN_MM / step)))
+    # the length of the run of tissue samples starting at each sample (from the far end back)
+    length = np.zeros(tissue.shape, np.int32)
+    acc = np.zeros(len(ok), np.int32)
+    for j in range(k - 1, -1, -1):
+        acc = np.where(tissue[:, j], acc + 1, 0)
+        length[:, j] = acc
+    # a run that reaches the grid's far face counts as long (a patient cut on the exit side is not this check's)
+    start = tissue & ((length >= run) | (inside.sum(axis=1, keepdims=True) - np.arange(k) <= length))
+    first = np.argmax(start, axis=1)
+    found = start[np.arange(len(ok)), first]
+    v_max = float(vs.max())
+    gap = int(np.ceil(TRUNCATION_FOV_GAP_VOXELS * v_max / step))
+    for r in np.flatnonzero(found):
+        j = int(first[r])
+        i = ok[r]
+        hit[i] = True
+        edge[i] = t_in[i] > 0 and j * step < v_max and not (np.all((p[i] > lo) & (p[i] < hi)))
+        if padded is not None:
+            fov[i] = bool(padded[r, max(0, j - gap):j].any())
+    return edge, fov, hit
+
+
+def check_ct_truncation(geometry: Any, beams: list[Any], where: str) -> None:
+    """Warn when a beam enters the patient where the CT has cut the patient off: at the face of the CT grid the beam
+    comes in through, or at the scanner's out-of-field-of-view padding (a patient wider than the reconstruction
+    circle).  The patient beyond is missing from the CT, so the beam crosses less matter than in the patient and
+    its dose lies too deep by the missing tissue's WET.  Only the rays' entry points count: a head CT whose last
+    slices cut the neck is not a finding for a lateral beam, and a couch top cut by the grid is passed
+    (TRUNCATION_MIN_RUN_MM).  The warning names the beam and the share of its spot weight whose central rays enter
+    so (among the MAX_TRUNCATION_RAYS traced).  The paediatric audit's head cylinder cut by a 190 mm field of view
+    5 mm before its side moved the range of a lateral beam by 6 mm without a word."""
+    for beam in beams:
+        spots = _evenly([s for s in beam.spots if s.weight > 0], MAX_TRUNCATION_RAYS)
+        if not spots:
+            continue
+        p = np.array([np.asarray(s.position_mm, float) for s in spots])
+        d = np.array([np.asarray(s.direction, float) for s in spots])
+        d = d / np.linalg.norm(d, axis=1, keepdims=True)
+        w = np.array([float(s.weight) for s in spots])
+        edge, fov, _ = _ray_entries(geometry, p, d)
+        parts = []
+        if edge.any():
+            parts.append(f"{100 * w[edge].sum() / w.sum():.3g} % of its spot weight enters the patient at the edge "
+                         "of the CT grid (the patient is cut off by the CT's extent there)")
+        if fov.any():
+            parts.append(f"{100 * w[fov].sum() / w.sum():.3g} % of its spot weight enters the patient next to the "
+                         "scanner's padding outside its reconstruction field of view (CT values below "
+                         f"{_fov_hu():g} HU: the patient is wider than the field of view there)")
+        if parts:
+            warn(f"{where} {beam.name!r}: {'; '.join(parts)}: the tissue beyond the CT is missing on the beam's path, "
+                 "so its dose lies too deep by that tissue's water-equivalent thickness; use a CT that holds the "
+                 "whole patient on the beam's path (a larger field of view or scan length, or the patient's outline "
+                 "completed with tissue in the planning system)", McprotonRuntimeWarning)
+
+
+def _fov_hu() -> float:
+    from .._io.hu_calibration import FOV_PADDING_HU
+
+    return FOV_PADDING_HU
 
 
 #: A layer stops in its range shifter when the CSDA range in water of its protons, taken at the mean energy plus
