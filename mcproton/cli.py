@@ -300,7 +300,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
 
         try:
             # a zero dose, a beam that mostly missed or escaped
-            check_result(total, allow_empty=args.allow_empty)
+            check_result(total, allow_empty=args.allow_empty, beams=beams)
         except Exception:
             if not args.no_checkpoint:
                 remove_checkpoint(out)

@@ -47,6 +47,10 @@ class VoxelGeometry:
     #: what a dose on this grid was computed with, as an RT Dose says it (TissueHeterogeneityCorrection, PS3.3
     #: C.8.8.3): ("IMAGE",) for a CT as it is, ("IMAGE", "ROI_OVERRIDE") once a structure set's overrides changed it
     tissue_heterogeneity: tuple[str, ...] = ("IMAGE",)
+    #: for a grid from a DICOM CT: True where the CT holds the scanner's value for pixels outside its reconstruction
+    #: field of view (HU below mcproton._io.hu_calibration.FOV_PADDING_HU; transported as air like the CT's other
+    #: lowest values); None when it holds none.  The input checks look for the patient cut by it on a beam's path.
+    outside_fov_zyx: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         mi = np.asarray(self.material_index_zyx)
@@ -89,6 +93,11 @@ class VoxelGeometry:
             if lab.shape != mi.shape:
                 raise ValueError(f"labels_zyx shape {lab.shape} differs from the grid shape {mi.shape}")
             self.labels_zyx = np.ascontiguousarray(lab, dtype=np.int16)
+        if self.outside_fov_zyx is not None:
+            fov = np.asarray(self.outside_fov_zyx)
+            if fov.shape != mi.shape:
+                raise ValueError(f"outside_fov_zyx shape {fov.shape} differs from the grid shape {mi.shape}")
+            self.outside_fov_zyx = np.ascontiguousarray(fov, dtype=bool)
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -272,6 +281,17 @@ def block_factors(factors: Sequence[int]) -> tuple[int, int, int]:
 
 
 @timed("resampling")   # the phase of a run's summary (mcproton/_timing.py)
+def blocks_any(mask_zyx: np.ndarray, factors: Sequence[int]) -> np.ndarray:
+    """A (z, y, x) mask on the grid of blocks of ``factors`` = (fx, fy, fz) voxels (as :func:`resample_blocks`
+    makes it, the far ends padded): True where any voxel of the block is."""
+    fx, fy, fz = block_factors(factors)
+    m = np.asarray(mask_zyx, bool)
+    nz, ny, nx = m.shape
+    NZ, NY, NX = -(-nz // fz), -(-ny // fy), -(-nx // fx)
+    m = np.pad(m, ((0, NZ * fz - nz), (0, NY * fy - ny), (0, NX * fx - nx)))
+    return m.reshape(NZ, fz, NY, fy, NX, fx).any(axis=(1, 3, 5))
+
+
 def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
                     reference_energy_mev: float = RESAMPLE_REFERENCE_ENERGY_MEV) -> VoxelGeometry:
     """A coarser grid whose voxels are blocks of ``factors`` = (fx, fy, fz) voxels of ``geometry``
@@ -333,5 +353,7 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
     out = VoxelGeometry(new_mat, new_rho.astype(np.float32), list(geometry.materials), tuple(vs * fac),
                         tuple(origin), labels, dict(geometry.label_names),
                         name=f"{geometry.name} (blocks of {fx} x {fy} x {fz} voxels)", study=geometry.study,
-                        tissue_heterogeneity=geometry.tissue_heterogeneity)
+                        tissue_heterogeneity=geometry.tissue_heterogeneity,
+                        outside_fov_zyx=None if geometry.outside_fov_zyx is None else
+                        blocks_any(geometry.outside_fov_zyx, f))
     return out

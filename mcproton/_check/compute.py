@@ -298,7 +298,7 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     :class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, None for the defaults)."""
     from .._io.beam_model import load_beam_model
     from .._io.rtplan import plan_to_beams
-    from .._run.inputs import beam_grid_checks, check_memory
+    from .._run.inputs import beam_grid_checks, check_ct_truncation, check_memory
     from .._run.job import JobOptions, run_job
     from ..run import sum_results
     from ..settings import PhysicsSettings, RunSettings
@@ -316,6 +316,7 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     beams = plan_to_beams(inputs.plan, model, all_fractions=inputs.all_fractions, machine_check=machine_check)
     for check in beam_grid_checks(geometry, beams, "plan beam"):   # as mcproton run refuses them
         check()
+    check_ct_truncation(geometry, beams, "plan beam")   # a warning, as mcproton run's
     check_memory(int(geometry.material_index_zyx.size), len(beams), geometry.shape_zyx, True)
     rbe = mc_rbe(inputs.dose_type, rbe)
     # The target is the plan dose's: n beams that overlap with equal weights in the high-dose region, each with

@@ -291,6 +291,14 @@ def spr_per_density(material: Material, energy_mev: float, water_model: str = "i
     return total(material) / (total(water) * water.density_g_cm3)
 
 
+#: CT values below this are the scanner's marker for pixels outside its reconstruction field of view, not matter:
+#: air reads about -1000 HU (noise of some tens of HU; a 12-bit scanner's floor is -1024), and scanners write -2000,
+#: -2048, -3024 or -3072 outside the reconstruction circle (PixelPaddingValue, DICOM PS3.3 C.7.5.1.1.2).  Such
+#: voxels are transported as air; the geometry keeps where they lie (VoxelGeometry.outside_fov_zyx) for the input
+#: check of a patient cut by the field of view (mcproton/_run/inputs.py check_ct_truncation).  A scanner that
+#: writes -1024 there cannot be told from air.
+FOV_PADDING_HU = -1500.0
+
 #: CT voxels per slab of :meth:`HUCalibration.to_geometry`: the HU -> material/density conversion and the block
 #: resampling make float64/int64 temporaries of ~40 bytes per voxel of a slab (~0.2 GB), whatever the CT.
 CT_SLAB_VOXELS = 4_000_000
@@ -589,6 +597,13 @@ class HUCalibration:
             remap = np.zeros(n_cal, np.uint8)
             remap[keep] = np.arange(keep.size)
             mats = [mats[i] for i in keep]
+        fov = None   # the out-of-field-of-view padding (FOV_PADDING_HU), only where the CT holds some
+        if any(float(hu[s].min()) < FOV_PADDING_HU for s in slabs):
+            fov = np.concatenate([hu[s] < FOV_PADDING_HU for s in slabs])
+            if f != (1, 1, 1):
+                from ..geometry import blocks_any
+
+                fov = blocks_any(fov, f)
         nm = name or f"CT {ct.series_instance_uid or ''} ({self.name})".strip()
         vs = tuple(float(v) for v in ct.voxel_size_mm)
         org = tuple(float(v) for v in ct.origin_mm)
@@ -599,16 +614,17 @@ class HUCalibration:
                 rho[s] = self.density_from_hu(hu[s])
                 if remap is not None:
                     idx[s] = remap[idx[s]]
-            return VoxelGeometry(idx, rho, mats, vs, org, name=nm, study=study)
+            return VoxelGeometry(idx, rho, mats, vs, org, name=nm, study=study, outside_fov_zyx=fov)
         parts = [resample_blocks(VoxelGeometry(idx[s] if remap is None else remap[idx[s]],
                                                self.density_from_hu(hu[s]), mats, vs,
                                                (org[0], org[1], org[2] + s.start * vs[2]), name=nm, study=study), f)
                  for s in slabs]
         if len(parts) == 1:
+            parts[0].outside_fov_zyx = fov
             return parts[0]
         return VoxelGeometry(np.concatenate([p.material_index_zyx for p in parts]),
                              np.concatenate([p.density_g_cm3_zyx for p in parts]), mats, parts[0].voxel_size_mm,
-                             parts[0].origin_mm, name=parts[0].name, study=study)
+                             parts[0].origin_mm, name=parts[0].name, study=study, outside_fov_zyx=fov)
 
 
 # ---------------------------------------------------------------------- readers

@@ -749,7 +749,13 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
             e_mean, e_sig = entry.mean_energy_mev, entry.energy_spread_mev
             sh = _layer_shifter(b, layer, beam_model, range_shifter_model)
             if sh is not None and range_shifter_model == "energy_only":
-                e_out = energy_after_wet(e_mean, sh.wet_mm)
+                try:
+                    e_out = energy_after_wet(e_mean, sh.wet_mm)
+                except DicomInputError as exc:   # the layer stops in the shifter: name it and the likely cause
+                    raise _e(f"beam {b.number} control point {layer.control_point_index} ({layer.nominal_energy_mev:g}"
+                             f" MeV): range shifter {sh.id!r}: {exc}, so the layer would deposit nothing in the "
+                             "patient; the likely cause is a RangeShifterID mapped to the wrong [[range_shifter]] of "
+                             "the beam model (its id and wet_mm) or the wrong beam model for this plan") from None
                 e_sig = e_sig * (e_out / e_mean) ** (1.0 - BK_P)
                 e_mean = e_out
             face_axis_mm = None

@@ -234,6 +234,8 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
     where = "beam" if "beam" in cfg else "plan"
     for check in beam_grid_checks(geometry, beams, where):
         check()
+    if ph.get("type") == "ct":   # a water box or a slab phantom is meant to touch the grid's faces
+        check_ct_truncation(geometry, beams, where)
     cut = settings.physics.e_cut_mev
     for beam in beams:
         model = _beam_model_of(beam)
@@ -458,13 +460,15 @@ def check_before_build(cfg: dict[str, Any]) -> None:
 def beam_grid_checks(geometry: Any, beams: list[Any], where: str) -> tuple[Callable[[], None], ...]:
     """The checks of ``beams`` against the grid, in order, each a call that raises ConfigError: every spot missing
     the grid (config.check_beam_hits), spots that can only be nonsense (:func:`check_beam_sanity`), a source or a
-    range shifter inside the phantom.  ``mcproton run`` and ``mcproton check`` refuse with them, ``simulate``
+    range shifter inside the phantom, a beam whose every layer stops in its range shifter (the layers that do are
+    warned about: :func:`check_shifter_ranges`).  ``mcproton run`` and ``mcproton check`` refuse with them, ``simulate``
     warns of them."""
     from ..config import check_beam_hits
 
     return (lambda: check_beam_hits(geometry, beams), lambda: check_beam_sanity(geometry, beams, where),
             lambda: check_source_outside(geometry, beams, where),
-            lambda: check_shifters_outside(geometry, beams, where))
+            lambda: check_shifters_outside(geometry, beams, where),
+            lambda: check_shifter_ranges(beams, where))
 
 
 def check_beam_sanity(geometry: Any, beams: list[Any], where: str) -> None:
@@ -622,27 +626,286 @@ def check_shifters_outside(geometry: Any, beams: list[Any], where: str) -> None:
                           "downstream face) and the beam model's range shifter")
 
 
-def check_result(result: Any, *, allow_empty: bool = False) -> None:
+#: The patient cut off on a beam's path (check_ct_truncation): matter denser than TRUNCATION_TISSUE_G_CM3 over at
+#: least TRUNCATION_MIN_RUN_MM along a spot's central ray is the patient (soft tissue and bone, fat 0.92 g/cm3; not
+#: lung, air, couch foam; about the -400 HU of the automatic body outline, mcproton/body.py); thinner dense layers
+#: (the carbon-fibre shells of a couch top, a thermoplastic mask: 1-3 mm, blurred over a voxel or two) are passed.
+#: The ray's first such run is where the beam enters the patient: it is cut off when that lies within one voxel of
+#: the grid face the ray came in through, or within TRUNCATION_FOV_GAP_VOXELS voxels of the CT's out-of-field-of-view
+#: padding (VoxelGeometry.outside_fov_zyx).  At most MAX_TRUNCATION_RAYS spots per beam are traced (evenly).
+TRUNCATION_TISSUE_G_CM3 = 0.6
+TRUNCATION_MIN_RUN_MM = 10.0
+TRUNCATION_FOV_GAP_VOXELS = 2
+MAX_TRUNCATION_RAYS = 400
+
+
+def _ray_entries(geometry: Any, p: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For rays from ``p`` along unit ``d`` (rows): whether each enters the patient cut off by the grid's face
+    (``edge``) or next to the field-of-view padding (``fov``), and whether it meets the patient at all (``hit``):
+    see TRUNCATION_TISSUE_G_CM3.  Sampled at half the smallest voxel, all rays at once."""
+    lo = np.asarray(geometry.lower_corner_mm, float)
+    vs = np.asarray(geometry.voxel_size_mm, float)
+    hi = lo + np.asarray(geometry.extent_mm, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (lo - p) / d, (hi - p) / d
+    t1 = np.where(d == 0, np.where((p > lo) & (p < hi), -np.inf, np.inf), t1)
+    t2 = np.where(d == 0, np.where((p > lo) & (p < hi), np.inf, -np.inf), t2)
+    t_in = np.maximum(np.minimum(t1, t2).max(axis=1), 0.0)
+    t_out = np.maximum(t1, t2).min(axis=1)
+    n = len(p)
+    edge, fov, hit = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+    step = float(vs.min()) / 2
+    v_max = float(vs.max())
+    run = max(1, int(np.ceil(TRUNCATION_MIN_RUN_MM / step)))
+    gap = int(np.ceil(TRUNCATION_FOV_GAP_VOXELS * v_max / step))
+    shape_xyz = np.array(geometry.shape_zyx[::-1])
+    rho_zyx = np.asarray(geometry.density_g_cm3_zyx)
+    pad_zyx = geometry.outside_fov_zyx
+    ok_all = np.flatnonzero(t_out > t_in)
+    for c0 in range(0, ok_all.size, 64):   # 64 rays at a time: a few MB of samples, whatever the grid
+        ok = ok_all[c0:c0 + 64]
+        k = int(np.ceil(float((t_out[ok] - t_in[ok]).max()) / step))
+        ts = t_in[ok, None] + (np.arange(k) + 0.5) * step            # (rays, samples)
+        inside = ts < t_out[ok, None]
+        pts = p[ok, None, :] + ts[..., None] * d[ok, None, :]
+        idx = np.clip(np.floor((pts - lo) / vs).astype(np.int64), 0, shape_xyz - 1)
+        tissue = (rho_zyx[idx[..., 2], idx[..., 1], idx[..., 0]] > TRUNCATION_TISSUE_G_CM3) & inside
+        length = np.zeros(tissue.shape, np.int32)   # the run of tissue samples from each sample on
+        acc = np.zeros(len(ok), np.int32)
+        for j in range(k - 1, -1, -1):
+            acc = np.where(tissue[:, j], acc + 1, 0)
+            length[:, j] = acc
+        # a run that reaches the grid's far face counts as long (a patient cut on the exit side is not this check's)
+        to_end = inside.sum(axis=1, keepdims=True) - np.arange(k) <= length
+        start = tissue & ((length >= run) | to_end)
+        first = np.argmax(start, axis=1)
+        for r in np.flatnonzero(start[np.arange(len(ok)), first]):
+            j, i = int(first[r]), int(ok[r])
+            hit[i] = True
+            edge[i] = t_in[i] > 0 and j * step < v_max   # t_in > 0: the ray came in through a face
+            if pad_zyx is not None and j > 0:
+                q = idx[r, max(0, j - gap):j]
+                fov[i] = bool(np.asarray(pad_zyx)[q[:, 2], q[:, 1], q[:, 0]].any())
+    return edge, fov, hit
+    step = float(vs.min()) / 2
+    k = int(np.ceil(float((t_out[ok] - t_in[ok]).max()) / step))
+    ts = t_in[ok, None] + (np.arange(k) + 0.5) * step            # (rays, samples)
+    inside = ts < t_out[ok, None]
+    pts = p[ok, None, :] + ts[..., None] * d[ok, None, :]
+    shape_xyz = np.array(geometry.shape_zyx[::-1])
+    idx = np.clip(np.floor((pts - lo) / vs).astype(np.int64), 0, shape_xyz - 1)
+    rho = np.asarray(geometry.density_g_cm3_zyx)[idx[..., 2], idx[..., 1], idx[..., 0]]
+    tissue = (rho > TRUNCATION_TISSUE_G_CM3) & inside
+    pad = geometry.outside_fov_zyx
+    padded = (np.asarray(pad)[idx[..., 2], idx[..., 1], idx[..., 0]] & inside) if pad is not None else None
+    run = max(1, int(np.ceil(TRUNCATION_MIN_RUN_MM / step)))
+    # the length of the run of tissue samples starting at each sample (from the far end back)
+    length = np.zeros(tissue.shape, np.int32)
+    acc = np.zeros(len(ok), np.int32)
+    for j in range(k - 1, -1, -1):
+        acc = np.where(tissue[:, j], acc + 1, 0)
+        length[:, j] = acc
+    # a run that reaches the grid's far face counts as long (a patient cut on the exit side is not this check's)
+    start = tissue & ((length >= run) | (inside.sum(axis=1, keepdims=True) - np.arange(k) <= length))
+    first = np.argmax(start, axis=1)
+    found = start[np.arange(len(ok)), first]
+    v_max = float(vs.max())
+    gap = int(np.ceil(TRUNCATION_FOV_GAP_VOXELS * v_max / step))
+    for r in np.flatnonzero(found):
+        j = int(first[r])
+        i = ok[r]
+        hit[i] = True
+        edge[i] = t_in[i] > 0 and j * step < v_max and not (np.all((p[i] > lo) & (p[i] < hi)))
+        if padded is not None:
+            fov[i] = bool(padded[r, max(0, j - gap):j].any())
+    return edge, fov, hit
+
+
+def check_ct_truncation(geometry: Any, beams: list[Any], where: str) -> None:
+    """Warn when a beam enters the patient where the CT has cut the patient off: at the face of the CT grid the beam
+    comes in through, or at the scanner's out-of-field-of-view padding (a patient wider than the reconstruction
+    circle).  The patient beyond is missing from the CT, so the beam crosses less matter than in the patient and
+    its dose lies too deep by the missing tissue's WET.  Only the rays' entry points count: a head CT whose last
+    slices cut the neck is not a finding for a lateral beam, and a couch top cut by the grid is passed
+    (TRUNCATION_MIN_RUN_MM).  The warning names the beam and the share of its spot weight whose central rays enter
+    so (among the MAX_TRUNCATION_RAYS traced).  The paediatric audit's head cylinder cut by a 190 mm field of view
+    5 mm before its side moved the range of a lateral beam by 6 mm without a word."""
+    for beam in beams:
+        spots = _evenly([s for s in beam.spots if s.weight > 0], MAX_TRUNCATION_RAYS)
+        if not spots:
+            continue
+        p = np.array([np.asarray(s.position_mm, float) for s in spots])
+        d = np.array([np.asarray(s.direction, float) for s in spots])
+        d = d / np.linalg.norm(d, axis=1, keepdims=True)
+        w = np.array([float(s.weight) for s in spots])
+        edge, fov, _ = _ray_entries(geometry, p, d)
+        parts = []
+        if edge.any():
+            parts.append(f"{100 * w[edge].sum() / w.sum():.3g} % of its spot weight enters the patient at the edge "
+                         "of the CT grid (the patient is cut off by the CT's extent there)")
+        if fov.any():
+            parts.append(f"{100 * w[fov].sum() / w.sum():.3g} % of its spot weight enters the patient next to the "
+                         "scanner's padding outside its reconstruction field of view (CT values below "
+                         f"{_fov_hu():g} HU: the patient is wider than the field of view there)")
+        if parts:
+            warn(f"{where} {beam.name!r}: {'; '.join(parts)}: the tissue beyond the CT is missing on the beam's path, "
+                 "so its dose lies too deep by that tissue's water-equivalent thickness; use a CT that holds the "
+                 "whole patient on the beam's path (a larger field of view or scan length, or the patient's outline "
+                 "completed with tissue in the planning system)", McprotonRuntimeWarning)
+
+
+def _fov_hu() -> float:
+    from .._io.hu_calibration import FOV_PADDING_HU
+
+    return FOV_PADDING_HU
+
+
+#: A layer stops in its range shifter when the CSDA range in water of its protons, taken at the mean energy plus
+#: SHIFTER_STOP_SIGMAS sigmas of the energy spread and lengthened by SHIFTER_STOP_SIGMAS sigmas of range straggling,
+#: is below the shifter's water-equivalent thickness: then (nearly) none of its protons leaves the shifter.  The
+#: straggling sigma is 0.012 R^0.935 (cm; Bortfeld, Med Phys 24 (1997) 2024, eq. 17, as mcproton.planning.kernel
+#: uses it).  A layer whose range is just above the WET delivers a shallow peak, which may be meant: not warned.
+SHIFTER_STOP_SIGMAS = 3.0
+
+
+def shifter_wet_mm(slab: Any) -> float:
+    """The water-equivalent thickness (mm) of a :class:`~mcproton.source.RangeShifterSlab` as it is transported:
+    its thickness x its linear stopping-power ratio to water at RS_SPR_ENERGY_MEV (100 MeV; the ratio of plastics
+    changes by < 0.5 % between 70 and 230 MeV), as the beam model derives a shifter's thickness from its WET
+    (mcproton/_io/beam_model.py RangeShifter.stopping_power_ratio)."""
+    from .._io.beam_model import RS_SPR_ENERGY_MEV
+    from .._physics.stopping import electronic_mass_stopping_power
+    from ..materials import get_material
+
+    e = np.array([RS_SPR_ENERGY_MEV])
+    water = get_material("water")
+    s_m = float(electronic_mass_stopping_power(get_material(slab.material), e)[0])
+    s_w = float(electronic_mass_stopping_power(water, e)[0])
+    return float(slab.thickness_mm) * float(slab.density_g_cm3) * s_m / (water.density_g_cm3 * s_w)
+
+
+def _highest_range_mm(energy_mev: float, spread_mev: float) -> float:
+    """The CSDA range in water (mm; the engine's ICRU 90 table, mcproton.planning.kernel.water_range_mm) of the
+    protons of a layer, at its mean energy + SHIFTER_STOP_SIGMAS energy-spread sigmas, plus SHIFTER_STOP_SIGMAS
+    sigmas of range straggling."""
+    from ..planning.kernel import water_range_mm
+
+    r_cm = float(water_range_mm(energy_mev + SHIFTER_STOP_SIGMAS * max(spread_mev, 0.0))) / 10.0
+    return 10.0 * (r_cm + SHIFTER_STOP_SIGMAS * 0.012 * r_cm ** 0.935)
+
+
+def _layer_names(beam: Any) -> dict[float, str]:
+    """Spot mean energy -> "70 MeV (mean 70.14 MeV)" for a plan's beam whose layers have one mean energy each (the
+    beam model's mean energy rises with the nominal one), else "mean energy 70.14 MeV"."""
+    means = sorted({float(s.energy_mev) for s in beam.spots})
+    nominal = sorted((getattr(beam, "meta", None) or {}).get("nominal_energies_mev") or [])
+    if len(nominal) == len(means):
+        return {m: f"{n:g} MeV (mean energy {m:.2f} MeV)" for m, n in zip(means, nominal)}
+    return {m: f"mean energy {m:.2f} MeV" for m in means}
+
+
+def check_shifter_ranges(beams: list[Any], where: str) -> None:
+    """The energy layers whose protons all stop in their range shifter (:data:`SHIFTER_STOP_SIGMAS`): they deposit
+    nothing in the patient, which no clinical plan does; the usual cause is a plan's RangeShifterID mapped to
+    the wrong shifter of the beam model, or the wrong beam model.  Such layers are warned about (beam, layer
+    energy, shifter ID, WET, the share of the beam's protons); a beam whose every layer stops is refused.  The
+    paediatric audit's 70 MeV layer (CSDA range 41 mm) behind RS_5CM (57 mm WET) ran without a word beside a 110 MeV
+    one (63 % of the incident energy ended in the shifter), and alone was blamed on the phantom after the run."""
+    from ..config import ConfigError
+
+    for beam in beams:
+        spots = [s for s in beam.spots if s.weight > 0]
+        total = float(sum(s.weight for s in spots))
+        if not spots or not any(s.range_shifter is not None for s in spots):
+            continue
+        layers: dict[tuple, list] = {}
+        for s in spots:
+            rs = s.range_shifter
+            key = (float(s.energy_mev), float(s.energy_spread_mev), None if rs is None else (
+                str(rs.id), rs.material_name, float(rs.thickness_mm), float(rs.density_g_cm3)))
+            layers.setdefault(key, [rs, 0.0])[1] += float(s.weight)
+        names = _layer_names(beam)
+        stopped: dict[str, list] = {}   # shifter -> [wet, [(layer, range), ...], weight]
+        wets: dict[tuple, float] = {}
+        for (e, spread, rs_key), (rs, w) in layers.items():
+            if rs is None:
+                continue
+            wet = wets.setdefault(rs_key, shifter_wet_mm(rs))
+            r_hi = _highest_range_mm(e, spread)
+            if r_hi < wet:
+                from ..planning.kernel import water_range_mm
+
+                entry = stopped.setdefault(rs.id or "(no ID)", [wet, [], 0.0])
+                entry[1].append((e, float(water_range_mm(e)), r_hi))
+                entry[2] += w
+        if not stopped:
+            continue
+        parts = []
+        for rs_id, (wet, items, w) in stopped.items():
+            items.sort()
+            lay = ", ".join(names[e] for e, _, _ in items)
+            e, r, r_hi = items[-1]   # the highest of them
+            parts.append(f"{len(items)} energy layer(s) ({lay}; {100 * w / total:.3g} % of the beam's protons) stop "
+                         f"in range shifter {rs_id!r} of WET {wet:.1f} mm: the CSDA range in water of "
+                         f"{e:.2f} MeV is {r:.1f} mm (ICRU 90), {r_hi:.1f} mm with {SHIFTER_STOP_SIGMAS:g} sigma of "
+                         "energy spread and range straggling")
+        why = ("; a plan's layers are never meant to stop in the shifter: the likely cause is a RangeShifterID "
+               "mapped to the wrong [[range_shifter]] of the beam model (its id and wet_mm) or the wrong beam model "
+               "(its energies) for this plan")
+        n_stop = sum(len(v[1]) for v in stopped.values())
+        if n_stop == len(layers):
+            raise ConfigError(f"{where} {beam.name!r}: every energy layer stops in its range shifter, so no proton of "
+                              f"this beam would reach the patient: {'; '.join(parts)}{why}; correct the beam model's "
+                              "range shifter or give the beam model of the plan's machine")
+        warn(f"{where} {beam.name!r}: {'; '.join(parts)}, so they deposit nothing in the patient and their MU are "
+             f"lost{why}", McprotonRuntimeWarning)
+
+
+def _shifter_share(led: dict, beams: list[Any] | None) -> str:
+    """What the ledger's range-shifter entries say when the shifters took at least MAX_LOST_ENERGY_FRACTION of the
+    primaries or of the incident energy: "N % of the primaries (k of n) and M % of the incident energy ended in range
+    shifter 'RS_5CM' ...", else ""."""
+    inc = float(led.get("incident", 0.0))
+    n = int(led.get("primaries", 0) or 0)
+    f_e = float(led.get("shifter", 0.0)) / inc if inc > 0 else 0.0
+    f_n = int(led.get("shifter_removed", 0) or 0) / n if n > 0 else 0.0
+    if max(f_e, f_n) < MAX_LOST_ENERGY_FRACTION:
+        return ""
+    ids = sorted({str(s.range_shifter.id or "(no ID)") for b in beams or [] for s in b.spots
+                  if s.range_shifter is not None})
+    which = (f"range shifter {ids[0]!r}" if len(ids) == 1 else
+             f"the range shifters {', '.join(repr(i) for i in ids)}" if ids else "the range shifters")
+    return (f"{100 * f_n:.0f} % of the primaries ({int(led.get('shifter_removed', 0))} of {n}) and {100 * f_e:.0f} % "
+            f"of the incident energy ended in {which} (ledger: shifter_removed, shifter): the beam's protons stop in "
+            "the shifter (a CSDA range below its WET); check the plan's RangeShifterID against the beam model's "
+            "[[range_shifter]] entries and that the beam model is the plan's machine's")
+
+
+def check_result(result: Any, *, allow_empty: bool = False, beams: list[Any] | None = None) -> None:
     """Refuse a finished run that scored nothing, or whose beam mostly missed the grid or left it (the ledger):
-    such a dose is almost always a mistake in the config (a spot sigma in um, a position in the wrong unit).
-    ``allow_empty`` (``--allow-empty``) accepts it."""
+    such a dose is almost always a mistake in the config (a spot sigma in um, a position in the wrong unit).  When
+    the range shifters took most of the primaries or the energy (ledger entries shifter_removed, shifter), the
+    message says so and names them (``beams``: the run's, for the shifters' IDs) instead of pointing at the beam's
+    geometry and the phantom.  ``allow_empty`` (``--allow-empty``) accepts it."""
     if allow_empty:
         return
     led = result.ledger
     inc = float(led.get("incident", 0.0))
     fix = ("check the beam (energy, sigma_mm, position_mm, direction) and the phantom; if this is meant (a beam "
            "that shoots through a thin phantom), rerun with --allow-empty")
+    shifter = _shifter_share(led, beams)
     dose = np.asarray(result.dose_gy_zyx)
     if not (dose.max(initial=0.0) > 0):
         raise RuntimeError(f"the run scored no dose anywhere in the grid (incident energy {inc:.4g} MeV, deposited "
-                           f"{float(led.get('deposited', 0.0)):.4g} MeV): nothing was written; {fix}")
+                           f"{float(led.get('deposited', 0.0)):.4g} MeV): nothing was written; {shifter or fix}")
     if inc > 0:
         for key, what in (("missed", "missed the grid"), ("escaped", "left the grid")):
             f = float(led.get(key, 0.0)) / inc
             if f > MAX_LOST_ENERGY_FRACTION:
                 raise RuntimeError(f"{100 * f:.0f} % of the beam's incident energy {what} (ledger: {key} "
                                    f"{float(led[key]):.4g} of {inc:.4g} MeV; the limit is "
-                                   f"{100 * MAX_LOST_ENERGY_FRACTION:.0f} %): nothing was written; {fix}")
+                                   f"{100 * MAX_LOST_ENERGY_FRACTION:.0f} %): nothing was written; "
+                                   f"{shifter + '; else ' if shifter else ''}{fix}")
 
 
 #: Warn when the mean dose in the target differs from the prescription by more than this fraction.

@@ -1,0 +1,139 @@
+"""A patient cut off by the CT on a beam's path (the paediatric audit, F3): a head cylinder wider than the
+reconstruction field of view (outside it the scanner's -3024), or reaching the CT grid's edge, where a lateral beam
+enters.  The tissue beyond is missing, so the dose lies too deep by its WET (the audit: 6 mm for 5 mm of tissue
+replaced by padding), and no check said so.  Now a warning names the beam and the share of its spot weight; an
+intact patient inside padding, a neck cut by the last slices, a couch top cut by the grid are passed."""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcproton import McprotonRuntimeWarning
+from mcproton._run.inputs import check_ct_truncation
+from mcproton.dicom import HUCalibration, load_ct_series, write_ct_series
+from mcproton.geometry import resample_blocks
+from mcproton.source import Beam, Spot
+
+VOX = (2.0, 2.0, 2.0)
+NX, NY, NZ = 101, 101, 11                       # 202 x 202 x 22 mm, centred on 0
+XS = (np.arange(NX) - (NX - 1) / 2) * VOX[0]
+YS = (np.arange(NY) - (NY - 1) / 2) * VOX[1]
+X, Y = np.meshgrid(XS, YS)                      # (ny, nx)
+
+
+def _ct(tmp_path, name, *, a=70.0, pad=-1000, fov_r=95.0, couch=False):
+    """A soft-tissue head cylinder (HU 40, semi-axes a along x, 80 mm along y, every slice: cut by the CT's first
+    and last slices), ``pad`` outside a field of view of radius ``fov_r``; ``couch``: a couch top under it (+y, the
+    posterior in HFS) of two 2 mm shells (HU 300) around foam (-850 HU), across the whole grid, to the grid's
+    bottom edge."""
+    hu = np.full((NZ, NY, NX), -1000, np.int32)
+    hu[:, (X / a) ** 2 + (Y / 80.0) ** 2 <= 1] = 40
+    if couch:
+        hu[:, (YS >= 84) & (YS < 98), :] = -850
+        hu[:, ((YS >= 84) & (YS < 87)) | (YS >= 97), :] = 300
+    hu[:, X ** 2 + Y ** 2 > fov_r ** 2] = pad
+    org = (float(XS[0]), float(YS[0]), -(NZ - 1) / 2 * VOX[2])
+    write_ct_series(hu.astype(np.int16), VOX, org, tmp_path / name)
+    return load_ct_series(tmp_path / name)
+
+
+def _geometry(ct, blocks=(1, 1, 1)):
+    return HUCalibration.load("schneider2000").to_geometry(ct, blocks=blocks)
+
+
+def _beam(direction, start, offsets, name="1:F1"):
+    """Spots starting at ``start`` + each offset, along ``direction``."""
+    return Beam([Spot(energy_mev=120.0, position_mm=tuple(np.add(start, o)), direction=direction) for o in offsets],
+                name=name)
+
+
+LATERAL = _beam((-1.0, 0.0, 0.0), (400.0, 0.0, 0.0), [(0.0, y, z) for y in (-8, 0, 8) for z in (-4, 0, 4)])
+
+
+def _silent(geometry, beams):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_ct_truncation(geometry, beams, "plan")
+
+
+def test_a_patient_cut_by_the_field_of_view_or_the_grid_edge_is_warned_about(tmp_path):
+    trunc = _ct(tmp_path, "trunc", a=110.0, pad=-3024)    # tissue to x = 95 mm, padding beyond (the audit's trunc)
+    assert trunc.hu_zyx.min() == -3024
+    with pytest.warns(McprotonRuntimeWarning, match=r"plan '1:F1': 100 % of its spot weight enters the patient next "
+                                                    r"to the scanner's padding outside its reconstruction field of "
+                                                    r"view \(CT values below -1500 HU.*too deep"):
+        check_ct_truncation(_geometry(trunc), [LATERAL], "plan")
+    full = _ct(tmp_path, "full", a=110.0, fov_r=500.0)     # tissue to the grid's edge at x = 101 mm
+    with pytest.warns(McprotonRuntimeWarning, match=r"100 % of its spot weight enters the patient at the edge of "
+                                                    r"the CT grid"):
+        check_ct_truncation(_geometry(full), [LATERAL], "plan")
+    # the share of the weight: one spot of four enters the +x side, cut by the grid's edge; three enter the -x side,
+    # intact (31 mm inside the edge)
+    half = Beam(LATERAL.spots[:1] + [Spot(energy_mev=120.0, position_mm=(-400.0, y, 0.0), direction=(1.0, 0, 0))
+                                     for y in (-8.0, 0.0, 8.0)], name="2:F2")
+    cut = np.array(full.hu_zyx)
+    cut[:, :, : NX // 2] = np.where(cut[:, :, : NX // 2] > -500, -1000, cut[:, :, : NX // 2])
+    cut[:, (X / 70.0) ** 2 + (Y / 80.0) ** 2 <= 1] = 40
+    write_ct_series(cut.astype(np.int16), VOX, full.origin_mm, tmp_path / "half")
+    with pytest.warns(McprotonRuntimeWarning, match=r"plan '2:F2': 25 % of its spot weight enters the patient at "
+                                                    r"the edge"):
+        check_ct_truncation(_geometry(load_ct_series(tmp_path / "half")), [half], "plan")
+
+
+def test_an_intact_patient_a_cut_neck_and_a_cut_couch_are_passed(tmp_path):
+    for pad in (-1000, -1024, -2000, -3024):               # padding around an intact patient (the audit's pad*)
+        _silent(_geometry(_ct(tmp_path, f"pad{-pad}", pad=pad)), [LATERAL])
+    g = _geometry(_ct(tmp_path, "couch", couch=True, pad=-3024, fov_r=500.0))
+    # the cylinder fills every slice (a neck cut by the CT's first and last slices): a lateral beam passes, one
+    # entering through the last slice (a couch-kicked beam along the patient's axis) is warned about
+    _silent(g, [LATERAL])
+    with pytest.warns(McprotonRuntimeWarning, match="at the edge of the CT grid"):
+        check_ct_truncation(g, [_beam((0.0, 0.0, 1.0), (0.0, 0.0, -300.0), [(0.0, 0.0, 0.0)])], "plan")
+    # a PA beam (from +y) through the couch top that reaches the grid's bottom edge: the shells are not the patient
+    pa = _beam((0.0, -1.0, 0.0), (0.0, 400.0, 0.0), [(x, 0.0, z) for x in (-20, 0, 20) for z in (-4, 0, 4)])
+    _silent(g, [pa])
+
+
+def test_the_padding_is_kept_on_block_grids(tmp_path):
+    ct = _ct(tmp_path, "trunc", a=110.0, pad=-3024)
+    g1 = _geometry(ct)
+    assert g1.outside_fov_zyx is not None and g1.outside_fov_zyx.shape == g1.shape_zyx
+    assert _geometry(_ct(tmp_path, "plain", pad=-1000)).outside_fov_zyx is None   # no padding: nothing kept
+    for g in (_geometry(ct, (2, 2, 1)), resample_blocks(g1, (2, 2, 1))):
+        assert g.outside_fov_zyx.shape == g.shape_zyx
+        with pytest.warns(McprotonRuntimeWarning, match="field of view"):
+            check_ct_truncation(g, [LATERAL], "plan")
+
+
+def test_mcproton_run_warns_before_the_transport_and_records_it(tmp_path, capsys, monkeypatch):
+    """`mcproton run --check-config` on the truncated CT with a gantry-90 plan: the warning, issued through
+    mcproton's warn() (what the run's outputs and the check's report keep)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
+    from dicom_factories import make_plan, save, spot_grid
+
+    from mcproton._io.dicom_common import StudyReference
+    from mcproton._io.errors import recording_warnings
+    from mcproton.cli import main
+
+    for_uid = "1.2.826.0.1.3680043.8.498.77001"
+    hu = np.full((NZ, NY, NX), -1000, np.int16)
+    hu[:, (X / 110.0) ** 2 + (Y / 80.0) ** 2 <= 1] = 40
+    hu[:, X ** 2 + Y ** 2 > 95.0 ** 2] = -3024
+    write_ct_series(hu, VOX, (float(XS[0]), float(YS[0]), -10.0), tmp_path / "ct",
+                    study=StudyReference(frame_of_reference_uid=for_uid))
+    save(make_plan([{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 10.0,
+                     "layers": [(120.0, spot_grid(3, 4.0), [1.0] * 9)]}], frame_of_reference_uid=for_uid),
+         tmp_path / "RP.dcm")
+    cfg = tmp_path / "job.toml"
+    cfg.write_text('[run]\nprimaries = 1000\nthreads = 1\n[phantom]\ntype = "ct"\nct_dir = "ct"\n[plan]\n'
+                   'rtplan = "RP.dcm"\nbeam_model = "dcpt_v5"\n[output]\nplot = false\n')
+    with pytest.warns(McprotonRuntimeWarning, match="field of view"), recording_warnings() as said:
+        assert main(["run", str(cfg), "--check-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["config_ok"] is True
+    assert any("plan '1:F1': 100 % of its spot weight enters the patient next to the scanner's padding" in w
+               for w in said), said   # recorded as the run's outputs record their warnings
