@@ -31,7 +31,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "primaries": ((int,), "number of primary protons (default 100000)"),
         "seed": ((int,), "run seed (same seed + backend -> same dose; default 12345)"),
         "backend": ((str,), '"auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda"'),
-        "batches": ((int,), "statistical batches (>= 2; fewer than 10 are warned about) for the per-voxel uncertainty (default 10)"),
+        "batches": ((int,), "statistical batches (>= 2; fewer than 10 are warned about) for the per-voxel "
+                            "uncertainty (default 10)"),
         "threads": ((int,), "CPU threads (default: all cores)"),
         "gpu": ((int,), "CUDA device index for the cuda backend (default 0; Dask: one GPU per worker)"),
         "batch_size": ((int,), "histories per batch (default primaries / batches); memory does not grow "

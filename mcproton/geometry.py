@@ -280,7 +280,6 @@ def block_factors(factors: Sequence[int]) -> tuple[int, int, int]:
     return f[0], f[1], f[2]
 
 
-@timed("resampling")   # the phase of a run's summary (mcproton/_timing.py)
 def blocks_any(mask_zyx: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     """A (z, y, x) mask on the grid of blocks of ``factors`` = (fx, fy, fz) voxels (as :func:`resample_blocks`
     makes it, the far ends padded): True where any voxel of the block is."""
@@ -292,6 +291,7 @@ def blocks_any(mask_zyx: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     return m.reshape(NZ, fz, NY, fy, NX, fx).any(axis=(1, 3, 5))
 
 
+@timed("resampling")   # the phase of a run's summary (mcproton/_timing.py)
 def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
                     reference_energy_mev: float = RESAMPLE_REFERENCE_ENERGY_MEV) -> VoxelGeometry:
     """A coarser grid whose voxels are blocks of ``factors`` = (fx, fy, fz) voxels of ``geometry``

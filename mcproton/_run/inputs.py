@@ -687,38 +687,6 @@ def _ray_entries(geometry: Any, p: np.ndarray, d: np.ndarray) -> tuple[np.ndarra
                 q = idx[r, max(0, j - gap):j]
                 fov[i] = bool(np.asarray(pad_zyx)[q[:, 2], q[:, 1], q[:, 0]].any())
     return edge, fov, hit
-    step = float(vs.min()) / 2
-    k = int(np.ceil(float((t_out[ok] - t_in[ok]).max()) / step))
-    ts = t_in[ok, None] + (np.arange(k) + 0.5) * step            # (rays, samples)
-    inside = ts < t_out[ok, None]
-    pts = p[ok, None, :] + ts[..., None] * d[ok, None, :]
-    shape_xyz = np.array(geometry.shape_zyx[::-1])
-    idx = np.clip(np.floor((pts - lo) / vs).astype(np.int64), 0, shape_xyz - 1)
-    rho = np.asarray(geometry.density_g_cm3_zyx)[idx[..., 2], idx[..., 1], idx[..., 0]]
-    tissue = (rho > TRUNCATION_TISSUE_G_CM3) & inside
-    pad = geometry.outside_fov_zyx
-    padded = (np.asarray(pad)[idx[..., 2], idx[..., 1], idx[..., 0]] & inside) if pad is not None else None
-    run = max(1, int(np.ceil(TRUNCATION_MIN_RUN_MM / step)))
-    # the length of the run of tissue samples starting at each sample (from the far end back)
-    length = np.zeros(tissue.shape, np.int32)
-    acc = np.zeros(len(ok), np.int32)
-    for j in range(k - 1, -1, -1):
-        acc = np.where(tissue[:, j], acc + 1, 0)
-        length[:, j] = acc
-    # a run that reaches the grid's far face counts as long (a patient cut on the exit side is not this check's)
-    start = tissue & ((length >= run) | (inside.sum(axis=1, keepdims=True) - np.arange(k) <= length))
-    first = np.argmax(start, axis=1)
-    found = start[np.arange(len(ok)), first]
-    v_max = float(vs.max())
-    gap = int(np.ceil(TRUNCATION_FOV_GAP_VOXELS * v_max / step))
-    for r in np.flatnonzero(found):
-        j = int(first[r])
-        i = ok[r]
-        hit[i] = True
-        edge[i] = t_in[i] > 0 and j * step < v_max and not (np.all((p[i] > lo) & (p[i] < hi)))
-        if padded is not None:
-            fov[i] = bool(padded[r, max(0, j - gap):j].any())
-    return edge, fov, hit
 
 
 def check_ct_truncation(geometry: Any, beams: list[Any], where: str) -> None:
