@@ -196,3 +196,23 @@ def test_gpu_job_checkpoint_is_the_cpu_one(fake_cupy, tmp_path):
     assert "voxels" in gpu and sorted(gpu) == sorted(cpu)
     assert all(_same(gpu[k], cpu[k]) for k in gpu)
     assert gpu_sum == cpu_sum
+
+
+def test_unequal_batches_are_weighted_alike_on_the_device(fake_cupy):
+    """Batches of unequal size (a short last one, a GPU batch halved after running out of memory): the device's
+    running sums weight them as the host's do (stats.batch_weight), bit for bit, and host() carries the weights
+    (their sum and unit) to the checkpoint and the result."""
+    n = 5000
+    rng = np.random.default_rng(4)
+    host = Accumulator(n)
+    dev = DeviceAccumulator(ScoredSums.empty(n), fake_cupy)
+    for size in (1000, 1000, 500, 250, 1000, 3):
+        batch = {k: rng.integers(0, 10**9, n).astype(np.int64) for k in host.sums}
+        batch["ledger"] = np.zeros_like(host.ledger)
+        host.add({k: v.copy() for k, v in batch.items()}, size)
+        dev.add({k: fake_cupy.asarray(v) if k != "ledger" else v for k, v in batch.items()}, size)
+    back = dev.host()
+    assert back.batch_unit == host.batch_unit == 1000
+    assert back.batch_weight_sum == host.batch_weight_sum == pytest.approx(3.753)
+    full = back.dense() if isinstance(back, ScoredSums) else back
+    assert _same(full.sum_x, host.sum_x) and _same(full.sum_x2, host.sum_x2)
