@@ -288,7 +288,7 @@ def blocks_any(mask_zyx: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     nz, ny, nx = m.shape
     NZ, NY, NX = -(-nz // fz), -(-ny // fy), -(-nx // fx)
     m = np.pad(m, ((0, NZ * fz - nz), (0, NY * fy - ny), (0, NX * fx - nx)))
-    return m.reshape(NZ, fz, NY, fy, NX, fx).any(axis=(1, 3, 5))
+    return np.asarray(m.reshape(NZ, fz, NY, fy, NX, fx).any(axis=(1, 3, 5)))
 
 
 @timed("resampling")   # the phase of a run's summary (mcproton/_timing.py)

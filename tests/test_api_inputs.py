@@ -15,7 +15,7 @@ import mcproton
 from mcproton import Beam, PhysicsSettings, RunSettings, Spot, box_phantom, simulate
 from mcproton._io.errors import McprotonRuntimeWarning, McprotonWarning
 
-TINY = {"primaries": 400, "batches": 2, "backend": "cpu", "threads": 1, "seed": 3}
+TINY = {"primaries": 400, "batches": 10, "backend": "cpu", "threads": 1, "seed": 3}
 
 
 @pytest.fixture(scope="module")
