@@ -821,12 +821,16 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             row["partly_outside_dose_grid"] = nm in partly_off
         ranges: dict[int, dict] = {}
         for b, meta in sorted(mc.beam_meta.items()):
+            # the noise floor (compare.range_agreement): the TPS against itself with the MC's noise of that dose;
+            # an MC dose made before 2026-12-06 has no per-beam uncertainty: no noise floor for its beams
             if b in inp.beams:
                 r = range_agreement(axes, tps_beams[b], mc.beams_gy_zyx[b], meta["beam_direction"],
-                                    meta["isocenter_mm"])
+                                    meta["isocenter_mm"], seed=seed,
+                                    noise_rel=getattr(mc, "beams_uncertainty_rel_zyx", {}).get(b))
                 r["source"] = "per-beam TPS dose"
             else:
-                r = range_agreement(axes, tps, mc.total_gy_zyx, meta["beam_direction"], meta["isocenter_mm"])
+                r = range_agreement(axes, tps, mc.total_gy_zyx, meta["beam_direction"], meta["isocenter_mm"],
+                                    noise_rel=mc.uncertainty_rel_zyx, seed=seed)
                 r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
             ranges[b] = r
         timings["structures_ranges_s"] = time.perf_counter() - t
@@ -918,10 +922,24 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     for b, r in ranges.items():
         if not r.get("rays"):
             continue
-        add(f"beam {b}: median distal R80 difference ({r['source']})", r["median_mm"], lv.range_median_mm,
-            abs(r["median_mm"]) <= lv.range_median_mm, "mm", "|.| <=", "range_median_mm")
-        add(f"beam {b}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lv.range_within_2mm_min,
-            100 * r["within_2mm"] >= lv.range_within_2mm_min, "%", ">=", "range_within_2mm_min")
+        # noise-matched where the MC's uncertainty of the dose is known (compare.range_agreement's noise floor): the
+        # median less what the MC's noise alone gives, and the rays within 2 mm against the share noise alone leaves
+        floor = "noise_within_2mm" in r
+        med = r["noise_matched_median_mm"] if floor else r["median_mm"]
+        add(f"beam {b}: median distal R80 difference ({r['source']})", med, lv.range_median_mm,
+            abs(med) <= lv.range_median_mm, "mm", "|.| <=", "range_median_mm")
+        if floor:
+            checks[-1]["value_text"] += (f", noise-matched (raw {r['median_mm']:+.2f} mm, the MC's noise alone "
+                                         f"{r['noise_median_mm']:+.2f} mm)")
+            checks[-1]["noise_matched"] = True
+        f0 = r["noise_within_2mm"] if floor else 1.0
+        lim = lv.range_within_2mm_min * f0
+        add(f"beam {b}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lim,
+            100 * r["within_2mm"] >= lim, "%", ">=", "range_within_2mm_min")
+        if floor:   # the level is of the rays that the MC's noise alone leaves within 2 mm
+            checks[-1]["limit_text"] = (f">= {lv.range_within_2mm_min:g} % of the {100 * f0:.1f} % that the MC's "
+                                        f"noise alone leaves within 2 mm (= {lim:.1f} %)")
+            checks[-1]["noise_matched"] = True
     u = mc.mean_rel_uncertainty_50 * 100
     add("MC statistical uncertainty (mean, voxels > 50 % of the maximum)", u, lv.mc_uncertainty_max_pct,
         math.isfinite(u) and u <= lv.mc_uncertainty_max_pct, "%", "<=", "mc_uncertainty_max_pct")

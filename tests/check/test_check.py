@@ -228,6 +228,15 @@ def test_the_target_d95_level_is_judged_noise_matched(case):
     assert dm["value"] == res.structures["PTV"]["metrics"]["Dmean"]["diff_pct"]
     assert "TPS value" in res.settings["percent_of"]["structures"]
     assert "TPS maximum" in res.settings["percent_of"]["dose_difference"]
+    # the ranges too: per-beam uncertainty kept on the TPS grid, the median judged noise-matched, the rays level of
+    # the share the MC's noise alone leaves within 2 mm (audit report_numbers F2)
+    assert set(res.mc.beams_uncertainty_rel_zyx) == {1, 2}
+    r = res.ranges[1]
+    med = next(c for c in res.checks if c["quantity"].startswith("beam 1: median distal R80"))
+    assert med["value"] == r["noise_matched_median_mm"] == r["median_mm"] - r["noise_median_mm"]
+    rays = next(c for c in res.checks if c["quantity"] == "beam 1: rays with |R80 difference| <= 2 mm")
+    assert rays["limit"] == pytest.approx(LEVELS["range_within_2mm_min"] * r["noise_within_2mm"])
+    assert "noise alone" in rays["limit_text"]
 
 
 def test_dose_shifted_by_3mm_fails(case):

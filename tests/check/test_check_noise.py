@@ -60,3 +60,51 @@ def test_without_the_mcs_uncertainty_there_is_no_noise_matching(target):
     tps, mask = target
     m = structure_stats(tps, tps, {"PTV": mask}, {"PTV": "PTV"}, 0.008, 2.0)["PTV"]["metrics"]
     assert "noise_matched_diff_pct" not in m["D95"] and m["D95"]["diff_pct"] == 0
+
+
+# ---- ranges (audit F2): a per-beam dose that falls slowly to its distal edge, as APTG plan03's RayStation beams do.
+# Measured over 8 seeds (1185 rays): no shift at 2.4 %: raw median +0.51 mm (SD 0.03), noise-matched +0.01 (SD 0.07),
+# rays within 2 mm / noise alone's >= 0.949 (mean ~0.99; binomial SD ~0.025); -1 mm at 2.8 %: noise-matched -0.95
+# (SD 0.08); -3 mm at 2.4 %: -3.31 (SD 0.06: the noise moves a shorter profile's edge less than the TPS's, 0.3 mm
+# over).  Bounds: |no shift| < 0.25 mm, ratio >= 0.9 (the level), -1 within 0.3, -3 within 0.5 mm: each 3.5 SD or
+# more from the measured means, a false failure below ~2e-4 per assertion for Gaussian scatter.
+def _ramp_beam(shift_mm: float = 0.0):
+    """A beam along +y on a 2 mm grid: the depth dose rises from 0.45 to 1 over 60 mm, then falls linearly
+    (1 %/mm, as plan03's per-beam dose) to 0.4 and steeply to 0; flat laterally over 72 x 72 mm.  The distal edge
+    moved by ``shift_mm`` (the whole depth dose, exactly: analytic)."""
+    z = np.arange(-44.0, 45.0, 2.0)
+    y = np.arange(0.0, 160.0, 2.0)
+    x = np.arange(-44.0, 45.0, 2.0)
+    t = y - shift_mm                                               # the whole depth dose moved
+    dd = np.interp(t, [0, 2, 60, 120, 126, 130], [0.0, 0.45, 1.0, 0.4, 0.05, 0.0])
+    lat = np.exp(-((x / 36) ** 8))[None, :] * np.exp(-((z / 36) ** 8))[:, None]
+    dose = 2.0 * lat[:, None, :] * dd[None, :, None]
+    return (z, y, x), dose
+
+
+def _noisy(dose, noise, seed):
+    rel = noise / np.sqrt(np.clip(dose / dose.max(), 1e-6, None))   # noise at the maximum, 1/sqrt(dose)
+    return np.clip(dose + np.random.default_rng(seed).standard_normal(dose.shape) * rel * dose, 0, None), rel
+
+
+def test_range_noise_floor_reads_no_shift_at_2_4_percent_and_keeps_the_rays_level():
+    from mcproton._check.compare import range_agreement
+
+    axes, tps = _ramp_beam()
+    mc, rel = _noisy(tps * 1.007, 0.024, 3)
+    r = range_agreement(axes, tps, mc, (0.0, 1.0, 0.0), (0.0, 0.0, 0.0), noise_rel=rel, seed=1)
+    assert r["rays"] > 300 and r["median_mm"] > 0.3, r["median_mm"]      # the raw median: noise reads deeper
+    assert abs(r["noise_matched_median_mm"]) < 0.25, r                   # the noise-matched one: no shift
+    assert r["noise_within_2mm"] < 0.95                                  # noise alone moves rays beyond 2 mm
+    assert r["within_2mm"] >= 0.9 * r["noise_within_2mm"], r             # the rays level (90 % of the floor) passes
+
+
+def test_range_noise_floor_keeps_a_true_shift():
+    from mcproton._check.compare import range_agreement
+
+    axes, tps = _ramp_beam()
+    for shift, noise, tol in ((-1.0, 0.028, 0.3), (-3.0, 0.024, 0.5)):
+        mc, rel = _noisy(_ramp_beam(shift)[1], noise, 4)
+        r = range_agreement(axes, tps, mc, (0.0, 1.0, 0.0), (0.0, 0.0, 0.0), noise_rel=rel, seed=1)
+        assert abs(r["noise_matched_median_mm"] - shift) < tol, (shift, r["noise_matched_median_mm"], r["median_mm"])
+    assert r["noise_matched_median_mm"] < -1.0 and r["within_2mm"] < 0.9 * r["noise_within_2mm"]   # -3 mm fails both
