@@ -971,9 +971,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                              "points of the structure's volume",
                                "dose_difference": "% of the TPS maximum in the body (normalisation_gy)"},
                 "noise_matching": {"realisations": NOISE_REALISATIONS, "seed": [seed, NOISE_SEED_OFFSET],
-                                   "model": "TPS dose + Gaussian noise of SD = TPS dose x the MC's relative "
-                                            "uncertainty of the voxel, independent between voxels, clipped at 0 "
-                                            "(compare.noisy_like_mc)",
+                                   "model": "TPS dose + Gaussian noise of SD = the MC's own standard error "
+                                            "(MC dose x its relative uncertainty) of the voxel, independent between "
+                                            "voxels, clipped at 0 (compare.noisy_like_mc)",
                                    "judged": "target D95 action level on noise_matched_diff_pct; Dmean on diff_pct"}}
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,
                       settings, lv.describe(), str(out_dir) if out_dir else None, tps_gy_zyx=tps,
