@@ -278,7 +278,8 @@ def dose_difference(ref: np.ndarray, ev: np.ndarray, body: np.ndarray, threshold
     return {"voxels": int(d.size), "mean_pct": float(d.mean()), "sd_pct": float(d.std()),
             "percentiles_pct": dict(zip(("p1", "p5", "p25", "p50", "p75", "p95", "p99"), map(float, q))),
             "within_2pct": float(np.mean(np.abs(d) <= 2)), "within_3pct": float(np.mean(np.abs(d) <= 3)),
-            "integral_ratio_mc_tps": ratio, "normalisation_gy": norm, "values_pct": d}
+            "integral_ratio_mc_tps": ratio, "normalisation_gy": norm, "values_pct": d,
+            "pct_of": "the TPS maximum in the body (normalisation_gy)"}
 
 
 def classify(name: str, roi_type: str) -> str:
@@ -293,15 +294,79 @@ def classify(name: str, roi_type: str) -> str:
     return "oar"
 
 
-def structure_stats(ref: np.ndarray, ev: np.ndarray, masks: Mapping[str, np.ndarray],
-                    types: Mapping[str, str], voxel_volume_cm3: float,
-                    prescription_gy: float | Mapping[str, float] | None) -> dict[str, dict]:
-    """TPS vs MC dose statistics per structure; the difference in % of the TPS value (targets: of the
-    prescription for V95/V100, absolute fraction points).  ``prescription_gy``: one for every target, or each
-    target's by name (a target without one gets no V95/V100)."""
+#: Realisations of the MC's noise added to the TPS dose for the noise-matched structure metrics
+#: (:func:`structure_stats`); their standard error is reported (``noise_shift_se_pct``).
+NOISE_REALISATIONS = 4
+#: Seed offset of those realisations (with the check's seed: deterministic, independent of the MC's own streams).
+NOISE_SEED_OFFSET = 0xD95
+
+
+def noisy_like_mc(ref: np.ndarray, rel_unc: np.ndarray, rng: np.random.Generator,
+                  where: np.ndarray | None = None, *, mc: np.ndarray | None = None) -> np.ndarray:
+    """The TPS dose ``ref`` with one realisation of the MC's statistical noise: in each voxel (of ``where``, else
+    all) a Gaussian of standard deviation ``mc`` x ``rel_unc`` (the MC's own standard error of that voxel: its
+    dose times its relative uncertainty; ``mc`` None: ``ref`` x ``rel_unc``), independent between voxels, the result
+    clipped at 0 (an MC dose is never negative).
+
+    Why this model: an MC voxel dose is a mean over many independent histories, so its error is Gaussian by the
+    central limit theorem, with the standard error the MC estimates.  The MC's own absolute error, not the TPS dose
+    times the MC's relative one: the two agree where MC and TPS agree, but where the TPS has dose the MC lacks (a
+    range error: beyond the MC's distal edge its relative uncertainty is up to 100 %) the relative one would put
+    100 % noise on the TPS's dose there and hide the error in the noise floor.  Neighbouring voxels' errors are
+    taken as independent (a proton deposits in many voxels, so they are in fact slightly correlated).  Checked
+    against a real MC (APTG plan03, 2.41 %, docs/check.md): the noise-matched target D95/D98/D2 differences agree
+    with the Dmean difference (the true offset, which noise does not bias) to 0.2-0.3 %, while the raw ones were
+    2.3-3 % off."""
+    out = np.array(ref, dtype=np.float64, copy=True)
+    sd = np.nan_to_num(np.asarray(rel_unc, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    scale = out if mc is None else np.asarray(mc, dtype=np.float64)
+    if where is None:
+        out += rng.standard_normal(out.shape) * scale * sd
+    else:
+        i = np.flatnonzero(where)
+        out.flat[i] += rng.standard_normal(i.size) * scale.flat[i] * sd.flat[i]
+    return np.clip(out, 0.0, None, out=out)
+
+
+def _metric(d: np.ndarray, m: np.ndarray, k: str | float) -> float:
+    """One metric of the dose ``d`` in the mask ``m``: "Dmean", "Dmax", "D<x>" (ICRU 83: the highest dose received by
+    at least x % of the volume, :func:`mcproton.dvh.dose_at_volume`), or a dose level (Gy, a float): the fraction of
+    the volume at or above it."""
     from ..dvh import dose_at_volume
 
-    out: dict[str, dict] = {}
+    if not isinstance(k, str):
+        return float(np.mean(d[m] >= k))
+    if k == "Dmean":
+        return float(d[m].mean())
+    if k == "Dmax":
+        return float(d[m].max())
+    return dose_at_volume(d, m, float(k[1:]))
+
+
+def structure_stats(ref: np.ndarray, ev: np.ndarray, masks: Mapping[str, np.ndarray],
+                    types: Mapping[str, str], voxel_volume_cm3: float,
+                    prescription_gy: float | Mapping[str, float] | None, *,
+                    noise_rel: np.ndarray | None = None, realisations: int = NOISE_REALISATIONS,
+                    seed: int = 0, rx_of_median: bool = False) -> dict[str, dict]:
+    """TPS vs MC dose statistics per structure; the difference in % of the TPS value of the metric (``diff_pct`` =
+    (MC - TPS) / TPS x 100; V95/V100: absolute points of the structure's volume, ``diff_points``).
+    ``prescription_gy``: one for every target, or each target's by name (a target without one gets no V95/V100).
+    ``rx_of_median``: those are each target's own TPS median (the plan gives no prescription): V95/V100 are then
+    labelled "of the TPS median" (``label``, ``of``), as the TPS's V100 is 50 % by construction there, not a
+    coverage (its MC - TPS points say where the MC's median lies against the TPS's).
+
+    Noise matching (``noise_rel``: the MC's relative standard error per voxel, on the grid of ``ref``).  MC noise
+    widens the MC's dose distribution in a structure, so a DVH metric of the noisy MC is biased even where the MC is
+    right: D95 and D98 down, D2 and Dmax up, V95 down (Kawrakow 2004, Phys Med Biol 49:1549; Sempau & Bielajew 2000,
+    Phys Med Biol 45:131); at 2 % noise the D95 of a target reads about -2 % (APTG plan03).  To compare like with
+    like, each metric is also evaluated on the TPS dose with the MC's noise added (:func:`noisy_like_mc`,
+    ``realisations`` times, seeded by ``seed``): ``tps_noisy_gy`` (their mean), ``noise_shift_pct`` (what the noise
+    alone does to the metric, % of the TPS value), ``noise_shift_se_pct`` (its standard error over the
+    realisations) and ``noise_matched_diff_pct`` = (MC - TPS with noise) / TPS x 100 (points for V95/V100:
+    ``tps_noisy``, ``noise_shift_points``, ``noise_matched_diff_points``).  Dmean is unbiased by zero-mean noise
+    (its noise shift is ~0)."""
+    rows: dict[str, dict] = {}
+    evals: list[tuple[dict, np.ndarray, str | float]] = []   # (metric dict, mask, _metric's key)
     for nm, m in masks.items():
         kind = classify(nm, types.get(nm, ""))
         if kind in ("other",) or not m.any():
@@ -315,27 +380,46 @@ def structure_stats(ref: np.ndarray, ev: np.ndarray, masks: Mapping[str, np.ndar
         row: dict[str, Any] = {"kind": kind, "type": types.get(nm, ""),
                                "volume_cm3": float(m.sum() * voxel_volume_cm3), "metrics": {}}
         for k in keys:
-            vals = []
-            for d in (ref, ev):
-                if k == "Dmean":
-                    vals.append(float(d[m].mean()))
-                elif k == "Dmax":
-                    vals.append(float(d[m].max()))
-                else:
-                    vals.append(dose_at_volume(d, m, float(k[1:])))
-            tps, mc = vals
+            tps, mc = _metric(ref, m, k), _metric(ev, m, k)
             row["metrics"][k] = {"tps_gy": tps, "mc_gy": mc, "diff_gy": mc - tps,
                                  "diff_pct": (mc - tps) / tps * 100 if tps > 0 else float("nan")}
+            evals.append((row["metrics"][k], m, k))
         rx = prescription_gy.get(nm) if isinstance(prescription_gy, Mapping) else prescription_gy
         if kind == "target":
             row["prescription_gy"] = rx or None
         if kind == "target" and rx:
             for lv in (95, 100):
-                tps = float(np.mean(ref[m] >= lv / 100 * rx))
-                mc = float(np.mean(ev[m] >= lv / 100 * rx))
-                row["metrics"][f"V{lv}"] = {"tps": tps, "mc": mc, "diff_points": (mc - tps) * 100}
-        out[nm] = row
-    return out
+                x = lv / 100 * rx
+                tps, mc = _metric(ref, m, x), _metric(ev, m, x)
+                row["metrics"][f"V{lv}"] = {"tps": tps, "mc": mc, "diff_points": (mc - tps) * 100,
+                                            "of": "the TPS median" if rx_of_median else "the prescription",
+                                            "label": f"V{lv} of the TPS median" if rx_of_median else f"V{lv}"}
+                evals.append((row["metrics"][f"V{lv}"], m, x))
+        rows[nm] = row
+    n = int(realisations)
+    if noise_rel is not None and n > 0 and evals:
+        where = np.zeros(ref.shape, bool)
+        for nm in rows:
+            where |= masks[nm]
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, NOISE_SEED_OFFSET])
+        vals = np.empty((n, len(evals)))
+        for i in range(n):
+            noisy = noisy_like_mc(ref, noise_rel, rng, where, mc=ev)
+            vals[i] = [_metric(noisy, m, k) for _, m, k in evals]
+        mean = vals.mean(axis=0)
+        se = vals.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(len(evals), np.nan)
+        for (met, _, k), mu, e in zip(evals, mean, se):
+            if not isinstance(k, str):   # a V95/V100
+                met.update({"tps_noisy": float(mu), "noise_shift_points": (float(mu) - met["tps"]) * 100,
+                            "noise_shift_se_points": float(e) * 100,
+                            "noise_matched_diff_points": (met["mc"] - float(mu)) * 100})
+            else:
+                tps = met["tps_gy"]
+                f = 100 / tps if tps > 0 else float("nan")
+                met.update({"tps_noisy_gy": float(mu), "noise_shift_pct": (float(mu) - tps) * f,
+                            "noise_shift_se_pct": float(e) * f,
+                            "noise_matched_diff_pct": (met["mc_gy"] - float(mu)) * f})
+    return rows
 
 
 def _frame(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -418,9 +502,24 @@ def _distal_r80_rows(t: np.ndarray, prof: np.ndarray, like: np.ndarray | None = 
 def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray,
                     direction: Sequence[float], isocentre: Sequence[float], *,
                     ray_spacing_mm: float | None = None, step_mm: float = 0.5,
-                    min_fraction: float = 0.5, chunk_samples: int = 1 << 21) -> dict[str, Any]:
+                    min_fraction: float = 0.5, chunk_samples: int = 1 << 21, noise_rel: np.ndarray | None = None,
+                    seed: int = 0) -> dict[str, Any]:
     """Distal R80 of MC minus TPS along rays parallel to the beam, one per beam's-eye-view pixel where the
     TPS dose along the ray reaches ``min_fraction`` of its maximum.
+
+    Noise floor (``noise_rel``: the MC's relative uncertainty per voxel of ``ev``, on the grid of ``ref``).  MC
+    noise moves the distal-most 80 % crossing distally (a spike beyond the edge) and spreads the rays: on APTG
+    plan03's RayStation beam (a per-beam dose that falls slowly, ~1 %/mm, to its distal edge) 2.4 % noise alone gave
+    a median of +0.76 mm and 72 % of the rays within 2 mm (audit report_numbers F2).  So the same comparison is made
+    of the TPS dose against itself with the MC's noise (:func:`noisy_like_mc`, one seeded realisation): its
+    per-ray differences are what noise alone gives at this uncertainty.  Returned: ``noise_median_mm``,
+    ``noise_p5_mm``, ``noise_p95_mm``, ``noise_within_2mm`` (the fraction of the rays that noise alone leaves within
+    2 mm), ``noise_rays``, and ``noise_matched_median_mm`` = ``median_mm`` - ``noise_median_mm`` (a true range shift
+    with the MC's noise shifts the median by the shift plus the noise's own shift).  On that beam (the "MC" the TPS
+    dose shifted, x 1.007, with Gaussian noise of 2.4-2.8 % at the maximum): no shift at 2.4 % reads +0.79 mm raw
+    and -0.02 noise-matched (71.0 % of the rays within 2 mm, noise alone 70.8 %); a -1 mm shift at 2.8 % +0.17 raw
+    and -0.89 noise-matched (the noiseless shifted dose reads -0.83: the shift was made by linear interpolation); -3
+    mm at 2.4 % -2.61, 51.5 % within 2 mm against 71.8 % (both levels fail; tests/check/test_check_noise.py).
 
     The rays are sampled together, ``chunk_samples`` depth samples at a time (memory bounded; the values do not
     depend on it): one trilinear ``map_coordinates`` per dose and chunk, then ``_distal_r80_rows``.  The doses are
@@ -456,6 +555,9 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     td = t[:, None] * d                                       # (samples, 3)
     per = max(1, int(chunk_samples) // max(1, t.size))
     keep_ab, keep_r = [], []
+    noisy = None if noise_rel is None else noisy_like_mc(ref, noise_rel, np.random.default_rng(
+        [int(seed) & 0xFFFFFFFF, NOISE_SEED_OFFSET, 1]), mc=ev)
+    keep_noise = []
     for s0 in range(0, ga.size, per):
         # the points in voxel units, z, y, x: (rays, samples) each
         coords = [(start[s0:s0 + per, k, None] + td[None, :, k] - org[k]) / sp[k] for k in (2, 1, 0)]
@@ -466,6 +568,10 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         pr = pr[hit]
         pe = map_coordinates(ev, [c[hit] for c in coords], order=1, mode="constant", cval=0.0)
         r1, r2 = _distal_r80_rows(t, pr), _distal_r80_rows(t, pe, like=pr)
+        if noisy is not None:   # the TPS against the TPS with the MC's noise, the same rays and estimator
+            pn = map_coordinates(noisy, [c[hit] for c in coords], order=1, mode="constant", cval=0.0)
+            dn = _distal_r80_rows(t, pn, like=pr) - r1
+            keep_noise.append(dn[np.isfinite(dn)])
         fin = np.isfinite(r1) & np.isfinite(r2)
         sel = np.flatnonzero(hit)[fin] + s0
         keep_ab.append(np.column_stack([ga[sel], gb[sel]]))
@@ -474,10 +580,17 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         return {"rays": 0}
     arr = np.column_stack([np.concatenate(keep_ab), np.concatenate(keep_r)])
     diff = arr[:, 3] - arr[:, 2]
-    return {"rays": len(arr), "ray_spacing_mm": ds, "median_mm": float(np.median(diff)),
-            "mean_mm": float(diff.mean()), "p5_mm": float(np.percentile(diff, 5)),
-            "p95_mm": float(np.percentile(diff, 95)), "within_1mm": float(np.mean(np.abs(diff) <= 1.0)),
-            "within_2mm": float(np.mean(np.abs(diff) <= 2.0)), "values_mm": diff, "bev_uv_mm": arr[:, :2]}
+    out = {"rays": len(arr), "ray_spacing_mm": ds, "median_mm": float(np.median(diff)),
+           "mean_mm": float(diff.mean()), "p5_mm": float(np.percentile(diff, 5)),
+           "p95_mm": float(np.percentile(diff, 95)), "within_1mm": float(np.mean(np.abs(diff) <= 1.0)),
+           "within_2mm": float(np.mean(np.abs(diff) <= 2.0)), "values_mm": diff, "bev_uv_mm": arr[:, :2]}
+    dn = np.concatenate(keep_noise) if keep_noise else np.zeros(0)
+    if dn.size:
+        out.update({"noise_rays": int(dn.size), "noise_median_mm": float(np.median(dn)),
+                    "noise_p5_mm": float(np.percentile(dn, 5)), "noise_p95_mm": float(np.percentile(dn, 95)),
+                    "noise_within_2mm": float(np.mean(np.abs(dn) <= 2.0)),
+                    "noise_matched_median_mm": float(np.median(diff) - np.median(dn))})
+    return out
 
 
 def beam_summary(beam_meta: Mapping[int, Mapping[str, Any]], tps_beams: Mapping[int, Any]) -> dict[int, dict]:

@@ -40,6 +40,9 @@ class MCDose:
     grid_note: str
     beam_meta: dict[int, dict] = field(default_factory=dict)
     density_g_cm3_zyx: np.ndarray | None = None   # on the TPS grid (body outline without a structure set)
+    # each beam's relative uncertainty on the TPS grid (resampled as the total's; float32): the noise of the range
+    # comparison's noise floor (compare.range_agreement); empty for an MC dose made before 2026-12-06
+    beams_uncertainty_rel_zyx: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def describe_dose(dose_type: str, dose_to: str, rbe: float | None, fractions: int,
@@ -344,12 +347,14 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     transport_cpu_s = time.process_time() - cpu   # CPU time of this process's threads (host side on a GPU)
     t = time.perf_counter()
     per_beam: dict[int, np.ndarray] = {}
+    per_beam_unc: dict[int, np.ndarray] = {}
     meta: dict[int, dict] = {}
     note = ""
     for b, r in zip(beams, results):
         d = r.dose_to_water_gy_zyx if dose_to == "water" else r.dose_gy_zyx
         num = int(b.meta["beam_number"])
         per_beam[num], note = to_tps_grid(d * rbe, geometry, inputs.reference)
+        per_beam_unc[num] = to_tps_grid(r.uncertainty_rel_zyx, geometry, inputs.reference)[0].astype(np.float32)
         meta[num] = {**b.meta, "primaries": r.primaries, "stop_reason": r.provenance.get("stop_reason"),
                      "mean_rel_uncertainty_50": r.mean_rel_uncertainty_50, "wall_s": r.wall_s}
     total = np.zeros(inputs.reference.shape_zyx)
@@ -370,4 +375,4 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                  "transport_process_cpu_s": transport_cpu_s,
                  "grid": f"{geometry.voxel_size_mm} mm, {geometry.shape_zyx[::-1]} voxels ({geometry.name})"})
     return MCDose(total, per_beam, unc, tot.mean_rel_uncertainty_50, tot.primaries, tot.wall_s, tot.device,
-                  tot.backend, prov, note, meta, rho)
+                  tot.backend, prov, note, meta, rho, per_beam_unc)

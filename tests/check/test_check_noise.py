@@ -1,0 +1,110 @@
+"""Noise matching of the check's comparisons (audit report_numbers F1/F2): the MC's statistical noise must not be
+read as a dose or range difference at the uncertainties the check accepts.
+
+Structures: MC noise widens the MC's dose distribution in a target (Kawrakow 2004, Phys Med Biol 49:1549), so the raw
+D95 of a right but noisy MC reads low (about -2 % at 2 % noise); the noise-matched difference (MC against the TPS dose
+with the MC's noise) reads the true difference.  Synthetic: a 20^3-voxel target whose TPS dose varies by +-1.5 %, the
+"MC" that dose (times a factor) with 2 % Gaussian noise per voxel, the check's own structure_stats.
+
+Tolerances (the seeds are fixed, so these are deterministic; the bounds say how far another seed may move them).
+Measured over 50 seeds of the "MC": raw D95 -1.94 % (SD 0.05 %), noise-matched +0.04 % (SD 0.05 %), V95
+noise-matched +0.07 points (SD 0.11); the true -3.5 % error reads -3.49 % (SD 0.05 %).  The bounds (|noise-matched
+D95| < 0.3 %, -3.8..-3.1 %) are 5-8 SD from those means: a false failure below 1e-6 for a Gaussian; -3.1 % still
+fails the 3 % level."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mcproton._check.compare import structure_stats
+
+
+@pytest.fixture(scope="module")
+def target():
+    z, y, x = np.meshgrid(*(np.arange(40.0),) * 3, indexing="ij")
+    tps = 2.0 * (1 + 0.015 * np.sin(x / 5) * np.cos(y / 7) + 0.01 * np.cos(z / 4))
+    mask = np.zeros(tps.shape, bool)
+    mask[10:30, 10:30, 10:30] = True
+    return tps, mask
+
+
+def _stats(tps, mask, factor, noise, seed):
+    mc = tps * factor * (1 + noise * np.random.default_rng(seed).standard_normal(tps.shape))
+    rel = np.full(tps.shape, noise)
+    return structure_stats(tps, mc, {"PTV": mask}, {"PTV": "PTV"}, 0.008, 2.0, noise_rel=rel, seed=7)["PTV"]["metrics"]
+
+
+def test_pure_noise_reads_a_noise_shift_and_a_noise_matched_difference_near_zero(target):
+    tps, mask = target
+    m = _stats(tps, mask, 1.0, 0.02, 1)
+    d95 = m["D95"]
+    assert -3.0 < d95["diff_pct"] < -1.5, d95             # the raw D95 reads about -2 %
+    assert abs(d95["noise_matched_diff_pct"]) < 0.3, d95   # the noise-matched one about 0
+    assert d95["noise_shift_pct"] == pytest.approx(d95["diff_pct"], abs=0.3)
+    assert 0 < d95["noise_shift_se_pct"] < 0.1
+    assert m["D2"]["diff_pct"] > 1.5 and abs(m["D2"]["noise_matched_diff_pct"]) < 0.3, m["D2"]
+    assert abs(m["Dmean"]["noise_shift_pct"]) < 0.05 and abs(m["Dmean"]["noise_matched_diff_pct"]) < 0.1
+    assert m["V95"]["diff_points"] < -0.3 and abs(m["V95"]["noise_matched_diff_points"]) < 0.5, m["V95"]
+    # deterministic: the same seed, the same realisations
+    assert _stats(tps, mask, 1.0, 0.02, 1)["D95"]["noise_shift_pct"] == d95["noise_shift_pct"]
+
+
+def test_a_true_d95_error_of_minus_3_5_percent_with_2_percent_noise_still_reads_so(target):
+    tps, mask = target
+    d95 = _stats(tps, mask, 0.965, 0.02, 2)["D95"]
+    assert -3.8 < d95["noise_matched_diff_pct"] < -3.1, d95   # beyond the 3 % level
+    assert d95["diff_pct"] < -5.0                              # the raw one counts the noise in as well
+
+
+def test_without_the_mcs_uncertainty_there_is_no_noise_matching(target):
+    tps, mask = target
+    m = structure_stats(tps, tps, {"PTV": mask}, {"PTV": "PTV"}, 0.008, 2.0)["PTV"]["metrics"]
+    assert "noise_matched_diff_pct" not in m["D95"] and m["D95"]["diff_pct"] == 0
+
+
+# ---- ranges (audit F2): a per-beam dose that falls slowly to its distal edge, as APTG plan03's RayStation beams do.
+# Measured over 8 seeds (1185 rays): no shift at 2.4 %: raw median +0.51 mm (SD 0.03), noise-matched +0.01 (SD 0.07),
+# rays within 2 mm / noise alone's >= 0.950 (mean ~0.99; binomial SD ~0.025); -1 mm at 2.8 %: noise-matched -0.93
+# (SD 0.08); -3 mm at 2.4 %: -3.05 (SD 0.06).  Bounds: |no shift| < 0.25 mm, ratio >= 0.9 (the level), -1 and -3
+# within 0.3 mm: each 3.5 SD or more from the measured means, a false failure below ~2e-4 per assertion for
+# Gaussian scatter.
+def _ramp_beam(shift_mm: float = 0.0):
+    """A beam along +y on a 2 mm grid: the depth dose rises from 0.45 to 1 over 60 mm, then falls linearly
+    (1 %/mm, as plan03's per-beam dose) to 0.4 and steeply to 0; flat laterally over 72 x 72 mm.  The distal edge
+    moved by ``shift_mm`` (the whole depth dose, exactly: analytic)."""
+    z = np.arange(-44.0, 45.0, 2.0)
+    y = np.arange(0.0, 160.0, 2.0)
+    x = np.arange(-44.0, 45.0, 2.0)
+    t = y - shift_mm                                               # the whole depth dose moved
+    dd = np.interp(t, [0, 2, 60, 120, 126, 130], [0.0, 0.45, 1.0, 0.4, 0.05, 0.0])
+    lat = np.exp(-((x / 36) ** 8))[None, :] * np.exp(-((z / 36) ** 8))[:, None]
+    dose = 2.0 * lat[:, None, :] * dd[None, :, None]
+    return (z, y, x), dose
+
+
+def _noisy(dose, noise, seed):
+    rel = noise / np.sqrt(np.clip(dose / dose.max(), 1e-6, None))   # noise at the maximum, 1/sqrt(dose)
+    return np.clip(dose + np.random.default_rng(seed).standard_normal(dose.shape) * rel * dose, 0, None), rel
+
+
+def test_range_noise_floor_reads_no_shift_at_2_4_percent_and_keeps_the_rays_level():
+    from mcproton._check.compare import range_agreement
+
+    axes, tps = _ramp_beam()
+    mc, rel = _noisy(tps * 1.007, 0.024, 3)
+    r = range_agreement(axes, tps, mc, (0.0, 1.0, 0.0), (0.0, 0.0, 0.0), noise_rel=rel, seed=1)
+    assert r["rays"] > 300 and r["median_mm"] > 0.3, r["median_mm"]      # the raw median: noise reads deeper
+    assert abs(r["noise_matched_median_mm"]) < 0.25, r                   # the noise-matched one: no shift
+    assert r["noise_within_2mm"] < 0.95                                  # noise alone moves rays beyond 2 mm
+    assert r["within_2mm"] >= 0.9 * r["noise_within_2mm"], r             # the rays level (90 % of the floor) passes
+
+
+def test_range_noise_floor_keeps_a_true_shift():
+    from mcproton._check.compare import range_agreement
+
+    axes, tps = _ramp_beam()
+    for shift, noise, tol in ((-1.0, 0.028, 0.3), (-3.0, 0.024, 0.3)):
+        mc, rel = _noisy(_ramp_beam(shift)[1], noise, 4)
+        r = range_agreement(axes, tps, mc, (0.0, 1.0, 0.0), (0.0, 0.0, 0.0), noise_rel=rel, seed=1)
+        assert abs(r["noise_matched_median_mm"] - shift) < tol, (shift, r["noise_matched_median_mm"], r["median_mm"])
+    assert r["noise_matched_median_mm"] < -1.0 and r["within_2mm"] < 0.9 * r["noise_within_2mm"]   # -3 mm fails both
