@@ -943,6 +943,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     u = mc.mean_rel_uncertainty_50 * 100
     add("MC statistical uncertainty (mean, voxels > 50 % of the maximum)", u, lv.mc_uncertainty_max_pct,
         math.isfinite(u) and u <= lv.mc_uncertainty_max_pct, "%", "<=", "mc_uncertainty_max_pct")
+    # the figure is the MC grid's; where the dose was interpolated onto the TPS grid, the compared dose is less
+    # noisy (statistics audit F3): its own figure, propagated (compute.uncertainty_to_tps_grid), is said beside it
+    u_tps = _tps_grid_uncertainty_pct(mc)
+    if math.isfinite(u_tps) and abs(u_tps - u) > 0.005:
+        checks[-1]["value_text"] += f" on the MC grid; the compared dose on the TPS grid: {u_tps:.2f} %"
     passed = all(c["passed"] for c in checks)
     from .. import __version__
 
@@ -952,7 +957,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             "calibration": cal_name, "ct": ct_note,
             "structure_set": inp.struct_path,
             "beams": beam_summary(mc.beam_meta, inp.beams),
-            "statistical_uncertainty_pct": u, "primaries": mc.primaries, "mc_wall_s": mc.wall_s,
+            "statistical_uncertainty_pct": u, "statistical_uncertainty_tps_grid_pct": u_tps,
+            "primaries": mc.primaries, "mc_wall_s": mc.wall_s,
             "mc_process_cpu_s": mc.provenance.get("transport_process_cpu_s"),
             "device": mc.device, "backend": mc.backend, "seed": mc.provenance.get("seed"),
             "dose": desc["quantity"], "dose_unit": desc["unit"], "dose_fractions": desc["fractions"],
@@ -1086,3 +1092,17 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
         write_bytes_atomic(out_dir / "batch.json", _batch_json(table))
         write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
     return results
+
+
+def _tps_grid_uncertainty_pct(mc: MCDose) -> float:
+    """The mean relative uncertainty (%) of the MC dose as compared, on the TPS grid (its propagated uncertainty,
+    MCDose.uncertainty_rel_zyx), over the tissue voxels at or above 50 % of its maximum: the run's rule
+    (mcproton/_run/stats.py), on the TPS grid; NaN where it cannot be formed."""
+    from .._run.stats import mean_uncertainty_above_half_max
+
+    dose = np.asarray(mc.total_gy_zyx)
+    rho = mc.density_g_cm3_zyx if mc.density_g_cm3_zyx is not None else np.ones(dose.shape)
+    if dose.size == 0 or np.asarray(mc.uncertainty_rel_zyx).shape != dose.shape:
+        return float("nan")
+    return 100 * mean_uncertainty_above_half_max(dose, np.asarray(mc.uncertainty_rel_zyx), np.asarray(rho))
+

@@ -212,6 +212,11 @@ def test_correct_dose_passes_and_writes_the_report(case):
     assert js["provenance"]["beam_model"] == "dcpt_v2" and bm["path"] == str(BUILTIN["dcpt_v2"])
     assert bm["sha256"] == hashlib.sha256(BUILTIN["dcpt_v2"].read_bytes()).hexdigest() and bm["table_sha256"]
     assert f"{escape(bm['path'])} (SHA-256 {bm['sha256']})" in html
+    # the compared dose's own uncertainty on the TPS grid beside the MC grid's (statistics audit F3): interpolated
+    # onto the TPS grid, it is lower (an average of up to 8 MC voxels); on coinciding grids the same
+    u, u_tps = js["provenance"]["statistical_uncertainty_pct"], js["provenance"]["statistical_uncertainty_tps_grid_pct"]
+    print("uncertainty MC grid", u, "TPS grid", u_tps, js["provenance"]["grid"])
+    assert 0 < u_tps <= u * 1.001 and (u_tps < 0.9 * u) == ("interpolated" in js["provenance"]["grid"])
 
 
 def test_the_target_d95_level_is_judged_noise_matched(case):
