@@ -242,6 +242,11 @@ def _z_over_a(material: Material) -> float:
     return math.fsum(w * z / a for w, z, a, _, _ in els) / wsum
 
 
+#: I-values (eV) of pure elements that ICRU Report 90 (2016) revised: graphite 81.0 eV (ICRU 37: 78 eV).  Used for
+#: a one-element material in the default (icru37) set; other pure elements take their ICRU 37 elemental value.
+ICRU90_PURE_ELEMENT_I_EV = {"C": 81.0}
+
+
 def mean_excitation_energy_ev(material: Material | str, ivalue_set: str = DEFAULT_IVALUE_SET) -> float:
     """Mean excitation energy I (eV): ``material.i_value_ev`` if set, else Bragg additivity
 
@@ -252,7 +257,8 @@ def mean_excitation_energy_ev(material: Material | str, ivalue_set: str = DEFAUL
     Berger, Int. J. Appl. Radiat. Isot. 33 (1982) 1189 (H 19.2, C 81, N 82, O 106, F 112, Cl 180 eV, other
     elements 1.13 x their elemental I-value; column ``i_bragg_ev`` of data/materials/elements.csv). For H2O
     this gives 75.3 eV (the ICRU 49 water value, 75 eV; ICRU 90 raised water to 78 eV without a new elemental
-    set, see docs/physics.md).
+    set, see docs/physics.md).  A material of one element is the pure substance: its elemental I-value, in every
+    set.
     """
     material = _as_material(material)
     if material.i_value_ev is not None:
@@ -261,6 +267,19 @@ def mean_excitation_energy_ev(material: Material | str, ivalue_set: str = DEFAUL
             raise ValueError(f"material {material.name!r}: I-value must be positive, got {i}")
         return i
     els = _elements_of(material, ivalue_set)
+    if len(els) == 1:
+        # one element: the pure substance, whose I-value is its own elemental one (ICRU 37 Table 4.3), not the
+        # +13 % of an element bound in a compound (the icru37 set's rule for constituents).  A metal given by its
+        # composition (Material("gold", 19.32, {"Au": 1}), a calibration's implant row of pure titanium) had I 13 %
+        # high (gold 893 eV, NIST 790; titanium 263, 233): its stopping power 1.6-2.8 % low at 100 MeV and the range
+        # behind 10 mm of titanium 0.55 mm long (transport audit 2026-12-05, F1).  The library's own elements
+        # (graphite, aluminium, titanium) give their I-value explicitly and are unchanged.  Carbon keeps ICRU
+        # 90's graphite value in the default set (81 eV, as the library's graphite; ICRU 37's elemental 78 eV is
+        # what the "elemental" set gives).
+        sym = next(k for k, w in material.mass_fractions.items() if w > 0)
+        if ivalue_set == "icru37" and sym in ICRU90_PURE_ELEMENT_I_EV:
+            return ICRU90_PURE_ELEMENT_I_EV[sym]
+        return float(els[0][3])
     num = math.fsum(w * z / a * math.log(ib) for w, z, a, _, ib in els)
     den = math.fsum(w * z / a for w, z, a, _, _ in els)
     return math.exp(num / den)
