@@ -44,13 +44,14 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     Inputs that ``mcproton run`` refuses as plausible but wrong run here as given, each with a
     :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside
     the phantom, a range shifter inside it, a spot sigma larger than the grid, a divergence beyond the limit, a
-    source more than 10 m away.
+    source more than 10 m away, an energy at or below the cut-off physics.e_cut_mev (nothing is scored) or beyond
+    the physics tables; an energy above the nuclear data's 250 MeV is warned about as in ``mcproton run``.
     """
     from ._run.job import JobOptions, run_job
 
     settings = _run_settings(settings)
     _check_arguments(geometry, beam)
-    _warn_implausible(geometry, beam)
+    _warn_implausible(geometry, beam, settings)
     opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False)
     return run_job(None, settings, geometry, [beam], None, opts)[0]
 
@@ -84,14 +85,15 @@ def _check_arguments(geometry: VoxelGeometry, beam: Beam) -> None:
                          f"plan_to_beams); got a {type(beam).__name__}")
 
 
-def _warn_implausible(geometry: VoxelGeometry, beam: Beam) -> None:
-    """The checks of the beam against the grid that ``mcproton run`` refuses with
-    (mcproton/_run/inputs.py beam_grid_checks), here warnings: the run goes on as asked."""
+def _warn_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSettings) -> None:
+    """The checks of the beam against the grid and of its energies that ``mcproton run`` refuses with
+    (mcproton/_run/inputs.py beam_grid_checks, check_beam_energies), here warnings: the run goes on as asked (an
+    energy at or below the cut-off scores nothing; above 250 MeV the nuclear data are extrapolated)."""
     from ._io.errors import McprotonRuntimeWarning, warn
-    from ._run.inputs import beam_grid_checks
+    from ._run.inputs import beam_grid_checks, check_beam_energies
     from .config import ConfigError
 
-    for check in beam_grid_checks(geometry, [beam], "beam"):
+    for check in (*beam_grid_checks(geometry, [beam], "beam"), lambda: check_beam_energies([beam], settings, "beam")):
         try:
             check()
         except ConfigError as exc:

@@ -131,6 +131,19 @@ def test_simulate_warns_of_a_source_inside_the_phantom(box):
     assert any("lies inside the phantom" in m for m in _runtime_warnings(rec))
 
 
+def test_simulate_warns_of_energies_that_mcproton_run_refuses_or_warns_of(box):
+    """Transport audit F3: an energy at or below the cut-off scored nothing, and one above 250 MeV (the nuclear
+    data's end) ran, both without a word from simulate, while mcproton run refuses / warns."""
+    with pytest.warns(McprotonWarning) as rec:
+        r = simulate(box, Beam.pencil(0.3, position_mm=(0, 0, -5)), TINY)
+    said = [str(w.message) for w in rec]
+    assert any("0.3 MeV is at or below the cut-off physics.e_cut_mev" in m and "mcproton run refuses" in m
+               for m in said), said
+    assert float(r.dose_gy_zyx.max()) == 0.0
+    with pytest.warns(McprotonWarning, match="nuclear data end"):
+        simulate(box, Beam.pencil(260.0, position_mm=(0, 0, -5)), TINY)
+
+
 def test_simulate_of_a_sound_beam_says_nothing(box):
     with warnings.catch_warnings():
         warnings.simplefilter("error", McprotonWarning)

@@ -199,7 +199,6 @@ def check_struct_frame(cfg: dict[str, Any], ct_for: str) -> None:
 
 
 def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[Any]) -> None:
-    from .._physics.tables import E_MAX_MEV
     from ..config import ConfigError
 
     ph = cfg.get("phantom", {})
@@ -236,6 +235,17 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
         check()
     if ph.get("type") == "ct":   # a water box or a slab phantom is meant to touch the grid's faces
         check_ct_truncation(geometry, beams, where)
+    check_beam_energies(beams, settings, where)
+
+
+def check_beam_energies(beams: list[Any], settings: Any, where: str) -> None:
+    """The beams' energies against the physics: beyond the tables (E_MAX_MEV) or at or below the cut-off
+    physics.e_cut_mev (no proton transported) raise ConfigError; a config beam above the nuclear data's
+    250 MeV is warned about (a plan's energies are warned about by its beam model).  ``mcproton run`` refuses with
+    them, ``simulate`` warns (run._warn_implausible)."""
+    from .._physics.tables import E_MAX_MEV
+    from ..config import ConfigError
+
     cut = settings.physics.e_cut_mev
     for beam in beams:
         model = _beam_model_of(beam)
