@@ -418,18 +418,19 @@ def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:
              "or another phase on the same frame of reference), give its folder (phantom.ct_dir) or phantom.ct_series")
 
 
-#: The largest CT number of a 12-bit CT scale (HU): stored 4095 with RescaleIntercept -1024, which most scanners
-#: write unless an extended CT scale is switched on.  Metal (titanium 4.5 g/cm3, steel, amalgam) is clipped to it,
-#: so a voxel there has an unknown CT number, whatever the calibration gives it (paediatric audit 2026-12-05, F2:
-#: a titanium rod at 3071 HU was given bone of 2.84 g/cm3, SPR 2.51 instead of 3.23, without a word).
-CT_CEILING_HU = 3071
+#: The largest CT numbers of a 12-bit CT scale (HU): stored 4095 with RescaleIntercept -1024 (or -1000), which
+#: most scanners write unless an extended CT scale is switched on.  Metal (titanium 4.5 g/cm3, steel, amalgam) is
+#: clipped to it, so where a CT's highest value is one of these, the voxels at it have an unknown CT number, whatever
+#: the calibration gives them (paediatric audit 2026-12-05, F2: a titanium rod at 3071 HU was given bone of 2.84
+#: g/cm3, SPR 2.51 instead of 3.23, without a word).  A CT whose values go beyond is on an extended scale: not clipped.
+CT_CEILINGS_HU = (3071.0, 3095.0)
 
 
 def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:
     """Say so when CT numbers lie above the end of the HU -> density curve: they get its last density and
     material (tissue), which is wrong for metal (titanium plates and clips after a craniotomy: 4.5 g/cm3); and
-    when they sit at the top of a 12-bit CT scale (:data:`CT_CEILING_HU`), where metal is clipped whatever its
-    true CT number.  For a calibration of stopping-power-ratio maps (dcpt_spr_brain) the values are
+    when the CT's highest value is the top of a 12-bit CT scale (:data:`CT_CEILINGS_HU`), where metal is clipped
+    whatever its true CT number.  For a calibration of stopping-power-ratio maps (dcpt_spr_brain) the values are
     1000 x (SPR - 1), not HU: said so, and no ceiling applies."""
 
     import numpy as np
@@ -440,8 +441,8 @@ def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:
     spr_map = str(calib.name).split(" (")[0] in SPR_MAP_CALIBRATIONS
     hu = np.asarray(ct.hu_zyx)
     high = float(hu.max())
-    ceiling = None if spr_map or top < CT_CEILING_HU else float(CT_CEILING_HU)   # a shorter curve: above it warns
-    if not (high > top or (ceiling is not None and high >= ceiling)):   # the usual case: no whole-CT mask to count
+    clipped = not spr_map and high in CT_CEILINGS_HU and high <= top   # above the curve: the warning below
+    if not (high > top or clipped):   # the usual case: no whole-CT mask to count
         return
     voxel_cm3 = float(np.prod(ct.voxel_size_mm)) / 1000.0
     n = int(np.count_nonzero(hu > top))
@@ -455,22 +456,18 @@ def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:
         warn(f"{n} CT voxels ({n * voxel_cm3:.2g} cm3, {what} and were given its last density ({rho:.2f} g/cm3) and "
              "material: if they are metal (implants, clips) the dose behind them is wrong; check the CT or give those "
              "voxels a calibration that covers them", McprotonRuntimeWarning)
-    if ceiling is None:
+    if not clipped:
         return
-    sat = (hu >= ceiling) & (hu <= top)
-    n_sat = int(np.count_nonzero(sat))
-    if n_sat:
-        at_most = float(hu[sat].max())
-        at = np.array([float(ceiling)])
-        rho, spr = float(calib.density_from_hu(at)[0]), float(calib.spr_from_hu(at)[0])
-        warn(f"{n_sat} CT voxels ({n_sat * voxel_cm3:.2g} cm3) are at {ceiling:.0f} HU"
-             f"{f' (up to {at_most:.0f})' if at_most > ceiling else ''}, the top of a 12-bit CT "
-             "scale (stored 4095 with intercept -1024), where the scanner clips metal (titanium 4.5 g/cm3, stopping-"
-             f"power ratio about 3.2): their true CT number is unknown, and the calibration {calib.name!r} gave them "
-             f"{rho:.2f} g/cm3 of its densest tissue (stopping-power ratio {spr:.2f}), so behind metal the dose "
-             "reaches too deep; contour the metal and override its density in the RT Struct (ROI physical "
-             "properties, applied by plan.struct_overrides), or use a CT reconstructed with an extended CT scale",
-             McprotonRuntimeWarning)
+    n_sat = int(np.count_nonzero(hu == high))
+    at = np.array([high])
+    rho, spr = float(calib.density_from_hu(at)[0]), float(calib.spr_from_hu(at)[0])
+    warn(f"{n_sat} CT voxels ({n_sat * voxel_cm3:.2g} cm3) are at {high:.0f} HU, the CT's highest value and the top of "
+         f"a 12-bit CT scale (stored 4095 with intercept {high - 4095:.0f}), where the scanner clips metal (titanium "
+         "4.5 g/cm3, stopping-power ratio about 3.2): their true CT number is unknown, and the calibration "
+         f"{calib.name!r} gave them {rho:.2f} g/cm3 (stopping-power ratio {spr:.2f}), so behind metal the dose "
+         "reaches too deep; contour the metal and override its density in the RT Struct (ROI physical properties, "
+         "applied by plan.struct_overrides), or use a CT reconstructed with an extended CT scale",
+         McprotonRuntimeWarning)
 
 
 def _ct_block_factors(ct: Any, want_mm: list[float]) -> tuple[int, int, int]:

@@ -658,7 +658,9 @@ def _ray_entries(geometry: Any, p: np.ndarray, d: np.ndarray) -> tuple[np.ndarra
     hi = lo + np.asarray(geometry.extent_mm, float)
     with np.errstate(divide="ignore", invalid="ignore"):
         t1, t2 = (lo - p) / d, (hi - p) / d
-    t1 = np.where(d == 0, np.where((p > lo) & (p < hi), -np.inf, np.inf), t1)
+    # a ray parallel to an axis: within the grid's slab on it, no bound from it (-inf, +inf); outside, no crossing
+    # at all (both -inf, so t_out < t_in); before, outside gave (+inf, -inf), a crossing clipped onto the edge row
+    t1 = np.where(d == 0, -np.inf, t1)
     t2 = np.where(d == 0, np.where((p > lo) & (p < hi), np.inf, -np.inf), t2)
     t_in = np.maximum(np.minimum(t1, t2).max(axis=1), 0.0)
     t_out = np.maximum(t1, t2).min(axis=1)

@@ -133,28 +133,34 @@ def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys, warnin
     assert "warning" not in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("value", [3071, 3072])
-def test_metal_clipped_at_the_top_of_a_12_bit_ct_is_reported(value, tmp_path, capsys, warnings_to_stderr):
+def test_metal_clipped_at_the_top_of_a_12_bit_ct_is_reported(tmp_path, capsys, warnings_to_stderr):
     """Paediatric audit 2026-12-05, F2: a 12-bit CT clips metal to 3071 HU (stored 4095, intercept -1024), inside
-    schneider2000's curve (to 3072 HU), so a titanium rod was given bone of 2.84 g/cm3 (SPR 2.51, titanium 3.23)
-    without a word: it is now named as clipped, with the density and SPR it was given and the override to use.
-    Dense bone below the ceiling (3000 HU) says nothing."""
+    schneider2000's curve (to 3072 HU), so a titanium rod was given bone of 2.84 g/cm3 (SPR 2.51,
+    titanium 3.23) without a word: voxels at such a value, when it is the CT's highest, are now named as clipped,
+    with the density and SPR they were given and the override to use.  Dense bone below it (3000 HU), the curve's
+    end (3072), and 3071 in an extended-scale CT (values up to 8000: not clipped there) say no such thing."""
     from mcproton.config import build_geometry
     from mcproton.dicom import write_ct_series
 
-    hu = np.zeros((6, 8, 8))
-    hu[:, 0, :] = -1000
-    hu[2, 3:5, 3:5] = value
-    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
-    build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct")}})
-    err = capsys.readouterr().err
-    assert ("4 CT voxels (0.008 cm3) are at 3071 HU" in err and "the top of a 12-bit CT scale" in err
-            and (value == 3071) == ("up to 3072" not in err) and "2.84 g/cm3" in err
-            and "stopping-power ratio 2.51" in err and "struct_overrides" in err), err
-    hu[2, 3:5, 3:5] = 3000
-    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct2")
-    build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct2")}})
-    assert "warning" not in capsys.readouterr().err
+    def said(v, extra=None):
+        hu = np.zeros((6, 8, 8))
+        hu[:, 0, :] = -1000
+        hu[2, 3:5, 3:5] = v
+        if extra is not None:
+            hu[4, 3, 3] = extra
+        d = tmp_path / f"ct{v}_{extra}"
+        write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), d)
+        build_geometry({"phantom": {"type": "ct", "ct_dir": str(d)}})
+        return capsys.readouterr().err
+
+    err = said(3071)
+    assert ("4 CT voxels (0.008 cm3) are at 3071 HU, the CT's highest value and the top of a 12-bit CT scale" in err
+            and "struct_overrides" in err and "lie above the end" not in err), err
+    assert "2.84 g/cm3" in err and "stopping-power ratio 2.51" in err and "intercept -1024" in err, err
+    for quiet, extra in ((3000, None), (3072, None), (3071, 8000)):
+        err = said(quiet, extra)
+        assert "12-bit" not in err, err
+        assert ("lie above the end" in err) == (extra is not None), err
 
 
 def test_ct_numbers_beyond_the_calibration_are_reported_by_the_check_too(tmp_path, capsys, warnings_to_stderr):

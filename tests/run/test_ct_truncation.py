@@ -137,3 +137,15 @@ def test_mcproton_run_warns_before_the_transport_and_records_it(tmp_path, capsys
     assert json.loads(capsys.readouterr().out)["config_ok"] is True
     assert any("plan '1:F1': 100 % of its spot weight enters the patient next to the scanner's padding" in w
                for w in said), said   # recorded as the run's outputs record their warnings
+
+
+def test_a_ray_parallel_to_an_axis_outside_the_grid_misses_it():
+    """Review 2026-12-05: a ray parallel to an axis and outside the grid on that axis was taken as crossing it (its
+    samples clipped onto the edge row): a false 'enters the patient at the edge of the CT grid'."""
+    import mcproton as mcp
+    from mcproton._run.inputs import _ray_entries
+
+    g = mcp.box_phantom("water", (100, 100, 100), 2.0)
+    edge, fov, hit = _ray_entries(g, np.array([[400.0, 200.0, 50.0], [400.0, 0.0, 50.0]]),
+                                  np.array([[-1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]))
+    assert hit.tolist() == [False, True] and edge.tolist() == [False, True] and not fov.any()
