@@ -822,15 +822,15 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         ranges: dict[int, dict] = {}
         for b, meta in sorted(mc.beam_meta.items()):
             # the noise floor (compare.range_agreement): the TPS against itself with the MC's noise of that dose;
-            # an MC dose made before 2026-12-06 has no per-beam uncertainty: no noise floor for its beams
+            # an MC dose made before 2026-12-05 has no per-beam uncertainty: no noise floor for its beams
             if b in inp.beams:
                 r = range_agreement(axes, tps_beams[b], mc.beams_gy_zyx[b], meta["beam_direction"],
-                                    meta["isocenter_mm"], seed=seed,
+                                    meta["isocenter_mm"], seed=seed, stream=b,
                                     noise_rel=getattr(mc, "beams_uncertainty_rel_zyx", {}).get(b))
                 r["source"] = "per-beam TPS dose"
             else:
                 r = range_agreement(axes, tps, mc.total_gy_zyx, meta["beam_direction"], meta["isocenter_mm"],
-                                    noise_rel=mc.uncertainty_rel_zyx, seed=seed)
+                                    noise_rel=mc.uncertainty_rel_zyx, seed=seed, stream=b)
                 r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
             ranges[b] = r
         timings["structures_ranges_s"] = time.perf_counter() - t
@@ -909,15 +909,22 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             continue
         for met, key in (("D95", "target_d95_pct"), ("Dmean", "target_dmean_pct")):
             m = row["metrics"][met]
-            # D95 is judged noise-matched (MC against the TPS dose with the MC's noise, structure_stats): MC noise
-            # alone moves the raw D95 by about -2 % at 2 % noise; Dmean, which zero-mean noise does not bias, raw
+            # D95 is judged on both the raw and the noise-matched difference (structure_stats): MC noise alone moves
+            # the raw D95 by about -2 % at 2 % noise (a correct plan reads low, an overdose is hidden), and the
+            # noise-matched value hides part of a real error whose dose distribution differs in shape from the TPS's
+            # (a true -4 % read -1.3 to -2.7 %, noise-matching audit F1); the truth lies near one of them, so both
+            # must be within the level.  Dmean, which zero-mean noise does not bias: raw
             matched = met == "D95" and "noise_matched_diff_pct" in m
-            v = m["noise_matched_diff_pct"] if matched else m["diff_pct"]
-            add(f"{nm} {met} difference", v, getattr(lv, key), math.isfinite(v) and abs(v) <= getattr(lv, key),
+            lim = getattr(lv, key)
+            both = [m["diff_pct"], m["noise_matched_diff_pct"]] if matched else [m["diff_pct"]]
+            v = max(both, key=lambda x: abs(x) if math.isfinite(x) else math.inf)   # the one that decides
+            add(f"{nm} {met} difference", v, lim, all(math.isfinite(x) and abs(x) <= lim for x in both),
                 f"% of the TPS {met}", "|.| <=", key)
-            if matched:   # said so, with the raw difference and the noise shift beside it
-                checks[-1]["value_text"] += (f", noise-matched: MC - TPS with the MC's noise (raw {m['diff_pct']:+.2f} "
-                                             f"%, the MC's noise alone {m['noise_shift_pct']:+.2f} %)")
+            if matched:   # said so: both values, the noise shift and the spread that noise gives one MC
+                checks[-1]["value_text"] = (
+                    f"raw {m['diff_pct']:+.2f} %, noise-matched {m['noise_matched_diff_pct']:+.2f} % of the TPS D95 "
+                    f"(the MC's noise alone shifts D95 by {m['noise_shift_pct']:+.2f} % and spreads it by "
+                    f"{m.get('noise_sd_pct', float('nan')):.2f} % sd; both must be within the level)")
                 checks[-1]["noise_matched"] = True
     for b, r in ranges.items():
         if not r.get("rays"):
@@ -980,7 +987,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                    "model": "TPS dose + Gaussian noise of SD = the MC's own standard error "
                                             "(MC dose x its relative uncertainty) of the voxel, independent between "
                                             "voxels, clipped at 0 (compare.noisy_like_mc)",
-                                   "judged": "target D95 action level on noise_matched_diff_pct; Dmean on diff_pct"}}
+                                   "judged": "target D95 action level: diff_pct and noise_matched_diff_pct both "
+                                             "within it; Dmean on diff_pct"}}
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,
                       settings, lv.describe(), str(out_dir) if out_dir else None, tps_gy_zyx=tps,
                       mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc, inputs=inp,

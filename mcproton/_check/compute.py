@@ -41,7 +41,7 @@ class MCDose:
     beam_meta: dict[int, dict] = field(default_factory=dict)
     density_g_cm3_zyx: np.ndarray | None = None   # on the TPS grid (body outline without a structure set)
     # each beam's relative uncertainty on the TPS grid (resampled as the total's; float32): the noise of the range
-    # comparison's noise floor (compare.range_agreement); empty for an MC dose made before 2026-12-06
+    # comparison's noise floor (compare.range_agreement); empty for an MC dose made before 2026-12-05
     beams_uncertainty_rel_zyx: dict[int, np.ndarray] = field(default_factory=dict)
 
 

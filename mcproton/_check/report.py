@@ -474,12 +474,15 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
             parts.append("<p>MC noise widens the MC's dose distribution in a structure: D98/D95 read low, D2/Dmax "
                          "high, V95 low, even where the MC is right (Kawrakow 2004, Phys Med Biol 49:1549). "
                          "\"MC noise alone\" is what that noise does to the metric: the metric of the TPS dose with "
-                         "the MC's statistical noise added (Gaussian, the MC's relative uncertainty of each voxel, "
+                         "the MC's statistical noise added (Gaussian of SD the MC's own standard error in each "
+                         "voxel: its dose times its relative uncertainty; "
                          f"{res.settings.get('noise_matching', {}).get('realisations', '')} seeded realisations) "
-                         "minus the TPS's. \"MC - TPS with the MC's noise\" compares like with like; the target D95 "
-                         "action level is judged on it, the Dmean level on the raw difference (zero-mean noise does "
-                         "not move a mean). Differences in % are of the TPS value of the metric, V95/V100 in points "
-                         "of the structure's volume.</p>")
+                         "minus the TPS's. \"MC - TPS with the MC's noise\" compares like with like where the two "
+                         "dose distributions have the same shape, but hides part of a real error that changes the "
+                         "shape (a cold corner), so the target D95 action level needs both the raw and the "
+                         "noise-matched difference within it; the Dmean level is on the raw difference (zero-mean "
+                         "noise does not move a mean). Differences in % are of the TPS value of the metric, V95/V100 "
+                         "in points of the structure's volume.</p>")
         else:
             parts.append("<p>Differences in % are of the TPS value of the metric, V95/V100 in points of the "
                          "structure's volume.</p>")
@@ -504,9 +507,10 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                          "within 1 mm (%)", "within 2 mm (%)", "MC noise alone: median (mm)",
                          "MC noise alone: within 2 mm (%)", "noise-matched median (mm)"], rows))
     parts.append("<p>\"MC noise alone\": the same comparison of the TPS dose against itself with the MC's noise "
-                 "(Gaussian, the MC's relative uncertainty of each voxel of that beam's dose, one seeded "
-                 "realisation). The median level is judged on the noise-matched median (the median less the noise "
-                 "alone's), the rays level against the share of rays that the noise alone leaves within 2 mm.</p>")
+                 "(Gaussian of SD the MC's own standard error in each voxel of that beam's dose, one seeded "
+                 "realisation per beam). The median level is judged on the noise-matched median (the median "
+                 "less the noise alone's), the rays level against the share of rays that the noise alone leaves "
+                 "within 2 mm.</p>")
     parts.append("<p>dR80 = distal 80 % position of the MC minus the TPS along rays parallel to the beam "
                  "through each "
                  "beam's-eye-view pixel where the TPS dose reaches 50 % of its maximum.</p>")

@@ -219,16 +219,32 @@ def test_correct_dose_passes_and_writes_the_report(case):
     assert 0 < u_tps <= u * 1.001 and (u_tps < 0.9 * u) == ("interpolated" in js["provenance"]["grid"])
 
 
-def test_the_target_d95_level_is_judged_noise_matched(case):
-    """The fast MC's ~6.5 % noise moves the raw D95 by several % (compare.structure_stats); the D95 level is judged on
-    the noise-matched difference (MC against the TPS dose with the MC's noise) and the row says so, with the raw one;
-    the Dmean level on the raw difference.  The JSON says what each "%" is of."""
+def test_the_target_d95_level_is_judged_raw_and_noise_matched(case):
+    """The fast MC's ~6.5 % noise moves the raw D95 by several % (compare.structure_stats).  The D95 level needs both
+    the raw and the noise-matched difference (MC against the TPS dose with the MC's noise) within it: the matched
+    value alone hid part of a real underdose whose distribution differs in shape from the TPS's (noise-matching audit
+    2026-12-05, F1: a true -4 % D95 read -1.3 to -2.7 %, PASS in 16 of 16 runs).  The row gives both, the noise shift
+    and the spread noise gives; a level between the two values fails (it passed when only the matched one was
+    judged).  The Dmean level is on the raw difference.  The JSON says what each "%" is of."""
     res = case["res"]
     d95 = res.structures["PTV"]["metrics"]["D95"]
     row = next(c for c in res.checks if c["quantity"] == "PTV D95 difference")
-    assert row["value"] == d95["noise_matched_diff_pct"] and "noise-matched" in row["value_text"]
-    assert f"raw {d95['diff_pct']:+.2f} %" in row["value_text"] and row["limit_text"].endswith("% of the TPS D95")
-    assert d95["noise_shift_pct"] < -1.0      # the noise alone: the raw D95 reads low
+    raw, matched = d95["diff_pct"], d95["noise_matched_diff_pct"]
+    assert row["value"] == max(raw, matched, key=abs) and row["passed"] == (max(abs(raw), abs(matched)) <= 8.0)
+    assert f"raw {raw:+.2f} %, noise-matched {matched:+.2f} %" in row["value_text"]
+    assert "both must be within" in row["value_text"] and row["limit_text"].endswith("% of the TPS D95")
+    assert d95["noise_shift_pct"] < -1.0 and d95["noise_sd_pct"] > 0     # the noise alone: the raw D95 reads low
+    assert abs(abs(matched) - abs(raw)) > 0.5
+    between = (abs(matched) + abs(raw)) / 2   # a level that one of them passes and the other does not
+    from mcproton._check.api import check
+    from mcproton._check.levels import ActionLevels
+
+    d, f = case["dir"], case["files"]
+    res2 = check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], ct=d / "ct", struct=d / "RS.dcm",
+                 beam_model="dcpt_v2", mc=res.mc, levels=ActionLevels(**{**LEVELS, "target_d95_pct": between}),
+                 **FAST)
+    row2 = next(c for c in res2.checks if c["quantity"] == "PTV D95 difference")
+    assert not row2["passed"] and "PTV D95 difference" in _failed(res2)
     dm = next(c for c in res.checks if c["quantity"] == "PTV Dmean difference")
     assert dm["value"] == res.structures["PTV"]["metrics"]["Dmean"]["diff_pct"]
     assert "TPS value" in res.settings["percent_of"]["structures"]
