@@ -34,7 +34,9 @@
  * midpoint rule, error O(m^3)), not E - E(R - m): in float32 the difference of two nearly equal ranges or energies
  * quantises a thin step's loss to ulps (R(250 MeV) = 38 g/cm2 has an ulp of 4e-6 g/cm2, 250 MeV one of 1.5e-5 MeV),
  * so the dose in air was off by up to 4 % per voxel at 250 MeV and by 0-54x below 1e-5 g/cm3 (transport audit
- * 2026-12-05, F2).  At 1e-3 R the midpoint rule is exact to ~1e-7 and the range difference to ~1e-4. */
+ * 2026-12-05, F2).  At 1e-3 R the midpoint rule is exact to ~1e-7 and the range difference to ~1e-4.  What remains
+ * below 1e-5 g/cm3 is the fixed-point tally's rounding of each tiny deposit (about 0.1 % at 1e-5, 1 % at 1e-6 g/cm3,
+ * just above the vacuum density). */
 #define MCP_THIN_STEP_RANGE_FRACTION 1e-3f
 
 struct Track {

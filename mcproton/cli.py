@@ -89,7 +89,8 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
 
         with phase("input_checks"):   # a warning before the transport, not a failed checkpoint hours later
             check_disk_space(out, int(geometry.material_index_zyx.size), len(beams), checkpoint=not args.no_checkpoint,
-                             rtdose_files=len(_output_names(cfg, beams, out, rtdose, None)) - 1)
+                             rtdose_files=len(_output_names(cfg, beams, out, rtdose, None)) - 1,
+                             rtdose=Path(rtdose) if rtdose else None)
     if args.check_config:
         print(json_text(_config_check_summary(args, cfg, settings, geometry, beams, out, rtdose, png)))
         return 0

@@ -139,11 +139,10 @@ class BeamState:
         """Digest of the state as written: ``stored`` are the arrays of the file (whole, or voxel indices and
         the values there), so that a large grid is hashed in its compact form, on writing and on reading."""
         a = self.acc
-        w = weight_sum_of(a)
-        # batches of unequal size only: their weight sum (equal ones hash as before weights existed)
-        unequal = () if w == float(a.batches) else (repr(w), int(getattr(a, "batch_unit", 0)))
+        # the batch weights too (stats.batch_weight: their sum and unit), which a resumed run goes on with
         return _sha(*[stored[k] for k in sorted(stored)], a.ledger, int(a.batches), int(a.primaries),
-                    int(self.next_history), bool(self.done), self.stop_reason, int(self.batch_cap), *unequal)
+                    int(self.next_history), bool(self.done), self.stop_reason, int(self.batch_cap),
+                    repr(weight_sum_of(a)), int(getattr(a, "batch_unit", 0)))
 
     def stored_arrays(self, voxels: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The running sums as a checkpoint stores them: whole arrays when more than half the grid has dose,

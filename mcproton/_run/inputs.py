@@ -76,13 +76,14 @@ def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: 
 #: - a checkpoint holds 6 float64 running sums per voxel and beam (48; mcproton/_run/checkpoint.py, dense when more
 #:   than half the grid has dose), and a new one is written beside the old before it replaces it (so twice);
 #: - the HDF5 holds dose (float64), dose to water, LET, uncertainty and density (float32 each), the material index
-#:   and labels (2 at most each): 28, gzip-compressed in practice to a fraction of this;
+#:   and labels (2 at most each), with a body outline also the dose before it (float32) and the mask (1): 33,
+#:   gzip-compressed in practice to a fraction of this;
 #: - an RT Dose holds 4 (32-bit pixels) per voxel, one file per beam besides the plan's with
 #:   output.rtdose_per_beam;
 #: - each file has its headers and attributes besides (the checkpoint's ledger, provenance, DICOM header): 1 MB.
 DISK_BYTES_PER_FILE = 1e6
 DISK_BYTES_CHECKPOINT_PER_VOXEL_AND_BEAM = 48
-DISK_BYTES_HDF5_PER_VOXEL = 28
+DISK_BYTES_HDF5_PER_VOXEL = 33
 DISK_BYTES_RTDOSE_PER_VOXEL = 4
 
 
@@ -106,18 +107,33 @@ def _existing_folder(path: Path) -> Path:
 
 
 def check_disk_space(out: Path, n_vox: int, n_beams: int, *, checkpoint: bool, rtdose_files: int,
-                     free_bytes: Callable[[Path], float] | None = None) -> None:
+                     free_bytes: Callable[[Path], float] | None = None, rtdose: Path | None = None) -> None:
     """Warn before the transport when the file system of ``out`` has less free space than the run may write
     beside it (:func:`disk_space_estimate`): a checkpoint that cannot be written leaves a long run unprotected, and
     outputs that cannot be written are rescued elsewhere (cli._write_output_or_explain), both found out only hours
-    later.  Upper bounds, so a warning, not a refusal: compression and a sparse dose usually need much less."""
+    later.  Upper bounds, so a warning, not a refusal: compression and a sparse dose usually need much less.
+    ``rtdose``: the RT Dose's path; on another file system than ``out`` its ``rtdose_files`` are checked there."""
+    import os
     import shutil
 
     folder = _existing_folder(out)
     try:
         free = float(free_bytes(folder) if free_bytes else shutil.disk_usage(folder).free)
+        other = None
+        if rtdose is not None and rtdose_files:
+            rd_folder = _existing_folder(rtdose)
+            if os.stat(rd_folder).st_dev != os.stat(folder).st_dev:
+                other = (rd_folder, float(free_bytes(rd_folder) if free_bytes else shutil.disk_usage(rd_folder).free))
     except OSError:
         return
+    if other is not None:   # the RT Doses are written there, not beside --out
+        rd_need = rtdose_files * (DISK_BYTES_PER_FILE + DISK_BYTES_RTDOSE_PER_VOXEL * n_vox)
+        if rd_need > other[1]:
+            warn(f"the file system of {other[0]} has {_gb(other[1])} free, and this run's {rtdose_files} RT Dose "
+                 f"file(s) may need up to {_gb(rd_need)} there; if the disk fills, they are not written (the HDF5 and "
+                 "the checkpoint are kept): free disk space or give --rtdose on a larger file system",
+                 McprotonRuntimeWarning)
+        rtdose_files = 0
     need = disk_space_estimate(n_vox, n_beams, checkpoint=checkpoint, rtdose_files=rtdose_files)
     if need["peak"] <= free:
         return
