@@ -923,8 +923,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             if matched:   # said so: both values, the noise shift and the spread that noise gives one MC
                 checks[-1]["value_text"] = (
                     f"raw {m['diff_pct']:+.2f} %, noise-matched {m['noise_matched_diff_pct']:+.2f} % of the TPS D95 "
-                    f"(the MC's noise alone shifts D95 by {m['noise_shift_pct']:+.2f} % and spreads it by "
-                    f"{m.get('noise_sd_pct', float('nan')):.2f} % sd; both must be within the level)")
+                    f"(the MC's noise alone shifts D95 by {m['noise_shift_pct']:+.2f} % and, as modelled "
+                    f"(independent voxels), spreads it by {m.get('noise_sd_pct', float('nan')):.2f} % (1 sd); both "
+                    "must be within the level)")
                 checks[-1]["noise_matched"] = True
     for b, r in ranges.items():
         if not r.get("rays"):
