@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .compare import (GAMMA_CRITERIA, NOISE_REALISATIONS, NOISE_SEED_OFFSET, beam_summary, classify,
+from .compare import (GAMMA_CRITERIA, NOISE_REALISATIONS, NOISE_SEED_OFFSET, beam_summary, classify, d95_verdict,
                       dose_difference, range_agreement, start_gammas, structure_stats)
 from .compute import (MCDose, build_geometry, mc_dose_description, mc_rbe, phantom_ct_from_struct, run_mc,
                       to_tps_grid)
@@ -50,9 +50,14 @@ class CheckResult:
       1 mm / 2 mm (``median_mm`` ... in mm);
     * ``structures[name]["metrics"][metric]``: ``tps_gy``, ``mc_gy``, ``diff_gy`` in Gy, ``diff_pct`` in % of the
       TPS value of the metric; noise matching (compare.structure_stats): ``tps_noisy_gy`` (the metric of the TPS dose
-      with the MC's noise), ``noise_shift_pct`` (what the MC's noise alone does to it), ``noise_matched_diff_pct``
-      (MC against the TPS with the MC's noise: the target D95 action level), all % of the TPS value;
-      V95/V100: ``tps``, ``mc`` fractions, ``diff_points``, ``noise_shift_points``, ``noise_matched_diff_points``,
+      with the MC's noise), ``noise_shift_pct`` (what the MC's noise alone does to it), ``noise_shift_se_pct`` and
+      ``noise_sd_pct`` (its standard error and the spread over the noise draws), ``noise_matched_diff_pct`` (MC
+      against the TPS with the MC's noise), ``mc_noise_shift_pct`` (what its noise did to the MC's own metric) and
+      ``mc_corrected_diff_pct`` (the MC less that, against the TPS), all % of the TPS value; the target D95 action
+      level needs ``diff_pct``, ``noise_matched_diff_pct`` and ``mc_corrected_diff_pct`` all within it
+      (compare.d95_verdict; its row's ``value`` is the largest in size, ``noise_matched`` True);
+      V95/V100: ``tps``, ``mc`` fractions, ``diff_points``, ``noise_shift_points``, ``noise_sd_points``,
+      ``noise_matched_diff_points``, ``mc_noise_shift_points``, ``mc_corrected_diff_points``,
       ``label``/``of`` (of the prescription, or "V95 of the TPS median" without one);
     * ``dose_difference``: % of the TPS maximum in the body (``normalisation_gy``); ``settings["percent_of"]``
       says the same.
@@ -199,6 +204,13 @@ def check_grid_covers(ref_dose: np.ndarray, body: np.ndarray, name: str, thresho
                               f"{threshold_pct:g} % inside the body on its {', '.join(hit)}, so dose outside the grid "
                               "would be missing from the check; export the dose on a grid that covers the body "
                               "(External) in the beams' paths")
+
+
+#: Where the D95 level fails and its raw, noise-matched and MC-corrected estimates (compare.d95_verdict) disagree
+#: by more than this (percentage points), the check says the verdict is the noise's and asks for a rerun at a lower
+#: uncertainty: at 1 % noise the three agree within about 1.6 (raw -1.6 % for a correct plan), at 2 % they spread by
+#: 3-4 (tests/check/test_check_noise.py; the noise-matching audit's real runs).
+D95_ESTIMATES_AGREE_PCT = 2.0
 
 
 def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray], inputs: CheckInputs,
@@ -904,29 +916,38 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         add(f"beam {b}: gamma 2%/2mm pass rate", pr, lv.beam_gamma_2_2_min,
             math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min,
             "%", ">=", "beam_gamma_2_2_min")
+    u_mc = mc.mean_rel_uncertainty_50 * 100
     for nm, row in structs.items():
         if row["kind"] != "target":
             continue
         for met, key in (("D95", "target_d95_pct"), ("Dmean", "target_dmean_pct")):
             m = row["metrics"][met]
-            # D95 is judged on both the raw and the noise-matched difference (structure_stats): MC noise alone moves
-            # the raw D95 by about -2 % at 2 % noise (a correct plan reads low, an overdose is hidden), and the
-            # noise-matched value hides part of a real error whose dose distribution differs in shape from the TPS's
-            # (a true -4 % read -1.3 to -2.7 %, noise-matching audit F1); the truth lies near one of them, so both
-            # must be within the level.  Dmean, which zero-mean noise does not bias: raw
-            matched = met == "D95" and "noise_matched_diff_pct" in m
             lim = getattr(lv, key)
-            both = [m["diff_pct"], m["noise_matched_diff_pct"]] if matched else [m["diff_pct"]]
-            v = max(both, key=lambda x: abs(x) if math.isfinite(x) else math.inf)   # the one that decides
-            add(f"{nm} {met} difference", v, lim, all(math.isfinite(x) and abs(x) <= lim for x in both),
-                f"% of the TPS {met}", "|.| <=", key)
-            if matched:   # said so: both values, the noise shift and the spread that noise gives one MC
-                checks[-1]["value_text"] = (
-                    f"raw {m['diff_pct']:+.2f} %, noise-matched {m['noise_matched_diff_pct']:+.2f} % of the TPS D95 "
-                    f"(the MC's noise alone shifts D95 by {m['noise_shift_pct']:+.2f} % and, as modelled "
-                    f"(independent voxels), spreads it by {m.get('noise_sd_pct', float('nan')):.2f} % (1 sd); both "
-                    "must be within the level)")
-                checks[-1]["noise_matched"] = True
+            if met != "D95" or "noise_matched_diff_pct" not in m:   # Dmean (zero-mean noise does not move it): raw
+                v = m["diff_pct"]
+                add(f"{nm} {met} difference", v, lim, math.isfinite(v) and abs(v) <= lim, f"% of the TPS {met}",
+                    "|.| <=", key)
+                continue
+            # D95: the raw, the noise-matched and the MC-corrected differences all within the level
+            # (compare.d95_verdict: each estimate of the noise's effect errs where another holds; the matched value
+            # alone hid a true -4 % D95 at 1 % noise, noise-matching audit F1, and both raw and matched hid a true
+            # +4.2 % whose cold corner was the TPS's, review 2026-12-05)
+            ok, v, vals = d95_verdict(m, lim)
+            add(f"{nm} {met} difference", v, lim, ok, f"% of the TPS {met}", "|.| <=", key)
+            checks[-1]["value_text"] = (
+                ", ".join(f"{k} {x:+.2f} %" for k, x in vals.items()) + " of the TPS D95 (the MC's noise alone shifts "
+                f"the TPS's D95 by {m['noise_shift_pct']:+.2f} % and the MC's by {m['mc_noise_shift_pct']:+.2f} %; "
+                f"modelled spread {m.get('noise_sd_pct', float('nan')):.2f} % (1 sd, from "
+                f"{NOISE_REALISATIONS} draws); all must be within the level)")
+            checks[-1]["noise_matched"] = True
+            spread = max(vals.values()) - min(vals.values())
+            if not ok and spread > D95_ESTIMATES_AGREE_PCT:   # the verdict is the noise's, not the dose's
+                diagnostics.append(
+                    f"target {nm!r}: the D95 level failed while its three estimates disagree by {spread:.1f} % "
+                    f"({', '.join(f'{k} {x:+.2f} %' for k, x in vals.items())}): the MC's statistical noise "
+                    f"({u_mc:.2f} %) decides this verdict more than the doses do; rerun with a lower "
+                    f"--target-uncertainty (e.g. {max(0.25, min(1.0, u_mc / 2)):g} %) before reading it as a dose "
+                    "error")
     for b, r in ranges.items():
         if not r.get("rays"):
             continue
@@ -988,8 +1009,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                    "model": "TPS dose + Gaussian noise of SD = the MC's own standard error "
                                             "(MC dose x its relative uncertainty) of the voxel, independent between "
                                             "voxels, clipped at 0 (compare.noisy_like_mc)",
-                                   "judged": "target D95 action level: diff_pct and noise_matched_diff_pct both "
-                                             "within it; Dmean on diff_pct"}}
+                                   "judged": "target D95 action level: diff_pct, noise_matched_diff_pct and "
+                                             "mc_corrected_diff_pct all within it (compare.d95_verdict); Dmean on "
+                                             "diff_pct"}}
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,
                       settings, lv.describe(), str(out_dir) if out_dir else None, tps_gy_zyx=tps,
                       mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc, inputs=inp,

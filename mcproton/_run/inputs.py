@@ -119,13 +119,16 @@ def check_disk_space(out: Path, n_vox: int, n_beams: int, *, checkpoint: bool, r
     folder = _existing_folder(out)
     try:
         free = float(free_bytes(folder) if free_bytes else shutil.disk_usage(folder).free)
-        other = None
+    except OSError:
+        return
+    other = None
+    try:   # its own try: a folder that cannot be asked does not stop the check of --out's
         if rtdose is not None and rtdose_files:
             rd_folder = _existing_folder(rtdose)
             if os.stat(rd_folder).st_dev != os.stat(folder).st_dev:
                 other = (rd_folder, float(free_bytes(rd_folder) if free_bytes else shutil.disk_usage(rd_folder).free))
     except OSError:
-        return
+        other = None
     if other is not None:   # the RT Doses are written there, not beside --out
         rd_need = rtdose_files * (DISK_BYTES_PER_FILE + DISK_BYTES_RTDOSE_PER_VOXEL * n_vox)
         if rd_need > other[1]:

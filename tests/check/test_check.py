@@ -28,9 +28,11 @@ FOR = "1.2.826.0.1.3680043.8.498.4242"
 DATA = Path(__file__).resolve().parents[1] / "data" / "dicom"
 BOX = (-40.0, 40.0)       # water box x, y (mm); z -20..20
 # the fast test MC has ~6.5 % noise per voxel (a clinical check stops at 1 %): the MC-uncertainty level, the
-# fraction of rays within 2 mm and the target D95 (noise widens the MC's DVH: D95 moved by -2..+5 % between
-# seeds in this unoptimised two-beam dose) are relaxed accordingly; every other level is the default
-LEVELS = {"mc_uncertainty_max_pct": 9.0, "range_within_2mm_min": 50.0, "target_d95_pct": 8.0}
+# fraction of rays within 2 mm and the target D95 are relaxed accordingly; every other level is the default.  The
+# D95 verdict judges the raw, noise-matched and MC-corrected differences (compare.d95_verdict), and at this noise
+# the MC-side correction (linear in sigma) is far off (+23 % for this correct dose; its 'TPS' is an MC at ~3.7 %
+# too): D95 is not tested by this fixture (tests/check/test_check_noise.py tests it at 1 % noise)
+LEVELS = {"mc_uncertainty_max_pct": 9.0, "range_within_2mm_min": 50.0, "target_d95_pct": 40.0}
 FAST = {"gamma_points": 600, "progress": False, "backend": "cpu"}
 
 
@@ -220,29 +222,29 @@ def test_correct_dose_passes_and_writes_the_report(case):
 
 
 def test_the_target_d95_level_is_judged_raw_and_noise_matched(case):
-    """The fast MC's ~6.5 % noise moves the raw D95 by several % (compare.structure_stats).  The D95 level needs both
-    the raw and the noise-matched difference (MC against the TPS dose with the MC's noise) within it: the matched
-    value alone hid part of a real underdose whose distribution differs in shape from the TPS's (noise-matching audit
-    2026-12-05, F1: a true -4 % D95 read -1.3 to -2.7 %, PASS in 16 of 16 runs).  The row gives both, the noise shift
-    and the spread noise gives; a level between the two values fails (it passed when only the matched one was
-    judged).  The Dmean level is on the raw difference.  The JSON says what each "%" is of."""
+    """The fast MC's ~6.5 % noise moves the raw D95 by several % (compare.structure_stats).  The D95 row is
+    compare.d95_verdict's: the raw, the noise-matched and the MC-corrected differences all within the level (each
+    alone hid a real error somewhere: tests/check/test_check_noise.py), the row giving all three, the two noise
+    shifts and the modelled spread; a level that the largest of them exceeds fails.  The Dmean level is on the raw
+    difference.  The JSON says what each "%" is of."""
+    from mcproton._check.compare import d95_verdict
+
     res = case["res"]
     d95 = res.structures["PTV"]["metrics"]["D95"]
     row = next(c for c in res.checks if c["quantity"] == "PTV D95 difference")
-    raw, matched = d95["diff_pct"], d95["noise_matched_diff_pct"]
-    assert row["value"] == max(raw, matched, key=abs) and row["passed"] == (max(abs(raw), abs(matched)) <= 8.0)
-    assert f"raw {raw:+.2f} %, noise-matched {matched:+.2f} %" in row["value_text"]
-    assert "both must be within" in row["value_text"] and row["limit_text"].endswith("% of the TPS D95")
+    ok, value, vals = d95_verdict(d95, LEVELS["target_d95_pct"])
+    assert (row["passed"], row["value"]) == (ok, value) and set(vals) == {"raw", "noise-matched", "MC-corrected"}
+    assert row["value_text"].startswith(", ".join(f"{k} {x:+.2f} %" for k, x in vals.items()))
+    assert "all must be within" in row["value_text"] and row["limit_text"].endswith("% of the TPS D95")
     assert d95["noise_shift_pct"] < -1.0 and d95["noise_sd_pct"] > 0     # the noise alone: the raw D95 reads low
-    assert abs(abs(matched) - abs(raw)) > 0.5
-    between = (abs(matched) + abs(raw)) / 2   # a level that one of them passes and the other does not
     from mcproton._check.api import check
     from mcproton._check.levels import ActionLevels
 
     d, f = case["dir"], case["files"]
+    just_below = max(abs(v) for v in vals.values()) - 0.01
     res2 = check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], ct=d / "ct", struct=d / "RS.dcm",
-                 beam_model="dcpt_v2", mc=res.mc, levels=ActionLevels(**{**LEVELS, "target_d95_pct": between}),
-                 **FAST)
+                 beam_model="dcpt_v2", mc=res.mc, levels=ActionLevels(**{**LEVELS, "target_d95_pct": just_below}),
+                 seed=1, **FAST)   # the fixture's seed: the same noise realisations
     row2 = next(c for c in res2.checks if c["quantity"] == "PTV D95 difference")
     assert not row2["passed"] and "PTV D95 difference" in _failed(res2)
     dm = next(c for c in res.checks if c["quantity"] == "PTV Dmean difference")

@@ -340,3 +340,37 @@ def test_a_real_scheduler_passes_the_probe_and_one_without_workers_is_named(tmp_
                 "--scheduler", cluster.scheduler_address]
         assert main(argv) == 2
         assert "no workers" in _one_line(capsys, only_ours=True)
+
+
+def test_an_rt_dose_on_another_file_system_is_checked_there(tmp_path, monkeypatch):
+    """Review 2026-12-05: the RT Dose was counted against --out's file system only.  On another one its files are
+    checked there (a warning naming that folder), and --out's check goes on without them; a folder that cannot be
+    asked does not stop --out's check."""
+    import os
+
+    from mcproton._io.errors import McprotonRuntimeWarning
+    from mcproton._run.inputs import check_disk_space
+
+    out_dir, rd_dir = tmp_path / "out", tmp_path / "rd"
+    out_dir.mkdir()
+    rd_dir.mkdir()
+    real_stat = os.stat
+
+    class _Dev:
+        def __init__(self, st, dev):
+            self._st, self.st_dev = st, dev
+
+        def __getattr__(self, k):
+            return getattr(self._st, k)
+
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: _Dev(real_stat(p, *a, **k), 99) if Path(p) == rd_dir
+                        else real_stat(p, *a, **k))
+    free = {out_dir: 1e12, rd_dir: 1e3}
+    with pytest.warns(McprotonRuntimeWarning, match=f"file system of {rd_dir} has .* RT Dose"):
+        check_disk_space(out_dir / "o.h5", 10**6, 1, checkpoint=True, rtdose_files=2,
+                         free_bytes=lambda f: free[Path(f)], rtdose=rd_dir / "rd.dcm")
+    free = {out_dir: 1e3}   # the RT Dose folder cannot be asked: --out is still checked
+    with pytest.warns(McprotonRuntimeWarning, match=f"file system of {out_dir} has"):
+        check_disk_space(out_dir / "o.h5", 10**6, 1, checkpoint=True, rtdose_files=2,
+                         free_bytes=lambda f: free.get(Path(f)) if Path(f) in free else (_ for _ in ()).throw(
+                             OSError("no")), rtdose=rd_dir / "rd.dcm")

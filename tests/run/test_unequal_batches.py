@@ -49,7 +49,7 @@ def test_a_short_last_batch_no_longer_inflates_the_uncertainty():
 
 def test_unequal_batch_weights_survive_a_checkpoint(tmp_path):
     """A checkpoint keeps the batch weights (their sum and unit), under its checksum: a resumed run goes on
-    weighting as the uninterrupted one; a checkpoint of equal batches is written and hashed as before."""
+    weighting as the uninterrupted one; a damaged sum or unit is refused as corrupt."""
     from mcproton._run import checkpoint as ck
     from mcproton.run import Accumulator
 
@@ -63,10 +63,12 @@ def test_unequal_batch_weights_survive_a_checkpoint(tmp_path):
     assert back.batch_unit == 100 and back.batch_weight_sum == acc.batch_weight_sum
     import h5py
 
-    with h5py.File(p, "r+") as f:    # the weights are under the checksum
-        f["beam_000"].attrs["batch_weight_sum"] = 3.0
-    with pytest.raises(ck.CheckpointError, match="corrupt"):
-        ck.load_checkpoint(p, {"n_beams": "1"}, 10)
+    for attr, bad in (("batch_weight_sum", 3.0), ("batch_unit", 7)):   # the weights are under the checksum
+        ck.save_checkpoint(p, {"n_beams": "1"}, [ck.BeamState(acc, next_history=207)])
+        with h5py.File(p, "r+") as f:
+            f["beam_000"].attrs[attr] = bad
+        with pytest.raises(ck.CheckpointError, match="corrupt"):
+            ck.load_checkpoint(p, {"n_beams": "1"}, 10)
 
 
 def test_few_batches_are_said_to_read_low(tmp_path):
