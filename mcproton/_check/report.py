@@ -456,11 +456,12 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                 if "tps_gy" in m:
                     row = [shown, r["kind"], k, _num(m["tps_gy"], ".4f"), _num(m["mc_gy"], ".4f"),
                            _num(m["diff_gy"], "+.4f"), _num(m["diff_pct"], "+.2f")]
-                    extra = [m.get("noise_shift_pct"), m.get("noise_matched_diff_pct")]
+                    extra = [m.get("noise_shift_pct"), m.get("noise_matched_diff_pct"), m.get("mc_corrected_diff_pct")]
                 else:
                     row = [shown, r["kind"], m.get("label", k), _num(100 * m["tps"], ".2f"), _num(100 * m["mc"], ".2f"),
                            _num(m["diff_points"], "+.2f"), ""]
-                    extra = [m.get("noise_shift_points"), m.get("noise_matched_diff_points")]
+                    extra = [m.get("noise_shift_points"), m.get("noise_matched_diff_points"),
+                             m.get("mc_corrected_diff_points")]
                 if matched:
                     row += ["" if x is None else _num(x, "+.2f") for x in extra]
                 rows.append(row)
@@ -468,7 +469,8 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                 f"MC - TPS ({unit} / points)", "MC - TPS (% of the TPS value)"]
         if matched:
             head += ["MC noise alone (% of the TPS value / points)",
-                     "MC - TPS with the MC's noise (% of the TPS value / points)"]
+                     "MC - TPS with the MC's noise (% of the TPS value / points)",
+                     "MC less its noise's shift - TPS (% of the TPS value / points)"]
         parts += [f"<h2>Structures: {html.escape(desc['label'])}</h2>", _table(head, rows)]
         if matched:
             parts.append("<p>MC noise widens the MC's dose distribution in a structure: D98/D95 read low, D2/Dmax "
@@ -479,10 +481,12 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                          f"{res.settings.get('noise_matching', {}).get('realisations', '')} seeded realisations) "
                          "minus the TPS's. \"MC - TPS with the MC's noise\" compares like with like where the two "
                          "dose distributions have the same shape, but hides part of a real error that changes the "
-                         "shape (a cold corner), so the target D95 action level needs both the raw and the "
-                         "noise-matched difference within it; the Dmean level is on the raw difference (zero-mean "
-                         "noise does not move a mean). Differences in % are of the TPS value of the metric, V95/V100 "
-                         "in points of the structure's volume.</p>")
+                         "shape (a cold corner). \"MC less its noise's shift\" corrects the MC's side instead: its "
+                         "own dose with its noise added once more, the shift divided by sqrt(2) - 1 (a shift linear "
+                         "in the noise, as in a flat dose). Each errs where another holds, so the target D95 action "
+                         "level needs the raw difference and both corrected ones within it; the Dmean level is on "
+                         "the raw difference (zero-mean noise does not move a mean). Differences in % are of the TPS "
+                         "value of the metric, V95/V100 in points of the structure's volume.</p>")
         else:
             parts.append("<p>Differences in % are of the TPS value of the metric, V95/V100 in points of the "
                          "structure's volume.</p>")
