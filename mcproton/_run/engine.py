@@ -243,8 +243,8 @@ class Accumulator:
     def __init__(self, n_vox: int) -> None:
         self.sums = {k: np.zeros(n_vox, np.int64) for k in TALLIES}
         self.ledger = np.zeros(N_LEDGER, np.int64)
-        self.sum_x2 = np.zeros(n_vox, np.float64)   # sum over batches of (edep_b / n_b)^2, MeV^2
-        self.sum_x = np.zeros(n_vox, np.float64)    # sum over batches of edep_b / n_b, MeV
+        self.sum_x2 = np.zeros(n_vox, np.float64)   # sum over batches of w_b (edep_b / n_b)^2, MeV^2
+        self.sum_x = np.zeros(n_vox, np.float64)    # sum over batches of w_b edep_b / n_b, MeV (w_b: below)
         self.batches = 0
         self.primaries = 0
         # batches of unequal size weight sum_x and sum_x2 by their size relative to the first (stats.batch_weight);
