@@ -173,19 +173,27 @@ class RangeShifter:
 
     def stopping_power_ratio(self, water_model: str = "icru90") -> float:
         """Linear stopping-power ratio to water at RS_SPR_ENERGY_MEV (the material at this density)."""
-        from .._physics.stopping import electronic_mass_stopping_power
-        from ..materials import get_material
-
-        e = np.array([RS_SPR_ENERGY_MEV])
-        s_m = electronic_mass_stopping_power(get_material(self.material), e, water_model=water_model)
-        s_w = electronic_mass_stopping_power(get_material("water"), e, water_model=water_model)
-        return float(self.density * s_m[0] / (get_material("water").density_g_cm3 * s_w[0]))
+        return shifter_stopping_power_ratio(self.material, self.density, water_model)
 
     def thickness_mm(self, water_model: str = "icru90") -> float:
         """Physical thickness (mm): the model's, else WET / stopping-power ratio."""
         if self.physical_thickness_mm:
             return float(self.physical_thickness_mm)
         return float(self.wet_mm) / self.stopping_power_ratio(water_model)
+
+
+def shifter_stopping_power_ratio(material: object, density_g_cm3: float, water_model: str = "icru90") -> float:
+    """Linear stopping-power ratio to water at RS_SPR_ENERGY_MEV of a range shifter's ``material`` (a name or a
+    Material) at ``density_g_cm3``: what converts its WET into its thickness and back (RangeShifter, and the input
+    check of layers that stop in their shifter, mcproton/_run/inputs.py shifter_wet_mm)."""
+    from .._physics.stopping import electronic_mass_stopping_power
+    from ..materials import get_material
+
+    e = np.array([RS_SPR_ENERGY_MEV])
+    water = get_material("water")
+    s_m = electronic_mass_stopping_power(get_material(material), e, water_model=water_model)
+    s_w = electronic_mass_stopping_power(water, e, water_model=water_model)
+    return float(density_g_cm3 * s_m[0] / (water.density_g_cm3 * s_w[0]))
 
 
 @dataclass

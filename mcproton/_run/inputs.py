@@ -729,6 +729,8 @@ def check_ct_truncation(geometry: Any, beams: list[Any], where: str) -> None:
     (TRUNCATION_MIN_RUN_MM).  The warning names the beam and the share of its spot weight whose central rays enter
     so (among the MAX_TRUNCATION_RAYS traced).  The paediatric audit's head cylinder cut by a 190 mm field of view
     5 mm before its side moved the range of a lateral beam by 6 mm without a word."""
+    from .._io.hu_calibration import FOV_PADDING_HU
+
     for beam in beams:
         spots = _evenly([s for s in beam.spots if s.weight > 0], MAX_TRUNCATION_RAYS)
         if not spots:
@@ -745,18 +747,12 @@ def check_ct_truncation(geometry: Any, beams: list[Any], where: str) -> None:
         if fov.any():
             parts.append(f"{100 * w[fov].sum() / w.sum():.3g} % of its spot weight enters the patient next to the "
                          "scanner's padding outside its reconstruction field of view (CT values below "
-                         f"{_fov_hu():g} HU: the patient is wider than the field of view there)")
+                         f"{FOV_PADDING_HU:g} HU: the patient is wider than the field of view there)")
         if parts:
             warn(f"{where} {beam.name!r}: {'; '.join(parts)}: the tissue beyond the CT is missing on the beam's path, "
                  "so its dose lies too deep by that tissue's water-equivalent thickness; use a CT that holds the "
                  "whole patient on the beam's path (a larger field of view or scan length, or the patient's outline "
                  "completed with tissue in the planning system)", McprotonRuntimeWarning)
-
-
-def _fov_hu() -> float:
-    from .._io.hu_calibration import FOV_PADDING_HU
-
-    return FOV_PADDING_HU
 
 
 #: A layer stops in its range shifter when the CSDA range in water of its protons, taken at the mean energy plus
@@ -771,16 +767,10 @@ def shifter_wet_mm(slab: Any) -> float:
     """The water-equivalent thickness (mm) of a :class:`~mcproton.source.RangeShifterSlab` as it is transported:
     its thickness x its linear stopping-power ratio to water at RS_SPR_ENERGY_MEV (100 MeV; the ratio of plastics
     changes by < 0.5 % between 70 and 230 MeV), as the beam model derives a shifter's thickness from its WET
-    (mcproton/_io/beam_model.py RangeShifter.stopping_power_ratio)."""
-    from .._io.beam_model import RS_SPR_ENERGY_MEV
-    from .._physics.stopping import electronic_mass_stopping_power
-    from ..materials import get_material
+    (mcproton/_io/beam_model.py shifter_stopping_power_ratio)."""
+    from .._io.beam_model import shifter_stopping_power_ratio
 
-    e = np.array([RS_SPR_ENERGY_MEV])
-    water = get_material("water")
-    s_m = float(electronic_mass_stopping_power(get_material(slab.material), e)[0])
-    s_w = float(electronic_mass_stopping_power(water, e)[0])
-    return float(slab.thickness_mm) * float(slab.density_g_cm3) * s_m / (water.density_g_cm3 * s_w)
+    return float(slab.thickness_mm) * shifter_stopping_power_ratio(slab.material, float(slab.density_g_cm3))
 
 
 def _highest_range_mm(energy_mev: float, spread_mev: float) -> float:
@@ -811,6 +801,7 @@ def check_shifter_ranges(beams: list[Any], where: str) -> None:
     paediatric audit's 70 MeV layer (CSDA range 41 mm) behind RS_5CM (57 mm WET) ran without a word beside a 110 MeV
     one (63 % of the incident energy ended in the shifter), and alone was blamed on the phantom after the run."""
     from ..config import ConfigError
+    from ..planning.kernel import water_range_mm
 
     for beam in beams:
         spots = [s for s in beam.spots if s.weight > 0]
@@ -832,8 +823,6 @@ def check_shifter_ranges(beams: list[Any], where: str) -> None:
             wet = wets.setdefault(rs_key, shifter_wet_mm(rs))
             r_hi = _highest_range_mm(e, spread)
             if r_hi < wet:
-                from ..planning.kernel import water_range_mm
-
                 entry = stopped.setdefault(rs.id or "(no ID)", [wet, [], 0.0])
                 entry[1].append((e, float(water_range_mm(e)), r_hi))
                 entry[2] += w
