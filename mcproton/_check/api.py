@@ -916,7 +916,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         add(f"beam {b}: gamma 2%/2mm pass rate", pr, lv.beam_gamma_2_2_min,
             math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min,
             "%", ">=", "beam_gamma_2_2_min")
-    u_mc = mc.mean_rel_uncertainty_50 * 100
+    u = mc.mean_rel_uncertainty_50 * 100   # the MC grid's figure (%): the diagnostics below and its own level
     for nm, row in structs.items():
         if row["kind"] != "target":
             continue
@@ -945,8 +945,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 diagnostics.append(
                     f"target {nm!r}: the D95 level failed while its three estimates disagree by {spread:.1f} % "
                     f"({', '.join(f'{k} {x:+.2f} %' for k, x in vals.items())}): the MC's statistical noise "
-                    f"({u_mc:.2f} %) decides this verdict more than the doses do; rerun with a lower "
-                    f"--target-uncertainty (e.g. {max(0.25, min(1.0, u_mc / 2)):g} %) before reading it as a dose "
+                    f"({u:.2f} %) decides this verdict more than the doses do; rerun with a lower "
+                    f"--target-uncertainty (e.g. {max(0.25, min(1.0, u / 2)):g} %) before reading it as a dose "
                     "error")
     for b, r in ranges.items():
         if not r.get("rays"):
@@ -969,7 +969,6 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             checks[-1]["limit_text"] = (f">= {lv.range_within_2mm_min:g} % of the {100 * f0:.1f} % that the MC's "
                                         f"noise alone leaves within 2 mm (= {lim:.1f} %)")
             checks[-1]["noise_matched"] = True
-    u = mc.mean_rel_uncertainty_50 * 100
     add("MC statistical uncertainty (mean, voxels > 50 % of the maximum)", u, lv.mc_uncertainty_max_pct,
         math.isfinite(u) and u <= lv.mc_uncertainty_max_pct, "%", "<=", "mc_uncertainty_max_pct")
     # the figure is the MC grid's; where the dose was interpolated onto the TPS grid, the compared dose is less

@@ -215,10 +215,6 @@ def _coinciding_window(geometry: Any, ref: TPSDose) -> np.ndarray | None:
     return None
 
 
-def _grids_coincide(geometry: Any, ref: TPSDose) -> bool:
-    return _coinciding_window(geometry, ref) is not None
-
-
 def to_tps_grid(dose_zyx: np.ndarray, geometry: Any, ref: TPSDose) -> tuple[np.ndarray, str]:
     """The dose of ``geometry``'s grid at the TPS voxel centres: exact where the grids coincide, else
     trilinear (0 outside the MC grid)."""
@@ -253,7 +249,7 @@ def uncertainty_to_tps_grid(unc_rel_zyx: np.ndarray, dose_zyx: np.ndarray, geome
     the caller has it (to_tps_grid), else interpolated here."""
     unc = np.nan_to_num(np.asarray(unc_rel_zyx, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     dose = np.asarray(dose_zyx, np.float64)
-    if _grids_coincide(geometry, ref):
+    if _coinciding_window(geometry, ref) is not None:
         return to_tps_grid(unc, geometry, ref)[0]
     var = (unc * dose) ** 2
     vs_m = np.asarray(geometry.voxel_size_mm, float)

@@ -99,8 +99,8 @@ def disk_space_estimate(n_vox: int, n_beams: int, *, checkpoint: bool, rtdose_fi
 
 
 def _existing_folder(path: Path) -> Path:
-    """The nearest existing folder of ``path`` (its parent, or the first ancestor that exists)."""
-    folder = Path(path).resolve().parent
+    """The nearest existing ancestor of ``path`` (its parent, or the first one above that exists)."""
+    folder = Path(path).parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     return folder
@@ -116,7 +116,7 @@ def check_disk_space(out: Path, n_vox: int, n_beams: int, *, checkpoint: bool, r
     import os
     import shutil
 
-    folder = _existing_folder(out)
+    folder = _existing_folder(Path(out).resolve())
     try:
         free = float(free_bytes(folder) if free_bytes else shutil.disk_usage(folder).free)
     except OSError:
@@ -124,7 +124,7 @@ def check_disk_space(out: Path, n_vox: int, n_beams: int, *, checkpoint: bool, r
     other = None
     try:   # its own try: a folder that cannot be asked does not stop the check of --out's
         if rtdose is not None and rtdose_files:
-            rd_folder = _existing_folder(rtdose)
+            rd_folder = _existing_folder(Path(rtdose).resolve())
             if os.stat(rd_folder).st_dev != os.stat(folder).st_dev:
                 other = (rd_folder, float(free_bytes(rd_folder) if free_bytes else shutil.disk_usage(rd_folder).free))
     except OSError:
@@ -367,9 +367,7 @@ def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, 
         if st is not None and not stat.S_ISREG(st.st_mode):
             kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, FIFO or socket)"
             raise ConfigError(f"{what} {p} is {kind}; an output must be a regular file: give a file name")
-        parent = p.parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
+        parent = _existing_folder(p)
         if parent.exists() and not parent.is_dir():
             raise ConfigError(f"{what} {p}: {parent} is a file, not a folder; give a path in a folder")
         if parent.is_dir() and _read_only(parent):   # not "no permission": chmod would not help (audit F12)
