@@ -280,15 +280,19 @@ def block_factors(factors: Sequence[int]) -> tuple[int, int, int]:
     return f[0], f[1], f[2]
 
 
+def _block_view(a: np.ndarray, factors: Sequence[int]) -> np.ndarray:
+    """``a`` (z, y, x) as blocks of ``factors`` = (fx, fy, fz) voxels, (NZ, fz, NY, fy, NX, fx), padded with zeros
+    at the far ends to whole blocks (as :func:`resample_blocks` makes its grid)."""
+    fx, fy, fz = block_factors(factors)
+    nz, ny, nx = a.shape
+    NZ, NY, NX = -(-nz // fz), -(-ny // fy), -(-nx // fx)
+    return np.pad(a, ((0, NZ * fz - nz), (0, NY * fy - ny), (0, NX * fx - nx))).reshape(NZ, fz, NY, fy, NX, fx)
+
+
 def blocks_any(mask_zyx: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     """A (z, y, x) mask on the grid of blocks of ``factors`` = (fx, fy, fz) voxels (as :func:`resample_blocks`
     makes it, the far ends padded): True where any voxel of the block is."""
-    fx, fy, fz = block_factors(factors)
-    m = np.asarray(mask_zyx, bool)
-    nz, ny, nx = m.shape
-    NZ, NY, NX = -(-nz // fz), -(-ny // fy), -(-nx // fx)
-    m = np.pad(m, ((0, NZ * fz - nz), (0, NY * fy - ny), (0, NX * fx - nx)))
-    return np.asarray(m.reshape(NZ, fz, NY, fy, NX, fx).any(axis=(1, 3, 5)))
+    return np.asarray(_block_view(np.asarray(mask_zyx, bool), factors).any(axis=(1, 3, 5)))
 
 
 @timed("resampling")   # the phase of a run's summary (mcproton/_timing.py)
@@ -312,11 +316,8 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
     NZ, NY, NX = -(-nz // fz), -(-ny // fy), -(-nx // fx)
     pad = ((0, NZ * fz - nz), (0, NY * fy - ny), (0, NX * fx - nx))
 
-    def blocks(a: np.ndarray) -> np.ndarray:
-        return np.pad(a, pad).reshape(NZ, fz, NY, fy, NX, fx)
-
     def block_sum(a: np.ndarray) -> np.ndarray:
-        return blocks(a).sum(axis=(1, 3, 5))
+        return _block_view(a, f).sum(axis=(1, 3, 5))
 
     mat = geometry.material_index_zyx
     s = np.array([_mass_stopping(m, reference_energy_mev) for m in geometry.materials])
