@@ -45,7 +45,8 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside
     the phantom, a range shifter inside it, a spot sigma larger than the grid, a divergence beyond the limit, a
     source more than 10 m away, an energy at or below the cut-off physics.e_cut_mev (nothing is scored) or beyond
-    the physics tables; an energy above the nuclear data's 250 MeV is warned about as in ``mcproton run``.
+    the physics tables; an energy above the nuclear data's 250 MeV is warned about as in ``mcproton run``, and so
+    is, on a grid from a DICOM CT (``geometry.study`` set), a beam entering where the CT cuts the patient off.
     """
     from ._run.job import JobOptions, run_job
 
@@ -88,9 +89,11 @@ def _check_arguments(geometry: VoxelGeometry, beam: Beam) -> None:
 def _warn_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSettings) -> None:
     """The checks of the beam against the grid and of its energies that ``mcproton run`` refuses with
     (mcproton/_run/inputs.py beam_grid_checks, check_beam_energies), here warnings: the run goes on as asked (an
-    energy at or below the cut-off scores nothing; above 250 MeV the nuclear data are extrapolated)."""
+    energy at or below the cut-off scores nothing; above 250 MeV the nuclear data are extrapolated).  On a grid
+    from a DICOM CT, the warning of ``mcproton run`` of a patient cut off by the CT on the beam's path
+    (check_ct_truncation; a water box is meant to touch its grid's faces, so not there)."""
     from ._io.errors import McprotonRuntimeWarning, warn
-    from ._run.inputs import beam_grid_checks, check_beam_energies
+    from ._run.inputs import beam_grid_checks, check_beam_energies, check_ct_truncation
     from .config import ConfigError
 
     for check in (*beam_grid_checks(geometry, [beam], "beam"), lambda: check_beam_energies([beam], settings, "beam")):
@@ -99,6 +102,8 @@ def _warn_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSettings
         except ConfigError as exc:
             warn(f"simulate: {exc} (mcproton run refuses this; simulated as given)", McprotonRuntimeWarning,
                  stacklevel=3)
+    if geometry.study is not None:
+        check_ct_truncation(geometry, [beam], "simulate: beam")
 
 
 __all__ = ["simulate", "DoseResult", "sum_results", "Simulation", "Accumulator", "DeviceAccumulator", "ScoredSums",

@@ -149,3 +149,20 @@ def test_a_ray_parallel_to_an_axis_outside_the_grid_misses_it():
     edge, fov, hit = _ray_entries(g, np.array([[400.0, 200.0, 50.0], [400.0, 0.0, 50.0]]),
                                   np.array([[-1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]))
     assert hit.tolist() == [False, True] and edge.tolist() == [False, True] and not fov.any()
+
+
+def test_simulate_warns_on_a_ct_and_not_on_a_water_box(tmp_path):
+    """The Python API's ``simulate`` warns as ``mcproton run`` does on a grid from a DICOM CT; a water box, meant to
+    touch its grid's faces, is passed."""
+    import mcproton as mcp
+
+    trunc = _ct(tmp_path, "trunc", a=110.0, pad=-3024)
+    one = Beam([LATERAL.spots[0]], name="1:F1")
+    settings = mcp.RunSettings(primaries=20, backend="cpu", threads=1)
+    with pytest.warns(McprotonRuntimeWarning, match=r"simulate: beam '1:F1': 100 % of its spot weight enters the "
+                                                    r"patient next to the scanner's padding"):
+        mcp.simulate(_geometry(trunc, blocks=(4, 4, 1)), one, settings)
+    box = mcp.box_phantom("water", size_mm=(40, 40, 40), voxel_mm=(4, 4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        mcp.simulate(box, mcp.Beam.pencil(100.0, position_mm=(0, 0, -30)), settings)
