@@ -61,6 +61,11 @@ def _dose(res) -> dict[str, str]:
     return mc_dose_description(res.inputs, res.mc)
 
 
+#: the top of the colour scale of the MC's statistical uncertainty map (1 sd, % of the TPS maximum): three times the
+#: default 1 % target, so that a map at the target is mid-scale and a noisier region stands out
+UNCERTAINTY_MAP_MAX_PCT = 3.0
+
+
 def _planes_figure(res, centre) -> Figure:
     from .compare import gamma_plane
 
@@ -68,24 +73,31 @@ def _planes_figure(res, centre) -> Figure:
     unit = desc["unit"]
 
     tps, mc, body = res.tps_gy_zyx, res.mc_gy_zyx, res.body_zyx
+    unc = res.mc.uncertainty_rel_zyx   # the MC's relative standard error on the TPS grid (compute)
     z, y, x = res.axes_zyx
     k, j, i = centre
     norm = float(tps[body].max()) if body.any() else float(tps.max())
     planes = [(f"axial z = {z[k]:.1f} mm", np.s_[k, :, :], (x, y), ("x (mm)", "y (mm)"), "upper"),
               (f"coronal y = {y[j]:.1f} mm", np.s_[:, j, :], (x, z), ("x (mm)", "z (mm)"), "lower"),
               (f"sagittal x = {x[i]:.1f} mm", np.s_[:, :, i], (y, z), ("y (mm)", "z (mm)"), "lower")]
-    fig = _new_figure((15, 11))
-    axs = fig.subplots(3, 4)
+    fig = _new_figure((18.5, 11))
+    axs = fig.subplots(3, 5)
     ims = {}
     for r, (title, sl, (h, v), (hl, vl), origin) in enumerate(planes):
         a, b, m = tps[sl], mc[sl], body[sl]
         ext = [h[0], h[-1], v[-1], v[0]] if origin == "upper" else [h[0], h[-1], v[0], v[-1]]
         g = gamma_plane((v, h), a, b, m, norm)
-        d = np.where(m & ((a >= 0.1 * norm) | (b >= 0.1 * norm)), (b - a) / norm * 100, np.nan)
+        shown = m & ((a >= 0.1 * norm) | (b >= 0.1 * norm))
+        d = np.where(shown, (b - a) / norm * 100, np.nan)
+        # the MC's own noise beside the difference, on the same footing (1 sd, % of the TPS maximum): a difference
+        # where the noise is as large is not a finding (statistics audit 2026-12-05: the map was not shown)
+        sd = np.where(shown, np.abs(b) * unc[sl] / norm * 100, np.nan)
         dose_kw = {"cmap": "jet", "vmin": 0, "vmax": norm * 1.05}
         for c, (img, lab, kw) in enumerate(((a, f"TPS dose ({unit})", dose_kw), (b, f"MC dose ({unit})", dose_kw),
                                             (d, "MC - TPS (% of TPS max)",
                                              {"cmap": "RdBu_r", "vmin": -5, "vmax": 5}),
+                                            (sd, "MC 1 sd (% of TPS max)",
+                                             {"cmap": "viridis", "vmin": 0, "vmax": UNCERTAINTY_MAP_MAX_PCT}),
                                             (g, "gamma 2%/2mm (2-D, this plane)",
                                              {"cmap": "RdYlGn_r", "vmin": 0, "vmax": 1.5}))):
             ax = axs[r, c]
@@ -97,9 +109,9 @@ def _planes_figure(res, centre) -> Figure:
             ax.set_xlabel(hl, fontsize=7)
             ax.set_ylabel(vl, fontsize=7)
             ax.tick_params(labelsize=6)
-    fig.subplots_adjust(left=0.04, right=0.98, bottom=0.04, top=0.93, wspace=0.3, hspace=0.4)
+    fig.subplots_adjust(left=0.04, right=0.98, bottom=0.04, top=0.93, wspace=0.38, hspace=0.4)
     fig.suptitle(desc["label"], fontsize=10)
-    bars = (unit, unit, "MC - TPS (% of the TPS maximum)", "gamma")
+    bars = (unit, unit, "MC - TPS (% of the TPS maximum)", "MC statistical 1 sd (% of the TPS maximum)", "gamma")
     for c, im in ims.items():   # one colour bar per column (the same scale in the three planes): faster
         cb = fig.colorbar(im, ax=list(axs[:, c]), fraction=0.04, pad=0.02)
         cb.ax.tick_params(labelsize=6)
@@ -238,8 +250,8 @@ def _beam_figure(res, b: int) -> Figure:
 
 def figure_builders(res, names: Iterable[str] | str | None = None) -> dict[str, Callable[[], Figure]]:
     """The report's figures by name, in the report's order (or ``names``' order), each built when called (one at
-    a time: the report encodes and drops each before the next): "planes" (TPS, MC, difference and 2-D gamma in
-    the three planes through the target), "histograms" (3-D gamma and dose difference), "dvh" (when a structure
+    a time: the report encodes and drops each before the next): "planes" (TPS, MC, difference, the MC's statistical
+    uncertainty and 2-D gamma in the three planes through the target), "histograms" (3-D gamma and dose difference), "dvh" (when a structure
     has metrics) and "beam_<number>" per beam.  The HTML report and CheckResult.figures() / save_figures() use
     these; an unknown name is refused with the names there are."""
     if res.tps_gy_zyx is None or res.mc is None or res.inputs is None:
@@ -445,7 +457,7 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                      "MC/TPS integral "
                      f"{dd['integral_ratio_mc_tps']:.4f}.</p>")
     parts += [f"<h2>Dose maps: {html.escape(desc['label'])}</h2>",
-              f'<img alt="dose, difference and gamma maps" src="data:image/png;base64,{figs["planes"]}">',
+              f'<img alt="dose, difference, MC uncertainty and gamma maps" src="data:image/png;base64,{figs["planes"]}">',
               f'<img alt="gamma and dose-difference histograms" src="data:image/png;base64,{figs["histograms"]}">']
     if res.structures:
         rows = []

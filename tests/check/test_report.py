@@ -71,7 +71,7 @@ def test_report_has_every_section_and_the_json_the_numbers(report):
                  "statistical_uncertainty_pct",
                  "mc_wall_s", "device", "AAPM TG-219", "AAPM TG-218", "patient"):
         assert item in page, item
-    # figures: 3 planes x (TPS, MC, difference, gamma), gamma/difference histograms, DVH, one row per beam
+    # figures: 3 planes x (TPS, MC, difference, MC uncertainty, gamma), gamma/difference histograms, DVH, one row per beam
     assert page.count("data:image/png;base64,") == 3 + 2
     assert len(re.findall(r'alt="beam \d', page)) == 2
     js = json.loads(Path(report.report_json).read_text())
@@ -228,9 +228,9 @@ def test_figures_are_the_reports_figures_with_their_data(report):
     assert list(figs) == FIGURES and all(isinstance(f, Figure) for f in figs.values())
     nz, ny, nx = report.tps_gy_zyx.shape
     planes = _main_axes(figs["planes"])
-    assert len(planes) == 12     # axial, coronal, sagittal x (TPS, MC, MC - TPS, gamma)
+    assert len(planes) == 15     # axial, coronal, sagittal x (TPS, MC, MC - TPS, MC uncertainty, gamma)
     shapes = [ax.get_images()[0].get_array().shape for ax in planes]
-    assert shapes == [(ny, nx)] * 4 + [(nz, nx)] * 4 + [(nz, ny)] * 4
+    assert shapes == [(ny, nx)] * 5 + [(nz, nx)] * 5 + [(nz, ny)] * 5
     tps_img = np.asarray(planes[0].get_images()[0].get_array())
     k = int(round(float(np.argwhere(report.masks["PTV"]).mean(axis=0)[0])))    # the axial plane: PTV centroid
     assert np.array_equal(tps_img, report.tps_gy_zyx[k])
@@ -264,12 +264,35 @@ def test_figures_are_the_reports_figures_with_their_data(report):
         report.figures(["beam_3"])
 
 
+def test_the_dose_maps_show_the_mcs_noise_beside_the_difference(report):
+    """The planes figure's fourth column is the MC's statistical uncertainty, 1 sd in % of the TPS maximum, where
+    the difference is shown (in the body, dose >= 10 % of the maximum): a difference as large as the noise is not
+    a finding.  Before, the report said the mean uncertainty only, and no map (2026-12-05)."""
+    import dataclasses
+
+    from mcproton._check.report import UNCERTAINTY_MAP_MAX_PCT, figure_builders
+
+    unc = np.where(report.mc_gy_zyx > 0, 0.02, 0.0)
+    unc[..., : unc.shape[2] // 2] *= 2          # noisier on one side: the map must show where
+    res = dataclasses.replace(report, mc=dataclasses.replace(report.mc, uncertainty_rel_zyx=unc))
+    axs = _main_axes(figure_builders(res, "planes")["planes"]())
+    norm = float(res.tps_gy_zyx[res.body_zyx].max())
+    k = int(round(float(np.argwhere(report.masks["PTV"]).mean(axis=0)[0])))
+    diff = np.asarray(np.ma.filled(axs[2].get_images()[0].get_array(), np.nan))
+    sd = np.asarray(np.ma.filled(axs[3].get_images()[0].get_array(), np.nan))
+    assert np.array_equal(np.isnan(sd), np.isnan(diff)) and np.isfinite(sd).any()
+    want = np.abs(res.mc_gy_zyx[k]) * unc[k] / norm * 100
+    assert np.allclose(sd[np.isfinite(sd)], want[np.isfinite(sd)])
+    assert axs[3].get_images()[0].get_clim() == (0, UNCERTAINTY_MAP_MAX_PCT)
+    assert "MC 1 sd (% of TPS max)" in axs[3].get_title()
+
+
 def test_save_figures_writes_readable_files(report, tmp_path):
     import matplotlib.image as mpimg
 
     paths = report.save_figures(tmp_path / "figs")
     assert paths == [tmp_path / "figs" / f"{n}.png" for n in FIGURES]
-    sizes = {"planes": (15, 11), "histograms": (11, 3.8), "dvh": (8, 4.8), "beam_1": (14, 8.2), "beam_2": (14, 8.2)}
+    sizes = {"planes": (18.5, 11), "histograms": (11, 3.8), "dvh": (8, 4.8), "beam_1": (14, 8.2), "beam_2": (14, 8.2)}
     for n, p in zip(FIGURES, paths):
         img = mpimg.imread(p)                       # decodes the PNG: height x width x RGBA at the report's dpi
         w, h = sizes[n]
