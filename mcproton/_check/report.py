@@ -251,9 +251,9 @@ def _beam_figure(res, b: int) -> Figure:
 def figure_builders(res, names: Iterable[str] | str | None = None) -> dict[str, Callable[[], Figure]]:
     """The report's figures by name, in the report's order (or ``names``' order), each built when called (one at
     a time: the report encodes and drops each before the next): "planes" (TPS, MC, difference, the MC's statistical
-    uncertainty and 2-D gamma in the three planes through the target), "histograms" (3-D gamma and dose difference), "dvh" (when a structure
-    has metrics) and "beam_<number>" per beam.  The HTML report and CheckResult.figures() / save_figures() use
-    these; an unknown name is refused with the names there are."""
+    uncertainty and 2-D gamma in the three planes through the target), "histograms" (3-D gamma and dose
+    difference), "dvh" (when a structure has metrics) and "beam_<number>" per beam.  The HTML report and
+    CheckResult.figures() / save_figures() use these; an unknown name is refused with the names there are."""
     if res.tps_gy_zyx is None or res.mc is None or res.inputs is None:
         raise ValueError("this CheckResult holds no dose arrays (only the numbers): its figures need the result "
                          "that mcproton.check returned")
@@ -457,7 +457,8 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                      "MC/TPS integral "
                      f"{dd['integral_ratio_mc_tps']:.4f}.</p>")
     parts += [f"<h2>Dose maps: {html.escape(desc['label'])}</h2>",
-              f'<img alt="dose, difference, MC uncertainty and gamma maps" src="data:image/png;base64,{figs["planes"]}">',
+              '<img alt="dose, difference, MC uncertainty and gamma maps" '
+              f'src="data:image/png;base64,{figs["planes"]}">',
               f'<img alt="gamma and dose-difference histograms" src="data:image/png;base64,{figs["histograms"]}">']
     if res.structures:
         rows = []

@@ -71,7 +71,8 @@ def test_report_has_every_section_and_the_json_the_numbers(report):
                  "statistical_uncertainty_pct",
                  "mc_wall_s", "device", "AAPM TG-219", "AAPM TG-218", "patient"):
         assert item in page, item
-    # figures: 3 planes x (TPS, MC, difference, MC uncertainty, gamma), gamma/difference histograms, DVH, one row per beam
+    # figures: 3 planes x (TPS, MC, difference, MC uncertainty, gamma), gamma/difference histograms, DVH, one row
+    # per beam
     assert page.count("data:image/png;base64,") == 3 + 2
     assert len(re.findall(r'alt="beam \d', page)) == 2
     js = json.loads(Path(report.report_json).read_text())
