@@ -376,6 +376,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
 
     # --- pixels ---
     slices = []   # (stored values, slope, intercept) per slice
+    padded: list[tuple[int, float]] = []   # (voxels at the PixelPaddingValue, its HU) of the slices remapped
     integral = True
     for f, ds in _read_many([f for f, _ in chosen], pixels=True):
         if ds is None or "PixelData" not in ds:
@@ -404,8 +405,21 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
                        "is > 0, usually 1); the header is damaged: re-export the CT")
         if slope != int(slope) or inter != int(inter) or arr.dtype.kind not in "iu":
             integral = False
+        pad = _padding_voxels(ds, arr, slope, inter)
+        if pad is not None:   # stored so as to read PADDING_REMAP_HU (before the rescaling's range check)
+            mask, pad_hu = pad
+            padded.append((int(np.count_nonzero(mask)), pad_hu))
+            to = (PADDING_REMAP_HU - inter) / slope
+            arr = arr.astype(np.int64 if to == int(to) else np.float64)
+            arr[mask] = to
+            integral = integral and to == int(to)
         slices.append((arr, slope, inter))
     hu = _rescale(slices, integral)
+    if padded:
+        warn(f"{folder}: {sum(n for n, _ in padded)} CT voxels hold the PixelPaddingValue (0028,0120) of the "
+             f"scanner, which reads as {padded[0][1]:.0f} HU, a CT number of matter: they lie outside the "
+             f"reconstructed image and are read as {PADDING_REMAP_HU} HU (outside the field of view: air, and the edge "
+             "of the field of view for the check of a patient cut off by the CT)", McprotonWarning)
 
     # flip axes whose direction cosine is negative so that the grid runs along +x, +y
     origin = ipps_sorted[0].copy()
@@ -436,6 +450,36 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         image_comments=str(ds0.get("ImageComments", "") or ""),
         image_type=_text_values(ds0.get("ImageType", None)),
     )
+
+
+#: A PixelPaddingValue (0028,0120) whose rescaled CT number is above PADDING_MATTER_HU would read as matter (water
+#: at 0 HU, bone, beyond the calibration): its voxels, which DICOM says are outside the reconstructed image, are
+#: given PADDING_REMAP_HU instead (the out-of-field-of-view value most scanners write, below
+#: hu_calibration.FOV_PADDING_HU).  A padding value at air's CT number or below is left as it is: a scanner that pads
+#: with the air value (stored 0, intercept -1024) also stores the air inside the field of view so, and remapping
+#: it would take every air voxel for the outside of the field of view.
+PADDING_MATTER_HU = -900.0
+PADDING_REMAP_HU = -3024
+
+
+def _padding_voxels(ds, arr: np.ndarray, slope: float, inter: float) -> tuple[np.ndarray, float] | None:
+    """The voxels of a slice at its PixelPaddingValue (to PixelPaddingRangeLimit where given) and the padding's HU,
+    where that HU reads as matter (:data:`PADDING_MATTER_HU`); None where there are none, or no padding value."""
+    pv = ds.get("PixelPaddingValue", None)
+    if pv is None or pv == "" or arr.dtype.kind not in "iu":
+        return None
+    try:
+        lo = int(pv)
+        limit = ds.get("PixelPaddingRangeLimit", None)
+        hi = int(limit) if limit not in (None, "") else lo
+    except (TypeError, ValueError):
+        return None   # a damaged padding value: the image is read as it is
+    lo, hi = min(lo, hi), max(lo, hi)
+    pad_hu = lo * slope + inter
+    if pad_hu <= PADDING_MATTER_HU:
+        return None
+    mask = (arr >= lo) & (arr <= hi)
+    return (mask, pad_hu) if mask.any() else None
 
 
 def _rescale(slices: list[tuple[np.ndarray, float, float]], integral: bool) -> np.ndarray:

@@ -246,3 +246,56 @@ def test_hu_lookup_table_is_exact():
     assert rho.dtype == direct_rho.dtype and np.array_equal(rho, direct_rho)
     assert mat.dtype == direct_mat.dtype and np.array_equal(mat, direct_mat)
     assert len(np.unique(mat)) > 5
+
+
+def _padded_ct(tmp_path, name, pad_stored, *, unsigned=False, intercept=0, limit=None):
+    """A 3-slice CT of water (0 HU) in a circle whose corners hold the stored value ``pad_stored``, declared as
+    the PixelPaddingValue (to ``limit`` as PixelPaddingRangeLimit); ``unsigned``: PixelRepresentation 0."""
+    n = 32
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    inside = xx ** 2 + yy ** 2 <= (n / 2) ** 2
+    hu = np.where(inside, 0, -1000)[None].repeat(3, axis=0).astype(np.int16)
+    paths = write_ct_series(hu, (2, 2, 2), (0, 0, 0), tmp_path / name)
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        stored = ds.pixel_array.astype(np.int64) - intercept
+        stored[~inside] = pad_stored
+        if unsigned:
+            ds.PixelRepresentation = 0
+            ds.PixelData = stored.astype("<u2").tobytes()
+        else:
+            ds.PixelData = stored.astype("<i2").tobytes()
+        ds.RescaleIntercept = intercept
+        ds.add_new(0x00280120, "US" if unsigned else "SS", pad_stored)
+        if limit is not None:
+            ds.add_new(0x00280121, "US" if unsigned else "SS", limit)
+        ds.save_as(p)
+    return load_ct_series(tmp_path / name), inside
+
+
+def test_a_padding_value_that_reads_as_matter_is_read_as_outside_the_field_of_view(tmp_path):
+    """DICOM's PixelPaddingValue marks the voxels outside the reconstructed image.  Stored as a value whose CT number
+    is matter (here 3000 HU, bone or metal; or 63536 unsigned with intercept -1024: +62512 HU), the corners of the
+    CT would be dense matter that an oblique beam crosses; they are read as -3024 HU (outside the field of view) and
+    said so.  A padding value at air's CT number (stored 0 with intercept -1024: the scanner's air inside the field
+    of view too) or below (-2000) is left as it is.  Before (2026-12-05) PixelPaddingValue was not read."""
+    from mcproton import McprotonWarning
+    from mcproton._io.ct import PADDING_REMAP_HU
+
+    with pytest.warns(McprotonWarning, match=r"CT voxels hold the PixelPaddingValue \(0028,0120\) of the scanner, "
+                                             r"which reads as 3000 HU.*read as -3024 HU"):
+        ct, inside = _padded_ct(tmp_path, "bone", 3000)
+    assert (ct.hu_zyx[:, ~inside] == PADDING_REMAP_HU).all() and (ct.hu_zyx[:, inside] == 0).all()
+    with pytest.warns(McprotonWarning, match="reads as 62512 HU"):
+        ct, inside = _padded_ct(tmp_path, "unsigned", 63536, unsigned=True, intercept=-1024)
+    assert (ct.hu_zyx[:, ~inside] == PADDING_REMAP_HU).all() and (ct.hu_zyx[:, inside] == 0).all()
+    with pytest.warns(McprotonWarning, match="reads as 2000 HU"):   # a range: 3000..3100 stored, 2000 HU and up
+        ct, inside = _padded_ct(tmp_path, "range", 3050, intercept=-1000, limit=3000)
+    assert (ct.hu_zyx[:, ~inside] == PADDING_REMAP_HU).all()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonWarning)
+        ct, inside = _padded_ct(tmp_path, "air", 0, unsigned=True, intercept=-1024)
+        assert (ct.hu_zyx[:, ~inside] == -1024).all()
+        ct, inside = _padded_ct(tmp_path, "below", -2000)
+        assert (ct.hu_zyx[:, ~inside] == -2000).all()
