@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 #: the SeriesDescription of the files written here (and how a folder scan recognises them)
 MC_SERIES_DESCRIPTION = "mcproton check MC dose"
 #: the SeriesDescription of the phantom CT that ``--phantom-from-struct`` writes (compute.phantom_ct_from_struct):
@@ -44,6 +46,27 @@ def tps_study(path: str | Path, plan_sop_instance_uid: str):
                           plan_sop_instance_uid=str(plan_sop_instance_uid or ""))
 
 
+#: DICOM's limit on a DoseComment (LO: 64 characters)
+DOSE_COMMENT_MAX = 64
+
+
+def dose_comment(what: str, rel_uncertainty: float | None, model: str, beam: int | None = None) -> str:
+    """The DoseComment of an MC RT Dose: what DICOM's attributes do not say (dose to water or medium and the RBE
+    constant: ``what``), the dose's own mean statistical uncertainty (1 sd, above 50 % of its maximum: the plan
+    dose's, or the beam's for a per-beam file, which is larger: each per-beam file carried the plan's before
+    2026-12-05, interop audit F3), that it is 0 outside the body, the beam's number, and the beam model where
+    there is room (64 characters)."""
+    unc = (f"{100 * float(rel_uncertainty):.2f}% 1sd" if rel_uncertainty is not None
+           and np.isfinite(rel_uncertainty) else "1sd n/a")
+    core = (f"beam {beam}, " if beam is not None else "") + f"{what}, {unc}, 0 outside body"
+    text = f"mcproton check MC {core}"
+    if len(text) > DOSE_COMMENT_MAX:
+        text = f"MC {core}"
+    if len(text) + len(model) + 2 <= DOSE_COMMENT_MAX:
+        text += f", {model}"
+    return text[:DOSE_COMMENT_MAX]
+
+
 def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
     """Write the MC doses (``mc``: :class:`~mcproton._check.compute.MCDose`, as compared: zero outside the body)
     of the check of ``inp`` (:class:`~mcproton._check.inputs.CheckInputs`) into ``out_dir``; returns
@@ -60,12 +83,8 @@ def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
 
     model = str(mc.provenance.get("beam_model") or "")
     desc = mc_dose_description(inp, mc)
-    # the DoseComment (LO, 64 characters) says what DICOM does not: dose to water or medium, the RBE constant
     what = f"to {mc.provenance.get('dose_to')}, " + (f"RBE {float(mc.provenance.get('rbe')):g}"
                                                      if inp.dose_type == "EFFECTIVE" else "physical")
-    comment = f"mcproton check MC {what}, {100 * mc.mean_rel_uncertainty_50:.2f}% 1sd, 0 outside body"
-    if len(comment) + len(model) + 2 <= 64:
-        comment += f", {model}"
     if inp.total is not None:
         plan_sum, fg = inp.total.summation_type, inp.total.fraction_group
     else:   # per-beam TPS doses only: the MC's plan dose holds every beam of the plan
@@ -77,6 +96,9 @@ def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
                      t.fraction_group))
     written: dict[str, dict] = {}
     for k, (key, path, dose, summation, beam, group) in enumerate(jobs, start=1):
+        unc = mc.mean_rel_uncertainty_50 if beam is None else (mc.beam_meta.get(beam) or {}).get(
+            "mean_rel_uncertainty_50")
+        comment = dose_comment(what, unc, model, beam)
         write_rtdose(dose, ref.voxel_size_mm, ref.origin_mm, path, study=study, summation_type=summation,
                      dose_type=inp.dose_type, referenced_beam_number=beam,
                      referenced_fraction_group_number=group or 1, series_description=MC_SERIES_DESCRIPTION,

@@ -929,6 +929,18 @@ def test_a_plan_whose_beams_overlap_little_is_topped_up_to_the_target(base):
 
 
 # ---------------------------------------------------------------------- the MC dose as RT Dose beside the report
+def test_the_mc_dose_comment_fits_dicom_and_keeps_what_matters():
+    """LO holds 64 characters: the beam, the quantity and the uncertainty are kept, the "mcproton check" prefix and
+    the beam model only where there is room."""
+    from mcproton._check.mc_rtdose import dose_comment
+
+    c = dose_comment("to water, physical", 0.0099, "dcpt_v5")
+    assert c == "mcproton check MC to water, physical, 0.99% 1sd, 0 outside body"
+    c = dose_comment("to medium, RBE 1.1", 0.1234, "a_long_beam_model_name", beam=12)
+    assert c == "MC beam 12, to medium, RBE 1.1, 12.34% 1sd, 0 outside body" and len(c) <= 64
+    assert "1sd n/a" in dose_comment("to water, physical", float("nan"), "", beam=1)
+
+
 def test_the_check_writes_its_mc_dose_as_rt_dose_beside_the_tps_dose(case):
     """RD_mc.dcm (plan) and RD_mc_beam<N>.dcm: the TPS grid, the TPS dose's study and frame, the plan referenced,
     the TPS files' DoseType and DoseSummationType, the compared dose to within the 16-bit quantisation."""
@@ -959,12 +971,18 @@ def test_the_check_writes_its_mc_dose_as_rt_dose_beside_the_tps_dose(case):
         hdr = pydicom.dcmread(out / name, stop_before_pixels=True)
         assert hdr.StudyInstanceUID == tps_hdr.StudyInstanceUID and hdr.PatientID == tps_hdr.PatientID
         assert hdr.TissueHeterogeneityCorrection == "IMAGE"   # the CT as it is: its structure set has no override
+        # each file's own statistical uncertainty, and its beam (before 2026-12-05 every per-beam file carried the
+        # plan dose's, smaller, and no beam: interop audit F3)
+        unc = res.mc.mean_rel_uncertainty_50 if not beams else res.mc.beam_meta[beams[0]]["mean_rel_uncertainty_50"]
+        assert f"{100 * unc:.2f}% 1sd" in hdr.DoseComment and len(hdr.DoseComment) <= 64, hdr.DoseComment
+        assert (f"beam {beams[0]}, to water" in hdr.DoseComment) if beams else "beam" not in hdr.DoseComment
         series.add(hdr.SeriesInstanceUID)
         sops.add(hdr.SOPInstanceUID)
         if shutil.which("dciodvfy"):
             r = subprocess.run(["dciodvfy", str(out / name)], capture_output=True, text=True, timeout=60)
             assert "Error" not in r.stderr + r.stdout, r.stderr + r.stdout
     assert len(series) == 1 and len(sops) == 3
+    assert min(res.mc.beam_meta[b]["mean_rel_uncertainty_50"] for b in (1, 2)) > res.mc.mean_rel_uncertainty_50
     js = json.loads(Path(res.report_json).read_text())
     assert js["mc_rtdose"]["plan"]["file"] == "RD_mc.dcm" and js["timings_s"]["rtdose_s"] >= 0
     assert "RD_mc_beam2.dcm" in Path(res.report_html).read_text()
