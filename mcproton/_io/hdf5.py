@@ -3,10 +3,12 @@
 Layout: datasets ``dose`` (Gy), ``dose_to_water`` (Gy), ``let_d`` (keV/um), ``uncertainty`` (relative
 standard error), ``density`` (g/cm3) and ``material_index``, all with axes (z, y, x); root attributes
 ``voxel_size_mm`` (dx, dy, dz), ``origin_mm`` (x, y, z of the centre of the first voxel), ``axes`` =
-"zyx", ``normalisation``; groups ``provenance`` (attributes; nested dicts as JSON strings) and ``ledger``;
-the datasets a result carries in ``extra_datasets`` (``dose_raw``, ``body_mask``: mcproton/body.py).  The grids
-are stored in chunks (:data:`GRID_CHUNK`) with the standard gzip filter (level :data:`GZIP_LEVEL`; shuffle on the
-result grids), fill value 0; a chunk that is all 0 is not stored (any HDF5 reader returns the fill value).
+"zyx", ``normalisation``, and for the beams of an RT Ion Plan ``fractions`` and ``fractions_planned`` (the dose
+datasets' ``fractions_note`` says the same: "1 of 3 planned fractions (one fraction)"); groups ``provenance``
+(attributes; nested dicts as JSON strings) and ``ledger``; the datasets a result carries in ``extra_datasets``
+(``dose_raw``, ``body_mask``: mcproton/body.py). The grids are stored in chunks (:data:`GRID_CHUNK`) with the
+standard gzip filter (level :data:`GZIP_LEVEL`; shuffle on the result grids), fill value 0; a chunk that is all 0 is
+not stored (any HDF5 reader returns the fill value).
 
 Format version (root attribute ``format_version`` = :data:`FORMAT_VERSION`, "mcproton-dose/1"): version 1 adds
 ``materials_json`` (the full definitions of the geometry's materials) and the group ``result`` (attributes
@@ -98,6 +100,22 @@ def write_grid(f: Any, name: str, arr: Any, *, shuffle: bool = True, level: int 
     return d
 
 
+def plan_fractions(provenance: dict) -> tuple[int, int, str] | None:
+    """(fractions the dose holds, fractions planned, their description e.g. "1 of 3 planned fractions (one
+    fraction)") of a result of an RT Ion Plan's beams (their meta kept in ``provenance["beam"]`` or
+    ``["summed_beams"]``); None for other beams.  The HDF5 of ``mcproton run`` holds one fraction while its RT Dose
+    holds the plan: said in the file (root attributes ``fractions``, ``fractions_planned``; the dose datasets'
+    ``fractions_note``), not only in a JSON string of its provenance (interop audit 2026-12-05, F2)."""
+    beams = provenance.get("summed_beams") or [provenance.get("beam") or {}]
+    for b in beams:
+        if isinstance(b, dict) and b.get("fractions") is not None:
+            fx = int(b.get("fractions") or 1)
+            planned = int(b.get("fractions_planned") or fx)
+            what = "the plan" if fx == planned else ("one fraction" if fx == 1 else f"{fx} fractions")
+            return fx, planned, f"{fx} of {planned} planned fractions ({what})"
+    return None
+
+
 def write_result_hdf5(result, path: str | Path, extra_attrs: dict | None = None, *, edep: bool = False) -> Path:
     """Write a DoseResult atomically (built in memory, written to a temporary file renamed into place:
     mcproton._io.atomic); a failed write (disk full) raises OSError and leaves nothing under ``path``.
@@ -118,6 +136,8 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
     # datasets too, where a reader looks first
     gy = "Gy per primary" if getattr(result, "normalisation", "") == "Gy per primary" else "Gy"
 
+    fx = plan_fractions(result.provenance)
+
     def fill(f: Any) -> None:
         for name, arr, unit in (("dose", result.dose_gy_zyx, gy),
                                 ("dose_to_water", result.dose_to_water_gy_zyx, gy),
@@ -126,6 +146,8 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
             d = write_grid(f, name, np.asarray(arr, np.float32 if name != "dose" else np.float64))
             d.attrs["unit"] = unit
             d.attrs["axes"] = "zyx"
+            if fx is not None and name in ("dose", "dose_to_water"):
+                d.attrs["fractions_note"] = fx[2]
         for name, (arr, attrs) in (getattr(result, "extra_datasets", None) or {}).items():   # e.g. dose_raw
             ds = write_grid(f, name, arr, shuffle=np.asarray(arr).dtype.kind == "f")
             for k, v in attrs.items():
@@ -143,6 +165,8 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
         f.attrs["materials_json"] = json.dumps([asdict(m) for m in g.materials], default=dict)
         f.attrs["geometry_name"] = str(g.name)
         f.attrs["format_version"] = FORMAT_VERSION
+        if fx is not None:   # an RT Ion Plan's beams: how many of its fractions the dose holds (the RT Dose: all)
+            f.attrs["fractions"], f.attrs["fractions_planned"] = fx[0], fx[1]
         rg = f.create_group("result")
         for k in ("primaries", "wall_s", "protons_per_second", "backend", "device"):
             rg.attrs[k] = getattr(result, k)

@@ -463,9 +463,11 @@ def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str
         g = f.create_group("dvh")
         if dose_dataset not in ("dose", "dose_to_water"):
             raise ValueError(f'dose_dataset must be "dose" or "dose_to_water"; got {dose_dataset!r}')
+        fx = f[dose_dataset].attrs.get("fractions_note") if dose_dataset in f else None
         g.attrs["definition"] = ("cumulative DVH: fraction of the structure's voxels (centre inside the contour) "
                                  f"with dose >= dose_gy; dose as the '{dose_dataset}' dataset (physical dose to "
-                                 f"{'water' if dose_dataset == 'dose_to_water' else 'medium'}, no RBE)")
+                                 f"{'water' if dose_dataset == 'dose_to_water' else 'medium'}, no RBE"
+                                 + (f"; {fx}" if fx else "") + ")")
         g.attrs["dose_dataset"] = dose_dataset
         g.attrs["dose_to"] = "water" if dose_dataset == "dose_to_water" else "medium"
         g.attrs["dose_type"] = "PHYSICAL"

@@ -64,6 +64,17 @@ def test_five_fraction_plan_dose_holds_all_fractions_and_per_beam_files(tmp_path
     s = _run(tmp_path, cfg, capsys, "output.rtdose_per_beam=true")
     per_fraction = read_dose_hdf5(tmp_path / "o.h5")["dose"]            # the HDF5 holds what was simulated
     assert s["hdf5_fractions"] == 1 and "1 of 5 fractions" in s["hdf5_dose"]
+    import h5py
+
+    with h5py.File(tmp_path / "o.h5") as f:   # the file says so itself (before 2026-12-05: only in a JSON string)
+        assert (f.attrs["fractions"], f.attrs["fractions_planned"]) == (1, 5)
+        note = "1 of 5 planned fractions (one fraction)"
+        assert f["dose"].attrs["fractions_note"] == note == f["dose_to_water"].attrs["fractions_note"]
+    from mcproton._io.rtstruct import write_dvh_hdf5
+
+    write_dvh_hdf5(tmp_path / "o.h5", per_fraction, {"all": per_fraction >= 0}, 0.125)
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert note in f["dvh"].attrs["definition"]
     rd = read_rtdose(tmp_path / "RD.dcm")
     assert rd.dose_summation_type == "PLAN" and rd.referenced_fraction_group_number is None
     assert rd.referenced_plan_sop_instance_uid == plan.SOPInstanceUID
