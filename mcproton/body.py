@@ -175,6 +175,20 @@ def body_from_ct(density_g_cm3_zyx: np.ndarray, threshold_g_cm3: float, source: 
     return BodyOutline(mask, source, "auto")
 
 
+def auto_threshold_density(calibration: Any) -> tuple[float, str]:
+    """The mass density (g/cm3) of :data:`AUTO_BODY_HU` on an HU calibration, and the outline's description."""
+    rho = float(np.asarray(calibration.density_from_hu(np.array([AUTO_BODY_HU])))[0])
+    return rho, f"auto, HU > {AUTO_BODY_HU:g} (density > {rho:.3f} g/cm3 on {calibration.name})"
+
+
+def auto_body_outline(geometry: Any, calibration: Any) -> BodyOutline | None:
+    """The automatic outline of ``mcproton run`` (module docstring) of a grid made from a CT by ``calibration``
+    (``HUCalibration.to_geometry``), for a script: ``apply_body_outline(res, auto_body_outline(res.geometry,
+    cal))`` zeroes the dose in the air around the patient as ``mcproton run`` does.  None if no voxel is above."""
+    rho, source = auto_threshold_density(calibration)
+    return body_from_ct(geometry.density_g_cm3_zyx, rho, source)
+
+
 def body_from_labels(labels_zyx: np.ndarray) -> BodyOutline:
     """A labelled phantom's body: every voxel with a label (0 = outside air)."""
     return BodyOutline(np.asarray(labels_zyx) != 0, "phantom labels (every label but 0 = outside air)", "labels")
@@ -189,8 +203,7 @@ def _hu_threshold_density(cfg: dict) -> tuple[float, str]:
     phys = cfg.get("physics", {})
     calib = HUCalibration.load(p if p.exists() else cal, water_model=phys.get("water_model", "icru90"),
                                ivalue_set=phys.get("ivalue_set"))
-    rho = float(np.asarray(calib.density_from_hu(np.array([AUTO_BODY_HU])))[0])
-    return rho, f"auto, HU > {AUTO_BODY_HU:g} (density > {rho:.3f} g/cm3 on {calib.name})"
+    return auto_threshold_density(calib)
 
 
 def body_outline_for(cfg: dict, geometry: Any) -> BodyOutline | None:

@@ -309,6 +309,8 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         from .body import apply_body_outline
 
         apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask
+        if outline is None and getattr(total.geometry, "study", None) is not None:   # a CT, output.body_outline
+            total.provenance["body_outline"] = "none (output.body_outline): the dose everywhere, air included"
         early = _mark_completeness(settings, beams, results, total)
     checkpointed = not args.no_checkpoint
     out_cfg = cfg.get("output", {})

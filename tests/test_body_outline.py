@@ -121,3 +121,34 @@ def test_d_cc_near_maximum():
     assert dose_at_volume_cm3(d, m, 0.03, 0.027) == 99.0       # 2 voxels of 3 mm
     assert dose_at_volume_cm3(d, m, 5.0, 1.0) == 96.0
     assert np.isnan(dose_at_volume_cm3(d, np.zeros(d.shape, bool), 0.03, 0.008))
+
+
+def test_a_scripts_rt_dose_of_a_ct_says_the_air_is_in_it_and_the_auto_outline_takes_it_out(tmp_path):
+    """The Python workflow (load_ct_series, to_geometry, simulate, write_result_rtdose) kept the dose in air: an
+    RT Dose whose maximum was 13 times the patient's (API audit 2026-12-05, F3), where mcproton run writes 0
+    outside the body.  Now write_result_rtdose warns on a CT's result without an outline, and
+    mcproton.body.auto_body_outline gives the outline mcproton run uses."""
+    import warnings
+
+    import mcproton as mcp
+    from mcproton.body import auto_body_outline
+    from mcproton.dicom import read_rtdose
+
+    hu, head = _synthetic_ct_hu()
+    _ct_config(tmp_path, hu)
+    cal = mcp.HUCalibration.load("schneider2000")
+    geom = cal.to_geometry(mcp.load_ct_series(tmp_path / "ct"))
+    beam = mcp.Beam.pencil(70.0, position_mm=(1.0, -60.0, 0.0), direction=(0.0, 1.0, 0.0), total_protons=1e8)
+    res = mcp.simulate(geom, beam, mcp.RunSettings(primaries=2000, backend="cpu", threads=1, batches=10))
+    assert res.dose_gy_zyx[:, ~head].max() > 0          # the dose in the air in front of the head, as computed
+    with pytest.warns(mcp.McprotonRuntimeWarning, match="no body outline, so the RT Dose holds the dose in the air"):
+        mcp.write_result_rtdose(res, tmp_path / "RD_air.dcm")
+    outline = auto_body_outline(res.geometry, cal)
+    assert np.array_equal(outline.mask, np.broadcast_to(head, hu.shape))   # mcproton run's (the test above)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mcp.McprotonRuntimeWarning)
+        mcp.write_result_rtdose(res, tmp_path / "RD.dcm", body_outline=outline)
+        rd = read_rtdose(tmp_path / "RD.dcm")
+        assert not rd.dose_gy_zyx[:, ~head].any() and rd.dose_gy_zyx[:, head].max() > 0
+        apply_body_outline(res, outline)                 # or on the result: no warning either
+        mcp.write_result_rtdose(res, tmp_path / "RD2.dcm")

@@ -379,6 +379,14 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     maximum dose (Gy)."""
     from ..body import mask_outside
 
+    if (body_outline is None and getattr(result, "body_outline", None) is None
+            and getattr(result.geometry, "study", None) is not None and "body_outline" not in result.provenance):
+        warn("write_result_rtdose: the result has no body outline, so the RT Dose holds the dose in the air around "
+             "the patient as computed (a dose to medium in air is energy over a tiny mass: large and noisy, often "
+             "far above the dose in the patient); mcproton run writes 0 outside the body: give "
+             "body_outline=mcproton.body.auto_body_outline(result.geometry, calibration) (the CT's voxels above "
+             "-400 HU, as mcproton run) or mcproton.body.body_from_rtstruct(rtstruct, result.geometry), or apply it "
+             "to the result first (mcproton.body.apply_body_outline)", McprotonRuntimeWarning, stacklevel=2)
     if getattr(result, "normalisation", "") == "Gy per primary":
         raise ValueError("this result's dose is in Gy per primary proton (its beam gives no total_protons): an RT "
                          "Dose holds Gy, so the file would be mislabelled; simulate a beam with total_protons (or a "
