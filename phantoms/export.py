@@ -33,24 +33,34 @@ def _json_default(o):
     return str(o)
 
 
+#: the layout of a phantom file (root attribute format_version); bump on a change a reader must know about
+PHANTOM_FORMAT_VERSION = "mcproton-phantom/1"
+
+
 def write_phantom_hdf5(geometry: VoxelGeometry, path) -> Path:
     """Datasets ``material_index`` (uint8), ``density`` (float32 g/cm3), ``labels`` (int16), all (z, y, x);
-    root attributes ``voxel_size_mm``, ``origin_mm`` (x, y, z; centre of voxel [0,0,0]), ``axis_order``,
-    ``label_names`` (JSON {id: name}), ``name`` and ``meta`` (JSON, when the geometry has one); group
-    ``materials`` with one subgroup per material (index order) holding name, density, I-value, source and
-    the element mass fractions."""
+    root attributes ``format_version`` (:data:`PHANTOM_FORMAT_VERSION`), ``voxel_size_mm``, ``origin_mm`` (x, y,
+    z; centre of voxel [0,0,0]), ``axes`` ("zyx", as the dose files say it) and ``axis_order``, ``label_names``
+    (JSON {id: name}), ``name`` and ``meta`` (JSON, when the geometry has one); group ``materials`` with one
+    subgroup per material (index order) holding name, density, I-value, source and the element mass fractions.
+    Each dataset says its unit or where its values are named (``lookup``: the attribute or group that names a
+    label or material index; the interop audit 2026-12-05 read the file with h5py alone, F4)."""
     import h5py
 
     path = Path(path)
     with h5py.File(path, "w") as f:
         opts = dict(compression="gzip", compression_opts=4, shuffle=True)
         f.create_dataset("material_index", data=geometry.material_index_zyx, **opts)
+        f["material_index"].attrs["lookup"] = "group materials (subgroup = index, zero-padded: 000, 001, ...)"
         f.create_dataset("density", data=geometry.density_g_cm3_zyx, **opts)
         f["density"].attrs["unit"] = "g/cm3"
         if geometry.labels_zyx is not None:
             f.create_dataset("labels", data=geometry.labels_zyx, **opts)
+            f["labels"].attrs["lookup"] = "root attribute label_names (JSON {label: name}; 0 = outside air)"
+        f.attrs["format_version"] = PHANTOM_FORMAT_VERSION
         f.attrs["voxel_size_mm"] = np.asarray(geometry.voxel_size_mm, float)
         f.attrs["origin_mm"] = np.asarray(geometry.origin_mm, float)
+        f.attrs["axes"] = "zyx"
         f.attrs["axis_order"] = "zyx (arrays); x, y, z (attributes)"
         f.attrs["name"] = geometry.name
         f.attrs["label_names"] = json.dumps({str(k): v for k, v in sorted(geometry.label_names.items())})
@@ -74,6 +84,11 @@ def read_phantom_hdf5(path) -> VoxelGeometry:
     import h5py
 
     with h5py.File(path, "r") as f:
+        version = f.attrs.get("format_version")   # absent: written before 2026-12-05, the same layout
+        if version is not None and str(version) != PHANTOM_FORMAT_VERSION:
+            raise ValueError(f"{path} has format_version {str(version)!r}, not {PHANTOM_FORMAT_VERSION!r}: it was "
+                             "written by another version of mcproton; read it with that version, or write the "
+                             "phantom again (mcproton phantom)")
         mats = []
         for key in sorted(f["materials"].keys()):
             a = f["materials"][key].attrs

@@ -55,6 +55,8 @@ def test_save_load_round_trip(result, tmp_path):
     p = result.save(tmp_path / "r.h5")
     with __import__("h5py").File(p, "r") as f:
         assert f.attrs["format_version"] == "mcproton-dose/1"
+        units = json.loads(f["ledger"].attrs["units"])   # every entry's unit, in the file (interop audit, F4)
+        assert set(units) == set(result.ledger) and units["deposited"] == "MeV" and units["steps"] == "count"
     back = mcproton.DoseResult.load(p)
     for k in ("dose_gy_zyx", "edep_mev_zyx"):
         np.testing.assert_array_equal(getattr(back, k), getattr(result, k), err_msg=k)

@@ -100,6 +100,16 @@ def write_grid(f: Any, name: str, arr: Any, *, shuffle: bool = True, level: int 
     return d
 
 
+def ledger_units() -> str:
+    """The ``ledger`` group's attribute ``units``: JSON {entry: unit} of every entry of kernels/params.h
+    (MCP_LEDGER_ENTRIES): "MeV" for the energies (of all primaries together), "count" for the counts, and
+    imbalance_rel ("1": (energy in - energy out) / energy in)."""
+    from .._kernels.layout import LEDGER_ENTRIES
+
+    units = {e.name: "count" if e.kind == "count" else "MeV" for e in LEDGER_ENTRIES}
+    return json.dumps({**units, "imbalance_rel": "1"})
+
+
 def plan_fractions(provenance: dict) -> tuple[int, int, str] | None:
     """(fractions the dose holds, fractions planned, their description e.g. "1 of 3 planned fractions (one
     fraction)") of a result of an RT Ion Plan's beams (their meta kept in ``provenance["beam"]`` or
@@ -180,6 +190,7 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
         lg = f.create_group("ledger")
         for k, v in result.ledger.items():
             lg.attrs[k] = v
+        lg.attrs["units"] = ledger_units()
         for k, v in (extra_attrs or {}).items():
             f.attrs[k] = _attr(v)
 
@@ -226,7 +237,7 @@ def read_dose_hdf5(path: str | Path) -> dict[str, Any]:
             out["body_outline"] = str(f["body_mask"].attrs.get("outline", ""))
         out["attrs"] = dict(f.attrs)
         out["provenance"] = dict(f["provenance"].attrs) if "provenance" in f else {}
-        out["ledger"] = dict(f["ledger"].attrs) if "ledger" in f else {}
+        out["ledger"] = ({k: v for k, v in f["ledger"].attrs.items() if k != "units"} if "ledger" in f else {})
         out["result"] = dict(f["result"].attrs) if "result" in f else {}
         out["dataset_attrs"] = {k: dict(f[k].attrs) for k in ("dose_raw", "body_mask") if k in f}
     return out
