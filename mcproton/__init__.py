@@ -10,8 +10,9 @@ The public API, for research scripts::
     res = mcp.DoseResult.load("water.h5")
 
 Every name in ``__all__`` is imported from its module on first use (PEP 562), so ``import mcproton`` stays
-fast and does not load numpy, the physics tables or a backend.  Modules whose names start with ``_`` are
-private: their contents may change without notice.
+fast and does not load numpy, the physics tables or a backend; so are the public submodules (``mcp.dicom``,
+``mcp.dvh``, ``mcp.body``, ``mcp.rbe``, ``mcp.phantoms``, ...: ``_SUBMODULES``), whatever else the script
+imported first.  Modules whose names start with ``_`` are private: their contents may change without notice.
 """
 from __future__ import annotations
 
@@ -36,9 +37,17 @@ _LAZY = {
     "write_result_rtdose": "mcproton.dicom", "StudyReference": "mcproton.dicom",
     # warnings of mcproton's own (filter or catch them by class)
     "McprotonWarning": "mcproton._io.errors", "McprotonRuntimeWarning": "mcproton._io.errors",
+    # the independent plan check (docs/check.md): the function itself, with its signature and parameters
+    "check": "mcproton._check.api",
 }
 
-__all__ = [  # "__version__", "check" and the keys of _LAZY (tests/test_public_api.py keeps them equal)
+#: the public submodules (README, Layout: "Public: ..."; phantoms and validation are installed inside the package),
+#: each an attribute of ``mcproton`` imported on first use (``mcp.dicom.dose_contents`` works after
+#: ``import mcproton as mcp`` alone).  Not in ``__all__``: ``from mcproton import *`` would import them all.
+_SUBMODULES = ("settings", "config", "run", "source", "geometry", "materials", "physics", "dicom", "dvh", "body",
+               "rbe", "plots", "commission", "planning", "demo", "bench", "cli", "phantoms", "validation")
+
+__all__ = [  # "__version__" and the keys of _LAZY (tests/test_public_api.py keeps them equal)
     "__version__", "check",
     "simulate", "sum_results", "DoseResult", "RunSettings", "PhysicsSettings",
     "Beam", "Spot", "RangeShifterSlab",
@@ -50,23 +59,18 @@ __all__ = [  # "__version__", "check" and the keys of _LAZY (tests/test_public_a
 
 
 def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'mcproton' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(mod), name)
+    mod = _LAZY.get(name)
+    if mod is not None:
+        value = getattr(importlib.import_module(mod), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"mcproton.{name}")   # the import also sets the attribute
+    else:
+        raise AttributeError(f"module 'mcproton' has no attribute {name!r}")
     globals()[name] = value      # later look-ups skip __getattr__
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
-
-def check(*args, **kwargs):
-    """Independent Monte Carlo check of a plan against its planning-system dose; returns a CheckResult.
-    See :func:`mcproton._check.api.check` and docs/check.md (imported on first use)."""
-    from ._check.api import check as _check
-
-    return _check(*args, **kwargs)
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

@@ -14,7 +14,11 @@ summary call it.
   with interpolation, ``np.percentile(d, 98)``, gives 98.02 Gy instead);
 * ``D_V cc`` (e.g. D0.03cc, a near-maximum) is the same for an absolute volume: the dose of voxel number
   ``ceil(V / voxel volume)``;
-* the cumulative DVH ``V(d)`` is the fraction (0..1) of the volume with a dose ``>= d``.
+* the cumulative DVH ``V(d)`` is the fraction (0..1) of the volume with a dose ``>= d``;
+* the absolute volumes (``volume_cm3``, D0.03cc) need the voxel volume (``VoxelGeometry.voxel_volume_cm3``): a
+  count of voxels is not a volume, so without it they are left out (before, 1 cm3 per voxel was assumed: 100
+  voxels of 2 x 2 x 1 mm were "100 cm3" and D0.03cc the maximum);
+* a dose with NaN in the mask is refused: NaN has no rank (sorted, it would be the hottest voxel).
 """
 from __future__ import annotations
 
@@ -30,7 +34,47 @@ def _doses(dose: np.ndarray, mask: np.ndarray) -> np.ndarray:
     m = np.asarray(mask, dtype=bool)
     if d.shape != m.shape:
         raise ValueError(f"dose shape {d.shape} differs from mask shape {m.shape}")
-    return d[m]
+    out = d[m]
+    _refuse_nan(out)
+    return out
+
+
+def _refuse_nan(d: np.ndarray, sorted_doses: np.ndarray | None = None) -> None:
+    """Refuse a structure's doses with NaN (``sorted_doses``, ascending, has them last): every statistic here ranks
+    the doses, and NaN would be ranked the hottest (D2% of 1..100 Gy with one NaN read 100 Gy) while Dmax is NaN."""
+    has_nan = (bool(sorted_doses.size) and bool(np.isnan(sorted_doses[-1]))) if sorted_doses is not None \
+        else bool(np.isnan(d).any())
+    if has_nan:
+        n = int(np.count_nonzero(np.isnan(d)))
+        raise ValueError(f"the dose has {n} NaN voxel(s) of the {d.size} in the mask: a DVH ranks the doses and NaN "
+                         "has none (it would count as the hottest); replace them (np.nan_to_num) or leave them out "
+                         "of the mask")
+
+
+def _voxel_volume(voxel_volume_cm3: float | None) -> float | None:
+    """The voxel volume (cm3) as a positive float, or None (not given)."""
+    if voxel_volume_cm3 is None:
+        return None
+    from .settings import _real
+
+    v = _real("voxel_volume_cm3", voxel_volume_cm3, "the volume of one voxel in cm3 (geometry.voxel_volume_cm3)")
+    if not (v > 0 and np.isfinite(v)):
+        raise ValueError(f"voxel_volume_cm3 must be a positive number of cm3; got {voxel_volume_cm3}")
+    return v
+
+
+#: the statistics that need the voxel volume (left out without it)
+CM3_KEYS = ("volume_cm3", "d0.03cc")
+
+
+class DoseStats(dict):
+    """The dict of :func:`dose_stats`: a key left out for want of the voxel volume says so when asked for."""
+
+    def __missing__(self, key: str) -> float:
+        if key in CM3_KEYS:
+            raise KeyError(f"{key!r} needs the voxel volume: give dose_stats(..., voxel_volume_cm3=..., e.g. "
+                           "geometry.voxel_volume_cm3); without it the absolute volumes are left out")
+        raise KeyError(key)
 
 
 def _check_cm3(volume_cm3: float, voxel_volume_cm3: float) -> None:
@@ -106,20 +150,29 @@ def cumulative_of_sorted(s: np.ndarray, levels: np.ndarray) -> np.ndarray:
     return 1.0 - np.searchsorted(s, levels, side="left") / s.size
 
 
-def dose_stats(dose: np.ndarray, mask: np.ndarray, voxel_volume_cm3: float = 1.0,
+def dose_stats(dose: np.ndarray, mask: np.ndarray, voxel_volume_cm3: float | None = None,
                prescription_gy: float | None = None) -> dict[str, float]:
-    """Volume, Dmean, Dmin, Dmax, D98, D95, D50, D2% and the near-maximum D0.03cc of one structure (Gy).
-    With ``prescription_gy``: also V95 (fraction >= 95 % of it) and the fraction of voxels within +-5 % of it."""
+    """The voxel count, Dmean, Dmin, Dmax, D98, D95, D50 and D2% of one structure (Gy); with ``voxel_volume_cm3``
+    (the grid's voxel volume in cm3, ``geometry.voxel_volume_cm3``) also its volume ``volume_cm3`` and the
+    near-maximum D0.03cc, left out without it (asking for them then says so).  With ``prescription_gy``: also V95
+    (fraction >= 95 % of it) and the fraction of voxels within +-5 % of it.  A dose with NaN in the mask is
+    refused."""
     return stats_of_doses(_doses(dose, mask), voxel_volume_cm3, prescription_gy)
 
 
-def stats_of_doses(d: np.ndarray, voxel_volume_cm3: float = 1.0, prescription_gy: float | None = None,
+def stats_of_doses(d: np.ndarray, voxel_volume_cm3: float | None = None, prescription_gy: float | None = None,
                    sorted_doses: np.ndarray | None = None) -> dict[str, float]:
     """:func:`dose_stats` of the structure's doses ``d`` (float64, in the mask's C order, as ``dose[mask]``);
     ``sorted_doses``, ``np.sort(d)`` if at hand, spares the partitions (the same numbers)."""
-    out = {"voxels": int(d.size), "volume_cm3": float(d.size * voxel_volume_cm3)}
+    vv = _voxel_volume(voxel_volume_cm3)
+    _refuse_nan(d, sorted_doses)
+    out = DoseStats(voxels=int(d.size))
+    if vv is not None:
+        out["volume_cm3"] = float(d.size * vv)
     if d.size == 0:
-        out.update({k: float("nan") for k in ("dmean", "dmin", "dmax", "d98", "d95", "d50", "d2", "d0.03cc")})
+        out.update({k: float("nan") for k in ("dmean", "dmin", "dmax", "d98", "d95", "d50", "d2")})
+        if vv is not None:
+            out["d0.03cc"] = float("nan")
         return out
     s = sorted_doses
 
@@ -127,8 +180,9 @@ def stats_of_doses(d: np.ndarray, voxel_volume_cm3: float = 1.0, prescription_gy
         return _nth_largest(d, _rank_percent(d.size, v), s)
 
     out.update({"dmean": float(d.mean()), "dmin": float(d.min()), "dmax": float(d.max()),
-                "d98": dv(98), "d95": dv(95), "d50": dv(50), "d2": dv(2),
-                "d0.03cc": _nth_largest(d, _rank_cm3(d.size, 0.03, voxel_volume_cm3), s)})
+                "d98": dv(98), "d95": dv(95), "d50": dv(50), "d2": dv(2)})
+    if vv is not None:
+        out["d0.03cc"] = _nth_largest(d, _rank_cm3(d.size, 0.03, vv), s)
     if prescription_gy:
         p = float(prescription_gy)
         out["v95"] = float((d >= 0.95 * p).mean())
@@ -137,9 +191,9 @@ def stats_of_doses(d: np.ndarray, voxel_volume_cm3: float = 1.0, prescription_gy
     return out
 
 
-def dvh_table(dose: np.ndarray, masks: Mapping[str, np.ndarray], voxel_volume_cm3: float = 1.0,
+def dvh_table(dose: np.ndarray, masks: Mapping[str, np.ndarray], voxel_volume_cm3: float | None = None,
               prescription_gy: Mapping[str, float] | None = None) -> dict[str, dict[str, float]]:
-    """``dose_stats`` for every named mask."""
+    """``dose_stats`` for every named mask (``voxel_volume_cm3``: as there, needed for the absolute volumes)."""
     pres = prescription_gy or {}
     return {nm: dose_stats(dose, m, voxel_volume_cm3, pres.get(nm)) for nm, m in masks.items()}
 

@@ -7,6 +7,7 @@ patient (LPS) frame.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
@@ -149,6 +150,25 @@ def not_whole_voxels(size_mm: Sequence[float] | np.ndarray,
     return out
 
 
+def _mm(key: str, v: object, n: int, what: str, scalar_ok: bool = False) -> np.ndarray:
+    """``v`` as ``n`` finite floats (mm; one number for all ``n`` where ``scalar_ok``): NumPy numbers and arrays are
+    taken; text, None, NaN, inf or another count is refused with a ValueError naming ``key`` (before, a NaN voxel
+    size ended in "cannot convert float NaN to integer" and a voxel size "1" was read as a number)."""
+    try:
+        raw = np.asarray(v)
+    except (TypeError, ValueError):   # ragged
+        raw = np.asarray(None)
+    a = raw.astype(float) if raw.dtype.kind in "iuf" else None
+    if a is not None and scalar_ok and a.ndim == 0:
+        a = np.full(n, float(a))
+    if a is None or a.shape != (n,):
+        one = " or one number for all" if scalar_ok else ""
+        raise ValueError(f"{key} = {v!r}: give {what}, {n} numbers{one} (mm, without quotes)")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{key} = {v!r} contains NaN or inf: give {what} as finite numbers (mm)")
+    return a
+
+
 def box_phantom(material: Material | str, size_mm: Sequence[float], voxel_mm: Sequence[float] | float,
                 density_g_cm3: float | None = None, origin_mm: Sequence[float] | None = None,
                 name: str | None = None) -> VoxelGeometry:
@@ -161,10 +181,12 @@ def box_phantom(material: Material | str, size_mm: Sequence[float], voxel_mm: Se
     from ._io.errors import McprotonWarning, warn
     from .materials import get_material
 
+    from .settings import _real
+
     mat = get_material(material) if isinstance(material, str) else material
-    vox = np.broadcast_to(np.asarray(voxel_mm, dtype=float), (3,))
-    size = np.asarray(size_mm, dtype=float)
-    if size.shape != (3,) or np.any(size <= 0) or np.any(vox <= 0):
+    vox = _mm("box_phantom voxel_mm", voxel_mm, 3, "the voxel size (dx, dy, dz)", scalar_ok=True)
+    size = _mm("box_phantom size_mm", size_mm, 3, "the box's size (x, y, z)")
+    if np.any(size <= 0) or np.any(vox <= 0):
         raise ValueError(f"size_mm and voxel_mm must be positive (x, y, z); got {size_mm}, {voxel_mm}")
     n = np.maximum(1, np.round(size / vox).astype(int))
     inexact = not_whole_voxels(size, vox)
@@ -175,12 +197,13 @@ def box_phantom(material: Material | str, size_mm: Sequence[float], voxel_mm: Se
              "a multiple of the voxel size for the box asked", McprotonWarning, stacklevel=2)
     if np.prod(n) > 2_000_000_000:
         raise ValueError(f"grid of {n.tolist()} voxels is too large; use larger voxels")
-    rho = mat.density_g_cm3 if density_g_cm3 is None else float(density_g_cm3)
+    rho = (mat.density_g_cm3 if density_g_cm3 is None
+           else _real("box_phantom density_g_cm3", density_g_cm3, "the density in g/cm3, or None for the material's"))
     if origin_mm is None:
         ext = n * vox
         origin = np.array([-ext[0] / 2 + vox[0] / 2, -ext[1] / 2 + vox[1] / 2, vox[2] / 2])
     else:
-        origin = np.asarray(origin_mm, dtype=float)
+        origin = _mm("box_phantom origin_mm", origin_mm, 3, "the centre (x, y, z) of the first voxel")
     shape = (n[2], n[1], n[0])
     return VoxelGeometry(np.zeros(shape, np.uint8), np.full(shape, rho, np.float32), [mat],
                          tuple(vox), tuple(origin), name=name or f"{mat.name} box")
@@ -195,25 +218,29 @@ def slab_phantom(layers: Sequence[tuple[Material | str, float] | tuple[Material 
     boundaries); a clear error says otherwise.
     """
     from .materials import get_material
+    from .settings import _real
 
-    vox = np.broadcast_to(np.asarray(voxel_mm, dtype=float), (3,))
+    vox = _mm("slab_phantom voxel_mm", voxel_mm, 3, "the voxel size (dx, dy, dz)", scalar_ok=True)
     if not layers:
         raise ValueError("slab_phantom needs at least one layer")
-    lat = np.asarray(lateral_size_mm, dtype=float)
-    if not (np.all(np.isfinite(vox)) and np.all(vox > 0)) or lat.shape != (2,) or not np.all(np.isfinite(lat)) \
-            or np.any(lat <= 0):
+    lat = _mm("slab_phantom lateral_size_mm", lateral_size_mm, 2, "the lateral size (x, y)")
+    if np.any(vox <= 0) or np.any(lat <= 0):
         raise ValueError(f"voxel_mm (dx, dy, dz) and lateral_size_mm (x, y) must be positive; got {voxel_mm}, "
                          f"{lateral_size_mm}")
     mats: list[Material] = []
     keys: list[str] = []
     idx_z: list[int] = []
     rho_z: list[float] = []
-    for layer in layers:
+    for k, layer in enumerate(layers, start=1):
+        if not isinstance(layer, (tuple, list)) or len(layer) not in (2, 3):
+            raise ValueError(f"slab_phantom layer {k} = {layer!r}: give (material, thickness_mm) or (material, "
+                             "thickness_mm, density_g_cm3)")
         m = get_material(layer[0]) if isinstance(layer[0], str) else layer[0]
-        t = float(layer[1])
-        rho = float(layer[2]) if len(layer) > 2 else m.density_g_cm3
+        t = _real(f"slab_phantom layer {k} ({m.name}) thickness_mm", layer[1], "the layer's thickness in mm")
+        rho = (_real(f"slab_phantom layer {k} ({m.name}) density_g_cm3", layer[2], "its density in g/cm3")
+               if len(layer) > 2 else m.density_g_cm3)
         nz = t / vox[2]
-        if t <= 0 or abs(nz - round(nz)) > 1e-6:
+        if not math.isfinite(t) or t <= 0 or abs(nz - round(nz)) > 1e-6:
             raise ValueError(
                 f"layer {m.name!r} thickness {t} mm is not a positive whole number of {vox[2]} mm voxels; "
                 "change the thickness or the voxel size")

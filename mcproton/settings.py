@@ -4,16 +4,43 @@ Every field is also a config key (``[physics]`` and ``[run]`` sections of a run 
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 WATER_MODELS = ("icru90", "pstar")
 #: elemental I-value sets for Bragg additivity (mcproton/_physics/stopping.py IVALUE_SETS)
 IVALUE_SETS = ("icru37", "elemental")
 BACKENDS = ("auto", "cpu", "cuda")
 
+_T = TypeVar("_T")
 
+
+def _refuse_unknown_keywords(cls: type[_T]) -> type[_T]:
+    """Class decorator (above ``@dataclass``): a keyword that is not one of the fields is refused with a TypeError
+    naming it, the field it is likely a misspelling of and the fields, where Python's own says only "unexpected
+    keyword argument" (``RunSettings(primary=500)``, ``simulate(..., {"primary": 500})``,
+    ``RunSettings(physics={"nucler": False})``).  The signature shown by ``help`` is the dataclass's."""
+    init = cls.__init__
+    names = [f.name for f in fields(cls)]   # type: ignore[arg-type]
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        for k in kwargs:
+            if k not in names:
+                from ._io.errors import did_you_mean
+
+                raise TypeError(f"{cls.__name__} has no setting {k!r}{did_you_mean(k, names)}; its settings are "
+                                f"{', '.join(names)}")
+        init(self, *args, **kwargs)
+
+    setattr(cls, "__init__", __init__)
+    return cls
+
+
+@_refuse_unknown_keywords
 @dataclass
 class PhysicsSettings:
     """Physics options of the transport (defaults follow the models documented in docs/physics.md).
@@ -61,6 +88,7 @@ class PhysicsSettings:
             raise ValueError(f"physics.max_step_mm must lie in 0.01..100 mm; got {self.max_step_mm}")
 
 
+@_refuse_unknown_keywords
 @dataclass
 class RunSettings:
     """How a simulation is run.
@@ -141,7 +169,32 @@ _BOOL_FIELDS = ("nuclear", "nuclear_elastic", "straggling", "msc")
 
 
 def _kind(v: object) -> str:
-    return "text" if isinstance(v, str) else type(v).__name__
+    if isinstance(v, str):
+        return "text"
+    shape = getattr(v, "shape", None)
+    return f"array of shape {shape}" if isinstance(shape, tuple) and shape != () else type(v).__name__
+
+
+def _short(v: object, limit: int = 60) -> str:
+    """``repr(v)``, cut to ``limit`` characters (a large array in a message)."""
+    r = repr(v)
+    return r if len(r) <= limit else r[:limit - 3] + "..."
+
+
+def _real(key: str, v: object, what: str) -> float:
+    """``v`` as a Python float where it is one real number: an int, a float, a NumPy scalar or a 0-d NumPy array
+    (``np.float32(70)``, ``np.array(70.0)``).  Text, None, a bool, a list or an array of several values is refused
+    with a ValueError naming ``key`` and ``what`` it needs, as RunSettings refuses them (before, Spot("70") kept the
+    text, and Spot(70, weight=None) ended in a NumPy ufunc error that named no parameter); the caller checks the
+    range."""
+    dtype = getattr(v, "dtype", None)
+    if getattr(v, "shape", None) == () and getattr(dtype, "kind", "") in ("i", "u", "f"):
+        v = v.item()   # type: ignore[attr-defined]   # a NumPy scalar or 0-d array
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        how = ("as a number without quotes" if isinstance(v, str)
+               else "one number, not several" if hasattr(v, "__len__") else "as a number")
+        raise ValueError(f"{key} = {_short(v)} has the wrong type ({_kind(v)}): give {what}, {how}")
+    return float(v)
 
 
 def _whole(key: str, v: object, what: str) -> int:

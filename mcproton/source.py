@@ -19,10 +19,24 @@ import numpy as np
 
 from ._kernels.layout import SPOT_DTYPE  # struct Spot, parsed from kernels/source/spot.h (re-exported here)
 from .materials import Material, get_material
+from .settings import _real
+
+
+def _numbers(v: Any) -> np.ndarray | None:
+    """``v`` as a float array where it holds numbers only (ints, floats, NumPy numbers, of any shape); None for text,
+    None, bools, objects or a ragged sequence (refused by the caller, with the shape it needs: before, ("3", "3")
+    was read as numbers and stored as text)."""
+    try:
+        raw = np.asarray(v)
+    except (TypeError, ValueError):
+        return None
+    return raw.astype(float) if raw.dtype.kind in "iuf" else None
 
 
 def _unit(v: Sequence[float], what: str) -> np.ndarray:
-    a = np.asarray(v, dtype=float)
+    a = _numbers(v)
+    if a is None:
+        raise ValueError(f"{what} must be a non-zero finite 3-vector of numbers; got {v!r}")
     n = np.linalg.norm(a) if a.shape == (3,) else 0.0
     if a.shape != (3,) or not np.all(np.isfinite(a)) or n == 0:
         raise ValueError(f"{what} must be a non-zero finite 3-vector; got {v}")
@@ -158,12 +172,16 @@ class Spot:
     range_shifter: RangeShifterSlab | None = None
 
     def __post_init__(self) -> None:
-        e = float(self.energy_mev)
+        # the scalars are kept as Python floats (a NumPy scalar or 0-d array is taken; text, None, a list refused)
+        e = self.energy_mev = _real("spot energy_mev", self.energy_mev, "the mean kinetic energy in MeV")
         if not np.isfinite(e) or e <= 0:
             raise ValueError(f"spot energy_mev must be positive; got {self.energy_mev}")
         if e > 350.0:
             raise ValueError(f"spot energy {e} MeV is above 350 MeV, outside the physics tables "
                              "(therapy protons are 50-250 MeV)")
+        self.energy_spread_mev = _real("spot energy_spread_mev", self.energy_spread_mev,
+                                       "the Gaussian sigma of the energy in MeV (0 for none)")
+        self.weight = _real("spot weight", self.weight, "the spot's relative share of the protons (>= 0)")
         if not np.isfinite(self.energy_spread_mev) or self.energy_spread_mev < 0:
             raise ValueError(f"energy_spread_mev must be >= 0; got {self.energy_spread_mev}")
         if self.energy_spread_mev * MAX_SPREAD_SIGMAS > e:
@@ -173,11 +191,8 @@ class Spot:
                              "the spectrum simulated would not be the one given; give the Gaussian sigma in MeV (a "
                              "therapy beam's is about 1 % of its energy; not a percentage, not a FWHM)")
         for name, n in (("sigma_mm", 2), ("divergence_rad", 2), ("correlation", 2), ("position_mm", 3)):
-            try:
-                a = np.asarray(getattr(self, name), dtype=float)
-            except (TypeError, ValueError):
-                a = np.empty(0)
-            if a.shape != (n,):
+            a = _numbers(getattr(self, name))
+            if a is None or a.shape != (n,):
                 what = "(x, y, z) in mm" if n == 3 else "(x, y) in the beam frame"
                 raise ValueError(f"spot {name} must be {n} numbers {what}; got {getattr(self, name)!r}")
             if not np.all(np.isfinite(a)):
@@ -222,15 +237,11 @@ def make_spots(energy_mev: Sequence[float], position_mm: Any, direction: Any, ax
                      energy_spread_mev=energy_spread_mev[i], sigma_mm=sigma_mm[i], divergence_rad=divergence_rad[i],
                      correlation=correlation[i], weight=weight[i], range_shifter=rs[i]) for i in range(n)]
 
-    try:
-        e = np.asarray(energy_mev, dtype=float)
-        es = np.asarray(energy_spread_mev, dtype=float)
-        sig = np.asarray(sigma_mm, dtype=float)
-        div = np.asarray(divergence_rad, dtype=float)
-        cor = np.asarray(correlation, dtype=float)
-        w = np.asarray(weight, dtype=float)
-    except (TypeError, ValueError):   # ragged or not numbers: Spot says what is wrong
+    given = [_numbers(c) for c in (energy_mev, energy_spread_mev, sigma_mm, divergence_rad, correlation, weight)]
+    cols = [c for c in given if c is not None]
+    if len(cols) < len(given) or _numbers(position_mm) is None:   # ragged or not numbers: Spot says what is wrong
         return one_by_one()
+    e, es, sig, div, cor, w = cols
     shapes_ok = (pos.shape == d0.shape == a0.shape == (n, 3) and e.shape == es.shape == w.shape == (n,)
                  and sig.shape == div.shape == cor.shape == (n, 2) and len(rs) == n)
     if not shapes_ok or n == 0:
@@ -255,11 +266,12 @@ def make_spots(energy_mev: Sequence[float], position_mm: Any, direction: Any, ax
     ax /= nt[:, None]
     new = object.__new__
     out = []
+    e_f, es_f, w_f = e.tolist(), es.tolist(), w.tolist()   # Python floats, as Spot keeps them
     for i, (p, di, ai) in enumerate(zip(map(tuple, pos), map(tuple, d), map(tuple, ax))):
         s = new(Spot)
-        s.__dict__.update(energy_mev=energy_mev[i], position_mm=p, direction=di, energy_spread_mev=energy_spread_mev[i],
+        s.__dict__.update(energy_mev=e_f[i], position_mm=p, direction=di, energy_spread_mev=es_f[i],
                           sigma_mm=sigma_mm[i], divergence_rad=divergence_rad[i], correlation=correlation[i],
-                          weight=weight[i], axis_x=ai, range_shifter=rs[i])
+                          weight=w_f[i], axis_x=ai, range_shifter=rs[i])
         out.append(s)
     return out
 
@@ -338,6 +350,10 @@ class Beam:
     def __post_init__(self) -> None:
         if isinstance(self.spots, Spot):
             raise ValueError("Beam(spots) takes a list of Spots; give [spot] for one spot (or Beam.pencil)")
+        if not isinstance(self.spots, list):   # a tuple, a generator, an array of Spots: kept as a list
+            if isinstance(self.spots, (str, bytes, dict)) or not hasattr(self.spots, "__iter__"):
+                raise ValueError(f"Beam(spots) takes a list of Spots; got a {type(self.spots).__name__}")
+            self.spots = list(self.spots)
         if len(self.spots) == 0:
             raise ValueError("a beam needs at least one spot")
         bad = next((s for s in self.spots if not isinstance(s, Spot)), None)
@@ -346,14 +362,20 @@ class Beam:
         w = np.array([s.weight for s in self.spots], dtype=float)
         if w.sum() <= 0:
             raise ValueError("the spot weights of the beam sum to zero; give at least one positive weight")
-        if self.total_protons is not None and (not np.isfinite(self.total_protons) or self.total_protons <= 0):
-            raise ValueError(f"total_protons must be positive; got {self.total_protons}")
+        if self.total_protons is not None:
+            self.total_protons = _real("beam total_protons", self.total_protons,
+                                       "the number of protons the beam delivers (e.g. 1e9), or None for dose per "
+                                       "primary")
+            if not np.isfinite(self.total_protons) or self.total_protons <= 0:
+                raise ValueError(f"total_protons must be positive; got {self.total_protons}")
 
     @classmethod
     def pencil(cls, energy_mev: float, **kw) -> "Beam":
-        """A single pencil beam; keyword arguments are those of :class:`Spot`."""
+        """A single pencil beam; keyword arguments are those of :class:`Spot`, and ``total_protons`` (of
+        :class:`Beam`)."""
         total = kw.pop("total_protons", None)
-        return cls([Spot(energy_mev, **kw)], total_protons=total, name=f"pencil {energy_mev:g} MeV")
+        spot = Spot(energy_mev, **kw)
+        return cls([spot], total_protons=total, name=f"pencil {spot.energy_mev:g} MeV")
 
     @property
     def max_energy_mev(self) -> float:

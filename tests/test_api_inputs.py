@@ -204,3 +204,75 @@ def test_loading_a_file_that_is_not_hdf5_is_a_dose_file_error(tmp_path):
         mcproton.DoseResult.load(p)
     with pytest.raises(FileNotFoundError):
         mcproton.DoseResult.load(tmp_path / "missing.h5")
+
+
+# ------------------------------------------------------------- wrong-typed inputs (audit 2026-12-05 F11)
+@pytest.mark.parametrize("make,words", [
+    (lambda: Spot("70"), "spot energy_mev = '70' has the wrong type (text): give the mean kinetic energy in MeV"),
+    (lambda: Beam.pencil("70"), "spot energy_mev = '70' has the wrong type (text)"),
+    (lambda: Beam.pencil(None), "spot energy_mev = None has the wrong type (NoneType)"),
+    (lambda: Beam.pencil([70.0]), "spot energy_mev = [70.0] has the wrong type (list)"),
+    (lambda: Beam.pencil(np.array([70.0])), "has the wrong type (array of shape (1,)): give the mean kinetic "
+                                            "energy in MeV, one number, not several"),
+    (lambda: Spot(70.0, energy_spread_mev="0.5"), "spot energy_spread_mev = '0.5' has the wrong type (text)"),
+    (lambda: Spot(70.0, energy_spread_mev=None), "spot energy_spread_mev = None has the wrong type"),
+    (lambda: Spot(70.0, weight=None), "spot weight = None has the wrong type (NoneType)"),
+    (lambda: Spot(70.0, weight="1"), "spot weight = '1' has the wrong type (text)"),
+    (lambda: Spot(70.0, sigma_mm=("3", "3")), "spot sigma_mm must be 2 numbers (x, y) in the beam frame"),
+    (lambda: Spot(70.0, direction="z"), "spot direction must be a non-zero finite 3-vector of numbers; got 'z'"),
+    (lambda: Beam.pencil(70.0, total_protons="1e9"), "beam total_protons = '1e9' has the wrong type (text)"),
+    (lambda: Beam(None), "Beam(spots) takes a list of Spots; got a NoneType"),
+    (lambda: box_phantom("water", (10, 10, 10), float("nan")), "box_phantom voxel_mm = nan contains NaN or inf"),
+    (lambda: box_phantom("water", (10, 10, 10), "1"), "box_phantom voxel_mm = '1': give the voxel size"),
+    (lambda: box_phantom("water", (10, 10), 1), "box_phantom size_mm = (10, 10): give the box's size (x, y, z)"),
+    (lambda: box_phantom("water", (10, 10, 10), 1, density_g_cm3="1"), "box_phantom density_g_cm3 = '1' has the "
+                                                                        "wrong type (text)"),
+    (lambda: mcproton.slab_phantom([("water", float("nan"))], (10, 10), 1),
+     "layer 'water' thickness nan mm is not a positive whole number"),
+    (lambda: mcproton.slab_phantom([("water", "10")], (10, 10), 1),
+     "slab_phantom layer 1 (water) thickness_mm = '10' has the wrong type (text)"),
+    (lambda: mcproton.slab_phantom([("water",)], (10, 10), 1), "slab_phantom layer 1 = ('water',): give (material, "
+                                                               "thickness_mm)"),
+])
+def test_wrong_typed_inputs_are_refused_naming_the_parameter(make, words):
+    """Before: Spot("70") was accepted and kept the text (simulate failed in Beam.max_energy_mev), the others ended
+    in "ufunc 'isfinite' not supported", "Unknown format code 'g'", "cannot convert float NaN to integer" or a
+    voxel size "1" read as a number."""
+    with pytest.raises(ValueError) as exc:
+        make()
+    assert words in str(exc.value)
+
+
+def test_spot_numbers_are_kept_as_floats_from_numpy_scalars_and_0d_arrays():
+    s = Spot(np.float32(70.5), energy_spread_mev=np.array(0.5), weight=np.int64(3))
+    assert (s.energy_mev, s.energy_spread_mev, s.weight) == (70.5, 0.5, 3.0)
+    assert all(type(v) is float for v in (s.energy_mev, s.energy_spread_mev, s.weight))
+    b = Beam.pencil(np.array(70.0), total_protons=np.int64(10**9))
+    assert b.name == "pencil 70 MeV" and b.total_protons == 1e9 and type(b.total_protons) is float
+    from mcproton.source import make_spots
+
+    fast = make_spots(np.array([70.0, 80.0]), np.zeros((2, 3)), np.tile([0.0, 0.0, 1.0], (2, 1)),
+                      np.tile([1.0, 0.0, 0.0], (2, 1)), energy_spread_mev=np.zeros(2), sigma_mm=[(1.0, 1.0)] * 2,
+                      divergence_rad=[(0.0, 0.0)] * 2, correlation=[(0.0, 0.0)] * 2, weight=np.array([1.0, 2.0]))
+    assert [type(s.energy_mev) for s in fast] == [float, float] and [s.weight for s in fast] == [1.0, 2.0]
+    with pytest.raises(ValueError, match="spot energy_mev = '70' has the wrong type"):   # as Spot refuses it
+        make_spots(["70"], np.zeros((1, 3)), [(0.0, 0.0, 1.0)], [(1.0, 0.0, 0.0)], energy_spread_mev=[0.0],
+                   sigma_mm=[(1.0, 1.0)], divergence_rad=[(0.0, 0.0)], correlation=[(0.0, 0.0)], weight=[1.0])
+
+
+def test_a_beam_takes_its_spots_from_a_generator_or_tuple_as_a_list():
+    b = Beam(Spot(e) for e in (70.0, 80.0))
+    assert isinstance(b.spots, list) and [s.energy_mev for s in b.spots] == [70.0, 80.0]
+    assert isinstance(Beam((Spot(70.0),)).spots, list)
+
+
+def test_a_misspelt_setting_is_refused_with_the_name_it_is_likely_to_be(box):
+    """Before: Python's bare "unexpected keyword argument 'primary'"."""
+    with pytest.raises(TypeError, match=r"RunSettings has no setting 'primary' \(did you mean 'primaries'\?\); "
+                                        r"its settings are primaries, seed"):
+        simulate(box, Beam.pencil(70.0, position_mm=(0, 0, -5)), {"primary": 500})
+    with pytest.raises(TypeError, match=r"PhysicsSettings has no setting 'nucler' \(did you mean 'nuclear'\?\)"):
+        RunSettings(physics={"nucler": False})
+    import inspect
+
+    assert "primaries" in inspect.signature(RunSettings).parameters   # help() still shows the fields

@@ -54,3 +54,37 @@ def test_empty_mask_and_errors(tmp_path):
     assert t["all"]["d95"] == 6.0 and "within_5pct" in t["all"]
     p = plot_dvh(dose, {"all": mask, "none": empty}, tmp_path / "dvh.png", prescription_gy=50.0)
     assert p.exists() and p.stat().st_size > 1000
+
+
+def test_the_absolute_volumes_need_the_voxel_volume():
+    """Audit 2026-12-05 F12: without the voxel volume dose_stats assumed 1 cm3 per voxel: 100 voxels of 2 x 2 x 1 mm
+    were "100 cm3" and D0.03cc the maximum (100 Gy instead of 93 Gy)."""
+    dose, mask = _ramp()
+    st = dose_stats(dose, mask)
+    assert "volume_cm3" not in st and "d0.03cc" not in st and st["voxels"] == 100 and st["d2"] == 99.0
+    with pytest.raises(KeyError, match=r"'d0.03cc' needs the voxel volume: give dose_stats\(\.\.\., voxel_volume"):
+        st["d0.03cc"]
+    st = dose_stats(dose, mask, voxel_volume_cm3=0.004)          # 2 x 2 x 1 mm
+    assert st["volume_cm3"] == pytest.approx(0.4) and st["d0.03cc"] == 93.0   # ceil(0.03 / 0.004) = 8th hottest
+    assert "d0.03cc" not in dvh_table(dose, {"all": mask})["all"]
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="voxel_volume_cm3 must be a positive number of cm3"):
+            dose_stats(dose, mask, voxel_volume_cm3=bad)
+    with pytest.raises(ValueError, match=r"voxel_volume_cm3 = '0.004' has the wrong type \(text\)"):
+        dose_stats(dose, mask, voxel_volume_cm3="0.004")
+
+
+def test_a_dose_with_nan_in_the_mask_is_refused():
+    """Before, the NaN voxel was ranked the hottest (D2% of 1..100 Gy read 100 Gy) while Dmax was NaN."""
+    from mcproton.dvh import dose_at_volume_cm3
+
+    dose, mask = _ramp()
+    dose[0, 0, 0] = np.nan
+    for f in (lambda: dose_stats(dose, mask, 0.004), lambda: dose_at_volume(dose, mask, 2),
+              lambda: volume_at_dose(dose, mask, 50.0), lambda: cumulative_dvh(dose, mask),
+              lambda: dose_at_volume_cm3(dose, mask, 0.03, 0.004)):
+        with pytest.raises(ValueError, match=r"the dose has 1 NaN voxel\(s\) of the 100 in the mask"):
+            f()
+    outside = mask.copy()
+    outside[0, 0, 0] = False                       # NaN outside the mask does not matter
+    assert dose_at_volume(dose, outside, 2) == 99.0

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_public_name_resolves_and_all_matches_the_lazy_table():
-    assert set(mcproton.__all__) == {"__version__", "check"} | set(mcproton._LAZY)
+    assert set(mcproton.__all__) == {"__version__"} | set(mcproton._LAZY)
     assert len(mcproton.__all__) == len(set(mcproton.__all__))
     for name in mcproton.__all__:
         assert getattr(mcproton, name) is not None, name
@@ -26,6 +26,47 @@ def test_every_public_name_resolves_and_all_matches_the_lazy_table():
     assert mcproton.DoseResult is DoseResult and mcproton.simulate is simulate
     with pytest.raises(AttributeError, match="no attribute 'simulat'"):
         mcproton.simulat  # noqa: B018
+
+
+def test_public_submodules_resolve_after_import_mcproton_alone():
+    """``mcp.dicom.dose_contents`` (the README's) works in a fresh interpreter after ``import mcproton as mcp``
+    alone, whatever the script touched before (audit 2026-12-05 F10: AttributeError until something else imported
+    mcproton.dicom); ``import mcproton`` itself still imports none of them."""
+    code = ("import sys, mcproton as mcp; "
+            "print('numpy' in sys.modules, 'mcproton.dvh' in sys.modules); "
+            "print(mcp.dicom.dose_contents.__name__, mcp.dvh.dose_stats.__name__, mcp.body.__name__, "
+            "mcp.rbe.__name__, mcp.phantoms.__name__, mcp.planning.__name__, mcp.validation.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == [
+        "False False", "dose_contents dose_stats mcproton.body mcproton.rbe mcproton.phantoms mcproton.planning "
+        "mcproton.validation"]
+    assert "dicom" in dir(mcproton) and "check" in dir(mcproton)
+    with pytest.raises(AttributeError, match="no attribute 'dicm'"):
+        mcproton.dicm  # noqa: B018
+
+
+def test_the_lazy_submodules_are_every_public_module():
+    """Every public module and package of mcproton/ (no leading underscore; phantoms and validation are installed
+    inside the package, pyproject package-dir) is in the lazy list, and every name in it is one."""
+    found = {p.stem for p in (ROOT / "mcproton").glob("*.py") if not p.name.startswith("_")}
+    found |= {p.parent.name for p in (ROOT / "mcproton").glob("*/__init__.py") if not p.parent.name.startswith("_")}
+    assert set(mcproton._SUBMODULES) == found | {"phantoms", "validation"}
+
+
+def test_check_has_its_real_signature_and_documents_every_parameter():
+    """``mcp.check?`` shows the parameters (audit 2026-12-05 F8: ``(*args, **kwargs)`` and a docstring pointing to
+    a private module), and the docstring has an entry for each (``name :`` or ``a, b :`` at the start of a line)."""
+    import inspect
+
+    params = set(inspect.signature(mcproton.check).parameters)
+    assert {"plan", "folder", "beam_model", "out", "progress", "log", "gamma_points", "seed"} <= params
+    documented: set[str] = set()
+    for m in re.finditer(r"^    (\w+(?:, \w+)*) :", mcproton.check.__doc__, re.M):
+        documented |= set(m.group(1).split(", "))
+    assert params - documented == set(), f"mcproton.check's docstring lacks {sorted(params - documented)}"
+    assert "mcproton._" not in mcproton.check.__doc__
+    assert "log=lambda line: None" in mcproton.check.__doc__   # how a script silences the status lines
 
 
 def test_import_mcproton_is_lazy():

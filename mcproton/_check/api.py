@@ -524,10 +524,19 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           struct_overrides: str = "apply", outside_external: str = "ct", physics: Any = None,
           patient_position: str | None = None,
           progress: bool = True, log: Callable[[str], None] | None = None) -> CheckResult:
-    """Recompute a plan with Monte Carlo on its planning-system dose grid and compare (see docs/check.md).
+    """Recompute a plan with Monte Carlo on its planning-system dose grid and compare (see docs/check.md); the
+    Python form of ``mcproton check``, each parameter one of its options.  Returns a :class:`CheckResult`.
 
     plan, dose, ct, struct : the RT Ion Plan, the TPS RT Dose(s) (a plan dose and/or per-beam doses), the CT
-        folder and the RT Struct; or ``folder`` holding them (found and paired by UID).
+        folder and the RT Struct (paths).
+    folder : a folder holding them instead (searched recursively, the files found and paired by UID).
+    beam_model : the beam model: "dcpt_v5", "dcpt_v2", a .toml or an MCsquare BDL file, or a model loaded with
+        ``mcproton.load_beam_model`` (required: without one the check is refused).
+    out : a folder for the report (check.html, check.json) and the MC dose as RT Dose (RD_mc.dcm), created and
+        held locked while the check runs; an earlier check's files in it are replaced (a file mcproton did not
+        write is refused, not overwritten).  None (default): nothing is written, the result is returned only.
+    report : with ``out``: write the HTML report and its figures (default True); False: check.json and the MC
+        RT Dose only (faster).
     struct_overrides : "apply" (default): the structure set's material overrides (ROIPhysicalPropertiesSequence:
         a bolus, a couch, an artifact set to tissue), which the planning system computed with, replace the CT in
         their ROIs, as in the planning system; "ignore": the CT as it is (the notes say what was ignored).
@@ -561,7 +570,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         (beams that overlap less), each beam is topped up once with independent random numbers for the primaries
         the 1/sqrt(N) law says are missing (+10 %), the two runs averaged by primaries.  The plan dose's
         uncertainty is reported.
-    levels : ActionLevels, or a TOML file with a [levels] table.
+    seed : the MC's run seed (default 12345; the same seed gives the same MC dose); it also seeds the gamma's
+        random subset of points and the noise matching.
+    backend : "auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda".
+    threads : CPU threads of the MC on the CPU backend (default None: all cores, or OMP_NUM_THREADS).
+    levels : ActionLevels, or a TOML file with a [levels] table (default: those of examples/check.toml).
     calibration : the HU calibration (a name, a file or an HUCalibration); None: the default schneider2000, with
         which a CT that mcproton wrote from densities with another one (its ImageComments name it) is refused
         (given: a warning).
@@ -575,6 +588,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         up to the cores; the same results).  The workers are fresh interpreters that import only mcproton (not the
         calling script), so no ``if __name__ == "__main__":`` guard is needed.  While they run, this process
         computes the structure statistics, the ranges and the report's figures that do not show the gammas.
+    gamma_points : the size of the random (seeded) subset of points above the threshold at which each 3-D gamma
+        is evaluated (default 10 000); None or 0: every point (slow on large grids).
+    progress : True (default): a progress bar of the MC on stderr; False: none.  It does not silence the status
+        lines (``log``).
+    log : where the status lines go ("mcproton check: ...", "beam 1/2: ...", about 15 per check): a callable
+        given each line as text (no newline).  Default None: stderr.  A script silences them with
+        ``log=lambda line: None``, or keeps them with ``log=logging.getLogger("mycheck").info``.  Warnings are
+        not status lines: they go through Python's ``warnings`` and into ``CheckResult.warnings``.
     """
     t_all, cpu_all = time.perf_counter(), time.process_time()
     load_start = _load_average()

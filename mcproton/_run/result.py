@@ -7,7 +7,7 @@ import math
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, cast
+from typing import Any, Callable, Iterable, cast
 
 import numpy as np
 
@@ -414,8 +414,79 @@ def combined_stop_reason(results: Any) -> str:
     return "; ".join(f"beam {k}: {why or 'unknown'}" for k, why in enumerate(reasons, start=1))
 
 
-def sum_results(results: list[DoseResult]) -> DoseResult:
+def _material_keys(g: VoxelGeometry) -> list[tuple]:
+    """What makes each of the geometry's materials the material it is (not its citation): to compare two grids'
+    materials whatever the order of their lists."""
+    return [(m.name, float(m.density_g_cm3), tuple(sorted(dict(m.mass_fractions).items())), m.i_value_ev)
+            for m in g.materials]
+
+
+def phantom_differences(g: VoxelGeometry, h: VoxelGeometry) -> list[str]:
+    """How the phantom of ``h`` differs from that of ``g`` on the same grid (shape, voxel size and origin equal):
+    its densities and the material of each voxel; [] for the same phantom.  The densities are compared exactly
+    (both are the float32 the kernel reads, also after DoseResult.save/load)."""
+    if h is g:
+        return []
+    out = []
+    rg, rh = g.density_g_cm3_zyx, h.density_g_cm3_zyx
+    if rg is not rh and not np.array_equal(rg, rh):
+        n = int(np.count_nonzero(rg != rh))
+        dmax = float(np.max(np.abs(rg.astype(np.float64) - rh.astype(np.float64))))
+        out.append(f"the density of {n:,} voxel(s) (by up to {dmax:.3g} g/cm3)")
+    kg, kh = _material_keys(g), _material_keys(h)
+    mg, mh = g.material_index_zyx, h.material_index_zyx
+    if kg == kh:
+        same = mg is mh or np.array_equal(mg, mh)
+        n = 0 if same else int(np.count_nonzero(mg != mh))
+    else:   # other lists: the material each voxel holds, each list mapped to one numbering of the materials
+        ids: dict[tuple, int] = {}
+        cg = np.array([ids.setdefault(k, len(ids)) for k in kg], np.int64)
+        ch = np.array([ids.setdefault(k, len(ids)) for k in kh], np.int64)
+        n = int(np.count_nonzero(cg[mg] != ch[mh]))
+    if n:
+        names_g = sorted({m.name for m in g.materials})
+        names_h = sorted({m.name for m in h.materials})
+        also = f" ({', '.join(names_h)} against {', '.join(names_g)})" if names_g != names_h else ""
+        out.append(f"the material of {n:,} voxel(s){also}")
+    return out
+
+
+def _as_results(results: Any) -> list[DoseResult]:
+    """``results`` as a list of DoseResults (a tuple or a generator too); anything else refused, naming it."""
+    if results is None or isinstance(results, (DoseResult, str, bytes, dict)) or not hasattr(results, "__iter__"):
+        what = "a DoseResult: give [result]" if isinstance(results, DoseResult) else f"a {type(results).__name__}"
+        raise ValueError(f"sum_results takes a list of DoseResults (of simulate or DoseResult.load); got {what}")
+    out = list(results)
+    for k, r in enumerate(out, start=1):
+        if not isinstance(r, DoseResult):
+            raise ValueError(f"sum_results: result {k} is a {type(r).__name__}, not a DoseResult (of simulate or "
+                             "DoseResult.load)")
+    return out
+
+
+def _copy_result(r: DoseResult) -> DoseResult:
+    """A copy of ``r`` whose arrays, ledger, provenance and other attributes can be changed without changing ``r``:
+    the grids copied (a grid still held as its scored voxels shares them: reading it makes a new array), the
+    dictionaries deep-copied; the geometry is shared, as a sum shares its first result's."""
+    import copy
+
+    out = copy.copy(r)
+    for k, v in list(out.__dict__.items()):
+        if isinstance(v, np.ndarray):
+            out.__dict__[k] = v.copy()
+        elif k != "geometry" and not isinstance(v, ScoredGrid):
+            out.__dict__[k] = copy.deepcopy(v)
+    return out
+
+
+def sum_results(results: Iterable[DoseResult]) -> DoseResult:
     """The sum of the DoseResults of several beams on the same geometry (e.g. the beams of a plan).
+
+    ``results``: a list (or a tuple, or a generator) of DoseResults on one dose grid (refused otherwise), computed
+    on one phantom: results on the same grid but of other densities or materials (say, of two HU calibrations) are
+    summed with a :class:`~mcproton.McprotonRuntimeWarning` naming what differs, and the sum keeps the first
+    result's geometry.  The sum is a new result: for one result, a copy of it (changing the sum does not change
+    the result), sharing its geometry as the sum of several shares the first one's.
 
     It adds beams: the dose of the sum is the dose of all of them delivered together.  Two runs of the same beam
     therefore add to twice its dose; it is not a way to pool the statistics of repeated runs of one beam (for
@@ -436,16 +507,22 @@ def sum_results(results: list[DoseResult]) -> DoseResult:
       their number (sum over beams of edep x primaries, over the summed primaries), a mean per simulated
       primary that does not follow the beams' absolute weights (``total_protons``) as the dose does.
     """
+    results = _as_results(results)
     if not results:
         raise ValueError("sum_results needs at least one DoseResult")
     if len(results) == 1:
-        return results[0]
+        return _copy_result(results[0])
     g = results[0].geometry
-    for r in results[1:]:
+    for k, r in enumerate(results[1:], start=2):
         rg = r.geometry
         if (rg.shape_zyx != g.shape_zyx or not np.allclose(rg.voxel_size_mm, g.voxel_size_mm)
                 or not np.allclose(rg.origin_mm, g.origin_mm)):
             raise ValueError("sum_results: the results have different dose grids; resample them first")
+        differ = phantom_differences(g, rg)
+        if differ:
+            warn(f"sum_results: result {k} was computed on another phantom than result 1 on the same grid: "
+                 f"{' and '.join(differ)} differ; the sum keeps result 1's geometry, and adds doses of different "
+                 "phantoms (sum results of one geometry only)", McprotonRuntimeWarning, stacklevel=2)
     per_primary = [r.normalisation == "Gy per primary" for r in results]
     if any(per_primary) and not all(per_primary):
         raise ValueError("sum_results: cannot add a per-primary dose to an absolute dose; give every beam "

@@ -86,7 +86,7 @@ class _NNLS:
 def _target_stats(dose: np.ndarray, pres: float) -> dict:
     from ..dvh import dose_stats
 
-    st = dose_stats(dose, np.ones(dose.shape, bool), 1.0, pres)
+    st = dose_stats(dose, np.ones(dose.shape, bool), None, pres)   # the relative figures only: no voxel volume
     return {"d95_rel": st["d95"] / pres, "d98_rel": st["d98"] / pres, "d2_rel": st["d2"] / pres,
             "dmean_rel": st["dmean"] / pres, "within_5pct": st["within_5pct"]}
 
