@@ -391,7 +391,7 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     t, cpu = time.perf_counter(), time.process_time()
     results = run_job(None, settings, geometry, beams, None,
                       JobOptions(checkpoint=False, progress=progress, log=log))
-    tot = sum_results(results)
+    tot = results[0] if len(results) == 1 else sum_results(results)   # one beam: itself (not a copy of its grids)
     if per_beam_target is not None and len(beams) > 1:
         results, tot = _top_up(results, tot, beams, geometry, settings, float(target_uncertainty), int(primaries),
                                progress, log)
