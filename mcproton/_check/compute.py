@@ -351,10 +351,12 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     """Run every beam of the plan and place the doses on the TPS grid (``density_tps_zyx``: the geometry's
     density on the TPS grid where the caller has it already; ``machine_check``: see plan_to_beams; ``physics``:
     :class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, None for the defaults)."""
+    t = time.perf_counter()   # beams_s: with these imports (the first check in a process pays them)
     from .._io.beam_model import load_beam_model
     from .._io.rtplan import plan_to_beams
     from .._run.inputs import beam_grid_checks, check_ct_truncation, check_memory
     from .._run.job import JobOptions, run_job
+    from .._timing import PhaseClock, use_clock
     from ..run import sum_results
     from ..settings import PhysicsSettings, RunSettings
 
@@ -366,7 +368,6 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
         raise CheckInputError("no beam model: the MC needs the machine's beam model to turn the plan's spots into "
                               f"protons; give --beam-model (built-in: {', '.join(BUILTIN)}; or a .toml / MCsquare "
                               "BDL file)")
-    t = time.perf_counter()
     model = beam_model if hasattr(beam_model, "at") else load_beam_model(beam_model)
     beams = plan_to_beams(inputs.plan, model, all_fractions=inputs.all_fractions, machine_check=machine_check)
     for check in beam_grid_checks(geometry, beams, "plan beam"):   # as mcproton run refuses them
@@ -389,13 +390,17 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                            target_uncertainty=per_beam_target, physics=phys)
     timings["beams_s"] = time.perf_counter() - t
     t, cpu = time.perf_counter(), time.process_time()
-    results = run_job(None, settings, geometry, beams, None,
-                      JobOptions(checkpoint=False, progress=progress, log=log))
-    tot = results[0] if len(results) == 1 else sum_results(results)   # one beam: itself (not a copy of its grids)
-    if per_beam_target is not None and len(beams) > 1:
-        results, tot = _top_up(results, tot, beams, geometry, settings, float(target_uncertainty), int(primaries),
-                               progress, log)
-    timings["transport_s"] = time.perf_counter() - t
+    # the kernel build (C++ or NVRTC, seconds on a cold kernel cache: a fresh machine, a new version) is a step of
+    # its own, not transport (the host audit of 2026-12-05, F3): run_job marks it as the phase "kernel_build"
+    with use_clock(PhaseClock()) as clock:
+        results = run_job(None, settings, geometry, beams, None,
+                          JobOptions(checkpoint=False, progress=progress, log=log))
+        tot = results[0] if len(results) == 1 else sum_results(results)   # one beam: itself, not a copy
+        if per_beam_target is not None and len(beams) > 1:
+            results, tot = _top_up(results, tot, beams, geometry, settings, float(target_uncertainty),
+                                   int(primaries), progress, log)
+    timings["kernel_build_s"] = clock.seconds.get("kernel_build", 0.0)
+    timings["transport_s"] = time.perf_counter() - t - timings["kernel_build_s"]
     transport_cpu_s = time.process_time() - cpu   # CPU time of this process's threads (host side on a GPU)
     t = time.perf_counter()
     per_beam: dict[int, np.ndarray] = {}

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .._timing import phase
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, geometry_hash, \
     load_checkpoint, save_checkpoint
 from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
@@ -313,7 +314,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     log(f"beam {i + 1}/{len(beams)}: {beam.name} ({len(beam.spots)} spots)" if not n_plan
                         or n_plan == len(beam.spots) else f"beam {i + 1}/{len(beams)}: {beam.name} ({n_plan} spots "
                         f"of the plan, {len(beam.spots)} Gaussian spots of the beam model)")
-                sim.backend.compile()
+                with phase("kernel_build"):   # its own phase (mcproton run's phase_s, the check's timings_s): on a
+                    sim.backend.compile()       # cold kernel cache the C++/NVRTC build, seconds, is not transport
                 setup_s = time.perf_counter() - t_setup
                 plan = BatchPlan.from_settings(settings, sim.backend.name)
                 acc = st.acc

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .._kernels.layout import TALLY_SCALE
-from .stats import inverse_mass, mean_rel_uncertainty_50
+from .stats import InverseMass, inverse_mass, mean_rel_uncertainty_50
 
 #: the uncertainty target is tested only once this many batches are in (a 2-batch estimate is too noisy)
 MIN_BATCHES_FOR_TARGET = 10
@@ -324,7 +324,7 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
     target = settings.target_uncertainty
     limit = settings.time_limit_s
     interval = settings.checkpoint_interval_s if checkpoint_interval_s is None else checkpoint_interval_s
-    inv_mass = inverse_mass(geometry) if target is not None else None
+    inv_mass = InverseMass(geometry) if target is not None else None   # read at the voxels with dose only
     pos = start
     t0 = time.perf_counter()
     last_ckpt = t0

@@ -78,3 +78,22 @@ def test_ct_run_times_import_calibration_and_resampling(tmp_path, capsys):
     summary, wall = _run(["run", str(cfg), "--out", str(tmp_path / "ct.h5"), "--quiet", "--no-checkpoint"],
                          capsys)
     _check_sums(summary, wall, {"ct_import", "hu_to_material", "resampling", "geometry", "transport", "hdf5"})
+
+
+def test_kernel_build_is_its_own_phase(tmp_path, capsys, monkeypatch):
+    """The kernel build (the C++ / NVRTC compile on an empty kernel cache: seconds on a fresh machine; here a delay
+    of 0.3 s) is the phase kernel_build, not transport (the host audit of 2026-12-05, F3), and the phases still
+    add up to the total."""
+    from mcproton._backend.cpu import CpuBackend
+
+    build = CpuBackend.compile
+
+    def cold_build(self):
+        time.sleep(0.3)
+        build(self)
+
+    monkeypatch.setattr(CpuBackend, "compile", cold_build)
+    cfg = write_cfg(tmp_path / "w.toml", primaries=2000)
+    summary, wall = _run(["run", str(cfg), "--out", str(tmp_path / "w.h5"), "--quiet", "--no-checkpoint"], capsys)
+    _check_sums(summary, wall, {"kernel_build", "transport"})
+    assert summary["phase_s"]["kernel_build"] >= 0.3
