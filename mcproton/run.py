@@ -45,8 +45,11 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside
     the phantom, a range shifter inside it, a spot sigma larger than the grid, a divergence beyond the limit, a
     source more than 10 m away, an energy at or below the cut-off physics.e_cut_mev (nothing is scored) or beyond
-    the physics tables; an energy above the nuclear data's 250 MeV is warned about as in ``mcproton run``, and so
-    is, on a grid from a DICOM CT (``geometry.study`` set), a beam entering where the CT cuts the patient off.
+    the physics tables, and, on a grid from a DICOM CT (``geometry.study`` set), a plan's beam
+    (``plan_to_beams``) whose plan has another FrameOfReferenceUID than the CT (its isocentre would put the dose in
+    the wrong place) or is set up in another patient position (HFP on an HFS CT: a beam can enter from the wrong
+    side); an energy above the nuclear data's 250 MeV is warned about as in ``mcproton run``, and so is, on a grid
+    from a DICOM CT, a beam entering where the CT cuts the patient off.
     """
     from ._run.job import JobOptions, run_job
 
@@ -90,13 +93,19 @@ def _warn_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSettings
     """The checks of the beam against the grid and of its energies that ``mcproton run`` refuses with
     (mcproton/_run/inputs.py beam_grid_checks, check_beam_energies), here warnings: the run goes on as asked (an
     energy at or below the cut-off scores nothing; above 250 MeV the nuclear data are extrapolated).  On a grid
-    from a DICOM CT, the warning of ``mcproton run`` of a patient cut off by the CT on the beam's path
-    (check_ct_truncation; a water box is meant to touch its grid's faces, so not there)."""
+    from a DICOM CT, those of a plan's beam against the CT that it refuses too (check_frame_of_reference: the plan
+    of another CT; check_position_against_ct: a plan set up in another patient position), and its warning of a
+    patient cut off by the CT on the beam's path (check_ct_truncation; a water box is meant to touch its grid's
+    faces, so not there)."""
     from ._io.errors import McprotonRuntimeWarning, warn
-    from ._run.inputs import beam_grid_checks, check_beam_energies, check_ct_truncation
+    from ._run.inputs import beam_grid_checks, check_beam_energies, check_ct_truncation, check_frame_of_reference, \
+        check_position_against_ct
     from .config import ConfigError
 
-    for check in (*beam_grid_checks(geometry, [beam], "beam"), lambda: check_beam_energies([beam], settings, "beam")):
+    for check in (*beam_grid_checks(geometry, [beam], "beam"), lambda: check_beam_energies([beam], settings, "beam"),
+                  # the plan's frame and setup position against the CT's (either unknown: nothing checked)
+                  lambda: check_frame_of_reference(geometry, [beam], override=""),
+                  lambda: check_position_against_ct(geometry, [beam], override="")):
         try:
             check()
         except ConfigError as exc:
