@@ -10,7 +10,11 @@ The parts live in ``mcproton._run``: ``engine`` (Simulation, the accumulators), 
 """
 from __future__ import annotations
 
+import dataclasses
+import operator
 from typing import Callable
+
+import numpy as np
 
 from ._physics.tables import build_tables  # noqa: F401 - kept for callers of mcproton.run
 from ._run.engine import PRIVATE_TALLY_BYTES, Accumulator, DeviceAccumulator, ScoredSums, Simulation
@@ -18,7 +22,7 @@ from ._run.result import MEV_PER_G_TO_GY, MEV_TO_J, DoseResult, finish, scored_v
 from ._run.stats import UNCERTAINTY_MIN_DENSITY, batch_rel_uncertainty, mean_uncertainty_above_half_max
 from ._run.streaming import batch_plan
 from .geometry import VoxelGeometry
-from .settings import RunSettings
+from .settings import PhysicsSettings, RunSettings
 from .source import Beam
 
 
@@ -55,20 +59,81 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
 
     settings = _run_settings(settings)
     _check_arguments(geometry, beam)
+    beam = _checked_beam(beam)
     _warn_implausible(geometry, beam, settings)
     opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False)
     return run_job(None, settings, geometry, [beam], None, opts)[0]
 
 
 def _run_settings(settings: RunSettings | dict | None) -> RunSettings:
+    """The settings to run: a copy made through ``RunSettings`` and ``PhysicsSettings`` again, so that their checks
+    (``__post_init__``) see the values as they are now.  A field assigned after the settings were made (a loop's
+    ``s.seed = i``, ``s.physics.nuclear = "false"``, ``s.primaries = -5``) bypassed every check and reached the
+    kernel (the Python-API audit, F4: nuclear physics on for "false", scattering off for None).  The caller's
+    objects are left as they are; the copy is what runs and what the result's provenance records."""
     if settings is None:
         return RunSettings()
     if isinstance(settings, dict):
-        return RunSettings(**settings)
+        settings = RunSettings(**settings)
     if not isinstance(settings, RunSettings):
         raise ValueError(f"simulate: settings must be a mcproton.RunSettings, a dict of its fields or None; got a "
                          f"{type(settings).__name__}")
-    return settings
+    phys = settings.physics   # a dict assigned to it is made a PhysicsSettings by RunSettings, anything else refused
+    return dataclasses.replace(settings, physics=dataclasses.replace(phys) if isinstance(phys, PhysicsSettings)
+                               else phys)
+
+
+#: how far from 1 the squared length of a spot's direction and axis_x, and from 0 their dot product, may be for the
+#: vectors Spot.__post_init__ made (unit and orthogonal to within a few ulp): beyond it, a vector assigned afterwards
+_UNIT_TOL = 1e-9
+#: the highest spot energy Spot.__post_init__ takes (MeV)
+_SPOT_MAX_ENERGY_MEV = 350.0
+_SPOT_CHECKED = operator.attrgetter("energy_mev", "energy_spread_mev", "weight", "position_mm", "direction", "axis_x",
+                                    "sigma_mm", "divergence_rad", "correlation")
+
+
+def _checked_beam(beam: Beam) -> Beam:
+    """The beam to run: ``Spot``'s and ``Beam``'s checks again, on copies (a field assigned after the object was
+    made, such as ``beam.spots[0].weight = -1`` or a direction of any length, bypassed them: the Python-API audit,
+    F4).  A spot that passes every check as it is (its direction and axis_x the unit vectors Spot made) is used
+    unchanged, so that the kernel gets bitwise the values it got before; another is made again with
+    ``dataclasses.replace`` (Spot's own error, or a direction normalised).  Checked on whole arrays: a plan's beam
+    has thousands of spots.  The caller's beam and spots are left as they are."""
+    from .source import Spot
+
+    spots = beam.spots
+    if isinstance(spots, list) and spots and all(type(s) is Spot for s in spots):   # else Beam says what is wrong
+        ok = _spots_as_made(spots)
+        if not ok.all():
+            spots = [s if good else dataclasses.replace(s) for s, good in zip(spots, ok)]
+    return dataclasses.replace(beam, spots=list(spots))   # Beam's checks (weights, total_protons) on a copy
+
+
+def _spots_as_made(spots: list) -> np.ndarray:
+    """Per spot, whether its fields pass Spot.__post_init__'s checks as they are (numbers of the right shapes and
+    ranges; direction and axis_x unit and orthogonal).  All False where the fields do not make arrays of numbers."""
+    from .source import MAX_SPREAD_SIGMAS, _rowdot
+
+    n = len(spots)
+    try:
+        cols = [np.array(c) for c in zip(*map(_SPOT_CHECKED, spots))]
+    except (TypeError, ValueError):   # ragged
+        return np.zeros(n, bool)
+    if any(c.dtype.kind not in "iuf" for c in cols):   # text, None, objects
+        return np.zeros(n, bool)
+    e, es, w, pos, d, ax, sig, div, cor = (c.astype(float) for c in cols)
+    if not (e.shape == es.shape == w.shape == (n,) and pos.shape == d.shape == ax.shape == (n, 3)
+            and sig.shape == div.shape == cor.shape == (n, 2)):
+        return np.zeros(n, bool)
+    with np.errstate(all="ignore"):
+        ok = (np.isfinite(e) & (e > 0) & (e <= _SPOT_MAX_ENERGY_MEV) & np.isfinite(es) & (es >= 0)
+              & (es * MAX_SPREAD_SIGMAS <= e) & np.isfinite(w) & (w >= 0))
+        for a in (pos, d, ax, sig, div, cor):
+            ok &= np.isfinite(a).all(axis=1)
+        ok &= (sig >= 0).all(axis=1) & (div >= 0).all(axis=1) & (np.abs(cor) <= 1).all(axis=1)
+        ok &= ((np.abs(_rowdot(d, d) - 1) <= _UNIT_TOL) & (np.abs(_rowdot(ax, ax) - 1) <= _UNIT_TOL)
+               & (np.abs(_rowdot(ax, d)) <= _UNIT_TOL))
+    return ok
 
 
 def _check_arguments(geometry: VoxelGeometry, beam: Beam) -> None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+import pytest
 
-from mcproton import Beam, StudyReference, box_phantom, simulate
+
+from mcproton import Beam, RunSettings, Spot, StudyReference, box_phantom, simulate
 from mcproton._io.errors import McprotonRuntimeWarning
 
 TINY = {"primaries": 400, "batches": 10, "backend": "cpu", "threads": 1, "seed": 3}
@@ -70,3 +73,104 @@ def test_simulate_of_a_plan_of_the_ct_or_of_a_ct_that_does_not_say_says_nothing_
                         _plan_beam(frame="1.2.3", position="FFS"))):
         _, rec = _simulate_recording(geom, beam, TINY)
         assert not [m for m in _said(rec) if "FrameOfReferenceUID" in m or "set up" in m], _said(rec)
+
+
+# -------------------------------------------- F4: settings and spots checked again, as they are when simulate runs
+def _box():
+    return box_phantom("water", (20.0, 20.0, 40.0), (4.0, 4.0, 2.0))
+
+
+@pytest.mark.parametrize("mutate,words", [
+    (lambda s: setattr(s.physics, "nuclear", "false"), "physics.nuclear = 'false' has the wrong type (text)"),
+    (lambda s: setattr(s.physics, "msc", None), "physics.msc = None has the wrong type"),
+    (lambda s: setattr(s.physics, "max_step_mm", 0.0), "physics.max_step_mm must lie in 0.01..100 mm; got 0.0"),
+    (lambda s: setattr(s, "primaries", -5), "run.primaries must be a positive integer; got -5"),
+    (lambda s: setattr(s, "primaries", "3000"), "run.primaries = '3000' has the wrong type (text)"),
+    (lambda s: setattr(s, "seed", -1), "run.seed must be a non-negative integer below 2^63; got -1"),
+    (lambda s: setattr(s, "seed", 1.5), "run.seed = 1.5 is not a whole number"),
+    (lambda s: setattr(s, "threads", 0), "run.threads must be >= 1 or unset; got 0"),
+    (lambda s: setattr(s, "batches", 1), "run.batches must be >= 2"),
+    (lambda s: setattr(s, "target_uncertainty", 5.0), "run.target_uncertainty must be a fraction in (0, 1)"),
+    (lambda s: setattr(s, "physics", "icru90"), "run physics must be a PhysicsSettings or a dict of its fields"),
+])
+def test_settings_changed_after_they_were_made_are_checked_by_simulate(mutate, words):
+    """Before, each of these ran (nuclear physics on for "false", scattering off for None, every proton stopped in
+    the first voxel for max_step_mm 0, a zero dose for -5 primaries) or ended in an OverflowError deep inside."""
+    s = RunSettings(**TINY)
+    mutate(s)
+    with pytest.raises(ValueError) as exc:
+        simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), s)
+    assert words in str(exc.value)
+
+
+def test_simulate_runs_and_records_the_checked_settings_and_leaves_the_callers_alone():
+    s = RunSettings(**TINY)
+    s.physics = {"nuclear": False}            # a dict: made PhysicsSettings, as RunSettings(physics=...) does
+    s.batches = 10.0                          # a whole number as a float: the int the run uses
+    r = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), s)
+    assert r.provenance["physics"]["nuclear"] is False and r.ledger["nuclear_events"] == 0
+    assert s.physics == {"nuclear": False} and type(s.batches) is float   # the caller's object as it was
+    p = RunSettings(**TINY)
+    p.physics.nuclear = np.True_
+    r = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), p)
+    assert r.provenance["physics"]["nuclear"] is True                      # a Python bool, as RunSettings keeps it
+    assert type(p.physics.nuclear) is np.bool_
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("weight", -1.0, "spot weight must be finite and >= 0"),
+    ("sigma_mm", (-3.0, -3.0), "spot sigma_mm and divergence_rad must be >= 0"),
+    ("energy_mev", -50.0, "spot energy_mev must be positive"),
+    ("energy_mev", 400.0, "above 350 MeV"),
+    ("energy_spread_mev", 60.0, "is more than a fifth of energy_mev"),
+    ("correlation", (2.0, 0.0), "spot correlation must lie in [-1, 1]"),
+    ("position_mm", (0.0, 0.0), "spot position_mm must be 3 numbers"),
+    ("direction", (0.0, 0.0, 0.0), "spot direction must be a non-zero finite 3-vector"),
+])
+def test_a_spot_changed_after_it_was_made_is_checked_by_simulate(field, value, words):
+    beam = Beam([Spot(100.0, position_mm=(0, 0, -5)), Spot(100.0, position_mm=(2, 0, -5))])
+    setattr(beam.spots[1], field, value)
+    with pytest.raises(ValueError) as exc:
+        simulate(_box(), beam, TINY)
+    assert words in str(exc.value)
+
+
+def test_a_beam_changed_after_it_was_made_is_checked_by_simulate():
+    beam = Beam.pencil(100.0, position_mm=(0, 0, -5))
+    beam.spots[0].weight = 0.0
+    with pytest.raises(ValueError, match="the spot weights of the beam sum to zero"):
+        simulate(_box(), beam, TINY)
+    beam = Beam.pencil(100.0, position_mm=(0, 0, -5))
+    beam.total_protons = -1e9
+    with pytest.raises(ValueError, match="total_protons must be positive"):
+        simulate(_box(), beam, TINY)
+
+
+def test_a_direction_assigned_afterwards_is_normalised_for_the_run_not_in_the_callers_spot():
+    """Spot divides ``direction`` by its norm; a direction (0, 0, 2) assigned afterwards is divided for the run (bitwise
+    the run of the unit direction, with the same seed), while the caller's spot keeps what was assigned."""
+    ref = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), TINY)
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -5))
+    beam.spots[0].direction = (0.0, 0.0, 2.0)
+    r = simulate(_box(), beam, TINY)
+    assert np.array_equal(r.dose_gy_zyx, ref.dose_gy_zyx)
+    assert beam.spots[0].direction == (0.0, 0.0, 2.0)
+
+
+def test_spots_as_made_are_passed_on_unchanged():
+    """The cheap path: spots that pass the checks as they are (a plan's thousands, made by make_spots) are the
+    caller's own objects (no copy, bitwise the values the kernel got before), checked on whole arrays."""
+    from mcproton.run import _checked_beam
+    from mcproton.source import default_axis_x, make_spots
+
+    n = 2000
+    rng = np.random.default_rng(1)
+    d = np.tile([0.0, 0.6, 0.8], (n, 1)) + rng.normal(0, 0.01, (n, 3))
+    spots = make_spots(rng.uniform(70, 200, n), rng.normal(0, 30, (n, 3)), d,
+                       np.array([default_axis_x(v / np.linalg.norm(v)) for v in d]),
+                       energy_spread_mev=np.full(n, 0.5), sigma_mm=np.full((n, 2), 3.0),
+                       divergence_rad=np.full((n, 2), 0.002), correlation=np.zeros((n, 2)), weight=rng.uniform(0, 2, n))
+    beam = Beam(spots, total_protons=1e9)
+    checked = _checked_beam(beam)
+    assert checked is not beam and checked.spots is not beam.spots
+    assert all(a is b for a, b in zip(checked.spots, beam.spots))
