@@ -174,3 +174,35 @@ def test_spots_as_made_are_passed_on_unchanged():
     checked = _checked_beam(beam)
     assert checked is not beam and checked.spots is not beam.spots
     assert all(a is b for a, b in zip(checked.spots, beam.spots))
+
+
+# ------------------------------------------------------------------ F5: what was asked, in the result's provenance
+def test_a_simulate_result_stopped_by_its_time_limit_says_so_in_its_rt_dose_and_file(tmp_path):
+    """Before, only mcproton run recorded primaries_requested: a simulate result stopped at 1 % of its primaries
+    made an RT Dose that looked complete.  The time limit ends the run after its first batch (checked between
+    batches; a batch is primaries / 100 with a time limit)."""
+    import pydicom
+
+    from mcproton import DoseResult, write_result_rtdose
+    from mcproton._run.result import early_stop_note
+
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -5), total_protons=1e9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = simulate(_box(), beam, {**TINY, "primaries": 200_000, "batches": 100, "time_limit_s": 1e-9})
+    assert r.provenance["stop_reason"] == "time_limit" and r.primaries < 200_000
+    assert r.provenance["primaries_requested"] == 200_000 and "target_reached" not in r.provenance
+    assert early_stop_note(r).startswith(f"stopped by the time limit: {r.primaries:,} of 200,000 primaries")
+    write_result_rtdose(r, tmp_path / "RD.dcm")
+    assert pydicom.dcmread(tmp_path / "RD.dcm").DoseComment.startswith("INCOMPLETE")
+    back = DoseResult.load(r.save(tmp_path / "r.h5"))
+    assert back.provenance["primaries_requested"] == 200_000 and early_stop_note(back) == early_stop_note(r)
+
+
+def test_a_simulate_result_short_of_its_target_uncertainty_says_so():
+    r = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), {**TINY, "target_uncertainty": 1e-4})
+    assert r.provenance["stop_reason"] == "primaries"
+    assert (r.provenance["primaries_requested"], r.provenance["target_uncertainty"]) == (400, 1e-4)
+    assert r.provenance["target_reached"] is False
+    r = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), {**TINY, "target_uncertainty": 0.9})
+    assert r.provenance["target_reached"] is True and r.provenance["target_uncertainty"] == 0.9

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import signal
 import sys
 import threading
@@ -419,7 +420,24 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
             dask_ctx.close()
         if current["ckpt_failures"]:   # still failing at the end: said once more (F11)
             log(f"mcproton: warning: {_ckpt_state(ckpt, current)}")
+    for r in results:
+        mark_completeness(r, settings, settings.primaries)
     return results
+
+
+def mark_completeness(result: Any, settings: Any, requested: int) -> None:
+    """Put into ``result``'s provenance what was asked and whether it was done: ``primaries_requested`` and, with
+    run.target_uncertainty, ``target_uncertainty`` and ``target_reached`` (its mean relative uncertainty above
+    50 % of its maximum at or below the target).  With ``stop_reason`` they are what early_stop_note reads: an RT
+    Dose (write_result_rtdose), the HDF5 and the plot of a run stopped early say so.  Every beam of every job gets
+    them here (``mcproton run``, ``mcproton check``, ``simulate``: the Python-API audit, F5, where a simulate result
+    stopped by its time limit looked complete); ``mcproton run`` marks its plan sum again after the body outline."""
+    result.provenance["primaries_requested"] = int(requested)
+    target = settings.target_uncertainty
+    if target is not None:
+        u = float(result.mean_rel_uncertainty_50)
+        result.provenance["target_uncertainty"] = float(target)
+        result.provenance["target_reached"] = bool(math.isfinite(u) and u <= target)
 
 
 #: a checkpoint that keeps failing is reported at most this often (s) after its first failure
