@@ -27,7 +27,8 @@ from .source import Beam
 
 
 def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict | None = None,
-             progress: bool | Callable[[int, float], None] = False, *, beam_index: int = 0) -> DoseResult:
+             progress: bool | Callable[[int, float], None] = False, *, beam_index: int = 0,
+             log: bool | Callable[[str], None] | None = True) -> DoseResult:
     """Transport ``settings.primaries`` protons of ``beam`` through ``geometry`` (no checkpoint, no output
     file; stops early at ``settings.target_uncertainty`` or ``settings.time_limit_s``).
 
@@ -44,6 +45,12 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
         independent random numbers (the same as in ``mcproton run`` of the plan, so that ``sum_results`` of
         the per-beam results is bitwise the job's sum on the CPU, and its uncertainty adds in quadrature).
         Two calls with the same seed and beam index give the same random numbers.
+    log : where the run's messages go (a beam stopped by its target uncertainty or time limit, a GPU batch made
+        smaller): True for stderr, a callable ``f(line)``, or None (or False) for none.  Warnings go through
+        Python's ``warnings`` as always.
+
+    The mcproton warnings issued during the call are kept in ``result.provenance["warnings"]`` (each message
+    once), as ``mcproton run`` keeps them in its output, whatever the warning filters show.
 
     Inputs that ``mcproton run`` refuses as plausible but wrong run here as given, each with a
     :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside
@@ -55,14 +62,37 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     side); an energy above the nuclear data's 250 MeV is warned about as in ``mcproton run``, and so is, on a grid
     from a DICOM CT, a beam entering where the CT cuts the patient off.
     """
+    from ._io.errors import recording_warnings
     from ._run.job import JobOptions, run_job
 
     settings = _run_settings(settings)
     _check_arguments(geometry, beam)
     beam = _checked_beam(beam)
-    _warn_implausible(geometry, beam, settings)
-    opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False)
-    return run_job(None, settings, geometry, [beam], None, opts)[0]
+    with recording_warnings() as said:
+        _warn_implausible(geometry, beam, settings)
+        # the run's warnings at the caller's line (simulate's caller: run_job -> simulate -> caller)
+        opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False,
+                          log=_job_log(log), warn_stacklevel=3)
+        res = run_job(None, settings, geometry, [beam], None, opts)[0]
+    if said:   # what was warned about, beside the dose (DoseResult.save keeps it), as mcproton run keeps it
+        res.provenance["warnings"] = list(dict.fromkeys(said))
+    return res
+
+
+def _job_log(log: bool | Callable[[str], None] | None) -> Callable[[str], None] | None:
+    """simulate's ``log`` as run_job's (None: its default, stderr)."""
+    if log is True:
+        return None
+    if log is None or log is False:
+        return _silent
+    if not callable(log):
+        raise ValueError(f"simulate: log must be True (stderr), a callable f(line) or None (no messages); got a "
+                         f"{type(log).__name__}")
+    return log
+
+
+def _silent(_line: str) -> None:
+    """No messages (``simulate(..., log=None)``)."""
 
 
 def _run_settings(settings: RunSettings | dict | None) -> RunSettings:

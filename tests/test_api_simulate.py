@@ -206,3 +206,43 @@ def test_a_simulate_result_short_of_its_target_uncertainty_says_so():
     assert r.provenance["target_reached"] is False
     r = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), {**TINY, "target_uncertainty": 0.9})
     assert r.provenance["target_reached"] is True and r.provenance["target_uncertainty"] == 0.9
+
+
+# ---------------------------------------- F6, F9: the warnings kept in the result; messages where the caller says
+def test_the_warnings_of_a_simulate_are_kept_in_its_result_and_file_whatever_the_filters(tmp_path):
+    from mcproton import DoseResult
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # hidden from the screen, kept in the record
+        r = simulate(_box(), Beam.pencil(70.0, position_mm=(500, 0, -10)), {**TINY, "batches": 3})
+    said = r.provenance["warnings"]
+    assert any("every spot of beam 'pencil 70 MeV' misses the phantom" in m for m in said), said
+    assert any("its statistical uncertainty comes from 3 batches only" in m for m in said), said
+    assert DoseResult.load(r.save(tmp_path / "r.h5")).provenance["warnings"] == said
+    quiet = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), TINY)
+    assert "warnings" not in quiet.provenance
+
+
+def test_the_few_batches_warning_points_at_the_callers_line():
+    """Before, it was attributed to mcproton/_run/job.py: Python's default filters showed it once per process, and a
+    filter on the user's module did not match it."""
+    _, rec = _simulate_recording(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), {**TINY, "batches": 3})
+    few = [w for w in rec if "3 batches only" in str(w.message)]
+    assert len(few) == 1 and few[0].filename == __file__, [(w.filename, str(w.message)[:80]) for w in rec]
+
+
+def test_simulate_log_takes_the_stop_lines_or_silences_them(capsys):
+    """Before, a simulate stopped by its time limit or target wrote its line to stderr even with progress=False."""
+    settings = {**TINY, "primaries": 200_000, "batches": 100, "time_limit_s": 1e-9}
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        simulate(_box(), beam, settings)
+        assert "stopped by the time limit" in capsys.readouterr().err   # the default: stderr, as before
+        simulate(_box(), beam, settings, log=None)
+        assert capsys.readouterr().err == ""
+        lines: list[str] = []
+        simulate(_box(), beam, settings, log=lines.append)
+        assert capsys.readouterr().err == "" and len(lines) == 1 and "stopped by the time limit" in lines[0], lines
+    with pytest.raises(ValueError, match=r"log must be True \(stderr\), a callable f\(line\) or None"):
+        simulate(_box(), beam, TINY, log="quiet")

@@ -202,6 +202,9 @@ class JobOptions:
         separate jobs (``simulate(..., beam_index=i)``) get the random numbers they get in one job.
     handle_signals : SIGINT/SIGTERM finish the batch in flight, write a checkpoint and raise RunInterrupted
         (``mcproton run``); False leaves the signals alone (``simulate``: Ctrl-C raises KeyboardInterrupt).
+    warn_stacklevel : the line the run's warnings (few batches) are attributed to, counted as ``warnings.warn``'s
+        stacklevel from run_job's own (1); ``simulate`` gives its caller's (3), so that the warning points at the
+        user's line and a filter on the user's module matches it.
     """
 
     resume: bool = False
@@ -214,6 +217,7 @@ class JobOptions:
     log: Callable[[str], None] | None = None
     first_beam_index: int = 0
     handle_signals: bool = True
+    warn_stacklevel: int = 1
 
 
 def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: list[Any],
@@ -398,7 +402,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     warn(f"beam {i + 1} ({beam.name}): only one batch was completed ({why}, after "
                          f"{st.next_history:,} primaries): its statistical uncertainty cannot be estimated (NaN in the "
                          "outputs); give a longer run.time_limit_s, a smaller run.batch_size or more run.batches",
-                         McprotonRuntimeWarning)
+                         McprotonRuntimeWarning, stacklevel=opts.warn_stacklevel)
                 elif getattr(st.acc, "batches", FEW_BATCHES) < FEW_BATCHES:
                     from .._io.errors import McprotonRuntimeWarning, warn
 
@@ -407,7 +411,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                          f"reads low by about {100 * (1 - c4(b)):.0f} % (the quoted figure is a mean of per-voxel "
                          f"standard deviations, each from {b} batch means: c4({b}) = {c4(b):.3f}); use at least "
                          f"{FEW_BATCHES} batches (run.batches, or a smaller run.batch_size) for an uncertainty to "
-                         "rely on", McprotonRuntimeWarning)
+                         "rely on", McprotonRuntimeWarning, stacklevel=opts.warn_stacklevel)
                 save()
                 acc_done = st.acc
                 results.append(_finish(sim, st, setup_s))   # its sums live on compactly (BeamState.compact)
