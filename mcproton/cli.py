@@ -254,32 +254,26 @@ def _interrupted_writing(signum: int, written: list[str], names: list[Path], out
 
 
 def _mark_completeness(settings: Any, beams: list, results: list, total: Any) -> str | None:
-    """Put into the results' provenance (hence the HDF5, the RT Dose and the plot) what was asked and whether it
-    was done: ``primaries_requested``, ``stop_reason`` and, with run.target_uncertainty, ``target_uncertainty``
-    and ``target_reached``.  Returns the note of a run stopped early or short of its target (early_stop_note),
-    also said as a warning (recorded in the outputs)."""
+    """Put into the plan sum's provenance (hence the HDF5, the RT Dose and the plot) what was asked and whether it
+    was done (run_job has put it into each beam's: mark_completeness): ``primaries_requested``, ``stop_reason``
+    and, with run.target_uncertainty, ``target_uncertainty`` and ``target_reached``.  Returns the note of a run
+    stopped early or short of its target (early_stop_note), also said as a warning (recorded in the outputs)."""
     import math
 
     from ._io.errors import McprotonRuntimeWarning, warn
+    from ._run.job import mark_completeness
     from ._run.result import combined_stop_reason, early_stop_note
 
     target = settings.target_uncertainty
-    for r in results:
-        r.provenance["primaries_requested"] = settings.primaries
-    total.provenance["primaries_requested"] = settings.primaries * len(beams)
     total.provenance["stop_reason"] = combined_stop_reason(results)
-    if target is not None:
+    mark_completeness(total, settings, settings.primaries * len(beams))
+    if target is not None and not total.provenance["target_reached"]:
         unc = float(total.mean_rel_uncertainty_50)
-        for r in [*results, total]:
-            u = float(r.mean_rel_uncertainty_50)
-            r.provenance["target_uncertainty"] = float(target)
-            r.provenance["target_reached"] = bool(math.isfinite(u) and u <= target)
-        if not total.provenance["target_reached"]:
-            now = f"{100 * unc:.3g} %" if math.isfinite(unc) else "no estimate"
-            why = total.provenance["stop_reason"]
-            at = "run.primaries" if why == "primaries" else why
-            warn(f"target not reached ({now} > {100 * target:.3g} %, run.target_uncertainty) after "
-                 f"{total.primaries:,} primaries: the run stopped at {at}; the outputs say so", McprotonRuntimeWarning)
+        now = f"{100 * unc:.3g} %" if math.isfinite(unc) else "no estimate"
+        why = total.provenance["stop_reason"]
+        at = "run.primaries" if why == "primaries" else why
+        warn(f"target not reached ({now} > {100 * target:.3g} %, run.target_uncertainty) after "
+             f"{total.primaries:,} primaries: the run stopped at {at}; the outputs say so", McprotonRuntimeWarning)
     return early_stop_note(total)
 
 

@@ -10,7 +10,11 @@ The parts live in ``mcproton._run``: ``engine`` (Simulation, the accumulators), 
 """
 from __future__ import annotations
 
+import dataclasses
+import operator
 from typing import Callable
+
+import numpy as np
 
 from ._physics.tables import build_tables  # noqa: F401 - kept for callers of mcproton.run
 from ._run.engine import PRIVATE_TALLY_BYTES, Accumulator, DeviceAccumulator, ScoredSums, Simulation
@@ -18,12 +22,13 @@ from ._run.result import MEV_PER_G_TO_GY, MEV_TO_J, DoseResult, finish, scored_v
 from ._run.stats import UNCERTAINTY_MIN_DENSITY, batch_rel_uncertainty, mean_uncertainty_above_half_max
 from ._run.streaming import batch_plan
 from .geometry import VoxelGeometry
-from .settings import RunSettings
+from .settings import PhysicsSettings, RunSettings
 from .source import Beam
 
 
 def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict | None = None,
-             progress: bool | Callable[[int, float], None] = False, *, beam_index: int = 0) -> DoseResult:
+             progress: bool | Callable[[int, float], None] = False, *, beam_index: int = 0,
+             log: bool | Callable[[str], None] | None = True) -> DoseResult:
     """Transport ``settings.primaries`` protons of ``beam`` through ``geometry`` (no checkpoint, no output
     file; stops early at ``settings.target_uncertainty`` or ``settings.time_limit_s``).
 
@@ -40,32 +45,125 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
         independent random numbers (the same as in ``mcproton run`` of the plan, so that ``sum_results`` of
         the per-beam results is bitwise the job's sum on the CPU, and its uncertainty adds in quadrature).
         Two calls with the same seed and beam index give the same random numbers.
+    log : where the run's messages go (a beam stopped by its target uncertainty or time limit, a GPU batch made
+        smaller): True for stderr, a callable ``f(line)``, or None (or False) for none.  Warnings go through
+        Python's ``warnings`` as always.
+
+    The mcproton warnings issued during the call are kept in ``result.provenance["warnings"]`` (each message
+    once), as ``mcproton run`` keeps them in its output, whatever the warning filters show.
 
     Inputs that ``mcproton run`` refuses as plausible but wrong run here as given, each with a
     :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside
     the phantom, a range shifter inside it, a spot sigma larger than the grid, a divergence beyond the limit, a
     source more than 10 m away, an energy at or below the cut-off physics.e_cut_mev (nothing is scored) or beyond
-    the physics tables; an energy above the nuclear data's 250 MeV is warned about as in ``mcproton run``, and so
-    is, on a grid from a DICOM CT (``geometry.study`` set), a beam entering where the CT cuts the patient off.
+    the physics tables, and, on a grid from a DICOM CT (``geometry.study`` set), a plan's beam
+    (``plan_to_beams``) whose plan has another FrameOfReferenceUID than the CT (its isocentre would put the dose in
+    the wrong place) or is set up in another patient position (HFP on an HFS CT: a beam can enter from the wrong
+    side); an energy above the nuclear data's 250 MeV is warned about as in ``mcproton run``, and so is, on a grid
+    from a DICOM CT, a beam entering where the CT cuts the patient off.
     """
+    from ._io.errors import recording_warnings
     from ._run.job import JobOptions, run_job
 
     settings = _run_settings(settings)
     _check_arguments(geometry, beam)
-    _warn_implausible(geometry, beam, settings)
-    opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False)
-    return run_job(None, settings, geometry, [beam], None, opts)[0]
+    beam = _checked_beam(beam)
+    with recording_warnings() as said:
+        _warn_implausible(geometry, beam, settings)
+        # the run's warnings at the caller's line (simulate's caller: run_job -> simulate -> caller)
+        opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False,
+                          log=_job_log(log), warn_stacklevel=3)
+        res = run_job(None, settings, geometry, [beam], None, opts)[0]
+    if said:   # what was warned about, beside the dose (DoseResult.save keeps it), as mcproton run keeps it
+        res.provenance["warnings"] = list(dict.fromkeys(said))
+    return res
+
+
+def _job_log(log: bool | Callable[[str], None] | None) -> Callable[[str], None] | None:
+    """simulate's ``log`` as run_job's (None: its default, stderr)."""
+    if log is True:
+        return None
+    if log is None or log is False:
+        return _silent
+    if not callable(log):
+        raise ValueError(f"simulate: log must be True (stderr), a callable f(line) or None (no messages); got a "
+                         f"{type(log).__name__}")
+    return log
+
+
+def _silent(_line: str) -> None:
+    """No messages (``simulate(..., log=None)``)."""
 
 
 def _run_settings(settings: RunSettings | dict | None) -> RunSettings:
+    """The settings to run: a copy made through ``RunSettings`` and ``PhysicsSettings`` again, so that their checks
+    (``__post_init__``) see the values as they are now.  A field assigned after the settings were made (a loop's
+    ``s.seed = i``, ``s.physics.nuclear = "false"``, ``s.primaries = -5``) bypassed every check and reached the
+    kernel (the Python-API audit, F4: nuclear physics on for "false", scattering off for None).  The caller's
+    objects are left as they are; the copy is what runs and what the result's provenance records."""
     if settings is None:
         return RunSettings()
     if isinstance(settings, dict):
-        return RunSettings(**settings)
+        settings = RunSettings(**settings)
     if not isinstance(settings, RunSettings):
         raise ValueError(f"simulate: settings must be a mcproton.RunSettings, a dict of its fields or None; got a "
                          f"{type(settings).__name__}")
-    return settings
+    phys = settings.physics   # a dict assigned to it is made a PhysicsSettings by RunSettings, anything else refused
+    return dataclasses.replace(settings, physics=dataclasses.replace(phys) if isinstance(phys, PhysicsSettings)
+                               else phys)
+
+
+#: how far from 1 the squared length of a spot's direction and axis_x, and from 0 their dot product, may be for the
+#: vectors Spot.__post_init__ made (unit and orthogonal to within a few ulp): beyond it, a vector assigned afterwards
+_UNIT_TOL = 1e-9
+#: the highest spot energy Spot.__post_init__ takes (MeV)
+_SPOT_MAX_ENERGY_MEV = 350.0
+_SPOT_CHECKED = operator.attrgetter("energy_mev", "energy_spread_mev", "weight", "position_mm", "direction", "axis_x",
+                                    "sigma_mm", "divergence_rad", "correlation")
+
+
+def _checked_beam(beam: Beam) -> Beam:
+    """The beam to run: ``Spot``'s and ``Beam``'s checks again, on copies (a field assigned after the object was
+    made, such as ``beam.spots[0].weight = -1`` or a direction of any length, bypassed them: the Python-API audit,
+    F4).  A spot that passes every check as it is (its direction and axis_x the unit vectors Spot made) is used
+    unchanged, so that the kernel gets bitwise the values it got before; another is made again with
+    ``dataclasses.replace`` (Spot's own error, or a direction normalised).  Checked on whole arrays: a plan's beam
+    has thousands of spots.  The caller's beam and spots are left as they are."""
+    from .source import Spot
+
+    spots = beam.spots
+    if isinstance(spots, list) and spots and all(type(s) is Spot for s in spots):   # else Beam says what is wrong
+        ok = _spots_as_made(spots)
+        if not ok.all():
+            spots = [s if good else dataclasses.replace(s) for s, good in zip(spots, ok)]
+    return dataclasses.replace(beam, spots=list(spots))   # Beam's checks (weights, total_protons) on a copy
+
+
+def _spots_as_made(spots: list) -> np.ndarray:
+    """Per spot, whether its fields pass Spot.__post_init__'s checks as they are (numbers of the right shapes and
+    ranges; direction and axis_x unit and orthogonal).  All False where the fields do not make arrays of numbers."""
+    from .source import MAX_SPREAD_SIGMAS, _rowdot
+
+    n = len(spots)
+    try:
+        cols = [np.array(c) for c in zip(*map(_SPOT_CHECKED, spots))]
+    except (TypeError, ValueError):   # ragged
+        return np.zeros(n, bool)
+    if any(c.dtype.kind not in "iuf" for c in cols):   # text, None, objects
+        return np.zeros(n, bool)
+    e, es, w, pos, d, ax, sig, div, cor = (c.astype(float) for c in cols)
+    if not (e.shape == es.shape == w.shape == (n,) and pos.shape == d.shape == ax.shape == (n, 3)
+            and sig.shape == div.shape == cor.shape == (n, 2)):
+        return np.zeros(n, bool)
+    with np.errstate(all="ignore"):
+        ok = (np.isfinite(e) & (e > 0) & (e <= _SPOT_MAX_ENERGY_MEV) & np.isfinite(es) & (es >= 0)
+              & (es * MAX_SPREAD_SIGMAS <= e) & np.isfinite(w) & (w >= 0))
+        for a in (pos, d, ax, sig, div, cor):
+            ok &= np.isfinite(a).all(axis=1)
+        ok &= (sig >= 0).all(axis=1) & (div >= 0).all(axis=1) & (np.abs(cor) <= 1).all(axis=1)
+        ok &= ((np.abs(_rowdot(d, d) - 1) <= _UNIT_TOL) & (np.abs(_rowdot(ax, ax) - 1) <= _UNIT_TOL)
+               & (np.abs(_rowdot(ax, d)) <= _UNIT_TOL))
+    return ok
 
 
 def _check_arguments(geometry: VoxelGeometry, beam: Beam) -> None:
@@ -90,13 +188,19 @@ def _warn_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSettings
     """The checks of the beam against the grid and of its energies that ``mcproton run`` refuses with
     (mcproton/_run/inputs.py beam_grid_checks, check_beam_energies), here warnings: the run goes on as asked (an
     energy at or below the cut-off scores nothing; above 250 MeV the nuclear data are extrapolated).  On a grid
-    from a DICOM CT, the warning of ``mcproton run`` of a patient cut off by the CT on the beam's path
-    (check_ct_truncation; a water box is meant to touch its grid's faces, so not there)."""
+    from a DICOM CT, those of a plan's beam against the CT that it refuses too (check_frame_of_reference: the plan
+    of another CT; check_position_against_ct: a plan set up in another patient position), and its warning of a
+    patient cut off by the CT on the beam's path (check_ct_truncation; a water box is meant to touch its grid's
+    faces, so not there)."""
     from ._io.errors import McprotonRuntimeWarning, warn
-    from ._run.inputs import beam_grid_checks, check_beam_energies, check_ct_truncation
+    from ._run.inputs import beam_grid_checks, check_beam_energies, check_ct_truncation, check_frame_of_reference, \
+        check_position_against_ct
     from .config import ConfigError
 
-    for check in (*beam_grid_checks(geometry, [beam], "beam"), lambda: check_beam_energies([beam], settings, "beam")):
+    for check in (*beam_grid_checks(geometry, [beam], "beam"), lambda: check_beam_energies([beam], settings, "beam"),
+                  # the plan's frame and setup position against the CT's (either unknown: nothing checked)
+                  lambda: check_frame_of_reference(geometry, [beam], override=""),
+                  lambda: check_position_against_ct(geometry, [beam], override="")):
         try:
             check()
         except ConfigError as exc:

@@ -1,4 +1,5 @@
-"""Run and physics settings, validated when set.
+"""Run and physics settings, validated when made, and again by ``simulate`` (which runs a checked copy: a field
+assigned after the settings were made is checked there).
 
 Every field is also a config key (``[physics]`` and ``[run]`` sections of a run config, see README).
 """

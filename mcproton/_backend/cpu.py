@@ -30,6 +30,43 @@ CPU_COMPILE_OPTIONS = ("-O3", "-march=native", "-ffast-math", "-fno-finite-math-
 CPU_LINK_OPTIONS = ("-shared", "-fopenmp")
 CPU_OPTIONS = CPU_COMPILE_OPTIONS + ("&&",) + CPU_LINK_OPTIONS   # as recorded in the provenance
 
+#: whether this process has launched a kernel on an OpenMP team of more than one thread: its OpenMP runtime then
+#: keeps a pool of worker threads
+_TEAM_RUN = False
+#: whether this process was forked (multiprocessing's "fork" start method, the default on Linux before Python 3.14)
+#: from one that had (or from such a child): the GNU OpenMP runtime (libgomp) is not fork-safe, and the child inherits
+#: a pool whose threads do not exist in it, so the child's first team of more than one thread waits for them for
+#: ever (the Python-API audit, F1: multiprocessing workers hung without a word).  Such a child runs on one thread.
+_FORKED_AFTER_TEAM = False
+_FORK_WARNED = False
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED_AFTER_TEAM, _FORK_WARNED
+    _FORKED_AFTER_TEAM = _FORKED_AFTER_TEAM or _TEAM_RUN
+    _FORK_WARNED = False   # each process says it once
+
+
+if hasattr(os, "register_at_fork"):   # POSIX; imported before the first kernel runs, so before any team exists
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _warn_forked(threads: int) -> None:
+    """Say once per process why a forked child runs on one thread, and how to get its threads."""
+    global _FORK_WARNED
+    if _FORK_WARNED:
+        return
+    _FORK_WARNED = True
+    from .._io.errors import McprotonRuntimeWarning, warn
+
+    warn("this process was forked from one that had run the CPU backend on several OpenMP threads (multiprocessing's "
+         "\"fork\" start method, the default on Linux before Python 3.14); the OpenMP runtime is not fork-safe, and a "
+         "team of several threads here would wait for ever for the parent's threads, so the CPU backend runs on 1 "
+         f"thread in this process instead of {threads}; for {threads} threads per worker, start the workers with "
+         "multiprocessing.get_context(\"spawn\") or get_context(\"forkserver\") (e.g. "
+         "ProcessPoolExecutor(mp_context=multiprocessing.get_context(\"spawn\"))); RunSettings(threads=1) in the "
+         "workers runs them on 1 thread without this warning", McprotonRuntimeWarning)
+
 
 def cache_dir() -> Path:
     d = os.environ.get("MCPROTON_CACHE_DIR")
@@ -144,6 +181,26 @@ class CpuBackend:
             else:
                 cargs.append(cast_scalar(kind, a).item())
         lib = self._lib(file)
-        # through the kernel library's own handle: the OpenMP runtime it was linked with (libgomp, libomp)
-        lib.omp_set_num_threads(ctypes.c_int(int(self.threads)))
-        getattr(lib, name)(*cargs)
+        threads = self._team_size()
+        # through the kernel library's own handle: the OpenMP runtime it was linked with (libgomp, libomp).  The
+        # calling thread's OpenMP thread count is put back afterwards: it is the script's too (every other OpenMP
+        # library in the process, and a limit the script set with threadpoolctl; the Python-API audit, F7)
+        before = int(lib.omp_get_max_threads())
+        lib.omp_set_num_threads(ctypes.c_int(threads))
+        try:
+            getattr(lib, name)(*cargs)
+        finally:
+            lib.omp_set_num_threads(ctypes.c_int(before))
+
+    def _team_size(self) -> int:
+        """The OpenMP threads of the next launch: ``threads``, or 1 in a process forked after its parent ran a team
+        of several (_FORKED_AFTER_TEAM; said once, and in ``device``)."""
+        global _TEAM_RUN
+        n = max(1, int(self.threads))
+        if n > 1 and _FORKED_AFTER_TEAM:
+            _warn_forked(n)
+            self.device = f"CPU: {cpu_model()} (1 OpenMP thread: forked after the parent used {n})"
+            return 1
+        if n > 1:
+            _TEAM_RUN = True   # before the launch: a fork from another thread during it inherits the pool
+        return n

@@ -279,8 +279,8 @@ def load_rtplan(path_or_dataset, *, patient_position: str | None = None) -> RTIo
     (OpenTPS writes it empty, which is refused otherwise): the user's word for what the file leaves out.  A plan
     without a PatientSetupSequence gets one setup per number its beams refer to.  A setup that has a position
     keeps it; one that says another position is refused.  The plan's ``notes`` say it was given.  (Whether it
-    agrees with the CT's is for the caller: mcproton run and mcproton check refuse a plan set up otherwise than
-    its CT.)"""
+    agrees with the CT's is checked later: mcproton run and mcproton check refuse a plan set up otherwise than
+    its CT, and ``simulate`` warns.)"""
     import copy
 
     import pydicom

@@ -155,11 +155,16 @@ def _gb(n_bytes: float) -> str:
     return f"{n_bytes / 1e9:.2f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
 
 
+#: how ``mcproton run`` goes on past a refusal of :func:`check_position_against_ct` / :func:`check_frame_of_reference`
+ALLOW_POSITION_MISMATCH = (", or set plan.allow_position_mismatch = true if the plan's position is right and the CT's "
+                           "PatientPosition is known to be wrong")
+ALLOW_OTHER_FRAME = ", or set plan.allow_other_frame = true if the two frames are known to coincide"
+
+
 def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> None:
     """Refuse a plan whose setup position (PatientSetupSequence PatientPosition) differs from the CT's
-    PatientPosition: the plan's gantry angles are then turned about the wrong patient axes (a prone plan on a
-    supine CT puts every beam on the opposite side of the anatomy); and one whose beams are set up in different
-    positions, whatever the CT says.  Warn when the CT does not say its position."""
+    PatientPosition (:func:`check_position_against_ct`); and one whose beams are set up in different positions,
+    whatever the CT says.  Warn when the CT does not say its position."""
     from .._io.rtplan import beams_by_position, mixed_positions
     from ..config import ConfigError
 
@@ -176,15 +181,48 @@ def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any])
         warn(f"the CT series has no PatientPosition, so the plan's setup position {', '.join(sorted(plan_pos))} "
              "cannot be checked against it")
         return
+    src = ("PatientSetupSequence PatientPosition, or plan.patient_position where the plan has none"
+           if cfg.get("plan", {}).get("patient_position") else "PatientSetupSequence PatientPosition")
+    check_position_against_ct(geometry, beams, src)
+
+
+def check_position_against_ct(geometry: Any, beams: list[Any], src: str = "PatientSetupSequence PatientPosition",
+                              override: str = ALLOW_POSITION_MISMATCH) -> None:
+    """Refuse (ConfigError) a beam set up (``beam.meta["patient_position"]``, from ``src``) otherwise than the CT
+    was acquired (``geometry.patient_position``; nothing is checked where either is empty): the plan's gantry
+    angles are then turned about the wrong patient axes (a prone plan on a supine CT puts every beam on the
+    opposite side of the anatomy).  ``override``: how to go on anyway (``mcproton run``'s key; ``simulate`` warns)."""
+    from .._io.rtplan import beams_by_position
+    from ..config import ConfigError
+
+    ct_pos = str(getattr(geometry, "patient_position", "") or "").strip().upper()
+    if not ct_pos:
+        return
+    plan_pos = beams_by_position((b.name, (getattr(b, "meta", None) or {}).get("patient_position")) for b in beams)
     for pos, names in sorted(plan_pos.items()):
         if pos != ct_pos:
-            src = ("PatientSetupSequence PatientPosition, or plan.patient_position where the plan has none"
-                   if cfg.get("plan", {}).get("patient_position") else "PatientSetupSequence PatientPosition")
             raise ConfigError(f"plan beam(s) {', '.join(repr(n) for n in names)} are set up {pos} ({src}) but the CT "
                               f"was acquired {ct_pos}: the gantry angles would be applied to a patient lying otherwise "
                               "than in the images, so a beam can enter from the wrong side; use the CT the plan "
-                              "was made on, or set plan.allow_position_mismatch = true if the plan's position is right "
-                              "and the CT's PatientPosition is known to be wrong")
+                              f"was made on{override}")
+
+
+def check_frame_of_reference(geometry: Any, beams: list[Any], override: str = ALLOW_OTHER_FRAME) -> None:
+    """Refuse (ConfigError) a beam whose plan's FrameOfReferenceUID (``beam.meta["frame_of_reference_uid"]``) is not
+    the CT's (``geometry.frame_of_reference_uid``; nothing is checked where either is empty): the plan was made on
+    another CT, and its isocentre would put the dose in the wrong place.  ``override`` as in
+    :func:`check_position_against_ct`."""
+    from ..config import ConfigError
+
+    ct_for = getattr(geometry, "frame_of_reference_uid", "") or ""
+    if not ct_for:
+        return
+    for beam in beams:
+        plan_for = (getattr(beam, "meta", None) or {}).get("frame_of_reference_uid") or ""
+        if plan_for and plan_for != ct_for:
+            raise ConfigError(f"plan beam {beam.name!r} refers to FrameOfReferenceUID {plan_for} but the CT's is "
+                              f"{ct_for}: the plan was made on another CT, and its isocentre coordinates would "
+                              f"put the dose in the wrong place; use the plan's CT{override}")
 
 
 def check_struct_frame(cfg: dict[str, Any], ct_for: str) -> None:
@@ -231,13 +269,7 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
     # a patient CT only: a slab_ct phantom is built for its plan and has a frame of its own
     ct_for = (getattr(geometry, "frame_of_reference_uid", "") or "") if ph.get("type") == "ct" else ""
     if ct_for and not cfg.get("plan", {}).get("allow_other_frame", False):
-        for beam in beams:
-            plan_for = (getattr(beam, "meta", None) or {}).get("frame_of_reference_uid") or ""
-            if plan_for and plan_for != ct_for:
-                raise ConfigError(f"plan beam {beam.name!r} refers to FrameOfReferenceUID {plan_for} but the CT's is "
-                                  f"{ct_for}: the plan was made on another CT, and its isocentre coordinates would "
-                                  "put the dose in the wrong place; use the plan's CT, or set "
-                                  "plan.allow_other_frame = true if the two frames are known to coincide")
+        check_frame_of_reference(geometry, beams)
     check_struct_frame(cfg, ct_for)
     check_patient_position(cfg, geometry, beams)
     rho = geometry.density_g_cm3_zyx

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import signal
 import sys
 import threading
@@ -202,6 +203,9 @@ class JobOptions:
         separate jobs (``simulate(..., beam_index=i)``) get the random numbers they get in one job.
     handle_signals : SIGINT/SIGTERM finish the batch in flight, write a checkpoint and raise RunInterrupted
         (``mcproton run``); False leaves the signals alone (``simulate``: Ctrl-C raises KeyboardInterrupt).
+    warn_stacklevel : the line the run's warnings (few batches) are attributed to, counted as ``warnings.warn``'s
+        stacklevel from run_job's own (1); ``simulate`` gives its caller's (3), so that the warning points at the
+        user's line and a filter on the user's module matches it.
     """
 
     resume: bool = False
@@ -214,6 +218,7 @@ class JobOptions:
     log: Callable[[str], None] | None = None
     first_beam_index: int = 0
     handle_signals: bool = True
+    warn_stacklevel: int = 1
 
 
 def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: list[Any],
@@ -399,7 +404,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     warn(f"beam {i + 1} ({beam.name}): only one batch was completed ({why}, after "
                          f"{st.next_history:,} primaries): its statistical uncertainty cannot be estimated (NaN in the "
                          "outputs); give a longer run.time_limit_s, a smaller run.batch_size or more run.batches",
-                         McprotonRuntimeWarning)
+                         McprotonRuntimeWarning, stacklevel=opts.warn_stacklevel)
                 elif getattr(st.acc, "batches", FEW_BATCHES) < FEW_BATCHES:
                     from .._io.errors import McprotonRuntimeWarning, warn
 
@@ -408,7 +413,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                          f"reads low by about {100 * (1 - c4(b)):.0f} % (the quoted figure is a mean of per-voxel "
                          f"standard deviations, each from {b} batch means: c4({b}) = {c4(b):.3f}); use at least "
                          f"{FEW_BATCHES} batches (run.batches, or a smaller run.batch_size) for an uncertainty to "
-                         "rely on", McprotonRuntimeWarning)
+                         "rely on", McprotonRuntimeWarning, stacklevel=opts.warn_stacklevel)
                 save()
                 acc_done = st.acc
                 results.append(_finish(sim, st, setup_s))   # its sums live on compactly (BeamState.compact)
@@ -421,7 +426,24 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
             dask_ctx.close()
         if current["ckpt_failures"]:   # still failing at the end: said once more (F11)
             log(f"mcproton: warning: {_ckpt_state(ckpt, current)}")
+    for r in results:
+        mark_completeness(r, settings, settings.primaries)
     return results
+
+
+def mark_completeness(result: Any, settings: Any, requested: int) -> None:
+    """Put into ``result``'s provenance what was asked and whether it was done: ``primaries_requested`` and, with
+    run.target_uncertainty, ``target_uncertainty`` and ``target_reached`` (its mean relative uncertainty above
+    50 % of its maximum at or below the target).  With ``stop_reason`` they are what early_stop_note reads: an RT
+    Dose (write_result_rtdose), the HDF5 and the plot of a run stopped early say so.  Every beam of every job gets
+    them here (``mcproton run``, ``mcproton check``, ``simulate``: the Python-API audit, F5, where a simulate result
+    stopped by its time limit looked complete); ``mcproton run`` marks its plan sum again after the body outline."""
+    result.provenance["primaries_requested"] = int(requested)
+    target = settings.target_uncertainty
+    if target is not None:
+        u = float(result.mean_rel_uncertainty_50)
+        result.provenance["target_uncertainty"] = float(target)
+        result.provenance["target_reached"] = bool(math.isfinite(u) and u <= target)
 
 
 #: a checkpoint that keeps failing is reported at most this often (s) after its first failure

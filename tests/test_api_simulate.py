@@ -1,0 +1,248 @@
+"""``simulate`` does what ``mcproton run`` does with the same inputs, or says why not (the Python-API audit, F2, F4,
+F5, F6, F9): it warns of a plan of another CT or patient position, runs on settings and spots checked again (a
+field assigned after the object was made bypassed every check), records what was asked and what was said in the
+result, and its messages can be silenced or redirected.  The Monte Carlo runs here are a few hundred primaries on
+the CPU."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+
+from mcproton import Beam, RunSettings, Spot, StudyReference, box_phantom, simulate
+from mcproton._io.errors import McprotonRuntimeWarning
+
+TINY = {"primaries": 400, "batches": 10, "backend": "cpu", "threads": 1, "seed": 3}
+CT_FRAME = "1.2.826.0.1.3680043.2.1"
+
+
+def _ct_box(position: str = "HFS"):
+    """A water box standing in for a grid made from a DICOM CT (``geometry.study`` set, as HUCalibration.to_geometry
+    sets it)."""
+    g = box_phantom("water", (20.0, 20.0, 40.0), (4.0, 4.0, 2.0))
+    g.study = StudyReference(frame_of_reference_uid=CT_FRAME, patient_position=position)
+    return g
+
+
+def _plan_beam(frame: str = CT_FRAME, position: str = "HFS") -> Beam:
+    """A beam with the plan keys plan_to_beams gives it."""
+    b = Beam.pencil(70.0, position_mm=(0, 0, -5))
+    b.meta.update(frame_of_reference_uid=frame, patient_position=position)
+    return b
+
+
+def _said(rec) -> list[str]:
+    return [str(w.message) for w in rec if issubclass(w.category, McprotonRuntimeWarning)]
+
+
+def _simulate_recording(*args, **kw):
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        r = simulate(*args, **kw)
+    return r, rec
+
+
+# ------------------------------------------------------------------ F2: the plan's frame and position vs the CT's
+def test_simulate_warns_of_a_plan_made_on_another_ct():
+    r, rec = _simulate_recording(_ct_box(), _plan_beam(frame="1.2.3.4.5.6.7.8.9"), TINY)
+    hits = [w for w in rec if "FrameOfReferenceUID" in str(w.message)]
+    assert len(hits) == 1, _said(rec)
+    m = str(hits[0].message)
+    assert (f"plan beam 'pencil 70 MeV' refers to FrameOfReferenceUID 1.2.3.4.5.6.7.8.9 but the CT's is {CT_FRAME}"
+            in m), m
+    assert "put the dose in the wrong place" in m and "mcproton run refuses this; simulated as given" in m, m
+    assert "allow_other_frame" not in m, m   # a config key means nothing to a script
+    assert issubclass(hits[0].category, McprotonRuntimeWarning) and hits[0].filename == __file__
+    assert r.primaries == TINY["primaries"]   # run as given
+
+
+def test_simulate_warns_of_a_plan_set_up_in_another_patient_position():
+    _, rec = _simulate_recording(_ct_box("HFS"), _plan_beam(position="HFP"), TINY)
+    hits = [str(w.message) for w in rec if "set up HFP" in str(w.message)]
+    assert len(hits) == 1, _said(rec)
+    assert "but the CT was acquired HFS" in hits[0] and "a beam can enter from the wrong side" in hits[0], hits
+    assert "mcproton run refuses this" in hits[0] and "allow_position_mismatch" not in hits[0], hits
+
+
+def test_simulate_of_a_plan_of_the_ct_or_of_a_ct_that_does_not_say_says_nothing_of_frame_or_position():
+    for geom, beam in ((_ct_box("HFS"), _plan_beam()),                              # the same frame and position
+                       (_ct_box(""), _plan_beam(position="HFP")),                   # the CT does not say
+                       (box_phantom("water", (20.0, 20.0, 40.0), (4.0, 4.0, 2.0)),  # no CT at all
+                        _plan_beam(frame="1.2.3", position="FFS"))):
+        _, rec = _simulate_recording(geom, beam, TINY)
+        assert not [m for m in _said(rec) if "FrameOfReferenceUID" in m or "set up" in m], _said(rec)
+
+
+# -------------------------------------------- F4: settings and spots checked again, as they are when simulate runs
+def _box():
+    return box_phantom("water", (20.0, 20.0, 40.0), (4.0, 4.0, 2.0))
+
+
+@pytest.mark.parametrize("mutate,words", [
+    (lambda s: setattr(s.physics, "nuclear", "false"), "physics.nuclear = 'false' has the wrong type (text)"),
+    (lambda s: setattr(s.physics, "msc", None), "physics.msc = None has the wrong type"),
+    (lambda s: setattr(s.physics, "max_step_mm", 0.0), "physics.max_step_mm must lie in 0.01..100 mm; got 0.0"),
+    (lambda s: setattr(s, "primaries", -5), "run.primaries must be a positive integer; got -5"),
+    (lambda s: setattr(s, "primaries", "3000"), "run.primaries = '3000' has the wrong type (text)"),
+    (lambda s: setattr(s, "seed", -1), "run.seed must be a non-negative integer below 2^63; got -1"),
+    (lambda s: setattr(s, "seed", 1.5), "run.seed = 1.5 is not a whole number"),
+    (lambda s: setattr(s, "threads", 0), "run.threads must be >= 1 or unset; got 0"),
+    (lambda s: setattr(s, "batches", 1), "run.batches must be >= 2"),
+    (lambda s: setattr(s, "target_uncertainty", 5.0), "run.target_uncertainty must be a fraction in (0, 1)"),
+    (lambda s: setattr(s, "physics", "icru90"), "run physics must be a PhysicsSettings or a dict of its fields"),
+])
+def test_settings_changed_after_they_were_made_are_checked_by_simulate(mutate, words):
+    """Before, each of these ran (nuclear physics on for "false", scattering off for None, every proton stopped in
+    the first voxel for max_step_mm 0, a zero dose for -5 primaries) or ended in an OverflowError deep inside."""
+    s = RunSettings(**TINY)
+    mutate(s)
+    with pytest.raises(ValueError) as exc:
+        simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), s)
+    assert words in str(exc.value)
+
+
+def test_simulate_runs_and_records_the_checked_settings_and_leaves_the_callers_alone():
+    s = RunSettings(**TINY)
+    s.physics = {"nuclear": False}            # a dict: made PhysicsSettings, as RunSettings(physics=...) does
+    s.batches = 10.0                          # a whole number as a float: the int the run uses
+    r = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), s)
+    assert r.provenance["physics"]["nuclear"] is False and r.ledger["nuclear_events"] == 0
+    assert s.physics == {"nuclear": False} and type(s.batches) is float   # the caller's object as it was
+    p = RunSettings(**TINY)
+    p.physics.nuclear = np.True_
+    r = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), p)
+    assert r.provenance["physics"]["nuclear"] is True                      # a Python bool, as RunSettings keeps it
+    assert type(p.physics.nuclear) is np.bool_
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("weight", -1.0, "spot weight must be finite and >= 0"),
+    ("sigma_mm", (-3.0, -3.0), "spot sigma_mm and divergence_rad must be >= 0"),
+    ("energy_mev", -50.0, "spot energy_mev must be positive"),
+    ("energy_mev", 400.0, "above 350 MeV"),
+    ("energy_spread_mev", 60.0, "is more than a fifth of energy_mev"),
+    ("correlation", (2.0, 0.0), "spot correlation must lie in [-1, 1]"),
+    ("position_mm", (0.0, 0.0), "spot position_mm must be 3 numbers"),
+    ("direction", (0.0, 0.0, 0.0), "spot direction must be a non-zero finite 3-vector"),
+])
+def test_a_spot_changed_after_it_was_made_is_checked_by_simulate(field, value, words):
+    beam = Beam([Spot(100.0, position_mm=(0, 0, -5)), Spot(100.0, position_mm=(2, 0, -5))])
+    setattr(beam.spots[1], field, value)
+    with pytest.raises(ValueError) as exc:
+        simulate(_box(), beam, TINY)
+    assert words in str(exc.value)
+
+
+def test_a_beam_changed_after_it_was_made_is_checked_by_simulate():
+    beam = Beam.pencil(100.0, position_mm=(0, 0, -5))
+    beam.spots[0].weight = 0.0
+    with pytest.raises(ValueError, match="the spot weights of the beam sum to zero"):
+        simulate(_box(), beam, TINY)
+    beam = Beam.pencil(100.0, position_mm=(0, 0, -5))
+    beam.total_protons = -1e9
+    with pytest.raises(ValueError, match="total_protons must be positive"):
+        simulate(_box(), beam, TINY)
+
+
+def test_a_direction_assigned_afterwards_is_normalised_for_the_run_not_in_the_callers_spot():
+    """Spot divides ``direction`` by its norm; a direction (0, 0, 2) assigned afterwards is divided for the run (bitwise
+    the run of the unit direction, with the same seed), while the caller's spot keeps what was assigned."""
+    ref = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), TINY)
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -5))
+    beam.spots[0].direction = (0.0, 0.0, 2.0)
+    r = simulate(_box(), beam, TINY)
+    assert np.array_equal(r.dose_gy_zyx, ref.dose_gy_zyx)
+    assert beam.spots[0].direction == (0.0, 0.0, 2.0)
+
+
+def test_spots_as_made_are_passed_on_unchanged():
+    """The cheap path: spots that pass the checks as they are (a plan's thousands, made by make_spots) are the
+    caller's own objects (no copy, bitwise the values the kernel got before), checked on whole arrays."""
+    from mcproton.run import _checked_beam
+    from mcproton.source import default_axis_x, make_spots
+
+    n = 2000
+    rng = np.random.default_rng(1)
+    d = np.tile([0.0, 0.6, 0.8], (n, 1)) + rng.normal(0, 0.01, (n, 3))
+    spots = make_spots(rng.uniform(70, 200, n), rng.normal(0, 30, (n, 3)), d,
+                       np.array([default_axis_x(v / np.linalg.norm(v)) for v in d]),
+                       energy_spread_mev=np.full(n, 0.5), sigma_mm=np.full((n, 2), 3.0),
+                       divergence_rad=np.full((n, 2), 0.002), correlation=np.zeros((n, 2)), weight=rng.uniform(0, 2, n))
+    beam = Beam(spots, total_protons=1e9)
+    checked = _checked_beam(beam)
+    assert checked is not beam and checked.spots is not beam.spots
+    assert all(a is b for a, b in zip(checked.spots, beam.spots))
+
+
+# ------------------------------------------------------------------ F5: what was asked, in the result's provenance
+def test_a_simulate_result_stopped_by_its_time_limit_says_so_in_its_rt_dose_and_file(tmp_path):
+    """Before, only mcproton run recorded primaries_requested: a simulate result stopped at 1 % of its primaries
+    made an RT Dose that looked complete.  The time limit ends the run after its first batch (checked between
+    batches; a batch is primaries / 100 with a time limit)."""
+    import pydicom
+
+    from mcproton import DoseResult, write_result_rtdose
+    from mcproton._run.result import early_stop_note
+
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -5), total_protons=1e9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = simulate(_box(), beam, {**TINY, "primaries": 200_000, "batches": 100, "time_limit_s": 1e-9})
+    assert r.provenance["stop_reason"] == "time_limit" and r.primaries < 200_000
+    assert r.provenance["primaries_requested"] == 200_000 and "target_reached" not in r.provenance
+    assert early_stop_note(r).startswith(f"stopped by the time limit: {r.primaries:,} of 200,000 primaries")
+    write_result_rtdose(r, tmp_path / "RD.dcm")
+    assert pydicom.dcmread(tmp_path / "RD.dcm").DoseComment.startswith("INCOMPLETE")
+    back = DoseResult.load(r.save(tmp_path / "r.h5"))
+    assert back.provenance["primaries_requested"] == 200_000 and early_stop_note(back) == early_stop_note(r)
+
+
+def test_a_simulate_result_short_of_its_target_uncertainty_says_so():
+    r = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), {**TINY, "target_uncertainty": 1e-4})
+    assert r.provenance["stop_reason"] == "primaries"
+    assert (r.provenance["primaries_requested"], r.provenance["target_uncertainty"]) == (400, 1e-4)
+    assert r.provenance["target_reached"] is False
+    r = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), {**TINY, "target_uncertainty": 0.9})
+    assert r.provenance["target_reached"] is True and r.provenance["target_uncertainty"] == 0.9
+
+
+# ---------------------------------------- F6, F9: the warnings kept in the result; messages where the caller says
+def test_the_warnings_of_a_simulate_are_kept_in_its_result_and_file_whatever_the_filters(tmp_path):
+    from mcproton import DoseResult
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # hidden from the screen, kept in the record
+        r = simulate(_box(), Beam.pencil(70.0, position_mm=(500, 0, -10)), {**TINY, "batches": 3})
+    said = r.provenance["warnings"]
+    assert any("every spot of beam 'pencil 70 MeV' misses the phantom" in m for m in said), said
+    assert any("its statistical uncertainty comes from 3 batches only" in m for m in said), said
+    assert DoseResult.load(r.save(tmp_path / "r.h5")).provenance["warnings"] == said
+    quiet = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), TINY)
+    assert "warnings" not in quiet.provenance
+
+
+def test_the_few_batches_warning_points_at_the_callers_line():
+    """Before, it was attributed to mcproton/_run/job.py: Python's default filters showed it once per process, and a
+    filter on the user's module did not match it."""
+    _, rec = _simulate_recording(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), {**TINY, "batches": 3})
+    few = [w for w in rec if "3 batches only" in str(w.message)]
+    assert len(few) == 1 and few[0].filename == __file__, [(w.filename, str(w.message)[:80]) for w in rec]
+
+
+def test_simulate_log_takes_the_stop_lines_or_silences_them(capsys):
+    """Before, a simulate stopped by its time limit or target wrote its line to stderr even with progress=False."""
+    settings = {**TINY, "primaries": 200_000, "batches": 100, "time_limit_s": 1e-9}
+    beam = Beam.pencil(70.0, position_mm=(0, 0, -5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        simulate(_box(), beam, settings)
+        assert "stopped by the time limit" in capsys.readouterr().err   # the default: stderr, as before
+        simulate(_box(), beam, settings, log=None)
+        assert capsys.readouterr().err == ""
+        lines: list[str] = []
+        simulate(_box(), beam, settings, log=lines.append)
+        assert capsys.readouterr().err == "" and len(lines) == 1 and "stopped by the time limit" in lines[0], lines
+    with pytest.raises(ValueError, match=r"log must be True \(stderr\), a callable f\(line\) or None"):
+        simulate(_box(), beam, TINY, log="quiet")
