@@ -208,6 +208,24 @@ def test_a_simulate_result_short_of_its_target_uncertainty_says_so():
     assert r.provenance["target_reached"] is True and r.provenance["target_uncertainty"] == 0.9
 
 
+def test_a_sum_of_simulate_results_says_what_was_asked_of_all_its_beams():
+    """sum_results of two beams (400 and 800 primaries requested): the sum asked 1,200 (before: beam 1's 400, so a
+    second beam stopped early went unsaid), a shared target is judged on the sum's own uncertainty, another
+    target per beam is not claimed for the sum."""
+    from mcproton import sum_results
+
+    a = simulate(_box(), Beam.pencil(70.0, position_mm=(0, 0, -5)), {**TINY, "target_uncertainty": 1e-4})
+    b = simulate(_box(), Beam.pencil(72.0, position_mm=(0, 0, -5)),
+                 {**TINY, "primaries": 800, "target_uncertainty": 1e-4}, beam_index=1)
+    s = sum_results([a, b])
+    assert s.provenance["primaries_requested"] == 1200 and s.provenance["target_reached"] is False
+    assert s.provenance["target_uncertainty"] == 1e-4
+    c = simulate(_box(), Beam.pencil(72.0, position_mm=(0, 0, -5)), {**TINY, "target_uncertainty": 0.9},
+                 beam_index=1)
+    s = sum_results([a, c])
+    assert s.provenance["primaries_requested"] == 800 and "target_reached" not in s.provenance
+
+
 # ---------------------------------------- F6, F9: the warnings kept in the result; messages where the caller says
 def test_the_warnings_of_a_simulate_are_kept_in_its_result_and_file_whatever_the_filters(tmp_path):
     from mcproton import DoseResult

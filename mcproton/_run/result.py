@@ -479,6 +479,26 @@ def _copy_result(r: DoseResult) -> DoseResult:
     return out
 
 
+def _sum_completeness(prov: dict, results: list[DoseResult], mean_unc: float) -> None:
+    """What was asked of the sum and whether it was done (the keys of mcproton._run.job.mark_completeness that
+    early_stop_note reads), from its beams': the primaries requested added; a target shared by every beam judged
+    on the sum's own uncertainty; the warnings of every beam, each once.  Before (2026-12-05) the sum carried
+    beam 1's, so a second beam stopped early went unsaid."""
+    provs = [r.provenance for r in results]
+    for k in ("primaries_requested", "target_uncertainty", "target_reached"):
+        prov.pop(k, None)
+    if all("primaries_requested" in p for p in provs):
+        prov["primaries_requested"] = int(sum(int(p["primaries_requested"]) for p in provs))
+    targets = {p.get("target_uncertainty") for p in provs}
+    if len(targets) == 1 and None not in targets:
+        target = float(targets.pop())
+        prov["target_uncertainty"] = target
+        prov["target_reached"] = bool(math.isfinite(mean_unc) and mean_unc <= target)
+    said = [w for p in provs for w in (p.get("warnings") or [])]
+    if said:
+        prov["warnings"] = list(dict.fromkeys(said))
+
+
 def sum_results(results: Iterable[DoseResult]) -> DoseResult:
     """The sum of the DoseResults of several beams on the same geometry (e.g. the beams of a plan).
 
@@ -569,6 +589,7 @@ def sum_results(results: Iterable[DoseResult]) -> DoseResult:
     prov.pop("next_history", None)   # of beam 1 only; each beam's is its primaries (summed_primaries)
     if any("stop_reason" in r.provenance for r in results):
         prov["stop_reason"] = combined_stop_reason(results)
+    _sum_completeness(prov, results, mean_unc)
     prov["summed_beam_indices"] = [r.provenance.get("beam_index") for r in results]
     phases = [p for r in results if isinstance(p := r.provenance.get("phase_s"), dict)]
     if len(phases) == len(results):
