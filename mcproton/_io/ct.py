@@ -425,14 +425,14 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             hu = np.empty((n_slices, rows0, cols0), np.int16 if integral else np.float32)
         elif not integral and hu.dtype == np.int16:
             hu = hu.astype(np.float32)   # the slices so far were integers: exact, the numbers float64 gives
-        v = _rescale_slice(arr, slope, inter, integral)
+        hu_k = _rescale_slice(arr, slope, inter, integral)
         del arr, ds
-        if v is None:
+        if hu_k is None:
             nonfinite = True
             continue
-        lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
+        lo, hi = min(lo, float(hu_k.min())), max(hi, float(hu_k.max()))
         if lo >= -32768 and hi <= 32767 and not nonfinite:
-            hu[at(k)] = v[flip]
+            hu[at(k)] = hu_k[flip]
     if nonfinite:
         raise _err("CT contains non-finite values after rescaling")
     if lo < -32768 or hi > 32767:

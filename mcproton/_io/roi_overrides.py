@@ -165,11 +165,12 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
     any_set = False
     for i, (r, (m, why)) in enumerate(zip(rois, chosen)):
         mask = mask_unkept(s, geometry, r["name"])
-        n = int(np.count_nonzero(mask)) if mask is not None else 0
+        n = 0 if mask is None else int(np.count_nonzero(mask))
         notes.append(f"ROI {r['name']!r} ({r['type'] or 'no type'}): {r['property']} {r['density_g_cm3']:g} -> "
                      f"{m.name} at {r['density_g_cm3']:g} g/cm3 ({why}), {n} voxels"
                      + ("" if n else " (no voxel: contours outside the grid, or none)"))
-        if not n:
+        if mask is None or not n:
+            del mask   # freed before the next ROI's is made
             continue
         k = next((j for j, x in enumerate(mats) if x is m), None)
         if k is None:
@@ -219,11 +220,12 @@ def outside_external(geometry: Any, struct: Any, also_keep: Sequence[str] = ()
         return None
     kept = [nm for nm, t in struct.roi_types.items()
             if (t.upper() in KEPT_OUTSIDE_EXTERNAL or nm in also_keep) and nm != ext[0] and struct.contours.get(nm)]
-    # one mask at a time, not kept with the structure set (on a CT's own voxels a byte per voxel each)
-    first = mask_unkept(struct, geometry, ext[0])
-    inside = first if first.flags.writeable else first.copy()
-    for nm in kept:
-        inside |= mask_unkept(struct, geometry, nm)
+    inside = np.zeros(tuple(int(n) for n in geometry.shape_zyx), bool)
+    for nm in ext[:1] + kept:   # one mask at a time, not kept with the structure set (a byte per voxel each)
+        mask = mask_unkept(struct, geometry, nm)
+        if mask is not None:   # (every one has contours)
+            inside |= mask
+        del mask   # freed before the next is made
     return np.logical_not(inside, out=inside), ext[0], kept
 
 

@@ -660,8 +660,8 @@ def test_the_override_step_holds_one_mask_at_a_time(tmp_path):
     hold the geometry and about one mask, whatever the number of override ROIs.  Before (audit F2): both geometry
     arrays copied (5 bytes per voxel) and every ROI's mask twice (kept with the structure set and copied): 18.0
     bytes per voxel here for five override ROIs (797 MB -> 1314 MB peak from one ROI to five on that CT), and 10.0
-    for the outside of the External and its air; now 1.9 and 2.1.  tracemalloc (numpy's allocations), after a
-    first pass that imports and warms up what the step uses; deterministic."""
+    for the outside of the External and its air; now 1.4 and 2.3 (a second mask held would add 1).  tracemalloc
+    (numpy's allocations), after a first pass that imports and warms up what the step uses; deterministic."""
     from mcproton._io.roi_overrides import outside_external, set_outside_to_air
     from mcproton._io.rtstruct import read_rtstruct
 
@@ -683,10 +683,10 @@ def test_the_override_step_holds_one_mask_at_a_time(tmp_path):
     s.masks.clear()   # no mask kept from before
     peak = _traced_peak(lambda: overrides(g))
     print(f"overrides: {peak / n:.2f} bytes per voxel")
-    assert peak < 3 * n, f"{peak / n:.2f} bytes per voxel"   # one mask, a bit per voxel for each of A, B, C
+    assert peak < 2.2 * n, f"{peak / n:.2f} bytes per voxel"   # one mask, a bit per voxel for each of A, B, C
     assert g.material_index_zyx is mi and g.density_g_cm3_zyx is rho   # written in place
     s.masks.clear()
     peak = _traced_peak(lambda: air(g))
     print(f"outside the External: {peak / n:.2f} bytes per voxel")
-    assert peak < 3.5 * n, f"{peak / n:.2f} bytes per voxel"   # the outside and one mask
+    assert peak < 3 * n, f"{peak / n:.2f} bytes per voxel"   # the outside and one mask
     assert not s.masks   # the masks of the CT's voxels are not kept with the structure set
