@@ -374,11 +374,19 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         if not dz > 0:
             raise _err(f"a single CT slice without a positive SliceThickness cannot define a 3-D grid ({f0})")
 
-    # --- pixels ---
-    slices = []   # (stored values, slope, intercept) per slice
+    # --- pixels: each slice rescaled into the volume as it is read (the stored slices are not kept: the reading
+    # peaked at 3.1 x the volume before, audit F7), placed where the axis flips below put it ---
+    n_slices = len(chosen)
+    at = (lambda k: n_slices - 1 - k) if normal[2] < 0 else (lambda k: k)   # z increasing
+    flip = (slice(None, None, -1) if sy < 0 else slice(None), slice(None, None, -1) if sx < 0 else slice(None))
+    # int16 while every slope, intercept and stored value is an integer, float32 from the first that is not;
+    # allocated at the first slice
+    hu = np.empty((0, rows0, cols0), np.int16)
+    lo, hi = np.inf, -np.inf   # the HU range, refused at the end if implausible (as every slice is read)
+    nonfinite = False
     padded: list[tuple[int, float]] = []   # (voxels at the PixelPaddingValue, its HU) of the slices remapped
     integral = True
-    for f, ds in _read_many([f for f, _ in chosen], pixels=True):
+    for k, (f, ds) in enumerate(_read_many([f for f, _ in chosen], pixels=True)):
         if ds is None or "PixelData" not in ds:
             raise _err(f"{f}: slice has no PixelData; the file is truncated or not an image")
         try:
@@ -413,27 +421,38 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             arr = arr.astype(np.int64 if to == int(to) else np.float64)
             arr[mask] = to
             integral = integral and to == int(to)
-        slices.append((arr, slope, inter))
-    hu = _rescale(slices, integral)
+        if k == 0:
+            hu = np.empty((n_slices, rows0, cols0), np.int16 if integral else np.float32)
+        elif not integral and hu.dtype == np.int16:
+            hu = hu.astype(np.float32)   # the slices so far were integers: exact, the numbers float64 gives
+        hu_k = _rescale_slice(arr, slope, inter, integral)
+        del arr, ds
+        if hu_k is None:
+            nonfinite = True
+            continue
+        lo, hi = min(lo, float(hu_k.min())), max(hi, float(hu_k.max()))
+        if lo >= -32768 and hi <= 32767 and not nonfinite:
+            hu[at(k)] = hu_k[flip]
+    if nonfinite:
+        raise _err("CT contains non-finite values after rescaling")
+    if lo < -32768 or hi > 32767:
+        raise _err(f"CT values {lo:.0f}..{hi:.0f} HU are outside any plausible HU range; check RescaleSlope/"
+                   "RescaleIntercept")
     if padded:
         warn(f"{folder}: {sum(n for n, _ in padded)} CT voxels hold the PixelPaddingValue (0028,0120) of the "
              f"scanner, which reads as {padded[0][1]:.0f} HU, a CT number of matter: they lie outside the "
              f"reconstructed image and are read as {PADDING_REMAP_HU} HU (outside the field of view: air, and the edge "
              "of the field of view for the check of a patient cut off by the CT)", McprotonWarning)
 
-    # flip axes whose direction cosine is negative so that the grid runs along +x, +y
+    # the axes whose direction cosine is negative were flipped above (each slice) so that the grid runs along +x, +y
     origin = ipps_sorted[0].copy()
     if sx < 0:
-        hu = hu[:, :, ::-1]
         origin[0] = origin[0] - (cols0 - 1) * float(ps0[1])
     if sy < 0:
-        hu = hu[:, ::-1, :]
         origin[1] = origin[1] - (rows0 - 1) * float(ps0[0])
-    if normal[2] < 0:  # z decreasing with the sort key: reverse so that z increases
-        hu = hu[::-1]
+    if normal[2] < 0:  # z decreasing with the sort key: the slices were put in reverse so that z increases
         origin[2] = ipps_sorted[-1][2]
         chosen = chosen[::-1]
-    hu = np.ascontiguousarray(hu)
     ds0 = chosen[0][1]
     return CTImage(
         hu_zyx=hu,
@@ -482,28 +501,15 @@ def _padding_voxels(ds, arr: np.ndarray, slope: float, inter: float) -> tuple[np
     return (mask, pad_hu) if mask.any() else None
 
 
-def _rescale(slices: list[tuple[np.ndarray, float, float]], integral: bool) -> np.ndarray:
-    """HU = stored value x RescaleSlope + RescaleIntercept of every slice, stacked (z, y, x): int16 when every
-    slope, intercept and stored value is an integer, else float32.  Slice by slice into the result: no float64
-    copy of the whole CT (the integer HU are computed in int64, the same numbers as float64 gives)."""
-    n = len(slices)
-    rows, cols = slices[0][0].shape
-    hu = np.empty((n, rows, cols), np.int16 if integral else np.float32)
-    lo, hi = np.inf, -np.inf
-    for k, (arr, slope, inter) in enumerate(slices):
-        if integral:
-            v = arr.astype(np.int64) * int(slope) + int(inter)
-        else:
-            v = arr.astype(np.float64) * slope + inter
-            if not np.all(np.isfinite(v)):
-                raise _err("CT contains non-finite values after rescaling")
-        lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
-        if lo >= -32768 and hi <= 32767:
-            hu[k] = v
-    if lo < -32768 or hi > 32767:
-        raise _err(f"CT values {lo:.0f}..{hi:.0f} HU are outside any plausible HU range; check RescaleSlope/"
-                   "RescaleIntercept")
-    return hu
+def _rescale_slice(arr: np.ndarray, slope: float, inter: float, integral: bool) -> np.ndarray | None:
+    """HU = stored value x RescaleSlope + RescaleIntercept of one slice: in int64 when ``integral`` (every slope,
+    intercept and stored value of the CT so far an integer; the same numbers as float64 gives), else float64 (None
+    where a value is not finite).  The caller stores it in the volume (int16 or float32): no float64 copy of the
+    whole CT."""
+    if integral:
+        return arr.astype(np.int64) * int(slope) + int(inter)
+    v = arr.astype(np.float64) * slope + inter
+    return v if np.all(np.isfinite(v)) else None
 
 
 def write_ct_series(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin_mm: Sequence[float],

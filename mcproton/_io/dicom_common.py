@@ -588,6 +588,13 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
     except Exception as exc:  # pydicom raises many types on damaged files
         raise DicomInputError(f"{p}: cannot be read as DICOM ({type(exc).__name__}: {exc}); the file is "
                               "damaged: copy or export it again") from exc
+    # pydicom keeps the buffer a data set was read from (FileDataset.buffer; .filename in pydicom 2), for the
+    # elements it defers, which it defers none of here: the whole file, pixels included, for as long as the data set
+    # is kept (a CT folder's header data sets held every slice's pixels once more: the CT reading peaked at 3.1 x
+    # its volume, audit F7)
+    for attr in ("buffer", "filename"):
+        if isinstance(getattr(ds, attr, None), io.BytesIO):
+            setattr(ds, attr, None)
     if "TransferSyntaxUID" not in ds.file_meta:  # a raw data set: record the encoding it was read with
         from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 

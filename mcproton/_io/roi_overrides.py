@@ -113,32 +113,66 @@ def nearest_material(roi: dict):
         return get_material("water"), "water (no composition given)"
 
 
+def _writable_arrays(geometry: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The geometry's material index (uint8) and density (float32) arrays, to be changed in place: on a CT's own
+    voxels they are 1 + 4 bytes per voxel (262 MB for 512 x 512 x 200), which a copy would double.  Copied once
+    (and the copies put into the geometry) only where they cannot be written as they are: read-only, of another
+    type, not C-contiguous, or a view of an array that may be another's."""
+    def own(a: Any, dtype: type) -> np.ndarray:
+        if (isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+                and a.flags.owndata):
+            return a
+        return np.array(a, dtype=dtype, order="C")
+
+    geometry.material_index_zyx = own(geometry.material_index_zyx, np.uint8)
+    geometry.density_g_cm3_zyx = own(geometry.density_g_cm3_zyx, np.float32)
+    return geometry.material_index_zyx, geometry.density_g_cm3_zyx
+
+
+#: number of bits set in each byte value (the voxels of a mask packed 8 to a byte by np.packbits)
+_BITS_IN_BYTE = np.array([bin(v).count("1") for v in range(256)], np.uint8)
+
+
 def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) -> list[str]:
     """Put the structure set's material overrides (:func:`roi_overrides`) into ``geometry`` (in place): each
     override ROI's voxels take its material (:func:`nearest_material`) at its density, the External first.
     ``struct``: the structure set already read (:func:`~mcproton._io.rtstruct.read_rtstruct`), else it is read.
-    Returns one note per ROI (what was set, and on how many voxels); [] when no ROI has an override."""
-    from .rtstruct import rasterise, read_rtstruct
+    Returns one note per ROI (what was set, and on how many voxels); [] when no ROI has an override.
+
+    The geometry's own arrays are written (:func:`_writable_arrays`), and the ROIs' masks made one at a time and
+    not kept (:func:`~mcproton._io.rtstruct.mask_unkept`): on a CT's own voxels the step holds the geometry, one
+    mask and one bit per voxel for each override ROI that a later one may overlap (for the notes), whatever the
+    number of ROIs (a 512 x 512 x 200 CT with five override ROIs: the geometry step peaked at 1.31 GB, now at the
+    0.63-0.67 GB of its full-resolution geometry with no ROI at all; BENCHMARKS.md)."""
+    from .rtstruct import mask_unkept, read_rtstruct
 
     rois = roi_overrides(struct_path)
     if not rois:
         return []
     s = struct if struct is not None else read_rtstruct(struct_path)
-    masks = rasterise(s, geometry, names=[r["name"] for r in rois])
     mats = list(geometry.materials)
-    mi = np.array(geometry.material_index_zyx)
-    rho = np.array(geometry.density_g_cm3_zyx)
+    chosen = [nearest_material(r) for r in rois]
+    new = {id(m) for m, _ in chosen if not any(x is m for x in mats)}
+    if len(mats) + len(new) <= 255:
+        mi, rho = _writable_arrays(geometry)
+    else:   # the 255 materials may be exceeded: refused below with the geometry as it was (copies written)
+        mi, rho = np.array(geometry.material_index_zyx), np.array(geometry.density_g_cm3_zyx)
     notes = []
-    for r in rois:
-        m, why = nearest_material(r)
-        mask = masks.get(r["name"])
-        n = int(mask.sum()) if mask is not None else 0
+    # overlapping override ROIs (not the External, which the others lie in): the later one in the file wins, and
+    # the note of the earlier one says so; their masks are kept packed, a bit per voxel, to find the overlaps
+    packed: dict[int, np.ndarray] = {}
+    overlaps_possible = sum(r["type"].upper() != "EXTERNAL" for r in rois) > 1
+    any_set = False
+    for i, (r, (m, why)) in enumerate(zip(rois, chosen)):
+        mask = mask_unkept(s, geometry, r["name"])
+        n = 0 if mask is None else int(np.count_nonzero(mask))
         notes.append(f"ROI {r['name']!r} ({r['type'] or 'no type'}): {r['property']} {r['density_g_cm3']:g} -> "
                      f"{m.name} at {r['density_g_cm3']:g} g/cm3 ({why}), {n} voxels"
                      + ("" if n else " (no voxel: contours outside the grid, or none)"))
-        if not n:
+        if mask is None or not n:
+            del mask   # freed before the next ROI's is made
             continue
-        k = next((i for i, x in enumerate(mats) if x is m), None)
+        k = next((j for j, x in enumerate(mats) if x is m), None)
         if k is None:
             if len(mats) >= 255:
                 raise ValueError(f"{struct_path}: the overrides need more than 255 materials in the geometry")
@@ -146,21 +180,24 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
             k = len(mats) - 1
         mi[mask] = k
         rho[mask] = r["density_g_cm3"]
-    # overlapping override ROIs (not the External, which the others lie in): the later one in the file wins; say so
+        any_set = True
+        if overlaps_possible and r["type"].upper() != "EXTERNAL":
+            packed[i] = np.packbits(mask, axis=None)
+        del mask
     for i, r in enumerate(rois):
-        mask = masks.get(r["name"])
-        if mask is None or r["type"].upper() == "EXTERNAL" or not mask.any():
+        if i not in packed:
             continue
-        later = [q["name"] for q in rois[i + 1:] if masks.get(q["name"]) is not None
-                 and (mask & masks[q["name"]]).any()]
+        later = [j for j in range(i + 1, len(rois)) if j in packed and np.any(packed[i] & packed[j])]
         if later:
-            lost = int((mask & np.logical_or.reduce([masks[q] for q in later])).sum())
-            notes[i] += (f"; {lost} of them overlap the later override ROI(s) {', '.join(repr(q) for q in later)}, "
+            union = np.bitwise_or.reduce([packed[j] for j in later]) if len(later) > 1 else packed[later[0]]
+            lost = int(_BITS_IN_BYTE[packed[i] & union].sum(dtype=np.int64))
+            notes[i] += (f"; {lost} of them overlap the later override ROI(s) "
+                         f"{', '.join(repr(rois[j]['name']) for j in later)}, "
                          "whose material they take (the later one in the structure set wins)")
     geometry.materials = mats
-    geometry.material_index_zyx = np.ascontiguousarray(mi, dtype=np.uint8)
+    geometry.material_index_zyx = np.ascontiguousarray(mi, dtype=np.uint8)   # the same arrays where written in place
     geometry.density_g_cm3_zyx = np.ascontiguousarray(rho, dtype=np.float32)
-    if any(masks.get(r["name"]) is not None and masks[r["name"]].any() for r in rois):
+    if any_set:
         geometry.tissue_heterogeneity = ("IMAGE", "ROI_OVERRIDE")   # what an RT Dose of it says it was computed with
     return notes
 
@@ -176,18 +213,20 @@ def outside_external(geometry: Any, struct: Any, also_keep: Sequence[str] = ()
     (``KEPT_OUTSIDE_EXTERNAL``) and the ROIs named in ``also_keep`` (those whose material override was applied:
     the planning system put that material there): (mask, the External's name, the kept ROIs' names); None without
     an External ROI with contours."""
-    from .rtstruct import rasterise
+    from .rtstruct import mask_unkept
 
     ext = [nm for nm, t in struct.roi_types.items() if t.upper() == "EXTERNAL" and struct.contours.get(nm)]
     if not ext:
         return None
     kept = [nm for nm, t in struct.roi_types.items()
             if (t.upper() in KEPT_OUTSIDE_EXTERNAL or nm in also_keep) and nm != ext[0] and struct.contours.get(nm)]
-    masks = rasterise(struct, geometry, names=ext[:1] + kept)
-    inside = masks[ext[0]].copy()
-    for nm in kept:
-        inside |= masks[nm]
-    return ~inside, ext[0], kept
+    inside = np.zeros(tuple(int(n) for n in geometry.shape_zyx), bool)
+    for nm in ext[:1] + kept:   # one mask at a time, not kept with the structure set (a byte per voxel each)
+        mask = mask_unkept(struct, geometry, nm)
+        if mask is not None:   # (every one has contours)
+            inside |= mask
+        del mask   # freed before the next is made
+    return np.logical_not(inside, out=inside), ext[0], kept
 
 
 def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
@@ -203,15 +242,13 @@ def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
             raise ValueError("air outside the External needs a material more than the 255 a geometry may hold")
         mats.append(air)
         k = len(mats) - 1
-    rho = np.array(geometry.density_g_cm3_zyx)
     from .._run.inputs import AIR_LIKE_G_CM3   # what counts as air on a beam's way, the run's rule
 
-    n = int(np.count_nonzero(mask & (rho > AIR_LIKE_G_CM3)))
-    mi = np.array(geometry.material_index_zyx)
+    mi, rho = _writable_arrays(geometry)   # written in place: no copy of a CT's own voxels
+    # counted slice by slice: no whole-grid temporary
+    n = sum(int(np.count_nonzero(mask[z] & (rho[z] > AIR_LIKE_G_CM3))) for z in range(rho.shape[0]))
     mi[mask] = k
     rho[mask] = air.density_g_cm3
     geometry.materials = mats
-    geometry.material_index_zyx = np.ascontiguousarray(mi, dtype=np.uint8)
-    geometry.density_g_cm3_zyx = np.ascontiguousarray(rho, dtype=np.float32)
     geometry.tissue_heterogeneity = ("IMAGE", "ROI_OVERRIDE")
     return n

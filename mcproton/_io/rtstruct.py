@@ -349,6 +349,24 @@ def rasterise(struct: Mapping[str, list[np.ndarray]] | RTStruct, geometry,
     return {nm: struct.masks[(grid, nm)].copy() for nm in want}
 
 
+def mask_unkept(struct: Mapping[str, list[np.ndarray]] | RTStruct, geometry, name: str) -> np.ndarray | None:
+    """The mask of ROI ``name`` on the grid of ``geometry``, the same as :func:`rasterise` gives, but neither kept
+    with the structure set nor copied: on a CT's own voxels each mask is a byte per voxel (52 MB for 512 x 512 x
+    200), and :func:`rasterise` would keep it for the rest of the run and hand out a copy, so a caller that needs
+    the masks of several ROIs in turn (the material overrides, the outside of the External) holds one at a time.
+    A mask kept before (same grid) is returned read-only instead of being made again.  None when the structure set
+    has no ROI ``name``."""
+    org, vox, shape = _grid(geometry)
+    if isinstance(struct, RTStruct):
+        kept = struct.masks.get(((tuple(org.tolist()), tuple(vox.tolist()), shape), name))
+        if kept is not None:
+            view = kept.view()
+            view.flags.writeable = False
+            return view
+        struct = struct.contours
+    return _rasterise(struct, org, vox, shape, [name]).get(name)
+
+
 @timed("structures")
 def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: np.ndarray,
                shape: tuple[int, int, int], names: list[str] | None) -> dict[str, np.ndarray]:

@@ -545,3 +545,148 @@ def test_a_run_on_a_geometry_with_overrides_says_so_in_its_provenance(water_ct):
     _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
     apply_overrides(g, tmp / "RS.dcm")
     assert mcproton.simulate(g, beam, settings).provenance["tissue_heterogeneity"] == ["IMAGE", "ROI_OVERRIDE"]
+
+
+# ---------------------------------------------------------------------- memory of the full-resolution override step
+def _overlapping_case(tmp: Path):
+    """A 48 x 120 x 120 geometry of 1 mm voxels (water inside the External, air around) and an RT Struct whose
+    External and four ROIs have overrides: A, B and C overlap each other, D lies outside the grid (no voxel)."""
+    from mcproton.geometry import VoxelGeometry
+    from mcproton.materials import get_material
+
+    _write_rs(tmp / "RS.dcm", None, targets=[("A", (-30.0, -30.0, -15.0), (10.0, 10.0, 15.0)),
+                                             ("B", (0.0, -20.0, -10.0), (30.0, 20.0, 10.0)),
+                                             ("C", (-5.0, -5.0, -5.0), (25.0, 25.0, 5.0)),
+                                             ("D", (100.0, 100.0, -5.0), (120.0, 120.0, 5.0))])
+    _override(tmp / "RS.dcm", "A", rel_mass=1.19, comp=PMMA_Z)
+    _override(tmp / "RS.dcm", "B", rel_mass=1.6)
+    _override(tmp / "RS.dcm", "C", rel_elec=1.1)
+    _override(tmp / "RS.dcm", "D", rel_mass=1.3)
+    _override(tmp / "RS.dcm", "External", rel_mass=1.02)
+    mi = np.zeros((48, 120, 120), np.uint8)
+    mi[:, 20:-20, 20:-20] = 1
+    rho = np.where(mi == 1, 1.0, 0.0012).astype(np.float32)
+
+    def geometry():
+        return VoxelGeometry(mi.copy(), rho.copy(), [get_material("air"), get_material("water")], (1.0, 1.0, 1.0),
+                             (-59.5, -59.5, -23.5))
+    return geometry
+
+
+def _apply_overrides_before(geometry, struct_path):
+    """apply_overrides as it was before 2026-12-05 (copies of the arrays, every mask at once): the reference the
+    in-place version must match bit for bit."""
+    from mcproton._io.roi_overrides import nearest_material
+    from mcproton._io.rtstruct import rasterise, read_rtstruct
+
+    rois = roi_overrides(struct_path)
+    masks = rasterise(read_rtstruct(struct_path), geometry, names=[r["name"] for r in rois])
+    mats = list(geometry.materials)
+    mi, rho = np.array(geometry.material_index_zyx), np.array(geometry.density_g_cm3_zyx)
+    notes = []
+    for r in rois:
+        m, why = nearest_material(r)
+        mask = masks.get(r["name"])
+        n = int(mask.sum()) if mask is not None else 0
+        notes.append(f"ROI {r['name']!r} ({r['type'] or 'no type'}): {r['property']} {r['density_g_cm3']:g} -> "
+                     f"{m.name} at {r['density_g_cm3']:g} g/cm3 ({why}), {n} voxels"
+                     + ("" if n else " (no voxel: contours outside the grid, or none)"))
+        if n:
+            k = next((i for i, x in enumerate(mats) if x is m), None)
+            if k is None:
+                mats.append(m)
+                k = len(mats) - 1
+            mi[mask], rho[mask] = k, r["density_g_cm3"]
+    for i, r in enumerate(rois):
+        mask = masks.get(r["name"])
+        if mask is None or r["type"].upper() == "EXTERNAL" or not mask.any():
+            continue
+        later = [q["name"] for q in rois[i + 1:]
+                 if masks.get(q["name"]) is not None and (mask & masks[q["name"]]).any()]
+        if later:
+            lost = int((mask & np.logical_or.reduce([masks[q] for q in later])).sum())
+            notes[i] += (f"; {lost} of them overlap the later override ROI(s) {', '.join(repr(q) for q in later)}, "
+                         "whose material they take (the later one in the structure set wins)")
+    geometry.materials, geometry.material_index_zyx, geometry.density_g_cm3_zyx = mats, mi, rho
+    return notes
+
+
+def test_overrides_in_place_give_the_geometry_and_notes_of_before(tmp_path):
+    """The overrides and the air outside the External written into the geometry's own arrays, one ROI's mask at a
+    time (audit F2), give the same geometry, bit for bit, and the same notes as the copies of before."""
+    from mcproton._io.roi_overrides import outside_external, set_outside_to_air
+    from mcproton._io.rtstruct import rasterise, read_rtstruct
+
+    geometry = _overlapping_case(tmp_path)
+    g, ref = geometry(), geometry()
+    notes = apply_overrides(g, tmp_path / "RS.dcm")
+    assert notes == _apply_overrides_before(ref, tmp_path / "RS.dcm")
+    assert "overlap the later override ROI(s) 'B', 'C'" in notes[1] and "(no voxel" in notes[4], notes
+    assert [m.name for m in g.materials] == [m.name for m in ref.materials] == ["air", "water", "pmma"]
+    for a, b in ((g.material_index_zyx, ref.material_index_zyx), (g.density_g_cm3_zyx, ref.density_g_cm3_zyx)):
+        assert a.dtype == b.dtype and a.flags.c_contiguous and a.tobytes() == b.tobytes()
+    assert g.tissue_heterogeneity == ("IMAGE", "ROI_OVERRIDE")
+
+    s = read_rtstruct(tmp_path / "RS.dcm")
+    found = outside_external(g, s, also_keep=["A", "B"])
+    masks = rasterise(s, g, names=["External", "A", "B"])
+    assert found[1:] == ("External", ["A", "B"])
+    np.testing.assert_array_equal(found[0], ~(masks["External"] | masks["A"] | masks["B"]))
+    # a mask kept with the structure set (rasterise above) is used, not changed
+    assert outside_external(g, s, also_keep=["A", "B"])[0].tobytes() == found[0].tobytes()
+    np.testing.assert_array_equal(rasterise(s, g, names=["External"])["External"], masks["External"])
+    rho_ref = ref.density_g_cm3_zyx.copy()
+    n_ref = int(np.count_nonzero(found[0] & (rho_ref > 0.01)))   # AIR_LIKE_G_CM3
+    assert set_outside_to_air(g, found[0]) == n_ref > 0
+    rho_ref[found[0]] = g.materials[0].density_g_cm3
+    assert g.density_g_cm3_zyx.tobytes() == rho_ref.tobytes()
+
+
+def _traced_peak(f) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        f()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_override_step_holds_one_mask_at_a_time(tmp_path):
+    """On a CT's own voxels (a 512 x 512 x 200 CT: 52 M voxels) the overrides and the air outside the External
+    hold the geometry and about one mask, whatever the number of override ROIs.  Before (audit F2): both geometry
+    arrays copied (5 bytes per voxel) and every ROI's mask twice (kept with the structure set and copied): 18.0
+    bytes per voxel here for five override ROIs (797 MB -> 1314 MB peak from one ROI to five on that CT), and 10.0
+    for the outside of the External and its air; now 1.4 and 2.3 (a second mask held would add 1).  tracemalloc
+    (numpy's allocations), after a first pass that imports and warms up what the step uses; deterministic."""
+    from mcproton._io.roi_overrides import outside_external, set_outside_to_air
+    from mcproton._io.rtstruct import read_rtstruct
+
+    geometry = _overlapping_case(tmp_path)
+    s = read_rtstruct(tmp_path / "RS.dcm")
+
+    def overrides(g):
+        apply_overrides(g, tmp_path / "RS.dcm", struct=s)
+
+    def air(g):
+        set_outside_to_air(g, outside_external(g, s, also_keep=["A", "B", "C"])[0])
+
+    g = geometry()
+    overrides(g)
+    air(g)   # the first pass: imports, the structure set parsed
+    g = geometry()
+    n = g.material_index_zyx.size
+    mi, rho = g.material_index_zyx, g.density_g_cm3_zyx
+    s.masks.clear()   # no mask kept from before
+    peak = _traced_peak(lambda: overrides(g))
+    print(f"overrides: {peak / n:.2f} bytes per voxel")
+    assert peak < 2.2 * n, f"{peak / n:.2f} bytes per voxel"   # one mask, a bit per voxel for each of A, B, C
+    assert g.material_index_zyx is mi and g.density_g_cm3_zyx is rho   # written in place
+    s.masks.clear()
+    peak = _traced_peak(lambda: air(g))
+    print(f"outside the External: {peak / n:.2f} bytes per voxel")
+    assert peak < 3 * n, f"{peak / n:.2f} bytes per voxel"   # the outside and one mask
+    assert not s.masks   # the masks of the CT's voxels are not kept with the structure set
