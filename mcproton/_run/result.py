@@ -489,9 +489,10 @@ def _sum_completeness(prov: dict, results: list[DoseResult], mean_unc: float) ->
         prov.pop(k, None)
     if all("primaries_requested" in p for p in provs):
         prov["primaries_requested"] = int(sum(int(p["primaries_requested"]) for p in provs))
-    targets = {p.get("target_uncertainty") for p in provs}
-    if len(targets) == 1 and None not in targets:
-        target = float(targets.pop())
+    targets = [p.get("target_uncertainty") for p in provs]
+    first = targets[0]
+    if first is not None and all(t == first for t in targets):
+        target = float(first)
         prov["target_uncertainty"] = target
         prov["target_reached"] = bool(math.isfinite(mean_unc) and mean_unc <= target)
     said = [w for p in provs for w in (p.get("warnings") or [])]
