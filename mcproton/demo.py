@@ -9,8 +9,10 @@ analytical pencil-beam model that accounts for the shifter (mcproton/planning ``
 on the GPU if there is one (else the CPU: about a minute on 2 cores).  Writes to ``--out``:
 
 * ``ct/`` (the phantom as a DICOM CT series), ``rtstruct.dcm`` (labels + CTV + the EXTERNAL "body" outline),
-  ``rtdose.dcm`` (one fraction, FRACTION_SESSION, 0 outside the body; on the CT's
-  frame of reference), ``dose.h5`` (mcproton HDF5 with the label map and the CTV mask),
+  ``rtplan.dcm`` (the plan as a DICOM RT Ion Plan: three beams on the beam model's machine with RS_3CM, the spots'
+  MU, FRACTIONS_PLANNED fractions; ``mcproton.dicom.load_rtplan`` + ``plan_to_beams`` give back the simulated
+  beams), ``rtdose.dcm`` (one fraction, FRACTION_SESSION, 0 outside the body, referencing the plan; all four in
+  one study and frame of reference), ``dose.h5`` (mcproton HDF5 with the label map and the CTV mask),
 * ``dose_planes.png`` (dose, isodoses and structures in three planes through the target), ``dvh.png``,
 * ``summary.json`` (also printed): target dose statistics, OAR doses, uncertainty, speed, backend, times.
 """
@@ -25,6 +27,9 @@ from pathlib import Path
 import numpy as np
 
 PRESCRIPTION_GY_RBE = 1.8
+#: NumberOfFractionsPlanned of the demo's RT Ion Plan: a posterior-fossa boost of standard-risk medulloblastoma
+#: after 23.4 Gy(RBE) craniospinal irradiation to 54 Gy(RBE) in all (COG ACNS0331), 30.6 Gy(RBE) = 17 x 1.8
+FRACTIONS_PLANNED = 17
 DEFAULT_PRIMARIES = {"cpu": 2_500_000, "cuda": 20_000_000}
 
 
@@ -213,7 +218,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     """Run the demo; returns the summary dict (also written to ``out/summary.json``)."""
     from ._backend import get_backend
     from ._io.hdf5 import write_result_hdf5
-    from .dicom import DoseContents, write_result_rtdose
+    from .dicom import DoseContents, write_result_rtdose, write_rtplan
     from .body import apply_body_outline, body_from_labels, dose_summary
     from .dvh import dvh_table, plot_dvh
     from .phantoms import label_map_to_masks, make_head_phantom
@@ -224,6 +229,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     from .settings import RunSettings
 
     from .phantoms.dicom_export import check_new_ct_dir
+    from ._io.dicom_common import PHANTOM_STUDY
+    from pydicom.uid import generate_uid
 
     # options refused before any work (--primaries 0 ran the default count; the others failed after the plan)
     if primaries is not None and (isinstance(primaries, bool) or int(primaries) != primaries or primaries < 1):
@@ -249,13 +256,18 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     outline = body_from_labels(g.labels_zyx)   # the body: every labelled voxel (mcproton/body.py)
     times["structures_s"] = time.perf_counter() - t
 
+    # the study and frame of reference of every file, and the RT Struct's UID, chosen here: the RT Ion Plan
+    # (written by this process) references the RT Struct that the writer (a forked process) writes meanwhile
+    study = PHANTOM_STUDY.resolved()
+    rtstruct_uid = str(generate_uid())
+
     def write_ct_and_rtstruct():
         t_ct = time.perf_counter()
-        ct = write_phantom_ct(g, out / "ct", series_description=f"mcproton phantom {age:g} y")
+        ct = write_phantom_ct(g, out / "ct", study=study, series_description=f"mcproton phantom {age:g} y")
         t_rs = time.perf_counter()
         # "body" is the EXTERNAL ROI, the whole outline (the label "body" alone: the soft tissue of the head)
         write_rtstruct({"CTV_PF": ctv, **organs, "body": outline.mask}, g, ct, out / "rtstruct.dcm",
-                       label="PF boost")
+                       label="PF boost", sop_instance_uid=rtstruct_uid)
         return ct, t_rs - t_ct, time.perf_counter() - t_rs
 
     def import_matplotlib():
@@ -325,12 +337,16 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     t = time.perf_counter()
     try:
         plan = posterior_fossa_plan(g, prescription_gy_rbe=PRESCRIPTION_GY_RBE, target=ctv)
+        times["plan_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        rtplan = write_rtplan(plan, out / "rtplan.dcm", study=study, fractions=FRACTIONS_PLANNED, label="PF boost",
+                              structure_set_sop_instance_uid=rtstruct_uid)
+        times["rtplan_s"] = time.perf_counter() - t
     except BaseException:
         writer.join(raise_error=False)   # not left writing behind the error (KeyboardInterrupt included)
         for p in planes:
             p.join(raise_error=False)
         raise
-    times["plan_s"] = time.perf_counter() - t
     _log(f"  {sum(f.n_spots for f in plan.fields)} spots, {plan.total_protons:.3g} protons per fraction; "
          f"model D95 {100 * plan.model_stats['d95_rel']:.1f} %", quiet)
 
@@ -372,8 +388,11 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     ct, ct_s, rtstruct_s = writer.join()   # its error, if any, is raised here
     times["ct_rtstruct_wait_s"] = time.perf_counter() - t_wait
     times["ct_rtstruct_background_s"] = ct_s + rtstruct_s
-    # one fraction of a plan without an RT Plan file: FRACTION_SESSION, placeholder plan reference
-    contents = DoseContents("FRACTION_SESSION", fractions=1, n_beams=len(plan.fields))
+    # one fraction of the plan written (rtplan.dcm): FRACTION_SESSION, referencing it and its beams
+    beam_numbers = [b["number"] for b in rtplan["beams"]]
+    contents = DoseContents("FRACTION_SESSION", fractions=1, fractions_planned=FRACTIONS_PLANNED,
+                            beam_numbers=beam_numbers, n_beams=len(beam_numbers),
+                            plan_sop_instance_uid=rtplan["sop_instance_uid"])
     write_result_rtdose(res, out / "rtdose.dcm", contents=contents, study=ct.study,
                         series_description="mcproton PF boost")
     table = dvh_table(res.dose_gy_zyx, dvh_masks, g.voxel_volume_cm3, {"CTV_PF": pres})
@@ -451,7 +470,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         "mc_wall_s": res.wall_s, "times_s": {k: round(v, 2) for k, v in times.items()},
         "times_note": "times_s: wall time per phase; ct_rtstruct_background_s ran in a forked process (else a "
                       "thread) during the plan, Monte Carlo and outputs and is not part of their sum: only "
-                      "ct_rtstruct_wait_s (waiting for it to finish) is; phantom + structures + plan + "
+                      "ct_rtstruct_wait_s (waiting for it to finish) is; phantom + structures + plan + rtplan + "
                       "monte_carlo + outputs + wait ~ wall_s; the two plane figures are drawn in forked processes "
                       "during the outputs (planes_draw_s: the longer drawing; planes_wait_s: waiting for them, "
                       "part of outputs_s); cpu_s: all threads and processes (writer_cpu_s, planes_cpu_s of it)",
@@ -462,8 +481,10 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         "planes_cpu_s": [p.process.cpu_s for p in planes] or None,
         "dose": dose_summary(res, outline),
         "rtdose_contents": contents.as_dict(),
+        "rtplan": rtplan,
         "dvh": table,
-        "files": {k: str(out / v) for k, v in (("ct", "ct"), ("rtstruct", "rtstruct.dcm"), ("rtdose", "rtdose.dcm"),
+        "files": {k: str(out / v) for k, v in (("ct", "ct"), ("rtstruct", "rtstruct.dcm"), ("rtplan", "rtplan.dcm"),
+                                               ("rtdose", "rtdose.dcm"),
                                                ("dose", "dose.h5"), ("dose_planes", "dose_planes.png"),
                                                ("let_planes", "let_planes.png"),
                                                ("dvh", "dvh.png"), ("summary", "summary.json"))},
@@ -478,6 +499,6 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     short = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()
-             if k not in ("dvh", "fields", "files", "notes")}
+             if k not in ("dvh", "fields", "files", "notes", "rtplan")}
     print(json.dumps(short, indent=2, default=float))
     return summary

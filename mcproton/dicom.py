@@ -13,8 +13,14 @@ Typical use::
     dicom.write_rtdose(dose_gy_zyx, geometry.voxel_size_mm, geometry.origin_mm, "RD.dcm",
                        study=study)                                       # an array
 
+:func:`write_rtplan` writes a plan of :mod:`mcproton.planning` (e.g. the demo's) as an RT Ion Plan that
+``load_rtplan`` + ``plan_to_beams`` read back to the same beams::
+
+    written = dicom.write_rtplan(plan, "RP.dcm", study=study, fractions=17)
+    study = study.replace(plan_sop_instance_uid=written["sop_instance_uid"])   # the RT Dose references it
+
 :class:`StudyReference` (patient, study, frame of reference, patient position, referenced plan) is what every
-writer (CT series, RT Structure Set, RT Dose) puts in the files; :class:`DoseContents` says what an RT Dose
+writer (CT series, RT Structure Set, RT Ion Plan, RT Dose) puts in the files; :class:`DoseContents` says what an RT Dose
 holds (summation type, fractions, beams, dose to medium or water, RBE).
 """
 from ._io.beam_model import BeamModel, load_beam_model, load_bdl, parse_bdl
@@ -25,11 +31,12 @@ from ._io.hu_calibration import HUCalibration
 from ._io.rtdose import DoseContents, RTDose, dose_contents, read_rtdose, result_dose_contents, write_result_rtdose, \
     write_rtdose
 from ._io.rtplan import RTIonPlan, beam_direction_lps, gantry_to_lps_matrix, load_rtplan, plan_to_beams
+from ._io.rtplan_write import write_rtplan
 
 __all__ = [
     "BeamModel", "BeamModelError", "CTImage", "CalibrationError", "DicomInputError", "DoseContents",
     "HUCalibration", "InputDataError", "RTDose", "RTIonPlan", "StudyReference", "beam_direction_lps",
     "dose_contents", "gantry_to_lps_matrix", "load_bdl", "load_beam_model", "load_ct_series", "load_rtplan",
     "parse_bdl", "plan_to_beams", "read_rtdose", "result_dose_contents", "write_ct_series", "write_result_rtdose",
-    "write_rtdose",
+    "write_rtdose", "write_rtplan",
 ]

@@ -265,10 +265,12 @@ def _interpreted_type(name: str) -> str:
 
 
 def write_rtstruct(masks: Mapping[str, np.ndarray], geometry: VoxelGeometry, ct: CTSeriesRef, path, *,
-                   label: str = "mcproton phantom", interpreted_types: Mapping[str, str] | None = None) -> Path:
+                   label: str = "mcproton phantom", interpreted_types: Mapping[str, str] | None = None,
+                   sop_instance_uid: str | None = None) -> Path:
     """RT Structure Set with one ROI per named (z, y, x) mask on ``geometry``'s grid (the grid of the CT
     series ``ct``); contours are CLOSED_PLANAR polygons on the CT slice planes, each referencing its CT
-    image.  ROIs with no voxels are skipped."""
+    image.  ROIs with no voxels are skipped.  ``sop_instance_uid``: the structure set's (default a new one), so
+    that an RT Ion Plan written meanwhile can reference it (the demo)."""
     from pydicom.charset import default_encoding
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DSeq
@@ -283,7 +285,7 @@ def write_rtstruct(masks: Mapping[str, np.ndarray], geometry: VoxelGeometry, ct:
     date, time = now_date_time()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds, sop_uid = new_file_dataset(path, RT_STRUCTURE_SET_STORAGE)
+    ds, sop_uid = new_file_dataset(path, RT_STRUCTURE_SET_STORAGE, sop_instance_uid)
     set_patient_study_series(ds, ct.study, modality="RTSTRUCT", date=date, time=time,
                              series_description=label, series_instance_uid=generate_uid(), series_number=2,
                              instance_number=1)

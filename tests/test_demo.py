@@ -17,7 +17,8 @@ def test_demo_small(tmp_path, capsys):
     rc = cli_main(["demo", "--out", str(out), "--primaries", "20000", "--voxel-mm", "4", "--backend", "cpu",
                    "--quiet"])
     assert rc == 0
-    for f in ("dose.h5", "rtdose.dcm", "rtstruct.dcm", "dose_planes.png", "let_planes.png", "dvh.png", "summary.json"):
+    for f in ("dose.h5", "rtdose.dcm", "rtstruct.dcm", "rtplan.dcm", "dose_planes.png", "let_planes.png", "dvh.png",
+              "summary.json"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     assert len(list((out / "ct").glob("CT_*.dcm"))) > 10
     s = json.loads((out / "summary.json").read_text())
@@ -50,9 +51,32 @@ def test_demo_small(tmp_path, capsys):
 
     h = read_dose_hdf5(out / "dose.h5")
     outside = h["labels"] == 0
-    assert rd.DoseSummationType == "FRACTION_SESSION" and "1 fx" in rd.DoseComment
+    assert rd.DoseSummationType == "FRACTION_SESSION" and "1 of 17 fx" in rd.DoseComment
     assert not d.dose_gy_zyx[outside].any() and h["dose_raw"][outside].max() > 0
     assert np.array_equal(h["body_mask"] != 0, ~outside) and s["dose"]["max_dose_voxel_density_g_cm3"] >= 0.05
+    # the plan is written (rtplan.dcm) and the RT Dose references it, not a placeholder (before 2026-12-05 the demo
+    # wrote no plan); CT, RT Struct, RT Ion Plan and RT Dose are one patient: one study, one frame of reference
+    rp, rs = pydicom.dcmread(out / "rtplan.dcm"), pydicom.dcmread(out / "rtstruct.dcm")
+    assert rd.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == rp.SOPInstanceUID
+    assert rd.ReferencedRTPlanSequence[0].ReferencedSOPClassUID == rp.SOPClassUID
+    assert "placeholder" not in rd.DoseComment and s["rtdose_contents"]["plan_sop_instance_uid"] == rp.SOPInstanceUID
+    assert rp.ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID == rs.SOPInstanceUID
+    for x in (rp, rs, rd):
+        assert (x.StudyInstanceUID, x.FrameOfReferenceUID, x.PatientID) == \
+            (ct.study_instance_uid, ct.frame_of_reference_uid, ct.patient_id)
+    assert rp.FractionGroupSequence[0].NumberOfFractionsPlanned == 17 and s["files"]["rtplan"].endswith("rtplan.dcm")
+    # mcproton reads it back to three beams on dcpt_v5 with RS_3CM, with the plan's spots and protons
+    import warnings
+
+    from mcproton.dicom import load_rtplan, plan_to_beams
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        beams = plan_to_beams(load_rtplan(out / "rtplan.dcm"), "dcpt_v5")
+    assert [b.meta["beam_number"] for b in beams] == [1, 2, 3]
+    assert sum(b.meta["plan_spots"] for b in beams) == s["spots"]
+    assert sum(b.total_protons for b in beams) == pytest.approx(s["total_protons_per_fraction"], rel=1e-6)
+    assert all(set(b.meta["range_shifters"]) == {"RS_3CM"} for b in beams)
 
 
 @pytest.mark.slow
