@@ -449,6 +449,9 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 if stop():   # the signal came in the batch that finished the beam: honoured now, not forgotten
                     raise _stopped_after_beam(stop.signum, i, beams, states, settings, results, ckpt, written,
                                               current)
+            if stop():   # ... or while the last beams were finished without transport (done before, not started)
+                raise _stopped_after_beam(stop.signum, len(beams) - 1, beams, states, settings, results, ckpt,
+                                          save(), current)
     finally:
         if dask_ctx is not None:
             dask_ctx.close()
