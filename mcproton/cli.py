@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
+from ._io.console import dropping_std_streams, write_stderr
 
 
 def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out: Path, checkpointed: bool) -> None:
@@ -60,6 +61,11 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     from ._io.json_out import json_text
     from ._timing import phase
     from .config import ConfigError, build_beams, build_geometry, load_config, run_settings
+
+    if args.resume and args.no_checkpoint:   # before: --resume ignored without a word, the run started from 0
+        raise ValueError("--resume continues from the checkpoint and --no-checkpoint runs without one: give one of "
+                         "them (--resume alone continues the interrupted run, writes checkpoints as it goes and "
+                         "removes the checkpoint once its outputs are written)")
 
     with phase("config"):
         cfg = load_config(args.config, args.set)
@@ -138,8 +144,8 @@ def _remove_earlier_outputs(paths: list[Path]) -> None:
 
 
 class _OutputInterrupted(BaseException):
-    """SIGINT/SIGTERM while the outputs are written (a BaseException: no ``except Exception`` on the way keeps it;
-    the atomic writer removes its temporary file as it passes)."""
+    """SIGINT/SIGTERM/SIGHUP while the outputs are written (a BaseException: no ``except Exception`` on the way
+    keeps it; the atomic writer removes its temporary file as it passes)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -147,9 +153,9 @@ class _OutputInterrupted(BaseException):
 
 
 class _OutputPhase:
-    """``with _OutputPhase() as phase:``: SIGINT/SIGTERM raise :class:`_OutputInterrupted` at once (the file being
-    written is removed by mcproton._io.atomic; a further signal while that unwinds is ignored); ``phase.written``
-    lists the outputs written so far, for the message."""
+    """``with _OutputPhase() as phase:``: SIGINT/SIGTERM/SIGHUP raise :class:`_OutputInterrupted` at once (the file
+    being written is removed by mcproton._io.atomic; a further signal while that unwinds is ignored);
+    ``phase.written`` lists the outputs written so far, for the message."""
 
     def __init__(self) -> None:
         self.written: list[str] = []
@@ -161,8 +167,10 @@ class _OutputPhase:
         import signal
         import threading
 
+        from ._run.job import stop_signals
+
         if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
+            for s in stop_signals():   # SIGINT, SIGTERM and SIGHUP (unless ignored: nohup)
                 self._old[s] = signal.signal(s, self._handle)
         return self
 
@@ -183,6 +191,8 @@ def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geo
                          out: Path, rtdose: str | None, png: Path | None, outline: Any, clock: Any,
                          said: list[str]) -> int:
     """The transport and the outputs of ``mcproton run``, holding the output's lock."""
+    import signal
+
     from ._timing import phase
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import JobOptions, RunInterrupted, run_job
@@ -202,17 +212,32 @@ def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geo
                               JobOptions(resume=args.resume, checkpoint=not args.no_checkpoint,
                                          workers=args.workers, scheduler=args.scheduler, progress=not args.quiet))
     except RunInterrupted as exc:
-        print(f"mcproton: {exc}", file=sys.stderr)
-        return exc.code
+        if exc.results is None or exc.kept:   # stopped: the checkpoint holds what was done
+            print(f"mcproton: {exc}", file=sys.stderr)
+            return exc.code
+        # the signal came as the transport finished and no checkpoint holds the run (--no-checkpoint, or its write
+        # failed): stopping now would lose all of it, so the outputs are written, and the exit status says that the
+        # run was interrupted (the long-runs audit 2, F3)
+        name = signal.Signals(exc.code - 128).name
+        print(f"mcproton: {name} received as the transport finished (every beam done); no checkpoint holds the run, "
+              f"so its outputs are written now (send {name} again to stop writing them)", file=sys.stderr)
+        results, stopped = exc.results, exc.code
+    else:
+        stopped = 0
     # from here to the end a SIGINT/SIGTERM stops at once, removing the file being written, and says what was
     # written and how to write the rest (the long-runs audit, F2/F10: it used to kill silently)
     with _OutputPhase() as op:
         try:
-            return _check_and_write(args, cfg, settings, beams, results, out, rtdose, png, outline, clock, said, op)
+            rc = _check_and_write(args, cfg, settings, beams, results, out, rtdose, png, outline, clock, said, op)
         except _OutputInterrupted as exc:
             print(_interrupted_writing(exc.signum, op.written, _output_names(cfg, beams, out, rtdose, png), out,
                                        checkpointed=not args.no_checkpoint), file=sys.stderr)
             return 128 + exc.signum
+    if stopped:
+        print(f"mcproton: interrupted by {signal.Signals(stopped - 128).name} as the transport finished: the outputs "
+              f"were written ({', '.join(op.written)}); exit status {stopped}", file=sys.stderr)
+        return stopped
+    return rc
 
 
 def _output_names(cfg: dict, beams: list, out: Path, rtdose: str | None, png: Path | None) -> list[Path]:
@@ -769,6 +794,19 @@ _PASSTHROUGH = {"validate": _cmd_validate, "demo": _cmd_demo, "phantom": _cmd_ph
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``mcproton`` command.  Its messages, progress and summary never stop it: a write to a broken pipe or a
+    closed terminal (``| tee`` ended by Ctrl-C, ``| head``, a dropped ssh session) is dropped (mcproton._io.console,
+    the long-runs audit 2, F1).  Ctrl-C before a command handles it (its imports and the parsing of the line, the
+    first fraction of a second) is one line and exit status 130, not a traceback (F6)."""
+    try:
+        with dropping_std_streams():
+            return _main(argv)
+    except KeyboardInterrupt:
+        write_stderr("mcproton: interrupted\n")
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv   # anywhere on the line: mcproton --debug run ..., mcproton run ... --debug
     argv = [a for a in argv if a != "--debug"]

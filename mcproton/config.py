@@ -39,7 +39,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                "with it"),
         "target_uncertainty": ((int, float), "stop at this mean relative uncertainty (voxels > 50 % Dmax), "
                                              "e.g. 0.01; primaries is then the upper limit (default: none)"),
-        "time_limit_s": ((int, float), "stop after this many seconds of transport (checked between batches; default: "
+        "time_limit_s": ((int, float), "stop after this many seconds of transport of the whole run, its beams "
+                                       "sharing it (checked between batches, resumed segments included; default: "
                                        "none)"),
         "checkpoint_interval_s": ((int, float), "seconds between checkpoints of a CLI run (0 = every batch; default "
                                                 "60)"),

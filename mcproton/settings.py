@@ -106,7 +106,8 @@ class RunSettings:
     target_uncertainty : stop when the mean relative uncertainty over the voxels above 50 % of Dmax falls
         to this (e.g. 0.01 for 1 %); None = no target.  primaries is then the upper limit.
     time_limit_s : stop after this many seconds of transport (checked between batches, summed over
-        resumed segments); None = no limit.
+        resumed segments); None = no limit.  ``simulate`` runs one beam, so it is that beam's; ``mcproton run``
+        applies it to the whole run, whose beams share it.
     checkpoint_interval_s : seconds between checkpoints of a CLI run (0 = after every batch).
     """
 

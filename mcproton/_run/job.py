@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import math
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .._io.console import write_stderr
 from .._timing import phase
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, geometry_hash, \
     load_checkpoint, save_checkpoint
@@ -33,11 +33,28 @@ if TYPE_CHECKING:
 
 
 class RunInterrupted(Exception):
-    """SIGINT/SIGTERM: a checkpoint was written (message says where); exit status ``code``."""
+    """SIGINT/SIGTERM/SIGHUP: a checkpoint was written (message says where); exit status ``code``.
 
-    def __init__(self, message: str, code: int) -> None:
+    ``results``: the beams' results where the signal came as the transport finished (every beam done), else None;
+    ``kept``: whether the checkpoint of that finished run was written (``--resume`` then writes its outputs)."""
+
+    def __init__(self, message: str, code: int, results: list[Any] | None = None, kept: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.results = results
+        self.kept = kept
+
+
+def stop_signals() -> tuple[int, ...]:
+    """The signals that stop a run with a checkpoint: SIGINT (Ctrl-C), SIGTERM (kill, a batch scheduler) and,
+    where it exists, SIGHUP (the terminal closed, an ssh session dropped: the long-runs audit 2, F10, where it
+    killed the run without the checkpoint of the batches done) - unless SIGHUP is ignored (``nohup``: the run
+    must then survive the terminal)."""
+    out = [signal.SIGINT, signal.SIGTERM]
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+        out.append(hup)
+    return tuple(out)
 
 
 #: whether a second SIGINT/SIGTERM ends the process at once (``os._exit``): the command line sets it
@@ -47,8 +64,9 @@ HARD_STOP_ON_SECOND_SIGNAL = False
 
 
 class _StopFlag:
-    """SIGINT/SIGTERM set a flag (the batch in flight finishes, then a checkpoint is written where ``checkpoint``);
-    a second signal ends the process at once (the last checkpoint on disk, written atomically, stays valid).
+    """SIGINT/SIGTERM/SIGHUP (:func:`stop_signals`) set a flag (the batch in flight finishes, then a checkpoint is
+    written where ``checkpoint``); a second signal ends the process at once (the last checkpoint on disk, written
+    atomically, stays valid).
 
     Python runs a signal handler only between bytecodes, so while a batch runs in the C kernel two signals
     collapse into one call of the handler, after the batch (the long-runs audit, F4: the second Ctrl-C was lost and
@@ -74,7 +92,7 @@ class _StopFlag:
 
     def __enter__(self) -> "_StopFlag":
         if self.enabled and threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
+            for s in stop_signals():
                 self._old[s] = signal.signal(s, self._handle)
             self._start_watcher()
         return self
@@ -104,11 +122,11 @@ class _StopFlag:
             if not data or 0 in data:   # closed, or the sentinel of __exit__
                 return
             for b in data:
-                if b not in (signal.SIGINT, signal.SIGTERM):
+                if b not in self._old:   # not one of the stop signals handled here
                     continue
                 seen += 1
                 if seen == 1:
-                    self._announce(b)
+                    self._announce(b)   # a broken stderr drops the line: the thread lives on (long-runs audit 2, F1)
                     continue
                 if not HARD_STOP_ON_SECOND_SIGNAL:   # Python: the handler raises KeyboardInterrupt after the batch
                     continue
@@ -116,9 +134,8 @@ class _StopFlag:
 
                 drop_held_locks()
                 kept = self._kept()
-                sys.stderr.write(f"\nmcproton: {signal.Signals(b).name} received again: stopped at once, the batch in "
-                                 f"flight is lost{kept}\n")
-                sys.stderr.flush()
+                write_stderr(f"\nmcproton: {signal.Signals(b).name} received again: stopped at once, the batch in "
+                             f"flight is lost{kept}\n")
                 os._exit(128 + b)
 
     def _kept(self) -> str:
@@ -138,9 +155,8 @@ class _StopFlag:
         then = "writing a checkpoint" if self.checkpoint else "stopping (no checkpoint: nothing is kept)"
         again = ("send it again to stop at once" if HARD_STOP_ON_SECOND_SIGNAL else
                  "send it again to stop after the batch without a checkpoint")
-        sys.stderr.write(f"\nmcproton: {signal.Signals(signum).name} received: finishing the batch in flight and "
-                         f"{then} ({again})\n")
-        sys.stderr.flush()
+        write_stderr(f"\nmcproton: {signal.Signals(signum).name} received: finishing the batch in flight and "
+                     f"{then} ({again})\n")
 
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.signum is not None and (self._watcher is None or not HARD_STOP_ON_SECOND_SIGNAL):
@@ -174,8 +190,7 @@ class _StopFlag:
 
 
 def _log_to_stderr(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
+    write_stderr(message + "\n")
 
 
 def resolve_backend(settings: Any) -> str:
@@ -311,7 +326,18 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 if spare is not None and _fresh(st.acc) and sim.sparse_batches:
                     st.acc = Accumulator.cleared(*spare)
                 spare = None
-                if st.done and not _reopen_time_limited(st, settings, i, log):
+                if st.done and not _reopen_time_limited(st, settings, i, log, sum(s.elapsed_s for s in states)):
+                    results.append(_finish(sim, st, time.perf_counter() - t_setup))
+                    continue
+                budget = _time_budget(states, i, settings)
+                if budget is not None and budget[0] <= 0:   # the run's time limit is used up: not started
+                    used = sum(s.elapsed_s for s in states)
+                    log(f"mcproton: beam {i + 1} ({beam.name}) not started: the run's time limit is used up "
+                        f"(run.time_limit_s = {settings.time_limit_s:g} s; {used:.3g} s of transport by the beams "
+                        f"before it), so the outputs lack its dose (stopped by the time limit after "
+                        f"{st.next_history:,} of {settings.primaries:,} primaries)")
+                    st.done, st.stop_reason = True, "time_limit"
+                    save()
                     results.append(_finish(sim, st, time.perf_counter() - t_setup))
                     continue
                 if len(beams) > 1:
@@ -353,16 +379,21 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                                              on_device=current["device_acc"] is not None)
                 current["executor"] = executor
                 show = None
-                if progress is True:
+                later = _primaries_left(states[i + 1:], settings)
+                if progress is True:   # the ETA and the time limit are the run's (beam k/n says which beam runs)
                     show = progress_printer(settings.primaries, st.next_history, target=settings.target_uncertainty,
-                                            time_limit_s=settings.time_limit_s, elapsed_before_s=st.elapsed_s)
+                                            time_limit_s=settings.time_limit_s,
+                                            elapsed_before_s=sum(s.elapsed_s for s in states),
+                                            beam=f"beam {i + 1}/{len(beams)}" if len(beams) > 1 else "",
+                                            later_primaries=later)
                 elif callable(progress):
                     show = progress
                 try:
                     res = stream(acc, plan, executor, settings, geometry, start=st.next_history,
                                  elapsed_s=st.elapsed_s,
                                  checkpoint=functools.partial(save, i) if ckpt is not None else None,
-                                 should_stop=stop, progress=show)
+                                 should_stop=stop, progress=show,
+                                 time_limit=None if budget is None else _beam_time_limit(st.elapsed_s, *budget))
                 finally:
                     if current["device_acc"] is not None:
                         st.acc = current["device_acc"].host()
@@ -374,15 +405,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 if res.stop_reason == "interrupted":
                     written = save()
                     code = 128 + int(stop.signum or signal.SIGINT)
-                    again = "continue with the same command and --resume"
-                    if ckpt is None:
-                        where, again = "no checkpoint (checkpointing is off)", "nothing was kept: run it again"
-                    elif written:
-                        where = f"checkpoint written to {ckpt}"
-                    else:
-                        where = (f"the checkpoint could NOT be written ({current['ckpt_error']}); "
-                                 + (f"the previous one at {ckpt} ({describe(ckpt)}) is kept" if ckpt.exists()
-                                    else "there is no earlier one"))
+                    where, again = _stopped_where(ckpt, written, current)
                     raise RunInterrupted(
                         f"interrupted by {signal.Signals(stop.signum or signal.SIGINT).name} after "
                         f"{st.next_history:,} of {settings.primaries:,} primaries of beam {i + 1} ({beam.name}); "
@@ -394,8 +417,10 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                         f"{res.mean_rel_uncertainty_50:.4g} <= {settings.target_uncertainty:g})")
                 elif res.stop_reason == "time_limit":
                     log(f"mcproton: beam {i + 1} ({beam.name}) stopped by the time limit (run.time_limit_s = "
-                        f"{settings.time_limit_s:g} s; {st.elapsed_s:.3g} s of transport, resumed segments "
-                        f"included) after {st.next_history:,} of {settings.primaries:,} primaries")
+                        f"{settings.time_limit_s:g} s for the run"
+                        + (f", shared by its {len(beams)} beams" if len(beams) > 1 else "")
+                        + f"; {st.elapsed_s:.3g} s of transport in this beam, resumed segments included) after "
+                        f"{st.next_history:,} of {settings.primaries:,} primaries")
                 if getattr(st.acc, "batches", 2) < 2:   # F9 of the long-runs audit: said, not a silent NaN
                     from .._io.errors import McprotonRuntimeWarning, warn
 
@@ -414,13 +439,19 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                          f"standard deviations, each from {b} batch means: c4({b}) = {c4(b):.3f}); use at least "
                          f"{FEW_BATCHES} batches (run.batches, or a smaller run.batch_size) for an uncertainty to "
                          "rely on", McprotonRuntimeWarning, stacklevel=opts.warn_stacklevel)
-                save()
+                written = save()
                 acc_done = st.acc
                 results.append(_finish(sim, st, setup_s))   # its sums live on compactly (BeamState.compact)
                 if isinstance(acc_done, Accumulator) and st.stored is not None and "voxels" in st.stored:
                     spare = (acc_done, st.stored["voxels"])   # not when the stored form is the whole arrays
                 if dask_ctx is not None:
                     results[-1].provenance["distributed"] = dask_ctx.describe()
+                if stop():   # the signal came in the batch that finished the beam: honoured now, not forgotten
+                    raise _stopped_after_beam(stop.signum, i, beams, states, settings, results, ckpt, written,
+                                              current)
+            if stop():   # ... or while the last beams were finished without transport (done before, not started)
+                raise _stopped_after_beam(stop.signum, len(beams) - 1, beams, states, settings, results, ckpt,
+                                          save(), current)
     finally:
         if dask_ctx is not None:
             dask_ctx.close()
@@ -479,23 +510,101 @@ def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: 
     return [BeamState(Accumulator(n_vox)) for _ in range(n_beams)]
 
 
-def _reopen_time_limited(st: BeamState, settings: Any, i: int, log: Callable[[str], None]) -> bool:
+def _reopen_time_limited(st: BeamState, settings: Any, i: int, log: Callable[[str], None], used_s: float) -> bool:
     """A beam of a checkpoint that the time limit stopped before its primaries: continue it (True) when this run's
-    run.time_limit_s is larger than the transport time it has used, or unset; else say why nothing is added."""
+    run.time_limit_s is larger than the transport time the run has used (``used_s``: every beam's, resumed segments
+    included), or unset; else say why nothing is added."""
     if st.stop_reason != "time_limit" or st.next_history >= settings.primaries:
         return False
     limit = settings.time_limit_s
     done = f"{st.next_history:,} of {settings.primaries:,} primaries"
-    if limit is not None and st.elapsed_s >= limit:
-        log(f"mcproton: beam {i + 1} was stopped by the time limit after {done} and has used "
-            f"{st.elapsed_s:.3g} s of transport, at or above this run's run.time_limit_s = {limit:g} s: no primaries "
-            "added; give a larger run.time_limit_s (or none) with --resume to continue it")
+    if limit is not None and used_s >= limit:
+        log(f"mcproton: beam {i + 1} was stopped by the time limit after {done}; the run has used {used_s:.3g} s of "
+            f"transport (every beam, resumed segments included), at or above this run's run.time_limit_s = "
+            f"{limit:g} s: no primaries added; give a larger run.time_limit_s (or none) with --resume to continue it")
         return False
     log(f"mcproton: beam {i + 1} was stopped by the time limit after {done} ({st.elapsed_s:.3g} s of transport); "
         f"continuing from history {st.next_history:,} with "
-        + ("no time limit" if limit is None else f"run.time_limit_s = {limit:g} s (transport time in total)"))
+        + ("no time limit" if limit is None else f"run.time_limit_s = {limit:g} s (the run's transport time in total, "
+           f"{used_s:.3g} s used)"))
     st.done, st.stop_reason = False, ""
     return True
+
+
+def _may_run(st: BeamState, settings: Any) -> bool:
+    """Whether beam state ``st`` still has primaries to run: not done, or stopped by a time limit before
+    run.primaries (continued by --resume with a larger limit)."""
+    return st.next_history < settings.primaries and (not st.done or st.stop_reason == "time_limit")
+
+
+def _primaries_left(states: list[BeamState], settings: Any) -> int:
+    """The primaries the beams of ``states`` have left to run (the run's ETA counts them)."""
+    return sum(settings.primaries - st.next_history for st in states if _may_run(st, settings))
+
+
+def _time_budget(states: list[BeamState], i: int, settings: Any) -> tuple[float, float, int] | None:
+    """run.time_limit_s is the run's transport time, not each beam's (the long-runs audit 2, F5: a 2-beam plan given
+    6 s ran 12.5 s; a 3-field plan given the hour of a batch queue's slot took three).  At the start of beam ``i``:
+    the time left to the run (s: the limit less every beam's transport so far, resumed segments included), beam
+    ``i``'s share of it (equal among it and the later beams that have primaries left, so that each beam of a plan
+    that does not fit gets some) and the primaries those later beams have left.  None without a limit."""
+    if settings.time_limit_s is None:
+        return None
+    left = float(settings.time_limit_s) - sum(st.elapsed_s for st in states)
+    later = [st for st in states[i + 1:] if _may_run(st, settings)]
+    return left, left / (1 + len(later)), _primaries_left(later, settings)
+
+
+def _beam_time_limit(elapsed_before_s: float, left_s: float, share_s: float,
+                     later_primaries: int) -> Callable[[int, float], float]:
+    """The transport time (s, the beam's own, its earlier segments included: ``elapsed_before_s``) at which a beam
+    stops, given its next history and its speed (protons/s) so far (:func:`stream`'s ``time_limit``): what is left
+    of the run's limit (``left_s``) less what the later beams need at this beam's speed (``later_primaries``), so
+    that a plan that fits runs to the end; but never less than its share (``share_s``), so that a plan that does
+    not fit has every beam, at fewer primaries.  Never more than ``left_s``: the run stops at its limit (plus the
+    batch in flight)."""
+
+    def limit(_pos: int, rate: float) -> float:
+        reserve = later_primaries / rate if rate > 0 else left_s - share_s
+        return elapsed_before_s + max(share_s, left_s - reserve)
+
+    return limit
+
+
+def _stopped_where(ckpt: Path | None, written: bool, current: dict[str, Any]) -> tuple[str, str]:
+    """What an interrupted run kept and how to go on: (where, again) of the RunInterrupted message."""
+    if ckpt is None:
+        return "no checkpoint (checkpointing is off)", "nothing was kept: run it again"
+    again = "continue with the same command and --resume"
+    if written:
+        return f"checkpoint written to {ckpt}", again
+    return (f"the checkpoint could NOT be written ({current['ckpt_error']}); "
+            + (f"the previous one at {ckpt} ({describe(ckpt)}) is kept" if ckpt.exists()
+               else "there is no earlier one"), again)
+
+
+def _stopped_after_beam(signum: int | None, i: int, beams: list[Any], states: list[BeamState], settings: Any,
+                        results: list[Any], ckpt: Path | None, written: bool,
+                        current: dict[str, Any]) -> RunInterrupted:
+    """The RunInterrupted of a stop signal that came in the batch that finished beam ``i`` (the long-runs audit 2,
+    F3: the beam ended normally and the signal, acknowledged with "writing a checkpoint", was forgotten: ``mcproton
+    run`` wrote its outputs and exited 0, ``mcproton check`` went on with its top-up, gamma and report).  After the
+    last beam every result is attached (``results``): the transport is done, and a run without a checkpoint
+    (``--no-checkpoint``) can still write its outputs (mcproton.cli)."""
+    sig = signal.Signals(signum or signal.SIGINT)
+    where, again = _stopped_where(ckpt, written, current)
+    last = i == len(beams) - 1
+    if not last:
+        return RunInterrupted(f"interrupted by {sig.name} after beam {i + 1} of {len(beams)} ({beams[i].name}) "
+                              f"finished ({states[i].next_history:,} primaries); {where}; {again}", 128 + sig)
+    for r in results:
+        mark_completeness(r, settings, settings.primaries)
+    if ckpt is not None and written:
+        where, again = (f"the finished run is kept in the checkpoint {ckpt}", "run the same command with --resume to "
+                        "write the outputs without transporting again")
+    return RunInterrupted(f"interrupted by {sig.name} as the transport finished (every beam done, "
+                          f"{sum(st.next_history for st in states):,} primaries), before the outputs were written; "
+                          f"{where}; {again}", 128 + sig, results=results, kept=ckpt is not None and written)
 
 
 def _fresh(acc: Any) -> bool:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import bisect
 import math
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from .._io.console import stderr_is_terminal, write_stderr
 from .._kernels.layout import TALLY_SCALE
 from .stats import InverseMass, inverse_mass, mean_rel_uncertainty_50
 
@@ -34,8 +34,7 @@ EARLY_STOP_BATCHES = 100
 
 
 def _log(msg: str) -> None:
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
+    write_stderr(msg + "\n")   # a broken pipe or a closed terminal drops the line, never stops the run
 
 
 def batch_plan(primaries: int, batches: int) -> list[tuple[int, int]]:
@@ -216,7 +215,7 @@ def duration(seconds: float) -> str:
 
 def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None,
                      target: float | None = None, time_limit_s: float | None = None,
-                     elapsed_before_s: float = 0.0) -> Callable[..., None]:
+                     elapsed_before_s: float = 0.0, beam: str = "", later_primaries: int = 0) -> Callable[..., None]:
     """A progress bar on stderr, ``show(done_primaries, protons_per_second[, mean_rel_uncertainty])``; the rate
     counts the primaries done since it was made (``start_done``: those of a resumed run before).  On a terminal
     (``tty``; default: whether stderr is one) the bar is redrawn in place and the caller ends its line
@@ -229,9 +228,14 @@ def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None
     (``done`` x (uncertainty / target)^2, at most the cap) and the line says so; before, the ETA says "to the cap".
     With ``time_limit_s`` (the transport time allowed, of which ``elapsed_before_s`` was used by earlier segments
     of a resumed run) the ETA is to whichever comes first and says "to the time limit" when that is the limit.
-    ETAs of hours or days are given in h or d."""
+    ETAs of hours or days are given in h or d.
+
+    A run of several beams: ``beam`` ("beam 1/3") heads the line; ``time_limit_s`` is the run's and
+    ``elapsed_before_s`` the transport time of all its beams so far; without a target the ETA is the run's, to the
+    end of its last beam (``later_primaries``: what the beams after this one have left, at this beam's speed),
+    and says "to the end of the run" (with a target it is this beam's, and says "in this beam")."""
     t0 = time.perf_counter()
-    in_place = sys.stderr.isatty() if tty is None else tty
+    in_place = stderr_is_terminal() if tty is None else tty
     next_tenth = [0]
     last_line = [t0]
 
@@ -246,23 +250,28 @@ def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None
                 to = f" to {100 * target:g} % (now {100 * uncertainty:.2f} %)" if goal < total else " to the cap"
             else:
                 to = " to the cap"
-        eta = (goal - done) / rate if rate > 0 else float("nan")
+        later = later_primaries if target is None else 0
+        eta = (goal - done + later) / rate if rate > 0 else float("nan")
+        if later:
+            to += " to the end of the run"
+        elif later_primaries and to:
+            to += " in this beam"
         if time_limit_s is not None:
             left = max(0.0, time_limit_s - elapsed_before_s - el)
             if not (eta <= left):   # the limit comes first (or the speed is not known yet)
                 eta, to = left, " to the time limit"
         bar = "#" * int(30 * min(done, goal) / max(goal, 1))
-        line = f"  [{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  ETA {duration(eta)}{to}"
+        line = (f"  {beam + ' ' if beam else ''}[{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  "
+                f"ETA {duration(eta)}{to}")
         if in_place:
-            sys.stderr.write("\r" + line)
+            write_stderr("\r" + line)
         else:
             tenth = int(10 * min(done, goal) / max(goal, 1))
             if tenth < next_tenth[0] and done < goal and now - last_line[0] < LOG_EVERY_S:
                 return
             next_tenth[0] = max(next_tenth[0], tenth + 1)
             last_line[0] = now
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+            write_stderr(line + "\n")
 
     show.wants_uncertainty = target is not None   # type: ignore[attr-defined]  (stream passes it then)
     return show
@@ -270,8 +279,8 @@ def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None
 
 def end_progress() -> None:
     """End the line of a :func:`progress_printer` bar drawn in place (nothing to do in a log file)."""
-    if sys.stderr.isatty():
-        sys.stderr.write("\n")
+    if stderr_is_terminal():
+        write_stderr("\n")
 
 
 def _warn_long_run(done: int, seconds: float, left: int, target: float | None) -> bool:
@@ -313,13 +322,17 @@ def _warn_target_out_of_reach(unc: float, target: float, done: int, cap: int) ->
 def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: Any, *, start: int = 0,
            elapsed_s: float = 0.0, checkpoint: Callable[[int, float], object] | None = None,
            checkpoint_interval_s: float | None = None, should_stop: Callable[[], bool] | None = None,
-           progress: Callable[[int, float], None] | None = None) -> StreamResult:
+           progress: Callable[[int, float], None] | None = None,
+           time_limit: Callable[[int, float], float] | None = None) -> StreamResult:
     """Add the batches of ``plan`` from history ``start`` into ``acc`` until a stopping criterion holds.
 
     checkpoint : called as ``checkpoint(next_history, elapsed_s)`` every ``checkpoint_interval_s`` seconds
         (after the batch that crosses the interval; 0 = after every batch); not at the end (the caller
         decides what to write then).
     should_stop : polled after every batch (e.g. a SIGINT/SIGTERM flag): stop with reason "interrupted".
+    time_limit : with settings.time_limit_s, the transport time (s, counted as ``elapsed_s``) at which to stop,
+        called after each batch with (next history, protons/s of this segment): a beam's part of the run's limit
+        (mcproton._run.job); default: settings.time_limit_s itself.
     """
     target = settings.target_uncertainty
     limit = settings.time_limit_s
@@ -341,8 +354,10 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
                 return "target_uncertainty"
             if not out_of_reach[0]:
                 out_of_reach[0] = _warn_target_out_of_reach(unc, target, pos, plan.total)
-        if limit is not None and elapsed >= limit:
-            return "time_limit"
+        if limit is not None:
+            rate = (pos - start) / (elapsed - elapsed_s) if elapsed > elapsed_s else 0.0
+            if elapsed >= (limit if time_limit is None else time_limit(pos, rate)):
+                return "time_limit"
         if should_stop is not None and should_stop():
             return "interrupted"
         return None

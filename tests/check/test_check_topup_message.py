@@ -66,3 +66,37 @@ def test_the_topped_up_beam_keeps_its_deposited_energy_consistent_with_its_dose(
         want = res.dose_gy_zyx * mass_g / (MEV_PER_G_TO_GY * 1e9)
         np.testing.assert_allclose(res.edep_mev_zyx, want, rtol=1e-9, atol=1e-300)
     assert merged.edep_mev_zyx.sum() == pytest.approx(r.edep_mev_zyx.sum(), rel=0.1)   # the same beam, per primary
+
+
+def test_a_signal_in_the_last_batch_of_the_top_up_stops_the_check():
+    """The long-runs audit 2, F3: a SIGINT during the last batch of a run_job of the check (here the top-up's) was
+    acknowledged ("... stopping") and forgotten: the check merged the beam and went on to the gamma and the report,
+    exiting with its PASS/FAIL status instead of 130.  Now RunInterrupted stops it (no timing: the progress
+    callback sends the signal when the top-up's last batch is done)."""
+    import os
+    import signal
+
+    import pytest
+
+    from mcproton._run.job import RunInterrupted
+    from mcproton.geometry import box_phantom
+    from mcproton.run import simulate
+    from mcproton.settings import RunSettings
+    from mcproton.source import Beam
+
+    g = box_phantom("water", (30.0, 30.0, 40.0), (3.0, 3.0, 2.0))
+    beam = Beam.pencil(60.0, position_mm=(0, 0, -5), total_protons=1e9)
+    s = RunSettings(primaries=1000, seed=4, backend="cpu", threads=1, batches=2, target_uncertainty=0.05)
+    r = simulate(g, beam, RunSettings(primaries=1000, seed=4, backend="cpu", threads=1, batches=2))
+    r.provenance["stop_reason"] = "target_uncertainty"
+    sent: list[int] = []
+
+    def progress(done, rate):   # the top-up is 3301 primaries in 10 batches: SIGINT when the last is done
+        if done >= 3301 and not sent:
+            sent.append(done)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(RunInterrupted) as ei:
+        _top_up([r], SimpleNamespace(mean_rel_uncertainty_50=0.2), [beam], g, s, 0.1, 10**6, progress,
+                lambda m: None)
+    assert sent and ei.value.code == 130 and "as the transport finished" in str(ei.value), str(ei.value)

@@ -112,6 +112,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("config file not found", ["@missing"], None, "not found"),
     ("invalid TOML", [], "[run\nprimaries = 10\n", "TOML"),
     ("zero workers", ["--workers", "0"], None, "--workers"),
+    ("--resume with --no-checkpoint (before: --resume was ignored without a word, the run started from history 0 "
+     "and left the old checkpoint)", ["--resume"], None, "--no-checkpoint"),
     # issues 12 and 14: output contents, body outline, I-value set
     ("unknown I-value set", ["--set", 'physics.ivalue_set="bar"'], None, "physics.ivalue_set"),
     ("unknown dose summation", ["--set", 'output.dose_summation="total"'], None, "output.dose_summation"),

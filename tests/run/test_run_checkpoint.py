@@ -40,8 +40,10 @@ def _kill_midway(cfg: Path, out: Path, sig: int) -> tuple[int, str]:
     return proc.returncode, err
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
 def test_killed_run_resumes_bitwise(small_cfg, tmp_path, sig):
+    """SIGHUP (the terminal closed, an ssh session dropped) as SIGTERM: checkpoint, exit 129 (the long-runs audit 2,
+    F10: it killed the run without the checkpoint of the batches done)."""
     cfg = _job(small_cfg)
     ref = _reference(cfg)
     out = tmp_path / "run.h5"

@@ -254,3 +254,23 @@ def test_a_run_of_more_than_a_day_without_a_time_limit_is_warned_about(small_cfg
         warnings.simplefilter("always")
         run_job(c, run_settings(c), build_geometry(c), build_beams(c), None, progress=False, log=lambda m: None)
     assert not any("would take about" in str(w.message) for w in rec)
+
+
+def test_progress_of_a_plan_names_the_beam_and_gives_the_runs_eta(capsys, monkeypatch):
+    """The long-runs audit 2, F5: a plan's bar gave the current beam's ETA only ("ETA 5.6 s to the time limit" with
+    12 s of transport to go), with nothing on the line to say so.  Now it says which beam runs and its ETA is the
+    run's: to the end of the last beam, or to the run's time limit (the time the other beams used counted)."""
+    from mcproton._run import streaming
+    from mcproton._run.streaming import progress_printer
+
+    clock = iter([0.0, 1.0])
+    monkeypatch.setattr(streaming.time, "perf_counter", lambda: next(clock))
+    show = progress_printer(1_000_000, tty=True, beam="beam 1/2", later_primaries=1_000_000)
+    show(100_000, 0.0)                       # 100,000 p/s: 9 s of this beam, 10 s of the next
+    line = capsys.readouterr().err.split("\r")[1]
+    assert line.startswith("  beam 1/2 [") and line.endswith("ETA   19.0 s to the end of the run"), line
+    clock = iter([0.0, 1.0])
+    show = progress_printer(1_000_000, tty=True, beam="beam 2/2", time_limit_s=10.0, elapsed_before_s=4.0)
+    show(100_000, 0.0)                       # beam 1 used 4 s of the run's 10: 5 s left after this second
+    line = capsys.readouterr().err.split("\r")[1]
+    assert line.startswith("  beam 2/2 [") and line.endswith("ETA    5.0 s to the time limit"), line

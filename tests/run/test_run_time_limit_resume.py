@@ -92,3 +92,85 @@ def test_summed_provenance_names_each_beams_stop_reason():
           SimpleNamespace(provenance={"stop_reason": "time_limit"})]
     assert combined_stop_reason(rs) == "beam 1: primaries; beam 2: time_limit"
     assert combined_stop_reason(rs[:1] * 2) == "primaries"
+
+
+# ---------------------------------------------------------------- the run's limit, shared by its beams (F5)
+def _ticking_clock(monkeypatch) -> None:
+    """time.perf_counter advancing 1 s at each call: the transport times (and so the time-limit stops) of a run are
+    the same on any machine, however loaded (no timing in the tests)."""
+    import time
+
+    now = [0.0]
+
+    def tick() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    monkeypatch.setattr(time, "perf_counter", tick)
+
+
+def _two_beams(primaries: int, limit: float | None):
+    from mcproton.geometry import box_phantom
+    from mcproton.settings import RunSettings
+    from mcproton.source import Beam
+
+    g = box_phantom("water", (40.0, 40.0, 80.0), (4.0, 4.0, 2.0))
+    beams = [Beam.pencil(80.0, position_mm=(-6.0, 0.0, -1.0), sigma_mm=(3.0, 3.0)),
+             Beam.pencil(60.0, position_mm=(8.0, 4.0, -1.0), sigma_mm=(2.0, 2.0))]
+    return g, beams, RunSettings(primaries=primaries, seed=21, backend="cpu", threads=1, batch_size=500,
+                                 checkpoint_interval_s=0, time_limit_s=limit)
+
+
+def test_the_time_limit_is_the_runs_and_every_beam_gets_a_share(monkeypatch, tmp_path):
+    """The long-runs audit 2, F5: run.time_limit_s bounded each beam, so a 2-beam plan given 6 s ran 12.5 s.  Now the
+    beams' transport times add up to the limit (plus the batch in flight of each), and each beam of a plan that does
+    not fit gets some of it (the first does not take it all)."""
+    from mcproton._run.job import run_job
+
+    _ticking_clock(monkeypatch)
+    limit = 40.0
+    g, beams, s = _two_beams(400_000, limit)
+    logs: list[str] = []
+    res = run_job(None, s, g, beams, tmp_path / "o.h5", progress=False, log=logs.append)
+    transport = [r.provenance["phase_s"]["transport"] for r in res]
+    batches = [r.primaries / 500 for r in res]
+    per_batch = max(t / b for t, b in zip(transport, batches))   # the fake seconds of one batch
+    assert sum(transport) <= limit + 2 * per_batch, (transport, per_batch)   # before: about 2 x limit
+    assert all(r.provenance["stop_reason"] == "time_limit" and 0 < r.primaries < 400_000 for r in res)
+    assert "shared by its 2 beams" in " ".join(logs), logs
+
+
+def test_a_beam_left_no_time_is_not_started_and_resume_adds_it(monkeypatch, tmp_path):
+    """The limit used up by beam 1 (one batch longer than the limit): beam 2 is not started, the log says so, the
+    checkpoint holds it as stopped by the time limit, and --resume without a limit completes both beams, bitwise
+    the uninterrupted run."""
+    from mcproton._run.checkpoint import checkpoint_path, describe
+    from mcproton._run.job import run_job
+
+    g, beams, s = _two_beams(2000, None)
+    ref = run_job(None, s, g, beams, None, progress=False, log=lambda m: None)
+    _ticking_clock(monkeypatch)
+    out = tmp_path / "o.h5"
+    _, _, s_lim = _two_beams(2000, 0.5)
+    logs: list[str] = []
+    res = run_job(None, s_lim, g, beams, out, progress=False, log=logs.append)
+    assert res[0].primaries == 500 and res[1].primaries == 0
+    assert [r.provenance["stop_reason"] for r in res] == ["time_limit", "time_limit"]
+    said = " ".join(logs)
+    assert "beam 2 (" in said and "not started: the run's time limit is used up" in said, logs
+    assert describe(checkpoint_path(out)) == "500 of 4,000 primaries done, stopped by the time limit"
+    monkeypatch.undo()
+    got = run_job(None, s, g, beams, out, resume=True, progress=False, log=lambda m: None)
+    for a, b in zip(ref, got):
+        assert np.array_equal(a.dose_gy_zyx, b.dose_gy_zyx)
+
+
+def test_a_beam_runs_on_where_the_later_beams_fit_in_what_is_left():
+    """The beam's stopping time: what the run has left less what the later beams need at this beam's speed, never
+    below its share (a plan that fits runs to the end; one that does not gives every beam some)."""
+    from mcproton._run.job import _beam_time_limit
+
+    limit = _beam_time_limit(2.0, 10.0, 5.0, 1000)   # 2 s used before, 10 s left, a share of 5 s, 1000 to come
+    assert limit(0, 0.0) == 2.0 + 5.0                  # speed unknown: the share
+    assert limit(0, 1000.0) == 2.0 + 9.0               # the later beams need 1 s: this one may use 9
+    assert limit(0, 10.0) == 2.0 + 5.0                 # they need 100 s: the share

@@ -1,0 +1,106 @@
+"""Messages and progress on stderr (and the summary on stdout) that can never stop a run.
+
+``mcproton run ... 2>&1 | tee run.log`` is the usual way to keep a log of a long run; Ctrl-C in the terminal
+reaches ``tee`` too, which dies, and so does the reader of ``| head`` once it has its lines, or an ssh session's
+pipe when the connection drops.  A write to such a stream fails (BrokenPipeError: Python ignores SIGPIPE), and a
+log file on a full disk fails as well (ENOSPC, EFBIG).  Before, that failure ended the run as an ordinary error:
+the signal watcher's thread died, the next progress line raised in the main thread, no checkpoint was written and
+the exit status was 1 (the long-runs audit 2, F1).  Here a write that fails is dropped and the stream is silenced
+for the rest of the process (its file descriptor pointed at /dev/null, so that buffered text, C-level writes and
+Python's flush at exit do not fail again): the run goes on, writes its checkpoint and outputs, and its exit status
+says what happened.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+#: what a failed write to a closed or broken stream raises: OSError (EPIPE, EIO of a closed terminal, ENOSPC,
+#: EFBIG) or ValueError ("I/O operation on closed file")
+_WRITE_ERRORS = (OSError, ValueError)
+
+
+def silence(stream: Any) -> None:
+    """Point ``stream``'s file descriptor at /dev/null (where it has one): later writes, the text still in its
+    buffer and the interpreter's flush at exit then succeed without output."""
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+    except (*_WRITE_ERRORS, AttributeError):
+        return
+    try:
+        os.dup2(null, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(null)
+
+
+class DroppingStream:
+    """A text stream that passes everything to ``stream`` but drops a ``write``/``flush`` that fails with
+    OSError or ValueError, silencing the stream (:func:`silence`) and dropping every later write.  ``broken``
+    holds the first error (None while the stream works)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken: BaseException | None = None
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.broken is None:
+            self.broken = exc
+            silence(self._stream)
+
+    def write(self, text: str) -> int:
+        if self.broken is None:
+            try:
+                return self._stream.write(text)
+            except _WRITE_ERRORS as exc:
+                self._fail(exc)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self.broken is None:
+            try:
+                self._stream.flush()
+            except _WRITE_ERRORS as exc:
+                self._fail(exc)
+
+    def __getattr__(self, name: str) -> Any:   # isatty, fileno, encoding, ...: the stream's own
+        return getattr(self._stream, name)
+
+
+def write_stderr(text: str) -> None:
+    """Write ``text`` to stderr and flush; a failure (a broken pipe, a closed terminal, a full disk) drops the text
+    and silences stderr, and never raises: a progress line or a message must not stop the run."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except _WRITE_ERRORS:
+        silence(sys.stderr)
+
+
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal (False where it is closed)."""
+    try:
+        return bool(sys.stderr.isatty())
+    except _WRITE_ERRORS:
+        return False
+
+
+@contextmanager
+def dropping_std_streams() -> Iterator[None]:
+    """``sys.stdout`` and ``sys.stderr`` as :class:`DroppingStream` for the block (the command line: every
+    ``print`` of a message, a note, a warning or the JSON summary), restored after it."""
+    old = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = DroppingStream(old[0]), DroppingStream(old[1])   # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = old

@@ -1,0 +1,90 @@
+"""A broken stdout/stderr never loses a run (the long-runs audit 2, F1).
+
+``mcproton run ... 2>&1 | tee run.log`` and Ctrl-C: ``tee`` dies too, and every later write of the run fails with
+BrokenPipeError.  Before, the signal watcher's thread died on its "SIGINT received" line and the next progress line
+(or the interrupt message) raised in the main thread: exit status 1, said nowhere, and (when the progress line came
+first) no checkpoint of the batches done.  A reader that goes away without a signal (``| head -3``) ended the run at
+its next progress line.  Each test runs the command line in a subprocess whose pipe reader is closed (no timing:
+the checkpoint's existence says when the run is under way)."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from run_helpers import read_h5
+
+from mcproton._run.checkpoint import checkpoint_path, describe
+
+
+def _popen(*args, stderr=subprocess.PIPE) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mcproton.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=stderr)
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_run(small_cfg, tmp_path):
+    """``| head`` that has its lines (here: the pipes closed before the first line): the run goes on, writes its
+    output and removes its checkpoint; exit status 0 (before: 1 at its first line, nothing written)."""
+    cfg = small_cfg(20_000, batch_size=2000)
+    out = tmp_path / "o.h5"
+    proc = _popen("run", cfg, "--out", out)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.wait(timeout=300) == 0
+    assert read_h5(out)["provenance"]["primaries"] == 20_000
+    assert not checkpoint_path(out).exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_after_the_log_pipe_is_gone_writes_the_checkpoint(small_cfg, tmp_path, sig):
+    """``2>&1 | tee run.log`` and Ctrl-C: the pipe's reader is gone when the signal comes; the run writes its
+    checkpoint and exits 128 + signal, as without the pipe."""
+    cfg = small_cfg(4_000_000, batch_size=2000, checkpoint_interval_s=0)
+    out = tmp_path / "o.h5"
+    ckpt = checkpoint_path(out)
+    proc = _popen("run", cfg, "--out", out, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ckpt.exists() and describe(ckpt).split(" ")[0] not in ("", "0"):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before the signal; make it longer"
+        proc.stdout.close()   # tee dies with the Ctrl-C
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 128 + sig
+    done = int(describe(ckpt).split(" ")[0].replace(",", ""))
+    assert 0 < done < 4_000_000 and not out.exists()
+
+
+def test_dropping_stream_drops_failed_writes_and_stays_silent():
+    """The stream wrapper of the command line: a write that fails is dropped (never raised), later ones too."""
+    from mcproton._io.console import DroppingStream
+
+    class Broken:
+        calls = 0
+
+        def write(self, text):
+            Broken.calls += 1
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def isatty(self):
+            return False
+
+    s = DroppingStream(Broken())   # type: ignore[arg-type]
+    assert s.write("progress\n") == len("progress\n")
+    s.flush()
+    s.write("more\n")
+    assert isinstance(s.broken, BrokenPipeError) and Broken.calls == 1 and s.isatty() is False

@@ -1,0 +1,66 @@
+"""The command line and stop requests (the long-runs audit 2): Ctrl-C before a command handles it (F6), SIGHUP
+(F10) and ``--resume --no-checkpoint`` (F9)."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+from run_helpers import cli
+
+from mcproton._run.checkpoint import checkpoint_path
+
+#: Ctrl-C while the command line parses its arguments (the first fraction of a second: the imports of every
+#: command's parser), made certain by a build_parser that raises it
+_CTRL_C_IN_THE_PARSER = """
+import sys
+import mcproton.cli as c
+
+def build_parser():
+    raise KeyboardInterrupt
+
+c.build_parser = build_parser
+sys.exit(c.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", [["run", "x.toml", "--out", "x.h5"], ["check", "p"], ["info"]])
+def test_ctrl_c_before_the_command_starts_is_one_line_not_a_traceback(command, tmp_path):
+    """F6: "mcproton run never ends in a Python traceback" (README), but Ctrl-C in the first second of any command
+    (before its handler: the imports, the parser) gave a 30-60 line traceback ending in KeyboardInterrupt."""
+    p = subprocess.run([sys.executable, "-c", _CTRL_C_IN_THE_PARSER, *command], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert p.returncode == 130, (p.returncode, p.stderr)
+    assert p.stderr == "mcproton: interrupted\n", p.stderr
+
+
+def test_resume_with_no_checkpoint_is_refused_before_anything_runs(small_cfg, tmp_path):
+    """F9: --resume was silently ignored with --no-checkpoint: the run started from history 0 and left the old
+    checkpoint beside its output, so that the next plain run was refused."""
+    cfg = small_cfg(2000)
+    out = tmp_path / "o.h5"
+    ckpt = checkpoint_path(out)
+    ckpt.write_bytes(b"an interrupted run's checkpoint")
+    r = cli("run", cfg, "--out", out, "--resume", "--no-checkpoint", check=False)
+    assert r.returncode == 2, r.stderr
+    assert "--resume" in r.stderr and "--no-checkpoint" in r.stderr and "give one of them" in r.stderr, r.stderr
+    assert "backend" not in r.stderr and not out.exists()   # refused before the transport
+    assert ckpt.read_bytes() == b"an interrupted run's checkpoint"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_sighup_stops_like_sigterm_unless_it_is_ignored():
+    """F10: SIGHUP (the terminal closed, an ssh session dropped) is a stop signal of the run, as SIGTERM is; under
+    ``nohup`` (SIGHUP ignored) it stays ignored, so that the run outlives the terminal.  The signal sent to a run
+    is tested in test_run_checkpoint.py (test_killed_run_resumes_bitwise)."""
+    from mcproton._run.job import _StopFlag, stop_signals
+
+    assert signal.SIGHUP in stop_signals()
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert signal.SIGHUP not in stop_signals()
+        with _StopFlag(True, checkpoint=False):
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, old)
