@@ -5,6 +5,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +23,7 @@ from .inputs import CheckInputError, CheckInputs, gather
 from .levels import ActionLevels
 from .prescription import median_source, plan_dose_references, plan_prescriptions
 from .._io.atomic import write_bytes_atomic
-from .._io.errors import recorded, records_warnings
+from .._io.errors import McprotonWarning, recorded, records_warnings, warn
 from .._io.json_out import json_safe, json_text
 from .._io.lock import locks_output
 from ..settings import PhysicsSettings
@@ -497,6 +498,41 @@ def _apply_given_prescription(given: float | dict[str, float], targets: Sequence
     return {nm: given[nm] for nm in targets if nm in given}, "given for each target (--prescription ROI=GY)"
 
 
+def stated_dose_to(paths: Iterable[str | Path]) -> str | None:
+    """Dose to "water" or "medium", where every TPS RT Dose of ``paths`` says so: DICOM has no attribute for it, but
+    an RT Dose that mcproton wrote (``mcproton run --rtdose``, ``mcproton demo``: Manufacturer mcproton) says it in
+    its DoseComment ("... to medium, physical ...").  None where a file does not say, or they disagree."""
+    import pydicom
+
+    said = set()
+    for p in paths:
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        m = re.search(r"\bto (water|medium)\b", str(ds.get("DoseComment", "") or ""))
+        if str(ds.get("Manufacturer", "")) != "mcproton" or m is None:
+            return None
+        said.add(m.group(1))
+    return said.pop() if len(said) == 1 else None
+
+
+def _dose_to_of(inp: CheckInputs, dose_to: str | None, log: Callable[[str], None]) -> str:
+    """The dose the check compares, to water or medium: as given; else what the TPS doses say
+    (:func:`stated_dose_to`); else water, what clinical proton planning systems report.  A dose that says the other
+    is warned about: compared as given.  Before (2026-12-05) the demo's dose to medium was compared as dose to
+    water without a word."""
+    files = ([inp.total.path] if inp.total is not None else []) + [d.path for d in inp.beams.values()]
+    stated = stated_dose_to(files)
+    if dose_to is None:
+        if stated is not None:
+            log(f"mcproton check: the TPS dose is dose to {stated}, as its DoseComment says (an RT Dose mcproton "
+                "wrote): the MC dose is computed to match (--dose-to to say otherwise)")
+        return stated or "water"
+    if stated is not None and stated != dose_to:
+        warn(f"the TPS dose says it is dose to {stated} (its DoseComment: an RT Dose mcproton wrote), but dose to "
+             f"{dose_to} was asked (--dose-to): compared as dose to {dose_to}; in soft tissue the two differ by about "
+             "1 %, in bone by up to 10 %", McprotonWarning)
+    return dose_to
+
+
 def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None) -> None:
     """Refuse a reused MC dose (``check(mc=...)``) that holds another dose than the one compared: dose to
     water/medium, physical or RBE-weighted with another constant."""
@@ -514,7 +550,7 @@ def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None
 def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None, *,
           ct: str | Path | None = None, struct: str | Path | None = None, folder: str | Path | None = None,
           beam_model: Any = None, out: str | Path | None = None, calibration: Any = None,
-          phantom_from_struct: bool = False, dose_to: str = "water", rbe: float | None = None,
+          phantom_from_struct: bool = False, dose_to: str | None = None, rbe: float | None = None,
           fractions: str = "auto", dose_type: str | None = None, primaries: int = 10_000_000,
           target_uncertainty: float | None = 0.01, seed: int = 12345, backend: str = "auto",
           threads: int | None = None, levels: ActionLevels | str | Path | None = None,
@@ -547,7 +583,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     ct_series : the SeriesInstanceUID of the plan's CT where the folder (or ``ct``) holds several CT series and
         the structure set does not name the one its contours were drawn on (a localizer is always skipped).
     phantom_from_struct : no CT: build one from the structure set's ROI material overrides (phantoms).
-    dose_to : "water" (default, what clinical proton TPSs report) or "medium".
+    dose_to : "water" or "medium": what the TPS dose is (DICOM does not say).  Default None: what the TPS dose
+        says where it says (an RT Dose mcproton wrote names it in its DoseComment), else "water" (what clinical
+        proton TPSs report).
     rbe : constant RBE for a DoseType EFFECTIVE dose (default 1.1); with a PHYSICAL dose (a warning) it only
         converts the plan's TargetPrescriptionDose (Gy(RBE)) to Gy for V95/V100.
     dose_type : "PHYSICAL" or "EFFECTIVE": what the TPS dose is, whatever its DoseType says (default None: its
@@ -602,8 +640,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
     timings: dict[str, float] = {}
     cpu_steps: dict[str, float] = {}   # CPU seconds per step (all threads; the gamma's worker processes too)
-    if dose_to not in ("water", "medium"):
-        raise CheckInputError(f'dose_to must be "water" or "medium"; got {dose_to!r}')
+    if dose_to not in (None, "water", "medium"):
+        raise CheckInputError(f'dose_to must be "water" or "medium" (or None: what the TPS dose says, else water); '
+                              f'got {dose_to!r}')
     if struct_overrides not in ("apply", "ignore"):
         raise CheckInputError(f'struct_overrides must be "apply" or "ignore"; got {struct_overrides!r}')
     if outside_external not in ("ct", "air"):
@@ -632,6 +671,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                  fractions=fractions, ct_series=ct_series, patient_position=patient_position)
     for line in inp.pairing:
         log(f"mcproton check: {line}")
+    dose_to = _dose_to_of(inp, dose_to, log)
     if outside_external == "air" and inp.ct_dir is not None and inp.struct_path is None and mc is None:
         raise CheckInputError("--outside-external air needs the structure set (--struct RS.dcm) with the External "
                               "ROI; none was given or found")

@@ -51,8 +51,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="no CT: build the phantom from the RT Struct's ROI material overrides (External etc.)")
     c.add_argument("--no-machine-check", action="store_true",
                    help="run a plan whose TreatmentMachineName the beam model does not name (default: refused)")
-    c.add_argument("--dose-to", choices=["water", "medium"], default="water",
-                   help="what the TPS dose is (DICOM does not say): water (default; RayStation, Eclipse) or medium")
+    c.add_argument("--dose-to", choices=["water", "medium"], default=None,
+                   help="what the TPS dose is (DICOM does not say): water or medium (default: what an RT Dose "
+                        "mcproton wrote says in its DoseComment, else water, as RayStation and Eclipse report)")
     c.add_argument("--rbe", type=float, default=None, help="constant RBE of a DoseType EFFECTIVE dose (default 1.1)")
     c.add_argument("--patient-position", metavar="POSITION", default=None,
                    help="the plan's PatientPosition (HFS, HFP, FFS, ...) where the plan has none (OpenTPS leaves it "

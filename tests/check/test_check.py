@@ -1344,3 +1344,36 @@ def test_a_prescription_naming_no_target_and_an_implausible_rbe_are_refused_befo
     for bad in (0.0, -1.0, 3.0, float("nan"), True):
         with pytest.raises(CheckInputError, match=r"rbe \(--rbe\) = .* is not a plausible constant RBE"):
             api.check(rbe=bad, **kw)
+
+
+def test_a_tps_dose_that_says_dose_to_medium_is_compared_as_such(case, tmp_path):
+    """DICOM does not say dose to water or medium; an RT Dose that mcproton wrote says it in its DoseComment.  The
+    demo's dose to medium (its RT Plan now written beside it) was compared as dose to water without a word; now the
+    check takes what the file says (here: the reused MC, of dose to water, is refused as another dose), and a
+    --dose-to that contradicts it is warned about and compared as given."""
+    from types import SimpleNamespace
+
+    from mcproton import McprotonWarning
+    from mcproton._check.api import _dose_to_of, stated_dose_to
+    from mcproton._check.inputs import CheckInputError
+
+    hi = case["hi"].total_gy_zyx
+    med = _tps(case, "tps_medium", hi, dose_comment="MC dose, 1 of 1 fx, to medium, physical")
+    wat = _tps(case, "tps_water", hi, dose_comment="MC dose, 1 of 1 fx, to water, physical")
+    other = _tps(case, "tps_other", hi, dose_comment="to medium")
+    pydicom_ds = pydicom.dcmread(other)
+    pydicom_ds.Manufacturer = "Another TPS"          # another writer's comment is not read
+    pydicom_ds.save_as(other)
+    assert stated_dose_to([med]) == "medium" and stated_dose_to([wat]) == "water"
+    assert stated_dose_to([med, wat]) is None and stated_dose_to([other]) is None
+    lines: list[str] = []
+    inp = SimpleNamespace(total=SimpleNamespace(path=med), beams={})
+    assert _dose_to_of(inp, None, lines.append) == "medium" and "dose to medium, as its DoseComment says" in lines[0]
+    assert _dose_to_of(SimpleNamespace(total=SimpleNamespace(path=other), beams={}), None, lines.append) == "water"
+    with pytest.warns(McprotonWarning, match="says it is dose to medium .* but dose to water was asked"):
+        assert _dose_to_of(inp, "water", lines.append) == "water"
+    with pytest.raises(CheckInputError, match="medium"):   # the case's MC is of dose to water: not this dose
+        _recheck(case, [med])
+    with pytest.warns(McprotonWarning, match="says it is dose to medium"):
+        res = _recheck(case, [med], dose_to="water")
+    assert res.settings["dose_to"] == "water"
