@@ -25,6 +25,7 @@ from .._io.atomic import write_bytes_atomic
 from .._io.errors import recorded, records_warnings
 from .._io.json_out import json_safe, json_text
 from .._io.lock import locks_output
+from .stop import progress as _progress, stops_cleanly
 from ..settings import PhysicsSettings
 
 if TYPE_CHECKING:
@@ -511,6 +512,7 @@ def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None
 
 @records_warnings
 @locks_output()   # two checks never write one --out folder at once (mcproton/_io/lock.py)
+@stops_cleanly    # SIGINT/SIGTERM: exit status 128 + signal, saying what --out holds (mcproton/_check/stop.py)
 def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None, *,
           ct: str | Path | None = None, struct: str | Path | None = None, folder: str | Path | None = None,
           beam_model: Any = None, out: str | Path | None = None, calibration: Any = None,
@@ -643,6 +645,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         from .out_dir import prepare_out
 
         clear_out = prepare_out(out_dir, inp, log)   # the earlier outputs removed just before the first write
+        _progress(earlier=clear_out)   # a stop before then says they are still there
         out_dir.mkdir(parents=True, exist_ok=True)
     timings["read_dicom_s"] = time.perf_counter() - t
     cpu_steps["read_dicom_s"] = time.process_time() - c
@@ -768,6 +771,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     cpu_steps["structures_s"] = time.process_time() - c
     # ---- the MC
     if mc is None:
+        _progress("during the MC")
         c = time.process_time()
         mc = run_mc(inp, geometry, beam_model, dose_to=dose_to, rbe=rbe, primaries=primaries,
                     target_uncertainty=target_uncertainty, seed=seed, backend=backend, threads=threads,
@@ -783,6 +787,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cpu_steps["beams_transport_resample_s"] = time.process_time() - c
     else:   # a reused MC dose must be of the dose this check compares (a physical MC against an RBE dose: -9 %)
         _check_reused_mc(mc, inp.dose_type, dose_to, rbe)
+    _progress("after the MC (the comparison with the TPS dose, the gamma analysis, the report)")
     missing = set(inp.beams) - set(mc.beams_gy_zyx)
     if missing:
         raise CheckInputError(f"the TPS has doses of beams {sorted(missing)} that the MC did not compute")
@@ -1062,6 +1067,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     if out_dir is not None:
         res.report_json = str(out_dir / "check.json")
         write_bytes_atomic(Path(res.report_json), json_text(res.to_dict(), indent=1).encode())
+    _progress(complete=True)   # every file written: a signal now is ignored
     return res
 
 

@@ -559,7 +559,9 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
               _SIGN_OFF,
               "</body></html>"]
     path = out / "check.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
+    from .._io.atomic import write_bytes_atomic
+
+    write_bytes_atomic(path, "\n".join(parts).encode("utf-8"))   # complete or not at all (a stopped check)
     res.report_html = str(path)
     return path
 
