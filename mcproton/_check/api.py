@@ -1071,10 +1071,17 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     return res
 
 
-def _batch_json(table: dict[str, dict]) -> bytes:
-    """``batch.json``'s text: strict JSON (a gamma pass rate of a dose with no points above the threshold is NaN:
-    null, as in ``check.json``)."""
-    return json.dumps(json_safe(table), indent=1, default=str, allow_nan=False).encode()
+#: the row of batch.json of a patient not checked (yet): the batch is still running, or was interrupted before it
+NOT_CHECKED = {"passed": False, "not_checked": True, "error": "not checked yet"}
+
+
+def _batch_json(table: dict[str, dict], pending: Iterable[str] = ()) -> bytes:
+    """``batch.json``'s text: the patients done, then those not checked yet (``pending``: :data:`NOT_CHECKED`, as
+    the index lists them; the long-runs audit of 2026-12-05, F11: an interrupted batch's batch.json left them
+    out, so a script counting its rows missed them); strict JSON (a gamma pass rate of a dose with no points
+    above the threshold is NaN: null, as in ``check.json``)."""
+    rows = {**table, **{name: dict(NOT_CHECKED) for name in pending if name not in table}}
+    return json.dumps(json_safe(rows), indent=1, default=str, allow_nan=False).encode()
 
 
 @locks_output()
@@ -1145,7 +1152,7 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
         except (RunInterrupted, KeyboardInterrupt) as exc:   # the user stops the batch: recorded, then stopped
             table[p.name] = {"passed": False, "error": f"interrupted: {exc or type(exc).__name__}",
                              "interrupted": True}
-            write_bytes_atomic(out_dir / "batch.json", _batch_json(table))
+            write_bytes_atomic(out_dir / "batch.json", _batch_json(table, [q.name for q in subs[k:]]))
             write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
             log(f"mcproton check --batch: interrupted during {p.name}; not checked: "
                 f"{', '.join(q.name for q in subs[k - 1:])}")
@@ -1154,7 +1161,7 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             log(f"mcproton check --batch: {p.name}: internal error {type(exc).__name__}: {exc} (please report it)")
             results[p.name] = f"internal error {type(exc).__name__}: {exc}"
             table[p.name] = {"passed": False, "error": results[p.name], "internal_error": True}
-        write_bytes_atomic(out_dir / "batch.json", _batch_json(table))
+        write_bytes_atomic(out_dir / "batch.json", _batch_json(table, [q.name for q in subs[k:]]))
         write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
     return results
 
