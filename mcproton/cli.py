@@ -103,13 +103,29 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     from ._io.lock import OutputLock, remove_stale_temporaries
 
     assert out is not None
-    # one run per output at a time: a second run on the same --out (or --rtdose) is refused naming this one; the
-    # lock is held until the outputs are written (mcproton/_io/lock.py)
-    with OutputLock([out] + ([Path(rtdose)] if rtdose else []), "the output", log=_note):
-        remove_stale_temporaries([out, _ckpt(out)] + ([Path(rtdose)] if rtdose else [])
-                                 + ([png] if png is not None else []), log=_note)
+    # one run per file at a time: a second run that would write any file of this one (its --out, RT Dose(s), plot or
+    # checkpoint: --out x.h5 and --out x.hdf5 share x.ckpt.h5 and x.png) is refused naming this one; the locks are
+    # held until the outputs are written (mcproton/_io/lock.py)
+    written, roles = _locked_files(cfg, beams, out, rtdose, png)
+    with OutputLock(written, "the output", log=_note, roles=roles):
+        remove_stale_temporaries(written, log=_note)
         _note_replaced([out] + ([Path(rtdose)] if rtdose else []) + ([png] if png is not None else []), args)
         return _transport_and_write(args, cfg, settings, geometry, beams, out, rtdose, png, outline, clock, said)
+
+
+def _locked_files(cfg: dict, beams: list, out: Path, rtdose: str | None,
+                  png: Path | None) -> tuple[list[Path], dict[Path, str]]:
+    """Every file the run writes (the HDF5, the RT Dose(s), the plot, the checkpoint: their temporary files are
+    named after them), and what each is to this run, for the lock files (a refusal names it to both runs).  The
+    checkpoint is locked also with --no-checkpoint: the run removes an earlier one's temporary files."""
+    names = _output_names(cfg, beams, out, rtdose, png)
+    roles = {p: "the RT Dose" if i == 1 else "a per-beam RT Dose" for i, p in enumerate(names) if 0 < i}
+    roles[out] = f"--out {out}"
+    if png is not None:
+        roles[png] = f"the plot of --out {out}"
+    ckpt = _ckpt(out)
+    roles[ckpt] = f"the checkpoint of --out {out}"
+    return names + [ckpt], roles
 
 
 def _note(message: str) -> None:
@@ -542,11 +558,17 @@ def _ckpt(out: Path) -> Path:
 def _check_paths(args: argparse.Namespace, cfg: dict) -> tuple[Path, str | None, Path | None]:
     """The output paths (HDF5, RT Dose, plot), refused when one would destroy an input or another output or is
     not a regular file (mcproton/_run/inputs.py check_output_paths)."""
+    from ._run.checkpoint import CHECKPOINT_SUFFIX
     from ._run.inputs import check_output_paths, input_paths
+    from .config import ConfigError
 
     out = Path(args.out)
     out_cfg = cfg.get("output", {})
     rtdose = args.rtdose or out_cfg.get("rtdose")
+    if out.name.lower().endswith(CHECKPOINT_SUFFIX):   # another --out's checkpoint: it would be taken for one
+        raise ConfigError(f"--out {out}: a name ending in {CHECKPOINT_SUFFIX} is a checkpoint's (the run with --out "
+                          f"{out.name[:-len(CHECKPOINT_SUFFIX)]}.h5 keeps its checkpoint under this name, and would "
+                          "take this file for its own, or replace it); give the output another name, e.g. x.h5")
     png = out.with_suffix(".png") if out_cfg.get("plot", True) else None
     outputs = [("--out", out)] + ([("--rtdose" if args.rtdose else "output.rtdose", Path(rtdose))] if rtdose else [])
     if png is not None:

@@ -26,6 +26,7 @@ from .._io.atomic import write_bytes_atomic
 from .._io.errors import McprotonWarning, recorded, records_warnings, warn
 from .._io.json_out import json_safe, json_text
 from .._io.lock import locks_output
+from .stop import progress as _progress, stops_cleanly
 from ..settings import PhysicsSettings
 
 if TYPE_CHECKING:
@@ -547,6 +548,7 @@ def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None
 
 @records_warnings
 @locks_output()   # two checks never write one --out folder at once (mcproton/_io/lock.py)
+@stops_cleanly    # SIGINT/SIGTERM: exit status 128 + signal, saying what --out holds (mcproton/_check/stop.py)
 def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None, *,
           ct: str | Path | None = None, struct: str | Path | None = None, folder: str | Path | None = None,
           beam_model: Any = None, out: str | Path | None = None, calibration: Any = None,
@@ -683,6 +685,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         from .out_dir import prepare_out
 
         clear_out = prepare_out(out_dir, inp, log)   # the earlier outputs removed just before the first write
+        _progress(earlier=clear_out)   # a stop before then says they are still there
         out_dir.mkdir(parents=True, exist_ok=True)
     timings["read_dicom_s"] = time.perf_counter() - t
     cpu_steps["read_dicom_s"] = time.process_time() - c
@@ -808,6 +811,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     cpu_steps["structures_s"] = time.process_time() - c
     # ---- the MC
     if mc is None:
+        _progress("during the MC")
         c = time.process_time()
         mc = run_mc(inp, geometry, beam_model, dose_to=dose_to, rbe=rbe, primaries=primaries,
                     target_uncertainty=target_uncertainty, seed=seed, backend=backend, threads=threads,
@@ -823,6 +827,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cpu_steps["beams_transport_resample_s"] = time.process_time() - c
     else:   # a reused MC dose must be of the dose this check compares (a physical MC against an RBE dose: -9 %)
         _check_reused_mc(mc, inp.dose_type, dose_to, rbe)
+    _progress("after the MC (the comparison with the TPS dose, the gamma analysis, the report)")
     missing = set(inp.beams) - set(mc.beams_gy_zyx)
     if missing:
         raise CheckInputError(f"the TPS has doses of beams {sorted(missing)} that the MC did not compute")
@@ -1102,13 +1107,21 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     if out_dir is not None:
         res.report_json = str(out_dir / "check.json")
         write_bytes_atomic(Path(res.report_json), json_text(res.to_dict(), indent=1).encode())
+    _progress(complete=True)   # every file written: a signal now is ignored
     return res
 
 
-def _batch_json(table: dict[str, dict]) -> bytes:
-    """``batch.json``'s text: strict JSON (a gamma pass rate of a dose with no points above the threshold is NaN:
-    null, as in ``check.json``)."""
-    return json.dumps(json_safe(table), indent=1, default=str, allow_nan=False).encode()
+#: the row of batch.json of a patient not checked (yet): the batch is still running, or was interrupted before it
+NOT_CHECKED = {"passed": False, "not_checked": True, "error": "not checked yet"}
+
+
+def _batch_json(table: dict[str, dict], pending: Iterable[str] = ()) -> bytes:
+    """``batch.json``'s text: the patients done, then those not checked yet (``pending``: :data:`NOT_CHECKED`, as
+    the index lists them; the long-runs audit of 2026-12-05, F11: an interrupted batch's batch.json left them
+    out, so a script counting its rows missed them); strict JSON (a gamma pass rate of a dose with no points
+    above the threshold is NaN: null, as in ``check.json``)."""
+    rows = {**table, **{name: dict(NOT_CHECKED) for name in pending if name not in table}}
+    return json.dumps(json_safe(rows), indent=1, default=str, allow_nan=False).encode()
 
 
 @locks_output()
@@ -1179,7 +1192,7 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
         except (RunInterrupted, KeyboardInterrupt) as exc:   # the user stops the batch: recorded, then stopped
             table[p.name] = {"passed": False, "error": f"interrupted: {exc or type(exc).__name__}",
                              "interrupted": True}
-            write_bytes_atomic(out_dir / "batch.json", _batch_json(table))
+            write_bytes_atomic(out_dir / "batch.json", _batch_json(table, [q.name for q in subs[k:]]))
             write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
             log(f"mcproton check --batch: interrupted during {p.name}; not checked: "
                 f"{', '.join(q.name for q in subs[k - 1:])}")
@@ -1188,7 +1201,7 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             log(f"mcproton check --batch: {p.name}: internal error {type(exc).__name__}: {exc} (please report it)")
             results[p.name] = f"internal error {type(exc).__name__}: {exc}"
             table[p.name] = {"passed": False, "error": results[p.name], "internal_error": True}
-        write_bytes_atomic(out_dir / "batch.json", _batch_json(table))
+        write_bytes_atomic(out_dir / "batch.json", _batch_json(table, [q.name for q in subs[k:]]))
         write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
     return results
 

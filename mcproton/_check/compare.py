@@ -102,15 +102,27 @@ def gamma_3d(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarray, bo
                           interp_fraction=interp_fraction, seed=seed)[0]
 
 
+#: exit status of a gamma worker whose caller went away (stdin cut short, stdout closed): it ends without a word
+WORKER_CALLER_GONE = 3
+
+
 def _gamma_worker_main() -> None:
     """A gamma worker process (``gamma_many``): reads (jobs, threads) pickled from stdin, writes [(results, CPU
-    seconds)] pickled to stdout."""
+    seconds)] pickled to stdout.  SIGINT is ignored (set before this module is imported: GammaRun._start): a Ctrl-C
+    in a terminal reaches every process of its group, and the caller stops its workers itself (GammaRun.close);
+    a caller that went away (stopped while sending the jobs, or before reading the answer) ends the worker with
+    :data:`WORKER_CALLER_GONE` and no traceback (the long-runs audit, F7: "pickle data was truncated" tracebacks
+    from the workers of a check stopped by SIGTERM)."""
     import importlib.util
+    import os
     import pickle
     import sys
     import time
 
-    jobs, threads = pickle.load(sys.stdin.buffer)
+    try:
+        jobs, threads = pickle.load(sys.stdin.buffer)
+    except (EOFError, pickle.UnpicklingError, OSError):
+        os._exit(WORKER_CALLER_GONE)
     if importlib.util.find_spec("numba") is not None:   # numba's parallel interpolation on this worker's share
         import numba
 
@@ -119,8 +131,11 @@ def _gamma_worker_main() -> None:
     for args, kwargs in jobs:
         c = time.process_time()
         out.append((gamma_3d_multi(*args, **kwargs), time.process_time() - c))
-    pickle.dump(out, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    sys.stdout.flush()
+    try:
+        pickle.dump(out, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        sys.stdout.flush()
+    except OSError:   # BrokenPipeError: no one reads the answer any more
+        os._exit(WORKER_CALLER_GONE)
 
 
 class GammaRun:
@@ -163,7 +178,9 @@ class GammaRun:
         from pathlib import Path
 
         root = str(Path(__file__).resolve().parents[2])   # the folder holding this mcproton package
-        code = (f"import sys; sys.path.insert(0, {root!r}); "
+        # SIGINT ignored first of all (a terminal's Ctrl-C reaches the workers too; close() stops them)
+        code = (f"import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); import sys; "
+                f"sys.path.insert(0, {root!r}); "
                 "from mcproton._check.compare import _gamma_worker_main; _gamma_worker_main()")
         self._order = [list(range(len(self.jobs)))[i::self.workers] for i in range(self.workers)]
         threads = max(1, (os.cpu_count() or 1) // self.workers)

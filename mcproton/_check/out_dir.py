@@ -12,6 +12,11 @@ its first write (the function it returns), so that a check refused later leaves 
   plan or patient, or the complete report of an earlier run of an interrupted check, is not left beside the new
   one (a helper's audit, 2026-12-05: a re-used ``--out`` kept another patient's ``RD_mc_beam1.dcm`` and phantom CT);
 * a file of those names that mcproton did not write is refused rather than overwritten.
+
+An earlier check's outputs are named in a note at the start (with their date), and a check stopped or refused before
+its first write says that they are still there, left as they were (mcproton/_check/stop.py): they are not a check
+of the current inputs (the long-runs audit of 2026-12-05, F8: after a re-optimised plan was put in the patient's
+folder, an interrupted re-check left the old plan's PASS report in --out, and its message said "nothing was kept").
 """
 from __future__ import annotations
 
@@ -72,14 +77,54 @@ def _ours(path: Path) -> bool:
         return False
 
 
-def prepare_out(out: str | Path, inp: Any, log: Callable[[str], None]) -> Callable[[], list[str]]:
+class EarlierOutputs:
+    """The earlier check's outputs found in ``--out`` (``found``); calling it removes them (named in the log; the
+    names removed), the first call only: then ``removed`` is True."""
+
+    def __init__(self, out: Path, found: list[Path], log: Callable[[str], None]) -> None:
+        self.out, self.found, self.log = out, found, log
+        self.removed = False
+        self._names: list[str] = []
+
+    def names(self) -> list[str]:
+        return [p.name + ("/" if p.name == PHANTOM_DIR else "") for p in self.found]
+
+    def describe(self) -> str:
+        """'check.html, check.json, RD_mc.dcm, written 2026-12-05 10:31' (the newest file's time)."""
+        import time
+
+        times = []
+        for p in self.found:
+            try:
+                times.append(p.stat().st_mtime)
+            except OSError:
+                pass
+        when = f", written {time.strftime('%Y-%m-%d %H:%M', time.localtime(max(times)))}" if times else ""
+        return ", ".join(self.names()) + when
+
+    def __call__(self) -> list[str]:
+        if self.removed:
+            return []
+        for p in self.found:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+        self.removed = True
+        names = self.names()
+        if names:
+            self.log(f"mcproton check: removed the earlier check's outputs in {self.out}: {', '.join(names)}")
+        return names
+
+
+def prepare_out(out: str | Path, inp: Any, log: Callable[[str], None]) -> EarlierOutputs:
     """Check ``out`` for the check of ``inp`` (:class:`~mcproton._check.inputs.CheckInputs`): refuse an output that
-    would overwrite an input or a file mcproton did not write.  Returns the function that removes an earlier
-    check's outputs (named in the log; the names removed), to call just before the first write: the first call
-    removes them, later calls do nothing."""
+    would overwrite an input or a file mcproton did not write.  Returns the :class:`EarlierOutputs` whose call
+    removes an earlier check's outputs, to call just before the first write; an earlier check's outputs are named
+    in the log now, with their date."""
     out = Path(out)
     if not out.is_dir():
-        return lambda: []
+        return EarlierOutputs(out, [], log)
     inputs = _inputs(inp)
     found = ([out / n for n in REPORT_FILES] + sorted(p for p in out.iterdir() if MC_DOSE_NAME.match(p.name))
              + [out / PHANTOM_DIR])
@@ -95,20 +140,9 @@ def prepare_out(out: str | Path, inp: Any, log: Callable[[str], None]) -> Callab
         if not _ours(p):
             raise CheckInputError(f"--out {out}: {p.name} is there and was not written by mcproton check: the check "
                                   f"would overwrite it; give another folder for the check's outputs (or move {p})")
-    done: list[list[str]] = []
-
-    def clear() -> list[str]:
-        if done:
-            return []
-        for p in found:
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            elif p.exists() or p.is_symlink():
-                p.unlink()
-        names = [p.name + ("/" if p.name == PHANTOM_DIR else "") for p in found]
-        done.append(names)
-        if names:
-            log(f"mcproton check: removed the earlier check's outputs in {out}: {', '.join(names)}")
-        return names
-
-    return clear
+    earlier = EarlierOutputs(out, found, log)
+    if found:
+        log(f"mcproton check: note: --out {out} holds an earlier check's outputs ({earlier.describe()}); they are "
+            "replaced by this check's: removed just before its first write (a check stopped or refused before that "
+            "leaves them as they were)")
+    return earlier

@@ -559,7 +559,9 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
               _SIGN_OFF,
               "</body></html>"]
     path = out / "check.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
+    from .._io.atomic import write_bytes_atomic
+
+    write_bytes_atomic(path, "\n".join(parts).encode("utf-8"))   # complete or not at all (a stopped check)
     res.report_html = str(path)
     return path
 
@@ -601,7 +603,9 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
     from .batch import TOP_LEVEL
 
     n_pass = sum(1 for t in table.values() if "error" not in t and t["passed"])
-    n_patients = sum(1 for k in table if k != TOP_LEVEL)   # the row of loose top-level files is not a patient
+    # the row of loose top-level files is not a patient, nor is an interrupted patient checked
+    n_stopped = sum(1 for k, t in table.items() if k != TOP_LEVEL and t.get("interrupted"))
+    n_patients = sum(1 for k in table if k != TOP_LEVEL) - n_stopped
     notes = [f"<li>{html.escape(line)}</li>" for line in skipped]
     head = "".join(f"<th>{h}</th>" for h in ("patient", "plan", "result", "failed quantities or reason",
                                               "gamma 2%/2mm (%)", "MC uncertainty (%)", "report"))
@@ -612,6 +616,7 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
          ".pass{background:#d9f2d9}.fail{background:#f8d0d0}</style></head><body>"),
         "<h1>mcproton check: batch</h1>",
         f"<p>{n_patients} patient(s) checked, {n_pass} passed every action level"
+        + (f"; {n_stopped} interrupted" if n_stopped else "")
         + (f"; {len(waiting)} not checked yet" if waiting else "") + ".  Each report is one page per plan; the "
         "numbers of all are in batch.json.</p>",
         f"<table><tr>{head}</tr>", *rows, "</table>",

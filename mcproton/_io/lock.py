@@ -11,6 +11,11 @@ The lock of a folder output (``mcproton check --out DIR``, ``--batch ... --out D
 inside the folder (created as the check would create it): the folder's parent may be one the user cannot write
 (``--out ~``, a per-user folder of a QA share).
 
+A run locks every file it writes, not only its outputs: its checkpoint and its plot are named after ``--out`` without
+its ``.h5``/``.hdf5`` suffix, so ``--out x.h5`` and ``--out x.hdf5`` share ``x.ckpt.h5`` and ``x.png`` (the long-runs
+audit, F4: two such runs overwrote and deleted each other's checkpoint).  Each lock file records the role of its
+file in the holder's run (``role``), so that a refusal says what the file is to both runs.
+
 A lock left behind by a run that no longer exists (killed with SIGKILL, a crashed node) is stale: on the same host
 and boot a pid that is gone (or now belongs to a process started at another time: also this process's own pid, a
 container restarted after an OOM kill being pid 1 again) is taken over with a note, and so is a lock written before
@@ -181,15 +186,23 @@ def _stale(info: dict[str, Any], path: Path | None = None) -> str | None:
 class OutputLock:
     """``with OutputLock(targets, what, log):``: hold the locks of ``targets`` (files or folders; see
     :func:`lock_path`) for the block, or raise :class:`OutputLockedError` naming the run that holds one.
-    ``what`` names the outputs in messages (e.g. ``"--out"``); ``log`` gets the note of a stale lock taken over."""
+    ``what`` names the outputs in messages (e.g. ``"--out"``); ``log`` gets the note of a stale lock taken over;
+    ``roles`` (target -> e.g. ``"the checkpoint of --out x.h5"``) says what a target is to this run, in the lock file
+    (another run's refusal names it) and in this run's messages."""
 
     def __init__(self, targets: list[str | Path] | str | Path, what: str = "the output",
-                 log: Callable[[str], None] | None = None, folder: bool = False) -> None:
+                 log: Callable[[str], None] | None = None, folder: bool = False,
+                 roles: dict[Any, str] | None = None) -> None:
         if isinstance(targets, (str, Path)):
             targets = [targets]
         seen: dict[Path, Path] = {}   # lock file -> its output
+        self.roles: dict[Path, str] = {}   # lock file -> what its output is to this run
         for t in targets:
-            seen.setdefault(lock_path(t, folder), Path(os.path.realpath(t)))
+            lp = lock_path(t, folder)
+            seen.setdefault(lp, Path(os.path.realpath(t)))
+            role = (roles or {}).get(t) or (roles or {}).get(Path(t))
+            if role:
+                self.roles.setdefault(lp, role)
         self.paths = list(seen)
         self.targets = seen
         self.what = what
@@ -198,11 +211,13 @@ class OutputLock:
         self.wrote: dict[Path, bytes] = {}   # the content of each lock file held
         self.made: list[Path] = []   # folders made for the locks, removed again if still empty at the end
 
-    def _content(self) -> bytes:
+    def _content(self, path: Path) -> bytes:
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(["mcproton", *sys.argv[1:]])
                 if Path(sys.argv[0]).name.startswith("mcproton") else " ".join(sys.argv),
                 "proc_start": _proc_start(os.getpid()), "boot_id": _boot_id(), "pid_ns": _pid_namespace()}
+        if path in self.roles:
+            info["role"] = self.roles[path]
         return (json.dumps(info) + "\n").encode()
 
     def _take(self, path: Path) -> None:
@@ -229,15 +244,17 @@ class OutputLock:
                     unknown = "" if info else " (the lock file is unreadable)"
                     other = _unverifiable(info) if info else None
                     check = f" ({other})" if other else ""
+                    mine = f"{target} ({self.roles[path]})" if path in self.roles else f"{self.what} {target}"
+                    theirs = f", as {info['role']}" if info.get("role") else ""
                     raise OutputLockedError(
-                        f"{self.what} {target} is being written by another run now: {describe_holder(info)}"
+                        f"{mine} is being written by another run now{theirs}: {describe_holder(info)}"
                         f"{unknown}{check}; two runs on one output would lose one's result: wait for it to end, stop "
                         f"it, or give another output. If that run is not running any more, delete {path}")
                 self._steal(path, info, why)
                 continue
             except OSError as exc:
                 self._cannot(path, exc)
-            content = self._content()
+            content = self._content(path)
             try:
                 try:
                     os.write(fd, content)

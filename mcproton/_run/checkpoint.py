@@ -31,10 +31,15 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used (corrupt, or written by another job); the message says what to do."""
 
 
+#: the checkpoint of ``--out x.h5`` (or ``x.hdf5``, or ``x``) is ``x`` + this, beside it (an --out ending in it is
+#: refused: mcproton.cli._check_paths)
+CHECKPOINT_SUFFIX = ".ckpt.h5"
+
+
 def checkpoint_path(out: str | Path) -> Path:
     out = Path(out)
     stem = out.name[: -len(out.suffix)] if out.suffix in (".h5", ".hdf5") else out.name
-    return out.with_name(stem + ".ckpt.h5")
+    return out.with_name(stem + CHECKPOINT_SUFFIX)
 
 
 def _sha(*parts: Any) -> str:

@@ -21,6 +21,7 @@ index); only the first result of a chunk is summed, so nothing is counted twice.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -300,6 +301,28 @@ def probe_scheduler(address: str, timeout_s: float | None = None) -> None:
     raise RuntimeError(f"--scheduler {address} {what}, not a Dask scheduler; {_EXPECTED}")
 
 
+@contextlib.contextmanager
+def _workers_ignore_sigint(processes: bool) -> Iterator[None]:
+    """Start the worker processes of a LocalCluster with SIGINT ignored (an ignored signal stays ignored in a child,
+    across its exec, and Python then installs no KeyboardInterrupt handler): a Ctrl-C in a terminal goes to every
+    process of the group, and the local workers died of it (about 100 lines of Dask tracebacks) while this process
+    waited without end for the batches in flight, so no checkpoint was written (the long-runs audit of 2026-12-05,
+    F2).  This process stops the run itself (the stop flag of mcproton._run.job: the batch in flight, then a
+    checkpoint; the client then cancels the workers' tasks and closes the cluster).  A Ctrl-C during the few seconds
+    the workers take to start is lost (ignored here too): press it again.  Only in the main thread (elsewhere the
+    signal's handler cannot be set)."""
+    if not processes or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 class DaskSession:
     """A Dask client for a job: the given client, one connected to ``scheduler``, or a LocalCluster of
     ``workers`` single-threaded workers."""
@@ -338,10 +361,11 @@ class DaskSession:
                     cluster_cls, self.cluster_kind = LocalCUDACluster, "LocalCUDACluster (dask-cuda)"
                 except ImportError:   # without it, worker_gpu() spreads the workers over the GPUs
                     pass
-            self._cluster = cluster_cls(n_workers=int(workers or 1), threads_per_worker=1, processes=processes,
-                                        dashboard_address=None, silence_logs=logging.ERROR)
-            self.client = Client(self._cluster)
-            self.client.wait_for_workers(int(workers or 1))
+            with _workers_ignore_sigint(processes):
+                self._cluster = cluster_cls(n_workers=int(workers or 1), threads_per_worker=1, processes=processes,
+                                            dashboard_address=None, silence_logs=logging.ERROR)
+                self.client = Client(self._cluster)
+                self.client.wait_for_workers(int(workers or 1))
         if log:
             nw = len(self.client.scheduler_info().get("workers", {}))
             log(f"mcproton: distributed run on {nw} Dask worker(s) ({self.client.scheduler.address})")

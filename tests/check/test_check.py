@@ -858,7 +858,10 @@ def test_batch_records_an_internal_error_writes_its_summary_after_each_patient_a
     monkeypatch.setattr(api, "check", fake_check)
     res = api.check_batch(root, tmp_path / "out", log=lambda m: None)
     assert seen["p1"] == (None, "")
-    assert set(seen["p2"][0]) == {"p1"} and "p2</td><td></td><td>not checked yet" in seen["p2"][1]
+    assert "p2</td><td></td><td>not checked yet" in seen["p2"][1]
+    assert seen["p2"][0]["p2"] == seen["p2"][0]["p3"] == {"passed": False, "not_checked": True,
+                                                          "error": "not checked yet"}   # in batch.json too
+    assert seen["p2"][0]["p1"]["passed"] is True
     assert seen["p3"][0]["p2"]["internal_error"] is True and "something broke" in seen["p3"][0]["p2"]["error"]
     table = json.loads((tmp_path / "out" / "batch.json").read_text())
     assert set(table) == {"p1", "p2", "p3"} and table["p1"]["passed"] is True

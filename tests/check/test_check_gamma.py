@@ -141,3 +141,19 @@ def test_an_error_in_the_gamma_of_a_worker_is_raised_here(case, capfd):
         gamma_many([_jobs(case)[1], bad], workers=2, log=notes.append)
     assert len(notes) == 1 and "exited with status 1" in notes[0] and "computing the gammas here" in notes[0]
     assert "ValueError" in capfd.readouterr().err
+
+
+def test_a_worker_whose_caller_went_away_ends_without_a_traceback():
+    """The long-runs audit F7: a check killed while it sent a worker its jobs left the worker a truncated pickle,
+    and the worker printed "_pickle.UnpicklingError: pickle data was truncated" with its traceback on the user's
+    terminal; it ends quietly now with WORKER_CALLER_GONE (as it does when no one reads its answer)."""
+    import pickle
+    import subprocess
+
+    from mcproton._check.compare import WORKER_CALLER_GONE
+
+    whole = pickle.dumps(([((), {})], 1), protocol=pickle.HIGHEST_PROTOCOL)
+    for data in (whole[: len(whole) // 2], b""):   # cut short, and nothing at all
+        proc = subprocess.run([sys.executable, "-c", "from mcproton._check.compare import _gamma_worker_main; "
+                               "_gamma_worker_main()"], input=data, capture_output=True, timeout=120)
+        assert proc.returncode == WORKER_CALLER_GONE and proc.stderr == b"", proc.stderr.decode()

@@ -97,6 +97,42 @@ def test_cli_workers_interrupted_and_resumed_locally(small_cfg, tmp_path):
     assert np.array_equal(a["dose"], b["dose"]) and np.array_equal(a["uncertainty"], b["uncertainty"])
 
 
+def test_cli_workers_ctrl_c_in_a_terminal_writes_the_checkpoint(small_cfg, tmp_path):
+    """The long-runs audit F2: Ctrl-C in a terminal sends SIGINT to every process of the group, the local Dask
+    workers too.  They died of it (about 100 lines of tracebacks), and the run waited without end for the batches
+    in flight: no checkpoint.  The workers ignore SIGINT now: the run finishes the batch in flight, writes its
+    checkpoint and exits 130, without a traceback."""
+    import subprocess
+    import sys
+    import time
+
+    from mcproton._run.checkpoint import checkpoint_path, describe
+
+    cfg = small_cfg(10**8, batch_size=3000, checkpoint_interval_s=0)
+    out = tmp_path / "run.h5"
+    ckpt = checkpoint_path(out)
+    proc = subprocess.Popen([sys.executable, "-m", "mcproton.cli", "run", str(cfg), "--out", str(out), "--quiet",
+                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)   # its own process group, as a terminal's job
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ckpt.exists() and describe(ckpt).split(" ")[0] not in ("", "0"):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()[1]
+        os.killpg(proc.pid, signal.SIGINT)   # what Ctrl-C in the terminal does
+        _, err = proc.communicate(timeout=120)   # before: no end (killed below)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert f"checkpoint written to {ckpt}" in err, err
+    assert int(describe(ckpt).split(" ")[0].replace(",", "")) > 0
+
+
 def test_worker_with_another_geometry_is_refused(small_cfg):
     """A worker rebuilds the job from the config on its own disk: where that gives another geometry (another CT
     at the same path; here: the client's phantom is PMMA, the config's water) its tallies would be divided by the

@@ -325,3 +325,59 @@ def test_a_checks_own_output_folder_logic_leaves_its_lock_alone(tmp_path):
         assert prepare_out(out, inp, logs.append)() == [] and logs == []
         assert [p.name for p in out.iterdir()] == [".mcproton-lock"]
     assert not out.exists()   # made for the lock, empty again: removed
+
+
+def test_runs_sharing_a_checkpoint_name_are_refused_naming_the_other(small_cfg, tmp_path, capsys):
+    """The long-runs audit F4: the checkpoint and the plot are named after --out without .h5/.hdf5, so --out x.h5
+    and --out x.hdf5 share x.ckpt.h5 and x.png; only <out>.lock was taken, so two such runs overwrote and deleted
+    each other's checkpoint.  A live run A (another process) on x.h5: run B on x.hdf5 is refused naming A and
+    saying what the shared file is to both; A's lock files cover its checkpoint and name its role."""
+    cfg = small_cfg(10**8, batch_size=2000, checkpoint_interval_s=0)
+    ckpt_lock = tmp_path / "x.ckpt.h5.lock"
+    a = cli_popen("run", cfg, "--out", tmp_path / "x.h5", "--quiet")
+    try:
+        deadline = time.monotonic() + 120
+        while not ckpt_lock.exists() and a.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ckpt_lock.exists(), "run A ended before it could be met (or did not lock its checkpoint)"
+        assert json.loads(ckpt_lock.read_text())["role"] == f"the checkpoint of --out {tmp_path / 'x.h5'}"
+        rc = main(["run", str(cfg), "--out", str(tmp_path / "x.hdf5"), "--quiet"])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert (f"{tmp_path / 'x.ckpt.h5'} (the checkpoint of --out {tmp_path / 'x.hdf5'}) is being written by "
+                f"another run now, as the checkpoint of --out {tmp_path / 'x.h5'}: pid {a.pid}") in err, err
+        assert not (tmp_path / "x.hdf5.lock").exists()   # the lock taken before is given back
+        assert a.poll() is None   # A goes on
+    finally:
+        a.send_signal(signal.SIGTERM) if a.poll() is None else None
+        a.communicate(timeout=120)
+    assert a.returncode == 128 + signal.SIGTERM and (tmp_path / "x.ckpt.h5").exists()   # A's checkpoint is A's
+    assert not ckpt_lock.exists()
+
+
+def test_the_plot_is_locked_too(small_cfg, tmp_path, capsys):
+    """F4: a held lock of the plot (x.png, the plot of a live --out x.h5) refuses a run on --out x (whose plot is
+    x.png too), naming the holder."""
+    cfg = small_cfg(2000)
+    cfg.write_text(cfg.read_text().replace("plot = false", "plot = true"))
+    sleeper = _sleeper()
+    try:
+        (tmp_path / "x.png.lock").write_text(_lock_of(sleeper.pid, role="the plot of --out x.h5"))
+        assert main(["run", str(cfg), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"pid {sleeper.pid}" in err and "as the plot of --out x.h5" in err, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["job.toml", "x.png.lock"]   # nothing else left
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_an_out_named_like_a_checkpoint_is_refused(small_cfg, tmp_path, capsys):
+    """F4: --out a.ckpt.h5 beside a running --out a.h5 was told it replaced "an earlier output" (the live
+    checkpoint), then its own result was overwritten by the other run's next checkpoint and deleted with it; it
+    exited 0.  Such a name is refused before anything runs."""
+    cfg = small_cfg(2000)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "a.ckpt.h5"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "a name ending in .ckpt.h5 is a checkpoint's" in err and "--out a.h5" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.toml"]

@@ -1,0 +1,157 @@
+"""A check stopped by SIGINT or SIGTERM: exit status 128 + signal, a message saying what ``--out`` holds, no lock left.
+
+The MC of a check stops as a run does (``mcproton._run.job``: the batch in flight finishes, then
+:class:`~mcproton._run.job.RunInterrupted`).  Before the MC (reading the DICOM, building the geometry) and after
+it (the MC RT Doses, the gamma analysis, the report), a check used to have Python's defaults: SIGTERM (a batch
+scheduler, ``kill``) ended it silently with status -15, leaving its lock and a lone ``RD_mc.dcm``; Ctrl-C printed
+"interrupted" between the gamma workers' tracebacks and did not say what was written (the long-runs audit of
+2026-12-05, F7).  :func:`stops_cleanly` handles both signals for the whole check: outside the MC the first one
+raises :class:`CheckStopped` at once (the file being written is removed by the atomic writer, the gamma worker
+processes are stopped by their ``with``), further ones are ignored while that unwinds, and the check ends with
+``RunInterrupted`` (exit status 128 + signal on the command line, ``--batch`` records it) whose message says what
+this check wrote into ``--out`` and what not (the folder then holds no complete report), or, when it was stopped
+before its first write, that an earlier check's report there was left as it was and is not a check of these
+inputs (F8: "nothing was kept" read as if the folder held nothing).
+"""
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .out_dir import MC_DOSE_NAME, PHANTOM_DIR, REPORT_FILES
+
+
+class CheckStopped(BaseException):
+    """SIGINT/SIGTERM outside the MC of a check (a BaseException: no ``except Exception`` on the way keeps it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class CheckRun:
+    """What a running check has done, for the message of a stop: its ``--out``, whether it writes the report, the
+    earlier check's outputs found there (out_dir.EarlierOutputs, which says whether they were removed), the phase,
+    and whether it is complete (its last file written: a signal then is ignored)."""
+
+    def __init__(self, out: Path | None, report: bool) -> None:
+        self.out = out
+        self.report = report
+        self.earlier: Any = None
+        self.phase = "before the MC (reading the inputs, building the geometry)"
+        self.complete = False
+        self.signum: int | None = None
+
+    def _written(self) -> list[str]:
+        """This check's files in --out (once the earlier check's were removed: every file of those names)."""
+        out = self.out
+        if out is None or not out.is_dir():
+            return []
+        names = sorted(p.name for p in out.iterdir() if MC_DOSE_NAME.match(p.name))
+        names += [n for n in REPORT_FILES if (out / n).is_file()]
+        return names + ([PHANTOM_DIR + "/"] if (out / PHANTOM_DIR).is_dir() else [])
+
+    def folder_note(self) -> str:
+        """What --out holds now, for the message of a stop."""
+        if self.out is None:
+            return ""
+        if self.earlier is None or not self.earlier.removed:   # nothing of this check's written yet
+            earlier = self.earlier
+            if earlier is None and self.out.is_dir():   # stopped before --out was looked at: what is there
+                from .out_dir import EarlierOutputs
+
+                earlier = EarlierOutputs(self.out, [p for p in sorted(self.out.iterdir()) if p.name in REPORT_FILES
+                                                    or MC_DOSE_NAME.match(p.name) or p.name == PHANTOM_DIR],
+                                         lambda m: None)
+            if earlier is not None and earlier.found:
+                return (f"; nothing was written to --out {self.out}, which still holds an earlier check's outputs "
+                        f"({earlier.describe()}), left as they were: they are not a check of these inputs")
+            return f"; nothing was written to --out {self.out}"
+        written = self._written()
+        expected = ["RD_mc.dcm"] + (["check.html"] if self.report else []) + ["check.json"]
+        missing = [n for n in expected if n not in written]
+        if not missing:
+            return f"; written in --out {self.out}: {', '.join(written)} (the report was complete)"
+        return (f"; written in --out {self.out}: {', '.join(written) or 'nothing'}; not written: "
+                f"{', '.join(missing)}: the folder holds no complete report (the earlier check's outputs there, if "
+                "any, were removed before the first write)")
+
+
+_RUN: contextvars.ContextVar[CheckRun | None] = contextvars.ContextVar("mcproton_check_run", default=None)
+
+
+def progress(phase: str | None = None, *, earlier: Any = None, complete: bool = False) -> None:
+    """Tell the running check's stop message where the check is (``phase``: "after the MC, ..."), the earlier
+    outputs found in --out (``earlier``), or that its last file is written (``complete``)."""
+    run = _RUN.get()
+    if run is None:
+        return
+    if phase is not None:
+        run.phase = phase
+    if earlier is not None:
+        run.earlier = earlier
+    if complete:
+        run.complete = True
+
+
+class _Handlers:
+    """``with _Handlers(run):`` SIGINT/SIGTERM raise :class:`CheckStopped` (main thread only: elsewhere signals
+    cannot be handled); the first one only, and none once the check is complete.  The MC's own handlers
+    (mcproton._run.job._StopFlag) replace these while it runs and put them back after it."""
+
+    def __init__(self, run: CheckRun) -> None:
+        self.run = run
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Handlers":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.run.signum is not None or self.run.complete:
+            return
+        self.run.signum = signum
+        raise CheckStopped(signum)
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def stops_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator of ``check``: a SIGINT/SIGTERM ends it with :class:`~mcproton._run.job.RunInterrupted` (exit
+    status 128 + signal) whose message says what was written into its ``out`` and what not (module docstring)."""
+    from .._run.job import RunInterrupted
+
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = sig.bind_partial(*args, **kwargs).arguments
+        out = bound.get("out")
+        run = CheckRun(Path(out) if out is not None else None, bool(bound.get("report", True)))
+        token = _RUN.set(run)
+        try:
+            with _Handlers(run):
+                try:
+                    return fn(*args, **kwargs)
+                except CheckStopped as exc:
+                    run.signum = exc.signum   # a further signal is ignored while this unwinds
+                    name = signal.Signals(exc.signum).name
+                    raise RunInterrupted(f"interrupted by {name} {run.phase}{run.folder_note()}; the check has no "
+                                         "--resume: run it again", 128 + exc.signum) from None
+                except RunInterrupted as exc:   # the MC's (its message says how far it got)
+                    run.signum = run.signum or signal.SIGINT
+                    raise RunInterrupted(f"{exc}{run.folder_note()}", exc.code) from None
+        finally:
+            _RUN.reset(token)
+
+    return wrapper
