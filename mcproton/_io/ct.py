@@ -482,8 +482,11 @@ PADDING_REMAP_HU = -3024
 
 
 def _padding_voxels(ds, arr: np.ndarray, slope: float, inter: float) -> tuple[np.ndarray, float] | None:
-    """The voxels of a slice at its PixelPaddingValue (to PixelPaddingRangeLimit where given) and the padding's HU,
-    where that HU reads as matter (:data:`PADDING_MATTER_HU`); None where there are none, or no padding value."""
+    """The voxels of a slice at its PixelPaddingValue (to PixelPaddingRangeLimit where given) that are connected to
+    the slice's border through such voxels (the padding around the reconstruction circle), and the padding's HU,
+    where that HU reads as matter (:data:`PADDING_MATTER_HU`); None where there are none, or no padding value.
+    Voxels of the padding value inside the image (a padding value of 0 HU: water in the patient too) are not
+    padding and are left as they are (a review of 2026-12-05: every voxel at the value was remapped)."""
     pv = ds.get("PixelPaddingValue", None)
     if pv is None or pv == "" or arr.dtype.kind not in "iu":
         return None
@@ -498,6 +501,13 @@ def _padding_voxels(ds, arr: np.ndarray, slope: float, inter: float) -> tuple[np
     if pad_hu <= PADDING_MATTER_HU:
         return None
     mask = (arr >= lo) & (arr <= hi)
+    if not mask.any():
+        return None
+    from scipy import ndimage
+
+    pieces, _ = ndimage.label(mask)   # 4-connected pieces of the padding value; those at the border are padding
+    border = np.unique(np.concatenate([pieces[0], pieces[-1], pieces[:, 0], pieces[:, -1]]))
+    mask = np.isin(pieces, border[border > 0])
     return (mask, pad_hu) if mask.any() else None
 
 
