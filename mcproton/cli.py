@@ -344,8 +344,11 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         from .body import apply_body_outline
 
         apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask
-        if outline is None and getattr(total.geometry, "study", None) is not None:   # a CT, output.body_outline
-            total.provenance["body_outline"] = "none (output.body_outline): the dose everywhere, air included"
+        if outline is None and getattr(total.geometry, "study", None) is not None:   # a CT without an outline
+            asked = str(cfg.get("output", {}).get("body_outline", "auto")).lower() == "none"
+            said = ("none (output.body_outline = \"none\")" if asked else "none found (no CT voxel above -400 HU)")
+            for r in {id(r): r for r in (total, *results)}.values():   # the per-beam RT Doses' results too
+                r.provenance["body_outline"] = f"{said}: the dose everywhere, air included"
         early = _mark_completeness(settings, beams, results, total)
     checkpointed = not args.no_checkpoint
     out_cfg = cfg.get("output", {})

@@ -267,3 +267,18 @@ def test_a_plans_result_written_without_contents_holds_what_mcproton_run_writes(
     assert entry["beams"] == 2 and entry["plan_sop_instance_uid"] is None
     assert entry["referenced_plan_sop_instance_uid"] == rd.referenced_plan_sop_instance_uid
     assert np.allclose(rd.dose_gy_zyx, sum_results(pencils).dose_gy_zyx, rtol=0, atol=0.51 * rd.dose_grid_scaling)
+
+
+def test_a_run_without_a_body_outline_on_a_ct_writes_its_rt_doses_without_a_false_warning(tmp_path, capsys,
+                                                                                            recwarn):
+    """output.body_outline = "none" on a CT: the RT Doses (the plan's and each beam's) hold the dose everywhere, as
+    asked; write_result_rtdose's warning for a script's result without an outline is not given (a review of
+    2026-12-05: it was, once per beam file), and the provenance says why there is none."""
+    import h5py
+
+    cfg, _ = _case(tmp_path, 2)
+    s = _run(tmp_path, cfg, capsys, "output.rtdose_per_beam=true", 'output.body_outline="none"')
+    said = [str(w.message) for w in recwarn] + [capsys.readouterr().err]
+    assert not [m for m in said if "no body outline" in m] and len(s["rtdose_beams"]) == 2
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert 'none (output.body_outline = "none")' in f["provenance"].attrs["body_outline"]
