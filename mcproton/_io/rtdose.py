@@ -255,23 +255,27 @@ class DoseContents:
     def dose_type(self) -> str:
         return "PHYSICAL" if self.rbe is None else "EFFECTIVE"
 
-    def comment(self) -> str:
-        """The DoseComment (LO, at most 64 characters)."""
-        parts = ["MC dose"]
+    def comment(self, room: int = 64) -> str:
+        """The DoseComment (LO, at most 64 characters; ``room``: fewer, where a tag goes in front of it).  What
+        DICOM cannot say is kept whatever the room: dose to water or medium and physical or the RBE, which
+        ``mcproton check`` reads back (_check/api.stated_dose_to); to make room the beam list becomes a count, then
+        "MC dose", the beams and the fractions go (before 2026-12-05 an INCOMPLETE tag in front cut "to medium" off
+        the end: a review)."""
+        fx = None
         if self.fractions is not None:
-            parts.append(f"{self.fractions} of {self.fractions_planned} fx" if self.fractions_planned
-                         else f"{self.fractions} fx")
-        if self.beam_numbers:
-            b = self.beam_numbers
-            parts.append(f"beam {b[0]}" if len(b) == 1 else f"beams {','.join(str(x) for x in b)}")
-        elif self.n_beams > 1:
-            parts.append(f"{self.n_beams} beams")
-        parts += [f"to {self.dose_to}", "physical" if self.rbe is None else f"RBE {self.rbe:g}"]
-        text = ", ".join(parts)
-        if len(text) > 64 and len(self.beam_numbers) > 1:
-            parts[2] = f"{len(self.beam_numbers)} beams"
-            text = ", ".join(parts)
-        return text[:64]
+            fx = (f"{self.fractions} of {self.fractions_planned} fx" if self.fractions_planned
+                  else f"{self.fractions} fx")
+        b = self.beam_numbers
+        beams = (f"beam {b[0]}" if len(b) == 1 else f"beams {','.join(str(x) for x in b)}") if b else (
+            f"{self.n_beams} beams" if self.n_beams > 1 else None)
+        tail = [f"to {self.dose_to}", "physical" if self.rbe is None else f"RBE {self.rbe:g}"]
+        tries = [["MC dose", fx, beams], ["MC dose", fx, f"{len(b)} beams" if len(b) > 1 else beams],
+                 [fx, f"{len(b)} beams" if len(b) > 1 else beams], [fx], []]
+        for head in tries:
+            text = ", ".join([p for p in head if p] + tail)
+            if len(text) <= room:
+                return text
+        return text[:room]
 
     def as_dict(self) -> dict:
         """For the JSON summary."""
@@ -423,7 +427,7 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
         short = "INCOMPLETE" if "stopped" in early else "TARGET UNC NOT REACHED"
         pct = re.search(r"\(([\d.e+-]+ %)\)", early)
         tag = f"{short} {pct.group(1)}" if "stopped" in early and pct else short
-        comment = f"{tag}; {comment}"
+        comment = f"{tag}; {contents.comment(64 - len(tag) - 2)}"
         series_description = _fit_lo(f"{series_description} {tag}")
     unc = float(getattr(result, "mean_rel_uncertainty_50", float("nan")))
     prov = getattr(result, "provenance", None) or {}

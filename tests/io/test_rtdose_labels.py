@@ -282,3 +282,20 @@ def test_a_run_without_a_body_outline_on_a_ct_writes_its_rt_doses_without_a_fals
     assert not [m for m in said if "no body outline" in m] and len(s["rtdose_beams"]) == 2
     with h5py.File(tmp_path / "o.h5") as f:
         assert 'none (output.body_outline = "none")' in f["provenance"].attrs["body_outline"]
+
+
+def test_a_tagged_dose_comment_keeps_water_or_medium_and_the_rbe():
+    """An INCOMPLETE / TARGET UNC NOT REACHED tag in front of the DoseComment cut its end, "to medium, physical",
+    which mcproton check reads back (a review of 2026-12-05): the comment now gives up the beam list, "MC dose",
+    the beams and the fractions first, in that order."""
+    from mcproton._io.rtdose import DoseContents
+
+    c = DoseContents("FRACTION_SESSION", 1, 17, [1, 2, 3], 3, "medium", None, 1.0, "")
+    assert c.comment() == "MC dose, 1 of 17 fx, beams 1,2,3, to medium, physical"
+    for tag in ("INCOMPLETE 12.3 %", "INCOMPLETE 0.123 %", "TARGET UNC NOT REACHED"):   # the tags written
+        text = f"{tag}; {c.comment(64 - len(tag) - 2)}"
+        assert len(text) <= 64 and text.endswith(", to medium, physical"), text
+    assert c.comment(64 - 19) == "1 of 17 fx, 3 beams, to medium, physical"
+    assert c.comment(30) == "to medium, physical"
+    rbe = DoseContents("PLAN", 30, 30, list(range(1, 13)), 12, "water", 1.1, 1.0, "")
+    assert rbe.comment(64 - 24) == "30 of 30 fx, 12 beams, to water, RBE 1.1"
