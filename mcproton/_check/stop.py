@@ -28,7 +28,8 @@ from .out_dir import MC_DOSE_NAME, PHANTOM_DIR, REPORT_FILES
 
 
 class CheckStopped(BaseException):
-    """SIGINT/SIGTERM outside the MC of a check (a BaseException: no ``except Exception`` on the way keeps it)."""
+    """SIGINT/SIGTERM/SIGHUP outside the MC of a check (a BaseException: no ``except Exception`` on the way keeps
+    it)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -71,7 +72,7 @@ class CheckRun:
                                          lambda m: None)
             if earlier is not None and earlier.found:
                 return (f"; nothing was written to --out {self.out}, which still holds an earlier check's outputs "
-                        f"({earlier.describe()}), left as they were: they are not a check of these inputs")
+                        f"({earlier.describe()}), left as they were: they are not the result of this check")
             return f"; nothing was written to --out {self.out}"
         written = self._written()
         expected = ["RD_mc.dcm"] + (["check.html"] if self.report else []) + ["check.json"]
@@ -101,7 +102,7 @@ def progress(phase: str | None = None, *, earlier: Any = None, complete: bool = 
 
 
 class _Handlers:
-    """``with _Handlers(run):`` SIGINT/SIGTERM raise :class:`CheckStopped` (main thread only: elsewhere signals
+    """``with _Handlers(run):`` SIGINT/SIGTERM/SIGHUP raise :class:`CheckStopped` (main thread only: elsewhere signals
     cannot be handled); the first one only, and none once the check is complete.  The MC's own handlers
     (mcproton._run.job._StopFlag) replace these while it runs and put them back after it."""
 
@@ -111,7 +112,9 @@ class _Handlers:
 
     def __enter__(self) -> "_Handlers":
         if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
+            from .._run.job import stop_signals
+
+            for s in stop_signals():   # SIGHUP too (a dropped ssh session), unless ignored (nohup): as the MC's
                 self._old[s] = signal.signal(s, self._handle)
         return self
 
@@ -127,7 +130,7 @@ class _Handlers:
 
 
 def stops_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator of ``check``: a SIGINT/SIGTERM ends it with :class:`~mcproton._run.job.RunInterrupted` (exit
+    """Decorator of ``check``: a SIGINT/SIGTERM/SIGHUP ends it with :class:`~mcproton._run.job.RunInterrupted` (exit
     status 128 + signal) whose message says what was written into its ``out`` and what not (module docstring)."""
     from .._run.job import RunInterrupted
 
@@ -150,7 +153,7 @@ def stops_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
                                          "--resume: run it again", 128 + exc.signum) from None
                 except RunInterrupted as exc:   # the MC's (its message says how far it got)
                     run.signum = run.signum or signal.SIGINT
-                    raise RunInterrupted(f"{exc}{run.folder_note()}", exc.code) from None
+                    raise RunInterrupted(f"{exc}{run.folder_note()}", exc.code, exc.results, exc.kept) from None
         finally:
             _RUN.reset(token)
 

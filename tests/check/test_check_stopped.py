@@ -57,11 +57,12 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig, to", [("SIGTERM", "self"), ("SIGINT", "group")])
+@pytest.mark.parametrize("sig, to", [("SIGTERM", "self"), ("SIGINT", "group"), ("SIGHUP", "self")])
 def test_a_check_stopped_during_its_gammas_says_what_was_written_and_leaves_no_lock(base, tmp_path, sig, to):  # noqa: F811
-    """SIGTERM (a scheduler, kill) to the check, or Ctrl-C in a terminal (SIGINT to every process of the group, the
-    gamma workers too): exit status 128 + signal, the message says what --out holds (the MC RT Dose, no report),
-    no traceback (the workers ignore SIGINT and are stopped by the check), no lock left."""
+    """SIGTERM (a scheduler, kill) or SIGHUP (an ssh session dropped) to the check, or Ctrl-C in a terminal (SIGINT
+    to every process of the group, the gamma workers too): exit status 128 + signal, the message says what --out
+    holds (the MC RT Dose, no report), no traceback (the workers ignore SIGINT and are stopped by the check), no
+    lock left."""
     _tps(base, "stop_plan", base["blob"])
     mc_file = tmp_path / "mc.pickle"
     mc_file.write_bytes(pickle.dumps(_fake_mc(base, 1.05)))
@@ -90,7 +91,7 @@ def _earlier_report(out: Path) -> dict[str, str]:
 def test_a_recheck_stopped_before_its_first_write_says_the_earlier_report_is_still_there(base, tmp_path):  # noqa: F811
     """F8: a note at the start names the earlier report (it is replaced at the first write), and a check stopped
     before that (here SIGINT while the structures are compared with the body) says the earlier report is still in
-    --out, left as it was, and is not a check of these inputs (before: KeyboardInterrupt, "interrupted")."""
+    --out, left as it was, and is not the result of this check (before: KeyboardInterrupt, "interrupted")."""
     out = tmp_path / "chk"
     before = _earlier_report(out)
     dose = _tps(base, "stop_plan", base["blob"])
@@ -110,7 +111,7 @@ def test_a_recheck_stopped_before_its_first_write_says_the_earlier_report_is_sti
     assert isinstance(exc.value, RunInterrupted) and exc.value.code == 130, repr(exc.value)
     assert msg.startswith("interrupted by SIGINT after the MC"), msg
     assert (f"nothing was written to --out {out}, which still holds an earlier check's outputs (check.html, "
-            "check.json, written ") in msg and "left as they were: they are not a check of these inputs" in msg, msg
+            "check.json, written ") in msg and "left as they were: they are not the result of this check" in msg, msg
     assert {p.name: p.read_text() for p in out.iterdir()} == before   # left as it was, no lock
     assert any(f"--out {out} holds an earlier check's outputs (check.html, check.json, written " in m
                and "removed just before its first write" in m for m in logs), logs
