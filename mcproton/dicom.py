@@ -16,6 +16,7 @@ Typical use::
 :func:`write_rtplan` writes a plan of :mod:`mcproton.planning` (e.g. the demo's) as an RT Ion Plan that
 ``load_rtplan`` + ``plan_to_beams`` read back to the same beams::
 
+    study = study.resolved()        # a study without UIDs gets them once, here: every file then shares them
     written = dicom.write_rtplan(plan, "RP.dcm", study=study, fractions=17)
     study = study.replace(plan_sop_instance_uid=written["sop_instance_uid"])   # the RT Dose references it
 

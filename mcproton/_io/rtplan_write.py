@@ -111,12 +111,17 @@ def _field_beam(f, number: int, position: str) -> dict:
     if not all(np.isfinite(vsad)):
         raise ValueError(f"beam model {model.name!r} gives no virtual source-axis distances; the RT Ion Plan needs "
                          "them: add virtual_source_axis_distances_mm to the model")
-    if vsad[0] != vsad[1] and abs(abs(float(ax @ xg)) - 1.0) > _DIRECTION_TOL:
+    if abs(abs(float(ax @ xg)) - 1.0) > _DIRECTION_TOL:
+        # the reader puts each spot's x axis along the IEC gantry X axis: another axis would turn its spots (their
+        # sigmas in x and y, and with different virtual source-axis distances their rays)
         raise ValueError(f"field {f.name!r}: its spot x axis {np.round(ax, 6).tolist()} is not along the IEC gantry "
-                         f"X axis {np.round(xg, 6).tolist()}, and beam model {model.name!r} has different virtual "
-                         f"source-axis distances in x and y {vsad}: the plan's spot rays would not be the field's")
+                         f"X axis {np.round(xg, 6).tolist()}: an RT Ion Plan cannot express it (its spots would "
+                         "be read turned)")
     w = np.asarray(f.weights, float)
     keep = w > 0
+    if not keep.any():
+        raise ValueError(f"field {f.name!r} has no spot with a weight above 0: an RT Ion Plan beam needs spots (an "
+                         "empty beam is refused by readers); leave the field out of the plan")
     u, v, w = np.asarray(f.u_mm, float)[keep], np.asarray(f.v_mm, float)[keep], w[keep]
     nominal = np.asarray(f.nominal_energy_mev, float)[keep]
     x = u * float(ax @ xg) + v * float(ay @ xg)
@@ -154,9 +159,12 @@ def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: in
     Sequence, required by PS3.3 for a PATIENT plan: without it the file is read by mcproton but a validator flags
     it).  ``sop_instance_uid``: the plan's (default a new one).
 
-    Returns what was written: ``path``, ``sop_instance_uid``, ``fractions_planned`` and per beam its number, name,
-    gantry angle, spots, layers, MU per fraction and range shifter.  ``ValueError`` for a plan the file cannot
-    express exactly (a field without a beam model, one needing a couch angle, more than one range shifter)."""
+    Returns what was written: ``path``, ``sop_instance_uid``, ``fractions_planned``, the ``study_instance_uid``
+    and ``frame_of_reference_uid`` written (new ones where ``study`` has none: give the RT Dose and RT Struct
+    these), and per beam its number, name, gantry angle, spots, layers, MU per fraction and range shifter.
+    ``ValueError`` for a plan the file cannot express exactly: a field without a beam model, a beam model without
+    virtual source-axis distances, a field needing a couch angle or whose spot x axis is not the gantry X axis, a
+    field without a spot of positive weight."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DSeq
     from pydicom.uid import generate_uid
@@ -221,7 +229,8 @@ def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: in
     ds.ApprovalStatus = "UNAPPROVED"
     atomic_write_file(path, lambda tmp: save_dataset(ds, tmp))
     return {"path": str(path), "sop_instance_uid": str(sop_uid), "fractions_planned": int(fractions),
-            "patient_position": position, "beams": written}
+            "patient_position": position, "study_instance_uid": study.study_instance_uid,
+            "frame_of_reference_uid": study.frame_of_reference_uid, "beams": written}
 
 
 def _machine(model) -> str:

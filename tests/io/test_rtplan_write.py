@@ -165,4 +165,21 @@ def test_plans_the_file_cannot_express_are_refused(demo_plan, tmp_path):
         write_rtplan(turned, tmp_path / "b.dcm", study=PHANTOM_STUDY)
     with pytest.raises(ValueError, match="fractions"):
         write_rtplan(demo_plan, tmp_path / "c.dcm", study=PHANTOM_STUDY, fractions=0)
+    # a field without a spot of positive weight: before (review 2026-12-05) written as a beam of 0 control points,
+    # which mcproton's reader and dciodvfy refuse
+    empty = dataclasses.replace(demo_plan, fields=[dataclasses.replace(f, weights=np.zeros(len(f.weights)))])
+    with pytest.raises(ValueError, match="no spot with a weight above 0"):
+        write_rtplan(empty, tmp_path / "d.dcm", study=PHANTOM_STUDY)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_study_without_uids_gets_new_ones_and_says_which(demo_plan, tmp_path):
+    """PHANTOM_STUDY has no study or frame UIDs: the plan gets new ones, and returns them, so that the RT Dose and
+    the RT Struct can be written in the same frame (before: not returned, a script's dose landed in another)."""
+    import pydicom
+
+    info = write_rtplan(demo_plan, tmp_path / "p.dcm", study=PHANTOM_STUDY,
+                        structure_set_sop_instance_uid="1.2.826.0.1.3680043.8.498.1")
+    ds = pydicom.dcmread(tmp_path / "p.dcm", stop_before_pixels=True)
+    assert info["frame_of_reference_uid"] == ds.FrameOfReferenceUID != ""
+    assert info["study_instance_uid"] == ds.StudyInstanceUID != ""
