@@ -78,12 +78,15 @@ class DroppingStream:
 
 def write_stderr(text: str) -> None:
     """Write ``text`` to stderr and flush; a failure (a broken pipe, a closed terminal, a full disk) drops the text
-    and silences stderr, and never raises: a progress line or a message must not stop the run."""
+    and never raises: a progress line or a message must not stop the run.  Under the command line stderr is a
+    :class:`DroppingStream`, which silences itself on a failure; in a script (``simulate``'s progress) only the
+    text is dropped: the script's stderr is the script's, not pointed at /dev/null for the rest of its session (a
+    review of 2026-12-05)."""
     try:
         sys.stderr.write(text)
         sys.stderr.flush()
     except _WRITE_ERRORS:
-        silence(sys.stderr)
+        pass
 
 
 def stderr_is_terminal() -> bool:

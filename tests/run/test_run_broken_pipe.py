@@ -88,3 +88,29 @@ def test_dropping_stream_drops_failed_writes_and_stays_silent():
     s.flush()
     s.write("more\n")
     assert isinstance(s.broken, BrokenPipeError) and Broken.calls == 1 and s.isatty() is False
+
+
+def test_a_failed_write_in_a_script_drops_the_line_only(monkeypatch, tmp_path):
+    """In a script (simulate's progress), a write to stderr that fails once drops that line; stderr is not pointed
+    at /dev/null for the rest of the session, as the command line's own streams are (a review of 2026-12-05)."""
+    import io
+    import sys
+
+    from mcproton._io import console
+
+    class Flaky(io.StringIO):
+        fail = True
+
+        def write(self, text):
+            if Flaky.fail:
+                Flaky.fail = False
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    stream = Flaky()
+    silenced = []
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setattr(console, "silence", lambda s: silenced.append(s))
+    console.write_stderr("lost\n")
+    console.write_stderr("kept\n")
+    assert stream.getvalue() == "kept\n" and not silenced
