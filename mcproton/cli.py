@@ -169,9 +169,12 @@ class _OutputInterrupted(BaseException):
 
 
 class _OutputPhase:
-    """``with _OutputPhase() as phase:``: SIGINT/SIGTERM/SIGHUP raise :class:`_OutputInterrupted` at once (the file
+    """``with _OutputPhase() as phase:``: SIGINT/SIGTERM raise :class:`_OutputInterrupted` at once (the file
     being written is removed by mcproton._io.atomic; a further signal while that unwinds is ignored);
-    ``phase.written`` lists the outputs written so far, for the message."""
+    ``phase.written`` lists the outputs written so far, for the message.  SIGHUP (the terminal closed, an ssh
+    session dropped) is ignored here: the transport is done and the outputs take seconds, so they are finished
+    for a user who is no longer there to resume (with --no-checkpoint a stop would lose the run; a review of
+    2026-12-05)."""
 
     def __init__(self) -> None:
         self.written: list[str] = []
@@ -186,8 +189,9 @@ class _OutputPhase:
         from ._run.job import stop_signals
 
         if threading.current_thread() is threading.main_thread():
-            for s in stop_signals():   # SIGINT, SIGTERM and SIGHUP (unless ignored: nohup)
-                self._old[s] = signal.signal(s, self._handle)
+            hup = getattr(signal, "SIGHUP", None)
+            for s in stop_signals():   # SIGINT, SIGTERM; SIGHUP (unless ignored: nohup) is ignored while writing
+                self._old[s] = signal.signal(s, signal.SIG_IGN if s == hup else self._handle)
         return self
 
     def _handle(self, signum: int, _frame: Any) -> None:

@@ -2,6 +2,7 @@
 (F10) and ``--resume --no-checkpoint`` (F9)."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -64,3 +65,18 @@ def test_sighup_stops_like_sigterm_unless_it_is_ignored():
             assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, old)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_sighup_does_not_stop_the_writing_of_the_outputs():
+    """While the outputs are written (seconds, the transport done), SIGHUP is ignored: a dropped ssh session lets
+    them finish instead of removing the file being written (with --no-checkpoint the run was lost; a review of
+    2026-12-05); SIGINT and SIGTERM still stop it; the handlers are put back after."""
+    from mcproton.cli import _OutputPhase
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
+    with _OutputPhase() as op:
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == op._handle == signal.getsignal(signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGHUP)          # ignored: the block goes on
+    assert {s: signal.getsignal(s) for s in before} == before
