@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 
 class RunInterrupted(Exception):
-    """SIGINT/SIGTERM/SIGHUP: a checkpoint was written (message says where); exit status ``code``.
+    """SIGINT/SIGTERM/SIGHUP: the run stopped; its message says whether and where a checkpoint was written; exit
+    status ``code``.
 
     ``results``: the beams' results where the signal came as the transport finished (every beam done), else None;
     ``kept``: whether the checkpoint of that finished run was written (``--resume`` then writes its outputs)."""
@@ -216,8 +217,9 @@ class JobOptions:
     first_beam_index : the random stream of ``beams[0]``; beam ``i`` of the job gets stream
         ``first_beam_index + i`` (its own range of history indices), so that the beams of a plan run as
         separate jobs (``simulate(..., beam_index=i)``) get the random numbers they get in one job.
-    handle_signals : SIGINT/SIGTERM finish the batch in flight, write a checkpoint and raise RunInterrupted
-        (``mcproton run``); False leaves the signals alone (``simulate``: Ctrl-C raises KeyboardInterrupt).
+    handle_signals : SIGINT/SIGTERM/SIGHUP (:func:`stop_signals`) finish the batch in flight, write a checkpoint
+        and raise RunInterrupted (``mcproton run``); False leaves the signals alone (``simulate``: Ctrl-C raises
+        KeyboardInterrupt).
     warn_stacklevel : the line the run's warnings (few batches) are attributed to, counted as ``warnings.warn``'s
         stacklevel from run_job's own (1); ``simulate`` gives its caller's (3), so that the warning points at the
         user's line and a filter on the user's module matches it.
@@ -332,9 +334,13 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 budget = _time_budget(states, i, settings)
                 if budget is not None and budget[0] <= 0:   # the run's time limit is used up: not started
                     used = sum(s.elapsed_s for s in states)
-                    log(f"mcproton: beam {i + 1} ({beam.name}) not started: the run's time limit is used up "
+                    what = ("not started: the run's time limit is used up" if st.next_history == 0 else
+                            "not continued: the run's time limit is used up")
+                    lacks = ("the outputs lack its dose" if st.next_history == 0 else
+                             "the outputs hold its dose of the primaries done before")
+                    log(f"mcproton: beam {i + 1} ({beam.name}) {what} "
                         f"(run.time_limit_s = {settings.time_limit_s:g} s; {used:.3g} s of transport by the beams "
-                        f"before it), so the outputs lack its dose (stopped by the time limit after "
+                        f"before it), so {lacks} (stopped by the time limit after "
                         f"{st.next_history:,} of {settings.primaries:,} primaries)")
                     st.done, st.stop_reason = True, "time_limit"
                     save()
