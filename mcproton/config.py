@@ -68,7 +68,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "lateral_size_mm": ((list,), "slab phantom lateral size [x, y] in mm (default [200, 200])"),
         "layers": ((list,), 'slab layers: [{material = "water", thickness_mm = 20, density_g_cm3 = 1.0}, ...]'),
         "ct_dir": ((str,), "ct: folder of a DICOM CT series; slab_ct: a new or empty folder to keep its CT in "
-                             "(default: a temporary one)"),
+                             "(default: a temporary one; the CT is in plan.rtplan's frame of reference)"),
         "ct_series": ((str,), "ct: SeriesInstanceUID of the CT series to read when ct_dir holds several (default: "
                                 "the only axial series; a localizer is skipped)"),
         "calibration": ((str,), 'HU calibration: "schneider2000" (default), a built-in name ("dcpt_spr_brain" for '
@@ -491,6 +491,26 @@ def _ct_block_factors(ct: Any, want_mm: list[float]) -> tuple[int, int, int]:
     return fx, fy, fz
 
 
+def _plan_frame_study(cfg: dict[str, Any]):
+    """The study of a slab phantom built for ``plan.rtplan``: the plan's FrameOfReferenceUID (the slabs are placed
+    in the plan's patient coordinates, phantom.surface_mm), so that its CT and RT Dose lie in the plan's frame (a
+    planning system overlays them) and ``simulate`` of the plan's beams on it does not warn of another frame (the
+    validation's dcpt_plan02 did, 2026-12-05); None without a plan, or where its header cannot be read (the plan
+    is then refused with its own message when its beams are read)."""
+    rp = cfg.get("plan", {}).get("rtplan")
+    if not isinstance(rp, str):
+        return None
+    try:
+        import pydicom
+
+        uid = str(pydicom.dcmread(_resolve(cfg, rp), stop_before_pixels=True).get("FrameOfReferenceUID", "") or "")
+    except Exception:   # noqa: BLE001  (any unreadable plan: refused later, with the reader's message)
+        return None
+    from ._io.dicom_common import StudyReference, is_valid_uid
+
+    return StudyReference(frame_of_reference_uid=uid) if uid and is_valid_uid(uid) else None
+
+
 def build_geometry(cfg: dict[str, Any]):
     from .geometry import box_phantom, slab_phantom
 
@@ -533,7 +553,7 @@ def build_geometry(cfg: dict[str, Any]):
                     depth_axis=ph.get("depth_axis", "+z"), air_mm=float(ph.get("air_mm", 0.0)),
                     lateral_size_mm=_vec(ph, "lateral_size_mm", 2, [200.0, 200.0], "phantom"),
                     voxel_mm=_vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom"),
-                    ct_dir=_resolve(cfg, ph["ct_dir"]) if "ct_dir" in ph else None)
+                    ct_dir=_resolve(cfg, ph["ct_dir"]) if "ct_dir" in ph else None, study=_plan_frame_study(cfg))
             return slab_phantom(lay, _vec(ph, "lateral_size_mm", 2, [200.0, 200.0], "phantom"),
                                 _vec(ph, "voxel_mm", 3, [2.0, 2.0, 1.0], "phantom"))
         if kind == "ct":

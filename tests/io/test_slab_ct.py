@@ -75,3 +75,20 @@ def test_config_slab_ct():
     g = build_geometry(cfg)
     z = g.axis_mm("z")
     assert z.min() == pytest.approx(40.5) and z.max() == pytest.approx(49.5)
+
+
+def test_a_slab_phantom_built_for_a_plan_lies_in_the_plans_frame(recwarn):
+    """The slabs are placed in the plan's patient coordinates (phantom.surface_mm): the phantom's CT (and so its RT
+    Dose) is written in the plan's FrameOfReferenceUID, so that a planning system overlays them, and simulate() of
+    the plan's beams on it says nothing of another frame (the validation's dcpt_plan02 did, 2026-12-05, when the
+    slab CT had a frame of its own)."""
+    from pathlib import Path
+
+    import mcproton as mcp
+    from mcproton.config import build_beams, build_geometry, load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "validation" / "dcpt_plan02" / "plan02.toml")
+    g, beam = build_geometry(cfg), build_beams(cfg)[0]
+    assert g.frame_of_reference_uid == beam.meta["frame_of_reference_uid"] != ""
+    mcp.simulate(g, beam, mcp.RunSettings(primaries=200, batches=2, backend="cpu", threads=1))
+    assert not [w for w in recwarn if "FrameOfReferenceUID" in str(w.message)]
