@@ -126,8 +126,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "plot": ((bool,), "write a PNG of the depth-dose / dose planes beside the HDF5 (default true)"),
         "dose_summation": ((str,), '"plan" (default: the RT Dose holds all fractions of the plan, DoseSummationType '
                                    'PLAN) or "fraction" (one fraction, FRACTION_SESSION)'),
-        "rtdose_per_beam": ((bool,), "also write one RT Dose per beam beside the plan dose (RD_beam<N>.dcm, BEAM; "
-                                     "default false)"),
+        "rtdose_per_beam": ((bool,), "also write one RT Dose per beam beside the plan dose (<rtdose stem>_beam<N>.dcm, "
+                                     "BEAM; default false)"),
         "body_outline": ((str,), '"auto" (default: the RT Struct\'s EXTERNAL/BODY ROI, else from the CT at -400 HU), '
                                  '"ct", "none" or an RT Struct ROI name: no dose is reported outside it'),
     },

@@ -9,7 +9,8 @@ EPILOG = """examples:
   mcproton check patient_folder/ --beam-model dcpt_v5 --out check/       (files found and paired by UID)
   mcproton check phantom/ --phantom-from-struct --beam-model dcpt_v5 --out check/   (no CT: a phantom built
                                                    from the RT Struct's ROI material overrides)
-exit status: 0 the check passes every action level, 1 it fails one (the report says which), 2 bad input.
+exit status: 0 the check passes every action level, 1 it fails one (the report says which), 2 bad input,
+128 + the signal when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 The report (check.html, check.json) and the MC dose as RT Dose (RD_mc.dcm; RD_mc_beam<N>.dcm for each per-beam
 TPS dose; on the TPS grid, in its study) go to --out; see docs/check.md."""
 
