@@ -164,7 +164,13 @@ def table_rows(measured: dict[float, dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    argparse.ArgumentParser(prog="python -m mcproton.phantoms.make_figures",
+                            description="Regenerate the phantom figures (phantoms/figures/phantom_age{1,5,10,15}.png) "
+                                        "and the size table in phantoms/README.md, in the package's own folder "
+                                        f"({HERE}): a developer's tool (from an editable install).").parse_args(argv)
     (HERE / "figures").mkdir(exist_ok=True)
     measured = {}
     for age in AGES:
