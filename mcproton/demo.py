@@ -379,6 +379,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
             p.send(message)
     extra = {"plan": plan.summary(), "prescription_gy": pres, "prescription_gy_rbe": PRESCRIPTION_GY_RBE,
              "rbe": 1.1}
+    # one fraction of the plan's FRACTIONS_PLANNED, said in dose.h5 as mcproton run says it (_io/hdf5.plan_fractions)
+    res.provenance.setdefault("beam", {}).update(fractions=1, fractions_planned=FRACTIONS_PLANNED)
     write_result_hdf5(res, out / "dose.h5", extra_attrs=extra)
     import h5py
 

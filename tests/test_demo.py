@@ -54,6 +54,7 @@ def test_demo_small(tmp_path, capsys):
     assert rd.DoseSummationType == "FRACTION_SESSION" and "1 of 17 fx" in rd.DoseComment
     assert not d.dose_gy_zyx[outside].any() and h["dose_raw"][outside].max() > 0
     assert np.array_equal(h["body_mask"] != 0, ~outside) and s["dose"]["max_dose_voxel_density_g_cm3"] >= 0.05
+    assert (h["attrs"]["fractions"], h["attrs"]["fractions_planned"]) == (1, 17)   # dose.h5 says it (docs audit)
     # the plan is written (rtplan.dcm) and the RT Dose references it, not a placeholder (before 2026-12-05 the demo
     # wrote no plan); CT, RT Struct, RT Ion Plan and RT Dose are one patient: one study, one frame of reference
     rp, rs = pydicom.dcmread(out / "rtplan.dcm"), pydicom.dcmread(out / "rtstruct.dcm")
