@@ -51,6 +51,14 @@ Defaults of the tolerances, each with its reason (``Tolerances``; set a centre's
 * spot sigma in air: 10 % of the measured sigma (mcproton's choice, of the order of machine-QA spot-size
   tolerances; a sigma in cm instead of mm, or a FWHM given as sigma, is off by far more).
 
+Before the first Monte Carlo run every input is checked (the audit of 2026-12-05): each file of each option (one
+energy in one file only), every measured curve's metrics, each reference depth against the model's R80 (in the
+plateau: at least 5 mm, at most 0.9 x R80) and the report's folder (:func:`check_out_dir`: a file there that an
+earlier commission did not write is refused, not overwritten).  A dose per MU whose MC uncertainty exceeds a
+third of its tolerance is "inconclusive", not a pass or a fail on noise; a failure with a unit slip's signature
+(a FWHM as sigma, cGy/MU, depths in cm) says so; the provenance holds each measurement file's resolved path and
+SHA-256, the run's date (UTC) and the warnings issued (the beam model's load warnings among them).
+
 The Monte Carlo IDD has a statistical uncertainty: with the default 2 x 10^5 primaries per energy, 0.5 mm bins
 and the chamber's disc, R80 scattered by 0.019 mm and the DFO by 0.034 mm (standard deviations over 5 seeds, DCPT
 v5 at 150 MeV, 2026-12-05), well inside the tolerances.
