@@ -35,8 +35,8 @@ them and compares the two:
   order of a reference dosimetry's standard uncertainty, IAEA TRS-398's 1.5-2 % for protons, within which a
   model's protons/MU cannot be told from the measurement).
 
-And what to change: for each IDD the mean energy that the measured R80 asks for (one Newton step on the ICRU 90
-CSDA range), and for each energy with sizes at 3 or more distances the single-Gaussian phase space at the model's
+And what to change: for each IDD the mean energy that the measured R80 asks for (the ICRU 90 CSDA
+range inverted), and for each energy with sizes at 3 or more distances the single-Gaussian phase space at the model's
 plane (sigma, divergence, correlation) fitted to them, beside the model's.
 
 Defaults of the tolerances, each with its reason (``Tolerances``; set a centre's own):
@@ -459,16 +459,27 @@ def _check(quantity: str, diff: float, tol: float, unit: str) -> dict:
 
 
 def suggested_mean_energy_mev(mean_mev: float, r80_diff_mm: float) -> float:
-    """The mean energy that would move the model's R80 by ``-r80_diff_mm`` (model minus measured): one Newton
-    step on the ICRU 90 CSDA range of water (R80 follows the CSDA range within a few tenths of a per cent, and its
-    slope to well below one per cent)."""
+    """The mean energy that would move the model's R80 by ``-r80_diff_mm`` (model minus measured): the ICRU 90
+    CSDA range of water inverted (R80 follows the CSDA range within a few tenths of a per cent, and its slope to
+    well below one per cent) at the model's range minus the difference.  Inverted rather than one Newton step:
+    that was within 0.1 MeV for +-3 MeV, but 31 MeV off for a measured curve with its depths in cm (R80 -142 mm;
+    the audit of 2026-12-05, F10).  NaN where no energy has that range (a difference beyond the model's range)."""
     from .validation.core import water_density
     from .validation.reference import icru90_water
 
     w = icru90_water()
-    h = 0.05
-    slope = (w.csda_range(mean_mev + h) - w.csda_range(mean_mev - h)) / (2 * h) * 10.0 / water_density()  # mm/MeV
-    return float(mean_mev - r80_diff_mm / slope)
+
+    def r_mm(e: float) -> float:
+        return float(w.csda_range(e)) * 10.0 / water_density()
+
+    target = r_mm(mean_mev) - r80_diff_mm
+    lo, hi = 1.0, 500.0
+    if not r_mm(lo) < target < r_mm(hi):
+        return float("nan")
+    for _ in range(60):   # bisection: the range grows with the energy
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if r_mm(mid) < target else (lo, mid)
+    return 0.5 * (lo + hi)
 
 
 def _idd_metrics(z: np.ndarray, d: np.ndarray, entrance_mm: float, what: str) -> tuple[dict, float]:
@@ -720,7 +731,10 @@ def _dose_per_mu_row(model: Any, r: dict, dose: float, rel: float, tol: Toleranc
     c = _check("dose per MU", diff, tol.dose_per_mu_rel, "relative")
     c["mc_uncertainty"] = float(rel)
     conclusive = dose > 0 and rel <= DPM_MAX_UNCERTAINTY_OF_TOL * tol.dose_per_mu_rel
-    if not conclusive:
+    if dose <= 0:   # refused before the MC (beyond 0.9 x R80); kept guarded: no division by zero
+        c.update(passed=False, inconclusive=True, hint=f"the model gives no dose at {r['depth_mm']:g} mm: beyond "
+                                                       "its range?")
+    elif not conclusive:
         c.update(passed=False, inconclusive=True,
                  hint=(f"inconclusive: the model's MC uncertainty {100 * rel:.2f} % is too large to judge a "
                        f"{100 * tol.dose_per_mu_rel:g} % tolerance (at most "

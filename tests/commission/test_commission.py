@@ -443,3 +443,21 @@ def test_the_provenance_names_the_data_the_date_and_the_warnings(v5, measured_sp
     assert f["sha256"] == hashlib.sha256(measured_spots.read_bytes()).hexdigest()
     assert res.provenance["run_started_utc"].endswith("+00:00")
     assert res.provenance["warnings"] == ["spot sigma 0.389 mm at 100 MeV: not cm, not a FWHM?"]
+
+
+def test_idd_depths_in_cm_are_named_and_the_energy_asked_for_is_the_inverse_range(v5, measured_idd, tmp_path):
+    """F10: a measured IDD with its depths in cm (in the depth_mm column) failed R80 by +142 mm with no hint, and
+    one Newton step suggested 72.3 MeV for a measured R80 that 41 MeV gives.  Here 140 MeV: R80 about 138 mm, read
+    as 13.8 mm (about 40 MeV by the CSDA range)."""
+    rows = [x.split(",") for x in measured_idd.read_text().splitlines()[2:] if x.startswith("140,")]
+    p = tmp_path / "cm.csv"
+    p.write_text("nominal_energy_mev,depth_mm,idd\n" + "".join(f"140,{float(z) / 10:.4f},{d}\n" for _, z, d in rows))
+    res = commission(v5, idd=p, primaries=N, seed=1, threads=1)
+    r80 = next(c for c in res.failed if c["quantity"] == "R80 (mm)")
+    assert "the measured depths in cm? give mm" in r80["hint"]
+    from mcproton.validation.reference import icru90_water
+
+    (row,) = res.idd
+    e = row["suggested_mean_energy_mev"]
+    assert 35 < e < 45
+    assert float(icru90_water().csda_range(e)) * 10 == pytest.approx(row["measured"]["R80_mm"], rel=0.05)
