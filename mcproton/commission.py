@@ -35,8 +35,8 @@ them and compares the two:
   order of a reference dosimetry's standard uncertainty, IAEA TRS-398's 1.5-2 % for protons, within which a
   model's protons/MU cannot be told from the measurement).
 
-And what to change: for each IDD the mean energy that the measured R80 asks for (one Newton step on the ICRU 90
-CSDA range), and for each energy with sizes at 3 or more distances the single-Gaussian phase space at the model's
+And what to change: for each IDD the mean energy that the measured R80 asks for (the ICRU 90 CSDA
+range inverted), and for each energy with sizes at 3 or more distances the single-Gaussian phase space at the model's
 plane (sigma, divergence, correlation) fitted to them, beside the model's.
 
 Defaults of the tolerances, each with its reason (``Tolerances``; set a centre's own):
@@ -51,6 +51,14 @@ Defaults of the tolerances, each with its reason (``Tolerances``; set a centre's
 * spot sigma in air: 10 % of the measured sigma (mcproton's choice, of the order of machine-QA spot-size
   tolerances; a sigma in cm instead of mm, or a FWHM given as sigma, is off by far more).
 
+Before the first Monte Carlo run every input is checked (the audit of 2026-12-05): each file of each option (one
+energy in one file only), every measured curve's metrics, each reference depth against the model's R80 (in the
+plateau: at least 5 mm, at most 0.9 x R80) and the report's folder (:func:`check_out_dir`: a file there that an
+earlier commission did not write is refused, not overwritten).  A dose per MU whose MC uncertainty exceeds a
+third of its tolerance is "inconclusive", not a pass or a fail on noise; a failure with a unit slip's signature
+(a FWHM as sigma, cGy/MU, depths in cm) says so; the provenance holds each measurement file's resolved path and
+SHA-256, the run's date (UTC) and the warnings issued (the beam model's load warnings among them).
+
 The Monte Carlo IDD has a statistical uncertainty: with the default 2 x 10^5 primaries per energy, 0.5 mm bins
 and the chamber's disc, R80 scattered by 0.019 mm and the DFO by 0.034 mm (standard deviations over 5 seeds, DCPT
 v5 at 150 MeV, 2026-12-05), well inside the tolerances.
@@ -59,6 +67,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +75,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io.errors import InputDataError
+from ._io.errors import InputDataError, warn
 
 __all__ = ["Tolerances", "CommissionResult", "read_idd_csv", "read_spot_csv", "read_dose_per_mu_csv",
            "model_spot_sigma_mm", "model_idd", "model_dose_per_mu", "fit_emittance", "suggested_mean_energy_mev",
@@ -84,6 +93,21 @@ CHAMBER_GRID_MM = 4.0
 SPOT_SIGMA_KINDS = ("core", "rms")
 #: the IDD's depth bins (mm)
 IDD_BIN_MM = 0.5
+#: the shallowest reference depth accepted (mm): no reference chamber sits in the first few mm (IAEA TRS-398 puts
+#: a single-layer field's at 2-3 cm); a depth typed in cm (2 for 2 cm) lands here (an audit, 2026-12-05: read as
+#: 2 mm it failed the right model by -5.4 % and suggested a protons/MU 5.7 % off)
+REF_MIN_DEPTH_MM = 5.0
+#: the deepest reference depth accepted, a fraction of the model's R80 (the ICRU 90 CSDA range of its mean energy):
+#: beyond it the point is in the Bragg peak or its distal fall-off, where the dose changes by several % per mm (an
+#: audit, 2026-12-05: 78 mm at 100 MeV, R80 77.6 mm, was judged +250 %; beyond the range the run crashed)
+REF_MAX_DEPTH_R80 = 0.9
+#: the dose per MU is judged only when the model's MC uncertainty is at most this fraction of its tolerance: above,
+#: the verdict is "inconclusive" (an audit, 2026-12-05: at 4-8 % uncertainty the right model failed in 4 of 8
+#: seeds against the 2 % tolerance)
+DPM_MAX_UNCERTAINTY_OF_TOL = 1.0 / 3.0
+#: unit slips recognised in a failure's ratio model / measured, each within UNIT_HINT_REL of its factor
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))   # 2.355
+UNIT_HINT_REL = 0.08
 
 
 class CommissionInputError(InputDataError):
@@ -198,6 +222,11 @@ def read_dose_per_mu_csv(path: str | Path) -> list[dict[str, float]]:
             raise CommissionInputError(f"measured dose-per-MU file {path}: a field of {r['field_size_mm']:g} mm is "
                                        f"too small for a reference field (the dose is scored over "
                                        f"{REF_COLUMN_MM:g} mm); give at least {REF_MIN_FIELD_MM:g} mm")
+        if r["depth_mm"] < REF_MIN_DEPTH_MM:
+            raise CommissionInputError(f"measured dose-per-MU file {path}: {r['nominal_energy_mev']:g} MeV: depth_mm "
+                                       f"= {r['depth_mm']:g} is shallower than {REF_MIN_DEPTH_MM:g} mm, where no "
+                                       "reference chamber sits (reference depths are 10-30 mm): is it in cm? "
+                                       "give the depth in mm")
         if r["field_size_mm"] > 300:
             raise CommissionInputError(f"measured dose-per-MU file {path}: a field of {r['field_size_mm']:g} mm is "
                                        "larger than the 300 mm water phantom; give at most 300 mm")
@@ -430,16 +459,42 @@ def _check(quantity: str, diff: float, tol: float, unit: str) -> dict:
 
 
 def suggested_mean_energy_mev(mean_mev: float, r80_diff_mm: float) -> float:
-    """The mean energy that would move the model's R80 by ``-r80_diff_mm`` (model minus measured): one Newton
-    step on the ICRU 90 CSDA range of water (R80 follows the CSDA range within a few tenths of a per cent, and its
-    slope to well below one per cent)."""
+    """The mean energy that would move the model's R80 by ``-r80_diff_mm`` (model minus measured): the ICRU 90
+    CSDA range of water inverted (R80 follows the CSDA range within a few tenths of a per cent, and its slope to
+    well below one per cent) at the model's range minus the difference.  Inverted rather than one Newton step:
+    that was within 0.1 MeV for +-3 MeV, but 31 MeV off for a measured curve with its depths in cm (R80 -142 mm;
+    the audit of 2026-12-05, F10).  NaN where no energy has that range (a difference beyond the model's range)."""
     from .validation.core import water_density
     from .validation.reference import icru90_water
 
     w = icru90_water()
-    h = 0.05
-    slope = (w.csda_range(mean_mev + h) - w.csda_range(mean_mev - h)) / (2 * h) * 10.0 / water_density()  # mm/MeV
-    return float(mean_mev - r80_diff_mm / slope)
+
+    def r_mm(e: float) -> float:
+        return float(w.csda_range(e)) * 10.0 / water_density()
+
+    target = r_mm(mean_mev) - r80_diff_mm
+    lo, hi = 1.0, 500.0
+    if not r_mm(lo) < target < r_mm(hi):
+        return float("nan")
+    for _ in range(60):   # bisection: the range grows with the energy
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if r_mm(mid) < target else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def _idd_metrics(z: np.ndarray, d: np.ndarray, entrance_mm: float, what: str) -> tuple[dict, float]:
+    """The distal R90, R80, R20, the fall-off R20-R80 and the peak/entrance ratio of one curve: only what is
+    judged (R10 and R50 are not: a measured IDD must fall below 20 %, not 10 %, and an audit's curve ending at
+    17.5 % was refused after every Monte Carlo run, 2026-12-05).  ``what`` names the curve in an error."""
+    from .validation import metrics as M
+
+    try:
+        r = {f"R{round(100 * f)}": M.distal_range(z, d, f) for f in (0.9, 0.8, 0.2)}
+        pe = M.peak_to_entrance(z, d, entrance_mm)
+    except ValueError as exc:
+        raise CommissionInputError(f"{what}: {exc}") from None
+    r["falloff_80_20"] = r["R20"] - r["R80"]
+    return r, float(pe)
 
 
 def _compare_idd(energy: float, zm: np.ndarray, dm: np.ndarray, zc: np.ndarray, dc: np.ndarray,
@@ -454,9 +509,9 @@ def _compare_idd(energy: float, zm: np.ndarray, dm: np.ndarray, zc: np.ndarray, 
                                    "surface?")
     scale = float(np.dot(on[use], dm[use]) / np.dot(on[use], on[use]))
     mc = dc * scale
-    rm, rc = M.range_metrics(zm, dm), M.range_metrics(zc, mc)
     ent = float(max(zm[0], zc[0]))
-    pe_m, pe_c = M.peak_to_entrance(zm, dm, ent), M.peak_to_entrance(zc, mc, ent)
+    rm, pe_m = _idd_metrics(zm, dm, ent, f"the measured IDD at {energy:g} MeV")
+    rc, pe_c = _idd_metrics(zc, mc, ent, f"beam model's IDD at {energy:g} MeV")
     g = M.gamma_1d(zm, dm, zc, mc, dose_percent=tol.gamma_dose_percent, dta_mm=tol.gamma_dta_mm,
                    cutoff_percent=10.0)
     checks = [_check("R90 (mm)", rc["R90"] - rm["R90"], tol.range_mm, "mm"),
@@ -479,91 +534,250 @@ def _compare_idd(energy: float, zm: np.ndarray, dm: np.ndarray, zc: np.ndarray, 
     return row, mc
 
 
-def commission(beam_model: Any, *, idd: str | Path | None = None, spots: str | Path | None = None,
-               dose_per_mu: str | Path | None = None,
+def _paths(given: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    """One file or several (``--idd a.csv --idd b.csv``, ``--idd idd_*.csv``) as a list of paths."""
+    if given is None:
+        return []
+    if isinstance(given, (str, Path)):
+        return [Path(given)]
+    return [Path(p) for p in given]
+
+
+def _file_record(p: Path) -> dict:
+    """A measurement file in the provenance: its resolved path and SHA-256 (a signed report names its data)."""
+    import hashlib
+
+    return {"path": str(p.resolve()), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+
+
+def _once_per_energy(found: dict[float, Path], e: float, p: Path, what: str) -> None:
+    """Refuse one energy in two files (which one holds the measurement to compare?)."""
+    if e in found and found[e] != p:
+        raise CommissionInputError(f"{what}: {e:g} MeV is in both {found[e]} and {p}; give each energy in one "
+                                   "file")
+    found[e] = p
+
+
+def model_r80_mm(model: Any, energy: float) -> float:
+    """The model's R80 at nominal ``energy`` before any transport: the ICRU 90 CSDA range in water of its mean
+    energy (R80 follows it within a few tenths of a per cent, :func:`suggested_mean_energy_mev`), in mm."""
+    from .validation.core import water_density
+    from .validation.reference import icru90_water
+
+    return float(icru90_water().csda_range(_entry(model, energy).mean_energy_mev) * 10.0 / water_density())
+
+
+def _check_reference_depth(model: Any, r: dict, path: Path) -> None:
+    """Refuse a reference depth in the Bragg peak, its distal fall-off or beyond the range (before any transport:
+    beyond it the model's dose is 0 and the protons/MU it asks for a division by zero)."""
+    e, depth = r["nominal_energy_mev"], r["depth_mm"]
+    r80 = model_r80_mm(model, e)
+    if depth > REF_MAX_DEPTH_R80 * r80:
+        where = "beyond the beam's range" if depth >= r80 else "in the Bragg peak or its distal fall-off"
+        raise CommissionInputError(
+            f"measured dose-per-MU file {path}: {e:g} MeV: depth_mm = {depth:g} is {where} (the model's R80 there "
+            f"is about {r80:.1f} mm); a dose-per-MU reference point lies in the plateau: give a depth below "
+            f"{REF_MAX_DEPTH_R80 * r80:.0f} mm (IAEA TRS-398: 2-3 cm for a single-layer field), in mm")
+
+
+def _ratio_hint(ratio: float, slips: Sequence[tuple[float, str]]) -> str | None:
+    """The unit slip whose factor the ratio model / measured has (within UNIT_HINT_REL), or None."""
+    for factor, words in slips:
+        if ratio > 0 and abs(ratio / factor - 1.0) <= UNIT_HINT_REL:
+            return words
+    return None
+
+
+#: the unit slips a failure's ratio model / measured points to (the audit of 2026-12-05, F3/F10)
+SIGMA_SLIPS = ((1 / FWHM_PER_SIGMA, "the measured size is 2.355 x the model's: a FWHM given as sigma? "
+                                    "give sigma = FWHM / 2.355"),
+               (FWHM_PER_SIGMA, "the model's size is 2.355 x the measured: the model's sigma a FWHM?"),
+               (10.0, "the model's size is 10 x the measured: the measured sigma in cm? give mm"),
+               (0.1, "the measured size is 10 x the model's: the model's sigma in cm, or the measured in 0.1 mm?"))
+DOSE_SLIPS = ((0.01, "the measured dose is 100 x the model's: in cGy/MU? give Gy/MU"),
+              (100.0, "the model's dose is 100 x the measured: the measured dose in hGy, or the protons/MU 100 x "
+                      "too high?"),
+              (0.001, "the measured dose is 1000 x the model's: in mGy/MU? give Gy/MU"))
+RANGE_SLIPS = ((10.0, "the model's R80 is 10 x the measured: the measured depths in cm? give mm"),
+               (0.1, "the measured R80 is 10 x the model's: the measured depths in 0.1 mm?"))
+
+
+def commission(beam_model: Any, *, idd: str | Path | Sequence[str | Path] | None = None,
+               spots: str | Path | Sequence[str | Path] | None = None,
+               dose_per_mu: str | Path | Sequence[str | Path] | None = None,
                primaries: int = 200_000, seed: int = 1, threads: int | None = None, backend: str = "cpu",
                tolerances: Tolerances | None = None, chamber_radius_mm: float | None = CHAMBER_RADIUS_MM,
-               spot_sigma: str = "core", log: Callable[[str], None] | None = None) -> CommissionResult:
+               spot_sigma: str = "core", log: Callable[[str], None] | None = None,
+               out_dir: str | Path | None = None) -> CommissionResult:
     """Compare beam model ``beam_model`` (a name or path for :func:`mcproton.dicom.load_beam_model`, or a loaded
     model) with measured IDDs (``idd``: :func:`read_idd_csv`) and/or in-air spot sizes (``spots``:
-    :func:`read_spot_csv`) and/or reference-field doses per MU (``dose_per_mu``: :func:`read_dose_per_mu_csv`).
-    ``chamber_radius_mm``: the IDDs' chamber (None: halo-corrected IDDs, the whole
-    lateral integral); ``spot_sigma``: "core" (a measured sigma is a Gaussian fit of the core) or "rms" (module
-    docstring).  Every input is read and checked before the first Monte Carlo run."""
+    :func:`read_spot_csv`) and/or reference-field doses per MU (``dose_per_mu``: :func:`read_dose_per_mu_csv`);
+    each a file or a list of files (one energy in one file only).  ``chamber_radius_mm``: the IDDs' chamber (None:
+    halo-corrected IDDs, the whole lateral integral); ``spot_sigma``: "core" (a measured sigma is a Gaussian fit
+    of the core) or "rms" (module docstring).  Every input, and ``out_dir`` where the report will be written
+    (:func:`check_out_dir`), is read and checked before the first Monte Carlo run.  The warnings issued (the
+    beam model's when it is loaded here, and this comparison's) are kept in the provenance."""
+    import datetime
     import time
 
     from . import __version__
     from ._io.beam_model import load_beam_model
+    from ._io.errors import recording_warnings
 
-    if idd is None and spots is None and dose_per_mu is None:
+    idd_files, spot_files, dpm_files = _paths(idd), _paths(spots), _paths(dose_per_mu)
+    if not (idd_files or spot_files or dpm_files):
         raise CommissionInputError("nothing to compare: give measured IDDs (--idd), spot sizes (--spots) and/or "
                                    "reference-field doses per MU (--dose-per-mu)")
     if not (isinstance(primaries, (int, np.integer)) and primaries >= 1000):
         raise CommissionInputError(f"primaries = {primaries!r}: give a whole number >= 1000 per energy")
     tol = tolerances or Tolerances()
-    model = load_beam_model(beam_model) if isinstance(beam_model, (str, Path)) else beam_model
-    log = log or (lambda m: None)
-    curves = read_idd_csv(idd) if idd is not None else {}
-    rows = read_spot_csv(spots) if spots is not None else []
-    refs = read_dose_per_mu_csv(dose_per_mu) if dose_per_mu is not None else []
-    for r in refs:
-        _entry(model, r["nominal_energy_mev"])
-    for e in curves:                      # every energy checked against the model before any transport
-        _entry(model, e)
-    _check_chamber_radius(chamber_radius_mm)
-    for r in rows:
-        model_spot_sigma_mm(model, r["nominal_energy_mev"], r["z_mm"], spot_sigma)
-    res = CommissionResult(model.name, tol, model=model)
-    t0 = time.perf_counter()
-    for i, (e, (zm, dm)) in enumerate(curves.items()):
-        log(f"mcproton commission: IDD {e:g} MeV ({i + 1} of {len(curves)}), {primaries:,} primaries")
-        zc, dc, mc_res = model_idd(model, e, primaries, seed=seed, threads=threads, backend=backend,
-                                   beam_index=i, chamber_radius_mm=chamber_radius_mm)
-        row, mc = _compare_idd(e, zm, dm, zc, dc, tol, model.at(e).mean_energy_mev)
-        row["primaries"] = int(mc_res.primaries)
-        res.idd.append(row)
-        res.curves[e] = (zm, dm, zc, mc)
-    for r in rows:
-        sx, sy = model_spot_sigma_mm(model, r["nominal_energy_mev"], r["z_mm"], spot_sigma)
-        mx, my = float(sx), float(sy)
-        checks = [_check("sigma x", mx / r["sigma_x_mm"] - 1, tol.sigma_rel, "relative"),
-                  _check("sigma y", my / r["sigma_y_mm"] - 1, tol.sigma_rel, "relative")]
-        res.spots.append({**r, "model_sigma_x_mm": mx, "model_sigma_y_mm": my, "checks": checks,
-                          "passed": all(c["passed"] for c in checks)})
-    res.spot_fits = _spot_fits(model, rows, spot_sigma) if rows else []
-    for i, r in enumerate(refs):
-        e = r["nominal_energy_mev"]
-        log(f"mcproton commission: reference field {e:g} MeV ({i + 1} of {len(refs)}), {20 * primaries:,} primaries")
-        dose, rel = model_dose_per_mu(model, e, r["field_size_mm"], r["spot_spacing_mm"], r["depth_mm"],
-                                      20 * primaries, seed=seed, threads=threads, backend=backend,
-                                      beam_index=len(curves) + i)
-        checks = [_check("dose per MU", dose / r["gy_per_mu"] - 1, tol.dose_per_mu_rel, "relative")]
-        res.dose_per_mu.append({**r, "model_gy_per_mu": dose, "model_rel_uncertainty": rel,
-                                "model_protons_per_mu": float(model.protons_per_mu_at(e)),
-                                "protons_per_mu_for_the_measurement": float(model.protons_per_mu_at(e))
-                                * r["gy_per_mu"] / dose, "checks": checks,
-                                "passed": checks[0]["passed"]})
+    started = datetime.datetime.now(datetime.timezone.utc)
+    with recording_warnings() as said:
+        model = load_beam_model(beam_model) if isinstance(beam_model, (str, Path)) else beam_model
+        log = log or (lambda m: None)
+        curves: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+        curve_file: dict[float, Path] = {}
+        for p in idd_files:
+            for e, c in read_idd_csv(p).items():
+                _once_per_energy(curve_file, e, p, "measured IDD files")
+                curves[e] = c
+        curves = dict(sorted(curves.items()))
+        rows: list[dict[str, float]] = []
+        seen: dict[float, Path] = {}
+        for p in spot_files:
+            new = read_spot_csv(p)
+            for e in {r["nominal_energy_mev"] for r in new}:
+                _once_per_energy(seen, e, p, "measured spot-size files")
+            rows += new
+        refs: list[tuple[dict[str, float], Path]] = []
+        seen = {}
+        for p in dpm_files:
+            new = read_dose_per_mu_csv(p)
+            for e in {r["nominal_energy_mev"] for r in new}:
+                _once_per_energy(seen, e, p, "measured dose-per-MU files")
+            refs += [(r, p) for r in new]
+        for r, p in refs:
+            _entry(model, r["nominal_energy_mev"])
+            _check_reference_depth(model, r, p)
+        for e, (zm, dm) in curves.items():   # every energy and measured curve checked before any transport
+            _entry(model, e)
+            _idd_metrics(zm, dm, float(zm[0]), f"measured IDD file {curve_file[e]}: {e:g} MeV")
+        _check_chamber_radius(chamber_radius_mm)
+        for r in rows:
+            model_spot_sigma_mm(model, r["nominal_energy_mev"], r["z_mm"], spot_sigma)
+        if out_dir is not None:
+            check_out_dir(out_dir)
+        res = CommissionResult(model.name, tol, model=model)
+        t0 = time.perf_counter()
+        for i, (e, (zm, dm)) in enumerate(curves.items()):
+            log(f"mcproton commission: IDD {e:g} MeV ({i + 1} of {len(curves)}), {primaries:,} primaries")
+            zc, dc, mc_res = model_idd(model, e, primaries, seed=seed, threads=threads, backend=backend,
+                                       beam_index=i, chamber_radius_mm=chamber_radius_mm)
+            try:
+                row, mc = _compare_idd(e, zm, dm, zc, dc, tol, model.at(e).mean_energy_mev)
+            except CommissionInputError as exc:
+                raise CommissionInputError(f"measured IDD file {curve_file[e]}: {exc}") from None
+            for c in row["checks"]:
+                if not c["passed"] and c["quantity"].startswith(("R80", "R90")) and row["measured"]["R80_mm"] > 0:
+                    c["hint"] = _ratio_hint(row["model"]["R80_mm"] / row["measured"]["R80_mm"], RANGE_SLIPS)
+            row["primaries"] = int(mc_res.primaries)
+            row["file"] = str(curve_file[e])
+            res.idd.append(row)
+            res.curves[e] = (zm, dm, zc, mc)
+        for r in rows:
+            sx, sy = model_spot_sigma_mm(model, r["nominal_energy_mev"], r["z_mm"], spot_sigma)
+            mx, my = float(sx), float(sy)
+            checks = [_check("sigma x", mx / r["sigma_x_mm"] - 1, tol.sigma_rel, "relative"),
+                      _check("sigma y", my / r["sigma_y_mm"] - 1, tol.sigma_rel, "relative")]
+            for c in checks:
+                if not c["passed"]:
+                    c["hint"] = _ratio_hint(1.0 + c["difference"], SIGMA_SLIPS)
+            res.spots.append({**r, "model_sigma_x_mm": mx, "model_sigma_y_mm": my, "checks": checks,
+                              "passed": all(c["passed"] for c in checks)})
+        res.spot_fits = _spot_fits(model, rows, spot_sigma) if rows else []
+        for i, (r, _p) in enumerate(refs):
+            e = r["nominal_energy_mev"]
+            log(f"mcproton commission: reference field {e:g} MeV ({i + 1} of {len(refs)}), {20 * primaries:,} "
+                "primaries")
+            dose, rel = model_dose_per_mu(model, e, r["field_size_mm"], r["spot_spacing_mm"], r["depth_mm"],
+                                          20 * primaries, seed=seed, threads=threads, backend=backend,
+                                          beam_index=len(curves) + i)
+            res.dose_per_mu.append(_dose_per_mu_row(model, r, dose, rel, tol, primaries))
+        for w in _result_warnings(res):
+            warn(w)
     res.provenance = {"mcproton_version": __version__, "beam_model": model.name,
                       "beam_model_file": model.provenance(),
                       "plane_upstream_of_isocentre_mm": model.plane_upstream_of_isocentre_mm,
-                      "idd_file": str(idd) if idd is not None else None,
-                      "spot_file": str(spots) if spots is not None else None,
-                      "dose_per_mu_file": str(dose_per_mu) if dose_per_mu is not None else None,
+                      "idd_files": [_file_record(p) for p in idd_files],
+                      "spot_files": [_file_record(p) for p in spot_files],
+                      "dose_per_mu_files": [_file_record(p) for p in dpm_files],
+                      "run_started_utc": started.isoformat(timespec="seconds"),
                       "primaries_per_energy": int(primaries), "seed": int(seed), "backend": backend,
                       "idd_chamber_radius_mm": chamber_radius_mm if chamber_radius_mm is not None else
                       f"none (the whole {IDD_LATERAL_MM:g} x {IDD_LATERAL_MM:g} mm)",
                       "idd_bin_mm": IDD_BIN_MM, "spot_sigma": spot_sigma,
+                      "warnings": list(dict.fromkeys(said)) or (["none"] if isinstance(beam_model, (str, Path))
+                                                                else ["none (the beam model was loaded before)"]),
                       "wall_s": time.perf_counter() - t0}
     return res
 
 
+def _dose_per_mu_row(model: Any, r: dict, dose: float, rel: float, tol: Tolerances, primaries: int) -> dict:
+    """One reference field's comparison: judged only when the model's MC uncertainty is small against the
+    tolerance (DPM_MAX_UNCERTAINTY_OF_TOL); otherwise "inconclusive" (not passed) and no protons/MU suggested."""
+    e = r["nominal_energy_mev"]
+    ppmu = float(model.protons_per_mu_at(e))
+    diff = dose / r["gy_per_mu"] - 1
+    c = _check("dose per MU", diff, tol.dose_per_mu_rel, "relative")
+    c["mc_uncertainty"] = float(rel)
+    conclusive = dose > 0 and rel <= DPM_MAX_UNCERTAINTY_OF_TOL * tol.dose_per_mu_rel
+    if dose <= 0:   # refused before the MC (beyond 0.9 x R80); kept guarded: no division by zero
+        c.update(passed=False, inconclusive=True, hint=f"the model gives no dose at {r['depth_mm']:g} mm: beyond "
+                                                       "its range?")
+    elif not conclusive:
+        c.update(passed=False, inconclusive=True,
+                 hint=(f"inconclusive: the model's MC uncertainty {100 * rel:.2f} % is too large to judge a "
+                       f"{100 * tol.dose_per_mu_rel:g} % tolerance (at most "
+                       f"{100 * DPM_MAX_UNCERTAINTY_OF_TOL * tol.dose_per_mu_rel:.2f} %): raise --primaries "
+                       f"(now {primaries:,}; the uncertainty goes as 1/sqrt)"))
+    elif not c["passed"]:
+        c["hint"] = _ratio_hint(dose / r["gy_per_mu"], DOSE_SLIPS)
+    return {**r, "model_gy_per_mu": dose, "model_rel_uncertainty": rel, "model_protons_per_mu": ppmu,
+            "protons_per_mu_for_the_measurement": ppmu * r["gy_per_mu"] / dose if conclusive else None,
+            "checks": [c], "passed": c["passed"]}
+
+
+def _result_warnings(res: CommissionResult) -> list[str]:
+    """What the comparison itself warns about: every spot failing by one unit slip's factor."""
+    out = []
+    hints = [c.get("hint") for r in res.spots for c in r["checks"]]
+    if res.spots and hints and all(hints) and len(set(hints)) == 1:
+        out.append(f"every spot size fails by one factor: {hints[0]}")
+    return out
+
+
 # ------------------------------------------------------------------------------------------------- the report
-def _fmt(v: float, unit: str) -> str:
+def _fmt(v: float, unit: str, tol: float | None = None) -> str:
+    """A difference as shown; with ``tol``, to as many digits as tell it from the tolerance (a failing 2.04 % is
+    not shown as the tolerance's 2.0 %)."""
     if unit == "relative":
-        return f"{100 * v:+.1f} %"
+        digits = 1
+        while tol is not None and digits < 4 and round(100 * abs(v), digits) == round(100 * tol, digits) \
+                and abs(v) != tol:
+            digits += 1
+        return f"{100 * v:+.{digits}f} %"
     if unit == "fraction of points":
         return f"{100 * v:.1f} %"
     return f"{v:+.2f}"
+
+
+def _fmt_ppmu(r: dict) -> str:
+    v = r["protons_per_mu_for_the_measurement"]
+    return "&ndash; (inconclusive)" if v is None else f"{v:.4g}"
+
+
+def _verdict(c: dict) -> str:
+    return "INCONCLUSIVE" if c.get("inconclusive") else ("PASS" if c["passed"] else "FAIL")
 
 
 def _chamber_words(prov: dict) -> str:
@@ -576,6 +790,78 @@ def _chamber_words(prov: dict) -> str:
 def _sigma_words(prov: dict) -> str:
     return ("the heaviest component's (a measured sigma being a Gaussian fit of the core)"
             if prov.get("spot_sigma") == "core" else "the second moment of all its components")
+
+
+#: the report's files: an existing file of these names in --out that an earlier ``mcproton commission`` did not
+#: write is refused, not overwritten (as ``mcproton check``'s --out, mcproton/_check/out_dir.py; an audit,
+#: 2026-12-05: a user's spots.png and last year's signed commission.html in --out were replaced without a word)
+REPORT_NAMES = ("commission.html", "commission.json")
+FIGURE_NAME = re.compile(r"^(idd_.*MeV|spots)\.png$")
+#: the PNG text chunk that marks a figure as this report's
+PNG_MARK = "mcproton commission"
+
+
+def _earlier_json(out: Path) -> dict | None:
+    import json
+
+    try:
+        doc = json.loads((out / "commission.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(doc, dict) and {"passed", "beam_model", "tolerances", "provenance"} <= set(doc)
+    return doc if ok else None
+
+
+def _ours(p: Path, earlier: dict | None) -> bool:
+    """Whether ``p`` (a report name in --out) is what an earlier ``mcproton commission`` wrote: recognised by its
+    content (the JSON's keys, the HTML's title, the figure's text chunk), or a figure an earlier report names."""
+    if p.is_symlink() or not p.is_file():
+        return False
+    if p.name == "commission.json":
+        return earlier is not None
+    try:
+        head = p.read_bytes()
+    except OSError:
+        return False
+    if p.name == "commission.html":
+        return b"<title>mcproton commission" in head[:4096]
+    if PNG_MARK.encode() in head:
+        return True
+    if earlier is None:   # a figure of a report written before the figures were marked
+        return False
+    named = {f"idd_{r.get('nominal_energy_mev', 0):g}MeV.png" for r in earlier.get("idd", [])}
+    return p.name in named | ({"spots.png"} if earlier.get("spots") else set())
+
+
+def check_out_dir(out_dir: str | Path) -> list[Path]:
+    """Check the report's folder before any transport: it must be a folder (or creatable) and writable, and any
+    file of the report's names in it must be an earlier ``mcproton commission``'s (refused otherwise, naming the
+    file).  Returns the earlier report's files found there (they are replaced)."""
+    import os
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CommissionInputError(f"--out {out}: it is a file, not a folder; give a folder for the report")
+    if not out.exists():
+        up = out.absolute().parent
+        while not up.exists():
+            up = up.parent
+        if not up.is_dir() or not os.access(up, os.W_OK | os.X_OK):
+            raise CommissionInputError(f"--out {out}: cannot be created ({up} is not a writable folder); give a "
+                                       "folder you can write")
+        return []
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise CommissionInputError(f"--out {out}: the folder is not writable; give a folder you can write")
+    earlier = _earlier_json(out)
+    found = []
+    for p in sorted(out.iterdir()):
+        if p.name in REPORT_NAMES or FIGURE_NAME.match(p.name):
+            if not _ours(p, earlier):
+                raise CommissionInputError(f"--out {out}: {p.name} is there and was not written by mcproton "
+                                           "commission; it is not overwritten: give another --out folder, or move "
+                                           "the file")
+            found.append(p)
+    return found
 
 
 def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[str, Path]:
@@ -592,15 +878,16 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
 
     matplotlib.use("Agg", force=False)
     out = Path(out_dir)
+    earlier = check_out_dir(out)   # refuses a file that an earlier commission did not write
     out.mkdir(parents=True, exist_ok=True)
-    for old in [*out.glob("idd_*MeV.png"), out / "spots.png"]:   # an earlier report's figures (other energies)
-        if old.is_file() and not old.is_symlink():
+    for old in earlier:            # an earlier report's figures (other energies)
+        if old.suffix == ".png":
             old.unlink()
     paths: dict[str, Path] = {}
 
     def save(fig: Figure, name: str) -> None:
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
+        fig.savefig(buf, format="png", dpi=90, metadata={"Software": PNG_MARK})
         write_bytes_atomic(out / name, buf.getvalue())
         paths[name] = out / name
 
@@ -716,6 +1003,8 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
     def cell(v: Any) -> str:   # a dict (the beam model's file) as one line per entry; seconds to 0.1 s
         if isinstance(v, dict):
             return "<br>".join(f"{esc(str(k))}: {esc(str(x))}" for k, x in v.items() if x)
+        if isinstance(v, list):   # the measurement files, the warnings: one per line
+            return "<br>".join(cell(x) for x in v) or "&ndash;"
         return esc(f"{v:.1f}" if isinstance(v, float) and not float(v).is_integer() else str(v))
 
     if res.dose_per_mu:
@@ -731,9 +1020,16 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
                          f"<td>{r['spot_spacing_mm']:g}</td><td>{r['depth_mm']:g}</td><td>{r['gy_per_mu']:.4g}</td>"
                          f"<td>{r['model_gy_per_mu']:.4g}</td><td class='{v}'>{_fmt(c['difference'], 'relative')}"
                          f"</td><td>{100 * r['model_rel_uncertainty']:.2f} %</td>"
-                         f"<td>{r['model_protons_per_mu']:.4g} &rarr; {r['protons_per_mu_for_the_measurement']:.4g}"
-                         f"</td><td class='{v}'>{v}</td></tr>")
+                         f"<td>{r['model_protons_per_mu']:.4g} &rarr; {_fmt_ppmu(r)}"
+                         f"</td><td class='{v}'>{_verdict(c)}</td></tr>")
         parts.append("</table>")
+    hinted = [c for c in res.checks if c.get("hint")]
+    if hinted:
+        notes = []
+        for c in hinted:
+            where = f"{c['energy_mev']:g} MeV" + (f", z {c['z_mm']:g} mm" if "z_mm" in c else "")
+            notes.append(f"<li>{where}: {esc(c['quantity'])}: {esc(c['hint'])}</li>")
+        parts.append("<h2>Notes on the failures</h2><ul>" + "".join(notes) + "</ul>")
     prov = "".join(f"<tr><th>{esc(str(k))}</th><td style='text-align:left'>{cell(v)}</td></tr>"
                    for k, v in res.provenance.items())
     parts.append(f"<h2>Provenance</h2><table>{prov}</table>"
@@ -763,13 +1059,18 @@ def add_parser(sub: Any) -> None:
                                    "compared. Formats and tolerances: docs/beam_model.md.")
     p.add_argument("--beam-model", required=True, metavar="MODEL",
                    help="the beam model: a built-in name (dcpt_v5, ...), a .toml model or an MCsquare BDL")
-    p.add_argument("--idd", metavar="CSV", help="measured IDDs: columns nominal_energy_mev, depth_mm (water depth "
-                                               "from the surface), idd (any unit)")
-    p.add_argument("--spots", metavar="CSV", help="measured spot sizes in air: columns nominal_energy_mev, z_mm "
-                                                  "(from the isocentre, downstream +), sigma_x_mm, sigma_y_mm")
-    p.add_argument("--dose-per-mu", metavar="CSV",
+    several = (" (one file or several, e.g. one per energy: a glob, or the option repeated; an energy in one file "
+               "only)")
+    p.add_argument("--idd", metavar="CSV", action="append", nargs="+",
+                   help="measured IDDs: columns nominal_energy_mev, depth_mm (water depth from the surface), idd (any "
+                        "unit); through the peak and below 20 %% of it distally" + several)
+    p.add_argument("--spots", metavar="CSV", action="append", nargs="+",
+                   help="measured spot sizes in air: columns nominal_energy_mev, z_mm (from the isocentre, "
+                        "downstream +), sigma_x_mm, sigma_y_mm" + several)
+    p.add_argument("--dose-per-mu", metavar="CSV", action="append", nargs="+",
                    help="measured reference-field doses: columns nominal_energy_mev, field_size_mm, spot_spacing_mm, "
-                        "depth_mm (water surface at the isocentre), gy_per_mu (1 MU per spot)")
+                        f"depth_mm (water surface at the isocentre; in mm, {REF_MIN_DEPTH_MM:g} mm to "
+                        f"{REF_MAX_DEPTH_R80:g} x R80), gy_per_mu (1 MU per spot)" + several)
     p.add_argument("--out", required=True, metavar="DIR", help="folder for commission.html, commission.json and "
                                                                "the figures")
     p.add_argument("--primaries", type=int, default=200_000, help="Monte Carlo protons per IDD energy "
@@ -806,16 +1107,29 @@ def _cmd_commission(args: Any) -> int:
         except ValueError:
             raise CommissionInputError(f"--chamber-radius-mm {args.chamber_radius_mm!r}: give a radius in mm or "
                                        "none") from None
-    res = commission(args.beam_model, idd=args.idd, spots=args.spots, dose_per_mu=args.dose_per_mu,
-                     primaries=args.primaries, seed=args.seed,
+
+    def log(m: str) -> None:
+        sys.stderr.write(m + "\n")
+        sys.stderr.flush()
+
+    def flat(given: list[list[str]] | None) -> list[str] | None:   # --idd a b --idd c: [[a, b], [c]]
+        return None if given is None else [p for group in given for p in group]
+
+    earlier = check_out_dir(args.out)
+    if earlier:
+        log(f"mcproton commission: the earlier report in {args.out} ({', '.join(p.name for p in earlier)}) will be "
+            "replaced")
+    res = commission(args.beam_model, idd=flat(args.idd), spots=flat(args.spots),
+                     dose_per_mu=flat(args.dose_per_mu), primaries=args.primaries, seed=args.seed,
                      threads=args.threads, backend=args.backend, tolerances=tol, chamber_radius_mm=radius,
-                     spot_sigma=args.spot_sigma,
-                     log=lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+                     spot_sigma=args.spot_sigma, log=log, out_dir=args.out)
     paths = write_commission_report(res, args.out)
     for c in res.failed:
         where = f"{c['energy_mev']:g} MeV" + (f", z {c['z_mm']:g} mm" if "z_mm" in c else "")
-        print(f"FAIL {where}: {c['quantity']} {_fmt(c['difference'], c['unit'])} (tolerance "
-              f"{_fmt(c['tolerance'], c['unit']).lstrip('+')})")
+        word = "INCONCLUSIVE" if c.get("inconclusive") else "FAIL"
+        unc = f", MC uncertainty {100 * c['mc_uncertainty']:.2f} %" if "mc_uncertainty" in c else ""
+        print(f"{word} {where}: {c['quantity']} {_fmt(c['difference'], c['unit'], c['tolerance'])} (tolerance "
+              f"{_fmt(c['tolerance'], c['unit']).lstrip('+')}{unc})" + (f": {c['hint']}" if c.get("hint") else ""))
     print(f"{'PASS' if res.passed else 'FAIL'}: beam model {res.beam_model}, {len(res.checks)} quantities, "
           f"{len(res.failed)} outside tolerance\nreport: {paths['commission.html']}")
     return 0 if res.passed else 1

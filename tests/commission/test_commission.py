@@ -266,3 +266,198 @@ def test_reference_fields_that_cannot_be_compared(v5, tmp_path, line, match):
     p.write_text("nominal_energy_mev,field_size_mm,spot_spacing_mm,depth_mm,gy_per_mu\n" + line + "\n")
     with pytest.raises(CommissionInputError, match=match):
         commission(v5, dose_per_mu=p)
+
+
+# ------------------------------------------------------------- the audit of 2026-12-05 (F1-F4, F6-F8, F10)
+@pytest.fixture
+def no_transport(monkeypatch):
+    """Any Monte Carlo run fails the test: what is refused must be refused before the first transport."""
+    import mcproton.commission as C
+
+    def boom(*a, **k):
+        raise AssertionError("a Monte Carlo run started before the input was refused")
+
+    monkeypatch.setattr(C, "model_idd", boom)
+    monkeypatch.setattr(C, "model_dose_per_mu", boom)
+
+
+def _dpm(tmp_path, line: str):
+    p = tmp_path / "dpm.csv"
+    p.write_text("nominal_energy_mev,field_size_mm,spot_spacing_mm,depth_mm,gy_per_mu\n" + line + "\n")
+    return p
+
+
+@pytest.mark.parametrize("depth, match", [
+    (100, r"100 MeV: depth_mm = 100 is beyond the beam's range \(the model's R80 there is about 7\d\.\d mm\)"),
+    (74, r"depth_mm = 74 is in the Bragg peak or its distal fall-off"),
+    (2, r"depth_mm = 2 is shallower than 5 mm.*is it in cm\? give the depth in mm"),
+])
+def test_a_reference_depth_outside_the_plateau_is_refused_before_any_transport(v5, measured_idd, tmp_path,
+                                                                                no_transport, depth, match):
+    """F2: beyond the range the run crashed (ZeroDivisionError) after every MC run; in the fall-off it was judged
+    (+250 %); F3: 2 (cm) read as 2 mm failed the right model by -5.4 %.  100 MeV: R80 77.6 mm."""
+    p = _dpm(tmp_path, f"100,100,5,{depth},0.0145")
+    with pytest.raises(CommissionInputError, match=match):
+        commission(v5, idd=measured_idd, dose_per_mu=p, primaries=N)
+    assert main(["commission", "--beam-model", "dcpt_v5", "--dose-per-mu", str(p), "--out",
+                 str(tmp_path / "o")]) == 2
+
+
+def test_several_files_per_option_are_all_read(measured_spots, tmp_path, capsys, no_transport):
+    """F1: --spots a --spots b kept only b, and the report said PASS; now every file is read (the option repeated
+    or a glob's several names), and an energy in two files is refused, naming both."""
+    head, *lines = measured_spots.read_text().splitlines()
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    a.write_text("\n".join([head] + [x for x in lines if x.startswith("80.0")]) + "\n")
+    b.write_text("\n".join([head] + [x for x in lines if not x.startswith("80.0")]) + "\n")
+    c.write_text("\n".join([head] + [x for x in lines if x.startswith("150.0")]) + "\n")
+    assert main(["commission", "--beam-model", "dcpt_v5", "--spots", str(a), "--spots", str(b), "--out",
+                 str(tmp_path / "o1")]) == 0
+    assert "18 quantities" in capsys.readouterr().out
+    assert main(["commission", "--beam-model", "dcpt_v5", "--spots", str(a), str(b), "--out",
+                 str(tmp_path / "o2")]) == 0
+    assert "18 quantities" in capsys.readouterr().out
+    import json
+
+    doc = json.loads((tmp_path / "o2" / "commission.json").read_text())
+    assert [f["path"] for f in doc["provenance"]["spot_files"]] == [str(a.resolve()), str(b.resolve())]
+    assert main(["commission", "--beam-model", "dcpt_v5", "--spots", str(b), "--spots", str(c), "--out",
+                 str(tmp_path / "o3")]) == 2
+    err = capsys.readouterr().err
+    assert f"150 MeV is in both {b} and {c}" in err
+
+
+def test_an_idd_that_cannot_be_measured_is_refused_before_any_transport_naming_file_and_energy(
+        v5, measured_idd, tmp_path, no_transport):
+    """F6: a metric error came after every MC run and named no file or energy."""
+    text = measured_idd.read_text().splitlines()
+    first = next(i for i, x in enumerate(text) if x.startswith("140,"))
+    e, z, _ = text[first].split(",")
+    text[first] = f"{e},{z},0"   # entrance dose 0: no peak/entrance ratio
+    p = tmp_path / "zero_entrance.csv"
+    p.write_text("\n".join(text) + "\n")
+    with pytest.raises(CommissionInputError, match=rf"measured IDD file {p}: 140 MeV: entrance dose is not positive"):
+        commission(v5, idd=p, primaries=N)
+    with pytest.raises(CommissionInputError, match=r"90 MeV is in both .*idd.csv and .*zero_entrance.csv"):
+        commission(v5, idd=[measured_idd, p], primaries=N)
+
+
+def test_an_idd_ending_between_10_and_20_percent_is_compared(v5, measured_idd, tmp_path):
+    """F6: the documented requirement is a fall below 20 %; R10 (which no check uses) made a curve ending at
+    17.5 % fail after the MC."""
+    rows = [x.split(",") for x in measured_idd.read_text().splitlines()[2:] if x.startswith("90,")]
+    d = np.array([float(r[2]) for r in rows])
+    i = int(np.argmax(d))
+    b = i + int(np.nonzero(d[i:] < 0.2 * d[i])[0][0])   # the first point below 20 %; the one before: above
+    za, zb = float(rows[b - 1][1]), float(rows[b][1])
+    z15 = za + (zb - za) * (d[b - 1] - 0.15 * d[i]) / (d[b - 1] - d[b])   # 15 %, on the line of the two: same R20
+    p = tmp_path / "short.csv"
+    p.write_text("nominal_energy_mev,depth_mm,idd\n" + "\n".join(",".join(r) for r in rows[:b])
+                 + f"\n90,{z15:.4f},{0.15 * d[i]:.5f}\n")
+    res = commission(v5, idd=p, primaries=N, seed=1, threads=1)
+    assert res.passed, res.failed
+
+
+def test_the_out_folder_is_checked_before_any_transport_and_foreign_files_are_kept(measured_spots, measured_idd,
+                                                                                   tmp_path, capsys, v5):
+    """F7: a user's spots.png, idd_*MeV.png and commission.html in --out were deleted or overwritten; an --out that
+    is a file failed after the MC."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    import mcproton.commission as C
+
+    with pytest.raises(CommissionInputError, match="it is a file, not a folder"):
+        C.commission(v5, idd=measured_idd, primaries=N, out_dir=afile)   # before the MC (it would take seconds)
+    out = tmp_path / "out"
+    assert main(["commission", "--beam-model", "dcpt_v5", "--spots", str(measured_spots), "--out", str(out)]) == 0
+    assert main(["commission", "--beam-model", "dcpt_v5", "--spots", str(measured_spots), "--out", str(out)]) == 0
+    assert "the earlier report in" in capsys.readouterr().err   # our own report: recognised and replaced
+    for name in ("spots.png", "idd_raw_scan_150MeV.png", "commission.html"):
+        mine = tmp_path / f"mine_{name}"
+        mine.mkdir()
+        (mine / name).write_bytes(b"the user's own file")
+        assert main(["commission", "--beam-model", "dcpt_v5", "--spots", str(measured_spots), "--out",
+                     str(mine)]) == 2
+        assert f"{name} is there and was not written by mcproton commission" in capsys.readouterr().err
+        assert (mine / name).read_bytes() == b"the user's own file"
+
+
+def test_unit_slips_are_named_in_the_failure(v5, measured_spots, tmp_path, capsys):
+    """F10: a FWHM given as sigma failed every spot by -57.5 % (1/2.355) without a word; F3/F10: a dose per MU in
+    cGy failed by -99 %."""
+    head, *lines = measured_spots.read_text().splitlines()
+    fwhm = [head] + [", ".join([x.split(",")[0], x.split(",")[1]] + [f"{2.3548 * float(v):.4f}"
+                                                                    for v in x.split(",")[2:]]) for x in lines]
+    p = tmp_path / "fwhm.csv"
+    p.write_text("\n".join(fwhm) + "\n")
+    assert main(["commission", "--beam-model", "dcpt_v5", "--spots", str(p), "--out", str(tmp_path / "o")]) == 1
+    out = capsys.readouterr().out
+    assert out.count("a FWHM given as sigma? give sigma = FWHM / 2.355") == 18
+    import json
+
+    doc = json.loads((tmp_path / "o" / "commission.json").read_text())
+    assert any("every spot size fails by one factor" in w for w in doc["provenance"]["warnings"])
+    assert "FWHM given as sigma" in (tmp_path / "o" / "commission.html").read_text()
+
+
+def test_dose_per_mu_in_cgy_and_a_noisy_mc_are_said(v5, tmp_path, monkeypatch, capsys):
+    """F10: Gy/MU given in cGy/MU; F4: an MC uncertainty too large for the 2 % tolerance gives "inconclusive" (not
+    a pass or fail on noise) and no protons/MU suggestion.  The MC is replaced by its answer (dose, uncertainty)."""
+    import mcproton.commission as C
+
+    unc = {"rel": 0.002}
+    monkeypatch.setattr(C, "model_dose_per_mu", lambda *a, **k: (0.0145, unc["rel"]))
+    cgy = C.commission(v5, dose_per_mu=_dpm(tmp_path, "100,100,5,20,1.45"))
+    (f,) = cgy.failed
+    assert "in cGy/MU? give Gy/MU" in f["hint"] and not f.get("inconclusive")
+    unc["rel"] = 0.05
+    noisy = C.commission(v5, dose_per_mu=_dpm(tmp_path, "100,100,5,20,0.0146"))
+    (f,) = noisy.failed
+    assert f["inconclusive"] and "raise --primaries" in f["hint"] and f["mc_uncertainty"] == 0.05
+    assert noisy.dose_per_mu[0]["protons_per_mu_for_the_measurement"] is None
+    assert main(["commission", "--beam-model", "dcpt_v5", "--dose-per-mu", str(_dpm(tmp_path, "100,100,5,20,0.0146")),
+                 "--out", str(tmp_path / "o")]) == 1
+    out = capsys.readouterr().out
+    assert "INCONCLUSIVE 100 MeV: dose per MU -0.7 % (tolerance 2.0 %, MC uncertainty 5.00 %)" in out
+    assert "inconclusive" in (tmp_path / "o" / "commission.html").read_text()
+    assert C._fmt(0.0204, "relative", 0.02) == "+2.04 %"   # a FAIL never shows the tolerance itself
+
+
+def test_the_provenance_names_the_data_the_date_and_the_warnings(v5, measured_spots, monkeypatch):
+    """F8: the measurement files were relative paths without a hash; no date; the beam model's load warnings only
+    on the terminal."""
+    import hashlib
+
+    import mcproton._io.beam_model as B
+    from mcproton._io.errors import warn
+
+    def load(name):
+        warn("spot sigma 0.389 mm at 100 MeV: not cm, not a FWHM?")
+        return v5
+
+    monkeypatch.setattr(B, "load_beam_model", load)
+    with pytest.warns(Warning, match="not a FWHM"):
+        res = commission("my.toml", spots=measured_spots)
+    (f,) = res.provenance["spot_files"]
+    assert f["path"] == str(measured_spots.resolve())
+    assert f["sha256"] == hashlib.sha256(measured_spots.read_bytes()).hexdigest()
+    assert res.provenance["run_started_utc"].endswith("+00:00")
+    assert res.provenance["warnings"] == ["spot sigma 0.389 mm at 100 MeV: not cm, not a FWHM?"]
+
+
+def test_idd_depths_in_cm_are_named_and_the_energy_asked_for_is_the_inverse_range(v5, measured_idd, tmp_path):
+    """F10: a measured IDD with its depths in cm (in the depth_mm column) failed R80 by +142 mm with no hint, and
+    one Newton step suggested 72.3 MeV for a measured R80 that 41 MeV gives.  Here 140 MeV: R80 about 138 mm, read
+    as 13.8 mm (about 40 MeV by the CSDA range)."""
+    rows = [x.split(",") for x in measured_idd.read_text().splitlines()[2:] if x.startswith("140,")]
+    p = tmp_path / "cm.csv"
+    p.write_text("nominal_energy_mev,depth_mm,idd\n" + "".join(f"140,{float(z) / 10:.4f},{d}\n" for _, z, d in rows))
+    res = commission(v5, idd=p, primaries=N, seed=1, threads=1)
+    r80 = next(c for c in res.failed if c["quantity"] == "R80 (mm)")
+    assert "the measured depths in cm? give mm" in r80["hint"]
+    from mcproton.validation.reference import icru90_water
+
+    (row,) = res.idd
+    e = row["suggested_mean_energy_mev"]
+    assert 35 < e < 45
+    assert float(icru90_water().csda_range(e)) * 10 == pytest.approx(row["measured"]["R80_mm"], rel=0.05)
