@@ -15,7 +15,9 @@ them and compares the two:
   failed the 1 %/1 mm gamma (62 % of the points; a review, 2026-12-05).  The MC curve is scaled onto the
   measured one by least squares over the points at or above 10 % of the measured maximum (the scale is reported:
   measured IDDs are in any unit), then compared: distal R90 and R80, the distal fall-off R20-R80 (DFO), the
-  peak/entrance ratio, and a 1-D gamma index 1 %/1 mm.
+  peak/entrance ratio, and a 1-D gamma index 1 %/1 mm.  The measured curve's metrics come from its points, the
+  model's alike from its curve taken at the measured depths (shifted by its fitted depth offset): sampled every
+  2 mm, a curve's peak and fall-off differ from the beam's by the sampling alone (:func:`_model_at_measured_depths`).
 * **Spot sizes in air** (analytic, the model's own transport): each Gaussian component drifts in vacuum from the
   model's plane, sigma(d)^2 = sigma^2 + 2 rho sigma theta d + theta^2 d^2 at a distance d downstream of the plane.
   A measured sigma is a Gaussian fitted to the profile's core, so by default (``spot_sigma="core"``) it is
@@ -497,6 +499,52 @@ def _idd_metrics(z: np.ndarray, d: np.ndarray, entrance_mm: float, what: str) ->
     return r, float(pe)
 
 
+def _depth_offset_mm(zm: np.ndarray, dm: np.ndarray, zc: np.ndarray, mc: np.ndarray, guess_mm: float) -> float:
+    """The depth offset s (mm) that lays the model's curve onto the measured points: least squares of dm against
+    a x mc(zm + s) over the points at or above 10 % of the measured maximum (a, the scale, optimal for each s), on a
+    0.005 mm grid within twice the largest measured step (at least 1 mm) of ``guess_mm``."""
+    use = dm >= 0.1 * dm.max()
+    z, d = zm[use], dm[use]
+    half = max(1.0, 2.0 * float(np.diff(zm).max()))
+    grid = guess_mm + np.arange(-half, half + 0.0025, 0.005)
+    c = np.interp((z[None, :] + grid[:, None]).ravel(), zc, mc).reshape(grid.size, z.size)
+    cc = np.einsum("ij,ij->i", c, c)
+    cd = c @ d
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cost = np.where(cc > 0, d @ d - cd * cd / cc, np.inf)   # the residual with the best scale
+    return float(grid[int(np.argmin(cost))])
+
+
+def _model_at_measured_depths(zm: np.ndarray, dm: np.ndarray, zc: np.ndarray, mc: np.ndarray,
+                              bins: tuple[dict, float], ent: float, r80_measured_mm: float
+                              ) -> tuple[dict, float, float, str]:
+    """The model's metrics from its curve at the measured depths, found as the measured curve's are: (metrics,
+    peak/entrance, the depth offset s, how the curve was sampled).  A chamber measures at points: a curve sampled
+    every 2 mm misses the top of the Bragg peak and crosses the fall-off in 2 mm chords, so its metrics differ
+    from those of the model's 0.5 mm bins by the sampling alone (the right model failed the DFO by -0.53 mm and
+    the peak/entrance by +13.6 % against its own IDD sampled every 2 mm at 70 MeV; the audit of 2026-12-05, F5).
+    That bias depends on where the samples fall on the peak and the fall-off, so the model (its 0.5 mm bins
+    interpolated linearly) is sampled at the measured depths shifted by its depth offset s fitted to the measured
+    points (:func:`_depth_offset_mm`, from the difference of R80s ``r80_measured_mm`` and the bins'; 0 for the
+    right model): its samples fall where the measurement's do, and a
+    model 1.5 MeV low is not judged by a phase of the 2 mm grid (at the measured depths themselves its R80 passed
+    by -0.97 mm, with spurious DFO and peak/entrance failures for +1.5 MeV).  The entrance is the model's at
+    ``ent`` (not shifted: the surface is the surface).  Where the sampled curve has no metrics (it does not fall
+    below 20 %): the metrics of the bins (``bins``), so said."""
+    rb = bins[0]
+    s = _depth_offset_mm(zm, dm, zc, mc, guess_mm=rb["R80"] - r80_measured_mm)
+    z = zm + s
+    at = np.interp(z, zc, mc)   # clamped: a depth above the first bin's centre (0.25 mm) gets the first bin's value
+    try:
+        r, _ = _idd_metrics(z, at, float(z[0]), "the model at the measured depths")
+    except CommissionInputError as exc:
+        return *bins, s, f"its {IDD_BIN_MM:g} mm bins: {exc}"
+    return r, float(at.max() / np.interp(ent, zc, mc)), s, (
+        f"at the measured depths {s:+.3f} mm (the model's depth offset fitted to the measured points, so that its "
+        f"samples fall on its peak and fall-off where the measurement's fall on theirs; its {IDD_BIN_MM:g} mm bins "
+        "interpolated linearly), its metrics found as the measured curve's")
+
+
 def _compare_idd(energy: float, zm: np.ndarray, dm: np.ndarray, zc: np.ndarray, dc: np.ndarray,
                  tol: Tolerances, mean_mev: float) -> tuple[dict, np.ndarray]:
     from .validation import metrics as M
@@ -511,7 +559,8 @@ def _compare_idd(energy: float, zm: np.ndarray, dm: np.ndarray, zc: np.ndarray, 
     mc = dc * scale
     ent = float(max(zm[0], zc[0]))
     rm, pe_m = _idd_metrics(zm, dm, ent, f"the measured IDD at {energy:g} MeV")
-    rc, pe_c = _idd_metrics(zc, mc, ent, f"beam model's IDD at {energy:g} MeV")
+    rb, pe_b = _idd_metrics(zc, mc, ent, f"beam model's IDD at {energy:g} MeV")
+    rc, pe_c, shift, sampled = _model_at_measured_depths(zm, dm, zc, mc, (rb, pe_b), ent, rm["R80"])
     g = M.gamma_1d(zm, dm, zc, mc, dose_percent=tol.gamma_dose_percent, dta_mm=tol.gamma_dta_mm,
                    cutoff_percent=10.0)
     checks = [_check("R90 (mm)", rc["R90"] - rm["R90"], tol.range_mm, "mm"),
@@ -526,6 +575,9 @@ def _compare_idd(energy: float, zm: np.ndarray, dm: np.ndarray, zc: np.ndarray, 
                         "peak_entrance": pe_m},
            "model": {"R90_mm": rc["R90"], "R80_mm": rc["R80"], "dfo_mm": rc["falloff_80_20"],
                      "peak_entrance": pe_c},
+           "model_sampled": sampled, "model_depth_offset_mm": shift,
+           "model_bins": {"R90_mm": rb["R90"], "R80_mm": rb["R80"], "dfo_mm": rb["falloff_80_20"],
+                          "peak_entrance": pe_b},
            "entrance_depth_mm": ent, "mc_scale_to_measured": scale, "gamma_points": int(g.n_evaluated),
            "model_mean_energy_mev": float(mean_mev),
            "suggested_mean_energy_mev": suggested_mean_energy_mev(mean_mev, rc["R80"] - rm["R80"]),
@@ -941,8 +993,10 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
              f"{100 * t.sigma_rel:g} % (the reasons: <code>mcproton.commission</code>'s docstring). Model minus "
              "measured throughout.</p>",
              f"<p>The model's IDDs are integrated over {esc(_chamber_words(res.provenance))} (the measuring chamber: "
-             f"<code>--chamber-radius-mm</code>); its spot sigmas are {esc(_sigma_words(res.provenance))} "
-             "(<code>--spot-sigma</code>).</p>"]
+             "<code>--chamber-radius-mm</code>), and taken at the measured depths (shifted by its fitted depth "
+             f"offset; its {IDD_BIN_MM:g} mm bins interpolated) so that its R90, R80, DFO and peak/entrance are "
+             "found as the measured curve's, from points sampled alike; its spot sigmas are "
+             f"{esc(_sigma_words(res.provenance))} (<code>--spot-sigma</code>).</p>"]
     if res.idd:
         parts.append("<h2>Integrated depth doses</h2><table><tr><th>energy (MeV)</th><th>R90 (mm)</th>"
                      "<th>R80 (mm)</th><th>&Delta;R90</th><th>&Delta;R80</th><th>DFO (mm)</th><th>&Delta;DFO</th>"
@@ -963,6 +1017,8 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
                 f"<td>{r['model_mean_energy_mev']:.2f} &rarr; {r['suggested_mean_energy_mev']:.2f}</td>"
                 f"<td class='{'PASS' if r['passed'] else 'FAIL'}'>{'PASS' if r['passed'] else 'FAIL'}</td></tr>")
         parts.append("</table>")
+        parts += [f"<p>{r['nominal_energy_mev']:g} MeV: the model's metrics are those of {esc(r['model_sampled'])}.</p>"
+                  for r in res.idd if not r.get("model_sampled", "").startswith("at the measured depths")]
         parts += [f"<p><img src='idd_{e:g}MeV.png' alt='IDD at {e:g} MeV'></p>" for e in res.curves]
     if res.spots:
         parts.append("<h2>Spot sizes in air</h2><table><tr><th>energy (MeV)</th><th>z (mm)</th>"
