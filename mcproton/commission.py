@@ -460,20 +460,22 @@ def _check(quantity: str, diff: float, tol: float, unit: str) -> dict:
             "passed": bool(abs(diff) <= tol)}
 
 
+def water_csda_range_mm(energy_mev: float) -> float:
+    """The ICRU 90 CSDA range in water (mm) of protons of ``energy_mev``: the validation's reference table, what
+    the model's R80 is estimated from before any transport and the suggested mean energy inverts."""
+    from .validation.core import water_density
+    from .validation.reference import icru90_water
+
+    return float(icru90_water().csda_range(energy_mev)) * 10.0 / water_density()
+
+
 def suggested_mean_energy_mev(mean_mev: float, r80_diff_mm: float) -> float:
     """The mean energy that would move the model's R80 by ``-r80_diff_mm`` (model minus measured): the ICRU 90
     CSDA range of water inverted (R80 follows the CSDA range within a few tenths of a per cent, and its slope to
     well below one per cent) at the model's range minus the difference.  Inverted rather than one Newton step:
     that was within 0.1 MeV for +-3 MeV, but 31 MeV off for a measured curve with its depths in cm (R80 -142 mm;
     the audit of 2026-12-05, F10).  NaN where no energy has that range (a difference beyond the model's range)."""
-    from .validation.core import water_density
-    from .validation.reference import icru90_water
-
-    w = icru90_water()
-
-    def r_mm(e: float) -> float:
-        return float(w.csda_range(e)) * 10.0 / water_density()
-
+    r_mm = water_csda_range_mm
     target = r_mm(mean_mev) - r80_diff_mm
     lo, hi = 1.0, 500.0
     if not r_mm(lo) < target < r_mm(hi):
@@ -613,10 +615,7 @@ def _once_per_energy(found: dict[float, Path], e: float, p: Path, what: str) -> 
 def model_r80_mm(model: Any, energy: float) -> float:
     """The model's R80 at nominal ``energy`` before any transport: the ICRU 90 CSDA range in water of its mean
     energy (R80 follows it within a few tenths of a per cent, :func:`suggested_mean_energy_mev`), in mm."""
-    from .validation.core import water_density
-    from .validation.reference import icru90_water
-
-    return float(icru90_water().csda_range(_entry(model, energy).mean_energy_mev) * 10.0 / water_density())
+    return water_csda_range_mm(_entry(model, energy).mean_energy_mev)
 
 
 def _check_reference_depth(model: Any, r: dict, path: Path) -> None:
