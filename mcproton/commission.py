@@ -894,9 +894,9 @@ def check_out_dir(out_dir: str | Path) -> list[Path]:
     if out.exists() and not out.is_dir():
         raise CommissionInputError(f"--out {out}: it is a file, not a folder; give a folder for the report")
     if not out.exists():
-        up = out.absolute().parent
-        while not up.exists():
-            up = up.parent
+        from ._run.inputs import _existing_folder
+
+        up = _existing_folder(out.absolute())
         if not up.is_dir() or not os.access(up, os.W_OK | os.X_OK):
             raise CommissionInputError(f"--out {out}: cannot be created ({up} is not a writable folder); give a "
                                        "folder you can write")
