@@ -6,12 +6,14 @@ import dataclasses
 import errno
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
 from ._io.console import dropping_std_streams, write_stderr
+from ._signals import RaiseOnStopSignals, StopSignal
 
 
 def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out: Path, checkpointed: bool) -> None:
@@ -159,52 +161,28 @@ def _remove_earlier_outputs(paths: list[Path]) -> None:
             pass
 
 
-class _OutputInterrupted(BaseException):
-    """SIGINT/SIGTERM/SIGHUP while the outputs are written (a BaseException: no ``except Exception`` on the way
-    keeps it; the atomic writer removes its temporary file as it passes)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+class _OutputInterrupted(StopSignal):
+    """SIGINT/SIGTERM while the outputs are written."""
 
 
-class _OutputPhase:
-    """``with _OutputPhase() as phase:``: SIGINT/SIGTERM raise :class:`_OutputInterrupted` at once (the file
-    being written is removed by mcproton._io.atomic; a further signal while that unwinds is ignored);
-    ``phase.written`` lists the outputs written so far, for the message.  SIGHUP (the terminal closed, an ssh
-    session dropped) is ignored here: the transport is done and the outputs take seconds, so they are finished
+class _OutputPhase(RaiseOnStopSignals):
+    """``with _OutputPhase() as phase:``: SIGINT/SIGTERM raise :class:`_OutputInterrupted` at once (the file being
+    written is removed by mcproton._io.atomic; a further signal while that unwinds is ignored, and every signal once
+    ``done``); ``phase.written`` lists the outputs written so far, for the message.  SIGHUP (the terminal closed, an
+    ssh session dropped) is ignored here: the transport is done and the outputs take seconds, so they are finished
     for a user who is no longer there to resume (with --no-checkpoint a stop would lose the run; a review of
     2026-12-05)."""
 
+    exc = _OutputInterrupted
+    ignored = tuple(s for s in (getattr(signal, "SIGHUP", None),) if s is not None)
+
     def __init__(self) -> None:
+        super().__init__()
         self.written: list[str] = []
-        self._old: dict[int, Any] = {}
-        self.signum: int | None = None
         self.done = False
 
-    def __enter__(self) -> "_OutputPhase":
-        import signal
-        import threading
-
-        from ._run.job import stop_signals
-
-        if threading.current_thread() is threading.main_thread():
-            hup = getattr(signal, "SIGHUP", None)
-            for s in stop_signals():   # SIGINT, SIGTERM; SIGHUP (unless ignored: nohup) is ignored while writing
-                self._old[s] = signal.signal(s, signal.SIG_IGN if s == hup else self._handle)
-        return self
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.signum is not None or self.done:
-            return
-        self.signum = signum
-        raise _OutputInterrupted(signum)
-
-    def __exit__(self, *exc: Any) -> None:
-        import signal
-
-        for s, h in self._old.items():
-            signal.signal(s, h)
+    def quiet(self) -> bool:
+        return self.done
 
 
 def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geometry: Any, beams: list,

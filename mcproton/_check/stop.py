@@ -19,21 +19,16 @@ import contextvars
 import functools
 import inspect
 import signal
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._signals import RaiseOnStopSignals, StopSignal
 from .out_dir import MC_DOSE_NAME, PHANTOM_DIR, REPORT_FILES
 
 
-class CheckStopped(BaseException):
-    """SIGINT/SIGTERM/SIGHUP outside the MC of a check (a BaseException: no ``except Exception`` on the way keeps
-    it)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+class CheckStopped(StopSignal):
+    """SIGINT/SIGTERM/SIGHUP outside the MC of a check."""
 
 
 class CheckRun:
@@ -101,32 +96,22 @@ def progress(phase: str | None = None, *, earlier: Any = None, complete: bool = 
         run.complete = True
 
 
-class _Handlers:
+class _Handlers(RaiseOnStopSignals):
     """``with _Handlers(run):`` SIGINT/SIGTERM/SIGHUP raise :class:`CheckStopped` (main thread only: elsewhere signals
     cannot be handled); the first one only, and none once the check is complete.  The MC's own handlers
     (mcproton._run.job._StopFlag) replace these while it runs and put them back after it."""
 
+    exc = CheckStopped
+
     def __init__(self, run: CheckRun) -> None:
+        super().__init__()
         self.run = run
-        self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> "_Handlers":
-        if threading.current_thread() is threading.main_thread():
-            from .._run.job import stop_signals
+    def quiet(self) -> bool:
+        return self.run.signum is not None or self.run.complete
 
-            for s in stop_signals():   # SIGHUP too (a dropped ssh session), unless ignored (nohup): as the MC's
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.run.signum is not None or self.run.complete:
-            return
+    def stopped(self, signum: int) -> None:
         self.run.signum = signum
-        raise CheckStopped(signum)
-
-    def __exit__(self, *exc: Any) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
 
 
 def stops_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:

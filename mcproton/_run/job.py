@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .._io.console import write_stderr
+from .._signals import RaiseOnStopSignals, StopSignal, stop_signals  # noqa: F401  (the run's stop signals)
 from .._timing import phase
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, geometry_hash, \
     load_checkpoint, save_checkpoint
@@ -44,18 +45,6 @@ class RunInterrupted(Exception):
         self.code = code
         self.results = results
         self.kept = kept
-
-
-def stop_signals() -> tuple[int, ...]:
-    """The signals that stop a run with a checkpoint: SIGINT (Ctrl-C), SIGTERM (kill, a batch scheduler) and,
-    where it exists, SIGHUP (the terminal closed, an ssh session dropped: the long-runs audit 2, F10, where it
-    killed the run without the checkpoint of the batches done) - unless SIGHUP is ignored (``nohup``: the run
-    must then survive the terminal)."""
-    out = [signal.SIGINT, signal.SIGTERM]
-    hup = getattr(signal, "SIGHUP", None)
-    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
-        out.append(hup)
-    return tuple(out)
 
 
 #: whether a second SIGINT/SIGTERM ends the process at once (``os._exit``): the command line sets it

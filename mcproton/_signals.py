@@ -1,0 +1,70 @@
+"""The stop signals of a run or a check, and the handlers of the phases that stop at once where a signal arrives
+(``mcproton run``'s outputs, ``mcproton check`` outside its MC).  A light module (no numpy): the command line uses
+it before the run is imported.  The transport's own handler, which finishes the batch in flight, is
+mcproton._run.job._StopFlag."""
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+
+def stop_signals() -> tuple[int, ...]:
+    """The signals that stop a run with a checkpoint: SIGINT (Ctrl-C), SIGTERM (kill, a batch scheduler) and,
+    where it exists, SIGHUP (the terminal closed, an ssh session dropped: the long-runs audit 2, F10, where it
+    killed the run without the checkpoint of the batches done) - unless SIGHUP is ignored (``nohup``: the run
+    must then survive the terminal)."""
+    out = [signal.SIGINT, signal.SIGTERM]
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+        out.append(hup)
+    return tuple(out)
+
+
+class StopSignal(BaseException):
+    """A stop signal (:func:`stop_signals`) raised where it arrived (a BaseException: no ``except Exception`` on
+    the way keeps it; the atomic writer removes its temporary file as it passes)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class RaiseOnStopSignals:
+    """``with RaiseOnStopSignals():`` a stop signal (:func:`stop_signals`) raises :attr:`exc` at once (main thread
+    only: elsewhere signals cannot be handled); the first one only (a further one while it unwinds is ignored), and
+    none while :meth:`quiet` says so; the signals in :attr:`ignored` are ignored for the block; the handlers are put
+    back after it.  ``signum``: the signal that stopped it.  For the phases that stop at once, outside the
+    transport (whose _StopFlag finishes the batch in flight): ``mcproton run``'s outputs, ``mcproton check``
+    outside its MC."""
+
+    exc: type[StopSignal] = StopSignal
+    ignored: tuple[int, ...] = ()
+
+    def __init__(self) -> None:
+        self._old: dict[int, Any] = {}
+        self.signum: int | None = None
+
+    def quiet(self) -> bool:
+        """Whether a signal now is ignored (e.g. the work is complete)."""
+        return False
+
+    def stopped(self, signum: int) -> None:
+        """Called with the signal before :attr:`exc` is raised."""
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in stop_signals():
+                self._old[s] = signal.signal(s, signal.SIG_IGN if s in self.ignored else self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signum is not None or self.quiet():
+            return
+        self.signum = signum
+        self.stopped(signum)
+        raise self.exc(signum)
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
