@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .._io.console import write_stderr
-from .._signals import RaiseOnStopSignals, StopSignal, stop_signals  # noqa: F401  (the run's stop signals)
+from .._signals import stop_signals
 from .._timing import phase
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, geometry_hash, \
     load_checkpoint, save_checkpoint
