@@ -547,7 +547,7 @@ def make_head_phantom(age_years: float, voxel_mm: float = 2.0, *, sex: str = "ma
             _box(p["bs_c"], p["bs_s"]), lambda sub, X, Y, Z: sub == LABEL_IDS["spinal_canal_csf"])
 
     # materials
-    mat_names = ["air"] + sorted({t for _, t in LABELS.values()})
+    mat_names = ["air"] + sorted({t for _, t in LABELS.values()} - {"air"})   # air first: the outside
     mats = [get_tissue(nm) for nm in mat_names]
     lut = np.zeros(max(LABELS) + 1, np.uint8)
     for i, (_, t) in LABELS.items():

@@ -101,6 +101,9 @@ def test_materials_valid(phantoms):
             rho = g.density_g_cm3_zyx[g.labels_zyx == ids[0]]
             assert lo <= rho.min() <= rho.max() <= hi, name
     assert {m.name for m in g.materials} >= {"air", "brain", "csf", "skull_calvarium", "eye_lens"}
+    names = [m.name for m in g.materials]   # each medium once (air was listed twice: the outside and the cavities)
+    assert len(names) == len(set(names)), names
+    assert names[0] == "air" and g.material_index_zyx[0, 0, 0] == 0
 
 
 @pytest.mark.parametrize("age", [0.4, 18.5, -1, float("nan")])
