@@ -20,6 +20,7 @@ from .compare import (GAMMA_CRITERIA, NOISE_REALISATIONS, NOISE_SEED_OFFSET, bea
 from .compute import (MCDose, build_geometry, mc_dose_description, mc_rbe, phantom_ct_from_struct, run_mc,
                       to_tps_grid)
 from .inputs import CheckInputError, CheckInputs, gather
+from .level_text import fixed, judged, level_decimals, level_texts
 from .levels import ActionLevels
 from .prescription import median_source, plan_dose_references, plan_prescriptions
 from .._io.atomic import write_bytes_atomic
@@ -976,8 +977,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     checks: list[dict] = []
 
     def add(quantity: str, value: float, limit: float, ok: bool, unit: str, kind: str, level: str) -> None:
+        # the value and limit with the decimals that show which side of the limit the value is (level_text: 3.004 %
+        # read "3.00 %" against "3 %" and FAIL, audit 13 F6); a difference signed, as the report's tables give it
+        value_text, limit_text = level_texts(value, limit, bool(ok), kind, unit, signed=kind == "|.| <=")
         checks.append({"quantity": quantity, "value": value, "limit": limit, "passed": bool(ok), "level": level,
-                       "value_text": f"{value:.2f} {unit}".strip(), "limit_text": f"{kind} {limit:g} {unit}".strip()})
+                       "value_text": value_text, "limit_text": limit_text})
 
     for name, key in (("3%/2mm", "gamma_3_2_min"), ("2%/2mm", "gamma_2_2_min")):
         pr = gam[name]["pass_rate"] * 100
@@ -1006,9 +1010,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             # +4.2 % whose cold corner was the TPS's, review 2026-12-05)
             ok, v, vals = d95_verdict(m, lim)
             add(f"{nm} {met} difference", v, lim, ok, f"% of the TPS {met}", "|.| <=", key)
+            dec = level_decimals([(x, judged(x, lim, "|.| <=")) for x in vals.values()], lim, "|.| <=")
+            checks[-1]["limit_text"] = f"|.| <= {fixed(lim, dec)} % of the TPS {met}"
             checks[-1]["value_text"] = (
-                ", ".join(f"{k} {x:+.2f} %" for k, x in vals.items()) + " of the TPS D95 (the MC's noise alone shifts "
-                f"the TPS's D95 by {m['noise_shift_pct']:+.2f} % and the MC's by {m['mc_noise_shift_pct']:+.2f} %; "
+                ", ".join(f"{k} {fixed(x, dec, signed=True)} %" for k, x in vals.items()) + " of the TPS D95 (the "
+                f"MC's noise alone shifts the TPS's D95 by {fixed(m['noise_shift_pct'], 2, signed=True)} % and the "
+                f"MC's by {fixed(m['mc_noise_shift_pct'], 2, signed=True)} %; "
                 f"modelled spread {m.get('noise_sd_pct', float('nan')):.2f} % (1 sd, from "
                 f"{NOISE_REALISATIONS} draws); all must be within the level)")
             checks[-1]["noise_matched"] = True
@@ -1030,16 +1037,17 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         add(f"beam {b}: median distal R80 difference ({r['source']})", med, lv.range_median_mm,
             abs(med) <= lv.range_median_mm, "mm", "|.| <=", "range_median_mm")
         if floor:
-            checks[-1]["value_text"] += (f", noise-matched (raw {r['median_mm']:+.2f} mm, the MC's noise alone "
-                                         f"{r['noise_median_mm']:+.2f} mm)")
+            checks[-1]["value_text"] += (f", noise-matched (raw {fixed(r['median_mm'], 2, signed=True)} mm, the "
+                                         f"MC's noise alone {fixed(r['noise_median_mm'], 2, signed=True)} mm)")
             checks[-1]["noise_matched"] = True
         f0 = r["noise_within_2mm"] if floor else 1.0
         lim = lv.range_within_2mm_min * f0
         add(f"beam {b}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lim,
             100 * r["within_2mm"] >= lim, "%", ">=", "range_within_2mm_min")
         if floor:   # the level is of the rays that the MC's noise alone leaves within 2 mm
+            dec = level_decimals([(100 * r["within_2mm"], checks[-1]["passed"])], lim, ">=")   # as the value's
             checks[-1]["limit_text"] = (f">= {lv.range_within_2mm_min:g} % of the {100 * f0:.1f} % that the MC's "
-                                        f"noise alone leaves within 2 mm (= {lim:.1f} %)")
+                                        f"noise alone leaves within 2 mm (= {fixed(lim, dec)} %)")
             checks[-1]["noise_matched"] = True
     add("MC statistical uncertainty (mean, voxels > 50 % of the maximum)", u, lv.mc_uncertainty_max_pct,
         math.isfinite(u) and u <= lv.mc_uncertainty_max_pct, "%", "<=", "mc_uncertainty_max_pct")

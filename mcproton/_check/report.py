@@ -12,30 +12,87 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .level_text import drop_zero_sign
 from .levels import FRAME, ActionLevels
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-#: The resolution of the report's PNG figures (dots per inch; CheckResult.save_figures' default).
-REPORT_DPI = 90
+#: The resolution of the report's PNG figures (dots per inch; CheckResult.save_figures' default): drawn at their
+#: printed width (FIGURE_WIDTH_IN), 150 dpi keeps 7 pt text legible on paper (90 dpi before audit 13, F8).
+REPORT_DPI = 150
+
+#: The width the report's figures are drawn at (inches): an A4 page less 12 mm margins is 186 mm (7.32 in), so a
+#: figure prints at its own size and its text at the size it is drawn at.  Before audit 13 (F8) the planes figure
+#: was 18.5 in wide and printed at 0.42 of its size: 6 pt tick labels became 2.5 pt.
+FIGURE_WIDTH_IN = 7.2
+
+#: The smallest text of a figure (points, at the printed size): below about 7 pt a laser printout is hard to read
+#: (audit 13, F8).  TITLE_PT for the panel titles, SUPTITLE_PT for a figure's own title.
+MIN_FONT_PT = 7.0
+TITLE_PT = 8.0
+SUPTITLE_PT = 9.0
+
+#: The colour maps, chosen so that a greyscale printout keeps what they show (audit 13, F9: jet printed 0 and the
+#: maximum dose both black, RdBu_r -5 % and +5 % alike, RdYlGn_r gamma 0 and 1.5 alike).  The doses: viridis,
+#: whose lightness rises with the dose.  MC - TPS (and the distal R80 difference): cividis, dark blue below zero
+#: through grey to light yellow above it, its lightness rising monotonically, so that darker reads "MC below the
+#: TPS" in grey too.  The MC's uncertainty: magma (monotonic, unlike the doses' map in hue).  The gamma: a grey ramp
+#: up to 1 and one saturated red above it (gamma_cmap), darker than any passing grey.
+DOSE_CMAP = "viridis"
+DIFFERENCE_CMAP = "cividis"
+UNCERTAINTY_CMAP = "magma"
+#: the passing gammas' grey ramp (grey levels at gamma 0 and 1) and the colour above 1 (luminance 0.32)
+GAMMA_GREYS = (0.92, 0.55)
+GAMMA_FAIL_RGB = (0.84, 0.10, 0.10)
+
+#: The DVH's markers, one per structure (with its colour and a direct label), so that its curves are told apart
+#: in a greyscale printout too; TPS solid, MC dashed.
+DVH_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
 
-def _new_figure(figsize: tuple[float, float]) -> Figure:
+def gamma_cmap():
+    """The 2-D gamma maps' colour map, for vmin 0, vmax 1: GAMMA_GREYS from gamma 0 to 1, GAMMA_FAIL_RGB above
+    (its "over" colour; the colour bar's extension)."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    lo, hi = GAMMA_GREYS
+    return LinearSegmentedColormap.from_list("gamma_pass_grey", [(lo, lo, lo), (hi, hi, hi)],
+                                             N=256).with_extremes(over=GAMMA_FAIL_RGB)
+
+
+def _new_figure(figsize: tuple[float, float], layout: str | None = None) -> Figure:
     """A figure outside pyplot's registry: no global state (nothing to close; it is freed once unreferenced), so
-    scripts that check many plans do not accumulate open figures.  Saving picks the Agg canvas by format."""
+    scripts that check many plans do not accumulate open figures.  Saving picks the Agg canvas by format.
+    ``layout``: matplotlib's layout engine, set before the colour bars are added (constrained layout needs that)."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=figsize)
+    return Figure(figsize=figsize, layout=layout)
 
 
 def _panel_title(ax, text: str) -> None:
-    """The title of a map or ray-histogram panel (fontsize 8) at matplotlib's default place (1.0 axes height plus
+    """The title of a map or ray-histogram panel (TITLE_PT) at matplotlib's default place (1.0 axes height plus
     the default pad), given explicitly: matplotlib then draws it there without first laying out the panel's y tick
     labels once more to look for an axis offset text under the title (these panels' mm and count axes have none).
     The same picture, one tick layout pass fewer per panel."""
-    ax.set_title(text, fontsize=8, y=1.0)
+    ax.set_title(text, fontsize=TITLE_PT, y=1.0)
+
+
+def _axis_labels(ax, xlabel: str, ylabel: str) -> None:
+    """A panel's axis labels and tick labels at MIN_FONT_PT."""
+    ax.set_xlabel(xlabel, fontsize=MIN_FONT_PT)
+    ax.set_ylabel(ylabel, fontsize=MIN_FONT_PT)
+    ax.tick_params(labelsize=MIN_FONT_PT)
+
+
+def _colour_bar(fig, im, ax, **kw):
+    """A panel's colour bar (its ticks at MIN_FONT_PT; its unit is in the panel's title), in an inset beside the
+    panel: it follows the panel's image (aspect "equal" shrinks it) without a layout engine (constrained layout
+    cost ~0.15 CPU s per figure; MAPS_LAYOUT sets the margins for MIN_FONT_PT at FIGURE_WIDTH_IN instead)."""
+    cb = fig.colorbar(im, cax=ax.inset_axes((1.04, 0.0, 0.05, 1.0)), **kw)
+    cb.ax.tick_params(labelsize=MIN_FONT_PT)
+    return cb
 
 
 def _png(fig: Figure) -> str:
@@ -65,57 +122,72 @@ def _dose(res) -> dict[str, str]:
 #: default 1 % target, so that a map at the target is mid-scale and a noisier region stands out
 UNCERTAINTY_MAP_MAX_PCT = 3.0
 
+#: The margins and spacing (figure fractions) of the 2 x 3 map figures at FIGURE_WIDTH_IN: room between panels for
+#: a colour bar with its ticks and label and the next panel's y labels, all at MIN_FONT_PT.
+MAPS_LAYOUT = {"left": 0.075, "right": 0.94, "bottom": 0.09, "top": 0.9, "wspace": 0.7, "hspace": 0.4}
 
-def _planes_figure(res, centre) -> Figure:
+#: The planes of the dose maps, one figure each (named so), in the report's order.
+PLANES = ("axial", "coronal", "sagittal")
+
+#: What the maps' encodings mean, in the sixth panel of each plane's figure (a greyscale printout needs it).
+MAPS_KEY = ("How to read these maps:", "white line: the body outline",
+            "MC - TPS: darker = MC below", "  the TPS, lighter = above it,", "  grey = equal",
+            "gamma: grey = pass (<= 1),", "  red = fail (> 1)",
+            "blank: outside the body, or", "  below 10 % of the TPS", "  maximum")
+
+
+def _plane(res, centre, which: str):
+    """The slice of the plane ``which`` through ``centre``: (title, numpy index, (horizontal, vertical) axes,
+    their labels, image origin)."""
+    z, y, x = res.axes_zyx
+    k, j, i = centre
+    return {"axial": (f"axial z = {z[k]:.1f} mm", np.s_[k, :, :], (x, y), ("x (mm)", "y (mm)"), "upper"),
+            "coronal": (f"coronal y = {y[j]:.1f} mm", np.s_[:, j, :], (x, z), ("x (mm)", "z (mm)"), "lower"),
+            "sagittal": (f"sagittal x = {x[i]:.1f} mm", np.s_[:, :, i], (y, z), ("y (mm)", "z (mm)"), "lower")}[which]
+
+
+def _plane_figure(res, centre, which: str) -> Figure:
+    """TPS and MC dose, MC - TPS, the MC's statistical uncertainty and the 2-D gamma 2 %/2 mm in one plane through
+    ``centre`` (``which``: axial, coronal or sagittal), drawn at the printed width, with a key to the encodings."""
     from .compare import gamma_plane
 
     desc = _dose(res)
     unit = desc["unit"]
-
     tps, mc, body = res.tps_gy_zyx, res.mc_gy_zyx, res.body_zyx
     unc = res.mc.uncertainty_rel_zyx   # the MC's relative standard error on the TPS grid (compute)
-    z, y, x = res.axes_zyx
-    k, j, i = centre
     norm = float(tps[body].max()) if body.any() else float(tps.max())
-    planes = [(f"axial z = {z[k]:.1f} mm", np.s_[k, :, :], (x, y), ("x (mm)", "y (mm)"), "upper"),
-              (f"coronal y = {y[j]:.1f} mm", np.s_[:, j, :], (x, z), ("x (mm)", "z (mm)"), "lower"),
-              (f"sagittal x = {x[i]:.1f} mm", np.s_[:, :, i], (y, z), ("y (mm)", "z (mm)"), "lower")]
-    fig = _new_figure((18.5, 11))
-    axs = fig.subplots(3, 5)
-    ims = {}
-    for r, (title, sl, (h, v), (hl, vl), origin) in enumerate(planes):
-        a, b, m = tps[sl], mc[sl], body[sl]
-        ext = [h[0], h[-1], v[-1], v[0]] if origin == "upper" else [h[0], h[-1], v[0], v[-1]]
-        g = gamma_plane((v, h), a, b, m, norm)
-        shown = m & ((a >= 0.1 * norm) | (b >= 0.1 * norm))
-        d = np.where(shown, (b - a) / norm * 100, np.nan)
-        # the MC's own noise beside the difference, on the same footing (1 sd, % of the TPS maximum): a difference
-        # where the noise is as large is not a finding (statistics audit 2026-12-05: the map was not shown)
-        sd = np.where(shown, np.abs(b) * unc[sl] / norm * 100, np.nan)
-        dose_kw = {"cmap": "jet", "vmin": 0, "vmax": norm * 1.05}
-        for c, (img, lab, kw) in enumerate(((a, f"TPS dose ({unit})", dose_kw), (b, f"MC dose ({unit})", dose_kw),
-                                            (d, "MC - TPS (% of TPS max)",
-                                             {"cmap": "RdBu_r", "vmin": -5, "vmax": 5}),
-                                            (sd, "MC 1 sd (% of TPS max)",
-                                             {"cmap": "viridis", "vmin": 0, "vmax": UNCERTAINTY_MAP_MAX_PCT}),
-                                            (g, "gamma 2%/2mm (2-D, this plane)",
-                                             {"cmap": "RdYlGn_r", "vmin": 0, "vmax": 1.5}))):
-            ax = axs[r, c]
-            im = ax.imshow(img, extent=ext, origin=origin, aspect="equal", interpolation="nearest", **kw)
-            if c < 2:
-                ax.contour(h, v, m.astype(float), levels=[0.5], colors="w", linewidths=0.6)
-            ims[c] = im
-            _panel_title(ax, f"{lab}\n{title}")
-            ax.set_xlabel(hl, fontsize=7)
-            ax.set_ylabel(vl, fontsize=7)
-            ax.tick_params(labelsize=6)
-    fig.subplots_adjust(left=0.04, right=0.98, bottom=0.04, top=0.93, wspace=0.38, hspace=0.4)
-    fig.suptitle(desc["label"], fontsize=10)
-    bars = (unit, unit, "MC - TPS (% of the TPS maximum)", "MC statistical 1 sd (% of the TPS maximum)", "gamma")
-    for c, im in ims.items():   # one colour bar per column (the same scale in the three planes): faster
-        cb = fig.colorbar(im, ax=list(axs[:, c]), fraction=0.04, pad=0.02)
-        cb.ax.tick_params(labelsize=6)
-        cb.set_label(bars[c], fontsize=7)
+    title, sl, (h, v), (hl, vl), origin = _plane(res, centre, which)
+    a, b, m = tps[sl], mc[sl], body[sl]
+    ext = [h[0], h[-1], v[-1], v[0]] if origin == "upper" else [h[0], h[-1], v[0], v[-1]]
+    g = gamma_plane((v, h), a, b, m, norm)
+    shown = m & ((a >= 0.1 * norm) | (b >= 0.1 * norm))
+    d = np.where(shown, (b - a) / norm * 100, np.nan)
+    # the MC's own noise beside the difference, on the same footing (1 sd, % of the TPS maximum): a difference
+    # where the noise is as large is not a finding (statistics audit 2026-12-05: the map was not shown)
+    sd = np.where(shown, np.abs(b) * unc[sl] / norm * 100, np.nan)
+    fig = _new_figure((FIGURE_WIDTH_IN, 4.7))
+    axs = fig.subplots(2, 3).ravel()
+    dose_kw = {"cmap": DOSE_CMAP, "vmin": 0, "vmax": norm * 1.05}
+    for c, (img, lab, kw, extend) in enumerate((
+            (a, f"TPS dose ({unit})", dose_kw, "neither"),
+            (b, f"MC dose ({unit})", dose_kw, "neither"),
+            (d, "MC - TPS (% of TPS max)", {"cmap": DIFFERENCE_CMAP, "vmin": -5, "vmax": 5}, "both"),
+            (sd, "MC 1 sd (% of TPS max)", {"cmap": UNCERTAINTY_CMAP, "vmin": 0, "vmax": UNCERTAINTY_MAP_MAX_PCT},
+             "max"),
+            (g, "gamma 2%/2mm (2-D, this plane)", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1}, "max"))):
+        ax = axs[c]
+        im = ax.imshow(img, extent=ext, origin=origin, aspect="equal", interpolation="nearest", **kw)
+        if c < 2:
+            ax.contour(h, v, m.astype(float), levels=[0.5], colors="w", linewidths=0.6)
+        _colour_bar(fig, im, ax, extend=extend)
+        _panel_title(ax, lab)   # the plane: the figure's title
+        _axis_labels(ax, hl, vl)
+    key = axs[5]
+    key.set_axis_off()
+    key.text(0.0, 1.0, "\n".join(MAPS_KEY), transform=key.transAxes, va="top", ha="left", fontsize=MIN_FONT_PT,
+             linespacing=1.4)
+    fig.subplots_adjust(**MAPS_LAYOUT)
+    fig.suptitle(f"{title}: {desc['label']}", fontsize=SUPTITLE_PT)
     return fig
 
 
@@ -125,49 +197,62 @@ def _dvh_masks(res) -> dict[str, np.ndarray]:
 
 
 def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
-    """TPS and MC cumulative DVHs of the structures ``ms`` (_dvh_masks)."""
+    """TPS and MC cumulative DVHs of the structures ``ms`` (_dvh_masks): TPS solid, MC dashed; each structure with
+    its colour, marker (DVH_MARKERS) and its name written beside its TPS curve, so that a greyscale printout tells
+    them apart (audit 13, F9: colour alone before)."""
     from ..dvh import cumulative_dvh
 
     desc = _dose(res)
-    fig = _new_figure((8, 4.8))
+    fig = _new_figure((FIGURE_WIDTH_IN, 4.6))
     ax = fig.subplots()
     top = max(float(res.tps_gy_zyx.max()), float(res.mc_gy_zyx.max())) * 1.05
     for n, (nm, m) in enumerate(ms.items()):
         lv, f1 = cumulative_dvh(res.tps_gy_zyx, m, bins=300, d_max=top)
         _, f2 = cumulative_dvh(res.mc_gy_zyx, m, bins=300, d_max=top)
-        ax.plot(lv, 100 * f1, color=f"C{n}", lw=1.6, label=f"{nm} TPS")
-        ax.plot(lv, 100 * f2, color=f"C{n}", lw=1.4, ls="--", label=f"{nm} MC")
-    ax.set_xlabel(f"{desc['quantity']} ({desc['unit']})")
-    ax.set_ylabel("volume (%)")
+        style = {"color": f"C{n % 10}", "marker": DVH_MARKERS[n % len(DVH_MARKERS)], "markersize": 4,
+                 "markevery": (3 * n % 30, 30)}
+        ax.plot(lv, 100 * f1, lw=1.5, label=f"{nm} TPS", **style)
+        ax.plot(lv, 100 * f2, lw=1.2, ls="--", label=f"{nm} MC", markerfacecolor="none", **style)
+        # the name beside its TPS curve, where it crosses a volume staggered per structure (labels apart)
+        at = 90 - 10 * (n % 8)
+        k = int(np.argmax(100 * f1 <= at)) if (100 * f1 <= at).any() and 100 * f1[0] > at else -1
+        if k >= 0:
+            ax.annotate(nm, (lv[k], at), xytext=(3, 2), textcoords="offset points", fontsize=MIN_FONT_PT,
+                        color=style["color"])
+    ax.set_xlabel(f"{desc['quantity']} ({desc['unit']})", fontsize=MIN_FONT_PT + 1)
+    ax.set_ylabel("volume (%)", fontsize=MIN_FONT_PT + 1)
+    ax.tick_params(labelsize=MIN_FONT_PT)
     ax.set_xlim(0, top)
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    ax.set_title(f"DVH: TPS (solid) and MC (dashed); {desc['fractions']}", fontsize=10)
+    ax.legend(fontsize=MIN_FONT_PT, ncol=2 if len(ms) < 6 else 3, loc="lower left")
+    ax.set_title(f"DVH: TPS (solid) and MC (dashed); {desc['fractions']}", fontsize=SUPTITLE_PT)
     fig.set_layout_engine("tight")   # laid out when drawn, at the dpi it is drawn at: one text layout pass
     return fig
 
 
+#: The gamma histogram's criteria and their line styles (told apart in grey as well as by colour).
+HIST_CRITERIA = (("3%/2mm", "-"), ("2%/2mm", "--"), ("1%/1mm", ":"))
+
+
 def _hist_figure(res) -> Figure:
-    fig = _new_figure((11, 3.8))
+    fig = _new_figure((FIGURE_WIDTH_IN, 2.9))
     axs = fig.subplots(1, 2)
-    for name in ("3%/2mm", "2%/2mm", "1%/1mm"):
+    for n, (name, ls) in enumerate(HIST_CRITERIA):
         g = res.gamma[name]["gamma"]
         if g.size:
-            axs[0].hist(np.clip(g, 0, 1.5), bins=np.linspace(0, 1.5, 31), histtype="step", lw=1.5,
-                        label=f"{name}: {100 * res.gamma[name]['pass_rate']:.2f} % pass")
+            axs[0].hist(np.clip(g, 0, 1.5), bins=np.linspace(0, 1.5, 31), histtype="step", lw=1.5, ls=ls,
+                        color=f"C{n}", label=f"{name}: {100 * res.gamma[name]['pass_rate']:.2f} % pass")
     axs[0].axvline(1, color="k", lw=0.8)
-    axs[0].set_xlabel("gamma (search stopped at 1.5)")
-    axs[0].set_ylabel("points")
-    axs[0].legend(fontsize=8)
-    axs[0].set_title("3-D gamma (global, body, 10 % threshold)", fontsize=9)
+    _axis_labels(axs[0], "gamma (search stopped at 1.5)", "points")
+    axs[0].legend(fontsize=MIN_FONT_PT)
+    axs[0].set_title("3-D gamma (global, body, 10 % threshold)", fontsize=TITLE_PT)
     d = res.dose_difference.get("values_pct")
     if d is not None and d.size:
         axs[1].hist(np.clip(d, -10, 10), bins=np.linspace(-10, 10, 81), color="C0")
         axs[1].axvline(0, color="k", lw=0.8)
-    axs[1].set_xlabel("MC - TPS (% of the TPS maximum; clipped at +-10 %)")
-    axs[1].set_ylabel("voxels")
-    axs[1].set_title("dose difference (body voxels above 10 %)", fontsize=9)
+    _axis_labels(axs[1], "MC - TPS (% of the TPS maximum;\nclipped at +-10 %)", "voxels")
+    axs[1].set_title("dose difference (body voxels above 10 %)", fontsize=TITLE_PT)
     fig.set_layout_engine("tight")   # as the DVH figure
     return fig
 
@@ -195,7 +280,7 @@ def _beam_plane(res, b: int):
 
 
 def _beam_figure(res, b: int) -> Figure:
-    """One row per beam: TPS and MC dose, difference and 2-D gamma 2 %/2 mm in the plane holding the beam, the
+    """One figure per beam: TPS and MC dose, difference and 2-D gamma 2 %/2 mm in the plane holding the beam, the
     distal R80 difference in the beam's eye view and its histogram."""
     from .compare import gamma_plane
 
@@ -206,60 +291,55 @@ def _beam_figure(res, b: int) -> Figure:
     top = float(A.max()) or 1.0
     dd = np.where((A >= 0.1 * top) | (M >= 0.1 * top), (M - A) / top * 100, np.nan)
     g = gamma_plane((v, h), A, M, body, top)
-    fig = _new_figure((14, 8.2))
+    fig = _new_figure((FIGURE_WIDTH_IN, 5.0))
     axs = fig.subplots(2, 3).ravel()
     what = "beam" if has else "total"
     desc = _dose(res)
     unit = desc["unit"]
-    dose_kw = {"cmap": "jet", "vmin": 0, "vmax": top * 1.05}
-    for ax, img, lab, kw, bar in ((axs[0], A, f"TPS {what} dose ({unit})", dose_kw, unit),
-                                  (axs[1], M, f"MC {what} dose ({unit})", dose_kw, unit),
-                                  (axs[2], dd, "MC - TPS (% of max)", {"cmap": "RdBu_r", "vmin": -5, "vmax": 5},
-                                   "% of the TPS maximum"),
-                                  (axs[3], g, "gamma 2%/2mm (2-D)", {"cmap": "RdYlGn_r", "vmin": 0, "vmax": 1.5},
-                                   "gamma")):
+    dose_kw = {"cmap": DOSE_CMAP, "vmin": 0, "vmax": top * 1.05}
+    for ax, img, lab, kw, extend in (
+            (axs[0], A, f"TPS {what} dose ({unit})", dose_kw, "neither"),
+            (axs[1], M, f"MC {what} dose ({unit})", dose_kw, "neither"),
+            (axs[2], dd, "MC - TPS (% of TPS max)", {"cmap": DIFFERENCE_CMAP, "vmin": -5, "vmax": 5}, "both"),
+            (axs[3], g, "gamma 2%/2mm (2-D)", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1}, "max")):
         im = ax.imshow(img, extent=ext, origin=org, aspect="equal", interpolation="nearest", **kw)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label(bar, fontsize=7)
-        _panel_title(ax, f"beam {b}: {lab}\n{where}")
-        ax.set_xlabel(f"{hl} (mm)", fontsize=7)
-        ax.set_ylabel(f"{vl} (mm)", fontsize=7)
-        ax.tick_params(labelsize=6)
+        _colour_bar(fig, im, ax, extend=extend)
+        _panel_title(ax, f"{lab}\n{where}")
+        _axis_labels(ax, f"{hl} (mm)", f"{vl} (mm)")
     vals, uv = rng.get("values_mm"), rng.get("bev_uv_mm")
     if vals is not None and len(vals):
         ds = rng["ray_spacing_mm"]
-        sc = axs[4].scatter(uv[:, 0], uv[:, 1], c=np.clip(vals, -5, 5), cmap="RdBu_r", vmin=-5, vmax=5,
-                            marker="s",
-                            s=max(2.0, 400.0 / max(1.0, np.sqrt(len(vals)))), linewidths=0)
-        fig.colorbar(sc, ax=axs[4], fraction=0.046, pad=0.02).set_label("R80 MC - TPS (mm)", fontsize=7)
+        sc = axs[4].scatter(uv[:, 0], uv[:, 1], c=np.clip(vals, -5, 5), cmap=DIFFERENCE_CMAP, vmin=-5, vmax=5,
+                            marker="s", s=max(1.0, 150.0 / max(1.0, np.sqrt(len(vals)))), linewidths=0)
+        _colour_bar(fig, sc, axs[4], extend="both")
         axs[4].set_aspect("equal")
-        _panel_title(axs[4], f"beam {b}: distal R80 MC - TPS (mm)\nbeam's eye view, {ds:g} mm pixels")
+        _panel_title(axs[4], f"distal R80 MC - TPS (mm)\nbeam's eye view, {ds:g} mm pixels")
         axs[5].hist(np.clip(vals, -8, 8), bins=np.linspace(-8, 8, 65), color="C2")
         axs[5].axvline(0, color="k", lw=0.8)
-        _panel_title(axs[5], f"dR80 median {rng['median_mm']:+.2f} mm ({rng['rays']} rays)")
+        _panel_title(axs[5], f"dR80 median {rng['median_mm']:+.2f} mm\n({rng['rays']} rays)")
     else:
-        axs[4].text(0.5, 0.5, "no ray with a distal edge in the grid", ha="center", va="center", fontsize=8)
-    axs[4].set_xlabel("u (mm)", fontsize=7)
-    axs[4].set_ylabel("v (mm)", fontsize=7)
-    axs[5].set_xlabel("R80 difference (mm)", fontsize=7)
-    for ax in axs[4:]:
-        ax.tick_params(labelsize=6)
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.07, top=0.91, wspace=0.35, hspace=0.35)
-    fig.suptitle(f"beam {b}: {desc['quantity']}" + ("" if has else f", {desc['fractions']}"), fontsize=10)
+        axs[4].text(0.5, 0.5, "no ray with a distal edge\nin the grid", ha="center", va="center",
+                    fontsize=MIN_FONT_PT)
+    _axis_labels(axs[4], "u (mm)", "v (mm)")
+    _axis_labels(axs[5], "R80 difference (mm)", "rays")
+    fig.subplots_adjust(**{**MAPS_LAYOUT, "top": 0.88, "hspace": 0.55})   # two-line panel titles
+    fig.suptitle(f"beam {b}: {desc['quantity']}" + ("" if has else f", {desc['fractions']}"), fontsize=SUPTITLE_PT)
     return fig
 
 
 def figure_builders(res, names: Iterable[str] | str | None = None) -> dict[str, Callable[[], Figure]]:
     """The report's figures by name, in the report's order (or ``names``' order), each built when called (one at
-    a time: the report encodes and drops each before the next): "planes" (TPS, MC, difference, the MC's statistical
-    uncertainty and 2-D gamma in the three planes through the target), "histograms" (3-D gamma and dose
-    difference), "dvh" (when a structure has metrics) and "beam_<number>" per beam.  The HTML report and
-    CheckResult.figures() / save_figures() use these; an unknown name is refused with the names there are."""
+    a time: the report encodes and drops each before the next): "axial", "coronal" and "sagittal" (TPS, MC,
+    difference, the MC's statistical uncertainty and 2-D gamma in that plane through the target; one figure per
+    plane, drawn at the printed width), "histograms" (3-D gamma and dose difference), "dvh" (when a structure has
+    metrics) and "beam_<number>" per beam.  The HTML report and CheckResult.figures() / save_figures() use these;
+    an unknown name is refused with the names there are."""
     if res.tps_gy_zyx is None or res.mc is None or res.inputs is None:
         raise ValueError("this CheckResult holds no dose arrays (only the numbers): its figures need the result "
                          "that mcproton.check returned")
     centre = _centre(res)
-    out: dict[str, Callable[[], Figure]] = {"planes": lambda: _planes_figure(res, centre),
-                                            "histograms": lambda: _hist_figure(res)}
+    out: dict[str, Callable[[], Figure]] = {name: partial(_plane_figure, res, centre, name) for name in PLANES}
+    out["histograms"] = partial(_hist_figure, res)
     ms = _dvh_masks(res)
     if ms:
         out["dvh"] = partial(_dvh_figure, res, ms)
@@ -274,12 +354,15 @@ def figure_builders(res, names: Iterable[str] | str | None = None) -> dict[str, 
     return {n: out[n] for n in want}
 
 
-def _table(head: list[str], rows: list[list[Any]], cls: list[str] | None = None) -> str:
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+def _table(head: list[str], rows: list[list[Any]], cls: list[str] | None = None, caption: str = "") -> str:
+    """A table: the header row in a thead (a printout repeats it on each page the table spans; th scope="col"),
+    ``caption`` (escaped) above it where given, ``cls`` a class per row."""
+    out = ["<table>" + (f"<caption>{html.escape(caption)}</caption>" if caption else "") + "<thead><tr>"
+           + "".join(f'<th scope="col">{html.escape(h)}</th>' for h in head) + "</tr></thead><tbody>"]
     for n, r in enumerate(rows):
         c = f' class="{cls[n]}"' if cls and cls[n] else ""
         out.append(f"<tr{c}>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r) + "</tr>")
-    out.append("</table>")
+    out.append("</tbody></table>")
     return "\n".join(out)
 
 
@@ -297,22 +380,99 @@ def _num(v: Any, spec: str) -> str:
         x = float(v)
     except (TypeError, ValueError):
         return "n/a" if v in (None, "") else str(v)
-    return format(x, spec) if math.isfinite(x) else "n/a"
+    return drop_zero_sign(format(x, spec)) if math.isfinite(x) else "n/a"   # 0.00, not -0.00 (audit 13, F6)
 
 
 def sign_off_html(intro: str, roles: Iterable[str] = ("checked by (physicist)", "approved by"),
-                  decision: str = "") -> str:
+                  decision: str = "", identity: str = "", action: str = "") -> str:
     """The sign-off block of a signed report (``mcproton check``'s and ``mcproton validate``'s): ``intro``, then
     ``decision`` (the choices to tick, if any), then a table with one empty row per role to fill in by hand: name,
-    date, signature, comment."""
+    date, signature, comment.  ``identity`` (HTML): the table's caption, what is signed (the check's patient, plan
+    and verdict: a sign-off printed on its own page still names them); ``action`` (HTML): a last row "decision /
+    action taken" holding it, with room to write (the check's accept / investigate / re-plan).  SIGN_OFF_CSS gives
+    the rows the height of a handwritten signature."""
     rows = "".join(f"<tr><td>{html.escape(r)}</td><td></td><td></td><td></td><td></td></tr>" for r in roles)
+    if action:
+        rows += f'<tr class="action"><td>decision / action taken</td><td colspan="4">{action}</td></tr>'
     return (f"<h2>Sign-off</h2><p>{intro}</p>" + (f"<p>{decision}</p>" if decision else "")
-            + '<table class="sign"><tr><th>role</th><th>name</th><th>date</th><th>signature</th>'
+            + '<table class="sign">' + (f"<caption>{identity}</caption>" if identity else "")
+            + "<tr><th>role</th><th>name</th><th>date</th><th>signature</th>"
             f"<th>comment</th></tr>{rows}</table>")
 
 
-_SIGN_OFF = sign_off_html("This independent MC check is a second check of the planning system's dose; it does not "
-                          "replace the clinic's own review of the plan.")
+#: The sign-off block's print layout: rows of 13 mm and a signature column of 30 % of the table (about 56 mm on A4),
+#: room for a handwritten name and signature (audit 13, F10: 5.3 mm rows, a 19 mm signature column).
+SIGN_OFF_CSS = (".sign{width:100%;table-layout:fixed}.sign td{height:13mm;vertical-align:top}"
+                ".sign th:nth-child(1){width:20%}.sign th:nth-child(2){width:22%}.sign th:nth-child(3){width:12%}"
+                ".sign th:nth-child(4){width:30%}.sign th:nth-child(5){width:16%}.sign tr.action td{height:24mm}")
+
+#: The check's sign-off: what it is, and the decision a failed (or passed) check needs on its record.
+SIGN_OFF_INTRO = ("This independent MC check is a second check of the planning system's dose; it does not replace "
+                  "the clinic's own review of the plan.")
+SIGN_OFF_ACTION = ("&#9744; accepted &nbsp; &#9744; investigate (inputs, set-up, a re-run) &nbsp; &#9744; re-plan "
+                   "or not accepted.  Action taken and by whom:")
+
+
+def _sign_off(who: Mapping[str, str]) -> str:
+    """The check's sign-off block, naming the patient, plan and verdict it signs (``who``: _who)."""
+    return sign_off_html(SIGN_OFF_INTRO, identity=html.escape(_who_line(who)), action=SIGN_OFF_ACTION)
+
+
+def _who(res) -> dict[str, str]:
+    """What a printed page of the report names: the verdict, the patient (name, ID), the plan (its label, else its
+    name, else its file) and the date of the check (YYYY-MM-DD)."""
+    inp = res.inputs
+    d = _plan_dicom(inp.plan_path)
+    plan = (d.get("RTPlanLabel") or str(getattr(inp.plan, "label", "") or "") or d.get("RTPlanName")
+            or Path(inp.plan_path).name)
+    return {"verdict": "PASS" if res.passed else "FAIL", "patient": d.get("PatientName", ""),
+            "patient_id": d.get("PatientID") or "none", "plan": plan,
+            "date": str(res.provenance.get("date") or "")[:10]}
+
+
+def _who_line(who: Mapping[str, str], date: bool = True) -> str:
+    """The line naming a page: "mcproton check PASS | patient NAME (ID X) | plan LABEL | 2026-12-05" (the title,
+    the sign-off's caption, each printed page's head)."""
+    return " | ".join(v for v in (f"mcproton check {who['verdict']}",
+                                  "patient " + (f"{who['patient']} " if who["patient"] else "")
+                                  + f"(ID {who['patient_id']})",
+                                  f"plan {who['plan']}", who["date"] if date else "") if v)
+
+
+def _css_string(text: str) -> str:
+    """``text`` as a CSS string: every character but ASCII letters, digits, space and plain punctuation as a CSS
+    escape, so that no quote, backslash or "</style>" in a patient's name ends it."""
+    ok = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;()_-/#+|^")   # ^: DICOM names
+    return '"' + "".join(ch if ch in ok else f"\\{ord(ch):x} " for ch in text) + '"'
+
+
+#: The report's style: the screen page, and its printout (A4, every table row, figure and the sign-off on one page,
+#: the summary on the first page and the details after a page break; audit 13, F7).  The line naming each printed
+#: page (patient, plan, verdict) and its page number are page margin boxes (print_css).  The pass/fail colours print
+#: (-webkit-print-color-adjust: browsers leave backgrounds out by default; the Nu Html Checker does not know the
+#: unprefixed property), and a FAIL is bold too, for a greyscale printout.
+REPORT_CSS = ("body{font-family:sans-serif;max-width:1250px;margin:auto;font-size:13px}"
+              "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 6px}"
+              "caption{text-align:left;font-weight:bold;padding:2px 0}"
+              ".pass{background:#d9f2d9}.fail{background:#f8d0d0}.changed{background:#fff3c4}"
+              "tr.fail td:last-child{font-weight:bold}h1 .pass,h1 .fail{padding:0 8px}"
+              "img{max-width:100%;height:auto;display:block;margin:6px 0}" + SIGN_OFF_CSS
+              + "@media print{body{max-width:none;font-size:8.5pt}h1{font-size:16pt}h2{font-size:12pt}"
+              "h3{font-size:10pt}table{width:100%}td,th{padding:1px 4px}.details{break-before:page}"
+              "h2,h3{break-after:avoid}tr,img,.sign{break-inside:avoid}img{width:100%}"
+              ".pass,.fail,.changed{-webkit-print-color-adjust:exact}}")
+
+
+def print_css(line: str, date: str = "") -> str:
+    """The @page rule of a report: A4 with 12 mm margins (the figures are drawn for its 186 mm width), ``line`` at
+    the top left of every printed page, ``date`` at the top right, "page n of N" at the bottom right (CSS page
+    margin boxes: Chromium-based browsers from version 131 print them; a loose page or a PDF in a folder of them is
+    then attributed; audit 13, F7)."""
+    small = "font-family:sans-serif;font-size:8pt"
+    return ("@page{size:A4;margin:14mm 12mm 13mm 12mm;"
+            f"@top-left{{content:{_css_string(line)};{small}}}"
+            + (f"@top-right{{content:{_css_string(date)};{small}}}" if date else "")
+            + f'@bottom-right{{content:"page " counter(page) " of " counter(pages);{small}}}}}')
 
 
 def _plan_dicom(path: str) -> dict[str, str]:
@@ -401,6 +561,50 @@ def render_figures(res, skip: Iterable[str] = ()) -> dict[str, str]:
     return {name: _png(build()) for name, build in figure_builders(res).items() if name not in set(skip)}
 
 
+def _alt(res, name: str) -> str:
+    """The alt text of the report's figure ``name``: what it shows and its numbers, so that the page read without
+    its images (or by a screen reader) still says what each figure found (audit 13, F12: "DVH overlay")."""
+    g = res.gamma.get("2%/2mm", {})
+    dd = res.dose_difference
+    if name in PLANES:
+        out = (f"{name} plane through the target: TPS and MC dose, MC - TPS and the MC's 1 sd (% of the TPS "
+               "maximum), 2-D gamma 2%/2mm (grey pass, red fail)")
+        if g:
+            out += f"; in 3-D, gamma 2%/2mm {_num(100 * g['pass_rate'], '.2f')} % pass"
+        if dd.get("voxels"):
+            q = dd["percentiles_pct"]
+            out += (f", MC - TPS mean {_num(dd['mean_pct'], '+.2f')} % (5-95 %: {_num(q['p5'], '+.2f')} to "
+                    f"{_num(q['p95'], '+.2f')} %)")
+        return out
+    if name == "histograms":
+        rates = ", ".join(f"{k} {_num(100 * res.gamma[k]['pass_rate'], '.2f')} %" for k, _ in HIST_CRITERIA
+                          if k in res.gamma)
+        out = f"3-D gamma histograms (pass rates {rates}) and the MC - TPS histogram"
+        if dd.get("voxels"):
+            out += f" (mean {_num(dd['mean_pct'], '+.2f')} %, SD {_num(dd['sd_pct'], '.2f')} % of the TPS maximum)"
+        return out
+    if name == "dvh":
+        names = list(_dvh_masks(res))
+        targets = [f"{nm} D95 {_num(r['metrics']['D95']['diff_pct'], '+.2f')} %, Dmean "
+                   f"{_num(r['metrics']['Dmean']['diff_pct'], '+.2f')} %"
+                   for nm, r in res.structures.items() if r["kind"] == "target" and "D95" in r["metrics"]]
+        return (f"DVH of {len(names)} structure(s) ({', '.join(names)}), TPS solid, MC dashed"
+                + (f"; MC - TPS: {'; '.join(targets)}" if targets else ""))
+    b = int(name.split("_", 1)[1])
+    r = res.ranges[b]
+    out = (f"beam {b}: TPS and MC dose, MC - TPS and 2-D gamma 2%/2mm in the plane holding the beam; distal R80 "
+           "MC - TPS in the beam's eye view and its histogram")
+    if r.get("rays"):
+        out += (f": median {_num(r['median_mm'], '+.2f')} mm over {r['rays']} rays, "
+                f"{_num(100 * r['within_2mm'], '.2f')} % within 2 mm")
+    return out
+
+
+def _img(res, name: str, png: str) -> str:
+    """The report's figure ``name`` (its base64 PNG) with its alt text (_alt)."""
+    return f'<img alt="{html.escape(_alt(res, name))}" src="data:image/png;base64,{png}">'
+
+
 def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] | None = None) -> Path:
     """Write check.html (figures embedded) into ``out_dir``; returns its path.  ``pngs``: figures already rendered
     (render_figures) of this result; the others are rendered here."""
@@ -412,32 +616,33 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
     desc = _dose(res)
     unit = desc["unit"]
     default = {k: v["value"] for k, v in ActionLevels().describe().items()}
+    who = _who(res)
+    # the first printed page: what was checked, the verdict and each level, the notes, the sign-off; the details
+    # after a page break (audit 13, F7/F10: 8 printed pages, the sign-off on the last with no patient or verdict)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        "<title>mcproton check</title>",
-        ("<style>body{font-family:sans-serif;max-width:1250px;margin:auto;font-size:13px}"
-         "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 6px}"
-         ".pass{background:#d9f2d9}.fail{background:#f8d0d0}.changed{background:#fff3c4}"
-         "h1 .pass,h1 .fail{padding:0 8px}"
-         "img{max-width:100%}</style></head><body>"),
+        f"<title>{html.escape(_who_line(who))}</title>",
+        f"<style>{REPORT_CSS}{print_css(_who_line(who, date=False), who['date'])}</style></head><body>",
         (f"<h1>mcproton check: <span class=\"{'pass' if res.passed else 'fail'}\">"
          f"{'PASS' if res.passed else 'FAIL'}</span></h1>"),
         _identification(res),
         "<h2>Action levels</h2>",
-        f"<p>{html.escape(FRAME)} Defaults and the source of each: the last table of this page.</p>",
+        f"<p>{html.escape(FRAME)} Defaults and the source of each: the last table of this report.</p>",
         _table(["quantity", "value", "action level", "result"],
                [[c["quantity"], c["value_text"], c["limit_text"], "pass" if c["passed"] else "FAIL"]
                 for c in res.checks],
-               ["pass" if c["passed"] else "fail" for c in res.checks]),
+               ["pass" if c["passed"] else "fail" for c in res.checks],
+               caption=f"Action levels: {who['verdict']}"),
     ]
-    if res.diagnostics:
-        parts.append("<h3>Likely causes</h3><ul>"
+    if res.diagnostics:   # on a passed check these are remarks, not the causes of a failure
+        parts.append(f"<h3>{'Likely causes' if not res.passed else 'Notes'}</h3><ul>"
                      + "".join(f"<li>{html.escape(d)}</li>" for d in res.diagnostics)
                      + "</ul>")
     if res.warnings:   # what mcproton warned about while checking: the signed report keeps it
         parts.append("<h3>Warnings during the check</h3><ul>"
                      + "".join(f"<li>{html.escape(w)}</li>" for w in res.warnings)
                      + "</ul>")
+    parts += [_sign_off(who), '<div class="details">']
     parts += ["<h2>Gamma (3-D)</h2>",
               _table(["criterion", "pass rate (%)", "points evaluated", "points above threshold"],
                      [[k, _num(100 * g["pass_rate"], ".2f"), g["points"], g.get("evaluable_points", "")]
@@ -450,16 +655,14 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
     if dd.get("voxels"):
         q = dd["percentiles_pct"]
         parts.append(f"<p>Dose difference MC - TPS over {dd['voxels']} body voxels above 10 %: mean "
-                     f"{dd['mean_pct']:+.2f} %, SD {dd['sd_pct']:.2f} %, 5-95 % range "
-                     f"{q['p5']:+.2f}..{q['p95']:+.2f} %"
+                     f"{_num(dd['mean_pct'], '+.2f')} %, SD {dd['sd_pct']:.2f} %, 5-95 % range "
+                     f"{_num(q['p5'], '+.2f')}..{_num(q['p95'], '+.2f')} %"
                      f" of the TPS maximum ({dd['normalisation_gy']:.3f} {unit}); within 2 %: "
                      f"{100 * dd['within_2pct']:.1f} %, within 3 %: {100 * dd['within_3pct']:.1f} %; "
                      "MC/TPS integral "
                      f"{dd['integral_ratio_mc_tps']:.4f}.</p>")
     parts += [f"<h2>Dose maps: {html.escape(desc['label'])}</h2>",
-              '<img alt="dose, difference, MC uncertainty and gamma maps" '
-              f'src="data:image/png;base64,{figs["planes"]}">',
-              f'<img alt="gamma and dose-difference histograms" src="data:image/png;base64,{figs["histograms"]}">']
+              *(_img(res, name, figs[name]) for name in (*PLANES, "histograms"))]
     if res.structures:
         rows = []
         matched = any("noise_matched_diff_pct" in m for r in res.structures.values() for m in r["metrics"].values())
@@ -511,7 +714,7 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                          + (": the TPS's V100 of its own median is 50 % by construction, not a coverage"
                             if "median" in str(p.get("prescription_source")) else "") + ".</p>")
         if "dvh" in figs:
-            parts.append(f'<img alt="DVH overlay" src="data:image/png;base64,{figs["dvh"]}">')
+            parts.append(_img(res, "dvh", figs["dvh"]))
     parts.append("<h2>Beams: range agreement</h2>")
     nan = float("nan")
     rows = [[b, r.get("source", ""), r.get("rays", 0), _num(r.get("median_mm", nan), "+.2f"),
@@ -533,8 +736,7 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                  "beam's-eye-view pixel where the TPS dose reaches 50 % of its maximum.</p>")
     parts.append(_beams_table(res))
     for b in sorted(res.ranges):
-        parts.append(f'<img alt="beam {b}: doses, difference, gamma and range maps" '
-                     f'src="data:image/png;base64,{figs[f"beam_{b}"]}">')
+        parts.append(_img(res, f"beam_{b}", figs[f"beam_{b}"]))
     if res.mc_rtdose:
         parts += [f"<h2>MC dose as DICOM RT Dose: {html.escape(desc['label'])}</h2>",
                   "<p>In this report's folder, on the TPS dose grid, in the TPS dose's study and frame of reference, "
@@ -556,8 +758,7 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                      [[k, v["value"], default[k], v["source"]] for k, v in res.levels.items()],
                      ["" if v["value"] == default[k] else "changed" for k, v in res.levels.items()]),
               "<p>Values differing from the default (set in a --config file) are highlighted.</p>",
-              _SIGN_OFF,
-              "</body></html>"]
+              "</div></body></html>"]
     path = out / "check.html"
     from .._io.atomic import write_bytes_atomic
 
@@ -607,18 +808,25 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
     n_stopped = sum(1 for k, t in table.items() if k != TOP_LEVEL and t.get("interrupted"))
     n_patients = sum(1 for k in table if k != TOP_LEVEL) - n_stopped
     notes = [f"<li>{html.escape(line)}</li>" for line in skipped]
-    head = "".join(f"<th>{h}</th>" for h in ("patient", "plan", "result", "failed quantities or reason",
-                                              "gamma 2%/2mm (%)", "MC uncertainty (%)", "report"))
+    head = "".join(f'<th scope="col">{h}</th>' for h in ("patient", "plan", "result", "failed quantities or reason",
+                                                         "gamma 2%/2mm (%)", "MC uncertainty (%)", "report"))
+    # the title and each printed page name the batch, its outcome and the date (audit 13, F7: "mcproton check:
+    # batch" for every batch)
+    from datetime import date
+
+    line = (f"mcproton check batch {out.resolve().name}: {n_pass} of {n_patients} patient(s) passed"
+            + (f", {len(waiting)} not checked yet" if waiting else ""))
+    today = date.today().isoformat()
     page = "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>mcproton check: batch</title>",
-        ("<style>body{font-family:sans-serif;max-width:1250px;margin:auto;font-size:13px}"
-         "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 6px}"
-         ".pass{background:#d9f2d9}.fail{background:#f8d0d0}</style></head><body>"),
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(line)} | {today}</title>",
+        f"<style>{REPORT_CSS}{print_css(line, today)}</style></head><body>",
         "<h1>mcproton check: batch</h1>",
         f"<p>{n_patients} patient(s) checked, {n_pass} passed every action level"
         + (f"; {n_stopped} interrupted" if n_stopped else "")
-        + (f"; {len(waiting)} not checked yet" if waiting else "") + ".  Each report is one page per plan; the "
-        "numbers of all are in batch.json.</p>",
+        + (f"; {len(waiting)} not checked yet" if waiting else "") + ".  Each report is one HTML page per plan "
+        "(its printout: a summary page with the sign-off, then the details); the numbers of all are in "
+        "batch.json.</p>",
         f"<table><tr>{head}</tr>", *rows, "</table>",
         *(["<p>Not taken for patients, not checked:</p>", "<ul>", *notes, "</ul>"] if notes else []),
         "</body></html>"])

@@ -71,9 +71,9 @@ def test_report_has_every_section_and_the_json_the_numbers(report):
                  "statistical_uncertainty_pct",
                  "mc_wall_s", "device", "AAPM TG-219", "AAPM TG-218", "patient"):
         assert item in page, item
-    # figures: 3 planes x (TPS, MC, difference, MC uncertainty, gamma), gamma/difference histograms, DVH, one row
-    # per beam
-    assert page.count("data:image/png;base64,") == 3 + 2
+    # figures: one per plane (TPS, MC, difference, MC uncertainty, gamma), gamma/difference histograms, DVH, one per
+    # beam
+    assert page.count("data:image/png;base64,") == 3 + 2 + 2
     assert len(re.findall(r'alt="beam \d', page)) == 2
     js = json.loads(Path(report.report_json).read_text())
     ptv = js["structures"]["PTV"]["metrics"]
@@ -105,7 +105,10 @@ def test_report_tables_keep_the_digits_a_physicist_compares(report):
     assert (f"<td>D95</td><td>{d95['tps_gy']:.4f}</td><td>{d95['mc_gy']:.4f}</td><td>{d95['diff_gy']:+.4f}</td>"
             f"<td>{d95['diff_pct']:+.2f}</td>") in page
     for b, r in js["ranges"].items():
-        assert f"<td>{r['median_mm']:+.2f}</td>" in page, b
+        assert f"<td>{_num(r['median_mm'], '+.2f')}</td>" in page, b
+    # a difference that rounds to none is 0.00, not -0.00 (audit 13, F6: the medians here are -0.001 mm)
+    assert _num(-0.001, "+.2f") == "0.00" and _num(-0.00004, ".4f") == "0.0000" and _num(0.004, "+.2f") == "0.00"
+    assert "-0.00<" not in page and "-0.00 " not in page
 
 
 def test_beam_table_shows_mu_and_times_in_fixed_notation():
@@ -207,12 +210,13 @@ def test_report_html_opens_in_headless_chromium_without_errors(report, tmp_path)
 
 
 # ---- the figures as an API: CheckResult.figures() / save_figures() (issue 13, item 4)
-FIGURES = ["planes", "histograms", "dvh", "beam_1", "beam_2"]   # the report's order
+FIGURES = ["axial", "coronal", "sagittal", "histograms", "dvh", "beam_1", "beam_2"]   # the report's order
 
 
 def _main_axes(fig):
-    """The plot axes of a figure, without its colour bars (those carry the '<colorbar>' label)."""
-    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    """The plot axes of a figure, without its colour bars (those carry the '<colorbar>' label) and the maps' key
+    (an axes with its axis off)."""
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.axison]
 
 
 def test_figures_are_the_reports_figures_with_their_data(report):
@@ -228,7 +232,7 @@ def test_figures_are_the_reports_figures_with_their_data(report):
     figs = report.figures()
     assert list(figs) == FIGURES and all(isinstance(f, Figure) for f in figs.values())
     nz, ny, nx = report.tps_gy_zyx.shape
-    planes = _main_axes(figs["planes"])
+    planes = [ax for name in ("axial", "coronal", "sagittal") for ax in _main_axes(figs[name])]
     assert len(planes) == 15     # axial, coronal, sagittal x (TPS, MC, MC - TPS, MC uncertainty, gamma)
     shapes = [ax.get_images()[0].get_array().shape for ax in planes]
     assert shapes == [(ny, nx)] * 5 + [(nz, nx)] * 5 + [(nz, ny)] * 5
@@ -258,10 +262,10 @@ def test_figures_are_the_reports_figures_with_their_data(report):
     page = Path(report.report_html).read_text(encoding="utf-8")
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert embedded == [_png(figs[n]) for n in FIGURES], "figures() differ from the report's images"
-    assert base64.b64decode(embedded[0])[:8] == b"\x89PNG\r\n\x1a\n" and REPORT_DPI == 90
+    assert base64.b64decode(embedded[0])[:8] == b"\x89PNG\r\n\x1a\n" and REPORT_DPI == 150
     # a subset, in the order asked; unknown names are refused with the names there are
     assert list(report.figures(["beam_2", "dvh"])) == ["beam_2", "dvh"] and list(report.figures("dvh")) == ["dvh"]
-    with pytest.raises(ValueError, match="no figure named 'beam_3'.*planes, histograms, dvh, beam_1, beam_2"):
+    with pytest.raises(ValueError, match="no figure named 'beam_3'.*axial, coronal, sagittal, histograms, dvh, beam_1"):
         report.figures(["beam_3"])
 
 
@@ -276,7 +280,7 @@ def test_the_dose_maps_show_the_mcs_noise_beside_the_difference(report):
     unc = np.where(report.mc_gy_zyx > 0, 0.02, 0.0)
     unc[..., : unc.shape[2] // 2] *= 2          # noisier on one side: the map must show where
     res = dataclasses.replace(report, mc=dataclasses.replace(report.mc, uncertainty_rel_zyx=unc))
-    axs = _main_axes(figure_builders(res, "planes")["planes"]())
+    axs = _main_axes(figure_builders(res, "axial")["axial"]())
     norm = float(res.tps_gy_zyx[res.body_zyx].max())
     k = int(round(float(np.argwhere(report.masks["PTV"]).mean(axis=0)[0])))
     diff = np.asarray(np.ma.filled(axs[2].get_images()[0].get_array(), np.nan))
@@ -293,17 +297,18 @@ def test_save_figures_writes_readable_files(report, tmp_path):
 
     paths = report.save_figures(tmp_path / "figs")
     assert paths == [tmp_path / "figs" / f"{n}.png" for n in FIGURES]
-    sizes = {"planes": (18.5, 11), "histograms": (11, 3.8), "dvh": (8, 4.8), "beam_1": (14, 8.2), "beam_2": (14, 8.2)}
+    sizes = {"axial": (7.2, 4.7), "coronal": (7.2, 4.7), "sagittal": (7.2, 4.7), "histograms": (7.2, 2.9),
+             "dvh": (7.2, 4.6), "beam_1": (7.2, 5.0), "beam_2": (7.2, 5.0)}
     for n, p in zip(FIGURES, paths):
         img = mpimg.imread(p)                       # decodes the PNG: height x width x RGBA at the report's dpi
         w, h = sizes[n]
-        assert img.shape == (round(h * 90), round(w * 90), 4), n
+        assert img.shape == (round(h * 150), round(w * 150), 4), n
         assert img[..., :3].std() > 0.05, n        # not blank
     assert sorted(q.name for q in (tmp_path / "figs").iterdir()) == sorted(f"{n}.png" for n in FIGURES)  # no temp
     svg = report.save_figures(tmp_path / "svg", fmt="svg", names=["dvh"])
     assert svg == [tmp_path / "svg" / "dvh.svg"] and "<svg" in svg[0].read_text()[:500]
     (hi,) = report.save_figures(tmp_path / "hi", names="histograms", dpi=45)
-    assert mpimg.imread(hi).shape[:2] == (round(3.8 * 45), round(11 * 45))
+    assert mpimg.imread(hi).shape[:2] == (round(2.9 * 45), round(7.2 * 45))
     with pytest.raises(ValueError, match="fmt 'bmpx'"):
         report.save_figures(tmp_path / "bad", fmt="bmpx")
     assert not (tmp_path / "bad").exists()           # refused before anything is built or written
@@ -325,8 +330,7 @@ def test_figures_of_many_results_leave_no_open_figure(report, base, tmp_path):  
     d = base["dir"]
     other = check(plan=d / "RP.dcm", dose=_tps(base, "rep_plan_low", base["blob"]), ct=d / "ct",
                   struct=d / "RS.dcm", beam_model="dcpt_v2", mc=_fake_mc(base, 0.97), **FAST)   # no out: no report
-    assert other.report_html is None and list(other.figures()) == ["planes", "histograms", "dvh", "beam_1",
-                                                                     "beam_2"]
+    assert other.report_html is None and list(other.figures()) == FIGURES
     before = len(plt.get_fignums())
     refs = []
     for n, res in enumerate((report, other, report, other)):
@@ -357,10 +361,10 @@ def test_panel_titles_placed_explicitly_draw_the_pictures_of_automatic_placement
         FigureCanvasAgg(fig).draw()
         return np.asarray(fig.canvas.buffer_rgba()).copy()
 
-    for name, fig in report.figures(["planes", "beam_1"]).items():
+    for name, fig in report.figures(["axial", "beam_1"]).items():
         fast = pixels(fig)
         titled = [ax for ax in fig.axes if ax.get_title()]
-        assert len(titled) >= 6 and all(not ax._autotitlepos for ax in titled), name
+        assert len(titled) >= 5 and all(not ax._autotitlepos for ax in titled), name
         for ax in titled:     # back to automatic placement, as Axes.clear sets it under matplotlib's defaults
             ax._autotitlepos = True
         assert mpl.rcParams["axes.titley"] is None
@@ -389,7 +393,7 @@ def test_gammas_in_workers_while_this_process_draws_give_the_same_check(report, 
         assert np.array_equal(g["gamma"], par.gamma[name]["gamma"]), name
     for b, g in report.beam_gamma.items():
         assert np.array_equal(g["gamma"], par.beam_gamma[b]["gamma"]), b
-    assert len(_page_images(par)) == 5 and _page_images(par) == _page_images(report)
+    assert len(_page_images(par)) == 7 and _page_images(par) == _page_images(report)
     assert list(par.timings_s) == list(report.timings_s)          # the same steps, in the same order
     assert par.provenance["gamma_elapsed_s"] >= par.timings_s["gamma_s"] > 0
 
@@ -444,3 +448,146 @@ def test_a_reused_mc_keeps_its_geometry_options_and_the_tps_heterogeneity_note(b
     r = check(mc=mc, **kw)
     assert any("crosses 12.0 mm" in n for n in r.diagnostics), r.diagnostics
     assert any("TissueHeterogeneityCorrection" in n and "not exported" in n for n in r.diagnostics), r.diagnostics
+
+
+# ---- the report on paper (audit 13: F6-F10, F12)
+def test_the_page_prints_on_a4_each_page_naming_the_patient_plan_and_verdict(report):
+    """The title names the verdict, patient ID, plan and date (it was "mcproton check" for every report, and the
+    PDF's title with it); the print CSS sets A4, keeps rows and figures whole, names patient, plan and verdict at
+    the top of every printed page, and puts the details after a page break: the summary (identification, levels,
+    notes, sign-off) comes first.  Before audit 13 the page had no print CSS: 8 Letter pages, rows cut across
+    pages, the patient on page 1 only and the sign-off on page 8."""
+    page = Path(report.report_html).read_text(encoding="utf-8")
+    title = re.search(r"<title>([^<]*)</title>", page).group(1)
+    assert title == "mcproton check FAIL | patient test^plan (ID T1) | plan test | 2026-12-04", title
+    assert page.index("<title>") < 4096 - 100             # out_dir recognises a report by its title's start
+    css = re.search(r"<style>(.*)</style>", page, re.S).group(1)
+    assert "@page{size:A4;margin:" in css and "break-inside:avoid" in css and ".details{break-before:page}" in css
+    assert '@top-left{content:"mcproton check FAIL | patient test^plan (ID T1) | plan test"' in css
+    assert 'counter(page) " of " counter(pages)' in css and "img{width:100%}" in css
+    summary, details = page.split('<div class="details">')
+    for part in ("Action levels", "Likely causes", "Sign-off", "decision / action taken"):
+        assert part in summary, part
+    assert "Gamma (3-D)" in details and "data:image" not in summary
+    sign = summary[summary.index("<h2>Sign-off</h2>"):]
+    assert "<caption>mcproton check FAIL | patient test^plan (ID T1) | plan test | 2026-12-04</caption>" in sign
+    mm = [float(h) for h in re.findall(r"\.sign td\{height:([\d.]+)mm", css)]
+    assert mm and min(mm) >= 12                           # room for a handwritten signature (5.3 mm before)
+    assert re.search(r"\.sign th:nth-child\(4\)\{width:(\d+)%", css).group(1) >= "30"
+
+
+def test_css_strings_escape_what_would_end_them():
+    from mcproton._check.report import _css_string, print_css
+
+    assert _css_string('a"b\\c</style>') == '"a\\22 b\\5c c\\3c /style\\3e "'
+    assert "</style>" not in print_css('O"Brien</style>', "2026-12-05")
+
+
+def test_a_passed_report_says_notes_not_likely_causes(report, tmp_path):
+    """A PASS report headed its remarks "Likely causes", which reads as if something failed (audit 13, F12)."""
+    import dataclasses
+
+    from mcproton._check.report import write_report
+
+    ok = dataclasses.replace(report, passed=True, diagnostics=["the CT does not say its PatientPosition"])
+    page = write_report(ok, tmp_path, dict(report.timings_s)).read_text(encoding="utf-8")
+    assert "<h3>Notes</h3>" in page and "Likely causes" not in page
+    assert "<title>mcproton check PASS | patient test^plan (ID T1)" in page
+
+
+def test_action_level_rows_sign_a_difference_and_no_minus_zero(report):
+    """The range median's row gets its sign as the range table does (it read "0.53 mm" beside "+0.53"), the limit
+    has the value's decimals, and no value reads -0.00 (audit 13, F6/F12)."""
+    for c in report.checks:
+        first = c["value_text"].split()[0 if not c["quantity"].endswith("D95 difference") else 1]
+        if c["level"] in ("range_median_mm", "target_dmean_pct"):
+            assert first[0] in "+-" or first.strip(",") == "0.00", c["value_text"]
+        assert "-0.00 " not in c["value_text"] and "-0.00," not in c["value_text"], c["value_text"]
+        dv = len(first.strip(",").split(".")[1])
+        assert re.search(rf"\d\.\d{{{dv}}} ", c["limit_text"]) or "of the" in c["limit_text"], c
+
+
+def test_figure_alt_texts_say_what_each_figure_shows(report):
+    page = Path(report.report_html).read_text(encoding="utf-8")
+    alts = re.findall(r'<img alt="([^"]*)"', page)
+    assert len(alts) == 7 and len(set(alts)) == 7
+    assert any(a.startswith("DVH of 2 structure(s) (PTV, External)") and "PTV D95 +5.0" in a for a in alts), alts
+    assert any(a.startswith("beam 1:") and "median" in a and "rays" in a for a in alts), alts
+    assert any("gamma 2%/2mm" in a and "% pass" in a for a in alts if a.startswith("axial plane"))
+    assert '<th scope="col">quantity</th>' in page and "<caption>Action levels: FAIL</caption>" in page
+
+
+def test_figures_are_drawn_at_their_printed_size_with_legible_text(report):
+    """Every figure is drawn at the printed width (<= the 186 mm of A4 less 12 mm margins, which img{width:100%}
+    fills: a scale of about 1) and every text of it, tick labels included, is >= 7 pt there.  Before audit 13 (F8)
+    the planes figure was 18.5 in wide with 6 pt tick labels: 2.5 pt on paper."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    from mcproton._check.report import FIGURE_WIDTH_IN, MIN_FONT_PT
+
+    page_width_in = (210 - 2 * 12) / 25.4
+    assert FIGURE_WIDTH_IN <= page_width_in and MIN_FONT_PT >= 7
+    for name, fig in report.figures().items():
+        w, h = fig.get_size_inches()
+        assert page_width_in * 0.95 <= w <= page_width_in and h < 6.0, (name, w, h)   # two per A4 page at most
+        FigureCanvasAgg(fig).draw()                      # tick labels exist once drawn
+        small = {(t.get_text(), t.get_fontsize()) for t in fig.findobj(Text)
+                 if t.get_visible() and t.get_text().strip() and t.get_fontsize() * page_width_in / w < 7}
+        assert not small, (name, sorted(small)[:5])
+
+
+def _luminance(rgba) -> np.ndarray:
+    """Rec. 601 grey of colours (what a greyscale printout keeps; the audit's grey_luminance.py)."""
+    c = np.asarray(rgba, float)
+    return 0.299 * c[..., 0] + 0.587 * c[..., 1] + 0.114 * c[..., 2]
+
+
+def test_the_maps_survive_a_greyscale_printout(report):
+    """The dose map's grey rises with the dose (jet printed 0 and the maximum both black); the difference map's
+    grey rises from MC below to MC above the TPS (RdBu_r printed -5 % and +5 % alike); a failing gamma prints
+    darker than any passing one (RdYlGn_r printed 0 and 1.5 alike); the DVH's structures differ by marker and the
+    gamma histogram's criteria by line style, not by colour alone (audit 13, F9)."""
+    figs = report.figures()
+    axs = _main_axes(figs["axial"])
+    x = np.linspace(0, 1, 256)
+    for ax in axs[:2]:                                   # TPS and MC dose
+        assert np.all(np.diff(_luminance(ax.get_images()[0].get_cmap()(x))) > 0)
+    diff = axs[2].get_images()[0]
+    grey = _luminance(diff.get_cmap()(x))
+    assert np.all(np.diff(grey) > 0) and grey[-1] - grey[0] > 0.6 and diff.get_clim() == (-5, 5)
+    beam = _main_axes(figs["beam_1"])
+    assert np.all(np.diff(_luminance(beam[4].collections[0].get_cmap()(x))) > 0)    # the R80 map: the same
+    gam = axs[4].get_images()[0]
+    cm, (lo, hi) = gam.get_cmap(), gam.get_clim()
+    assert (lo, hi) == (0, 1)                            # gamma > 1 is the map's "over" colour
+    passing, failing = _luminance(cm(x)), float(_luminance(cm.get_over()))
+    assert passing.min() - failing > 0.15, (passing.min(), failing)
+    dvh = _main_axes(figs["dvh"])[0].get_lines()
+    markers = {ln.get_label().rsplit(" ", 1)[0]: ln.get_marker() for ln in dvh}
+    assert len(set(markers.values())) == len(markers) == 2
+    assert {t.get_text() for t in _main_axes(figs["dvh"])[0].texts} == {"PTV", "External"}   # direct labels
+    hist = _main_axes(figs["histograms"])[0]
+    assert len({p.get_linestyle() for p in hist.patches}) == 3
+
+
+def test_the_printout_names_the_patient_and_verdict_on_every_page(report, tmp_path):
+    """Printed by headless Chromium (A4, every page naming patient ID, plan and verdict, the sign-off on the summary
+    before the details) and read back with PyMuPDF."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        pytest.skip("no chromium on PATH: the printout check needs Chromium (apt install chromium)")
+    pymupdf = pytest.importorskip("pymupdf", reason="the printout check reads the PDF with PyMuPDF")
+    pdf = tmp_path / "check.pdf"
+    p = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'p'}",
+                        f"--print-to-pdf={pdf}", Path(report.report_html).resolve().as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and pdf.is_file(), p.stderr[-2000:]
+    doc = pymupdf.open(pdf)
+    texts = [pg.get_text() for pg in doc]
+    assert abs(doc[0].rect.width - 595) < 2 and abs(doc[0].rect.height - 842) < 2          # A4 in points
+    assert all("mcproton check FAIL | patient test^plan (ID T1) | plan test" in t for t in texts)
+    assert all(f"page {n + 1} of {len(texts)}" in t for n, t in enumerate(texts))
+    signed = next(n for n, t in enumerate(texts) if "checked by (physicist)" in t)
+    gamma = next(n for n, t in enumerate(texts) if "Gamma (3-D)" in t)
+    assert signed < gamma                                 # the sign-off before the details

@@ -174,9 +174,11 @@ def test_report_has_sd_column_apart_from_tolerance_basis_scope_and_sign_off(tmp_
 def test_check_and_validate_share_the_sign_off_block():
     from mcproton._check import report as CR
 
-    assert CR._SIGN_OFF == CR.sign_off_html(
+    who = {"verdict": "PASS", "patient": "", "patient_id": "P1", "plan": "RP1", "date": "2026-12-05"}
+    assert CR._sign_off(who) == CR.sign_off_html(
         "This independent MC check is a second check of the planning system's dose; it does not replace the "
-        "clinic's own review of the plan.")
+        "clinic's own review of the plan.", identity="mcproton check PASS | patient (ID P1) | plan RP1 | 2026-12-05",
+        action=CR.SIGN_OFF_ACTION)
     assert REP.sign_off_html is CR.sign_off_html
 
 
