@@ -257,9 +257,35 @@ def _hist_figure(res) -> Figure:
     return fig
 
 
+#: A beam lies in an axis-aligned plane when its direction's component along the plane's normal is below this
+#: (sin 10 deg): a posterior field's mean direction is tilted by its spot map's offset and the beam's divergence.
+BEAM_IN_PLANE_MAX_COMPONENT = 0.17
+
+
+def _beam_plane_normal(direction, iso_mm, dose_zyx: np.ndarray, axes_zyx) -> int:
+    """The normal (0 x, 1 y, 2 z) of the axis-aligned plane through the isocentre in which beam ``direction``'s
+    figure is drawn: of the planes that hold the beam (its component along their normal below
+    BEAM_IN_PLANE_MAX_COMPONENT), the one whose section through the isocentre holds most of the beam's dose above
+    half its maximum; else the plane closest to holding it.  A posterior spine field (direction (-0.002, -1, 0)) is
+    thus drawn in the sagittal plane along its length, not in one axial slice across it, as the smallest component
+    alone chose (CSI audit of 2026-12-05, F5)."""
+    comp = np.abs(np.asarray(direction, float))
+    holding = [k for k in range(3) if comp[k] < BEAM_IN_PLANE_MAX_COMPONENT]
+    if len(holding) < 2:
+        return int(np.argmin(comp))
+    top = float(np.max(dose_zyx))
+    if not top > 0:
+        return int(np.argmin(comp))
+    hot = np.asarray(dose_zyx) >= 0.5 * top
+    z, y, x = axes_zyx
+    ix, iy, iz = (int(np.argmin(np.abs(ax - c))) for ax, c in ((x, iso_mm[0]), (y, iso_mm[1]), (z, iso_mm[2])))
+    area = {0: int(hot[:, :, ix].sum()), 1: int(hot[:, iy].sum()), 2: int(hot[iz].sum())}
+    return max(holding, key=lambda n: (area[n], -comp[n]))
+
+
 def _beam_plane(res, b: int):
     """The TPS and MC doses of beam ``b`` (its per-beam TPS dose, else the totals) in the axis-aligned plane
-    through the isocentre that holds the beam direction best; returns (label, TPS, MC, body, axes, labels,
+    through the isocentre that holds the beam (_beam_plane_normal); returns (label, TPS, MC, body, axes, labels,
     origin)."""
     inp, mc = res.inputs, res.mc
     meta = mc.beam_meta[b]
@@ -268,7 +294,7 @@ def _beam_plane(res, b: int):
     m = mc.beams_gy_zyx[b] if has else res.mc_gy_zyx
     z, y, x = res.axes_zyx
     iso = np.asarray(meta["isocenter_mm"])
-    normal = int(np.argmin(np.abs(np.asarray(meta["beam_direction"]))))  # 0 x, 1 y, 2 z
+    normal = _beam_plane_normal(meta["beam_direction"], iso, a, (z, y, x))  # 0 x, 1 y, 2 z
     if normal == 2:
         k = int(np.argmin(np.abs(z - iso[2])))
         return f"z = {z[k]:.1f} mm", a[k], m[k], res.body_zyx[k], (y, x), ("x", "y"), "upper"

@@ -591,3 +591,25 @@ def test_the_printout_names_the_patient_and_verdict_on_every_page(report, tmp_pa
     signed = next(n for n, t in enumerate(texts) if "checked by (physicist)" in t)
     gamma = next(n for n, t in enumerate(texts) if "Gamma (3-D)" in t)
     assert signed < gamma                                 # the sign-off before the details
+
+
+@pytest.mark.parametrize("direction, long_axis, expected", [
+    ((-0.002, -1.0, 0.0), "z", 0),     # posterior spine field, long in z: sagittal (normal x), not one axial slice
+    ((0.0, -1.0, 0.002), "x", 2),      # the same field turned, long in x: axial
+    ((1.0, 0.0, 0.0), "z", 1),         # lateral field long in z: coronal (normal y)
+    ((0.6, -0.8, 0.0), "z", 2),        # oblique in the axial plane: only the axial plane holds it
+])
+def test_beam_figure_plane_holds_the_beam_and_its_length(direction, long_axis, expected):
+    """The per-beam figure's plane holds the beam and, of the planes that do, the most of its dose (CSI audit F5:
+    a posterior spine field tilted by 0.1 deg was drawn in one axial slice across it)."""
+    from mcproton._check.report import _beam_plane_normal
+
+    axes = tuple(np.arange(n, dtype=float) * 2.0 - n for n in (60, 40, 40))   # z, y, x (mm)
+    z, y, x = np.meshgrid(*axes, indexing="ij")
+    d = np.asarray(direction) / np.linalg.norm(direction)
+    long = {"z": z, "x": x}[long_axis]
+    # a field 80 mm long along long_axis, 20 mm wide across it, along the beam through the isocentre
+    across = [a for a in ("x", "y", "z") if a != long_axis and abs(d["xyz".index(a)]) < 0.5]
+    width = {"x": x, "y": y, "z": z}[across[0]] if across else 0.0 * x
+    dose = ((np.abs(long) < 40) & (np.abs(width) < 10)).astype(float)
+    assert _beam_plane_normal(d, np.zeros(3), dose, axes) == expected
