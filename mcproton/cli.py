@@ -79,7 +79,9 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
         if args.out is None and not args.check_config:
             raise ConfigError("--out is required: give the output HDF5 file, e.g. --out out/dose.h5 (or --check-config "
                               "to check the config without running)")
-        out, rtdose, png = _check_paths(args, cfg) if args.out is not None else (None, None, None)
+        # --check-config without --out: the RT Dose path (--rtdose or output.rtdose) is still checked and used (it was
+        # dropped before 2026-12-05, so output.rtdose_per_beam was refused for want of the --rtdose given: CSI audit F6)
+        out, rtdose, png = _check_paths(args, cfg) if args.out is not None else (None, _rtdose_path(args, cfg), None)
     from ._run.inputs import check_before_build, check_inputs
 
     with phase("input_checks"):
@@ -538,6 +540,18 @@ def _ckpt(out: Path) -> Path:
     from ._run.checkpoint import checkpoint_path
 
     return checkpoint_path(out)
+
+
+def _rtdose_path(args: argparse.Namespace, cfg: dict) -> str | None:
+    """The RT Dose the run writes (--rtdose, else output.rtdose; None: none), refused where it would destroy an input
+    or is not a regular file; for --check-config without --out (:func:`_check_paths` checks it with the others)."""
+    from ._run.inputs import check_output_paths, input_paths
+
+    rtdose = args.rtdose or cfg.get("output", {}).get("rtdose")
+    if rtdose:
+        check_output_paths([("--rtdose" if args.rtdose else "output.rtdose", Path(rtdose))],
+                           input_paths(cfg, args.config))
+    return rtdose
 
 
 def _check_paths(args: argparse.Namespace, cfg: dict) -> tuple[Path, str | None, Path | None]:

@@ -76,6 +76,9 @@ class TPSDose:
     patient_id: str = ""
     heterogeneity: tuple[str, ...] = ()   # TissueHeterogeneityCorrection (3004,0014): IMAGE, ROI_OVERRIDE, WATER
     writer: str = ""                      # Manufacturer (0008,0070) and ManufacturerModelName (0008,1090)
+    #: the directions along x, y, z of the file's columns, rows and frames (the dose above runs along +x, +y, +z):
+    #: the check writes its MC dose of this one in the same orientation (mc_rtdose.write_mc_rtdoses)
+    axis_directions: tuple[int, int, int] = (1, 1, 1)
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -313,7 +316,7 @@ def read_tps_dose(path: str | Path) -> TPSDose:
                    d.referenced_plan_sop_instance_uid, beams, d.referenced_fraction_group_number,
                    str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("PatientID", "") or ""), het_vals,
                    " ".join(str(ds.get(k, "") or "").strip()
-                            for k in ("Manufacturer", "ManufacturerModelName")).strip())
+                            for k in ("Manufacturer", "ManufacturerModelName")).strip(), d.axis_directions)
 
 
 def written_by_opentps(d: TPSDose) -> bool:

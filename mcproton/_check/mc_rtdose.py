@@ -1,8 +1,11 @@
 """The check's MC dose as DICOM RT Dose, beside the report: ``RD_mc.dcm`` (the plan dose) and ``RD_mc_beam<N>.dcm``
-for each beam the TPS gave a dose of, on the TPS dose grid, in the TPS dose's patient, study and frame of
-reference, referencing the plan, with the TPS file's DoseType and DoseSummationType (the MC dose is computed to
-hold what the TPS dose holds: physical or RBE-weighted, all fractions or one).  A physicist opens them beside the
-planning system's dose in the planning system or a viewer, and archives them with the signed report.
+for each beam the TPS gave a dose of, on the TPS dose grid and in its orientation (each file with the
+ImageOrientationPatient, ImagePositionPatient and frame order of the TPS file of the same dose, so that the two
+arrays match index by index: before 2026-12-05 a prone TPS dose's MC twin was written [1,0,0,0,1,0], its rows and
+columns reversed, CSI audit F4), in the TPS dose's patient, study and frame of reference, referencing the plan,
+with the TPS file's DoseType and DoseSummationType (the MC dose is computed to hold what the TPS dose holds: physical
+or RBE-weighted, all fractions or one).  A physicist opens them beside the planning system's dose in the planning
+system or a viewer, and archives them with the signed report.
 
 The doses written are the ones the check compared: zero outside the body outline, as the planning systems write
 theirs (the DoseComment says so).  A later ``mcproton check`` of a folder that holds these files does not take
@@ -89,13 +92,14 @@ def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
         plan_sum, fg = inp.total.summation_type, inp.total.fraction_group
     else:   # per-beam TPS doses only: the MC's plan dose holds every beam of the plan
         plan_sum, fg = ("PLAN" if inp.all_fractions else "FRACTION_SESSION"), None
-    jobs = [("plan", out / MC_PLAN_FILE, mc.total_gy_zyx, plan_sum, None, fg)]
+    # each file in the orientation of the TPS file of the same dose (the plan dose's: the reference's)
+    jobs = [("plan", out / MC_PLAN_FILE, mc.total_gy_zyx, plan_sum, None, fg, ref.axis_directions)]
     for b in sorted(inp.beams):
         t = inp.beams[b]
         jobs.append((f"beam {b}", beam_rtdose_path(out / MC_PLAN_FILE, b), mc.beams_gy_zyx[b], t.summation_type, b,
-                     t.fraction_group))
+                     t.fraction_group, t.axis_directions))
     written: dict[str, dict] = {}
-    for k, (key, path, dose, summation, beam, group) in enumerate(jobs, start=1):
+    for k, (key, path, dose, summation, beam, group, axes) in enumerate(jobs, start=1):
         unc = mc.mean_rel_uncertainty_50 if beam is None else (mc.beam_meta.get(beam) or {}).get(
             "mean_rel_uncertainty_50")
         comment = dose_comment(what, unc, model, beam)
@@ -103,7 +107,7 @@ def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
                      dose_type=inp.dose_type, referenced_beam_number=beam,
                      referenced_fraction_group_number=group or 1, series_description=MC_SERIES_DESCRIPTION,
                      dose_comment=comment, series_instance_uid=series, instance_number=k,
-                     heterogeneity=mc.provenance.get("tissue_heterogeneity") or ("IMAGE",))
+                     heterogeneity=mc.provenance.get("tissue_heterogeneity") or ("IMAGE",), axis_directions=axes)
         written[key] = {"file": path.name, "dose_summation_type": summation, "dose_type": inp.dose_type,
                         "dose": desc["quantity"], "unit": desc["unit"], "dose_comment": comment,
                         "max_gy": float(dose.max())}

@@ -44,6 +44,10 @@ class CTImage:
     series_description: str = ""
     image_comments: str = ""     # ImageComments (0020,4000) of the first slice (a phantom CT names its calibration)
     image_type: str = ""         # ImageType (0008,0008) of the first slice, its values joined by "\\"
+    #: the directions (+1 or -1) along x, y, z of the series' columns, rows and slice normal, from its
+    #: ImageOrientationPatient (the volume above runs along +x, +y, +z whatever they are): an RT Dose of a dose on
+    #: this CT is written in the same orientation (StudyReference.from_ct)
+    axis_directions: tuple[int, int, int] = (1, 1, 1)
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -468,6 +472,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         series_description=str(ds0.get("SeriesDescription", "")),
         image_comments=str(ds0.get("ImageComments", "") or ""),
         image_type=_text_values(ds0.get("ImageType", None)),
+        axis_directions=(int(sx), int(sy), int(sx * sy)),
     )
 
 

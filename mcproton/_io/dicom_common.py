@@ -44,14 +44,20 @@ class StudyReference:
     patient_position: str = ""         # PatientPosition of the images (HFS, ...): checked against the plan's
     plan_sop_instance_uid: str = ""    # the RT (Ion) Plan an RT Dose refers to ("": a placeholder reference)
     plan_sop_class_uid: str = RT_ION_PLAN_STORAGE
+    #: the directions (+1 or -1) along x, y, z of the CT's columns, rows and slice normal (its
+    #: ImageOrientationPatient: (1, 1, 1) head-first supine, (-1, -1, 1) prone, ...): an RT Dose written for it
+    #: is stored in the same orientation (mcproton._io.rtdose.write_rtdose)
+    axis_directions: tuple[int, int, int] = (1, 1, 1)
 
     @classmethod
     def from_ct(cls, ct, **changes) -> "StudyReference":
-        """The patient, study, frame of reference and position of a CT (:class:`mcproton.dicom.CTImage`, or
-        anything with those attributes), with ``changes`` (e.g. ``plan_sop_instance_uid=...``)."""
+        """The patient, study, frame of reference, position and orientation of a CT
+        (:class:`mcproton.dicom.CTImage`, or anything with those attributes), with ``changes`` (e.g.
+        ``plan_sop_instance_uid=...``)."""
         names = ("patient_name", "patient_id", "patient_birth_date", "patient_sex", "study_instance_uid",
                  "frame_of_reference_uid", "patient_position")
-        return cls(**{**{k: str(getattr(ct, k, "") or "") for k in names}, **changes})
+        axes = tuple(int(a) for a in getattr(ct, "axis_directions", None) or (1, 1, 1))
+        return cls(**{**{k: str(getattr(ct, k, "") or "") for k in names}, "axis_directions": axes, **changes})
 
     def replace(self, **changes) -> "StudyReference":
         """A copy with ``changes``."""

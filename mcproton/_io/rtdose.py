@@ -3,9 +3,14 @@
 ``write_rtdose`` stores a 3-D dose grid (Gy, axes (z, y, x)) as a multi-frame RT Dose with unsigned 16-bit
 (default) or 32-bit pixels, ``DoseGridScaling = max / (2^bits - 1)`` (the stored dose is exact to within
 DoseGridScaling / 2, i.e. 7.6e-6 of the maximum for 16 bits),
-ImageOrientationPatient [1,0,0,0,1,0], ImagePositionPatient = the centre of voxel [0, 0, 0] and a relative
-GridFrameOffsetVector (first value 0).  The 16-bit result passes ``dciodvfy`` (dicom3tools) without errors
-(dciodvfy 1.0 aborts on any 32-bit pixel data, so 32-bit files cannot be checked with it).
+ImagePositionPatient = the centre of the first voxel stored and a relative GridFrameOffsetVector (first value 0).
+The stored rows, columns and frames run along the axes of the CT or planning-system dose the dose belongs to
+(``axis_directions``): ImageOrientationPatient [1,0,0,0,1,0] for a head-first supine CT, [-1,0,0,0,-1,0] for a
+prone one, and so on, so that the file matches its CT's or planning-system dose's array index by index (before
+2026-12-05 every file was [1,0,0,0,1,0]: the same voxel centres, but the rows and columns of a prone dose reversed,
+CSI audit F4).  ``read_rtdose`` reads every such file back onto a grid along +x, +y, +z.  The 16-bit result passes
+``dciodvfy`` (dicom3tools) without errors (dciodvfy 1.0 aborts on any 32-bit pixel data, so 32-bit files cannot be
+checked with it).
 """
 from __future__ import annotations
 
@@ -24,6 +29,34 @@ _SUMMATION = ("PLAN", "MULTI_PLAN", "FRACTION", "BEAM", "BRACHY", "FRACTION_SESS
               "BRACHY_SESSION", "CONTROL_POINT", "RECORD")
 
 
+#: the directions along x, y and z of a stored RT Dose's (or CT's) columns, rows and frames: +1 or -1 each
+AXES_HFS = (1, 1, 1)
+
+
+def axis_directions(iop: Sequence[float], frame_step_z: float | None = None) -> tuple[int, int, int]:
+    """The directions (+1 or -1) along x, y, z in which the columns, rows and frames of an axial image or dose with
+    ImageOrientationPatient ``iop`` (rows along ±x, columns along ±y) run: the signs of its row and column direction
+    cosines, and of ``frame_step_z`` (the z step from one frame to the next) or, where that is None (a CT, whose
+    slices have no order in the file), of the slice normal (row x column): [1,0,0,0,1,0] (HFS) (1, 1, 1),
+    [-1,0,0,0,-1,0] (HFP) (-1, -1, 1), [-1,0,0,0,1,0] (FFS) (-1, 1, -1), [1,0,0,0,-1,0] (FFP) (1, -1, -1)."""
+    sx = 1 if float(iop[0]) > 0 else -1
+    sy = 1 if float(iop[4]) > 0 else -1
+    sz = sx * sy if frame_step_z is None else (1 if frame_step_z > 0 else -1)
+    return sx, sy, sz
+
+
+def _checked_axes(axes: Sequence[int]) -> tuple[int, int, int]:
+    """``axes`` as three ints, each +1 or -1, else ValueError."""
+    try:
+        out = tuple(int(a) for a in axes)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) != 3 or any(a not in (1, -1) for a in out) or any(float(a) != b for a, b in zip(axes, out)):
+        raise ValueError(f"axis_directions must be three values +1 or -1 (the directions along x, y, z of the stored "
+                         f"columns, rows and frames); got {axes!r}")
+    return out   # type: ignore[return-value]
+
+
 @dataclass
 class RTDose:
     dose_gy_zyx: np.ndarray
@@ -38,6 +71,10 @@ class RTDose:
     referenced_fraction_group_number: int | None = None
     referenced_beam_numbers: list[int] = field(default_factory=list)
     dose_comment: str = ""
+    #: the directions along x, y, z of the file's columns, rows and frames (:func:`axis_directions`); the dose
+    #: above is on a grid along +x, +y, +z whatever they are, and ``write_rtdose(..., axis_directions=...)`` writes
+    #: a dose on this grid in the file's own orientation
+    axis_directions: tuple[int, int, int] = AXES_HFS
 
 
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -100,8 +137,16 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
                  dose_comment: str = "mcproton Monte Carlo", bits: int = 16,
                  series_instance_uid: str | None = None, series_number: int = 1,
                  instance_number: int = 1, heterogeneity: Sequence[str] = ("IMAGE",),
-                 image_comments: str = "") -> Path:
+                 image_comments: str = "", axis_directions: Sequence[int] | None = None) -> Path:
     """Write an RT Dose file; returns its path.
+
+    ``dose_gy_zyx`` is on a grid along +x, +y, +z whose first voxel centre is ``origin_mm``.  ``axis_directions``
+    (x, y, z; each +1 or -1, :func:`axis_directions`): the directions in which the file's columns, rows and frames
+    run, default the study's (``study.axis_directions``: its CT's; (1, 1, 1) for a phantom).  The array is stored
+    reversed along each axis whose direction is -1, with ImageOrientationPatient [sx,0,0,0,sy,0], the
+    ImagePositionPatient of the first voxel stored, and relative frame offsets (0, then steps of the slice
+    thickness, negative where the frames run against the slice normal sx x sy, PS3.3 C.8.8.3.2): the orientation of
+    the CT or planning-system dose given, so that the two match index by index.
 
     ``dose_type`` PHYSICAL (Gy) or EFFECTIVE (RBE-weighted).  ``summation_type`` (PS3.3 C.8.8.3):
 
@@ -141,6 +186,8 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     if lo < 0:
         raise ValueError(f"dose has negative values (min {lo:g} Gy); RT Dose stores non-negative doses")
     vs, org = check_grid_geometry(voxel_size_mm, origin_mm)
+    axes = _checked_axes(getattr(study, "axis_directions", AXES_HFS) if axis_directions is None
+                         else axis_directions)
     summation_type = summation_type.upper()
     if summation_type not in _WRITABLE:
         raise ValueError(f"summation_type must be one of {', '.join(_WRITABLE)}; got {summation_type!r}")
@@ -169,6 +216,12 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     scaling_s = _ds(scaling)
     scaling = float(scaling_s)
     pix = _quantise(d, scaling, top, "<u2" if bits == 16 else "<u4")
+    # the file's orientation: each axis running along -x, -y or -z is stored reversed, and the first voxel stored
+    # (ImagePositionPatient) is the grid's last along it
+    sx, sy, sz = axes
+    pix = pix[::sz, ::sy, ::sx]
+    first = [org[k] + (d.shape[2 - k] - 1) * vs[k] * (axes[k] < 0) for k in range(3)]
+    normal_z = sx * sy   # the slice normal (row x column) is +z or -z: relative offsets are taken along it
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,8 +236,8 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     ds.ContentDate = date
     ds.ContentTime = time
     ds.OperatorsName = ""
-    ds.ImagePositionPatient = [_ds(org[0]), _ds(org[1]), _ds(org[2])]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [_ds(first[0]), _ds(first[1]), _ds(first[2])]
+    ds.ImageOrientationPatient = [sx, 0, 0, 0, sy, 0]
     ds.SliceThickness = _ds(vs[2])
     ds.PixelSpacing = [_ds(vs[1]), _ds(vs[0])]
     ds.SamplesPerPixel = 1
@@ -200,7 +253,7 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     ds.DoseUnits = "GY"
     ds.DoseType = dose_type
     ds.DoseSummationType = summation_type
-    ds.GridFrameOffsetVector = [_ds(k * vs[2]) for k in range(d.shape[0])]
+    ds.GridFrameOffsetVector = [_ds(sz * normal_z * k * vs[2]) for k in range(d.shape[0])]
     ds.DoseGridScaling = scaling_s
     # what the dose was computed with (PS3.3 C.8.8.3: IMAGE, ROI_OVERRIDE, WATER): ROI_OVERRIDE where the structure
     # set's material overrides (or air outside its External) replaced the CT
@@ -569,7 +622,8 @@ def _check_dose_header(ds, p: Path) -> None:
 def read_rtdose(path: str | Path) -> RTDose:
     """Read an RT Dose (axial, ImageOrientationPatient [1,0,0,0,1,0] or flipped axes) into Gy (z, y, x), on a
     grid running along +x, +y, +z: axes whose direction is negative (rows along -x, columns along -y, frames
-    along -z, as the normal row x column of a feet-first dose) are reversed and the origin moved to match."""
+    along -z, as the normal row x column of a feet-first dose) are reversed and the origin moved to match.  The
+    file's own directions are kept in ``axis_directions`` (for writing a dose in the same orientation)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -636,6 +690,7 @@ def read_rtdose(path: str | Path) -> RTDose:
         dz0 = float(dz[0])
     else:
         dz0 = float(ds.get("SliceThickness", 1.0) or 1.0)
+    stored_axes = axis_directions(iop, dz0 if nf > 1 else None)
     dose = arr.astype(np.float64) * scaling
     origin = ipp.copy()
     if iop[0] < 0:
@@ -661,4 +716,4 @@ def read_rtdose(path: str | Path) -> RTDose:
     return RTDose(np.ascontiguousarray(dose), (ps[1], ps[0], dz0), tuple(float(v) for v in origin),
                   str(ds.get("FrameOfReferenceUID", "")), scaling, str(ds.get("DoseType", "")),
                   str(ds.get("DoseSummationType", "")), str(ds.get("DoseUnits", "")), ref, fg_num, beams,
-                  str(ds.get("DoseComment", "") or ""))
+                  str(ds.get("DoseComment", "") or ""), stored_axes)

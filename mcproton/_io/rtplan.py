@@ -27,7 +27,7 @@ above).  The table-top eccentric system e is rotated from s by TableTopEccentric
 (PS3.3 C.8.8.14: "orientation of IEC TABLE TOP ECCENTRIC coordinate system with respect to IEC PATIENT SUPPORT
 coordinate system", the same sense), so the table top, and the patient on it, is turned in the room by the sum of the
 two angles; where the eccentric axis lies only moves the patient, which the isocentre's set-up takes back.  The
-patient is fixed to the table top (pitch and roll must be 0).
+patient is fixed to the table top (pitch and roll must be 0, modulo 360 deg).
 
 The patient's LPS axes (DICOM PS3.3 C.7.6.2.1.1: x to the patient's left, y posterior, z towards the head)
 in table-top coordinates follow from PatientPosition (PS3.3 C.7.3.1.1.2, used by the RT Patient Setup module
@@ -230,6 +230,30 @@ def _f(item, kw: str, where: str, default=None, *, required: bool = True):
 
 #: what to do with a plan whose numbers cannot be read
 _REDO = "the plan file is damaged: export the plan again from the planning system"
+
+
+#: the largest table-top pitch or roll or gantry pitch (deg, after reduction to -180..180) taken for 0: 1e-3 deg
+#: tilts a 300 mm range by 0.005 mm
+_TILT_TOL_DEG = 1e-3
+
+
+def signed_angle_deg(deg: float) -> float:
+    """``deg`` as the equivalent angle in [-180, 180): 360 -> 0, 359.5 -> -0.5."""
+    return (float(deg) + 180.0) % 360.0 - 180.0
+
+
+def _refuse_tilt(deg: float, kw: str, where: str) -> None:
+    """Refuse a table-top pitch or roll or a gantry pitch (``kw``, read in ``where``) other than 0 modulo 360 deg:
+    the dose would be computed for a patient lying flat on an untilted couch.  360 (and -360) is 0 and accepted
+    (before 2026-12-05 it was refused as "not 0", CSI audit F7); the message gives a value outside -180..180 also as
+    its signed equivalent (359.5 = -0.5 deg)."""
+    signed = signed_angle_deg(deg)
+    if abs(signed) <= _TILT_TOL_DEG:
+        return
+    same = "" if signed == float(deg) else f" (= {signed:+g} deg)"
+    raise _e(f"{where}: {attribute_name(kw)} is {float(deg):g} deg{same}; table-top pitch and roll and gantry pitch "
+             "are not supported (only 0, or 360): the dose would be computed for an untilted couch and gantry; "
+             "plan without them or export the plan with 0")
 
 
 def _floats(v, kw: str, where: str) -> np.ndarray:
@@ -498,6 +522,8 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
                             ("GantryPitchAngle", "gpitch"), ("TableTopEccentricAngle", "ecc")):
                 if cp.get(kw, None) not in (None, ""):
                     state[key] = _f(cp, kw, cw)
+                    if key != "ecc":
+                        _refuse_tilt(state[key], kw, cw)
             for rss in cp.get("RangeShifterSettingsSequence", []) or []:
                 ref = _int(rss.get("ReferencedRangeShifterNumber", 0) or 0, "ReferencedRangeShifterNumber", cw)
                 wet = rss.get("RangeShifterWaterEquivalentThickness", None)
@@ -542,8 +568,6 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
         if len(angles_seen) > 1:
             raise _e(f"{where}: gantry/couch/table-top eccentric angles change between control points "
                      f"{sorted(angles_seen)}; arc delivery is not supported")
-        if abs(state["pitch"]) > 1e-3 or abs(state["roll"]) > 1e-3 or abs(state["gpitch"]) > 1e-3:
-            raise _e(f"{where}: table-top pitch/roll or gantry pitch angles are not supported (must be 0)")
         if not layers:
             raise _e(f"{where}: no control point has non-zero ScanSpotMetersetWeights (empty beam)")
         beams.append(IonBeam(

@@ -1008,6 +1008,32 @@ def test_the_checks_own_rt_dose_checked_against_its_mc_passes_exactly(case, tmp_
     assert max(abs(r["median_mm"]) for r in again.ranges.values()) < 0.05
 
 
+def test_the_mc_rt_doses_take_the_orientation_of_each_tps_file(case, tmp_path):
+    """TPS doses stored prone (plan dose, ImageOrientationPatient [-1,0,0,0,-1,0]), feet-first (beam 1,
+    [-1,0,0,0,1,0], frames along -z) and head-first supine (beam 2): each MC RT Dose has its TPS file's
+    ImageOrientationPatient, ImagePositionPatient and frame offsets, and its stored array is the MC dose in that
+    order, so the two files match index by index (CSI audit 2026-12-05 F4: every MC file was [1,0,0,0,1,0]); the
+    check's results are those of the same doses stored head-first supine."""
+    axes = {"plan": (-1, -1, 1), 1: (-1, 1, -1), 2: (1, 1, 1)}
+    hi = case["hi"]
+    tps = {k: _tps(case, f"tps_orient_{k}", hi.total_gy_zyx if k == "plan" else hi.beams_gy_zyx[k], axis_directions=a,
+                   **({} if k == "plan" else {"summation_type": "BEAM", "referenced_beam_number": k}))
+           for k, a in axes.items()}
+    res = _recheck(case, [tps["plan"], tps[1], tps[2]], out=tmp_path / "o")
+    for k, name, mc in (("plan", "RD_mc.dcm", res.mc_gy_zyx), (1, "RD_mc_beam1.dcm", res.mc.beams_gy_zyx[1]),
+                        (2, "RD_mc_beam2.dcm", res.mc.beams_gy_zyx[2])):
+        t, m = pydicom.dcmread(tps[k]), pydicom.dcmread(tmp_path / "o" / name)
+        for kw in ("ImageOrientationPatient", "ImagePositionPatient", "GridFrameOffsetVector"):
+            assert [float(v) for v in m[kw].value] == [float(v) for v in t[kw].value], (name, kw)
+        sx, sy, sz = axes[k]
+        np.testing.assert_allclose(m.pixel_array * float(m.DoseGridScaling), mc[::sz, ::sy, ::sx], rtol=0,
+                                   atol=float(m.DoseGridScaling) / 2 * (1 + 1e-9))
+    f = case["files"]
+    before = _recheck(case, [f["plan"], f[1], f[2]], out=tmp_path / "hfs")
+    assert {k: v["pass_rate"] for k, v in res.gamma.items()} == {k: v["pass_rate"] for k, v in before.gamma.items()}
+    assert res.passed == before.passed
+
+
 def test_a_folder_holding_an_earlier_checks_mc_dose_pairs_the_tps_dose(case, tmp_path):
     """A patient folder that also holds a check's output (RD_mc*.dcm refer to the same plan): those are not taken for
     the planning system's doses, and the pairing says so."""

@@ -31,7 +31,7 @@ def test_round_trip(tmp_path, bits):
     ds = pydicom.dcmread(p)
     assert ds.DoseUnits == "GY" and ds.DoseType == "PHYSICAL" and ds.DoseSummationType == "PLAN"
     assert [float(v) for v in ds.GridFrameOffsetVector] == [0.0, 3.0, 6.0, 9.0, 12.0]
-    assert [float(v) for v in ds.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]   # the only one written
+    assert [float(v) for v in ds.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]   # the default (a phantom's)
     assert ds.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == "1.2.826.0.1.3680043.8.498.2"
     assert ds.FrameIncrementPointer == 0x3004000C and ds.BitsAllocated == bits
     assert r.referenced_plan_sop_instance_uid == "1.2.826.0.1.3680043.8.498.2"

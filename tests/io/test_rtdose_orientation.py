@@ -13,7 +13,7 @@ import pydicom
 import pytest
 
 from mcproton._io.errors import DicomInputError
-from mcproton.dicom import read_rtdose
+from mcproton.dicom import StudyReference, read_rtdose
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dicom"
 RAYSTATION = DATA / "aptg_plan03" / "RD1.2.752.243.1.1.20250523160113556.4000.16653.dcm"
@@ -103,3 +103,158 @@ def test_unplaceable_offsets_with_minus_z_normal_refused(tmp_path):
     with pytest.raises(DicomInputError, match=r"GridFrameOffsetVector starts at 7 mm, neither 0 .*-z for "
                                               r"ImageOrientationPatient.*export the dose again"):
         read_rtdose(src)
+
+
+# ------------------------------------------------------------------ writing in the CT's or the TPS dose's orientation
+ORIENTATIONS = {   # (x, y, z) directions of the stored columns, rows and frames -> ImageOrientationPatient
+    "HFS": ((1, 1, 1), [1, 0, 0, 0, 1, 0]),
+    "HFP": ((-1, -1, 1), [-1, 0, 0, 0, -1, 0]),
+    "FFS": ((-1, 1, -1), [-1, 0, 0, 0, 1, 0]),      # frames along the normal (-z), offsets 0, 3, 6 ...
+    "FFP": ((1, -1, -1), [1, 0, 0, 0, -1, 0]),
+    "FFS-frames+z": ((-1, 1, 1), [-1, 0, 0, 0, 1, 0]),   # frames against the normal: offsets 0, -3, -6 ...
+    "HFS-frames-z": ((1, 1, -1), [1, 0, 0, 0, 1, 0]),
+}
+
+
+@pytest.mark.parametrize("name", list(ORIENTATIONS))
+def test_written_in_each_orientation_reads_back_to_the_same_dose_and_positions(tmp_path, name):
+    """write_rtdose(axis_directions=...) (CSI audit 2026-12-05 F4: every file was [1,0,0,0,1,0]): the stored array is
+    the dose reversed along each axis running along -x, -y or -z, ImagePositionPatient is the centre of the first
+    voxel stored, the offsets run along the frames; read_rtdose gives back the same dose at the same positions and
+    the directions written; dciodvfy finds no error."""
+    import shutil
+    import subprocess
+
+    from mcproton.dicom import StudyReference, write_rtdose
+
+    axes, iop = ORIENTATIONS[name]
+    rng = np.random.default_rng(3)
+    dose = rng.random((5, 4, 3)) * 2.0
+    vs, org = (2.0, 2.5, 3.0), (-10.0, -20.0, -30.0)
+    p = write_rtdose(dose, vs, org, tmp_path / "RD.dcm", axis_directions=axes,
+                     study=StudyReference(frame_of_reference_uid="1.2.3", patient_id="P1", patient_name="a^b"))
+    ds = pydicom.dcmread(p)
+    assert [float(v) for v in ds.ImageOrientationPatient] == iop
+    last = [org[k] + vs[k] * (dose.shape[2 - k] - 1) for k in range(3)]
+    assert [float(v) for v in ds.ImagePositionPatient] == [last[k] if axes[k] < 0 else org[k] for k in range(3)]
+    normal_z = iop[0] * iop[4]
+    assert [float(v) for v in ds.GridFrameOffsetVector] == [axes[2] * normal_z * 3.0 * k for k in range(5)]
+    stored = ds.pixel_array * float(ds.DoseGridScaling)
+    np.testing.assert_allclose(stored, dose[::axes[2], ::axes[1], ::axes[0]], atol=float(ds.DoseGridScaling))
+    r = read_rtdose(p)
+    assert r.origin_mm == pytest.approx(org, abs=1e-9) and r.voxel_size_mm == pytest.approx(vs)
+    assert r.axis_directions == axes
+    np.testing.assert_allclose(r.dose_gy_zyx, dose, rtol=0, atol=r.dose_grid_scaling / 2 * (1 + 1e-9))
+    if shutil.which("dciodvfy"):
+        out = subprocess.run(["dciodvfy", str(p)], capture_output=True, text=True, timeout=60)
+        assert not [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")], out.stderr
+
+
+@pytest.mark.parametrize("iop,absolute", [
+    ([-1, 0, 0, 0, -1, 0], False),   # HFP
+    ([-1, 0, 0, 0, 1, 0], False),    # FFS
+    ([-1, 0, 0, 0, 1, 0], True),
+    ([1, 0, 0, 0, -1, 0], False),    # FFP
+], ids=["HFP", "FFS", "FFS-absolute", "FFP"])
+def test_a_dose_written_with_the_axes_read_matches_its_source_index_by_index(tmp_path, iop, absolute):
+    """A real dose in another orientation, read and written again with the directions read (what the check does
+    with its MC dose on the TPS grid): the same ImageOrientationPatient and ImagePositionPatient, each frame at the
+    same z, and the stored arrays equal index by index (to the 16-bit quantisation)."""
+    from mcproton.dicom import StudyReference, write_rtdose
+
+    src = _reencode(RAYSTATION, tmp_path / "RD_x.dcm", iop, absolute)
+    r = read_rtdose(src)
+    p = write_rtdose(r.dose_gy_zyx, r.voxel_size_mm, r.origin_mm, tmp_path / "RD_again.dcm",
+                     study=StudyReference(frame_of_reference_uid=r.frame_of_reference_uid),
+                     axis_directions=r.axis_directions)
+    a, b = pydicom.dcmread(src), pydicom.dcmread(p)
+    assert [float(v) for v in b.ImageOrientationPatient] == [float(v) for v in a.ImageOrientationPatient]
+    assert [float(v) for v in b.ImagePositionPatient] == pytest.approx([float(v) for v in a.ImagePositionPatient],
+                                                                       abs=1e-6)
+
+    def frame_z(ds):
+        off = np.array([float(v) for v in ds.GridFrameOffsetVector])
+        z0 = float(ds.ImagePositionPatient[2])
+        return off if off[0] == z0 and off[0] != 0 else z0 + ds.ImageOrientationPatient[0] * \
+            ds.ImageOrientationPatient[4] * off
+
+    np.testing.assert_allclose(frame_z(b), frame_z(a), atol=1e-6)
+    da = a.pixel_array * float(a.DoseGridScaling)
+    db = b.pixel_array * float(b.DoseGridScaling)
+    np.testing.assert_allclose(db, da, rtol=0, atol=float(a.DoseGridScaling) / 2 + float(b.DoseGridScaling) / 2)
+
+
+def _ct_in_orientation(folder: Path, iop: list[int], position: str) -> tuple[np.ndarray, list[Path]]:
+    """A 24 x 20 x 16 mm water block in air (a CT written [1,0,0,0,1,0], 2 mm voxels) re-encoded slice by slice with
+    ImageOrientationPatient ``iop`` and PatientPosition ``position``: the same anatomy at the same LPS coordinates."""
+    from mcproton.dicom import write_ct_series
+
+    hu = np.full((8, 10, 12), -1000.0)
+    hu[1:7, 2:9, 3:10] = 0.0
+    paths = write_ct_series(hu, (2.0, 2.0, 2.0), (-11.0, -9.0, -7.0), folder,
+                            study=StudyReference(frame_of_reference_uid="1.2.826.0.1.3680043.8.498.77",
+                                                 patient_position=position))
+    sx, sy = iop[0], iop[4]
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ipp = [float(v) for v in ds.ImagePositionPatient]
+        ds.ImagePositionPatient = [ipp[0] + 11 * 2.0 * (sx < 0), ipp[1] + 9 * 2.0 * (sy < 0), ipp[2]]
+        ds.ImageOrientationPatient = iop
+        ds.PixelData = np.ascontiguousarray(ds.pixel_array[::sy, ::sx]).astype("<i2").tobytes()
+        ds.save_as(p)
+    return hu, paths
+
+
+@pytest.mark.parametrize("position,iop,blocks", [
+    ("HFS", [1, 0, 0, 0, 1, 0], False),
+    ("HFP", [-1, 0, 0, 0, -1, 0], False),
+    ("FFS", [-1, 0, 0, 0, 1, 0], False),
+    ("FFP", [1, 0, 0, 0, -1, 0], False),
+    ("HFP", [-1, 0, 0, 0, -1, 0], True),    # phantom.dose_voxel_mm: the CT's orientation on the coarser grid too
+])
+def test_run_rtdose_on_a_ct_is_written_in_the_cts_orientation(tmp_path, position, iop, blocks):
+    """``mcproton run --rtdose`` on a CT (CSI audit 2026-12-05 F4: a prone CT's RT Dose was written [1,0,0,0,1,0]):
+    the RT Dose has the CT's ImageOrientationPatient, its frames run along the CT's slice normal (offsets 0, 2, 4 ...
+    mm from the CT slice first along it), so that on the CT grid the two arrays match index by index; read back,
+    it is the run's dose at the CT's voxel positions."""
+    from mcproton._io.hdf5 import load_result
+    from mcproton.cli import main
+
+    hu, ct_files = _ct_in_orientation(tmp_path / "ct", iop, position)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[run]\nprimaries = 300\nbackend = "cpu"\nseed = 3\nthreads = 1\n\n'
+                   '[phantom]\ntype = "ct"\nct_dir = "ct"\ncalibration = "schneider2000"\n'
+                   + ("dose_voxel_mm = 4.0\n" if blocks else "")
+                   + '\n[beam]\nenergy_mev = 30.0\nposition_mm = [0.0, 0.0, -30.0]\ndirection = [0.0, 0.0, 1.0]\n'
+                   'sigma_mm = [2.0, 2.0]\ntotal_protons = 1e9\n\n[output]\nplot = false\n')
+    rd = tmp_path / "RD.dcm"
+    assert main(["run", str(cfg), "--out", str(tmp_path / "d.h5"), "--rtdose", str(rd), "--quiet",
+                 "--no-checkpoint"]) == 0
+    ds = pydicom.dcmread(rd)
+    assert [float(v) for v in ds.ImageOrientationPatient] == [float(v) for v in iop]
+    normal_z = iop[0] * iop[4]
+    slices = sorted((pydicom.dcmread(p, stop_before_pixels=True) for p in ct_files),
+                    key=lambda s: normal_z * float(s.ImagePositionPatient[2]))
+    offsets = [float(v) for v in ds.GridFrameOffsetVector]
+    step = 4.0 if blocks else 2.0
+    assert offsets == [step * k for k in range(int(ds.NumberOfFrames))]   # along the CT's normal
+    first = [float(v) for v in slices[0].ImagePositionPatient]
+    if not blocks:   # the CT's own grid: its first slice's ImagePositionPatient, the pixels index by index
+        assert [float(v) for v in ds.ImagePositionPatient] == first
+        assert (int(ds.Rows), int(ds.Columns), int(ds.NumberOfFrames)) == (10, 12, 8)
+        ct_stack = np.stack([pydicom.dcmread(p).pixel_array for p in
+                             sorted(ct_files, key=lambda f: normal_z * float(
+                                 pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))])
+        body = ct_stack > -500     # the water block, as the CT stores it
+        assert ds.pixel_array[~body].max() == 0 and ds.pixel_array[body].max() > 0   # 0 outside the body outline
+    else:            # blocks of 2 x 2 x 2 CT voxels: the centre of the first block stored
+        assert [float(v) for v in ds.ImagePositionPatient] == pytest.approx(
+            [first[0] + iop[0] * 1.0, first[1] + iop[4] * 1.0, first[2] + normal_z * 1.0])
+    res = load_result(tmp_path / "d.h5")   # the run's dose on its grid along +x, +y, +z
+    got = read_rtdose(rd)
+    assert got.axis_directions == (iop[0], iop[4], normal_z)
+    assert got.origin_mm == pytest.approx(res.geometry.origin_mm, abs=1e-6)
+    inside = (hu > -500) if not blocks else got.dose_gy_zyx > 0   # the body outline (the CT's water block)
+    tol = got.dose_grid_scaling / 2 + 1e-6 * float(got.dose_gy_zyx.max())   # 16 bits; the HDF5's float32
+    np.testing.assert_allclose(got.dose_gy_zyx[inside], res.dose_gy_zyx[inside], rtol=0, atol=tol)
+    assert got.dose_gy_zyx[inside].max() > 0 and not got.dose_gy_zyx[~inside].any()

@@ -427,3 +427,27 @@ def test_an_aperture_compensator_or_range_modulator_is_refused(tmp_path, count, 
     ds.save_as(p)
     with pytest.raises(DicomInputError, match=rf"{count} is 1: the beam has a {re.escape(what)}"):
         load_rtplan(p)
+
+
+@pytest.mark.parametrize("kw,value,ok,shown", [
+    ("TableTopPitchAngle", 360.0, True, None),
+    ("TableTopRollAngle", -360.0, True, None),
+    ("GantryPitchAngle", 720.0, True, None),
+    ("TableTopRollAngle", 359.5, False, "TableTopRollAngle (300A,0144) is 359.5 deg (= -0.5 deg)"),
+    ("TableTopPitchAngle", 1.5, False, "TableTopPitchAngle (300A,0140) is 1.5 deg;"),
+    ("GantryPitchAngle", 181.0, False, "GantryPitchAngle (300A,014A) is 181 deg (= -179 deg)"),
+])
+def test_table_top_pitch_and_roll_are_taken_modulo_360(kw, value, ok, shown):
+    """Pitch 360 or roll -360 is 0 and read (CSI audit 2026-12-05 F7: refused as "must be 0"); any other tilt is
+    refused naming the beam, the control point, the attribute and its value (as the signed angle where the plan
+    gives it outside -180..180)."""
+    ds = make_plan([{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 10.0,
+                     "layers": [(100.0, SPOTS, WEIGHTS)]}])
+    setattr(ds.IonBeamSequence[0].IonControlPointSequence[0], kw, value)
+    if ok:
+        assert load_rtplan(ds).beams[0].gantry_angle_deg == 90.0
+        return
+    with pytest.raises(DicomInputError) as err:
+        load_rtplan(ds)
+    msg = str(err.value)
+    assert shown in msg and "beam 1 (" in msg and "control point 0" in msg and "not supported" in msg, msg

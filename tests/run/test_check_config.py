@@ -251,3 +251,19 @@ def test_a_beam_above_the_nuclear_data_is_warned_once(tmp_path, capsys, no_trans
                    for m in said) == 1, said
         assert main(["run", str(cfg), "--check-config", "--set", "beam.energy_mev=240"]) == 0
         assert not any("nuclear data" in str(w.message) for w in got[len(said):])
+
+
+def test_check_config_without_out_takes_the_rtdose_given(tmp_path, capsys, no_transport):
+    """output.rtdose_per_beam with --rtdose on the command line and no --out (CSI audit 2026-12-05 F6: --rtdose was
+    dropped without --out, and the per-beam RT Doses then refused for want of it): accepted, the RT Dose shown among
+    the outputs; without any RT Dose the per-beam ones are still refused, and an --rtdose that is an input too."""
+    cfg = _plan_case(tmp_path)
+    cfg.write_text(cfg.read_text() + "\n[output]\nrtdose_per_beam = true\n")
+    rd = tmp_path / "out" / "RD.dcm"
+    assert main(["run", str(cfg), "--check-config", "--rtdose", str(rd)]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["outputs"] == {"hdf5": None, "rtdose": str(rd), "plot": None}
+    assert not rd.parent.exists()
+    assert main(["run", str(cfg), "--check-config"]) == 2
+    assert "give --rtdose (or output.rtdose) too" in capsys.readouterr().err
+    assert main(["run", str(cfg), "--check-config", "--rtdose", str(tmp_path / "RP.dcm")]) == 2
+    assert "writing it would destroy an input" in capsys.readouterr().err
