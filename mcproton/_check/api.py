@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .compare import (GAMMA_CRITERIA, NOISE_REALISATIONS, NOISE_SEED_OFFSET, beam_summary, classify, d95_verdict,
-                      dose_difference, range_agreement, start_gammas, structure_stats)
+from .compare import (GAMMA_CRITERIA, MIN_RANGE_RAYS, NOISE_REALISATIONS, NOISE_SEED_OFFSET, beam_summary, classify,
+                      d95_verdict, dose_difference, range_agreement, start_gammas, structure_stats)
 from .compute import (MCDose, build_geometry, mc_dose_description, mc_rbe, phantom_ct_from_struct, run_mc,
                       to_tps_grid)
 from .inputs import CheckInputError, CheckInputs, gather
@@ -49,7 +49,8 @@ class CheckResult:
     * ``dose_difference["within_2pct"]``, ``["within_3pct"]``: fraction of the voxels whose difference is within
       2 % / 3 % (the difference itself, ``mean_pct``, ``sd_pct``, ``percentiles_pct``, in %);
     * ``ranges[beam]["within_1mm"]``, ``["within_2mm"]``: fraction of the rays whose R80 difference is within
-      1 mm / 2 mm (``median_mm`` ... in mm);
+      1 mm / 2 mm (``median_mm`` ... in mm); ``["evaluable"]`` False (and ``["note"]``) below
+      compare.MIN_RANGE_RAYS rays: the range levels are not judged;
     * ``structures[name]["metrics"][metric]``: ``tps_gy``, ``mc_gy``, ``diff_gy`` in Gy, ``diff_pct`` in % of the
       TPS value of the metric; noise matching (compare.structure_stats): ``tps_noisy_gy`` (the metric of the TPS dose
       with the MC's noise), ``noise_shift_pct`` (what the MC's noise alone does to it), ``noise_shift_se_pct`` and
@@ -429,7 +430,7 @@ def uniform_range_note(beam: int, r: dict, limit_mm: float = 1.0) -> str | None:
     lateral shift moves the edges of some rays only, noise spreads them both ways; a uniform move is a difference
     of range."""
     med, p5, p95 = r.get("median_mm"), r.get("p5_mm"), r.get("p95_mm")
-    if not r.get("rays") or r["rays"] < 20 or med is None or p5 is None or p95 is None \
+    if not r.get("rays") or r["rays"] < MIN_RANGE_RAYS or med is None or p5 is None or p95 is None \
             or not all(math.isfinite(v) for v in (med, p5, p95)):
         return None
     if abs(med) <= limit_mm or p5 * p95 <= 0 or p95 - p5 >= abs(med):
@@ -1021,7 +1022,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     f"--target-uncertainty (e.g. {max(0.25, min(1.0, u / 2)):g} %) before reading it as a dose "
                     "error")
     for b, r in ranges.items():
-        if not r.get("rays"):
+        if not r.get("evaluable"):   # too few rays for a field's range: said, not judged (CSI audit F3)
+            diagnostics.append(f"beam {b}: distal R80 {r.get('note', 'not evaluable')}")
             continue
         # noise-matched where the MC's uncertainty of the dose is known (compare.range_agreement's noise floor): the
         # median less what the MC's noise alone gives, and the rays within 2 mm against the share noise alone leaves

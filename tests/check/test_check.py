@@ -281,6 +281,29 @@ def test_dose_scaled_by_5_percent_fails(case):
     assert any("0.95" in n for n in res.diagnostics), res.diagnostics
 
 
+def test_a_range_of_too_few_rays_is_not_judged(case, monkeypatch):
+    """A beam whose range has fewer than compare.MIN_RANGE_RAYS rays (one hot TPS voxel left 1 ray, which failed
+    at -27.8 mm: CSI audit F3): no range rows, a note "not evaluable (n rays)" instead, and the other beam's rows."""
+    import mcproton._check.api as api
+    from mcproton._check.compare import _not_evaluable
+
+    real = api.range_agreement
+
+    def few(*a, **kw):
+        r = real(*a, **kw)
+        if kw.get("stream") == 1:   # beam 1: three of its rays
+            r = _not_evaluable({**r, "rays": 3, "values_mm": r["values_mm"][:3]}, 0.5)
+        return r
+
+    monkeypatch.setattr(api, "range_agreement", few)
+    res = _recheck(case, [case["files"]["plan"], case["files"][1], case["files"][2]])
+    rows = [c["quantity"] for c in res.checks]
+    assert not any(q.startswith("beam 1:") and "R80" in q for q in rows), rows
+    assert any(q.startswith("beam 2: median distal R80") for q in rows), rows
+    assert any(n.startswith("beam 1: distal R80 not evaluable (3 rays)") for n in res.diagnostics), res.diagnostics
+    assert res.ranges[1]["evaluable"] is False and res.ranges[2]["evaluable"] is True
+
+
 def test_beam_missing_fails_and_is_named(case):
     res = _recheck(case, _tps(case, "onebeam", case["hi"].beams_gy_zyx[1]))
     assert not res.passed and "gamma 2%/2mm" in _failed(res), res.summary()
