@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .compare import (GAMMA_CRITERIA, NOISE_REALISATIONS, NOISE_SEED_OFFSET, beam_summary, classify, d95_verdict,
-                      dose_difference, range_agreement, start_gammas, structure_stats)
+from .compare import (GAMMA_CRITERIA, MIN_RANGE_RAYS, NOISE_REALISATIONS, NOISE_SEED_OFFSET, beam_dose_ratio,
+                      beam_summary, classify, d95_verdict, dose_difference, range_agreement, robust_max, start_gammas,
+                      structure_stats)
 from .compute import (MCDose, build_geometry, mc_dose_description, mc_rbe, phantom_ct_from_struct, run_mc,
                       to_tps_grid)
 from .inputs import CheckInputError, CheckInputs, gather
@@ -50,7 +51,11 @@ class CheckResult:
     * ``dose_difference["within_2pct"]``, ``["within_3pct"]``: fraction of the voxels whose difference is within
       2 % / 3 % (the difference itself, ``mean_pct``, ``sd_pct``, ``percentiles_pct``, in %);
     * ``ranges[beam]["within_1mm"]``, ``["within_2mm"]``: fraction of the rays whose R80 difference is within
-      1 mm / 2 mm (``median_mm`` ... in mm);
+      1 mm / 2 mm (``median_mm`` ... in mm); ``["evaluable"]`` False (and ``["note"]``) below
+      compare.MIN_RANGE_RAYS rays: the range levels are not judged;
+    * ``beam_dose[beam]`` (beams with a per-beam TPS dose, compare.beam_dose_ratio): ``ratio`` (median MC/TPS voxel
+      ratio over the TPS beam dose's high-dose region) and ``integral_ratio`` are ratios, ``diff_pct`` and
+      ``uncertainty_pct`` (its standard error from the MC's noise) in %;
     * ``structures[name]["metrics"][metric]``: ``tps_gy``, ``mc_gy``, ``diff_gy`` in Gy, ``diff_pct`` in % of the
       TPS value of the metric; noise matching (compare.structure_stats): ``tps_noisy_gy`` (the metric of the TPS dose
       with the MC's noise), ``noise_shift_pct`` (what the MC's noise alone does to it), ``noise_shift_se_pct`` and
@@ -89,6 +94,8 @@ class CheckResult:
     report_json: str | None = None
     # the MC doses written as RT Dose beside the report: {"plan": {"file", ...}, "beam <N>": {...}}
     mc_rtdose: dict[str, dict] = field(default_factory=dict)
+    # the MC/TPS dose level of each beam with a per-beam TPS dose (compare.beam_dose_ratio)
+    beam_dose: dict[int, dict] = field(default_factory=dict)
     # arrays (not in the JSON): the doses on the TPS grid and the body outline
     tps_gy_zyx: np.ndarray | None = field(default=None, repr=False)
     mc_gy_zyx: np.ndarray | None = field(default=None, repr=False)
@@ -109,7 +116,7 @@ class CheckResult:
         from .._io.json_out import json_safe
 
         keys = ("passed", "checks", "gamma", "dose_difference", "structures", "ranges", "beam_gamma", "diagnostics",
-                "warnings", "pairing", "provenance", "timings_s", "settings", "levels", "mc_rtdose")
+                "warnings", "pairing", "provenance", "timings_s", "settings", "levels", "mc_rtdose", "beam_dose")
         return json_safe({k: getattr(self, k) for k in keys})
 
     def figures(self, names: Iterable[str] | str | None = None) -> dict[str, Figure]:
@@ -218,10 +225,16 @@ D95_ESTIMATES_AGREE_PCT = 2.0
 
 def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray], inputs: CheckInputs,
               beams_in_tps: dict[int, np.ndarray], ranges: dict[int, dict] | None = None,
-              limit_mm: float = 1.0, generic_calibration: bool = False) -> list[str]:
-    """Likely causes of a disagreement (a global scale, a fraction mismatch, a missing beam, a shift, a uniform
-    range difference in a beam; ``generic_calibration``: the patient's CT was read with the default curve, not the
-    planning system's, which such a note then names first)."""
+              limit_mm: float = 1.0, generic_calibration: bool = False, beam_dose: dict[int, dict] | None = None,
+              ratio_limit_pct: float = 3.0, noise_ok: bool = True) -> list[str]:
+    """Likely causes of a disagreement (a global scale, a fraction mismatch, a missing beam, one beam's dose level
+    off, a shift, a uniform range difference in a beam; ``generic_calibration``: the patient's CT was read with the
+    default curve, not the planning system's, which such a note then names first).
+
+    ``beam_dose``: the per-beam MC/TPS dose ratios (compare.beam_dose_ratio); a beam beyond ``ratio_limit_pct`` is
+    named before any centroid note.  ``beams_in_tps``: the per-beam TPS doses; with them the high-dose centroid is
+    compared per beam (:func:`_centroid_notes`), else on the plan dose; not at all where the MC's uncertainty level
+    failed (``noise_ok`` False: the 50 % boundary then moves with the noise)."""
     notes = []
     sel = body & (ref >= 0.1 * ref[body].max())
     s_ref, s_mc = float(ref[sel].sum()), float(mc.total_gy_zyx[sel].sum())
@@ -246,21 +259,86 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
             if abs(rest / s_ref - 1) < 0.03 and abs(ratio - 1) > 0.05:
                 notes.append(f"the TPS dose matches the MC dose without beam {b} ({rest / s_ref:.3f}): beam {b} "
                              "seems to be missing from the TPS dose (or from the plan the TPS computed)")
-    # dose centroid shift (voxels above 50 %)
-    def centroid(d):
-        w = np.where(body & (d >= 0.5 * d[body].max()), d, 0.0)
-        tot = w.sum()
-        return np.array([float((w.sum(axis=tuple(j for j in range(3) if j != k)) * axes[k]).sum() / tot)
-                         for k in range(3)]) if tot > 0 else np.zeros(3)
-
-    c = centroid(mc.total_gy_zyx) - centroid(ref)
-    if np.linalg.norm(c) > 1.0:
-        notes.append(f"the high-dose centroid of the MC lies ({c[2]:+.1f}, {c[1]:+.1f}, {c[0]:+.1f}) mm (x, y, z) from "
-                     "the TPS's: a shift or a range difference")
+    notes += _beam_dose_notes(beam_dose or {}, ranges or {}, ratio_limit_pct, limit_mm)
+    if noise_ok:
+        notes += _centroid_notes(ref, mc, body, axes, beams_in_tps)
     uniform = [note for b, r in sorted((ranges or {}).items()) if (note := uniform_range_note(b, r, limit_mm))]
     notes += uniform
     if uniform and generic_calibration:
         notes.append(GENERIC_CALIBRATION_NOTE)
+    return notes
+
+
+def _beam_dose_notes(beam_dose: Mapping[int, dict], ranges: Mapping[int, dict], limit_pct: float,
+                     limit_mm: float) -> list[str]:
+    """Each beam whose MC/TPS dose ratio (compare.beam_dose_ratio) is beyond ``limit_pct``, named with its size and
+    likely causes; where its distal edge differs beyond ``limit_mm`` too, that is named as the first suspect (a
+    range difference moves dose within the high-dose region as well)."""
+    notes = []
+    for b, r in sorted(beam_dose.items()):
+        if not r.get("voxels") or not math.isfinite(r.get("diff_pct", math.nan)) or abs(r["diff_pct"]) <= limit_pct:
+            continue
+        d = r["diff_pct"]
+        rng = ranges.get(b, {})
+        med = rng.get("noise_matched_median_mm", rng.get("median_mm"))
+        also = (f"; its distal edge differs by {med:+.1f} mm too: a range difference changes the dose within the "
+                "high-dose region as well, so look at the range first" if rng.get("evaluable") and med is not None
+                and math.isfinite(med) and abs(med) > limit_mm else "")
+        notes.append(f"beam {b}'s dose is {abs(d):.1f} % {'above' if d > 0 else 'below'} the TPS's (MC/TPS "
+                     f"{r['ratio']:.4f}, the median voxel ratio over its high-dose region, {r['voxels']} voxels): its "
+                     "MU/output in the plan the TPS computed, or the beam model's calibration (protons per MU at "
+                     f"its energies){also}")
+    return notes
+
+
+#: The high-dose centroid note: a centroid of the MC this far (mm) from the TPS's is named.
+CENTROID_NOTE_MM = 1.0
+
+
+def _centroid(d: np.ndarray, body: np.ndarray, axes: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The dose-weighted centroid (z, y, x, mm) of the body voxels at or above 50 % of the dose's robust maximum
+    (compare.robust_max: one hot voxel does not set the threshold); None where there are none."""
+    w = np.where(body & (d >= 0.5 * robust_max(d, body)), d, 0.0)
+    tot = float(w.sum())
+    if not tot > 0:
+        return None
+    return np.array([float((w.sum(axis=tuple(j for j in range(3) if j != k)) * axes[k]).sum() / tot)
+                     for k in range(3)])
+
+
+def _centroid_notes(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray],
+                    beams_in_tps: Mapping[int, np.ndarray]) -> list[str]:
+    """The high-dose centroid of the MC against the TPS's, beyond :data:`CENTROID_NOTE_MM`: a shift (or a range
+    difference).  With per-beam TPS doses, per beam, each dose thresholded at 50 % of its own robust maximum (a
+    change of one beam's weight moves none, and a beam's own scale cannot move its centroid), the difference split
+    along the beam and across it; else on the plan dose.  On the plan dose of a multi-isocentre plan (a 50 cm CSI
+    target, the maximum at a field junction) the 50 % threshold fell on the fields' plateaus, and the centroid moved
+    by 4-18 mm with the noise or one field's weight: a "shift" that was none (CSI audit 2026-12-05, F2)."""
+    def diff(m: np.ndarray, t: np.ndarray) -> np.ndarray | None:
+        a, b = _centroid(m, body, axes), _centroid(t, body, axes)
+        return None if a is None or b is None else (a - b)[::-1]   # x, y, z
+
+    notes = []
+    if not beams_in_tps:
+        c = diff(mc.total_gy_zyx, ref)
+        if c is not None and np.linalg.norm(c) > CENTROID_NOTE_MM:
+            notes.append(f"the high-dose centroid of the MC lies ({c[0]:+.1f}, {c[1]:+.1f}, {c[2]:+.1f}) mm (x, y, z) "
+                         "from the TPS's: a shift or a range difference")
+        return notes
+    meta = getattr(mc, "beam_meta", {}) or {}
+    for b, t in sorted(beams_in_tps.items()):
+        m = mc.beams_gy_zyx.get(b)
+        c = None if m is None else diff(m, t)
+        if c is None or not np.linalg.norm(c) > CENTROID_NOTE_MM:
+            continue
+        where = ""
+        if b in meta and meta[b].get("beam_direction") is not None:
+            u = np.asarray(meta[b]["beam_direction"], float)
+            u = u / np.linalg.norm(u)
+            along = float(c @ u)
+            where = f", {along:+.1f} mm along the beam and {float(np.linalg.norm(c - along * u)):.1f} mm across it"
+        notes.append(f"beam {b}: the high-dose centroid of the MC lies ({c[0]:+.1f}, {c[1]:+.1f}, {c[2]:+.1f}) mm "
+                     f"(x, y, z) from the TPS's{where}: a shift of the beam (along it, also a range difference)")
     return notes
 
 
@@ -430,7 +508,7 @@ def uniform_range_note(beam: int, r: dict, limit_mm: float = 1.0) -> str | None:
     lateral shift moves the edges of some rays only, noise spreads them both ways; a uniform move is a difference
     of range."""
     med, p5, p95 = r.get("median_mm"), r.get("p5_mm"), r.get("p95_mm")
-    if not r.get("rays") or r["rays"] < 20 or med is None or p5 is None or p95 is None \
+    if not r.get("rays") or r["rays"] < MIN_RANGE_RAYS or med is None or p5 is None or p95 is None \
             or not all(math.isfinite(v) for v in (med, p5, p95)):
         return None
     if abs(med) <= limit_mm or p5 * p95 <= 0 or p95 - p5 >= abs(med):
@@ -904,6 +982,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         for nm, row in structs.items():
             row["partly_outside_dose_grid"] = nm in partly_off
         ranges: dict[int, dict] = {}
+        beam_dose: dict[int, dict] = {}   # the MC/TPS dose level of each beam with a per-beam TPS dose
         for b, meta in sorted(mc.beam_meta.items()):
             # the noise floor (compare.range_agreement): the TPS against itself with the MC's noise of that dose;
             # an MC dose made before 2026-12-05 has no per-beam uncertainty: no noise floor for its beams
@@ -912,14 +991,18 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                     meta["isocenter_mm"], seed=seed, stream=b,
                                     noise_rel=getattr(mc, "beams_uncertainty_rel_zyx", {}).get(b))
                 r["source"] = "per-beam TPS dose"
+                beam_dose[b] = beam_dose_ratio(tps_beams[b], mc.beams_gy_zyx[b], body,
+                                               getattr(mc, "beams_uncertainty_rel_zyx", {}).get(b))
             else:
                 r = range_agreement(axes, tps, mc.total_gy_zyx, meta["beam_direction"], meta["isocenter_mm"],
                                     noise_rel=mc.uncertainty_rel_zyx, seed=seed, stream=b)
                 r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
             ranges[b] = r
+        u_mc = mc.mean_rel_uncertainty_50 * 100   # the centroid note only where the MC's uncertainty level passes
         diagnostics = list(inp.position_notes) + _diagnose(   # an unchecked position: the first suspect
             tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
-            generic_calibration=generic_calibration) + rx_notes + outside_notes
+            generic_calibration=generic_calibration, beam_dose=beam_dose, ratio_limit_pct=lv.beam_dose_ratio_pct,
+            noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct) + rx_notes + outside_notes
         for nm, m in masks.items():   # a target the grid does not hold: its levels are not evaluated, say so
             if classify(nm, types.get(nm, "")) == "target" and not m.any():
                 diagnostics.append(f"target {nm!r} has contours but no voxel on the TPS dose grid, so its D95 and "
@@ -992,6 +1075,16 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         add(f"beam {b}: gamma 2%/2mm pass rate", pr, lv.beam_gamma_2_2_min,
             math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min,
             "%", ">=", "beam_gamma_2_2_min")
+    for b, r in beam_dose.items():   # each beam's dose level (compare.beam_dose_ratio)
+        if not r.get("voxels"):
+            continue
+        v = r["diff_pct"]
+        add(f"beam {b}: MC/TPS dose (median voxel ratio, TPS beam dose >= 50 %)", v, lv.beam_dose_ratio_pct,
+            math.isfinite(v) and abs(v) <= lv.beam_dose_ratio_pct, "%", "|.| <=", "beam_dose_ratio_pct")
+        checks[-1]["value_text"] += (f" (MC/TPS {r['ratio']:.4f}"
+                                    + (f", standard error {r['uncertainty_pct']:.2f} % from the MC's noise"
+                                       if "uncertainty_pct" in r else "")
+                                    + f"; integral ratio {r['integral_ratio']:.4f}; {r['voxels']} voxels)")
     u = mc.mean_rel_uncertainty_50 * 100   # the MC grid's figure (%): the diagnostics below and its own level
     for nm, row in structs.items():
         if row["kind"] != "target":
@@ -1028,7 +1121,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     f"--target-uncertainty (e.g. {max(0.25, min(1.0, u / 2)):g} %) before reading it as a dose "
                     "error")
     for b, r in ranges.items():
-        if not r.get("rays"):
+        if not r.get("evaluable"):   # too few rays for a field's range: said, not judged (CSI audit F3)
+            diagnostics.append(f"beam {b}: distal R80 {r.get('note', 'not evaluable')}")
             continue
         # noise-matched where the MC's uncertainty of the dose is known (compare.range_agreement's noise floor): the
         # median less what the MC's noise alone gives, and the rays within 2 mm against the share noise alone leaves
@@ -1094,7 +1188,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,
                       settings, lv.describe(), str(out_dir) if out_dir else None, tps_gy_zyx=tps,
                       mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc, inputs=inp,
-                      mc_rtdose=mc_rtdose, warnings=list(dict.fromkeys(recorded())))   # each message once
+                      mc_rtdose=mc_rtdose, warnings=list(dict.fromkeys(recorded())),   # each message once
+                      beam_dose=beam_dose)
     timings["action_levels_s"] = time.perf_counter() - t
     cpu_steps["action_levels_s"] = time.process_time() - c
     if out_dir is not None and report:

@@ -28,3 +28,85 @@ def test_a_power_of_ten_is_named_as_a_unit_slip(scale, decade):
 def test_other_ratios_are_not(scale):
     notes = _case(scale)
     assert any("x the TPS dose" in n for n in notes) and not any("unit slip" in n for n in notes)
+
+
+def _two_fields(shift_mm: float = 0.0):
+    """A 40 cm long target of two fields along z (a CSI-like plan: 4 mm voxels) overlapping by 2 cm, so the plan
+    dose's maximum (1.97 x a field's plateau) lies at their junction; ``shift_mm``: field 2 moved along y (its
+    beam direction here)."""
+    from scipy.special import erf
+
+    z, y, x = np.arange(0, 400.0, 4), np.arange(0, 80.0, 4), np.arange(0, 80.0, 4)
+    Z, Y, X = np.meshgrid(z, y, x, indexing="ij")
+
+    def field(z0, z1, sh=0.0):
+        def e(a, b):
+            return 0.5 * erf((a - b) / 6)
+        return (e(Z, z0) - e(Z, z1)) * (e(X, 20) - e(X, 60)) * (e(Y + sh, 20) - e(Y + sh, 60))
+
+    return (z, y, x), {1: field(20, 220), 2: field(200, 380)}, field(200, 380, shift_mm)
+
+
+def _mc(beams):
+    meta = {b: {"beam_direction": (0.0, 1.0, 0.0)} for b in beams}
+    return SimpleNamespace(total_gy_zyx=sum(beams.values()), beams_gy_zyx=beams, beam_meta=meta)
+
+
+def test_a_change_of_one_fields_weight_is_not_called_a_shift():
+    """The CSI audit of 2026-12-05 (F2): the centroid of the plan dose above 50 % of its single maximum moved by
+    5-18 mm along a 50 cm target with the noise or one field's weight, and was called "a shift or a range
+    difference".  With per-beam TPS doses the centroid is compared per beam, each dose above 50 % of its own robust
+    maximum: field 2 at 1.05 x moves none (the plan-level centroid moved 63 mm here); field 2 moved by 3 mm is named,
+    split along the beam and across it; nothing where the MC's uncertainty level failed."""
+    from mcproton._check.api import _centroid_notes
+
+    axes, tps, shifted = _two_fields(3.0)
+    body = np.ones(tps[1].shape, bool)
+    plan = sum(tps.values())
+    weighted = _mc({1: tps[1], 2: 1.05 * tps[2]})
+    assert any("high-dose centroid" in n for n in _centroid_notes(plan, weighted, body, axes, {}))   # the old way
+    assert _centroid_notes(plan, weighted, body, axes, tps) == []
+    notes = _centroid_notes(plan, _mc({1: tps[1], 2: shifted}), body, axes, tps)
+    assert len(notes) == 1 and notes[0].startswith("beam 2: the high-dose centroid"), notes
+    assert "-2.7 mm along the beam and 0.0 mm across it" in notes[0], notes
+    args = (plan, _mc({1: tps[1], 2: shifted}), body, axes, SimpleNamespace(fractions=1), tps)
+    assert any("beam 2: the high-dose centroid" in n for n in _diagnose(*args))
+    assert not any("centroid" in n for n in _diagnose(*args, noise_ok=False))
+
+
+def test_a_hot_voxel_of_the_tps_plan_dose_does_not_move_its_centroid():
+    """Without per-beam doses the plan dose's centroid is taken above 50 % of its robust maximum: one TPS voxel at 6
+    x the dose (CSI audit F3) made the threshold 3 x the dose and the centroid that voxel's (a 'shift' of 70-180 mm).
+    The 3 mm shift of a single field is still named (tests/check/test_check.py: test_dose_shifted_by_3mm_fails)."""
+    from mcproton._check.api import _centroid_notes
+
+    axes, tps, shifted = _two_fields(3.0)
+    body = np.ones(tps[1].shape, bool)
+    mc = _mc({1: tps[1]})
+    hot = tps[1].copy()
+    hot[10, 10, 10] = 6.0 * hot.max()
+    assert _centroid_notes(hot, mc, body, axes, {}) == []
+    one = _centroid_notes(tps[2], _mc({2: shifted}), body, axes, {})
+    assert len(one) == 1 and "0.0, -2.7, +0.0) mm (x, y, z)" in one[0], one
+
+
+def test_one_beams_dose_level_is_named_before_any_centroid_note():
+    """A 5 % output error on one field of a multi-field plan (CSI audit F1): the beam's MC/TPS dose ratio
+    (compare.beam_dose_ratio) names it, with its likely causes, before any centroid note; the other beam is not
+    named.  Where the beam's distal edge differs too, the range is named as the first suspect."""
+    from mcproton._check.compare import beam_dose_ratio
+
+    axes, tps, _ = _two_fields()
+    body = np.ones(tps[1].shape, bool)
+    mc = _mc({1: np.roll(tps[1], 1, axis=1), 2: tps[2] / 1.05})   # beam 1 shifted by 4 mm too: a centroid note
+    ratios = {b: beam_dose_ratio(tps[b], mc.beams_gy_zyx[b], body) for b in tps}
+    assert ratios[2]["ratio"] == pytest.approx(1 / 1.05, rel=1e-9) and abs(ratios[1]["ratio"] - 1) < 0.01
+    notes = _diagnose(sum(tps.values()), mc, body, axes, SimpleNamespace(fractions=1), tps, {}, beam_dose=ratios)
+    first = [k for k, n in enumerate(notes) if n.startswith("beam 2's dose is 4.8 % below the TPS's (MC/TPS 0.9524")]
+    cent = [k for k, n in enumerate(notes) if "centroid" in n]
+    assert first and cent and first[0] < min(cent), notes
+    assert "MU/output" in notes[first[0]] and "calibration" in notes[first[0]]
+    assert not any(n.startswith("beam 1's dose") for n in notes), notes
+    ranges = {2: {"evaluable": True, "median_mm": -2.4, "noise_matched_median_mm": -2.5}}
+    notes = _diagnose(sum(tps.values()), mc, body, axes, SimpleNamespace(fractions=1), tps, ranges, beam_dose=ratios)
+    assert any(n.startswith("beam 2's dose") and "distal edge differs by -2.5 mm too" in n for n in notes), notes

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from mcproton._check.compare import _distal_r80_rows, _frame, range_agreement
+from mcproton._check.compare import MIN_RANGE_RAYS, _distal_r80_rows, _frame, range_agreement, robust_max
 
 
 def _distal_r80_one(t: np.ndarray, prof: np.ndarray, like: np.ndarray | None = None) -> float:
@@ -63,7 +63,7 @@ def _range_agreement_per_ray(axes_zyx, ref, ev, direction, isocentre, *, ray_spa
     d = d / np.linalg.norm(d)
     u, v = _frame(d)
     iso = np.asarray(isocentre, float)
-    top = float(ref.max())
+    top = robust_max(ref)   # the TPS's top as the check takes it (since the CSI audit of 2026-12-05, F3)
     if top <= 0:
         return {"rays": 0}
     hot = np.argwhere(ref >= min_fraction * top)
@@ -95,7 +95,8 @@ def _range_agreement_per_ray(axes_zyx, ref, ev, direction, isocentre, *, ray_spa
     return {"rays": len(arr), "ray_spacing_mm": ds, "median_mm": float(np.median(diff)),
             "mean_mm": float(diff.mean()), "p5_mm": float(np.percentile(diff, 5)),
             "p95_mm": float(np.percentile(diff, 95)), "within_1mm": float(np.mean(np.abs(diff) <= 1.0)),
-            "within_2mm": float(np.mean(np.abs(diff) <= 2.0)), "values_mm": diff, "bev_uv_mm": arr[:, :2]}
+            "within_2mm": float(np.mean(np.abs(diff) <= 2.0)), "values_mm": diff, "bev_uv_mm": arr[:, :2],
+            "robust_max_gy": top, "evaluable": len(arr) >= MIN_RANGE_RAYS}
 
 
 DIRECTION = np.array([0.35, 0.9, -0.25])
@@ -238,3 +239,39 @@ def test_dr80_is_the_range_shift_with_the_sign_the_report_states(cube_grid, gant
         assert np.all(np.abs(r["values_mm"] - shift) < 0.3), (shift, r["p5_mm"], r["p95_mm"])
         note = uniform_range_note(1, r)                                    # beyond 1 mm, every ray: named
         assert note is not None and ("deeper" if shift > 0 else "shallower") in note, note
+
+
+def test_one_hot_voxel_in_the_tps_dose_does_not_choose_the_rays(cube_grid):
+    """One voxel of the TPS dose at 6 x its plateau (a low-density voxel of a low-statistics MC planning dose: 5.7 x
+    its 99.9th percentile in the CSI audit of 2026-12-05, F3) made the ray threshold 50 % of that voxel: 1 ray was
+    left, and its R80 failed the level at -27.8 mm.  The threshold is now of the robust maximum (compare.robust_max,
+    the 99.9th percentile of the voxels with dose): the field's rays are all kept and read the true +1.5 mm."""
+    axes, pts = cube_grid
+    iso = np.array([0.5, -1.0, 1.5])
+    d = np.array([1.0, 0.0, 0.0])
+    tps = _analytic_beam(pts, d, iso, 80.0)
+    mc = _analytic_beam(pts, d, iso, 81.5)
+    clean = range_agreement(axes, tps, mc, d, iso)
+    hot = tps.copy()
+    hot[40, 40, 20] = 6.0 * tps.max()          # 40 mm upstream of the isocentre, in the field's entrance
+    r = range_agreement(axes, hot, mc, d, iso)
+    assert r["evaluable"] and r["rays"] >= clean["rays"] - 2, (r["rays"], clean["rays"])
+    assert abs(r["median_mm"] - 1.5) < 0.3 and r["within_2mm"] > 0.95, r["median_mm"]
+    assert robust_max(hot) == pytest.approx(robust_max(tps), rel=0.01)
+
+
+def test_a_range_of_fewer_rays_than_the_minimum_is_not_evaluable(cube_grid):
+    """A field of a few beam's-eye-view rays (6 x 6 mm at 2 mm): its median and its share within 2 mm are not a
+    field's range; range_agreement says "not evaluable (n rays)" and the check judges no range level on it."""
+    axes, pts = cube_grid
+    iso = np.array([0.5, -1.0, 1.5])
+    d = np.array([1.0, 0.0, 0.0])
+    u, v = _frame(d)
+    p = pts - iso
+    small = (np.abs(p @ u) < 3.5) & (np.abs(p @ v) < 3.5)
+    tps = _analytic_beam(pts, d, iso, 80.0) * small
+    r = range_agreement(axes, tps, _analytic_beam(pts, d, iso, 75.0) * small, d, iso)
+    assert 0 < r["rays"] < MIN_RANGE_RAYS and not r["evaluable"], r["rays"]
+    assert r["note"].startswith(f"not evaluable ({r['rays']} rays)") and "not judged" in r["note"]
+    full = range_agreement(axes, _analytic_beam(pts, d, iso, 80.0), _analytic_beam(pts, d, iso, 75.0), d, iso)
+    assert full["evaluable"] and "note" not in full
