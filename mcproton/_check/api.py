@@ -120,8 +120,8 @@ class CheckResult:
         return json_safe({k: getattr(self, k) for k in keys})
 
     def figures(self, names: Iterable[str] | str | None = None) -> dict[str, Figure]:
-        """The report's figures as matplotlib Figures, built by the report's own plotting code: {"planes",
-        "histograms", "dvh" (when a structure has metrics), "beam_<number>" per beam}, or only ``names``.
+        """The report's figures as matplotlib Figures, built by the report's own plotting code: {"axial",
+        "coronal", "sagittal" (the planes through the target), "histograms", "dvh" (when a structure has metrics), "beam_<number>" per beam}, or only ``names``.
 
         Built anew at each call (the planes and beams compute 2-D gammas: seconds on a large grid).  They are
         ``matplotlib.figure.Figure`` objects outside pyplot: nothing to close, none is added to pyplot's open
