@@ -44,6 +44,7 @@ class CTImage:
     series_description: str = ""
     image_comments: str = ""     # ImageComments (0020,4000) of the first slice (a phantom CT names its calibration)
     image_type: str = ""         # ImageType (0008,0008) of the first slice, its values joined by "\\"
+    slice_files: list[str] = field(default_factory=list)   # the files of the slices read, in slice order
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -465,6 +466,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         patient_id=str(ds0.get("PatientID", "")),
         patient_position=positions[0] if positions else "",
         slice_sop_instance_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in chosen],
+        slice_files=[str(f) for f, _ in chosen],
         series_description=str(ds0.get("SeriesDescription", "")),
         image_comments=str(ds0.get("ImageComments", "") or ""),
         image_type=_text_values(ds0.get("ImageType", None)),
