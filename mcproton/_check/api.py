@@ -1220,9 +1220,9 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     refused, or whose check stops on an unexpected error, is recorded with the message and the batch goes on.
     ``out/batch.json`` and ``out/index.html`` (one row per patient, linking its report: batch.json's ``report`` is
     relative to ``out``, its own folder; the row names the patient, the plan, the TPS doses, the date and what the
-    check was made with, :func:`_batch_record`) are rewritten after every patient, so an interrupted batch keeps the summary of the patients done.  Returns {patient: CheckResult or the
-    error message}; the results keep only their numbers (the dose arrays released, so that a batch's memory is one
-    patient's) unless ``keep_arrays``.
+    check was made with, :func:`_batch_record`) are rewritten after every patient, so an interrupted batch keeps the
+    summary of the patients done.  Returns {patient: CheckResult or the error message}; the results keep only their
+    numbers (the dose arrays released, so that a batch's memory is one patient's) unless ``keep_arrays``.
 
     What is a patient (:mod:`mcproton._check.batch`): not the output folder, hidden or system folders (``.git``,
     ``__MACOSX``), nor an earlier batch's output; those are skipped and named in the log and on the index page, and

@@ -36,7 +36,7 @@ def now_text() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def _dicom_datetime(date: str, time: str) -> str | None:
+def dicom_datetime(date: str, time: str) -> str | None:
     """A DICOM DA and TM as one text (20261205 140311.000000 -> "2026-12-05 14:03:11"); None without a date."""
     d, t = (date or "").strip(), (time or "").strip()
     if not d:
@@ -64,7 +64,7 @@ def dicom_input(role: str, path: str | Path) -> dict[str, Any]:
     get = (lambda k: str(ds.get(k, "") or "")) if ds is not None else (lambda k: "")
     return {"role": role, "path": str(Path(path).resolve()), "sop_instance_uid": get("SOPInstanceUID") or None,
             "series_instance_uid": get("SeriesInstanceUID") or None,
-            "created": _dicom_datetime(get("InstanceCreationDate"), get("InstanceCreationTime")),
+            "created": dicom_datetime(get("InstanceCreationDate"), get("InstanceCreationTime")),
             "sha256": sha256_file(path)}
 
 
@@ -72,7 +72,7 @@ def ct_input(folder: str | Path, slice_files: Sequence[str], series_uid: str, ro
     """The CT series read: {"role", "path" (the folder, resolved), "series_instance_uid", "slices", "created" (the
     first slice's SeriesDate/Time), "sha256" (one hash over the slices' files: ``sha256_of`` says how)}."""
     ds = _header(slice_files[0], ("SeriesDate", "SeriesTime")) if slice_files else None
-    created = _dicom_datetime(str(ds.get("SeriesDate", "") or ""), str(ds.get("SeriesTime", "") or "")) \
+    created = dicom_datetime(str(ds.get("SeriesDate", "") or ""), str(ds.get("SeriesTime", "") or "")) \
         if ds is not None else None
     return {"role": role, "path": str(Path(folder).resolve()), "sop_instance_uid": None,
             "series_instance_uid": series_uid or None, "slices": len(slice_files), "created": created,

@@ -319,7 +319,7 @@ def _identification(res) -> str:
     """The header: patient, plan, TPS doses compared, the dose matched, the beam model and calibration with their
     files, the MC, when; then each file checked by path, UIDs, creation date and SHA-256 (check.json:
     provenance.identification and provenance.inputs, which an older result lacks: then read from the plan)."""
-    from .record import identification
+    from .record import dicom_datetime, identification
 
     inp, p = res.inputs, res.provenance
     d = p.get("identification") or identification(inp.plan_path)
@@ -330,7 +330,7 @@ def _identification(res) -> str:
                       + ")" for t in tps)
     sys_ = " ".join(v for v in (d.get("Manufacturer"), d.get("ManufacturerModelName")) if v)
     label = d.get("RTPlanLabel") or str(inp.plan.label or "")
-    date = " ".join(v for v in (d.get("RTPlanDate"), d.get("RTPlanTime")) if v)
+    date = dicom_datetime(d.get("RTPlanDate", ""), d.get("RTPlanTime", ""))
     rows = [["patient", f"{d.get('PatientName', '')} (ID {d.get('PatientID', '') or 'none'})"],
             ["plan", f"{d.get('plan_file') or Path(inp.plan_path).resolve()}: label {label or 'none'}, name "
                      f"{d.get('RTPlanName') or 'none'}, date {date or 'none'}, "
@@ -406,6 +406,8 @@ def _readable(v: Any) -> str:
         return "; ".join(f"{k} {_readable(x)}" for k, x in v.items()) or "none"
     if isinstance(v, (list, tuple)):
         return "; ".join(_readable(x) for x in v) or "none"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     return "none" if v is None else _fmt(v)
 
 
@@ -446,8 +448,9 @@ def _settings_table(res) -> str:
          "the default"],
         ["physics", _readable(p.get("physics")) if p.get("physics") else "not recorded with the reused MC dose",
          "PhysicsSettings, defaults included"],
-        ["gamma", f"{st.get('gamma_points') or 'every'} points, {st.get('gamma_workers') or 'one per gamma'} "
-                  "worker process(es)", "--gamma-points, --gamma-workers"],
+        ["gamma", f"{st.get('gamma_points') or 'every'} points, "
+                  + (f"{st['gamma_workers']} worker process(es)" if st.get("gamma_workers")
+                     else "one worker process per gamma (up to the cores)"), "--gamma-points, --gamma-workers"],
         ["action levels", lv.get("source", "") + (f" (SHA-256 {lv['sha256']})" if lv.get("sha256") else ""),
          "--config"],
         ["CT series", st.get("ct_series") or "not given (the folder's axial series)", "--ct-series"],
@@ -474,7 +477,6 @@ PROVENANCE_LABELS = {
     "dose_values": "dose values", "fractions": "fractions computed", "grid": "MC grid", "body_outline":
         "body outline", "prescription_source": "prescription from", "geometry_notes": "geometry notes",
     "python": "Python", "host": "host", "date": "MC dose computed (UTC)", "working_directory": "working directory",
-    "calibration_builtin": "calibration built into mcproton", "calibration_files": "calibration files",
     "physics": "physics (PhysicsSettings)", "check_started": "check started", "check_finished": "check finished",
 }
 
@@ -483,8 +485,9 @@ def _provenance_rows(p: Mapping[str, Any], unit: str) -> list[list[str]]:
     """The provenance table: labels with units, nested values as text (the beams, the files and the identification
     have tables of their own)."""
     labels = {**PROVENANCE_LABELS, "prescription_gy": f"prescription ({unit})"}
-    return [[labels.get(k, k.replace("_", " ")), _readable(v)] for k, v in p.items()
-            if k not in ("beams", "inputs", "identification")]
+    shown = {"calibration": _calibration_text(p)}   # with its files (calibration_files, calibration_builtin)
+    return [[labels.get(k, k.replace("_", " ")), shown.get(k, _readable(v))] for k, v in p.items()
+            if k not in ("beams", "inputs", "identification", "calibration_files", "calibration_builtin")]
 
 
 def _beams_table(res) -> str:
