@@ -879,6 +879,7 @@ def _guarded(argv: list[str], debug: bool) -> int:
         args = argparse.Namespace(func=_PASSTHROUGH[argv[0]], rest=argv[1:])
     else:
         args = build_parser().parse_args(argv)
+    args.command_line = ["mcproton", *argv]   # as typed (mcproton check records it, so that a re-run is a copy)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

@@ -599,9 +599,9 @@ def _paths(given: str | Path | Sequence[str | Path] | None) -> list[Path]:
 
 def _file_record(p: Path) -> dict:
     """A measurement file in the provenance: its resolved path and SHA-256 (a signed report names its data)."""
-    import hashlib
+    from ._io.file_hash import file_record
 
-    return {"path": str(p.resolve()), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+    return file_record(p)
 
 
 def _once_per_energy(found: dict[float, Path], e: float, p: Path, what: str) -> None:

@@ -23,6 +23,8 @@ from .compute import (MCDose, build_geometry, mc_dose_description, mc_rbe, phant
 from .inputs import CheckInputError, CheckInputs, gather
 from .level_text import fixed, judged, level_decimals, level_texts
 from .levels import ActionLevels
+from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
+                     plan_label)
 from .prescription import median_source, plan_dose_references, plan_prescriptions
 from .._io.atomic import write_bytes_atomic
 from .._io.errors import McprotonWarning, recorded, records_warnings, warn
@@ -121,7 +123,8 @@ class CheckResult:
 
     def figures(self, names: Iterable[str] | str | None = None) -> dict[str, Figure]:
         """The report's figures as matplotlib Figures, built by the report's own plotting code: {"axial",
-        "coronal", "sagittal" (the planes through the target), "histograms", "dvh" (when a structure has metrics), "beam_<number>" per beam}, or only ``names``.
+        "coronal", "sagittal" (the planes through the target), "histograms", "dvh" (when a structure has metrics),
+        "beam_<number>" per beam}, or only ``names``.
 
         Built anew at each call (the planes and beams compute 2-D gammas: seconds on a large grid).  They are
         ``matplotlib.figure.Figure`` objects outside pyplot: nothing to close, none is added to pyplot's open
@@ -613,6 +616,23 @@ def _dose_to_of(inp: CheckInputs, dose_to: str | None, log: Callable[[str], None
     return dose_to
 
 
+def _dose_to_source(inp: CheckInputs, given: str | None) -> str:
+    """Where the check's dose to water or medium came from (:func:`_dose_to_of`), for the record."""
+    if given is not None:
+        return "given (--dose-to)"
+    files = ([inp.total.path] if inp.total is not None else []) + [d.path for d in inp.beams.values()]
+    return ("the TPS RT Dose's DoseComment (an RT Dose mcproton wrote)" if stated_dose_to(files) is not None
+            else "the default (dose to water, what clinical proton planning systems report)")
+
+
+def _check_defaults() -> dict[str, Any]:
+    """check()'s parameters and their defaults (the record's Python call lists the others)."""
+    import inspect
+
+    return {k: v.default for k, v in inspect.signature(check).parameters.items()
+            if v.default is not inspect.Parameter.empty}
+
+
 def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None) -> None:
     """Refuse a reused MC dose (``check(mc=...)``) that holds another dose than the one compared: dose to
     water/medium, physical or RBE-weighted with another constant."""
@@ -715,7 +735,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         given each line as text (no newline).  Default None: stderr.  A script silences them with
         ``log=lambda line: None``, or keeps them with ``log=logging.getLogger("mycheck").info``.  Warnings are
         not status lines: they go through Python's ``warnings`` and into ``CheckResult.warnings``.
+
+    The record (``provenance`` and ``settings`` of check.json, the report's identification and settings tables)
+    names every input file by its resolved path, UIDs, creation date and SHA-256, the calibration's files, the
+    physics, every option as resolved with its source, the working directory, and the command line (``mcproton
+    check``) or these keyword arguments (Python): what a re-run needs (docs/check.md "What the record holds").
     """
+    call_args = dict(locals())   # the parameters as given: the record's Python call (record.invocation)
+    started = now_text()
     t_all, cpu_all = time.perf_counter(), time.process_time()
     load_start = _load_average()
     log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
@@ -752,7 +779,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                  fractions=fractions, ct_series=ct_series, patient_position=patient_position)
     for line in inp.pairing:
         log(f"mcproton check: {line}")
+    dose_to_given = dose_to
     dose_to = _dose_to_of(inp, dose_to, log)
+    # the files compared, by path, UIDs, creation date and SHA-256 (the CT's once it is read)
+    tps_doses = ([("TPS RT Dose (plan)", inp.total)] if inp.total is not None else []) \
+        + [(f"TPS RT Dose (beam {b})", inp.beams[b]) for b in sorted(inp.beams)]
+    input_files = [dicom_input("RT Ion Plan", inp.plan_path)] + [dicom_input(role, d.path) for role, d in tps_doses] \
+        + ([dicom_input("RT Struct", inp.struct_path)] if inp.struct_path else [])
+    ident = identification(inp.plan_path)
     if outside_external == "air" and inp.ct_dir is not None and inp.struct_path is None and mc is None:
         raise CheckInputError("--outside-external air needs the structure set (--struct RS.dcm) with the External "
                               "ROI; none was given or found")
@@ -816,9 +850,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                                ref, timings, given=calibration is not None, series_uid=inp.ct_series,
                                                at_ct_resolution=hook)
         ct_note = (f"phantom built from the structure set's ROI material overrides ({ct_dir})" if inp.ct_dir is None
-                   else f"{ct_dir}: series {ct_img.series_instance_uid} ({ct_img.series_description!r}, "
+                   else f"{Path(ct_dir).resolve()}: series {ct_img.series_instance_uid} "
+                        f"({ct_img.series_description!r}, "
                         f"{ct_img.shape_zyx[0]} slices of {ct_img.shape_zyx[2]} x {ct_img.shape_zyx[1]}, "
                         + " x ".join(f"{v:g}" for v in ct_img.voxel_size_mm) + " mm)")
+        ct_record = ct_input(ct_dir, ct_img.slice_files, ct_img.series_instance_uid,
+                             "CT series" if inp.ct_dir is not None else "CT (phantom built from the RT Struct)")
         del ct_img   # the CT's HU freed at once
         if inp.ct_dir is not None and inp.struct_path is not None:
             if hook is None:   # nothing to change in the geometry: the overrides ignored (named), or none
@@ -831,8 +868,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if inp.ct_dir is not None:
             outside_notes += _heterogeneity_notes(inp, bool(override_notes), struct_overrides, log)
         cal_name = getattr(cal, "name", str(calibration))
+        cal_record = calibration_record(cal, calibration)
     else:
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")
+        # what the reused MC dose was computed with, as its first check recorded it
+        ct_record = mc.provenance.get("ct_input")
+        if ct_record is not None:
+            ct_record = {**ct_record, "role": f"{ct_record.get('role', 'CT')} (of the reused MC dose)"}
+        cal_record = mc.provenance.get("calibration_record") or {"name": cal_name, "builtin": None, "files": []}
         # the geometry the reused MC dose was computed on (its overrides, what lay outside the External), and its
         # physics where asked for
         from dataclasses import asdict
@@ -897,6 +940,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     progress=progress, log=log, timings=timings, density_tps_zyx=density,
                     machine_check=machine_check, physics=physics)
         mc.provenance["calibration"] = cal_name
+        mc.provenance["calibration_record"] = cal_record
+        mc.provenance["ct_input"] = ct_record
         mc.provenance["geometry_notes"] = notes_geo
         # what the MC RT Dose says it was computed with: the CT, and overrides (or the phantom built from them)
         mc.provenance["tissue_heterogeneity"] = list(
@@ -1168,7 +1213,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             "fractions": inp.fractions if inp.all_fractions else 1, "grid": mc.grid_note,
             "body_outline": body_how, "prescription_gy": pres, "prescription_source": pres_how if pres else None,
             "geometry_notes": mc.provenance.get("geometry_notes", []), "python": platform.python_version(),
-            "host": platform.node(), "date": mc.provenance.get("date")}
+            "host": platform.node(), "date": mc.provenance.get("date"),
+            # what was checked and how (record.py): a signed report traced to its files a year later
+            "identification": ident, "working_directory": os.getcwd(),
+            "inputs": input_files + ([ct_record] if ct_record else []),
+            "calibration_builtin": cal_record.get("builtin"), "calibration_files": cal_record.get("files", []),
+            "physics": mc.provenance.get("physics"), "check_started": started}
     settings = {"gamma_points": gamma_points, "gamma": "pymedphys.gamma, TPS reference, MC evaluation, global "
                 "normalisation to the TPS maximum in the body, max_gamma 1.5, interp_fraction 5, random subset "
                 f"of {gamma_points} points (seeded)", "target_uncertainty": target_uncertainty,
@@ -1184,7 +1234,24 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                             "voxels, clipped at 0 (compare.noisy_like_mc)",
                                    "judged": "target D95 action level: diff_pct, noise_matched_diff_pct and "
                                              "mc_corrected_diff_pct all within it (compare.d95_verdict); Dmean on "
-                                             "diff_pct"}}
+                                             "diff_pct"},
+                # every option as resolved, with where it came from (the report's Settings table): a re-run
+                **invocation(call_args, _check_defaults()),
+                "target_uncertainty_per_beam": mc.provenance.get("target_uncertainty_per_beam"),
+                "seed": seed, "backend": backend, "threads": threads, "gamma_workers": gamma_workers,
+                "dose_type": inp.dose_type,
+                "dose_type_source": "given (--dose-type)" if dose_type is not None else "the TPS RT Dose's DoseType",
+                "dose_to_source": _dose_to_source(inp, dose_to_given),
+                "patient_position": sorted({str(b.patient_position or "") for b in inp.plan.beams} - {""}),
+                "patient_position_source": "given (--patient-position)" if patient_position is not None
+                else "the plan's patient setups (PatientSetupSequence)",
+                "rbe": mc.provenance.get("rbe"), "rbe_given": rbe,
+                "prescription_given": rx_given, "struct_overrides": struct_overrides,
+                "outside_external": outside_external, "calibration": cal_name,
+                "calibration_given": None if call_args["calibration"] is None
+                else str(getattr(call_args["calibration"], "name", call_args["calibration"])),
+                "levels_config": levels_record(levels),
+                "ct_series": ct_series, "phantom_from_struct": phantom_from_struct, "machine_check": machine_check}
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,
                       settings, lv.describe(), str(out_dir) if out_dir else None, tps_gy_zyx=tps,
                       mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc, inputs=inp,
@@ -1192,6 +1259,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                       beam_dose=beam_dose)
     timings["action_levels_s"] = time.perf_counter() - t
     cpu_steps["action_levels_s"] = time.process_time() - c
+    res.provenance["check_finished"] = now_text()   # as the report is written: the same time in HTML and JSON
     if out_dir is not None and report:
         from .report import write_report
 
@@ -1227,15 +1295,38 @@ def _batch_json(table: dict[str, dict], pending: Iterable[str] = ()) -> bytes:
     return json.dumps(json_safe(rows), indent=1, default=str, allow_nan=False).encode()
 
 
+def _batch_record(r: CheckResult, uid: str | None, out_dir: Path) -> dict[str, Any]:
+    """What batch.json and the index say of one patient's check besides its numbers: the patient, the plan (its
+    label, else its name, else its UID), the TPS doses compared (path, SOPInstanceUID, SHA-256), when, with what
+    (mcproton's version, the beam model and calibration with their SHA-256, the statistical target, the action
+    levels' source), and its report, relative to batch.json's folder (the batch folder moved, it still resolves)."""
+    p, st = r.provenance, r.settings
+    ident = p.get("identification") or {}
+    model = p.get("beam_model_file") or {}
+    report = Path(os.path.relpath(r.report_html, out_dir)).as_posix() if r.report_html else None
+    return {"report": report, "patient_id": ident.get("PatientID"), "patient_name": ident.get("PatientName"),
+            "plan": plan_label(ident, r.inputs.plan.label if r.inputs is not None else "", uid or "") or None,
+            "plan_uid": uid,
+            "tps_doses": [{k: f.get(k) for k in ("path", "sop_instance_uid", "sha256")} for f in p.get("inputs", [])
+                          if str(f.get("role", "")).startswith("TPS RT Dose")],
+            "checked": p.get("check_finished"), "mcproton_version": p.get("mcproton_version"),
+            "beam_model": p.get("beam_model"), "beam_model_sha256": model.get("sha256"),
+            "calibration": p.get("calibration"),
+            "calibration_sha256": [f.get("sha256") for f in p.get("calibration_files") or []],
+            "target_uncertainty": st.get("target_uncertainty"),
+            "levels": (st.get("levels_config") or {}).get("source")}
+
+
 @locks_output()
 def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], None] | None = None,
                 keep_arrays: bool = False, **kwargs: Any) -> dict[str, Any]:
     """``check`` for every patient sub-folder of ``folder`` into ``out/<sub-folder>/``; a patient whose inputs are
     refused, or whose check stops on an unexpected error, is recorded with the message and the batch goes on.
-    ``out/batch.json`` and ``out/index.html`` (one row per patient, linking its report) are rewritten after every
-    patient, so an interrupted batch keeps the summary of the patients done.  Returns {patient: CheckResult or the
-    error message}; the results keep only their numbers (the dose arrays released, so that a batch's memory is one
-    patient's) unless ``keep_arrays``.
+    ``out/batch.json`` and ``out/index.html`` (one row per patient, linking its report: batch.json's ``report`` is
+    relative to ``out``, its own folder; the row names the patient, the plan, the TPS doses, the date and what the
+    check was made with, :func:`_batch_record`) are rewritten after every patient, so an interrupted batch keeps the
+    summary of the patients done.  Returns {patient: CheckResult or the error message}; the results keep only their
+    numbers (the dose arrays released, so that a batch's memory is one patient's) unless ``keep_arrays``.
 
     What is a patient (:mod:`mcproton._check.batch`): not the output folder, hidden or system folders (``.git``,
     ``__MACOSX``), nor an earlier batch's output; those are skipped and named in the log and on the index page, and
@@ -1278,10 +1369,9 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             r = check(folder=p, out=out_dir / p.name, log=log, **kwargs)
             uid = r.inputs.plan.sop_instance_uid if r.inputs is not None else None
             table[p.name] = {"passed": r.passed, "failed": [c["quantity"] for c in r.failed],
-                             "gamma_2_2_pct": 100 * r.gamma["2%/2mm"]["pass_rate"], "report": r.report_html,
+                             "gamma_2_2_pct": 100 * r.gamma["2%/2mm"]["pass_rate"],
                              "statistical_uncertainty_pct": r.provenance.get("statistical_uncertainty_pct"),
-                             "plan": r.inputs.plan.label if r.inputs is not None else None, "plan_uid": uid,
-                             "warnings": list(r.warnings)}
+                             **_batch_record(r, uid, out_dir), "warnings": list(r.warnings)}
             if uid and uid in plans:
                 table[p.name]["duplicate_of"] = plans[uid]
                 log(f"mcproton check --batch: '{p.name}' holds the same RT Plan (SOPInstanceUID {uid}) as "

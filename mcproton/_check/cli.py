@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 EPILOG = """examples:
@@ -92,6 +93,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .record import invoked_as
+
+    with invoked_as(getattr(args, "command_line", None) or ["mcproton", *sys.argv[1:]]):   # in the record
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     from .api import check, check_batch
 
     common = {"beam_model": args.beam_model, "calibration": args.calibration,

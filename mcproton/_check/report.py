@@ -447,10 +447,11 @@ def _sign_off(who: Mapping[str, str]) -> str:
 def _who(res) -> dict[str, str]:
     """What a printed page of the report names: the verdict, the patient (name, ID), the plan (its label, else its
     name, else its file) and the date of the check (YYYY-MM-DD)."""
+    from .record import identification, plan_label
+
     inp = res.inputs
-    d = _plan_dicom(inp.plan_path)
-    plan = (d.get("RTPlanLabel") or str(getattr(inp.plan, "label", "") or "") or d.get("RTPlanName")
-            or Path(inp.plan_path).name)
+    d = res.provenance.get("identification") or identification(inp.plan_path)
+    plan = plan_label(d, str(getattr(inp.plan, "label", "") or "")) or Path(inp.plan_path).name
     return {"verdict": "PASS" if res.passed else "FAIL", "patient": d.get("PatientName", ""),
             "patient_id": d.get("PatientID") or "none", "plan": plan,
             "date": str(res.provenance.get("date") or "")[:10]}
@@ -501,47 +502,76 @@ def print_css(line: str, date: str = "") -> str:
             + f'@bottom-right{{content:"page " counter(page) " of " counter(pages);{small}}}}}')
 
 
-def _plan_dicom(path: str) -> dict[str, str]:
-    """Patient and plan identification from the RT Ion Plan (empty strings where absent)."""
-    import pydicom
-
-    keys = ("PatientName", "PatientID", "RTPlanLabel", "RTPlanName", "RTPlanDate",
-            "ApprovalStatus", "Manufacturer", "ManufacturerModelName", "SOPInstanceUID")
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(keys))   # not the spots
-    except Exception:  # noqa: BLE001 - identification is shown when readable; the plan was read before
-        return {}
-    return {k: str(ds.get(k, "") or "") for k in keys}
-
-
 def _identification(res) -> str:
-    """The header: patient, plan, TPS doses compared, the dose matched, the MC, the date of the check."""
+    """The header: patient, plan, TPS doses compared, the dose matched, the beam model and calibration with their
+    files, the MC, when; then each file checked by path, UIDs, creation date and SHA-256 (check.json:
+    provenance.identification and provenance.inputs, which an older result lacks: then read from the plan)."""
+    from .record import dicom_datetime, identification
+
     inp, p = res.inputs, res.provenance
-    d = _plan_dicom(inp.plan_path)
+    d = p.get("identification") or identification(inp.plan_path)
     tps = [inp.total] if inp.total is not None else []
     tps += [inp.beams[b] for b in sorted(inp.beams)]
-    doses = "; ".join(f"{Path(t.path).name} ({t.summation_type}, {t.dose_type}"
+    doses = "; ".join(f"{Path(t.path).resolve()} ({t.summation_type}, {t.dose_type}"
                       + (f" in the file, compared as {inp.dose_type} as given" if t.dose_type != inp.dose_type else "")
                       + ")" for t in tps)
     sys_ = " ".join(v for v in (d.get("Manufacturer"), d.get("ManufacturerModelName")) if v)
+    label = d.get("RTPlanLabel") or str(inp.plan.label or "")
+    date = dicom_datetime(d.get("RTPlanDate", ""), d.get("RTPlanTime", ""))
     rows = [["patient", f"{d.get('PatientName', '')} (ID {d.get('PatientID', '') or 'none'})"],
-            ["plan", f"{Path(inp.plan_path).name}: label {d.get('RTPlanLabel') or inp.plan.label!s}, name "
-                     f"{d.get('RTPlanName') or 'none'}, date {d.get('RTPlanDate') or 'none'}, "
+            ["plan", f"{d.get('plan_file') or Path(inp.plan_path).resolve()}: label {label or 'none'}, name "
+                     f"{d.get('RTPlanName') or 'none'}, date {date or 'none'}, "
                      f"{d.get('ApprovalStatus') or 'approval status not given'}"
                      + (f", from {sys_}" if sys_ else "")],
-            ["plan SOPInstanceUID", d.get("SOPInstanceUID") or str(getattr(inp.plan, "sop_instance_uid", "")
-                                                                     )],
+            ["plan SOPInstanceUID", d.get("SOPInstanceUID") or str(getattr(inp.plan, "sop_instance_uid", ""))],
             ["TPS dose(s) compared", doses],
             ["CT", str(p.get("ct", ""))],
-            ["structure set", str(p.get("structure_set") or "none")],
+            ["structure set", str(Path(inp.struct_path).resolve()) if inp.struct_path else "none"],
             ["dose matched", f"{p['dose']}; {p['fractions']} fraction(s)"],
             ["beam model", _beam_model_text(p)],
+            ["calibration", _calibration_text(p)],
             ["MC", f"mcproton {p['mcproton_version']}, beam model {p['beam_model']}, calibration "
                    f"{p['calibration']}, {p['statistical_uncertainty_pct']:.2f} % mean uncertainty "
                    "(voxels above 50 %),"
                    f" {p['primaries']} primaries, {p['device']}"],
-            ["checked on", str(p.get("date") or "")]]
-    return _table(["item", "value"], rows)
+            ["MC dose computed", f"{p.get('date') or 'not recorded'} (UTC; the end of the first beam's transport"
+                                 + (", in an earlier check: the MC dose is reused)" if _reused(res) else ")")],
+            ["check started", str(p.get("check_started") or "not recorded")],
+            ["check finished (this report written)", str(p.get("check_finished") or "not recorded")],
+            ["working directory", str(p.get("working_directory") or "not recorded")]]
+    return _table(["item", "value"], rows) + _files_table(p.get("inputs") or [])
+
+
+def _reused(res) -> bool:
+    """Whether the check reused an earlier check's MC dose (check(mc=...)): its CT record says so."""
+    return any("reused" in str(f.get("role", "")) for f in res.provenance.get("inputs") or [])
+
+
+def _files_table(inputs: list[dict]) -> str:
+    """The files checked (check.json provenance.inputs): role, resolved path, UIDs, creation date, SHA-256."""
+    if not inputs:
+        return ""
+    rows = [[f.get("role", ""), f.get("path", "") + (f" ({f['slices']} slices)" if f.get("slices") else ""),
+             "; ".join(f"{k} {f[key]}" for k, key in (("SOP", "sop_instance_uid"), ("series", "series_instance_uid"))
+                       if f.get(key)) or "none",
+             f.get("created") or "not given", f.get("sha256", "") + (f" ({f['sha256_of']})" if f.get("sha256_of")
+                                                                     else "")]
+            for f in inputs]
+    return ("<p>Files checked (paths resolved; SHA-256 of each file's bytes: a file changed since gives another)."
+            "</p>" + _table(["input", "path", "UIDs", "created (DICOM InstanceCreationDate/Time; a CT: SeriesDate/"
+                                               "Time)", "SHA-256"], rows))
+
+
+def _calibration_text(p: dict) -> str:
+    """The HU calibration: a built-in's name and mcproton's version, or the files it was read from with their
+    SHA-256 (two versions of a clinic's curve in folders of one name differ)."""
+    name = str(p.get("calibration"))
+    files = p.get("calibration_files") or []
+    if p.get("calibration_builtin"):
+        return f"{name} (built into mcproton {p.get('mcproton_version')})"
+    if files:
+        return f"{name}: " + "; ".join(f"{f.get('path')} (SHA-256 {f.get('sha256', '?')})" for f in files)
+    return f"{name} (no file recorded)"
 
 
 def _beam_model_text(p: dict) -> str:
@@ -573,6 +603,97 @@ def _beam_dose_section(res) -> list[str]:
             "them, which the median ratio reads; a range or lateral difference changes the region's edges, which "
             "it leaves out (the integral ratio, shown for comparison, includes them). The standard error assumes "
             "independent voxels; the MC's neighbouring voxels are correlated, which makes it about 1.6 x larger.</p>"]
+
+
+def _readable(v: Any) -> str:
+    """A provenance or settings value as text: a mapping as "key value; ...", a list joined by "; ", a number as
+    the tables give it, None as "none" (not Python's repr)."""
+    if isinstance(v, Mapping):
+        return "; ".join(f"{k} {_readable(x)}" for k, x in v.items()) or "none"
+    if isinstance(v, (list, tuple)):
+        return "; ".join(_readable(x) for x in v) or "none"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return "none" if v is None else _fmt(v)
+
+
+def _settings_table(res) -> str:
+    """Every option of the check as resolved, with where it came from, and the command line (or the Python call)
+    that ran it: a re-run is a copy of it (from the working directory given; the files' hashes then confirm its
+    inputs).  check.json: ``settings`` (and ``provenance.physics``)."""
+    st, p = res.settings, res.provenance
+    if "invocation" not in st:   # a result of an older version
+        return ""
+    def pct(v: Any) -> str:
+        return "none (the primaries only)" if not v else f"{100 * float(v):.3g} %"
+
+    lv = st.get("levels_config") or {}
+    rx = st.get("prescription_given")
+    per_beam = st.get("target_uncertainty_per_beam")
+    rows = [
+        ["command line" if st.get("invoked_from") == "command line" else "Python call", st.get("invocation", ""),
+         "copy it to re-run, from the working directory"],
+        ["working directory", st.get("working_directory", ""), ""],
+        ["target statistical uncertainty", pct(st.get("target_uncertainty")),
+         "mean relative uncertainty of the plan dose over the voxels above 50 % of its maximum"
+         + (f"; each beam to {pct(per_beam)}" if per_beam else "")],
+        ["primaries cap (per beam)", f"{st.get('primaries_limit')}", ""],
+        ["seed", st.get("seed"), "the MC, the gamma's subset of points and the noise matching"],
+        ["dose type", st.get("dose_type"), st.get("dose_type_source", "")],
+        ["dose to", st.get("dose_to"), st.get("dose_to_source", "")],
+        ["patient position", ", ".join(st.get("patient_position") or []) or "none",
+         st.get("patient_position_source", "")],
+        ["fractions", st.get("fractions"), f"the MC computes {p.get('fractions')} fraction(s)"],
+        ["RBE", st.get("rbe"), "given (--rbe)" if st.get("rbe_given") is not None else
+         "1.1 for an EFFECTIVE dose, 1 for a PHYSICAL one (the default)"],
+        ["prescription", "not given" if rx is None else _readable(rx),
+         f"used: {_readable(p.get('prescription_gy'))} ({p.get('prescription_source') or 'none'})"],
+        ["structure set's material overrides", st.get("struct_overrides"), "--struct-overrides"],
+        ["outside the External", st.get("outside_external"), "--outside-external"],
+        ["calibration", _calibration_text(p), "given (--calibration)" if st.get("calibration_given") else
+         "the default"],
+        ["physics", _readable(p.get("physics")) if p.get("physics") else "not recorded with the reused MC dose",
+         "PhysicsSettings, defaults included"],
+        ["gamma", f"{st.get('gamma_points') or 'every'} points, "
+                  + (f"{st['gamma_workers']} worker process(es)" if st.get("gamma_workers")
+                     else "one worker process per gamma (up to the cores)"), "--gamma-points, --gamma-workers"],
+        ["action levels", lv.get("source", "") + (f" (SHA-256 {lv['sha256']})" if lv.get("sha256") else ""),
+         "--config"],
+        ["CT series", st.get("ct_series") or "not given (the folder's axial series)", "--ct-series"],
+        ["phantom from the RT Struct", st.get("phantom_from_struct"), "--phantom-from-struct"],
+        ["machine check", st.get("machine_check"), "--no-machine-check turns it off"],
+        ["backend, threads", f"{st.get('backend')}, {st.get('threads') or 'all cores'}",
+         f"ran on {p.get('device')}"],
+    ]
+    return "<h2>Settings</h2>" + _table(["setting", "value as used", "source"],
+                                        [[k, _readable(v) if not isinstance(v, str) else v, w]
+                                         for k, v, w in rows])
+
+
+#: The provenance table's labels (with units) of check.json's provenance keys; a key not here is shown as it is
+PROVENANCE_LABELS = {
+    "mcproton_version": "mcproton version", "kernel_hash": "transport kernel hash", "beam_model": "beam model",
+    "beam_model_file": "beam model file", "calibration": "HU calibration", "ct": "CT",
+    "structure_set": "structure set", "statistical_uncertainty_pct":
+        "MC statistical uncertainty (%, mean over the voxels above 50 % of the maximum, MC grid)",
+    "statistical_uncertainty_tps_grid_pct": "MC statistical uncertainty on the TPS grid (%)",
+    "primaries": "primaries (all beams)", "mc_wall_s": "MC wall time (s)",
+    "mc_process_cpu_s": "MC CPU time of this process (s)", "device": "device", "backend": "backend", "seed": "seed",
+    "dose": "dose compared", "dose_unit": "dose unit", "dose_fractions": "fractions of the dose",
+    "dose_values": "dose values", "fractions": "fractions computed", "grid": "MC grid", "body_outline":
+        "body outline", "prescription_source": "prescription from", "geometry_notes": "geometry notes",
+    "python": "Python", "host": "host", "date": "MC dose computed (UTC)", "working_directory": "working directory",
+    "physics": "physics (PhysicsSettings)", "check_started": "check started", "check_finished": "check finished",
+}
+
+
+def _provenance_rows(p: Mapping[str, Any], unit: str) -> list[list[str]]:
+    """The provenance table: labels with units, nested values as text (the beams, the files and the identification
+    have tables of their own)."""
+    labels = {**PROVENANCE_LABELS, "prescription_gy": f"prescription ({unit})"}
+    shown = {"calibration": _calibration_text(p)}   # with its files (calibration_files, calibration_builtin)
+    return [[labels.get(k, k.replace("_", " ")), shown.get(k, _readable(v))] for k, v in p.items()
+            if k not in ("beams", "inputs", "identification", "calibration_files", "calibration_builtin")]
 
 
 def _beams_table(res) -> str:
@@ -792,9 +913,9 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                          [[k, v["file"], v["dose_summation_type"], v["dose_type"], _num(v["max_gy"], ".4f")]
                           for k, v in res.mc_rtdose.items()])]
     parts += ["<h2>Pairing</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in res.pairing) + "</ul>",
+              _settings_table(res),
               "<h2>Provenance</h2>",
-              _table(["item", "value"], [[k, v if not isinstance(v, list) else "; ".join(map(str, v))]
-                                         for k, v in p.items() if k != "beams"]),   # beams: the beam table
+              _table(["item", "value"], _provenance_rows(p, unit)),
               "<h2>Host steps (wall time, s)</h2>",
               _table(["step", "s"], [[k, v] for k, v in timings.items()]
                      + [["sum of the steps above", sum(v for k, v in timings.items() if k != "total_s")]]),
@@ -813,20 +934,45 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
     return path
 
 
+def _batch_common(table: Mapping[str, Mapping[str, Any]]) -> str:
+    """What the batch's checks were made with, above its index: each item's value, or its values where the rows
+    differ (batch.json has each row's)."""
+    checked = [t for t in table.values() if "error" not in t]
+    items = (("mcproton", lambda t: t.get("mcproton_version")),
+             ("beam model", lambda t: f"{t.get('beam_model')}"
+                                      + (f" (SHA-256 {t['beam_model_sha256']})" if t.get("beam_model_sha256") else "")),
+             ("calibration", lambda t: f"{t.get('calibration')}"
+                                       + (f" (SHA-256 {', '.join(t['calibration_sha256'])})"
+                                          if t.get("calibration_sha256") else "")),
+             ("target statistical uncertainty", lambda t: "none" if not t.get("target_uncertainty") else
+              f"{100 * float(t['target_uncertainty']):.3g} %"),
+             ("action levels", lambda t: t.get("levels")))
+    lines = []
+    for label, get in items:
+        vals = list(dict.fromkeys(str(get(t)) for t in checked if t.get("mcproton_version") is not None))
+        if vals:
+            lines.append(f"<li>{html.escape(label)}: {html.escape(' | '.join(vals))}"
+                         + (" (differs between the rows: see batch.json)" if len(vals) > 1 else "") + "</li>")
+    return f"<p>Checked with:</p><ul>{''.join(lines)}</ul>" if lines else ""
+
+
 def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iterable[str] = (),
                       skipped: Iterable[str] = ()) -> Path:
-    """Write ``out_dir/index.html``: one row per patient of a ``--batch`` (PASS, FAIL with the failing quantities,
-    REFUSED, ERROR or INTERRUPTED with the message; the 2 %/2 mm gamma, the MC's uncertainty, a link to its
-    report; a row whose plan another row holds too says so, one whose check warned says how often), the patients
-    not checked yet (``pending``: the page is rewritten after every patient), and below the table what the batch
-    did not take for a patient (``skipped``: the log's lines).  Returns its path."""
-    import os
-
+    """Write ``out_dir/index.html``: one row per patient of a ``--batch`` (its folder, PatientID and name, the plan's
+    label (else its name, else its UID), PASS, FAIL with the failing quantities, REFUSED, ERROR or INTERRUPTED
+    with the message; the 2 %/2 mm gamma, the MC's uncertainty, when it was checked, the TPS doses' SOPInstanceUIDs,
+    its report by its path; a row whose plan another row holds too says so, one whose check warned says how often),
+    the patients not checked yet (``pending``: the page is rewritten after every patient), and below the table what
+    the batch did not take for a patient (``skipped``: the log's lines).  Above the table, what the checks were
+    made with (mcproton's version, the beam model and calibration with their SHA-256, the statistical target, the
+    action levels).  Returns its path."""
     from .._io.atomic import write_bytes_atomic
 
     out = Path(out_dir)
     rows = []
     for name, t in table.items():
+        who = " ".join(v for v in (t.get("patient_id") or "", f"({t['patient_name']})" if t.get("patient_name")
+                                   else "") if v)
         if "error" in t:
             verdict = "ERROR" if t.get("internal_error") else "INTERRUPTED" if t.get("interrupted") else "REFUSED"
             what, link = t["error"], ""
@@ -837,16 +983,19 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
                                             if t.get("duplicate_of") else [])
                              + ([f"{n_warn} warning{'s' if n_warn > 1 else ''} during the check (in its report)"]
                                 if n_warn else []))
-            rel = os.path.relpath(t["report"], out) if t.get("report") else ""
-            link = f'<a href="{html.escape(Path(rel).as_posix())}">report</a>' if rel else ""
+            rel = t.get("report") or ""   # relative to this folder (batch.json's)
+            link = f'<a href="{html.escape(rel)}">{html.escape(rel)}</a>' if rel else ""
         g, u = t.get("gamma_2_2_pct"), t.get("statistical_uncertainty_pct")
-        cells = [name, t.get("plan") or "", verdict, what, "" if g is None else f"{g:.2f}",
-                 "" if u is None else f"{u:.2f}"]
+        doses = "; ".join(str(d.get("sop_instance_uid") or Path(str(d.get("path", ""))).name)
+                          for d in t.get("tps_doses") or [])
+        cells = [name, who, t.get("plan") or "", verdict, what, "" if g is None else f"{g:.2f}",
+                 "" if u is None else f"{u:.2f}", t.get("checked") or "", doses]
         rows.append("<tr" + (' class="pass"' if verdict == "PASS" else ' class="fail"') + ">"
                     + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + f"<td>{link}</td></tr>")
     waiting = list(pending)
     for name in waiting:
-        rows.append(f"<tr><td>{html.escape(name)}</td><td></td><td>not checked yet</td>" + "<td></td>" * 4 + "</tr>")
+        rows.append(f"<tr><td>{html.escape(name)}</td><td></td><td></td><td>not checked yet</td>" + "<td></td>" * 6
+                    + "</tr>")
     from .batch import TOP_LEVEL
 
     n_pass = sum(1 for t in table.values() if "error" not in t and t["passed"])
@@ -854,8 +1003,9 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
     n_stopped = sum(1 for k, t in table.items() if k != TOP_LEVEL and t.get("interrupted"))
     n_patients = sum(1 for k in table if k != TOP_LEVEL) - n_stopped
     notes = [f"<li>{html.escape(line)}</li>" for line in skipped]
-    head = "".join(f'<th scope="col">{h}</th>' for h in ("patient", "plan", "result", "failed quantities or reason",
-                                                         "gamma 2%/2mm (%)", "MC uncertainty (%)", "report"))
+    head = "".join(f'<th scope="col">{h}</th>' for h in (
+        "patient folder", "PatientID (name)", "plan", "result", "failed quantities or reason", "gamma 2%/2mm (%)",
+        "MC uncertainty (%)", "checked", "TPS dose(s) compared (SOPInstanceUID)", "report"))
     # the title and each printed page name the batch, its outcome and the date (audit 13, F7: "mcproton check:
     # batch" for every batch)
     from datetime import date
@@ -872,7 +1022,8 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
         + (f"; {n_stopped} interrupted" if n_stopped else "")
         + (f"; {len(waiting)} not checked yet" if waiting else "") + ".  Each report is one HTML page per plan "
         "(its printout: a summary page with the sign-off, then the details); the numbers of all are in "
-        "batch.json.</p>",
+        "batch.json (its report paths relative to its folder, this one).</p>",
+        _batch_common(table),
         f"<table><tr>{head}</tr>", *rows, "</table>",
         *(["<p>Not taken for patients, not checked:</p>", "<ul>", *notes, "</ul>"] if notes else []),
         "</body></html>"])

@@ -473,9 +473,9 @@ def load_beam_model(name_or_path: str | Path) -> BeamModel:
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
+    from .file_hash import sha256_file
 
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def _read_table(path: Path) -> tuple[list[dict[str, str]], list[int]]:

@@ -48,6 +48,7 @@ class CTImage:
     #: ImageOrientationPatient (the volume above runs along +x, +y, +z whatever they are): an RT Dose of a dose on
     #: this CT is written in the same orientation (StudyReference.from_ct)
     axis_directions: tuple[int, int, int] = (1, 1, 1)
+    slice_files: list[str] = field(default_factory=list)   # the files of the slices read, in slice order
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -469,6 +470,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         patient_id=str(ds0.get("PatientID", "")),
         patient_position=positions[0] if positions else "",
         slice_sop_instance_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in chosen],
+        slice_files=[str(f) for f, _ in chosen],
         series_description=str(ds0.get("SeriesDescription", "")),
         image_comments=str(ds0.get("ImageComments", "") or ""),
         image_type=_text_values(ds0.get("ImageType", None)),

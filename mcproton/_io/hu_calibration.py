@@ -53,6 +53,7 @@ import numpy as np
 from .._timing import timed
 from ..materials import Material
 from .errors import CalibrationError, McprotonRuntimeWarning, warn
+from .file_hash import file_record
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "ct_calibration"
 
@@ -315,6 +316,8 @@ class HUCalibration:
     bin_hu_lo : (m,) increasing HU lower bounds of the material bins.
     materials : (m,) :class:`Material` per bin.
     name, source : identification and citation.
+    files : the files it was read from, each {"path": resolved, "sha256": of its bytes} (:meth:`from_files`,
+        :meth:`from_spr_files`; empty for one built from numbers): a report names the version of the curve it used.
     spr_reference_mev : set for a calibration made from a HU -> SPR table (:meth:`from_spr_files`): the energy
         at which its SPR became densities.  Its density steps at the material bounds (each material's own SPR per
         unit density) and is not held to rise with HU (the SPR table was).
@@ -330,6 +333,7 @@ class HUCalibration:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     spr_reference_mev: float | None = None
+    files: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         lo, hi = (np.asarray(a, float) for a in (self.seg_hu_lo, self.seg_hu_hi))
@@ -443,7 +447,9 @@ class HUCalibration:
         hu, rho = _read_density_table(density_file)
         bins, mats = _read_material_table(material_file, mcsquare_materials)
         nm = name or density_file.parent.name or density_file.stem
-        return cls.from_points(hu, rho, bins, mats, name=nm, source=f"{density_file}; {material_file}")
+        cal = cls.from_points(hu, rho, bins, mats, name=nm, source=f"{density_file}; {material_file}")
+        cal.files = [file_record(f) for f in (density_file, material_file, mcsquare_materials) if f is not None]
+        return cal
 
     @classmethod
     def from_spr_files(cls, spr_file: str | Path, material_file: str | Path, *, name: str | None = None,
@@ -475,7 +481,8 @@ class HUCalibration:
         src = (f"{spr_file}; {material_file}: densities from a HU -> SPR table, density = SPR / (SPR per g/cm3 of "
                f"the bin's material at {e_ref:g} MeV, water {water_model}, I-values "
                f"{ivalue_set or 'default'})")
-        return cls(nodes[:-1], nodes[1:], rho_right[:-1], rho_left[1:], b, mats, nm, src, spr_reference_mev=e_ref)
+        return cls(nodes[:-1], nodes[1:], rho_right[:-1], rho_left[1:], b, mats, nm, src, spr_reference_mev=e_ref,
+                   files=[file_record(spr_file), file_record(material_file)])
 
     # ------------------------------------------------------------------ evaluation
     def density_from_hu(self, hu) -> np.ndarray:

@@ -876,10 +876,12 @@ def test_batch_goes_on_past_a_refused_patient(case, tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 1 and "b_nodose: REFUSED" in out and "no RT Dose" in out
     table = json.loads((tmp_path / "out" / "batch.json").read_text())
-    assert set(table) == {"a_ok", "b_nodose"} and Path(table["a_ok"]["report"]).is_file()
+    # the report's path is relative to batch.json's folder (not to the working directory)
+    assert set(table) == {"a_ok", "b_nodose"} and (tmp_path / "out" / table["a_ok"]["report"]).is_file()
     assert table["a_ok"]["gamma_2_2_pct"] > 50      # 4000 primaries: noisy, but the same plan
     page = (tmp_path / "out" / "index.html").read_text()
-    assert '<a href="a_ok/check.html">report</a>' in page and "REFUSED" in page and "not checked yet" not in page
+    assert '<a href="a_ok/check.html">a_ok/check.html</a>' in page
+    assert "REFUSED" in page and "not checked yet" not in page
     assert "summary: " in out and (tmp_path / "out" / "a_ok" / "RD_mc.dcm").is_file()
 
 
@@ -911,7 +913,7 @@ def test_batch_records_an_internal_error_writes_its_summary_after_each_patient_a
     monkeypatch.setattr(api, "check", fake_check)
     res = api.check_batch(root, tmp_path / "out", log=lambda m: None)
     assert seen["p1"] == (None, "")
-    assert "p2</td><td></td><td>not checked yet" in seen["p2"][1]
+    assert "p2</td><td></td><td></td><td>not checked yet" in seen["p2"][1]
     assert seen["p2"][0]["p2"] == seen["p2"][0]["p3"] == {"passed": False, "not_checked": True,
                                                           "error": "not checked yet"}   # in batch.json too
     assert seen["p2"][0]["p1"]["passed"] is True

@@ -217,7 +217,8 @@ def test_exit_status_and_the_pending_rows_with_skipped_folders(pts, calls, capsy
     calls.out = out
     assert main(args) == 0
     page_at_p2 = calls.seen["p2"][0]
-    assert page_at_p2.count("<td>not checked yet</td>") == 1 and "p2</td><td></td><td>not checked yet" in page_at_p2
+    assert page_at_p2.count("<td>not checked yet</td>") == 1
+    assert "p2</td><td></td><td></td><td>not checked yet" in page_at_p2
     for name in (".hidden", "__MACOSX", "results"):
         assert f"<td>{name}</td>" not in page_at_p2
     (pts / "p2" / "RD_plan.dcm").unlink()
@@ -342,3 +343,47 @@ def test_batch_json_is_strict_json_when_a_pass_rate_is_not_a_number(pts, monkeyp
 
     table = json.loads((tmp_path / "out" / "batch.json").read_text(), parse_constant=refuse)
     assert [table[p]["gamma_2_2_pct"] for p in ("p1", "p2")] == [None, None]
+
+
+def test_batch_json_identifies_each_row_and_its_report_resolves_from_its_folder(pts, monkeypatch, tmp_path):
+    """batch.json's ``report`` was relative to the working directory (``results/p1/check.html``), so that it did not
+    resolve from batch.json's folder, nor after the folder was moved; its rows had no PatientID, an empty plan
+    label, no date and nothing of what the checks were made with.  Now the report is relative to batch.json's
+    folder, and each row (and the index) names the patient, the plan (label, else name), the TPS doses compared, the
+    date, mcproton's version, the beam model, the calibration, the target and the levels."""
+    c = Calls(tmp_path / "results")
+
+    def with_report(**kw):
+        r = c(**kw)
+        Path(kw["out"]).mkdir(parents=True, exist_ok=True)
+        r.report_html = str(Path(kw["out"]) / "check.html")
+        Path(r.report_html).write_text("<html></html>")
+        r.provenance.update(identification={"PatientID": "T1", "PatientName": "Doe^Jane", "RTPlanLabel": "",
+                                            "RTPlanName": "head plan"},
+                            inputs=[{"role": "TPS RT Dose (plan)", "path": "/x/RD.dcm", "sop_instance_uid": "1.2.3",
+                                     "sha256": "ab" * 32}],
+                            check_finished="2026-12-05T10:00:00+01:00", mcproton_version="9.9",
+                            beam_model="dcpt_v5", beam_model_file={"sha256": "cd" * 32}, calibration="clinic_hlut",
+                            calibration_files=[{"path": "/x/hu_spr.csv", "sha256": "ef" * 32}])
+        r.settings.update(target_uncertainty=0.015, levels_config={"source": "the defaults (examples/check.toml)"})
+        return r
+
+    monkeypatch.setattr(api, "check", with_report)
+    monkeypatch.chdir(tmp_path)
+    api.check_batch("PTS", "results", log=lambda m: None)   # relative to the working directory, as typed
+    moved = tmp_path / "archive" / "results"
+    moved.parent.mkdir()
+    shutil.move(tmp_path / "results", moved)
+    table = json.loads((moved / "batch.json").read_text())
+    for name in ("p1", "p2"):
+        row = table[name]
+        assert row["report"] == f"{name}/check.html" and (moved / row["report"]).is_file()
+        assert row["patient_id"] == "T1" and row["patient_name"] == "Doe^Jane" and row["plan"] == "head plan"
+        assert row["tps_doses"] == [{"path": "/x/RD.dcm", "sop_instance_uid": "1.2.3", "sha256": "ab" * 32}]
+        assert row["checked"] == "2026-12-05T10:00:00+01:00" and row["mcproton_version"] == "9.9"
+        assert row["beam_model_sha256"] == "cd" * 32 and row["calibration_sha256"] == ["ef" * 32]
+        assert row["target_uncertainty"] == 0.015 and row["levels"].startswith("the defaults")
+    page = (moved / "index.html").read_text()
+    assert '<a href="p1/check.html">p1/check.html</a>' in page and "T1 (Doe^Jane)" in page
+    assert "<td>head plan</td>" in page and "1.2.3" in page and "2026-12-05T10:00:00+01:00" in page
+    assert f"beam model: dcpt_v5 (SHA-256 {'cd' * 32})" in page and "target statistical uncertainty: 1.5 %" in page

@@ -67,9 +67,9 @@ def test_report_has_every_section_and_the_json_the_numbers(report):
                     "Action levels used and their sources",
                     "Sign-off"):
         assert re.search(f">{re.escape(section)}(<|: )", page), section   # "Dose maps: physical dose to water..."
-    for item in ("mcproton_version", "kernel_hash", "beam_model", "calibration",
-                 "statistical_uncertainty_pct",
-                 "mc_wall_s", "device", "AAPM TG-219", "AAPM TG-218", "patient"):
+    for item in ("mcproton version", "transport kernel hash", "beam model", "HU calibration",
+                 "MC statistical uncertainty (%",
+                 "MC wall time (s)", "device", "AAPM TG-219", "AAPM TG-218", "patient"):
         assert item in page, item
     # figures: one per plane (TPS, MC, difference, MC uncertainty, gamma), gamma/difference histograms, DVH, one per
     # beam
