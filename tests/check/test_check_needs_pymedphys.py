@@ -49,3 +49,10 @@ def test_a_plain_install_brings_pymedphys_where_it_installs():
     so it is a dependency, on the Pythons its newest release (0.41) declares (< 3.13)."""
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
     assert "pymedphys>=0.41; python_version<'3.13'" in deps
+
+
+def test_on_python_313_the_refusal_says_which_pythons_pymedphys_installs_on(no_pymedphys, monkeypatch, tmp_path):
+    """pymedphys 0.41 declares Python < 3.13, so there it is not installed with mcproton: the refusal says so."""
+    monkeypatch.setattr(sys, "version_info", (3, 13, 0, "final", 0))
+    with pytest.raises(RuntimeError, match=r"pip install 'pymedphys>=0.41' \(pymedphys 0.41.*Python 3.10-3.12"):
+        mcproton.check(folder=tmp_path / "no_such_patient", beam_model="dcpt_v5")
