@@ -665,12 +665,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    """Version, backends, devices, compilers, the CPU kernel cache and the optional packages.  Exit status 1 where
+    no backend is usable (no compiler and no cached kernel, no GPU): a script that asks before a long job learns it
+    from the status (the deployment audit of 2026-12-05, F12)."""
     from ._backend import cuda_available, get_backend
+    from ._backend.cpu import cache_status
     from ._kernels.source import source_hash
+    from ._optional import components
 
     ok, why = cuda_available()
-    info = {"version": __version__, "kernel_hash": source_hash("transport.cu"),
-            "backends": {"cpu": True, "cuda": ok}, "cuda": why}
+    info: dict[str, Any] = {"version": __version__, "kernel_hash": source_hash("transport.cu"),
+                            "backends": {"cpu": True, "cuda": ok}, "cuda": why}
     try:
         cpu = get_backend("cpu")
         info["cpu_device"] = cpu.device
@@ -682,13 +687,20 @@ def _cmd_info(args: argparse.Namespace) -> int:
         gpu = get_backend("cuda")
         info["gpu_device"] = gpu.device
         info["gpu_compiler"] = gpu.compiler
-    info["auto_backend"] = "cuda" if ok else "cpu"
+    info["auto_backend"] = "cuda" if ok else "cpu" if info["backends"]["cpu"] else "none"
+    info["kernel_cache"] = cache_status()
+    info["optional"] = components()
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         for k, v in info.items():
-            print(f"{k:>14}: {v}")
-    return 0
+            if k in ("kernel_cache", "optional"):   # one line each
+                print(f"{k:>14}:")
+                for sub, text in v.items():
+                    print(f"{sub:>18}: {text}")
+            else:
+                print(f"{k:>14}: {v}")
+    return 0 if info["auto_backend"] != "none" else 1
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -755,7 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "200000 histories)")
     b.set_defaults(func=_cmd_bench)
 
-    i = sub.add_parser("info", help="version, backends, devices, compilers")
+    i = sub.add_parser("info", help="version, backends, devices, compilers, kernel cache, optional packages (exit "
+                                    "status 1: no backend usable)")
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=_cmd_info)
 

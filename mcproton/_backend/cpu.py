@@ -1,13 +1,23 @@
 """CPU backend: the kernel source compiled by the host C++ compiler with OpenMP, cached as a shared
-library keyed by SHA-256(source + options + compiler version + CPU), loaded with ctypes."""
+library keyed by SHA-256(source + options + compiler version + CPU model and flags), loaded with ctypes.
+
+The cache: $MCPROTON_CACHE_DIR, else $XDG_CACHE_HOME/mcproton/kernels, else ~/.cache/mcproton/kernels; where that
+cannot be written (a read-only or missing home), a per-user folder in the temporary directory, with a note.  Each
+kernel has a manifest beside it (its size and SHA-256, and what it was built from), written after the kernel's
+fsynced rename and checked before every load: a damaged kernel (a truncated copy: SIGBUS when loaded) is rebuilt,
+not loaded.  A machine with no compiler uses a verified kernel that any compiler built from the same source and
+options for the same CPU (a cache shared with a login node)."""
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
 import hashlib
+import json
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 from functools import lru_cache
@@ -16,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io.atomic import _fsync_dir, write_bytes_atomic
 from .._kernels.layout import ENTRY_POINTS
 from .._kernels.source import assemble
 from .base import cast_scalar
@@ -68,13 +79,126 @@ def _warn_forked(threads: int) -> None:
          "workers runs them on 1 thread without this warning", McprotonRuntimeWarning)
 
 
+#: the environment variable that names the CPU kernel cache folder (README "Set-up"): a folder shared between the
+#: nodes of a cluster lets a node with no compiler use the kernels a login node built for the same CPU
+CACHE_ENV = "MCPROTON_CACHE_DIR"
+#: the manifest's format: a JSON file beside each kernel, written after the kernel's fsynced rename, naming the kernel
+#: file, its size and SHA-256, and what it was built from (the deployment audit of 2026-12-05, F4)
+_MANIFEST_FORMAT = 1
+
+_NOTED: set[str] = set()
+_PRIVATE_TMP: Path | None = None
+
+
+def _note(text: str) -> None:
+    """One ``mcproton: note:`` line on stderr, each text once per process."""
+    if text not in _NOTED:
+        _NOTED.add(text)
+        from .._io.console import write_stderr
+
+        write_stderr(f"mcproton: note: {text}\n")
+
+
 def cache_dir() -> Path:
-    d = os.environ.get("MCPROTON_CACHE_DIR")
-    return Path(d) if d else Path.home() / ".cache" / "mcproton" / "kernels"
+    """The configured folder of the CPU kernel cache: $MCPROTON_CACHE_DIR, else $XDG_CACHE_HOME/mcproton/kernels (an
+    absolute XDG_CACHE_HOME only, as the XDG specification says), else ~/.cache/mcproton/kernels.  RuntimeError where
+    none can be named (no home directory: a container run with a UID that has no passwd entry and no HOME)."""
+    d = os.environ.get(CACHE_ENV)
+    if d:
+        return Path(d)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "mcproton" / "kernels"
+    try:
+        return Path.home() / ".cache" / "mcproton" / "kernels"
+    except (RuntimeError, KeyError, OSError) as exc:
+        raise RuntimeError(f"no folder for the CPU kernel cache: {CACHE_ENV} and XDG_CACHE_HOME are not set and the "
+                           f"home directory is unknown ({exc})") from None
+
+
+def _fallback_dir() -> Path:
+    """The kernel cache used where the configured one cannot be written: a per-user folder in the temporary
+    directory (``mcproton-<uid>/kernels``), used only where it is this user's and closed to others (a kernel is
+    loaded into the process: another user's file must never be), else a private folder for this process."""
+    global _PRIVATE_TMP
+    base = Path(tempfile.gettempdir())
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    d = base / f"mcproton-{uid if uid is not None else 'user'}"
+    try:
+        d.mkdir(mode=0o700, exist_ok=True)
+        st = d.lstat()
+        if stat.S_ISDIR(st.st_mode) and (uid is None or st.st_uid == uid) and not st.st_mode & 0o077:
+            return d / "kernels"
+    except OSError:
+        pass
+    if _PRIVATE_TMP is None:
+        _PRIVATE_TMP = Path(tempfile.mkdtemp(prefix="mcproton-kernels-"))
+    return _PRIVATE_TMP
+
+
+def _unwritable(d: Path) -> str | None:
+    """None where kernels can be built in folder ``d`` (created if need be), else why not (the system's words)."""
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=d):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def cache_status() -> dict[str, Any]:
+    """The kernel cache as ``mcproton info`` shows it: the configured folder, whether it can be written, and where
+    kernels are built instead when it cannot (the per-user temporary folder)."""
+    try:
+        d = cache_dir()
+    except RuntimeError as exc:
+        status: dict[str, Any] = {"folder": None, "writable": False, "reason": str(exc)}
+    else:
+        why = _unwritable(d)
+        status = {"folder": str(d), "writable": why is None}
+        if why is None:
+            return status
+        status["reason"] = why
+    try:
+        fb = _fallback_dir()
+        bad = _unwritable(fb)
+    except OSError as exc:   # no usable temporary directory either
+        fb, bad = None, str(exc)
+    status["fallback"] = (f"{fb}" if bad is None else
+                          f"none ({fb or 'the temporary folder'}: {bad}); set {CACHE_ENV} to a writable folder")
+    return status
+
+
+def _build_dir() -> tuple[Path, str | None]:
+    """The folder a kernel is built in: the configured one where it can be written, else the per-user temporary one,
+    with the note that says so (None for the configured folder).  RuntimeError where neither can be written."""
+    try:
+        d: Path | None = cache_dir()
+    except RuntimeError as exc:
+        d, why = None, str(exc)
+    if d is not None:
+        bad = _unwritable(d)
+        if bad is None:
+            return d, None
+        why = f"the CPU kernel cache {d} cannot be written ({bad})"
+    try:
+        fb = _fallback_dir()
+        bad = _unwritable(fb)
+    except OSError as exc:
+        fb, bad = None, str(exc)
+    if bad is not None:
+        raise RuntimeError(f"{why}, nor can the temporary folder {fb or ''} ({bad}): set {CACHE_ENV} to a writable "
+                           "folder for the CPU kernel cache")
+    assert fb is not None
+    return fb, f"{why}: the kernels are built in {fb} instead (set {CACHE_ENV} to a writable folder to keep them)"
 
 
 def find_compiler() -> str:
-    for cand in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+    cxx = os.environ.get("CXX")
+    if cxx and not shutil.which(cxx):
+        _note(f"CXX={cxx} is not found: using the first of g++, c++, clang++ on the PATH")
+    for cand in (cxx, "g++", "c++", "clang++"):
         if cand and shutil.which(cand):
             return cand
     raise RuntimeError("no C++ compiler found for the CPU backend (looked for $CXX, g++, c++, clang++); "
@@ -98,17 +222,99 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _build(entry: str, cxx: str) -> Path:
-    src = assemble(entry)
-    key = hashlib.sha256("\0".join([src, " ".join(CPU_OPTIONS), compiler_version(cxx), cpu_model()])
-                         .encode()).hexdigest()[:24]
-    out = cache_dir() / f"{Path(entry).stem}-{key}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        cpp = Path(tmp) / f"{Path(entry).stem}.cpp"
-        cpp.write_text(src)
+@lru_cache(maxsize=None)
+def cpu_flags() -> str:
+    """The CPU's instruction-set flags (/proc/cpuinfo "flags"; "Features" on ARM), sorted.  The kernel is built with
+    -march=native, so the cache key holds them: a VM's generic model name ("Intel(R) Xeon(R) Processor") is the same
+    on hosts with and without AVX-512, and a kernel built on one would stop with SIGILL on the other."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() in ("flags", "Features"):
+                return " ".join(sorted(value.split()))
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def _sha256(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def kernel_identity(src: str, compiler: str | None) -> dict[str, Any]:
+    """What a cached kernel is built from: the source, the options, the compiler (its ``--version`` line) and the
+    CPU (model name and instruction-set flags, for -march=native).  ``key``: the cache key of all of them."""
+    ident: dict[str, Any] = {"source_sha256": _sha256(src), "options": " ".join(CPU_OPTIONS), "compiler": compiler,
+                             "cpu_model": cpu_model(), "cpu_flags_sha256": _sha256(cpu_flags())}
+    ident["key"] = _sha256("\0".join(str(ident[k]) for k in ("source_sha256", "options", "compiler", "cpu_model",
+                                                             "cpu_flags_sha256")))[:24]
+    return ident
+
+
+#: the fields of a manifest that must match for a kernel built by any compiler to serve a machine with none
+_SAME_BUILD = ("source_sha256", "options", "cpu_model", "cpu_flags_sha256")
+
+
+def _verified(manifest: Path) -> tuple[Path | None, dict[str, Any], str | None]:
+    """The kernel a manifest names, the manifest, and None where the kernel's size and SHA-256 are the manifest's;
+    else (None, the manifest or {}, what is wrong)."""
+    try:
+        m = json.loads(manifest.read_text(encoding="utf-8"))
+        name = str(m["kernel"])
+        size, sha = int(m["size"]), str(m["sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, {}, f"its manifest {manifest.name} is unreadable ({type(exc).__name__})"
+    so = manifest.parent / Path(name).name
+    try:
+        data = so.read_bytes()   # ~90 kB: hashing it costs well under a millisecond
+    except OSError as exc:
+        return None, m, f"{so.name}: {exc.strerror or exc}"
+    if len(data) != size:
+        return None, m, f"{so.name} is {len(data)} bytes, its manifest says {size}"
+    if _sha256(data) != sha:
+        return None, m, f"the SHA-256 of {so.name} is not its manifest's"
+    return so, m, None
+
+
+def _find(folder: Path, entry: str, ident: dict[str, Any]) -> Path | None:
+    """A verified kernel for ``ident`` in ``folder``: the one of its key, or, with no compiler (``ident["compiler"]``
+    None), the newest built by any compiler from the same source and options for this CPU.  A damaged one is named
+    in a note (and rebuilt by the caller)."""
+    stem = Path(entry).stem
+    if ident["compiler"] is not None:
+        manifests = [folder / f"{stem}-{ident['key']}.json"]
+    else:
+        try:
+            manifests = sorted(folder.glob(f"{stem}-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        except OSError:
+            return None
+    for manifest in manifests:
+        if not manifest.is_file():
+            continue
+        so, m, wrong = _verified(manifest)
+        if ident["compiler"] is None and any(m.get(k) != ident[k] for k in _SAME_BUILD):
+            continue
+        if wrong is None and ident["compiler"] is not None and any(m.get(k) != ident[k]
+                                                                   for k in (*_SAME_BUILD, "compiler")):
+            wrong = f"its manifest {manifest.name} describes another build"
+        if wrong is None:
+            return so
+        _note(f"the cached CPU kernel in {folder} is damaged ({wrong}): "
+              + ("rebuilding it" if ident["compiler"] is not None else "not used"))
+        if ident["compiler"] is not None and m.get("kernel"):   # the rebuilt one may get another name
+            with contextlib.suppress(OSError):
+                (folder / Path(str(m["kernel"])).name).unlink()
+    return None
+
+
+def _compile(entry: str, src: str, ident: dict[str, Any], folder: Path, cxx: str) -> Path:
+    """Build the kernel in ``folder``: compiled and linked in a temporary folder there, fsynced, renamed to a name
+    that holds its own SHA-256 (two processes building at once never replace each other's file), then its manifest
+    written (atomically) beside it.  A kernel without a valid manifest is never loaded."""
+    stem = Path(entry).stem
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        cpp = Path(tmp) / f"{stem}.cpp"
+        cpp.write_text(src, encoding="utf-8")
         tmp_o, tmp_so = Path(tmp) / "k.o", Path(tmp) / "k.so"
         proc = subprocess.run([cxx, *CPU_COMPILE_OPTIONS, str(cpp), "-o", str(tmp_o)], capture_output=True, text=True)
         if proc.returncode == 0:
@@ -116,8 +322,87 @@ def _build(entry: str, cxx: str) -> Path:
                                   text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"compiling kernels/{entry} for the CPU failed:\n{proc.stderr[-6000:]}")
-        os.replace(tmp_so, out)  # atomic: concurrent builders never see a partial library
-    return out
+        data = tmp_so.read_bytes()
+        with open(tmp_so, "rb+") as fh:
+            os.fsync(fh.fileno())
+        sha = _sha256(data)
+        so = folder / f"{stem}-{ident['key']}-{sha[:16]}.so"
+        os.replace(tmp_so, so)  # atomic: concurrent builders never see a partial library
+    _fsync_dir(folder)
+    manifest = {"format": _MANIFEST_FORMAT, "kernel": so.name, "size": len(data), "sha256": sha, "entry": entry,
+                **{k: v for k, v in ident.items() if k != "key"},
+                "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    write_bytes_atomic(folder / f"{stem}-{ident['key']}.json", (json.dumps(manifest, indent=1) + "\n").encode())
+    return so
+
+
+def _kernel_path(entry: str, cxx: str | None, rebuild: bool = False) -> Path:
+    """The verified kernel library of ``entry`` for this CPU: from the cache (the configured folder, then the
+    per-user temporary one), else built with ``cxx`` (None: no compiler; RuntimeError where none is cached)."""
+    src = assemble(entry)
+    ident = kernel_identity(src, compiler_version(cxx) if cxx else None)
+    try:
+        conf: Path | None = cache_dir()
+    except RuntimeError:
+        conf = None
+    if conf is not None and not rebuild:
+        found = _find(conf, entry, ident)
+        if found is not None:
+            return found
+    try:
+        folder, note = _build_dir()
+    except RuntimeError:
+        if cxx is None:   # nothing to build with anyway
+            raise RuntimeError(_no_kernel(conf)) from None
+        raise
+    if folder != conf and not rebuild:
+        found = _find(folder, entry, ident)
+        if found is not None:
+            return found
+    if cxx is None:
+        raise RuntimeError(_no_kernel(conf))
+    if note:
+        _note(note)
+    return _compile(entry, src, ident, folder, cxx)
+
+
+def _no_kernel(conf: Path | None) -> str:
+    return (f"no C++ compiler found for the CPU backend (looked for $CXX, g++, c++, clang++), and no kernel built for "
+            f"this CPU and this mcproton's kernel source in the kernel cache {conf or ''}; install a compiler (e.g. "
+            f"`apt-get install g++`), or set {CACHE_ENV} to a cache shared with a machine that has one and the same "
+            "CPU, where one mcproton run builds the kernels")
+
+
+def load_kernel(entry: str, cxx: str | None) -> ctypes.CDLL:
+    """The kernel library of ``entry``, loaded.  One that the loader refuses (a cache copied from another machine, a
+    missing runtime library) is rebuilt once where a compiler is present, with a note."""
+    path = _kernel_path(entry, cxx)
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as exc:
+        if cxx is None:
+            raise RuntimeError(f"the cached CPU kernel {path} cannot be loaded ({exc}) and there is no C++ compiler to "
+                               "rebuild it; install one (e.g. `apt-get install g++`)") from None
+        _note(f"the cached CPU kernel {path} cannot be loaded ({exc}): rebuilding it")
+    path = _kernel_path(entry, cxx, rebuild=True)
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as exc:
+        raise RuntimeError(f"the CPU kernel {path}, just built, cannot be loaded ({exc}); where its folder is on a "
+                           f"file system mounted noexec, set {CACHE_ENV} to a folder on another") from None
+
+
+def toolchain() -> tuple[str | None, str]:
+    """The C++ compiler and its version line; with none on this machine, (None, the compiler that built the cached
+    kernel) where the cache holds a verified kernel of this source and options for this CPU (a cache shared with a
+    login node), else RuntimeError."""
+    try:
+        cxx = find_compiler()
+    except RuntimeError:
+        path = _kernel_path("transport.cu", None)
+        built_by = json.loads(path.with_name(path.name.rsplit("-", 1)[0] + ".json").read_text(encoding="utf-8"))
+        return None, f"{built_by.get('compiler')} (the cached kernel {path.name}; no compiler on this machine)"
+    return cxx, compiler_version(cxx)
 
 
 _CTYPES = {"p": ctypes.c_void_p, "u64": ctypes.c_uint64, "i64": ctypes.c_int64, "i32": ctypes.c_int32,
@@ -129,8 +414,7 @@ class CpuBackend:
     xp = np
 
     def __init__(self, threads: int | None = None) -> None:
-        self._cxx = find_compiler()
-        self.compiler = compiler_version(self._cxx)
+        self._cxx, self.compiler = toolchain()
         self.compile_options = CPU_OPTIONS
         self._libs: dict[str, ctypes.CDLL] = {}
         self.threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count() or 1
@@ -138,7 +422,7 @@ class CpuBackend:
 
     def _lib(self, entry: str) -> ctypes.CDLL:
         if entry not in self._libs:
-            lib = ctypes.CDLL(str(_build(entry, self._cxx)))
+            lib = load_kernel(entry, self._cxx)
             for name, (file, spec) in ENTRY_POINTS.items():
                 if file == entry:
                     fn = getattr(lib, name)

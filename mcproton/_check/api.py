@@ -30,6 +30,7 @@ from .._io.atomic import write_bytes_atomic
 from .._io.errors import McprotonWarning, recorded, records_warnings, warn
 from .._io.json_out import json_safe, json_text
 from .._io.lock import locks_output
+from .._optional import require
 from .stop import progress as _progress, stops_cleanly
 from ..settings import PhysicsSettings
 
@@ -745,6 +746,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     started = now_text()
     t_all, cpu_all = time.perf_counter(), time.process_time()
     load_start = _load_average()
+    # its gamma's pymedphys, before anything is read or transported: missing, it stopped the check after the whole
+    # Monte Carlo (the deployment audit of 2026-12-05, F3)
+    require("pymedphys", "mcproton check")
     log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
     timings: dict[str, float] = {}
     cpu_steps: dict[str, float] = {}   # CPU seconds per step (all threads; the gamma's worker processes too)
@@ -1342,6 +1346,7 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     from .batch import TOP_LEVEL, survey
     from .report import write_batch_index
 
+    require("pymedphys", "mcproton check")   # once, not as every patient's refusal
     root = Path(folder)
     if not root.is_dir():
         raise CheckInputError(f"--batch: {root} is not a folder; give a folder holding one sub-folder per patient")

@@ -1,0 +1,197 @@
+"""The CPU kernel cache (the deployment audit of 2026-12-05, F4, F5 and the -march=native risk): a damaged cached
+kernel is rebuilt, not loaded (a truncated .so killed every run with SIGBUS, an empty one with "file too short"); the
+cache honours XDG_CACHE_HOME and falls back to a per-user temporary folder where it cannot be written; a machine
+with no compiler uses a verified kernel built for its CPU; and the key holds the CPU's instruction-set flags.
+
+One kernel is compiled for the module (a few seconds) and copied into each test's own cache."""
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mcproton._backend.cpu as cpu
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                                reason="needs a C++ compiler")
+
+# a run of a few hundred protons in a fresh interpreter: the kernel loaded and launched from the given cache
+RUN = """
+from mcproton.geometry import box_phantom
+from mcproton.run import simulate
+from mcproton.settings import RunSettings
+from mcproton.source import Beam
+r = simulate(box_phantom("water", (10, 10, 20), 2.0), Beam.pencil(50.0, position_mm=(0, 0, -1)),
+             RunSettings(primaries=200, backend="cpu", batches=2, threads=1), progress=False)
+assert r.dose_gy_zyx.sum() > 0
+print("ok")
+"""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """A cache folder holding the transport kernel and its manifest, built once for the module."""
+    d = tmp_path_factory.mktemp("kernels")
+    old = os.environ.get(cpu.CACHE_ENV)
+    os.environ[cpu.CACHE_ENV] = str(d)
+    try:
+        cpu.load_kernel("transport.cu", cpu.find_compiler())
+    finally:
+        if old is None:
+            del os.environ[cpu.CACHE_ENV]
+        else:
+            os.environ[cpu.CACHE_ENV] = old
+    return d
+
+
+@pytest.fixture
+def cache(built, tmp_path, monkeypatch) -> Path:
+    """This test's own copy of the built cache, set as MCPROTON_CACHE_DIR; the notes said afresh."""
+    d = tmp_path / "cache"
+    shutil.copytree(built, d)
+    monkeypatch.setenv(cpu.CACHE_ENV, str(d))
+    monkeypatch.setattr(cpu, "_NOTED", set())
+    return d
+
+
+def _kernel(folder: Path) -> Path:
+    (so,) = folder.glob("transport-*.so")
+    return so
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_cached_kernel_is_rebuilt_and_the_run_works(cache, damage):
+    so = _kernel(cache)
+    good = so.read_bytes()
+    with open(so, "r+b") as fh:
+        fh.truncate(20_000 if damage == "truncated" else 0)
+    r = subprocess.run([sys.executable, "-c", RUN], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, cpu.CACHE_ENV: str(cache)})
+    # before: SIGBUS (rc -7) for the truncated file, "file too short" for the empty one
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.returncode, r.stdout + r.stderr)
+    assert "damaged" in r.stderr and "rebuilding it" in r.stderr, r.stderr
+    rebuilt = _kernel(cache)   # one kernel again, complete, and its manifest's
+    assert rebuilt.stat().st_size == len(good)
+    assert cpu._verified(cache / (rebuilt.name.rsplit("-", 1)[0] + ".json"))[2] is None
+
+
+def test_a_kernel_without_a_valid_manifest_is_not_loaded(cache):
+    """A kernel is only trusted with its manifest (size and SHA-256), written after the kernel's fsynced rename: an
+    unreadable manifest (a crash while it was written) means a rebuild, not a load."""
+    (manifest,) = cache.glob("transport-*.json")
+    manifest.write_text("{")
+    ident = cpu.kernel_identity(cpu.assemble("transport.cu"), cpu.compiler_version(cpu.find_compiler()))
+    assert cpu._find(cache, "transport.cu", ident) is None
+    (manifest,) = cache.glob("transport-*.json")   # untouched by the look-up; the build replaces it
+    assert manifest.read_text() == "{"
+
+
+def test_cache_key_holds_the_cpu_flags(monkeypatch):
+    """-march=native builds for the CPU's instruction set: a VM's generic model name is the same with and without
+    AVX-512, so the flags are in the key (the risk noted by the audit: SIGILL from a shared cache)."""
+    monkeypatch.setattr(cpu, "cpu_model", lambda: "Intel(R) Xeon(R) Processor")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: "avx avx2 fma sse4_2")
+    a = cpu.kernel_identity("source", "g++ 12")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: "avx avx2 avx512f fma sse4_2")
+    b = cpu.kernel_identity("source", "g++ 12")
+    assert a["cpu_model"] == b["cpu_model"] and a["key"] != b["key"]
+    assert cpu.kernel_identity("source", "g++ 12")["key"] == b["key"]   # and it is a function of them only
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo():
+    if not Path("/proc/cpuinfo").is_file():
+        pytest.skip("no /proc/cpuinfo")
+    cpu.cpu_flags.cache_clear()
+    flags = cpu.cpu_flags().split()
+    assert flags == sorted(flags) and len(flags) > 3
+
+
+def test_cache_dir_honours_mcproton_cache_dir_then_xdg_cache_home(monkeypatch, tmp_path):
+    monkeypatch.delenv(cpu.CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cpu.cache_dir() == tmp_path / "xdg" / "mcproton" / "kernels"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/xdg")   # invalid by the XDG specification: ignored
+    assert cpu.cache_dir() == Path.home() / ".cache" / "mcproton" / "kernels"
+    monkeypatch.setenv(cpu.CACHE_ENV, str(tmp_path / "mine"))
+    assert cpu.cache_dir() == tmp_path / "mine"
+
+
+def test_an_unwritable_cache_falls_back_to_a_per_user_temporary_folder(built, tmp_path, monkeypatch, capsys):
+    """A read-only home stopped every run with "[Errno 30] Read-only file system"; now the kernel is built in
+    <tmp>/mcproton-<uid>/kernels with a note, and mcproton info says so (a folder under a file stands for a
+    read-only one: root writes anywhere else)."""
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv(cpu.CACHE_ENV, str(tmp_path / "file" / "kernels"))
+    monkeypatch.setattr(cpu.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(cpu, "_NOTED", set())
+    status = cpu.cache_status()
+    assert status["writable"] is False and status["reason"]
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    fallback = tmp_path / "tmp" / f"mcproton-{uid}" / "kernels"
+    assert status["fallback"] == str(fallback)
+    shutil.copytree(built, fallback, dirs_exist_ok=True)   # as a first run there would have built it (tested above)
+    capsys.readouterr()
+    folder, note = cpu._build_dir()
+    assert folder == fallback and cpu.CACHE_ENV in note and "cannot be written" in note
+    assert cpu._kernel_path("transport.cu", cpu.find_compiler()).parent == fallback
+
+
+def test_no_home_directory_falls_back_too(tmp_path, monkeypatch):
+    """A container run with a UID that has no passwd entry and no HOME: "Could not determine home directory."."""
+    def no_home(cls):
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv(cpu.CACHE_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(pathlib.Path, "home", classmethod(no_home))
+    monkeypatch.setattr(cpu.tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(RuntimeError, match="home directory is unknown"):
+        cpu.cache_dir()
+    folder, note = cpu._build_dir()
+    assert folder.parent.parent == tmp_path and "home directory is unknown" in note
+    assert cpu.cache_status()["folder"] is None
+
+
+def test_a_temporary_folder_open_to_others_is_not_used(tmp_path, monkeypatch):
+    """A kernel is loaded into the process: the shared temporary directory's mcproton-<uid> is used only where it is
+    this user's and closed to others (another user could have made it to plant a library)."""
+    if not hasattr(os, "getuid"):
+        pytest.skip("POSIX permissions")
+    monkeypatch.setattr(cpu.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(cpu, "_PRIVATE_TMP", None)
+    shared = tmp_path / f"mcproton-{os.getuid()}"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    d = cpu._fallback_dir()
+    assert shared not in d.parents and d != shared / "kernels" and d.parent == tmp_path
+    assert not d.stat().st_mode & 0o077
+
+
+def test_no_compiler_uses_a_verified_kernel_built_for_this_cpu(cache, monkeypatch):
+    """A compute node with no compiler and a cache shared with a login node: the kernel built there (same source,
+    options and CPU; any compiler) is used, and the provenance names the compiler that built it."""
+    def none():
+        raise RuntimeError("no C++ compiler found for the CPU backend")
+
+    monkeypatch.setattr(cpu, "find_compiler", none)
+    cxx, compiler = cpu.toolchain()
+    assert cxx is None and "no compiler on this machine" in compiler
+    assert compiler.startswith(cpu.compiler_version(shutil.which("g++") or shutil.which("c++")))
+    assert cpu._kernel_path("transport.cu", None) == _kernel(cache)
+    # not for another CPU's flags, nor when the kernel is damaged
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: "another cpu")
+    with pytest.raises(RuntimeError, match=cpu.CACHE_ENV):
+        cpu.toolchain()
+    monkeypatch.undo()
+    monkeypatch.setattr(cpu, "find_compiler", none)
+    monkeypatch.setenv(cpu.CACHE_ENV, str(cache))
+    with open(_kernel(cache), "r+b") as fh:
+        fh.truncate(1000)
+    with pytest.raises(RuntimeError, match="no C[+][+] compiler found.*no kernel built for this CPU"):
+        cpu.toolchain()
