@@ -2,7 +2,7 @@
 # One prepared check on a bare GPU machine (H200 image: Python 3.12, numpy, scipy, matplotlib, h5py, pytest,
 # pytest-benchmark, CuPy; no network), in one command that ends inside its time budget (default 420 s).
 #
-#   here:    bash scripts/gpu_wheels.sh                     # our wheel + pydicom -> gpu_wheels/ (~3 MB)
+#   here:    bash scripts/gpu_wheels.sh                     # our wheel, pydicom, pymedphys -> gpu_wheels/
 #   device:  bash scripts/gpu_check.sh                      # carry ["gpu_wheels"]; timeout_s 480 or more
 #   here, without a GPU (the same steps on the CPU, tiny sizes):
 #            bash scripts/gpu_check.sh --dry-run            # or MCPROTON_GPU_CHECK_BACKEND=cpu

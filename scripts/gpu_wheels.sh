@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The two wheels the GPU machine lacks, for scripts/gpu_check.sh: our own (built from this working tree) and
-# pydicom (pure Python).  The H200 image already has Python 3.12, numpy, scipy, matplotlib, h5py, pytest,
-# pytest-benchmark and CuPy, and no network.  Run here before the device call and carry the folder:
-#   bash scripts/gpu_wheels.sh          # -> gpu_wheels/ (~3 MB, ~12 MB with the head phantom; ignored by git)
+# The wheels the GPU machine lacks, for scripts/gpu_check.sh: our own (built from this working tree), pydicom and
+# pymedphys with its requirements (pure Python).  The H200 image already has Python 3.12, numpy, scipy, matplotlib,
+# h5py, pytest, pytest-benchmark and CuPy, and no network.  Run here before the device call and carry the folder:
+#   bash scripts/gpu_wheels.sh          # -> gpu_wheels/ (~11 MB, ~20 MB with the head phantom; ignored by git)
 #   device call: command "bash scripts/gpu_check.sh", carry ["gpu_wheels"]
 # Why a wheel: the package maps kernels/, phantoms/ and validation/ into mcproton.* at install time
 # (pyproject [tool.setuptools.package-dir]), so `PYTHONPATH=.` on a checkout cannot import mcproton.kernels.
@@ -13,6 +13,10 @@ rm -rf gpu_wheels
 mkdir -p gpu_wheels
 "$PY" -m pip wheel -q --no-deps -w gpu_wheels .
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d gpu_wheels pydicom
+# pymedphys (the check's gamma; pure Python) and its two pure-Python requirements: gpu_check.sh times
+# `mcproton check`, which refuses at once without it (before 2026-12-05 its gamma step failed after the MC)
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d gpu_wheels \
+  "pymedphys==0.41.0" tomlkit typing-extensions
 # optional: the DCPT head phantom (CT series + RT Struct of nbassler/dicomexport 7397eb6, MIT licence; ~92 MB,
 # 8.6 MB as .tar.xz) for the head-CT timings of gpu_check.sh (issue 15: a head CT plan below 10 s on blocks and
 # 20 s at full resolution).  Where it is: HEADPHANTOM_DIR (default /tmp/headphantom, laid out as
