@@ -921,6 +921,10 @@ def _one_line(exc: BaseException) -> str:
         from ._io.atomic import unwrap_os_error
 
         exc = unwrap_os_error(exc)
+    if isinstance(exc, UnicodeEncodeError) and isinstance(exc.object, str) and exc.encoding.lower() in (
+            "ascii", sys.getfilesystemencoding().lower()):   # a non-ASCII file name under LC_ALL=C, PYTHONUTF8=0
+        return (f"{exc.object!r} holds characters that this locale's encoding ({exc.encoding}) cannot hold in a file "
+                "name: run under a UTF-8 locale (e.g. LC_ALL=C.UTF-8) or with PYTHONUTF8=1")
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
