@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -19,32 +17,35 @@ from ._signals import RaiseOnStopSignals, StopSignal
 def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out: Path, checkpointed: bool) -> None:
     """Write the run's output; if that fails (disk full, no permission), never lose the finished run: point to
     the checkpoint that holds it (``--resume`` then only writes the output), or, without a finished checkpoint,
-    write the result to the temporary folder instead, and say so."""
+    write the result to the temporary folder instead, and say so.  The remedy follows the cause ("free disk space"
+    only for a full disk or quota)."""
+    from ._io.atomic import is_no_space, rescue_path, write_error_text
+
     try:
         write(result, out)
         return
     except OSError as exc:
-        why = f"{type(exc).__name__}: {exc}"
+        why = write_error_text(exc, out)
+        fix = "free disk space" if is_no_space(exc) else "remove the cause named above"
     from ._run.checkpoint import checkpoint_path, describe, is_complete
 
     ckpt = checkpoint_path(out)
     if checkpointed and is_complete(ckpt):
-        raise RuntimeError(f"could not write {out} ({why}). The finished run is kept in the checkpoint {ckpt} "
-                           f"({describe(ckpt)}): free disk space (or fix the folder's permissions) and run the "
-                           "same command with --resume, which writes the output without transporting again")
-    import tempfile
-
-    rescue = Path(tempfile.gettempdir()) / f"mcproton-rescued-{os.getpid()}-{out.name}"
+        raise RuntimeError(f"could not write {out}: {why}. The finished run is kept in the checkpoint {ckpt} "
+                           f"({describe(ckpt)}): {fix} (or fix the folder's permissions) and run the same command "
+                           "with --resume, which writes the output without transporting again")
+    rescue = rescue_path(out)
     partial = (f" (the older checkpoint {ckpt}, {describe(ckpt)}, is left in place: delete it once the result is "
                "safe)") if checkpointed and ckpt.exists() else ""
     try:
         write(result, rescue)
     except OSError as exc2:
+        fix2 = "free disk space" if is_no_space(exc2) else "remove the cause named above"
         later = (f"; --resume continues from the checkpoint {ckpt} ({describe(ckpt)})" if checkpointed
-                 and ckpt.exists() else "; free disk space and run again")
-        raise RuntimeError(f"could not write {out} ({why}), nor the rescue copy {rescue} ({exc2}): this run's "
-                           f"result is lost{later}") from exc2
-    raise RuntimeError(f"could not write {out} ({why}); the result was written to {rescue} instead: move it "
+                 and ckpt.exists() else f"; {fix2} and run again")
+        raise RuntimeError(f"could not write {out}: {why}; nor the rescue copy {rescue}: "
+                           f"{write_error_text(exc2, rescue)}: this run's result is lost{later}") from exc2
+    raise RuntimeError(f"could not write {out}: {why}; the result was written to {rescue} instead: move it "
                        f"where it belongs{partial}")
 
 
@@ -369,6 +370,8 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
                    **({"incomplete": early} if early else {}),
                    "normalisation": total.normalisation, "energy_imbalance_rel": total.ledger["imbalance_rel"],
                    **_dose_description(total, beams, outline)}
+    from ._io.atomic import is_no_space, write_error_text
+
     failed: list[str] = []
     no_space = False   # ENOSPC / EDQUOT: the remedy is space; otherwise the cause named in the error
     if rtdose:   # what it holds: output.dose_summation, rtdose_per_beam, dose_to, rbe (mcproton/_io/rtdose.py)
@@ -378,9 +381,9 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
             with phase("rtdose"):
                 summary.update(write_run_rtdoses(total, results, beams, out_cfg, Path(rtdose)))
             op.written += [str(p) for p in _output_names(cfg, beams, out, rtdose, None)[1:]]
-        except OSError as exc:
-            failed.append(f"the RT Dose {rtdose} ({type(exc).__name__}: {exc})")
-            no_space |= exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        except OSError as exc:   # one line, naming the file (a per-beam one where that failed; audit F7)
+            failed.append(f"the RT Dose {exc.filename or rtdose} ({write_error_text(exc, exc.filename or rtdose)})")
+            no_space |= is_no_space(exc)
     if png is not None:
         from .plots import plot_depth_dose, plot_dose_planes
 
@@ -393,8 +396,8 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
             summary["plot"] = str(png)
             op.written.append(str(png))
         except OSError as exc:
-            failed.append(f"the plot {png} ({type(exc).__name__}: {exc})")
-            no_space |= exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            failed.append(f"the plot {png} ({write_error_text(exc, png)})")
+            no_space |= is_no_space(exc)
     if failed:   # the HDF5 holds the run; the checkpoint, if any, stays until every output is written
         # the summary all the same (what was written, and what not), then the error (the long-runs audit, F14)
         print(json_text({**summary, "failed_outputs": failed}))
@@ -925,6 +928,16 @@ def _guarded(argv: list[str], debug: bool) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line; an OSError that wraps another (pydicom's writer puts the traceback into
+    the message of an OSError raised from the real one) as the one behind it."""
+    if isinstance(exc, OSError):
+        from ._io.atomic import unwrap_os_error
+
+        exc = unwrap_os_error(exc)
+    if isinstance(exc, UnicodeEncodeError) and isinstance(exc.object, str) and exc.encoding.lower() in (
+            "ascii", sys.getfilesystemencoding().lower()):   # a non-ASCII file name under LC_ALL=C, PYTHONUTF8=0
+        return (f"{exc.object!r} holds characters that this locale's encoding ({exc.encoding}) cannot hold in a file "
+                "name: run under a UTF-8 locale (e.g. LC_ALL=C.UTF-8) or with PYTHONUTF8=1")
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

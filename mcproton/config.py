@@ -254,12 +254,17 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 def read_toml_file(path: str | Path, missing: str) -> dict[str, Any]:
     """The TOML document at ``path``; ConfigError ``missing`` when there is no such file, or one naming the
-    file and the parser's complaint when it is not valid TOML (run configs, mcproton check's action levels)."""
+    file and the parser's complaint when it is not valid TOML (run configs, mcproton check's action levels).
+    Read as UTF-8 whatever the locale, a leading byte-order mark removed; a file that is not UTF-8 is refused
+    naming the line and the byte (mcproton/_io/text_file.py)."""
+    from ._io.text_file import read_utf8
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(missing)
+    text = read_utf8(p, ConfigError)
     try:
-        return tomllib.loads(p.read_text())
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
 
@@ -283,12 +288,53 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def _resolve(cfg: dict[str, Any], p: str) -> Path:
+    """The path ``p`` of the config: a relative one from the config file's folder, else from the current folder.
+    Under a locale that is not UTF-8 (Latin-1, EUC-JP), where a non-ASCII name is not found as the locale encodes
+    it, its UTF-8 spelling (a folder named on a UTF-8 system) is tried: the config is read as UTF-8, and such names
+    were found before 2026-12-05 only because the config was decoded with the locale's encoding too (deployment
+    audit F10)."""
+    found = _resolve_as_given(cfg, p)
+    if _exists(found):
+        return found
+    utf8 = _utf8_name(p)
+    if utf8 != p:
+        other = _resolve_as_given(cfg, utf8)
+        if _exists(other):
+            return other
+    return found
+
+
+def _resolve_as_given(cfg: dict[str, Any], p: str) -> Path:
     q = Path(p).expanduser()
     if not q.is_absolute() and cfg.get("_base_dir"):
         cand = Path(cfg["_base_dir"]) / q
-        if cand.exists() or not q.exists():
+        if _exists(cand) or not _exists(q):
             return cand
     return q
+
+
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except (OSError, UnicodeError):   # a name the file system's encoding cannot hold
+        return False
+
+
+def _utf8_name(p: str) -> str:
+    """``p`` as the file system sees a name whose bytes are its UTF-8 encoding (``p`` itself under a UTF-8
+    locale, or where it is ASCII; and under an ASCII locale, where the name could only be held with surrogate
+    escapes, which the outputs' text cannot hold: such a path is refused as not found, before the transport)."""
+    import codecs
+    import os
+
+    if p.isascii() or codecs.lookup(sys.getfilesystemencoding()).name == "utf-8":
+        return p
+    try:
+        name = os.fsdecode(p.encode("utf-8", "surrogateescape"))
+        name.encode("utf-8")   # no surrogate escapes
+    except UnicodeError:
+        return p
+    return name
 
 
 def relative_path_note(cfg: dict[str, Any], given: str) -> str:

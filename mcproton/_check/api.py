@@ -768,7 +768,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             raise CheckInputError(f"physics = {physics!r}: {exc} (the fields of mcproton.settings.PhysicsSettings, "
                                   "as [physics] of mcproton run)") from None
     if out is not None:
+        from .._io.atomic import name_too_long
+
         o = Path(out)
+        too_long = name_too_long(o)   # refused now, not when the report is written after the MC
+        if too_long:
+            raise CheckInputError(f"--out {out}: {too_long}")
         up = o.parent
         while not (up.exists() or up.is_symlink()) and up != up.parent:   # a broken link stops it: refused below
             up = up.parent
@@ -936,6 +941,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     timings["structures_s"] = time.perf_counter() - t
     cpu_steps["structures_s"] = time.process_time() - c
     # ---- the MC
+    if mc is None and out_dir is not None:   # a full disk found now, not after the MC (deployment audit F7)
+        from .._run.inputs import check_disk_space_of_check
+
+        check_disk_space_of_check(out_dir, int(ref.dose_gy_zyx.size), 1 + len(inp.beams), report=report)
     if mc is None:
         _progress("during the MC")
         c = time.process_time()
@@ -975,11 +984,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     cpu_steps["structures_s"] += time.process_time() - c
     mc_rtdose: dict[str, dict] = {}
     if out_dir is not None:   # the MC doses as RT Dose, written before the comparisons: an error there keeps them
-        from .mc_rtdose import write_mc_rtdoses
-
         t, c = time.perf_counter(), time.process_time()
         clear_out()
-        mc_rtdose = write_mc_rtdoses(inp, mc, out_dir)
+        mc_rtdose = _write_mc_rtdoses_or_rescue(inp, mc, out_dir)
         timings["rtdose_s"] = time.perf_counter() - t
         cpu_steps["rtdose_s"] = time.process_time() - c
     t, c = time.perf_counter(), time.process_time()
@@ -1268,7 +1275,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         from .report import write_report
 
         t, c = time.perf_counter(), time.process_time()
-        write_report(res, out_dir, timings, pngs=pngs)
+        with _naming_a_failed_write(out_dir, mc_rtdose):
+            write_report(res, out_dir, timings, pngs=pngs)
         timings["report_s"] = time.perf_counter() - t + report_wall         # + the figures drawn before
         cpu_steps["report_s"] = time.process_time() - c + report_cpu
     timings["total_s"] = time.perf_counter() - t_all
@@ -1281,9 +1289,58 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                            "load_average_end": _load_average(), "cpu_count": os.cpu_count()})
     if out_dir is not None:
         res.report_json = str(out_dir / "check.json")
-        write_bytes_atomic(Path(res.report_json), json_text(res.to_dict(), indent=1).encode())
+        with _naming_a_failed_write(out_dir, mc_rtdose):
+            write_bytes_atomic(Path(res.report_json), json_text(res.to_dict(), indent=1).encode())
     _progress(complete=True)   # every file written: a signal now is ignored
     return res
+
+
+def _write_mc_rtdoses_or_rescue(inp: CheckInputs, mc: MCDose, out_dir: Path) -> dict[str, dict]:
+    """Write the MC RT Doses into ``out_dir`` (mc_rtdose.write_mc_rtdoses); where that fails (a full disk, a
+    quota), write them into a folder in the temporary folder instead and raise an error naming the file that
+    failed, why, and where the MC dose is: the Monte Carlo's hours are never lost to a full disk (before
+    2026-12-05 they were, with pydicom's flattened traceback as the only message: deployment audit F7)."""
+    from .._io.atomic import is_no_space, rescue_path, write_error_text
+    from .mc_rtdose import MC_PLAN_FILE, write_mc_rtdoses
+
+    try:
+        return write_mc_rtdoses(inp, mc, out_dir)
+    except OSError as exc:
+        failed = exc.filename or out_dir / MC_PLAN_FILE
+        why = f"could not write {failed}: {write_error_text(exc, failed)}"
+        fix = "free disk space" if is_no_space(exc) else "remove the cause named above"
+        rescue = rescue_path(out_dir)
+        try:
+            files = write_mc_rtdoses(inp, mc, rescue)
+        except OSError as exc2:
+            raise RuntimeError(f"{why}; nor the rescue copy in {rescue} ({write_error_text(exc2, exc2.filename)}): "
+                               f"the MC dose is lost; {fix} and run the check again") from exc2
+        names = ", ".join(v["file"] for v in files.values())
+        raise RuntimeError(f"{why}; the MC dose was written to the folder {rescue} instead ({names}), and no "
+                           f"report: {fix} and run the check again for the report (or keep these files)") from exc
+
+
+class _naming_a_failed_write:
+    """``with _naming_a_failed_write(out_dir, mc_rtdose):`` an OSError writing the report becomes one line naming
+    the file, why, and that the MC dose is kept (its RT Doses are written first)."""
+
+    def __init__(self, out_dir: Path, mc_rtdose: dict[str, dict]) -> None:
+        self.out_dir, self.mc_rtdose = out_dir, mc_rtdose
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if not isinstance(exc, OSError):
+            return
+        from .._io.atomic import is_no_space, write_error_text
+
+        failed = exc.filename or self.out_dir
+        fix = "free disk space" if is_no_space(exc) else "remove the cause named above"
+        kept = (f"; the MC dose is kept in {', '.join(str(self.out_dir / v['file']) for v in self.mc_rtdose.values())}"
+                if self.mc_rtdose else "")
+        raise RuntimeError(f"could not write {failed}: {write_error_text(exc, failed)}{kept}: {fix} and run the check "
+                           "again for the report") from exc
 
 
 #: the row of batch.json of a patient not checked (yet): the batch is still running, or was interrupted before it

@@ -61,7 +61,7 @@ def _ours(path: Path) -> bool:
         return bool(files) and all(f.is_file() and _ours(f) for f in files)
     if path.name == "check.json":
         try:
-            doc = json.loads(path.read_text())
+            doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return False
         return isinstance(doc, dict) and {"passed", "checks", "provenance"} <= set(doc)

@@ -4,6 +4,13 @@ Every output (HDF5, RT Dose, PNG, checkpoint) is written to a temporary file in 
 renamed over the final name (``os.replace``).  On any failure (a full disk, a quota, no permission, an
 interrupt) the temporary file is removed and the old file under the final name, if any, is left as it was.
 
+The temporary file's name is short and of a fixed length whatever the final name's (``.mcp-<tag>-<random>.tmp``,
+30 characters; the tag is a hash of the final name, so that the temporary files of one output can be found and
+removed after a killed run: :func:`temporary_files`).  It was ``.<name>.<random>.tmp`` before 2026-12-05: 14
+characters longer than the final name, so that an output name legal in itself (240 of NAME_MAX 255) could not be
+written and the finished run was lost (deployment audit F6).  :func:`name_too_long` says before the transport
+whether a name mcproton will create does not fit the file system.
+
 HDF5 files are built in memory (h5py on a ``BytesIO``) and only then written to disk with plain ``write``
 calls.  The HDF5 library itself must never meet a failed write: with h5py 3.16 / HDF5 2.0 a write that fails
 with ENOSPC leaves a dataset in a state that crashes the process with a segmentation fault when the file is
@@ -11,6 +18,9 @@ closed (``H5F__dest -> H5D_flush_all -> H5D__flush_all_cb``; reproduced on a 200
 """
 from __future__ import annotations
 
+import errno
+import glob
+import hashlib
 import io
 import os
 import stat
@@ -19,6 +29,119 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 _CHUNK = 16 << 20
+#: the prefix of every temporary file of an atomic write (``.mcp-<tag>-<random>.tmp``)
+TEMP_PREFIX = ".mcp-"
+#: the longest file name most Linux file systems allow (bytes; ext4, XFS, Btrfs, tmpfs), where the file system
+#: cannot be asked (os.pathconf)
+DEFAULT_NAME_MAX = 255
+
+
+def name_tag(name: str) -> str:
+    """12 hex digits of the SHA-256 of a file name: its temporary files' tag."""
+    return hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
+
+
+def temporary_files(path: str | Path) -> list[Path]:
+    """The temporary files that atomic writes of ``path`` may have left beside it (a writer killed with SIGKILL):
+    ``.mcp-<tag of its name>-*.tmp``, and ``.<name>.*.tmp`` of mcproton before 2026-12-05."""
+    path = Path(path)
+    found = set(path.parent.glob(f"{TEMP_PREFIX}{name_tag(path.name)}-*.tmp"))
+    found.update(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    return sorted(found)
+
+
+def name_max(folder: str | Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or of its nearest existing ancestor) allows."""
+    f = Path(folder)
+    while not _exists(f) and f != f.parent:
+        f = f.parent
+    try:
+        return int(os.pathconf(f, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return DEFAULT_NAME_MAX
+
+
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except OSError:   # ENAMETOOLONG, EACCES: not one that exists as far as this check goes
+        return False
+
+
+def name_too_long(path: str | Path, suffixes: tuple[str, ...] = ("",)) -> str | None:
+    """Why ``path`` cannot be created on its file system, or None: the file's name with each of ``suffixes``
+    (e.g. ``".lock"``, for a file written beside it under a longer name), or a folder of it that does not exist
+    yet (it is created), is longer than the file system allows (NAME_MAX: 255 bytes on most, 143 on eCryptfs)."""
+    path = Path(path)
+    limit = name_max(path.parent)
+    parts = [(path.name + s, s) for s in suffixes]
+    up = path.parent
+    while not _exists(up) and up != up.parent:   # the folders that are made for it
+        parts.append((up.name, None))
+        up = up.parent
+    for name, suffix in parts:
+        n = len(os.fsencode(name))
+        if n > limit:
+            unit = "characters" if name.isascii() else "bytes in UTF-8"
+            what = f"the folder name {name!r}" if suffix is None else "the output name"
+            detail = f", with the suffix {suffix!r} of the file written beside it" if suffix else ""
+            return (f"{what} is too long for this file system ({n} > max {limit} {unit}{detail}): shorten it by at "
+                    f"least {n - limit} {unit.split()[0][:-1] if n - limit == 1 else unit.split()[0]}")
+    return None
+
+
+#: how much of an output's stem a rescue copy's name keeps (bytes in UTF-8); a longer stem is cut and tagged
+RESCUE_STEM_MAX = 40
+
+
+def rescue_path(out: str | Path, folder: str | Path | None = None) -> Path:
+    """Where an output ``out`` that could not be written goes instead: ``mcproton-rescued-<pid>-<stem><suffix>``
+    in the temporary folder (``folder``), the stem cut to :data:`RESCUE_STEM_MAX` bytes and tagged with a hash of
+    the whole name where longer, so that the name fits any file system whatever ``out``'s length
+    (``mcproton-rescued-<pid>-<name>`` did not, and the rescue of a long name failed too: deployment audit F6)."""
+    out = Path(out)
+    stem, suffix = out.stem, out.suffix if len(out.suffix) <= 8 else ""
+    raw = os.fsencode(stem)
+    if len(raw) > RESCUE_STEM_MAX:   # cut on a character boundary (UTF-8)
+        stem = f"{raw[:RESCUE_STEM_MAX // 2].decode('utf-8', 'ignore')}-{name_tag(out.name)}"
+    base = Path(folder) if folder is not None else Path(tempfile.gettempdir())
+    return base / f"mcproton-rescued-{os.getpid()}-{stem}{suffix}"
+
+
+def write_error_text(exc: BaseException, path: str | Path | None = None) -> str:
+    """What went wrong when a file could not be written, as one line: 'no space left on device', 'the output name
+    is too long for this file system (N > max M characters)', 'permission denied', ... (the OSError's own text
+    without its file name).  The OSError is unwrapped from exceptions that wrap it (pydicom's writer raises
+    ``OSError("With tag ... got exception: ...\nTraceback ...")`` from the real one, without its errno)."""
+    err = unwrap_os_error(exc)
+    if isinstance(err, OSError) and err.errno is not None:
+        if err.errno == errno.ENAMETOOLONG and path is not None:
+            return name_too_long(path) or _strerror(err)
+        return _strerror(err)
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _strerror(err: OSError) -> str:
+    text = err.strerror or os.strerror(err.errno or 0)
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
+
+
+def unwrap_os_error(exc: BaseException) -> BaseException:
+    """The OSError with an errno behind ``exc`` (itself, or the one it was raised from), else ``exc``."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno is not None:
+            return e
+        e = e.__cause__
+    return exc
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or wraps) a full disk or an exceeded quota: the remedy is space."""
+    err = unwrap_os_error(exc)
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _umask_mode() -> int:
@@ -45,10 +168,20 @@ def check_target(path: str | Path) -> Path:
 
 def atomic_write_file(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """Call ``write(tmp)`` to write a temporary file beside ``path``, then fsync it and rename it to ``path``.
-    On any exception the temporary file is removed (nothing partial under either name) and it is re-raised."""
+    On any exception the temporary file is removed (nothing partial under either name) and it is re-raised; an
+    OSError as one naming ``path`` (its ``filename``) with the errno of the error behind it (pydicom wraps a full
+    disk in an OSError without errno, its traceback in the message: deployment audit F7)."""
     path = check_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # a short name of fixed length: ".<name>.<random>.tmp" did not fit NAME_MAX for a legal long name (module
+        # doc)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{name_tag(path.name)}-", suffix=".tmp")
+    except OSError as exc:
+        named = _naming(exc, path)
+        if named is exc:
+            raise
+        raise named from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -57,14 +190,26 @@ def atomic_write_file(path: str | Path, write: Callable[[Path], Any]) -> Path:
             os.fsync(fh.fileno())
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             tmp.unlink()
         except OSError:
             pass
-        raise
+        named = _naming(exc, path) if isinstance(exc, OSError) else exc
+        if named is exc:
+            raise
+        raise named from exc
     _fsync_dir(path.parent)
     return path
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` as an OSError of its errno (unwrapped: :func:`unwrap_os_error`) naming ``path``; ``exc`` itself where
+    it has no errno to keep."""
+    err = unwrap_os_error(exc)
+    if not isinstance(err, OSError) or err.errno is None:
+        return exc
+    return OSError(err.errno, err.strerror or os.strerror(err.errno), str(path))
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:

@@ -509,9 +509,13 @@ def _load_toml(path: Path) -> BeamModel:
         import tomllib  # type: ignore[import-not-found]
     except ModuleNotFoundError:  # Python < 3.11
         import tomli as tomllib  # type: ignore[no-redef]
+    from .text_file import read_utf8
+
     path = path.resolve()
-    try:
-        cfg = tomllib.loads(path.read_text(encoding="utf-8"))
+    try:   # UTF-8 without a byte-order mark; not UTF-8: refused naming the line and byte
+        cfg = tomllib.loads(read_utf8(path, BeamModelError))
+    except BeamModelError:
+        raise
     except (OSError, ValueError) as exc:
         raise BeamModelError(f"{path}: cannot parse TOML ({exc})") from exc
     _refuse_unknown(path, "the top level", cfg, TOML_KEYS)

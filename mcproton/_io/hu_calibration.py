@@ -210,7 +210,7 @@ def warn_ct_without_air(ct, where: str) -> None:
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:
     """Rows of a CSV with '#' comment lines; header = first non-comment line."""
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
@@ -223,7 +223,7 @@ def _read_csv_rows(path: Path) -> list[dict[str, str]]:
 def _read_whitespace_table(path: Path) -> list[list[str]]:
     """MCsquare-style text: whitespace/comma separated numbers, '#' starts a comment (kept as last field)."""
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
     rows = []
@@ -730,7 +730,7 @@ def _read_density_table(path: Path, *, quantity: str = "density",
     if not path.exists():
         raise CalibrationError(f"HU -> {quantity} file {path} does not exist")
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
     pts = []
@@ -785,7 +785,7 @@ def _mcsquare_library(path: str | Path | None) -> dict[int, Material]:
 def _read_material_table(path: Path, mcsquare_materials) -> tuple[list[float], list[Material]]:
     if not path.exists():
         raise CalibrationError(f"HU -> material file {path} does not exist")
-    head = next((ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
+    head = next((ln for ln in path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
                  if ln.strip() and not ln.lstrip().startswith("#")), "")
     if any(h.strip().startswith("w_") for h in head.split(",")):
         return _read_composition_csv(path)

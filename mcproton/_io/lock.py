@@ -33,11 +33,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .atomic import name_tag, name_too_long, temporary_files
 
 #: the lock files this process holds, with the content it wrote in each (for :func:`drop_held_locks`)
 _HELD: dict[Path, bytes] = {}
 #: the name of the lock file inside a folder output
 FOLDER_LOCK = ".mcproton-lock"
+#: the suffix of the lock file beside a file output: the longest name mcproton derives from an output's
+LOCK_SUFFIX = ".lock"
 
 
 def _unlink_own(path: Path, content: bytes) -> bool:
@@ -74,7 +77,7 @@ def lock_path(target: str | Path, folder: bool = False) -> Path:
     (``folder``), with the links resolved, so that two spellings of one output (``out/o.h5``,
     ``./out/../out/o.h5``) share one lock."""
     t = Path(os.path.realpath(target))
-    return t / FOLDER_LOCK if folder else t.parent / (t.name + ".lock")
+    return t / FOLDER_LOCK if folder else t.parent / (t.name + LOCK_SUFFIX)
 
 
 def _boot_id() -> str | None:
@@ -274,13 +277,18 @@ class OutputLock:
         why = {errno.EROFS: "the file system is read-only", errno.EACCES: "no permission",
                errno.EPERM: "no permission", errno.ENOSPC: "the disk is full",
                errno.EDQUOT: "the disk quota is exceeded"}.get(exc.errno or 0, exc.strerror or str(exc))
+        too_long = name_too_long(self.targets[path], ("", LOCK_SUFFIX)) if exc.errno == errno.ENAMETOOLONG else None
+        if too_long:   # refused before the run writes anything (deployment audit F6)
+            role = f" ({self.roles[path]})" if path in self.roles else ""
+            raise OutputLockError(f"{self.what} {self.targets[path]}{role}: {too_long}") from exc
         raise OutputLockError(
             f"{self.what} {self.targets[path]}: could not create its lock file {path} ({why}), which keeps a second "
             "run from writing the same output at once; give an output in a folder you can write to") from exc
 
     def _steal(self, path: Path, info: dict[str, Any], why: str) -> None:
         """Move a stale lock aside (only if it is still the stale one: another run may have taken it over)."""
-        aside = path.with_name(f".{path.name}.stale.{os.getpid()}")
+        # a short name whatever the lock's (".<name>.stale.<pid>" was 20 characters longer: deployment audit F6)
+        aside = path.with_name(f".mcp-stale-{name_tag(path.name)}-{os.getpid()}")
         try:
             os.replace(path, aside)
         except FileNotFoundError:
@@ -322,14 +330,15 @@ class OutputLock:
 
 
 def remove_stale_temporaries(targets: list[str | Path], log: Callable[[str], None] | None = None) -> list[Path]:
-    """Remove the temporary files ``.<name>.*.tmp`` that an atomic write of ``targets`` left when it was killed
+    """Remove the temporary files (mcproton._io.atomic.temporary_files) that an atomic write of ``targets`` left
+    when it was killed
     (call it holding the targets' locks: a running writer's temporary file looks the same).  Returns them."""
     gone = []
     for t in targets:
         t = Path(t)
         if not t.parent.is_dir():
             continue
-        for q in sorted(t.parent.glob(f".{t.name}.*.tmp")):
+        for q in temporary_files(t):
             try:
                 q.unlink()
                 gone.append(q)

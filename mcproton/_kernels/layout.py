@@ -225,14 +225,14 @@ def _params_dtype(text: str) -> tuple[np.dtype, dict[str, str], tuple[ParamsRole
 def parse_header(path: Path | None = None) -> dict:
     """Everything the contract holds, parsed from params.h (``path`` for tests: another header to parse)."""
     with _reading(HEADER):
-        return _parse_params_h((path or kernels_dir() / HEADER).read_text())
+        return _parse_params_h((path or kernels_dir() / HEADER).read_text(encoding="utf-8"))
 
 
 def parse_spot_header(path: Path | None = None) -> np.dtype:
     """The NumPy mirror of struct Spot, parsed from source/spot.h's MCP_SPOT_FIELDS (``path`` for tests)."""
     with _reading(SPOT_HEADER):
         fields, names = [], set()
-        for ctype, name, count, _doc in _entries((path or kernels_dir() / SPOT_HEADER).read_text(),
+        for ctype, name, count, _doc in _entries((path or kernels_dir() / SPOT_HEADER).read_text(encoding="utf-8"),
                                                  "MCP_SPOT_FIELDS", "spot"):
             if name in names:
                 _fail(f"MCP_SPOT_FIELDS: field {name} declared twice", "rename one of them")
@@ -395,7 +395,7 @@ def parse_entry_points(folder: Path | None = None) -> dict[str, tuple[str, tuple
     out: dict[str, tuple[str, tuple[str, ...]]] = {}
     for entry in ENTRY_FILES:
         with _reading(entry):
-            text = _COMMENT.sub(" ", ((folder or kernels_dir()) / entry).read_text())
+            text = _COMMENT.sub(" ", ((folder or kernels_dir()) / entry).read_text(encoding="utf-8"))
             found = _KERNEL_DECL.findall(text)
             if len(found) != text.count("MCP_KERNEL"):
                 _fail("an MCP_KERNEL that is not `MCP_KERNEL void name(parameters)` on consecutive lines",

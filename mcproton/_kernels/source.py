@@ -26,7 +26,7 @@ def _inline(path: Path, seen: set[Path], out: list[str]) -> None:
     if path in seen:  # every header has #pragma once
         return
     seen.add(path)
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     rel = path.relative_to(kernels_dir().resolve()).as_posix()
     out.append(f'#line 1 "{rel}"')
     for lineno, line in enumerate(text.splitlines(), start=1):

@@ -114,19 +114,18 @@ def check_disk_space(out: Path, n_vox: int, n_beams: int, *, checkpoint: bool, r
     later.  Upper bounds, so a warning, not a refusal: compression and a sparse dose usually need much less.
     ``rtdose``: the RT Dose's path; on another file system than ``out`` its ``rtdose_files`` are checked there."""
     import os
-    import shutil
 
     folder = _existing_folder(Path(out).resolve())
-    try:
-        free = float(free_bytes(folder) if free_bytes else shutil.disk_usage(folder).free)
-    except OSError:
+    free = _free_space(folder, free_bytes)
+    if free is None:
         return
     other = None
     try:   # its own try: a folder that cannot be asked does not stop the check of --out's
         if rtdose is not None and rtdose_files:
             rd_folder = _existing_folder(Path(rtdose).resolve())
             if os.stat(rd_folder).st_dev != os.stat(folder).st_dev:
-                other = (rd_folder, float(free_bytes(rd_folder) if free_bytes else shutil.disk_usage(rd_folder).free))
+                rd_free = _free_space(rd_folder, free_bytes)
+                other = (rd_folder, rd_free) if rd_free is not None else None
     except OSError:
         other = None
     if other is not None:   # the RT Doses are written there, not beside --out
@@ -149,6 +148,44 @@ def check_disk_space(out: Path, n_vox: int, n_beams: int, *, checkpoint: bool, r
          f"there ({n_vox / 1e6:.1f} M voxels, {n_beams} beam{'s' if n_beams != 1 else ''}: {'; '.join(parts)}); "
          f"if the disk fills, checkpoints fail and the outputs are written to the temporary folder instead: {fix}",
          McprotonRuntimeWarning)
+
+
+def _free_space(folder: Path, free_bytes: Callable[[Path], float] | None = None) -> float | None:
+    """The free space (bytes) of the file system of ``folder`` (``free_bytes``: how to ask, for tests), or None
+    where it cannot be asked."""
+    import shutil
+
+    try:
+        return float(free_bytes(folder) if free_bytes else shutil.disk_usage(folder).free)
+    except OSError:
+        return None
+
+
+#: Disk space of a check's report (check.html with its figures embedded, and check.json), bytes: 1.5 MB for a
+#: 3-beam plan with 30 structures on an 81 x 99 x 109 TPS grid (measured 2026-12-05); its figures are of a fixed
+#: size in pixels whatever the grid, and the JSON grows with the structures, so 20 MB bounds it with a wide margin
+DISK_BYTES_CHECK_REPORT = 20e6
+
+
+def check_disk_space_of_check(out_dir: Path, n_vox: int, rtdose_files: int, *, report: bool = True,
+                              free_bytes: Callable[[Path], float] | None = None) -> None:
+    """Warn before a check's transport (``mcproton check --out``) when the file system of ``out_dir`` has less
+    free space than the check writes there: ``rtdose_files`` MC RT Doses of ``n_vox`` voxels each (the plan's and
+    one per per-beam TPS dose) and, with ``report``, the report.  As :func:`check_disk_space` for a run: found
+    out otherwise only after the Monte Carlo (the MC dose then goes to the temporary folder: _check/api.py)."""
+    folder = _existing_folder(Path(out_dir).resolve() / "RD_mc.dcm")   # the folder itself where it exists
+    free = _free_space(folder, free_bytes)
+    if free is None:
+        return
+    need = (rtdose_files * (DISK_BYTES_PER_FILE + DISK_BYTES_RTDOSE_PER_VOXEL * n_vox)
+            + (DISK_BYTES_CHECK_REPORT if report else DISK_BYTES_PER_FILE))
+    if need <= free:
+        return
+    warn(f"the file system of {folder} has {_gb(free)} free, and this check may write up to {_gb(need)} there "
+         f"({rtdose_files} MC RT Dose file(s) of {n_vox / 1e6:.1f} M voxels"
+         + (" and the report)" if report else " and check.json)")
+         + "; if the disk fills, the MC dose is written to the temporary folder instead and the report is not "
+           "written: free disk space or give --out on a larger file system", McprotonRuntimeWarning)
 
 
 def _gb(n_bytes: float) -> str:
@@ -371,10 +408,14 @@ def input_paths(cfg: dict[str, Any], config_path: str | None) -> list[tuple[str,
 
 def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path]]) -> None:
     """Refuse outputs that would destroy something: an output equal to an input or to another output, or one that
-    exists and is not a regular file (a folder, a device node, a FIFO)."""
+    exists and is not a regular file (a folder, a device node, a FIFO); and outputs that could not be written: a
+    name longer than the file system allows, with its lock file's suffix (the temporary and rescue names are short
+    whatever the output's: mcproton/_io/atomic.py), or in a folder that is read-only or cannot be written."""
     import os
     import stat
 
+    from .._io.atomic import name_too_long
+    from .._io.lock import LOCK_SUFFIX
     from ..config import ConfigError
 
     for i, (what, p) in enumerate(outputs):
@@ -399,6 +440,9 @@ def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, 
         if st is not None and not stat.S_ISREG(st.st_mode):
             kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, FIFO or socket)"
             raise ConfigError(f"{what} {p} is {kind}; an output must be a regular file: give a file name")
+        too_long = name_too_long(p, ("", LOCK_SUFFIX))   # found now, not when the transport's result is written
+        if too_long:
+            raise ConfigError(f"{what} {p}: {too_long}")
         parent = _existing_folder(p)
         if parent.exists() and not parent.is_dir():
             raise ConfigError(f"{what} {p}: {parent} is a file, not a folder; give a path in a folder")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .._io.atomic import temporary_files
 from .._io.console import write_stderr
 from .._signals import stop_signals
 from .._timing import phase
@@ -624,7 +625,7 @@ def _finish(sim: Any, st: BeamState, setup_s: float) -> Any:
 def remove_checkpoint(out: str | Path) -> None:
     """Delete the checkpoint of a finished job (after its output is written)."""
     p = checkpoint_path(out)
-    for q in (p, p.with_name(p.name + ".tmp"), *p.parent.glob(f".{p.name}.*.tmp")):
+    for q in (p, p.with_name(p.name + ".tmp"), *temporary_files(p)):
         try:
             q.unlink()
         except FileNotFoundError:

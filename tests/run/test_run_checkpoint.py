@@ -249,7 +249,7 @@ def test_output_write_failure_keeps_the_finished_run(small_cfg, tmp_path, monkey
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     ckpt = checkpoint_path(out)
-    assert "No space left on device" in err and str(ckpt) in err and "--resume" in err, err
+    assert "no space left on device" in err and str(ckpt) in err and "--resume" in err, err
     assert not out.exists() and ckpt.exists()
     # the resume only writes the output: no history is transported again
     monkeypatch.setattr(h5io, "atomic_write_file", real_write)

@@ -142,11 +142,11 @@ def test_full_disk_at_the_plot_or_rt_dose_keeps_the_run(what, tmp_path, capsys, 
     assert main(argv) == 2
     cap = capsys.readouterr()
     summary = json.loads(cap.out)   # printed all the same, naming what failed (the long-runs audit, F14)
-    assert summary["output"] == str(out) and "No space left on device" in summary["failed_outputs"][0]
+    assert summary["output"] == str(out) and "no space left on device" in summary["failed_outputs"][0]
     err = cap.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mcproton:"), err
     msg = err[0]
-    assert "No space left on device" in msg and "--resume" in msg and "free disk space" in msg, msg
+    assert "no space left on device" in msg and "--resume" in msg and "free disk space" in msg, msg
     failed = out.with_suffix(".png") if what == ".png" else rd
     assert not failed.exists()
     assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob("*.tmp"))
@@ -166,7 +166,7 @@ def test_another_write_error_of_the_rt_dose_is_not_called_a_full_disk(tmp_path, 
     _enospc_on(monkeypatch, ".dcm", errno.EACCES)
     assert main(argv) == 2
     msg = _one_line(capsys)
-    assert "Permission denied" in msg and "remove the cause named above" in msg and "--resume" in msg, msg
+    assert "permission denied" in msg and "remove the cause named above" in msg and "--resume" in msg, msg
     assert "disk space" not in msg
 
 
@@ -185,6 +185,40 @@ def test_full_disk_at_the_hdf5_without_checkpoint_writes_a_rescue_copy(tmp_path,
     assert read_h5(copy)["dose"].max() > 0
 
 
+def test_a_full_disk_at_the_rt_dose_as_pydicom_reports_it_is_one_line(tmp_path, capsys, monkeypatch):
+    """pydicom raises a full disk while writing the pixel data as an OSError without errno, with its traceback in
+    the message (deployment audit F7): the failed output is named with the real error ("no space left on device"),
+    one line, and the remedy is disk space."""
+    from pydicom.tag import Tag, tag_in_exception
+
+    from mcproton._io import atomic
+
+    cfg = write_cfg(tmp_path / "job.toml", 2000)
+    out, rd = tmp_path / "o.h5", tmp_path / "rd.dcm"
+    real = atomic.atomic_write_file
+
+    def failing(path, write):
+        if Path(path) != rd:
+            return real(path, write)
+
+        def partial(tmp):
+            write(tmp)
+            with tag_in_exception(Tag(0x7FE00010)):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        return real(path, partial)
+
+    monkeypatch.setattr(atomic, "atomic_write_file", failing)
+    assert main(["run", str(cfg), "--out", str(out), "--rtdose", str(rd), "--quiet", "--set",
+                 "beam.total_protons=1e9"]) == 2
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["failed_outputs"] == [f"the RT Dose {rd} (no space left on device)"]
+    err = cap.err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0] and "With tag" not in err[0], err
+    assert "free disk space" in err[0] and f"could not write the RT Dose {rd} (no space left on device)" in err[0]
+    assert read_h5(out)["dose"].max() > 0 and not rd.exists()
+
+
 @pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="mounting a small tmpfs needs root on Linux")
 def test_full_disk_on_a_real_filesystem_does_not_crash(tmp_path):
     """A 200 kB tmpfs: the HDF5 output used to crash the process with a segmentation fault (h5py/HDF5 closing a
@@ -200,7 +234,7 @@ def test_full_disk_on_a_real_filesystem_does_not_crash(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "mcproton.cli", "run", str(tmp_path / "job.toml"), "--out",
                                str(mnt / "o.h5"), "--quiet"], capture_output=True, text=True, timeout=300, env=env)
         assert proc.returncode == 2, (proc.returncode, proc.stderr)
-        assert "Traceback" not in proc.stderr and "No space left" in proc.stderr.splitlines()[-1], proc.stderr
+        assert "Traceback" not in proc.stderr and "no space left" in proc.stderr.splitlines()[-1], proc.stderr
         assert not (mnt / "o.h5").exists() and not list(mnt.glob(".*.tmp"))
         (copy,) = tmp_path.glob("mcproton-rescued-*o.h5")
         assert read_h5(copy)["dose"].max() > 0
