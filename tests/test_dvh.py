@@ -32,6 +32,17 @@ def test_uniform_dose_and_mask_selection():
     assert st["within_5pct"] == 1.0 and st["v95"] == 1.0 and st["homogeneity_index"] == 0.0
 
 
+def test_homogeneity_index_is_d2_minus_d98_over_d50():
+    """ICRU 83's homogeneity index (D2 - D98) / D50.  On a skewed dose (the squares 1, 4, ..., 10000 Gy, one voxel
+    each) the median and the mean differ by 30 %, so dividing by Dmean is seen (every other test had D50 == Dmean,
+    or HI 0: mutation audit 2026-12-05, 053).  Squaring keeps the ranks of test_dose_at_volume_known_values' ramp:
+    D2 = 99^2, D98 = 3^2, D50 = 51^2 Gy (mean 3383.5 Gy), so HI = (9801 - 9) / 2601."""
+    dose = np.arange(1, 101, dtype=float).reshape(1, 10, 10) ** 2
+    st = dose_stats(dose, np.ones(dose.shape, bool), prescription_gy=2601.0)   # HI comes with a prescription
+    assert (st["d2"], st["d98"], st["d50"], st["dmean"]) == (9801.0, 9.0, 2601.0, 3383.5)
+    assert st["homogeneity_index"] == pytest.approx((9801 - 9) / 2601, rel=1e-12)
+
+
 def test_cumulative_dvh_is_monotone_and_exact_on_two_levels():
     dose = np.array([1.0] * 30 + [3.0] * 70).reshape(1, 1, 100)
     mask = np.ones_like(dose, bool)

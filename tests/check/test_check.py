@@ -694,6 +694,36 @@ def test_plan_and_dose_on_different_frames(base):
         _recheck(base, p)
 
 
+def test_a_given_dose_of_another_plan_is_refused(base, tmp_path, capsys):
+    """``mcproton check --plan RP_v2.dcm --dose RD_v1.dcm``: a re-optimised plan on the same CT (same patient, same
+    frame of reference) with the dose of the earlier version.  The check would compare the MC of one plan with the
+    planning system's dose of another and give a verdict about the wrong pair, so it is refused before any
+    transport (exit status 2), naming both plans.  Folder pairing picks doses by the plan's UID, so only a dose
+    given explicitly reaches this refusal, and no test gave one (mutation audit 2026-12-05, G7)."""
+    import re
+
+    from mcproton._check.inputs import CheckInputError, gather
+    from mcproton.cli import main
+
+    d = base["dir"]
+    v2 = pydicom.dcmread(d / "RP.dcm")
+    v2.SOPInstanceUID = v2.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.4242.2"
+    v2.RTPlanLabel = "version 2"
+    v2.save_as(tmp_path / "RP_v2.dcm")
+    rd_v1 = _tps(base, "of_v1", base["blob"])   # refers to RP.dcm (base["plan_uid"])
+    v2_uid = re.escape("1.2.826.0.1.3680043.8.498.4242.2")
+    with pytest.raises(CheckInputError, match=rf"RT Dose of_v1\.dcm refers to the plan {re.escape(base['plan_uid'])}, "
+                                              rf"not to RP_v2\.dcm \({v2_uid}\): it is another plan's dose; give the "
+                                              "dose of this plan"):
+        gather(plan=tmp_path / "RP_v2.dcm", dose=rd_v1, ct=d / "ct", struct=d / "RS.dcm")
+    rc = main(["check", "--plan", str(tmp_path / "RP_v2.dcm"), "--dose", str(rd_v1), "--ct", str(d / "ct"),
+               "--struct", str(d / "RS.dcm"), "--beam-model", "dcpt_v2", "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "it is another plan's dose" in err and base["plan_uid"] in err, err
+    assert not (tmp_path / "o" / "RD_mc.dcm").exists()
+    gather(plan=d / "RP.dcm", dose=rd_v1, ct=d / "ct", struct=d / "RS.dcm")   # with its own plan: accepted
+
+
 def test_a_structure_set_whose_rois_lie_in_another_frame(base, tmp_path):
     """The structure set's own frame is the plan's, but its ROIs name another (ReferencedFrameOfReferenceUID of
     the StructureSetROISequence, where DICOM places each ROI): refused like a structure set of another frame.
@@ -959,6 +989,51 @@ def test_each_beam_runs_to_the_plan_target_times_sqrt_of_the_beams(base, monkeyp
             run_mc(inp, geo, "dcpt_v2", primaries=1000, target_uncertainty=target, backend="cpu", progress=False,
                    log=lambda m: None)
         assert seen[-1][1] == 2 and (seen[-1][0] == pytest.approx(want) if want else seen[-1][0] is None)
+
+
+@pytest.mark.parametrize("dose_to, per_beam_gy", [("water", 2.0), ("medium", 1.0)])
+def test_the_mc_dose_compared_is_the_one_asked_for(base, monkeypatch, dose_to, per_beam_gy):
+    """The check compares the MC's dose to water by default (what planning systems report), its dose to medium
+    with --dose-to medium, per beam and in the total.  The check's transports run on water phantoms, where the two
+    nearly agree, so a run_mc that put the dose to medium on the TPS grid for a "water" check passed every test
+    (mutation audit 2026-12-05, G1): in bone it is several per cent off, and the report would still say "dose to
+    water".  The transport is replaced by a stand-in whose dose to medium is 1 Gy and dose to water 2 Gy in every
+    voxel, so which one reached the TPS grid is seen at once: 2 Gy per beam (4 Gy for the two beams) to water,
+    1 Gy (2 Gy) to medium; the TPS dose is PHYSICAL, so no RBE factor."""
+    from types import SimpleNamespace
+
+    import mcproton._run.job as job
+    import mcproton.run as run
+    from mcproton._check.compute import build_geometry, run_mc
+    from mcproton._check.inputs import CheckInputs, TPSDose
+
+    d, rp = base["dir"], base["rp"]
+    vs, org = base["grid"]
+    grid = TPSDose("", np.zeros(base["shape"]), vs, org, FOR, "PHYSICAL", "PLAN", rp.sop_instance_uid)
+    inp = CheckInputs(str(d / "RP.dcm"), rp, grid, {}, str(d / "ct"), None, FOR, "PHYSICAL", 1, True)
+    geo, _, _ = build_geometry(d / "ct", "schneider2000", grid)
+
+    def result(medium, water):
+        return SimpleNamespace(dose_gy_zyx=medium, dose_to_water_gy_zyx=water,
+                               uncertainty_rel_zyx=np.zeros_like(medium), primaries=1000, provenance={},
+                               mean_rel_uncertainty_50=0.01, wall_s=0.0, device="cpu", backend="cpu")
+
+    def fake_run_job(cfg, settings, geometry, beams, out, options=None, **kw):
+        shape = geometry.shape_zyx
+        return [result(np.ones(shape), np.full(shape, 2.0)) for _ in beams]
+
+    def fake_sum(results):
+        return result(sum(r.dose_gy_zyx for r in results), sum(r.dose_to_water_gy_zyx for r in results))
+
+    monkeypatch.setattr(job, "run_job", fake_run_job)
+    monkeypatch.setattr(run, "sum_results", fake_sum)
+    mc = run_mc(inp, geo, "dcpt_v2", dose_to=dose_to, target_uncertainty=None, backend="cpu", progress=False,
+                log=lambda m: None)
+    assert mc.provenance["dose_to"] == dose_to and mc.provenance["rbe"] == 1.0
+    assert sorted(mc.beams_gy_zyx) == [1, 2]
+    for dose in mc.beams_gy_zyx.values():   # the MC grid covers the TPS grid: the stand-in's dose everywhere
+        assert dose == pytest.approx(np.full(base["shape"], per_beam_gy))
+    assert mc.total_gy_zyx == pytest.approx(np.full(base["shape"], 2 * per_beam_gy))
 
 
 def test_a_plan_whose_beams_overlap_little_is_topped_up_to_the_target(base):

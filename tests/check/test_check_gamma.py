@@ -157,3 +157,30 @@ def test_a_worker_whose_caller_went_away_ends_without_a_traceback():
         proc = subprocess.run([sys.executable, "-c", "from mcproton._check.compare import _gamma_worker_main; "
                                "_gamma_worker_main()"], input=data, capture_output=True, timeout=120)
         assert proc.returncode == WORKER_CALLER_GONE and proc.stderr == b"", proc.stderr.decode()
+
+
+# ---------------------------------------------------------------------------------------------- normalisation
+def test_the_global_normalisation_is_the_tps_maximum_in_the_body():
+    """A TPS dose with a hot spot outside the External (dose computed in a couch, a bolus or an immobilisation
+    device outside the body contour) must not set the global gamma normalisation: normalised to it, the dose
+    criterion loosens in proportion and a wrong MC dose passes (mutation audit 2026-12-05, G3).
+
+    TPS 1 Gy in an 8 x 8 x 8 voxel body (2 mm voxels), 10 Gy in one voxel outside it; MC 1.05 Gy in the body, 0
+    outside.  3 %/2 mm normalised to the body's maximum (1 Gy): the 5 % difference fails the dose criterion, and a
+    point 2 voxels (4 mm) or more inside the body has no MC dose within 3 % of its own closer than the search's
+    1.5 x 2 mm, so its gamma exceeds 1 (the 4 x 4 x 4 inner voxels fail: pass rate <= 1 - 64/512; edge voxels may
+    pass on the MC's fall-off outside the body).  With the body taken to be the inner cube alone, no point passes.
+    Normalised to the 10 Gy outside, the 0.05 Gy difference would be 0.5 % and every point would pass."""
+    ax = [np.arange(12) * 2.0] * 3
+    ref = np.zeros((12, 12, 12))
+    body = np.zeros(ref.shape, bool)
+    body[2:10, 2:10, 2:10] = True
+    ref[body] = 1.0
+    ref[0, 0, 0] = 10.0
+    ev = np.where(body, 1.05, 0.0)
+    g = gamma_3d(ax, ref, ev, body, dose_pct=3.0, dist_mm=2.0, points=None)
+    assert g["points"] == body.sum()
+    assert g["pass_rate"] <= 1 - 64 / 512
+    inner = np.zeros(body.shape, bool)
+    inner[4:8, 4:8, 4:8] = True
+    assert gamma_3d(ax, ref, ev, inner, dose_pct=3.0, dist_mm=2.0, points=None)["pass_rate"] == 0.0

@@ -136,6 +136,40 @@ def test_the_uncertainty_on_the_tps_grid_is_propagated_through_the_interpolation
         assert float(np.sqrt(np.mean(emp ** 2))) == pytest.approx(0.05 * factor, rel=0.05)
 
 
+def test_an_offset_tps_grid_with_different_x_and_y_origins_gets_the_mc_dose_of_its_own_positions():
+    """The MC dose at the TPS voxel centres on a TPS grid that does not coincide with the MC's (the usual case:
+    planning-system dose grids are not aligned with the CT's voxels) and whose x and y origins differ (an
+    off-axis dose box).  Every grid of the other tests had origin x == origin y or coincided with the MC's, so an
+    interpolation that took x's origin for y's passed (mutation audit 2026-12-05, G2): it would shift the MC dose
+    by (y0 - x0) in x and (x0 - y0) in y.
+
+    MC grid: 2 mm voxels, centres x = -20 + 2i, y = 50 + 2j, z = 2k; dose 0.01 x + 0.02 y + 0.03 z + 5 Gy (linear,
+    so trilinear interpolation is exact inside the grid).  TPS grid: 3 mm voxels from (-15.5, 55.5, 3.5) mm.  The
+    interpolated dose must be the same linear function of each TPS centre's coordinates.  The propagated
+    uncertainty of independent 2 % errors: every TPS centre lies at the fractional MC index 0.25 or 0.75 on each
+    axis ((-15.5 + 20) / 2 = 2.25, then steps of 1.5; y 2.75, z 1.75), so the squared trilinear weights sum to
+    ((1 - f)^2 + f^2)^3 = 0.625^3, and for a dose nearly uniform over the 8 neighbours (it changes by at most 1 %
+    of itself from one MC voxel to the next) the relative error is 2 % x 0.625^1.5 = 0.988 %, to within 1 % of
+    itself (0.3 % measured)."""
+    from types import SimpleNamespace
+
+    from mcproton._check.compute import to_tps_grid, uncertainty_to_tps_grid
+    from mcproton._check.inputs import TPSDose
+
+    nz, ny, nx = 20, 25, 30
+    z, y, x = np.meshgrid(2.0 * np.arange(nz), 50 + 2.0 * np.arange(ny), -20 + 2.0 * np.arange(nx), indexing="ij")
+    mc = 0.01 * x + 0.02 * y + 0.03 * z + 5.0
+    geo = SimpleNamespace(origin_mm=(-20.0, 50.0, 0.0), voxel_size_mm=(2.0, 2.0, 2.0), shape_zyx=(nz, ny, nx))
+    ref = TPSDose("RD.dcm", np.zeros((8, 10, 12)), (3.0, 3.0, 3.0), (-15.5, 55.5, 3.5), "", "PHYSICAL", "PLAN", None)
+    out, note = to_tps_grid(mc, geo, ref)
+    assert "interpolated" in note
+    Z, Y, X = np.meshgrid(*ref.axes_mm(), indexing="ij")
+    assert np.allclose(Z[:, 0, 0], 3.5 + 3.0 * np.arange(8)) and np.allclose(X[0, 0], -15.5 + 3.0 * np.arange(12))
+    assert out == pytest.approx(0.01 * X + 0.02 * Y + 0.03 * Z + 5.0, rel=1e-9)
+    unc = uncertainty_to_tps_grid(np.full(mc.shape, 0.02), mc, geo, ref, out)
+    assert unc == pytest.approx(np.full(unc.shape, 0.02 * 0.625 ** 1.5), rel=0.01)
+
+
 @pytest.mark.parametrize("case,passes", [("cold corner in the MC", False), ("cold corner in the TPS", False),
                                          ("no error", True), ("uniform +2 %", True), ("uniform +4 %", False)])
 def test_the_d95_verdict_on_raw_noise_matched_and_mc_corrected(case, passes):

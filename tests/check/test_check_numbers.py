@@ -342,3 +342,19 @@ def test_dose_difference_distribution_and_integral_ratio_by_hand():
     assert got["within_2pct"] == 0.5 and got["within_3pct"] == pytest.approx(5 / 6)
     assert got["integral_ratio_mc_tps"] == pytest.approx(30.42 / 30, abs=1e-12)
     assert dose_difference(tps, tps, body & (tps > 100))["voxels"] == 0        # no body voxel with dose
+
+
+# ---------------------------------------------------------------------------------------------- coverage levels
+def test_v95_and_v100_count_the_voxels_exactly_at_the_level():
+    """V95 is the fraction of a target receiving AT LEAST 95 % of the prescription (ICRU 83), so a voxel exactly at
+    the level counts: a planning system's dose is quantised (DoseGridScaling), and a plateau exactly at 95 % or
+    100 % of the prescription is what an optimiser aims at.  Four target voxels at 0.95, 0.95, 1.0, 1.0 Gy and
+    one below (0.9 Gy) with a prescription of 1 Gy: V95 = 4/5, V100 = 2/5 (counting from above, "> level",
+    would give 2/5 and 0)."""
+    from mcproton._check.compare import structure_stats
+
+    dose = np.array([0.95, 0.95, 1.0, 1.0, 0.9]).reshape(1, 1, 5)
+    ptv = np.ones(dose.shape, bool)
+    got = structure_stats(dose, dose, {"PTV": ptv}, {"PTV": "PTV"}, 0.008, 1.0)["PTV"]["metrics"]
+    assert (got["V95"]["tps"], got["V95"]["mc"]) == (0.8, 0.8)
+    assert (got["V100"]["tps"], got["V100"]["mc"]) == (0.4, 0.4)

@@ -30,18 +30,52 @@ from mcproton._check import api  # noqa: E402
 from mcproton._run.job import RunInterrupted  # noqa: E402
 
 #: the check of the subprocess: the gamma analysis in two worker processes, and the structure statistics (which
-#: this process computes while the workers run) replaced by a step that sends the signal and waits for it
+#: this process computes while the workers run) replaced by a step that waits until every worker is computing, then
+#: sends the signal and waits for it.  The workers are held computing (their gamma replaced by a wait that first
+#: leaves a file named by the worker's PID in a folder), so the signal arrives while they compute however loaded the
+#: machine: a fixed 0.5 s sleep before (the mutation audit of 2026-12-05, F1) could come before they had started or
+#: after they had finished, and the test then checked less than it says.
 SCRIPT = textwrap.dedent("""
-    import os, pickle, signal, sys, time
+    import os, pickle, signal, subprocess, sys, time
     from pathlib import Path
+
+    # a check started from a terminal, whose SIGHUP stops it: a test runner started with nohup (or another that
+    # ignores SIGHUP) passes SIGHUP ignored on, and the check then rightly ignores it (_signals.stop_signals), so the
+    # SIGHUP case failed there (the mutation audit of 2026-12-05, F1)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     import mcproton._check.api as api
     from mcproton._run.job import RunInterrupted
 
     d, mc_file, out, sig, group = Path(sys.argv[1]), sys.argv[2], sys.argv[3], getattr(signal, sys.argv[4]), sys.argv[5]
+    marks = Path(sys.argv[6])
     mc = pickle.loads(Path(mc_file).read_bytes())
+    # the held worker lets go of the check's stderr (inherited: a worker the check left running would keep the
+    # test's pipe open, and the test would wait for it instead of finding it alive)
+    HOLD = ("import os, pathlib, time\\n"
+            "import mcproton._check.compare as _compare\\n"
+            "def _computing(*args, **kwargs):\\n"
+            "    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)\\n"
+            f"    pathlib.Path({str(marks)!r}, str(os.getpid())).touch()\\n"
+            "    time.sleep(600)\\n"
+            "    os._exit(1)\\n"
+            "_compare.gamma_3d_multi = _computing\\n")
+    _popen, workers = subprocess.Popen, []
+
+    def popen(args, *a, **kw):   # the gamma workers (python -c ...) held computing
+        if isinstance(args, list) and len(args) == 3 and args[1] == "-c" and "_gamma_worker_main()" in args[2]:
+            args = [args[0], "-c", args[2].replace("; _gamma_worker_main()", "\\n" + HOLD + "_gamma_worker_main()")]
+            workers.append(args)
+        return _popen(args, *a, **kw)
+
+    subprocess.Popen = popen
 
     def stop(*args, **kwargs):
-        time.sleep(0.5)   # the workers are computing
+        deadline = time.monotonic() + 120
+        while len(list(marks.iterdir())) < len(workers):   # every worker started is computing
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(list(marks.iterdir()))} of {len(workers)} gamma workers computing after "
+                                     "120 s")
+            time.sleep(0.02)
         os.killpg(0, sig) if group == "group" else os.kill(os.getpid(), sig)
         time.sleep(30)
         raise AssertionError("the signal did not stop the check")
@@ -57,27 +91,48 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("sig, to", [("SIGTERM", "self"), ("SIGINT", "group"), ("SIGHUP", "self")])
 def test_a_check_stopped_during_its_gammas_says_what_was_written_and_leaves_no_lock(base, tmp_path, sig, to):  # noqa: F811
     """SIGTERM (a scheduler, kill) or SIGHUP (an ssh session dropped) to the check, or Ctrl-C in a terminal (SIGINT
-    to every process of the group, the gamma workers too): exit status 128 + signal, the message says what --out
-    holds (the MC RT Dose, no report), no traceback (the workers ignore SIGINT and are stopped by the check), no
-    lock left."""
+    to every process of the group, the gamma workers too) while its gamma workers compute: exit status 128 +
+    signal, the message says what --out holds (the MC RT Dose, no report), no traceback (the workers ignore SIGINT
+    and are stopped by the check), no worker process left running, no lock left."""
     _tps(base, "stop_plan", base["blob"])
     mc_file = tmp_path / "mc.pickle"
     mc_file.write_bytes(pickle.dumps(_fake_mc(base, 1.05)))
     out = tmp_path / "chk"
+    marks = tmp_path / "computing"
+    marks.mkdir()
     script = tmp_path / "stop.py"
     script.write_text(SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(base["dir"]), str(mc_file), str(out), sig, to],
-                          capture_output=True, text=True, timeout=300, start_new_session=True)   # its own group
-    err = proc.stderr
-    assert proc.returncode == 128 + getattr(signal, sig), err
-    assert "Traceback" not in err, err
-    assert (f"mcproton: interrupted by {sig} after the MC (the comparison with the TPS dose, the gamma analysis, the "
-            f"report); written in --out {out}: RD_mc.dcm; not written: check.html, check.json: the folder holds no "
-            "complete report") in err, err
-    assert sorted(p.name for p in out.iterdir()) == ["RD_mc.dcm"]   # no lock, no partial report
+    try:
+        proc = subprocess.run([sys.executable, str(script), str(base["dir"]), str(mc_file), str(out), sig, to,
+                               str(marks)], capture_output=True, text=True, timeout=300,
+                              start_new_session=True)   # its own group
+        pids = [int(p.name) for p in marks.iterdir()]
+        err = proc.stderr
+        assert proc.returncode == 128 + getattr(signal, sig), err
+        assert "Traceback" not in err, err
+        assert (f"mcproton: interrupted by {sig} after the MC (the comparison with the TPS dose, the gamma analysis, "
+                f"the report); written in --out {out}: RD_mc.dcm; not written: check.html, check.json: the folder "
+                "holds no complete report") in err, err
+        assert sorted(p.name for p in out.iterdir()) == ["RD_mc.dcm"]   # no lock, no partial report
+        # both workers were computing when the signal came (with one core the check computes the gammas itself,
+        # without workers), and the check stopped them
+        assert len(pids) == (2 if (os.cpu_count() or 1) >= 2 else 0), pids
+        assert not [p for p in pids if _alive(p)], pids
+    finally:   # a worker the check left running (the test failed): not left behind
+        for p in marks.iterdir():
+            if _alive(int(p.name)):
+                os.kill(int(p.name), signal.SIGKILL)
 
 
 def _earlier_report(out: Path) -> dict[str, str]:

@@ -70,6 +70,31 @@ def test_reencoded_dose_reads_back_identically(real_dose, tmp_path, iop, absolut
     np.testing.assert_array_equal(got.dose_gy_zyx, ref.dose_gy_zyx)
 
 
+@pytest.mark.parametrize("iop", [[-1, 0, 0, 0, 1, 0], [1, 0, 0, 0, -1, 0], [-1, 0, 0, 0, -1, 0]],
+                         ids=["FFS", "FFP", "HFP"])
+def test_flipped_axes_with_rectangular_pixels_read_back_to_the_stored_grid(tmp_path, iop):
+    """PixelSpacing is [row spacing (along y for these orientations), column spacing (along x)] (PS3.3
+    C.7.6.2.1.1); some planning systems allow dose grids of e.g. 2 x 3 mm.  The real doses above have square pixels
+    in a square array, so a reader that moved the x origin of a reversed axis by (columns - 1) x the row spacing,
+    or by the rows' count, passed (mutation audit 2026-12-05, G6): a feet-first or prone patient's TPS dose would
+    lie tens of mm off.  The RayStation dose cut to 107 rows x 90 columns with rows 2.0 mm and columns 3.0 mm
+    apart (origin x -104.5, y -105.5 mm), re-encoded with the x axis, the y axis or both reversed: read back it is
+    the dose as stored along +x, +y (its first voxel at the original ImagePositionPatient, 3.0 x 2.0 mm voxels,
+    the same values), with the file's directions."""
+    d = pydicom.dcmread(RAYSTATION)
+    a = d.pixel_array[:, :, :90]
+    d.PixelData, d.Columns = np.ascontiguousarray(a).tobytes(), 90
+    d.PixelSpacing = [2.0, 3.0]
+    d.save_as(tmp_path / "src.dcm")
+    ipp = [float(v) for v in d.ImagePositionPatient]
+    assert ipp[0] != ipp[1] and a.shape[1] != a.shape[2]
+    got = read_rtdose(_reencode(tmp_path / "src.dcm", tmp_path / "flipped.dcm", iop))
+    assert got.voxel_size_mm == pytest.approx((3.0, 2.0, 2.0))
+    assert got.origin_mm == pytest.approx(ipp, abs=1e-6)
+    assert got.axis_directions == (iop[0], iop[4], iop[0] * iop[4])
+    np.testing.assert_array_equal(got.dose_gy_zyx, a * float(d.DoseGridScaling))
+
+
 def test_unchanged_reading_of_real_doses(real_dose):
     """The doses as exported (IOP [1,0,0,0,1,0], relative offsets) keep their origin and frame order."""
     d = pydicom.dcmread(real_dose)
@@ -148,6 +173,59 @@ def test_written_in_each_orientation_reads_back_to_the_same_dose_and_positions(t
     if shutil.which("dciodvfy"):
         out = subprocess.run(["dciodvfy", str(p)], capture_output=True, text=True, timeout=60)
         assert not [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")], out.stderr
+
+
+@pytest.mark.parametrize("name", list(ORIENTATIONS))
+def test_written_with_rectangular_pixels_each_voxel_lies_where_dicom_places_it(tmp_path, name):
+    """The writer with rectangular pixels (x 3.0 mm, y 2.0 mm, z 2.5 mm), a grid of different sizes along x, y, z
+    (6 x 5 x 4) and different x and y origins, in each orientation (mutation audit 2026-12-05, G6): each stored
+    value must lie where DICOM places it, worked out here from the file's attributes alone (PS3.3 C.7.6.2.1.1: the
+    centre of column i, row j of a frame is ImagePositionPatient + i x PixelSpacing[1] x the row direction + j x
+    PixelSpacing[0] x the column direction; C.8.8.3.2: frame k lies GridFrameOffsetVector[k] along the normal row x
+    column from it) and must be the dose of the grid at that position.  A swap of the x and y spacings, sizes or
+    directions anywhere in the writer puts some value elsewhere; read back, the grid is the one written."""
+    from mcproton.dicom import write_rtdose
+
+    axes, iop = ORIENTATIONS[name]
+    vs, org = (3.0, 2.0, 2.5), (-31.5, 12.0, -40.0)
+    dose = np.random.default_rng(11).random((4, 5, 6)) * 2.0 + 0.1   # (z, y, x)
+    p = write_rtdose(dose, vs, org, tmp_path / "RD.dcm", axis_directions=axes,
+                     study=StudyReference(frame_of_reference_uid="1.2.3"))
+    ds = pydicom.dcmread(p)
+    assert [float(v) for v in ds.ImageOrientationPatient] == iop
+    assert [float(v) for v in ds.PixelSpacing] == [2.0, 3.0] and (ds.Rows, ds.Columns, ds.NumberOfFrames) == (5, 6, 4)
+    row_dir, col_dir = np.array(iop[:3], float), np.array(iop[3:], float)
+    normal = np.cross(row_dir, col_dir)
+    ipp = np.array([float(v) for v in ds.ImagePositionPatient])
+    off = [float(v) for v in ds.GridFrameOffsetVector]
+    stored = ds.pixel_array * float(ds.DoseGridScaling)
+    for k in range(4):
+        for j in range(5):
+            for i in range(6):
+                pos = ipp + i * 3.0 * row_dir + j * 2.0 * col_dir + off[k] * normal
+                ix, iy, iz = ((pos - org) / vs).round(9)
+                assert float(ix).is_integer() and float(iy).is_integer() and float(iz).is_integer(), (k, j, i, pos)
+                assert stored[k, j, i] == pytest.approx(dose[int(iz), int(iy), int(ix)],
+                                                        abs=float(ds.DoseGridScaling) / 2 * (1 + 1e-9))
+    r = read_rtdose(p)
+    assert r.origin_mm == pytest.approx(org, abs=1e-9) and r.voxel_size_mm == pytest.approx(vs)
+    assert r.axis_directions == axes
+    np.testing.assert_allclose(r.dose_gy_zyx, dose, rtol=0, atol=r.dose_grid_scaling / 2 * (1 + 1e-9))
+
+
+def test_a_single_frame_dose_keeps_its_slice_thickness(tmp_path):
+    """A one-frame RT Dose has no spacing in its GridFrameOffsetVector: its z size is SliceThickness, which must be
+    the grid's z voxel size (5 mm), not its x (2 mm) or y (3 mm) one (mutation audit 2026-12-05, G9: no test wrote
+    a single frame with unequal voxel sizes; the wrong size would change the voxel volume, so every DVH volume).
+    In every orientation (a single frame reversed along z is the same frame)."""
+    from mcproton.dicom import write_rtdose
+
+    for name, (axes, _) in ORIENTATIONS.items():
+        p = write_rtdose(np.ones((1, 4, 6)), (2.0, 3.0, 5.0), (0.0, 10.0, 20.0), tmp_path / f"RD_{name}.dcm",
+                         axis_directions=axes, study=StudyReference(frame_of_reference_uid="1.2.3"))
+        assert float(pydicom.dcmread(p).SliceThickness) == 5.0
+        r = read_rtdose(p)
+        assert r.voxel_size_mm == pytest.approx((2.0, 3.0, 5.0)) and r.origin_mm == pytest.approx((0.0, 10.0, 20.0))
 
 
 @pytest.mark.parametrize("iop,absolute", [

@@ -130,6 +130,22 @@ def test_multi_beam_multi_layer_and_fractions(model):
     assert only2.total_protons == pytest.approx(5 * b2.total_protons)
 
 
+def test_np_meterset_is_the_number_of_protons(model):
+    """PrimaryDosimeterUnit NP: the BeamMeterset and the cumulative meterset weights count particles (PS3.3
+    C.8.8.25), so a beam's protons are its meterset, whatever the beam model's protons per MU (~1e8 at 150 MeV: an
+    NP plan taken as MU would be off by that factor).  No test plan had NP (mutation audit 2026-12-05, G5).  A beam
+    of 2e9 protons with spot weights 1:2:3:4 over 3 fractions: 2e9 per fraction, the spots 0.2e9, 0.4e9, 0.6e9 and
+    0.8e9 (summed over the beam model's components), 6e9 for all fractions."""
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "unit": "NP", "meterset": 2.0e9,
+                     "layers": [(150.0, SPOTS, WEIGHTS)]}], n_fractions=3)
+    (beam,) = plan_to_beams(load_rtplan(ds), model)
+    assert beam.total_protons == pytest.approx(2.0e9, rel=1e-12)
+    per_spot = np.array([s.weight for s in beam.spots]).reshape(len(SPOTS), -1).sum(axis=1)
+    assert per_spot == pytest.approx([0.2e9, 0.4e9, 0.6e9, 0.8e9], rel=1e-12)
+    (beam_all,) = plan_to_beams(load_rtplan(ds), model, all_fractions=True)
+    assert beam_all.total_protons == pytest.approx(6.0e9, rel=1e-12)
+
+
 def test_range_shifter_energy_only_is_an_explicit_opt_in(model):
     ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
                      "rs_id": "RS_40", "rs_wet": 40.0}])
@@ -150,6 +166,27 @@ def test_range_shifter_energy_only_is_an_explicit_opt_in(model):
         plan_to_beams(load_rtplan(ds), model, range_shifter_model="energy_only")
     with pytest.raises(DicomInputError, match="range_shifter_model 'bragg' is unknown"):
         plan_to_beams(plan, model, range_shifter_model="bragg")
+
+
+def test_energy_only_shifter_widens_the_energy_spread(model):
+    """energy_only: a beam of mean energy E_in and spread sigma_in leaves a shifter of WET w with E_out = E(R(E_in) -
+    w); to first order its spread is sigma_in x dE_out/dE_in (linear error propagation).  That derivative is
+    taken here numerically from energy_after_wet (central difference, 0.01 MeV), not from the formula in
+    plan_to_beams (the only test of it was a copy of that formula, mutation audit 2026-12-05, G11): with R ~ E^p,
+    p = 1.77, dE_out/dE_in = (E_in / E_out)^(p - 1) > 1, the spread grows behind the shifter.  150 MeV nominal
+    through 40 mm WET."""
+    from mcproton._io.rtplan import energy_after_wet
+
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
+                     "rs_id": "RS_40", "rs_wet": 40.0}])
+    (beam,) = plan_to_beams(load_rtplan(ds), model, range_shifter_model="energy_only")
+    e_in, s_in = model.at(150.0).mean_energy_mev, model.at(150.0).energy_spread_mev
+    h = 0.01
+    slope = (energy_after_wet(e_in + h, 40.0) - energy_after_wet(e_in - h, 40.0)) / (2 * h)
+    assert 1.05 < slope < 1.5
+    for s in beam.spots:
+        assert s.energy_mev == pytest.approx(energy_after_wet(e_in, 40.0), rel=1e-12)
+        assert s.energy_spread_mev == pytest.approx(s_in * slope, rel=1e-6)
 
 
 def _model_with_shifter(tmp_path, extra=""):
@@ -197,6 +234,40 @@ def test_range_shifter_position_from_the_model_when_the_plan_has_none(tmp_path):
     rs = beam.spots[0].range_shifter
     assert rs.upstream_face_mm == pytest.approx((500.0 - 250.0 - rs.thickness_mm) / np.dot(
         beam.spots[0].direction, beam.meta["beam_direction"]))
+
+
+def test_the_plans_shifter_position_wins_over_the_beam_models(tmp_path):
+    """The control point's IsocenterToRangeShifterDistance (300 mm in make_plan) is where the shifter is in this
+    plan (the snout moves from plan to plan); the beam model's isocenter_distance_mm (250 mm here) is the fallback
+    for a plan without one (module docstring).  With the model's, the air gap between shifter and patient is wrong,
+    and so is the spot size at the patient.  The only test with both gave them equal (mutation audit 2026-12-05,
+    G4).  The central spot runs along the beam axis: its slab's upstream face is L - 300 mm - thickness from the
+    beam-model plane (L upstream of the isocentre)."""
+    m = _model_with_shifter(tmp_path, "isocenter_distance_mm = 250.0\n")
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)], "rs_id": "RS_40",
+                     "rs_wet": 40.0}])
+    (beam,) = plan_to_beams(load_rtplan(ds), m)
+    rs = beam.spots[0].range_shifter                       # SPOTS[0] = (0, 0): along the axis
+    assert rs.upstream_face_mm == pytest.approx(m.plane_upstream_of_isocentre_mm - 300.0 - rs.thickness_mm)
+    assert beam.meta["range_shifters"]["RS_40"]["isocenter_distance_mm"] == 300.0
+
+
+@pytest.mark.parametrize("wet", [40.0, 0.0])
+@pytest.mark.parametrize("setting", ["out", "Out", "OUT"])
+def test_a_range_shifter_set_out_in_any_case_is_out(tmp_path, setting, wet):
+    """RangeShifterSetting is a CS (upper case, PS3.5 6.2), but exports and scripts that write "out" exist: read as
+    IN, every layer would be a shifter's WET (40 mm here) short, so the setting is compared in upper case (when
+    the plan is read, and by the plan checks, which accept a WET of 0 for a shifter OUT only).  Nothing kept that
+    (mutation audit 2026-12-05, G10): no shifter in the beam line, none in the beam's record, the energy the
+    model's."""
+    m = _model_with_shifter(tmp_path)
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)], "rs_id": "RS_40",
+                     "rs_wet": wet}])
+    ds.IonBeamSequence[0].IonControlPointSequence[0].RangeShifterSettingsSequence[0].RangeShifterSetting = setting
+    (beam,) = plan_to_beams(load_rtplan(ds), m)
+    assert all(s.range_shifter is None for s in beam.spots) and not beam.meta["range_shifters"]
+    e_in = m.at(150.0).mean_energy_mev
+    assert all(s.energy_mev == pytest.approx(e_in) for s in beam.spots)
 
 
 @pytest.mark.parametrize("wet", [0.0, -40.0])

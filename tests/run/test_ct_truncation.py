@@ -99,6 +99,27 @@ def test_an_intact_patient_a_cut_neck_and_a_cut_couch_are_passed(tmp_path):
     _silent(g, [pa])
 
 
+def test_air_at_a_12_bit_scanners_floor_is_not_padding(tmp_path):
+    """Air reads about -1000 HU, and a 12-bit scanner's floor is -1024 HU: such air, here right up to the skin of the
+    intact head cylinder, is air inside the field of view, not the padding outside it (hu_calibration.FOV_PADDING_HU,
+    -1500 HU); taken for padding, every beam would be warned about as entering a cut-off patient, a warning that
+    hides a real truncation.  The intact-patient test above has -1000 HU air next to the skin, so a threshold of
+    -1000 HU passed (mutation audit 2026-12-05, 074).  One row of -2000 HU in the corner of each slice is padding:
+    exactly its voxels are marked."""
+    hu = np.full((NZ, NY, NX), -1024, np.int16)
+    hu[:, (X / 70.0) ** 2 + (Y / 80.0) ** 2 <= 1] = 40
+    write_ct_series(hu, VOX, (float(XS[0]), float(YS[0]), -10.0), tmp_path / "floor")
+    g = _geometry(load_ct_series(tmp_path / "floor"))
+    assert g.outside_fov_zyx is None or not g.outside_fov_zyx.any()
+    _silent(g, [LATERAL])
+    hu[:, 0, :] = -2000
+    write_ct_series(hu, VOX, (float(XS[0]), float(YS[0]), -10.0), tmp_path / "row")
+    fov = _geometry(load_ct_series(tmp_path / "row")).outside_fov_zyx
+    want = np.zeros((NZ, NY, NX), bool)
+    want[:, 0, :] = True
+    assert fov is not None and np.array_equal(fov, want)
+
+
 def test_the_padding_is_kept_on_block_grids(tmp_path):
     ct = _ct(tmp_path, "trunc", a=110.0, pad=-3024)
     g1 = _geometry(ct)

@@ -22,7 +22,13 @@ def _job(small_cfg):
 
 def _kill_midway(cfg: Path, out: Path, sig: int) -> tuple[int, str]:
     ckpt = checkpoint_path(out)
-    proc = cli_popen("run", cfg, "--out", out, "--quiet")
+    # the run starts as from a terminal, SIGHUP not ignored: a test runner started with nohup ignores it, the run
+    # would inherit that and rightly outlive the SIGHUP (the mutation audit of 2026-12-05, F1)
+    hup = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        proc = cli_popen("run", cfg, "--out", out, "--quiet")
+    finally:
+        signal.signal(signal.SIGHUP, hup)
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:

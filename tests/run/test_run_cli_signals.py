@@ -54,12 +54,14 @@ def test_resume_with_no_checkpoint_is_refused_before_anything_runs(small_cfg, tm
 def test_sighup_stops_like_sigterm_unless_it_is_ignored():
     """F10: SIGHUP (the terminal closed, an ssh session dropped) is a stop signal of the run, as SIGTERM is; under
     ``nohup`` (SIGHUP ignored) it stays ignored, so that the run outlives the terminal.  The signal sent to a run
-    is tested in test_run_checkpoint.py (test_killed_run_resumes_bitwise)."""
+    is tested in test_run_checkpoint.py (test_killed_run_resumes_bitwise).  SIGHUP's handling is set here both ways:
+    a test runner started with nohup ignores it already (the mutation audit of 2026-12-05, F1)."""
     from mcproton._run.job import _StopFlag, stop_signals
 
-    assert signal.SIGHUP in stop_signals()
-    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    old = signal.signal(signal.SIGHUP, signal.SIG_DFL)   # as in a terminal
     try:
+        assert signal.SIGHUP in stop_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)     # as under nohup
         assert signal.SIGHUP not in stop_signals()
         with _StopFlag(True, checkpoint=False):
             assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN

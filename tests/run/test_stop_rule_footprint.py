@@ -133,3 +133,21 @@ def test_inverse_mass_where_read_is_bitwise_the_whole_grid_one():
     lazy = InverseMass(g)
     assert np.array_equal(lazy[idx], whole[idx]) and lazy[idx][0] == 0.0
     assert np.array_equal(np.asarray(lazy), whole) and np.asarray(lazy).dtype == np.float64
+
+
+# ---------------------------------------------------------------------------------------------- what the figure counts
+def test_the_figure_is_over_tissue_at_or_above_half_the_tissue_maximum():
+    """The figure is the mean relative uncertainty over the voxels of tissue (density >= 0.05 g/cm3) whose dose is
+    at least 50 % of the maximum dose in tissue (mcproton/_run/stats.py).  Air must neither set that maximum nor
+    enter the mean: a few protons stopping in the air of a CT's corner (dose per mass x 1000) would make the figure
+    the air's noise, and the stopping rule would run far past the target or stop on the air's statistics.  No test
+    had dose in air (mutation audit 2026-12-05, G8).
+
+    Tissue 1.0 Gy at 1 %, lung (0.26 g/cm3) 0.9 Gy at 3 %, a voxel at exactly 0.05 g/cm3 with 0.6 Gy at 4 %, tissue
+    0.3 Gy at 5 % (below half of 1.0 Gy) and air (0.0012 g/cm3) with 10 Gy at 40 %: the mean of 1, 3 and 4 % =
+    8/3 %.  (With air counted the maximum would be 10 Gy and the figure 40 %.)"""
+    dose = np.array([1.0, 0.9, 0.6, 0.3, 10.0])
+    unc = np.array([0.01, 0.03, 0.04, 0.05, 0.40])
+    rho = np.array([1.0, 0.26, 0.05, 1.0, 0.0012])
+    assert mean_uncertainty_above_half_max(dose, unc, rho) == pytest.approx(0.08 / 3, rel=1e-12)
+    assert np.isnan(mean_uncertainty_above_half_max(dose, unc, np.full(5, 0.0012)))   # dose in air only: no figure
