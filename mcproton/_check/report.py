@@ -480,6 +480,8 @@ def _css_string(text: str) -> str:
 #: unprefixed property), and a FAIL is bold too, for a greyscale printout.
 REPORT_CSS = ("body{font-family:sans-serif;max-width:1250px;margin:auto;font-size:13px}"
               "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 6px}"
+              # a SHA-256, a UID or a path has no space to wrap at: it breaks anywhere rather than run off the page
+              "td{overflow-wrap:anywhere}"
               "caption{text-align:left;font-weight:bold;padding:2px 0}"
               ".pass{background:#d9f2d9}.fail{background:#f8d0d0}.changed{background:#fff3c4}"
               "tr.fail td:last-child{font-weight:bold}h1 .pass,h1 .fail{padding:0 8px}"

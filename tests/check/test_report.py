@@ -591,6 +591,12 @@ def test_the_printout_names_the_patient_and_verdict_on_every_page(report, tmp_pa
     signed = next(n for n, t in enumerate(texts) if "checked by (physicist)" in t)
     gamma = next(n for n, t in enumerate(texts) if "Gamma (3-D)" in t)
     assert signed < gamma                                 # the sign-off before the details
+    # printed at its size: a token that cannot wrap (a file's SHA-256 in the files table) made Chromium shrink the
+    # whole page to fit it, the body text to ~5 pt (the print CSS sets 8.5 pt); and nothing runs off the page
+    spans = [sp for pg in doc for b in pg.get_text("dict")["blocks"] for ln in b.get("lines", []) for sp in ln["spans"]
+             if sp["text"].strip()]
+    assert float(np.median([sp["size"] for sp in spans])) >= 8.0
+    assert max(sp["bbox"][2] for sp in spans) <= doc[0].rect.width
 
 
 @pytest.mark.parametrize("direction, long_axis, expected", [
