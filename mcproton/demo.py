@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_PRIMARIES['cuda']:,} on the GPU); the absolute dose does not depend on it")
     p.add_argument("--age", type=float, default=5.0, help="phantom age in years (default 5)")
     p.add_argument("--voxel-mm", type=float, default=2.0, help="voxel size in mm (default 2)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use)")
     p.add_argument("--seed", type=int, default=12345, help="random seed of the Monte Carlo (default 12345)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -309,7 +310,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
                          f"for the default: {DEFAULT_PRIMARIES['cpu']:,} on the CPU, {DEFAULT_PRIMARIES['cuda']:,} "
                          "on the GPU)")
     if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be >= 1 (or left out: all cores); got {threads}")
+        raise ValueError(f"--threads must be >= 1 (or left out: all the CPUs it may use); got {threads}")
     t0, cpu0 = time.perf_counter(), time.process_time()
     times: dict[str, float] = {}
     out = Path(out)
