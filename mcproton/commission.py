@@ -1137,7 +1137,8 @@ def add_parser(sub: Any) -> None:
                    help="what a measured sigma is: core (default: a Gaussian fitted to the profile's core, compared "
                         "with the model's heaviest component) or rms (the second moment of the whole profile)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use)")
     p.add_argument("--backend", default="cpu", choices=["cpu", "cuda"], help="cpu (default) or cuda")
     d = Tolerances()
     p.add_argument("--range-tol-mm", type=float, default=d.range_mm,

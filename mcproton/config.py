@@ -33,7 +33,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "backend": ((str,), '"auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda"'),
         "batches": ((int,), "statistical batches (>= 2; fewer than 10 are warned about) for the per-voxel "
                             "uncertainty (default 10)"),
-        "threads": ((int,), "CPU threads (default: all cores)"),
+        "threads": ((int,), "CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use)"),
         "gpu": ((int,), "CUDA device index for the cuda backend (default 0; Dask: one GPU per worker)"),
         "batch_size": ((int,), "histories per batch (default primaries / batches); memory does not grow "
                                "with it"),

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_PRIMARIES['cuda']:,} on the GPU); the absolute dose does not depend on it")
     p.add_argument("--age", type=float, default=5.0, help="phantom age in years (default 5)")
     p.add_argument("--voxel-mm", type=float, default=2.0, help="voxel size in mm (default 2)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use)")
     p.add_argument("--seed", type=int, default=12345, help="random seed of the Monte Carlo (default 12345)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -80,6 +81,35 @@ class Background:
         return self._result
 
 
+#: the parent's ends of the pipes of its forked helpers (a :class:`BackgroundProcess`'s answer, a
+#: :class:`PlanesProcess`'s message) while they are open.  A helper forked later inherits them all: a write end held
+#: open in a sibling keeps a reader from ever seeing EOF, and the demo hung for good on an error (the deployment
+#: audit, F1: the LET-plane child held the dose-plane child's message pipe open).  Each child closes its copies.
+_PARENT_ENDS: list = []
+#: how long an ended helper is waited for after SIGTERM, and again after SIGKILL (s): a process ends within
+#: milliseconds of either, unless the machine is overloaded
+STOP_WAIT_S = 2.0
+#: how long the CT and RT Struct writer may go on after an error or an interrupt in the parent before it is ended
+#: (s): its whole work is ~1 s at 2 mm on 2 cores (summary ``ct_rtstruct_background_s``), and a series left half
+#: written would make the next demo into the same --out refuse its CT folder (files that are not whole slices)
+WRITER_GRACE_S = 5.0
+
+
+def _close_inherited() -> None:
+    """In a freshly forked helper: close its copies of the parent's ends of the other helpers' pipes
+    (:data:`_PARENT_ENDS`; the copies only, the parent's stay open)."""
+    for conn in _PARENT_ENDS:
+        conn.close()
+    _PARENT_ENDS.clear()
+
+
+def _forget_end(conn) -> None:
+    """The parent closes ``conn``, one of :data:`_PARENT_ENDS`."""
+    conn.close()
+    if any(c is conn for c in _PARENT_ENDS):
+        _PARENT_ENDS[:] = [c for c in _PARENT_ENDS if c is not conn]
+
+
 class BackgroundProcess:
     """``func()`` in a forked child process (Linux; the parent must have no other Python thread): as
     :class:`Background`, but the child has its own interpreter lock, so that its Python work (pydicom) runs beside
@@ -103,6 +133,7 @@ class BackgroundProcess:
             import traceback
 
             recv.close()
+            _close_inherited()
             t, c = time.perf_counter(), time.process_time()
             try:
                 answer: tuple = ("ok", func(), "")
@@ -124,6 +155,7 @@ class BackgroundProcess:
             self._proc.start()
         send.close()                         # the parent's copy: recv sees EOF if the child dies
         self._recv = recv
+        _PARENT_ENDS.append(recv)            # not inherited by the helpers forked after this one
 
     @staticmethod
     def available() -> bool:
@@ -141,7 +173,7 @@ class BackgroundProcess:
                 self._proc.join()
                 self._answer = ("error", RuntimeError(f"the writer process ended (exit code {self._proc.exitcode}) "
                                                       "without an answer"), "", 0.0, 0.0)
-            self._recv.close()
+            _forget_end(self._recv)
             self._proc.join()
         kind, value, tb, self.wall_s, self.cpu_s = self._answer
         if kind == "error":
@@ -153,14 +185,29 @@ class BackgroundProcess:
             return None
         return value
 
+    def stop(self, grace_s: float = 0.0) -> None:
+        """After an error or an interrupt in the parent: the child is given ``grace_s`` to finish, then ended
+        (SIGTERM, then SIGKILL, each waited for :data:`STOP_WAIT_S`); never an unbounded wait.  Its answer, if any,
+        is not read: the parent's error is the one reported."""
+        proc = self._proc
+        if grace_s > 0:
+            proc.join(grace_s)
+        for end in (proc.terminate, proc.kill):
+            if proc.exitcode is not None:
+                break
+            end()
+            proc.join(STOP_WAIT_S)
+        _forget_end(self._recv)
+
 
 class PlanesProcess:
     """The demo's two plane figures (dose and LETd over the anatomy, ~0.3 s of matplotlib each at 2 mm) drawn in a
     forked process (:class:`BackgroundProcess`, forked with the writer, before the plan) while the parent writes
     the HDF5, the RT Dose and the DVH: ``draw(message)`` runs in the child on what :meth:`send` sends it (the
     planes' values: the child has the phantom and the structures from the fork), after importing matplotlib
-    beforehand.  :meth:`join` returns or raises as :class:`BackgroundProcess`; a parent that stops before its
-    outputs closes the pipe, and the child ends without drawing."""
+    beforehand.  :meth:`join` returns or raises as :class:`BackgroundProcess`; a parent that joins it before its
+    outputs closes the pipe, and the child ends without drawing; a parent that stops on an error ends it
+    (:meth:`stop`)."""
 
     def __init__(self, draw, prepare, what: str) -> None:
         import multiprocessing
@@ -168,6 +215,7 @@ class PlanesProcess:
 
         recv, self._send = multiprocessing.get_context("fork").Pipe(duplex=False)
         send = self._send
+        _PARENT_ENDS.append(send)   # closed in this helper's child and in those forked after it
 
         def child():
             send.close()
@@ -192,14 +240,38 @@ class PlanesProcess:
     def send(self, message) -> None:
         if not self._sent:
             self._sent = True
-            self._send.send(message)
-            self._send.close()
+            try:
+                self._send.send(message)
+            finally:
+                _forget_end(self._send)
 
     def join(self, raise_error: bool = True):
         if not self._sent:
             self._sent = True
-            self._send.close()
+            _forget_end(self._send)
         return self.process.join(raise_error)
+
+    def stop(self) -> None:
+        """After an error or an interrupt in the parent: the child ended at once (it writes nothing before its
+        message) and its pipe closed (:meth:`BackgroundProcess.stop`)."""
+        self._sent = True
+        _forget_end(self._send)
+        self.process.stop()
+
+
+def _stop_helpers(writer, planes: list[PlanesProcess]) -> None:
+    """The demo's helpers after an error or an interrupt in the parent: the plane-figure processes ended, the CT
+    and RT Struct writer given :data:`WRITER_GRACE_S` to finish and then ended (a thread, where there is no fork,
+    is waited for: it cannot be ended, and it ends with its series); each step bounded, every helper seen to even
+    if one step raises (a second Ctrl-C)."""
+    try:
+        for p in planes:
+            p.stop()
+    finally:
+        if isinstance(writer, BackgroundProcess):
+            writer.stop(WRITER_GRACE_S)
+        else:
+            writer.join(raise_error=False)
 
 
 def _log(msg: str, quiet: bool) -> None:
@@ -238,7 +310,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
                          f"for the default: {DEFAULT_PRIMARIES['cpu']:,} on the CPU, {DEFAULT_PRIMARIES['cuda']:,} "
                          "on the GPU)")
     if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be >= 1 (or left out: all cores); got {threads}")
+        raise ValueError(f"--threads must be >= 1 (or left out: all the CPUs it may use); got {threads}")
     t0, cpu0 = time.perf_counter(), time.process_time()
     times: dict[str, float] = {}
     out = Path(out)
@@ -327,86 +399,85 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
 
     # each plane figure (~0.3 s of matplotlib at 2 mm) in a forked process of its own, drawn while the parent
     # writes the other outputs
-    planes = [PlanesProcess(from_planes(draw), import_matplotlib, f"the {what} plane figure")
-              for draw, what in ((draw_dose_planes, "dose"), (draw_let_planes, "LET"))] if in_process else []
-    be = get_backend(backend, threads)
-    n_prim = int(primaries or DEFAULT_PRIMARIES.get(be.name, DEFAULT_PRIMARIES["cpu"]))
-
-    _log("plan: posterior-fossa boost, 3 fields on the DCPT beam model with a range shifter, spot generation + "
-         "NNLS optimisation", quiet)
-    t = time.perf_counter()
+    planes: list[PlanesProcess] = []
+    # from here on an error or an interrupt (KeyboardInterrupt; a SIGINT to this process only, as a batch system or
+    # a wrapper sends it, does not reach the helpers) ends the helpers before it is raised: none is left writing
+    # behind it, and none is waited for without bound (the deployment audit, F1)
     try:
+        if in_process:
+            for draw, what in ((draw_dose_planes, "dose"), (draw_let_planes, "LET")):
+                planes.append(PlanesProcess(from_planes(draw), import_matplotlib, f"the {what} plane figure"))
+        be = get_backend(backend, threads)
+        n_prim = int(primaries or DEFAULT_PRIMARIES.get(be.name, DEFAULT_PRIMARIES["cpu"]))
+
+        _log("plan: posterior-fossa boost, 3 fields on the DCPT beam model with a range shifter, spot generation + "
+             "NNLS optimisation", quiet)
+        t = time.perf_counter()
         plan = posterior_fossa_plan(g, prescription_gy_rbe=PRESCRIPTION_GY_RBE, target=ctv)
         times["plan_s"] = time.perf_counter() - t
         t = time.perf_counter()
         rtplan = write_rtplan(plan, out / "rtplan.dcm", study=study, fractions=FRACTIONS_PLANNED, label="PF boost",
                               structure_set_sop_instance_uid=rtstruct_uid)
         times["rtplan_s"] = time.perf_counter() - t
-    except BaseException:
-        writer.join(raise_error=False)   # not left writing behind the error (KeyboardInterrupt included)
-        for p in planes:
-            p.join(raise_error=False)
-        raise
-    _log(f"  {sum(f.n_spots for f in plan.fields)} spots, {plan.total_protons:.3g} protons per fraction; "
-         f"model D95 {100 * plan.model_stats['d95_rel']:.1f} %", quiet)
+        _log(f"  {sum(f.n_spots for f in plan.fields)} spots, {plan.total_protons:.3g} protons per fraction; "
+             f"model D95 {100 * plan.model_stats['d95_rel']:.1f} %", quiet)
 
-    mpl = Background(import_matplotlib, "matplotlib's import") if in_process else None
-    _log(f"Monte Carlo: {n_prim:,} protons on {be.name} ({be.device}); the CT and RT Struct are written "
-         "meanwhile", quiet)
-    t = time.perf_counter()
-    settings = RunSettings(primaries=n_prim, seed=seed, backend=be.name, threads=threads)
-    try:
-        res, st = verify_plan(plan, g, settings, progress=not quiet)
-    except BaseException:
-        writer.join(raise_error=False)   # not left writing behind the error (KeyboardInterrupt included)
-        for p in planes:
-            p.join(raise_error=False)
-        raise
-    finally:
-        if mpl is not None:
-            mpl.join(raise_error=False)
-    times["monte_carlo_s"] = time.perf_counter() - t
+        mpl = Background(import_matplotlib, "matplotlib's import") if in_process else None
+        _log(f"Monte Carlo: {n_prim:,} protons on {be.name} ({be.device}); the CT and RT Struct are written "
+             "meanwhile", quiet)
+        t = time.perf_counter()
+        settings = RunSettings(primaries=n_prim, seed=seed, backend=be.name, threads=threads)
+        try:
+            res, st = verify_plan(plan, g, settings, progress=not quiet)
+        finally:
+            if mpl is not None:
+                mpl.join(raise_error=False)
+        times["monte_carlo_s"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    apply_body_outline(res, outline)   # no dose outside the head; dose.h5 keeps dose_raw and body_mask
-    pres = plan.prescription_gy
-    if planes:
-        message = {"dose": [res.dose_gy_zyx[sl] for sl in plane_slices(centre)],
-                   "let": [res.let_d_kev_um_zyx[sl] for sl in plane_slices(centre)],
-                   "normalisation": res.normalisation, "pres": pres,
-                   "let_top": let_colour_top(res, pres, body_mask=body)}
-        for p in planes:
-            p.send(message)
-    extra = {"plan": plan.summary(), "prescription_gy": pres, "prescription_gy_rbe": PRESCRIPTION_GY_RBE,
-             "rbe": 1.1}
-    # one fraction of the plan's FRACTIONS_PLANNED, said in dose.h5 as mcproton run says it (_io/hdf5.plan_fractions)
-    res.provenance.setdefault("beam", {}).update(fractions=1, fractions_planned=FRACTIONS_PLANNED)
-    write_result_hdf5(res, out / "dose.h5", extra_attrs=extra)
-    import h5py
+        t = time.perf_counter()
+        apply_body_outline(res, outline)   # no dose outside the head; dose.h5 keeps dose_raw and body_mask
+        pres = plan.prescription_gy
+        if planes:
+            message = {"dose": [res.dose_gy_zyx[sl] for sl in plane_slices(centre)],
+                       "let": [res.let_d_kev_um_zyx[sl] for sl in plane_slices(centre)],
+                       "normalisation": res.normalisation, "pres": pres,
+                       "let_top": let_colour_top(res, pres, body_mask=body)}
+            for p in planes:
+                p.send(message)
+        extra = {"plan": plan.summary(), "prescription_gy": pres, "prescription_gy_rbe": PRESCRIPTION_GY_RBE,
+                 "rbe": 1.1}
+        # one fraction of the plan's FRACTIONS_PLANNED, said in dose.h5 as mcproton run says it
+        # (_io/hdf5.plan_fractions)
+        res.provenance.setdefault("beam", {}).update(fractions=1, fractions_planned=FRACTIONS_PLANNED)
+        write_result_hdf5(res, out / "dose.h5", extra_attrs=extra)
+        import h5py
 
-    with h5py.File(out / "dose.h5", "a") as f:
-        f.create_dataset("ctv", data=ctv.astype(np.uint8), compression="gzip").attrs["name"] = "CTV_PF"
-    t_wait = time.perf_counter()
-    ct, ct_s, rtstruct_s = writer.join()   # its error, if any, is raised here
-    times["ct_rtstruct_wait_s"] = time.perf_counter() - t_wait
-    times["ct_rtstruct_background_s"] = ct_s + rtstruct_s
-    # one fraction of the plan written (rtplan.dcm): FRACTION_SESSION, referencing it and its beams
-    beam_numbers = [b["number"] for b in rtplan["beams"]]
-    contents = DoseContents("FRACTION_SESSION", fractions=1, fractions_planned=FRACTIONS_PLANNED,
-                            beam_numbers=beam_numbers, n_beams=len(beam_numbers),
-                            plan_sop_instance_uid=rtplan["sop_instance_uid"])
-    write_result_rtdose(res, out / "rtdose.dcm", contents=contents, study=ct.study,
-                        series_description="mcproton PF boost")
-    table = dvh_table(res.dose_gy_zyx, dvh_masks, g.voxel_volume_cm3, {"CTV_PF": pres})
-    plot_dvh(res.dose_gy_zyx, dvh_masks, out / "dvh.png", prescription_gy=pres,
-             title=f"PF boost, {age:g} y phantom: {n_prim:,} protons ({res.backend})")
-    if not planes:
-        draw_dose_planes(res, pres)
-        draw_let_planes(res, pres)
-    else:
+        with h5py.File(out / "dose.h5", "a") as f:
+            f.create_dataset("ctv", data=ctv.astype(np.uint8), compression="gzip").attrs["name"] = "CTV_PF"
         t_wait = time.perf_counter()
-        times["planes_draw_s"] = max(p.join() for p in planes)   # an error is raised here
-        times["planes_wait_s"] = time.perf_counter() - t_wait
+        ct, ct_s, rtstruct_s = writer.join()   # its error, if any, is raised here
+        times["ct_rtstruct_wait_s"] = time.perf_counter() - t_wait
+        times["ct_rtstruct_background_s"] = ct_s + rtstruct_s
+        # one fraction of the plan written (rtplan.dcm): FRACTION_SESSION, referencing it and its beams
+        beam_numbers = [b["number"] for b in rtplan["beams"]]
+        contents = DoseContents("FRACTION_SESSION", fractions=1, fractions_planned=FRACTIONS_PLANNED,
+                                beam_numbers=beam_numbers, n_beams=len(beam_numbers),
+                                plan_sop_instance_uid=rtplan["sop_instance_uid"])
+        write_result_rtdose(res, out / "rtdose.dcm", contents=contents, study=ct.study,
+                            series_description="mcproton PF boost")
+        table = dvh_table(res.dose_gy_zyx, dvh_masks, g.voxel_volume_cm3, {"CTV_PF": pres})
+        plot_dvh(res.dose_gy_zyx, dvh_masks, out / "dvh.png", prescription_gy=pres,
+                 title=f"PF boost, {age:g} y phantom: {n_prim:,} protons ({res.backend})")
+        if not planes:
+            draw_dose_planes(res, pres)
+            draw_let_planes(res, pres)
+        else:
+            t_wait = time.perf_counter()
+            times["planes_draw_s"] = max(p.join() for p in planes)   # an error is raised here
+            times["planes_wait_s"] = time.perf_counter() - t_wait
+    except BaseException:
+        _stop_helpers(writer, planes)
+        raise
     times["outputs_s"] = time.perf_counter() - t - times["ct_rtstruct_wait_s"]
 
     unc = res.uncertainty_rel_zyx

@@ -98,7 +98,8 @@ class RunSettings:
     seed : run seed (with the history index it fixes every random number of a history).
     backend : "auto" (cuda if CuPy and a device are present, else cpu), "cpu" or "cuda".
     batches : number of statistical batches (>= 2) for the per-voxel uncertainty.
-    threads : CPU threads (None = all cores / OMP_NUM_THREADS).
+    threads : CPU threads (None = OMP_NUM_THREADS, else all the CPUs the process may use: its CPU affinity,
+        as taskset or a Slurm allocation sets it, not every CPU of the machine).
     gpu : CUDA device index for the cuda backend (None = device 0; a Dask run gives each worker its own GPU).
     batch_size : histories per batch (None: primaries / batches, or primaries / 100 when a target
         uncertainty or a time limit is set; at most 10^6 on the CPU, 10^7 on the GPU); memory does not
@@ -163,7 +164,7 @@ class RunSettings:
 _WHOLE_FIELDS = {"primaries": "the number of primary protons, e.g. 100000",
                  "seed": "the run seed, a non-negative integer, e.g. 12345",
                  "batches": "the number of statistical batches, e.g. 10",
-                 "threads": "the number of CPU threads, or None for all cores",
+                 "threads": "the number of CPU threads, or None for all the CPUs the process may use",
                  "gpu": "a CUDA device index (0, 1, ...), or None",
                  "batch_size": "histories per batch, or None"}
 #: the on/off switches of PhysicsSettings

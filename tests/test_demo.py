@@ -233,3 +233,114 @@ def test_demo_files_are_the_same_with_forked_writer_and_plane_figures(tmp_path):
     assert all(pydicom.dcmread(x).PixelData == pydicom.dcmread(y).PixelData for x, y in zip(ca, cb))
     assert {k: v for k, v in a.items() if k in ("target_mean_gy", "dvh", "dose")} == \
         {k: v for k, v in b.items() if k in ("target_mean_gy", "dvh", "dose")}
+
+
+def _run_to_the_end(cmd: list[str], timeout_s: float, **kw):
+    """``cmd`` in a session of its own; a run still going after ``timeout_s`` (the demo hung) is killed with all
+    its processes, helpers included, and fails the test."""
+    import os
+    import signal
+    import subprocess
+
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         **kw)
+    try:
+        out, err = p.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        pytest.fail(f"still running {timeout_s:g} s on (hung); its output: {out[-500:]} {err[-1000:]}")
+    return p.returncode, out, err
+
+
+_PLANES_EOF_SCRIPT = r"""
+from mcproton.demo import PlanesProcess
+
+a = PlanesProcess(lambda message: "drawn", lambda: None, "the first figure")
+b = PlanesProcess(lambda message: "drawn", lambda: None, "the second figure")
+print(a.join(), b.join())
+"""
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked helpers are Linux only")
+def test_plane_process_sees_the_end_of_its_pipe_with_a_sibling_forked_after_it():
+    """A plane-figure process whose parent closes its pipe without a message ends without drawing, also when a
+    second one was forked after it: the second must not hold the first's pipe open (it inherited the parent's
+    end; the deployment audit, F1: the demo's error path waited on the first for good)."""
+    import sys
+
+    rc, out, err = _run_to_the_end([sys.executable, "-c", _PLANES_EOF_SCRIPT], 120)
+    assert rc == 0, err
+    assert out.split() == ["None", "None"]
+
+
+_DEMO_ERROR_SCRIPT = r"""
+import sys
+
+import mcproton.phantoms.reference_plans as reference_plans
+import mcproton.planning as planning
+from mcproton.cli import main
+
+
+def fails(*args, **kwargs):
+    raise RuntimeError("this step failed on purpose")
+
+
+if sys.argv[2] == "plan":
+    reference_plans.posterior_fossa_plan = fails
+else:
+    planning.verify_plan = fails
+sys.exit(main(["demo", "--out", sys.argv[1], "--primaries", "2000", "--voxel-mm", "4", "--backend", "cpu", "--quiet"]))
+"""
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked helpers are Linux only")
+@pytest.mark.parametrize("step", ["plan", "verify"])
+def test_demo_error_in_plan_or_monte_carlo_ends_it(tmp_path, step):
+    """An error in the demo's plan or Monte Carlo (e.g. a kernel cache that cannot be written) is reported and
+    the demo ends: its forked helpers (CT writer, plane figures) are ended, not waited for without bound (the
+    deployment audit, F1: it hung for good, with no message).  In a fresh interpreter, as `mcproton demo` runs
+    (the helpers are forked only where the process has no other thread)."""
+    import sys
+
+    script = tmp_path / "demo_error.py"
+    script.write_text(_DEMO_ERROR_SCRIPT)
+    rc, _, err = _run_to_the_end([sys.executable, str(script), str(tmp_path / "out"), step], 180)
+    assert rc == 2 and "mcproton: error: this step failed on purpose" in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked helpers are Linux only")
+def test_demo_sigint_to_its_pid_only_ends_it(tmp_path):
+    """A SIGINT sent to the demo's process only (as a batch system, a wrapper script or a GUI stops a job; Ctrl-C
+    at a terminal signals the helpers too) during the Monte Carlo: "interrupted", exit status 130 (the deployment
+    audit, F1: it hung for good)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log_path = tmp_path / "demo.log"
+    with open(log_path, "w") as log:
+        p = subprocess.Popen([sys.executable, "-m", "mcproton.cli", "demo", "--out", str(tmp_path / "out"),
+                              "--primaries", "5000000", "--voxel-mm", "4", "--backend", "cpu"],
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            for _ in range(1200):   # up to 2 min for the phantom and the plan
+                if "Monte Carlo" in log_path.read_text() or p.poll() is not None:
+                    break
+                time.sleep(0.1)
+            assert p.poll() is None, log_path.read_text()
+            assert "Monte Carlo" in log_path.read_text(), log_path.read_text()
+            time.sleep(1.0)                     # into the transport
+            p.send_signal(signal.SIGINT)        # to the demo's PID, not to its process group
+            rc = p.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 90 s after a SIGINT (hung): {log_path.read_text()[-1000:]}")
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    text = log_path.read_text()
+    assert rc == 130 and "mcproton: interrupted" in text, text

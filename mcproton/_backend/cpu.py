@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .._cpus import default_threads
 from .._io.atomic import _fsync_dir, write_bytes_atomic
 from .._kernels.layout import ENTRY_POINTS
 from .._kernels.source import assemble
@@ -417,7 +418,9 @@ class CpuBackend:
         self._cxx, self.compiler = toolchain()
         self.compile_options = CPU_OPTIONS
         self._libs: dict[str, ctypes.CDLL] = {}
-        self.threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count() or 1
+        # default: OMP_NUM_THREADS, else the CPUs this process may run on (its affinity: taskset, Slurm), not the
+        # machine's (mcproton/_cpus.py; the deployment audit, F8, F9)
+        self.threads = threads or default_threads()
         self.device = f"CPU: {cpu_model()} ({self.threads} OpenMP threads)"
 
     def _lib(self, entry: str) -> ctypes.CDLL:

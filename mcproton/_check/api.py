@@ -26,6 +26,7 @@ from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
                      plan_label)
 from .prescription import median_source, plan_dose_references, plan_prescriptions
+from .._cpus import usable_cpus
 from .._io.atomic import write_bytes_atomic
 from .._io.errors import McprotonWarning, recorded, records_warnings, warn
 from .._io.json_out import json_safe, json_text
@@ -713,7 +714,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     seed : the MC's run seed (default 12345; the same seed gives the same MC dose); it also seeds the gamma's
         random subset of points and the noise matching.
     backend : "auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda".
-    threads : CPU threads of the MC on the CPU backend (default None: all cores, or OMP_NUM_THREADS).
+    threads : CPU threads of the MC on the CPU backend (default None: OMP_NUM_THREADS, else all the CPUs the
+        process may use).
     levels : ActionLevels, or a TOML file with a [levels] table (default: those of examples/check.toml).
     calibration : the HU calibration (a name, a file or an HUCalibration); None: the default schneider2000, with
         which a CT that mcproton wrote from densities with another one (its ImageComments name it) is refused
@@ -1005,7 +1007,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     jobs += [((axes, tps_beams[b], mc.beams_gy_zyx[b], body), {"dose_pcts": [2.0], "dist_mm": 2.0, **common})
              for b in beam_ids]
     n_workers = len(jobs) if gamma_workers is None else int(gamma_workers)
-    n_workers = max(1, min(n_workers, len(jobs), os.cpu_count() or 1))
+    n_workers = max(1, min(n_workers, len(jobs), usable_cpus()))   # the CPUs this process may run on
     t_gamma0 = time.perf_counter()
     with start_gammas(jobs, n_workers, log=log) as gamma_run:   # an error before the results stops the workers
         # gamma_s: the wall time the check spends on the gammas outside the work done meanwhile (their start,
@@ -1286,7 +1288,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                            "gamma_workers": n_workers, "gamma_workers_cpu_s": gamma_jobs_cpu,
                            "gamma_elapsed_s": gamma_elapsed,
                            "load_average_start": load_start,
-                           "load_average_end": _load_average(), "cpu_count": os.cpu_count()})
+                           "load_average_end": _load_average(), "cpu_count": os.cpu_count(),
+                           "cpus_usable": usable_cpus()})
     if out_dir is not None:
         res.report_json = str(out_dir / "check.json")
         with _naming_a_failed_write(out_dir, mc_rtdose):

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .._cpus import usable_cpus
 from .._io.rtstruct import TARGET_TYPES
 
 #: The gamma criteria of the check: (name, dose %, distance mm, local).
@@ -171,7 +172,6 @@ class GammaRun:
                 self.close()
 
     def _start(self) -> None:
-        import os
         import subprocess
         import sys
         import threading
@@ -183,7 +183,7 @@ class GammaRun:
                 f"sys.path.insert(0, {root!r}); "
                 "from mcproton._check.compare import _gamma_worker_main; _gamma_worker_main()")
         self._order = [list(range(len(self.jobs)))[i::self.workers] for i in range(self.workers)]
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        threads = max(1, usable_cpus() // self.workers)   # the CPUs this process may run on, shared
         for k, idx in enumerate(self._order):
             pr = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             self._procs.append(pr)

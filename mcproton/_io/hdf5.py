@@ -19,13 +19,13 @@ the version existed (version 0) lack all of these.  Readers refuse a version the
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
+from .._cpus import usable_cpus
 from .errors import McprotonWarning, warn
 
 #: the layout written by this version of mcproton; bump the number on any change a reader must know about
@@ -92,7 +92,7 @@ def write_grid(f: Any, name: str, arr: Any, *, shuffle: bool = True, level: int 
             block = full
         return zlib.compress(_shuffled(block) if shuffle and a.itemsize > 1 else block.tobytes(), level)
 
-    workers = max(1, min(8, os.cpu_count() or 1))
+    workers = min(8, usable_cpus())   # the CPUs this process may run on (mcproton/_cpus.py)
     with ThreadPoolExecutor(workers) as pool:
         for start, data in zip(starts, pool.map(compress, starts)):
             if data is not None:

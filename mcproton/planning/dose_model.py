@@ -60,8 +60,10 @@ def influence_matrix(field_: FieldSpots, points_mm: np.ndarray, wet_mm: np.ndarr
 
 class _InfluenceJob:
     """:func:`influence_matrix` in two steps: the depth doses of every layer (Bortfeld's curve: scipy's pbdv,
-    which holds the GIL) submitted to ``pool`` (one worker thread) at construction; :meth:`matrix` then computes
-    the lateral factors in this thread (large NumPy operations, which release the GIL) and multiplies.  The
+    which lets go of the GIL from scipy 1.13 on; with an older scipy mcproton.planning.kernel calls it with the
+    GIL held, as it is not safe otherwise) submitted to ``pool`` (one worker thread) at construction;
+    :meth:`matrix` then computes the lateral factors in this thread (large NumPy operations, which release the
+    GIL) and multiplies.  The
     same numbers as one step; :func:`mcproton.planning.optimise_plan` submits the next fields' depth doses
     while it ray-traces and generates the spots of the others."""
 

@@ -130,9 +130,10 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
     rsp_pts = rsp[k, j, i].astype(np.float64)
     fields: list = []
     blocks: list = []
-    # the analytical model: each field's depth doses go to a worker thread as soon as its spots exist (they
-    # hold the GIL), while this thread ray-traces and generates the next fields' spots; then the lateral
-    # factors. The same matrices as influence_matrix field by field.
+    # the analytical model: each field's depth doses go to a worker thread as soon as its spots exist (scipy's
+    # pbdv, which lets go of the GIL from scipy 1.13 on and holds it before: planning/kernel.py _pbdv), while this
+    # thread ray-traces and generates the next fields' spots; then the lateral factors. The same matrices as
+    # influence_matrix field by field.
     from concurrent.futures import ThreadPoolExecutor
 
     from .dose_model import CUTOFF_SIGMA, _InfluenceJob

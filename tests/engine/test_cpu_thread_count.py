@@ -1,0 +1,139 @@
+"""The CPU backend's default thread count (the deployment audit, F8 and F9).
+
+F8: it was ``os.cpu_count()``, every CPU of the node, whatever the process may run on (``taskset``, a Slurm or
+cgroup cpuset): 64 threads on a 4-core allocation, and a provenance recording threads the job did not have.  The
+default is now the CPUs of the process's affinity (mcproton/_cpus.py), and so are the gamma workers of ``mcproton
+check`` and the HDF5 compression threads.
+
+F9: ``OMP_NUM_THREADS=4,1`` (an OpenMP list, valid), ``abc`` or ``-1`` stopped every command with "invalid literal
+for int()" (or ran on "-1 threads"); a list now gives its first element, and a value that is not a positive whole
+number is ignored with a warning naming the variable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from mcproton import _cpus
+from mcproton._io.errors import McprotonWarning
+
+
+@pytest.fixture
+def affinity(monkeypatch):
+    """Make the process's CPU affinity look like ``cpus`` (a set), on a machine of 64 CPUs."""
+    def set_affinity(cpus: set[int]) -> None:
+        monkeypatch.delattr(os, "process_cpu_count", raising=False)   # Python >= 3.13: the same affinity
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(cpus), raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda: 64)
+
+    return set_affinity
+
+
+def test_usable_cpus_is_the_affinity_not_the_machine(affinity):
+    affinity({0, 1, 2, 3})
+    assert _cpus.usable_cpus() == 4
+
+
+def test_usable_cpus_without_an_affinity_is_the_machines_count(monkeypatch):
+    monkeypatch.delattr(os, "process_cpu_count", raising=False)
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert _cpus.usable_cpus() == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: None)   # "cannot be determined"
+    assert _cpus.usable_cpus() == 1
+
+
+def test_usable_cpus_uses_process_cpu_count_where_it_exists(monkeypatch):
+    """Python >= 3.13: os.process_cpu_count() (the affinity, or -X cpu_count / PYTHON_CPU_COUNT)."""
+    monkeypatch.setattr(os, "process_cpu_count", lambda: 3, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert _cpus.usable_cpus() == 3
+
+
+@pytest.mark.parametrize("value, threads", [("4", 4), (" 8 ", 8), ("4,1", 4), ("6, 2, 1", 6), ("", None)])
+def test_omp_num_threads_as_openmp_reads_it(value, threads):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _cpus.omp_num_threads({"OMP_NUM_THREADS": value}) == threads
+    assert _cpus.omp_num_threads({}) is None
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "4.5", "4,abc", ",4", "4,0", "٣"])
+def test_omp_num_threads_not_a_positive_number_is_ignored_with_a_note(value):
+    with pytest.warns(McprotonWarning, match=r"OMP_NUM_THREADS=.* is ignored: it is not a positive whole number"):
+        assert _cpus.omp_num_threads({"OMP_NUM_THREADS": value}) is None
+
+
+def test_cpu_backend_default_threads(affinity, monkeypatch):
+    """CpuBackend() runs on OMP_NUM_THREADS's first element, else on the CPUs of the affinity; an explicit
+    thread count wins; the device text (recorded in every result's provenance) says the count used."""
+    from mcproton._backend.cpu import CpuBackend
+
+    affinity({0, 1, 2, 3})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    be = CpuBackend()
+    assert be.threads == 4 and be.device.endswith("(4 OpenMP threads)")
+    monkeypatch.setenv("OMP_NUM_THREADS", "4,1")
+    assert CpuBackend().threads == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert CpuBackend().threads == 2 and CpuBackend(threads=3).threads == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "-1")
+    with pytest.warns(McprotonWarning, match="OMP_NUM_THREADS='-1' is ignored"):
+        assert CpuBackend().threads == 4
+
+
+AFFINITY_CODE = r"""
+import json, os, sys
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+import mcproton as mcp
+from mcproton._backend.cpu import CpuBackend
+r = mcp.simulate(mcp.box_phantom("water", (10, 10, 20), 2.0), mcp.Beam.pencil(60.0, position_mm=(0, 0, -1)),
+                 mcp.RunSettings(primaries=200, backend="cpu", seed=1), progress=False)
+print(json.dumps({"threads": CpuBackend().threads, "device": r.device, "cpu_count": os.cpu_count()}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity (Linux)")
+def test_a_run_pinned_to_one_cpu_runs_and_records_one_thread():
+    """In a process pinned to one CPU (as ``taskset -c 0``), a run uses and records 1 OpenMP thread."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    p = subprocess.run([sys.executable, "-c", AFFINITY_CODE], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["threads"] == 1 and r["device"].endswith("(1 OpenMP threads)"), r
+
+
+@pytest.mark.parametrize("value", ["4,1", "abc"])
+def test_info_runs_with_an_openmp_list_or_a_bad_value(value):
+    """`mcproton info` (and every other command) runs with OMP_NUM_THREADS=4,1; a bad value is a warning line."""
+    env = dict(os.environ, OMP_NUM_THREADS=value)
+    p = subprocess.run([sys.executable, "-m", "mcproton.cli", "info"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "invalid literal" not in p.stdout + p.stderr
+    if value == "abc":
+        assert "OMP_NUM_THREADS='abc' is ignored" in p.stderr
+    else:
+        assert "(4 OpenMP threads)" in p.stdout, p.stdout
+
+
+def test_no_work_is_sized_by_the_machines_cpu_count():
+    """Every count of CPUs that sizes work (threads, workers) is usable_cpus(), not os.cpu_count(): the only
+    os.cpu_count() left are _cpus.py's fall-back and check.json's record of the machine (beside cpus_usable)."""
+    import re
+    from pathlib import Path
+
+    import mcproton
+
+    root = Path(mcproton.__file__).parent
+    found = []
+    for f in sorted(root.rglob("*.py")):
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            if re.search(r"\bcpu_count\(\)", line) and f.name != "_cpus.py":
+                found.append(f"{f.relative_to(root)}:{n}: {line.strip()}")
+    assert len(found) == 1 and '"cpu_count": os.cpu_count()' in found[0], found
