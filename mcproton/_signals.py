@@ -68,3 +68,28 @@ class RaiseOnStopSignals:
     def __exit__(self, *exc: Any) -> None:
         for s, h in self._old.items():
             signal.signal(s, h)
+
+
+#: How many times a transport's own stop handler (mcproton._run.job._StopFlag) has been entered in this process:
+#: :class:`UntilTheTransport` stops raising once it moves.
+_transport_handlers_entered = [0]
+
+
+def transport_handler_entered() -> None:
+    """Called by the transport's stop handler as it takes the signals over."""
+    _transport_handlers_entered[0] += 1
+
+
+class UntilTheTransport(RaiseOnStopSignals):
+    """``with UntilTheTransport():`` around a run's start-up and its transport: a stop signal before the transport's
+    own handler is in place raises :class:`StopSignal` (so that the locks taken are given back: before, SIGTERM's
+    default action ended the process and left them, CI 2026-12-05); once the transport has taken the signals over
+    it handles them, and after it this block ignores them (the outputs' own phase handles them)."""
+
+    def __enter__(self):
+        self._seen = _transport_handlers_entered[0]
+        return super().__enter__()
+
+    def quiet(self) -> bool:
+        return _transport_handlers_entered[0] != self._seen
+

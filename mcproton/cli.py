@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from . import __version__
 from ._io.console import dropping_std_streams, write_stderr
-from ._signals import RaiseOnStopSignals, StopSignal
+from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport
 
 
 def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out: Path, checkpointed: bool) -> None:
@@ -112,10 +112,35 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     # checkpoint: --out x.h5 and --out x.hdf5 share x.ckpt.h5 and x.png) is refused naming this one; the locks are
     # held until the outputs are written (mcproton/_io/lock.py)
     written, roles = _locked_files(cfg, beams, out, rtdose, png)
-    with OutputLock(written, "the output", log=_note, roles=roles):
-        remove_stale_temporaries(written, log=_note)
-        _note_replaced([out] + ([Path(rtdose)] if rtdose else []) + ([png] if png is not None else []), args)
-        return _transport_and_write(args, cfg, settings, geometry, beams, out, rtdose, png, outline, clock, said)
+    import contextlib
+
+    try:
+        with contextlib.ExitStack() as locked:
+            # from the locks to the transport's own handler (run_job's _StopFlag), a stop signal gives the locks back
+            with UntilTheTransport():
+                locked.enter_context(OutputLock(written, "the output", log=_note, roles=roles))
+                remove_stale_temporaries(written, log=_note)
+                _note_replaced([out] + ([Path(rtdose)] if rtdose else []) + ([png] if png is not None else []), args)
+                _say_backend(args, settings)
+                return _transport_and_write(args, cfg, settings, geometry, beams, out, rtdose, png, outline, clock,
+                                            said)
+    except StopSignal as exc:
+        # a SIGTERM/SIGHUP once the locks were taken and before the transport began (its start-up: the kernel
+        # compiled, the backend chosen) killed the run with its lock files left behind (CI 2026-12-05)
+        print(f"mcproton: {signal.Signals(exc.signum).name} received before the transport began: nothing was "
+              "computed", file=sys.stderr)
+        return 128 + exc.signum
+
+
+def _say_backend(args: argparse.Namespace, settings: Any) -> None:
+    """The backend and device a local run uses (its kernel compiled, where not cached), said before the transport."""
+    if not args.quiet and args.workers is None and args.scheduler is None:
+        from ._backend import cuda_available, get_backend
+
+        be = get_backend(settings.backend, settings.threads)
+        why = ("" if settings.backend != "auto"
+               else f" (auto: {'GPU found' if be.name == 'cuda' else cuda_available()[1]})")
+        print(f"mcproton: backend {be.name} on {be.device}{why}", file=sys.stderr)
 
 
 def _locked_files(cfg: dict, beams: list, out: Path, rtdose: str | None,
@@ -200,13 +225,6 @@ def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geo
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1; got {args.workers}")
-    if not args.quiet and args.workers is None and args.scheduler is None:
-        from ._backend import cuda_available, get_backend
-
-        be = get_backend(settings.backend, settings.threads)
-        why = ("" if settings.backend != "auto"
-               else f" (auto: {'GPU found' if be.name == 'cuda' else cuda_available()[1]})")
-        print(f"mcproton: backend {be.name} on {be.device}{why}", file=sys.stderr)
     try:
         with phase("transport"):
             results = run_job(cfg, settings, geometry, beams, out,

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._io.atomic import temporary_files
 from .._io.console import write_stderr
-from .._signals import stop_signals
+from .._signals import stop_signals, transport_handler_entered
 from .._timing import phase
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, geometry_hash, \
     load_checkpoint, save_checkpoint
@@ -85,6 +85,7 @@ class _StopFlag:
         if self.enabled and threading.current_thread() is threading.main_thread():
             for s in stop_signals():
                 self._old[s] = signal.signal(s, self._handle)
+            transport_handler_entered()
             self._start_watcher()
         return self
 

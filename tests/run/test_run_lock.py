@@ -348,6 +348,10 @@ def test_runs_sharing_a_checkpoint_name_are_refused_naming_the_other(small_cfg, 
                 f"another run now, as the checkpoint of --out {tmp_path / 'x.h5'}: pid {a.pid}") in err, err
         assert not (tmp_path / "x.hdf5.lock").exists()   # the lock taken before is given back
         assert a.poll() is None   # A goes on
+        # A takes its locks at start-up, before its stop handlers: it is signalled once in its batches (its first
+        # checkpoint written), not while it may still be starting (under load, CI 2026-12-05: killed by the signal)
+        while not (tmp_path / "x.ckpt.h5").exists() and a.poll() is None and time.monotonic() < deadline + 120:
+            time.sleep(0.02)
     finally:
         a.send_signal(signal.SIGTERM) if a.poll() is None else None
         a.communicate(timeout=120)
@@ -381,3 +385,25 @@ def test_an_out_named_like_a_checkpoint_is_refused(small_cfg, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "a name ending in .ckpt.h5 is a checkpoint's" in err and "--out a.h5" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.toml"]
+
+
+def test_a_stop_signal_before_the_transport_gives_the_locks_back(small_cfg, tmp_path):
+    """A SIGTERM once the run's locks are taken and before the transport's own handler (its start-up: stale
+    temporaries removed, the backend chosen and its kernel compiled) killed the process and left its lock files
+    behind (CI 2026-12-05: a test signalled a run as soon as its checkpoint's lock appeared).  The run now stops
+    with one line and 128 + 15, its locks given back.  The signal is sent from the start-up itself (the removal of
+    stale temporaries), in a child process: SIGTERM's default action would end the test process."""
+    cfg = small_cfg(10**6)
+    script = ("import os, signal, sys\n"
+              "import mcproton._io.lock as lock\n"
+              "real = lock.remove_stale_temporaries\n"
+              "def stop(*a, **k):\n"
+              "    real(*a, **k)\n"
+              "    os.kill(os.getpid(), signal.SIGTERM)\n"
+              "lock.remove_stale_temporaries = stop\n"
+              "from mcproton.cli import main\n"
+              f"sys.exit(main(['run', {str(cfg)!r}, '--out', {str(tmp_path / 'x.h5')!r}, '--quiet']))\n")
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 128 + signal.SIGTERM, (p.returncode, p.stderr[-2000:])
+    assert "SIGTERM received before the transport began: nothing was computed" in p.stderr, p.stderr
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["job.toml"], list(tmp_path.iterdir())   # no lock left
