@@ -11,8 +11,6 @@ disk is simulated in the atomic writer, the way pydicom reports it (its ``tag_in
 """
 from __future__ import annotations
 
-import errno
-import os
 import sys
 from pathlib import Path
 
@@ -24,30 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_check import _tps, base  # noqa: E402,F401  (base: test_check's module fixture)
 from test_report import FAST, _fake_mc  # noqa: E402
 
+from full_disk import full_disk_at  # noqa: E402  (tests/full_disk.py)
+
 from mcproton._check import api  # noqa: E402
-from mcproton._io import atomic  # noqa: E402
-
-
-def _full_disk_at(monkeypatch, path: Path) -> None:
-    """Every atomic write of ``path`` fails like a full disk, after writing part of it, as pydicom
-    reports it for the pixel data (an OSError without errno, the traceback in its message, raised from the real
-    one)."""
-    from pydicom.tag import Tag, tag_in_exception
-
-    real = atomic.atomic_write_file
-
-    def failing(target, write):
-        if Path(target) != path:
-            return real(target, write)
-
-        def partial(tmp):
-            write(tmp)
-            with tag_in_exception(Tag(0x7FE00010)):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        return real(target, partial)
-
-    monkeypatch.setattr(atomic, "atomic_write_file", failing)
 
 
 def _check(base, out, **kw):  # noqa: F811
@@ -63,7 +40,7 @@ def test_a_full_disk_at_the_mc_rt_dose_keeps_the_mc_dose_in_the_temporary_folder
     rescue.mkdir()
     monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
     out = tmp_path / "chk"
-    _full_disk_at(monkeypatch, out / "RD_mc.dcm")
+    full_disk_at(monkeypatch, out / "RD_mc.dcm")
     with pytest.raises(RuntimeError) as err:
         _check(base, out)
     msg = str(err.value)
@@ -79,7 +56,7 @@ def test_a_full_disk_at_the_mc_rt_dose_keeps_the_mc_dose_in_the_temporary_folder
 
 def test_a_full_disk_at_the_report_names_the_file_and_the_mc_dose_kept(base, tmp_path, monkeypatch):  # noqa: F811
     out = tmp_path / "chk"
-    _full_disk_at(monkeypatch, out / "check.html")
+    full_disk_at(monkeypatch, out / "check.html")
     with pytest.raises(RuntimeError) as err:
         _check(base, out)
     msg = str(err.value)

@@ -189,26 +189,11 @@ def test_a_full_disk_at_the_rt_dose_as_pydicom_reports_it_is_one_line(tmp_path, 
     """pydicom raises a full disk while writing the pixel data as an OSError without errno, with its traceback in
     the message (deployment audit F7): the failed output is named with the real error ("no space left on device"),
     one line, and the remedy is disk space."""
-    from pydicom.tag import Tag, tag_in_exception
-
-    from mcproton._io import atomic
+    from full_disk import full_disk_at   # tests/full_disk.py
 
     cfg = write_cfg(tmp_path / "job.toml", 2000)
     out, rd = tmp_path / "o.h5", tmp_path / "rd.dcm"
-    real = atomic.atomic_write_file
-
-    def failing(path, write):
-        if Path(path) != rd:
-            return real(path, write)
-
-        def partial(tmp):
-            write(tmp)
-            with tag_in_exception(Tag(0x7FE00010)):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        return real(path, partial)
-
-    monkeypatch.setattr(atomic, "atomic_write_file", failing)
+    full_disk_at(monkeypatch, rd)
     assert main(["run", str(cfg), "--out", str(out), "--rtdose", str(rd), "--quiet", "--set",
                  "beam.total_protons=1e9"]) == 2
     cap = capsys.readouterr()
