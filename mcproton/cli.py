@@ -217,8 +217,6 @@ def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geo
                          out: Path, rtdose: str | None, png: Path | None, outline: Any, clock: Any,
                          said: list[str]) -> int:
     """The transport and the outputs of ``mcproton run``, holding the output's lock."""
-    import signal
-
     from ._timing import phase
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import JobOptions, RunInterrupted, run_job
@@ -279,8 +277,6 @@ def _output_names(cfg: dict, beams: list, out: Path, rtdose: str | None, png: Pa
 def _interrupted_writing(signum: int, written: list[str], names: list[Path], out: Path, checkpointed: bool) -> str:
     """The message of a SIGINT/SIGTERM while the outputs were written: what was written, what not, and how the
     rest is written (--resume from the finished run's checkpoint, without transporting again)."""
-    import signal
-
     from ._run.checkpoint import describe, is_complete
 
     missing = [str(p) for p in names if str(p) not in written]
