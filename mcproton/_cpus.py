@@ -4,21 +4,28 @@ check``, the HDF5 compression threads.  A light module (no numpy).
 The default is the CPUs this *process* may run on, not those of the machine: under ``taskset``, a Slurm allocation
 or a cgroup cpuset, ``os.cpu_count()`` counts every CPU of the node (the deployment audit, F8: 64 OpenMP threads on
 a 4-core allocation of a 64-core node, slower than 4, and a provenance that records threads the job did not have).
-``OMP_NUM_THREADS``, where set, gives the CPU backend's threads, as the OpenMP specification reads it (F9)."""
+``OMP_NUM_THREADS``, where set, gives the CPU backend's threads, as the OpenMP specification reads it (F9).
+
+A CPU quota (``docker --cpus=2``, Kubernetes ``resources.limits.cpu``, systemd ``CPUQuota``: the cgroup's
+``cpu.max``, or ``cpu.cfs_quota_us`` in cgroup v1) counts too: a container given 2 CPUs' time on a 64-core node
+sees 64 CPUs in its affinity, and 64 OpenMP threads sharing 2 CPUs' time are throttled in every period, slower
+than 2 threads (the fourteenth session's deployment note).  The count is the quota over the period, rounded up, as
+the JVM, .NET and Go (1.25) read it."""
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 #: the OpenMP specification's environment variable of the thread count (a comma-separated list: one per nesting level)
 OMP_NUM_THREADS = "OMP_NUM_THREADS"
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on: ``os.process_cpu_count()`` (Python >= 3.13: its CPU affinity, or
-    ``-X cpu_count``), else the size of its CPU affinity mask (``os.sched_getaffinity``, Linux), else
-    ``os.cpu_count()``; at least 1.  A CPU quota (``docker --cpus``, cgroup ``cpu.max``) is not counted: it
-    limits the time, not the CPUs."""
+def affinity_cpus() -> int:
+    """The CPUs this process may be scheduled on: ``os.process_cpu_count()`` (Python >= 3.13: its CPU affinity,
+    or ``-X cpu_count``), else the size of its CPU affinity mask (``os.sched_getaffinity``, Linux), else
+    ``os.cpu_count()``; at least 1."""
     count = getattr(os, "process_cpu_count", None)
     n: int | None = None
     if count is not None:
@@ -29,6 +36,94 @@ def usable_cpus() -> int:
         except OSError:   # not allowed to read it (some sandboxes): the machine's count
             n = None
     return max(1, n or os.cpu_count() or 1)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:   # absent (no such controller, not Linux), or not readable: no quota known there
+        return None
+
+
+def _quota_cpus(quota: int, period: int) -> float | None:
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _v2_quota(folder: Path) -> float | None:
+    """cgroup v2 ``cpu.max``: ``"max 100000"`` (no quota) or ``"<quota_us> <period_us>"``."""
+    text = _read(folder / "cpu.max")
+    if not text:
+        return None
+    parts = text.split()
+    if len(parts) != 2 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None   # "max 100000", or something this reader does not know: no quota
+    return _quota_cpus(int(parts[0]), int(parts[1]))
+
+
+def _v1_quota(folder: Path) -> float | None:
+    """cgroup v1 ``cpu.cfs_quota_us`` (-1: no quota) over ``cpu.cfs_period_us``."""
+    quota, period = _read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")
+    try:
+        return _quota_cpus(int(quota or "-1"), int(period or "0"))
+    except ValueError:
+        return None
+
+
+def _folders(mount: Path, cgroup_path: str) -> list[Path]:
+    """The cgroup's folder under ``mount`` and its ancestors up to ``mount`` (a quota on any of them limits the
+    process), plus ``mount`` itself: in a container without a cgroup namespace, ``/proc/self/cgroup`` names the
+    host's path (``/docker/<id>``) while the container's own cgroup is mounted at ``mount``."""
+    folders = [mount]
+    parts = [p for p in cgroup_path.strip("/").split("/") if p and p != ".."]
+    for i in range(1, len(parts) + 1):
+        folders.append(mount.joinpath(*parts[:i]))
+    return folders
+
+
+def cpu_quota(root: str | os.PathLike[str] = "/") -> float | None:
+    """The CPU time this process may use per unit of wall time, from its cgroup's CPU quota (cgroup v2
+    ``cpu.max``, v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``; the smallest along the cgroup's path), or None
+    where there is none (or it cannot be read, or this is not Linux).  ``root`` is the file system's root (tests
+    give a folder laid out like ``/proc`` and ``/sys/fs/cgroup``)."""
+    base = Path(root)
+    text = _read(base / "proc/self/cgroup")
+    if text is None:
+        return None
+    quotas: list[float] = []
+    cgroup = base / "sys/fs/cgroup"
+    for line in text.splitlines():
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        hierarchy, controllers, path = fields
+        if hierarchy == "0" and controllers == "":   # cgroup v2 (unified); hybrid hosts mount it at unified/
+            for mount in (cgroup, cgroup / "unified"):
+                quotas += [q for f in _folders(mount, path) if (q := _v2_quota(f)) is not None]
+        elif "cpu" in controllers.split(","):   # cgroup v1: the cpu controller's hierarchy
+            names = sorted({controllers, "cpu", "cpu,cpuacct", "cpuacct,cpu"})
+            for mount in (cgroup / name for name in names):
+                quotas += [q for f in _folders(mount, path) if (q := _v1_quota(f)) is not None]
+    return min(quotas) if quotas else None
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may use: those of its CPU affinity (:func:`affinity_cpus`: ``taskset``, a Slurm
+    allocation, a cgroup cpuset), and no more than its CPU quota (:func:`cpu_quota`: ``docker --cpus``, a
+    Kubernetes CPU limit), rounded up; at least 1."""
+    n = affinity_cpus()
+    quota = cpu_quota()
+    if quota is not None:
+        n = min(n, max(1, math.ceil(quota - 1e-9)))
+    return n
+
+
+def cpu_status() -> dict[str, object]:
+    """What ``mcproton info`` shows of the CPUs: those usable (:func:`usable_cpus`), the affinity's count, the CPU
+    quota (or "none"), the machine's count and ``OMP_NUM_THREADS``."""
+    quota = cpu_quota()
+    return {"usable": usable_cpus(), "affinity": affinity_cpus(),
+            "quota": "none" if quota is None else f"{quota:g} CPUs' time (cgroup CPU quota)",
+            "machine": os.cpu_count() or "unknown", OMP_NUM_THREADS: os.environ.get(OMP_NUM_THREADS) or "not set"}
 
 
 def omp_num_threads(environ: Mapping[str, str] | None = None) -> int | None:

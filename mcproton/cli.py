@@ -687,6 +687,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from the status (the deployment audit of 2026-12-05, F12)."""
     from ._backend import cuda_available, get_backend
     from ._backend.cpu import cache_status
+    from ._cpus import cpu_status
     from ._kernels.source import source_hash
     from ._optional import components
 
@@ -705,13 +706,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
         info["gpu_device"] = gpu.device
         info["gpu_compiler"] = gpu.compiler
     info["auto_backend"] = "cuda" if ok else "cpu" if info["backends"]["cpu"] else "none"
+    info["cpus"] = cpu_status()
     info["kernel_cache"] = cache_status()
     info["optional"] = components()
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         for k, v in info.items():
-            if k in ("kernel_cache", "optional"):   # one line each
+            if k in ("cpus", "kernel_cache", "optional"):   # one line each
                 print(f"{k:>14}:")
                 for sub, text in v.items():
                     print(f"{sub:>18}: {text}")

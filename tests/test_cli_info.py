@@ -56,3 +56,20 @@ def test_info_names_pymedphys_as_missing_where_it_cannot_be_imported(monkeypatch
     main(["info"])
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("pymedphys:"))
     assert "missing (for mcproton check's 3-D gamma): pip install 'pymedphys>=0.41'" in line
+
+
+def test_info_shows_the_cpus_with_a_cpu_quota(fresh_backends, monkeypatch, capsys):
+    """In a container given 2 CPUs' time (docker --cpus=2) on a node whose affinity shows 64 CPUs, info says 2
+    usable, the affinity, the quota and the machine's count (mcproton/_cpus.py)."""
+    from mcproton import _cpus
+
+    monkeypatch.delattr(_cpus.os, "process_cpu_count", raising=False)
+    monkeypatch.setattr(_cpus.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setattr(_cpus, "cpu_quota", lambda root="/": 2.0)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(backends, "cuda_available", lambda: (False, "no GPU (test)"))
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["cpus"]["usable"] == 2 and info["cpus"]["affinity"] == 64
+    assert info["cpus"]["quota"] == "2 CPUs' time (cgroup CPU quota)"
+    assert info["cpu_device"].endswith("(2 OpenMP threads)"), info["cpu_device"]

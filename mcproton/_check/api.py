@@ -26,7 +26,7 @@ from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
                      plan_label)
 from .prescription import median_source, plan_dose_references, plan_prescriptions
-from .._cpus import usable_cpus
+from .._cpus import cpu_quota, usable_cpus
 from .._io.atomic import write_bytes_atomic
 from .._io.errors import McprotonWarning, recorded, records_warnings, warn
 from .._io.json_out import json_safe, json_text
@@ -1289,7 +1289,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                            "gamma_elapsed_s": gamma_elapsed,
                            "load_average_start": load_start,
                            "load_average_end": _load_average(), "cpu_count": os.cpu_count(),
-                           "cpus_usable": usable_cpus()})
+                           "cpus_usable": usable_cpus(), "cpu_quota": cpu_quota()})
     if out_dir is not None:
         res.report_json = str(out_dir / "check.json")
         with _naming_a_failed_write(out_dir, mc_rtdose):

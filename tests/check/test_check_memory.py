@@ -115,4 +115,5 @@ def test_every_host_step_is_timed_in_the_json(case, monkeypatch):
     p = js["provenance"]
     assert p["process_cpu_s"] > 0 and p["mc_process_cpu_s"] > 0 and p["cpu_count"] >= 1
     assert 1 <= p["cpus_usable"] <= p["cpu_count"]   # the CPUs it may run on (deployment audit F8)
+    assert p["cpu_quota"] is None or p["cpu_quota"] > 0   # a container's CPU quota (cgroup cpu.max), in CPUs
     assert len(p["load_average_start"]) == 3 and len(p["load_average_end"]) == 3

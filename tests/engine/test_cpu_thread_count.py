@@ -8,6 +8,10 @@ check`` and the HDF5 compression threads.
 F9: ``OMP_NUM_THREADS=4,1`` (an OpenMP list, valid), ``abc`` or ``-1`` stopped every command with "invalid literal
 for int()" (or ran on "-1 threads"); a list now gives its first element, and a value that is not a positive whole
 number is ignored with a warning naming the variable.
+
+A CPU quota (``docker --cpus=2``, a Kubernetes CPU limit: cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``) was not
+counted: a container given 2 CPUs' time on a 64-core node ran 64 throttled OpenMP threads.  It now caps the count
+(the quota over the period, rounded up); the tests lay out a fake ``/proc`` and ``/sys/fs/cgroup``.
 """
 from __future__ import annotations
 
@@ -21,6 +25,13 @@ import pytest
 
 from mcproton import _cpus
 from mcproton._io.errors import McprotonWarning
+
+
+@pytest.fixture(autouse=True)
+def no_quota(monkeypatch):
+    """The machine running the tests may itself have a CPU quota (a CI container): no quota unless a test sets
+    one."""
+    monkeypatch.setattr(_cpus, "cpu_quota", lambda root="/": None)
 
 
 @pytest.fixture
@@ -53,6 +64,54 @@ def test_usable_cpus_uses_process_cpu_count_where_it_exists(monkeypatch):
     monkeypatch.setattr(os, "process_cpu_count", lambda: 3, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     assert _cpus.usable_cpus() == 3
+
+
+def _cgroup_fs(root, proc_cgroup: str, files: dict[str, str]):
+    """A fake file system root: ``proc/self/cgroup`` and files under ``sys/fs/cgroup``."""
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text(proc_cgroup)
+    for name, text in files.items():
+        f = root / "sys/fs/cgroup" / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+    return root
+
+
+REAL_CPU_QUOTA = _cpus.cpu_quota   # before the autouse fixture replaces it
+
+
+@pytest.mark.parametrize("proc, files, quota", [
+    # cgroup v2 in a container with its own cgroup namespace (docker --cpus=2)
+    ("0::/\n", {"cpu.max": "200000 100000\n"}, 2.0),
+    ("0::/\n", {"cpu.max": "max 100000\n"}, None),   # no quota
+    ("0::/\n", {"cpu.max": "150000 100000\n"}, 1.5),
+    # v2 on a host: a Slurm/systemd slice with a quota on the parent of the job's cgroup (the smallest counts)
+    ("0::/job/step\n", {"cpu.max": "max 100000", "job/cpu.max": "400000 100000", "job/step/cpu.max": "max 100000"},
+     4.0),
+    # v2 without a cgroup namespace: /proc names the host's path; the container's own cgroup is the mount
+    ("0::/docker/abc\n", {"cpu.max": "300000 100000"}, 3.0),
+    # cgroup v1 (docker on older hosts): cpu,cpuacct controller
+    ("12:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n",
+     {"cpu,cpuacct/cpu.cfs_quota_us": "50000", "cpu,cpuacct/cpu.cfs_period_us": "100000"}, 0.5),
+    ("2:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, None),
+    ("2:cpu:/\n", {}, None),   # no controller files
+    ("garbage\n", {}, None),
+])
+def test_cpu_quota_read_from_the_cgroup(tmp_path, proc, files, quota):
+    assert REAL_CPU_QUOTA(_cgroup_fs(tmp_path, proc, files)) == quota
+
+
+def test_cpu_quota_without_proc_is_none(tmp_path):
+    assert REAL_CPU_QUOTA(tmp_path) is None
+
+
+@pytest.mark.parametrize("quota, cpus", [(2.0, 2), (1.5, 2), (0.5, 1), (100.0, 4), (None, 4)])
+def test_usable_cpus_is_capped_by_the_cpu_quota(affinity, monkeypatch, quota, cpus):
+    """A container given 2 CPUs' time (docker --cpus=2) on a node whose affinity shows 4 (here) or 64 runs 2
+    threads; a fractional quota rounds up; a quota above the affinity does not raise it."""
+    affinity({0, 1, 2, 3})
+    monkeypatch.setattr(_cpus, "cpu_quota", lambda root="/": quota)
+    assert _cpus.usable_cpus() == cpus
 
 
 @pytest.mark.parametrize("value, threads", [("4", 4), (" 8 ", 8), ("4,1", 4), ("6, 2, 1", 6), ("", None)])
