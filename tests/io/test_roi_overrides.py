@@ -547,6 +547,48 @@ def test_a_run_on_a_geometry_with_overrides_says_so_in_its_provenance(water_ct):
     assert mcproton.simulate(g, beam, settings).provenance["tissue_heterogeneity"] == ["IMAGE", "ROI_OVERRIDE"]
 
 
+def test_the_overrides_applied_are_kept_with_the_geometry_and_the_provenance(water_ct, tmp_path):
+    """Which overrides were applied (ROI, property and value, material, density, how it was chosen, voxels) go with
+    the geometry into the provenance of a dose computed on it (HDF5, `DoseResult.save`), not only to the console
+    (CT audit 14, F7: a steel rod made blood_icrp at 8 g/cm3 could not be seen in a stored result)."""
+    import mcproton
+    from mcproton.run import DoseResult
+
+    tmp, g = water_ct
+    beam = mcproton.Beam.pencil(70.0, position_mm=(0.0, -60.0, 0.0), direction=(0.0, 1.0, 0.0))
+    settings = mcproton.RunSettings(primaries=200, batches=2, backend="cpu", seed=3)
+    assert g.struct_overrides is None
+    assert "struct_overrides" not in mcproton.simulate(g, beam, settings).provenance   # no structure set applied
+    _write_rs(tmp / "RS.dcm", None)
+    assert apply_overrides(g, tmp / "RS.dcm") == [] and g.struct_overrides == []      # one without overrides
+    _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
+    notes = apply_overrides(g, tmp / "RS.dcm")
+    (rec,) = g.struct_overrides
+    assert rec == {"roi": "PTV", "roi_type": rec["roi_type"], "property": "REL_MASS_DENSITY", "value": 1.19,
+                   "material": "pmma", "density_g_cm3": 1.19, "how": "nearest composition (L1 0.000)",
+                   "voxels": 8 * 8 * 6, "note": notes[0]}
+    res = mcproton.simulate(g, beam, settings)
+    assert res.provenance["struct_overrides"] == [rec]
+    res.save(tmp_path / "r.h5")
+    assert DoseResult.load(tmp_path / "r.h5").provenance["struct_overrides"] == [rec]
+
+
+def test_each_override_record_holds_its_own_note_overlaps_included(tmp_path):
+    """One record per override ROI, in the order of the notes, each with its note as apply_overrides returns it (an
+    overlap added to it) and its voxel count; blocks of a coarser grid keep them."""
+    from mcproton.geometry import resample_blocks
+
+    g = _overlapping_case(tmp_path)()
+    notes = apply_overrides(g, tmp_path / "RS.dcm")
+    assert [r["note"] for r in g.struct_overrides] == notes
+    assert [(r["roi"], r["property"], r["value"], r["material"]) for r in g.struct_overrides] == [
+        ("External", "REL_MASS_DENSITY", 1.02, "water"), ("A", "REL_MASS_DENSITY", 1.19, "pmma"),
+        ("B", "REL_MASS_DENSITY", 1.6, "water"), ("C", "REL_ELEC_DENSITY", 1.1, "water"),
+        ("D", "REL_MASS_DENSITY", 1.3, "water")]
+    assert g.struct_overrides[4]["voxels"] == 0 and g.struct_overrides[1]["voxels"] == 40 * 40 * 30
+    assert resample_blocks(g, (2, 2, 2)).struct_overrides == g.struct_overrides
+
+
 # ---------------------------------------------------------------------- memory of the full-resolution override step
 def _overlapping_case(tmp: Path):
     """A 48 x 120 x 120 geometry of 1 mm voxels (water inside the External, air around) and an RT Struct whose
