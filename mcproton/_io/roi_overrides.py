@@ -269,3 +269,31 @@ def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
     geometry.tissue_heterogeneity = ("IMAGE", "ROI_OVERRIDE")
     return n
 
+
+#: Mass thickness (g/cm2) of CT material outside the External along a beam's central axis, before the isocentre,
+#: above which `mcproton check` and `mcproton run` name the beam (0.1 g/cm2: 1 mm of water, the order of the range
+#: levels).
+OUTSIDE_EXTERNAL_NOTE_G_CM2 = 0.1
+
+
+def outside_external_beam_notes(geometry: Any, found: tuple[np.ndarray, str, list[str]],
+                                beams: Sequence[tuple[str, Any, Any]], remedy: str) -> list[str]:
+    """CT material kept outside the External (``found``: what :func:`outside_external` gave) on the beams' way: one
+    note per beam whose central axis crosses more than OUTSIDE_EXTERNAL_NOTE_G_CM2 of it before the isocentre (a
+    couch, a head rest: transported, where a planning system that computes inside the External and its support ROIs
+    leaves it out).  ``beams``: (label, isocentre in mm, direction source -> isocentre) per beam, in the patient
+    frame; ``remedy``: how the caller's user puts air there (the check's option, the run's config key)."""
+    from .._run.inputs import material_upstream_g_cm2
+
+    mask, ext, kept = found
+    also = f" and the {', '.join(repr(k) for k in kept)} ROI(s)" if kept else ""
+    notes = []
+    for label, iso, direction in beams:
+        g = float(material_upstream_g_cm2(geometry, [iso], [direction], where=mask)[0])
+        if g > OUTSIDE_EXTERNAL_NOTE_G_CM2:
+            notes.append(f"{label}: its central axis crosses {10 * g:.1f} mm (water-equivalent by mass) of CT "
+                         f"material outside the External {ext!r}{also} before the isocentre (a couch, a head rest or "
+                         "a mask in the image): transported here; a planning system that computes inside the External "
+                         "and its support ROIs only leaves it out, which moves this beam's range by about as much "
+                         f"(then {remedy})")
+    return notes
