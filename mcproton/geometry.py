@@ -52,6 +52,11 @@ class VoxelGeometry:
     #: field of view (HU below mcproton._io.hu_calibration.FOV_PADDING_HU; transported as air like the CT's other
     #: lowest values); None when it holds none.  The input checks look for the patient cut by it on a beam's path.
     outside_fov_zyx: np.ndarray | None = None
+    #: for a grid from a DICOM CT with a structure set: the structure set's material overrides put into it
+    #: (:func:`mcproton._io.roi_overrides.apply_overrides`; ``[]``: it holds none), one dict per ROI ("roi", "roi_type",
+    #: "property", "value", "material", "density_g_cm3", "how", "voxels", "note"), which a dose computed on it keeps
+    #: in its provenance (``struct_overrides``); None where no structure set was applied
+    struct_overrides: list[dict] | None = None
 
     def __post_init__(self) -> None:
         mi = np.asarray(self.material_index_zyx)
@@ -383,5 +388,5 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
                         name=f"{geometry.name} (blocks of {fx} x {fy} x {fz} voxels)", study=geometry.study,
                         tissue_heterogeneity=geometry.tissue_heterogeneity,
                         outside_fov_zyx=None if geometry.outside_fov_zyx is None else
-                        blocks_any(geometry.outside_fov_zyx, f))
+                        blocks_any(geometry.outside_fov_zyx, f), struct_overrides=geometry.struct_overrides)
     return out

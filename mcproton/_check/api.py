@@ -347,18 +347,13 @@ def _centroid_notes(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequenc
     return notes
 
 
-#: Mass thickness (g/cm2) of CT material outside the External along a beam's central axis, before the isocentre,
-#: above which the check names it (0.1 g/cm2: 1 mm of water, the order of the range levels).
-OUTSIDE_EXTERNAL_NOTE_G_CM2 = 0.1
-
-
 def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[str], None],
                       overridden: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """What lies outside the External ROI: with ``how`` "air" set to air (the notes say how many voxels held
-    material); with "ct" kept, and each beam whose central axis crosses more than OUTSIDE_EXTERNAL_NOTE_G_CM2 of
-    it before the isocentre named.  Returns (diagnostic notes, geometry notes); both logged."""
-    from .._io.roi_overrides import outside_external, set_outside_to_air
-    from .._run.inputs import material_upstream_g_cm2
+    material); with "ct" kept, and each beam whose central axis crosses more than 1 mm of water-equivalent of it
+    before the isocentre named (:func:`~mcproton._io.roi_overrides.outside_external_beam_notes`; `mcproton run`
+    warns the same).  Returns (diagnostic notes, geometry notes); both logged."""
+    from .._io.roi_overrides import outside_external, outside_external_beam_notes, set_outside_to_air
     from .._io.rtplan import beam_direction_lps
     from .._io.rtstruct import read_rtstruct
 
@@ -379,16 +374,10 @@ def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[
         for n_ in notes:
             log(f"mcproton check: {n_}")
         return [], notes
-    diag = []
-    for b in inp.plan.beams:
-        d = beam_direction_lps(b.gantry_angle_deg, b.table_top_angle_deg, b.patient_position or "HFS")
-        g = float(material_upstream_g_cm2(geometry, [b.isocenter_mm], [d], where=mask)[0])
-        if g > OUTSIDE_EXTERNAL_NOTE_G_CM2:
-            diag.append(f"beam {b.number}: its central axis crosses {10 * g:.1f} mm (water-equivalent by mass) of CT "
-                        f"material outside the External {ext!r}{also} before the isocentre (a couch, a head rest or "
-                        "a mask in the image): transported here; a planning system that computes inside the External "
-                        "and its support ROIs only leaves it out, which moves this beam's range by about as much "
-                        "(then give --outside-external air)")
+    diag = outside_external_beam_notes(
+        geometry, found, [(f"beam {b.number}", b.isocenter_mm,
+                           beam_direction_lps(b.gantry_angle_deg, b.table_top_angle_deg, b.patient_position or "HFS"))
+                          for b in inp.plan.beams], "give --outside-external air")
     for n_ in diag:
         log(f"mcproton check: {n_}")
     return diag, list(diag)

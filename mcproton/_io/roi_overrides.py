@@ -137,7 +137,9 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
     """Put the structure set's material overrides (:func:`roi_overrides`) into ``geometry`` (in place): each
     override ROI's voxels take its material (:func:`nearest_material`) at its density, the External first.
     ``struct``: the structure set already read (:func:`~mcproton._io.rtstruct.read_rtstruct`), else it is read.
-    Returns one note per ROI (what was set, and on how many voxels); [] when no ROI has an override.
+    Returns one note per ROI (what was set, and on how many voxels); [] when no ROI has an override.  The same,
+    as records a run's outputs keep (:func:`_override_record`, the note among them), go to
+    ``geometry.struct_overrides`` (``[]`` when none).
 
     The geometry's own arrays are written (:func:`_writable_arrays`), and the ROIs' masks made one at a time and
     not kept (:func:`~mcproton._io.rtstruct.mask_unkept`): on a CT's own voxels the step holds the geometry, one
@@ -147,6 +149,7 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
     from .rtstruct import mask_unkept, read_rtstruct
 
     rois = roi_overrides(struct_path)
+    geometry.struct_overrides = []
     if not rois:
         return []
     s = struct if struct is not None else read_rtstruct(struct_path)
@@ -157,7 +160,8 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
         mi, rho = _writable_arrays(geometry)
     else:   # the 255 materials may be exceeded: refused below with the geometry as it was (copies written)
         mi, rho = np.array(geometry.material_index_zyx), np.array(geometry.density_g_cm3_zyx)
-    notes = []
+    notes: list[str] = []
+    records: list[dict] = []
     # overlapping override ROIs (not the External, which the others lie in): the later one in the file wins, and
     # the note of the earlier one says so; their masks are kept packed, a bit per voxel, to find the overlaps
     packed: dict[int, np.ndarray] = {}
@@ -169,6 +173,7 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
         notes.append(f"ROI {r['name']!r} ({r['type'] or 'no type'}): {r['property']} {r['density_g_cm3']:g} -> "
                      f"{m.name} at {r['density_g_cm3']:g} g/cm3 ({why}), {n} voxels"
                      + ("" if n else " (no voxel: contours outside the grid, or none)"))
+        records.append(_override_record(r, m, why, n))
         if mask is None or not n:
             del mask   # freed before the next ROI's is made
             continue
@@ -195,11 +200,22 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
                          f"{', '.join(repr(rois[j]['name']) for j in later)}, "
                          "whose material they take (the later one in the structure set wins)")
     geometry.materials = mats
+    geometry.struct_overrides = [dict(rec, note=n) for rec, n in zip(records, notes)]
     geometry.material_index_zyx = np.ascontiguousarray(mi, dtype=np.uint8)   # the same arrays where written in place
     geometry.density_g_cm3_zyx = np.ascontiguousarray(rho, dtype=np.float32)
     if any_set:
         geometry.tissue_heterogeneity = ("IMAGE", "ROI_OVERRIDE")   # what an RT Dose of it says it was computed with
     return notes
+
+
+def _override_record(roi: dict, material: Any, how: str, voxels: int) -> dict:
+    """What a run's summary and HDF5 provenance keep of one applied override (``struct_overrides``, README
+    "Output (HDF5)"): the ROI, the property and its value as the structure set gives them, the material and density
+    put into its voxels, how the material was chosen (:func:`nearest_material`) and on how many voxels of the grid
+    it was set (the note, added by :func:`apply_overrides`, says the same in words)."""
+    return {"roi": roi["name"], "roi_type": roi["type"], "property": roi["property"],
+            "value": roi["density_g_cm3"], "material": material.name, "density_g_cm3": roi["density_g_cm3"],
+            "how": how, "voxels": int(voxels)}
 
 
 #: RTROIInterpretedType of the ROIs that planning systems count as part of the patient model although they lie
@@ -252,3 +268,32 @@ def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
     geometry.materials = mats
     geometry.tissue_heterogeneity = ("IMAGE", "ROI_OVERRIDE")
     return n
+
+
+#: Mass thickness (g/cm2) of CT material outside the External along a beam's central axis, before the isocentre,
+#: above which `mcproton check` and `mcproton run` name the beam (0.1 g/cm2: 1 mm of water, the order of the range
+#: levels).
+OUTSIDE_EXTERNAL_NOTE_G_CM2 = 0.1
+
+
+def outside_external_beam_notes(geometry: Any, found: tuple[np.ndarray, str, list[str]],
+                                beams: Sequence[tuple[str, Any, Any]], remedy: str) -> list[str]:
+    """CT material kept outside the External (``found``: what :func:`outside_external` gave) on the beams' way: one
+    note per beam whose central axis crosses more than OUTSIDE_EXTERNAL_NOTE_G_CM2 of it before the isocentre (a
+    couch, a head rest: transported, where a planning system that computes inside the External and its support ROIs
+    leaves it out).  ``beams``: (label, isocentre in mm, direction source -> isocentre) per beam, in the patient
+    frame; ``remedy``: how the caller's user puts air there (the check's option, the run's config key)."""
+    from .._run.inputs import material_upstream_g_cm2
+
+    mask, ext, kept = found
+    also = f" and the {', '.join(repr(k) for k in kept)} ROI(s)" if kept else ""
+    notes = []
+    for label, iso, direction in beams:
+        g = float(material_upstream_g_cm2(geometry, [iso], [direction], where=mask)[0])
+        if g > OUTSIDE_EXTERNAL_NOTE_G_CM2:
+            notes.append(f"{label}: its central axis crosses {10 * g:.1f} mm (water-equivalent by mass) of CT "
+                         f"material outside the External {ext!r}{also} before the isocentre (a couch, a head rest or "
+                         "a mask in the image): transported here; a planning system that computes inside the External "
+                         "and its support ROIs only leaves it out, which moves this beam's range by about as much "
+                         f"(then {remedy})")
+    return notes

@@ -292,6 +292,35 @@ def check_struct_frame(cfg: dict[str, Any], ct_for: str) -> None:
                       "frames are known to coincide")
 
 
+def warn_ct_outside_external(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> None:
+    """With plan.rtstruct and plan.outside_external = "ct" (the default): warn of each plan beam whose central axis
+    crosses CT material outside the External (a couch, a head rest), as `mcproton check` notes it
+    (:func:`~mcproton._io.roi_overrides.outside_external_beam_notes`).  It is transported, where a planning system
+    that computes inside the External and its support ROIs only leaves it out: the range differs by about its
+    water-equivalent thickness (CT audit 14, F8: a carbon-fibre couch behind a head, 6 mm of it, moved the distal
+    R80 by 4.9 mm, and the run said nothing).  Beams of [beam] (no isocentre) are not looked at."""
+    pl = cfg.get("plan", {})
+    rts = pl.get("rtstruct")
+    if pl.get("outside_external", "ct") != "ct" or not isinstance(rts, str):
+        return
+    aimed = [(f"beam {b.name!r}", b.meta["isocenter_mm"], b.meta["beam_direction"]) for b in beams
+             if (b.meta or {}).get("isocenter_mm") is not None and b.meta.get("beam_direction") is not None]
+    if not aimed:
+        return
+    from ..config import _resolve
+    from .._io.roi_overrides import outside_external, outside_external_beam_notes, roi_overrides
+    from .._io.rtstruct import read_rtstruct
+
+    path = _resolve(cfg, rts)
+    # the ROIs whose override was applied are the planning system's material, as plan.outside_external = "air" keeps
+    kept = [r["name"] for r in roi_overrides(path)] if pl.get("struct_overrides", "apply") == "apply" else []
+    found = outside_external(geometry, read_rtstruct(path), also_keep=kept)
+    if found is None:   # no External: nothing to tell inside from outside
+        return
+    for note in outside_external_beam_notes(geometry, found, aimed, 'set plan.outside_external = "air"'):
+        warn(f"plan.rtstruct: {note}", McprotonRuntimeWarning)
+
+
 def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[Any]) -> None:
     from ..config import ConfigError
 
@@ -309,6 +338,8 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
         check_frame_of_reference(geometry, beams)
     check_struct_frame(cfg, ct_for)
     check_patient_position(cfg, geometry, beams)
+    if ph.get("type") == "ct":
+        warn_ct_outside_external(cfg, geometry, beams)
     rho = geometry.density_g_cm3_zyx
     if not np.isfinite(rho).all():
         raise ConfigError("the phantom's density has NaN or infinite values; check the CT series and "

@@ -547,6 +547,118 @@ def test_a_run_on_a_geometry_with_overrides_says_so_in_its_provenance(water_ct):
     assert mcproton.simulate(g, beam, settings).provenance["tissue_heterogeneity"] == ["IMAGE", "ROI_OVERRIDE"]
 
 
+def test_the_overrides_applied_are_kept_with_the_geometry_and_the_provenance(water_ct, tmp_path):
+    """Which overrides were applied (ROI, property and value, material, density, how it was chosen, voxels) go with
+    the geometry into the provenance of a dose computed on it (HDF5, `DoseResult.save`), not only to the console
+    (CT audit 14, F7: a steel rod made blood_icrp at 8 g/cm3 could not be seen in a stored result)."""
+    import mcproton
+    from mcproton.run import DoseResult
+
+    tmp, g = water_ct
+    beam = mcproton.Beam.pencil(70.0, position_mm=(0.0, -60.0, 0.0), direction=(0.0, 1.0, 0.0))
+    settings = mcproton.RunSettings(primaries=200, batches=2, backend="cpu", seed=3)
+    assert g.struct_overrides is None
+    assert "struct_overrides" not in mcproton.simulate(g, beam, settings).provenance   # no structure set applied
+    _write_rs(tmp / "RS.dcm", None)
+    assert apply_overrides(g, tmp / "RS.dcm") == [] and g.struct_overrides == []      # one without overrides
+    _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
+    notes = apply_overrides(g, tmp / "RS.dcm")
+    (rec,) = g.struct_overrides
+    assert rec == {"roi": "PTV", "roi_type": rec["roi_type"], "property": "REL_MASS_DENSITY", "value": 1.19,
+                   "material": "pmma", "density_g_cm3": 1.19, "how": "nearest composition (L1 0.000)",
+                   "voxels": 8 * 8 * 6, "note": notes[0]}
+    res = mcproton.simulate(g, beam, settings)
+    assert res.provenance["struct_overrides"] == [rec]
+    res.save(tmp_path / "r.h5")
+    assert DoseResult.load(tmp_path / "r.h5").provenance["struct_overrides"] == [rec]
+
+
+def test_each_override_record_holds_its_own_note_overlaps_included(tmp_path):
+    """One record per override ROI, in the order of the notes, each with its note as apply_overrides returns it (an
+    overlap added to it) and its voxel count; blocks of a coarser grid keep them."""
+    from mcproton.geometry import resample_blocks
+
+    g = _overlapping_case(tmp_path)()
+    notes = apply_overrides(g, tmp_path / "RS.dcm")
+    assert [r["note"] for r in g.struct_overrides] == notes
+    assert [(r["roi"], r["property"], r["value"], r["material"]) for r in g.struct_overrides] == [
+        ("External", "REL_MASS_DENSITY", 1.02, "water"), ("A", "REL_MASS_DENSITY", 1.19, "pmma"),
+        ("B", "REL_MASS_DENSITY", 1.6, "water"), ("C", "REL_ELEC_DENSITY", 1.1, "water"),
+        ("D", "REL_MASS_DENSITY", 1.3, "water")]
+    assert g.struct_overrides[4]["voxels"] == 0 and g.struct_overrides[1]["voxels"] == 40 * 40 * 30
+    assert resample_blocks(g, (2, 2, 2)).struct_overrides == g.struct_overrides
+
+
+def _couch_run(tmp: Path, *extra: str) -> Path:
+    """The run config of _couch_case (its two beams, gantry 180 through the couch and gantry 0), a few hundred
+    primaries per beam on the CPU, its PTV overridden to PMMA."""
+    _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
+    cfg = tmp / "run.toml"
+    cfg.write_text('[run]\nprimaries = 300\nbatches = 10\nbackend = "cpu"\nseed = 5\n[phantom]\ntype = "ct"\n'
+                   'ct_dir = "ct_t1"\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\nrtstruct = "RS.dcm"\n'
+                   + "".join(f"{x}\n" for x in extra) + '[output]\nplot = false\n')
+    return cfg
+
+
+def _outside_warnings(text: str) -> dict[str, str]:
+    """The run's warnings of CT material outside the External, by the beam they name."""
+    return {w.split("beam '")[1].split("'")[0]: w for w in text.splitlines()
+            if "central axis crosses" in w and "outside the External 'External'" in w}
+
+
+def test_run_records_its_overrides_and_warns_of_ct_outside_the_external(tmp_path, capsys):
+    """`mcproton run` (CT audit 14): the overrides it applied are in its summary (``struct_overrides``) and in its
+    HDF5 provenance (F7); a beam whose central axis crosses CT material outside the External (a couch) is warned
+    of, as `mcproton check` notes it, naming the run's own key, and the warning is in the summary (F8).  Before,
+    both went to the console only (the overrides) or nowhere (the couch)."""
+    import json
+
+    from mcproton._io.hdf5 import read_dose_hdf5
+    from mcproton.cli import main
+
+    _couch_case(tmp_path)
+    out = tmp_path / "o.h5"
+    assert main(["run", str(_couch_run(tmp_path)), "--out", str(out), "--no-checkpoint", "--quiet"]) == 0
+    cap = capsys.readouterr()
+    s = json.loads(cap.out)
+    (rec,) = s["struct_overrides"]
+    assert (rec["roi"], rec["material"], rec["density_g_cm3"], rec["voxels"]) == ("PTV", "pmma", 1.19, 8 * 8 * 6)
+    assert "'PTV'" in rec["note"] and rec["how"].startswith("nearest composition")
+    assert read_dose_hdf5(out)["provenance"]["struct_overrides"] == json.dumps(s["struct_overrides"])
+    said = _outside_warnings("\n".join(s["warnings"]))
+    assert list(said) == ["1:F1"], s["warnings"]          # the posterior beam; the anterior one crosses nothing
+    assert 'then set plan.outside_external = "air"' in said["1:F1"] and "--outside-external" not in said["1:F1"]
+    mm = float(said["1:F1"].split("crosses ")[1].split(" mm")[0])
+    assert 9.0 < mm < 14.0, said                              # 2 voxels of ~1.5 g/cm3, as the check says
+
+
+@pytest.mark.parametrize("couch_type,extra,warned", [
+    (None, [], True),                                         # the default: said before the transport too
+    (None, ['outside_external = "air"'], False),              # air there: nothing crossed
+    ("SUPPORT", [], False),                                   # the couch is a support ROI: inside the patient model
+    (None, ['struct_overrides = "ignore"'], True),
+])
+def test_check_config_warns_of_ct_outside_the_external(tmp_path, capsys, couch_type, extra, warned):
+    """`mcproton run --check-config`: the warning of F8 comes before any transport, only where CT material outside
+    the External and its support ROIs lies on a beam's way; the summary names the overrides (applied or ignored)."""
+    import json
+    import warnings
+
+    from mcproton.cli import main
+
+    _couch_case(tmp_path, couch_type)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert main(["run", str(_couch_run(tmp_path, *extra)), "--check-config"]) == 0
+    cap = capsys.readouterr()
+    text = "\n".join(str(w.message) for w in said)
+    assert list(_outside_warnings(text)) == (["1:F1"] if warned else []), text
+    (rec,) = json.loads(cap.out)["struct_overrides"]
+    ignored = "ignore" in "".join(extra)
+    assert (rec["roi"], rec["material"], rec["voxels"]) == (("PTV", None, 0) if ignored else ("PTV", "pmma", 8 * 8 * 6))
+    assert rec["how"] == "ignored (plan.struct_overrides = 'ignore')" if ignored else rec["how"].startswith("nearest")
+
+
 # ---------------------------------------------------------------------- memory of the full-resolution override step
 def _overlapping_case(tmp: Path):
     """A 48 x 120 x 120 geometry of 1 mm voxels (water inside the External, air around) and an RT Struct whose
