@@ -384,8 +384,8 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
                    **({"incomplete": early} if early else {}),
                    "normalisation": total.normalisation, "energy_imbalance_rel": total.ledger["imbalance_rel"],
                    **_dose_description(total, beams, outline)}
-        if "struct_overrides" in total.provenance:   # the RT Struct's material overrides the dose was computed with
-            summary["struct_overrides"] = total.provenance["struct_overrides"]
+        if "struct_overrides_applied" in total.provenance:   # the RT Struct's material overrides it was computed with
+            summary["struct_overrides_applied"] = total.provenance["struct_overrides_applied"]
     from ._io.atomic import is_no_space, write_error_text
 
     failed: list[str] = []
@@ -479,7 +479,7 @@ def _config_check_summary(args: argparse.Namespace, cfg: dict, settings: Any, ge
             "grid_xyz": [nx, ny, nz], "voxel_mm": [round(float(v), 4) for v in geometry.voxel_size_mm],
             "grid_lower_corner_mm": [round(float(v), 3) for v in geometry.lower_corner_mm],
             "materials": [m.name for m in geometry.materials],
-            **({"struct_overrides": geometry.struct_overrides}
+            **({"struct_overrides_applied": geometry.struct_overrides}
                if getattr(geometry, "struct_overrides", None) is not None else {}),
             "beams": [{"name": b.name, "spots": len(b.spots), "total_protons": b.total_protons,
                        **_layer_table(models, b)} for b in beams],

@@ -55,7 +55,7 @@ class VoxelGeometry:
     #: for a grid from a DICOM CT with a structure set: the structure set's material overrides put into it
     #: (:func:`mcproton._io.roi_overrides.apply_overrides`; ``[]``: it holds none), one dict per ROI ("roi", "roi_type",
     #: "property", "value", "material", "density_g_cm3", "how", "voxels", "note"), which a dose computed on it keeps
-    #: in its provenance (``struct_overrides``); None where no structure set was applied
+    #: in its provenance (``struct_overrides_applied``); None where no structure set was applied
     struct_overrides: list[dict] | None = None
 
     def __post_init__(self) -> None:

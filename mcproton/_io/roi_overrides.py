@@ -209,7 +209,7 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
 
 
 def _override_record(roi: dict, material: Any, how: str, voxels: int) -> dict:
-    """What a run's summary and HDF5 provenance keep of one applied override (``struct_overrides``, README
+    """What a run's summary and HDF5 provenance keep of one applied override (``struct_overrides_applied``, README
     "Output (HDF5)"): the ROI, the property and its value as the structure set gives them, the material and density
     put into its voxels, how the material was chosen (:func:`nearest_material`) and on how many voxels of the grid
     it was set (the note, added by :func:`apply_overrides`, says the same in words)."""

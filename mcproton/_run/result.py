@@ -260,7 +260,7 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         # IMAGE, or IMAGE + ROI_OVERRIDE where a structure set's overrides changed the CT (its RT Dose says the same)
         "tissue_heterogeneity": list(getattr(g, "tissue_heterogeneity", ("IMAGE",))),
         # which overrides those were (ROI, material, density, how chosen, voxels), where a structure set was applied
-        **({"struct_overrides": list(g.struct_overrides)} if getattr(g, "struct_overrides", None) is not None
+        **({"struct_overrides_applied": list(g.struct_overrides)} if getattr(g, "struct_overrides", None) is not None
            else {}),
         # each distinct shifter once (a planned field's spots each carry a slab of their own, with one material)
         "range_shifters": sorted({f"{r.id or '?'}: {r.material_name} {r.thickness_mm:.2f} mm" for r in

@@ -558,7 +558,7 @@ def test_the_overrides_applied_are_kept_with_the_geometry_and_the_provenance(wat
     beam = mcproton.Beam.pencil(70.0, position_mm=(0.0, -60.0, 0.0), direction=(0.0, 1.0, 0.0))
     settings = mcproton.RunSettings(primaries=200, batches=2, backend="cpu", seed=3)
     assert g.struct_overrides is None
-    assert "struct_overrides" not in mcproton.simulate(g, beam, settings).provenance   # no structure set applied
+    assert "struct_overrides_applied" not in mcproton.simulate(g, beam, settings).provenance   # no structure set applied
     _write_rs(tmp / "RS.dcm", None)
     assert apply_overrides(g, tmp / "RS.dcm") == [] and g.struct_overrides == []      # one without overrides
     _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
@@ -568,9 +568,9 @@ def test_the_overrides_applied_are_kept_with_the_geometry_and_the_provenance(wat
                    "material": "pmma", "density_g_cm3": 1.19, "how": "nearest composition (L1 0.000)",
                    "voxels": 8 * 8 * 6, "note": notes[0]}
     res = mcproton.simulate(g, beam, settings)
-    assert res.provenance["struct_overrides"] == [rec]
+    assert res.provenance["struct_overrides_applied"] == [rec]
     res.save(tmp_path / "r.h5")
-    assert DoseResult.load(tmp_path / "r.h5").provenance["struct_overrides"] == [rec]
+    assert DoseResult.load(tmp_path / "r.h5").provenance["struct_overrides_applied"] == [rec]
 
 
 def test_each_override_record_holds_its_own_note_overlaps_included(tmp_path):
@@ -607,7 +607,7 @@ def _outside_warnings(text: str) -> dict[str, str]:
 
 
 def test_run_records_its_overrides_and_warns_of_ct_outside_the_external(tmp_path, capsys):
-    """`mcproton run` (CT audit 14): the overrides it applied are in its summary (``struct_overrides``) and in its
+    """`mcproton run` (CT audit 14): the overrides it applied are in its summary (``struct_overrides_applied``) and in its
     HDF5 provenance (F7); a beam whose central axis crosses CT material outside the External (a couch) is warned
     of, as `mcproton check` notes it, naming the run's own key, and the warning is in the summary (F8).  Before,
     both went to the console only (the overrides) or nowhere (the couch)."""
@@ -621,10 +621,10 @@ def test_run_records_its_overrides_and_warns_of_ct_outside_the_external(tmp_path
     assert main(["run", str(_couch_run(tmp_path)), "--out", str(out), "--no-checkpoint", "--quiet"]) == 0
     cap = capsys.readouterr()
     s = json.loads(cap.out)
-    (rec,) = s["struct_overrides"]
+    (rec,) = s["struct_overrides_applied"]
     assert (rec["roi"], rec["material"], rec["density_g_cm3"], rec["voxels"]) == ("PTV", "pmma", 1.19, 8 * 8 * 6)
     assert "'PTV'" in rec["note"] and rec["how"].startswith("nearest composition")
-    assert read_dose_hdf5(out)["provenance"]["struct_overrides"] == json.dumps(s["struct_overrides"])
+    assert read_dose_hdf5(out)["provenance"]["struct_overrides_applied"] == json.dumps(s["struct_overrides_applied"])
     said = _outside_warnings("\n".join(s["warnings"]))
     assert list(said) == ["1:F1"], s["warnings"]          # the posterior beam; the anterior one crosses nothing
     assert 'then set plan.outside_external = "air"' in said["1:F1"] and "--outside-external" not in said["1:F1"]
@@ -653,7 +653,7 @@ def test_check_config_warns_of_ct_outside_the_external(tmp_path, capsys, couch_t
     cap = capsys.readouterr()
     text = "\n".join(str(w.message) for w in said)
     assert list(_outside_warnings(text)) == (["1:F1"] if warned else []), text
-    (rec,) = json.loads(cap.out)["struct_overrides"]
+    (rec,) = json.loads(cap.out)["struct_overrides_applied"]
     ignored = "ignore" in "".join(extra)
     assert (rec["roi"], rec["material"], rec["voxels"]) == (("PTV", None, 0) if ignored else ("PTV", "pmma", 8 * 8 * 6))
     assert rec["how"] == "ignored (plan.struct_overrides = 'ignore')" if ignored else rec["how"].startswith("nearest")
