@@ -558,7 +558,7 @@ def test_the_overrides_applied_are_kept_with_the_geometry_and_the_provenance(wat
     beam = mcproton.Beam.pencil(70.0, position_mm=(0.0, -60.0, 0.0), direction=(0.0, 1.0, 0.0))
     settings = mcproton.RunSettings(primaries=200, batches=2, backend="cpu", seed=3)
     assert g.struct_overrides is None
-    assert "struct_overrides_applied" not in mcproton.simulate(g, beam, settings).provenance   # no structure set applied
+    assert "struct_overrides_applied" not in mcproton.simulate(g, beam, settings).provenance   # no structure set
     _write_rs(tmp / "RS.dcm", None)
     assert apply_overrides(g, tmp / "RS.dcm") == [] and g.struct_overrides == []      # one without overrides
     _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
@@ -607,7 +607,7 @@ def _outside_warnings(text: str) -> dict[str, str]:
 
 
 def test_run_records_its_overrides_and_warns_of_ct_outside_the_external(tmp_path, capsys):
-    """`mcproton run` (CT audit 14): the overrides it applied are in its summary (``struct_overrides_applied``) and in its
+    """`mcproton run` (CT audit 14): the overrides it applied are in its summary (``struct_overrides_applied``) and its
     HDF5 provenance (F7); a beam whose central axis crosses CT material outside the External (a couch) is warned
     of, as `mcproton check` notes it, naming the run's own key, and the warning is in the summary (F8).  Before,
     both went to the console only (the overrides) or nowhere (the couch)."""
