@@ -16,7 +16,7 @@ else:  # Python < 3.11
     import tomli as tomllib
 
 from .settings import PhysicsSettings, RunSettings
-from ._io.errors import McprotonRuntimeWarning, McprotonWarning, warn
+from ._io.errors import McprotonWarning, warn
 from ._io.errors import did_you_mean as _suggest
 
 
@@ -74,7 +74,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "calibration": ((str,), 'HU calibration: "schneider2000" (default), a built-in name ("dcpt_spr_brain" for '
                                 'SPR-map CTs) or a folder '
                                 '(hu_density.csv, or the TPS\'s HU -> SPR curve as hu_spr.csv, + hu_materials.csv; '
-                                'docs/patient_workflow.md)'),
+                                'docs/patient_workflow.md); its curve must start at air (-1000 HU): one whose first '
+                                'point is denser than 0.1 g/cm3 is refused on a CT with air below it'),
         "dose_voxel_mm": ((list, int, float), "ct: transport/dose voxel [dx, dy, dz] or one number, mm: blocks of "
                                               "whole CT voxels (default: the CT grid)"),
         "age_years": ((int, float), "age of the paediatric phantom in years (default 5)"),
@@ -470,56 +471,13 @@ def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:
              "or another phase on the same frame of reference), give its folder (phantom.ct_dir) or phantom.ct_series")
 
 
-#: The largest CT numbers of a 12-bit CT scale (HU): stored 4095 with RescaleIntercept -1024 (or -1000), which
-#: most scanners write unless an extended CT scale is switched on.  Metal (titanium 4.5 g/cm3, steel, amalgam) is
-#: clipped to it, so where a CT's highest value is one of these, the voxels at it have an unknown CT number, whatever
-#: the calibration gives them (paediatric audit 2026-12-05, F2: a titanium rod at 3071 HU was given bone of 2.84
-#: g/cm3, SPR 2.51 instead of 3.23, without a word).  A CT whose values go beyond is on an extended scale: not clipped.
-CT_CEILINGS_HU = (3071.0, 3095.0)
+def _check_ct_against_calibration(ct: Any, calib: Any, geometry: Any) -> None:
+    """The CT's values that phantom.calibration does not cover (a curve that does not reach air: refused; metal
+    above its end or clipped: warned), judged after the structure set's overrides (``geometry``: on the CT's own
+    voxels, or None where nothing changed it): :func:`mcproton._io.hu_calibration.check_ct_against_calibration`."""
+    from ._io.hu_calibration import check_ct_against_calibration
 
-
-def _warn_hu_beyond_calibration(ct: Any, calib: Any) -> None:
-    """Say so when CT numbers lie above the end of the HU -> density curve: they get its last density and
-    material (tissue), which is wrong for metal (titanium plates and clips after a craniotomy: 4.5 g/cm3); and
-    when the CT's highest value is the top of a 12-bit CT scale (:data:`CT_CEILINGS_HU`), where metal is clipped
-    whatever its true CT number.  For a calibration of stopping-power-ratio maps (dcpt_spr_brain) the values are
-    1000 x (SPR - 1), not HU: said so, and no ceiling applies."""
-
-    import numpy as np
-
-    from ._io.hu_calibration import SPR_MAP_CALIBRATIONS
-
-    top = float(calib.seg_hu_hi.max())
-    spr_map = str(calib.name).split(" (")[0] in SPR_MAP_CALIBRATIONS
-    hu = np.asarray(ct.hu_zyx)
-    high = float(hu.max())
-    clipped = not spr_map and high in CT_CEILINGS_HU and high <= top   # above the curve: the warning below
-    if not (high > top or clipped):   # the usual case: no whole-CT mask to count
-        return
-    voxel_cm3 = float(np.prod(ct.voxel_size_mm)) / 1000.0
-    n = int(np.count_nonzero(hu > top))
-    if n:
-        rho = float(calib.density_from_hu(np.array([top]))[0])
-        if spr_map:   # an SPR map: value = 1000 x (SPR - 1)
-            what = (f"values up to {high:.0f}, SPR {1 + high / 1000:.2f}) lie above the end of the SPR-map "
-                    f"calibration {calib.name!r} (value {top:.0f}, SPR {1 + top / 1000:.2f})")
-        else:
-            what = f"up to {high:.0f} HU) lie above the end of the HU calibration {calib.name!r} ({top:.0f} HU)"
-        warn(f"{n} CT voxels ({n * voxel_cm3:.2g} cm3, {what} and were given its last density ({rho:.2f} g/cm3) and "
-             "material: if they are metal (implants, clips) the dose behind them is wrong; check the CT or give those "
-             "voxels a calibration that covers them", McprotonRuntimeWarning)
-    if not clipped:
-        return
-    n_sat = int(np.count_nonzero(hu == high))
-    at = np.array([high])
-    rho, spr = float(calib.density_from_hu(at)[0]), float(calib.spr_from_hu(at)[0])
-    warn(f"{n_sat} CT voxels ({n_sat * voxel_cm3:.2g} cm3) are at {high:.0f} HU, the CT's highest value and the top of "
-         f"a 12-bit CT scale (stored 4095 with intercept {high - 4095:.0f}), where the scanner clips metal (titanium "
-         "4.5 g/cm3, stopping-power ratio about 3.2): their true CT number is unknown, and the calibration "
-         f"{calib.name!r} gave them {rho:.2f} g/cm3 (stopping-power ratio {spr:.2f}), so behind metal the dose "
-         "reaches too deep; contour the metal and override its density in the RT Struct (ROI physical properties, "
-         "applied by plan.struct_overrides), or use a CT reconstructed with an extended CT scale",
-         McprotonRuntimeWarning)
+    check_ct_against_calibration(ct, calib, geometry, error=ConfigError, what_to_give="phantom.calibration")
 
 
 def _ct_block_factors(ct: Any, want_mm: list[float]) -> tuple[int, int, int]:
@@ -644,7 +602,6 @@ def build_geometry(cfg: dict[str, Any]):
                           key="phantom.calibration", error=ConfigError, anyway="run anyway (phantom.calibration is "
                           "given)")
             warn_ct_without_air(ct, f"the CT in phantom.ct_dir ({ct_dir})")   # a wrong RescaleIntercept
-            _warn_hu_beyond_calibration(ct, calib)
             blocks = (1, 1, 1)
             if "dose_voxel_mm" in ph:
                 blocks = _ct_block_factors(ct, _vec(ph, "dose_voxel_mm", 3, None, "phantom"))
@@ -656,11 +613,13 @@ def build_geometry(cfg: dict[str, Any]):
 
                 g_full = calib.to_geometry(ct)
                 _apply_struct_overrides(cfg, g_full)
+                _check_ct_against_calibration(ct, calib, g_full)
                 g = resample_blocks(g_full, blocks)
                 del g_full
             else:
                 g = calib.to_geometry(ct, blocks=blocks)
-                _apply_struct_overrides(cfg, g)
+                _apply_struct_overrides(cfg, g)   # on blocks: only where it changes nothing (none, or ignored)
+                _check_ct_against_calibration(ct, calib, g if tuple(blocks) == (1, 1, 1) else None)
             # g.study is the CT's (to_geometry): the RT Dose lies in its study and frame; its patient position is
             # checked against the plan's
             return g

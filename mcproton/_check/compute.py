@@ -166,23 +166,24 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     if timings is not None:
         timings["read_ct_s"] = time.perf_counter() - t
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
-    from ..config import _warn_hu_beyond_calibration
-
     _check_calibration_written_for(ct, cal, given=given)
-    from .._io.hu_calibration import check_spr_map, warn_ct_without_air
+    from .._io.hu_calibration import check_ct_against_calibration, check_spr_map, warn_ct_without_air
 
     check_spr_map(ct, cal.name, given=given, where=f"the CT ({ct_dir})", key="--calibration", error=CheckInputError,
                   anyway="checked anyway (--calibration is given)")
     warn_ct_without_air(ct, f"the CT ({ct_dir})")   # a wrong RescaleIntercept, as mcproton run says
-    _warn_hu_beyond_calibration(ct, cal)   # metal above the curve's end, as mcproton run says
     factors = [max(1, int(np.rint(t / c))) for t, c in zip(ref.voxel_size_mm, ct.voxel_size_mm)]
+    # what the calibration does not cover (a curve without air: refused; metal above it or clipped: warned), judged,
+    # as mcproton run does, on what the structure set's overrides left of the calibration's values
     if at_ct_resolution is None:
+        check_ct_against_calibration(ct, cal, error=CheckInputError, what_to_give="--calibration")
         g2 = cal.to_geometry(ct, compact=True, blocks=factors)
     else:
         from ..geometry import resample_blocks
 
         g_full = cal.to_geometry(ct, compact=True)
         at_ct_resolution(g_full)
+        check_ct_against_calibration(ct, cal, g_full, error=CheckInputError, what_to_give="--calibration")
         g2 = resample_blocks(g_full, factors)
         del g_full
     return g2, cal, ct   # g2.study: the CT's (to_geometry; resample_blocks keeps it)

@@ -3,9 +3,12 @@
 A calibration has two parts:
 
 * a **density curve**: piecewise-linear HU -> mass density (g/cm3) made of segments ``[hu_lo, hu_hi)``;
-  values outside the curve are clamped to its end values;
+  values outside the curve are clamped to its end values (``mcproton run`` and ``mcproton check`` refuse a curve
+  that does not start at air on a CT with air below it, and warn of metal above its end:
+  :func:`check_ct_against_calibration`);
 * **material bins**: HU lower bounds (inclusive) with one elemental composition each; a voxel takes the
-  composition of the last bin whose lower bound is <= its HU (HU below the first bound -> first bin).
+  composition of the last bin whose lower bound is <= its HU (HU below the first bound -> first bin; warned
+  where denser than air).
 
 Built-in calibrations (data in ``mcproton/data/ct_calibration/``, provenance in each file's header):
 
@@ -46,7 +49,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -205,6 +208,178 @@ def warn_ct_without_air(ct, where: str) -> None:
          f"{lo + 1000:.0f} HU too high, which makes every range wrong: check the slices' RescaleIntercept (0028,1052) "
          "and RescaleSlope (0028,1053) (stored values of HU + 1024 need the intercept -1024, not 0) and export the CT "
          "again; a synthetic CT without air may ignore this", McprotonRuntimeWarning)
+
+
+#: The largest CT numbers of a 12-bit CT scale (HU): stored 4095 with RescaleIntercept -1024 (or -1000), which
+#: most scanners write unless an extended CT scale is switched on.  Metal (titanium 4.5 g/cm3, steel, amalgam) is
+#: clipped to it, so where a CT's highest value is one of these, the voxels at it have an unknown CT number, whatever
+#: the calibration gives them (paediatric audit 2026-12-05, F2: a titanium rod at 3071 HU was given bone of 2.84
+#: g/cm3, SPR 2.51 instead of 3.23, without a word).  A CT whose values go beyond is on an extended scale: not clipped.
+CT_CEILINGS_HU = (3071.0, 3095.0)
+
+#: The largest density (g/cm3) of a calibration's first point that is still air-like: air is 0.0012, and lung at
+#: -900 HU about 0.1 (schneider2000).  A curve that starts denser does not reach air: every CT value below its first
+#: point (the air around and inside the patient, the scanner's padding outside its field of view) takes that density
+#: (CT audit 2026-12-05, F5: a table starting at -98 HU gave the air around a head 0.93 g/cm3, the CTV dose -39 %,
+#: the range 16 mm shallower, without a word).  Built-in curves start at 0.0001-0.0012 g/cm3.
+CALIBRATION_AIR_MAX_G_CM3 = 0.1
+
+
+def _slices_kept_by(hu: np.ndarray, calib: "HUCalibration", geometry: Any):
+    """A function of a slice index z: the voxels of the CT's slice z whose material and density in ``geometry`` (on
+    the CT's own voxels) are still those ``calib`` gave them, i.e. that no structure-set override (nor air outside
+    the External) replaced; everywhere True where ``geometry`` is None (nothing changed the calibration's values).
+    The materials are told apart by identity (an override's material is a library material, never a calibration's
+    own object)."""
+    if geometry is None:
+        return lambda z: np.ones(hu.shape[1:], bool)
+    mi, rho = geometry.material_index_zyx, geometry.density_g_cm3_zyx
+    if tuple(mi.shape) != tuple(hu.shape):
+        raise ValueError(f"geometry of shape {tuple(mi.shape)} is not on the CT's voxels {tuple(hu.shape)}")
+    codes: dict[int, int] = {}
+    g_code = np.array([codes.setdefault(id(m), len(codes)) for m in geometry.materials])
+    c_code = np.array([codes.setdefault(id(m), len(codes)) for m in calib.materials])
+
+    def kept(z: int) -> np.ndarray:
+        h = hu[z]
+        return (g_code[mi[z]] == c_code[calib.material_index_from_hu(h)]) & (rho[z] == calib.density_from_hu(h))
+
+    return kept
+
+
+def _count(hu: np.ndarray, where, kept) -> tuple[int, int]:
+    """(voxels where ``where(slice)`` holds, of them those ``kept(z)``), slice by slice: no whole-CT temporary."""
+    n = n_kept = 0
+    for z in range(hu.shape[0]):
+        m = where(hu[z])
+        c = int(np.count_nonzero(m))
+        if c:
+            n += c
+            n_kept += int(np.count_nonzero(m & kept(z)))
+    return n, n_kept
+
+
+def _cm3(n: int, voxel_cm3: float) -> str:
+    """The volume of ``n`` voxels (cm3) as a message gives it: 0.008, 9.6, 4472."""
+    v = n * voxel_cm3
+    return f"{v:.2g}" if v < 100 else f"{v:.0f}"
+
+
+def _replaced(n: int, n_kept: int) -> str:
+    """What a message adds when the structure set's overrides replaced some of the ``n`` voxels it names."""
+    return f" (of {n}: the structure set's overrides replaced the others)" if n_kept < n else ""
+
+
+def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any = None, *, error: type,
+                                 what_to_give: str) -> None:
+    """The CT's values that the calibration does not cover, judged on the voxels that still hold the calibration's
+    values after the structure set's changes (``geometry``: the transport geometry on the CT's own voxels after
+    the overrides and air outside the External; None where nothing changed it), for ``mcproton run`` and ``mcproton
+    check`` alike:
+
+    * below the curve's first point, where that point is not air-like (density above
+      :data:`CALIBRATION_AIR_MAX_G_CM3`): air and lung (below :data:`NO_AIR_ABOVE_HU`) would take a tissue's density,
+      which is never wanted: ``error`` (with ``what_to_give``, the option that gives the calibration); other values
+      (a CT without air): a warning.  The scanner's padding below an air-like first point is air, as it should be;
+    * below the first material bin, at more than an air-like density: a warning (they take its composition);
+    * above the curve's end, and at the top of a 12-bit CT scale (:data:`CT_CEILINGS_HU`), where metal is clipped
+      whatever its true CT number: a warning, unless the structure set's overrides replaced every such voxel.
+
+    For a calibration of stopping-power-ratio maps (dcpt_spr_brain) the values are 1000 x (SPR - 1), not HU: said
+    so, and no ceiling applies."""
+    hu = np.asarray(ct.hu_zyx)
+    low, high = float(hu.min()), float(hu.max())
+    kept = _slices_kept_by(hu, calib, geometry)
+    voxel_cm3 = float(np.prod(ct.voxel_size_mm)) / 1000.0
+    _check_below_calibration(hu, low, calib, kept, voxel_cm3, error, what_to_give)
+    _warn_below_first_material(hu, low, calib, kept, voxel_cm3)
+    _warn_above_calibration(hu, high, calib, kept, voxel_cm3)
+
+
+def _check_below_calibration(hu: np.ndarray, low: float, calib: "HUCalibration", kept, voxel_cm3: float,
+                             error: type, what_to_give: str) -> None:
+    """:func:`check_ct_against_calibration`: the CT's values below a curve whose first point is not air-like."""
+    first = float(calib.seg_hu_lo[0])
+    at = np.array([first])
+    rho0 = float(calib.density_from_hu(at)[0])
+    if not (low < first and rho0 > CALIBRATION_AIR_MAX_G_CM3):
+        return
+    n, n_kept = _count(hu, lambda h: h < first, kept)
+    if not n_kept:
+        return
+    air_below = min(first, NO_AIR_ABOVE_HU)
+    n_air, n_air_kept = _count(hu, lambda h: h < air_below, kept)
+    spr0 = float(calib.spr_from_hu(at)[0])
+    start = (f"{n_kept} CT voxels ({_cm3(n_kept, voxel_cm3)} cm3, values down to {low:.0f} HU){_replaced(n, n_kept)} "
+             f"lie below the first point of the HU calibration {calib.name!r} ({first:.0f} HU: {rho0:.3g} g/cm3, "
+             f"stopping-power ratio {spr0:.3g}) and were given its density: the calibration does not reach air")
+    todo = (f"give {what_to_give} a calibration whose first point is air (-1000 HU at 0.0012 g/cm3 in hu_density.csv, "
+            "SPR 0.001 in hu_spr.csv) or lies below the CT's lowest value, with lung between (a planning system's "
+            "full table, not its tissue part)")
+    if n_air_kept:
+        pad = " and the scanner's padding outside its field of view" if low < FOV_PADDING_HU else ""
+        raise error(f"{start}; {n_air_kept} of them lie below {air_below:.0f} HU: the air around and inside the "
+                    f"patient (about -1000 HU){pad} would be transported as matter of {rho0:.2f} g/cm3, so every "
+                    f"range would be too short by the air's path times that density (centimetres around a head), "
+                    f"and a beam would seem to enter the patient at the CT grid's edge; {todo}")
+    warn(f"{start}; if they are less dense (fat, voxels at the skin) their stopping power is too high; {todo}",
+         McprotonRuntimeWarning)
+
+
+def _warn_below_first_material(hu: np.ndarray, low: float, calib: "HUCalibration", kept, voxel_cm3: float) -> None:
+    """:func:`check_ct_against_calibration`: CT values below the first material bin at more than an air-like
+    density (lung below a first bin of fat) take that bin's composition at their own density."""
+    b0 = float(calib.bin_hu_lo[0])
+    if not (low < b0 and float(calib.density_from_hu(np.array([b0]))[0]) > CALIBRATION_AIR_MAX_G_CM3):
+        return   # none below it, or only air-like densities there (air's composition matters little at 0.0012)
+
+    def below(h: np.ndarray) -> np.ndarray:
+        return (h < b0) & (calib.density_from_hu(h) > CALIBRATION_AIR_MAX_G_CM3)
+
+    n, n_kept = _count(hu, below, kept)
+    if not n_kept:
+        return
+    mat = calib.materials[0]
+    warn(f"{n_kept} CT voxels ({_cm3(n_kept, voxel_cm3)} cm3, denser than {CALIBRATION_AIR_MAX_G_CM3:g} g/cm3)"
+         f"{_replaced(n, n_kept)} lie below the first material bin of the HU calibration {calib.name!r} ({b0:.0f} HU, "
+         f"{mat.name!r}) and were given its composition at their own densities: lung has another composition than "
+         f"{mat.name!r} (a few per cent in stopping power); give the calibration's material table bins from air "
+         "(-1000 HU) up, lung included", McprotonRuntimeWarning)
+
+
+def _warn_above_calibration(hu: np.ndarray, high: float, calib: "HUCalibration", kept, voxel_cm3: float) -> None:
+    """:func:`check_ct_against_calibration`: CT values above the curve's end, and clipped metal."""
+    top = float(calib.seg_hu_hi.max())
+    spr_map = str(calib.name).split(" (")[0] in SPR_MAP_CALIBRATIONS
+    clipped = not spr_map and high in CT_CEILINGS_HU and high <= top   # above the curve: the warning below
+    if not (high > top or clipped):   # the usual case: no whole-CT count
+        return
+    n, n_kept = _count(hu, lambda h: h > top, kept)
+    if n_kept:
+        rho = float(calib.density_from_hu(np.array([top]))[0])
+        if spr_map:   # an SPR map: value = 1000 x (SPR - 1)
+            what = (f"values up to {high:.0f}, SPR {1 + high / 1000:.2f}){_replaced(n, n_kept)} lie above the end "
+                    f"of the SPR-map calibration {calib.name!r} (value {top:.0f}, SPR {1 + top / 1000:.2f})")
+        else:
+            what = (f"up to {high:.0f} HU){_replaced(n, n_kept)} lie above the end of the HU calibration "
+                    f"{calib.name!r} ({top:.0f} HU)")
+        warn(f"{n_kept} CT voxels ({_cm3(n_kept, voxel_cm3)} cm3, {what} and were given its last density ({rho:.2f} "
+             "g/cm3) and material: if they are metal (implants, clips) the dose behind them is wrong; check the CT or "
+             "give those voxels a calibration that covers them", McprotonRuntimeWarning)
+    if not clipped:
+        return
+    n_sat, n_sat_kept = _count(hu, lambda h: h == high, kept)
+    if not n_sat_kept:
+        return   # every clipped voxel lies in an override: the structure set gives their material
+    at = np.array([high])
+    rho, spr = float(calib.density_from_hu(at)[0]), float(calib.spr_from_hu(at)[0])
+    warn(f"{n_sat_kept} CT voxels ({_cm3(n_sat_kept, voxel_cm3)} cm3){_replaced(n_sat, n_sat_kept)} are at {high:.0f} "
+         f"HU, the CT's highest value and the top of a 12-bit CT scale (stored 4095 with intercept {high - 4095:.0f}), "
+         "where the scanner clips metal (titanium 4.5 g/cm3, stopping-power ratio about 3.2): their true CT number is "
+         f"unknown, and the calibration {calib.name!r} gave them {rho:.2f} g/cm3 (stopping-power ratio {spr:.2f}), so "
+         "behind metal the dose reaches too deep; contour the metal and override its density in the RT Struct (ROI "
+         "physical properties, applied by plan.struct_overrides), or use a CT reconstructed with an extended CT scale",
+         McprotonRuntimeWarning)
 
 
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:

@@ -206,6 +206,162 @@ def test_values_beyond_an_spr_map_calibration_are_named_as_spr_map_values(tmp_pa
     assert "HU" not in line.split("lie above")[0] and "metal" in line
 
 
+def _titanium_override(path, roi: str) -> None:
+    """ROI ``roi`` of the RT Struct at ``path`` overridden to titanium (4.5 g/cm3), as RayStation writes it."""
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(path)
+    num = next(int(r.ROINumber) for r in ds.StructureSetROISequence if r.ROIName == roi)
+    obs = next(o for o in ds.RTROIObservationsSequence if int(o.ReferencedROINumber) == num)
+    pp, el = Dataset(), Dataset()
+    pp.ROIPhysicalProperty, pp.ROIPhysicalPropertyValue = "REL_MASS_DENSITY", 4.5
+    el.ROIElementalCompositionAtomicNumber, el.ROIElementalCompositionAtomicMassFraction = 22, 1.0
+    pp.ROIElementalCompositionSequence = Sequence([el])
+    obs.ROIPhysicalPropertiesSequence = Sequence([pp])
+    ds.save_as(path)
+
+
+def test_clipped_metal_that_the_structure_set_overrides_is_not_reported(tmp_path, capsys, warnings_to_stderr):
+    """CT audit 2026-12-05, F6: metal clipped at 3071 HU (or above the curve's end), contoured and overridden to
+    titanium in the RT Struct, was still reported as given bone of 2.84 g/cm3 ("contour the metal and override its
+    density"), in the run's summary and HDF5 and in the check: the record of a correctly handled patient said its
+    dose was wrong.  The voxels are now counted after the overrides: none left, no warning; some left, those (of
+    how many).  `mcproton run` (on the CT's voxels and on blocks of them) and `mcproton check` alike."""
+    from dicom_factories import make_rtstruct, rect_contour
+
+    from mcproton._check.compute import build_geometry as check_geometry
+    from mcproton._check.inputs import TPSDose
+    from mcproton._io.roi_overrides import apply_overrides
+    from mcproton.config import build_geometry
+    from mcproton.dicom import write_ct_series
+
+    grid = TPSDose("RD.dcm", np.zeros((3, 4, 4)), (2.0, 2.0, 4.0), (0.5, 0.5, 1.0), "", "PHYSICAL", "PLAN", None)
+    for v, said in ((3071, "are at 3071 HU"), (8000, "lie above the end of the HU calibration")):
+        hu = np.zeros((6, 8, 8))
+        hu[:, 0, :] = -1000
+        hu[2, 3:5, 3:5] = v                      # a plate: 4 voxels, centres x, y = 3, 4 mm, z = 4 mm
+        ct = tmp_path / f"ct{v}"
+        write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), ct)
+        for name, x1, left in (("whole", 4.5, 0), ("half", 3.5, 2), ("none", None, 4)):
+            rs = tmp_path / f"RS_{v}_{name}.dcm"
+            rois = {"plate": [rect_contour(2.5, x1 if x1 else 4.5, 2.5, 4.5, 4.0)]}
+            make_rtstruct(rois).save_as(rs, enforce_file_format=True)
+            if x1:
+                _titanium_override(rs, "plate")
+            for dose_voxel in (None, [2.0, 2.0, 2.0]):   # on the CT's voxels, and on blocks of them
+                ph = {"type": "ct", "ct_dir": str(ct)}
+                if dose_voxel:
+                    ph["dose_voxel_mm"] = dose_voxel
+                build_geometry({"phantom": ph, "plan": {"rtstruct": str(rs)}})
+                err = capsys.readouterr().err
+                assert (said in err) == bool(left), (v, name, err)
+                if left:
+                    assert f"{left} CT voxels" in err, err
+                assert ("(of 4: the structure set's overrides replaced the others)" in err) == (left == 2), err
+
+            def hook(g, rs=rs):
+                apply_overrides(g, rs)
+
+            check_geometry(ct, "schneider2000", grid, at_ct_resolution=hook)
+            err = capsys.readouterr().err
+            assert (said in err) == bool(left), (v, name, err)
+            assert ("(of 4: the structure set's overrides replaced the others)" in err) == (left == 2), err
+
+
+def _calibration(folder, table: str, materials: str = "hu_lo,name,w_H,w_O\n-1000,water,0.111894,0.888106\n"):
+    """A calibration folder: ``table`` as hu_density.csv (header HU,density_gcm3) or hu_spr.csv (HU,SPR)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ("hu_spr.csv" if table.startswith("HU,SPR") else "hu_density.csv")).write_text(table)
+    (folder / "hu_materials.csv").write_text(materials)
+    return folder
+
+
+def _head_ct(path, padding: float | None = None, low: float = -1000.0):
+    """A small CT: water (0 HU) with ``low`` (air) around it, and ``padding`` outside the field of view (corners)."""
+    from mcproton.dicom import write_ct_series
+
+    hu = np.full((4, 10, 10), low)
+    hu[:, 3:7, 3:7] = 0.0
+    if padding is not None:
+        hu[:, :2, :2] = padding
+    write_ct_series(hu, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), path)
+    return path
+
+
+@pytest.mark.parametrize("table", ["HU,density_gcm3\n-98,0.93\n14,1.03\n1500,1.905\n",
+                                   "HU,SPR\n-98,0.95\n14,1.03\n1500,1.85\n"])
+def test_a_calibration_that_does_not_reach_air_is_refused(tmp_path, table, capsys, warnings_to_stderr):
+    """CT audit 2026-12-05, F5: a calibration whose first point is -98 HU (a tissue-only table, or an export that
+    lost the air and lung rows) gave every lower CT value its first density: the air around a head became 0.93
+    g/cm3, the CTV dose -39 %, the range 16 mm shallower, and the only warning blamed the CT's extent ("enters the
+    patient at the edge of the CT grid").  Air given a tissue's density is never wanted: `mcproton run` and
+    `mcproton check` refuse it, with the voxels, the curve's first point and what to give."""
+    from mcproton._check.compute import build_geometry as check_geometry
+    from mcproton._check.inputs import CheckInputError, TPSDose
+    from mcproton.config import ConfigError, build_geometry
+
+    ct = _head_ct(tmp_path / "ct", padding=-3024.0)
+    cal = _calibration(tmp_path / "cal", table)
+    with pytest.raises(ConfigError) as e:
+        build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct), "calibration": str(cal)}})
+    msg = str(e.value)
+    # 4 x (100 - 16) voxels of 8 mm3 below -98 HU, all air or padding
+    assert "336 CT voxels (2.7 cm3, values down to -3024 HU) lie below the first point of the HU calibration" in msg
+    assert "(-98 HU: 0.9" in msg and "the calibration does not reach air; 336 of them lie below -500 HU" in msg
+    assert "the scanner's padding" in msg and "give phantom.calibration a calibration whose first point is air" in msg
+    grid = TPSDose("RD.dcm", np.zeros((2, 5, 5)), (4.0, 4.0, 4.0), (1.0, 1.0, 1.0), "", "PHYSICAL", "PLAN", None)
+    with pytest.raises(CheckInputError, match="give --calibration a calibration whose first point is air"):
+        check_geometry(ct, cal, grid)
+    # the same CT with a curve that reaches air, whatever lies below it (the scanner's padding): nothing to say
+    for air in ("HU,density_gcm3\n-1000,0.0012\n-98,0.93\n14,1.03\n1500,1.905\n",
+                "HU,SPR\n-1000,0.001\n-98,0.95\n14,1.03\n1500,1.85\n"):
+        ok = _calibration(tmp_path / f"ok{len(air)}", air)
+        build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct), "calibration": str(ok)}})
+        check_geometry(ct, ok, grid)
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct)}})   # schneider2000, from -1000 HU
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_ct_values_below_a_calibration_without_air_but_not_air_are_warned_about(tmp_path, capsys, warnings_to_stderr):
+    """A CT without air (a synthetic one, warned about as such) whose lowest values lie below a curve that starts at
+    a tissue's density: those voxels (fat here) take the first density, which is said, but nothing is refused."""
+    from mcproton.config import build_geometry
+
+    ct = _head_ct(tmp_path / "ct", low=-200.0)
+    cal = _calibration(tmp_path / "cal", "HU,density_gcm3\n-98,0.93\n14,1.03\n1500,1.905\n")
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct), "calibration": str(cal)}})
+    err = capsys.readouterr().err
+    assert ("336 CT voxels (2.7 cm3, values down to -200 HU) lie below the first point of the HU calibration 'cal' "
+            "(-98 HU: 0.93 g/cm3") in err and "their stopping power is too high" in err, err
+
+
+def test_ct_values_below_the_first_material_bin_are_warned_about(tmp_path, capsys, warnings_to_stderr):
+    """CT audit 2026-12-05, F5 (minor): material bins whose first lower bound (-120 HU, fat) lies above the CT's lung
+    gave lung the first bin's composition at its own density ("HU below the first bound -> bin 0"), silently.  Said
+    now for the voxels denser than air-like (the lung); air itself, at 0.0012 g/cm3, is not counted."""
+    from mcproton.config import build_geometry
+    from mcproton.dicom import write_ct_series
+
+    ct = tmp_path / "ct"
+    hu = np.full((4, 10, 10), -1000.0)
+    hu[:, 3:7, 3:7] = 0.0
+    hu[:, 4:6, 4:6] = -700.0                 # lung: 16 voxels
+    write_ct_series(hu, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), ct)
+    dens = "HU,density_gcm3\n-1000,0.0012\n0,1.0\n1500,1.9\n"
+    head, air, fat = ("hu_lo,name,w_H,w_C,w_N,w_O,w_Ar\n", "-1000,air,0,0.000124,0.755268,0.231781,0.012827\n",
+                      "-120,fat,0.114,0.598,0.007,0.281,0\n")
+    cal = _calibration(tmp_path / "cal", dens, head + fat)
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct), "calibration": str(cal)}})
+    err = capsys.readouterr().err
+    assert ("16 CT voxels (0.13 cm3, denser than 0.1 g/cm3) lie below the first material bin of the HU calibration "
+            "'cal' (-120 HU, 'fat') and were given its composition") in err, err
+    ok = _calibration(tmp_path / "ok", dens, head + air + fat)
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct), "calibration": str(ok)}})
+    assert "warning" not in capsys.readouterr().err
+
+
 # A density table whose header names another quantity or unit than the mass density in g/cm3 was read as g/cm3
 # density, column by column (the header was skipped unread): a stopping-power-ratio or relative-electron-density
 # table (values near the mass density, 1.0 at 0 HU) gave a dose off by a few per cent without a word.
