@@ -433,7 +433,7 @@ def _struct_overrides(geometry: Any, struct_path: str, how: str, log: Callable[[
             notes = [f"override: {n}" for n in apply_overrides(geometry, struct_path)]
         else:
             notes = [f"override ignored (struct_overrides = 'ignore'): ROI {r['name']!r} {r['property']} "
-                     f"{r['density_g_cm3']:g}" for r in roi_overrides(struct_path)]
+                     f"{r['value']:g}" for r in roi_overrides(struct_path)]
     except ValueError as exc:
         raise CheckInputError(str(exc)) from None
     for n in notes:
