@@ -288,6 +288,9 @@ def _heterogeneity(path: Path, values) -> None:
 
 @pytest.mark.parametrize("rd_says,rs_override,how,expect", [
     (["IMAGE", "ROI_OVERRIDE"], False, "apply", "they were not exported"),     # RayStation's words, no override
+    # an override mcproton does not apply (EFFECTIVE_Z alone) is not "none exported" (audit 2026-12-05 F2)
+    (["IMAGE", "ROI_OVERRIDE"], "EFFECTIVE_Z", "apply",
+     "holds only ROI physical properties that mcproton does not apply (ROI 'PTV': EFFECTIVE_Z 22"),
     (["IMAGE", "ROI_OVERRIDE"], True, "ignore", "--struct-overrides ignore leaves out"),
     (["IMAGE"], True, "apply", "give --struct-overrides ignore"),
     (["IMAGE", "ROI_OVERRIDE"], True, "apply", None),                          # both agree: nothing to say
@@ -308,7 +311,9 @@ def test_what_the_tps_dose_says_it_was_computed_with(water_ct, monkeypatch, rd_s
     _rd(tmp / "RD.dcm", uid)
     _heterogeneity(tmp / "RD.dcm", rd_says)
     _write_rs(tmp / "RS.dcm", None)
-    if rs_override:
+    if rs_override == "EFFECTIVE_Z":
+        _override(tmp / "RS.dcm", "PTV", other=[("EFFECTIVE_Z", 22)])
+    elif rs_override:
         _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
     lines: list[str] = []
 
