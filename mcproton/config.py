@@ -421,12 +421,13 @@ def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
     try:
         notes = (apply_overrides(geometry, path) if how == "apply" else
                  [f"ignored (plan.struct_overrides = 'ignore'): ROI {r['name']!r} {r['property']} "
-                  f"{r['density_g_cm3']:g}" for r in roi_overrides(path)])
+                  f"{r.get('value', r['density_g_cm3']):g}" for r in roi_overrides(path)])
     except ValueError as exc:
         raise ConfigError(f"plan.rtstruct: {exc}") from None
     if how == "ignore":   # the outputs keep them too (struct_overrides_applied): the structure set held them
         geometry.struct_overrides = [{"roi": r["name"], "roi_type": r["type"], "property": r["property"],
-                                      "value": r["density_g_cm3"], "material": None, "density_g_cm3": None,
+                                      "value": r.get("value", r["density_g_cm3"]), "material": None,
+                                      "density_g_cm3": None,
                                       "how": "ignored (plan.struct_overrides = 'ignore')", "voxels": 0, "note": n}
                                      for r, n in zip(roi_overrides(path), notes)]
     for n in notes:

@@ -395,11 +395,20 @@ def _heterogeneity_notes(inp: CheckInputs, overrides: bool, how: str, log: Calla
     notes = []
     tps_roi = any("ROI_OVERRIDE" in x.heterogeneity for x in doses)
     if tps_roi and not overrides:
+        unapplied = []
+        if inp.struct_path:
+            from .._io.roi_overrides import unapplied_properties
+
+            unapplied = unapplied_properties(inp.struct_path)
+        held = ("holds none (ROIPhysicalPropertiesSequence): they were not exported" if not unapplied else
+                "holds only ROI physical properties that mcproton does not apply ("
+                + "; ".join(f"ROI {nm!r}: {', '.join(p)}" for nm, p in unapplied)
+                + "; a voxel's material is set by REL_MASS_DENSITY with its composition, REL_STOP_RATIO or "
+                "REL_ELEC_DENSITY): they were exported but not applied")
         notes.append(f"the planning system computed with ROI material overrides (TissueHeterogeneityCorrection {said} "
                      f"in {Path(d.path).name}), but the structure set "
-                     + ("holds none (ROIPhysicalPropertiesSequence): they were not exported" if inp.struct_path
-                        else "was not given") + ", so the check computes on the CT as it is: expect differences where "
-                     "they were (a bolus, a couch, artifacts set to tissue)")
+                     + (held if inp.struct_path else "was not given") + ", so the check computes on the CT as it is: "
+                     "expect differences where they were (a bolus, a couch, metal or artifacts set to a material)")
     elif tps_roi and how == "ignore":
         notes.append(f"the planning system computed with ROI material overrides (TissueHeterogeneityCorrection "
                      f"{said}), which --struct-overrides ignore leaves out")
@@ -422,7 +431,7 @@ def _struct_overrides(geometry: Any, struct_path: str, how: str, log: Callable[[
             notes = [f"override: {n}" for n in apply_overrides(geometry, struct_path)]
         else:
             notes = [f"override ignored (struct_overrides = 'ignore'): ROI {r['name']!r} {r['property']} "
-                     f"{r['density_g_cm3']:g}" for r in roi_overrides(struct_path)]
+                     f"{r['value']:g}" for r in roi_overrides(struct_path)]
     except ValueError as exc:
         raise CheckInputError(str(exc)) from None
     for n in notes:

@@ -94,13 +94,15 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
     from .._io.dicom_common import PHANTOM_STUDY
     from .._io.rtstruct import rasterise, read_rtstruct
     from .._io.slab_ct import AIR_HU, slab_calibration
-    from .._io.roi_overrides import nearest_material, roi_overrides
+    from .._io.roi_overrides import nearest_material, override_note, roi_overrides, warn_material, warn_unapplied
     from .mc_rtdose import PHANTOM_SERIES_DESCRIPTION
 
+    warn_unapplied(struct_path)
     rois = roi_overrides(struct_path)
     if not rois:
         raise CheckInputError(f"{struct_path}: no ROI has a material override (ROIPhysicalPropertiesSequence "
-                              "REL_MASS_DENSITY), so no phantom can be built from it; give the CT (--ct)")
+                              "REL_MASS_DENSITY, REL_STOP_RATIO or REL_ELEC_DENSITY), so no phantom can be built from "
+                              "it; give the CT (--ct)")
     s = read_rtstruct(struct_path)
     vs = np.asarray(ref.voxel_size_mm, float) / 2.0
     # the TPS grid (and the External's bounding box, plus a margin), on half-voxels aligned with it
@@ -127,8 +129,8 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
         m, why = nearest_material(r)
         r["material"] = m
         pairs.append((m, r["density_g_cm3"]))
-        notes.append(f"ROI {r['name']!r} ({r['type'] or 'no type'}): {m.name} at {r['density_g_cm3']:g} g/cm3 "
-                     f"({why}), {int(masks[r['name']].sum())} CT voxels")
+        notes.append(override_note(r, m, why, int(masks[r["name"]].sum()), "CT voxels"))
+        warn_material(struct_path, r, m)
     cal, codes = slab_calibration(pairs, name="structure-set overrides")
     hu = np.full(_G.shape_zyx, AIR_HU, np.int16)
     for r, code in zip(rois, codes):

@@ -2,19 +2,41 @@
 geometry made from a patient's CT.
 
 A planning system computes the dose with the CT numbers of some ROIs replaced: a bolus or a couch added to the
-image, dental fillings or contrast set to tissue, a phantom's body set to water.  It exports the replacement in the
-RT Struct (PS3.3 C.8.8.8, RTROIObservationsSequence > ROIPhysicalPropertiesSequence):
+image, dental fillings, metal implants or contrast set to a material, a phantom's body set to water.  It exports the
+replacement in the RT Struct (PS3.3 C.8.8.8, RTROIObservationsSequence > ROIPhysicalPropertiesSequence).  A voxel's
+material and density come from, in this order of precedence:
 
-* ``REL_MASS_DENSITY``: the mass density relative to water (g/cm3), RayStation writes it with the material's
-  elemental composition (``ROIElementalCompositionSequence``, mass fractions by atomic number);
-* ``REL_ELEC_DENSITY`` alone: the electron density relative to water; taken as water at a mass density equal to it
-  (water has 3.343e23 electrons per gram; a tissue-like override differs from this by its Z/A, ~1 %).
+* ``REL_MASS_DENSITY`` with the material's elemental composition (``ROIElementalCompositionSequence``, mass
+  fractions by atomic number; RayStation writes both): that composition at that density.  A composition that is
+  a library material's (within the rounding of an export, :data:`LIBRARY_MATCH_L1`) is that material (its
+  published I-value); any other is a material of its own, made from the fractions given as the calibration
+  reader makes hu_materials.csv's rows (I-value by Bragg additivity), so a steel rod is steel, not the nearest
+  tissue at steel's density (audit 2026-12-05: a tissue's stopping power per gram at 8 g/cm3 gave the rod an SPR
+  45 % too high);
+* ``REL_STOP_RATIO``: the stopping-power ratio to water itself, the quantity a proton planning system overrides.
+  The voxel takes the composition given (else the material the ROI is named after, else water) at the density
+  that gives that SPR at :data:`~mcproton._io.hu_calibration.SPR_REFERENCE_MEV` with mcproton's stopping powers,
+  as a ``hu_spr.csv`` calibration does (:func:`~mcproton._io.hu_calibration.spr_per_density`);
+* ``REL_ELEC_DENSITY`` with a composition: that composition at the mass density of that electron density;
+* ``REL_MASS_DENSITY`` alone: the material the ROI is named after (``"titanium"``), else water, at that density;
+* ``REL_ELEC_DENSITY`` alone: water at a mass density equal to it (water's stopping power per electron).
 
-Other properties (EFFECTIVE_Z, MEAN_EXCI_ENERGY, ...) come with these and are not needed: the material's
-composition gives them.  A Monte Carlo check that ignored the overrides would recompute another patient than the
-planning system did, so :func:`apply_overrides` puts them into the geometry: the EXTERNAL ROI first, the others
-after it (an ROI inside the External wins, as in the planning systems), each at the geometry's voxels whose centre
-lies inside (the rasteriser of :mod:`mcproton._io.rtstruct`).
+Without a composition, water's stopping power per electron (or per gram) is assumed.  That holds for soft tissue
+(within 3.5 %) and, per electron, for bone (2-5 %), but not for metal, whose I-value is 3-10 times water's: above
+:data:`RED_WATER_MAX` (:data:`MASS_DENSITY_WATER_MAX`) such an override is warned about.  A composition summing to
+about 100 is in per cent and is normalised; one summing neither to about 1 nor to about 100, or holding an element
+the physics tables lack (mercury of an amalgam), is refused, naming the ROI.
+
+Other properties (REL_ELEC_DENSITY, EFFECTIVE_Z, EFF_Z_PER_A, MEAN_EXCI_ENERGY) follow from a composition and a
+density, and RayStation writes them with these.  Where no composition is applied they say something the override
+does not hold (an ROI with only EFFECTIVE_Z, a composition without a density, a term mcproton does not know): each
+such ROI and property is named once in a warning (:func:`apply_overrides`), since the planning system may have
+computed with it.
+
+A Monte Carlo check that ignored the overrides would recompute another patient than the planning system did, so
+:func:`apply_overrides` puts them into the geometry: the EXTERNAL ROI first, the others after it (an ROI inside the
+External wins, as in the planning systems), each at the geometry's voxels whose centre lies inside (the rasteriser
+of :mod:`mcproton._io.rtstruct`).
 """
 from __future__ import annotations
 
@@ -25,30 +47,133 @@ from typing import Any, Sequence
 import numpy as np
 
 
-#: roi_overrides of the files read before, by rtstruct.file_key (a check asks for them up to three times, and a
-#: clinical structure set takes ~0.5 s to parse)
-_CACHE: dict[tuple, list[dict]] = {}
+#: Properties (ROIPhysicalProperty defined terms, PS3.3 C.8.8.8.1) a planning system writes beside a density and a
+#: composition, which follow from them (RayStation's plan03: REL_ELEC_DENSITY, EFFECTIVE_Z, EFF_Z_PER_A and
+#: MEAN_EXCI_ENERGY 70.21 eV, what Bragg additivity of mcproton's I-values gives its composition, 70.21 eV): not
+#: named as unapplied where a composition is applied (a REL_STOP_RATIO beside them is compared, warn_material)
+DERIVED_PROPERTIES = ("REL_MASS_DENSITY", "REL_ELEC_DENSITY", "REL_STOP_RATIO", "EFFECTIVE_Z",
+                      "EFFECTIVE_ATOMIC_NUMBER", "EFF_Z_PER_A", "MEAN_EXCI_ENERGY", "ELEM_FRACTION")
+
+#: Properties not named as unapplied where an override without a composition is applied: the densities (the one
+#: applied, and a mass density beside an electron density, which adds Z/A only) and an empty ELEM_FRACTION item
+_DENSITIES = ("REL_MASS_DENSITY", "REL_ELEC_DENSITY", "ELEM_FRACTION")
+
+#: Largest L1 distance (sum of |difference| of the mass fractions) at which an override's composition is taken as
+#: the library material's: an export rounds the fractions (RayStation's plan03 writes Gammex 457 solid water to 3
+#: decimals, L1 0.003 from the library's), while two different materials differ by more (the nearest tissues to one
+#: another, ICRP muscle and blood, by 0.03).  Within it the library material keeps its published I-value (water
+#: 78 eV, Bragg additivity gives 75); beyond it the composition given is used as it is.
+LIBRARY_MATCH_L1 = 0.01
+
+#: Relative electron density above which "water at the RED" (no composition) is warned about.  Water's stopping
+#: power per electron gives the SPR of soft tissue within 3 % and of bone within 2-5 % (cortical bone ICRP,
+#: RED 1.78 at 1.92 g/cm3, +4.6 %; mcproton's stopping powers, tests/io/test_roi_overrides.py checks these
+#: figures), the densest tissue but teeth.  Above 2.0 lie dentine, enamel and metal, where it does not hold:
+#: aluminium +11 %, titanium +16 %, 316L steel +22 % (their I-values 166-320 eV against water's 78 eV).
+RED_WATER_MAX = 2.0
+
+#: Mass density (g/cm3) above which "water at that density" (REL_MASS_DENSITY without a composition or a library
+#: material by the ROI's name) is warned about.  Water's stopping power per gram gives the SPR of soft tissue
+#: within 3.5 % (adipose -3.2 %, muscle +0.5 %) and of plastics up to 1.2 g/cm3 within 5 % (PMMA +2 %,
+#: polycarbonate +4.5 %), but bone's 7-13 % too high (B-100 bone-equivalent plastic 1.45 g/cm3 +7 %, ICRP cortical
+#: bone 1.92 g/cm3 +13 %), aluminium's 28 % and titanium's 41 %: the warning begins below the least dense of these.
+MASS_DENSITY_WATER_MAX = 1.4
+
+#: Chemical symbols by atomic number (index Z - 1), to name an element the physics tables do not hold
+_SYMBOLS = ("H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr Rb Sr "
+            "Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Hf Ta W "
+            "Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr").split()
 
 
-def roi_overrides(struct_path: str | Path) -> list[dict]:
-    """The ROIs with a material override, External first: {"name", "type", "density_g_cm3", "composition"
-    ({atomic number: mass fraction}), "property"} ("REL_MASS_DENSITY", or "REL_ELEC_DENSITY" when only that is
-    given).  A file read before (same path, modification time and size) is not parsed again; each call returns
-    its own copies (callers add to them)."""
+def _symbol(z: int) -> str:
+    return _SYMBOLS[z - 1] if 1 <= z <= len(_SYMBOLS) else f"Z = {z}"
+
+
+#: (overrides, properties not applied) of the files read before, by rtstruct.file_key (a check asks for them up to
+#: three times, and a clinical structure set takes ~0.5 s to parse)
+_CACHE: dict[tuple, tuple[list[dict], list[tuple[str, list[str]]]]] = {}
+
+
+def _read_cached(struct_path: str | Path) -> tuple[list[dict], list[tuple[str, list[str]]]]:
     from .rtstruct import file_key
 
     key = file_key(struct_path)
-    if key is None or key not in _CACHE:
-        rois = _read_roi_overrides(struct_path)
-        if key is None:
-            return rois
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
+    found = _read_roi_overrides(struct_path)
+    if key is not None:
         while len(_CACHE) >= 4:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = rois
-    return [dict(r, composition=dict(r["composition"])) for r in _CACHE[key]]
+        _CACHE[key] = found
+    return found
 
 
-def _read_roi_overrides(struct_path: str | Path) -> list[dict]:
+def roi_overrides(struct_path: str | Path) -> list[dict]:
+    """The ROIs with a material override, External first: {"name", "type", "property" (the one that sets the
+    density: "REL_MASS_DENSITY", "REL_STOP_RATIO" or "REL_ELEC_DENSITY", see the module's order), "value" (its
+    value: a density or an SPR relative to water), "density_g_cm3" (the voxels' mass density), "composition"
+    ({atomic number: mass fraction}, normalised to 1; {} where none is applied), "spr_given" (a REL_STOP_RATIO
+    beside a REL_MASS_DENSITY and a composition, else None)}.  A file read before (same path, modification time and
+    size) is not parsed again; each call returns its own copies (callers add to them)."""
+    return [dict(r, composition=dict(r["composition"])) for r in _read_cached(struct_path)[0]]
+
+
+def unapplied_properties(struct_path: str | Path) -> list[tuple[str, list[str]]]:
+    """[(ROI name, ["PROPERTY value", ...])] of the ROI physical properties that no override applies (see the
+    module): an ROI with only EFFECTIVE_Z, a composition without a density, a term mcproton does not know, or an
+    effective Z beside a density without a composition."""
+    return [(nm, list(p)) for nm, p in _read_cached(struct_path)[1]]
+
+
+def _composition(struct_path: Any, name: str, items: list[tuple[int, float]]) -> dict[int, float]:
+    """The ROI's elemental composition {Z: mass fraction}, normalised to 1: refused (ValueError) with an element the
+    physics tables lack, a negative or repeated fraction, or a sum neither about 1 nor about 100 (per cent, as the
+    calibration reader takes hu_materials.csv's rows)."""
+    from ..materials import ELEMENTS
+
+    known = {el.Z for el in ELEMENTS.values()}
+    where = f"{struct_path}: ROI {name!r}: its elemental composition (ROIElementalCompositionSequence)"
+    comp: dict[int, float] = {}
+    for z, w in items:
+        if z not in known:
+            raise ValueError(
+                f"{where} holds {_symbol(z)} (atomic number {z}), which mcproton's physics tables do not hold "
+                f"(elements: {', '.join(ELEMENTS)}), so its stopping power cannot be computed: override the ROI "
+                "with REL_STOP_RATIO (its stopping-power ratio to water) or a composition of these elements, or "
+                'leave the overrides out (plan.struct_overrides = "ignore", --struct-overrides ignore) knowing '
+                "that the CT's numbers are used there")
+        if not (math.isfinite(w) and w >= 0):
+            raise ValueError(f"{where} gives {_symbol(z)} the mass fraction {w}; fractions are >= 0: the structure "
+                             "set is damaged, export it again")
+        if z in comp:
+            raise ValueError(f"{where} lists {_symbol(z)} twice: the structure set is damaged, export it again")
+        comp[z] = w
+    s = math.fsum(comp.values())
+    if not (0.95 <= s <= 1.05 or 95 <= s <= 105):
+        raise ValueError(f"{where}: the mass fractions sum to {s:g}; they must sum to 1 (or 100 %): the structure "
+                         "set is damaged, export it again")
+    return {z: w / s for z, w in comp.items() if w > 0}
+
+
+def _by_z(material: Any) -> dict[int, float]:
+    """A material's mass fractions by atomic number."""
+    from ..materials import ELEMENTS
+
+    out: dict[int, float] = {}
+    for sym, w in material.mass_fractions.items():
+        out[ELEMENTS[sym].Z] = out.get(ELEMENTS[sym].Z, 0.0) + w
+    return out
+
+
+def _z_over_a(comp: dict[int, float]) -> float:
+    """Electrons per nucleon mass (mol/g) of a composition {Z: mass fraction}."""
+    from ..materials import ELEMENTS
+
+    a = {el.Z: el.atomic_mass_g_mol for el in ELEMENTS.values()}
+    return math.fsum(w * z / a[z] for z, w in comp.items())
+
+
+def _read_roi_overrides(struct_path: str | Path) -> tuple[list[dict], list[tuple[str, list[str]]]]:
     import pydicom
 
     from .rtstruct import read_rtstruct
@@ -57,54 +182,110 @@ def _read_roi_overrides(struct_path: str | Path) -> list[dict]:
     # the names read_rtstruct gives (a duplicate name made unique, an empty one "ROI_<n>"): the masks are looked up
     # by them, so the ROI's own number must lead to its own contours, never to another ROI of the same name
     names = {num: nm for nm, num in read_rtstruct(struct_path).roi_numbers.items()}
-    out = []
+    out, unapplied = [], []
     for o in ds.get("RTROIObservationsSequence", []) or []:
-        rho, red, comp = None, None, {}
+        name = names.get(int(o.ReferencedROINumber), "?")
+        given: dict[str, Any] = {}   # property -> its value as written (the first of a repeated one)
+        items: list[tuple[int, float]] = []
         for pp in o.get("ROIPhysicalPropertiesSequence", []) or []:
-            prop = str(pp.get("ROIPhysicalProperty", "") or "")
-            if prop == "REL_MASS_DENSITY":
-                rho = float(pp.ROIPhysicalPropertyValue)
-            elif prop == "REL_ELEC_DENSITY":
-                red = float(pp.ROIPhysicalPropertyValue)
+            prop = str(pp.get("ROIPhysicalProperty", "") or "").strip().upper()
+            given.setdefault(prop, pp.get("ROIPhysicalPropertyValue"))
             for el in pp.get("ROIElementalCompositionSequence", []) or []:
-                comp[int(el.ROIElementalCompositionAtomicNumber)] = float(el.ROIElementalCompositionAtomicMassFraction)
-        if rho is None and red is None:
+                items.append((int(el.ROIElementalCompositionAtomicNumber),
+                              float(el.ROIElementalCompositionAtomicMassFraction)))
+
+        def value(prop: str) -> float:
+            v = given[prop]
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                x = math.nan
+            if not (math.isfinite(x) and 0 <= x <= 25):
+                what = "a stopping-power ratio to water" if prop == "REL_STOP_RATIO" else "a density relative to water"
+                raise ValueError(f"{struct_path}: ROI {name!r}: override {prop} {v} is not {what} (0-25); the "
+                                 "structure set is damaged, export it again")
+            return x
+
+        prop = ("REL_MASS_DENSITY" if "REL_MASS_DENSITY" in given and items else
+                "REL_STOP_RATIO" if "REL_STOP_RATIO" in given else
+                next((p for p in ("REL_ELEC_DENSITY", "REL_MASS_DENSITY") if p in given), None))
+        if prop is None:   # nothing that sets a density: every property given is one not applied
+            if given:
+                unapplied.append((name, [_said(p, v, items) for p, v in given.items()]))
             continue
-        value = rho if rho is not None else red
-        if not (value is not None and math.isfinite(value) and 0 <= value <= 25):
-            name = names.get(int(o.ReferencedROINumber), "?")
-            raise ValueError(f"{struct_path}: ROI {name!r}: override {'REL_MASS_DENSITY' if rho is not None else ''}"
-                             f"{'REL_ELEC_DENSITY' if rho is None else ''} {value} is not a density relative to "
-                             "water (0-25); the structure set is damaged, export it again")
-        out.append({"name": names.get(int(o.ReferencedROINumber), "?"), "density_g_cm3": float(value),
-                    "composition": comp if rho is not None else {},
-                    "property": "REL_MASS_DENSITY" if rho is not None else "REL_ELEC_DENSITY",
-                    "type": str(o.get("RTROIInterpretedType", "") or "")})
+        v = value(prop)
+        comp = _composition(struct_path, name, items) if items else {}
+        r = {"name": name, "type": str(o.get("RTROIInterpretedType", "") or ""), "property": prop, "value": v,
+             "density_g_cm3": v, "composition": comp, "spr_given": None}
+        if prop == "REL_STOP_RATIO":
+            from .hu_calibration import SPR_REFERENCE_MEV, spr_per_density
+
+            r["density_g_cm3"] = v / spr_per_density(nearest_material(r)[0], SPR_REFERENCE_MEV)
+        elif prop == "REL_ELEC_DENSITY" and comp:
+            from ..materials import get_material
+
+            r["density_g_cm3"] = v * _z_over_a(_by_z(get_material("water"))) / _z_over_a(comp)
+        elif prop == "REL_MASS_DENSITY" and comp and "REL_STOP_RATIO" in given:
+            r["spr_given"] = value("REL_STOP_RATIO")
+        # what the ROI says beyond the material applied: with a composition, terms mcproton does not know; without
+        # one, also what tells the material apart from water (EFFECTIVE_Z, MEAN_EXCI_ENERGY)
+        known = DERIVED_PROPERTIES if comp else (prop, *_DENSITIES)
+        left = [_said(p, x, items) for p, x in given.items() if p not in known]
+        if left:
+            unapplied.append((name, left))
+        out.append(r)
     out.sort(key=lambda r: r["type"].upper() != "EXTERNAL")
-    return out
+    return out, unapplied
+
+
+def _said(prop: str, v: Any, items: list[tuple[int, float]]) -> str:
+    """A property as a warning names it: "EFFECTIVE_Z 22", or ELEM_FRACTION with its composition."""
+    if prop == "ELEM_FRACTION" and items:
+        return "ELEM_FRACTION (" + ", ".join(f"{_symbol(z)} {w:g}" for z, w in items) + ") without a density"
+    if v in (None, ""):
+        return prop or "(an empty ROIPhysicalProperty)"
+    try:
+        v = f"{float(v):g}"
+    except (TypeError, ValueError):
+        pass
+    return f"{prop or '(an empty ROIPhysicalProperty)'} {v}"
 
 
 def nearest_material(roi: dict):
-    """The mcproton material whose composition is nearest (L1 of the mass fractions) to the ROI's; by name if the
-    ROI gives no composition; water otherwise.  Returns (material, how it was chosen)."""
-    from ..materials import ELEMENTS, UnknownMaterialError, get_material, list_materials
+    """The material of an override ROI (:func:`roi_overrides`) and how it was chosen: (material, words).
 
-    if roi["composition"]:
-        z_of = {sym: el.Z for sym, el in ELEMENTS.items()}
+    With a composition: the library material of that composition (L1 distance of the mass fractions at most
+    :data:`LIBRARY_MATCH_L1`: the same material, rounded by the export), else a material made from the composition
+    given (named ``rtstruct:<ROI>``, I-value by Bragg additivity, as hu_materials.csv's rows); its density is the
+    ROI's.  Without one: water for REL_ELEC_DENSITY; the library material the ROI is named after, else water, for
+    REL_MASS_DENSITY and REL_STOP_RATIO."""
+    from ..materials import ELEMENTS, Material, UnknownMaterialError, get_material, list_materials
+
+    comp = roi["composition"]
+    if comp:
+        total = math.fsum(comp.values())   # (normalised by the reader already; a dict made by hand may not be)
+        comp = {z: w / total for z, w in comp.items()}
         best, best_d = None, math.inf
         for name in list_materials():
             if name == "air":
                 continue
             m = get_material(name)
-            mz: dict[int, float] = {}
-            for sym, w in m.mass_fractions.items():
-                z = z_of.get(sym, sym)
-                mz[int(z)] = mz.get(int(z), 0.0) + w
-            keys = set(mz) | set(roi["composition"])
-            d = sum(abs(mz.get(k, 0.0) - roi["composition"].get(k, 0.0)) for k in keys)
+            mz = _by_z(m)
+            d = math.fsum(abs(mz.get(k, 0.0) - comp.get(k, 0.0)) for k in set(mz) | set(comp))
             if d < best_d:
                 best, best_d = m, d
-        return best, f"nearest composition (L1 {best_d:.3f})"
+        if best is not None and best_d <= LIBRARY_MATCH_L1:
+            return best, f"its composition, the library's (L1 {best_d:.3f})"
+        from .._physics.stopping import mean_excitation_energy_ev
+
+        sym = {el.Z: s for s, el in ELEMENTS.items()}
+        m = Material(f"rtstruct:{roi['name']}", float(roi.get("density_g_cm3", 1.0)),
+                     {sym[z]: w for z, w in sorted(comp.items())}, None,
+                     f"ROI {roi['name']!r}'s ROIElementalCompositionSequence (RT Struct)")
+        top = ", ".join(f"{sym[z]} {w:.3g}" for z, w in sorted(comp.items(), key=lambda t: -t[1])[:4])
+        return m, (f"the composition given ({top}{', ...' if len(comp) > 4 else ''}; I-value "
+                   f"{mean_excitation_energy_ev(m):.0f} eV by Bragg additivity; nearest library material "
+                   f"{best.name if best is not None else '-'} at L1 {best_d:.3f})")
     if roi.get("property") == "REL_ELEC_DENSITY":
         return get_material("water"), "water at the relative electron density (no composition given)"
     try:
@@ -133,6 +314,87 @@ def _writable_arrays(geometry: Any) -> tuple[np.ndarray, np.ndarray]:
 _BITS_IN_BYTE = np.array([bin(v).count("1") for v in range(256)], np.uint8)
 
 
+def spr_of(roi: dict, material: Any) -> float:
+    """The stopping-power ratio to water that an override ROI's voxels get at
+    :data:`~mcproton._io.hu_calibration.SPR_REFERENCE_MEV` (their density x the material's SPR per density)."""
+    from .hu_calibration import SPR_REFERENCE_MEV, spr_per_density
+
+    return float(roi["density_g_cm3"]) * spr_per_density(material, SPR_REFERENCE_MEV)
+
+
+def override_note(roi: dict, material: Any, why: str, n: int, unit: str = "voxels") -> str:
+    """The note that says what an override ROI's ``n`` voxels (``unit``) were given."""
+    from .hu_calibration import SPR_REFERENCE_MEV
+
+    how = {"REL_STOP_RATIO": "the density that gives this stopping-power ratio; ",
+           "REL_ELEC_DENSITY": "the mass density of that electron density; " if roi["composition"] else ""
+           }.get(roi["property"], "")
+    given = ("" if roi.get("spr_given") is None else f"; the structure set's REL_STOP_RATIO {roi['spr_given']:g}")
+    value = roi.get("value", roi["density_g_cm3"])
+    return (f"ROI {roi['name']!r} ({roi['type'] or 'no type'}): {roi['property']} {value:g} -> {material.name} at "
+            f"{roi['density_g_cm3']:g} g/cm3 ({how}{why}; stopping-power ratio "
+            f"{spr_of(roi, material):.3g} at {SPR_REFERENCE_MEV:g} MeV{given}), {n} {unit}"
+            + ("" if n else " (no voxel: contours outside the grid, or none)"))
+
+
+#: Relative difference between a REL_STOP_RATIO the structure set gives beside a density and a composition and the
+#: SPR mcproton's stopping powers give that material, above which it is warned about: I-values and stopping-power
+#: models of planning systems differ by up to ~1.5 % in tissue (ICRU 49 against ICRU 90 water, Bragg additivity
+#: rules), so a larger difference says that the two properties describe different materials
+SPR_GIVEN_TOLERANCE = 0.02
+
+
+def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
+    """Warn (McprotonRuntimeWarning: kept in the run's summary and the check's report) where an applied override
+    assumes water's stopping power per electron or per gram above the tissue range (:data:`RED_WATER_MAX`,
+    :data:`MASS_DENSITY_WATER_MAX`), or where its composition's SPR differs from the REL_STOP_RATIO given."""
+    from .errors import McprotonRuntimeWarning, warn
+    from .hu_calibration import SPR_REFERENCE_MEV
+
+    spr = spr_of(roi, material)
+    prop, v = roi["property"], float(roi.get("value", roi["density_g_cm3"]))
+    where = f"{struct_path}: ROI {roi['name']!r}"
+    water = material.name == "water" and not roi["composition"]
+    if water and prop == "REL_ELEC_DENSITY" and v > RED_WATER_MAX or (
+            water and prop == "REL_MASS_DENSITY" and v > MASS_DENSITY_WATER_MAX):
+        if prop == "REL_ELEC_DENSITY":
+            per, beyond = "electron", (f"above a relative electron density of {RED_WATER_MAX:g} (denser than "
+                                       "cortical bone) lie teeth and metal")
+            over = "titanium's by 16 %, steel's by 22 %"
+        else:
+            per, beyond = "gram", f"above {MASS_DENSITY_WATER_MAX:g} g/cm3 lie bone, teeth and metal"
+            over = "bone's by 7-13 %, titanium's by 41 %"
+        warn(f"{where}: {prop} {v:g} without an elemental composition is taken as water at {roi['density_g_cm3']:g} "
+             f"g/cm3, i.e. water's stopping power per {per}: stopping-power ratio {spr:.3g} at "
+             f"{SPR_REFERENCE_MEV:g} MeV.  That holds for soft tissue, but {beyond}, whose stopping power per {per} "
+             f"is lower (their I-value is higher), so their SPR is overestimated ({over}) and the dose behind the "
+             "ROI stops short; give the ROI its elemental "
+             "composition (ROIElementalCompositionSequence with REL_MASS_DENSITY) or its REL_STOP_RATIO in the "
+             "planning system's export", McprotonRuntimeWarning)
+    given = roi.get("spr_given")
+    if given is not None and given > 0 and abs(spr / given - 1) > SPR_GIVEN_TOLERANCE:
+        d = 100 * (spr / given - 1)
+        warn(f"{where}: the material of its REL_MASS_DENSITY {v:g} and elemental composition ({material.name}, "
+             f"applied) has the stopping-power ratio {spr:.3g} at {SPR_REFERENCE_MEV:g} MeV, {abs(d):.1f} % "
+             f"{'below' if d < 0 else 'above'} the REL_STOP_RATIO {given:g} the ROI also gives: the two describe "
+             "different materials; check the override in the planning system", McprotonRuntimeWarning)
+
+
+def warn_unapplied(struct_path: Any) -> None:
+    """One warning naming every ROI physical property that no override applies (:func:`unapplied_properties`)."""
+    left = unapplied_properties(struct_path)
+    if not left:
+        return
+    from .errors import McprotonRuntimeWarning, warn
+
+    warn(f"{struct_path}: ROI physical properties (ROIPhysicalPropertiesSequence) that mcproton does not apply: "
+         + "; ".join(f"ROI {nm!r}: {', '.join(p)}" for nm, p in left)
+         + ".  A voxel's material is set by REL_MASS_DENSITY (with its ROIElementalCompositionSequence), "
+         "REL_STOP_RATIO or REL_ELEC_DENSITY only, so these ROIs keep the CT's numbers (or another override's "
+         "material); if the planning system computed with these properties, the dose differs there: export the "
+         "override as REL_STOP_RATIO or as REL_MASS_DENSITY with the composition", McprotonRuntimeWarning)
+
+
 def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) -> list[str]:
     """Put the structure set's material overrides (:func:`roi_overrides`) into ``geometry`` (in place): each
     override ROI's voxels take its material (:func:`nearest_material`) at its density, the External first.
@@ -148,6 +410,7 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
     0.63-0.67 GB of its full-resolution geometry with no ROI at all; BENCHMARKS.md)."""
     from .rtstruct import mask_unkept, read_rtstruct
 
+    warn_unapplied(struct_path)
     rois = roi_overrides(struct_path)
     geometry.struct_overrides = []
     if not rois:
@@ -170,13 +433,12 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
     for i, (r, (m, why)) in enumerate(zip(rois, chosen)):
         mask = mask_unkept(s, geometry, r["name"])
         n = 0 if mask is None else int(np.count_nonzero(mask))
-        notes.append(f"ROI {r['name']!r} ({r['type'] or 'no type'}): {r['property']} {r['density_g_cm3']:g} -> "
-                     f"{m.name} at {r['density_g_cm3']:g} g/cm3 ({why}), {n} voxels"
-                     + ("" if n else " (no voxel: contours outside the grid, or none)"))
+        notes.append(override_note(r, m, why, n))
         records.append(_override_record(r, m, why, n))
         if mask is None or not n:
             del mask   # freed before the next ROI's is made
             continue
+        warn_material(struct_path, r, m)
         k = next((j for j, x in enumerate(mats) if x is m), None)
         if k is None:
             if len(mats) >= 255:
@@ -212,9 +474,11 @@ def _override_record(roi: dict, material: Any, how: str, voxels: int) -> dict:
     """What a run's summary and HDF5 provenance keep of one applied override (``struct_overrides_applied``, README
     "Output (HDF5)"): the ROI, the property and its value as the structure set gives them, the material and density
     put into its voxels, how the material was chosen (:func:`nearest_material`) and on how many voxels of the grid
-    it was set (the note, added by :func:`apply_overrides`, says the same in words)."""
+    it was set, and the stopping-power ratio to water that gives them at 100 MeV (the note, added by
+    :func:`apply_overrides`, says the same in words)."""
     return {"roi": roi["name"], "roi_type": roi["type"], "property": roi["property"],
-            "value": roi["density_g_cm3"], "material": material.name, "density_g_cm3": roi["density_g_cm3"],
+            "value": roi.get("value", roi["density_g_cm3"]), "material": material.name,
+            "density_g_cm3": roi["density_g_cm3"], "spr_100mev": round(float(spr_of(roi, material)), 4),
             "how": how, "voxels": int(voxels)}
 
 
