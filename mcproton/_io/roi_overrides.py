@@ -31,7 +31,8 @@ _CACHE: dict[tuple, list[dict]] = {}
 
 
 def roi_overrides(struct_path: str | Path) -> list[dict]:
-    """The ROIs with a material override, External first: {"name", "type", "density_g_cm3", "composition"
+    """The ROIs with a material override, External first: {"name", "number" (its ROI number, which a plan's
+    ReferencedBolusSequence names), "type", "density_g_cm3", "composition"
     ({atomic number: mass fraction}), "property"} ("REL_MASS_DENSITY", or "REL_ELEC_DENSITY" when only that is
     given).  A file read before (same path, modification time and size) is not parsed again; each call returns
     its own copies (callers add to them)."""
@@ -76,7 +77,8 @@ def _read_roi_overrides(struct_path: str | Path) -> list[dict]:
             raise ValueError(f"{struct_path}: ROI {name!r}: override {'REL_MASS_DENSITY' if rho is not None else ''}"
                              f"{'REL_ELEC_DENSITY' if rho is None else ''} {value} is not a density relative to "
                              "water (0-25); the structure set is damaged, export it again")
-        out.append({"name": names.get(int(o.ReferencedROINumber), "?"), "density_g_cm3": float(value),
+        out.append({"name": names.get(int(o.ReferencedROINumber), "?"), "number": int(o.ReferencedROINumber),
+                    "density_g_cm3": float(value),
                     "composition": comp if rho is not None else {},
                     "property": "REL_MASS_DENSITY" if rho is not None else "REL_ELEC_DENSITY",
                     "type": str(o.get("RTROIInterpretedType", "") or "")})
