@@ -333,7 +333,8 @@ def _check_range_shifters(b, where: str) -> None:
                     f"{s.get('ReferencedRangeShifterNumber', None)!r} names none of the beam's range shifters "
                     f"{sorted(rs_numbers)}; the plan is damaged")
             wet = _num(s.get("RangeShifterWaterEquivalentThickness", None))
-            out = str(s.get("RangeShifterSetting", "") or "").upper() in ("OUT", "0")
+            setting = str(s.get("RangeShifterSetting", "") or "").strip()
+            out = setting.upper() == "OUT" or _num(setting) == 0   # 0, 0.0: OUT as rtplan._shifter_setting reads it
             if wet is not None and not (math.isfinite(wet) and (wet > 0 or (wet == 0 and out))):
                 raise DicomInputError(
                     f"{where} control point {i}: RangeShifterWaterEquivalentThickness (300A,0366) is "
