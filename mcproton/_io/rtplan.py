@@ -11,7 +11,19 @@ from FractionGroupSequence[0].ReferencedBeamSequence (per fraction).  ``NumberOf
 only: the weights of a control point are the total over all paintings.  A later control point may repeat the
 beam's IsocenterPosition (within 0.01 mm) but not change it: an isocentre that moves during a beam is refused, as
 are changing gantry and couch angles.  ScanMode MODULATED_SPEC is read only with ModulatedScanModeType STATIONARY
-(or none); LINEAR and LEAPING (dose delivered while the spot moves, PS3.3 C.8.8.25.8) are refused.
+(or none); LINEAR and LEAPING (dose delivered while the spot moves, PS3.3 C.8.8.25.8) are refused, and with
+ScanMode MODULATED (where the type does not belong) too.  Angles are compared modulo 360 deg (0 and 360 are one
+angle); a gantry or couch angle missing from the first control point but given later is refused, as are a
+SnoutPosition or a shifter's IsocenterToRangeShifterDistance (while IN) that change during a beam and
+NumberOfPaintings 0.  Beams whose TreatmentDeliveryType is not TREATMENT or CONTINUATION (set-up and verification
+fields) are left out before any other check, with a warning, and never add to the dose.
+
+Beam modifiers that mcproton does not transport are refused (their dose would be computed without them): blocks,
+compensators, range modulators, wedges, a lateral spreading device other than a scanning MAGNET, and a beam-limiting
+device (MLC, jaws, aperture) placed in a control point (unless ``ignore_beam_limiting_devices``).  A bolus
+(ReferencedBolusSequence) is warned about by :func:`warn_unmodelled_boli` unless the structure set's material
+override of its ROI is applied.  RangeShifterSetting is read as IN or OUT in any case, or 1 or 0; other text is
+refused.
 
 Geometry (IEC 61217 -> DICOM patient LPS)
 -----------------------------------------
@@ -70,7 +82,9 @@ an MCsquare BDL): its material (required), density (default: the material's) and
 its WET divided by the material's stopping-power ratio to water at 100 MeV).  Its WET is the model's, else the
 plan's RangeShifterWaterEquivalentThickness (a difference of more than 1 mm between the two is warned about).
 Its position: IsocenterToRangeShifterDistance of the control point (DICOM: isocentre to the shifter's
-downstream face), else the model's ``isocenter_distance_mm``.  The slab is perpendicular to each spot's central
+downstream face), else the model's ``isocenter_distance_mm``.  An ANALOG shifter (RangeShifterType) whose plan WET
+differs from the model's by more than 1 mm is refused: the model's slab has one thickness, an analog shifter's
+changes from layer to layer.  The slab is perpendicular to each spot's central
 ray (a tilt of < 3 degrees for spots within 10 cm of the axis: < 0.15 % in thickness), with its upstream face at
 (L - D - t) / cos(angle to the beam axis) from the spot's point on the beam-model plane (L upstream of the
 isocentre, D the isocentre distance, t the thickness).  Refused with a message: a shifter the model does not
