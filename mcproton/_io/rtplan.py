@@ -776,7 +776,8 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
             if npaint < 1:
                 raise _e(f"{cw}: {attribute_name('NumberOfPaintings')} is {npaint}; it must be >= 1 (the number of "
                          f"times the layer is scanned): {_REDO}")
-            active = [r["id"] for r in state["rs"].values() if r["setting"] == "IN"]
+            # (a setting naming no shifter of the beam is refused by check_plan, with its own message)
+            active = [r["id"] for ref, r in state["rs"].items() if r["setting"] == "IN" and ref in rs_ids]
             if len(active) > 1:   # a merged beam-model entry would match neither RangeShifterID: not offered
                 raise _e(f"{cw}: {len(active)} range shifters are IN at once ({', '.join(map(repr, active))}); "
                          "mcproton transports one range shifter per layer, so this beam cannot be computed: check it "
