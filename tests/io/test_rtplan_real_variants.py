@@ -372,3 +372,26 @@ def test_the_real_plans_read_as_before():
         plan, said = _load(p)
         assert plan.beams and not plan.skipped_beams, p
         assert not [m for m in said if any(k in m for k in new)], p
+
+
+def test_check_warns_about_a_bolus_unless_its_override_is_applied(tmp_path):
+    """mcproton check (its _warn_boli, with the inputs it paired): as mcproton run."""
+    from types import SimpleNamespace
+
+    from mcproton._check.api import _warn_boli
+    from mcproton._io.roi_overrides import roi_overrides
+
+    rs = DATA / "aptg_check" / "RS_plan03.dcm"
+    n = roi_overrides(rs)[0]["number"]
+
+    def fn(ds):
+        _bolus(ds)
+        ds.IonBeamSequence[0].ReferencedBolusSequence[0].ReferencedROINumber = n
+    plan = load_rtplan(_edit(PLAN02, tmp_path, fn))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_boli(SimpleNamespace(plan=plan, struct_path=str(rs), ct_dir="ct"), "apply")
+        _warn_boli(SimpleNamespace(plan=load_rtplan(PLAN02), struct_path=None, ct_dir="ct"), "apply")
+    for struct, how in ((str(rs), "ignore"), (None, "apply")):
+        with pytest.warns(McprotonWarning, match=rf"ROI number {n}\), but no RT Struct's material overrides"):
+            _warn_boli(SimpleNamespace(plan=plan, struct_path=struct, ct_dir="ct"), how)
