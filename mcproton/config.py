@@ -117,6 +117,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                         '"energy_only" (its WET only lowers the energy; no scattering)'),
         "machine_check": ((bool,), "refuse beams planned for a treatment machine the beam model does not name "
                                    "(default true)"),
+        "ignore_beam_limiting_devices": ((bool,), "compute beams whose control points place an MLC, jaws or an "
+                                                  "aperture as if it were open, with a warning (default false: "
+                                                  "refused, as its dose would be computed without it)"),
     },
     "output": {
         "dose_to": ((str,), '"medium" (default) or "water": which dose the RT Dose file holds'),
@@ -380,6 +383,26 @@ def _check_calibration_written_for(ct: Any, calib: Any, *, given: bool) -> None:
         anyway="run anyway (phantom.calibration is given)",
         how=lambda w: ('run it as phantom.type = "slab_ct" (its exact calibration)' if w == "slab_ct"
                        else f'set phantom.calibration = "{w}"'))
+
+
+def _warn_boli(cfg: dict[str, Any], plan: Any) -> None:
+    """Warn about the plan's boli that no applied material override of plan.rtstruct puts into the CT
+    (rtplan.warn_unmodelled_boli); a missing or damaged structure set is refused later with its own message."""
+    from ._io.rtplan import warn_unmodelled_boli
+
+    if not any(b.bolus_roi_numbers for b in plan.beams):
+        return
+    pl = cfg.get("plan", {})
+    rts = pl.get("rtstruct")
+    numbers = None
+    if isinstance(rts, str) and _resolve(cfg, rts).is_file() and pl.get("struct_overrides", "apply") == "apply":
+        from ._io.roi_overrides import roi_overrides
+
+        try:
+            numbers = {r["number"] for r in roi_overrides(_resolve(cfg, rts))}
+        except ValueError:
+            return   # a damaged override: _apply_struct_overrides refuses it with its message
+    warn_unmodelled_boli(plan, numbers, structure_set=str(rts or ""))
 
 
 def _struct_changes_geometry(cfg: dict[str, Any]) -> bool:
@@ -693,9 +716,11 @@ def build_beams(cfg: dict[str, Any]):
         pl = cfg["plan"]
         if "rtplan" not in pl or "beam_model" not in pl:
             raise ConfigError("[plan] needs rtplan (an RT Ion Plan file) and beam_model")
-        plan = load_rtplan(_resolve(cfg, pl["rtplan"]), patient_position=pl.get("patient_position"))
+        plan = load_rtplan(_resolve(cfg, pl["rtplan"]), patient_position=pl.get("patient_position"),
+                           ignore_beam_limiting_devices=pl.get("ignore_beam_limiting_devices", False))
         for note in plan.notes:
             warn(f"{plan.path}: {note} (plan.patient_position)", McprotonWarning, stacklevel=2)
+        _warn_boli(cfg, plan)
         bm_name = pl["beam_model"]
         bm_path = _resolve(cfg, bm_name)
         try:

@@ -421,6 +421,24 @@ def _heterogeneity_notes(inp: CheckInputs, overrides: bool, how: str, log: Calla
     return notes
 
 
+def _warn_boli(inp: CheckInputs, struct_overrides: str) -> None:
+    """Warn about the plan's boli that no applied material override of the structure set puts into the CT (a phantom
+    built from the structure set holds its overrides): rtplan.warn_unmodelled_boli."""
+    from .._io.rtplan import warn_unmodelled_boli
+
+    if not any(b.bolus_roi_numbers for b in inp.plan.beams):
+        return
+    numbers = None
+    if inp.struct_path is not None and (struct_overrides == "apply" or inp.ct_dir is None):
+        from .._io.roi_overrides import roi_overrides
+
+        try:
+            numbers = {r["number"] for r in roi_overrides(inp.struct_path)}
+        except ValueError:
+            return   # a damaged override is refused with its own message when it is applied
+    warn_unmodelled_boli(inp.plan, numbers, structure_set=str(inp.struct_path or ""))
+
+
 def _struct_overrides(geometry: Any, struct_path: str, how: str, log: Callable[[str], None]) -> list[str]:
     """The structure set's material overrides put into the CT's geometry (``how`` "apply") or named as ignored;
     the notes (also logged)."""
@@ -788,6 +806,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                  fractions=fractions, ct_series=ct_series, patient_position=patient_position)
     for line in inp.pairing:
         log(f"mcproton check: {line}")
+    _warn_boli(inp, struct_overrides)
     dose_to_given = dose_to
     dose_to = _dose_to_of(inp, dose_to, log)
     # the files compared, by path, UIDs, creation date and SHA-256 (the CT's once it is read)

@@ -8,8 +8,12 @@ RayStation guarantee and refuses the plan, naming the file, the beam, the contro
 * the plan has more than one fraction group (its dose would be one group's, labelled as the plan's);
 * the fraction group's ReferencedBeamSequence (300C,0004) references a beam that is not in the
   IonBeamSequence, references one beam twice, misses a beam, disagrees with NumberOfBeams (300A,0080), or
-  gives a BeamMeterset (300A,0086) of 0 for a beam that has spot weights; NumberOfFractionsPlanned
+  gives a BeamMeterset (300A,0086) of 0 for a treatment beam that has spot weights; NumberOfFractionsPlanned
   (300A,0078) is missing, empty or < 1;
+
+and, for the beams that deliver the plan's dose (TreatmentDeliveryType TREATMENT, CONTINUATION or none; set-up and
+verification fields are left out of the dose by rtplan._parse_plan and not checked further), when:
+
 * a beam's patient setup has no PatientPosition (0018,5100) (OpenTPS writes an empty one);
 * NumberOfControlPoints (300A,0110) (when present) differs from the control points present, or a ControlPointIndex
   (300A,0112) is out of sequence;
@@ -105,10 +109,18 @@ def check_plan(ds, src: str) -> None:
         numbers[n] = bi
         labels.append(f"{src} beam {n} ({b.get('BeamName', '') or ''})")
     _check_fraction_group(ds, beams, numbers, labels, src)
-    _check_setups(ds, beams, labels, src)
-    for b, where in zip(beams, labels):
+    # set-up and verification fields are left out of the dose (rtplan._parse_plan): their control points, meterset
+    # and set-up are not checked (an Eclipse kV set-up field has no spots and no FinalCumulativeMetersetWeight)
+    treated = [(b, where) for b, where in zip(beams, labels) if _is_treatment(b)]
+    _check_setups(ds, [b for b, _ in treated], [where for _, where in treated], src)
+    for b, where in treated:
         _check_control_points(b, where)
         _check_range_shifters(b, where)
+
+
+def _is_treatment(b) -> bool:
+    """Whether a beam delivers the plan's dose (TreatmentDeliveryType (300A,00CE) TREATMENT, CONTINUATION or none)."""
+    return str(b.get("TreatmentDeliveryType", "") or "").strip().upper() in _TREATMENT_TYPES
 
 
 def _check_fraction_group(ds, beams, numbers: dict[int, int], labels: list[str], src: str) -> None:
@@ -145,12 +157,12 @@ def _check_fraction_group(ds, beams, numbers: dict[int, int], labels: list[str],
                 "damaged or incomplete, export it again")
         bm = _num(rb.get("BeamMeterset", None))
         b = beams[numbers[n]]
-        if bm is not None and bm <= 0 and any(_weights(cp) > 0 for cp in b.get("IonControlPointSequence", []) or []):
+        if bm is not None and bm <= 0 and _is_treatment(b) and any(
+                _weights(cp) > 0 for cp in b.get("IonControlPointSequence", []) or []):
             raise DicomInputError(f"{labels[numbers[n]]}: BeamMeterset (300A,0086) is {bm:g} although the beam has "
                                   "spot weights; the beam would deliver nothing: the plan is damaged")
     for n, bi in numbers.items():
-        ttype = str(beams[bi].get("TreatmentDeliveryType", "") or "").upper()
-        if n not in seen and ttype in _TREATMENT_TYPES:
+        if n not in seen and _is_treatment(beams[bi]):
             raise DicomInputError(f"{labels[bi]}: the beam is not referenced by the fraction group's "
                                   "ReferencedBeamSequence (300C,0004), so its MU are unknown; the plan is damaged")
     nb = _num(fg.get("NumberOfBeams", None))
@@ -321,7 +333,8 @@ def _check_range_shifters(b, where: str) -> None:
                     f"{s.get('ReferencedRangeShifterNumber', None)!r} names none of the beam's range shifters "
                     f"{sorted(rs_numbers)}; the plan is damaged")
             wet = _num(s.get("RangeShifterWaterEquivalentThickness", None))
-            out = str(s.get("RangeShifterSetting", "") or "").upper() in ("OUT", "0")
+            setting = str(s.get("RangeShifterSetting", "") or "").strip()
+            out = setting.upper() == "OUT" or _num(setting) == 0   # 0, 0.0: OUT as rtplan._shifter_setting reads it
             if wet is not None and not (math.isfinite(wet) and (wet > 0 or (wet == 0 and out))):
                 raise DicomInputError(
                     f"{where} control point {i}: RangeShifterWaterEquivalentThickness (300A,0366) is "

@@ -109,7 +109,8 @@ def _read_cached(struct_path: str | Path) -> tuple[list[dict], list[tuple[str, l
 
 
 def roi_overrides(struct_path: str | Path) -> list[dict]:
-    """The ROIs with a material override, External first: {"name", "type", "property" (the one that sets the
+    """The ROIs with a material override, External first: {"name", "number" (its ROI number, which a plan's
+    ReferencedBolusSequence names), "type", "property" (the one that sets the
     density: "REL_MASS_DENSITY", "REL_STOP_RATIO" or "REL_ELEC_DENSITY", see the module's order), "value" (its
     value: a density or an SPR relative to water), "density_g_cm3" (the voxels' mass density), "composition"
     ({atomic number: mass fraction}, normalised to 1; {} where none is applied), "spr_given" (a REL_STOP_RATIO
@@ -215,7 +216,8 @@ def _read_roi_overrides(struct_path: str | Path) -> tuple[list[dict], list[tuple
             continue
         v = value(prop)
         comp = _composition(struct_path, name, items) if items else {}
-        r = {"name": name, "type": str(o.get("RTROIInterpretedType", "") or ""), "property": prop, "value": v,
+        r = {"name": name, "number": int(o.ReferencedROINumber), "type": str(o.get("RTROIInterpretedType", "") or ""),
+             "property": prop, "value": v,
              "density_g_cm3": v, "composition": comp, "spr_given": None}
         if prop == "REL_STOP_RATIO":
             from .hu_calibration import SPR_REFERENCE_MEV, spr_per_density

@@ -11,7 +11,19 @@ from FractionGroupSequence[0].ReferencedBeamSequence (per fraction).  ``NumberOf
 only: the weights of a control point are the total over all paintings.  A later control point may repeat the
 beam's IsocenterPosition (within 0.01 mm) but not change it: an isocentre that moves during a beam is refused, as
 are changing gantry and couch angles.  ScanMode MODULATED_SPEC is read only with ModulatedScanModeType STATIONARY
-(or none); LINEAR and LEAPING (dose delivered while the spot moves, PS3.3 C.8.8.25.8) are refused.
+(or none); LINEAR and LEAPING (dose delivered while the spot moves, PS3.3 C.8.8.25.8) are refused, and with
+ScanMode MODULATED (where the type does not belong) too.  Angles are compared modulo 360 deg (0 and 360 are one
+angle); a gantry or couch angle missing from the first control point but given later is refused, as are a
+SnoutPosition or a shifter's IsocenterToRangeShifterDistance (while IN) that change during a beam and
+NumberOfPaintings 0.  Beams whose TreatmentDeliveryType is not TREATMENT or CONTINUATION (set-up and verification
+fields) are left out before any other check, with a warning, and never add to the dose.
+
+Beam modifiers that mcproton does not transport are refused (their dose would be computed without them): blocks,
+compensators, range modulators, wedges, a lateral spreading device other than a scanning MAGNET, and a beam-limiting
+device (MLC, jaws, aperture) placed in a control point (unless ``ignore_beam_limiting_devices``).  A bolus
+(ReferencedBolusSequence) is warned about by :func:`warn_unmodelled_boli` unless the structure set's material
+override of its ROI is applied.  RangeShifterSetting is read as IN or OUT in any case, or 1 or 0; other text is
+refused.
 
 Geometry (IEC 61217 -> DICOM patient LPS)
 -----------------------------------------
@@ -70,7 +82,9 @@ an MCsquare BDL): its material (required), density (default: the material's) and
 its WET divided by the material's stopping-power ratio to water at 100 MeV).  Its WET is the model's, else the
 plan's RangeShifterWaterEquivalentThickness (a difference of more than 1 mm between the two is warned about).
 Its position: IsocenterToRangeShifterDistance of the control point (DICOM: isocentre to the shifter's
-downstream face), else the model's ``isocenter_distance_mm``.  The slab is perpendicular to each spot's central
+downstream face), else the model's ``isocenter_distance_mm``.  An ANALOG shifter (RangeShifterType) whose plan WET
+differs from the model's by more than 1 mm is refused: the model's slab has one thickness, an analog shifter's
+changes from layer to layer.  The slab is perpendicular to each spot's central
 ray (a tilt of < 3 degrees for spots within 10 cm of the axis: < 0.15 % in thickness), with its upstream face at
 (L - D - t) / cos(angle to the beam axis) from the spot's point on the beam-model plane (L upstream of the
 isocentre, D the isocentre distance, t the thickness).  Refused with a message: a shifter the model does not
@@ -173,6 +187,9 @@ class IonBeam:
     treatment_delivery_type: str = "TREATMENT"
     #: TableTopEccentricAngle (300A,0125); 0 where the plan leaves it out
     table_top_eccentric_angle_deg: float = 0.0
+    #: the ROI numbers of the boli the beam uses (ReferencedBolusSequence; None: not named); see
+    #: :func:`warn_unmodelled_boli`
+    bolus_roi_numbers: list = field(default_factory=list)
 
     @property
     def table_top_angle_deg(self) -> float:
@@ -207,6 +224,8 @@ class RTIonPlan:
     there): an RT Dose must not reference it (see dicom_common.is_valid_uid)."""
     notes: list[str] = field(default_factory=list)
     """What the reading supplied that the file does not say (a PatientPosition given by the user)."""
+    skipped_beams: list[str] = field(default_factory=list)
+    """Why each beam left out of the plan was left out (set-up and verification fields: not computed)."""
 
 
 def _e(msg: str) -> DicomInputError:
@@ -289,14 +308,22 @@ def _check_modulated_scan_mode_type(b, scan: str, where: str) -> None:
     transported as stationary spots, while for LINEAR the beam delivers each weight moving from the previous spot
     position to this one and for LEAPING part of it on the way (PS3.3 C.8.8.25.8), which would be a wrong dose."""
     kind = str(b.get("ModulatedScanModeType", "") or "").strip().upper()
-    if scan != "MODULATED_SPEC" or kind in ("", "STATIONARY"):
+    if kind in ("", "STATIONARY"):
+        return
+    if scan == "MODULATED":   # the type belongs to MODULATED_SPEC (Type 1C): which of the two is meant is unknown
+        raise _e(f"{where}: ScanMode MODULATED with ModulatedScanModeType (300A,0309) {kind!r}, which belongs to "
+                 "ScanMode MODULATED_SPEC: the plan contradicts itself (stationary spots, or dose delivered while "
+                 "the spot moves?); mcproton models stationary spots only: check the plan in the planning system and "
+                 "export it again")
+    if scan != "MODULATED_SPEC":
         return
     raise _e(f"{where}: ScanMode MODULATED_SPEC with ModulatedScanModeType (300A,0309) {kind!r}: only STATIONARY "
              "spots are modelled (the beam is off while it moves); line scanning (LINEAR) and LEAPING deliver dose "
              "between the spot positions, which mcproton does not compute")
 
 
-def load_rtplan(path_or_dataset, *, patient_position: str | None = None) -> RTIonPlan:
+def load_rtplan(path_or_dataset, *, patient_position: str | None = None,
+                ignore_beam_limiting_devices: bool = False) -> RTIonPlan:
     """Read a DICOM RT Ion Plan (PBS) from a file path or a pydicom Dataset.
 
     ``patient_position``: the PatientPosition (HFS, HFP, ...) of the plan's patient setups that have none
@@ -304,7 +331,12 @@ def load_rtplan(path_or_dataset, *, patient_position: str | None = None) -> RTIo
     without a PatientSetupSequence gets one setup per number its beams refer to.  A setup that has a position
     keeps it; one that says another position is refused.  The plan's ``notes`` say it was given.  (Whether it
     agrees with the CT's is checked later: mcproton run and mcproton check refuse a plan set up otherwise than
-    its CT, and ``simulate`` warns.)"""
+    its CT, and ``simulate`` warns.)
+
+    ``ignore_beam_limiting_devices``: compute a beam whose control points place an MLC, jaws or an aperture as if
+    the device were open (with a warning), instead of refusing it (config ``plan.ignore_beam_limiting_devices``).
+    Beams whose TreatmentDeliveryType is not TREATMENT or CONTINUATION (set-up and verification fields) are left
+    out of the plan, with a warning each (``skipped_beams`` lists them)."""
     import copy
 
     import pydicom
@@ -328,7 +360,7 @@ def load_rtplan(path_or_dataset, *, patient_position: str | None = None) -> RTIo
         ds, given_note = _given_position(copy.deepcopy(ds) if isinstance(path_or_dataset, pydicom.Dataset) else ds,
                                          patient_position, src)
     try:
-        plan = _parse_plan(ds, src)
+        plan = _parse_plan(ds, src, ignore_beam_limiting_devices=ignore_beam_limiting_devices)
         if given_note:
             plan.notes.append(given_note)
         return plan
@@ -374,18 +406,28 @@ def _given_position(ds, position: str, src: str):
 
 #: Beam modifiers that mcproton does not transport (PS3.3 C.8.8.25, RT Ion Beams Module): (count attribute, its
 #: sequence, what it is).  A range shifter is transported (a slab); these are refused, not left out: an aperture
-#: sharpens the penumbra of low-energy spots, a compensator or a ridge filter changes the range spot by spot
+#: sharpens the penumbra of low-energy spots, a compensator or a ridge filter changes the range spot by spot, a wedge
+#: changes it across the field
 _UNMODELLED_MODIFIERS = (
     ("NumberOfBlocks", "IonBlockSequence", "block (aperture)"),
     ("NumberOfCompensators", "IonRangeCompensatorSequence", "range compensator"),
     ("NumberOfRangeModulators", "RangeModulatorSequence", "range modulator (ridge filter)"),
+    ("NumberOfWedges", "IonWedgeSequence", "wedge"),
 )
 
+#: TreatmentDeliveryType (300A,00CE) values of beams that deliver the plan's dose; the others (SETUP, VERIFICATION,
+#: OPEN_PORTFILM, TRTMT_PORTFILM) are left out of the dose (PS3.3 C.8.8.25; plan_checks._TREATMENT_TYPES likewise)
+_TREATMENT_DELIVERY_TYPES = ("TREATMENT", "CONTINUATION", "")
 
-def _check_no_beam_modifiers(b, where: str) -> None:
-    """Refuse a beam with an aperture, a range compensator or a range modulator (NumberOfBlocks, ... > 0, or items
-    in their sequences): mcproton transports range shifters only, and leaving the others out gives a plausible
-    but wrong dose (before 2026-12-05 they were not read at all: a helper's audit)."""
+
+def _check_no_beam_modifiers(b, where: str, *, ignore_beam_limiting_devices: bool = False) -> None:
+    """Refuse a beam with an aperture, a range compensator, a range modulator or a wedge (NumberOfBlocks, ... > 0,
+    or items in their sequences), with a beam-limiting device placed in its control points (an MLC, jaws, an
+    adaptive aperture) or with a lateral spreading device other than a scanning magnet (a scatterer): mcproton
+    transports range shifters only, and leaving the others out gives a plausible but wrong dose (before 2026-12-05
+    they were not read at all: helpers' audits).  ``ignore_beam_limiting_devices`` (config
+    ``plan.ignore_beam_limiting_devices``): compute a beam with a beam-limiting device as if it were open, with a
+    warning, for a device known not to touch the beam."""
     for count, seq, what in _UNMODELLED_MODIFIERS:
         try:
             n = int(b.get(count, 0) or 0)
@@ -396,9 +438,166 @@ def _check_no_beam_modifiers(b, where: str) -> None:
             raise _e(f"{where}: {count} is {n}: the beam has a {what}, which mcproton does not model (range "
                      "shifters only), so its dose would be computed without it; check this plan with a dose engine "
                      f"that models a {what}")
+    for k, d in enumerate(b.get("LateralSpreadingDeviceSequence", None) or []):
+        kind = str(d.get("LateralSpreadingDeviceType", "") or "").strip().upper()
+        if kind != "MAGNET":
+            raise _e(f"{where}: lateral spreading device {k + 1} ({str(d.get('LateralSpreadingDeviceID', '') or '')!r}"
+                     f") is {kind or 'of no type'!r} ({attribute_name('LateralSpreadingDeviceType')}), not a scanning "
+                     "MAGNET: a scatterer widens every spot, which mcproton does not model (the spots have the beam "
+                     "model's size), so its dose would be computed without it; check this plan with a dose engine "
+                     "that models a scatterer, or correct the device type if the beam is scanned by magnets only")
+    _check_beam_limiting_devices(b, where, ignore_beam_limiting_devices)
 
 
-def _parse_plan(ds, src: str) -> RTIonPlan:
+def _check_beam_limiting_devices(b, where: str, ignore: bool) -> None:
+    """Refuse a beam whose control points place a beam-limiting device (BeamLimitingDevicePositionSequence: an MLC,
+    jaws, a Mevion adaptive aperture): it cuts the penumbra of the low-energy spots, which mcproton does not model.
+    Whether positions leave a device open cannot be told from the plan alone (the plane they are given in, the
+    collimator angle, the spots' size and halo), so any placed device is refused unless ``ignore``.  A device that
+    IonBeamLimitingDeviceSequence lists but no control point places (PS3.3 requires its positions in the first) is
+    taken as not in the beam, with a warning."""
+    devices = [str(d.get("RTBeamLimitingDeviceType", "") or "?")
+               for d in b.get("IonBeamLimitingDeviceSequence", None) or []]
+    placed = [(ci, p) for ci, cp in enumerate(b.get("IonControlPointSequence", None) or [])
+              for p in cp.get("BeamLimitingDevicePositionSequence", None) or []]
+    if not placed:
+        if devices:
+            warn(f"{where}: {attribute_name('IonBeamLimitingDeviceSequence')} lists {', '.join(devices)}, but no "
+                 f"control point gives its positions ({attribute_name('BeamLimitingDevicePositionSequence')}, "
+                 "required in the first control point): the device is taken as not in the beam; if it shapes the "
+                 "field, the dose is computed without it: check the plan in the planning system", McprotonWarning)
+        return
+    ci, pos = placed[0]
+    kinds = sorted({str(p.get("RTBeamLimitingDeviceType", "") or "?") for _, p in placed})
+    try:
+        v = [float(x) for x in (pos.get("LeafJawPositions", None) or [])]
+        span = f", its positions from {min(v):g} to {max(v):g} mm" if v else ""
+    except (TypeError, ValueError):
+        span = ""
+    what = (f"a beam-limiting device ({', '.join(kinds)}: an MLC, jaws or an adaptive aperture) placed in control "
+            f"point {ci} ({attribute_name('BeamLimitingDevicePositionSequence')}{span})")
+    if ignore:
+        warn(f"{where}: {what} is ignored (plan.ignore_beam_limiting_devices = true): the dose is computed as if the "
+             "device were fully open; it is wrong wherever the device cuts the beam", McprotonWarning)
+        return
+    raise _e(f"{where}: the beam is shaped by {what}, which mcproton does not model (it cuts the penumbra of the "
+             "low-energy spots), so its dose would be computed without it; check this plan with a dose engine that "
+             "models the device; if the device is known to be fully open (it touches no spot), set "
+             "plan.ignore_beam_limiting_devices = true (mcproton run) to compute the beam without it")
+
+
+def _bolus_roi_numbers(b, where: str) -> list[int | None]:
+    """The ROI numbers of the boli a beam uses (ReferencedBolusSequence > ReferencedROINumber; None where the plan
+    says NumberOfBoli > 0 without naming the ROI)."""
+    refs = []
+    for rb in b.get("ReferencedBolusSequence", None) or []:
+        v = rb.get("ReferencedROINumber", None)
+        refs.append(_int(v, "ReferencedROINumber", f"{where} ReferencedBolusSequence") if v not in (None, "") else None)
+    try:
+        n = int(b.get("NumberOfBoli", 0) or 0)
+    except (TypeError, ValueError):
+        n = 0
+    return refs + [None] * max(n - len(refs), 0)
+
+
+def warn_unmodelled_boli(plan: "RTIonPlan", overridden_roi_numbers=None, *, structure_set: str = "") -> list[str]:
+    """Warn about each bolus the plan's beams use (ReferencedBolusSequence) whose ROI is not among
+    ``overridden_roi_numbers``, the ROI numbers whose material override (of the RT Struct ``structure_set``) is
+    applied to the CT; None: no structure set's overrides are applied.  A bolus is in the dose only through such an
+    override or when it lay on the patient at the CT scan (then it is in the CT's numbers, which the plan cannot
+    tell): it is warned about, naming the ROI and what to do, rather than refused.  Returns the messages."""
+    said = []
+    have = set(overridden_roi_numbers or ())
+    for b in plan.beams:
+        for n in b.bolus_roi_numbers:
+            if n is not None and n in have:
+                continue
+            roi = f"ROI number {n}" if n is not None else f"its ROI not named: {attribute_name('NumberOfBoli')} > 0"
+            why = ("no RT Struct's material overrides are applied" if overridden_roi_numbers is None else
+                   f"the RT Struct {structure_set or ''} applied gives {'that ROI' if n is not None else 'it'} no "
+                   "material override (ROIPhysicalPropertiesSequence)")
+            msg = (f"{plan.path} beam {b.number} ({b.name}): the plan uses a bolus "
+                   f"({attribute_name('ReferencedBolusSequence')}, {roi}), but {why}: its dose is computed without the "
+                   "bolus unless the bolus lay on the patient at the CT scan; give the structure set with the bolus "
+                   "ROI and its material override (mcproton run: plan.rtstruct with plan.struct_overrides = "
+                   "\"apply\"; mcproton check: the RT Struct in the folder or --struct, --struct-overrides apply)")
+            warn(msg, McprotonWarning)
+            said.append(msg)
+    return said
+
+
+def _angle_key(deg: float) -> float:
+    """An angle as compared between control points: in -180..180, to 0.001 deg (0, 360 and -0 are one angle)."""
+    r = round(signed_angle_deg(deg), 3) + 0.0
+    return -180.0 if r == 180.0 else r
+
+
+def _refuse_moving(first_seen: dict, key, ci: int, value: float, where: str, what: str) -> None:
+    """Refuse a position (SnoutPosition, a shifter's IsocenterToRangeShifterDistance while IN: ``key``) that a later
+    control point of the beam states with another value than the first one did (more than _ISO_TOL_MM): as for a
+    moving isocentre, the slab would stay at one place for every layer (the snout's position is not read for the
+    dose) and either value would be wrong for some of them.  ``first_seen`` keeps (control point, value) by key."""
+    if key not in first_seen:
+        first_seen[key] = (ci, value)
+        return
+    c0, v0 = first_seen[key]
+    if abs(value - v0) > _ISO_TOL_MM:
+        kw = key if isinstance(key, str) else key[0]
+        raise _e(f"{where}: {attribute_name(kw)} of {what} changes between control points {c0} ({v0:g} mm) and {ci} "
+                 f"({value:g} mm); a snout or range shifter that moves during a beam is not supported (mcproton places "
+                 "one shifter position for all the beam's layers): check the plan in the planning system and export "
+                 "it again")
+
+
+#: RangeShifterSetting (300A,0362) values (upper case) read as IN and as OUT; the attribute is "machine specific"
+#: free text, so anything else (RETRACTED, NONE, INSERTED, 2) is refused rather than guessed (before 2026-12-05 any
+#: value but OUT, 0 or empty was read as IN: a helper's audit)
+_SHIFTER_IN = ("IN", "1")
+_SHIFTER_OUT = ("OUT", "0", "")
+
+
+def _shifter_setting(value, rs_id: str, where: str) -> str:
+    """A RangeShifterSetting as "IN" or "OUT": IN or OUT in any case, or the numbers 1 and 0 (also as 1.0, 0.0)."""
+    text = str(value if value is not None else "").strip().upper()
+    try:
+        text = str(int(float(text))) if float(text) in (0.0, 1.0) else text
+    except ValueError:
+        pass
+    if text in _SHIFTER_IN:
+        return "IN"
+    if text in _SHIFTER_OUT:
+        return "OUT"
+    raise _e(f"{where}: {attribute_name('RangeShifterSetting')} of range shifter {rs_id!r} is {str(value)!r}, neither "
+             "IN nor OUT (nor 1 or 0), so whether the shifter is in the beam is unknown (its WET would move every "
+             "layer's range): export the plan with IN or OUT, or set it so, e.g. with DCMTK's dcmodify")
+
+
+def _skip_non_treatment_beam(b, num: int, ttype: str, src: str, meterset: dict) -> str:
+    """Leave out a beam whose TreatmentDeliveryType is not a treatment one (a set-up or verification field: Eclipse
+    exports kV set-up fields so, without spots and often outside the fraction group) before any check of its scan
+    mode, meterset or spots, and say so (a warning; returned): it never adds to the dose, spots or not (before
+    2026-12-05 a set-up field refused the whole plan as "passive scattering" or "no BeamMeterset", and one with
+    spots was added to the dose: a helper's audit)."""
+    from .plan_checks import _weights
+
+    name = str(b.get("BeamName", "") or "")
+    kind = "a set-up beam" if ttype == "SETUP" else "not a treatment beam"
+    try:
+        spots = any(_weights(cp) > 0 for cp in b.get("IonControlPointSequence", None) or [])
+    except (TypeError, ValueError):
+        spots = False
+    carries = ""
+    if spots:
+        mu = f", BeamMeterset {meterset[num]:g}" if num in meterset else ""
+        carries = (f"; it carries spot weights{mu}, which are not added to the plan's dose (a set-up or verification "
+                   "field delivers none of the treatment)")
+    msg = (f"{src}: beam {num} {name!r} is {kind} ({attribute_name('TreatmentDeliveryType')} {ttype}): not "
+           f"computed{carries}")
+    warn(msg, McprotonWarning)
+    return msg
+
+
+def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> RTIonPlan:
     sop = str(ds.get("SOPClassUID", ""))
     modality = str(ds.get("Modality", ""))
     if sop == RT_PLAN_STORAGE or ("BeamSequence" in ds and "IonBeamSequence" not in ds):
@@ -438,10 +637,15 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
                     rb, "BeamMeterset", f"{src} ReferencedBeam {num}")
 
     beams = []
+    skipped: list[str] = []
     for bi, b in enumerate(ds.IonBeamSequence):
         where = f"{src} beam #{bi + 1}"
         num = int(_f(b, "BeamNumber", where, default=bi + 1))
         where = f"{src} beam {num} ({b.get('BeamName', '')})"
+        ttype = str(b.get("TreatmentDeliveryType", "") or "").strip().upper()
+        if ttype not in _TREATMENT_DELIVERY_TYPES:
+            skipped.append(_skip_non_treatment_beam(b, num, ttype, src, meterset))
+            continue
         rad = str(b.get("RadiationType", "") or "")
         if rad != "PROTON":
             raise _e(f"{where}: RadiationType {rad!r}; only PROTON beams are supported")
@@ -455,7 +659,8 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
         if scan not in ("MODULATED", "MODULATED_SPEC"):
             raise _e(f"{where}: unknown ScanMode {scan!r}")
         _check_modulated_scan_mode_type(b, scan, where)
-        _check_no_beam_modifiers(b, where)
+        _check_no_beam_modifiers(b, where, ignore_beam_limiting_devices=ignore_beam_limiting_devices)
+        boli = _bolus_roi_numbers(b, where)
         unit = str(b.get("PrimaryDosimeterUnit", "MU") or "MU")
         if unit not in ("MU", "NP"):
             raise _e(f"{where}: PrimaryDosimeterUnit {unit!r} is not MU or NP")
@@ -479,10 +684,11 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
                     raise _e(f"{where}: VirtualSourceAxisDistances {v.tolist()} must be two positive distances (mm)")
             else:
                 vsad = (float(v[0]), float(v[1]))
-        rs_ids = {}
+        rs_ids, rs_types = {}, {}
         for r in b.get("RangeShifterSequence", []) or []:
-            rs_ids[_int(r.get("RangeShifterNumber", len(rs_ids) + 1) or 0, "RangeShifterNumber", where)] = \
-                str(r.get("RangeShifterID", ""))
+            k = _int(r.get("RangeShifterNumber", len(rs_ids) + 1) or 0, "RangeShifterNumber", where)
+            rs_ids[k] = str(r.get("RangeShifterID", ""))
+            rs_types[k] = str(r.get("RangeShifterType", "") or "").strip().upper()
         snout = b.get("SnoutSequence", None)
         snout_id = str(snout[0].get("SnoutID", "")) if snout else ""
         pos = setups.get(_int(b.get("ReferencedPatientSetupNumber", 0) or 0, "ReferencedPatientSetupNumber", where), "")
@@ -496,14 +702,19 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
         layers = []
         angles_seen = set()
         iso_first: tuple[int, np.ndarray] | None = None   # (control point, IsocenterPosition) first stated
+        #: (control point, value) first stated of SnoutPosition and of each shifter's IsocenterToRangeShifterDistance
+        first_seen: dict = {}
         for ci, cp in enumerate(cps):
             cw = f"{where} control point {ci}"
             if cp.get("NominalBeamEnergy", None) not in (None, ""):
                 state["energy"] = _f(cp, "NominalBeamEnergy", cw)
-            if cp.get("GantryAngle", None) not in (None, ""):
-                state["gantry"] = _f(cp, "GantryAngle", cw)
-            if cp.get("PatientSupportAngle", None) not in (None, ""):
-                state["couch"] = _f(cp, "PatientSupportAngle", cw)
+            for kw, key in (("GantryAngle", "gantry"), ("PatientSupportAngle", "couch")):
+                if cp.get(kw, None) not in (None, ""):
+                    if ci > 0 and state[key] is None:
+                        raise _e(f"{cw}: {attribute_name(kw)} is given here but missing from the first control point "
+                                 "(it is required there, PS3.3 C.8.8.25), so the angle of the control points before "
+                                 f"it is unknown: the plan is damaged, export it again")
+                    state[key] = _f(cp, kw, cw)
             if cp.get("IsocenterPosition", None) not in (None, ""):
                 iso = _floats(cp.IsocenterPosition, "IsocenterPosition", cw)
                 if iso.size != 3:
@@ -518,6 +729,7 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
                 state["iso"] = iso
             if cp.get("SnoutPosition", None) not in (None, ""):
                 state["snout"] = _f(cp, "SnoutPosition", cw)
+                _refuse_moving(first_seen, "SnoutPosition", ci, state["snout"], where, "the snout")
             for kw, key in (("TableTopPitchAngle", "pitch"), ("TableTopRollAngle", "roll"),
                             ("GantryPitchAngle", "gpitch"), ("TableTopEccentricAngle", "ecc")):
                 if cp.get(kw, None) not in (None, ""):
@@ -528,12 +740,16 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
                 ref = _int(rss.get("ReferencedRangeShifterNumber", 0) or 0, "ReferencedRangeShifterNumber", cw)
                 wet = rss.get("RangeShifterWaterEquivalentThickness", None)
                 dist = rss.get("IsocenterToRangeShifterDistance", None)
-                state["rs"][ref] = {"id": rs_ids.get(ref, str(ref)),
-                                    "setting": str(rss.get("RangeShifterSetting", "") or ""),
+                rs_id = rs_ids.get(ref, str(ref))
+                setting = _shifter_setting(rss.get("RangeShifterSetting", ""), rs_id, cw)
+                state["rs"][ref] = {"id": rs_id, "setting": setting, "type": rs_types.get(ref, ""),
                                     "wet_mm": float(wet) if wet not in (None, "") else None,
                                     "distance_mm": float(dist) if dist not in (None, "") else None}
-            if state["gantry"] is not None:
-                angles_seen.add((round(state["gantry"], 3), round(state["couch"] or 0.0, 3), round(state["ecc"], 3)))
+                if setting == "IN" and state["rs"][ref]["distance_mm"] is not None:
+                    _refuse_moving(first_seen, ("IsocenterToRangeShifterDistance", ref), ci,
+                                   state["rs"][ref]["distance_mm"], where, f"range shifter {rs_id!r}")
+            if state["gantry"] is not None:   # the same angle modulo 360 deg is the same angle (0 and 360)
+                angles_seen.add(tuple(_angle_key(a) for a in (state["gantry"], state["couch"] or 0.0, state["ecc"])))
             w = cp.get("ScanSpotMetersetWeights", None)
             if w is None:
                 continue
@@ -555,9 +771,17 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
                 raise _e(f"{cw}: no NominalBeamEnergy in this or an earlier control point")
             if not (1.0 <= state["energy"] <= 350.0):
                 raise _e(f"{cw}: NominalBeamEnergy {state['energy']} MeV is outside 1-350 MeV")
-            npaint = _int(cp.get("NumberOfPaintings", 1) or 1, "NumberOfPaintings", cw)
+            np_v = cp.get("NumberOfPaintings", None)   # Type 1; a plan that leaves it out is read as 1, as before
+            npaint = _int(np_v, "NumberOfPaintings", cw) if np_v not in (None, "") else 1
             if npaint < 1:
-                raise _e(f"{cw}: NumberOfPaintings {npaint} must be >= 1")
+                raise _e(f"{cw}: {attribute_name('NumberOfPaintings')} is {npaint}; it must be >= 1 (the number of "
+                         f"times the layer is scanned): {_REDO}")
+            # (a setting naming no shifter of the beam is refused by check_plan, with its own message)
+            active = [r["id"] for ref, r in state["rs"].items() if r["setting"] == "IN" and ref in rs_ids]
+            if len(active) > 1:   # a merged beam-model entry would match neither RangeShifterID: not offered
+                raise _e(f"{cw}: {len(active)} range shifters are IN at once ({', '.join(map(repr, active))}); "
+                         "mcproton transports one range shifter per layer, so this beam cannot be computed: check it "
+                         "with a dose engine that models stacked range shifters, or re-plan it with one shifter")
             layers.append(EnergyLayer(
                 nominal_energy_mev=float(state["energy"]), spot_xy_mm=xy.reshape(-1, 2), spot_weights=w,
                 spot_mu=bm * w / fcmw, number_of_paintings=npaint,
@@ -567,7 +791,7 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
             raise _e(f"{where}: the first control point lacks GantryAngle or IsocenterPosition")
         if len(angles_seen) > 1:
             raise _e(f"{where}: gantry/couch/table-top eccentric angles change between control points "
-                     f"{sorted(angles_seen)}; arc delivery is not supported")
+                     f"{sorted(angles_seen)} (deg, as -180 to 180); arc delivery is not supported")
         if not layers:
             raise _e(f"{where}: no control point has non-zero ScanSpotMetersetWeights (empty beam)")
         beams.append(IonBeam(
@@ -578,7 +802,10 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
             patient_position=pos, virtual_source_axis_distances_mm=vsad, snout_id=snout_id,
             snout_position_mm=state["snout"], range_shifter_ids=rs_ids, layers=layers,
             treatment_delivery_type=str(b.get("TreatmentDeliveryType", "TREATMENT") or "TREATMENT"),
-            table_top_eccentric_angle_deg=float(state["ecc"])))
+            table_top_eccentric_angle_deg=float(state["ecc"]), bolus_roi_numbers=boli))
+    if not beams:
+        raise _e(f"{src}: the plan has no treatment beam (every beam's TreatmentDeliveryType is a set-up or "
+                 "verification one); give the plan that holds the treatment beams")
     check_plan(ds, src)  # consistency of the whole plan (plan_checks), before any transport
     sop_uid = str(ds.get("SOPInstanceUID", "") or "")
     uid_ok = is_valid_uid(sop_uid)
@@ -589,7 +816,8 @@ def _parse_plan(ds, src: str) -> RTIonPlan:
         sop_instance_uid=sop_uid, frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
         label=str(ds.get("RTPlanLabel", "")), patient_name=str(ds.get("PatientName", "")),
         patient_id=str(ds.get("PatientID", "")), number_of_fractions=n_fx, beams=beams,
-        study_instance_uid=str(ds.get("StudyInstanceUID", "")), path=src, sop_instance_uid_valid=uid_ok)
+        study_instance_uid=str(ds.get("StudyInstanceUID", "")), path=src, sop_instance_uid_valid=uid_ok,
+        skipped_beams=skipped)
 
 
 # --------------------------------------------------------------------------------------- geometry
@@ -663,19 +891,28 @@ class _LayerShifter:
 def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) -> _LayerShifter | None:
     """The shifter IN for a layer (None without one).  With ``rs_model == "energy_only"`` only its WET is needed
     (material, thickness and position are then 0 or empty)."""
-    active = [rs for rs in layer.range_shifter_settings if rs["setting"].upper() not in ("OUT", "0", "")]
+    active = [rs for rs in layer.range_shifter_settings if rs["setting"].upper() not in _SHIFTER_OUT]
     if not active:
         return None
     where = f"beam {b.number} control point {layer.control_point_index}"
-    if len(active) > 1:
-        raise _e(f"{where}: {len(active)} range shifters are IN at once ({[r['id'] for r in active]}); mcproton "
-                 "transports one per layer; merge them into one entry of the beam model")
+    if len(active) > 1:   # a merged beam-model entry would match neither RangeShifterID: not offered
+        raise _e(f"{where}: {len(active)} range shifters are IN at once ({', '.join(repr(r['id']) for r in active)}); "
+                 "mcproton transports one range shifter per layer, so this beam cannot be computed: check it with a "
+                 "dose engine that models stacked range shifters, or re-plan it with one shifter")
     rs = active[0]
     model = beam_model.range_shifters.get(rs["id"])
     plan_wet = rs["wet_mm"]
     if plan_wet is not None and not plan_wet > 0:
         raise _e(f"{where}: range shifter {rs['id']!r} has RangeShifterWaterEquivalentThickness {plan_wet} mm; a "
                  "WET <= 0 would make the beam deeper instead of shallower; correct the plan")
+    if (model is not None and plan_wet is not None and abs(model.wet_mm - plan_wet) > _RS_WET_WARN_MM
+            and rs.get("type") == "ANALOG"):
+        raise _e(f"{where}: range shifter {rs['id']!r} is ANALOG ({attribute_name('RangeShifterType')}) and the plan "
+                 f"sets its water-equivalent thickness to {plan_wet:g} mm here, the beam model's [[range_shifter]] "
+                 f"{model.wet_mm:g} mm: an analog shifter's thickness changes from layer to layer, mcproton's is one "
+                 "slab of fixed thickness, so this layer's range would be off by "
+                 f"{abs(model.wet_mm - plan_wet):.3g} mm; check this plan with a dose engine that models an analog "
+                 "range shifter")
     if model is not None and plan_wet is not None and abs(model.wet_mm - plan_wet) > _RS_WET_WARN_MM:
         warn(f"{where}: range shifter {rs['id']!r}: the beam model gives WET {model.wet_mm:g} mm, the plan "
              f"{plan_wet:g} mm; the beam model's is used", McprotonRuntimeWarning, stacklevel=3)

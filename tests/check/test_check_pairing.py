@@ -570,3 +570,23 @@ def test_a_copy_of_the_plan_is_counted_once_and_objects_not_read_are_named(folde
     ds.RTPlanLabel = "edited"
     ds.save_as(folder / "RP_copy.dcm")
     _refused(folder, "2 RT Plans")
+
+
+def test_a_set_up_beam_in_the_plan_leaves_the_beam_doses_paired(folder):
+    """An Eclipse kV set-up field (TreatmentDeliveryType SETUP, ScanMode NONE, no spots, not in the fraction group)
+    refused the whole check as "passive scattering" (audit of 2026-12-05, F3); now it is left out with a note, and the
+    TPS's per-beam doses still pair with the treatment beams by number."""
+    import copy
+
+    ds = pydicom.dcmread(folder / "RP.dcm")
+    b = copy.deepcopy(ds.IonBeamSequence[0])
+    b.BeamNumber, b.BeamName, b.TreatmentDeliveryType, b.ScanMode = 9, "SETUP kV", "SETUP", "NONE"
+    cp0 = b.IonControlPointSequence[0]
+    for k in ("ScanSpotMetersetWeights", "ScanSpotPositionMap", "NumberOfScanSpotPositions"):
+        delattr(cp0, k)
+    b.IonControlPointSequence, b.NumberOfControlPoints = [cp0], 1
+    ds.IonBeamSequence.append(b)
+    ds.save_as(folder / "RP.dcm")
+    with pytest.warns(UserWarning, match="beam 9 'SETUP kV' is a set-up beam .*: not computed"):
+        inp = _gather(folder)
+    assert _paired(inp) == CLEAN and [x.number for x in inp.plan.beams] == [1, 2]

@@ -50,7 +50,7 @@ PLAN = BASE.split("[beam]")[0] + '[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_
 # (case, extra command-line arguments, config text or None for BASE, text the message must contain);
 # in the arguments @cfg, @out and @tmp stand for the config, the default output and the case's folder; a config
 # naming ct_dir = "ct" gets a small CT series there, one naming RP.dcm a copy of tests/data/dicom/RP_plan05.dcm
-# (RP_GTR4.dcm: that plan with TreatmentMachineName GTR4)
+# (RP_GTR4.dcm: that plan with TreatmentMachineName GTR4; the names of PLAN_VARIANTS: a real plan changed so)
 CASES: list[tuple[str, list[str], str | None, str]] = [
     ("unknown key (typo)", ["--set", "run.primary=1000"], None, "run.primary"),
     ("unknown section", ["--set", "beem.energy_mev=100"], None, "[beem]"),
@@ -158,6 +158,13 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("plan.beams naming a beam twice", ["--set", "plan.beams=[1, 1]"], PLAN, "named twice"),
     ("plan for another treatment machine than the beam model's (GTR4, dcpt_v5 is of TR1-TR3)", [],
      PLAN.replace('"RP.dcm"', '"RP_GTR4.dcm"'), "plan.machine_check"),
+    # real plans changed as real plans differ (PLAN_VARIANTS), since 2026-12-05: before, each ran without a word
+    ("an MLC closing the field to a 1 cm slit (IonBeamLimitingDeviceSequence MLCX, BeamLimitingDevicePositionSequence "
+     "in control point 0)", [], PLAN.replace('"RP.dcm"', '"RP_MLC.dcm"'), "plan.ignore_beam_limiting_devices"),
+    ("a scatterer (LateralSpreadingDeviceType SCATTERER instead of MAGNET)", [],
+     PLAN.replace('"RP.dcm"', '"RP_SCATTERER.dcm"'), "SCATTERER"),
+    ("RangeShifterSetting RETRACTED (RayStation plan06, RS_3CM; before: read as IN)", [],
+     PLAN.replace('"RP.dcm"', '"RP_RS_RETRACTED.dcm"'), "neither IN nor OUT"),
     # issue 17: nothing is ever destroyed
     ("--out equal to the config file", ["--out", "@cfg"], None, "config file"),
     ("--out equal to the RT Ion Plan", ["--out", "@tmp/RP.dcm"], PLAN, "plan.rtplan"),
@@ -205,6 +212,30 @@ HLUT_FOLDERS: dict[str, dict[str, str]] = {
 }
 
 
+def _mlc_slit(ds) -> None:
+    from pydicom.dataset import Dataset
+
+    d, p = Dataset(), Dataset()
+    d.RTBeamLimitingDeviceType, d.NumberOfLeafJawPairs, d.LeafPositionBoundaries = "MLCX", 2, [-20, 0, 20]
+    p.RTBeamLimitingDeviceType, p.LeafJawPositions = "MLCX", [-5, -5, 5, 5]
+    ds.IonBeamSequence[0].IonBeamLimitingDeviceSequence = [d]
+    ds.IonBeamSequence[0].IonControlPointSequence[0].BeamLimitingDevicePositionSequence = [p]
+
+
+def _scatterer(ds) -> None:
+    for d in ds.IonBeamSequence[0].LateralSpreadingDeviceSequence:
+        d.LateralSpreadingDeviceType = "SCATTERER"
+
+
+def _retracted(ds) -> None:
+    ds.IonBeamSequence[0].IonControlPointSequence[0].RangeShifterSettingsSequence[0].RangeShifterSetting = "RETRACTED"
+
+
+#: plan file named in a case's config -> (the real plan of tests/data/dicom it is made from, the change)
+PLAN_VARIANTS = {"RP_MLC.dcm": ("RP_plan05.dcm", _mlc_slit), "RP_SCATTERER.dcm": ("RP_plan05.dcm", _scatterer),
+                 "RP_RS_RETRACTED.dcm": ("RP_plan06_rs.dcm", _retracted)}
+
+
 def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]:
     import shutil
 
@@ -228,6 +259,13 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
         for b in ds.IonBeamSequence:
             b.TreatmentMachineName = "GTR4"
         ds.save_as(tmp / "RP_GTR4.dcm")
+    for name, (src, change) in PLAN_VARIANTS.items():
+        if f'"{name}"' in text:
+            import pydicom
+
+            ds = pydicom.dcmread(ROOT / "tests" / "data" / "dicom" / src)
+            change(ds)
+            ds.save_as(tmp / name)
     if args[:1] == ["@missing"]:
         return ["run", str(tmp / "missing.toml"), "--out", str(tmp / "out.h5")]
     out = str(tmp / f"out{i:02d}.h5")

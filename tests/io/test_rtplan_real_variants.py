@@ -1,0 +1,397 @@
+"""The real plans of tests/data/dicom changed the way real plans differ (audit of 2026-12-05, 14th session): beam
+modifiers mcproton does not model (MLC and jaws, wedges, scatterers, boli), set-up beams, RangeShifterSetting
+texts, analog range shifters and the smaller reading rules (paintings, scan-mode type, angles modulo 360, a moving
+snout or shifter).  Each is refused or warned about with the file, the beam and the control point named."""
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from mcproton._io.beam_model import load_beam_model
+from mcproton._io.errors import DicomInputError, McprotonWarning
+from mcproton._io.rtplan import load_rtplan, plan_to_beams, warn_unmodelled_boli
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "dicom"
+PLAN02 = DATA / "RN_plan02_mono.dcm"      # Eclipse, one 160 MeV layer (control points 0 and 1)
+PLAN06 = DATA / "RP_plan06_rs.dcm"        # RayStation, RS_3CM IN from control point 0, 15 layers
+QA4 = DATA / "RN_qa_4beams.dcm"           # Eclipse, 4 beams
+
+
+def _edit(src: Path, tmp_path: Path, fn, name: str = "RP.dcm") -> Path:
+    ds = pydicom.dcmread(src)
+    fn(ds)
+    out = tmp_path / name
+    ds.save_as(out)
+    return out
+
+
+def _load(path, **kw):
+    """load_rtplan, and the messages of the mcproton warnings it gave."""
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        plan = load_rtplan(path, **kw)
+    return plan, [str(x.message) for x in w if issubclass(x.category, McprotonWarning)]
+
+
+# ------------------------------------------------------------------------------------------- F1: beam modifiers
+def _mlc_slit(ds):
+    b = ds.IonBeamSequence[0]
+    d = Dataset()
+    d.RTBeamLimitingDeviceType, d.NumberOfLeafJawPairs, d.LeafPositionBoundaries = "MLCX", 2, [-20, 0, 20]
+    b.IonBeamLimitingDeviceSequence = Sequence([d])
+    p = Dataset()
+    p.RTBeamLimitingDeviceType, p.LeafJawPositions = "MLCX", [-5, -5, 5, 5]   # a 1 cm slit
+    b.IonControlPointSequence[0].BeamLimitingDevicePositionSequence = Sequence([p])
+
+
+def _jaws_listed_only(ds):
+    items = []
+    for t in ("X", "Y"):
+        d = Dataset()
+        d.RTBeamLimitingDeviceType, d.NumberOfLeafJawPairs = t, 1
+        items.append(d)
+    ds.IonBeamSequence[0].IonBeamLimitingDeviceSequence = Sequence(items)
+
+
+def test_an_mlc_placed_in_a_control_point_is_refused(tmp_path):
+    """An MLC closing plan02's 10 x 10 cm2 field to a 1 cm slit gave a dose bit-identical to the open field, without
+    a word; now refused, naming the file, the beam, the control point, the device and what to do."""
+    p = _edit(PLAN02, tmp_path, _mlc_slit)
+    with pytest.raises(DicomInputError) as exc:
+        load_rtplan(p)
+    msg = str(exc.value)
+    for part in (str(p), "beam 1 (Field 1)", "MLCX", "control point 0", "from -5 to 5 mm",
+                 "its dose would be computed without it", "plan.ignore_beam_limiting_devices = true"):
+        assert part in msg
+
+
+def test_ignore_beam_limiting_devices_computes_with_a_warning(tmp_path):
+    p = _edit(PLAN02, tmp_path, _mlc_slit)
+    plan, said = _load(p, ignore_beam_limiting_devices=True)
+    assert plan.beams[0].n_spots == 323
+    assert any("MLCX" in m and "plan.ignore_beam_limiting_devices = true" in m for m in said)
+
+
+def test_config_key_ignore_beam_limiting_devices(tmp_path):
+    from mcproton.config import build_beams
+
+    p = _edit(PLAN02, tmp_path, _mlc_slit)
+    cfg = {"plan": {"rtplan": str(p), "beam_model": "dcpt_v5"}}
+    with pytest.raises(DicomInputError, match="beam-limiting device"):
+        build_beams(cfg)
+    cfg["plan"]["ignore_beam_limiting_devices"] = True
+    with pytest.warns(McprotonWarning, match="is ignored"):
+        assert len(build_beams(cfg)) == 1
+
+
+def test_a_device_listed_without_positions_is_read_as_open_with_a_warning(tmp_path):
+    p = _edit(PLAN02, tmp_path, _jaws_listed_only)
+    plan, said = _load(p)
+    assert plan.beams[0].n_spots == 323
+    assert any("lists X, Y, but no control point gives its positions" in m for m in said)
+
+
+def _wedge(ds):
+    b = ds.IonBeamSequence[0]
+    b.NumberOfWedges = 1
+    w = Dataset()
+    w.WedgeNumber, w.WedgeType, w.WedgeID = 1, "STANDARD", "W30"
+    b.IonWedgeSequence = Sequence([w])
+
+
+def _wedge_sequence_only(ds):
+    _wedge(ds)
+    ds.IonBeamSequence[0].NumberOfWedges = 0
+
+
+def _scatterer(ds):
+    for d in ds.IonBeamSequence[0].LateralSpreadingDeviceSequence:
+        d.LateralSpreadingDeviceType = "SCATTERER"
+
+
+@pytest.mark.parametrize("fn, match", [
+    (_wedge, "NumberOfWedges is 1: the beam has a wedge"),
+    (_wedge_sequence_only, "NumberOfWedges is 1: the beam has a wedge"),
+    (_scatterer, r"lateral spreading device 1 \('MagnetX'\) is 'SCATTERER' .*not a scanning MAGNET"),
+])
+def test_a_wedge_or_a_scatterer_is_refused(tmp_path, fn, match):
+    p = _edit(PLAN02, tmp_path, fn)
+    with pytest.raises(DicomInputError, match=match) as exc:
+        load_rtplan(p)
+    assert str(p) in str(exc.value) and "computed without it" in str(exc.value)
+
+
+def _bolus(ds):
+    b = ds.IonBeamSequence[0]
+    b.NumberOfBoli = 1
+    r = Dataset()
+    r.ReferencedROINumber = 7
+    b.ReferencedBolusSequence = Sequence([r])
+
+
+def test_a_bolus_without_an_applied_override_is_warned_about(tmp_path):
+    """A plan that uses a bolus (ReferencedBolusSequence) was computed without it and without a word: the bolus is in
+    the dose only through the structure set's material override of its ROI (or when it lay on the patient at the CT
+    scan), so a bolus whose ROI has no applied override is warned about, naming the ROI number and what to do."""
+    p = _edit(PLAN02, tmp_path, _bolus)
+    plan = load_rtplan(p)
+    assert plan.beams[0].bolus_roi_numbers == [7]
+    with pytest.warns(McprotonWarning, match=r"beam 1 \(Field 1\): the plan uses a bolus .*ROI number 7\), but no "
+                                             r"RT Struct's material overrides are applied"):
+        assert len(warn_unmodelled_boli(plan, None)) == 1
+    with pytest.warns(McprotonWarning, match="RS.dcm applied gives that ROI no material override"):
+        warn_unmodelled_boli(plan, {1, 2}, structure_set="RS.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_unmodelled_boli(plan, {7}) == []
+        assert warn_unmodelled_boli(load_rtplan(PLAN02), None) == []
+
+
+def test_run_warns_about_a_bolus_unless_its_override_is_applied(tmp_path):
+    """mcproton run (config.build_beams): the warning goes when plan.rtstruct's override of the bolus ROI is applied
+    (APTG plan03's structure set overrides ROI numbers that roi_overrides now gives)."""
+    from mcproton._io.roi_overrides import roi_overrides
+    from mcproton.config import build_beams
+
+    rs = DATA / "aptg_check" / "RS_plan03.dcm"
+    n = roi_overrides(rs)[0]["number"]
+
+    def bolus_roi(k):
+        def fn(ds):
+            _bolus(ds)
+            ds.IonBeamSequence[0].ReferencedBolusSequence[0].ReferencedROINumber = k
+        return fn
+
+    cfg = {"plan": {"rtplan": str(_edit(PLAN02, tmp_path, bolus_roi(n))), "beam_model": "dcpt_v5",
+                    "rtstruct": str(rs)}}
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        build_beams(cfg)
+    assert not [x for x in w if "bolus" in str(x.message)]
+    cfg["plan"]["struct_overrides"] = "ignore"
+    with pytest.warns(McprotonWarning, match=rf"ROI number {n}\), but no RT Struct's material overrides are applied"):
+        build_beams(cfg)
+
+
+# ------------------------------------------------------------------------------------------- F3: set-up beams
+def _setup_beam(spots: bool, referenced: bool, scan: str = "NONE"):
+    def fn(ds):
+        b = copy.deepcopy(ds.IonBeamSequence[0])
+        b.BeamNumber, b.BeamName, b.TreatmentDeliveryType, b.ScanMode = 9, "SETUP kV", "SETUP", scan
+        if not spots:
+            cp0 = b.IonControlPointSequence[0]
+            for k in ("ScanSpotMetersetWeights", "ScanSpotPositionMap", "NumberOfScanSpotPositions"):
+                delattr(cp0, k)
+            b.IonControlPointSequence = Sequence([cp0])
+            b.NumberOfControlPoints = 1
+            del b.FinalCumulativeMetersetWeight
+        ds.IonBeamSequence.append(b)
+        if referenced:
+            fg = ds.FractionGroupSequence[0]
+            r = copy.deepcopy(fg.ReferencedBeamSequence[0])
+            r.ReferencedBeamNumber = 9
+            fg.ReferencedBeamSequence.append(r)
+            fg.NumberOfBeams = len(fg.ReferencedBeamSequence)
+    return fn
+
+
+@pytest.mark.parametrize("spots, referenced, scan", [(False, False, "NONE"), (False, False, "MODULATED"),
+                                                     (True, True, "MODULATED"), (True, False, "MODULATED")])
+def test_a_set_up_beam_is_left_out_with_a_note(tmp_path, spots, referenced, scan):
+    """An Eclipse kV set-up field (TreatmentDeliveryType SETUP) refused the whole 4-beam plan as "passive scattering"
+    or "no BeamMeterset"; one with spots was added to the dose.  Now left out before those checks, with a note."""
+    p = _edit(QA4, tmp_path, _setup_beam(spots, referenced, scan))
+    plan, said = _load(p)
+    assert [b.number for b in plan.beams] == [1, 2, 3, 4]
+    note = [m for m in said if "beam 9 'SETUP kV' is a set-up beam (TreatmentDeliveryType (300A,00CE) SETUP): "
+            "not computed" in m]
+    assert len(note) == 1 and plan.skipped_beams == note
+    assert ("carries spot weights" in note[0]) == spots
+    beams = plan_to_beams(plan, load_beam_model("dcpt_v5"))
+    assert [b.meta["beam_number"] for b in beams] == [1, 2, 3, 4]
+    assert all(b.meta["plan_beam_numbers"] == [1, 2, 3, 4] for b in beams)
+
+
+def test_a_plan_of_set_up_beams_only_is_refused(tmp_path):
+    def fn(ds):
+        ds.IonBeamSequence[0].TreatmentDeliveryType = "SETUP"
+    with pytest.raises(DicomInputError, match="the plan has no treatment beam"):
+        _load(_edit(PLAN02, tmp_path, fn))
+
+
+# ------------------------------------------------------------------------------------------- F4: range shifters
+def _setting(value):
+    def fn(ds):
+        ds.IonBeamSequence[0].IonControlPointSequence[0].RangeShifterSettingsSequence[0].RangeShifterSetting = value
+    return fn
+
+
+@pytest.mark.parametrize("value", ["RETRACTED", "NONE", "INSERTED", "2"])
+def test_an_unknown_range_shifter_setting_is_refused(tmp_path, value):
+    """Any RangeShifterSetting but OUT, 0 or empty was read as IN: RETRACTED or NONE put RS_3CM (34.3 mm WET) into
+    every layer without a word."""
+    p = _edit(PLAN06, tmp_path, _setting(value))
+    with pytest.raises(DicomInputError) as exc:
+        load_rtplan(p)
+    msg = str(exc.value)
+    for part in (str(p), "beam 1 (4_SOBP_2Gy) control point 0", f"of range shifter 'RS_3CM' is '{value}'",
+                 "neither IN nor OUT", "export the plan with IN or OUT"):
+        assert part in msg
+
+
+@pytest.mark.parametrize("value, shifter_in", [("in", True), ("In", True), ("1", True), ("1.0", True),
+                                               ("out", False), ("0", False), ("0.0", False)])
+def test_range_shifter_settings_in_any_case_and_as_numbers(tmp_path, value, shifter_in):
+    def fn(ds):
+        _setting(value)(ds)
+        if not shifter_in:
+            ds.IonBeamSequence[0].IonControlPointSequence[0].RangeShifterSettingsSequence[0] \
+                .RangeShifterWaterEquivalentThickness = 0.0
+    plan = load_rtplan(_edit(PLAN06, tmp_path, fn))
+    (beam,) = plan_to_beams(plan, load_beam_model("dcpt_v5"))
+    assert bool(beam.meta["range_shifters"]) == shifter_in
+    assert {r["setting"] for layer in plan.beams[0].layers for r in layer.range_shifter_settings} == \
+        {"IN" if shifter_in else "OUT"}
+
+
+def _analog(wet):
+    def fn(ds):
+        b = ds.IonBeamSequence[0]
+        b.RangeShifterSequence[0].RangeShifterType = "ANALOG"
+        s0 = b.IonControlPointSequence[0].RangeShifterSettingsSequence[0]
+        s = copy.deepcopy(s0)
+        s.RangeShifterWaterEquivalentThickness = wet
+        b.IonControlPointSequence[2].RangeShifterSettingsSequence = Sequence([s])
+    return fn
+
+
+def test_an_analog_shifter_with_another_wet_than_the_models_is_refused(tmp_path):
+    """An ANALOG shifter's WET is the plan's, layer by layer; the model's single WET replaced it with a warning per
+    layer (a range error of up to 14 mm).  Refused; the same WET as the model's is computed as before."""
+    model = load_beam_model("dcpt_v5")
+    plan = load_rtplan(_edit(PLAN06, tmp_path, _analog(45.0)))
+    with pytest.raises(DicomInputError, match=r"control point 2: range shifter 'RS_3CM' is ANALOG .* 45 mm here, the "
+                                              r"beam model's \[\[range_shifter\]\] 34.3 mm.*off by 10.7 mm"):
+        plan_to_beams(plan, model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plan_to_beams(load_rtplan(_edit(PLAN06, tmp_path, _analog(34.3), "ok.dcm")), model)
+
+
+def test_two_shifters_in_at_once_are_refused_without_a_merge_suggestion(tmp_path):
+    def fn(ds):
+        b = ds.IonBeamSequence[0]
+        r = copy.deepcopy(b.RangeShifterSequence[0])
+        r.RangeShifterNumber, r.RangeShifterID = 1, "RS_5CM"
+        b.RangeShifterSequence.append(r)
+        b.NumberOfRangeShifters = 2
+        s = copy.deepcopy(b.IonControlPointSequence[0].RangeShifterSettingsSequence[0])
+        s.ReferencedRangeShifterNumber = 1
+        b.IonControlPointSequence[0].RangeShifterSettingsSequence.append(s)
+    p = _edit(PLAN06, tmp_path, fn)
+    with pytest.raises(DicomInputError) as exc:
+        load_rtplan(p)
+    msg = str(exc.value)
+    assert str(p) in msg and "control point 0: 2 range shifters are IN at once ('RS_3CM', 'RS_5CM')" in msg
+    assert "merge" not in msg and "re-plan it with one shifter" in msg
+
+
+# ------------------------------------------------------------------------------------------- F8: smaller rules
+def _cp(k, **attrs):
+    def fn(ds):
+        for kw, v in attrs.items():
+            setattr(ds.IonBeamSequence[0].IonControlPointSequence[k], kw, v)
+    return fn
+
+
+def test_number_of_paintings_0_is_refused(tmp_path):
+    with pytest.raises(DicomInputError, match=r"control point 0: NumberOfPaintings \(300A,039A\) is 0; it must be "
+                                              ">= 1"):
+        load_rtplan(_edit(PLAN02, tmp_path, _cp(0, NumberOfPaintings=0)))
+
+
+def test_modulated_with_a_line_scanning_type_is_refused(tmp_path):
+    def fn(kind):
+        def f(ds):
+            ds.IonBeamSequence[0].ModulatedScanModeType = kind
+        return f
+    with pytest.raises(DicomInputError, match="ScanMode MODULATED with ModulatedScanModeType .* 'LINEAR', which "
+                                              "belongs to ScanMode MODULATED_SPEC"):
+        load_rtplan(_edit(PLAN02, tmp_path, fn("LINEAR")))
+    assert load_rtplan(_edit(PLAN02, tmp_path, fn("STATIONARY"), "ok.dcm")).beams
+
+
+@pytest.mark.parametrize("attrs", [{"GantryAngle": 360.0}, {"PatientSupportAngle": 360.0},
+                                   {"GantryAngle": -0.0, "PatientSupportAngle": 720.0}])
+def test_the_same_angle_modulo_360_is_not_an_arc(tmp_path, attrs):
+    plan = load_rtplan(_edit(PLAN02, tmp_path, _cp(1, **attrs)))
+    assert plan.beams[0].n_spots == 323
+
+
+def test_a_couch_angle_missing_from_the_first_control_point_is_named(tmp_path):
+    def fn(ds):
+        del ds.IonBeamSequence[0].IonControlPointSequence[0].PatientSupportAngle
+        ds.IonBeamSequence[0].IonControlPointSequence[1].PatientSupportAngle = 0.0
+    p = _edit(PLAN02, tmp_path, fn)
+    with pytest.raises(DicomInputError, match=r"control point 1: PatientSupportAngle \(300A,0122\) is given here but "
+                                              "missing from the first control point") as exc:
+        load_rtplan(p)
+    assert "arc" not in str(exc.value)
+
+
+def test_a_snout_that_moves_during_a_beam_is_refused(tmp_path):
+    p = _edit(PLAN06, tmp_path, _cp(10, SnoutPosition=300.0))
+    with pytest.raises(DicomInputError, match=r"SnoutPosition \(300A,030D\) of the snout changes between control "
+                                              r"points 0 \(92.9 mm\) and 10 \(300 mm\)"):
+        load_rtplan(p)
+
+
+def test_a_range_shifter_that_moves_during_a_beam_is_refused(tmp_path):
+    def fn(ds):
+        s = copy.deepcopy(ds.IonBeamSequence[0].IonControlPointSequence[0].RangeShifterSettingsSequence[0])
+        s.IsocenterToRangeShifterDistance = 200.0
+        ds.IonBeamSequence[0].IonControlPointSequence[10].RangeShifterSettingsSequence = Sequence([s])
+    with pytest.raises(DicomInputError, match=r"IsocenterToRangeShifterDistance \(300A,0364\) of range shifter "
+                                              r"'RS_3CM' changes between control points 0 \(135.9 mm\) and 10 "
+                                              r"\(200 mm\)"):
+        load_rtplan(_edit(PLAN06, tmp_path, fn))
+
+
+def test_the_real_plans_read_as_before():
+    """Every real plan of tests/data/dicom reads with the new rules, without a warning about them (the OpenTPS plans
+    are read by tests/check/test_check_opentps.py)."""
+    new = ("beam-limiting", "bolus", "set-up beam", "not a treatment beam")
+    for p in [*DATA.glob("R[NP]_*.dcm"), DATA / "aptg_check" / "RP_plan03.dcm",
+              DATA / "aptg_plan03" / "ramped_2Gy_ver2_full.dcm"]:
+        plan, said = _load(p)
+        assert plan.beams and not plan.skipped_beams, p
+        assert not [m for m in said if any(k in m for k in new)], p
+
+
+def test_check_warns_about_a_bolus_unless_its_override_is_applied(tmp_path):
+    """mcproton check (its _warn_boli, with the inputs it paired): as mcproton run."""
+    from types import SimpleNamespace
+
+    from mcproton._check.api import _warn_boli
+    from mcproton._io.roi_overrides import roi_overrides
+
+    rs = DATA / "aptg_check" / "RS_plan03.dcm"
+    n = roi_overrides(rs)[0]["number"]
+
+    def fn(ds):
+        _bolus(ds)
+        ds.IonBeamSequence[0].ReferencedBolusSequence[0].ReferencedROINumber = n
+    plan = load_rtplan(_edit(PLAN02, tmp_path, fn))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_boli(SimpleNamespace(plan=plan, struct_path=str(rs), ct_dir="ct"), "apply")
+        _warn_boli(SimpleNamespace(plan=load_rtplan(PLAN02), struct_path=None, ct_dir="ct"), "apply")
+    for struct, how in ((str(rs), "ignore"), (None, "apply")):
+        with pytest.warns(McprotonWarning, match=rf"ROI number {n}\), but no RT Struct's material overrides"):
+            _warn_boli(SimpleNamespace(plan=plan, struct_path=struct, ct_dir="ct"), how)
