@@ -93,7 +93,7 @@ from typing import Sequence
 import numpy as np
 
 from .dicom_common import RT_ION_PLAN_STORAGE, RT_PLAN_STORAGE, attribute_name, is_valid_uid, number_values
-from .errors import DicomInputError, McprotonRuntimeWarning, McprotonWarning, warn
+from .errors import BeamModelError, DicomInputError, McprotonRuntimeWarning, McprotonWarning, warn
 from .plan_checks import check_plan
 
 
@@ -793,7 +793,11 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
         _check_spot_tunes(b, beam_model)
         in_air = []   # the layers without a range shifter: their ScanningSpotSize is compared with the model's
         for layer in b.layers:
-            entry = beam_model.at(layer.nominal_energy_mev)
+            try:
+                entry = beam_model.at(layer.nominal_energy_mev)
+            except BeamModelError as exc:   # a plan has many beams and layers: say which one
+                raise BeamModelError(f"beam {b.number} ({b.name!r}) control point {layer.control_point_index}: "
+                                     f"{exc}") from None
             e_mean, e_sig = entry.mean_energy_mev, entry.energy_spread_mev
             sh = _layer_shifter(b, layer, beam_model, range_shifter_model)
             if sh is not None and range_shifter_model == "energy_only":
@@ -833,6 +837,8 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
             raise _e(f"beam {b.number}: no spot with MU > {min_mu}")
         if not nominal_sizes:
             _check_spot_sizes(b, beam_model, in_air)
+        if b.primary_dosimeter_unit == "NP":
+            _check_np_meterset(b)
         total = float(sum(s.weight for s in spots))
         out.append(Beam(spots, total_protons=total, name=f"{b.number}:{b.name}", meta={
             "beam_number": b.number, "gantry_angle_deg": b.gantry_angle_deg, "couch_angle_deg": b.couch_angle_deg,
@@ -861,6 +867,15 @@ SPOT_SIZE_TOL_REL = 0.25
 #: size, not each energy's (a spot's FWHM in air changes by ~10 % over 20 MeV at 80-100 MeV): not compared.  Eclipse
 #: 13.7 wrote 8.80 x 8.58 mm for 80, 130, 160 and 210 MeV (RN_qa_4beams.dcm; dcpt_v5 gives 13.0 to 8.7 mm)
 NOMINAL_SIZE_SPAN_MEV = 10.0
+#: An NP (particles) beam with fewer protons per fraction than this, or fewer per spot on average than
+#: NP_MIN_PROTONS_PER_SPOT, is warned about as MU labelled NP.  A clinical spot holds 1e6-1e8 protons and a beam
+#: 1e9-1e11 (the DCPT plans in tests/data/dicom: 5e6 at least per spot, 1.2e7-6.7e8 on average, 5e9-2e11 per beam),
+#: while a meterset in MU is at most ~1e5 per beam and ~200 per spot (the same plans: 6e4 and 181): the thresholds
+#: lie 5-16 x above the MU and 1e4 x below the protons.
+NP_MIN_PROTONS_PER_BEAM = 1e6
+NP_MIN_PROTONS_PER_SPOT = 1e3
+
+
 def _check_spot_tunes(b: IonBeam, beam_model) -> None:
     """Refuse a layer whose ScanSpotTuneID the beam model does not declare (``spot_tune_ids``; its spots have another
     size); with a model that declares none, warn about a beam whose layers use several tunes (the model describes
@@ -931,6 +946,22 @@ def _check_spot_sizes(b: IonBeam, beam_model, layers: list[EnergyLayer]) -> None
          "computed with the model's spots: "
          "if the plan is for another spot tune or machine, its penumbra and the dose of small targets are wrong; "
          "give the beam model of the plan's spot tune", McprotonWarning)
+
+
+def _check_np_meterset(b: IonBeam) -> None:
+    """Warn about an NP (particles) beam whose meterset is far too small for protons: MU labelled NP (the dose would
+    be too low by the beam model's protons per MU, 1e6-1e8)."""
+    mu = np.concatenate([np.asarray(layer.spot_mu, float) for layer in b.layers])
+    n = int((mu > 0).sum())
+    total = float(mu.sum())
+    per_spot = total / max(n, 1)
+    if total < NP_MIN_PROTONS_PER_BEAM or per_spot < NP_MIN_PROTONS_PER_SPOT:
+        warn(f"beam {b.number} ({b.name!r}): PrimaryDosimeterUnit (300A,00B3) is NP (protons), but the beam holds "
+             f"{total:.3g} protons per fraction, {per_spot:.3g} per spot on average over {n} spots (a clinical beam "
+             f"holds 1e9-1e11 and a spot 1e6-1e8; warned below {NP_MIN_PROTONS_PER_BEAM:.0e} per beam or "
+             f"{NP_MIN_PROTONS_PER_SPOT:.0e} per spot): the meterset looks like MU labelled NP, which gives a dose "
+             "too low by the protons per MU (1e6-1e8); check the plan's PrimaryDosimeterUnit and BeamMeterset",
+             McprotonWarning)
 
 
 def _layer_spots(spot_xy_mm, spot_mu, protons, min_mu: float, vsad, L: float, m: np.ndarray, iso: np.ndarray,

@@ -1,5 +1,6 @@
-"""A plan against its beam model (audit of real RT Ion Plans, 2026-12-05, F2): the plan's spot tune and spot size.
-Each case edits a real plan of tests/data/dicom with pydicom."""
+"""A plan against its beam model (audit of real RT Ion Plans, 2026-12-05, F2, F5, F6, F7): the plan's spot tune and
+spot size, an energy outside the model named by beam and control point, an NP meterset that looks like MU, and a plan
+whose spots all miss the CT.  Each case edits a real plan of tests/data/dicom with pydicom."""
 from __future__ import annotations
 
 import warnings
@@ -177,3 +178,58 @@ def test_a_planning_system_plan_written_with_a_declared_tune_reads_back(tmp_path
     beam = {"model": model, "shifter": None, "number": 1, "name": "F1", "vsad": (2000.0, 2560.0), "gantry": 0.0,
             "iso": (0.0, 0.0, 0.0), "layers": [{"energy": 150.0, "xy": np.zeros((1, 2)), "mu": np.ones(1)}]}
     assert _ion_beam(beam, "1").IonControlPointSequence[0].ScanSpotTuneID == "4.0"
+
+
+# ------------------------------------------------------------------------------- F6: energy outside the model
+def test_an_energy_outside_the_model_names_beam_and_control_point(tmp_path, v5):
+    """Before: "nominal energy 250.0 MeV is outside beam model 'dcpt_v5' (70-244 MeV)" for a plan of 3 beams and 60
+    layers, naming neither."""
+    def edit(ds):
+        cps = ds.IonBeamSequence[2].IonControlPointSequence
+        cps[10].NominalBeamEnergy = cps[11].NominalBeamEnergy = 250.0
+
+    with pytest.raises(BeamModelError, match=r"^beam 3 \('Field 3'\) control point 10: nominal energy 250.0 MeV is "
+                                             r"outside beam model 'dcpt_v5' \(70-244 MeV\)"):
+        plan_to_beams(load_rtplan(edited(tmp_path, "RN_headphantom_rs.dcm", edit)), v5)
+
+
+# ------------------------------------------------------------------------------- F7: NP meterset
+@pytest.mark.parametrize("plan, meterset, warned", [
+    ("RN_plan02_mono.dcm", None, "5.84e+04 protons per fraction, 181 per spot on average over 323 spots"),
+    ("RN_sobp_10x10.dcm", 5e6, "5e+06 protons per fraction, 824 per spot on average over 6069 spots"),
+    ("RN_plan02_mono.dcm", 2e10, None), ("RN_sobp_10x10.dcm", 1e11, None)])
+def test_an_np_plan_with_an_mu_sized_meterset_is_warned(tmp_path, v5, plan, meterset, warned):
+    """Plan02's 58,414 MU relabelled NP ran as 58,414 protons (a maximum dose of 4e-6 Gy) without a word (audit F7):
+    below 1e6 protons per beam, or 1e3 per spot on average (the 6069-spot SOBP with 5e6 protons), it is warned about;
+    clinical proton numbers are not."""
+    def edit(ds):
+        ds.IonBeamSequence[0].PrimaryDosimeterUnit = "NP"
+        if meterset is not None:
+            ds.FractionGroupSequence[0].ReferencedBeamSequence[0].BeamMeterset = meterset
+
+    said = [m for m in said_by(edited(tmp_path, plan, edit), v5) if "NP" in m]
+    if warned is None:
+        assert said == []
+    else:
+        (msg,) = said
+        assert msg.startswith("beam 1 (") and warned in msg and "looks like MU labelled NP" in msg
+
+
+# ------------------------------------------------------------------------------- F5: every spot misses the CT
+def test_a_plan_whose_spots_all_miss_names_the_isocentre(tmp_path, v5):
+    """Before: "...; check beam.position_mm and beam.direction", keys a plan run does not have (audit F5)."""
+    from mcproton.config import ConfigError, check_beam_hits
+    from mcproton.geometry import box_phantom
+
+    def edit(ds):
+        ds.IonBeamSequence[0].IonControlPointSequence[0].IsocenterPosition = [0, -80, 2000]
+
+    beams = plan_to_beams(load_rtplan(edited(tmp_path, "RN_plan02_mono.dcm", edit)), v5)
+    box = box_phantom("water", (100, 100, 100), 5.0, origin_mm=(-50, -130, -50))
+    with pytest.raises(ConfigError) as err:
+        check_beam_hits(box, beams)
+    msg = str(err.value)
+    assert msg.startswith("every spot of beam '1:Field 1' misses the phantom (grid spans x -52.5..47.5, y -132.5..-32.5"
+                          ", z -52.5..47.5 mm); the plan puts its isocentre at [0.0, -80.0, 2000.0] mm "
+                          "(IsocenterPosition, patient LPS) and the beam travels along [0.0, 1.0, 0.0] (LPS)")
+    assert "IsocenterPosition (300A,012C)" in msg and "beam.position_mm" not in msg
