@@ -50,7 +50,8 @@ PLAN = BASE.split("[beam]")[0] + '[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_
 # (case, extra command-line arguments, config text or None for BASE, text the message must contain);
 # in the arguments @cfg, @out and @tmp stand for the config, the default output and the case's folder; a config
 # naming ct_dir = "ct" gets a small CT series there, one naming RP.dcm a copy of tests/data/dicom/RP_plan05.dcm
-# (RP_GTR4.dcm: that plan with TreatmentMachineName GTR4)
+# (RP_GTR4.dcm and the other names of PLAN_EDITS: that plan changed), one naming tuned/dcpt_v5_tune6.toml dcpt_v5
+# declaring spot tune 6.0
 CASES: list[tuple[str, list[str], str | None, str]] = [
     ("unknown key (typo)", ["--set", "run.primary=1000"], None, "run.primary"),
     ("unknown section", ["--set", "beem.energy_mev=100"], None, "[beem]"),
@@ -158,6 +159,13 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("plan.beams naming a beam twice", ["--set", "plan.beams=[1, 1]"], PLAN, "named twice"),
     ("plan for another treatment machine than the beam model's (GTR4, dcpt_v5 is of TR1-TR3)", [],
      PLAN.replace('"RP.dcm"', '"RP_GTR4.dcm"'), "plan.machine_check"),
+    ("plan energy outside the beam model (a layer at 250 MeV; before: the message named neither beam nor control "
+     "point)", [], PLAN.replace('"RP.dcm"', '"RP_E250.dcm"'), "control point 4"),
+    ("plan layer of a spot tune the beam model does not declare (spot_tune_ids = [\"6.0\"], the plan's is 4.0)", [],
+     PLAN.replace('"dcpt_v5"', '"tuned/dcpt_v5_tune6.toml"'),
+     "is not a spot tune"),
+    ("plan whose spots all miss the phantom (IsocenterPosition z = 2000 mm; before: told to check beam.position_mm, "
+     "a key of [beam])", [], PLAN.replace('"RP.dcm"', '"RP_far.dcm"'), "IsocenterPosition"),
     # issue 17: nothing is ever destroyed
     ("--out equal to the config file", ["--out", "@cfg"], None, "config file"),
     ("--out equal to the RT Ion Plan", ["--out", "@tmp/RP.dcm"], PLAN, "plan.rtplan"),
@@ -205,6 +213,24 @@ HLUT_FOLDERS: dict[str, dict[str, str]] = {
 }
 
 
+def _machine_gtr4(ds) -> None:   # the same plan, for another clinic's machine
+    for b in ds.IonBeamSequence:
+        b.TreatmentMachineName = "GTR4"
+
+
+def _energy_250(ds) -> None:
+    cps = ds.IonBeamSequence[0].IonControlPointSequence
+    cps[4].NominalBeamEnergy = cps[5].NominalBeamEnergy = 250.0
+
+
+def _isocentre_far(ds) -> None:
+    ds.IonBeamSequence[0].IonControlPointSequence[0].IsocenterPosition = [0.0, -25.0, 2000.0]
+
+
+#: the changed copies of RP_plan05.dcm that cases name: file name -> the change
+PLAN_EDITS = {"RP_GTR4.dcm": _machine_gtr4, "RP_E250.dcm": _energy_250, "RP_far.dcm": _isocentre_far}
+
+
 def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]:
     import shutil
 
@@ -221,13 +247,21 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
                 (tmp / name / fname).write_text(body)
     if '"RP.dcm"' in text:
         shutil.copy(ROOT / "tests" / "data" / "dicom" / "RP_plan05.dcm", tmp / "RP.dcm")
-    if '"RP_GTR4.dcm"' in text:   # the same plan, for another clinic's machine
-        import pydicom
+    for name, edit in PLAN_EDITS.items():   # RP_plan05.dcm changed
+        if f'"{name}"' in text:
+            import pydicom
 
-        ds = pydicom.dcmread(ROOT / "tests" / "data" / "dicom" / "RP_plan05.dcm")
-        for b in ds.IonBeamSequence:
-            b.TreatmentMachineName = "GTR4"
-        ds.save_as(tmp / "RP_GTR4.dcm")
+            ds = pydicom.dcmread(ROOT / "tests" / "data" / "dicom" / "RP_plan05.dcm")
+            edit(ds)
+            ds.save_as(tmp / name)
+    if '"tuned/dcpt_v5_tune6.toml"' in text:   # dcpt_v5 declaring another spot tune than the plan's
+        from mcproton._io.beam_model import BUILTIN
+
+        (tmp / "tuned").mkdir(exist_ok=True)
+        src = BUILTIN["dcpt_v5"]
+        (tmp / "tuned" / "dcpt_v5_tune6.toml").write_text(src.read_text().replace(
+            'machines = ["TR1", "TR2", "TR3"]', 'machines = ["TR1", "TR2", "TR3"]\nspot_tune_ids = ["6.0"]'))
+        shutil.copy(src.parent / "dcpt_beam_model_full.csv", tmp / "tuned" / "dcpt_beam_model_full.csv")
     if args[:1] == ["@missing"]:
         return ["run", str(tmp / "missing.toml"), "--out", str(tmp / "out.h5")]
     out = str(tmp / f"out{i:02d}.h5")
