@@ -258,13 +258,15 @@ def model_spot_sigma_mm(model: Any, energy: float, z_mm: float | np.ndarray,
                                    f"plane ({model.plane_upstream_of_isocentre_mm:g} mm upstream of the isocentre), "
                                    "where the model says nothing; z is measured from the isocentre, positive "
                                    "downstream")
+    from ._io.beam_model import drift_sigma_mm
+
     comps = [max(e.components, key=lambda c: c.weight)] if kind == "core" else list(e.components)
     wsum = sum(c.weight for c in comps)
     var = [np.zeros_like(d), np.zeros_like(d)]
     for c in comps:
         for k in (0, 1):
-            s, t, r = c.sigma_mm[k], c.divergence_rad[k], c.correlation[k]
-            var[k] = var[k] + c.weight / wsum * (s * s + 2 * r * s * t * d + t * t * d * d)
+            var[k] = var[k] + c.weight / wsum * drift_sigma_mm(c.sigma_mm[k], c.divergence_rad[k], c.correlation[k],
+                                                               d) ** 2
     return np.sqrt(var[0]), np.sqrt(var[1])
 
 

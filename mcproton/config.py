@@ -777,6 +777,21 @@ def _rays_hit_box(o, d, lo, hi):
     return ok & (t0 <= t1)
 
 
+def _what_to_check_for_a_miss(beam) -> str:
+    """What to check when every spot of ``beam`` misses the grid: for a beam from an RT Ion Plan (its meta holds the
+    isocentre) the plan's isocentre and direction against the CT, which a plan run has no beam.* keys for (a helper's
+    audit, 2026-12-05: a plan with its IsocenterPosition at z = 2000 mm was told to check beam.position_mm)."""
+    meta = getattr(beam, "meta", None) or {}
+    if "isocenter_mm" not in meta:
+        return "check beam.position_mm and beam.direction"
+    iso = [round(float(v), 1) for v in meta["isocenter_mm"]]
+    way = meta.get("beam_direction")
+    along = f" and the beam travels along {[round(float(v), 3) + 0.0 for v in way]} (LPS)" if way is not None else ""
+    return (f"the plan puts its isocentre at {iso} mm (IsocenterPosition, patient LPS){along}: check that the plan "
+            "was made on this CT (the same FrameOfReferenceUID and patient position) and its IsocenterPosition "
+            "(300A,012C)")
+
+
 def check_beam_hits(geometry, beams) -> None:
     """Refuse a run whose beams all miss the grid (it would produce an empty dose silently); warn about a beam
     whose spots aimed off the grid carry more than MAX_MISSING_WEIGHT of its weight."""
@@ -797,8 +812,8 @@ def check_beam_hits(geometry, beams) -> None:
         grid = (f"grid spans x {lo[0]:.1f}..{hi[0]:.1f}, y {lo[1]:.1f}..{hi[1]:.1f}, z {lo[2]:.1f}..{hi[2]:.1f} "
                 "mm")
         if not hit.any():
-            raise ConfigError(f"every spot of beam {beam.name!r} misses the phantom ({grid}); check "
-                              "beam.position_mm and beam.direction")
+            raise ConfigError(f"every spot of beam {beam.name!r} misses the phantom ({grid}); "
+                              + _what_to_check_for_a_miss(beam))
         off = float(w[~hit].sum() / w.sum())
         if off > MAX_MISSING_WEIGHT:
             k = int(np.flatnonzero(~hit)[0])

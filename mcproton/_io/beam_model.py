@@ -232,6 +232,9 @@ class BeamModel:
     columns: dict[str, str] = field(default_factory=dict)
     #: where each row (in the file's order) is, e.g. "line 12 of my_machine.csv" (default "row N")
     row_names: tuple[str, ...] = ()
+    #: the ScanSpotTuneIDs (300A,0390) of the plans the model is for (() : not stated, any tune is taken): a plan
+    #: layer of another tune, whose spots have another size, is refused (``plan_to_beams``, :meth:`covers_tune`)
+    spot_tune_ids: tuple[str, ...] = ()
     #: what :meth:`at` has warned about already (each once per model)
     _warned: set = field(default_factory=set, repr=False, compare=False)
 
@@ -240,6 +243,11 @@ class BeamModel:
             raise BeamModelError(f"beam model {self.name!r}: machines must be a list of treatment machine names "
                                  f"(TreatmentMachineName of the plans it models); got {self.machines!r}")
         self.machines = tuple(m.strip() for m in self.machines)
+        if isinstance(self.spot_tune_ids, str) or not all(isinstance(t, str) and t.strip()
+                                                          for t in self.spot_tune_ids):
+            raise BeamModelError(f"beam model {self.name!r}: spot_tune_ids must be a list of the ScanSpotTuneIDs of "
+                                 f'the plans it models, e.g. spot_tune_ids = ["4.0"]; got {self.spot_tune_ids!r}')
+        self.spot_tune_ids = tuple(t.strip() for t in self.spot_tune_ids)
         e = np.asarray(self.nominal_energy_mev, float)
         order = np.argsort(e)
         e = e[order]
@@ -383,6 +391,31 @@ class BeamModel:
         m = (machine or "").strip().upper()
         return not self.machines or not m or m in {x.upper() for x in self.machines}
 
+    def covers_tune(self, tune_id: str) -> bool:
+        """Whether a layer of spot tune ``tune_id`` (its ScanSpotTuneID, a machine-specific label) may use this model:
+        yes when the model declares no ``spot_tune_ids`` or the plan gives no tune; else it must be one of them,
+        compared without case or surrounding blanks, and as numbers where both are numbers ("4" is "4.0")."""
+        t = (tune_id or "").strip()
+        return not self.spot_tune_ids or not t or any(_same_label(t, x) for x in self.spot_tune_ids)
+
+    def spot_fwhm_mm(self, nominal_energy_mev: float, z_mm: float = 0.0) -> tuple[float, float]:
+        """The full width at half maximum (x, y; mm) of the model's spot in air ``z_mm`` downstream of the isocentre
+        (0: at the isocentre, where a plan's ScanningSpotSize (300A,0398) gives it): the profile through the spot's
+        centre of all its Gaussian components, each drifted from the model's plane (:func:`drift_sigma_mm`).  For one
+        component it is 2 sqrt(2 ln 2) sigma = 2.355 sigma."""
+        entry = self.at(nominal_energy_mev)
+        d = float(z_mm) + float(self.plane_upstream_of_isocentre_mm)
+        out = []
+        for k in (0, 1):
+            sig = np.array([drift_sigma_mm(c.sigma_mm[k], c.divergence_rad[k], c.correlation[k], d)
+                            for c in entry.components])
+            other = np.array([drift_sigma_mm(c.sigma_mm[1 - k], c.divergence_rad[1 - k], c.correlation[1 - k], d)
+                              for c in entry.components])
+            # the 2-D density along the axis through the centre: each component's peak is w / (2 pi sx sy)
+            amp = np.array([c.weight for c in entry.components]) / (sig * other)
+            out.append(_fwhm_of_gaussians(amp, sig))
+        return out[0], out[1]
+
     @property
     def energy_range_mev(self) -> tuple[float, float]:
         return float(self.nominal_energy_mev[0]), float(self.nominal_energy_mev[-1])
@@ -443,6 +476,46 @@ class BeamModel:
         return self.range_shifters[rs_id]
 
 
+def drift_sigma_mm(sigma_mm, divergence_rad, correlation, d_mm):
+    """The sigma (mm) of one Gaussian component of a spot ``d_mm`` downstream of the beam model's plane, in vacuum:
+    sigma(d)^2 = sigma^2 + 2 rho sigma theta d + theta^2 d^2, from its sigma, divergence theta (rad) and
+    position-angle correlation rho at the plane.  It is the second moment of x + theta d for a Gaussian phase space
+    (the drift of the beam's emittance ellipse, as MCsquare's beam data library defines its SpotSize, Divergence and
+    Correlation: Souris, Lee and Sterpin, Med. Phys. 43 (2016) 1700), and what the transport does: each proton
+    starts from this phase space at the plane and flies straight until it enters the grid (mcproton/source.py).
+    Works element-wise on arrays (``d_mm`` may be one)."""
+    s, t, r = sigma_mm, divergence_rad, correlation
+    return np.sqrt(s * s + 2 * r * s * t * np.asarray(d_mm, float) + t * t * np.asarray(d_mm, float) ** 2)
+
+
+def _fwhm_of_gaussians(amp: np.ndarray, sigma: np.ndarray) -> float:
+    """The full width at half maximum of sum_k amp_k exp(-x^2 / (2 sigma_k^2)) (a sum of centred Gaussians falls
+    monotonically from x = 0, so its half maximum is one root, found by bisection)."""
+    amp, sigma = np.asarray(amp, float), np.asarray(sigma, float)
+    if amp.size == 1:
+        return float(2.0 * math.sqrt(2.0 * math.log(2.0)) * sigma[0])
+    half = 0.5 * float(amp.sum())
+    lo, hi = 0.0, float(sigma.max()) * 3.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if float(np.sum(amp * np.exp(-0.5 * (mid / sigma) ** 2))) > half:
+            lo = mid
+        else:
+            hi = mid
+    return 2.0 * 0.5 * (lo + hi)
+
+
+def _same_label(a: str, b: str) -> bool:
+    """Whether two machine labels (spot tune IDs) are the same: equal without case and blanks, or equal numbers."""
+    a, b = a.strip(), b.strip()
+    if a.upper() == b.upper():
+        return True
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
 def warn_above_nuclear_data(what: str, energy_mev: float) -> None:
     """Warn that ``what`` = ``energy_mev`` lies above the nuclear data (once per model or run: the callers)."""
     warn(f"{what} = {energy_mev:g} MeV is above {NUCLEAR_DATA_MAX_MEV:g} MeV, where mcproton's nuclear data end: the "
@@ -487,7 +560,7 @@ def _read_table(path: Path) -> tuple[list[dict[str, str]], list[int]]:
 
 #: the keys of a TOML beam model: top level, [columns] (all required), [[component]] (all required),
 #: [[range_shifter]] (id and wet_mm required); docs/beam_model.md
-TOML_KEYS = ("name", "source", "table", "select", "machines", "plane_upstream_of_isocentre_mm",
+TOML_KEYS = ("name", "source", "table", "select", "machines", "spot_tune_ids", "plane_upstream_of_isocentre_mm",
              "virtual_source_axis_distances_mm", "energy_spread_unit", "columns", "component", "range_shifter")
 COLUMN_KEYS = ("nominal_energy", "mean_energy", "energy_spread", "protons_per_mu")
 COMPONENT_KEYS = ("weight", "sigma_x", "sigma_y", "divergence_x", "divergence_y", "correlation_x", "correlation_y")
@@ -600,6 +673,10 @@ def _load_toml(path: Path) -> BeamModel:
     if not isinstance(machines, list):
         raise BeamModelError(f"{path}: machines must be a list of treatment machine names, e.g. machines = "
                              f'["TR1", "TR2"]; got {machines!r}')
+    tunes = cfg.get("spot_tune_ids", [])
+    if not isinstance(tunes, list):
+        raise BeamModelError(f"{path}: spot_tune_ids must be a list of the plans' ScanSpotTuneIDs, e.g. "
+                             f'spot_tune_ids = ["4.0"]; got {tunes!r}')
     try:
         return BeamModel(cfg.get("name", path.stem), e_nom, col(c["mean_energy"], "mean_energy"), spread,
                          col(c["protons_per_mu"], "protons_per_mu"), arr["weight"], arr["sigma_x"], arr["sigma_y"],
@@ -607,7 +684,7 @@ def _load_toml(path: Path) -> BeamModel:
                          float(cfg["plane_upstream_of_isocentre_mm"]), tuple(vsad) if vsad else None, rs,
                          cfg.get("source", ""), tuple(machines), path=str(path), sha256=_sha256(path),
                          table_path=str(table.resolve()), table_sha256=_sha256(table), columns=names,
-                         row_names=tuple(f"line {n} of {table.name}" for n in lines))
+                         row_names=tuple(f"line {n} of {table.name}" for n in lines), spot_tune_ids=tuple(tunes))
     except BeamModelError as exc:
         msg = str(exc)
         raise BeamModelError(msg if str(path) in msg else f"{path}: {msg}") from None

@@ -107,7 +107,7 @@ from typing import Sequence
 import numpy as np
 
 from .dicom_common import RT_ION_PLAN_STORAGE, RT_PLAN_STORAGE, attribute_name, is_valid_uid, number_values
-from .errors import DicomInputError, McprotonRuntimeWarning, McprotonWarning, warn
+from .errors import BeamModelError, DicomInputError, McprotonRuntimeWarning, McprotonWarning, warn
 from .plan_checks import check_plan
 
 
@@ -160,6 +160,9 @@ class EnergyLayer:
     spot_mu: np.ndarray               # (n,) MU (or particles if PrimaryDosimeterUnit == NP) per fraction
     number_of_paintings: int = 1
     scan_spot_tune_id: str = ""
+    #: ScanningSpotSize (300A,0398): the spot's FWHM in air at the isocentre (x, y; mm) as the planning system states
+    #: it (Type 3: None where the plan leaves it out); compared with the beam model's (plan_to_beams)
+    scanning_spot_size_mm: tuple[float, float] | None = None
     range_shifter_settings: list[dict] = field(default_factory=list)  # {'id','setting','wet_mm','distance_mm'}
     control_point_index: int = 0
 
@@ -597,6 +600,23 @@ def _skip_non_treatment_beam(b, num: int, ttype: str, src: str, meterset: dict) 
     return msg
 
 
+def _spot_tune_and_size(cp, state: dict) -> None:
+    """ScanSpotTuneID (300A,0390) and ScanningSpotSize (300A,0398) of control point ``cp`` into ``state``: each holds
+    until a later control point changes it (the tune is Type 1C, "required ... if Scan Spot Tune ID changes during
+    Beam", PS3.3 C.8.8.25).  A ScanningSpotSize that is not two positive numbers is dropped (Type 3, used for a
+    consistency check only), so the check is not done with it."""
+    if cp.get("ScanSpotTuneID", None) not in (None, ""):
+        state["tune"] = str(cp.ScanSpotTuneID).strip()
+    size = cp.get("ScanningSpotSize", None)
+    if size not in (None, ""):
+        try:
+            v = np.array([float(x) for x in ([size] if isinstance(size, (int, float, str, bytes)) else size)])
+        except (TypeError, ValueError):
+            v = np.array([])
+        ok = v.size == 2 and bool(np.all(np.isfinite(v))) and bool(np.all(v > 0))
+        state["spot_size"] = (float(v[0]), float(v[1])) if ok else None
+
+
 def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> RTIonPlan:
     sop = str(ds.get("SOPClassUID", ""))
     modality = str(ds.get("Modality", ""))
@@ -698,7 +718,7 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
         if not cps:
             raise _e(f"{where}: no IonControlPointSequence")
         state: dict = {"energy": None, "gantry": None, "couch": None, "iso": None, "snout": None,
-                       "rs": {}, "pitch": 0.0, "roll": 0.0, "gpitch": 0.0, "ecc": 0.0}
+                       "rs": {}, "pitch": 0.0, "roll": 0.0, "gpitch": 0.0, "ecc": 0.0, "tune": "", "spot_size": None}
         layers = []
         angles_seen = set()
         iso_first: tuple[int, np.ndarray] | None = None   # (control point, IsocenterPosition) first stated
@@ -750,6 +770,7 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
                                    state["rs"][ref]["distance_mm"], where, f"range shifter {rs_id!r}")
             if state["gantry"] is not None:   # the same angle modulo 360 deg is the same angle (0 and 360)
                 angles_seen.add(tuple(_angle_key(a) for a in (state["gantry"], state["couch"] or 0.0, state["ecc"])))
+            _spot_tune_and_size(cp, state)
             w = cp.get("ScanSpotMetersetWeights", None)
             if w is None:
                 continue
@@ -785,7 +806,7 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
             layers.append(EnergyLayer(
                 nominal_energy_mev=float(state["energy"]), spot_xy_mm=xy.reshape(-1, 2), spot_weights=w,
                 spot_mu=bm * w / fcmw, number_of_paintings=npaint,
-                scan_spot_tune_id=str(cp.get("ScanSpotTuneID", "") or ""),
+                scan_spot_tune_id=state["tune"], scanning_spot_size_mm=state["spot_size"],
                 range_shifter_settings=[dict(v) for v in state["rs"].values()], control_point_index=ci))
         if state["gantry"] is None or state["iso"] is None:
             raise _e(f"{where}: the first control point lacks GantryAngle or IsocenterPosition")
@@ -985,6 +1006,7 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
              f"against the machines of beam model {beam_model.name!r} ({', '.join(beam_model.machines)}); make sure it "
              "was planned for one of them: another machine's beam model gives a plausible but wrong dose",
              McprotonWarning)
+    nominal_sizes = _one_spot_size_for_all_energies(plan)
     for b in plan.beams:
         if beam_numbers is not None and b.number not in beam_numbers:
             continue
@@ -1005,8 +1027,14 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
         iso = b.isocenter_mm
         spots = []
         shifters_used: dict[str, dict] = {}
+        _check_spot_tunes(b, beam_model)
+        in_air = []   # the layers without a range shifter: their ScanningSpotSize is compared with the model's
         for layer in b.layers:
-            entry = beam_model.at(layer.nominal_energy_mev)
+            try:
+                entry = beam_model.at(layer.nominal_energy_mev)
+            except BeamModelError as exc:   # a plan has many beams and layers: say which one
+                raise BeamModelError(f"beam {b.number} ({b.name!r}) control point {layer.control_point_index}: "
+                                     f"{exc}") from None
             e_mean, e_sig = entry.mean_energy_mev, entry.energy_spread_mev
             sh = _layer_shifter(b, layer, beam_model, range_shifter_model)
             if sh is not None and range_shifter_model == "energy_only":
@@ -1028,7 +1056,9 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
                              f"{sh.thickness_mm:.1f}"
                              f" mm thick) reaches upstream of the beam model's plane ({L:g} mm from the isocentre); "
                              "the model's phase space must be given upstream of the shifter")
-            if sh is not None:
+            if sh is None:
+                in_air.append(layer)
+            else:
                 shifters_used.setdefault(sh.id, {k: getattr(sh, k) for k in (
                     "wet_mm", "material", "density_g_cm3", "thickness_mm", "isocenter_distance_mm")})
             if b.primary_dosimeter_unit == "NP":
@@ -1042,6 +1072,10 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
                                   entry.components, wsum, sh if face_axis_mm is not None else None, face_axis_mm)
         if not spots:
             raise _e(f"beam {b.number}: no spot with MU > {min_mu}")
+        if not nominal_sizes:
+            _check_spot_sizes(b, beam_model, in_air)
+        if b.primary_dosimeter_unit == "NP":
+            _check_np_meterset(b)
         total = float(sum(s.weight for s in spots))
         out.append(Beam(spots, total_protons=total, name=f"{b.number}:{b.name}", meta={
             "beam_number": b.number, "gantry_angle_deg": b.gantry_angle_deg, "couch_angle_deg": b.couch_angle_deg,
@@ -1057,6 +1091,114 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     if not out:
         raise _e(f"no beams selected (beam numbers in the plan: {[b.number for b in plan.beams]})")
     return out
+
+
+#: A layer's ScanningSpotSize (the plan's FWHM in air at the isocentre) more than this far from the beam model's
+#: (relative, in x or y) is warned about: a plan for another spot tune or machine.  Spot sizes are commissioned to
+#: ~10 % (mcproton commission's spot-sigma tolerance, of the order of machine-QA tolerances); the real plans in
+#: tests/data/dicom without a range shifter differ from dcpt_v5 by at most 8.5 % (plan/model 0.94-1.09: Eclipse
+#: plan02 and the 10 x 10 SOBP, RayStation plans 03, 05 and 06), so 25 % leaves a margin of 3 over them, and a
+#: large-spot tune (1.5-2 x the size) exceeds it.
+SPOT_SIZE_TOL_REL = 0.25
+#: a plan that states one ScanningSpotSize for layers whose energies span more than this (MeV) gives a tune's nominal
+#: size, not each energy's (a spot's FWHM in air changes by ~10 % over 20 MeV at 80-100 MeV): not compared.  Eclipse
+#: 13.7 wrote 8.80 x 8.58 mm for 80, 130, 160 and 210 MeV (RN_qa_4beams.dcm; dcpt_v5 gives 13.0 to 8.7 mm)
+NOMINAL_SIZE_SPAN_MEV = 10.0
+#: An NP (particles) beam with fewer protons per fraction than this, or fewer per spot on average than
+#: NP_MIN_PROTONS_PER_SPOT, is warned about as MU labelled NP.  A clinical spot holds 1e6-1e8 protons and a beam
+#: 1e9-1e11 (the DCPT plans in tests/data/dicom: 5e6 at least per spot, 1.2e7-6.7e8 on average, 5e9-2e11 per beam),
+#: while a meterset in MU is at most ~1e5 per beam and ~200 per spot (the same plans: 6e4 and 181): the thresholds
+#: lie 5-16 x above the MU and 1e4 x below the protons.
+NP_MIN_PROTONS_PER_BEAM = 1e6
+NP_MIN_PROTONS_PER_SPOT = 1e3
+
+
+def _check_spot_tunes(b: IonBeam, beam_model) -> None:
+    """Refuse a layer whose ScanSpotTuneID the beam model does not declare (``spot_tune_ids``; its spots have another
+    size); with a model that declares none, warn about a beam whose layers use several tunes (the model describes
+    one spot)."""
+    first: dict[str, int] = {}
+    for layer in b.layers:
+        first.setdefault(layer.scan_spot_tune_id, layer.control_point_index)
+    named = {t: ci for t, ci in first.items() if t}
+    where = f"beam {b.number} ({b.name!r})"
+    if beam_model.spot_tune_ids:
+        declared = ", ".join(repr(t) for t in beam_model.spot_tune_ids)
+        for t, ci in named.items():
+            if not beam_model.covers_tune(t):
+                raise _e(f"{where} control point {ci}: ScanSpotTuneID (300A,0390) {t!r} is not a spot tune of beam "
+                         f"model {beam_model.name!r} (spot_tune_ids: {declared}): the spots of another tune have "
+                         "another size, so the dose would be computed with the wrong spots; give the beam model of "
+                         "that spot tune (or, if the model's spots are that tune's, add it to spot_tune_ids)")
+        if "" in first:
+            warn(f"{where} control point {first['']}: no ScanSpotTuneID (300A,0390), so the layer's spot tune could "
+                 f"not be checked against beam model {beam_model.name!r} (spot_tune_ids: {declared})", McprotonWarning)
+    elif len(named) > 1:
+        tunes = ", ".join(f"{t!r} (from control point {ci})" for t, ci in named.items())
+        warn(f"{where}: its layers use {len(named)} spot tunes, ScanSpotTuneID (300A,0390) {tunes}, but a beam model "
+             f"describes one spot and {beam_model.name!r} declares no spot_tune_ids: every layer is computed with the "
+             "model's spots; check that the tunes give the same spot size, else give each tune's beam model "
+             "(and declare its spot_tune_ids)", McprotonWarning)
+
+
+def _one_spot_size_for_all_energies(plan: RTIonPlan) -> bool:
+    """Whether the plan states one and the same ScanningSpotSize for layers whose energies span more than
+    NOMINAL_SIZE_SPAN_MEV: a tune's nominal size, not the size at each energy."""
+    sized = [(layer.nominal_energy_mev, layer.scanning_spot_size_mm) for b in plan.beams for layer in b.layers
+             if layer.scanning_spot_size_mm is not None]
+    if not sized:
+        return False
+    e = [x[0] for x in sized]
+    first = np.asarray(sized[0][1])
+    return (max(e) - min(e) > NOMINAL_SIZE_SPAN_MEV
+            and all(np.max(np.abs(np.asarray(sz) - first)) < 1e-3 for _, sz in sized))
+
+
+def _check_spot_sizes(b: IonBeam, beam_model, layers: list[EnergyLayer]) -> None:
+    """Warn when a layer's ScanningSpotSize (300A,0398: the spot's FWHM in air at the isocentre as the planning
+    system states it) differs from the beam model's (:meth:`BeamModel.spot_fwhm_mm`) by more than SPOT_SIZE_TOL_REL.
+    Only ``layers`` without a range shifter are compared: behind a shifter one planning system states the size with
+    the shifter's scattering (Eclipse: 1.5-2.5 x the in-air size in the DCPT head plan) and another without it
+    (RayStation), while mcproton transports the shifter itself."""
+    off = []
+    for layer in layers:
+        if layer.scanning_spot_size_mm is None:
+            continue
+        model = beam_model.spot_fwhm_mm(layer.nominal_energy_mev)
+        ratio = [p / m for p, m in zip(layer.scanning_spot_size_mm, model)]
+        if max(abs(r - 1.0) for r in ratio) > SPOT_SIZE_TOL_REL:
+            off.append((layer, model, ratio))
+    if not off:
+        return
+    compared = sum(layer.scanning_spot_size_mm is not None for layer in layers)
+    shown = "; ".join(
+        f"{layer.nominal_energy_mev:g} MeV (control point {layer.control_point_index}): plan "
+        f"{layer.scanning_spot_size_mm[0]:.1f} x {layer.scanning_spot_size_mm[1]:.1f} mm, model {m[0]:.1f} x "
+        f"{m[1]:.1f} mm (ratio {r[0]:.2f}, {r[1]:.2f})" for layer, m, r in off[:3]) + ("; ..." if len(off) > 3 else "")
+    tunes = sorted({layer.scan_spot_tune_id for layer, _, _ in off if layer.scan_spot_tune_id})
+    tune = f" (ScanSpotTuneID {', '.join(repr(t) for t in tunes)})" if tunes else ""
+    warn(f"beam {b.number} ({b.name!r}): the plan's ScanningSpotSize (300A,0398; the spot's FWHM in air at the "
+         f"isocentre) differs from the FWHM of beam model {beam_model.name!r} by more than "
+         f"{100 * SPOT_SIZE_TOL_REL:g} % in {len(off)} of the {compared} layers compared{tune}: {shown}.  The dose is "
+         "computed with the model's spots: "
+         "if the plan is for another spot tune or machine, its penumbra and the dose of small targets are wrong; "
+         "give the beam model of the plan's spot tune", McprotonWarning)
+
+
+def _check_np_meterset(b: IonBeam) -> None:
+    """Warn about an NP (particles) beam whose meterset is far too small for protons: MU labelled NP (the dose would
+    be too low by the beam model's protons per MU, 1e6-1e8)."""
+    mu = np.concatenate([np.asarray(layer.spot_mu, float) for layer in b.layers])
+    n = int((mu > 0).sum())
+    total = float(mu.sum())
+    per_spot = total / max(n, 1)
+    if total < NP_MIN_PROTONS_PER_BEAM or per_spot < NP_MIN_PROTONS_PER_SPOT:
+        warn(f"beam {b.number} ({b.name!r}): PrimaryDosimeterUnit (300A,00B3) is NP (protons), but the beam holds "
+             f"{total:.3g} protons per fraction, {per_spot:.3g} per spot on average over {n} spots (a clinical beam "
+             f"holds 1e9-1e11 and a spot 1e6-1e8; warned below {NP_MIN_PROTONS_PER_BEAM:.0e} per beam or "
+             f"{NP_MIN_PROTONS_PER_SPOT:.0e} per spot): the meterset looks like MU labelled NP, which gives a dose "
+             "too low by the protons per MU (1e6-1e8); check the plan's PrimaryDosimeterUnit and BeamMeterset",
+             McprotonWarning)
 
 
 def _layer_spots(spot_xy_mm, spot_mu, protons, min_mu: float, vsad, L: float, m: np.ndarray, iso: np.ndarray,

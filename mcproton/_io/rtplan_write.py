@@ -274,7 +274,8 @@ def _ion_beam(b: dict, final: str):
     it.FinalCumulativeMetersetWeight = final
     cps = []
     cum = 0.0
-    tune = str(model.name)[:16]
+    # ScanSpotTuneID: the model's first declared spot tune (its reader refuses any other), else the model's name
+    tune = str((getattr(model, "spot_tune_ids", ()) or (model.name,))[0])[:16]
     for k, layer in enumerate(b["layers"]):
         xy = [float(c) for c in layer["xy"].ravel()]
         mu = [float(c) for c in layer["mu"]]

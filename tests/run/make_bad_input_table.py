@@ -50,7 +50,8 @@ PLAN = BASE.split("[beam]")[0] + '[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_
 # (case, extra command-line arguments, config text or None for BASE, text the message must contain);
 # in the arguments @cfg, @out and @tmp stand for the config, the default output and the case's folder; a config
 # naming ct_dir = "ct" gets a small CT series there, one naming RP.dcm a copy of tests/data/dicom/RP_plan05.dcm
-# (RP_GTR4.dcm: that plan with TreatmentMachineName GTR4; the names of PLAN_VARIANTS: a real plan changed so)
+# (the names of PLAN_VARIANTS: a real plan changed so), one naming tuned/dcpt_v5_tune6.toml dcpt_v5
+# declaring spot tune 6.0
 CASES: list[tuple[str, list[str], str | None, str]] = [
     ("unknown key (typo)", ["--set", "run.primary=1000"], None, "run.primary"),
     ("unknown section", ["--set", "beem.energy_mev=100"], None, "[beem]"),
@@ -165,6 +166,13 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      PLAN.replace('"RP.dcm"', '"RP_SCATTERER.dcm"'), "SCATTERER"),
     ("RangeShifterSetting RETRACTED (RayStation plan06, RS_3CM; before: read as IN)", [],
      PLAN.replace('"RP.dcm"', '"RP_RS_RETRACTED.dcm"'), "neither IN nor OUT"),
+    ("plan energy outside the beam model (a layer at 250 MeV; before: the message named neither beam nor control "
+     "point)", [], PLAN.replace('"RP.dcm"', '"RP_E250.dcm"'), "control point 4"),
+    ("plan layer of a spot tune the beam model does not declare (spot_tune_ids = [\"6.0\"], the plan's is 4.0)", [],
+     PLAN.replace('"dcpt_v5"', '"tuned/dcpt_v5_tune6.toml"'),
+     "is not a spot tune"),
+    ("plan whose spots all miss the phantom (IsocenterPosition z = 2000 mm; before: told to check beam.position_mm, "
+     "a key of [beam])", [], PLAN.replace('"RP.dcm"', '"RP_far.dcm"'), "IsocenterPosition"),
     # issue 17: nothing is ever destroyed
     ("--out equal to the config file", ["--out", "@cfg"], None, "config file"),
     ("--out equal to the RT Ion Plan", ["--out", "@tmp/RP.dcm"], PLAN, "plan.rtplan"),
@@ -231,8 +239,24 @@ def _retracted(ds) -> None:
     ds.IonBeamSequence[0].IonControlPointSequence[0].RangeShifterSettingsSequence[0].RangeShifterSetting = "RETRACTED"
 
 
+def _machine_gtr4(ds) -> None:   # the same plan, for another clinic's machine
+    for b in ds.IonBeamSequence:
+        b.TreatmentMachineName = "GTR4"
+
+
+def _energy_250(ds) -> None:
+    cps = ds.IonBeamSequence[0].IonControlPointSequence
+    cps[4].NominalBeamEnergy = cps[5].NominalBeamEnergy = 250.0
+
+
+def _isocentre_far(ds) -> None:
+    ds.IonBeamSequence[0].IonControlPointSequence[0].IsocenterPosition = [0.0, -25.0, 2000.0]
+
+
 #: plan file named in a case's config -> (the real plan of tests/data/dicom it is made from, the change)
-PLAN_VARIANTS = {"RP_MLC.dcm": ("RP_plan05.dcm", _mlc_slit), "RP_SCATTERER.dcm": ("RP_plan05.dcm", _scatterer),
+PLAN_VARIANTS = {"RP_GTR4.dcm": ("RP_plan05.dcm", _machine_gtr4), "RP_E250.dcm": ("RP_plan05.dcm", _energy_250),
+                 "RP_far.dcm": ("RP_plan05.dcm", _isocentre_far), "RP_MLC.dcm": ("RP_plan05.dcm", _mlc_slit),
+                 "RP_SCATTERER.dcm": ("RP_plan05.dcm", _scatterer),
                  "RP_RS_RETRACTED.dcm": ("RP_plan06_rs.dcm", _retracted)}
 
 
@@ -252,20 +276,21 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
                 (tmp / name / fname).write_text(body)
     if '"RP.dcm"' in text:
         shutil.copy(ROOT / "tests" / "data" / "dicom" / "RP_plan05.dcm", tmp / "RP.dcm")
-    if '"RP_GTR4.dcm"' in text:   # the same plan, for another clinic's machine
-        import pydicom
-
-        ds = pydicom.dcmread(ROOT / "tests" / "data" / "dicom" / "RP_plan05.dcm")
-        for b in ds.IonBeamSequence:
-            b.TreatmentMachineName = "GTR4"
-        ds.save_as(tmp / "RP_GTR4.dcm")
-    for name, (src, change) in PLAN_VARIANTS.items():
+    for name, (src, change) in PLAN_VARIANTS.items():   # a real plan changed
         if f'"{name}"' in text:
             import pydicom
 
             ds = pydicom.dcmread(ROOT / "tests" / "data" / "dicom" / src)
             change(ds)
             ds.save_as(tmp / name)
+    if '"tuned/dcpt_v5_tune6.toml"' in text:   # dcpt_v5 declaring another spot tune than the plan's
+        from mcproton._io.beam_model import BUILTIN
+
+        (tmp / "tuned").mkdir(exist_ok=True)
+        model = BUILTIN["dcpt_v5"]
+        (tmp / "tuned" / "dcpt_v5_tune6.toml").write_text(model.read_text().replace(
+            'machines = ["TR1", "TR2", "TR3"]', 'machines = ["TR1", "TR2", "TR3"]\nspot_tune_ids = ["6.0"]'))
+        shutil.copy(model.parent / "dcpt_beam_model_full.csv", tmp / "tuned" / "dcpt_beam_model_full.csv")
     if args[:1] == ["@missing"]:
         return ["run", str(tmp / "missing.toml"), "--out", str(tmp / "out.h5")]
     out = str(tmp / f"out{i:02d}.h5")
