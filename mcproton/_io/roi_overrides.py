@@ -285,9 +285,12 @@ def nearest_material(roi: dict):
                      {sym[z]: w for z, w in sorted(comp.items())}, None,
                      f"ROI {roi['name']!r}'s ROIElementalCompositionSequence (RT Struct)")
         top = ", ".join(f"{sym[z]} {w:.3g}" for z, w in sorted(comp.items(), key=lambda t: -t[1])[:4])
+        # the nearest library material is named only where it is alike (L1 <= 0.5: a tissue or plastic export with
+        # other fractions); above, as a metal against tissues (L1 ~2), it would only raise the question why it
+        nearest = (f"; nearest library material {best.name} at L1 {best_d:.3f}" if best is not None and best_d <= 0.5
+                   else "")
         return m, (f"the composition given ({top}{', ...' if len(comp) > 4 else ''}; I-value "
-                   f"{mean_excitation_energy_ev(m):.0f} eV by Bragg additivity; nearest library material "
-                   f"{best.name if best is not None else '-'} at L1 {best_d:.3f})")
+                   f"{mean_excitation_energy_ev(m):.0f} eV by Bragg additivity{nearest})")
     if roi.get("property") == "REL_ELEC_DENSITY":
         return get_material("water"), "water at the relative electron density (no composition given)"
     try:
@@ -335,7 +338,7 @@ def override_note(roi: dict, material: Any, why: str, n: int, unit: str = "voxel
     value = roi.get("value", roi["density_g_cm3"])
     return (f"ROI {roi['name']!r} ({roi['type'] or 'no type'}): {roi['property']} {value:g} -> {material.name} at "
             f"{roi['density_g_cm3']:g} g/cm3 ({how}{why}; stopping-power ratio "
-            f"{spr_of(roi, material):.3g} at {SPR_REFERENCE_MEV:g} MeV{given}), {n} {unit}"
+            f"{spr_of(roi, material):.3f} at {SPR_REFERENCE_MEV:g} MeV{given}), {n} {unit}"
             + ("" if n else " (no voxel: contours outside the grid, or none)"))
 
 
@@ -377,7 +380,7 @@ def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
     if given is not None and given > 0 and abs(spr / given - 1) > SPR_GIVEN_TOLERANCE:
         d = 100 * (spr / given - 1)
         warn(f"{where}: the material of its REL_MASS_DENSITY {v:g} and elemental composition ({material.name}, "
-             f"applied) has the stopping-power ratio {spr:.3g} at {SPR_REFERENCE_MEV:g} MeV, {abs(d):.1f} % "
+             f"applied) has the stopping-power ratio {spr:.3f} at {SPR_REFERENCE_MEV:g} MeV, {abs(d):.1f} % "
              f"{'below' if d < 0 else 'above'} the REL_STOP_RATIO {given:g} the ROI also gives: the two describe "
              "different materials; check the override in the planning system", McprotonRuntimeWarning)
 

@@ -483,10 +483,11 @@ def _check_beam_limiting_devices(b, where: str, ignore: bool) -> None:
         warn(f"{where}: {what} is ignored (plan.ignore_beam_limiting_devices = true): the dose is computed as if the "
              "device were fully open; it is wrong wherever the device cuts the beam", McprotonWarning)
         return
-    raise _e(f"{where}: the beam is shaped by {what}, which mcproton does not model (it cuts the penumbra of the "
-             "low-energy spots), so its dose would be computed without it; check this plan with a dose engine that "
-             "models the device; if the device is known to be fully open (it touches no spot), set "
-             "plan.ignore_beam_limiting_devices = true (mcproton run) to compute the beam without it")
+    raise _e(f"{where}: the beam has {what}, which mcproton does not model (where it reaches the spots, it cuts "
+             "the penumbra of the low-energy ones), so its dose would be computed without it; check this plan with a "
+             "dose engine that models the device; if the device is known to be fully open (it touches no spot), set "
+             "plan.ignore_beam_limiting_devices = true (mcproton run; mcproton check has no such option) to compute "
+             "the beam without it")
 
 
 def _bolus_roi_numbers(b, where: str) -> list[int | None]:
@@ -1006,7 +1007,7 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
              f"against the machines of beam model {beam_model.name!r} ({', '.join(beam_model.machines)}); make sure it "
              "was planned for one of them: another machine's beam model gives a plausible but wrong dose",
              McprotonWarning)
-    nominal_sizes = _one_spot_size_for_all_energies(plan)
+    one_size, nominal_sizes = _one_spot_size(plan)
     for b in plan.beams:
         if beam_numbers is not None and b.number not in beam_numbers:
             continue
@@ -1073,7 +1074,7 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
         if not spots:
             raise _e(f"beam {b.number}: no spot with MU > {min_mu}")
         if not nominal_sizes:
-            _check_spot_sizes(b, beam_model, in_air)
+            _check_spot_sizes(b, beam_model, in_air, one_size)
         if b.primary_dosimeter_unit == "NP":
             _check_np_meterset(b)
         total = float(sum(s.weight for s in spots))
@@ -1141,20 +1142,21 @@ def _check_spot_tunes(b: IonBeam, beam_model) -> None:
              "(and declare its spot_tune_ids)", McprotonWarning)
 
 
-def _one_spot_size_for_all_energies(plan: RTIonPlan) -> bool:
-    """Whether the plan states one and the same ScanningSpotSize for layers whose energies span more than
-    NOMINAL_SIZE_SPAN_MEV: a tune's nominal size, not the size at each energy."""
+def _one_spot_size(plan: RTIonPlan) -> tuple[bool, bool]:
+    """(whether the plan states one and the same ScanningSpotSize for all its layers, whether it does so for layers
+    whose energies span more than NOMINAL_SIZE_SPAN_MEV: then it is a tune's nominal size, not the size at each
+    energy)."""
     sized = [(layer.nominal_energy_mev, layer.scanning_spot_size_mm) for b in plan.beams for layer in b.layers
              if layer.scanning_spot_size_mm is not None]
     if not sized:
-        return False
+        return False, False
     e = [x[0] for x in sized]
     first = np.asarray(sized[0][1])
-    return (max(e) - min(e) > NOMINAL_SIZE_SPAN_MEV
-            and all(np.max(np.abs(np.asarray(sz) - first)) < 1e-3 for _, sz in sized))
+    one = all(np.max(np.abs(np.asarray(sz) - first)) < 1e-3 for _, sz in sized)
+    return one, one and max(e) - min(e) > NOMINAL_SIZE_SPAN_MEV
 
 
-def _check_spot_sizes(b: IonBeam, beam_model, layers: list[EnergyLayer]) -> None:
+def _check_spot_sizes(b: IonBeam, beam_model, layers: list[EnergyLayer], one_size: bool = False) -> None:
     """Warn when a layer's ScanningSpotSize (300A,0398: the spot's FWHM in air at the isocentre as the planning
     system states it) differs from the beam model's (:meth:`BeamModel.spot_fwhm_mm`) by more than SPOT_SIZE_TOL_REL.
     Only ``layers`` without a range shifter are compared: behind a shifter one planning system states the size with
@@ -1171,6 +1173,12 @@ def _check_spot_sizes(b: IonBeam, beam_model, layers: list[EnergyLayer]) -> None
     if not off:
         return
     compared = sum(layer.scanning_spot_size_mm is not None for layer in layers)
+    # one size for every layer of the plan at one energy (or a few close ones) cannot tell a size per energy from a
+    # tune's nominal size, which some planning systems write (Eclipse 13.7: 8.80 x 8.58 mm at 80-210 MeV): say so
+    # (the verification audit of 2026-12-05 N1: an 80 MeV field of that plan exported on its own was warned of)
+    nominal = ("  The plan states one size for all its layers, which some planning systems write as the spot tune's "
+               "nominal size rather than the size at each energy (Eclipse 13.7 did): if this plan's is such a "
+               "nominal size, this warning does not apply" if one_size else "")
     shown = "; ".join(
         f"{layer.nominal_energy_mev:g} MeV (control point {layer.control_point_index}): plan "
         f"{layer.scanning_spot_size_mm[0]:.1f} x {layer.scanning_spot_size_mm[1]:.1f} mm, model {m[0]:.1f} x "
@@ -1182,7 +1190,7 @@ def _check_spot_sizes(b: IonBeam, beam_model, layers: list[EnergyLayer]) -> None
          f"{100 * SPOT_SIZE_TOL_REL:g} % in {len(off)} of the {compared} layers compared{tune}: {shown}.  The dose is "
          "computed with the model's spots: "
          "if the plan is for another spot tune or machine, its penumbra and the dose of small targets are wrong; "
-         "give the beam model of the plan's spot tune", McprotonWarning)
+         f"give the beam model of the plan's spot tune.{nominal}", McprotonWarning)
 
 
 def _check_np_meterset(b: IonBeam) -> None:

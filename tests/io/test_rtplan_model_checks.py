@@ -119,6 +119,29 @@ def test_a_nominal_spot_size_is_not_compared_but_a_per_energy_one_is(tmp_path, v
     assert len(said) == 1 and said[0].startswith("beam 1 (") and "80 MeV (control point 0)" in said[0]
 
 
+def test_one_size_for_a_single_energy_beam_is_warned_with_the_nominal_caveat(tmp_path, v5):
+    """The QA plan's 80 MeV field exported on its own (verification audit of 2026-12-05, N1): its one stated size,
+    8.80 x 8.58 mm (the tune's nominal size in Eclipse 13.7), cannot be told from a size at 80 MeV, so it is compared
+    (ratio 0.68) and the warning says that a nominal size makes it void; plan02's one layer (a real size) likewise
+    names the caveat, a per-energy plan (the 1 % edit above) does not."""
+    def only_beam_1(ds):
+        ds.IonBeamSequence = ds.IonBeamSequence[:1]
+        fg = ds.FractionGroupSequence[0]
+        fg.ReferencedBeamSequence = [r for r in fg.ReferencedBeamSequence if int(r.ReferencedBeamNumber) == 1]
+        fg.NumberOfBeams = 1
+
+    said = [m for m in said_by(edited(tmp_path, "RN_qa_4beams.dcm", only_beam_1), v5) if "ScanningSpotSize" in m]
+    assert len(said) == 1 and "80 MeV (control point 0): plan 8.8 x 8.6 mm, model 13.0 x 13.3 mm" in said[0]
+    assert said[0].endswith("if this plan's is such a nominal size, this warning does not apply")
+
+    def per_energy(ds):
+        for cp in ds.IonBeamSequence[0].IonControlPointSequence:
+            cp.ScanningSpotSize = [1.01 * float(v) for v in cp.ScanningSpotSize]
+
+    (msg,) = [m for m in said_by(edited(tmp_path, "RN_qa_4beams.dcm", per_energy), v5) if "ScanningSpotSize" in m]
+    assert "nominal size" not in msg
+
+
 def _model_with_tunes(tmp_path: Path, line: str) -> Path:
     src = BUILTIN["dcpt_v5"]
     text = src.read_text().replace('machines = ["TR1", "TR2", "TR3"]', f'machines = ["TR1", "TR2", "TR3"]\n{line}')
