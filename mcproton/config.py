@@ -720,6 +720,8 @@ def build_beams(cfg: dict[str, Any]):
                            ignore_beam_limiting_devices=pl.get("ignore_beam_limiting_devices", False))
         for note in plan.notes:
             warn(f"{plan.path}: {note} (plan.patient_position)", McprotonWarning, stacklevel=2)
+        for note in plan.skipped_beams:   # set-up fields left out (one with spots is also a warning)
+            sys.stderr.write(f"mcproton: note: {note}\n")
         _warn_boli(cfg, plan)
         bm_name = pl["beam_model"]
         bm_path = _resolve(cfg, bm_name)

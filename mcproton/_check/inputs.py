@@ -548,6 +548,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     log.append(f"plan {plan_path.name}: {rp.label!r}, SOPInstanceUID {rp.sop_instance_uid}, "
                f"{len(rp.beams)} beam(s), {rp.number_of_fractions} fraction(s)")
     log.extend(f"plan {plan_path.name}: {note} (--patient-position)" for note in rp.notes)
+    log.extend(rp.skipped_beams)   # set-up fields left out (one with spots is also a warning)
     # ---- doses
     if dose is None:
         cands = found.get("RTDOSE", [])

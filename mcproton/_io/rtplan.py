@@ -339,7 +339,7 @@ def load_rtplan(path_or_dataset, *, patient_position: str | None = None,
     ``ignore_beam_limiting_devices``: compute a beam whose control points place an MLC, jaws or an aperture as if
     the device were open (with a warning), instead of refusing it (config ``plan.ignore_beam_limiting_devices``).
     Beams whose TreatmentDeliveryType is not TREATMENT or CONTINUATION (set-up and verification fields) are left
-    out of the plan, with a warning each (``skipped_beams`` lists them)."""
+    out of the plan (``skipped_beams`` says why for each; one that carries spot weights is also warned about)."""
     import copy
 
     import pydicom
@@ -579,7 +579,8 @@ def _shifter_setting(value, rs_id: str, where: str) -> str:
 def _skip_non_treatment_beam(b, num: int, ttype: str, src: str, meterset: dict) -> str:
     """Leave out a beam whose TreatmentDeliveryType is not a treatment one (a set-up or verification field: Eclipse
     exports kV set-up fields so, without spots and often outside the fraction group) before any check of its scan
-    mode, meterset or spots, and say so (a warning; returned): it never adds to the dose, spots or not (before
+    mode, meterset or spots, and say so (returned; a warning too where it carries spots): it never adds to the
+    dose, spots or not (before
     2026-12-05 a set-up field refused the whole plan as "passive scattering" or "no BeamMeterset", and one with
     spots was added to the dose: a helper's audit)."""
     from .plan_checks import _weights
@@ -597,7 +598,11 @@ def _skip_non_treatment_beam(b, num: int, ttype: str, src: str, meterset: dict) 
                    "field delivers none of the treatment)")
     msg = (f"{src}: beam {num} {name!r} is {kind} ({attribute_name('TreatmentDeliveryType')} {ttype}): not "
            f"computed{carries}")
-    warn(msg, McprotonWarning)
+    if spots:   # an oddity: a warning, kept in the run's summary and the check's report
+        warn(msg, McprotonWarning)
+    # without spots it is the routine kV set-up field of an Eclipse export: a note only (RTIonPlan.skipped_beams;
+    # `mcproton run` prints it, the check logs it with its pairing), so that every such plan's record does not carry
+    # a warning about a harmless fact (the verification audit of 2026-12-05, N3)
     return msg
 
 
