@@ -504,6 +504,20 @@ def _bolus_roi_numbers(b, where: str) -> list[int | None]:
     return refs + [None] * max(n - len(refs), 0)
 
 
+def _roi_names(structure_set: str) -> dict[int, str]:
+    """ROI number -> ROIName of an RT Struct's StructureSetROISequence ({} where it cannot be read: the name is only
+    shown in a message; a damaged file is refused with its own message where it is used)."""
+    if not structure_set:
+        return {}
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(structure_set, specific_tags=["StructureSetROISequence"])
+        return {int(r.ROINumber): str(r.get("ROIName", "") or "") for r in ds.get("StructureSetROISequence", [])}
+    except Exception:   # noqa: BLE001 - any unreadable file: no names (see above)
+        return {}
+
+
 def warn_unmodelled_boli(plan: "RTIonPlan", overridden_roi_numbers=None, *, structure_set: str = "") -> list[str]:
     """Warn about each bolus the plan's beams use (ReferencedBolusSequence) whose ROI is not among
     ``overridden_roi_numbers``, the ROI numbers whose material override (of the RT Struct ``structure_set``) is
@@ -512,11 +526,15 @@ def warn_unmodelled_boli(plan: "RTIonPlan", overridden_roi_numbers=None, *, stru
     tell): it is warned about, naming the ROI and what to do, rather than refused.  Returns the messages."""
     said = []
     have = set(overridden_roi_numbers or ())
+    names = _roi_names(structure_set) if any(n is not None and n not in have for b in plan.beams
+                                             for n in b.bolus_roi_numbers) else {}
     for b in plan.beams:
         for n in b.bolus_roi_numbers:
             if n is not None and n in have:
                 continue
-            roi = f"ROI number {n}" if n is not None else f"its ROI not named: {attribute_name('NumberOfBoli')} > 0"
+            named = f" {names[n]!r}" if n in names else ""   # the structure set's name for it (verification N4)
+            roi = (f"ROI number {n}{named}" if n is not None else
+                   f"its ROI not named: {attribute_name('NumberOfBoli')} > 0")
             why = ("no RT Struct's material overrides are applied" if overridden_roi_numbers is None else
                    f"the RT Struct {structure_set or ''} applied gives {'that ROI' if n is not None else 'it'} no "
                    "material override (ROIPhysicalPropertiesSequence)")

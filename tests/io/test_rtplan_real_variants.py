@@ -5,6 +5,7 @@ snout or shifter).  Each is refused or warned about with the file, the beam and 
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def test_run_warns_about_a_bolus_unless_its_override_is_applied(tmp_path):
     from mcproton.config import build_beams
 
     rs = DATA / "aptg_check" / "RS_plan03.dcm"
-    n = roi_overrides(rs)[0]["number"]
+    n, name = roi_overrides(rs)[0]["number"], roi_overrides(rs)[0]["name"]
 
     def bolus_roi(k):
         def fn(ds):
@@ -175,7 +176,9 @@ def test_run_warns_about_a_bolus_unless_its_override_is_applied(tmp_path):
         build_beams(cfg)
     assert not [x for x in w if "bolus" in str(x.message)]
     cfg["plan"]["struct_overrides"] = "ignore"
-    with pytest.warns(McprotonWarning, match=rf"ROI number {n}\), but no RT Struct's material overrides are applied"):
+    # the ROI named as the structure set names it (verification audit of 2026-12-05, N4), not by its number only
+    with pytest.warns(McprotonWarning, match=rf"ROI number {n} '{re.escape(name)}'\), but no RT Struct's material "
+                      "overrides are applied"):
         build_beams(cfg)
 
 
@@ -384,7 +387,7 @@ def test_check_warns_about_a_bolus_unless_its_override_is_applied(tmp_path):
     from mcproton._io.roi_overrides import roi_overrides
 
     rs = DATA / "aptg_check" / "RS_plan03.dcm"
-    n = roi_overrides(rs)[0]["number"]
+    n, name = roi_overrides(rs)[0]["number"], roi_overrides(rs)[0]["name"]
 
     def fn(ds):
         _bolus(ds)
@@ -394,6 +397,7 @@ def test_check_warns_about_a_bolus_unless_its_override_is_applied(tmp_path):
         warnings.simplefilter("error")
         _warn_boli(SimpleNamespace(plan=plan, struct_path=str(rs), ct_dir="ct"), "apply")
         _warn_boli(SimpleNamespace(plan=load_rtplan(PLAN02), struct_path=None, ct_dir="ct"), "apply")
-    for struct, how in ((str(rs), "ignore"), (None, "apply")):
-        with pytest.warns(McprotonWarning, match=rf"ROI number {n}\), but no RT Struct's material overrides"):
+    for struct, how in ((str(rs), "ignore"), (None, "apply")):   # named where the structure set is at hand (N4)
+        roi = rf"ROI number {n} '{re.escape(name)}'" if struct else rf"ROI number {n}"
+        with pytest.warns(McprotonWarning, match=rf"{roi}\), but no RT Struct's material overrides"):
             _warn_boli(SimpleNamespace(plan=plan, struct_path=struct, ct_dir="ct"), how)
