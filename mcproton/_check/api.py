@@ -677,7 +677,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           mc: MCDose | None = None, machine_check: bool = True,
           prescription: float | Mapping[str, float] | None = None, ct_series: str | None = None,
           struct_overrides: str = "apply", outside_external: str = "ct", physics: Any = None,
-          patient_position: str | None = None,
+          patient_position: str | None = None, ignore_beam_limiting_devices: bool = False,
           progress: bool = True, log: Callable[[str], None] | None = None) -> CheckResult:
     """Recompute a plan with Monte Carlo on its planning-system dose grid and compare (see docs/check.md); the
     Python form of ``mcproton check``, each parameter one of its options.  Returns a :class:`CheckResult`.
@@ -738,6 +738,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         (given: a warning).
     mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).
     machine_check : refuse a plan whose beams are for a treatment machine the beam model does not name (default).
+    ignore_beam_limiting_devices : compute a beam whose control points place an MLC, jaws or an aperture as if the
+        device were fully open, with a warning (default False: such a plan is refused, as mcproton does not model
+        the device; for a device known to touch no spot).
     prescription : the targets' prescribed dose for V95/V100, in Gy (Gy(RBE) for an EFFECTIVE dose) for all
         fractions of the plan, as DICOM's TargetPrescriptionDose (divided by the fractions where the TPS dose holds
         one); a number for every target, or {target ROI name: dose} (a simultaneous boost).  It replaces the
@@ -803,7 +806,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     t, c = time.perf_counter(), time.process_time()
     inp = gather(plan=plan, dose=dose, ct=ct, struct=struct, folder=folder, dose_type=dose_type,
-                 fractions=fractions, ct_series=ct_series, patient_position=patient_position)
+                 fractions=fractions, ct_series=ct_series, patient_position=patient_position,
+                 ignore_beam_limiting_devices=ignore_beam_limiting_devices)
     for line in inp.pairing:
         log(f"mcproton check: {line}")
     _warn_boli(inp, struct_overrides)
@@ -1281,7 +1285,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 "calibration_given": None if call_args["calibration"] is None
                 else str(getattr(call_args["calibration"], "name", call_args["calibration"])),
                 "levels_config": levels_record(levels),
-                "ct_series": ct_series, "phantom_from_struct": phantom_from_struct, "machine_check": machine_check}
+                "ct_series": ct_series, "phantom_from_struct": phantom_from_struct, "machine_check": machine_check,
+                "ignore_beam_limiting_devices": ignore_beam_limiting_devices}
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,
                       settings, lv.describe(), str(out_dir) if out_dir else None, tps_gy_zyx=tps,
                       mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc, inputs=inp,

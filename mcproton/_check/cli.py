@@ -53,6 +53,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="no CT: build the phantom from the RT Struct's ROI material overrides (External etc.)")
     c.add_argument("--no-machine-check", action="store_true",
                    help="run a plan whose TreatmentMachineName the beam model does not name (default: refused)")
+    c.add_argument("--ignore-beam-limiting-devices", action="store_true",
+                   help="compute a beam whose control points place an MLC, jaws or an aperture as if the device were "
+                        "open, with a warning (default: refused, as mcproton does not model it; for a device known "
+                        "to touch no spot)")
     c.add_argument("--dose-to", choices=["water", "medium"], default=None,
                    help="what the TPS dose is (DICOM does not say): water or medium (default: what an RT Dose "
                         "mcproton wrote says in its DoseComment, else water, as RayStation and Eclipse report)")
@@ -110,6 +114,7 @@ def _main(args: argparse.Namespace) -> int:
               "target_uncertainty": args.target_uncertainty or None, "seed": args.seed, "backend": args.backend,
               "levels": args.config, "gamma_points": args.gamma_points or None, "progress": not args.quiet,
               "gamma_workers": args.gamma_workers or None, "machine_check": not args.no_machine_check,
+              "ignore_beam_limiting_devices": args.ignore_beam_limiting_devices,
               "struct_overrides": args.struct_overrides, "outside_external": args.outside_external}
     if args.batch:
         if args.prescription:

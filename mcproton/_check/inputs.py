@@ -492,9 +492,10 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
 def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None,
            ct: str | Path | None = None, struct: str | Path | None = None, folder: str | Path | None = None,
            dose_type: str | None = None, fractions: str | int = "auto", ct_series: str | None = None,
-           patient_position: str | None = None) -> CheckInputs:
+           patient_position: str | None = None, ignore_beam_limiting_devices: bool = False) -> CheckInputs:
     """Find and pair the inputs (explicit paths win over what ``folder`` holds) and check they match.
-    ``patient_position``: the plan's PatientPosition where the plan has none (rtplan.load_rtplan).
+    ``patient_position``: the plan's PatientPosition where the plan has none (rtplan.load_rtplan);
+    ``ignore_beam_limiting_devices``: compute a beam with an MLC or jaws placed as if open (rtplan.load_rtplan).
     ``ct_series``: the SeriesInstanceUID of the CT series to read (in ``ct`` or the folder) when there are several."""
     from .._io.rtplan import load_rtplan
 
@@ -544,7 +545,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     plan_path = Path(plan)
     if not plan_path.is_file():
         raise CheckInputError(f"RT Plan {plan_path} does not exist")
-    rp = load_rtplan(plan_path, patient_position=patient_position)
+    rp = load_rtplan(plan_path, patient_position=patient_position,
+                     ignore_beam_limiting_devices=ignore_beam_limiting_devices)
     log.append(f"plan {plan_path.name}: {rp.label!r}, SOPInstanceUID {rp.sop_instance_uid}, "
                f"{len(rp.beams)} beam(s), {rp.number_of_fractions} fraction(s)")
     log.extend(f"plan {plan_path.name}: {note} (--patient-position)" for note in rp.notes)

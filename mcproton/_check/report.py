@@ -664,6 +664,8 @@ def _settings_table(res) -> str:
         ["CT series", st.get("ct_series") or "not given (the folder's axial series)", "--ct-series"],
         ["phantom from the RT Struct", st.get("phantom_from_struct"), "--phantom-from-struct"],
         ["machine check", st.get("machine_check"), "--no-machine-check turns it off"],
+        ["beam-limiting devices (MLC, jaws) placed in the plan", "computed as open (warned)"
+         if st.get("ignore_beam_limiting_devices") else "refused", "--ignore-beam-limiting-devices"],
         ["backend, threads",
          f"{st.get('backend')}, {st.get('threads') or 'default (OMP_NUM_THREADS, else the CPUs it may use)'}",
          f"ran on {p.get('device')}"],

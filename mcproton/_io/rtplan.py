@@ -480,14 +480,15 @@ def _check_beam_limiting_devices(b, where: str, ignore: bool) -> None:
     what = (f"a beam-limiting device ({', '.join(kinds)}: an MLC, jaws or an adaptive aperture) placed in control "
             f"point {ci} ({attribute_name('BeamLimitingDevicePositionSequence')}{span})")
     if ignore:
-        warn(f"{where}: {what} is ignored (plan.ignore_beam_limiting_devices = true): the dose is computed as if the "
-             "device were fully open; it is wrong wherever the device cuts the beam", McprotonWarning)
+        warn(f"{where}: {what} is ignored (plan.ignore_beam_limiting_devices = true, or check's "
+             "--ignore-beam-limiting-devices): the dose is computed as if the device were fully open; it is wrong "
+             "wherever the device cuts the beam", McprotonWarning)
         return
     raise _e(f"{where}: the beam has {what}, which mcproton does not model (where it reaches the spots, it cuts "
              "the penumbra of the low-energy ones), so its dose would be computed without it; check this plan with a "
              "dose engine that models the device; if the device is known to be fully open (it touches no spot), set "
-             "plan.ignore_beam_limiting_devices = true (mcproton run; mcproton check has no such option) to compute "
-             "the beam without it")
+             "plan.ignore_beam_limiting_devices = true (mcproton run) or give --ignore-beam-limiting-devices "
+             "(mcproton check) to compute the beam without it")
 
 
 def _bolus_roi_numbers(b, where: str) -> list[int | None]:

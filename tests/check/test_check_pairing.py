@@ -591,3 +591,42 @@ def test_a_set_up_beam_in_the_plan_leaves_the_beam_doses_paired(folder):
     assert _paired(inp) == CLEAN and [x.number for x in inp.plan.beams] == [1, 2]
     # a note in the pairing log (check.json), not a warning: a spotless kV set-up field is routine (N3)
     assert any("beam 9 'SETUP kV' is a set-up beam" in ln and "not computed" in ln for ln in inp.pairing), inp.pairing
+
+
+def test_a_plan_with_an_mlc_is_refused_unless_the_check_is_told_to_ignore_it(folder):
+    """A plan whose control point places an MLC was refused by the check with no way round it, while `mcproton run`
+    had plan.ignore_beam_limiting_devices (verification audit of 2026-12-05, N2): --ignore-beam-limiting-devices
+    (ignore_beam_limiting_devices=True) computes it as open, with a warning."""
+    from pydicom.dataset import Dataset
+
+    from mcproton._io.errors import McprotonWarning
+
+    ds = pydicom.dcmread(folder / "RP.dcm")
+    d, pos = Dataset(), Dataset()
+    d.RTBeamLimitingDeviceType, d.NumberOfLeafJawPairs = "X", 1
+    pos.RTBeamLimitingDeviceType, pos.LeafJawPositions = "X", [-200.0, 200.0]
+    ds.IonBeamSequence[0].IonBeamLimitingDeviceSequence = [d]
+    ds.IonBeamSequence[0].IonControlPointSequence[0].BeamLimitingDevicePositionSequence = [pos]
+    ds.save_as(folder / "RP.dcm")
+    with pytest.raises(ValueError, match="--ignore-beam-limiting-devices"):
+        _gather(folder)
+    with pytest.warns(McprotonWarning, match="is ignored .*the dose is computed as if the device were fully open"):
+        inp = _gather(folder, ignore_beam_limiting_devices=True)
+    assert _paired(inp) == CLEAN
+
+
+def test_check_cli_passes_ignore_beam_limiting_devices(monkeypatch, tmp_path):
+    """The CLI flag reaches mcproton.check (and so the record's settings)."""
+    import mcproton._check.api as api
+    from mcproton.cli import main
+
+    seen = {}
+
+    def fake_check(*a, **kw):
+        seen.update(kw)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(api, "check", fake_check)
+    main(["check", str(tmp_path), "--beam-model", "dcpt_v5", "--out", str(tmp_path / "o"),
+          "--ignore-beam-limiting-devices"])
+    assert seen["ignore_beam_limiting_devices"] is True
