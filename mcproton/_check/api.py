@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .compare import (GAMMA_CRITERIA, MIN_RANGE_RAYS, NOISE_REALISATIONS, NOISE_SEED_OFFSET, beam_dose_ratio,
+from .compare import (GAMMA_CRITERIA, MIN_RANGE_RAYS, NOISE_REALISATIONS, NOISE_SEED_OFFSET, SMALL_STRUCTURE_VOXELS,
+                      beam_dose_ratio,
                       beam_summary, classify, d95_verdict, dose_difference, range_agreement, robust_max, start_gammas,
                       structure_stats)
 from .compute import (MCDose, build_geometry, mc_dose_description, mc_rbe, phantom_ct_from_struct, run_mc,
@@ -1101,6 +1102,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                   rx_of_median=bool(pres_by) and rx_given is None and not rx_refs.items)
         for nm, row in structs.items():
             row["partly_outside_dose_grid"] = nm in partly_off
+        small = [f"{nm!r} ({r['voxels']})" for nm, r in structs.items() if r.get("few_voxels")]
         ranges: dict[int, dict] = {}
         beam_dose: dict[int, dict] = {}   # the MC/TPS dose level of each beam with a per-beam TPS dose
         for b, meta in sorted(mc.beam_meta.items()):
@@ -1124,6 +1126,13 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             generic_calibration=generic_calibration, beam_dose=beam_dose, ratio_limit_pct=lv.beam_dose_ratio_pct,
             noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct) + rx_notes + outside_notes
         diagnostics += _left_out_notes(masks, types, empty_why)
+        if small:
+            diagnostics.append(
+                f"{len(small)} structure(s) have fewer than {SMALL_STRUCTURE_VOXELS} voxels on the TPS dose grid: "
+                f"{', '.join(small)}; their metrics are of those voxels, each in or out by its centre (no partial "
+                "volume), so their Dmax and D2 (= Dmax below 50 voxels) may differ by ~15-30 % from a planning "
+                "system's partial-volume DVH (lower: the voxel centres miss the structure's edge), and a Dmax is one "
+                "MC voxel's noise: TPS and MC here are on the same voxels, so their difference is fair")
         if outside > OUTSIDE_BODY_NOTE:
             why = ("in air out to the edge of the dose grid: the planning system scored dose in the air the beams "
                    "cross before the skin (MCsquare, as OpenTPS runs it, scores dose to water in every voxel of the "

@@ -1298,10 +1298,11 @@ def test_a_target_off_the_dose_grid_is_named(case, tmp_path):
                                  ("Brainstem_far", (-10.0, -10.0, 200.0), (10.0, 10.0, 220.0)),
                                  ("OpenLine", (-4.0, -4.0, -4.0), (4.0, 4.0, 4.0)),
                                  ("Dot", (0.01, 0.01, -4.0), (0.02, 0.02, 4.0)),
-                                 ("Couch", (-4.0, -4.0, -4.0), (4.0, 4.0, 4.0))])
+                                 ("Couch", (-4.0, -4.0, -4.0), (4.0, 4.0, 4.0)),
+                                 ("Lens", (-3.0, -3.0, -3.0), (3.0, 3.0, 3.0))])
     ds = pydicom.dcmread(rs)
     del ds.ROIContourSequence[2].ContourSequence
-    for i, typ in ((3, "ORGAN"), (4, "ORGAN"), (5, "ORGAN"), (6, "SUPPORT")):
+    for i, typ in ((3, "ORGAN"), (4, "ORGAN"), (5, "ORGAN"), (6, "SUPPORT"), (7, "ORGAN")):
         ds.RTROIObservationsSequence[i].RTROIInterpretedType = typ
     for c in ds.ROIContourSequence[4].ContourSequence:
         c.ContourGeometricType = "OPEN_PLANAR"
@@ -1318,6 +1319,12 @@ def test_a_target_off_the_dose_grid_is_named(case, tmp_path):
            and "'Couch' (SUPPORT)" in notes, notes
     assert "CTV_far" not in res.structures and "PTV" in res.structures
     assert not any("no voxel" in n or "not in the structure table" in n for n in case["res"].diagnostics)
+    # a structure of a few voxels: its voxels and a flag in the table, a note on its centre-in metrics (F6)
+    lens, ptv = res.structures["Lens"], res.structures["PTV"]
+    assert 0 < lens["voxels"] < 30 and lens["few_voxels"] and ptv["voxels"] >= 30 and not ptv["few_voxels"]
+    assert lens["volume_cm3"] == pytest.approx(lens["voxels"] * ptv["volume_cm3"] / ptv["voxels"])
+    assert f"1 structure(s) have fewer than 30 voxels on the TPS dose grid: 'Lens' ({lens['voxels']}); their " \
+           "metrics are of those voxels, each in or out by its centre" in notes, notes
 
 
 def test_tps_beam_doses_that_do_not_add_up_to_the_plan_dose_are_named(case):
