@@ -9,7 +9,7 @@ from math import ceil
 import numpy as np
 import pytest
 
-from mcproton._io.rtstruct import write_dvh_hdf5
+from mcproton._io.rtstruct import dvh_group_keys, write_dvh_hdf5
 from mcproton.dvh import dose_stats, stats_of_doses
 
 
@@ -60,10 +60,11 @@ def test_hdf5_dvh_equals_the_former_formulation(tmp_path, dtype):
     p = tmp_path / "r.h5"
     h5py.File(p, "w").close()
     stats = write_dvh_hdf5(p, dose, masks, 0.027, n_bins=300)
+    keys = dvh_group_keys(list(masks))
     with h5py.File(p) as f:
         for nm, m in masks.items():
             edges, vf, st = _old_hdf5(dose, m, 0.027, 300)
-            grp = f["dvh/" + (nm.replace("/", "_") or "unnamed")]
+            grp = f["dvh/" + keys[nm]]
             assert np.array_equal(grp["dose_gy"][()], edges), nm
             assert np.array_equal(grp["volume_fraction"][()], vf), nm
             assert stats[nm] == st, nm

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .compare import (GAMMA_CRITERIA, MIN_RANGE_RAYS, NOISE_REALISATIONS, NOISE_SEED_OFFSET, beam_dose_ratio,
+from .compare import (GAMMA_CRITERIA, MIN_RANGE_RAYS, NOISE_REALISATIONS, NOISE_SEED_OFFSET, SMALL_STRUCTURE_VOXELS,
+                      beam_dose_ratio,
                       beam_summary, classify, d95_verdict, dose_difference, range_agreement, robust_max, start_gammas,
                       structure_stats)
 from .compute import (MCDose, build_geometry, mc_dose_description, mc_rbe, phantom_ct_from_struct, run_mc,
@@ -663,6 +664,45 @@ def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None
                               "it was computed with")
 
 
+#: the most ROI names one note on the structures left out of the table lists (a structure set of 150 ROIs)
+_LEFT_OUT_NAMES = 12
+
+
+def _left_out_notes(masks: dict[str, np.ndarray], types: dict[str, str], empty_why: dict[str, str]) -> list[str]:
+    """Notes on the ROIs the structure table leaves out (compare.structure_stats: no voxel on the TPS grid, or of a
+    type without dose metrics), each with the reason: before, an OAR beyond a cropped dose grid or without closed
+    contours was missing from the report without a word, and a PTV without contours was said to "have contours"
+    (structure audit F7)."""
+    notes: list[str] = []
+    oars: list[str] = []
+    other: list[str] = []
+    for nm, m in masks.items():
+        kind = classify(nm, types.get(nm, ""))
+        if kind == "other":
+            other.append(f"{nm!r} ({types.get(nm, '') or 'no type'})")
+        elif not m.any():
+            why = empty_why.get(nm, "has no voxel on the TPS dose grid")
+            if kind == "target":   # its levels are not evaluated: say so
+                hint = ("re-export the structure set with its contours" if why.startswith("has no closed") else
+                        "is the structure set this plan's, and the grid the plan's?")
+                notes.append(f"target {nm!r} {why}, so it has no voxel on the TPS dose grid and its D95 and Dmean "
+                             f"are not checked: {hint}")
+            else:
+                oars.append(f"{nm!r} {why}")
+
+    def listed(items: list[str]) -> str:
+        more = len(items) - _LEFT_OUT_NAMES
+        return "; ".join(items[:_LEFT_OUT_NAMES]) + (f"; and {more} more" if more > 0 else "")
+
+    if oars:
+        notes.append(f"{len(oars)} structure(s) are not in the structure table, having no voxel on the TPS dose "
+                     f"grid: {listed(oars)}")
+    if other:
+        notes.append(f"{len(other)} ROI(s) are not in the structure table, their types having no dose metrics "
+                     f"(markers, control, support, bolus, ...): {listed(other)}")
+    return notes
+
+
 @records_warnings
 @locks_output()   # two checks never write one --out folder at once (mcproton/_io/lock.py)
 @stops_cleanly    # SIGINT/SIGTERM: exit status 128 + signal, saying what --out holds (mcproton/_check/stop.py)
@@ -937,8 +977,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     types: dict[str, str] = {}
     roi_numbers: dict[str, int] = {}
     partly_off: set[str] = set()   # structures with contours beyond the TPS grid: their metrics are of the part on it
+    empty_why: dict[str, str] = {}   # the ROIs without a voxel on the TPS grid: why (rtstruct.empty_mask_reason)
     if inp.struct_path:
-        from .._io.rtstruct import rasterise, read_rtstruct
+        from .._io.rtstruct import empty_mask_reason, rasterise, read_rtstruct
 
         s = read_rtstruct(inp.struct_path)
         types = dict(s.roi_types)
@@ -951,6 +992,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             shape_zyx = ref.shape_zyx
 
         masks = rasterise(s, _G)
+        empty_why = {nm: empty_mask_reason(s, nm, _G) for nm, m in masks.items() if not m.any()}
     density = None
     if geometry is not None:
         density, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, ref)
@@ -1060,6 +1102,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                   rx_of_median=bool(pres_by) and rx_given is None and not rx_refs.items)
         for nm, row in structs.items():
             row["partly_outside_dose_grid"] = nm in partly_off
+        small = [f"{nm!r} ({r['voxels']})" for nm, r in structs.items() if r.get("few_voxels")]
         ranges: dict[int, dict] = {}
         beam_dose: dict[int, dict] = {}   # the MC/TPS dose level of each beam with a per-beam TPS dose
         for b, meta in sorted(mc.beam_meta.items()):
@@ -1082,10 +1125,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
             generic_calibration=generic_calibration, beam_dose=beam_dose, ratio_limit_pct=lv.beam_dose_ratio_pct,
             noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct) + rx_notes + outside_notes
-        for nm, m in masks.items():   # a target the grid does not hold: its levels are not evaluated, say so
-            if classify(nm, types.get(nm, "")) == "target" and not m.any():
-                diagnostics.append(f"target {nm!r} has contours but no voxel on the TPS dose grid, so its D95 and "
-                                   "Dmean are not checked: is the structure set this plan's, and the grid the plan's?")
+        diagnostics += _left_out_notes(masks, types, empty_why)
+        if small:
+            diagnostics.append(
+                f"{len(small)} structure(s) have fewer than {SMALL_STRUCTURE_VOXELS} voxels on the TPS dose grid: "
+                f"{', '.join(small)}; their metrics are of those voxels, each in or out by its centre (no partial "
+                "volume), so their Dmax and D2 (= Dmax below 50 voxels) may differ by ~15-30 % from a planning "
+                "system's partial-volume DVH (lower: the voxel centres miss the structure's edge), and a Dmax is one "
+                "MC voxel's noise: TPS and MC here are on the same voxels, so their difference is fair")
         if outside > OUTSIDE_BODY_NOTE:
             why = ("in air out to the edge of the dose grid: the planning system scored dose in the air the beams "
                    "cross before the skin (MCsquare, as OpenTPS runs it, scores dose to water in every voxel of the "

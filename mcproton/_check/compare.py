@@ -312,6 +312,14 @@ def classify(name: str, roi_type: str) -> str:
     return "oar"
 
 
+#: A structure of fewer voxels than this on the TPS grid is flagged in the check (``few_voxels``, the report's table
+#: and a note): its metrics are of these few voxels, each in or out by its centre (no partial volume).  Below 50
+#: voxels D2 is the maximum voxel (ICRU 83 rank ceil(0.02 N) = 1), a single noisy MC voxel; and for a cochlea or lens
+#: (0.06-0.2 cm3, 2-10 voxels on a 2-3 mm grid) centre-in rasterisation read Dmax 10-30 % and D2 7-27 % below the
+#: exact partial-volume value in a 5 Gy/mm penumbra (structure audit 2026-12-05, F6: 200 positions per grid).  30
+#: voxels (0.24 cm3 at 2 mm, 0.81 cm3 at 3 mm) holds those organs and a chiasm on a 3 mm grid, not a brainstem.
+SMALL_STRUCTURE_VOXELS = 30
+
 #: Realisations of the MC's noise added to the TPS dose for the noise-matched structure metrics
 #: (:func:`structure_stats`); their standard error is reported (``noise_shift_se_pct``).
 NOISE_REALISATIONS = 4
@@ -421,8 +429,10 @@ def structure_stats(ref: np.ndarray, ev: np.ndarray, masks: Mapping[str, np.ndar
             keys = ("Dmean", "D2")
         else:
             keys = ("Dmean", "Dmax", "D2")
+        n_vox = int(np.count_nonzero(m))
         row: dict[str, Any] = {"kind": kind, "type": types.get(nm, ""),
-                               "volume_cm3": float(m.sum() * voxel_volume_cm3), "metrics": {}}
+                               "volume_cm3": float(n_vox * voxel_volume_cm3), "voxels": n_vox,
+                               "few_voxels": n_vox < SMALL_STRUCTURE_VOXELS, "metrics": {}}
         for k in keys:
             tps, mc = _metric(ref, m, k), _metric(ev, m, k)
             row["metrics"][k] = {"tps_gy": tps, "mc_gy": mc, "diff_gy": mc - tps,

@@ -191,9 +191,34 @@ def _plane_figure(res, centre, which: str) -> Figure:
     return fig
 
 
+#: The most structures the DVH figure draws: with the demo's 30 ROIs the legend (then 60 entries) hid half the
+#: curves, with 150 it spilled out of the figure (structure audit F11).  Beyond this, the targets and the other
+#: structures of highest TPS dose are drawn; the structure table keeps them all.
+DVH_FIGURE_MAX = 20
+
+
 def _dvh_masks(res) -> dict[str, np.ndarray]:
-    """The masks of the structures with metrics (the DVH figure's curves; none: no DVH figure)."""
-    return {nm: m for nm, m in res.masks.items() if nm in res.structures}
+    """The masks of the structures drawn in the DVH figure (none: no DVH figure): those with metrics, at most
+    DVH_FIGURE_MAX of them (more when there are more targets): the targets, then the others by their TPS maximum
+    (Dmax, else D2) from the highest."""
+    ms = {nm: m for nm, m in res.masks.items() if nm in res.structures}
+    if len(ms) <= DVH_FIGURE_MAX:
+        return ms
+
+    def top(nm: str) -> float:
+        met = res.structures[nm]["metrics"]
+        v = (met.get("Dmax") or met.get("D2") or {}).get("tps_gy")
+        return float(v) if v is not None and np.isfinite(v) else -np.inf
+
+    targets = [nm for nm in ms if res.structures[nm]["kind"] == "target"]
+    others = sorted((nm for nm in ms if nm not in targets), key=top, reverse=True)
+    keep = set(targets + others[:max(0, DVH_FIGURE_MAX - len(targets))])
+    return {nm: m for nm, m in ms.items() if nm in keep}
+
+
+def _dvh_left_out(res) -> int:
+    """How many structures with metrics the DVH figure leaves out (_dvh_masks)."""
+    return sum(nm in res.structures for nm in res.masks) - len(_dvh_masks(res))
 
 
 def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
@@ -225,8 +250,18 @@ def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
     ax.set_xlim(0, top)
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=MIN_FONT_PT, ncol=2 if len(ms) < 6 else 3, loc="lower left")
-    ax.set_title(f"DVH: TPS (solid) and MC (dashed); {desc['fractions']}", fontsize=SUPTITLE_PT)
+    # one legend entry per structure (its TPS curve) and one per line style, beside the axes: two entries per
+    # structure inside the axes hid the curves with a few tens of structures (structure audit F11)
+    from matplotlib.lines import Line2D
+
+    handles = [ln for ln in ax.get_lines() if not ln.get_label().endswith(" MC")]
+    handles += [Line2D([], [], color="k", lw=1.5, label="TPS"), Line2D([], [], color="k", lw=1.2, ls="--", label="MC")]
+    ax.legend(handles=handles, labels=[h.get_label().removesuffix(" TPS") for h in handles], fontsize=MIN_FONT_PT,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+    left = _dvh_left_out(res)
+    ax.set_title(f"DVH: TPS (solid) and MC (dashed); {desc['fractions']}"
+                 + (f"\n{len(ms)} structures drawn: the targets and those of highest dose ({left} more in the "
+                    "table)" if left else ""), fontsize=SUPTITLE_PT)
     fig.set_layout_engine("tight")   # laid out when drawn, at the dpi it is drawn at: one text layout pass
     return fig
 
@@ -759,7 +794,9 @@ def _alt(res, name: str) -> str:
         targets = [f"{nm} D95 {_num(r['metrics']['D95']['diff_pct'], '+.2f')} %, Dmean "
                    f"{_num(r['metrics']['Dmean']['diff_pct'], '+.2f')} %"
                    for nm, r in res.structures.items() if r["kind"] == "target" and "D95" in r["metrics"]]
+        left = _dvh_left_out(res)
         return (f"DVH of {len(names)} structure(s) ({', '.join(names)}), TPS solid, MC dashed"
+                + (f"; {left} more structures are in the table only" if left else "")
                 + (f"; MC - TPS: {'; '.join(targets)}" if targets else ""))
     b = int(name.split("_", 1)[1])
     r = res.ranges[b]
@@ -839,20 +876,25 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
         matched = any("noise_matched_diff_pct" in m for r in res.structures.values() for m in r["metrics"].values())
         for nm, r in res.structures.items():
             shown = f"{nm} (part on the dose grid)" if r.get("partly_outside_dose_grid") else nm
-            for k, m in r["metrics"].items():
+            # volume and voxels on a structure's first row; a structure of few voxels flagged (compare.structure_stats)
+            size = [_num(r["volume_cm3"], ".3f") if "volume_cm3" in r else "",
+                    "" if r.get("voxels") is None else f"{r['voxels']}" + (" (few: see the notes)"
+                                                                          if r.get("few_voxels") else "")]
+            for i, (k, m) in enumerate(r["metrics"].items()):
+                sz = size if i == 0 else ["", ""]
                 if "tps_gy" in m:
-                    row = [shown, r["kind"], k, _num(m["tps_gy"], ".4f"), _num(m["mc_gy"], ".4f"),
+                    row = [shown, r["kind"], *sz, k, _num(m["tps_gy"], ".4f"), _num(m["mc_gy"], ".4f"),
                            _num(m["diff_gy"], "+.4f"), _num(m["diff_pct"], "+.2f")]
                     extra = [m.get("noise_shift_pct"), m.get("noise_matched_diff_pct"), m.get("mc_corrected_diff_pct")]
                 else:
-                    row = [shown, r["kind"], m.get("label", k), _num(100 * m["tps"], ".2f"), _num(100 * m["mc"], ".2f"),
-                           _num(m["diff_points"], "+.2f"), ""]
+                    row = [shown, r["kind"], *sz, m.get("label", k), _num(100 * m["tps"], ".2f"),
+                           _num(100 * m["mc"], ".2f"), _num(m["diff_points"], "+.2f"), ""]
                     extra = [m.get("noise_shift_points"), m.get("noise_matched_diff_points"),
                              m.get("mc_corrected_diff_points")]
                 if matched:
                     row += ["" if x is None else _num(x, "+.2f") for x in extra]
                 rows.append(row)
-        head = ["structure", "kind", "metric", f"TPS ({unit} / %)", f"MC ({unit} / %)",
+        head = ["structure", "kind", "volume (cm3)", "voxels", "metric", f"TPS ({unit} / %)", f"MC ({unit} / %)",
                 f"MC - TPS ({unit} / points)", "MC - TPS (% of the TPS value)"]
         if matched:
             head += ["MC noise alone (% of the TPS value / points)",
@@ -886,6 +928,10 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                             if "median" in str(p.get("prescription_source")) else "") + ".</p>")
         if "dvh" in figs:
             parts.append(_img(res, "dvh", figs["dvh"]))
+            left = _dvh_left_out(res)
+            if left:
+                parts.append(f"<p>The DVH figure draws {len(_dvh_masks(res))} structures: the targets and the "
+                             f"others of highest TPS dose; {left} more are in the structure table only.</p>")
     parts += _beam_dose_section(res)
     parts.append("<h2>Beams: range agreement</h2>")
     nan = float("nan")

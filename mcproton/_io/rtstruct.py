@@ -10,7 +10,8 @@ reference and the ROI numbers and types.
 a voxel is inside when its centre lies inside the contour polygon (the crossing-number test, run per scanline; a
 centre on the outline belongs to the polygon if it is on its upper x or y side: each axis half-open, (lower, upper],
 whichever way the contour runs; even-odd rule across the contours of one plane, so that a contour inside another
-is a hole as in DICOM PS3.3 C.8.8.6).  Contour
+is a hole as in DICOM PS3.3 C.8.8.6; two contours that overlap without one inside the other are warned of, as the
+rule leaves their overlap out).  Contour
 planes must be axial.  Each grid slice takes the contour plane nearest to its centre if it lies within half
 the structure's plane spacing (half a voxel for a single-plane structure); slices beyond the first and last
 plane by more than that stay empty.  A plane's slab is half-open, (lower, upper]: a slice centre exactly on a
@@ -19,7 +20,8 @@ the lower plane only, so that on any grid whose spacing divides the slab the sli
 (planes z_0..z_n every p mm: n + 1 planes times p).
 
 ``write_dvh_hdf5(h5_path, dose_zyx, masks, voxel_volume_cm3)`` adds a group ``dvh`` to a result HDF5: one
-subgroup per structure with the cumulative DVH (``dose_gy``, ``volume_fraction``: the fraction of the
+subgroup per structure (named by ``dvh_group_keys``, the ROI name in its attribute ``name``; ``read_dvh_hdf5`` reads
+them back by ROI name) with the cumulative DVH (``dose_gy``, ``volume_fraction``: the fraction of the
 structure's voxels receiving at least that dose) and attributes (volume, mean/min/max dose, D98/D95/D50/D2).
 """
 from __future__ import annotations
@@ -48,6 +50,8 @@ class RTStruct:
     path: str = ""
     #: ReferencedFrameOfReferenceUID (3006,0024) of each ROI ("" where the ROI gives none)
     roi_frames: dict[str, str] = field(default_factory=dict)
+    #: {ROI name: {ContourGeometricType: count}} of the contours that are not CLOSED_PLANAR (no volume)
+    not_closed: dict[str, dict[str, int]] = field(default_factory=dict)
     #: masks made by ``rasterise`` from these contours: {(grid, name): (z, y, x) bool}
     masks: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -180,6 +184,11 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
         while nm in names.values():  # duplicate names: keep both, under a name no other ROI has
             nm = f"{base}_{k}"
             k += 1000
+        if nm != base:   # say which is which: both get action levels in the check, both a DVH in the HDF5
+            first = next(n for n, v in names.items() if v == base)
+            warn(f"{src}: ROIs {first} and {num} are both named {base!r}; ROI {first} keeps the name, ROI {num} is "
+                 f"called {nm!r} in the DVHs and the check's report (rename one in the planning system to tell them "
+                 "apart)", McprotonRuntimeWarning, stacklevel=3)
         names[num] = nm
         frames[num] = str(r.get("ReferencedFrameOfReferenceUID", "") or "")
     for seq, tag, what in (("ROIContourSequence", "3006,0039", "the contours"),
@@ -247,7 +256,7 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
             for_uid = str(r.get("FrameOfReferenceUID", "") or "")
             break
     return RTStruct(contours, {v: k for k, v in names.items()}, types, for_uid, src,
-                    {names[k]: f for k, f in frames.items()})
+                    {names[k]: f for k, f in frames.items()}, not_closed)
 
 
 #: RTROIInterpretedTypes of targets (the body outline's check, mcproton check's metrics): an ROI of these types
@@ -279,6 +288,27 @@ def _int(value, src: str, what: str) -> int:
     except (TypeError, ValueError):
         raise DicomInputError(f"{src}: {what} is {value!r}, not a whole number: the structure set is damaged, "
                               "re-export it") from None
+
+
+def empty_mask_reason(struct: RTStruct, name: str, geometry) -> str:
+    """Why ROI ``name`` of ``struct`` has no voxel on the grid of ``geometry`` (its mask there is empty), in words
+    for a note or the HDF5: no contours at all, only open / point contours, contours wholly outside the grid, or
+    contours between the voxel centres (smaller than a voxel: the mask takes a voxel whose centre is inside)."""
+    cl = struct.contours.get(name) or []
+    if not cl:
+        other = struct.not_closed.get(name)
+        if other:
+            return (f"has no closed contours (only {', '.join(f'{n} {g}' for g, n in other.items())}): no volume")
+        return "has no closed contours (no contours at all): no volume"
+    org, vox, shape = _grid(geometry)
+    pts = np.concatenate([np.asarray(c, float) for c in cl])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    g_lo = org - 0.5 * vox
+    g_hi = org + vox * (np.array(shape[::-1]) - 0.5)
+    if np.any(hi < g_lo) or np.any(lo > g_hi):
+        return "has its contours outside the dose grid"
+    return ("has no voxel centre inside its contours (smaller than a voxel, or between voxel centres; a voxel "
+            "belongs to a structure when its centre lies inside)")
 
 
 def load_rtstruct(path_or_ds) -> dict[str, list[np.ndarray]]:
@@ -399,6 +429,7 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
         z_lo = np.maximum(np.r_[-np.inf, mid], pz - half)
         z_hi = np.minimum(np.r_[mid, np.inf], pz + half)
         done: dict[int, int] = {}   # contour plane -> the grid slice that has it (planes thicker than slices)
+        overlapping: list[float] = []   # the planes with two contours that cross
         for k, z in enumerate(zs):
             zt = z - 1e-6   # a centre within 1e-6 mm of a boundary is on it
             j = int(np.searchsorted(z_hi, zt, side="left"))
@@ -409,14 +440,43 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
                 continue
             done[j] = k
             sl = mask[k]
+            parts: list[tuple[int, int, np.ndarray]] = []
             for poly in planes[float(pz[j])]:
                 lo, hi = poly.min(axis=0), poly.max(axis=0)
                 ix = np.flatnonzero((xs >= lo[0] - vox[0]) & (xs <= hi[0] + vox[0]))
                 iy = np.flatnonzero((ys >= lo[1] - vox[1]) & (ys <= hi[1] + vox[1]))
                 if ix.size == 0 or iy.size == 0:
                     continue
-                sl[iy[0]:iy[-1] + 1, ix[0]:ix[-1] + 1] ^= _polygon_mask(poly, xs[ix], ys[iy])
+                pm = _polygon_mask(poly, xs[ix], ys[iy])
+                sl[iy[0]:iy[-1] + 1, ix[0]:ix[-1] + 1] ^= pm
+                parts.append((int(iy[0]), int(ix[0]), pm))
+            if len(parts) > 1 and _overlap_not_nested(parts):
+                overlapping.append(float(pz[j]))
+        if overlapping:
+            zs_txt = ", ".join(f"{z:g}" for z in overlapping[:5]) + (" ..." if len(overlapping) > 5 else "")
+            warn(f"structure {nm!r}: two contours overlap without one lying inside the other on {len(overlapping)} "
+                 f"plane(s) (z = {zs_txt} mm); by the even-odd rule of DICOM contours (a contour inside another is a "
+                 "hole) their overlap is left out of the structure, a hole where they overlap: if the contours were "
+                 "meant as one region, merge them in the planning system", McprotonRuntimeWarning, stacklevel=3)
     return out
+
+
+def _overlap_not_nested(parts: list[tuple[int, int, np.ndarray]]) -> bool:
+    """Whether two of the contour masks of one plane (``(first row, first column, mask)`` each, on the grid's
+    voxel centres) share a voxel without the voxels of one being all in the other: contours that cross, not a hole
+    in an outline (nested contours: the inner one's voxels are all the outer one's)."""
+    for a in range(len(parts)):
+        ya, xa, ma = parts[a]
+        for b in range(a + 1, len(parts)):
+            yb, xb, mb = parts[b]
+            y0, y1 = max(ya, yb), min(ya + ma.shape[0], yb + mb.shape[0])
+            x0, x1 = max(xa, xb), min(xa + ma.shape[1], xb + mb.shape[1])
+            if y0 >= y1 or x0 >= x1:
+                continue
+            both = int(np.count_nonzero(ma[y0 - ya:y1 - ya, x0 - xa:x1 - xa] & mb[y0 - yb:y1 - yb, x0 - xb:x1 - xb]))
+            if both and both != np.count_nonzero(ma) and both != np.count_nonzero(mb):
+                return True
+    return False
 
 
 def _dvh_levels(d: np.ndarray, n_bins: int, d_max: float | None = None) -> np.ndarray:
@@ -458,10 +518,65 @@ def dvh_stats(dose: np.ndarray, mask: np.ndarray, voxel_volume_cm3: float) -> di
     return _hdf5_stats(dose_stats(dose, mask, voxel_volume_cm3))
 
 
+#: the longest HDF5 group name made of an ROI name (characters; a name cut there gets a numeric suffix if it
+#: meets another): HDF5 itself allows longer names, the limit keeps h5dump/HDFView listings readable
+_MAX_KEY_CHARS = 120
+
+
+def dvh_group_keys(names: list[str]) -> dict[str, str]:
+    """{ROI name: the name of its subgroup in the HDF5 group ``dvh``}, unique for any ROI names: "/" (the HDF5 path
+    separator) becomes "_", an empty name "unnamed", "." and ".." (HDF5's own group and its parent) "_." and "_..",
+    a name longer than 120 characters is cut; a changed name that another ROI's group has gets "_2", "_3", ... (an
+    ROI whose name is a group name as it is keeps it) (before: "Optic/Chiasm" and
+    "Optic_Chiasm", or an ROI named ".", made h5py fail with "name already exists" after the whole Monte Carlo, and
+    no result was written).  The ROI's own name is the subgroup's attribute ``name``."""
+    def clean(nm: str) -> str:
+        key = nm.replace("/", "_")[:_MAX_KEY_CHARS] or "unnamed"
+        return "_" + key if key in (".", "..") else key
+
+    # a name that is a group name as it stands keeps it (the group of "Optic_Chiasm" is "dvh/Optic_Chiasm" whatever
+    # other ROI is called "Optic/Chiasm"); the names changed to be group names come second
+    out = {nm: nm for nm in dict.fromkeys(names) if clean(nm) == nm}
+    used = set(out.values())
+    for nm in names:
+        if nm in out:
+            continue
+        key = base = clean(nm)
+        k = 2
+        while key in used:
+            key = f"{base}_{k}"
+            k += 1
+        used.add(key)
+        out[nm] = key
+    return {nm: out[nm] for nm in names}
+
+
+def read_dvh_hdf5(h5_path: str | Path) -> dict[str, dict]:
+    """The DVHs of a result HDF5 by ROI name (the attribute ``name`` of each subgroup of ``dvh``, which
+    :func:`write_dvh_hdf5` may have had to rename): {name: {"dose_gy": array, "volume_fraction": array, attribute:
+    value, ...}}; {} without a group ``dvh``."""
+    import h5py
+
+    out: dict[str, dict] = {}
+    with h5py.File(h5_path, "r") as f:
+        if "dvh" not in f:
+            return out
+        for key, grp in f["dvh"].items():
+            a = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in grp.attrs.items()}
+            nm = str(a.pop("name", key))
+            out[nm] = {"dose_gy": grp["dose_gy"][()], "volume_fraction": grp["volume_fraction"][()], "group": key,
+                       **a}
+    return out
+
+
 def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str, np.ndarray],
                    voxel_volume_cm3: float, *, n_bins: int = 1000, source: str = "",
-                   dose_dataset: str = "dose") -> dict[str, dict]:
+                   dose_dataset: str = "dose", empty_reasons: Mapping[str, str] | None = None) -> dict[str, dict]:
     """Append (replace) the group ``dvh`` of an existing result HDF5; returns the per-structure stats.
+    Each structure's subgroup is named by :func:`dvh_group_keys` (the ROI name made a unique HDF5 name), the ROI's
+    own name is its attribute ``name``: :func:`read_dvh_hdf5` reads the group back by ROI name.  ``empty_reasons``:
+    {ROI name: why it has no voxel} (:func:`empty_mask_reason`), written as the attribute ``empty_reason`` of a
+    structure with ``n_voxels`` 0.
     ``dose_dataset``: the dataset ``dose_zyx`` is ("dose": to medium, "dose_to_water"), named in the group's
     attributes (``dose_dataset``, ``dose_to``, ``dose_type`` PHYSICAL: the simulated dose, no RBE, its fractions
     those of the dataset).
@@ -491,6 +606,7 @@ def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str
         g.attrs["dose_type"] = "PHYSICAL"
         if source:
             g.attrs["rtstruct"] = source
+        keys = dvh_group_keys(list(masks))
         for nm, m in masks.items():
             if m.shape != dose.shape:
                 raise ValueError(f"mask {nm!r} has shape {m.shape}, the dose {dose.shape}")
@@ -498,14 +614,15 @@ def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str
             srt = np.sort(d)
             edges = _dvh_levels(d, n_bins)
             vf = cumulative_of_sorted(srt, edges) if d.size else np.zeros_like(edges)
-            key = nm.replace("/", "_") or "unnamed"
-            s = g.create_group(key)
+            s = g.create_group(keys[nm])
             s.create_dataset("dose_gy", data=edges)
             s.create_dataset("volume_fraction", data=vf)
             st = _hdf5_stats(stats_of_doses(d, voxel_volume_cm3, sorted_doses=srt))
             for k, v in st.items():
                 s.attrs[k] = v
             s.attrs["name"] = nm
+            if not st["n_voxels"] and (empty_reasons or {}).get(nm):
+                s.attrs["empty_reason"] = empty_reasons[nm]
             stats[nm] = st
     return stats
 
@@ -524,5 +641,6 @@ def add_dvh_to_result(result, h5_path: str | Path, rtstruct_path: str | Path, *,
              stacklevel=2)
     masks = rasterise(s, g)
     d = result.dose_to_water_gy_zyx if dose == "dose_to_water" else result.dose_gy_zyx
+    why = {nm: empty_mask_reason(s, nm, g) for nm, m in masks.items() if not m.any()}
     return write_dvh_hdf5(h5_path, d, masks, g.voxel_volume_cm3, source=str(rtstruct_path),
-                          dose_dataset="dose_to_water" if dose == "dose_to_water" else "dose")
+                          dose_dataset="dose_to_water" if dose == "dose_to_water" else "dose", empty_reasons=why)

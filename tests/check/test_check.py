@@ -1282,18 +1282,49 @@ def test_tps_dose_outside_the_body_is_named(case):
 
 
 def test_a_target_off_the_dose_grid_is_named(case, tmp_path):
-    """A target whose contours lie outside the TPS grid got no D95/Dmean level and no word: now it is named."""
+    """A target whose contours lie outside the TPS grid got no D95/Dmean level and no word: now it is named.  Every
+    other ROI left out of the structure table is named with the reason too (structure audit F7: OARs off the grid,
+    without closed contours or between voxel centres were left out silently; a PTV without contours was said to
+    "have contours")."""
+    import pydicom
+
     from mcproton._check.api import check
 
     d = case["dir"]
     rs = tmp_path / "RS_far.dcm"
     _write_rs(rs, None, targets=[("PTV", (-16.0, -16.0, -12.0), (16.0, 16.0, 12.0)),
-                                 ("CTV_far", (-10.0, -10.0, 200.0), (10.0, 10.0, 220.0))])
+                                 ("CTV_far", (-10.0, -10.0, 200.0), (10.0, 10.0, 220.0)),
+                                 ("EmptyPTV", (-4.0, -4.0, -4.0), (4.0, 4.0, 4.0)),
+                                 ("Brainstem_far", (-10.0, -10.0, 200.0), (10.0, 10.0, 220.0)),
+                                 ("OpenLine", (-4.0, -4.0, -4.0), (4.0, 4.0, 4.0)),
+                                 ("Dot", (0.01, 0.01, -4.0), (0.02, 0.02, 4.0)),
+                                 ("Couch", (-4.0, -4.0, -4.0), (4.0, 4.0, 4.0)),
+                                 ("Lens", (-3.0, -3.0, -3.0), (3.0, 3.0, 3.0))])
+    ds = pydicom.dcmread(rs)
+    del ds.ROIContourSequence[2].ContourSequence
+    for i, typ in ((3, "ORGAN"), (4, "ORGAN"), (5, "ORGAN"), (6, "SUPPORT"), (7, "ORGAN")):
+        ds.RTROIObservationsSequence[i].RTROIInterpretedType = typ
+    for c in ds.ROIContourSequence[4].ContourSequence:
+        c.ContourGeometricType = "OPEN_PLANAR"
+    ds.save_as(rs)
     res = check(plan=d / "RP.dcm", dose=case["files"]["plan"], ct=d / "ct", struct=rs, beam_model="dcpt_v2",
                 mc=case["res"].mc, levels=_levels(), **FAST)
-    assert any(n.startswith("target 'CTV_far' has contours but no voxel") for n in res.diagnostics), res.diagnostics
+    notes = "\n".join(res.diagnostics)
+    assert "target 'CTV_far' has its contours outside the dose grid, so it has no voxel" in notes, notes
+    assert "target 'EmptyPTV' has no closed contours (no contours at all)" in notes, notes
+    assert "3 structure(s) are not in the structure table, having no voxel on the TPS dose grid: 'Brainstem_far' " \
+           "has its contours outside the dose grid; 'OpenLine' has no closed contours (only " in notes, notes
+    assert "'Dot' has no voxel centre inside its contours" in notes, notes
+    assert "1 ROI(s) are not in the structure table, their types having no dose metrics" in notes \
+           and "'Couch' (SUPPORT)" in notes, notes
     assert "CTV_far" not in res.structures and "PTV" in res.structures
-    assert not any("has contours but no voxel" in n for n in case["res"].diagnostics)
+    assert not any("no voxel" in n or "not in the structure table" in n for n in case["res"].diagnostics)
+    # a structure of a few voxels: its voxels and a flag in the table, a note on its centre-in metrics (F6)
+    lens, ptv = res.structures["Lens"], res.structures["PTV"]
+    assert 0 < lens["voxels"] < 30 and lens["few_voxels"] and ptv["voxels"] >= 30 and not ptv["few_voxels"]
+    assert lens["volume_cm3"] == pytest.approx(lens["voxels"] * ptv["volume_cm3"] / ptv["voxels"])
+    assert f"1 structure(s) have fewer than 30 voxels on the TPS dose grid: 'Lens' ({lens['voxels']}); their " \
+           "metrics are of those voxels, each in or out by its centre" in notes, notes
 
 
 def test_tps_beam_doses_that_do_not_add_up_to_the_plan_dose_are_named(case):

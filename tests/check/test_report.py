@@ -111,6 +111,49 @@ def test_report_tables_keep_the_digits_a_physicist_compares(report):
     assert "-0.00<" not in page and "-0.00 " not in page
 
 
+def test_structure_table_has_volume_and_voxels(report):
+    """The structure table gives each structure's volume (cm3) and voxels on its first row (structure audit F6:
+    the volume was in check.json only, the voxel count nowhere), a structure of few voxels flagged."""
+    page = Path(report.report_html).read_text(encoding="utf-8")
+    ptv = report.structures["PTV"]
+    assert '<th scope="col">volume (cm3)</th><th scope="col">voxels</th><th scope="col">metric</th>' in page
+    assert f"<td>PTV</td><td>target</td><td>{ptv['volume_cm3']:.3f}</td><td>{ptv['voxels']}</td><td>Dmean</td>" \
+        in page and not ptv["few_voxels"]
+
+
+def test_dvh_figure_of_many_structures_keeps_its_legend_beside_the_axes(report):
+    """With more than DVH_FIGURE_MAX structures the DVH figure draws the targets and those of highest dose, one
+    legend entry per structure (and TPS/MC) beside the axes, and says how many it leaves out; no layout warning
+    (structure audit F11: 60 legend entries covered half the axes with the demo's 30 ROIs, 150 ROIs spilled out of
+    the figure with "Tight layout not applied")."""
+    import copy
+    import io
+    import warnings
+
+    from mcproton._check.report import DVH_FIGURE_MAX, _alt
+
+    res = copy.copy(report)
+    res.masks, res.structures = dict(report.masks), dict(report.structures)
+    nx = report.tps_gy_zyx.shape[2]
+    for i in range(40):   # OAR_i of TPS maximum 1000 + i: the 19 highest are drawn beside the one target
+        m = np.zeros(report.tps_gy_zyx.shape, bool)
+        m[:, :, i % nx] = True
+        res.masks[f"OAR_{i}"] = m
+        res.structures[f"OAR_{i}"] = {"kind": "oar", "metrics": {"Dmax": {"tps_gy": 1000.0 + i}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = res.figures("dvh")["dvh"]
+        fig.savefig(io.BytesIO(), format="png")   # laid out (tight) when drawn
+    ax = _main_axes(fig)[0]
+    leg = ax.get_legend()
+    names = [t.get_text() for t in leg.get_texts()]
+    assert len(names) == DVH_FIGURE_MAX + 2 and names[-2:] == ["TPS", "MC"]
+    assert set(names[:-2]) == {"PTV"} | {f"OAR_{i}" for i in range(21, 40)}
+    assert leg.get_window_extent().x0 >= ax.get_window_extent().x1          # beside the axes, not over the curves
+    assert fig.get_tightbbox().x1 <= fig.bbox_inches.x1 + 1e-6             # and inside the figure
+    assert "(22 more in the table)" in ax.get_title() and "22 more structures are in the table only" in _alt(res, "dvh")
+
+
 def test_beam_table_shows_mu_and_times_in_fixed_notation():
     """The beam table's MU (the plan's, to compare by eye) with a decimal, not in 3 significant digits: 5199.4 MU was
     shown as "5.2e+03" (audit, 2026-12-05); a wall time of 1234.5 s as "1.23e+03"."""

@@ -371,3 +371,116 @@ def test_an_empty_external_roi_is_not_called_missing(tmp_path):
     with pytest.warns(UserWarning, match="ROI 'BODY' is EXTERNAL but has no contours"):
         o = body_outline_for(cfg, build_geometry(cfg))
     assert o.kind == "auto" and o.source.endswith("(the RT Struct has no EXTERNAL / BODY ROI with contours)"), o.source
+
+
+def test_dvh_group_names_unique_for_any_roi_names(tmp_path):
+    """ROI names that meet as HDF5 names ("A/B" and "A_B", ".", "..", empty, very long, non-ASCII) each get their
+    own subgroup, the ROI's name in its attribute ``name``, and read_dvh_hdf5 finds each by that name.  Before, h5py
+    failed with "name already exists" after the whole Monte Carlo and no result was written (structure audit F5)."""
+    import h5py
+
+    from mcproton._io.rtstruct import dvh_group_keys, read_dvh_hdf5
+
+    names = ["Optic/Chiasm", "Optic_Chiasm", "Optic_Chiasm_2", ".", "..", "", "unnamed", "x" * 300, "x" * 301,
+             "Cochlée_G"]
+    keys = dvh_group_keys(names)
+    assert len(set(keys.values())) == len(names) and keys["Optic_Chiasm"] == "Optic_Chiasm"
+    assert keys["Optic/Chiasm"] == "Optic_Chiasm_3" and keys["Cochlée_G"] == "Cochlée_G"   # a clean name keeps it
+    assert all("/" not in k and k not in (".", "..", "") and len(k) <= 130 for k in keys.values())
+    dose = np.arange(24, dtype=float).reshape(2, 3, 4)
+    masks = {nm: dose >= i for i, nm in enumerate(names)}
+    p = tmp_path / "r.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("dose", data=dose)
+    st = write_dvh_hdf5(p, dose, masks, 0.001)
+    back = read_dvh_hdf5(p)
+    assert set(back) == set(names)
+    for i, nm in enumerate(names):
+        assert back[nm]["n_voxels"] == 24 - i == st[nm]["n_voxels"] and back[nm]["min_gy"] == i
+        assert back[nm]["volume_fraction"][0] == 1.0
+
+
+def test_empty_mask_reasons_and_hdf5_attribute(tmp_path):
+    """An ROI without a voxel on the grid is told apart by why (structure audit F7): no contours, only open ones,
+    contours outside the grid, or between the voxel centres; the HDF5 DVH of such an ROI says it."""
+    import h5py
+
+    from mcproton._io.rtstruct import empty_mask_reason
+
+    ds = make_rtstruct({"none": [], "far": [_rect(500, 520, 500, 520, 0.0)], "tiny": [_rect(0.2, 0.8, 0.2, 0.8, 0.0)],
+                        "open": [_rect(-8, 8, -8, 8, 0.0)], "box": [_rect(-8, 8, -8, 8, 0.0)]})
+    ds.ROIContourSequence[3].ContourSequence[0].ContourGeometricType = "OPEN_PLANAR"
+    s = read_rtstruct(ds)
+    g = box_phantom("water", (40, 40, 10), 2.0)   # voxel centres at odd mm: none inside 0.2..0.8 mm
+    m = rasterise(s, g)
+    why = {nm: empty_mask_reason(s, nm, g) for nm in m if not m[nm].any()}
+    assert set(why) == {"none", "far", "tiny", "open"}
+    assert why["none"].startswith("has no closed contours (no contours at all)")
+    assert why["open"].startswith("has no closed contours (only 1 OPEN_PLANAR)")
+    assert why["far"] == "has its contours outside the dose grid"
+    assert why["tiny"].startswith("has no voxel centre inside its contours")
+    p = tmp_path / "r.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("dose", data=np.ones(g.shape_zyx))
+    write_dvh_hdf5(p, np.ones(g.shape_zyx), m, 0.008, empty_reasons=why)
+    with h5py.File(p, "r") as f:
+        assert f["dvh/far"].attrs["empty_reason"] == why["far"] and "empty_reason" not in f["dvh/box"].attrs
+
+
+def test_duplicate_roi_names_warn_naming_both_numbers():
+    """A second ROI of a name already taken is kept under a new name, with a warning naming both ROI numbers and
+    that name (structure audit F8; before: renamed silently)."""
+    ds = make_rtstruct({"PTV": [_rect(-8, 8, -8, 8, 0.0)], "CTV": [_rect(-4, 4, -4, 4, 0.0)]})
+    ds.StructureSetROISequence[1].ROIName = "PTV"
+    with pytest.warns(RuntimeWarning, match=r"ROIs 1 and 2 are both named 'PTV'; .*ROI 2 is called 'PTV_2'"):
+        s = read_rtstruct(ds)
+    assert s.roi_numbers == {"PTV": 1, "PTV_2": 2}
+
+
+def test_overlapping_contours_warn_nested_ones_do_not():
+    """Two contours of one plane that cross: the even-odd rule leaves their overlap out (kept as before), with a
+    warning naming the ROI and the plane (structure audit F9); a contour inside another (a hole) gives none."""
+    g = box_phantom("water", (60, 60, 10), 1.0)
+    cross = {"Overlap2": [_circle(-4, 0, 8, 0.5), _circle(4, 0, 8, 0.5)]}
+    with pytest.warns(RuntimeWarning, match=r"structure 'Overlap2': two contours overlap .* \(z = 0.5 mm\)"):
+        m = rasterise(cross, g)["Overlap2"]
+    assert not m[g.shape_zyx[0] // 2, 30, 30]   # the overlap is a hole (even-odd, unchanged)
+    ring = {"ring": [_circle(0, 0, 15, 0.5), _circle(0, 0, 6, 0.5)[::-1]], "two": [_circle(-10, 0, 4, 0.5),
+                                                                                  _circle(10, 0, 4, 0.5)]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = rasterise(ring, g)
+    assert m["ring"].any() and not m["ring"][g.shape_zyx[0] // 2, 30, 30]
+
+
+def test_run_writes_dvh_of_rois_whose_names_meet_in_hdf5(tmp_path, capsys):
+    """`mcproton run` with ROIs "Optic/Chiasm", "Optic_Chiasm" and "." (one HDF5 name before): the run writes its
+    HDF5 with a DVH for each, found by ROI name (structure audit F5; before: "name already exists" after the
+    transport, no result); an ROI off the grid says why it has no voxel (F7)."""
+    from dicom_factories import make_plan
+    from mcproton._io.dicom_common import PHANTOM_STUDY
+    from mcproton._io.rtstruct import read_dvh_hdf5
+    from mcproton.cli import main
+    from mcproton.dicom import write_ct_series
+
+    for_uid = generate_uid()
+    write_ct_series(np.zeros((12, 12, 12)), (4.0, 4.0, 4.0), (-22.0, -22.0, -22.0), tmp_path / "ct",
+                    study=PHANTOM_STUDY.replace(frame_of_reference_uid=for_uid))
+    save(make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(70.0, [(0.0, 0.0)], [1.0])]}],
+                   frame_of_reference_uid=for_uid), tmp_path / "RP.dcm")
+    rois = {"Optic/Chiasm": [_rect(-7, 7, -7, 7, z) for z in (-2.0, 2.0)],
+            "Optic_Chiasm": [_rect(-7, 1, -7, 1, z) for z in (-2.0, 2.0)],
+            ".": [_rect(-3, 3, -3, 3, 2.0)], "far": [_rect(300, 310, 300, 310, 2.0)]}
+    save(make_rtstruct(rois, for_uid=for_uid), tmp_path / "RS.dcm")
+    (tmp_path / "run.toml").write_text('[run]\nprimaries = 200\nbatches = 2\n[phantom]\ntype = "ct"\nct_dir = "ct"\n'
+                                       '[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\nrtstruct = "RS.dcm"\n'
+                                       '[output]\nplot = false\n')
+    out = tmp_path / "r.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["run", str(tmp_path / "run.toml"), "--out", str(out), "--quiet", "--no-checkpoint"]) == 0
+    capsys.readouterr()
+    d = read_dvh_hdf5(out)
+    assert set(d) == set(rois)
+    assert d["Optic/Chiasm"]["n_voxels"] > d["Optic_Chiasm"]["n_voxels"] > d["."]["n_voxels"] > 0
+    assert d["Optic_Chiasm"]["group"] == "Optic_Chiasm" and d["far"]["empty_reason"].endswith("outside the dose grid")
