@@ -6,8 +6,9 @@ at most in the phantom).  Treatment planning systems compute and report dose onl
 (the BODY / EXTERNAL ROI); mcproton does the same:
 
 * **The outline.**  The ROI of the run's RT Structure Set whose RTROIInterpretedType is EXTERNAL, else the one
-  named BODY / External / Outline (case-insensitive), or the ROI named by ``output.body_outline``.  Without an
-  RT Struct (or without such a ROI) the outline is found from the CT: the voxels above -400 HU
+  named as :data:`BODY_NAMES` (case-insensitive), or the ROI named by ``output.body_outline``
+  (:func:`choose_body_roi`: the same ROI is the External of ``plan.outside_external`` and of ``mcproton check``).
+  Without an RT Struct (or without such a ROI) the outline is found from the CT: the voxels above -400 HU
   (:data:`AUTO_BODY_HU`; on the grid, mass density above that of -400 HU on the run's HU calibration, 0.619
   g/cm3 for schneider2000), their largest 3-D connected component, with the holes of every axial slice filled
   so that sinuses, mastoid air cells, airways and lungs enclosed by tissue stay inside.  The threshold lies
@@ -33,6 +34,7 @@ at most in the phantom).  Treatment planning systems compute and report dose onl
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +48,43 @@ AUTO_BODY_HU = -400.0
 SUMMARY_MIN_DENSITY = 0.05
 #: Volume (cm3) of the near-maximum dose D0.03cc in the summaries.
 NEAR_MAX_VOLUME_CM3 = 0.03
-_BODY_NAMES = ("body", "external", "outline", "ext", "patient outline", "body outline")
+#: The names (case-insensitive) of a body ROI: the body outline when no ROI is typed EXTERNAL, and the choice among
+#: several EXTERNAL ROIs; one list for `mcproton run` and `mcproton check` (struct audit 14, F10: the check knew
+#: only EXTERNAL / BODY / OUTLINE and compared a "Patient Outline" typed ORGAN as an organ).
+BODY_NAMES = ("body", "external", "outline", "ext", "patient outline", "body outline")
+_BODY_NAMES = BODY_NAMES
+#: The name prefixes (upper-case) that make an ROI without a type, or typed ORGAN, a target (:func:`target_basis`).
+TARGET_NAME_PREFIXES = ("PTV", "CTV", "GTV", "ITV")
+#: The RTROIInterpretedType values a name prefix may promote to a target: none, or ORGAN (the default of many
+#: contouring tools); a CONTROL, MARKER, AVOIDANCE, BOLUS, SUPPORT, FIXATION or EXTERNAL ROI is never one.
+NAME_PROMOTED_TYPES = ("", "ORGAN")
+
+
+def target_basis(name: str, roi_type: str | None) -> str | None:
+    """Whether an ROI is a target, and why: "type" (RTROIInterpretedType PTV, CTV, GTV or ITV), "name" (no type or
+    ORGAN, and the name starts with PTV / CTV / GTV / ITV: an ROI a contouring tool left typed ORGAN), else None.
+    The type comes first: "PTV_flash" typed CONTROL (an optimisation helper that may reach beyond the skin),
+    "PTVminusBrainstem" typed AVOIDANCE and "PTV_Marker" typed MARKER are not targets (struct audit 14, F4: the
+    check judged them by the name alone).  One rule for `mcproton run` (the body outline's target check, the
+    prescription check) and `mcproton check`."""
+    from ._io.rtstruct import TARGET_TYPES
+
+    t = str(roi_type or "").strip().upper()
+    if t in TARGET_TYPES:
+        return "type"
+    if t in NAME_PROMOTED_TYPES and name.strip().upper().startswith(TARGET_NAME_PREFIXES):
+        return "name"
+    return None
+
+
+def is_target(name: str, roi_type: str | None) -> bool:
+    """Whether an ROI is a target (:func:`target_basis`)."""
+    return target_basis(name, roi_type) is not None
+
+
+def is_body_name(name: str) -> bool:
+    """Whether ``name`` is one of :data:`BODY_NAMES` (case-insensitive)."""
+    return name.strip().lower() in BODY_NAMES
 
 
 @dataclass
@@ -64,32 +102,63 @@ class BodyOutline:
 
 
 # --------------------------------------------------------------------------------------------- finding it
-def external_roi_name(struct: Any, wanted: str | None = None) -> str | None:
-    """The name of the body ROI of an RT Structure Set (:class:`mcproton._io.rtstruct.RTStruct`): ``wanted``
-    (case-insensitive; an error listing the ROIs if absent), else the ROI of RTROIInterpretedType EXTERNAL,
-    else one named BODY / External / Outline; None if there is none."""
+def external_roi_name(struct: Any, wanted: str | None = None, *, say: bool = True, strict: bool = False,
+                      remedy: str = "set output.body_outline to the ROI's name") -> str | None:
+    """The name of the body ROI of an RT Structure Set (:class:`mcproton._io.rtstruct.RTStruct`) among its ROIs
+    with contours: :func:`choose_body_roi`."""
     names = [n for n, c in struct.contours.items() if c]
+    return choose_body_roi(names, struct.roi_types, wanted, where=str(struct.path or ""), say=say, strict=strict,
+                           remedy=remedy)
+
+
+def choose_body_roi(names: Sequence[str], types: Mapping[str, str], wanted: str | None = None, *, where: str = "",
+                    say: bool = True, strict: bool = False,
+                    remedy: str = "set output.body_outline to the ROI's name") -> str | None:
+    """The body ROI among ``names`` (``types``: their RTROIInterpretedType): ``wanted`` (case-insensitive; an error
+    listing the ROIs if absent), else the ROI typed EXTERNAL, else one named as :data:`BODY_NAMES`; None if there
+    is none.  The one rule of every use of the body ROI: the run's body outline, the geometry's "outside the
+    External" (air, or the notes of CT material there), the check's body outline (struct audit 14, F1: three rules
+    in three places turned half a head into air with one External while the dose was reported in another).
+
+    Several EXTERNAL ROIs (merged structure sets, a kept "External_old"): the one named as BODY_NAMES, else the
+    first, with a warning naming them (``say``); ``strict`` (air outside the External: the wrong choice changes
+    the dose) refuses them unless exactly one is so named (a ValueError naming them and, ``remedy``, what to do)."""
+    names = list(names)
     if wanted:
         for n in names:
             if n.lower() == wanted.lower():
                 return n
-        raise ValueError(f"output.body_outline = {wanted!r}: the RT Structure Set {struct.path or ''} has no ROI "
+        raise ValueError(f"output.body_outline = {wanted!r}: the RT Structure Set {where} has no ROI "
                          f"of that name with contours (ROIs: {', '.join(names) or 'none'}); give one of them, "
                          "\"auto\" or \"none\"")
-    ext = [n for n in names if struct.roi_types.get(n, "").upper() == "EXTERNAL"]
+    ext = [n for n in names if str(types.get(n, "") or "").upper() == "EXTERNAL"]
     if len(ext) > 1:
-        named = [n for n in ext if n.lower() in _BODY_NAMES]
+        named = [n for n in ext if is_body_name(n)]
+        listed = ", ".join(repr(n) for n in ext)
+        if strict and len(named) != 1:
+            raise ValueError(f"the RT Structure Set has {len(ext)} EXTERNAL ROIs ({listed}) and "
+                             + ("none" if not named else f"{len(named)}") + " of them is named as the body "
+                             f"({', '.join(BODY_NAMES)}), so which one is the patient's outline is not clear, and "
+                             "the material outside it is set to air: rename or remove the others in the structure "
+                             f"set, or {remedy}")
         pick = named[0] if named else ext[0]
-        warn(f"the RT Structure Set has {len(ext)} EXTERNAL ROIs ({', '.join(ext)}); {pick!r} is used as "
-             "the body outline (set output.body_outline to the ROI name to choose another)",
-             McprotonRuntimeWarning, stacklevel=2)
+        if say:
+            warn(f"the RT Structure Set has {len(ext)} EXTERNAL ROIs ({listed}); {pick!r} is used as the body "
+                 f"outline and as the External ({'its name' if named else 'the first in the file'}); to choose "
+                 f"another, {remedy}", McprotonRuntimeWarning, stacklevel=3)
         return pick
     if ext:
         return ext[0]
     for n in names:
-        if n.lower() in _BODY_NAMES:
+        if is_body_name(n):
             return n
     return None
+
+
+def body_roi_wanted(cfg: dict) -> str | None:
+    """The body ROI named by a run config's ``output.body_outline`` (None for "auto", "ct", "none")."""
+    choice = str(cfg.get("output", {}).get("body_outline", "auto"))
+    return None if choice.lower() in ("auto", "ct", "none") else choice
 
 
 def body_from_rtstruct(struct: Any, geometry: Any, wanted: str | None = None) -> BodyOutline | None:
@@ -106,16 +175,44 @@ def body_from_rtstruct(struct: Any, geometry: Any, wanted: str | None = None) ->
                          "(a structure set of another CT?); check the files, or set output.body_outline = \"auto\" "
                          "(from the CT) or \"none\"")
     typ = s.roi_types.get(name, "") or "no type"
-    from ._io.rtstruct import TARGET_TYPES
-
-    targets = [n for n in s.contours if n != name and s.contours[n]
-               and str(s.roi_types.get(n, "") or "").upper() in TARGET_TYPES]
+    targets = [n for n in s.contours if n != name and s.contours[n] and is_target(n, s.roi_types.get(n))]
     if targets:
-        check_targets_inside(mask, rasterise(s, geometry, names=targets), dict(s.roi_types),
+        tmasks = rasterise(s, geometry, names=targets)
+        check_targets_inside(mask, tmasks, dict(s.roi_types),
                              f"RT Struct ROI {name!r} ({typ})", ValueError,
                              "check the structure set's ROI types (RTROIInterpretedType EXTERNAL), or set "
                              "output.body_outline to the body ROI's name, \"ct\" (from the CT) or \"none\"")
+        warn_targets_partly_outside(mask, tmasks, f"RT Struct ROI {name!r}")
     return BodyOutline(mask, f"RT Struct ROI {name!r} ({typ})", "rtstruct")
+
+
+#: Share of a target's voxels outside the body outline above which `mcproton run` warns that its DVH metrics hold
+#: zeros (1 %: below it D98 and D95 are untouched and the mean is lowered by less than 1 %).
+TARGET_OUTSIDE_WARN = 0.01
+
+
+def target_outside_shares(body: np.ndarray, masks: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """The share of each non-empty mask of ``masks`` outside ``body`` (same grid), for those with any voxel out."""
+    inside = np.asarray(body, bool)
+    out = {}
+    for nm, m in masks.items():
+        n = int(np.count_nonzero(m))
+        k = int(np.count_nonzero(m & ~inside)) if n else 0
+        if k:
+            out[nm] = k / n
+    return out
+
+
+def warn_targets_partly_outside(body: np.ndarray, masks: Mapping[str, np.ndarray], body_name: str) -> None:
+    """Warn of each target of ``masks`` with more than TARGET_OUTSIDE_WARN of its voxels outside the body outline:
+    the dose there is set to 0, so its DVH metrics in the HDF5 (dvh/<ROI>: D98, D95, mean) are of a dose that is 0
+    on that part (struct audit 14, F3: a PTV 8.8 % beyond the skin got D95 = 0 with nothing said)."""
+    for nm, f in target_outside_shares(body, masks).items():
+        if f > TARGET_OUTSIDE_WARN:
+            warn(f"target {nm!r}: {100 * f:.1f} % of its volume lies outside the body outline ({body_name}), where "
+                 "the dose is set to 0: its DVH metrics (dvh/ in the HDF5: D98, D95, mean) include those zeros; "
+                 "crop the target to the body (a PTV_eval) for its coverage, or check the body outline",
+                 McprotonRuntimeWarning, stacklevel=2)
 
 
 #: A body outline that leaves more than this share of every target outside is not the body (an ROI typed EXTERNAL
@@ -128,17 +225,15 @@ def check_targets_inside(body: np.ndarray, masks: dict[str, np.ndarray], types: 
                          error: type[Exception], fix: str) -> None:
     """Raise ``error`` when every target ROI of ``masks`` (on the body's grid) lies more than
     MAX_TARGET_OUTSIDE_BODY outside the body outline ``body`` (``body_name`` says what it is; ``fix`` what to do).
-    The targets are the ROIs typed PTV, CTV, GTV or ITV (RTROIInterpretedType): a helper ROI named "PTV_flash"
-    and typed CONTROL, which may reach beyond the skin, is not one.  A helper's audit (2026-12-05) typed the
-    brainstem EXTERNAL and the body ORGAN: the run set the dose to 0 everywhere outside the brainstem, the target's
-    too, and blamed the beam model."""
-    from ._io.rtstruct import TARGET_TYPES
-
+    The targets are those of :func:`target_basis` (typed PTV, CTV, GTV or ITV; untyped or ORGAN with such a name
+    prefix): a helper ROI named "PTV_flash" and typed CONTROL, which may reach beyond the skin, is not one.  A
+    helper's audit (2026-12-05) typed the brainstem EXTERNAL and the body ORGAN: the run set the dose to 0
+    everywhere outside the brainstem, the target's too, and blamed the beam model."""
     inside = np.asarray(body, bool)
     share = {}
     for name, m in masks.items():
         n = int(np.count_nonzero(m))
-        if str(types.get(name, "") or "").upper() in TARGET_TYPES and n:
+        if is_target(name, types.get(name)) and n:
             share[name] = int(np.count_nonzero(m & ~inside)) / n
     if share and all(f > MAX_TARGET_OUTSIDE_BODY for f in share.values()):
         what = ", ".join(f"{100 * f:.0f} % of {name!r} ({types.get(name)})" for name, f in share.items())
@@ -241,6 +336,14 @@ def body_outline_for(cfg: dict, geometry: Any) -> BodyOutline | None:
         if out is None:
             warn(f"no CT voxel above {AUTO_BODY_HU:g} HU: no body outline found, the dose is reported "
                  "everywhere", McprotonRuntimeWarning, stacklevel=2)
+        elif rts:   # the structure set's targets against an outline of the CT
+            from ._io.rtstruct import rasterise, read_rtstruct
+            from .config import _resolve
+
+            s = read_rtstruct(_resolve(cfg, rts))
+            targets = [n for n, c in s.contours.items() if c and is_target(n, s.roi_types.get(n))]
+            if targets:
+                warn_targets_partly_outside(out.mask, rasterise(s, geometry, names=targets), "from the CT")
         return out
     return None
 

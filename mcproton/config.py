@@ -459,8 +459,16 @@ def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
         from ._io.roi_overrides import outside_external, set_outside_to_air
         from ._io.rtstruct import read_rtstruct
 
-        found = outside_external(geometry, read_rtstruct(path),
-                                 also_keep=[r["name"] for r in roi_overrides(path)] if how == "apply" else ())
+        from .body import body_roi_wanted
+
+        try:
+            found = outside_external(geometry, read_rtstruct(path),
+                                     also_keep=[r["name"] for r in roi_overrides(path)] if how == "apply" else (),
+                                     wanted=body_roi_wanted(cfg), strict=True,
+                                     remedy="name the patient's outline in output.body_outline (it is then the "
+                                            "External too)")
+        except ValueError as exc:
+            raise ConfigError(f'plan.outside_external = "air": {exc}') from None
         if found is None:
             raise ConfigError(f'plan.outside_external = "air" needs an EXTERNAL ROI with contours in plan.rtstruct '
                               f"({path}); it has none")

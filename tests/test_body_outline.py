@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mcproton.body import (AUTO_BODY_HU, BodyOutline, apply_body_outline, body_outline_for, dose_summary,
-                           external_roi_name)
+from mcproton.body import (AUTO_BODY_HU, BodyOutline, apply_body_outline, body_outline_for, check_targets_inside,
+                           dose_summary, external_roi_name)
 
 
 def _synthetic_ct_hu():
@@ -152,3 +152,70 @@ def test_a_scripts_rt_dose_of_a_ct_says_the_air_is_in_it_and_the_auto_outline_ta
         assert not rd.dose_gy_zyx[:, ~head].any() and rd.dose_gy_zyx[:, head].max() > 0
         apply_body_outline(res, outline)                 # or on the result: no warning either
         mcp.write_result_rtdose(res, tmp_path / "RD2.dcm")
+
+
+def test_outside_external_takes_the_body_roi_the_outline_takes_and_refuses_an_unclear_one_for_air(monkeypatch):
+    """Struct audit 14, F1: with "Skin_old" (EXTERNAL, a part of the head) listed before "body" (EXTERNAL), the
+    outline took "body" and the outside-the-External step "Skin_old" (the first): with plan.outside_external = "air"
+    half the head became air.  One rule now (mcproton.body.choose_body_roi); for air, several EXTERNAL ROIs none
+    or more than one of them named as the body are refused, the message naming them and what to do."""
+    from mcproton._io import roi_overrides, rtstruct
+    from mcproton._io.rtstruct import RTStruct
+
+    c = [np.zeros((3, 3))]
+    monkeypatch.setattr(rtstruct, "mask_unkept", lambda s, g, nm: np.full((1, 1, 2), nm == "body"))
+    geo = SimpleNamespace(shape_zyx=(1, 1, 2))
+    s = RTStruct({"Skin_old": c, "body": c, "PTV": c}, roi_types={"Skin_old": "EXTERNAL", "body": "EXTERNAL",
+                                                                 "PTV": "PTV"})
+    assert external_roi_name(s, say=False) == "body"
+    assert roi_overrides.outside_external(geo, s)[1] == "body"
+    assert roi_overrides.outside_external(geo, s, strict=True)[1] == "body"    # clear by its name
+    assert roi_overrides.outside_external(geo, s, wanted="Skin_old")[1] == "Skin_old"
+    two = RTStruct({"Skin_old": c, "Skin_new": c}, roi_types={"Skin_old": "EXTERNAL", "Skin_new": "EXTERNAL"})
+    with pytest.raises(ValueError, match="2 EXTERNAL ROIs .'Skin_old', 'Skin_new'.*rename or remove.*name it"):
+        roi_overrides.outside_external(geo, two, strict=True, remedy="name it")
+    # F10: a body named as the body but typed ORGAN is the External for this step too, as for the outline
+    organ = RTStruct({"Patient Outline": c}, roi_types={"Patient Outline": "ORGAN"})
+    assert roi_overrides.outside_external(geo, organ)[1] == "Patient Outline"
+
+
+def test_targets_by_type_first_one_rule_for_run_and_check():
+    """Struct audit 14, F4 and F10: the check classified "PTV_flash" (CONTROL), "PTVminusBrainstem" (AVOIDANCE),
+    "PTV_Marker" (MARKER) as targets by their name, and "Patient Outline" (ORGAN) as an organ."""
+    from mcproton._check.compare import classify
+    from mcproton.body import target_basis
+
+    assert [classify(n, t) for n, t in (("PTV_flash", "CONTROL"), ("PTV_opt", "CONTROL"), ("PTV_Marker", "MARKER"),
+                                        ("PTVminusBrainstem", "AVOIDANCE"), ("PTV_Ring_3mm", "AVOIDANCE"))] == \
+        ["other", "other", "other", "oar", "oar"]
+    assert [target_basis(n, t) for n, t in (("PTV_eval", "ORGAN"), ("GTV_preop", ""), ("Boost", "PTV"),
+                                            ("PTV_flash", "CONTROL"), ("CTV_bolus", "BOLUS"))] == \
+        ["name", "name", "type", None, None]
+    assert classify("Patient Outline", "ORGAN") == "external" and classify("Skin_old", "EXTERNAL") == "external"
+    assert classify("Brainstem", "ORGAN") == "oar"
+    # the run's check of the body outline counts the same targets: a PTV typed ORGAN wholly outside is refused
+    body = np.zeros((1, 2, 2), bool)
+    body[0, 0] = True
+    outside = np.zeros_like(body)
+    outside[0, 1] = True
+    with pytest.raises(ValueError, match="PTV_eval"):
+        check_targets_inside(body, {"PTV_eval": outside}, {"PTV_eval": "ORGAN"}, "b", ValueError, "fix")
+    check_targets_inside(body, {"PTV_flash": outside}, {"PTV_flash": "CONTROL"}, "b", ValueError, "fix")   # no target
+
+
+def test_run_warns_of_a_target_partly_outside_the_body_outline():
+    """Struct audit 14, F3: `mcproton run` wrote D95 = 0 into the HDF5 DVH of a PTV 8.8 % beyond the skin without a
+    word; it warns now above 1 % outside, naming the share."""
+    from mcproton.body import warn_targets_partly_outside
+
+    body = np.ones((1, 10, 10), bool)
+    body[0, :, 9] = False
+    ptv = np.zeros_like(body)
+    ptv[0, :, 5:] = True                                     # 10 of its 50 voxels outside
+    with pytest.warns(RuntimeWarning, match=r"target 'PTV': 20.0 % of its volume lies outside the body outline"):
+        warn_targets_partly_outside(body, {"PTV": ptv}, "RT Struct ROI 'body'")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_targets_partly_outside(body, {"PTV": ptv & body}, "RT Struct ROI 'body'")   # wholly inside: quiet

@@ -1,6 +1,7 @@
 """``mcproton.check(...)``: the independent Monte Carlo check of a plan against its planning-system dose."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -107,6 +108,8 @@ class CheckResult:
     body_zyx: np.ndarray | None = field(default=None, repr=False)
     masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     axes_zyx: tuple | None = field(default=None, repr=False)
+    # the MC doses as computed, not zeroed outside the body (mc_gy_zyx is the compared total): check(mc=...) may
+    # reuse them with another body outline
     mc: MCDose | None = field(default=None, repr=False)
     inputs: CheckInputs | None = field(default=None, repr=False)
     # mcproton's warnings issued during the check (as printed: a CT read with a caveat, a range shifter whose WET
@@ -184,21 +187,90 @@ class CheckResult:
 
 def body_outline(masks: dict[str, np.ndarray], types: dict[str, str],
                  density_zyx: np.ndarray | None) -> tuple[np.ndarray, str]:
-    """The body on the TPS grid: the External ROI, else the CT density above BODY_DENSITY_G_CM3 (largest
-    connected part, holes filled slice by slice: mcproton.body.outline_from_threshold, as mcproton run)."""
-    for nm, m in masks.items():
-        if classify(nm, types.get(nm, "")) == "external" and m.any():
-            from ..body import check_targets_inside
+    """The body on the TPS grid: the body ROI (mcproton.body.choose_body_roi, the rule of ``mcproton run`` and of
+    the check's "outside the External": typed EXTERNAL, else named as mcproton.body.BODY_NAMES; several EXTERNAL
+    ROIs: a warning naming the one used) among the ROIs with a voxel on the grid, else the CT density above
+    BODY_DENSITY_G_CM3 (largest connected part, holes filled slice by slice: mcproton.body.outline_from_threshold,
+    as mcproton run)."""
+    from ..body import check_targets_inside, choose_body_roi
 
-            check_targets_inside(m, masks, types, f"External ROI {nm!r}", CheckInputError,
-                                 "check the structure set's ROI types (RTROIInterpretedType EXTERNAL)")
-            return m, f"External ROI {nm!r}"
+    nm = choose_body_roi([n for n, m in masks.items() if m.any()], types,
+                         remedy="rename or remove the others in the structure set (the check has no option to "
+                                "name it)")
+    if nm is not None:
+        check_targets_inside(masks[nm], masks, types, f"External ROI {nm!r}", CheckInputError,
+                             "check the structure set's ROI types (RTROIInterpretedType EXTERNAL)")
+        return masks[nm], f"External ROI {nm!r}"
     if density_zyx is None:
         raise CheckInputError("no body outline: give a structure set with an External ROI or a CT")
     from ..body import outline_from_threshold
 
     b = outline_from_threshold(density_zyx >= BODY_DENSITY_G_CM3)
     return b, f"CT density >= {BODY_DENSITY_G_CM3:g} g/cm3 (largest connected part, holes filled per slice)"
+
+
+def _crop_targets_to_body(masks: dict[str, np.ndarray], types: Mapping[str, str], body: np.ndarray,
+                          body_how: str) -> tuple[dict[str, float], list[str]]:
+    """Each target partly outside the body outline (where both doses are set to 0) is judged on its part inside it
+    (``masks`` changed in place: mask & body, as a planning system's "PTV_eval" crops a PTV to the skin), so that
+    its D98/D95 are not those of the zeros (struct audit 14, F3: a PTV 8.8 % beyond the skin read D95 0.000 Gy on
+    both sides and failed "n/a" with no reason).  A target wholly outside keeps its mask and is not judged.
+    Returns ({name: share of its voxels outside}, the notes saying so)."""
+    from ..body import target_outside_shares
+
+    shares = target_outside_shares(body, {nm: m for nm, m in masks.items()
+                                          if classify(nm, types.get(nm, "")) == "target"})
+    notes = []
+    for nm, f in shares.items():
+        inner = masks[nm] & body
+        if inner.any():
+            masks[nm] = inner
+            notes.append(f"target {nm!r}: {100 * f:.1f} % of its volume lies outside the body outline ({body_how}), "
+                         "where both doses are set to 0: its metrics (D98, D95, Dmean, ...) and action levels are "
+                         f"of its part inside the body ({nm} & body, as a planning system's PTV_eval)")
+        else:
+            shares[nm] = 1.0
+            notes.append(f"target {nm!r} lies wholly outside the body outline ({body_how}), where both doses are set "
+                         "to 0: its D95 and Dmean levels are not judged; is the body ROI the patient's outline?")
+    return shares, notes
+
+
+def _mark_target_rows(structs: dict[str, dict], types: Mapping[str, str], outside_body: Mapping[str, float]) -> None:
+    """The target rows of the structure statistics say why they are targets (``kind_basis``: "by its type", or
+    "by its name; typed ORGAN" for an ROI a name prefix promoted) and, partly outside the body outline, the share
+    outside (``outside_body_fraction``) and what the metrics are of (``evaluated_on``)."""
+    from ..body import target_basis
+
+    for nm, row in structs.items():
+        if row["kind"] != "target":
+            continue
+        t = str(types.get(nm, "") or "").upper()
+        row["kind_basis"] = ("by its type" if target_basis(nm, t) == "type" else
+                             f"by its name; {'typed ' + t if t else 'no type'}")
+        if nm in outside_body:
+            row["outside_body_fraction"] = outside_body[nm]
+            row["evaluated_on"] = ("its part inside the body outline" if outside_body[nm] < 1.0 else
+                                   "all of it (wholly outside the body outline: not judged)")
+
+
+def _target_notes(structs: Mapping[str, dict]) -> list[str]:
+    """Notes on the targets' classification and on a TPS D95 of 0 (its difference in % is not defined, so the D95
+    level fails: said, not an unexplained "n/a")."""
+    notes = []
+    for nm, row in structs.items():
+        if row["kind"] != "target":
+            continue
+        basis = row.get("kind_basis", "")
+        if basis.startswith("by its name"):
+            notes.append(f"ROI {nm!r} is judged as a target {basis} (its name starts with PTV/CTV/GTV/ITV): set its "
+                         "RTROIInterpretedType in the structure set (PTV/CTV/GTV, or CONTROL for a helper ROI) to say "
+                         "what it is")
+        d95 = row.get("metrics", {}).get("D95", {})
+        if row.get("outside_body_fraction", 0.0) < 1.0 and d95.get("tps_gy") == 0.0:
+            notes.append(f"target {nm!r}: its TPS D95 is 0 (at least 5 % of its volume has no TPS dose), so its D95 "
+                         "difference in % of it is not defined and the level fails; is the TPS dose this plan's, and "
+                         "the structure set this CT's?")
+    return notes
 
 
 def check_grid_covers(ref_dose: np.ndarray, body: np.ndarray, name: str, threshold_pct: float = 10.0) -> None:
@@ -358,7 +430,11 @@ def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[
     from .._io.rtplan import beam_direction_lps
     from .._io.rtstruct import read_rtstruct
 
-    found = outside_external(geometry, read_rtstruct(inp.struct_path), also_keep=overridden)
+    try:   # the body ROI as the body outline chooses it (its warning, of several EXTERNAL ROIs, comes from there)
+        found = outside_external(geometry, read_rtstruct(inp.struct_path), also_keep=overridden, strict=how == "air",
+                                 remedy="give --outside-external ct (the CT as it is outside them)")
+    except ValueError as exc:
+        raise CheckInputError(f"--outside-external air: {exc}") from None
     if found is None:
         if how == "air":   # asked for, and not done: the dose would be the CT's, with nothing said
             raise CheckInputError(f"--outside-external air needs an EXTERNAL ROI with contours in the structure set "
@@ -1000,6 +1076,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         density = mc.density_g_cm3_zyx
     body, body_how = body_outline(masks, types, density)
     check_grid_covers(ref.dose_gy_zyx, body, Path(ref.path).name)
+    outside_body, body_notes = _crop_targets_to_body(masks, types, body, body_how)
     targets = [nm for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
     if isinstance(rx_given, dict):   # the ROI names of --prescription ROI=GY, before the MC (a typo: refused now)
         _apply_given_prescription(rx_given, targets, masks)
@@ -1042,8 +1119,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     outside = tps_outside_body(tps, body)
     in_air_to_edge = outside > OUTSIDE_BODY_NOTE and tps_dose_in_air_at_grid_edge(tps, body, density)
     tps = np.where(body, tps, 0.0)
-    mc.total_gy_zyx = np.where(body, mc.total_gy_zyx, 0.0)
-    mc.beams_gy_zyx = {b: np.where(body, d, 0.0) for b, d in mc.beams_gy_zyx.items()}
+    # the MC doses zeroed outside the body in a copy: the caller's MCDose (``mc=``, an earlier result's ``.mc``) and
+    # this result's ``.mc`` keep the dose as computed, so a reused one is not compared truncated by an earlier
+    # check's body outline (struct audit 14, F2: -21 % in a target on re-checking the same inputs)
+    mc_as_computed = mc
+    mc = dataclasses.replace(mc, total_gy_zyx=np.where(body, mc.total_gy_zyx, 0.0),
+                             beams_gy_zyx={b: np.where(body, d, 0.0) for b, d in mc.beams_gy_zyx.items()})
     tps_beams = {b: np.where(body, d.dose_gy_zyx, 0.0) for b, d in inp.beams.items()}
     timings["structures_s"] += time.perf_counter() - t
     cpu_steps["structures_s"] += time.process_time() - c
@@ -1103,6 +1184,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         for nm, row in structs.items():
             row["partly_outside_dose_grid"] = nm in partly_off
         small = [f"{nm!r} ({r['voxels']})" for nm, r in structs.items() if r.get("few_voxels")]
+        _mark_target_rows(structs, types, outside_body)
         ranges: dict[int, dict] = {}
         beam_dose: dict[int, dict] = {}   # the MC/TPS dose level of each beam with a per-beam TPS dose
         for b, meta in sorted(mc.beam_meta.items()):
@@ -1124,7 +1206,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         diagnostics = list(inp.position_notes) + _diagnose(   # an unchecked position: the first suspect
             tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
             generic_calibration=generic_calibration, beam_dose=beam_dose, ratio_limit_pct=lv.beam_dose_ratio_pct,
-            noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct) + rx_notes + outside_notes
+            noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct) + rx_notes + outside_notes \
+            + body_notes + _target_notes(structs)
         diagnostics += _left_out_notes(masks, types, empty_why)
         if small:
             diagnostics.append(
@@ -1165,7 +1248,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
 
             early = CheckResult(False, [], {}, diff, structs, ranges, {}, diagnostics, inp.pairing, {}, timings, {},
                                 {}, tps_gy_zyx=tps, mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks,
-                                axes_zyx=axes, mc=mc, inputs=inp)
+                                axes_zyx=axes, mc=mc_as_computed, inputs=inp)
             pngs = render_figures(early, skip=GAMMA_FIGURES)
             report_wall, report_cpu = time.perf_counter() - t, time.process_time() - c
         t, c = time.perf_counter(), time.process_time()
@@ -1213,7 +1296,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                     + f"; integral ratio {r['integral_ratio']:.4f}; {r['voxels']} voxels)")
     u = mc.mean_rel_uncertainty_50 * 100   # the MC grid's figure (%): the diagnostics below and its own level
     for nm, row in structs.items():
-        if row["kind"] != "target":
+        if row["kind"] != "target" or row.get("outside_body_fraction", 0.0) >= 1.0:   # wholly outside: said
             continue
         for met, key in (("D95", "target_d95_pct"), ("Dmean", "target_dmean_pct")):
             m = row["metrics"][met]
@@ -1336,7 +1419,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 "ignore_beam_limiting_devices": ignore_beam_limiting_devices}
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,
                       settings, lv.describe(), str(out_dir) if out_dir else None, tps_gy_zyx=tps,
-                      mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc, inputs=inp,
+                      mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc_as_computed,
+                      inputs=inp,
                       mc_rtdose=mc_rtdose, warnings=list(dict.fromkeys(recorded())),   # each message once
                       beam_dose=beam_dose)
     timings["action_levels_s"] = time.perf_counter() - t

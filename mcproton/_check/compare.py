@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from .._cpus import usable_cpus
-from .._io.rtstruct import TARGET_TYPES
 
 #: The gamma criteria of the check: (name, dose %, distance mm, local).
 GAMMA_CRITERIA = (("3%/2mm", 3.0, 2.0, False), ("2%/2mm", 2.0, 2.0, False), ("1%/1mm", 1.0, 1.0, False),
@@ -300,14 +299,23 @@ def dose_difference(ref: np.ndarray, ev: np.ndarray, body: np.ndarray, threshold
             "pct_of": "the TPS maximum in the body (normalisation_gy)"}
 
 
+#: RTROIInterpretedType values (PS3.3 C.8.8.8) of ROIs that are neither targets, the body nor organs: no metrics.
+OTHER_TYPES = ("MARKER", "ISOCENTER", "REGISTRATION", "CONTROL", "SUPPORT", "FIXATION", "BOLUS", "DOSE_REGION")
+
+
 def classify(name: str, roi_type: str) -> str:
+    """What an ROI is to the check: "target" (mcproton.body.target_basis, the rule of ``mcproton run`` too: typed
+    PTV/CTV/GTV/ITV, or untyped / ORGAN with such a name prefix; the type first, so "PTV_flash" typed CONTROL is
+    not one), "external" (typed EXTERNAL, or named as mcproton.body.BODY_NAMES), "other" (OTHER_TYPES: no
+    metrics) or "oar"."""
+    from ..body import is_body_name, target_basis
+
     t = (roi_type or "").upper()
-    n = name.upper()
-    if t in TARGET_TYPES or any(n.startswith(p) for p in TARGET_TYPES):
+    if target_basis(name, t):
         return "target"
-    if t == "EXTERNAL" or n in ("EXTERNAL", "BODY", "OUTLINE"):
+    if t == "EXTERNAL" or is_body_name(name):
         return "external"
-    if t in ("MARKER", "ISOCENTER", "REGISTRATION", "CONTROL", "SUPPORT", "FIXATION", "BOLUS", "DOSE_REGION"):
+    if t in OTHER_TYPES:
         return "other"
     return "oar"
 

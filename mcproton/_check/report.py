@@ -326,7 +326,7 @@ def _beam_plane(res, b: int):
     meta = mc.beam_meta[b]
     has = b in inp.beams
     a = np.where(res.body_zyx, inp.beams[b].dose_gy_zyx, 0.0) if has else res.tps_gy_zyx
-    m = mc.beams_gy_zyx[b] if has else res.mc_gy_zyx
+    m = np.where(res.body_zyx, mc.beams_gy_zyx[b], 0.0) if has else res.mc_gy_zyx   # res.mc: as computed
     z, y, x = res.axes_zyx
     iso = np.asarray(meta["isocenter_mm"])
     normal = _beam_plane_normal(meta["beam_direction"], iso, a, (z, y, x))  # 0 x, 1 y, 2 z

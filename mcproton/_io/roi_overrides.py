@@ -492,26 +492,30 @@ def _override_record(roi: dict, material: Any, how: str, voxels: int) -> dict:
 KEPT_OUTSIDE_EXTERNAL = ("SUPPORT", "FIXATION", "BOLUS")
 
 
-def outside_external(geometry: Any, struct: Any, also_keep: Sequence[str] = ()
+def outside_external(geometry: Any, struct: Any, also_keep: Sequence[str] = (), *, wanted: str | None = None,
+                     strict: bool = False, remedy: str = "set output.body_outline to the ROI's name"
                      ) -> tuple[np.ndarray, str, list[str]] | None:
-    """The voxels of ``geometry`` outside the structure set's EXTERNAL ROI, its SUPPORT / FIXATION / BOLUS ROIs
+    """The voxels of ``geometry`` outside the structure set's External (its body ROI, chosen as the body outline
+    chooses it: :func:`mcproton.body.choose_body_roi`, with ``wanted``, ``strict`` and ``remedy``; no warning of
+    several EXTERNAL ROIs here, the body outline gives it), its SUPPORT / FIXATION / BOLUS ROIs
     (``KEPT_OUTSIDE_EXTERNAL``) and the ROIs named in ``also_keep`` (those whose material override was applied:
     the planning system put that material there): (mask, the External's name, the kept ROIs' names); None without
-    an External ROI with contours."""
+    a body ROI with contours.  ValueError where ``strict`` refuses several EXTERNAL ROIs."""
+    from ..body import external_roi_name
     from .rtstruct import mask_unkept
 
-    ext = [nm for nm, t in struct.roi_types.items() if t.upper() == "EXTERNAL" and struct.contours.get(nm)]
-    if not ext:
+    ext = external_roi_name(struct, wanted, say=False, strict=strict, remedy=remedy)
+    if ext is None:
         return None
     kept = [nm for nm, t in struct.roi_types.items()
-            if (t.upper() in KEPT_OUTSIDE_EXTERNAL or nm in also_keep) and nm != ext[0] and struct.contours.get(nm)]
+            if (t.upper() in KEPT_OUTSIDE_EXTERNAL or nm in also_keep) and nm != ext and struct.contours.get(nm)]
     inside = np.zeros(tuple(int(n) for n in geometry.shape_zyx), bool)
-    for nm in ext[:1] + kept:   # one mask at a time, not kept with the structure set (a byte per voxel each)
+    for nm in [ext] + kept:   # one mask at a time, not kept with the structure set (a byte per voxel each)
         mask = mask_unkept(struct, geometry, nm)
         if mask is not None:   # (every one has contours)
             inside |= mask
         del mask   # freed before the next is made
-    return np.logical_not(inside, out=inside), ext[0], kept
+    return np.logical_not(inside, out=inside), ext, kept
 
 
 def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:

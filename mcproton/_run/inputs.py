@@ -314,7 +314,9 @@ def warn_ct_outside_external(cfg: dict[str, Any], geometry: Any, beams: list[Any
     path = _resolve(cfg, rts)
     # the ROIs whose override was applied are the planning system's material, as plan.outside_external = "air" keeps
     kept = [r["name"] for r in roi_overrides(path)] if pl.get("struct_overrides", "apply") == "apply" else []
-    found = outside_external(geometry, read_rtstruct(path), also_keep=kept)
+    from ..body import body_roi_wanted
+
+    found = outside_external(geometry, read_rtstruct(path), also_keep=kept, wanted=body_roi_wanted(cfg))
     if found is None:   # no External: nothing to tell inside from outside
         return
     for note in outside_external_beam_notes(geometry, found, aimed, 'set plan.outside_external = "air"'):

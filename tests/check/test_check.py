@@ -1087,8 +1087,8 @@ def test_the_check_writes_its_mc_dose_as_rt_dose_beside_the_tps_dose(case):
     assert set(res.mc_rtdose) == {"plan", "beam 1", "beam 2"}
     tps_hdr = pydicom.dcmread(case["files"]["plan"], stop_before_pixels=True)
     expect = {"plan": ("RD_mc.dcm", "PLAN", [], res.mc_gy_zyx),
-              "beam 1": ("RD_mc_beam1.dcm", "BEAM", [1], res.mc.beams_gy_zyx[1]),
-              "beam 2": ("RD_mc_beam2.dcm", "BEAM", [2], res.mc.beams_gy_zyx[2])}
+              "beam 1": ("RD_mc_beam1.dcm", "BEAM", [1], np.where(res.body_zyx, res.mc.beams_gy_zyx[1], 0.0)),
+              "beam 2": ("RD_mc_beam2.dcm", "BEAM", [2], np.where(res.body_zyx, res.mc.beams_gy_zyx[2], 0.0))}
     series, sops = set(), set()
     for key, (name, summation, beams, dose) in expect.items():
         assert res.mc_rtdose[key]["file"] == name
@@ -1150,8 +1150,9 @@ def test_the_mc_rt_doses_take_the_orientation_of_each_tps_file(case, tmp_path):
                    **({} if k == "plan" else {"summation_type": "BEAM", "referenced_beam_number": k}))
            for k, a in axes.items()}
     res = _recheck(case, [tps["plan"], tps[1], tps[2]], out=tmp_path / "o")
-    for k, name, mc in (("plan", "RD_mc.dcm", res.mc_gy_zyx), (1, "RD_mc_beam1.dcm", res.mc.beams_gy_zyx[1]),
-                        (2, "RD_mc_beam2.dcm", res.mc.beams_gy_zyx[2])):
+    as_compared = {b: np.where(res.body_zyx, res.mc.beams_gy_zyx[b], 0.0) for b in (1, 2)}   # res.mc: as computed
+    for k, name, mc in (("plan", "RD_mc.dcm", res.mc_gy_zyx), (1, "RD_mc_beam1.dcm", as_compared[1]),
+                        (2, "RD_mc_beam2.dcm", as_compared[2])):
         t, m = pydicom.dcmread(tps[k]), pydicom.dcmread(tmp_path / "o" / name)
         for kw in ("ImageOrientationPatient", "ImagePositionPatient", "GridFrameOffsetVector"):
             assert [float(v) for v in m[kw].value] == [float(v) for v in t[kw].value], (name, kw)

@@ -388,6 +388,8 @@ def test_check_refuses_outside_external_air_it_cannot_do(tmp_path, monkeypatch, 
         ds = pydicom.dcmread(tmp_path / "RS.dcm")
         for o in ds.RTROIObservationsSequence:
             o.RTROIInterpretedType = "ORGAN" if o.RTROIInterpretedType == "EXTERNAL" else o.RTROIInterpretedType
+        for r in ds.StructureSetROISequence:   # nor named as the body (mcproton.body.BODY_NAMES: then it is one)
+            r.ROIName = "Skin" if r.ROIName.lower() in ("body", "external", "outline") else r.ROIName
         ds.save_as(tmp_path / "RS.dcm")
 
     class Stop(Exception):
