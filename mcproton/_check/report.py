@@ -876,6 +876,9 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
         matched = any("noise_matched_diff_pct" in m for r in res.structures.values() for m in r["metrics"].values())
         for nm, r in res.structures.items():
             shown = f"{nm} (part on the dose grid)" if r.get("partly_outside_dose_grid") else nm
+            # a target by its name rather than its RTROIInterpretedType says so (structure audit F4)
+            kind = (f"{r['kind']} ({r['kind_basis']})" if r.get("kind_basis", "by its type") != "by its type"
+                    else r["kind"])
             # volume and voxels on a structure's first row; a structure of few voxels flagged (compare.structure_stats)
             size = [_num(r["volume_cm3"], ".3f") if "volume_cm3" in r else "",
                     "" if r.get("voxels") is None else f"{r['voxels']}" + (" (few: see the notes)"
@@ -883,11 +886,11 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
             for i, (k, m) in enumerate(r["metrics"].items()):
                 sz = size if i == 0 else ["", ""]
                 if "tps_gy" in m:
-                    row = [shown, r["kind"], *sz, k, _num(m["tps_gy"], ".4f"), _num(m["mc_gy"], ".4f"),
+                    row = [shown, kind, *sz, k, _num(m["tps_gy"], ".4f"), _num(m["mc_gy"], ".4f"),
                            _num(m["diff_gy"], "+.4f"), _num(m["diff_pct"], "+.2f")]
                     extra = [m.get("noise_shift_pct"), m.get("noise_matched_diff_pct"), m.get("mc_corrected_diff_pct")]
                 else:
-                    row = [shown, r["kind"], *sz, m.get("label", k), _num(100 * m["tps"], ".2f"),
+                    row = [shown, kind, *sz, m.get("label", k), _num(100 * m["tps"], ".2f"),
                            _num(100 * m["mc"], ".2f"), _num(m["diff_points"], "+.2f"), ""]
                     extra = [m.get("noise_shift_points"), m.get("noise_matched_diff_points"),
                              m.get("mc_corrected_diff_points")]

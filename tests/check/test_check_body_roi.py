@@ -130,3 +130,8 @@ def test_targets_by_type_first_and_the_report_says_which_came_from_the_name(base
     assert res.structures["PTV_eval"]["kind_basis"] == "by its name; typed ORGAN"
     assert res.structures["PTV"]["kind_basis"] == "by its type"
     assert any("'PTV_eval' is judged as a target by its name; typed ORGAN" in n for n in res.diagnostics)
+    # and the report's structure table says it beside the kind
+    html = (_check(base, rs, _fake_mc(base, 1.0), out=base["dir"] / "report_f4", report=True)
+            .report_json.replace("check.json", "check.html"))
+    text = Path(html).read_text()
+    assert "target (by its name; typed ORGAN)" in text and "target (by its type)" not in text
