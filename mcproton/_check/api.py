@@ -22,7 +22,7 @@ from .compare import (GAMMA_CRITERIA, MIN_RANGE_RAYS, NOISE_REALISATIONS, NOISE_
                       structure_stats)
 from .compute import (MCDose, build_geometry, mc_dose_description, mc_rbe, phantom_ct_from_struct, run_mc,
                       to_tps_grid)
-from .inputs import CheckInputError, CheckInputs, gather
+from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, gather
 from .level_text import fixed, judged, level_decimals, level_texts
 from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
@@ -299,6 +299,10 @@ def check_grid_covers(ref_dose: np.ndarray, body: np.ndarray, name: str, thresho
 #: uncertainty: at 1 % noise the three agree within about 1.6 (raw -1.6 % for a correct plan), at 2 % they spread by
 #: 3-4 (tests/check/test_check_noise.py; the noise-matching audit's real runs).
 D95_ESTIMATES_AGREE_PCT = 2.0
+#: How close (relative) an MC/TPS dose ratio must be to the constant RBE (1.1) or its inverse for the diagnosis to
+#: name a DoseType mix-up: 1.5 %, half the 3 % dose levels, twice the ratio's noise at 1 % per voxel over the
+#: high-dose region (the integral's noise is far smaller)
+RBE_RATIO_TOL = 0.015
 
 
 def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray], inputs: CheckInputs,
@@ -326,6 +330,15 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
             notes.append(f"the ratio {ratio:.3g} is close to 10^{decade}: a unit slip, most likely in the beam "
                          "model's protons per MU (a power of ten in its column, docs/beam_model.md) or the plan's "
                          "meterset (MU read as protons or the reverse: PrimaryDosimeterUnit)")
+    # the constant RBE: a physical dose compared as RBE-weighted or the reverse (a DoseType mix-up, or the wrong
+    # --dose-type) puts the two exactly 1.1 apart (rtdose audit F2)
+    k = float((getattr(mc, "provenance", None) or {}).get("rbe") or 1.0)
+    k = k if k > 1 else CLINICAL_RBE
+    if abs(ratio - 1) > 0.02 and (abs(ratio / k - 1) < RBE_RATIO_TOL or abs(ratio * k - 1) < RBE_RATIO_TOL):
+        notes.append(f"the ratio {ratio:.3g} is close to {'1/' if ratio < 1 else ''}{k:g}, the constant RBE: the "
+                     f"TPS dose is probably {'RBE-weighted' if ratio < 1 else 'physical'} while compared as "
+                     f"{'physical' if ratio < 1 else 'RBE-weighted'}; check the RT Dose's DoseType "
+                     "and --dose-type (physical / effective) and --rbe")
     n = inputs.fractions
     if n > 1 and (abs(ratio * n - 1) < 0.1 or abs(ratio / n - 1) < 0.1):
         notes.append(f"the ratio {ratio:.3g} is close to {'1/' if ratio < 1 else ''}{n}, the plan's number of "
@@ -728,6 +741,42 @@ def _check_defaults() -> dict[str, Any]:
             if v.default is not inspect.Parameter.empty}
 
 
+def _check_reused_mc_inputs(mc: MCDose, inp: CheckInputs) -> None:
+    """Refuse a reused MC dose (``check(mc=...)``) of other inputs than this check's: another TPS grid (its voxels
+    would be compared index by index with others, or numpy would fail on the shapes), other fractions (all against
+    one) or another plan (rtdose audit F3).  An MC dose made before these were recorded is checked on its shape."""
+    from .compute import reuse_key
+
+    want = reuse_key(inp)
+    why = []
+    grid = mc.provenance.get("tps_grid")
+    shape = list(np.shape(mc.total_gy_zyx))
+    if shape != want["tps_grid"]["shape_zyx"]:
+        why.append(f"its grid is {' x '.join(map(str, shape))} voxels (z, y, x), the TPS dose's "
+                   + " x ".join(map(str, want["tps_grid"]["shape_zyx"])))
+    elif grid is not None:
+        for key, what in (("origin_mm", "origin (first voxel centre, mm)"), ("voxel_size_mm", "voxel size (mm)")):
+            if not np.allclose(grid.get(key, []), want["tps_grid"][key], atol=1e-3):
+                why.append(f"its grid's {what} is {[round(v, 3) for v in grid[key]]}, the TPS dose's "
+                           f"{[round(v, 3) for v in want['tps_grid'][key]]}")
+    fx = mc.provenance.get("fractions_computed")
+
+    def held(f: dict) -> int:   # how many fractions' dose it holds (one fraction of 5 = all of a 1-fraction plan)
+        return int(f["number"]) if f["all"] else 1
+
+    if fx is not None and held(fx) != held(want["fractions"]):
+        def said(f: dict) -> str:
+            return f"all {f['number']} fractions" if f["all"] else f"one fraction of {f['number']}"
+        why.append(f"it holds {said(fx)}, the TPS dose {said(want['fractions'])}")
+    plan = mc.provenance.get("plan_sop_instance_uid")
+    if plan is not None and plan != inp.plan.sop_instance_uid:
+        why.append(f"it was computed for the plan {plan}, this check's plan is {inp.plan.sop_instance_uid}")
+    if why:
+        raise CheckInputError("the reused MC dose (mc=) is not of this check's inputs: " + "; ".join(why)
+                              + ": it would be compared with the wrong TPS voxels or dose; recompute the MC (leave out "
+                              "mc=), or reuse it only with the TPS dose and plan it was computed for")
+
+
 def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None) -> None:
     """Refuse a reused MC dose (``check(mc=...)``) that holds another dose than the one compared: dose to
     water/medium, physical or RBE-weighted with another constant."""
@@ -1018,6 +1067,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cal_name = getattr(cal, "name", str(calibration))
         cal_record = calibration_record(cal, calibration)
     else:
+        _check_reused_mc_inputs(mc, inp)   # before its density is used on this grid
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")
         # what the reused MC dose was computed with, as its first check recorded it
         ct_record = mc.provenance.get("ct_input")

@@ -45,6 +45,18 @@ class MCDose:
     beams_uncertainty_rel_zyx: dict[int, np.ndarray] = field(default_factory=dict)
 
 
+def reuse_key(inputs: Any) -> dict:
+    """What an MC dose computed for the check of ``inputs`` (:class:`~mcproton._check.inputs.CheckInputs`) is tied
+    to beyond the dose type: the TPS grid it lies on (shape (z, y, x), origin and voxel size in mm; every RT Dose is
+    read onto a grid along +x, +y, +z, so its file's orientation does not change the voxels) and the fractions it
+    holds (the plan's number, and whether all or one)."""
+    ref = inputs.reference
+    return {"tps_grid": {"shape_zyx": [int(v) for v in ref.shape_zyx],
+                         "origin_mm": [float(v) for v in ref.origin_mm],
+                         "voxel_size_mm": [float(v) for v in ref.voxel_size_mm]},
+            "fractions": {"number": int(inputs.fractions), "all": bool(inputs.all_fractions)}}
+
+
 def describe_dose(dose_type: str, dose_to: str, rbe: float | None, fractions: int,
                   all_fractions: bool | None) -> dict[str, str]:
     """What the compared doses are, for every label of the check (report headings, figure axes and colour bars,
@@ -436,6 +448,10 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                  "target_uncertainty": target_uncertainty, "target_uncertainty_per_beam": per_beam_target,
                  "primaries_limit": int(primaries),
                  "transport_process_cpu_s": transport_cpu_s,
-                 "grid": f"{geometry.voxel_size_mm} mm, {geometry.shape_zyx[::-1]} voxels ({geometry.name})"})
+                 "grid": f"{geometry.voxel_size_mm} mm, {geometry.shape_zyx[::-1]} voxels ({geometry.name})",
+                 # what the MC dose was computed for, so that a check that reuses it (check(mc=...)) can be refused
+                 # where it is another grid, other fractions or another plan (rtdose audit F3)
+                 "tps_grid": reuse_key(inputs)["tps_grid"], "fractions_computed": reuse_key(inputs)["fractions"],
+                 "plan_sop_instance_uid": inputs.plan.sop_instance_uid})
     return MCDose(total, per_beam, unc, tot.mean_rel_uncertainty_50, tot.primaries, tot.wall_s, tot.device,
                   tot.backend, prov, note, meta, rho, per_beam_unc)

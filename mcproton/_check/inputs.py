@@ -79,6 +79,9 @@ class TPSDose:
     #: the directions along x, y, z of the file's columns, rows and frames (the dose above runs along +x, +y, +z):
     #: the check writes its MC dose of this one in the same orientation (mc_rtdose.write_mc_rtdoses)
     axis_directions: tuple[int, int, int] = (1, 1, 1)
+    #: every plan the dose references (ReferencedRTPlanSequence, in order; ``plan_uid`` is the first): more than
+    #: one is a plan sum, refused by :func:`gather`
+    plan_uids: tuple[str, ...] = ()
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -284,13 +287,21 @@ def no_plan_message(folder: str | Path | None, found: dict[str, list[Path]], not
                                                                  if not_dicom else "")
 
 
-def read_tps_dose(path: str | Path) -> TPSDose:
-    """Read one TPS RT Dose with the attributes the check needs."""
+#: The smallest maximum (Gy) a planning system's dose of a plan, a fraction or a beam can have: far below a
+#: fraction's dose of any treatment (0.01-20 Gy) and far above 0, so that a dose that is zero everywhere or
+#: all but zero (DoseGridScaling 1e-30 read as given) is refused before the Monte Carlo: before 2026-12-05 the
+#: check ran and reported n/a gammas or an MC/TPS ratio of 3e25 (rtdose audit F4)
+TPS_DOSE_FLOOR_GY = 1e-6
+
+
+def read_tps_dose(path: str | Path, dose_type: str | None = None) -> TPSDose:
+    """Read one TPS RT Dose with the attributes the check needs.  ``dose_type`` (``--dose-type``): what the dose
+    is, standing in for a missing DoseType; a dose whose maximum is below :data:`TPS_DOSE_FLOOR_GY` is refused."""
     import pydicom
 
     from .._io.rtdose import read_rtdose
 
-    d = read_rtdose(path)   # a gzip-compressed file is named as such there
+    d = read_rtdose(path, dose_type=dose_type)   # a gzip-compressed file is named as such there
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     beams: list[int] = []
     for ref in ds.get("ReferencedRTPlanSequence", []) or []:
@@ -311,12 +322,36 @@ def read_tps_dose(path: str | Path) -> TPSDose:
                               "system computed this dose with the whole volume as water, not on the CT; the check "
                               "recomputes on the CT, so the two would differ by the patient's heterogeneities; give "
                               "the dose computed on the patient's CT (IMAGE)")
+    top = float(d.dose_gy_zyx.max()) if d.dose_gy_zyx.size else 0.0
+    if not top >= TPS_DOSE_FLOOR_GY:
+        raise CheckInputError(f"{path}: the TPS dose is {'zero everywhere' if top == 0 else 'all but zero'} "
+                              f"(maximum {top:.3g} Gy, DoseGridScaling {d.dose_grid_scaling:g} Gy per pixel value; "
+                              f"below {TPS_DOSE_FLOOR_GY:g} Gy): an empty export or a wrong DoseGridScaling, not "
+                              "the dose of a plan; export the dose again")
     return TPSDose(str(path), d.dose_gy_zyx, tuple(d.voxel_size_mm), tuple(d.origin_mm), d.frame_of_reference_uid,
                    (d.dose_type or "").upper(), (d.dose_summation_type or "").upper(),
                    d.referenced_plan_sop_instance_uid, beams, d.referenced_fraction_group_number,
                    str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("PatientID", "") or ""), het_vals,
                    " ".join(str(ds.get(k, "") or "").strip()
-                            for k in ("Manufacturer", "ManufacturerModelName")).strip(), d.axis_directions)
+                            for k in ("Manufacturer", "ManufacturerModelName")).strip(), d.axis_directions,
+                   tuple(d.referenced_plan_sop_instance_uids))
+
+
+def _plans_of(d: TPSDose) -> str:
+    """The plan(s) an RT Dose refers to, for the pairing's messages: every one of them."""
+    return ", ".join(d.plan_uids) if d.plan_uids else (d.plan_uid or "(none)")
+
+
+def _plan_fraction_groups(plan_path: Path) -> list[int]:
+    """The FractionGroupNumbers of the plan's FractionGroupSequence, in order (the check computes the first:
+    rtplan.load_rtplan); [] where the plan does not say."""
+    import pydicom
+
+    try:
+        fgs = pydicom.dcmread(plan_path, stop_before_pixels=True).get("FractionGroupSequence") or []
+        return [int(fg.FractionGroupNumber) for fg in fgs if fg.get("FractionGroupNumber") not in (None, "")]
+    except (AttributeError, OSError, TypeError, ValueError):
+        return []
 
 
 def written_by_opentps(d: TPSDose) -> bool:
@@ -507,7 +542,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
 
     def dose_of(path: Path) -> TPSDose:   # each RT Dose of the folder read once
         if path not in folder_doses:
-            folder_doses[path] = read_tps_dose(path)
+            folder_doses[path] = read_tps_dose(path, dose_type)
         return folder_doses[path]
 
     by_dir: dict[Path, int] = {}
@@ -525,7 +560,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         if len(plans) > 1:
             refs: dict[str, list[str]] = {}
             for p in found.get("RTDOSE", []):
-                refs.setdefault(dose_of(p).plan_uid or "", []).append(p.name)
+                for u in dose_of(p).plan_uids or ("",):
+                    refs.setdefault(u, []).append(p.name)
             dosed = [p for p in plans if headers[p].sop in refs]
             if len(dosed) != 1:
                 what = "; ".join(f"{p.name} (SOPInstanceUID {headers[p].sop}, PatientID {headers[p].patient!r}): "
@@ -555,19 +591,19 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     if dose is None:
         cands = found.get("RTDOSE", [])
         doses = [dose_of(p) for p in cands]
-        mine = [d for d in doses if d.plan_uid == rp.sop_instance_uid]
+        mine = [d for d in doses if rp.sop_instance_uid in d.plan_uids]   # any of its references (a plan sum: refused)
         for d in doses:
             if d not in mine:
-                log.append(f"skipped RT Dose {Path(d.path).name}: it refers to plan {d.plan_uid}, not this one")
+                log.append(f"skipped RT Dose {Path(d.path).name}: it refers to plan {_plans_of(d)}, not this one")
         if not mine and doses:
-            elsewhere = "; ".join(f"{Path(d.path).name} refers to plan {d.plan_uid or '(none)'}" for d in doses)
+            elsewhere = "; ".join(f"{Path(d.path).name} refers to plan {_plans_of(d)}" for d in doses)
             raise CheckInputError(f"no RT Dose in {folder} refers to the plan {plan_path.name} "
                                   f"({rp.sop_instance_uid}): {elsewhere}, which is not in the folder; give the plan "
                                   "those doses were computed for (--plan), or this plan's dose (--dose RD.dcm)")
         doses = mine
     else:
         paths = [dose] if isinstance(dose, (str, Path)) else list(dose)
-        doses = [read_tps_dose(p) for p in paths]
+        doses = [read_tps_dose(p, dose_type) for p in paths]
     if not doses:
         gz = [n for n in not_dicom if n.endswith(f"({GZIP_NOTE})")]
         raise CheckInputError("no RT Dose of the planning system to check against; give --dose RD.dcm (the RT Dose "
@@ -577,12 +613,35 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     total: TPSDose | None = None
     beams: dict[int, TPSDose] = {}
     plan_beams = {b.number for b in rp.beams}
+    plan_groups = _plan_fraction_groups(plan_path)
     for d in doses:
         name = Path(d.path).name
+        if len(d.plan_uids) > 1:   # a plan sum (PS3.3 C.8.8.3: one item unless MULTI_PLAN), whatever its type says
+            raise CheckInputError(
+                f"RT Dose {name} references {len(d.plan_uids)} RT Plans ({', '.join(d.plan_uids)}; DoseSummationType "
+                f"{d.summation_type or '(missing)'}): a plan sum (e.g. a plan and its boost), not the dose of "
+                f"{plan_path.name} ({rp.sop_instance_uid}) alone; DICOM allows more than one plan reference only "
+                "for MULTI_PLAN (PS3.3 C.8.8.3); export this plan's own dose")
         if d.plan_uid and d.plan_uid != rp.sop_instance_uid:
             raise CheckInputError(f"RT Dose {name} refers to the plan {d.plan_uid}, not to {plan_path.name} "
                                   f"({rp.sop_instance_uid}): it is another plan's dose; give the dose of this plan")
+        if d.fraction_group is not None and plan_groups and d.fraction_group != plan_groups[0]:
+            if d.fraction_group in plan_groups:   # truly another group's dose
+                raise CheckInputError(f"RT Dose {name} ({d.summation_type}) is of fraction group {d.fraction_group} "
+                                      f"(ReferencedFractionGroupNumber), but the check computes the plan's first "
+                                      f"fraction group, {plan_groups[0]} (of {plan_groups}): it is another group's "
+                                      "dose; export the dose of the first fraction group, or a PLAN dose")
+            # a number the plan does not have (a writer that numbers from 1 where the plan numbers from 0): noted
+            log.append(f"note: RT Dose {name} ({d.summation_type}) names fraction group {d.fraction_group}, which "
+                       f"the plan does not have (its fraction group(s): {plan_groups}): read as the dose of the "
+                       f"plan's group {plan_groups[0]}; if the fractions disagree, the MC/TPS ratio says so")
         if d.summation_type in BEAM_DOSE_TYPES:
+            if len(d.beam_numbers) > 1 and set(d.beam_numbers) <= plan_beams:
+                raise CheckInputError(f"RT Dose {name} is a per-beam dose (DoseSummationType {d.summation_type}) of "
+                                      f"several beams, {d.beam_numbers}: the check pairs a per-beam dose with one "
+                                      "beam; export one dose per beam, or the plan dose (PLAN)"
+                                      + (" (these are all the plan's beams)" if set(d.beam_numbers) == plan_beams
+                                         else ""))
             if len(d.beam_numbers) != 1 or d.beam_numbers[0] not in plan_beams:
                 raise CheckInputError(f"RT Dose {name} is a per-beam dose (DoseSummationType {d.summation_type}) for "
                                       f"beam(s) {d.beam_numbers}, but the plan's beams are {sorted(plan_beams)}: it "
@@ -597,6 +656,16 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
             beams[d.beam_numbers[0]] = d
             log.append(f"TPS dose of beam {d.beam_numbers[0]}: {name} ({d.summation_type})")
         elif d.summation_type in PLAN_DOSE_TYPES:
+            if d.beam_numbers and set(d.beam_numbers) != plan_beams:
+                raise CheckInputError(
+                    f"RT Dose {name} is a plan dose (DoseSummationType {d.summation_type}), but its "
+                    f"ReferencedBeamSequence names beam(s) {sorted(set(d.beam_numbers))} of the plan's "
+                    f"{sorted(plan_beams)}: either a per-beam dose with the wrong DoseSummationType (BEAM) or a plan "
+                    "dose with a stray beam reference, and compared as the plan dose the first would fail as a "
+                    "global scale error; export the plan dose (PLAN, no beam references) or the beams' doses (BEAM)")
+            if d.beam_numbers:
+                log.append(f"note: the plan dose {name} ({d.summation_type}) names every beam of the plan in its "
+                           f"ReferencedBeamSequence ({sorted(plan_beams)}): read as the plan dose")
             if total is not None:
                 raise CheckInputError(f"two plan doses: {Path(total.path).name} (SOPInstanceUID "
                                       f"{total.sop_instance_uid}) and {name} (SOPInstanceUID {d.sop_instance_uid}), "

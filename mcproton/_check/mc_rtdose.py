@@ -70,6 +70,16 @@ def dose_comment(what: str, rel_uncertainty: float | None, model: str, beam: int
     return text[:DOSE_COMMENT_MAX]
 
 
+def session_type(inp: Any, summation_type: str) -> str:
+    """The DoseSummationType of an MC RT Dose whose TPS twin is ``summation_type``: the same, except that a TPS
+    FRACTION dose read as one fraction (``fractions = 'one'`` on a plan of several: the only type the check reads
+    so) gives an MC file of one session, FRACTION_SESSION: DICOM's FRACTION holds the whole fraction group, so a
+    viewer would take the file for all fractions and show it N times too low (rtdose audit F10)."""
+    if summation_type == "FRACTION" and not inp.all_fractions and int(inp.fractions or 1) > 1:
+        return "FRACTION_SESSION"
+    return summation_type
+
+
 def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
     """Write the MC doses (``mc``: :class:`~mcproton._check.compute.MCDose`, as compared: zero outside the body)
     of the check of ``inp`` (:class:`~mcproton._check.inputs.CheckInputs`) into ``out_dir``; returns
@@ -89,15 +99,17 @@ def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
     what = f"to {mc.provenance.get('dose_to')}, " + (f"RBE {float(mc.provenance.get('rbe')):g}"
                                                      if inp.dose_type == "EFFECTIVE" else "physical")
     if inp.total is not None:
-        plan_sum, fg = inp.total.summation_type, inp.total.fraction_group
+        plan_sum, fg = session_type(inp, inp.total.summation_type), inp.total.fraction_group
     else:   # per-beam TPS doses only: the MC's plan dose holds every beam of the plan
         plan_sum, fg = ("PLAN" if inp.all_fractions else "FRACTION_SESSION"), None
+    if not inp.all_fractions and int(inp.fractions or 1) > 1:   # what the file holds, in its comment too
+        what += f", 1 of {int(inp.fractions)} fx"
     # each file in the orientation of the TPS file of the same dose (the plan dose's: the reference's)
     jobs = [("plan", out / MC_PLAN_FILE, mc.total_gy_zyx, plan_sum, None, fg, ref.axis_directions)]
     for b in sorted(inp.beams):
         t = inp.beams[b]
-        jobs.append((f"beam {b}", beam_rtdose_path(out / MC_PLAN_FILE, b), mc.beams_gy_zyx[b], t.summation_type, b,
-                     t.fraction_group, t.axis_directions))
+        jobs.append((f"beam {b}", beam_rtdose_path(out / MC_PLAN_FILE, b), mc.beams_gy_zyx[b],
+                     session_type(inp, t.summation_type), b, t.fraction_group, t.axis_directions))
     written: dict[str, dict] = {}
     for k, (key, path, dose, summation, beam, group, axes) in enumerate(jobs, start=1):
         unc = mc.mean_rel_uncertainty_50 if beam is None else (mc.beam_meta.get(beam) or {}).get(

@@ -75,6 +75,9 @@ class RTDose:
     #: above is on a grid along +x, +y, +z whatever they are, and ``write_rtdose(..., axis_directions=...)`` writes
     #: a dose on this grid in the file's own orientation
     axis_directions: tuple[int, int, int] = AXES_HFS
+    #: every plan the ReferencedRTPlanSequence names, in order (``referenced_plan_sop_instance_uid`` is the first):
+    #: more than one is a plan sum (PS3.3 C.8.8.3 allows several items only for MULTI_PLAN), not one plan's dose
+    referenced_plan_sop_instance_uids: list[str] = field(default_factory=list)
 
 
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -555,21 +558,29 @@ def _fit_lo(text: str, note: str = "") -> str:
 
 
 _DOSE_TYPES = ("PHYSICAL", "EFFECTIVE", "ERROR")
+#: how far (mm) the first value of an absolute GridFrameOffsetVector may lie from the ImagePositionPatient z: the
+#: rounding of two DS values of up to 16 characters, far below any dose voxel
+GFOV_ABSOLUTE_TOL_MM = 1e-3
 _DOSE_UNITS = ("GY", "RELATIVE")
 
 
-def _check_dose_header(ds, p: Path) -> None:
+def _check_dose_header(ds, p: Path, dose_type: str | None = None) -> None:
     """Refuse an RT Dose whose Type 1 dose attributes (PS3.3 C.8.8.3) are missing or not of their defined terms,
     whose pixel attributes do not fit the pixel data, or that lacks the plan references its DoseSummationType
     requires: read anyway, such a file gives a plausible but wrong dose (a missing DoseGridScaling read as 1 is a
-    dose 10^4-10^5 times too high) or a dose that cannot be paired with its plan or beam."""
+    dose 10^4-10^5 times too high) or a dose that cannot be paired with its plan or beam.  ``dose_type`` (PHYSICAL
+    or EFFECTIVE, what the user says the dose is: ``check --dose-type``) stands in for a missing DoseType."""
     for kw, tag, allowed in (("DoseUnits", "3004,0002", _DOSE_UNITS), ("DoseType", "3004,0004", _DOSE_TYPES),
                              ("DoseSummationType", "3004,000A", _SUMMATION)):
         v = str(ds.get(kw, "") or "").strip().upper()
+        if kw == "DoseType" and not v and dose_type:
+            continue   # what the dose is, given by the user; the reader names the substitution
         if v not in allowed:
+            say = (" (or, for a missing DoseType, say what the dose is: mcproton check --dose-type physical or "
+                   "effective)" if kw == "DoseType" and not v else "")
             raise DicomInputError(f"{p}: {kw} ({tag}) is {repr(v) if v else 'missing'}; an RT Dose must give one of "
                                   f"{', '.join(allowed)} (Type 1): the file is damaged or not exported as DICOM "
-                                  "defines it; export the dose again")
+                                  f"defines it; export the dose again{say}")
     if "DoseGridScaling" not in ds:
         raise DicomInputError(f"{p}: DoseGridScaling (3004,000E) is missing; an RT Dose with pixel data must give it "
                               "(the Gy per stored pixel value): the file is damaged, export the dose again")
@@ -585,17 +596,35 @@ def _check_dose_header(ds, p: Path) -> None:
     if bits not in (16, 32) or stored != bits or high != bits - 1:
         raise DicomInputError(f"{p}: BitsAllocated/BitsStored/HighBit {bits}/{stored}/{high}; an RT Dose stores "
                               "16 or 32 bits, all of them (PS3.3 C.8.8.3.4): the file is damaged, export it again")
-    dose_type = str(ds.DoseType).strip().upper()
+    dose_type = str(ds.get("DoseType", "") or dose_type or "").strip().upper()
     if rep not in ((0, 1) if dose_type == "ERROR" else (0,)):
         raise DicomInputError(f"{p}: PixelRepresentation (0028,0103) {rep} with DoseType {dose_type}; an RT Dose "
                               "stores unsigned pixels (0) unless it is an ERROR dose (1) (PS3.3 C.8.8.3.4.4), so its "
                               "doses would be misread: the file is damaged, export the dose again")
-    n = len(ds.PixelData) if "PixelData" in ds else 0
+    if "PixelData" not in ds:
+        other = [f"{kw} ({tag})" for kw, tag in (("FloatPixelData", "7FE0,0008"), ("DoubleFloatPixelData", "7FE0,0009"))
+                 if kw in ds]
+        if other:   # a research writer's float dose: before, "0 bytes ... truncated or its header damaged"
+            raise DicomInputError(f"{p}: the dose is stored as {' and '.join(other)}, not as Pixel Data (7FE0,0010): "
+                                  "the RT Dose IOD (PS3.3 A.18) allows only integer Pixel Data, scaled by "
+                                  "DoseGridScaling, so a planning system would not read it either; export the dose "
+                                  "as a standard RT Dose (16 or 32-bit Pixel Data)")
+        raise DicomInputError(f"{p}: no Pixel Data (7FE0,0010): the file holds no dose grid (a dose of points or "
+                              "isodose curves only, or a damaged file); export the dose grid")
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and syntax.is_encapsulated:
+        return _check_dose_references(ds, p)   # compressed: the decoded frames are compared in read_rtdose
+    n = len(ds.PixelData)
     need = nf * rows * cols * bits // 8
     if n not in (need, need + 1):
         raise DicomInputError(f"{p}: the pixel data hold {n} bytes, but NumberOfFrames x Rows x Columns x "
                               f"BitsAllocated/8 = {nf} x {rows} x {cols} x {bits // 8} = {need}: the file is "
                               "truncated or its header damaged; export the dose again")
+    _check_dose_references(ds, p)
+
+
+def _check_dose_references(ds, p: Path) -> None:
+    """Refuse an RT Dose without the plan, fraction-group and beam references its DoseSummationType requires."""
     st = str(ds.DoseSummationType).strip().upper()
     if st in ("RECORD",):
         return
@@ -619,11 +648,14 @@ def _check_dose_header(ds, p: Path) -> None:
                                   "dose is of is unknown: export the dose again")
 
 
-def read_rtdose(path: str | Path) -> RTDose:
+def read_rtdose(path: str | Path, *, dose_type: str | None = None) -> RTDose:
     """Read an RT Dose (axial, ImageOrientationPatient [1,0,0,0,1,0] or flipped axes) into Gy (z, y, x), on a
     grid running along +x, +y, +z: axes whose direction is negative (rows along -x, columns along -y, frames
     along -z, as the normal row x column of a feet-first dose) are reversed and the origin moved to match.  The
-    file's own directions are kept in ``axis_directions`` (for writing a dose in the same orientation)."""
+    file's own directions are kept in ``axis_directions`` (for writing a dose in the same orientation).  Pixel
+    data in a compressed transfer syntax that pydicom decodes without a plug-in (RLE Lossless, Deflated) is read
+    too.  ``dose_type`` (PHYSICAL or EFFECTIVE): what the dose is where the file's DoseType is missing (the
+    ``dose_type`` field is then empty, as the file's); a DoseType in the file is checked as always."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -642,16 +674,22 @@ def read_rtdose(path: str | Path) -> RTDose:
     if kind != "RTDOSE":
         raise DicomInputError(f"{p}: not an RT Dose (SOP class {ds.get('SOPClassUID', '?')}, Modality "
                               f"{ds.get('Modality', '?')}: {kind or 'unknown'})")
-    _check_dose_header(ds, p)
+    _check_dose_header(ds, p, dose_type)
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
         arr = ds.pixel_array
     except Exception as exc:
-        raise DicomInputError(f"{p}: dose pixel data cannot be decoded ({type(exc).__name__}: {exc})") from exc
+        how = f" in the transfer syntax {syntax.name} ({syntax})" if syntax is not None and syntax.is_encapsulated \
+            else ""
+        raise DicomInputError(f"{p}: dose pixel data{how} cannot be decoded ({type(exc).__name__}: {exc}); export "
+                              "the dose uncompressed (Explicit VR Little Endian)") from exc
     nf = int(ds.get("NumberOfFrames", 1) or 1)
     if arr.ndim == 2:
         arr = arr[None]
-    if arr.shape[0] != nf:
-        raise DicomInputError(f"{p}: {arr.shape[0]} frames decoded but NumberOfFrames = {nf}")
+    if arr.shape != (nf, int(ds.Rows), int(ds.Columns)):
+        raise DicomInputError(f"{p}: the pixel data decode to {arr.shape[0]} frames of {arr.shape[1]} x "
+                              f"{arr.shape[2]}, but NumberOfFrames x Rows x Columns = {nf} x {ds.Rows} x "
+                              f"{ds.Columns}: the file is truncated or its header damaged; export the dose again")
     # each value named where it is wrong (a DS "nan" or "inf" reads as a float; "1,5" does not read at all)
     scaling = number_values(ds.get("DoseGridScaling"), "DoseGridScaling", str(p), "the Gy per stored pixel value is "
                             "unknown: the file is damaged, export the dose again", 1)[0]
@@ -673,17 +711,22 @@ def read_rtdose(path: str | Path) -> RTDose:
         if gfov.size != nf:
             raise DicomInputError(f"{p}: GridFrameOffsetVector has {gfov.size} values for {nf} frames")
         # PS3.3 C.8.8.3.2: offsets relative to ImagePositionPatient (first 0) run along the normal row x column,
-        # -z for IOP [-1,0,0,0,1,0] (FFS) or [1,0,0,0,-1,0] (FFP); absolute offsets (first = IPP z) are z values
+        # -z for IOP [-1,0,0,0,1,0] (FFS) or [1,0,0,0,-1,0] (FFP); absolute offsets (first = IPP z) are z values.
+        # A vector that is neither disagrees with ImagePositionPatient, and which of the two is wrong cannot be
+        # told: refused in every orientation (before 2026-12-05 a head-first one was placed from
+        # ImagePositionPatient without a word, a feet-first one refused: rtdose audit F7)
         normal_z = 1.0 if iop[0] * iop[4] > 0 else -1.0
         if gfov[0] == 0:
             z = ipp[2] + normal_z * gfov
-        elif normal_z > 0 or abs(gfov[0] - ipp[2]) <= 1e-3:
-            z = gfov - gfov[0] + ipp[2]   # first frame at ImagePositionPatient (as read before)
+        elif abs(gfov[0] - ipp[2]) <= GFOV_ABSOLUTE_TOL_MM:
+            z = gfov - gfov[0] + ipp[2]   # z coordinates: the first frame at ImagePositionPatient
         else:
             raise DicomInputError(f"{p}: GridFrameOffsetVector starts at {gfov[0]:g} mm, neither 0 (offsets along "
-                                  f"the slice normal, -z for ImageOrientationPatient {iop.tolist()}) nor the "
-                                  f"ImagePositionPatient z {ipp[2]:g} mm (z coordinates) (PS3.3 C.8.8.3.2): the "
-                                  "frames cannot be placed; export the dose again")
+                                  f"the slice normal, {'+' if normal_z > 0 else '-'}z for ImageOrientationPatient "
+                                  f"{iop.tolist()}) nor the ImagePositionPatient z {ipp[2]:g} mm (z coordinates) "
+                                  "(PS3.3 C.8.8.3.2): the two disagree by "
+                                  f"{abs(gfov[0] - ipp[2]):g} mm and the frames cannot be placed; export the dose "
+                                  "again")
         dz = np.diff(z)
         if np.any(np.abs(dz - dz[0]) > 1e-3 * max(1.0, abs(dz[0]))) or dz[0] == 0:
             raise DicomInputError(f"{p}: GridFrameOffsetVector is not evenly spaced; not supported")
@@ -704,6 +747,9 @@ def read_rtdose(path: str | Path) -> RTDose:
         origin[2] += dz0 * (dose.shape[0] - 1)
         dz0 = -dz0
     ref, fg_num, beams = None, None, []
+    refs = [str(it.get("ReferencedSOPInstanceUID", "") or "").strip() for it in ds.get("ReferencedRTPlanSequence")
+            or []]
+    refs = [r for r in refs if r]
     if "ReferencedRTPlanSequence" in ds and len(ds.ReferencedRTPlanSequence):
         item = ds.ReferencedRTPlanSequence[0]
         ref = str(item.get("ReferencedSOPInstanceUID", "")) or None
@@ -714,6 +760,6 @@ def read_rtdose(path: str | Path) -> RTDose:
             except (AttributeError, TypeError, ValueError) as exc:
                 raise DicomInputError(f"{p}: malformed ReferencedFractionGroupSequence ({exc})") from exc
     return RTDose(np.ascontiguousarray(dose), (ps[1], ps[0], dz0), tuple(float(v) for v in origin),
-                  str(ds.get("FrameOfReferenceUID", "")), scaling, str(ds.get("DoseType", "")),
+                  str(ds.get("FrameOfReferenceUID", "")), scaling, str(ds.get("DoseType", "") or ""),
                   str(ds.get("DoseSummationType", "")), str(ds.get("DoseUnits", "")), ref, fg_num, beams,
-                  str(ds.get("DoseComment", "") or ""), stored_axes)
+                  str(ds.get("DoseComment", "") or ""), stored_axes, refs)
