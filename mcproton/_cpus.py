@@ -110,18 +110,19 @@ def usable_cpus() -> int:
     """The CPUs this process may use: those of its CPU affinity (:func:`affinity_cpus`: ``taskset``, a Slurm
     allocation, a cgroup cpuset), and no more than its CPU quota (:func:`cpu_quota`: ``docker --cpus``, a
     Kubernetes CPU limit), rounded up; at least 1."""
-    n = affinity_cpus()
-    quota = cpu_quota()
-    if quota is not None:
-        n = min(n, max(1, math.ceil(quota - 1e-9)))
-    return n
+    return _capped(affinity_cpus(), cpu_quota())
+
+
+def _capped(affinity: int, quota: float | None) -> int:
+    """``affinity`` CPUs, no more than a ``quota`` of CPU time rounded up (at least 1)."""
+    return affinity if quota is None else min(affinity, max(1, math.ceil(quota - 1e-9)))
 
 
 def cpu_status() -> dict[str, object]:
     """What ``mcproton info`` shows of the CPUs: those usable (:func:`usable_cpus`), the affinity's count, the CPU
     quota (or "none"), the machine's count and ``OMP_NUM_THREADS``."""
-    quota = cpu_quota()
-    return {"usable": usable_cpus(), "affinity": affinity_cpus(),
+    quota, affinity = cpu_quota(), affinity_cpus()   # each read once
+    return {"usable": _capped(affinity, quota), "affinity": affinity,
             "quota": "none" if quota is None else f"{quota:g} CPUs' time (cgroup CPU quota)",
             "machine": os.cpu_count() or "unknown", OMP_NUM_THREADS: os.environ.get(OMP_NUM_THREADS) or "not set"}
 

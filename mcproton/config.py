@@ -388,21 +388,12 @@ def _check_calibration_written_for(ct: Any, calib: Any, *, given: bool) -> None:
 def _warn_boli(cfg: dict[str, Any], plan: Any) -> None:
     """Warn about the plan's boli that no applied material override of plan.rtstruct puts into the CT
     (rtplan.warn_unmodelled_boli); a missing or damaged structure set is refused later with its own message."""
-    from ._io.rtplan import warn_unmodelled_boli
+    from ._io.rtplan import warn_boli_of_structure_set
 
-    if not any(b.bolus_roi_numbers for b in plan.beams):
-        return
     pl = cfg.get("plan", {})
     rts = pl.get("rtstruct")
-    numbers = None
-    if isinstance(rts, str) and _resolve(cfg, rts).is_file() and pl.get("struct_overrides", "apply") == "apply":
-        from ._io.roi_overrides import roi_overrides
-
-        try:
-            numbers = {r["number"] for r in roi_overrides(_resolve(cfg, rts))}
-        except ValueError:
-            return   # a damaged override: _apply_struct_overrides refuses it with its message
-    warn_unmodelled_boli(plan, numbers, structure_set=str(rts or ""))
+    path = str(_resolve(cfg, rts)) if isinstance(rts, str) and _resolve(cfg, rts).is_file() else None
+    warn_boli_of_structure_set(plan, path, pl.get("struct_overrides", "apply") == "apply")
 
 
 def _struct_changes_geometry(cfg: dict[str, Any]) -> bool:
@@ -438,21 +429,18 @@ def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
         raise ConfigError('plan.outside_external = "air" needs plan.rtstruct (the structure set with the External ROI)')
     if not isinstance(rts, str) or not _resolve(cfg, rts).is_file():
         return   # none, or refused with its own message when the plan is read
-    from ._io.roi_overrides import apply_overrides, roi_overrides
+    from ._io.roi_overrides import apply_overrides, override_record, roi_overrides
 
     path = _resolve(cfg, rts)
     try:
         notes = (apply_overrides(geometry, path) if how == "apply" else
                  [f"ignored (plan.struct_overrides = 'ignore'): ROI {r['name']!r} {r['property']} "
-                  f"{r.get('value', r['density_g_cm3']):g}" for r in roi_overrides(path)])
+                  f"{r['value']:g}" for r in roi_overrides(path)])
     except ValueError as exc:
         raise ConfigError(f"plan.rtstruct: {exc}") from None
     if how == "ignore":   # the outputs keep them too (struct_overrides_applied): the structure set held them
-        geometry.struct_overrides = [{"roi": r["name"], "roi_type": r["type"], "property": r["property"],
-                                      "value": r.get("value", r["density_g_cm3"]), "material": None,
-                                      "density_g_cm3": None,
-                                      "how": "ignored (plan.struct_overrides = 'ignore')", "voxels": 0, "note": n}
-                                     for r, n in zip(roi_overrides(path), notes)]
+        geometry.struct_overrides = [dict(override_record(r, None, "ignored (plan.struct_overrides = 'ignore')", 0),
+                                          note=n) for r, n in zip(roi_overrides(path), notes)]
     for n in notes:
         sys.stderr.write(f"mcproton: structure-set override: {n}\n")
     if outside == "air":

@@ -514,19 +514,9 @@ def _heterogeneity_notes(inp: CheckInputs, overrides: bool, how: str, log: Calla
 def _warn_boli(inp: CheckInputs, struct_overrides: str) -> None:
     """Warn about the plan's boli that no applied material override of the structure set puts into the CT (a phantom
     built from the structure set holds its overrides): rtplan.warn_unmodelled_boli."""
-    from .._io.rtplan import warn_unmodelled_boli
+    from .._io.rtplan import warn_boli_of_structure_set
 
-    if not any(b.bolus_roi_numbers for b in inp.plan.beams):
-        return
-    numbers = None
-    if inp.struct_path is not None and (struct_overrides == "apply" or inp.ct_dir is None):
-        from .._io.roi_overrides import roi_overrides
-
-        try:
-            numbers = {r["number"] for r in roi_overrides(inp.struct_path)}
-        except ValueError:
-            return   # a damaged override is refused with its own message when it is applied
-    warn_unmodelled_boli(inp.plan, numbers, structure_set=str(inp.struct_path or ""))
+    warn_boli_of_structure_set(inp.plan, inp.struct_path, struct_overrides == "apply" or inp.ct_dir is None)
 
 
 def _struct_overrides(geometry: Any, struct_path: str, how: str, log: Callable[[str], None]) -> list[str]:

@@ -405,7 +405,7 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
     override ROI's voxels take its material (:func:`nearest_material`) at its density, the External first.
     ``struct``: the structure set already read (:func:`~mcproton._io.rtstruct.read_rtstruct`), else it is read.
     Returns one note per ROI (what was set, and on how many voxels); [] when no ROI has an override.  The same,
-    as records a run's outputs keep (:func:`_override_record`, the note among them), go to
+    as records a run's outputs keep (:func:`override_record`, the note among them), go to
     ``geometry.struct_overrides`` (``[]`` when none).
 
     The geometry's own arrays are written (:func:`_writable_arrays`), and the ROIs' masks made one at a time and
@@ -439,7 +439,7 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
         mask = mask_unkept(s, geometry, r["name"])
         n = 0 if mask is None else int(np.count_nonzero(mask))
         notes.append(override_note(r, m, why, n))
-        records.append(_override_record(r, m, why, n))
+        records.append(override_record(r, m, why, n))
         if mask is None or not n:
             del mask   # freed before the next ROI's is made
             continue
@@ -475,16 +475,19 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
     return notes
 
 
-def _override_record(roi: dict, material: Any, how: str, voxels: int) -> dict:
+def override_record(roi: dict, material: Any, how: str, voxels: int) -> dict:
     """What a run's summary and HDF5 provenance keep of one applied override (``struct_overrides_applied``, README
     "Output (HDF5)"): the ROI, the property and its value as the structure set gives them, the material and density
     put into its voxels, how the material was chosen (:func:`nearest_material`) and on how many voxels of the grid
     it was set, and the stopping-power ratio to water that gives them at 100 MeV (the note, added by
-    :func:`apply_overrides`, says the same in words)."""
-    return {"roi": roi["name"], "roi_type": roi["type"], "property": roi["property"],
-            "value": roi.get("value", roi["density_g_cm3"]), "material": material.name,
-            "density_g_cm3": roi["density_g_cm3"], "spr_100mev": round(float(spr_of(roi, material)), 4),
-            "how": how, "voxels": int(voxels)}
+    :func:`apply_overrides`, says the same in words).  ``material`` None: an override not applied (material and
+    density None)."""
+    rec = {"roi": roi["name"], "roi_type": roi["type"], "property": roi["property"],
+           "value": roi.get("value", roi["density_g_cm3"]), "material": None, "density_g_cm3": None}
+    if material is not None:
+        rec.update(material=material.name, density_g_cm3=roi["density_g_cm3"],
+                   spr_100mev=round(float(spr_of(roi, material)), 4))
+    return {**rec, "how": how, "voxels": int(voxels)}
 
 
 #: RTROIInterpretedType of the ROIs that planning systems count as part of the patient model although they lie

@@ -506,17 +506,34 @@ def _bolus_roi_numbers(b, where: str) -> list[int | None]:
 
 
 def _roi_names(structure_set: str) -> dict[int, str]:
-    """ROI number -> ROIName of an RT Struct's StructureSetROISequence ({} where it cannot be read: the name is only
-    shown in a message; a damaged file is refused with its own message where it is used)."""
+    """ROI number -> the ROI's name as the DVHs and the check's report give it (rtstruct.read_rtstruct, whose
+    reading the run and the check keep); {} where it cannot be read: the name is only shown in a message, and a
+    damaged file is refused with its own message where it is used."""
     if not structure_set:
         return {}
-    import pydicom
+    from .rtstruct import read_rtstruct
 
     try:
-        ds = pydicom.dcmread(structure_set, specific_tags=["StructureSetROISequence"])
-        return {int(r.ROINumber): str(r.get("ROIName", "") or "") for r in ds.get("StructureSetROISequence", [])}
-    except Exception:   # noqa: BLE001 - any unreadable file: no names (see above)
+        return {n: nm for nm, n in read_rtstruct(structure_set).roi_numbers.items()}
+    except (OSError, ValueError):
         return {}
+
+
+def warn_boli_of_structure_set(plan: "RTIonPlan", structure_set: str | None, overrides_applied: bool) -> list[str]:
+    """:func:`warn_unmodelled_boli` with the ROI numbers whose override the RT Struct ``structure_set`` applies
+    (``overrides_applied``; None where it does not, or there is none): what `mcproton run` and `mcproton check` warn.
+    A damaged override warns nothing here: it is refused with its own message where it is applied."""
+    if not any(b.bolus_roi_numbers for b in plan.beams):
+        return []
+    numbers = None
+    if structure_set and overrides_applied:
+        from .roi_overrides import roi_overrides
+
+        try:
+            numbers = {r["number"] for r in roi_overrides(structure_set)}
+        except ValueError:
+            return []
+    return warn_unmodelled_boli(plan, numbers, structure_set=structure_set or "")
 
 
 def warn_unmodelled_boli(plan: "RTIonPlan", overridden_roi_numbers=None, *, structure_set: str = "") -> list[str]:

@@ -33,6 +33,16 @@ def _check(base, out, **kw):  # noqa: F811
                      beam_model="dcpt_v2", out=out, **{"mc": _fake_mc(base, 1.0), **FAST, **kw})
 
 
+def _full_disk_message(base, monkeypatch, out, name):  # noqa: F811
+    """The check's one-line error when the disk fills at its output ``name``, checked to start by naming it."""
+    full_disk_at(monkeypatch, out / name)
+    with pytest.raises(RuntimeError) as err:
+        _check(base, out)
+    msg = str(err.value)
+    assert msg.startswith(f"could not write {out / name}: no space left on device;"), msg
+    return msg
+
+
 def test_a_full_disk_at_the_mc_rt_dose_keeps_the_mc_dose_in_the_temporary_folder(base, tmp_path, monkeypatch):  # noqa: F811
     import tempfile
 
@@ -40,11 +50,7 @@ def test_a_full_disk_at_the_mc_rt_dose_keeps_the_mc_dose_in_the_temporary_folder
     rescue.mkdir()
     monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
     out = tmp_path / "chk"
-    full_disk_at(monkeypatch, out / "RD_mc.dcm")
-    with pytest.raises(RuntimeError) as err:
-        _check(base, out)
-    msg = str(err.value)
-    assert msg.startswith(f"could not write {out / 'RD_mc.dcm'}: no space left on device;"), msg
+    msg = _full_disk_message(base, monkeypatch, out, "RD_mc.dcm")
     assert "\n" not in msg and "Traceback" not in msg and "free disk space" in msg
     (folder,) = rescue.glob("mcproton-rescued-*")
     assert str(folder) in msg and "RD_mc.dcm" in msg
@@ -56,11 +62,7 @@ def test_a_full_disk_at_the_mc_rt_dose_keeps_the_mc_dose_in_the_temporary_folder
 
 def test_a_full_disk_at_the_report_names_the_file_and_the_mc_dose_kept(base, tmp_path, monkeypatch):  # noqa: F811
     out = tmp_path / "chk"
-    full_disk_at(monkeypatch, out / "check.html")
-    with pytest.raises(RuntimeError) as err:
-        _check(base, out)
-    msg = str(err.value)
-    assert msg.startswith(f"could not write {out / 'check.html'}: no space left on device;"), msg
+    msg = _full_disk_message(base, monkeypatch, out, "check.html")
     assert f"the MC dose is kept in {out / 'RD_mc.dcm'}" in msg and "\n" not in msg and "Traceback" not in msg
     assert (out / "RD_mc.dcm").exists() and not (out / "check.html").exists()
 
