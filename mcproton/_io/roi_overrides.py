@@ -365,7 +365,7 @@ def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
         if prop == "REL_ELEC_DENSITY":
             per, beyond = "electron", (f"above a relative electron density of {RED_WATER_MAX:g} (denser than "
                                        "cortical bone) lie teeth and metal")
-            over = "titanium's by 16 %, steel's by 22 %"
+            over = "titanium's by 16 %, steel's by 20 %"
         else:
             per, beyond = "gram", f"above {MASS_DENSITY_WATER_MAX:g} g/cm3 lie bone, teeth and metal"
             over = "bone's by 7-13 %, titanium's by 41 %"

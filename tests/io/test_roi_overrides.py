@@ -1031,7 +1031,7 @@ def test_the_figures_of_the_water_assumption():
 
     ti, steel = get_material("titanium"), _own_material(8.0, METALS["steel_316L"][1])
     assert round(100 * over(ti, "electron")) == 16 and round(100 * over(ti, "gram")) == 41
-    assert round(100 * over(steel, "electron")) == 22
+    assert round(100 * over(steel, "electron")) == 20   # 22 with ICRU 37's +13 % on an alloy
     assert round(100 * over(get_material("aluminium"), "electron")) == 11
     soft = ("muscle_skeletal_icrp", "brain_icrp", "blood_icrp", "skin_icrp", "soft_tissue_icrp", "adipose_tissue_icrp")
     assert all(abs(over(get_material(n), "electron")) < 0.03 for n in soft)    # soft tissue: within 3 % ...
@@ -1081,11 +1081,12 @@ def test_a_stopping_power_ratio_that_contradicts_the_composition_is_warned_about
 def test_a_steel_override_gives_the_range_of_steel(tmp_path):
     """End to end (`mcproton run`'s geometry, the transport): a 6 mm slab of water in a water CT, overridden in the
     RT Struct as 316L steel (8.0 g/cm3 with its composition), pulls a 100 MeV pencil beam's distal R80 back by
-    6 mm x (SPR - 1).  Expected SPR 5.5 +- 3 %: the composition's SPR at 100 MeV is 5.49 (ICRU 37 Bragg
-    additivity, I 322 eV; 5.59 with the pure elements' I-values, I 285 eV), and the proton crosses the slab at
-    ~90 -> ~75 MeV, where steel's SPR is 1 % lower (5.43-5.47).  Before the fix the slab was blood_icrp at 8
-    g/cm3 (SPR 7.96): 45 % too high.  The R80s are interpolated on 1 mm voxels from 8000 primaries each: their
-    statistical error (range straggling ~1 mm / sqrt(N), the peak's height) is below 0.1 mm, 0.4 % of the SPR."""
+    6 mm x (SPR - 1).  Expected SPR 5.5 +- 3 %: the composition's SPR at 100 MeV is 5.59 (Bragg additivity of the
+    pure metals' I-values, I 284 eV, as for every alloy since 2026-12-06; 5.49 with ICRU 37's +13 %, I 322 eV), and
+    the proton crosses the slab at ~90 -> ~75 MeV, where steel's SPR is 1 % lower.  Before the fix the slab was
+    blood_icrp at 8 g/cm3 (SPR 7.96): 45 % too high.  The R80s are interpolated on 1 mm voxels from 8000 primaries
+    each: their statistical error (range straggling ~1 mm / sqrt(N), the peak's height) is below 0.1 mm, 0.4 % of
+    the SPR."""
     import mcproton
     from mcproton._io.hu_calibration import spr_per_density
     from mcproton.config import build_geometry

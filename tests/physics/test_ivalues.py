@@ -135,3 +135,30 @@ def test_a_pure_element_given_by_its_composition_has_its_elemental_i_value(sym, 
     assert electronic_mass_stopping_power(pure, e)[0] == electronic_mass_stopping_power(same, e)[0]
     oxide = Material("oxide", 4.0, {sym: 0.8, "O": 0.2}, None, "")
     assert mean_excitation_energy_ev(oxide, "icru37") > mean_excitation_energy_ev(oxide, "elemental")
+
+
+@pytest.mark.parametrize("name,fractions,i_ev", [
+    # 316L stainless steel: Bragg additivity of Fe 286, Cr 257, Ni 311, Mn 272, Mo 424 eV (ICRU 37 Table 4.3)
+    ("316L", {"Fe": 0.68, "Cr": 0.17, "Ni": 0.12, "Mn": 0.02, "Mo": 0.01}, 284.4),
+    ("Ti-6Al-4V", {"Ti": 0.90, "Al": 0.06, "V": 0.04}, 228.5),
+    # cast CoCr (ASTM F75) with its 0.35 % carbon and 1 % silicon: still an alloy
+    ("CoCrMo", {"Co": 0.6415, "Cr": 0.28, "Mo": 0.06, "Si": 0.01, "C": 0.0035, "Mn": 0.005}, 287.6),
+])
+def test_an_alloy_has_its_metals_own_i_values(name, fractions, i_ev):
+    """Review 2026-12-06: an alloy (steel, CoCr, Ti-6Al-4V given by their compositions, e.g. in an RT Struct
+    override) got ICRU 37's +13 % of an element bound in a compound: steel I = 322 eV instead of 284, its stopping
+    power 1.8 % low at 150 MeV.  A metal in an alloy is bound to metals: the pure metals' I-values apply.  An oxide
+    (40 % oxygen) keeps the compound rule."""
+    from mcproton._physics.stopping import is_alloy, mean_excitation_energy_ev
+    from mcproton.materials import Material
+
+    alloy = Material(name, 8.0, fractions, None, "")
+    assert is_alloy(alloy)
+    assert mean_excitation_energy_ev(alloy, "icru37") == pytest.approx(i_ev, abs=0.2)
+    assert mean_excitation_energy_ev(alloy, "icru37") == mean_excitation_energy_ev(alloy, "elemental")
+    oxide = Material("TiO2", 4.2, {"Ti": 0.6, "O": 0.4}, None, "")
+    assert not is_alloy(oxide)
+    assert mean_excitation_energy_ev(oxide, "icru37") > 1.05 * mean_excitation_energy_ev(oxide, "elemental")
+    # a tissue is no alloy, however much metal it holds
+    assert not is_alloy(Material("bone", 1.9, {"H": 0.034, "C": 0.155, "O": 0.435, "P": 0.103, "Ca": 0.225,
+                                               "N": 0.042, "Mg": 0.002, "Na": 0.001, "S": 0.003}, None, ""))
