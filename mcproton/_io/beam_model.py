@@ -140,6 +140,11 @@ BDL_RS_KEYS = ("RS_ID", "RS_type", "RS_material", "RS_density", "RS_WET")
 #: energy (MeV) at which a range shifter's WET is converted into a physical thickness (the stopping-power ratio
 #: of plastics to water changes by < 0.5 % between 70 and 230 MeV: Bethe, mcproton/_physics/stopping.py)
 RS_SPR_ENERGY_MEV = 100.0
+#: a range shifter given both ``physical_thickness_mm`` and ``wet_mm`` whose thickness x stopping-power ratio differs
+#: from the WET by more than this (mm) is refused: the slab transported has the thickness, so the WET declared (and
+#: compared with the plan's) would not be the one transported (40 mm of polycarbonate declared as 34.3 mm WET pulled
+#: the range back by 11.7 mm more, audit 15 "bdl" F2).  1 mm: the plan-vs-model WET tolerance (rtplan.py)
+RS_WET_TOL_MM = 1.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,17 @@ class RangeShifter:
                 get_material(self.material)
             except UnknownMaterialError as exc:
                 raise BeamModelError(f"range shifter {self.id!r}: {exc}") from None
+            if self.physical_thickness_mm is not None:
+                spr = self.stopping_power_ratio()
+                wet = float(self.physical_thickness_mm) * spr
+                if abs(wet - float(self.wet_mm)) > RS_WET_TOL_MM:
+                    raise BeamModelError(
+                        f"range shifter {self.id!r}: physical_thickness_mm = {self.physical_thickness_mm:g} mm of "
+                        f"{self.material} at {self.density:g} g/cm3 (stopping-power ratio to water {spr:.3f} at "
+                        f"{RS_SPR_ENERGY_MEV:g} MeV) is {wet:.1f} mm WET, but wet_mm = {self.wet_mm:g} mm (more than "
+                        f"{RS_WET_TOL_MM:g} mm apart): the slab transported has the thickness, so its WET would not be "
+                        "the one declared and compared with the plan's; correct the thickness, material or density, "
+                        "or leave physical_thickness_mm out (the thickness then follows from the WET)")
 
     @property
     def density(self) -> float:
@@ -196,6 +212,11 @@ class RangeShifter:
         if self.physical_thickness_mm:
             return float(self.physical_thickness_mm)
         return float(self.wet_mm) / self.stopping_power_ratio(water_model)
+
+    def transported_wet_mm(self, water_model: str = "icru90") -> float:
+        """The WET (mm) of the slab transported: thickness x stopping-power ratio (``wet_mm`` within RS_WET_TOL_MM
+        when ``physical_thickness_mm`` is given; ``wet_mm`` itself otherwise)."""
+        return self.thickness_mm(water_model) * self.stopping_power_ratio(water_model)
 
 
 def shifter_stopping_power_ratio(material: object, density_g_cm3: float, water_model: str = "icru90") -> float:

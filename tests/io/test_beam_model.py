@@ -208,6 +208,10 @@ _TOML_HEAD = ('name="t"\ntable="t.csv"\nplane_upstream_of_isocentre_mm=400.0\nen
     ('material="PMMA"\nwet_mm=40.0\ndensity_g_cm3=0\n', "density_g_cm3 = 0 must be a positive number"),
     ('material="unobtainium"\nwet_mm=40.0\n', "unknown material 'unobtainium'"),
     ('material="PMMA"\nwet_mm=40.0\nposition_mm=3\n', r"unknown key 'position_mm' in \[\[range_shifter\]\]"),
+    # a nominal thickness that is not the WET's: before, 40 mm were transported (R80 pulled back 11.7 mm more) and
+    # the provenance and the plan-vs-model check said 34.3 mm
+    ('material="polycarbonate"\ndensity_g_cm3=1.2\nwet_mm=34.3\nphysical_thickness_mm=40.0\n',
+     r"physical_thickness_mm = 40 mm of polycarbonate at 1.2 g/cm3 .* is 4[56]\.\d mm WET, but wet_mm = 34.3 mm"),
 ])
 def test_toml_range_shifter_refused(tmp_path, rs, match):
     (tmp_path / "t.csv").write_text("E,Em,dE,ppmu,sx,sy,dx,dy,cx,cy\n100,100,1,1e6,5,5,0.003,0.003,0,0\n")
@@ -224,6 +228,16 @@ def test_toml_range_shifter_thickness_from_wet(tmp_path):
     assert rs.density == pytest.approx(1.2) and rs.isocenter_distance_mm == 300
     # NIST polycarbonate: linear stopping-power ratio to water ~1.15 at 100 MeV (PSTAR-type Bethe scaling)
     assert rs.thickness_mm() == pytest.approx(57.0 / 1.149, rel=0.005)
+
+
+def test_toml_range_shifter_thickness_consistent_with_wet_accepted(tmp_path):
+    """A thickness within 1 mm WET of wet_mm is taken (the slab transported), and what it carries is recorded."""
+    (tmp_path / "t.csv").write_text("E,Em,dE,ppmu,sx,sy,dx,dy,cx,cy\n100,100,1,1e6,5,5,0.003,0.003,0,0\n")
+    (tmp_path / "m.toml").write_text(_TOML_HEAD + 'material="lexan"\nwet_mm=57.0\nphysical_thickness_mm=50.0\n')
+    rs = load_beam_model(tmp_path / "m.toml").range_shifter("RS40")
+    assert rs.thickness_mm() == 50.0
+    assert rs.transported_wet_mm() == pytest.approx(50.0 * 1.149, rel=0.005)   # 57.4 mm, not 57.0
+    assert rs.transported_wet_mm() != pytest.approx(57.0, abs=0.1)
 
 
 @pytest.mark.parametrize("wet", ["-40.0", "0"])
