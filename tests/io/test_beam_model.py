@@ -334,6 +334,23 @@ def test_semicolon_csv_named(tmp_path):
         _model(tmp_path, csv=GOOD_CSV.replace("70,70.3,", "70,x,"))
 
 
+def test_tab_separated_csv_named(tmp_path):
+    """Before: "column 'E' ... is not in ...; its columns: E<TAB>Em<TAB>...", naming the wanted name among them."""
+    with pytest.raises(BeamModelError, match=r"t.csv: the columns are separated by tabs \(line 1\); the delimiter "
+                                             r"must be ','"):
+        _model(tmp_path, csv=GOOD_CSV.replace(",", "\t"))
+
+
+def test_repeated_csv_column_name_refused(tmp_path):
+    """x and y sigma both named 'sigma_mm' (and the TOML naming it for both axes): before, the last column won, x
+    read y's values without a word (FWHM at the isocentre 8.6 instead of 9.7 mm)."""
+    csv = GOOD_CSV.replace("sx,sy", "s,s", 1)
+    toml = GOOD_TOML.replace('sigma_x="sx"', 'sigma_x="s"').replace('sigma_y="sy"', 'sigma_y="s"')
+    assert toml != GOOD_TOML and csv != GOOD_CSV
+    with pytest.raises(BeamModelError, match=r"t.csv: the header \(line 1\) names 's' twice \(columns 5 and 6\)"):
+        _model(tmp_path, toml=toml, csv=csv)
+
+
 def _edit_row(csv, e, col, value):
     lines = csv.splitlines()
     head = lines[0].split(",")
