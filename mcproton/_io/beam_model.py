@@ -100,6 +100,10 @@ PPMU_MIN, PPMU_MAX = 1e5, 1e9
 #: 10 MeV reproduces a 0.1 MeV table within 0.5 % in spread and sigma; 70 and 240 MeV alone gave a spread 34 % low
 #: at 115 MeV)
 SPARSE_GAP_MEV = 25.0
+#: protons_per_mu given as one number for a model spanning more than this (MeV): warned.  A monitor chamber's MU
+#: scales with the stopping power in air, so protons/MU rises with the energy (x 2.3 from 70 to 230 MeV in the shipped
+#: models, about E^0.8: +8 % over 10 MeV at 100 MeV); a constant 3.5e6 gave +72 % dose at 70 MeV (audit 15 "bdl" F4)
+PPMU_CONSTANT_SPAN_MEV = 10.0
 
 
 @dataclass(frozen=True)
@@ -692,6 +696,13 @@ def _load_toml(path: Path) -> BeamModel:
     elif unit not in (None, "MeV"):
         raise BeamModelError(f"{path}: energy_spread_unit must be 'MeV' or 'percent_of_nominal'; got {unit!r}"
                              f"{did_you_mean(str(unit), SPREAD_UNITS)}")
+    ppmu = c["protons_per_mu"]
+    if not isinstance(ppmu, str) and np.ptp(e_nom) > PPMU_CONSTANT_SPAN_MEV:
+        warn(f"{path}: [columns] protons_per_mu = {ppmu!r} is one number for {e_nom.min():g}-{e_nom.max():g} MeV, "
+             "but protons per MU rise with the energy (a monitor chamber's MU scales with the stopping power in air: "
+             f"x 2.3 from 70 to 230 MeV in the shipped models), so the dose per MU is wrong at most energies; give "
+             "the measured column (docs/beam_model.md \"Commissioning\", item 5).  Plans in protons "
+             "(PrimaryDosimeterUnit NP) do not use it", McprotonWarning)
     arr = {k: np.stack([col(cp[k], f"[[component]] {i}.{k}") for i, cp in enumerate(comps, 1)], axis=1)
            for k in COMPONENT_KEYS}
     rs = {}

@@ -334,6 +334,18 @@ def test_semicolon_csv_named(tmp_path):
         _model(tmp_path, csv=GOOD_CSV.replace("70,70.3,", "70,x,"))
 
 
+def test_one_number_protons_per_mu_over_an_energy_range_warned(tmp_path):
+    """protons/MU rises with the energy: one number for 70-240 MeV is a placeholder (3.5e6 gave +72 % dose at 70
+    MeV); before, accepted without a word.  One energy, or a span of 10 MeV or less, is not warned about."""
+    toml = GOOD_TOML.replace('protons_per_mu="ppmu"', "protons_per_mu=3.5e6")
+    said, m = _said(lambda: _model(tmp_path, toml=toml))
+    assert len(said) == 1 and "protons_per_mu = 3500000.0 is one number for 70-240 MeV" in said[0]
+    assert "PrimaryDosimeterUnit NP" in said[0] and m.protons_per_mu_at(70) == 3.5e6
+    narrow = "\n".join(GOOD_CSV.splitlines()[:3]) + "\n"    # 70 and 80 MeV
+    said, _ = _said(lambda: _model(tmp_path, toml=toml, csv=narrow))
+    assert said == []
+
+
 def test_tab_separated_csv_named(tmp_path):
     """Before: "column 'E' ... is not in ...; its columns: E<TAB>Em<TAB>...", naming the wanted name among them."""
     with pytest.raises(BeamModelError, match=r"t.csv: the columns are separated by tabs \(line 1\); the delimiter "
