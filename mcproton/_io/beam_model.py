@@ -37,7 +37,9 @@ File formats (docs/beam_model.md describes both, key by key, with a template and
   Isocenter distance" (= the reference plane), "SMX/SMY to Isocenter distance" (virtual sources), optional
   "Range Shifter parameters" (``RS_ID = ...``, ``RS_material``, ``RS_density``, ``RS_WET``) and "Beam
   parameters" (``N energies``, a header line, N rows; rows after the N-th are ignored with a warning, as MCsquare
-  ignores them).  Its EnergySpread is in percent of the nominal energy and is converted to MeV here.
+  ignores them).  The 18 columns are read by position, as MCsquare and OpenTPS read them, and the header must name
+  them in MCsquare's order (``BDL_COLUMNS``; a single Gaussian: the first 11).  Its EnergySpread is in percent of
+  the nominal energy and is converted to MeV here.
 
 Values that cannot be right (mean energy not increasing with the nominal energy, or more than 10 % from it; an
 isolated jump of protons/MU) are refused; values outside what machines have (spot sigma, energy spread, protons/MU,
@@ -98,6 +100,10 @@ PPMU_MIN, PPMU_MAX = 1e5, 1e9
 #: 10 MeV reproduces a 0.1 MeV table within 0.5 % in spread and sigma; 70 and 240 MeV alone gave a spread 34 % low
 #: at 115 MeV)
 SPARSE_GAP_MEV = 25.0
+#: protons_per_mu given as one number for a model spanning more than this (MeV): warned.  A monitor chamber's MU
+#: scales with the stopping power in air, so protons/MU rises with the energy (x 2.3 from 70 to 230 MeV in the shipped
+#: models, about E^0.8: +8 % over 10 MeV at 100 MeV); a constant 3.5e6 gave +72 % dose at 70 MeV (audit 15 "bdl" F4)
+PPMU_CONSTANT_SPAN_MEV = 10.0
 
 
 @dataclass(frozen=True)
@@ -121,9 +127,28 @@ class BeamModelEntry:
     components: tuple[SpotComponent, ...]
 
 
+#: the columns of an MCsquare BDL's "Beam parameters" table in MCsquare's order.  MCsquare (``read_UPenn_BDL`` in
+#: src/data_beam_model.c) and OpenTPS (``readBDL``: ``BDL_table[:, 11]`` is Weight2) read the values by POSITION and
+#: never look at the header's names, so mcproton does too, and checks the header against this list (without case):
+#: a header that names another order (x and y blocks swapped) or misspells a name is refused, as the file's author
+#: meant something else than what MCsquare reads.  Before, the names were read: a misspelt ``Weigth2`` silently
+#: dropped the halo (+4 % dose in a 4 x 4 cm field, -55 % outside it; audit 15 "bdl" F1).
+BDL_COLUMNS = ("NominalEnergy", "MeanEnergy", "EnergySpread", "ProtonsMU", "Weight1", "SpotSize1x", "Divergence1x",
+               "Correlation1x", "SpotSize1y", "Divergence1y", "Correlation1y", "Weight2", "SpotSize2x",
+               "Divergence2x", "Correlation2x", "SpotSize2y", "Divergence2y", "Correlation2y")
+#: a single-Gaussian table: the first 11 of BDL_COLUMNS (mcproton reads it; MCsquare needs all 18, with Weight2 = 0)
+BDL_SINGLE_GAUSSIAN_COLUMNS = 11
+#: the keys of a BDL's "Range Shifter parameters" block (MCsquare stops reading the block at any other key)
+BDL_RS_KEYS = ("RS_ID", "RS_type", "RS_material", "RS_density", "RS_WET")
+
 #: energy (MeV) at which a range shifter's WET is converted into a physical thickness (the stopping-power ratio
 #: of plastics to water changes by < 0.5 % between 70 and 230 MeV: Bethe, mcproton/_physics/stopping.py)
 RS_SPR_ENERGY_MEV = 100.0
+#: a range shifter given both ``physical_thickness_mm`` and ``wet_mm`` whose thickness x stopping-power ratio differs
+#: from the WET by more than this (mm) is refused: the slab transported has the thickness, so the WET declared (and
+#: compared with the plan's) would not be the one transported (40 mm of polycarbonate declared as 34.3 mm WET pulled
+#: the range back by 11.7 mm more, audit 15 "bdl" F2).  1 mm: the plan-vs-model WET tolerance (rtplan.py)
+RS_WET_TOL_MM = 1.0
 
 
 @dataclass(frozen=True)
@@ -163,6 +188,17 @@ class RangeShifter:
                 get_material(self.material)
             except UnknownMaterialError as exc:
                 raise BeamModelError(f"range shifter {self.id!r}: {exc}") from None
+            if self.physical_thickness_mm is not None:
+                spr = self.stopping_power_ratio()
+                wet = float(self.physical_thickness_mm) * spr
+                if abs(wet - float(self.wet_mm)) > RS_WET_TOL_MM:
+                    raise BeamModelError(
+                        f"range shifter {self.id!r}: physical_thickness_mm = {self.physical_thickness_mm:g} mm of "
+                        f"{self.material} at {self.density:g} g/cm3 (stopping-power ratio to water {spr:.3f} at "
+                        f"{RS_SPR_ENERGY_MEV:g} MeV) is {wet:.1f} mm WET, but wet_mm = {self.wet_mm:g} mm (more than "
+                        f"{RS_WET_TOL_MM:g} mm apart): the slab transported has the thickness, so its WET would not be "
+                        "the one declared and compared with the plan's; correct the thickness, material or density, "
+                        "or leave physical_thickness_mm out (the thickness then follows from the WET)")
 
     @property
     def density(self) -> float:
@@ -180,6 +216,11 @@ class RangeShifter:
         if self.physical_thickness_mm:
             return float(self.physical_thickness_mm)
         return float(self.wet_mm) / self.stopping_power_ratio(water_model)
+
+    def transported_wet_mm(self, water_model: str = "icru90") -> float:
+        """The WET (mm) of the slab transported: thickness x stopping-power ratio (``wet_mm`` within RS_WET_TOL_MM
+        when ``physical_thickness_mm`` is given; ``wet_mm`` itself otherwise)."""
+        return self.thickness_mm(water_model) * self.stopping_power_ratio(water_model)
 
 
 def shifter_stopping_power_ratio(material: object, density_g_cm3: float, water_model: str = "icru90") -> float:
@@ -655,6 +696,13 @@ def _load_toml(path: Path) -> BeamModel:
     elif unit not in (None, "MeV"):
         raise BeamModelError(f"{path}: energy_spread_unit must be 'MeV' or 'percent_of_nominal'; got {unit!r}"
                              f"{did_you_mean(str(unit), SPREAD_UNITS)}")
+    ppmu = c["protons_per_mu"]
+    if not isinstance(ppmu, str) and np.ptp(e_nom) > PPMU_CONSTANT_SPAN_MEV:
+        warn(f"{path}: [columns] protons_per_mu = {ppmu!r} is one number for {e_nom.min():g}-{e_nom.max():g} MeV, "
+             "but protons per MU rise with the energy (a monitor chamber's MU scales with the stopping power in air: "
+             f"x 2.3 from 70 to 230 MeV in the shipped models), so the dose per MU is wrong at most energies; give "
+             "the measured column (docs/beam_model.md \"Commissioning\", item 5).  Plans in protons "
+             "(PrimaryDosimeterUnit NP) do not use it", McprotonWarning)
     arr = {k: np.stack([col(cp[k], f"[[component]] {i}.{k}") for i, cp in enumerate(comps, 1)], axis=1)
            for k in COMPONENT_KEYS}
     rs = {}
@@ -728,7 +776,9 @@ def parse_bdl(text: str, *, name: str = "bdl", source: str = "", sha256: str = "
 
     "Beam parameters" announces N energies: as MCsquare (``read_UPenn_BDL`` reads N rows and skips the rest of the
     file), the N rows after the header are the model; more rows are ignored with a warning naming them (OpenTPS's
-    Python reader, ``readBDL``, reads every row instead, so the two disagree about such a file); fewer are refused."""
+    Python reader, ``readBDL``, reads every row instead, so the two disagree about such a file); fewer are refused.
+    The columns are read by position and the header checked against MCsquare's (:func:`_bdl_table`).  MCsquare
+    skips exactly two lines after "N energies" (a blank line and the header): another layout is warned about."""
     lines = [ln.split("#", 1)[0].rstrip() if not ln.lstrip().startswith("--") else "" for ln in text.splitlines()]
     n = len(lines)
     values: dict[str, float] = {}
@@ -761,6 +811,10 @@ def parse_bdl(text: str, *, name: str = "bdl", source: str = "", sha256: str = "
                     if k == "RS_ID" or not rs_list:
                         rs_list.append({})
                     rs_list[-1][k] = v
+                    if k not in BDL_RS_KEYS:   # MCsquare stops reading the block here: its later keys are lost
+                        warn(f"{source or name}: unknown key {k!r} in 'Range Shifter parameters'"
+                             f"{did_you_mean(k, BDL_RS_KEYS)}; it is ignored, and MCsquare stops reading the "
+                             f"range shifter at it; the keys are {', '.join(BDL_RS_KEYS)}", McprotonWarning)
                 i += 1
             continue
         elif low == "beam parameters":
@@ -773,10 +827,22 @@ def parse_bdl(text: str, *, name: str = "bdl", source: str = "", sha256: str = "
                 raise BeamModelError(f"{source or name}: expected 'N energies' after 'Beam parameters'") from None
             if n_e <= 0 or n_e > 100000:
                 raise BeamModelError(f"{source or name}: absurd number of energies {n_e}")
+            j_count = j
             j += 1
             while j < n and not lines[j].strip():
                 j += 1
             table_header = lines[j].split() if j < n else []
+            # MCsquare skips exactly two lines after "N energies" (meant for a blank line and the header) and then
+            # reads N lines: with another number of lines before the header it reads other rows than these
+            mcsquare_rows = j == j_count + 2
+            if not mcsquare_rows:
+                between = (f"the header of 'Beam parameters' follows {lines[j_count].strip()!r} directly"
+                           if j == j_count + 1 else f"{j - j_count - 1} lines lie between {lines[j_count].strip()!r} "
+                           "and the header of 'Beam parameters'")
+                warn(f"{source or name}: {between}; MCsquare skips exactly two lines after 'N energies' (one blank "
+                     "line and the header) and then reads N lines, so it would read this table from another line than "
+                     "mcproton, which reads the N rows after the header: write exactly one blank line between "
+                     "'N energies' and the header", McprotonWarning)
             j += 1
             while j < n and len(table_rows) < n_e:
                 if lines[j].strip():
@@ -793,9 +859,9 @@ def parse_bdl(text: str, *, name: str = "bdl", source: str = "", sha256: str = "
             if extra:
                 n_all = n_e + len(extra)
                 warn(f"{source or name}: 'Beam parameters' announces {n_e} energies but {n_all} rows follow; the "
-                     f"{len(extra)} row(s) after the {n_e}th (nominal energies {', '.join(extra)} MeV) are IGNORED, as "
-                     "MCsquare ignores them (OpenTPS's own reader takes them): if they belong to the model, write "
-                     f"{n_all} energies", McprotonWarning)
+                     f"{len(extra)} row(s) after the {n_e}th (nominal energies {', '.join(extra)} MeV) are IGNORED"
+                     + (", as MCsquare ignores them" if mcsquare_rows else "") + " (OpenTPS's own reader takes "
+                     f"them): if they belong to the model, write {n_all} energies", McprotonWarning)
             i = j
             continue
         i += 1
@@ -804,32 +870,25 @@ def parse_bdl(text: str, *, name: str = "bdl", source: str = "", sha256: str = "
             raise BeamModelError(f"{source or name}: missing section {k!r}; not an MCsquare BDL file?")
     if table_header is None:
         raise BeamModelError(f"{source or name}: missing 'Beam parameters' table")
-    need = ["NominalEnergy", "MeanEnergy", "EnergySpread", "ProtonsMU", "SpotSize1x", "Divergence1x",
-            "Correlation1x", "SpotSize1y", "Divergence1y", "Correlation1y"]
-    miss = [c for c in need if c not in table_header]
-    if miss:
-        raise BeamModelError(f"{source or name}: beam-parameter header lacks columns {miss}")
-    try:
-        tab = np.array([[float(x) for x in r] for r in table_rows])
-    except ValueError as exc:
-        raise BeamModelError(f"{source or name}: non-numeric beam-parameter value ({exc})") from exc
-    if tab.ndim != 2 or tab.shape[1] != len(table_header):
-        raise BeamModelError(f"{source or name}: beam-parameter rows must have {len(table_header)} columns")
-    colv = {h: tab[:, k] for k, h in enumerate(table_header)}
-    two = all(f"{c}2{a}" in colv for c in ("SpotSize", "Divergence", "Correlation") for a in "xy") and "Weight2" in colv
-    ncomp = 2 if two else 1
-    w1 = colv.get("Weight1", np.ones(len(tab)))
+    tab, ncomp = _bdl_table(table_header, table_rows, source or name)
+    colv = {h: tab[:, k] for k, h in enumerate(BDL_COLUMNS[:tab.shape[1]])}
 
     def stack(base, axis):
         return np.stack([colv[f"{base}{k + 1}{axis}"] for k in range(ncomp)], axis=1)
 
-    weights = np.stack([w1, colv["Weight2"]], axis=1) if two else w1[:, None]
+    weights = np.stack([colv[f"Weight{k + 1}"] for k in range(ncomp)], axis=1)
     e_nom = colv["NominalEnergy"]
     rs = {}
     for r in rs_list:
         if "RS_ID" not in r or "RS_WET" not in r:
             raise BeamModelError(f"{source or name}: range shifter entries need RS_ID and RS_WET; got {r}")
         mat = _bdl_rs_material(r.get("RS_material", ""))
+        if not mat:   # loads (a plan that puts it IN is refused, naming it); say so before any plan
+            given = (f"RS_material = {r['RS_material']!r} is not a material mcproton has" if "RS_material" in r
+                     else "it has no RS_material")
+            warn(f"{source or name}: range shifter {r['RS_ID']!r}: {given} (mcproton's names: mcproton.materials; "
+                 "MCsquare's numbers 64 = PMMA, 66 = Lexan); a plan that puts it IN is refused: give a material "
+                 "mcproton has, e.g. RS_material = PMMA", McprotonWarning)
         try:
             rs[r["RS_ID"]] = RangeShifter(r["RS_ID"], float(r["RS_WET"]), mat,
                                           None, float(r["RS_density"]) if "RS_density" in r else None)
@@ -847,6 +906,60 @@ def parse_bdl(text: str, *, name: str = "bdl", source: str = "", sha256: str = "
                      (values["smx to isocenter distance"], values["smy to isocenter distance"]), rs,
                      source or "MCsquare BDL", path=source, sha256=sha256, columns=cols,
                      row_names=tuple(f"row {k + 1} of 'Beam parameters'" for k in range(len(tab))))
+
+
+def _bdl_table(header: list[str], rows: list[list[str]], where: str) -> tuple[np.ndarray, int]:
+    """The values of a BDL's "Beam parameters" table read by position, as MCsquare and OpenTPS read them (the first
+    18 columns of each row, in the order of BDL_COLUMNS; a single Gaussian: the first 11), and the number of
+    Gaussian components (2 or 1).  The header must name these columns in this order (compared without case): a name
+    that differs, is missing or is repeated is refused, naming the column, since the file then means something
+    else than what MCsquare reads.  Columns after the 18th are ignored with a warning, as MCsquare ignores them."""
+    widths = {len(r) for r in rows}
+    if len(widths) != 1:
+        k = next(k for k, r in enumerate(rows) if len(r) != len(rows[0]))
+        raise BeamModelError(f"{where}: row {k + 1} of 'Beam parameters' has {len(rows[k])} values, row 1 has "
+                             f"{len(rows[0])}; every row must have the same columns (MCsquare's "
+                             f"{len(BDL_COLUMNS)}: {' '.join(BDL_COLUMNS)})")
+    width = widths.pop()
+    if width != len(header):
+        raise BeamModelError(f"{where}: the header of 'Beam parameters' names {len(header)} columns but its rows "
+                             f"have {width} values; the header and every row must have MCsquare's "
+                             f"{len(BDL_COLUMNS)} columns: {' '.join(BDL_COLUMNS)}")
+    if width >= len(BDL_COLUMNS):
+        used, ncomp = len(BDL_COLUMNS), 2
+    elif width == BDL_SINGLE_GAUSSIAN_COLUMNS:
+        used, ncomp = BDL_SINGLE_GAUSSIAN_COLUMNS, 1
+    else:
+        raise BeamModelError(f"{where}: the rows of 'Beam parameters' have {width} values; MCsquare reads "
+                             f"{len(BDL_COLUMNS)} by position ({' '.join(BDL_COLUMNS)}), and mcproton also reads a "
+                             f"single Gaussian as the first {BDL_SINGLE_GAUSSIAN_COLUMNS} of them (up to "
+                             f"Correlation1y, with Weight1); give the columns in this order")
+    seen: dict[str, int] = {}
+    for k, h in enumerate(header):
+        if h.lower() in seen:
+            raise BeamModelError(f"{where}: the header of 'Beam parameters' names {h!r} twice (columns "
+                                 f"{seen[h.lower()] + 1} and {k + 1}); MCsquare reads the columns by position, in "
+                                 f"the order {' '.join(BDL_COLUMNS[:used])}: correct the header (and check that the "
+                                 "values are in that order)")
+        seen[h.lower()] = k
+    lower = [c.lower() for c in BDL_COLUMNS]
+    for k in range(used):
+        if header[k].lower() != lower[k]:
+            other = (f" (MCsquare's column {lower.index(header[k].lower()) + 1})" if header[k].lower() in lower
+                     else did_you_mean(header[k], BDL_COLUMNS[k:k + 1]))
+            raise BeamModelError(
+                f"{where}: column {k + 1} of the 'Beam parameters' header is {header[k]!r}{other}, where MCsquare's "
+                f"BDL has {BDL_COLUMNS[k]!r}.  MCsquare and OpenTPS read the columns by position, not by name, so "
+                f"they read column {k + 1} as {BDL_COLUMNS[k]}: give the header and the values in MCsquare's order "
+                f"({' '.join(BDL_COLUMNS[:used])}); if only the name is misspelt, correct it")
+    if width > used:
+        warn(f"{where}: the column(s) of 'Beam parameters' after the {used}th ({', '.join(header[used:])}) are "
+             "IGNORED, as MCsquare ignores them", McprotonWarning)
+    try:
+        tab = np.array([[float(x) for x in r[:used]] for r in rows])
+    except ValueError as exc:
+        raise BeamModelError(f"{where}: non-numeric beam-parameter value ({exc})") from exc
+    return tab, ncomp
 
 
 def _is_number(token: str) -> bool:

@@ -949,6 +949,8 @@ class _LayerShifter:
     density_g_cm3: float
     thickness_mm: float
     isocenter_distance_mm: float
+    #: the WET of the slab transported (thickness x stopping-power ratio; ``wet_mm`` for "energy_only")
+    transported_wet_mm: float = 0.0
 
 
 def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) -> _LayerShifter | None:
@@ -985,7 +987,7 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) ->
                  f"its water-equivalent thickness; add [[range_shifter]] id = {rs['id']!r} with wet_mm and material "
                  f"to the beam model {beam_model.name!r}")
     if rs_model == "energy_only":
-        return _LayerShifter(rs["id"], float(wet), "", 0.0, 0.0, 0.0)
+        return _LayerShifter(rs["id"], float(wet), "", 0.0, 0.0, 0.0, float(wet))
     if model is None or not model.material:
         what = "is not in" if model is None else "has no material in"
         raise _e(f"beam {b.number}: range shifter {rs['id']!r} {what} the beam model {beam_model.name!r}, so it "
@@ -1001,7 +1003,8 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) ->
                  f"isocenter_distance_mm (isocentre to its downstream face) to its [[range_shifter]] in the beam model")
     if not dist >= 0:
         raise _e(f"{where}: IsocenterToRangeShifterDistance {dist} mm must be >= 0")
-    return _LayerShifter(rs["id"], float(wet), model.material, model.density, model.thickness_mm(), float(dist))
+    return _LayerShifter(rs["id"], float(wet), model.material, model.density, model.thickness_mm(), float(dist),
+                         model.transported_wet_mm())
 
 
 def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | None = None,
@@ -1102,7 +1105,8 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
                 in_air.append(layer)
             else:
                 shifters_used.setdefault(sh.id, {k: getattr(sh, k) for k in (
-                    "wet_mm", "material", "density_g_cm3", "thickness_mm", "isocenter_distance_mm")})
+                    "wet_mm", "transported_wet_mm", "material", "density_g_cm3", "thickness_mm",
+                    "isocenter_distance_mm")})
             if b.primary_dosimeter_unit == "NP":
                 protons = layer.spot_mu.copy()
             else:

@@ -68,23 +68,109 @@ def test_bdl_parser_matches_csv(tmp_path):
         m.range_shifter("RS_X")
 
 
+_SINGLE_GAUSSIAN_BDL = (
+    "--UPenn beam model (double gaussian)--\n\nNozzle exit to Isocenter distance\n400.0\n\n"
+    "SMX to Isocenter distance\n2000.0\n\nSMY to Isocenter distance\n2500.0\n\nBeam parameters\n2 energies\n\n"
+    "NominalEnergy MeanEnergy EnergySpread ProtonsMU Weight1 SpotSize1x Divergence1x Correlation1x SpotSize1y "
+    "Divergence1y Correlation1y\n100 100.5 1.0 1e6 1 4 0.003 0.5 3 0.004 0.6\n"
+    "200 200.5 0.5 2e6 1 3 0.002 0.3 2 0.003 0.4\n")
+
+
 def test_single_gaussian_bdl():
-    text = ("--UPenn beam model (double gaussian)--\n\nNozzle exit to Isocenter distance\n400.0\n\n"
-            "SMX to Isocenter distance\n2000.0\n\nSMY to Isocenter distance\n2500.0\n\nBeam parameters\n2 energies\n\n"
-            "NominalEnergy MeanEnergy EnergySpread ProtonsMU SpotSize1x Divergence1x Correlation1x SpotSize1y "
-            "Divergence1y Correlation1y\n100 100.5 1.0 1e6 4 0.003 0.5 3 0.004 0.6\n"
-            "200 200.5 0.5 2e6 3 0.002 0.3 2 0.003 0.4\n")
-    m = parse_bdl(text)
+    """The first 11 of MCsquare's 18 columns (up to Correlation1y) are a single Gaussian."""
+    m = parse_bdl(_SINGLE_GAUSSIAN_BDL)
     e = m.at(150)
     assert e.energy_spread_mev == pytest.approx(0.5 * (1.0 + 1.0))  # 1 % of 100 and 0.5 % of 200
     assert e.protons_per_mu == pytest.approx(1.5e6) and len(e.components) == 1
+    assert e.components[0].sigma_mm == pytest.approx((3.5, 2.5))
+
+
+def test_single_gaussian_bdl_without_weight1_refused():
+    """Without Weight1 the values are not where MCsquare reads them (its 5th column is Weight1): refused, naming it;
+    before, read by the header's names."""
+    text = _SINGLE_GAUSSIAN_BDL.replace(" Weight1", "").replace(" 1e6 1 ", " 1e6 ").replace(" 2e6 1 ", " 2e6 ")
+    with pytest.raises(BeamModelError, match=r"have 10 values; MCsquare reads 18 by position"):
+        parse_bdl(text)
+
+
+_STD_HEADER = ("NominalEnergy MeanEnergy EnergySpread ProtonsMU Weight1 SpotSize1x Divergence1x Correlation1x "
+               "SpotSize1y Divergence1y Correlation1y Weight2 SpotSize2x Divergence2x Correlation2x SpotSize2y "
+               "Divergence2y Correlation2y").split()
+
+
+def _with_header(names):
+    """The test BDL with its 'Beam parameters' header replaced by ``names`` (the values unchanged)."""
+    lines = bdl_text_from_csv(MCSQ_CSV).splitlines()
+    k = next(i for i, ln in enumerate(lines) if ln.startswith("NominalEnergy"))
+    lines[k] = " \t ".join(names)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("names, match", [
+    # a misspelt halo weight: before, the halo was dropped without a word (+4 % in a 4 x 4 cm field, -55 % outside)
+    ([n if n != "Weight2" else "Weigth2" for n in _STD_HEADER],
+     r"column 12 of the 'Beam parameters' header is 'Weigth2' \(did you mean 'Weight2'\?\), where MCsquare's BDL "
+     r"has 'Weight2'.*by position"),
+    # a misspelt core weight: before, replaced by 1.0 without a word
+    ([n if n != "Weight1" else "Weigth1" for n in _STD_HEADER], "column 5 .* 'Weigth1'"),
+    # the x and y blocks named the other way round: before, the spot's axes were swapped without a word
+    (_STD_HEADER[:5] + _STD_HEADER[8:11] + _STD_HEADER[5:8] + _STD_HEADER[11:],
+     r"column 6 of the 'Beam parameters' header is 'SpotSize1y' \(MCsquare's column 9\), where MCsquare's BDL has "
+     r"'SpotSize1x'"),
+    ([n.rstrip("12") if n.startswith("Weight") else n for n in _STD_HEADER],
+     r"names 'Weight' twice \(columns 5 and 12\)"),
+    (_STD_HEADER[:-1], "names 17 columns but its rows have 18 values"),
+])
+def test_bdl_header_checked_against_mcsquare_columns(names, match):
+    with pytest.raises(BeamModelError, match=match):
+        parse_bdl(_with_header(names))
+
+
+def test_bdl_columns_read_by_position_header_case_ignored():
+    """MCsquare and OpenTPS read the columns by position: a lower-case header reads the same model (before: the
+    lower-case second component was dropped without a word); a column after the 18th is ignored with a warning."""
+    ref = parse_bdl(_with_header(_STD_HEADER))
+    low = parse_bdl(_with_header([n.lower() for n in _STD_HEADER]))
+    assert low.comp_weight.shape[1] == 2
+    for k in ("comp_weight", "comp_sigma_x_mm", "comp_sigma_y_mm", "comp_div_y_rad", "comp_corr_y"):
+        np.testing.assert_array_equal(getattr(low, k), getattr(ref, k))
+    lines = _with_header(_STD_HEADER + ["Foo"]).splitlines()
+    k = next(i for i, ln in enumerate(lines) if ln.startswith("NominalEnergy"))
+    lines[k + 1:] = [ln + "\t7.0" for ln in lines[k + 1:]]
+    said, m = _said(lambda: parse_bdl("\n".join(lines) + "\n"))
+    assert len(said) == 1 and "after the 18th (Foo) are IGNORED" in said[0]
+    np.testing.assert_array_equal(m.comp_sigma_y_mm, ref.comp_sigma_y_mm)
+
+
+def test_bdl_without_the_blank_line_mcsquare_skips_warned():
+    """MCsquare skips exactly two lines after "N energies" (the blank line and the header): without the blank line it
+    reads other rows, so a warning says so, and the warning about rows beyond N no longer claims MCsquare's reading."""
+    text = bdl_text_from_csv(MCSQ_CSV)
+    head = text.split("energies\n")[0] + "energies\n"
+    assert text.startswith(head + "\nNominalEnergy")
+    said, m = _said(lambda: parse_bdl(head + text[len(head) + 1:]))
+    assert len(said) == 1 and "follows" in said[0] and "MCsquare skips exactly two lines" in said[0]
+    assert m.energy_range_mev == parse_bdl(text).energy_range_mev
+
+
+def test_bdl_range_shifter_unknown_key_or_material_warned():
+    """A misspelt range-shifter key, or a material mcproton does not have, loads (a plan that puts the shifter IN is
+    refused) but is warned about when the model is read; before, silently."""
+    text = bdl_text_from_csv(MCSQ_CSV)
+    said, m = _said(lambda: parse_bdl(text.replace("RS_density", "RS_densty")))
+    assert len(said) == 1 and "unknown key 'RS_densty'" in said[0] and "did you mean 'RS_density'" in said[0]
+    assert m.range_shifter("Range_shifter_1").density_g_cm3 is None
+    said, _ = _said(lambda: parse_bdl(text.replace("RS_material = 64", "RS_material = 67")))
+    assert len(said) == 1 and "RS_material = '67' is not a material mcproton has" in said[0]
+    said, _ = _said(lambda: parse_bdl(text))
+    assert said == []
 
 
 @pytest.mark.parametrize("mutate,match", [
     (lambda t: t.replace("SMX to Isocenter distance\n2234.8", "SMX to Isocenter distance\nabc"), "not a number"),
     (lambda t: t.replace("Nozzle exit to Isocenter distance", "Nozzle exit"), "missing section"),
     (lambda t: "\n".join(t.splitlines()[:-5]), "truncated"),
-    (lambda t: t.replace("SpotSize1x", "Bogus"), "lacks columns"),
+    (lambda t: t.replace("SpotSize1x", "Bogus"), "column 6 .* is 'Bogus'"),
     (lambda t: t.replace("\t0.948\t", "\tnan\t", 1), "NaN"),
 ])
 def test_bad_bdl(tmp_path, mutate, match):
@@ -122,6 +208,10 @@ _TOML_HEAD = ('name="t"\ntable="t.csv"\nplane_upstream_of_isocentre_mm=400.0\nen
     ('material="PMMA"\nwet_mm=40.0\ndensity_g_cm3=0\n', "density_g_cm3 = 0 must be a positive number"),
     ('material="unobtainium"\nwet_mm=40.0\n', "unknown material 'unobtainium'"),
     ('material="PMMA"\nwet_mm=40.0\nposition_mm=3\n', r"unknown key 'position_mm' in \[\[range_shifter\]\]"),
+    # a nominal thickness that is not the WET's: before, 40 mm were transported (R80 pulled back 11.7 mm more) and
+    # the provenance and the plan-vs-model check said 34.3 mm
+    ('material="polycarbonate"\ndensity_g_cm3=1.2\nwet_mm=34.3\nphysical_thickness_mm=40.0\n',
+     r"physical_thickness_mm = 40 mm of polycarbonate at 1.2 g/cm3 .* is 4[56]\.\d mm WET, but wet_mm = 34.3 mm"),
 ])
 def test_toml_range_shifter_refused(tmp_path, rs, match):
     (tmp_path / "t.csv").write_text("E,Em,dE,ppmu,sx,sy,dx,dy,cx,cy\n100,100,1,1e6,5,5,0.003,0.003,0,0\n")
@@ -138,6 +228,16 @@ def test_toml_range_shifter_thickness_from_wet(tmp_path):
     assert rs.density == pytest.approx(1.2) and rs.isocenter_distance_mm == 300
     # NIST polycarbonate: linear stopping-power ratio to water ~1.15 at 100 MeV (PSTAR-type Bethe scaling)
     assert rs.thickness_mm() == pytest.approx(57.0 / 1.149, rel=0.005)
+
+
+def test_toml_range_shifter_thickness_consistent_with_wet_accepted(tmp_path):
+    """A thickness within 1 mm WET of wet_mm is taken (the slab transported), and what it carries is recorded."""
+    (tmp_path / "t.csv").write_text("E,Em,dE,ppmu,sx,sy,dx,dy,cx,cy\n100,100,1,1e6,5,5,0.003,0.003,0,0\n")
+    (tmp_path / "m.toml").write_text(_TOML_HEAD + 'material="lexan"\nwet_mm=57.0\nphysical_thickness_mm=50.0\n')
+    rs = load_beam_model(tmp_path / "m.toml").range_shifter("RS40")
+    assert rs.thickness_mm() == 50.0
+    assert rs.transported_wet_mm() == pytest.approx(50.0 * 1.149, rel=0.005)   # 57.4 mm, not 57.0
+    assert rs.transported_wet_mm() != pytest.approx(57.0, abs=0.1)
 
 
 @pytest.mark.parametrize("wet", ["-40.0", "0"])
@@ -232,6 +332,35 @@ def test_semicolon_csv_named(tmp_path):
         _model(tmp_path, csv=GOOD_CSV.replace("80,80.3,", "80,80,3,"))
     with pytest.raises(BeamModelError, match=r"t.csv: line 2, column 'Em' \(mean_energy\): 'x' is not a number"):
         _model(tmp_path, csv=GOOD_CSV.replace("70,70.3,", "70,x,"))
+
+
+def test_one_number_protons_per_mu_over_an_energy_range_warned(tmp_path):
+    """protons/MU rises with the energy: one number for 70-240 MeV is a placeholder (3.5e6 gave +72 % dose at 70
+    MeV); before, accepted without a word.  One energy, or a span of 10 MeV or less, is not warned about."""
+    toml = GOOD_TOML.replace('protons_per_mu="ppmu"', "protons_per_mu=3.5e6")
+    said, m = _said(lambda: _model(tmp_path, toml=toml))
+    assert len(said) == 1 and "protons_per_mu = 3500000.0 is one number for 70-240 MeV" in said[0]
+    assert "PrimaryDosimeterUnit NP" in said[0] and m.protons_per_mu_at(70) == 3.5e6
+    narrow = "\n".join(GOOD_CSV.splitlines()[:3]) + "\n"    # 70 and 80 MeV
+    said, _ = _said(lambda: _model(tmp_path, toml=toml, csv=narrow))
+    assert said == []
+
+
+def test_tab_separated_csv_named(tmp_path):
+    """Before: "column 'E' ... is not in ...; its columns: E<TAB>Em<TAB>...", naming the wanted name among them."""
+    with pytest.raises(BeamModelError, match=r"t.csv: the columns are separated by tabs \(line 1\); the delimiter "
+                                             r"must be ','"):
+        _model(tmp_path, csv=GOOD_CSV.replace(",", "\t"))
+
+
+def test_repeated_csv_column_name_refused(tmp_path):
+    """x and y sigma both named 'sigma_mm' (and the TOML naming it for both axes): before, the last column won, x
+    read y's values without a word (FWHM at the isocentre 8.6 instead of 9.7 mm)."""
+    csv = GOOD_CSV.replace("sx,sy", "s,s", 1)
+    toml = GOOD_TOML.replace('sigma_x="sx"', 'sigma_x="s"').replace('sigma_y="sy"', 'sigma_y="s"')
+    assert toml != GOOD_TOML and csv != GOOD_CSV
+    with pytest.raises(BeamModelError, match=r"t.csv: the header \(line 1\) names 's' twice \(columns 5 and 6\)"):
+        _model(tmp_path, toml=toml, csv=csv)
 
 
 def _edit_row(csv, e, col, value):

@@ -252,6 +252,20 @@ def test_the_plans_shifter_position_wins_over_the_beam_models(tmp_path):
     assert beam.meta["range_shifters"]["RS_40"]["isocenter_distance_mm"] == 300.0
 
 
+def test_the_wet_transported_is_recorded(tmp_path):
+    """The provenance records the WET of the slab transported (thickness x stopping-power ratio) beside the model's
+    wet_mm: with physical_thickness_mm the two may differ (by at most 1 mm; more is refused when the model is read)."""
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)], "rs_id": "RS_40",
+                     "rs_wet": 40.0}])
+    (beam,) = plan_to_beams(load_rtplan(ds), _model_with_shifter(tmp_path))
+    rec = beam.meta["range_shifters"]["RS_40"]
+    assert rec["wet_mm"] == 40.0 and rec["transported_wet_mm"] == pytest.approx(40.0, abs=1e-9)
+    (beam,) = plan_to_beams(load_rtplan(ds), _model_with_shifter(tmp_path, "physical_thickness_mm = 34.2\n"))
+    rec = beam.meta["range_shifters"]["RS_40"]
+    assert rec["thickness_mm"] == 34.2 and rec["wet_mm"] == 40.0
+    assert rec["transported_wet_mm"] == pytest.approx(34.2 * 1.163, abs=0.3) and rec["transported_wet_mm"] != 40.0
+
+
 @pytest.mark.parametrize("wet", [40.0, 0.0])
 @pytest.mark.parametrize("setting", ["out", "Out", "OUT"])
 def test_a_range_shifter_set_out_in_any_case_is_out(tmp_path, setting, wet):

@@ -190,8 +190,30 @@ def test_check_config_shows_the_beam_model_and_what_it_gives_each_layer(tmp_path
     assert beam["layers"] == 13 and "E_nom" in table[0] and "protons/MU" in table[0]
     first = table[1].split()
     assert first[0] == "81.70" and float(first[1]) == pytest.approx(81.857, abs=1e-3)   # mean energy of v5
-    assert 4 < float(first[3]) < 7 and 2e6 < float(first[5]) < 3e6            # sigma at iso (mm), protons/MU
+    assert 4 < float(first[3]) < 7 and 2e6 < float(first[7]) < 3e6            # sigma at iso (mm), protons/MU
+    assert float(first[5]) == pytest.approx(2.3548 * float(first[3]), abs=0.02)   # one Gaussian: FWHM = 2.355 sigma
     assert [r.split()[0] for r in table[-2:]] == ["min", "max"] and "more layers" in table[4]
+
+
+def test_check_config_layer_table_gives_the_core_sigma_and_the_fwhm_of_a_double_gaussian():
+    """A double Gaussian (MCsquare's IBA nozzle, a 5.2 % halo of 41 mm at 100 MeV): the table gives the core's sigma
+    at the isocentre (3.985 mm, 6.356 mrad, rho 0.0728, 410 mm: 4.92 mm) and the whole spot's FWHM, labelled; before,
+    "sx_iso" was the rms of core and halo, 10.50 mm, twice the spot a physicist compares it with."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from mcproton._io.beam_model import load_beam_model
+    from mcproton.cli import _layer_table
+
+    m = load_beam_model("mcsquare_upenn_iba_dn")
+    beam = SimpleNamespace(meta={"beam_model": {"name": "m"}, "nominal_energies_mev": [100.0]})
+    table = _layer_table({"m": ({}, m)}, beam)["layer_table"]
+    assert table[0].split()[3:7] == ["sx_core", "sy_core", "fwhm_x", "fwhm_y"] and "heaviest" in table[0]
+    row = [float(v) for v in table[1].split()]
+    core_x = np.sqrt(3.985307 ** 2 + 2 * 0.072822 * 3.985307 * 0.006356 * 410 + (0.006356 * 410) ** 2)
+    assert row[3] == pytest.approx(core_x, abs=0.01) and row[3] == pytest.approx(4.92, abs=0.01)
+    assert row[5:7] == pytest.approx(m.spot_fwhm_mm(100.0), abs=0.01)
 
 
 def test_run_records_the_beam_model_file(tmp_path, capsys):
