@@ -79,6 +79,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "dose_voxel_mm": ((list, int, float), "ct: transport/dose voxel [dx, dy, dz] or one number, mm: blocks of "
                                               "whole CT voxels (default: the CT grid)"),
         "age_years": ((int, float), "age of the paediatric phantom in years (default 5)"),
+        "sex": ((str,), 'paediatric: "male" (default) or "female", the body proportions of the reference data'),
+        "region": ((str,), 'paediatric: "neuraxis" (default: head, neck and the whole spine), "head_neck" (to T1) or '
+                           '"head"'),
         "depth_axis": ((str,), 'slab_ct: direction of increasing depth in the patient frame, "+x".."-z" (default '
                                '"+z")'),
         "surface_mm": ((list,), "slab_ct: point [x, y, z] where the central axis enters the first layer (mm; default "
@@ -145,7 +148,7 @@ PHANTOM_KEYS: dict[str, tuple[str, ...]] = {
     "slabs": ("type", "layers", "lateral_size_mm", "voxel_mm"),
     "slab_ct": ("type", "layers", "lateral_size_mm", "voxel_mm", "depth_axis", "surface_mm", "air_mm", "ct_dir"),
     "ct": ("type", "ct_dir", "ct_series", "calibration", "dose_voxel_mm"),
-    "paediatric": ("type", "age_years", "voxel_mm"),
+    "paediatric": ("type", "age_years", "voxel_mm", "sex", "region"),
 }
 
 
@@ -191,8 +194,12 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"[{sec}] must be a table of keys")
         for key, val in body.items():
             if key not in SCHEMA[sec]:
-                raise ConfigError(f"unknown key {sec}.{key}{_suggest(key, list(SCHEMA[sec]))}; valid keys of "
-                                  f"[{sec}]: {', '.join(SCHEMA[sec])}")
+                # [phantom]: the keys of its phantom.type only (the others would be refused next; phantom audit F6.2)
+                valid = list(PHANTOM_KEYS.get(str(body.get("type", "water")), SCHEMA[sec])) if sec == "phantom" \
+                    else list(SCHEMA[sec])
+                of = f'phantom.type = "{body.get("type", "water")}"' if valid != list(SCHEMA[sec]) else f"[{sec}]"
+                raise ConfigError(f"unknown key {sec}.{key}{_suggest(key, valid)}; valid keys of {of}: "
+                                  f"{', '.join(valid)}")
             types, desc = SCHEMA[sec][key]
             if isinstance(val, bool) and bool not in types:
                 raise ConfigError(f"{sec}.{key} = {val!r}: expected {desc}, not true/false")
@@ -650,7 +657,14 @@ def build_geometry(cfg: dict[str, Any]):
             if max(vox) != min(vox):
                 raise ConfigError(f"phantom.voxel_mm = {ph['voxel_mm']} is not isotropic: the paediatric phantom has "
                                   "cubic voxels; give one number, e.g. phantom.voxel_mm = 2.0")
-            return make_head_phantom(float(ph.get("age_years", 5.0)), vox[0])
+            choice = {}
+            for key, default, allowed in (("sex", "male", ("male", "female")),
+                                          ("region", "neuraxis", ("neuraxis", "head_neck", "head"))):
+                choice[key] = ph.get(key, default)
+                if choice[key] not in allowed:
+                    raise ConfigError(f"phantom.{key} = {choice[key]!r} is not one of {', '.join(map(repr, allowed))}"
+                                      f"{_suggest(str(choice[key]), list(allowed))}")
+            return make_head_phantom(float(ph.get("age_years", 5.0)), vox[0], **choice)
     except ConfigError:
         raise
     except (ValueError, KeyError) as exc:

@@ -31,6 +31,11 @@ PRESCRIPTION_GY_RBE = 1.8
 #: after 23.4 Gy(RBE) craniospinal irradiation to 54 Gy(RBE) in all (COG ACNS0331), 30.6 Gy(RBE) = 17 x 1.8
 FRACTIONS_PLANNED = 17
 DEFAULT_PRIMARIES = {"cpu": 2_500_000, "cuda": 20_000_000}
+#: the files the demo writes into --out beside ct/ (summary key, file name): each must be new or one that mcproton
+#: wrote (an earlier demo's), checked before any work (phantoms.dicom_export.check_outputs_replaceable)
+OUTPUT_FILES = (("rtstruct", "rtstruct.dcm"), ("rtplan", "rtplan.dcm"), ("rtdose", "rtdose.dcm"), ("dose", "dose.h5"),
+                ("dose_planes", "dose_planes.png"), ("let_planes", "let_planes.png"), ("dvh", "dvh.png"),
+                ("summary", "summary.json"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,8 +305,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     from .plots import let_colour_top, plane_slices, plot_dose_planes, plot_let_planes
     from .settings import RunSettings
 
-    from .phantoms.dicom_export import check_new_ct_dir
-    from ._io.dicom_common import PHANTOM_STUDY
+    from .phantoms.dicom_export import check_new_ct_dir, check_outputs_replaceable, phantom_study
     from pydicom.uid import generate_uid
 
     # options refused before any work (--primaries 0 ran the default count; the others failed after the plan)
@@ -315,6 +319,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     times: dict[str, float] = {}
     out = Path(out)
     check_new_ct_dir(out / "ct", "the demo's CT folder (in --out)")
+    # a planning system's structure set or plan saved there is not replaced (phantom audit F4): only our own files
+    check_outputs_replaceable(out, [name for _, name in OUTPUT_FILES], "the demo's output folder (--out)")
     out.mkdir(parents=True, exist_ok=True)
 
     _log(f"phantom: {age:g}-year-old head, {voxel_mm:g} mm voxels", quiet)
@@ -330,7 +336,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
 
     # the study and frame of reference of every file, and the RT Struct's UID, chosen here: the RT Ion Plan
     # (written by this process) references the RT Struct that the writer (a forked process) writes meanwhile
-    study = PHANTOM_STUDY.resolved()
+    study = phantom_study(g).resolved()   # the phantom's own patient ID, sex and age
     rtstruct_uid = str(generate_uid())
 
     def write_ct_and_rtstruct():
@@ -556,11 +562,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         "rtdose_contents": contents.as_dict(),
         "rtplan": rtplan,
         "dvh": table,
-        "files": {k: str(out / v) for k, v in (("ct", "ct"), ("rtstruct", "rtstruct.dcm"), ("rtplan", "rtplan.dcm"),
-                                               ("rtdose", "rtdose.dcm"),
-                                               ("dose", "dose.h5"), ("dose_planes", "dose_planes.png"),
-                                               ("let_planes", "let_planes.png"),
-                                               ("dvh", "dvh.png"), ("summary", "summary.json"))},
+        "files": {k: str(out / v) for k, v in (("ct", "ct"), *OUTPUT_FILES)},
         "notes": "dose = physical dose to medium per fraction (Gy), 0 outside the body outline (the phantom's "
                  "labelled voxels; dose.h5 keeps dose_raw); dose.max_dose_gy leaves out voxels below 0.05 g/cm3 "
                  "(sinus air); *_let_d_kev_um = dose-averaged LET of protons "

@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .dicom_export import export_phantom
-    from .generator import make_head_phantom
+    from .coverage import make_head_phantom, missing_labels
 
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                "origin_mm": list(g.origin_mm), "ct": str(res["ct_dir"]), "slices": len(res["ct"].sop_instance_uids),
                "frame_of_reference_uid": res["ct"].frame_of_reference_uid,
                "rtstruct": str(res.get("rtstruct", "")), "hdf5": str(res["hdf5"]),
-               "labels": len(g.label_names), "calibration": args.calibration,
+               "labels": len(g.label_names), "labels_lost_to_voxel_size": missing_labels(g),
+               "calibration": args.calibration,
                "wall_s": round(time.perf_counter() - t0, 2)}
     print(json.dumps(summary, indent=2))
     return 0

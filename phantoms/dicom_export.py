@@ -42,6 +42,13 @@ def phantom_hu(geometry: VoxelGeometry, calibration="schneider2000") -> np.ndarr
     from ..dicom import HUCalibration
 
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
+    check_calibration_covers(geometry, cal)
+    return cal.hu_from_density(geometry.density_g_cm3_zyx, integer=True)
+
+
+def check_calibration_covers(geometry: VoxelGeometry, cal) -> None:
+    """Refuse a HU calibration (an :class:`~mcproton.dicom.HUCalibration`) whose densities do not reach the
+    phantom's: the inverse would clamp them to the curve's ends."""
     rho = geometry.density_g_cm3_zyx
     lo, hi = cal.density_range
     tol = cal.density_resolution   # what a CT round trip reproduces anyway
@@ -53,7 +60,6 @@ def phantom_hu(geometry: VoxelGeometry, calibration="schneider2000") -> np.ndarr
                          f"{cal.name!r} ({lo:.4g}..{hi:.4g} g/cm3): its CT would hold the calibration's end density "
                          "there instead; write the CT with a calibration that covers them (e.g. the default "
                          "schneider2000, up to 2.83 g/cm3)")
-    return cal.hu_from_density(rho, integer=True)
 
 
 def _own_slice(path: Path) -> bool:
@@ -96,12 +102,107 @@ def check_new_ct_dir(ct_dir, what: str = "the CT folder") -> None:
         f.unlink()
 
 
+#: A phantom's PatientAge (DICOM AS) in months below this age (years), in completed years from it
+AGE_IN_MONTHS_BELOW_Y = 1.0
+
+
+def dicom_age(age_years: float) -> str:
+    """DICOM PatientAge (AS) of an age in years: months below :data:`AGE_IN_MONTHS_BELOW_Y` ("006M"), else completed
+    years ("005Y", as an age is said)."""
+    a = float(age_years)
+    return f"{int(round(12 * a)):03d}M" if a < AGE_IN_MONTHS_BELOW_Y else f"{int(a + 1e-9):03d}Y"
+
+
+def phantom_study(geometry) -> StudyReference:
+    """The patient of a paediatric phantom, from its ``meta`` (make_head_phantom: age and sex): PatientID
+    ``MCPROTON-<age>Y-<M|F>``, PatientSex M or F and PatientAge (:func:`dicom_age`), so that a planning system or a
+    PACS files each phantom as a patient of its own (before 2026-12-06 every phantom was patient MCPROTON without
+    sex or age: a 1-year-old girl and a 15-year-old boy one patient; phantom audit F6.1).  :data:`PHANTOM_STUDY`
+    for a geometry without them (a slab phantom)."""
+    meta = getattr(geometry, "meta", None) or {}
+    age, sex = meta.get("age_years"), str(meta.get("sex", ""))
+    if isinstance(age, bool) or not isinstance(age, (int, float)) or sex not in ("male", "female"):
+        return PHANTOM_STUDY
+    s = sex[0].upper()
+    return PHANTOM_STUDY.replace(patient_id=f"MCPROTON-{float(age):g}Y-{s}", patient_sex=s,
+                                 patient_age=dicom_age(age))
+
+
+#: PNG chunk keyword and text with which matplotlib (every figure mcproton draws) names itself in a PNG
+_MATPLOTLIB_PNG_SOFTWARE = (b"Software", b"Matplotlib")
+
+
+def written_by_mcproton(path) -> tuple[bool, str]:
+    """Whether the file ``path`` is one that mcproton wrote (an earlier phantom or demo into the same folder, which a
+    new one may replace), and if not, why not: a DICOM file with Manufacturer "mcproton" (as every mcproton writer
+    sets it), an HDF5 file with mcproton's ``format_version`` (or, without one, the layout of a phantom or dose
+    file written before 2026-12-04), a PNG drawn by matplotlib (mcproton's figures), the demo's summary.json.  A
+    link or anything but a regular file is not (writing through it would replace what it points to)."""
+    p = Path(path)
+    if p.is_symlink():
+        return False, "a link"
+    if not p.is_file():
+        return False, "not a regular file"
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".dcm":
+            import pydicom
+
+            ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["Manufacturer"])
+            maker = str(ds.get("Manufacturer", "") or "")
+            return maker == "mcproton", f"Manufacturer {maker!r}" if maker else "no Manufacturer"
+        if suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(p, "r") as f:
+                version = str(f.attrs.get("format_version", ""))
+                if version:
+                    return version.startswith("mcproton-"), f"format_version {version!r}"
+                old = "material_index" in f and ("materials" in f or "materials" in f.attrs)
+                return old, "an earlier mcproton layout" if old else "no mcproton format_version"
+        if suffix == ".png":
+            with open(p, "rb") as fh:
+                head = fh.read(4096)
+            key, maker = _MATPLOTLIB_PNG_SOFTWARE
+            return (head.startswith(b"\x89PNG") and key + b"\0" + maker in head), "not a figure of mcproton's"
+        if suffix == ".json":
+            import json
+
+            d = json.loads(p.read_text())
+            ours = isinstance(d, dict) and {"case", "files", "prescription_gy_rbe"} <= set(d)
+            return ours, "not an mcproton summary"
+    except Exception as exc:  # noqa: BLE001 - not readable as what its name says: not ours
+        return False, f"unreadable as {suffix[1:].upper()}: {type(exc).__name__}"
+    return False, "not a file mcproton writes"
+
+
+def check_outputs_replaceable(out_dir, names, what: str = "the output folder") -> None:
+    """Refuse, before anything is written, an output folder ``out_dir`` whose files of the given ``names`` (the ones
+    a phantom or the demo writes) were not written by mcproton (:func:`written_by_mcproton`): a planning system's
+    structure set or plan saved there as rtstruct.dcm or rtplan.dcm would be replaced without a word (phantom audit
+    F4).  Files of ours (an earlier phantom or demo into the same folder) are replaced, as the CT folder's are
+    (:func:`check_new_ct_dir`)."""
+    d = Path(out_dir)
+    if d.exists() and not d.is_dir():
+        raise ValueError(f"{what} {d} is not a folder: give a new output folder")
+    foreign = []
+    for name in names:
+        p = d / name
+        if p.exists() or p.is_symlink():
+            ours, why = written_by_mcproton(p)
+            if not ours:
+                foreign.append(f"{name} ({why})")
+    if foreign:
+        raise ValueError(f"{what} {d} already holds {', '.join(foreign)}, which mcproton did not write and would "
+                         "replace: give a new output folder, or move those files out of it yourself")
+
+
 def write_phantom_ct(geometry: VoxelGeometry, out_dir, *, calibration="schneider2000",
                      study: StudyReference | None = None,
                      series_description: str | None = None) -> CTSeriesRef:
     """Write the phantom as an axial CT series (CT_0000.dcm, ...) in ``out_dir``; returns the UIDs.
     ``study``: the patient, study and frame of reference (default a new phantom study: "mcproton^phantom",
-    MCPROTON, HFS; fresh UIDs where empty)."""
+    HFS, the phantom's own patient ID, sex and age (:func:`phantom_study`); fresh UIDs where empty)."""
     from pydicom.uid import generate_uid
 
     from .._io.ct import write_ct_series_uids
@@ -109,7 +210,7 @@ def write_phantom_ct(geometry: VoxelGeometry, out_dir, *, calibration="schneider
     from ..dicom import HUCalibration
 
     check_new_ct_dir(out_dir)
-    study = (study or PHANTOM_STUDY).resolved()
+    study = (study or phantom_study(geometry)).resolved()
     series_uid = str(generate_uid())
     desc = series_description or geometry.name
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
@@ -379,13 +480,22 @@ def read_rtstruct_contours(path) -> dict[str, list[np.ndarray]]:
 def export_phantom(geometry: VoxelGeometry, out_dir, *, calibration="schneider2000", rtstruct: bool = True,
                    extra_masks: Mapping[str, np.ndarray] | None = None, hdf5: bool = True) -> dict:
     """``out_dir/ct/`` (CT series), ``out_dir/rtstruct.dcm`` (one ROI per label + ``extra_masks``) and
-    ``out_dir/phantom.h5`` (materials, densities, label map); returns the paths and the CT reference."""
+    ``out_dir/phantom.h5`` (materials, densities, label map); returns the paths and the CT reference.
+
+    Whatever would refuse the phantom is checked before anything is written or a folder made (a refusal leaves no
+    empty ``out_dir`` behind, phantom audit F6.4): the calibration (known, covering the phantom's densities), the
+    CT folder (:func:`check_new_ct_dir`), and the files it would replace (:func:`check_outputs_replaceable`: only
+    files that mcproton wrote, F4)."""
+    from ..dicom import HUCalibration
     from .export import label_map_to_masks, write_phantom_hdf5
 
     out = Path(out_dir)
-    check_new_ct_dir(out / "ct")   # before anything is written
+    cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
+    check_calibration_covers(geometry, cal)
+    check_new_ct_dir(out / "ct")
+    check_outputs_replaceable(out, [name for name, on in (("rtstruct.dcm", rtstruct), ("phantom.h5", hdf5)) if on])
     out.mkdir(parents=True, exist_ok=True)
-    ct = write_phantom_ct(geometry, out / "ct", calibration=calibration)
+    ct = write_phantom_ct(geometry, out / "ct", calibration=cal)
     res = {"ct": ct, "ct_dir": out / "ct"}
     if rtstruct:
         masks = dict(extra_masks or {})

@@ -39,6 +39,7 @@ class StudyReference:
     patient_id: str = ""
     patient_birth_date: str = ""       # DA, YYYYMMDD
     patient_sex: str = ""              # M, F, O or ""
+    patient_age: str = ""              # AS, e.g. 005Y or 018M ("": not written); a phantom's, not read from a CT
     study_instance_uid: str = ""
     frame_of_reference_uid: str = ""
     patient_position: str = ""         # PatientPosition of the images (HFS, ...): checked against the plan's
@@ -143,6 +144,8 @@ def set_patient_study_series(ds, study: StudyReference, *, modality: str, date: 
     ds.PatientID = study.patient_id[:64]
     ds.PatientBirthDate = study.patient_birth_date
     ds.PatientSex = study.patient_sex
+    if study.patient_age:
+        ds.PatientAge = study.patient_age
     ds.StudyInstanceUID = study.study_instance_uid
     ds.SeriesInstanceUID = series_instance_uid
     ds.StudyID = "1"

@@ -101,23 +101,38 @@ def calibration_written_for(ct) -> str | None:
     return m.group(1) if m else None
 
 
+#: The end that :meth:`HUCalibration.from_spr_files` adds to a calibration's name ("dcpt_spr_brain (HU-SPR at 100
+#: MeV)"): what a CT's note names, but not what :meth:`HUCalibration.load` takes
+_SPR_NAME_END = r" \(HU-SPR at [^()]* MeV\)$"
+
+
+def calibration_key(name: str) -> str:
+    """The name to give :meth:`HUCalibration.load` (``phantom.calibration``, ``--calibration``) for a calibration
+    whose display name is ``name``: without the " (HU-SPR at ... MeV)" of a HU -> SPR calibration.  Before
+    (2026-12-06) the refusal of a CT written with dcpt_spr_brain suggested phantom.calibration = "dcpt_spr_brain
+    (HU-SPR at 100 MeV)", a value that is itself refused (phantom audit F5)."""
+    import re
+
+    return re.sub(_SPR_NAME_END, "", str(name))
+
+
 def check_calibration_written_for(ct, name: str, *, given: bool, where: str, key: str, how, error: type,
                                   anyway: str) -> None:
     """A CT that mcproton wrote from densities (a phantom, a slab CT) names the calibration whose inverse gave its
     CT numbers (:func:`calibration_written_for`); read with calibration ``name`` instead, every density would be
     that curve's.  Nothing for a scanner's CT or the same calibration; else ``error`` (the default calibration) or,
     with the calibration ``given`` on purpose, a warning that goes on ``anyway``.  ``where`` names the CT, ``key``
-    the option that gave ``name``, ``how(written)`` what to do: ``mcproton run`` and ``mcproton check`` each say
-    them in their own terms."""
+    the option that gave ``name``, ``how(written)`` what to do (``written``: the name to give, :func:`calibration_key`):
+    ``mcproton run`` and ``mcproton check`` each say them in their own terms."""
     written = calibration_written_for(ct)
     if written is None or written == name:
         return
     msg = (f"{where} was written by mcproton from densities with the inverse of HU calibration {written!r} (its "
            f"ImageComments say so), but {key} is {name!r}: its densities would be another curve's")
     if given:
-        warn(f"{msg}; {anyway}; {how(written)} to read the densities it was written from")
+        warn(f"{msg}; {anyway}; {how(calibration_key(written))} to read the densities it was written from")
         return
-    raise error(f"{msg}; {how(written)}")
+    raise error(f"{msg}; {how(calibration_key(written))}")
 
 
 #: Built-in calibrations made for stopping-power-ratio maps (pixel value = 1000 x (SPR - 1)), not for HU images.

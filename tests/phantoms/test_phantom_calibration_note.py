@@ -71,3 +71,22 @@ def test_a_phantom_denser_than_the_calibration_reaches_is_refused(tmp_path):
         write_phantom_ct(g, tmp_path / "ct", calibration="mcsquare_default")
     assert not (tmp_path / "ct").exists()
     write_phantom_ct(g, tmp_path / "ct", calibration="schneider2000")   # reaches 2.83 g/cm3
+
+
+def test_the_refusal_suggests_a_calibration_that_loads(tmp_path):
+    """Phantom audit F5: a CT written with dcpt_spr_brain names its display name "dcpt_spr_brain (HU-SPR at 100
+    MeV)"; the refusal suggested phantom.calibration = that name, which is itself refused as unknown.  Now it
+    suggests "dcpt_spr_brain", which is accepted."""
+    g = slab_phantom([("water", 8.0), ("bone_cortical_icrp", 8.0, 1.6)], (16.0, 16.0), 4.0)
+    write_phantom_ct(g, tmp_path / "ct", calibration="dcpt_spr_brain")
+    with pytest.raises(ConfigError, match=r'phantom\.calibration = "dcpt_spr_brain"$'):
+        build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct")}})
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct"), "calibration": "dcpt_spr_brain"}})
+
+
+def test_calibration_key():
+    from mcproton._io.hu_calibration import calibration_key
+
+    assert calibration_key("dcpt_spr_brain (HU-SPR at 100 MeV)") == "dcpt_spr_brain"
+    assert calibration_key("my_tps (HU-SPR at 62.5 MeV)") == "my_tps"
+    assert calibration_key("mcsquare_default") == "mcsquare_default"

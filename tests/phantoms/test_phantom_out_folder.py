@@ -57,3 +57,91 @@ def test_demo_refuses_options_it_would_ignore_or_fail_on_late(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert option in err and value in err, err
     assert not out.exists()
+
+
+def _foreign_rtstruct(path):
+    """A structure set another system wrote (Manufacturer not mcproton)."""
+    from pydicom.dataset import Dataset
+
+    from mcproton._io.dicom_common import RT_STRUCTURE_SET_STORAGE, new_file_dataset, save_dataset
+
+    ds, _ = new_file_dataset(path, RT_STRUCTURE_SET_STORAGE)
+    ds.Modality, ds.Manufacturer, ds.PatientID = "RTSTRUCT", "RaySearch Laboratories", "WTR303030"
+    ds.StructureSetROISequence = [Dataset()]
+    save_dataset(ds, path)
+
+
+def _foreign_hdf5(path):
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f["dose"] = [1.0, 2.0]
+
+
+@pytest.mark.parametrize("name, make", [("rtstruct.dcm", _foreign_rtstruct), ("phantom.h5", _foreign_hdf5)])
+def test_phantom_refuses_a_file_it_did_not_write_before_writing_anything(tmp_path, capsys, name, make):
+    """Phantom audit F4: a TPS structure set saved as OUT/rtstruct.dcm (or another program's phantom.h5) was
+    replaced without a word; only OUT/ct/ was guarded.  Now refused, naming the file, and nothing is written."""
+    out = tmp_path / "ph"
+    out.mkdir()
+    make(out / name)
+    before = (out / name).read_bytes()
+    assert cli_main(["phantom", "--age", "5", "--region", "head", "--voxel-mm", "6", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert name in err and "mcproton did not write" in err and "new output folder" in err, err
+    assert len([line for line in err.splitlines() if line.startswith("mcproton: error")]) == 1, err
+    assert sorted(p.name for p in out.iterdir()) == [name]   # no ct/, no other file
+    assert (out / name).read_bytes() == before
+
+
+def test_phantom_replaces_its_own_earlier_files(tmp_path, capsys):
+    import pydicom
+
+    out = tmp_path / "ph"
+    args = ["phantom", "--age", "5", "--region", "head", "--voxel-mm", "6", "--out", str(out)]
+    assert cli_main(args) == 0
+    first = pydicom.dcmread(out / "rtstruct.dcm").SOPInstanceUID
+    assert cli_main(args) == 0
+    assert pydicom.dcmread(out / "rtstruct.dcm").SOPInstanceUID != first
+
+
+def test_demo_refuses_a_foreign_structure_set_before_any_work(tmp_path):
+    from mcproton.demo import run_demo
+
+    _foreign_rtstruct(tmp_path / "rtstruct.dcm")
+    with pytest.raises(ValueError, match=r"rtstruct\.dcm \(Manufacturer 'RaySearch Laboratories'\), which mcproton "
+                                         "did not write"):
+        run_demo(tmp_path, backend="cpu", primaries=1000, voxel_mm=4, quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rtstruct.dcm"]
+
+
+def test_what_counts_as_written_by_mcproton(tmp_path):
+    """The demo's other outputs: its figures (matplotlib's PNG) and summary.json are ours, a PNG or JSON of
+    another program is not; a link is never replaced."""
+    import json
+
+    from mcproton.phantoms.dicom_export import written_by_mcproton
+    from mcproton.plots import _plt, _save
+
+    plt = _plt()
+    _save(plt, plt.figure(), tmp_path / "dvh.png")
+    assert written_by_mcproton(tmp_path / "dvh.png")[0]
+    (tmp_path / "other.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    assert not written_by_mcproton(tmp_path / "other.png")[0]
+    (tmp_path / "summary.json").write_text(json.dumps({"case": "x", "files": {}, "prescription_gy_rbe": 1.8}))
+    assert written_by_mcproton(tmp_path / "summary.json")[0]
+    (tmp_path / "notes.json").write_text('{"patient": "x"}')
+    assert not written_by_mcproton(tmp_path / "notes.json")[0]
+    (tmp_path / "link.png").symlink_to(tmp_path / "dvh.png")
+    assert written_by_mcproton(tmp_path / "link.png") == (False, "a link")
+
+
+@pytest.mark.parametrize("calibration", ["mcsquare_default", "no_such_calibration"])
+def test_a_refused_phantom_leaves_no_folder(tmp_path, capsys, calibration):
+    """Phantom audit F6.4: a calibration that does not cover the phantom's densities, or an unknown one, was refused
+    after --out had been made, and left an empty folder behind."""
+    out = tmp_path / "ph"
+    assert cli_main(["phantom", "--age", "5", "--region", "head", "--voxel-mm", "6", "--out", str(out),
+                     "--calibration", calibration]) == 2
+    assert calibration in capsys.readouterr().err
+    assert not out.exists()
