@@ -81,6 +81,9 @@ SPINE_SHARES = {"cervical": 0.28, "thoracic": 0.64, "lumbar": 0.36, "sacrum": 0.
 N_VERT = {"cervical": 7, "thoracic": 12, "lumbar": 5}
 ANTERIOR_CHAMBER_MM = 3.3  # cornea apex to anterior lens surface (assumption, childhood ACD ~3-3.5 mm)
 COCHLEA_SEMI_MM = (4.5, 4.5, 2.5)  # adult-sized at birth (Jeffery & Spoor 2004, J Anat 204:71): ~9 mm x 5 mm
+# the outer table of the skull (and the bony wall of an air space under the skin) as a share of the skull thickness:
+# the calvarium is outer table, diploe and inner table in roughly equal thirds (assumption)
+OUTER_TABLE_FRACTION = 1.0 / 3.0
 
 
 def _ramanujan(a: float, b: float) -> float:
@@ -237,18 +240,29 @@ def design(age_years: float, sex: str = "male") -> Design:
     y_ch = -0.12 * a
     p["chiasm_s"] = (6.5 * f_lin, 4.0 * f_lin, 2.0 * f_lin)
     p["chiasm_c"] = (0.0, y_ch, d.cavity_floor_z(y_ch, s_pia) + p["chiasm_s"][2] + 0.5)
-    p["on_r"] = 0.085 * R
+    p["on_r"] = pub["optic_nerve_diameter"] / 2      # MRI norm by age (Maresky 2018; the CSV's row)
     # --- paranasal sinuses, nasal cavity, temporal bone
     p["nasal_c"] = (0.0, eyes["left"][1] + 0.15 * A, z_eye - 0.25 * H)
     p["nasal_s"] = (0.12 * ipd, 0.28 * A, 0.18 * H)
     vmax = pub["maxillary_sinus_volume_per_side"] * 1e3
     rm = (vmax / (4 / 3 * np.pi * 0.8 * 1.1)) ** (1 / 3)
     p["max_s"] = (0.8 * rm, 1.1 * rm, rm)
-    p["max_c"] = [(sx * 0.45 * ipd, eyes["left"][1] + 0.2 * R, z_eye - R - rm - 1.5) for sx in (1, -1)]
+    y_max = eyes["left"][1] + 0.2 * R
+    # every air space lies under the skin: at least the scalp thickness of soft tissue and an outer table of bone
+    # (or, for the maxillary sinus, of soft tissue: no maxilla is modelled) between it and the outside
+    t_table = OUTER_TABLE_FRACTION * t_sk
+    p["t_table"] = t_table
+    p["air_cover"] = t_sc + t_table
+    # the maxillary sinus's front wall behind the cheek: moved back by that cover
+    p["max_c"] = [(sx * 0.45 * ipd, y_max + p["air_cover"], z_eye - R - rm - 1.5) for sx in (1, -1)]
     vfr = pub["frontal_sinus_volume"] * 1e3
     rf = (max(vfr, 1e-9) / (4 / 3 * np.pi * 1.4 * 0.6 * 1.2)) ** (1 / 3)
     p["fr_s"] = (1.4 * rf, 0.6 * rf, 1.2 * rf)
-    p["fr_c"] = (0.0, -(a + t_sk), 0.12 * c_up)
+    # between the tables of the frontal bone: its front wall is the outer table under the scalp (the sinus and its
+    # inner table displace the cranial cavity's front behind it, as the frontal sinus does the frontal lobe)
+    z_fr = 0.12 * c_up
+    y_skin = -A * np.sqrt(max(1 - (z_fr / p["head_top"]) ** 2, 0.05))
+    p["fr_c"] = (0.0, y_skin + p["air_cover"] + p["fr_s"][1], z_fr)
     vsp = pub["sphenoid_sinus_volume"] * 1e3
     rs = (max(vsp, 1e-9) / (4 / 3 * np.pi)) ** (1 / 3)
     p["sph_s"] = (rs, rs, rs)
@@ -260,9 +274,17 @@ def design(age_years: float, sex: str = "male") -> Design:
     p["cochlea_c"] = [(sx * 0.55 * b, 0.0, z_ear) for sx in (1, -1)]
     p["petrous_s"] = (0.32 * b, 0.12 * b, 0.13 * cl)
     vm = pub["mastoid_air_volume_per_side"] * 1e3
-    rmst = (vm / (4 / 3 * np.pi * 0.9 * 1.1)) ** (1 / 3)
-    p["mast_s"] = (0.9 * rmst, 1.1 * rmst, rmst)
-    p["mast_c"] = [(sx * 0.78 * b, 0.30 * a, z_ear - 0.3 * rmst) for sx in (1, -1)]
+    # flat laterally, long antero-posteriorly and in height: the pneumatised mastoid process behind the ear, outside
+    # the cranial cavity and under the scalp (shape ratios: assumption)
+    mshape = np.array([0.65, 1.3, 1.2])
+    rmst = (vm / (4 / 3 * np.pi * float(np.prod(mshape)))) ** (1 / 3)
+    p["mast_s"] = tuple(mshape * rmst)
+    # mastoid air cells inside the mastoid process, under the scalp: the ellipsoid's lateral pole at least the
+    # scalp plus an outer table inside the lower head's surface at its (y, z)
+    y_m, z_m = 0.30 * a, z_ear - 0.3 * rmst
+    x_skin = B * np.sqrt(max(1 - (y_m / A) ** 2 - (z_m / p["head_low"]) ** 2, 0.0))
+    x_m = min(0.78 * b, x_skin - p["air_cover"] - p["mast_s"][0])
+    p["mast_c"] = [(sx * x_m, y_m, z_m) for sx in (1, -1)]
     # --- spine: straight vertical neuraxis through the foramen magnum
     L = pub["spine_t1_s1_length"] * 10.0
     s_sp = L / 450.0
@@ -355,6 +377,28 @@ class _Painter:
             m = m & where(sub, X, Y, Z)
         sub[np.broadcast_to(m, sub.shape)] = LABEL_IDS[name]
 
+    def paint_line(self, name: str, p0, p1):
+        """The voxels of the segment p0-p1 (mm): the voxel holding each of its points sampled at a quarter voxel,
+        so that consecutive voxels share a face, an edge or a corner: a thin tube (an optic nerve at 2 mm) stays
+        one 26-connected piece whatever the voxel size."""
+        p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
+        n = max(2, int(np.ceil(4 * np.linalg.norm(p1 - p0) / self.v)) + 1)
+        k = np.rint((p0 + np.linspace(0.0, 1.0, n)[:, None] * (p1 - p0) - self.lo) / self.v).astype(int)
+        k = k[np.all((k >= 0) & (k < self.n), axis=1)]
+        self.lab[k[:, 2], k[:, 1], k[:, 0]] = LABEL_IDS[name]
+
+    def depth_mm(self, z_lo: float, z_hi: float) -> tuple[int, np.ndarray]:
+        """Distance (mm) from each voxel centre of the slab z_lo..z_hi to the nearest voxel centre outside the body
+        (label 0) in that slab, and the index of the slab's first slice.  A slab that ends at least the largest
+        depth asked for beyond the structures it is used for gives their depths exactly there."""
+        from scipy.ndimage import distance_transform_edt
+
+        sz = self._sl(z_lo, z_hi, 2)
+        inside = self.lab[sz] != 0
+        if inside.all():
+            return sz.start, np.full(inside.shape, np.inf)
+        return sz.start, distance_transform_edt(inside) * self.v
+
 
 def _box(c, s, pad=1.0):
     return (c[0] - s[0] - pad, c[0] + s[0] + pad, c[1] - s[1] - pad, c[1] + s[1] + pad,
@@ -422,8 +466,25 @@ def make_head_phantom(age_years: float, voxel_mm: float = 2.0, *, sex: str = "ma
     if region == "neuraxis":
         P.paint("body", lambda X, Y, Z: ((X / tb) ** 2 + ((Y - yt) / ta) ** 2 <= 1),
                 (-tb, tb, yt - ta, yt + ta, p["z_torso_bot"], p["z_torso_top"]))
-    # skull shell, then the cranial contents
+    # depth under the skin of the head's voxels (the air spaces are painted where they are covered)
     to = p["t_skull"]
+    air_z = [c[2] - p["max_s"][2] for c in p["max_c"]] + [c[2] - p["mast_s"][2] for c in p["mast_c"]] + \
+        [p["fr_c"][2] + p["fr_s"][2]]
+    pad = 2 * p["air_cover"] + 2 * v
+    z0_depth, depth = P.depth_mm(min(air_z) - pad, max(air_z) + pad)
+
+    def covered(cover: float, base: Callable | None = None) -> Callable:
+        """where: at least ``cover`` mm under the skin and not 6-adjacent to the outside (and ``base``)."""
+        def where(sub, X, Y, Z):
+            kx, ky, kz = (np.rint((C - lo[i]) / v).astype(int) for i, C in enumerate((X, Y, Z)))
+            kz = kz - z0_depth
+            ok = (kz >= 0) & (kz < depth.shape[0])
+            dep = depth[np.clip(kz, 0, depth.shape[0] - 1), ky, kx]
+            m = ok & (dep >= cover) & (dep > 1.0001 * v)
+            return m & base(sub, X, Y, Z) if base is not None else m & (sub != 0)
+        return where
+
+    # skull shell, then the cranial contents
     cb = (-B, B, -A, A, -hl, ho)
     P.paint("skull", lambda X, Y, Z: d.cranial(X, Y, Z, off=to), cb)
     P.paint("csf", lambda X, Y, Z: d.cranial(X, Y, Z), cb)
@@ -446,8 +507,10 @@ def make_head_phantom(age_years: float, voxel_mm: float = 2.0, *, sex: str = "ma
                 _box(pc, (p["petrous_s"][0],) * 2 + (p["petrous_s"][2],)), not_cavity)
         mc, ms = p["mast_c"][i], p["mast_s"]
         msb = tuple(x + 0.6 * to for x in ms)
-        P.paint("temporal_bone", lambda X, Y, Z, mc=mc, msb=msb: _ell(X, Y, Z, mc, msb), _box(mc, msb), not_cavity)
-        P.paint(f"mastoid_air_{side}", lambda X, Y, Z, mc=mc: _ell(X, Y, Z, mc, ms), _box(mc, ms), not_cavity)
+        P.paint("temporal_bone", lambda X, Y, Z, mc=mc, msb=msb: _ell(X, Y, Z, mc, msb), _box(mc, msb),
+                covered(p["t_scalp"], not_cavity))
+        P.paint(f"mastoid_air_{side}", lambda X, Y, Z, mc=mc: _ell(X, Y, Z, mc, ms), _box(mc, ms),
+                covered(p["air_cover"], not_cavity))
         P.paint(f"cochlea_{side}", lambda X, Y, Z, c=c: _ell(X, Y, Z, c, COCHLEA_SEMI_MM), _box(c, COCHLEA_SEMI_MM))
     # face: mandible, nasal cavity, sinuses
     fs = face_s
@@ -473,17 +536,22 @@ def make_head_phantom(age_years: float, voxel_mm: float = 2.0, *, sex: str = "ma
                 inside)
     for c in p["max_c"]:
         P.paint("sinus_maxillary", lambda X, Y, Z, c=c: _ell(X, Y, Z, c, p["max_s"]), _box(c, p["max_s"]),
-                not_skull_outer())
+                covered(p["air_cover"], not_skull_outer()))
     P.paint("sinus_ethmoid", lambda X, Y, Z: _ell(X, Y, Z, p["eth_c"], p["eth_s"]), _box(p["eth_c"], p["eth_s"]),
             not_skull_outer())
     if d.published["sphenoid_sinus_volume"] > 0.05:
         P.paint("sinus_sphenoid", lambda X, Y, Z: _ell(X, Y, Z, p["sph_c"], p["sph_s"]),
                 _box(p["sph_c"], p["sph_s"]), not_cavity)
     if d.published["frontal_sinus_volume"] > 0.05:
-        frb = tuple(x + to for x in p["fr_s"])
-        P.paint("skull", lambda X, Y, Z: _ell(X, Y, Z, p["fr_c"], frb), _box(p["fr_c"], frb), not_cavity)
+        # the sinus in a shell of bone one outer table thick, under the scalp; it takes the front of the cranial
+        # cavity's CSF and brain behind it (the inner table is its posterior wall)
+        frb = tuple(x + p["t_table"] for x in p["fr_s"])
+        front = [LABEL_IDS[n] for n in ("body", "skull", "csf", "brain")]
+        in_front = lambda sub, X, Y, Z: np.isin(sub, front)  # noqa: E731
+        P.paint("skull", lambda X, Y, Z: _ell(X, Y, Z, p["fr_c"], frb), _box(p["fr_c"], frb),
+                covered(p["t_scalp"], in_front))
         P.paint("sinus_frontal", lambda X, Y, Z: _ell(X, Y, Z, p["fr_c"], p["fr_s"]), _box(p["fr_c"], p["fr_s"]),
-                not_cavity)
+                covered(p["air_cover"], in_front))
     # optic pathway, eyes, lenses
     ch_c, ch_s = p["chiasm_c"], p["chiasm_s"]
     R = p["eye_R"]
@@ -495,6 +563,7 @@ def make_head_phantom(age_years: float, voxel_mm: float = 2.0, *, sex: str = "ma
         P.paint(f"optic_nerve_{side}", lambda X, Y, Z, p0=p0, p1=p1, r=r: _capsule(X, Y, Z, p0, p1, r),
                 (min(p0[0], p1[0]) - r - 1, max(p0[0], p1[0]) + r + 1, p0[1] - r - 1, p1[1] + r + 1,
                  min(p0[2], p1[2]) - r - 1, max(p0[2], p1[2]) + r + 1))
+        P.paint_line(f"optic_nerve_{side}", p0, p1)      # its centreline: one piece on a coarse grid too
     P.paint("optic_chiasm", lambda X, Y, Z: _ell(X, Y, Z, ch_c, ch_s), _box(ch_c, ch_s))
     for side in ("left", "right"):
         e = p["eyes"][side]

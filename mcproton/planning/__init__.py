@@ -12,8 +12,8 @@ Modules: :mod:`~mcproton.planning.raytrace` (RSP, water-equivalent depth, beam f
 Pipeline (all in the phantom frame, mm, arrays (z, y, x)):
 
 1. **Target**: a voxel mask (the reference plans of :mod:`mcproton.phantoms.reference_plans` take it from
-   the phantom's label map: ``posterior_fossa_target``, an ellipsoidal tumour-bed CTV at the
-   ``posterior_fossa`` landmark clipped to the cranial cavity; ``craniospinal_target``, whole brain + thecal
+   the phantom's label map: ``posterior_fossa_target``, the medulloblastoma tumour bed (fourth
+   ventricle and vermis) + 1.5 cm confined to the posterior fossa; ``craniospinal_target``, whole brain + thecal
    sac).
 2. **Water-equivalent depth** of every target point along each beam: the relative stopping power (RSP) of
    each voxel is its density times the ratio of electronic mass stopping powers medium/water at 100 MeV

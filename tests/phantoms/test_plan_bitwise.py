@@ -99,7 +99,7 @@ def test_influence_matrix_is_the_previous_one_bit_for_bit(head4, beam_model):
         ref = _influence_reference(f, pts, wet, dose_factor)
         assert A.shape == ref.shape == (len(pts), f.n_spots) and f.n_layers > 5
         assert A.tobytes() == ref.tobytes()
-        assert (A > 0).mean() > 0.2
+        assert (A > 0).mean() > 0.15          # not a trivially empty matrix (0.18 generic, 68 mL CTV of 2026-12-06)
         offs = rsp_pts[:, None] * P.voxel_depth_offsets(g.voxel_size_mm, d, 5)[None, :]
         assert DM.influence_matrix(f, pts, wet, dose_factor, wet_offsets_mm=offs).tobytes() == \
             _influence_reference(f, pts, wet, dose_factor, wet_offsets_mm=offs).tobytes()
@@ -141,10 +141,11 @@ def test_plan_with_the_pipelined_matrices_is_the_plan_field_by_field():
 
 
 #: sha256 of the demo plan at 4 mm (every field's u, v, energy, nominal energy and weights, in field order), and
-#: the environment it was taken in (this 2-core VM, 2026-12-05; before and after this change): the BLAS products
+#: the environment it was taken in (this 2-core VM, 2026-12-05; re-pinned 2026-12-06 for the tumour-bed boost CTV of
+#: audit 15 F1, from the hash this test printed): the BLAS products
 #: (and NumPy's SIMD loops) round differently on another CPU, thread count (OPENBLAS_NUM_THREADS=1 gives
 #: another hash) or library version, so elsewhere the test is skipped with the hash there (re-pin with it)
-_PIN_4MM = ("e0b60b100970cd49271736f5617914622f6af5309fd2c35d870999ac19be84a3",
+_PIN_4MM = ("3d5dc04d4700d850193a18754a94f0444029ae997764c54eb6e28aba47ed2d2c",
             {"numpy": "2.4.6", "scipy": "1.17.1", "machine": "x86_64", "avx512f": True, "cpus": 2, "threads": {}})
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 

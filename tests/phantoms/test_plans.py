@@ -92,7 +92,7 @@ def test_posterior_fossa_plan_on_phantom(head4):
     plan = RP.posterior_fossa_plan(head4, iterations=250)
     assert plan.prescription_gy == pytest.approx(1.8 / 1.1)
     tgt = plan.target_mask_zyx
-    assert 15 < tgt.sum() * head4.voxel_volume_cm3 < 40           # ~30 mL ellipsoid clipped to the cavity
+    assert 45 < tgt.sum() * head4.voxel_volume_cm3 < 90           # tumour bed + 1.5 cm in the posterior fossa
     lab = head4.labels_zyx[tgt]
     skull = [i for i, n in head4.label_names.items() if n in ("skull", "body")]
     assert not np.isin(lab, skull).any()
@@ -112,6 +112,31 @@ def test_posterior_fossa_plan_on_phantom(head4):
     assert plan.model_stats["within_5pct"] > 0.9
     s = plan.summary()
     assert s["total_protons"] == pytest.approx(plan.total_protons) and len(s["fields"]) == 3
+
+
+@pytest.mark.parametrize("age", (1, 5, 10, 15))
+def test_posterior_fossa_target_is_a_medulloblastoma_boost(age):
+    """Audit 15 F1: the boost CTV was an ellipsoid at the cerebellum's centre, 98 % cerebellum, with 29-59 % of the
+    fourth ventricle and no brainstem.  A medulloblastoma boost is the tumour bed (fourth ventricle / vermis) + 1.5 cm
+    kept in the posterior fossa: the whole ventricle, the dorsal brainstem, nothing above the tentorium (z = 0) or
+    outside the cranial cavity."""
+    g = make_head_phantom(age, 2.0, region="head")
+    inv = {n: i for i, n in g.label_names.items()}
+    lab, d = g.labels_zyx, g.meta["design"]
+    tgt = RP.posterior_fossa_target(g)
+    assert 45 < tgt.sum() * g.voxel_volume_cm3 < 90
+    Z, Y, X = np.meshgrid(*(g.axis_mm(a) for a in "zyx"), indexing="ij", sparse=True)
+    c, s = d["v4_c"], d["v4_s"]
+    v4 = (lab == inv["ventricles"]) & (((X - c[0]) / s[0]) ** 2 + ((Y - c[1]) / s[1]) ** 2
+                                       + ((Z - c[2]) / s[2]) ** 2 <= 1)
+    assert v4.sum() > 50 and (v4 & tgt).sum() == v4.sum()                # the whole fourth ventricle
+    bs = (lab == inv["brainstem"]) & tgt
+    assert bs.sum() * g.voxel_volume_cm3 > 3.0                            # the brainstem (the ventricle's floor) ...
+    assert np.broadcast_to(Y, lab.shape)[bs].mean() > d["bs_c"][1]      # ... its dorsal part
+    assert not (tgt & (np.broadcast_to(Z, lab.shape) >= 0)).any()       # below the tentorium
+    assert set(np.unique(lab[tgt])) <= {inv[n] for n in RP.INTRACRANIAL if n in inv}
+    centre = np.array([np.broadcast_to(A, lab.shape)[tgt].mean() for A in (X, Y, Z)])
+    assert np.linalg.norm(centre - np.asarray(c)) < 12.0                 # centred on the ventricle / vermis
 
 
 def test_craniospinal_plan_coarse():
