@@ -451,7 +451,8 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     # the total on the TPS grid is the sum of the beams' (linear interpolation): no second interpolation of it
     unc = uncertainty_to_tps_grid(tot.uncertainty_rel_zyx, (tot.dose_to_water_gy_zyx if dose_to == "water" else
                                                             tot.dose_gy_zyx) * rbe, geometry, inputs.reference, total)
-    let_d = let_to_tps_grid(tot.let_d_kev_um_zyx, tot.dose_gy_zyx, geometry, inputs.reference)
+    let_src = getattr(tot, "let_d_kev_um_zyx", None)   # a result without LETd (a stand-in): no constant-RBE test
+    let_d = None if let_src is None else let_to_tps_grid(let_src, tot.dose_gy_zyx, geometry, inputs.reference)
     rho = density_tps_zyx
     if rho is None:
         rho, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, inputs.reference)
