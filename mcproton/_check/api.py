@@ -305,6 +305,106 @@ D95_ESTIMATES_AGREE_PCT = 2.0
 RBE_RATIO_TOL = 0.015
 
 
+#: The constant-RBE test of a DoseType EFFECTIVE TPS dose (:func:`_variable_rbe_note`).  A TPS dose weighted with a
+#: variable (LETd-dependent) RBE is higher than 1.1 x physical where the LETd is high, so its ratio to the MC's
+#: 1.1 x physical dose rises with the MC's LETd.  The ratio is regressed on the LETd (dose-weighted least squares) in
+#: the body voxels at or above RBE_TEST_DOSE_FRACTION of the TPS maximum where a shift of 1 mm changes the TPS dose, and
+#: the MC's (smoothed over 3 voxels), by at most RBE_TEST_FLAT (|grad D| x 1 mm <= 2 % of D): there a range difference
+#: or a shift moves little dose, while at the distal edges, where the LETd is highest, a 2 mm shift alone gave a slope
+#: of 5-7 % per keV/um (on the TPS's flat region alone still 2.5 % for a 4 mm shift, tests/check).  On the
+#: demo plan (rbe audit 2026-12-06, F1; 5e5 primaries, 3 beams, 2 mm voxels, about 1200 voxels qualify; the "TPS"
+#: dose itself an MC run with 4.4 % noise): a McNamara-weighted dose (per fraction) gives +5.6 % per keV/um
+#: (alpha/beta 2 Gy) and +3.3 % (alpha/beta 10 Gy), standard error 0.2 %; 1.1 x physical +1.3 % (that "TPS" run's
+#: dose noise correlates with its own LETd, used there; with the MC's own LETd the correlation lowers the slope);
+#: the 1.1 x physical dose shifted by 2 mm along each axis -0.2 to +1.3 %.  The note needs the rise to exceed
+#: RBE_TEST_SLOPE_PCT per keV/um (relative to the mean ratio; 1.5 x the largest constant-RBE value above), and
+#: RBE_TEST_SIGMAS standard errors of the slope (noise alone cannot make it: 5 sigma is 1 % at 1200 voxels, 4 %
+#: noise),
+#: and the LETd of the voxels to spread over RBE_TEST_LET_SPREAD keV/um (10th to 90th percentile) in at least
+#: RBE_TEST_MIN_VOXELS voxels.  A variable RBE at a high alpha/beta (10 Gy) may stay below the limit (+1.9 % on the
+#: test's synthetic field); the constant-RBE note (_constant_rbe_note) then still names the assumption if it fails.
+RBE_TEST_DOSE_FRACTION = 0.5
+RBE_TEST_FLAT = 0.02
+RBE_TEST_SLOPE_PCT = 2.0
+RBE_TEST_SIGMAS = 5.0
+RBE_TEST_LET_SPREAD = 1.0
+RBE_TEST_MIN_VOXELS = 200
+
+
+def let_ratio_slope(ref: np.ndarray, mc_dose: np.ndarray, let: np.ndarray, body: np.ndarray,
+                    axes: Sequence[np.ndarray]) -> dict | None:
+    """The TPS/MC dose ratio regressed on the MC's LETd (keV/um) in the flat high-dose region (see
+    :data:`RBE_TEST_DOSE_FRACTION`): ``slope_pct_per_kev_um`` (the slope relative to the dose-weighted mean ratio,
+    in % per keV/um), its standard error ``slope_se_pct``, ``voxels`` and the LETd's 10th and 90th percentiles
+    ``let_p10_p90``; None where too few voxels qualify."""
+    ref = np.asarray(ref, np.float64)
+    top = float(ref[body].max(initial=0.0))
+    if not top > 0:
+        return None
+    from scipy.ndimage import uniform_filter
+
+    def flat(d: np.ndarray) -> np.ndarray:
+        """Where a shift of 1 mm changes ``d`` by at most RBE_TEST_FLAT of it."""
+        grads = [np.gradient(d, np.asarray(a, float), axis=k) if d.shape[k] > 1 else np.zeros_like(d)
+                 for k, a in enumerate(axes)]
+        return np.sqrt(sum(gk * gk for gk in grads)) * 1.0 <= RBE_TEST_FLAT * d
+
+    # flat in both doses (the MC's smoothed over 3 voxels against its noise): a shift of one against the other then
+    # leaves no voxel of one's edge in the other's plateau
+    mc_dose = np.asarray(mc_dose, np.float64)
+    sel = body & (ref >= RBE_TEST_DOSE_FRACTION * top) & (mc_dose > 0) & flat(ref) & flat(uniform_filter(mc_dose, 3))
+    n = int(sel.sum())
+    if n < RBE_TEST_MIN_VOXELS:
+        return None
+    x = np.asarray(let, np.float64)[sel]
+    y = ref[sel] / mc_dose[sel]
+    w = np.asarray(mc_dose, np.float64)[sel]
+    w = w / w.sum()
+    xm, ym = float(w @ x), float(w @ y)
+    sxx = float(w @ (x - xm) ** 2)
+    if not sxx > 0:
+        return None
+    b = float(w @ ((x - xm) * (y - ym))) / sxx
+    res = y - ym - b * (x - xm)
+    # the weighted least squares slope's standard error (sandwich form: the residuals' own spread, not an assumed one)
+    se = float(np.sqrt(np.sum((w * (x - xm) * res) ** 2))) / sxx
+    p10, p90 = np.percentile(x, [10, 90])
+    return {"slope_pct_per_kev_um": 100 * b / ym, "slope_se_pct": 100 * se / ym, "voxels": n,
+            "let_p10_p90": [float(p10), float(p90)], "mean_ratio_tps_mc": ym}
+
+
+def _variable_rbe_note(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray]) -> str | None:
+    """A DoseType EFFECTIVE TPS dose whose ratio to the MC's constant-RBE dose rises clearly with the MC's LETd
+    (:func:`let_ratio_slope`, the limits at :data:`RBE_TEST_DOSE_FRACTION`): the note that the TPS dose may carry a
+    variable RBE, which the check does not model; None otherwise, or without the MC's LETd."""
+    let = getattr(mc, "let_d_kev_um_zyx", None)
+    if let is None:
+        return None
+    fit = let_ratio_slope(ref, mc.total_gy_zyx, let, body, axes)
+    if fit is None:
+        return None
+    s, se, (p10, p90) = fit["slope_pct_per_kev_um"], fit["slope_se_pct"], fit["let_p10_p90"]
+    if not (s > RBE_TEST_SLOPE_PCT and s > RBE_TEST_SIGMAS * se and p90 - p10 >= RBE_TEST_LET_SPREAD):
+        return None
+    k = float((getattr(mc, "provenance", None) or {}).get("rbe") or CLINICAL_RBE)
+    return (f"the TPS/MC dose ratio rises with the MC's LETd: {s:+.1f} % per keV/um (standard error {se:.1f} %) over "
+            f"{fit['voxels']} voxels of the flat high-dose region, LETd {p10:.1f}-{p90:.1f} keV/um, where a shift or "
+            "range difference of 1-2 mm moves little dose: the TPS's EFFECTIVE dose may have been computed with a "
+            f"variable RBE model (LETd-dependent, e.g. McNamara or Wedenberg), while this check assumes a constant RBE "
+            f"{k:g}; its range and dose differences then come from the RBE model, not the beam or the CT; export the "
+            "physical dose from the planning system and check that (--dose-type physical), or check the plan's "
+            "constant-RBE dose")
+
+
+def _constant_rbe_note(mc: MCDose) -> str:
+    """The constant-RBE assumption, named among the possible causes where an EFFECTIVE TPS dose fails the check."""
+    k = float((getattr(mc, "provenance", None) or {}).get("rbe") or CLINICAL_RBE)
+    return (f"the TPS dose is DoseType EFFECTIVE (RBE-weighted), and the check compares it with the MC's physical dose "
+            f"x a constant RBE {k:g}: if the planning system used a variable RBE model (DICOM does not say which), "
+            "the doses differ by the RBE model, most at the distal edges (a longer biological range); export the "
+            "physical dose and check that (--dose-type physical)")
+
+
 def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray], inputs: CheckInputs,
               beams_in_tps: dict[int, np.ndarray], ranges: dict[int, dict] | None = None,
               limit_mm: float = 1.0, generic_calibration: bool = False, beam_dose: dict[int, dict] | None = None,
@@ -339,6 +439,8 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
                      f"TPS dose is probably {'RBE-weighted' if ratio < 1 else 'physical'} while compared as "
                      f"{'physical' if ratio < 1 else 'RBE-weighted'}; check the RT Dose's DoseType "
                      "and --dose-type (physical / effective) and --rbe")
+    if getattr(inputs, "dose_type", None) == "EFFECTIVE" and (note := _variable_rbe_note(ref, mc, body, axes)):
+        notes.append(note)   # before the centroid and range notes, which it explains (rbe audit F1)
     n = inputs.fractions
     if n > 1 and (abs(ratio * n - 1) < 0.1 or abs(ratio / n - 1) < 0.1):
         notes.append(f"the ratio {ratio:.3g} is close to {'1/' if ratio < 1 else ''}{n}, the plan's number of "
@@ -1400,6 +1502,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     if math.isfinite(u_tps) and abs(u_tps - u) > 0.005:
         checks[-1]["value_text"] += f" on the MC grid; the compared dose on the TPS grid: {u_tps:.2f} %"
     passed = all(c["passed"] for c in checks)
+    if not passed and inp.dose_type == "EFFECTIVE" and not any("variable RBE" in d for d in diagnostics):
+        diagnostics.append(_constant_rbe_note(mc))   # the assumption behind every EFFECTIVE comparison (rbe audit F1)
     from .. import __version__
 
     desc = mc_dose_description(inp, mc)

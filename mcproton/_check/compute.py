@@ -43,6 +43,10 @@ class MCDose:
     # each beam's relative uncertainty on the TPS grid (resampled as the total's; float32): the noise of the range
     # comparison's noise floor (compare.range_agreement); empty for an MC dose made before 2026-12-05
     beams_uncertainty_rel_zyx: dict[int, np.ndarray] = field(default_factory=dict)
+    # the MC's LETd (keV/um, protons, in the voxel medium) on the TPS grid, resampled dose-weighted
+    # (let_to_tps_grid): the constant-RBE test of an EFFECTIVE TPS dose (api._variable_rbe_note); None for an MC dose
+    # made before 2026-12-06
+    let_d_kev_um_zyx: np.ndarray | None = None
 
 
 def reuse_key(inputs: Any) -> dict:
@@ -252,6 +256,17 @@ def to_tps_grid(dose_zyx: np.ndarray, geometry: Any, ref: TPSDose) -> tuple[np.n
                  "trilinearly to the TPS voxel centres")
 
 
+def let_to_tps_grid(let_zyx: np.ndarray, dose_zyx: np.ndarray, geometry: Any, ref: TPSDose) -> np.ndarray:
+    """The dose-averaged LET ``let_zyx`` at the TPS voxel centres, as a dose average: the interpolated
+    dose x LETd divided by the interpolated dose (:func:`to_tps_grid`), so that a voxel without dose (LETd 0, or a
+    noisy LETd of a few protons) does not pull its neighbours' value; 0 where the interpolated dose is 0."""
+    dose = np.asarray(dose_zyx, np.float64)
+    num, _ = to_tps_grid(np.asarray(let_zyx, np.float64) * dose, geometry, ref)
+    den, _ = to_tps_grid(dose, geometry, ref)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0).astype(np.float32)
+
+
 def uncertainty_to_tps_grid(unc_rel_zyx: np.ndarray, dose_zyx: np.ndarray, geometry: Any,
                             ref: TPSDose, dose_tps_zyx: np.ndarray | None = None) -> np.ndarray:
     """The relative standard error of :func:`to_tps_grid`'s dose at the TPS voxel centres, propagated: where the
@@ -436,6 +451,8 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     # the total on the TPS grid is the sum of the beams' (linear interpolation): no second interpolation of it
     unc = uncertainty_to_tps_grid(tot.uncertainty_rel_zyx, (tot.dose_to_water_gy_zyx if dose_to == "water" else
                                                             tot.dose_gy_zyx) * rbe, geometry, inputs.reference, total)
+    let_src = getattr(tot, "let_d_kev_um_zyx", None)   # a result without LETd (a stand-in): no constant-RBE test
+    let_d = None if let_src is None else let_to_tps_grid(let_src, tot.dose_gy_zyx, geometry, inputs.reference)
     rho = density_tps_zyx
     if rho is None:
         rho, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, inputs.reference)
@@ -454,4 +471,4 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                  "tps_grid": reuse_key(inputs)["tps_grid"], "fractions_computed": reuse_key(inputs)["fractions"],
                  "plan_sop_instance_uid": inputs.plan.sop_instance_uid})
     return MCDose(total, per_beam, unc, tot.mean_rel_uncertainty_50, tot.primaries, tot.wall_s, tot.device,
-                  tot.backend, prov, note, meta, rho, per_beam_unc)
+                  tot.backend, prov, note, meta, rho, per_beam_unc, let_d)

@@ -1494,6 +1494,33 @@ def test_an_rbe_weighted_tps_dose_is_labelled_as_such_everywhere(case, tmp_path,
     assert len(rd.DoseComment) <= 64
 
 
+def test_a_failing_effective_dose_names_the_constant_rbe_assumption(case, tmp_path):
+    """rbe audit 2026-12-06 F1: a DoseType EFFECTIVE TPS dose that fails the check names the constant-RBE
+    assumption among the causes (a variable-RBE TPS dose: export the physical dose, --dose-type physical); the MC's
+    LETd on the TPS grid, which the variable-RBE test regresses on, comes with the MC dose; a passing EFFECTIVE dose
+    and a failing PHYSICAL one have no such note."""
+    import dataclasses
+
+    from mcproton._check.api import check
+
+    mc = case["res"].mc
+    assert mc.let_d_kev_um_zyx is not None and mc.let_d_kev_um_zyx.shape == mc.total_gy_zyx.shape
+    assert 1.0 < float(np.percentile(mc.let_d_kev_um_zyx[mc.total_gy_zyx > 0.5 * mc.total_gy_zyx.max()], 50)) < 10
+    eff = dataclasses.replace(mc, total_gy_zyx=mc.total_gy_zyx * 1.1,
+                              beams_gy_zyx={b: d * 1.1 for b, d in mc.beams_gy_zyx.items()},
+                              provenance={**mc.provenance, "rbe": 1.1, "dose_to": "water"})
+    d = case["dir"]
+    for scale, fails in ((1.1 * 1.15, True), (1.1, False)):
+        src = _tps(case, f"tps_eff_{scale:.3f}", case["hi"].total_gy_zyx * scale, dose_type="EFFECTIVE")
+        res = check(plan=d / "RP.dcm", dose=[src], ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2", mc=eff,
+                    levels=_levels(), **FAST)
+        assert res.passed is not fails
+        named = [n for n in res.diagnostics if "constant RBE 1.1" in n and "--dose-type physical" in n]
+        assert len(named) == (1 if fails else 0), res.diagnostics
+    assert not any("constant RBE" in n for n in _recheck(case, [_tps(case, "tps_phys_hi", case["hi"].total_gy_zyx
+                                                                     * 1.15)]).diagnostics)
+
+
 def test_the_physical_dose_is_labelled_physical_and_a_reused_mc_of_another_dose_refused(case, tmp_path):
     from mcproton._check.api import check
     from mcproton._check.inputs import CheckInputError

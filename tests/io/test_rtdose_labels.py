@@ -70,6 +70,14 @@ def test_five_fraction_plan_dose_holds_all_fractions_and_per_beam_files(tmp_path
         assert (f.attrs["fractions"], f.attrs["fractions_planned"]) == (1, 5)
         note = "1 of 5 planned fractions (one fraction)"
         assert f["dose"].attrs["fractions_note"] == note == f["dose_to_water"].attrs["fractions_note"]
+        # what the LETd is (rbe audit 2026-12-06 F5: before, only {'axes', 'unit'})
+        let = f["let_d"].attrs
+        assert "dose-averaged" in let["quantity"] and "of protons" in let["quantity"]
+        assert "in the voxel medium" in let["let"] and "unrestricted" in let["let"] and "e_cut" in let["particles"]
+        assert "10 %" in let["recommended_dose_threshold"]
+    from mcproton.rbe import mcnamara_of_result   # the RBE reads the fractions from the file (rbe audit F3)
+
+    assert mcnamara_of_result(tmp_path / "o.h5", 2.0).fractions == 1
     from mcproton._io.rtstruct import write_dvh_hdf5
 
     write_dvh_hdf5(tmp_path / "o.h5", per_fraction, {"all": per_fraction >= 0}, 0.125)

@@ -26,8 +26,11 @@ def test_values_and_limits():
     # zero dose: the low-dose limit RBE_max; zero-dose voxels give zero RBE-weighted dose
     assert float(mcnamara_rbe(0.0, 5.0, 2.0)) == pytest.approx(0.99064 + 0.35605 / 2.0 * 5.0)
     assert float(mcnamara_rbe_weighted_dose(0.0, 5.0, 2.0)) == 0.0
-    # large dose: tends to RBE_min
-    assert float(mcnamara_rbe(1e4, 3.0, 2.0)) == pytest.approx(1.1012 - 0.0038703 * math.sqrt(2.0) * 3.0, rel=1e-3)
+    # large dose: tends to RBE_min (given as a course of 1000 fractions of 10 Gy: the RBE of 10 Gy)
+    assert float(mcnamara_rbe(170.0, 3.0, 2.0, fractions=17)) == pytest.approx(float(mcnamara_rbe(10.0, 3.0, 2.0)))
+    with pytest.warns(Warning, match="above 15 Gy"):
+        big = float(mcnamara_rbe(1e4, 3.0, 2.0))
+    assert big == pytest.approx(1.1012 - 0.0038703 * math.sqrt(2.0) * 3.0, rel=1e-3)
     # RBE rises with LETd and falls with alpha/beta
     lets = np.linspace(0.5, 15, 30)
     r = mcnamara_rbe(np.full_like(lets, 1.8), lets, 2.0)
@@ -61,3 +64,76 @@ def test_a_dose_per_primary_gives_a_warning_and_a_dose_per_fraction_none():
         warnings.simplefilter("error", McprotonRuntimeWarning)
         mcnamara_rbe_weighted_dose(np.array([0.0, 1e-8, 2.0]), np.full(3, 5.0), 2.0)   # Gy per fraction
         mcnamara_rbe_weighted_dose(np.zeros(3), np.zeros(3), 2.0)                     # no dose at all
+
+
+def _result(fractions, dose=None, rho=1.0, s_wm=1.0, let=4.0):
+    """A run's result as mcnamara_of_result reads it: its dose (Gy, of ``fractions`` of a plan's fractions), dose
+    to water (``s_wm`` x the dose), LETd in the medium and densities."""
+    from types import SimpleNamespace
+
+    d = np.asarray([0.0, 10.0, 30.0, 34.0] if dose is None else dose, float)
+    beam = {"fractions": fractions, "fractions_planned": 17} if fractions else {}
+    return SimpleNamespace(dose_gy_zyx=d, dose_to_water_gy_zyx=s_wm * d, let_d_kev_um_zyx=np.full(d.shape, let),
+                           geometry=SimpleNamespace(density_g_cm3_zyx=np.full(d.shape, rho)),
+                           provenance={"beam": beam}, normalisation="Gy")
+
+
+def test_a_course_dose_is_taken_per_fraction():
+    """rbe audit 2026-12-06 F3: a 17-fraction course dose (plan.all_fractions = true) passed as it is gave the RBE of
+    a dose 17 x larger (-13 to -37 %) without a word.  mcnamara_of_result reads the fractions from the result;
+    fractions= divides by them; a dose per fraction above 15 Gy is warned about."""
+    import warnings
+
+    from mcproton._io.errors import McprotonRuntimeWarning
+    from mcproton.rbe import mcnamara_of_result
+
+    course = _result(17)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        m = mcnamara_of_result(course, 2.0)
+        per_fx = mcnamara_rbe(course.dose_gy_zyx / 17, 4.0, 2.0)   # 2 Gy per fraction at the maximum
+        assert m.fractions == 17 and np.allclose(m.rbe_zyx, per_fx, rtol=1e-12)
+        assert np.allclose(m.rbe_weighted_dose_gy_zyx, per_fx * course.dose_gy_zyx)
+        assert np.allclose(mcnamara_rbe_weighted_dose(course.dose_gy_zyx, 4.0, 2.0, fractions=17),
+                           m.rbe_weighted_dose_gy_zyx)
+    with pytest.warns(McprotonRuntimeWarning, match=r"largest dose given is 34 Gy, above 15 Gy.*fractions="):
+        course_as_one = mcnamara_rbe(course.dose_gy_zyx, 4.0, 2.0)
+    assert course_as_one[-1] < 0.9 * per_fx[-1]   # 13 % too low
+    with pytest.warns(McprotonRuntimeWarning, match="above 15 Gy"):
+        mcnamara_rbe_weighted_dose(course.dose_gy_zyx, 4.0, 2.0)
+    with pytest.raises(ValueError, match="fractions"):
+        mcnamara_rbe(1.0, 2.0, 2.0, fractions=0)
+    with pytest.raises(ValueError, match="Gy per primary"):
+        mcnamara_of_result(_result(1).__class__(**{**vars(_result(1)), "normalisation": "Gy per primary"}), 2.0)
+
+
+def test_alpha_beta_may_be_a_map():
+    """rbe audit F4: alpha/beta per voxel (10 in the target, 2 elsewhere) in one call, each value checked."""
+    d, let = np.array([1.8, 1.8, 0.5]), np.array([3.0, 9.0, 9.0])
+    ab = np.array([10.0, 2.0, 2.0])
+    r = mcnamara_rbe(d, let, ab)
+    assert r == pytest.approx([hand(1.8, 3.0, 10.0), hand(1.8, 9.0, 2.0), hand(0.5, 9.0, 2.0)], rel=1e-12)
+    assert mcnamara_rbe_weighted_dose(np.ones((2, 3)), np.full((2, 3), 4.0), np.array([[2.0], [10.0]]))[1, 0] == \
+        pytest.approx(hand(1.0, 4.0, 10.0))
+    with pytest.raises(ValueError, match="alpha/beta must be a positive number of Gy everywhere; 1 value"):
+        mcnamara_rbe(d, let, np.array([10.0, 0.0, 2.0]))
+    with pytest.raises(ValueError, match="alpha/beta.*broadcastable"):
+        mcnamara_rbe(d, let, np.array([10.0, 2.0]))
+
+
+def test_the_letd_in_water_of_bone_and_lung():
+    """rbe audit F2: mcproton scores LETd in the voxel medium; in cortical bone (1.92 g/cm3, mass stopping power 0.89
+    x water's) it is 1.71 x the LETd in water of the same protons, and the McNamara model was fitted to LETd in
+    water-like medium.  let_d_to_water divides by rho / s_w,m (s_w,m = dose to water / dose, the run's own ratio);
+    mcnamara_of_result uses it by default, and warns with let="medium" where dense or light voxels carry dose."""
+    from mcproton._io.errors import McprotonRuntimeWarning
+    from mcproton.rbe import let_d_to_water, mcnamara_of_result
+
+    assert float(let_d_to_water(1.767, 1.0, 1 / 0.89, 1.92)) == pytest.approx(1.767 * 1 / 0.89 / 1.92)
+    assert float(let_d_to_water(3.0, 0.0, 0.0, 1.0)) == 3.0   # no dose: s_w,m taken as 1
+    bone = _result(1, dose=[0.0, 1.8, 2.0], rho=1.92, s_wm=1 / 0.89, let=1.767 * 2)
+    m = mcnamara_of_result(bone, 2.0)
+    assert m.let == "water" and np.allclose(m.let_d_kev_um_zyx[1:], 2 * 1.767 / 0.89 / 1.92)
+    with pytest.warns(McprotonRuntimeWarning, match=r"2 voxel\(s\).*density outside 0.8-1.2 g/cm3.*let=\"water\""):
+        med = mcnamara_of_result(bone, 2.0, let="medium")
+    assert np.all(med.rbe_zyx[1:] > m.rbe_zyx[1:])
