@@ -34,6 +34,17 @@ def spine_profile(dose: np.ndarray, spine: np.ndarray, z_mm: np.ndarray, pres: f
             "z_mm": [float(z_mm[k]) for k in ks], "slice_mean_rel": [round(float(p), 4) for p in prof]}
 
 
+#: the keys of :func:`mcproton.dvh.dose_stats` that are doses (Gy): divided by the prescription in the *_rel tables
+DOSE_KEYS = ("dmean", "d98", "d95", "d50", "d2", "dmin", "dmax", "d0.03cc")
+
+
+def relative_stats(stats: dict, prescription_gy: float) -> dict:
+    """``stats`` (of dose_stats) with every dose (:data:`DOSE_KEYS`) divided by ``prescription_gy``; counts, volumes
+    and fractions as they are.  (Until 2026-12-06 D0.03cc stayed in Gy beside doses relative to the prescription:
+    1.72 'relative' above a Dmax of 1.05.)"""
+    return {k: (v / prescription_gy if k in DOSE_KEYS else v) for k, v in stats.items()}
+
+
 def verify_craniospinal(voxel_mm: float = 6.0, primaries: int = 16_000_000, *, age: float = 5.0,
                         threads: int | None = 1, backend: str = "cpu", seed: int = 12345,
                         figure: str | Path | None = HERE / "figures" / "craniospinal_dose.png",
@@ -57,8 +68,7 @@ def verify_craniospinal(voxel_mm: float = 6.0, primaries: int = 16_000_000, *, a
     pres = plan.prescription_gy
     parts = craniospinal_target(g)
     dose, unc = res.dose_gy_zyx, res.uncertainty_rel_zyx
-    rel_keys = ("dmean", "d98", "d95", "d50", "d2", "dmin", "dmax")
-    rel = lambda s: {k: (s[k] / pres if k in rel_keys else s[k]) for k in s}  # noqa: E731
+    rel = lambda s: relative_stats(s, pres)  # noqa: E731
     summary = {
         "case": f"craniospinal, {age:g}-year-old neuraxis phantom, {voxel_mm:g} mm voxels",
         "date": _dt.date.today().isoformat(), "backend": res.backend, "device": res.device,

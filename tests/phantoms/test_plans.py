@@ -327,3 +327,20 @@ def test_craniospinal_plan_monte_carlo_d95():
     spine = RP.craniospinal_target(g)["spine"]
     d_sp = res.dose_gy_zyx[spine]
     assert abs(d_sp.mean() / plan.prescription_gy - 1) < 0.05
+
+
+def test_craniospinal_summary_gives_every_dose_relative_to_the_prescription():
+    """The CSI verification's *_rel tables divide every dose by the prescription: D0.03cc was left in Gy (1.72
+    'relative' beside a relative Dmax of 1.05, 2026-12-06)."""
+    import numpy as np
+
+    from mcproton.dvh import dose_stats
+    from mcproton.phantoms.verify_craniospinal import relative_stats
+
+    dose = np.linspace(1.5, 1.7, 1000).reshape(10, 10, 10)
+    st = dose_stats(dose, np.ones_like(dose, bool), voxel_volume_cm3=0.216, prescription_gy=1.6)
+    rel = relative_stats(st, 1.6)
+    doses = [k for k in st if k in ("dmean", "dmin", "dmax", "d98", "d95", "d50", "d2", "d0.03cc")]
+    assert "d0.03cc" in doses and len(doses) == 8
+    assert all(rel[k] == st[k] / 1.6 for k in doses)
+    assert rel["d0.03cc"] <= rel["dmax"] and rel["voxels"] == 1000 and rel["v95"] == st["v95"]
