@@ -38,7 +38,11 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "batch_size": ((int,), "histories per batch (default primaries / batches); memory does not grow "
                                "with it"),
         "target_uncertainty": ((int, float), "stop at this mean relative uncertainty (voxels > 50 % Dmax), "
-                                             "e.g. 0.01; primaries is then the upper limit (default: none)"),
+                                             "e.g. 0.01; primaries is then the upper limit (default: none). "
+                                             "It is judged from the 10th batch, and batches are primaries / 100 "
+                                             "unless batch_size is set, so the run never stops before ~10 % of "
+                                             "primaries: give a batch_size of about a tenth of the primaries the "
+                                             "target needs to stop sooner"),
         "time_limit_s": ((int, float), "stop after this many seconds of transport of the whole run, its beams "
                                        "sharing it (checked between batches, resumed segments included; default: "
                                        "none)"),

@@ -638,8 +638,9 @@ def _beam_dose_section(res) -> list[str]:
             "(so that the TPS's own noise does not choose them), reaches 50 % of its robust maximum (the 99.9th "
             "percentile of its voxels with dose). A beam's MU or output error scales all of "
             "them, which the median ratio reads; a range or lateral difference changes the region's edges, which "
-            "it leaves out (the integral ratio, shown for comparison, includes them). The standard error assumes "
-            "independent voxels; the MC's neighbouring voxels are correlated, which makes it about 1.6 x larger.</p>"]
+            "it leaves out (the integral ratio, shown for comparison, includes them). The standard error is that of "
+            "independent voxels x 1.6, for the MC's correlated voxels (measured 1.45-1.6; the JSON's "
+            "uncertainty_independent_pct is the independent one, a lower bound).</p>"]
 
 
 def _readable(v: Any) -> str:
@@ -716,7 +717,8 @@ PROVENANCE_LABELS = {
     "beam_model_file": "beam model file", "calibration": "HU calibration", "ct": "CT",
     "structure_set": "structure set", "statistical_uncertainty_pct":
         "MC statistical uncertainty (%, mean over the voxels above 50 % of the maximum, MC grid)",
-    "statistical_uncertainty_tps_grid_pct": "MC statistical uncertainty on the TPS grid (%)",
+    "statistical_uncertainty_tps_grid_pct": "MC statistical uncertainty on the TPS grid (%, a lower bound)",
+    "statistical_uncertainty_tps_grid_note": "MC statistical uncertainty on the TPS grid: what it is",
     "primaries": "primaries (all beams)", "mc_wall_s": "MC wall time (s)",
     "mc_process_cpu_s": "MC CPU time of this process (s)", "device": "device", "backend": "backend", "seed": "seed",
     "dose": "dose compared", "dose_unit": "dose unit", "dose_fractions": "fractions of the dose",

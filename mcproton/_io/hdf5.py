@@ -119,6 +119,9 @@ LET_D_ATTRS = {
            "mcproton.rbe.let_d_to_water converts it (bone about 1.7 x water's, lung about 0.3 x)",
     "particles": "primary and secondary protons transported; secondary protons created below the transport cut "
                  "(e_cut, default 0.5 MeV) deposit locally without LET and are not counted",
+    "uncertainty": "none computed: the uncertainty dataset is the dose's; the LETd is noisier, its seed-to-seed "
+                   "relative sd per voxel 1.25-1.4 x the dose's uncertainty (median) and 2.2 x at the 95th "
+                   "percentile (statistics audit 2026-12-06, F4; docs/physics.md 'Scoring')",
     "recommended_dose_threshold": "use where the dose is at least 10 % of its maximum: below, the LETd is a ratio of "
                                   "few deposits (no uncertainty is given for it); 0 where no proton deposited; outside "
                                   "the body outline, where the dose is set to 0, it is left as computed: select "

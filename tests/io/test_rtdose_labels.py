@@ -75,6 +75,8 @@ def test_five_fraction_plan_dose_holds_all_fractions_and_per_beam_files(tmp_path
         assert "dose-averaged" in let["quantity"] and "of protons" in let["quantity"]
         assert "in the voxel medium" in let["let"] and "unrestricted" in let["let"] and "e_cut" in let["particles"]
         assert "10 %" in let["recommended_dose_threshold"]
+        # that it has no uncertainty of its own and is noisier than the dose (statistics audit 2026-12-06, F4)
+        assert "none computed" in let["uncertainty"] and "2.2 x" in let["uncertainty"]
     from mcproton.rbe import mcnamara_of_result   # the RBE reads the fractions from the file (rbe audit F3)
 
     assert mcnamara_of_result(tmp_path / "o.h5", 2.0).fractions == 1
