@@ -345,9 +345,12 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask
         if outline is None and getattr(total.geometry, "study", None) is not None:   # a CT without an outline
             asked = str(cfg.get("output", {}).get("body_outline", "auto")).lower() == "none"
-            said = ("none (output.body_outline = \"none\")" if asked else "none found (no CT voxel above -400 HU)")
+            # its own name: ``said`` is the run's recorded warnings (reusing it stored this text's characters as the
+            # warnings and lost the real ones; the dose-to-water audit of 2026-12-06, F2)
+            why = "none (output.body_outline = \"none\")" if asked else "none found (no CT voxel above -400 HU)"
+            no_outline = f"{why}: the dose everywhere, air included"
             for r in {id(r): r for r in (total, *results)}.values():   # the per-beam RT Doses' results too
-                r.provenance["body_outline"] = f"{said}: the dose everywhere, air included"
+                r.provenance["body_outline"] = no_outline
         early = _mark_completeness(settings, beams, results, total)
     checkpointed = not args.no_checkpoint
     out_cfg = cfg.get("output", {})
@@ -384,6 +387,8 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
                    **({"incomplete": early} if early else {}),
                    "normalisation": total.normalisation, "energy_imbalance_rel": total.ledger["imbalance_rel"],
                    **_dose_description(total, beams, outline)}
+        if outline is None and "body_outline" in total.provenance:   # a CT without one: said why (none asked/found)
+            summary["body_outline"] = total.provenance["body_outline"]
         if "struct_overrides_applied" in total.provenance:   # the RT Struct's material overrides it was computed with
             summary["struct_overrides_applied"] = total.provenance["struct_overrides_applied"]
     from ._io.atomic import is_no_space, write_error_text
