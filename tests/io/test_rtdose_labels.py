@@ -334,3 +334,29 @@ def test_a_ct_run_without_a_body_outline_keeps_its_warnings(tmp_path, capsys, hu
     with h5py.File(tmp_path / "o.h5") as f:
         assert json.loads(f["provenance"].attrs["warnings"]) == s["warnings"]
         assert f["provenance"].attrs["body_outline"] == s["body_outline"]
+
+
+def test_a_ct_runs_rt_dose_to_medium_by_default_is_said_and_recorded(tmp_path, capsys):
+    """The dose-to-water audit of 2026-12-06 (F3, F4): a CT run's RT Dose is dose to medium by default (the CT
+    calibration's bin materials: HU 0 is not water in schneider2000), while the planning systems and mcproton check
+    use dose to water.  Said on the console and in the summary where not asked for, not where output.dose_to is
+    given; the HDF5 records which dose its RT Dose holds, and its dose datasets say what they are."""
+    import h5py
+
+    cfg, _ = _case(tmp_path, 1)
+    s = _run(tmp_path, cfg, capsys)
+    assert "dose to medium" in s["rtdose_note"] and 'output.dose_to = "water"' in s["rtdose_note"]
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert f["provenance"].attrs["rtdose_dose"].startswith("dose to medium, physical (output.dose_to default")
+        assert "dose to the voxel medium" in f["dose"].attrs["description"]
+        assert "s_w/s_m" in f["dose_to_water"].attrs["description"]
+    from mcproton.cli import main
+
+    args = ["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--rtdose", str(tmp_path / "RD.dcm"), "--quiet",
+            "--set", 'output.dose_to="water"', "--set", "output.rbe=1.1"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    s = json.loads(out.out)
+    assert "rtdose_note" not in s and "RT Dose holds dose to medium" not in out.err
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert f["provenance"].attrs["rtdose_dose"].startswith("dose to water, RBE-weighted (constant RBE 1.1)")
