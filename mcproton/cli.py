@@ -345,13 +345,18 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask
         if outline is None and getattr(total.geometry, "study", None) is not None:   # a CT without an outline
             asked = str(cfg.get("output", {}).get("body_outline", "auto")).lower() == "none"
-            said = ("none (output.body_outline = \"none\")" if asked else "none found (no CT voxel above -400 HU)")
+            # its own name: ``said`` is the run's recorded warnings (reusing it stored this text's characters as the
+            # warnings and lost the real ones; the dose-to-water audit of 2026-12-06, F2)
+            why = "none (output.body_outline = \"none\")" if asked else "none found (no CT voxel above -400 HU)"
+            no_outline = f"{why}: the dose everywhere, air included"
             for r in {id(r): r for r in (total, *results)}.values():   # the per-beam RT Doses' results too
-                r.provenance["body_outline"] = f"{said}: the dose everywhere, air included"
+                r.provenance["body_outline"] = no_outline
         early = _mark_completeness(settings, beams, results, total)
     checkpointed = not args.no_checkpoint
     out_cfg = cfg.get("output", {})
     dose_to_water = out_cfg.get("dose_to") == "water"
+    if rtdose:   # which dose the run's RT Dose holds, in the HDF5 too (the summary's rtdose_contents is not kept)
+        total.provenance["rtdose_dose"] = _rtdose_dose_text(cfg)
     if said:   # what was warned about up to here, in the HDF5 beside the dose
         total.provenance["warnings"] = list(dict.fromkeys(said))
     try:
@@ -384,6 +389,8 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
                    **({"incomplete": early} if early else {}),
                    "normalisation": total.normalisation, "energy_imbalance_rel": total.ledger["imbalance_rel"],
                    **_dose_description(total, beams, outline)}
+        if outline is None and "body_outline" in total.provenance:   # a CT without one: said why (none asked/found)
+            summary["body_outline"] = total.provenance["body_outline"]
         if "struct_overrides_applied" in total.provenance:   # the RT Struct's material overrides it was computed with
             summary["struct_overrides_applied"] = total.provenance["struct_overrides_applied"]
     from ._io.atomic import is_no_space, write_error_text
@@ -396,6 +403,9 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         try:
             with phase("rtdose"):
                 summary.update(write_run_rtdoses(total, results, beams, out_cfg, Path(rtdose)))
+            if (note := _default_medium_note(cfg)) is not None:
+                print(f"mcproton: {note}", file=sys.stderr)
+                summary["rtdose_note"] = note
             op.written += [str(p) for p in _output_names(cfg, beams, out, rtdose, None)[1:]]
         except OSError as exc:   # one line, naming the file (a per-beam one where that failed; audit F7)
             failed.append(f"the RT Dose {exc.filename or rtdose} ({write_error_text(exc, exc.filename or rtdose)})")
@@ -622,6 +632,35 @@ def _hdf5_writer(cfg: dict, total: Any, dose_to_water: bool) -> Callable[[Any, P
 
         add_dvh_to_result(total, buf, _resolve(cfg, rtstruct), dose="dose_to_water" if dose_to_water else "dose")
     return lambda _result, path: write_bytes_atomic(path, buf.getbuffer())
+
+
+def _rtdose_dose_text(cfg: dict) -> str:
+    """Which dose ``mcproton run``'s RT Dose holds (``output.dose_to``, ``output.rbe``), for the HDF5 provenance."""
+    out = cfg.get("output", {})
+    to = out.get("dose_to", "medium")
+    rbe = out.get("rbe")
+    what = "physical" if rbe is None else f"RBE-weighted (constant RBE {float(rbe):g})"
+    return (f"dose to {to}, {what} (output.dose_to{'' if 'dose_to' in out else ' default'}: HDF5 dataset "
+            f"{'dose_to_water' if to == 'water' else 'dose'}{'' if rbe is None else ' x RBE'}, and the fractions of "
+            "output.dose_summation)")
+
+
+#: Said where a CT run writes its RT Dose to medium by default (the dose-to-water audit of 2026-12-06, F3).  The
+#: default stays "medium": changing it would change, without a config change, the quantity in files users already
+#: compare across versions; it is said instead, on the console and in the summary.
+DEFAULT_MEDIUM_NOTE = ("the RT Dose holds dose to medium (output.dose_to default \"medium\"): the dose to the CT "
+                       "calibration's bin materials (schneider2000: HU 0, water or CSF, is an adipose/soft-tissue "
+                       "mixture, so a water tank reads 1.2-1.5 % above dose to water, and neighbouring soft-tissue "
+                       "bins differ by up to 1.3 %; bone 8-16 % below dose to water); clinical planning systems and "
+                       "mcproton check report dose to water: set output.dose_to = \"water\" for that (the HDF5 holds "
+                       "both: datasets dose and dose_to_water)")
+
+
+def _default_medium_note(cfg: dict) -> str | None:
+    """:data:`DEFAULT_MEDIUM_NOTE` where a CT run's RT Dose is dose to medium by default (not asked for)."""
+    if cfg.get("phantom", {}).get("type") != "ct" or "dose_to" in cfg.get("output", {}):
+        return None
+    return DEFAULT_MEDIUM_NOTE
 
 
 def _warn_prescription(cfg: dict, total: Any) -> None:

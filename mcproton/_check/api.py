@@ -399,6 +399,95 @@ def _variable_rbe_note(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequ
             "constant-RBE dose")
 
 
+#: The water/medium test (:func:`water_medium_test`): does the TPS dose agree better with the MC's dose to medium
+#: than with its dose to water (or the reverse) where the two differ?  Both are scored in every MC run (D_w = D_m x
+#: s_w,m per deposit); their ratio r = D_w/D_m per voxel on the TPS grid is the MC's own, with almost no noise (both
+#: from the same protons).  In the body voxels where the TPS dose and the MC dose are at least WM_TEST_DOSE_FRACTION
+#: of the TPS maximum, e = ln(TPS/MC) is taken relative to its median in soft tissue (|ln r| <= WM_TEST_SOFT: water,
+#: brain, muscle; a global scale or calibration offset drops out) and compared, in the voxels where the two doses
+#: differ (|ln r| >= WM_TEST_BONE: bone, r 1.08-1.16, and metal; fat, 0.97, left out), with ln r: the fraction
+#: f = median(e) / median(ln r) there is 0 for the right quantity and -1 (compared as water, the TPS dose to medium)
+#: or +1 (compared as medium, the TPS dose to water) for the wrong one.  The mismatch is named where the TPS dose is
+#: nearer the other quantity (f past WM_TEST_FRACTION = 0.5, the midpoint), in at least WM_TEST_MIN_VOXELS voxels of
+#: each kind, and the bone shift median(e) exceeds WM_TEST_SIGMAS x its standard error, taken as 1.2533 x the
+#: robust spread (1.4826 x MAD) of e / sqrt(voxels) of each group, combined, x AGGREGATE_NOISE_FACTOR (3) for the
+#: MC's correlated voxel noise.  A correct dose cannot trip it from noise: the bone shift must reach half of the
+#: water/medium ratio (>= 2.5 %, 4-7 % in bone) and 4 x 3 = 12 independent-voxel standard errors (at 3 % noise per
+#: voxel and 30 voxels, 0.7 % each: 8 %); a real difference of the planning system in bone of less than half the
+#: ratio (4-7 %) is not named either.  Measured on the dose-to-water audit's head case (5-year-old head, a lateral
+#: field through the skull and temporal bone, MC and "TPS" each at ~2 %): its dose to medium checked as water gives
+#: f = -1.07 (bone -8.9 %, standard error 0.4 %, 698 bone and 6181 soft-tissue voxels), named; checked as medium,
+#: and its dose to water checked as water, f = -0.02 and -0.03; its dose to water checked as medium f = +1.00.
+WM_TEST_DOSE_FRACTION = 0.5
+WM_TEST_SOFT = 0.02
+WM_TEST_BONE = 0.05
+WM_TEST_FRACTION = 0.5
+WM_TEST_SIGMAS = 4.0
+WM_TEST_MIN_VOXELS = 30
+
+
+def water_medium_test(ref: np.ndarray, mc_dose: np.ndarray, water_to_medium: np.ndarray, body: np.ndarray,
+                      compared: str) -> dict | None:
+    """The water/medium test of the TPS dose ``ref`` against the MC dose ``mc_dose`` compared as dose to ``compared``
+    ("water" or "medium"), with the MC's D_w/D_m per voxel ``water_to_medium`` (see :data:`WM_TEST_DOSE_FRACTION`):
+    ``fraction`` f (0: the compared quantity fits; -1 / +1: the other), ``bone_shift_pct`` (median TPS/MC in bone
+    relative to soft tissue, in %), ``se_pct`` (its standard error, x the correlated-noise factor), ``voxels_bone``,
+    ``voxels_soft``, ``ratio_bone`` (median D_w/D_m there, with its 5th-95th percentiles ``ratio_bone_p5_p95``) and
+    ``tps_is_other``: whether the TPS dose is probably the other quantity.  None where too few voxels qualify."""
+    ref = np.asarray(ref, np.float64)
+    mc_dose = np.asarray(mc_dose, np.float64)
+    top = float(ref[body].max(initial=0.0))
+    r = np.asarray(water_to_medium, np.float64)
+    if not top > 0 or r.shape != ref.shape:
+        return None
+    sel = body & (ref >= WM_TEST_DOSE_FRACTION * top) & (mc_dose >= WM_TEST_DOSE_FRACTION * top) & (r > 0)
+    lr = np.log(np.where(sel, r, 1.0))
+    soft, bone = sel & (np.abs(lr) <= WM_TEST_SOFT), sel & (np.abs(lr) >= WM_TEST_BONE)
+    ns, nb = int(soft.sum()), int(bone.sum())
+    if ns < WM_TEST_MIN_VOXELS or nb < WM_TEST_MIN_VOXELS:
+        return None
+    e = np.log(np.where(sel, ref, 1.0) / np.where(sel, mc_dose, 1.0))
+    es, eb = e[soft], e[bone]
+    a = float(np.median(es))
+    shift, lb = float(np.median(eb - a)), float(np.median(lr[bone]))
+
+    def se(v: np.ndarray) -> float:   # the standard error of a median, from a robust spread (normal noise)
+        return 1.2533 * 1.4826 * float(np.median(np.abs(v - np.median(v)))) / math.sqrt(v.size)
+
+    err = AGGREGATE_NOISE_FACTOR * math.hypot(se(es), se(eb))
+    f = shift / lb
+    sign = -1.0 if compared == "water" else 1.0
+    other = sign * f >= WM_TEST_FRACTION and abs(shift) >= WM_TEST_SIGMAS * err
+    p5, p95 = np.percentile(r[bone], [5, 95])
+    return {"fraction": f, "bone_shift_pct": 100 * math.expm1(shift), "se_pct": 100 * err, "voxels_bone": nb,
+            "voxels_soft": ns, "ratio_bone": math.exp(lb), "ratio_bone_p5_p95": [float(p5), float(p95)],
+            "compared": compared, "tps_is_other": bool(other)}
+
+
+def _water_medium_note(ref: np.ndarray, mc: MCDose, body: np.ndarray) -> str | None:
+    """The note (and a warning) where :func:`water_medium_test` finds the TPS dose nearer the other of dose to water
+    and dose to medium than the one compared; None otherwise, or without the MC's D_w/D_m (an MC dose reused from
+    before 2026-12-06)."""
+    r = getattr(mc, "water_to_medium_zyx", None)
+    compared = str((getattr(mc, "provenance", None) or {}).get("dose_to") or "water")
+    if r is None or compared not in ("water", "medium"):
+        return None
+    t = water_medium_test(ref, mc.total_gy_zyx, r, body, compared)
+    if t is None or not t["tps_is_other"]:
+        return None
+    other = "medium" if compared == "water" else "water"
+    p5, p95 = t["ratio_bone_p5_p95"]
+    note = (f"the TPS dose is probably dose to {other}, compared here as dose to {compared}: in the "
+            f"{t['voxels_bone']} voxels of bone (or metal) of the high-dose region, where the MC's dose to water is "
+            f"{t['ratio_bone']:.3f} x its dose to medium (5th-95th percentile {p5:.3f}-{p95:.3f}), the TPS dose is "
+            f"{t['bone_shift_pct']:+.1f} % (standard error {t['se_pct']:.1f} %) off the MC's relative to the "
+            f"{t['voxels_soft']} soft-tissue voxels, {abs(t['fraction']):.2f} of the water/medium ratio (0: the "
+            f"quantity compared, 1: the other); run the check again with --dose-to {other}, or export the dose to "
+            f"{compared} from the planning system (DICOM does not say which it is)")
+    warn(note, McprotonWarning)
+    return note
+
+
 def _constant_rbe_note(mc: MCDose) -> str:
     """The constant-RBE assumption, named among the possible causes where an EFFECTIVE TPS dose fails the check."""
     k = float((getattr(mc, "provenance", None) or {}).get("rbe") or CLINICAL_RBE)
@@ -444,6 +533,8 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
                      "and --dose-type (physical / effective) and --rbe")
     if getattr(inputs, "dose_type", None) == "EFFECTIVE" and (note := _variable_rbe_note(ref, mc, body, axes)):
         notes.append(note)   # before the centroid and range notes, which it explains (rbe audit F1)
+    if (note := _water_medium_note(ref, mc, body)) is not None:
+        notes.append(note)   # a bone-only difference: before the centroid and range notes (dose-to-water audit F1)
     n = inputs.fractions
     if n > 1 and (abs(ratio * n - 1) < 0.1 or abs(ratio / n - 1) < 0.1):
         notes.append(f"the ratio {ratio:.3g} is close to {'1/' if ratio < 1 else ''}{n}, the plan's number of "
@@ -784,38 +875,81 @@ def _apply_given_prescription(given: float | dict[str, float], targets: Sequence
     return {nm: given[nm] for nm in targets if nm in given}, "given for each target (--prescription ROI=GY)"
 
 
-def stated_dose_to(paths: Iterable[str | Path]) -> str | None:
-    """Dose to "water" or "medium", where every TPS RT Dose of ``paths`` says so: DICOM has no attribute for it, but
-    an RT Dose that mcproton wrote (``mcproton run --rtdose``, ``mcproton demo``: Manufacturer mcproton) says it in
-    its DoseComment ("... to medium, physical ...").  None where a file does not say, or they disagree."""
+#: What an RT Dose's free text says of water or medium (case-insensitive; DICOM has no attribute for it): "to
+#: medium", "medium dose", "Dm", "D_m", "D(m)" (and the same for water).  Read from every manufacturer: mcproton
+#: writes "... to medium, physical ..." in its DoseComment, other writers "Dose to medium", "AcurosPT Dm"; before
+#: (the dose-to-water audit of 2026-12-06, F1) only a Manufacturer exactly "mcproton" and a lower-case "to medium"
+#: were read, and every other file was taken as dose to water without a word.
+_SAID_TO = {k: re.compile(rf"(?<![a-z0-9])(?:(?:dose[\s_-]*)?to[\s_-]*{k}|{k}[\s_-]*dose|d[\s_]?\(?{k[0]}\)?)"
+                          r"(?![a-z0-9])", re.IGNORECASE) for k in ("water", "medium")}
+#: The RT Dose's free-text attributes read for it, in this order.
+DOSE_TO_FIELDS = ("DoseComment", "SeriesDescription")
+
+
+def dose_to_statement(paths: Iterable[str | Path]) -> tuple[str | None, str]:
+    """Dose to "water" or "medium" as the TPS RT Doses ``paths`` say it in their free text (:data:`DOSE_TO_FIELDS`,
+    :data:`_SAID_TO`), and what was read from where (for the log and the record).  None where a file says
+    neither, says both (e.g. "dose to medium converted to water") or the files disagree."""
     import pydicom
 
-    said = set()
+    said: dict[str, list[str]] = {}
     for p in paths:
         ds = pydicom.dcmread(p, stop_before_pixels=True)
-        m = re.search(r"\bto (water|medium)\b", str(ds.get("DoseComment", "") or ""))
-        if str(ds.get("Manufacturer", "")) != "mcproton" or m is None:
-            return None
-        said.add(m.group(1))
-    return said.pop() if len(said) == 1 else None
+        found = []
+        for k in DOSE_TO_FIELDS:
+            text = str(ds.get(k, "") or "")
+            hits = {w for w, rx in _SAID_TO.items() if rx.search(text)}
+            if hits:
+                maker = str(ds.get("Manufacturer", ""))
+                found.append((hits, f"{k} {text!r} of {Path(p).name} (Manufacturer {maker!r})"))
+        kinds = set().union(*(h for h, _ in found)) if found else set()
+        if len(kinds) != 1:
+            why = ("names neither water nor medium" if not kinds else
+                   "names both water and medium: " + "; ".join(w for _, w in found))
+            return None, f"{Path(p).name}'s {' / '.join(DOSE_TO_FIELDS)} {why}"
+        said.setdefault(kinds.pop(), []).append(found[0][1])
+    if len(said) != 1:
+        return None, ("the TPS RT Doses disagree: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(said.items()))
+                      if said else "no TPS RT Dose")
+    (k, where), = said.items()
+    return k, "; ".join(where)
+
+
+def stated_dose_to(paths: Iterable[str | Path]) -> str | None:
+    """Dose to "water" or "medium", where every TPS RT Dose of ``paths`` says so (:func:`dose_to_statement`); None
+    where a file does not say, or they disagree."""
+    return dose_to_statement(paths)[0]
+
+
+#: The water/medium difference the check's messages quote: mcproton's own D_w/D_m (docs/physics.md "Scoring";
+#: the dose-to-water audit of 2026-12-06, F5: "in bone up to 10 %" understated it).
+WATER_MEDIUM_TEXT = ("in soft tissue the two differ by 0-3 % (fat 3 %), in bone by 8-16 % (mcproton's D_w/D_m: "
+                     "cortical bone 1.11 at 100 MeV, up to 1.16 near the end of range), in metal by 40-60 %")
+
+
+def _tps_files(inp: CheckInputs) -> list:
+    return ([inp.total.path] if inp.total is not None else []) + [d.path for d in inp.beams.values()]
 
 
 def _dose_to_of(inp: CheckInputs, dose_to: str | None, log: Callable[[str], None]) -> str:
     """The dose the check compares, to water or medium: as given; else what the TPS doses say
-    (:func:`stated_dose_to`); else water, what clinical proton planning systems report.  A dose that says the other
-    is warned about: compared as given.  Before (2026-12-05) the demo's dose to medium was compared as dose to
-    water without a word."""
-    files = ([inp.total.path] if inp.total is not None else []) + [d.path for d in inp.beams.values()]
-    stated = stated_dose_to(files)
+    (:func:`dose_to_statement`, any writer); else water, what clinical proton planning systems report, said in the
+    log (the data-driven test :func:`water_medium_test` then looks for a dose to medium in bone).  A dose that says
+    the other is warned about: compared as given.  Before (2026-12-05) the demo's dose to medium was compared as
+    dose to water without a word."""
+    stated, where = dose_to_statement(_tps_files(inp))
     if dose_to is None:
         if stated is not None:
-            log(f"mcproton check: the TPS dose is dose to {stated}, as its DoseComment says (an RT Dose mcproton "
-                "wrote): the MC dose is computed to match (--dose-to to say otherwise)")
+            log(f"mcproton check: the TPS dose is dose to {stated}, as read from its {where}: the MC dose is computed "
+                "to match (--dose-to to say otherwise)")
+        else:
+            log(f"mcproton check: the TPS dose is compared as dose to water, assumed: DICOM has no attribute for it "
+                f"and {where}; give --dose-to medium if the planning system reported dose to medium "
+                f"({WATER_MEDIUM_TEXT})")
         return stated or "water"
     if stated is not None and stated != dose_to:
-        warn(f"the TPS dose says it is dose to {stated} (its DoseComment: an RT Dose mcproton wrote), but dose to "
-             f"{dose_to} was asked (--dose-to): compared as dose to {dose_to}; in soft tissue the two differ by about "
-             "1 %, in bone by up to 10 %", McprotonWarning)
+        warn(f"the TPS dose says it is dose to {stated} (read from its {where}), but dose to {dose_to} was asked "
+             f"(--dose-to): compared as dose to {dose_to}; {WATER_MEDIUM_TEXT}", McprotonWarning)
     return dose_to
 
 
@@ -823,9 +957,9 @@ def _dose_to_source(inp: CheckInputs, given: str | None) -> str:
     """Where the check's dose to water or medium came from (:func:`_dose_to_of`), for the record."""
     if given is not None:
         return "given (--dose-to)"
-    files = ([inp.total.path] if inp.total is not None else []) + [d.path for d in inp.beams.values()]
-    return ("the TPS RT Dose's DoseComment (an RT Dose mcproton wrote)" if stated_dose_to(files) is not None
-            else "the default (dose to water, what clinical proton planning systems report)")
+    stated, where = dose_to_statement(_tps_files(inp))
+    return (f"read from the TPS RT Dose's {where}" if stated is not None
+            else f"the default (dose to water, what clinical proton planning systems report), assumed: {where}")
 
 
 def _check_defaults() -> dict[str, Any]:

@@ -47,6 +47,9 @@ class MCDose:
     # (let_to_tps_grid): the constant-RBE test of an EFFECTIVE TPS dose (api._variable_rbe_note); None for an MC dose
     # made before 2026-12-06
     let_d_kev_um_zyx: np.ndarray | None = None
+    # the MC's dose to water / dose to medium per voxel on the TPS grid (float32, 1 where there is no dose): the
+    # water/medium test of the TPS dose (api.water_medium_test); None for an MC dose made before 2026-12-06
+    water_to_medium_zyx: np.ndarray | None = None
 
 
 def reuse_key(inputs: Any) -> dict:
@@ -451,6 +454,13 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     # the total on the TPS grid is the sum of the beams' (linear interpolation): no second interpolation of it
     unc = uncertainty_to_tps_grid(tot.uncertainty_rel_zyx, (tot.dose_to_water_gy_zyx if dose_to == "water" else
                                                             tot.dose_gy_zyx) * rbe, geometry, inputs.reference, total)
+    # the other of the two doses on the TPS grid, for their ratio (both are scored in every run: the water/medium test)
+    other, _ = to_tps_grid((tot.dose_gy_zyx if dose_to == "water" else tot.dose_to_water_gy_zyx) * rbe, geometry,
+                           inputs.reference)
+    dw, dm = (total, other) if dose_to == "water" else (other, total)
+    w_m = np.ones(total.shape, np.float32)
+    np.divide(dw, dm, out=w_m, where=(dm > 0) & (dw > 0), casting="unsafe")
+    del other, dw, dm
     let_src = getattr(tot, "let_d_kev_um_zyx", None)   # a result without LETd (a stand-in): no constant-RBE test
     let_d = None if let_src is None else let_to_tps_grid(let_src, tot.dose_gy_zyx, geometry, inputs.reference)
     rho = density_tps_zyx
@@ -471,4 +481,4 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                  "tps_grid": reuse_key(inputs)["tps_grid"], "fractions_computed": reuse_key(inputs)["fractions"],
                  "plan_sop_instance_uid": inputs.plan.sop_instance_uid})
     return MCDose(total, per_beam, unc, tot.mean_rel_uncertainty_50, tot.primaries, tot.wall_s, tot.device,
-                  tot.backend, prov, note, meta, rho, per_beam_unc, let_d)
+                  tot.backend, prov, note, meta, rho, per_beam_unc, let_d, w_m)

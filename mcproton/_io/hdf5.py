@@ -113,6 +113,17 @@ def ledger_units() -> str:
 #: The ``let_d`` dataset's description (docs/physics.md "Scoring"): which LET, of which particles, in which medium, how
 #: weighted, what is left out, and the dose threshold below which it is mostly noise (a ratio of two noisy sums: the
 #: demo's LETd reached 51 keV/um in voxels below 0.1 % of the prescription, 18 at 1-10 %, at most 9 above 50 %).
+#: What the two dose datasets are, on the datasets themselves (the dose-to-water audit of 2026-12-06: they carried
+#: only unit and axes; docs/physics.md "Scoring").
+DOSE_DESCRIPTIONS = {
+    "dose": "physical absorbed dose to the voxel medium (D_m), as simulated: each voxel's material of the CT "
+            "calibration's bin (schneider2000: HU 0 is an adipose/soft-tissue mixture, not water) or of the phantom",
+    "dose_to_water": "physical dose to water (D_w): each energy deposit x s_w/s_m, the ratio of the electronic mass "
+                     "stopping powers of water (physics.water_model, default ICRU 90, I = 78 eV) and of the voxel "
+                     "material (its I-value set, default ICRU 49) at the depositing proton's energy; nuclear "
+                     "fragments and recoils deposited locally take their primary's ratio (Paganetti 2009 convention; "
+                     "with ICRU 90 water D_w/D_m is about 0.5 % below ICRU 49's ratio for every tissue)",
+}
 LET_D_ATTRS = {
     "quantity": "dose-averaged LET (LETd) of protons: sum(E_dep x LET) / sum(E_dep) over proton energy deposits",
     "let": "unrestricted electronic LET in the voxel medium (stopping power x density), not in water: "
@@ -177,6 +188,8 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
             d.attrs["axes"] = "zyx"
             if fx is not None and name in ("dose", "dose_to_water"):
                 d.attrs["fractions_note"] = fx[2]
+            if name in DOSE_DESCRIPTIONS:
+                d.attrs["description"] = DOSE_DESCRIPTIONS[name]
             if name == "let_d":   # what the number is, where a reader of the file looks (rbe audit 2026-12-06, F5)
                 d.attrs.update(LET_D_ATTRS)
         for name, (arr, attrs) in (getattr(result, "extra_datasets", None) or {}).items():   # e.g. dose_raw

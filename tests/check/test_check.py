@@ -1580,16 +1580,21 @@ def test_a_tps_dose_that_says_dose_to_medium_is_compared_as_such(case, tmp_path)
     hi = case["hi"].total_gy_zyx
     med = _tps(case, "tps_medium", hi, dose_comment="MC dose, 1 of 1 fx, to medium, physical")
     wat = _tps(case, "tps_water", hi, dose_comment="MC dose, 1 of 1 fx, to water, physical")
-    other = _tps(case, "tps_other", hi, dose_comment="to medium")
+    other = _tps(case, "tps_other", hi, dose_comment="Dose To Medium")
     pydicom_ds = pydicom.dcmread(other)
-    pydicom_ds.Manufacturer = "Another TPS"          # another writer's comment is not read
+    pydicom_ds.Manufacturer = "Another TPS"          # another writer's comment is read too (dose-to-water audit F1)
     pydicom_ds.save_as(other)
+    silent = _tps(case, "tps_silent", hi, dose_comment="Eclipse dose")
     assert stated_dose_to([med]) == "medium" and stated_dose_to([wat]) == "water"
-    assert stated_dose_to([med, wat]) is None and stated_dose_to([other]) is None
+    assert stated_dose_to([med, wat]) is None and stated_dose_to([other]) == "medium"
     lines: list[str] = []
     inp = SimpleNamespace(total=SimpleNamespace(path=med), beams={})
-    assert _dose_to_of(inp, None, lines.append) == "medium" and "dose to medium, as its DoseComment says" in lines[0]
-    assert _dose_to_of(SimpleNamespace(total=SimpleNamespace(path=other), beams={}), None, lines.append) == "water"
+    assert _dose_to_of(inp, None, lines.append) == "medium"
+    assert "dose to medium, as read from its DoseComment" in lines[0]
+    assert _dose_to_of(SimpleNamespace(total=SimpleNamespace(path=other), beams={}), None, lines.append) == "medium"
+    assert "'Another TPS'" in lines[-1] and "'Dose To Medium'" in lines[-1]
+    assert _dose_to_of(SimpleNamespace(total=SimpleNamespace(path=silent), beams={}), None, lines.append) == "water"
+    assert "compared as dose to water, assumed" in lines[-1] and "--dose-to medium" in lines[-1]
     with pytest.warns(McprotonWarning, match="says it is dose to medium .* but dose to water was asked"):
         assert _dose_to_of(inp, "water", lines.append) == "water"
     with pytest.raises(CheckInputError, match="medium"):   # the case's MC is of dose to water: not this dose

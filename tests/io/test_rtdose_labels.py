@@ -309,3 +309,54 @@ def test_a_tagged_dose_comment_keeps_water_or_medium_and_the_rbe():
     assert c.comment(30) == "to medium, physical"
     rbe = DoseContents("PLAN", 30, 30, list(range(1, 13)), 12, "water", 1.1, 1.0, "")
     assert rbe.comment(64 - 24) == "30 of 30 fx, 12 beams, to water, RBE 1.1"
+
+
+@pytest.mark.parametrize("hu, outline, why", [(0, "none", 'none (output.body_outline = "none")'),
+                                              (-500, "auto", "none found (no CT voxel above -400 HU)")])
+def test_a_ct_run_without_a_body_outline_keeps_its_warnings(tmp_path, capsys, hu, outline, why):
+    """A CT run without a body outline (output.body_outline = "none", or a CT with no voxel above -400 HU) keeps the
+    warnings it gave (here: 2 batches only) in the JSON summary and the HDF5 provenance, and the summary says why
+    there is no outline (the dose-to-water audit of 2026-12-06, F2: the outline text replaced the warnings, which
+    were stored as its single characters, and the summary's body_outline was missing)."""
+    import h5py
+
+    from mcproton._io.dicom_common import PHANTOM_STUDY
+    from mcproton.dicom import write_ct_series
+
+    cfg, _ = _case(tmp_path, 1)
+    shutil.rmtree(tmp_path / "ct")
+    write_ct_series(np.full((16, 16, 16), hu), (5.0, 5.0, 5.0), (-37.5, -37.5, -37.5), tmp_path / "ct",
+                    study=PHANTOM_STUDY.replace(frame_of_reference_uid="1.2.826.0.1.3680043.8.498.1201"))
+    s = _run(tmp_path, cfg, capsys, f'output.body_outline="{outline}"')
+    assert s["body_outline"] == f"{why}: the dose everywhere, air included", s.get("body_outline")
+    assert s["warnings"] and all(len(w) > 20 for w in s["warnings"]), s["warnings"]
+    assert any("2 batches only" in w for w in s["warnings"]), s["warnings"]
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert json.loads(f["provenance"].attrs["warnings"]) == s["warnings"]
+        assert f["provenance"].attrs["body_outline"] == s["body_outline"]
+
+
+def test_a_ct_runs_rt_dose_to_medium_by_default_is_said_and_recorded(tmp_path, capsys):
+    """The dose-to-water audit of 2026-12-06 (F3, F4): a CT run's RT Dose is dose to medium by default (the CT
+    calibration's bin materials: HU 0 is not water in schneider2000), while the planning systems and mcproton check
+    use dose to water.  Said on the console and in the summary where not asked for, not where output.dose_to is
+    given; the HDF5 records which dose its RT Dose holds, and its dose datasets say what they are."""
+    import h5py
+
+    cfg, _ = _case(tmp_path, 1)
+    s = _run(tmp_path, cfg, capsys)
+    assert "dose to medium" in s["rtdose_note"] and 'output.dose_to = "water"' in s["rtdose_note"]
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert f["provenance"].attrs["rtdose_dose"].startswith("dose to medium, physical (output.dose_to default")
+        assert "dose to the voxel medium" in f["dose"].attrs["description"]
+        assert "s_w/s_m" in f["dose_to_water"].attrs["description"]
+    from mcproton.cli import main
+
+    args = ["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--rtdose", str(tmp_path / "RD.dcm"), "--quiet",
+            "--set", 'output.dose_to="water"', "--set", "output.rbe=1.1"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    s = json.loads(out.out)
+    assert "rtdose_note" not in s and "RT Dose holds dose to medium" not in out.err
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert f["provenance"].attrs["rtdose_dose"].startswith("dose to water, RBE-weighted (constant RBE 1.1)")
