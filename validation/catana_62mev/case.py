@@ -13,9 +13,10 @@ from ..plots import Series, overlay_with_difference
 
 #: what the scored reference is (validation audit 2026-12-06, F4): the measurement times a correction from the
 #: fitted Bortfeld model (its low-energy tail removed), not the raw measurement
-DATA_KIND = ("MEASURED x a fitted model correction (INFN-LNS Catania, ionisation chamber; relative units): peak/plateau "
-             "and gamma are scored against the measurement corrected for a fitted low-energy tail (Bortfeld epsilon "
-             "-> 0, up to +22 % in peak/plateau); the raw measurement is compared as info, not scored")
+DATA_KIND = ("MEASURED x a fitted model correction (INFN-LNS Catania, ionisation chamber; relative units): "
+             "peak/plateau and gamma are scored against the measurement corrected for a fitted low-energy tail "
+             "(Bortfeld epsilon -> 0, up to +22 % in peak/plateau); the raw measurement is compared as info, not "
+             "scored")
 
 
 def raw_comparison_message(pp_sim: float, pp_raw: float, pp_corr: float, gamma_raw: float,
