@@ -143,6 +143,40 @@ def spread_header(path: Path | str = SPREAD_FILE) -> dict[str, str]:
     return _read_spread(str(path))[1]
 
 
+#: the committed full report, whose kernel the new run is compared with
+REPORT_FILE = HERE / "REPORT.md"
+
+
+def report_kernel(path: Path | str = REPORT_FILE) -> str:
+    """The kernel hash named in the committed validation/REPORT.md ("- version ..., kernel `HASH`"), or ""."""
+    import re
+
+    try:
+        m = re.search(r"kernel `([0-9a-f]+)`", Path(path).read_text(encoding="utf-8"))
+    except OSError:
+        return ""
+    return m.group(1) if m else ""
+
+
+def kernel_warnings(engine_kernel: str, spread_kernel: str, committed_kernel: str) -> list[str]:
+    """Warnings where the transport kernel that ran differs from the kernel that measured quick_spread.csv or
+    produced the committed REPORT.md (validation audit 2026-12-06, F7): the seed-to-seed sd column and the
+    printed reference values then belong to another kernel.  Hashes are compared on their common prefix (the
+    files keep 16 hex digits); an unknown hash gives no warning."""
+    eng = str(engine_kernel or "")
+    out = []
+    for what, k in (("validation/quick_spread.csv (the 'statistical sd' column)", spread_kernel),
+                    ("the committed validation/REPORT.md", committed_kernel)):
+        ks = [x.strip() for x in str(k or "").split(",") if x.strip()]
+        if not eng or not ks or eng.startswith("fake"):
+            continue
+        if not any(eng[:len(x)] == x[:len(eng)] for x in ks):
+            out.append(f"kernel mismatch: this run's transport kernel is {eng[:16]}, but {what} was made with "
+                       f"kernel {', '.join(x[:16] for x in ks)}; its numbers may differ from this run's: "
+                       "regenerate it with this kernel before relying on it")
+    return out
+
+
 def false_fail_probability(comparison: str, tolerance: float | None, mean_diff: float, sd: float) -> float:
     """Probability that a correct engine fails the metric by chance, for a Gaussian value with the measured mean
     difference (or mean value for "min"/"max") and sd."""

@@ -3,6 +3,7 @@ F2, F4, F8)."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 import sys
 from pathlib import Path
@@ -56,3 +57,31 @@ def test_readme_quotes_the_multi_seed_dcpt_dose_mean():
     assert m, "README no longer quotes the DCPT isocentre dose as mean +- uncertainty"
     assert float(m.group(1)) == pytest.approx(mean, abs=0.05)
     assert float(m.group(2)) == pytest.approx(sd / n ** 0.5, abs=0.01)
+
+
+def test_report_warns_when_the_kernel_differs_from_the_spread_and_the_committed_report(tmp_path):
+    """F7: a new report printed "quick_spread ... kernel f184b7e6" beside engine kernel 0304d035 without a word."""
+    from mcproton.validation import markdown as MD
+    from mcproton.validation import report as REP
+    from mcproton.validation.core import CaseResult
+
+    spread_k = T.spread_header()["kernel"]
+    report_k = T.report_kernel()
+    assert spread_k and report_k
+    other = "0123456789abcdef0123"
+    assert not any(other.startswith(k[:8]) for k in (spread_k, report_k))
+    cr = CaseResult("ranges_water", "t", "evaluated")
+    cr.runs = [{"provenance": {"kernel_hash": other}, "backend": "cpu", "device": "test"}]
+    s = REP.build_summary([cr], {"mode": "quick"})
+    assert len(s["kernel_warnings"]) == 2
+    for w in s["kernel_warnings"]:
+        assert other[:16] in w and "kernel mismatch" in w
+    assert spread_k[:16] in s["kernel_warnings"][0] and report_k[:16] in s["kernel_warnings"][1]
+    html = REP.render_html(s, [cr])
+    assert html.count("kernel mismatch") == 2
+    (tmp_path / "summary.json").write_text(json.dumps(s))
+    md = MD.write_markdown(tmp_path, tmp_path / "R.md").read_text()
+    assert md.count("kernel mismatch") == 2
+    # the same kernel: no warning (hashes compared on their common prefix)
+    assert T.kernel_warnings(spread_k + "00", spread_k, spread_k[:8]) == []
+    assert T.kernel_warnings("fake", spread_k, report_k) == []
