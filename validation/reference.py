@@ -72,6 +72,9 @@ class StoppingTable:
     s_tot: np.ndarray         # total mass stopping power, MeV cm2/g
     csda_g_cm2: np.ndarray
     source: str
+    #: "pchip" (PCHIP in log-log: right between the sparse points of a published table) or "linear" (linear in
+    #: log-log: enough for a dense table, e.g. the planner's 1500-point engine table, whose plans are pinned)
+    interpolation: str = "pchip"
 
     def _loglog(self, e, y) -> np.ndarray:
         """Shape-preserving cubic (PCHIP) interpolation of the table in log-log, held constant outside it.
@@ -83,6 +86,8 @@ class StoppingTable:
         2026-12-06, F5).  At tabulated energies both give the tabulated value."""
         from scipy.interpolate import PchipInterpolator
 
+        if self.interpolation == "linear":
+            return np.exp(np.interp(np.log(np.asarray(e, dtype=float)), np.log(self.energy_mev), np.log(y)))
         x = np.log(self.energy_mev)
         e = np.clip(np.log(np.asarray(e, dtype=float)), x[0], x[-1])
         return np.exp(PchipInterpolator(x, np.log(y))(e))
@@ -100,6 +105,8 @@ class StoppingTable:
     def energy_from_range(self, r_g_cm2) -> np.ndarray:
         """Inverse of :meth:`csda_range` (numerically, on a dense grid of the same interpolant)."""
         r = np.maximum(np.asarray(r_g_cm2, dtype=float), self.csda_g_cm2[0])
+        if self.interpolation == "linear":
+            return np.exp(np.interp(np.log(r), np.log(self.csda_g_cm2), np.log(self.energy_mev)))
         le = np.linspace(np.log(self.energy_mev[0]), np.log(self.energy_mev[-1]), 20_001)
         lr = np.log(self.csda_range(np.exp(le)))
         return np.exp(np.interp(np.log(r), lr, le))
