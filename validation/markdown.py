@@ -52,6 +52,7 @@ def write_markdown(run_dir: str | Path, out_md: str | Path, figures_dir: str | P
         "published beam model), not a centre's own beam model, which is commissioned against the centre's own "
         "measurements.",
         "",
+        *[f"**Warning**: {w}\n" for w in s.get("kernel_warnings", [])],
         "## Summary",
         "",
         "| case | status | data | failed metrics |",

@@ -72,10 +72,25 @@ class StoppingTable:
     s_tot: np.ndarray         # total mass stopping power, MeV cm2/g
     csda_g_cm2: np.ndarray
     source: str
+    #: "pchip" (PCHIP in log-log: right between the sparse points of a published table) or "linear" (linear in
+    #: log-log: enough for a dense table, e.g. the planner's 1500-point engine table, whose plans are pinned)
+    interpolation: str = "pchip"
 
     def _loglog(self, e, y) -> np.ndarray:
-        e = np.asarray(e, dtype=float)
-        return np.exp(np.interp(np.log(e), np.log(self.energy_mev), np.log(y)))
+        """Shape-preserving cubic (PCHIP) interpolation of the table in log-log, held constant outside it.
+
+        Linear log-log interpolation was 0.43 % high in S_el at 250 MeV and 0.3 % short in CSDA range for ICRU 90
+        water, which tabulates only 200 and 300 MeV above 200 MeV: against PSTAR (tabulated every 25 MeV) times
+        the ICRU 90/PSTAR ratio at 200 and 300 MeV, PCHIP in log-log is within 0.04 % at 210-275 MeV.  The
+        stopping_power case then compared the engine with the reader's interpolation error (validation audit
+        2026-12-06, F5).  At tabulated energies both give the tabulated value."""
+        from scipy.interpolate import PchipInterpolator
+
+        if self.interpolation == "linear":
+            return np.exp(np.interp(np.log(np.asarray(e, dtype=float)), np.log(self.energy_mev), np.log(y)))
+        x = np.log(self.energy_mev)
+        e = np.clip(np.log(np.asarray(e, dtype=float)), x[0], x[-1])
+        return np.exp(PchipInterpolator(x, np.log(y))(e))
 
     def electronic(self, e) -> np.ndarray:
         return self._loglog(e, self.s_el)
@@ -88,9 +103,13 @@ class StoppingTable:
         return self._loglog(e, self.csda_g_cm2)
 
     def energy_from_range(self, r_g_cm2) -> np.ndarray:
-        """Inverse of :meth:`csda_range` (log-log)."""
+        """Inverse of :meth:`csda_range` (numerically, on a dense grid of the same interpolant)."""
         r = np.maximum(np.asarray(r_g_cm2, dtype=float), self.csda_g_cm2[0])
-        return np.exp(np.interp(np.log(r), np.log(self.csda_g_cm2), np.log(self.energy_mev)))
+        if self.interpolation == "linear":
+            return np.exp(np.interp(np.log(r), np.log(self.csda_g_cm2), np.log(self.energy_mev)))
+        le = np.linspace(np.log(self.energy_mev[0]), np.log(self.energy_mev[-1]), 20_001)
+        lr = np.log(self.csda_range(np.exp(le)))
+        return np.exp(np.interp(np.log(r), lr, le))
 
 
 PSTAR_FILES = {

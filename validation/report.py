@@ -11,7 +11,8 @@ from typing import Any
 
 from .._check.report import sign_off_html
 from .core import REFERENCE_BEAMS, CaseResult, _jsonable
-from .tolerances import quick_spread, sd_text, spread_header, tolerance_basis, why_these_tolerances
+from .tolerances import (kernel_warnings, quick_spread, report_kernel, sd_text, spread_header, tolerance_basis,
+                         why_these_tolerances)
 
 SCHEMA_VERSION = 1
 #: the report page's heading (a folder holding report.html with it holds an earlier report: runner.check_out_dir)
@@ -29,6 +30,8 @@ def _settings_from_runs(cases: list[CaseResult]) -> dict[str, Any]:
 
 
 def build_summary(cases: list[CaseResult], meta: dict[str, Any]) -> dict[str, Any]:
+    engine = _settings_from_runs(cases)
+    spread = spread_header()
     return {
         "schema_version": SCHEMA_VERSION,
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -40,7 +43,9 @@ def build_summary(cases: list[CaseResult], meta: dict[str, Any]) -> dict[str, An
         "n_failed": sum(1 for c in cases if c.status in ("failed", "error")),
         "n_skipped": sum(1 for c in cases if c.status == "skipped"),
         "cases": [_case_json(c, str(meta.get("mode", "quick"))) for c in cases],
-        "quick_spread": spread_header(),
+        "quick_spread": spread,
+        "kernel_warnings": kernel_warnings(str(engine.get("kernel_hash") or ""), spread.get("kernel", ""),
+                                           report_kernel()),
     }
 
 
@@ -141,6 +146,7 @@ def render_html(summary: dict[str, Any], cases: list[CaseResult]) -> str:
              _kv_table({k: summary.get(k) for k in ("mode", "backend_requested", "seed", "batches", "physics",
                                                       "command", "python", "platform", "total_wall_s")}),
              "<p class='small'>Engine provenance (first simulation):</p>", _kv_table(summary.get("engine", {})),
+             "".join(f"<p class='failed'>Warning: {html.escape(w)}</p>" for w in summary.get("kernel_warnings", [])),
              "<h2>Summary</h2><table><tr><th>case</th><th>title</th><th>reference data</th><th>result</th>"
              "<th>metrics failed</th></tr>"]
     for c in cases:

@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None, simulate_fn=None) -> int:
     print(f"report: {out / 'report.html'}\nsummary: {out / 'summary.json'}")
     for c in results:
         print(f"  {c.status:8s} {c.name}{'  ' + c.message if c.message else ''}")
+    for w in summary.get("kernel_warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     print("ALL PASSED" if summary["all_passed"] else "SOME CASES FAILED")
     by_design = [c.name for c in results if c.expected_failure]
     if by_design:

@@ -68,8 +68,9 @@ BASIS: list[tuple[str, str, str]] = [
     ("dcpt_plan02", r"^R80", "code-to-code: the four codes agree within 0.4 mm (TOPAS left out: its solid water was "
      "1.039 g/cm3)"),
     ("dcpt_plan02", r"fall-off", "code-to-code: 0.25 mm, the engine's design target in water"),
-    ("dcpt_plan02", r"dose at 22.5", "code-to-code: absolute dose per primary through the beam model's protons/MU; "
-     "the five codes spread 3 %"),
+    ("dcpt_plan02", r"dose at 22.5", "code-to-code: dose per primary, independent of protons/MU (which cancels: the "
+     "codes report dose per primary; absolute dose per MU is commissioned against measurement); the five codes spread "
+     "3 %"),
     ("dcpt_plan02", r"peak/entrance", "code-to-code: the codes spread 4 % (3.93-4.10)"),
     ("dcpt_plan02", r"LETd", "code-to-code: the codes disagree by 10-40 % near the end of range; inside their range "
      "widened by 5 % (scored in --full only)"),
@@ -140,6 +141,40 @@ def sd_text(case: str, metric: str, comparison: str, mode: str) -> str:
 def spread_header(path: Path | str = SPREAD_FILE) -> dict[str, str]:
     """The ``# key: value`` lines of the spread file (seeds, kernel, command)."""
     return _read_spread(str(path))[1]
+
+
+#: the committed full report, whose kernel the new run is compared with
+REPORT_FILE = HERE / "REPORT.md"
+
+
+def report_kernel(path: Path | str = REPORT_FILE) -> str:
+    """The kernel hash named in the committed validation/REPORT.md ("- version ..., kernel `HASH`"), or ""."""
+    import re
+
+    try:
+        m = re.search(r"kernel `([0-9a-f]+)`", Path(path).read_text(encoding="utf-8"))
+    except OSError:
+        return ""
+    return m.group(1) if m else ""
+
+
+def kernel_warnings(engine_kernel: str, spread_kernel: str, committed_kernel: str) -> list[str]:
+    """Warnings where the transport kernel that ran differs from the kernel that measured quick_spread.csv or
+    produced the committed REPORT.md (validation audit 2026-12-06, F7): the seed-to-seed sd column and the
+    printed reference values then belong to another kernel.  Hashes are compared on their common prefix (the
+    files keep 16 hex digits); an unknown hash gives no warning."""
+    eng = str(engine_kernel or "")
+    out = []
+    for what, k in (("validation/quick_spread.csv (the 'statistical sd' column)", spread_kernel),
+                    ("the committed validation/REPORT.md", committed_kernel)):
+        ks = [x.strip() for x in str(k or "").split(",") if x.strip()]
+        if not eng or not ks or eng.startswith("fake"):
+            continue
+        if not any(eng[:len(x)] == x[:len(eng)] for x in ks):
+            out.append(f"kernel mismatch: this run's transport kernel is {eng[:16]}, but {what} was made with "
+                       f"kernel {', '.join(x[:16] for x in ks)}; its numbers may differ from this run's: "
+                       "regenerate it with this kernel before relying on it")
+    return out
 
 
 def false_fail_probability(comparison: str, tolerance: float | None, mean_diff: float, sd: float) -> float:

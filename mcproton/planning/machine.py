@@ -41,7 +41,7 @@ def _engine_stopping_table(material: str, water_model: str = "icru90"):
     t = build_tables([material], water_model)
     s_el = np.asarray(electronic_mass_stopping_power(material, e, water_model=water_model))
     return StoppingTable(f"mcproton {material}", e, s_el, s_el, np.asarray(t.csda_range_g_cm2(0, e), float),
-                         "mcproton tables")
+                         "mcproton tables", interpolation="linear")
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,8 @@ def case_dcpt_plan02(ctx: Context) -> CaseResult:
                mean("falloff_80_20_mm", no_topas), 0.25, "mm", "abs"),
         Metric("dose at 22.5 mm (isocentre, PMMA) vs five-code mean", mine["dose_22.5mm_MeV_g"],
                mean("dose_22.5mm_MeV_g", list(D.CODES)), DOSE_TOL, "MeV/g per primary", "rel",
-               "absolute dose per primary through the beam model's protons/MU"),
+               "dose per primary (independent of protons/MU: the plan's dose is divided by the beam's protons, "
+               "which come from the same MU x protons/MU)"),
         Metric("peak/entrance vs mean of the 2 x 2 cm2 codes", mine["peak_to_entrance"],
                mean("peak_to_entrance", acc_2x2), 0.05, "", "rel",
                "entrance = mean of the bins at 1.5-4.5 mm"),

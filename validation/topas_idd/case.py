@@ -17,10 +17,43 @@ WATER_NOTE = ("TOPAS/Geant4 water has I = 78 eV (as ICRU 90); with physics.water
               "so the R80 criterion is expected to fail.")
 
 
+def _bins_over_reference(z_sim: np.ndarray, z_end: float) -> np.ndarray:
+    """The simulation's bin centres up to the end of the reference curve, continued with the same step where the
+    simulated curve ends sooner (so the reference's own metrics never depend on the simulation's extent)."""
+    z = z_sim[z_sim <= z_end]
+    dz = float(z_sim[1] - z_sim[0])
+    n_more = int(np.floor((z_end - z_sim[-1]) / dz + 1e-9)) if z_sim[-1] < z_end else 0
+    return np.concatenate([z, z_sim[-1] + dz * np.arange(1, n_more + 1)])
+
+
 def _edges(z: np.ndarray) -> np.ndarray:
     dz = np.diff(z)
     return np.concatenate([[z[0] - dz[0] / 2], z[:-1] + dz / 2, [z[-1] + dz[-1] / 2]])
 
+
+
+#: the range metrics of a simulated curve, NaN where they cannot be computed (the metric then fails)
+RANGE_KEYS = ("R90", "R80", "R50", "R20", "R10", "R100", "falloff_80_20", "peak_width_80")
+
+
+def simulated_range_metrics(z: np.ndarray, idd: np.ndarray) -> tuple[dict[str, float], str]:
+    """:func:`metrics.range_metrics` of the whole simulated curve (not cut to the reference's depth range, so that
+    a range error shows as a range difference; validation audit 2026-12-06, F6), and a note, "" if all could be
+    computed.  A curve that does not fall off within its own depth range gets NaN, so its metrics FAIL with the
+    note instead of the case ending in an error."""
+    try:
+        return M.range_metrics(z, idd), ""
+    except ValueError as exc:
+        out = {k: float("nan") for k in RANGE_KEYS}
+        for f in (0.9, 0.8, 0.5, 0.2, 0.1):
+            try:
+                out[f"R{int(round(f * 100))}"] = M.distal_range(z, idd, f)
+            except ValueError:
+                pass
+        out["falloff_80_20"] = out["R20"] - out["R80"]
+        return out, (f"the simulated curve (to {z[-1]:.1f} mm) does not fall off far enough to compute every "
+                     f"range metric ({exc}); those metrics are NaN and fail: a range far beyond the reference "
+                     "or a depth range too short")
 
 
 def case_topas_idd(ctx: Context) -> CaseResult:
@@ -41,23 +74,28 @@ def case_topas_idd(ctx: Context) -> CaseResult:
         sig_pct = float(tab["spectrum_sigma_pct"][sel][0])
         z, idd, res, rec = pencil_idd(ctx, cr.name, e, sig_pct / 100.0 * e, primaries, f"{e:.3f} MeV",
                                       seed_offset=100 + i)
-        keep = z <= zr[-1]
-        z, idd = z[keep], idd[keep]
+        z_all, idd_all = z, idd                       # the whole simulated curve: range metrics, gamma search
+        z = _bins_over_reference(z_all, zr[-1])
         ref = M.rebin_curve(zr, dr, _edges(z))       # reference averaged over the simulation's depth bins
         ok = np.isfinite(ref)
-        z, idd, ref = z[ok], idd[ok], ref[ok]
-        sm, rm = M.range_metrics(z, idd), M.range_metrics(z, ref)
+        z, ref = z[ok], ref[ok]
+        idd = np.interp(z, z_all, idd_all, right=np.nan)   # the simulation on the same bins (NaN beyond its end)
+        sm, short = simulated_range_metrics(z_all, idd_all)
+        rm = M.range_metrics(z, ref)
         tag = f"{e:.1f} MeV"
+        if short:
+            cr.notes.append(f"{tag}: {short}.")
         cr.metrics += [
-            Metric(f"R80 at {tag}", sm["R80"], rm["R80"], 0.3, "mm", "abs"),
-            Metric(f"fall-off R20-R80 at {tag}", sm["falloff_80_20"], rm["falloff_80_20"], 0.25, "mm", "abs"),
-            Metric(f"peak/entrance at {tag}", M.peak_to_entrance(z, idd, 1.0),
+            Metric(f"R80 at {tag}", sm["R80"], rm["R80"], 0.3, "mm", "abs", short),
+            Metric(f"fall-off R20-R80 at {tag}", sm["falloff_80_20"], rm["falloff_80_20"], 0.25, "mm", "abs",
+                   short),
+            Metric(f"peak/entrance at {tag}", M.peak_to_entrance(z_all, idd_all, 1.0),
                    M.peak_to_entrance(z, ref, 1.0), 0.05, "", "rel", "entrance = IDD at 1 mm depth"),
-            Metric(f"entrance IDD (absolute) at {tag}", float(np.interp(1.0, z, idd)),
+            Metric(f"entrance IDD (absolute) at {tag}", float(np.interp(1.0, z_all, idd_all)),
                    float(np.interp(1.0, z, ref)),
                    0.03, "MeV cm2/g", "rel", "absolute normalisation per primary"),
         ]
-        g = M.gamma_1d(z, ref, z, idd, dose_percent=1.0, dta_mm=1.0, cutoff_percent=10.0)
+        g = M.gamma_1d(z, ref, z_all, idd_all, dose_percent=1.0, dta_mm=1.0, cutoff_percent=10.0)
         gamma_rates.append(g.pass_rate)
         cr.metrics.append(Metric(f"gamma 1%/1mm pass rate at {tag}", g.pass_rate, None, 0.95, "", "min",
                                  f"{g.n_evaluated} points >= 10 % of max"))
