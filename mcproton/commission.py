@@ -48,7 +48,9 @@ Defaults of the tolerances, each with its reason (``Tolerances``; set a centre's
 * DFO R20-R80: 0.5 mm (mcproton's choice: the fall-off's change for about a 30 % change of the energy spread at
   150 MeV; a wrong spread unit, percent read as MeV, moved it by 0.85 mm in an audit);
 * peak/entrance: 5 % relative (as the TOPAS IDD validation case);
-* gamma 1 %/1 mm (global, 10 % threshold): at least 95 % of the points;
+* gamma 1 %/1 mm (global, 10 % threshold): at least 95 % of the points (the exact 1-D gamma, ``metrics.gamma_1d``: the
+  closest distance to each segment of the model's curve, no search grid; until 2026-12-06 a 0.1 mm search grid could
+  fail a point on a steep fall-off that the exact gamma passes);
 * dose per MU: 2 % (above);
 * spot sigma in air: 10 % of the measured sigma (mcproton's choice, of the order of machine-QA spot-size
   tolerances; a sigma in cm instead of mm, or a FWHM given as sigma, is off by far more).
