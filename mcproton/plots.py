@@ -102,15 +102,15 @@ def high_dose_centre(dose: np.ndarray, body_mask=None) -> tuple[int, int, int]:
         d = np.where(np.asarray(body_mask, bool), d, 0.0)
     top = near_max(d)
     if top <= 0:
-        return tuple(s // 2 for s in d.shape)   # type: ignore[return-value]
+        return tuple(s // 2 for s in d.shape)
     idx = np.argwhere(d >= 0.9 * top)
     w = d[tuple(idx.T)]
     c = (idx * w[:, None]).sum(axis=0) / w.sum()
     return tuple(int(np.clip(np.rint(v), 0, s - 1)) for v, s in zip(c, d.shape))   # type: ignore[return-value]
 
 
-def voxel_edges_extent(h: np.ndarray, v: np.ndarray, origin: str, spacing: tuple[float, float] | None = None
-                       ) -> tuple[float, float, float, float]:
+def voxel_edges_extent(h: np.ndarray, v: np.ndarray, origin: str,
+                       spacing: tuple[float | None, float | None] | None = None) -> tuple[float, float, float, float]:
     """The imshow ``extent`` of an image whose pixel centres are the voxel centres ``h`` (columns) and ``v``
     (rows): the outer voxel EDGES, half a voxel beyond the first and last centres.  With the centres (as before
     2026-12-06) N pixels were squeezed into N - 1 voxels, up to half a voxel off the contours drawn at the centres,
