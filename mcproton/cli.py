@@ -411,12 +411,12 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
             failed.append(f"the RT Dose {exc.filename or rtdose} ({write_error_text(exc, exc.filename or rtdose)})")
             no_space |= is_no_space(exc)
     if png is not None:
-        from .plots import plot_depth_dose, plot_dose_planes
+        from .plots import plot_depth_dose
 
         try:
             with phase("plot"):
                 if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
-                    plot_dose_planes(total, png)   # each plot's title says an early stop (early_stop_note)
+                    _plot_run_planes(cfg, total, beams, png, outline, rtdose)   # says an early stop too
                 else:
                     plot_depth_dose(total, png)
             summary["plot"] = str(png)
@@ -694,6 +694,92 @@ def _body_outline_and_check_outputs(cfg: dict, geometry: Any, beams: list, rtdos
                              "(or output.rtdose) too")
         dose_contents(beams, summation=out_cfg.get("dose_summation", "plan"), beam_index=0)
     return body_outline_for(cfg, geometry)
+
+
+#: The most structures of plan.rtstruct outlined on the run's figure: the targets, then the others of highest mean
+#: dose (a clinical structure set has 30-60 ROIs; more outlines than this cannot be told apart)
+RUN_PLOT_STRUCTURES = 8
+
+
+def _plot_run_planes(cfg: dict, total: Any, beams: list, png: Path, outline: Any, rtdose: str | None) -> None:
+    """``output.plot`` of a CT or plan run: the HDF5 dose (physical, to medium, the simulated fractions) in three
+    planes through the centroid of the first target of plan.rtstruct (else of the high-dose region), with isodoses
+    in % of the plan's prescription for the fractions shown (else of the near-maximum), the outlines of
+    plan.rtstruct's targets and highest-dose structures, and a title that says the fractions shown and how the RT
+    Dose written beside it differs (its fractions, dose to water, RBE): before 2026-12-06 the figure showed one
+    fraction beside an RT Dose of all 17, through the single hottest (noisy) voxel, and said neither (audit 16 F1)."""
+    import numpy as np
+
+    from .config import _resolve
+    from .plots import high_dose_centre, near_max, plot_dose_planes
+
+    meta = [getattr(b, "meta", None) or {} for b in beams]
+    body = None if outline is None else outline.mask
+    dose = np.asarray(total.dose_gy_zyx)
+    masks: dict[str, np.ndarray] = {}
+    centre = None
+    pl = cfg.get("plan", {}) if isinstance(cfg.get("plan"), dict) else {}
+    if isinstance(pl.get("rtstruct"), str):
+        from ._io.rtstruct import TARGET_TYPES, rasterise, read_rtstruct
+
+        st = read_rtstruct(_resolve(cfg, pl["rtstruct"]))
+        every = rasterise(st, total.geometry)
+        targets = [nm for kind in TARGET_TYPES for nm, t in st.roi_types.items()
+                   if str(t).upper() == kind and every.get(nm) is not None and every[nm].any()]
+        others = sorted((nm for nm, m in every.items() if nm not in targets and m.any()
+                         and str(st.roi_types.get(nm, "")).upper() != "EXTERNAL"),
+                        key=lambda nm: -float(dose[every[nm]].mean()))
+        masks = {nm: every[nm] for nm in (targets + others)[:RUN_PLOT_STRUCTURES]}
+        if targets:
+            centre = tuple(int(np.rint(v)) for v in np.argwhere(every[targets[0]]).mean(axis=0))
+    where = "the centroid of " + (repr(next(iter(masks))) if centre is not None else "the high-dose region")
+    if centre is None:
+        centre = high_dose_centre(dose, body)
+    fx = int(meta[0].get("fractions", 1) or 1) if meta else 1
+    planned = meta[0].get("fractions_planned") if meta else None
+    shown = (f"{fx} of {planned} fractions" if planned else f"{fx} fraction{'s' if fx > 1 else ''}") \
+        if meta and "beam_number" in meta[0] else "the dose as simulated"
+    reference, ref_name = None, "the near-maximum"
+    if isinstance(pl.get("rtplan"), str):
+        from ._run.inputs import plan_prescription
+
+        try:
+            rx = plan_prescription(_resolve(cfg, pl["rtplan"]))
+        except (ValueError, OSError, KeyError, AttributeError, TypeError):
+            rx = None
+        if rx is not None and rx[1]:   # Gy(RBE) for all fractions: physical (RBE 1.1 or output.rbe), those shown
+            rbe = float(cfg.get("output", {}).get("rbe", 1.1))
+            reference = rx[0] / rx[1] * fx / rbe
+            ref_name = f"the plan's prescription ({rx[0]:g} Gy(RBE) in {rx[1]} fx) / RBE {rbe:g}, for {fx} fx"
+    if reference is None:
+        whole = dose if body is None else np.where(body, dose, 0.0)
+        reference = near_max(whole) or None
+    lines = [f"mcproton run: physical dose to medium, {shown} (the HDF5 dose); planes through {where}"]
+    if rtdose:
+        from ._io.rtdose import dose_contents
+
+        out_cfg = cfg.get("output", {})
+        try:
+            c = dose_contents(beams, summation=out_cfg.get("dose_summation", "plan"),
+                              dose_to=out_cfg.get("dose_to", "medium"), rbe=out_cfg.get("rbe"))
+        except ValueError:
+            c = None
+        if c is not None:
+            diff = []
+            if c.fractions and c.fractions != fx:
+                diff.append(f"{c.fractions} fractions ({c.scale:g} x this dose)")
+            if c.dose_to != "medium":
+                diff.append(f"dose to {c.dose_to}")
+            if c.rbe is not None:
+                diff.append(f"x RBE {c.rbe:g}")
+            lines.append(f"the RT Dose {Path(rtdose).name} holds " + (", ".join(diff) if diff else "the same dose"))
+    from ._run.result import early_stop_note
+
+    if (early := early_stop_note(total)):
+        lines.append(early.upper())
+    plot_dose_planes(total, png, centre, "\n".join(lines), structures=masks or None, reference_gy=reference,
+                     body_mask=body, reference_name=ref_name,
+                     quantity=f"physical dose to medium (Gy), {shown}")
 
 
 def _dose_description(total: Any, beams: list, outline: Any) -> dict:

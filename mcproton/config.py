@@ -134,7 +134,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                               "default: physical dose"),
         "rtdose": ((str,), "path of a DICOM RT Dose to write (a relative path: from the current folder, as "
                              "--out; --rtdose wins)"),
-        "plot": ((bool,), "write a PNG of the depth-dose / dose planes beside the HDF5 (default true)"),
+        "plot": ((bool,), "write a PNG of the depth-dose / dose planes beside the HDF5 (default true); the planes: the "
+                          "HDF5 dose (physical, to medium, the fractions simulated: the title says which, and how "
+                          "the RT Dose differs) through the first target of plan.rtstruct, isodoses and outlines"),
         "dose_summation": ((str,), '"plan" (default: the RT Dose holds all fractions of the plan, DoseSummationType '
                                    'PLAN) or "fraction" (one fraction, FRACTION_SESSION)'),
         "rtdose_per_beam": ((bool,), "also write one RT Dose per beam beside the plan dose (<rtdose stem>_beam<N>.dcm, "

@@ -378,13 +378,13 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
                          title=f"posterior-fossa boost, {age:g}-year-old phantom, {PRESCRIPTION_GY_RBE} Gy(RBE) "
                                f"= {pres:.3f} Gy physical per fraction",
                          structures={n: m for n, m in dvh_masks.items()}, reference_gy=pres,
-                         body_mask=outline.mask)
+                         body_mask=outline.mask, reference_name="the physical prescription")
 
     def draw_let_planes(result, pres: float, let_top: float | None = None) -> None:
         plot_let_planes(result, out / "let_planes.png", centre,
                         title=f"dose-averaged LET of protons, posterior-fossa boost, {age:g}-year-old phantom",
                         structures={n: m for n, m in dvh_masks.items()}, reference_gy=pres, body_mask=body,
-                        vmax=let_top)
+                        vmax=let_top, reference_name="the physical prescription")
 
     def from_planes(draw):
         def draw_from(message: dict) -> float:
@@ -473,7 +473,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
                             series_description="mcproton PF boost")
         table = dvh_table(res.dose_gy_zyx, dvh_masks, g.voxel_volume_cm3, {"CTV_PF": pres})
         plot_dvh(res.dose_gy_zyx, dvh_masks, out / "dvh.png", prescription_gy=pres,
-                 title=f"PF boost, {age:g} y phantom: {n_prim:,} protons ({res.backend})")
+                 title=f"PF boost, {age:g} y phantom: {n_prim:,} protons ({res.backend})",
+                 dose_label="physical dose to medium per fraction (Gy)")
         if not planes:
             draw_dose_planes(res, pres)
             draw_let_planes(res, pres)

@@ -199,25 +199,31 @@ def dvh_table(dose: np.ndarray, masks: Mapping[str, np.ndarray], voxel_volume_cm
 
 
 def plot_dvh(dose: np.ndarray, masks: Mapping[str, np.ndarray], path: str | Path, *,
-             prescription_gy: float | None = None, title: str | None = None, bins: int = 300) -> Path:
-    """Cumulative DVHs of the named masks in one figure (PNG)."""
-    from .plots import _plt
+             prescription_gy: float | None = None, title: str | None = None, bins: int = 300,
+             dose_label: str = "dose (Gy)") -> Path:
+    """Cumulative DVHs of the named masks in one figure (PNG).  Each curve has its own colour, line style and
+    marker (mcproton.plots.structure_style, as the plane figures' outlines): a reader with red/green colour-vision
+    deficiency, or a greyscale printout, tells them apart (figures audit 16 F5).  A mask without voxels is named in
+    the legend as such instead of left out."""
+    from .plots import _plt, structure_style
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     top = max((float(np.asarray(dose)[np.asarray(m, bool)].max()) for m in masks.values() if np.any(m)),
               default=1.0) * 1.05
     for n, (nm, m) in enumerate(masks.items()):
-        if not np.any(m):
+        st = structure_style(n)
+        if not np.any(m):   # in the legend, without a curve
+            ax.plot([], [], lw=1.6, color=st["color"], linestyle=st["linestyle"], label=f"{nm} (no voxels)")
             continue
         lv, fr = cumulative_dvh(dose, m, bins=bins, d_max=top)
-        ax.plot(lv, 100 * fr, lw=1.6, color=f"C{n}", label=nm)
+        ax.plot(lv, 100 * fr, lw=1.6, label=nm, markevery=max(1, bins // 12), markersize=4, **st)
     if prescription_gy:
         ax.axvline(prescription_gy, color="0.4", ls="--", lw=0.8)
         ax.text(prescription_gy, 3, f" prescription {prescription_gy:.3g} Gy", color="0.3", fontsize=8)
     ax.set_xlim(0, top)
     ax.set_ylim(0, 102)
-    ax.set_xlabel("dose (Gy)")
+    ax.set_xlabel(dose_label)
     ax.set_ylabel("volume (%)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)

@@ -29,12 +29,6 @@ def _save(plt, fig, path: str | Path, **kw) -> Path:
         plt.close(fig)
 
 
-def _argmax_zyx(a: np.ndarray) -> tuple[int, int, int]:
-    """The (z, y, x) index of the (first) maximum of the 3-D array ``a``."""
-    z, y, x = (int(v) for v in np.unravel_index(int(np.argmax(a)), a.shape))
-    return z, y, x
-
-
 def plot_depth_dose(result, path: str | Path, title: str | None = None) -> Path:
     """Integrated depth-dose (MeV cm2/g per primary) versus depth along z, with R80 marked."""
     plt = _plt()
@@ -61,25 +55,102 @@ def plot_depth_dose(result, path: str | Path, title: str | None = None) -> Path:
     return _save(plt, fig, path)
 
 
+#: The colour map of dose and LETd over the anatomy: perceptually uniform and readable with colour-vision deficiency
+#: (as mcproton check's maps, _check/report.DOSE_CMAP; "jet" before 2026-12-06, audit 16 F5)
+PLANES_CMAP = "viridis"
+
+#: The colour of values above the colour scale's top (the colour bar then ends in an arrow of it) and of NaN voxels:
+#: neither is a colour of PLANES_CMAP, so a saturated or missing value is not read as the top or as "no dose"
+OVER_COLOUR = "magenta"
+NAN_COLOUR = "red"
+
+#: Line styles of the structures (outlines and DVH curves), cycled with the colours: two structures differ in style
+#: as well as colour, so a reader with red/green colour-vision deficiency tells them apart (audit 16 F5)
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+#: :func:`near_max` skips the NEAR_MAX_RANK - 1 hottest voxels: at research-grade statistics (10^5-10^6 protons) the
+#: few hottest voxels of a plan are noise spikes whose place changes from seed to seed (audit 16 F1)
+NEAR_MAX_RANK = 10
+
+
+def structure_style(n: int) -> dict:
+    """Colour, line style and marker of the ``n``-th structure (0-based) in the plane figures and the DVH."""
+    return {"color": f"C{n % 10}", "linestyle": LINE_STYLES[n % len(LINE_STYLES)], "marker": MARKERS[n % len(MARKERS)]}
+
+
+def near_max(dose: np.ndarray) -> float:
+    """A maximum that a few noisy voxels do not set: among the voxels with at least half the maximum dose, the dose
+    of the NEAR_MAX_RANK-th hottest (or of the hottest 0.1 % where that is more; the coldest of them where there are
+    fewer).  NaN voxels are left out; 0 for a dose without a positive value."""
+    d = np.asarray(dose, dtype=np.float64)
+    top = float(np.nanmax(d)) if np.isfinite(d).any() else 0.0
+    if top <= 0:
+        return 0.0
+    hot = d[d >= 0.5 * top]
+    rank = min(hot.size, max(NEAR_MAX_RANK, int(np.ceil(0.001 * hot.size))))
+    return float(np.partition(hot, hot.size - rank)[hot.size - rank])
+
+
+def high_dose_centre(dose: np.ndarray, body_mask=None) -> tuple[int, int, int]:
+    """The (z, y, x) index of the dose-weighted centroid of the high-dose region (voxels with at least 90 % of
+    :func:`near_max`, inside ``body_mask`` if given): where the plane figures cut a dose without a target, instead
+    of the single hottest voxel, which at research-grade statistics is a noise spike that moves from seed to seed."""
+    d = np.nan_to_num(np.asarray(dose, dtype=np.float64), nan=0.0)
+    if body_mask is not None:
+        d = np.where(np.asarray(body_mask, bool), d, 0.0)
+    top = near_max(d)
+    if top <= 0:
+        return tuple(s // 2 for s in d.shape)
+    idx = np.argwhere(d >= 0.9 * top)
+    w = d[tuple(idx.T)]
+    c = (idx * w[:, None]).sum(axis=0) / w.sum()
+    return tuple(int(np.clip(np.rint(v), 0, s - 1)) for v, s in zip(c, d.shape))   # type: ignore[return-value]
+
+
+def voxel_edges_extent(h: np.ndarray, v: np.ndarray, origin: str,
+                       spacing: tuple[float | None, float | None] | None = None) -> tuple[float, float, float, float]:
+    """The imshow ``extent`` of an image whose pixel centres are the voxel centres ``h`` (columns) and ``v``
+    (rows): the outer voxel EDGES, half a voxel beyond the first and last centres.  With the centres (as before
+    2026-12-06) N pixels were squeezed into N - 1 voxels, up to half a voxel off the contours drawn at the centres,
+    and the outer half voxel cut off (audit 16 F3).  ``spacing`` (dh, dv): for a single-voxel axis."""
+    def half(a, s):
+        a = np.asarray(a, dtype=np.float64)
+        return 0.5 * (float(a[1] - a[0]) if a.size > 1 else float(s if s else 1.0))
+
+    dh, dv = half(h, spacing and spacing[0]), half(v, spacing and spacing[1])
+    left, right = float(h[0]) - dh, float(h[-1]) + dh
+    if origin == "upper":
+        return left, right, float(v[-1]) + dv, float(v[0]) - dv
+    return left, right, float(v[0]) - dv, float(v[-1]) + dv
+
 def plot_dose_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] | None = None,
                      title: str | None = None, *, structures: dict | None = None,
                      isodose_gy: Sequence[float] | None = None, reference_gy: float | None = None,
-                     body_mask=None) -> Path:
-    """Dose over the density (anatomy) in three orthogonal planes through ``centre_zyx`` (default: Dmax).
+                     body_mask=None, quantity: str | None = None, reference_name: str = "the prescription") -> Path:
+    """Dose over the density (anatomy) in three orthogonal planes through ``centre_zyx`` (default: the dose-weighted
+    centroid of the high-dose region, :func:`high_dose_centre`; a caller with a target passes its centroid).
 
-    structures : {name: boolean (z, y, x) mask} drawn as outlines (e.g. target, brainstem, cochleae).
-    isodose_gy : dose levels (Gy) drawn as isodose lines; with ``reference_gy`` (e.g. the prescription) the
-        default levels are 30, 50, 80, 95 and 107 % of it, and the colour scale ends at 110 % of it.
+    structures : {name: boolean (z, y, x) mask} drawn as outlines (e.g. target, brainstem, cochleae); one with no
+        voxels is named in the legend as such.
+    isodose_gy : dose levels (Gy) drawn as isodose lines; with ``reference_gy`` (e.g. the prescription, named
+        ``reference_name`` on the figure) the default levels are 30, 50, 80, 95 and 107 % of it, and the colour scale
+        ends at 110 % of it (else at :func:`near_max`); values above the scale's top are drawn in OVER_COLOUR and the
+        colour bar ends in an arrow.
     body_mask : voxels where the dose is shown (default: all); e.g. density > 0.5 g/cm3 hides the
         dose-to-air spikes outside the patient.
+    quantity : what the dose is, for the colour bar (default "physical dose to medium, Gy", with the result's
+        normalisation where it is short); a caller says the fractions here or in the title.
+    NaN voxels are drawn in NAN_COLOUR and counted on the figure (the isodoses are drawn around them).
     """
     dose = np.asarray(result.dose_gy_zyx)
     body = None if body_mask is None else np.asarray(body_mask, bool)
-    if centre_zyx is None or not reference_gy:   # the whole grid only for its maximum
+    if centre_zyx is None or not reference_gy:   # the whole grid only for its near-maximum
         whole = dose if body is None else np.where(body, dose, 0.0)
         if centre_zyx is None:
-            centre_zyx = _argmax_zyx(whole)
-        top = float(whole.max())
+            centre_zyx = high_dose_centre(whole)
+        top = near_max(whole)
         del whole
     dmax = float(reference_gy * 1.1) if reference_gy else (top or 1.0)
     levels = list(isodose_gy) if isodose_gy is not None else (
@@ -90,29 +161,39 @@ def plot_dose_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] 
 
     def plane(sl):   # the dose (0 outside the body) and the voxels shown, of one plane only
         d = dose[sl] if body is None else np.where(body[sl], dose[sl], 0.0)
-        return d, d >= 0.05 * dmax
+        return d, (d >= 0.05 * dmax) | np.isnan(d)
 
-    return _plot_planes(result, plane, path, centre_zyx, title, structures, dmax, levels, fmt,
-                        f"physical dose to medium ({result.normalisation})")
+    if quantity is None:
+        norm = str(getattr(result, "normalisation", "") or "")
+        quantity = "physical dose to medium (Gy" + (f"; {norm})" if norm and len(norm) <= 30 else ")")
+    notes = []
+    if reference_gy and levels:
+        notes.append(f"isodoses in % of {reference_name} ({reference_gy:.4g} Gy)")
+    return _plot_planes(result, plane, path, centre_zyx, title, structures, dmax, levels, fmt, quantity, notes)
 
 
 def plot_let_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] | None = None,
                     title: str | None = None, *, structures: dict | None = None, reference_gy: float | None = None,
-                    min_dose_fraction: float = 0.1, body_mask=None, vmax: float | None = None) -> Path:
-    """Dose-averaged LET of protons (keV/um) over the anatomy in three planes through ``centre_zyx``, shown
-    where the dose is at least ``min_dose_fraction`` of ``reference_gy`` (default: of the maximum dose): the
-    LETd of nearly undosed voxels is noisy and clinically irrelevant.  Colour scale up to ``vmax`` (default:
-    the 99th percentile of the shown voxels)."""
+                    min_dose_fraction: float = 0.1, body_mask=None, vmax: float | None = None,
+                    reference_name: str = "the reference dose") -> Path:
+    """Dose-averaged LET of protons (keV/um, in the voxel's medium) over the anatomy in three planes through
+    ``centre_zyx`` (default: :func:`high_dose_centre` of the dose), shown where the dose is at least
+    ``min_dose_fraction`` of ``reference_gy`` (named ``reference_name`` on the colour bar; default: of the maximum
+    dose): the LETd of nearly undosed voxels is noisy and clinically irrelevant.  Colour scale up to ``vmax``
+    (default: the 99th percentile of the shown voxels); higher values are drawn in OVER_COLOUR, the colour bar ends
+    in an arrow."""
     dose = np.asarray(result.dose_gy_zyx)
     let = np.asarray(result.let_d_kev_um_zyx)
     shown = _let_shown(dose, reference_gy, min_dose_fraction, body_mask)
     if centre_zyx is None:
-        centre_zyx = _argmax_zyx(dose)
+        centre_zyx = high_dose_centre(dose, body_mask)
     top = vmax if vmax is not None else (float(np.percentile(let[shown], 99)) if shown.any() else 1.0)
-    return _plot_planes(result, lambda sl: (let[sl], shown[sl]), path, centre_zyx, title, structures,
-                        max(top, 1e-6), [], str,
-                        f"LETd of protons (keV/um), where dose >= {100 * min_dose_fraction:.0f} % of "
-                        f"{'the reference' if reference_gy else 'Dmax'}")
+    ref = (f"{reference_name} ({float(reference_gy):.4g} Gy)" if reference_gy
+           else f"the maximum dose ({float(np.nanmax(dose)) if dose.size else 0.0:.4g} Gy)")
+    return _plot_planes(result, lambda sl: (let[sl], shown[sl] | np.isnan(let[sl])), path, centre_zyx, title,
+                        structures, max(top, 1e-6), [], str,
+                        f"LETd of protons in the voxel medium (keV/um),\nwhere dose >= {100 * min_dose_fraction:.0f} "
+                        f"% of {ref}", [])
 
 
 def _let_shown(dose: np.ndarray, reference_gy, min_dose_fraction: float, body_mask) -> np.ndarray:
@@ -139,49 +220,103 @@ def plane_slices(centre_zyx: tuple[int, int, int]) -> list[tuple]:
     return [(k, slice(None), slice(None)), (slice(None), j, slice(None)), (slice(None), slice(None), i)]
 
 
+#: The patient-direction letters at the (left, right, top, bottom) edges of each panel, DICOM patient coordinates
+#: (+x left, +y posterior, +z superior) seen in radiological view: the patient's right on the viewer's left
+ORIENTATION_LETTERS = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"),
+                       "sagittal": ("A", "P", "S", "I")}
+
+#: Said under every plane figure (audit 16 F2)
+ORIENTATION_NOTE = ("radiological view (the patient's right on the viewer's left); DICOM patient axes: "
+                    "+x left, +y posterior, +z superior")
+
+
 def _plot_planes(result, plane, path, centre_zyx, title, structures, vmax, levels, level_fmt,
-                 colorbar_label) -> Path:
+                 colorbar_label, notes) -> Path:
     """Values over the density in three orthogonal planes through ``centre_zyx``; ``plane(index)`` gives the
     values and the voxels shown of one plane (computed per plane, not over the whole grid); ``levels`` drawn
-    as labelled contour lines."""
+    as labelled contour lines; ``notes`` (with the orientation, NaN and saturation notes) under the panels.
+    Images are drawn with their voxel edges as extent, so they, the isodoses and the outlines (at the voxel
+    centres) line up."""
     plt = _plt()
+    from matplotlib import patheffects
+    from matplotlib.colors import ListedColormap
+    from matplotlib.lines import Line2D
+
     g = result.geometry
     rho = g.density_g_cm3_zyx
     k, j, i = centre_zyx
     x, y, z = g.axis_mm("x"), g.axis_mm("y"), g.axis_mm("z")
+    vox = getattr(g, "voxel_size_mm", None)   # (x, y, z) mm: the spacing of a single-voxel axis
+    dx, dy, dz = (tuple(float(v) for v in np.broadcast_to(vox, 3)) if vox is not None else (None, None, None))
     sl = plane_slices(centre_zyx)
-    planes = [("axial (z = %.0f mm)" % z[k], (x, y), (x[0], x[-1], y[-1], y[0]),
+    planes = [("axial", "axial (z = %.0f mm)" % z[k], (x, y), (dx, dy), "upper",
                "x (mm, +left)", "y (mm, +posterior)"),
-              ("coronal (y = %.0f mm)" % y[j], (x, z), (x[0], x[-1], z[0], z[-1]),
+              ("coronal", "coronal (y = %.0f mm)" % y[j], (x, z), (dx, dz), "lower",
                "x (mm, +left)", "z (mm, +superior)"),
-              ("sagittal (x = %.0f mm)" % x[i], (y, z), (y[0], y[-1], z[0], z[-1]),
+              ("sagittal", "sagittal (x = %.0f mm)" % x[i], (y, z), (dy, dz), "lower",
                "y (mm, +posterior)", "z (mm, +superior)")]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), dpi=100)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.6), dpi=100)
+    fig.subplots_adjust(left=0.05, right=0.86, wspace=0.32, bottom=0.27, top=0.84)   # room for each y label
+    cmap = plt.get_cmap(PLANES_CMAP).with_extremes(over=OVER_COLOUR)
     im = None
-    handles = {}
-    for n, (ax, (name, (h, v), ext, xl, yl)) in enumerate(zip(axes, planes)):
-        origin = "upper" if n == 0 else "lower"
+    over = n_nan = 0
+    present: set = set()
+    stroke = [patheffects.withStroke(linewidth=1.8, foreground="black")]
+    for n, (ax, (key, name, (h, v), spacing, origin, xl, yl)) in enumerate(zip(axes, planes)):
         (d, shown), r = plane(sl[n]), rho[sl[n]]
-        ax.imshow(r, cmap="gray", extent=ext, origin=origin, vmin=0, vmax=2.0, aspect="equal")
-        m = np.ma.masked_where(~np.asarray(shown), d)
-        im = ax.imshow(m, cmap="jet", alpha=0.45, extent=ext, origin=origin, vmin=0, vmax=vmax, aspect="equal")
-        if levels and d.max() > min(levels):
-            cs = ax.contour(h, v, d, levels=sorted(levels), colors="white", linewidths=0.7)
-            ax.clabel(cs, cs.levels, fmt={lv: level_fmt(lv) for lv in cs.levels}, fontsize=6, inline=True)
+        d = np.asarray(d, dtype=np.float64)
+        ext = voxel_edges_extent(h, v, origin, spacing)
+        ax.imshow(r, cmap="gray", extent=ext, origin=origin, vmin=0, vmax=2.0, aspect="equal", interpolation="nearest")
+        nan = np.isnan(d) & np.asarray(shown, bool)
+        m = np.ma.masked_where(~np.asarray(shown, bool) | nan, d)
+        over += int(np.count_nonzero(m.filled(-np.inf) > vmax))
+        im = ax.imshow(m, cmap=cmap, alpha=0.45, extent=ext, origin=origin, vmin=0, vmax=vmax, aspect="equal",
+                       interpolation="nearest")
+        if nan.any():
+            n_nan += int(nan.sum())
+            ax.imshow(np.ma.masked_where(~nan, np.ones_like(d)), cmap=ListedColormap([NAN_COLOUR]), extent=ext,
+                      origin=origin, aspect="equal", interpolation="nearest")
+        finite = d[np.isfinite(d)]
+        if levels and finite.size and finite.max() > min(levels):   # a NaN voxel no longer hides the isodoses
+            cs = ax.contour(h, v, np.ma.masked_invalid(d), levels=sorted(levels), colors="white", linewidths=0.8)
+            cs.set_path_effects(stroke)
+            labels = ax.clabel(cs, cs.levels, fmt={lv: level_fmt(lv) for lv in cs.levels}, fontsize=6, inline=True)
+            for t in labels:
+                t.set_path_effects(stroke)
         for c, (nm, mask) in enumerate((structures or {}).items()):
             ms = np.asarray(mask, bool)[sl[n]]
             if ms.any():
-                ax.contour(h, v, ms.astype(float), levels=[0.5], colors=[f"C{c}"], linewidths=1.1)
-                handles[nm] = f"C{c}"
+                st = structure_style(c)
+                ax.contour(h, v, ms.astype(float), levels=[0.5], colors=[st["color"]],
+                           linestyles=[st["linestyle"]], linewidths=1.5)
+                present.add(nm)
+        ax.set_xlim(ext[0], ext[1])
+        ax.set_ylim(ext[2], ext[3])
         ax.set_title(name)
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
-    if handles:
-        from matplotlib.lines import Line2D
-
-        fig.legend([Line2D([0], [0], color=c, lw=1.5) for c in handles.values()], list(handles),
-                   loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
-    fig.colorbar(im, ax=axes, shrink=0.8, label=colorbar_label)
+        for (tx, ty, ha, va), letter in zip(((0.02, 0.5, "left", "center"), (0.98, 0.5, "right", "center"),
+                                             (0.5, 0.98, "center", "top"), (0.5, 0.02, "center", "bottom")),
+                                            ORIENTATION_LETTERS[key]):
+            ax.text(tx, ty, letter, transform=ax.transAxes, ha=ha, va=va, fontsize=11, fontweight="bold",
+                    color="white", path_effects=stroke)
+    if structures:
+        entries, labels = [], []
+        for c, (nm, mask) in enumerate(structures.items()):
+            st = structure_style(c)
+            entries.append(Line2D([0], [0], color=st["color"], linestyle=st["linestyle"], lw=1.5))
+            empty = not np.asarray(mask, bool).any()
+            labels.append(f"{nm} (no voxels)" if empty else nm if nm in present else f"{nm} (not in these planes)")
+        fig.legend(entries, labels, loc="lower center", bbox_to_anchor=(0.45, 0.065), ncol=min(len(labels), 6),
+                   fontsize=8, frameon=False)
+    cax = fig.add_axes((0.88, 0.3, 0.012, 0.52), label="colour bar")
+    fig.colorbar(im, cax=cax, label=colorbar_label, extend="max" if over else "neither")
+    notes = [ORIENTATION_NOTE, *notes]
+    if over:
+        notes.append(f"{OVER_COLOUR}: above the colour scale's top ({vmax:.3g}; {over} voxels in these planes)")
+    if n_nan:
+        notes.append(f"{NAN_COLOUR}: NaN, no value ({n_nan} voxels in these planes)")
+    fig.text(0.45, 0.0, "\n".join(notes), ha="center", va="bottom", fontsize=8)
     if title is None:   # a run stopped early, or short of its target uncertainty, says so (as plot_depth_dose)
         from ._run.result import early_stop_note
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..plots import voxel_edges_extent
 from .level_text import drop_zero_sign
 from .levels import FRAME, ActionLevels
 
@@ -158,7 +159,7 @@ def _plane_figure(res, centre, which: str) -> Figure:
     norm = float(tps[body].max()) if body.any() else float(tps.max())
     title, sl, (h, v), (hl, vl), origin = _plane(res, centre, which)
     a, b, m = tps[sl], mc[sl], body[sl]
-    ext = [h[0], h[-1], v[-1], v[0]] if origin == "upper" else [h[0], h[-1], v[0], v[-1]]
+    ext = voxel_edges_extent(h, v, origin)   # the voxel edges: the images line up with the body outline
     g = gamma_plane((v, h), a, b, m, norm)
     shown = m & ((a >= 0.1 * norm) | (b >= 0.1 * norm))
     d = np.where(shown, (b - a) / norm * 100, np.nan)
@@ -171,7 +172,7 @@ def _plane_figure(res, centre, which: str) -> Figure:
     for c, (img, lab, kw, extend) in enumerate((
             (a, f"TPS dose ({unit})", dose_kw, "neither"),
             (b, f"MC dose ({unit})", dose_kw, "neither"),
-            (d, "MC - TPS (% of TPS max)", {"cmap": DIFFERENCE_CMAP, "vmin": -5, "vmax": 5}, "both"),
+            (d, f"MC - TPS (% of TPS max {norm:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5, "vmax": 5}, "both"),
             (sd, "MC 1 sd (% of TPS max)", {"cmap": UNCERTAINTY_CMAP, "vmin": 0, "vmax": UNCERTAINTY_MAP_MAX_PCT},
              "max"),
             (g, "gamma 2%/2mm (2-D, this plane)", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1}, "max"))):
@@ -340,6 +341,17 @@ def _beam_plane(res, b: int):
     return f"x = {x[i]:.1f} mm", a[:, :, i], m[:, :, i], res.body_zyx[:, :, i], (z, y), ("y", "z"), "lower"
 
 
+def _beam_norm(res, b: int) -> float:
+    """The dose the beam figure's difference and 2-D gamma are in % of: the maximum in the body of the beam's TPS dose
+    (its per-beam TPS dose, else the plan's) over the whole grid, as the plane figures take the plan's; before
+    2026-12-06 the maximum of the plane drawn, so the two maps of the same plane, both titled "% of TPS max",
+    differed by 2 % (figures audit 16 F7)."""
+    body = res.body_zyx
+    tps = res.inputs.beams[b].dose_gy_zyx if b in res.inputs.beams else res.tps_gy_zyx
+    top = float(np.max(tps, where=body, initial=0.0)) if body.any() else float(np.max(tps))
+    return top or 1.0
+
+
 def _beam_figure(res, b: int) -> Figure:
     """One figure per beam: TPS and MC dose, difference and 2-D gamma 2 %/2 mm in the plane holding the beam, the
     distal R80 difference in the beam's eye view and its histogram."""
@@ -348,8 +360,8 @@ def _beam_figure(res, b: int) -> Figure:
     rng = res.ranges[b]
     has = b in res.inputs.beams
     where, A, M, body, (v, h), (hl, vl), org = _beam_plane(res, b)
-    ext = [h[0], h[-1], v[-1], v[0]] if org == "upper" else [h[0], h[-1], v[0], v[-1]]
-    top = float(A.max()) or 1.0
+    ext = voxel_edges_extent(h, v, org)   # the voxel edges (audit 16 F3: the first to last centre before)
+    top = _beam_norm(res, b)   # the 3-D TPS maximum in the body, as the plane figures (not this plane's: F7)
     dd = np.where((A >= 0.1 * top) | (M >= 0.1 * top), (M - A) / top * 100, np.nan)
     g = gamma_plane((v, h), A, M, body, top)
     fig = _new_figure((FIGURE_WIDTH_IN, 5.0))
@@ -358,11 +370,14 @@ def _beam_figure(res, b: int) -> Figure:
     desc = _dose(res)
     unit = desc["unit"]
     dose_kw = {"cmap": DOSE_CMAP, "vmin": 0, "vmax": top * 1.05}
+    over = "max" if max(float(np.nanmax(A)), float(np.nanmax(M))) > top * 1.05 else "neither"
     for ax, img, lab, kw, extend in (
-            (axs[0], A, f"TPS {what} dose ({unit})", dose_kw, "neither"),
-            (axs[1], M, f"MC {what} dose ({unit})", dose_kw, "neither"),
-            (axs[2], dd, "MC - TPS (% of TPS max)", {"cmap": DIFFERENCE_CMAP, "vmin": -5, "vmax": 5}, "both"),
-            (axs[3], g, "gamma 2%/2mm (2-D)", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1}, "max")):
+            (axs[0], A, f"TPS {what} dose ({unit})", dose_kw, over),
+            (axs[1], M, f"MC {what} dose ({unit})", dose_kw, over),
+            (axs[2], dd, f"MC - TPS (% of TPS max {top:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
+                                                                        "vmax": 5}, "both"),
+            (axs[3], g, f"gamma 2%/2mm (2-D; 2 % of {top:.3g} {unit})", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1},
+             "max")):
         im = ax.imshow(img, extent=ext, origin=org, aspect="equal", interpolation="nearest", **kw)
         _colour_bar(fig, im, ax, extend=extend)
         _panel_title(ax, f"{lab}\n{where}")

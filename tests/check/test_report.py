@@ -662,3 +662,25 @@ def test_beam_figure_plane_holds_the_beam_and_its_length(direction, long_axis, e
     width = {"x": x, "y": y, "z": z}[across[0]] if across else 0.0 * x
     dose = ((np.abs(long) < 40) & (np.abs(width) < 10)).astype(float)
     assert _beam_plane_normal(d, np.zeros(3), dose, axes) == expected
+
+
+def test_maps_span_the_voxel_edges_and_say_one_normalisation(report):
+    """Figures audit 16 F3: the maps' extent is the voxel edges (the first to last centre squeezed N pixels into N - 1
+    voxels); F7: the beam figure's difference and gamma are in % of the beam's 3-D TPS maximum in the body (not the
+    maximum of the plane drawn), and every difference map's title says the dose it is in % of."""
+    from mcproton._check.report import _beam_norm, _centre, figure_builders
+
+    z, y, x = report.axes_zyx
+    half = [float(a[1] - a[0]) / 2 for a in (x, y)]
+    axial = _main_axes(figure_builders(report, "axial")["axial"]())
+    assert axial[0].get_images()[0].get_extent() == pytest.approx(
+        (x[0] - half[0], x[-1] + half[0], y[-1] + half[1], y[0] - half[1]))
+    norm = float(report.tps_gy_zyx[report.body_zyx].max())
+    assert f"% of TPS max {norm:.3g}" in axial[2].get_title()
+    assert _centre(report)   # the plane through the target
+    for b in (1, 2):
+        axs = _main_axes(figure_builders(report, f"beam_{b}")[f"beam_{b}"]())
+        tps = report.inputs.beams[b].dose_gy_zyx if b in report.inputs.beams else report.tps_gy_zyx
+        top = float(tps[report.body_zyx].max())
+        assert _beam_norm(report, b) == pytest.approx(top)
+        assert f"% of TPS max {top:.3g}" in axs[2].get_title() and f"2 % of {top:.3g}" in axs[3].get_title()

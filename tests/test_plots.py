@@ -1,0 +1,155 @@
+"""The plane figures (mcproton/plots.py) say and show what they hold (figures audit 16, F1-F3, F5, F6, F9): the
+properties of the figure (extents, colour map, labels, colour-bar extension, legend text, planes chosen) are checked,
+not its pixels."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import mcproton.plots as P
+
+
+def _result(dose, vox=10.0, n=8):
+    origin = np.array([-35.0, -35.0, -35.0])   # voxel centres -35..35 mm, edges -40..40 mm
+    g = SimpleNamespace(density_g_cm3_zyx=np.ones(dose.shape), voxel_size_mm=(vox, vox, vox),
+                        axis_mm=lambda a: origin["xyz".index(a)] + vox * np.arange(dose.shape[2 - "xyz".index(a)]))
+    return SimpleNamespace(dose_gy_zyx=dose, let_d_kev_um_zyx=np.where(dose > 0, 5.0, 0.0), geometry=g,
+                           normalisation="test")
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """The figure each plot function draws, drawn (for the text extents) and kept open."""
+    figs = []
+
+    def keep(plt, fig, path, **kw):
+        fig.canvas.draw()
+        figs.append(fig)
+        return path
+
+    monkeypatch.setattr(P, "_save", keep)
+    yield figs
+    import matplotlib.pyplot as plt
+
+    for f in figs:
+        plt.close(f)
+
+
+def _block():
+    dose = np.zeros((8, 8, 8))
+    dose[4, 0:2, 0:2] = 1.0   # 2 x 2 voxels, edges x, y = -40..-20 mm, slice z = 0..10 mm
+    return dose
+
+
+def test_image_extent_is_the_voxel_edges(captured, tmp_path):
+    """F3: the images span the voxel edges (-40..40 mm), not the first to last centre (-35..35 mm)."""
+    P.plot_dose_planes(_result(_block()), tmp_path / "p.png", (4, 0, 0), reference_gy=1.0)
+    axes = captured[0].axes[:3]
+    for n, ax in enumerate(axes):
+        ext = ax.images[0].get_extent()
+        assert ext[0] == pytest.approx(-40.0) and ext[1] == pytest.approx(40.0)
+        assert sorted(ext[2:]) == pytest.approx([-40.0, 40.0])
+        assert sorted(ax.get_xlim()) == pytest.approx([-40.0, 40.0])   # nothing cut off
+    assert axes[0].images[0].get_extent()[2:] == pytest.approx((40.0, -40.0))   # axial: anterior (-y) up
+
+
+def test_voxel_edges_extent_of_a_single_voxel_axis():
+    assert P.voxel_edges_extent(np.array([0.0]), np.array([1.0, 3.0]), "lower", (4.0, 2.0)) == (-2, 2, 0, 4)
+
+
+def test_colour_map_labels_and_orientation(captured, tmp_path):
+    """F5: a perceptually uniform colour map; F2: every panel's axis labels visible (not under the neighbouring
+    panel) and the patient-direction letters and the radiological convention on the figure."""
+    P.plot_dose_planes(_result(_block()), tmp_path / "p.png", (4, 0, 0), reference_gy=1.0)
+    fig = captured[0]
+    axes = fig.axes[:3]
+    assert axes[0].images[1].get_cmap().name.startswith(P.PLANES_CMAP) and P.PLANES_CMAP != "jet"
+    r = fig.canvas.get_renderer()
+    for n in (1, 2):
+        lab = axes[n].yaxis.label.get_window_extent(r)
+        prev = axes[n - 1].get_window_extent(r)
+        assert lab.x0 > prev.x1, f"panel {n}'s y label lies under panel {n - 1}"
+    letters = [{t.get_text() for t in ax.texts} for ax in axes]
+    assert letters == [{"R", "L", "A", "P"} | (letters[0] - {"R", "L", "A", "P"}),
+                       {"R", "L", "S", "I"} | (letters[1] - {"R", "L", "S", "I"}),
+                       {"A", "P", "S", "I"} | (letters[2] - {"A", "P", "S", "I"})]
+    assert any("radiological" in t.get_text() for t in fig.texts)
+
+
+def test_colour_bar_extends_where_values_exceed_the_scale(captured, tmp_path):
+    """F6: a dose above 110 % of the reference makes the colour bar end in an arrow (and the figure says how many
+    voxels); one below does not."""
+    hot = _block() * 1.5
+    P.plot_dose_planes(_result(hot), tmp_path / "a.png", (4, 0, 0), reference_gy=1.0)
+    P.plot_dose_planes(_result(_block()), tmp_path / "b.png", (4, 0, 0), reference_gy=1.0)
+    bars = [[a for a in f.axes if a.get_label() == "colour bar"][0] for f in captured]
+    assert [b._colorbar.extend for b in bars] == ["max", "neither"]
+    assert any("above the colour scale" in t.get_text() for t in captured[0].texts)
+
+
+def test_let_label_names_medium_and_reference(captured, tmp_path):
+    """F6: the LET colour bar says the LETd is in the voxel medium and what the dose threshold is relative to."""
+    P.plot_let_planes(_result(_block()), tmp_path / "l.png", (4, 0, 0), reference_gy=1.636,
+                      reference_name="the prescription")
+    bar = [a for a in captured[0].axes if a.get_label() == "colour bar"][0]
+    label = bar.get_ylabel()
+    assert "in the voxel medium" in label and "of the prescription (1.636 Gy)" in label
+
+
+def test_nan_is_shown_and_keeps_the_isodoses(captured, tmp_path):
+    """F9: a NaN voxel in the plane no longer removes its isodose lines, is drawn in NAN_COLOUR and is counted;
+    an empty structure is named in the legend as such."""
+    n = 20
+    z, y, x = np.mgrid[:n, :n, :n]
+    dose = np.exp(-((x - 10) ** 2 + (y - 10) ** 2 + (z - 10) ** 2) / 30.0) * 2.0
+    dose[10, 10, 12] = np.nan
+    tgt = ((x - 10) ** 2 + (y - 10) ** 2 + (z - 10) ** 2) < 16
+    res = _result(dose, vox=2.0)
+    P.plot_dose_planes(res, tmp_path / "n.png", (10, 10, 10), structures={"T": tgt, "gone": np.zeros_like(tgt)},
+                       reference_gy=2.0)
+    fig = captured[0]
+    axial = fig.axes[0]
+    from matplotlib.contour import ContourSet
+
+    iso = [c for c in axial.collections if isinstance(c, ContourSet) and c.colors == "white"] or \
+        [c for c in axial.get_children() if isinstance(c, ContourSet) and len(c.levels) == 5]
+    assert iso, "the axial plane (with the NaN voxel) has no isodose lines"
+    assert len(axial.images) == 3   # CT, dose, NaN layer
+    assert any("NaN" in t.get_text() for t in fig.texts)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["T", "gone (no voxels)"]
+
+
+def test_default_planes_avoid_a_noise_spike():
+    """F1: without a centre the planes go through the dose-weighted centroid of the high-dose region, not the
+    single hottest voxel (a noise spike at research-grade statistics)."""
+    n = 30
+    z, y, x = np.mgrid[:n, :n, :n]
+    dose = np.where(((x - 10) ** 2 + (y - 12) ** 2 + (z - 14) ** 2) < 25, 1.0, 0.0)
+    dose[25, 25, 25] = 1.3   # one hot noisy voxel far from the target
+    assert P.high_dose_centre(dose) == (14, 12, 10)
+    assert P.near_max(dose) == pytest.approx(1.0)
+
+
+def test_run_figure_says_fractions_and_rt_dose_difference(captured, tmp_path):
+    """F1: mcproton run's figure (one fraction simulated, an RT Dose of all 17) says both in its title, keeps the
+    colour-bar label short, and cuts the planes through the high-dose region, not a noise spike."""
+    from mcproton.cli import _plot_run_planes
+
+    n = 30
+    z, y, x = np.mgrid[:n, :n, :n]
+    dose = np.where(((x - 10) ** 2 + (y - 12) ** 2 + (z - 14) ** 2) < 25, 1.9, 0.0)
+    dose[25, 25, 25] = 2.5
+    res = _result(dose, vox=2.0)
+    res.provenance = {}
+    res.primaries = 1000
+    meta = {"beam_number": 1, "fractions": 1, "fractions_planned": 17, "plan_beam_numbers": [1]}
+    _plot_run_planes({"phantom": {"type": "ct"}}, res, [SimpleNamespace(meta=meta)], tmp_path / "r.png", None,
+                     str(tmp_path / "RD.dcm"))
+    fig = captured[0]
+    title = fig._suptitle.get_text()
+    assert "1 of 17 fractions" in title and "RD.dcm holds 17 fractions (17 x this dose)" in title
+    bar = [a for a in fig.axes if a.get_label() == "colour bar"][0]
+    assert bar.get_ylabel() == "physical dose to medium (Gy), 1 of 17 fractions"
+    assert fig.axes[0].get_title() == "axial (z = %.0f mm)" % (-35.0 + 2 * 14)
