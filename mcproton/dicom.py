@@ -40,6 +40,6 @@ __all__ = [
     "BeamModel", "BeamModelError", "CTImage", "CalibrationError", "DicomInputError", "DoseContents",
     "HUCalibration", "InputDataError", "RTDose", "RTIonPlan", "StudyReference", "beam_direction_lps",
     "dose_contents", "gantry_to_lps_matrix", "load_bdl", "load_beam_model", "load_ct_series", "load_rtplan",
-    "load_rtstruct_masks", "parse_bdl", "plan_to_beams", "read_rtdose", "result_dose_contents", "write_ct_series", "write_result_rtdose",
-    "write_rtdose", "write_rtplan",
+    "load_rtstruct_masks", "parse_bdl", "plan_to_beams", "read_rtdose", "result_dose_contents", "write_ct_series",
+    "write_result_rtdose", "write_rtdose", "write_rtplan",
 ]

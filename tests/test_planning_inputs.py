@@ -210,3 +210,21 @@ def test_plan_on_a_dicom_ct_and_rt_struct(tmp_path):
                            "beam_model": "dcpt_v5"}], iterations=20, max_points=500)
     written = dicom.write_rtplan(plan, tmp_path / "RP_new.dcm", study=dicom.StudyReference.from_ct(ct), fractions=30)
     assert written["beams"][0]["gantry_angle_deg"] == 180.0
+
+
+# ---- F9: a target in air, a study without a patient position ----
+
+def test_a_target_in_air_is_warned_of():
+    g = mcp.box_phantom("air", (80, 80, 80), 4.0)
+    with pytest.warns(mcp.McprotonWarning, match="air rather than tissue"):
+        optimise_plan("p", g, _cube(g, 34, 46), [_field(range_shifter=None)], iterations=5)
+
+
+def test_write_rtplan_says_it_assumes_hfs(tmp_path):
+    g = _box()
+    plan = optimise_plan("p", g, _cube(g, 34, 46), [_field(direction=gantry_direction(180.0))], iterations=10)
+    with pytest.warns(mcp.McprotonWarning, match="no PatientPosition.*HFS"):
+        write_rtplan(plan, tmp_path / "rp.dcm", study=StudyReference())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_rtplan(plan, tmp_path / "rp.dcm", study=StudyReference(patient_position="HFS"))

@@ -178,6 +178,11 @@ def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: in
     if not plan.fields:
         raise ValueError("the plan has no fields")
     _check_plan_grid(plan, study)
+    if not (study.patient_position or "").strip():
+        from .errors import warn
+
+        warn("the study has no PatientPosition (the CT does not say): the plan is written for HFS; give "
+             "study.replace(patient_position=...) if the patient lay otherwise", stacklevel=2)
     study = study.resolved()
     position = (study.patient_position or "HFS").strip().upper()
     beams = [_field_beam(f, i + 1, position) for i, f in enumerate(plan.fields)]

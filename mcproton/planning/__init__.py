@@ -12,8 +12,8 @@ Modules: :mod:`~mcproton.planning.raytrace` (RSP, water-equivalent depth, beam f
 Pipeline (all in the phantom frame, mm, arrays (z, y, x)):
 
 1. **Target**: a voxel mask on the geometry's grid (from a DICOM RT Structure Set:
-   :func:`mcproton.dicom.load_rtstruct_masks`; the reference plans of :mod:`mcproton.phantoms.reference_plans` take it from
-   the phantom's label map: ``posterior_fossa_target``, the medulloblastoma tumour bed (fourth
+   :func:`mcproton.dicom.load_rtstruct_masks`; the reference plans of :mod:`mcproton.phantoms.reference_plans` take
+   it from the phantom's label map: ``posterior_fossa_target``, the medulloblastoma tumour bed (fourth
    ventricle and vermis) + 1.5 cm confined to the posterior fossa; ``craniospinal_target``, whole brain + thecal
    sac).
 2. **Water-equivalent depth** of every target point along each beam: the relative stopping power (RSP) of

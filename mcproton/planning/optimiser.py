@@ -96,6 +96,8 @@ def _target_stats(dose: np.ndarray, pres: float) -> dict:
             "dmean_rel": st["dmean"] / pres, "within_5pct": st["within_5pct"]}
 
 
+#: a target whose mean relative stopping power is below this is mostly air (lung is about 0.25): warned of
+_AIR_RSP = 0.1
 #: default of ``optimise_plan(memory_budget_gb=...)``: the most memory (GB = 1e9 bytes) the optimiser's matrices may
 #: be estimated to need (:func:`_matrix_peak_bytes`); a 16 GB laptop keeps half for the rest
 MEMORY_BUDGET_GB = 8.0
@@ -117,8 +119,9 @@ def check_mask_grid(mask, geometry: VoxelGeometry, what: str = "target_mask") ->
     m = np.asarray(mask)
     if m.shape != tuple(geometry.shape_zyx):
         vs = tuple(round(float(v), 4) for v in geometry.voxel_size_mm)
-        raise ValueError(f"{what} has shape (z, y, x) {m.shape}, but the geometry's grid is {tuple(geometry.shape_zyx)} "
-                         f"(voxels {vs} mm, origin {tuple(round(float(o), 3) for o in geometry.origin_mm)} mm): a "
+        org = tuple(round(float(o), 3) for o in geometry.origin_mm)
+        raise ValueError(f"{what} has shape (z, y, x) {m.shape}, but the geometry's grid is "
+                         f"{tuple(geometry.shape_zyx)} (voxels {vs} mm, origin {org} mm): a "
                          "mask from another grid would be planned in the wrong place; make it on this geometry "
                          "(mcproton.dicom.load_rtstruct_masks(rtstruct, geometry))")
     return m.astype(bool, copy=False)
@@ -197,6 +200,11 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
     k, j, i = (np.asarray(a)[sel] for a in np.nonzero(target_mask))
     dose_factor = msr[geometry.material_index_zyx[k, j, i]]
     rsp_pts = rsp[k, j, i].astype(np.float64)
+    if float(rsp_pts.mean()) < _AIR_RSP:
+        from .._io.errors import warn
+
+        warn(f"plan {name!r}: the target's mean relative stopping power is {float(rsp_pts.mean()):.3f}, air rather "
+             "than tissue: is the mask the right ROI, on this CT's frame?", stacklevel=2)
     fields: list = []
     blocks: list = []
     # the analytical model: each field's depth doses go to a worker thread as soon as its spots exist (scipy's
@@ -225,7 +233,8 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
             if memory_budget_gb is not None and _matrix_peak_bytes(len(pts), n_spots) > memory_budget_gb * 1e9:
                 raise ValueError(
                     f"plan {name!r}: {n_spots} spots on {len(pts)} points (fields so far: "
-                    f"{', '.join(f'{g.name!r} {g.n_spots}' for g in fields)}) make a {4e-9 * len(pts) * n_spots:.1f} GB "
+                    f"{', '.join(f'{g.name!r} {g.n_spots}' for g in fields)}) make a "
+                    f"{4e-9 * len(pts) * n_spots:.1f} GB "
                     f"dose-influence matrix and about {1e-9 * _matrix_peak_bytes(len(pts), n_spots):.0f} GB at the "
                     f"optimiser's peak, more than memory_budget_gb={memory_budget_gb:g}: give the fields a coarser "
                     "spot_spacing_mm / layer_spacing_mm, fewer max_points, or a larger memory_budget_gb (None: no "
