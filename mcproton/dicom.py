@@ -5,6 +5,7 @@ Typical use::
     from mcproton import dicom
     ct = dicom.load_ct_series("patient/CT")
     geometry = dicom.HUCalibration.load("schneider2000").to_geometry(ct)
+    masks = dicom.load_rtstruct_masks("patient/RS.dcm", geometry, ["CTV"])   # ROI masks on the CT's grid
     plan = dicom.load_rtplan("patient/RP.dcm")
     beams = dicom.plan_to_beams(plan, dicom.load_beam_model("dcpt_v2"))
     ...
@@ -33,11 +34,12 @@ from ._io.rtdose import DoseContents, RTDose, dose_contents, read_rtdose, result
     write_rtdose
 from ._io.rtplan import RTIonPlan, beam_direction_lps, gantry_to_lps_matrix, load_rtplan, plan_to_beams
 from ._io.rtplan_write import write_rtplan
+from ._io.rtstruct import load_rtstruct_masks
 
 __all__ = [
     "BeamModel", "BeamModelError", "CTImage", "CalibrationError", "DicomInputError", "DoseContents",
     "HUCalibration", "InputDataError", "RTDose", "RTIonPlan", "StudyReference", "beam_direction_lps",
     "dose_contents", "gantry_to_lps_matrix", "load_bdl", "load_beam_model", "load_ct_series", "load_rtplan",
-    "parse_bdl", "plan_to_beams", "read_rtdose", "result_dose_contents", "write_ct_series", "write_result_rtdose",
-    "write_rtdose", "write_rtplan",
+    "load_rtstruct_masks", "parse_bdl", "plan_to_beams", "read_rtdose", "result_dose_contents", "write_ct_series",
+    "write_result_rtdose", "write_rtdose", "write_rtplan",
 ]

@@ -164,7 +164,8 @@ def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: in
     these), and per beam its number, name, gantry angle, spots, layers, MU per fraction and range shifter.
     ``ValueError`` for a plan the file cannot express exactly: a field without a beam model, a beam model without
     virtual source-axis distances, a field needing a couch angle or whose spot x axis is not the gantry X axis, a
-    field without a spot of positive weight."""
+    field without a spot of positive weight, a plan whose target mask is not on the grid it was planned on or whose
+    CT (FrameOfReferenceUID) is not ``study``'s."""
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DSeq
     from pydicom.uid import generate_uid
@@ -176,6 +177,12 @@ def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: in
         raise ValueError(f"fractions must be a whole number >= 1 (NumberOfFractionsPlanned); got {fractions!r}")
     if not plan.fields:
         raise ValueError("the plan has no fields")
+    _check_plan_grid(plan, study)
+    if not (study.patient_position or "").strip():
+        from .errors import warn
+
+        warn("the study has no PatientPosition (the CT does not say): the plan is written for HFS; give "
+             "study.replace(patient_position=...) if the patient lay otherwise", stacklevel=2)
     study = study.resolved()
     position = (study.patient_position or "HFS").strip().upper()
     beams = [_field_beam(f, i + 1, position) for i, f in enumerate(plan.fields)]
@@ -231,6 +238,25 @@ def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: in
     return {"path": str(path), "sop_instance_uid": str(sop_uid), "fractions_planned": int(fractions),
             "patient_position": position, "study_instance_uid": study.study_instance_uid,
             "frame_of_reference_uid": study.frame_of_reference_uid, "beams": written}
+
+
+def _check_plan_grid(plan, study: StudyReference) -> None:
+    """``ValueError`` for a plan that says it was made on another grid than its target's, or on another CT than
+    ``study``'s (``plan.meta["grid"]``, written by :func:`mcproton.planning.optimise_plan`): its spots would treat
+    another place in the patient."""
+    grid = (getattr(plan, "meta", None) or {}).get("grid")
+    if not grid:
+        return
+    mask = getattr(plan, "target_mask_zyx", None)
+    if mask is not None and tuple(np.shape(mask)) != tuple(grid["shape_zyx"]):
+        raise ValueError(f"plan {plan.name!r}: its target mask has shape (z, y, x) {tuple(np.shape(mask))}, but the "
+                         f"plan was made on a grid of {tuple(grid['shape_zyx'])}: the target is from another grid; "
+                         "plan again with a mask made on the CT's geometry")
+    want, made = study.frame_of_reference_uid, grid.get("frame_of_reference_uid", "")
+    if want and made and want != made:
+        raise ValueError(f"plan {plan.name!r} was made on a CT of FrameOfReferenceUID {made}, but the study it is "
+                         f"written for has {want}: write it with the StudyReference of the CT it was planned on "
+                         "(StudyReference.from_ct(ct))")
 
 
 def _machine(model) -> str:

@@ -316,6 +316,35 @@ def load_rtstruct(path_or_ds) -> dict[str, list[np.ndarray]]:
     return read_rtstruct(path_or_ds).contours
 
 
+def load_rtstruct_masks(path_or_ds, geometry, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """``{ROI name: boolean mask (z, y, x)}`` of an RT Structure Set on the grid of ``geometry`` (e.g. the
+    :class:`~mcproton.geometry.VoxelGeometry` of ``HUCalibration.to_geometry(ct)``): the masks a plan
+    (:func:`mcproton.planning.optimise_plan`), a DVH or an override takes.  A voxel belongs to a structure when its
+    centre lies inside its contours (see the module docstring).  ``names``: only these ROIs (default all);
+    ``DicomInputError`` for a name the structure set does not have (the names it has are listed), and a
+    ``McprotonRuntimeWarning`` for a named ROI whose mask is empty on this grid (saying why).  The structure set's
+    frame of reference is compared with the CT's when both are known."""
+    struct = read_rtstruct(path_or_ds)
+    if names is not None:
+        if isinstance(names, str):
+            names = [names]
+        missing = [nm for nm in names if nm not in struct.contours]
+        if missing:
+            raise DicomInputError(f"the RT Structure Set has no ROI {', '.join(map(repr, missing))} (it has: "
+                                  f"{', '.join(map(repr, struct.contours)) or 'none'})")
+    for_ct = getattr(geometry, "frame_of_reference_uid", "")
+    for_rs = getattr(struct, "frame_of_reference_uid", "")
+    if for_ct and for_rs and for_ct != for_rs:
+        raise DicomInputError(f"the RT Structure Set's FrameOfReferenceUID {for_rs} is not the CT's ({for_ct}): its "
+                              "contours belong to another image set")
+    masks = rasterise(struct, geometry, list(names) if names is not None else None)
+    for nm in (names or []):
+        if not masks[nm].any():
+            warn(f"ROI {nm!r} has no voxel on this grid: it {empty_mask_reason(struct, nm, geometry)}",
+                 McprotonRuntimeWarning, stacklevel=2)
+    return masks
+
+
 def _grid(geometry):
     org = np.asarray(geometry.origin_mm, float)
     vox = np.asarray(geometry.voxel_size_mm, float)

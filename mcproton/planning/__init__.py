@@ -11,8 +11,9 @@ Modules: :mod:`~mcproton.planning.raytrace` (RSP, water-equivalent depth, beam f
 
 Pipeline (all in the phantom frame, mm, arrays (z, y, x)):
 
-1. **Target**: a voxel mask (the reference plans of :mod:`mcproton.phantoms.reference_plans` take it from
-   the phantom's label map: ``posterior_fossa_target``, the medulloblastoma tumour bed (fourth
+1. **Target**: a voxel mask on the geometry's grid (from a DICOM RT Structure Set:
+   :func:`mcproton.dicom.load_rtstruct_masks`; the reference plans of :mod:`mcproton.phantoms.reference_plans` take
+   it from the phantom's label map: ``posterior_fossa_target``, the medulloblastoma tumour bed (fourth
    ventricle and vermis) + 1.5 cm confined to the posterior fossa; ``craniospinal_target``, whole brain + thecal
    sac).
 2. **Water-equivalent depth** of every target point along each beam: the relative stopping power (RSP) of
@@ -31,11 +32,18 @@ Pipeline (all in the phantom frame, mm, arrays (z, y, x)):
 5. **Weights** (protons per spot) by non-negative least squares to a uniform prescription with an
    accelerated projected-gradient (FISTA) iteration; spots below 0.2 % of the mean weight are dropped.
 
-On a clinical machine (``beam_model``, default the shipped DCPT model ``dcpt_v5``; :class:`FieldMachine`) the
+On a clinical machine (a field spec's ``beam_model``, e.g. the shipped DCPT model ``dcpt_v5``,
+:data:`DEFAULT_BEAM_MODEL`, the default of the reference plans of :mod:`mcproton.phantoms.reference_plans` only:
+:func:`optimise_plan` and :func:`generate_field_spots` without one use generic Gaussian pencil beams from 50 MeV, which
+have no monitor units and cannot be written as an RT Ion Plan; :class:`FieldMachine`) the
 energies are the machine's nominal energies (70-244 MeV), the spots carry its phase space, and a field whose
 target starts shallower than the lowest energy's range gets one of its range shifters; the kernel then takes
 the residual range behind the shifter, its nuclear losses, the in-air spot variance at each depth (emittance +
 generalised Highland in the slab) and the halo behind it (:class:`LayerOptics`).
+
+Directions are LPS vectors: :func:`gantry_direction` gives an IEC gantry angle's for the CT's ``patient_position``
+(default HFS), so that :func:`mcproton.dicom.write_rtplan` writes the angle asked for.  Targets beyond the reach of a
+field's energies are warned of, or refused where no layer reaches them (:func:`generate_field_spots`).
 
 The analytical model is only the optimiser's model: verify every plan with the Monte Carlo
 (:func:`verify_plan`), which also reports how close the model's absolute dose was.

@@ -7,7 +7,8 @@ import numpy as np
 from ..geometry import VoxelGeometry
 from .dose_model import ANALYTICAL_KERNEL, DoseModel, influence_matrix, voxel_depth_offsets
 from .plan import RBE, Plan
-from .raytrace import mass_stopping_ratio, relative_stopping_power, voxel_centres_mm, water_equivalent_depth
+from .raytrace import (check_direction, mass_stopping_ratio, relative_stopping_power, voxel_centres_mm,
+                       water_equivalent_depth)
 from .spots import generate_field_spots
 
 
@@ -64,7 +65,11 @@ class _NNLS:
         v = rng.random(n_sp).astype(np.float32)
         for _ in range(30):
             v = self.hess(v)
-            v /= np.linalg.norm(v)
+            nv = np.linalg.norm(v)
+            if not nv > 0:      # A = 0 (no spot reaches a point): a NaN power iteration and a NaN dose otherwise
+                raise ValueError("the dose-influence matrix is zero: no spot gives dose to any target point (a "
+                                 "target beyond the reach of the fields' energies, or spots far from it)")
+            v /= nv
         L = float(np.linalg.norm(self.hess(v))) * 1.05
         if x0 is None:
             assert self.Aw is not None
@@ -91,11 +96,67 @@ def _target_stats(dose: np.ndarray, pres: float) -> dict:
             "dmean_rel": st["dmean"] / pres, "within_5pct": st["within_5pct"]}
 
 
+#: a target whose mean relative stopping power is below this is mostly air (lung is about 0.25): warned of
+_AIR_RSP = 0.1
+#: default of ``optimise_plan(memory_budget_gb=...)``: the most memory (GB = 1e9 bytes) the optimiser's matrices may
+#: be estimated to need (:func:`_matrix_peak_bytes`); a 16 GB laptop keeps half for the rest
+MEMORY_BUDGET_GB = 8.0
+#: the optimiser's peak memory / the size of its float32 dose-influence matrix (points x spots x 4 bytes): the
+#: matrix, its scaled copy (``_NNLS``) and the float64 dose product (8 bytes per element); measured 5.8 on a
+#: 6000 x 84,439 matrix (2.0 GB, 11.8 GB resident, audit 2026-12-06 F5; 4.9 once the field blocks are freed)
+_PEAK_PER_MATRIX = 5.0
+
+
+def _matrix_peak_bytes(n_points: int, n_spots: int) -> float:
+    """The estimated peak memory (bytes) of optimising ``n_spots`` spots on ``n_points`` points."""
+    return _PEAK_PER_MATRIX * 4.0 * n_points * n_spots
+
+
+def check_mask_grid(mask, geometry: VoxelGeometry, what: str = "target_mask") -> np.ndarray:
+    """``mask`` as a boolean array, or ``ValueError`` when its shape is not the grid of ``geometry`` (z, y, x):
+    a mask made on another grid (a dose grid, another voxel size, a cropped CT) would be read index by index and
+    put the plan somewhere else in the patient."""
+    m = np.asarray(mask)
+    if m.shape != tuple(geometry.shape_zyx):
+        vs = tuple(round(float(v), 4) for v in geometry.voxel_size_mm)
+        org = tuple(round(float(o), 3) for o in geometry.origin_mm)
+        raise ValueError(f"{what} has shape (z, y, x) {m.shape}, but the geometry's grid is "
+                         f"{tuple(geometry.shape_zyx)} (voxels {vs} mm, origin {org} mm): a "
+                         "mask from another grid would be planned in the wrong place; make it on this geometry "
+                         "(mcproton.dicom.load_rtstruct_masks(rtstruct, geometry))")
+    return m.astype(bool, copy=False)
+
+
+def _check_inputs(geometry: VoxelGeometry, target_mask, field_specs, prescription_gy_rbe, max_points, iterations,
+                  keep_points_mask) -> None:
+    """``ValueError`` for inputs ``optimise_plan`` cannot plan (they would end in a raw NumPy error or a NaN)."""
+    check_mask_grid(target_mask, geometry, "target_mask")
+    if keep_points_mask is not None:
+        check_mask_grid(keep_points_mask, geometry, "keep_points_mask")
+    p = prescription_gy_rbe
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not (np.isfinite(p)
+                                                                                             and p > 0):
+        raise ValueError(f"prescription_gy_rbe must be a finite number > 0 (Gy(RBE) per fraction); got {p!r}")
+    for what, n in (("max_points", max_points), ("iterations", iterations)):
+        if isinstance(n, bool) or int(n) != n or n < 1:
+            raise ValueError(f"{what} must be a whole number >= 1; got {n!r}")
+    if isinstance(field_specs, dict) or not isinstance(field_specs, (list, tuple)) or not field_specs:
+        raise ValueError("field_specs must be a non-empty list of fields, each a dict with 'name' and 'direction' "
+                         f"(e.g. {{'name': 'PA', 'direction': gantry_direction(180)}}); got {field_specs!r}")
+    for n, spec in enumerate(field_specs):
+        if not isinstance(spec, dict) or "name" not in spec or "direction" not in spec:
+            raise ValueError(f"field_specs[{n}] must be a dict with 'name' and 'direction'; got {spec!r}")
+        check_direction(spec["direction"], f"field {spec['name']!r}")
+        if spec.get("target_mask") is not None:
+            check_mask_grid(spec["target_mask"], geometry, f"field {spec['name']!r}'s target_mask")
+
+
 def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, field_specs: list[dict], *,
                   prescription_gy_rbe: float = 1.8, target_name: str = "CTV", max_points: int = 6000,
                   iterations: int = 400, seed: int = 0, rsp_zyx: np.ndarray | None = None,
                   keep_points_mask: np.ndarray | None = None, voxel_average_samples: int = 0,
-                  dose_model: DoseModel | None = None) -> Plan:
+                  dose_model: DoseModel | None = None,
+                  memory_budget_gb: float | None = MEMORY_BUDGET_GB) -> Plan:
     """Generate the spots of each field (``field_specs``: dicts with ``name``, ``direction`` and optional
     :func:`generate_field_spots` keywords, e.g. ``target_mask`` to restrict that field to part of the target)
     and optimise all spot weights jointly to a uniform physical dose prescription / RBE.
@@ -106,7 +167,18 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
     of the dose at the voxel centre, i.e. the quantity the Monte Carlo scores.
 
     ``dose_model``: the dose-influence matrix of a field (:class:`~mcproton.planning.dose_model.DoseModel`);
-    default the analytical :func:`~mcproton.planning.dose_model.influence_matrix`."""
+    default the analytical :func:`~mcproton.planning.dose_model.influence_matrix`.
+
+    ``memory_budget_gb``: refuse (``ValueError``, before the matrix is made) a problem whose estimated peak memory
+    (points x spots x 4 bytes x 5) exceeds it (None: no limit); coarser ``spot_spacing_mm`` / ``layer_spacing_mm``
+    or fewer ``max_points`` make it smaller.
+
+    The masks (``target_mask``, ``keep_points_mask``, a field's ``target_mask``) must be on the grid of
+    ``geometry`` (``ValueError`` otherwise).  A field spec without ``beam_model`` gets generic pencil beams (no
+    machine: no RT Ion Plan); give it ``beam_model`` (e.g. ``DEFAULT_BEAM_MODEL``) to plan on a clinical machine.
+    Directions are in the geometry's LPS frame: :func:`~mcproton.planning.gantry_direction` with the CT's
+    ``patient_position`` gives a room gantry angle's."""
+    _check_inputs(geometry, target_mask, field_specs, prescription_gy_rbe, max_points, iterations, keep_points_mask)
     pres = prescription_gy_rbe / RBE
     model = influence_matrix if dose_model is None else dose_model
     rsp = rsp_zyx if rsp_zyx is not None else relative_stopping_power(geometry)
@@ -128,6 +200,11 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
     k, j, i = (np.asarray(a)[sel] for a in np.nonzero(target_mask))
     dose_factor = msr[geometry.material_index_zyx[k, j, i]]
     rsp_pts = rsp[k, j, i].astype(np.float64)
+    if float(rsp_pts.mean()) < _AIR_RSP:
+        from .._io.errors import warn
+
+        warn(f"plan {name!r}: the target's mean relative stopping power is {float(rsp_pts.mean()):.3f}, air rather "
+             "than tissue: is the mask the right ROI, on this CT's frame?", stacklevel=2)
     fields: list = []
     blocks: list = []
     # the analytical model: each field's depth doses go to a worker thread as soon as its spots exist (scipy's
@@ -152,6 +229,16 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
                 f, _ = generate_field_spots(geometry, rsp, pts, direction, name=fname, target_wet_mm=wet,
                                             **spec)
             fields.append(f)
+            n_spots = sum(g.n_spots for g in fields)
+            if memory_budget_gb is not None and _matrix_peak_bytes(len(pts), n_spots) > memory_budget_gb * 1e9:
+                raise ValueError(
+                    f"plan {name!r}: {n_spots} spots on {len(pts)} points (fields so far: "
+                    f"{', '.join(f'{g.name!r} {g.n_spots}' for g in fields)}) make a "
+                    f"{4e-9 * len(pts) * n_spots:.1f} GB "
+                    f"dose-influence matrix and about {1e-9 * _matrix_peak_bytes(len(pts), n_spots):.0f} GB at the "
+                    f"optimiser's peak, more than memory_budget_gb={memory_budget_gb:g}: give the fields a coarser "
+                    "spot_spacing_mm / layer_spacing_mm, fewer max_points, or a larger memory_budget_gb (None: no "
+                    "limit) if the machine has the memory")
             offs = None
             if voxel_average_samples:
                 offs = rsp_pts[:, None] * voxel_depth_offsets(geometry.voxel_size_mm, direction,
@@ -162,6 +249,7 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
                 blocks.append(model(f, pts, wet, dose_factor, wet_offsets_mm=offs))
         blocks = [b.matrix() if isinstance(b, _InfluenceJob) else b for b in blocks]
     A = np.concatenate(blocks, axis=1)
+    del blocks                  # the field blocks: a second copy of the matrix through the optimisation
     nnls = _NNLS(A, pres)
     x = nnls.solve(iterations)
     # drop negligible spots and refit once, on the block of the Gram matrix of the spots kept
@@ -187,4 +275,10 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
                             + (f", voxel-mean depth dose ({int(voxel_average_samples)} samples)"
                                if voxel_average_samples else "")})
     return Plan(name, target_name, np.asarray(target_mask, bool), fields, pres, prescription_gy_rbe, stats,
-                {"target_volume_cm3": float(target_mask.sum() * geometry.voxel_volume_cm3)})
+                {"target_volume_cm3": float(target_mask.sum() * geometry.voxel_volume_cm3),
+                 # the grid the plan was made on: write_rtplan refuses a target of another grid or another CT
+                 "grid": {"shape_zyx": tuple(geometry.shape_zyx),
+                          "voxel_size_mm": tuple(float(v) for v in geometry.voxel_size_mm),
+                          "origin_mm": tuple(float(o) for o in geometry.origin_mm),
+                          "frame_of_reference_uid": geometry.frame_of_reference_uid,
+                          "patient_position": geometry.patient_position}})

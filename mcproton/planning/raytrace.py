@@ -67,14 +67,36 @@ def water_equivalent_depth(geometry: VoxelGeometry, rsp_zyx: np.ndarray, points_
     return wet
 
 
-def gantry_direction(gantry_deg: float, couch_deg: float = 0.0) -> np.ndarray:
+def gantry_direction(gantry_deg: float, couch_deg: float = 0.0, patient_position: str = "HFS") -> np.ndarray:
     """Beam direction (unit, phantom frame = patient LPS: +x left, +y posterior, +z superior) for an IEC 61217
-    gantry and couch angle of a head-first-supine patient: gantry 0 = beam from anterior (travelling +y),
+    gantry and couch angle of a patient lying in ``patient_position`` (a DICOM PatientPosition: HFS, HFP, FFS, FFP,
+    HFDL, HFDR, FFDL, FFDR).  Head-first supine (the default): gantry 0 = beam from anterior (travelling +y),
     90 = from the patient's left (travelling -x), 180 = from posterior (travelling -y), 270 = from the right
-    (+x).  The one implementation, that of the RT Ion Plan import (mcproton.dicom.beam_direction_lps)."""
-    from .._io.rtplan import beam_direction_lps
+    (+x); prone, gantry 0 enters posteriorly.  Plan on a CT with its own position (``geometry.patient_position``,
+    the CT's PatientPosition) so that :func:`mcproton.dicom.write_rtplan`, which writes that position, writes the
+    gantry angle asked for; with the default HFS on a prone CT a field asked for at gantry 180 (from the back,
+    HFS) is written at gantry 0.  The one implementation, that of the RT Ion Plan import
+    (mcproton.dicom.beam_direction_lps)."""
+    from .._io.rtplan import PATIENT_POSITIONS, beam_direction_lps
 
-    return beam_direction_lps(gantry_deg, couch_deg, "HFS") + 0.0   # + 0.0: zeros as +0.0 (as before)
+    pos = str(patient_position or "HFS").strip().upper()
+    if pos not in PATIENT_POSITIONS:
+        raise ValueError(f"patient_position {patient_position!r} is not a DICOM PatientPosition the gantry geometry "
+                         f"knows ({', '.join(PATIENT_POSITIONS)})")
+    return beam_direction_lps(gantry_deg, couch_deg, pos) + 0.0   # + 0.0: zeros as +0.0 (as before)
+
+
+def check_direction(direction, what: str = "direction") -> np.ndarray:
+    """``direction`` as a float array of 3, or ``ValueError`` when it is not three finite numbers with a non-zero
+    length (a zero vector has no direction: normalising it gives NaN)."""
+    try:
+        d = np.asarray(direction, float)
+    except (TypeError, ValueError):
+        d = np.array([np.nan])
+    if d.shape != (3,) or not np.all(np.isfinite(d)) or not np.linalg.norm(d) > 0:
+        raise ValueError(f"{what}: the direction must be 3 finite numbers (x, y, z in LPS) with a non-zero length, "
+                         f"e.g. gantry_direction(180.0); got {direction!r}")
+    return d
 
 
 def _beam_frame(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
