@@ -49,8 +49,24 @@ GAMMA_GREYS = (0.92, 0.55)
 GAMMA_FAIL_RGB = (0.84, 0.10, 0.10)
 
 #: The DVH's markers, one per structure (with its colour and a direct label), so that its curves are told apart
-#: in a greyscale printout too; TPS solid, MC dashed.
-DVH_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+#: in a greyscale printout too; TPS solid, MC dashed.  Twenty, as many as the figure draws (DVH_FIGURE_MAX): ten
+#: filled ones for the first ten structures, then ten of another form (open strokes, thin diamond, pentagon, hexagon)
+#: for the next ten, whose colours repeat the first ten's: before 2026-12-06 the 11th structure had the 1st's blue
+#: and a hexagon that at 4 pt looked like its circle (figures audit 16 F8).
+DVH_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">",
+               "+", "x", "1", "2", "3", "4", "|", "d", "p", "h")
+
+#: The DVH's line widths (points): a target's TPS and MC curves heavier than the others', so it stands out from
+#: an OAR of the same colour (figures audit 16 F8)
+DVH_LW_TARGET = 2.4
+DVH_LW = 1.4
+
+#: The volumes (%) at which the DVH figure tries, in this order, to write a structure's name beside its TPS curve
+#: (where the curve crosses them), taking the first place where the name overlaps no name written before and stays
+#: inside the axes; a structure with no such place is named in the legend only.  Before 2026-12-06 the volume was
+#: 90 - 10 (n mod 8) for the n-th structure, whatever was there: the low-dose OARs, whose curves all fall at ~0 Gy,
+#: printed their names on top of each other (figures audit 16 F8).
+DVH_LABEL_VOLUMES = (50, 70, 30, 90, 10, 60, 40, 80, 20, 95, 5)
 
 
 def gamma_cmap():
@@ -222,29 +238,59 @@ def _dvh_left_out(res) -> int:
     return sum(nm in res.structures for nm in res.masks) - len(_dvh_masks(res))
 
 
+def _dvh_style(n: int, target: bool) -> dict:
+    """The n-th DVH structure's colour, marker (DVH_MARKERS) and line width (heavier for a target)."""
+    return {"color": f"C{n % 10}", "marker": DVH_MARKERS[n % len(DVH_MARKERS)], "markersize": 4,
+            "markevery": (3 * n % 30, 30), "lw": DVH_LW_TARGET if target else DVH_LW}
+
+
+def _dvh_labels(fig, ax, curves: list[tuple[str, np.ndarray, np.ndarray, str]]) -> None:
+    """Write each structure's name beside its TPS curve (``curves``: name, dose levels, volume %, colour) at the
+    first volume of DVH_LABEL_VOLUMES where the name's box overlaps no name written before and lies inside the
+    axes.  The figure is laid out first (its tight layout run once, then fixed), so that the boxes compared are
+    those drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    fig.get_layout_engine().execute(fig)
+    fig.set_layout_engine("none")   # laid out: the names placed below keep their places when drawn
+    r = canvas.get_renderer()
+    inside = ax.get_window_extent(r)
+    placed: list = []
+    for nm, lv, f, colour in curves:
+        for at in DVH_LABEL_VOLUMES:
+            if not (f[0] > at and (f <= at).any()):
+                continue
+            k = int(np.argmax(f <= at))
+            t = ax.annotate(nm, (lv[k], at), xytext=(3, 2), textcoords="offset points", fontsize=MIN_FONT_PT,
+                            color=colour)
+            box = t.get_window_extent(r)
+            if (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1
+                    and not any(box.overlaps(p) for p in placed)):
+                placed.append(box)
+                break
+            t.remove()
+
+
 def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
     """TPS and MC cumulative DVHs of the structures ``ms`` (_dvh_masks): TPS solid, MC dashed; each structure with
-    its colour, marker (DVH_MARKERS) and its name written beside its TPS curve, so that a greyscale printout tells
-    them apart (audit 13, F9: colour alone before)."""
+    its colour and its own marker (DVH_MARKERS), the targets' curves heavier, and its name written beside its TPS
+    curve where it overlaps no other name (_dvh_labels; else in the legend only), so that a greyscale printout tells
+    them apart (audit 13, F9: colour alone before; audit 16 F8: names on top of each other)."""
     from ..dvh import cumulative_dvh
 
     desc = _dose(res)
     fig = _new_figure((FIGURE_WIDTH_IN, 4.6))
     ax = fig.subplots()
     top = max(float(res.tps_gy_zyx.max()), float(res.mc_gy_zyx.max())) * 1.05
+    curves = []
     for n, (nm, m) in enumerate(ms.items()):
         lv, f1 = cumulative_dvh(res.tps_gy_zyx, m, bins=300, d_max=top)
         _, f2 = cumulative_dvh(res.mc_gy_zyx, m, bins=300, d_max=top)
-        style = {"color": f"C{n % 10}", "marker": DVH_MARKERS[n % len(DVH_MARKERS)], "markersize": 4,
-                 "markevery": (3 * n % 30, 30)}
-        ax.plot(lv, 100 * f1, lw=1.5, label=f"{nm} TPS", **style)
-        ax.plot(lv, 100 * f2, lw=1.2, ls="--", label=f"{nm} MC", markerfacecolor="none", **style)
-        # the name beside its TPS curve, where it crosses a volume staggered per structure (labels apart)
-        at = 90 - 10 * (n % 8)
-        k = int(np.argmax(100 * f1 <= at)) if (100 * f1 <= at).any() and 100 * f1[0] > at else -1
-        if k >= 0:
-            ax.annotate(nm, (lv[k], at), xytext=(3, 2), textcoords="offset points", fontsize=MIN_FONT_PT,
-                        color=style["color"])
+        style = _dvh_style(n, res.structures.get(nm, {}).get("kind") == "target")
+        ax.plot(lv, 100 * f1, label=f"{nm} TPS", **style)
+        ax.plot(lv, 100 * f2, ls="--", label=f"{nm} MC", markerfacecolor="none", **style)
+        curves.append((nm, lv, 100 * f1, style["color"]))
     ax.set_xlabel(f"{desc['quantity']} ({desc['unit']})", fontsize=MIN_FONT_PT + 1)
     ax.set_ylabel("volume (%)", fontsize=MIN_FONT_PT + 1)
     ax.tick_params(labelsize=MIN_FONT_PT)
@@ -260,10 +306,11 @@ def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
     ax.legend(handles=handles, labels=[h.get_label().removesuffix(" TPS") for h in handles], fontsize=MIN_FONT_PT,
               loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     left = _dvh_left_out(res)
-    ax.set_title(f"DVH: TPS (solid) and MC (dashed); {desc['fractions']}"
+    ax.set_title(f"DVH: TPS (solid) and MC (dashed); {desc['fractions']}; targets' curves heavier"
                  + (f"\n{len(ms)} structures drawn: the targets and those of highest dose ({left} more in the "
                     "table)" if left else ""), fontsize=SUPTITLE_PT)
-    fig.set_layout_engine("tight")   # laid out when drawn, at the dpi it is drawn at: one text layout pass
+    fig.set_layout_engine("tight")
+    _dvh_labels(fig, ax, curves)   # lays the figure out once, then writes the names where they fit
     return fig
 
 

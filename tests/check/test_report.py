@@ -684,3 +684,53 @@ def test_maps_span_the_voxel_edges_and_say_one_normalisation(report):
         top = float(tps[report.body_zyx].max())
         assert _beam_norm(report, b) == pytest.approx(top)
         assert f"% of TPS max {top:.3g}" in axs[2].get_title() and f"2 % of {top:.3g}" in axs[3].get_title()
+
+
+def _many_structures(report, n: int = 24):
+    """A copy of the report with ``n`` more OARs of metrics: thin slabs, most of them at ~0 Gy (whose DVH curves
+    all fall at the same dose), as a head plan's many low-dose OARs."""
+    import copy
+
+    res = copy.copy(report)
+    res.masks, res.structures = dict(report.masks), dict(report.structures)
+    nz = report.tps_gy_zyx.shape[0]
+    for i in range(n):
+        m = np.zeros(report.tps_gy_zyx.shape, bool)
+        m[i % nz, :2, :2] = True
+        res.masks[f"organ_at_risk_{i}"] = m
+        res.structures[f"organ_at_risk_{i}"] = {"kind": "oar", "metrics": {"Dmax": {"tps_gy": float(n - i)}}}
+    return res
+
+
+def test_dvh_of_many_structures_writes_names_apart_and_styles_each_curve(report):
+    """Figures audit 16 F8: with 20 structures the names written beside the curves overlapped (the volume they were
+    written at repeated every 8 structures, and low-dose OARs cross it at the same dose); colours repeat every 10,
+    and the 1st and 11th structure's markers (circle, hexagon) looked alike.  Now no two names' boxes overlap, each
+    drawn structure has its own marker (the 11th-20th of another form than the 1st-10th, whose colours they repeat),
+    the target's curves are heavier, and every structure is in the legend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from mcproton._check.report import DVH_FIGURE_MAX, DVH_LW_TARGET
+
+    res = _many_structures(report)
+    fig = res.figures("dvh")["dvh"]
+    FigureCanvasAgg(fig).draw()
+    r = fig.canvas.get_renderer()
+    ax = _main_axes(fig)[0]
+    boxes = [(t.get_text(), t.get_window_extent(r)) for t in ax.texts]
+    assert len(boxes) >= 8
+    for a in range(len(boxes)):
+        for b in range(a):
+            assert not boxes[a][1].overlaps(boxes[b][1]), (boxes[a][0], boxes[b][0])
+    assert all(ax.get_window_extent(r).contains(bx.x0, bx.y0) for _, bx in boxes)
+    tps = [ln for ln in ax.get_lines() if ln.get_label().endswith(" TPS")]
+    assert len(tps) == DVH_FIGURE_MAX
+    styles = [(ln.get_color(), ln.get_marker()) for ln in tps]
+    assert len({m for _, m in styles}) == DVH_FIGURE_MAX                      # a marker of its own each
+    filled = set("os^Dv PX*<>".replace(" ", ""))
+    for a in range(10):                                                       # same colour, another form of marker
+        assert styles[a][0] == styles[a + 10][0] and styles[a][1] in filled and styles[a + 10][1] not in filled
+    lw = {ln.get_label(): ln.get_linewidth() for ln in ax.get_lines()}
+    assert lw["PTV TPS"] == lw["PTV MC"] == DVH_LW_TARGET > lw["organ_at_risk_0 TPS"]
+    names = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert {ln.get_label().removesuffix(" TPS") for ln in tps} <= names
