@@ -184,17 +184,20 @@ def _plane(res, centre, which: str):
                          "lower")}[which]
 
 
+def _tps_top(res, nm: str) -> float:
+    """Structure ``nm``'s TPS maximum (Dmax, else D2; -inf without one): how the DVH figure and the maps' outlines
+    rank the structures."""
+    met = res.structures[nm]["metrics"]
+    v = (met.get("Dmax") or met.get("D2") or {}).get("tps_gy")
+    return float(v) if v is not None and np.isfinite(v) else -np.inf
+
+
 def _outlined(res) -> dict[str, np.ndarray]:
     """The structures outlined on the maps (PLANE_OUTLINES_MAX of them at most): the targets with metrics, then
     the OARs by their TPS maximum (Dmax, else D2) from the highest; the body (external) is drawn as the body."""
-    def top(nm: str) -> float:
-        met = res.structures[nm]["metrics"]
-        v = (met.get("Dmax") or met.get("D2") or {}).get("tps_gy")
-        return float(v) if v is not None and np.isfinite(v) else -np.inf
-
     ms = {nm: m for nm, m in res.masks.items() if nm in res.structures and m is not None and m.any()}
     targets = [nm for nm in ms if res.structures[nm]["kind"] == "target"][:PLANE_OUTLINE_TARGETS]
-    oars = sorted((nm for nm in ms if res.structures[nm]["kind"] == "oar"), key=top, reverse=True)
+    oars = sorted((nm for nm in ms if res.structures[nm]["kind"] == "oar"), key=partial(_tps_top, res), reverse=True)
     return {nm: ms[nm] for nm in (targets + oars)[:PLANE_OUTLINES_MAX]}
 
 
@@ -287,13 +290,8 @@ def _dvh_masks(res) -> dict[str, np.ndarray]:
     if len(ms) <= DVH_FIGURE_MAX:
         return ms
 
-    def top(nm: str) -> float:
-        met = res.structures[nm]["metrics"]
-        v = (met.get("Dmax") or met.get("D2") or {}).get("tps_gy")
-        return float(v) if v is not None and np.isfinite(v) else -np.inf
-
     targets = [nm for nm in ms if res.structures[nm]["kind"] == "target"]
-    others = sorted((nm for nm in ms if nm not in targets), key=top, reverse=True)
+    others = sorted((nm for nm in ms if nm not in targets), key=partial(_tps_top, res), reverse=True)
     keep = set(targets + others[:max(0, DVH_FIGURE_MAX - len(targets))])
     return {nm: m for nm, m in ms.items() if nm in keep}
 
