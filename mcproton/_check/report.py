@@ -49,8 +49,24 @@ GAMMA_GREYS = (0.92, 0.55)
 GAMMA_FAIL_RGB = (0.84, 0.10, 0.10)
 
 #: The DVH's markers, one per structure (with its colour and a direct label), so that its curves are told apart
-#: in a greyscale printout too; TPS solid, MC dashed.
-DVH_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+#: in a greyscale printout too; TPS solid, MC dashed.  Twenty, as many as the figure draws (DVH_FIGURE_MAX): ten
+#: filled ones for the first ten structures, then ten of another form (open strokes, thin diamond, pentagon, hexagon)
+#: for the next ten, whose colours repeat the first ten's: before 2026-12-06 the 11th structure had the 1st's blue
+#: and a hexagon that at 4 pt looked like its circle (figures audit 16 F8).
+DVH_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">",
+               "+", "x", "1", "2", "3", "4", "|", "d", "p", "h")
+
+#: The DVH's line widths (points): a target's TPS and MC curves heavier than the others', so it stands out from
+#: an OAR of the same colour (figures audit 16 F8)
+DVH_LW_TARGET = 2.4
+DVH_LW = 1.4
+
+#: The volumes (%) at which the DVH figure tries, in this order, to write a structure's name beside its TPS curve
+#: (where the curve crosses them), taking the first place where the name overlaps no name written before and stays
+#: inside the axes; a structure with no such place is named in the legend only.  Before 2026-12-06 the volume was
+#: 90 - 10 (n mod 8) for the n-th structure, whatever was there: the low-dose OARs, whose curves all fall at ~0 Gy,
+#: printed their names on top of each other (figures audit 16 F8).
+DVH_LABEL_VOLUMES = (50, 70, 30, 90, 10, 60, 40, 80, 20, 95, 5)
 
 
 def gamma_cmap():
@@ -131,10 +147,29 @@ MAPS_LAYOUT = {"left": 0.075, "right": 0.94, "bottom": 0.09, "top": 0.9, "wspace
 PLANES = ("axial", "coronal", "sagittal")
 
 #: What the maps' encodings mean, in the sixth panel of each plane's figure (a greyscale printout needs it).
-MAPS_KEY = ("How to read these maps:", "white line: the body outline",
+MAPS_KEY = ("How to read these maps:", "white line: the body outline;", "  structures: legend below",
+            "radiological view: the patient's", "  right on the viewer's left",
             "MC - TPS: darker = MC below", "  the TPS, lighter = above it,", "  grey = equal",
             "gamma: grey = pass (<= 1),", "  red = fail (> 1)",
             "blank: outside the body, or", "  below 10 % of the TPS", "  maximum")
+
+
+#: The maps' axis labels: DICOM patient axes with the direction each grows in, as mcproton.plots' figures (before
+#: 2026-12-06 a bare "x (mm)", and which side is the patient's left was written nowhere: figures audit 16 F4).  The
+#: maps are in radiological view: the patient's right on the viewer's left, anterior up in the axial plane.
+AXIS_LABELS = {"x": "x (mm, +left)", "y": "y (mm, +posterior)", "z": "z (mm, +superior)"}
+
+#: The most structures outlined on the maps (with a legend): the targets (at most PLANE_OUTLINE_TARGETS of them),
+#: then the OARs of highest TPS dose (Dmax, else D2), as the DVH figure ranks them.  A few: more outlines hide the
+#: maps they are drawn on.  Before 2026-12-06 the maps drew the body only, so a difference along an organ at risk
+#: (the OpenTPS head case's brainstem, +19 % Dmean) could not be placed from the maps (figures audit 16 F4).
+PLANE_OUTLINES_MAX = 4
+PLANE_OUTLINE_TARGETS = 2
+
+#: The outlines' colours and line styles, in the order of the structures outlined (the targets first): colours seen
+#: on the viridis, cividis and grey maps and on the blank (white) background, and each its own line style, so that a
+#: greyscale printout tells them apart too.  White is the body's.
+PLANE_OUTLINE_STYLES = (("#e7298a", "-"), ("#ff7f00", "--"), ("#00d5ff", "-."), ("black", ":"))
 
 
 def _plane(res, centre, which: str):
@@ -142,9 +177,55 @@ def _plane(res, centre, which: str):
     their labels, image origin)."""
     z, y, x = res.axes_zyx
     k, j, i = centre
-    return {"axial": (f"axial z = {z[k]:.1f} mm", np.s_[k, :, :], (x, y), ("x (mm)", "y (mm)"), "upper"),
-            "coronal": (f"coronal y = {y[j]:.1f} mm", np.s_[:, j, :], (x, z), ("x (mm)", "z (mm)"), "lower"),
-            "sagittal": (f"sagittal x = {x[i]:.1f} mm", np.s_[:, :, i], (y, z), ("y (mm)", "z (mm)"), "lower")}[which]
+    lab = AXIS_LABELS
+    return {"axial": (f"axial z = {z[k]:.1f} mm", np.s_[k, :, :], (x, y), (lab["x"], lab["y"]), "upper"),
+            "coronal": (f"coronal y = {y[j]:.1f} mm", np.s_[:, j, :], (x, z), (lab["x"], lab["z"]), "lower"),
+            "sagittal": (f"sagittal x = {x[i]:.1f} mm", np.s_[:, :, i], (y, z), (lab["y"], lab["z"]),
+                         "lower")}[which]
+
+
+def _tps_top(res, nm: str) -> float:
+    """Structure ``nm``'s TPS maximum (Dmax, else D2; -inf without one): how the DVH figure and the maps' outlines
+    rank the structures."""
+    met = res.structures[nm]["metrics"]
+    v = (met.get("Dmax") or met.get("D2") or {}).get("tps_gy")
+    return float(v) if v is not None and np.isfinite(v) else -np.inf
+
+
+def _outlined(res) -> dict[str, np.ndarray]:
+    """The structures outlined on the maps (PLANE_OUTLINES_MAX of them at most): the targets with metrics, then
+    the OARs by their TPS maximum (Dmax, else D2) from the highest; the body (external) is drawn as the body."""
+    ms = {nm: m for nm, m in res.masks.items() if nm in res.structures and m is not None and m.any()}
+    targets = [nm for nm in ms if res.structures[nm]["kind"] == "target"][:PLANE_OUTLINE_TARGETS]
+    oars = sorted((nm for nm in ms if res.structures[nm]["kind"] == "oar"), key=partial(_tps_top, res), reverse=True)
+    return {nm: ms[nm] for nm in (targets + oars)[:PLANE_OUTLINES_MAX]}
+
+
+def _draw_outlines(ax, h, v, outlined: Mapping[str, np.ndarray], sl) -> None:
+    """The outlines of ``outlined`` (_outlined) in the plane ``sl`` of a map with voxel centres ``h``, ``v``."""
+    for (colour, ls), m in zip(PLANE_OUTLINE_STYLES, outlined.values()):
+        ms = m[sl]
+        if ms.any():
+            ax.contour(h, v, ms.astype(float), levels=[0.5], colors=[colour], linestyles=[ls], linewidths=0.9)
+
+
+#: The most characters of the outlines' legend on one line at FIGURE_WIDTH_IN and MIN_FONT_PT (else two columns)
+OUTLINE_LEGEND_LINE_CHARS = 80
+
+
+def _outline_legend(fig, outlined: Mapping[str, np.ndarray], sl, y: float) -> int:
+    """The outlines' legend, across the figure's foot at height ``y`` (figure fraction); a structure this plane
+    does not cut says so.  Returns the legend's rows (0: no structure outlined)."""
+    from matplotlib.lines import Line2D
+
+    if not outlined:
+        return 0
+    handles = [Line2D([], [], color=c, ls=ls, lw=1.2) for (c, ls), _ in zip(PLANE_OUTLINE_STYLES, outlined)]
+    labels = [nm if m[sl].any() else f"{nm} (not in this plane)" for nm, m in outlined.items()]
+    ncol = len(labels) if sum(len(t) + 8 for t in labels) <= OUTLINE_LEGEND_LINE_CHARS else 2
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, y), ncol=ncol, fontsize=MIN_FONT_PT,
+               frameon=False, handlelength=2.5, columnspacing=1.5)
+    return -(-len(labels) // ncol)
 
 
 def _plane_figure(res, centre, which: str) -> Figure:
@@ -166,7 +247,8 @@ def _plane_figure(res, centre, which: str) -> Figure:
     # the MC's own noise beside the difference, on the same footing (1 sd, % of the TPS maximum): a difference
     # where the noise is as large is not a finding (statistics audit 2026-12-05: the map was not shown)
     sd = np.where(shown, np.abs(b) * unc[sl] / norm * 100, np.nan)
-    fig = _new_figure((FIGURE_WIDTH_IN, 4.7))
+    outlined = _outlined(res)
+    fig = _new_figure((FIGURE_WIDTH_IN, 5.0))
     axs = fig.subplots(2, 3).ravel()
     dose_kw = {"cmap": DOSE_CMAP, "vmin": 0, "vmax": norm * 1.05}
     for c, (img, lab, kw, extend) in enumerate((
@@ -180,6 +262,7 @@ def _plane_figure(res, centre, which: str) -> Figure:
         im = ax.imshow(img, extent=ext, origin=origin, aspect="equal", interpolation="nearest", **kw)
         if c < 2:
             ax.contour(h, v, m.astype(float), levels=[0.5], colors="w", linewidths=0.6)
+        _draw_outlines(ax, h, v, outlined, sl)
         _colour_bar(fig, im, ax, extend=extend)
         _panel_title(ax, lab)   # the plane: the figure's title
         _axis_labels(ax, hl, vl)
@@ -187,7 +270,8 @@ def _plane_figure(res, centre, which: str) -> Figure:
     key.set_axis_off()
     key.text(0.0, 1.0, "\n".join(MAPS_KEY), transform=key.transAxes, va="top", ha="left", fontsize=MIN_FONT_PT,
              linespacing=1.4)
-    fig.subplots_adjust(**MAPS_LAYOUT)
+    rows = _outline_legend(fig, outlined, sl, 0.0)
+    fig.subplots_adjust(**{**MAPS_LAYOUT, "bottom": 0.09 + 0.045 * rows})   # the outlines' legend below
     fig.suptitle(f"{title}: {desc['label']}", fontsize=SUPTITLE_PT)
     return fig
 
@@ -206,13 +290,8 @@ def _dvh_masks(res) -> dict[str, np.ndarray]:
     if len(ms) <= DVH_FIGURE_MAX:
         return ms
 
-    def top(nm: str) -> float:
-        met = res.structures[nm]["metrics"]
-        v = (met.get("Dmax") or met.get("D2") or {}).get("tps_gy")
-        return float(v) if v is not None and np.isfinite(v) else -np.inf
-
     targets = [nm for nm in ms if res.structures[nm]["kind"] == "target"]
-    others = sorted((nm for nm in ms if nm not in targets), key=top, reverse=True)
+    others = sorted((nm for nm in ms if nm not in targets), key=partial(_tps_top, res), reverse=True)
     keep = set(targets + others[:max(0, DVH_FIGURE_MAX - len(targets))])
     return {nm: m for nm, m in ms.items() if nm in keep}
 
@@ -222,29 +301,59 @@ def _dvh_left_out(res) -> int:
     return sum(nm in res.structures for nm in res.masks) - len(_dvh_masks(res))
 
 
+def _dvh_style(n: int, target: bool) -> dict:
+    """The n-th DVH structure's colour, marker (DVH_MARKERS) and line width (heavier for a target)."""
+    return {"color": f"C{n % 10}", "marker": DVH_MARKERS[n % len(DVH_MARKERS)], "markersize": 4,
+            "markevery": (3 * n % 30, 30), "lw": DVH_LW_TARGET if target else DVH_LW}
+
+
+def _dvh_labels(fig, ax, curves: list[tuple[str, np.ndarray, np.ndarray, str]]) -> None:
+    """Write each structure's name beside its TPS curve (``curves``: name, dose levels, volume %, colour) at the
+    first volume of DVH_LABEL_VOLUMES where the name's box overlaps no name written before and lies inside the
+    axes.  The figure is laid out first (its tight layout run once, then fixed), so that the boxes compared are
+    those drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    fig.get_layout_engine().execute(fig)
+    fig.set_layout_engine("none")   # laid out: the names placed below keep their places when drawn
+    r = canvas.get_renderer()
+    inside = ax.get_window_extent(r)
+    placed: list = []
+    for nm, lv, f, colour in curves:
+        for at in DVH_LABEL_VOLUMES:
+            if not (f[0] > at and (f <= at).any()):
+                continue
+            k = int(np.argmax(f <= at))
+            t = ax.annotate(nm, (lv[k], at), xytext=(3, 2), textcoords="offset points", fontsize=MIN_FONT_PT,
+                            color=colour)
+            box = t.get_window_extent(r)
+            if (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1
+                    and not any(box.overlaps(p) for p in placed)):
+                placed.append(box)
+                break
+            t.remove()
+
+
 def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
     """TPS and MC cumulative DVHs of the structures ``ms`` (_dvh_masks): TPS solid, MC dashed; each structure with
-    its colour, marker (DVH_MARKERS) and its name written beside its TPS curve, so that a greyscale printout tells
-    them apart (audit 13, F9: colour alone before)."""
+    its colour and its own marker (DVH_MARKERS), the targets' curves heavier, and its name written beside its TPS
+    curve where it overlaps no other name (_dvh_labels; else in the legend only), so that a greyscale printout tells
+    them apart (audit 13, F9: colour alone before; audit 16 F8: names on top of each other)."""
     from ..dvh import cumulative_dvh
 
     desc = _dose(res)
     fig = _new_figure((FIGURE_WIDTH_IN, 4.6))
     ax = fig.subplots()
     top = max(float(res.tps_gy_zyx.max()), float(res.mc_gy_zyx.max())) * 1.05
+    curves = []
     for n, (nm, m) in enumerate(ms.items()):
         lv, f1 = cumulative_dvh(res.tps_gy_zyx, m, bins=300, d_max=top)
         _, f2 = cumulative_dvh(res.mc_gy_zyx, m, bins=300, d_max=top)
-        style = {"color": f"C{n % 10}", "marker": DVH_MARKERS[n % len(DVH_MARKERS)], "markersize": 4,
-                 "markevery": (3 * n % 30, 30)}
-        ax.plot(lv, 100 * f1, lw=1.5, label=f"{nm} TPS", **style)
-        ax.plot(lv, 100 * f2, lw=1.2, ls="--", label=f"{nm} MC", markerfacecolor="none", **style)
-        # the name beside its TPS curve, where it crosses a volume staggered per structure (labels apart)
-        at = 90 - 10 * (n % 8)
-        k = int(np.argmax(100 * f1 <= at)) if (100 * f1 <= at).any() and 100 * f1[0] > at else -1
-        if k >= 0:
-            ax.annotate(nm, (lv[k], at), xytext=(3, 2), textcoords="offset points", fontsize=MIN_FONT_PT,
-                        color=style["color"])
+        style = _dvh_style(n, res.structures.get(nm, {}).get("kind") == "target")
+        ax.plot(lv, 100 * f1, label=f"{nm} TPS", **style)
+        ax.plot(lv, 100 * f2, ls="--", label=f"{nm} MC", markerfacecolor="none", **style)
+        curves.append((nm, lv, 100 * f1, style["color"]))
     ax.set_xlabel(f"{desc['quantity']} ({desc['unit']})", fontsize=MIN_FONT_PT + 1)
     ax.set_ylabel("volume (%)", fontsize=MIN_FONT_PT + 1)
     ax.tick_params(labelsize=MIN_FONT_PT)
@@ -260,10 +369,11 @@ def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
     ax.legend(handles=handles, labels=[h.get_label().removesuffix(" TPS") for h in handles], fontsize=MIN_FONT_PT,
               loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     left = _dvh_left_out(res)
-    ax.set_title(f"DVH: TPS (solid) and MC (dashed); {desc['fractions']}"
+    ax.set_title(f"DVH: TPS (solid) and MC (dashed); {desc['fractions']}; targets' curves heavier"
                  + (f"\n{len(ms)} structures drawn: the targets and those of highest dose ({left} more in the "
                     "table)" if left else ""), fontsize=SUPTITLE_PT)
-    fig.set_layout_engine("tight")   # laid out when drawn, at the dpi it is drawn at: one text layout pass
+    fig.set_layout_engine("tight")
+    _dvh_labels(fig, ax, curves)   # lays the figure out once, then writes the names where they fit
     return fig
 
 
@@ -280,7 +390,10 @@ def _hist_figure(res) -> Figure:
             axs[0].hist(np.clip(g, 0, 1.5), bins=np.linspace(0, 1.5, 31), histtype="step", lw=1.5, ls=ls,
                         color=f"C{n}", label=f"{name}: {100 * res.gamma[name]['pass_rate']:.2f} % pass")
     axs[0].axvline(1, color="k", lw=0.8)
-    _axis_labels(axs[0], "gamma (search stopped at 1.5)", "points")
+    # the passing gammas pile up at 0.2, 0.4, ...: pymedphys searches distances in steps of 1/interp_fraction (5) of
+    # the distance criterion, so a point's gamma is one of those steps where the dose term is small (audit 16 F10)
+    _axis_labels(axs[0], "gamma (search stopped at 1.5; the peaks at 0.2, 0.4, ...\nare the search's distance "
+                 "steps, not the doses')", "points")
     axs[0].legend(fontsize=MIN_FONT_PT)
     axs[0].set_title("3-D gamma (global, body, 10 % threshold)", fontsize=TITLE_PT)
     d = res.dose_difference.get("values_pct")
@@ -322,7 +435,7 @@ def _beam_plane_normal(direction, iso_mm, dose_zyx: np.ndarray, axes_zyx) -> int
 def _beam_plane(res, b: int):
     """The TPS and MC doses of beam ``b`` (its per-beam TPS dose, else the totals) in the axis-aligned plane
     through the isocentre that holds the beam (_beam_plane_normal); returns (label, TPS, MC, body, axes, labels,
-    origin)."""
+    origin, the plane's index into a (z, y, x) array)."""
     inp, mc = res.inputs, res.mc
     meta = mc.beam_meta[b]
     has = b in inp.beams
@@ -333,12 +446,13 @@ def _beam_plane(res, b: int):
     normal = _beam_plane_normal(meta["beam_direction"], iso, a, (z, y, x))  # 0 x, 1 y, 2 z
     if normal == 2:
         k = int(np.argmin(np.abs(z - iso[2])))
-        return f"z = {z[k]:.1f} mm", a[k], m[k], res.body_zyx[k], (y, x), ("x", "y"), "upper"
+        return f"z = {z[k]:.1f} mm", a[k], m[k], res.body_zyx[k], (y, x), ("x", "y"), "upper", np.s_[k]
     if normal == 1:
         j = int(np.argmin(np.abs(y - iso[1])))
-        return f"y = {y[j]:.1f} mm", a[:, j], m[:, j], res.body_zyx[:, j], (z, x), ("x", "z"), "lower"
+        return f"y = {y[j]:.1f} mm", a[:, j], m[:, j], res.body_zyx[:, j], (z, x), ("x", "z"), "lower", np.s_[:, j]
     i = int(np.argmin(np.abs(x - iso[0])))
-    return f"x = {x[i]:.1f} mm", a[:, :, i], m[:, :, i], res.body_zyx[:, :, i], (z, y), ("y", "z"), "lower"
+    return (f"x = {x[i]:.1f} mm", a[:, :, i], m[:, :, i], res.body_zyx[:, :, i], (z, y), ("y", "z"), "lower",
+            np.s_[:, :, i])
 
 
 def _beam_norm(res, b: int) -> float:
@@ -352,6 +466,20 @@ def _beam_norm(res, b: int) -> float:
     return top or 1.0
 
 
+#: The patient direction words of +x, +y, +z and of -x, -y, -z (DICOM patient axes)
+DIRECTION_WORDS = (("left", "posterior", "superior"), ("right", "anterior", "inferior"))
+
+
+def _bev_axis_label(name: str, vec) -> str:
+    """The beam's-eye-view axis ``name`` (u or v; compare._frame's, from the beam direction) with its direction in
+    the patient: a word where it runs along a patient axis (within 18 deg), else its (x, y, z) components."""
+    vec = np.asarray(vec, float)
+    k = int(np.argmax(np.abs(vec)))
+    if abs(vec[k]) >= 0.95:
+        return f"{name} (mm, +{DIRECTION_WORDS[0 if vec[k] > 0 else 1][k]})"
+    return f"{name} (mm, +({vec[0]:+.2f}, {vec[1]:+.2f}, {vec[2]:+.2f}) in x, y, z)"
+
+
 def _beam_figure(res, b: int) -> Figure:
     """One figure per beam: TPS and MC dose, difference and 2-D gamma 2 %/2 mm in the plane holding the beam, the
     distal R80 difference in the beam's eye view and its histogram."""
@@ -359,12 +487,13 @@ def _beam_figure(res, b: int) -> Figure:
 
     rng = res.ranges[b]
     has = b in res.inputs.beams
-    where, A, M, body, (v, h), (hl, vl), org = _beam_plane(res, b)
+    where, A, M, body, (v, h), (hl, vl), org, sl = _beam_plane(res, b)
+    outlined = _outlined(res)
     ext = voxel_edges_extent(h, v, org)   # the voxel edges (audit 16 F3: the first to last centre before)
     top = _beam_norm(res, b)   # the 3-D TPS maximum in the body, as the plane figures (not this plane's: F7)
     dd = np.where((A >= 0.1 * top) | (M >= 0.1 * top), (M - A) / top * 100, np.nan)
     g = gamma_plane((v, h), A, M, body, top)
-    fig = _new_figure((FIGURE_WIDTH_IN, 5.0))
+    fig = _new_figure((FIGURE_WIDTH_IN, 5.3))
     axs = fig.subplots(2, 3).ravel()
     what = "beam" if has else "total"
     desc = _dose(res)
@@ -379,9 +508,10 @@ def _beam_figure(res, b: int) -> Figure:
             (axs[3], g, f"gamma 2%/2mm (2-D; 2 % of {top:.3g} {unit})", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1},
              "max")):
         im = ax.imshow(img, extent=ext, origin=org, aspect="equal", interpolation="nearest", **kw)
+        _draw_outlines(ax, h, v, outlined, sl)
         _colour_bar(fig, im, ax, extend=extend)
         _panel_title(ax, f"{lab}\n{where}")
-        _axis_labels(ax, f"{hl} (mm)", f"{vl} (mm)")
+        _axis_labels(ax, AXIS_LABELS[hl], AXIS_LABELS[vl])
     vals, uv = rng.get("values_mm"), rng.get("bev_uv_mm")
     if vals is not None and len(vals):
         ds = rng["ray_spacing_mm"]
@@ -389,6 +519,7 @@ def _beam_figure(res, b: int) -> Figure:
                             marker="s", s=max(1.0, 150.0 / max(1.0, np.sqrt(len(vals)))), linewidths=0)
         _colour_bar(fig, sc, axs[4], extend="both")
         axs[4].set_aspect("equal")
+        axs[4].invert_xaxis()   # u x v = the beam direction: u leftwards puts it into the page (seen from the source)
         _panel_title(axs[4], f"distal R80 MC - TPS (mm)\nbeam's eye view, {ds:g} mm pixels")
         axs[5].hist(np.clip(vals, -8, 8), bins=np.linspace(-8, 8, 65), color="C2")
         axs[5].axvline(0, color="k", lw=0.8)
@@ -396,9 +527,16 @@ def _beam_figure(res, b: int) -> Figure:
     else:
         axs[4].text(0.5, 0.5, "no ray with a distal edge\nin the grid", ha="center", va="center",
                     fontsize=MIN_FONT_PT)
-    _axis_labels(axs[4], "u (mm)", "v (mm)")
+    # the beam's-eye-view axes in the patient (figures audit 16 F10: "u (mm)", "v (mm)" were defined nowhere)
+    from .compare import _frame
+
+    d = np.asarray(res.mc.beam_meta[b]["beam_direction"], float)
+    u, v_ = _frame(d / np.linalg.norm(d))
+    _axis_labels(axs[4], _bev_axis_label("u", u), _bev_axis_label("v", v_))
     _axis_labels(axs[5], "R80 difference (mm)", "rays")
-    fig.subplots_adjust(**{**MAPS_LAYOUT, "top": 0.88, "hspace": 0.55})   # two-line panel titles
+    rows = _outline_legend(fig, outlined, sl, 0.0)
+    fig.subplots_adjust(**{**MAPS_LAYOUT, "top": 0.88, "hspace": 0.55,   # two-line panel titles
+                           "bottom": 0.09 + 0.045 * rows})               # the outlines' legend below
     fig.suptitle(f"beam {b}: {desc['quantity']}" + ("" if has else f", {desc['fractions']}"), fontsize=SUPTITLE_PT)
     return fig
 

@@ -340,8 +340,9 @@ def test_save_figures_writes_readable_files(report, tmp_path):
 
     paths = report.save_figures(tmp_path / "figs")
     assert paths == [tmp_path / "figs" / f"{n}.png" for n in FIGURES]
-    sizes = {"axial": (7.2, 4.7), "coronal": (7.2, 4.7), "sagittal": (7.2, 4.7), "histograms": (7.2, 2.9),
-             "dvh": (7.2, 4.6), "beam_1": (7.2, 5.0), "beam_2": (7.2, 5.0)}
+    # the maps 0.3 in taller than before 2026-12-06: the structures' legend below them (figures audit 16 F4)
+    sizes = {"axial": (7.2, 5.0), "coronal": (7.2, 5.0), "sagittal": (7.2, 5.0), "histograms": (7.2, 2.9),
+             "dvh": (7.2, 4.6), "beam_1": (7.2, 5.3), "beam_2": (7.2, 5.3)}
     for n, p in zip(FIGURES, paths):
         img = mpimg.imread(p)                       # decodes the PNG: height x width x RGBA at the report's dpi
         w, h = sizes[n]
@@ -684,3 +685,90 @@ def test_maps_span_the_voxel_edges_and_say_one_normalisation(report):
         top = float(tps[report.body_zyx].max())
         assert _beam_norm(report, b) == pytest.approx(top)
         assert f"% of TPS max {top:.3g}" in axs[2].get_title() and f"2 % of {top:.3g}" in axs[3].get_title()
+
+
+def _many_structures(report, n: int = 24):
+    """A copy of the report with ``n`` more OARs of metrics: thin slabs, most of them at ~0 Gy (whose DVH curves
+    all fall at the same dose), as a head plan's many low-dose OARs."""
+    import copy
+
+    res = copy.copy(report)
+    res.masks, res.structures = dict(report.masks), dict(report.structures)
+    nz = report.tps_gy_zyx.shape[0]
+    for i in range(n):
+        m = np.zeros(report.tps_gy_zyx.shape, bool)
+        m[i % nz, :2, :2] = True
+        res.masks[f"organ_at_risk_{i}"] = m
+        res.structures[f"organ_at_risk_{i}"] = {"kind": "oar", "metrics": {"Dmax": {"tps_gy": float(n - i)}}}
+    return res
+
+
+def test_dvh_of_many_structures_writes_names_apart_and_styles_each_curve(report):
+    """Figures audit 16 F8: with 20 structures the names written beside the curves overlapped (the volume they were
+    written at repeated every 8 structures, and low-dose OARs cross it at the same dose); colours repeat every 10,
+    and the 1st and 11th structure's markers (circle, hexagon) looked alike.  Now no two names' boxes overlap, each
+    drawn structure has its own marker (the 11th-20th of another form than the 1st-10th, whose colours they repeat),
+    the target's curves are heavier, and every structure is in the legend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from mcproton._check.report import DVH_FIGURE_MAX, DVH_LW_TARGET
+
+    res = _many_structures(report)
+    fig = res.figures("dvh")["dvh"]
+    FigureCanvasAgg(fig).draw()
+    r = fig.canvas.get_renderer()
+    ax = _main_axes(fig)[0]
+    boxes = [(t.get_text(), t.get_window_extent(r)) for t in ax.texts]
+    assert len(boxes) >= 8
+    for a in range(len(boxes)):
+        for b in range(a):
+            assert not boxes[a][1].overlaps(boxes[b][1]), (boxes[a][0], boxes[b][0])
+    assert all(ax.get_window_extent(r).contains(bx.x0, bx.y0) for _, bx in boxes)
+    tps = [ln for ln in ax.get_lines() if ln.get_label().endswith(" TPS")]
+    assert len(tps) == DVH_FIGURE_MAX
+    styles = [(ln.get_color(), ln.get_marker()) for ln in tps]
+    assert len({m for _, m in styles}) == DVH_FIGURE_MAX                      # a marker of its own each
+    filled = set("os^Dv PX*<>".replace(" ", ""))
+    for a in range(10):                                                       # same colour, another form of marker
+        assert styles[a][0] == styles[a + 10][0] and styles[a][1] in filled and styles[a + 10][1] not in filled
+    lw = {ln.get_label(): ln.get_linewidth() for ln in ax.get_lines()}
+    assert lw["PTV TPS"] == lw["PTV MC"] == DVH_LW_TARGET > lw["organ_at_risk_0 TPS"]
+    names = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert {ln.get_label().removesuffix(" TPS") for ln in tps} <= names
+
+
+def test_maps_outline_the_targets_and_oars_and_say_the_patient_directions(report):
+    """Figures audit 16 F4: the maps drew the body only (a difference along an OAR could not be placed) and their axes
+    were a bare "x (mm)"; F10: the beam's-eye-view axes were undefined, the gamma histogram's peaks unexplained.  Now
+    every map outlines the targets and the OARs of highest dose (a few, with a legend naming them), the axes say the
+    direction each grows in, the BEV axes their direction in the patient, the histogram its peaks' cause."""
+    from matplotlib.colors import to_rgb
+
+    from mcproton._check.report import PLANE_OUTLINE_STYLES, PLANE_OUTLINES_MAX, _outlined, figure_builders
+
+    res = _many_structures(report, 6)
+    cx = int(np.argwhere(report.masks["PTV"]).mean(axis=0)[2])
+    res.masks["organ_at_risk_0"] = report.masks["PTV"] & (np.arange(report.tps_gy_zyx.shape[2]) > cx)  # in the planes
+    res.structures["organ_at_risk_0"] = {"kind": "oar", "metrics": {"Dmax": {"tps_gy": 99.0}}}
+    out = _outlined(res)
+    assert list(out) == ["PTV", "organ_at_risk_0", "organ_at_risk_1", "organ_at_risk_2"]
+    assert len(out) == PLANE_OUTLINES_MAX
+    fig = figure_builders(res, "axial")["axial"]()
+    axs = _main_axes(fig)
+    assert len(axs) == 5
+    colours = [c for c, _ in PLANE_OUTLINE_STYLES[:2]]
+    for ax in axs:                                       # PTV and the OAR it cuts, on every map
+        drawn = {tuple(np.round(col.get_edgecolor()[0][:3], 3)) for col in ax.collections}
+        assert all(tuple(np.round(to_rgb(c), 3)) in drawn for c in colours), ax.get_title()
+        assert ax.get_xlabel() == "x (mm, +left)" and ax.get_ylabel() == "y (mm, +posterior)"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:2] == ["PTV", "organ_at_risk_0"] and all("(not in this plane)" in t for t in legend[2:])
+    sag = _main_axes(figure_builders(res, "sagittal")["sagittal"]())
+    assert sag[0].get_xlabel() == "y (mm, +posterior)" and sag[0].get_ylabel() == "z (mm, +superior)"
+    beam = figure_builders(res, "beam_1")["beam_1"]()
+    bev = _main_axes(beam)[4]
+    assert re.fullmatch(r"u \(mm, \+\w+\)|u \(mm, \+\(.*\) in x, y, z\)", bev.get_xlabel()), bev.get_xlabel()
+    assert bev.get_ylabel().startswith("v (mm, +") and bev.xaxis_inverted()   # seen from the source
+    assert _main_axes(beam)[0].get_xlabel().endswith(("+left)", "+posterior)")) and beam.legends
+    hist = _main_axes(figure_builders(res, "histograms")["histograms"]())[0]
+    assert "the search's distance steps" in hist.get_xlabel()
