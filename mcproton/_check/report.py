@@ -505,7 +505,7 @@ def _beam_figure(res, b: int) -> Figure:
             (axs[1], M, f"MC {what} dose ({unit})", dose_kw, over),
             (axs[2], dd, f"MC - TPS (% of TPS max {top:.3g} {unit})", {"cmap": DIFFERENCE_CMAP, "vmin": -5,
                                                                         "vmax": 5}, "both"),
-            (axs[3], g, f"gamma 2%/2mm (2-D; 2 % of {top:.3g} {unit})", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1},
+            (axs[3], g, f"gamma: 2 % of {top:.3g} {unit} / 2 mm", {"cmap": gamma_cmap(), "vmin": 0, "vmax": 1},
              "max")):
         im = ax.imshow(img, extent=ext, origin=org, aspect="equal", interpolation="nearest", **kw)
         _draw_outlines(ax, h, v, outlined, sl)
@@ -533,7 +533,7 @@ def _beam_figure(res, b: int) -> Figure:
     d = np.asarray(res.mc.beam_meta[b]["beam_direction"], float)
     u, v_ = _frame(d / np.linalg.norm(d))
     _axis_labels(axs[4], _bev_axis_label("u", u), _bev_axis_label("v", v_))
-    _axis_labels(axs[5], "R80 difference (mm)", "rays")
+    _axis_labels(axs[5], "R80 difference (mm; beyond +-8 in the end bins)", "rays")
     rows = _outline_legend(fig, outlined, sl, 0.0)
     fig.subplots_adjust(**{**MAPS_LAYOUT, "top": 0.88, "hspace": 0.55,   # two-line panel titles
                            "bottom": 0.09 + 0.045 * rows})               # the outlines' legend below
