@@ -69,7 +69,7 @@ LIBRARY_MATCH_L1 = 0.01
 #: power per electron gives the SPR of soft tissue within 3 % and of bone within 2-5 % (cortical bone ICRP,
 #: RED 1.78 at 1.92 g/cm3, +4.6 %; mcproton's stopping powers, tests/io/test_roi_overrides.py checks these
 #: figures), the densest tissue but teeth.  Above 2.0 lie dentine, enamel and metal, where it does not hold:
-#: aluminium +11 %, titanium +16 %, 316L steel +22 % (their I-values 166-320 eV against water's 78 eV).
+#: aluminium +11 %, titanium +16 %, 316L steel +20 % (their I-values 166-284 eV against water's 78 eV).
 RED_WATER_MAX = 2.0
 
 #: Mass density (g/cm3) above which "water at that density" (REL_MASS_DENSITY without a composition or a library
