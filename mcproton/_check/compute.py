@@ -259,13 +259,15 @@ def to_tps_grid(dose_zyx: np.ndarray, geometry: Any, ref: TPSDose) -> tuple[np.n
                  "trilinearly to the TPS voxel centres")
 
 
-def let_to_tps_grid(let_zyx: np.ndarray, dose_zyx: np.ndarray, geometry: Any, ref: TPSDose) -> np.ndarray:
+def let_to_tps_grid(let_zyx: np.ndarray, dose_zyx: np.ndarray, geometry: Any, ref: TPSDose,
+                    dose_tps: np.ndarray | None = None) -> np.ndarray:
     """The dose-averaged LET ``let_zyx`` at the TPS voxel centres, as a dose average: the interpolated
     dose x LETd divided by the interpolated dose (:func:`to_tps_grid`), so that a voxel without dose (LETd 0, or a
-    noisy LETd of a few protons) does not pull its neighbours' value; 0 where the interpolated dose is 0."""
+    noisy LETd of a few protons) does not pull its neighbours' value; 0 where the interpolated dose is 0.
+    ``dose_tps``: ``dose_zyx`` already on the TPS grid, where the caller has it (not interpolated again)."""
     dose = np.asarray(dose_zyx, np.float64)
     num, _ = to_tps_grid(np.asarray(let_zyx, np.float64) * dose, geometry, ref)
-    den, _ = to_tps_grid(dose, geometry, ref)
+    den = to_tps_grid(dose, geometry, ref)[0] if dose_tps is None else np.asarray(dose_tps, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0).astype(np.float32)
 
@@ -460,9 +462,11 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     dw, dm = (total, other) if dose_to == "water" else (other, total)
     w_m = np.ones(total.shape, np.float32)
     np.divide(dw, dm, out=w_m, where=(dm > 0) & (dw > 0), casting="unsafe")
-    del other, dw, dm
     let_src = getattr(tot, "let_d_kev_um_zyx", None)   # a result without LETd (a stand-in): no constant-RBE test
-    let_d = None if let_src is None else let_to_tps_grid(let_src, tot.dose_gy_zyx, geometry, inputs.reference)
+    # weighted by the dose to medium, whose TPS-grid values dm already are (x rbe, as the numerator's)
+    let_d = None if let_src is None else let_to_tps_grid(let_src, tot.dose_gy_zyx * rbe, geometry, inputs.reference,
+                                                         dose_tps=dm)
+    del other, dw, dm
     rho = density_tps_zyx
     if rho is None:
         rho, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, inputs.reference)
