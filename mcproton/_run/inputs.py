@@ -768,7 +768,8 @@ def check_shifters_outside(geometry: Any, beams: list[Any], where: str) -> None:
 #: (the carbon-fibre shells of a couch top, a thermoplastic mask: 1-3 mm, blurred over a voxel or two) are passed.
 #: The ray's first such run is where the beam enters the patient: it is cut off when that lies within one voxel of
 #: the grid face the ray came in through, or within TRUNCATION_FOV_GAP_VOXELS voxels of the CT's out-of-field-of-view
-#: padding (VoxelGeometry.outside_fov_zyx), a voxel measured along the ray (_ray_entries).  At most MAX_TRUNCATION_RAYS spots per beam are traced (evenly).
+#: padding (VoxelGeometry.outside_fov_zyx), a voxel measured along the ray (_ray_entries).  At most
+#: MAX_TRUNCATION_RAYS spots per beam are traced (evenly).
 TRUNCATION_TISSUE_G_CM3 = 0.6
 TRUNCATION_MIN_RUN_MM = 10.0
 TRUNCATION_FOV_GAP_VOXELS = 2
