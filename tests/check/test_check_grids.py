@@ -1,4 +1,6 @@
-"""The MC dose at TPS voxel centres in the CT's outer half-voxel (grids audit 2026-12-06, F2).
+"""The check's MC grid and the MC dose on the TPS grid (grids audit 2026-12-06).
+
+F2, the MC dose at TPS voxel centres in the CT's outer half-voxel.
 
 ``to_tps_grid`` interpolates trilinearly between MC voxel centres, and gave 0 at every TPS centre beyond their hull,
 even inside the CT, where the MC computed a dose: a TPS grid starting at the CT's first voxel centre got MC dose 0
@@ -13,7 +15,8 @@ import numpy as np
 import pytest
 
 import mcproton as mcp
-from mcproton._check.compute import grid_extent_mm, let_to_tps_grid, to_tps_grid, uncertainty_to_tps_grid
+from mcproton._check.compute import (block_factors_for, build_geometry, grid_extent_mm, let_to_tps_grid, to_tps_grid,
+                                     uncertainty_to_tps_grid)
 from mcproton._check.inputs import TPSDose
 from mcproton.geometry import resample_blocks
 
@@ -74,3 +77,24 @@ def test_a_tps_grid_offset_by_half_a_ct_voxel_and_beyond_the_ct(ct):
     assert out[0].max() == 0 and out[:, 0].max() == 0 and out[:, :, 0].max() == 0
     assert out[-1].max() == 0 and out[:, -1].max() == 0 and out[:, :, -1].max() == 0
     assert out[1:-1, 1:-1, 1:-1] == pytest.approx(np.ones((nz + 1, ny + 1, nx + 1)), abs=1e-12)
+
+
+def test_the_mc_blocks_are_no_larger_than_the_tps_voxels(tmp_path):
+    """F4: the blocks were the nearest whole number of CT voxels, so a 2 mm TPS grid on a 1.3 mm CT got 2.6 mm blocks,
+    whose averaging read the R80 differences -0.26 mm where the MC matched the TPS dose.  Now the most CT voxels
+    within the TPS voxel (+ 5 %): 1.3 mm there; 2.04 mm for 2 mm on 1.02 mm; 2.6 mm for 2.5 mm (4 % larger); the
+    CT's own voxel where it is larger than the TPS's, which the grid note then names."""
+    from mcproton._check.compute import coarser_grid_note
+    from mcproton._io.ct import write_ct_series
+
+    assert block_factors_for((2.0, 2.0, 2.0), (0.9, 1.3, 2.5)) == [2, 1, 1]     # nearest: [2, 2, 1]
+    assert block_factors_for((2.0, 3.0, 2.5), (1.02, 0.977, 1.3)) == [2, 3, 2]
+    assert block_factors_for((2.0, 2.0, 2.0), (2.0, 1.0, 0.6666666)) == [1, 2, 3]   # exact multiples stay
+    hu = np.full((6, 10, 12), -1000, np.int16)
+    hu[:, 2:8, 2:10] = 0
+    write_ct_series(hu, (0.9, 1.3, 2.5), (-23.37, 11.11, -40.13), tmp_path / "ct")
+    g, _, _ = build_geometry(tmp_path / "ct", "schneider2000", _ref((4, 4, 4), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0)))
+    assert g.voxel_size_mm == pytest.approx((1.8, 1.3, 2.5))
+    assert coarser_grid_note((1.8, 1.3, 2.5), (2.0, 2.0, 2.5)) == ""
+    note = coarser_grid_note((1.8, 1.3, 2.5), (2.0, 2.0, 2.0))   # the CT's 2.5 mm slices against 2 mm
+    assert "coarser than the TPS grid along z (2.5 mm against 2 mm)" in note and "R80" in note
