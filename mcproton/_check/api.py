@@ -20,8 +20,8 @@ from .compare import (AGGREGATE_NOISE_FACTOR, GAMMA_CRITERIA, MIN_RANGE_RAYS, NO
                       SMALL_STRUCTURE_VOXELS, beam_dose_ratio,
                       beam_summary, classify, d95_verdict, dose_difference, range_agreement, robust_max, start_gammas,
                       structure_stats)
-from .compute import (MCDose, build_geometry, mc_dose_description, mc_rbe, phantom_ct_from_struct, run_mc,
-                      to_tps_grid)
+from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
+                      run_mc, to_tps_grid)
 from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, gather
 from .level_text import fixed, judged, level_decimals, level_texts
 from .levels import ActionLevels
@@ -1234,6 +1234,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     outside_notes: list[str] = []   # beams crossing CT material outside the External: for the diagnostics
     beam_notes: list[str] = []      # the same, kept with the MC dose (mc.provenance)
     geometry = None
+    ct_extent: tuple[tuple[float, float], ...] | None = None   # the CT's outer faces (grid_extent_mm) where it is read
     ct_note = f"{inp.ct_dir} (series {inp.ct_series or 'not read: the MC dose is reused'})" if inp.ct_dir \
         else "none"
     if mc is None:
@@ -1282,6 +1283,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                         + " x ".join(f"{v:g}" for v in ct_img.voxel_size_mm) + " mm)")
         ct_record = ct_input(ct_dir, ct_img.slice_files, ct_img.series_instance_uid,
                              "CT series" if inp.ct_dir is not None else "CT (phantom built from the RT Struct)")
+        # the CT's outer faces: within them a TPS voxel beyond the MC voxel centres takes the edge voxel's dose
+        ct_extent = grid_extent_mm(ct_img.origin_mm, ct_img.voxel_size_mm, ct_img.shape_zyx)
         del ct_img   # the CT's HU freed at once
         if inp.ct_dir is not None and inp.struct_path is not None:
             if hook is None:   # nothing to change in the geometry: the overrides ignored (named), or none
@@ -1350,7 +1353,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         empty_why = {nm: empty_mask_reason(s, nm, _G) for nm, m in masks.items() if not m.any()}
     density = None
     if geometry is not None:
-        density, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, ref)
+        # rim=False: 0 beyond the MC voxel centres, as before, so the body outline and the coverage check are those
+        # of the CT's voxel-centre hull (the doses take the edge voxels' value there: to_tps_grid)
+        density, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, ref, rim=False)
     elif mc is not None:
         density = mc.density_g_cm3_zyx
     body, body_how = body_outline(masks, types, density)
@@ -1372,7 +1377,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         mc = run_mc(inp, geometry, beam_model, dose_to=dose_to, rbe=rbe, primaries=primaries,
                     target_uncertainty=target_uncertainty, seed=seed, backend=backend, threads=threads,
                     progress=progress, log=log, timings=timings, density_tps_zyx=density,
-                    machine_check=machine_check, physics=physics)
+                    machine_check=machine_check, physics=physics, ct_extent_mm=ct_extent)
         mc.provenance["calibration"] = cal_name
         mc.provenance["calibration_record"] = cal_record
         mc.provenance["ct_input"] = ct_record

@@ -2,18 +2,18 @@
 structure set's ROI material overrides), the plan's beams, one run per beam through the job driver of
 ``mcproton run`` (mcproton/_run/job.py), and the dose placed on the TPS dose grid.
 
-Grid.  The transport grid is the CT grid in blocks of whole CT voxels nearest to the TPS dose spacing
+Grid.  The transport grid is the CT grid in blocks of whole CT voxels no larger than the TPS dose spacing
 (:func:`mcproton.geometry.resample_blocks`, which keeps the water-equivalent path).  When the block centres
 coincide with the TPS voxel centres (same spacing, origin offset by whole voxels) the MC dose is taken as it
 is; otherwise it is interpolated trilinearly to the TPS voxel centres (a smoothing of at most one voxel,
-stated in the report).
+stated in the report); a TPS centre inside the CT but beyond the MC voxel centres takes the edge voxel's dose.
 """
 from __future__ import annotations
 
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,10 +166,27 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
 
 
 # ---------------------------------------------------------------------- geometry and MC dose on the TPS grid
+#: How much larger (relative) than the TPS voxel an MC block may be (block_factors_for): the largest whole number of
+#: CT voxels within it.  A block coarser than the TPS grid averages the dose over more than the grid being checked
+#: and pulls a distal falloff along that axis in: rounding to the nearest whole number (until 2026-12-06) gave 2.6 mm
+#: blocks for a 2 mm TPS grid on a 1.3 mm CT, and the R80 differences read -0.26 mm (median, p5..p95 -0.43..-0.12)
+#: where the MC matched the TPS dose exactly (grids audit F4).  5 %: a 1.02 mm CT still gives 2.04 mm blocks for 2 mm.
+BLOCK_OVERSIZE_TOL = 0.05
+
+
+def block_factors_for(tps_voxel_mm: Sequence[float], ct_voxel_mm: Sequence[float]) -> list[int]:
+    """The MC blocks' size in CT voxels along x, y, z for a TPS grid of ``tps_voxel_mm`` on a CT of ``ct_voxel_mm``:
+    the most CT voxels whose length is at most the TPS voxel's (+ BLOCK_OVERSIZE_TOL), at least 1 (a CT voxel
+    larger than the TPS voxel stays one voxel: said in the check's grid note, to_tps_grid)."""
+    return [max(1, int(np.floor(float(t) * (1 + BLOCK_OVERSIZE_TOL) / float(c)))) for t, c in
+            zip(tps_voxel_mm, ct_voxel_mm)]
+
+
 def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: dict | None = None, *,
                    given: bool = True, series_uid: str | None = None,
                    at_ct_resolution: Callable[[Any], None] | None = None):
-    """The transport geometry: the CT in blocks of whole CT voxels nearest to the TPS spacing, converted slab
+    """The transport geometry: the CT in blocks of whole CT voxels no larger than the TPS spacing
+    (:func:`block_factors_for`), converted slab
     by slab by :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` (the conversion of ``mcproton
     run`` too).  Returns (geometry, calibration, CT); ``timings["read_ct_s"]``: the CT reading.
 
@@ -193,7 +210,7 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     check_spr_map(ct, cal.name, given=given, where=f"the CT ({ct_dir})", key="--calibration", error=CheckInputError,
                   anyway="checked anyway (--calibration is given)")
     warn_ct_without_air(ct, f"the CT ({ct_dir})")   # a wrong RescaleIntercept, as mcproton run says
-    factors = [max(1, int(np.rint(t / c))) for t, c in zip(ref.voxel_size_mm, ct.voxel_size_mm)]
+    factors = block_factors_for(ref.voxel_size_mm, ct.voxel_size_mm)
     # what the calibration does not cover (a curve without air: refused; metal above it or clipped: warned), judged,
     # as mcproton run does, on what the structure set's overrides left of the calibration's values
     if at_ct_resolution is None:
@@ -237,43 +254,105 @@ def _coinciding_window(geometry: Any, ref: TPSDose) -> np.ndarray | None:
     return None
 
 
-def to_tps_grid(dose_zyx: np.ndarray, geometry: Any, ref: TPSDose) -> tuple[np.ndarray, str]:
+#: How far (mm) a TPS voxel centre may lie beyond the CT's extent and still count as inside it (_mc_indices): float
+#: noise of a centre on the CT's outer face (a TPS grid offset by half a CT voxel), far below any voxel size.
+EXTENT_TOL_MM = 1e-3
+
+
+def grid_extent_mm(origin_mm: Sequence[float], voxel_size_mm: Sequence[float],
+                   shape_zyx: Sequence[int]) -> tuple[tuple[float, float], ...]:
+    """The (lower, upper) outer faces (mm) along x, y and z of a grid of voxel centres ``origin_mm`` + i x
+    ``voxel_size_mm`` (the first voxel's lower face, the last one's upper face)."""
+    n = tuple(shape_zyx)[::-1]
+    return tuple((float(o) - float(v) / 2, float(o) + (int(k) - 0.5) * float(v))
+                 for o, v, k in zip(origin_mm, voxel_size_mm, n))
+
+
+def _mc_indices(geometry: Any, ref: TPSDose, extent_mm: Sequence[tuple[float, float]] | None,
+                rim: bool) -> list[np.ndarray]:
+    """The fractional MC voxel indices (z, y, x) of the TPS voxel centres.  With ``rim``, an index of a centre
+    inside ``extent_mm`` (the CT's outer faces, (lower, upper) along x, y, z; None: the MC grid's own) but beyond
+    the MC voxel centres is clamped to the first or last centre: it takes the edge voxel's dose, the dose the MC
+    computed there, not the 0 the interpolation gives beyond the centres (grids audit 2026-12-06, F2: a TPS grid
+    starting at the CT's first voxel centre got MC dose 0 in its first column, row and slice on blocks of the CT,
+    whose first centre lies inside the CT; one offset by half a CT voxel, at its outer faces).  Centres beyond the
+    extent keep their index (0 where the interpolation has no MC voxel)."""
+    vs_m = np.asarray(geometry.voxel_size_mm, float)
+    nz, ny, nx = geometry.shape_zyx
+    ext = grid_extent_mm(geometry.origin_mm, vs_m, geometry.shape_zyx) if extent_mm is None else extent_mm
+    zt, yt, xt = ref.axes_mm()
+    out = []
+    for a, k, n in ((zt, 2, nz), (yt, 1, ny), (xt, 0, nx)):
+        a = np.asarray(a, float)
+        idx = (a - geometry.origin_mm[k]) / vs_m[k]
+        if rim:
+            lo, hi = ext[k]
+            inside = (a >= lo - EXTENT_TOL_MM) & (a <= hi + EXTENT_TOL_MM)
+            idx = np.where(inside, np.clip(idx, 0.0, n - 1.0), idx)
+        out.append(idx)
+    return out
+
+
+def to_tps_grid(dose_zyx: np.ndarray, geometry: Any, ref: TPSDose, *,
+                extent_mm: Sequence[tuple[float, float]] | None = None, rim: bool = True) -> tuple[np.ndarray, str]:
     """The dose of ``geometry``'s grid at the TPS voxel centres: exact where the grids coincide, else
-    trilinear (0 outside the MC grid)."""
+    trilinear; 0 outside the MC grid.  Centres inside ``extent_mm`` (the CT's outer faces, (lower, upper) along x,
+    y, z; None: the MC grid's) but beyond the MC voxel centres take the edge voxel's dose (:func:`_mc_indices`);
+    ``rim`` False: 0 there too (the density that the body outline and the grid coverage check are formed from,
+    unchanged: the outline keeps the CT's voxel-centre hull)."""
     vs_m = np.asarray(geometry.voxel_size_mm, float)
     nz, ny, nx = ref.shape_zyx
     lo = _coinciding_window(geometry, ref)
     if lo is not None:
         hi = lo + np.array([nx, ny, nz])
         return (np.ascontiguousarray(dose_zyx[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]),
-                "the MC grid coincides with the TPS grid (no interpolation)")
+                f"the MC grid ({vs_m[0]:g} x {vs_m[1]:g} x {vs_m[2]:g} mm) coincides with the TPS grid (no "
+                "interpolation)")
     from scipy.ndimage import map_coordinates
 
-    zt, yt, xt = ref.axes_mm()
-    idx = [(a - geometry.origin_mm[k]) / vs_m[k] for a, k in ((zt, 2), (yt, 1), (xt, 0))]
+    idx = _mc_indices(geometry, ref, extent_mm, rim)
     out = np.empty((nz, ny, nx))
     Y, X = np.meshgrid(idx[1], idx[2], indexing="ij")
     for k, zi in enumerate(idx[0]):
         out[k] = map_coordinates(dose_zyx, [np.full_like(Y, zi), Y, X], order=1, mode="constant", cval=0.0)
     return out, (f"MC dose on {vs_m[0]:g} x {vs_m[1]:g} x {vs_m[2]:g} mm blocks of the CT, interpolated "
-                 "trilinearly to the TPS voxel centres")
+                 "trilinearly to the TPS voxel centres (the edge voxels' dose in the outer half-voxel of the CT)"
+                 + coarser_grid_note(vs_m, ref.voxel_size_mm))
+
+
+def coarser_grid_note(mc_voxel_mm: Sequence[float], tps_voxel_mm: Sequence[float]) -> str:
+    """What the grid note says where an MC voxel is larger than the TPS voxel along an axis (by more than
+    BLOCK_OVERSIZE_TOL; the CT's own voxel is, as block_factors_for gives no larger blocks): the MC's voxel averages
+    pull a distal falloff along that axis in (grids audit F4: 2.6 mm against 2 mm read R80 -0.26 mm); "" otherwise."""
+    axes = [(ax, float(m), float(t)) for ax, m, t in zip("xyz", mc_voxel_mm, tps_voxel_mm)
+            if float(m) > float(t) * (1 + BLOCK_OVERSIZE_TOL)]
+    if not axes:
+        return ""
+    said = ", ".join(f"{ax} ({m:g} mm against {t:g} mm)" for ax, m, t in axes)
+    return (f"; the MC grid is coarser than the TPS grid along {said}, the CT's own voxels: its voxel averages pull a "
+            "distal dose falloff along that axis in, so the range (R80) differences of beams along it read short by "
+            "a few tenths of a mm (-0.26 mm for 2.6 mm against 2 mm)")
 
 
 def let_to_tps_grid(let_zyx: np.ndarray, dose_zyx: np.ndarray, geometry: Any, ref: TPSDose,
-                    dose_tps: np.ndarray | None = None) -> np.ndarray:
+                    dose_tps: np.ndarray | None = None, *,
+                    extent_mm: Sequence[tuple[float, float]] | None = None) -> np.ndarray:
     """The dose-averaged LET ``let_zyx`` at the TPS voxel centres, as a dose average: the interpolated
     dose x LETd divided by the interpolated dose (:func:`to_tps_grid`), so that a voxel without dose (LETd 0, or a
     noisy LETd of a few protons) does not pull its neighbours' value; 0 where the interpolated dose is 0.
-    ``dose_tps``: ``dose_zyx`` already on the TPS grid, where the caller has it (not interpolated again)."""
+    ``dose_tps``: ``dose_zyx`` already on the TPS grid, where the caller has it (not interpolated again);
+    ``extent_mm``: as :func:`to_tps_grid`'s."""
     dose = np.asarray(dose_zyx, np.float64)
-    num, _ = to_tps_grid(np.asarray(let_zyx, np.float64) * dose, geometry, ref)
-    den = to_tps_grid(dose, geometry, ref)[0] if dose_tps is None else np.asarray(dose_tps, np.float64)
+    num, _ = to_tps_grid(np.asarray(let_zyx, np.float64) * dose, geometry, ref, extent_mm=extent_mm)
+    den = (to_tps_grid(dose, geometry, ref, extent_mm=extent_mm)[0] if dose_tps is None
+           else np.asarray(dose_tps, np.float64))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0).astype(np.float32)
 
 
 def uncertainty_to_tps_grid(unc_rel_zyx: np.ndarray, dose_zyx: np.ndarray, geometry: Any,
-                            ref: TPSDose, dose_tps_zyx: np.ndarray | None = None) -> np.ndarray:
+                            ref: TPSDose, dose_tps_zyx: np.ndarray | None = None, *,
+                            extent_mm: Sequence[tuple[float, float]] | None = None) -> np.ndarray:
     """The relative standard error of :func:`to_tps_grid`'s dose at the TPS voxel centres, propagated: where the
     grids coincide, the MC voxels' own; else the trilinear weights w_i of the interpolation give the variance
     sum w_i^2 sigma_i^2 of the interpolated dose (the MC voxels' errors taken as independent), divided by that dose.
@@ -281,13 +360,13 @@ def uncertainty_to_tps_grid(unc_rel_zyx: np.ndarray, dose_zyx: np.ndarray, geome
     to 8 voxels had halved the noise (statistics audit 2026-12-05, F3: 9.6 % quoted on a grid offset by half a
     voxel, 4.5 % over 16 seeds); the noise matching of the comparisons (compare.noisy_like_mc) needs the noise of
     the dose it compares.  0 where the interpolated dose is 0.  ``dose_tps_zyx``: ``dose_zyx`` on the TPS grid where
-    the caller has it (to_tps_grid), else interpolated here."""
+    the caller has it (to_tps_grid), else interpolated here; ``extent_mm``: as :func:`to_tps_grid`'s (the edge voxels'
+    own errors in the CT's outer half-voxel, where the dose is theirs)."""
     unc = np.nan_to_num(np.asarray(unc_rel_zyx, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     dose = np.asarray(dose_zyx, np.float64)
     if _coinciding_window(geometry, ref) is not None:
         return to_tps_grid(unc, geometry, ref)[0]
     var = (unc * dose) ** 2
-    vs_m = np.asarray(geometry.voxel_size_mm, float)
     zt, yt, xt = ref.axes_mm()
     nz, ny, nx = var.shape
 
@@ -302,15 +381,15 @@ def uncertainty_to_tps_grid(unc_rel_zyx: np.ndarray, dose_zyx: np.ndarray, geome
             out.append((np.clip(i, 0, n - 1), np.where(ok, w, 0.0)))
         return out
 
-    cz = corners((zt - geometry.origin_mm[2]) / vs_m[2], nz)
-    cy = corners((yt - geometry.origin_mm[1]) / vs_m[1], ny)
-    cx = corners((xt - geometry.origin_mm[0]) / vs_m[0], nx)
+    kz, ky, kx = _mc_indices(geometry, ref, extent_mm, rim=True)
+    cz, cy, cx = corners(kz, nz), corners(ky, ny), corners(kx, nx)
     var_t = np.zeros((zt.size, yt.size, xt.size))
     for iz, wz in cz:
         for iy, wy in cy:
             for ix, wx in cx:
                 var_t += var[np.ix_(iz, iy, ix)] * (wz[:, None, None] * wy[None, :, None] * wx[None, None, :])
-    dose_t = to_tps_grid(dose, geometry, ref)[0] if dose_tps_zyx is None else np.asarray(dose_tps_zyx, np.float64)
+    dose_t = (to_tps_grid(dose, geometry, ref, extent_mm=extent_mm)[0] if dose_tps_zyx is None
+              else np.asarray(dose_tps_zyx, np.float64))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(dose_t > 0, np.sqrt(var_t) / np.where(dose_t > 0, dose_t, 1.0), 0.0)
 
@@ -382,10 +461,12 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
            backend: str = "auto", threads: int | None = None, progress: bool = True,
            log: Callable[[str], None] | None = None, timings: dict | None = None,
            density_tps_zyx: np.ndarray | None = None, machine_check: bool = True,
-           physics: Any = None) -> MCDose:
+           physics: Any = None, ct_extent_mm: Sequence[tuple[float, float]] | None = None) -> MCDose:
     """Run every beam of the plan and place the doses on the TPS grid (``density_tps_zyx``: the geometry's
     density on the TPS grid where the caller has it already; ``machine_check``: see plan_to_beams; ``physics``:
-    :class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, None for the defaults)."""
+    :class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, None for the defaults; ``ct_extent_mm``:
+    the CT's outer faces (grid_extent_mm), within which a TPS voxel beyond the MC voxel centres takes the edge
+    voxel's dose (to_tps_grid), None: the MC grid's)."""
     t = time.perf_counter()   # beams_s: with these imports (the first check in a process pays them)
     from .._io.beam_model import load_beam_model
     from .._io.rtplan import plan_to_beams
@@ -445,9 +526,9 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     for b, r in zip(beams, results):
         d = r.dose_to_water_gy_zyx if dose_to == "water" else r.dose_gy_zyx
         num = int(b.meta["beam_number"])
-        per_beam[num], note = to_tps_grid(d * rbe, geometry, inputs.reference)
+        per_beam[num], note = to_tps_grid(d * rbe, geometry, inputs.reference, extent_mm=ct_extent_mm)
         per_beam_unc[num] = uncertainty_to_tps_grid(r.uncertainty_rel_zyx, d * rbe, geometry, inputs.reference,
-                                                    per_beam[num]).astype(np.float32)
+                                                    per_beam[num], extent_mm=ct_extent_mm).astype(np.float32)
         meta[num] = {**b.meta, "primaries": r.primaries, "stop_reason": r.provenance.get("stop_reason"),
                      "mean_rel_uncertainty_50": r.mean_rel_uncertainty_50, "wall_s": r.wall_s}
     total = np.zeros(inputs.reference.shape_zyx)
@@ -455,21 +536,22 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
         total += d
     # the total on the TPS grid is the sum of the beams' (linear interpolation): no second interpolation of it
     unc = uncertainty_to_tps_grid(tot.uncertainty_rel_zyx, (tot.dose_to_water_gy_zyx if dose_to == "water" else
-                                                            tot.dose_gy_zyx) * rbe, geometry, inputs.reference, total)
+                                                            tot.dose_gy_zyx) * rbe, geometry, inputs.reference, total,
+                                 extent_mm=ct_extent_mm)
     # the other of the two doses on the TPS grid, for their ratio (both are scored in every run: the water/medium test)
     other, _ = to_tps_grid((tot.dose_gy_zyx if dose_to == "water" else tot.dose_to_water_gy_zyx) * rbe, geometry,
-                           inputs.reference)
+                           inputs.reference, extent_mm=ct_extent_mm)
     dw, dm = (total, other) if dose_to == "water" else (other, total)
     w_m = np.ones(total.shape, np.float32)
     np.divide(dw, dm, out=w_m, where=(dm > 0) & (dw > 0), casting="unsafe")
     let_src = getattr(tot, "let_d_kev_um_zyx", None)   # a result without LETd (a stand-in): no constant-RBE test
     # weighted by the dose to medium, whose TPS-grid values dm already are (x rbe, as the numerator's)
     let_d = None if let_src is None else let_to_tps_grid(let_src, tot.dose_gy_zyx * rbe, geometry, inputs.reference,
-                                                         dose_tps=dm)
+                                                         dose_tps=dm, extent_mm=ct_extent_mm)
     del other, dw, dm
     rho = density_tps_zyx
     if rho is None:
-        rho, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, inputs.reference)
+        rho, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, inputs.reference, rim=False)
     timings["resample_s"] = time.perf_counter() - t
     prov = dict(tot.provenance)
     prov.update({"beam_model": getattr(model, "name", str(beam_model)),

@@ -8,16 +8,16 @@ reference and the ROI numbers and types.
 ``rasterise(struct, geometry)`` turns the contours into boolean masks (z, y, x) on a
 :class:`mcproton.geometry.VoxelGeometry` (or any grid with ``origin_mm``, ``voxel_size_mm``, ``shape_zyx``):
 a voxel is inside when its centre lies inside the contour polygon (the crossing-number test, run per scanline; a
-centre on the outline belongs to the polygon if it is on its upper x or y side: each axis half-open, (lower, upper],
-whichever way the contour runs; even-odd rule across the contours of one plane, so that a contour inside another
-is a hole as in DICOM PS3.3 C.8.8.6; two contours that overlap without one inside the other are warned of, as the
-rule leaves their overlap out).  Contour
-planes must be axial.  Each grid slice takes the contour plane nearest to its centre if it lies within half
-the structure's plane spacing (half a voxel for a single-plane structure); slices beyond the first and last
-plane by more than that stay empty.  A plane's slab is half-open, (lower, upper]: a slice centre exactly on a
-boundary (midway between two planes, or half a spacing beyond the first or last plane, within 1e-6 mm) belongs to
-the lower plane only, so that on any grid whose spacing divides the slab the slices hold the slab's thickness
-(planes z_0..z_n every p mm: n + 1 planes times p).
+centre on the outline (within 1e-6 mm above it, so that float noise in the grid's origin does not decide) belongs to
+the polygon if it is on its upper x or y side: each axis half-open, (lower, upper], whichever way the contour runs;
+even-odd rule across the contours of one plane, so that a contour inside another is a hole as in DICOM PS3.3
+C.8.8.6; two contours that overlap without one inside the other are warned of, as the rule leaves their overlap
+out).  Contour planes must be axial.  Each grid slice takes the contour plane nearest to its centre if it lies
+within half the structure's plane spacing (half a voxel for a single-plane structure); slices beyond the first and
+last plane by more than that stay empty.  A plane's slab is half-open, (lower, upper]: a slice centre exactly on a
+boundary (midway between two planes, or half a spacing beyond the first or last plane, within 1e-6 mm, as on an
+outline in x and y) belongs to the lower plane only, so that on any grid whose spacing divides the slab the slices
+hold the slab's thickness (planes z_0..z_n every p mm: n + 1 planes times p).
 
 ``write_dvh_hdf5(h5_path, dose_zyx, masks, voxel_volume_cm3)`` adds a group ``dvh`` to a result HDF5: one
 subgroup per structure (named by ``dvh_group_keys``, the ROI name in its attribute ``name``; ``read_dvh_hdf5`` reads
@@ -37,6 +37,12 @@ from .dicom_common import RT_STRUCTURE_SET_STORAGE
 from .errors import DicomInputError, McprotonRuntimeWarning, warn
 
 _PLANE_TOL_MM = 0.01
+#: A voxel centre within this distance (mm) above an outline or a plane's slab boundary counts as on it, along x, y
+#: and z alike (the centres are moved down by it before the half-open (lower, upper] rule): the float noise of a grid's
+#: origin (a CT stored with flipped rows or columns: IPP - (n - 1) x spacing = -23.369999999999997 for -23.37) then
+#: does not move a structure by a voxel; x and y had no tolerance until 2026-12-06 (grids audit F3: a contour with
+#: its vertices on voxel centres gave one column more on the HFP and FFS copies of a CT than on the HFS one).
+_TIE_MM = 1e-6
 
 
 @dataclass
@@ -357,7 +363,8 @@ def _polygon_mask(poly: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarra
     ((n, 2), the last vertex joined to the first) by the crossing-number rule, evaluated per scanline: an edge is
     tested only on the rows it spans, in O(rows x crossings x columns) instead of O(points x vertices).
 
-    A point on the polygon's outline is decided as in z (``_rasterise``): each axis half-open, (lower, upper].  An
+    A point on the polygon's outline is decided as in z (``_rasterise``, which passes the voxel centres moved down
+    by _TIE_MM, so that a centre within it above the outline is on it): each axis half-open, (lower, upper].  An
     edge crosses the row ``ty`` if lo_y < ty <= hi_y (so a horizontal edge never does), and a point counts a
     crossing if it lies at or left of it (tx <= x of the crossing), computed from the edge's lower end whichever
     way the contour runs: the mask does not depend on the contour's direction.  Off the outline the points are
@@ -433,6 +440,7 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
     xs = org[0] + vox[0] * np.arange(nx)
     ys = org[1] + vox[1] * np.arange(ny)
     zs = org[2] + vox[2] * np.arange(nz)
+    xt, yt = xs - _TIE_MM, ys - _TIE_MM   # a centre within _TIE_MM of an outline is on it (as in z below)
     out: dict[str, np.ndarray] = {}
     for nm, cl in contours.items():
         if names is not None and nm not in names:
@@ -460,7 +468,7 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
         done: dict[int, int] = {}   # contour plane -> the grid slice that has it (planes thicker than slices)
         overlapping: list[float] = []   # the planes with two contours that cross
         for k, z in enumerate(zs):
-            zt = z - 1e-6   # a centre within 1e-6 mm of a boundary is on it
+            zt = z - _TIE_MM   # a centre within _TIE_MM of a boundary is on it
             j = int(np.searchsorted(z_hi, zt, side="left"))
             if j >= pz.size or not z_lo[j] < zt:
                 continue
@@ -476,7 +484,7 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
                 iy = np.flatnonzero((ys >= lo[1] - vox[1]) & (ys <= hi[1] + vox[1]))
                 if ix.size == 0 or iy.size == 0:
                     continue
-                pm = _polygon_mask(poly, xs[ix], ys[iy])
+                pm = _polygon_mask(poly, xt[ix], yt[iy])
                 sl[iy[0]:iy[-1] + 1, ix[0]:ix[-1] + 1] ^= pm
                 parts.append((int(iy[0]), int(ix[0]), pm))
             if len(parts) > 1 and _overlap_not_nested(parts):

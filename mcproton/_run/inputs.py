@@ -768,7 +768,8 @@ def check_shifters_outside(geometry: Any, beams: list[Any], where: str) -> None:
 #: (the carbon-fibre shells of a couch top, a thermoplastic mask: 1-3 mm, blurred over a voxel or two) are passed.
 #: The ray's first such run is where the beam enters the patient: it is cut off when that lies within one voxel of
 #: the grid face the ray came in through, or within TRUNCATION_FOV_GAP_VOXELS voxels of the CT's out-of-field-of-view
-#: padding (VoxelGeometry.outside_fov_zyx).  At most MAX_TRUNCATION_RAYS spots per beam are traced (evenly).
+#: padding (VoxelGeometry.outside_fov_zyx), a voxel measured along the ray (_ray_entries).  At most
+#: MAX_TRUNCATION_RAYS spots per beam are traced (evenly).
 TRUNCATION_TISSUE_G_CM3 = 0.6
 TRUNCATION_MIN_RUN_MM = 10.0
 TRUNCATION_FOV_GAP_VOXELS = 2
@@ -778,7 +779,12 @@ MAX_TRUNCATION_RAYS = 400
 def _ray_entries(geometry: Any, p: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For rays from ``p`` along unit ``d`` (rows): whether each enters the patient cut off by the grid's face
     (``edge``) or next to the field-of-view padding (``fov``), and whether it meets the patient at all (``hit``):
-    see TRUNCATION_TISSUE_G_CM3.  Sampled at half the smallest voxel, all rays at once."""
+    see TRUNCATION_TISSUE_G_CM3.  Sampled at half the smallest voxel, all rays at once.
+
+    "One voxel" is measured along each ray: for the grid face, the voxel layer at the face the ray came in through
+    (its side across the face / |d| across it); for the padding, the voxel's chord along the ray (min over the axes
+    of side / |d|).  The largest side of the voxel, used until 2026-12-06, flagged a lateral beam on 1 x 1 x 3 mm
+    voxels crossing 2 mm of air in the CT before the skin as cut off, and not on 1 x 1 x 1 mm (grids audit F1)."""
     lo = np.asarray(geometry.lower_corner_mm, float)
     vs = np.asarray(geometry.voxel_size_mm, float)
     hi = lo + np.asarray(geometry.extent_mm, float)
@@ -788,14 +794,19 @@ def _ray_entries(geometry: Any, p: np.ndarray, d: np.ndarray) -> tuple[np.ndarra
     # at all (both -inf, so t_out < t_in); before, outside gave (+inf, -inf), a crossing clipped onto the edge row
     t1 = np.where(d == 0, -np.inf, t1)
     t2 = np.where(d == 0, np.where((p > lo) & (p < hi), np.inf, -np.inf), t2)
-    t_in = np.maximum(np.minimum(t1, t2).max(axis=1), 0.0)
+    t_near = np.minimum(t1, t2)
+    t_in = np.maximum(t_near.max(axis=1), 0.0)
     t_out = np.maximum(t1, t2).min(axis=1)
+    a = np.abs(d)
+    with np.errstate(divide="ignore"):
+        along = np.where(a > 0, vs / np.where(a > 0, a, 1.0), np.inf)   # (rays, 3): a voxel's side along the ray
+    face_layer = along[np.arange(len(p)), np.argmax(t_near, axis=1)]   # the layer at the face the ray came in by
+    chord = along.min(axis=1)
     n = len(p)
     edge, fov, hit = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
     step = float(vs.min()) / 2
-    v_max = float(vs.max())
     run = max(1, int(np.ceil(TRUNCATION_MIN_RUN_MM / step)))
-    gap = int(np.ceil(TRUNCATION_FOV_GAP_VOXELS * v_max / step))
+    gap = np.ceil(TRUNCATION_FOV_GAP_VOXELS * chord / step).astype(np.int64)   # samples, per ray
     shape_xyz = np.array(geometry.shape_zyx[::-1])
     rho_zyx = np.asarray(geometry.density_g_cm3_zyx)
     pad_zyx = geometry.outside_fov_zyx
@@ -820,9 +831,9 @@ def _ray_entries(geometry: Any, p: np.ndarray, d: np.ndarray) -> tuple[np.ndarra
         for r in np.flatnonzero(start[np.arange(len(ok)), first]):
             j, i = int(first[r]), int(ok[r])
             hit[i] = True
-            edge[i] = t_in[i] > 0 and j * step < v_max   # t_in > 0: the ray came in through a face
+            edge[i] = t_in[i] > 0 and j * step < face_layer[i]   # t_in > 0: the ray came in through a face
             if pad_zyx is not None and j > 0:
-                q = idx[r, max(0, j - gap):j]
+                q = idx[r, max(0, j - int(gap[i])):j]
                 fov[i] = bool(np.asarray(pad_zyx)[q[:, 2], q[:, 1], q[:, 0]].any())
     return edge, fov, hit
 

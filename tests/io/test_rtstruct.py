@@ -484,3 +484,36 @@ def test_run_writes_dvh_of_rois_whose_names_meet_in_hdf5(tmp_path, capsys):
     assert set(d) == set(rois)
     assert d["Optic/Chiasm"]["n_voxels"] > d["Optic_Chiasm"]["n_voxels"] > d["."]["n_voxels"] > 0
     assert d["Optic_Chiasm"]["group"] == "Optic_Chiasm" and d["far"]["empty_reason"].endswith("outside the dose grid")
+
+
+@pytest.mark.parametrize("iop", [[-1, 0, 0, 0, 1, 0], [-1, 0, 0, 0, -1, 0]], ids=["FFS", "HFP"])
+def test_a_contour_on_voxel_centres_gives_the_same_mask_on_a_ct_stored_flipped(tmp_path, iop):
+    """Grids audit 2026-12-06, F3: the same CT stored HFS and with flipped rows (FFS) or rows and columns (HFP) has
+    the same grid, but the flipped copy's origin is IPP - (n - 1) x spacing with float noise (-23.369999999999997
+    for -23.37, 11.109999999999992 for 11.11).  The rule on an outline, (lower, upper] per axis, had a 1e-6 mm
+    tolerance in z only, so a box with its sides on voxel centres got a column (and a row) more or less on the
+    flipped copy.  Now x and y have z's tolerance: the same mask, the (lower, upper] columns and rows exactly."""
+    import pydicom
+
+    from mcproton._io.ct import load_ct_series, write_ct_series
+
+    vs, org = (0.9, 1.3, 2.5), (-23.37, 11.11, -40.13)
+    hu = np.zeros((2, 43, 67), np.int16)
+    write_ct_series(hu, vs, org, tmp_path / "hfs")
+    for i, p in enumerate(write_ct_series(hu, vs, org, tmp_path / "flip")):
+        ds = pydicom.dcmread(p)
+        sx, sy = iop[0], iop[4]
+        ipp = [float(v) for v in ds.ImagePositionPatient]
+        ds.ImagePositionPatient = [ipp[0] + 66 * vs[0] * (sx < 0), ipp[1] + 42 * vs[1] * (sy < 0), ipp[2]]
+        ds.ImageOrientationPatient = iop
+        ds.PixelData = np.ascontiguousarray(ds.pixel_array[::sy, ::sx]).astype("<i2").tobytes()
+        ds.save_as(p)
+    hfs, flip = load_ct_series(tmp_path / "hfs"), load_ct_series(tmp_path / "flip")
+    assert hfs.origin_mm != flip.origin_mm and np.allclose(hfs.origin_mm, flip.origin_mm, atol=1e-9)   # the noise
+    x0, x1 = (round(org[0] + i * vs[0], 6) for i in (10, 29))   # sides on the centres of columns 10 and 29
+    y0, y1 = (round(org[1] + j * vs[1], 6) for j in (5, 20))    # and of rows 5 and 20
+    s = {"EDGE": [_rect(x0, x1, y0, y1, z) for z in (-40.13, -37.63)]}
+    a, b = rasterise(s, hfs)["EDGE"], rasterise(s, flip)["EDGE"]
+    assert np.array_equal(a, b), f"{int((a ^ b).sum())} voxels differ"
+    cols, rows = np.flatnonzero(a.any(axis=(0, 1))), np.flatnonzero(a.any(axis=(0, 2)))
+    assert (cols.min(), cols.max(), rows.min(), rows.max()) == (11, 29, 6, 20)

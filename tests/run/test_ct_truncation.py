@@ -187,3 +187,27 @@ def test_simulate_warns_on_a_ct_and_not_on_a_water_box(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", McprotonRuntimeWarning)
         mcp.simulate(box, mcp.Beam.pencil(100.0, position_mm=(0, 0, -30)), settings)
+
+
+@pytest.mark.parametrize("direction", [(1.0, 0.0, 0.0), (0.8, 0.0, 0.6)], ids=["lateral", "oblique"])
+def test_one_voxel_of_the_face_is_measured_along_the_ray(tmp_path, direction):
+    """Grids audit 2026-12-06, F1: the patient's surface 2 mm inside the CT's -x face, a beam entering through it.
+    "Within one voxel of the face" was the voxel's largest side whatever the beam's direction, so on an ordinary
+    1 x 1 x 3 mm CT the lateral beam was warned about as entering a patient cut off by the CT, and not on 1 x 1 x 1 mm.
+    Now the voxel layer at the face is measured along the ray (1 mm / |d_x|: 1 mm lateral, 1.25 mm at 37 degrees):
+    both CTs pass, and on both the warning still comes for water reaching the face itself."""
+    for vs, nz in (((1.0, 1.0, 3.0), 8), ((1.0, 1.0, 1.0), 24)):
+        for inside, warned in ((2, False), (0, True)):
+            hu = np.full((nz, 20, 40), -1000, np.int16)
+            hu[:, 2:18, inside:] = 0                  # water from `inside` voxels inside the -x face to the +x face
+            org = (-19.5, -9.5, -(nz - 1) / 2 * vs[2])
+            name = f"{vs[2]:g}_{inside}"
+            write_ct_series(hu, vs, org, tmp_path / name)
+            g = _geometry(load_ct_series(tmp_path / name))
+            start = np.array([-20.0, 0.0, 0.0]) - 100 * np.array(direction)
+            beam = _beam(direction, tuple(start), [(0.0, 0.0, 0.0)])
+            if warned:
+                with pytest.warns(McprotonRuntimeWarning, match="at the edge of the CT grid"):
+                    check_ct_truncation(g, [beam], "plan")
+            else:
+                _silent(g, [beam])
