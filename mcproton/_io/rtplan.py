@@ -13,7 +13,8 @@ beam's IsocenterPosition (within 0.01 mm) but not change it: an isocentre that m
 are changing gantry and couch angles.  ScanMode MODULATED_SPEC is read only with ModulatedScanModeType STATIONARY
 (or none); LINEAR and LEAPING (dose delivered while the spot moves, PS3.3 C.8.8.25.8) are refused, and with
 ScanMode MODULATED (where the type does not belong) too.  Angles are compared modulo 360 deg (0 and 360 are one
-angle); a gantry or couch angle missing from the first control point but given later is refused, as are a
+angle); a gantry or couch angle missing from the first control point is refused (given later or not at all: a
+plan without PatientSupportAngle is damaged, and couch 0 would turn a couch-kicked beam), as are a
 SnoutPosition or a shifter's IsocenterToRangeShifterDistance (while IN) that change during a beam and
 NumberOfPaintings 0.  Beams whose TreatmentDeliveryType is not TREATMENT or CONTINUATION (set-up and verification
 fields) are left out before any other check, with a warning, and never add to the dose.
@@ -39,7 +40,10 @@ above).  The table-top eccentric system e is rotated from s by TableTopEccentric
 (PS3.3 C.8.8.14: "orientation of IEC TABLE TOP ECCENTRIC coordinate system with respect to IEC PATIENT SUPPORT
 coordinate system", the same sense), so the table top, and the patient on it, is turned in the room by the sum of the
 two angles; where the eccentric axis lies only moves the patient, which the isocentre's set-up takes back.  The
-patient is fixed to the table top (pitch and roll must be 0, modulo 360 deg).
+patient is fixed to the table top (pitch and roll must be 0, modulo 360 deg).  A TableTopEccentricAngle that no
+control point gives is 0, without a word: none of the planning systems whose plans are in tests/data/dicom (Eclipse,
+RayStation, OpenTPS) writes it, they turn the couch with PatientSupportAngle alone.  A TableTopPitchAngle or
+TableTopRollAngle missing from the first control point (1C there; OpenTPS leaves both out) is 0 with a warning.
 
 The patient's LPS axes (DICOM PS3.3 C.7.6.2.1.1: x to the patient's left, y posterior, z towards the head)
 in table-top coordinates follow from PatientPosition (PS3.3 C.7.3.1.1.2, used by the RT Patient Setup module
@@ -700,6 +704,8 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
 
     beams = []
     skipped: list[str] = []
+    untilted: list[str] = []     # beams whose first control point leaves out the table-top pitch or roll angle
+    untilted_kws: set[str] = set()
     for bi, b in enumerate(ds.IonBeamSequence):
         where = f"{src} beam #{bi + 1}"
         num = int(_f(b, "BeamNumber", where, default=bi + 1))
@@ -852,6 +858,16 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
                 range_shifter_settings=[dict(v) for v in state["rs"].values()], control_point_index=ci))
         if state["gantry"] is None or state["iso"] is None:
             raise _e(f"{where}: the first control point lacks GantryAngle or IsocenterPosition")
+        if state["couch"] is None:   # 1C in the first control point; every planning system here writes it
+            raise _e(f"{where}: {attribute_name('PatientSupportAngle')} is missing from the first control point and "
+                     "from every later one (it is required in the first, PS3.3 C.8.8.25), so the couch angle is "
+                     "unknown: taking it as 0 would compute a couch-kicked (non-coplanar) beam from another "
+                     "direction; the plan is damaged (a stripped tag), export it again from the planning system")
+        no_tilt = [kw for kw in ("TableTopPitchAngle", "TableTopRollAngle")
+                   if cps[0].get(kw, None) in (None, "")]
+        if no_tilt:
+            untilted.append(f"{num}")
+            untilted_kws.update(no_tilt)
         if len(angles_seen) > 1:
             raise _e(f"{where}: gantry/couch/table-top eccentric angles change between control points "
                      f"{sorted(angles_seen)} (deg, as -180 to 180); arc delivery is not supported")
@@ -861,11 +877,16 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
             number=num, name=str(b.get("BeamName", "") or ""), machine=str(b.get("TreatmentMachineName", "") or ""),
             radiation_type=rad, scan_mode=scan, primary_dosimeter_unit=unit, beam_meterset=bm,
             final_cumulative_meterset_weight=fcmw, gantry_angle_deg=float(state["gantry"]),
-            couch_angle_deg=float(state["couch"] or 0.0), isocenter_mm=np.asarray(state["iso"], float),
+            couch_angle_deg=float(state["couch"]), isocenter_mm=np.asarray(state["iso"], float),
             patient_position=pos, virtual_source_axis_distances_mm=vsad, snout_id=snout_id,
             snout_position_mm=state["snout"], range_shifter_ids=rs_ids, layers=layers,
             treatment_delivery_type=str(b.get("TreatmentDeliveryType", "TREATMENT") or "TREATMENT"),
             table_top_eccentric_angle_deg=float(state["ecc"]), bolus_roi_numbers=boli))
+    if untilted:   # OpenTPS writes neither; Eclipse and RayStation write 0 (tests/data/dicom)
+        warn(f"{src}: beam(s) {', '.join(untilted)}: {' and '.join(attribute_name(k) for k in sorted(untilted_kws))} "
+             "missing from the first control point (required there, PS3.3 C.8.8.25; OpenTPS leaves them out): "
+             "taken as 0, a flat table top; if the plan tilts the couch, export it again with the angles",
+             McprotonWarning)
     if not beams:
         raise _e(f"{src}: the plan has no treatment beam (every beam's TreatmentDeliveryType is a set-up or "
                  "verification one); give the plan that holds the treatment beams")
