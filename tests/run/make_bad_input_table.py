@@ -266,7 +266,8 @@ def _no_couch_angle(ds) -> None:
 #: plan file named in a case's config -> (the real plan of tests/data/dicom it is made from, the change)
 PLAN_VARIANTS = {"RP_GTR4.dcm": ("RP_plan05.dcm", _machine_gtr4), "RP_E250.dcm": ("RP_plan05.dcm", _energy_250),
                  "RP_far.dcm": ("RP_plan05.dcm", _isocentre_far), "RP_MLC.dcm": ("RP_plan05.dcm", _mlc_slit),
-                 "RP_SCATTERER.dcm": ("RP_plan05.dcm", _scatterer), "RP_NOCOUCH.dcm": ("RP_plan05.dcm", _no_couch_angle),
+                 "RP_SCATTERER.dcm": ("RP_plan05.dcm", _scatterer),
+                 "RP_NOCOUCH.dcm": ("RP_plan05.dcm", _no_couch_angle),
                  "RP_RS_RETRACTED.dcm": ("RP_plan06_rs.dcm", _retracted)}
 
 
