@@ -940,6 +940,59 @@ def beam_direction_lps(gantry_deg: float, couch_deg: float, patient_position: st
     return -gantry_to_lps_matrix(gantry_deg, couch_deg, patient_position)[:, 2]
 
 
+#: the words for travelling along +x, +y, +z of LPS (and, swapped, along -x, -y, -z)
+_LPS_WORDS = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
+
+
+def direction_words(direction_lps) -> str:
+    """Where a beam travels in the patient, in words: each LPS component of at least 0.01, largest first, as
+    "from -> to" with its size below 1 ("anterior -> posterior 0.71, left -> right 0.50, superior -> inferior 0.50")."""
+    d = np.asarray(direction_lps, float)
+    parts = []
+    for k in np.argsort(-np.round(np.abs(d), 4), kind="stable"):   # equal sizes in x, y, z order
+        if abs(d[k]) >= 0.01:
+            a, b = _LPS_WORDS[k] if d[k] > 0 else _LPS_WORDS[k][::-1]
+            parts.append(f"{a} -> {b}" + (f" {abs(d[k]):.2f}" if abs(d[k]) < 0.9995 else ""))
+    return ", ".join(parts)
+
+
+def _g(v) -> str:
+    return "not given" if v is None else f"{v:g}"
+
+
+def beam_geometry(meta: dict | None) -> dict:
+    """Where a plan's beam (``plan_to_beams``: its ``meta``) points in the room and in the patient, for the records
+    of a run (its JSON summary, the HDF5 provenance's ``beam`` / ``summed_beams``, ``--check-config``): gantry,
+    couch and table-top eccentric angles (deg), patient position, isocentre (mm, LPS), the central axis's direction
+    in LPS and in words, and the range shifter(s) its layers carry (id, material, physical and water-equivalent
+    thickness, distance from the isocentre to the downstream face, mm), and ``geometry``: all of it in one line.
+    A reader checks a non-coplanar plan's couch kicks here (a beam named "Field 1" may be a vertex field).  {} for
+    a beam that is not a plan's (a config's [beam] gives its direction itself)."""
+    meta = meta or {}
+    if "gantry_angle_deg" not in meta or "beam_direction" not in meta:
+        return {}
+    d = [round(float(v), 4) + 0.0 for v in meta["beam_direction"]]   # + 0.0: no -0.0
+    iso = [round(float(v), 2) + 0.0 for v in meta.get("isocenter_mm", (np.nan,) * 3)]
+    angles = {k: round(float(meta.get(k, 0.0)), 4) + 0.0
+              for k in ("gantry_angle_deg", "couch_angle_deg", "table_top_eccentric_angle_deg")}
+    shifters = [{"id": str(rid), "material": str(v.get("material", "")),
+                 "thickness_mm": round(float(v.get("thickness_mm", 0.0)), 3),
+                 "wet_mm": None if v.get("wet_mm") is None else round(float(v["wet_mm"]), 3),
+                 "isocenter_distance_mm": (None if v.get("isocenter_distance_mm") is None
+                                           else round(float(v["isocenter_distance_mm"]), 2))}
+                for rid, v in (meta.get("range_shifters") or {}).items()]
+    words = direction_words(d)
+    rs = ("; range shifter " + ", ".join(
+        f"{r['id']} ({r['material'] or 'material not given'} {r['thickness_mm']:g} mm, WET {_g(r['wet_mm'])} mm, "
+        f"downstream face {_g(r['isocenter_distance_mm'])} mm from the isocentre)" for r in shifters)
+        if shifters else "; no range shifter")
+    line = (f"gantry {angles['gantry_angle_deg']:g}, couch {angles['couch_angle_deg']:g}, table-top eccentric "
+            f"{angles['table_top_eccentric_angle_deg']:g} deg; {meta.get('patient_position') or 'HFS'}; isocentre "
+            f"({', '.join(f'{v:g}' for v in iso)}) mm; direction ({', '.join(f'{v:g}' for v in d)}) LPS, {words}{rs}")
+    return {**angles, "patient_position": str(meta.get("patient_position") or "HFS"), "isocenter_mm": iso,
+            "direction_lps": d, "direction_words": words, "range_shifters": shifters, "geometry": line}
+
+
 def _bk_range_cm(e_mev):
     return BK_ALPHA_CM * np.power(e_mev, BK_P)
 
