@@ -388,7 +388,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
                       if settings.target_uncertainty is not None else {}),
                    **({"incomplete": early} if early else {}),
                    "normalisation": total.normalisation, "energy_imbalance_rel": total.ledger["imbalance_rel"],
-                   **_dose_description(total, beams, outline)}
+                   **_beams_geometry(beams), **_dose_description(total, beams, outline)}
         if outline is None and "body_outline" in total.provenance:   # a CT without one: said why (none asked/found)
             summary["body_outline"] = total.provenance["body_outline"]
         if "struct_overrides_applied" in total.provenance:   # the RT Struct's material overrides it was computed with
@@ -492,7 +492,7 @@ def _config_check_summary(args: argparse.Namespace, cfg: dict, settings: Any, ge
             **({"struct_overrides_applied": geometry.struct_overrides}
                if getattr(geometry, "struct_overrides", None) is not None else {}),
             "beams": [{"name": b.name, "spots": len(b.spots), "total_protons": b.total_protons,
-                       **_layer_table(models, b)} for b in beams],
+                       **_beam_geometry_line(b), **_layer_table(models, b)} for b in beams],
             **({"beam_model": next(iter(models.values()))[0]} if len(models) == 1 else
                {"beam_models": [d for d, _ in models.values()]} if models else {}),
             "primaries": settings.primaries, "seed": settings.seed, "backend": settings.backend,
@@ -522,6 +522,25 @@ def _plan_beam_models(beams: list) -> dict:
             out[key] = ({**prov, "energy_range_mev": [lo, hi],
                          "plane_upstream_of_isocentre_mm": m.plane_upstream_of_isocentre_mm}, m)
     return out
+
+
+def _beam_geometry_line(beam: Any) -> dict:
+    """For --check-config: where a plan's beam points, in one line (``geometry``: gantry, couch and eccentric angles,
+    position, isocentre, direction in LPS and in words, range shifters; rtplan.beam_geometry); {} for a config's
+    [beam], which states its direction itself."""
+    from ._io.rtplan import beam_geometry
+
+    g = beam_geometry(getattr(beam, "meta", None))
+    return {"geometry": g["geometry"]} if g else {}
+
+
+def _beams_geometry(beams: list) -> dict:
+    """For the run's JSON summary: each plan beam's geometry record (rtplan.beam_geometry) under ``beams``; {} where
+    no beam is a plan's."""
+    from ._io.rtplan import beam_geometry
+
+    rows = [{"name": b.name, **g} for b in beams if (g := beam_geometry(getattr(b, "meta", None)))]
+    return {"beams": rows} if rows else {}
 
 
 #: --check-config lists every layer of a beam up to this many; more: the first and last LAYER_ROWS_END and the
@@ -570,8 +589,12 @@ def _layer_table(models: dict, beam: Any) -> dict:
         a = np.array(rows)
         body = (body[:LAYER_ROWS_END] + [f"{'...':>8} ({len(rows) - 2 * LAYER_ROWS_END} more layers)"]
                 + body[-LAYER_ROWS_END:] + [line("min", a.min(axis=0)), line("max", a.max(axis=0))])
+    shifters = sorted(str(k) for k in (meta.get("range_shifters") or {}))
+    # the model's spot in air, without a shifter; a beam with one was told "without a range shifter" as if it had none
+    air = (f"as the beam model gives it without this beam's range shifter {', '.join(shifters)} (which widens it)"
+           if shifters else "(the beam has no range shifter)")
     return {"layers": len(rows), "layer_table": [head + "   (MeV, MeV 1 sigma; the spot in air at the isocentre "
-                                                      "without a range shifter: sx/sy_core mm 1 sigma of its heaviest "
+                                                      f"{air}: sx/sy_core mm 1 sigma of its heaviest "
                                                       "Gaussian component, fwhm_x/y mm FWHM of the whole profile, as "
                                                       "a plan's ScanningSpotSize)"] + body}
 

@@ -432,6 +432,27 @@ def _beam_plane_normal(direction, iso_mm, dose_zyx: np.ndarray, axes_zyx) -> int
     return max(holding, key=lambda n: (area[n], -comp[n]))
 
 
+def _crossing_deg(direction, normal: int) -> float | None:
+    """The angle (deg) at which beam ``direction`` crosses the axis-aligned plane of ``normal`` (0 x, 1 y, 2 z); None
+    where the plane holds the beam (its component along the normal below BEAM_IN_PLANE_MAX_COMPONENT)."""
+    d = np.asarray(direction, float)
+    comp = abs(float(d[normal])) / float(np.linalg.norm(d))
+    return None if comp < BEAM_IN_PLANE_MAX_COMPONENT else float(np.degrees(np.arcsin(min(comp, 1.0))))
+
+
+def _beam_plane_caption(res, b: int) -> str:
+    """Where beam ``b``'s figure is drawn, in words that are true for any beam: "in the plane x = 25.5 mm, which
+    holds the beam", or, for an oblique non-coplanar beam that no axis-aligned plane holds (HFS gantry 45, couch
+    315), the angle at which it crosses the plane drawn: its panels show a section across the beam, not its track
+    (audit 17 "noncoplanar" F4: captioned "in the plane holding the beam" over a triangle of dose)."""
+    where = _beam_plane(res, b)[0].split(",")[0]
+    deg = _crossing_deg(res.mc.beam_meta[b]["beam_direction"], "xyz".index(where[0]))
+    if deg is None:
+        return f"in the plane {where}, which holds the beam"
+    return (f"in the plane {where}, which the beam crosses at {deg:.0f} deg (no axis-aligned plane holds it: a section "
+            "across the beam, not its track)")
+
+
 def _beam_plane(res, b: int):
     """The TPS and MC doses of beam ``b`` (its per-beam TPS dose, else the totals) in the axis-aligned plane
     through the isocentre that holds the beam (_beam_plane_normal); returns (label, TPS, MC, body, axes, labels,
@@ -444,14 +465,17 @@ def _beam_plane(res, b: int):
     z, y, x = res.axes_zyx
     iso = np.asarray(meta["isocenter_mm"])
     normal = _beam_plane_normal(meta["beam_direction"], iso, a, (z, y, x))  # 0 x, 1 y, 2 z
+    deg = _crossing_deg(meta["beam_direction"], normal)
+    crossed = "" if deg is None else f", crossed by the beam at {deg:.0f} deg"   # no axis plane holds it
     if normal == 2:
         k = int(np.argmin(np.abs(z - iso[2])))
-        return f"z = {z[k]:.1f} mm", a[k], m[k], res.body_zyx[k], (y, x), ("x", "y"), "upper", np.s_[k]
+        return f"z = {z[k]:.1f} mm{crossed}", a[k], m[k], res.body_zyx[k], (y, x), ("x", "y"), "upper", np.s_[k]
     if normal == 1:
         j = int(np.argmin(np.abs(y - iso[1])))
-        return f"y = {y[j]:.1f} mm", a[:, j], m[:, j], res.body_zyx[:, j], (z, x), ("x", "z"), "lower", np.s_[:, j]
+        return (f"y = {y[j]:.1f} mm{crossed}", a[:, j], m[:, j], res.body_zyx[:, j], (z, x), ("x", "z"), "lower",
+                np.s_[:, j])
     i = int(np.argmin(np.abs(x - iso[0])))
-    return (f"x = {x[i]:.1f} mm", a[:, :, i], m[:, :, i], res.body_zyx[:, :, i], (z, y), ("y", "z"), "lower",
+    return (f"x = {x[i]:.1f} mm{crossed}", a[:, :, i], m[:, :, i], res.body_zyx[:, :, i], (z, y), ("y", "z"), "lower",
             np.s_[:, :, i])
 
 
@@ -481,8 +505,10 @@ def _bev_axis_label(name: str, vec) -> str:
 
 
 def _beam_figure(res, b: int) -> Figure:
-    """One figure per beam: TPS and MC dose, difference and 2-D gamma 2 %/2 mm in the plane holding the beam, the
-    distal R80 difference in the beam's eye view and its histogram."""
+    """One figure per beam: TPS and MC dose, difference and 2-D gamma 2 %/2 mm in the axis-aligned plane through the
+    isocentre that holds the beam (for an oblique non-coplanar beam that none holds, the one closest to holding it,
+    with the angle at which the beam crosses it in the panel titles), the distal R80 difference in the beam's eye view
+    and its histogram."""
     from .compare import gamma_plane
 
     rng = res.ranges[b]
@@ -955,7 +981,7 @@ def _alt(res, name: str) -> str:
                 + (f"; MC - TPS: {'; '.join(targets)}" if targets else ""))
     b = int(name.split("_", 1)[1])
     r = res.ranges[b]
-    out = (f"beam {b}: TPS and MC dose, MC - TPS and 2-D gamma 2%/2mm in the plane holding the beam; distal R80 "
+    out = (f"beam {b}: TPS and MC dose, MC - TPS and 2-D gamma 2%/2mm {_beam_plane_caption(res, b)}; distal R80 "
            "MC - TPS in the beam's eye view and its histogram")
     if r.get("rays"):
         out += (f": median {_num(r['median_mm'], '+.2f')} mm over {r['rays']} rays, "

@@ -312,6 +312,16 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
                        "all slices of a series must share one orientation")
     if (np.max(np.abs(np.abs(row) - [1, 0, 0])) > _ORIENT_TOL
             or np.max(np.abs(np.abs(col) - [0, 1, 0])) > _ORIENT_TOL):
+        normal = np.cross(row, col)
+        if abs(abs(float(normal[2])) - 1.0) <= _ORIENT_TOL:   # axial, turned in its plane (decubitus as scanned)
+            turn = float(np.degrees(np.arctan2(row[1], row[0])))
+            how = ("its rows run along y and its columns along x, as a scanner writes a decubitus (HFDL, HFDR...) "
+                   "series" if abs(abs(row[1]) - 1.0) <= _ORIENT_TOL else f"its rows run at {turn:g} deg to x")
+            raise _err(f"ImageOrientationPatient {iop.tolist()} is axial (slices across z), but {how}; mcproton "
+                       "reads axial slices whose rows run along x and columns along y ([1, 0, 0, 0, 1, 0], or "
+                       "flipped: [-1, 0, 0, 0, -1, 0], [-1, 0, 0, 0, 1, 0], [1, 0, 0, 0, -1, 0]): rotate the slices "
+                       "in their plane to one of these (a transpose or a turn of each image, with "
+                       "ImageOrientationPatient and ImagePositionPatient rewritten) first; no reformat is needed")
         raise _err(f"ImageOrientationPatient {iop.tolist()} is not axial (rows along x, columns along y); "
                    "oblique, sagittal and coronal series are not supported: reformat to axial slices")
     sx, sy = float(np.sign(row[0])), float(np.sign(col[1]))

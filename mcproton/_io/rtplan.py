@@ -13,7 +13,8 @@ beam's IsocenterPosition (within 0.01 mm) but not change it: an isocentre that m
 are changing gantry and couch angles.  ScanMode MODULATED_SPEC is read only with ModulatedScanModeType STATIONARY
 (or none); LINEAR and LEAPING (dose delivered while the spot moves, PS3.3 C.8.8.25.8) are refused, and with
 ScanMode MODULATED (where the type does not belong) too.  Angles are compared modulo 360 deg (0 and 360 are one
-angle); a gantry or couch angle missing from the first control point but given later is refused, as are a
+angle); a gantry or couch angle missing from the first control point is refused (given later or not at all: a
+plan without PatientSupportAngle is damaged, and couch 0 would turn a couch-kicked beam), as are a
 SnoutPosition or a shifter's IsocenterToRangeShifterDistance (while IN) that change during a beam and
 NumberOfPaintings 0.  Beams whose TreatmentDeliveryType is not TREATMENT or CONTINUATION (set-up and verification
 fields) are left out before any other check, with a warning, and never add to the dose.
@@ -39,7 +40,10 @@ above).  The table-top eccentric system e is rotated from s by TableTopEccentric
 (PS3.3 C.8.8.14: "orientation of IEC TABLE TOP ECCENTRIC coordinate system with respect to IEC PATIENT SUPPORT
 coordinate system", the same sense), so the table top, and the patient on it, is turned in the room by the sum of the
 two angles; where the eccentric axis lies only moves the patient, which the isocentre's set-up takes back.  The
-patient is fixed to the table top (pitch and roll must be 0, modulo 360 deg).
+patient is fixed to the table top (pitch and roll must be 0, modulo 360 deg).  A TableTopEccentricAngle that no
+control point gives is 0, without a word: none of the planning systems whose plans are in tests/data/dicom (Eclipse,
+RayStation, OpenTPS) writes it, they turn the couch with PatientSupportAngle alone.  A TableTopPitchAngle or
+TableTopRollAngle missing from the first control point (1C there; OpenTPS leaves both out) is 0 with a warning.
 
 The patient's LPS axes (DICOM PS3.3 C.7.6.2.1.1: x to the patient's left, y posterior, z towards the head)
 in table-top coordinates follow from PatientPosition (PS3.3 C.7.3.1.1.2, used by the RT Patient Setup module
@@ -700,6 +704,8 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
 
     beams = []
     skipped: list[str] = []
+    untilted: list[str] = []     # beams whose first control point leaves out the table-top pitch or roll angle
+    untilted_kws: set[str] = set()
     for bi, b in enumerate(ds.IonBeamSequence):
         where = f"{src} beam #{bi + 1}"
         num = int(_f(b, "BeamNumber", where, default=bi + 1))
@@ -852,6 +858,16 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
                 range_shifter_settings=[dict(v) for v in state["rs"].values()], control_point_index=ci))
         if state["gantry"] is None or state["iso"] is None:
             raise _e(f"{where}: the first control point lacks GantryAngle or IsocenterPosition")
+        if state["couch"] is None:   # 1C in the first control point; every planning system here writes it
+            raise _e(f"{where}: {attribute_name('PatientSupportAngle')} is missing from the first control point and "
+                     "from every later one (it is required in the first, PS3.3 C.8.8.25), so the couch angle is "
+                     "unknown: taking it as 0 would compute a couch-kicked (non-coplanar) beam from another "
+                     "direction; the plan is damaged (a stripped tag), export it again from the planning system")
+        no_tilt = [kw for kw in ("TableTopPitchAngle", "TableTopRollAngle")
+                   if cps[0].get(kw, None) in (None, "")]
+        if no_tilt:
+            untilted.append(f"{num}")
+            untilted_kws.update(no_tilt)
         if len(angles_seen) > 1:
             raise _e(f"{where}: gantry/couch/table-top eccentric angles change between control points "
                      f"{sorted(angles_seen)} (deg, as -180 to 180); arc delivery is not supported")
@@ -861,11 +877,16 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
             number=num, name=str(b.get("BeamName", "") or ""), machine=str(b.get("TreatmentMachineName", "") or ""),
             radiation_type=rad, scan_mode=scan, primary_dosimeter_unit=unit, beam_meterset=bm,
             final_cumulative_meterset_weight=fcmw, gantry_angle_deg=float(state["gantry"]),
-            couch_angle_deg=float(state["couch"] or 0.0), isocenter_mm=np.asarray(state["iso"], float),
+            couch_angle_deg=float(state["couch"]), isocenter_mm=np.asarray(state["iso"], float),
             patient_position=pos, virtual_source_axis_distances_mm=vsad, snout_id=snout_id,
             snout_position_mm=state["snout"], range_shifter_ids=rs_ids, layers=layers,
             treatment_delivery_type=str(b.get("TreatmentDeliveryType", "TREATMENT") or "TREATMENT"),
             table_top_eccentric_angle_deg=float(state["ecc"]), bolus_roi_numbers=boli))
+    if untilted:   # OpenTPS writes neither; Eclipse and RayStation write 0 (tests/data/dicom)
+        warn(f"{src}: beam(s) {', '.join(untilted)}: {' and '.join(attribute_name(k) for k in sorted(untilted_kws))} "
+             "missing from the first control point (required there, PS3.3 C.8.8.25; OpenTPS leaves them out): "
+             "taken as 0, a flat table top; if the plan tilts the couch, export it again with the angles",
+             McprotonWarning)
     if not beams:
         raise _e(f"{src}: the plan has no treatment beam (every beam's TreatmentDeliveryType is a set-up or "
                  "verification one); give the plan that holds the treatment beams")
@@ -917,6 +938,59 @@ def gantry_to_lps_matrix(gantry_deg: float, couch_deg: float, patient_position: 
 def beam_direction_lps(gantry_deg: float, couch_deg: float, patient_position: str = "HFS") -> np.ndarray:
     """Unit vector of the central beam axis (source -> isocentre) in LPS."""
     return -gantry_to_lps_matrix(gantry_deg, couch_deg, patient_position)[:, 2]
+
+
+#: the words for travelling along +x, +y, +z of LPS (and, swapped, along -x, -y, -z)
+_LPS_WORDS = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
+
+
+def direction_words(direction_lps) -> str:
+    """Where a beam travels in the patient, in words: each LPS component of at least 0.01, largest first, as
+    "from -> to" with its size below 1 ("anterior -> posterior 0.71, left -> right 0.50, superior -> inferior 0.50")."""
+    d = np.asarray(direction_lps, float)
+    parts = []
+    for k in np.argsort(-np.round(np.abs(d), 4), kind="stable"):   # equal sizes in x, y, z order
+        if abs(d[k]) >= 0.01:
+            a, b = _LPS_WORDS[k] if d[k] > 0 else _LPS_WORDS[k][::-1]
+            parts.append(f"{a} -> {b}" + (f" {abs(d[k]):.2f}" if abs(d[k]) < 0.9995 else ""))
+    return ", ".join(parts)
+
+
+def _g(v) -> str:
+    return "not given" if v is None else f"{v:g}"
+
+
+def beam_geometry(meta: dict | None) -> dict:
+    """Where a plan's beam (``plan_to_beams``: its ``meta``) points in the room and in the patient, for the records
+    of a run (its JSON summary, the HDF5 provenance's ``beam`` / ``summed_beams``, ``--check-config``): gantry,
+    couch and table-top eccentric angles (deg), patient position, isocentre (mm, LPS), the central axis's direction
+    in LPS and in words, and the range shifter(s) its layers carry (id, material, physical and water-equivalent
+    thickness, distance from the isocentre to the downstream face, mm), and ``geometry``: all of it in one line.
+    A reader checks a non-coplanar plan's couch kicks here (a beam named "Field 1" may be a vertex field).  {} for
+    a beam that is not a plan's (a config's [beam] gives its direction itself)."""
+    meta = meta or {}
+    if "gantry_angle_deg" not in meta or "beam_direction" not in meta:
+        return {}
+    d = [round(float(v), 4) + 0.0 for v in meta["beam_direction"]]   # + 0.0: no -0.0
+    iso = [round(float(v), 2) + 0.0 for v in meta.get("isocenter_mm", (np.nan,) * 3)]
+    angles = {k: round(float(meta.get(k, 0.0)), 4) + 0.0
+              for k in ("gantry_angle_deg", "couch_angle_deg", "table_top_eccentric_angle_deg")}
+    shifters = [{"id": str(rid), "material": str(v.get("material", "")),
+                 "thickness_mm": round(float(v.get("thickness_mm", 0.0)), 3),
+                 "wet_mm": None if v.get("wet_mm") is None else round(float(v["wet_mm"]), 3),
+                 "isocenter_distance_mm": (None if v.get("isocenter_distance_mm") is None
+                                           else round(float(v["isocenter_distance_mm"]), 2))}
+                for rid, v in (meta.get("range_shifters") or {}).items()]
+    words = direction_words(d)
+    rs = ("; range shifter " + ", ".join(
+        f"{r['id']} ({r['material'] or 'material not given'} {r['thickness_mm']:g} mm, WET {_g(r['wet_mm'])} mm, "
+        f"downstream face {_g(r['isocenter_distance_mm'])} mm from the isocentre)" for r in shifters)
+        if shifters else "; no range shifter")
+    line = (f"gantry {angles['gantry_angle_deg']:g}, couch {angles['couch_angle_deg']:g}, table-top eccentric "
+            f"{angles['table_top_eccentric_angle_deg']:g} deg; {meta.get('patient_position') or 'HFS'}; isocentre "
+            f"({', '.join(f'{v:g}' for v in iso)}) mm; direction ({', '.join(f'{v:g}' for v in d)}) LPS, {words}{rs}")
+    return {**angles, "patient_position": str(meta.get("patient_position") or "HFS"), "isocenter_mm": iso,
+            "direction_lps": d, "direction_words": words, "range_shifters": shifters, "geometry": line}
 
 
 def _bk_range_cm(e_mev):

@@ -17,6 +17,7 @@ from .._kernels.source import source_hash
 from ..geometry import VoxelGeometry
 from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max, weight_sum_of
 from .._io.errors import McprotonRuntimeWarning, warn
+from .._io.rtplan import beam_geometry
 
 #: the keys of a plan beam's ``meta`` (mcproton/_io/rtplan.py plan_to_beams) that a result keeps in its
 #: ``provenance["beam"]`` (a sum: ``provenance["summed_beams"]``): what its RT Dose holds (rtdose.dose_contents), and
@@ -248,6 +249,8 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
     led["imbalance_rel"] = (e_in - out_e) / e_in if e_in > 0 else 0.0
     pps = n / wall_s if wall_s > 0 else float("nan")
     b = sim.backend
+    slabs = list({(r.id, r.material if isinstance(r.material, str) else id(r.material), r.thickness_mm): r
+                  for r in (s.range_shifter for s in sim.beam.spots) if r is not None}.values())
     prov = {
         "package": "mcproton", "version": __version__,
         "kernel_hash": source_hash("transport.cu"),
@@ -262,16 +265,18 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         # which overrides those were (ROI, material, density, how chosen, voxels), where a structure set was applied
         **({"struct_overrides_applied": list(g.struct_overrides)} if getattr(g, "struct_overrides", None) is not None
            else {}),
-        # each distinct shifter once (a planned field's spots each carry a slab of their own, with one material)
-        "range_shifters": sorted({f"{r.id or '?'}: {r.material_name} {r.thickness_mm:.2f} mm" for r in
-                                  {(r.id, r.material if isinstance(r.material, str) else id(r.material),
-                                    r.thickness_mm): r for r in (s.range_shifter for s in sim.beam.spots)
-                                   if r is not None}.values()}),
+        # each distinct shifter once (a planned field's spots each carry a slab of their own, with one material);
+        # a sum of beams: every beam's (sum_results), and each beam's own in its summed_beams item
+        "range_shifters": sorted({f"{r.id or '?'}: {r.material_name} {r.thickness_mm:.2f} mm" for r in slabs}),
         "range_shifter_model": sim.beam.meta.get("range_shifter_model", "transport"),
-        # with the beam's plan keys (an RT Ion Plan's), from which write_result_rtdose tells what the dose holds
+        # with the beam's plan keys (an RT Ion Plan's), from which write_result_rtdose tells what the dose holds, and
+        # where a plan's beam points (angles, position, isocentre, direction, its shifters: rtplan.beam_geometry)
         "beam": {"name": sim.beam.name, "spots": len(sim.beam.spots),
                  "total_protons": sim.beam.total_protons,
-                 **{k: sim.beam.meta[k] for k in PLAN_META_KEYS if k in (sim.beam.meta or {})}},
+                 **{k: sim.beam.meta[k] for k in PLAN_META_KEYS if k in (sim.beam.meta or {})},
+                 "range_shifters": [{"id": r.id, "material": r.material_name, "thickness_mm": round(r.thickness_mm, 3)}
+                                    for r in slabs],
+                 **beam_geometry(sim.beam.meta)},
         "wall_s": wall_s, "protons_per_second": pps,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(), "python": platform.python_version(), "numpy": np.__version__,
@@ -588,6 +593,8 @@ def sum_results(results: Iterable[DoseResult]) -> DoseResult:
     prov.update({"primaries": n, "wall_s": wall, "protons_per_second": pps, "normalisation": norm,
                  "summed_beams": [r.provenance.get("beam", {}) for r in results],
                  "summed_primaries": [r.primaries for r in results]})
+    # every beam's shifters: results[0]'s alone said "none" for a plan whose first beam has none (audit 17 F2)
+    prov["range_shifters"] = sorted({x for r in results for x in r.provenance.get("range_shifters", [])})
     prov.pop("beam", None)
     prov.pop("beam_index", None)
     prov.pop("next_history", None)   # of beam 1 only; each beam's is its primaries (summed_primaries)

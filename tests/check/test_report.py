@@ -772,3 +772,28 @@ def test_maps_outline_the_targets_and_oars_and_say_the_patient_directions(report
     assert _main_axes(beam)[0].get_xlabel().endswith(("+left)", "+posterior)")) and beam.legends
     hist = _main_axes(figure_builders(res, "histograms")["histograms"]())[0]
     assert "the search's distance steps" in hist.get_xlabel()
+
+
+@pytest.mark.parametrize("direction, words", [
+    ((-0.5, 0.70711, -0.5), "in the plane x = 0.0 mm, which the beam crosses at 30 deg (no axis-aligned plane holds "
+                            "it: a section across the beam, not its track)"),   # HFS gantry 45, couch 315
+    ((1.0, 0.0, 0.0), "in the plane y = 0.0 mm, which holds the beam"),
+])
+def test_the_beam_figure_says_which_plane_it_shows_and_whether_it_holds_the_beam(direction, words):
+    """Audit 17 "noncoplanar" F4: an oblique non-coplanar beam, which no axis-aligned plane holds, was drawn in the
+    plane closest to holding it (x, crossed at 30 deg: a triangle of dose) under the alt text "in the plane holding
+    the beam"; the alt text and the panels' titles now name the plane and the angle at which the beam crosses it."""
+    from types import SimpleNamespace
+
+    from mcproton._check.report import _alt, _beam_plane
+
+    axes = tuple(np.arange(n, dtype=float) * 2.0 - n for n in (20, 20, 20))   # z, y, x (mm), 0 is a voxel centre
+    dose = np.ones((20, 20, 20))
+    res = SimpleNamespace(inputs=SimpleNamespace(beams={}), body_zyx=np.ones(dose.shape, bool), tps_gy_zyx=dose,
+                          mc_gy_zyx=dose, axes_zyx=axes, ranges={1: {}}, gamma={}, dose_difference={},
+                          mc=SimpleNamespace(beam_meta={1: {"isocenter_mm": [0.0, 0.0, 0.0],
+                                                            "beam_direction": direction}}))
+    alt = _alt(res, "beam_1")
+    assert words in alt and "plane holding the beam" not in alt
+    oblique = "crosses" in words
+    assert _beam_plane(res, 1)[0] == ("x = 0.0 mm, crossed by the beam at 30 deg" if oblique else "y = 0.0 mm")

@@ -110,6 +110,24 @@ def test_provenance_names_the_shifter_model_and_slabs():
     assert r.provenance["range_shifter_model"] == "energy_only" and r.provenance["range_shifters"] == []
 
 
+def test_a_sum_of_beams_names_every_beams_shifter():
+    """sum_results took the provenance of the first beam's result, so a plan whose first beam has no shifter said
+    range_shifters = [] for a dose that holds one (audit 17 "noncoplanar" F2): the union, in either order, and each
+    beam's own in its summed_beams item."""
+    from mcproton.run import sum_results
+
+    g = _geometry()
+    s = RunSettings(primaries=200, seed=1, backend="cpu", batches=2)
+    bare = simulate(g, Beam([Spot(E0, position_mm=(0.0, 0.0, -PLANE_MM))], name="bare"), s, beam_index=0)
+    with_rs = simulate(g, Beam([Spot(E0, position_mm=(0.0, 0.0, -PLANE_MM), range_shifter=_slab(100.0))],
+                               name="rs"), s, beam_index=1)
+    for results in ([bare, with_rs], [with_rs, bare]):
+        p = sum_results(results).provenance
+        assert p["range_shifters"] == ["RS: pmma 30.00 mm"]
+        per_beam = {b["name"]: b["range_shifters"] for b in p["summed_beams"]}
+        assert per_beam == {"bare": [], "rs": [{"id": "RS", "material": "pmma", "thickness_mm": 30.0}]}
+
+
 def test_real_plan_with_range_shifter_end_to_end(backend):
     """The Eclipse head-phantom plan (RS_5CM IN, DCPT model: 49.6 mm polycarbonate 275.5 mm from the isocentre)
     on a water box around the isocentre: every proton crosses the slab (the ledger's shifter entry), the energy

@@ -337,3 +337,19 @@ def test_reading_a_ct_holds_about_its_volume(tmp_path, slope):
     np.testing.assert_array_equal(ct.hu_zyx, hu.astype(np.float64) * slope if slope != 1 else hu)
     print(f"peak {peak / ct.hu_zyx.nbytes:.2f} x the volume")
     assert peak < 1.7 * ct.hu_zyx.nbytes, f"{peak / ct.hu_zyx.nbytes:.2f} x the volume"
+
+
+@pytest.mark.parametrize("iop", [[0, -1, 0, 1, 0, 0], [0, 1, 0, -1, 0, 0], [0, 1, 0, 1, 0, 0]])
+def test_an_axial_series_turned_in_plane_is_told_to_rotate_not_reformat(tmp_path, iop):
+    """A decubitus CT as the scanner writes it (HFDL: rows along the patient's y, [0, -1, 0, 1, 0, 0]) is axial; it
+    was refused as "not axial ... reformat to axial slices", a step the user cannot take (audit 17 "noncoplanar"
+    F5).  The message now says it is axial and that an in-plane rotation to [1, 0, 0, 0, 1, 0] is what is needed."""
+    for p in _series(tmp_path):
+        ds = pydicom.dcmread(p)
+        ds.ImageOrientationPatient = iop
+        ds.save_as(p)
+    with pytest.raises(DicomInputError, match=r"is axial \(slices across z\), but its rows run along y and its "
+                                              r"columns along x, as a scanner writes a decubitus") as exc:
+        load_ct_series(tmp_path)
+    msg = str(exc.value)
+    assert "rotate the slices in their plane" in msg and "[1, 0, 0, 0, 1, 0]" in msg and "not axial" not in msg

@@ -371,7 +371,7 @@ def test_a_range_shifter_that_moves_during_a_beam_is_refused(tmp_path):
 def test_the_real_plans_read_as_before():
     """Every real plan of tests/data/dicom reads with the new rules, without a warning about them (the OpenTPS plans
     are read by tests/check/test_check_opentps.py)."""
-    new = ("beam-limiting", "bolus", "set-up beam", "not a treatment beam")
+    new = ("beam-limiting", "bolus", "set-up beam", "not a treatment beam", "TableTop", "PatientSupportAngle")
     for p in [*DATA.glob("R[NP]_*.dcm"), DATA / "aptg_check" / "RP_plan03.dcm",
               DATA / "aptg_plan03" / "ramped_2Gy_ver2_full.dcm"]:
         plan, said = _load(p)
@@ -401,3 +401,41 @@ def test_check_warns_about_a_bolus_unless_its_override_is_applied(tmp_path):
         roi = rf"ROI number {n} '{re.escape(name)}'" if struct else rf"ROI number {n}"
         with pytest.warns(McprotonWarning, match=rf"{roi}\), but no RT Struct's material overrides"):
             _warn_boli(SimpleNamespace(plan=plan, struct_path=struct, ct_dir="ct"), how)
+
+
+# ------------------------------------------------------------- audit 17 (noncoplanar) F1: couch and table-top angles
+def _drop(*keywords):
+    """An edit that deletes ``keywords`` from every control point of every beam."""
+    def fn(ds):
+        for b in ds.IonBeamSequence:
+            for cp in b.IonControlPointSequence:
+                for kw in keywords:
+                    if kw in cp:
+                        delattr(cp, kw)
+    return fn
+
+
+def test_a_plan_without_any_couch_angle_is_refused(tmp_path):
+    """PatientSupportAngle is 1C in the first control point (PS3.3 C.8.8.25) and every planning system here writes
+    it; a plan without it anywhere was run at couch 0, so a vertex field (couch 90) went in laterally, silently."""
+    with pytest.raises(DicomInputError, match=r"beam 1 \(.*\): PatientSupportAngle \(300A,0122\) is missing from the "
+                                              r"first control point and from every later one .* export it again"):
+        load_rtplan(_edit(QA4, tmp_path, _drop("PatientSupportAngle")))
+
+
+def test_missing_table_top_pitch_and_roll_are_taken_as_flat_with_a_warning(tmp_path):
+    """TableTopPitchAngle and TableTopRollAngle (1C in the first control point) left out, as OpenTPS writes its
+    plans: read as 0 (a flat table top), with one warning for the plan naming the beams and both angles."""
+    plan, said = _load(_edit(QA4, tmp_path, _drop("TableTopPitchAngle", "TableTopRollAngle")))
+    assert len(plan.beams) == 4
+    told = [m for m in said if "TableTopPitchAngle (300A,0140) and TableTopRollAngle (300A,0144) missing" in m]
+    assert len(told) == 1 and "beam(s) 1, 2, 3, 4" in told[0] and "taken as 0" in told[0], said
+
+
+def test_the_opentps_plan_reads_its_couch_and_warns_of_the_flat_table_top():
+    """The OpenTPS export (no TableTopPitchAngle, TableTopRollAngle or TableTopEccentricAngle, PatientSupportAngle
+    0.0) still reads; the warning names the two tilt angles, not the eccentric angle that no exporter writes."""
+    plan, said = _load(DATA / "opentps_box100" / "RP.dcm", patient_position="HFS")
+    assert plan.beams[0].couch_angle_deg == 0.0
+    assert [m for m in said if "TableTopPitchAngle" in m and "TableTopRollAngle" in m]
+    assert not [m for m in said if "Eccentric" in m or "PatientSupportAngle" in m]

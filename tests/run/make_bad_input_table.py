@@ -173,6 +173,9 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "is not a spot tune"),
     ("plan whose spots all miss the phantom (IsocenterPosition z = 2000 mm; before: told to check beam.position_mm, "
      "a key of [beam])", [], PLAN.replace('"RP.dcm"', '"RP_far.dcm"'), "IsocenterPosition"),
+    ("PatientSupportAngle missing from every control point (a stripped tag), since 2026-12-06 (before: run at couch 0 "
+     "without a word, a couch-kicked beam from another direction)", [], PLAN.replace('"RP.dcm"', '"RP_NOCOUCH.dcm"'),
+     "PatientSupportAngle (300A,0122) is missing from the first control point"),
     # issue 17: nothing is ever destroyed
     ("--out equal to the config file", ["--out", "@cfg"], None, "config file"),
     ("--out equal to the RT Ion Plan", ["--out", "@tmp/RP.dcm"], PLAN, "plan.rtplan"),
@@ -253,10 +256,18 @@ def _isocentre_far(ds) -> None:
     ds.IonBeamSequence[0].IonControlPointSequence[0].IsocenterPosition = [0.0, -25.0, 2000.0]
 
 
+def _no_couch_angle(ds) -> None:
+    for b in ds.IonBeamSequence:
+        for cp in b.IonControlPointSequence:
+            if "PatientSupportAngle" in cp:
+                del cp.PatientSupportAngle
+
+
 #: plan file named in a case's config -> (the real plan of tests/data/dicom it is made from, the change)
 PLAN_VARIANTS = {"RP_GTR4.dcm": ("RP_plan05.dcm", _machine_gtr4), "RP_E250.dcm": ("RP_plan05.dcm", _energy_250),
                  "RP_far.dcm": ("RP_plan05.dcm", _isocentre_far), "RP_MLC.dcm": ("RP_plan05.dcm", _mlc_slit),
                  "RP_SCATTERER.dcm": ("RP_plan05.dcm", _scatterer),
+                 "RP_NOCOUCH.dcm": ("RP_plan05.dcm", _no_couch_angle),
                  "RP_RS_RETRACTED.dcm": ("RP_plan06_rs.dcm", _retracted)}
 
 

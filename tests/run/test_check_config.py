@@ -289,3 +289,59 @@ def test_check_config_without_out_takes_the_rtdose_given(tmp_path, capsys, no_tr
     assert "give --rtdose (or output.rtdose) too" in capsys.readouterr().err
     assert main(["run", str(cfg), "--check-config", "--rtdose", str(tmp_path / "RP.dcm")]) == 2
     assert "writing it would destroy an input" in capsys.readouterr().err
+
+
+def _couch_kicked_plan06(tmp_path, gantry=90.0, couch=90.0):
+    """RayStation plan06 (RS_3CM IN) turned to gantry ``gantry``, couch ``couch``: a non-coplanar field."""
+    import pydicom
+
+    ds = pydicom.dcmread(ROOT / "tests" / "data" / "dicom" / "RP_plan06_rs.dcm")
+    cp0 = ds.IonBeamSequence[0].IonControlPointSequence[0]
+    cp0.GantryAngle, cp0.PatientSupportAngle = gantry, couch
+    ds.save_as(tmp_path / "RP.dcm")
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(PLAN)
+    return cfg
+
+
+def test_check_config_says_where_each_beam_points_and_names_its_shifter(tmp_path, capsys, no_transport):
+    """One line per beam: angles, position, isocentre, direction in LPS and in words, the range shifter and its
+    distance (audit 17 "noncoplanar" F3: nothing told a vertex field from a lateral one); the layer table's header
+    said "without a range shifter" for a beam that has RS_3CM."""
+    assert main(["run", str(_couch_kicked_plan06(tmp_path)), "--check-config"]) == 0, capsys.readouterr().err
+    beam = json.loads(capsys.readouterr().out)["beams"][0]
+    line = beam["geometry"]
+    assert line.startswith("gantry 90, couch 90, table-top eccentric 0 deg; HFS; isocentre (")
+    assert "direction (0, 0, 1) LPS, inferior -> superior; range shifter RS_3CM (" in line
+    assert "downstream face " in line and "mm from the isocentre)" in line and "not given" not in line
+    assert "without this beam's range shifter RS_3CM" in beam["layer_table"][0]
+    assert "isocentre without a range shifter:" not in beam["layer_table"][0]
+
+
+def test_the_run_records_where_each_beam_points(tmp_path, capsys):
+    """The JSON summary's beams and the HDF5 provenance's beam: gantry, couch, eccentric angle, position, isocentre,
+    direction and shifters (beam_geometry), the same in both."""
+    import h5py
+
+    cfg = _couch_kicked_plan06(tmp_path)
+    out = tmp_path / "o.h5"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-checkpoint", "--allow-empty",
+                 "--set", "run.primaries=200", "--set", "output.plot=false"]) == 0, capsys.readouterr().err
+    beam = json.loads(capsys.readouterr().out)["beams"][0]
+    assert (beam["gantry_angle_deg"], beam["couch_angle_deg"], beam["table_top_eccentric_angle_deg"]) == (90, 90, 0)
+    assert beam["patient_position"] == "HFS" and beam["direction_lps"] == [0.0, 0.0, 1.0]
+    assert len(beam["isocenter_mm"]) == 3 and [r["id"] for r in beam["range_shifters"]] == ["RS_3CM"]
+    assert beam["range_shifters"][0]["isocenter_distance_mm"] > 0
+    with h5py.File(out) as f:
+        prov = json.loads(f["provenance"].attrs["beam"])
+    assert {k: prov[k] for k in beam if k != "name"} == {k: v for k, v in beam.items() if k != "name"}
+
+
+def test_direction_words_of_an_oblique_non_coplanar_beam():
+    """HFS gantry 45, couch 315 (audit 17): every LPS component named, largest first, with its size."""
+    from mcproton._io.rtplan import beam_direction_lps, direction_words
+
+    d = beam_direction_lps(45.0, 315.0, "HFS")
+    assert d == pytest.approx([-0.5, 0.70711, -0.5], abs=1e-4)
+    assert direction_words(d) == "anterior -> posterior 0.71, left -> right 0.50, superior -> inferior 0.50"
+    assert direction_words([0.0, 0.0, -1.0]) == "superior -> inferior"
