@@ -2,7 +2,7 @@
 structure set's ROI material overrides), the plan's beams, one run per beam through the job driver of
 ``mcproton run`` (mcproton/_run/job.py), and the dose placed on the TPS dose grid.
 
-Grid.  The transport grid is the CT grid in blocks of whole CT voxels no larger than the TPS dose spacing
+Grid.  The transport grid is the CT grid in blocks of whole CT voxels within the TPS dose spacing (or nearest to it)
 (:func:`mcproton.geometry.resample_blocks`, which keeps the water-equivalent path).  When the block centres
 coincide with the TPS voxel centres (same spacing, origin offset by whole voxels) the MC dose is taken as it
 is; otherwise it is interpolated trilinearly to the TPS voxel centres (a smoothing of at most one voxel,
@@ -172,14 +172,26 @@ def phantom_ct_from_struct(struct_path: str | Path, ref: TPSDose, out_dir: str |
 #: blocks for a 2 mm TPS grid on a 1.3 mm CT, and the R80 differences read -0.26 mm (median, p5..p95 -0.43..-0.12)
 #: where the MC matched the TPS dose exactly (grids audit F4).  5 %: a 1.02 mm CT still gives 2.04 mm blocks for 2 mm.
 BLOCK_OVERSIZE_TOL = 0.05
+#: ... but a block no finer than this fraction of the TPS voxel: finer blocks hold fewer protons each, and the run
+#: stops at its target uncertainty per MC voxel, so 1.3 mm blocks for a 2 mm grid would cost (2.6 / 1.3)^2 = 4 x the
+#: primaries on a CT of 1.3 mm pixels for 0.26 mm of R80.  Below it the nearest whole number is taken (coarser than
+#: the TPS voxel), and the grid note (coarser_grid_note) says what that does to the range differences.
+BLOCK_MIN_FRACTION = 0.75
 
 
 def block_factors_for(tps_voxel_mm: Sequence[float], ct_voxel_mm: Sequence[float]) -> list[int]:
     """The MC blocks' size in CT voxels along x, y, z for a TPS grid of ``tps_voxel_mm`` on a CT of ``ct_voxel_mm``:
-    the most CT voxels whose length is at most the TPS voxel's (+ BLOCK_OVERSIZE_TOL), at least 1 (a CT voxel
-    larger than the TPS voxel stays one voxel: said in the check's grid note, to_tps_grid)."""
-    return [max(1, int(np.floor(float(t) * (1 + BLOCK_OVERSIZE_TOL) / float(c)))) for t, c in
-            zip(tps_voxel_mm, ct_voxel_mm)]
+    the most CT voxels whose length is at most the TPS voxel's (+ BLOCK_OVERSIZE_TOL), at least 1, unless that block
+    is finer than BLOCK_MIN_FRACTION of the TPS voxel: then the nearest whole number (a block coarser than the TPS
+    voxel, or the CT's own voxel where it is larger: said in the check's grid note, to_tps_grid)."""
+    out = []
+    for t, c in zip(tps_voxel_mm, ct_voxel_mm):
+        t, c = float(t), float(c)
+        n = max(1, int(np.floor(t * (1 + BLOCK_OVERSIZE_TOL) / c)))
+        if n * c < BLOCK_MIN_FRACTION * t:
+            n = max(1, int(np.rint(t / c)))
+        out.append(n)
+    return out
 
 
 def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: dict | None = None, *,
@@ -322,14 +334,15 @@ def to_tps_grid(dose_zyx: np.ndarray, geometry: Any, ref: TPSDose, *,
 
 def coarser_grid_note(mc_voxel_mm: Sequence[float], tps_voxel_mm: Sequence[float]) -> str:
     """What the grid note says where an MC voxel is larger than the TPS voxel along an axis (by more than
-    BLOCK_OVERSIZE_TOL; the CT's own voxel is, as block_factors_for gives no larger blocks): the MC's voxel averages
-    pull a distal falloff along that axis in (grids audit F4: 2.6 mm against 2 mm read R80 -0.26 mm); "" otherwise."""
+    BLOCK_OVERSIZE_TOL: the CT's own voxel, or a block of the nearest whole number, block_factors_for): the MC's voxel
+    averages pull a distal falloff along that axis in (grids audit F4: 2.6 mm against 2 mm read R80 -0.26 mm); ""
+    otherwise."""
     axes = [(ax, float(m), float(t)) for ax, m, t in zip("xyz", mc_voxel_mm, tps_voxel_mm)
             if float(m) > float(t) * (1 + BLOCK_OVERSIZE_TOL)]
     if not axes:
         return ""
     said = ", ".join(f"{ax} ({m:g} mm against {t:g} mm)" for ax, m, t in axes)
-    return (f"; the MC grid is coarser than the TPS grid along {said}, the CT's own voxels: its voxel averages pull a "
+    return (f"; the MC grid is coarser than the TPS grid along {said}: its voxel averages pull a "
             "distal dose falloff along that axis in, so the range (R80) differences of beams along it read short by "
             "a few tenths of a mm (-0.26 mm for 2.6 mm against 2 mm)")
 

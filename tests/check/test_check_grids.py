@@ -79,22 +79,25 @@ def test_a_tps_grid_offset_by_half_a_ct_voxel_and_beyond_the_ct(ct):
     assert out[1:-1, 1:-1, 1:-1] == pytest.approx(np.ones((nz + 1, ny + 1, nx + 1)), abs=1e-12)
 
 
-def test_the_mc_blocks_are_no_larger_than_the_tps_voxels(tmp_path):
+def test_the_mc_blocks_are_within_the_tps_voxels_unless_much_finer(tmp_path):
     """F4: the blocks were the nearest whole number of CT voxels, so a 2 mm TPS grid on a 1.3 mm CT got 2.6 mm blocks,
     whose averaging read the R80 differences -0.26 mm where the MC matched the TPS dose.  Now the most CT voxels
-    within the TPS voxel (+ 5 %): 1.3 mm there; 2.04 mm for 2 mm on 1.02 mm; 2.6 mm for 2.5 mm (4 % larger); the
-    CT's own voxel where it is larger than the TPS's, which the grid note then names."""
+    within the TPS voxel (+ 5 %): 2.04 mm for 2 mm on 1.02 mm; 2.6 mm for 2.5 mm (4 % larger); 1.8 mm for 2 mm on
+    0.9 mm (nearest: the same); but not finer than 3/4 of the TPS voxel (the cost: the run stops at its uncertainty per
+    MC voxel), so 1.3 mm pixels for 2 mm keep the nearest, 2.6 mm, and 1.17 mm pixels for 3 mm get 2.34 mm (nearest:
+    3.51 mm); the CT's own voxel where it is larger than the TPS's.  The grid note names each coarser axis."""
     from mcproton._check.compute import coarser_grid_note
     from mcproton._io.ct import write_ct_series
 
-    assert block_factors_for((2.0, 2.0, 2.0), (0.9, 1.3, 2.5)) == [2, 1, 1]     # nearest: [2, 2, 1]
+    assert block_factors_for((2.0, 2.0, 2.0), (0.9, 1.3, 2.5)) == [2, 2, 1]     # 1.3 mm would be 0.65 of 2 mm
+    assert block_factors_for((3.0, 3.0, 2.0), (1.17, 1.17, 2.0)) == [2, 2, 1]   # nearest: [3, 3, 1]
     assert block_factors_for((2.0, 3.0, 2.5), (1.02, 0.977, 1.3)) == [2, 3, 2]
     assert block_factors_for((2.0, 2.0, 2.0), (2.0, 1.0, 0.6666666)) == [1, 2, 3]   # exact multiples stay
     hu = np.full((6, 10, 12), -1000, np.int16)
     hu[:, 2:8, 2:10] = 0
     write_ct_series(hu, (0.9, 1.3, 2.5), (-23.37, 11.11, -40.13), tmp_path / "ct")
     g, _, _ = build_geometry(tmp_path / "ct", "schneider2000", _ref((4, 4, 4), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0)))
-    assert g.voxel_size_mm == pytest.approx((1.8, 1.3, 2.5))
-    assert coarser_grid_note((1.8, 1.3, 2.5), (2.0, 2.0, 2.5)) == ""
-    note = coarser_grid_note((1.8, 1.3, 2.5), (2.0, 2.0, 2.0))   # the CT's 2.5 mm slices against 2 mm
-    assert "coarser than the TPS grid along z (2.5 mm against 2 mm)" in note and "R80" in note
+    assert g.voxel_size_mm == pytest.approx((1.8, 2.6, 2.5))
+    assert coarser_grid_note((1.8, 1.9, 2.5), (2.0, 2.0, 2.5)) == ""
+    note = coarser_grid_note((1.8, 2.6, 2.5), (2.0, 2.0, 2.0))   # 2 x 1.3 mm and the CT's 2.5 mm slices against 2 mm
+    assert "coarser than the TPS grid along y (2.6 mm against 2 mm), z (2.5 mm against 2 mm)" in note and "R80" in note
