@@ -12,6 +12,7 @@ import numpy as np
 
 from ..geometry import VoxelGeometry
 from ..planning import DEFAULT_BEAM_MODEL, DEFAULT_RS_AIR_GAP_MM, Plan, gantry_direction, optimise_plan
+from ..planning.optimiser import ITERATIONS
 from .generator import INTRACRANIAL
 
 
@@ -102,7 +103,7 @@ def _machine_spec(beam_model, range_shifter, rs_air_gap_mm) -> dict:
 def posterior_fossa_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float = 1.8,
                          gantry_deg: Sequence[float] = (180.0, 140.0, 220.0), sigma_air_mm: float = 4.0,
                          layer_spacing_mm: float = 4.0, target: np.ndarray | None = None,
-                         iterations: int = 400, max_points: int = 6000, beam_model=DEFAULT_BEAM_MODEL,
+                         iterations: int = ITERATIONS, max_points: int = 6000, beam_model=DEFAULT_BEAM_MODEL,
                          range_shifter: str | None = "auto",
                          rs_air_gap_mm: float = DEFAULT_RS_AIR_GAP_MM) -> Plan:
     """Posterior-fossa (medulloblastoma tumour-bed) boost: PA + two posterior-oblique fields (IEC gantry 180, 140,
@@ -125,7 +126,7 @@ def craniospinal_plan(geometry: VoxelGeometry, *, prescription_gy_rbe: float = 1
                       cranial_gantry_deg: Sequence[float] = (150.0, 210.0), sigma_air_mm: float = 8.0,
                       spot_spacing_mm: float = 6.0, layer_spacing_mm: float = 6.0,
                       max_spine_field_mm: float = 300.0,
-                      overlap_mm: float = 50.0, iterations: int = 300, max_points: int = 5000,
+                      overlap_mm: float = 50.0, iterations: int = ITERATIONS, max_points: int = 5000,
                       spine_layer_spacing_mm: float | None = None, voxel_average_samples: int = 5,
                       keep_spine_points: bool = True, beam_model=DEFAULT_BEAM_MODEL,
                       range_shifter: str | None = "auto", rs_air_gap_mm: float = DEFAULT_RS_AIR_GAP_MM,

@@ -61,7 +61,7 @@ def test_skin_distance_reuses_the_tissue_centres_and_sees_changes():
 
 
 def _box_problem():
-    """A single field on a water box, 6 mm spot grid: 640 points, 200 spots (the Gram-matrix path)."""
+    """A single field on a water box, 6 mm spot grid: 640 points, 200 spots."""
     from mcproton.geometry import box_phantom
 
     g = box_phantom("water", (60, 60, 120), 3.0)
@@ -76,7 +76,8 @@ def _box_problem():
 
 
 def _fista_reference(A, b, iterations, x0=None):
-    """optimise_weights as it was before the refit took the Gram block (unweighted case), line for line."""
+    """optimise_weights as it was before 2026-12-06 (FISTA, unweighted case), line for line: the reference
+    that the L-BFGS-B optimiser must beat."""
     A = np.asarray(A, np.float32)
     n_pts, n_sp = A.shape
     bw = np.broadcast_to(np.asarray(b, np.float64), (n_pts,)).astype(np.float64).astype(np.float32)
@@ -105,57 +106,64 @@ def _fista_reference(A, b, iterations, x0=None):
     return x.astype(np.float64) / scale
 
 
-def test_optimise_weights_is_unchanged_bit_for_bit():
+def _objective(A, x, b=1.0):
+    return float(np.sum((A.astype(np.float64) @ x - b) ** 2))
+
+
+def test_lbfgsb_beats_the_former_fista_with_fewer_products():
+    """The optimiser since 2026-12-06 (L-BFGS-B) against FISTA as it was (kept above line for line): at its default
+    iterations a lower objective with fewer matrix products (FISTA: 30 + 1 power-iteration products and one
+    per iteration, each A^T A v; L-BFGS-B: two per evaluation).  On this small problem, where FISTA converges,
+    both reach its minimum; 60 L-BFGS-B iterations (68 evaluations) beat 150 of FISTA (0.25685 against 0.25714;
+    FISTA 100: 0.25959)."""
+    from mcproton.planning.optimiser import ITERATIONS, _NNLS
+
     A = _box_problem()
-    x = P.optimise_weights(A, 1.0, iterations=150)
-    assert np.array_equal(x, _fista_reference(A, 1.0, 150))
-    keep = x > 2e-3 * x[x > 0].mean()
-    assert np.array_equal(P.optimise_weights(A[:, keep], 1.0, iterations=75, x0=x[keep]),
-                          _fista_reference(A[:, keep], 1.0, 75, x0=x[keep]))
+    ref = _fista_reference(A, 1.0, 400)
+    nnls = _NNLS(A, 1.0)
+    x = nnls.solve(ITERATIONS)
+    assert np.all(x >= 0)
+    assert 2 * nnls.evaluations < 31 + 400
+    assert _objective(A, x) <= _objective(A, ref) * (1 + 1e-6)
+    few = nnls.solve(60)
+    assert _objective(A, few) <= _objective(A, _fista_reference(A, 1.0, 150))
+    assert P.optimise_weights(A, 1.0).tolist() == x.tolist()      # the public function is the same solver
 
 
-def test_refit_on_the_gram_block_is_the_refit_on_a_new_gram_matrix():
-    """optimise_plan's refit takes the kept spots' block of the first Gram matrix: the same problem up to float32
-    rounding (same objective to 1e-5, weights to 1e-3 of the largest), and the refit improves on the first fit."""
+def test_refit_holds_the_dropped_spots_at_zero_and_improves():
+    """optimise_plan's refit: the dropped spots stay exactly 0 (upper bound 0, no copy of the matrix), and the
+    refit's objective is no worse than the pruned first fit's, and equal to the fit on the kept columns alone."""
     from mcproton.planning.optimiser import _NNLS
 
     A = _box_problem()
-    A64 = A.astype(np.float64)
-
-    def obj(x):
-        return float(np.sum((A64 @ x - 1.0) ** 2))
-
     nnls = _NNLS(A, 1.0)
-    sub_G = nnls.G[:5, :5]
-    Aw = A / np.float32(np.abs(A).max())
-    assert np.allclose(sub_G, (Aw.T @ Aw)[:5, :5], rtol=1e-6, atol=0)
-    x = nnls.solve(400)
-    assert np.array_equal(x, _fista_reference(A, 1.0, 400))          # stage 1 is today's
+    x = nnls.solve(150)
     keep = x > np.quantile(x, 0.2)     # this box keeps every spot by the plan's rule: drop the lowest fifth
     assert 0.7 * keep.size < keep.sum() < keep.size
-    block, fresh = np.zeros_like(x), np.zeros_like(x)
-    block[keep] = nnls.subset(keep).solve(200, x0=x[keep])
-    fresh[keep] = _fista_reference(A[:, keep], 1.0, 200, x0=x[keep])
-    assert obj(block) == pytest.approx(obj(fresh), rel=1e-5)
-    assert np.abs(block - fresh).max() <= 1e-3 * fresh.max()
     pruned = np.where(keep, x, 0.0)
-    assert obj(block) <= obj(pruned)                                  # the refit converges further
-    # the first fit converged: 2.0 % RMS from the single-field SOBP's edges (1.9998 % after 400 iterations,
-    # 2.11 % after 50); without the lowest fifth of the spots the refit does worse, but better than no refit
-    assert np.sqrt(obj(x) / A.shape[0]) < 0.0201
+    refit = nnls.solve(75, x0=pruned, fixed_zero=~keep)
+    assert np.all(refit[~keep] == 0.0) and np.all(refit >= 0)
+    assert _objective(A, refit) <= _objective(A, pruned)
+    alone = np.zeros_like(x)
+    alone[keep] = _NNLS(A[:, keep], 1.0).solve(400, x0=x[keep])
+    assert _objective(A, refit) == pytest.approx(_objective(A, alone), rel=1e-3)
+
+
+def test_zero_matrix_is_refused():
+    with pytest.raises(ValueError, match="dose-influence matrix is zero"):
+        P.optimise_weights(np.zeros((5, 3), np.float32), 1.0)
 
 
 @pytest.mark.slow
 def test_demo_plan_quality_at_2mm():
-    """The demo's plan (2 mm, the Gram path): the model dose on the optimisation points.  Re-measured 2026-12-06 for
-    the medulloblastoma tumour-bed boost CTV (audit 15 F1; 68 mL: 6000 points, the max_points cap, 5908 spots):
-    D95 0.99330, D98 0.98972, D2 1.00957 of the prescription (the 23.6 mL CTV before: 2946 points, 2437 spots,
-    D95 0.99178).  The thresholds catch a weaker optimisation: 300 + 150 iterations gave D95 0.9905, D98 0.9872,
-    D2 1.0119 on the former target."""
+    """The demo's plan (2 mm): the model dose on the optimisation points.  Re-measured 2026-12-06 with L-BFGS-B
+    (150 + 75 iterations): D95 0.99391, D98 0.99064, D2 1.00902 of the prescription, 6083 spots on 6000 points; FISTA
+    (400 + 200) gave D95 0.99330, D98 0.98972, D2 1.00957, 5908 spots, and 300 + 150 FISTA iterations D95 0.9905,
+    D98 0.9872, D2 1.0119 on the former 23.6 mL target.  The thresholds catch a weaker optimisation (L-BFGS-B 100 +
+    50, the refit on a copy of the kept columns: D95 0.9920, D2 1.0114 on the same points)."""
     g = make_head_phantom(5, 2.0, region="head")
     plan = RP.posterior_fossa_plan(g)
     st = plan.model_stats
-    assert st["points"] == 6000 and 5850 <= st["spots"] <= 5970
-    assert st["d95_rel"] >= 0.991 and st["d98_rel"] >= 0.988 and st["d2_rel"] <= 1.011
+    assert st["points"] == 6000 and 5950 <= st["spots"] <= 6200
+    assert st["d95_rel"] >= 0.9930 and st["d98_rel"] >= 0.9895 and st["d2_rel"] <= 1.0100
     assert st["within_5pct"] == 1.0 and abs(st["dmean_rel"] - 1.0) < 1e-3
-    assert plan.total_protons == pytest.approx(2.95726e10, rel=1e-3)
