@@ -49,6 +49,10 @@ class CTImage:
     #: this CT is written in the same orientation (StudyReference.from_ct)
     axis_directions: tuple[int, int, int] = (1, 1, 1)
     slice_files: list[str] = field(default_factory=list)   # the files of the slices read, in slice order
+    #: the scanner's reconstruction circle (x, y, radius; mm, patient frame) from ReconstructionDiameter (0018,1100)
+    #: and ReconstructionTargetCenterPatient (0018,9318, else the image's centre); None where the CT does not say
+    #: (:func:`fov_cut_mask` then takes the circle inscribed in the image)
+    fov_circle_mm: tuple[float, float, float] | None = None
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -475,7 +479,104 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         image_comments=str(ds0.get("ImageComments", "") or ""),
         image_type=_text_values(ds0.get("ImageType", None)),
         axis_directions=(int(sx), int(sy), int(sx * sy)),
+        fov_circle_mm=_fov_circle(ds0, origin, (float(ps0[1]), float(ps0[0])), (cols0, rows0)),
     )
+
+
+def _fov_circle(ds, origin: np.ndarray, spacing_xy: tuple[float, float],
+                size_xy: tuple[int, int]) -> tuple[float, float, float] | None:
+    """The reconstruction circle (x, y, radius; mm) of a slice: ReconstructionDiameter (0018,1100) centred on
+    ReconstructionTargetCenterPatient (0018,9318) where given, else on the image's centre (where scanners put it);
+    None without a plausible diameter."""
+    try:
+        diameter = float(ds.get("ReconstructionDiameter", None))
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite(diameter) or diameter <= 0:
+        return None
+    cx = float(origin[0]) + (size_xy[0] - 1) / 2 * spacing_xy[0]
+    cy = float(origin[1]) + (size_xy[1] - 1) / 2 * spacing_xy[1]
+    centre = ds.get("ReconstructionTargetCenterPatient", None)
+    try:
+        if centre is not None and len(centre) == 3 and all(np.isfinite(float(c)) for c in centre):
+            cx, cy = float(centre[0]), float(centre[1])
+    except (TypeError, ValueError):
+        pass
+    return cx, cy, diameter / 2
+
+
+#: A body cut by the scanner's reconstruction circle (fov_cut_mask): a voxel just inside the circle (within
+#: FOV_CUT_RING_VOXELS voxels of it) that is the body (above FOV_CUT_TISSUE_HU, the automatic body outline's -400 HU,
+#: mcproton/body.py) while the voxel just beyond the circle on the same radius is air or below (FOV_CUT_AIR_HU: the
+#: scanner wrote nothing there) is where the patient is cut.  A slice is cut where such voxels span at least
+#: FOV_CUT_MIN_ARC_MM of the circle (a couch shell or a skin fold that happens to touch the circle spans a few mm; the
+#: pacs audit's head cut 6 mm deep spans 100 mm).  A body reconstructed beyond the circle (extended field of view) is
+#: tissue on both sides: not cut.
+FOV_CUT_TISSUE_HU = -400.0
+FOV_CUT_AIR_HU = -900.0
+FOV_CUT_RING_VOXELS = 1.5
+FOV_CUT_MIN_ARC_MM = 20.0
+#: the voxels beyond the circle marked next to each cut voxel (in-plane, voxels): the entry check looks
+#: TRUNCATION_FOV_GAP_VOXELS (2) voxels before a beam's entry (mcproton/_run/inputs.py)
+FOV_CUT_MARK_VOXELS = 3
+
+
+def fov_cut_mask(ct: CTImage, hu_zyx: np.ndarray | None = None) -> np.ndarray | None:
+    """Where a CT's outside of the reconstruction circle lies next to a body the circle cuts off (zyx, bool), or None
+    where it cuts none: the patient wider than the field of view with the outside stored as air (-1000/-1024 HU),
+    which the padding test (hu_calibration.FOV_PADDING_HU) cannot see (the pacs audit, F1: a head cut 6 mm deep where
+    the beams entered, the dose 6 mm too deep, no warning).  The circle is ``ct.fov_circle_mm``, else the one inscribed
+    in the image; the criterion is at :data:`FOV_CUT_MIN_ARC_MM`.  The voxels marked are those beyond the circle
+    within :data:`FOV_CUT_MARK_VOXELS` of a cut voxel, so that the entry check (check_ct_truncation) warns about a
+    beam entering there as it does next to the padding.  The inscribed circle is taken only for a square image (a
+    scanner reconstructs a square around its circle; a grid cropped to the body, such as the demo's head phantom, has
+    none, and its inscribed circle would graze the head's outline)."""
+    hu = np.asarray(ct.hu_zyx if hu_zyx is None else hu_zyx)
+    nz, ny, nx = hu.shape
+    if ny < 3 or nx < 3:
+        return None
+    dx, dy = float(ct.voxel_size_mm[0]), float(ct.voxel_size_mm[1])
+    x = ct.origin_mm[0] + dx * np.arange(nx)
+    y = ct.origin_mm[1] + dy * np.arange(ny)
+    if ct.fov_circle_mm is not None:
+        cx, cy, radius = ct.fov_circle_mm
+    elif abs(nx * dx - ny * dy) > max(dx, dy):
+        return None   # not a scanner's square reconstruction (a grid cropped to the body): no circle to take
+    else:   # the circle inscribed in the image (its edges at the voxels' outer faces)
+        cx, cy = float(x.mean()), float(y.mean())
+        radius = min(nx * dx, ny * dy) / 2
+    h = max(dx, dy)
+    ux, uy = x[None, :] - cx, y[:, None] - cy
+    r = np.hypot(ux, uy)
+    ring_j, ring_i = np.nonzero((r <= radius) & (r > radius - FOV_CUT_RING_VOXELS * h))
+    if ring_j.size == 0:
+        return None
+    rr = np.maximum(r[ring_j, ring_i], 1e-9)
+    step = radius - rr + 1.0 * h   # to the voxel beyond the circle on the same radius
+    oi = np.rint(ring_i + ux[0, ring_i] / rr * step / dx).astype(np.int64)
+    oj = np.rint(ring_j + uy[ring_j, 0] / rr * step / dy).astype(np.int64)
+    ok = (oi >= 0) & (oi < nx) & (oj >= 0) & (oj < ny)
+    ring_j, ring_i, oi, oj = ring_j[ok], ring_i[ok], oi[ok], oj[ok]
+    ok = r[oj, oi] > radius
+    ring_j, ring_i, oi, oj = ring_j[ok], ring_i[ok], oi[ok], oj[ok]
+    if ring_j.size == 0:
+        return None
+    cut = (hu[:, ring_j, ring_i] > FOV_CUT_TISSUE_HU) & (hu[:, oj, oi] <= FOV_CUT_AIR_HU)   # (slices, ring voxels)
+    arc_mm = cut.sum(axis=1) * dx * dy / (FOV_CUT_RING_VOXELS * h)   # the ring's area over its width
+    slices = np.flatnonzero(arc_mm >= FOV_CUT_MIN_ARC_MM)
+    if slices.size == 0:
+        return None
+    from scipy import ndimage
+
+    outside = r > radius
+    disc = np.hypot(*np.mgrid[-FOV_CUT_MARK_VOXELS:FOV_CUT_MARK_VOXELS + 1,
+                              -FOV_CUT_MARK_VOXELS:FOV_CUT_MARK_VOXELS + 1]) <= FOV_CUT_MARK_VOXELS
+    mask = np.zeros(hu.shape, bool)
+    for k in slices:
+        seed = np.zeros((ny, nx), bool)
+        seed[ring_j[cut[k]], ring_i[cut[k]]] = True
+        mask[k] = ndimage.binary_dilation(seed, disc) & outside
+    return mask if mask.any() else None
 
 
 #: A PixelPaddingValue (0028,0120) whose rescaled CT number is above PADDING_MATTER_HU would read as matter (water
