@@ -413,6 +413,26 @@ def _series_list(groups: dict[tuple[Path, str], list[Path]], headers: dict[Path,
                      f"{headers[files[0]].patient!r})" for (where, uid), files in groups.items())
 
 
+def _refuse_split_series(groups: dict[tuple[Path, str], list[Path]], headers: dict[Path, _Header]) -> None:
+    """Refuse one CT series whose slices lie in several folders, none holding a slice of another (a media export that
+    splits a series over folders, IMAGES/A and IMAGES/B): read from one folder it is a part of the CT (the pacs audit,
+    F6: "2 CT series ... give --ct-series" listed the same UID twice, and --ct with one folder checked half a head).
+    Copies of the whole series in two folders (the same SOPInstanceUIDs) are left to the caller's message."""
+    uids = {u for _, u in groups}
+    if len(groups) < 2 or len(uids) != 1:
+        return
+    seen: set[str] = set()
+    for v in groups.values():
+        sops = {headers[p].sop for p in v}
+        if sops & seen:
+            return   # a copy, not a split
+        seen |= sops
+    listing = "; ".join(f"{w}: {len(v)} slice{'s' if len(v) != 1 else ''}" for (w, _), v in groups.items())
+    raise CheckInputError(f"CT series {next(iter(uids))} is split over {len(groups)} folders ({listing}), with no "
+                          "slice in two of them: one folder holds only part of the CT; copy all its slices into one "
+                          "folder and give --ct with it")
+
+
 def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, log: list[str], *,
              want: str | None = None, struct_series: Sequence[str] = (),
              struct_name: str = "") -> tuple[Path, str, str]:
@@ -454,12 +474,14 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
             how = (f"the series the structure set {struct_name} was drawn on (its RTReferencedSeriesSequence), of "
                    f"{len(mine)} on the plan's frame")
             mine = named
+        _refuse_split_series(mine, headers)
         if len(mine) != 1:
             which = ("of the plan's frame of reference " if mine else "and none on the plan's frame ") + plan_frame
             told = (" and the structure set names none of them" if struct_series and not named
                     else " and no structure set names one of them" if not named else "")
             raise CheckInputError(f"{len(mine) if mine else len(axial)} CT series {which}{told} "
                                   f"({_series_list(mine or axial, headers)}): {advice}")
+    _refuse_split_series(mine, headers)
     if len(mine) > 1:   # one series in two folders (a copy): which copy is not the check's to guess
         raise CheckInputError(f"CT series {want} lies in {len(mine)} folders ({_series_list(mine, headers)}): give "
                               "--ct with the folder to read")

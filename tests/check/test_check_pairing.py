@@ -243,6 +243,18 @@ def test_two_ct_series_of_the_plans_frame_are_refused(folder):
     assert "ct_rescan" in msg and "--ct-series" in msg and "no structure set names one" in msg
 
 
+def test_one_ct_series_split_over_two_folders_is_refused_as_split(folder):
+    """A media export that puts one series in IMAGES/A and IMAGES/B (the pacs audit, F6): before, "2 CT series ...
+    give --ct-series" with the same UID twice, which --ct-series cannot resolve."""
+    (folder / "ct" / "A").mkdir()
+    (folder / "ct" / "B").mkdir()
+    for i, p in enumerate(sorted((folder / "ct").glob("*.dcm"))):
+        p.rename(folder / "ct" / "AB"[i % 2] / p.name)
+    for kw in ({}, {"ct_series": _series_uid(folder / "ct" / "A")}):
+        msg = _refused(folder, "is split over 2 folders", **kw)
+        assert "A: 7 slices" in msg and "B: 7 slices" in msg and "copy all its slices into one folder" in msg
+
+
 def _second_series(folder: Path, into: Path, hu: float = 100.0, description: str = "rescan") -> str:
     """A second CT series of the plan's frame (water at ``hu`` HU, to tell it from the first) written into
     ``into`` (the first series' folder: the two mixed); its SeriesInstanceUID."""
