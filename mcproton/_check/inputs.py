@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .._io.ct import is_localizer
-from .._io.dicom_common import dicom_kind, read_dicom_file
+from .._io.dicom_common import dicom_kind, may_be_dicom, read_dicom_file
 from .._io.rtstruct import struct_ct_series
 from .._io.errors import DicomInputError, InputDataError
 from .mc_rtdose import is_check_output
@@ -198,9 +198,10 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
         if p.suffix.lower() == ".gz":   # RD.dcm.gz: named, with what to do (before: not a word)
             not_dicom.append(f"{p.relative_to(root)} ({GZIP_NOTE})")
             continue
-        # .dcm, .dicom, no suffix, or a file named by its UID ("1.2.840....123": a numeric "suffix"), as DICOM
-        # storage servers and some exports name them; other suffixes (.png, .html, .txt, ...) are not looked at
-        if not (p.suffix.lower() in (".dcm", ".dicom", "") or p.suffix[1:].isdigit()):
+        # .dcm, .dicom, .ima, no suffix, or a file named by its UID ("1.2.840....123": a numeric "suffix"), as DICOM
+        # storage servers and some exports name them, or any name with the DICOM prefix (may_be_dicom, the files
+        # `mcproton run` reads of a CT folder); other files (.png, .html, .txt, ...) are not read
+        if not may_be_dicom(p):
             continue
         try:
             ds = read_dicom_file(p, stop_before_pixels=True)

@@ -166,10 +166,12 @@ def describe_series(series: dict[str, list]) -> str:
 
 
 def _slice_like(name: str) -> bool:
-    """Whether a file named ``name`` may be a slice by its name: no suffix, .dcm, .dicom or a numeric one (a UID), as
-    CT exports and storage servers name slices (``mcproton check`` looks at the same files in a folder)."""
-    suffix = Path(name).suffix.lower()
-    return suffix in ("", ".dcm", ".dicom") or suffix[1:].isdigit()
+    """Whether a file named ``name`` may be a slice by its name: no suffix, .dcm, .dicom, .ima or a numeric one (a
+    UID), as CT exports and storage servers name slices (``mcproton check`` looks at the same files in a folder:
+    :func:`~mcproton._io.dicom_common.may_be_dicom`)."""
+    from .dicom_common import named_like_dicom
+
+    return named_like_dicom(name)
 
 
 def _not_dicom_files(files: list[Path], slices: list, folder) -> None:

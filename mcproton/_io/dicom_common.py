@@ -553,6 +553,33 @@ def is_gzip(path: str | Path) -> bool:
         return False
 
 
+#: The suffixes of files that are DICOM by their names (lower case): none, .dcm, .dicom and .ima (Siemens syngo exports:
+#: PAT.CT.HEAD.0001.0001....IMA); a numeric "suffix" is a file named by its UID (1.2.840....123), as storage servers
+#: name them
+DICOM_SUFFIXES = ("", ".dcm", ".dicom", ".ima")
+
+
+def named_like_dicom(name: str) -> bool:
+    """Whether a file named ``name`` is DICOM by its name (:data:`DICOM_SUFFIXES`, or a numeric suffix)."""
+    suffix = Path(name).suffix.lower()
+    return suffix in DICOM_SUFFIXES or suffix[1:].isdigit()
+
+
+def may_be_dicom(path: str | Path) -> bool:
+    """The rule by which ``mcproton check`` picks the files of a patient folder it reads, the files ``mcproton run``
+    reads of a CT folder among them: named like DICOM (:func:`named_like_dicom`), or any other name with the DICOM
+    prefix 'DICM' at byte 128 (looked at without reading the rest: a patient folder may hold large outputs).  The pacs
+    audit (F2): the check looked at the suffix only, so a CT of *.IMA slices that `mcproton run` reads was "no CT"."""
+    if named_like_dicom(Path(path).name):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
 def gzip_error(path: str | Path):
     """The DicomInputError for a gzip-compressed file given or found where a DICOM file is read."""
     from .errors import DicomInputError

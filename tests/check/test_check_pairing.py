@@ -148,6 +148,20 @@ def test_files_named_by_their_uids_without_a_suffix_are_paired(folder):
     assert Path(inp.ct_dir) == folder / "ct"
 
 
+@pytest.mark.parametrize("suffix", [".IMA", ".slice"])
+def test_ct_slices_named_ima_or_otherwise_are_found_as_mcproton_run_finds_them(folder, suffix):
+    """Siemens syngo exports name slices PAT.CT.HEAD.0001.0001....IMA (the pacs audit, F2): the check looked at
+    .dcm, .dicom, no suffix and numeric suffixes only, so it found no CT, with --ct too, where `mcproton run` reads
+    them.  A file of any other name is read when it starts with the DICOM prefix (may_be_dicom)."""
+    (folder / "CT").mkdir()
+    for k, p in enumerate(sorted((folder / "ct").glob("*.dcm"))):
+        p.rename(folder / "CT" / f"PAT.CT.HEAD.0001.{k + 1:04d}.2026.12.06{suffix}")
+    (folder / "ct").rmdir()
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN and Path(inp.ct_dir) == folder / "CT"
+    assert Path(_gather(folder, ct=folder / "CT").ct_dir) == folder / "CT"
+
+
 # ---- 1. a dose twice; two doses of one beam
 @pytest.mark.parametrize("name", ["RD_plan.dcm", "RD_beam1.dcm"])
 def test_an_identical_copy_of_a_dose_is_used_once_and_named(folder, name):
