@@ -245,9 +245,12 @@ def _object_name(ds, kind: str) -> str:
     from pydicom.uid import UID
 
     sop = str(ds.get("SOPClassUID", "") or "").strip()
+    if not sop:   # a DICOMDIR has its class in the file meta only ("Media Storage Directory")
+        meta = getattr(ds, "file_meta", None)
+        sop = str(meta.get("MediaStorageSOPClassUID", "") or "").strip() if meta is not None else ""
     name = UID(sop).name if sop else ""
     if name and name != sop:
-        return name.replace(" Storage", "")
+        return name[:-len(" Storage")] if name.endswith(" Storage") else name
     return f"object(s) of Modality {kind}" if kind else "object(s) of unknown SOP class"
 
 

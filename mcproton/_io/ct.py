@@ -18,7 +18,7 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from .._timing import timed
-from .dicom_common import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, StudyReference, dicom_kind, is_gzip
+from .dicom_common import CT_IMAGE_STORAGE, MULTI_FRAME_CT, StudyReference, dicom_kind, is_dicomdir, is_gzip
 from .errors import DicomInputError, McprotonWarning, warn
 
 
@@ -211,6 +211,21 @@ def _not_dicom_files(files: list[Path], slices: list, folder) -> None:
              stacklevel=4)
 
 
+def _image_folders(root: Path, n: int = 4) -> str:
+    """The first ``n`` folders under ``root`` that hold files, relative to it (the series folders of a media export:
+    PT000000/ST000000/SE000000)."""
+    import os
+
+    out: list[str] = []
+    for d, subs, names in os.walk(root):
+        subs.sort()
+        if Path(d) != root and any(not nm.startswith(".") for nm in names):
+            out.append(str(Path(d).relative_to(root)))
+            if len(out) >= n:
+                return ", ".join(out) + " ..."
+    return ", ".join(out) or "none found"
+
+
 @timed("ct_import")
 def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str | None = None) -> CTImage:
     """Read an axial CT series from a folder (or a list of files).
@@ -226,11 +241,16 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     skipped_modalities: dict[str, int] = {}
     odd_modality: dict[str, list[str]] = {}
     not_dicom: list[Path] = []
+    dicomdirs: list[Path] = []
+    multi_frame: dict[str, list[tuple[Path, str]]] = {}   # {series: [(file, what)]}: not read
     for f, ds in _read_many(files, pixels=False):
         if ds is None:
             if f.suffix.lower() == ".dcm":
                 raise _err(f"{f}: not a valid DICOM file (no DICOM preamble/header); remove it or re-export")
             not_dicom.append(f)
+            continue
+        if is_dicomdir(f, ds):   # the index of a media export, not an image (the pacs audit, F3: "damaged file?")
+            dicomdirs.append(f)
             continue
         sop = str(ds.get("SOPClassUID", ""))
         modality = str(ds.get("Modality", "")).upper()
@@ -238,9 +258,9 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             raise _err(f"{f}: a DICOM file with neither SOPClassUID (0008,0016) nor Modality (0008,0060): it cannot be "
                        "told whether it is a CT slice (a damaged file?); remove it from the folder or re-export the "
                        "series")
-        if sop == ENHANCED_CT_IMAGE_STORAGE:
-            raise _err(f"{f}: Enhanced (multi-frame) CT is not supported; export the CT as classic "
-                       "single-slice CT Image Storage")
+        if sop in MULTI_FRAME_CT:   # a series of its own, refused only where it is the one chosen (F4)
+            multi_frame.setdefault(str(ds.get("SeriesInstanceUID", "") or ""), []).append((f, MULTI_FRAME_CT[sop]))
+            continue
         kind = dicom_kind(ds)[0]
         if kind != "CT":   # by SOP class first: an RT Dose that says Modality CT is not a slice
             key = kind or sop or "unknown"
@@ -257,8 +277,27 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
         warn(f"{len(names)} CT slice(s) in {folder} ({shown}) say Modality {mod!r} but are CT Image Storage "
              "objects: read as CT slices by their SOP class", McprotonWarning, stacklevel=2)
+    for f in dicomdirs:
+        warn(f"{f}: a DICOMDIR (the index of a media export), not a CT slice: skipped", McprotonWarning, stacklevel=2)
+
+    def refuse_multi_frame(uid: str) -> DicomInputError:
+        f, what = multi_frame[uid][0]
+        return _err(f"{f}: {what} (multi-frame: the whole series in one file) is not supported; export the CT as "
+                    "classic single-frame CT Image Storage slices (one file per slice)")
+    if series_uid is not None and series_uid in multi_frame and not any(
+            str(ds.get("SeriesInstanceUID", "")) == series_uid for _, ds in headers):
+        raise refuse_multi_frame(series_uid)
+    if not headers and multi_frame:
+        raise refuse_multi_frame(next(iter(multi_frame)))
+    for uid, v in multi_frame.items():
+        warn(f"{folder}: skipped {v[0][1]} series {uid} ({len(v)} file(s), {v[0][0].name}): multi-frame CT is not "
+             "read; the classic slice series beside it is", McprotonWarning, stacklevel=2)
     if not headers:
         found = ", ".join(f"{k} x{v}" for k, v in skipped_modalities.items()) or "none"
+        if dicomdirs:
+            raise _err(f"{folder} holds a DICOMDIR (a media export) and no CT slices: the slices lie in its "
+                       f"sub-folders ({_image_folders(Path(dicomdirs[0]).parent)}); give the folder of the CT "
+                       "series (mcproton check searches the sub-folders of a patient folder)")
         raise _err(f"no CT image slices found in {folder} (other DICOM objects: {found}; non-DICOM files: "
                    f"{len(not_dicom)}); give the folder of a CT series (Modality CT)")
 

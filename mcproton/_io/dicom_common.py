@@ -8,6 +8,20 @@ from pathlib import Path
 # The SOP classes (DICOM PS3.4 B.5) of the objects mcproton reads and writes (the readers import them from here)
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
+LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.2"
+#: the multi-frame CT objects (a whole series in one file), which mcproton does not read
+MULTI_FRAME_CT = {ENHANCED_CT_IMAGE_STORAGE: "Enhanced CT",
+                  LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE: "Legacy Converted Enhanced CT"}
+#: Media Storage Directory Storage: the DICOMDIR of a CD or USB export (its MediaStorageSOPClassUID; its data set has
+#: no SOPClassUID or Modality)
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+
+
+def is_dicomdir(path: str | Path, ds) -> bool:
+    """Whether a data set read from ``path`` is a DICOMDIR (by its file meta, or named DICOMDIR without a SOP class)."""
+    meta = getattr(ds, "file_meta", None)
+    media = str(meta.get("MediaStorageSOPClassUID", "") or "") if meta is not None else ""
+    return media == MEDIA_STORAGE_DIRECTORY or (Path(path).name.upper() == "DICOMDIR" and "SOPClassUID" not in ds)
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
