@@ -211,6 +211,39 @@ def _not_dicom_files(files: list[Path], slices: list, folder) -> None:
              stacklevel=4)
 
 
+#: Transfer syntaxes whose compression is lossy (PS3.5 A.4, PS3.6): JPEG Baseline and Extended (.50, .51), JPEG-LS
+#: Near-Lossless (.81), JPEG 2000 (.91), HTJ2K (.203)
+LOSSY_TRANSFER_SYNTAXES = {"1.2.840.10008.1.2.4.50": "JPEG Baseline", "1.2.840.10008.1.2.4.51": "JPEG Extended",
+                           "1.2.840.10008.1.2.4.81": "JPEG-LS Near-Lossless", "1.2.840.10008.1.2.4.91": "JPEG 2000",
+                           "1.2.840.10008.1.2.4.203": "HTJ2K"}
+
+
+def _warn_lossy(chosen: list, folder) -> None:
+    """Warn when slices of the series read were lossy-compressed: LossyImageCompression (0028,2110) "01" (it stays
+    "01" once an image was, whatever it is stored as now), or a lossy transfer syntax.  Their CT numbers are not the
+    scanner's (the pacs audit, F7: an archive's JPEG 2000 at ratio 10 moved the HU of the body by 11 HU on average and
+    up to 184 HU), and a CT for a dose calculation should be the original; the warning is kept in the run's and the
+    check's warnings."""
+    lossy = []
+    for _, ds in chosen:
+        meta = getattr(ds, "file_meta", None)
+        ts = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
+        if str(ds.get("LossyImageCompression", "") or "").strip() == "01" or ts in LOSSY_TRANSFER_SYNTAXES:
+            lossy.append((ds, ts))
+    if not lossy:
+        return
+    ds, ts = lossy[0]
+    ratio = _text_values(ds.get("LossyImageCompressionRatio", None))
+    method = _text_values(ds.get("LossyImageCompressionMethod", None))
+    how = ", ".join(x for x in (f"ratio {ratio}" if ratio else "", f"method {method}" if method else "",
+                                f"transfer syntax {LOSSY_TRANSFER_SYNTAXES[ts]}" if ts in LOSSY_TRANSFER_SYNTAXES
+                                else "") if x)
+    warn(f"{folder}: {len(lossy)} of the {len(chosen)} CT slices were lossy-compressed (LossyImageCompression "
+         f"(0028,2110) '01'{'; ' + how if how else ''}): their CT numbers differ from the scanner's, and so may the "
+         "stopping powers and ranges computed from them; use the original CT series (ask the archive for it "
+         "uncompressed or losslessly compressed)", McprotonWarning, stacklevel=3)
+
+
 def _image_folders(root: Path, n: int = 4) -> str:
     """The first ``n`` folders under ``root`` that hold files, relative to it (the series folders of a media export:
     PT000000/ST000000/SE000000)."""
@@ -326,6 +359,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
                  "ImageType LOCALIZER), not an axial series", McprotonWarning, stacklevel=2)
         chosen = next(iter(axial.values()))
     _not_dicom_files(not_dicom, chosen, folder)
+    _warn_lossy(chosen, folder)
 
     # --- frame of reference: one per series; warn when there is none ---
     fors = {str(ds.get("FrameOfReferenceUID", "") or "") for _, ds in chosen}

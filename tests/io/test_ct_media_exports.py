@@ -86,3 +86,25 @@ def test_the_check_names_a_dicomdir_by_its_media_storage_class(tmp_path):
 
     _dicomdir(tmp_path / "DICOMDIR")
     assert _object_name(pydicom.dcmread(tmp_path / "DICOMDIR"), "") == "Media Storage Directory"
+
+
+def test_a_lossy_compressed_ct_is_warned_about_and_recorded(tmp_path):
+    """An archive's lossy JPEG 2000 (the pacs audit, F7): decoded and used without a word; LossyImageCompression
+    (0028,2110) "01" stays with an image once it was compressed so, whatever it is stored as now."""
+    from mcproton._io.errors import recording_warnings
+
+    paths = _ct(tmp_path / "ct")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_ct_series(tmp_path / "ct")
+    for p in paths[1:3]:
+        ds = pydicom.dcmread(p)
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionRatio = "10"
+        ds.LossyImageCompressionMethod = "ISO_15444_1"
+        ds.save_as(p)
+    with pytest.warns(McprotonWarning, match=r"2 of the 4 CT slices were lossy-compressed \(LossyImageCompression "
+                                             r"\(0028,2110\) '01'; ratio 10, method ISO_15444_1\).*use the original"), \
+            recording_warnings() as said:
+        load_ct_series(tmp_path / "ct")
+    assert any("lossy-compressed" in w for w in said), said
