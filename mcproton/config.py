@@ -498,6 +498,13 @@ def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:
     except DicomInputError:
         return   # refused with its own message when the structure set is read
     drawn_on = struct_ct_series(ds) if ds is not None else ()
+    if ds is not None:   # the slices it was drawn on that the CT lacks (a partial transfer)
+        from ._io.rtstruct import warn_missing_ct_slices
+
+        try:
+            warn_missing_ct_slices(path, ct, f"phantom.ct_dir {cfg.get('phantom', {}).get('ct_dir', '')}")
+        except DicomInputError:
+            pass   # refused with its own message when the structure set is read
     if drawn_on and ct.series_instance_uid not in drawn_on:
         warn(f"plan.rtstruct {path} was drawn on CT series {', '.join(drawn_on)}, not on the CT read "
              f"({ct.series_instance_uid}, {ct.series_description!r}): if the plan was made on that series (a re-scan "

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .._io.ct import is_localizer
-from .._io.dicom_common import dicom_kind, read_dicom_file
+from .._io.dicom_common import dicom_kind, may_be_dicom, read_dicom_file
 from .._io.rtstruct import struct_ct_series
 from .._io.errors import DicomInputError, InputDataError
 from .mc_rtdose import is_check_output
@@ -198,9 +198,10 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
         if p.suffix.lower() == ".gz":   # RD.dcm.gz: named, with what to do (before: not a word)
             not_dicom.append(f"{p.relative_to(root)} ({GZIP_NOTE})")
             continue
-        # .dcm, .dicom, no suffix, or a file named by its UID ("1.2.840....123": a numeric "suffix"), as DICOM
-        # storage servers and some exports name them; other suffixes (.png, .html, .txt, ...) are not looked at
-        if not (p.suffix.lower() in (".dcm", ".dicom", "") or p.suffix[1:].isdigit()):
+        # .dcm, .dicom, .ima, no suffix, or a file named by its UID ("1.2.840....123": a numeric "suffix"), as DICOM
+        # storage servers and some exports name them, or any name with the DICOM prefix (may_be_dicom, the files
+        # `mcproton run` reads of a CT folder); other files (.png, .html, .txt, ...) are not read
+        if not may_be_dicom(p):
             continue
         try:
             ds = read_dicom_file(p, stop_before_pixels=True)
@@ -244,9 +245,12 @@ def _object_name(ds, kind: str) -> str:
     from pydicom.uid import UID
 
     sop = str(ds.get("SOPClassUID", "") or "").strip()
+    if not sop:   # a DICOMDIR has its class in the file meta only ("Media Storage Directory")
+        meta = getattr(ds, "file_meta", None)
+        sop = str(meta.get("MediaStorageSOPClassUID", "") or "").strip() if meta is not None else ""
     name = UID(sop).name if sop else ""
     if name and name != sop:
-        return name.replace(" Storage", "")
+        return name[:-len(" Storage")] if name.endswith(" Storage") else name
     return f"object(s) of Modality {kind}" if kind else "object(s) of unknown SOP class"
 
 
@@ -413,6 +417,26 @@ def _series_list(groups: dict[tuple[Path, str], list[Path]], headers: dict[Path,
                      f"{headers[files[0]].patient!r})" for (where, uid), files in groups.items())
 
 
+def _refuse_split_series(groups: dict[tuple[Path, str], list[Path]], headers: dict[Path, _Header]) -> None:
+    """Refuse one CT series whose slices lie in several folders, none holding a slice of another (a media export that
+    splits a series over folders, IMAGES/A and IMAGES/B): read from one folder it is a part of the CT (the pacs audit,
+    F6: "2 CT series ... give --ct-series" listed the same UID twice, and --ct with one folder checked half a head).
+    Copies of the whole series in two folders (the same SOPInstanceUIDs) are left to the caller's message."""
+    uids = {u for _, u in groups}
+    if len(groups) < 2 or len(uids) != 1:
+        return
+    seen: set[str] = set()
+    for v in groups.values():
+        sops = {headers[p].sop for p in v}
+        if sops & seen:
+            return   # a copy, not a split
+        seen |= sops
+    listing = "; ".join(f"{w}: {len(v)} slice{'s' if len(v) != 1 else ''}" for (w, _), v in groups.items())
+    raise CheckInputError(f"CT series {next(iter(uids))} is split over {len(groups)} folders ({listing}), with no "
+                          "slice in two of them: one folder holds only part of the CT; copy all its slices into one "
+                          "folder and give --ct with it")
+
+
 def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, log: list[str], *,
              want: str | None = None, struct_series: Sequence[str] = (),
              struct_name: str = "") -> tuple[Path, str, str]:
@@ -454,12 +478,14 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
             how = (f"the series the structure set {struct_name} was drawn on (its RTReferencedSeriesSequence), of "
                    f"{len(mine)} on the plan's frame")
             mine = named
+        _refuse_split_series(mine, headers)
         if len(mine) != 1:
             which = ("of the plan's frame of reference " if mine else "and none on the plan's frame ") + plan_frame
             told = (" and the structure set names none of them" if struct_series and not named
                     else " and no structure set names one of them" if not named else "")
             raise CheckInputError(f"{len(mine) if mine else len(axial)} CT series {which}{told} "
                                   f"({_series_list(mine or axial, headers)}): {advice}")
+    _refuse_split_series(mine, headers)
     if len(mine) > 1:   # one series in two folders (a copy): which copy is not the check's to guess
         raise CheckInputError(f"CT series {want} lies in {len(mine)} folders ({_series_list(mine, headers)}): give "
                               "--ct with the folder to read")

@@ -18,7 +18,7 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from .._timing import timed
-from .dicom_common import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, StudyReference, dicom_kind, is_gzip
+from .dicom_common import CT_IMAGE_STORAGE, MULTI_FRAME_CT, StudyReference, dicom_kind, is_dicomdir, is_gzip
 from .errors import DicomInputError, McprotonWarning, warn
 
 
@@ -49,6 +49,10 @@ class CTImage:
     #: this CT is written in the same orientation (StudyReference.from_ct)
     axis_directions: tuple[int, int, int] = (1, 1, 1)
     slice_files: list[str] = field(default_factory=list)   # the files of the slices read, in slice order
+    #: the scanner's reconstruction circle (x, y, radius; mm, patient frame) from ReconstructionDiameter (0018,1100)
+    #: and ReconstructionTargetCenterPatient (0018,9318, else the image's centre); None where the CT does not say
+    #: (:func:`fov_cut_mask` then takes the circle inscribed in the image)
+    fov_circle_mm: tuple[float, float, float] | None = None
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -162,10 +166,12 @@ def describe_series(series: dict[str, list]) -> str:
 
 
 def _slice_like(name: str) -> bool:
-    """Whether a file named ``name`` may be a slice by its name: no suffix, .dcm, .dicom or a numeric one (a UID), as
-    CT exports and storage servers name slices (``mcproton check`` looks at the same files in a folder)."""
-    suffix = Path(name).suffix.lower()
-    return suffix in ("", ".dcm", ".dicom") or suffix[1:].isdigit()
+    """Whether a file named ``name`` may be a slice by its name: no suffix, .dcm, .dicom, .ima or a numeric one (a
+    UID), as CT exports and storage servers name slices (``mcproton check`` looks at the same files in a folder:
+    :func:`~mcproton._io.dicom_common.may_be_dicom`)."""
+    from .dicom_common import named_like_dicom
+
+    return named_like_dicom(name)
 
 
 def _not_dicom_files(files: list[Path], slices: list, folder) -> None:
@@ -205,6 +211,54 @@ def _not_dicom_files(files: list[Path], slices: list, folder) -> None:
              stacklevel=4)
 
 
+#: Transfer syntaxes whose compression is lossy (PS3.5 A.4, PS3.6): JPEG Baseline and Extended (.50, .51), JPEG-LS
+#: Near-Lossless (.81), JPEG 2000 (.91), HTJ2K (.203)
+LOSSY_TRANSFER_SYNTAXES = {"1.2.840.10008.1.2.4.50": "JPEG Baseline", "1.2.840.10008.1.2.4.51": "JPEG Extended",
+                           "1.2.840.10008.1.2.4.81": "JPEG-LS Near-Lossless", "1.2.840.10008.1.2.4.91": "JPEG 2000",
+                           "1.2.840.10008.1.2.4.203": "HTJ2K"}
+
+
+def _warn_lossy(chosen: list, folder) -> None:
+    """Warn when slices of the series read were lossy-compressed: LossyImageCompression (0028,2110) "01" (it stays
+    "01" once an image was, whatever it is stored as now), or a lossy transfer syntax.  Their CT numbers are not the
+    scanner's (the pacs audit, F7: an archive's JPEG 2000 at ratio 10 moved the HU of the body by 11 HU on average and
+    up to 184 HU), and a CT for a dose calculation should be the original; the warning is kept in the run's and the
+    check's warnings."""
+    lossy = []
+    for _, ds in chosen:
+        meta = getattr(ds, "file_meta", None)
+        ts = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
+        if str(ds.get("LossyImageCompression", "") or "").strip() == "01" or ts in LOSSY_TRANSFER_SYNTAXES:
+            lossy.append((ds, ts))
+    if not lossy:
+        return
+    ds, ts = lossy[0]
+    ratio = _text_values(ds.get("LossyImageCompressionRatio", None))
+    method = _text_values(ds.get("LossyImageCompressionMethod", None))
+    how = ", ".join(x for x in (f"ratio {ratio}" if ratio else "", f"method {method}" if method else "",
+                                f"transfer syntax {LOSSY_TRANSFER_SYNTAXES[ts]}" if ts in LOSSY_TRANSFER_SYNTAXES
+                                else "") if x)
+    warn(f"{folder}: {len(lossy)} of the {len(chosen)} CT slices were lossy-compressed (LossyImageCompression "
+         f"(0028,2110) '01'{'; ' + how if how else ''}): their CT numbers differ from the scanner's, and so may the "
+         "stopping powers and ranges computed from them; use the original CT series (ask the archive for it "
+         "uncompressed or losslessly compressed)", McprotonWarning, stacklevel=3)
+
+
+def _image_folders(root: Path, n: int = 4) -> str:
+    """The first ``n`` folders under ``root`` that hold files, relative to it (the series folders of a media export:
+    PT000000/ST000000/SE000000)."""
+    import os
+
+    out: list[str] = []
+    for d, subs, names in os.walk(root):
+        subs.sort()
+        if Path(d) != root and any(not nm.startswith(".") for nm in names):
+            out.append(str(Path(d).relative_to(root)))
+            if len(out) >= n:
+                return ", ".join(out) + " ..."
+    return ", ".join(out) or "none found"
+
+
 @timed("ct_import")
 def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str | None = None) -> CTImage:
     """Read an axial CT series from a folder (or a list of files).
@@ -220,11 +274,16 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     skipped_modalities: dict[str, int] = {}
     odd_modality: dict[str, list[str]] = {}
     not_dicom: list[Path] = []
+    dicomdirs: list[Path] = []
+    multi_frame: dict[str, list[tuple[Path, str]]] = {}   # {series: [(file, what)]}: not read
     for f, ds in _read_many(files, pixels=False):
         if ds is None:
             if f.suffix.lower() == ".dcm":
                 raise _err(f"{f}: not a valid DICOM file (no DICOM preamble/header); remove it or re-export")
             not_dicom.append(f)
+            continue
+        if is_dicomdir(f, ds):   # the index of a media export, not an image (the pacs audit, F3: "damaged file?")
+            dicomdirs.append(f)
             continue
         sop = str(ds.get("SOPClassUID", ""))
         modality = str(ds.get("Modality", "")).upper()
@@ -232,9 +291,9 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             raise _err(f"{f}: a DICOM file with neither SOPClassUID (0008,0016) nor Modality (0008,0060): it cannot be "
                        "told whether it is a CT slice (a damaged file?); remove it from the folder or re-export the "
                        "series")
-        if sop == ENHANCED_CT_IMAGE_STORAGE:
-            raise _err(f"{f}: Enhanced (multi-frame) CT is not supported; export the CT as classic "
-                       "single-slice CT Image Storage")
+        if sop in MULTI_FRAME_CT:   # a series of its own, refused only where it is the one chosen (F4)
+            multi_frame.setdefault(str(ds.get("SeriesInstanceUID", "") or ""), []).append((f, MULTI_FRAME_CT[sop]))
+            continue
         kind = dicom_kind(ds)[0]
         if kind != "CT":   # by SOP class first: an RT Dose that says Modality CT is not a slice
             key = kind or sop or "unknown"
@@ -251,8 +310,27 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
         warn(f"{len(names)} CT slice(s) in {folder} ({shown}) say Modality {mod!r} but are CT Image Storage "
              "objects: read as CT slices by their SOP class", McprotonWarning, stacklevel=2)
+    for f in dicomdirs:
+        warn(f"{f}: a DICOMDIR (the index of a media export), not a CT slice: skipped", McprotonWarning, stacklevel=2)
+
+    def refuse_multi_frame(uid: str) -> DicomInputError:
+        f, what = multi_frame[uid][0]
+        return _err(f"{f}: {what} (multi-frame: the whole series in one file) is not supported; export the CT as "
+                    "classic single-frame CT Image Storage slices (one file per slice)")
+    if series_uid is not None and series_uid in multi_frame and not any(
+            str(ds.get("SeriesInstanceUID", "")) == series_uid for _, ds in headers):
+        raise refuse_multi_frame(series_uid)
+    if not headers and multi_frame:
+        raise refuse_multi_frame(next(iter(multi_frame)))
+    for uid, v in multi_frame.items():
+        warn(f"{folder}: skipped {v[0][1]} series {uid} ({len(v)} file(s), {v[0][0].name}): multi-frame CT is not "
+             "read; the classic slice series beside it is", McprotonWarning, stacklevel=2)
     if not headers:
         found = ", ".join(f"{k} x{v}" for k, v in skipped_modalities.items()) or "none"
+        if dicomdirs:
+            raise _err(f"{folder} holds a DICOMDIR (a media export) and no CT slices: the slices lie in its "
+                       f"sub-folders ({_image_folders(Path(dicomdirs[0]).parent)}); give the folder of the CT "
+                       "series (mcproton check searches the sub-folders of a patient folder)")
         raise _err(f"no CT image slices found in {folder} (other DICOM objects: {found}; non-DICOM files: "
                    f"{len(not_dicom)}); give the folder of a CT series (Modality CT)")
 
@@ -281,6 +359,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
                  "ImageType LOCALIZER), not an axial series", McprotonWarning, stacklevel=2)
         chosen = next(iter(axial.values()))
     _not_dicom_files(not_dicom, chosen, folder)
+    _warn_lossy(chosen, folder)
 
     # --- frame of reference: one per series; warn when there is none ---
     fors = {str(ds.get("FrameOfReferenceUID", "") or "") for _, ds in chosen}
@@ -485,7 +564,104 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         image_comments=str(ds0.get("ImageComments", "") or ""),
         image_type=_text_values(ds0.get("ImageType", None)),
         axis_directions=(int(sx), int(sy), int(sx * sy)),
+        fov_circle_mm=_fov_circle(ds0, origin, (float(ps0[1]), float(ps0[0])), (cols0, rows0)),
     )
+
+
+def _fov_circle(ds, origin: np.ndarray, spacing_xy: tuple[float, float],
+                size_xy: tuple[int, int]) -> tuple[float, float, float] | None:
+    """The reconstruction circle (x, y, radius; mm) of a slice: ReconstructionDiameter (0018,1100) centred on
+    ReconstructionTargetCenterPatient (0018,9318) where given, else on the image's centre (where scanners put it);
+    None without a plausible diameter."""
+    try:
+        diameter = float(ds.get("ReconstructionDiameter", None))
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite(diameter) or diameter <= 0:
+        return None
+    cx = float(origin[0]) + (size_xy[0] - 1) / 2 * spacing_xy[0]
+    cy = float(origin[1]) + (size_xy[1] - 1) / 2 * spacing_xy[1]
+    centre = ds.get("ReconstructionTargetCenterPatient", None)
+    try:
+        if centre is not None and len(centre) == 3 and all(np.isfinite(float(c)) for c in centre):
+            cx, cy = float(centre[0]), float(centre[1])
+    except (TypeError, ValueError):
+        pass
+    return cx, cy, diameter / 2
+
+
+#: A body cut by the scanner's reconstruction circle (fov_cut_mask): a voxel just inside the circle (within
+#: FOV_CUT_RING_VOXELS voxels of it) that is the body (above FOV_CUT_TISSUE_HU, the automatic body outline's -400 HU,
+#: mcproton/body.py) while the voxel just beyond the circle on the same radius is air or below (FOV_CUT_AIR_HU: the
+#: scanner wrote nothing there) is where the patient is cut.  A slice is cut where such voxels span at least
+#: FOV_CUT_MIN_ARC_MM of the circle (a couch shell or a skin fold that happens to touch the circle spans a few mm; the
+#: pacs audit's head cut 6 mm deep spans 100 mm).  A body reconstructed beyond the circle (extended field of view) is
+#: tissue on both sides: not cut.
+FOV_CUT_TISSUE_HU = -400.0
+FOV_CUT_AIR_HU = -900.0
+FOV_CUT_RING_VOXELS = 1.5
+FOV_CUT_MIN_ARC_MM = 20.0
+#: the voxels beyond the circle marked next to each cut voxel (in-plane, voxels): the entry check looks
+#: TRUNCATION_FOV_GAP_VOXELS (2) voxels before a beam's entry (mcproton/_run/inputs.py)
+FOV_CUT_MARK_VOXELS = 3
+
+
+def fov_cut_mask(ct: CTImage, hu_zyx: np.ndarray | None = None) -> np.ndarray | None:
+    """Where a CT's outside of the reconstruction circle lies next to a body the circle cuts off (zyx, bool), or None
+    where it cuts none: the patient wider than the field of view with the outside stored as air (-1000/-1024 HU),
+    which the padding test (hu_calibration.FOV_PADDING_HU) cannot see (the pacs audit, F1: a head cut 6 mm deep where
+    the beams entered, the dose 6 mm too deep, no warning).  The circle is ``ct.fov_circle_mm``, else the one inscribed
+    in the image; the criterion is at :data:`FOV_CUT_MIN_ARC_MM`.  The voxels marked are those beyond the circle
+    within :data:`FOV_CUT_MARK_VOXELS` of a cut voxel, so that the entry check (check_ct_truncation) warns about a
+    beam entering there as it does next to the padding.  The inscribed circle is taken only for a square image (a
+    scanner reconstructs a square around its circle; a grid cropped to the body, such as the demo's head phantom, has
+    none, and its inscribed circle would graze the head's outline)."""
+    hu = np.asarray(ct.hu_zyx if hu_zyx is None else hu_zyx)
+    nz, ny, nx = hu.shape
+    if ny < 3 or nx < 3:
+        return None
+    dx, dy = float(ct.voxel_size_mm[0]), float(ct.voxel_size_mm[1])
+    x = ct.origin_mm[0] + dx * np.arange(nx)
+    y = ct.origin_mm[1] + dy * np.arange(ny)
+    if ct.fov_circle_mm is not None:
+        cx, cy, radius = ct.fov_circle_mm
+    elif abs(nx * dx - ny * dy) > max(dx, dy):
+        return None   # not a scanner's square reconstruction (a grid cropped to the body): no circle to take
+    else:   # the circle inscribed in the image (its edges at the voxels' outer faces)
+        cx, cy = float(x.mean()), float(y.mean())
+        radius = min(nx * dx, ny * dy) / 2
+    h = max(dx, dy)
+    ux, uy = x[None, :] - cx, y[:, None] - cy
+    r = np.hypot(ux, uy)
+    ring_j, ring_i = np.nonzero((r <= radius) & (r > radius - FOV_CUT_RING_VOXELS * h))
+    if ring_j.size == 0:
+        return None
+    rr = np.maximum(r[ring_j, ring_i], 1e-9)
+    step = radius - rr + 1.0 * h   # to the voxel beyond the circle on the same radius
+    oi = np.rint(ring_i + ux[0, ring_i] / rr * step / dx).astype(np.int64)
+    oj = np.rint(ring_j + uy[ring_j, 0] / rr * step / dy).astype(np.int64)
+    ok = (oi >= 0) & (oi < nx) & (oj >= 0) & (oj < ny)
+    ring_j, ring_i, oi, oj = ring_j[ok], ring_i[ok], oi[ok], oj[ok]
+    ok = r[oj, oi] > radius
+    ring_j, ring_i, oi, oj = ring_j[ok], ring_i[ok], oi[ok], oj[ok]
+    if ring_j.size == 0:
+        return None
+    cut = (hu[:, ring_j, ring_i] > FOV_CUT_TISSUE_HU) & (hu[:, oj, oi] <= FOV_CUT_AIR_HU)   # (slices, ring voxels)
+    arc_mm = cut.sum(axis=1) * dx * dy / (FOV_CUT_RING_VOXELS * h)   # the ring's area over its width
+    slices = np.flatnonzero(arc_mm >= FOV_CUT_MIN_ARC_MM)
+    if slices.size == 0:
+        return None
+    from scipy import ndimage
+
+    outside = r > radius
+    disc = np.hypot(*np.mgrid[-FOV_CUT_MARK_VOXELS:FOV_CUT_MARK_VOXELS + 1,
+                              -FOV_CUT_MARK_VOXELS:FOV_CUT_MARK_VOXELS + 1]) <= FOV_CUT_MARK_VOXELS
+    mask = np.zeros(hu.shape, bool)
+    for k in slices:
+        seed = np.zeros((ny, nx), bool)
+        seed[ring_j[cut[k]], ring_i[cut[k]]] = True
+        mask[k] = ndimage.binary_dilation(seed, disc) & outside
+    return mask if mask.any() else None
 
 
 #: A PixelPaddingValue (0028,0120) whose rescaled CT number is above PADDING_MATTER_HU would read as matter (water

@@ -8,6 +8,20 @@ from pathlib import Path
 # The SOP classes (DICOM PS3.4 B.5) of the objects mcproton reads and writes (the readers import them from here)
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
+LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.2"
+#: the multi-frame CT objects (a whole series in one file), which mcproton does not read
+MULTI_FRAME_CT = {ENHANCED_CT_IMAGE_STORAGE: "Enhanced CT",
+                  LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE: "Legacy Converted Enhanced CT"}
+#: Media Storage Directory Storage: the DICOMDIR of a CD or USB export (its MediaStorageSOPClassUID; its data set has
+#: no SOPClassUID or Modality)
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+
+
+def is_dicomdir(path: str | Path, ds) -> bool:
+    """Whether a data set read from ``path`` is a DICOMDIR (by its file meta, or named DICOMDIR without a SOP class)."""
+    meta = getattr(ds, "file_meta", None)
+    media = str(meta.get("MediaStorageSOPClassUID", "") or "") if meta is not None else ""
+    return media == MEDIA_STORAGE_DIRECTORY or (Path(path).name.upper() == "DICOMDIR" and "SOPClassUID" not in ds)
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
@@ -551,6 +565,33 @@ def is_gzip(path: str | Path) -> bool:
             return f.read(2) == GZIP_SIGNATURE
     except OSError:
         return False
+
+
+#: The suffixes of files that are DICOM by their names (lower case): none, .dcm, .dicom and .ima (Siemens syngo exports:
+#: PAT.CT.HEAD.0001.0001....IMA); a numeric "suffix" is a file named by its UID (1.2.840....123), as storage servers
+#: name them
+DICOM_SUFFIXES = ("", ".dcm", ".dicom", ".ima")
+
+
+def named_like_dicom(name: str) -> bool:
+    """Whether a file named ``name`` is DICOM by its name (:data:`DICOM_SUFFIXES`, or a numeric suffix)."""
+    suffix = Path(name).suffix.lower()
+    return suffix in DICOM_SUFFIXES or suffix[1:].isdigit()
+
+
+def may_be_dicom(path: str | Path) -> bool:
+    """The rule by which ``mcproton check`` picks the files of a patient folder it reads, the files ``mcproton run``
+    reads of a CT folder among them: named like DICOM (:func:`named_like_dicom`), or any other name with the DICOM
+    prefix 'DICM' at byte 128 (looked at without reading the rest: a patient folder may hold large outputs).  The pacs
+    audit (F2): the check looked at the suffix only, so a CT of *.IMA slices that `mcproton run` reads was "no CT"."""
+    if named_like_dicom(Path(path).name):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
 
 
 def gzip_error(path: str | Path):

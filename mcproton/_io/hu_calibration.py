@@ -794,9 +794,18 @@ class HUCalibration:
             remap = np.zeros(n_cal, np.uint8)
             remap[keep] = np.arange(keep.size)
             mats = [mats[i] for i in keep]
-        fov = None   # the out-of-field-of-view padding (FOV_PADDING_HU), only where the CT holds some
+        # the out-of-field-of-view padding (FOV_PADDING_HU), only where the CT holds some, and the outside of the
+        # reconstruction circle next to a body it cuts off where that outside is stored as air (ct.fov_cut_mask)
+        fov = None
         if any(float(hu[s].min()) < FOV_PADDING_HU for s in slabs):
             fov = np.concatenate([hu[s] < FOV_PADDING_HU for s in slabs])
+        if hasattr(ct, "fov_circle_mm"):   # a CTImage (a bare grid of HU has no reconstruction circle)
+            from .ct import fov_cut_mask
+
+            cut = fov_cut_mask(ct, hu)
+            if cut is not None:
+                fov = cut if fov is None else fov | cut
+        if fov is not None:
             if f != (1, 1, 1):
                 from ..geometry import blocks_any
 

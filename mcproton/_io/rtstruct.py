@@ -58,6 +58,10 @@ class RTStruct:
     roi_frames: dict[str, str] = field(default_factory=dict)
     #: {ROI name: {ContourGeometricType: count}} of the contours that are not CLOSED_PLANAR (no volume)
     not_closed: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: {SeriesInstanceUID: the SOPInstanceUIDs of its slices the contours were drawn on} (RTReferencedSeriesSequence >
+    #: ContourImageSequence); a series' list also takes the ContourImageSequence of each contour where the structure
+    #: set names one series only ("" where it names none)
+    referenced_slices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: masks made by ``rasterise`` from these contours: {(grid, name): (z, y, x) bool}
     masks: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -262,7 +266,61 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
             for_uid = str(r.get("FrameOfReferenceUID", "") or "")
             break
     return RTStruct(contours, {v: k for k, v in names.items()}, types, for_uid, src,
-                    {names[k]: f for k, f in frames.items()}, not_closed)
+                    {names[k]: f for k, f in frames.items()}, not_closed, _referenced_slices(ds))
+
+
+def _referenced_slices(ds) -> dict[str, tuple[str, ...]]:
+    """:attr:`RTStruct.referenced_slices` of a structure set's data set."""
+    out: dict[str, list[str]] = {}
+    for fr in ds.get("ReferencedFrameOfReferenceSequence", []) or []:
+        for st in fr.get("RTReferencedStudySequence", []) or []:
+            for se in st.get("RTReferencedSeriesSequence", []) or []:
+                uid = str(se.get("SeriesInstanceUID", "") or "")
+                refs = out.setdefault(uid, [])
+                refs += [str(i.get("ReferencedSOPInstanceUID", "") or "") for i in
+                         se.get("ContourImageSequence", []) or []]
+    if len(out) <= 1:   # each contour's own references (the series-level list is optional since DICOM 2019)
+        refs = out.setdefault(next(iter(out), ""), [])
+        for rc in ds.get("ROIContourSequence", []) or []:
+            for c in rc.get("ContourSequence", []) or []:
+                refs += [str(i.get("ReferencedSOPInstanceUID", "") or "") for i in
+                         c.get("ContourImageSequence", []) or []]
+    return {uid: tuple(dict.fromkeys(r for r in refs if r)) for uid, refs in out.items()}
+
+
+def warn_missing_ct_slices(path_or_ds, ct, where: str) -> None:
+    """Warn when the structure set was drawn on slices of the CT series read (``ct``, a
+    :class:`~mcproton._io.ct.CTImage`) that the CT lacks: a partial transfer (an interrupted C-MOVE, a copy cut short)
+    or a series split over folders reads as a complete, shorter CT (its spacing is even), and the DVH of an ROI that
+    reaches beyond it holds only the part inside, without a word (the pacs audit, F6: 34 caudal slices missing, the
+    CTV's DVH of 64.5 of its 67.5 cm3).  The warning names how many slices are missing, the ROIs whose contours lie
+    beyond the CT's slices and how far.  A structure set that names no slices, or another series, is passed (the
+    frame and series checks speak of those)."""
+    s = read_rtstruct(path_or_ds)
+    uid = str(getattr(ct, "series_instance_uid", "") or "")
+    refs = s.referenced_slices.get(uid) or (s.referenced_slices.get("") if set(s.referenced_slices) == {""} else ())
+    have = set(getattr(ct, "slice_sop_instance_uids", []) or [])
+    if not refs or not uid or not have:
+        return
+    missing = [r for r in refs if r not in have]
+    if not missing:
+        return
+    z = ct.axis_mm("z")
+    half = float(ct.voxel_size_mm[2]) / 2
+    lo, hi = float(z.min()) - half, float(z.max()) + half
+    beyond = []
+    for nm, cl in s.contours.items():
+        zs = np.array([float(c[0, 2]) for c in cl]) if cl else np.zeros(0)
+        out = zs[(zs < lo) | (zs > hi)]
+        if out.size:
+            beyond.append(f"{nm!r} ({out.size} of its {zs.size} contours, z {out.min():.1f} to {out.max():.1f} mm)")
+    which = (f"the contours of {', '.join(beyond[:6])}{' and more' if len(beyond) > 6 else ''} lie beyond the CT's "
+             "slices: their DVHs hold only the part inside the CT, and no dose is computed beyond it" if beyond else
+             "no contour lies beyond the CT's slices")
+    warn(f"{s.path}: {len(missing)} of the {len(refs)} CT slices the structure set was drawn on (ContourImageSequence "
+         f"of series {uid}) are not in the CT read ({where}: {len(have)} slices, z {float(z.min()):.1f} to "
+         f"{float(z.max()):.1f} mm): the CT is incomplete (an interrupted or partial transfer, or the series split "
+         f"over folders); {which}; copy or export the whole series", McprotonRuntimeWarning, stacklevel=2)
 
 
 #: RTROIInterpretedTypes of targets (the body outline's check, mcproton check's metrics): an ROI of these types

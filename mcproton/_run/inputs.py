@@ -846,7 +846,9 @@ def check_ct_truncation(geometry: Any, beams: list[Any], where: str) -> None:
     slices cut the neck is not a finding for a lateral beam, and a couch top cut by the grid is passed
     (TRUNCATION_MIN_RUN_MM).  The warning names the beam and the share of its spot weight whose central rays enter
     so (among the MAX_TRUNCATION_RAYS traced).  The paediatric audit's head cylinder cut by a 190 mm field of view
-    5 mm before its side moved the range of a lateral beam by 6 mm without a word."""
+    5 mm before its side moved the range of a lateral beam by 6 mm without a word.  The field of view's outside stored
+    as air is marked where the body touches the reconstruction circle (mcproton._io.ct.fov_cut_mask; the pacs audit's
+    F1: the same 6 mm, unwarned)."""
     from .._io.hu_calibration import FOV_PADDING_HU
 
     for beam in beams:
@@ -865,7 +867,8 @@ def check_ct_truncation(geometry: Any, beams: list[Any], where: str) -> None:
         if fov.any():
             parts.append(f"{100 * w[fov].sum() / w.sum():.3g} % of its spot weight enters the patient next to the "
                          "scanner's padding outside its reconstruction field of view (CT values below "
-                         f"{FOV_PADDING_HU:g} HU: the patient is wider than the field of view there)")
+                         f"{FOV_PADDING_HU:g} HU, or the body cut off at the reconstruction circle with air stored "
+                         "beyond it: the patient is wider than the field of view there)")
         if parts:
             warn(f"{where} {beam.name!r}: {'; '.join(parts)}: the tissue beyond the CT is missing on the beam's path, "
                  "so its dose lies too deep by that tissue's water-equivalent thickness; use a CT that holds the "

@@ -148,6 +148,20 @@ def test_files_named_by_their_uids_without_a_suffix_are_paired(folder):
     assert Path(inp.ct_dir) == folder / "ct"
 
 
+@pytest.mark.parametrize("suffix", [".IMA", ".slice"])
+def test_ct_slices_named_ima_or_otherwise_are_found_as_mcproton_run_finds_them(folder, suffix):
+    """Siemens syngo exports name slices PAT.CT.HEAD.0001.0001....IMA (the pacs audit, F2): the check looked at
+    .dcm, .dicom, no suffix and numeric suffixes only, so it found no CT, with --ct too, where `mcproton run` reads
+    them.  A file of any other name is read when it starts with the DICOM prefix (may_be_dicom)."""
+    (folder / "CT").mkdir()
+    for k, p in enumerate(sorted((folder / "ct").glob("*.dcm"))):
+        p.rename(folder / "CT" / f"PAT.CT.HEAD.0001.{k + 1:04d}.2026.12.06{suffix}")
+    (folder / "ct").rmdir()
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN and Path(inp.ct_dir) == folder / "CT"
+    assert Path(_gather(folder, ct=folder / "CT").ct_dir) == folder / "CT"
+
+
 # ---- 1. a dose twice; two doses of one beam
 @pytest.mark.parametrize("name", ["RD_plan.dcm", "RD_beam1.dcm"])
 def test_an_identical_copy_of_a_dose_is_used_once_and_named(folder, name):
@@ -241,6 +255,18 @@ def test_two_ct_series_of_the_plans_frame_are_refused(folder):
     write_ct_series(_hu(), VS, ORIGIN, folder / "ct_rescan", study=STUDY)
     msg = _refused(folder, "2 CT series")
     assert "ct_rescan" in msg and "--ct-series" in msg and "no structure set names one" in msg
+
+
+def test_one_ct_series_split_over_two_folders_is_refused_as_split(folder):
+    """A media export that puts one series in IMAGES/A and IMAGES/B (the pacs audit, F6): before, "2 CT series ...
+    give --ct-series" with the same UID twice, which --ct-series cannot resolve."""
+    (folder / "ct" / "A").mkdir()
+    (folder / "ct" / "B").mkdir()
+    for i, p in enumerate(sorted((folder / "ct").glob("*.dcm"))):
+        p.rename(folder / "ct" / "AB"[i % 2] / p.name)
+    for kw in ({}, {"ct_series": _series_uid(folder / "ct" / "A")}):
+        msg = _refused(folder, "is split over 2 folders", **kw)
+        assert "A: 7 slices" in msg and "B: 7 slices" in msg and "copy all its slices into one folder" in msg
 
 
 def _second_series(folder: Path, into: Path, hu: float = 100.0, description: str = "rescan") -> str:

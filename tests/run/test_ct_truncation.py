@@ -211,3 +211,65 @@ def test_one_voxel_of_the_face_is_measured_along_the_ray(tmp_path, direction):
                     check_ct_truncation(g, [beam], "plan")
             else:
                 _silent(g, [beam])
+
+
+def _with_tags(folder: Path, **tags) -> None:
+    import pydicom
+
+    for f in sorted(folder.glob("*.dcm")):
+        ds = pydicom.dcmread(f)
+        for k, v in tags.items():
+            setattr(ds, k, v)
+        ds.save_as(f)
+
+
+@pytest.mark.parametrize("air", [-1000, -1024])
+def test_a_patient_cut_by_the_field_of_view_with_air_beyond_is_warned_about(tmp_path, air):
+    """The pacs audit (F1): the same cut as the -3024 case above, the outside of the reconstruction circle stored as
+    air (a scanner that pads with air; a CT written again by a TPS or an anonymiser): no warning, the dose 6 mm too
+    deep.  The circle is ReconstructionDiameter (0018,1100) where the CT gives it (here 190 mm around the image's
+    centre, or around ReconstructionTargetCenterPatient), else the circle inscribed in the image."""
+    trunc = _ct(tmp_path, "trunc", a=110.0, pad=air)      # tissue to x = 95 mm, air beyond
+    assert trunc.hu_zyx.min() == air
+    _silent(_geometry(trunc), [LATERAL])                  # no ReconstructionDiameter: the inscribed circle (101 mm)
+    _with_tags(tmp_path / "trunc", ReconstructionDiameter="190")
+    ct = load_ct_series(tmp_path / "trunc")
+    assert ct.fov_circle_mm == (0.0, 0.0, 95.0)
+    for g in (_geometry(ct), _geometry(ct, (2, 2, 1))):
+        with pytest.warns(McprotonRuntimeWarning, match=r"plan '1:F1': 100 % of its spot weight enters the patient "
+                                                        r"next to the scanner's padding outside its reconstruction "
+                                                        r"field of view .*cut off at the reconstruction circle"):
+            check_ct_truncation(g, [LATERAL], "plan")
+    # the circle centred elsewhere (ReconstructionTargetCenterPatient): the body no longer touches it
+    _with_tags(tmp_path / "trunc", ReconstructionTargetCenterPatient=[0.0, -40.0, 0.0])
+    assert load_ct_series(tmp_path / "trunc").fov_circle_mm == (0.0, -40.0, 95.0)
+    # the inscribed circle: the body cut at 101 mm (the image's half width), air in the corners beyond; marked
+    # beyond the circle next to the cut only (a lateral beam there enters at the grid's edge: warned as such)
+    from mcproton._io.ct import fov_cut_mask
+
+    wide = _ct(tmp_path, "wide", a=130.0, pad=air, fov_r=101.0)
+    assert wide.fov_circle_mm is None
+    mask = fov_cut_mask(wide)
+    assert mask is not None and mask.all(axis=0).any()
+    assert not mask[:, X ** 2 + Y ** 2 <= 101.0 ** 2].any() and not mask[:, np.abs(X) < 50].any()
+
+
+def test_an_intact_patient_and_a_body_reconstructed_beyond_the_circle_are_not_taken_for_cut(tmp_path):
+    """No false alarm from the reconstruction circle: an intact head inside air (with and without the diameter), a
+    body whose tissue goes on beyond the circle (an extended field of view: the corners hold the patient), a couch
+    crossing the circle, the demo's head phantom and the DCPT head CT of tests/data."""
+    intact = _ct(tmp_path, "intact", pad=-1024)
+    _with_tags(tmp_path / "intact", ReconstructionDiameter="190")
+    from mcproton._io.ct import fov_cut_mask
+
+    assert fov_cut_mask(intact) is None and fov_cut_mask(load_ct_series(tmp_path / "intact")) is None
+    hu = np.full((NZ, NY, NX), -1000, np.int16)
+    hu[:, X ** 2 + Y ** 2 <= 125.0 ** 2] = 40   # tissue beyond the inscribed circle (101 mm), into the corners
+    write_ct_series(hu, VOX, (float(XS[0]), float(YS[0]), -10.0), tmp_path / "beyond")
+    assert fov_cut_mask(load_ct_series(tmp_path / "beyond")) is None
+    couch = _ct(tmp_path, "couch", couch=True, fov_r=98.0, pad=-1024)
+    assert fov_cut_mask(couch) is None
+    demo = Path("/tmp/audit17/pacs/demo/ct")   # not in the repository: checked where present
+    for folder in (Path("/tmp/headphantom/ct"), demo):
+        if folder.is_dir():
+            assert fov_cut_mask(load_ct_series(folder)) is None, folder

@@ -1,0 +1,110 @@
+"""CT folders as PACS archives and media exports deliver them (the pacs audit, F3 and F4): a DICOMDIR beside the
+slices or at an export's root was refused as "a damaged file?"; an Enhanced CT object beside the classic series
+blocked the classic series, even when it was chosen; a Legacy Converted Enhanced CT was refused as a slice missing
+ImageOrientationPatient."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from mcproton import McprotonWarning
+from mcproton._io.ct import load_ct_series, write_ct_series
+from mcproton._io.errors import DicomInputError
+
+
+def _ct(folder):
+    hu = np.full((4, 8, 8), -1000, np.int16)
+    hu[:, 2:6, 2:6] = 0
+    return write_ct_series(hu, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), folder)
+
+
+def _dicomdir(path):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"     # Media Storage Directory Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.FileSetID = "EXPORT"
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_a_dicomdir_beside_the_slices_is_skipped_with_a_note(tmp_path):
+    _ct(tmp_path / "ct")
+    _dicomdir(tmp_path / "ct" / "DICOMDIR")
+    with pytest.warns(McprotonWarning, match=r"DICOMDIR: a DICOMDIR \(the index of a media export\), not a CT slice: "
+                                             r"skipped"):
+        assert load_ct_series(tmp_path / "ct").shape_zyx == (4, 8, 8)
+
+
+def test_an_export_root_names_the_folders_of_the_slices(tmp_path):
+    _ct(tmp_path / "usb" / "PT000000" / "ST000000" / "SE000000")
+    _dicomdir(tmp_path / "usb" / "DICOMDIR")
+    with pytest.warns(McprotonWarning, match="DICOMDIR"), \
+            pytest.raises(DicomInputError, match=r"holds a DICOMDIR \(a media export\) and no CT slices: the slices "
+                                                 r"lie in its sub-folders \(PT000000/ST000000/SE000000\)"):
+        load_ct_series(tmp_path / "usb")
+
+
+def _multi_frame(src, dst, sop_class):
+    """A stand-in for a multi-frame object: a slice of another series with the SOP class of one (the reader decides by
+    the SOP class before it looks at anything else)."""
+    ds = pydicom.dcmread(src)
+    ds.SOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.save_as(dst)
+    return str(ds.SeriesInstanceUID)
+
+
+@pytest.mark.parametrize("sop_class, what", [("1.2.840.10008.5.1.4.1.1.2.1", "Enhanced CT"),
+                                             ("1.2.840.10008.5.1.4.1.1.2.2", "Legacy Converted Enhanced CT")])
+def test_a_multi_frame_ct_beside_the_series_is_skipped_and_refused_only_when_chosen(tmp_path, sop_class, what):
+    paths = _ct(tmp_path / "ct")
+    classic = str(pydicom.dcmread(paths[0]).SeriesInstanceUID)
+    enh = _multi_frame(paths[0], tmp_path / "ct" / "CT_multiframe.dcm", sop_class)
+    for uid in (None, classic):
+        with pytest.warns(McprotonWarning, match=f"skipped {what} series {enh} .*multi-frame CT is not read"):
+            assert load_ct_series(tmp_path / "ct", series_uid=uid).series_instance_uid == classic
+    refused = rf"CT_multiframe.dcm: {what} \(multi-frame: .*\) is not supported; export the CT as classic"
+    with pytest.raises(DicomInputError, match=refused):
+        load_ct_series(tmp_path / "ct", series_uid=enh)
+    (tmp_path / "alone").mkdir()
+    _multi_frame(paths[0], tmp_path / "alone" / "CT_multiframe.dcm", sop_class)
+    with warnings.catch_warnings(), pytest.raises(DicomInputError, match=refused):
+        warnings.simplefilter("error")
+        load_ct_series(tmp_path / "alone")
+
+
+def test_the_check_names_a_dicomdir_by_its_media_storage_class(tmp_path):
+    from mcproton._check.inputs import _object_name
+
+    _dicomdir(tmp_path / "DICOMDIR")
+    assert _object_name(pydicom.dcmread(tmp_path / "DICOMDIR"), "") == "Media Storage Directory"
+
+
+def test_a_lossy_compressed_ct_is_warned_about_and_recorded(tmp_path):
+    """An archive's lossy JPEG 2000 (the pacs audit, F7): decoded and used without a word; LossyImageCompression
+    (0028,2110) "01" stays with an image once it was compressed so, whatever it is stored as now."""
+    from mcproton._io.errors import recording_warnings
+
+    paths = _ct(tmp_path / "ct")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_ct_series(tmp_path / "ct")
+    for p in paths[1:3]:
+        ds = pydicom.dcmread(p)
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionRatio = "10"
+        ds.LossyImageCompressionMethod = "ISO_15444_1"
+        ds.save_as(p)
+    with pytest.warns(McprotonWarning, match=r"2 of the 4 CT slices were lossy-compressed \(LossyImageCompression "
+                                             r"\(0028,2110\) '01'; ratio 10, method ISO_15444_1\).*use the original"), \
+            recording_warnings() as said:
+        load_ct_series(tmp_path / "ct")
+    assert any("lossy-compressed" in w for w in said), said
