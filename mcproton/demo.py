@@ -423,7 +423,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         times["plan_s"] = time.perf_counter() - t
         t = time.perf_counter()
         rtplan = write_rtplan(plan, out / "rtplan.dcm", study=study, fractions=FRACTIONS_PLANNED, label="PF boost",
-                              structure_set_sop_instance_uid=rtstruct_uid)
+                              structure_set_sop_instance_uid=rtstruct_uid,
+                              target_roi_number=1)      # CTV_PF: the structure set's first ROI (write_rtstruct)
         times["rtplan_s"] = time.perf_counter() - t
         _log(f"  {sum(f.n_spots for f in plan.fields)} spots, {plan.total_protons:.3g} protons per fraction; "
              f"model D95 {100 * plan.model_stats['d95_rel']:.1f} %", quiet)

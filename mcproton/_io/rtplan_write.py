@@ -18,8 +18,10 @@ VirtualSourceAxisDistances, its range shifter as RangeShifterType BINARY, and tw
 highest energy first, the second repeating the spot map with zero weights, as Eclipse and RayStation write them),
 Approval (UNAPPROVED), SOP Common.  The range
 shifter is IN from the first control point (RangeShifterSettingsSequence with its IsocenterToRangeShifterDistance
-and the beam model's RangeShifterWaterEquivalentThickness).  No tolerance table, snout, prescription
-(DoseReferenceSequence) or set-up devices: the phantom plans have none.
+and the beam model's RangeShifterWaterEquivalentThickness).  No tolerance table, snout (SnoutSequence,
+SnoutPosition: where the shifter sits on the snout is the machine's, not the beam model's) or set-up devices.  The
+prescription is a TARGET dose reference (DoseReferenceSequence: TargetPrescriptionDose for all fractions, the
+target ROI or the SITE) with each beam's BeamDose per fraction (:func:`write_rtplan`).
 
 Units and the inverse of ``plan_to_beams``
 ------------------------------------------
@@ -148,7 +150,8 @@ def spot_order(field) -> np.ndarray:
 
 def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: int = 1, label: str = "",
                  structure_set_sop_instance_uid: str = "", sop_instance_uid: str | None = None,
-                 series_description: str = "mcproton plan", series_number: int = 3) -> dict:
+                 series_description: str = "mcproton plan", series_number: int = 3,
+                 target_roi_number: int | None = None) -> dict:
     """Write ``plan`` (a :class:`mcproton.planning.Plan` planned on a beam model, e.g. the demo's) as a DICOM RT Ion
     Plan at ``path`` (written atomically); see the module docstring for what it holds.
 
@@ -162,6 +165,13 @@ def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: in
     Returns what was written: ``path``, ``sop_instance_uid``, ``fractions_planned``, the ``study_instance_uid``
     and ``frame_of_reference_uid`` written (new ones where ``study`` has none: give the RT Dose and RT Struct
     these), and per beam its number, name, gantry angle, spots, layers, MU per fraction and range shifter.
+
+    The prescription is written as a TARGET dose reference (DoseReferenceSequence): TargetPrescriptionDose = the
+    plan's ``prescription_gy_rbe`` x ``fractions`` (Gy(RBE), all fractions, as Eclipse and RayStation write a proton
+    plan's), of the structure set's ROI ``target_roi_number`` (DoseReferenceStructureType VOLUME) when given, else
+    of the treated SITE; each beam's BeamDose (Gy(RBE) per fraction, BeamDoseType EFFECTIVE) is its share of the
+    target's mean dose in the planner's model (``plan.model_stats["field_mean_dose_gy"]`` x the plan's RBE), where
+    the plan has it.
     ``ValueError`` for a plan the file cannot express exactly: a field without a beam model, a beam model without
     virtual source-axis distances, a field needing a couch angle or whose spot x axis is not the gantry X axis, a
     field without a spot of positive weight, a plan whose target mask is not on the grid it was planned on or whose
@@ -175,6 +185,13 @@ def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: in
 
     if isinstance(fractions, bool) or int(fractions) != fractions or fractions < 1:
         raise ValueError(f"fractions must be a whole number >= 1 (NumberOfFractionsPlanned); got {fractions!r}")
+    if target_roi_number is not None and (isinstance(target_roi_number, bool) or int(target_roi_number)
+                                          != target_roi_number or target_roi_number < 1):
+        raise ValueError(f"target_roi_number must be the target's ROINumber in the structure set (a whole number "
+                         f">= 1) or None; got {target_roi_number!r}")
+    if target_roi_number is not None and not structure_set_sop_instance_uid:
+        raise ValueError("target_roi_number names an ROI of a structure set: give structure_set_sop_instance_uid "
+                         "too (the RT Structure Set that holds it)")
     if not plan.fields:
         raise ValueError("the plan has no fields")
     _check_plan_grid(plan, study)
@@ -203,6 +220,23 @@ def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: in
         rs.ReferencedSOPClassUID = RT_STRUCTURE_SET_STORAGE
         rs.ReferencedSOPInstanceUID = structure_set_sop_instance_uid
         ds.ReferencedStructureSetSequence = DSeq([rs])
+    dref = Dataset()
+    dref.DoseReferenceNumber = 1
+    dref.DoseReferenceUID = str(generate_uid())
+    if target_roi_number is not None:
+        dref.DoseReferenceStructureType = "VOLUME"
+        dref.ReferencedROINumber = int(target_roi_number)
+    else:
+        dref.DoseReferenceStructureType = "SITE"
+    dref.DoseReferenceDescription = str(plan.target_name)[:64]
+    dref.DoseReferenceType = "TARGET"
+    rx_total = float(plan.prescription_gy_rbe) * int(fractions)
+    dref.TargetPrescriptionDose = _ds(rx_total)
+    ds.DoseReferenceSequence = DSeq([dref])
+    field_dose = (getattr(plan, "model_stats", None) or {}).get("field_mean_dose_gy")
+    rbe = float(plan.prescription_gy_rbe) / float(plan.prescription_gy) if plan.prescription_gy else None
+    if field_dose is not None and (len(field_dose) != len(plan.fields) or rbe is None):
+        field_dose = None
     setup = Dataset()
     setup.PatientPosition = position
     setup.PatientSetupNumber = 1
@@ -218,6 +252,10 @@ def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: in
         final = float(sum(float(l["mu"].astype(np.float64).sum()) for l in b["layers"]))
         meterset = _ds(final)
         rb = Dataset()
+        if field_dose is not None:
+            rb.ReferencedDoseReferenceUID = dref.DoseReferenceUID
+            rb.BeamDose = _ds(float(field_dose[b["number"] - 1]) * rbe)
+            rb.BeamDoseType = "EFFECTIVE"
         rb.BeamMeterset = meterset
         rb.ReferencedBeamNumber = b["number"]
         refs.append(rb)
@@ -236,6 +274,7 @@ def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: in
     ds.ApprovalStatus = "UNAPPROVED"
     atomic_write_file(path, lambda tmp: save_dataset(ds, tmp))
     return {"path": str(path), "sop_instance_uid": str(sop_uid), "fractions_planned": int(fractions),
+            "target_prescription_gy_rbe": float(dref.TargetPrescriptionDose),
             "patient_position": position, "study_instance_uid": study.study_instance_uid,
             "frame_of_reference_uid": study.frame_of_reference_uid, "beams": written}
 

@@ -254,6 +254,9 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
     x2 = nnls.solve(max(1, iterations // 2), x0=np.where(keep, x, 0.0), fixed_zero=~keep)
     del nnls
     dose = A.astype(np.float64) @ x2
+    # each field's share of the target's mean model dose (Gy per fraction, physical): the RT Ion Plan's BeamDose
+    field_mean = [float(np.mean(A[:, a:a + f.n_spots].astype(np.float64) @ x2[a:a + f.n_spots]))
+                  for a, f in zip(np.cumsum([0] + [g.n_spots for g in fields[:-1]]), fields)]
     n0 = 0
     for f in fields:
         f.weights = x2[n0:n0 + f.n_spots]
@@ -264,6 +267,7 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
                 setattr(f, attr, getattr(f, attr)[keepf])
     stats = _target_stats(dose, pres)
     stats.update({"points": int(len(pts)), "spots": int(sum(f.n_spots for f in fields)),
+                  "field_mean_dose_gy": field_mean,
                   "kernel": getattr(model, "description", ANALYTICAL_KERNEL if dose_model is None
                                     else type(model).__name__)
                             + (f", voxel-mean depth dose ({int(voxel_average_samples)} samples)"

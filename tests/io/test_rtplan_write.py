@@ -183,3 +183,49 @@ def test_a_study_without_uids_gets_new_ones_and_says_which(demo_plan, tmp_path):
     ds = pydicom.dcmread(tmp_path / "p.dcm", stop_before_pixels=True)
     assert info["frame_of_reference_uid"] == ds.FrameOfReferenceUID != ""
     assert info["study_instance_uid"] == ds.StudyInstanceUID != ""
+
+
+def test_the_prescription_and_each_beams_dose_are_written(demo_plan, tmp_path):
+    """The plan's prescription as a TARGET dose reference (before 2026-12-06 the file had none, so a planning system
+    or ``mcproton check`` of the demo had no prescription: V95/V100 fell back to the TPS median): Gy(RBE) for all
+    fractions, of the target ROI when its number is given (VOLUME), else of the SITE; each beam's BeamDose (its
+    share of the target's mean model dose, Gy(RBE) per fraction) adds up to the prescription within the model's
+    mean (1e-3), and mcproton's own readers of the prescription take it."""
+    import pydicom
+
+    from mcproton._check.prescription import plan_dose_references
+    from mcproton._run.inputs import plan_prescription
+
+    rx = demo_plan.prescription_gy_rbe
+    path = tmp_path / "rp_volume.dcm"
+    info = write_rtplan(demo_plan, path, study=PHANTOM_STUDY.resolved(), fractions=FRACTIONS,
+                        structure_set_sop_instance_uid="1.2.826.0.1.3680043.8.498.1", target_roi_number=1)
+    ds = pydicom.dcmread(path)
+    (dref,) = ds.DoseReferenceSequence
+    assert (dref.DoseReferenceType, dref.DoseReferenceStructureType, int(dref.ReferencedROINumber)) == (
+        "TARGET", "VOLUME", 1)
+    assert dref.DoseReferenceDescription == demo_plan.target_name
+    assert float(dref.TargetPrescriptionDose) == pytest.approx(rx * FRACTIONS, rel=1e-10)
+    assert info["target_prescription_gy_rbe"] == pytest.approx(rx * FRACTIONS, rel=1e-10)
+    refs = ds.FractionGroupSequence[0].ReferencedBeamSequence
+    doses = [float(r.BeamDose) for r in refs]
+    assert all(r.ReferencedDoseReferenceUID == dref.DoseReferenceUID and r.BeamDoseType == "EFFECTIVE"
+               for r in refs)
+    assert all(0.15 * rx < d < 0.6 * rx for d in doses)           # three fields, each a share of the dose
+    assert sum(doses) == pytest.approx(rx * demo_plan.model_stats["dmean_rel"], rel=1e-6)
+    assert sum(doses) == pytest.approx(rx, rel=1e-3)
+    assert plan_dose_references(str(path)).items == [(1, pytest.approx(rx * FRACTIONS))]
+    assert plan_prescription(path) == (pytest.approx(rx * FRACTIONS), FRACTIONS, 1)
+    read_back(path)                                               # the reader has nothing to say about it
+    # no ROI number: the SITE; an ROI number without its structure set, or not a number, refused
+    site = tmp_path / "rp_site.dcm"
+    write_rtplan(demo_plan, site, study=PHANTOM_STUDY.resolved(), fractions=2)
+    (dref,) = pydicom.dcmread(site).DoseReferenceSequence
+    assert dref.DoseReferenceStructureType == "SITE" and "ReferencedROINumber" not in dref
+    assert float(dref.TargetPrescriptionDose) == pytest.approx(2 * rx, rel=1e-10)
+    with pytest.raises(ValueError, match="structure_set_sop_instance_uid"):
+        write_rtplan(demo_plan, tmp_path / "x.dcm", study=PHANTOM_STUDY.resolved(), target_roi_number=1)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="target_roi_number"):
+            write_rtplan(demo_plan, tmp_path / "x.dcm", study=PHANTOM_STUDY.resolved(), target_roi_number=bad,
+                         structure_set_sop_instance_uid="1.2.826.0.1.3680043.8.498.1")
