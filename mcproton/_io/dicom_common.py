@@ -534,6 +534,8 @@ def check_complete(buf: bytes, src: str) -> None:
     try:
         _walk_elements(memoryview(body), 0, len(body), implicit, little, [], in_item=False)
     except _Broken as b:
+        if _tolerated(body, b, implicit, little, ts, src):
+            return
         where = _describe_path(b.path)
         if b.truncated:
             raise DicomInputError(
@@ -541,6 +543,37 @@ def check_complete(buf: bytes, src: str) -> None:
                 "an interrupted transfer, and would be read as a shorter file: copy or export it again") from None
         raise DicomInputError(f"{src}: the DICOM element structure is broken at byte {start + b.pos} ({where}: "
                               f"{b.what}); the file is damaged: copy or export it again") from None
+
+
+#: The most zero bytes after a complete data set read as padding (a media writer's or archive's block, 2048 bytes on a
+#: CD; not conformant, PS3.10 7.2 puts padding in DataSetTrailingPadding (FFFC,FFFC), but pydicom reads past them):
+#: more is a file zero-filled beyond where its writing stopped, and refused as before
+MAX_ZERO_PADDING = 4096
+
+
+def _tolerated(body, b: "_Broken", implicit: bool, little: bool, ts: str | None, src: str) -> bool:
+    """Whether a walk that broke at ``b`` is one of two deviations that pydicom reads correctly, each warned about
+    (the pacs audit, F5: both were refused as truncated or damaged, and exporting again, as the message said, did not
+    help): zero bytes (at most :data:`MAX_ZERO_PADDING`) after the last top-level element; or a data set encoded
+    with the other VR encoding than the file meta's TransferSyntaxUID says (implicit for explicit or the reverse),
+    which the other encoding walks to its end."""
+    from .errors import warn
+
+    tail = bytes(body[b.pos:])
+    if not b.path and 0 < len(tail) <= MAX_ZERO_PADDING and not any(tail):
+        warn(f"{src}: {len(tail)} zero bytes after the last data element (padding by the writer or the medium, not "
+             "DICOM's DataSetTrailingPadding): read without them", stacklevel=4)
+        return True
+    if ts is None or not little:        # no file meta (guessed already), or big endian (explicit by definition)
+        return False
+    try:
+        _walk_elements(memoryview(body), 0, len(body), not implicit, little, [], in_item=False)
+    except _Broken:
+        return False
+    said, found = ("implicit", "explicit") if implicit else ("explicit", "implicit")
+    warn(f"{src}: the file meta's TransferSyntaxUID {ts} says {said} VR, but the data set is encoded with {found} VR "
+         f"(the file was labelled wrongly when it was written): read as encoded, as pydicom does", stacklevel=4)
+    return True
 
 
 def _looks_like_dataset(buf) -> bool:

@@ -228,3 +228,58 @@ def test_gzip_compressed_files(tmp_path):
         with pytest.raises(DicomInputError, match=r"RP.dcm.gz: the file is gzip-compressed .* gunzip -c RP.dcm.gz > "
                                                   "RP.dcm"):
             read(gz)
+
+
+@pytest.mark.parametrize("pad", [2, 2046, 4096])
+def test_zero_bytes_after_the_last_element_are_read_with_a_warning(tmp_path, pad):
+    """The pacs audit (F5): a slice padded with zero bytes (to an even length, or a medium's block) was refused as
+    "ends early" or "element structure broken", and exporting again did not help; pydicom reads it.  Now read, the
+    same HU, with a warning naming the padding; more than MAX_ZERO_PADDING zero bytes is still refused (a file
+    zero-filled beyond where its writing stopped)."""
+    from mcproton._io.dicom_common import MAX_ZERO_PADDING
+    from mcproton._io.errors import McprotonWarning
+
+    assert pad <= MAX_ZERO_PADDING
+    paths = _series(tmp_path)
+    ref = load_ct_series(tmp_path).hu_zyx.copy()
+    with open(paths[2], "ab") as fh:
+        fh.write(b"\0" * pad)
+    with pytest.warns(McprotonWarning, match=rf"{pad} zero bytes after the last data element"):
+        ct = load_ct_series(tmp_path)
+    assert np.array_equal(ct.hu_zyx, ref)
+    with open(paths[2], "ab") as fh:
+        fh.write(b"\0" * MAX_ZERO_PADDING)
+    with pytest.raises(DicomInputError, match=r"ends early|broken"):
+        load_ct_series(tmp_path)
+
+
+@pytest.mark.parametrize("said", ["implicit", "explicit"])
+def test_a_slice_whose_transfer_syntax_names_the_other_vr_encoding_is_read_with_a_warning(tmp_path, said):
+    """The pacs audit (F5): the file meta says Implicit VR Little Endian and the data set is explicit (or the
+    reverse): refused as truncated or broken; pydicom reads it as encoded.  Now read, the same HU, with a warning
+    that names the mislabelled transfer syntax."""
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    from mcproton._io.errors import McprotonWarning
+
+    paths = _series(tmp_path)
+    ref = load_ct_series(tmp_path).hu_zyx.copy()
+    from mcproton._io.dicom_common import _dataset_start
+
+    ds = pydicom.dcmread(paths[1])
+    encoded, label = ((ExplicitVRLittleEndian, ImplicitVRLittleEndian) if said == "implicit"
+                      else (ImplicitVRLittleEndian, ExplicitVRLittleEndian))
+    parts = {}
+    for ts in (encoded, label):          # the meta of the label's file, the data set of the encoded one's
+        ds.file_meta.TransferSyntaxUID = ts
+        ds.save_as(tmp_path / "x.dcm", enforce_file_format=True)
+        data = (tmp_path / "x.dcm").read_bytes()
+        parts[ts] = (data, _dataset_start(data)[0])
+    (tmp_path / "x.dcm").unlink()
+    paths[1].write_bytes(parts[label][0][:parts[label][1]] + parts[encoded][0][parts[encoded][1]:])
+    assert pydicom.dcmread(paths[1], stop_before_pixels=True).file_meta.TransferSyntaxUID == label
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)          # pydicom's own note of the mismatch
+        with pytest.warns(McprotonWarning, match=rf"says {said} VR, but the data set is encoded with"):
+            ct = load_ct_series(tmp_path)
+    assert np.array_equal(ct.hu_zyx, ref)
