@@ -30,7 +30,7 @@ Pipeline (all in the phantom frame, mm, arrays (z, y, x)):
    sigma combines the spot size in air and multiple Coulomb scattering (Preston-Koehler depth shape,
    sigma at the end of range = 0.0294 R^0.896 cm, R in g/cm2), in Gy per proton (dose to medium).
 5. **Weights** (protons per spot) by non-negative least squares to a uniform prescription with an
-   L-BFGS-B (SciPy's bound-constrained quasi-Newton method; 150 iterations by default, then 75 for a refit);
+   L-BFGS-B (SciPy's bound-constrained quasi-Newton method; 120 iterations by default, then 60 for a refit);
    spots below 0.2 % of the mean weight are dropped before the refit.
 
 On a clinical machine (a field spec's ``beam_model``, e.g. the shipped DCPT model ``dcpt_v5``,

@@ -12,10 +12,15 @@ from .raytrace import (check_direction, mass_stopping_ratio, relative_stopping_p
 from .spots import generate_field_spots
 
 
-#: default iterations of the optimiser (L-BFGS-B): the demo plan's model dose on its 6000 points is more uniform
-#: after 150 (+ 75 for the refit) than after the 400 (+ 200) FISTA iterations used before 2026-12-06, with a third of
-#: the matrix products (BENCHMARKS.md, "The planner's optimiser")
-ITERATIONS = 150
+#: default iterations of the optimiser (L-BFGS-B, keeping MAXCOR corrections): the demo plan's model dose on its 6000
+#: points is more uniform after 120 (+ 60 for the refit) than after the 400 (+ 200) FISTA iterations used before
+#: 2026-12-06 (objective 5.19e-5 against 5.52e-5 Gy^2 per point), the craniospinal plan's as uniform (8.36e-6 against
+#: 8.26e-6; the same D95 and D2 to 1e-4), with 194 and 191 evaluations (two products with the matrix each) against
+#: 662 and 512 products with A^T A (BENCHMARKS.md, "The planner's optimiser")
+ITERATIONS = 120
+#: L-BFGS-B's memory (pairs of corrections): 20 reaches a lower objective than SciPy's default 10 in the same
+#: evaluations on the demo plan (5.2e-5 against 6.3e-5 after 120 + 60 iterations), at no measurable CPU cost
+MAXCOR = 20
 
 
 def optimise_weights(A: np.ndarray, target_dose: np.ndarray | float, *, iterations: int = ITERATIONS,
@@ -32,7 +37,7 @@ class _NNLS:
     Each iteration costs one or a few evaluations of the objective and its gradient, two products with the matrix
     (A x, then A^T r) each.  Until 2026-12-06 it was FISTA (accelerated projected gradient, step 1 / ||A||^2) with
     a fixed 400 + 200 iterations: on the demo plan (6000 points x 6348 spots) L-BFGS-B reaches a lower objective
-    with 241 evaluations than FISTA with 662 products with A^T A; the problem is ill-conditioned (spots of 70 and
+    with 194 evaluations than FISTA with 662 products with A^T A; the problem is ill-conditioned (spots of 70 and
     125 MeV side by side), where FISTA's step, fixed by the largest eigenvalue, crawls along the smallest ones."""
 
     def __init__(self, A: np.ndarray, target_dose, point_weights=None) -> None:
@@ -80,7 +85,7 @@ class _NNLS:
         self.evaluations = 0
         res = minimize(self.objective, x0, jac=True, method="L-BFGS-B", bounds=Bounds(np.zeros(n_sp), upper),
                        # ftol = gtol = 0: the iterations asked for (the caller's cost and quality), not a tolerance
-                       options={"maxiter": int(iterations), "maxcor": 10, "ftol": 0.0, "gtol": 0.0})
+                       options={"maxiter": int(iterations), "maxcor": MAXCOR, "ftol": 0.0, "gtol": 0.0})
         return np.clip(res.x, 0.0, upper) / self.scale
 
 
