@@ -64,9 +64,11 @@ def status_of(exc: BaseException) -> str:
         return "interrupted"
     if isinstance(exc, McprotonInternalError):
         return "internal_error"
+    err = unwrap_os_error(exc)
+    if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG:   # the output's name given: an input
+        return "refused"
     if isinstance(exc, (McprotonEnvironmentError, MemoryError)):
         return "environment_error"
-    err = unwrap_os_error(exc)
     if isinstance(err, OSError) and err.errno in _ENVIRONMENT_ERRNOS:
         return "environment_error"
     if isinstance(exc, (ValueError, OSError)):   # the input, an option, a missing or unreadable input file
