@@ -45,7 +45,7 @@ _LAZY = {
 #: each an attribute of ``mcproton`` imported on first use (``mcp.dicom.dose_contents`` works after
 #: ``import mcproton as mcp`` alone).  Not in ``__all__``: ``from mcproton import *`` would import them all.
 _SUBMODULES = ("settings", "config", "run", "source", "geometry", "materials", "physics", "dicom", "dvh", "body",
-               "rbe", "plots", "commission", "planning", "demo", "bench", "cli", "phantoms", "validation")
+               "rbe", "plots", "commission", "planning", "demo", "bench", "cli", "errors", "phantoms", "validation")
 
 __all__ = [  # "__version__" and the keys of _LAZY (tests/test_public_api.py keeps them equal)
     "__version__", "check",

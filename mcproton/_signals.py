@@ -30,6 +30,25 @@ class StopSignal(BaseException):
         self.signum = signum
 
 
+class RunInterrupted(BaseException):
+    """SIGINT/SIGTERM/SIGHUP: the run or the check stopped; its message says whether and where a checkpoint was
+    written, and what the output folder holds; exit status ``code`` (128 + the signal).
+
+    A BaseException, as KeyboardInterrupt is, not an Exception: a script's ``except Exception: continue`` around
+    ``mcproton.check`` or ``simulate`` (so that one broken export does not stop the others) must not swallow the
+    scheduler's SIGTERM and go on to the next plan (automation audit 2026-12-06, F2: it did).  Catch it by name
+    (``mcproton.errors.RunInterrupted``) to record it, then re-raise or stop.
+
+    ``results``: the beams' results where the signal came as the transport finished (every beam done), else None;
+    ``kept``: whether the checkpoint of that finished run was written (``--resume`` then writes its outputs)."""
+
+    def __init__(self, message: str, code: int, results: list[Any] | None = None, kept: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.results = results
+        self.kept = kept
+
+
 class RaiseOnStopSignals:
     """``with RaiseOnStopSignals():`` a stop signal (:func:`stop_signals`) raises :attr:`exc` at once (main thread
     only: elsewhere signals cannot be handled); the first one only (a further one while it unwinds is ignored), and

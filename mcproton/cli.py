@@ -14,12 +14,18 @@ from ._io.console import dropping_std_streams, write_stderr
 from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport
 
 
+#: the format version of ``mcproton run``'s summary JSON (stdout): raised when a key is removed or changes meaning
+#: (new keys do not raise it).  1: the first numbered one (2026-12-06; automation audit, F10)
+RUN_SUMMARY_SCHEMA = 1
+
+
 def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out: Path, checkpointed: bool) -> None:
     """Write the run's output; if that fails (disk full, no permission), never lose the finished run: point to
     the checkpoint that holds it (``--resume`` then only writes the output), or, without a finished checkpoint,
     write the result to the temporary folder instead, and say so.  The remedy follows the cause ("free disk space"
     only for a full disk or quota)."""
-    from ._io.atomic import is_no_space, rescue_path, write_error_text
+    from ._io.atomic import is_no_space, is_unwritable, rescue_path, write_error_text
+    from ._io.errors import OutputWriteError
 
     try:
         write(result, out)
@@ -31,7 +37,7 @@ def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out
 
     ckpt = checkpoint_path(out)
     if checkpointed and is_complete(ckpt):
-        raise RuntimeError(f"could not write {out}: {why}. The finished run is kept in the checkpoint {ckpt} "
+        raise OutputWriteError(f"could not write {out}: {why}. The finished run is kept in the checkpoint {ckpt} "
                            f"({describe(ckpt)}): {fix} (or fix the folder's permissions) and run the same command "
                            "with --resume, which writes the output without transporting again")
     rescue = rescue_path(out)
@@ -43,9 +49,10 @@ def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out
         fix2 = "free disk space" if is_no_space(exc2) else "remove the cause named above"
         later = (f"; --resume continues from the checkpoint {ckpt} ({describe(ckpt)})" if checkpointed
                  and ckpt.exists() else f"; {fix2} and run again")
-        raise RuntimeError(f"could not write {out}: {why}; nor the rescue copy {rescue}: "
-                           f"{write_error_text(exc2, rescue)}: this run's result is lost{later}") from exc2
-    raise RuntimeError(f"could not write {out}: {why}; the result was written to {rescue} instead: move it "
+        raise OutputWriteError(f"could not write {out}: {why}; nor the rescue copy {rescue}: "
+                               f"{write_error_text(exc2, rescue)}: this run's result is lost{later}",
+                               no_space=is_unwritable(exc2)) from exc2
+    raise OutputWriteError(f"could not write {out}: {why}; the result was written to {rescue} instead: move it "
                        f"where it belongs{partial}")
 
 
@@ -377,7 +384,8 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
     op.written.append(str(out))
 
     with phase("summary"):   # the summary's dose figures (maximum, D0.03cc, D2%: mcproton/body.py)
-        summary = {"output": str(out), "backend": total.backend, "device": total.device,
+        summary = {"schema_version": RUN_SUMMARY_SCHEMA, "output": str(out), "backend": total.backend,
+                   "device": total.device,
                    "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
                    "protons_per_second": round(total.protons_per_second, 1),
                    "mean_rel_uncertainty_50": total.mean_rel_uncertainty_50,
@@ -432,7 +440,10 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         again = (f"; the checkpoint {ck} is kept: {fix} and run the same command with --resume, which "
                  "writes them without transporting again" if checkpointed and ck.exists() else
                  f": {fix} and run again to write them")
-        raise RuntimeError(f"could not write {' nor '.join(failed)}; the dose is safe in {out}{again}")
+        from ._io.errors import OutputWriteError
+
+        raise OutputWriteError(f"could not write {' nor '.join(failed)}; the dose is safe in {out}{again}",
+                               no_space=no_space)
     with phase("result_checks"):
         limited = [i for i, r in enumerate(results, start=1)
                    if r.provenance.get("stop_reason") == "time_limit" and r.primaries < settings.primaries]
@@ -901,13 +912,21 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     return int(phantom_main(args.rest))
 
 
+#: the exit statuses, as ``mcproton run --help`` lists them (mcproton.errors; ``check``'s epilog the same)
+RUN_EPILOG = """exit status: 0 the run finished (its summary JSON on stdout), 2 bad input (the config, an option, an
+input file), 3 the machine or the output (the output busy, the disk full or read-only, no GPU/CuPy, no compiler),
+4 an internal error (a bug: rerun with --debug and report it), 128 + the signal when stopped (130 Ctrl-C,
+143 SIGTERM, 129 SIGHUP; the checkpoint is kept for --resume).  See mcproton.errors and docs/check.md."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy")
     p.add_argument("--version", action="version", version=f"mcproton {__version__}")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an unexpected error")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run a simulation from a TOML config")
+    r = sub.add_parser("run", help="run a simulation from a TOML config", epilog=RUN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("config", help="run config (TOML); see examples/ and the README config reference")
     r.add_argument("--out", help="output HDF5 file (required, except with --check-config); the checkpoint "
                                  "<out>.ckpt.h5 and, with output.plot (default on), the PNG <out>.png go beside it")
@@ -1061,10 +1080,12 @@ def _warning_line(plain: Callable[..., str]) -> Callable[..., str]:
 
 
 def _guarded(argv: list[str], debug: bool) -> int:
-    """Run the command; every failure becomes one ``mcproton:`` line on stderr and an exit status (2: the input,
-    1: an unexpected error, with a hint to rerun with --debug for the traceback), never a traceback."""
-    from ._run.job import RunInterrupted
+    """Run the command; every failure becomes one ``mcproton:`` line on stderr and an exit status, never a
+    traceback: 2 the input, 3 the machine or the output (busy, full, read-only, no GPU), 4 an unexpected error (a
+    bug, with a hint to rerun with --debug for the traceback), 128 + n a signal (mcproton.errors)."""
+    from ._signals import RunInterrupted
     from .config import ConfigError
+    from .errors import EXIT_INTERNAL, exit_status, status_of
 
     if argv and argv[0] in _PASSTHROUGH:
         # argparse.REMAINDER does not capture a remainder that starts with an option (``demo --out x``):
@@ -1077,19 +1098,14 @@ def _guarded(argv: list[str], debug: bool) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"mcproton: config error: {exc}", file=sys.stderr)
-        return 2
+        return exit_status(exc)
     except MemoryError as exc:   # also numpy's _ArrayMemoryError
         if debug:
             raise
         print(f"mcproton: error: out of memory ({type(exc).__name__}: {exc or 'no detail'}); use coarser voxels "
               "(phantom.voxel_mm, phantom.dose_voxel_mm for a CT), fewer beams at once, or a machine with more "
               "memory", file=sys.stderr)
-        return 2
-    except (ValueError, OSError, RuntimeError) as exc:
-        if debug:
-            raise
-        print(f"mcproton: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
+        return exit_status(exc)
     except KeyboardInterrupt:
         print("mcproton: interrupted", file=sys.stderr)
         return 130
@@ -1099,9 +1115,12 @@ def _guarded(argv: list[str], debug: bool) -> int:
     except Exception as exc:
         if debug:
             raise
-        print(f"mcproton: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the "
-              "traceback, and please report it)", file=sys.stderr)
-        return 1
+        if status_of(exc) == "internal_error":
+            print(f"mcproton: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the "
+                  "traceback, and please report it)", file=sys.stderr)
+            return EXIT_INTERNAL
+        print(f"mcproton: error: {_one_line(exc)}", file=sys.stderr)
+        return exit_status(exc)
 
 
 def _one_line(exc: BaseException) -> str:

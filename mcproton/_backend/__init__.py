@@ -21,14 +21,19 @@ def get_backend(name: str = "auto", threads: int | None = None, gpu: int | None 
     if name == "cuda":
         ok, why = cuda_available()
         if not ok:
-            raise RuntimeError(f"backend 'cuda' requested but unavailable: {why}. Install CuPy for your CUDA "
-                               "version (pip install 'mcproton[cuda12]' or '[cuda13]') or use --backend cpu")
+            from .._io.errors import BackendUnavailableError
+
+            raise BackendUnavailableError(f"backend 'cuda' requested but unavailable: {why}. Install CuPy for your "
+                                          "CUDA version (pip install 'mcproton[cuda12]' or '[cuda13]') or use "
+                                          "--backend cpu")
         from .cuda import CudaBackend, device_count
 
         n = device_count()
         if gpu is not None and not 0 <= int(gpu) < n:
-            raise RuntimeError(f"run.gpu = {gpu}: this machine has {n} CUDA device(s), numbered 0..{n - 1}; "
-                               "choose one of them or leave run.gpu unset (device 0)")
+            from .._io.errors import BackendUnavailableError
+
+            raise BackendUnavailableError(f"run.gpu = {gpu}: this machine has {n} CUDA device(s), numbered "
+                                          f"0..{n - 1}; choose one of them or leave run.gpu unset (device 0)")
         return CudaBackend(int(gpu or 0))
     raise ValueError(f"unknown backend {name!r}; use 'auto', 'cpu' or 'cuda'")
 

@@ -126,9 +126,13 @@ class CheckResult:
     def to_dict(self) -> dict:
         from .._io.json_out import json_safe
 
+        from .out_dir import CHECK_JSON_SCHEMA
+
         keys = ("passed", "checks", "gamma", "dose_difference", "structures", "ranges", "beam_gamma", "diagnostics",
                 "warnings", "pairing", "provenance", "timings_s", "settings", "levels", "mc_rtdose", "beam_dose")
-        return json_safe({k: getattr(self, k) for k in keys})
+        # schema_version and status first: what a script reads before anything else (automation audit, F10)
+        return json_safe({"schema_version": CHECK_JSON_SCHEMA, "status": "pass" if self.passed else "fail",
+                          **{k: getattr(self, k) for k in keys}})
 
     def figures(self, names: Iterable[str] | str | None = None) -> dict[str, Figure]:
         """The report's figures as matplotlib Figures, built by the report's own plotting code: {"axial",
@@ -1184,16 +1188,17 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                   "as [physics] of mcproton run)") from None
     if out is not None:
         from .._io.atomic import name_too_long
+        from .out_dir import OutDirRefused
 
         o = Path(out)
         too_long = name_too_long(o)   # refused now, not when the report is written after the MC
         if too_long:
-            raise CheckInputError(f"--out {out}: {too_long}")
+            raise OutDirRefused(f"--out {out}: {too_long}")
         up = o.parent
         while not (up.exists() or up.is_symlink()) and up != up.parent:   # a broken link stops it: refused below
             up = up.parent
         if ((o.exists() or o.is_symlink()) and not o.is_dir()) or not up.is_dir():
-            raise CheckInputError(f"--out {out} is a file, a broken link or under a file; the check writes a folder "
+            raise OutDirRefused(f"--out {out} is a file, a broken link or under a file; the check writes a folder "
                                   "(check.html, check.json, the MC RT Dose): give a folder's name")
     _check_numbers(rbe, target_uncertainty)
     rx_given = _given_prescription(prescription)
@@ -1754,7 +1759,8 @@ def _write_mc_rtdoses_or_rescue(inp: CheckInputs, mc: MCDose, out_dir: Path) -> 
     quota), write them into a folder in the temporary folder instead and raise an error naming the file that
     failed, why, and where the MC dose is: the Monte Carlo's hours are never lost to a full disk (before
     2026-12-05 they were, with pydicom's flattened traceback as the only message: deployment audit F7)."""
-    from .._io.atomic import is_no_space, rescue_path, write_error_text
+    from .._io.atomic import is_no_space, is_unwritable, rescue_path, write_error_text
+    from .._io.errors import OutputWriteError
     from .mc_rtdose import MC_PLAN_FILE, write_mc_rtdoses
 
     try:
@@ -1767,11 +1773,22 @@ def _write_mc_rtdoses_or_rescue(inp: CheckInputs, mc: MCDose, out_dir: Path) -> 
         try:
             files = write_mc_rtdoses(inp, mc, rescue)
         except OSError as exc2:
-            raise RuntimeError(f"{why}; nor the rescue copy in {rescue} ({write_error_text(exc2, exc2.filename)}): "
-                               f"the MC dose is lost; {fix} and run the check again") from exc2
+            _remove_empty_folder(rescue)   # no empty mcproton-rescued-* folder left (automation audit, F4)
+            raise OutputWriteError(f"{why}; nor the rescue copy in {rescue} ({write_error_text(exc2, exc2.filename)}): "
+                                   f"the MC dose is lost; {fix} and run the check again",
+                                   no_space=is_unwritable(exc)) from exc2
         names = ", ".join(v["file"] for v in files.values())
-        raise RuntimeError(f"{why}; the MC dose was written to the folder {rescue} instead ({names}), and no "
-                           f"report: {fix} and run the check again for the report (or keep these files)") from exc
+        raise OutputWriteError(f"{why}; the MC dose was written to the folder {rescue} instead ({names}), and no "
+                               f"report: {fix} and run the check again for the report (or keep these files)",
+                               no_space=is_unwritable(exc)) from exc
+
+
+def _remove_empty_folder(folder: Path) -> None:
+    """Remove ``folder`` where it exists and is empty (what a rescue that failed at its first file leaves)."""
+    try:
+        folder.rmdir()
+    except OSError:   # absent, or not empty: it holds what was rescued
+        pass
 
 
 class _naming_a_failed_write:
@@ -1787,18 +1804,72 @@ class _naming_a_failed_write:
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         if not isinstance(exc, OSError):
             return
-        from .._io.atomic import is_no_space, write_error_text
+        from .._io.atomic import is_no_space, is_unwritable, write_error_text
+        from .._io.errors import OutputWriteError
 
         failed = exc.filename or self.out_dir
         fix = "free disk space" if is_no_space(exc) else "remove the cause named above"
         kept = (f"; the MC dose is kept in {', '.join(str(self.out_dir / v['file']) for v in self.mc_rtdose.values())}"
                 if self.mc_rtdose else "")
-        raise RuntimeError(f"could not write {failed}: {write_error_text(exc, failed)}{kept}: {fix} and run the check "
-                           "again for the report") from exc
+        raise OutputWriteError(f"could not write {failed}: {write_error_text(exc, failed)}{kept}: {fix} and run the "
+                               "check again for the report", no_space=is_unwritable(exc)) from exc
 
+
+#: batch.json's format version (in each row: batch.json is {sub-folder: row}): raised when a key is removed or
+#: changes meaning.  1: the first numbered one (2026-12-06: "status" and "schema_version" in every row; automation
+#: audit, F10)
+BATCH_JSON_SCHEMA = 1
 
 #: the row of batch.json of a patient not checked (yet): the batch is still running, or was interrupted before it
-NOT_CHECKED = {"passed": False, "not_checked": True, "error": "not checked yet"}
+NOT_CHECKED = {"schema_version": BATCH_JSON_SCHEMA, "status": "not_checked", "passed": False, "not_checked": True,
+               "error": "not checked yet"}
+
+
+class BatchError(str):
+    """A patient's entry in :func:`check_batch`'s result when it was not checked: the message (a ``str``, as
+    before), with ``status`` ("refused", "environment_error", "internal_error", "not_checked") and ``exit_status``
+    (mcproton.errors)."""
+
+    status: str
+
+    def __new__(cls, message: str, status: str) -> BatchError:
+        self = super().__new__(cls, message)
+        self.status = status
+        return self
+
+    @property
+    def exit_status(self) -> int:
+        from ..errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_REFUSED
+
+        return {"refused": EXIT_REFUSED, "internal_error": EXIT_INTERNAL}.get(self.status, EXIT_ENVIRONMENT)
+
+
+def _vanished_patients(out_dir: Path, patients: set[str], root: Path, log: Callable[[str], None]) -> dict[str, dict]:
+    """The sub-folders of a batch's ``out_dir`` holding an earlier check's report of a patient that is not in this
+    batch (it left the export): the report is moved aside and a check.json saying so written in its place, so that
+    a script collecting ``out/*/check.json`` does not count last night's PASS as tonight's (automation audit
+    2026-12-06, F1); their rows ("status": "not_in_batch") keep them listed in batch.json."""
+    from .out_dir import _ours, earlier_reports, move_aside, record_failure
+
+    rows: dict[str, dict] = {}
+    if not out_dir.is_dir():
+        return rows
+    for d in sorted(out_dir.iterdir()):
+        if d.name in patients or not d.is_dir() or d.is_symlink() or not _ours(d / "check.json"):
+            continue
+        why = (f"{d.name} is not a patient of this batch ({root}): its folder holds an earlier check's outputs, "
+               "not a check of tonight's export")
+        try:
+            moved = move_aside(d, earlier_reports(d), log)
+        except OSError as exc:
+            log(f"mcproton check --batch: {d.name}: could not move the earlier check's outputs aside ({exc})")
+            moved = None
+        record_failure(d, ValueError(why), ours_written=True, started=now_text(), inputs={}, invocation={}, log=log,
+                       status="not_checked")
+        rows[d.name] = {"schema_version": BATCH_JSON_SCHEMA, "status": "not_in_batch", "passed": False,
+                        "error": why, **({"earlier_outputs_moved_to": str(moved)} if moved else {})}
+        log(f"mcproton check --batch: {why}")
+    return rows
 
 
 def _batch_json(table: dict[str, dict], pending: Iterable[str] = ()) -> bytes:
@@ -1853,7 +1924,9 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     physicist expects every folder of the batch checked (the copy may hold another TPS dose of the plan, and which
     of the two is the one to sign the batch cannot tell), and expects to be told that two rows are one plan, so that
     the plan is not counted twice."""
-    from .._run.job import RunInterrupted
+    from .._io.atomic import is_unwritable, write_error_text
+    from .._signals import RunInterrupted
+    from ..errors import status_of
     from .batch import TOP_LEVEL, survey
     from .report import write_batch_index
 
@@ -1876,15 +1949,19 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
                "the files into one)")
         log(f"mcproton check --batch: {msg}")
         msg = f"{CheckInputError.__name__}: {msg}"   # as a refused patient's row reads
-        results[TOP_LEVEL] = msg
-        table[TOP_LEVEL] = {"passed": False, "error": msg}
+        results[TOP_LEVEL] = BatchError(msg, "refused")
+        table[TOP_LEVEL] = {"schema_version": BATCH_JSON_SCHEMA, "status": "refused", "passed": False, "error": msg}
+    for name, row in _vanished_patients(out_dir, {q.name for q in subs}, root, log).items():
+        table[name] = row
     plans: dict[str, str] = {}   # RT Plan SOPInstanceUID -> the first patient checked with it
+    stop_all: str | None = None   # why the remaining patients are not checked (a full or read-only output disk)
     for k, p in enumerate(subs, start=1):
         log(f"mcproton check --batch: {p.name} ({k} of {len(subs)})")
         try:
             r = check(folder=p, out=out_dir / p.name, log=log, **kwargs)
             uid = r.inputs.plan.sop_instance_uid if r.inputs is not None else None
-            table[p.name] = {"passed": r.passed, "failed": [c["quantity"] for c in r.failed],
+            table[p.name] = {"schema_version": BATCH_JSON_SCHEMA, "status": "pass" if r.passed else "fail",
+                             "passed": r.passed, "failed": [c["quantity"] for c in r.failed],
                              "gamma_2_2_pct": 100 * r.gamma["2%/2mm"]["pass_rate"],
                              "statistical_uncertainty_pct": r.provenance.get("statistical_uncertainty_pct"),
                              **_batch_record(r, uid, out_dir), "warnings": list(r.warnings)}
@@ -1895,23 +1972,46 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             elif uid:
                 plans[uid] = p.name
             results[p.name] = r if keep_arrays else r.numbers_only()
-        except (ValueError, FileNotFoundError) as exc:   # refused input: recorded, the batch goes on
-            results[p.name] = f"{type(exc).__name__}: {exc}"
-            table[p.name] = {"passed": False, "error": results[p.name]}
         except (RunInterrupted, KeyboardInterrupt) as exc:   # the user stops the batch: recorded, then stopped
-            table[p.name] = {"passed": False, "error": f"interrupted: {exc or type(exc).__name__}",
-                             "interrupted": True}
+            table[p.name] = {"schema_version": BATCH_JSON_SCHEMA, "status": "interrupted", "passed": False,
+                             "error": f"interrupted: {exc or type(exc).__name__}", "interrupted": True}
             write_bytes_atomic(out_dir / "batch.json", _batch_json(table, [q.name for q in subs[k:]]))
             write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
             log(f"mcproton check --batch: interrupted during {p.name}; not checked: "
                 f"{', '.join(q.name for q in subs[k - 1:])}")
             raise
-        except Exception as exc:  # noqa: BLE001 - an unexpected error stops this patient, not the batch
-            log(f"mcproton check --batch: {p.name}: internal error {type(exc).__name__}: {exc} (please report it)")
-            results[p.name] = f"internal error {type(exc).__name__}: {exc}"
-            table[p.name] = {"passed": False, "error": results[p.name], "internal_error": True}
-        write_bytes_atomic(out_dir / "batch.json", _batch_json(table, [q.name for q in subs[k:]]))
-        write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
+        except Exception as exc:  # noqa: BLE001 - refused, or failed: this patient's row; the batch goes on
+            status = status_of(exc)
+            msg = f"{type(exc).__name__}: {exc}"
+            if status == "internal_error":
+                log(f"mcproton check --batch: {p.name}: internal error {msg} (please report it)")
+                msg = f"internal error {msg}"
+            elif status == "environment_error":   # the machine or the output, not the export
+                log(f"mcproton check --batch: {p.name}: the machine or the output folder, not the export: {msg}")
+            results[p.name] = BatchError(msg, status)
+            table[p.name] = {"schema_version": BATCH_JSON_SCHEMA, "status": status, "passed": False, "error": msg,
+                             **({"internal_error": True} if status == "internal_error" else {})}
+            if getattr(exc, "no_space", False) or is_unwritable(exc):   # the next patient's outputs fail the same way
+                stop_all = (f"not checked: the output disk of {out_dir} is full or read-only ({p.name}: "
+                            f"{write_error_text(exc)}); free space and run the batch again")
+        pending = [q.name for q in subs[k:]]
+        if stop_all is not None:
+            for q in pending:
+                table[q] = {**NOT_CHECKED, "error": stop_all}
+                results[q] = BatchError(stop_all, "not_checked")
+            log(f"mcproton check --batch: stopped after {p.name}: the output disk is full or read-only; not checked: "
+                f"{', '.join(pending) or 'none'}")
+            pending = []
+        try:
+            write_bytes_atomic(out_dir / "batch.json", _batch_json(table, pending))
+            write_batch_index(table, out_dir, pending=pending, skipped=found.skipped)
+        except OSError as exc:
+            if stop_all is None:
+                raise
+            log(f"mcproton check --batch: could not write the batch summary in {out_dir} either "
+                f"({write_error_text(exc)})")
+        if stop_all is not None:
+            break
     return results
 
 

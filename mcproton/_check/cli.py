@@ -10,8 +10,12 @@ EPILOG = """examples:
   mcproton check patient_folder/ --beam-model dcpt_v5 --out check/       (files found and paired by UID)
   mcproton check phantom/ --phantom-from-struct --beam-model dcpt_v5 --out check/   (no CT: a phantom built
                                                    from the RT Struct's ROI material overrides)
-exit status: 0 the check passes every action level, 1 it fails one (the report says which), 2 bad input,
-128 + the signal when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+exit status: 0 the check passes every action level, 1 it fails one (the report says which), 2 bad input
+(refused: the export, an option), 3 the machine or the output (--out busy, the disk full or read-only, no GPU),
+4 an internal error (a bug: rerun with --debug and report it), 128 + the signal when stopped (130 Ctrl-C,
+143 SIGTERM, 129 SIGHUP).  --batch: the worst of its patients' (4 > 3 > 2 > 1 > 0); a full or read-only disk
+stops it.  A check that fails leaves a check.json recording why ("status": "refused", ...) in --out, the
+earlier check's outputs moved into earlier_check_<date>/ there; see mcproton.errors.
 The report (check.html, check.json) and the MC dose as RT Dose (RD_mc.dcm; RD_mc_beam<N>.dcm for each per-beam
 TPS dose; on the TPS grid, in its study) go to --out; see docs/check.md."""
 
@@ -104,7 +108,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from .._signals import RunInterrupted
+    from ..errors import EXIT_FAIL, EXIT_PASS
     from .api import check, check_batch
+
+    for opt, value in (("--gamma-points", args.gamma_points), ("--gamma-workers", args.gamma_workers)):
+        if value is not None and value < 0:   # a slice [:-5] of the points, before (automation audit, F8)
+            zero = "every point" if opt == "--gamma-points" else "one process per gamma up to the cores"
+            raise ValueError(f"{opt} {value}: give a positive number (or 0: {zero})")
 
     common = {"beam_model": args.beam_model, "calibration": args.calibration,
               "phantom_from_struct": args.phantom_from_struct, "dose_to": args.dose_to, "rbe": args.rbe,
@@ -124,27 +135,60 @@ def _main(args: argparse.Namespace) -> int:
             raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"
                              "--ct-series/--struct")
         results = check_batch(args.folder, args.out, **common)
-        for name, r in results.items():
-            print(f"{name}: " + (("PASS" if r.passed else "FAIL (" + "; ".join(c["quantity"] for c in r.failed) + ")")
-                                 if not isinstance(r, str) else
-                                 f"ERROR ({r})" if r.startswith("internal error") else f"REFUSED ({r})"))
-        print(f"summary: {Path(args.out) / 'index.html'}\n         {Path(args.out) / 'batch.json'}")
-        return 0 if all(not isinstance(r, str) and r.passed for r in results.values()) else 1
+        if args.json:   # batch.json's record (automation audit, F9: --json was ignored)
+            print((Path(args.out) / "batch.json").read_text(encoding="utf-8"))
+        else:
+            for name, r in results.items():
+                word = (f"{_BATCH_WORD.get(r.status, 'ERROR')} ({r})" if isinstance(r, str) else "PASS" if r.passed
+                        else "FAIL (" + "; ".join(c["quantity"] for c in r.failed) + ")")
+                print(f"{name}: {word}")
+            print(f"summary: {Path(args.out) / 'index.html'}\n         {Path(args.out) / 'batch.json'}")
+        # the worst status of its patients (mcproton.errors): 4 internal > 3 environment > 2 refused > 1 FAIL > 0
+        return max((r.exit_status if isinstance(r, str) else EXIT_PASS if r.passed else EXIT_FAIL
+                    for r in results.values()), default=EXIT_PASS)
     if not (args.folder or args.plan):
         raise ValueError("give a patient folder or --plan with --dose (and --ct or --phantom-from-struct); "
                          "see mcproton check --help")
-    res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder, out=args.out,
-                prescription=_prescription_arg(args.prescription), ct_series=args.ct_series, **common)
-    if args.json:
-        from .._io.json_out import json_text
+    from .._io.json_out import json_text
 
+    try:
+        res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder, out=args.out,
+                    prescription=_prescription_arg(args.prescription), ct_series=args.ct_series, **common)
+    except (Exception, RunInterrupted) as exc:
+        if args.json:   # the record of the failure on stdout, as check.json holds it (automation audit, F1)
+            print(json_text(_failure_record(exc, args), indent=1))
+        raise
+    if args.json:
         print(json_text(res.to_dict(), indent=1))
     else:
         print(res.summary())
         print(f"report: {res.report_html}\n        {res.report_json}")
         if res.mc_rtdose and res.out_dir:
             print("MC dose (RT Dose): " + ", ".join(str(Path(res.out_dir) / v["file"]) for v in res.mc_rtdose.values()))
-    return 0 if res.passed else 1
+    return EXIT_PASS if res.passed else EXIT_FAIL
+
+
+#: the summary's word for a patient that was not checked, by its status
+_BATCH_WORD = {"refused": "REFUSED", "environment_error": "ERROR", "internal_error": "ERROR",
+               "not_checked": "NOT CHECKED"}
+
+
+def _failure_record(exc: BaseException, args: argparse.Namespace) -> dict:
+    """What ``--json`` prints for a check that did not finish: the record written into --out/check.json
+    (out_dir.record_failure), or, where none was written (--out busy or refused, a signal), the same record
+    without the file."""
+    record = getattr(exc, "check_record", None)
+    if record is not None:
+        return record
+    from .. import __version__
+    from ..errors import exit_status, status_of
+    from .record import now_text
+    from .out_dir import CHECK_JSON_SCHEMA
+
+    return {"schema_version": CHECK_JSON_SCHEMA, "status": status_of(exc), "passed": False, "checks": [],
+            "error": " ".join(str(exc).split()) or type(exc).__name__, "error_type": type(exc).__name__,
+            "exit_status": exit_status(exc), "provenance": {"mcproton_version": __version__,
+                                                            "check_finished": now_text(), "out": args.out}}
 
 
 def _prescription_arg(values: list[str] | None) -> float | dict[str, float] | None:

@@ -40,7 +40,7 @@ import numpy as np
 from .._io.ct import is_localizer
 from .._io.dicom_common import dicom_kind, may_be_dicom, read_dicom_file
 from .._io.rtstruct import struct_ct_series
-from .._io.errors import DicomInputError, InputDataError
+from .._io.errors import CheckInputError, DicomInputError
 from .mc_rtdose import is_check_output
 
 #: Summation types whose dose covers all fractions of the plan / one fraction (see the module docstring).
@@ -52,10 +52,6 @@ BEAM_DOSE_TYPES = ("BEAM", "BEAM_SESSION")
 #: The constant proton RBE the planning systems use for DoseType EFFECTIVE (ICRU Report 78, 2007; Paganetti
 #: 2014, PMB 59 R419).
 CLINICAL_RBE = 1.1
-
-
-class CheckInputError(InputDataError):
-    """The inputs of a check cannot be matched (the message says what and what to do)."""
 
 
 @dataclass

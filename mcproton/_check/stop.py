@@ -114,6 +114,32 @@ class _Handlers(RaiseOnStopSignals):
         self.run.signum = signum
 
 
+def _record_failure(run: CheckRun, exc: BaseException, bound: dict[str, Any], started: str,
+                    sig: inspect.Signature) -> dict[str, Any]:
+    """The record of a check that failed (out_dir.record_failure), written into its --out where it has one."""
+    from .out_dir import record_failure
+    from .record import invocation
+
+    given = {k: (str(v) if isinstance(v, (str, Path)) else [str(x) for x in v] if isinstance(v, (list, tuple))
+                 else None) for k, v in bound.items() if k in ("plan", "dose", "ct", "struct", "folder", "beam_model")}
+    defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+    try:
+        how = invocation({**defaults, **bound}, defaults)
+    except Exception:  # noqa: BLE001 - the record's invocation is a courtesy; the failure is what matters
+        how = {}
+    ours = run.earlier is not None and run.earlier.removed
+    return record_failure(run.out, exc, ours_written=ours, started=started, inputs=given, invocation=how,
+                          log=_log_of(bound))
+
+
+def _log_of(bound: dict[str, Any]) -> Callable[[str], None]:
+    """The check's ``log`` (default: stderr)."""
+    import sys
+
+    log = bound.get("log")
+    return log if callable(log) else (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+
+
 def stops_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Decorator of ``check``: a SIGINT/SIGTERM/SIGHUP ends it with :class:`~mcproton._run.job.RunInterrupted` (exit
     status 128 + signal) whose message says what was written into its ``out`` and what not (module docstring)."""
@@ -123,6 +149,9 @@ def stops_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .record import now_text
+
+        started = now_text()
         bound = sig.bind_partial(*args, **kwargs).arguments
         out = bound.get("out")
         run = CheckRun(Path(out) if out is not None else None, bool(bound.get("report", True)))
@@ -139,6 +168,9 @@ def stops_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
                 except RunInterrupted as exc:   # the MC's (its message says how far it got)
                     run.signum = run.signum or signal.SIGINT
                     raise RunInterrupted(f"{exc}{run.folder_note()}", exc.code, exc.results, exc.kept) from None
+                except Exception as exc:   # refused, or failed: recorded in --out, the earlier report moved aside
+                    exc.check_record = _record_failure(run, exc, bound, started, sig)   # type: ignore[attr-defined]
+                    raise
         finally:
             _RUN.reset(token)
 

@@ -144,6 +144,14 @@ def is_no_space(exc: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def is_unwritable(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or wraps) an output disk that takes no more: full, over quota, over the file-size limit
+    (``ulimit -f``) or read-only.  The next output there fails the same way: a batch stops at it (automation audit
+    2026-12-06, F4: it ran every remaining patient's Monte Carlo into the full disk)."""
+    err = unwrap_os_error(exc)
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
 def _umask_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -32,6 +32,40 @@ class BeamModelError(InputDataError):
     """A beam-model file is malformed, or a requested energy / accessory is not in the model."""
 
 
+class CheckInputError(InputDataError):
+    """The inputs of a check cannot be matched (the message says what and what to do)."""
+
+
+class ResultRefused(InputDataError, RuntimeError):
+    """A finished run's result is refused (no dose scored, most of the beam missed or left the grid): the beam or the
+    phantom given, an input (exit status 2); also a RuntimeError, as it was before 2026-12-06."""
+
+
+class McprotonEnvironmentError(RuntimeError):
+    """The machine or the output, not the input, stopped the run or the check: the output folder busy (another run
+    writes it), full or read-only, no GPU or CuPy for ``backend cuda``, no C++ compiler, a scheduler unreachable.
+    Exit status 3 on the command line (mcproton.errors.EXIT_ENVIRONMENT): retry later or fix the machine; the
+    plan's export is not at fault (automation audit 2026-12-06, F3: these exited 2, as a refused input)."""
+
+
+class OutputWriteError(McprotonEnvironmentError):
+    """An output could not be written (a full disk, a quota, a read-only file system, no permission); the message
+    names the file, why, and where what was computed is kept (a rescue copy, the checkpoint), if anywhere."""
+
+    def __init__(self, message: str, *, no_space: bool = False) -> None:
+        super().__init__(message)
+        #: whether the cause is a full disk or quota (or a read-only file system): the next output there fails too
+        self.no_space = no_space
+
+
+class BackendUnavailableError(McprotonEnvironmentError):
+    """The requested compute backend is not available here (``cuda``: no CuPy, no GPU, or not that device)."""
+
+
+class McprotonInternalError(RuntimeError):
+    """mcproton contradicted itself (a bug): exit status 4 (mcproton.errors.EXIT_INTERNAL); please report it."""
+
+
 class McprotonWarning(UserWarning):
     """A warning of mcproton's own (an input it reads with a caveat, a setting it assumed): the command line prints
     these as one ``mcproton: warning:`` line; filter them with ``warnings.filterwarnings(..., McprotonWarning)``."""

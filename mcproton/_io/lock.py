@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .atomic import name_tag, name_too_long, temporary_files
+from .errors import McprotonEnvironmentError
 
 #: the lock files this process holds, with the content it wrote in each (for :func:`drop_held_locks`)
 _HELD: dict[Path, bytes] = {}
@@ -63,13 +64,13 @@ def drop_held_locks() -> None:
         _HELD.pop(p, None)
 
 
-class OutputLockedError(RuntimeError):
+class OutputLockedError(McprotonEnvironmentError):
     """The output is locked by another run that is (or may be) still running; the message names it."""
 
 
-class OutputLockError(ValueError):
+class OutputLockError(McprotonEnvironmentError, ValueError):
     """The lock file of an output could not be created (a read-only folder, no permission); the message says what,
-    where and what to do."""
+    where and what to do.  An environment error (exit status 3), and a ValueError as before."""
 
 
 def lock_path(target: str | Path, folder: bool = False) -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io.errors import McprotonRuntimeWarning, warn
+from .._io.errors import McprotonRuntimeWarning, ResultRefused, warn
 
 #: Host memory of a run (CLI path), bytes: a base, per voxel the tallies, the running beam's sums, the sum of the
 #: beams and the output buffers (65), and per beam and voxel what stays until the beams are added: its result
@@ -1005,16 +1005,16 @@ def check_result(result: Any, *, allow_empty: bool = False, beams: list[Any] | N
     shifter = _shifter_share(led, beams)
     dose = np.asarray(result.dose_gy_zyx)
     if not (dose.max(initial=0.0) > 0):
-        raise RuntimeError(f"the run scored no dose anywhere in the grid (incident energy {inc:.4g} MeV, deposited "
-                           f"{float(led.get('deposited', 0.0)):.4g} MeV): nothing was written; {shifter or fix}")
+        raise ResultRefused(f"the run scored no dose anywhere in the grid (incident energy {inc:.4g} MeV, deposited "
+                            f"{float(led.get('deposited', 0.0)):.4g} MeV): nothing was written; {shifter or fix}")
     if inc > 0:
         for key, what in (("missed", "missed the grid"), ("escaped", "left the grid")):
             f = float(led.get(key, 0.0)) / inc
             if f > MAX_LOST_ENERGY_FRACTION:
-                raise RuntimeError(f"{100 * f:.0f} % of the beam's incident energy {what} (ledger: {key} "
-                                   f"{float(led[key]):.4g} of {inc:.4g} MeV; the limit is "
-                                   f"{100 * MAX_LOST_ENERGY_FRACTION:.0f} %): nothing was written; "
-                                   f"{shifter + '; else ' if shifter else ''}{fix}")
+                raise ResultRefused(f"{100 * f:.0f} % of the beam's incident energy {what} (ledger: {key} "
+                                    f"{float(led[key]):.4g} of {inc:.4g} MeV; the limit is "
+                                    f"{100 * MAX_LOST_ENERGY_FRACTION:.0f} %): nothing was written; "
+                                    f"{shifter + '; else ' if shifter else ''}{fix}")
 
 
 #: Warn when the mean dose in the target differs from the prescription by more than this fraction.

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._io.atomic import temporary_files
 from .._io.console import write_stderr
-from .._signals import stop_signals, transport_handler_entered
+from .._signals import RunInterrupted, stop_signals, transport_handler_entered
 from .._timing import phase
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, geometry_hash, \
     load_checkpoint, save_checkpoint
@@ -32,20 +32,6 @@ from .stats import FEW_BATCHES, c4
 
 if TYPE_CHECKING:
     from .distributed import DaskExecutor
-
-
-class RunInterrupted(Exception):
-    """SIGINT/SIGTERM/SIGHUP: the run stopped; its message says whether and where a checkpoint was written; exit
-    status ``code``.
-
-    ``results``: the beams' results where the signal came as the transport finished (every beam done), else None;
-    ``kept``: whether the checkpoint of that finished run was written (``--resume`` then writes its outputs)."""
-
-    def __init__(self, message: str, code: int, results: list[Any] | None = None, kept: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.results = results
-        self.kept = kept
 
 
 #: whether a second SIGINT/SIGTERM ends the process at once (``os._exit``): the command line sets it

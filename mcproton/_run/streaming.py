@@ -370,7 +370,9 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
         try:
             for first, n, tallies in it:
                 if first != pos:
-                    raise RuntimeError(f"internal error: batch at history {first}, expected {pos}")
+                    from .._io.errors import McprotonInternalError
+
+                    raise McprotonInternalError(f"internal error: batch at history {first}, expected {pos}")
                 acc.add(tallies, n)
                 del tallies
                 pos += n

@@ -154,7 +154,7 @@ def test_dicom_files_loose_at_the_top_level_are_listed_as_not_checked(pts, calls
     rc = main(["check", str(pts), "--batch", "--beam-model", "dcpt_v2", "--out", str(pts.parent / "out"), "--quiet"])
     out = capsys.readouterr().out
     table = json.loads((pts.parent / "out" / "batch.json").read_text())
-    assert rc == 1 and calls.folders == ["p1", "p2"]
+    assert rc == 2 and calls.folders == ["p1", "p2"]
     top = [k for k in table if k not in ("p1", "p2")]
     assert len(top) == 1 and "top level" in top[0], table
     err = table[top[0]]["error"]
@@ -206,7 +206,7 @@ def test_two_sub_folders_with_the_same_plan_are_both_checked_and_marked(pts, cal
 # ---- 5. the exit status and the pending rows
 def test_exit_status_and_the_pending_rows_with_skipped_folders(pts, calls, capsys):
     """Skipped folders (hidden, the output folder) are never pending rows and do not make the batch fail; one
-    refused patient makes the exit status 1."""
+    refused patient makes the exit status 2 (a refusal's; before 2026-12-06: 1, a FAIL's)."""
     from mcproton.cli import main
 
     (pts / ".hidden").mkdir()
@@ -224,7 +224,7 @@ def test_exit_status_and_the_pending_rows_with_skipped_folders(pts, calls, capsy
     (pts / "p2" / "RD_plan.dcm").unlink()
     for p in (pts / "p2").glob("RD_beam*.dcm"):
         p.unlink()
-    assert main(args) == 1
+    assert main(args) == 2
     printed = capsys.readouterr().out
     assert "p2: REFUSED" in printed and "p1: PASS" in printed
 
@@ -300,7 +300,9 @@ def test_an_interrupt_stops_the_batch_and_is_recorded(pts, calls, monkeypatch, t
     # the long-runs audit F11: the patients not checked are in batch.json too (before: left out, so a script
     # counting its rows missed them), and the index does not count the interrupted one as checked
     assert list(table) == ["p1", "p2", "p3"]
-    assert table["p3"] == {"passed": False, "not_checked": True, "error": "not checked yet"}
+    assert table["p3"] == {"schema_version": 1, "status": "not_checked", "passed": False, "not_checked": True,
+                           "error": "not checked yet"}
+    assert table["p1"]["status"] == "pass" and table["p2"]["status"] == "interrupted"
     page = (out / "index.html").read_text()
     assert "INTERRUPTED" in page and "not checked yet" in page and "internal" not in page
     assert "1 patient(s) checked, 1 passed every action level; 1 interrupted; 1 not checked yet." in page

@@ -252,7 +252,7 @@ def test_output_write_failure_keeps_the_finished_run(small_cfg, tmp_path, monkey
         return real_write(path, write)
 
     monkeypatch.setattr(h5io, "atomic_write_file", full_disk)
-    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 3
     err = capsys.readouterr().err
     ckpt = checkpoint_path(out)
     assert "no space left on device" in err and str(ckpt) in err and "--resume" in err, err
@@ -272,7 +272,7 @@ def test_output_write_failure_keeps_the_finished_run(small_cfg, tmp_path, monkey
     monkeypatch.setattr(h5io, "atomic_write_file", full_disk)
     out.unlink()
     capsys.readouterr()
-    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-checkpoint"]) == 2
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-checkpoint"]) == 3
     err = capsys.readouterr().err
     assert "written to" in err and "instead" in err, err
     rescued = Path(err.split("written to ")[1].split(" instead")[0])

@@ -47,13 +47,13 @@ def test_a_second_run_on_a_live_runs_output_is_refused_naming_it(small_cfg, tmp_
         assert lock.exists(), "run A ended before it could be met"
         rc = main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "beam.energy_mev=100"])
         err = capsys.readouterr().err
-        assert rc == 2
+        assert rc == 3
         assert f"pid {a.pid} on host {socket.gethostname()}" in err and "being written by another run" in err
         # F5: the same run with --resume is refused by the lock too, not told that A's checkpoint is an
         # "interrupted run"
         rc = main(["run", str(cfg), "--out", str(out), "--quiet", "--resume"])
         err = capsys.readouterr().err
-        assert rc == 2 and "interrupted run" not in err and f"pid {a.pid}" in err
+        assert rc == 3 and "interrupted run" not in err and f"pid {a.pid}" in err
     finally:
         a.send_signal(signal.SIGTERM) if a.poll() is None else None
         a.communicate(timeout=120)
@@ -67,7 +67,7 @@ def test_a_live_lock_is_refused_and_a_stale_one_taken_over(small_cfg, tmp_path, 
     sleeper = _sleeper()
     try:
         lock.write_text(_lock_of(sleeper.pid))
-        assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+        assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 3
         err = capsys.readouterr().err
         assert f"pid {sleeper.pid}" in err and "2026-12-02 03:04:05" in err and str(lock) in err
         assert lock.exists() and not out.exists()
@@ -85,7 +85,7 @@ def test_a_lock_of_another_host_is_refused_with_the_way_out(small_cfg, tmp_path,
     cfg = small_cfg(2000)
     out = tmp_path / "o.h5"
     (tmp_path / "o.h5.lock").write_text(_lock_of(1, host="node-17"))
-    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 3
     err = capsys.readouterr().err
     assert "node-17" in err and "cannot be checked from here" in err and "delete" in err
 
@@ -98,7 +98,7 @@ def test_the_rt_dose_is_locked_too(small_cfg, tmp_path, capsys):
     try:
         (tmp_path / "rd.dcm.lock").write_text(_lock_of(sleeper.pid))
         assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--rtdose", str(tmp_path / "rd.dcm"),
-                     "--quiet"]) == 2
+                     "--quiet"]) == 3
         assert f"pid {sleeper.pid}" in capsys.readouterr().err
         assert not (tmp_path / "o.h5.lock").exists()   # the lock taken before is given back
     finally:
@@ -133,7 +133,7 @@ def test_check_out_folders_are_locked(tmp_path, capsys):
         with pytest.raises(OutputLockedError, match=f"pid {sleeper.pid}"):
             check_batch(tmp_path / "patients", tmp_path / "chk")
         rc = main(["check", str(tmp_path / "patients"), "--batch", "--out", str(tmp_path / "chk")])
-        assert rc == 2 and f"pid {sleeper.pid}" in capsys.readouterr().err
+        assert rc == 3 and f"pid {sleeper.pid}" in capsys.readouterr().err
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -196,7 +196,7 @@ def test_a_lock_of_another_pid_namespace_is_not_taken_over_even_if_its_pid_is_go
     sleeper.wait()
     lock = tmp_path / "o.h5.lock"
     lock.write_text(_lock_of(sleeper.pid, boot_id=_boot_id(), pid_ns=1))
-    assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 2
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 3
     err = capsys.readouterr().err
     assert "another PID namespace" in err and f"delete {lock}" in err and lock.exists(), err
 
@@ -305,7 +305,7 @@ def test_an_os_error_taking_a_lock_says_what_where_and_what_to_do(tmp_path, monk
     (tmp_path / "patients").mkdir()
     rc = main(["check", str(tmp_path / "patients"), "--batch", "--out", str(tmp_path / "chk")])
     err = capsys.readouterr().err
-    assert rc == 2 and "Errno" not in err, err
+    assert rc == 3 and "Errno" not in err, err
     assert (f"--out {tmp_path / 'chk'}: could not create its lock file {tmp_path / 'chk' / '.mcproton-lock'} (the "
             "file system is read-only)") in err and "give an output in a folder you can write to" in err, err
 
@@ -343,7 +343,7 @@ def test_runs_sharing_a_checkpoint_name_are_refused_naming_the_other(small_cfg, 
         assert json.loads(ckpt_lock.read_text())["role"] == f"the checkpoint of --out {tmp_path / 'x.h5'}"
         rc = main(["run", str(cfg), "--out", str(tmp_path / "x.hdf5"), "--quiet"])
         err = capsys.readouterr().err
-        assert rc == 2, err
+        assert rc == 3, err
         assert (f"{tmp_path / 'x.ckpt.h5'} (the checkpoint of --out {tmp_path / 'x.hdf5'}) is being written by "
                 f"another run now, as the checkpoint of --out {tmp_path / 'x.h5'}: pid {a.pid}") in err, err
         assert not (tmp_path / "x.hdf5.lock").exists()   # the lock taken before is given back
@@ -367,7 +367,7 @@ def test_the_plot_is_locked_too(small_cfg, tmp_path, capsys):
     sleeper = _sleeper()
     try:
         (tmp_path / "x.png.lock").write_text(_lock_of(sleeper.pid, role="the plot of --out x.h5"))
-        assert main(["run", str(cfg), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+        assert main(["run", str(cfg), "--out", str(tmp_path / "x"), "--quiet"]) == 3
         err = capsys.readouterr().err
         assert f"pid {sleeper.pid}" in err and "as the plot of --out x.h5" in err, err
         assert sorted(p.name for p in tmp_path.iterdir()) == ["job.toml", "x.png.lock"]   # nothing else left

@@ -96,7 +96,7 @@ def test_a_long_name_that_cannot_be_written_is_rescued(tmp_path, capsys, monkeyp
         return real(path, write)
 
     monkeypatch.setattr(atomic, "atomic_write_file", full)
-    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-checkpoint"]) == 2
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--no-checkpoint"]) == 3   # a full disk: the machine
     msg = _err_line(capsys)
     assert "no space left on device" in msg and "written to" in msg, msg
     (copy,) = rescue.glob("mcproton-rescued-*.h5")

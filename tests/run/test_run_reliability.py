@@ -139,7 +139,7 @@ def test_full_disk_at_the_plot_or_rt_dose_keeps_the_run(what, tmp_path, capsys, 
     argv = ["run", str(cfg), "--out", str(out), "--rtdose", str(rd), "--quiet", "--set", "output.plot=true",
             "--set", "beam.total_protons=1e9"]   # an RT Dose holds Gy: a beam with its protons
     _enospc_on(monkeypatch, what)
-    assert main(argv) == 2
+    assert main(argv) == 3   # an output that cannot be written: the machine's (mcproton.errors)
     cap = capsys.readouterr()
     summary = json.loads(cap.out)   # printed all the same, naming what failed (the long-runs audit, F14)
     assert summary["output"] == str(out) and "no space left on device" in summary["failed_outputs"][0]
@@ -164,7 +164,7 @@ def test_another_write_error_of_the_rt_dose_is_not_called_a_full_disk(tmp_path, 
     argv = ["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--rtdose", str(tmp_path / "rd.dcm"), "--quiet",
             "--set", "beam.total_protons=1e9"]
     _enospc_on(monkeypatch, ".dcm", errno.EACCES)
-    assert main(argv) == 2
+    assert main(argv) == 3   # an output that cannot be written: the machine's (mcproton.errors)
     msg = _one_line(capsys)
     assert "permission denied" in msg and "remove the cause named above" in msg and "--resume" in msg, msg
     assert "disk space" not in msg
@@ -178,7 +178,7 @@ def test_full_disk_at_the_hdf5_without_checkpoint_writes_a_rescue_copy(tmp_path,
     rescue.mkdir()
     monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
     _enospc_on(monkeypatch, str(tmp_path / "o.h5"))
-    assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet", "--no-checkpoint"]) == 2
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet", "--no-checkpoint"]) == 3
     assert "written to" in _one_line(capsys)
     assert not (tmp_path / "o.h5").exists()
     (copy,) = rescue.glob("*o.h5")
@@ -195,7 +195,7 @@ def test_a_full_disk_at_the_rt_dose_as_pydicom_reports_it_is_one_line(tmp_path, 
     out, rd = tmp_path / "o.h5", tmp_path / "rd.dcm"
     full_disk_at(monkeypatch, rd)
     assert main(["run", str(cfg), "--out", str(out), "--rtdose", str(rd), "--quiet", "--set",
-                 "beam.total_protons=1e9"]) == 2
+                 "beam.total_protons=1e9"]) == 3   # an output that cannot be written: the machine's (mcproton.errors)
     cap = capsys.readouterr()
     assert json.loads(cap.out)["failed_outputs"] == [f"the RT Dose {rd} (no space left on device)"]
     err = cap.err.strip().splitlines()
@@ -218,7 +218,7 @@ def test_full_disk_on_a_real_filesystem_does_not_crash(tmp_path):
         env = dict(os.environ, TMPDIR=str(tmp_path))
         proc = subprocess.run([sys.executable, "-m", "mcproton.cli", "run", str(tmp_path / "job.toml"), "--out",
                                str(mnt / "o.h5"), "--quiet"], capture_output=True, text=True, timeout=300, env=env)
-        assert proc.returncode == 2, (proc.returncode, proc.stderr)
+        assert proc.returncode == 3, (proc.returncode, proc.stderr)
         assert "Traceback" not in proc.stderr and "no space left" in proc.stderr.splitlines()[-1], proc.stderr
         assert not (mnt / "o.h5").exists() and not list(mnt.glob(".*.tmp"))
         (copy,) = tmp_path.glob("mcproton-rescued-*o.h5")
@@ -289,7 +289,7 @@ def test_unexpected_error_is_one_line_with_a_debug_hint(tmp_path, capsys, monkey
 
     monkeypatch.setattr(mcproton.config, "build_geometry", boom)
     argv = ["run", str(write_cfg(tmp_path / "job.toml", 100)), "--out", str(tmp_path / "o.h5"), "--quiet"]
-    assert main(argv) == 1
+    assert main(argv) == 4
     msg = _one_line(capsys)
     assert "ZeroDivisionError" in msg and "--debug" in msg
     with pytest.raises(ZeroDivisionError):
@@ -304,7 +304,7 @@ def test_out_of_memory_is_caught(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(mcproton.config, "build_geometry", alloc)
     argv = ["run", str(write_cfg(tmp_path / "job.toml", 100)), "--out", str(tmp_path / "o.h5"), "--quiet"]
-    assert main(argv) == 2
+    assert main(argv) == 3
     assert "out of memory" in _one_line(capsys)
 
 
@@ -337,7 +337,7 @@ def test_scheduler_at_an_http_port_is_named_not_a_hang(tmp_path, capsys, monkeyp
     try:
         argv = ["run", str(write_cfg(tmp_path / "job.toml", 100)), "--out", str(tmp_path / "o.h5"), "--quiet",
                 "--scheduler", f"tcp://127.0.0.1:{srv.server_address[1]}"]
-        assert main(argv) == 2
+        assert main(argv) == 3
         msg = _one_line(capsys, only_ours=True)
         assert "HTTP server" in msg and "Dask scheduler" in msg and "8786" in msg, msg
     finally:
@@ -357,7 +357,7 @@ def test_a_real_scheduler_passes_the_probe_and_one_without_workers_is_named(tmp_
         mdist.probe_scheduler(cluster.scheduler_address, 5.0)
         argv = ["run", str(write_cfg(tmp_path / "job.toml", 100)), "--out", str(tmp_path / "o.h5"), "--quiet",
                 "--scheduler", cluster.scheduler_address]
-        assert main(argv) == 2
+        assert main(argv) == 3
         assert "no workers" in _one_line(capsys, only_ours=True)
 
 
