@@ -12,6 +12,7 @@ exceed them clearly.  The shared fixture (two MC runs) takes ~1 min on 2 busy co
 from __future__ import annotations
 
 import html
+import json
 import sys
 from pathlib import Path
 
@@ -388,16 +389,22 @@ def test_an_earlier_checks_outputs_are_removed_from_a_reused_out_folder(case, tm
     from mcproton._check.inputs import CheckInputError
 
     shutil.copy(o / "RD_mc.dcm", o / "RD_mc_kept.dcm")   # a copy the user renamed to keep: not an output's name
-    report = (o / "check.json").read_text()
-    with pytest.raises(CheckInputError, match="prescription names"):   # refused after the inputs were read
-        _recheck(case, case["files"]["plan"], out=o, log=lambda m: None, prescription={"PTv": 2.0})
-    assert (o / "check.json").read_text() == report and (o / "RD_mc_beam1.dcm").exists()   # left as it was
     said = []
     res = _recheck(case, case["files"]["plan"], out=o, log=said.append)
     assert sorted(p.name for p in o.iterdir()) == ["RD_mc.dcm", "RD_mc_kept.dcm", "check.html", "check.json"]
     assert res.mc_rtdose.keys() == {"plan"}
     assert any("removed the earlier check's outputs" in m and "RD_mc_beam1.dcm, RD_mc_beam2.dcm" in m
                for m in said), said
+    # a re-check refused after the inputs were read: the refusal records itself in check.json, and the earlier
+    # check's outputs are moved aside, not left beside the record as if current (automation audit 2026-12-06, F1)
+    report = (o / "check.json").read_text()
+    with pytest.raises(CheckInputError, match="prescription names"):
+        _recheck(case, case["files"]["plan"], out=o, log=lambda m: None, prescription={"PTv": 2.0})
+    record = json.loads((o / "check.json").read_text())
+    assert record["status"] == "refused" and "prescription names" in record["error"]
+    (earlier,) = o.glob("earlier_check_*")
+    assert (earlier / "check.json").read_text() == report and (earlier / "RD_mc.dcm").exists()
+    assert (o / "RD_mc_kept.dcm").exists() and not (o / "RD_mc.dcm").exists()
 
 
 def test_range_error_of_3_percent_in_one_beam_fails(case):
