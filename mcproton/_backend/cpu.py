@@ -103,10 +103,11 @@ def _note(text: str) -> None:
 def cache_dir() -> Path:
     """The configured folder of the CPU kernel cache: $MCPROTON_CACHE_DIR, else $XDG_CACHE_HOME/mcproton/kernels (an
     absolute XDG_CACHE_HOME only, as the XDG specification says), else ~/.cache/mcproton/kernels.  RuntimeError where
-    none can be named (no home directory: a container run with a UID that has no passwd entry and no HOME)."""
+    none can be named (no home directory: a container run with a UID that has no passwd entry and no HOME);
+    :class:`CacheDirError` where $MCPROTON_CACHE_DIR cannot be expanded (:func:`_expanded_cache_env`)."""
     d = os.environ.get(CACHE_ENV)
     if d:
-        return Path(d)
+        return _expanded_cache_env(d)
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg and os.path.isabs(xdg):
         return Path(xdg) / "mcproton" / "kernels"
@@ -115,6 +116,31 @@ def cache_dir() -> Path:
     except (RuntimeError, KeyError, OSError) as exc:
         raise RuntimeError(f"no folder for the CPU kernel cache: {CACHE_ENV} and XDG_CACHE_HOME are not set and the "
                            f"home directory is unknown ({exc})") from None
+
+
+class CacheDirError(RuntimeError):
+    """$MCPROTON_CACHE_DIR names no usable folder (``~`` or a variable left unexpanded): the run stops, rather than
+    building its kernels elsewhere, so that the setting is mended."""
+
+
+def _expanded_cache_env(value: str) -> Path:
+    """$MCPROTON_CACHE_DIR with ``~`` and environment variables expanded, made absolute (a relative one from the
+    working folder, with a note); :class:`CacheDirError` where a ``$`` or a leading ``~`` is left after expansion.
+    Before, ``'~/kcache'`` or ``'$HOME/kcache'`` (single quotes in an sbatch script, a systemd ``Environment=``, a
+    Kubernetes env value) was taken literally: folders named ``~`` and ``$HOME`` in each job's working folder, one
+    cache per job folder (the cluster audit, F7; ``rm -rf ~`` typed to tidy such a folder removes the home)."""
+    path = os.path.expandvars(os.path.expanduser(value))
+    if "$" in path or path.startswith("~"):
+        raise CacheDirError(f"{CACHE_ENV}={value!r} cannot be expanded (it is {path!r} after expanding ~ and the "
+                            "environment variables: an unset variable, or an unknown user): set it to an absolute "
+                            f"folder, e.g. {CACHE_ENV}=\"$HOME/.cache/mcproton/kernels\" with double quotes, so that "
+                            "the shell expands it")
+    if not os.path.isabs(path):
+        absolute = os.path.abspath(path)
+        _note(f"{CACHE_ENV}={value!r} is a relative path: the CPU kernel cache is {absolute}, in the working folder "
+              "(give an absolute folder to share one cache between runs started from different folders)")
+        path = absolute
+    return Path(path)
 
 
 def _fallback_dir() -> Path:
@@ -153,6 +179,8 @@ def cache_status() -> dict[str, Any]:
     kernels are built instead when it cannot (the per-user temporary folder)."""
     try:
         d = cache_dir()
+    except CacheDirError as exc:   # a run stops on it (it does not fall back)
+        return {"folder": None, "writable": False, "reason": str(exc), "fallback": f"none: set {CACHE_ENV} right"}
     except RuntimeError as exc:
         status: dict[str, Any] = {"folder": None, "writable": False, "reason": str(exc)}
     else:
@@ -176,6 +204,8 @@ def _build_dir() -> tuple[Path, str | None]:
     with the note that says so (None for the configured folder).  RuntimeError where neither can be written."""
     try:
         d: Path | None = cache_dir()
+    except CacheDirError:
+        raise
     except RuntimeError as exc:
         d, why = None, str(exc)
     if d is not None:
@@ -344,6 +374,8 @@ def _kernel_path(entry: str, cxx: str | None, rebuild: bool = False) -> Path:
     ident = kernel_identity(src, compiler_version(cxx) if cxx else None)
     try:
         conf: Path | None = cache_dir()
+    except CacheDirError:
+        raise
     except RuntimeError:
         conf = None
     if conf is not None and not rebuild:

@@ -195,3 +195,40 @@ def test_no_compiler_uses_a_verified_kernel_built_for_this_cpu(cache, monkeypatc
         fh.truncate(1000)
     with pytest.raises(RuntimeError, match="no C[+][+] compiler found.*no kernel built for this CPU"):
         cpu.toolchain()
+
+
+def test_cache_dir_expands_tilde_and_variables(monkeypatch, tmp_path):
+    """MCPROTON_CACHE_DIR='~/kcache' or '$HOME/kcache' (single quotes in an sbatch script, a systemd Environment=, a
+    Kubernetes env value) was taken literally: folders named '~' and '$HOME' in the working folder (the cluster
+    audit, F7).  Now ~ and variables are expanded, and a relative path is made absolute with a note."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MY_SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setattr(cpu, "_NOTED", set())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(cpu.CACHE_ENV, "~/kcache")
+    assert cpu.cache_dir() == tmp_path / "home" / "kcache"
+    monkeypatch.setenv(cpu.CACHE_ENV, "$HOME/kcache")
+    assert cpu.cache_dir() == tmp_path / "home" / "kcache"
+    monkeypatch.setenv(cpu.CACHE_ENV, "${MY_SCRATCH}/k")
+    assert cpu.cache_dir() == tmp_path / "scratch" / "k"
+    monkeypatch.setenv(cpu.CACHE_ENV, "rel/k")
+    assert cpu.cache_dir() == tmp_path / "rel" / "k" and any("relative path" in n for n in cpu._NOTED)
+    assert not (tmp_path / "~").exists() and not (tmp_path / "$HOME").exists()
+
+
+@pytest.mark.parametrize("value", ["$NO_SUCH_VARIABLE_MCPROTON/k", "~no_such_user_mcproton/k"])
+def test_an_unexpandable_cache_dir_is_refused_not_created(monkeypatch, tmp_path, value):
+    """A variable that is not set, or an unknown user's ~: the run stops naming the setting (it neither creates a
+    folder named '$NO_SUCH…' nor builds its kernel somewhere else unasked); mcproton info reports it."""
+    monkeypatch.delenv("NO_SUCH_VARIABLE_MCPROTON", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(cpu.CACHE_ENV, value)
+    with pytest.raises(cpu.CacheDirError, match=f"{cpu.CACHE_ENV}=.*cannot be expanded.*absolute folder"):
+        cpu.cache_dir()
+    with pytest.raises(cpu.CacheDirError):
+        cpu._build_dir()
+    with pytest.raises(cpu.CacheDirError):
+        cpu._kernel_path("transport.cu", None)
+    status = cpu.cache_status()
+    assert status["folder"] is None and "cannot be expanded" in status["reason"]
+    assert list(tmp_path.iterdir()) == []
