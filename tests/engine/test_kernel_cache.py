@@ -232,3 +232,68 @@ def test_an_unexpandable_cache_dir_is_refused_not_created(monkeypatch, tmp_path,
     status = cpu.cache_status()
     assert status["folder"] is None and "cannot be expanded" in status["reason"]
     assert list(tmp_path.iterdir()) == []
+
+
+FAKE_CXX = """#!/bin/sh
+# a stand-in compiler: --version, else writes a few bytes to the file after -o
+[ "$1" = "--version" ] && { echo "fake c++ 1.0"; exit 0; }
+while [ $# -gt 1 ]; do [ "$1" = "-o" ] && { printf 'not a library' > "$2"; exit 0; }; shift; done
+exit 1
+"""
+
+
+def test_a_built_kernel_is_readable_by_all_whatever_the_umask(tmp_path):
+    """Under umask 077 the kernel was -rwx------ and its manifest -rw-------: in a group-shared cache the others
+    called it damaged, deleted it and rebuilt on every run (the cluster audit, F5)."""
+    cxx = tmp_path / "fake-c++"
+    cxx.write_text(FAKE_CXX)
+    cxx.chmod(0o755)
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    old = os.umask(0o077)
+    try:
+        so = cpu._compile("transport.cu", "source", cpu.kernel_identity("source", "fake c++ 1.0"), folder, str(cxx))
+    finally:
+        os.umask(old)
+    (manifest,) = folder.glob("transport-*.json")
+    assert so.stat().st_mode & 0o777 == 0o755 and manifest.stat().st_mode & 0o777 == 0o644
+
+
+def _unreadable_reads(monkeypatch, cache: Path) -> None:
+    """Reading the cache's manifest raises PermissionError, as for another user's file under umask 077 (the tests
+    may run as root, whom the mode does not stop)."""
+    real = Path.read_text
+
+    def read_text(self, *a, **k):
+        if self.parent == cache and self.suffix == ".json":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+
+
+def test_another_users_unreadable_kernel_is_left_alone_and_built_in_the_per_user_folder(cache, tmp_path,
+                                                                                          monkeypatch):
+    """Not called damaged, not deleted: the note says it is not readable (owner and mode), and the kernel is built in
+    the per-user temporary folder."""
+    monkeypatch.setattr(cpu.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    before = sorted(p.name for p in cache.iterdir())
+    _unreadable_reads(monkeypatch, cache)
+    built_in: list[Path] = []
+    monkeypatch.setattr(cpu, "_compile", lambda entry, src, ident, folder, cxx: built_in.append(folder) or folder)
+    cpu._kernel_path("transport.cu", cpu.find_compiler())
+    assert sorted(p.name for p in cache.iterdir()) == before   # nothing removed
+    assert built_in and built_in[0] != cache and (tmp_path / "tmp") in built_in[0].parents
+    notes = " ".join(cpu._NOTED)
+    assert "not readable by this user (owner uid" in notes and "damaged" not in notes, notes
+
+
+def test_no_compiler_and_an_unreadable_kernel_says_so(cache, tmp_path, monkeypatch):
+    """On a node with no compiler the message said "no kernel built for this CPU": false, it is there, unreadable."""
+    monkeypatch.setattr(cpu.tempfile, "tempdir", str(tmp_path / "tmp"))   # an empty per-user folder
+    (tmp_path / "tmp").mkdir()
+    _unreadable_reads(monkeypatch, cache)
+    with pytest.raises(RuntimeError, match="cannot be read: transport-.*not readable by this user.*chmod a[+]r"):
+        cpu._kernel_path("transport.cu", None)
+    assert _kernel(cache).is_file()
