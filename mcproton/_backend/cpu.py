@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
+import errno
 import hashlib
 import json
 import os
@@ -167,14 +168,33 @@ def _fallback_dir() -> Path:
     return _PRIVATE_TMP
 
 
+#: bytes written (and fsynced) to test that a kernel can be built in a folder: a build writes the source (~0.1 MB),
+#: the object (~0.2 MB) and the library (~0.1 MB) there; a zero-byte file was created on a full disk or over quota
+#: and the build then failed with a bare "[Errno 28] No space left on device" (the cluster audit, F4)
+_PROBE_BYTES = 512 * 1024
+#: the errors of a folder that cannot take a kernel for want of space or of write access: the build moves to the
+#: per-user temporary folder
+_NO_ROOM = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM} | (
+    {errno.EDQUOT} if hasattr(errno, "EDQUOT") else set())
+
+
 def _unwritable(d: Path) -> str | None:
-    """None where kernels can be built in folder ``d`` (created if need be), else why not (the system's words)."""
+    """None where kernels can be built and loaded from folder ``d`` (created if need be), else why not: the
+    system's words where half a megabyte cannot be written there (full, over quota, read-only), or that its file
+    system is mounted noexec (a kernel there cannot be loaded: it was built, failed to load, built again and failed
+    again; the cluster audit, F6)."""
     try:
         d.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=d):
-            pass
+        with tempfile.TemporaryFile(dir=d) as fh:
+            fh.write(bytes(_PROBE_BYTES))
+            fh.flush()
+            os.fsync(fh.fileno())
     except OSError as exc:
         return exc.strerror or str(exc)
+    if hasattr(os, "statvfs") and hasattr(os, "ST_NOEXEC"):
+        with contextlib.suppress(OSError):
+            if os.statvfs(d).f_flag & os.ST_NOEXEC:
+                return "its file system is mounted noexec: a kernel there cannot be loaded"
     return None
 
 
@@ -216,7 +236,7 @@ def _build_dir() -> tuple[Path, str | None]:
         bad = _unwritable(d)
         if bad is None:
             return d, None
-        why = f"the CPU kernel cache {d} cannot be written ({bad})"
+        why = f"the CPU kernel cache {d} cannot be {'used' if 'noexec' in bad else 'written'} ({bad})"
     try:
         fb = _fallback_dir()
         bad = _unwritable(fb)
@@ -442,7 +462,22 @@ def _kernel_path(entry: str, cxx: str | None, rebuild: bool = False) -> Path:
         raise RuntimeError(_no_kernel(conf, unreadable))
     if note:
         _note(note)
-    return _compile(entry, src, ident, folder, cxx)
+    try:
+        return _compile(entry, src, ident, folder, cxx)
+    except OSError as exc:
+        # a quota or a full disk that the probe missed (it filled up during the build): the per-user folder instead
+        if exc.errno not in _NO_ROOM or folder != conf:
+            raise RuntimeError(f"the CPU kernel cannot be built in the kernel cache {folder} ({exc.strerror or exc}); "
+                               f"set {CACHE_ENV} to a folder with space that can be written") from None
+        why = exc.strerror or str(exc)
+    fallback = _fallback_dir()
+    bad = _unwritable(fallback)
+    if bad is not None:
+        raise RuntimeError(f"the CPU kernel cannot be built in the kernel cache {folder} ({why}), nor in the temporary "
+                           f"folder {fallback} ({bad}): set {CACHE_ENV} to a folder with space that can be written")
+    _note(f"the CPU kernel cache {folder} cannot take a kernel ({why}): the kernels are built in {fallback} instead "
+          f"(free space there, or set {CACHE_ENV} to another folder, to keep them)")
+    return _compile(entry, src, ident, fallback, cxx)
 
 
 def _no_kernel(conf: Path | None, unreadable: list[str] | None = None) -> str:

@@ -297,3 +297,80 @@ def test_no_compiler_and_an_unreadable_kernel_says_so(cache, tmp_path, monkeypat
     with pytest.raises(RuntimeError, match="cannot be read: transport-.*not readable by this user.*chmod a[+]r"):
         cpu._kernel_path("transport.cu", None)
     assert _kernel(cache).is_file()
+
+
+@pytest.fixture
+def scratch_caches(tmp_path, monkeypatch) -> Path:
+    """An empty configured cache (returned) and an empty temporary directory for the per-user folder."""
+    conf = tmp_path / "conf"
+    monkeypatch.setenv(cpu.CACHE_ENV, str(conf))
+    monkeypatch.setattr(cpu.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(cpu, "_NOTED", set())
+    monkeypatch.setattr(cpu, "_PRIVATE_TMP", None)
+    return conf
+
+
+def test_a_full_cache_is_reported_and_the_kernel_built_in_the_per_user_folder(scratch_caches, monkeypatch):
+    """A full disk or a home over quota: a zero-byte probe file was created there, mcproton info said "writable",
+    and the build then stopped with a bare "[Errno 28] No space left on device" (the cluster audit, F4)."""
+    import errno
+
+    real = cpu.tempfile.TemporaryFile
+
+    class Full:
+        def __init__(self, *a, **k):
+            self.fh = real()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def temporary_file(*a, dir=None, **k):
+        return Full() if dir is not None and Path(dir) == scratch_caches else real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(cpu.tempfile, "TemporaryFile", temporary_file)
+    status = cpu.cache_status()
+    assert status["writable"] is False and status["reason"] == os.strerror(errno.ENOSPC), status
+    folder, note = cpu._build_dir()
+    assert folder != scratch_caches and "No space left" in note and cpu.CACHE_ENV in note
+
+
+def test_a_noexec_cache_is_reported_and_the_kernel_built_once_elsewhere(scratch_caches, monkeypatch):
+    """A cache on a noexec mount: the kernel was built, failed to load, built again and failed again; info said all
+    was well (the cluster audit, F6)."""
+    if not hasattr(os, "ST_NOEXEC"):
+        pytest.skip("no ST_NOEXEC here")
+    real = os.statvfs
+
+    class NoExec:
+        f_flag = os.ST_NOEXEC
+
+    monkeypatch.setattr(cpu.os, "statvfs", lambda p: NoExec() if Path(p) == scratch_caches else real(p))
+    status = cpu.cache_status()
+    assert status["writable"] is False and "noexec" in status["reason"] and status["fallback"].startswith(
+        str(Path(cpu.tempfile.gettempdir())))
+    folder, note = cpu._build_dir()
+    assert folder != scratch_caches and "noexec" in note
+
+
+def test_a_build_that_runs_out_of_space_moves_to_the_per_user_folder(scratch_caches, monkeypatch):
+    """Over quota during the build (the probe passed): a note, and the build again in the per-user folder, not a bare
+    Errno."""
+    import errno
+
+    def compile_(entry, src, ident, folder, cxx):
+        if folder == scratch_caches:
+            raise OSError(errno.EDQUOT if hasattr(errno, "EDQUOT") else errno.ENOSPC, "Disk quota exceeded")
+        return folder / "k.so"
+
+    monkeypatch.setattr(cpu, "_compile", compile_)
+    got = cpu._kernel_path("transport.cu", cpu.find_compiler())
+    assert got.parent != scratch_caches and scratch_caches not in got.parents
+    notes = " ".join(cpu._NOTED)
+    assert "cannot take a kernel (Disk quota exceeded)" in notes and cpu.CACHE_ENV in notes, notes
