@@ -10,7 +10,11 @@ A CPU quota (``docker --cpus=2``, Kubernetes ``resources.limits.cpu``, systemd `
 ``cpu.max``, or ``cpu.cfs_quota_us`` in cgroup v1) counts too: a container given 2 CPUs' time on a 64-core node
 sees 64 CPUs in its affinity, and 64 OpenMP threads sharing 2 CPUs' time are throttled in every period, slower
 than 2 threads (the fourteenth session's deployment note).  The count is the quota over the period, rounded up, as
-the JVM, .NET and Go (1.25) read it."""
+the JVM, .NET and Go (1.25) read it.
+
+The cgroup's memory limit is read here too (:func:`cgroup_memory`), along the same cgroup path: it is how Slurm
+``--mem``, ``docker --memory`` and Kubernetes limits are enforced, and a run over it is killed by the kernel with no
+message (the cluster audit, F1)."""
 from __future__ import annotations
 
 import math
@@ -104,6 +108,66 @@ def cpu_quota(root: str | os.PathLike[str] = "/") -> float | None:
             for mount in (cgroup / name for name in names):
                 quotas += [q for f in _folders(mount, path) if (q := _v1_quota(f)) is not None]
     return min(quotas) if quotas else None
+
+
+#: cgroup v1 writes "no limit" as the largest multiple of the page size below 2**63 (9223372036854771712 with 4 kB
+#: pages); any limit at or above 2**62 bytes (4 EiB) is taken as none
+_NO_MEMORY_LIMIT = 2 ** 62
+
+
+def _number(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
+
+
+def _inactive_file(folder: Path, key: str) -> int:
+    """The page cache the kernel can drop before it kills (``memory.stat``'s ``key``), bytes; 0 where unknown."""
+    for line in (_read(folder / "memory.stat") or "").splitlines():
+        name, _, value = line.partition(" ")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def _memory_left(folder: Path, limit_file: str, usage_file: str, stat_key: str) -> tuple[float, str] | None:
+    """(bytes left under the memory limit of cgroup ``folder``, a description naming it) or None where it has none:
+    the limit less its usage, less the page cache the kernel reclaims first (as ``docker stats`` and the kubelet
+    count the working set)."""
+    limit = _number(_read(folder / limit_file))   # v2 "max", v1 the huge "unlimited": None / >= 2**62
+    if limit is None or limit >= _NO_MEMORY_LIMIT:
+        return None
+    used = _number(_read(folder / usage_file)) or 0
+    used = max(0, used - _inactive_file(folder, stat_key))
+    return (float(max(0, limit - used)),
+            f"the cgroup memory limit of {limit / 1e9:.1f} GB ({folder / limit_file}; Slurm --mem, docker --memory or "
+            f"a Kubernetes limit), {used / 1e9:.1f} GB of it in use")
+
+
+def cgroup_memory(root: str | os.PathLike[str] = "/") -> tuple[float, str] | None:
+    """The memory this process may still allocate under its cgroup's memory limit, bytes, with a description of that
+    limit, or None where there is none (or it cannot be read, or this is not Linux): cgroup v2 ``memory.max`` less
+    ``memory.current``, v1 ``memory.limit_in_bytes`` less ``memory.usage_in_bytes`` (the page cache not counted);
+    the smallest along the cgroup's path.  ``root`` as for :func:`cpu_quota`."""
+    base = Path(root)
+    text = _read(base / "proc/self/cgroup")
+    if text is None:
+        return None
+    found: list[tuple[float, str]] = []
+    cgroup = base / "sys/fs/cgroup"
+    for line in text.splitlines():
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        hierarchy, controllers, path = fields
+        if hierarchy == "0" and controllers == "":
+            for mount in (cgroup, cgroup / "unified"):
+                found += [m for f in _folders(mount, path)
+                          if (m := _memory_left(f, "memory.max", "memory.current", "inactive_file")) is not None]
+        elif "memory" in controllers.split(","):
+            for f in _folders(cgroup / "memory", path):
+                m = _memory_left(f, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+                if m is not None:
+                    found.append(m)
+    return min(found) if found else None
 
 
 def usable_cpus() -> int:

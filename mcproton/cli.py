@@ -491,6 +491,8 @@ def _config_check_summary(args: argparse.Namespace, cfg: dict, settings: Any, ge
                           out: Path | None, rtdose: str | None, png: Path | None) -> dict:
     """What ``mcproton run CONFIG --check-config`` prints: the config was read and every check that runs before
     the transport passed; the grid, the beams and the settings the run would use.  Nothing is written."""
+    from ._run.inputs import memory_summary
+
     nz, ny, nx = geometry.shape_zyx
     models = _plan_beam_models(beams)
     return {"config": str(args.config), "config_ok": True,
@@ -506,6 +508,8 @@ def _config_check_summary(args: argparse.Namespace, cfg: dict, settings: Any, ge
                        **_beam_geometry_line(b), **_layer_table(models, b)} for b in beams],
             **({"beam_model": next(iter(models.values()))[0]} if len(models) == 1 else
                {"beam_models": [d for d, _ in models.values()]} if models else {}),
+            # the peak host memory and what bounds it (a cgroup's limit: size a batch job's --mem from it; cluster F1)
+            **memory_summary(int(geometry.material_index_zyx.size), len(beams)),
             "primaries": settings.primaries, "seed": settings.seed, "backend": settings.backend,
             "batches": settings.batches, "physics": dataclasses.asdict(settings.physics),
             "outputs": {"hdf5": None if out is None else str(out), "rtdose": rtdose,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
+import errno
 import hashlib
 import json
 import os
@@ -87,6 +88,10 @@ CACHE_ENV = "MCPROTON_CACHE_DIR"
 #: file, its size and SHA-256, and what it was built from (the deployment audit of 2026-12-05, F4)
 _MANIFEST_FORMAT = 1
 
+#: the modes of a built kernel and its manifest, whatever the umask: readable by all (a group-shared cache)
+_KERNEL_MODE = 0o755
+_MANIFEST_MODE = 0o644
+
 _NOTED: set[str] = set()
 _PRIVATE_TMP: Path | None = None
 
@@ -103,10 +108,11 @@ def _note(text: str) -> None:
 def cache_dir() -> Path:
     """The configured folder of the CPU kernel cache: $MCPROTON_CACHE_DIR, else $XDG_CACHE_HOME/mcproton/kernels (an
     absolute XDG_CACHE_HOME only, as the XDG specification says), else ~/.cache/mcproton/kernels.  RuntimeError where
-    none can be named (no home directory: a container run with a UID that has no passwd entry and no HOME)."""
+    none can be named (no home directory: a container run with a UID that has no passwd entry and no HOME);
+    :class:`CacheDirError` where $MCPROTON_CACHE_DIR cannot be expanded (:func:`_expanded_cache_env`)."""
     d = os.environ.get(CACHE_ENV)
     if d:
-        return Path(d)
+        return _expanded_cache_env(d)
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg and os.path.isabs(xdg):
         return Path(xdg) / "mcproton" / "kernels"
@@ -115,6 +121,31 @@ def cache_dir() -> Path:
     except (RuntimeError, KeyError, OSError) as exc:
         raise RuntimeError(f"no folder for the CPU kernel cache: {CACHE_ENV} and XDG_CACHE_HOME are not set and the "
                            f"home directory is unknown ({exc})") from None
+
+
+class CacheDirError(RuntimeError):
+    """$MCPROTON_CACHE_DIR names no usable folder (``~`` or a variable left unexpanded): the run stops, rather than
+    building its kernels elsewhere, so that the setting is mended."""
+
+
+def _expanded_cache_env(value: str) -> Path:
+    """$MCPROTON_CACHE_DIR with ``~`` and environment variables expanded, made absolute (a relative one from the
+    working folder, with a note); :class:`CacheDirError` where a ``$`` or a leading ``~`` is left after expansion.
+    Before, ``'~/kcache'`` or ``'$HOME/kcache'`` (single quotes in an sbatch script, a systemd ``Environment=``, a
+    Kubernetes env value) was taken literally: folders named ``~`` and ``$HOME`` in each job's working folder, one
+    cache per job folder (the cluster audit, F7; ``rm -rf ~`` typed to tidy such a folder removes the home)."""
+    path = os.path.expandvars(os.path.expanduser(value))
+    if "$" in path or path.startswith("~"):
+        raise CacheDirError(f"{CACHE_ENV}={value!r} cannot be expanded (it is {path!r} after expanding ~ and the "
+                            "environment variables: an unset variable, or an unknown user): set it to an absolute "
+                            f"folder, e.g. {CACHE_ENV}=\"$HOME/.cache/mcproton/kernels\" with double quotes, so that "
+                            "the shell expands it")
+    if not os.path.isabs(path):
+        absolute = os.path.abspath(path)
+        _note(f"{CACHE_ENV}={value!r} is a relative path: the CPU kernel cache is {absolute}, in the working folder "
+              "(give an absolute folder to share one cache between runs started from different folders)")
+        path = absolute
+    return Path(path)
 
 
 def _fallback_dir() -> Path:
@@ -137,14 +168,33 @@ def _fallback_dir() -> Path:
     return _PRIVATE_TMP
 
 
+#: bytes written (and fsynced) to test that a kernel can be built in a folder: a build writes the source (~0.1 MB),
+#: the object (~0.2 MB) and the library (~0.1 MB) there; a zero-byte file was created on a full disk or over quota
+#: and the build then failed with a bare "[Errno 28] No space left on device" (the cluster audit, F4)
+_PROBE_BYTES = 512 * 1024
+#: the errors of a folder that cannot take a kernel for want of space or of write access: the build moves to the
+#: per-user temporary folder
+_NO_ROOM = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM} | (
+    {errno.EDQUOT} if hasattr(errno, "EDQUOT") else set())
+
+
 def _unwritable(d: Path) -> str | None:
-    """None where kernels can be built in folder ``d`` (created if need be), else why not (the system's words)."""
+    """None where kernels can be built and loaded from folder ``d`` (created if need be), else why not: the
+    system's words where half a megabyte cannot be written there (full, over quota, read-only), or that its file
+    system is mounted noexec (a kernel there cannot be loaded: it was built, failed to load, built again and failed
+    again; the cluster audit, F6)."""
     try:
         d.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=d):
-            pass
+        with tempfile.TemporaryFile(dir=d) as fh:
+            fh.write(bytes(_PROBE_BYTES))
+            fh.flush()
+            os.fsync(fh.fileno())
     except OSError as exc:
         return exc.strerror or str(exc)
+    if hasattr(os, "statvfs") and hasattr(os, "ST_NOEXEC"):
+        with contextlib.suppress(OSError):
+            if os.statvfs(d).f_flag & os.ST_NOEXEC:
+                return "its file system is mounted noexec: a kernel there cannot be loaded"
     return None
 
 
@@ -153,6 +203,8 @@ def cache_status() -> dict[str, Any]:
     kernels are built instead when it cannot (the per-user temporary folder)."""
     try:
         d = cache_dir()
+    except CacheDirError as exc:   # a run stops on it (it does not fall back)
+        return {"folder": None, "writable": False, "reason": str(exc), "fallback": f"none: set {CACHE_ENV} right"}
     except RuntimeError as exc:
         status: dict[str, Any] = {"folder": None, "writable": False, "reason": str(exc)}
     else:
@@ -176,13 +228,15 @@ def _build_dir() -> tuple[Path, str | None]:
     with the note that says so (None for the configured folder).  RuntimeError where neither can be written."""
     try:
         d: Path | None = cache_dir()
+    except CacheDirError:
+        raise
     except RuntimeError as exc:
         d, why = None, str(exc)
     if d is not None:
         bad = _unwritable(d)
         if bad is None:
             return d, None
-        why = f"the CPU kernel cache {d} cannot be written ({bad})"
+        why = f"the CPU kernel cache {d} cannot be {'used' if 'noexec' in bad else 'written'} ({bad})"
     try:
         fb = _fallback_dir()
         bad = _unwritable(fb)
@@ -256,18 +310,37 @@ def kernel_identity(src: str, compiler: str | None) -> dict[str, Any]:
 _SAME_BUILD = ("source_sha256", "options", "cpu_model", "cpu_flags_sha256")
 
 
+class _Unreadable(Exception):
+    """A cached kernel or manifest that this user may not read (another user's, written under a private umask)."""
+
+
+def _unreadable(path: Path) -> str:
+    """Why ``path`` cannot be read by this user: its owner and mode."""
+    try:
+        st = path.stat()
+        return f"{path.name} is not readable by this user (owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o})"
+    except OSError:
+        return f"{path.name} is not readable by this user"
+
+
 def _verified(manifest: Path) -> tuple[Path | None, dict[str, Any], str | None]:
     """The kernel a manifest names, the manifest, and None where the kernel's size and SHA-256 are the manifest's;
-    else (None, the manifest or {}, what is wrong)."""
+    else (None, the manifest or {}, what is wrong).  :class:`_Unreadable` where the manifest or the kernel is there
+    but this user may not read it: that is not damage (the cluster audit, F5: users of a group-shared cache called
+    each other's kernels damaged, deleted them and rebuilt on every run)."""
     try:
         m = json.loads(manifest.read_text(encoding="utf-8"))
         name = str(m["kernel"])
         size, sha = int(m["size"]), str(m["sha256"])
+    except PermissionError:
+        raise _Unreadable(_unreadable(manifest)) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return None, {}, f"its manifest {manifest.name} is unreadable ({type(exc).__name__})"
     so = manifest.parent / Path(name).name
     try:
         data = so.read_bytes()   # ~90 kB: hashing it costs well under a millisecond
+    except PermissionError:
+        raise _Unreadable(_unreadable(so)) from None
     except OSError as exc:
         return None, m, f"{so.name}: {exc.strerror or exc}"
     if len(data) != size:
@@ -277,10 +350,11 @@ def _verified(manifest: Path) -> tuple[Path | None, dict[str, Any], str | None]:
     return so, m, None
 
 
-def _find(folder: Path, entry: str, ident: dict[str, Any]) -> Path | None:
+def _find(folder: Path, entry: str, ident: dict[str, Any], unreadable: list[str] | None = None) -> Path | None:
     """A verified kernel for ``ident`` in ``folder``: the one of its key, or, with no compiler (``ident["compiler"]``
     None), the newest built by any compiler from the same source and options for this CPU.  A damaged one is named
-    in a note (and rebuilt by the caller)."""
+    in a note (and rebuilt by the caller; its kernel removed where this user owns it); one this user may not read is
+    left alone and named in ``unreadable``."""
     stem = Path(entry).stem
     if ident["compiler"] is not None:
         manifests = [folder / f"{stem}-{ident['key']}.json"]
@@ -292,7 +366,12 @@ def _find(folder: Path, entry: str, ident: dict[str, Any]) -> Path | None:
     for manifest in manifests:
         if not manifest.is_file():
             continue
-        so, m, wrong = _verified(manifest)
+        try:
+            so, m, wrong = _verified(manifest)
+        except _Unreadable as exc:
+            if unreadable is not None:
+                unreadable.append(str(exc))
+            continue
         if ident["compiler"] is None and any(m.get(k) != ident[k] for k in _SAME_BUILD):
             continue
         if wrong is None and ident["compiler"] is not None and any(m.get(k) != ident[k]
@@ -303,8 +382,10 @@ def _find(folder: Path, entry: str, ident: dict[str, Any]) -> Path | None:
         _note(f"the cached CPU kernel in {folder} is damaged ({wrong}): "
               + ("rebuilding it" if ident["compiler"] is not None else "not used"))
         if ident["compiler"] is not None and m.get("kernel"):   # the rebuilt one may get another name
+            kernel = folder / Path(str(m["kernel"])).name
             with contextlib.suppress(OSError):
-                (folder / Path(str(m["kernel"])).name).unlink()
+                if not hasattr(os, "getuid") or kernel.stat().st_uid == os.getuid():   # never another user's file
+                    kernel.unlink()
     return None
 
 
@@ -328,46 +409,82 @@ def _compile(entry: str, src: str, ident: dict[str, Any], folder: Path, cxx: str
             os.fsync(fh.fileno())
         sha = _sha256(data)
         so = folder / f"{stem}-{ident['key']}-{sha[:16]}.so"
+        # readable by all whatever the umask: nothing in a kernel is secret, and in a group-shared cache a kernel
+        # written under umask 077 was unreadable to the others, who rebuilt it on every run (the cluster audit, F5)
+        os.chmod(tmp_so, _KERNEL_MODE)
         os.replace(tmp_so, so)  # atomic: concurrent builders never see a partial library
     _fsync_dir(folder)
     manifest = {"format": _MANIFEST_FORMAT, "kernel": so.name, "size": len(data), "sha256": sha, "entry": entry,
                 **{k: v for k, v in ident.items() if k != "key"},
                 "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    write_bytes_atomic(folder / f"{stem}-{ident['key']}.json", (json.dumps(manifest, indent=1) + "\n").encode())
+    path = write_bytes_atomic(folder / f"{stem}-{ident['key']}.json", (json.dumps(manifest, indent=1) + "\n").encode())
+    os.chmod(path, _MANIFEST_MODE)
     return so
 
 
 def _kernel_path(entry: str, cxx: str | None, rebuild: bool = False) -> Path:
     """The verified kernel library of ``entry`` for this CPU: from the cache (the configured folder, then the
-    per-user temporary one), else built with ``cxx`` (None: no compiler; RuntimeError where none is cached)."""
+    per-user temporary one), else built with ``cxx`` (None: no compiler; RuntimeError where none is cached).  Where
+    the configured folder's kernel is there but not readable by this user, it is left alone and the kernel is built
+    in the per-user temporary folder, with a note."""
     src = assemble(entry)
     ident = kernel_identity(src, compiler_version(cxx) if cxx else None)
     try:
         conf: Path | None = cache_dir()
+    except CacheDirError:
+        raise
     except RuntimeError:
         conf = None
+    unreadable: list[str] = []
     if conf is not None and not rebuild:
-        found = _find(conf, entry, ident)
+        found = _find(conf, entry, ident, unreadable)
         if found is not None:
             return found
     try:
         folder, note = _build_dir()
     except RuntimeError:
         if cxx is None:   # nothing to build with anyway
-            raise RuntimeError(_no_kernel(conf)) from None
+            raise RuntimeError(_no_kernel(conf, unreadable)) from None
         raise
+    if unreadable and folder == conf:   # another user's kernel: not replaced, not removed
+        folder = _fallback_dir()
+        _unwritable(folder)   # created
+        note = (f"the cached CPU kernel in {conf} is there but {'; '.join(unreadable)}: the kernels are built in "
+                f"{folder} instead (its owner can make it readable with chmod a+r, or rebuild it with this "
+                "mcproton, which writes kernels readable by all)")
     if folder != conf and not rebuild:
         found = _find(folder, entry, ident)
         if found is not None:
+            if note and unreadable:
+                _note(note)
             return found
     if cxx is None:
-        raise RuntimeError(_no_kernel(conf))
+        raise RuntimeError(_no_kernel(conf, unreadable))
     if note:
         _note(note)
-    return _compile(entry, src, ident, folder, cxx)
+    try:
+        return _compile(entry, src, ident, folder, cxx)
+    except OSError as exc:
+        # a quota or a full disk that the probe missed (it filled up during the build): the per-user folder instead
+        if exc.errno not in _NO_ROOM or folder != conf:
+            raise RuntimeError(f"the CPU kernel cannot be built in the kernel cache {folder} ({exc.strerror or exc}); "
+                               f"set {CACHE_ENV} to a folder with space that can be written") from None
+        why = exc.strerror or str(exc)
+    fallback = _fallback_dir()
+    bad = _unwritable(fallback)
+    if bad is not None:
+        raise RuntimeError(f"the CPU kernel cannot be built in the kernel cache {folder} ({why}), nor in the temporary "
+                           f"folder {fallback} ({bad}): set {CACHE_ENV} to a folder with space that can be written")
+    _note(f"the CPU kernel cache {folder} cannot take a kernel ({why}): the kernels are built in {fallback} instead "
+          f"(free space there, or set {CACHE_ENV} to another folder, to keep them)")
+    return _compile(entry, src, ident, fallback, cxx)
 
 
-def _no_kernel(conf: Path | None) -> str:
+def _no_kernel(conf: Path | None, unreadable: list[str] | None = None) -> str:
+    if unreadable:   # the kernel is there: it cannot be read (the cluster audit, F5: "no kernel built" was false)
+        return (f"no C++ compiler found for the CPU backend (looked for $CXX, g++, c++, clang++), and the kernel built "
+                f"for this CPU in the kernel cache {conf or ''} cannot be read: {'; '.join(unreadable)}; ask its "
+                "owner to make it readable (chmod a+r), or install a compiler (e.g. `apt-get install g++`)")
     return (f"no C++ compiler found for the CPU backend (looked for $CXX, g++, c++, clang++), and no kernel built for "
             f"this CPU and this mcproton's kernel source in the kernel cache {conf or ''}; install a compiler (e.g. "
             f"`apt-get install g++`), or set {CACHE_ENV} to a cache shared with a machine that has one and the same "

@@ -38,6 +38,8 @@ from .errors import McprotonEnvironmentError
 
 #: the lock files this process holds, with the content it wrote in each (for :func:`drop_held_locks`)
 _HELD: dict[Path, bytes] = {}
+#: the fields of a lock file that name its holder (one run): its lock files alike in them are one run's
+_HOLDER = ("pid", "host", "started", "proc_start", "boot_id")
 #: the name of the lock file inside a folder output
 FOLDER_LOCK = ".mcproton-lock"
 #: the suffix of the lock file beside a file output: the longest name mcproton derives from an output's
@@ -250,10 +252,14 @@ class OutputLock:
                     check = f" ({other})" if other else ""
                     mine = f"{target} ({self.roles[path]})" if path in self.roles else f"{self.what} {target}"
                     theirs = f", as {info['role']}" if info.get("role") else ""
+                    # a holder that cannot be checked (another node: a job requeued elsewhere) may be dead
+                    now = "is locked by another run, which may still be writing it" if other else \
+                        "is being written by another run now"
                     raise OutputLockedError(
-                        f"{mine} is being written by another run now{theirs}: {describe_holder(info)}"
+                        f"{mine} {now}{theirs}: {describe_holder(info)}"
                         f"{unknown}{check}; two runs on one output would lose one's result: wait for it to end, stop "
-                        f"it, or give another output. If that run is not running any more, delete {path}")
+                        f"it, or give another output. If that run is not running any more, "
+                        f"{self._delete_all(path, info)}")
                 self._steal(path, info, why)
                 continue
             except OSError as exc:
@@ -272,6 +278,27 @@ class OutputLock:
             return
         raise OutputLockedError(f"could not take the lock {path} of {self.what} (it keeps changing: another run "
                                 "is starting on the same output); give another output or try again")
+
+    def _delete_all(self, path: Path, info: dict[str, Any]) -> str:
+        """What to delete where the run holding lock ``path`` (content ``info``) has ended: every lock file of this
+        run's that the same run holds, in one command.  Before, each refusal named one, and a job killed on one node
+        and requeued on another was refused once per lock file (the cluster audit, F3: three submissions, each
+        waiting in the queue, before it resumed)."""
+        holder = {k: info.get(k) for k in _HOLDER}
+        # this run's lock files, and the others beside them (the holder's plot or RT Dose that this run does not write)
+        candidates = dict.fromkeys(self.paths)
+        for folder in dict.fromkeys(p.parent for p in self.paths):
+            try:
+                candidates.update(dict.fromkeys(sorted(folder.glob(f"*{LOCK_SUFFIX}"))))
+            except OSError:
+                pass
+        same = [path] + [p for p in candidates if p != path and p not in self.held
+                         and (other := _read(p)) and {k: other.get(k) for k in _HOLDER} == holder]
+        if len(same) == 1:
+            return f"delete {path}"
+        import shlex
+
+        return f"delete its {len(same)} lock files: rm {' '.join(shlex.quote(str(p)) for p in same)}"
 
     def _cannot(self, path: Path, exc: OSError) -> None:
         """An OSError while taking the lock ``path``: what, where and what to do."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,29 +26,58 @@ def host_memory_estimate(n_vox: int, n_beams: int = 1) -> float:
     return HOST_BYTES_BASE + n_vox * (HOST_BYTES_PER_VOXEL + HOST_BYTES_PER_VOXEL_AND_BEAM * max(1, n_beams))
 
 
-def available_memory() -> tuple[float, float] | None:
-    """(MemAvailable, SwapFree) in bytes from /proc/meminfo, capped by the process's address-space limit
-    (RLIMIT_AS less what it already maps); None where it cannot be read (not Linux)."""
+class Memory(NamedTuple):
+    """What a run may allocate: ``available`` and ``swap`` bytes, and ``limit``, the words naming what bounds it."""
+    available: float
+    swap: float
+    limit: str = "the machine's free memory (MemAvailable in /proc/meminfo)"
+
+
+def available_memory() -> Memory | None:
+    """The memory this process may allocate: MemAvailable and SwapFree from /proc/meminfo, capped by its
+    address-space limit (RLIMIT_AS, ``ulimit -v``, less what it already maps) and by its cgroup's memory limit (Slurm
+    ``--mem``, ``docker --memory``, Kubernetes limits, less what the cgroup uses: mcproton/_cpus.py
+    :func:`cgroup_memory`), whichever is smallest, with the words naming it; None where it cannot be read (not
+    Linux).  Swap is not counted under either limit.  Before, the cgroup limit was not read: a run over it was
+    accepted, then killed by the kernel with no message (the cluster audit, F1)."""
     try:
         info = {}
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
                 k, v = line.split(":", 1)
                 info[k] = float(v.split()[0]) * 1024.0
-        avail, swap = info["MemAvailable"], info.get("SwapFree", 0.0)
+        mem = Memory(info["MemAvailable"], info.get("SwapFree", 0.0))
     except (OSError, KeyError, ValueError):
         return None
-    try:   # an address-space limit (ulimit -v, a batch system's memory limit) caps what this process may allocate
+    try:   # an address-space limit (ulimit -v) caps what this process may allocate
         import resource
 
         lim = resource.getrlimit(resource.RLIMIT_AS)[0]
         if lim != resource.RLIM_INFINITY:
             with open("/proc/self/statm", encoding="ascii") as fh:
                 used = float(fh.read().split()[0]) * resource.getpagesize()
-            return max(0.0, min(avail, lim - used)), 0.0
+            left = max(0.0, lim - used)
+            if left < mem.available + mem.swap:
+                mem = Memory(min(mem.available, left), 0.0,
+                             f"the address-space limit (ulimit -v) of {lim / 1e9:.1f} GB, {used / 1e9:.1f} GB of it "
+                             "in use")
     except (ImportError, OSError, ValueError):
         pass
-    return avail, swap
+    from .._cpus import cgroup_memory
+
+    cgroup = cgroup_memory()
+    if cgroup is not None and cgroup[0] < mem.available + mem.swap:
+        mem = Memory(min(mem.available, cgroup[0]), 0.0, cgroup[1])
+    return mem
+
+
+def memory_summary(n_vox: int, n_beams: int) -> dict[str, Any]:
+    """For ``--check-config``: the run's estimated peak host memory and what it may use (GB), and what bounds that
+    (so that a batch job's ``--mem`` can be sized from it)."""
+    mem = available_memory()
+    return {"memory_estimate_gb": round(host_memory_estimate(n_vox, n_beams) / 1e9, 2),
+            **({} if mem is None else {"memory_available_gb": round((mem.available + mem.swap) / 1e9, 2),
+                                       "memory_limit": mem.limit})}
 
 
 def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: bool) -> None:
@@ -59,17 +88,19 @@ def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: 
     mem = available_memory()
     if mem is None:
         return
-    avail, swap = mem
+    avail, swap = mem.available, mem.swap
     need = host_memory_estimate(n_vox, n_beams)
     nz, ny, nx = shape_zyx
     fix = ("use coarser voxels (phantom.dose_voxel_mm for a CT: blocks of whole CT voxels)" if ct
-           else "use coarser voxels (phantom.voxel_mm)") + " or free memory"
+           else "use coarser voxels (phantom.voxel_mm)") + " or free memory (or ask the batch system for more)"
     what = (f"the dose grid of {nx} x {ny} x {nz} = {n_vox / 1e6:.1f} M voxels ({n_beams} beam"
             f"{'s' if n_beams > 1 else ''}) needs about {need / 1e9:.1f} GB of memory")
     if need > avail + swap:
-        raise ConfigError(f"{what}, but only {avail / 1e9:.1f} GB are available ({swap / 1e9:.1f} GB of swap): {fix}")
+        raise ConfigError(f"{what}, but only {avail / 1e9:.1f} GB are available ({swap / 1e9:.1f} GB of swap), "
+                          f"bounded by {mem.limit}: {fix}")
     if need > 0.8 * avail:
-        warn(f"{what} of the {avail / 1e9:.1f} GB available; the run may swap: {fix}", McprotonRuntimeWarning)
+        warn(f"{what} of the {avail / 1e9:.1f} GB available (bounded by {mem.limit}); the run may swap or be "
+             f"killed: {fix}", McprotonRuntimeWarning)
 
 
 #: Disk space of a run beside its output, bytes per voxel (upper bounds, before compression):

@@ -301,6 +301,33 @@ def _warn_long_run(done: int, seconds: float, left: int, target: float | None) -
     return True
 
 
+#: a batch longer than this (and than run.checkpoint_interval_s) is warned about, s: a checkpoint and the stop on
+#: SIGTERM come only between batches, and a batch scheduler kills a job this long after its SIGTERM (Slurm's default
+#: KillWait, 30 s; Kubernetes' terminationGracePeriodSeconds, 30 s), less the time to write the checkpoint
+LONG_BATCH_S = 20.0
+
+
+def _warn_long_batch(n: int, seconds: float, interval: float) -> bool:
+    """After a batch of ``n`` histories that took ``seconds``: warn (once: returns True) where it took longer than
+    both run.checkpoint_interval_s and :data:`LONG_BATCH_S`, naming run.batch_size and a size that keeps batches
+    within them.  The batch size is not changed here: the batches are what the uncertainty estimate and a resumed
+    run's ledger are made of (the cluster audit, F2: with the default tenth of the run per batch, a SIGTERM
+    stopped a run 15 s later, and a multi-hour run's batches outlast a scheduler's grace time, so its work since the
+    last batch boundary was lost)."""
+    if n <= 0 or seconds <= max(interval, LONG_BATCH_S):
+        return False
+    aim = LONG_BATCH_S
+    size = max(1, int(n * aim / seconds))
+    from .._io.errors import McprotonRuntimeWarning, warn
+
+    warn(f"a batch of {n:,} primaries took {seconds:.0f} s, longer than run.checkpoint_interval_s = {interval:g} s: "
+         "a checkpoint, and the stop on SIGINT/SIGTERM, come only between batches, and a batch system kills a job "
+         f"about 30 s after its SIGTERM (Slurm, Kubernetes); set run.batch_size = {size} (batches of about "
+         f"{aim:g} s at this speed; the dose does not depend on the batch size)",
+         McprotonRuntimeWarning)
+    return True
+
+
 def _warn_target_out_of_reach(unc: float, target: float, done: int, cap: int) -> bool:
     """Warn (once: returns True) when the 1/sqrt(N) estimate says run.target_uncertainty needs clearly more
     primaries than run.primaries allows (the long-runs audit, F7: such a run ended at the cap as if nothing was
@@ -364,7 +391,8 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
 
     reason = reason_now(elapsed_s)
     elapsed = elapsed_s
-    warned_long = False
+    warned_long = warned_batch = False
+    t_batch = t0
     if reason is None:
         it = executor.results(pos)
         try:
@@ -380,6 +408,9 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
                 elapsed = elapsed_s + (now - t0)
                 if not warned_long and limit is None:
                     warned_long = _warn_long_run(pos - start, now - t0, plan.total - pos, target)
+                if checkpoint is not None and not warned_batch:
+                    warned_batch = _warn_long_batch(n, now - t_batch, interval)
+                t_batch = now
                 if progress is not None:   # with the uncertainty of the batch before (the ETA's estimate)
                     pps = (pos - start) / (now - t0) if now > t0 else 0.0
                     progress(pos, pps, unc) if getattr(progress, "wants_uncertainty", False) else progress(pos, pps)

@@ -195,3 +195,182 @@ def test_no_compiler_uses_a_verified_kernel_built_for_this_cpu(cache, monkeypatc
         fh.truncate(1000)
     with pytest.raises(RuntimeError, match="no C[+][+] compiler found.*no kernel built for this CPU"):
         cpu.toolchain()
+
+
+def test_cache_dir_expands_tilde_and_variables(monkeypatch, tmp_path):
+    """MCPROTON_CACHE_DIR='~/kcache' or '$HOME/kcache' (single quotes in an sbatch script, a systemd Environment=, a
+    Kubernetes env value) was taken literally: folders named '~' and '$HOME' in the working folder (the cluster
+    audit, F7).  Now ~ and variables are expanded, and a relative path is made absolute with a note."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MY_SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setattr(cpu, "_NOTED", set())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(cpu.CACHE_ENV, "~/kcache")
+    assert cpu.cache_dir() == tmp_path / "home" / "kcache"
+    monkeypatch.setenv(cpu.CACHE_ENV, "$HOME/kcache")
+    assert cpu.cache_dir() == tmp_path / "home" / "kcache"
+    monkeypatch.setenv(cpu.CACHE_ENV, "${MY_SCRATCH}/k")
+    assert cpu.cache_dir() == tmp_path / "scratch" / "k"
+    monkeypatch.setenv(cpu.CACHE_ENV, "rel/k")
+    assert cpu.cache_dir() == tmp_path / "rel" / "k" and any("relative path" in n for n in cpu._NOTED)
+    assert not (tmp_path / "~").exists() and not (tmp_path / "$HOME").exists()
+
+
+@pytest.mark.parametrize("value", ["$NO_SUCH_VARIABLE_MCPROTON/k", "~no_such_user_mcproton/k"])
+def test_an_unexpandable_cache_dir_is_refused_not_created(monkeypatch, tmp_path, value):
+    """A variable that is not set, or an unknown user's ~: the run stops naming the setting (it neither creates a
+    folder named '$NO_SUCH…' nor builds its kernel somewhere else unasked); mcproton info reports it."""
+    monkeypatch.delenv("NO_SUCH_VARIABLE_MCPROTON", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(cpu.CACHE_ENV, value)
+    with pytest.raises(cpu.CacheDirError, match=f"{cpu.CACHE_ENV}=.*cannot be expanded.*absolute folder"):
+        cpu.cache_dir()
+    with pytest.raises(cpu.CacheDirError):
+        cpu._build_dir()
+    with pytest.raises(cpu.CacheDirError):
+        cpu._kernel_path("transport.cu", None)
+    status = cpu.cache_status()
+    assert status["folder"] is None and "cannot be expanded" in status["reason"]
+    assert list(tmp_path.iterdir()) == []
+
+
+FAKE_CXX = """#!/bin/sh
+# a stand-in compiler: --version, else writes a few bytes to the file after -o
+[ "$1" = "--version" ] && { echo "fake c++ 1.0"; exit 0; }
+while [ $# -gt 1 ]; do [ "$1" = "-o" ] && { printf 'not a library' > "$2"; exit 0; }; shift; done
+exit 1
+"""
+
+
+def test_a_built_kernel_is_readable_by_all_whatever_the_umask(tmp_path):
+    """Under umask 077 the kernel was -rwx------ and its manifest -rw-------: in a group-shared cache the others
+    called it damaged, deleted it and rebuilt on every run (the cluster audit, F5)."""
+    cxx = tmp_path / "fake-c++"
+    cxx.write_text(FAKE_CXX)
+    cxx.chmod(0o755)
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    old = os.umask(0o077)
+    try:
+        so = cpu._compile("transport.cu", "source", cpu.kernel_identity("source", "fake c++ 1.0"), folder, str(cxx))
+    finally:
+        os.umask(old)
+    (manifest,) = folder.glob("transport-*.json")
+    assert so.stat().st_mode & 0o777 == 0o755 and manifest.stat().st_mode & 0o777 == 0o644
+
+
+def _unreadable_reads(monkeypatch, cache: Path) -> None:
+    """Reading the cache's manifest raises PermissionError, as for another user's file under umask 077 (the tests
+    may run as root, whom the mode does not stop)."""
+    real = Path.read_text
+
+    def read_text(self, *a, **k):
+        if self.parent == cache and self.suffix == ".json":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+
+
+def test_another_users_unreadable_kernel_is_left_alone_and_built_in_the_per_user_folder(cache, tmp_path,
+                                                                                          monkeypatch):
+    """Not called damaged, not deleted: the note says it is not readable (owner and mode), and the kernel is built in
+    the per-user temporary folder."""
+    monkeypatch.setattr(cpu.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    before = sorted(p.name for p in cache.iterdir())
+    _unreadable_reads(monkeypatch, cache)
+    built_in: list[Path] = []
+    monkeypatch.setattr(cpu, "_compile", lambda entry, src, ident, folder, cxx: built_in.append(folder) or folder)
+    cpu._kernel_path("transport.cu", cpu.find_compiler())
+    assert sorted(p.name for p in cache.iterdir()) == before   # nothing removed
+    assert built_in and built_in[0] != cache and (tmp_path / "tmp") in built_in[0].parents
+    notes = " ".join(cpu._NOTED)
+    assert "not readable by this user (owner uid" in notes and "damaged" not in notes, notes
+
+
+def test_no_compiler_and_an_unreadable_kernel_says_so(cache, tmp_path, monkeypatch):
+    """On a node with no compiler the message said "no kernel built for this CPU": false, it is there, unreadable."""
+    monkeypatch.setattr(cpu.tempfile, "tempdir", str(tmp_path / "tmp"))   # an empty per-user folder
+    (tmp_path / "tmp").mkdir()
+    _unreadable_reads(monkeypatch, cache)
+    with pytest.raises(RuntimeError, match="cannot be read: transport-.*not readable by this user.*chmod a[+]r"):
+        cpu._kernel_path("transport.cu", None)
+    assert _kernel(cache).is_file()
+
+
+@pytest.fixture
+def scratch_caches(tmp_path, monkeypatch) -> Path:
+    """An empty configured cache (returned) and an empty temporary directory for the per-user folder."""
+    conf = tmp_path / "conf"
+    monkeypatch.setenv(cpu.CACHE_ENV, str(conf))
+    monkeypatch.setattr(cpu.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(cpu, "_NOTED", set())
+    monkeypatch.setattr(cpu, "_PRIVATE_TMP", None)
+    return conf
+
+
+def test_a_full_cache_is_reported_and_the_kernel_built_in_the_per_user_folder(scratch_caches, monkeypatch):
+    """A full disk or a home over quota: a zero-byte probe file was created there, mcproton info said "writable",
+    and the build then stopped with a bare "[Errno 28] No space left on device" (the cluster audit, F4)."""
+    import errno
+
+    real = cpu.tempfile.TemporaryFile
+
+    class Full:
+        def __init__(self, *a, **k):
+            self.fh = real()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def temporary_file(*a, dir=None, **k):
+        return Full() if dir is not None and Path(dir) == scratch_caches else real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(cpu.tempfile, "TemporaryFile", temporary_file)
+    status = cpu.cache_status()
+    assert status["writable"] is False and status["reason"] == os.strerror(errno.ENOSPC), status
+    folder, note = cpu._build_dir()
+    assert folder != scratch_caches and "No space left" in note and cpu.CACHE_ENV in note
+
+
+def test_a_noexec_cache_is_reported_and_the_kernel_built_once_elsewhere(scratch_caches, monkeypatch):
+    """A cache on a noexec mount: the kernel was built, failed to load, built again and failed again; info said all
+    was well (the cluster audit, F6)."""
+    if not hasattr(os, "ST_NOEXEC"):
+        pytest.skip("no ST_NOEXEC here")
+    real = os.statvfs
+
+    class NoExec:
+        f_flag = os.ST_NOEXEC
+
+    monkeypatch.setattr(cpu.os, "statvfs", lambda p: NoExec() if Path(p) == scratch_caches else real(p))
+    status = cpu.cache_status()
+    assert status["writable"] is False and "noexec" in status["reason"] and status["fallback"].startswith(
+        str(Path(cpu.tempfile.gettempdir())))
+    folder, note = cpu._build_dir()
+    assert folder != scratch_caches and "noexec" in note
+
+
+def test_a_build_that_runs_out_of_space_moves_to_the_per_user_folder(scratch_caches, monkeypatch):
+    """Over quota during the build (the probe passed): a note, and the build again in the per-user folder, not a bare
+    Errno."""
+    import errno
+
+    def compile_(entry, src, ident, folder, cxx):
+        if folder == scratch_caches:
+            raise OSError(errno.EDQUOT if hasattr(errno, "EDQUOT") else errno.ENOSPC, "Disk quota exceeded")
+        return folder / "k.so"
+
+    monkeypatch.setattr(cpu, "_compile", compile_)
+    got = cpu._kernel_path("transport.cu", cpu.find_compiler())
+    assert got.parent != scratch_caches and scratch_caches not in got.parents
+    notes = " ".join(cpu._NOTED)
+    assert "cannot take a kernel (Disk quota exceeded)" in notes and cpu.CACHE_ENV in notes, notes

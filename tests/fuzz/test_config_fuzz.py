@@ -213,7 +213,7 @@ def monkeypatch_module(tmp_path_factory):
     from mcproton._run import inputs
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(inputs, "available_memory", lambda: (1e9, 0.0))
+    mp.setattr(inputs, "available_memory", lambda: inputs.Memory(1e9, 0.0))
     mp.chdir(tmp_path_factory.mktemp("fuzz_cwd"))   # relative output paths (output.rtdose) land in a scratch folder
     yield mp
     mp.undo()

@@ -114,7 +114,7 @@ def test_a_grid_that_cannot_fit_in_memory_is_refused(tmp_path, capsys, monkeypat
 
     cfg = write_cfg(tmp_path / "job.toml", 200)
     need = inputs.host_memory_estimate(10 * 10 * 50)      # the helper config's 40 x 40 x 100 mm at 4 x 4 x 2 mm
-    monkeypatch.setattr(inputs, "available_memory", lambda: (0.5 * need, 0.1 * need))
+    monkeypatch.setattr(inputs, "available_memory", lambda: inputs.Memory(0.5 * need, 0.1 * need))
 
     def no_transport(*a, **k):
         raise AssertionError("a run that cannot fit reached the transport")
@@ -125,7 +125,7 @@ def test_a_grid_that_cannot_fit_in_memory_is_refused(tmp_path, capsys, monkeypat
     err = capsys.readouterr().err
     assert "10 x 10 x 50" in err and "GB of memory" in err and "phantom.voxel_mm" in err, err
     monkeypatch.undo()
-    monkeypatch.setattr(inputs, "available_memory", lambda: (1.1 * need, 0.0))
+    monkeypatch.setattr(inputs, "available_memory", lambda: inputs.Memory(1.1 * need, 0.0))
     assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 0
     assert "warning" in capsys.readouterr().err
     assert 8.5e9 < inputs.host_memory_estimate(52_428_800, 3) < 9.6e9     # measured 8.97 GB for three beams

@@ -407,3 +407,26 @@ def test_a_stop_signal_before_the_transport_gives_the_locks_back(small_cfg, tmp_
     assert p.returncode == 128 + signal.SIGTERM, (p.returncode, p.stderr[-2000:])
     assert "SIGTERM received before the transport began: nothing was computed" in p.stderr, p.stderr
     assert sorted(f.name for f in tmp_path.iterdir()) == ["job.toml"], list(tmp_path.iterdir())   # no lock left
+
+
+def test_the_locks_of_a_run_on_another_node_are_named_in_one_refusal(small_cfg, tmp_path, capsys):
+    """A job killed on node A and requeued on node B (a shared file system) was refused once per lock file, each
+    refusal naming one to delete, and said the output "is being written by another run now" (the cluster audit,
+    F3).  Now one refusal names all of that run's lock files in one rm command, and says it may still be writing;
+    with them deleted, the next submission runs."""
+    import shlex
+
+    cfg = small_cfg(2000)
+    locks = [tmp_path / n for n in ("o.h5.lock", "o.png.lock", "o.ckpt.h5.lock")]
+    for lock in locks:
+        lock.write_text(_lock_of(4242, host="node-a-of-the-cluster", role=f"the file {lock.stem}"))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "may still be writing" in err and "now" not in err.split("may still")[0], err
+    assert "delete its 3 lock files: " in err, err
+    rm = err.split("delete its 3 lock files: ", 1)[1].strip()
+    assert sorted(shlex.split(rm)) == sorted(["rm", *map(str, locks)]), err
+    assert all(lock.exists() for lock in locks)   # refused: nothing taken over
+    for lock in locks:
+        lock.unlink()
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 0, capsys.readouterr().err

@@ -313,7 +313,7 @@ def test_memory_is_checked_before_the_grid_is_allocated(tmp_path, capsys, monkey
     import mcproton.geometry
     from mcproton._run import inputs
 
-    monkeypatch.setattr(inputs, "available_memory", lambda: (4e9, 0.0))
+    monkeypatch.setattr(inputs, "available_memory", lambda: inputs.Memory(4e9, 0.0))
     monkeypatch.setattr(mcproton.geometry, "box_phantom", lambda *a, **k: pytest.fail("the grid was allocated"))
     argv = ["run", str(write_cfg(tmp_path / "job.toml", 100)), "--out", str(tmp_path / "o.h5"), "--quiet",
             "--set", "phantom.size_mm=[800.0, 800.0, 800.0]", "--set", "phantom.voxel_mm=1.0"]

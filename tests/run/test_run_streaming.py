@@ -274,3 +274,36 @@ def test_progress_of_a_plan_names_the_beam_and_gives_the_runs_eta(capsys, monkey
     show(100_000, 0.0)                       # beam 1 used 4 s of the run's 10: 5 s left after this second
     line = capsys.readouterr().err.split("\r")[1]
     assert line.startswith("  beam 2/2 [") and line.endswith("ETA    5.0 s to the time limit"), line
+
+
+def test_a_batch_longer_than_the_checkpoint_interval_is_warned_about_once(small_cfg, tmp_path, monkeypatch):
+    """Checkpoints and the SIGTERM stop come only between batches; the default batch is a tenth of the run, so a
+    long run's batch outlasts run.checkpoint_interval_s and a scheduler's grace time (the cluster audit, F2).  The
+    first such batch is warned about, naming run.batch_size; a run without checkpoints is not."""
+    import warnings
+
+    from mcproton._io.errors import McprotonRuntimeWarning
+    from mcproton._run import streaming
+    from mcproton._run.job import run_job
+    from mcproton.config import build_beams, build_geometry, load_config, run_settings
+
+    monkeypatch.setattr(streaming, "LONG_BATCH_S", -1.0)   # any batch is "long"
+    c = load_config(small_cfg(20_000, batch_size=2000, checkpoint_interval_s=0))
+    with pytest.warns(McprotonRuntimeWarning, match=r"a batch of 2,000 primaries took .* longer than "
+                      r"run.checkpoint_interval_s = 0 s.*SIGTERM.*set run.batch_size = \d+") as rec:
+        run_job(c, run_settings(c), build_geometry(c), build_beams(c), tmp_path / "o.h5", progress=False,
+                log=lambda m: None)
+    assert sum("run.batch_size =" in str(w.message) for w in rec) == 1
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        run_job(c, run_settings(c), build_geometry(c), build_beams(c), None, progress=False, log=lambda m: None)
+    assert not any("run.batch_size =" in str(w.message) for w in rec)
+
+
+def test_long_batch_warning_thresholds():
+    from mcproton._run.streaming import LONG_BATCH_S, _warn_long_batch
+
+    assert not _warn_long_batch(1000, LONG_BATCH_S - 1, 0.0)   # under the grace time: no warning
+    assert not _warn_long_batch(1000, 50.0, 60.0)               # within the checkpoint interval
+    with pytest.warns(Warning, match=r"run.batch_size = 400 \(batches of about 20 s"):
+        assert _warn_long_batch(1000, 50.0, 1.0)

@@ -1,0 +1,90 @@
+"""A cgroup memory limit (Slurm ``--mem``, ``docker --memory``, Kubernetes limits) counts in the memory check before
+the transport, as ``ulimit -v`` does (the cluster audit, F1: a run needing 1.7 GB in a 600 MB cgroup was accepted
+by ``--check-config``, then killed by the kernel with no message and its lock files left behind); ``--check-config``
+prints the run's memory estimate and what bounds it, so that ``--mem`` can be sized from it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from make_bad_input_table import BASE
+
+from mcproton import _cpus
+from mcproton._run import inputs
+from mcproton.cli import main
+
+GB = 10 ** 9
+
+
+def _cgroup_fs(root: Path, proc_cgroup: str, files: dict[str, str]) -> Path:
+    """A fake file system root: ``proc/self/cgroup`` and files under ``sys/fs/cgroup``."""
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text(proc_cgroup)
+    for name, text in files.items():
+        f = root / "sys/fs/cgroup" / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("proc, files, left", [
+    # cgroup v2 in a container (docker --memory=2g): 2 GB, 0.5 GB used
+    ("0::/\n", {"memory.max": f"{2 * GB}\n", "memory.current": f"{GB // 2}\n"}, 1.5 * GB),
+    ("0::/\n", {"memory.max": "max\n", "memory.current": "123\n"}, None),   # no limit
+    # v2 on a Slurm node: the job's cgroup has the limit, the step's none; the page cache is not counted as used
+    ("0::/job_7/step_0\n", {"memory.max": "max", "job_7/memory.max": f"{GB}", "job_7/memory.current": f"{GB // 2}",
+                            "job_7/memory.stat": f"anon 1\ninactive_file {GB // 4}\n",
+                            "job_7/step_0/memory.max": "max"}, 0.75 * GB),
+    # the smallest along the path counts
+    ("0::/a/b\n", {"a/memory.max": f"{4 * GB}", "a/memory.current": "0", "a/b/memory.max": f"{3 * GB}",
+                   "a/b/memory.current": f"{GB}"}, 2 * GB),
+    # cgroup v1 (the audit's machine): the memory controller's hierarchy; "unlimited" is the huge number
+    ("4:memory:/slurm/job_1\n1:cpu:/\n", {"memory/slurm/job_1/memory.limit_in_bytes": f"{600 * 10 ** 6}",
+                                         "memory/slurm/job_1/memory.usage_in_bytes": f"{100 * 10 ** 6}",
+                                         "memory/memory.limit_in_bytes": "9223372036854771712"}, 500e6),
+    ("4:memory:/\n", {"memory/memory.limit_in_bytes": "9223372036854771712"}, None),
+    ("4:memory:/\n", {}, None),
+    ("garbage\n", {}, None),
+])
+def test_cgroup_memory_read_from_the_cgroup(tmp_path, proc, files, left):
+    got = _cpus.cgroup_memory(_cgroup_fs(tmp_path, proc, files))
+    if left is None:
+        assert got is None
+    else:
+        assert got is not None and got[0] == pytest.approx(left) and "cgroup memory limit" in got[1], got
+
+
+def test_cgroup_memory_without_proc_is_none(tmp_path):
+    assert _cpus.cgroup_memory(tmp_path) is None
+
+
+def _limit(monkeypatch, left: float) -> None:
+    monkeypatch.setattr(_cpus, "cgroup_memory", lambda root="/": (
+        left, f"the cgroup memory limit of {left / GB:.1f} GB (memory.max; Slurm --mem)"))
+
+
+def test_a_run_over_the_cgroup_memory_limit_is_refused_naming_it(monkeypatch):
+    """10 M voxels need about 1.3 GB: refused in a 0.6 GB cgroup whatever the machine's free memory, naming the
+    cgroup limit (before: accepted, then killed by the OOM killer)."""
+    _limit(monkeypatch, 0.6 * GB)
+    mem = inputs.available_memory()
+    assert mem is not None and mem.available <= 0.6 * GB and mem.swap == 0.0 and "cgroup" in mem.limit
+    with pytest.raises(Exception, match=r"needs about 1\.3 GB.*only 0\.6 GB are available.*cgroup memory limit"):
+        inputs.check_memory(10_000_000, 1, (100, 100, 1000), False)
+
+
+def test_a_generous_cgroup_limit_does_not_bound_the_check(monkeypatch):
+    _limit(monkeypatch, 1e18)
+    mem = inputs.available_memory()
+    assert mem is not None and "cgroup" not in mem.limit
+
+
+def test_check_config_prints_the_memory_estimate_and_the_limit(tmp_path, capsys, monkeypatch):
+    _limit(monkeypatch, 0.6 * GB)
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(BASE)
+    assert main(["run", str(cfg), "--check-config"]) == 0, capsys.readouterr().err
+    got = json.loads(capsys.readouterr().out)
+    assert got["memory_estimate_gb"] == pytest.approx(inputs.host_memory_estimate(10 * 10 * 50) / GB, abs=0.01)
+    assert got["memory_available_gb"] <= 0.6 and "cgroup memory limit" in got["memory_limit"], got
