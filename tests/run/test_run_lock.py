@@ -420,7 +420,7 @@ def test_the_locks_of_a_run_on_another_node_are_named_in_one_refusal(small_cfg, 
     locks = [tmp_path / n for n in ("o.h5.lock", "o.png.lock", "o.ckpt.h5.lock")]
     for lock in locks:
         lock.write_text(_lock_of(4242, host="node-a-of-the-cluster", role=f"the file {lock.stem}"))
-    assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 2
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 3     # the output busy
     err = capsys.readouterr().err
     assert "may still be writing" in err and "now" not in err.split("may still")[0], err
     assert "delete its 3 lock files: " in err, err
