@@ -102,6 +102,10 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
         check_inputs(cfg, settings, geometry, beams)   # the beams against the grid among them
     with phase("body_outline"):
         outline = _body_outline_and_check_outputs(cfg, geometry, beams, rtdose)   # errors before transport
+    if rtdose and cfg.get("output", {}).get("rtdose_per_beam"):   # the per-beam RT Doses' names, known now
+        from ._run.inputs import check_replaceable
+
+        check_replaceable([("the per-beam RT Dose", p) for p in _output_names(cfg, beams, Path("-"), rtdose, None)[2:]])
     if out is not None and not args.check_config:
         from ._run.inputs import check_disk_space
 
@@ -623,12 +627,13 @@ def _ckpt(out: Path) -> Path:
 def _rtdose_path(args: argparse.Namespace, cfg: dict) -> str | None:
     """The RT Dose the run writes (--rtdose, else output.rtdose; None: none), refused where it would destroy an input
     or is not a regular file; for --check-config without --out (:func:`_check_paths` checks it with the others)."""
-    from ._run.inputs import check_output_paths, input_paths
+    from ._run.inputs import check_output_paths, check_replaceable, input_paths
 
     rtdose = args.rtdose or cfg.get("output", {}).get("rtdose")
     if rtdose:
-        check_output_paths([("--rtdose" if args.rtdose else "output.rtdose", Path(rtdose))],
-                           input_paths(cfg, args.config))
+        outputs = [("--rtdose" if args.rtdose else "output.rtdose", Path(rtdose))]
+        check_output_paths(outputs, input_paths(cfg, args.config))
+        check_replaceable(outputs)
     return rtdose
 
 
@@ -636,7 +641,7 @@ def _check_paths(args: argparse.Namespace, cfg: dict) -> tuple[Path, str | None,
     """The output paths (HDF5, RT Dose, plot), refused when one would destroy an input or another output or is
     not a regular file (mcproton/_run/inputs.py check_output_paths)."""
     from ._run.checkpoint import CHECKPOINT_SUFFIX
-    from ._run.inputs import check_output_paths, input_paths
+    from ._run.inputs import check_output_paths, check_replaceable, input_paths
     from .config import ConfigError
 
     out = Path(args.out)
@@ -650,9 +655,9 @@ def _check_paths(args: argparse.Namespace, cfg: dict) -> tuple[Path, str | None,
     outputs = [("--out", out)] + ([("--rtdose" if args.rtdose else "output.rtdose", Path(rtdose))] if rtdose else [])
     if png is not None:
         outputs.append(("the plot (written beside --out)", png))
-    if not args.no_checkpoint:
-        outputs.append(("the checkpoint (beside --out)", _ckpt(out)))
-    check_output_paths(outputs, input_paths(cfg, args.config))
+    check_output_paths(outputs + ([] if args.no_checkpoint else [("the checkpoint (beside --out)", _ckpt(out))]),
+                       input_paths(cfg, args.config))
+    check_replaceable(outputs)   # only mcproton's own earlier outputs are replaced (the checkpoint: run_job's rules)
     return out, rtdose, png
 
 

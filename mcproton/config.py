@@ -33,12 +33,14 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "backend": ((str,), '"auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda"'),
         "batches": ((int,), "statistical batches (>= 2; fewer than 10 are warned about) for the per-voxel "
                             "uncertainty (default 10)"),
-        "threads": ((int,), "CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use)"),
+        "threads": ((int,), "CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use; at "
+                            "most 4 per CPU of the machine, never fewer than 256)"),
         "gpu": ((int,), "CUDA device index for the cuda backend (default 0; Dask: one GPU per worker)"),
         "batch_size": ((int,), "histories per batch (default primaries / batches); memory does not grow "
                                "with it"),
         "target_uncertainty": ((int, float), "stop at this mean relative uncertainty (voxels > 50 % Dmax), "
-                                             "e.g. 0.01; primaries is then the upper limit (default: none). "
+                                             "e.g. 0.01 (at least 1e-4); primaries is then the upper limit "
+                                             "(default: none). "
                                              "It is judged from the 10th batch, and batches are primaries / 100 "
                                              "unless batch_size is set, so the run never stops before ~10 % of "
                                              "primaries: give a batch_size of about a tenth of the primaries the "

@@ -23,6 +23,8 @@ def _save(plt, fig, path: str | Path, **kw) -> Path:
 
     path = Path(path)
     fmt = path.suffix[1:].lower() or "png"
+    if fmt == "png":   # the mark by which an earlier run's plot is recognised (and replaced: _run/inputs.py)
+        kw.setdefault("metadata", {"Software": "mcproton"})
     try:
         return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, **kw))
     finally:

@@ -156,8 +156,39 @@ class RunSettings:
             self.batches = max(2, min(self.batches, self.primaries))
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"run.threads must be >= 1 or unset; got {self.threads}")
+        if self.threads is not None and self.threads > thread_limit():
+            import os
+
+            raise ValueError(f"run.threads = {self.threads} is more than mcproton accepts here ({thread_limit()}: "
+                             f"{MAX_THREADS_PER_CPU} per CPU of this machine's {os.cpu_count() or 1} CPUs, never "
+                             f"fewer than {MIN_THREAD_LIMIT}); each thread needs its own stack, and thousands "
+                             "abort or crash the run, while more threads than CPUs only share them: leave run.threads "
+                             "unset to use "
+                             "every CPU the process may use, or give at most the number of CPUs")
         if self.gpu is not None and self.gpu < 0:
             raise ValueError(f"run.gpu must be a CUDA device index (0, 1, ...) or unset; got {self.gpu!r}")
+
+
+#: The most CPU threads per CPU of the machine that run.threads may ask for, and the most it may ask for on any
+#: machine: each OpenMP thread has its own stack (8 MB by default), so run.threads = 1000 under an 8 GB address-space
+#: limit aborted in libgomp ("Thread creation failed") and 100000 ended in a segmentation fault, with no mcproton
+#: message (the hostile-inputs audit of 2026-12-06, F7).  More threads than CPUs only share them; 4 per CPU leaves
+#: room for hyper-threads and oversubscription tests, and MIN_THREAD_LIMIT a machine with few CPUs that prepares a
+#: run for a larger one (Dask workers).
+MAX_THREADS_PER_CPU = 4
+MIN_THREAD_LIMIT = 256
+#: run.target_uncertainty below this (a fraction; 1e-4 = 0.01 %) is refused: by the 1/sqrt(N) law a plan at 1 %
+#: after 1e6 primaries needs 1e10 for 0.01 %, and 1e-5 would need 1e12, beyond run.primaries' 2^40; 1e-300 ended
+#: in an OverflowError (the hostile-inputs audit of 2026-12-06, F8)
+MIN_TARGET_UNCERTAINTY = 1e-4
+
+
+def thread_limit() -> int:
+    """The most run.threads accepted here: :data:`MAX_THREADS_PER_CPU` x the machine's CPUs, at least
+    :data:`MIN_THREAD_LIMIT`."""
+    import os
+
+    return max(MIN_THREAD_LIMIT, MAX_THREADS_PER_CPU * (os.cpu_count() or 1))
 
 
 #: the whole-number fields of RunSettings and what each counts (for the message of a value that is not one)
@@ -237,6 +268,12 @@ def _check_stream_settings(s: RunSettings) -> None:
     if s.target_uncertainty is not None and not (0 < s.target_uncertainty < 1):
         raise ValueError(f"run.target_uncertainty must be a fraction in (0, 1), e.g. 0.01 for 1 %; "
                          f"got {s.target_uncertainty}")
+    if s.target_uncertainty is not None and s.target_uncertainty < MIN_TARGET_UNCERTAINTY:
+        raise ValueError(f"run.target_uncertainty = {s.target_uncertainty:g} is below {MIN_TARGET_UNCERTAINTY:g} "
+                         f"({100 * MIN_TARGET_UNCERTAINTY:g} %), which no run reaches: the uncertainty falls as "
+                         "1/sqrt(primaries), so a plan at 1 % after 1e6 primaries needs 1e10 for 0.01 % and 1e12 "
+                         "(run.primaries' maximum, 2^40) for 0.001 %; give e.g. 0.01 for 1 % (0.005 to 0.02 is "
+                         "usual)")
     if s.time_limit_s is not None and not (s.time_limit_s > 0 and math.isfinite(s.time_limit_s)):
         raise ValueError(f"run.time_limit_s must be a positive number of seconds or unset; "
                          f"got {s.time_limit_s}")

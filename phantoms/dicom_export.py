@@ -10,6 +10,7 @@ import numpy as np
 
 from .._io.dicom_common import PHANTOM_STUDY, StudyReference
 from .._io.hu_calibration import calibration_note
+from .._io.ownership import written_by_mcproton  # noqa: F401 - its home before 2026-12-06, used here
 from ..geometry import VoxelGeometry
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -126,54 +127,6 @@ def phantom_study(geometry) -> StudyReference:
     s = sex[0].upper()
     return PHANTOM_STUDY.replace(patient_id=f"MCPROTON-{float(age):g}Y-{s}", patient_sex=s,
                                  patient_age=dicom_age(age))
-
-
-#: PNG chunk keyword and text with which matplotlib (every figure mcproton draws) names itself in a PNG
-_MATPLOTLIB_PNG_SOFTWARE = (b"Software", b"Matplotlib")
-
-
-def written_by_mcproton(path) -> tuple[bool, str]:
-    """Whether the file ``path`` is one that mcproton wrote (an earlier phantom or demo into the same folder, which a
-    new one may replace), and if not, why not: a DICOM file with Manufacturer "mcproton" (as every mcproton writer
-    sets it), an HDF5 file with mcproton's ``format_version`` (or, without one, the layout of a phantom or dose
-    file written before 2026-12-04), a PNG drawn by matplotlib (mcproton's figures), the demo's summary.json.  A
-    link or anything but a regular file is not (writing through it would replace what it points to)."""
-    p = Path(path)
-    if p.is_symlink():
-        return False, "a link"
-    if not p.is_file():
-        return False, "not a regular file"
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".dcm":
-            import pydicom
-
-            ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["Manufacturer"])
-            maker = str(ds.get("Manufacturer", "") or "")
-            return maker == "mcproton", f"Manufacturer {maker!r}" if maker else "no Manufacturer"
-        if suffix in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(p, "r") as f:
-                version = str(f.attrs.get("format_version", ""))
-                if version:
-                    return version.startswith("mcproton-"), f"format_version {version!r}"
-                old = "material_index" in f and ("materials" in f or "materials" in f.attrs)
-                return old, "an earlier mcproton layout" if old else "no mcproton format_version"
-        if suffix == ".png":
-            with open(p, "rb") as fh:
-                head = fh.read(4096)
-            key, maker = _MATPLOTLIB_PNG_SOFTWARE
-            return (head.startswith(b"\x89PNG") and key + b"\0" + maker in head), "not a figure of mcproton's"
-        if suffix == ".json":
-            import json
-
-            d = json.loads(p.read_text())
-            ours = isinstance(d, dict) and {"case", "files", "prescription_gy_rbe"} <= set(d)
-            return ours, "not an mcproton summary"
-    except Exception as exc:  # noqa: BLE001 - not readable as what its name says: not ours
-        return False, f"unreadable as {suffix[1:].upper()}: {type(exc).__name__}"
-    return False, "not a file mcproton writes"
 
 
 def check_outputs_replaceable(out_dir, names, what: str = "the output folder") -> None:

@@ -42,6 +42,33 @@ def test_run_settings_refuse_what_is_not_a_number_of_the_right_kind(field, value
     assert words in str(exc.value)
 
 
+@pytest.mark.parametrize("threads", [1000, 100_000, 10**18])
+def test_run_settings_refuse_thousands_of_threads(threads, monkeypatch):
+    """run.threads = 1000 aborted in libgomp and 100000 segfaulted, --check-config saying OK (the hostile-inputs
+    audit of 2026-12-06, F7): above 4 per CPU of the machine (at least 256) it is refused, naming the key."""
+    import os
+
+    from mcproton.settings import MIN_THREAD_LIMIT, thread_limit
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)   # the limit of an 8-CPU machine: 256
+    assert thread_limit() == MIN_THREAD_LIMIT == 256
+    with pytest.raises(ValueError, match=rf"run.threads = {threads} is more than mcproton accepts here \(256"):
+        RunSettings(threads=threads)
+    assert RunSettings(threads=256).threads == 256
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)   # a large node: 4 per CPU
+    assert RunSettings(threads=512).threads == 512
+
+
+@pytest.mark.parametrize("target", [1e-300, 1e-20, 9.9e-5])
+def test_run_settings_refuse_a_target_uncertainty_no_run_reaches(target):
+    """run.target_uncertainty = 1e-300 ended in "internal error: OverflowError" (the hostile-inputs audit of
+    2026-12-06, F8): below 1e-4 (0.01 %) it is refused, saying what is achievable."""
+    with pytest.raises(ValueError, match=r"run.target_uncertainty = .* is below 0.0001 \(0.01 %\), which no run "
+                                         r"reaches.*give e.g. 0.01 for 1 %"):
+        RunSettings(target_uncertainty=target)
+    assert RunSettings(target_uncertainty=1e-4).target_uncertainty == 1e-4
+
+
 def test_run_settings_keep_whole_numbers_as_the_ints_the_run_uses():
     s = RunSettings(primaries=1e5, seed=np.int64(7), batches=4.0, threads=np.int32(2))
     assert (s.primaries, s.seed, s.batches, s.threads) == (100_000, 7, 4, 2)

@@ -13,7 +13,8 @@ beam's IsocenterPosition (within 0.01 mm) but not change it: an isocentre that m
 are changing gantry and couch angles.  ScanMode MODULATED_SPEC is read only with ModulatedScanModeType STATIONARY
 (or none); LINEAR and LEAPING (dose delivered while the spot moves, PS3.3 C.8.8.25.8) are refused, and with
 ScanMode MODULATED (where the type does not belong) too.  Angles are compared modulo 360 deg (0 and 360 are one
-angle); a gantry or couch angle missing from the first control point is refused (given later or not at all: a
+angle); a gantry, couch or table-top eccentric angle outside 0-360 deg (1e20, or 1800 for 180.0) is refused, not
+reduced; a gantry or couch angle missing from the first control point is refused (given later or not at all: a
 plan without PatientSupportAngle is damaged, and couch 0 would turn a couch-kicked beam), as are a
 SnoutPosition or a shifter's IsocenterToRangeShifterDistance (while IN) that change during a beam and
 NumberOfPaintings 0.  Beams whose TreatmentDeliveryType is not TREATMENT or CONTINUATION (set-up and verification
@@ -280,6 +281,31 @@ def _refuse_tilt(deg: float, kw: str, where: str) -> None:
     raise _e(f"{where}: {attribute_name(kw)} is {float(deg):g} deg{same}; table-top pitch and roll and gantry pitch "
              "are not supported (only 0, or 360): the dose would be computed for an untilted couch and gantry; "
              "plan without them or export the plan with 0")
+
+
+#: the range of GantryAngle, PatientSupportAngle and TableTopEccentricAngle (deg): PS3.3 C.8.8.25 defines them
+#: as the IEC 61217 rotations, 0 <= angle < 360; exactly 360 is accepted as 0 (written by some exporters)
+ANGLE_RANGE_DEG = (0.0, 360.0)
+
+
+def _refuse_out_of_range_angle(deg: float, kw: str, where: str) -> None:
+    """Refuse a gantry, couch or table-top eccentric angle outside 0-360 deg (the hostile-inputs audit of
+    2026-12-06, F2: GantryAngle 1e300 or 1e20 was reduced modulo 360 to an arbitrary direction, and 1800, a typo of
+    180.0, read as 0: the opposite beam).  A value outside the range is a damaged or mistyped plan, not an angle to
+    reduce; a decimal point lost (1800 for 180.0) is offered as the likely intent."""
+    lo, hi = ANGLE_RANGE_DEG
+    if lo <= deg <= hi:
+        return
+    hint = ""
+    if hi < abs(deg) < 1e7:   # a decimal point lost: 1800 -> 180, 2700.5 -> 270.05
+        v = abs(deg)
+        while v > hi:
+            v /= 10.0
+        hint = f" (a typo of {'-' if deg < 0 else ''}{v:g}?)"
+    raise _e(f"{where}: {attribute_name(kw)} is {deg:g} deg{hint}, outside {lo:g}-{hi:g} deg (PS3.3 C.8.8.25: the "
+             "IEC 61217 angles lie in [0, 360)); an angle outside it is not reduced modulo 360, it would aim the "
+             "beam from a direction nobody planned: check the beam's angles in the planning system and export the "
+             "plan again")
 
 
 def _floats(v, kw: str, where: str) -> np.ndarray:
@@ -783,6 +809,7 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
                                  "(it is required there, PS3.3 C.8.8.25), so the angle of the control points before "
                                  f"it is unknown: the plan is damaged, export it again")
                     state[key] = _f(cp, kw, cw)
+                    _refuse_out_of_range_angle(state[key], kw, cw)
             if cp.get("IsocenterPosition", None) not in (None, ""):
                 iso = _floats(cp.IsocenterPosition, "IsocenterPosition", cw)
                 if iso.size != 3:
@@ -804,6 +831,8 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
                     state[key] = _f(cp, kw, cw)
                     if key != "ecc":
                         _refuse_tilt(state[key], kw, cw)
+                    else:
+                        _refuse_out_of_range_angle(state[key], kw, cw)
             for rss in cp.get("RangeShifterSettingsSequence", []) or []:
                 ref = _int(rss.get("ReferencedRangeShifterNumber", 0) or 0, "ReferencedRangeShifterNumber", cw)
                 wet = rss.get("RangeShifterWaterEquivalentThickness", None)

@@ -520,6 +520,32 @@ def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, 
                               "output could not be saved there; give a path in a folder you can write to")
 
 
+def check_replaceable(outputs: list[tuple[str, Path]]) -> None:
+    """Refuse, before the transport, an output path where a file exists that mcproton did not write
+    (mcproton/_io/ownership.py :func:`written_by_mcproton`: a planning system's RT Dose, a user's HDF5 or PNG):
+    ``mcproton run`` replaces only its own earlier outputs (the hostile-inputs audit of 2026-12-06, F3: a config's
+    ``output.rtdose`` replaced a TPS's RT Dose, and --out thesis.h5 a user's file and the PNG beside it, with a note
+    calling them "the existing output of an earlier run").  A PNG that only matplotlib marks (any figure a user drew
+    with it) is taken as the plot of an earlier run where the HDF5 of the same name beside it is mcproton's too."""
+    import os
+
+    from .._io.ownership import png_marked_by_mcproton, written_by_mcproton
+    from ..config import ConfigError
+
+    for what, p in outputs:
+        p = Path(p)
+        if not os.path.lexists(p):
+            continue
+        ours, why = written_by_mcproton(p)
+        if ours and p.suffix.lower() == ".png" and not png_marked_by_mcproton(p):
+            beside = [q for q in (p.with_suffix(".h5"), p.with_suffix(".hdf5")) if q.is_file()]
+            ours = any(written_by_mcproton(q)[0] for q in beside)
+            why = "a PNG without mcproton's mark, and no mcproton HDF5 of its name beside it"
+        if not ours:
+            raise ConfigError(f"{what} {p} exists and mcproton did not write it ({why}): it is not replaced; give "
+                              "another path, or delete or move that file yourself if it is no longer needed")
+
+
 def _read_only(folder: Path) -> bool:
     """Whether ``folder`` is on a file system mounted read-only (statvfs ST_RDONLY; False where unknown)."""
     import os

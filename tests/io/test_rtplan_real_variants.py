@@ -333,10 +333,41 @@ def test_modulated_with_a_line_scanning_type_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("attrs", [{"GantryAngle": 360.0}, {"PatientSupportAngle": 360.0},
-                                   {"GantryAngle": -0.0, "PatientSupportAngle": 720.0}])
+                                   {"GantryAngle": -0.0, "PatientSupportAngle": 360.0}])
 def test_the_same_angle_modulo_360_is_not_an_arc(tmp_path, attrs):
     plan = load_rtplan(_edit(PLAN02, tmp_path, _cp(1, **attrs)))
     assert plan.beams[0].n_spots == 323
+
+
+@pytest.mark.parametrize("kw,value,shown", [
+    ("GantryAngle", 1e300, "GantryAngle (300A,011E) is 1e+300 deg, outside 0-360 deg"),
+    ("GantryAngle", 1e20, "GantryAngle (300A,011E) is 1e+20 deg, outside 0-360 deg"),
+    ("GantryAngle", 1800.0, "GantryAngle (300A,011E) is 1800 deg (a typo of 180?), outside 0-360 deg"),
+    ("GantryAngle", -90.0, "GantryAngle (300A,011E) is -90 deg"),
+    ("PatientSupportAngle", 1e300, "PatientSupportAngle (300A,0122) is 1e+300 deg"),
+    ("PatientSupportAngle", 450.0, "PatientSupportAngle (300A,0122) is 450 deg (a typo of 45?)"),
+    ("PatientSupportAngle", 720.0, "PatientSupportAngle (300A,0122) is 720 deg"),
+    ("TableTopEccentricAngle", 1e20, "TableTopEccentricAngle (300A,0125) is 1e+20 deg"),
+])
+def test_an_angle_outside_0_to_360_is_refused_not_reduced(tmp_path, kw, value, shown):
+    """GantryAngle 1e300 / 1e20 aimed the beam 48 / 18 deg off and 1800 (a typo of 180.0) read as 0, the opposite
+    beam, each with exit status 0 (the hostile-inputs audit of 2026-12-06, F2): an angle outside the DICOM range
+    0-360 deg is refused, naming the beam, the control point, the attribute and the value."""
+    with pytest.raises(DicomInputError) as err:
+        load_rtplan(_edit(PLAN02, tmp_path, _cp(0, **{kw: value})))
+    msg = str(err.value)
+    assert shown in msg and "beam 1" in msg and "control point 0" in msg, msg
+
+
+@pytest.mark.parametrize("kw,value", [("GantryAngle", 0.0), ("GantryAngle", 359.9), ("GantryAngle", 360.0),
+                                      ("PatientSupportAngle", 270.0), ("TableTopEccentricAngle", 0.0)])
+def test_angles_within_0_to_360_are_read(tmp_path, kw, value):
+    attrs = {kw: value}
+    if kw == "GantryAngle":   # the second control point repeats it (else: an arc)
+        path = _edit(PLAN02, tmp_path, lambda ds: [_cp(i, **attrs)(ds) for i in (0, 1)])
+    else:
+        path = _edit(PLAN02, tmp_path, _cp(0, **attrs))
+    assert load_rtplan(path).beams[0].n_spots == 323
 
 
 def test_a_couch_angle_missing_from_the_first_control_point_is_named(tmp_path):

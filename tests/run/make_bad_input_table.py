@@ -62,6 +62,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "write 1000000"),
     ("true/false in quotes", ["--set", 'physics.nuclear="yes"'], None, "true or false"),
     ("zero primaries", ["--set", "run.primaries=0"], None, "run.primaries"),
+    ("target uncertainty no run reaches (1e-300 ended in an OverflowError)", ["--set", "run.target_uncertainty=1e-300"],
+     None, "run.target_uncertainty"),
     ("negative primaries", ["--set", "run.primaries=-5"], None, "run.primaries"),
     ("energy above the tables", ["--set", "beam.energy_mev=400"], None, "energy"),
     ("negative energy", ["--set", "beam.energy_mev=-5"], None, "energy_mev"),
@@ -186,6 +188,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "the transport)", ["--out", "@tmp/res", "--rtdose", "@tmp/res/RD.dcm"], None, "lies inside --out"),
     ("--rtdose of a beam without total_protons (its dose is per primary, an RT Dose holds Gy)",
      ["--rtdose", "@tmp/rd.dcm"], None, "total_protons"),
+    ("--rtdose naming a planning system's RT Dose (mcproton replaces only its own earlier outputs; before "
+     "2026-12-06 it was replaced)", ["--rtdose", "@tmp/RD_TPS.dcm"], None, "mcproton did not write it"),
     ("--out a device node", ["--out", "/dev/null"], None, "regular file"),
     ("--out a folder", ["--out", "@tmp"], None, "folder"),
     # issue 17: no hang on a wrong endpoint
@@ -294,6 +298,8 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
             ds = pydicom.dcmread(ROOT / "tests" / "data" / "dicom" / src)
             change(ds)
             ds.save_as(tmp / name)
+    if "@tmp/RD_TPS.dcm" in args:   # a planning system's RT Dose (RayStation), not an output of mcproton
+        shutil.copy(next((ROOT / "tests" / "data" / "dicom" / "aptg_plan03").glob("RD*.dcm")), tmp / "RD_TPS.dcm")
     if '"tuned/dcpt_v5_tune6.toml"' in text:   # dcpt_v5 declaring another spot tune than the plan's
         from mcproton._io.beam_model import BUILTIN
 
