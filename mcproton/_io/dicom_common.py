@@ -638,6 +638,44 @@ def gzip_error(path: str | Path):
                            "decompressed file")
 
 
+#: A value longer than this (bytes) cannot be written with a VR of 2-byte length (DS, FL, LO, ...) in explicit VR: it
+#: is written with VR UN instead (PS3.5 section 6.2.2), and pydicom (3.0) leaves such UN values undecoded bytes
+#: (``config.replace_un_with_known_vr`` applies below this length only).
+_UN_LONG = 0xFFFF
+
+
+def decode_long_un(ds) -> None:
+    """Give the elements of ``ds`` (and of its sequences' items) that an explicit-VR file holds as UN because their
+    value is longer than 64 kB (PS3.5 section 6.2.2: a 6000-point ContourData, the ScanSpotMetersetWeights of a
+    20,000-spot layer, a long GridFrameOffsetVector) the VR of the data dictionary, in place, so that they read as
+    the same numbers and strings as in an implicit-VR file; before, a reader got the raw bytes (ContourData parsed as
+    byte values, 20,000 weights counted as one value).  Elements still raw stay raw (pydicom converts them when
+    read, with the file's byte order); private and unknown tags, and dictionary VRs that are ambiguous ('US or SS')
+    or sequences, are left as they are.  The walk is iterative (a deeply nested file cannot exhaust the stack)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.datadict import dictionary_VR
+
+    little = (getattr(ds, "original_encoding", None) or (None, True))[1] is not False
+    stack = [ds]
+    while stack:
+        d = stack.pop()
+        for tag in list(d._dict):
+            elem = d._dict[tag]
+            if elem.VR == "SQ":
+                stack.extend(item for item in (d[tag].value or []) if item is not None)
+                continue
+            value = elem.value
+            if elem.VR != "UN" or tag.is_private or not isinstance(value, (bytes, bytearray)) or len(value) < _UN_LONG:
+                continue
+            try:
+                known = dictionary_VR(tag)
+            except KeyError:
+                continue
+            if known not in ("UN", "SQ") and " " not in known:
+                d._dict[tag] = (elem._replace(VR=known) if isinstance(elem, RawDataElement) else
+                                RawDataElement(tag, known, len(value), bytes(value), 0, False, little))
+
+
 def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check: bool = True):
     """Read a DICOM file strictly: ``None`` if the file is not DICOM at all (no 'DICM' prefix and no data
     set at its start; a file without the 128-byte preamble and file meta is read as the RT Struct reader
@@ -678,6 +716,11 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
     for attr in ("buffer", "filename"):
         if isinstance(getattr(ds, attr, None), io.BytesIO):
             setattr(ds, attr, None)
+    try:
+        decode_long_un(ds)
+    except Exception as exc:  # a sequence pydicom cannot parse: the same message as a file pydicom cannot read
+        raise DicomInputError(f"{p}: cannot be read as DICOM ({type(exc).__name__}: {exc}); the file is "
+                              "damaged: copy or export it again") from exc
     if "TransferSyntaxUID" not in ds.file_meta:  # a raw data set: record the encoding it was read with
         from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
