@@ -1287,9 +1287,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                         f"{ct_img.shape_zyx[0]} slices of {ct_img.shape_zyx[2]} x {ct_img.shape_zyx[1]}, "
                         + " x ".join(f"{v:g}" for v in ct_img.voxel_size_mm) + " mm)")
         if inp.ct_dir is not None and inp.struct_path is not None:   # the slices it was drawn on that the CT lacks
-            from .._io.rtstruct import warn_missing_ct_slices
+            from .._io.rtstruct import check_contours_near_ct, warn_missing_ct_slices
 
             warn_missing_ct_slices(inp.struct_path, ct_img, str(ct_dir))
+            check_contours_near_ct(inp.struct_path, ct_img, str(ct_dir))
         ct_record = ct_input(ct_dir, ct_img.slice_files, ct_img.series_instance_uid,
                              "CT series" if inp.ct_dir is not None else "CT (phantom built from the RT Struct)")
         # the CT's outer faces: within them a TPS voxel beyond the MC voxel centres takes the edge voxel's dose
