@@ -327,7 +327,8 @@ def warn_missing_ct_slices(path_or_ds, ct, where: str) -> None:
 #: of this and the CT's own largest extent.  Contours are drawn on the CT (an External or a couch model a little
 #: beyond its field of view, the slices of an incomplete transfer beyond its ends: warned of above; a test phantom's
 #: small CT with an ROI off its grid), so half a metre is generous; a point metres away is a damaged or mistyped
-#: coordinate, which gives the polygon a spike to the grid's edge and changes the ROI's volume and DVH without a word (audit 17 hostile F1: one vertex at x = 5000 mm added 17 voxels to the brainstem).
+#: coordinate, which gives the polygon a spike to the grid's edge and changes the ROI's volume and DVH without a word
+#: (audit 17 hostile F1: one vertex at x = 5000 mm added 17 voxels to the brainstem).
 CONTOUR_MARGIN_MM = 500.0
 
 
