@@ -433,8 +433,22 @@ def _walk_elements(buf, pos: int, end: int, implicit: bool, little: bool, path: 
                 raise _Broken(pos, here, f"{_tag_name(tag)} runs past the end of its item", truncated=False)
 
 
+#: The deepest nesting of sequences :func:`check_complete` walks: real objects nest a few levels (an RT Ion Plan's
+#: beams > control points > range shifter settings: 3); a file nested deeper is refused, naming it (before: a private
+#: sequence nested 100,000 deep exhausted Python's stack, "maximum recursion depth exceeded" with no file named,
+#: audit 17 hostile F9).  Each level takes two frames of the recursive walk, well inside Python's 1000.
+MAX_SEQUENCE_DEPTH = 64
+
+
+class _TooDeep(Exception):
+    pass
+
+
 def _walk_items(buf, pos: int, length: int, implicit: bool, little: bool, path: list, *, fragments: bool) -> int:
     import struct
+
+    if len(path) > 2 * MAX_SEQUENCE_DEPTH:   # path: tag, item, tag, item, ...
+        raise _TooDeep()
 
     e = "<" if little else ">"
     n = len(buf)
@@ -533,6 +547,10 @@ def check_complete(buf: bytes, src: str) -> None:
         implicit, little = ts == _IMPLICIT_LE, ts != _EXPLICIT_BE
     try:
         _walk_elements(memoryview(body), 0, len(body), implicit, little, [], in_item=False)
+    except _TooDeep:
+        raise DicomInputError(f"{src}: its sequences are nested deeper than {MAX_SEQUENCE_DEPTH} levels, which no "
+                              "DICOM object needs: the file is damaged or not a valid DICOM file; copy or export it "
+                              "again, or remove it") from None
     except _Broken as b:
         if _tolerated(body, b, implicit, little, ts, src):
             return
@@ -706,6 +724,9 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
         check_complete(buf, str(p))
     try:
         ds = pydicom.dcmread(io.BytesIO(buf), stop_before_pixels=stop_before_pixels, force=not has_magic)
+    except RecursionError:   # nesting that exhausts the stack (check=False: not walked above)
+        raise DicomInputError(f"{p}: its sequences are nested too deep to be read: the file is damaged or not a "
+                              "valid DICOM file; copy or export it again, or remove it") from None
     except Exception as exc:  # pydicom raises many types on damaged files
         raise DicomInputError(f"{p}: cannot be read as DICOM ({type(exc).__name__}: {exc}); the file is "
                               "damaged: copy or export it again") from exc
