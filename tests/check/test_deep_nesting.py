@@ -77,8 +77,14 @@ def test_a_folder_tree_deeper_than_the_bound_is_walked_to_the_bound(tmp_path):
     with open(os.path.join(deep, "note.txt"), "w") as f:
         f.write("hi")
     (tmp_path.joinpath(*(["d"] * 3)) / "mid.txt").write_text("mid")
-    notes: list[str] = []
-    files = walk_files(tmp_path, notes)
-    assert [p.relative_to(tmp_path).as_posix() for p in files] == ["d/d/d/mid.txt", "top.dcm"]
-    assert notes == [f"skipped the folders below {'/'.join(['d'] * MAX_FOLDER_DEPTH)}: more than "
-                     f"{MAX_FOLDER_DEPTH} levels below the patient folder"]
+    try:
+        notes: list[str] = []
+        files = walk_files(tmp_path, notes)
+        assert [p.relative_to(tmp_path).as_posix() for p in files] == ["d/d/d/mid.txt", "top.dcm"]
+        assert notes == [f"skipped the folders below {'/'.join(['d'] * MAX_FOLDER_DEPTH)}: more than "
+                         f"{MAX_FOLDER_DEPTH} levels below the patient folder"]
+    finally:   # removed bottom up here: shutil.rmtree (pytest's clean-up of old tmp folders) recurses per level
+        os.remove(os.path.join(deep, "note.txt"))
+        while deep != str(tmp_path.joinpath(*(["d"] * 4))):
+            os.rmdir(deep)
+            deep = os.path.dirname(deep)
