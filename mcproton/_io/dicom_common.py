@@ -306,6 +306,18 @@ def attribute_name(keyword: str) -> str:
     return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else keyword
 
 
+#: The most characters of a value quoted in a message (:func:`shorten`): a damaged 10^6-value attribute was quoted
+#: whole, a 12.7 MB line of stderr (audit 17 hostile F11)
+QUOTE_CHARS = 80
+
+
+def shorten(text: object, limit: int = QUOTE_CHARS) -> str:
+    """``str(text)``, cut to its first ``limit`` characters with "... (N characters)" where it is longer: a value
+    from an input quoted in a message."""
+    t = str(text)
+    return t if len(t) <= limit else f"{t[:limit]}... ({len(t):,} characters)"
+
+
 def number_values(value, keyword: str, where: str, remedy: str, count: int | None = None) -> list[float]:
     """The values of a numeric DICOM attribute (DS, IS, FL, FD; one value or several, as pydicom gives them) as
     finite floats, else :class:`DicomInputError` naming the attribute and its tag, ``where`` (the file, and the
@@ -326,13 +338,13 @@ def number_values(value, keyword: str, where: str, remedy: str, count: int | Non
         try:
             x = float(v)
         except (TypeError, ValueError):
-            raise DicomInputError(f"{where}: {name}{pos} is {str(v)!r}, not a number; {remedy}") from None
+            raise DicomInputError(f"{where}: {name}{pos} is {shorten(v)!r}, not a number; {remedy}") from None
         if not math.isfinite(x):
-            raise DicomInputError(f"{where}: {name}{pos} is {str(v).strip()!r}, which is not finite (NaN or "
+            raise DicomInputError(f"{where}: {name}{pos} is {shorten(str(v).strip())!r}, which is not finite (NaN or "
                                   f"infinity); {remedy}")
         out.append(x)
     if count is not None and len(out) != count:
-        shown = "\\".join(str(v) for v in vals)   # as DICOM writes several values
+        shown = shorten("\\".join(str(v) for v in vals[:20]) + ("\\..." if len(vals) > 20 else ""))   # as DICOM writes
         raise DicomInputError(f"{where}: {name} holds {len(out)} value(s) ({shown}), not {count}; {remedy}")
     return out
 
