@@ -484,7 +484,8 @@ def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
 def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:
     """Warn when plan.rtstruct names the CT series its contours were drawn on (RTReferencedSeriesSequence) and the
     CT read is another one: a re-scan or another phase on the same frame of reference, which may not be the CT the
-    plan was made on (phantom.ct_series or phantom.ct_dir then chooses the planning CT)."""
+    plan was made on (phantom.ct_series or phantom.ct_dir then chooses the planning CT).  Also warns of the slices
+    it was drawn on that the CT lacks, and refuses a contour point far outside the CT (``check_contours_near_ct``)."""
     rts = cfg.get("plan", {}).get("rtstruct")
     if not isinstance(rts, str) or not ct.series_instance_uid:
         return
@@ -500,13 +501,17 @@ def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:
     except DicomInputError:
         return   # refused with its own message when the structure set is read
     drawn_on = struct_ct_series(ds) if ds is not None else ()
-    if ds is not None:   # the slices it was drawn on that the CT lacks (a partial transfer)
-        from ._io.rtstruct import warn_missing_ct_slices
+    if ds is not None:   # the slices it was drawn on that the CT lacks (a partial transfer); a point far outside it
+        from ._io.rtstruct import check_contours_near_ct, read_rtstruct, warn_missing_ct_slices
 
+        where = f"phantom.ct_dir {cfg.get('phantom', {}).get('ct_dir', '')}"
         try:
-            warn_missing_ct_slices(path, ct, f"phantom.ct_dir {cfg.get('phantom', {}).get('ct_dir', '')}")
+            warn_missing_ct_slices(path, ct, where)
+            struct = read_rtstruct(path)
         except DicomInputError:
-            pass   # refused with its own message when the structure set is read
+            struct = None   # refused with its own message when the structure set is read
+        if struct is not None:
+            check_contours_near_ct(struct, ct, where)
     if drawn_on and ct.series_instance_uid not in drawn_on:
         warn(f"plan.rtstruct {path} was drawn on CT series {', '.join(drawn_on)}, not on the CT read "
              f"({ct.series_instance_uid}, {ct.series_description!r}): if the plan was made on that series (a re-scan "

@@ -30,6 +30,7 @@ from .record import (calibration_record, ct_input, dicom_input, identification, 
 from .prescription import median_source, plan_dose_references, plan_prescriptions
 from .._cpus import cpu_quota, usable_cpus
 from .._io.atomic import write_bytes_atomic
+from .._io.console import printable
 from .._io.errors import McprotonWarning, recorded, records_warnings, warn
 from .._io.json_out import json_safe, json_text
 from .._io.lock import locks_output
@@ -1207,8 +1208,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     inp = gather(plan=plan, dose=dose, ct=ct, struct=struct, folder=folder, dose_type=dose_type,
                  fractions=fractions, ct_series=ct_series, patient_position=patient_position,
                  ignore_beam_limiting_devices=ignore_beam_limiting_devices)
-    for line in inp.pairing:
-        log(f"mcproton check: {line}")
+    for line in inp.pairing:   # one line each: a file name with a newline or an escape sequence is escaped
+        log(f"mcproton check: {printable(line)}")
     _warn_boli(inp, struct_overrides)
     dose_to_given = dose_to
     dose_to = _dose_to_of(inp, dose_to, log)
@@ -1287,9 +1288,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                         f"{ct_img.shape_zyx[0]} slices of {ct_img.shape_zyx[2]} x {ct_img.shape_zyx[1]}, "
                         + " x ".join(f"{v:g}" for v in ct_img.voxel_size_mm) + " mm)")
         if inp.ct_dir is not None and inp.struct_path is not None:   # the slices it was drawn on that the CT lacks
-            from .._io.rtstruct import warn_missing_ct_slices
+            from .._io.rtstruct import check_contours_near_ct, warn_missing_ct_slices
 
             warn_missing_ct_slices(inp.struct_path, ct_img, str(ct_dir))
+            check_contours_near_ct(inp.struct_path, ct_img, str(ct_dir))
         ct_record = ct_input(ct_dir, ct_img.slice_files, ct_img.series_instance_uid,
                              "CT series" if inp.ct_dir is not None else "CT (phantom built from the RT Struct)")
         # the CT's outer faces: within them a TPS voxel beyond the MC voxel centres takes the edge voxel's dose

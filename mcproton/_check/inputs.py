@@ -151,25 +151,51 @@ def listed(names: Sequence[str], n: int = 8) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
+#: The deepest folder :func:`walk_files` reads below the patient folder: exports nest a few levels
+#: (patient/study/series/file, a DICOMDIR's tree: about 5); deeper folders are skipped with a note (before: a
+#: 1500-level tree exhausted Python's os.walk recursion, "maximum recursion depth exceeded", audit 17 hostile F9).
+MAX_FOLDER_DEPTH = 32
+
+
 def walk_files(root: Path, skipped: list[str] | None = None) -> list[Path]:
     """Every file under ``root``, sorted, through linked folders too (a CT folder linked into the patient folder
     from shared storage; Path.rglob does not follow them on Python < 3.13).  A linked folder that leads to a folder
-    already read (a loop, or a second link to one folder) is not read again; ``skipped`` gets a line naming it."""
+    already read (a loop, or a second link to one folder) is not read again; ``skipped`` gets a line naming it.
+    The walk is iterative and stops :data:`MAX_FOLDER_DEPTH` folders down (``skipped`` names where)."""
     import os
 
     seen: set[tuple[int, int]] = set()
     files: list[Path] = []
-    for here, dirs, names in os.walk(root, followlinks=True):
-        st = os.stat(here)
+    stack: list[tuple[str, int]] = [(str(root), 0)]
+    while stack:
+        here, depth = stack.pop()
+        try:
+            st = os.stat(here)
+            entries = sorted(os.scandir(here), key=lambda d: d.name)
+        except OSError:
+            continue   # unreadable or vanished: as os.walk, which ignores such folders
         if (st.st_dev, st.st_ino) in seen:   # reached again through a link: its folders were read once
-            dirs[:] = []
             if skipped is not None:
                 skipped.append(f"skipped the linked folder {Path(here).relative_to(root)}: it leads to "
                                f"{os.path.realpath(here)}, which is read already (a loop or a second link to it)")
             continue
         seen.add((st.st_dev, st.st_ino))
-        dirs.sort()
-        files += [Path(here) / n for n in names]
+        dirs = []
+        for d in entries:
+            try:
+                is_dir = d.is_dir()   # follows links
+            except OSError:
+                is_dir = False
+            if is_dir:
+                dirs.append(d.path)
+            else:
+                files.append(Path(d.path))
+        if dirs and depth >= MAX_FOLDER_DEPTH:
+            if skipped is not None:
+                skipped.append(f"skipped the folders below {Path(here).relative_to(root)}: more than "
+                               f"{MAX_FOLDER_DEPTH} levels below the patient folder")
+            continue
+        stack.extend((d, depth + 1) for d in reversed(dirs))
     return sorted(p for p in files if p.is_file())
 
 
@@ -190,6 +216,7 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
     not_dicom: list[str] = []
     relabelled: dict[str, list[str]] = {}
     unused: dict[str, list[str]] = {}   # DICOM objects the check does not read (a treatment record, a registration)
+    skipped: list[str] = []   # files of such objects that cannot be read (damaged, nested too deep)
     for p in walk_files(root, notes):
         if p.suffix.lower() == ".gz":   # RD.dcm.gz: named, with what to do (before: not a word)
             not_dicom.append(f"{p.relative_to(root)} ({GZIP_NOTE})")
@@ -202,6 +229,11 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
         try:
             ds = read_dicom_file(p, stop_before_pixels=True)
         except DicomInputError as exc:
+            other = _unread_sop_class(p)
+            if other:   # its file meta says it is an object the check does not read: not a reason to stop
+                skipped.append(f"skipped {p.relative_to(root)} ({other}, which the check does not read): "
+                               f"{_rel_message(exc, p)}")
+                continue
             raise CheckInputError(f"{exc} (in the patient folder {root}): the check cannot tell what this file "
                                   "is, and it may be the plan's dose or a CT slice; remove it from the folder or "
                                   "copy it again") from None
@@ -232,7 +264,32 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
         for what, names in sorted(unused.items()):
             notes.append(f"not used: {len(names)} {what} ({listed(names, 3)}): the check reads the CT, the RT Ion "
                          "Plan, the RT Dose(s) and the RT Struct")
+        notes.extend(skipped)
     return found, headers, not_dicom
+
+
+def _unread_sop_class(path: Path) -> str:
+    """The name of the SOP class the file meta (group 0002, read alone) of the unreadable DICOM file ``path`` gives,
+    where it is one the check does not read (an SR, a treatment record): such a file is skipped with a note rather
+    than stopping the check (audit 17 hostile F9: an SR report nested 100,000 deep stopped it); "" otherwise (no
+    file meta, a class the check reads, or a class pydicom does not know)."""
+    from pydicom.filereader import read_file_meta_info
+    from pydicom.uid import UID
+
+    from .._io.dicom_common import SOP_CLASS_KINDS
+
+    try:
+        uid = str(read_file_meta_info(path).get("MediaStorageSOPClassUID", "") or "").strip()
+    except Exception:  # noqa: BLE001 - no readable file meta: refused as before
+        return ""
+    name = UID(uid).name if uid else ""
+    return name if uid and uid not in SOP_CLASS_KINDS and name != uid else ""
+
+
+def _rel_message(exc: Exception, path: Path) -> str:
+    """The message of ``exc`` without its leading "<path>: " (the note names the file already)."""
+    msg = str(exc)
+    return msg[len(str(path)) + 2:] if msg.startswith(f"{path}: ") else msg
 
 
 def _object_name(ds, kind: str) -> str:

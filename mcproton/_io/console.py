@@ -39,14 +39,36 @@ def silence(stream: Any) -> None:
         os.close(null)
 
 
+def _escape(c: int) -> str:
+    return {9: "\\t", 10: "\\n", 13: "\\r"}.get(c) or (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
+
+
+#: Control characters (C0, DEL, C1) and the bidirectional overrides and isolates (U+202A-U+202E, U+2066-U+2069, which
+#: reorder what a terminal shows), each as its escape (\x1b, \n, \u202e): a name or file name from a DICOM file or a
+#: folder is printed as these (audit 17 hostile F10: a BeamName holding "ESC ]0;pwned BEL" set the terminal's title,
+#: a plan file named "RP<newline>mcproton: check PASSED x.dcm" printed a line saying PASSED in a check that failed)
+_CONTROLS = {c: _escape(c) for c in [*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+#: the same, but line breaks and tabs kept: what stderr passes on under the command line (the messages' own lines)
+_CONTROLS_IN_TEXT = {c: e for c, e in _CONTROLS.items() if c not in (9, 10, 13)}
+
+
+def printable(text: object) -> str:
+    """``str(text)`` with every control character escaped (:data:`_CONTROLS`; newlines too): for a name or path
+    from an input (a beam, an ROI, a file) inside a one-line message."""
+    return str(text).translate(_CONTROLS)
+
+
 class DroppingStream:
     """A text stream that passes everything to ``stream`` but drops a ``write``/``flush`` that fails with
     OSError or ValueError, silencing the stream (:func:`silence`) and dropping every later write.  ``broken``
     holds the first error (None while the stream works)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, escape_controls: bool = False) -> None:
         self._stream = stream
         self.broken: BaseException | None = None
+        #: escape the control characters other than line breaks and tabs (:data:`_CONTROLS_IN_TEXT`): an escape
+        #: sequence from an input's name, wherever it is printed, does not act on the terminal
+        self._table = _CONTROLS_IN_TEXT if escape_controls else None
 
     def _fail(self, exc: BaseException) -> None:
         if self.broken is None:
@@ -56,7 +78,8 @@ class DroppingStream:
     def write(self, text: str) -> int:
         if self.broken is None:
             try:
-                return self._stream.write(text)
+                self._stream.write(text.translate(self._table) if self._table is not None else text)
+                return len(text)
             except _WRITE_ERRORS as exc:
                 self._fail(exc)
         return len(text)
@@ -100,9 +123,11 @@ def stderr_is_terminal() -> bool:
 @contextmanager
 def dropping_std_streams() -> Iterator[None]:
     """``sys.stdout`` and ``sys.stderr`` as :class:`DroppingStream` for the block (the command line: every
-    ``print`` of a message, a note, a warning or the JSON summary), restored after it."""
+    ``print`` of a message, a note, a warning or the JSON summary), restored after it; stderr escapes control
+    characters other than line breaks and tabs (stdout carries JSON, which escapes them itself)."""
     old = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = DroppingStream(old[0]), DroppingStream(old[1])   # type: ignore[assignment]
+    sys.stdout, sys.stderr = (DroppingStream(old[0]),   # type: ignore[assignment]
+                              DroppingStream(old[1], escape_controls=True))
     try:
         yield
     finally:

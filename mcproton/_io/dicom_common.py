@@ -306,6 +306,18 @@ def attribute_name(keyword: str) -> str:
     return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else keyword
 
 
+#: The most characters of a value quoted in a message (:func:`shorten`): a damaged 10^6-value attribute was quoted
+#: whole, a 12.7 MB line of stderr (audit 17 hostile F11)
+QUOTE_CHARS = 80
+
+
+def shorten(text: object, limit: int = QUOTE_CHARS) -> str:
+    """``str(text)``, cut to its first ``limit`` characters with "... (N characters)" where it is longer: a value
+    from an input quoted in a message."""
+    t = str(text)
+    return t if len(t) <= limit else f"{t[:limit]}... ({len(t):,} characters)"
+
+
 def number_values(value, keyword: str, where: str, remedy: str, count: int | None = None) -> list[float]:
     """The values of a numeric DICOM attribute (DS, IS, FL, FD; one value or several, as pydicom gives them) as
     finite floats, else :class:`DicomInputError` naming the attribute and its tag, ``where`` (the file, and the
@@ -326,13 +338,13 @@ def number_values(value, keyword: str, where: str, remedy: str, count: int | Non
         try:
             x = float(v)
         except (TypeError, ValueError):
-            raise DicomInputError(f"{where}: {name}{pos} is {str(v)!r}, not a number; {remedy}") from None
+            raise DicomInputError(f"{where}: {name}{pos} is {shorten(v)!r}, not a number; {remedy}") from None
         if not math.isfinite(x):
-            raise DicomInputError(f"{where}: {name}{pos} is {str(v).strip()!r}, which is not finite (NaN or "
+            raise DicomInputError(f"{where}: {name}{pos} is {shorten(str(v).strip())!r}, which is not finite (NaN or "
                                   f"infinity); {remedy}")
         out.append(x)
     if count is not None and len(out) != count:
-        shown = "\\".join(str(v) for v in vals)   # as DICOM writes several values
+        shown = shorten("\\".join(str(v) for v in vals[:20]) + ("\\..." if len(vals) > 20 else ""))   # as DICOM writes
         raise DicomInputError(f"{where}: {name} holds {len(out)} value(s) ({shown}), not {count}; {remedy}")
     return out
 
@@ -433,8 +445,22 @@ def _walk_elements(buf, pos: int, end: int, implicit: bool, little: bool, path: 
                 raise _Broken(pos, here, f"{_tag_name(tag)} runs past the end of its item", truncated=False)
 
 
+#: The deepest nesting of sequences :func:`check_complete` walks: real objects nest a few levels (an RT Ion Plan's
+#: beams > control points > range shifter settings: 3); a file nested deeper is refused, naming it (before: a private
+#: sequence nested 100,000 deep exhausted Python's stack, "maximum recursion depth exceeded" with no file named,
+#: audit 17 hostile F9).  Each level takes two frames of the recursive walk, well inside Python's 1000.
+MAX_SEQUENCE_DEPTH = 64
+
+
+class _TooDeep(Exception):
+    pass
+
+
 def _walk_items(buf, pos: int, length: int, implicit: bool, little: bool, path: list, *, fragments: bool) -> int:
     import struct
+
+    if len(path) > 2 * MAX_SEQUENCE_DEPTH:   # path: tag, item, tag, item, ...
+        raise _TooDeep()
 
     e = "<" if little else ">"
     n = len(buf)
@@ -533,6 +559,10 @@ def check_complete(buf: bytes, src: str) -> None:
         implicit, little = ts == _IMPLICIT_LE, ts != _EXPLICIT_BE
     try:
         _walk_elements(memoryview(body), 0, len(body), implicit, little, [], in_item=False)
+    except _TooDeep:
+        raise DicomInputError(f"{src}: its sequences are nested deeper than {MAX_SEQUENCE_DEPTH} levels, which no "
+                              "DICOM object needs: the file is damaged or not a valid DICOM file; copy or export it "
+                              "again, or remove it") from None
     except _Broken as b:
         if _tolerated(body, b, implicit, little, ts, src):
             return
@@ -638,6 +668,44 @@ def gzip_error(path: str | Path):
                            "decompressed file")
 
 
+#: A value longer than this (bytes) cannot be written with a VR of 2-byte length (DS, FL, LO, ...) in explicit VR: it
+#: is written with VR UN instead (PS3.5 section 6.2.2), and pydicom (3.0) leaves such UN values undecoded bytes
+#: (``config.replace_un_with_known_vr`` applies below this length only).
+_UN_LONG = 0xFFFF
+
+
+def decode_long_un(ds) -> None:
+    """Give the elements of ``ds`` (and of its sequences' items) that an explicit-VR file holds as UN because their
+    value is longer than 64 kB (PS3.5 section 6.2.2: a 6000-point ContourData, the ScanSpotMetersetWeights of a
+    20,000-spot layer, a long GridFrameOffsetVector) the VR of the data dictionary, in place, so that they read as
+    the same numbers and strings as in an implicit-VR file; before, a reader got the raw bytes (ContourData parsed as
+    byte values, 20,000 weights counted as one value).  Elements still raw stay raw (pydicom converts them when
+    read, with the file's byte order); private and unknown tags, and dictionary VRs that are ambiguous ('US or SS')
+    or sequences, are left as they are.  The walk is iterative (a deeply nested file cannot exhaust the stack)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.datadict import dictionary_VR
+
+    little = (getattr(ds, "original_encoding", None) or (None, True))[1] is not False
+    stack = [ds]
+    while stack:
+        d = stack.pop()
+        for tag in list(d._dict):
+            elem = d._dict[tag]
+            if elem.VR == "SQ":
+                stack.extend(item for item in (d[tag].value or []) if item is not None)
+                continue
+            value = elem.value
+            if elem.VR != "UN" or tag.is_private or not isinstance(value, (bytes, bytearray)) or len(value) < _UN_LONG:
+                continue
+            try:
+                known = dictionary_VR(tag)
+            except KeyError:
+                continue
+            if known not in ("UN", "SQ") and " " not in known:
+                d._dict[tag] = (elem._replace(VR=known) if isinstance(elem, RawDataElement) else
+                                RawDataElement(tag, known, len(value), bytes(value), 0, False, little))
+
+
 def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check: bool = True):
     """Read a DICOM file strictly: ``None`` if the file is not DICOM at all (no 'DICM' prefix and no data
     set at its start; a file without the 128-byte preamble and file meta is read as the RT Struct reader
@@ -668,6 +736,9 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
         check_complete(buf, str(p))
     try:
         ds = pydicom.dcmread(io.BytesIO(buf), stop_before_pixels=stop_before_pixels, force=not has_magic)
+    except RecursionError:   # nesting that exhausts the stack (check=False: not walked above)
+        raise DicomInputError(f"{p}: its sequences are nested too deep to be read: the file is damaged or not a "
+                              "valid DICOM file; copy or export it again, or remove it") from None
     except Exception as exc:  # pydicom raises many types on damaged files
         raise DicomInputError(f"{p}: cannot be read as DICOM ({type(exc).__name__}: {exc}); the file is "
                               "damaged: copy or export it again") from exc
@@ -678,6 +749,11 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
     for attr in ("buffer", "filename"):
         if isinstance(getattr(ds, attr, None), io.BytesIO):
             setattr(ds, attr, None)
+    try:
+        decode_long_un(ds)
+    except Exception as exc:  # a sequence pydicom cannot parse: the same message as a file pydicom cannot read
+        raise DicomInputError(f"{p}: cannot be read as DICOM ({type(exc).__name__}: {exc}); the file is "
+                              "damaged: copy or export it again") from exc
     if "TransferSyntaxUID" not in ds.file_meta:  # a raw data set: record the encoding it was read with
         from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 

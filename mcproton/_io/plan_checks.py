@@ -215,7 +215,8 @@ def _check_control_points(b, where: str) -> None:
     for i, cp in enumerate(cps):
         nsp, sw = _num(cp.get("NumberOfScanSpotPositions", None)), cp.get("ScanSpotMetersetWeights", None)
         if nsp is not None and sw not in (None, ""):
-            nw = len(sw) if hasattr(sw, "__len__") and not isinstance(sw, (str, bytes)) else 1
+            nw = (len(sw) // 4 if isinstance(sw, (bytes, bytearray))   # undecoded FL values (UN), as _weights
+                  else len(sw) if hasattr(sw, "__len__") and not isinstance(sw, str) else 1)
             if nsp != nw:
                 raise DicomInputError(f"{where} control point {i}: NumberOfScanSpotPositions (300A,0392) is "
                                       f"{cp.get('NumberOfScanSpotPositions')} but ScanSpotMetersetWeights (300A,0396) "

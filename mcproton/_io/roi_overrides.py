@@ -179,7 +179,10 @@ def _read_roi_overrides(struct_path: str | Path) -> tuple[list[dict], list[tuple
 
     from .rtstruct import read_rtstruct
 
+    from .dicom_common import decode_long_un
+
     ds = pydicom.dcmread(struct_path, force=True)
+    decode_long_un(ds)
     # the names read_rtstruct gives (a duplicate name made unique, an empty one "ROI_<n>"): the masks are looked up
     # by them, so the ROI's own number must lead to its own contours, never to another ROI of the same name
     names = {num: nm for nm, num in read_rtstruct(struct_path).roi_numbers.items()}

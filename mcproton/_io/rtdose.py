@@ -21,8 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .dicom_common import (RT_DOSE_STORAGE, RT_ION_PLAN_STORAGE, StudyReference, dicom_kind, gzip_error, is_gzip,
-                           number_values)
+from .dicom_common import (RT_DOSE_STORAGE, RT_ION_PLAN_STORAGE, StudyReference, decode_long_un, dicom_kind,
+                           gzip_error, is_gzip, number_values)
 from .errors import DicomInputError, McprotonRuntimeWarning, warn
 
 _SUMMATION = ("PLAN", "MULTI_PLAN", "FRACTION", "BEAM", "BRACHY", "FRACTION_SESSION", "BEAM_SESSION",
@@ -664,6 +664,7 @@ def read_rtdose(path: str | Path, *, dose_type: str | None = None) -> RTDose:
         raise DicomInputError(f"RT Dose file {p} does not exist")
     try:
         ds = pydicom.dcmread(p)
+        decode_long_un(ds)   # a GridFrameOffsetVector > 64 kB in explicit VR is UN (PS3.5 6.2.2)
     except InvalidDicomError as exc:
         if is_gzip(p):   # RD.dcm.gz: say so (before: "not a DICOM file (... 'DICM' prefix is missing ...)")
             raise gzip_error(p) from None

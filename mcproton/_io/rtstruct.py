@@ -323,6 +323,44 @@ def warn_missing_ct_slices(path_or_ds, ct, where: str) -> None:
          f"over folders); {which}; copy or export the whole series", McprotonRuntimeWarning, stacklevel=2)
 
 
+#: How far (mm) beyond the CT's box a contour point may lie before the structure set is refused, at least: the larger
+#: of this and the CT's own largest extent.  Contours are drawn on the CT (an External or a couch model a little
+#: beyond its field of view, the slices of an incomplete transfer beyond its ends: warned of above; a test phantom's
+#: small CT with an ROI off its grid), so half a metre is generous; a point metres away is a damaged or mistyped
+#: coordinate, which gives the polygon a spike to the grid's edge and changes the ROI's volume and DVH without a word
+#: (audit 17 hostile F1: one vertex at x = 5000 mm added 17 voxels to the brainstem).
+CONTOUR_MARGIN_MM = 500.0
+
+
+def check_contours_near_ct(path_or_ds, ct, where: str) -> None:
+    """Refuse (:class:`DicomInputError`) a structure set with a contour point farther from the box of the CT read
+    (``ct``: a :class:`~mcproton._io.ct.CTImage` or anything with ``origin_mm``, ``voxel_size_mm`` and
+    ``shape_zyx``) than the larger of :data:`CONTOUR_MARGIN_MM` and the CT's largest extent, naming the ROI, the
+    contour, the point and its coordinates, and the CT's box."""
+    if any(getattr(ct, a, None) is None for a in ("origin_mm", "voxel_size_mm", "shape_zyx")):
+        return   # no CT grid to compare with
+    s = path_or_ds if isinstance(path_or_ds, RTStruct) else read_rtstruct(path_or_ds)
+    org = np.asarray(ct.origin_mm, float)
+    vox = np.asarray(ct.voxel_size_mm, float)
+    n = np.asarray(ct.shape_zyx, float)[::-1]
+    lo, hi = org - vox / 2, org + vox * (n - 0.5)
+    margin = max(CONTOUR_MARGIN_MM, float(np.max(hi - lo)))
+    for nm, cl in s.contours.items():
+        for ci, c in enumerate(cl):
+            far = np.flatnonzero(np.any((c < lo - margin) | (c > hi + margin), axis=1))
+            if far.size:
+                k = int(far[0])
+                box = ", ".join(f"{a} {lo[i]:.1f} to {hi[i]:.1f}" for i, a in enumerate("xyz"))
+                xyz = ", ".join(f"{v:.6g}" for v in c[k])
+                raise DicomInputError(
+                    f"{s.path}: ROI {nm!r} contour {ci}: point {k} of {len(c)} at ({xyz}) mm lies more than "
+                    f"{margin:.0f} mm outside the CT ({where}: {box} mm)"
+                    + (f", and {far.size - 1} more point(s) of the contour" if far.size > 1 else "")
+                    + ": a contour drawn on this CT does not reach that far, so the coordinate is damaged or mistyped "
+                    "(the ROI's volume and DVH would be wrong); correct the contour in the planning system and export "
+                    "the structure set again")
+
+
 #: RTROIInterpretedTypes of targets (the body outline's check, mcproton check's metrics): an ROI of these types
 #: without a volume is worth a warning, a MARKER or ISOCENTER of points is not
 TARGET_TYPES = ("PTV", "CTV", "GTV", "ITV")

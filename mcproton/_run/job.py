@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from .._io.atomic import temporary_files
-from .._io.console import write_stderr
+from .._io.console import printable, write_stderr
 from .._signals import RunInterrupted, stop_signals, transport_handler_entered
 from .._timing import phase
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, geometry_hash, \
@@ -298,6 +298,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     try:
         with _StopFlag(opts.handle_signals, checkpoint=ckpt if ckpt is not None else False) as stop:
             for i, beam in enumerate(beams):
+                bname = printable(beam.name)   # a control character in a BeamName is shown escaped, never sent
                 st = states[i]
                 t_setup = time.perf_counter()
                 sim = Simulation(geometry, beam, settings, beam_index=opts.first_beam_index + i, recycle=prev_sim)
@@ -315,7 +316,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                             "not continued: the run's time limit is used up")
                     lacks = ("the outputs lack its dose" if st.next_history == 0 else
                              "the outputs hold its dose of the primaries done before")
-                    log(f"mcproton: beam {i + 1} ({beam.name}) {what} "
+                    log(f"mcproton: beam {i + 1} ({bname}) {what} "
                         f"(run.time_limit_s = {settings.time_limit_s:g} s; {used:.3g} s of transport by the beams "
                         f"before it), so {lacks} (stopped by the time limit after "
                         f"{st.next_history:,} of {settings.primaries:,} primaries)")
@@ -325,8 +326,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     continue
                 if len(beams) > 1:
                     n_plan = (getattr(beam, "meta", None) or {}).get("plan_spots")
-                    log(f"beam {i + 1}/{len(beams)}: {beam.name} ({len(beam.spots)} spots)" if not n_plan
-                        or n_plan == len(beam.spots) else f"beam {i + 1}/{len(beams)}: {beam.name} ({n_plan} spots "
+                    log(f"beam {i + 1}/{len(beams)}: {bname} ({len(beam.spots)} spots)" if not n_plan
+                        or n_plan == len(beam.spots) else f"beam {i + 1}/{len(beams)}: {bname} ({n_plan} spots "
                         f"of the plan, {len(beam.spots)} Gaussian spots of the beam model)")
                 with phase("kernel_build"):   # its own phase (mcproton run's phase_s, the check's timings_s): on a
                     sim.backend.compile()       # cold kernel cache the C++/NVRTC build, seconds, is not transport
@@ -391,15 +392,15 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     where, again = _stopped_where(ckpt, written, current)
                     raise RunInterrupted(
                         f"interrupted by {signal.Signals(stop.signum or signal.SIGINT).name} after "
-                        f"{st.next_history:,} of {settings.primaries:,} primaries of beam {i + 1} ({beam.name}); "
+                        f"{st.next_history:,} of {settings.primaries:,} primaries of beam {i + 1} ({bname}); "
                         f"{where}; {again}", code)
                 st.done, st.stop_reason = True, res.stop_reason
                 if res.stop_reason == "target_uncertainty":
-                    log(f"mcproton: beam {i + 1} ({beam.name}) reached the target uncertainty after "
+                    log(f"mcproton: beam {i + 1} ({bname}) reached the target uncertainty after "
                         f"{st.next_history:,} primaries (mean relative uncertainty above 50 % Dmax "
                         f"{res.mean_rel_uncertainty_50:.4g} <= {settings.target_uncertainty:g})")
                 elif res.stop_reason == "time_limit":
-                    log(f"mcproton: beam {i + 1} ({beam.name}) stopped by the time limit (run.time_limit_s = "
+                    log(f"mcproton: beam {i + 1} ({bname}) stopped by the time limit (run.time_limit_s = "
                         f"{settings.time_limit_s:g} s for the run"
                         + (f", shared by its {len(beams)} beams" if len(beams) > 1 else "")
                         + f"; {st.elapsed_s:.3g} s of transport in this beam, resumed segments included) after "
@@ -409,7 +410,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
 
                     why = ("the time limit stopped it" if res.stop_reason == "time_limit" else
                            f"run.batches = {settings.batches}" if settings.batches == 1 else "it stopped")
-                    warn(f"beam {i + 1} ({beam.name}): only one batch was completed ({why}, after "
+                    warn(f"beam {i + 1} ({bname}): only one batch was completed ({why}, after "
                          f"{st.next_history:,} primaries): its statistical uncertainty cannot be estimated (NaN in the "
                          "outputs); give a longer run.time_limit_s, a smaller run.batch_size or more run.batches",
                          McprotonRuntimeWarning, stacklevel=opts.warn_stacklevel)
@@ -417,7 +418,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     from .._io.errors import McprotonRuntimeWarning, warn
 
                     b = int(st.acc.batches)
-                    warn(f"beam {i + 1} ({beam.name}): its statistical uncertainty comes from {b} batches only, and "
+                    warn(f"beam {i + 1} ({bname}): its statistical uncertainty comes from {b} batches only, and "
                          f"reads low by about {100 * (1 - c4(b)):.0f} % (the quoted figure is a mean of per-voxel "
                          f"standard deviations, each from {b} batch means: c4({b}) = {c4(b):.3f}); use at least "
                          f"{FEW_BATCHES} batches (run.batches, or a smaller run.batch_size) for an uncertainty to "
