@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: the OpenMP specification's environment variable of the thread count (a comma-separated list: one per nesting level)
 OMP_NUM_THREADS = "OMP_NUM_THREADS"
@@ -84,29 +87,39 @@ def _folders(mount: Path, cgroup_path: str) -> list[Path]:
     return folders
 
 
-def cpu_quota(root: str | os.PathLike[str] = "/") -> float | None:
-    """The CPU time this process may use per unit of wall time, from its cgroup's CPU quota (cgroup v2
-    ``cpu.max``, v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``; the smallest along the cgroup's path), or None
-    where there is none (or it cannot be read, or this is not Linux).  ``root`` is the file system's root (tests
-    give a folder laid out like ``/proc`` and ``/sys/fs/cgroup``)."""
+def _cgroup_values(root: str | os.PathLike[str], controller: str, v1_mounts: Callable[[str], list[str]],
+                   v2: Callable[[Path], T | None], v1: Callable[[Path], T | None]) -> list[T]:
+    """What ``v2`` (cgroup v2, unified; hybrid hosts mount it at unified/) or ``v1`` (the mounts ``v1_mounts`` of the
+    hierarchy holding ``controller``) reads in each folder of this process's cgroups that may limit it
+    (:func:`_folders`), where they read something; [] where ``/proc/self/cgroup`` cannot be read."""
     base = Path(root)
     text = _read(base / "proc/self/cgroup")
     if text is None:
-        return None
-    quotas: list[float] = []
+        return []
+    found: list[T] = []
     cgroup = base / "sys/fs/cgroup"
     for line in text.splitlines():
         fields = line.split(":", 2)
         if len(fields) != 3:
             continue
         hierarchy, controllers, path = fields
-        if hierarchy == "0" and controllers == "":   # cgroup v2 (unified); hybrid hosts mount it at unified/
-            for mount in (cgroup, cgroup / "unified"):
-                quotas += [q for f in _folders(mount, path) if (q := _v2_quota(f)) is not None]
-        elif "cpu" in controllers.split(","):   # cgroup v1: the cpu controller's hierarchy
-            names = sorted({controllers, "cpu", "cpu,cpuacct", "cpuacct,cpu"})
-            for mount in (cgroup / name for name in names):
-                quotas += [q for f in _folders(mount, path) if (q := _v1_quota(f)) is not None]
+        if hierarchy == "0" and controllers == "":
+            mounts, read = [cgroup, cgroup / "unified"], v2
+        elif controller in controllers.split(","):
+            mounts, read = [cgroup / name for name in v1_mounts(controllers)], v1
+        else:
+            continue
+        found += [v for mount in mounts for f in _folders(mount, path) if (v := read(f)) is not None]
+    return found
+
+
+def cpu_quota(root: str | os.PathLike[str] = "/") -> float | None:
+    """The CPU time this process may use per unit of wall time, from its cgroup's CPU quota (cgroup v2
+    ``cpu.max``, v1 ``cpu.cfs_quota_us``/``cpu.cfs_period_us``; the smallest along the cgroup's path), or None
+    where there is none (or it cannot be read, or this is not Linux).  ``root`` is the file system's root (tests
+    give a folder laid out like ``/proc`` and ``/sys/fs/cgroup``)."""
+    quotas = _cgroup_values(root, "cpu", lambda c: sorted({c, "cpu", "cpu,cpuacct", "cpuacct,cpu"}), _v2_quota,
+                            _v1_quota)
     return min(quotas) if quotas else None
 
 
@@ -147,27 +160,17 @@ def cgroup_memory(root: str | os.PathLike[str] = "/") -> tuple[float, str] | Non
     limit, or None where there is none (or it cannot be read, or this is not Linux): cgroup v2 ``memory.max`` less
     ``memory.current``, v1 ``memory.limit_in_bytes`` less ``memory.usage_in_bytes`` (the page cache not counted);
     the smallest along the cgroup's path.  ``root`` as for :func:`cpu_quota`."""
-    base = Path(root)
-    text = _read(base / "proc/self/cgroup")
-    if text is None:
-        return None
-    found: list[tuple[float, str]] = []
-    cgroup = base / "sys/fs/cgroup"
-    for line in text.splitlines():
-        fields = line.split(":", 2)
-        if len(fields) != 3:
-            continue
-        hierarchy, controllers, path = fields
-        if hierarchy == "0" and controllers == "":
-            for mount in (cgroup, cgroup / "unified"):
-                found += [m for f in _folders(mount, path)
-                          if (m := _memory_left(f, "memory.max", "memory.current", "inactive_file")) is not None]
-        elif "memory" in controllers.split(","):
-            for f in _folders(cgroup / "memory", path):
-                m = _memory_left(f, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
-                if m is not None:
-                    found.append(m)
+    found = _cgroup_values(root, "memory", lambda c: ["memory"],
+                           lambda f: _memory_left(f, "memory.max", "memory.current", "inactive_file"),
+                           lambda f: _memory_left(f, "memory.limit_in_bytes", "memory.usage_in_bytes",
+                                                  "total_inactive_file"))
     return min(found) if found else None
+
+
+def machine_cpus() -> int:
+    """The machine's CPUs (``os.cpu_count()``, at least 1), whatever this process may use: a bound on what a setting may
+    ask for (``settings.thread_limit``), never the size of work (:func:`usable_cpus`)."""
+    return os.cpu_count() or 1
 
 
 def usable_cpus() -> int:

@@ -157,10 +157,10 @@ class RunSettings:
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"run.threads must be >= 1 or unset; got {self.threads}")
         if self.threads is not None and self.threads > thread_limit():
-            import os
+            from ._cpus import machine_cpus
 
             raise ValueError(f"run.threads = {self.threads} is more than mcproton accepts here ({thread_limit()}: "
-                             f"{MAX_THREADS_PER_CPU} per CPU of this machine's {os.cpu_count() or 1} CPUs, never "
+                             f"{MAX_THREADS_PER_CPU} per CPU of this machine's {machine_cpus()} CPUs, never "
                              f"fewer than {MIN_THREAD_LIMIT}); each thread needs its own stack, and thousands "
                              "abort or crash the run, while more threads than CPUs only share them: leave run.threads "
                              "unset to use "
@@ -186,9 +186,9 @@ MIN_TARGET_UNCERTAINTY = 1e-4
 def thread_limit() -> int:
     """The most run.threads accepted here: :data:`MAX_THREADS_PER_CPU` x the machine's CPUs, at least
     :data:`MIN_THREAD_LIMIT`."""
-    import os
+    from ._cpus import machine_cpus
 
-    return max(MIN_THREAD_LIMIT, MAX_THREADS_PER_CPU * (os.cpu_count() or 1))
+    return max(MIN_THREAD_LIMIT, MAX_THREADS_PER_CPU * machine_cpus())
 
 
 #: the whole-number fields of RunSettings and what each counts (for the message of a value that is not one)
