@@ -397,7 +397,7 @@ def load_rtplan(path_or_dataset, *, patient_position: str | None = None,
         if given_note:
             plan.notes.append(given_note)
         return plan
-    except DicomInputError:
+    except (DicomInputError, Warning):   # a warning turned into an error by the caller's filter is not the plan's fault
         raise
     except Exception as exc:  # malformed nested data: report instead of crashing with an obscure error
         raise _e(f"{src}: malformed RT Ion Plan ({type(exc).__name__}: {exc})") from exc

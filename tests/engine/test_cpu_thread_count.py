@@ -146,6 +146,25 @@ def test_cpu_backend_default_threads(affinity, monkeypatch):
         assert CpuBackend().threads == 4
 
 
+def test_omp_num_threads_above_the_usable_cpus_is_kept_with_one_warning(affinity, monkeypatch):
+    """The automation audit (F7): OMP_NUM_THREADS=64 on 2 CPUs ran 64 threads, 2.2-2.6 x slower than 2, without a
+    word.  It is still taken (the user's choice), with one warning per value naming the CPUs; at or below the
+    usable CPUs, nothing is said."""
+    from mcproton._backend.cpu import CpuBackend
+
+    affinity({0, 1})
+    monkeypatch.setattr(_cpus, "cpu_quota", lambda root="/": None)
+    monkeypatch.setattr(_cpus, "_OVERSUBSCRIBED", set())
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")
+    with pytest.warns(McprotonWarning, match=r"OMP_NUM_THREADS=64 is more than the 2 CPU\(s\) this process may use"):
+        assert CpuBackend().threads == 64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert CpuBackend().threads == 64                   # once per value
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert CpuBackend().threads == 2
+
+
 AFFINITY_CODE = r"""
 import json, os, sys
 os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})

@@ -470,3 +470,14 @@ def test_the_opentps_plan_reads_its_couch_and_warns_of_the_flat_table_top():
     assert plan.beams[0].couch_angle_deg == 0.0
     assert [m for m in said if "TableTopPitchAngle" in m and "TableTopRollAngle" in m]
     assert not [m for m in said if "Eccentric" in m or "PatientSupportAngle" in m]
+
+
+def test_a_warning_turned_into_an_error_by_the_callers_filter_is_not_a_malformed_plan():
+    """The automation audit (F11): a script that turns McprotonWarnings into errors (as the README says it may) got
+    "malformed RT Ion Plan (McprotonWarning: ...)" for the OpenTPS plan, whose only fault is a caveat; the warning
+    now propagates as itself."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonWarning)
+        with pytest.raises(McprotonWarning, match="VirtualSourceAxisDistances") as caught:
+            load_rtplan(DATA / "opentps_box100" / "RP.dcm", patient_position="HFS")
+    assert "malformed" not in str(caught.value)
