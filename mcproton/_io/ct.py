@@ -18,7 +18,8 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from .._timing import timed
-from .dicom_common import CT_IMAGE_STORAGE, MULTI_FRAME_CT, StudyReference, dicom_kind, is_dicomdir, is_gzip
+from .dicom_common import (CT_IMAGE_STORAGE, MULTI_FRAME_CT, SECONDARY_CAPTURE, StudyReference, dicom_kind,
+                           is_dicomdir, is_gzip)
 from .errors import DicomInputError, McprotonWarning, warn
 
 
@@ -259,6 +260,13 @@ def _image_folders(root: Path, n: int = 4) -> str:
     return ", ".join(out) or "none found"
 
 
+#: what to install for the compressed transfer syntaxes pydicom decodes only with a plugin (pydicom 3's pixel data
+#: handlers: pylibjpeg with its libjpeg and openjpeg plugins, or GDCM)
+DECODER_ADVICE = ("for JPEG Lossless and JPEG-LS `pip install pylibjpeg pylibjpeg-libjpeg`, for JPEG 2000 `pip install "
+                  "pylibjpeg pylibjpeg-openjpeg`, or `pip install python-gdcm` for all; or re-export the CT "
+                  "uncompressed")
+
+
 @timed("ct_import")
 def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str | None = None) -> CTImage:
     """Read an axial CT series from a folder (or a list of files).
@@ -276,6 +284,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     not_dicom: list[Path] = []
     dicomdirs: list[Path] = []
     multi_frame: dict[str, list[tuple[Path, str]]] = {}   # {series: [(file, what)]}: not read
+    captures: list[Path] = []   # Secondary Capture images: not read
     for f, ds in _read_many(files, pixels=False):
         if ds is None:
             if f.suffix.lower() == ".dcm":
@@ -291,6 +300,10 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
             raise _err(f"{f}: a DICOM file with neither SOPClassUID (0008,0016) nor Modality (0008,0060): it cannot be "
                        "told whether it is a CT slice (a damaged file?); remove it from the folder or re-export the "
                        "series")
+        if sop in SECONDARY_CAPTURE:   # a screenshot (a dose report) that says Modality CT: not a slice (pacs F8)
+            captures.append(f)
+            skipped_modalities[SECONDARY_CAPTURE[sop]] = skipped_modalities.get(SECONDARY_CAPTURE[sop], 0) + 1
+            continue
         if sop in MULTI_FRAME_CT:   # a series of its own, refused only where it is the one chosen (F4)
             multi_frame.setdefault(str(ds.get("SeriesInstanceUID", "") or ""), []).append((f, MULTI_FRAME_CT[sop]))
             continue
@@ -312,6 +325,10 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
              "objects: read as CT slices by their SOP class", McprotonWarning, stacklevel=2)
     for f in dicomdirs:
         warn(f"{f}: a DICOMDIR (the index of a media export), not a CT slice: skipped", McprotonWarning, stacklevel=2)
+    if captures and headers:
+        shown = ", ".join(f.name for f in captures[:3]) + (" ..." if len(captures) > 3 else "")
+        warn(f"{folder}: {len(captures)} Secondary Capture image(s) ({shown}; a screenshot such as a scanner's dose "
+             "report, whatever Modality it states), not CT slices: skipped", McprotonWarning, stacklevel=2)
 
     def refuse_multi_frame(uid: str) -> DicomInputError:
         f, what = multi_frame[uid][0]
@@ -486,9 +503,11 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         try:
             arr = ds.pixel_array
         except Exception as exc:
+            ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
             raise _err(f"{f}: pixel data cannot be decoded ({type(exc).__name__}: {exc}); the file is "
-                       "truncated/corrupted or uses a compression pydicom cannot decode "
-                       "(install pylibjpeg / gdcm, or re-export uncompressed)") from exc
+                       "truncated/corrupted or uses a compression pydicom cannot decode"
+                       + (f" ({ts.name})" if ts is not None and getattr(ts, "is_compressed", False) else "")
+                       + f": {DECODER_ADVICE}") from exc
         if arr.shape != (rows0, cols0):
             raise _err(f"{f}: pixel array shape {arr.shape} differs from Rows x Columns {rows0} x {cols0}")
         slope_v, inter_v = ds.get("RescaleSlope", None), ds.get("RescaleIntercept", None)

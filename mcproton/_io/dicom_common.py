@@ -12,6 +12,13 @@ LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.2"
 #: the multi-frame CT objects (a whole series in one file), which mcproton does not read
 MULTI_FRAME_CT = {ENHANCED_CT_IMAGE_STORAGE: "Enhanced CT",
                   LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE: "Legacy Converted Enhanced CT"}
+#: Secondary Capture Image Storage and its multi-frame kinds (PS3.4 B.5): screenshots, e.g. a scanner's dose report or
+#: patient protocol that says Modality CT beside the slices; an image, not a CT slice
+SECONDARY_CAPTURE = {"1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
+                     "1.2.840.10008.5.1.4.1.1.7.1": "Multi-frame Single Bit Secondary Capture Image",
+                     "1.2.840.10008.5.1.4.1.1.7.2": "Multi-frame Grayscale Byte Secondary Capture Image",
+                     "1.2.840.10008.5.1.4.1.1.7.3": "Multi-frame Grayscale Word Secondary Capture Image",
+                     "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color Secondary Capture Image"}
 #: Media Storage Directory Storage: the DICOMDIR of a CD or USB export (its MediaStorageSOPClassUID; its data set has
 #: no SOPClassUID or Modality)
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"

@@ -108,3 +108,55 @@ def test_a_lossy_compressed_ct_is_warned_about_and_recorded(tmp_path):
             recording_warnings() as said:
         load_ct_series(tmp_path / "ct")
     assert any("lossy-compressed" in w for w in said), said
+
+
+def _secondary_capture(path, modality="CT"):
+    """A scanner's dose report as a Secondary Capture image that says Modality CT (Siemens' "Patient Protocol")."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.SeriesInstanceUID, ds.SeriesDescription = modality, generate_uid(), "Patient Protocol"
+    ds.Rows = ds.Columns = 16
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.PixelData = bytes(256)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_a_secondary_capture_dose_report_beside_the_slices_is_skipped_with_a_note(tmp_path):
+    """The pacs audit (F8): a scanner's dose report (Secondary Capture, Modality CT) beside the slices counted as a
+    second CT series, and the run was refused ("holds 2 CT series ... choose one").  Now skipped with a note; alone,
+    it is named among the other objects of a folder that holds no CT slice."""
+    _ct(tmp_path / "ct")
+    ref = load_ct_series(tmp_path / "ct").hu_zyx.copy()
+    _secondary_capture(tmp_path / "ct" / "dose_report.dcm")
+    with pytest.warns(McprotonWarning, match=r"1 Secondary Capture image\(s\) \(dose_report.dcm; a screenshot such "
+                                             r"as a scanner's dose report.*not CT slices: skipped"):
+        ct = load_ct_series(tmp_path / "ct")
+    assert np.array_equal(ct.hu_zyx, ref)
+    (tmp_path / "alone").mkdir()
+    _secondary_capture(tmp_path / "alone" / "dose_report.dcm")
+    with pytest.raises(DicomInputError, match=r"no CT image slices found .*Secondary Capture Image x1"):
+        load_ct_series(tmp_path / "alone")
+
+
+def test_an_undecodable_compressed_slice_names_the_packages_to_install(tmp_path, monkeypatch):
+    """The pacs audit (F8): the refusal of a CT whose compression pydicom cannot decode said "install pylibjpeg /
+    gdcm"; it now gives the pip commands, and names the transfer syntax."""
+    from pydicom.uid import JPEGLossless
+
+    paths = _ct(tmp_path / "ct")
+    ds = pydicom.dcmread(paths[1])
+    ds.file_meta.TransferSyntaxUID = JPEGLossless
+    from pydicom.encaps import encapsulate
+
+    ds.PixelData = encapsulate([b"\xff\xd8 not a JPEG stream \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(paths[1], enforce_file_format=True)
+    with pytest.raises(DicomInputError, match=r"(?s)pixel data cannot be decoded .*JPEG Lossless.*pip install "
+                                              r"pylibjpeg pylibjpeg-libjpeg.*python-gdcm"):
+        load_ct_series(tmp_path / "ct")
