@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dicom_factories import make_plan, save, spot_grid
+from fakes import write_dicomdir   # tests/fakes.py
 from test_check import FOR, _write_rs
 
 from mcproton.dicom import StudyReference
@@ -466,26 +467,13 @@ def test_a_dose_linked_by_uid_with_another_patient_id_is_paired_and_noted(folder
 
 
 # ---- 7. DICOMDIR, hidden, empty, non-DICOM, damaged, unreadable files; sub-folders
-def _dicomdir(path: Path) -> None:
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"     # Media Storage Directory Storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.FileSetID = "EXPORT"
-    ds.save_as(path, enforce_file_format=True)
-
-
 def test_sub_folders_dicomdir_hidden_empty_and_other_files(folder):
     for sub, pattern in (("RTPLAN", "RP*"), ("RTDOSE", "RD*"), ("RTSTRUCT", "RS*")):
         (folder / sub).mkdir()
         for p in list(folder.glob(pattern)):
             p.rename(folder / sub / p.name)
     (folder / "ct").rename(folder / "CT")
-    _dicomdir(folder / "DICOMDIR")
+    write_dicomdir(folder / "DICOMDIR")
     (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + b"\0" * 200)
     (folder / "CT" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + b"\0" * 200)
     (folder / "RTDOSE" / "empty.dcm").write_bytes(b"")

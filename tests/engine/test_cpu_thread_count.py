@@ -22,6 +22,7 @@ import sys
 import warnings
 
 import pytest
+from fakes import cgroup_fs   # tests/fakes.py
 
 from mcproton import _cpus
 from mcproton._io.errors import McprotonWarning
@@ -66,17 +67,6 @@ def test_usable_cpus_uses_process_cpu_count_where_it_exists(monkeypatch):
     assert _cpus.usable_cpus() == 3
 
 
-def _cgroup_fs(root, proc_cgroup: str, files: dict[str, str]):
-    """A fake file system root: ``proc/self/cgroup`` and files under ``sys/fs/cgroup``."""
-    (root / "proc/self").mkdir(parents=True)
-    (root / "proc/self/cgroup").write_text(proc_cgroup)
-    for name, text in files.items():
-        f = root / "sys/fs/cgroup" / name
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(text)
-    return root
-
-
 REAL_CPU_QUOTA = _cpus.cpu_quota   # before the autouse fixture replaces it
 
 
@@ -98,7 +88,7 @@ REAL_CPU_QUOTA = _cpus.cpu_quota   # before the autouse fixture replaces it
     ("garbage\n", {}, None),
 ])
 def test_cpu_quota_read_from_the_cgroup(tmp_path, proc, files, quota):
-    assert REAL_CPU_QUOTA(_cgroup_fs(tmp_path, proc, files)) == quota
+    assert REAL_CPU_QUOTA(cgroup_fs(tmp_path, proc, files)) == quota
 
 
 def test_cpu_quota_without_proc_is_none(tmp_path):

@@ -16,6 +16,8 @@ from mcproton import McprotonWarning
 from mcproton._io.ct import load_ct_series, write_ct_series
 from mcproton._io.errors import DicomInputError
 
+from fakes import write_dicomdir   # tests/fakes.py
+
 
 def _ct(folder):
     hu = np.full((4, 8, 8), -1000, np.int16)
@@ -23,19 +25,9 @@ def _ct(folder):
     return write_ct_series(hu, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), folder)
 
 
-def _dicomdir(path):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"     # Media Storage Directory Storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.FileSetID = "EXPORT"
-    ds.save_as(path, enforce_file_format=True)
-
-
 def test_a_dicomdir_beside_the_slices_is_skipped_with_a_note(tmp_path):
     _ct(tmp_path / "ct")
-    _dicomdir(tmp_path / "ct" / "DICOMDIR")
+    write_dicomdir(tmp_path / "ct" / "DICOMDIR")
     with pytest.warns(McprotonWarning, match=r"DICOMDIR: a DICOMDIR \(the index of a media export\), not a CT slice: "
                                              r"skipped"):
         assert load_ct_series(tmp_path / "ct").shape_zyx == (4, 8, 8)
@@ -43,7 +35,7 @@ def test_a_dicomdir_beside_the_slices_is_skipped_with_a_note(tmp_path):
 
 def test_an_export_root_names_the_folders_of_the_slices(tmp_path):
     _ct(tmp_path / "usb" / "PT000000" / "ST000000" / "SE000000")
-    _dicomdir(tmp_path / "usb" / "DICOMDIR")
+    write_dicomdir(tmp_path / "usb" / "DICOMDIR")
     with pytest.warns(McprotonWarning, match="DICOMDIR"), \
             pytest.raises(DicomInputError, match=r"holds a DICOMDIR \(a media export\) and no CT slices: the slices "
                                                  r"lie in its sub-folders \(PT000000/ST000000/SE000000\)"):
@@ -84,7 +76,7 @@ def test_a_multi_frame_ct_beside_the_series_is_skipped_and_refused_only_when_cho
 def test_the_check_names_a_dicomdir_by_its_media_storage_class(tmp_path):
     from mcproton._check.inputs import _object_name
 
-    _dicomdir(tmp_path / "DICOMDIR")
+    write_dicomdir(tmp_path / "DICOMDIR")
     assert _object_name(pydicom.dcmread(tmp_path / "DICOMDIR"), "") == "Media Storage Directory"
 
 

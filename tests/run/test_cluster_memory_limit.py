@@ -5,9 +5,9 @@ prints the run's memory estimate and what bounds it, so that ``--mem`` can be si
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from fakes import cgroup_fs   # tests/fakes.py
 from make_bad_input_table import BASE
 
 from mcproton import _cpus
@@ -15,17 +15,6 @@ from mcproton._run import inputs
 from mcproton.cli import main
 
 GB = 10 ** 9
-
-
-def _cgroup_fs(root: Path, proc_cgroup: str, files: dict[str, str]) -> Path:
-    """A fake file system root: ``proc/self/cgroup`` and files under ``sys/fs/cgroup``."""
-    (root / "proc/self").mkdir(parents=True)
-    (root / "proc/self/cgroup").write_text(proc_cgroup)
-    for name, text in files.items():
-        f = root / "sys/fs/cgroup" / name
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(text)
-    return root
 
 
 @pytest.mark.parametrize("proc, files, left", [
@@ -48,7 +37,7 @@ def _cgroup_fs(root: Path, proc_cgroup: str, files: dict[str, str]) -> Path:
     ("garbage\n", {}, None),
 ])
 def test_cgroup_memory_read_from_the_cgroup(tmp_path, proc, files, left):
-    got = _cpus.cgroup_memory(_cgroup_fs(tmp_path, proc, files))
+    got = _cpus.cgroup_memory(cgroup_fs(tmp_path, proc, files))
     if left is None:
         assert got is None
     else:

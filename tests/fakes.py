@@ -1,0 +1,31 @@
+"""Small fake files that tests in several folders make: a DICOMDIR (the index of a media export) and a file system
+root laid out like ``/proc`` and ``/sys/fs/cgroup`` (for mcproton._cpus's readers, which take ``root``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_dicomdir(path: Path) -> None:
+    """A minimal DICOMDIR at ``path``: Media Storage Directory Storage in its file meta, no SOPClassUID or Modality
+    in its data set (as a CD or USB export writes it)."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"     # Media Storage Directory Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.FileSetID = "EXPORT"
+    ds.save_as(path, enforce_file_format=True)
+
+
+def cgroup_fs(root: Path, proc_cgroup: str, files: dict[str, str]) -> Path:
+    """A fake file system root: ``proc/self/cgroup`` and files under ``sys/fs/cgroup``."""
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text(proc_cgroup)
+    for name, text in files.items():
+        f = root / "sys/fs/cgroup" / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+    return root
