@@ -258,10 +258,12 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
     keep = x > 2e-3 * x[x > 0].mean() if np.any(x > 0) else np.ones_like(x, bool)
     x2 = nnls.solve(max(1, iterations // 2), x0=np.where(keep, x, 0.0), fixed_zero=~keep)
     del nnls
-    dose = A.astype(np.float64) @ x2
-    # each field's share of the target's mean model dose (Gy per fraction, physical): the RT Ion Plan's BeamDose
-    field_mean = [float(np.mean(A[:, a:a + f.n_spots].astype(np.float64) @ x2[a:a + f.n_spots]))
-                  for a, f in zip(np.cumsum([0] + [g.n_spots for g in fields[:-1]]), fields)]
+    # each field's model dose on the points (one product per field block, float64), the plan's their sum; a field's
+    # mean is its share of the target's mean model dose (Gy per fraction, physical): the RT Ion Plan's BeamDose
+    starts = np.cumsum([0] + [f.n_spots for f in fields])
+    field_dose = [A[:, a:b].astype(np.float64) @ x2[a:b] for a, b in zip(starts[:-1], starts[1:])]
+    dose = np.sum(field_dose, axis=0)
+    field_mean = [float(np.mean(d)) for d in field_dose]
     n0 = 0
     for f in fields:
         f.weights = x2[n0:n0 + f.n_spots]
