@@ -34,6 +34,7 @@ from .._io.console import printable
 from .._io.errors import McprotonWarning, recorded, records_warnings, warn
 from .._io.json_out import json_safe, json_text
 from .._io.lock import locks_output
+from .._io.path_text import current_folder, refuse_unwritable_paths
 from .._optional import require
 from .stop import progress as _progress, stops_cleanly
 from ..settings import PhysicsSettings
@@ -830,6 +831,19 @@ def _load_average() -> list[float] | None:
         return None
 
 
+def _given_paths(*, out: Any, folder: Any, plan: Any, dose: Any, ct: Any, struct: Any, beam_model: Any,
+                 calibration: Any, levels: Any) -> list[tuple[str, Any]]:
+    """(what, path) of every path a check (or a batch) is given, with the current folder that the record holds:
+    for :func:`~mcproton._io.path_text.refuse_unwritable_paths` before anything is read.  A beam model, a
+    calibration or action levels given as objects, or as built-in names, are not paths (a name is ASCII)."""
+    doses = [dose] if isinstance(dose, (str, Path)) else list(dose or [])
+    named = [("--out", out), ("the patient folder", folder), ("--plan", plan), ("--ct", ct), ("--struct", struct)]
+    named += [("--dose", d) for d in doses]
+    named += [(what, v) for what, v in (("--beam-model", beam_model), ("--calibration", calibration),
+                                        ("--config", levels)) if isinstance(v, (str, Path))]
+    return [current_folder(), *named]
+
+
 def _check_numbers(rbe: Any, target_uncertainty: Any) -> None:
     """``check(rbe=, target_uncertainty=)`` checked as given (before the target is shared among the beams)."""
     def num(v: Any) -> float:
@@ -1187,6 +1201,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         except (TypeError, ValueError) as exc:
             raise CheckInputError(f"physics = {physics!r}: {exc} (the fields of mcproton.settings.PhysicsSettings, "
                                   "as [physics] of mcproton run)") from None
+    refuse_unwritable_paths(_given_paths(out=out, folder=folder, plan=plan, dose=dose, ct=ct, struct=struct,
+                                         beam_model=beam_model, calibration=calibration, levels=levels))
     if out is not None:
         from .._io.atomic import name_too_long
         from .out_dir import OutDirRefused
@@ -1208,6 +1224,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     inp = gather(plan=plan, dose=dose, ct=ct, struct=struct, folder=folder, dose_type=dose_type,
                  fractions=fractions, ct_series=ct_series, patient_position=patient_position,
                  ignore_beam_limiting_devices=ignore_beam_limiting_devices)
+    # the files found in the folder (a name the locale cannot hold there too: refused before the MC, not when the
+    # report is written after it)
+    refuse_unwritable_paths([("the RT Ion Plan", inp.plan_path), ("the RT Struct", inp.struct_path),
+                             ("the CT folder", inp.ct_dir)]
+                            + [("a TPS RT Dose", d.path) for d in ([inp.total] if inp.total is not None else [])
+                               + list(inp.beams.values())])
     for line in inp.pairing:   # one line each: a file name with a newline or an escape sequence is escaped
         log(f"mcproton check: {printable(line)}")
     _warn_boli(inp, struct_overrides)
@@ -1939,9 +1961,15 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
     out_dir = Path(out)
     found = survey(root, out_dir)
+    subs = found.patients
+    # a name the locale cannot hold (the batch's folders, a patient's sub-folder, the files given): refused before
+    # any patient, not after each one's MC (automation audit 2026-12-06, F5); a patient's files, when it is checked
+    refuse_unwritable_paths(_given_paths(out=out, folder=root, plan=None, dose=None, ct=None, struct=None,
+                                         beam_model=kwargs.get("beam_model"), calibration=kwargs.get("calibration"),
+                                         levels=kwargs.get("levels"))
+                            + [("a patient's sub-folder", p) for p in subs])
     for line in found.skipped:
         log(f"mcproton check --batch: {line}")
-    subs = found.patients
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     table: dict[str, dict] = {}
