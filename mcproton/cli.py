@@ -79,6 +79,7 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
 
     with phase("config"):
         cfg = load_config(args.config, args.set)
+        _refuse_unwritable_paths(args, cfg)
         settings = run_settings(cfg)
         if "phantom" not in cfg:
             print("mcproton: note: the config has no [phantom] section, so the dose is computed in the default water "
@@ -141,6 +142,18 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
         print(f"mcproton: {signal.Signals(exc.signum).name} received before the transport began: nothing was "
               "computed", file=sys.stderr)
         return 128 + exc.signum
+
+
+def _refuse_unwritable_paths(args: argparse.Namespace, cfg: dict) -> None:
+    """Every path the run reads or writes (the config and the paths in it, each file of the CT folder, --out,
+    the RT Dose, the current folder) refused now where the locale cannot hold its name (mcproton/_io/path_text.py),
+    not when the HDF5's provenance is written after the transport (automation audit 2026-12-06, F5)."""
+    from ._io.path_text import current_folder, refuse_unwritable_paths
+    from ._run.inputs import input_paths
+
+    rtdose = args.rtdose or cfg.get("output", {}).get("rtdose")
+    refuse_unwritable_paths([current_folder(), ("--out", args.out), ("the RT Dose (--rtdose, output.rtdose)", rtdose),
+                             ("the config's folder", cfg.get("_base_dir")), *input_paths(cfg, args.config)])
 
 
 def _say_backend(args: argparse.Namespace, settings: Any) -> None:
@@ -1139,10 +1152,13 @@ def _one_line(exc: BaseException) -> str:
         from ._io.atomic import unwrap_os_error
 
         exc = unwrap_os_error(exc)
-    if isinstance(exc, UnicodeEncodeError) and isinstance(exc.object, str) and exc.encoding.lower() in (
-            "ascii", sys.getfilesystemencoding().lower()):   # a non-ASCII file name under LC_ALL=C, PYTHONUTF8=0
-        return (f"{exc.object!r} holds characters that this locale's encoding ({exc.encoding}) cannot hold in a file "
-                "name: run under a UTF-8 locale (e.g. LC_ALL=C.UTF-8) or with PYTHONUTF8=1")
+    if isinstance(exc, UnicodeEncodeError) and isinstance(exc.object, str):   # under LC_ALL=C, PYTHONUTF8=0
+        from ._io.path_text import unwritable_path_message
+
+        if "surrogates" in str(exc.reason):   # such a name (held with surrogate escapes) in an output's UTF-8 text
+            return unwritable_path_message(exc.object[exc.start:exc.end], subject="a file name in an output's text")
+        if exc.encoding.lower() in ("ascii", sys.getfilesystemencoding().lower()):   # a non-ASCII file name
+            return unwritable_path_message(exc.object, exc.encoding)
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

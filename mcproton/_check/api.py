@@ -34,6 +34,7 @@ from .._io.console import printable
 from .._io.errors import McprotonWarning, recorded, records_warnings, warn
 from .._io.json_out import json_safe, json_text
 from .._io.lock import locks_output
+from .._io.path_text import current_folder, refuse_unwritable_paths
 from .._optional import require
 from .stop import progress as _progress, stops_cleanly
 from ..settings import PhysicsSettings
@@ -830,6 +831,37 @@ def _load_average() -> list[float] | None:
         return None
 
 
+def _given_paths(*, out: Any, folder: Any, plan: Any, dose: Any, ct: Any, struct: Any, beam_model: Any,
+                 calibration: Any, levels: Any) -> list[tuple[str, Any]]:
+    """(what, path) of every path a check (or a batch) is given, with the current folder that the record holds:
+    for :func:`~mcproton._io.path_text.refuse_unwritable_paths` before anything is read.  A beam model, a
+    calibration or action levels given as objects, or as built-in names, are not paths (a name is ASCII)."""
+    doses = [dose] if isinstance(dose, (str, Path)) else list(dose or [])
+    named = [("--out", out), ("the patient folder", folder), ("--plan", plan), ("--ct", ct), ("--struct", struct)]
+    named += [("--dose", d) for d in doses]
+    named += [(what, v) for what, v in (("--beam-model", beam_model), ("--calibration", calibration),
+                                        ("--config", levels)) if isinstance(v, (str, Path))]
+    return [current_folder(), *named]
+
+
+def _check_time_limit(time_limit_s: Any) -> None:
+    """``check(time_limit_s=)`` (``--time-limit``): a positive, finite number of seconds, or None."""
+    if time_limit_s is None:
+        return
+    try:
+        ok = float(time_limit_s) > 0 and math.isfinite(float(time_limit_s))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise CheckInputError(f"time_limit_s (--time-limit) must be a positive number of seconds (or none: no limit); "
+                              f"got {time_limit_s!r}")
+
+
+def _time_limited_beams(mc: MCDose) -> list[int]:
+    """The beam numbers whose MC the time limit stopped (their stop_reason; a top-up after it names it too)."""
+    return sorted(b for b, m in (mc.beam_meta or {}).items() if "time_limit" in str(m.get("stop_reason") or ""))
+
+
 def _check_numbers(rbe: Any, target_uncertainty: Any) -> None:
     """``check(rbe=, target_uncertainty=)`` checked as given (before the target is shared among the beams)."""
     def num(v: Any) -> float:
@@ -1077,7 +1109,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
           prescription: float | Mapping[str, float] | None = None, ct_series: str | None = None,
           struct_overrides: str = "apply", outside_external: str = "ct", physics: Any = None,
           patient_position: str | None = None, ignore_beam_limiting_devices: bool = False,
-          progress: bool = True, log: Callable[[str], None] | None = None) -> CheckResult:
+          time_limit_s: float | None = None, progress: bool = True,
+          log: Callable[[str], None] | None = None) -> CheckResult:
     """Recompute a plan with Monte Carlo on its planning-system dose grid and compare (see docs/check.md); the
     Python form of ``mcproton check``, each parameter one of its options.  Returns a :class:`CheckResult`.
 
@@ -1126,6 +1159,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         (beams that overlap less), each beam is topped up once with independent random numbers for the primaries
         the 1/sqrt(N) law says are missing (+10 %), the two runs averaged by primaries.  The plan dose's
         uncertainty is reported.
+    time_limit_s : stop the MC after this many seconds of transport, over all the beams (as ``mcproton run``'s
+        run.time_limit_s; each beam gets its share; checked between batches); default None: no limit.  The check
+        goes on with the dose reached, and the report says so: where the plan dose's uncertainty is then above the
+        target, the uncertainty row and a note name the time limit, and the uncertainty's action level
+        (mc_uncertainty_max_pct) judges it as any other MC's (above it: FAIL).
     seed : the MC's run seed (default 12345; the same seed gives the same MC dose); it also seeds the gamma's
         random subset of points and the noise matching.
     backend : "auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda".
@@ -1187,6 +1225,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         except (TypeError, ValueError) as exc:
             raise CheckInputError(f"physics = {physics!r}: {exc} (the fields of mcproton.settings.PhysicsSettings, "
                                   "as [physics] of mcproton run)") from None
+    refuse_unwritable_paths(_given_paths(out=out, folder=folder, plan=plan, dose=dose, ct=ct, struct=struct,
+                                         beam_model=beam_model, calibration=calibration, levels=levels))
     if out is not None:
         from .._io.atomic import name_too_long
         from .out_dir import OutDirRefused
@@ -1202,12 +1242,19 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             raise OutDirRefused(f"--out {out} is a file, a broken link or under a file; the check writes a folder "
                                   "(check.html, check.json, the MC RT Dose): give a folder's name")
     _check_numbers(rbe, target_uncertainty)
+    _check_time_limit(time_limit_s)
     rx_given = _given_prescription(prescription)
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     t, c = time.perf_counter(), time.process_time()
     inp = gather(plan=plan, dose=dose, ct=ct, struct=struct, folder=folder, dose_type=dose_type,
                  fractions=fractions, ct_series=ct_series, patient_position=patient_position,
                  ignore_beam_limiting_devices=ignore_beam_limiting_devices)
+    # the files found in the folder (a name the locale cannot hold there too: refused before the MC, not when the
+    # report is written after it)
+    refuse_unwritable_paths([("the RT Ion Plan", inp.plan_path), ("the RT Struct", inp.struct_path),
+                             ("the CT folder", inp.ct_dir)]
+                            + [("a TPS RT Dose", d.path) for d in ([inp.total] if inp.total is not None else [])
+                               + list(inp.beams.values())])
     for line in inp.pairing:   # one line each: a file name with a newline or an escape sequence is escaped
         log(f"mcproton check: {printable(line)}")
     _warn_boli(inp, struct_overrides)
@@ -1388,7 +1435,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         mc = run_mc(inp, geometry, beam_model, dose_to=dose_to, rbe=rbe, primaries=primaries,
                     target_uncertainty=target_uncertainty, seed=seed, backend=backend, threads=threads,
                     progress=progress, log=log, timings=timings, density_tps_zyx=density,
-                    machine_check=machine_check, physics=physics, ct_extent_mm=ct_extent)
+                    machine_check=machine_check, physics=physics, ct_extent_mm=ct_extent, time_limit_s=time_limit_s)
         mc.provenance["calibration"] = cal_name
         mc.provenance["calibration_record"] = cal_record
         mc.provenance["ct_input"] = ct_record
@@ -1654,6 +1701,20 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     u_tps = _tps_grid_uncertainty_pct(mc)
     if math.isfinite(u_tps) and abs(u_tps - u) > 0.005:
         checks[-1]["value_text"] += f" on the MC grid; {tps_grid_uncertainty_text(u_tps)}"
+    time_limited = _time_limited_beams(mc)
+    if time_limited and time_limit_s is not None:   # said where the verdict is read, not only in the log
+        short = target_uncertainty is not None and not (math.isfinite(u) and u <= 100 * target_uncertainty)
+        checks[-1]["time_limited"] = True
+        checks[-1]["value_text"] += (
+            f" (the MC stopped at --time-limit {time_limit_s:g} s, beam(s) {', '.join(map(str, time_limited))}"
+            + (f", above the target {100 * target_uncertainty:g} %)" if short else ")"))
+        if short:
+            diagnostics.append(
+                f"the MC was stopped by --time-limit {time_limit_s:g} s (beam(s) {', '.join(map(str, time_limited))}) "
+                f"at a statistical uncertainty of {u:.2f} %, above the target of {100 * target_uncertainty:g} % "
+                f"(--target-uncertainty): every comparison is of this noisier dose, judged by the uncertainty's "
+                f"action level ({lv.mc_uncertainty_max_pct:g} %); rerun with a longer --time-limit (or none) for "
+                "the target")
     passed = all(c["passed"] for c in checks)
     if not passed and inp.dose_type == "EFFECTIVE" and not any("variable RBE" in d for d in diagnostics):
         diagnostics.append(_constant_rbe_note(mc))   # the assumption behind every EFFECTIVE comparison (rbe audit F1)
@@ -1707,6 +1768,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 # every option as resolved, with where it came from (the report's Settings table): a re-run
                 **invocation(call_args, _check_defaults()),
                 "target_uncertainty_per_beam": mc.provenance.get("target_uncertainty_per_beam"),
+                "time_limit_s": time_limit_s, "mc_stopped_by_time_limit": time_limited,
                 "seed": seed, "backend": backend, "threads": threads, "gamma_workers": gamma_workers,
                 "dose_type": inp.dose_type,
                 "dose_type_source": "given (--dose-type)" if dose_type is not None else "the TPS RT Dose's DoseType",
@@ -1905,9 +1967,79 @@ def _batch_record(r: CheckResult, uid: str | None, out_dir: Path) -> dict[str, A
             "levels": (st.get("levels_config") or {}).get("source")}
 
 
+#: check()'s keyword arguments that change what is printed or how fast, not what is checked: left out of the reuse
+#: key (a check stopped by its time limit is never reused: :func:`_reusable`)
+_NOT_IN_REUSE_KEY = ("progress", "log", "gamma_workers", "threads", "time_limit_s", "beam_model", "calibration",
+                     "levels")
+
+
+def _reuse_key(patient: Path, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a patient's check in a batch was made of, for ``skip_checked``: the SHA-256 of every file under the
+    patient's folder (by its path there: a file added, removed or changed is another export), mcproton's version,
+    the beam model's and the calibration's files (their SHA-256), the action levels' file and every other option.
+    Recorded in the patient's check.json (``provenance.batch_reuse_key``)."""
+    from .. import __version__
+    from .._io.file_hash import sha256_file
+    from .record import _arg_text
+
+    files = {f.relative_to(patient).as_posix(): sha256_file(f) for f in sorted(patient.rglob("*")) if f.is_file()}
+    bm = kwargs.get("beam_model")
+    if bm is None or hasattr(bm, "provenance"):
+        model = bm.provenance() if bm is not None else None
+    else:
+        from .._io.beam_model import load_beam_model
+
+        model = load_beam_model(bm).provenance()
+    cal = kwargs.get("calibration")
+    cal_files = None
+    if isinstance(cal, (str, Path)) and Path(cal).exists():   # a file or folder given (else a built-in name)
+        q = Path(cal)
+        cal_files = {f.name: sha256_file(f) for f in sorted([q] if q.is_file() else q.rglob("*")) if f.is_file()}
+    levels = kwargs.get("levels")
+    return {"mcproton_version": __version__, "input_files_sha256": files, "beam_model": model,
+            "calibration": None if cal is None else _arg_text(cal), "calibration_files_sha256": cal_files,
+            "levels": levels_record(levels) if not isinstance(levels, (str, Path)) or Path(levels).is_file()
+            else _arg_text(levels),
+            "options": {k: _arg_text(v) for k, v in sorted(kwargs.items()) if k not in _NOT_IN_REUSE_KEY}}
+
+
+@dataclass
+class ReusedCheck:
+    """A patient of ``check_batch(skip_checked=True)`` not checked again: its earlier check.json (``record``) was
+    made of the same inputs, version, beam model, calibration, levels and options (:func:`_reuse_key`)."""
+
+    passed: bool
+    failed: list[dict]
+    record: dict
+    report_json: str
+    status: str = "reused"
+
+    @property
+    def checked(self) -> str | None:
+        """When the reused check finished (its check.json's provenance.check_finished)."""
+        return (self.record.get("provenance") or {}).get("check_finished")
+
+
+def _reusable(check_json: Path, key: dict[str, Any]) -> dict | None:
+    """The earlier check.json at ``check_json`` where it is a complete check (PASS or FAIL, its MC not stopped by a
+    time limit) recording the reuse ``key``; else None (missing, unreadable, refused, interrupted, another key)."""
+    try:
+        record = json.loads(check_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("status") not in ("pass", "fail") or \
+            not isinstance(record.get("passed"), bool):
+        return None
+    if (record.get("settings") or {}).get("mc_stopped_by_time_limit"):   # incomplete: checked again
+        return None
+    if (record.get("provenance") or {}).get("batch_reuse_key") != json_safe(key):
+        return None
+    return record
+
+
 @locks_output()
 def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], None] | None = None,
-                keep_arrays: bool = False, **kwargs: Any) -> dict[str, Any]:
+                keep_arrays: bool = False, skip_checked: bool = False, **kwargs: Any) -> dict[str, Any]:
     """``check`` for every patient sub-folder of ``folder`` into ``out/<sub-folder>/``; a patient whose inputs are
     refused, or whose check stops on an unexpected error, is recorded with the message and the batch goes on.
     ``out/batch.json`` and ``out/index.html`` (one row per patient, linking its report: batch.json's ``report`` is
@@ -1925,7 +2057,14 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     again with a re-computed dose) are both checked, and the second one's row says ``duplicate_of`` the first: a
     physicist expects every folder of the batch checked (the copy may hold another TPS dose of the plan, and which
     of the two is the one to sign the batch cannot tell), and expects to be told that two rows are one plan, so that
-    the plan is not counted twice."""
+    the plan is not counted twice.
+
+    ``skip_checked`` (``--skip-checked``): a patient whose earlier check.json in ``out/<sub-folder>/`` records the
+    same reuse key (:func:`_reuse_key`: the SHA-256 of every file of its folder, mcproton's version, the beam model's
+    and the calibration's files, the action levels and every option; written by a batch since 2026-12-06) and is
+    complete (PASS or FAIL, its MC not stopped by a time limit) is not checked again: its result is a
+    :class:`ReusedCheck` and its batch.json row keeps its verdict with ``"reused": true``.  Anything else is checked
+    again (automation audit 2026-12-06, F6: a nightly batch longer than its window began at patient 1 each night)."""
     from .._io.atomic import is_unwritable, write_error_text
     from .._signals import RunInterrupted
     from ..errors import status_of
@@ -1939,9 +2078,15 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
     out_dir = Path(out)
     found = survey(root, out_dir)
+    subs = found.patients
+    # a name the locale cannot hold (the batch's folders, a patient's sub-folder, the files given): refused before
+    # any patient, not after each one's MC (automation audit 2026-12-06, F5); a patient's files, when it is checked
+    refuse_unwritable_paths(_given_paths(out=out, folder=root, plan=None, dose=None, ct=None, struct=None,
+                                         beam_model=kwargs.get("beam_model"), calibration=kwargs.get("calibration"),
+                                         levels=kwargs.get("levels"))
+                            + [("a patient's sub-folder", p) for p in subs])
     for line in found.skipped:
         log(f"mcproton check --batch: {line}")
-    subs = found.patients
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     table: dict[str, dict] = {}
@@ -1960,7 +2105,32 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     for k, p in enumerate(subs, start=1):
         log(f"mcproton check --batch: {p.name} ({k} of {len(subs)})")
         try:
+            key: dict | None = _reuse_key(p, kwargs)
+        except Exception:  # noqa: BLE001 - an unreadable file or beam model: the check says what (no reuse)
+            key = None
+        earlier = _reusable(out_dir / p.name / "check.json", key) if skip_checked and key is not None else None
+        if earlier is not None:
+            prov = earlier.get("provenance") or {}
+            failed = [c for c in earlier.get("checks") or [] if not c.get("passed")]
+            results[p.name] = ReusedCheck(earlier["passed"], failed, earlier, str(out_dir / p.name / "check.json"))
+            html = out_dir / p.name / "check.html"
+            table[p.name] = {"schema_version": BATCH_JSON_SCHEMA, "status": earlier["status"],
+                             "passed": earlier["passed"], "failed": [c.get("quantity") for c in failed],
+                             "statistical_uncertainty_pct": prov.get("statistical_uncertainty_pct"),
+                             "report": Path(os.path.relpath(html, out_dir)).as_posix() if html.exists() else None,
+                             "checked": prov.get("check_finished"), "mcproton_version": prov.get("mcproton_version"),
+                             "reused": True}
+            log(f"mcproton check --batch: {p.name}: not checked again (--skip-checked): its check of "
+                f"{prov.get('check_finished')} was of the same files, version, beam model, calibration, levels and "
+                f"options ({earlier['status'].upper()})")
+            write_bytes_atomic(out_dir / "batch.json", _batch_json(table, [q.name for q in subs[k:]]))
+            write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
+            continue
+        try:
             r = check(folder=p, out=out_dir / p.name, log=log, **kwargs)
+            if getattr(r, "report_json", None) and key is not None:   # what it was made of, for --skip-checked
+                r.provenance["batch_reuse_key"] = key
+                write_bytes_atomic(Path(r.report_json), json_text(r.to_dict(), indent=1).encode())
             uid = r.inputs.plan.sop_instance_uid if r.inputs is not None else None
             table[p.name] = {"schema_version": BATCH_JSON_SCHEMA, "status": "pass" if r.passed else "fail",
                              "passed": r.passed, "failed": [c["quantity"] for c in r.failed],

@@ -32,6 +32,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="FOLDER holds one sub-folder per patient: check each into OUT/<sub-folder>/, summary in "
                         "OUT/index.html and OUT/batch.json (the output folder, hidden and system folders such as "
                         "__MACOSX are skipped and named)")
+    c.add_argument("--skip-checked", action="store_true",
+                   help="with --batch: a patient whose earlier check.json in OUT/<sub-folder>/ records the same "
+                        "files (SHA-256), mcproton version, beam model, calibration, action levels and options, and "
+                        "is complete (PASS or FAIL, not stopped by --time-limit), is not checked again: its verdict "
+                        "goes into the summary marked reused; anything else is checked")
     c.add_argument("--ct", help="folder of the plan's CT series")
     c.add_argument("--ct-series", metavar="UID",
                    help="SeriesInstanceUID of the plan's CT where the folder holds several CT series (default: the "
@@ -84,6 +89,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="upper limit of protons per beam (default 1e7)")
     c.add_argument("--target-uncertainty", type=float, default=0.01,
                    help="stop at this mean relative uncertainty above 50 %% of the maximum (default 0.01)")
+    c.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop the MC after this many seconds of transport over all the beams (each beam its share), "
+                        "as mcproton run's run.time_limit_s; the check goes on with the dose reached, the report "
+                        "says so, and an uncertainty above the target is judged by its action level "
+                        "(mc_uncertainty_max_pct: FAIL above it). Default: no limit")
     c.add_argument("--seed", type=int, default=12345, help="random seed of the Monte Carlo (default 12345)")
     c.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
@@ -122,7 +132,8 @@ def _main(args: argparse.Namespace) -> int:
               "dose_type": args.dose_type.upper() if args.dose_type else None,
               "patient_position": args.patient_position,
               "fractions": args.fractions, "primaries": args.primaries,
-              "target_uncertainty": args.target_uncertainty or None, "seed": args.seed, "backend": args.backend,
+              "target_uncertainty": args.target_uncertainty or None, "time_limit_s": args.time_limit,
+              "seed": args.seed, "backend": args.backend,
               "levels": args.config, "gamma_points": args.gamma_points or None, "progress": not args.quiet,
               "gamma_workers": args.gamma_workers or None, "machine_check": not args.no_machine_check,
               "ignore_beam_limiting_devices": args.ignore_beam_limiting_devices,
@@ -134,18 +145,23 @@ def _main(args: argparse.Namespace) -> int:
         if not args.folder or args.plan or args.dose or args.ct or args.struct or args.ct_series:
             raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"
                              "--ct-series/--struct")
-        results = check_batch(args.folder, args.out, **common)
+        results = check_batch(args.folder, args.out, skip_checked=args.skip_checked, **common)
         if args.json:   # batch.json's record (automation audit, F9: --json was ignored)
             print((Path(args.out) / "batch.json").read_text(encoding="utf-8"))
         else:
             for name, r in results.items():
                 word = (f"{_BATCH_WORD.get(r.status, 'ERROR')} ({r})" if isinstance(r, str) else "PASS" if r.passed
                         else "FAIL (" + "; ".join(c["quantity"] for c in r.failed) + ")")
+                if getattr(r, "status", None) == "reused":
+                    word += f" (reused: checked {r.checked}, same inputs and settings)"
                 print(f"{name}: {word}")
             print(f"summary: {Path(args.out) / 'index.html'}\n         {Path(args.out) / 'batch.json'}")
         # the worst status of its patients (mcproton.errors): 4 internal > 3 environment > 2 refused > 1 FAIL > 0
         return max((r.exit_status if isinstance(r, str) else EXIT_PASS if r.passed else EXIT_FAIL
                     for r in results.values()), default=EXIT_PASS)
+    if args.skip_checked:
+        raise ValueError("--skip-checked skips the patients of a --batch already checked; give --batch (one check "
+                         "is run whenever asked)")
     if not (args.folder or args.plan):
         raise ValueError("give a patient folder or --plan with --dose (and --ct or --phantom-from-struct); "
                          "see mcproton check --help")

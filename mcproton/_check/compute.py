@@ -433,8 +433,11 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
     factor = (u / target) ** 2 - 1.0
     stopped = [i + 1 for i, r in enumerate(results) if r.provenance.get("stop_reason") != "target_uncertainty"]
     if stopped:   # a beam ended at the --primaries limit (or a time limit): no room for a top-up
+        why = (f"the time limit (--time-limit {settings.time_limit_s:g} s)" if any(
+            r.provenance.get("stop_reason") == "time_limit" for r in results)
+            else f"the limit of {limit:,} primaries per beam (--primaries)")
         log(f"mcproton check: the plan dose's uncertainty is {100 * u:.2f} % (target {100 * target:g} %): beam(s) "
-            f"{', '.join(map(str, stopped))} stopped at the limit of {limit:,} primaries per beam (--primaries) before "
+            f"{', '.join(map(str, stopped))} stopped at {why} before "
             f"reaching {100 * settings.target_uncertainty:.2f} % in their own dose, so there is no top-up; about "
             f"{int(max(r.primaries for r in results) * (u / target) ** 2):,} primaries per beam would reach the "
             "target")
@@ -474,12 +477,14 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
            backend: str = "auto", threads: int | None = None, progress: bool = True,
            log: Callable[[str], None] | None = None, timings: dict | None = None,
            density_tps_zyx: np.ndarray | None = None, machine_check: bool = True,
-           physics: Any = None, ct_extent_mm: Sequence[tuple[float, float]] | None = None) -> MCDose:
+           physics: Any = None, ct_extent_mm: Sequence[tuple[float, float]] | None = None,
+           time_limit_s: float | None = None) -> MCDose:
     """Run every beam of the plan and place the doses on the TPS grid (``density_tps_zyx``: the geometry's
     density on the TPS grid where the caller has it already; ``machine_check``: see plan_to_beams; ``physics``:
     :class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, None for the defaults; ``ct_extent_mm``:
     the CT's outer faces (grid_extent_mm), within which a TPS voxel beyond the MC voxel centres takes the edge
-    voxel's dose (to_tps_grid), None: the MC grid's)."""
+    voxel's dose (to_tps_grid), None: the MC grid's; ``time_limit_s``: the transport time of all the beams, as
+    ``mcproton run``'s run.time_limit_s, each beam its share (mcproton._run.job); no top-up after it stopped one)."""
     t = time.perf_counter()   # beams_s: with these imports (the first check in a process pays them)
     from .._io.beam_model import load_beam_model
     from .._io.rtplan import plan_to_beams
@@ -516,7 +521,7 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                               "(e.g. 0.01 for 1 %)")
     phys = physics if isinstance(physics, PhysicsSettings) else PhysicsSettings(**(physics or {}))
     settings = RunSettings(primaries=int(primaries), seed=int(seed), backend=backend, threads=threads,
-                           target_uncertainty=per_beam_target, physics=phys)
+                           target_uncertainty=per_beam_target, physics=phys, time_limit_s=time_limit_s)
     timings["beams_s"] = time.perf_counter() - t
     t, cpu = time.perf_counter(), time.process_time()
     # the kernel build (C++ or NVRTC, seconds on a cold kernel cache: a fresh machine, a new version) is a step of
@@ -572,6 +577,7 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                  "beam_model_file": model.provenance() if hasattr(model, "provenance") else None,
                  "rbe": rbe, "dose_to": dose_to,
                  "target_uncertainty": target_uncertainty, "target_uncertainty_per_beam": per_beam_target,
+                 "time_limit_s": time_limit_s,
                  "primaries_limit": int(primaries),
                  "transport_process_cpu_s": transport_cpu_s,
                  "grid": f"{geometry.voxel_size_mm} mm, {geometry.shape_zyx[::-1]} voxels ({geometry.name})",
