@@ -132,10 +132,17 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
             with UntilTheTransport():
                 locked.enter_context(OutputLock(written, "the output", log=_note, roles=roles))
                 remove_stale_temporaries(written, log=_note)
+                identity = _run_identity(cfg, settings, geometry, beams, _output_names(cfg, beams, out, rtdose, png))
+                if args.resume and _already_complete(out, identity, _output_names(cfg, beams, out, rtdose, png)):
+                    print(f"mcproton: already complete: {out} (same config and inputs); nothing to do",
+                          file=sys.stderr)
+                    print(json_text({"schema_version": RUN_SUMMARY_SCHEMA, "output": str(out),
+                                     "already_complete": True}))
+                    return 0
                 _note_replaced([out] + ([Path(rtdose)] if rtdose else []) + ([png] if png is not None else []), args)
                 _say_backend(args, settings)
                 return _transport_and_write(args, cfg, settings, geometry, beams, out, rtdose, png, outline, clock,
-                                            said)
+                                            said, identity)
     except StopSignal as exc:
         # a SIGTERM/SIGHUP once the locks were taken and before the transport began (its start-up: the kernel
         # compiled, the backend chosen) killed the run with its lock files left behind (CI 2026-12-05)
@@ -154,6 +161,67 @@ def _refuse_unwritable_paths(args: argparse.Namespace, cfg: dict) -> None:
     rtdose = args.rtdose or cfg.get("output", {}).get("rtdose")
     refuse_unwritable_paths([current_folder(), ("--out", args.out), ("the RT Dose (--rtdose, output.rtdose)", rtdose),
                              ("the config's folder", cfg.get("_base_dir")), *input_paths(cfg, args.config)])
+
+
+#: the provenance key (HDF5 group ``provenance``) of what a run computed from: :func:`_run_identity`
+RUN_IDENTITY_KEY = "run_identity"
+
+
+def _run_identity(cfg: dict, settings: Any, geometry: Any, beams: list, names: list[Path]) -> str:
+    """What this run computes from and writes, as the JSON kept in its HDF5's provenance (``run_identity``): the
+    checkpoint's fingerprint (mcproton version, kernel source, the config and --set options less the keys that do
+    not change the dose, the geometry (the CT's voxels and densities), the beams (spots), backend, seed, primaries),
+    the materials in full (a HU calibration that changes a composition but not a name), the [output] settings and
+    the absolute paths of every output.  ``--resume`` compares it to call an output complete (the cluster audit,
+    F10)."""
+    import hashlib
+    import os
+
+    from ._run.checkpoint import fingerprint
+    from ._run.job import resolve_backend
+
+    ident: dict[str, Any] = dict(fingerprint(cfg, settings, resolve_backend(settings), geometry, beams))
+    materials = [(m.name, float(m.density_g_cm3), sorted(dict(m.mass_fractions).items()), m.i_value_ev)
+                 for m in geometry.materials]
+    ident["materials_sha256"] = hashlib.sha256(repr(materials).encode()).hexdigest()
+    ident["output_settings"] = json.dumps(cfg.get("output", {}), sort_keys=True, default=str)
+    ident["outputs"] = [os.path.abspath(p) for p in names]
+    return json.dumps(ident, sort_keys=True)
+
+
+def _already_complete(out: Path, identity: str, names: list[Path]) -> bool:
+    """Whether ``--resume`` has nothing to do: no checkpoint (an interrupted run: it continues), every output there
+    and written by mcproton, and the HDF5's provenance holding this run's :func:`_run_identity` and a run that did
+    what was asked (not stopped by a time limit, not short of its target uncertainty).  Anything else: the run goes
+    on as without this check (an output of an earlier mcproton, without ``run_identity``, included).  Before, a
+    finished job resubmitted with --resume (a requeued job array) ran its whole transport again (the cluster audit,
+    F10)."""
+    from ._io.ownership import written_by_mcproton
+
+    if _ckpt(out).exists():
+        return False
+    for p in names:
+        if not p.is_file() or not written_by_mcproton(p)[0]:
+            return False
+    try:
+        import h5py
+
+        with h5py.File(out, "r") as f:
+            prov = dict(f["provenance"].attrs)
+    except (OSError, KeyError, ValueError):
+        return False
+    stored = prov.get(RUN_IDENTITY_KEY)
+    if isinstance(stored, bytes):
+        stored = stored.decode("utf-8", "replace")
+    if stored != identity:
+        return False
+    try:
+        done, requested = int(prov.get("primaries", 0)), int(prov.get("primaries_requested", 0))
+    except (TypeError, ValueError):
+        return False
+    if prov.get("target_uncertainty") is not None:   # asked for a target: done when it was reached
+        return bool(prov.get("target_reached"))
+    return requested > 0 and done >= requested
 
 
 def _say_backend(args: argparse.Namespace, settings: Any) -> None:
@@ -239,8 +307,9 @@ class _OutputPhase(RaiseOnStopSignals):
 
 def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geometry: Any, beams: list,
                          out: Path, rtdose: str | None, png: Path | None, outline: Any, clock: Any,
-                         said: list[str]) -> int:
-    """The transport and the outputs of ``mcproton run``, holding the output's lock."""
+                         said: list[str], identity: str | None = None) -> int:
+    """The transport and the outputs of ``mcproton run``, holding the output's lock; ``identity``
+    (:func:`_run_identity`) is kept in the HDF5's provenance."""
     from ._timing import phase
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import JobOptions, RunInterrupted, run_job
@@ -269,7 +338,8 @@ def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geo
     # written and how to write the rest (the long-runs audit, F2/F10: it used to kill silently)
     with _OutputPhase() as op:
         try:
-            rc = _check_and_write(args, cfg, settings, beams, results, out, rtdose, png, outline, clock, said, op)
+            rc = _check_and_write(args, cfg, settings, beams, results, out, rtdose, png, outline, clock, said, op,
+                                  identity)
         except _OutputInterrupted as exc:
             print(_interrupted_writing(exc.signum, op.written, _output_names(cfg, beams, out, rtdose, png), out,
                                        checkpointed=not args.no_checkpoint), file=sys.stderr)
@@ -343,8 +413,9 @@ def _mark_completeness(settings: Any, beams: list, results: list, total: Any) ->
 
 def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: list, results: list, out: Path,
                      rtdose: str | None, png: Path | None, outline: Any, clock: Any, said: list[str],
-                     op: _OutputPhase) -> int:
-    """The finished run checked (no dose, energy lost) and its outputs written; the JSON summary printed."""
+                     op: _OutputPhase, identity: str | None = None) -> int:
+    """The finished run checked (no dose, energy lost) and its outputs written; the JSON summary printed.
+    ``identity``: what the run computed from (:func:`_run_identity`), kept in the HDF5's provenance for --resume."""
     from ._io.json_out import json_text
     from ._run.job import remove_checkpoint
     from ._timing import phase
@@ -383,6 +454,8 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         total.provenance["rtdose_dose"] = _rtdose_dose_text(cfg)
     if said:   # what was warned about up to here, in the HDF5 beside the dose
         total.provenance["warnings"] = list(dict.fromkeys(said))
+    if identity is not None:   # for a later --resume of the same command: "already complete"
+        total.provenance[RUN_IDENTITY_KEY] = identity
     try:
         with phase("hdf5"):
             writer = _hdf5_writer(cfg, total, dose_to_water)

@@ -9,6 +9,7 @@ not loaded.  A machine with no compiler uses a verified kernel that any compiler
 options for the same CPU (a cache shared with a login node)."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import datetime
@@ -18,9 +19,13 @@ import json
 import os
 import platform
 import shutil
+import signal
 import stat
 import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -161,10 +166,19 @@ def _fallback_dir() -> Path:
         st = d.lstat()
         if stat.S_ISDIR(st.st_mode) and (uid is None or st.st_uid == uid) and not st.st_mode & 0o077:
             return d / "kernels"
-    except OSError:
-        pass
+        why = ("it is not a folder" if not stat.S_ISDIR(st.st_mode) else
+               f"it belongs to uid {st.st_uid}, not to this user (uid {uid})" if uid is not None and st.st_uid != uid
+               else f"it is open to other users (mode {stat.S_IMODE(st.st_mode):04o})")
+    except OSError as exc:
+        why = exc.strerror or str(exc)
     if _PRIVATE_TMP is None:
         _PRIVATE_TMP = Path(tempfile.mkdtemp(prefix="mcproton-kernels-"))
+        # removed at exit: each run made a new one and left it, kernel and all (the cluster audit, F9); a kernel
+        # loaded from it stays mapped after its file is removed
+        atexit.register(shutil.rmtree, _PRIVATE_TMP, ignore_errors=True)
+        _note(f"the per-user temporary folder {d} is not used for the CPU kernels ({why}: a kernel loaded from it "
+              f"could be another user's): they are built in {_PRIVATE_TMP}, removed when this process exits, so "
+              f"each run compiles them again (remove {d}, or set {CACHE_ENV} to a folder of yours, to keep them)")
     return _PRIVATE_TMP
 
 
@@ -350,11 +364,13 @@ def _verified(manifest: Path) -> tuple[Path | None, dict[str, Any], str | None]:
     return so, m, None
 
 
-def _find(folder: Path, entry: str, ident: dict[str, Any], unreadable: list[str] | None = None) -> Path | None:
+def _find(folder: Path, entry: str, ident: dict[str, Any], unreadable: list[str] | None = None,
+          quiet: bool = False) -> Path | None:
     """A verified kernel for ``ident`` in ``folder``: the one of its key, or, with no compiler (``ident["compiler"]``
     None), the newest built by any compiler from the same source and options for this CPU.  A damaged one is named
     in a note (and rebuilt by the caller; its kernel removed where this user owns it); one this user may not read is
-    left alone and named in ``unreadable``."""
+    left alone and named in ``unreadable``.  ``quiet``: only a verified kernel or None, nothing said or removed (the
+    second look, under the build lock, for a kernel another process built meanwhile)."""
     stem = Path(entry).stem
     if ident["compiler"] is not None:
         manifests = [folder / f"{stem}-{ident['key']}.json"]
@@ -379,6 +395,8 @@ def _find(folder: Path, entry: str, ident: dict[str, Any], unreadable: list[str]
             wrong = f"its manifest {manifest.name} describes another build"
         if wrong is None:
             return so
+        if quiet:
+            continue
         _note(f"the cached CPU kernel in {folder} is damaged ({wrong}): "
               + ("rebuilding it" if ident["compiler"] is not None else "not used"))
         if ident["compiler"] is not None and m.get("kernel"):   # the rebuilt one may get another name
@@ -394,14 +412,16 @@ def _compile(entry: str, src: str, ident: dict[str, Any], folder: Path, cxx: str
     that holds its own SHA-256 (two processes building at once never replace each other's file), then its manifest
     written (atomically) beside it.  A kernel without a valid manifest is never loaded."""
     stem = Path(entry).stem
+    preexec = _die_with_parent()
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         cpp = Path(tmp) / f"{stem}.cpp"
         cpp.write_text(src, encoding="utf-8")
         tmp_o, tmp_so = Path(tmp) / "k.o", Path(tmp) / "k.so"
-        proc = subprocess.run([cxx, *CPU_COMPILE_OPTIONS, str(cpp), "-o", str(tmp_o)], capture_output=True, text=True)
+        proc = subprocess.run([cxx, *CPU_COMPILE_OPTIONS, str(cpp), "-o", str(tmp_o)], capture_output=True, text=True,
+                              preexec_fn=preexec)
         if proc.returncode == 0:
             proc = subprocess.run([cxx, *CPU_LINK_OPTIONS, str(tmp_o), "-o", str(tmp_so)], capture_output=True,
-                                  text=True)
+                                  text=True, preexec_fn=preexec)
         if proc.returncode != 0:
             raise RuntimeError(f"compiling kernels/{entry} for the CPU failed:\n{proc.stderr[-6000:]}")
         data = tmp_so.read_bytes()
@@ -420,6 +440,127 @@ def _compile(entry: str, src: str, ident: dict[str, Any], folder: Path, cxx: str
     path = write_bytes_atomic(folder / f"{stem}-{ident['key']}.json", (json.dumps(manifest, indent=1) + "\n").encode())
     os.chmod(path, _MANIFEST_MODE)
     return so
+
+
+#: how long (s) a process waits for another that holds the build lock of the same kernel before it compiles it too:
+#: a compile takes ~5 s alone and ~30 s with four at once on two cores (the cluster audit, F8); a builder stuck on a
+#: stalled file system must not hold up every task of a job array for ever
+_LOCK_WAIT_S = 900.0
+#: after waiting this long (s) for the lock, a note says what the process waits for
+_LOCK_NOTE_AFTER_S = 5.0
+#: how often (s) a waiting process tries the lock again
+_LOCK_POLL_S = 0.2
+#: a build folder (``tmp*`` in the cache) older than this (s) is the litter of a build killed by SIGKILL (its
+#: TemporaryDirectory never removed; ~190 kB each): removed when a kernel is next built there (the cluster audit, F9)
+_STALE_BUILD_S = 3600.0
+#: prctl option that sends the child a signal when its parent dies (<linux/prctl.h>)
+_PR_SET_PDEATHSIG = 1
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path, stem: str, key: str) -> Iterator[None]:
+    """Hold the advisory build lock of kernel ``key`` in ``folder`` (``flock`` on ``<stem>-<key>.lock`` beside the
+    kernel) while the body runs: a second process waits for the builder, then finds the kernel built (the cluster
+    audit, F8: the N tasks of a job array on an empty cache each compiled it, 30 s each instead of 5 s once).  Where
+    no lock can be had (no fcntl, a file system without flock, a folder in which this user cannot create the lock
+    file) the body runs without it, as before; after :data:`_LOCK_WAIT_S` s of waiting too, with a note.  The lock
+    file stays: removing it would let a third process lock a new file while a second still waits on the old one."""
+    try:
+        import fcntl
+    except ImportError:   # not POSIX
+        yield
+        return
+    path = folder / f"{stem}-{key}.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)   # flock needs no write access: another user's file
+    except OSError:
+        yield
+        return
+    locked = False
+    try:
+        with contextlib.suppress(OSError):   # openable by all whatever the umask (a group-shared cache)
+            os.fchmod(fd, 0o644)
+        start = time.monotonic()
+        noted = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+                break
+            except BlockingIOError:   # another process builds this kernel
+                pass
+            except OSError:   # ENOLCK, EOPNOTSUPP: a file system without flock (some NFS mounts)
+                break
+            waited = time.monotonic() - start
+            if waited >= _LOCK_WAIT_S:
+                _note(f"another mcproton process has held the build lock {path} for {waited:.0f} s: compiling the "
+                      "CPU kernel in this one too")
+                break
+            if not noted and waited >= _LOCK_NOTE_AFTER_S:
+                noted = True
+                _note(f"waiting for another mcproton process compiling the CPU kernel (lock {path})")
+            time.sleep(_LOCK_POLL_S)
+        yield
+    finally:
+        if locked:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _remove_stale_builds(folder: Path) -> None:
+    """Remove this user's build folders (``tmp*`` holding only a build's .cpp, .o and .so) older than
+    :data:`_STALE_BUILD_S` from ``folder``: those of builds killed by SIGKILL, left for ever before."""
+    now = time.time()
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.startswith("tmp")]
+    except OSError:
+        return
+    for p in candidates:
+        try:
+            st = p.lstat()
+            if (not stat.S_ISDIR(st.st_mode) or now - st.st_mtime < _STALE_BUILD_S
+                    or (uid is not None and st.st_uid != uid)):
+                continue
+            if all(n.endswith((".cpp", ".o", ".so")) for n in os.listdir(p)):   # a build's, nothing else
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the compiler killed when this process dies (Linux: ``prctl(PR_SET_PDEATHSIG,
+    SIGKILL)``): a run killed while compiling left the compiler running on as an orphan (the cluster audit, F9).  None
+    where there is no prctl.  Only the compiler driver is covered: the driver's own children (cc1plus) finish their
+    step and exit."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl   # looked up here: nothing but the call in the child
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:   # the parent died before the prctl: nobody is left to send the signal
+            os._exit(1)
+
+    return preexec
+
+
+def _build(entry: str, src: str, ident: dict[str, Any], folder: Path, cxx: str, look: bool = True) -> Path:
+    """Build the kernel in ``folder`` holding its build lock (:func:`_build_lock`); ``look``: first look again for
+    the kernel, which another process may have built while this one waited for the lock.  Old build folders of
+    killed builds are removed first (:func:`_remove_stale_builds`)."""
+    with _build_lock(folder, Path(entry).stem, ident["key"]):
+        if look:
+            found = _find(folder, entry, ident, quiet=True)
+            if found is not None:
+                return found
+        _remove_stale_builds(folder)
+        return _compile(entry, src, ident, folder, cxx)
 
 
 def _kernel_path(entry: str, cxx: str | None, rebuild: bool = False) -> Path:
@@ -463,7 +604,7 @@ def _kernel_path(entry: str, cxx: str | None, rebuild: bool = False) -> Path:
     if note:
         _note(note)
     try:
-        return _compile(entry, src, ident, folder, cxx)
+        return _build(entry, src, ident, folder, cxx, look=not rebuild)
     except OSError as exc:
         # a quota or a full disk that the probe missed (it filled up during the build): the per-user folder instead
         if exc.errno not in _NO_ROOM or folder != conf:
@@ -477,7 +618,7 @@ def _kernel_path(entry: str, cxx: str | None, rebuild: bool = False) -> Path:
                            f"folder {fallback} ({bad}): set {CACHE_ENV} to a folder with space that can be written")
     _note(f"the CPU kernel cache {folder} cannot take a kernel ({why}): the kernels are built in {fallback} instead "
           f"(free space there, or set {CACHE_ENV} to another folder, to keep them)")
-    return _compile(entry, src, ident, fallback, cxx)
+    return _build(entry, src, ident, fallback, cxx, look=not rebuild)
 
 
 def _no_kernel(conf: Path | None, unreadable: list[str] | None = None) -> str:

@@ -11,6 +11,8 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -374,3 +376,187 @@ def test_a_build_that_runs_out_of_space_moves_to_the_per_user_folder(scratch_cac
     assert got.parent != scratch_caches and scratch_caches not in got.parents
     notes = " ".join(cpu._NOTED)
     assert "cannot take a kernel (Disk quota exceeded)" in notes and cpu.CACHE_ENV in notes, notes
+
+
+def _fake_compiler(tmp_path: Path) -> Path:
+    cxx = tmp_path / "fake-c++"
+    cxx.write_text(FAKE_CXX)
+    cxx.chmod(0o755)
+    return cxx
+
+
+def test_concurrent_builds_of_one_kernel_compile_it_once(tmp_path, monkeypatch):
+    """Two builders of one kernel on an empty cache: the second waits for the first's build lock, then finds its
+    kernel (the cluster audit, F8: the N tasks of a job array each compiled it, 30 s each on two cores).  The first
+    build goes on only once the second has looked and found no kernel, so without the lock both would build."""
+    cxx = _fake_compiler(tmp_path)
+    monkeypatch.setenv(cpu.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(cpu, "_NOTED", set())
+    real_find, real_compile = cpu._find, cpu._compile
+    looked: set[int] = set()
+    builds: list[int] = []
+
+    def find(*a, **k):
+        looked.add(threading.get_ident())
+        return real_find(*a, **k)
+
+    def compile_(*a):
+        builds.append(threading.get_ident())
+        deadline = time.monotonic() + 30   # a bound for a broken test only: the other thread looks at once
+        while len(looked) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return real_compile(*a)
+
+    monkeypatch.setattr(cpu, "_find", find)
+    monkeypatch.setattr(cpu, "_compile", compile_)
+    got: list[Path] = []
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            got.append(cpu._kernel_path("transport.cu", str(cxx)))
+        except BaseException as exc:   # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=build) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert not errors and len(got) == 2, errors
+    assert len(builds) == 1 and got[0] == got[1]
+    assert [p.name for p in (tmp_path / "cache").glob("transport-*.so")] == [got[0].name]
+    assert len(list((tmp_path / "cache").glob("transport-*.lock"))) == 1
+
+
+def test_a_build_waits_for_the_lock_with_a_note_and_not_for_ever(tmp_path, monkeypatch):
+    """A waiter says what it waits for, and after _LOCK_WAIT_S builds the kernel itself (a builder stuck on a stalled
+    file system holds up no one for ever)."""
+    fcntl = pytest.importorskip("fcntl")
+    cxx = _fake_compiler(tmp_path)
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    ident = cpu.kernel_identity("source", "fake c++ 1.0")
+    monkeypatch.setattr(cpu, "_NOTED", set())
+    monkeypatch.setattr(cpu, "_LOCK_NOTE_AFTER_S", 0.0)
+    monkeypatch.setattr(cpu, "_LOCK_WAIT_S", 0.5)
+    lock = folder / f"transport-{ident['key']}.lock"
+    with open(lock, "w") as held:   # the other process's lock, held throughout
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        so = cpu._build("transport.cu", "source", ident, folder, str(cxx))
+    assert so.is_file()
+    notes = " ".join(cpu._NOTED)
+    assert f"waiting for another mcproton process compiling the CPU kernel (lock {lock})" in notes, notes
+    assert "compiling the CPU kernel in this one too" in notes, notes
+
+
+def test_a_file_system_without_flock_builds_without_the_lock(tmp_path, monkeypatch):
+    """flock refused (ENOLCK: some NFS mounts): the kernel is built as before, without a lock and without waiting."""
+    import errno
+
+    fcntl = pytest.importorskip("fcntl")
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    so = cpu._build("transport.cu", "source", cpu.kernel_identity("source", "fake c++ 1.0"), folder,
+                    str(_fake_compiler(tmp_path)))
+    assert so.is_file()
+
+
+def test_old_build_folders_of_killed_builds_are_removed_when_building(tmp_path):
+    """A build killed by SIGKILL left its tmp* folder (source, object) in the cache for ever (the cluster audit, F9):
+    those older than an hour go at the next build; a recent one (a build under way) and anything that is not a
+    build's are kept."""
+    folder = tmp_path / "cache"
+    old, recent, other = folder / "tmpold", folder / "tmprecent", folder / "tmpother"
+    for d in (old, recent, other):
+        d.mkdir(parents=True)
+    (old / "transport.cpp").write_text("//")
+    (old / "k.o").write_text("")
+    (recent / "transport.cpp").write_text("//")
+    (other / "notes.txt").write_text("mine")
+    two_hours_ago = time.time() - 7200
+    for d in (old, other):
+        os.utime(d, (two_hours_ago, two_hours_ago))
+    cpu._build("transport.cu", "source", cpu.kernel_identity("source", "fake c++ 1.0"), folder,
+               str(_fake_compiler(tmp_path)))
+    assert not old.exists() and recent.is_dir() and other.is_dir()
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie no one reaps counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_compiler_dies_with_the_process_that_started_it(tmp_path):
+    """A run killed (SIGKILL) while compiling left its compiler running as an orphan (the cluster audit, F9): the
+    compiler is now started with PR_SET_PDEATHSIG, so it is killed with its parent.  The stand-in compiler records
+    its pid and sleeps; the waits below are bounds, not timings."""
+    pidfile = tmp_path / "compiler.pid"
+    cxx = tmp_path / "slow-c++"
+    cxx.write_text(f'#!/bin/sh\necho $$ > "{pidfile}"\nexec sleep 120\n')
+    cxx.chmod(0o755)
+    code = ("import sys; from pathlib import Path; import mcproton._backend.cpu as cpu; "
+            "cpu._compile('transport.cu', 'source', cpu.kernel_identity('source', 'slow'), Path(sys.argv[1]), "
+            "sys.argv[2])")
+    (tmp_path / "cache").mkdir()
+    parent = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "cache"), str(cxx)])
+    try:
+        deadline = time.monotonic() + 60
+        while not (pidfile.is_file() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        assert not _gone(child)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert _gone(child), "the compiler outlived the process that started it"
+    finally:
+        if not _gone(child):
+            os.kill(child, 9)
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX owners")
+def test_a_refused_per_user_folder_is_explained_and_the_private_one_removed_at_exit(tmp_path):
+    """$TMPDIR/mcproton-<uid> open to others (or another user's): each run built in a new mcproton-kernels-XXXX
+    folder, never removed, and the note did not say why (the cluster audit, F9).  Now the note says why, and the
+    private folder goes when the process exits."""
+    shared = tmp_path / f"mcproton-{os.getuid()}"
+    shared.mkdir()
+    shared.chmod(0o777)
+    code = ("import tempfile, sys; tempfile.tempdir = sys.argv[1]; import mcproton._backend.cpu as cpu; "
+            "d = cpu._fallback_dir(); print(d); assert d.is_dir()")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    private = Path(r.stdout.strip())
+    assert private.parent == tmp_path and private.name.startswith("mcproton-kernels-")
+    assert "is not used for the CPU kernels (it is open to other users (mode 0777)" in r.stderr, r.stderr
+    assert "removed when this process exits" in r.stderr
+    assert not private.exists()
+
+
+def test_another_users_per_user_folder_is_named_as_such(tmp_path, monkeypatch):
+    if not hasattr(os, "getuid"):
+        pytest.skip("POSIX owners")
+    me = os.getuid()
+    monkeypatch.setattr(cpu.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(cpu, "_PRIVATE_TMP", None)
+    monkeypatch.setattr(cpu, "_NOTED", set())
+    monkeypatch.setattr(cpu.os, "getuid", lambda: me + 1)   # the folder is then "another user's"
+    (tmp_path / f"mcproton-{me + 1}").mkdir(mode=0o700)
+    d = cpu._fallback_dir()
+    assert d.name.startswith("mcproton-kernels-")
+    assert f"it belongs to uid {me}, not to this user (uid {me + 1})" in " ".join(cpu._NOTED)

@@ -1,0 +1,70 @@
+"""``mcproton run CONFIG --out X --resume`` on a job whose output is already complete (a job array requeued whole
+after some tasks were killed) reran its whole transport and replaced the output (the cluster audit, F10).  Now,
+where every output is mcproton's and the HDF5's provenance holds this run's identity (config, inputs, version,
+seed, primaries, outputs) and a run that did what was asked, it says "already complete" and exits 0 without
+transporting.  Anything else runs as before."""
+from __future__ import annotations
+
+import json
+
+import h5py
+import pytest
+from run_helpers import no_transport
+
+from mcproton.cli import RUN_IDENTITY_KEY, main
+
+PRIMARIES = 2000
+
+
+@pytest.fixture
+def finished(small_cfg, tmp_path, capsys):
+    """A config and the output of its finished run (no checkpoint left)."""
+    cfg = small_cfg(PRIMARIES)
+    out = tmp_path / "out" / "w.h5"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert out.is_file() and not (tmp_path / "out" / "w.ckpt.h5").exists()
+    return cfg, out
+
+
+def test_resume_of_a_complete_output_does_nothing(finished, monkeypatch, capsys):
+    cfg, out = finished
+    before = out.read_bytes()
+    no_transport(monkeypatch)   # any transport fails the test
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--resume"]) == 0
+    cap = capsys.readouterr()
+    assert f"already complete: {out} (same config and inputs); nothing to do" in cap.err, cap.err
+    assert json.loads(cap.out) == {"schema_version": 1, "output": str(out), "already_complete": True}
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("change", [["--set", "run.seed=7"], ["--set", "run.primaries=2400"],
+                                    ["--set", "beam.energy_mev=95.0"], ["--set", "phantom.voxel_mm=[4.0,4.0,4.0]"]])
+def test_resume_with_another_config_or_input_runs_again(finished, capsys, change):
+    cfg, out = finished
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--resume", *change]) == 0
+    cap = capsys.readouterr()
+    assert "already complete" not in cap.err and "starting from the beginning" in cap.err, cap.err
+    assert "already_complete" not in json.loads(cap.out)
+
+
+def test_an_output_without_the_run_identity_or_incomplete_runs_again(finished, capsys):
+    """An output of an mcproton from before (no run_identity), or one of fewer primaries than asked (a run stopped
+    by its time limit with --no-checkpoint), is not taken for complete."""
+    cfg, out = finished
+    with h5py.File(out, "r+") as f:
+        f["provenance"].attrs["primaries"] = PRIMARIES // 2
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--resume"]) == 0
+    assert "already complete" not in capsys.readouterr().err
+    with h5py.File(out, "r+") as f:
+        assert RUN_IDENTITY_KEY in f["provenance"].attrs   # the rerun wrote its identity again
+        del f["provenance"].attrs[RUN_IDENTITY_KEY]
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--resume"]) == 0
+    assert "already complete" not in capsys.readouterr().err
+
+
+def test_without_resume_a_complete_output_is_replaced_as_before(finished, capsys):
+    cfg, out = finished
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    cap = capsys.readouterr()
+    assert "already complete" not in cap.err and "replacing the existing output" in cap.err, cap.err
