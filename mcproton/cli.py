@@ -1197,9 +1197,7 @@ def _guarded(argv: list[str], debug: bool) -> int:
     except MemoryError as exc:   # also numpy's _ArrayMemoryError
         if debug:
             raise
-        print(f"mcproton: error: out of memory ({type(exc).__name__}: {exc or 'no detail'}); use coarser voxels "
-              "(phantom.voxel_mm, phantom.dose_voxel_mm for a CT), fewer beams at once, or a machine with more "
-              "memory", file=sys.stderr)
+        print(f"mcproton: error: {_out_of_memory_advice(exc, argv[0] if argv else '')}", file=sys.stderr)
         return exit_status(exc)
     except KeyboardInterrupt:
         print("mcproton: interrupted", file=sys.stderr)
@@ -1216,6 +1214,22 @@ def _guarded(argv: list[str], debug: bool) -> int:
             return EXIT_INTERNAL
         print(f"mcproton: error: {_one_line(exc)}", file=sys.stderr)
         return exit_status(exc)
+
+
+def _out_of_memory_advice(exc: MemoryError, command: str) -> str:
+    """The line of a MemoryError: the phase's own message where it says which ran out (the CT's read:
+    :class:`~mcproton._io.errors.PhaseMemoryError`), else "out of memory" with what ``command`` lets the user change
+    (coarser voxels are a config's keys: ``mcproton check`` has none, it computes on the planning system's grid)."""
+    from ._io.errors import PhaseMemoryError
+
+    if isinstance(exc, PhaseMemoryError):
+        return str(exc)
+    what = f"out of memory ({type(exc).__name__}: {exc or 'no detail'})"
+    if command == "check":
+        return (f"{what}; free memory or use a machine with more (or ask the batch system for more): the check "
+                "computes on the planning system's dose grid and the CT's own voxels")
+    return (f"{what}; use coarser voxels (phantom.voxel_mm, phantom.dose_voxel_mm for a CT), fewer beams at once, or "
+            "a machine with more memory")
 
 
 def _one_line(exc: BaseException) -> str:

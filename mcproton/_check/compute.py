@@ -507,7 +507,9 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     for check in beam_grid_checks(geometry, beams, "plan beam"):   # as mcproton run refuses them
         check()
     check_ct_truncation(geometry, beams, "plan beam")   # a warning, as mcproton run's
-    check_memory(int(geometry.material_index_zyx.size), len(beams), geometry.shape_zyx, True)
+    check_memory(int(geometry.material_index_zyx.size), len(beams), geometry.shape_zyx, True,
+                 fix="free memory or use a machine with more (or ask the batch system for more): the check computes "
+                 "on the planning system's dose grid, which a config's voxel keys do not change")
     rbe = mc_rbe(inputs.dose_type, rbe)
     # The target is the plan dose's: n beams that overlap with equal weights in the high-dose region, each with
     # relative uncertainty e there, add up to e / sqrt(n); so each beam runs to target x sqrt(n) (with unequal

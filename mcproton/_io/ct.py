@@ -96,14 +96,37 @@ def _list_files(folder: str | Path | Sequence[str | Path]) -> list[Path]:
     return files
 
 
+#: The largest Rows or Columns of a CT slice read: scanners reconstruct 512 x 512 (1024 x 1024, 2048 x 2048 in
+#: high-resolution modes); 4096 leaves a factor 2 beyond these.  DICOM allows 65535: a slice of 16384 x 16384 claims
+#: 0.5 GB, and a few such files (a Deflated one is a few MB on disk) exhaust the memory (the hostile-input audit, F4).
+MAX_CT_ROWS_COLUMNS = 4096
+#: The longest CT series read (mm, slices x spacing): a whole-body CT of the tallest patients is about 2 m long, and
+#: CT couches scan about 2 m at most; 3 m leaves a margin.  Longer is a damaged or fabricated series (the audit's
+#: 10^4 slices at 1 mm: a "10 m" CT of 5 GB).
+MAX_CT_LENGTH_MM = 3000.0
+#: The most a Deflated CT slice may inflate to (bytes): a slice of MAX_CT_ROWS_COLUMNS^2 32-bit pixels and 16 MB of
+#: header.  The header pass inflates each file; beyond this it is refused before more is inflated.
+MAX_CT_SLICE_INFLATED_BYTES = MAX_CT_ROWS_COLUMNS ** 2 * 4 + 16 * 2 ** 20
+#: Memory of a CT, bytes per voxel beyond the HU volume (2: int16; 4: float32 where a RescaleSlope or
+#: RescaleIntercept is not an integer): its conversion to a geometry at its own resolution
+#: (HUCalibration.to_geometry: the calibration bin, 1, the density, float32, 4, the out-of-field-of-view masks, 2).
+#: Measured 2026-12-06 on a 512 x 512 x 150 CT (39 M voxels, int16): load_ct_series + to_geometry raised the peak
+#: RSS by 8.2 B per voxel (2.6 of them the reading); the estimate gives 9.
+CT_GEOMETRY_BYTES_PER_VOXEL = 7
+
+
 def _read(path: Path, *, pixels: bool):
     """The data set of ``path`` (None if the file is not DICOM at all); a DICOM file that ends early or
     cannot be parsed is an error, never skipped: a CT that silently loses a slice gives a wrong range.  The
-    header pass checks the structure of the whole file; the pixel pass reads a file already checked."""
+    header pass checks the structure of the whole file (a Deflated one inflating to more than a CT slice can hold,
+    :data:`MAX_CT_SLICE_INFLATED_BYTES`, refused); the pixel pass reads a file already checked."""
     from .dicom_common import read_dicom_file
 
     try:
-        return read_dicom_file(path, stop_before_pixels=not pixels, check=not pixels)
+        return read_dicom_file(path, stop_before_pixels=not pixels, check=not pixels,
+                               max_inflated_bytes=MAX_CT_SLICE_INFLATED_BYTES,
+                               inflated_what=f"more than a CT slice of {MAX_CT_ROWS_COLUMNS} x {MAX_CT_ROWS_COLUMNS} "
+                               "32-bit pixels holds")
     except DicomInputError as exc:
         if is_gzip(path):   # not DICOM as it is: named (refused if named like the slices) by _not_dicom_files
             return None
@@ -265,6 +288,69 @@ def _image_folders(root: Path, n: int = 4) -> str:
 DECODER_ADVICE = ("for JPEG Lossless and JPEG-LS `pip install pylibjpeg pylibjpeg-libjpeg`, for JPEG 2000 `pip install "
                   "pylibjpeg pylibjpeg-openjpeg`, or `pip install python-gdcm` for all; or re-export the CT "
                   "uncompressed")
+
+
+def _series_size(n_slices: int, rows: int, cols: int, dz: float) -> str:
+    """"N slices of R x C = V voxels, L m long": a series' size in a message."""
+    n = n_slices * rows * cols
+    vox = f"{n / 1e9:.1f} G" if n >= 1e9 else f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n}"
+    return f"{n_slices} slices of {rows} x {cols} = {vox} voxels, {n_slices * dz / 1e3:.2f} m long"
+
+
+def ct_memory_estimate(chosen: list, rows: int, cols: int) -> float:
+    """Bytes of memory that reading the series ``chosen`` ((file, header) per slice) and converting it to densities
+    at its own resolution need at the peak, from the headers alone: the HU volume (int16, or float32 where a
+    RescaleSlope or RescaleIntercept is not an integer), :data:`CT_GEOMETRY_BYTES_PER_VOXEL`, and the slices in flight
+    in the reader (each file's bytes and its decoded pixels, :data:`_READ_THREADS` x 2 + 1 of them, and one slice
+    rescaled in 64 bits and flipped)."""
+    def integer(v) -> bool:
+        try:
+            return float(v) == int(float(v))
+        except (TypeError, ValueError, OverflowError):
+            return True   # refused when the pixels are read
+    integral = all(integer(ds.get("RescaleSlope", 1)) and integer(ds.get("RescaleIntercept", 0)) for _, ds in chosen)
+    try:
+        stored = max(1, int(chosen[0][1].get("BitsAllocated", 16) or 16) // 8)
+    except (TypeError, ValueError):
+        stored = 2
+    per_slice = rows * cols
+    return (len(chosen) * per_slice * ((2 if integral else 4) + CT_GEOMETRY_BYTES_PER_VOXEL)
+            + (2 * _READ_THREADS + 1) * per_slice * 2 * stored + per_slice * 16)
+
+
+#: what to do about a CT too large for the memory
+_CT_MEMORY_FIX = ("free memory or use a machine with more (or ask the batch system for more), or resample the CT to "
+                  "fewer slices or coarser pixels first")
+
+
+def _check_size(chosen: list, rows: int, cols: int, dz: float, folder) -> None:
+    """Before any pixel is read: refuse a series longer than :data:`MAX_CT_LENGTH_MM`, and one whose reading
+    (:func:`ct_memory_estimate`) needs more memory than this process may allocate (mcproton/_run/inputs.py
+    check_memory_for, the dose grid's check).  Before, the CT was read first: 10^4 slices of 512 x 512 took 5 GB
+    and a minute before running out of memory (the hostile-input audit, F4)."""
+    from .._run.inputs import check_memory_for
+    from .errors import McprotonEnvironmentError
+
+    size = _series_size(len(chosen), rows, cols, dz)
+    if len(chosen) * dz > MAX_CT_LENGTH_MM:
+        raise _err(f"the CT series in {folder} is {len(chosen) * dz / 1e3:.2f} m long ({size}); a CT longer than "
+                   f"{MAX_CT_LENGTH_MM / 1e3:g} m is no patient's (a whole-body CT is about 2 m): the series is "
+                   "damaged or mixes slices of several scans (ImagePositionPatient, the slice spacing); export it "
+                   "again")
+    need = ct_memory_estimate(chosen, rows, cols)
+    check_memory_for(need, f"the CT series in {folder} ({size}) needs about {need / 1e9:.1f} GB of memory to be "
+                     "read and converted to densities", _CT_MEMORY_FIX, McprotonEnvironmentError)
+
+
+def _out_of_memory(exc: MemoryError, chosen: list, rows: int, cols: int, dz: float, folder) -> MemoryError:
+    """The MemoryError of the CT's pixel read, saying so and the series' size (the command line's general advice,
+    coarser dose voxels, does not make the CT's read smaller)."""
+    from .errors import PhaseMemoryError
+
+    need = ct_memory_estimate(chosen, rows, cols)
+    return PhaseMemoryError(f"out of memory while reading the pixels of the CT series in {folder} "
+                            f"({_series_size(len(chosen), rows, cols, dz)}: about {need / 1e9:.1f} GB with its "
+                            f"conversion to densities; {type(exc).__name__}: {exc or 'no detail'}): {_CT_MEMORY_FIX}")
 
 
 @timed("ct_import")
@@ -435,6 +521,11 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     rows0, cols0 = int(ds0.get("Rows", 0) or 0), int(ds0.get("Columns", 0) or 0)
     if rows0 <= 0 or cols0 <= 0:
         raise _err(f"{f0}: Rows/Columns missing or zero ({rows0} x {cols0})")
+    if max(rows0, cols0) > MAX_CT_ROWS_COLUMNS:
+        raise _err(f"{f0}: a CT slice of {rows0} x {cols0} pixels (Rows x Columns); CT scanners reconstruct 512 x 512 "
+                   f"to 2048 x 2048, and more than {MAX_CT_ROWS_COLUMNS} is refused ({rows0 * cols0 * 2 / 1e9:.1f} GB "
+                   "a slice): the header is damaged or the series is not a CT to compute a dose on; export it again, "
+                   "or resample it to coarser pixels")
     if np.any(ps0 <= 0) or np.any(ps0 > 100):
         raise _err(f"{f0}: PixelSpacing {ps0.tolist()} mm is not a plausible positive spacing")
     ipps = []
@@ -485,6 +576,8 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         if not dz > 0:
             raise _err(f"a single CT slice without a positive SliceThickness cannot define a 3-D grid ({f0})")
 
+    _check_size(chosen, rows0, cols0, dz, folder)
+
     # --- pixels: each slice rescaled into the volume as it is read (the stored slices are not kept: the reading
     # peaked at 3.1 x the volume before, audit F7), placed where the axis flips below put it ---
     n_slices = len(chosen)
@@ -497,55 +590,60 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     nonfinite = False
     padded: list[tuple[int, float]] = []   # (voxels at the PixelPaddingValue, its HU) of the slices remapped
     integral = True
-    for k, (f, ds) in enumerate(_read_many([f for f, _ in chosen], pixels=True)):
-        if ds is None or "PixelData" not in ds:
-            raise _err(f"{f}: slice has no PixelData; the file is truncated or not an image")
-        try:
-            arr = ds.pixel_array
-        except Exception as exc:
-            ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-            raise _err(f"{f}: pixel data cannot be decoded ({type(exc).__name__}: {exc}); the file is "
-                       "truncated/corrupted or uses a compression pydicom cannot decode"
-                       + (f" ({ts.name})" if ts is not None and getattr(ts, "is_compressed", False) else "")
-                       + f": {DECODER_ADVICE}") from exc
-        if arr.shape != (rows0, cols0):
-            raise _err(f"{f}: pixel array shape {arr.shape} differs from Rows x Columns {rows0} x {cols0}")
-        slope_v, inter_v = ds.get("RescaleSlope", None), ds.get("RescaleIntercept", None)
-        if slope_v in (None, "") or inter_v in (None, ""):
-            raise _err(f"{f}: RescaleSlope (0028,1053) and RescaleIntercept (0028,1052) are required in a CT image "
-                       f"(Type 1; here slope {slope_v!r}, intercept {inter_v!r}); without them the stored values "
-                       "cannot be converted to HU (often HU + 1024, read as HU would move every range): re-export "
-                       "the CT with them (anonymisers sometimes drop them)")
-        try:
-            slope, inter = float(slope_v), float(inter_v)
-        except (TypeError, ValueError) as exc:
-            raise _err(f"{f}: RescaleSlope (0028,1053) {str(slope_v)!r} / RescaleIntercept (0028,1052) "
-                       f"{str(inter_v)!r} are not numbers; the header is damaged: re-export the CT") from exc
-        if not (np.isfinite(slope) and np.isfinite(inter)) or slope <= 0 or slope > 1e3:
-            raise _err(f"{f}: RescaleSlope {slope} / RescaleIntercept {inter} are not plausible (the slope of a CT "
-                       "is > 0, usually 1); the header is damaged: re-export the CT")
-        if slope != int(slope) or inter != int(inter) or arr.dtype.kind not in "iu":
-            integral = False
-        pad = _padding_voxels(ds, arr, slope, inter)
-        if pad is not None:   # stored so as to read PADDING_REMAP_HU (before the rescaling's range check)
-            mask, pad_hu = pad
-            padded.append((int(np.count_nonzero(mask)), pad_hu))
-            to = (PADDING_REMAP_HU - inter) / slope
-            arr = arr.astype(np.int64 if to == int(to) else np.float64)
-            arr[mask] = to
-            integral = integral and to == int(to)
-        if k == 0:
-            hu = np.empty((n_slices, rows0, cols0), np.int16 if integral else np.float32)
-        elif not integral and hu.dtype == np.int16:
-            hu = hu.astype(np.float32)   # the slices so far were integers: exact, the numbers float64 gives
-        hu_k = _rescale_slice(arr, slope, inter, integral)
-        del arr, ds
-        if hu_k is None:
-            nonfinite = True
-            continue
-        lo, hi = min(lo, float(hu_k.min())), max(hi, float(hu_k.max()))
-        if lo >= -32768 and hi <= 32767 and not nonfinite:
-            hu[at(k)] = hu_k[flip]
+    try:   # running out of memory here is the CT read's, said with the series' size (not "a damaged file")
+        for k, (f, ds) in enumerate(_read_many([f for f, _ in chosen], pixels=True)):
+            if ds is None or "PixelData" not in ds:
+                raise _err(f"{f}: slice has no PixelData; the file is truncated or not an image")
+            try:
+                arr = ds.pixel_array
+            except MemoryError:   # the machine, not the file (before: "the file is truncated/corrupted")
+                raise
+            except Exception as exc:
+                ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+                raise _err(f"{f}: pixel data cannot be decoded ({type(exc).__name__}: {exc}); the file is "
+                           "truncated/corrupted or uses a compression pydicom cannot decode"
+                           + (f" ({ts.name})" if ts is not None and getattr(ts, "is_compressed", False) else "")
+                           + f": {DECODER_ADVICE}") from exc
+            if arr.shape != (rows0, cols0):
+                raise _err(f"{f}: pixel array shape {arr.shape} differs from Rows x Columns {rows0} x {cols0}")
+            slope_v, inter_v = ds.get("RescaleSlope", None), ds.get("RescaleIntercept", None)
+            if slope_v in (None, "") or inter_v in (None, ""):
+                raise _err(f"{f}: RescaleSlope (0028,1053) and RescaleIntercept (0028,1052) are required in a CT "
+                           f"image (Type 1; here slope {slope_v!r}, intercept {inter_v!r}); without them the stored "
+                           "values cannot be converted to HU (often HU + 1024, read as HU would move every range): "
+                           "re-export the CT with them (anonymisers sometimes drop them)")
+            try:
+                slope, inter = float(slope_v), float(inter_v)
+            except (TypeError, ValueError) as exc:
+                raise _err(f"{f}: RescaleSlope (0028,1053) {str(slope_v)!r} / RescaleIntercept (0028,1052) "
+                           f"{str(inter_v)!r} are not numbers; the header is damaged: re-export the CT") from exc
+            if not (np.isfinite(slope) and np.isfinite(inter)) or slope <= 0 or slope > 1e3:
+                raise _err(f"{f}: RescaleSlope {slope} / RescaleIntercept {inter} are not plausible (the slope of a "
+                           "CT is > 0, usually 1); the header is damaged: re-export the CT")
+            if slope != int(slope) or inter != int(inter) or arr.dtype.kind not in "iu":
+                integral = False
+            pad = _padding_voxels(ds, arr, slope, inter)
+            if pad is not None:   # stored so as to read PADDING_REMAP_HU (before the rescaling's range check)
+                mask, pad_hu = pad
+                padded.append((int(np.count_nonzero(mask)), pad_hu))
+                to = (PADDING_REMAP_HU - inter) / slope
+                arr = arr.astype(np.int64 if to == int(to) else np.float64)
+                arr[mask] = to
+                integral = integral and to == int(to)
+            if k == 0:
+                hu = np.empty((n_slices, rows0, cols0), np.int16 if integral else np.float32)
+            elif not integral and hu.dtype == np.int16:
+                hu = hu.astype(np.float32)   # the slices so far were integers: exact, the numbers float64 gives
+            hu_k = _rescale_slice(arr, slope, inter, integral)
+            del arr, ds
+            if hu_k is None:
+                nonfinite = True
+                continue
+            lo, hi = min(lo, float(hu_k.min())), max(hi, float(hu_k.max()))
+            if lo >= -32768 and hi <= 32767 and not nonfinite:
+                hu[at(k)] = hu_k[flip]
+    except MemoryError as exc:
+        raise _out_of_memory(exc, chosen, rows0, cols0, dz, folder) from exc
     if nonfinite:
         raise _err("CT contains non-finite values after rescaling")
     if lo < -32768 or hi > 32767:

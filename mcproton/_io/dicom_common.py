@@ -541,9 +541,11 @@ def _dataset_start(buf) -> tuple[int, str | None]:
     return pos, ts
 
 
-def check_complete(buf: bytes, src: str) -> None:
+def check_complete(buf: bytes, src: str, *, max_inflated_bytes: int | None = None, what: str = "") -> None:
     """Raise :class:`DicomInputError` if the DICOM bytes ``buf`` end early or their element structure is
-    broken (see the comment above); ``src`` names the file in the message."""
+    broken (see the comment above); ``src`` names the file in the message.  ``max_inflated_bytes``: a Deflated data
+    set that inflates to more is refused before more is inflated (a few MB on disk can claim gigabytes: the
+    hostile-input audit, F4); ``what`` says in the message why that is too much."""
     import zlib
 
     from .errors import DicomInputError
@@ -556,7 +558,16 @@ def check_complete(buf: bytes, src: str) -> None:
     if ts == _DEFLATED:
         try:
             d = zlib.decompressobj(-15)
-            body = d.decompress(bytes(body)) + d.flush()
+            if max_inflated_bytes is None:
+                body = d.decompress(bytes(body)) + d.flush()
+            else:
+                body = d.decompress(bytes(body), max_inflated_bytes + 1)
+                if len(body) > max_inflated_bytes or d.unconsumed_tail:
+                    raise DicomInputError(
+                        f"{src}: its Deflated data set ({len(buf) / 1e6:.1f} MB on disk) inflates to more than "
+                        f"{max_inflated_bytes / 1e6:.0f} MB{', ' + what if what else ''}: the file is damaged or not "
+                        "what it claims to be; export it again (uncompressed), or remove it")
+                body += d.flush()
         except zlib.error as exc:
             raise DicomInputError(f"{src}: the deflated data set cannot be inflated ({exc}); the file is "
                                   "damaged or truncated: copy or export it again") from None
@@ -713,12 +724,15 @@ def decode_long_un(ds) -> None:
                                 RawDataElement(tag, known, len(value), bytes(value), 0, False, little))
 
 
-def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check: bool = True):
+def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check: bool = True,
+                    max_inflated_bytes: int | None = None, inflated_what: str = ""):
     """Read a DICOM file strictly: ``None`` if the file is not DICOM at all (no 'DICM' prefix and no data
     set at its start; a file without the 128-byte preamble and file meta is read as the RT Struct reader
     always did), :class:`DicomInputError` if it ends early, cannot be parsed or is gzip-compressed (saying to
     decompress it), else the pydicom Dataset.
-    ``check=False`` skips the structure walk (for a second read of a file already checked)."""
+    ``check=False`` skips the structure walk (for a second read of a file already checked).
+    ``max_inflated_bytes``, ``inflated_what``: the bound of a Deflated data set, checked with the structure
+    (:func:`check_complete`).  Running out of memory is a MemoryError, never called a damaged file."""
     import io
 
     import pydicom
@@ -740,9 +754,11 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
         if not _looks_like_dataset(buf):
             return None
     if check:
-        check_complete(buf, str(p))
+        check_complete(buf, str(p), max_inflated_bytes=max_inflated_bytes, what=inflated_what)
     try:
         ds = pydicom.dcmread(io.BytesIO(buf), stop_before_pixels=stop_before_pixels, force=not has_magic)
+    except MemoryError:   # the machine, not the file
+        raise
     except RecursionError:   # nesting that exhausts the stack (check=False: not walked above)
         raise DicomInputError(f"{p}: its sequences are nested too deep to be read: the file is damaged or not a "
                               "valid DICOM file; copy or export it again, or remove it") from None
@@ -758,6 +774,8 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
             setattr(ds, attr, None)
     try:
         decode_long_un(ds)
+    except MemoryError:
+        raise
     except Exception as exc:  # a sequence pydicom cannot parse: the same message as a file pydicom cannot read
         raise DicomInputError(f"{p}: cannot be read as DICOM ({type(exc).__name__}: {exc}); the file is "
                               "damaged: copy or export it again") from exc

@@ -62,6 +62,12 @@ class BackendUnavailableError(McprotonEnvironmentError):
     """The requested compute backend is not available here (``cuda``: no CuPy, no GPU, or not that device)."""
 
 
+class PhaseMemoryError(MemoryError):
+    """Out of memory in a phase that is known (reading the CT's pixels): the message says which, how large the input
+    is and what to do, where the command line's general advice (coarser voxels) would not help (the hostile-input
+    audit, F4: a CT read that ran out of memory was called "truncated/corrupted")."""
+
+
 class McprotonInternalError(RuntimeError):
     """mcproton contradicted itself (a bug): exit status 4 (mcproton.errors.EXIT_INTERNAL); please report it."""
 

@@ -576,13 +576,16 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
             parts: list[tuple[int, int, np.ndarray]] = []
             for poly in planes[float(pz[j])]:
                 lo, hi = poly.min(axis=0), poly.max(axis=0)
-                ix = np.flatnonzero((xs >= lo[0] - vox[0]) & (xs <= hi[0] + vox[0]))
-                iy = np.flatnonzero((ys >= lo[1] - vox[1]) & (ys <= hi[1] + vox[1]))
-                if ix.size == 0 or iy.size == 0:
+                # the columns and rows of the contour's bounding box (and a voxel around it), found by bisection in
+                # the ascending centres: the work per contour scales with its box, not with the slice (an ROI of
+                # 10^5 small contours, hostile-input audit F6)
+                x0, x1 = np.searchsorted(xs, lo[0] - vox[0], "left"), np.searchsorted(xs, hi[0] + vox[0], "right")
+                y0, y1 = np.searchsorted(ys, lo[1] - vox[1], "left"), np.searchsorted(ys, hi[1] + vox[1], "right")
+                if x0 >= x1 or y0 >= y1:
                     continue
-                pm = _polygon_mask(poly, xt[ix], yt[iy])
-                sl[iy[0]:iy[-1] + 1, ix[0]:ix[-1] + 1] ^= pm
-                parts.append((int(iy[0]), int(ix[0]), pm))
+                pm = _polygon_mask(poly, xt[x0:x1], yt[y0:y1])
+                sl[y0:y1, x0:x1] ^= pm
+                parts.append((int(y0), int(x0), pm))
             if len(parts) > 1 and _overlap_not_nested(parts):
                 overlapping.append(float(pz[j]))
         if overlapping:
@@ -597,19 +600,34 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
 def _overlap_not_nested(parts: list[tuple[int, int, np.ndarray]]) -> bool:
     """Whether two of the contour masks of one plane (``(first row, first column, mask)`` each, on the grid's
     voxel centres) share a voxel without the voxels of one being all in the other: contours that cross, not a hole
-    in an outline (nested contours: the inner one's voxels are all the outer one's)."""
-    for a in range(len(parts)):
-        ya, xa, ma = parts[a]
-        for b in range(a + 1, len(parts)):
-            yb, xb, mb = parts[b]
-            y0, y1 = max(ya, yb), min(ya + ma.shape[0], yb + mb.shape[0])
-            x0, x1 = max(xa, xb), min(xa + ma.shape[1], xb + mb.shape[1])
-            if y0 >= y1 or x0 >= x1:
-                continue
-            both = int(np.count_nonzero(ma[y0 - ya:y1 - ya, x0 - xa:x1 - xa] & mb[y0 - yb:y1 - yb, x0 - xb:x1 - xb]))
-            if both and both != np.count_nonzero(ma) and both != np.count_nonzero(mb):
-                return True
-    return False
+    in an outline (nested contours: the inner one's voxels are all the outer one's).
+
+    Only the contours with a voxel that another contour covers too are compared pairwise (a contour that shares no
+    voxel cannot answer yes): found from the count of contours at each voxel, in time proportional to the contours'
+    boxes.  Before, every pair of the plane was compared: an ROI of 10^5 small contours on one plane took hours
+    after the transport (the hostile-input audit, F6)."""
+    if len(parts) < 2:
+        return False
+    y_end = max(y + m.shape[0] for y, _, m in parts)
+    x_end = max(x + m.shape[1] for _, x, m in parts)
+    count = np.zeros((y_end, x_end), np.int32)   # the contours at each voxel
+    for y, x, m in parts:
+        count[y:y + m.shape[0], x:x + m.shape[1]] += m
+    shared = [p for p in parts if np.any(count[p[0]:p[0] + p[2].shape[0], p[1]:p[1] + p[2].shape[1]][p[2]] > 1)]
+    return any(_cross(shared[a], shared[b]) for a in range(len(shared)) for b in range(a + 1, len(shared)))
+
+
+def _cross(part_a: tuple[int, int, np.ndarray], part_b: tuple[int, int, np.ndarray]) -> bool:
+    """Whether two contour masks ``(first row, first column, mask)`` share a voxel without the voxels of one being
+    all in the other (:func:`_overlap_not_nested`)."""
+    ya, xa, ma = part_a
+    yb, xb, mb = part_b
+    y0, y1 = max(ya, yb), min(ya + ma.shape[0], yb + mb.shape[0])
+    x0, x1 = max(xa, xb), min(xa + ma.shape[1], xb + mb.shape[1])
+    if y0 >= y1 or x0 >= x1:
+        return False
+    both = int(np.count_nonzero(ma[y0 - ya:y1 - ya, x0 - xa:x1 - xa] & mb[y0 - yb:y1 - yb, x0 - xb:x1 - xb]))
+    return bool(both and both != np.count_nonzero(ma) and both != np.count_nonzero(mb))
 
 
 def _dvh_levels(d: np.ndarray, n_bins: int, d_max: float | None = None) -> np.ndarray:

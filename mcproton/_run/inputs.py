@@ -80,24 +80,33 @@ def memory_summary(n_vox: int, n_beams: int) -> dict[str, Any]:
                                        "memory_limit": mem.limit})}
 
 
-def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: bool) -> None:
+def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: bool, *,
+                 fix: str | None = None) -> None:
     """Refuse a run whose grid cannot fit in memory (it would be killed after the transport, losing it), and warn
-    when it would use most of it."""
+    when it would use most of it.  ``fix``: what to do, where not a run's config keys (``mcproton check``)."""
     from ..config import ConfigError
 
+    need = host_memory_estimate(n_vox, n_beams)
+    nz, ny, nx = shape_zyx
+    fix = fix or (("use coarser voxels (phantom.dose_voxel_mm for a CT: blocks of whole CT voxels)" if ct
+                   else "use coarser voxels (phantom.voxel_mm)") + " or free memory (or ask the batch system for more)")
+    what = (f"the dose grid of {nx} x {ny} x {nz} = {n_vox / 1e6:.1f} M voxels ({n_beams} beam"
+            f"{'s' if n_beams > 1 else ''}) needs about {need / 1e9:.1f} GB of memory")
+    check_memory_for(need, what, fix, ConfigError)
+
+
+def check_memory_for(need: float, what: str, fix: str, error: Callable[[str], Exception]) -> None:
+    """Raise ``error`` when ``need`` bytes exceed the memory this process may allocate (:func:`available_memory`,
+    swap included), and warn when they are more than 80 % of it: "``what``, but only X GB are available ...:
+    ``fix``".  The one memory check of a run's dose grid (:func:`check_memory`) and of a CT before its pixels are
+    read (mcproton/_io/ct.py)."""
     mem = available_memory()
     if mem is None:
         return
     avail, swap = mem.available, mem.swap
-    need = host_memory_estimate(n_vox, n_beams)
-    nz, ny, nx = shape_zyx
-    fix = ("use coarser voxels (phantom.dose_voxel_mm for a CT: blocks of whole CT voxels)" if ct
-           else "use coarser voxels (phantom.voxel_mm)") + " or free memory (or ask the batch system for more)"
-    what = (f"the dose grid of {nx} x {ny} x {nz} = {n_vox / 1e6:.1f} M voxels ({n_beams} beam"
-            f"{'s' if n_beams > 1 else ''}) needs about {need / 1e9:.1f} GB of memory")
     if need > avail + swap:
-        raise ConfigError(f"{what}, but only {avail / 1e9:.1f} GB are available ({swap / 1e9:.1f} GB of swap), "
-                          f"bounded by {mem.limit}: {fix}")
+        raise error(f"{what}, but only {avail / 1e9:.1f} GB are available ({swap / 1e9:.1f} GB of swap), "
+                    f"bounded by {mem.limit}: {fix}")
     if need > 0.8 * avail:
         warn(f"{what} of the {avail / 1e9:.1f} GB available (bounded by {mem.limit}); the run may swap or be "
              f"killed: {fix}", McprotonRuntimeWarning)
