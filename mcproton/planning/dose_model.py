@@ -115,29 +115,56 @@ def _layer_idd(params, wet_cm: np.ndarray, wet_offsets_mm) -> np.ndarray:
     return idd_at(zz.ravel()).reshape(zz.shape).mean(axis=1)
 
 
+#: rows (points) of one layer's lateral factors computed at a time in :func:`_lateral_into`: its (rows, layer spots)
+#: float64 temporaries (~100-300 spots a layer) then stay within a core's cache instead of streaming whole (n_points,
+#: n_layer_spots) arrays through memory at every operation; every element is computed by the same operations
+LATERAL_ROWS = 256
+
+
 def _lateral_into(A, cols, field_, lo, r_mm, pu, pv, wet_mm, s_ax, vsad, fac, cutoff_sigma, idd_job) -> None:
     """A[:, cols] for one layer: the lateral Gaussian (core, and halo behind a range shifter) x the depth dose
-    ``idd_job.result()`` on the axis.  The (n_points, n_layer_spots) arrays are computed in place: each
-    product, sum and exponential as before, with fewer float64 temporaries."""
+    ``idd_job.result()`` on the axis.  The per-point factors are computed for all points at once, the (points,
+    layer spots) arrays LATERAL_ROWS rows at a time (:func:`_lateral_rows`): the same operations on every element,
+    so the same numbers, with temporaries that fit in cache."""
     mcs2 = mcs_sigma_mm(wet_mm, r_mm) ** 2
     if lo is None:
-        su2 = sv2 = field_.sigma_air_mm**2 + mcs2
-        du = np.subtract(pu[:, None], field_.u_mm[cols][None, :])
-        dv = np.subtract(pv[:, None], field_.v_mm[cols][None, :])
+        su2 = sv2 = np.broadcast_to(field_.sigma_air_mm**2 + mcs2, np.shape(pu))
+        su_scale = sv_scale = None
     else:                          # in-air variance at the point's plane + MCS; rays from the virtual sources
         vx, vy = vsad
         (ax_, bx_, cx_), (ay_, by_, cy_) = lo.moments_x, lo.moments_y
         su2 = np.maximum(ax_ + 2 * bx_ * s_ax + cx_ * s_ax**2, 1e-6) + mcs2
         sv2 = np.maximum(ay_ + 2 * by_ * s_ax + cy_ * s_ax**2, 1e-6) + mcs2
-        du = np.multiply(field_.u_mm[cols][None, :], (1 + s_ax / vx)[:, None])
+        su_scale, sv_scale = 1 + s_ax / vx, 1 + s_ax / vy
+    halo = lo is not None and lo.halo_weight > 0
+    if halo:                                         # core + halo behind a range shifter (HALO_K_MEV2_CM2_G)
+        sh2 = (HALO_THETA_RAD * (lo.halo_lever_mm + s_ax)) ** 2 + 0.5 * (su2 + sv2)
+        h_amp = lo.halo_weight * np.sqrt(su2 * sv2) / sh2
+    idd = idd_job.result()                                                  # MeV cm2/g
+    base = idd * fac / (2 * np.pi * np.sqrt(su2 * sv2) / 100.0)             # Gy per proton on the axis
+    u, v = field_.u_mm[cols], field_.v_mm[cols]
+    for r0 in range(0, len(pu), LATERAL_ROWS):
+        s = slice(r0, r0 + LATERAL_ROWS)
+        A[s, cols] = _lateral_rows(
+            pu[s], pv[s], u, v, None if su_scale is None else su_scale[s], None if sv_scale is None else sv_scale[s],
+            su2[s], sv2[s], cutoff_sigma, (1 - lo.halo_weight, sh2[s], h_amp[s]) if halo else None, base[s])
+
+
+def _lateral_rows(pu, pv, u, v, su_scale, sv_scale, su2, sv2, cutoff_sigma, halo, base) -> np.ndarray:
+    """The lateral factor x ``base`` of some points (rows) for one layer's spots (columns), float64: each
+    product, sum and exponential as :func:`_lateral_into` made them on the whole layer before 2026-12-06."""
+    if su_scale is None:
+        du = np.subtract(pu[:, None], u[None, :])
+        dv = np.subtract(pv[:, None], v[None, :])
+    else:
+        du = np.multiply(u[None, :], su_scale[:, None])
         np.subtract(pu[:, None], du, out=du)
-        dv = np.multiply(field_.v_mm[cols][None, :], (1 + s_ax / vy)[:, None])
+        dv = np.multiply(v[None, :], sv_scale[:, None])
         np.subtract(pv[:, None], dv, out=dv)
     du *= du                                         # squared distances (used twice with a halo)
     dv *= dv
-    halo = lo is not None and lo.halo_weight > 0
-    su2c, sv2c = np.asarray(su2)[..., None], np.asarray(sv2)[..., None]
-    if halo:
+    su2c, sv2c = su2[:, None], sv2[:, None]
+    if halo is not None:
         r2 = np.divide(du, su2c)
         r2 += np.divide(dv, sv2c)
     else:                                            # du, dv are not needed after r2
@@ -148,16 +175,14 @@ def _lateral_into(A, cols, field_, lo, r_mm, pu, pv, wet_mm, s_ax, vsad, fac, cu
     g = np.multiply(r2, -0.5, out=r2)                # exp(-r2 / 2) inside the cut-off, 0 outside
     np.exp(g, out=g)
     g[outside] = 0.0
-    if halo:                                         # core + halo behind a range shifter (HALO_K_MEV2_CM2_G)
-        sh2 = (HALO_THETA_RAD * (lo.halo_lever_mm + s_ax)) ** 2 + 0.5 * (su2 + sv2)
-        g *= 1 - lo.halo_weight
+    if halo is not None:
+        core, sh2, h_amp = halo
+        g *= core
         h = np.add(du, dv, out=du)
         h *= -0.5
         h /= sh2[:, None]
         np.exp(h, out=h)
-        h *= (lo.halo_weight * np.sqrt(su2 * sv2) / sh2)[:, None]
+        h *= h_amp[:, None]
         g += h
-    idd = idd_job.result()                                                  # MeV cm2/g
-    base = idd * fac / (2 * np.pi * np.sqrt(su2 * sv2) / 100.0)             # Gy per proton on the axis
     g *= base[:, None]
-    A[:, cols] = g                                   # cast to float32 as astype does
+    return g                                         # cast to float32 on assignment, as astype does

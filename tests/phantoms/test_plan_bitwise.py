@@ -106,6 +106,22 @@ def test_influence_matrix_is_the_previous_one_bit_for_bit(head4, beam_model):
     assert n_halo == (3 if beam_model else 0)       # the halo path is exercised (RS_3CM on all three fields)
 
 
+@pytest.mark.parametrize("beam_model", ["dcpt_v5", None])
+@pytest.mark.parametrize("rows", [1, 7, 10**9])
+def test_influence_matrix_in_row_blocks_is_bit_for_bit(head4, beam_model, rows, monkeypatch):
+    """The lateral factors computed LATERAL_ROWS points at a time (2026-12-06: 1.2 -> 0.95 CPU s for the demo's
+    matrix) give the previous matrix bit for bit, whatever the block: one row, blocks that do not divide the points
+    (the last one short), and one block of all."""
+    g, pts, dose_factor, rsp, _ = head4
+    monkeypatch.setattr(DM, "LATERAL_ROWS", rows)
+    d = P.gantry_direction(140.0)
+    wet = P.water_equivalent_depth(g, rsp, pts, d)
+    f, _ = P.generate_field_spots(g, rsp, pts, d, target_wet_mm=wet, beam_model=beam_model)
+    assert len(pts) % 7 and len(pts) > 7
+    A = DM.influence_matrix(f, pts, wet, dose_factor)
+    assert A.tobytes() == _influence_reference(f, pts, wet, dose_factor).tobytes()
+
+
 def test_influence_matrix_error_in_the_depth_dose_thread_propagates(head4, monkeypatch):
     g, pts, dose_factor, rsp, _ = head4
     d = P.gantry_direction(180.0)
