@@ -228,3 +228,20 @@ def test_write_rtplan_says_it_assumes_hfs(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         write_rtplan(plan, tmp_path / "rp.dcm", study=StudyReference(patient_position="HFS"))
+
+
+def test_a_given_range_shifter_distance_inside_the_skin_is_refused():
+    """Audit 18 (F1): rs_isocenter_distance_mm was taken as given, and a face 8.5 mm inside an infant's head skipped
+    up to 19 mm of water-equivalent tissue (target D95 -12 %).  The box's skin (its first voxel centre, z = 2 mm) is
+    18 mm upstream of an isocentre at z = 20 mm: a face 10 mm from the isocentre is 8 mm inside (more than the one
+    4 mm voxel allowed) and refused; 30 mm (12 mm of air) and the default (skin + rs_air_gap_mm) pass."""
+    from mcproton.planning.machine import field_machine
+
+    g = _box((40, 40, 100), 4.0)
+    args = (g, "dcpt_v5", (0.0, 0.0, 20.0), (0.0, 0.0, 1.0), np.array([5.0]), (-10.0, 10.0), (-10.0, 10.0))
+    with pytest.raises(ValueError, match=r"rs_isocenter_distance_mm = 10 puts range shifter 'RS_\w+'.s downstream "
+                                         r"face inside the patient: the skin .* 18.0 mm upstream of the isocentre.*"
+                                         r"at least 18.0 mm"):
+        field_machine(*args, rs_isocenter_distance_mm=10.0)
+    assert field_machine(*args, rs_isocenter_distance_mm=30.0).shifter_distance_mm == 30.0
+    assert field_machine(*args).shifter_distance_mm == pytest.approx(18.0 + 40.0)

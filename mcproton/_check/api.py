@@ -508,8 +508,9 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
               limit_mm: float = 1.0, generic_calibration: bool = False, beam_dose: dict[int, dict] | None = None,
               ratio_limit_pct: float = 3.0, noise_ok: bool = True) -> list[str]:
     """Likely causes of a disagreement (a global scale, a fraction mismatch, a missing beam, one beam's dose level
-    off, a shift, a uniform range difference in a beam; ``generic_calibration``: the patient's CT was read with the
-    default curve, not the planning system's, which such a note then names first).
+    off, a range shifter with tissue upstream of its face (MCDose.shifter_notes), a shift, a uniform range
+    difference in a beam; ``generic_calibration``: the patient's CT was read with the default curve, not the
+    planning system's, which such a note then names first).
 
     ``beam_dose``: the per-beam MC/TPS dose ratios (compare.beam_dose_ratio); a beam beyond ``ratio_limit_pct`` is
     named before any centroid note.  ``beams_in_tps``: the per-beam TPS doses; with them the high-dose centroid is
@@ -552,6 +553,7 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
             if abs(rest / s_ref - 1) < 0.03 and abs(ratio - 1) > 0.05:
                 notes.append(f"the TPS dose matches the MC dose without beam {b} ({rest / s_ref:.3f}): beam {b} "
                              "seems to be missing from the TPS dose (or from the plan the TPS computed)")
+    notes += [f"a range shifter inside the patient: {n}" for n in getattr(mc, "shifter_notes", None) or []]
     notes += _beam_dose_notes(beam_dose or {}, ranges or {}, ratio_limit_pct, limit_mm)
     if noise_ok:
         notes += _centroid_notes(ref, mc, body, axes, beams_in_tps)

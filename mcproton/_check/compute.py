@@ -50,6 +50,9 @@ class MCDose:
     # the MC's dose to water / dose to medium per voxel on the TPS grid (float32, 1 where there is no dose): the
     # water/medium test of the TPS dose (api.water_medium_test); None for an MC dose made before 2026-12-06
     water_to_medium_zyx: np.ndarray | None = None
+    # the beams whose range shifter's downstream face has tissue upstream of it above the warning level
+    # (mcproton/_run/inputs.py check_shifters_outside): named by api._diagnose among the likely causes
+    shifter_notes: list[str] = field(default_factory=list)
 
 
 def reuse_key(inputs: Any) -> dict:
@@ -504,8 +507,10 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                               "BDL file)")
     model = beam_model if hasattr(beam_model, "at") else load_beam_model(beam_model)
     beams = plan_to_beams(inputs.plan, model, all_fractions=inputs.all_fractions, machine_check=machine_check)
+    shifter_notes: list[str] = []   # a range shifter's face with tissue upstream (warned): a likely cause to name
     for check in beam_grid_checks(geometry, beams, "plan beam"):   # as mcproton run refuses them
-        check()
+        if isinstance(said := check(), list):
+            shifter_notes += said
     check_ct_truncation(geometry, beams, "plan beam")   # a warning, as mcproton run's
     check_memory(int(geometry.material_index_zyx.size), len(beams), geometry.shape_zyx, True,
                  fix="free memory or use a machine with more (or ask the batch system for more): the check computes "
@@ -588,4 +593,4 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                  "tps_grid": reuse_key(inputs)["tps_grid"], "fractions_computed": reuse_key(inputs)["fractions"],
                  "plan_sop_instance_uid": inputs.plan.sop_instance_uid})
     return MCDose(total, per_beam, unc, tot.mean_rel_uncertainty_50, tot.primaries, tot.wall_s, tot.device,
-                  tot.backend, prov, note, meta, rho, per_beam_unc, let_d, w_m)
+                  tot.backend, prov, note, meta, rho, per_beam_unc, let_d, w_m, shifter_notes)
