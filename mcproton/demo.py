@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._forked import _PARENT_ENDS, STOP_WAIT_S, BackgroundProcess, MessageProcess  # noqa: F401
+
 PRESCRIPTION_GY_RBE = 1.8
 #: NumberOfFractionsPlanned of the demo's RT Ion Plan: a posterior-fossa boost of standard-risk medulloblastoma
 #: after 23.4 Gy(RBE) craniospinal irradiation to 54 Gy(RBE) in all (COG ACNS0331), 30.6 Gy(RBE) = 17 x 1.8
@@ -86,182 +88,13 @@ class Background:
         return self._result
 
 
-#: the parent's ends of the pipes of its forked helpers (a :class:`BackgroundProcess`'s answer, a
-#: :class:`PlanesProcess`'s message) while they are open.  A helper forked later inherits them all: a write end held
-#: open in a sibling keeps a reader from ever seeing EOF, and the demo hung for good on an error (the deployment
-#: audit, F1: the LET-plane child held the dose-plane child's message pipe open).  Each child closes its copies.
-_PARENT_ENDS: list = []
-#: how long an ended helper is waited for after SIGTERM, and again after SIGKILL (s): a process ends within
-#: milliseconds of either, unless the machine is overloaded
-STOP_WAIT_S = 2.0
+#: the forked helpers, shared with ``mcproton check``'s report figures (mcproton._forked); PlanesProcess: the
+#: plane figures' helper by its name here
+PlanesProcess = MessageProcess
 #: how long the CT and RT Struct writer may go on after an error or an interrupt in the parent before it is ended
 #: (s): its whole work is ~1 s at 2 mm on 2 cores (summary ``ct_rtstruct_background_s``), and a series left half
 #: written would make the next demo into the same --out refuse its CT folder (files that are not whole slices)
 WRITER_GRACE_S = 5.0
-
-
-def _close_inherited() -> None:
-    """In a freshly forked helper: close its copies of the parent's ends of the other helpers' pipes
-    (:data:`_PARENT_ENDS`; the copies only, the parent's stay open)."""
-    for conn in _PARENT_ENDS:
-        conn.close()
-    _PARENT_ENDS.clear()
-
-
-def _forget_end(conn) -> None:
-    """The parent closes ``conn``, one of :data:`_PARENT_ENDS`."""
-    conn.close()
-    if any(c is conn for c in _PARENT_ENDS):
-        _PARENT_ENDS[:] = [c for c in _PARENT_ENDS if c is not conn]
-
-
-class BackgroundProcess:
-    """``func()`` in a forked child process (Linux; the parent must have no other Python thread): as
-    :class:`Background`, but the child has its own interpreter lock, so that its Python work (pydicom) runs beside
-    the parent's plan and Monte Carlo instead of taking turns with them.  The child sends back its result (pickled)
-    or its error with the traceback; :meth:`join` returns or raises it (``RuntimeError`` also if the child died
-    without an answer).  ``wall_s`` and ``cpu_s`` are the child's.  Whatever ``func`` makes that the parent needs
-    (the UIDs of the files it wrote) comes back in its result: the parent writes nothing the child wrote."""
-
-    def __init__(self, func, what: str) -> None:
-        import multiprocessing
-        import warnings
-
-        if not BackgroundProcess.available():
-            raise RuntimeError("a forked writer needs Linux and no other Python thread; use Background")
-        self.what, self.wall_s, self.cpu_s = what, 0.0, 0.0
-        self._answer: tuple | None = None
-        ctx = multiprocessing.get_context("fork")
-        recv, send = ctx.Pipe(duplex=False)
-
-        def child() -> None:
-            import traceback
-
-            recv.close()
-            _close_inherited()
-            t, c = time.perf_counter(), time.process_time()
-            try:
-                answer: tuple = ("ok", func(), "")
-            except BaseException as exc:   # sent to the parent, which raises it in join
-                answer = ("error", exc, traceback.format_exc())
-            times = (time.perf_counter() - t, time.process_time() - c)
-            try:
-                send.send((*answer, *times))
-            except Exception as exc:       # an answer that does not pickle: its text
-                err = answer[1] if answer[0] == "error" else exc
-                send.send(("error", RuntimeError(f"{type(err).__name__}: {err}"), answer[2], *times))
-            send.close()
-
-        for stream in (sys.stdout, sys.stderr):   # or the child would flush the parent's buffered output again
-            stream.flush()
-        self._proc = ctx.Process(target=child, name=f"mcproton-demo: {what}", daemon=True)
-        with warnings.catch_warnings():      # Python >= 3.12: fork() with native (BLAS) threads: none in the child
-            warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
-            self._proc.start()
-        send.close()                         # the parent's copy: recv sees EOF if the child dies
-        self._recv = recv
-        _PARENT_ENDS.append(recv)            # not inherited by the helpers forked after this one
-
-    @staticmethod
-    def available() -> bool:
-        import multiprocessing
-        import threading
-
-        return (sys.platform.startswith("linux") and threading.active_count() == 1
-                and "fork" in multiprocessing.get_all_start_methods())
-
-    def join(self, raise_error: bool = True):
-        if self._answer is None:
-            try:
-                self._answer = self._recv.recv()
-            except (EOFError, OSError):
-                self._proc.join()
-                self._answer = ("error", RuntimeError(f"the writer process ended (exit code {self._proc.exitcode}) "
-                                                      "without an answer"), "", 0.0, 0.0)
-            _forget_end(self._recv)
-            self._proc.join()
-        kind, value, tb, self.wall_s, self.cpu_s = self._answer
-        if kind == "error":
-            if raise_error:
-                if tb and hasattr(value, "add_note"):
-                    value.add_note(f"in the writer process:\n{tb}")
-                    self._answer = (kind, value, "", self.wall_s, self.cpu_s)   # the note once
-                raise RuntimeError(f"writing {self.what} failed ({type(value).__name__}: {value})") from value
-            return None
-        return value
-
-    def stop(self, grace_s: float = 0.0) -> None:
-        """After an error or an interrupt in the parent: the child is given ``grace_s`` to finish, then ended
-        (SIGTERM, then SIGKILL, each waited for :data:`STOP_WAIT_S`); never an unbounded wait.  Its answer, if any,
-        is not read: the parent's error is the one reported."""
-        proc = self._proc
-        if grace_s > 0:
-            proc.join(grace_s)
-        for end in (proc.terminate, proc.kill):
-            if proc.exitcode is not None:
-                break
-            end()
-            proc.join(STOP_WAIT_S)
-        _forget_end(self._recv)
-
-
-class PlanesProcess:
-    """The demo's two plane figures (dose and LETd over the anatomy, ~0.3 s of matplotlib each at 2 mm) drawn in a
-    forked process (:class:`BackgroundProcess`, forked with the writer, before the plan) while the parent writes
-    the HDF5, the RT Dose and the DVH: ``draw(message)`` runs in the child on what :meth:`send` sends it (the
-    planes' values: the child has the phantom and the structures from the fork), after importing matplotlib
-    beforehand.  :meth:`join` returns or raises as :class:`BackgroundProcess`; a parent that joins it before its
-    outputs closes the pipe, and the child ends without drawing; a parent that stops on an error ends it
-    (:meth:`stop`)."""
-
-    def __init__(self, draw, prepare, what: str) -> None:
-        import multiprocessing
-        import threading
-
-        recv, self._send = multiprocessing.get_context("fork").Pipe(duplex=False)
-        send = self._send
-        _PARENT_ENDS.append(send)   # closed in this helper's child and in those forked after it
-
-        def child():
-            send.close()
-            box: dict = {}
-
-            def read() -> None:              # at once, so that the parent's send never waits for the import
-                try:
-                    box["message"] = recv.recv()
-                except EOFError:
-                    box["message"] = None
-
-            reader = threading.Thread(target=read, daemon=True)
-            reader.start()
-            prepare()
-            reader.join()
-            return None if box["message"] is None else draw(box["message"])
-
-        self.process = BackgroundProcess(child, what)
-        recv.close()
-        self._sent = False
-
-    def send(self, message) -> None:
-        if not self._sent:
-            self._sent = True
-            try:
-                self._send.send(message)
-            finally:
-                _forget_end(self._send)
-
-    def join(self, raise_error: bool = True):
-        if not self._sent:
-            self._sent = True
-            _forget_end(self._send)
-        return self.process.join(raise_error)
-
-    def stop(self) -> None:
-        """After an error or an interrupt in the parent: the child ended at once (it writes nothing before its
-        message) and its pipe closed (:meth:`BackgroundProcess.stop`)."""
-        self._sent = True
-        _forget_end(self._send)
-        self.process.stop()
 
 
 def _stop_helpers(writer, planes: list[PlanesProcess]) -> None:

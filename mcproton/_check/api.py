@@ -1496,8 +1496,25 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
              for b in beam_ids]
     n_workers = len(jobs) if gamma_workers is None else int(gamma_workers)
     n_workers = max(1, min(n_workers, len(jobs), usable_cpus()))   # the CPUs this process may run on
+    from .report import GAMMA_FIGURES, PLANES, FigureWorkers, figure_worker_count
+
+    def early_result(parts: dict) -> CheckResult:
+        """The result the report's figures that do not show the gammas are drawn from (FigureWorkers: here or in
+        its forked workers, which have these arrays from the fork and are sent ``parts``)."""
+        return CheckResult(False, [], {}, parts["diff"], parts["structures"], parts["ranges"], {},
+                           parts["diagnostics"], inp.pairing, {}, timings, {}, {}, tps_gy_zyx=tps,
+                           mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc_as_computed,
+                           inputs=inp)
+
+    # the report's figures that do not show the gammas (three planes, the DVH, one per beam) in forked worker
+    # processes, forked here, before the gamma workers' threads start; drawn once the structures and ranges are
+    # computed (here, one after the other, with one CPU or no fork)
+    n_figures = 0
+    if out_dir is not None and report:
+        n_figures = figure_worker_count(len(PLANES) + 1 + len(mc.beam_meta), tps.size)
     t_gamma0 = time.perf_counter()
-    with start_gammas(jobs, n_workers, log=log) as gamma_run:   # an error before the results stops the workers
+    # an error or a stop signal before the results stops the figure and gamma workers
+    with FigureWorkers(early_result, n_figures, log) as figure_run, start_gammas(jobs, n_workers, log=log) as gamma_run:
         # gamma_s: the wall time the check spends on the gammas outside the work done meanwhile (their start,
         # then the wait for them); gamma_elapsed_s in the provenance: from their start to their results
         timings["gamma_s"] = time.perf_counter() - t
@@ -1588,13 +1605,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         report_wall = report_cpu = 0.0
         if out_dir is not None and report:   # the report's figures that do not show the 3-D gammas
             t, c = time.perf_counter(), time.process_time()
-            from .report import GAMMA_FIGURES, render_figures
-
-            early = CheckResult(False, [], {}, diff, structs, ranges, {}, diagnostics, inp.pairing, {}, timings, {},
-                                {}, tps_gy_zyx=tps, mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks,
-                                axes_zyx=axes, mc=mc_as_computed, inputs=inp)
-            pngs = render_figures(early, skip=GAMMA_FIGURES)
-            report_wall, report_cpu = time.perf_counter() - t, time.process_time() - c
+            # what the figures need of what was computed after the fork (not the difference's voxel values: those
+            # are the gamma histograms' figure's, drawn with the report)
+            pngs = figure_run.render({"diff": {k: v for k, v in diff.items() if k != "values_pct"},
+                                   "structures": structs, "ranges": ranges, "diagnostics": diagnostics},
+                                  skip=GAMMA_FIGURES)
+            report_wall, report_cpu = time.perf_counter() - t, time.process_time() - c + figure_run.cpu_s
         t, c = time.perf_counter(), time.process_time()
         results, gamma_jobs_cpu, n_workers = gamma_run.result()
     gamma_elapsed = time.perf_counter() - t_gamma0
@@ -1808,7 +1824,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     # (other processes on the same cores slow every step's wall time)
     res.provenance.update({"process_cpu_s": time.process_time() - cpu_all, "cpu_s_per_step": cpu_steps,
                            "gamma_workers": n_workers, "gamma_workers_cpu_s": gamma_jobs_cpu,
-                           "gamma_elapsed_s": gamma_elapsed,
+                           "gamma_elapsed_s": gamma_elapsed, "report_workers": figure_run.used,
+                           "report_workers_cpu_s": figure_run.cpu_s,
                            "load_average_start": load_start,
                            "load_average_end": _load_average(), "cpu_count": os.cpu_count(),
                            "cpus_usable": usable_cpus(), "cpu_quota": cpu_quota()})

@@ -948,6 +948,128 @@ def render_figures(res, skip: Iterable[str] = ()) -> dict[str, str]:
     return {name: _png(build()) for name, build in figure_builders(res).items() if name not in set(skip)}
 
 
+#: The memory one figure worker process (FigureWorkers) needs of its own (MB): the fork shares the check's arrays
+#: copy-on-write, so what a worker holds alone is matplotlib's import and its canvases, a figure's planes and
+#: temporaries, pymedphys' 2-D gamma.  Measured (private dirty memory, /proc/self/smaps_rollup, after drawing) on
+#: the OpenTPS head (TPS grid 109 x 99 x 81, three figures each): 98-108 MB per worker; with a margin:
+#: FIGURE_WORKER_MB, plus FIGURE_WORKER_GRIDS float64 grids of the dose grid's size for the whole-grid temporaries
+#: (a DVH's masked doses, a beam plane's search over the dose).
+FIGURE_WORKER_MB = 200.0
+FIGURE_WORKER_GRIDS = 4
+#: The share of the memory available (mcproton._run.inputs.available_memory) the figure workers may take together.
+FIGURE_WORKER_MEMORY_SHARE = 0.5
+
+
+def figure_worker_count(figures: int, grid_voxels: int) -> int:
+    """How many forked processes draw the report's ``figures`` figures (FigureWorkers): one per figure, at most one
+    per CPU this process may use (mcproton._cpus.usable_cpus) and as many as FIGURE_WORKER_MEMORY_SHARE of the memory
+    available holds (FIGURE_WORKER_MB and FIGURE_WORKER_GRIDS each); 0, the figures drawn here, one after the
+    other, where there is no fork (not Linux, or another Python thread running: mcproton._forked), one CPU, or room
+    for fewer than two."""
+    from .._cpus import usable_cpus
+    from .._forked import BackgroundProcess
+    from .._run.inputs import available_memory
+
+    n = min(int(figures), usable_cpus())
+    mem = available_memory()
+    if mem is not None:
+        each = FIGURE_WORKER_MB * 1e6 + FIGURE_WORKER_GRIDS * 8 * int(grid_voxels)
+        n = min(n, int(FIGURE_WORKER_MEMORY_SHARE * mem.available // each))
+    return n if n >= 2 and BackgroundProcess.available() else 0
+
+
+def _import_matplotlib() -> None:
+    """In a figure worker while it waits for its message: matplotlib's import and a first canvas (~0.4 s), so
+    that drawing starts at once (a failure is left to the drawing, which reports it)."""
+    try:
+        from ..plots import _plt
+
+        _plt()
+    except Exception:  # noqa: BLE001 - see above
+        pass
+
+
+class FigureWorkers:
+    """The report's figures that do not show the 3-D gammas (render_figures' ``skip=GAMMA_FIGURES``), drawn in
+    ``workers`` forked processes (mcproton._forked.MessageProcess) instead of here one after the other: the figures
+    are independent, ~1 s of matplotlib each on a head plan, and the report was the check's largest host step
+    (BENCHMARKS.md, 2026-12-06 host time).  ``with FigureWorkers(result_of, workers, log) as figs:`` forks them at
+    once, before the check starts its gamma workers' threads (a fork needs no other Python thread); each imports
+    matplotlib and waits.  :meth:`render` sends each its share of the figures' names with ``parts``, what the
+    figures need that was computed after the fork (the structure statistics, the ranges, ...: the arrays they
+    read, the doses and masks, the workers have from the fork, shared, not copied), waits for their PNGs and returns
+    them.  ``result_of(parts)``: the CheckResult the figures are drawn from (the same call here and in a worker, so
+    the PNGs are those drawn here, byte for byte: tested).
+
+    With no worker (``workers`` < 2: figure_worker_count) :meth:`render` draws here.  A worker that fails (its
+    figure raised, it died, its answer did not come back) is logged and its figures drawn here, where an error of
+    a figure is raised as it is without workers.  On the way out of the ``with`` (an error or a stop signal in the
+    check: CheckStopped) the workers still running are ended, SIGTERM then SIGKILL, each waited for
+    (mcproton._forked.STOP_WAIT_S): none is left behind; they ignore SIGINT themselves (a terminal's Ctrl-C reaches
+    them too: the check stops them) and end on SIGTERM without running the check's stop handlers.  ``cpu_s``: the
+    workers' CPU seconds; ``used``: the workers that drew."""
+
+    def __init__(self, result_of: Callable[[dict], Any], workers: int, log: Callable[[str], None] | None = None):
+        from .._forked import MessageProcess
+
+        self.result_of, self.log = result_of, log
+        self.cpu_s, self.used = 0.0, 0
+        self._procs: list[MessageProcess] = []
+        try:
+            for k in range(workers if workers >= 2 else 0):
+                self._procs.append(MessageProcess(self._draw, _import_matplotlib, f"the report's figures ({k + 1})",
+                                                  doing="drawing", role="figure worker", own_signals=True))
+        except BaseException:
+            self.close()
+            raise
+
+    def _draw(self, message: tuple[list[str], dict]) -> dict[str, str]:
+        """In a worker: its figures, each built and encoded (render_figures)."""
+        names, parts = message
+        return {name: _png(build()) for name, build in figure_builders(self.result_of(parts), names).items()}
+
+    def render(self, parts: dict, skip: Iterable[str] = ()) -> dict[str, str]:
+        """The figures of ``result_of(parts)`` except ``skip``, {name: base64 PNG} (render_figures'), drawn by the
+        workers (each sent its share, in the report's order round the workers) or here."""
+        res = self.result_of(parts)
+        names = [n for n in figure_builders(res) if n not in set(skip)]
+        procs, self._procs = self._procs, []
+        if not procs:
+            return {name: _png(build()) for name, build in figure_builders(res, names).items()}
+        shares = [names[k::len(procs)] for k in range(len(procs))]
+        try:
+            for p, share in zip(procs, shares):
+                if share:
+                    p.send((share, parts))
+            done: dict[str, str] = {}
+            for p, share in zip(procs, shares):
+                try:
+                    done.update(p.join() or {})
+                    self.cpu_s += p.process.cpu_s
+                    self.used += bool(share)
+                except RuntimeError as exc:   # drawn here instead, where an error of a figure is raised as usual
+                    if self.log is not None:
+                        self.log(f"mcproton check: {exc}; drawing {', '.join(share)} here")
+                    done.update((name, _png(build())) for name, build in figure_builders(res, share).items())
+        except BaseException:
+            for p in procs:
+                p.stop()
+            raise
+        return {name: done[name] for name in names}
+
+    def close(self) -> None:
+        """End the workers not yet joined (render joins them): after an error or a stop signal in the check."""
+        procs, self._procs = self._procs, []
+        for p in procs:
+            p.stop()
+
+    def __enter__(self) -> FigureWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _alt(res, name: str) -> str:
     """The alt text of the report's figure ``name``: what it shows and its numbers, so that the page read without
     its images (or by a screen reader) still says what each figure found (audit 13, F12: "DVH overlay")."""
