@@ -958,19 +958,26 @@ FIGURE_WORKER_MB = 200.0
 FIGURE_WORKER_GRIDS = 4
 #: The share of the memory available (mcproton._run.inputs.available_memory) the figure workers may take together.
 FIGURE_WORKER_MEMORY_SHARE = 0.5
+#: the fewest CPUs with which the figures are drawn in workers: on 2 CPUs (the CI VM, a laptop) the gamma workers
+#: already use both and each figure worker adds ~0.45 s of its own matplotlib import; measured on the OpenTPS head
+#: case at 2 CPUs (BENCHMARKS.md, 2026-12-06 host time): no gain, so the figures are drawn here below 4 CPUs
+FIGURE_WORKER_MIN_CPUS = 4
 
 
 def figure_worker_count(figures: int, grid_voxels: int) -> int:
     """How many forked processes draw the report's ``figures`` figures (FigureWorkers): one per figure, at most one
-    per CPU this process may use (mcproton._cpus.usable_cpus) and as many as FIGURE_WORKER_MEMORY_SHARE of the memory
-    available holds (FIGURE_WORKER_MB and FIGURE_WORKER_GRIDS each); 0, the figures drawn here, one after the
-    other, where there is no fork (not Linux, or another Python thread running: mcproton._forked), one CPU, or room
-    for fewer than two."""
+    per CPU this process may use (mcproton._cpus.usable_cpus) and as many as FIGURE_WORKER_MEMORY_SHARE of the
+    memory available holds (FIGURE_WORKER_MB and FIGURE_WORKER_GRIDS each); 0, the figures drawn here, one after
+    the other, where there is no fork (not Linux, or another Python thread running: mcproton._forked), fewer than
+    FIGURE_WORKER_MIN_CPUS CPUs, or room for fewer than two."""
     from .._cpus import usable_cpus
     from .._forked import BackgroundProcess
     from .._run.inputs import available_memory
 
-    n = min(int(figures), usable_cpus())
+    cpus = usable_cpus()
+    if cpus < FIGURE_WORKER_MIN_CPUS:
+        return 0
+    n = min(int(figures), cpus)
     mem = available_memory()
     if mem is not None:
         each = FIGURE_WORKER_MB * 1e6 + FIGURE_WORKER_GRIDS * 8 * int(grid_voxels)

@@ -105,7 +105,7 @@ def test_a_worker_that_dies_has_its_figures_drawn_here(base, serial, monkeypatch
 
 
 def test_how_many_workers(monkeypatch):
-    """One per figure, at most one per usable CPU, as many as half the memory available holds; none with one CPU,
+    """One per figure, at most one per usable CPU, as many as half the memory available holds; none below 4 CPUs,
     without fork (or with another thread running) or room for fewer than two."""
     import mcproton._cpus as cpus
     import mcproton._forked as forked
@@ -115,9 +115,10 @@ def test_how_many_workers(monkeypatch):
     each = report_module.FIGURE_WORKER_MB * 1e6 + report_module.FIGURE_WORKER_GRIDS * 8 * 10**6
     monkeypatch.setattr(forked.BackgroundProcess, "available", staticmethod(lambda: True))
     monkeypatch.setattr(inputs, "available_memory", lambda: None)
-    for n_cpu, expected in ((1, 0), (2, 2), (4, 4), (16, 6)):
+    for n_cpu, expected in ((1, 0), (2, 0), (3, 0), (4, 4), (16, 6)):
         monkeypatch.setattr(cpus, "usable_cpus", lambda n=n_cpu: n)
         assert report_module.figure_worker_count(6, 10**6) == expected, n_cpu
+    monkeypatch.setattr(cpus, "usable_cpus", lambda: 16)
     for mem, expected in ((2 * 3.5 * each, 3), (2 * 1.9 * each, 0), (1e12, 6)):
         monkeypatch.setattr(inputs, "available_memory", lambda m=mem: Memory(m, 0.0))
         assert report_module.figure_worker_count(6, 10**6) == expected, mem
