@@ -29,6 +29,23 @@ from typing import Mapping, Sequence
 import numpy as np
 
 
+#: A structure of fewer voxels than this on the dose grid is flagged (``few_voxels``) in the check (the report's
+#: table and a note) and in ``mcproton run``'s HDF5 DVH (an attribute of ``dvh/<ROI>`` and a console warning; infant
+#: audit 2026-12-06, F3): its metrics are of these few voxels, each in or out by its centre (no partial volume).
+#: Below 50 voxels D2 is the maximum voxel (ICRU 83 rank ceil(0.02 N) = 1), a single noisy MC voxel; and for a
+#: cochlea or lens (0.06-0.2 cm3, 2-10 voxels on a 2-3 mm grid) centre-in rasterisation read Dmax 10-30 % and D2
+#: 7-27 % below the exact partial-volume value in a 5 Gy/mm penumbra (structure audit 2026-12-05, F6: 200 positions
+#: per grid).  30 voxels (0.24 cm3 at 2 mm, 0.81 cm3 at 3 mm) holds those organs and a chiasm on a 3 mm grid, not
+#: a brainstem.
+SMALL_STRUCTURE_VOXELS = 30
+
+#: The mask volume of a structure (its voxels, each in or out by its centre) over its contour volume (polygon areas x
+#: plane spacing, what a planning system calls the structure's volume) outside this range is noted by ``mcproton run``
+#: and ``mcproton check``: its DVH is of a different volume than the one planned (a lens on a 4 mm grid: 0.47, its
+#: mask one voxel; infant audit 2026-12-06, F3).  0.8-1.25: a factor 1.25 either way.
+MASK_CONTOUR_RATIO_RANGE = (0.8, 1.25)
+
+
 def _doses(dose: np.ndarray, mask: np.ndarray) -> np.ndarray:
     d = np.asarray(dose, dtype=np.float64)
     m = np.asarray(mask, dtype=bool)

@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .dicom_export import export_phantom
-    from .coverage import make_head_phantom, missing_labels
+    from .coverage import labels_off_volume, make_head_phantom, missing_labels
 
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                "frame_of_reference_uid": res["ct"].frame_of_reference_uid,
                "rtstruct": str(res.get("rtstruct", "")), "hdf5": str(res["hdf5"]),
                "labels": len(g.label_names), "labels_lost_to_voxel_size": missing_labels(g),
+               "labels_volume_off_by_voxel_size": labels_off_volume(g),
                "calibration": args.calibration,
                "wall_s": round(time.perf_counter() - t0, 2)}
     print(json.dumps(summary, indent=2))

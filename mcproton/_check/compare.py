@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._cpus import usable_cpus
+from ..dvh import SMALL_STRUCTURE_VOXELS   # the few-voxel rule, shared with run's HDF5 DVH
 
 #: The gamma criteria of the check: (name, dose %, distance mm, local).
 GAMMA_CRITERIA = (("3%/2mm", 3.0, 2.0, False), ("2%/2mm", 2.0, 2.0, False), ("1%/1mm", 1.0, 1.0, False),
@@ -320,13 +321,6 @@ def classify(name: str, roi_type: str) -> str:
     return "oar"
 
 
-#: A structure of fewer voxels than this on the TPS grid is flagged in the check (``few_voxels``, the report's table
-#: and a note): its metrics are of these few voxels, each in or out by its centre (no partial volume).  Below 50
-#: voxels D2 is the maximum voxel (ICRU 83 rank ceil(0.02 N) = 1), a single noisy MC voxel; and for a cochlea or lens
-#: (0.06-0.2 cm3, 2-10 voxels on a 2-3 mm grid) centre-in rasterisation read Dmax 10-30 % and D2 7-27 % below the
-#: exact partial-volume value in a 5 Gy/mm penumbra (structure audit 2026-12-05, F6: 200 positions per grid).  30
-#: voxels (0.24 cm3 at 2 mm, 0.81 cm3 at 3 mm) holds those organs and a chiasm on a 3 mm grid, not a brainstem.
-SMALL_STRUCTURE_VOXELS = 30
 
 #: Realisations of the MC's noise added to the TPS dose for the noise-matched structure metrics
 #: (:func:`structure_stats`); their standard error is reported (``noise_shift_se_pct``).

@@ -1190,7 +1190,9 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
             kind = (f"{r['kind']} ({r['kind_basis']})" if r.get("kind_basis", "by its type") != "by its type"
                     else r["kind"])
             # volume and voxels on a structure's first row; a structure of few voxels flagged (compare.structure_stats)
-            size = [_num(r["volume_cm3"], ".3f") if "volume_cm3" in r else "",
+            # the contour volume (the planning system's) beside the mask's
+            contour = f" (contour {_num(r['contour_volume_cm3'], '.3f')})" if "contour_volume_cm3" in r else ""
+            size = [_num(r["volume_cm3"], ".3f") + contour if "volume_cm3" in r else "",
                     "" if r.get("voxels") is None else f"{r['voxels']}" + (" (few: see the notes)"
                                                                           if r.get("few_voxels") else "")]
             for i, (k, m) in enumerate(r["metrics"].items()):

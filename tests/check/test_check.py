@@ -1336,6 +1336,13 @@ def test_a_target_off_the_dose_grid_is_named(case, tmp_path):
     assert lens["volume_cm3"] == pytest.approx(lens["voxels"] * ptv["volume_cm3"] / ptv["voxels"])
     assert f"1 structure(s) have fewer than 30 voxels on the TPS dose grid: 'Lens' ({lens['voxels']}); their " \
            "metrics are of those voxels, each in or out by its centre" in notes, notes
+    # the contour volume beside the mask's, and a note where they differ by more than 1.25 x (infant audit F3)
+    assert ptv["contour_volume_cm3"] == pytest.approx(32 * 32 * 24 / 1e3, rel=0.1)
+    assert 0.8 <= ptv["volume_cm3"] / ptv["contour_volume_cm3"] <= 1.25
+    ratio = lens["volume_cm3"] / lens["contour_volume_cm3"]
+    assert (f"'Lens' mask {lens['volume_cm3']:.3g} cm3, contour {lens['contour_volume_cm3']:.3g} cm3 ({ratio:.2f})"
+            in notes) == (not 0.8 <= ratio <= 1.25), (ratio, notes)
+    assert "'PTV' mask" not in notes
 
 
 def test_tps_beam_doses_that_do_not_add_up_to_the_plan_dose_are_named(case):

@@ -117,8 +117,9 @@ def test_structure_table_has_volume_and_voxels(report):
     page = Path(report.report_html).read_text(encoding="utf-8")
     ptv = report.structures["PTV"]
     assert '<th scope="col">volume (cm3)</th><th scope="col">voxels</th><th scope="col">metric</th>' in page
-    assert f"<td>PTV</td><td>target</td><td>{ptv['volume_cm3']:.3f}</td><td>{ptv['voxels']}</td><td>Dmean</td>" \
-        in page and not ptv["few_voxels"]
+    # the contour volume beside the mask's (infant audit 2026-12-06, F3)
+    assert (f"<td>PTV</td><td>target</td><td>{ptv['volume_cm3']:.3f} (contour {ptv['contour_volume_cm3']:.3f})</td>"
+            f"<td>{ptv['voxels']}</td><td>Dmean</td>") in page and not ptv["few_voxels"]
 
 
 def test_dvh_figure_of_many_structures_keeps_its_legend_beside_the_axes(report):

@@ -517,3 +517,56 @@ def test_a_contour_on_voxel_centres_gives_the_same_mask_on_a_ct_stored_flipped(t
     assert np.array_equal(a, b), f"{int((a ^ b).sum())} voxels differ"
     cols, rows = np.flatnonzero(a.any(axis=(0, 1))), np.flatnonzero(a.any(axis=(0, 2)))
     assert (cols.min(), cols.max(), rows.min(), rows.max()) == (11, 29, 6, 20)
+
+
+def test_contour_volumes_are_polygon_areas_times_plane_spacing_with_holes():
+    """Infant audit 2026-12-06, F3: the contour volume (what a planning system calls the structure's volume) is the
+    polygon areas x the plane spacing, a contour inside another a hole (the masks' even-odd rule); a single plane
+    takes the grid's slice thickness, as its mask does."""
+    from mcproton._io.rtstruct import contour_volumes_cm3
+
+    vols = contour_volumes_cm3({"box": [_rect(-10, 10, -10, 10, z) for z in (0.0, 2.0, 4.0, 6.0, 8.0)],
+                                "one": [_rect(-10, 10, -10, 10, 0.0)],
+                                "ring": [c for z in (0.0, 2.0) for c in (_rect(-10, 10, -10, 10, z),
+                                                                         _rect(-5, 5, -5, 5, z))],
+                                "none": []}, 3.0)
+    assert vols == pytest.approx({"box": 400 * 5 * 2 / 1e3, "one": 400 * 3 / 1e3, "ring": 300 * 2 * 2 / 1e3})
+    g = box_phantom("water", (30, 30, 15), 0.5)   # a fine grid (z 0-15 mm): the mask's volume is the contour's
+    ring = {"ring": [c for z in np.arange(4.0, 10.1, 1.0) for c in (_circle(0, 0, 12, z), _circle(0, 0, 5, z))]}
+    m = rasterise(ring, g)["ring"]
+    assert np.count_nonzero(m) * 0.125e-3 == pytest.approx(contour_volumes_cm3(ring, 0.5)["ring"], rel=0.03)
+
+
+def test_run_dvh_of_tiny_structures_flags_few_voxels_empty_rois_and_contour_volume(tmp_path):
+    """Infant audit 2026-12-06, F3: `mcproton run`'s HDF5 DVH of a lens-sized structure on a 4 mm grid had no
+    few-voxel flag, an ROI with no voxel only an HDF5 attribute, and no contour volume.  Now: ``few_voxels`` and
+    ``contour_volume_cm3`` per ROI, and one console warning each for the empty ROIs, the few-voxel ROIs and a mask
+    volume outside 0.8-1.25 x the contour volume (naming the ROI, both volumes and the grid)."""
+    from types import SimpleNamespace
+
+    import h5py
+
+    from mcproton._io.rtstruct import add_dvh_to_result, read_dvh_hdf5
+
+    g = box_phantom("water", (20, 20, 20), 4.0)   # voxel centres x, y at 0, +-4, +-8 mm; z at 2, 6, ... 18 mm
+    rois = {"big": [_rect(-9.9, 9.9, -9.9, 9.9, z) for z in np.arange(0.5, 20.0, 1.0)],   # 125 voxels, 1.02 x
+            "lens": [_rect(-3.5, 2.5, -3.5, 2.5, z) for z in (5.0, 6.0, 7.0)],   # 1 voxel of 64 mm3; 0.108 cm3
+            "dot": [_rect(0.2, 0.8, 0.2, 0.8, 6.0)]}
+    save(make_rtstruct(rois), tmp_path / "RS.dcm")
+    p = tmp_path / "r.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("dose", data=np.ones(g.shape_zyx))
+    res = SimpleNamespace(geometry=g, dose_gy_zyx=np.ones(g.shape_zyx))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        add_dvh_to_result(res, p, tmp_path / "RS.dcm")
+    msgs = [str(x.message) for x in w]
+    d = read_dvh_hdf5(p)
+    assert d["lens"]["n_voxels"] == 1 and d["lens"]["few_voxels"] and not d["big"]["few_voxels"]
+    assert d["lens"]["contour_volume_cm3"] == pytest.approx(6 * 6 * 3 * 1 / 1e3)
+    assert d["big"]["contour_volume_cm3"] == pytest.approx(19.8 * 19.8 * 20 / 1e3)
+    assert d["big"]["mask_to_contour_volume"] == pytest.approx(8.0 / 7.8408)
+    assert any("ROI 'dot' has no voxel on the dose grid (4 x 4 x 4 mm)" in m for m in msgs), msgs
+    assert any("fewer than 30 voxels" in m and "'lens' (1)" in m and "'big'" not in m for m in msgs), msgs
+    assert any("differs from its contour volume" in m and "'lens' mask 0.064 cm3, contour 0.108 cm3 (0.59)" in m
+               and "4 x 4 x 4 mm" in m and "'big'" not in m for m in msgs), msgs

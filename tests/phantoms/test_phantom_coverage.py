@@ -3,6 +3,7 @@ have no voxel centre inside them, and `mcproton phantom --voxel-mm 5` wrote an R
 lens_right, without a word."""
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
@@ -43,3 +44,24 @@ def test_the_reference_size_draws_every_label(age, sex):
     anatomy (the frontal sinus of a young child), not of the voxel size."""
     fine = set(generate(age, 1.0, sex=sex, region="head").label_names.values())
     assert set(generate(age, REFERENCE_VOXEL_MM, sex=sex, region="head").label_names.values()) == fine
+
+
+def test_labels_whose_volume_the_voxel_size_changes_are_named(tmp_path, capsys, warnings_to_stderr):
+    """Infant audit 2026-12-06, F4: a 1-year-old's optic nerves are 2.2 x their 1 mm volume at 3 mm (a 26-connected
+    line of whole voxels), without a word, while lost labels were warned of.  Now a warning and the summary's
+    labels_volume_off_by_voxel_size name the labels more than 25 % off the 1 mm phantom's volume; the voxels are
+    unchanged (the 2 mm phantom, the default, is not checked)."""
+    from mcproton.phantoms.coverage import labels_off_volume
+
+    assert cli_main(["phantom", "--age", "1", "--region", "head", "--voxel-mm", "3", "--no-rtstruct", "--out",
+                     str(tmp_path / "p")]) == 0
+    out, err = capsys.readouterr()
+    off = json.loads(out)["labels_volume_off_by_voxel_size"]
+    assert off["optic_nerve_left"] == off["optic_nerve_right"] == pytest.approx(2.31, abs=0.02), off
+    assert off["optic_chiasm"] == pytest.approx(1.3, abs=0.02) and "brain" not in off and "lens_left" not in off
+    assert "mcproton: warning: at 3 mm voxels the 1 y male head phantom's " in err and \
+        "labels differ from their volume at 1 mm (the design volume) by more than 25 %: " in err and \
+        "optic_nerve_left 2.31 x" in err, err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonWarning)
+        assert labels_off_volume(make_head_phantom(1, 2.0, region="head")) == {}
