@@ -39,7 +39,7 @@ import numpy as np
 
 from .._io.ct import is_localizer
 from .._io.dicom_common import dicom_kind, may_be_dicom, read_dicom_file
-from .._io.rtstruct import struct_ct_series
+from .._io.rtstruct import struct_ct_series, struct_frame
 from .._io.errors import CheckInputError, DicomInputError
 from .mc_rtdose import is_check_output
 
@@ -252,7 +252,9 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
             found[mod].append(p)
             headers[p] = _Header(p, mod, str(ds.get("SOPInstanceUID", "") or ""),
                                  str(ds.get("SeriesInstanceUID", "") or ""),
-                                 str(ds.get("FrameOfReferenceUID", "") or ""), str(ds.get("PatientID", "") or ""),
+                                 struct_frame(ds) if mod == "RTSTRUCT" else str(ds.get("FrameOfReferenceUID", "")
+                                                                                 or ""),
+                                 str(ds.get("PatientID", "") or ""),
                                  str(ds.get("SeriesDescription", "") or ""),
                                  localizer=mod == "CT" and is_localizer([ds]),
                                  position=str(ds.get("PatientPosition", "") or "").strip().upper() if mod == "CT"
@@ -586,6 +588,16 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
     if ref:
         log.append(f"structures: {ref[0].name} (the plan's ReferencedStructureSetSequence)")
         return ref[0]
+    # a set of another frame is skipped, one alone too (audit 18 course F3: a QA plan or a re-plan beside the
+    # patient's only set was refused as "inputs on different frames"); one whose frame is unknown is kept alone
+    other = [p for p in files if plan_frame and headers[p].frame and headers[p].frame != plan_frame]
+    if other and len(other) == len(files):
+        for p in other:
+            log.append(f"skipped RT Struct {p.name}: another frame of reference ({headers[p].frame}) than the plan's "
+                       f"({plan_frame})")
+        log.append("note: no RT Struct of the plan's frame of reference: the check goes on without structures (no "
+                   "DVHs); give --struct with the plan's structure set to have them")
+        return None
     mine = [p for p in files if headers[p].frame == plan_frame] if len(files) > 1 else files
     listing = "; ".join(f"{p.name} (SOPInstanceUID {headers[p].sop}, FrameOfReferenceUID {headers[p].frame})"
                         for p in files)

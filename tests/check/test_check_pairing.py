@@ -421,6 +421,55 @@ def test_a_structure_set_of_another_frame_is_skipped_and_named(folder):
     assert any("skipped RT Struct RS_other.dcm" in s and "frame of reference" in s for s in inp.pairing)
 
 
+def _without_top_level_frame(path: Path) -> Path:
+    """The RT Struct as OpenTPS writes it: no top-level FrameOfReferenceUID (the IOD has none), its frame in
+    ReferencedFrameOfReferenceSequence and the ROIs' ReferencedFrameOfReferenceUID only."""
+    ds = pydicom.dcmread(path)
+    frame = ds.StructureSetROISequence[0].ReferencedFrameOfReferenceUID
+    del ds.FrameOfReferenceUID
+    item = pydicom.Dataset()
+    item.FrameOfReferenceUID = frame
+    ds.ReferencedFrameOfReferenceSequence = pydicom.Sequence([item])
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("top_level", [True, False])
+def test_the_only_structure_set_of_another_frame_is_skipped_and_named(folder, top_level):
+    """Audit 18 course F3: a QA plan or a re-plan whose folder holds only the patient's set of another frame was
+    refused as "inputs on different frames of reference"; the set is skipped, the check goes on without DVHs.  F5:
+    the same where the set has no top-level FrameOfReferenceUID."""
+    _rs(folder / "RS.dcm", frame=OTHER_FOR)
+    if not top_level:
+        _without_top_level_frame(folder / "RS.dcm")
+    inp = _gather(folder)
+    assert inp.struct_path is None and _paired(inp)[:3] == CLEAN[:3]
+    assert any(s.startswith("skipped RT Struct RS.dcm: another frame of reference (" + OTHER_FOR) for s in inp.pairing)
+    assert any("no DVHs" in s for s in inp.pairing), inp.pairing
+
+
+def test_structure_sets_without_a_top_level_frame_are_paired_by_their_referenced_frame(folder):
+    """Audit 18 course F5: two OpenTPS-like sets, one on the plan's frame: "2 RT Structs and none on the plan's
+    frame ... FrameOfReferenceUID )" before, with empty frames; now the one of the plan's frame is paired."""
+    _without_top_level_frame(folder / "RS.dcm")
+    _without_top_level_frame(_rs(folder / "RS_other.dcm", frame=OTHER_FOR))
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN
+    assert any(s.startswith(f"skipped RT Struct RS_other.dcm: another frame of reference ({OTHER_FOR})")
+               for s in inp.pairing), inp.pairing
+
+
+def test_a_structure_set_of_unknown_frame_alone_is_kept(folder):
+    ds = pydicom.dcmread(folder / "RS.dcm")
+    del ds.FrameOfReferenceUID
+    for r in ds.StructureSetROISequence:
+        del r.ReferencedFrameOfReferenceUID
+    if "ReferencedFrameOfReferenceSequence" in ds:
+        del ds.ReferencedFrameOfReferenceSequence
+    ds.save_as(folder / "RS.dcm")
+    assert _paired(_gather(folder)) == CLEAN
+
+
 def test_the_structure_set_the_plan_references_wins(folder):
     _rs(folder / "RS_new.dcm")
     ds = pydicom.dcmread(folder / "RP.dcm")
