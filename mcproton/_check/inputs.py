@@ -650,7 +650,11 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         plans = _one_file_per_plan(plans, headers, log)
         if len(plans) > 1:
             refs: dict[str, list[str]] = {}
+            sums: list[str] = []   # plan sums (several plan references) are no plan's dose (audit 18 course F4)
             for p in found.get("RTDOSE", []):
+                if len(dose_of(p).plan_uids) > 1:
+                    sums.append(f"{p.name} (a plan sum of {_plans_of(dose_of(p))})")
+                    continue
                 for u in dose_of(p).plan_uids or ("",):
                     refs.setdefault(u, []).append(p.name)
             dosed = [p for p in plans if headers[p].sop in refs]
@@ -661,12 +665,14 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                                    if u not in {headers[p].sop for p in plans})
                 raise CheckInputError(f"{len(plans)} RT Plans in {folder} ({what}"
                                       + (f"; {others}, which is not in the folder" if others else "")
+                                      + (f"; not one plan's dose: {'; '.join(sums)}" if sums else "")
                                       + "), and the RT Doses do not tell which plan to check: give --plan (and "
                                       "--dose), or leave one plan per folder")
             for p in plans:
                 if p != dosed[0]:
+                    in_sums = [n for n in sums if headers[p].sop in n]
                     log.append(f"skipped RT Plan {p.name} (SOPInstanceUID {headers[p].sop}): no RT Dose in the "
-                               "folder refers to it")
+                               "folder refers to it" + (f" but a plan sum ({'; '.join(in_sums)})" if in_sums else ""))
             plans = dosed
         plan = plans[0]
     plan_path = Path(plan)
@@ -686,6 +692,14 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         for d in doses:
             if d not in mine:
                 log.append(f"skipped RT Dose {Path(d.path).name}: it refers to plan {_plans_of(d)}, not this one")
+        if any(len(d.plan_uids) <= 1 for d in mine):   # the plan's own dose(s) beside a plan sum: the sum skipped
+            for d in [d for d in mine if len(d.plan_uids) > 1]:
+                sop_names = {h.sop: h.path.name for h in headers.values() if h.modality == "RTPLAN" and h.sop}
+                sop_names[rp.sop_instance_uid] = plan_path.name
+                log.append(f"skipped RT Dose {Path(d.path).name}: a plan sum of "
+                           f"{' and '.join(sop_names.get(u, u) for u in d.plan_uids)} (DoseSummationType "
+                           f"{d.summation_type or '(missing)'}), not this plan's dose")
+                mine.remove(d)
         if not mine and doses:
             elsewhere = "; ".join(f"{Path(d.path).name} refers to plan {_plans_of(d)}" for d in doses)
             raise CheckInputError(f"no RT Dose in {folder} refers to the plan {plan_path.name} "
@@ -712,7 +726,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                 f"RT Dose {name} references {len(d.plan_uids)} RT Plans ({', '.join(d.plan_uids)}; DoseSummationType "
                 f"{d.summation_type or '(missing)'}): a plan sum (e.g. a plan and its boost), not the dose of "
                 f"{plan_path.name} ({rp.sop_instance_uid}) alone; DICOM allows more than one plan reference only "
-                "for MULTI_PLAN (PS3.3 C.8.8.3); export this plan's own dose")
+                "for MULTI_PLAN (PS3.3 C.8.8.3); give this plan's own dose with --dose RD.dcm (export it if it is not "
+                "there)")
         if d.plan_uid and d.plan_uid != rp.sop_instance_uid:
             raise CheckInputError(f"RT Dose {name} refers to the plan {d.plan_uid}, not to {plan_path.name} "
                                   f"({rp.sop_instance_uid}): it is another plan's dose; give the dose of this plan")
