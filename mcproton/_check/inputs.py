@@ -429,7 +429,8 @@ def _same_dose(a: TPSDose, b: TPSDose) -> bool:
 def _one_file_per_plan(plans: list[Path], headers: dict[Path, "_Header"], log: list[str]) -> list[Path]:
     """The folder's RT Plans with byte-identical copies of one plan (the same SOPInstanceUID and the same bytes:
     a file copied under another name) counted once, as the RT Doses' copies are (before 2026-12-05 two copies were
-    refused as two plans); copies of one SOPInstanceUID that differ stay, and are refused as two plans."""
+    refused as two plans); two files of one SOPInstanceUID that differ are refused, naming the attributes they
+    differ in, as the RT Doses' counterpart is (before 2026-12-06: "2 RT Plans ... give --plan", audit 18 course F7)."""
     kept: dict[str, Path] = {}
     out = []
     for p in plans:
@@ -438,10 +439,32 @@ def _one_file_per_plan(plans: list[Path], headers: dict[Path, "_Header"], log: l
             log.append(f"skipped RT Plan {p.name}: a copy of {first.name} (the same SOPInstanceUID "
                        f"{headers[p].sop} and the same bytes), counted once")
             continue
-        if first is None and headers[p].sop:
+        if first is not None:   # audit 18 course F7: before, "2 RT Plans ... give --plan" without saying this
+            raise CheckInputError(f"RT Plans {first.name} and {p.name} carry the same SOPInstanceUID {headers[p].sop} "
+                                  f"but differ ({_differing_attributes(first, p)}): one of them was changed after the "
+                                  "export (e.g. approved and exported again); give the plan to check with --plan, or "
+                                  "remove the other from the folder")
+        if headers[p].sop:
             kept[headers[p].sop] = p
         out.append(p)
     return out
+
+
+def _differing_attributes(a: Path, b: Path, n: int = 5) -> str:
+    """Where two DICOM files differ, for a message: "in ApprovalStatus, ReviewerName, ..." (the first ``n`` top-level
+    attributes by keyword or tag), "in their nested sequences or bytes only" where the top-level values agree."""
+    import pydicom
+
+    try:
+        da, db = (pydicom.dcmread(x, stop_before_pixels=True) for x in (a, b))
+    except Exception:  # noqa: BLE001 - only the message depends on it
+        return "in their bytes"
+    tags = sorted(set(da.keys()) | set(db.keys()))
+    diff = [(da[t].keyword if t in da else db[t].keyword) or str(t) for t in tags
+            if (da.get(t) is None) != (db.get(t) is None) or (t in da and t in db and da[t].value != db[t].value)]
+    if not diff:
+        return "in their file meta or bytes only"
+    return "in " + listed(diff, n)
 
 
 def _one_file_per_dose(doses: list[TPSDose], log: list[str]) -> list[TPSDose]:

@@ -629,10 +629,11 @@ def test_a_copy_of_the_plan_is_counted_once_and_objects_not_read_are_named(folde
     assert "skipped RT Plan RP_copy.dcm: a copy of RP.dcm (the same SOPInstanceUID" in notes, notes
     assert "not used: 1 RT Ion Beams Treatment Record (RT_record.dcm)" in notes, notes
     assert "not used: 1 Spatial Registration (REG.dcm)" in notes, notes
-    ds = pydicom.dcmread(folder / "RP_copy.dcm")   # an edited copy under the same SOPInstanceUID: still refused
-    ds.RTPlanLabel = "edited"
+    ds = pydicom.dcmread(folder / "RP_copy.dcm")   # an edited copy under the same SOPInstanceUID: still refused,
+    ds.RTPlanLabel, ds.ApprovalStatus = "edited", "APPROVED"   # saying so (audit 18 course F7: "2 RT Plans" before)
     ds.save_as(folder / "RP_copy.dcm")
-    _refused(folder, "2 RT Plans")
+    msg = _refused(folder, "RT Plans RP.dcm and RP_copy.dcm carry the same SOPInstanceUID")
+    assert "differ (in RTPlanLabel, ApprovalStatus)" in msg and "--plan" in msg, msg
 
 
 def test_a_set_up_beam_in_the_plan_leaves_the_beam_doses_paired(folder):
