@@ -224,6 +224,25 @@ def test_two_plans_and_doses_of_neither_are_refused(folder):
     assert "RD_x.dcm" in msg and "1.2.3.999" in msg
 
 
+def test_files_in_sub_folders_are_named_by_their_path_in_the_patient_folder(folder):
+    """Audit 18 course F6: a course exported one folder per plan (cranial/RP.dcm, spinal/RP.dcm, each with its
+    RD.dcm): the pairing lines said "TPS plan dose: RD.dcm", not which one."""
+    for p in folder.glob("RD_*.dcm"):
+        p.unlink()
+    for sub in ("cranial", "spinal"):
+        (folder / sub).mkdir()
+        _rd(folder / sub / "RD.dcm", _plan(folder / sub / "RP.dcm", sub))
+    (folder / "RP.dcm").unlink()
+    msg = _refused(folder, "2 RT Plans")
+    assert "cranial/RP.dcm (SOPInstanceUID" in msg and "RT Dose(s) spinal/RD.dcm" in msg, msg
+    inp = _gather(folder, plan=folder / "spinal" / "RP.dcm")
+    assert Path(inp.total.path) == folder / "spinal" / "RD.dcm"
+    assert "TPS plan dose: spinal/RD.dcm (PLAN)" in inp.pairing, inp.pairing
+    assert any(s.startswith("skipped RT Dose cranial/RD.dcm: it refers to plan") for s in inp.pairing)
+    assert any(s.startswith("plan spinal/RP.dcm: 'spinal'") for s in inp.pairing)
+    assert "structures: RS.dcm" in inp.pairing   # a file at the top level: its bare name
+
+
 # ---- 3. a dose of a plan that is not there; a plan without a dose
 def test_only_a_dose_of_a_plan_that_is_not_in_the_folder(folder):
     for p in folder.glob("RD_*.dcm"):
