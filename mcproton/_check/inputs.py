@@ -39,7 +39,7 @@ import numpy as np
 
 from .._io.ct import is_localizer
 from .._io.dicom_common import dicom_kind, may_be_dicom, read_dicom_file
-from .._io.rtstruct import struct_ct_series
+from .._io.rtstruct import struct_ct_series, struct_frame
 from .._io.errors import CheckInputError, DicomInputError
 from .mc_rtdose import is_check_output
 
@@ -252,7 +252,9 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
             found[mod].append(p)
             headers[p] = _Header(p, mod, str(ds.get("SOPInstanceUID", "") or ""),
                                  str(ds.get("SeriesInstanceUID", "") or ""),
-                                 str(ds.get("FrameOfReferenceUID", "") or ""), str(ds.get("PatientID", "") or ""),
+                                 struct_frame(ds) if mod == "RTSTRUCT" else str(ds.get("FrameOfReferenceUID", "")
+                                                                                 or ""),
+                                 str(ds.get("PatientID", "") or ""),
                                  str(ds.get("SeriesDescription", "") or ""),
                                  localizer=mod == "CT" and is_localizer([ds]),
                                  position=str(ds.get("PatientPosition", "") or "").strip().upper() if mod == "CT"
@@ -394,6 +396,21 @@ def read_tps_dose(path: str | Path, dose_type: str | None = None) -> TPSDose:
                    tuple(d.referenced_plan_sop_instance_uids))
 
 
+def _shown(path: str | Path, root: str | Path | None) -> str:
+    """How the pairing lines and messages name a file: by its path relative to the patient folder ``root``
+    ("spinal/RD.dcm"; the bare name at the folder's top level), since a course exported one folder per plan holds
+    several RD.dcm (audit 18 course F6: which one was compared was in check.json's inputs only); a file outside
+    the folder (given with --plan, --dose, --struct) by its name."""
+    p = Path(path)
+    if root is not None:
+        for a, b in ((p, Path(root)), (p.resolve(), Path(root).resolve())):
+            try:
+                return a.relative_to(b).as_posix()
+            except ValueError:
+                pass
+    return p.name
+
+
 def _plans_of(d: TPSDose) -> str:
     """The plan(s) an RT Dose refers to, for the pairing's messages: every one of them."""
     return ", ".join(d.plan_uids) if d.plan_uids else (d.plan_uid or "(none)")
@@ -424,25 +441,50 @@ def _same_dose(a: TPSDose, b: TPSDose) -> bool:
             and a.beam_numbers == b.beam_numbers and bool(np.array_equal(a.dose_gy_zyx, b.dose_gy_zyx)))
 
 
-def _one_file_per_plan(plans: list[Path], headers: dict[Path, "_Header"], log: list[str]) -> list[Path]:
+def _one_file_per_plan(plans: list[Path], headers: dict[Path, "_Header"], log: list[str], *,
+                       root: str | Path | None = None) -> list[Path]:
     """The folder's RT Plans with byte-identical copies of one plan (the same SOPInstanceUID and the same bytes:
     a file copied under another name) counted once, as the RT Doses' copies are (before 2026-12-05 two copies were
-    refused as two plans); copies of one SOPInstanceUID that differ stay, and are refused as two plans."""
+    refused as two plans); two files of one SOPInstanceUID that differ are refused, naming the attributes they
+    differ in, as the RT Doses' counterpart is (before 2026-12-06: "2 RT Plans ... give --plan", audit 18 course F7)."""
     kept: dict[str, Path] = {}
     out = []
     for p in plans:
         first = kept.get(headers[p].sop) if headers[p].sop else None
         if first is not None and first.read_bytes() == p.read_bytes():
-            log.append(f"skipped RT Plan {p.name}: a copy of {first.name} (the same SOPInstanceUID "
+            log.append(f"skipped RT Plan {_shown(p, root)}: a copy of {_shown(first, root)} (the same SOPInstanceUID "
                        f"{headers[p].sop} and the same bytes), counted once")
             continue
-        if first is None and headers[p].sop:
+        if first is not None:   # audit 18 course F7: before, "2 RT Plans ... give --plan" without saying this
+            raise CheckInputError(f"RT Plans {_shown(first, root)} and {_shown(p, root)} carry the same SOPInstanceUID "
+                                  f"{headers[p].sop} "
+                                  f"but differ ({_differing_attributes(first, p)}): one of them was changed after the "
+                                  "export (e.g. approved and exported again); give the plan to check with --plan, or "
+                                  "remove the other from the folder")
+        if headers[p].sop:
             kept[headers[p].sop] = p
         out.append(p)
     return out
 
 
-def _one_file_per_dose(doses: list[TPSDose], log: list[str]) -> list[TPSDose]:
+def _differing_attributes(a: Path, b: Path, n: int = 5) -> str:
+    """Where two DICOM files differ, for a message: "in ApprovalStatus, ReviewerName, ..." (the first ``n`` top-level
+    attributes by keyword or tag), "in their nested sequences or bytes only" where the top-level values agree."""
+    import pydicom
+
+    try:
+        da, db = (pydicom.dcmread(x, stop_before_pixels=True) for x in (a, b))
+    except Exception:  # noqa: BLE001 - only the message depends on it
+        return "in their bytes"
+    tags = sorted(set(da.keys()) | set(db.keys()))
+    diff = [(da[t].keyword if t in da else db[t].keyword) or str(t) for t in tags
+            if (da.get(t) is None) != (db.get(t) is None) or (t in da and t in db and da[t].value != db[t].value)]
+    if not diff:
+        return "in their file meta or bytes only"
+    return "in " + listed(diff, n)
+
+
+def _one_file_per_dose(doses: list[TPSDose], log: list[str], *, root: str | Path | None = None) -> list[TPSDose]:
     """The doses with copies of one RT Dose (the same SOPInstanceUID, e.g. a file copied under another name)
     counted once; two files of one SOPInstanceUID that hold different doses are refused (one was edited)."""
     kept: dict[str, TPSDose] = {}
@@ -454,10 +496,10 @@ def _one_file_per_dose(doses: list[TPSDose], log: list[str]) -> list[TPSDose]:
                 kept[d.sop_instance_uid] = d
             out.append(d)
         elif _same_dose(first, d):
-            log.append(f"skipped RT Dose {Path(d.path).name}: a copy of {Path(first.path).name} (the same "
+            log.append(f"skipped RT Dose {_shown(d.path, root)}: a copy of {_shown(first.path, root)} (the same "
                        f"SOPInstanceUID {d.sop_instance_uid} and the same dose), counted once")
         else:
-            raise CheckInputError(f"RT Doses {Path(first.path).name} and {Path(d.path).name} carry the same "
+            raise CheckInputError(f"RT Doses {_shown(first.path, root)} and {_shown(d.path, root)} carry the same "
                                   f"SOPInstanceUID {d.sop_instance_uid} but different doses (or grids, types): one of "
                                   "them was changed after the export; give the planning system's file with --dose, "
                                   "or remove the other from the folder")
@@ -571,7 +613,7 @@ def _plan_names_struct(plan_path: Path, sop: str) -> bool:
 
 
 def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Path, plan_frame: str,
-                 log: list[str]) -> Path | None:
+                 log: list[str], *, root: str | Path | None = None) -> Path | None:
     """The structure set the plan references (ReferencedStructureSetSequence), else the only one of the plan's
     frame of reference; two of the plan's frame that the plan does not tell apart are refused."""
     import pydicom
@@ -584,10 +626,21 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
         pass
     ref = [p for p in files if want and headers[p].sop == want]
     if ref:
-        log.append(f"structures: {ref[0].name} (the plan's ReferencedStructureSetSequence)")
+        log.append(f"structures: {_shown(ref[0], root)} (the plan's ReferencedStructureSetSequence)")
         return ref[0]
+    # a set of another frame is skipped, one alone too (audit 18 course F3: a QA plan or a re-plan beside the
+    # patient's only set was refused as "inputs on different frames"); one whose frame is unknown is kept alone
+    other = [p for p in files if plan_frame and headers[p].frame and headers[p].frame != plan_frame]
+    if other and len(other) == len(files):
+        for p in other:
+            log.append(f"skipped RT Struct {_shown(p, root)}: another frame of reference ({headers[p].frame}) than "
+                       "the plan's "
+                       f"({plan_frame})")
+        log.append("note: no RT Struct of the plan's frame of reference: the check goes on without structures (no "
+                   "DVHs); give --struct with the plan's structure set to have them")
+        return None
     mine = [p for p in files if headers[p].frame == plan_frame] if len(files) > 1 else files
-    listing = "; ".join(f"{p.name} (SOPInstanceUID {headers[p].sop}, FrameOfReferenceUID {headers[p].frame})"
+    listing = "; ".join(f"{_shown(p, root)} (SOPInstanceUID {headers[p].sop}, FrameOfReferenceUID {headers[p].frame})"
                         for p in files)
     if len(mine) != 1:
         which = ("of the plan's frame of reference " if mine else "and none on the plan's frame ") + plan_frame
@@ -596,8 +649,10 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
                               "plan's structure set), or leave one in the folder")
     for p in files:
         if p != mine[0]:
-            log.append(f"skipped RT Struct {p.name}: another frame of reference ({headers[p].frame}) than the plan's")
-    log.append(f"structures: {mine[0].name}" + (f" (the plan refers to structure set {want}, which is not in the "
+            log.append(f"skipped RT Struct {_shown(p, root)}: another frame of reference ({headers[p].frame}) than "
+                       "the plan's")
+    log.append(f"structures: {_shown(mine[0], root)}"
+               + (f" (the plan refers to structure set {want}, which is not in the "
                                                   "folder; this one is on the plan's frame of reference)"
                                                   if want else ""))
     return mine[0]
@@ -635,26 +690,34 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         plans = found.get("RTPLAN", [])
         if not plans:
             raise CheckInputError(no_plan_message(folder, found, not_dicom))
-        plans = _one_file_per_plan(plans, headers, log)
+        plans = _one_file_per_plan(plans, headers, log, root=folder)
         if len(plans) > 1:
             refs: dict[str, list[str]] = {}
+            sums: list[str] = []   # plan sums (several plan references) are no plan's dose (audit 18 course F4)
             for p in found.get("RTDOSE", []):
+                if len(dose_of(p).plan_uids) > 1:
+                    sums.append(f"{_shown(p, folder)} (a plan sum of {_plans_of(dose_of(p))})")
+                    continue
                 for u in dose_of(p).plan_uids or ("",):
-                    refs.setdefault(u, []).append(p.name)
+                    refs.setdefault(u, []).append(_shown(p, folder))
             dosed = [p for p in plans if headers[p].sop in refs]
             if len(dosed) != 1:
-                what = "; ".join(f"{p.name} (SOPInstanceUID {headers[p].sop}, PatientID {headers[p].patient!r}): "
+                what = "; ".join(f"{_shown(p, folder)} (SOPInstanceUID {headers[p].sop}, PatientID "
+                                 f"{headers[p].patient!r}): "
                                  f"RT Dose(s) {', '.join(refs.get(headers[p].sop, [])) or 'none'}" for p in plans)
                 others = "; ".join(f"{', '.join(n)} refer(s) to plan {u or '(none)'}" for u, n in refs.items()
                                    if u not in {headers[p].sop for p in plans})
                 raise CheckInputError(f"{len(plans)} RT Plans in {folder} ({what}"
                                       + (f"; {others}, which is not in the folder" if others else "")
+                                      + (f"; not one plan's dose: {'; '.join(sums)}" if sums else "")
                                       + "), and the RT Doses do not tell which plan to check: give --plan (and "
                                       "--dose), or leave one plan per folder")
             for p in plans:
                 if p != dosed[0]:
-                    log.append(f"skipped RT Plan {p.name} (SOPInstanceUID {headers[p].sop}): no RT Dose in the "
-                               "folder refers to it")
+                    in_sums = [n for n in sums if headers[p].sop in n]
+                    log.append(f"skipped RT Plan {_shown(p, folder)} (SOPInstanceUID {headers[p].sop}): no RT Dose "
+                               "in the folder refers to it"
+                               + (f" but a plan sum ({'; '.join(in_sums)})" if in_sums else ""))
             plans = dosed
         plan = plans[0]
     plan_path = Path(plan)
@@ -662,9 +725,9 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         raise CheckInputError(f"RT Plan {plan_path} does not exist")
     rp = load_rtplan(plan_path, patient_position=patient_position,
                      ignore_beam_limiting_devices=ignore_beam_limiting_devices)
-    log.append(f"plan {plan_path.name}: {rp.label!r}, SOPInstanceUID {rp.sop_instance_uid}, "
+    log.append(f"plan {_shown(plan_path, folder)}: {rp.label!r}, SOPInstanceUID {rp.sop_instance_uid}, "
                f"{len(rp.beams)} beam(s), {rp.number_of_fractions} fraction(s)")
-    log.extend(f"plan {plan_path.name}: {note} (--patient-position)" for note in rp.notes)
+    log.extend(f"plan {_shown(plan_path, folder)}: {note} (--patient-position)" for note in rp.notes)
     log.extend(rp.skipped_beams)   # set-up fields left out (one with spots is also a warning)
     # ---- doses
     if dose is None:
@@ -673,10 +736,19 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         mine = [d for d in doses if rp.sop_instance_uid in d.plan_uids]   # any of its references (a plan sum: refused)
         for d in doses:
             if d not in mine:
-                log.append(f"skipped RT Dose {Path(d.path).name}: it refers to plan {_plans_of(d)}, not this one")
+                log.append(f"skipped RT Dose {_shown(d.path, folder)}: it refers to plan {_plans_of(d)}, not this one")
+        if any(len(d.plan_uids) <= 1 for d in mine):   # the plan's own dose(s) beside a plan sum: the sum skipped
+            for d in [d for d in mine if len(d.plan_uids) > 1]:
+                sop_names = {h.sop: _shown(h.path, folder) for h in headers.values()
+                             if h.modality == "RTPLAN" and h.sop}
+                sop_names[rp.sop_instance_uid] = _shown(plan_path, folder)
+                log.append(f"skipped RT Dose {_shown(d.path, folder)}: a plan sum of "
+                           f"{' and '.join(sop_names.get(u, u) for u in d.plan_uids)} (DoseSummationType "
+                           f"{d.summation_type or '(missing)'}), not this plan's dose")
+                mine.remove(d)
         if not mine and doses:
-            elsewhere = "; ".join(f"{Path(d.path).name} refers to plan {_plans_of(d)}" for d in doses)
-            raise CheckInputError(f"no RT Dose in {folder} refers to the plan {plan_path.name} "
+            elsewhere = "; ".join(f"{_shown(d.path, folder)} refers to plan {_plans_of(d)}" for d in doses)
+            raise CheckInputError(f"no RT Dose in {folder} refers to the plan {_shown(plan_path, folder)} "
                                   f"({rp.sop_instance_uid}): {elsewhere}, which is not in the folder; give the plan "
                                   "those doses were computed for (--plan), or this plan's dose (--dose RD.dcm)")
         doses = mine
@@ -688,21 +760,22 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         raise CheckInputError("no RT Dose of the planning system to check against; give --dose RD.dcm (the RT Dose "
                               f"must refer to the plan {rp.sop_instance_uid})"
                               + (f"; skipped as compressed: {listed(gz)}" if gz else ""))
-    doses = _one_file_per_dose(doses, log)
+    doses = _one_file_per_dose(doses, log, root=folder)
     total: TPSDose | None = None
     beams: dict[int, TPSDose] = {}
     plan_beams = {b.number for b in rp.beams}
     plan_groups = _plan_fraction_groups(plan_path)
     for d in doses:
-        name = Path(d.path).name
+        name = _shown(d.path, folder)
         if len(d.plan_uids) > 1:   # a plan sum (PS3.3 C.8.8.3: one item unless MULTI_PLAN), whatever its type says
             raise CheckInputError(
                 f"RT Dose {name} references {len(d.plan_uids)} RT Plans ({', '.join(d.plan_uids)}; DoseSummationType "
                 f"{d.summation_type or '(missing)'}): a plan sum (e.g. a plan and its boost), not the dose of "
-                f"{plan_path.name} ({rp.sop_instance_uid}) alone; DICOM allows more than one plan reference only "
-                "for MULTI_PLAN (PS3.3 C.8.8.3); export this plan's own dose")
+                f"{_shown(plan_path, folder)} ({rp.sop_instance_uid}) alone; DICOM allows more than one plan reference "
+                "only for MULTI_PLAN (PS3.3 C.8.8.3); give this plan's own dose with --dose RD.dcm (export it if it is "
+                "not there)")
         if d.plan_uid and d.plan_uid != rp.sop_instance_uid:
-            raise CheckInputError(f"RT Dose {name} refers to the plan {d.plan_uid}, not to {plan_path.name} "
+            raise CheckInputError(f"RT Dose {name} refers to the plan {d.plan_uid}, not to {_shown(plan_path, folder)} "
                                   f"({rp.sop_instance_uid}): it is another plan's dose; give the dose of this plan")
         if d.fraction_group is not None and plan_groups and d.fraction_group != plan_groups[0]:
             if d.fraction_group in plan_groups:   # truly another group's dose
@@ -727,7 +800,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                                       "cannot be paired with a beam of this plan")
             if d.beam_numbers[0] in beams:
                 other = beams[d.beam_numbers[0]]
-                raise CheckInputError(f"two RT Doses of beam {d.beam_numbers[0]}: {Path(other.path).name} "
+                raise CheckInputError(f"two RT Doses of beam {d.beam_numbers[0]}: {_shown(other.path, folder)} "
                                       f"(SOPInstanceUID {other.sop_instance_uid}) and {name} (SOPInstanceUID "
                                       f"{d.sop_instance_uid}), e.g. before and after a re-computation: only one can "
                                       "be the beam's dose; give the right one with --dose (and the others), or "
@@ -746,7 +819,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                 log.append(f"note: the plan dose {name} ({d.summation_type}) names every beam of the plan in its "
                            f"ReferencedBeamSequence ({sorted(plan_beams)}): read as the plan dose")
             if total is not None:
-                raise CheckInputError(f"two plan doses: {Path(total.path).name} (SOPInstanceUID "
+                raise CheckInputError(f"two plan doses: {_shown(total.path, folder)} (SOPInstanceUID "
                                       f"{total.sop_instance_uid}) and {name} (SOPInstanceUID {d.sop_instance_uid}), "
                                       "e.g. two versions or a verification dose: give the right one with --dose, or "
                                       "remove the other from the folder")
@@ -762,8 +835,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     for d in beams.values():
         if (d.shape_zyx != ref.shape_zyx or not np.allclose(d.origin_mm, ref.origin_mm, atol=1e-3)
                 or not np.allclose(d.voxel_size_mm, ref.voxel_size_mm, atol=1e-4)):
-            raise CheckInputError(f"the per-beam dose {Path(d.path).name} is on another grid than "
-                                  f"{Path(ref.path).name}; export all doses on one grid")
+            raise CheckInputError(f"the per-beam dose {_shown(d.path, folder)} is on another grid than "
+                                  f"{_shown(ref.path, folder)}; export all doses on one grid")
     # ---- dose type
     types = {d.dose_type for d in doses}
     if len(types) > 1:
@@ -773,7 +846,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     if dose_type is not None and dtype != in_file:
         log.append(f"dose type: {dtype} as given (dose_type / --dose-type); the RT Dose says "
                    f"{in_file or '(no DoseType)'}")
-    opentps = [Path(d.path).name for d in doses if written_by_opentps(d)]
+    opentps = [_shown(d.path, folder) for d in doses if written_by_opentps(d)]
     if dose_type is None and dtype == "EFFECTIVE" and opentps:
         raise CheckInputError(
             f"{listed(opentps, 3)}: DoseType EFFECTIVE, written by OpenTPS, whose RT Dose writer labels every dose "
@@ -782,7 +855,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
             "Say which it is: --dose-type physical (the MCsquare dose as OpenTPS computes it) or --dose-type "
             "effective (a dose that was scaled by a constant RBE; --rbe gives it if not 1.1)")
     if dtype not in ("PHYSICAL", "EFFECTIVE"):
-        raise CheckInputError(f"RT Dose {Path(ref.path).name}: DoseType {dtype or '(missing)'!r} is not PHYSICAL or "
+        raise CheckInputError(f"RT Dose {_shown(ref.path, folder)}: DoseType {dtype or '(missing)'!r} is not "
+                              "PHYSICAL or "
                               "EFFECTIVE, so it is not known which dose to compute (an ERROR dose or an unknown "
                               "RBE model cannot be recomputed); export the physical or the RBE 1.1 dose")
     # ---- fractions
@@ -790,7 +864,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     sums = {d.summation_type for d in doses}
     one, every = sums & set(ONE_FRACTION), sums & set(ALL_FRACTIONS)
     if one and every and nfx > 1:
-        kinds = ", ".join(f"{Path(d.path).name} {d.summation_type}" for d in doses)
+        kinds = ", ".join(f"{_shown(d.path, folder)} {d.summation_type}" for d in doses)
         raise CheckInputError(f"the TPS doses hold different numbers of fractions ({kinds}): one session against all "
                               f"{nfx} fractions; give doses of one kind")
     if fractions == "auto":
@@ -799,12 +873,12 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         all_fx = fractions == "all"
         if one and all_fx:
             st = sorted(one)[0]
-            raise CheckInputError(f"fractions = 'all' but the RT Dose {Path(ref.path).name} holds one fraction "
+            raise CheckInputError(f"fractions = 'all' but the RT Dose {_shown(ref.path, folder)} holds one fraction "
                                   f"(DoseSummationType {st}): the doses would differ by the number of fractions "
                                   f"({nfx}); use fractions = 'one' or 'auto'")
         if not all_fx and nfx > 1 and every - {"FRACTION"}:
             st = sorted(every - {"FRACTION"})[0]
-            raise CheckInputError(f"fractions = 'one' but the RT Dose {Path(ref.path).name} is a {st} dose (all "
+            raise CheckInputError(f"fractions = 'one' but the RT Dose {_shown(ref.path, folder)} is a {st} dose (all "
                                   f"{nfx} fractions): the doses would differ {nfx}-fold; use 'all' or 'auto'")
         if not all_fx and nfx > 1 and "FRACTION" in every:
             log.append(f"DoseSummationType FRACTION read as ONE fraction, as asked (fractions = 'one'; DICOM defines "
@@ -824,11 +898,11 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                               "plan's dose cannot be compared (it would look like a plan without those beams); give "
                               "their RT Doses or the plan dose with --dose (export them with the others)")
     # ---- frame of reference
-    fors = {"plan": rp.frame_of_reference_uid, **{f"dose {Path(d.path).name}": d.frame_of_reference_uid
+    fors = {"plan": rp.frame_of_reference_uid, **{f"dose {_shown(d.path, folder)}": d.frame_of_reference_uid
                                                    for d in doses}}
     # ---- structures, then the CT (of several CT series, the one the structure set was drawn on)
     if struct is None and found.get("RTSTRUCT"):
-        struct = _pick_struct(found["RTSTRUCT"], headers, plan_path, rp.frame_of_reference_uid, log)
+        struct = _pick_struct(found["RTSTRUCT"], headers, plan_path, rp.frame_of_reference_uid, log, root=folder)
     struct_series: tuple[str, ...] = ()
     if struct is not None:
         sp = Path(struct)
@@ -845,10 +919,10 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
             raise CheckInputError(f"no CT slices in {ct}; give --ct with the folder of the plan's CT series")
         headers.update(ct_headers)
         ct, ct_uid, ct_patient = _pick_ct(ct_files, headers, rp.frame_of_reference_uid, log, want=ct_series,
-                                          struct_series=struct_series, struct_name=Path(struct or "").name)
+                                          struct_series=struct_series, struct_name=_shown(struct or "", folder))
     elif found.get("CT"):
         ct, ct_uid, ct_patient = _pick_ct(found["CT"], headers, rp.frame_of_reference_uid, log, want=ct_series,
-                                          struct_series=struct_series, struct_name=Path(struct or "").name)
+                                          struct_series=struct_series, struct_name=_shown(struct or "", folder))
     elif ct_series is not None:
         raise CheckInputError(f"--ct-series {ct_series}: there is no CT to choose from (no CT slices"
                               f"{' in ' + str(folder) if folder is not None else ''}); give --ct")
@@ -861,7 +935,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     # ---- one patient: the files the UIDs link (plan, its doses, the structure set it names) give the patient's
     # PatientID(s) (real exports differ there: APTG plan03's plan says 'test_LET_ramp', its dose and RS
     # 'WTR303030'; noted); a CT or structure set paired by the frame of reference alone must carry one of them
-    linked = {f"plan {plan_path.name}": rp.patient_id, **{f"RT Dose {Path(d.path).name}": d.patient_id
+    linked = {f"plan {_shown(plan_path, folder)}": rp.patient_id, **{f"RT Dose {_shown(d.path, folder)}": d.patient_id
                                                           for d in doses}}
     by_frame: dict[str, str] = {}
     if ct is not None:
@@ -870,7 +944,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         rs_hdr = _dcm_header(Path(struct))
         rs_pid = str(getattr(rs_hdr, "PatientID", "") or "")
         rs_named = _plan_names_struct(plan_path, str(getattr(rs_hdr, "SOPInstanceUID", "") or ""))
-        (linked if rs_named else by_frame)[f"RT Struct {Path(struct).name}"] = rs_pid
+        (linked if rs_named else by_frame)[f"RT Struct {_shown(struct, folder)}"] = rs_pid
     ids = {v for v in linked.values() if v}
     alien = {k: v for k, v in by_frame.items() if v and ids and v not in ids}
     if alien:

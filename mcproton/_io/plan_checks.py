@@ -111,11 +111,36 @@ def check_plan(ds, src: str) -> None:
     _check_fraction_group(ds, beams, numbers, labels, src)
     # set-up and verification fields are left out of the dose (rtplan._parse_plan): their control points, meterset
     # and set-up are not checked (an Eclipse kV set-up field has no spots and no FinalCumulativeMetersetWeight)
-    treated = [(b, where) for b, where in zip(beams, labels) if _is_treatment(b)]
+    # so are treatment beams left at 0 MU (is_zero_mu_beam)
+    mu = beam_metersets(ds)
+    treated = [(b, where) for b, where in zip(beams, labels) if _is_treatment(b)
+               and not is_zero_mu_beam(b, mu.get(int(_num(b.get("BeamNumber", None)) or 0)))]
     _check_setups(ds, [b for b, _ in treated], [where for _, where in treated], src)
     for b, where in treated:
         _check_control_points(b, where)
         _check_range_shifters(b, where)
+
+
+def is_zero_mu_beam(b, beam_meterset: float | None) -> bool:
+    """Whether treatment beam ``b`` is left at 0 MU: FinalCumulativeMetersetWeight (300A,010E) 0, its
+    BeamMeterset (300A,0086) ``beam_meterset`` 0 and no spot weight above 0 (a field kept in a course plan at 0 MU).
+    Such a beam delivers nothing and is left out of the dose, as a set-up field is (audit 18 course F8: before, it
+    refused the plan); a meterset of 0 with spot weights, or weights without a meterset, stays a damaged plan."""
+    fcmw = _num(b.get("FinalCumulativeMetersetWeight", None))
+    if fcmw != 0 or beam_meterset is None or beam_meterset != 0:
+        return False
+    return not any(_weights(cp) != 0 for cp in b.get("IonControlPointSequence", None) or [])
+
+
+def beam_metersets(ds) -> dict[int, float | None]:
+    """BeamMeterset (300A,0086) of each beam the first fraction group references (None where not a number)."""
+    out: dict[int, float | None] = {}
+    for fg in (ds.get("FractionGroupSequence", None) or [])[:1]:
+        for rb in fg.get("ReferencedBeamSequence", None) or []:
+            n = _num(rb.get("ReferencedBeamNumber", None))
+            if n is not None and math.isfinite(n) and n == int(n):
+                out[int(n)] = _num(rb.get("BeamMeterset", None))
+    return out
 
 
 def _is_treatment(b) -> bool:

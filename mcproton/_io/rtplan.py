@@ -113,7 +113,7 @@ import numpy as np
 
 from .dicom_common import RT_ION_PLAN_STORAGE, RT_PLAN_STORAGE, attribute_name, is_valid_uid, number_values
 from .errors import BeamModelError, DicomInputError, McprotonRuntimeWarning, McprotonWarning, warn
-from .plan_checks import check_plan
+from .plan_checks import check_plan, is_zero_mu_beam
 
 
 # Bragg-Kleeman parameters for water (Bortfeld 1997; see mcproton reference bortfeld1997_parameters_water.csv)
@@ -740,6 +740,12 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
         if ttype not in _TREATMENT_DELIVERY_TYPES:
             skipped.append(_skip_non_treatment_beam(b, num, ttype, src, meterset))
             continue
+        if is_zero_mu_beam(b, meterset.get(num)):   # a field left at 0 MU: it delivers nothing, left out as above
+            msg = (f"{src}: beam {num} {str(b.get('BeamName', '') or '')!r} delivers 0 MU "
+                   "(FinalCumulativeMetersetWeight and BeamMeterset 0, no spot weight): not computed")
+            warn(msg, McprotonWarning)
+            skipped.append(msg)
+            continue
         rad = str(b.get("RadiationType", "") or "")
         if rad != "PROTON":
             raise _e(f"{where}: RadiationType {rad!r}; only PROTON beams are supported")
@@ -917,8 +923,8 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
              "taken as 0, a flat table top; if the plan tilts the couch, export it again with the angles",
              McprotonWarning)
     if not beams:
-        raise _e(f"{src}: the plan has no treatment beam (every beam's TreatmentDeliveryType is a set-up or "
-                 "verification one); give the plan that holds the treatment beams")
+        raise _e(f"{src}: the plan has no treatment beam that delivers dose (every beam is a set-up or verification "
+                 "one (TreatmentDeliveryType) or is left at 0 MU); give the plan that holds the treatment beams")
     check_plan(ds, src)  # consistency of the whole plan (plan_checks), before any transport
     sop_uid = str(ds.get("SOPInstanceUID", "") or "")
     uid_ok = is_valid_uid(sop_uid)

@@ -135,6 +135,20 @@ def struct_ct_series(ds) -> tuple[str, ...]:
     return tuple(out)
 
 
+def struct_frame(ds) -> str:
+    """The frame of reference of an RT Structure Set data set: the top-level FrameOfReferenceUID where there is one
+    (mcproton and RayStation write it, although the IOD has no Frame of Reference module), else the first of
+    ReferencedFrameOfReferenceSequence (3006,0010) (PS3.3 C.8.8.5), else the first ROI's
+    ReferencedFrameOfReferenceUID (3006,0024); "" where none is given.  OpenTPS writes no top-level one (audit 18
+    course F5: the check paired its sets as of no frame)."""
+    uid = str(ds.get("FrameOfReferenceUID", "") or "")
+    for r in ds.get("ReferencedFrameOfReferenceSequence", []) or []:
+        uid = uid or str(r.get("FrameOfReferenceUID", "") or "")
+    for r in ds.get("StructureSetROISequence", []) or []:
+        uid = uid or str(r.get("ReferencedFrameOfReferenceUID", "") or "")
+    return uid
+
+
 def file_key(path_or_ds) -> tuple | None:
     """(real path, modification time, size) of a file, the key under which what was read from it is kept; None
     for a Dataset or a file that cannot be looked at (its reader says what is wrong)."""
@@ -261,12 +275,7 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
                                       "or the count is wrong: the structure set is damaged, re-export it")
             contours[nm].append(pts.reshape(-1, 3))
     _warn_without_volume(src, contours, types, not_closed)
-    for_uid = str(ds.get("FrameOfReferenceUID", "") or "")
-    if not for_uid:
-        for r in ds.get("ReferencedFrameOfReferenceSequence", []) or []:
-            for_uid = str(r.get("FrameOfReferenceUID", "") or "")
-            break
-    return RTStruct(contours, {v: k for k, v in names.items()}, types, for_uid, src,
+    return RTStruct(contours, {v: k for k, v in names.items()}, types, struct_frame(ds), src,
                     {names[k]: f for k, f in frames.items()}, not_closed, _referenced_slices(ds))
 
 

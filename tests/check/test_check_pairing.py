@@ -224,6 +224,25 @@ def test_two_plans_and_doses_of_neither_are_refused(folder):
     assert "RD_x.dcm" in msg and "1.2.3.999" in msg
 
 
+def test_files_in_sub_folders_are_named_by_their_path_in_the_patient_folder(folder):
+    """Audit 18 course F6: a course exported one folder per plan (cranial/RP.dcm, spinal/RP.dcm, each with its
+    RD.dcm): the pairing lines said "TPS plan dose: RD.dcm", not which one."""
+    for p in folder.glob("RD_*.dcm"):
+        p.unlink()
+    for sub in ("cranial", "spinal"):
+        (folder / sub).mkdir()
+        _rd(folder / sub / "RD.dcm", _plan(folder / sub / "RP.dcm", sub))
+    (folder / "RP.dcm").unlink()
+    msg = _refused(folder, "2 RT Plans")
+    assert "cranial/RP.dcm (SOPInstanceUID" in msg and "RT Dose(s) spinal/RD.dcm" in msg, msg
+    inp = _gather(folder, plan=folder / "spinal" / "RP.dcm")
+    assert Path(inp.total.path) == folder / "spinal" / "RD.dcm"
+    assert "TPS plan dose: spinal/RD.dcm (PLAN)" in inp.pairing, inp.pairing
+    assert any(s.startswith("skipped RT Dose cranial/RD.dcm: it refers to plan") for s in inp.pairing)
+    assert any(s.startswith("plan spinal/RP.dcm: 'spinal'") for s in inp.pairing)
+    assert "structures: RS.dcm" in inp.pairing   # a file at the top level: its bare name
+
+
 # ---- 3. a dose of a plan that is not there; a plan without a dose
 def test_only_a_dose_of_a_plan_that_is_not_in_the_folder(folder):
     for p in folder.glob("RD_*.dcm"):
@@ -421,6 +440,55 @@ def test_a_structure_set_of_another_frame_is_skipped_and_named(folder):
     assert any("skipped RT Struct RS_other.dcm" in s and "frame of reference" in s for s in inp.pairing)
 
 
+def _without_top_level_frame(path: Path) -> Path:
+    """The RT Struct as OpenTPS writes it: no top-level FrameOfReferenceUID (the IOD has none), its frame in
+    ReferencedFrameOfReferenceSequence and the ROIs' ReferencedFrameOfReferenceUID only."""
+    ds = pydicom.dcmread(path)
+    frame = ds.StructureSetROISequence[0].ReferencedFrameOfReferenceUID
+    del ds.FrameOfReferenceUID
+    item = pydicom.Dataset()
+    item.FrameOfReferenceUID = frame
+    ds.ReferencedFrameOfReferenceSequence = pydicom.Sequence([item])
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("top_level", [True, False])
+def test_the_only_structure_set_of_another_frame_is_skipped_and_named(folder, top_level):
+    """Audit 18 course F3: a QA plan or a re-plan whose folder holds only the patient's set of another frame was
+    refused as "inputs on different frames of reference"; the set is skipped, the check goes on without DVHs.  F5:
+    the same where the set has no top-level FrameOfReferenceUID."""
+    _rs(folder / "RS.dcm", frame=OTHER_FOR)
+    if not top_level:
+        _without_top_level_frame(folder / "RS.dcm")
+    inp = _gather(folder)
+    assert inp.struct_path is None and _paired(inp)[:3] == CLEAN[:3]
+    assert any(s.startswith("skipped RT Struct RS.dcm: another frame of reference (" + OTHER_FOR) for s in inp.pairing)
+    assert any("no DVHs" in s for s in inp.pairing), inp.pairing
+
+
+def test_structure_sets_without_a_top_level_frame_are_paired_by_their_referenced_frame(folder):
+    """Audit 18 course F5: two OpenTPS-like sets, one on the plan's frame: "2 RT Structs and none on the plan's
+    frame ... FrameOfReferenceUID )" before, with empty frames; now the one of the plan's frame is paired."""
+    _without_top_level_frame(folder / "RS.dcm")
+    _without_top_level_frame(_rs(folder / "RS_other.dcm", frame=OTHER_FOR))
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN
+    assert any(s.startswith(f"skipped RT Struct RS_other.dcm: another frame of reference ({OTHER_FOR})")
+               for s in inp.pairing), inp.pairing
+
+
+def test_a_structure_set_of_unknown_frame_alone_is_kept(folder):
+    ds = pydicom.dcmread(folder / "RS.dcm")
+    del ds.FrameOfReferenceUID
+    for r in ds.StructureSetROISequence:
+        del r.ReferencedFrameOfReferenceUID
+    if "ReferencedFrameOfReferenceSequence" in ds:
+        del ds.ReferencedFrameOfReferenceSequence
+    ds.save_as(folder / "RS.dcm")
+    assert _paired(_gather(folder)) == CLEAN
+
+
 def test_the_structure_set_the_plan_references_wins(folder):
     _rs(folder / "RS_new.dcm")
     ds = pydicom.dcmread(folder / "RP.dcm")
@@ -580,10 +648,11 @@ def test_a_copy_of_the_plan_is_counted_once_and_objects_not_read_are_named(folde
     assert "skipped RT Plan RP_copy.dcm: a copy of RP.dcm (the same SOPInstanceUID" in notes, notes
     assert "not used: 1 RT Ion Beams Treatment Record (RT_record.dcm)" in notes, notes
     assert "not used: 1 Spatial Registration (REG.dcm)" in notes, notes
-    ds = pydicom.dcmread(folder / "RP_copy.dcm")   # an edited copy under the same SOPInstanceUID: still refused
-    ds.RTPlanLabel = "edited"
+    ds = pydicom.dcmread(folder / "RP_copy.dcm")   # an edited copy under the same SOPInstanceUID: still refused,
+    ds.RTPlanLabel, ds.ApprovalStatus = "edited", "APPROVED"   # saying so (audit 18 course F7: "2 RT Plans" before)
     ds.save_as(folder / "RP_copy.dcm")
-    _refused(folder, "2 RT Plans")
+    msg = _refused(folder, "RT Plans RP.dcm and RP_copy.dcm carry the same SOPInstanceUID")
+    assert "differ (in RTPlanLabel, ApprovalStatus)" in msg and "--plan" in msg, msg
 
 
 def test_a_set_up_beam_in_the_plan_leaves_the_beam_doses_paired(folder):

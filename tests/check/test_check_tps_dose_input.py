@@ -62,10 +62,54 @@ def test_a_dose_referencing_two_plans_is_refused_as_a_plan_sum_naming_both(folde
     """Before: this plan first was compared as this plan's dose without a word (a plan + boost read as 0.667); the
     other plan first was refused as 'another plan's dose' / 'no RT Dose refers to the plan'."""
     _edit(folder / "RD_plan.dcm", _add_plan_ref(other_first))
+    if how == "folder":   # the sum the only dose of the plan (beside the plan's own doses it is skipped: below)
+        for p in folder.glob("RD_beam*.dcm"):
+            p.unlink()
     kw = _plan_only(folder) if how == "dose" else {"folder": folder}
     msg = _refused("references 2 RT Plans", **kw)
     assert OTHER_PLAN in msg and patient["plan_uid"] in msg and "DoseSummationType PLAN" in msg
-    assert "MULTI_PLAN" in msg and "another plan's dose" not in msg
+    assert "MULTI_PLAN" in msg and "another plan's dose" not in msg and "--dose" in msg
+
+
+def _plan_sum(folder: Path, name: str = "RD_sum.dcm", other: str = OTHER_PLAN) -> Path:
+    """A MULTI_PLAN dose of the folder's plan and plan ``other`` (a CSI plan sum), beside the plan's own doses."""
+    from pydicom.uid import generate_uid
+
+    def fn(ds):
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.DoseSummationType = "MULTI_PLAN"
+        item = Dataset()
+        item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.8"
+        item.ReferencedSOPInstanceUID = other
+        ds.ReferencedRTPlanSequence = list(ds.ReferencedRTPlanSequence) + [item]
+    ds = pydicom.dcmread(folder / "RD_plan.dcm")
+    fn(ds)
+    ds.save_as(folder / name)
+    return folder / name
+
+
+def test_a_plan_sum_beside_the_plans_own_dose_is_skipped_and_named(folder, patient):
+    """Audit 18 course F4: plan, its dose and the plan sum (cranial + spinal) were refused, "export this plan's own
+    dose", although it was there; the sum is skipped with a note, as doses of other plans are."""
+    _plan_sum(folder)
+    inp = gather(folder=folder)
+    assert Path(inp.total.path).name == "RD_plan.dcm" and sorted(inp.beams) == [1, 2]
+    assert any(s.startswith(f"skipped RT Dose RD_sum.dcm: a plan sum of RP.dcm and {OTHER_PLAN}") and
+               "MULTI_PLAN" in s and "not this plan's dose" in s for s in inp.pairing), inp.pairing
+
+
+def test_the_plan_choice_does_not_count_a_plan_sum_as_a_plans_dose(folder, patient):
+    """Both plans and the sum of them, only the first with its own doses: before, "2 RT Plans ... RP_b.dcm: RT
+    Dose(s) RD_sum.dcm"; now the plan with doses is checked, the other skipped naming the sum."""
+    from test_check_pairing import _plan
+
+    other = _plan(folder / "RP_b.dcm", "b")
+    _plan_sum(folder, other=other)
+    inp = gather(folder=folder)
+    assert Path(inp.plan_path).name == "RP.dcm" and Path(inp.total.path).name == "RD_plan.dcm"
+    assert any(s.startswith("skipped RT Plan RP_b.dcm") and "plan sum" in s and "RD_sum.dcm" in s
+               for s in inp.pairing), inp.pairing
+    assert any(s.startswith("skipped RT Dose RD_sum.dcm: a plan sum of RP.dcm and RP_b.dcm") for s in inp.pairing)
 
 
 # ---- F4: an empty dose

@@ -230,6 +230,48 @@ def test_a_plan_of_set_up_beams_only_is_refused(tmp_path):
         _load(_edit(PLAN02, tmp_path, fn))
 
 
+# ----------------------------------------------------------------- audit 18 course F8: a treatment beam at 0 MU
+def _zero_mu(beam: int = 0, weights: float = 0.0, meterset: float = 0.0):
+    def fn(ds):
+        b = ds.IonBeamSequence[beam]
+        b.FinalCumulativeMetersetWeight = 0.0
+        for cp in b.IonControlPointSequence:
+            cp.CumulativeMetersetWeight = 0.0
+            if "ScanSpotMetersetWeights" in cp:
+                n = len(cp.ScanSpotMetersetWeights) if hasattr(cp.ScanSpotMetersetWeights, "__len__") else 1
+                cp.ScanSpotMetersetWeights = [weights] * n
+        for r in ds.FractionGroupSequence[0].ReferencedBeamSequence:
+            if int(r.ReferencedBeamNumber) == int(b.BeamNumber):
+                r.BeamMeterset = meterset
+    return fn
+
+
+def test_a_treatment_beam_of_0_mu_is_left_out_with_a_warning(tmp_path):
+    """A field left at 0 MU in a course plan (FinalCumulativeMetersetWeight 0, BeamMeterset 0, every spot weight 0)
+    refused the whole plan ("FinalCumulativeMetersetWeight 0.0 must be > 0"); it delivers nothing, so it is left
+    out as a set-up field is, with a warning."""
+    plan, said = _load(_edit(QA4, tmp_path, _zero_mu(1)))
+    assert [b.number for b in plan.beams] == [1, 3, 4]
+    (note,) = plan.skipped_beams
+    assert "beam 2" in note and "delivers 0 MU" in note and note.endswith("not computed")
+    assert [m for m in said if "0 MU" in m] == [note]
+
+
+@pytest.mark.parametrize("weights, meterset", [(1.0, 0.0), (0.0, 5.0)])
+def test_a_0_mu_beam_that_contradicts_itself_is_still_refused(tmp_path, weights, meterset):
+    """Meterset 0 with spot weights, or weights of 0 with a BeamMeterset: a damaged plan, not a field at 0 MU."""
+    with pytest.raises(DicomInputError, match="FinalCumulativeMetersetWeight|BeamMeterset"):
+        _load(_edit(QA4, tmp_path, _zero_mu(1, weights, meterset)))
+
+
+def test_a_plan_whose_beams_are_all_at_0_mu_is_refused(tmp_path):
+    def fn(ds):
+        for i in range(len(ds.IonBeamSequence)):
+            _zero_mu(i)(ds)
+    with pytest.raises(DicomInputError, match="the plan has no treatment beam that delivers dose"):
+        _load(_edit(QA4, tmp_path, fn))
+
+
 # ------------------------------------------------------------------------------------------- F4: range shifters
 def _setting(value):
     def fn(ds):
