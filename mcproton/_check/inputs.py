@@ -584,6 +584,14 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
         pass
     ref = [p for p in files if want and headers[p].sop == want]
     if ref:
+        for p in files:   # the others named, as skipped CTs and doses are (audit 18 course F9)
+            if headers[p].sop != want:
+                label = str(getattr(_dcm_header(p), "StructureSetLabel", "") or "")
+                other = (f"another frame of reference ({headers[p].frame}) than the plan's, and "
+                         if headers[p].frame and plan_frame and headers[p].frame != plan_frame else "")
+                log.append(f"skipped RT Struct {p.name} (SOPInstanceUID {headers[p].sop}"
+                           + (f", label {label!r}" if label else "") + f"): {other}the plan names {ref[0].name} "
+                           "(its ReferencedStructureSetSequence)")
         log.append(f"structures: {ref[0].name} (the plan's ReferencedStructureSetSequence)")
         return ref[0]
     mine = [p for p in files if headers[p].frame == plan_frame] if len(files) > 1 else files
