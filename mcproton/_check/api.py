@@ -562,6 +562,15 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     return notes
 
 
+def not_planning_ct_diagnostics(inp: CheckInputs, checks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """[the note] where the CT read is not the series the structure set was drawn on (``inp.ct_not_drawn_on``)
+    and a range or dose level failed (any level but the MC's own uncertainty): the pairing, not the physics, is
+    then the first suspect (audit 18 course F2: a -2.2 mm range difference on a re-scan read as an HLUT problem)."""
+    note = getattr(inp, "ct_not_drawn_on", "")
+    failed = any(not c["passed"] and c.get("level") != "mc_uncertainty_max_pct" for c in checks)
+    return [note] if note and failed else []
+
+
 def _beam_dose_notes(beam_dose: Mapping[int, dict], ranges: Mapping[int, dict], limit_pct: float,
                      limit_mm: float) -> list[str]:
     """Each beam whose MC/TPS dose ratio (compare.beam_dose_ratio) is beyond ``limit_pct``, named with its size and
@@ -1716,6 +1725,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 f"action level ({lv.mc_uncertainty_max_pct:g} %); rerun with a longer --time-limit (or none) for "
                 "the target")
     passed = all(c["passed"] for c in checks)
+    diagnostics[:0] = not_planning_ct_diagnostics(inp, checks)   # the first suspect of a failed range or dose level
     if not passed and inp.dose_type == "EFFECTIVE" and not any("variable RBE" in d for d in diagnostics):
         diagnostics.append(_constant_rbe_note(mc))   # the assumption behind every EFFECTIVE comparison (rbe audit F1)
     from .. import __version__

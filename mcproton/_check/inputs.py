@@ -40,7 +40,7 @@ import numpy as np
 from .._io.ct import is_localizer
 from .._io.dicom_common import dicom_kind, may_be_dicom, read_dicom_file
 from .._io.rtstruct import struct_ct_series
-from .._io.errors import CheckInputError, DicomInputError
+from .._io.errors import CheckInputError, DicomInputError, McprotonWarning, warn
 from .mc_rtdose import is_check_output
 
 #: Summation types whose dose covers all fractions of the plan / one fraction (see the module docstring).
@@ -107,6 +107,9 @@ class CheckInputs:
     pairing: list[str] = field(default_factory=list)
     ct_series: str | None = None   # SeriesInstanceUID of the CT series read from ct_dir (None: the folder's only one)
     position_notes: list[str] = field(default_factory=list)   # patient_position_notes: for the diagnostics
+    #: the CT read is not the series the structure set was drawn on: the diagnostic of a failed range or dose level
+    #: (:func:`not_planning_ct_note`)
+    ct_not_drawn_on: str = ""
 
     @property
     def reference(self) -> TPSDose:
@@ -553,10 +556,12 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
                    f"{headers[v[0]].description!r}): {why}")
     log.append(f"CT series {uid} ({len(chosen)} slices, {headers[chosen[0]].description!r})"
                + (f": {how}" if how else ""))
-    if struct_series and uid not in struct_series:
-        log.append(f"note: the structure set {struct_name} was drawn on CT series {', '.join(struct_series)}, not on "
-                   f"the CT read ({uid}): if the plan was computed on that series (another scan on the same frame of "
-                   "reference), give its folder (--ct) so that the check uses the planning CT")
+    if struct_series and uid not in struct_series:   # a warning, as mcproton run's (audit 18 course F2)
+        msg = (f"the structure set {struct_name} was drawn on CT series {', '.join(struct_series)}, not on the CT "
+               f"read ({uid}): if the plan was computed on that series (another scan on the same frame of "
+               "reference), give its folder (--ct) so that the check uses the planning CT")
+        warn(msg, McprotonWarning)
+        log.append(f"note: {msg}")
     return where, uid, headers[chosen[0]].patient
 
 
@@ -916,7 +921,20 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     position_notes = patient_position_notes(rp, ct_positions[0] if ct_positions else "", has_ct=ct is not None)
     return CheckInputs(str(plan_path), rp, total, beams, str(ct) if ct is not None else None,
                        str(struct) if struct is not None else None, rp.frame_of_reference_uid, dtype, nfx, all_fx,
-                       log, ct_series=ct_uid or None, position_notes=position_notes)
+                       log, ct_series=ct_uid or None, position_notes=position_notes,
+                       ct_not_drawn_on=not_planning_ct_note(ct_uid, struct_series, Path(struct or "").name))
+
+
+def not_planning_ct_note(ct_uid: str | None, struct_series: Sequence[str], struct_name: str) -> str:
+    """The diagnostic of a failed range or dose level where the CT series read is not the one the structure set
+    was drawn on (its RTReferencedSeriesSequence): a re-scan on the plan's frame of reference computes other ranges
+    than the planning CT, and the failure would read as an HLUT or beam-model problem (audit 18 course F2); "" when
+    it is the series, or the structure set does not say."""
+    if not ct_uid or not struct_series or ct_uid in struct_series:
+        return ""
+    return (f"the CT read (series {ct_uid}) is not the series the structure set {struct_name} was drawn on "
+            f"({', '.join(struct_series)}): the ranges and dose levels depend on the CT; check with the planning CT "
+            "(--ct, or --ct-series)")
 
 
 def patient_position_notes(plan: Any, ct_position: str, *, has_ct: bool = True) -> list[str]:
