@@ -22,7 +22,7 @@ from .compare import (AGGREGATE_NOISE_FACTOR, GAMMA_CRITERIA, MIN_RANGE_RAYS, NO
                       structure_stats)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
-from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, gather
+from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, gather, refusing_superseded_plans
 from .level_text import fixed, judged, level_decimals, level_texts
 from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
@@ -2137,7 +2137,8 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
             continue
         try:
-            r = check(folder=p, out=out_dir / p.name, log=log, **kwargs)
+            with refusing_superseded_plans():   # a re-plan's old version is refused, not a plain row (F1)
+                r = check(folder=p, out=out_dir / p.name, log=log, **kwargs)
             if getattr(r, "report_json", None) and key is not None:   # what it was made of, for --skip-checked
                 r.provenance["batch_reuse_key"] = key
                 write_bytes_atomic(Path(r.report_json), json_text(r.to_dict(), indent=1).encode())

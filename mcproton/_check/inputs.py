@@ -30,7 +30,9 @@ What the TPS dose holds:
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +131,51 @@ def _dcm_header(path: Path):
             return None
 
 
+#: RTPlanRelationship (300A,0055) values by which a plan says it replaces the plan it references (DICOM PS3.3
+#: C.8.8.9: PREDECESSOR, "plan used in derivation of current plan"; REVISION, as some planning systems write it)
+NEWER_VERSION_RELATIONS = ("PREDECESSOR", "REVISION")
+#: PlanIntent (300A,000A) values of a plan not made to treat the patient (DICOM PS3.3 C.8.8.9: a verification
+#: (QA) plan, a machine QA or service plan, a research plan)
+NOT_TREATMENT_INTENTS = ("VERIFICATION", "MACHINE_QA", "RESEARCH", "SERVICE")
+
+
+@dataclass
+class PlanFacts:
+    """What a physicist tells the plans of a course apart by (RT General Plan module, PS3.3 C.8.8.9): the label,
+    ApprovalStatus (300E,0002), PlanIntent, RTPlanDate and the plans it references (ReferencedRTPlanSequence:
+    (SOPInstanceUID, RTPlanRelationship) pairs).  Audit 18 (a treatment course) F1: a REJECTED plan was checked and
+    passed while its APPROVED re-plan in the folder was skipped, and none of these was read."""
+
+    label: str = ""
+    approval: str = ""
+    intent: str = ""
+    date: str = ""
+    refs: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, ds: Any) -> PlanFacts:
+        """The facts of the plan header ``ds`` (None: an unreadable file, no facts)."""
+        if ds is None:
+            return cls()
+
+        def text(key: str) -> str:
+            return str(ds.get(key, "") or "").strip()
+
+        refs = tuple((str(r.get("ReferencedSOPInstanceUID", "") or ""),
+                      str(r.get("RTPlanRelationship", "") or "").strip().upper())
+                     for r in (ds.get("ReferencedRTPlanSequence", None) or []))
+        return cls(text("RTPlanLabel"), text("ApprovalStatus").upper(), text("PlanIntent").upper(),
+                   text("RTPlanDate"), refs)
+
+    def text(self) -> str:
+        """``'CSI_brain', APPROVED, PlanIntent CURATIVE, RTPlanDate 20261201`` (what is given of it)."""
+        parts = [repr(self.label) if self.label else "no label",
+                 f"ApprovalStatus {self.approval}" if self.approval else "no ApprovalStatus"]
+        parts += [f"PlanIntent {self.intent}"] if self.intent else []
+        parts += [f"RTPlanDate {self.date}"] if self.date else []
+        return ", ".join(parts)
+
+
 @dataclass
 class _Header:
     """What the pairing needs of one DICOM file in the folder."""
@@ -143,6 +190,7 @@ class _Header:
     localizer: bool = False                 # CT: ImageType names LOCALIZER (a scout/topogram)
     position: str = ""                      # CT: PatientPosition (0018,5100)
     ref_series: tuple[str, ...] = ()        # RT Struct: the CT series its contours were drawn on
+    plan: PlanFacts | None = None           # RT Plan: what a physicist tells plans apart by
 
 
 #: How a gzip-compressed file in a patient folder is named (the check reads only DICOM files as they are)
@@ -261,6 +309,8 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
                                  position=str(ds.get("PatientPosition", "") or "").strip().upper() if mod == "CT"
                                  else "",
                                  ref_series=struct_ct_series(ds) if mod == "RTSTRUCT" else ())
+            if mod == "RTPLAN":
+                headers[p].plan = PlanFacts.of(ds)
     if notes is not None:
         for what, names in relabelled.items():
             notes.append(f"{listed(names, 3)}: {what} (the SOP class says what a file holds)")
@@ -616,6 +666,73 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
     return mine[0]
 
 
+#: Set by ``check --batch`` (:func:`refusing_superseded_plans`): a plan that a newer version in its folder
+#: replaces is refused there, not checked and warned of as in a single check
+_REFUSE_SUPERSEDED: ContextVar[bool] = ContextVar("mcproton_check_refuse_superseded", default=False)
+
+
+@contextmanager
+def refusing_superseded_plans() -> Iterator[None]:
+    """Inside this block :func:`gather` refuses a plan that another plan of its folder names as its PREDECESSOR or
+    REVISION (``check --batch``: its row would read as the patient's plan passed, while the plan to be delivered
+    was not checked; audit 18 course F1)."""
+    token = _REFUSE_SUPERSEDED.set(True)
+    try:
+        yield
+    finally:
+        _REFUSE_SUPERSEDED.reset(token)
+
+
+def _facts(path: Path, headers: dict[Path, _Header]) -> PlanFacts:
+    h = headers.get(path)
+    return h.plan if h is not None and h.plan is not None else PlanFacts.of(_dcm_header(path))
+
+
+def _plan_entry(p: Path, headers: dict[Path, _Header], plans: Sequence[Path]) -> str:
+    """One plan of a "N RT Plans" refusal: its name, label, ApprovalStatus, PlanIntent, date, UID, PatientID, and
+    how it relates to the other plans listed (a re-plan names its predecessor): what a physicist chooses by."""
+    f = _facts(p, headers)
+    sops = {headers[q].sop: q.name for q in plans if q != p}
+    rel = "".join(f"; names {sops[u]} as its {rel}" if rel else f"; references {sops[u]}"
+                  for u, rel in f.refs if u in sops)
+    return f"{p.name} ({f.text()}, SOPInstanceUID {headers[p].sop}, PatientID {headers[p].patient!r}{rel})"
+
+
+def plan_status(plan_path: Path, sop: str, headers: dict[Path, _Header], folder_plans: Sequence[Path],
+                log: list[str]) -> None:
+    """Warn (McprotonWarning: the log, check.json's warnings, a batch row, the report's warnings box) where the
+    checked plan is not one to be delivered as it is: ApprovalStatus REJECTED (or UNAPPROVED, in milder words), a
+    PlanIntent of :data:`NOT_TREATMENT_INTENTS`, or a newer version of it in the folder (another plan names it as
+    its PREDECESSOR or REVISION in ReferencedRTPlanSequence), which was not checked.  Inside
+    :func:`refusing_superseded_plans` (``--batch``) the last is refused: a batch row "PASS" reads as the patient's
+    plan passed (audit 18 course F1)."""
+    f = _facts(plan_path, headers)
+    name = f"plan {plan_path.name} ({f.label!r})" if f.label else f"plan {plan_path.name}"
+    if f.approval == "REJECTED":
+        warn(f"{name} is REJECTED (ApprovalStatus): it will not be delivered as it is, so this check is not the "
+             "check of the patient's plan; check the approved version of the plan", McprotonWarning)
+    elif f.approval == "UNAPPROVED":
+        warn(f"{name} is UNAPPROVED (ApprovalStatus): not approved for treatment yet; if it is changed before "
+             "approval, check the approved version", McprotonWarning)
+    if f.intent in NOT_TREATMENT_INTENTS:
+        warn(f"{name} has PlanIntent {f.intent}: not a plan to treat the patient with (a verification, QA or "
+             "research plan); check the treatment plan for the patient's record", McprotonWarning)
+    newer = [(q, rel) for q in folder_plans if q != plan_path and q in headers and headers[q].sop != sop
+             for u, rel in _facts(q, headers).refs if u == sop and rel in NEWER_VERSION_RELATIONS]
+    for q, rel in newer:
+        g = _facts(q, headers)
+        what = (f"the folder holds a newer version of {name}: {q.name} ({g.text()}, SOPInstanceUID "
+                f"{headers[q].sop}) names it as its {rel} (ReferencedRTPlanSequence > RTPlanRelationship), and "
+                f"{q.name} was not checked")
+        if _REFUSE_SUPERSEDED.get():
+            raise CheckInputError(f"{what}: a batch row of the old plan would read as the patient's plan checked. "
+                                  f"Export the dose of {q.name} and remove {plan_path.name} and its dose from the "
+                                  f"folder, or check the old plan alone (mcproton check FOLDER --plan "
+                                  f"{plan_path.name})")
+        warn(f"{what}: this check is of the older plan; check {q.name} too (--plan, with its dose)", McprotonWarning)
+        log.append(f"note: {what}")
+
+
 def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None,
            ct: str | Path | None = None, struct: str | Path | None = None, folder: str | Path | None = None,
            dose_type: str | None = None, fractions: str | int = "auto", ct_series: str | None = None,
@@ -656,7 +773,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                     refs.setdefault(u, []).append(p.name)
             dosed = [p for p in plans if headers[p].sop in refs]
             if len(dosed) != 1:
-                what = "; ".join(f"{p.name} (SOPInstanceUID {headers[p].sop}, PatientID {headers[p].patient!r}): "
+                what = "; ".join(f"{_plan_entry(p, headers, plans)}: "
                                  f"RT Dose(s) {', '.join(refs.get(headers[p].sop, [])) or 'none'}" for p in plans)
                 others = "; ".join(f"{', '.join(n)} refer(s) to plan {u or '(none)'}" for u, n in refs.items()
                                    if u not in {headers[p].sop for p in plans})
@@ -678,6 +795,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     log.append(f"plan {plan_path.name}: {rp.label!r}, SOPInstanceUID {rp.sop_instance_uid}, "
                f"{len(rp.beams)} beam(s), {rp.number_of_fractions} fraction(s)")
     log.extend(f"plan {plan_path.name}: {note} (--patient-position)" for note in rp.notes)
+    plan_status(plan_path, rp.sop_instance_uid, headers, found.get("RTPLAN", []), log)
     log.extend(rp.skipped_beams)   # set-up fields left out (one with spots is also a warning)
     # ---- doses
     if dose is None:
