@@ -22,7 +22,7 @@ from .compare import (AGGREGATE_NOISE_FACTOR, GAMMA_CRITERIA, MIN_RANGE_RAYS, NO
                       robust_max, start_gammas, structure_stats)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
-from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, gather
+from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, gather, refusing_superseded_plans
 from .level_text import fixed, judged, level_decimals, level_texts
 from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
@@ -562,6 +562,15 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     if uniform and generic_calibration:
         notes.append(GENERIC_CALIBRATION_NOTE)
     return notes
+
+
+def not_planning_ct_diagnostics(inp: CheckInputs, checks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """[the note] where the CT read is not the series the structure set was drawn on (``inp.ct_not_drawn_on``)
+    and a range or dose level failed (any level but the MC's own uncertainty): the pairing, not the physics, is
+    then the first suspect (audit 18 course F2: a -2.2 mm range difference on a re-scan read as an HLUT problem)."""
+    note = getattr(inp, "ct_not_drawn_on", "")
+    failed = any(not c["passed"] and c.get("level") != "mc_uncertainty_max_pct" for c in checks)
+    return [note] if note and failed else []
 
 
 def _beam_dose_notes(beam_dose: Mapping[int, dict], ranges: Mapping[int, dict], limit_pct: float,
@@ -1758,6 +1767,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 f"action level ({lv.mc_uncertainty_max_pct:g} %); rerun with a longer --time-limit (or none) for "
                 "the target")
     passed = all(c["passed"] for c in checks)
+    diagnostics[:0] = not_planning_ct_diagnostics(inp, checks)   # the first suspect of a failed range or dose level
     if not passed and inp.dose_type == "EFFECTIVE" and not any("variable RBE" in d for d in diagnostics):
         diagnostics.append(_constant_rbe_note(mc))   # the assumption behind every EFFECTIVE comparison (rbe audit F1)
     from .. import __version__
@@ -2170,7 +2180,8 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
             continue
         try:
-            r = check(folder=p, out=out_dir / p.name, log=log, **kwargs)
+            with refusing_superseded_plans():   # a re-plan's old version is refused, not a plain row (F1)
+                r = check(folder=p, out=out_dir / p.name, log=log, **kwargs)
             if getattr(r, "report_json", None) and key is not None:   # what it was made of, for --skip-checked
                 r.provenance["batch_reuse_key"] = key
                 write_bytes_atomic(Path(r.report_json), json_text(r.to_dict(), indent=1).encode())

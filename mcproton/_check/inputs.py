@@ -30,7 +30,9 @@ What the TPS dose holds:
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ import numpy as np
 from .._io.ct import is_localizer
 from .._io.dicom_common import dicom_kind, may_be_dicom, read_dicom_file
 from .._io.rtstruct import struct_ct_series, struct_frame
-from .._io.errors import CheckInputError, DicomInputError
+from .._io.errors import CheckInputError, DicomInputError, McprotonWarning, warn
 from .mc_rtdose import is_check_output
 
 #: Summation types whose dose covers all fractions of the plan / one fraction (see the module docstring).
@@ -107,6 +109,9 @@ class CheckInputs:
     pairing: list[str] = field(default_factory=list)
     ct_series: str | None = None   # SeriesInstanceUID of the CT series read from ct_dir (None: the folder's only one)
     position_notes: list[str] = field(default_factory=list)   # patient_position_notes: for the diagnostics
+    #: the CT read is not the series the structure set was drawn on: the diagnostic of a failed range or dose level
+    #: (:func:`not_planning_ct_note`)
+    ct_not_drawn_on: str = ""
 
     @property
     def reference(self) -> TPSDose:
@@ -126,6 +131,51 @@ def _dcm_header(path: Path):
             return None
 
 
+#: RTPlanRelationship (300A,0055) values by which a plan says it replaces the plan it references (DICOM PS3.3
+#: C.8.8.9: PREDECESSOR, "plan used in derivation of current plan"; REVISION, as some planning systems write it)
+NEWER_VERSION_RELATIONS = ("PREDECESSOR", "REVISION")
+#: PlanIntent (300A,000A) values of a plan not made to treat the patient (DICOM PS3.3 C.8.8.9: a verification
+#: (QA) plan, a machine QA or service plan, a research plan)
+NOT_TREATMENT_INTENTS = ("VERIFICATION", "MACHINE_QA", "RESEARCH", "SERVICE")
+
+
+@dataclass
+class PlanFacts:
+    """What a physicist tells the plans of a course apart by (RT General Plan module, PS3.3 C.8.8.9): the label,
+    ApprovalStatus (300E,0002), PlanIntent, RTPlanDate and the plans it references (ReferencedRTPlanSequence:
+    (SOPInstanceUID, RTPlanRelationship) pairs).  Audit 18 (a treatment course) F1: a REJECTED plan was checked and
+    passed while its APPROVED re-plan in the folder was skipped, and none of these was read."""
+
+    label: str = ""
+    approval: str = ""
+    intent: str = ""
+    date: str = ""
+    refs: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, ds: Any) -> PlanFacts:
+        """The facts of the plan header ``ds`` (None: an unreadable file, no facts)."""
+        if ds is None:
+            return cls()
+
+        def text(key: str) -> str:
+            return str(ds.get(key, "") or "").strip()
+
+        refs = tuple((str(r.get("ReferencedSOPInstanceUID", "") or ""),
+                      str(r.get("RTPlanRelationship", "") or "").strip().upper())
+                     for r in (ds.get("ReferencedRTPlanSequence", None) or []))
+        return cls(text("RTPlanLabel"), text("ApprovalStatus").upper(), text("PlanIntent").upper(),
+                   text("RTPlanDate"), refs)
+
+    def text(self) -> str:
+        """``'CSI_brain', APPROVED, PlanIntent CURATIVE, RTPlanDate 20261201`` (what is given of it)."""
+        parts = [repr(self.label) if self.label else "no label",
+                 f"ApprovalStatus {self.approval}" if self.approval else "no ApprovalStatus"]
+        parts += [f"PlanIntent {self.intent}"] if self.intent else []
+        parts += [f"RTPlanDate {self.date}"] if self.date else []
+        return ", ".join(parts)
+
+
 @dataclass
 class _Header:
     """What the pairing needs of one DICOM file in the folder."""
@@ -140,6 +190,7 @@ class _Header:
     localizer: bool = False                 # CT: ImageType names LOCALIZER (a scout/topogram)
     position: str = ""                      # CT: PatientPosition (0018,5100)
     ref_series: tuple[str, ...] = ()        # RT Struct: the CT series its contours were drawn on
+    plan: PlanFacts | None = None           # RT Plan: what a physicist tells plans apart by
 
 
 #: How a gzip-compressed file in a patient folder is named (the check reads only DICOM files as they are)
@@ -260,6 +311,8 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
                                  position=str(ds.get("PatientPosition", "") or "").strip().upper() if mod == "CT"
                                  else "",
                                  ref_series=struct_ct_series(ds) if mod == "RTSTRUCT" else ())
+            if mod == "RTPLAN":
+                headers[p].plan = PlanFacts.of(ds)
     if notes is not None:
         for what, names in relabelled.items():
             notes.append(f"{listed(names, 3)}: {what} (the SOP class says what a file holds)")
@@ -595,10 +648,12 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
                    f"{headers[v[0]].description!r}): {why}")
     log.append(f"CT series {uid} ({len(chosen)} slices, {headers[chosen[0]].description!r})"
                + (f": {how}" if how else ""))
-    if struct_series and uid not in struct_series:
-        log.append(f"note: the structure set {struct_name} was drawn on CT series {', '.join(struct_series)}, not on "
-                   f"the CT read ({uid}): if the plan was computed on that series (another scan on the same frame of "
-                   "reference), give its folder (--ct) so that the check uses the planning CT")
+    if struct_series and uid not in struct_series:   # a warning, as mcproton run's (audit 18 course F2)
+        msg = (f"the structure set {struct_name} was drawn on CT series {', '.join(struct_series)}, not on the CT "
+               f"read ({uid}): if the plan was computed on that series (another scan on the same frame of "
+               "reference), give its folder (--ct) so that the check uses the planning CT")
+        warn(msg, McprotonWarning)
+        log.append(f"note: {msg}")
     return where, uid, headers[chosen[0]].patient
 
 
@@ -626,6 +681,14 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
         pass
     ref = [p for p in files if want and headers[p].sop == want]
     if ref:
+        for p in files:   # the others named, as skipped CTs and doses are (audit 18 course F9)
+            if headers[p].sop != want:
+                label = str(getattr(_dcm_header(p), "StructureSetLabel", "") or "")
+                other = (f"another frame of reference ({headers[p].frame}) than the plan's, and "
+                         if headers[p].frame and plan_frame and headers[p].frame != plan_frame else "")
+                log.append(f"skipped RT Struct {_shown(p, root)} (SOPInstanceUID {headers[p].sop}"
+                           + (f", label {label!r}" if label else "")
+                           + f"): {other}the plan names {_shown(ref[0], root)} (its ReferencedStructureSetSequence)")
         log.append(f"structures: {_shown(ref[0], root)} (the plan's ReferencedStructureSetSequence)")
         return ref[0]
     # a set of another frame is skipped, one alone too (audit 18 course F3: a QA plan or a re-plan beside the
@@ -656,6 +719,73 @@ def _pick_struct(files: list[Path], headers: dict[Path, _Header], plan_path: Pat
                                                   "folder; this one is on the plan's frame of reference)"
                                                   if want else ""))
     return mine[0]
+
+
+#: Set by ``check --batch`` (:func:`refusing_superseded_plans`): a plan that a newer version in its folder
+#: replaces is refused there, not checked and warned of as in a single check
+_REFUSE_SUPERSEDED: ContextVar[bool] = ContextVar("mcproton_check_refuse_superseded", default=False)
+
+
+@contextmanager
+def refusing_superseded_plans() -> Iterator[None]:
+    """Inside this block :func:`gather` refuses a plan that another plan of its folder names as its PREDECESSOR or
+    REVISION (``check --batch``: its row would read as the patient's plan passed, while the plan to be delivered
+    was not checked; audit 18 course F1)."""
+    token = _REFUSE_SUPERSEDED.set(True)
+    try:
+        yield
+    finally:
+        _REFUSE_SUPERSEDED.reset(token)
+
+
+def _facts(path: Path, headers: dict[Path, _Header]) -> PlanFacts:
+    h = headers.get(path)
+    return h.plan if h is not None and h.plan is not None else PlanFacts.of(_dcm_header(path))
+
+
+def _plan_entry(p: Path, headers: dict[Path, _Header], plans: Sequence[Path], root: Path | None = None) -> str:
+    """One plan of a "N RT Plans" refusal: its name, label, ApprovalStatus, PlanIntent, date, UID, PatientID, and
+    how it relates to the other plans listed (a re-plan names its predecessor): what a physicist chooses by."""
+    f = _facts(p, headers)
+    sops = {headers[q].sop: _shown(q, root) for q in plans if q != p}
+    rel = "".join(f"; names {sops[u]} as its {rel}" if rel else f"; references {sops[u]}"
+                  for u, rel in f.refs if u in sops)
+    return f"{_shown(p, root)} ({f.text()}, SOPInstanceUID {headers[p].sop}, PatientID {headers[p].patient!r}{rel})"
+
+
+def plan_status(plan_path: Path, sop: str, headers: dict[Path, _Header], folder_plans: Sequence[Path],
+                log: list[str]) -> None:
+    """Warn (McprotonWarning: the log, check.json's warnings, a batch row, the report's warnings box) where the
+    checked plan is not one to be delivered as it is: ApprovalStatus REJECTED (or UNAPPROVED, in milder words), a
+    PlanIntent of :data:`NOT_TREATMENT_INTENTS`, or a newer version of it in the folder (another plan names it as
+    its PREDECESSOR or REVISION in ReferencedRTPlanSequence), which was not checked.  Inside
+    :func:`refusing_superseded_plans` (``--batch``) the last is refused: a batch row "PASS" reads as the patient's
+    plan passed (audit 18 course F1)."""
+    f = _facts(plan_path, headers)
+    name = f"plan {plan_path.name} ({f.label!r})" if f.label else f"plan {plan_path.name}"
+    if f.approval == "REJECTED":
+        warn(f"{name} is REJECTED (ApprovalStatus): it will not be delivered as it is, so this check is not the "
+             "check of the patient's plan; check the approved version of the plan", McprotonWarning)
+    elif f.approval == "UNAPPROVED":
+        warn(f"{name} is UNAPPROVED (ApprovalStatus): not approved for treatment yet; if it is changed before "
+             "approval, check the approved version", McprotonWarning)
+    if f.intent in NOT_TREATMENT_INTENTS:
+        warn(f"{name} has PlanIntent {f.intent}: not a plan to treat the patient with (a verification, QA or "
+             "research plan); check the treatment plan for the patient's record", McprotonWarning)
+    newer = [(q, rel) for q in folder_plans if q != plan_path and q in headers and headers[q].sop != sop
+             for u, rel in _facts(q, headers).refs if u == sop and rel in NEWER_VERSION_RELATIONS]
+    for q, rel in newer:
+        g = _facts(q, headers)
+        what = (f"the folder holds a newer version of {name}: {q.name} ({g.text()}, SOPInstanceUID "
+                f"{headers[q].sop}) names it as its {rel} (ReferencedRTPlanSequence > RTPlanRelationship), and "
+                f"{q.name} was not checked")
+        if _REFUSE_SUPERSEDED.get():
+            raise CheckInputError(f"{what}: a batch row of the old plan would read as the patient's plan checked. "
+                                  f"Export the dose of {q.name} and remove {plan_path.name} and its dose from the "
+                                  f"folder, or check the old plan alone (mcproton check FOLDER --plan "
+                                  f"{plan_path.name})")
+        warn(f"{what}: this check is of the older plan; check {q.name} too (--plan, with its dose)", McprotonWarning)
+        log.append(f"note: {what}")
 
 
 def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | Path] | None = None,
@@ -702,8 +832,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                     refs.setdefault(u, []).append(_shown(p, folder))
             dosed = [p for p in plans if headers[p].sop in refs]
             if len(dosed) != 1:
-                what = "; ".join(f"{_shown(p, folder)} (SOPInstanceUID {headers[p].sop}, PatientID "
-                                 f"{headers[p].patient!r}): "
+                what = "; ".join(f"{_plan_entry(p, headers, plans, folder)}: "
                                  f"RT Dose(s) {', '.join(refs.get(headers[p].sop, [])) or 'none'}" for p in plans)
                 others = "; ".join(f"{', '.join(n)} refer(s) to plan {u or '(none)'}" for u, n in refs.items()
                                    if u not in {headers[p].sop for p in plans})
@@ -728,6 +857,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     log.append(f"plan {_shown(plan_path, folder)}: {rp.label!r}, SOPInstanceUID {rp.sop_instance_uid}, "
                f"{len(rp.beams)} beam(s), {rp.number_of_fractions} fraction(s)")
     log.extend(f"plan {_shown(plan_path, folder)}: {note} (--patient-position)" for note in rp.notes)
+    plan_status(plan_path, rp.sop_instance_uid, headers, found.get("RTPLAN", []), log)
     log.extend(rp.skipped_beams)   # set-up fields left out (one with spots is also a warning)
     # ---- doses
     if dose is None:
@@ -982,7 +1112,20 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     position_notes = patient_position_notes(rp, ct_positions[0] if ct_positions else "", has_ct=ct is not None)
     return CheckInputs(str(plan_path), rp, total, beams, str(ct) if ct is not None else None,
                        str(struct) if struct is not None else None, rp.frame_of_reference_uid, dtype, nfx, all_fx,
-                       log, ct_series=ct_uid or None, position_notes=position_notes)
+                       log, ct_series=ct_uid or None, position_notes=position_notes,
+                       ct_not_drawn_on=not_planning_ct_note(ct_uid, struct_series, Path(struct or "").name))
+
+
+def not_planning_ct_note(ct_uid: str | None, struct_series: Sequence[str], struct_name: str) -> str:
+    """The diagnostic of a failed range or dose level where the CT series read is not the one the structure set
+    was drawn on (its RTReferencedSeriesSequence): a re-scan on the plan's frame of reference computes other ranges
+    than the planning CT, and the failure would read as an HLUT or beam-model problem (audit 18 course F2); "" when
+    it is the series, or the structure set does not say."""
+    if not ct_uid or not struct_series or ct_uid in struct_series:
+        return ""
+    return (f"the CT read (series {ct_uid}) is not the series the structure set {struct_name} was drawn on "
+            f"({', '.join(struct_series)}): the ranges and dose levels depend on the CT; check with the planning CT "
+            "(--ct, or --ct-series)")
 
 
 def patient_position_notes(plan: Any, ct_position: str, *, has_ct: bool = True) -> list[str]:
