@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mcproton._io.rtstruct import dvh_group_keys, write_dvh_hdf5
-from mcproton.dvh import dose_stats, stats_of_doses
+from mcproton.dvh import SMALL_STRUCTURE_VOXELS, dose_stats, stats_of_doses
 
 
 def _old_nth(dose, mask, n_of_size):
@@ -67,7 +67,10 @@ def test_hdf5_dvh_equals_the_former_formulation(tmp_path, dtype):
             grp = f["dvh/" + keys[nm]]
             assert np.array_equal(grp["dose_gy"][()], edges), nm
             assert np.array_equal(grp["volume_fraction"][()], vf), nm
-            assert stats[nm] == st, nm
+            # the same statistics; since 2026-12-06 also whether the ROI has fewer than SMALL_STRUCTURE_VOXELS
+            # voxels (the infant audit's F3), the only key added
+            assert {k: v for k, v in stats[nm].items() if k != "few_voxels"} == st, nm
+            assert stats[nm]["few_voxels"] == (np.count_nonzero(m) < SMALL_STRUCTURE_VOXELS), nm
             assert {k: grp.attrs[k] for k in st} == st, nm
 
 

@@ -234,7 +234,7 @@ def test_files_in_sub_folders_are_named_by_their_path_in_the_patient_folder(fold
         _rd(folder / sub / "RD.dcm", _plan(folder / sub / "RP.dcm", sub))
     (folder / "RP.dcm").unlink()
     msg = _refused(folder, "2 RT Plans")
-    assert "cranial/RP.dcm (SOPInstanceUID" in msg and "RT Dose(s) spinal/RD.dcm" in msg, msg
+    assert "cranial/RP.dcm ('cranial'" in msg and "RT Dose(s) spinal/RD.dcm" in msg, msg
     inp = _gather(folder, plan=folder / "spinal" / "RP.dcm")
     assert Path(inp.total.path) == folder / "spinal" / "RD.dcm"
     assert "TPS plan dose: spinal/RD.dcm (PLAN)" in inp.pairing, inp.pairing
