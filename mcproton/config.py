@@ -481,6 +481,29 @@ def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
                          + f": air (plan.outside_external = \"air\"; {n_air} voxels held material)\n")
 
 
+def _outside_external_on_blocks(cfg: dict[str, Any], ct: Any, blocks: tuple[int, int, int],
+                                density_of: Any) -> Any:
+    """For the outside-External note of a run on a dose grid coarser than the CT (plan.rtstruct, plan.outside_external
+    = "ct"): the CT's material outside the External per block, counted on the CT's own voxels
+    (:func:`mcproton._io.roi_overrides.outside_external_density`, ``density_of(z_slice)`` the CT voxels' density);
+    None where no note is made, or where the structure set cannot be read (refused later with its own message)."""
+    pl = cfg.get("plan", {})
+    rts = pl.get("rtstruct")
+    if pl.get("outside_external", "ct") != "ct" or not isinstance(rts, str) or not _resolve(cfg, rts).is_file():
+        return None
+    from ._io.roi_overrides import outside_external_density, roi_overrides
+    from ._io.rtstruct import read_rtstruct
+    from .body import body_roi_wanted
+
+    path = _resolve(cfg, rts)
+    try:   # the ROIs kept as the note keeps them (run.inputs.warn_ct_outside_external)
+        kept = [r["name"] for r in roi_overrides(path)] if pl.get("struct_overrides", "apply") == "apply" else []
+        return outside_external_density(ct, read_rtstruct(path), blocks, density_of, kept,
+                                        wanted=body_roi_wanted(cfg))
+    except ValueError:   # a damaged structure set (DicomInputError): refused later with its own message
+        return None
+
+
 def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:
     """Warn when plan.rtstruct names the CT series its contours were drawn on (RTReferencedSeriesSequence) and the
     CT read is another one: a re-scan or another phase on the same frame of reference, which may not be the CT the
@@ -662,11 +685,16 @@ def build_geometry(cfg: dict[str, Any]):
                 _apply_struct_overrides(cfg, g_full)
                 _check_ct_against_calibration(ct, calib, g_full)
                 g = resample_blocks(g_full, blocks)
-                del g_full
+                rho_full = g_full.density_g_cm3_zyx
+                g.outside_external_g_cm3_zyx = _outside_external_on_blocks(cfg, ct, blocks, lambda s: rho_full[s])
+                del g_full, rho_full
             else:
                 g = calib.to_geometry(ct, blocks=blocks)
                 _apply_struct_overrides(cfg, g)   # on blocks: only where it changes nothing (none, or ignored)
                 _check_ct_against_calibration(ct, calib, g if tuple(blocks) == (1, 1, 1) else None)
+                if tuple(blocks) != (1, 1, 1):   # the CT's own densities, slab by slab: no overrides to put in
+                    g.outside_external_g_cm3_zyx = _outside_external_on_blocks(
+                        cfg, ct, blocks, lambda s: calib.density_from_hu(ct.hu_zyx[s]))
             # g.study is the CT's (to_geometry): the RT Dose lies in its study and frame; its patient position is
             # checked against the plan's
             return g

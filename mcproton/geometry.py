@@ -57,6 +57,11 @@ class VoxelGeometry:
     #: "property", "value", "material", "density_g_cm3", "how", "voxels", "note"), which a dose computed on it keeps
     #: in its provenance (``struct_overrides_applied``); None where no structure set was applied
     struct_overrides: list[dict] | None = None
+    #: for a grid of blocks of a DICOM CT with a structure set: per block, the mean density (g/cm3) of only its CT
+    #: voxels outside the External (air-like ones as 0), which the outside-External note traces
+    #: (:func:`mcproton._io.roi_overrides.outside_external_density`; a couch against the skin counted whole, the
+    #: skin's partial blocks not at all); None where not computed (the CT's own grid: the note traces its mask)
+    outside_external_g_cm3_zyx: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         mi = np.asarray(self.material_index_zyx)

@@ -1355,9 +1355,16 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     if outside_external == "air":
                         air_notes.extend(_outside_external(g, inp, "air", log, overridden)[1])
         # calibration None: the default (schneider2000), which a CT naming another one is refused with
+        def outside_of(ct_grid: Any, factors: Any, density_of: Any) -> Any:   # counted on the CT's own voxels
+            from .._io.roi_overrides import outside_external_density
+            from .._io.rtstruct import read_rtstruct
+
+            return outside_external_density(ct_grid, read_rtstruct(inp.struct_path), factors, density_of, overridden)
+        wants_outside = inp.ct_dir is not None and inp.struct_path is not None and outside_external == "ct"
         geometry, cal, ct_img = build_geometry(ct_dir, "schneider2000" if calibration is None else calibration,
                                                ref, timings, given=calibration is not None, series_uid=inp.ct_series,
-                                               at_ct_resolution=hook)
+                                               at_ct_resolution=hook,
+                                               outside_external_of=outside_of if wants_outside else None)
         ct_note = (f"phantom built from the structure set's ROI material overrides ({ct_dir})" if inp.ct_dir is None
                    else f"{Path(ct_dir).resolve()}: series {ct_img.series_instance_uid} "
                         f"({ct_img.series_description!r}, "

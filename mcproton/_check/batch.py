@@ -59,6 +59,8 @@ class _Contents:
     plans: dict[str, Path] = field(default_factory=dict)       # SOPInstanceUID -> file
     dose_refs: set[str] = field(default_factory=set)           # the plans the RT Doses refer to
     modalities: dict[str, int] = field(default_factory=dict)
+    patient_ids: set[str] = field(default_factory=set)
+    unread: int = 0   # the files left unread once a plan and its dose were found
 
     def pairs(self) -> bool:
         """A plan and an RT Dose of it."""
@@ -76,7 +78,7 @@ def _header(p: Path):
 
     try:
         return pydicom.dcmread(p, stop_before_pixels=True, specific_tags=[
-            "Modality", "SOPInstanceUID", "SOPClassUID", "ReferencedRTPlanSequence"])
+            "Modality", "SOPInstanceUID", "SOPClassUID", "ReferencedRTPlanSequence", "PatientID"])
     except Exception:  # noqa: BLE001 - a survey only: the patient's check reads and reports every file
         return None
 
@@ -86,6 +88,7 @@ def _add(c: _Contents, p: Path, ds) -> None:
     if not mod:
         return
     c.modalities[mod] = c.modalities.get(mod, 0) + 1
+    c.patient_ids.add(str(ds.get("PatientID", "") or ""))
     if mod == "RTPLAN" and ds.get("SOPInstanceUID"):
         c.plans[str(ds.SOPInstanceUID)] = p
     elif mod == "RTDOSE":
@@ -105,11 +108,13 @@ def _contents(folder: Path, exclude: Path | None = None) -> _Contents:
                  and (exclude is None or not p.resolve().is_relative_to(exclude))]
     except OSError:   # a folder that cannot be listed: the patient's own check says so
         return c
-    for p in sorted(files, key=lambda q: (len(q.relative_to(folder).parts), str(q))):
+    files = sorted(files, key=lambda q: (len(q.relative_to(folder).parts), str(q)))
+    for i, p in enumerate(files):
         ds = _header(p)
         if ds is not None:
             _add(c, p, ds)
             if c.pairs():
+                c.unread = len(files) - i - 1
                 break
     return c
 
@@ -171,6 +176,7 @@ def survey(root: Path, out_dir: Path) -> FolderSurvey:
                            + ("; an archive is not unpacked: unpack it into a sub-folder of its own to check it"
                               if zips else ""))
     _refuse_one_patient(root, res, contents, top)
+    _refuse_one_course(root, contents)
     if not res.patients:
         why = f" (skipped: {'; '.join(res.skipped)})" if res.skipped else ""
         loose = (f"; it holds DICOM files at its top level ({_listed(res.loose_dicom)}): each patient must be in a "
@@ -203,3 +209,26 @@ def _refuse_one_patient(root: Path, res: FolderSurvey, contents: dict[Path, _Con
                f"does (the plan {', '.join(where)}): they hold one patient's series")
     raise CheckInputError(f"--batch: {root} looks like one patient's folder: run without --batch ({why}); --batch "
                           "takes a folder holding one sub-folder per patient")
+
+
+def _refuse_one_course(root: Path, contents: dict[Path, _Contents]) -> None:
+    """Refuse ``root`` when it is one patient's treatment course (audit 18 course, F6): sub-folders holding plans
+    with their doses and no CT (cranial/, spinal/) beside sub-folders holding only the CT or the RT Struct (CT/,
+    RTSTRUCT/), every file of one PatientID: each sub-folder would be a refused "patient".  A folder of patients (each
+    with its own CT, or of several PatientIDs) and an incomplete export (no CT-only folder) are not."""
+    # a plan folder read to its end (the survey stops at a plan and its dose: a patient's CT may lie unread after)
+    plan_dirs = [p for p, c in contents.items() if c.pairs() and not c.unread and "CT" not in c.modalities]
+    series_dirs = [p for p, c in contents.items() if not c.plans and c.modalities
+                   and set(c.modalities) <= {"CT", "RTSTRUCT"}]
+    ids = set().union(*(c.patient_ids for c in contents.values())) if contents else set()
+    if (not plan_dirs or not any("CT" in contents[p].modalities for p in series_dirs) or len(ids) != 1
+            or "" in ids or any(c.pairs() and (c.unread or "CT" in c.modalities) for c in contents.values())):
+        return
+    plans = sorted(str(contents[p].plans[u].relative_to(root)) for p in plan_dirs for u in contents[p].plans)
+    example = plans[0]
+    raise CheckInputError(
+        f"--batch: {root} looks like one patient's treatment course (PatientID {next(iter(ids))!r}: plans with their "
+        f"doses in {', '.join(p.name + '/' for p in plan_dirs)}, the series in "
+        f"{', '.join(p.name + '/' for p in series_dirs)}), not a folder of patients: check each plan with mcproton "
+        f"check {root} --plan {root / example}" + (f" (and likewise {', '.join(plans[1:])})" if plans[1:] else "")
+        + "; --batch takes a folder holding one sub-folder per patient")

@@ -199,7 +199,9 @@ def block_factors_for(tps_voxel_mm: Sequence[float], ct_voxel_mm: Sequence[float
 
 def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: dict | None = None, *,
                    given: bool = True, series_uid: str | None = None,
-                   at_ct_resolution: Callable[[Any], None] | None = None):
+                   at_ct_resolution: Callable[[Any], None] | None = None,
+                   outside_external_of: Callable[[Any, Sequence[int], Callable[[slice], np.ndarray]],
+                                                 np.ndarray | None] | None = None):
     """The transport geometry: the CT in blocks of whole CT voxels no larger than the TPS spacing
     (:func:`block_factors_for`), converted slab
     by slab by :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` (the conversion of ``mcproton
@@ -210,7 +212,10 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     --calibration), else warned about, as in ``mcproton run``.  ``series_uid``: the series to read when the
     folder holds several.  ``at_ct_resolution(geometry)``: changes made to the geometry of the CT's own voxels
     before the blocks are formed (the structure set's overrides: a thin bolus keeps its thickness), at the cost of
-    that full-resolution geometry in memory."""
+    that full-resolution geometry in memory.  ``outside_external_of(ct, factors, density_of)``: on blocks coarser
+    than the CT, the CT's material outside the External per block (counted on the CT's own voxels,
+    ``density_of(z_slice)`` their density: :func:`mcproton._io.roi_overrides.outside_external_density`), kept as the
+    geometry's ``outside_external_g_cm3_zyx`` for the outside-External note."""
     from .._io.ct import load_ct_series
     from .._io.hu_calibration import HUCalibration
 
@@ -231,6 +236,7 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     if at_ct_resolution is None:
         check_ct_against_calibration(ct, cal, error=CheckInputError, what_to_give="--calibration")
         g2 = cal.to_geometry(ct, compact=True, blocks=factors)
+        rho_full = None
     else:
         from ..geometry import resample_blocks
 
@@ -238,7 +244,12 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
         at_ct_resolution(g_full)
         check_ct_against_calibration(ct, cal, g_full, error=CheckInputError, what_to_give="--calibration")
         g2 = resample_blocks(g_full, factors)
+        rho_full = g_full.density_g_cm3_zyx   # the overrides' densities, for the outside of the External
         del g_full
+    if outside_external_of is not None and tuple(factors) != (1, 1, 1):
+        g2.outside_external_g_cm3_zyx = outside_external_of(
+            ct, factors, (lambda s: cal.density_from_hu(ct.hu_zyx[s])) if rho_full is None else
+            (lambda s: rho_full[s]))
     return g2, cal, ct   # g2.study: the CT's (to_geometry; resample_blocks keeps it)
 
 

@@ -736,6 +736,7 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
     import io
 
     import pydicom
+    from pydicom.filebase import DicomIO
 
     from .errors import DicomInputError
 
@@ -768,9 +769,10 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
     # pydicom keeps the buffer a data set was read from (FileDataset.buffer; .filename in pydicom 2), for the
     # elements it defers, which it defers none of here: the whole file, pixels included, for as long as the data set
     # is kept (a CT folder's header data sets held every slice's pixels once more: the CT reading peaked at 3.1 x
-    # its volume, audit F7)
+    # its volume, audit F7).  A Deflated file's is the inflated data set (pydicom's DicomBytesIO, not an io.BytesIO):
+    # a CT header pass kept each slice's inflated pixels with its header (hostile-input audit 17, F4, left undone)
     for attr in ("buffer", "filename"):
-        if isinstance(getattr(ds, attr, None), io.BytesIO):
+        if isinstance(getattr(ds, attr, None), (io.BytesIO, DicomIO)):
             setattr(ds, attr, None)
     try:
         decode_long_un(ds)

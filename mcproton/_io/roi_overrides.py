@@ -41,6 +41,7 @@ of :mod:`mcproton._io.rtstruct`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -555,21 +556,43 @@ def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
 OUTSIDE_EXTERNAL_NOTE_G_CM2 = 0.1
 
 
-def _away_from_inside(outside: np.ndarray) -> np.ndarray:
-    """The voxels of ``outside`` none of whose 26 neighbours is inside (not in ``outside``): the outside less its
-    rim on the External's surface, where a voxel's centre lies outside but part of it (its partial volume on the
-    CT, most of a block on a coarser dose grid) is the patient's tissue.  Separable: three one-voxel dilations of
-    the inside along z, y and x."""
-    near = ~outside
-    for ax in range(near.ndim):
-        grown = near.copy()
-        lo = [slice(None)] * near.ndim
-        hi = [slice(None)] * near.ndim
-        lo[ax], hi[ax] = slice(None, -1), slice(1, None)
-        grown[tuple(lo)] |= near[tuple(hi)]
-        grown[tuple(hi)] |= near[tuple(lo)]
-        near = grown
-    return outside & ~near
+def outside_external_density(ct_grid: Any, struct: Any, factors: Sequence[int],
+                             density_of: Callable[[slice], np.ndarray], also_keep: Sequence[str] = (), *,
+                             wanted: str | None = None) -> np.ndarray | None:
+    """The CT's material outside the External on the grid of blocks of ``factors`` = (fx, fy, fz) CT voxels (as
+    :func:`mcproton.geometry.resample_blocks` makes it, the far ends padded): per block, the mean over its CT voxels
+    of the density of those outside the External (:func:`outside_external` on ``ct_grid``, the CT's own voxels:
+    anything with ``origin_mm``, ``voxel_size_mm`` and ``shape_zyx``) and denser than air (AIR_LIKE_G_CM3), 0 for the
+    others; float32.  ``density_of(z_slice)``: the CT voxels' density of those slices (the geometry on the CT's
+    voxels after the structure set's overrides, or the calibration's density of the HU).  None without an External.
+
+    The outside-External note (:func:`outside_external_beam_notes`) traces it on a dose grid coarser than the CT: a
+    block straddling the skin holds the block-averaged tissue while its centre may lie outside the External, which
+    counted as "CT material outside the External" on a phantom with nothing but air there (audit 18, F2: 2.1 mm on
+    a 4 mm grid), and a block mask either counts the skin or, leaving out the skin's rim, loses up to a block of a
+    couch lying against it.  Computed in slabs of whole blocks of slices: beyond the result, only the External's mask
+    on the CT's voxels (a byte each) and one slab's temporaries."""
+    found = outside_external(ct_grid, struct, also_keep, wanted=wanted)
+    return None if found is None else outside_density_on_blocks(found[0], factors, density_of)
+
+
+def outside_density_on_blocks(mask: np.ndarray, factors: Sequence[int],
+                              density_of: Callable[[slice], np.ndarray]) -> np.ndarray:
+    """:func:`outside_external_density` of the CT voxels in ``mask`` (z, y, x: those outside the External)."""
+    from ..geometry import _block_view, block_factors
+    from .._run.inputs import AIR_LIKE_G_CM3
+
+    f = block_factors(factors)
+    fz = f[2]
+    nz = mask.shape[0]
+    out = []
+    step = max(1, int(4e6 // max(1, mask[0].size * fz))) * fz   # ~4 M CT voxels a slab (_RESAMPLE_SLAB_VOXELS)
+    for z0 in range(0, nz, step):
+        s = slice(z0, min(nz, z0 + step))
+        rho = np.asarray(density_of(s), np.float32)
+        rho = np.where(mask[s] & (rho > AIR_LIKE_G_CM3), rho, np.float32(0.0))
+        out.append(_block_view(rho, f).mean(axis=(1, 3, 5), dtype=np.float64).astype(np.float32))
+    return np.concatenate(out)
 
 
 def outside_external_beam_notes(geometry: Any, found: tuple[np.ndarray, str, list[str]],
@@ -580,19 +603,21 @@ def outside_external_beam_notes(geometry: Any, found: tuple[np.ndarray, str, lis
     leaves it out).  ``beams``: (label, isocentre in mm, direction source -> isocentre) per beam, in the patient
     frame; ``remedy``: how the caller's user puts air there (the check's option, the run's config key).
 
-    The voxels outside the External next to one inside it (the skin's rim, :func:`_away_from_inside`) are not
-    counted: on a dose grid coarser than the CT a block straddling the skin holds the block-averaged tissue while its
-    centre lies outside, which counted as "CT material outside the External" on a phantom with nothing but air
-    there (audit 18, F2: 2.1 mm on a 4 mm grid).  A couch touching the External loses its rim voxel (its nearest
-    voxel's thickness) from the count; one with air between it and the skin is counted whole."""
+    On a grid of blocks of the CT the geometry's ``outside_external_g_cm3_zyx`` is traced where it is set (the mass
+    of only the CT voxels outside the External, per block: :func:`outside_external_density`), so that neither the
+    skin's partial blocks nor less than the whole of a couch against the skin count; else the geometry's own
+    voxels in ``found``'s mask (the CT's own grid)."""
     from .._run.inputs import material_upstream_g_cm2
 
     mask, ext, kept = found
     also = f" and the {', '.join(repr(k) for k in kept)} ROI(s)" if kept else ""
-    away = _away_from_inside(mask)
+    dens = getattr(geometry, "outside_external_g_cm3_zyx", None)
+    if dens is not None and tuple(dens.shape) != tuple(geometry.shape_zyx):
+        dens = None   # not this grid's (a geometry cut or padded since)
     notes = []
     for label, iso, direction in beams:
-        g = float(material_upstream_g_cm2(geometry, [iso], [direction], where=away)[0])
+        g = float((material_upstream_g_cm2(geometry, [iso], [direction], where=mask) if dens is None else
+                   material_upstream_g_cm2(geometry, [iso], [direction], density=dens, min_density=0.0))[0])
         if g > OUTSIDE_EXTERNAL_NOTE_G_CM2:
             notes.append(f"{label}: its central axis crosses {10 * g:.1f} mm (water-equivalent by mass) of CT "
                          f"material outside the External {ext!r}{also} before the isocentre (a couch, a head rest or "

@@ -706,13 +706,15 @@ def check_beam_sanity(geometry: Any, beams: list[Any], where: str) -> None:
 
 
 def material_upstream_g_cm2(geometry: Any, position_mm: Any, direction: Any, *, max_rays: int = 2000,
-                            where: np.ndarray | None = None, min_density: float = AIR_LIKE_G_CM3) -> np.ndarray:
+                            where: np.ndarray | None = None, min_density: float = AIR_LIKE_G_CM3,
+                            density: np.ndarray | None = None) -> np.ndarray:
     """For each source (rows of ``position_mm``, ``direction``): the mass thickness (g/cm2) of the grid's material
     denser than ``min_density`` (default AIR_LIKE_G_CM3) between the source and the grid's face upstream of it
     along the central ray; 0 for
     a source outside the grid.  Sampled at a quarter of the smallest voxel; at most ``max_rays`` of the sources
     inside the grid are traced (the others NaN).  ``where``: a (z, y, x) mask; only its voxels count (e.g. the
-    CT outside the External upstream of a beam's isocentre)."""
+    CT outside the External upstream of a beam's isocentre); ``density``: a (z, y, x) density traced in place of the
+    geometry's (the CT's material outside the External per block)."""
     p = np.atleast_2d(np.asarray(position_mm, float))
     d = np.atleast_2d(np.asarray(direction, float))
     d = d / np.linalg.norm(d, axis=1, keepdims=True)
@@ -724,7 +726,7 @@ def material_upstream_g_cm2(geometry: Any, position_mm: Any, direction: Any, *, 
     if inside.size == 0:
         return out
     out[inside[max_rays:]] = np.nan
-    rho = np.asarray(geometry.density_g_cm3_zyx)
+    rho = np.asarray(geometry.density_g_cm3_zyx if density is None else density)
     shape_xyz = np.array(rho.shape[::-1])
     step = float(vs.min()) / 4
     for i in inside[:max_rays]:

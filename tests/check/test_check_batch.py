@@ -389,3 +389,43 @@ def test_batch_json_identifies_each_row_and_its_report_resolves_from_its_folder(
     assert '<a href="p1/check.html">p1/check.html</a>' in page and "T1 (Doe^Jane)" in page
     assert "<td>head plan</td>" in page and "1.2.3" in page and "2026-12-05T10:00:00+01:00" in page
     assert f"beam model: dcpt_v5 (SHA-256 {'cd' * 32})" in page and "target statistical uncertainty: 1.5 %" in page
+
+
+@pytest.mark.parametrize("with_ct", [True, False])
+def test_one_patients_treatment_course_given_to_batch_is_refused_at_once(one_patient, tmp_path, calls, with_ct):
+    """Audit 18 course (F6): one patient's course, CT/ and RTSTRUCT/ beside cranial/ and spinal/ (each a plan with its
+    dose, no CT), all of one PatientID, given to --batch: each sub-folder was a refused "patient".  Now refused at
+    once, naming the course and how to check each plan.  Without the CT/ folder (an incomplete export) it is not
+    taken for a course: the sub-folders are checked (refused) one by one."""
+    from pydicom.uid import generate_uid
+
+    root = tmp_path / "course"
+    shutil.copytree(one_patient[0], root)
+    (root / "ct").rename(root / "CT")
+    (root / "RTSTRUCT").mkdir()
+    for p in list(root.glob("RS*")):
+        p.rename(root / "RTSTRUCT" / p.name)
+    for sub in ("cranial", "spinal"):
+        (root / sub).mkdir()
+        uid = generate_uid()
+        for p in sorted(root.glob("R[PD]*.dcm")):
+            ds = pydicom.dcmread(p)
+            if ds.Modality == "RTPLAN":
+                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+            else:
+                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+                for ref in ds.get("ReferencedRTPlanSequence", []):
+                    ref.ReferencedSOPInstanceUID = uid
+            ds.save_as(root / sub / p.name)
+    for p in list(root.glob("R[PD]*.dcm")):
+        p.unlink()
+    if not with_ct:
+        shutil.rmtree(root / "CT")
+        res, logs, table = _batch(root, tmp_path / "out", calls)
+        assert set(table) == {"RTSTRUCT", "cranial", "spinal"}, table
+        return
+    with pytest.raises(CheckInputError, match=r"looks like one patient's treatment course \(PatientID .*: plans with "
+                       r"their doses in cranial/, spinal/, the series in CT/, RTSTRUCT/\), not a folder of patients: "
+                       r"check each plan with mcproton check .*course --plan .*course/cranial/RP") as exc:
+        api.check_batch(root, tmp_path / "out", log=lambda m: None)
+    assert calls.folders == [] and "spinal/RP" in str(exc.value)

@@ -96,6 +96,50 @@ def test_deflated_slice_inflating_beyond_a_slice_is_refused(tmp_path, monkeypatc
         load_ct_series(folder)
 
 
+def test_deflated_series_header_pass_keeps_no_inflated_pixels(tmp_path, monkeypatch):
+    """The header pass of a Deflated Explicit VR series kept each file's inflated data set (pydicom's DicomBytesIO
+    as the data set's ``buffer``, pixels included) with its header, so a series peaked at its inflated size before
+    a pixel was read (hostile-input audit 17, F4, left undone).  Now the headers it keeps hold neither PixelData nor
+    the inflated buffer (tracemalloc: under a quarter of a slice's 256 x 256 x 2 bytes kept per header, 19 kB, where
+    the inflated slice held 131 kB more), and the series reads identically to the plain one."""
+    import tracemalloc
+
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    plain = tmp_path / "plain"
+    hu = np.random.default_rng(1).integers(-1000, 1500, (4, 256, 256)).astype(np.int16)
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), plain)
+    deflated = tmp_path / "deflated"
+    deflated.mkdir()
+    for f in sorted(plain.iterdir()):
+        ds = pydicom.dcmread(f)
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.save_as(deflated / f.name, enforce_file_format=True)
+    headers = []
+    read = ct_module._read
+
+    def kept(path, *, pixels):
+        ds = read(path, pixels=pixels)
+        if not pixels:
+            headers.append(ds)
+        return ds
+
+    monkeypatch.setattr(ct_module, "_read", kept)
+    a, b = load_ct_series(plain), load_ct_series(deflated)
+    np.testing.assert_array_equal(a.hu_zyx, b.hu_zyx)
+    assert a.origin_mm == b.origin_mm and a.voxel_size_mm == b.voxel_size_mm
+    assert len(headers) == 8
+    for ds in headers:
+        assert "PixelData" not in ds and getattr(ds, "buffer", None) is None, ds.file_meta.TransferSyntaxUID
+    tracemalloc.start()
+    try:
+        ds = read(next(deflated.iterdir()), pixels=False)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert ds is not None and held < 256 * 256 * 2 / 4, held
+
+
 @pytest.mark.parametrize("where", ["pixel_array", "volume"])
 def test_out_of_memory_while_reading_the_pixels_names_the_ct(tmp_path, monkeypatch, capsys, where):
     """Before: "pixel data cannot be decoded (MemoryError ...); the file is truncated/corrupted ..." (pixel_array),

@@ -1121,28 +1121,36 @@ def test_a_steel_override_gives_the_range_of_steel(tmp_path):
     assert spr == pytest.approx(5.5, rel=0.03), (ct_r80, steel_r80, spr)
 
 
-def test_the_skins_rim_on_a_coarse_dose_grid_is_not_ct_material_outside_the_external():
+def test_the_outside_of_the_external_is_counted_on_the_ct_grid_for_a_coarse_dose_grid():
     """Audit 18 (F2): on a dose grid coarser than the CT a block straddling the skin holds block-averaged tissue while
-    its centre lies outside the External, and "CT material outside the External (a couch, a head rest or a mask)" was
-    noted on a phantom with only air outside the body (2.1 mm on a 4 mm grid).  Here the body is water from z = 22.5 mm,
-    a beam along +z to an isocentre at z = 60 mm: on 1 mm (the CT) and 4 mm blocks (the block z 20-24 mm is 1.5 / 4
-    water, density 0.375, its centre outside) no note; with an 8 mm couch slab of 1.2 g/cm3 (z 4-12 mm, air between it
-    and the skin) the note on both grids."""
-    from mcproton._io.roi_overrides import outside_external_beam_notes
-    from mcproton.geometry import box_phantom
+    its centre lies outside the External, and "CT material outside the External" was noted on a phantom with only air
+    outside the body (2.1 mm on a 4 mm grid); leaving out the skin's rim of the blocks then lost a block of a couch
+    lying against the skin.  Now the mass of only the CT voxels outside the External is counted per block.  The CT:
+    1 mm voxels, the body water from z = 22 mm, a beam along +z to z = 60 mm.  On the CT grid and on 2, 4 and 8 mm
+    blocks: no note with air outside; a 1.2 g/cm3 couch slab z 14-22 mm directly against the skin: its full 8 mm
+    (9.6 mm water-equivalent by mass) on every grid; the same slab with air before the skin (z 4-12 mm) too."""
+    from mcproton._io.roi_overrides import outside_density_on_blocks, outside_external_beam_notes
+    from mcproton.geometry import box_phantom, resample_blocks
 
-    for vox in (1.0, 4.0):
-        g = box_phantom("water", (40, 40, 100), vox)   # z from 0 to 100 mm
-        z = g.axis_mm("z")
-        rho = np.array(g.density_g_cm3_zyx, dtype=np.float32)
-        lo_edge = z - vox / 2
-        frac = np.clip((z + vox / 2 - 22.5) / vox, 0.0, 1.0)   # the share of each z layer inside the body
-        rho[:] = (0.0012 * (1 - frac) + 1.0 * frac)[:, None, None]
-        g.density_g_cm3_zyx = rho
-        outside = np.broadcast_to((z < 22.5)[:, None, None], g.shape_zyx).copy()
-        beam = [("beam 1", (0.0, 0.0, 60.0), (0.0, 0.0, 1.0))]
-        assert outside_external_beam_notes(g, (outside, "BODY", []), beam, "fix it") == [], vox
-        rho[(lo_edge >= 4.0) & (lo_edge < 12.0)] = 1.2   # the couch slab
-        g.density_g_cm3_zyx = rho
-        (note,) = outside_external_beam_notes(g, (outside, "BODY", []), beam, "fix it")
-        assert re.search(r"beam 1: its central axis crosses 9.6 mm .* outside the External 'BODY'", note), (vox, note)
+    ct = box_phantom("water", (40, 40, 96), 1.0)   # z from 0 to 96 mm
+    z = ct.axis_mm("z")
+    outside = np.broadcast_to((z < 22.0)[:, None, None], ct.shape_zyx).copy()
+    beam = [("beam 1", (0.0, 0.0, 60.0), (0.0, 0.0, 1.0))]
+    for couch in (None, (14.0, 22.0), (4.0, 12.0)):
+        rho = np.where(outside, np.float32(0.0012), np.float32(1.0))
+        if couch is not None:
+            rho[(z > couch[0]) & (z < couch[1])] = 1.2
+        ct.density_g_cm3_zyx = rho
+        for f in (1, 2, 4, 8):
+            g = resample_blocks(ct, (f, f, f))
+            if f > 1:
+                g.outside_external_g_cm3_zyx = outside_density_on_blocks(outside, (f, f, f), lambda s: rho[s])
+            # the External's mask on the grid's own voxels (block centres): what the note traced before
+            grid_outside = np.broadcast_to((g.axis_mm("z") < 22.0)[:, None, None], g.shape_zyx).copy()
+            notes = outside_external_beam_notes(g, (grid_outside, "BODY", []), beam, "fix it")
+            if couch is None:
+                assert notes == [], (f, notes)
+            else:
+                (note,) = notes
+                assert re.search(r"beam 1: its central axis crosses 9.6 mm .* outside the External 'BODY'", note), \
+                    (couch, f, note)
