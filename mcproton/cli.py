@@ -152,15 +152,17 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
 
 
 def _refuse_unwritable_paths(args: argparse.Namespace, cfg: dict) -> None:
-    """Every path the run reads or writes (the config and the paths in it, each file of the CT folder, --out,
-    the RT Dose, the current folder) refused now where the locale cannot hold its name (mcproton/_io/path_text.py),
-    not when the HDF5's provenance is written after the transport (automation audit 2026-12-06, F5)."""
+    """Every path the run reads or writes (the config and the paths in it, each file of the CT folder that the CT
+    reader may read as DICOM and so name, --out, the RT Dose, the current folder) refused now where the locale
+    cannot hold its name (mcproton/_io/path_text.py), not when the HDF5's provenance is written after the transport
+    (automation audit 2026-12-06, F5)."""
     from ._io.path_text import current_folder, refuse_unwritable_paths
     from ._run.inputs import input_paths
 
     rtdose = args.rtdose or cfg.get("output", {}).get("rtdose")
     refuse_unwritable_paths([current_folder(), ("--out", args.out), ("the RT Dose (--rtdose, output.rtdose)", rtdose),
-                             ("the config's folder", cfg.get("_base_dir")), *input_paths(cfg, args.config)])
+                             ("the config's folder", cfg.get("_base_dir")),
+                             *input_paths(cfg, args.config, every_ct_file=False)])
 
 
 #: the provenance key (HDF5 group ``provenance``) of what a run computed from: :func:`_run_identity`

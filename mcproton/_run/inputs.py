@@ -452,11 +452,18 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def input_paths(cfg: dict[str, Any], config_path: str | None) -> list[tuple[str, Path]]:
+def input_paths(cfg: dict[str, Any], config_path: str | None, *, every_ct_file: bool = True) -> list[tuple[str, Path]]:
     """(what, path) of every input file or folder a run reads: the config, the plan, the structure set, the beam
-    model and calibration files, the CT folder and each file in it."""
+    model and calibration files, the CT folder and each file in it.
+
+    ``every_ct_file`` false: of the CT folder's files only those the CT reader may read as DICOM and so may name
+    (:func:`~mcproton._io.dicom_common.may_be_dicom`, not hidden), for the refusal of names an ASCII locale cannot
+    hold: a stray note (``Notiz_für_Physik.txt``) is opened, found not DICOM and skipped unnamed, so its name is
+    never written anywhere, and refusing the run over it protected nothing (the new-features audit of 2026-12-06,
+    F4).  True (the default): every file, as outputs are checked against (an output must not replace any of them)."""
     from pathlib import Path
 
+    from .._io.dicom_common import may_be_dicom
     from ..config import _resolve
 
     found: list[tuple[str, Path]] = []
@@ -475,7 +482,8 @@ def input_paths(cfg: dict[str, Any], config_path: str | None) -> list[tuple[str,
         what = "phantom.ct_dir" if ph.get("type") == "ct" else "phantom.ct_dir (the slab CT folder)"
         found.append((what, d))
         if d.is_dir():
-            found += [(f"a file of {what}", f) for f in d.iterdir()]
+            found += [(f"a file of {what}", f) for f in sorted(d.iterdir())
+                      if every_ct_file or (not f.name.startswith(".") and may_be_dicom(f))]
     return found
 
 
