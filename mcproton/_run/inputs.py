@@ -487,6 +487,26 @@ def input_paths(cfg: dict[str, Any], config_path: str | None, *, every_ct_file: 
     return found
 
 
+def input_files(cfg: dict[str, Any], config_path: str | None) -> list[Path]:
+    """Every file a run reads, for the SHA-256s of ``mcproton run --resume``'s run identity (the new-features audit
+    of 2026-12-06, F2: an RT Struct changed in place was "already complete"): the config, plan, structure set, beam
+    model and calibration files (a calibration folder's files), and the CT folder's files as the CT reader lists them
+    (every file not hidden: each is opened).  A slab_ct phantom's CT folder is not: the run writes it (from the
+    config, which is in the identity)."""
+    import os
+    from pathlib import Path
+
+    files: list[Path] = []
+    for what, p in input_paths(cfg, config_path):
+        if what.startswith(("phantom.ct_dir (the slab CT folder)", "a file of phantom.ct_dir (the slab")):
+            continue
+        if what == "phantom.calibration" and p.is_dir():
+            files += sorted(q for q in p.rglob("*") if q.is_file())
+        elif p.is_file() and not (what.startswith("a file of ") and p.name.startswith(".")):
+            files.append(Path(os.path.abspath(p)))
+    return files
+
+
 def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path]]) -> None:
     """Refuse outputs that would destroy something: an output equal to an input or to another output, or one that
     exists and is not a regular file (a folder, a device node, a FIFO); and outputs that could not be written: a
