@@ -132,7 +132,8 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
             with UntilTheTransport():
                 locked.enter_context(OutputLock(written, "the output", log=_note, roles=roles))
                 remove_stale_temporaries(written, log=_note)
-                identity = _run_identity(cfg, settings, geometry, beams, _output_names(cfg, beams, out, rtdose, png))
+                identity = _run_identity(cfg, settings, geometry, beams, _output_names(cfg, beams, out, rtdose, png),
+                                         args.config)
                 if args.resume and _already_complete(out, identity, _output_names(cfg, beams, out, rtdose, png)):
                     print(f"mcproton: already complete: {out} (same config and inputs); nothing to do",
                           file=sys.stderr)
@@ -152,32 +153,41 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
 
 
 def _refuse_unwritable_paths(args: argparse.Namespace, cfg: dict) -> None:
-    """Every path the run reads or writes (the config and the paths in it, each file of the CT folder, --out,
-    the RT Dose, the current folder) refused now where the locale cannot hold its name (mcproton/_io/path_text.py),
-    not when the HDF5's provenance is written after the transport (automation audit 2026-12-06, F5)."""
+    """Every path the run reads or writes (the config and the paths in it, each file of the CT folder that the CT
+    reader may read as DICOM and so name, --out, the RT Dose, the current folder) refused now where the locale
+    cannot hold its name (mcproton/_io/path_text.py), not when the HDF5's provenance is written after the transport
+    (automation audit 2026-12-06, F5)."""
     from ._io.path_text import current_folder, refuse_unwritable_paths
     from ._run.inputs import input_paths
 
     rtdose = args.rtdose or cfg.get("output", {}).get("rtdose")
     refuse_unwritable_paths([current_folder(), ("--out", args.out), ("the RT Dose (--rtdose, output.rtdose)", rtdose),
-                             ("the config's folder", cfg.get("_base_dir")), *input_paths(cfg, args.config)])
+                             ("the config's folder", cfg.get("_base_dir")),
+                             *input_paths(cfg, args.config, every_ct_file=False)])
 
 
 #: the provenance key (HDF5 group ``provenance``) of what a run computed from: :func:`_run_identity`
 RUN_IDENTITY_KEY = "run_identity"
 
 
-def _run_identity(cfg: dict, settings: Any, geometry: Any, beams: list, names: list[Path]) -> str:
+def _run_identity(cfg: dict, settings: Any, geometry: Any, beams: list, names: list[Path],
+                  config_path: str | None = None) -> str:
     """What this run computes from and writes, as the JSON kept in its HDF5's provenance (``run_identity``): the
     checkpoint's fingerprint (mcproton version, kernel source, the config and --set options less the keys that do
     not change the dose, the geometry (the CT's voxels and densities), the beams (spots), backend, seed, primaries),
     the materials in full (a HU calibration that changes a composition but not a name), the [output] settings and
     the absolute paths of every output.  ``--resume`` compares it to call an output complete (the cluster audit,
-    F10)."""
+    F10).  With them, the SHA-256 of every input file the run reads (:func:`mcproton._run.inputs.input_files`: an
+    RT Struct re-contoured in place changes the DVHs and the body outline, not the geometry), the beam models'
+    files (their provenance: a TOML's table too) and mcproton's build (:func:`mcproton._build.build_identity`: the
+    physics files besides the kernel; the new-features audit of 2026-12-06, F2, F3)."""
     import hashlib
     import os
 
+    from ._build import build_identity
+    from ._io.file_hash import sha256_by_name
     from ._run.checkpoint import fingerprint
+    from ._run.inputs import input_files
     from ._run.job import resolve_backend
 
     ident: dict[str, Any] = dict(fingerprint(cfg, settings, resolve_backend(settings), geometry, beams))
@@ -186,6 +196,10 @@ def _run_identity(cfg: dict, settings: Any, geometry: Any, beams: list, names: l
     ident["materials_sha256"] = hashlib.sha256(repr(materials).encode()).hexdigest()
     ident["output_settings"] = json.dumps(cfg.get("output", {}), sort_keys=True, default=str)
     ident["outputs"] = [os.path.abspath(p) for p in names]
+    ident["build"] = build_identity()
+    ident["input_files_sha256"] = sha256_by_name(input_files(cfg, config_path))
+    ident["beam_models"] = sorted({json.dumps((getattr(b, "meta", None) or {}).get("beam_model"), sort_keys=True,
+                                              default=str) for b in beams})
     return json.dumps(ident, sort_keys=True)
 
 

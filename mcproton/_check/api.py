@@ -2035,14 +2035,21 @@ _NOT_IN_REUSE_KEY = ("progress", "log", "gamma_workers", "threads", "time_limit_
 
 def _reuse_key(patient: Path, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """What a patient's check in a batch was made of, for ``skip_checked``: the SHA-256 of every file under the
-    patient's folder (by its path there: a file added, removed or changed is another export), mcproton's version,
-    the beam model's and the calibration's files (their SHA-256), the action levels' file and every other option.
-    Recorded in the patient's check.json (``provenance.batch_reuse_key``)."""
+    patient's folder by its path there (a file added, removed or changed is another export), found by the walk the
+    check reads the folder with (:func:`~mcproton._check.inputs.walk_files`: through a CT folder linked in from
+    shared storage too, which Path.rglob did not enter; the new-features audit of 2026-12-06, F1), mcproton's build
+    (:func:`mcproton._build.build_identity`: the version, the kernel's source and the physics data, F3), the beam
+    model's and the calibration's files (their SHA-256), the calibration's data as read (a built-in one's too, by
+    its name before), the action levels' file and every other option.  Recorded in the patient's check.json
+    (``provenance.batch_reuse_key``)."""
     from .. import __version__
-    from .._io.file_hash import sha256_file
+    from .._build import build_identity
+    from .._io.file_hash import sha256_by_name, sha256_file
+    from .._io.hu_calibration import HUCalibration
+    from .inputs import walk_files
     from .record import _arg_text
 
-    files = {f.relative_to(patient).as_posix(): sha256_file(f) for f in sorted(patient.rglob("*")) if f.is_file()}
+    files = sha256_by_name(walk_files(patient), patient)
     bm = kwargs.get("beam_model")
     if bm is None or hasattr(bm, "provenance"):
         model = bm.provenance() if bm is not None else None
@@ -2055,9 +2062,12 @@ def _reuse_key(patient: Path, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(cal, (str, Path)) and Path(cal).exists():   # a file or folder given (else a built-in name)
         q = Path(cal)
         cal_files = {f.name: sha256_file(f) for f in sorted([q] if q.is_file() else q.rglob("*")) if f.is_file()}
+    # the data the check converts the CT with (None: the default schneider2000, as check() reads it)
+    cal_data = (cal if isinstance(cal, HUCalibration) else HUCalibration.load(cal or "schneider2000")).data_sha256()
     levels = kwargs.get("levels")
-    return {"mcproton_version": __version__, "input_files_sha256": files, "beam_model": model,
-            "calibration": None if cal is None else _arg_text(cal), "calibration_files_sha256": cal_files,
+    return {"mcproton_version": __version__, "build": build_identity(), "input_files_sha256": files,
+            "beam_model": model, "calibration": None if cal is None else _arg_text(cal),
+            "calibration_files_sha256": cal_files, "calibration_data_sha256": cal_data,
             "levels": levels_record(levels) if not isinstance(levels, (str, Path)) or Path(levels).is_file()
             else _arg_text(levels),
             "options": {k: _arg_text(v) for k, v in sorted(kwargs.items()) if k not in _NOT_IN_REUSE_KEY}}

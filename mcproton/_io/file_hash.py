@@ -19,6 +19,27 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def sha256_by_name(paths: Iterable[str | Path], root: str | Path | None = None) -> dict[str, str]:
+    """{name: the SHA-256 of its bytes} of the files ``paths`` (folders and other non-files among them left out),
+    for the keys that say whether a result may be reused: ``check --batch --skip-checked``'s (a patient's files,
+    named relative to its folder ``root``) and ``run --resume``'s (the run's input files, by their paths).  A file's
+    name is its path relative to ``root`` (POSIX form; a linked folder's files through the link, as they were found),
+    else, or where it is not under ``root``, its path as given."""
+    out: dict[str, str] = {}
+    for p in paths:
+        q = Path(p)
+        if not q.is_file():
+            continue
+        name = q.as_posix()
+        if root is not None:
+            try:
+                name = q.relative_to(root).as_posix()
+            except ValueError:
+                pass
+        out[name] = sha256_file(q)
+    return out
+
+
 def file_record(path: str | Path) -> dict[str, str]:
     """{"path": the resolved path, "sha256": the SHA-256 of its bytes}."""
     p = Path(path)

@@ -561,6 +561,22 @@ class HUCalibration:
             raise CalibrationError(f"{self.name}: at most 255 material bins are supported; got {b.size}")
         self.seg_hu_lo, self.seg_hu_hi, self.seg_rho_lo, self.seg_rho_hi, self.bin_hu_lo = lo, hi, rlo, rhi, b
 
+    def data_sha256(self) -> str:
+        """The SHA-256 of what this calibration maps HU to: its density curve, material bins, materials (names,
+        densities, mass fractions, I-values) and SPR reference energy; not its name or files.  A built-in
+        calibration whose tables or code changed between two builds differs in it under the same name (the reuse
+        key of ``check --batch --skip-checked``; the new-features audit of 2026-12-06, F3)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for a in (self.seg_hu_lo, self.seg_hu_hi, self.seg_rho_lo, self.seg_rho_hi, self.bin_hu_lo):
+            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        mats = [(m.name, float(m.density_g_cm3), sorted((k, float(v)) for k, v in dict(m.mass_fractions).items()),
+                 m.i_value_ev) for m in self.materials]
+        h.update(repr(mats).encode())
+        h.update(repr(self.spr_reference_mev).encode())
+        return h.hexdigest()
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_points(cls, hu: Sequence[float], density: Sequence[float], bin_hu_lo: Sequence[float],

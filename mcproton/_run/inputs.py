@@ -452,11 +452,18 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def input_paths(cfg: dict[str, Any], config_path: str | None) -> list[tuple[str, Path]]:
+def input_paths(cfg: dict[str, Any], config_path: str | None, *, every_ct_file: bool = True) -> list[tuple[str, Path]]:
     """(what, path) of every input file or folder a run reads: the config, the plan, the structure set, the beam
-    model and calibration files, the CT folder and each file in it."""
+    model and calibration files, the CT folder and each file in it.
+
+    ``every_ct_file`` false: of the CT folder's files only those the CT reader may read as DICOM and so may name
+    (:func:`~mcproton._io.dicom_common.may_be_dicom`, not hidden), for the refusal of names an ASCII locale cannot
+    hold: a stray note (``Notiz_für_Physik.txt``) is opened, found not DICOM and skipped unnamed, so its name is
+    never written anywhere, and refusing the run over it protected nothing (the new-features audit of 2026-12-06,
+    F4).  True (the default): every file, as outputs are checked against (an output must not replace any of them)."""
     from pathlib import Path
 
+    from .._io.dicom_common import may_be_dicom
     from ..config import _resolve
 
     found: list[tuple[str, Path]] = []
@@ -475,8 +482,29 @@ def input_paths(cfg: dict[str, Any], config_path: str | None) -> list[tuple[str,
         what = "phantom.ct_dir" if ph.get("type") == "ct" else "phantom.ct_dir (the slab CT folder)"
         found.append((what, d))
         if d.is_dir():
-            found += [(f"a file of {what}", f) for f in d.iterdir()]
+            found += [(f"a file of {what}", f) for f in sorted(d.iterdir())
+                      if every_ct_file or (not f.name.startswith(".") and may_be_dicom(f))]
     return found
+
+
+def input_files(cfg: dict[str, Any], config_path: str | None) -> list[Path]:
+    """Every file a run reads, for the SHA-256s of ``mcproton run --resume``'s run identity (the new-features audit
+    of 2026-12-06, F2: an RT Struct changed in place was "already complete"): the config, plan, structure set, beam
+    model and calibration files (a calibration folder's files), and the CT folder's files as the CT reader lists them
+    (every file not hidden: each is opened).  A slab_ct phantom's CT folder is not: the run writes it (from the
+    config, which is in the identity)."""
+    import os
+    from pathlib import Path
+
+    files: list[Path] = []
+    for what, p in input_paths(cfg, config_path):
+        if what.startswith(("phantom.ct_dir (the slab CT folder)", "a file of phantom.ct_dir (the slab")):
+            continue
+        if what == "phantom.calibration" and p.is_dir():
+            files += sorted(q for q in p.rglob("*") if q.is_file())
+        elif p.is_file() and not (what.startswith("a file of ") and p.name.startswith(".")):
+            files.append(Path(os.path.abspath(p)))
+    return files
 
 
 def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, Path]]) -> None:

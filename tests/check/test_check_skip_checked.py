@@ -87,3 +87,72 @@ def test_skip_checked_without_batch_is_refused(tmp_path, capsys):
     assert main(["check", str(tmp_path), "--beam-model", "dcpt_v5", "--out", str(tmp_path / "o"), "--quiet",
                  "--skip-checked"]) == 2
     assert "--skip-checked" in capsys.readouterr().err
+
+
+def _key_patient(root: Path) -> Path:
+    """A patient folder of small files (the key reads files, not DICOM) whose CT folder is linked in from a
+    'shared store' beside it."""
+    store = root / "store" / "ct"
+    store.mkdir(parents=True)
+    for i in range(3):
+        (store / f"CT{i}.dcm").write_bytes(b"slice %d" % i)
+    patient = root / "export" / "p"
+    patient.mkdir(parents=True)
+    (patient / "RP.dcm").write_bytes(b"plan")
+    (patient / "ct").symlink_to(store, target_is_directory=True)
+    return patient
+
+
+def test_the_reuse_key_covers_a_linked_ct_folder(tmp_path):
+    """New-features audit 2026-12-06, F1: the key listed the patient's files with Path.rglob, which does not enter a
+    linked folder (Python < 3.13), while the check reads through it: a changed CT slice kept the old verdict."""
+    patient = _key_patient(tmp_path)
+    kw = {"beam_model": "dcpt_v5"}
+    key = api._reuse_key(patient, kw)
+    assert sorted(key["input_files_sha256"]) == ["RP.dcm", "ct/CT0.dcm", "ct/CT1.dcm", "ct/CT2.dcm"]
+    (tmp_path / "store" / "ct" / "CT1.dcm").write_bytes(b"slice 1, +300 HU")
+    assert api._reuse_key(patient, kw) != key, "a changed slice in the linked CT folder is another key"
+
+
+def test_the_reuse_key_holds_the_build_and_the_calibration_data(tmp_path, monkeypatch):
+    """F3: the key's "version" is 0.1.0 whatever the physics: it holds the kernel's source hash, the package's
+    physics files and the built-in calibration's data as read (a table 5 % denser under the same name is another
+    key), each a change that gives another dose."""
+    import mcproton._io.hu_calibration as hu
+    from mcproton._kernels.source import source_hash
+
+    patient = _key_patient(tmp_path)
+    kw = {"beam_model": "dcpt_v5", "calibration": "mcsquare_default"}
+    key = api._reuse_key(patient, kw)
+    assert key["build"]["kernel_hash"] == source_hash("transport.cu") and key["build"]["physics_files_sha256"]
+    assert api._reuse_key(patient, kw) == key, "the same build and inputs: the same key"
+
+    data = tmp_path / "ct_calibration"
+    shutil.copytree(hu.DATA_DIR, data)
+    table = data / "mcsquare_scanner_default_hu_density.csv"
+    lines = table.read_text(encoding="utf-8").splitlines()
+    denser = [ln if not ln[:1].lstrip("-").isdigit() else   # "HU,density_gcm3" rows 5 % denser
+              f"{ln.split(',')[0]},{float(ln.split(',')[1]) * 1.05:.6g}" for ln in lines]
+    assert denser != lines, "the test must change the table"
+    table.write_text("\n".join(denser) + "\n", encoding="utf-8")
+    monkeypatch.setattr(hu, "DATA_DIR", data)
+    assert api._reuse_key(patient, kw)["calibration_data_sha256"] != key["calibration_data_sha256"]
+
+
+def test_the_build_identity_changes_with_the_physics_files(tmp_path, monkeypatch):
+    """F3: a physics table of the package changed (a stopping power 1.8 % higher) is another build."""
+    import mcproton._build as build
+
+    pkg = tmp_path / "mcproton"
+    shutil.copytree(Path(build.__file__).parent / "data", pkg / "data")
+    shutil.copytree(Path(build.__file__).parent / "_physics", pkg / "_physics")
+    monkeypatch.setattr(build, "_PACKAGE", pkg)
+    build.physics_files_sha256.cache_clear()
+    try:
+        before = build.physics_files_sha256()
+        table = pkg / "data" / "stopping_power" / "pstar_water_liquid.csv"
+        table.write_text(table.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+        build.physics_files_sha256.cache_clear()
+        assert build.physics_files_sha256() != before
+    finally:
+        build.physics_files_sha256.cache_clear()

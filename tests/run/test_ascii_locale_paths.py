@@ -90,3 +90,45 @@ def test_names_held_or_not():
 
     assert not holds_unwritable_text("/data/plain/RP.dcm")
     assert holds_unwritable_text("/data/Pat \udcc3\udc9c")   # surrogate escapes: no UTF-8 text holds them
+
+
+def _ct_job(tmp_path: Path) -> Path:
+    """A 40 mm water CT (write_phantom_ct, 5 mm voxels) and a 70 MeV pencil config of 1000 primaries."""
+    from mcproton.geometry import box_phantom
+    from mcproton.phantoms.dicom_export import write_phantom_ct
+
+    g = box_phantom("water", (40.0, 40.0, 40.0), (5.0, 5.0, 5.0))
+    g.origin_mm = (-17.5, -17.5, -17.5)
+    write_phantom_ct(g, tmp_path / "ct")
+    (tmp_path / "job.toml").write_text(
+        '[run]\nprimaries = 1000\nbatches = 2\nbackend = "cpu"\nthreads = 1\n[phantom]\ntype = "ct"\nct_dir = "ct"\n'
+        '[beam]\nenergy_mev = 70.0\nposition_mm = [0.0, 0.0, -30.0]\ndirection = [0.0, 0.0, 1.0]\n'
+        'sigma_mm = [3.0, 3.0]\n[output]\nplot = false\n', encoding="utf-8")
+    return tmp_path / "job.toml"
+
+
+def test_a_stray_non_ascii_note_in_the_ct_folder_does_not_refuse_the_run(tmp_path):
+    """New-features audit 2026-12-06, F4: every entry of phantom.ct_dir was refused by its name, so a note beside the
+    slices ("Notiz_für_Physik.txt", opened by the CT reader, found not DICOM and skipped unnamed) refused the whole
+    run under an ASCII locale.  Now only the files the CT reader may read as DICOM (and so may name) are: the run
+    completes and writes its HDF5 (the note's name written nowhere)."""
+    _ct_job(tmp_path)
+    (tmp_path / "ct" / os.fsdecode(b"Notiz_f\xc3\xbcr_Physik.txt")).write_text("bitte nicht löschen", encoding="utf-8")
+    proc = _ascii_locale("run", "job.toml", "--out", "o.h5", "--quiet", cwd=tmp_path)
+    _skip_unless_ascii(proc)
+    err = proc.stderr.decode("ascii", "backslashreplace")
+    assert proc.returncode == 0, err
+    assert (tmp_path / "o.h5").is_file()
+
+
+def test_a_non_ascii_ct_slice_is_still_refused(tmp_path):
+    """A slice the CT reader reads (named like DICOM) keeps its refusal: its name may be written in a warning, which
+    the HDF5's provenance keeps."""
+    _ct_job(tmp_path)
+    first = sorted((tmp_path / "ct").iterdir())[0]
+    first.rename(first.with_name(os.fsdecode(MUELLER + b".dcm")))
+    proc = _ascii_locale("run", "job.toml", "--out", "o.h5", "--quiet", cwd=tmp_path)
+    _skip_unless_ascii(proc)
+    err = proc.stderr.decode("ascii", "backslashreplace")
+    assert proc.returncode == 2 and "a file of phantom.ct_dir" in err and REFUSAL in err, err
+    assert not (tmp_path / "o.h5").exists()

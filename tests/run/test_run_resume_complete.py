@@ -68,3 +68,44 @@ def test_without_resume_a_complete_output_is_replaced_as_before(finished, capsys
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
     cap = capsys.readouterr()
     assert "already complete" not in cap.err and "replacing the existing output" in cap.err, cap.err
+
+
+def test_resume_after_the_structure_set_changed_runs_again(tmp_path, monkeypatch, capsys):
+    """New-features audit 2026-12-06, F2: the run identity held the config's text and the geometry, not the input
+    files' contents: an RT Struct re-contoured in place (the External moved: another body outline and DVHs, the
+    same geometry) was "already complete", the HDF5 keeping the old outline.  Now every input file's SHA-256 is in
+    it; a file left as it was still finds the output complete.  (80 mm water CT, 5 mm voxels, 1000 primaries.)"""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
+    from dicom_factories import make_plan, save
+
+    from mcproton.geometry import box_phantom
+    from mcproton.phantoms.dicom_export import write_phantom_ct, write_rtstruct
+
+    g = box_phantom("water", (80.0, 80.0, 80.0), (5.0, 5.0, 5.0))
+    g.origin_mm = (-37.5, -37.5, -37.5)
+    ct = write_phantom_ct(g, tmp_path / "ct")
+    xs = g.origin_mm[0] + 5.0 * np.arange(16)
+    write_rtstruct({"body": np.broadcast_to(xs < 0, g.shape_zyx).copy()}, g, ct, tmp_path / "RS.dcm")
+    save(make_plan([{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(90.0, [(0.0, 0.0)], [1.0])],
+                     "meterset": 5.0}], frame_of_reference_uid=ct.frame_of_reference_uid), tmp_path / "RP.dcm")
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[run]\nprimaries = 1000\nbatches = 2\nbackend = "cpu"\nthreads = 1\n[phantom]\ntype = "ct"\n'
+                   'ct_dir = "ct"\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\nrtstruct = "RS.dcm"\n'
+                   '[output]\nplot = false\n')
+    out = tmp_path / "o.h5"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        no_transport(m)
+        assert main(["run", str(cfg), "--out", str(out), "--quiet", "--resume"]) == 0
+        assert "already complete" in capsys.readouterr().err, "the same files: complete"
+    # the External re-contoured: the downstream half and 10 mm more (the CT, the plan and the config as they were)
+    write_rtstruct({"body": np.broadcast_to(xs < 10, g.shape_zyx).copy()}, g, ct, tmp_path / "RS.dcm")
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "already complete" not in err, err
