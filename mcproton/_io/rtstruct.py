@@ -304,8 +304,9 @@ def warn_missing_ct_slices(path_or_ds, ct, where: str) -> None:
     or a series split over folders reads as a complete, shorter CT (its spacing is even), and the DVH of an ROI that
     reaches beyond it holds only the part inside, without a word (the pacs audit, F6: 34 caudal slices missing, the
     CTV's DVH of 64.5 of its 67.5 cm3).  The warning names how many slices are missing, the ROIs whose contours lie
-    beyond the CT's slices and how far.  A structure set that names no slices, or another series, is passed (the
-    frame and series checks speak of those)."""
+    beyond the CT's slices and how far.  When none of the slices matches and every contour lies within the CT, the
+    series was written again with new UIDs (a derived series): that is said instead of "incomplete".  A structure set
+    that names no slices, or another series, is passed (the frame and series checks speak of those)."""
     s = read_rtstruct(path_or_ds)
     uid = str(getattr(ct, "series_instance_uid", "") or "")
     refs = s.referenced_slices.get(uid) or (s.referenced_slices.get("") if set(s.referenced_slices) == {""} else ())
@@ -324,6 +325,16 @@ def warn_missing_ct_slices(path_or_ds, ct, where: str) -> None:
         out = zs[(zs < lo) | (zs > hi)]
         if out.size:
             beyond.append(f"{nm!r} ({out.size} of its {zs.size} contours, z {out.min():.1f} to {out.max():.1f} mm)")
+    if len(missing) == len(refs) and not beyond:
+        # none of the slices matches, yet every contour lies within the CT: the whole series was read, written again
+        # with new SOP Instance UIDs (anonymised, an SPR map or another derived series), not cut short (audit 18b F4:
+        # "177 of the 177 CT slices ... the CT is incomplete" on a complete CT of 177 slices)
+        warn(f"{s.path}: the CT's slices ({where}: {len(have)} slices, z {float(z.min()):.1f} to {float(z.max()):.1f} "
+             f"mm) carry other SOP Instance UIDs than the {len(refs)} slices the structure set was drawn on "
+             f"(ContourImageSequence of series {uid}), and every contour lies within the CT: a re-written or derived "
+             "series (anonymised, or an SPR map written with new UIDs); check the structures line up with this CT",
+             McprotonRuntimeWarning, stacklevel=2)
+        return
     which = (f"the contours of {', '.join(beyond[:6])}{' and more' if len(beyond) > 6 else ''} lie beyond the CT's "
              "slices: their DVHs hold only the part inside the CT, and no dose is computed beyond it" if beyond else
              "no contour lies beyond the CT's slices")
