@@ -1171,6 +1171,11 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
              "was planned for one of them: another machine's beam model gives a plausible but wrong dose",
              McprotonWarning)
     one_size, nominal_sizes = _one_spot_size(plan)
+    # the layers in a gap of the model's energies: one warning per gap, with their count, beams and energies (at()
+    # would name only the first energy met)
+    beam_model.warn_energy_gaps([(str(b.number), float(layer.nominal_energy_mev), float(np.sum(layer.spot_mu)))
+                                 for b in plan.beams if beam_numbers is None or b.number in beam_numbers
+                                 for layer in b.layers])
     for b in plan.beams:
         if beam_numbers is not None and b.number not in beam_numbers:
             continue
