@@ -1094,7 +1094,7 @@ def _left_out_notes(masks: dict[str, np.ndarray], types: dict[str, str], empty_w
     contours was missing from the report without a word, and a PTV without contours was said to "have contours"
     (structure audit F7)."""
     notes: list[str] = []
-    oars: list[str] = []
+    oars: dict[str, str] = {}   # ROI name: why (said once per reason: rtstruct.reasons_grouped, audit 18b F10)
     other: list[str] = []
     for nm, m in masks.items():
         kind = classify(nm, types.get(nm, ""))
@@ -1108,15 +1108,17 @@ def _left_out_notes(masks: dict[str, np.ndarray], types: dict[str, str], empty_w
                 notes.append(f"target {nm!r} {why}, so it has no voxel on the TPS dose grid and its D95 and Dmean "
                              f"are not checked: {hint}")
             else:
-                oars.append(f"{nm!r} {why}")
+                oars[nm] = why
 
     def listed(items: list[str]) -> str:
         more = len(items) - _LEFT_OUT_NAMES
         return "; ".join(items[:_LEFT_OUT_NAMES]) + (f"; and {more} more" if more > 0 else "")
 
     if oars:
+        from .._io.rtstruct import reasons_grouped
+
         notes.append(f"{len(oars)} structure(s) are not in the structure table, having no voxel on the TPS dose "
-                     f"grid: {listed(oars)}")
+                     f"grid: {'; '.join(reasons_grouped(oars, _LEFT_OUT_NAMES))}")
     if other:
         notes.append(f"{len(other)} ROI(s) are not in the structure table, their types having no dose metrics "
                      f"(markers, control, support, bolus, ...): {listed(other)}")

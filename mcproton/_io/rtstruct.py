@@ -434,6 +434,26 @@ def empty_mask_reason(struct: RTStruct, name: str, geometry) -> str:
             "belongs to a structure when its centre lies inside)")
 
 
+def reasons_grouped(reasons: Mapping[str, str], most: int = 12) -> list[str]:
+    """{ROI name: why it has no voxel} (:func:`empty_mask_reason`) as one phrase per reason, naming its ROIs (at most
+    ``most``, then how many more) and giving the reason once: "'M1', 'M2' and 'M3' have no voxel centre inside their
+    contours (...)".  Seven markers of one reason made a note of seven copies of a 170-character explanation (audit
+    18b F10)."""
+    groups: dict[str, list[str]] = {}
+    for nm, why in reasons.items():
+        groups.setdefault(why, []).append(repr(nm))
+    out = []
+    for why, names in groups.items():
+        if len(names) == 1:
+            out.append(f"{names[0]} {why}")
+            continue
+        shown = names[:most] if len(names) > most else names[:-1]
+        rest = (f"{len(names) - most} more" if len(names) > most else names[-1])
+        plural = ("have " + why[4:].replace(" its ", " their ", 1)) if why.startswith("has ") else why
+        out.append(f"{', '.join(shown)} and {rest} {plural}")
+    return out
+
+
 def _polygon_area(poly: np.ndarray) -> float:
     """Area (mm2) of the closed polygon ``poly`` ((n, 2), the last vertex joined to the first): the shoelace
     formula, either direction."""
@@ -884,13 +904,19 @@ def warn_dvh_volumes(stats: Mapping[str, Mapping], empty_reasons: Mapping[str, s
     (infant audit 2026-12-06, F3: before, a 0.03 cm3 ROI without a voxel was only an HDF5 attribute, and a lens of one
     voxel had D98 = D2 = Dmax with nothing saying so): the ROIs with no voxel (why), those with fewer than
     :data:`mcproton.dvh.SMALL_STRUCTURE_VOXELS` voxels (the check's few-voxel note), and those whose mask volume is
-    outside :data:`mcproton.dvh.MASK_CONTOUR_RATIO_RANGE` of their contour volume; one warning each."""
+    outside :data:`mcproton.dvh.MASK_CONTOUR_RATIO_RANGE` of their contour volume; one warning each (the empty ROIs in
+    one, each reason said once: :func:`reasons_grouped`)."""
     from ..dvh import MASK_CONTOUR_RATIO_RANGE
 
     size = " x ".join(f"{float(v):g}" for v in voxel_mm) + " mm"
-    for nm, reason in empty_reasons.items():
+    if len(empty_reasons) == 1:
+        ((nm, reason),) = empty_reasons.items()
         warn(f"ROI {nm!r} has no voxel on {grid} ({size}): it {reason}; it has no DVH (its dvh group says "
              "n_voxels 0 and empty_reason)", McprotonRuntimeWarning, stacklevel=3)
+    elif empty_reasons:   # one warning, each reason once (audit 18b F10: one per ROI)
+        warn(f"{len(empty_reasons)} ROI(s) have no voxel on {grid} ({size}): "
+             f"{'; '.join(reasons_grouped(empty_reasons))}; they have no DVH (their dvh groups say n_voxels 0 and "
+             "empty_reason)", McprotonRuntimeWarning, stacklevel=3)
     few = [f"{nm!r} ({st['n_voxels']})" for nm, st in stats.items() if st.get("few_voxels") and st["n_voxels"]]
     if few:
         warn(f"{len(few)} structure(s) have fewer than {SMALL_STRUCTURE_VOXELS} voxels on {grid} ({size}): "
