@@ -557,7 +557,8 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     notes += _beam_dose_notes(beam_dose or {}, ranges or {}, ratio_limit_pct, limit_mm)
     if noise_ok:
         notes += _centroid_notes(ref, mc, body, axes, beams_in_tps)
-    uniform = [note for b, r in sorted((ranges or {}).items()) if (note := uniform_range_note(b, r, limit_mm))]
+    uniform = [note for b, r in sorted((ranges or {}).items())
+               if r.get("same_rays_as") is None and (note := uniform_range_note(range_label(b, r), r, limit_mm))]
     notes += uniform
     if uniform and generic_calibration:
         notes.append(GENERIC_CALIBRATION_NOTE)
@@ -816,7 +817,40 @@ def contours_beyond_grid(contours: dict[str, list[np.ndarray]], ref: Any, tol_mm
     return out
 
 
-def uniform_range_note(beam: int, r: dict, limit_mm: float = 1.0) -> str | None:
+def _ray_key(meta: Mapping[str, Any]) -> tuple:
+    """The rays a beam's range is read along on the total dose (compare.range_agreement): its direction and
+    isocentre, rounded (1e-6, 1e-3 mm) so that beams of one gantry and couch angle share them."""
+    return (tuple(np.round(np.asarray(meta["beam_direction"], float), 6) + 0.0),
+            tuple(np.round(np.asarray(meta["isocenter_mm"], float), 3) + 0.0))
+
+
+def _group_shared_rays(ranges: dict[int, dict], plan_beams: Sequence[Any]) -> None:
+    """Mark the beams whose range was read on the same rays of the total dose (no per-beam TPS dose, one direction
+    and isocentre: ``same_rays_as`` the first, set when computed): the first's entry and theirs get ``beams`` (all of
+    them) and ``direction`` ("gantry 0, couch 0"), so that the levels and notes give one row for the group, not N
+    identical FAILs of one comparison (audit 18b F8: three fields at gantry 0, three rows of 20.86 %)."""
+    angles = {int(pb.number): (float(pb.gantry_angle_deg), float(pb.couch_angle_deg)) for pb in plan_beams}
+    groups: dict[int, list[int]] = {}
+    for b, r in ranges.items():
+        if r.get("same_rays_as") is not None:
+            groups.setdefault(int(r["same_rays_as"]), [int(r["same_rays_as"])]).append(int(b))
+    for first, members in groups.items():
+        g, c = angles.get(first, (math.nan, math.nan))
+        direction = f"gantry {g:g}, couch {c:g}" if math.isfinite(g) else "one direction"
+        for b in members:
+            ranges[b]["beams"] = sorted(members)
+            ranges[b]["direction"] = direction
+
+
+def range_label(b: int | str, r: Mapping[str, Any]) -> str:
+    """How a range row names its beam: "beam 2", or "beams 1, 2, 3 (gantry 0, couch 0)" for beams that compare the
+    same rays of the total dose (:func:`_group_shared_rays`)."""
+    if r.get("beams") and len(r["beams"]) > 1:
+        return f"beams {', '.join(str(x) for x in r['beams'])} ({r.get('direction', 'one direction')})"
+    return f"beam {b}"
+
+
+def uniform_range_note(beam: int | str, r: dict, limit_mm: float = 1.0) -> str | None:
     """The diagnosis of a beam's range table (``range_agreement``) whose distal edges all moved the same way: the
     median beyond ``limit_mm``, 5-95 % of the rays on its side of zero and spread less than the median itself.  A
     lateral shift moves the edges of some rays only, noise spreads them both ways; a uniform move is a difference
@@ -827,7 +861,8 @@ def uniform_range_note(beam: int, r: dict, limit_mm: float = 1.0) -> str | None:
         return None
     if abs(med) <= limit_mm or p5 * p95 <= 0 or p95 - p5 >= abs(med):
         return None
-    return (f"beam {beam}: the MC's distal edge lies {abs(med):.1f} mm {'deeper' if med > 0 else 'shallower'} than "
+    who = beam if isinstance(beam, str) else f"beam {beam}"   # a range_label, or a beam number
+    return (f"{who}: the MC's distal edge lies {abs(med):.1f} mm {'deeper' if med > 0 else 'shallower'} than "
             f"the TPS's over the whole field (5-95 % of the rays {p5:+.1f}..{p95:+.1f} mm): a uniform range "
             "difference - stopping powers along the beam (the CT calibration or material overrides, a range "
             "shifter's water-equivalent thickness), the beam model's energies, or a shift along the beam; not "
@@ -1581,6 +1616,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         small = [f"{nm!r} ({r['voxels']})" for nm, r in structs.items() if r.get("few_voxels")]
         _mark_target_rows(structs, types, outside_body)
         ranges: dict[int, dict] = {}
+        total_rays: dict[tuple, int] = {}   # (direction, isocentre): the first beam compared on the total dose
         beam_dose: dict[int, dict] = {}   # the MC/TPS dose level of each beam with a per-beam TPS dose
         for b, meta in sorted(mc.beam_meta.items()):
             # the noise floor (compare.range_agreement): the TPS against itself with the MC's noise of that dose;
@@ -1592,11 +1628,17 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 r["source"] = "per-beam TPS dose"
                 beam_dose[b] = beam_dose_ratio(tps_beams[b], mc.beams_gy_zyx[b], body,
                                                getattr(mc, "beams_uncertainty_rel_zyx", {}).get(b))
-            else:
+            else:   # beams of one direction and isocentre compare the same rays of the total dose: once
+                key = _ray_key(meta)
+                if key in total_rays:
+                    ranges[b] = dict(ranges[total_rays[key]], same_rays_as=total_rays[key])
+                    continue
+                total_rays[key] = b
                 r = range_agreement(axes, tps, mc.total_gy_zyx, meta["beam_direction"], meta["isocenter_mm"],
                                     noise_rel=mc.uncertainty_rel_zyx, seed=seed, stream=b)
                 r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
             ranges[b] = r
+        _group_shared_rays(ranges, inp.plan.beams)
         u_mc = mc.mean_rel_uncertainty_50 * 100   # the centroid note only where the MC's uncertainty level passes
         diagnostics = list(inp.position_notes) + _diagnose(   # an unchecked position: the first suspect
             tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
@@ -1725,14 +1767,17 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     f"--target-uncertainty (e.g. {max(0.25, min(1.0, u / 2)):g} %) before reading it as a dose "
                     "error")
     for b, r in ranges.items():
+        if r.get("same_rays_as") is not None:   # one comparison of beams sharing a direction: its first beam's row
+            continue
+        label = range_label(b, r)
         if not r.get("evaluable"):   # too few rays for a field's range: said, not judged (CSI audit F3)
-            diagnostics.append(f"beam {b}: distal R80 {r.get('note', 'not evaluable')}")
+            diagnostics.append(f"{label}: distal R80 {r.get('note', 'not evaluable')}")
             continue
         # noise-matched where the MC's uncertainty of the dose is known (compare.range_agreement's noise floor): the
         # median less what the MC's noise alone gives, and the rays within 2 mm against the share noise alone leaves
         floor = "noise_within_2mm" in r
         med = r["noise_matched_median_mm"] if floor else r["median_mm"]
-        add(f"beam {b}: median distal R80 difference ({r['source']})", med, lv.range_median_mm,
+        add(f"{label}: median distal R80 difference ({r['source']})", med, lv.range_median_mm,
             abs(med) <= lv.range_median_mm, "mm", "|.| <=", "range_median_mm")
         if floor:
             checks[-1]["value_text"] += (f", noise-matched (raw {fixed(r['median_mm'], 2, signed=True)} mm, the "
@@ -1740,7 +1785,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             checks[-1]["noise_matched"] = True
         f0 = r["noise_within_2mm"] if floor else 1.0
         lim = lv.range_within_2mm_min * f0
-        add(f"beam {b}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lim,
+        add(f"{label}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lim,
             100 * r["within_2mm"] >= lim, "%", ">=", "range_within_2mm_min")
         if floor:   # the level is of the rays that the MC's noise alone leaves within 2 mm
             dec = level_decimals([(100 * r["within_2mm"], checks[-1]["passed"])], lim, ">=")   # as the value's

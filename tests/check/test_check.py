@@ -1619,3 +1619,28 @@ def test_a_tps_dose_that_says_dose_to_medium_is_compared_as_such(case, tmp_path)
     with pytest.warns(McprotonWarning, match="says it is dose to medium"):
         res = _recheck(case, [med], dose_to="water")
     assert res.settings["dose_to"] == "water"
+
+
+def test_beams_of_one_direction_compared_on_the_total_dose_give_one_range_row(case, tmp_path):
+    """Audit 18b F8: without a per-beam TPS dose, the range of each beam is read along its direction on the total
+    dose; three fields at gantry 0 compared the same rays and gave three identical FAIL rows.  Now the beams sharing
+    a direction and isocentre give one row, "beams 1, 2 (gantry 0, couch 0)", and one row in the HTML's range table."""
+    import copy
+    import dataclasses
+
+    from mcproton._check.api import check
+
+    mc = case["res"].mc
+    meta = copy.deepcopy(mc.beam_meta)
+    meta[2]["beam_direction"] = meta[1]["beam_direction"]   # beam 2 along beam 1 (the plan's angles are beam 1's)
+    d = case["dir"]
+    res = check(plan=d / "RP.dcm", dose=case["files"]["plan"], ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2",
+                mc=dataclasses.replace(mc, beam_meta=meta), levels=_levels(), out=tmp_path / "out", **FAST)
+    rows = [c["quantity"] for c in res.checks if "R80" in c["quantity"]]
+    assert rows == ["beams 1, 2 (gantry 0, couch 0): median distal R80 difference (total dose along the beam "
+                    "direction (no per-beam TPS dose))", "beams 1, 2 (gantry 0, couch 0): rays with |R80 difference| "
+                    "<= 2 mm"], rows
+    assert res.ranges[2]["same_rays_as"] == 1 and res.ranges[1]["beams"] == res.ranges[2]["beams"] == [1, 2]
+    assert res.ranges[2]["within_2mm"] == res.ranges[1]["within_2mm"]
+    page = (tmp_path / "out" / "check.html").read_text()
+    assert page.count("<td>1, 2 (gantry 0, couch 0)</td>") == 1 and "<td>2</td><td>total dose" not in page
