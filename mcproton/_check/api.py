@@ -120,10 +120,23 @@ class CheckResult:
     # mcproton's warnings issued during the check (as printed: a CT read with a caveat, a range shifter whose WET
     # the plan and the beam model give differently, ...), each message once, whatever the warning filters show
     warnings: list[str] = field(default_factory=list)
+    # one per diagnostic, in its order: "cause" (explains a level: the MC/TPS ratio, a centroid shift, a range
+    # difference, the MC's noise, a range shifter, the CT series) or "remark" (structure typing, dose in air, an
+    # unchecked position, ROIs left out of the table, ...): the report shows the causes first (audit 18b F6)
+    diagnostic_kinds: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[dict]:
         return [c for c in self.checks if not c["passed"]]
+
+    def diagnostics_of(self, kind: str) -> list[str]:
+        """The diagnostics of ``kind`` ("cause" or "remark"), in order; without kinds (a result of before 2026-12-06)
+        every diagnostic is a cause, as the report showed them."""
+        kinds = self.diagnostic_kinds if len(self.diagnostic_kinds) == len(self.diagnostics) else []
+        if not kinds:
+            return list(self.diagnostics) if kind == "cause" else []
+        return [d for d, k in zip(self.diagnostics, kinds) if k == kind]
+
 
     def to_dict(self) -> dict:
         from .._io.json_out import json_safe
@@ -131,7 +144,8 @@ class CheckResult:
         from .out_dir import CHECK_JSON_SCHEMA
 
         keys = ("passed", "checks", "gamma", "dose_difference", "structures", "ranges", "beam_gamma", "diagnostics",
-                "warnings", "pairing", "provenance", "timings_s", "settings", "levels", "mc_rtdose", "beam_dose")
+                "diagnostic_kinds", "warnings", "pairing", "provenance", "timings_s", "settings", "levels", "mc_rtdose",
+                "beam_dose")
         # schema_version and status first: what a script reads before anything else (automation audit, F10)
         return json_safe({"schema_version": CHECK_JSON_SCHEMA, "status": "pass" if self.passed else "fail",
                           **{k: getattr(self, k) for k in keys}})
@@ -187,7 +201,7 @@ class CheckResult:
         for c in self.checks:
             lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {c['quantity']}: {c['value_text']} "
                          f"(action level {c['limit_text']})")
-        for d in self.diagnostics:
+        for d in self.diagnostics_of("cause") + self.diagnostics_of("remark"):   # the causes first (audit 18b F6)
             lines.append(f"  note: {d}")
         for w in self.warnings:
             lines.append(f"  warning (during the check): {w}")
@@ -563,6 +577,17 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     if uniform and generic_calibration:
         notes.append(GENERIC_CALIBRATION_NOTE)
     return notes
+
+
+def diagnostic_kinds(diagnostics: Sequence[str], causes: Iterable[str]) -> list[str]:
+    """One kind per diagnostic (CheckResult.diagnostic_kinds): "cause" for the notes that explain a level
+    (``causes``: _diagnose's ratio, beam, centroid, range and range-shifter notes, beams crossing material outside the
+    External, the TPS's beams not adding up, the D95 noise note, a --time-limit stop, the CT not the planning series,
+    the constant RBE of an EFFECTIVE dose), "remark" for the others (an unchecked patient position, prescription and
+    structure notes, dose in air outside the body, ROIs left out of the table, ...): before, all of them stood under
+    "Likely causes" of a FAIL, the real cause last (audit 18b F6)."""
+    cause = set(causes)
+    return ["cause" if d in cause else "remark" for d in diagnostics]
 
 
 def not_planning_ct_diagnostics(inp: CheckInputs, checks: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -1640,11 +1665,13 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             ranges[b] = r
         _group_shared_rays(ranges, inp.plan.beams)
         u_mc = mc.mean_rel_uncertainty_50 * 100   # the centroid note only where the MC's uncertainty level passes
-        diagnostics = list(inp.position_notes) + _diagnose(   # an unchecked position: the first suspect
+        causes = _diagnose(   # the notes that explain a level (ratio, centroid, range, shifter): diagnostic_kinds
             tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
             generic_calibration=generic_calibration, beam_dose=beam_dose, ratio_limit_pct=lv.beam_dose_ratio_pct,
-            noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct) + rx_notes + outside_notes \
-            + body_notes + _target_notes(structs)
+            noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct)
+        diagnostics = list(inp.position_notes) + causes + rx_notes + outside_notes + body_notes \
+            + _target_notes(structs)   # an unchecked position: the first suspect
+        causes += outside_notes
         diagnostics += _left_out_notes(masks, types, empty_why)
         diagnostics += off_volume
         if small:
@@ -1676,6 +1703,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                    f"{100 * dev:.1f} % of its maximum): they are not of one calculation (another "
                                    "plan version or dose grid?); the plan and the beam comparisons disagree about "
                                    "which TPS dose is checked")
+                causes.append(diagnostics[-1])
         timings["structures_ranges_s"] = time.perf_counter() - t   # with the diagnostics
         cpu_steps["structures_ranges_s"] = time.process_time() - c
         pngs: dict[str, str] = {}
@@ -1813,10 +1841,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 f"(--target-uncertainty): every comparison is of this noisier dose, judged by the uncertainty's "
                 f"action level ({lv.mc_uncertainty_max_pct:g} %); rerun with a longer --time-limit (or none) for "
                 "the target")
+            causes.append(diagnostics[-1])
     passed = all(c["passed"] for c in checks)
-    diagnostics[:0] = not_planning_ct_diagnostics(inp, checks)   # the first suspect of a failed range or dose level
+    ct_notes = not_planning_ct_diagnostics(inp, checks)
+    diagnostics[:0] = ct_notes   # the first suspect of a failed range or dose level
+    causes += ct_notes + [d for d in diagnostics if "the D95 level failed" in d]   # the noise decides a D95 level
     if not passed and inp.dose_type == "EFFECTIVE" and not any("variable RBE" in d for d in diagnostics):
         diagnostics.append(_constant_rbe_note(mc))   # the assumption behind every EFFECTIVE comparison (rbe audit F1)
+        causes.append(diagnostics[-1])
     from .. import __version__
 
     desc = mc_dose_description(inp, mc)
@@ -1888,7 +1920,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                       mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc_as_computed,
                       inputs=inp,
                       mc_rtdose=mc_rtdose, warnings=list(dict.fromkeys(recorded())),   # each message once
-                      beam_dose=beam_dose)
+                      beam_dose=beam_dose, diagnostic_kinds=diagnostic_kinds(diagnostics, causes))
     timings["action_levels_s"] = time.perf_counter() - t
     cpu_steps["action_levels_s"] = time.process_time() - c
     res.provenance["check_finished"] = now_text()   # as the report is written: the same time in HTML and JSON

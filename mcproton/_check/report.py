@@ -1160,10 +1160,13 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                ["pass" if c["passed"] else "fail" for c in res.checks],
                caption=f"Action levels: {who['verdict']}"),
     ]
-    if res.diagnostics:   # on a passed check these are remarks, not the causes of a failure
-        parts.append(f"<h3>{'Likely causes' if not res.passed else 'Notes'}</h3><ul>"
-                     + "".join(f"<li>{html.escape(d)}</li>" for d in res.diagnostics)
-                     + "</ul>")
+    # the notes that explain a level first, under "Likely causes" on a FAIL; the remarks (structure typing, dose in
+    # air, an unchecked position, ...) under their own heading: before, all stood under "Likely causes", the real
+    # cause last (audit 18b F6).  On a passed check the causes are notes too.
+    causes, remarks = res.diagnostics_of("cause"), res.diagnostics_of("remark")
+    for head, notes in ((("Likely causes" if not res.passed else "Notes"), causes), ("Remarks", remarks)):
+        if notes:
+            parts.append(f"<h3>{head}</h3><ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in notes) + "</ul>")
     if res.warnings:   # what mcproton warned about while checking: the signed report keeps it
         parts.append("<h3>Warnings during the check</h3><ul>"
                      + "".join(f"<li>{html.escape(w)}</li>" for w in res.warnings)
