@@ -120,10 +120,23 @@ class CheckResult:
     # mcproton's warnings issued during the check (as printed: a CT read with a caveat, a range shifter whose WET
     # the plan and the beam model give differently, ...), each message once, whatever the warning filters show
     warnings: list[str] = field(default_factory=list)
+    # one per diagnostic, in its order: "cause" (explains a level: the MC/TPS ratio, a centroid shift, a range
+    # difference, the MC's noise, a range shifter, the CT series) or "remark" (structure typing, dose in air, an
+    # unchecked position, ROIs left out of the table, ...): the report shows the causes first (audit 18b F6)
+    diagnostic_kinds: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[dict]:
         return [c for c in self.checks if not c["passed"]]
+
+    def diagnostics_of(self, kind: str) -> list[str]:
+        """The diagnostics of ``kind`` ("cause" or "remark"), in order; without kinds (a result of before 2026-12-06)
+        every diagnostic is a cause, as the report showed them."""
+        kinds = self.diagnostic_kinds if len(self.diagnostic_kinds) == len(self.diagnostics) else []
+        if not kinds:
+            return list(self.diagnostics) if kind == "cause" else []
+        return [d for d, k in zip(self.diagnostics, kinds) if k == kind]
+
 
     def to_dict(self) -> dict:
         from .._io.json_out import json_safe
@@ -131,7 +144,8 @@ class CheckResult:
         from .out_dir import CHECK_JSON_SCHEMA
 
         keys = ("passed", "checks", "gamma", "dose_difference", "structures", "ranges", "beam_gamma", "diagnostics",
-                "warnings", "pairing", "provenance", "timings_s", "settings", "levels", "mc_rtdose", "beam_dose")
+                "diagnostic_kinds", "warnings", "pairing", "provenance", "timings_s", "settings", "levels", "mc_rtdose",
+                "beam_dose")
         # schema_version and status first: what a script reads before anything else (automation audit, F10)
         return json_safe({"schema_version": CHECK_JSON_SCHEMA, "status": "pass" if self.passed else "fail",
                           **{k: getattr(self, k) for k in keys}})
@@ -187,7 +201,7 @@ class CheckResult:
         for c in self.checks:
             lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {c['quantity']}: {c['value_text']} "
                          f"(action level {c['limit_text']})")
-        for d in self.diagnostics:
+        for d in self.diagnostics_of("cause") + self.diagnostics_of("remark"):   # the causes first (audit 18b F6)
             lines.append(f"  note: {d}")
         for w in self.warnings:
             lines.append(f"  warning (during the check): {w}")
@@ -557,11 +571,23 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     notes += _beam_dose_notes(beam_dose or {}, ranges or {}, ratio_limit_pct, limit_mm)
     if noise_ok:
         notes += _centroid_notes(ref, mc, body, axes, beams_in_tps)
-    uniform = [note for b, r in sorted((ranges or {}).items()) if (note := uniform_range_note(b, r, limit_mm))]
+    uniform = [note for b, r in sorted((ranges or {}).items())
+               if r.get("same_rays_as") is None and (note := uniform_range_note(range_label(b, r), r, limit_mm))]
     notes += uniform
     if uniform and generic_calibration:
         notes.append(GENERIC_CALIBRATION_NOTE)
     return notes
+
+
+def diagnostic_kinds(diagnostics: Sequence[str], causes: Iterable[str]) -> list[str]:
+    """One kind per diagnostic (CheckResult.diagnostic_kinds): "cause" for the notes that explain a level
+    (``causes``: _diagnose's ratio, beam, centroid, range and range-shifter notes, beams crossing material outside the
+    External, the TPS's beams not adding up, the D95 noise note, a --time-limit stop, the CT not the planning series,
+    the constant RBE of an EFFECTIVE dose), "remark" for the others (an unchecked patient position, prescription and
+    structure notes, dose in air outside the body, ROIs left out of the table, ...): before, all of them stood under
+    "Likely causes" of a FAIL, the real cause last (audit 18b F6)."""
+    cause = set(causes)
+    return ["cause" if d in cause else "remark" for d in diagnostics]
 
 
 def not_planning_ct_diagnostics(inp: CheckInputs, checks: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -816,7 +842,40 @@ def contours_beyond_grid(contours: dict[str, list[np.ndarray]], ref: Any, tol_mm
     return out
 
 
-def uniform_range_note(beam: int, r: dict, limit_mm: float = 1.0) -> str | None:
+def _ray_key(meta: Mapping[str, Any]) -> tuple:
+    """The rays a beam's range is read along on the total dose (compare.range_agreement): its direction and
+    isocentre, rounded (1e-6, 1e-3 mm) so that beams of one gantry and couch angle share them."""
+    return (tuple(np.round(np.asarray(meta["beam_direction"], float), 6) + 0.0),
+            tuple(np.round(np.asarray(meta["isocenter_mm"], float), 3) + 0.0))
+
+
+def _group_shared_rays(ranges: dict[int, dict], plan_beams: Sequence[Any]) -> None:
+    """Mark the beams whose range was read on the same rays of the total dose (no per-beam TPS dose, one direction
+    and isocentre: ``same_rays_as`` the first, set when computed): the first's entry and theirs get ``beams`` (all of
+    them) and ``direction`` ("gantry 0, couch 0"), so that the levels and notes give one row for the group, not N
+    identical FAILs of one comparison (audit 18b F8: three fields at gantry 0, three rows of 20.86 %)."""
+    angles = {int(pb.number): (float(pb.gantry_angle_deg), float(pb.couch_angle_deg)) for pb in plan_beams}
+    groups: dict[int, list[int]] = {}
+    for b, r in ranges.items():
+        if r.get("same_rays_as") is not None:
+            groups.setdefault(int(r["same_rays_as"]), [int(r["same_rays_as"])]).append(int(b))
+    for first, members in groups.items():
+        g, c = angles.get(first, (math.nan, math.nan))
+        direction = f"gantry {g:g}, couch {c:g}" if math.isfinite(g) else "one direction"
+        for b in members:
+            ranges[b]["beams"] = sorted(members)
+            ranges[b]["direction"] = direction
+
+
+def range_label(b: int | str, r: Mapping[str, Any]) -> str:
+    """How a range row names its beam: "beam 2", or "beams 1, 2, 3 (gantry 0, couch 0)" for beams that compare the
+    same rays of the total dose (:func:`_group_shared_rays`)."""
+    if r.get("beams") and len(r["beams"]) > 1:
+        return f"beams {', '.join(str(x) for x in r['beams'])} ({r.get('direction', 'one direction')})"
+    return f"beam {b}"
+
+
+def uniform_range_note(beam: int | str, r: dict, limit_mm: float = 1.0) -> str | None:
     """The diagnosis of a beam's range table (``range_agreement``) whose distal edges all moved the same way: the
     median beyond ``limit_mm``, 5-95 % of the rays on its side of zero and spread less than the median itself.  A
     lateral shift moves the edges of some rays only, noise spreads them both ways; a uniform move is a difference
@@ -827,7 +886,8 @@ def uniform_range_note(beam: int, r: dict, limit_mm: float = 1.0) -> str | None:
         return None
     if abs(med) <= limit_mm or p5 * p95 <= 0 or p95 - p5 >= abs(med):
         return None
-    return (f"beam {beam}: the MC's distal edge lies {abs(med):.1f} mm {'deeper' if med > 0 else 'shallower'} than "
+    who = beam if isinstance(beam, str) else f"beam {beam}"   # a range_label, or a beam number
+    return (f"{who}: the MC's distal edge lies {abs(med):.1f} mm {'deeper' if med > 0 else 'shallower'} than "
             f"the TPS's over the whole field (5-95 % of the rays {p5:+.1f}..{p95:+.1f} mm): a uniform range "
             "difference - stopping powers along the beam (the CT calibration or material overrides, a range "
             "shifter's water-equivalent thickness), the beam model's energies, or a shift along the beam; not "
@@ -1094,7 +1154,7 @@ def _left_out_notes(masks: dict[str, np.ndarray], types: dict[str, str], empty_w
     contours was missing from the report without a word, and a PTV without contours was said to "have contours"
     (structure audit F7)."""
     notes: list[str] = []
-    oars: list[str] = []
+    oars: dict[str, str] = {}   # ROI name: why (said once per reason: rtstruct.reasons_grouped, audit 18b F10)
     other: list[str] = []
     for nm, m in masks.items():
         kind = classify(nm, types.get(nm, ""))
@@ -1108,15 +1168,17 @@ def _left_out_notes(masks: dict[str, np.ndarray], types: dict[str, str], empty_w
                 notes.append(f"target {nm!r} {why}, so it has no voxel on the TPS dose grid and its D95 and Dmean "
                              f"are not checked: {hint}")
             else:
-                oars.append(f"{nm!r} {why}")
+                oars[nm] = why
 
     def listed(items: list[str]) -> str:
         more = len(items) - _LEFT_OUT_NAMES
         return "; ".join(items[:_LEFT_OUT_NAMES]) + (f"; and {more} more" if more > 0 else "")
 
     if oars:
+        from .._io.rtstruct import reasons_grouped
+
         notes.append(f"{len(oars)} structure(s) are not in the structure table, having no voxel on the TPS dose "
-                     f"grid: {listed(oars)}")
+                     f"grid: {'; '.join(reasons_grouped(oars, _LEFT_OUT_NAMES))}")
     if other:
         notes.append(f"{len(other)} ROI(s) are not in the structure table, their types having no dose metrics "
                      f"(markers, control, support, bolus, ...): {listed(other)}")
@@ -1586,6 +1648,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         small = [f"{nm!r} ({r['voxels']})" for nm, r in structs.items() if r.get("few_voxels")]
         _mark_target_rows(structs, types, outside_body)
         ranges: dict[int, dict] = {}
+        total_rays: dict[tuple, int] = {}   # (direction, isocentre): the first beam compared on the total dose
         beam_dose: dict[int, dict] = {}   # the MC/TPS dose level of each beam with a per-beam TPS dose
         for b, meta in sorted(mc.beam_meta.items()):
             # the noise floor (compare.range_agreement): the TPS against itself with the MC's noise of that dose;
@@ -1597,17 +1660,25 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 r["source"] = "per-beam TPS dose"
                 beam_dose[b] = beam_dose_ratio(tps_beams[b], mc.beams_gy_zyx[b], body,
                                                getattr(mc, "beams_uncertainty_rel_zyx", {}).get(b))
-            else:
+            else:   # beams of one direction and isocentre compare the same rays of the total dose: once
+                key = _ray_key(meta)
+                if key in total_rays:
+                    ranges[b] = dict(ranges[total_rays[key]], same_rays_as=total_rays[key])
+                    continue
+                total_rays[key] = b
                 r = range_agreement(axes, tps, mc.total_gy_zyx, meta["beam_direction"], meta["isocenter_mm"],
                                     noise_rel=mc.uncertainty_rel_zyx, seed=seed, stream=b)
                 r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
             ranges[b] = r
+        _group_shared_rays(ranges, inp.plan.beams)
         u_mc = mc.mean_rel_uncertainty_50 * 100   # the centroid note only where the MC's uncertainty level passes
-        diagnostics = list(inp.position_notes) + _diagnose(   # an unchecked position: the first suspect
+        causes = _diagnose(   # the notes that explain a level (ratio, centroid, range, shifter): diagnostic_kinds
             tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
             generic_calibration=generic_calibration, beam_dose=beam_dose, ratio_limit_pct=lv.beam_dose_ratio_pct,
-            noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct) + rx_notes + outside_notes \
-            + body_notes + _target_notes(structs)
+            noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct)
+        diagnostics = list(inp.position_notes) + causes + rx_notes + outside_notes + body_notes \
+            + _target_notes(structs)   # an unchecked position: the first suspect
+        causes += outside_notes
         diagnostics += _left_out_notes(masks, types, empty_why)
         diagnostics += off_volume
         if small:
@@ -1639,6 +1710,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                    f"{100 * dev:.1f} % of its maximum): they are not of one calculation (another "
                                    "plan version or dose grid?); the plan and the beam comparisons disagree about "
                                    "which TPS dose is checked")
+                causes.append(diagnostics[-1])
         timings["structures_ranges_s"] = time.perf_counter() - t   # with the diagnostics
         cpu_steps["structures_ranges_s"] = time.process_time() - c
         pngs: dict[str, str] = {}
@@ -1730,14 +1802,17 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     f"--target-uncertainty (e.g. {max(0.25, min(1.0, u / 2)):g} %) before reading it as a dose "
                     "error")
     for b, r in ranges.items():
+        if r.get("same_rays_as") is not None:   # one comparison of beams sharing a direction: its first beam's row
+            continue
+        label = range_label(b, r)
         if not r.get("evaluable"):   # too few rays for a field's range: said, not judged (CSI audit F3)
-            diagnostics.append(f"beam {b}: distal R80 {r.get('note', 'not evaluable')}")
+            diagnostics.append(f"{label}: distal R80 {r.get('note', 'not evaluable')}")
             continue
         # noise-matched where the MC's uncertainty of the dose is known (compare.range_agreement's noise floor): the
         # median less what the MC's noise alone gives, and the rays within 2 mm against the share noise alone leaves
         floor = "noise_within_2mm" in r
         med = r["noise_matched_median_mm"] if floor else r["median_mm"]
-        add(f"beam {b}: median distal R80 difference ({r['source']})", med, lv.range_median_mm,
+        add(f"{label}: median distal R80 difference ({r['source']})", med, lv.range_median_mm,
             abs(med) <= lv.range_median_mm, "mm", "|.| <=", "range_median_mm")
         if floor:
             checks[-1]["value_text"] += (f", noise-matched (raw {fixed(r['median_mm'], 2, signed=True)} mm, the "
@@ -1745,7 +1820,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             checks[-1]["noise_matched"] = True
         f0 = r["noise_within_2mm"] if floor else 1.0
         lim = lv.range_within_2mm_min * f0
-        add(f"beam {b}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lim,
+        add(f"{label}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lim,
             100 * r["within_2mm"] >= lim, "%", ">=", "range_within_2mm_min")
         if floor:   # the level is of the rays that the MC's noise alone leaves within 2 mm
             dec = level_decimals([(100 * r["within_2mm"], checks[-1]["passed"])], lim, ">=")   # as the value's
@@ -1773,10 +1848,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 f"(--target-uncertainty): every comparison is of this noisier dose, judged by the uncertainty's "
                 f"action level ({lv.mc_uncertainty_max_pct:g} %); rerun with a longer --time-limit (or none) for "
                 "the target")
+            causes.append(diagnostics[-1])
     passed = all(c["passed"] for c in checks)
-    diagnostics[:0] = not_planning_ct_diagnostics(inp, checks)   # the first suspect of a failed range or dose level
+    ct_notes = not_planning_ct_diagnostics(inp, checks)
+    diagnostics[:0] = ct_notes   # the first suspect of a failed range or dose level
+    causes += ct_notes + [d for d in diagnostics if "the D95 level failed" in d]   # the noise decides a D95 level
     if not passed and inp.dose_type == "EFFECTIVE" and not any("variable RBE" in d for d in diagnostics):
         diagnostics.append(_constant_rbe_note(mc))   # the assumption behind every EFFECTIVE comparison (rbe audit F1)
+        causes.append(diagnostics[-1])
     from .. import __version__
 
     desc = mc_dose_description(inp, mc)
@@ -1848,7 +1927,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                       mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc_as_computed,
                       inputs=inp,
                       mc_rtdose=mc_rtdose, warnings=list(dict.fromkeys(recorded())),   # each message once
-                      beam_dose=beam_dose)
+                      beam_dose=beam_dose, diagnostic_kinds=diagnostic_kinds(diagnostics, causes))
     timings["action_levels_s"] = time.perf_counter() - t
     cpu_steps["action_levels_s"] = time.process_time() - c
     res.provenance["check_finished"] = now_text()   # as the report is written: the same time in HTML and JSON

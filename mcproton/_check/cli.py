@@ -167,13 +167,29 @@ def _main(args: argparse.Namespace) -> int:
                          "see mcproton check --help")
     from .._io.json_out import json_text
 
-    try:
-        res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder, out=args.out,
-                    prescription=_prescription_arg(args.prescription), ct_series=args.ct_series, **common)
-    except (Exception, RunInterrupted) as exc:
-        if args.json:   # the record of the failure on stdout, as check.json holds it (automation audit, F1)
-            print(json_text(_failure_record(exc, args), indent=1))
-        raise
+    import warnings
+
+    from .._io.errors import McprotonWarning, recording_warnings
+
+    # mcproton's warnings once on the terminal (audit 18b F13: each was printed on stderr as it happened and again in
+    # the summary): in full in the summary on stdout (what is read and pasted; check.html and check.json keep them),
+    # a count on stderr; where the check does not finish, in full on stderr, as there is no summary
+    with recording_warnings() as said, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=McprotonWarning)
+        try:
+            res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder,
+                        out=args.out, prescription=_prescription_arg(args.prescription), ct_series=args.ct_series,
+                        **common)
+        except (Exception, RunInterrupted) as exc:
+            for w in dict.fromkeys(said):
+                print(f"mcproton: warning: {w}", file=sys.stderr)
+            if args.json:   # the record of the failure on stdout, as check.json holds it (automation audit, F1)
+                print(json_text(_failure_record(exc, args), indent=1))
+            raise
+    if res.warnings:
+        where = "check.json's warnings" if args.json else "the summary below"
+        print(f"mcproton check: {len(res.warnings)} warning(s) during the check: in full in {where}"
+              + (f" and in {res.report_html}" if res.report_html else ""), file=sys.stderr)
     if args.json:
         print(json_text(res.to_dict(), indent=1))
     else:

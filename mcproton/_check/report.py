@@ -594,6 +594,14 @@ def figure_builders(res, names: Iterable[str] | str | None = None) -> dict[str, 
     return {n: out[n] for n in want}
 
 
+def _range_beams_cell(b: Any, r: Mapping[str, Any]) -> str:
+    """The range table's beam cell: the beam, or the beams whose range was read on the same rays of the total dose
+    ("1, 2, 3 (gantry 0, couch 0)": api._group_shared_rays)."""
+    if r.get("beams") and len(r["beams"]) > 1:
+        return f"{', '.join(str(x) for x in r['beams'])} ({r.get('direction', 'one direction')})"
+    return str(b)
+
+
 def _table(head: list[str], rows: list[list[Any]], cls: list[str] | None = None, caption: str = "") -> str:
     """A table: the header row in a thead (a printout repeats it on each page the table spans; th scope="col"),
     ``caption`` (escaped) above it where given, ``cls`` a class per row."""
@@ -1152,10 +1160,13 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                ["pass" if c["passed"] else "fail" for c in res.checks],
                caption=f"Action levels: {who['verdict']}"),
     ]
-    if res.diagnostics:   # on a passed check these are remarks, not the causes of a failure
-        parts.append(f"<h3>{'Likely causes' if not res.passed else 'Notes'}</h3><ul>"
-                     + "".join(f"<li>{html.escape(d)}</li>" for d in res.diagnostics)
-                     + "</ul>")
+    # the notes that explain a level first, under "Likely causes" on a FAIL; the remarks (structure typing, dose in
+    # air, an unchecked position, ...) under their own heading: before, all stood under "Likely causes", the real
+    # cause last (audit 18b F6).  On a passed check the causes are notes too.
+    causes, remarks = res.diagnostics_of("cause"), res.diagnostics_of("remark")
+    for head, notes in ((("Likely causes" if not res.passed else "Notes"), causes), ("Remarks", remarks)):
+        if notes:
+            parts.append(f"<h3>{head}</h3><ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in notes) + "</ul>")
     if res.warnings:   # what mcproton warned about while checking: the signed report keeps it
         parts.append("<h3>Warnings during the check</h3><ul>"
                      + "".join(f"<li>{html.escape(w)}</li>" for w in res.warnings)
@@ -1250,12 +1261,12 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
     parts += _beam_dose_section(res)
     parts.append("<h2>Beams: range agreement</h2>")
     nan = float("nan")
-    rows = [[b, r.get("source", ""), r.get("rays", 0), _num(r.get("median_mm", nan), "+.2f"),
+    rows = [[_range_beams_cell(b, r), r.get("source", ""), r.get("rays", 0), _num(r.get("median_mm", nan), "+.2f"),
              _num(r.get("p5_mm", nan), "+.2f"), _num(r.get("p95_mm", nan), "+.2f"),
              _num(100 * r.get("within_1mm", nan), ".2f"), _num(100 * r.get("within_2mm", nan), ".2f"),
              _num(r.get("noise_median_mm", nan), "+.2f"), _num(100 * r.get("noise_within_2mm", nan), ".2f"),
              _num(r.get("noise_matched_median_mm", nan), "+.2f")]
-            for b, r in res.ranges.items()]
+            for b, r in res.ranges.items() if r.get("same_rays_as") is None]   # beams sharing rays: one row
     parts.append(_table(["beam", "dose compared", "rays", "median dR80 (mm)", "5 % (mm)", "95 % (mm)",
                          "within 1 mm (%)", "within 2 mm (%)", "MC noise alone: median (mm)",
                          "MC noise alone: within 2 mm (%)", "noise-matched median (mm)"], rows))

@@ -56,6 +56,7 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -461,6 +462,39 @@ class BeamModel:
     def energy_range_mev(self) -> tuple[float, float]:
         return float(self.nominal_energy_mev[0]), float(self.nominal_energy_mev[-1])
 
+    def _gap_index(self, e: float) -> int | None:
+        """k when nominal energy ``e`` lies strictly between the model's energies k-1 and k, more than
+        :data:`SPARSE_GAP_MEV` apart (interpolated across a gap); None otherwise (or outside the model)."""
+        E = self.nominal_energy_mev
+        k = int(np.searchsorted(E, e))
+        return k if 0 < k < E.size and E[k] - E[k - 1] > SPARSE_GAP_MEV and E[k - 1] < e < E[k] else None
+
+    def warn_energy_gaps(self, layers: Sequence[tuple[str, float, float]]) -> None:
+        """Warn once per gap of the model (energies more than :data:`SPARSE_GAP_MEV` apart) of the plan's layers
+        inside it: ``layers`` holds (beam label, nominal energy MeV, MU) of every layer of the plan.  The warning
+        says how many layers of which beams, their energy range and share of the MU, and :meth:`at` then says no
+        more of that gap: it named only the first energy met, so a field whose 13 layers all lay in the gap read as
+        a one-layer nit (audit 18b F9)."""
+        total = sum(float(mu) for _, _, mu in layers) or 1.0
+        gaps: dict[int, list[tuple[str, float, float]]] = {}
+        for beam, e, mu in layers:
+            k = self._gap_index(float(e)) if np.isfinite(e) else None
+            if k is not None:
+                gaps.setdefault(k, []).append((beam, float(e), float(mu)))
+        E = self.nominal_energy_mev
+        for k, rows in sorted(gaps.items()):
+            if ("gap", k) in self._warned:
+                continue
+            self._warned.add(("gap", k))
+            beams = list(dict.fromkeys(b for b, _, _ in rows))
+            es = [e for _, e, _ in rows]
+            span = f"{min(es):g}-{max(es):g} MeV" if min(es) != max(es) else f"{es[0]:g} MeV"
+            share = 100 * sum(mu for _, _, mu in rows) / total
+            warn(f"{self._where()}: {len(rows)} layer(s) of beam(s) {', '.join(beams)} ({span}, {share:.0f} % of the "
+                 f"MU) lie between the model's energies {E[k - 1]:g} and {E[k]:g} MeV, {E[k] - E[k - 1]:g} MeV apart "
+                 f"(more than {SPARSE_GAP_MEV:g} MeV), and are interpolated linearly: the spot size, energy spread and "
+                 "protons/MU in between are guesses; tabulate the model every 5-10 MeV", McprotonWarning)
+
     def at(self, nominal_energy_mev: float) -> BeamModelEntry:
         """Parameters at a nominal energy (linear interpolation between tabulated energies)."""
         e = float(nominal_energy_mev)
@@ -470,9 +504,8 @@ class BeamModel:
                                  f"({lo:g}-{hi:g} MeV); use a beam model of the plan's machine")
         e = min(max(e, lo), hi)
         E = self.nominal_energy_mev
-        k = int(np.searchsorted(E, e))
-        if 0 < k < E.size and E[k] - E[k - 1] > SPARSE_GAP_MEV and E[k - 1] < e < E[k] \
-                and ("gap", k) not in self._warned:
+        k = self._gap_index(e)
+        if k is not None and ("gap", k) not in self._warned:
             self._warned.add(("gap", k))
             warn(f"{self._where()}: nominal energy {e:g} MeV is interpolated linearly between the model's energies "
                  f"{E[k - 1]:g} and {E[k]:g} MeV, {E[k] - E[k - 1]:g} MeV apart (more than {SPARSE_GAP_MEV:g} MeV): "

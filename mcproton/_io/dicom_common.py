@@ -790,6 +790,19 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
     return ds
 
 
+#: The words that begin the plan reader's warning of an invalid plan SOP Instance UID, followed by the UID's repr: the
+#: RT Dose writer looks for them among the warnings recorded in the current call and does not say it again
+INVALID_PLAN_UID_SAID = "SOPInstanceUID"
+
+
+def replacement_plan_uid(uid: str) -> str:
+    """The UID an RT Dose references in place of a plan's invalid SOP Instance UID ``uid``: derived from it, so the
+    same for every dose of that plan (and the plan reader can name it in its warning)."""
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(entropy_srcs=["mcproton plan reference", str(uid)]))
+
+
 def is_valid_uid(uid: str, *, instance: bool = True) -> bool:
     """Whether ``uid`` is a valid DICOM UID (PS3.5 section 9.1: at most 64 characters, components of digits
     separated by '.', no empty component, no leading zero in a component of more than one digit).  With

@@ -131,6 +131,14 @@ def recorded() -> list[str]:
     return list(blocks[-1]) if blocks else []
 
 
+def said_already(text: str) -> bool:
+    """Whether a warning holding ``text`` was recorded by a :func:`recording_warnings` block open in this thread (the
+    outermost holds what the inner ones hold): a writer that would repeat what a reader said earlier in the same call
+    keeps silent (one fact, one warning), and nothing is kept once the call's block closes."""
+    blocks = _open_blocks()
+    return bool(blocks) and any(text in m for m in blocks[0])
+
+
 def records_warnings(fn):
     """Decorator: ``fn`` runs inside its own :func:`recording_warnings` block, and reads it with :func:`recorded`
     (``mcproton.check`` puts what was said during it into its report)."""

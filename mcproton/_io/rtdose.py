@@ -21,9 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .dicom_common import (RT_DOSE_STORAGE, RT_ION_PLAN_STORAGE, StudyReference, decode_long_un, dicom_kind,
-                           gzip_error, is_gzip, number_values)
-from .errors import DicomInputError, McprotonRuntimeWarning, warn
+from .dicom_common import (INVALID_PLAN_UID_SAID, RT_DOSE_STORAGE, RT_ION_PLAN_STORAGE, StudyReference, decode_long_un,
+                           dicom_kind, gzip_error, is_gzip, number_values, replacement_plan_uid)
+from .errors import DicomInputError, McprotonRuntimeWarning, said_already, warn
 
 _SUMMATION = ("PLAN", "MULTI_PLAN", "FRACTION", "BEAM", "BRACHY", "FRACTION_SESSION", "BEAM_SESSION",
               "BRACHY_SESSION", "CONTROL_POINT", "RECORD")
@@ -97,7 +97,9 @@ def is_valid_uid(uid: str | None) -> bool:
 def _plan_reference(uid: str | None, sop_class_uid: str) -> tuple[str, str]:
     """(the plan SOP Instance UID to reference, a note for the DoseComment or "").  An invalid UID, or one equal
     to a SOP Class UID (OpenTPS writes the RT Ion Plan Storage class there), is replaced by a UID derived from
-    it (the same for every dose of that plan), with a warning."""
+    it (the same for every dose of that plan), with a warning, unless the plan reader's warning, which names the
+    replacement, was recorded in the current :func:`~mcproton._io.errors.recording_warnings` block (one fact, one
+    warning: audit 18b F5)."""
     from pydicom.uid import generate_uid
 
     if not uid:
@@ -107,7 +109,9 @@ def _plan_reference(uid: str | None, sop_class_uid: str) -> tuple[str, str]:
             and not uid.startswith("1.2.840.10008.5.1.4.1.1."):
         return uid, ""
     why = "is a SOP Class UID, not an instance UID" if is_valid_uid(uid) else "is not a valid DICOM UID"
-    new = str(generate_uid(entropy_srcs=["mcproton plan reference", uid]))
+    new = replacement_plan_uid(uid)
+    if said_already(f"{INVALID_PLAN_UID_SAID} {uid!r} is not a valid instance UID"):
+        return new, "invalid plan UID replaced"   # the plan reader said so, naming this UID, in this call
     warn(f"the RT Plan's SOP Instance UID {uid!r} {why} (a plan exported by OpenTPS writes the SOP Class "
          f"UID there); the RT Dose references {new} instead, so a planning system will not link it to "
          "the plan automatically: re-export the plan with a valid SOPInstanceUID to link them",

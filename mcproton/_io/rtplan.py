@@ -111,7 +111,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .dicom_common import RT_ION_PLAN_STORAGE, RT_PLAN_STORAGE, attribute_name, is_valid_uid, number_values
+from .dicom_common import (
+    INVALID_PLAN_UID_SAID, RT_ION_PLAN_STORAGE, RT_PLAN_STORAGE, attribute_name, is_valid_uid, number_values,
+    replacement_plan_uid,
+)
 from .errors import BeamModelError, DicomInputError, McprotonRuntimeWarning, McprotonWarning, warn
 from .plan_checks import check_plan, is_zero_mu_beam
 
@@ -732,6 +735,7 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
     skipped: list[str] = []
     untilted: list[str] = []     # beams whose first control point leaves out the table-top pitch or roll angle
     untilted_kws: set[str] = set()
+    no_vsad: list[str] = []      # beams whose VirtualSourceAxisDistances are [0, 0] (OpenTPS: no value)
     for bi, b in enumerate(ds.IonBeamSequence):
         where = f"{src} beam #{bi + 1}"
         num = int(_f(b, "BeamNumber", where, default=bi + 1))
@@ -777,9 +781,7 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
         if "VirtualSourceAxisDistances" in b and b.VirtualSourceAxisDistances is not None:
             v = _floats(b.VirtualSourceAxisDistances, "VirtualSourceAxisDistances", where)
             if v.size == 2 and np.all(v == 0):  # OpenTPS writes [0, 0] for "not given": plan_to_beams uses the model's
-                warn(f"{where}: VirtualSourceAxisDistances (300A,030A) = [0, 0] (as OpenTPS writes it: no "
-                     "value); the beam model's virtual source-axis distances are used instead",
-                     McprotonWarning)
+                no_vsad.append(f"{num}")         # said once for all beams, below (audit 18b F5)
             elif v.size != 2 or np.any(v <= 0):
                     raise _e(f"{where}: VirtualSourceAxisDistances {v.tolist()} must be two positive distances (mm)")
             else:
@@ -917,6 +919,9 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
             snout_position_mm=state["snout"], range_shifter_ids=rs_ids, layers=layers,
             treatment_delivery_type=str(b.get("TreatmentDeliveryType", "TREATMENT") or "TREATMENT"),
             table_top_eccentric_angle_deg=float(state["ecc"]), bolus_roi_numbers=boli))
+    if no_vsad:
+        warn(f"{src}: beam(s) {', '.join(no_vsad)}: VirtualSourceAxisDistances (300A,030A) = [0, 0] (as OpenTPS "
+             "writes it: no value); the beam model's virtual source-axis distances are used instead", McprotonWarning)
     if untilted:   # OpenTPS writes neither; Eclipse and RayStation write 0 (tests/data/dicom)
         warn(f"{src}: beam(s) {', '.join(untilted)}: {' and '.join(attribute_name(k) for k in sorted(untilted_kws))} "
              "missing from the first control point (required there, PS3.3 C.8.8.25; OpenTPS leaves them out): "
@@ -929,8 +934,13 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
     sop_uid = str(ds.get("SOPInstanceUID", "") or "")
     uid_ok = is_valid_uid(sop_uid)
     if not uid_ok:
-        warn(f"{src}: SOPInstanceUID {sop_uid!r} is not a valid instance UID (OpenTPS writes the SOP Class "
-             "UID there); an RT Dose cannot reference this plan by it", McprotonWarning)
+        # the RT Dose written later references a UID derived from it: said here, once (audit 18b F5: the same fact
+        # was warned again on writing RD_mc.dcm; rtdose._plan_reference keeps silent when this was said)
+        warn(f"{src}: {INVALID_PLAN_UID_SAID} {sop_uid!r} is not a valid instance UID (OpenTPS writes the SOP Class "
+             "UID there); an RT Dose cannot reference this plan by it"
+             + (f": an RT Dose mcproton writes for it references {replacement_plan_uid(sop_uid)} instead, so a "
+                "planning system will not link them automatically; re-export the plan with a valid SOPInstanceUID "
+                "to link them" if sop_uid else ""), McprotonWarning)
     return RTIonPlan(
         sop_instance_uid=sop_uid, frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")),
         label=str(ds.get("RTPlanLabel", "")), patient_name=str(ds.get("PatientName", "")),
@@ -1161,6 +1171,11 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
              "was planned for one of them: another machine's beam model gives a plausible but wrong dose",
              McprotonWarning)
     one_size, nominal_sizes = _one_spot_size(plan)
+    # the layers in a gap of the model's energies: one warning per gap, with their count, beams and energies (at()
+    # would name only the first energy met)
+    beam_model.warn_energy_gaps([(str(b.number), float(layer.nominal_energy_mev), float(np.sum(layer.spot_mu)))
+                                 for b in plan.beams if beam_numbers is None or b.number in beam_numbers
+                                 for layer in b.layers])
     for b in plan.beams:
         if beam_numbers is not None and b.number not in beam_numbers:
             continue

@@ -304,8 +304,9 @@ def warn_missing_ct_slices(path_or_ds, ct, where: str) -> None:
     or a series split over folders reads as a complete, shorter CT (its spacing is even), and the DVH of an ROI that
     reaches beyond it holds only the part inside, without a word (the pacs audit, F6: 34 caudal slices missing, the
     CTV's DVH of 64.5 of its 67.5 cm3).  The warning names how many slices are missing, the ROIs whose contours lie
-    beyond the CT's slices and how far.  A structure set that names no slices, or another series, is passed (the
-    frame and series checks speak of those)."""
+    beyond the CT's slices and how far.  When none of the slices matches and every contour lies within the CT, the
+    series was written again with new UIDs (a derived series): that is said instead of "incomplete".  A structure set
+    that names no slices, or another series, is passed (the frame and series checks speak of those)."""
     s = read_rtstruct(path_or_ds)
     uid = str(getattr(ct, "series_instance_uid", "") or "")
     refs = s.referenced_slices.get(uid) or (s.referenced_slices.get("") if set(s.referenced_slices) == {""} else ())
@@ -324,6 +325,16 @@ def warn_missing_ct_slices(path_or_ds, ct, where: str) -> None:
         out = zs[(zs < lo) | (zs > hi)]
         if out.size:
             beyond.append(f"{nm!r} ({out.size} of its {zs.size} contours, z {out.min():.1f} to {out.max():.1f} mm)")
+    if len(missing) == len(refs) and not beyond:
+        # none of the slices matches, yet every contour lies within the CT: the whole series was read, written again
+        # with new SOP Instance UIDs (anonymised, an SPR map or another derived series), not cut short (audit 18b F4:
+        # "177 of the 177 CT slices ... the CT is incomplete" on a complete CT of 177 slices)
+        warn(f"{s.path}: the CT's slices ({where}: {len(have)} slices, z {float(z.min()):.1f} to {float(z.max()):.1f} "
+             f"mm) carry other SOP Instance UIDs than the {len(refs)} slices the structure set was drawn on "
+             f"(ContourImageSequence of series {uid}), and every contour lies within the CT: a re-written or derived "
+             "series (anonymised, or an SPR map written with new UIDs); check the structures line up with this CT",
+             McprotonRuntimeWarning, stacklevel=2)
+        return
     which = (f"the contours of {', '.join(beyond[:6])}{' and more' if len(beyond) > 6 else ''} lie beyond the CT's "
              "slices: their DVHs hold only the part inside the CT, and no dose is computed beyond it" if beyond else
              "no contour lies beyond the CT's slices")
@@ -421,6 +432,26 @@ def empty_mask_reason(struct: RTStruct, name: str, geometry) -> str:
         return "has its contours outside the dose grid"
     return ("has no voxel centre inside its contours (smaller than a voxel, or between voxel centres; a voxel "
             "belongs to a structure when its centre lies inside)")
+
+
+def reasons_grouped(reasons: Mapping[str, str], most: int = 12) -> list[str]:
+    """{ROI name: why it has no voxel} (:func:`empty_mask_reason`) as one phrase per reason, naming its ROIs (at most
+    ``most``, then how many more) and giving the reason once: "'M1', 'M2' and 'M3' have no voxel centre inside their
+    contours (...)".  Seven markers of one reason made a note of seven copies of a 170-character explanation (audit
+    18b F10)."""
+    groups: dict[str, list[str]] = {}
+    for nm, why in reasons.items():
+        groups.setdefault(why, []).append(repr(nm))
+    out = []
+    for why, names in groups.items():
+        if len(names) == 1:
+            out.append(f"{names[0]} {why}")
+            continue
+        shown = names[:most] if len(names) > most else names[:-1]
+        rest = (f"{len(names) - most} more" if len(names) > most else names[-1])
+        plural = ("have " + why[4:].replace(" its ", " their ", 1)) if why.startswith("has ") else why
+        out.append(f"{', '.join(shown)} and {rest} {plural}")
+    return out
 
 
 def _polygon_area(poly: np.ndarray) -> float:
@@ -873,13 +904,19 @@ def warn_dvh_volumes(stats: Mapping[str, Mapping], empty_reasons: Mapping[str, s
     (infant audit 2026-12-06, F3: before, a 0.03 cm3 ROI without a voxel was only an HDF5 attribute, and a lens of one
     voxel had D98 = D2 = Dmax with nothing saying so): the ROIs with no voxel (why), those with fewer than
     :data:`mcproton.dvh.SMALL_STRUCTURE_VOXELS` voxels (the check's few-voxel note), and those whose mask volume is
-    outside :data:`mcproton.dvh.MASK_CONTOUR_RATIO_RANGE` of their contour volume; one warning each."""
+    outside :data:`mcproton.dvh.MASK_CONTOUR_RATIO_RANGE` of their contour volume; one warning each (the empty ROIs in
+    one, each reason said once: :func:`reasons_grouped`)."""
     from ..dvh import MASK_CONTOUR_RATIO_RANGE
 
     size = " x ".join(f"{float(v):g}" for v in voxel_mm) + " mm"
-    for nm, reason in empty_reasons.items():
+    if len(empty_reasons) == 1:
+        ((nm, reason),) = empty_reasons.items()
         warn(f"ROI {nm!r} has no voxel on {grid} ({size}): it {reason}; it has no DVH (its dvh group says "
              "n_voxels 0 and empty_reason)", McprotonRuntimeWarning, stacklevel=3)
+    elif empty_reasons:   # one warning, each reason once (audit 18b F10: one per ROI)
+        warn(f"{len(empty_reasons)} ROI(s) have no voxel on {grid} ({size}): "
+             f"{'; '.join(reasons_grouped(empty_reasons))}; they have no DVH (their dvh groups say n_voxels 0 and "
+             "empty_reason)", McprotonRuntimeWarning, stacklevel=3)
     few = [f"{nm!r} ({st['n_voxels']})" for nm, st in stats.items() if st.get("few_voxels") and st["n_voxels"]]
     if few:
         warn(f"{len(few)} structure(s) have fewer than {SMALL_STRUCTURE_VOXELS} voxels on {grid} ({size}): "

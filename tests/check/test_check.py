@@ -1619,3 +1619,57 @@ def test_a_tps_dose_that_says_dose_to_medium_is_compared_as_such(case, tmp_path)
     with pytest.warns(McprotonWarning, match="says it is dose to medium"):
         res = _recheck(case, [med], dose_to="water")
     assert res.settings["dose_to"] == "water"
+
+
+def test_beams_of_one_direction_compared_on_the_total_dose_give_one_range_row(case, tmp_path):
+    """Audit 18b F8: without a per-beam TPS dose, the range of each beam is read along its direction on the total
+    dose; three fields at gantry 0 compared the same rays and gave three identical FAIL rows.  Now the beams sharing
+    a direction and isocentre give one row, "beams 1, 2 (gantry 0, couch 0)", and one row in the HTML's range table."""
+    import copy
+    import dataclasses
+
+    from mcproton._check.api import check
+
+    mc = case["res"].mc
+    meta = copy.deepcopy(mc.beam_meta)
+    meta[2]["beam_direction"] = meta[1]["beam_direction"]   # beam 2 along beam 1 (the plan's angles are beam 1's)
+    d = case["dir"]
+    res = check(plan=d / "RP.dcm", dose=case["files"]["plan"], ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2",
+                mc=dataclasses.replace(mc, beam_meta=meta), levels=_levels(), out=tmp_path / "out", **FAST)
+    rows = [c["quantity"] for c in res.checks if "R80" in c["quantity"]]
+    assert rows == ["beams 1, 2 (gantry 0, couch 0): median distal R80 difference (total dose along the beam "
+                    "direction (no per-beam TPS dose))", "beams 1, 2 (gantry 0, couch 0): rays with |R80 difference| "
+                    "<= 2 mm"], rows
+    assert res.ranges[2]["same_rays_as"] == 1 and res.ranges[1]["beams"] == res.ranges[2]["beams"] == [1, 2]
+    assert res.ranges[2]["within_2mm"] == res.ranges[1]["within_2mm"]
+    page = (tmp_path / "out" / "check.html").read_text()
+    assert page.count("<td>1, 2 (gantry 0, couch 0)</td>") == 1 and "<td>2</td><td>total dose" not in page
+
+
+def test_likely_causes_come_before_the_remarks_under_their_own_heading(case, tmp_path):
+    """Audit 18b F6: every note of a FAIL stood under "Likely causes", remarks that cause nothing (an ROI off the
+    grid, an ROI typed by its name, dose in air) first and the real cause last.  Now check.json's
+    ``diagnostic_kinds`` says which is which (``diagnostics`` unchanged), the HTML shows the causes under "Likely
+    causes" and the remarks under "Remarks", and the summary gives the causes first."""
+    import json
+
+    rs = tmp_path / "RS_far.dcm"
+    _write_rs(rs, None, targets=[("PTV", (-16.0, -16.0, -12.0), (16.0, 16.0, 12.0)),
+                                 ("Brainstem_far", (-10.0, -10.0, 200.0), (10.0, 10.0, 220.0))])
+    from mcproton._check.api import check
+
+    d = case["dir"]
+    res = check(plan=d / "RP.dcm", dose=_tps(case, "scaled_f6", case["hi"].total_gy_zyx * 1.05), ct=d / "ct",
+                struct=rs, beam_model="dcpt_v2", mc=case["res"].mc, levels=_levels(), out=tmp_path / "out", **FAST)
+    assert not res.passed and len(res.diagnostic_kinds) == len(res.diagnostics)
+    causes, remarks = res.diagnostics_of("cause"), res.diagnostics_of("remark")
+    assert any("0.95" in n for n in causes), causes                               # the MC/TPS ratio: a cause
+    assert any("'Brainstem_far'" in n for n in remarks), remarks                  # an ROI off the grid: a remark
+    assert not any("'Brainstem_far'" in n for n in causes), causes
+    saved = json.loads((tmp_path / "out" / "check.json").read_text())
+    assert saved["diagnostics"] == res.diagnostics and saved["diagnostic_kinds"] == res.diagnostic_kinds
+    page = (tmp_path / "out" / "check.html").read_text()
+    lc, rm = page.index("<h3>Likely causes</h3>"), page.index("<h3>Remarks</h3>")
+    assert lc < page.index("0.95", lc) < rm < page.index("Brainstem_far", rm), "causes first, then the remarks"
+    notes = [ln for ln in res.summary().splitlines() if ln.startswith("  note: ")]
+    assert notes == [f"  note: {d}" for d in causes + remarks], notes

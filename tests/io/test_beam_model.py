@@ -494,3 +494,26 @@ def test_docs_template_loads(tmp_path):
     said, m = _said(lambda: load_beam_model(tmp_path / "my_machine.toml"))
     assert said == [] and m.name == "my_machine" and m.machines == ("TR1",)
     assert m.at(150).components[0].sigma_mm[0] > 1
+
+
+def test_plan_layers_in_a_gap_of_the_model_are_counted_in_one_warning(tmp_path):
+    """Audit 18b F9: the gap warning named the first energy met ("nominal energy 86.48 MeV is interpolated ...") while
+    all 13 layers of the field lay in the gap.  Now plan_to_beams says, once per gap, how many layers of which beams,
+    their energies and share of the MU; at() says no more of it."""
+    from dicom_factories import make_plan, save
+
+    from mcproton._io.rtplan import load_rtplan, plan_to_beams
+
+    csv = "\n".join(GOOD_CSV.splitlines()[i] for i in (0, 1, 18)) + "\n"   # 70 and 240 MeV only
+    m = _model(tmp_path, csv=csv)
+    spot = [(0.0, 0.0)]
+    plan = load_rtplan(save(make_plan([
+        {"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 30.0,
+         "layers": [(120.0, spot, [1.0]), (110.0, spot, [1.0]), (100.0, spot, [1.0])]},
+        {"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 20.0,
+         "layers": [(150.0, spot, [1.0]), (70.0, spot, [1.0])]}]), tmp_path / "RP.dcm"))
+    said, _ = _said(lambda: plan_to_beams(plan, m, machine_check=False))
+    gap = [w for w in said if "70 and 240 MeV" in w]
+    assert len(gap) == 1, said
+    assert "4 layer(s) of beam(s) 1, 2 (100-150 MeV, 80 % of the MU) lie between the model's energies 70 and 240 " \
+        "MeV, 170 MeV apart" in gap[0], gap

@@ -94,3 +94,28 @@ def test_mcproton_run_says_so(tmp_path):
         main(["run", str(cfg), "--check-config"])
     assert any("2 of the 12 CT slices the structure set was drawn on" in w and "'body' (2 of its 12" in w
                for w in said), said
+
+
+def test_a_complete_ct_written_again_with_new_uids_is_not_called_incomplete(tmp_path):
+    """Audit 18b F4: the DCPT head phantom's SPR map holds all 177 slices of the series, written with new SOP Instance
+    UIDs; "177 of the 177 CT slices ... are not in the CT read: the CT is incomplete" blamed a partial transfer.  Now
+    a series whose slices all carry other UIDs, with every contour inside the CT, is named a re-written series."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    ct_dir, rs, paths = _case(tmp_path)
+    for p in paths:   # the same slices, the same series, new instance UIDs
+        ds = pydicom.dcmread(p)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(p)
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        warn_missing_ct_slices(rs, load_ct_series(ct_dir), "ct")
+    text = [str(w.message) for w in got if issubclass(w.category, McprotonRuntimeWarning)]
+    assert len(text) == 1, text
+    assert "carry other SOP Instance UIDs than the 12 slices" in text[0] and "re-written or derived" in text[0], text
+    assert "incomplete" not in text[0], text
+    for p in paths[:3]:   # ... and cut short as well: the contours beyond it are the missing-slices warning
+        p.unlink()
+    with pytest.warns(McprotonRuntimeWarning, match=r"12 of the 12 CT slices .* the CT is incomplete .*'CTV' \(3 of"):
+        warn_missing_ct_slices(rs, load_ct_series(ct_dir), "ct")

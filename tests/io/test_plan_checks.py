@@ -273,3 +273,33 @@ def test_deflated_plan_is_checked_after_inflating(tmp_path):
     (tmp_path / "cut.dcm").write_bytes(data[:len(data) * 2 // 3])
     with pytest.raises(DicomInputError, match="ends early"):
         load_rtplan(tmp_path / "cut.dcm")
+
+
+def test_opentps_plan_facts_are_said_once(tmp_path):
+    """Audit 18b F5: the [0, 0] VirtualSourceAxisDistances were warned once per beam, and the invalid plan SOP
+    Instance UID twice (on reading the plan, and again on writing an RT Dose that references it).  Now one warning
+    names every beam, and the reader's UID warning names the UID the RT Dose references: writing the dose in the same
+    call says nothing more; outside that call (another block) the writer still says it."""
+    from mcproton._io.dicom_common import StudyReference, replacement_plan_uid
+    from mcproton._io.errors import recording_warnings
+    from mcproton._io.rtdose import read_rtdose, write_rtdose
+
+    ds = make_plan([{"gantry": g, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 10.0,
+                     "layers": [(100.0, [(0.0, 0.0)], [1.0])]} for g in (0.0, 90.0)])
+    for b in ds.IonBeamSequence:
+        b.VirtualSourceAxisDistances = [0, 0]
+    ds.SOPInstanceUID = ds.SOPClassUID
+    bad = str(ds.SOPClassUID)
+    study = StudyReference(study_instance_uid="1.2.3.4", frame_of_reference_uid=str(ds.FrameOfReferenceUID),
+                           plan_sop_instance_uid=bad)
+    with pytest.warns(UserWarning), recording_warnings() as said:
+        _load(ds, tmp_path)
+        write_rtdose(np.ones((2, 2, 2)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / "RD.dcm", study=study)
+    vsad = [m for m in said if "VirtualSourceAxisDistances" in m]
+    assert len(vsad) == 1 and "beam(s) 1, 2:" in vsad[0], said
+    uid = [m for m in said if bad in m]
+    assert len(uid) == 1 and replacement_plan_uid(bad) in uid[0], said
+    assert read_rtdose(tmp_path / "RD.dcm").referenced_plan_sop_instance_uid == replacement_plan_uid(bad)
+    with pytest.warns(UserWarning, match="the RT Dose references"), recording_warnings() as said:
+        write_rtdose(np.ones((2, 2, 2)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / "RD2.dcm", study=study)
+    assert len(said) == 1, said

@@ -570,3 +570,27 @@ def test_run_dvh_of_tiny_structures_flags_few_voxels_empty_rois_and_contour_volu
     assert any("fewer than 30 voxels" in m and "'lens' (1)" in m and "'big'" not in m for m in msgs), msgs
     assert any("differs from its contour volume" in m and "'lens' mask 0.064 cm3, contour 0.108 cm3 (0.59)" in m
                and "4 x 4 x 4 mm" in m and "'big'" not in m for m in msgs), msgs
+
+
+def test_rois_without_a_voxel_for_one_reason_are_named_in_one_phrase():
+    """Audit 18b F10: seven markers smaller than a voxel made a note (mcproton check) of seven copies of the same
+    170-character explanation, and `mcproton run` warned once per ROI.  Now each reason is given once with the ROIs
+    it applies to, in one note and one warning."""
+    from mcproton._check.api import _left_out_notes
+    from mcproton._io.errors import recording_warnings
+    from mcproton._io.rtstruct import warn_dvh_volumes
+
+    small = ("has no voxel centre inside its contours (smaller than a voxel, or between voxel centres; a voxel "
+             "belongs to a structure when its centre lies inside)")
+    why = {f"M{i}": small for i in range(1, 8)} | {"far": "has its contours outside the dose grid"}
+    masks = {nm: np.zeros((2, 2, 2), bool) for nm in why}
+    (note,) = _left_out_notes(masks, {nm: "ORGAN" for nm in why}, why)
+    assert note.count("no voxel centre inside") == 1, note
+    assert "8 structure(s) are not in the structure table, having no voxel on the TPS dose grid: 'M1', 'M2', 'M3', " \
+           "'M4', 'M5', 'M6' and 'M7' have no voxel centre inside their contours (smaller than a voxel, or between " \
+           "voxel centres; a voxel belongs to a structure when its centre lies inside); 'far' has its contours " \
+           "outside the dose grid" == note, note
+    with pytest.warns(UserWarning), recording_warnings() as said:
+        warn_dvh_volumes({}, why, (4.0, 4.0, 4.0), "the dose grid")
+    assert len(said) == 1 and said[0].startswith("8 ROI(s) have no voxel on the dose grid (4 x 4 x 4 mm): 'M1', "), said
+    assert said[0].count("no voxel centre inside") == 1 and "they have no DVH" in said[0], said
