@@ -132,8 +132,9 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
             with UntilTheTransport():
                 locked.enter_context(OutputLock(written, "the output", log=_note, roles=roles))
                 remove_stale_temporaries(written, log=_note)
-                identity = _run_identity(cfg, settings, geometry, beams, _output_names(cfg, beams, out, rtdose, png),
-                                         args.config)
+                with phase("input_checks"):   # the input files' SHA-256 (a CT: ~0.3 s), in the phase times
+                    identity = _run_identity(cfg, settings, geometry, beams,
+                                             _output_names(cfg, beams, out, rtdose, png), args.config)
                 if args.resume and _already_complete(out, identity, _output_names(cfg, beams, out, rtdose, png)):
                     print(f"mcproton: already complete: {out} (same config and inputs); nothing to do",
                           file=sys.stderr)
