@@ -296,6 +296,57 @@ def _target_notes(structs: Mapping[str, dict]) -> list[str]:
     return notes
 
 
+#: An organ at risk's noise-matched Dmean or D2 difference is named in a note (no verdict: organs at risk have no
+#: action level) when it exceeds all three of these (audit 18b, F3: a +19 % / +21 % brainstem difference, an I-value
+#: effect at a field's distal edge, was in the structure table only, under a PASS with 12 other notes):
+#: OAR_NOTE_PCT % of its TPS value (the 3 % target dose level plus room for the DVH's voxel rounding on a small
+#: organ); OAR_NOTE_RX_PCT % of the prescription (or of the target's TPS D50 where none is known), so that a large
+#: relative difference of a dose far below the prescription (0.1 -> 0.12 Gy in a 60 Gy plan) is no note: the 2 % of
+#: a dose gradient's clinical tolerance; and OAR_NOTE_SD noise SDs of the metric (the noise model's 1 sd,
+#: compare.structure_stats), beyond which normal noise alone goes in about 1 of 370 metrics
+OAR_NOTE_PCT = 5.0
+OAR_NOTE_RX_PCT = 2.0
+OAR_NOTE_SD = 3.0
+
+
+def oar_notes(structs: Mapping[str, dict], prescription_gy: float | Mapping[str, float] | None,
+              unit: str = "Gy") -> list[str]:
+    """One note naming the organs at risk whose noise-matched Dmean or D2 (raw where noise matching did not run)
+    differs from the TPS's beyond :data:`OAR_NOTE_PCT`, :data:`OAR_NOTE_RX_PCT` of ``prescription_gy`` (the
+    highest where per target; None: the highest target TPS D50) and :data:`OAR_NOTE_SD` noise SDs; informational
+    (the verdict is the action levels'), [] where none does."""
+    rx = max(prescription_gy.values(), default=0.0) if isinstance(prescription_gy, Mapping) else prescription_gy
+    rx_of = "the prescription"
+    if not rx:
+        rx = max((float(r["metrics"]["D50"]["tps_gy"]) for r in structs.values()
+                  if r.get("kind") == "target" and "D50" in r.get("metrics", {})), default=0.0)
+        rx_of = "the target's TPS D50"
+    if not rx or not math.isfinite(rx):
+        return []
+    found = []
+    for nm, row in structs.items():
+        if row.get("kind") != "oar":
+            continue
+        said = []
+        for k in ("Dmean", "D2"):
+            m = row.get("metrics", {}).get(k)
+            if not m or not m.get("tps_gy"):
+                continue
+            d = float(m.get("noise_matched_diff_pct", m["diff_pct"]))
+            sd = float(m.get("noise_sd_pct", 0.0))
+            gy = abs(d) / 100 * float(m["tps_gy"])
+            if (math.isfinite(d) and abs(d) > OAR_NOTE_PCT and gy > OAR_NOTE_RX_PCT / 100 * rx
+                    and not abs(d) <= OAR_NOTE_SD * sd):
+                said.append(f"{k} {d:+.1f} % ({m['tps_gy']:.3g} -> {m['mc_gy']:.3g} {unit})")
+        if said:
+            found.append(f"{nm} {', '.join(said)}")
+    if not found:
+        return []
+    return [f"organ(s) at risk whose dose differs beyond the MC's noise: {'; '.join(found)} (TPS -> MC; the "
+            f"difference noise-matched, more than {OAR_NOTE_PCT:g} % of the TPS value, {OAR_NOTE_RX_PCT:g} % of "
+            f"{rx_of} ({rx:.3g} {unit}) and {OAR_NOTE_SD:g} noise SD); organs at risk have no action level: review"]
+
+
 def check_grid_covers(ref_dose: np.ndarray, body: np.ndarray, name: str, threshold_pct: float = 10.0) -> None:
     """Refuse a TPS dose grid that cuts through the irradiated body: dose above the threshold on the grid's
     faces inside the body means that dose outside the grid is missing from the comparison."""
@@ -931,6 +982,38 @@ def _check_time_limit(time_limit_s: Any) -> None:
 def _time_limited_beams(mc: MCDose) -> list[int]:
     """The beam numbers whose MC the time limit stopped (their stop_reason; a top-up after it names it too)."""
     return sorted(b for b, m in (mc.beam_meta or {}).items() if "time_limit" in str(m.get("stop_reason") or ""))
+
+
+def noise_remedy(mc: MCDose, target_uncertainty: float | None, primaries: int, time_limit_s: float | None) -> str:
+    """What to rerun with for an MC less noisy than ``mc`` (the D95 note's remedy): where a beam stopped at
+    --primaries or --time-limit (its stop_reason), the primaries per beam that the 1/sqrt(N) law says reach the
+    target (and a lower target only where the target is above the one suggested); where every beam reached the
+    target, a lower --target-uncertainty.  Audit 18b, F1: "rerun with a lower --target-uncertainty (e.g. 1 %)"
+    was said when the target was 1 % and --primaries had stopped every beam, so following it changed nothing."""
+    from .compute import primaries_to_target
+
+    u = 100 * float(mc.mean_rel_uncertainty_50)
+    target = None if not target_uncertainty else 100 * float(target_uncertainty)
+    aim = max(0.25, min(1.0, u / 2))   # the uncertainty suggested (%): half the reached, within 0.25-1 %
+    meta = mc.beam_meta or {}
+    stops = [str(m.get("stop_reason") or "") for m in meta.values()]
+    short = target is None or any(not r.startswith("target_uncertainty") for r in stops)
+    if target is not None and target <= aim:
+        aim = target if short else max(0.25, target / 2)   # the target is low enough: the primaries stopped it
+    lower = target is None or target > aim   # a lower target to suggest
+    opt = f"--target-uncertainty {aim / 100:g} ({aim:g} %)"
+    done = max((int(m.get("primaries") or 0) for m in meta.values()), default=0) or int(primaries)
+    need = primaries_to_target(done, u, aim) if math.isfinite(u) and u > 0 else 0
+    many = f"to about {need:,} per beam" if need else "(the uncertainty is not known)"
+    if not short:   # every beam reached its target: a lower one, with the primaries it needs
+        return f"rerun with {opt}" + (f" and --primaries raised {many}" if need > int(primaries) else "")
+    if any("time_limit" in r for r in stops):
+        fix = (f"rerun with a longer --time-limit than {time_limit_s:g} s (or none)" if time_limit_s else
+               "rerun with a longer --time-limit (or none)") + (f" and --primaries raised {many}"
+                                                              if need > int(primaries) else "")
+    else:
+        fix = f"raise --primaries {many} (with a --time-limit if that is too long)"
+    return fix + (f" and {opt}" if lower else "")
 
 
 def _check_numbers(rbe: Any, target_uncertainty: Any) -> None:
@@ -1680,6 +1763,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             + _target_notes(structs)   # an unchecked position: the first suspect
         causes += outside_notes
         diagnostics += _left_out_notes(masks, types, empty_why)
+        diagnostics += oar_notes(structs, pres, mc_dose_description(inp, mc)["unit"])   # informational (F3)
         diagnostics += off_volume
         if small:
             diagnostics.append(
@@ -1798,8 +1882,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 diagnostics.append(
                     f"target {nm!r}: the D95 level failed while its three estimates disagree by {spread:.1f} % "
                     f"({', '.join(f'{k} {x:+.2f} %' for k, x in vals.items())}): the MC's statistical noise "
-                    f"({u:.2f} %) decides this verdict more than the doses do; rerun with a lower "
-                    f"--target-uncertainty (e.g. {max(0.25, min(1.0, u / 2)):g} %) before reading it as a dose "
+                    f"({u:.2f} %) decides this verdict more than the doses do; "
+                    f"{noise_remedy(mc, target_uncertainty, primaries, time_limit_s)} before reading it as a dose "
                     "error")
     for b, r in ranges.items():
         if r.get("same_rays_as") is not None:   # one comparison of beams sharing a direction: its first beam's row
@@ -1833,7 +1917,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     # noisy (statistics audit F3): its own figure, propagated (compute.uncertainty_to_tps_grid), is said beside it
     u_tps = _tps_grid_uncertainty_pct(mc)
     if math.isfinite(u_tps) and abs(u_tps - u) > 0.005:
-        checks[-1]["value_text"] += f" on the MC grid; {tps_grid_uncertainty_text(u_tps)}"
+        checks[-1]["value_text"] += (f" on the MC grid; "
+                                     f"{tps_grid_uncertainty_text(u_tps, 'coincides' not in (mc.grid_note or ''))}")
     time_limited = _time_limited_beams(mc)
     if time_limited and time_limit_s is not None:   # said where the verdict is read, not only in the log
         short = target_uncertainty is not None and not (math.isfinite(u) and u <= 100 * target_uncertainty)
@@ -2348,9 +2433,12 @@ TPS_GRID_UNCERTAINTY_NOTE = ("a lower bound: propagated with the MC voxels' erro
                              "voxel offset)")
 
 
-def tps_grid_uncertainty_text(u_tps_pct: float) -> str:
+def tps_grid_uncertainty_text(u_tps_pct: float, interpolated: bool = True) -> str:
     """The report's words for the uncertainty of the compared dose on the TPS grid, with its caveat
-    (:data:`TPS_GRID_UNCERTAINTY_NOTE`)."""
+    (:data:`TPS_GRID_UNCERTAINTY_NOTE`) where the MC dose was ``interpolated`` onto it (none where the MC grid
+    coincides with the TPS grid: the caveat contradicted the provenance's "no interpolation", audit 18b F12)."""
+    if not interpolated:
+        return f"the compared dose on the TPS grid: {u_tps_pct:.2f} % (the MC grid's voxels, no interpolation)"
     return (f"the compared dose on the TPS grid: {u_tps_pct:.2f} % (a lower bound; ~25-35 % low on an interpolated "
             "grid, its voxel errors taken as independent)")
 

@@ -427,6 +427,54 @@ TOP_UP_SEED_OFFSET = 0x5EED5
 TOP_UP_MARGIN = 1.10
 
 
+def beam_number(beam: Any, i: int) -> Any:
+    """The plan's BeamNumber of ``beam`` (its meta, as the report and the levels name beams), else its position + 1
+    (a beam made in code has no number): the check's messages name beams as the report does (audit 18b, F12)."""
+    meta = getattr(beam, "meta", None) or {}
+    return meta.get("beam_number", i + 1)
+
+
+def primaries_to_target(primaries: int, uncertainty: float, target: float) -> int:
+    """The primaries per beam that the 1/sqrt(N) law says bring ``uncertainty`` (after ``primaries`` per beam) to
+    ``target`` (both fractions or both %)."""
+    return int(primaries * (uncertainty / target) ** 2)
+
+
+def _said_for_the_plan(unc: float, target: float, done: int, cap: int) -> bool:
+    """The check's ``out_of_reach`` for its beams' runs (streaming.stream): nothing per beam (mcproton run's warning
+    names run.primaries and the beam's share of the target, 1.41 % for 1 % over two beams, which a check's user never
+    set: audit 18b, F7); :func:`warn_stopped_short` says it once for the plan dose, after the beams."""
+    return True
+
+
+def warn_stopped_short(results: list, beams: list, u: float, target: float, limit: int,
+                       time_limit_s: float | None) -> bool:
+    """Where a beam stopped at --primaries or --time-limit before its share of the target (its stop_reason), warn
+    once (McprotonRuntimeWarning: into check.json's warnings and the report) of the plan dose's uncertainty ``u``
+    against ``target`` (fractions) and the primaries per beam that would reach it, with the options to change
+    (audit 18b, F2: this line was on stderr only, while the report carried a run.* warning per beam); True if a beam
+    stopped short (the plan dose then gets no top-up)."""
+    stopped = [beam_number(b, i) for i, (b, r) in enumerate(zip(beams, results))
+               if r.provenance.get("stop_reason") != "target_uncertainty"]
+    if not stopped:
+        return False
+    from .._io.errors import McprotonRuntimeWarning, warn
+
+    need = primaries_to_target(max(int(r.primaries) for r in results), u, target)
+    timed = any(r.provenance.get("stop_reason") == "time_limit" for r in results)
+    if timed:
+        why = f"--time-limit {time_limit_s:g} s" if time_limit_s else "the time limit"
+        fix = "give a longer --time-limit (or none)" + (" and raise --primaries to that" if need > limit else "")
+    else:
+        why = f"the limit of {limit:,} primaries per beam (--primaries)"
+        fix = "raise --primaries to that (with a --time-limit if it takes too long)"
+    warn(f"the MC stopped at {why} in beam(s) {', '.join(map(str, stopped))} before reaching the target: the plan "
+         f"dose's uncertainty is {100 * u:.2f} % (target {100 * target:g} %, --target-uncertainty)"
+         + (", so there is no top-up" if len(results) > 1 else "")
+         + f"; about {need:,} primaries per beam would reach the target: {fix}", McprotonRuntimeWarning)
+    return True
+
+
 def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, target: float, limit: int,
             progress: Any, log: Callable[[str], None]) -> tuple[list, Any]:
     """Where the plan dose's uncertainty is above ``target`` after every beam reached target x sqrt(n) in its
@@ -445,17 +493,8 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
     if not (u > target * 1.01):
         return results, tot
     factor = (u / target) ** 2 - 1.0
-    stopped = [i + 1 for i, r in enumerate(results) if r.provenance.get("stop_reason") != "target_uncertainty"]
-    if stopped:   # a beam ended at the --primaries limit (or a time limit): no room for a top-up
-        why = (f"the time limit (--time-limit {settings.time_limit_s:g} s)" if any(
-            r.provenance.get("stop_reason") == "time_limit" for r in results)
-            else f"the limit of {limit:,} primaries per beam (--primaries)")
-        log(f"mcproton check: the plan dose's uncertainty is {100 * u:.2f} % (target {100 * target:g} %): beam(s) "
-            f"{', '.join(map(str, stopped))} stopped at {why} before "
-            f"reaching {100 * settings.target_uncertainty:.2f} % in their own dose, so there is no top-up; about "
-            f"{int(max(r.primaries for r in results) * (u / target) ** 2):,} primaries per beam would reach the "
-            "target")
-        return results, tot
+    if warn_stopped_short(results, beams, u, target, limit, getattr(settings, "time_limit_s", None)):
+        return results, tot   # a beam ended at the --primaries limit (or a time limit): no room for a top-up
     log(f"mcproton check: the plan dose's uncertainty is {100 * u:.2f} % after every beam reached "
         f"{100 * settings.target_uncertainty:.2f} % (target {100 * target:g} %: the beams overlap less in the "
         f"high-dose region); topping up each beam by {100 * factor * TOP_UP_MARGIN:.0f} % more primaries")
@@ -467,9 +506,10 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
             continue
         s2 = RunSettings(primaries=n2, seed=int(settings.seed) + TOP_UP_SEED_OFFSET, backend=settings.backend,
                          threads=settings.threads, target_uncertainty=None, physics=settings.physics)
-        log(f"top-up of beam {i + 1}/{len(beams)}: {b.name}, {n2:,} more primaries")
+        log(f"top-up of beam {beam_number(b, i)} ({i + 1}/{len(beams)}): {b.name}, {n2:,} more primaries")
         r2 = run_job(None, s2, geometry, [b], None,
-                     JobOptions(checkpoint=False, progress=progress, log=log, first_beam_index=i))[0]
+                     JobOptions(checkpoint=False, progress=progress, log=log, first_beam_index=i,
+                                out_of_reach=_said_for_the_plan))[0]
         n1 = int(r.primaries)
         parts = []
         for res, w in ((r, n1 / (n1 + n2)), (r2, n2 / (n1 + n2))):
@@ -546,11 +586,14 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     # its own, not transport (the host audit of 2026-12-05, F3): run_job marks it as the phase "kernel_build"
     with use_clock(PhaseClock()) as clock:
         results = run_job(None, settings, geometry, beams, None,
-                          JobOptions(checkpoint=False, progress=progress, log=log))
+                          JobOptions(checkpoint=False, progress=progress, log=log, out_of_reach=_said_for_the_plan))
         tot = results[0] if len(results) == 1 else sum_results(results)   # one beam: itself, not a copy
         if per_beam_target is not None and len(beams) > 1:
             results, tot = _top_up(results, tot, beams, geometry, settings, float(target_uncertainty),
                                    int(primaries), progress, log)
+        elif per_beam_target is not None and float(tot.mean_rel_uncertainty_50) > per_beam_target * 1.01:
+            warn_stopped_short(results, beams, float(tot.mean_rel_uncertainty_50), per_beam_target, int(primaries),
+                               time_limit_s)
     timings["kernel_build_s"] = clock.seconds.get("kernel_build", 0.0)
     timings["transport_s"] = time.perf_counter() - t - timings["kernel_build_s"]
     transport_cpu_s = time.process_time() - cpu   # CPU time of this process's threads (host side on a GPU)

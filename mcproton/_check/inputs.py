@@ -1084,8 +1084,13 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                               "patient's files were mixed in; remove them from the folder, or give the files of this "
                               "patient (--plan, --dose, --ct, --struct)")
     if len(ids) > 1:
-        log.append("note: the files linked by UID carry different PatientIDs ("
-                   + "; ".join(f"{k}: {v!r}" for k, v in linked.items() if v) + "); paired by their UIDs")
+        said = "; ".join(f"{k}: {v!r}" for k, v in linked.items() if v)
+        log.append(f"note: the files linked by UID carry different PatientIDs ({said}); paired by their UIDs")
+        # a warning too (check.json's warnings, the report's warnings box, the summary): a wrong-patient pairing is
+        # the first thing a second check should show, not a line of the Pairing section (audit 18b, F3b)
+        warn(f"the files linked by UID carry different PatientIDs ({said}): paired by their UIDs, as the plan and "
+             "the dose reference each other; make sure they are this patient's files (a file of another patient, "
+             "or one re-identified or anonymised apart from the others)", McprotonWarning)
     if struct is not None:
         from .._io.rtstruct import read_rtstruct
 

@@ -200,6 +200,8 @@ class JobOptions:
     warn_stacklevel : the line the run's warnings (few batches) are attributed to, counted as ``warnings.warn``'s
         stacklevel from run_job's own (1); ``simulate`` gives its caller's (3), so that the warning points at the
         user's line and a filter on the user's module matches it.
+    out_of_reach : the warning that the target uncertainty needs more primaries than allowed, as streaming.stream's
+        ``out_of_reach`` (None: ``mcproton run``'s, naming run.primaries; a check says it once for the plan).
     """
 
     resume: bool = False
@@ -213,6 +215,7 @@ class JobOptions:
     first_beam_index: int = 0
     handle_signals: bool = True
     warn_stacklevel: int = 1
+    out_of_reach: Callable[[float, float, int, int], bool] | None = None
 
 
 def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: list[Any],
@@ -377,7 +380,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                                  elapsed_s=st.elapsed_s,
                                  checkpoint=functools.partial(save, i) if ckpt is not None else None,
                                  should_stop=stop, progress=show,
-                                 time_limit=None if budget is None else _beam_time_limit(st.elapsed_s, *budget))
+                                 time_limit=None if budget is None else _beam_time_limit(st.elapsed_s, *budget),
+                                 out_of_reach=opts.out_of_reach)
                 finally:
                     if current["device_acc"] is not None:
                         st.acc = current["device_acc"].host()

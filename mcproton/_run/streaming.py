@@ -350,7 +350,8 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
            elapsed_s: float = 0.0, checkpoint: Callable[[int, float], object] | None = None,
            checkpoint_interval_s: float | None = None, should_stop: Callable[[], bool] | None = None,
            progress: Callable[[int, float], None] | None = None,
-           time_limit: Callable[[int, float], float] | None = None) -> StreamResult:
+           time_limit: Callable[[int, float], float] | None = None,
+           out_of_reach: Callable[[float, float, int, int], bool] | None = None) -> StreamResult:
     """Add the batches of ``plan`` from history ``start`` into ``acc`` until a stopping criterion holds.
 
     checkpoint : called as ``checkpoint(next_history, elapsed_s)`` every ``checkpoint_interval_s`` seconds
@@ -360,6 +361,11 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
     time_limit : with settings.time_limit_s, the transport time (s, counted as ``elapsed_s``) at which to stop,
         called after each batch with (next history, protons/s of this segment): a beam's part of the run's limit
         (mcproton._run.job); default: settings.time_limit_s itself.
+    out_of_reach : called as ``out_of_reach(uncertainty, target, done, primaries)`` while the target uncertainty is
+        not reached, until it returns True (it has said what it had to): the warning that the target is beyond the
+        primaries; default :func:`_warn_target_out_of_reach`, worded for ``mcproton run``'s config keys (a check,
+        whose options differ and whose plan dose's target is not the beam's, says it once for the plan: audit 18b,
+        F7).
     """
     target = settings.target_uncertainty
     limit = settings.time_limit_s
@@ -369,7 +375,8 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
     t0 = time.perf_counter()
     last_ckpt = t0
     unc = float("nan")
-    out_of_reach = [False]
+    warn_out_of_reach = out_of_reach or _warn_target_out_of_reach
+    said_out_of_reach = [False]
 
     def reason_now(elapsed: float) -> str | None:
         nonlocal unc
@@ -379,8 +386,8 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
             unc = mean_rel_uncertainty_50(acc, inv_mass, geometry.density_g_cm3_zyx)
             if unc <= target:
                 return "target_uncertainty"
-            if not out_of_reach[0]:
-                out_of_reach[0] = _warn_target_out_of_reach(unc, target, pos, plan.total)
+            if not said_out_of_reach[0]:
+                said_out_of_reach[0] = warn_out_of_reach(unc, target, pos, plan.total)
         if limit is not None:
             rate = (pos - start) / (elapsed - elapsed_s) if elapsed > elapsed_s else 0.0
             if elapsed >= (limit if time_limit is None else time_limit(pos, rate)):

@@ -525,13 +525,19 @@ def test_files_of_another_patient_paired_by_the_frame_alone_are_refused(folder, 
 
 def test_a_dose_linked_by_uid_with_another_patient_id_is_paired_and_noted(folder):
     """A dose that refers to the plan's SOPInstanceUID but carries another PatientID (real exports do: APTG plan03's
-    plan and dose differ): paired by the UID, and the pairing notes the two IDs."""
+    plan and dose differ): paired by the UID, and the pairing notes the two IDs; and a McprotonWarning says it too, so
+    that it reaches check.json's warnings, the report's warnings box and the summary (audit 18b, F3b: it was only in
+    the Pairing section at the end of the report)."""
+    from mcproton._io.errors import McprotonWarning, recording_warnings
+
     ds = pydicom.dcmread(folder / "RD_beam2.dcm")
     ds.PatientID = "WTR303030"
     ds.save_as(folder / "RD_beam2.dcm")
-    inp = _gather(folder)
+    with recording_warnings() as said, pytest.warns(McprotonWarning, match="different PatientIDs"):
+        inp = _gather(folder)
     assert _paired(inp) == CLEAN
     assert any(s.startswith("note:") and "'WTR303030'" in s and "'T1'" in s for s in inp.pairing), inp.pairing
+    assert [w for w in said if "different PatientIDs" in w and "'WTR303030'" in w and "'T1'" in w], said
 
 
 # ---- 7. DICOMDIR, hidden, empty, non-DICOM, damaged, unreadable files; sub-folders

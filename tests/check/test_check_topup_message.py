@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from mcproton._check.compute import _top_up
 
 
@@ -12,17 +14,38 @@ def _beam_result(stop_reason: str, primaries: int) -> SimpleNamespace:
     return SimpleNamespace(provenance={"stop_reason": stop_reason}, primaries=primaries)
 
 
-def test_beams_stopped_at_the_primaries_limit_get_no_top_up_and_the_log_says_why():
+def test_beams_stopped_at_the_primaries_limit_get_no_top_up_and_the_warning_says_why():
+    """One warning (into check.json's warnings and the report, audit 18b F2, not only a log line on stderr), naming
+    the check's options and the beams by their BeamNumber (F12: it said "beam(s) 1, 2" of beams 0 and 1)."""
+    from mcproton._io.errors import McprotonRuntimeWarning, recording_warnings
+
     results = [_beam_result("primaries", 100_000), _beam_result("primaries", 100_000)]
+    beams = [SimpleNamespace(meta={"beam_number": 0}), SimpleNamespace(meta={"beam_number": 1})]
     tot = SimpleNamespace(mean_rel_uncertainty_50=0.215)
     logs: list[str] = []
-    out, out_tot = _top_up(results, tot, [None, None], None, SimpleNamespace(target_uncertainty=0.0141, seed=1),
-                           0.01, 100_000, False, logs.append)
+    with recording_warnings() as said, pytest.warns(McprotonRuntimeWarning):
+        out, out_tot = _top_up(results, tot, beams, None, SimpleNamespace(target_uncertainty=0.0141, seed=1),
+                               0.01, 100_000, False, logs.append)
     assert out is results and out_tot is tot
-    assert len(logs) == 1
-    assert "stopped at the limit of 100,000 primaries per beam" in logs[0] and "beam(s) 1, 2" in logs[0]
-    assert "topping up" not in logs[0] and "after every beam reached" not in logs[0]
-    assert "46,225,000 primaries per beam would reach the target" in logs[0]   # 1e5 x (21.5 / 1)^2
+    assert logs == [] and len(said) == 1
+    assert "stopped at the limit of 100,000 primaries per beam (--primaries) in beam(s) 0, 1" in said[0]
+    assert "topping up" not in said[0] and "after every beam reached" not in said[0]
+    assert "46,225,000 primaries per beam would reach the target" in said[0]   # 1e5 x (21.5 / 1)^2
+    assert "would reach the target: raise --primaries to that" in said[0] and "no top-up" in said[0]
+    assert "run.primaries" not in said[0] and "1.41" not in said[0]
+
+
+def test_a_time_limited_beam_names_the_time_limit():
+    from mcproton._io.errors import McprotonRuntimeWarning, recording_warnings
+
+    results = [_beam_result("time_limit", 50_000), _beam_result("target_uncertainty", 80_000)]
+    with recording_warnings() as said, pytest.warns(McprotonRuntimeWarning):
+        _top_up(results, SimpleNamespace(mean_rel_uncertainty_50=0.02), [None, None], None,
+                SimpleNamespace(target_uncertainty=0.0141, seed=1, time_limit_s=60.0), 0.01, 10**6, False,
+                lambda m: None)
+    assert "--time-limit 60 s in beam(s) 1" in said[0] and "give a longer --time-limit" in said[0]
+    assert "320,000 primaries per beam would reach" in said[0]
+    assert "raise --primaries" not in said[0]   # 320,000 per beam is within the 1,000,000 allowed
 
 
 def test_no_message_when_the_plan_dose_reached_its_target():
@@ -60,7 +83,7 @@ def test_the_topped_up_beam_keeps_its_deposited_energy_consistent_with_its_dose(
     (merged,), _ = _top_up([r], SimpleNamespace(mean_rel_uncertainty_50=0.2), [beam], g, s, 0.1, 10**6, False,
                            logs.append)
     n2 = math.ceil(1000 * ((0.2 / 0.1) ** 2 - 1.0) * TOP_UP_MARGIN)   # 3301 (3300 and a rounding)
-    assert merged.primaries == 1000 + n2 and f"top-up of beam 1/1: {beam.name}, {n2:,} more" in logs[-1]
+    assert merged.primaries == 1000 + n2 and f"top-up of beam 1 (1/1): {beam.name}, {n2:,} more" in logs[-1]
     mass_g = g.density_g_cm3_zyx.astype(np.float64) * g.voxel_volume_cm3
     for res in (r, merged):
         want = res.dose_gy_zyx * mass_g / (MEV_PER_G_TO_GY * 1e9)
