@@ -1763,7 +1763,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             + _target_notes(structs)   # an unchecked position: the first suspect
         causes += outside_notes
         diagnostics += _left_out_notes(masks, types, empty_why)
-        diagnostics += oar_notes(structs, pres, mc_dose_description(inp, mc)["unit"])   # informational (F3)
+        oar = oar_notes(structs, pres, mc_dose_description(inp, mc)["unit"])   # informational (audit 18b F3)
+        diagnostics += oar
+        causes += oar   # no level, but a dose difference: shown with the causes, before the remarks (audit 18b F6)
         diagnostics += off_volume
         if small:
             diagnostics.append(
