@@ -1764,8 +1764,6 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         causes += outside_notes
         diagnostics += _left_out_notes(masks, types, empty_why)
         oar = oar_notes(structs, pres, mc_dose_description(inp, mc)["unit"])   # informational (audit 18b F3)
-        diagnostics += oar
-        causes += oar   # no level, but a dose difference: shown with the causes, before the remarks (audit 18b F6)
         diagnostics += off_volume
         if small:
             diagnostics.append(
@@ -1943,6 +1941,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     if not passed and inp.dose_type == "EFFECTIVE" and not any("variable RBE" in d for d in diagnostics):
         diagnostics.append(_constant_rbe_note(mc))   # the assumption behind every EFFECTIVE comparison (rbe audit F1)
         causes.append(diagnostics[-1])
+    # organs at risk beyond the noise (no level, but a dose difference): among the causes, so shown before the
+    # remarks, and last of them, after what explains a failed level (audit 18b F3; the docs audit's F3)
+    diagnostics += oar
+    causes += oar
     from .. import __version__
 
     desc = mc_dose_description(inp, mc)
