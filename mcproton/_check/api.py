@@ -1931,7 +1931,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if short:
             diagnostics.append(
                 f"the MC was stopped by --time-limit {time_limit_s:g} s (beam(s) {', '.join(map(str, time_limited))}) "
-                f"at a statistical uncertainty of {u:.2f} %, above the target of {100 * target_uncertainty:g} % "
+                + (f"at a statistical uncertainty of {u:.2f} %" if math.isfinite(u) else   # not "nan %" (F2)
+                   "with no estimate of its statistical uncertainty (one batch)")
+                + (", above" if math.isfinite(u) else ", against") + f" the target of {100 * target_uncertainty:g} % "
                 f"(--target-uncertainty): every comparison is of this noisier dose, judged by the uncertainty's "
                 f"action level ({lv.mc_uncertainty_max_pct:g} %); rerun with a longer --time-limit (or none) for "
                 "the target")
