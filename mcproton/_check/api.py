@@ -1872,6 +1872,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             add(f"{nm} {met} difference", v, lim, ok, f"% of the TPS {met}", "|.| <=", key)
             dec = level_decimals([(x, judged(x, lim, "|.| <=")) for x in vals.values()], lim, "|.| <=")
             checks[-1]["limit_text"] = f"|.| <= {fixed(lim, dec)} % of the TPS {met}"
+            if not math.isfinite(u):   # no noise estimate (one batch): nothing to match, not "noise-matched" (F2)
+                checks[-1]["value_text"] = (f"raw {fixed(m['diff_pct'], dec, signed=True)} % of the TPS D95 (not "
+                                            "noise-matched: the MC's noise could not be estimated, one batch)")
+                continue
             checks[-1]["value_text"] = (
                 ", ".join(f"{k} {fixed(x, dec, signed=True)} %" for k, x in vals.items()) + " of the TPS D95 (the "
                 f"MC's noise alone shifts the TPS's D95 by {fixed(m['noise_shift_pct'], 2, signed=True)} % and the "
@@ -1896,7 +1900,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             continue
         # noise-matched where the MC's uncertainty of the dose is known (compare.range_agreement's noise floor): the
         # median less what the MC's noise alone gives, and the rays within 2 mm against the share noise alone leaves
-        floor = "noise_within_2mm" in r
+        floor = "noise_within_2mm" in r and math.isfinite(u)   # no noise estimate (one batch): raw, said so (F2)
         med = r["noise_matched_median_mm"] if floor else r["median_mm"]
         add(f"{label}: median distal R80 difference ({r['source']})", med, lv.range_median_mm,
             abs(med) <= lv.range_median_mm, "mm", "|.| <=", "range_median_mm")
@@ -1904,6 +1908,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             checks[-1]["value_text"] += (f", noise-matched (raw {fixed(r['median_mm'], 2, signed=True)} mm, the "
                                          f"MC's noise alone {fixed(r['noise_median_mm'], 2, signed=True)} mm)")
             checks[-1]["noise_matched"] = True
+        elif not math.isfinite(u):
+            checks[-1]["value_text"] += " (not noise-matched: the MC's noise could not be estimated, one batch)"
         f0 = r["noise_within_2mm"] if floor else 1.0
         lim = lv.range_within_2mm_min * f0
         add(f"{label}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lim,

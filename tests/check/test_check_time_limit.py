@@ -47,6 +47,12 @@ def test_the_time_limit_stops_the_mc_and_the_report_says_so(case, tmp_path):
     assert stopped and "(--time-limit 0.001 s for the run" in stopped[0] and "run.time_limit_s" not in stopped[0]
     note = next(d for d in res.diagnostics if "stopped by --time-limit" in d)
     assert "nan" not in note and "no estimate of its statistical uncertainty (one batch)" in note, note
+    # ... and no row reads "noise-matched" with a noise of zero
+    rows = [c for c in res.checks if "D95" in c["quantity"] or "R80" in c["quantity"]]
+    assert rows, [c["quantity"] for c in res.checks]
+    for c in rows:
+        assert not c.get("noise_matched") and "noise-matched" not in c.get("value_text", "").replace(
+            "not noise-matched", ""), c
     # the reached uncertainty is far above the level (one batch of a few thousand primaries: NaN, as mcproton run
     # says, where one batch gives no estimate): FAIL, not a silent PASS
     assert not res.provenance["statistical_uncertainty_pct"] <= 2.0
