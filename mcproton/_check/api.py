@@ -1870,6 +1870,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             add(f"{nm} {met} difference", v, lim, ok, f"% of the TPS {met}", "|.| <=", key)
             dec = level_decimals([(x, judged(x, lim, "|.| <=")) for x in vals.values()], lim, "|.| <=")
             checks[-1]["limit_text"] = f"|.| <= {fixed(lim, dec)} % of the TPS {met}"
+            if not math.isfinite(u):   # no noise estimate (one batch): nothing to match, not "noise-matched" (F2)
+                checks[-1]["value_text"] = (f"raw {fixed(m['diff_pct'], dec, signed=True)} % of the TPS D95 (not "
+                                            "noise-matched: the MC's noise could not be estimated, one batch)")
+                continue
             checks[-1]["value_text"] = (
                 ", ".join(f"{k} {fixed(x, dec, signed=True)} %" for k, x in vals.items()) + " of the TPS D95 (the "
                 f"MC's noise alone shifts the TPS's D95 by {fixed(m['noise_shift_pct'], 2, signed=True)} % and the "
@@ -1894,7 +1898,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             continue
         # noise-matched where the MC's uncertainty of the dose is known (compare.range_agreement's noise floor): the
         # median less what the MC's noise alone gives, and the rays within 2 mm against the share noise alone leaves
-        floor = "noise_within_2mm" in r
+        floor = "noise_within_2mm" in r and math.isfinite(u)   # no noise estimate (one batch): raw, said so (F2)
         med = r["noise_matched_median_mm"] if floor else r["median_mm"]
         add(f"{label}: median distal R80 difference ({r['source']})", med, lv.range_median_mm,
             abs(med) <= lv.range_median_mm, "mm", "|.| <=", "range_median_mm")
@@ -1902,6 +1906,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             checks[-1]["value_text"] += (f", noise-matched (raw {fixed(r['median_mm'], 2, signed=True)} mm, the "
                                          f"MC's noise alone {fixed(r['noise_median_mm'], 2, signed=True)} mm)")
             checks[-1]["noise_matched"] = True
+        elif not math.isfinite(u):
+            checks[-1]["value_text"] += " (not noise-matched: the MC's noise could not be estimated, one batch)"
         f0 = r["noise_within_2mm"] if floor else 1.0
         lim = lv.range_within_2mm_min * f0
         add(f"{label}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lim,
@@ -1929,7 +1935,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if short:
             diagnostics.append(
                 f"the MC was stopped by --time-limit {time_limit_s:g} s (beam(s) {', '.join(map(str, time_limited))}) "
-                f"at a statistical uncertainty of {u:.2f} %, above the target of {100 * target_uncertainty:g} % "
+                + (f"at a statistical uncertainty of {u:.2f} %" if math.isfinite(u) else   # not "nan %" (F2)
+                   "with no estimate of its statistical uncertainty (one batch)")
+                + (", above" if math.isfinite(u) else ", against") + f" the target of {100 * target_uncertainty:g} % "
                 f"(--target-uncertainty): every comparison is of this noisier dose, judged by the uncertainty's "
                 f"action level ({lv.mc_uncertainty_max_pct:g} %); rerun with a longer --time-limit (or none) for "
                 "the target")
@@ -2178,12 +2186,20 @@ def _batch_record(r: CheckResult, uid: str | None, out_dir: Path) -> dict[str, A
     label, else its name, else its UID), the TPS doses compared (path, SOPInstanceUID, SHA-256), when, with what
     (mcproton's version, the beam model and calibration with their SHA-256, the statistical target, the action
     levels' source), and its report, relative to batch.json's folder (the batch folder moved, it still resolves)."""
-    p, st = r.provenance, r.settings
+    return _batch_record_of(r.provenance, r.settings, r.inputs.plan.label if r.inputs is not None else "", uid,
+                            Path(r.report_html) if r.report_html else None, out_dir)
+
+
+def _batch_record_of(p: Mapping[str, Any], st: Mapping[str, Any], label: str, uid: str | None,
+                     report_html: Path | None, out_dir: Path) -> dict[str, Any]:
+    """:func:`_batch_record` from a check's provenance and settings as check.json records them: a fresh check's row
+    and a reused one's (``skip_checked``, from the earlier check.json) are the same fields, built here (the docs
+    audit of 2026-12-06, F1: a reused row had lost the patient, the plan, the TPS doses and the gamma)."""
     ident = p.get("identification") or {}
     model = p.get("beam_model_file") or {}
-    report = Path(os.path.relpath(r.report_html, out_dir)).as_posix() if r.report_html else None
+    report = Path(os.path.relpath(report_html, out_dir)).as_posix() if report_html is not None else None
     return {"report": report, "patient_id": ident.get("PatientID"), "patient_name": ident.get("PatientName"),
-            "plan": plan_label(ident, r.inputs.plan.label if r.inputs is not None else "", uid or "") or None,
+            "plan": plan_label(ident, label, uid or "") or None,
             "plan_uid": uid,
             "tps_doses": [{k: f.get(k) for k in ("path", "sop_instance_uid", "sha256")} for f in p.get("inputs", [])
                           if str(f.get("role", "")).startswith("TPS RT Dose")],
@@ -2193,6 +2209,25 @@ def _batch_record(r: CheckResult, uid: str | None, out_dir: Path) -> dict[str, A
             "calibration_sha256": [f.get("sha256") for f in p.get("calibration_files") or []],
             "target_uncertainty": st.get("target_uncertainty"),
             "levels": (st.get("levels_config") or {}).get("source")}
+
+
+def _reused_row(earlier: Mapping[str, Any], html: Path, out_dir: Path) -> dict[str, Any]:
+    """batch.json's row of a patient not checked again (``skip_checked``): the fields of a fresh check's row, taken
+    from its earlier check.json (the patient, the plan and its UID, the TPS doses with their SHA-256, the gamma, the
+    beam model, the calibration, the levels, the warnings), marked ``"reused": true``."""
+    prov, st = earlier.get("provenance") or {}, earlier.get("settings") or {}
+    ident = prov.get("identification") or {}
+    plan_file = next((f for f in prov.get("inputs") or [] if str(f.get("role", "")).startswith("RT")
+                      and "Plan" in str(f.get("role", ""))), {})
+    uid = plan_file.get("sop_instance_uid") or ident.get("SOPInstanceUID")
+    rate = ((earlier.get("gamma") or {}).get("2%/2mm") or {}).get("pass_rate")
+    return {"schema_version": BATCH_JSON_SCHEMA, "status": earlier["status"], "passed": earlier["passed"],
+            "failed": [c.get("quantity") for c in earlier.get("checks") or [] if not c.get("passed")],
+            "gamma_2_2_pct": None if rate is None else 100 * rate,
+            "statistical_uncertainty_pct": prov.get("statistical_uncertainty_pct"),
+            **_batch_record_of(prov, st, ident.get("RTPlanLabel") or "", uid, html if html.exists() else None,
+                               out_dir),
+            "warnings": list(earlier.get("warnings") or []), "reused": True}
 
 
 #: check()'s keyword arguments that change what is printed or how fast, not what is checked: left out of the reuse
@@ -2351,16 +2386,15 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             prov = earlier.get("provenance") or {}
             failed = [c for c in earlier.get("checks") or [] if not c.get("passed")]
             results[p.name] = ReusedCheck(earlier["passed"], failed, earlier, str(out_dir / p.name / "check.json"))
-            html = out_dir / p.name / "check.html"
-            table[p.name] = {"schema_version": BATCH_JSON_SCHEMA, "status": earlier["status"],
-                             "passed": earlier["passed"], "failed": [c.get("quantity") for c in failed],
-                             "statistical_uncertainty_pct": prov.get("statistical_uncertainty_pct"),
-                             "report": Path(os.path.relpath(html, out_dir)).as_posix() if html.exists() else None,
-                             "checked": prov.get("check_finished"), "mcproton_version": prov.get("mcproton_version"),
-                             "reused": True}
+            table[p.name] = _reused_row(earlier, out_dir / p.name / "check.html", out_dir)
+            uid = table[p.name]["plan_uid"]
+            if uid and uid in plans:   # as a fresh row: the index marks the second of two folders with one plan
+                table[p.name]["duplicate_of"] = plans[uid]
+            elif uid:
+                plans[uid] = p.name
             log(f"mcproton check --batch: {p.name}: not checked again (--skip-checked): its check of "
-                f"{prov.get('check_finished')} was of the same files, version, beam model, calibration, levels and "
-                f"options ({earlier['status'].upper()})")
+                f"{prov.get('check_finished')} was of the same files, build (version, kernel and physics data), beam "
+                f"model, calibration, levels and options ({earlier['status'].upper()})")
             write_bytes_atomic(out_dir / "batch.json", _batch_json(table, [q.name for q in subs[k:]]))
             write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
             continue

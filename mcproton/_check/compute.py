@@ -434,6 +434,22 @@ def beam_number(beam: Any, i: int) -> Any:
     return meta.get("beam_number", i + 1)
 
 
+#: the check's batches with --time-limit (streaming.BatchPlan: EARLY_STOP_BATCHES, DEFAULT_MAX_BATCH)
+_BATCHES = "the check's batches are --primaries / 100, at most 10^6 primaries on the CPU and 10^7 on the GPU"
+
+
+def check_wording() -> Any:
+    """How the check's beam runs word an early stop and few batches (run_job's ``wording``): beams by BeamNumber, as
+    the report names them, and the check's options, --time-limit and --primaries (the run.* config keys are no
+    options of mcproton check: docs audit of 2026-12-06, F2)."""
+    from .._run.job import RunWording
+
+    return RunWording(beam=lambda i, beam: beam_number(beam, i), time_limit="--time-limit {limit:g} s",
+                      more_batches=f"a longer --time-limit, or a smaller --primaries: {_BATCHES}",
+                      one_batch=f"give a longer --time-limit, or a smaller --primaries ({_BATCHES}, so a smaller "
+                                "--primaries fits more of them in the time limit)")
+
+
 def primaries_to_target(primaries: int, uncertainty: float, target: float) -> int:
     """The primaries per beam that the 1/sqrt(N) law says bring ``uncertainty`` (after ``primaries`` per beam) to
     ``target`` (both fractions or both %)."""
@@ -509,7 +525,7 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
         log(f"top-up of beam {beam_number(b, i)} ({i + 1}/{len(beams)}): {b.name}, {n2:,} more primaries")
         r2 = run_job(None, s2, geometry, [b], None,
                      JobOptions(checkpoint=False, progress=progress, log=log, first_beam_index=i,
-                                out_of_reach=_said_for_the_plan))[0]
+                                out_of_reach=_said_for_the_plan, wording=check_wording()))[0]
         n1 = int(r.primaries)
         parts = []
         for res, w in ((r, n1 / (n1 + n2)), (r2, n2 / (n1 + n2))):
@@ -586,7 +602,8 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     # its own, not transport (the host audit of 2026-12-05, F3): run_job marks it as the phase "kernel_build"
     with use_clock(PhaseClock()) as clock:
         results = run_job(None, settings, geometry, beams, None,
-                          JobOptions(checkpoint=False, progress=progress, log=log, out_of_reach=_said_for_the_plan))
+                          JobOptions(checkpoint=False, progress=progress, log=log, out_of_reach=_said_for_the_plan,
+                                     wording=check_wording()))
         tot = results[0] if len(results) == 1 else sum_results(results)   # one beam: itself, not a copy
         if per_beam_target is not None and len(beams) > 1:
             results, tot = _top_up(results, tot, beams, geometry, settings, float(target_uncertainty),

@@ -179,6 +179,28 @@ def resolve_backend(settings: Any) -> str:
     return "cuda" if cuda_available()[0] else "cpu"
 
 
+def _beam_position(i: int, beam: Any) -> Any:
+    """``mcproton run``'s number of a beam in its messages: its position in the run, from 1."""
+    return i + 1
+
+
+@dataclass(frozen=True)
+class RunWording:
+    """How run_job's messages of an early stop and of few batches name a beam and the options that change them:
+    ``mcproton run``'s config keys by default.  A check passes its own (its beams by BeamNumber, its options
+    --time-limit and --primaries, its batches being --primaries / 100), as it passes ``out_of_reach``: the run.*
+    keys are no options of ``mcproton check`` (the docs audit of 2026-12-06, F2)."""
+
+    #: (position in the run from 0, beam) -> the beam's number in the messages
+    beam: Callable[[int, Any], Any] = _beam_position
+    #: the time limit, formatted with ``limit`` (seconds)
+    time_limit: str = "run.time_limit_s = {limit:g} s"
+    #: how to get more batches (after "use at least 10 batches")
+    more_batches: str = "run.batches, or a smaller run.batch_size"
+    #: what to do when one batch only was completed
+    one_batch: str = "give a longer run.time_limit_s, a smaller run.batch_size or more run.batches"
+
+
 @dataclass
 class JobOptions:
     """How a job runs (not what it computes: that is the config, the settings, the geometry and the beams).
@@ -202,6 +224,8 @@ class JobOptions:
         user's line and a filter on the user's module matches it.
     out_of_reach : the warning that the target uncertainty needs more primaries than allowed, as streaming.stream's
         ``out_of_reach`` (None: ``mcproton run``'s, naming run.primaries; a check says it once for the plan).
+    wording : how the messages of a time limit and of few batches name the beam and the options (:class:`RunWording`;
+        default ``mcproton run``'s config keys).
     """
 
     resume: bool = False
@@ -216,6 +240,7 @@ class JobOptions:
     handle_signals: bool = True
     warn_stacklevel: int = 1
     out_of_reach: Callable[[float, float, int, int], bool] | None = None
+    wording: RunWording = dataclasses.field(default_factory=RunWording)
 
 
 def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: list[Any],
@@ -230,6 +255,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     batches, including those of earlier segments of a resumed run) and ``finish`` (the result arrays).
     """
     opts = dataclasses.replace(options or JobOptions(), **overrides)
+    wd = opts.wording
     resume, workers, scheduler, client = opts.resume, opts.workers, opts.scheduler, opts.client
     progress = opts.progress
     log: Callable[[str], None] = opts.log or _log_to_stderr
@@ -404,8 +430,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                         f"{st.next_history:,} primaries (mean relative uncertainty above 50 % Dmax "
                         f"{res.mean_rel_uncertainty_50:.4g} <= {settings.target_uncertainty:g})")
                 elif res.stop_reason == "time_limit":
-                    log(f"mcproton: beam {i + 1} ({bname}) stopped by the time limit (run.time_limit_s = "
-                        f"{settings.time_limit_s:g} s for the run"
+                    log(f"mcproton: beam {wd.beam(i, beam)} ({bname}) stopped by the time limit ("
+                        + wd.time_limit.format(limit=settings.time_limit_s) + " for the run"
                         + (f", shared by its {len(beams)} beams" if len(beams) > 1 else "")
                         + f"; {st.elapsed_s:.3g} s of transport in this beam, resumed segments included) after "
                         f"{st.next_history:,} of {settings.primaries:,} primaries")
@@ -414,19 +440,18 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
 
                     why = ("the time limit stopped it" if res.stop_reason == "time_limit" else
                            f"run.batches = {settings.batches}" if settings.batches == 1 else "it stopped")
-                    warn(f"beam {i + 1} ({bname}): only one batch was completed ({why}, after "
+                    warn(f"beam {wd.beam(i, beam)} ({bname}): only one batch was completed ({why}, after "
                          f"{st.next_history:,} primaries): its statistical uncertainty cannot be estimated (NaN in the "
-                         "outputs); give a longer run.time_limit_s, a smaller run.batch_size or more run.batches",
-                         McprotonRuntimeWarning, stacklevel=opts.warn_stacklevel)
+                         f"outputs); {wd.one_batch}", McprotonRuntimeWarning, stacklevel=opts.warn_stacklevel)
                 elif getattr(st.acc, "batches", FEW_BATCHES) < FEW_BATCHES:
                     from .._io.errors import McprotonRuntimeWarning, warn
 
                     b = int(st.acc.batches)
-                    warn(f"beam {i + 1} ({bname}): its statistical uncertainty comes from {b} batches only, and "
-                         f"reads low by about {100 * (1 - c4(b)):.0f} % (the quoted figure is a mean of per-voxel "
+                    warn(f"beam {wd.beam(i, beam)} ({bname}): its statistical uncertainty comes from {b} batches only, "
+                         f"and reads low by about {100 * (1 - c4(b)):.0f} % (the quoted figure is a mean of per-voxel "
                          f"standard deviations, each from {b} batch means: c4({b}) = {c4(b):.3f}); use at least "
-                         f"{FEW_BATCHES} batches (run.batches, or a smaller run.batch_size) for an uncertainty to "
-                         "rely on", McprotonRuntimeWarning, stacklevel=opts.warn_stacklevel)
+                         f"{FEW_BATCHES} batches ({wd.more_batches}) for an uncertainty to rely on",
+                         McprotonRuntimeWarning, stacklevel=opts.warn_stacklevel)
                 written = save()
                 acc_done = st.acc
                 results.append(_finish(sim, st, setup_s))   # its sums live on compactly (BeamState.compact)

@@ -35,6 +35,7 @@ def test_a_second_night_reuses_the_unchanged_patients_and_checks_the_changed_one
     assert {k: type(v).__name__ for k, v in first.items()} == {"a": "CheckResult", "b": "CheckResult"}
     rec = json.loads((out / "a" / "check.json").read_text(encoding="utf-8"))
     key = rec["provenance"]["batch_reuse_key"]
+    fresh = json.loads((out / "batch.json").read_text(encoding="utf-8"))
     assert key["mcproton_version"] and key["beam_model"]["sha256"] and "RP.dcm" in key["input_files_sha256"]
 
     real, calls = api.check, []
@@ -50,6 +51,12 @@ def test_a_second_night_reuses_the_unchanged_patients_and_checks_the_changed_one
     assert [second[k].passed for k in "ab"] == [first[k].passed for k in "ab"]
     rows = json.loads((out / "batch.json").read_text(encoding="utf-8"))
     assert rows["a"]["reused"] is True and rows["a"]["status"] == ("pass" if first["a"].passed else "fail")
+    # the reused rows keep what the fresh rows said (the docs audit of 2026-12-06, F1: they had lost the patient,
+    # the plan, the TPS doses, the gamma and the warnings), marked reused
+    for k in "ab":
+        assert set(rows[k]) == set(fresh[k]) | {"reused"}, k
+        assert {f: rows[k][f] for f in fresh[k]} == fresh[k], k
+    assert rows["a"]["patient_id"] and rows["a"]["tps_doses"][0]["sha256"] and rows["a"]["gamma_2_2_pct"] is not None
 
     # b's plan file changed (a re-export): b checked again, a reused; another option: both checked again
     work = tmp_path / "export2"
