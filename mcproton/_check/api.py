@@ -997,9 +997,12 @@ def noise_remedy(mc: MCDose, target_uncertainty: float | None, primaries: int, t
     aim = max(0.25, min(1.0, u / 2))   # the uncertainty suggested (%): half the reached, within 0.25-1 %
     meta = mc.beam_meta or {}
     stops = [str(m.get("stop_reason") or "") for m in meta.values()]
-    short = target is None or any(not r.startswith("target_uncertainty") for r in stops)
+    # a top-up that the time limit stopped is short too ("target_uncertainty + top-up of ... (time_limit)")
+    short = target is None or any(not r.startswith("target_uncertainty") or "time_limit" in r for r in stops)
     if target is not None and target <= aim:
-        aim = target if short else max(0.25, target / 2)   # the target is low enough: the primaries stopped it
+        # the target is low enough: the primaries stopped it; or every beam reached it: a lower one, half of it
+        # (not the 0.25 % floor where the target is there already: that rerun would change nothing)
+        aim = target if short else (max(0.25, target / 2) if target > 0.25 else target / 2)
     lower = target is None or target > aim   # a lower target to suggest
     opt = f"--target-uncertainty {aim / 100:g} ({aim:g} %)"
     done = max((int(m.get("primaries") or 0) for m in meta.values()), default=0) or int(primaries)

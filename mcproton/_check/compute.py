@@ -491,6 +491,11 @@ def warn_stopped_short(results: list, beams: list, u: float, target: float, limi
     return True
 
 
+def _transport_s(result: Any) -> float:
+    """A beam run's transport time (s: run_job's phase_s), what --time-limit counts; 0 where it is not recorded."""
+    return float(((getattr(result, "provenance", None) or {}).get("phase_s") or {}).get("transport") or 0.0)
+
+
 def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, target: float, limit: int,
             progress: Any, log: Callable[[str], None]) -> tuple[list, Any]:
     """Where the plan dose's uncertainty is above ``target`` after every beam reached target x sqrt(n) in its
@@ -498,7 +503,9 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
     numbers (seed + TOP_UP_SEED_OFFSET, the beam's own stream) for the primaries that the 1/sqrt(N) law says are
     missing (x TOP_UP_MARGIN, within the ``limit`` per beam), and take the primaries-weighted mean of the two
     runs per beam (their absolute errors add in quadrature: sum_results).  One top-up; the reached uncertainty
-    is reported.  ``tot``: the plan sum of ``results``; returns the beams' results and their plan sum."""
+    is reported.  With ``settings.time_limit_s`` (--time-limit: the transport of all the beams) the top-up runs in
+    what the beams left of it, shared among the beams topped up, and none where they used it all.  ``tot``: the
+    plan sum of ``results``; returns the beams' results and their plan sum."""
     import dataclasses
 
     from .._run.job import JobOptions, run_job
@@ -509,23 +516,45 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
     if not (u > target * 1.01):
         return results, tot
     factor = (u / target) ** 2 - 1.0
-    if warn_stopped_short(results, beams, u, target, limit, getattr(settings, "time_limit_s", None)):
+    limit_s = getattr(settings, "time_limit_s", None)
+    if warn_stopped_short(results, beams, u, target, limit, limit_s):
         return results, tot   # a beam ended at the --primaries limit (or a time limit): no room for a top-up
+    # --time-limit is the transport time of all the beams, the top-up's too (it ran without a limit before: a check
+    # given 60 s could take twice that)
+    left_s = None if limit_s is None else float(limit_s) - sum(_transport_s(r) for r in results)
+    if left_s is not None and left_s <= 0:
+        from .._io.errors import McprotonRuntimeWarning, warn
+
+        warn(f"the plan dose's uncertainty is {100 * u:.2f} % after every beam reached "
+             f"{100 * settings.target_uncertainty:.2f} % (target {100 * target:g} %, --target-uncertainty), and the "
+             f"beams' transport used the --time-limit of {float(limit_s):g} s, so there is no top-up; give a longer "
+             "--time-limit (or none) for the target", McprotonRuntimeWarning)
+        return results, tot
     log(f"mcproton check: the plan dose's uncertainty is {100 * u:.2f} % after every beam reached "
         f"{100 * settings.target_uncertainty:.2f} % (target {100 * target:g} %: the beams overlap less in the "
         f"high-dose region); topping up each beam by {100 * factor * TOP_UP_MARGIN:.0f} % more primaries")
     out = []
+    wanted = [min(int(math.ceil(r.primaries * factor * TOP_UP_MARGIN)), limit - int(r.primaries)) for r in results]
     for i, (b, r) in enumerate(zip(beams, results)):
-        n2 = min(int(math.ceil(r.primaries * factor * TOP_UP_MARGIN)), limit - int(r.primaries))
+        n2 = wanted[i]
         if n2 < 1000:
             out.append(r)
             continue
+        # the time left to the check's limit, shared among this beam and the later ones to top up
+        share_s = None if left_s is None else max(left_s, 0.0) / sum(1 for n in wanted[i:] if n >= 1000)
+        if share_s is not None and share_s <= 0:
+            out.append(r)
+            continue
         s2 = RunSettings(primaries=n2, seed=int(settings.seed) + TOP_UP_SEED_OFFSET, backend=settings.backend,
-                         threads=settings.threads, target_uncertainty=None, physics=settings.physics)
+                         threads=settings.threads, target_uncertainty=None, physics=settings.physics,
+                         time_limit_s=share_s)
         log(f"top-up of beam {beam_number(b, i)} ({i + 1}/{len(beams)}): {b.name}, {n2:,} more primaries")
         r2 = run_job(None, s2, geometry, [b], None,
                      JobOptions(checkpoint=False, progress=progress, log=log, first_beam_index=i,
                                 out_of_reach=_said_for_the_plan, wording=check_wording()))[0]
+        if left_s is not None:
+            left_s -= _transport_s(r2)
+        asked, n2 = n2, int(r2.primaries)   # fewer where the time limit stopped the top-up
         n1 = int(r.primaries)
         parts = []
         for res, w in ((r, n1 / (n1 + n2)), (r2, n2 / (n1 + n2))):
@@ -537,7 +566,8 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
                                              dose_to_water_gy_zyx=res.dose_to_water_gy_zyx * w,
                                              edep_mev_zyx=None if edep is None else edep * ew))
         merged = sum_results(parts)   # the weighted mean of two independent estimates of the beam's dose
-        merged.provenance["stop_reason"] = f"{r.provenance.get('stop_reason')} + top-up of {n2:,} primaries"
+        merged.provenance["stop_reason"] = (f"{r.provenance.get('stop_reason')} + top-up of {n2:,} primaries"
+                                            + (f" of {asked:,} (time_limit)" if n2 < asked else ""))
         out.append(merged)
     return out, sum_results(out)
 

@@ -758,7 +758,8 @@ def plan_status(plan_path: Path, sop: str, headers: dict[Path, _Header], folder_
     """Warn (McprotonWarning: the log, check.json's warnings, a batch row, the report's warnings box) where the
     checked plan is not one to be delivered as it is: ApprovalStatus REJECTED (or UNAPPROVED, in milder words), a
     PlanIntent of :data:`NOT_TREATMENT_INTENTS`, or a newer version of it in the folder (another plan names it as
-    its PREDECESSOR or REVISION in ReferencedRTPlanSequence), which was not checked.  Inside
+    its PREDECESSOR or REVISION in ReferencedRTPlanSequence, and is not REJECTED: a rejected re-plan replaces
+    nothing, and is a note of the pairing), which was not checked.  Inside
     :func:`refusing_superseded_plans` (``--batch``) the last is refused: a batch row "PASS" reads as the patient's
     plan passed (audit 18 course F1)."""
     f = _facts(plan_path, headers)
@@ -776,6 +777,10 @@ def plan_status(plan_path: Path, sop: str, headers: dict[Path, _Header], folder_
              for u, rel in _facts(q, headers).refs if u == sop and rel in NEWER_VERSION_RELATIONS]
     for q, rel in newer:
         g = _facts(q, headers)
+        if g.approval == "REJECTED":   # a re-plan drafted and rejected replaces nothing: the plan checked stands
+            log.append(f"note: {q.name} ({g.text()}, SOPInstanceUID {headers[q].sop}) names {name} as its {rel}, "
+                       f"but it is REJECTED (ApprovalStatus): not a newer version to deliver; {name} checked")
+            continue
         what = (f"the folder holds a newer version of {name}: {q.name} ({g.text()}, SOPInstanceUID "
                 f"{headers[q].sop}) names it as its {rel} (ReferencedRTPlanSequence > RTPlanRelationship), and "
                 f"{q.name} was not checked")

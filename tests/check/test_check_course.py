@@ -186,3 +186,18 @@ def test_a_structure_set_the_plan_does_not_name_is_skipped_and_named(folder):
     sop = str(pydicom.dcmread(folder / "RS.dcm").SOPInstanceUID)
     assert any(s.startswith(f"skipped RT Struct RS.dcm (SOPInstanceUID {sop}, label 'RS_first'): the plan names "
                             "RS_b.dcm") for s in inp.pairing), inp.pairing
+
+
+def test_a_rejected_re_plan_does_not_supersede_the_plan_checked(folder, patient):
+    """A re-plan that names the plan as its PREDECESSOR but was REJECTED (drafted, then dropped) replaces nothing:
+    the batch refused the patient's approved plan as "superseded" by it, and a single check told the user to check
+    the rejected draft too.  Now it is a note of the pairing only."""
+    _edit(folder / "RP.dcm", ApprovalStatus="APPROVED")
+    _replan(folder, patient[1])
+    _edit(folder / "RP_v2.dcm", ApprovalStatus="REJECTED")
+    with refusing_superseded_plans():
+        inp = _gather(folder)   # not refused
+    assert Path(inp.plan_path).name == "RP.dcm"
+    assert any("RP_v2.dcm" in s and "REJECTED" in s and "not a newer version" in s for s in inp.pairing), inp.pairing
+    said, _ = _said(folder)
+    assert not any("newer version of" in w for w in said), said

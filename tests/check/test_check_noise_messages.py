@@ -53,6 +53,25 @@ def test_beams_that_reached_their_target_get_a_lower_target():
     assert text == "rerun with --target-uncertainty 0.01 (1 %)", text
 
 
+def test_a_reached_target_at_the_floor_is_not_suggested_again():
+    """Every beam reached a 0.25 % target: the remedy said "rerun with --target-uncertainty 0.0025 (0.25 %)", the
+    target the check had (the suggestion's 0.25 % floor), so following it changed nothing."""
+    from mcproton._check.api import noise_remedy
+
+    text = noise_remedy(_mc(0.0024, ["target_uncertainty"], 1_000_000), 0.0025, 10_000_000, None)
+    assert text.startswith("rerun with --target-uncertainty 0.00125 (0.125 %)"), text
+
+
+def test_a_top_up_stopped_by_the_time_limit_names_the_time_limit():
+    """The plan-level top-up runs within --time-limit (compute._top_up); where the limit stopped it, the remedy is a
+    longer --time-limit, not a lower target than the one the beams reached."""
+    from mcproton._check.api import noise_remedy
+
+    text = noise_remedy(_mc(0.02, ["target_uncertainty + top-up of 3,000 primaries of 9,000 (time_limit)"]), 0.01,
+                        10_000_000, 60.0)
+    assert text.startswith("rerun with a longer --time-limit than 60 s"), text
+
+
 # ---- F12: the interpolation caveat
 def test_the_tps_grid_caveat_only_on_an_interpolated_grid():
     from mcproton._check.api import tps_grid_uncertainty_text

@@ -123,3 +123,42 @@ def test_a_signal_in_the_last_batch_of_the_top_up_stops_the_check():
         _top_up([r], SimpleNamespace(mean_rel_uncertainty_50=0.2), [beam], g, s, 0.1, 10**6, progress,
                 lambda m: None)
     assert sent and ei.value.code == 130 and "as the transport finished" in str(ei.value), str(ei.value)
+
+
+def test_the_top_up_runs_within_what_the_time_limit_left():
+    """--time-limit is the transport time of all the beams (docs/check.md): the top-up ran without a limit, so a
+    check given 60 s whose beams took 50 s could take 50 s more.  Now each top-up gets its share of what is left
+    (here 10 s over two beams: 5 s for the first), and none runs where the beams used the limit.  No transport:
+    run_job is replaced by one that records its settings."""
+    from mcproton._io.errors import McprotonRuntimeWarning, recording_warnings
+    from mcproton._run import job
+    from mcproton.settings import PhysicsSettings
+
+    def beam(t_s: float) -> SimpleNamespace:
+        return SimpleNamespace(provenance={"stop_reason": "target_uncertainty", "phase_s": {"transport": t_s}},
+                               primaries=100_000)
+
+    asked: list = []
+
+    class Ran(Exception):
+        pass
+
+    def fake_run_job(out, settings, *args, **kwargs):
+        asked.append(settings)
+        raise Ran
+
+    s = SimpleNamespace(target_uncertainty=0.0141, seed=1, time_limit_s=60.0, backend="cpu", threads=1,
+                        physics=PhysicsSettings())
+    tot = SimpleNamespace(mean_rel_uncertainty_50=0.02)
+    fields = [SimpleNamespace(name=f"F{k}", meta={"beam_number": k}) for k in (1, 2)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(job, "run_job", fake_run_job)
+        with pytest.raises(Ran):
+            _top_up([beam(25.0), beam(25.0)], tot, fields, None, s, 0.01, 10**7, False, lambda m: None)
+        assert asked[0].time_limit_s == pytest.approx(5.0)   # (60 - 50) s over the two beams to top up
+        asked.clear()
+        results = [beam(30.0), beam(30.0)]
+        with recording_warnings() as said, pytest.warns(McprotonRuntimeWarning):
+            assert _top_up(results, tot, fields, None, s, 0.01, 10**7, False, lambda m: None) == (results, tot)
+    assert asked == [] and len(said) == 1
+    assert "used the --time-limit of 60 s, so there is no top-up" in said[0]
