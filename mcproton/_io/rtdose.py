@@ -96,7 +96,7 @@ def is_valid_uid(uid: str | None) -> bool:
 
 
 def _plan_reference(uid: str | None, sop_class_uid: str) -> tuple[str, str]:
-    """(the plan SOP Instance UID to reference, a note for the DoseComment or "").  An invalid UID, or one equal
+    """(the plan SOP Instance UID to reference, a note for the DoseComment or "").  An invalid UID, or one
     under the DICOM root 1.2.840.10008 (a SOP Class UID: OpenTPS writes the RT Ion Plan Storage class there; the plan
     reader's :func:`~mcproton._io.dicom_common.is_valid_uid` refuses the same), is replaced by a UID derived from
     it (the same for every dose of that plan), with a warning, unless the plan reader's warning, which names the
