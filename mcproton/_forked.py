@@ -96,9 +96,14 @@ class BackgroundProcess:
         for stream in (sys.stdout, sys.stderr):   # or the child would flush the parent's buffered output again
             stream.flush()
         self._proc = ctx.Process(target=child, name=f"mcproton: {what}", daemon=True)
-        with warnings.catch_warnings():      # Python >= 3.12: fork() with native (BLAS) threads: none in the child
-            warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
-            self._proc.start()
+        try:
+            with warnings.catch_warnings():  # Python >= 3.12: fork() with native (BLAS) threads: none in the child
+                warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+                self._proc.start()
+        except BaseException:                # no child (fork failed: EAGAIN, ENOMEM): neither end is kept open
+            recv.close()
+            send.close()
+            raise
         send.close()                         # the parent's copy: recv sees EOF if the child dies
         self._recv = recv
         _PARENT_ENDS.append(recv)            # not inherited by the helpers forked after this one
@@ -182,8 +187,13 @@ class MessageProcess:
             reader.join()
             return None if box["message"] is None else draw(box["message"])
 
-        self.process = BackgroundProcess(child, what, **kwargs)
-        recv.close()
+        try:
+            self.process = BackgroundProcess(child, what, **kwargs)
+        except BaseException:   # no child (no fork here, or it failed): the pipe closed, not left among the ends
+            _forget_end(send)
+            raise
+        finally:
+            recv.close()
         self._sent = False
 
     def send(self, message) -> None:

@@ -21,8 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .dicom_common import (INVALID_PLAN_UID_SAID, RT_DOSE_STORAGE, RT_ION_PLAN_STORAGE, StudyReference, decode_long_un,
+from .dicom_common import (INVALID_PLAN_UID_SAID, RT_DOSE_STORAGE, StudyReference, decode_long_un,
                            dicom_kind, gzip_error, is_gzip, number_values, replacement_plan_uid)
+from .dicom_common import is_valid_uid as is_valid_instance_uid
 from .errors import DicomInputError, McprotonRuntimeWarning, said_already, warn
 
 _SUMMATION = ("PLAN", "MULTI_PLAN", "FRACTION", "BEAM", "BRACHY", "FRACTION_SESSION", "BEAM_SESSION",
@@ -95,8 +96,9 @@ def is_valid_uid(uid: str | None) -> bool:
 
 
 def _plan_reference(uid: str | None, sop_class_uid: str) -> tuple[str, str]:
-    """(the plan SOP Instance UID to reference, a note for the DoseComment or "").  An invalid UID, or one equal
-    to a SOP Class UID (OpenTPS writes the RT Ion Plan Storage class there), is replaced by a UID derived from
+    """(the plan SOP Instance UID to reference, a note for the DoseComment or "").  An invalid UID, or one
+    under the DICOM root 1.2.840.10008 (a SOP Class UID: OpenTPS writes the RT Ion Plan Storage class there; the plan
+    reader's :func:`~mcproton._io.dicom_common.is_valid_uid` refuses the same), is replaced by a UID derived from
     it (the same for every dose of that plan), with a warning, unless the plan reader's warning, which names the
     replacement, was recorded in the current :func:`~mcproton._io.errors.recording_warnings` block (one fact, one
     warning: audit 18b F5)."""
@@ -105,10 +107,12 @@ def _plan_reference(uid: str | None, sop_class_uid: str) -> tuple[str, str]:
     if not uid:
         return str(generate_uid()), "no RT Plan: placeholder plan ref"
     uid = str(uid).strip()
-    if is_valid_uid(uid) and uid not in (sop_class_uid, RT_ION_PLAN_STORAGE, RT_DOSE_STORAGE) \
-            and not uid.startswith("1.2.840.10008.5.1.4.1.1."):
+    # an instance UID as the plan reader takes it (dicom_common.is_valid_uid: none under the DICOM root
+    # 1.2.840.10008, the standard's own UIDs), so that what its warning says the RT Dose references is what it does
+    if is_valid_uid(uid) and is_valid_instance_uid(uid) and uid != sop_class_uid:
         return uid, ""
-    why = "is a SOP Class UID, not an instance UID" if is_valid_uid(uid) else "is not a valid DICOM UID"
+    why = ("is one of the DICOM standard's own UIDs (a SOP Class UID), not an instance UID" if is_valid_uid(uid) else
+           "is not a valid DICOM UID")
     new = replacement_plan_uid(uid)
     if said_already(f"{INVALID_PLAN_UID_SAID} {uid!r} is not a valid instance UID"):
         return new, "invalid plan UID replaced"   # the plan reader said so, naming this UID, in this call

@@ -303,3 +303,26 @@ def test_opentps_plan_facts_are_said_once(tmp_path):
     with pytest.warns(UserWarning, match="the RT Dose references"), recording_warnings() as said:
         write_rtdose(np.ones((2, 2, 2)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / "RD2.dcm", study=study)
     assert len(said) == 1, said
+
+
+@pytest.mark.parametrize("bad", ["1.2.840.10008.1.1", "1.2.840.10008.5.1.4.1.1.481.8"])
+def test_plan_uid_under_the_dicom_root_is_replaced_as_the_reader_says(tmp_path, bad):
+    """A plan SOP Instance UID under the DICOM root 1.2.840.10008 (the standard's own UIDs, never an instance's): the
+    plan reader says an RT Dose references the replacement UID, and the RT Dose does.  Before, the writer replaced
+    only UIDs under the SOP Class root 1.2.840.10008.5.1.4.1.1: a plan of the Verification SOP Class UID read as
+    replaced in the warning, and its RT Dose referenced it unchanged."""
+    from mcproton._io.dicom_common import StudyReference, replacement_plan_uid
+    from mcproton._io.errors import recording_warnings
+    from mcproton._io.rtdose import read_rtdose, write_rtdose
+
+    ds = make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 10.0,
+                     "layers": [(100.0, [(0.0, 0.0)], [1.0])]}])
+    ds.SOPInstanceUID = bad
+    study = StudyReference(study_instance_uid="1.2.3.4", frame_of_reference_uid=str(ds.FrameOfReferenceUID),
+                           plan_sop_instance_uid=bad)
+    with pytest.warns(UserWarning), recording_warnings() as said:
+        _load(ds, tmp_path)
+        write_rtdose(np.ones((2, 2, 2)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / "RD.dcm", study=study)
+    uid = [m for m in said if bad in m]
+    assert len(uid) == 1 and replacement_plan_uid(bad) in uid[0], said
+    assert read_rtdose(tmp_path / "RD.dcm").referenced_plan_sop_instance_uid == replacement_plan_uid(bad)
