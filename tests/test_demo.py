@@ -350,6 +350,22 @@ def test_demo_sigint_to_its_pid_only_ends_it(tmp_path):
     assert rc == 130 and "mcproton: interrupted" in text, text
 
 
+def test_the_d95_noise_note_is_a_warning_only_where_d95_ok_is_false():
+    """The note is in the summary whenever the noise is above 2 %; a warning only where d95_ok is false, where the
+    noise would be read as a bad plan (the default CPU demo, D95 95.5 % at 2.4 %, gives no warning)."""
+    import warnings
+
+    from mcproton._io.errors import McprotonRuntimeWarning
+    from mcproton.demo import warn_d95_noise
+
+    with pytest.warns(McprotonRuntimeWarning, match="lowered by MC noise"):
+        assert warn_d95_noise("D95 is lowered by MC noise ...", d95_ok=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not warn_d95_noise("D95 is lowered by MC noise ...", d95_ok=True)
+        assert not warn_d95_noise(None, d95_ok=False)
+
+
 def test_the_d95_noise_note_says_the_noise_lowers_d95_above_two_percent():
     """``mcproton demo --primaries 100000``: D95 80 %, d95_ok false, 12.3 % noise in the target and not a word of it
     (audit 18b, F11); a note from 2 % on, none below."""
