@@ -35,6 +35,12 @@ def missing_labels(geometry: VoxelGeometry) -> list[str]:
     return sorted(_labels_at_reference(*key) - set(geometry.label_names.values()))
 
 
+def _which_phantom(geometry: VoxelGeometry) -> str:
+    """How the coverage warnings name the phantom: "at 4 mm voxels the 1 y male head phantom"."""
+    meta = geometry.meta  # type: ignore[attr-defined]
+    return f"at {meta['voxel_mm']:g} mm voxels the {meta['age_years']:g} y {meta['sex']} {meta['region']} phantom"
+
+
 def warn_missing_labels(geometry: VoxelGeometry) -> list[str]:
     """Warn (McprotonWarning; ``mcproton phantom``: one "mcproton: warning:" line) naming the labels the phantom's
     voxel size lost (:func:`missing_labels`); returns them."""
@@ -42,10 +48,8 @@ def warn_missing_labels(geometry: VoxelGeometry) -> list[str]:
 
     lost = missing_labels(geometry)
     if lost:
-        meta = geometry.meta  # type: ignore[attr-defined]
-        warn(f"at {meta['voxel_mm']:g} mm voxels the {meta['age_years']:g} y {meta['sex']} {meta['region']} phantom "
-             f"has no {', '.join(lost)}: no voxel centre falls inside them (they are drawn at "
-             f"{REFERENCE_VOXEL_MM:g} mm), so they have no voxels, no RT Struct ROI and no DVH; use voxels of "
+        warn(f"{_which_phantom(geometry)} has no {', '.join(lost)}: no voxel centre falls inside them (they are "
+             f"drawn at {REFERENCE_VOXEL_MM:g} mm), so they have no voxels, no RT Struct ROI and no DVH; use voxels of "
              f"{REFERENCE_VOXEL_MM:g} mm or smaller to have them", stacklevel=3)
     return lost
 
@@ -106,10 +110,9 @@ def warn_labels_off_volume(geometry: VoxelGeometry) -> dict[str, float]:
 
     off = labels_off_volume(geometry)
     if off:
-        meta = geometry.meta  # type: ignore[attr-defined]
-        warn(f"at {meta['voxel_mm']:g} mm voxels the {meta['age_years']:g} y {meta['sex']} {meta['region']} phantom's "
-             f"labels differ from their volume at {VOLUME_REFERENCE_VOXEL_MM:g} mm (the design volume) by more than "
-             f"{100 * VOLUME_TOLERANCE:g} %: {', '.join(f'{nm} {r:g} x' for nm, r in off.items())}: a label "
+        warn(f"{_which_phantom(geometry)}'s labels differ from their volume at {VOLUME_REFERENCE_VOXEL_MM:g} mm "
+             f"(the design volume) by more than {100 * VOLUME_TOLERANCE:g} %: "
+             f"{', '.join(f'{nm} {r:g} x' for nm, r in off.items())}: a label "
              "thinner than a voxel is painted as whole voxels (an optic nerve as a chain of them) or loses them, "
              f"so its DVH is of another volume; use voxels of {VOLUME_REFERENCE_VOXEL_MM:g}-2 mm for those "
              "structures", stacklevel=3)
