@@ -182,19 +182,17 @@ def _run_identity(cfg: dict, settings: Any, geometry: Any, beams: list, names: l
     RT Struct re-contoured in place changes the DVHs and the body outline, not the geometry), the beam models'
     files (their provenance: a TOML's table too) and mcproton's build (:func:`mcproton._build.build_identity`: the
     physics files besides the kernel; the new-features audit of 2026-12-06, F2, F3)."""
-    import hashlib
     import os
 
     from ._build import build_identity
     from ._io.file_hash import sha256_by_name
+    from ._io.hu_calibration import materials_sha256
     from ._run.checkpoint import fingerprint
     from ._run.inputs import input_files
     from ._run.job import resolve_backend
 
     ident: dict[str, Any] = dict(fingerprint(cfg, settings, resolve_backend(settings), geometry, beams))
-    materials = [(m.name, float(m.density_g_cm3), sorted(dict(m.mass_fractions).items()), m.i_value_ev)
-                 for m in geometry.materials]
-    ident["materials_sha256"] = hashlib.sha256(repr(materials).encode()).hexdigest()
+    ident["materials_sha256"] = materials_sha256(geometry.materials)
     ident["output_settings"] = json.dumps(cfg.get("output", {}), sort_keys=True, default=str)
     ident["outputs"] = [os.path.abspath(p) for p in names]
     ident["build"] = build_identity()

@@ -495,6 +495,17 @@ FOV_PADDING_HU = -1500.0
 CT_SLAB_VOXELS = 4_000_000
 
 
+def materials_sha256(materials) -> str:
+    """The SHA-256 (hex) of materials as a dose depends on them: names, densities, mass fractions, I-values (plain
+    floats, so numpy's number repr does not enter it); one rule for a calibration's data (HUCalibration.data_sha256)
+    and a run's geometry (``run --resume``'s run identity)."""
+    import hashlib
+
+    mats = [(m.name, float(m.density_g_cm3), sorted((k, float(v)) for k, v in dict(m.mass_fractions).items()),
+             m.i_value_ev) for m in materials]
+    return hashlib.sha256(repr(mats).encode()).hexdigest()
+
+
 @dataclass
 class HUCalibration:
     """HU -> (material, density) calibration.
@@ -571,9 +582,7 @@ class HUCalibration:
         h = hashlib.sha256()
         for a in (self.seg_hu_lo, self.seg_hu_hi, self.seg_rho_lo, self.seg_rho_hi, self.bin_hu_lo):
             h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
-        mats = [(m.name, float(m.density_g_cm3), sorted((k, float(v)) for k, v in dict(m.mass_fractions).items()),
-                 m.i_value_ev) for m in self.materials]
-        h.update(repr(mats).encode())
+        h.update(materials_sha256(self.materials).encode())
         h.update(repr(self.spr_reference_mev).encode())
         return h.hexdigest()
 
