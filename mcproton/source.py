@@ -452,8 +452,14 @@ class Beam:
         return a
 
     def spot_cdf(self) -> np.ndarray:
-        """Cumulative spot-selection probability (float64 -> float32 for the kernel), last entry exactly 1."""
+        """Cumulative spot-selection probability (float64 -> float32 for the kernel).
+
+        The kernel picks the first spot whose entry exceeds a uniform u in (0, 1], and u is exactly 1 once in 2^24
+        draws (``kernels/random/rng.h``).  The entries from the last spot with a positive weight on are therefore
+        the float32 just above 1: u == 1 then picks that spot, never a zero-weight spot after it, and every u < 1
+        picks the same spot as with entries of exactly 1."""
         w = np.array([s.weight for s in self.spots], dtype=np.float64)
-        c = np.cumsum(w) / w.sum()
-        c[-1] = 1.0
-        return c.astype(np.float32)
+        c = (np.cumsum(w) / w.sum()).astype(np.float32)
+        last_positive = int(np.flatnonzero(w > 0)[-1])
+        c[last_positive:] = np.nextafter(np.float32(1.0), np.float32(2.0))
+        return c

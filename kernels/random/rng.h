@@ -52,7 +52,10 @@ MCP_FORCEINLINE MCP_HOST_DEVICE uint32_t rng_next_u32(Rng& r)
     return r.buf[r.used++];
 }
 
-/* Uniform on the open interval (0, 1): the top 24 bits, centred in their bin: (k + 0.5) / 2^24. */
+/* Uniform on (0, 1]: the top 24 bits k, as (k + 0.5) / 2^24 rounded to float32.  Below 0.5 that is the centre of
+   k's bin; at and above 0.5, k + 0.5 is not representable and rounds to an even neighbour (a 2^-23 grid), and
+   k = 2^24 - 1 gives exactly 1.0 (once in 2^24 draws).  Never 0, so log(u) is finite; callers must allow u == 1
+   (select_spot then returns the last spot).  The mean is unbiased to float32 precision. */
 MCP_FORCEINLINE MCP_HOST_DEVICE float mcp_u32_to_uniform(uint32_t x)
 {
     return ((float)(x >> 8) + 0.5f) * 5.9604644775390625e-08f;

@@ -12,7 +12,8 @@ struct Primary {
     int spot;        /* index of the spot it was sampled from */
 };
 
-/* Spot index for u in (0,1): first spot whose cumulative probability exceeds u (binary search). */
+/* Spot index for u in (0,1]: first spot whose cumulative probability exceeds u (binary search); u == 1, or a u
+   above a float32 CDF that ends just below 1, gives the last spot (the readers drop zero-weight spots). */
 MCP_FORCEINLINE MCP_HOST_DEVICE int select_spot(const float* MCP_RESTRICT cdf, int n, float u)
 {
     int lo = 0, hi = n - 1;
