@@ -61,9 +61,9 @@ def run_simt(backend: str = "auto", energy_mev: float = 150.0, primaries: int = 
     follow the same distributions); they are grouped into 32-lane warps as a CUDA launch schedules them: with
     ``backend`` "cuda" (or "auto" with a GPU present), the launch shape of that GPU, else ``block`` threads per
     block (default 128) on ``sm_count`` SMs (default 132, an H200).  The same counts also go through the planned
-    persistent loop (simt_efficiency_persistent) on ``sm_count`` x 2 resident blocks of 128 threads, for the
-    refill costs and thresholds of simt.PERSISTENT_GRID.  Step counts, not timings: the figures do not depend on
-    the machine's speed or load."""
+    persistent loop (simt_efficiency_persistent) on ``sm_count`` x ``simt.PERSISTENT_BLOCKS_PER_SM`` (5) resident
+    blocks of 128 threads, for the refill costs and thresholds of simt.PERSISTENT_GRID.  Step counts, not timings:
+    the figures do not depend on the machine's speed or load."""
     from ._kernels import simt
     from ._kernels.layout import LEDGER
     from ._kernels.source import source_hash

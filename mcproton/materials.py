@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import difflib
 import math
+import numbers
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -29,7 +30,11 @@ class Material:
     ----------
     name : unique name (e.g. ``"water"``, ``"bone_compact_icru"``).
     density_g_cm3 : nominal mass density (g/cm3); voxels may override it.
-    mass_fractions : element symbol -> mass fraction (sums to 1).
+    mass_fractions : element symbol (or name: ``"h"``, ``"calcium"``) -> mass fraction, each >= 0, summing to 1
+        within ``FRACTION_SUM_TOL``; the fractions kept are divided by their sum (so that stopping, scattering and
+        the nuclear cross sections all see the same fractions summing to 1), keyed by symbol.  A sum further from
+        1 is refused (fractions in percent, an element left out), as the database and the file readers refuse it.
+        Empty: a material known by name only (the composition is not needed).
     i_value_ev : mean excitation energy (eV); None -> Bragg additivity from the elements.
     source : citation of composition, density and I-value.
     """
@@ -39,6 +44,54 @@ class Material:
     mass_fractions: Mapping[str, float] = field(default_factory=dict)
     i_value_ev: float | None = None
     source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.mass_fractions:
+            return
+        where = f"material {self.name!r}"
+        comp = _checked_fractions(self.mass_fractions, where)
+        total = math.fsum(comp.values())
+        if abs(total - 1.0) > _SUM_ROUNDING:
+            comp = {k: v / total for k, v in comp.items()}
+        elif list(comp) == list(self.mass_fractions):
+            return   # already fractions of 1 by symbol (the readers' and the database's): kept bit for bit
+        object.__setattr__(self, "mass_fractions", comp)
+
+
+#: Mass fractions must sum to 1 within this (the material database rounds them to 6 decimals); they are then divided
+#: by their sum.  A sum further away is refused: fractions in percent, or an element left out (a dose error: the
+#: nuclear cross sections and nuclear stopping scale with the fractions as given; stopping and scattering would not).
+FRACTION_SUM_TOL = 1e-4
+#: a sum within this of 1 is 1 to rounding (fractions divided by their sum already): Material keeps them as given
+_SUM_ROUNDING = 1e-12
+
+
+def _checked_fractions(fractions: Mapping[str, float], where: str) -> dict[str, float]:
+    """The fractions by element symbol, after the checks every composition passes: known elements, each once,
+    finite and >= 0, a sum within FRACTION_SUM_TOL of 1 (ValueError naming the sum and the fix otherwise).  Not
+    divided by their sum: the caller does that."""
+    comp: dict[str, float] = {}
+    for key, w in fractions.items():
+        try:
+            sym = element(key).symbol
+        except KeyError as exc:
+            raise ValueError(f"{where}: {exc.args[0]}") from None
+        if sym in comp:
+            raise ValueError(f"{where}: element {sym} listed twice")
+        if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w) or w < 0:
+            raise ValueError(f"{where}: the mass fraction of {sym} must be a finite number >= 0; got {w!r}")
+        comp[sym] = float(w)
+    total = math.fsum(comp.values())
+    if abs(total - 1.0) > FRACTION_SUM_TOL:
+        if 95.0 <= total <= 105.0:
+            fix = "fractions in percent? divide them by 100"
+        elif 0.9 <= total < 1.0:
+            fix = "an element left out? add it, or divide the fractions by their sum if the rest is negligible"
+        else:
+            fix = "give each element's share of the mass, 0 to 1"
+        raise ValueError(f"{where}: mass fractions must be >= 0 and sum to 1 (within {FRACTION_SUM_TOL:g}); they sum "
+                         f"to {total:.6g}: {fix}")
+    return comp
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -129,9 +182,7 @@ def _parse_composition(text: str, where: str) -> dict[str, float]:
         comp[sym] = float(w)
     if not comp:
         raise ValueError(f"{where}: empty composition")
-    total = math.fsum(comp.values())
-    if any(w < 0 for w in comp.values()) or abs(total - 1.0) > 1e-4:
-        raise ValueError(f"{where}: mass fractions must be >= 0 and sum to 1 (got {total:.6f})")
+    total = math.fsum(_checked_fractions(comp, where).values())
     # renormalise exactly (the file rounds to 6 decimals)
     return {k: v / total for k, v in comp.items()}
 

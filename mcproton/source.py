@@ -248,7 +248,7 @@ def make_spots(energy_mev: Sequence[float], position_mm: Any, direction: Any, ax
         return one_by_one()
     with np.errstate(all="ignore"):
         ok = bool(np.all(np.isfinite(e) & (e > 0) & (e <= 350.0) & np.isfinite(es) & (es >= 0)
-                         & np.isfinite(w) & (w >= 0))
+                         & (es * MAX_SPREAD_SIGMAS <= e) & np.isfinite(w) & (w >= 0))
                   and np.all(np.isfinite(sig) & np.isfinite(div) & np.isfinite(cor) & (sig >= 0) & (div >= 0)
                              & (np.abs(cor) <= 1))
                   and np.all(np.isfinite(pos)) and np.all(np.isfinite(d0)) and np.all(np.isfinite(a0)))

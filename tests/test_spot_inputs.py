@@ -19,6 +19,23 @@ def test_an_energy_spread_above_a_fifth_of_the_energy_is_refused():
         Beam.pencil(70.0, energy_spread_mev=70.0)         # 'a spread of 100 %' read as MeV
 
 
+def test_make_spots_refuses_the_spread_spot_refuses():
+    """Audit 19 (review) F2: make_spots (the spots of a plan and of a planning field) said it made Spot's checks,
+    but left out the spread limit: make_spots([70], energy_spread_mev=[30]) gave a spot with a 30 MeV spread."""
+    import numpy as np
+
+    from mcproton.source import make_spots
+
+    def spots(spread):
+        return make_spots([100.0, 70.0], np.zeros((2, 3)), [(0.0, 0.0, 1.0)] * 2, [(1.0, 0.0, 0.0)] * 2,
+                          energy_spread_mev=spread, sigma_mm=[(3.0, 3.0)] * 2, divergence_rad=[(0.0, 0.0)] * 2,
+                          correlation=[(0.0, 0.0)] * 2, weight=[1.0, 1.0])
+
+    assert [s.energy_spread_mev for s in spots([20.0, 14.0])] == [20.0, 14.0]   # 5 sigma reach 0 MeV: allowed
+    with pytest.raises(ValueError, match=r"^energy_spread_mev = 30 MeV is more than a fifth of energy_mev = 70 MeV"):
+        spots([1.0, 30.0])
+
+
 def test_a_direction_of_any_length_is_normalised():
     s = Spot(100.0, direction=(0.0, 3.0, 3.0))
     assert np.allclose(s.direction, (0.0, np.sqrt(0.5), np.sqrt(0.5)), rtol=0, atol=1e-15)

@@ -60,6 +60,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..source import MAX_SPREAD_SIGMAS
 from .csv_table import read_csv_table
 from .errors import BeamModelError, McprotonWarning, did_you_mean, warn
 
@@ -85,7 +86,8 @@ NUCLEAR_DATA_MAX_MEV = 250.0
 MEAN_ENERGY_REFUSE_REL = 0.10
 #: ... more than max(3 MeV, 3 %): warned (the shipped models' largest is 1.38 MeV, 2.0 %, at 70 MeV)
 MEAN_ENERGY_WARN_MEV, MEAN_ENERGY_WARN_REL = 3.0, 0.03
-#: energy spread (1 sigma) above 5 % of the mean energy: warned (shipped <= 1.8 %; degraded cyclotron beams stay
+#: energy spread (1 sigma) above a fifth of the mean energy (source.MAX_SPREAD_SIGMAS): refused, as Spot refuses it;
+#: above 5 % of the mean energy: warned (shipped <= 1.8 %; degraded cyclotron beams stay
 #: below ~2 %; catches a FWHM of a wide beam, keV read as MeV, a swapped column)
 SPREAD_WARN_REL = 0.05
 #: spot sigma at the plane outside 1-20 mm (every component above 1 mm; the heaviest below 20 mm, a halo component
@@ -384,6 +386,13 @@ class BeamModel:
                  f"energies (most: {m[k]:g} MeV at {row(k)}); commissioned machines stay within ~2 %: check the "
                  "column and its unit", McprotonWarning)
         frac = self.energy_spread_mev / m
+        for k in np.flatnonzero(self.energy_spread_mev * MAX_SPREAD_SIGMAS > m)[:1]:
+            raise BeamModelError(f"{where}: {self._col('energy_spread')} = {self.energy_spread_mev[k]:.3g} MeV is "
+                                 f"{100 * frac[k]:.1f} % of the mean energy {m[k]:.4g} MeV at {row(k)}, more than a "
+                                 f"fifth of it (a spot's limit, sigma <= E / {MAX_SPREAD_SIGMAS:g}: sampled energies "
+                                 "below 0 MeV would be clamped to 0, so the spectrum simulated would not be the "
+                                 "model's): it must be 1 sigma in MeV, or in percent of the nominal energy with "
+                                 'energy_spread_unit = "percent_of_nominal"; not a FWHM')
         if (frac > SPREAD_WARN_REL).any():
             k = int(np.argmax(frac))
             warn(f"{where}: {self._col('energy_spread')} is {self.energy_spread_mev[k]:.3g} MeV = {100 * frac[k]:.1f} "

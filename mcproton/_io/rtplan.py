@@ -1141,7 +1141,7 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     plausible but wrong dose; one without a TreatmentMachineName (Type 2: it may be empty) is computed with a warning
     that it could not be checked.
     """
-    from ..source import Beam
+    from ..source import MAX_SPREAD_SIGMAS, Beam
 
     if range_shifter_model not in RANGE_SHIFTER_MODELS:
         raise _e(f"range_shifter_model {range_shifter_model!r} is unknown; choose one of {RANGE_SHIFTER_MODELS}")
@@ -1216,6 +1216,17 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
                              "the beam model (its id and wet_mm) or the wrong beam model for this plan") from None
                 e_sig = e_sig * (e_out / e_mean) ** (1.0 - BK_P)
                 e_mean = e_out
+            if e_sig * MAX_SPREAD_SIGMAS > e_mean:   # Spot's limit, said in the plan's and the beam model's terms
+                after = (f" after range shifter {sh.id!r} (WET {sh.wet_mm:g} mm, which widens the spread)"
+                         if sh is not None and range_shifter_model == "energy_only" else "")
+                raise BeamModelError(
+                    f"beam {b.number} ({b.name!r}) control point {layer.control_point_index} "
+                    f"({layer.nominal_energy_mev:g} MeV): beam model {beam_model.name!r} gives an energy spread of "
+                    f"{e_sig:.3g} MeV at the mean energy {e_mean:.4g} MeV{after}, more than a fifth of it (the limit "
+                    f"is sigma <= E / {MAX_SPREAD_SIGMAS:g}: sampled energies below 0 MeV would be clamped to 0, so "
+                    "the spectrum simulated would not be the model's); check the model's energy_spread column: 1 "
+                    'sigma in MeV, or in percent of the nominal energy with energy_spread_unit = "percent_of_nominal"'
+                    "; not a FWHM")
             face_axis_mm = None
             if sh is not None and range_shifter_model == "transport":
                 face_axis_mm = L - sh.isocenter_distance_mm - sh.thickness_mm

@@ -289,3 +289,13 @@ def test_bench_simt_reports_the_persistent_loop(capsys):
     assert simt_main(SimpleNamespace(**{**vars(args), "json": False})) == 0
     text = capsys.readouterr().out
     assert "persistent step loop (2,640 resident warps" in text and "batch wait" in text
+
+
+def test_bench_simt_docstring_gives_the_modelled_resident_blocks():
+    """Audit 19 (review) F4: run_simt's docstring said "sm_count x 2 resident blocks" (the old kernel's); the loop it
+    models has simt.PERSISTENT_BLOCKS_PER_SM (5), as its printed table says."""
+    from mcproton.bench import run_simt
+
+    doc = " ".join((run_simt.__doc__ or "").split())
+    assert f"``sm_count`` x ``simt.PERSISTENT_BLOCKS_PER_SM`` ({simt.PERSISTENT_BLOCKS_PER_SM}) resident blocks" in doc
+    assert simt.persistent_warps(simt.H200_SMS) == simt.H200_SMS * simt.PERSISTENT_BLOCKS_PER_SM * 128 // simt.WARP

@@ -386,6 +386,9 @@ def _edit_row(csv, e, col, value):
     # F11: the value, column and row of an energy beyond 350 MeV
     ("Em", 240, 360.0, r"mean_energy \(column 'Em'\) = 360 MeV at nominal energy 240 MeV \(line 19 of t.csv\) is "
                        r"outside \(0, 350\] MeV"),
+    # audit 19 (review) F2: a spread Spot refuses (sigma > E / 5) was only warned about; a plan then ran with it
+    ("dE", 100, 20.5, r"energy_spread \(column 'dE'\) = 20.5 MeV is 20.4 % of the mean energy 100.3 MeV at nominal "
+                      r"energy 100 MeV \(line 5 of t.csv\), more than a fifth of it .* clamped to 0"),
 ])
 def test_implausible_values_refused(tmp_path, col, e, value, match):
     with pytest.raises(BeamModelError, match=match) as exc:

@@ -256,3 +256,26 @@ def test_a_plan_whose_spots_all_miss_names_the_isocentre(tmp_path, v5):
                           ", z -52.5..47.5 mm); the plan puts its isocentre at [0.0, -80.0, 2000.0] mm "
                           "(IsocenterPosition, patient LPS) and the beam travels along [0.0, 1.0, 0.0] (LPS)")
     assert "IsocenterPosition (300A,012C)" in msg and "beam.position_mm" not in msg
+
+
+# ------------------------------------------------------------------------------- audit 19 F2: energy spread
+def test_a_spread_widened_by_a_range_shifter_beyond_a_fifth_names_beam_control_point_and_shifter(tmp_path):
+    """A model's spread within Spot's limit (sigma <= E/5; a model beyond it is refused when read) can pass it behind
+    a range shifter modelled as energy_only, which widens the spread: refused naming beam, control point, model and
+    shifter.  Before, make_spots left out the limit and `mcproton run` transported the plan with its sampled
+    energies below 0 MeV clamped to 0."""
+    src = BUILTIN["dcpt_v5"]
+    text = src.read_text().replace('energy_spread = "E_real_sigma_MeV"', "energy_spread = 16.0").replace(
+        'energy_spread_unit = "MeV"', 'energy_spread_unit = "percent_of_nominal"')
+    (tmp_path / "m.toml").write_text(text)
+    (tmp_path / "dcpt_beam_model_full.csv").write_bytes((src.parent / "dcpt_beam_model_full.csv").read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # the model's spread is warned about (above 5 % of the energy)
+        model = load_beam_model(tmp_path / "m.toml")
+        plan = load_rtplan(DATA / "RP_plan06_rs.dcm")
+        assert len(plan_to_beams(plan, model)) == 1     # the shifter transported: the model's spread, within it
+        with pytest.raises(BeamModelError, match=r"^beam 1 \('4_SOBP_2Gy'\) control point 0 \(125.9 MeV\): beam model "
+                                                 r"'dcpt_v5' gives an energy spread of 23.5 MeV at the mean energy "
+                                                 r"103.2 MeV after range shifter 'RS_3CM' \(WET 34.3 mm, which widens "
+                                                 r"the spread\), more than a fifth of it .* clamped to 0"):
+            plan_to_beams(plan, model, range_shifter_model="energy_only")

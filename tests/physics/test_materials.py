@@ -122,3 +122,62 @@ def test_element_table():
 def test_element_file_has_provenance():
     text = (DATA / "elements.csv").read_text(encoding="utf-8")
     assert text.startswith("#") and "ICRU" in text and "NIST" in text
+
+
+def _water_times(f: float) -> dict[str, float]:
+    return {k: f * v for k, v in get_material("water").mass_fractions.items()}
+
+
+@pytest.mark.parametrize("factor, hint", [(100.0, "they sum to 100: fractions in percent? divide them by 100"),
+                                          (0.97, "they sum to 0.97: an element left out?"),
+                                          (3.0, "they sum to 3: give each element's share of the mass")])
+def test_a_material_whose_fractions_do_not_sum_to_one_is_refused(factor, hint):
+    """Audit 19 (review) F1: water given in percent was accepted; stopping and scattering normalise the fractions,
+    but the nuclear cross sections and nuclear stopping used them as given (x 100: a Bragg "peak" at 5 mm instead of
+    77 mm; a composition summing to 0.97 had nuclear cross sections 3 % low).  The database's rule now holds for a
+    Material made by hand: the message gives the sum and the fix."""
+    with pytest.raises(ValueError, match=r"^material 'w': mass fractions must be >= 0 and sum to 1 \(within 0\.0001"
+                                         r"\); " + hint.replace("?", r"\?")):
+        Material("w", 1.0, _water_times(factor))
+
+
+@pytest.mark.parametrize("fractions, match", [
+    ({"H": -0.1, "O": 1.1}, "the mass fraction of H must be a finite number >= 0; got -0.1"),
+    ({"H": math.nan, "O": 1.0}, "the mass fraction of H must be a finite number >= 0; got nan"),
+    ({"H": "0.11", "O": 0.89}, "the mass fraction of H must be a finite number >= 0; got '0.11'"),
+    ({"Xx": 1.0}, "unknown element 'Xx'"),
+    ({"H": 0.5, "hydrogen": 0.5}, "element H listed twice")])
+def test_a_material_with_a_bad_fraction_or_element_is_refused(fractions, match):
+    with pytest.raises(ValueError, match=f"^material 'm': {match}"):
+        Material("m", 1.0, fractions)
+
+
+def test_a_material_within_the_tolerance_is_normalised_for_every_physics_path():
+    """A sum within 1e-4 of 1 (fractions rounded as printed) is divided by its sum, so the nuclear cross sections and
+    nuclear stopping (which use the fractions as given) agree with stopping and scattering (which normalise)."""
+    import numpy as np
+
+    from mcproton._physics import nuclear, stopping
+
+    water = get_material("water")
+    near = Material("w", 1.0, _water_times(1.00008))
+    assert math.fsum(near.mass_fractions.values()) == pytest.approx(1.0, abs=1e-15)
+    assert near.mass_fractions == pytest.approx(dict(water.mass_fractions), rel=1e-15)
+    e = np.array([20.0, 100.0, 200.0])
+    for f in (nuclear.pp_elastic_mass_cross_section, nuclear.elastic_mass_cross_section,
+              stopping.nuclear_mass_stopping_power):
+        np.testing.assert_allclose(f(near, e), f(water, e), rtol=1e-14, atol=0)
+    np.testing.assert_allclose(nuclear.nonelastic_tables(near, e)["sigma_cm2_g"],
+                               nuclear.nonelastic_tables(water, e)["sigma_cm2_g"], rtol=1e-14, atol=0)
+
+
+def test_a_material_keeps_fractions_that_sum_to_one_bit_for_bit():
+    """The database's (and the file readers') fractions are divided by their sum already: Material keeps them as
+    given (the same object), so no dose moves; symbols and element names become symbols."""
+    fr = {"H": 0.111894, "O": 0.888106}
+    assert Material("w", 1.0, fr).mass_fractions is fr
+    assert dict(Material("w", 1.0, {"h": 0.111894, "oxygen": 0.888106}).mass_fractions) == fr
+    assert Material("placeholder", 1.0).mass_fractions == {}    # a material known by name only
+    for name in list_materials():
+        m = get_material(name)
+        assert dataclasses.replace(m).mass_fractions is m.mass_fractions

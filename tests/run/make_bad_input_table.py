@@ -50,8 +50,8 @@ PLAN = BASE.split("[beam]")[0] + '[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_
 # (case, extra command-line arguments, config text or None for BASE, text the message must contain);
 # in the arguments @cfg, @out and @tmp stand for the config, the default output and the case's folder; a config
 # naming ct_dir = "ct" gets a small CT series there, one naming RP.dcm a copy of tests/data/dicom/RP_plan05.dcm
-# (the names of PLAN_VARIANTS: a real plan changed so), one naming tuned/dcpt_v5_tune6.toml dcpt_v5
-# declaring spot tune 6.0
+# (the names of PLAN_VARIANTS: a real plan changed so), one naming a file of MODEL_VARIANTS dcpt_v5 changed so
+# (tuned/dcpt_v5_tune6.toml declaring spot tune 6.0)
 CASES: list[tuple[str, list[str], str | None, str]] = [
     ("unknown key (typo)", ["--set", "run.primary=1000"], None, "run.primary"),
     ("unknown section", ["--set", "beem.energy_mev=100"], None, "[beem]"),
@@ -173,6 +173,9 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("plan layer of a spot tune the beam model does not declare (spot_tune_ids = [\"6.0\"], the plan's is 4.0)", [],
      PLAN.replace('"dcpt_v5"', '"tuned/dcpt_v5_tune6.toml"'),
      "is not a spot tune"),
+    ("beam model energy spread above a fifth of the energy (energy_spread = 25 percent_of_nominal; before 2026-12-06 "
+     "the plan ran, its sampled energies below 0 MeV clamped to 0)", [],
+     PLAN.replace('"dcpt_v5"', '"wide/dcpt_v5_spread25.toml"'), "more than a fifth of it"),
     ("plan whose spots all miss the phantom (IsocenterPosition z = 2000 mm; before: told to check beam.position_mm, "
      "a key of [beam])", [], PLAN.replace('"RP.dcm"', '"RP_far.dcm"'), "IsocenterPosition"),
     ("PatientSupportAngle missing from every control point (a stripped tag), since 2026-12-06 (before: run at couch 0 "
@@ -275,6 +278,16 @@ PLAN_VARIANTS = {"RP_GTR4.dcm": ("RP_plan05.dcm", _machine_gtr4), "RP_E250.dcm":
                  "RP_RS_RETRACTED.dcm": ("RP_plan06_rs.dcm", _retracted)}
 
 
+#: beam model file named in a case's config -> the change of dcpt_v5's TOML that makes it (the table beside it)
+MODEL_VARIANTS = {
+    # declaring another spot tune than the plan's
+    "tuned/dcpt_v5_tune6.toml": lambda t: t.replace('machines = ["TR1", "TR2", "TR3"]',
+                                                    'machines = ["TR1", "TR2", "TR3"]\nspot_tune_ids = ["6.0"]'),
+    # an energy spread of 25 % of the energy
+    "wide/dcpt_v5_spread25.toml": lambda t: t.replace('energy_spread = "E_real_sigma_MeV"', "energy_spread = 25.0")
+    .replace('energy_spread_unit = "MeV"', 'energy_spread_unit = "percent_of_nominal"')}
+
+
 def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]:
     import shutil
 
@@ -300,14 +313,14 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
             ds.save_as(tmp / name)
     if "@tmp/RD_TPS.dcm" in args:   # a planning system's RT Dose (RayStation), not an output of mcproton
         shutil.copy(next((ROOT / "tests" / "data" / "dicom" / "aptg_plan03").glob("RD*.dcm")), tmp / "RD_TPS.dcm")
-    if '"tuned/dcpt_v5_tune6.toml"' in text:   # dcpt_v5 declaring another spot tune than the plan's
-        from mcproton._io.beam_model import BUILTIN
+    for name, change in MODEL_VARIANTS.items():   # dcpt_v5 changed
+        if f'"{name}"' in text:
+            from mcproton._io.beam_model import BUILTIN
 
-        (tmp / "tuned").mkdir(exist_ok=True)
-        model = BUILTIN["dcpt_v5"]
-        (tmp / "tuned" / "dcpt_v5_tune6.toml").write_text(model.read_text().replace(
-            'machines = ["TR1", "TR2", "TR3"]', 'machines = ["TR1", "TR2", "TR3"]\nspot_tune_ids = ["6.0"]'))
-        shutil.copy(model.parent / "dcpt_beam_model_full.csv", tmp / "tuned" / "dcpt_beam_model_full.csv")
+            model, path = BUILTIN["dcpt_v5"], tmp / name
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(change(model.read_text()))
+            shutil.copy(model.parent / "dcpt_beam_model_full.csv", path.parent / "dcpt_beam_model_full.csv")
     if args[:1] == ["@missing"]:
         return ["run", str(tmp / "missing.toml"), "--out", str(tmp / "out.h5")]
     out = str(tmp / f"out{i:02d}.h5")
