@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..plots import voxel_edges_extent
+from ..plots import mpl_text, voxel_edges_extent
 from .level_text import drop_zero_sign
 from .levels import FRAME, ActionLevels
 
@@ -221,7 +221,7 @@ def _outline_legend(fig, outlined: Mapping[str, np.ndarray], sl, y: float) -> in
     if not outlined:
         return 0
     handles = [Line2D([], [], color=c, ls=ls, lw=1.2) for (c, ls), _ in zip(PLANE_OUTLINE_STYLES, outlined)]
-    labels = [nm if m[sl].any() else f"{nm} (not in this plane)" for nm, m in outlined.items()]
+    labels = [mpl_text(nm) if m[sl].any() else f"{mpl_text(nm)} (not in this plane)" for nm, m in outlined.items()]
     ncol = len(labels) if sum(len(t) + 8 for t in labels) <= OUTLINE_LEGEND_LINE_CHARS else 2
     fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, y), ncol=ncol, fontsize=MIN_FONT_PT,
                frameon=False, handlelength=2.5, columnspacing=1.5)
@@ -325,7 +325,7 @@ def _dvh_labels(fig, ax, curves: list[tuple[str, np.ndarray, np.ndarray, str]]) 
             if not (f[0] > at and (f <= at).any()):
                 continue
             k = int(np.argmax(f <= at))
-            t = ax.annotate(nm, (lv[k], at), xytext=(3, 2), textcoords="offset points", fontsize=MIN_FONT_PT,
+            t = ax.annotate(mpl_text(nm), (lv[k], at), xytext=(3, 2), textcoords="offset points", fontsize=MIN_FONT_PT,
                             color=colour)
             box = t.get_window_extent(r)
             if (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1
@@ -351,8 +351,8 @@ def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
         lv, f1 = cumulative_dvh(res.tps_gy_zyx, m, bins=300, d_max=top)
         _, f2 = cumulative_dvh(res.mc_gy_zyx, m, bins=300, d_max=top)
         style = _dvh_style(n, res.structures.get(nm, {}).get("kind") == "target")
-        ax.plot(lv, 100 * f1, label=f"{nm} TPS", **style)
-        ax.plot(lv, 100 * f2, ls="--", label=f"{nm} MC", markerfacecolor="none", **style)
+        ax.plot(lv, 100 * f1, label=f"{mpl_text(nm)} TPS", **style)   # an ROI name, drawn as it is (mpl_text)
+        ax.plot(lv, 100 * f2, ls="--", label=f"{mpl_text(nm)} MC", markerfacecolor="none", **style)
         curves.append((nm, lv, 100 * f1, style["color"]))
     ax.set_xlabel(f"{desc['quantity']} ({desc['unit']})", fontsize=MIN_FONT_PT + 1)
     ax.set_ylabel("volume (%)", fontsize=MIN_FONT_PT + 1)

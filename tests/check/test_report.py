@@ -798,3 +798,51 @@ def test_the_beam_figure_says_which_plane_it_shows_and_whether_it_holds_the_beam
     assert words in alt and "plane holding the beam" not in alt
     oblique = "crosses" in words
     assert _beam_plane(res, 1)[0] == ("x = 0.0 mm, crossed by the beam at 30 deg" if oblique else "y = 0.0 mm")
+
+
+def test_roi_names_are_drawn_as_written_never_as_mathtext(report):
+    """Strings audit 19, F1: an ROI named ``X $_$`` raised matplotlib's ValueError while the report's figures were
+    drawn, after the whole MC (check.json "refused", no check.html); ``$x^2$`` was drawn as a superscript.  Now the
+    DVH figure and the maps draw every name as written (mpl_text)."""
+    import copy
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from mcproton.plots import mpl_text
+
+    res = copy.copy(report)
+    res.masks, res.structures = dict(report.masks), dict(report.structures)
+    names = ("X $_$", "Brainstem $x^2$")
+    for i, nm in enumerate(names):
+        m = np.zeros(report.tps_gy_zyx.shape, bool)
+        m[:, :3 + i, :3] = True
+        res.masks[nm] = m
+        res.structures[nm] = {"kind": "oar", "metrics": {"Dmax": {"tps_gy": 100.0 + i}}}   # outlined on the maps
+    figs = res.figures(["dvh", "axial"])
+    for fig in figs.values():
+        FigureCanvasAgg(fig).draw()   # the ValueError was raised here
+    dvh = {t.get_text() for t in _main_axes(figs["dvh"])[0].get_legend().get_texts()}
+    maps = {t.get_text() for t in figs["axial"].legends[0].get_texts()}
+    for nm in names:
+        assert mpl_text(nm) in dvh and any(t.startswith(mpl_text(nm)) for t in maps), (nm, dvh, maps)
+
+
+def test_an_error_drawing_the_figures_is_an_internal_error_that_keeps_the_mc_dose(base, tmp_path, monkeypatch):  # noqa: F811
+    """Strings audit 19, F1: an error drawing a figure was counted as "refused" (bad input, exit 2).  Now it is an
+    internal error (exit 4) whose message says so and that the MC RT Dose is kept."""
+    from mcproton._check import report as R
+    from mcproton._check.api import check
+    from mcproton.errors import McprotonInternalError, status_of
+
+    def broken(res, ms):
+        raise ValueError("_ ^ ParseSyntaxException: Expected {phantom | llap}, found end of text")
+
+    monkeypatch.setattr(R, "_dvh_figure", broken)
+    d = base["dir"]
+    with pytest.raises(McprotonInternalError) as err:
+        check(plan=d / "RP.dcm", dose=[_tps(base, "rep_fig", base["blob"])], ct=d / "ct", struct=d / "RS.dcm",
+              beam_model="dcpt_v2", mc=_fake_mc(base, 1.0), out=tmp_path / "out", **FAST)
+    msg = str(err.value)
+    assert status_of(err.value) == "internal_error"
+    assert "bug in mcproton's figures" in msg and "the MC dose is kept in" in msg and "RD_mc.dcm" in msg, msg
+    assert (tmp_path / "out" / "RD_mc.dcm").exists()
