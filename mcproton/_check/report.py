@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -1361,7 +1362,9 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
                              + ([f"{n_warn} warning{'s' if n_warn > 1 else ''} during the check (in its report)"]
                                 if n_warn else []))
             rel = t.get("report") or ""   # relative to this folder (batch.json's)
-            link = f'<a href="{html.escape(rel)}">{html.escape(rel)}</a>' if rel else ""
+            # the href percent-encoded as a URL path, then escaped: a folder "Pt #1" or "50% a?b" made a fragment or a
+            # query of the link's tail, which led nowhere (strings audit 19, F4); the text shown stays the name
+            link = f'<a href="{html.escape(quote(rel))}">{html.escape(rel)}</a>' if rel else ""
         g, u = t.get("gamma_2_2_pct"), t.get("statistical_uncertainty_pct")
         doses = "; ".join(str(d.get("sop_instance_uid") or Path(str(d.get("path", ""))).name)
                           for d in t.get("tps_doses") or [])

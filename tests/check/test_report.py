@@ -238,6 +238,29 @@ def test_batch_index_passes_the_nu_html_checker(tmp_path):
     assert msgs == [], "\n".join(f"{m.get('type')}: {m.get('message')}" for m in msgs)
 
 
+def test_batch_index_links_lead_to_reports_of_folders_with_url_characters(tmp_path):
+    """Strings audit 19, F4: a patient folder "Pt #1" or "50% a?b" gave a link whose tail a browser read as a fragment
+    or a query (it opened "Pt " or "50% a"); now the href is percent-encoded, the text shown is the folder's name."""
+    import html as html_mod
+    from urllib.parse import unquote, urljoin, urlsplit
+
+    from mcproton._check.report import write_batch_index
+
+    table = {}
+    for name in ("Pt #1", "50% a?b", "plain"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "check.html").write_text("x")
+        table[name] = {"passed": True, "failed": [], "gamma_2_2_pct": 99.0, "report": f"{name}/check.html"}
+    page = write_batch_index(table, tmp_path)
+    links = re.findall(r'<a href="([^"]*)">([^<]*)</a>', page.read_text())
+    assert len(links) == 3
+    for href, text in links:
+        url = urlsplit(urljoin(page.resolve().as_uri(), html_mod.unescape(href)))
+        assert not url.query and not url.fragment, href
+        assert Path(unquote(url.path)).is_file(), href
+        assert html_mod.unescape(text).removesuffix("/check.html") in table
+
+
 def test_report_html_opens_in_headless_chromium_without_errors(report, tmp_path):
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if exe is None:
