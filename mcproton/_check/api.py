@@ -197,14 +197,18 @@ class CheckResult:
                                    mc=None, inputs=None)
 
     def summary(self) -> str:
+        """The console's summary: the verdict, the action levels, the notes and warnings, one line each.  Names
+        from the inputs in them (an ROI, a beam, a file) are shown with their control characters escaped
+        (``printable``: an ROI "Cereb ESC[2J ESC[41mFAKE PASS" cleared the terminal and printed a red FAKE PASS in
+        a FAIL's summary, a newline split a note; strings audit 19, F7); check.json and check.html keep them."""
         lines = [f"mcproton check: {'PASS' if self.passed else 'FAIL'}"]
         for c in self.checks:
-            lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {c['quantity']}: {c['value_text']} "
-                         f"(action level {c['limit_text']})")
+            lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {printable(c['quantity'])}: "
+                         f"{printable(c['value_text'])} (action level {c['limit_text']})")
         for d in self.diagnostics_of("cause") + self.diagnostics_of("remark"):   # the causes first (audit 18b F6)
-            lines.append(f"  note: {d}")
+            lines.append(f"  note: {printable(d)}")
         for w in self.warnings:
-            lines.append(f"  warning (during the check): {w}")
+            lines.append(f"  warning (during the check): {printable(w)}")
         return "\n".join(lines)
 
 

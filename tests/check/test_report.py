@@ -869,3 +869,20 @@ def test_an_error_drawing_the_figures_is_an_internal_error_that_keeps_the_mc_dos
     assert status_of(err.value) == "internal_error"
     assert "bug in mcproton's figures" in msg and "the MC dose is kept in" in msg and "RD_mc.dcm" in msg, msg
     assert (tmp_path / "out" / "RD_mc.dcm").exists()
+
+
+def test_the_console_summary_escapes_control_characters_of_names(report):
+    """Strings audit 19, F7: an ROI named "Cereb ESC[2J ESC[41mFAKE PASS ESC[0m" reached the terminal raw in the
+    summary's organ-at-risk note (stdout): it cleared the screen and printed a red FAKE PASS in a FAIL; a newline
+    split the note.  Now every line of the summary shows them escaped; the JSON keeps the name."""
+    import dataclasses
+
+    name = "Cereb\x1b[2J\x1b[41mFAKE PASS\x1b[0m\nnext"
+    note = f"organ(s) at risk whose dose differs beyond the MC's noise: {name} D2 +9.0 %"
+    res = dataclasses.replace(report, diagnostics=[note], diagnostic_kinds=["remark"],
+                              warnings=[f"structure {name}: few voxels"])
+    text = res.summary()
+    assert "\x1b" not in text and "\\x1b[2J\\x1b[41mFAKE PASS\\x1b[0m\\nnext D2" in text
+    assert sum(ln.startswith("  note: ") for ln in text.splitlines()) == 1
+    assert all(ln.startswith(("mcproton check:", "  ")) for ln in text.splitlines())
+    assert res.diagnostics[0] == note   # the result (check.json) keeps the name as it is
