@@ -222,7 +222,7 @@ def plot_dvh(dose: np.ndarray, masks: Mapping[str, np.ndarray], path: str | Path
     marker (mcproton.plots.structure_style, as the plane figures' outlines): a reader with red/green colour-vision
     deficiency, or a greyscale printout, tells them apart (figures audit 16 F5).  A mask without voxels is named in
     the legend as such instead of left out."""
-    from .plots import _plt, mpl_text, structure_style
+    from .plots import _plt, missing_glyphs_said_once, mpl_text, structure_style
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
@@ -247,8 +247,9 @@ def plot_dvh(dose: np.ndarray, masks: Mapping[str, np.ndarray], path: str | Path
     ax.legend(loc="lower left", fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
+    with missing_glyphs_said_once():   # a name's character the font lacks: one warning, not one per character
+        fig.tight_layout()
+        fig.savefig(path)
     plt.close(fig)
     return path

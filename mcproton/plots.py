@@ -1,6 +1,10 @@
 """Figures people would rather look at than read: depth-dose curves and dose over the anatomy."""
 from __future__ import annotations
 
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -14,6 +18,42 @@ def mpl_text(text: object) -> str:
     no report), and ``Brainstem $x^2$`` was drawn with a superscript (strings audit 19, F1).  Every figure that draws
     a name from an input passes it through here; text of mcproton's own (units such as ``cm$^2$``) does not."""
     return str(text).replace("$", r"\$")
+
+
+#: matplotlib's warning of a character that its font cannot draw (drawn as an empty box): "Glyph 23567 (\\N{CJK
+#: UNIFIED IDEOGRAPH-5C0F}) missing from font(s) DejaVu Sans."
+_GLYPH_WARNING = re.compile(r"Glyph (\d+) \(.*\) missing from font\(s\) (.*?)\.?$", re.S)
+
+#: the characters a missing-glyph warning has named in this process (each said once)
+_GLYPHS_SAID: set[str] = set()
+
+
+@contextmanager
+def missing_glyphs_said_once() -> Iterator[None]:
+    """``with missing_glyphs_said_once():`` matplotlib's missing-glyph warnings of the figures drawn inside (a CJK
+    ROI name in DejaVu Sans) become one warning of mcproton's naming the characters, each character said once per
+    process; other warnings pass as they are.  Before 2026-12-06 each figure printed matplotlib's two-line warning
+    per character: 16 of them for one check (strings audit 19, F8)."""
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    missing: list[str] = []
+    fonts: set[str] = set()
+    for w in caught:
+        m = _GLYPH_WARNING.match(str(w.message)) if issubclass(w.category, UserWarning) else None
+        if m is None:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)   # as it was
+            continue
+        fonts.add(m.group(2))
+        ch = chr(int(m.group(1)))
+        if ch not in _GLYPHS_SAID and ch not in missing:
+            missing.append(ch)
+    if missing:
+        from ._io.errors import McprotonRuntimeWarning, warn
+
+        _GLYPHS_SAID.update(missing)
+        warn(f"the figures' font ({', '.join(sorted(fonts))}) has no glyph for {' '.join(missing)} (in a name from "
+             "the inputs): drawn as empty boxes in the figures; the tables, the JSON and the HDF5 hold the names as "
+             "written", McprotonRuntimeWarning, stacklevel=3)
 
 
 def _plt():
@@ -35,7 +75,8 @@ def _save(plt, fig, path: str | Path, **kw) -> Path:
     if fmt == "png":   # the mark by which an earlier run's plot is recognised (and replaced: _run/inputs.py)
         kw.setdefault("metadata", {"Software": "mcproton"})
     try:
-        return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, **kw))
+        with missing_glyphs_said_once():
+            return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, **kw))
     finally:
         plt.close(fig)
 

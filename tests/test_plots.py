@@ -203,3 +203,29 @@ def test_a_figure_that_cannot_be_drawn_keeps_the_run_and_says_it_is_a_bug(tmp_pa
     msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton:")][-1]
     assert "a bug in mcproton's figure" in msg and "output.plot = false" in msg and str(out) in msg, msg
     assert out.exists()
+
+
+def test_missing_glyphs_are_one_warning_of_ours(tmp_path, monkeypatch):
+    """Strings audit 19, F8: a CJK ROI name printed matplotlib's two-line "Glyph 23567 ... missing from font(s)"
+    warning per character and figure (16 for one check).  Now one mcproton warning names the characters, each once
+    per process; a second figure with them says nothing more."""
+    import warnings
+
+    from mcproton.errors import McprotonRuntimeWarning
+
+    monkeypatch.setattr(P, "_GLYPHS_SAID", set())
+    n = 8
+    dose = np.zeros((n, n, n))
+    dose[3:5, 3:5, 3:5] = 1.0
+    name = "\u5c0f\u8111 \ue000"   # two CJK ideographs (not in DejaVu Sans) and a private-use character (in no font)
+    for k in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            P.plot_dose_planes(_result(dose, vox=2.0), tmp_path / f"g{k}.png", (4, 4, 4), structures={name: dose > 0},
+                               reference_gy=1.0)
+        texts = [str(w.message) for w in caught]
+        assert not [t for t in texts if t.startswith("Glyph ")], texts
+        ours = [str(w.message) for w in caught if issubclass(w.category, McprotonRuntimeWarning)]
+        assert len(ours) == (1 if k == 0 else 0), ours
+        if k == 0:
+            assert "\ue000" in ours[0] and "drawn as empty boxes" in ours[0]

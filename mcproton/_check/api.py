@@ -23,7 +23,7 @@ from .compare import (AGGREGATE_NOISE_FACTOR, GAMMA_CRITERIA, MIN_RANGE_RAYS, NO
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
 from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, gather, refusing_superseded_plans
-from .level_text import fixed, judged, level_decimals, level_texts
+from .level_text import fixed, judged, level_decimals, level_texts, percent_or_na
 from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
                      plan_label)
@@ -1886,7 +1886,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 ", ".join(f"{k} {fixed(x, dec, signed=True)} %" for k, x in vals.items()) + " of the TPS D95 (the "
                 f"MC's noise alone shifts the TPS's D95 by {fixed(m['noise_shift_pct'], 2, signed=True)} % and the "
                 f"MC's by {fixed(m['mc_noise_shift_pct'], 2, signed=True)} %; "
-                f"modelled spread {m.get('noise_sd_pct', float('nan')):.2f} % (1 sd, from "
+                f"modelled spread {percent_or_na(m.get('noise_sd_pct', float('nan')))} (1 sd, from "
                 f"{NOISE_REALISATIONS} draws); all must be within the level)")
             checks[-1]["noise_matched"] = True
             spread = max(vals.values()) - min(vals.values())

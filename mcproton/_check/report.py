@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ..plots import mpl_text, voxel_edges_extent
+from ..plots import missing_glyphs_said_once, mpl_text, voxel_edges_extent
 from .level_text import drop_zero_sign
 from .levels import FRAME, ActionLevels
 
@@ -116,7 +116,8 @@ def _colour_bar(fig, im, ax, **kw):
 def _png(fig: Figure) -> str:
     """The report's encoding of a figure: PNG at REPORT_DPI, base64 (for a data: URI)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=REPORT_DPI)
+    with missing_glyphs_said_once():   # a name's character the font lacks: one warning, not one per figure
+        fig.savefig(buf, format="png", dpi=REPORT_DPI)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -586,6 +587,7 @@ def figure_builders(res, names: Iterable[str] | str | None = None) -> dict[str, 
         out["dvh"] = partial(_dvh_figure, res, ms)
     for b in sorted(res.ranges):
         out[f"beam_{b}"] = partial(_beam_figure, res, b)
+    out = {name: partial(_glyphs_said_once, build) for name, build in out.items()}   # laid out while built too
     if names is None:
         return out
     want = [names] if isinstance(names, str) else list(names)
@@ -593,6 +595,12 @@ def figure_builders(res, names: Iterable[str] | str | None = None) -> dict[str, 
     if unknown:
         raise ValueError(f"no figure named {', '.join(map(repr, unknown))}; this check has {', '.join(out)}")
     return {n: out[n] for n in want}
+
+
+def _glyphs_said_once(build: Callable[[], Figure]) -> Figure:
+    """``build()`` with matplotlib's missing-glyph warnings said once (plots.missing_glyphs_said_once)."""
+    with missing_glyphs_said_once():
+        return build()
 
 
 def _range_beams_cell(b: Any, r: Mapping[str, Any]) -> str:
