@@ -114,9 +114,10 @@ def external_roi_name(struct: Any, wanted: str | None = None, *, say: bool = Tru
 def choose_body_roi(names: Sequence[str], types: Mapping[str, str], wanted: str | None = None, *, where: str = "",
                     say: bool = True, strict: bool = False,
                     remedy: str = "set output.body_outline to the ROI's name") -> str | None:
-    """The body ROI among ``names`` (``types``: their RTROIInterpretedType): ``wanted`` (case-insensitive; an error
-    listing the ROIs if absent), else the ROI typed EXTERNAL, else one named as :data:`BODY_NAMES`; None if there
-    is none.  The one rule of every use of the body ROI: the run's body outline, the geometry's "outside the
+    """The body ROI among ``names`` (``types``: their RTROIInterpretedType): ``wanted`` (the ROI of exactly that name,
+    else the one ROI of that name in another case, with a warning; an error listing the ROIs if absent, or those
+    that differ in case only if several do), else the ROI typed EXTERNAL, else one named as :data:`BODY_NAMES`; None
+    if there is none.  The one rule of every use of the body ROI: the run's body outline, the geometry's "outside the
     External" (air, or the notes of CT material there), the check's body outline (struct audit 14, F1: three rules
     in three places turned half a head into air with one External while the dose was reported in another).
 
@@ -124,10 +125,22 @@ def choose_body_roi(names: Sequence[str], types: Mapping[str, str], wanted: str 
     first, with a warning naming them (``say``); ``strict`` (air outside the External: the wrong choice changes
     the dose) refuses them unless exactly one is so named (a ValueError naming them and, ``remedy``, what to do)."""
     names = list(names)
-    if wanted:
-        for n in names:
-            if n.lower() == wanted.lower():
-                return n
+    if wanted:   # the exact name; else a match ignoring case only where it is the one such ROI (strings audit
+        # 19, F3: the first case-insensitive match was taken, so "BODY" used the ROI "body" beside the ROI "BODY")
+        if wanted in names:
+            return wanted
+        alike = [n for n in names if n.casefold() == wanted.casefold()]
+        if len(alike) > 1:
+            raise ValueError(f"output.body_outline = {wanted!r}: the RT Structure Set {where} has no ROI of exactly "
+                             f"that name but {len(alike)} that differ from it in case only "
+                             f"({', '.join(map(repr, alike))}), "
+                             "so which one is meant is not clear: give one of them exactly as written")
+        if alike:
+            if say:
+                warn(f"output.body_outline = {wanted!r}: no ROI of exactly that name; the ROI {alike[0]!r}, which "
+                     "differs from it in case only, is used as the body outline", McprotonRuntimeWarning,
+                     stacklevel=3)
+            return alike[0]
         raise ValueError(f"output.body_outline = {wanted!r}: the RT Structure Set {where} has no ROI "
                          f"of that name with contours (ROIs: {', '.join(names) or 'none'}); give one of them, "
                          "\"auto\" or \"none\"")

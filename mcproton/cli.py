@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from ._io.console import dropping_std_streams, write_stderr
+from ._io.console import dropping_std_streams, printable, write_stderr
 from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport
 
 
@@ -507,6 +507,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
     from ._io.atomic import is_no_space, write_error_text
 
     failed: list[str] = []
+    drawing: Exception | None = None   # the error of a figure that could not be drawn (not written: a bug)
     no_space = False   # ENOSPC / EDQUOT: the remedy is space; otherwise the cause named in the error
     if rtdose:   # what it holds: output.dose_summation, rtdose_per_beam, dose_to, rbe (mcproton/_io/rtdose.py)
         from ._io.rtdose import write_run_rtdoses
@@ -535,6 +536,13 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         except OSError as exc:
             failed.append(f"the plot {png} ({write_error_text(exc, png)})")
             no_space |= is_no_space(exc)
+        except (MemoryError, RuntimeError):   # the machine's (or an error of ours already named as such)
+            raise
+        except Exception as exc:   # noqa: BLE001 - a bug drawing the figure: the dose and the summary are kept
+            # before 2026-12-06 an ROI name matplotlib read as mathtext raised a ValueError here: no summary, exit 2
+            # "refused: bad input" after the whole transport (strings audit 19, F1)
+            failed.append(f"the plot {png} ({type(exc).__name__}: {printable(exc)})")
+            drawing = exc
     if failed:   # the HDF5 holds the run; the checkpoint, if any, stays until every output is written
         # the summary all the same (what was written, and what not), then the error (the long-runs audit, F14)
         print(json_text({**summary, "failed_outputs": failed}))
@@ -543,8 +551,15 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         again = (f"; the checkpoint {ck} is kept: {fix} and run the same command with --resume, which "
                  "writes them without transporting again" if checkpointed and ck.exists() else
                  f": {fix} and run again to write them")
-        from ._io.errors import OutputWriteError
+        from ._io.errors import McprotonInternalError, OutputWriteError
 
+        if drawing is not None:
+            kept = ", ".join(str(p) for p in [out, *([rtdose] if rtdose and not any("RT Dose" in f for f in failed)
+                                                     else [])])
+            raise McprotonInternalError(
+                f"could not draw {' nor '.join(failed)}: a bug in mcproton's figure, not in the input (rerun with "
+                f"--debug and report it); the dose and the summary above are written ({kept}); output.plot = false "
+                "leaves the figure out") from drawing
         raise OutputWriteError(f"could not write {' nor '.join(failed)}; the dose is safe in {out}{again}",
                                no_space=no_space)
     with phase("result_checks"):
@@ -874,7 +889,9 @@ def _plot_run_planes(cfg: dict, total: Any, beams: list, png: Path, outline: Any
         masks = {nm: every[nm] for nm in (targets + others)[:RUN_PLOT_STRUCTURES]}
         if targets:
             centre = tuple(int(np.rint(v)) for v in np.argwhere(every[targets[0]]).mean(axis=0))
-    where = "the centroid of " + (repr(next(iter(masks))) if centre is not None else "the high-dose region")
+    from .plots import mpl_text   # the names from the inputs in the title, drawn as they are (never mathtext)
+
+    where = "the centroid of " + (mpl_text(repr(next(iter(masks)))) if centre is not None else "the high-dose region")
     if centre is None:
         centre = high_dose_centre(dose, body)
     fx = int(meta[0].get("fractions", 1) or 1) if meta else 1
@@ -914,7 +931,8 @@ def _plot_run_planes(cfg: dict, total: Any, beams: list, png: Path, outline: Any
                 diff.append(f"dose to {c.dose_to}")
             if c.rbe is not None:
                 diff.append(f"x RBE {c.rbe:g}")
-            lines.append(f"the RT Dose {Path(rtdose).name} holds " + (", ".join(diff) if diff else "the same dose"))
+            lines.append(f"the RT Dose {mpl_text(Path(rtdose).name)} holds "
+                         + (", ".join(diff) if diff else "the same dose"))
     from ._run.result import early_stop_note
 
     if (early := early_stop_note(total)):

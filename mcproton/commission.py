@@ -930,6 +930,7 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
     from ._check.report import sign_off_html
     from ._io.atomic import write_bytes_atomic
     from ._io.json_out import json_text
+    from .plots import mpl_text
 
     matplotlib.use("Agg", force=False)
     out = Path(out_dir)
@@ -950,7 +951,7 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
         fig = Figure(figsize=(7, 4))
         ax = fig.add_subplot()
         ax.plot(zm, dm, "k.", ms=3, label="measured")
-        ax.plot(zc, mc, "-", lw=1.2, label=f"beam model {res.beam_model} (MC, scaled)")
+        ax.plot(zc, mc, "-", lw=1.2, label=f"beam model {mpl_text(res.beam_model)} (MC, scaled)")
         row = next(r for r in res.idd if r["nominal_energy_mev"] == e)
         bad = [c["quantity"].split(" (")[0] for c in row["checks"] if not c["passed"]]
         ax.set_title(f"{e:g} MeV: R80 {row['model']['R80_mm'] - row['measured']['R80_mm']:+.2f} mm; "

@@ -222,7 +222,7 @@ def plot_dvh(dose: np.ndarray, masks: Mapping[str, np.ndarray], path: str | Path
     marker (mcproton.plots.structure_style, as the plane figures' outlines): a reader with red/green colour-vision
     deficiency, or a greyscale printout, tells them apart (figures audit 16 F5).  A mask without voxels is named in
     the legend as such instead of left out."""
-    from .plots import _plt, structure_style
+    from .plots import _plt, missing_glyphs_said_once, mpl_text, structure_style
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
@@ -230,11 +230,12 @@ def plot_dvh(dose: np.ndarray, masks: Mapping[str, np.ndarray], path: str | Path
               default=1.0) * 1.05
     for n, (nm, m) in enumerate(masks.items()):
         st = structure_style(n)
+        shown = mpl_text(nm)   # an ROI name, drawn as it is (never mathtext)
         if not np.any(m):   # in the legend, without a curve
-            ax.plot([], [], lw=1.6, color=st["color"], linestyle=st["linestyle"], label=f"{nm} (no voxels)")
+            ax.plot([], [], lw=1.6, color=st["color"], linestyle=st["linestyle"], label=f"{shown} (no voxels)")
             continue
         lv, fr = cumulative_dvh(dose, m, bins=bins, d_max=top)
-        ax.plot(lv, 100 * fr, lw=1.6, label=nm, markevery=max(1, bins // 12), markersize=4, **st)
+        ax.plot(lv, 100 * fr, lw=1.6, label=shown, markevery=max(1, bins // 12), markersize=4, **st)
     if prescription_gy:
         ax.axvline(prescription_gy, color="0.4", ls="--", lw=0.8)
         ax.text(prescription_gy, 3, f" prescription {prescription_gy:.3g} Gy", color="0.3", fontsize=8)
@@ -246,8 +247,9 @@ def plot_dvh(dose: np.ndarray, masks: Mapping[str, np.ndarray], path: str | Path
     ax.legend(loc="lower left", fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
+    with missing_glyphs_said_once():   # a name's character the font lacks: one warning, not one per character
+        fig.tight_layout()
+        fig.savefig(path)
     plt.close(fig)
     return path

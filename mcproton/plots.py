@@ -1,10 +1,59 @@
 """Figures people would rather look at than read: depth-dose curves and dose over the anatomy."""
 from __future__ import annotations
 
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+
+def mpl_text(text: object) -> str:
+    """``str(text)`` for matplotlib to draw as it is: every ``$`` escaped (``\\$``), so that text from an input (an
+    ROI, beam or patient name, a file name) is never read as mathtext.  Before 2026-12-06 an ROI named ``CTV $_$``
+    raised matplotlib's ParseSyntaxException while the figures were drawn, after the whole transport (no summary,
+    no report), and ``Brainstem $x^2$`` was drawn with a superscript (strings audit 19, F1).  Every figure that draws
+    a name from an input passes it through here; text of mcproton's own (units such as ``cm$^2$``) does not."""
+    return str(text).replace("$", r"\$")
+
+
+#: matplotlib's warning of a character that its font cannot draw (drawn as an empty box): "Glyph 23567 (\\N{CJK
+#: UNIFIED IDEOGRAPH-5C0F}) missing from font(s) DejaVu Sans."
+_GLYPH_WARNING = re.compile(r"Glyph (\d+) \(.*\) missing from font\(s\) (.*?)\.?$", re.S)
+
+#: the characters a missing-glyph warning has named in this process (each said once)
+_GLYPHS_SAID: set[str] = set()
+
+
+@contextmanager
+def missing_glyphs_said_once() -> Iterator[None]:
+    """``with missing_glyphs_said_once():`` matplotlib's missing-glyph warnings of the figures drawn inside (a CJK
+    ROI name in DejaVu Sans) become one warning of mcproton's naming the characters, each character said once per
+    process; other warnings pass as they are.  Before 2026-12-06 each figure printed matplotlib's two-line warning
+    per character: 16 of them for one check (strings audit 19, F8)."""
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    missing: list[str] = []
+    fonts: set[str] = set()
+    for w in caught:
+        m = _GLYPH_WARNING.match(str(w.message)) if issubclass(w.category, UserWarning) else None
+        if m is None:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)   # as it was
+            continue
+        fonts.add(m.group(2))
+        ch = chr(int(m.group(1)))
+        if ch not in _GLYPHS_SAID and ch not in missing:
+            missing.append(ch)
+    if missing:
+        from ._io.errors import McprotonRuntimeWarning, warn
+
+        _GLYPHS_SAID.update(missing)
+        warn(f"the figures' font ({', '.join(sorted(fonts))}) has no glyph for {' '.join(missing)} (in a name from "
+             "the inputs): drawn as empty boxes in the figures; the tables, the JSON and the HDF5 hold the names as "
+             "written", McprotonRuntimeWarning, stacklevel=3)
 
 
 def _plt():
@@ -26,7 +75,8 @@ def _save(plt, fig, path: str | Path, **kw) -> Path:
     if fmt == "png":   # the mark by which an earlier run's plot is recognised (and replaced: _run/inputs.py)
         kw.setdefault("metadata", {"Software": "mcproton"})
     try:
-        return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, **kw))
+        with missing_glyphs_said_once():
+            return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, **kw))
     finally:
         plt.close(fig)
 
@@ -49,8 +99,9 @@ def plot_depth_dose(result, path: str | Path, title: str | None = None) -> Path:
     from ._run.result import early_stop_note
 
     early = early_stop_note(result)
-    ax.set_title(title or f"{result.provenance.get('beam', {}).get('name', '')} - {result.primaries:,} protons, "
-                 f"{result.backend}" + (f"\n{early.upper()}" if early else ""), fontsize=None if not early else 9)
+    beam = mpl_text(result.provenance.get("beam", {}).get("name", ""))   # the plan's BeamName, drawn as it is
+    ax.set_title(title or f"{beam} - {result.primaries:,} protons, {result.backend}"
+                 + (f"\n{early.upper()}" if early else ""), fontsize=None if not early else 9)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
     fig.tight_layout()
@@ -135,7 +186,8 @@ def plot_dose_planes(result, path: str | Path, centre_zyx: tuple[int, int, int] 
     centroid of the high-dose region, :func:`high_dose_centre`; a caller with a target passes its centroid).
 
     structures : {name: boolean (z, y, x) mask} drawn as outlines (e.g. target, brainstem, cochleae); one with no
-        voxels is named in the legend as such.
+        voxels is named in the legend as such.  The names are drawn as they are (:func:`mpl_text`); ``title`` is
+        drawn as given (mathtext allowed): a caller escapes the input text it puts there with :func:`mpl_text`.
     isodose_gy : dose levels (Gy) drawn as isodose lines; with ``reference_gy`` (e.g. the prescription, named
         ``reference_name`` on the figure) the default levels are 30, 50, 80, 95 and 107 % of it, and the colour scale
         ends at 110 % of it (else at :func:`near_max`); values above the scale's top are drawn in OVER_COLOUR and the
@@ -308,7 +360,9 @@ def _plot_planes(result, plane, path, centre_zyx, title, structures, vmax, level
             st = structure_style(c)
             entries.append(Line2D([0], [0], color=st["color"], linestyle=st["linestyle"], lw=1.5))
             empty = not np.asarray(mask, bool).any()
-            labels.append(f"{nm} (no voxels)" if empty else nm if nm in present else f"{nm} (not in these planes)")
+            shown = mpl_text(nm)   # an ROI name, drawn as it is (never mathtext)
+            labels.append(f"{shown} (no voxels)" if empty else shown if nm in present else
+                          f"{shown} (not in these planes)")
         fig.legend(entries, labels, loc="lower center", bbox_to_anchor=(0.45, 0.065), ncol=min(len(labels), 6),
                    fontsize=8, frameon=False)
     cax = fig.add_axes((0.88, 0.3, 0.012, 0.52), label="colour bar")

@@ -219,3 +219,22 @@ def test_run_warns_of_a_target_partly_outside_the_body_outline():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_targets_partly_outside(body, {"PTV": ptv & body}, "RT Struct ROI 'body'")   # wholly inside: quiet
+
+
+def test_body_outline_by_name_takes_the_exact_name_and_refuses_an_unclear_case_match():
+    """Strings audit 19, F3: output.body_outline = "BODY" used the ROI "body" (the first match ignoring case) beside
+    the ROI "BODY": the dose was cut at an outline the user did not choose.  Now the exact name wins; a match in
+    another case only where it is the one such ROI (with a warning naming it); several: refused, naming them."""
+    import warnings
+
+    from mcproton.body import choose_body_roi
+
+    types = {"body": "EXTERNAL", "BODY": "ORGAN", "Body": "ORGAN", "PTV": "PTV"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert choose_body_roi(["body", "BODY", "PTV"], types, "BODY") == "BODY"
+        assert choose_body_roi(["body", "BODY", "PTV"], types, "body") == "body"
+    with pytest.warns(RuntimeWarning, match="the ROI 'body', which differs from it in case only, is used"):
+        assert choose_body_roi(["body", "PTV"], types, "Body") == "body"
+    with pytest.raises(ValueError, match=r"2 that differ from it in case only \('body', 'BODY'\)"):
+        choose_body_roi(["body", "BODY", "PTV"], types, "Body")

@@ -3,6 +3,7 @@ properties of the figure (extents, colour map, labels, colour-bar extension, leg
 not its pixels."""
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -153,3 +154,78 @@ def test_run_figure_says_fractions_and_rt_dose_difference(captured, tmp_path):
     bar = [a for a in fig.axes if a.get_label() == "colour bar"][0]
     assert bar.get_ylabel() == "physical dose to medium (Gy), 1 of 17 fractions"
     assert fig.axes[0].get_title() == "axial (z = %.0f mm)" % (-35.0 + 2 * 14)
+
+
+#: ROI names that matplotlib reads as mathtext: the first two do not parse (a ValueError while drawing, after the whole
+#: transport, before 2026-12-06), the third is drawn with a superscript (strings audit 19, F1)
+MATHTEXT_NAMES = ("CTV $_$", "Cord$}$", "Brainstem $x^2$")
+
+
+def test_names_from_the_inputs_are_drawn_as_they_are_never_as_mathtext(captured, tmp_path):
+    """Strings audit 19, F1: the structure names of the plane figure, the DVH figure and the depth-dose figure's beam
+    name are drawn as written (mpl_text: "$" escaped); the figures draw."""
+    from mcproton.dvh import plot_dvh
+
+    n = 12
+    dose = np.zeros((n, n, n))
+    dose[4:8, 4:8, 4:8] = 1.0
+    masks = {nm: dose > 0 for nm in MATHTEXT_NAMES}
+    P.plot_dose_planes(_result(dose, vox=2.0), tmp_path / "p.png", (6, 6, 6), structures=masks, reference_gy=1.0)
+    labels = captured[0].legends[0].get_texts()
+    assert len(labels) == len(MATHTEXT_NAMES)
+    for t, nm in zip(labels, MATHTEXT_NAMES):   # drawn as plain text, the name as written
+        assert t.get_text() == P.mpl_text(nm) and t._preprocess_math(t.get_text()) == (nm, False)
+    assert plot_dvh(dose, masks, tmp_path / "dvh.png").stat().st_size > 0   # drawn and saved (a ValueError before)
+
+
+def test_a_figure_that_cannot_be_drawn_keeps_the_run_and_says_it_is_a_bug(tmp_path, capsys, monkeypatch):
+    """Strings audit 19, F1: an error drawing mcproton run's figure (a ValueError from matplotlib) was exit 2,
+    "refused: bad input", with no summary.  Now exit 4 (internal_error), the summary printed naming the plot in
+    failed_outputs, and one line saying the dose and summary are written and how to leave the figure out."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "run"))
+    from run_helpers import write_cfg
+
+    from mcproton.cli import main
+
+    def broken(*a, **k):
+        raise ValueError("_ ^ ParseSyntaxException: Expected {phantom | llap}, found end of text")
+
+    monkeypatch.setattr(P, "plot_depth_dose", broken)
+    cfg = write_cfg(tmp_path / "job.toml", 2000)
+    out = tmp_path / "o.h5"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "output.plot=true"]) == 4
+    cap = capsys.readouterr()
+    summary = json.loads(cap.out)
+    assert summary["output"] == str(out) and "ValueError" in summary["failed_outputs"][0]
+    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton:")][-1]
+    assert "a bug in mcproton's figure" in msg and "output.plot = false" in msg and str(out) in msg, msg
+    assert out.exists()
+
+
+def test_missing_glyphs_are_one_warning_of_ours(tmp_path, monkeypatch):
+    """Strings audit 19, F8: a CJK ROI name printed matplotlib's two-line "Glyph 23567 ... missing from font(s)"
+    warning per character and figure (16 for one check).  Now one mcproton warning names the characters, each once
+    per process; a second figure with them says nothing more."""
+    import warnings
+
+    from mcproton.errors import McprotonRuntimeWarning
+
+    monkeypatch.setattr(P, "_GLYPHS_SAID", set())
+    n = 8
+    dose = np.zeros((n, n, n))
+    dose[3:5, 3:5, 3:5] = 1.0
+    name = "\u5c0f\u8111 \ue000"   # two CJK ideographs (not in DejaVu Sans) and a private-use character (in no font)
+    for k in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            P.plot_dose_planes(_result(dose, vox=2.0), tmp_path / f"g{k}.png", (4, 4, 4), structures={name: dose > 0},
+                               reference_gy=1.0)
+        texts = [str(w.message) for w in caught]
+        assert not [t for t in texts if t.startswith("Glyph ")], texts
+        ours = [str(w.message) for w in caught if issubclass(w.category, McprotonRuntimeWarning)]
+        assert len(ours) == (1 if k == 0 else 0), ours
+        if k == 0:
+            assert "\ue000" in ours[0] and "drawn as empty boxes" in ours[0]

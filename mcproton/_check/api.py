@@ -23,7 +23,7 @@ from .compare import (AGGREGATE_NOISE_FACTOR, GAMMA_CRITERIA, MIN_RANGE_RAYS, NO
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
 from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, gather, refusing_superseded_plans
-from .level_text import fixed, judged, level_decimals, level_texts
+from .level_text import fixed, judged, level_decimals, level_texts, percent_or_na
 from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
                      plan_label)
@@ -31,7 +31,7 @@ from .prescription import median_source, plan_dose_references, plan_prescription
 from .._cpus import cpu_quota, usable_cpus
 from .._io.atomic import write_bytes_atomic
 from .._io.console import printable
-from .._io.errors import McprotonWarning, recorded, records_warnings, warn
+from .._io.errors import McprotonInternalError, McprotonWarning, recorded, records_warnings, warn
 from .._io.json_out import json_safe, json_text
 from .._io.lock import locks_output
 from .._io.path_text import current_folder, refuse_unwritable_paths
@@ -197,14 +197,18 @@ class CheckResult:
                                    mc=None, inputs=None)
 
     def summary(self) -> str:
+        """The console's summary: the verdict, the action levels, the notes and warnings, one line each.  Names
+        from the inputs in them (an ROI, a beam, a file) are shown with their control characters escaped
+        (``printable``: an ROI "Cereb ESC[2J ESC[41mFAKE PASS" cleared the terminal and printed a red FAKE PASS in
+        a FAIL's summary, a newline split a note; strings audit 19, F7); check.json and check.html keep them."""
         lines = [f"mcproton check: {'PASS' if self.passed else 'FAIL'}"]
         for c in self.checks:
-            lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {c['quantity']}: {c['value_text']} "
-                         f"(action level {c['limit_text']})")
+            lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {printable(c['quantity'])}: "
+                         f"{printable(c['value_text'])} (action level {c['limit_text']})")
         for d in self.diagnostics_of("cause") + self.diagnostics_of("remark"):   # the causes first (audit 18b F6)
-            lines.append(f"  note: {d}")
+            lines.append(f"  note: {printable(d)}")
         for w in self.warnings:
-            lines.append(f"  warning (during the check): {w}")
+            lines.append(f"  warning (during the check): {printable(w)}")
         return "\n".join(lines)
 
 
@@ -1806,9 +1810,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             t, c = time.perf_counter(), time.process_time()
             # what the figures need of what was computed after the fork (not the difference's voxel values: those
             # are the gamma histograms' figure's, drawn with the report)
-            pngs = figure_run.render({"diff": {k: v for k, v in diff.items() if k != "values_pct"},
-                                   "structures": structs, "ranges": ranges, "diagnostics": diagnostics},
-                                  skip=GAMMA_FIGURES)
+            with _naming_a_failed_figure(out_dir, mc_rtdose):
+                pngs = figure_run.render({"diff": {k: v for k, v in diff.items() if k != "values_pct"},
+                                          "structures": structs, "ranges": ranges, "diagnostics": diagnostics},
+                                         skip=GAMMA_FIGURES)
             report_wall, report_cpu = time.perf_counter() - t, time.process_time() - c + figure_run.cpu_s
         t, c = time.perf_counter(), time.process_time()
         results, gamma_jobs_cpu, n_workers = gamma_run.result()
@@ -1881,7 +1886,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 ", ".join(f"{k} {fixed(x, dec, signed=True)} %" for k, x in vals.items()) + " of the TPS D95 (the "
                 f"MC's noise alone shifts the TPS's D95 by {fixed(m['noise_shift_pct'], 2, signed=True)} % and the "
                 f"MC's by {fixed(m['mc_noise_shift_pct'], 2, signed=True)} %; "
-                f"modelled spread {m.get('noise_sd_pct', float('nan')):.2f} % (1 sd, from "
+                f"modelled spread {percent_or_na(m.get('noise_sd_pct', float('nan')))} (1 sd, from "
                 f"{NOISE_REALISATIONS} draws); all must be within the level)")
             checks[-1]["noise_matched"] = True
             spread = max(vals.values()) - min(vals.values())
@@ -2035,7 +2040,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         from .report import write_report
 
         t, c = time.perf_counter(), time.process_time()
-        with _naming_a_failed_write(out_dir, mc_rtdose):
+        with _naming_a_failed_write(out_dir, mc_rtdose), _naming_a_failed_figure(out_dir, mc_rtdose):
             write_report(res, out_dir, timings, pngs=pngs)
         timings["report_s"] = time.perf_counter() - t + report_wall         # + the figures drawn before
         cpu_steps["report_s"] = time.process_time() - c + report_cpu
@@ -2116,6 +2121,24 @@ class _naming_a_failed_write:
                 if self.mc_rtdose else "")
         raise OutputWriteError(f"could not write {failed}: {write_error_text(exc, failed)}{kept}: {fix} and run the "
                                "check again for the report", no_space=is_unwritable(exc)) from exc
+
+
+class _naming_a_failed_figure(_naming_a_failed_write):
+    """``with _naming_a_failed_figure(out_dir, mc_rtdose):`` an error drawing the report's figures (not the
+    machine's: an OSError, a MemoryError or a RuntimeError pass) becomes a :class:`McprotonInternalError` (exit 4)
+    that says so and that the MC dose is kept.  Before 2026-12-06 an ROI name matplotlib read as mathtext raised a
+    ValueError here, after the whole MC: the check was recorded as "refused" (bad input, exit 2) with pyparsing's
+    message only (strings audit 19, F1)."""
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if not isinstance(exc, Exception) or isinstance(exc, (OSError, MemoryError, RuntimeError)):
+            return
+        kept = (f"; the MC dose is kept in {', '.join(str(self.out_dir / v['file']) for v in self.mc_rtdose.values())}"
+                if self.mc_rtdose else "")
+        raise McprotonInternalError(f"could not draw the report's figures ({type(exc).__name__}: {printable(exc)}): a "
+                                    "bug in mcproton's figures, not in the input (rerun with --debug and report it)"
+                                    f"{kept}; in Python, check(..., report=False) writes check.json without the "
+                                    "figures") from exc
 
 
 #: batch.json's format version (in each row: batch.json is {sub-folder: row}): raised when a key is removed or

@@ -44,6 +44,12 @@ def fixed(x: float, decimals: int | None, signed: bool = False) -> str:
     return drop_zero_sign(text)
 
 
+def percent_or_na(x: float, decimals: int = 2) -> str:
+    """``x`` as "1.23 %", or "n/a" where it is not a number (a target without TPS dose: "nan %" before 2026-12-06,
+    where the other numbers of the line read n/a; strings audit 19, F8)."""
+    return f"{fixed(x, decimals)} %" if math.isfinite(x) else "n/a"
+
+
 def judged(value: float, limit: float, kind: str) -> bool:
     """Whether ``value`` passes the level ``kind`` ("|.| <=", ">=" or "<=") of ``limit``; a value that is not a
     number fails."""

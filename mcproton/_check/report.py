@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import numpy as np
 
-from ..plots import voxel_edges_extent
+from ..plots import missing_glyphs_said_once, mpl_text, voxel_edges_extent
 from .level_text import drop_zero_sign
 from .levels import FRAME, ActionLevels
 
@@ -115,7 +116,8 @@ def _colour_bar(fig, im, ax, **kw):
 def _png(fig: Figure) -> str:
     """The report's encoding of a figure: PNG at REPORT_DPI, base64 (for a data: URI)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=REPORT_DPI)
+    with missing_glyphs_said_once():   # a name's character the font lacks: one warning, not one per figure
+        fig.savefig(buf, format="png", dpi=REPORT_DPI)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -221,7 +223,7 @@ def _outline_legend(fig, outlined: Mapping[str, np.ndarray], sl, y: float) -> in
     if not outlined:
         return 0
     handles = [Line2D([], [], color=c, ls=ls, lw=1.2) for (c, ls), _ in zip(PLANE_OUTLINE_STYLES, outlined)]
-    labels = [nm if m[sl].any() else f"{nm} (not in this plane)" for nm, m in outlined.items()]
+    labels = [mpl_text(nm) if m[sl].any() else f"{mpl_text(nm)} (not in this plane)" for nm, m in outlined.items()]
     ncol = len(labels) if sum(len(t) + 8 for t in labels) <= OUTLINE_LEGEND_LINE_CHARS else 2
     fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, y), ncol=ncol, fontsize=MIN_FONT_PT,
                frameon=False, handlelength=2.5, columnspacing=1.5)
@@ -325,7 +327,7 @@ def _dvh_labels(fig, ax, curves: list[tuple[str, np.ndarray, np.ndarray, str]]) 
             if not (f[0] > at and (f <= at).any()):
                 continue
             k = int(np.argmax(f <= at))
-            t = ax.annotate(nm, (lv[k], at), xytext=(3, 2), textcoords="offset points", fontsize=MIN_FONT_PT,
+            t = ax.annotate(mpl_text(nm), (lv[k], at), xytext=(3, 2), textcoords="offset points", fontsize=MIN_FONT_PT,
                             color=colour)
             box = t.get_window_extent(r)
             if (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1
@@ -351,8 +353,8 @@ def _dvh_figure(res, ms: dict[str, np.ndarray]) -> Figure:
         lv, f1 = cumulative_dvh(res.tps_gy_zyx, m, bins=300, d_max=top)
         _, f2 = cumulative_dvh(res.mc_gy_zyx, m, bins=300, d_max=top)
         style = _dvh_style(n, res.structures.get(nm, {}).get("kind") == "target")
-        ax.plot(lv, 100 * f1, label=f"{nm} TPS", **style)
-        ax.plot(lv, 100 * f2, ls="--", label=f"{nm} MC", markerfacecolor="none", **style)
+        ax.plot(lv, 100 * f1, label=f"{mpl_text(nm)} TPS", **style)   # an ROI name, drawn as it is (mpl_text)
+        ax.plot(lv, 100 * f2, ls="--", label=f"{mpl_text(nm)} MC", markerfacecolor="none", **style)
         curves.append((nm, lv, 100 * f1, style["color"]))
     ax.set_xlabel(f"{desc['quantity']} ({desc['unit']})", fontsize=MIN_FONT_PT + 1)
     ax.set_ylabel("volume (%)", fontsize=MIN_FONT_PT + 1)
@@ -585,6 +587,7 @@ def figure_builders(res, names: Iterable[str] | str | None = None) -> dict[str, 
         out["dvh"] = partial(_dvh_figure, res, ms)
     for b in sorted(res.ranges):
         out[f"beam_{b}"] = partial(_beam_figure, res, b)
+    out = {name: partial(_glyphs_said_once, build) for name, build in out.items()}   # laid out while built too
     if names is None:
         return out
     want = [names] if isinstance(names, str) else list(names)
@@ -592,6 +595,12 @@ def figure_builders(res, names: Iterable[str] | str | None = None) -> dict[str, 
     if unknown:
         raise ValueError(f"no figure named {', '.join(map(repr, unknown))}; this check has {', '.join(out)}")
     return {n: out[n] for n in want}
+
+
+def _glyphs_said_once(build: Callable[[], Figure]) -> Figure:
+    """``build()`` with matplotlib's missing-glyph warnings said once (plots.missing_glyphs_said_once)."""
+    with missing_glyphs_said_once():
+        return build()
 
 
 def _range_beams_cell(b: Any, r: Mapping[str, Any]) -> str:
@@ -1361,7 +1370,9 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
                              + ([f"{n_warn} warning{'s' if n_warn > 1 else ''} during the check (in its report)"]
                                 if n_warn else []))
             rel = t.get("report") or ""   # relative to this folder (batch.json's)
-            link = f'<a href="{html.escape(rel)}">{html.escape(rel)}</a>' if rel else ""
+            # the href percent-encoded as a URL path, then escaped: a folder "Pt #1" or "50% a?b" made a fragment or a
+            # query of the link's tail, which led nowhere (strings audit 19, F4); the text shown stays the name
+            link = f'<a href="{html.escape(quote(rel))}">{html.escape(rel)}</a>' if rel else ""
         g, u = t.get("gamma_2_2_pct"), t.get("statistical_uncertainty_pct")
         doses = "; ".join(str(d.get("sop_instance_uid") or Path(str(d.get("path", ""))).name)
                           for d in t.get("tps_doses") or [])

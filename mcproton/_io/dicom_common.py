@@ -161,8 +161,7 @@ def set_patient_study_series(ds, study: StudyReference, *, modality: str, date: 
     ds.Manufacturer = "mcproton"
     ds.ReferringPhysicianName = ""
     ds.SeriesDescription = series_description[:64]
-    ds.PatientName = study.patient_name
-    ds.PatientID = study.patient_id[:64]
+    _set_patient_identity(ds, study, modality)
     ds.PatientBirthDate = study.patient_birth_date
     ds.PatientSex = study.patient_sex
     if study.patient_age:
@@ -174,6 +173,37 @@ def set_patient_study_series(ds, study: StudyReference, *, modality: str, date: 
     ds.InstanceNumber = instance_number
     ds.FrameOfReferenceUID = study.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
+
+
+#: The most characters of a PatientID (LO) and of each component group of a PatientName (PN) (PS3.5 6.2)
+PATIENT_ID_MAX_CHARS = PATIENT_NAME_GROUP_MAX_CHARS = 64
+
+
+def _set_patient_identity(ds, study: StudyReference, modality: str) -> None:
+    """PatientName and PatientID exactly as the inputs give them, even where they are longer than DICOM allows: the
+    file must carry the same patient identity as the CT and plan it was computed from (an archive files it by them).
+    Before 2026-12-06 a PatientID over 64 characters was cut to 64 (a different ID, perhaps another patient's) while
+    an over-long PatientName was copied (strings audit 19, F5).  An over-long value makes the written file invalid
+    DICOM in that value, as the input already is: one warning says so (pydicom's own per-value warnings are not
+    repeated)."""
+    import warnings
+
+    name, pid = str(study.patient_name or ""), str(study.patient_id or "")
+    longest = max((len(g) for g in name.split("=")), default=0)
+    over = ([f"PatientID ({len(pid)} characters)"] if len(pid) > PATIENT_ID_MAX_CHARS else []) + \
+        ([f"PatientName ({longest} characters)"] if longest > PATIENT_NAME_GROUP_MAX_CHARS else [])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The (value|PN component) length", category=UserWarning)
+        ds.PatientName = study.patient_name
+        ds.PatientID = study.patient_id
+    if over:
+        from .errors import McprotonRuntimeWarning, warn
+
+        warn(f"the inputs' {' and '.join(over)} exceed{'s' if len(over) == 1 else ''} DICOM's "
+             f"{PATIENT_ID_MAX_CHARS} characters: copied to the {modality} as given, so that it files under the same "
+             "patient as the CT and plan it was computed from; that value is not valid DICOM, as in the input (a "
+             "strict archive may refuse the file: correct the patient's record in the planning system)",
+             McprotonRuntimeWarning, stacklevel=4)
 
 
 def _latin1(text: str) -> bool:

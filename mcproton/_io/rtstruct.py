@@ -181,6 +181,17 @@ def read_rtstruct(path_or_ds) -> RTStruct:
     return s
 
 
+def roi_name(value) -> str:
+    """An ROIName (LO) as text: a value holding "\\" (DICOM's value delimiter, not allowed in LO but written by some
+    planning systems), which pydicom reads as several values, joined back with "\\" as the planning system shows it;
+    before 2026-12-06 it read "['a', 'b']" in the DVHs, the report and the warnings (strings audit 19, F6)."""
+    from pydicom.multival import MultiValue
+
+    if value is None:
+        return ""
+    return "\\".join(str(v) for v in value) if isinstance(value, (list, MultiValue)) else str(value)
+
+
 @timed("structures")
 def _read_rtstruct(path_or_ds) -> RTStruct:
     ds, src = _read(path_or_ds)
@@ -192,25 +203,32 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
         raise DicomInputError(f"{src}: no StructureSetROISequence; not an RT Structure Set")
     names: dict[int, str] = {}
     frames: dict[int, str] = {}
-    for i, r in enumerate(ds.StructureSetROISequence):
+    items = list(ds.StructureSetROISequence)
+    # every name the file gives: a duplicate is renamed to none of them (strings audit 19, F2: ROIs 5 "Brainstem",
+    # 6 "Brainstem" and 7 "Brainstem_6" gave ROI 6 the name "Brainstem_6", and the file's "Brainstem_6" (ROI 7) was
+    # called "Brainstem_6_7": that name's DVH and action levels were another structure's)
+    in_file = {roi_name(r.get("ROIName", None)) for r in items} - {""}
+    for i, r in enumerate(items):
         if "ROINumber" not in r or "ROIName" not in r:   # Type 1 and Type 2: present in every item
             raise DicomInputError(f"{src}: item {i} of the StructureSetROISequence (3006,0020) has no "
                                   f"{'ROINumber (3006,0022)' if 'ROINumber' not in r else 'ROIName (3006,0026)'}; "
                                   "every ROI must give both (the contours and observations name their ROI by number, "
                                   "the DVHs and the body outline by name): the structure set is damaged, re-export it")
         num = _int(r.ROINumber, src, "ROINumber (3006,0022)")
-        nm = str(r.ROIName or f"ROI_{num}")
+        nm = roi_name(r.ROIName) or f"ROI_{num}"
         if num in names:   # the contours name their ROI by number: whose they are would be a guess
             raise DicomInputError(f"{src}: ROIs {names[num]!r} and {nm!r} share ROINumber (3006,0022) {num} in the "
                                   "StructureSetROISequence, so which contours belong to which ROI is unknown (one "
                                   "ROI's DVH would hold the other's contours): the structure set is damaged or "
                                   "merged by hand; re-export it from the planning system")
         base, k = nm, num
-        while nm in names.values():  # duplicate names: keep both, under a name no other ROI has
-            nm = f"{base}_{k}"
-            k += 1000
-        if nm != base:   # say which is which: both get action levels in the check, both a DVH in the HDF5
+        taken = set(names.values())
+        if nm in taken:  # duplicate names: keep both, under a name no other ROI has, in the file or given here
+            while nm in taken or nm in in_file:
+                nm = f"{base}_{k}"
+                k += 1000
             first = next(n for n, v in names.items() if v == base)
+            # say which is which: both get action levels in the check, both a DVH in the HDF5 (roi_number there)
             warn(f"{src}: ROIs {first} and {num} are both named {base!r}; ROI {first} keeps the name, ROI {num} is "
                  f"called {nm!r} in the DVHs and the check's report (rename one in the planning system to tell them "
                  "apart)", McprotonRuntimeWarning, stacklevel=3)
@@ -860,7 +878,8 @@ def read_dvh_hdf5(h5_path: str | Path) -> dict[str, dict]:
 def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str, np.ndarray],
                    voxel_volume_cm3: float, *, n_bins: int = 1000, source: str = "",
                    dose_dataset: str = "dose", empty_reasons: Mapping[str, str] | None = None,
-                   contour_volumes: Mapping[str, float] | None = None) -> dict[str, dict]:
+                   contour_volumes: Mapping[str, float] | None = None,
+                   roi_numbers: Mapping[str, int] | None = None) -> dict[str, dict]:
     """Append (replace) the group ``dvh`` of an existing result HDF5; returns the per-structure stats.
     Each structure's subgroup is named by :func:`dvh_group_keys` (the ROI name made a unique HDF5 name), the ROI's
     own name is its attribute ``name``: :func:`read_dvh_hdf5` reads the group back by ROI name.  ``empty_reasons``:
@@ -868,7 +887,9 @@ def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str
     structure with ``n_voxels`` 0.  Every structure has the attribute ``few_voxels`` (fewer than
     :data:`mcproton.dvh.SMALL_STRUCTURE_VOXELS` voxels: its D98 to D2 are of those few voxels, as in the check);
     ``contour_volumes``: {ROI name: contour volume (cm3)} (:func:`contour_volumes_cm3`), written as
-    ``contour_volume_cm3`` beside ``volume_cm3`` (the mask's) with their ratio ``mask_to_contour_volume``.
+    ``contour_volume_cm3`` beside ``volume_cm3`` (the mask's) with their ratio ``mask_to_contour_volume``;
+    ``roi_numbers``: {ROI name: ROINumber} (:attr:`RTStruct.roi_numbers`), written as ``roi_number``: a script tells
+    an ROI renamed for a duplicate name from the others by it (strings audit 19, F2).
     ``dose_dataset``: the dataset ``dose_zyx`` is ("dose": to medium, "dose_to_water"), named in the group's
     attributes (``dose_dataset``, ``dose_to``, ``dose_type`` PHYSICAL: the simulated dose, no RBE, its fractions
     those of the dataset).
@@ -919,6 +940,9 @@ def write_dvh_hdf5(h5_path: str | Path, dose_zyx: np.ndarray, masks: Mapping[str
             for k, v in st.items():
                 s.attrs[k] = v
             s.attrs["name"] = nm
+            num = (roi_numbers or {}).get(nm)
+            if num is not None:
+                s.attrs["roi_number"] = int(num)
             if not st["n_voxels"] and (empty_reasons or {}).get(nm):
                 s.attrs["empty_reason"] = empty_reasons[nm]
             stats[nm] = st
@@ -942,7 +966,8 @@ def add_dvh_to_result(result, h5_path: str | Path, rtstruct_path: str | Path, *,
     why = {nm: empty_mask_reason(s, nm, g) for nm, m in masks.items() if not m.any()}
     stats = write_dvh_hdf5(h5_path, d, masks, g.voxel_volume_cm3, source=str(rtstruct_path),
                            dose_dataset="dose_to_water" if dose == "dose_to_water" else "dose", empty_reasons=why,
-                           contour_volumes=contour_volumes_cm3(s, float(g.voxel_size_mm[2])))
+                           contour_volumes=contour_volumes_cm3(s, float(g.voxel_size_mm[2])),
+                           roi_numbers=s.roi_numbers)
     warn_dvh_volumes(stats, why, g.voxel_size_mm, "the dose grid")
     return stats
 

@@ -82,3 +82,11 @@ def test_the_printed_numbers_judged_as_the_level_judges_give_the_verdict(kind):
             dv, dl = (len(t.split(".")[1]) if "." in t else 0 for t in (vt.split()[0], lt.split()[-2]))
             assert dv == dl or MAX_LEVEL_DECIMALS < max(dv, dl), (vt, lt)
             assert not vt.startswith("-0.00") and math.isfinite(shown_v)
+
+
+def test_a_percentage_that_is_not_a_number_reads_n_a():
+    """Strings audit 19, F8: the D95 level's "modelled spread nan % (1 sd ...)" of a target without TPS dose."""
+    from mcproton._check.level_text import percent_or_na
+
+    assert percent_or_na(float("nan")) == "n/a" and percent_or_na(1.234) == "1.23 %"
+    assert percent_or_na(float("inf")) == "n/a" and percent_or_na(-0.001) == "0.00 %"

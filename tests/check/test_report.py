@@ -238,6 +238,29 @@ def test_batch_index_passes_the_nu_html_checker(tmp_path):
     assert msgs == [], "\n".join(f"{m.get('type')}: {m.get('message')}" for m in msgs)
 
 
+def test_batch_index_links_lead_to_reports_of_folders_with_url_characters(tmp_path):
+    """Strings audit 19, F4: a patient folder "Pt #1" or "50% a?b" gave a link whose tail a browser read as a fragment
+    or a query (it opened "Pt " or "50% a"); now the href is percent-encoded, the text shown is the folder's name."""
+    import html as html_mod
+    from urllib.parse import unquote, urljoin, urlsplit
+
+    from mcproton._check.report import write_batch_index
+
+    table = {}
+    for name in ("Pt #1", "50% a?b", "plain"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "check.html").write_text("x")
+        table[name] = {"passed": True, "failed": [], "gamma_2_2_pct": 99.0, "report": f"{name}/check.html"}
+    page = write_batch_index(table, tmp_path)
+    links = re.findall(r'<a href="([^"]*)">([^<]*)</a>', page.read_text())
+    assert len(links) == 3
+    for href, text in links:
+        url = urlsplit(urljoin(page.resolve().as_uri(), html_mod.unescape(href)))
+        assert not url.query and not url.fragment, href
+        assert Path(unquote(url.path)).is_file(), href
+        assert html_mod.unescape(text).removesuffix("/check.html") in table
+
+
 def test_report_html_opens_in_headless_chromium_without_errors(report, tmp_path):
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if exe is None:
@@ -798,3 +821,68 @@ def test_the_beam_figure_says_which_plane_it_shows_and_whether_it_holds_the_beam
     assert words in alt and "plane holding the beam" not in alt
     oblique = "crosses" in words
     assert _beam_plane(res, 1)[0] == ("x = 0.0 mm, crossed by the beam at 30 deg" if oblique else "y = 0.0 mm")
+
+
+def test_roi_names_are_drawn_as_written_never_as_mathtext(report):
+    """Strings audit 19, F1: an ROI named ``X $_$`` raised matplotlib's ValueError while the report's figures were
+    drawn, after the whole MC (check.json "refused", no check.html); ``$x^2$`` was drawn as a superscript.  Now the
+    DVH figure and the maps draw every name as written (mpl_text)."""
+    import copy
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from mcproton.plots import mpl_text
+
+    res = copy.copy(report)
+    res.masks, res.structures = dict(report.masks), dict(report.structures)
+    names = ("X $_$", "Brainstem $x^2$")
+    for i, nm in enumerate(names):
+        m = np.zeros(report.tps_gy_zyx.shape, bool)
+        m[:, :3 + i, :3] = True
+        res.masks[nm] = m
+        res.structures[nm] = {"kind": "oar", "metrics": {"Dmax": {"tps_gy": 100.0 + i}}}   # outlined on the maps
+    figs = res.figures(["dvh", "axial"])
+    for fig in figs.values():
+        FigureCanvasAgg(fig).draw()   # the ValueError was raised here
+    dvh = {t.get_text() for t in _main_axes(figs["dvh"])[0].get_legend().get_texts()}
+    maps = {t.get_text() for t in figs["axial"].legends[0].get_texts()}
+    for nm in names:
+        assert mpl_text(nm) in dvh and any(t.startswith(mpl_text(nm)) for t in maps), (nm, dvh, maps)
+
+
+def test_an_error_drawing_the_figures_is_an_internal_error_that_keeps_the_mc_dose(base, tmp_path, monkeypatch):  # noqa: F811
+    """Strings audit 19, F1: an error drawing a figure was counted as "refused" (bad input, exit 2).  Now it is an
+    internal error (exit 4) whose message says so and that the MC RT Dose is kept."""
+    from mcproton._check import report as R
+    from mcproton._check.api import check
+    from mcproton.errors import McprotonInternalError, status_of
+
+    def broken(res, ms):
+        raise ValueError("_ ^ ParseSyntaxException: Expected {phantom | llap}, found end of text")
+
+    monkeypatch.setattr(R, "_dvh_figure", broken)
+    d = base["dir"]
+    with pytest.raises(McprotonInternalError) as err:
+        check(plan=d / "RP.dcm", dose=[_tps(base, "rep_fig", base["blob"])], ct=d / "ct", struct=d / "RS.dcm",
+              beam_model="dcpt_v2", mc=_fake_mc(base, 1.0), out=tmp_path / "out", **FAST)
+    msg = str(err.value)
+    assert status_of(err.value) == "internal_error"
+    assert "bug in mcproton's figures" in msg and "the MC dose is kept in" in msg and "RD_mc.dcm" in msg, msg
+    assert (tmp_path / "out" / "RD_mc.dcm").exists()
+
+
+def test_the_console_summary_escapes_control_characters_of_names(report):
+    """Strings audit 19, F7: an ROI named "Cereb ESC[2J ESC[41mFAKE PASS ESC[0m" reached the terminal raw in the
+    summary's organ-at-risk note (stdout): it cleared the screen and printed a red FAKE PASS in a FAIL; a newline
+    split the note.  Now every line of the summary shows them escaped; the JSON keeps the name."""
+    import dataclasses
+
+    name = "Cereb\x1b[2J\x1b[41mFAKE PASS\x1b[0m\nnext"
+    note = f"organ(s) at risk whose dose differs beyond the MC's noise: {name} D2 +9.0 %"
+    res = dataclasses.replace(report, diagnostics=[note], diagnostic_kinds=["remark"],
+                              warnings=[f"structure {name}: few voxels"])
+    text = res.summary()
+    assert "\x1b" not in text and "\\x1b[2J\\x1b[41mFAKE PASS\\x1b[0m\\nnext D2" in text
+    assert sum(ln.startswith("  note: ") for ln in text.splitlines()) == 1
+    assert all(ln.startswith(("mcproton check:", "  ")) for ln in text.splitlines())
+    assert res.diagnostics[0] == note   # the result (check.json) keeps the name as it is

@@ -594,3 +594,27 @@ def test_rois_without_a_voxel_for_one_reason_are_named_in_one_phrase():
         warn_dvh_volumes({}, why, (4.0, 4.0, 4.0), "the dose grid")
     assert len(said) == 1 and said[0].startswith("8 ROI(s) have no voxel on the dose grid (4 x 4 x 4 mm): 'M1', "), said
     assert said[0].count("no voxel centre inside") == 1 and "they have no DVH" in said[0], said
+
+
+def test_a_duplicate_is_never_renamed_onto_another_rois_name(tmp_path):
+    """Strings audit 19, F2: ROIs 1 "PTV", 2 "PTV" and 3 "PTV_2": ROI 2 was renamed "PTV_2" (the name of ROI 3 in the
+    file, whose DVH then held ROI 2's dose) and ROI 3 "PTV_2_3".  Now every ROI that has a name of its own keeps it,
+    the renamed one gets a name no ROI of the file has, and the HDF5 DVH groups carry the ROI number; F6: a name
+    holding "\\" (pydicom: two values) reads as the planning system shows it, not as a Python list."""
+    import h5py
+
+    ds = make_rtstruct({"PTV": [_rect(-8, 8, -8, 8, 0.0)], "CTV": [_rect(-4, 4, -4, 4, 0.0)],
+                        "X": [_rect(-2, 2, -2, 2, 0.0)], "Y": [_rect(-1, 1, -1, 1, 0.0)]})
+    ds.StructureSetROISequence[1].ROIName = "PTV"
+    ds.StructureSetROISequence[2].ROIName = "PTV_2"
+    ds.StructureSetROISequence[3].ROIName = "a\\b"
+    with pytest.warns(RuntimeWarning, match=r"ROIs 1 and 2 are both named 'PTV'; .*ROI 2 is called 'PTV_1002'"):
+        s = read_rtstruct(ds)
+    assert s.roi_numbers == {"PTV": 1, "PTV_1002": 2, "PTV_2": 3, "a\\b": 4}
+    g = box_phantom("water", (40, 40, 4), 1.0)
+    p = tmp_path / "r.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("dose", data=np.ones(g.shape_zyx))
+    write_dvh_hdf5(p, np.ones(g.shape_zyx), rasterise(s, g), 0.001, roi_numbers=s.roi_numbers)
+    with h5py.File(p, "r") as f:
+        assert {f["dvh"][k].attrs["name"]: int(f["dvh"][k].attrs["roi_number"]) for k in f["dvh"]} == s.roi_numbers

@@ -178,3 +178,26 @@ def test_a_dose_per_primary_is_not_written_as_gy(tmp_path):
     with pytest.raises(ValueError, match="Gy per primary proton"):
         write_result_rtdose(r, tmp_path / "rd.dcm")
     assert not (tmp_path / "rd.dcm").exists()
+
+
+def test_an_over_long_patient_id_is_copied_as_it_is_with_one_warning(tmp_path):
+    """Strings audit 19, F5: a PatientID of 74 characters (invalid LO, read by pydicom with a warning) was cut to 64
+    in the RT Dose (another ID than the CT's and plan's), while an over-long PatientName was copied.  Now both are
+    copied as they are, with one warning of mcproton's naming them (no pydicom warning per value)."""
+    import warnings
+
+    from mcproton.errors import McprotonRuntimeWarning
+
+    long_id, long_name = "MRN-" + "1234567890" * 7, "Doe^" + "J" * 70
+    study = StudyReference(patient_name=long_name, patient_id=long_id, frame_of_reference_uid="1.2.3")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rd = write_rtdose(np.ones((2, 3, 4)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / "rd.dcm", study=study)
+    ours = [w for w in caught if issubclass(w.category, McprotonRuntimeWarning)]
+    assert len(ours) == 1, [str(w.message) for w in caught]
+    assert "PatientID (74 characters) and PatientName (74 characters)" in str(ours[0].message)
+    assert not [w for w in caught if "exceeds the maximum" in str(w.message)], [str(w.message) for w in caught]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(rd)
+    assert ds.PatientID == long_id and str(ds.PatientName) == long_name
