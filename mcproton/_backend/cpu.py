@@ -655,13 +655,21 @@ def toolchain() -> tuple[str | None, str]:
     """The C++ compiler and its version line; with none on this machine, (None, the compiler that built the cached
     kernel) where the cache holds a verified kernel of this source and options for this CPU (a cache shared with a
     login node), else RuntimeError."""
+    cxx, text, _ = _toolchain()
+    return cxx, text
+
+
+def _toolchain() -> tuple[str | None, str, str]:
+    """:func:`toolchain`, and the ``--version`` line of the compiler that builds (or, with none here, built) the
+    kernel: the ``compiler`` of its :func:`kernel_identity`."""
     try:
         cxx = find_compiler()
     except RuntimeError:
         path = _kernel_path("transport.cu", None)
         built_by = json.loads(path.with_name(path.name.rsplit("-", 1)[0] + ".json").read_text(encoding="utf-8"))
-        return None, f"{built_by.get('compiler')} (the cached kernel {path.name}; no compiler on this machine)"
-    return cxx, compiler_version(cxx)
+        line = str(built_by.get("compiler"))
+        return None, f"{line} (the cached kernel {path.name}; no compiler on this machine)", line
+    return cxx, compiler_version(cxx), compiler_version(cxx)
 
 
 _CTYPES = {"p": ctypes.c_void_p, "u64": ctypes.c_uint64, "i64": ctypes.c_int64, "i32": ctypes.c_int32,
@@ -673,13 +681,23 @@ class CpuBackend:
     xp = np
 
     def __init__(self, threads: int | None = None) -> None:
-        self._cxx, self.compiler = toolchain()
+        self._cxx, self.compiler, self._kernel_compiler = _toolchain()
         self.compile_options = CPU_OPTIONS
         self._libs: dict[str, ctypes.CDLL] = {}
         # default: OMP_NUM_THREADS, else the CPUs this process may run on (its affinity: taskset, Slurm), not the
         # machine's (mcproton/_cpus.py; the deployment audit, F8, F9)
         self.threads = threads or default_threads()
         self.device = f"CPU: {cpu_model()} ({self.threads} OpenMP threads)"
+
+    def build_identity(self) -> dict[str, str]:
+        """What identifies the transport kernel this backend runs: the compiler (its ``--version`` line), the
+        options, the CPU it is built for (-march=native: model and instruction-set flags) and the kernel cache's key
+        of them all (:func:`kernel_identity`).  Two builds that differ in it may round a few histories differently
+        (-ffast-math): a checkpoint records it, so that a run resumed by another build says so (the environment
+        audit, F2)."""
+        ident = kernel_identity(assemble("transport.cu"), self._kernel_compiler)
+        return {"compiler": str(ident["compiler"]), "options": ident["options"], "cpu_model": ident["cpu_model"],
+                "cpu_flags_sha256": ident["cpu_flags_sha256"], "kernel_key": ident["key"]}
 
     def _lib(self, entry: str) -> ctypes.CDLL:
         if entry not in self._libs:
