@@ -43,6 +43,8 @@ class CTImage:
     patient_position: str = ""
     slice_sop_instance_uids: list[str] = field(default_factory=list)
     series_description: str = ""
+    study_date: str = ""         # StudyDate (DA) of the first slice: an RT Dose written for the CT's study keeps it
+    study_time: str = ""         # StudyTime (TM) of the first slice
     image_comments: str = ""     # ImageComments (0020,4000) of the first slice (a phantom CT names its calibration)
     image_type: str = ""         # ImageType (0008,0008) of the first slice, its values joined by "\\"
     #: the directions (+1 or -1) along x, y, z of the series' columns, rows and slice normal, from its
@@ -678,6 +680,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         slice_sop_instance_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in chosen],
         slice_files=[str(f) for f, _ in chosen],
         series_description=str(ds0.get("SeriesDescription", "")),
+        study_date=str(ds0.get("StudyDate", "") or ""), study_time=str(ds0.get("StudyTime", "") or ""),
         image_comments=str(ds0.get("ImageComments", "") or ""),
         image_type=_text_values(ds0.get("ImageType", None)),
         axis_directions=(int(sx), int(sy), int(sx * sy)),
