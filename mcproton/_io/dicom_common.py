@@ -72,9 +72,10 @@ class StudyReference:
     axis_directions: tuple[int, int, int] = (1, 1, 1)
     #: StudyDate (DA) and StudyTime (TM) of the study: one for every object of it (a CT's own; "": set to the time
     #: of :meth:`resolved`, so that the CT, RT Struct, RT Plan and RT Dose written together share them; before,
-    #: each object took its own "now": the environment audit of 2026-12-06, F7)
-    study_date: str = ""
-    study_time: str = ""
+    #: each object took its own "now": the environment audit of 2026-12-06, F7).  Not compared: the study is the
+    #: same study whatever time a writer gave it (its UIDs are)
+    study_date: str = dataclasses.field(default="", compare=False)
+    study_time: str = dataclasses.field(default="", compare=False)
 
     @classmethod
     def from_ct(cls, ct, **changes) -> "StudyReference":
