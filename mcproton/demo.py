@@ -150,6 +150,31 @@ def _stop_helpers(writer, planes: list[PlanesProcess]) -> None:
             writer.join(raise_error=False)
 
 
+def _clean_after_failure(out: Path, n_slices: int) -> None:
+    """After an error or an interrupt, once the helpers are stopped: the temporary files that the plane-figure
+    processes (ended mid-write) and the other outputs' atomic writes left in ``out`` are removed, and a CT series
+    that the writer did not finish (a full disk, ended after its grace time) is removed and said to be, so that no
+    hidden ``.mcp-*.tmp`` files and no shorter series that loads as a shorter head are left (the environment audit
+    of 2026-12-06, F6)."""
+    import contextlib
+
+    from ._io.atomic import temporary_files
+    from ._io.console import write_stderr
+
+    for _, name in OUTPUT_FILES:
+        for tmp in temporary_files(out / name):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    ct = out / "ct"
+    slices = sorted(ct.glob("CT_*.dcm")) if ct.is_dir() else []
+    if len(slices) < n_slices:
+        for f in slices:
+            with contextlib.suppress(OSError):
+                f.unlink()
+        write_stderr(f"mcproton: the CT series in {ct} was cut short ({len(slices)} of {n_slices} slices written when "
+                     "the demo stopped): it was removed, and the outputs in that folder are incomplete\n")
+
+
 def _log(msg: str, quiet: bool) -> None:
     if not quiet:
         print(f"[demo] {msg}", file=sys.stderr, flush=True)
@@ -356,6 +381,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
             times["planes_wait_s"] = time.perf_counter() - t_wait
     except BaseException:
         _stop_helpers(writer, planes)
+        _clean_after_failure(out, int(g.shape_zyx[0]))
         raise
     times["outputs_s"] = time.perf_counter() - t - times["ct_rtstruct_wait_s"]
 

@@ -655,13 +655,60 @@ def toolchain() -> tuple[str | None, str]:
     """The C++ compiler and its version line; with none on this machine, (None, the compiler that built the cached
     kernel) where the cache holds a verified kernel of this source and options for this CPU (a cache shared with a
     login node), else RuntimeError."""
+    cxx, text, _ = _toolchain()
+    return cxx, text
+
+
+def _toolchain() -> tuple[str | None, str, str]:
+    """:func:`toolchain`, and the ``--version`` line of the compiler that builds (or, with none here, built) the
+    kernel: the ``compiler`` of its :func:`kernel_identity`."""
     try:
         cxx = find_compiler()
     except RuntimeError:
         path = _kernel_path("transport.cu", None)
         built_by = json.loads(path.with_name(path.name.rsplit("-", 1)[0] + ".json").read_text(encoding="utf-8"))
-        return None, f"{built_by.get('compiler')} (the cached kernel {path.name}; no compiler on this machine)"
-    return cxx, compiler_version(cxx)
+        line = str(built_by.get("compiler"))
+        return None, f"{line} (the cached kernel {path.name}; no compiler on this machine)", line
+    return cxx, compiler_version(cxx), compiler_version(cxx)
+
+
+#: what :func:`_runtime_team` has said in this process (each case once)
+_TEAM_WARNED: set[tuple[str, int, int]] = set()
+
+
+def _runtime_team(lib: ctypes.CDLL, n: int) -> tuple[int, str]:
+    """The OpenMP threads a launch of ``n`` gets from the OpenMP runtime the kernel library ``lib`` is linked with
+    (libgomp, libomp; asked through its handle), and the device text where that is not simply ``n``: the runtime's
+    thread limit (OMP_THREAD_LIMIT, set by some cluster environments) caps the team, and dynamic adjustment
+    (OMP_DYNAMIC=true) lets it run fewer threads on a loaded machine, as many as it sees fit for each launch (which
+    the kernel does not report: the text says "up to").  Either is warned about once per process: the dose is the
+    same (bitwise: it does not depend on the thread count), the run slower.  Before, the device text and the
+    provenance said the threads asked for (the environment audit of 2026-12-06, F3)."""
+    from .._io.errors import McprotonRuntimeWarning, warn
+
+    limit = int(lib.omp_get_thread_limit())
+    asked, text = n, ""
+    if 0 < limit < n:
+        text = f"{limit} OpenMP thread{'s' if limit > 1 else ''}: the OpenMP thread limit caps the {n} asked for"
+        if ("limit", n, limit) not in _TEAM_WARNED:
+            _TEAM_WARNED.add(("limit", n, limit))
+            env = os.environ.get("OMP_THREAD_LIMIT")
+            why = f"OMP_THREAD_LIMIT={env} in the environment" if env is not None else "the OpenMP runtime's limit"
+            warn(f"the CPU backend runs on {limit} OpenMP thread{'s' if limit > 1 else ''}, not the {n} asked for "
+                 f"(run.threads or OMP_NUM_THREADS): {why} caps every OpenMP team of this process; the dose is the "
+                 f"same, the run slower; unset OMP_THREAD_LIMIT (or set it to at least {n}) to use {n} threads",
+                 McprotonRuntimeWarning)
+        n = limit
+    if n > 1 and int(lib.omp_get_dynamic()):
+        text = (f"up to {n} OpenMP threads: " + (f"the OpenMP thread limit caps the {asked} asked for, and "
+                                                  if n < asked else "") + "OMP_DYNAMIC lets the runtime run fewer")
+        if ("dynamic", n, 0) not in _TEAM_WARNED:
+            _TEAM_WARNED.add(("dynamic", n, 0))
+            warn(f"OpenMP dynamic adjustment is on (OMP_DYNAMIC={os.environ.get('OMP_DYNAMIC', 'true')} in the "
+                 f"environment): the OpenMP runtime may run the CPU backend on fewer than the {n} threads asked for "
+                 "while the machine is loaded, and the device text says \"up to\"; the dose is the same, the run "
+                 "slower; set OMP_DYNAMIC=false to run on all of them", McprotonRuntimeWarning)
+    return n, text
 
 
 _CTYPES = {"p": ctypes.c_void_p, "u64": ctypes.c_uint64, "i64": ctypes.c_int64, "i32": ctypes.c_int32,
@@ -673,13 +720,23 @@ class CpuBackend:
     xp = np
 
     def __init__(self, threads: int | None = None) -> None:
-        self._cxx, self.compiler = toolchain()
+        self._cxx, self.compiler, self._kernel_compiler = _toolchain()
         self.compile_options = CPU_OPTIONS
         self._libs: dict[str, ctypes.CDLL] = {}
         # default: OMP_NUM_THREADS, else the CPUs this process may run on (its affinity: taskset, Slurm), not the
         # machine's (mcproton/_cpus.py; the deployment audit, F8, F9)
         self.threads = threads or default_threads()
         self.device = f"CPU: {cpu_model()} ({self.threads} OpenMP threads)"
+
+    def build_identity(self) -> dict[str, str]:
+        """What identifies the transport kernel this backend runs: the compiler (its ``--version`` line), the
+        options, the CPU it is built for (-march=native: model and instruction-set flags) and the kernel cache's key
+        of them all (:func:`kernel_identity`).  Two builds that differ in it may round a few histories differently
+        (-ffast-math): a checkpoint records it, so that a run resumed by another build says so (the environment
+        audit, F2)."""
+        ident = kernel_identity(assemble("transport.cu"), self._kernel_compiler)
+        return {"compiler": str(ident["compiler"]), "options": ident["options"], "cpu_model": ident["cpu_model"],
+                "cpu_flags_sha256": ident["cpu_flags_sha256"], "kernel_key": ident["key"]}
 
     def _lib(self, entry: str) -> ctypes.CDLL:
         if entry not in self._libs:
@@ -726,7 +783,7 @@ class CpuBackend:
             else:
                 cargs.append(cast_scalar(kind, a).item())
         lib = self._lib(file)
-        threads = self._team_size()
+        threads = self._team_size(lib)
         # through the kernel library's own handle: the OpenMP runtime it was linked with (libgomp, libomp).  The
         # calling thread's OpenMP thread count is put back afterwards: it is the script's too (every other OpenMP
         # library in the process, and a limit the script set with threadpoolctl; the Python-API audit, F7)
@@ -737,15 +794,20 @@ class CpuBackend:
         finally:
             lib.omp_set_num_threads(ctypes.c_int(before))
 
-    def _team_size(self) -> int:
+    def _team_size(self, lib: Any = None) -> int:
         """The OpenMP threads of the next launch: ``threads``, or 1 in a process forked after its parent ran a team
-        of several (_FORKED_AFTER_TEAM; said once, and in ``device``)."""
+        of several (_FORKED_AFTER_TEAM; said once, and in ``device``), or fewer where the OpenMP runtime of the
+        kernel library ``lib`` caps or may shrink the team (:func:`_runtime_team`)."""
         global _TEAM_RUN
         n = max(1, int(self.threads))
         if n > 1 and _FORKED_AFTER_TEAM:
             _warn_forked(n)
             self.device = f"CPU: {cpu_model()} (1 OpenMP thread: forked after the parent used {n})"
             return 1
+        if n > 1 and lib is not None:
+            n, text = _runtime_team(lib, n)
+            if text:
+                self.device = f"CPU: {cpu_model()} ({text})"
         if n > 1:
             _TEAM_RUN = True   # before the launch: a fork from another thread during it inherits the pool
         return n

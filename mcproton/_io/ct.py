@@ -10,6 +10,8 @@ returned grid always has axes along +x, +y, +z with positive spacings.
 """
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -43,6 +45,8 @@ class CTImage:
     patient_position: str = ""
     slice_sop_instance_uids: list[str] = field(default_factory=list)
     series_description: str = ""
+    study_date: str = ""         # StudyDate (DA) of the first slice: an RT Dose written for the CT's study keeps it
+    study_time: str = ""         # StudyTime (TM) of the first slice
     image_comments: str = ""     # ImageComments (0020,4000) of the first slice (a phantom CT names its calibration)
     image_type: str = ""         # ImageType (0008,0008) of the first slice, its values joined by "\\"
     #: the directions (+1 or -1) along x, y, z of the series' columns, rows and slice normal, from its
@@ -678,6 +682,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         slice_sop_instance_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in chosen],
         slice_files=[str(f) for f, _ in chosen],
         series_description=str(ds0.get("SeriesDescription", "")),
+        study_date=str(ds0.get("StudyDate", "") or ""), study_time=str(ds0.get("StudyTime", "") or ""),
         image_comments=str(ds0.get("ImageComments", "") or ""),
         image_type=_text_values(ds0.get("ImageType", None)),
         axis_directions=(int(sx), int(sy), int(sx * sy)),
@@ -881,6 +886,7 @@ def write_ct_series_uids(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], ori
     if patient_position not in ("HFS", "HFP", "FFS", "FFP", "HFDL", "HFDR", "FFDL", "FFDR"):
         raise ValueError(f"patient_position {patient_position!r} is not a DICOM patient position (e.g. HFS)")
     out = Path(out_dir)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     series_uid = series_instance_uid or generate_uid()
     date, time = now_date_time()
@@ -920,15 +926,56 @@ def write_ct_series_uids(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], ori
     ds.PixelData = pix[0].tobytes()
     writer = TemplateFileWriter(ds, ("SOPInstanceUID", "InstanceNumber", "ImagePositionPatient", "SliceLocation",
                                      "PixelData"))
-    paths, sops, zs = [], [], []
-    for k in range(nz):
-        path = out / f"CT_{k:04d}.dcm"
-        sop_uid = str(generate_uid())
-        z = _ds(org[2] + k * vs[2])
-        writer.write(path, SOPInstanceUID=sop_uid, InstanceNumber=k + 1,
-                     ImagePositionPatient=[_ds(org[0]), _ds(org[1]), z], SliceLocation=z,
-                     PixelData=pix[k].tobytes())
-        paths.append(path)
-        sops.append(sop_uid)
-        zs.append(float(z))
+    paths: list[Path] = []
+    sops, zs = [], []
+    try:
+        for k in range(nz):
+            path = out / f"CT_{k:04d}.dcm"
+            sop_uid = str(generate_uid())
+            z = _ds(org[2] + k * vs[2])
+            writer.write(path, SOPInstanceUID=sop_uid, InstanceNumber=k + 1,
+                         ImagePositionPatient=[_ds(org[0]), _ds(org[1]), z], SliceLocation=z,
+                         PixelData=pix[k].tobytes())
+            paths.append(path)
+            sops.append(sop_uid)
+            zs.append(float(z))
+    except OSError as exc:
+        raise _series_cut_short(exc, out, [*paths, out / f"CT_{len(paths):04d}.dcm"], len(paths), nz, made) from exc
     return paths, sops, zs
+
+
+class CTSeriesWriteError(OSError):
+    """A CT series that could not be written whole (a full disk, a quota, a file-size limit): the slices written
+    were removed, so that no shorter series that loads as a shorter patient is left.  Its ``errno`` is the failed
+    write's; ``str()`` says in words what happened and what to do."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _series_cut_short(exc: OSError, out: Path, written: list[Path], done: int, nz: int,
+                      made: bool) -> CTSeriesWriteError:
+    """Remove the slices of a series whose writing failed (and its folder, where this call made it and it is left
+    empty), and the error that says so.  Before, a full disk left 37 of 109 slices (the last truncated) and the bare
+    "[Errno 28] No space left on device" (the environment audit of 2026-12-06, F6)."""
+    import errno as _errno
+
+    from .atomic import unwrap_os_error
+
+    for f in written:
+        with contextlib.suppress(OSError):
+            f.unlink()
+    if made:
+        with contextlib.suppress(OSError):
+            out.rmdir()
+    err = unwrap_os_error(exc)
+    code = getattr(err, "errno", None)
+    why = {_errno.ENOSPC: "the disk of that folder is full", _errno.EDQUOT: "the disk quota of that folder is used up",
+           _errno.EFBIG: "a file-size limit (ulimit -f) was reached",
+           _errno.EROFS: "that folder is on a read-only file system"}.get(code or -1, str(getattr(err, "strerror", "")
+                                                                                   or err))
+    todo = ("free space there or give another output folder" if code in (_errno.ENOSPC, _errno.EDQUOT, _errno.EFBIG)
+            else "give another output folder")
+    return CTSeriesWriteError(code, f"the CT series could not be written to {out}: {why} (after {done} of {nz} "
+                                    f"slices); the series is incomplete and the {done} slice(s) written were removed, "
+                                    f"so that no partial series is left; {todo}")

@@ -70,6 +70,12 @@ class StudyReference:
     #: ImageOrientationPatient: (1, 1, 1) head-first supine, (-1, -1, 1) prone, ...): an RT Dose written for it
     #: is stored in the same orientation (mcproton._io.rtdose.write_rtdose)
     axis_directions: tuple[int, int, int] = (1, 1, 1)
+    #: StudyDate (DA) and StudyTime (TM) of the study: one for every object of it (a CT's own; "": set to the time
+    #: of :meth:`resolved`, so that the CT, RT Struct, RT Plan and RT Dose written together share them; before,
+    #: each object took its own "now": the environment audit of 2026-12-06, F7).  Not compared: the study is the
+    #: same study whatever time a writer gave it (its UIDs are)
+    study_date: str = dataclasses.field(default="", compare=False)
+    study_time: str = dataclasses.field(default="", compare=False)
 
     @classmethod
     def from_ct(cls, ct, **changes) -> "StudyReference":
@@ -77,7 +83,7 @@ class StudyReference:
         (:class:`mcproton.dicom.CTImage`, or anything with those attributes), with ``changes`` (e.g.
         ``plan_sop_instance_uid=...``)."""
         names = ("patient_name", "patient_id", "patient_birth_date", "patient_sex", "study_instance_uid",
-                 "frame_of_reference_uid", "patient_position")
+                 "frame_of_reference_uid", "patient_position", "study_date", "study_time")
         axes = tuple(int(a) for a in getattr(ct, "axis_directions", None) or (1, 1, 1))
         return cls(**{**{k: str(getattr(ct, k, "") or "") for k in names}, "axis_directions": axes, **changes})
 
@@ -86,12 +92,14 @@ class StudyReference:
         return dataclasses.replace(self, **changes)
 
     def resolved(self) -> "StudyReference":
-        """A copy with a fresh study and frame-of-reference UID where they are empty (what a writer
-        stores)."""
+        """A copy with a fresh study and frame-of-reference UID where they are empty, and the study date and time
+        set to now where there is none (what a writer stores)."""
         from pydicom.uid import generate_uid
 
+        date, time = (self.study_date, self.study_time) if self.study_date else now_date_time()
         return self.replace(study_instance_uid=self.study_instance_uid or str(generate_uid()),
-                            frame_of_reference_uid=self.frame_of_reference_uid or str(generate_uid()))
+                            frame_of_reference_uid=self.frame_of_reference_uid or str(generate_uid()),
+                            study_date=date, study_time=time)
 
 
 PHANTOM_STUDY = StudyReference(patient_name="mcproton^phantom", patient_id="MCPROTON", patient_position="HFS")
@@ -137,11 +145,23 @@ def new_file_dataset(path: str | Path, sop_class_uid: str, sop_instance_uid: str
 
 
 def now_date_time() -> tuple[str, str]:
-    """Today's DICOM DA and TM strings (YYYYMMDD, HHMMSS)."""
+    """Today's DICOM DA and TM strings (YYYYMMDD, HHMMSS), local time."""
     import datetime as _dt
 
     t = _dt.datetime.now()
     return t.strftime("%Y%m%d"), t.strftime("%H%M%S")
+
+
+def utc_offset() -> str:
+    """This machine's offset of local time from UTC now, as TimezoneOffsetFromUTC (0008,0201) gives it: "+HHMM" or
+    "-HHMM" (the dates and times mcproton writes are local: with it they can be related to the UTC date of the
+    HDF5 provenance)."""
+    import datetime as _dt
+
+    off = _dt.datetime.now().astimezone().utcoffset() or _dt.timedelta(0)
+    minutes = round(off.total_seconds() / 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
 
 
 def set_patient_study_series(ds, study: StudyReference, *, modality: str, date: str, time: str,
@@ -154,8 +174,11 @@ def set_patient_study_series(ds, study: StudyReference, *, modality: str, date: 
     file gives it): then ISO_IR 192 (UTF-8), so that the name is written as it is, not as question marks."""
     if not all(_latin1(v) for v in (study.patient_name, study.patient_id, series_description)):
         ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.StudyDate = date
-    ds.StudyTime = time
+    # the study's date and time (one for every object of the study: StudyReference.resolved); the object's own
+    # date and time (Series/Content) are the writer's ``date`` and ``time``
+    ds.StudyDate = study.study_date or date
+    ds.StudyTime = study.study_time or time
+    ds.TimezoneOffsetFromUTC = utc_offset()
     ds.AccessionNumber = ""
     ds.Modality = modality
     ds.Manufacturer = "mcproton"

@@ -9,6 +9,13 @@ Writes are built in memory, go to a temporary ``.<name>.*.tmp`` beside it, are f
 checkpoint (``os.replace``): a kill at any moment leaves either the previous or the new checkpoint, never a
 partial one.  A checksum over every array and counter detects a damaged file; a fingerprint (config, version,
 kernel, geometry, beams, backend, seed) refuses a checkpoint of another job.
+
+Beside the fingerprint, a checkpoint records the *builds* of the transport kernel that ran its histories
+(:func:`kernel_build`: compiler, options, the CPU or GPU it was built for, the kernel cache's key, mcproton's build
+identity), each with the history position of every beam where it took over.  A run resumed by another build (a
+Slurm requeue onto a node with another compiler, or another CPU: -march=native) is not refused: its dose is
+statistically valid, but not bitwise equal to an uninterrupted run of either build; the run says so and its
+provenance records the builds (``kernel_builds``).  One resumed with other physics data is refused.
 """
 from __future__ import annotations
 
@@ -86,6 +93,61 @@ def fingerprint(cfg: dict[str, Any] | None, settings: Any, backend: str, geometr
         # the beams' random streams (JobOptions.first_beam_index); absent when 0, as before it existed
         **({"first_beam_index": str(int(first_beam_index))} if first_beam_index else {}),
     }
+
+
+#: the checkpoint attribute holding the kernel builds (JSON list of {"kernel": kernel_build(...) or None for an
+#: unknown one, "from_histories": [each beam's next history when it took over]})
+BUILDS_ATTR = "kernel_builds"
+
+
+def kernel_build(backend: Any) -> dict[str, Any]:
+    """What identifies the transport kernel a backend runs: the backend's ``build_identity()`` (the CPU's compiler,
+    options, CPU model and flags, kernel cache key), else its compiler, options and device (the GPU, whose NVRTC
+    build is for that device); with mcproton's build identity (:func:`mcproton._build.build_identity`: version,
+    kernel source, physics data)."""
+    from .._build import build_identity
+
+    own = getattr(backend, "build_identity", None)
+    kernel = dict(own()) if callable(own) else {
+        "compiler": str(getattr(backend, "compiler", "")),
+        "options": " ".join(map(str, getattr(backend, "compile_options", ()))),
+        "target": str(getattr(backend, "device", ""))}
+    return {"backend": str(getattr(backend, "name", "")), **kernel, "mcproton": build_identity()}
+
+
+def describe_build(build: dict[str, Any] | None) -> str:
+    """A kernel build in words (for messages)."""
+    if not build:
+        return "an unknown build (a checkpoint of an mcproton that did not record it)"
+    where = (f"for {build['cpu_model']} (CPU flags {str(build.get('cpu_flags_sha256'))[:12]})" if "cpu_model" in build
+             else f"for {build.get('target')}")
+    key = f", kernel cache key {build['kernel_key']}" if build.get("kernel_key") else ""
+    return f"{build.get('compiler') or 'an unknown compiler'} {where}{key}"
+
+
+def read_builds(path: str | Path) -> list[dict[str, Any]] | None:
+    """The kernel builds a checkpoint records (:data:`BUILDS_ATTR`); None for one written before they were
+    recorded (or unreadable)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if BUILDS_ATTR not in f.attrs:
+                return None
+            builds = json.loads(f.attrs[BUILDS_ATTR])
+            return builds if isinstance(builds, list) else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def physics_changed(builds: list[dict[str, Any]] | None, current: dict[str, Any]) -> bool:
+    """Whether the physics data of a checkpoint's last known build differ from ``current``'s (mcproton's
+    ``physics_files_sha256``): a resume would mix two physics, which is refused."""
+    known = [b["kernel"] for b in builds or [] if b.get("kernel")]
+    if not known:
+        return False
+    old = (known[-1].get("mcproton") or {}).get("physics_files_sha256")
+    return old is not None and old != (current.get("mcproton") or {}).get("physics_files_sha256")
 
 
 _WHAT = {"format": ("checkpoint format", "it was written by another mcproton version"),
@@ -181,19 +243,24 @@ class BeamState:
 _ARRAY_OPTS: dict[str, Any] = {}
 
 
-def save_checkpoint(path: str | Path, fp: dict[str, str], states: list[BeamState]) -> Path:
+def save_checkpoint(path: str | Path, fp: dict[str, str], states: list[BeamState],
+                    builds: list[dict[str, Any]] | None = None) -> Path:
     """Write the states atomically (built in memory, then temp file, fsync, os.replace: mcproton._io.atomic; HDF5
     never meets a failed write, which can crash it).  On failure (disk full, no permission) the temporary file is
-    removed, the previous checkpoint is left as it was, and the OSError is raised."""
+    removed, the previous checkpoint is left as it was, and the OSError is raised.  ``builds``: the kernel builds
+    that ran its histories (:data:`BUILDS_ATTR`)."""
     from .._io.atomic import write_hdf5_atomic
 
-    return write_hdf5_atomic(path, lambda f: _fill_checkpoint(f, fp, states))
+    return write_hdf5_atomic(path, lambda f: _fill_checkpoint(f, fp, states, builds))
 
 
-def _fill_checkpoint(f: Any, fp: dict[str, str], states: list[BeamState]) -> None:
+def _fill_checkpoint(f: Any, fp: dict[str, str], states: list[BeamState],
+                     builds: list[dict[str, Any]] | None = None) -> None:
     f.attrs["mcproton_checkpoint"] = FORMAT
     f.attrs["fingerprint"] = json.dumps(fp, sort_keys=True)
     f.attrs["fingerprint_sha"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+    if builds is not None:
+        f.attrs[BUILDS_ATTR] = json.dumps(builds, sort_keys=True)
     for i, st in enumerate(states):
         g = f.create_group(f"beam_{i:03d}")
         a = st.acc

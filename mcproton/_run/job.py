@@ -23,8 +23,8 @@ from .._io.atomic import temporary_files
 from .._io.console import printable, write_stderr
 from .._signals import RunInterrupted, stop_signals, transport_handler_entered
 from .._timing import phase
-from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, fingerprint, geometry_hash, \
-    load_checkpoint, save_checkpoint
+from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, describe_build, fingerprint, \
+    geometry_hash, kernel_build, load_checkpoint, physics_changed, read_builds, save_checkpoint
 from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from .result import finish, scored_voxels
 from .streaming import BatchPlan, LocalExecutor, end_progress, is_out_of_memory, progress_printer, stream
@@ -264,7 +264,10 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     # the job's identity, checked on resume (hashes of the geometry and the beams: only with a checkpoint)
     fp = {} if ckpt is None else fingerprint(cfg, settings, backend, geometry, beams, opts.first_beam_index)
     n_vox = int(np.prod(geometry.shape_zyx))
+    resumed = ckpt is not None and ckpt.exists()
     states = _initial_states(ckpt, fp, n_vox, len(beams), resume, log)
+    # the kernel builds that ran the histories (checkpoint.BUILDS_ATTR): this run's joins at its first transport
+    builds = _checkpoint_builds(ckpt, len(states)) if resumed and ckpt is not None else []
 
     dask_ctx = None
     if cfg is not None and (workers or scheduler or client is not None):
@@ -294,7 +297,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
             if cap:   # a GPU out-of-memory shrink is kept by every checkpoint, not only the last one
                 states[i].batch_cap = int(cap)
         try:
-            save_checkpoint(ckpt, fp, states)
+            save_checkpoint(ckpt, fp, states, builds)
         except OSError as exc:
             current["ckpt_error"] = f"{type(exc).__name__}: {exc}"
             current["ckpt_failures"] += 1
@@ -323,6 +326,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     # beam, so that a large grid's tallies and sums are not faulted in again per beam (Simulation recycle=,
     # Accumulator.cleared)
     prev_sim: Simulation | None = None
+    prev_backend: Any = None
     spare: tuple[Accumulator, np.ndarray] | None = None
     try:
         with _StopFlag(opts.handle_signals, checkpoint=ckpt if ckpt is not None else False) as stop:
@@ -331,6 +335,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 st = states[i]
                 t_setup = time.perf_counter()
                 sim = Simulation(geometry, beam, settings, beam_index=opts.first_beam_index + i, recycle=prev_sim)
+                prev_backend = sim.backend
                 prev_sim = sim if sim.sparse_batches and dask_ctx is None else None
                 if spare is not None and _fresh(st.acc) and sim.sparse_batches:
                     st.acc = Accumulator.cleared(*spare)
@@ -360,6 +365,9 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                         f"of the plan, {len(beam.spots)} Gaussian spots of the beam model)")
                 with phase("kernel_build"):   # its own phase (mcproton run's phase_s, the check's timings_s): on a
                     sim.backend.compile()       # cold kernel cache the C++/NVRTC build, seconds, is not transport
+                if dask_ctx is None and current.get("build") is None:
+                    current["build"] = _kernel_takes_over(builds, sim.backend, states, ckpt, opts.warn_stacklevel,
+                                                          log)
                 setup_s = time.perf_counter() - t_setup
                 plan = BatchPlan.from_settings(settings, sim.backend.name)
                 acc = st.acc
@@ -470,9 +478,55 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
             dask_ctx.close()
         if current["ckpt_failures"]:   # still failing at the end: said once more (F11)
             log(f"mcproton: warning: {_ckpt_state(ckpt, current)}")
+    if builds and dask_ctx is None and (len(builds) > 1 or builds[-1]["kernel"] != (
+            current.get("build") or (kernel_build(prev_backend) if prev_backend is not None else None))):
+        for r in results:   # a resume by another build (or of an unknown one): which ran which histories
+            r.provenance["kernel_builds"] = [dict(b) for b in builds]
     for r in results:
         mark_completeness(r, settings, settings.primaries)
     return results
+
+
+def _checkpoint_builds(ckpt: Path, n_beams: int) -> list[dict[str, Any]]:
+    """The kernel builds recorded in the checkpoint being resumed (one unknown build, ``kernel`` None, for a
+    checkpoint written before they were recorded); CheckpointError where its physics data differ from this
+    mcproton's (the dose would mix two physics)."""
+    from .._build import build_identity
+
+    builds = read_builds(ckpt)
+    if physics_changed(builds, {"mcproton": build_identity()}):
+        raise CheckpointError(
+            f"checkpoint {ckpt} was written with other physics data (the SHA-256 of mcproton's data files and physics "
+            "modules differs from this installation's): resume with the mcproton that wrote it; or delete "
+            f"{ckpt} to start the run afresh")
+    return builds if builds is not None else [{"kernel": None, "from_histories": [0] * n_beams}]
+
+
+def _kernel_takes_over(builds: list[dict[str, Any]], backend: Any, states: list[BeamState], ckpt: Path | None,
+                       stacklevel: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """This run's kernel build (checkpoint.kernel_build), added to ``builds`` where it is not the last one there,
+    with the history each beam is at: a checkpoint written by another build (a requeue onto a node with another
+    compiler or CPU) is continued, with a warning that the dose is statistically valid but not bitwise equal to an
+    uninterrupted run (the README's promise holds for one build); one that does not record its build, with a note
+    that this cannot be verified (the environment audit, F2)."""
+    build = kernel_build(backend)
+    last = builds[-1]["kernel"] if builds else None
+    if builds and last is None:
+        log(f"mcproton: note: the checkpoint {ckpt} does not record the transport kernel build that wrote it (an "
+            "older mcproton): whether this build (" + describe_build(build) + ") is the same, and so whether the "
+            "resumed dose is bitwise identical to an uninterrupted run, cannot be verified")
+    elif builds and last != build:
+        from .._io.errors import McprotonRuntimeWarning, warn
+
+        warn(f"the checkpoint {ckpt} was written by another build of the transport kernel ({describe_build(last)}) "
+             f"than this run's ({describe_build(build)}): the run goes on, and its dose is statistically valid, but "
+             "not bitwise identical to an uninterrupted run with either build (-ffast-math rounds a few histories "
+             "differently); both builds and the histories each ran are recorded in the output's provenance "
+             "(kernel_builds). For a bitwise-reproducible result, resume on a node with the same compiler and CPU",
+             McprotonRuntimeWarning, stacklevel=stacklevel)
+    if not builds or last != build:
+        builds.append({"kernel": build, "from_histories": [int(s.next_history) for s in states]})
+    return build
 
 
 def mark_completeness(result: Any, settings: Any, requested: int) -> None:

@@ -1,0 +1,61 @@
+"""The CPU backend records the OpenMP team the runtime gives it, not the threads asked for (the environment audit of
+2026-12-06, F3).
+
+With ``OMP_THREAD_LIMIT=1`` (set by some cluster environments) the transport ran on one thread, and with
+``OMP_DYNAMIC=true`` on a loaded machine the OpenMP runtime shrank the team, while the device text of the summary
+and the provenance said "(2 OpenMP threads)", with no warning that the run was slower.  The runtime's limit is now
+asked through the kernel library's handle (the OpenMP runtime it is linked with) and caps the count recorded; dynamic
+adjustment is recorded as "up to"; each is warned about once.  Each case runs in a fresh interpreter: the OpenMP
+runtime reads these variables once, when it is loaded.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+CODE = r"""
+import warnings
+import mcproton as mcp
+
+with warnings.catch_warnings(record=True) as rec:
+    warnings.simplefilter("always")
+    r = mcp.simulate(mcp.box_phantom("water", (20, 20, 40), 2.0), mcp.Beam.pencil(60.0, position_mm=(0, 0, -1)),
+                     mcp.RunSettings(primaries=300, backend="cpu", threads=2, seed=3))
+print("DEVICE", r.device)
+print("PROVENANCE", r.provenance["device"])
+for w in rec:
+    print("WARNING", str(w.message).replace("\n", " "))
+"""
+
+
+def _run(**env_extra: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    env.update(env_extra)
+    r = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+def test_a_thread_limit_caps_the_recorded_count_and_is_warned_about():
+    out = _run(OMP_THREAD_LIMIT="1")
+    assert "(1 OpenMP thread: the OpenMP thread limit caps the 2 asked for)" in out, out
+    assert "PROVENANCE CPU:" in out and "(2 OpenMP threads)" not in out, out
+    warned = [line for line in out.splitlines() if line.startswith("WARNING") and "OMP_THREAD_LIMIT=1" in line]
+    assert len(warned) == 1 and "not the 2 asked for" in warned[0] and "the dose is the same" in warned[0], out
+
+
+def test_dynamic_adjustment_is_recorded_as_up_to_and_warned_about():
+    out = _run(OMP_DYNAMIC="true")
+    assert "(up to 2 OpenMP threads: OMP_DYNAMIC lets the runtime run fewer)" in out, out
+    warned = [line for line in out.splitlines() if line.startswith("WARNING") and "OMP_DYNAMIC=true" in line]
+    assert len(warned) == 1 and "OMP_DYNAMIC=false" in warned[0], out
+
+
+@pytest.mark.parametrize("env", [{}, {"OMP_DYNAMIC": "false", "OMP_THREAD_LIMIT": "8"}])
+def test_without_a_cap_the_device_says_the_threads_asked_for_and_nothing_is_warned(env):
+    out = _run(**env)
+    assert "DEVICE CPU:" in out and "(2 OpenMP threads)" in out, out
+    assert "WARNING" not in out or not any(k in out for k in ("OMP_THREAD_LIMIT", "OMP_DYNAMIC")), out
