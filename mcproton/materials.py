@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
@@ -174,7 +174,8 @@ def get_material(name: str | Material) -> Material:
     """The database material called ``name``.
 
     Case-insensitive; aliases such as ``"lucite"``, ``"cortical_bone"`` or ``"G4_WATER"`` work, and ``-`` or
-    spaces count as ``_``. A :class:`Material` passed in is returned as is. Unknown names raise
+    spaces count as ``_``. Each call returns its own copy (changing its mass fractions changes no other call's);
+    a :class:`Material` passed in is returned as is. Unknown names raise
     :class:`UnknownMaterialError` (a ``KeyError`` and a ``ValueError``) naming the closest matches and listing
     the available materials.
     """
@@ -183,7 +184,10 @@ def get_material(name: str | Material) -> Material:
     mats, keys = _database()
     k = _normalise_key(name)
     if k in keys:
-        return mats[keys[k]]
+        # a copy with its own mass fractions: the database's Material is shared by every later call, and its dict
+        # could be changed in place (``get_material("water").mass_fractions["H"] = ...``) for the whole process
+        m = mats[keys[k]]
+        return replace(m, mass_fractions=dict(m.mass_fractions))
     close = difflib.get_close_matches(k, list(keys), n=8, cutoff=0.5)
     # canonical names, closest first, no repeats
     suggestions = list(dict.fromkeys(keys[c] for c in close))[:3]

@@ -122,3 +122,12 @@ def test_element_table():
 def test_element_file_has_provenance():
     text = (DATA / "elements.csv").read_text(encoding="utf-8")
     assert text.startswith("#") and "ICRU" in text and "NIST" in text
+
+
+def test_a_database_material_changed_in_place_changes_no_later_call():
+    """get_material handed out the database's own Material, whose mass fractions are a dict: changing them in place
+    changed water for every later call in the process (the long-lived-process audit, F1, the same pattern)."""
+    w = get_material("water")
+    h = w.mass_fractions["H"]
+    w.mass_fractions["H"] = 0.5
+    assert get_material("water").mass_fractions["H"] == h and get_material("water") == get_material("G4_WATER")
