@@ -924,14 +924,12 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
     ``out_dir``; each file written atomically.  Returns {name: path}."""
     import html
 
-    import matplotlib
     from matplotlib.figure import Figure
 
     from ._check.report import sign_off_html
     from ._io.atomic import write_bytes_atomic
     from ._io.json_out import json_text
 
-    matplotlib.use("Agg", force=False)
     out = Path(out_dir)
     earlier = check_out_dir(out)   # refuses a file that an earlier commission did not write
     out.mkdir(parents=True, exist_ok=True)
