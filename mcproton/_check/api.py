@@ -1389,7 +1389,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     calibration : the HU calibration (a name, a file or an HUCalibration); None: the default schneider2000, with
         which a CT that mcproton wrote from densities with another one (its ImageComments name it) is refused
         (given: a warning).
-    mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).
+    mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).  A ``calibration`` or
+        ``beam_model`` given with it must be the one it was computed with (else refused); left out: its own.
     machine_check : refuse a plan whose beams are for a treatment machine the beam model does not name (default).
     ignore_beam_limiting_devices : compute a beam whose control points place an MLC, jaws or an aperture as if the
         device were fully open, with a warning (default False: such a plan is refused, as mcproton does not model
