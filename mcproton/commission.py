@@ -924,7 +924,6 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
     ``out_dir``; each file written atomically.  Returns {name: path}."""
     import html
 
-    import matplotlib
     from matplotlib.figure import Figure
 
     from ._check.report import sign_off_html
@@ -932,7 +931,6 @@ def write_commission_report(res: CommissionResult, out_dir: str | Path) -> dict[
     from ._io.json_out import json_text
     from .plots import mpl_text
 
-    matplotlib.use("Agg", force=False)
     out = Path(out_dir)
     earlier = check_out_dir(out)   # refuses a file that an earlier commission did not write
     out.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,10 @@ The exceptions (every refusal is a ``ValueError``, every environment error a ``R
 * :class:`McprotonEnvironmentError` (and its :class:`OutputLockedError`, :class:`OutputLockError`,
   :class:`OutputWriteError`, :class:`BackendUnavailableError`): the machine or the output (exit 3);
 * :class:`McprotonInternalError`: a bug (exit 4);
-* :class:`RunInterrupted`: a stop signal during ``simulate`` or ``check`` (exit ``code``).  A ``BaseException``, as
-  ``KeyboardInterrupt`` is: ``except Exception`` does not swallow a scheduler's SIGTERM.
+* :class:`RunInterrupted`: a stop signal during ``check`` or ``mcproton run`` (exit ``code``).  A ``BaseException``,
+  as ``KeyboardInterrupt`` is: ``except Exception`` does not swallow a scheduler's SIGTERM.  ``simulate`` installs
+  no signal handlers (library code in the caller's process): Ctrl-C raises ``KeyboardInterrupt`` after the batch in
+  flight, and SIGTERM keeps its default action (docs/check.md).
 
 :func:`exit_status` and :func:`status_of` map any exception to the table above.
 """

@@ -187,6 +187,23 @@ def _parse_composition(text: str, where: str) -> dict[str, float]:
     return {k: v / total for k, v in comp.items()}
 
 
+class _ReadOnlyFractions(dict):
+    """The mass fractions of a database material: a dict that cannot be changed.  :func:`get_material` hands out
+    the same :class:`Material` at every call (the geometry's override step tells materials apart by identity), so a
+    change in place (``get_material("water").mass_fractions["H"] = 0.2``) would have changed water for the rest of
+    the process (the long-lived-process audit, F1: the same pattern as the shared calibration).  Pickles and reads
+    as a dict."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a database material's mass fractions are read-only (shared by every get_material call); "
+                        "make a changed copy: dataclasses.replace(material, mass_fractions={...})")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self):
+        return (_ReadOnlyFractions, (dict(self),))
+
+
 @lru_cache(maxsize=1)
 def _database() -> tuple[dict[str, Material], dict[str, str]]:
     """(name -> Material, normalised alias/name -> name)."""
@@ -198,7 +215,7 @@ def _database() -> tuple[dict[str, Material], dict[str, str]]:
         where = f"{path.name}: material {name!r}"
         i_txt = (r.get("i_value_ev") or "").strip()
         mat = Material(name=name, density_g_cm3=float(r["density_g_cm3"]),
-                       mass_fractions=_parse_composition(r["composition"], where),
+                       mass_fractions=_ReadOnlyFractions(_parse_composition(r["composition"], where)),
                        i_value_ev=float(i_txt) if i_txt else None, source=r.get("source", "").strip())
         if name in mats:
             raise ValueError(f"{where}: duplicate name")
@@ -225,7 +242,9 @@ def get_material(name: str | Material) -> Material:
     """The database material called ``name``.
 
     Case-insensitive; aliases such as ``"lucite"``, ``"cortical_bone"`` or ``"G4_WATER"`` work, and ``-`` or
-    spaces count as ``_``. A :class:`Material` passed in is returned as is. Unknown names raise
+    spaces count as ``_``. The material is shared by every call, so its mass fractions are read-only (a changed
+    copy: ``dataclasses.replace(m, mass_fractions={...})``); a :class:`Material` passed in is returned as is.
+    Unknown names raise
     :class:`UnknownMaterialError` (a ``KeyError`` and a ``ValueError``) naming the closest matches and listing
     the available materials.
     """

@@ -104,18 +104,16 @@ def test_a_dose_with_nan_in_the_mask_is_refused():
 def test_plot_dvh_curves_differ_in_style_and_empty_masks_are_named(tmp_path, monkeypatch):
     """Figures audit 16 F5/F9: DVH curves differ in line style and marker, not only in colour (the demo's two
     cochleae were green and red, the same for a deuteranope); an empty mask is named in the legend as such."""
-    import matplotlib.pyplot as plt
+    from mcproton.plots import _Figures
 
     dose, mask = _ramp()
     half = mask.copy()
     half.flat[::2] = False
     figs = []
-    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
+    monkeypatch.setattr(_Figures, "close", staticmethod(lambda fig=None: figs.append(fig)))
     plot_dvh(dose, {"all": mask, "half": half, "none": np.zeros_like(mask)}, tmp_path / "dvh.png")
     ax = figs[0].axes[0]
     lines = [ln for ln in ax.get_lines() if ln.get_label() in ("all", "half")]
     assert len({(ln.get_linestyle(), ln.get_marker()) for ln in lines}) == 2
     assert all(ln.get_marker() not in ("None", "", None) for ln in lines)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["all", "half", "none (no voxels)"]
-    monkeypatch.undo()
-    plt.close(figs[0])

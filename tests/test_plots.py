@@ -229,3 +229,27 @@ def test_missing_glyphs_are_one_warning_of_ours(tmp_path, monkeypatch):
         assert len(ours) == (1 if k == 0 else 0), ours
         if k == 0:
             assert "\ue000" in ours[0] and "drawn as empty boxes" in ours[0]
+
+
+def test_the_figures_leave_the_users_matplotlib_backend_and_pyplot_alone(tmp_path):
+    """plot_dvh and the plane figures called matplotlib.use("Agg"): a notebook's inline (or a GUI) backend was
+    replaced for the rest of the session, and plt.show() showed nothing after the first DVH (the long-lived-process
+    audit, F4).  They now draw on figures of their own with an Agg canvas: the backend chosen stays (here svg, a
+    backend that needs no display either), no figure is left in pyplot, and the PNGs are written."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from mcproton.dvh import plot_dvh
+
+    before = matplotlib.get_backend()
+    open_before = plt.get_fignums()
+    try:
+        matplotlib.use("svg")
+        dose = _block()
+        mask = dose > 0
+        paths = [plot_dvh(dose, {"PTV": mask, "empty": ~mask & (dose < 0)}, tmp_path / "dvh.png"),
+                 P.plot_dose_planes(_result(dose), tmp_path / "planes.png", centre_zyx=(4, 0, 0))]
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == open_before
+        assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+    finally:
+        matplotlib.use(before)

@@ -7,13 +7,25 @@ from .base import Backend
 from .cuda import cuda_available
 
 
-@lru_cache(maxsize=16)
 def get_backend(name: str = "auto", threads: int | None = None, gpu: int | None = None) -> Backend:
     """The backend by name.  "auto" picks cuda when CuPy and a device are present, else cpu.  ``gpu``: the
-    CUDA device index of the cuda backend (default 0)."""
+    CUDA device index of the cuda backend (default 0).  The CPU backend's default thread count (``threads`` None:
+    ``OMP_NUM_THREADS``, else the CPUs this process may run on) is read at each call, so that a long-lived process
+    that lowers ``OMP_NUM_THREADS`` or its CPU affinity runs its next simulation with the new count (it was fixed at
+    the first run in the process: the long-lived-process audit, F6); a backend per thread count is kept."""
     if name == "auto":
         ok, _ = cuda_available()
         name = "cuda" if ok else "cpu"
+    if name == "cpu" and threads is None:
+        from .._cpus import default_threads
+
+        threads = default_threads()
+    return _get_backend(name, threads, gpu)
+
+
+@lru_cache(maxsize=16)
+def _get_backend(name: str, threads: int | None, gpu: int | None) -> Backend:
+    """:func:`get_backend` of a resolved name (and thread count), kept: a backend holds its loaded kernels."""
     if name == "cpu":
         from .cpu import CpuBackend
 
@@ -36,6 +48,9 @@ def get_backend(name: str = "auto", threads: int | None = None, gpu: int | None 
                                           f"0..{n - 1}; choose one of them or leave run.gpu unset (device 0)")
         return CudaBackend(int(gpu or 0))
     raise ValueError(f"unknown backend {name!r}; use 'auto', 'cpu' or 'cuda'")
+
+
+get_backend.cache_clear = _get_backend.cache_clear  # type: ignore[attr-defined]   # the tests drop the kept backends
 
 
 __all__ = ["Backend", "get_backend", "cuda_available"]

@@ -1216,6 +1216,45 @@ def _check_reused_mc(mc: MCDose, dose_type: str, dose_to: str, rbe: float | None
                               "it was computed with")
 
 
+def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any) -> None:
+    """Refuse a reused MC dose (``check(mc=...)``) computed with another HU calibration or beam model than the one
+    this check is given (either left out: the MC dose's own).  They were dropped without a word, and a loop over
+    calibrations or beam models that reuses one MC dose found them all the same (the long-lived-process audit, F3).
+    A calibration is compared by what it maps HU to (:meth:`HUCalibration.data_sha256`), a beam model by the
+    SHA-256 of its file (and table), else, for one made in memory or an MC dose recorded without them, by name."""
+    if calibration is not None:
+        from .._io.hu_calibration import HUCalibration
+
+        cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
+        rec = mc.provenance.get("calibration_record") or {}
+        has_name = rec.get("name") or mc.provenance.get("calibration")
+        has, want = rec.get("data_sha256"), cal.data_sha256()
+        if (has != want) if has else (has_name is not None and has_name != cal.name):
+            raise CheckInputError(
+                f"the reused MC dose (mc=) was computed with the HU calibration {has_name!r}"
+                + (f" (data SHA-256 {has[:12]})" if has else "") + f", but this check asks for {cal.name!r} (data "
+                f"SHA-256 {want[:12]}): it is not the MC dose asked for; recompute the MC (leave out mc=) or leave "
+                "out calibration= (the reused MC dose's own)")
+    if beam_model is not None:
+        from .._io.beam_model import load_beam_model
+
+        model = beam_model if hasattr(beam_model, "at") else load_beam_model(beam_model)
+        want_rec = model.provenance() if hasattr(model, "provenance") else {}
+        has_rec = mc.provenance.get("beam_model_file") or {}
+        has_name, want_name = mc.provenance.get("beam_model"), getattr(model, "name", str(beam_model))
+        keys = [k for k in ("sha256", "table_sha256") if has_rec.get(k) or want_rec.get(k)]
+        differs = (any(has_rec.get(k) != want_rec.get(k) for k in keys) if keys
+                   else has_name is not None and has_name != want_name)
+        if differs:
+            def sha(r: dict) -> str:
+                return f" (SHA-256 {str(r.get('sha256'))[:12]})" if r.get("sha256") else ""
+
+            raise CheckInputError(
+                f"the reused MC dose (mc=) was computed with the beam model {has_name!r}{sha(has_rec)}, but this "
+                f"check asks for {want_name!r}{sha(want_rec)}: it is not the MC dose asked for; recompute the MC "
+                "(leave out mc=) or leave out beam_model= (the reused MC dose's own)")
+
+
 #: the most ROI names one note on the structures left out of the table lists (a structure set of 150 ROIs)
 _LEFT_OUT_NAMES = 12
 
@@ -1354,7 +1393,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     calibration : the HU calibration (a name, a file or an HUCalibration); None: the default schneider2000, with
         which a CT that mcproton wrote from densities with another one (its ImageComments name it) is refused
         (given: a warning).
-    mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).
+    mc : reuse the MC dose of an earlier check of the same inputs (skips the transport).  A ``calibration`` or
+        ``beam_model`` given with it must be the one it was computed with (else refused); left out: its own.
     machine_check : refuse a plan whose beams are for a treatment machine the beam model does not name (default).
     ignore_beam_limiting_devices : compute a beam whose control points place an MLC, jaws or an aperture as if the
         device were fully open, with a warning (default False: such a plan is refused, as mcproton does not model
@@ -1546,6 +1586,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         cal_record = calibration_record(cal, calibration)
     else:
         _check_reused_mc_inputs(mc, inp)   # before its density is used on this grid
+        _check_reused_mc_models(mc, calibration, beam_model)
         cal_name = mc.provenance.get("calibration", "(reused MC dose)")
         # what the reused MC dose was computed with, as its first check recorded it
         ct_record = mc.provenance.get("ct_input")
@@ -1984,6 +2025,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             "identification": ident, "working_directory": os.getcwd(),
             "inputs": input_files + ([ct_record] if ct_record else []),
             "calibration_builtin": cal_record.get("builtin"), "calibration_files": cal_record.get("files", []),
+            "calibration_data_sha256": cal_record.get("data_sha256"),
             "physics": mc.provenance.get("physics"), "check_started": started}
     settings = {"gamma_points": gamma_points, "gamma": "pymedphys.gamma, TPS reference, MC evaluation, global "
                 "normalisation to the TPS maximum in the body, max_gamma 1.5, interp_fraction 5, random subset "

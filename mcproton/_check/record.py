@@ -105,14 +105,18 @@ def plan_label(ident: Mapping[str, Any], label: str = "", uid: str = "") -> str:
 
 def calibration_record(cal: Any, given: Any) -> dict[str, Any]:
     """The HU calibration used: {"name", "builtin" (one of mcproton's, named by the name and mcproton's version),
-    "files" (those it was read from, each {"path", "sha256"}; none for a built-in)}."""
+    "files" (those it was read from, each {"path", "sha256"}; none for a built-in), "data_sha256" (of what it maps
+    HU to: :meth:`HUCalibration.data_sha256`)}.  The data hash tells a calibration changed in Python (a density
+    curve scaled by 3 %, under its built-in name) from the one its name says, and is what ``check(mc=...)``
+    compares."""
     from .._io.hu_calibration import HUCalibration
 
     builtin = given is None or (isinstance(given, str) and not Path(given).exists())
     if isinstance(given, HUCalibration):
         builtin = False
     files = [] if builtin else [dict(f) for f in getattr(cal, "files", []) or []]
-    return {"name": getattr(cal, "name", str(given)), "builtin": builtin, "files": files}
+    data = cal.data_sha256() if isinstance(cal, HUCalibration) else None
+    return {"name": getattr(cal, "name", str(given)), "builtin": builtin, "files": files, "data_sha256": data}
 
 
 def levels_record(levels: Any) -> dict[str, Any]:

@@ -804,7 +804,8 @@ def _calibration_text(p: dict) -> str:
         return f"{name} (built into mcproton {p.get('mcproton_version')})"
     if files:
         return f"{name}: " + "; ".join(f"{f.get('path')} (SHA-256 {f.get('sha256', '?')})" for f in files)
-    return f"{name} (no file recorded)"
+    data = p.get("calibration_data_sha256")
+    return f"{name} (no file recorded" + (f"; data SHA-256 {data})" if data else ")")
 
 
 def _beam_model_text(p: dict) -> str:

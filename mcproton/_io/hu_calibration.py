@@ -986,24 +986,37 @@ def _read_density_table(path: Path, *, quantity: str = "density",
     return a[:, 0], a[:, 1]
 
 
-_mcsq_cache: dict[str, dict[int, Material]] = {}
+#: MCsquare material libraries read, keyed by (resolved path, SHA-256 of the bytes): an edited file, or the same
+#: relative name in another folder, is another key (keyed by the path text, the first file's materials were used
+#: while ``cal.files`` recorded the new file's SHA-256: the long-lived-process audit, F2)
+_mcsq_cache: dict[tuple[str, str], dict[int, Material]] = {}
 
 
 def _mcsquare_library(path: str | Path | None) -> dict[int, Material]:
+    """MCsquare material ID -> :class:`Material` of a material library CSV (the bundled one for None): a new dict of
+    copies on each call, so that a calibration's materials share nothing changeable with another's."""
+    from dataclasses import replace
+
+    from .file_hash import sha256_file
+
     p = Path(path) if path is not None else DATA_DIR / "mcsquare_materials.csv"
-    key = str(p)
-    if key in _mcsq_cache:
-        return _mcsq_cache[key]
-    lib = {}
-    for row in _read_csv_rows(p):
-        fr = {k[2:-4]: float(v) / 100.0 for k, v in row.items() if k.startswith("w_") and k.endswith("_pct")
-              and v and float(v) > 0}
-        s = sum(fr.values())
-        fr = {k: v / s for k, v in fr.items()}
-        mid = int(row["id"])
-        lib[mid] = Material(f"mcsquare_{row['name']}", float(row["density_gcm3"]), fr, None, MCSQUARE_CITATION)
-    _mcsq_cache[key] = lib
-    return lib
+    try:
+        key = (str(p.resolve()), sha256_file(p))
+    except OSError as exc:
+        raise CalibrationError(f"cannot read calibration file {p}: {exc}") from exc
+    if key not in _mcsq_cache:
+        lib = {}
+        for row in _read_csv_rows(p):
+            fr = {k[2:-4]: float(v) / 100.0 for k, v in row.items() if k.startswith("w_") and k.endswith("_pct")
+                  and v and float(v) > 0}
+            s = sum(fr.values())
+            fr = {k: v / s for k, v in fr.items()}
+            mid = int(row["id"])
+            lib[mid] = Material(f"mcsquare_{row['name']}", float(row["density_gcm3"]), fr, None, MCSQUARE_CITATION)
+        while len(_mcsq_cache) >= 8:   # a loop over many sites' libraries keeps the last few
+            _mcsq_cache.pop(next(iter(_mcsq_cache)))
+        _mcsq_cache[key] = lib
+    return {mid: replace(m, mass_fractions=dict(m.mass_fractions)) for mid, m in _mcsq_cache[key].items()}
 
 
 def _read_material_table(path: Path, mcsquare_materials) -> tuple[list[float], list[Material]]:
@@ -1071,12 +1084,27 @@ def _read_composition_csv(path: Path, name_prefix: str = "") -> tuple[list[float
     return bins, mats
 
 
+#: the built-in Schneider 2000 calibration, read once; never handed out itself (:func:`_schneider2000` returns a copy)
 _schneider_cache: list[HUCalibration] = []
 
 
+def _independent_copy(cal: HUCalibration) -> HUCalibration:
+    """A copy of ``cal`` that shares nothing a caller can change with it: its arrays, lists, files and materials
+    (a :class:`Material` is frozen, but its mass fractions are a dict).  ``HUCalibration.load()`` hands these out,
+    so that a study that scales one copy's densities (``cal.seg_rho_lo *= 1.03``) leaves every later load, and
+    ``check``'s default calibration, as built in (the long-lived-process audit, F1)."""
+    from dataclasses import replace
+
+    return replace(cal, seg_hu_lo=cal.seg_hu_lo.copy(), seg_hu_hi=cal.seg_hu_hi.copy(),
+                   seg_rho_lo=cal.seg_rho_lo.copy(), seg_rho_hi=cal.seg_rho_hi.copy(), bin_hu_lo=cal.bin_hu_lo.copy(),
+                   materials=[replace(m, mass_fractions=dict(m.mass_fractions)) for m in cal.materials],
+                   notes=list(cal.notes), files=[dict(f) for f in cal.files])
+
+
 def _schneider2000() -> HUCalibration:
+    """The built-in Schneider 2000 calibration: a fresh copy of the one read at the first call."""
     if _schneider_cache:
-        return _schneider_cache[0]
+        return _independent_copy(_schneider_cache[0])
     # density: Schneider 2000 fits, section limits as encoded in OpenTOPAS (file header cites the source)
     sec = _read_csv_rows(DATA_DIR / "schneider2000_hu_to_density_opentopas_piecewise.csv")
     lo, hi, rlo, rhi = [], [], [], []
@@ -1111,4 +1139,4 @@ def _schneider2000() -> HUCalibration:
         materials.append(Material(f"schneider2000_{nm}", round(rho_nom, 4), fr, None, SCHNEIDER_CITATION))
     cal0.materials = materials
     _schneider_cache.append(cal0)
-    return cal0
+    return _independent_copy(cal0)

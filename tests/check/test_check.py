@@ -1560,6 +1560,29 @@ def test_the_physical_dose_is_labelled_physical_and_a_reused_mc_of_another_dose_
               beam_model="dcpt_v2", mc=case["res"].mc, levels=_levels(), dose_to="medium", **FAST)
 
 
+def test_a_reused_mc_dose_of_another_calibration_or_beam_model_is_refused(case, tmp_path):
+    """check(mc=earlier.mc, calibration=..., beam_model=...) used the earlier MC dose whatever the calibration or beam
+    model given, and recorded the earlier one: a loop over calibrations that reused one MC found them all the same
+    (the long-lived-process audit, F3).  Another one is refused, as other physics are; the same one is accepted."""
+    from mcproton._check.api import check
+    from mcproton._check.inputs import CheckInputError
+    from mcproton._io.hu_calibration import HUCalibration
+
+    d = case["dir"]
+    kw = dict(plan=d / "RP.dcm", dose=[case["files"]["plan"]], ct=d / "ct", struct=d / "RS.dcm", mc=case["res"].mc,
+              levels=_levels(), **FAST)
+    with pytest.raises(CheckInputError, match="HU calibration 'schneider2000'.*asks for 'mcsquare_default'"):
+        check(beam_model="dcpt_v2", calibration="mcsquare_default", **kw)
+    scaled = HUCalibration.load()
+    scaled.seg_rho_lo *= 1.03
+    with pytest.raises(CheckInputError, match="HU calibration 'schneider2000'.*data SHA-256"):
+        check(beam_model="dcpt_v2", calibration=scaled, **kw)
+    with pytest.raises(CheckInputError, match="beam model 'dcpt_v2'.*asks for 'dcpt_v5'"):
+        check(beam_model="dcpt_v5", **kw)
+    res = check(beam_model="dcpt_v2", calibration=HUCalibration.load(), **kw)
+    assert res.mc is case["res"].mc
+
+
 def test_a_prescription_naming_no_target_and_an_implausible_rbe_are_refused_before_the_transport(base, monkeypatch):
     """--prescription ROI=GY with a mistyped ROI, and --rbe 0 or -1: refused before the MC (before: the whole MC
     ran, then the ROI was refused with no report written; --rbe 0 reported -100 % differences and --rbe -1 ended

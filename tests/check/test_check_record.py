@@ -183,7 +183,8 @@ def test_a_built_in_calibration_is_named_with_the_version(base, tmp_path):  # no
     from mcproton._io.hu_calibration import HUCalibration
 
     rec = calibration_record(HUCalibration.load("mcsquare_default"), "mcsquare_default")
-    assert rec == {"name": "mcsquare_default", "builtin": True, "files": []}
+    assert rec == {"name": "mcsquare_default", "builtin": True, "files": [],
+                   "data_sha256": HUCalibration.load("mcsquare_default").data_sha256()}
     text = _calibration_text({"calibration": "mcsquare_default", "calibration_builtin": True,
                               "mcproton_version": __version__})
     assert text == f"mcsquare_default (built into mcproton {__version__})"

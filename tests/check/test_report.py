@@ -39,6 +39,7 @@ def _fake_mc(case, scale: float):
     tot = case["blob"] * scale
     beams = {b: tot / len(meta) for b in meta}
     prov = {"kernel_hash": "0" * 16, "beam_model": "dcpt_v2 (test: MC dose made analytically, no transport)",
+            "beam_model_file": model.provenance(),   # dcpt_v2's file: a check given beam_model="dcpt_v2" reuses it
             "calibration": "schneider2000", "seed": 0, "dose_to": "water", "rbe": 1.0, "date": "2026-12-04"}
     # the analytic "MC" has no noise: its per-voxel uncertainty is 0 (so the noise-matched D95 is the raw one); the
     # mean uncertainty stated, 1 %, is for the uncertainty level only

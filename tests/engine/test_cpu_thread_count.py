@@ -136,6 +136,23 @@ def test_cpu_backend_default_threads(affinity, monkeypatch):
         assert CpuBackend().threads == 4
 
 
+def test_the_default_thread_count_is_read_at_each_run_of_a_long_lived_process(affinity, monkeypatch):
+    """get_backend kept the CPU backend of the first run, with the thread count of that moment: a notebook that
+    then lowered OMP_NUM_THREADS, or pinned itself to one CPU, still ran 2 OpenMP threads (the long-lived-process
+    audit, F6).  The default is now read at each call (the dose does not depend on it); a given count wins."""
+    from mcproton._backend import get_backend
+
+    affinity({0, 1, 2, 3})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert get_backend("cpu").threads == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert get_backend("cpu").threads == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    affinity({0, 1})
+    assert get_backend("cpu").threads == 2 and get_backend("cpu", 3).threads == 3
+    assert get_backend("cpu") is get_backend("cpu")   # one backend (its loaded kernels) per thread count
+
+
 def test_omp_num_threads_above_the_usable_cpus_is_kept_with_one_warning(affinity, monkeypatch):
     """The automation audit (F7): OMP_NUM_THREADS=64 on 2 CPUs ran 64 threads, 2.2-2.6 x slower than 2, without a
     word.  It is still taken (the user's choice), with one warning per value naming the CPUs; at or below the

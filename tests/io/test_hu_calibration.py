@@ -593,3 +593,58 @@ def test_spr_calibration_end_to_end_range_is_the_water_range_over_the_spr(tmp_pa
     print(f"R80 water {r_water:.3f} mm, bone {r_bone:.3f} mm, water / 1.05 {r_water / 1.05:.3f} mm, "
           f"bone density {rho_bone:.4f}")
     assert r_bone == pytest.approx(r_water / 1.05, abs=0.3), (r_water, r_bone, r_water / 1.05)
+
+
+def test_each_load_of_a_built_in_calibration_is_its_own(tmp_path):
+    """HUCalibration.load() handed out one shared object: a study that scaled its density curve by 3 % (or changed a
+    material) changed every later load and check's default calibration, still named schneider2000 (the
+    long-lived-process audit, F1).  Each load is now independent; the data hash tells an edited one apart."""
+    from mcproton._check.record import calibration_record
+
+    for name in ("schneider2000", "mcsquare_default"):
+        first = HUCalibration.load(name)
+        nominal = (first.data_sha256(), first.density_from_hu([0.0]).tolist())
+        first.seg_rho_lo *= 1.03
+        first.seg_rho_hi *= 1.03
+        first.materials[-1].mass_fractions["H"] = 0.5
+        first.materials.append(first.materials[0])
+        again = HUCalibration.load(name)
+        assert again is not first and len(again.materials) == len(first.materials) - 1
+        assert (again.data_sha256(), again.density_from_hu([0.0]).tolist()) == nominal
+        assert first.data_sha256() != nominal[0]
+        # the record of a calibration given as an object holds its data hash: an edited one is not the built-in's
+        assert calibration_record(first, first)["data_sha256"] != calibration_record(again, None)["data_sha256"]
+
+
+def test_an_mcsquare_material_library_is_read_again_when_its_file_or_folder_changes(tmp_path, monkeypatch):
+    """The MCsquare material library was cached by its path text: an edited file, or the same relative name in
+    another folder, gave the first file's materials while cal.files recorded the new file's SHA-256 (the
+    long-lived-process audit, F2)."""
+    from mcproton._io.hu_calibration import DATA_DIR
+
+    lib_text = (DATA_DIR / "mcsquare_materials.csv").read_text()
+    (tmp_path / "HU_Density_Conversion.txt").write_text("-1000 0.001\n0 1.0\n1000 1.6\n")
+    (tmp_path / "HU_Material_Conversion.txt").write_text("-1050 13\n-200 17\n300 38\n")
+    water = next(ln for ln in lib_text.splitlines() if ln.startswith("17,"))
+    # the water row with the H and O fractions swapped: another composition in a file of the same name
+    f = water.split(",")
+    edited = ",".join(f[:4] + [f[7], *f[5:7], f[4], *f[8:]])
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "lib.csv").write_text(lib_text if sub == "a" else lib_text.replace(water, edited))
+
+    def water_h(folder):
+        monkeypatch.chdir(tmp_path / folder)
+        cal = HUCalibration.from_files(tmp_path / "HU_Density_Conversion.txt", tmp_path / "HU_Material_Conversion.txt",
+                                       mcsquare_materials="lib.csv")
+        return cal.materials[1].mass_fractions["H"], cal.files[-1]["path"]
+
+    h_a, path_a = water_h("a")
+    h_b, path_b = water_h("b")   # the same relative name in another folder: its own materials
+    assert h_a == pytest.approx(0.111894) and h_b == pytest.approx(0.888106) and path_a != path_b
+    (tmp_path / "a" / "lib.csv").write_text(lib_text.replace(water, edited))   # the file edited in place
+    assert water_h("a")[0] == pytest.approx(0.888106)
+    # a material changed in one calibration is not the library's: the next one reads the file's
+    cal = HUCalibration.load(tmp_path)
+    cal.materials[1].mass_fractions["H"] = 0.3
+    assert HUCalibration.load(tmp_path).materials[1].mass_fractions["H"] == pytest.approx(0.111894)

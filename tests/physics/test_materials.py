@@ -181,3 +181,20 @@ def test_a_material_keeps_fractions_that_sum_to_one_bit_for_bit():
     for name in list_materials():
         m = get_material(name)
         assert dataclasses.replace(m).mass_fractions is m.mass_fractions
+
+
+def test_a_database_material_changed_in_place_changes_no_later_call():
+    """get_material hands out the database's own Material, whose mass fractions were a plain dict: changing them in
+    place changed water for every later call in the process (the long-lived-process audit, F1, the same pattern).
+    They are read-only now, and still pickle and compare as a dict."""
+    import copy
+    import pickle
+
+    w = get_material("water")
+    h = w.mass_fractions["H"]
+    for change in (lambda f: f.__setitem__("H", 0.5), lambda f: f.update(H=0.5), lambda f: f.pop("H")):
+        with pytest.raises(TypeError, match="read-only"):
+            change(w.mass_fractions)
+    assert get_material("water").mass_fractions["H"] == h and get_material("water") is get_material("G4_WATER")
+    for back in (pickle.loads(pickle.dumps(w)), copy.deepcopy(w)):
+        assert back == w and dict(back.mass_fractions) == dict(w.mass_fractions)
