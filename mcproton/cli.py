@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from ._io.console import dropping_std_streams, write_stderr
+from ._io.console import dropping_std_streams, reopen_closed_std_fds, write_stderr
 from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport
 
 
@@ -1138,7 +1138,9 @@ def main(argv: list[str] | None = None) -> int:
     """The ``mcproton`` command.  Its messages, progress and summary never stop it: a write to a broken pipe or a
     closed terminal (``| tee`` ended by Ctrl-C, ``| head``, a dropped ssh session) is dropped (mcproton._io.console,
     the long-runs audit 2, F1).  Ctrl-C before a command handles it (its imports and the parsing of the line, the
-    first fraction of a second) is one line and exit status 130, not a traceback (F6)."""
+    first fraction of a second) is one line and exit status 130, not a traceback (F6).  A stdout or stderr closed at
+    start (``2>&-``) drops what is written to it, as a broken one does (the environment audit 19, F1)."""
+    reopen_closed_std_fds()
     try:
         with dropping_std_streams():
             return _main(argv)
