@@ -115,8 +115,8 @@ def cache_dir() -> Path:
     absolute XDG_CACHE_HOME only, as the XDG specification says), else ~/.cache/mcproton/kernels.  RuntimeError where
     none can be named (no home directory: a container run with a UID that has no passwd entry and no HOME);
     :class:`CacheDirError` where $MCPROTON_CACHE_DIR cannot be expanded (:func:`_expanded_cache_env`)."""
-    d = os.environ.get(CACHE_ENV)
-    if d:
+    d = _cache_env()
+    if d is not None:
         return _expanded_cache_env(d)
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg and os.path.isabs(xdg):
@@ -126,6 +126,13 @@ def cache_dir() -> Path:
     except (RuntimeError, KeyError, OSError) as exc:
         raise RuntimeError(f"no folder for the CPU kernel cache: {CACHE_ENV} and XDG_CACHE_HOME are not set and the "
                            f"home directory is unknown ({exc})") from None
+
+
+def _cache_env() -> str | None:
+    """$MCPROTON_CACHE_DIR, None where it is unset, empty or blank (only spaces: taken as unset, as an empty one is;
+    before, ``' '`` made a folder named " " in the working folder; the environment audit 19, F8)."""
+    value = os.environ.get(CACHE_ENV)
+    return value if value and value.strip() else None
 
 
 class CacheDirError(RuntimeError):
@@ -204,12 +211,28 @@ def _unwritable(d: Path) -> str | None:
             fh.flush()
             os.fsync(fh.fileno())
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return _why_not_a_folder(d, exc)
     if hasattr(os, "statvfs") and hasattr(os, "ST_NOEXEC"):
         with contextlib.suppress(OSError):
             if os.statvfs(d).f_flag & os.ST_NOEXEC:
                 return "its file system is mounted noexec: a kernel there cannot be loaded"
     return None
+
+
+def _why_not_a_folder(d: Path, exc: OSError) -> str:
+    """Why a kernel cannot be written in folder ``d``, in words where the system's are not clear: a path naming a
+    file gave "File exists" (from mkdir) and a read-only folder "Permission denied" (the environment audit 19, F4);
+    other errors (a full disk, a quota) in the system's words."""
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        for p in (d, *d.parents):
+            with contextlib.suppress(OSError):
+                if p.exists() and not p.is_dir():
+                    return "it is a file, not a folder" if p == d else f"{p} is a file, not a folder"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"it is not writable by this user ({exc.strerror or exc})"
+    if exc.errno == errno.EROFS:
+        return f"it is on a read-only file system ({exc.strerror or exc})"
+    return exc.strerror or str(exc)
 
 
 def cache_status() -> dict[str, Any]:
@@ -596,7 +619,10 @@ def _kernel_path(entry: str, cxx: str | None, rebuild: bool = False) -> Path:
     if folder != conf and not rebuild:
         found = _find(folder, entry, ident)
         if found is not None:
-            if note and unreadable:
+            # the user's own setting that cannot be used, or another user's kernel: said on every run (once per
+            # process), not only on the run that built the kernel here (the environment audit 19, F4: a typo naming a
+            # file, or a shared cache read-only for this user, went unnoticed after the first run)
+            if note and (unreadable or _cache_env() is not None):
                 _note(note)
             return found
     if cxx is None:

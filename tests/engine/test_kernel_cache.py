@@ -144,6 +144,54 @@ def test_an_unwritable_cache_falls_back_to_a_per_user_temporary_folder(built, tm
     assert cpu._kernel_path("transport.cu", cpu.find_compiler()).parent == fallback
 
 
+@pytest.mark.parametrize("setting", ["a file", "a read-only folder"])
+def test_a_bad_cache_dir_is_noted_on_every_run_with_its_reason(built, tmp_path, monkeypatch, capsys, setting):
+    """MCPROTON_CACHE_DIR naming a file (a typo) or a folder this user cannot write (a shared cache): the note that
+    the kernels are in the per-user temporary folder came only on the run that built them there; every later run
+    used them silently, and the reason for a file was "File exists" (the environment audit 19, F4).  Each run (a
+    process: its notes said afresh) now says it, with the reason in words.  A read-only folder is simulated (the
+    tests may run as root, who writes anywhere)."""
+    conf = tmp_path / "conf"
+    if setting == "a file":
+        conf.write_text("x")
+        reason = "it is a file, not a folder"
+    else:
+        conf.mkdir()
+        real = cpu.tempfile.TemporaryFile
+
+        def temporary_file(*a, dir=None, **k):
+            if dir is not None and Path(dir) == conf:
+                raise PermissionError(13, "Permission denied", str(dir))
+            return real(*a, dir=dir, **k)
+
+        monkeypatch.setattr(cpu.tempfile, "TemporaryFile", temporary_file)
+        reason = "it is not writable by this user (Permission denied)"
+    monkeypatch.setenv(cpu.CACHE_ENV, str(conf))
+    monkeypatch.setattr(cpu.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(cpu, "_PRIVATE_TMP", None)
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    fallback = tmp_path / "tmp" / f"mcproton-{uid}" / "kernels"
+    assert cpu.cache_status()["reason"] == reason
+    shutil.copytree(built, fallback, dirs_exist_ok=True)   # as the first run built it there
+    for _run in range(2):
+        monkeypatch.setattr(cpu, "_NOTED", set())   # a new process
+        capsys.readouterr()
+        assert cpu._kernel_path("transport.cu", cpu.find_compiler()).parent == fallback
+        err = capsys.readouterr().err
+        assert f"{conf} cannot be written ({reason})" in err and str(fallback) in err and cpu.CACHE_ENV in err, err
+
+
+@pytest.mark.parametrize("blank", [" ", "\t  "])
+def test_a_blank_cache_dir_is_taken_as_unset(monkeypatch, tmp_path, blank):
+    """MCPROTON_CACHE_DIR=' ' made a folder named " " in the working folder (the environment audit 19, F8): blank,
+    as empty, is unset."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv(cpu.CACHE_ENV, blank)
+    assert cpu.cache_dir() == tmp_path / "xdg" / "mcproton" / "kernels"
+
+
 def test_no_home_directory_falls_back_too(tmp_path, monkeypatch):
     """A container run with a UID that has no passwd entry and no HOME: "Could not determine home directory."."""
     def no_home(cls):
