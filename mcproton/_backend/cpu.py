@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import stat
@@ -440,13 +441,27 @@ def _compile(entry: str, src: str, ident: dict[str, Any], folder: Path, cxx: str
         cpp = Path(tmp) / f"{stem}.cpp"
         cpp.write_text(src, encoding="utf-8")
         tmp_o, tmp_so = Path(tmp) / "k.o", Path(tmp) / "k.so"
-        proc = subprocess.run([cxx, *CPU_COMPILE_OPTIONS, str(cpp), "-o", str(tmp_o)], capture_output=True, text=True,
-                              preexec_fn=preexec)
-        if proc.returncode == 0:
-            proc = subprocess.run([cxx, *CPU_LINK_OPTIONS, str(tmp_o), "-o", str(tmp_so)], capture_output=True,
-                                  text=True, preexec_fn=preexec)
-        if proc.returncode != 0:
-            raise RuntimeError(f"compiling kernels/{entry} for the CPU failed:\n{proc.stderr[-6000:]}")
+        for what, cmd, out in (("compiling", [cxx, *CPU_COMPILE_OPTIONS, str(cpp), "-o", str(tmp_o)], tmp_o),
+                               ("linking", [cxx, *CPU_LINK_OPTIONS, str(tmp_o), "-o", str(tmp_so)], tmp_so)):
+            proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec)
+            said = proc.stderr.strip() or proc.stdout.strip()
+            if proc.returncode != 0:
+                raise RuntimeError(
+                    f"{what} kernels/{entry} for the CPU with {cxx} failed (exit status {proc.returncode}"
+                    f"{'' if said else ', and no message'}; the command: {shlex.join(cmd)}){_not_a_cxx_advice(cxx)}"
+                    + (f":\n{said[-6000:]}" if said else ""))
+            if not out.is_file():
+                raise RuntimeError(
+                    f"{what} kernels/{entry} for the CPU: {cxx} exited with status 0 but wrote no {out.suffix} file "
+                    f"(the command: {shlex.join(cmd)}): it is not a working C++ compiler"
+                    + _not_a_cxx_advice(cxx, ask=False))
+        try:   # loaded before it is stored: a library that does not load must never reach the (shared) cache
+            ctypes.CDLL(str(tmp_so))
+        except OSError as exc:
+            raise RuntimeError(
+                f"the CPU kernel that {cxx} ({ident['compiler']}) built cannot be loaded ({exc}); it is not stored "
+                "in the kernel cache" + (_not_a_cxx_advice(cxx)
+                                         or "; is the compiler's runtime (libstdc++, libgomp) installed?")) from None
         data = tmp_so.read_bytes()
         with open(tmp_so, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -463,6 +478,17 @@ def _compile(entry: str, src: str, ident: dict[str, Any], folder: Path, cxx: str
     path = write_bytes_atomic(folder / f"{stem}-{ident['key']}.json", (json.dumps(manifest, indent=1) + "\n").encode())
     os.chmod(path, _MANIFEST_MODE)
     return so
+
+
+def _not_a_cxx_advice(cxx: str, ask: bool = True) -> str:
+    """Where ``cxx`` is $CXX (the user's choice, not g++ found on the PATH), what to do when it fails: it may not be a
+    C++ compiler (CXX=gcc, the C driver, built a kernel that did not load; a wrapper that exits 0 wrote nothing:
+    the environment audit 19, F5); ``ask``: ask first whether it is one.  "" for a compiler found by mcproton
+    itself (its own message says what failed)."""
+    if os.environ.get("CXX") != cxx:
+        return ""
+    return ((f"; is CXX={cxx} a C++ compiler?" if ask else "")
+            + "; set CXX to a C++ compiler, such as g++ (or unset it: g++, c++ or clang++ is then found)")
 
 
 #: how long (s) a process waits for another that holds the build lock of the same kernel before it compiles it too:

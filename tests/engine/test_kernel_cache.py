@@ -284,12 +284,47 @@ def test_an_unexpandable_cache_dir_is_refused_not_created(monkeypatch, tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
+#: a stand-in compiler: --version; the link step (-o *.so) an empty shared library that the real compiler makes (a
+#: kernel is loaded before it is stored: the environment audit 19, F5); else a few bytes written to the file after -o
 FAKE_CXX = """#!/bin/sh
-# a stand-in compiler: --version, else writes a few bytes to the file after -o
 [ "$1" = "--version" ] && { echo "fake c++ 1.0"; exit 0; }
-while [ $# -gt 1 ]; do [ "$1" = "-o" ] && { printf 'not a library' > "$2"; exit 0; }; shift; done
+while [ $# -gt 1 ]; do
+  if [ "$1" = "-o" ]; then
+    case "$2" in *.so) exec REAL_CXX -shared -x c++ /dev/null -o "$2";; esac
+    printf 'not a library' > "$2"; exit 0
+  fi
+  shift
+done
 exit 1
-"""
+""".replace("REAL_CXX", str(shutil.which("g++") or shutil.which("c++")))
+#: CXX=gcc, the C driver: it builds a library that does not load (undefined symbol __gxx_personality_v0); here one
+#: that is not a library at all
+NOT_A_CXX = FAKE_CXX.replace("*.so)", "*.nothing)")
+
+
+@pytest.mark.parametrize("kind", ["an unloadable library", "no output", "a failure with no message"])
+def test_cxx_that_is_not_a_working_cpp_compiler_is_named_and_nothing_is_cached(tmp_path, monkeypatch, kind):
+    """CXX naming something that is not a working C++ compiler (the environment audit 19, F5): CXX=gcc left a kernel
+    that did not load in the (shared) cache, where a node with no compiler then took it, and the error suggested a
+    noexec mount; a wrapper that exits 0 without output was blamed on the cache folder ("No such file or
+    directory"); one that fails without a message gave "failed:" and nothing after it.  Now the compiler is named,
+    with what to do, and nothing is stored in the cache."""
+    cxx = tmp_path / "cxx"
+    wrapper = '#!/bin/sh\n[ "$1" = "--version" ] && echo "wrapper 1.0"\nexit {}\n'
+    cxx.write_text({"an unloadable library": NOT_A_CXX, "no output": wrapper.format(0),
+                    "a failure with no message": wrapper.format(1)}[kind])
+    cxx.chmod(0o755)
+    monkeypatch.setenv("CXX", str(cxx))
+    monkeypatch.setenv(cpu.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(cpu, "_NOTED", set())
+    expected = {"an unloadable library": f"built cannot be loaded .*; it is not stored in the kernel cache; is "
+                                         f"CXX={cxx} a C[+][+] compiler[?]",
+                "no output": "exited with status 0 but wrote no .o file .*: it is not a working C[+][+] compiler",
+                "a failure with no message": f"failed [(]exit status 1, and no message; the command: {cxx} .*[)]; "
+                                             f"is CXX={cxx} a C[+][+] compiler[?]"}[kind]
+    with pytest.raises(RuntimeError, match=f"(?s){expected}; set CXX to a C[+][+] compiler, such as g[+][+]"):
+        cpu.load_kernel("transport.cu", cpu.find_compiler())
+    assert not list((tmp_path / "cache").glob("transport-*.so")) and not list((tmp_path / "cache").glob("*.json"))
 
 
 def test_a_built_kernel_is_readable_by_all_whatever_the_umask(tmp_path):
