@@ -1211,7 +1211,7 @@ def _guarded(argv: list[str], debug: bool) -> int:
         return exit_status(exc)
     except MemoryError as exc:   # also numpy's _ArrayMemoryError
         if debug:
-            raise
+            _traceback()
         print(f"mcproton: error: {_out_of_memory_advice(exc, argv[0] if argv else '')}", file=sys.stderr)
         return exit_status(exc)
     except KeyboardInterrupt:
@@ -1222,13 +1222,23 @@ def _guarded(argv: list[str], debug: bool) -> int:
         return exc.code
     except Exception as exc:
         if debug:
-            raise
+            _traceback()
         if status_of(exc) == "internal_error":
-            print(f"mcproton: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the "
-                  "traceback, and please report it)", file=sys.stderr)
+            print(f"mcproton: internal error: {type(exc).__name__}: {_one_line(exc)} ("
+                  + ("the traceback is above; " if debug else "rerun with --debug for the traceback, and ")
+                  + "please report it)", file=sys.stderr)
             return EXIT_INTERNAL
         print(f"mcproton: error: {_one_line(exc)}", file=sys.stderr)
         return exit_status(exc)
+
+
+def _traceback() -> None:
+    """``--debug``: the traceback of the error being handled, on stderr; the line and the exit status that follow
+    are those of a run without --debug (before, --debug re-raised, and Python's exit status 1 stood for every error:
+    a full disk, 3 without --debug, was 1 with it; the environment audit 19, F8)."""
+    import traceback
+
+    traceback.print_exc(file=sys.stderr)
 
 
 def _out_of_memory_advice(exc: MemoryError, command: str) -> str:
