@@ -1141,12 +1141,57 @@ def main(argv: list[str] | None = None) -> int:
     first fraction of a second) is one line and exit status 130, not a traceback (F6).  A stdout or stderr closed at
     start (``2>&-``) drops what is written to it, as a broken one does (the environment audit 19, F1)."""
     reopen_closed_std_fds()
+    _private_matplotlib_dir()
     try:
         with dropping_std_streams():
             return _main(argv)
     except KeyboardInterrupt:
         write_stderr("mcproton: interrupted\n")
         return 130
+
+
+def _writable_folder(d: Path) -> bool:
+    """Whether folder ``d`` can be written, or made (its nearest existing parent is a writable folder); nothing is
+    created."""
+    import os
+
+    for p in (d, *d.parents):
+        if p.exists():
+            return p.is_dir() and os.access(p, os.W_OK)
+    return False
+
+
+def _private_matplotlib_dir() -> None:
+    """Where MPLCONFIGDIR is unset and matplotlib's own folders ($XDG_CONFIG_HOME or ~/.config, $XDG_CACHE_HOME or
+    ~/.cache, each /matplotlib) cannot be written (a read-only or missing home: containers, cluster nodes), point
+    MPLCONFIGDIR, for this process only, at a private temporary folder removed when it exits.  That is what matplotlib
+    does itself there, but it printed three lines ("Matplotlib created a temporary cache directory ... it is highly
+    recommended to set the MPLCONFIGDIR environment variable") on every run (the environment audit 19, F8).
+    Linux and BSD only (matplotlib's XDG folders); elsewhere nothing changes."""
+    import os
+
+    if os.environ.get("MPLCONFIGDIR") or not sys.platform.startswith(("linux", "freebsd")):
+        return
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError, OSError):
+        home = None
+    for var, default in (("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache")):
+        base = os.environ.get(var) or (str(home / default) if home is not None else None)
+        if base is None or not _writable_folder(Path(base, "matplotlib")):
+            break
+    else:
+        return
+    import atexit
+    import shutil
+    import tempfile
+
+    try:
+        d = tempfile.mkdtemp(prefix="mcproton-matplotlib-")   # mode 0700: this user's only
+    except OSError:
+        return   # matplotlib's own fallback, with its warning
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    os.environ["MPLCONFIGDIR"] = d
 
 
 def _main(argv: list[str] | None) -> int:
