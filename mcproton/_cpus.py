@@ -214,6 +214,16 @@ def omp_num_threads(environ: Mapping[str, str] | None = None) -> int | None:
     return None
 
 
+def unset_blank_omp_num_threads() -> None:
+    """Remove ``OMP_NUM_THREADS`` from this process's environment where it is empty or blank, before the OpenMP
+    runtime (libgomp, loaded with the CPU kernel) reads it: mcproton takes such a value as unset, and libgomp printed
+    "libgomp: Invalid value for environment variable OMP_NUM_THREADS" with no word from mcproton (``export
+    OMP_NUM_THREADS=$N`` with N unset; the environment audit 19, F8).  Unset and blank mean the same to both then."""
+    raw = os.environ.get(OMP_NUM_THREADS)
+    if raw is not None and not raw.strip():
+        del os.environ[OMP_NUM_THREADS]
+
+
 #: the OMP_NUM_THREADS values already warned of as more than the CPUs (once per value and process)
 _OVERSUBSCRIBED: set[tuple[int, int]] = set()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from ._io.console import dropping_std_streams, printable, write_stderr
+from ._io.console import dropping_std_streams, printable, reopen_closed_std_fds, write_stderr
 from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport
 
 
@@ -1156,13 +1156,60 @@ def main(argv: list[str] | None = None) -> int:
     """The ``mcproton`` command.  Its messages, progress and summary never stop it: a write to a broken pipe or a
     closed terminal (``| tee`` ended by Ctrl-C, ``| head``, a dropped ssh session) is dropped (mcproton._io.console,
     the long-runs audit 2, F1).  Ctrl-C before a command handles it (its imports and the parsing of the line, the
-    first fraction of a second) is one line and exit status 130, not a traceback (F6)."""
+    first fraction of a second) is one line and exit status 130, not a traceback (F6).  A stdout or stderr closed at
+    start (``2>&-``) drops what is written to it, as a broken one does (the environment audit 19, F1)."""
+    reopen_closed_std_fds()
+    _private_matplotlib_dir()
     try:
         with dropping_std_streams():
             return _main(argv)
     except KeyboardInterrupt:
         write_stderr("mcproton: interrupted\n")
         return 130
+
+
+def _writable_folder(d: Path) -> bool:
+    """Whether folder ``d`` can be written, or made (its nearest existing parent is a writable folder); nothing is
+    created."""
+    import os
+
+    for p in (d, *d.parents):
+        if p.exists():
+            return p.is_dir() and os.access(p, os.W_OK)
+    return False
+
+
+def _private_matplotlib_dir() -> None:
+    """Where MPLCONFIGDIR is unset and matplotlib's own folders ($XDG_CONFIG_HOME or ~/.config, $XDG_CACHE_HOME or
+    ~/.cache, each /matplotlib) cannot be written (a read-only or missing home: containers, cluster nodes), point
+    MPLCONFIGDIR, for this process only, at a private temporary folder removed when it exits.  That is what matplotlib
+    does itself there, but it printed three lines ("Matplotlib created a temporary cache directory ... it is highly
+    recommended to set the MPLCONFIGDIR environment variable") on every run (the environment audit 19, F8).
+    Linux and BSD only (matplotlib's XDG folders); elsewhere nothing changes."""
+    import os
+
+    if os.environ.get("MPLCONFIGDIR") or not sys.platform.startswith(("linux", "freebsd")):
+        return
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError, OSError):
+        home = None
+    for var, default in (("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache")):
+        base = os.environ.get(var) or (str(home / default) if home is not None else None)
+        if base is None or not _writable_folder(Path(base, "matplotlib")):
+            break
+    else:
+        return
+    import atexit
+    import shutil
+    import tempfile
+
+    try:
+        d = tempfile.mkdtemp(prefix="mcproton-matplotlib-")   # mode 0700: this user's only
+    except OSError:
+        return   # matplotlib's own fallback, with its warning
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    os.environ["MPLCONFIGDIR"] = d
 
 
 def _main(argv: list[str] | None) -> int:
@@ -1227,7 +1274,7 @@ def _guarded(argv: list[str], debug: bool) -> int:
         return exit_status(exc)
     except MemoryError as exc:   # also numpy's _ArrayMemoryError
         if debug:
-            raise
+            _traceback()
         print(f"mcproton: error: {_out_of_memory_advice(exc, argv[0] if argv else '')}", file=sys.stderr)
         return exit_status(exc)
     except KeyboardInterrupt:
@@ -1238,13 +1285,23 @@ def _guarded(argv: list[str], debug: bool) -> int:
         return exc.code
     except Exception as exc:
         if debug:
-            raise
+            _traceback()
         if status_of(exc) == "internal_error":
-            print(f"mcproton: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the "
-                  "traceback, and please report it)", file=sys.stderr)
+            print(f"mcproton: internal error: {type(exc).__name__}: {_one_line(exc)} ("
+                  + ("the traceback is above; " if debug else "rerun with --debug for the traceback, and ")
+                  + "please report it)", file=sys.stderr)
             return EXIT_INTERNAL
         print(f"mcproton: error: {_one_line(exc)}", file=sys.stderr)
         return exit_status(exc)
+
+
+def _traceback() -> None:
+    """``--debug``: the traceback of the error being handled, on stderr; the line and the exit status that follow
+    are those of a run without --debug (before, --debug re-raised, and Python's exit status 1 stood for every error:
+    a full disk, 3 without --debug, was 1 with it; the environment audit 19, F8)."""
+    import traceback
+
+    traceback.print_exc(file=sys.stderr)
 
 
 def _out_of_memory_advice(exc: MemoryError, command: str) -> str:

@@ -23,6 +23,17 @@ def box():
     return box_phantom("water", (20.0, 20.0, 40.0), (4.0, 4.0, 2.0))
 
 
+@pytest.mark.parametrize("threads", [0, -1])
+def test_config_run_threads_below_one_is_refused_as_its_message_says(threads):
+    """run.threads = -1 was refused with "must be >= 1 or unset" but run.threads = 0 was taken as unset (the
+    environment audit 19, F8): both are refused, as RunSettings(threads=0) is."""
+    from mcproton.config import ConfigError, run_settings
+
+    with pytest.raises(ConfigError, match=f"run.threads must be >= 1 or unset; got {threads}"):
+        run_settings({"run": {"threads": threads}})
+    assert run_settings({"run": {}}).threads is None
+
+
 # ------------------------------------------------------------------------------------------- RunSettings (M3)
 @pytest.mark.parametrize("field,value,words", [
     ("batches", 2.5, "run.batches = 2.5 is not a whole number"),

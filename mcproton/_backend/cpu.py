@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import stat
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .._cpus import default_threads
+from .._cpus import default_threads, unset_blank_omp_num_threads
 from .._io.atomic import _fsync_dir, write_bytes_atomic
 from .._kernels.layout import ENTRY_POINTS
 from .._kernels.source import assemble
@@ -115,8 +116,8 @@ def cache_dir() -> Path:
     absolute XDG_CACHE_HOME only, as the XDG specification says), else ~/.cache/mcproton/kernels.  RuntimeError where
     none can be named (no home directory: a container run with a UID that has no passwd entry and no HOME);
     :class:`CacheDirError` where $MCPROTON_CACHE_DIR cannot be expanded (:func:`_expanded_cache_env`)."""
-    d = os.environ.get(CACHE_ENV)
-    if d:
+    d = _cache_env()
+    if d is not None:
         return _expanded_cache_env(d)
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg and os.path.isabs(xdg):
@@ -126,6 +127,13 @@ def cache_dir() -> Path:
     except (RuntimeError, KeyError, OSError) as exc:
         raise RuntimeError(f"no folder for the CPU kernel cache: {CACHE_ENV} and XDG_CACHE_HOME are not set and the "
                            f"home directory is unknown ({exc})") from None
+
+
+def _cache_env() -> str | None:
+    """$MCPROTON_CACHE_DIR, None where it is unset, empty or blank (only spaces: taken as unset, as an empty one is;
+    before, ``' '`` made a folder named " " in the working folder; the environment audit 19, F8)."""
+    value = os.environ.get(CACHE_ENV)
+    return value if value and value.strip() else None
 
 
 class CacheDirError(RuntimeError):
@@ -204,12 +212,28 @@ def _unwritable(d: Path) -> str | None:
             fh.flush()
             os.fsync(fh.fileno())
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return _why_not_a_folder(d, exc)
     if hasattr(os, "statvfs") and hasattr(os, "ST_NOEXEC"):
         with contextlib.suppress(OSError):
             if os.statvfs(d).f_flag & os.ST_NOEXEC:
                 return "its file system is mounted noexec: a kernel there cannot be loaded"
     return None
+
+
+def _why_not_a_folder(d: Path, exc: OSError) -> str:
+    """Why a kernel cannot be written in folder ``d``, in words where the system's are not clear: a path naming a
+    file gave "File exists" (from mkdir) and a read-only folder "Permission denied" (the environment audit 19, F4);
+    other errors (a full disk, a quota) in the system's words."""
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        for p in (d, *d.parents):
+            with contextlib.suppress(OSError):
+                if p.exists() and not p.is_dir():
+                    return "it is a file, not a folder" if p == d else f"{p} is a file, not a folder"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"it is not writable by this user ({exc.strerror or exc})"
+    if exc.errno == errno.EROFS:
+        return f"it is on a read-only file system ({exc.strerror or exc})"
+    return exc.strerror or str(exc)
 
 
 def cache_status() -> dict[str, Any]:
@@ -417,13 +441,27 @@ def _compile(entry: str, src: str, ident: dict[str, Any], folder: Path, cxx: str
         cpp = Path(tmp) / f"{stem}.cpp"
         cpp.write_text(src, encoding="utf-8")
         tmp_o, tmp_so = Path(tmp) / "k.o", Path(tmp) / "k.so"
-        proc = subprocess.run([cxx, *CPU_COMPILE_OPTIONS, str(cpp), "-o", str(tmp_o)], capture_output=True, text=True,
-                              preexec_fn=preexec)
-        if proc.returncode == 0:
-            proc = subprocess.run([cxx, *CPU_LINK_OPTIONS, str(tmp_o), "-o", str(tmp_so)], capture_output=True,
-                                  text=True, preexec_fn=preexec)
-        if proc.returncode != 0:
-            raise RuntimeError(f"compiling kernels/{entry} for the CPU failed:\n{proc.stderr[-6000:]}")
+        for what, cmd, out in (("compiling", [cxx, *CPU_COMPILE_OPTIONS, str(cpp), "-o", str(tmp_o)], tmp_o),
+                               ("linking", [cxx, *CPU_LINK_OPTIONS, str(tmp_o), "-o", str(tmp_so)], tmp_so)):
+            proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=preexec)
+            said = proc.stderr.strip() or proc.stdout.strip()
+            if proc.returncode != 0:
+                raise RuntimeError(
+                    f"{what} kernels/{entry} for the CPU with {cxx} failed (exit status {proc.returncode}"
+                    f"{'' if said else ', and no message'}; the command: {shlex.join(cmd)}){_not_a_cxx_advice(cxx)}"
+                    + (f":\n{said[-6000:]}" if said else ""))
+            if not out.is_file():
+                raise RuntimeError(
+                    f"{what} kernels/{entry} for the CPU: {cxx} exited with status 0 but wrote no {out.suffix} file "
+                    f"(the command: {shlex.join(cmd)}): it is not a working C++ compiler"
+                    + _not_a_cxx_advice(cxx, ask=False))
+        try:   # loaded before it is stored: a library that does not load must never reach the (shared) cache
+            ctypes.CDLL(str(tmp_so))
+        except OSError as exc:
+            raise RuntimeError(
+                f"the CPU kernel that {cxx} ({ident['compiler']}) built cannot be loaded ({exc}); it is not stored "
+                "in the kernel cache" + (_not_a_cxx_advice(cxx)
+                                         or "; is the compiler's runtime (libstdc++, libgomp) installed?")) from None
         data = tmp_so.read_bytes()
         with open(tmp_so, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -440,6 +478,17 @@ def _compile(entry: str, src: str, ident: dict[str, Any], folder: Path, cxx: str
     path = write_bytes_atomic(folder / f"{stem}-{ident['key']}.json", (json.dumps(manifest, indent=1) + "\n").encode())
     os.chmod(path, _MANIFEST_MODE)
     return so
+
+
+def _not_a_cxx_advice(cxx: str, ask: bool = True) -> str:
+    """Where ``cxx`` is $CXX (the user's choice, not g++ found on the PATH), what to do when it fails: it may not be a
+    C++ compiler (CXX=gcc, the C driver, built a kernel that did not load; a wrapper that exits 0 wrote nothing:
+    the environment audit 19, F5); ``ask``: ask first whether it is one.  "" for a compiler found by mcproton
+    itself (its own message says what failed)."""
+    if os.environ.get("CXX") != cxx:
+        return ""
+    return ((f"; is CXX={cxx} a C++ compiler?" if ask else "")
+            + "; set CXX to a C++ compiler, such as g++ (or unset it: g++, c++ or clang++ is then found)")
 
 
 #: how long (s) a process waits for another that holds the build lock of the same kernel before it compiles it too:
@@ -596,7 +645,10 @@ def _kernel_path(entry: str, cxx: str | None, rebuild: bool = False) -> Path:
     if folder != conf and not rebuild:
         found = _find(folder, entry, ident)
         if found is not None:
-            if note and unreadable:
+            # the user's own setting that cannot be used, or another user's kernel: said on every run (once per
+            # process), not only on the run that built the kernel here (the environment audit 19, F4: a typo naming a
+            # file, or a shared cache read-only for this user, went unnoticed after the first run)
+            if note and (unreadable or _cache_env() is not None):
                 _note(note)
             return found
     if cxx is None:
@@ -635,6 +687,7 @@ def _no_kernel(conf: Path | None, unreadable: list[str] | None = None) -> str:
 def load_kernel(entry: str, cxx: str | None) -> ctypes.CDLL:
     """The kernel library of ``entry``, loaded.  One that the loader refuses (a cache copied from another machine, a
     missing runtime library) is rebuilt once where a compiler is present, with a note."""
+    unset_blank_omp_num_threads()   # before the OpenMP runtime, loaded with the kernel, reads it
     path = _kernel_path(entry, cxx)
     try:
         return ctypes.CDLL(str(path))

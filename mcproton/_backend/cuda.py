@@ -12,6 +12,10 @@ from .base import cast_scalar
 
 CUDA_OPTIONS = ("-std=c++17", "--use_fast_math")
 BLOCK = 128
+#: the block sizes (threads per block) that MCPROTON_CUDA_BLOCK may give: the multiples of 32 measured or meant to be
+#: (scripts/gpu_check.sh), not every multiple of 32 (160, 224, 768 are refused; the message lists these: it said "a
+#: multiple of 32 up to 1024", and refused 160; the environment audit 19, F8)
+CUDA_BLOCKS = (32, 64, 96, 128, 192, 256, 384, 512, 1024)
 
 
 def tuning_from_env() -> tuple[tuple[str, ...], int]:
@@ -37,8 +41,9 @@ def tuning_from_env() -> tuple[tuple[str, ...], int]:
         extra += (f"-DMCP_REFILL_MIN_IDLE={int(idle)}",)
     blk = os.environ.get("MCPROTON_CUDA_BLOCK", "").strip()
     if blk:
-        if not blk.isdigit() or int(blk) not in (32, 64, 96, 128, 192, 256, 384, 512, 1024):
-            raise ValueError(f"MCPROTON_CUDA_BLOCK={blk!r}: give a multiple of 32 up to 1024 (e.g. 64, 128, 256)")
+        if not blk.isdigit() or int(blk) not in CUDA_BLOCKS:
+            raise ValueError(f"MCPROTON_CUDA_BLOCK={blk!r}: give one of {', '.join(map(str, CUDA_BLOCKS))} (threads "
+                             f"per block; default {BLOCK})")
         block = int(blk)
     return extra, block
 

@@ -9,18 +9,45 @@ the exit status was 1 (the long-runs audit 2, F1).  Here a write that fails is d
 for the rest of the process (its file descriptor pointed at /dev/null, so that buffered text, C-level writes and
 Python's flush at exit do not fail again): the run goes on, writes its checkpoint and outputs, and its exit status
 says what happened.
+
+A stream that is closed when the process starts (``mcproton run ... 2>&-``, a daemon or process manager that
+closes it) is treated the same way, as a stream that drops everything: Python sets ``sys.stderr`` (or
+``sys.stdout``) to None there, and before, the first message raised AttributeError (exit 1, no message, nothing
+written), or, with stdout closed, the JSON summary of a finished run did (exit 4, "internal error"; the
+environment audit 19, F1).
 """
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, TextIO
 
 #: what a failed write to a closed or broken stream raises: OSError (EPIPE, EIO of a closed terminal, ENOSPC,
 #: EFBIG) or ValueError ("I/O operation on closed file")
 _WRITE_ERRORS = (OSError, ValueError)
+
+
+def reopen_closed_std_fds() -> None:
+    """Point each of the file descriptors 0, 1 and 2 that is not open at /dev/null.  Otherwise the next file
+    the process opens takes that number: a C library's message (libgomp's "Invalid value for environment variable
+    OMP_NUM_THREADS") or a compiler run as a subprocess, writing to fd 2, would write into that file."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:   # EBADF: closed
+            try:
+                null = os.open(os.devnull, os.O_RDWR)   # the lowest free number: ``fd`` (the lower ones are open)
+            except OSError:
+                continue
+            if null != fd:
+                try:
+                    os.dup2(null, fd)
+                except OSError:
+                    pass
+                finally:
+                    os.close(null)
 
 
 def silence(stream: Any) -> None:
@@ -108,7 +135,7 @@ def write_stderr(text: str) -> None:
     try:
         sys.stderr.write(text)
         sys.stderr.flush()
-    except _WRITE_ERRORS:
+    except (*_WRITE_ERRORS, AttributeError):   # AttributeError: sys.stderr is None (closed at start)
         pass
 
 
@@ -116,7 +143,7 @@ def stderr_is_terminal() -> bool:
     """Whether stderr is a terminal (False where it is closed)."""
     try:
         return bool(sys.stderr.isatty())
-    except _WRITE_ERRORS:
+    except (*_WRITE_ERRORS, AttributeError):
         return False
 
 
@@ -124,11 +151,19 @@ def stderr_is_terminal() -> bool:
 def dropping_std_streams() -> Iterator[None]:
     """``sys.stdout`` and ``sys.stderr`` as :class:`DroppingStream` for the block (the command line: every
     ``print`` of a message, a note, a warning or the JSON summary), restored after it; stderr escapes control
-    characters other than line breaks and tabs (stdout carries JSON, which escapes them itself)."""
+    characters other than line breaks and tabs (stdout carries JSON, which escapes them itself).  A stream that
+    Python found closed at start (None) becomes one on /dev/null for the block: everything written to it is
+    dropped, and the run goes on with its own exit status."""
     old = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = (DroppingStream(old[0]),   # type: ignore[assignment]
-                              DroppingStream(old[1], escape_controls=True))
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr = old
+    with ExitStack() as closing:
+        def usable(stream: TextIO | None) -> TextIO:
+            if stream is not None:
+                return stream
+            return closing.enter_context(open(os.devnull, "w", encoding="utf-8", errors="backslashreplace"))
+
+        sys.stdout, sys.stderr = (DroppingStream(usable(old[0])),   # type: ignore[assignment]
+                                  DroppingStream(usable(old[1]), escape_controls=True))
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = old

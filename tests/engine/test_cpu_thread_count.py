@@ -222,3 +222,17 @@ def test_no_work_is_sized_by_the_machines_cpu_count():
             if re.search(r"\bcpu_count\(\)", line) and f.name != "_cpus.py":
                 found.append(f"{f.relative_to(root)}:{n}: {line.strip()}")
     assert len(found) == 1 and '"cpu_count": os.cpu_count()' in found[0], found
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_a_blank_omp_num_threads_is_unset_for_the_openmp_runtime_too(value):
+    """OMP_NUM_THREADS= (``export OMP_NUM_THREADS=$N`` with N unset): mcproton takes it as unset, and libgomp, loaded
+    with the kernel, printed "libgomp: Invalid value for environment variable OMP_NUM_THREADS" with no word from
+    mcproton (the environment audit 19, F8); now it is removed from the process's environment before the kernel is
+    loaded, and the run says nothing about it."""
+    code = AFFINITY_CODE.replace("os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n", "")
+    env = dict(os.environ, OMP_NUM_THREADS=value)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "OMP_NUM_THREADS" not in p.stderr, p.stderr
+    assert json.loads(p.stdout.strip().splitlines()[-1])["threads"] == _cpus.usable_cpus()

@@ -256,6 +256,8 @@ def test_occupancy_knobs_reach_the_compiler_and_the_launch(fake_cupy, monkeypatc
     assert "64 threads/block" in r.device
     assert all(block == (64,) for name, _, block in fake_cupy.launches if name == "mcp_transport")
     get_backend.cache_clear()
-    monkeypatch.setenv("MCPROTON_CUDA_BLOCK", "100")
-    with pytest.raises(ValueError, match="MCPROTON_CUDA_BLOCK"):
-        get_backend("cuda")
+    for bad in ("100", "160"):   # 160, a multiple of 32, is refused too: the message lists the sizes it takes
+        monkeypatch.setenv("MCPROTON_CUDA_BLOCK", bad)
+        with pytest.raises(ValueError, match=f"MCPROTON_CUDA_BLOCK='{bad}': give one of 32, 64, 96, 128, 192, 256, "
+                                             "384, 512, 1024 [(]threads per block; default 128[)]"):
+            get_backend("cuda")

@@ -144,6 +144,54 @@ def test_an_unwritable_cache_falls_back_to_a_per_user_temporary_folder(built, tm
     assert cpu._kernel_path("transport.cu", cpu.find_compiler()).parent == fallback
 
 
+@pytest.mark.parametrize("setting", ["a file", "a read-only folder"])
+def test_a_bad_cache_dir_is_noted_on_every_run_with_its_reason(built, tmp_path, monkeypatch, capsys, setting):
+    """MCPROTON_CACHE_DIR naming a file (a typo) or a folder this user cannot write (a shared cache): the note that
+    the kernels are in the per-user temporary folder came only on the run that built them there; every later run
+    used them silently, and the reason for a file was "File exists" (the environment audit 19, F4).  Each run (a
+    process: its notes said afresh) now says it, with the reason in words.  A read-only folder is simulated (the
+    tests may run as root, who writes anywhere)."""
+    conf = tmp_path / "conf"
+    if setting == "a file":
+        conf.write_text("x")
+        reason = "it is a file, not a folder"
+    else:
+        conf.mkdir()
+        real = cpu.tempfile.TemporaryFile
+
+        def temporary_file(*a, dir=None, **k):
+            if dir is not None and Path(dir) == conf:
+                raise PermissionError(13, "Permission denied", str(dir))
+            return real(*a, dir=dir, **k)
+
+        monkeypatch.setattr(cpu.tempfile, "TemporaryFile", temporary_file)
+        reason = "it is not writable by this user (Permission denied)"
+    monkeypatch.setenv(cpu.CACHE_ENV, str(conf))
+    monkeypatch.setattr(cpu.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(cpu, "_PRIVATE_TMP", None)
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    fallback = tmp_path / "tmp" / f"mcproton-{uid}" / "kernels"
+    assert cpu.cache_status()["reason"] == reason
+    shutil.copytree(built, fallback, dirs_exist_ok=True)   # as the first run built it there
+    for _run in range(2):
+        monkeypatch.setattr(cpu, "_NOTED", set())   # a new process
+        capsys.readouterr()
+        assert cpu._kernel_path("transport.cu", cpu.find_compiler()).parent == fallback
+        err = capsys.readouterr().err
+        assert f"{conf} cannot be written ({reason})" in err and str(fallback) in err and cpu.CACHE_ENV in err, err
+
+
+@pytest.mark.parametrize("blank", [" ", "\t  "])
+def test_a_blank_cache_dir_is_taken_as_unset(monkeypatch, tmp_path, blank):
+    """MCPROTON_CACHE_DIR=' ' made a folder named " " in the working folder (the environment audit 19, F8): blank,
+    as empty, is unset."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv(cpu.CACHE_ENV, blank)
+    assert cpu.cache_dir() == tmp_path / "xdg" / "mcproton" / "kernels"
+
+
 def test_no_home_directory_falls_back_too(tmp_path, monkeypatch):
     """A container run with a UID that has no passwd entry and no HOME: "Could not determine home directory."."""
     def no_home(cls):
@@ -236,12 +284,47 @@ def test_an_unexpandable_cache_dir_is_refused_not_created(monkeypatch, tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
+#: a stand-in compiler: --version; the link step (-o *.so) an empty shared library that the real compiler makes (a
+#: kernel is loaded before it is stored: the environment audit 19, F5); else a few bytes written to the file after -o
 FAKE_CXX = """#!/bin/sh
-# a stand-in compiler: --version, else writes a few bytes to the file after -o
 [ "$1" = "--version" ] && { echo "fake c++ 1.0"; exit 0; }
-while [ $# -gt 1 ]; do [ "$1" = "-o" ] && { printf 'not a library' > "$2"; exit 0; }; shift; done
+while [ $# -gt 1 ]; do
+  if [ "$1" = "-o" ]; then
+    case "$2" in *.so) exec REAL_CXX -shared -x c++ /dev/null -o "$2";; esac
+    printf 'not a library' > "$2"; exit 0
+  fi
+  shift
+done
 exit 1
-"""
+""".replace("REAL_CXX", str(shutil.which("g++") or shutil.which("c++")))
+#: CXX=gcc, the C driver: it builds a library that does not load (undefined symbol __gxx_personality_v0); here one
+#: that is not a library at all
+NOT_A_CXX = FAKE_CXX.replace("*.so)", "*.nothing)")
+
+
+@pytest.mark.parametrize("kind", ["an unloadable library", "no output", "a failure with no message"])
+def test_cxx_that_is_not_a_working_cpp_compiler_is_named_and_nothing_is_cached(tmp_path, monkeypatch, kind):
+    """CXX naming something that is not a working C++ compiler (the environment audit 19, F5): CXX=gcc left a kernel
+    that did not load in the (shared) cache, where a node with no compiler then took it, and the error suggested a
+    noexec mount; a wrapper that exits 0 without output was blamed on the cache folder ("No such file or
+    directory"); one that fails without a message gave "failed:" and nothing after it.  Now the compiler is named,
+    with what to do, and nothing is stored in the cache."""
+    cxx = tmp_path / "cxx"
+    wrapper = '#!/bin/sh\n[ "$1" = "--version" ] && echo "wrapper 1.0"\nexit {}\n'
+    cxx.write_text({"an unloadable library": NOT_A_CXX, "no output": wrapper.format(0),
+                    "a failure with no message": wrapper.format(1)}[kind])
+    cxx.chmod(0o755)
+    monkeypatch.setenv("CXX", str(cxx))
+    monkeypatch.setenv(cpu.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(cpu, "_NOTED", set())
+    expected = {"an unloadable library": f"built cannot be loaded .*; it is not stored in the kernel cache; is "
+                                         f"CXX={cxx} a C[+][+] compiler[?]",
+                "no output": "exited with status 0 but wrote no .o file .*: it is not a working C[+][+] compiler",
+                "a failure with no message": f"failed [(]exit status 1, and no message; the command: {cxx} .*[)]; "
+                                             f"is CXX={cxx} a C[+][+] compiler[?]"}[kind]
+    with pytest.raises(RuntimeError, match=f"(?s){expected}; set CXX to a C[+][+] compiler, such as g[+][+]"):
+        cpu.load_kernel("transport.cu", cpu.find_compiler())
+    assert not list((tmp_path / "cache").glob("transport-*.so")) and not list((tmp_path / "cache").glob("*.json"))
 
 
 def test_a_built_kernel_is_readable_by_all_whatever_the_umask(tmp_path):

@@ -8,6 +8,7 @@ its next progress line.  Each test runs the command line in a subprocess whose p
 the checkpoint's existence says when the run is under way)."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -114,3 +115,31 @@ def test_a_failed_write_in_a_script_drops_the_line_only(monkeypatch, tmp_path):
     console.write_stderr("lost\n")
     console.write_stderr("kept\n")
     assert stream.getvalue() == "kept\n" and not silenced
+
+
+@pytest.mark.parametrize("closed", ["1", "2"])
+def test_a_stream_closed_at_start_does_not_stop_the_run(small_cfg, tmp_path, closed):
+    """``mcproton run ... 2>&-`` or ``>&-`` (a daemon or process manager that closes the stream): Python sets
+    sys.stderr/sys.stdout to None.  The run completes with exit status 0 and writes its output, its messages (or
+    summary) dropped; before, a closed stderr ended it at its first message (exit 1, nothing written, no message)
+    and a closed stdout reported an internal error (exit 4) after the output was written (the environment audit
+    19, F1).  The other stream is read: nothing from Python's error handler reaches it."""
+    cfg = small_cfg(2000)
+    out = tmp_path / "o.h5"
+    proc = subprocess.run(["sh", "-c", f'exec "$@" {closed}>&-', "sh", sys.executable, "-m", "mcproton.cli", "run",
+                           str(cfg), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    other = proc.stderr if closed == "1" else proc.stdout
+    assert proc.returncode == 0, other
+    assert read_h5(out)["provenance"]["primaries"] == 2000
+    assert "error" not in other and "Traceback" not in other
+
+
+def test_reopen_closed_std_fds_points_a_closed_descriptor_at_devnull():
+    """A descriptor 0-2 that is closed is pointed at /dev/null, so that a file opened later does not take its number
+    (and receive what a C library or a subprocess writes to fd 2)."""
+    code = ("import os; from mcproton._io.console import reopen_closed_std_fds; reopen_closed_std_fds(); "
+            "f = os.open(os.devnull, os.O_RDONLY); print(f > 2, os.path.realpath(f'/proc/self/fd/0'), flush=True)")
+    proc = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", sys.executable, "-c", code], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", os.devnull]

@@ -292,8 +292,29 @@ def test_unexpected_error_is_one_line_with_a_debug_hint(tmp_path, capsys, monkey
     assert main(argv) == 4
     msg = _one_line(capsys)
     assert "ZeroDivisionError" in msg and "--debug" in msg
-    with pytest.raises(ZeroDivisionError):
-        main(argv + ["--debug"])
+    # --debug: the traceback, then the same line and exit status (before: re-raised, so Python's exit status 1)
+    assert main(argv + ["--debug"]) == 4
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "the traceback is above" in err
+
+
+def test_debug_keeps_the_exit_status_of_an_error(tmp_path, capsys, monkeypatch):
+    """``--debug`` with a full disk exited 1 (the re-raised error, Python's status) where the same run without it
+    exited 3, the machine's (the environment audit 19, F8): the traceback is shown and the status kept."""
+    import errno
+
+    import mcproton.config
+
+    def full(cfg):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "o.h5"))
+
+    monkeypatch.setattr(mcproton.config, "build_geometry", full)
+    argv = ["run", str(write_cfg(tmp_path / "job.toml", 100)), "--out", str(tmp_path / "o.h5"), "--quiet"]
+    assert main(argv) == 3
+    capsys.readouterr()
+    assert main(argv + ["--debug"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "No space left on device" in err.splitlines()[-1]
 
 
 def test_out_of_memory_is_caught(tmp_path, capsys, monkeypatch):
