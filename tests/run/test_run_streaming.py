@@ -149,9 +149,9 @@ def test_oom_shrink_is_kept_by_every_intermediate_checkpoint(small_cfg, tmp_path
     saved = []
     real_save = job.save_checkpoint
 
-    def spy(path, fp, states):
+    def spy(path, fp, states, *args, **kwargs):
         saved.append([st.batch_cap for st in states])
-        return real_save(path, fp, states)
+        return real_save(path, fp, states, *args, **kwargs)
 
     monkeypatch.setattr(job, "save_checkpoint", spy)
     cfg = load_config(small_cfg(12000, batch_size=4000, checkpoint_interval_s=0))
