@@ -309,8 +309,13 @@ MCP_RARE MCP_HOST_DEVICE bool cross_vacuum_voxel(const Params& p, TrackState& ts
     const VoxelExit ex = voxel_exit(p, ts.vi, t.x, t.y, t.z, t.u, t.v, t.w);
     const float d_vox = ex.distance;
     t.x += d_vox * t.u; t.y += d_vox * t.v; t.z += d_vox * t.w;
-    cross_face(p, ts.vi, ex.axis, ex.axis == 0 ? t.u : (ex.axis == 1 ? t.v : t.w), t.x, t.y, t.z);
-    if (!locate(p, t.x, t.y, t.z, ts.vi)) { L.escaped += ledger_units(t.energy); return false; }
+    const float dir = ex.axis == 0 ? t.u : (ex.axis == 1 ? t.v : t.w);
+    cross_face(p, ts.vi, ex.axis, dir, t.x, t.y, t.z);
+    const VoxelIndex from = ts.vi;
+    if (!locate_across(p, from, ex.axis, dir, t.x, t.y, t.z, ts.vi)) {
+        L.escaped += ledger_units(t.energy);
+        return false;
+    }
     return true;
 }
 
@@ -442,11 +447,15 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool track_step(const Params& p, const Scorer& s
         if (t.energy > 0.0f) deposit_local_proton(p, sc, sp.vox_end, mat, t.energy);
         return false;
     }
+    bool inside;
     if (sp.limit == LIMIT_BOUNDARY) {
         /* the face crossed is decided by the pre-step direction (the one the walk used) */
         cross_face(p, sp.v_end, sp.end_axis, dir_on_axis, t.x, t.y, t.z);
+        inside = locate_across(p, sp.v_end, sp.end_axis, dir_on_axis, t.x, t.y, t.z, ts.vi);
+    } else {
+        inside = locate(p, t.x, t.y, t.z, ts.vi);
     }
-    if (!locate(p, t.x, t.y, t.z, ts.vi)) {
+    if (!inside) {
         L.escaped += ledger_units(t.energy);
         return false;
     }
@@ -616,7 +625,9 @@ MCP_RARE MCP_HOST_DEVICE bool start_history(const Params& p, uint64_t history, T
         return false;
     }
     const float a = d + MCP_BOUNDARY_PUSH;
-    t.x = pr.x + a * pr.u; t.y = pr.y + a * pr.v; t.z = pr.z + a * pr.w;
+    t.x = inside_far_face(pr.x + a * pr.u, p.grid.nx, p.grid.vx, p.grid.inv_vx, pr.u);
+    t.y = inside_far_face(pr.y + a * pr.v, p.grid.ny, p.grid.vy, p.grid.inv_vy, pr.v);
+    t.z = inside_far_face(pr.z + a * pr.w, p.grid.nz, p.grid.vz, p.grid.inv_vz, pr.w);
     t.u = pr.u; t.v = pr.v; t.w = pr.w;
     t.energy = pr.energy;
     t.id = 0;

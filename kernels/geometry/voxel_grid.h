@@ -6,7 +6,8 @@
 #include "../params.h"
 
 /* Distance pushed across a voxel face after a boundary-limited step (cm): 1e-5 cm = 0.1 um, above the
- * float rounding of positions up to ~60 cm (ulp 4e-6 cm), far below any physical scale. */
+ * float rounding of positions up to ~60 cm (ulp 4e-6 cm), far below any physical scale.  Beyond, the rounding of
+ * the index (c * inv_v) can undo it: locate_across and inside_far_face take the index the push meant. */
 #define MCP_BOUNDARY_PUSH 1e-5f
 
 struct VoxelIndex { int ix, iy, iz; };
@@ -61,6 +62,36 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void cross_face(const Params& p, const VoxelInde
     const float vox = axis == 0 ? p.grid.vx : (axis == 1 ? p.grid.vy : p.grid.vz);
     if (dir > 0.0f) *c = mcp_max(*c, (float)(i + 1) * vox + MCP_BOUNDARY_PUSH);
     else *c = mcp_min(*c, (float)i * vox - MCP_BOUNDARY_PUSH);
+}
+
+/* The voxel a track is in after cross_face pushed it across the face of `from` along `axis` (direction component
+ * `dir`): located from the position as locate does, except along `axis`, where it is the neighbour of `from` when the
+ * position still reads as `from`.  The push (1e-5 cm) is about one float32 ulp of a coordinate near 1 m and less
+ * beyond, and the rounding of c * inv_v can undo it: located from the position alone, a track crossing a face more
+ * than ~1.03 m from the grid's corner (0.5-2 mm voxels; ~1.2 m at 3 mm) stayed in the voxel it left, took steps of
+ * length 0 until the step limit and put all its energy there (the scale audit of 2026-12-06: 11 % of the tracks of
+ * a head placed 1.12 m up a long grid; high-dose mean -5 %).  Wherever the push survives the rounding (every grid up
+ * to ~1 m), the index is the located one: the same bits as before.  Returns whether the voxel is inside the grid. */
+MCP_FORCEINLINE MCP_HOST_DEVICE bool locate_across(const Params& p, const VoxelIndex& from, int axis, float dir,
+                                                   float x, float y, float z, VoxelIndex& v)
+{
+    locate(p, x, y, z, v);
+    int* a = axis == 0 ? &v.ix : (axis == 1 ? &v.iy : &v.iz);
+    const int i = axis == 0 ? from.ix : (axis == 1 ? from.iy : from.iz);
+    if (*a == i) *a = dir > 0.0f ? i + 1 : i - 1;
+    return v.ix >= 0 && v.iy >= 0 && v.iz >= 0 && v.ix < p.grid.nx && v.iy < p.grid.ny && v.iz < p.grid.nz;
+}
+
+/* A primary placed on the grid's surface (start_history), on the inside of a far face (coordinate n * v, entering
+ * towards -axis) that the float32 rounding put back on the face or beyond it: moved onto the inside, by 2^-21 of the
+ * coordinate (1.2 um at 2.5 m).  The push onto the inside survives the rounding up to ~2.5 m at 1-2.5 mm voxels and
+ * to ~0.8 m at 3 mm; beyond, every primary of a beam entering through such a face was counted as escaped, with no
+ * dose and no error (the scale audit of 2026-12-06).  A coordinate that locates inside is left as it is. */
+MCP_FORCEINLINE MCP_HOST_DEVICE float inside_far_face(float c, int n, float vox, float inv_v, float dir)
+{
+    if (dir < 0.0f && (int)floorf(c * inv_v) >= n && c <= (float)n * vox * (1.0f + 9.5367431640625e-07f))
+        return (float)n * vox * (1.0f - 4.76837158203125e-07f);
+    return c;
 }
 
 /* Distance along the ray to the grid's bounding box (0 if inside), or a negative value if it misses. */
