@@ -146,8 +146,12 @@ class CheckResult:
         keys = ("passed", "checks", "gamma", "dose_difference", "structures", "ranges", "beam_gamma", "diagnostics",
                 "diagnostic_kinds", "warnings", "pairing", "provenance", "timings_s", "settings", "levels", "mc_rtdose",
                 "beam_dose")
-        # schema_version and status first: what a script reads before anything else (automation audit, F10)
+        from ..errors import EXIT_FAIL, EXIT_PASS
+
+        # schema_version, status and exit_status first: what a script reads before anything else (automation audit,
+        # F10); exit_status in every check.json, a report's too (the integrators' audit of 2026-12-06, F9)
         return json_safe({"schema_version": CHECK_JSON_SCHEMA, "status": "pass" if self.passed else "fail",
+                          "exit_status": EXIT_PASS if self.passed else EXIT_FAIL,
                           **{k: getattr(self, k) for k in keys}})
 
     def figures(self, names: Iterable[str] | str | None = None) -> dict[str, Figure]:
@@ -1487,6 +1491,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     input_files = [dicom_input("RT Ion Plan", inp.plan_path)] + [dicom_input(role, d.path) for role, d in tps_doses] \
         + ([dicom_input("RT Struct", inp.struct_path)] if inp.struct_path else [])
     ident = identification(inp.plan_path)
+    _progress(identification=ident)   # the record of a check that does not complete names the patient and plan
     if outside_external == "air" and inp.ct_dir is not None and inp.struct_path is None and mc is None:
         raise CheckInputError("--outside-external air needs the structure set (--struct RS.dcm) with the External "
                               "ROI; none was given or found")
@@ -1494,11 +1499,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     axes = ref.axes_mm()
     out_dir = Path(out) if out is not None else None
     clear_out: Callable[[], Any] = lambda: []   # noqa: E731
+    earlier_outputs = None
     if out_dir is not None:   # no input overwritten, no earlier check's file left beside this report
         from .out_dir import prepare_out
 
-        clear_out = prepare_out(out_dir, inp, log)   # the earlier outputs removed just before the first write
-        _progress(earlier=clear_out)   # a stop before then says they are still there
+        # the earlier outputs moved aside now (nothing in --out reads as this check's result before it is one), and
+        # removed once this report is complete
+        clear_out = earlier_outputs = prepare_out(out_dir, inp, log)
+        _progress(earlier=clear_out)   # a stop or failure says where they went
         out_dir.mkdir(parents=True, exist_ok=True)
     timings["read_dicom_s"] = time.perf_counter() - t
     cpu_steps["read_dicom_s"] = time.process_time() - c
@@ -1772,6 +1780,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                   pres_by, noise_rel=mc.uncertainty_rel_zyx, seed=seed,
                                   rx_of_median=bool(pres_by) and rx_given is None and not rx_refs.items)
         for nm, row in structs.items():
+            # the ROI's ROINumber: the key a script joins on (a duplicate name is renamed, CTV_3), as the HDF5's
+            # DVH subgroups (integrators' audit 2026-12-06, F3); None: not an ROI of the structure set
+            row["roi_number"] = roi_numbers.get(nm)
             row["partly_outside_dose_grid"] = nm in partly_off
             if nm in contour_vols:
                 row["contour_volume_cm3"] = contour_vols[nm]
@@ -2018,7 +2029,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             "dose": desc["quantity"], "dose_unit": desc["unit"], "dose_fractions": desc["fractions"],
             "dose_values": f"every dose in this JSON (keys *_gy) is the {desc['label']}, in {desc['unit']}",
             "fractions": inp.fractions if inp.all_fractions else 1, "grid": mc.grid_note,
-            "body_outline": body_how, "prescription_gy": pres, "prescription_source": pres_how if pres else None,
+            "body_outline": body_how, "prescription_gy": pres,
+            # one type always: {target: Gy} (prescription_gy is a number where every target has one dose, as
+            # before; integrators' audit 2026-12-06, F6)
+            "prescription_gy_by_target": dict(pres_by),
+            "prescription_source": pres_how if pres else None,
             "geometry_notes": mc.provenance.get("geometry_notes", []), "python": platform.python_version(),
             "host": platform.node(), "date": mc.provenance.get("date"),
             # what was checked and how (record.py): a signed report traced to its files a year later
@@ -2101,6 +2116,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         with _naming_a_failed_write(out_dir, mc_rtdose):
             write_bytes_atomic(Path(res.report_json), json_text(res.to_dict(), indent=1).encode())
     _progress(complete=True)   # every file written: a signal now is ignored
+    if earlier_outputs is not None:   # replaced by this report
+        earlier_outputs.discard()
     return res
 
 
@@ -2188,9 +2205,31 @@ class _naming_a_failed_figure(_naming_a_failed_write):
 #: audit, F10)
 BATCH_JSON_SCHEMA = 1
 
+
+def batch_row(status: str, *, exit_status: int | None, error: str | None = None, error_type: str | None = None,
+              identification: Mapping[str, Any] | None = None, plan_uid: str | None = None,
+              checked: str | None = None, **more: Any) -> dict[str, Any]:
+    """A batch.json row that is not a computed check's (refused, failed, interrupted, not checked, not in the
+    batch) with the keys every row has (:data:`BATCH_ROW_KEYS`): the patient and plan where the plan was read
+    (``identification``, check.json's), when (``checked``: when the record was made), mcproton's version, the exit
+    status (None for a patient not checked) and the error with its type apart; then ``more``.  Before 2026-12-06 such
+    a row had only its status and message (the integrators' audit, F8)."""
+    from .. import __version__
+
+    ident = identification or {}
+    return {"schema_version": BATCH_JSON_SCHEMA, "status": status, "passed": False, "exit_status": exit_status,
+            "patient_id": ident.get("PatientID") or None, "patient_name": ident.get("PatientName") or None,
+            "plan": plan_label(ident) or None, "plan_uid": plan_uid or ident.get("SOPInstanceUID") or None,
+            "checked": checked, "mcproton_version": __version__, "error": error, "error_type": error_type, **more}
+
+
+#: the keys of every batch.json row, whatever its status (a computed check's has more): a script can read them
+#: without looking at the status first (integrators' audit 2026-12-06, F8/F9)
+BATCH_ROW_KEYS = ("schema_version", "status", "passed", "exit_status", "patient_id", "patient_name", "plan",
+                  "plan_uid", "checked", "mcproton_version", "error", "error_type")
+
 #: the row of batch.json of a patient not checked (yet): the batch is still running, or was interrupted before it
-NOT_CHECKED = {"schema_version": BATCH_JSON_SCHEMA, "status": "not_checked", "passed": False, "not_checked": True,
-               "error": "not checked yet"}
+NOT_CHECKED = batch_row("not_checked", exit_status=None, error="not checked yet", not_checked=True)
 
 
 class BatchError(str):
@@ -2214,9 +2253,10 @@ class BatchError(str):
 
 def _vanished_patients(out_dir: Path, patients: set[str], root: Path, log: Callable[[str], None]) -> dict[str, dict]:
     """The sub-folders of a batch's ``out_dir`` holding an earlier check's report of a patient that is not in this
-    batch (it left the export): the report is moved aside and a check.json saying so written in its place, so that
-    a script collecting ``out/*/check.json`` does not count last night's PASS as tonight's (automation audit
-    2026-12-06, F1); their rows ("status": "not_in_batch") keep them listed in batch.json."""
+    batch (it left the export): the report is moved aside and a check.json saying so (``"status": "not_in_batch"``,
+    as its row: before the integrators' audit of 2026-12-06, F9, the file said "not_checked") written in its place,
+    so that a script collecting ``out/*/check.json`` does not count last night's PASS as tonight's (automation audit
+    2026-12-06, F1); their rows keep them listed in batch.json, with the patient and plan of the earlier check."""
     from .out_dir import _ours, earlier_reports, move_aside, record_failure
 
     rows: dict[str, dict] = {}
@@ -2225,6 +2265,7 @@ def _vanished_patients(out_dir: Path, patients: set[str], root: Path, log: Calla
     for d in sorted(out_dir.iterdir()):
         if d.name in patients or not d.is_dir() or d.is_symlink() or not _ours(d / "check.json"):
             continue
+        ident = _identification_of(d / "check.json")
         why = (f"{d.name} is not a patient of this batch ({root}): its folder holds an earlier check's outputs, "
                "not a check of tonight's export")
         try:
@@ -2232,12 +2273,45 @@ def _vanished_patients(out_dir: Path, patients: set[str], root: Path, log: Calla
         except OSError as exc:
             log(f"mcproton check --batch: {d.name}: could not move the earlier check's outputs aside ({exc})")
             moved = None
-        record_failure(d, ValueError(why), ours_written=True, started=now_text(), inputs={}, invocation={}, log=log,
-                       status="not_checked")
-        rows[d.name] = {"schema_version": BATCH_JSON_SCHEMA, "status": "not_in_batch", "passed": False,
-                        "error": why, **({"earlier_outputs_moved_to": str(moved)} if moved else {})}
+        rec = record_failure(d, ValueError(why), ours_written=True, started=None, inputs={}, invocation={}, log=log,
+                             status="not_in_batch", moved_to=moved, identification=ident)
+        rows[d.name] = batch_row("not_in_batch", exit_status=None, error=why, error_type=None, identification=ident,
+                                 checked=rec["provenance"]["check_finished"],
+                                 **({"earlier_outputs_moved_to": str(moved)} if moved else {}))
         log(f"mcproton check --batch: {why}")
     return rows
+
+
+def _identification_of(check_json: Path) -> dict[str, Any]:
+    """The patient and plan a check.json records (``provenance.identification``); {} where it has none."""
+    try:
+        doc = json.loads(check_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    ident = (doc.get("provenance") or {}).get("identification") if isinstance(doc, dict) else None
+    return dict(ident) if isinstance(ident, dict) else {}
+
+
+def _pending_set_aside(out_dir: Path, pending: Sequence[str], why: str, log: Callable[[str], None]) -> None:
+    """A batch stopped (a signal, a full disk) before the patients ``pending``: each one's earlier check in
+    ``out_dir/<patient>/`` is moved aside and a check.json saying it was not checked (``"status": "not_checked"``,
+    ``why``) written in its place, so that no folder of the batch holds last night's verdict as if it were tonight's
+    (the integrators' audit of 2026-12-06, F1).  ``--skip-checked`` still finds an earlier check set aside so
+    (:func:`_reusable_in`).  Best effort: a failure is named in the log."""
+    from .out_dir import earlier_reports, move_aside, record_failure
+
+    for name in pending:
+        d = out_dir / name
+        try:
+            found = earlier_reports(d)
+            if not found:
+                continue
+            ident = _identification_of(d / "check.json")
+            moved = move_aside(d, found, log, why="are not a check of tonight's batch, which stopped before it")
+            record_failure(d, ValueError(why), ours_written=True, started=None, inputs={}, invocation={}, log=log,
+                           status="not_checked", moved_to=moved, identification=ident)
+        except OSError as exc:
+            log(f"mcproton check --batch: {name}: could not set the earlier check's outputs aside ({exc})")
 
 
 def _batch_json(table: dict[str, dict], pending: Iterable[str] = ()) -> bytes:
@@ -2279,23 +2353,37 @@ def _batch_record_of(p: Mapping[str, Any], st: Mapping[str, Any], label: str, ui
             "levels": (st.get("levels_config") or {}).get("source")}
 
 
-def _reused_row(earlier: Mapping[str, Any], html: Path, out_dir: Path) -> dict[str, Any]:
+def _reused_row(earlier: Mapping[str, Any], html: Path, out_dir: Path, patient: Path | None = None,
+                key: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """batch.json's row of a patient not checked again (``skip_checked``): the fields of a fresh check's row, taken
     from its earlier check.json (the patient, the plan and its UID, the TPS doses with their SHA-256, the gamma, the
-    beam model, the calibration, the levels, the warnings), marked ``"reused": true``."""
+    beam model, the calibration, the levels, the warnings), marked ``"reused": true``; ``checked`` is when that
+    earlier check finished.  The TPS doses' paths are tonight's (``patient``'s file with the same SHA-256 in the
+    reuse ``key``), not the earlier export's (a batch folder renamed each night: the integrators' audit of
+    2026-12-06, F8)."""
     prov, st = earlier.get("provenance") or {}, earlier.get("settings") or {}
     ident = prov.get("identification") or {}
     plan_file = next((f for f in prov.get("inputs") or [] if str(f.get("role", "")).startswith("RT")
                       and "Plan" in str(f.get("role", ""))), {})
     uid = plan_file.get("sop_instance_uid") or ident.get("SOPInstanceUID")
     rate = ((earlier.get("gamma") or {}).get("2%/2mm") or {}).get("pass_rate")
-    return {"schema_version": BATCH_JSON_SCHEMA, "status": earlier["status"], "passed": earlier["passed"],
-            "failed": [c.get("quantity") for c in earlier.get("checks") or [] if not c.get("passed")],
-            "gamma_2_2_pct": None if rate is None else 100 * rate,
-            "statistical_uncertainty_pct": prov.get("statistical_uncertainty_pct"),
-            **_batch_record_of(prov, st, ident.get("RTPlanLabel") or "", uid, html if html.exists() else None,
-                               out_dir),
-            "warnings": list(earlier.get("warnings") or []), "reused": True}
+    row = {"schema_version": BATCH_JSON_SCHEMA, "status": earlier["status"], "passed": earlier["passed"],
+           "exit_status": 0 if earlier["passed"] else 1, "error": None, "error_type": None,
+           "failed": [c.get("quantity") for c in earlier.get("checks") or [] if not c.get("passed")],
+           "gamma_2_2_pct": None if rate is None else 100 * rate,
+           "statistical_uncertainty_pct": prov.get("statistical_uncertainty_pct"),
+           **_batch_record_of(prov, st, ident.get("RTPlanLabel") or "", uid, html if html.exists() else None,
+                              out_dir),
+           "warnings": list(earlier.get("warnings") or []), "reused": True}
+    if patient is not None and key is not None:
+        by_hash: dict[str, str] = {}
+        for rel, sha in (key.get("input_files_sha256") or {}).items():
+            by_hash.setdefault(str(sha), rel)
+        for f in row["tps_doses"]:
+            rel = by_hash.get(str(f.get("sha256")))
+            if rel is not None:
+                f["path"] = str((patient / rel).resolve())
+    return row
 
 
 #: check()'s keyword arguments that change what is printed or how fast, not what is checked: left out of the reuse
@@ -2378,6 +2466,39 @@ def _reusable(check_json: Path, key: dict[str, Any]) -> dict | None:
     return record
 
 
+def _reusable_in(folder: Path, key: dict[str, Any], log: Callable[[str], None]) -> dict | None:
+    """:func:`_reusable` of ``folder/check.json``; where that is the record of a batch that stopped before this
+    patient (``"status": "not_checked"``, its earlier check set aside: :func:`_pending_set_aside`), of the check set
+    aside, which is then put back in place (a batch stopped at its window's end does not cost the next night the
+    patients it did not reach)."""
+    from .out_dir import _failure_record_file
+
+    record = _reusable(folder / "check.json", key)
+    if record is not None:
+        return record
+    try:
+        doc = json.loads((folder / "check.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    aside = doc.get("earlier_outputs_moved_to") if isinstance(doc, dict) and doc.get("status") == "not_checked" \
+        else None
+    if not aside or Path(aside).parent.resolve() != folder.resolve() or not Path(aside).is_dir():
+        return None
+    record = _reusable(Path(aside) / "check.json", key)
+    if record is None or not _failure_record_file(folder / "check.json"):
+        return None
+    try:
+        (folder / "check.json").unlink()
+        for f in sorted(Path(aside).iterdir()):
+            os.replace(f, folder / f.name)
+        Path(aside).rmdir()
+    except OSError as exc:
+        log(f"mcproton check --batch: {folder.name}: could not put the earlier check back from {aside} ({exc}); "
+            "checked again")
+        return None
+    return record
+
+
 @locks_output()
 def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], None] | None = None,
                 keep_arrays: bool = False, skip_checked: bool = False, **kwargs: Any) -> dict[str, Any]:
@@ -2408,7 +2529,7 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     again (automation audit 2026-12-06, F6: a nightly batch longer than its window began at patient 1 each night)."""
     from .._io.atomic import is_unwritable, write_error_text
     from .._signals import RunInterrupted
-    from ..errors import status_of
+    from ..errors import exit_status, status_of
     from .batch import TOP_LEVEL, survey
     from .report import write_batch_index
 
@@ -2438,7 +2559,8 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
         log(f"mcproton check --batch: {msg}")
         msg = f"{CheckInputError.__name__}: {msg}"   # as a refused patient's row reads
         results[TOP_LEVEL] = BatchError(msg, "refused")
-        table[TOP_LEVEL] = {"schema_version": BATCH_JSON_SCHEMA, "status": "refused", "passed": False, "error": msg}
+        table[TOP_LEVEL] = batch_row("refused", exit_status=exit_status(CheckInputError(msg)), error=msg,
+                                     error_type=CheckInputError.__name__, checked=now_text())
     for name, row in _vanished_patients(out_dir, {q.name for q in subs}, root, log).items():
         table[name] = row
     plans: dict[str, str] = {}   # RT Plan SOPInstanceUID -> the first patient checked with it
@@ -2449,12 +2571,12 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             key: dict | None = _reuse_key(p, kwargs)
         except Exception:  # noqa: BLE001 - an unreadable file or beam model: the check says what (no reuse)
             key = None
-        earlier = _reusable(out_dir / p.name / "check.json", key) if skip_checked and key is not None else None
+        earlier = _reusable_in(out_dir / p.name, key, log) if skip_checked and key is not None else None
         if earlier is not None:
             prov = earlier.get("provenance") or {}
             failed = [c for c in earlier.get("checks") or [] if not c.get("passed")]
             results[p.name] = ReusedCheck(earlier["passed"], failed, earlier, str(out_dir / p.name / "check.json"))
-            table[p.name] = _reused_row(earlier, out_dir / p.name / "check.html", out_dir)
+            table[p.name] = _reused_row(earlier, out_dir / p.name / "check.html", out_dir, p, key)
             uid = table[p.name]["plan_uid"]
             if uid and uid in plans:   # as a fresh row: the index marks the second of two folders with one plan
                 table[p.name]["duplicate_of"] = plans[uid]
@@ -2474,7 +2596,8 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
                 write_bytes_atomic(Path(r.report_json), json_text(r.to_dict(), indent=1).encode())
             uid = r.inputs.plan.sop_instance_uid if r.inputs is not None else None
             table[p.name] = {"schema_version": BATCH_JSON_SCHEMA, "status": "pass" if r.passed else "fail",
-                             "passed": r.passed, "failed": [c["quantity"] for c in r.failed],
+                             "passed": r.passed, "exit_status": 0 if r.passed else 1, "error": None,
+                             "error_type": None, "failed": [c["quantity"] for c in r.failed],
                              "gamma_2_2_pct": 100 * r.gamma["2%/2mm"]["pass_rate"],
                              "statistical_uncertainty_pct": r.provenance.get("statistical_uncertainty_pct"),
                              **_batch_record(r, uid, out_dir), "warnings": list(r.warnings)}
@@ -2486,12 +2609,21 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
                 plans[uid] = p.name
             results[p.name] = r if keep_arrays else r.numbers_only()
         except (RunInterrupted, KeyboardInterrupt) as exc:   # the user stops the batch: recorded, then stopped
-            table[p.name] = {"schema_version": BATCH_JSON_SCHEMA, "status": "interrupted", "passed": False,
-                             "error": f"interrupted: {exc or type(exc).__name__}", "interrupted": True}
+            rec = getattr(exc, "check_record", None) or {}
+            table[p.name] = batch_row("interrupted", exit_status=exit_status(exc),
+                                      error=f"interrupted: {exc or type(exc).__name__}", error_type=type(exc).__name__,
+                                      identification=(rec.get("provenance") or {}).get("identification"),
+                                      checked=(rec.get("provenance") or {}).get("check_finished") or now_text(),
+                                      interrupted=True)
+            # the patients not reached: their earlier checks set aside, each folder's check.json saying so
+            _pending_set_aside(out_dir, [q.name for q in subs[k:]],
+                               f"not checked: the batch of {root} was interrupted ({exc or type(exc).__name__}) during "
+                               f"{p.name}, before this patient", log)
             write_bytes_atomic(out_dir / "batch.json", _batch_json(table, [q.name for q in subs[k:]]))
             write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
             log(f"mcproton check --batch: interrupted during {p.name}; not checked: "
                 f"{', '.join(q.name for q in subs[k - 1:])}")
+            exc.batch_json = str(out_dir / "batch.json")   # type: ignore[union-attr]  # what --json prints
             raise
         except Exception as exc:  # noqa: BLE001 - refused, or failed: this patient's row; the batch goes on
             status = status_of(exc)
@@ -2502,8 +2634,11 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             elif status == "environment_error":   # the machine or the output, not the export
                 log(f"mcproton check --batch: {p.name}: the machine or the output folder, not the export: {msg}")
             results[p.name] = BatchError(msg, status)
-            table[p.name] = {"schema_version": BATCH_JSON_SCHEMA, "status": status, "passed": False, "error": msg,
-                             **({"internal_error": True} if status == "internal_error" else {})}
+            rec = getattr(exc, "check_record", None) or {}
+            table[p.name] = batch_row(status, exit_status=exit_status(exc), error=msg, error_type=type(exc).__name__,
+                                      identification=(rec.get("provenance") or {}).get("identification"),
+                                      checked=(rec.get("provenance") or {}).get("check_finished") or now_text(),
+                                      **({"internal_error": True} if status == "internal_error" else {}))
             if getattr(exc, "no_space", False) or is_unwritable(exc):   # the next patient's outputs fail the same way
                 stop_all = (f"not checked: the output disk of {out_dir} is full or read-only ({p.name}: "
                             f"{write_error_text(exc)}); free space and run the batch again")
@@ -2512,6 +2647,7 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             for q in pending:
                 table[q] = {**NOT_CHECKED, "error": stop_all}
                 results[q] = BatchError(stop_all, "not_checked")
+            _pending_set_aside(out_dir, pending, stop_all, log)
             log(f"mcproton check --batch: stopped after {p.name}: the output disk is full or read-only; not checked: "
                 f"{', '.join(pending) or 'none'}")
             pending = []

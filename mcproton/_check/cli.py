@@ -14,8 +14,9 @@ exit status: 0 the check passes every action level, 1 it fails one (the report s
 (refused: the export, an option), 3 the machine or the output (--out busy, the disk full or read-only, no GPU),
 4 an internal error (a bug: rerun with --debug and report it), 128 + the signal when stopped (130 Ctrl-C,
 143 SIGTERM, 129 SIGHUP).  --batch: the worst of its patients' (4 > 3 > 2 > 1 > 0); a full or read-only disk
-stops it.  A check that fails leaves a check.json recording why ("status": "refused", ...) in --out, the
-earlier check's outputs moved into earlier_check_<date>/ there; see mcproton.errors.
+stops it.  An earlier check's outputs in --out are moved into earlier_check_<date>/ there as the check starts
+(removed once its report is complete); a check that fails or is stopped leaves a check.json recording why
+("status": "refused", "interrupted", ...); --json prints one record in every outcome; see mcproton.errors.
 The report (check.html, check.json) and the MC dose as RT Dose (RD_mc.dcm; RD_mc_beam<N>.dcm for each per-beam
 TPS dose; on the TPS grid, in its study) go to --out; see docs/check.md."""
 
@@ -119,6 +120,27 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    """:func:`_checked`, and with ``--json`` one JSON record on stdout in every outcome: where the check or batch
+    did not complete (an option refused, the inputs refused, the machine, a bug, a signal), the record of why
+    (:func:`_failure_record`), or an interrupted batch's batch.json.  Before 2026-12-06 an option refused and an
+    interrupted ``--batch`` printed nothing (the integrators' audit, F4)."""
+    from .._signals import RunInterrupted
+
+    try:
+        return _checked(args)
+    except (Exception, RunInterrupted, KeyboardInterrupt) as exc:
+        if args.json:
+            from .._io.json_out import json_text
+
+            batch_json = getattr(exc, "batch_json", None)   # a batch that ran: its rows say how far it got
+            if batch_json is not None and Path(batch_json).is_file():
+                print(Path(batch_json).read_text(encoding="utf-8"))
+            else:
+                print(json_text(_failure_record(exc, args), indent=1))
+        raise
+
+
+def _checked(args: argparse.Namespace) -> int:
     from .._signals import RunInterrupted
     from ..errors import EXIT_FAIL, EXIT_PASS
     from .api import check, check_batch
@@ -181,11 +203,9 @@ def _main(args: argparse.Namespace) -> int:
             res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder,
                         out=args.out, prescription=_prescription_arg(args.prescription), ct_series=args.ct_series,
                         **common)
-        except (Exception, RunInterrupted) as exc:
+        except (Exception, RunInterrupted):   # --json: the record of the failure on stdout (_main)
             for w in dict.fromkeys(said):
                 print(f"mcproton: warning: {w}", file=sys.stderr)
-            if args.json:   # the record of the failure on stdout, as check.json holds it (automation audit, F1)
-                print(json_text(_failure_record(exc, args), indent=1))
             raise
     if res.warnings:
         where = "check.json's warnings" if args.json else "the summary below"
@@ -208,8 +228,8 @@ _BATCH_WORD = {"refused": "REFUSED", "environment_error": "ERROR", "internal_err
 
 def _failure_record(exc: BaseException, args: argparse.Namespace) -> dict:
     """What ``--json`` prints for a check that did not finish: the record written into --out/check.json
-    (out_dir.record_failure), or, where none was written (--out busy or refused, a signal), the same record
-    without the file."""
+    (out_dir.record_failure; an interrupted check's too), or, where none was made (an option refused, --out busy,
+    a batch refused as a whole), the same keys without the file."""
     record = getattr(exc, "check_record", None)
     if record is not None:
         return record
@@ -218,10 +238,18 @@ def _failure_record(exc: BaseException, args: argparse.Namespace) -> dict:
     from .record import now_text
     from .out_dir import CHECK_JSON_SCHEMA
 
-    return {"schema_version": CHECK_JSON_SCHEMA, "status": status_of(exc), "passed": False, "checks": [],
+    return {"schema_version": CHECK_JSON_SCHEMA, "status": status_of(exc), "passed": False,
+            "exit_status": exit_status(exc), "checks": [],
             "error": " ".join(str(exc).split()) or type(exc).__name__, "error_type": type(exc).__name__,
-            "exit_status": exit_status(exc), "provenance": {"mcproton_version": __version__,
-                                                            "check_finished": now_text(), "out": args.out}}
+            "provenance": {"mcproton_version": __version__, "check_started": None, "check_finished": now_text(),
+                           "identification": {}, "given_inputs": _given(args), "out": args.out}}
+
+
+def _given(args: argparse.Namespace) -> dict:
+    """The inputs given on the command line (as the record of out_dir.record_failure names them)."""
+    given = {"folder": args.folder, "plan": args.plan, "dose": args.dose, "ct": args.ct, "struct": args.struct,
+             "beam_model": args.beam_model}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _prescription_arg(values: list[str] | None) -> float | dict[str, float] | None:

@@ -1,22 +1,23 @@
 """The check's output folder (``--out``): no input is overwritten, and no earlier check's file stays beside a new
-report.
+report, or in the place of this check's result.
 
 A check writes ``check.html``, ``check.json``, ``RD_mc.dcm``, ``RD_mc_beam<N>.dcm`` and, with
-``--phantom-from-struct``, ``phantom_ct/``.  Once its inputs are read (:func:`prepare_out`), and then just before
-its first write (the function it returns), so that a check refused later leaves an earlier report as it was:
+``--phantom-from-struct``, ``phantom_ct/``.  Once its inputs are read (:func:`prepare_out`):
 
 * a file of those names that is one of the check's inputs (the planning system's dose exported as ``RD_mc.dcm``
   into the folder given as ``--out``; the CT in ``phantom_ct/``) is refused: it would be overwritten;
+* a file of those names that mcproton did not write is refused rather than overwritten;
 * the files an earlier check wrote there (recognised by their content: mcproton's RT Dose and phantom CT headers,
-  the report's title, the JSON's keys) are removed and named in the log, so that a per-beam MC dose of another
-  plan or patient, or the complete report of an earlier run of an interrupted check, is not left beside the new
-  one (a helper's audit, 2026-12-05: a re-used ``--out`` kept another patient's ``RD_mc_beam1.dcm`` and phantom CT);
-* a file of those names that mcproton did not write is refused rather than overwritten.
-
-An earlier check's outputs are named in a note at the start (with their date), and a check stopped or refused before
-its first write says that they are still there, left as they were (mcproton/_check/stop.py): they are not a check
-of the current inputs (the long-runs audit of 2026-12-05, F8: after a re-optimised plan was put in the patient's
-folder, an interrupted re-check left the old plan's PASS report in --out, and its message said "nothing was kept").
+  the report's title, the JSON's keys) are moved at once into ``--out/earlier_check_<date>/`` (named in the log),
+  so that nothing in ``--out`` reads as this check's result before it is one: a per-beam MC dose of another plan or
+  patient, or an earlier complete report, is not left beside the new one (a helper's audit, 2026-12-05: a re-used
+  ``--out`` kept another patient's ``RD_mc_beam1.dcm`` and phantom CT), and a check stopped by a signal, refused or
+  failed later leaves the record of *this* check as ``check.json`` (:func:`record_failure`), not last night's PASS
+  (the integrators' audit of 2026-12-06, F1: an interrupted re-check left the earlier check.json in place, in
+  ``--batch`` too; F12: an internal error after the MC deleted the earlier report).  A check that completes removes
+  that folder (its report replaces the earlier one, as before); one that does not leaves it, and its record names it
+  (``earlier_outputs_moved_to``).  An earlier check's own failure record (a check.json that is no report) is
+  removed rather than moved: this check's result or record replaces it.
 """
 from __future__ import annotations
 
@@ -78,12 +79,15 @@ def _ours(path: Path) -> bool:
 
 
 class EarlierOutputs:
-    """The earlier check's outputs found in ``--out`` (``found``); calling it removes them (named in the log; the
-    names removed), the first call only: then ``removed`` is True."""
+    """The earlier check's outputs found in ``--out`` (``found``).  :meth:`set_aside` moves them into
+    ``earlier_check_<date>/`` (``moved_to``) as the check starts; calling the object marks this check's first write
+    (``removed`` then True: the folder holds this check's files from then on); :meth:`discard` removes the folder
+    they were moved into once this check's report is complete."""
 
     def __init__(self, out: Path, found: list[Path], log: Callable[[str], None]) -> None:
         self.out, self.found, self.log = out, found, log
         self.removed = False
+        self.moved_to: Path | None = None
         self._names: list[str] = []
 
     def names(self) -> list[str]:
@@ -95,33 +99,52 @@ class EarlierOutputs:
 
         times = []
         for p in self.found:
-            try:
-                times.append(p.stat().st_mtime)
+            try:   # where set aside, there
+                times.append((self.moved_to / p.name if self.moved_to is not None else p).lstat().st_mtime)
             except OSError:
                 pass
         when = f", written {time.strftime('%Y-%m-%d %H:%M', time.localtime(max(times)))}" if times else ""
         return ", ".join(self.names()) + when
 
+    def set_aside(self) -> None:
+        """Move the earlier outputs into ``out/earlier_check_<date>/`` now (an earlier failure record, which is no
+        report, is removed): from here on ``--out`` holds nothing that reads as this check's result until it is."""
+        records = [p for p in self.found if p.name == "check.json" and _failure_record_file(p)]
+        outputs = [p for p in self.found if p not in records]
+        self.moved_to = move_aside(self.out, outputs, self.log,
+                                   why="set aside as this check starts (removed once its report is complete; kept "
+                                       "where it does not complete)")
+        for p in records:
+            p.unlink()
+
     def __call__(self) -> list[str]:
+        """This check's first write is next (the earlier outputs were set aside when it started)."""
         if self.removed:
             return []
-        for p in self.found:
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            elif p.exists() or p.is_symlink():
-                p.unlink()
         self.removed = True
-        names = self.names()
-        if names:
-            self.log(f"mcproton check: removed the earlier check's outputs in {self.out}: {', '.join(names)}")
-        return names
+        return self.names()
+
+    def discard(self) -> None:
+        """This check's report is complete: the earlier outputs set aside are removed (the report replaces them), and
+        named in the log; where that fails they stay, named."""
+        dest, self.moved_to = self.moved_to, None
+        if dest is None or not dest.is_dir():
+            return
+        try:
+            shutil.rmtree(dest)
+        except OSError as exc:
+            self.log(f"mcproton check: could not remove the earlier check's outputs set aside in {dest} ({exc}); "
+                     "this check's report is complete beside them")
+            return
+        self.log(f"mcproton check: removed the earlier check's outputs in {self.out}: {', '.join(self.names())} "
+                 "(replaced by this check's report)")
 
 
 def prepare_out(out: str | Path, inp: Any, log: Callable[[str], None]) -> EarlierOutputs:
     """Check ``out`` for the check of ``inp`` (:class:`~mcproton._check.inputs.CheckInputs`): refuse an output that
-    would overwrite an input or a file mcproton did not write.  Returns the :class:`EarlierOutputs` whose call
-    removes an earlier check's outputs, to call just before the first write; an earlier check's outputs are named
-    in the log now, with their date."""
+    would overwrite an input or a file mcproton did not write; an earlier check's outputs are named in the log with
+    their date and moved aside now (:meth:`EarlierOutputs.set_aside`).  Returns the :class:`EarlierOutputs`: call it
+    just before the first write, and its ``discard`` once the report is complete."""
     out = Path(out)
     if not out.is_dir():
         return EarlierOutputs(out, [], log)
@@ -143,8 +166,10 @@ def prepare_out(out: str | Path, inp: Any, log: Callable[[str], None]) -> Earlie
     earlier = EarlierOutputs(out, found, log)
     if found:
         log(f"mcproton check: note: --out {out} holds an earlier check's outputs ({earlier.describe()}); they are "
-            "replaced by this check's: removed just before its first write (a check stopped or refused before that "
-            "leaves them as they were)")
+            "replaced by this check's: moved aside now, and removed once this check's report is complete (a check "
+            "stopped, refused or failed before that leaves them in earlier_check_<date>/ and its own record as "
+            "check.json)")
+        earlier.set_aside()
     return earlier
 
 
@@ -157,8 +182,11 @@ class OutDirRefused(CheckInputError):
 #: that a script can tell (automation audit 2026-12-06, F10).  1: the first numbered one (2026-12-06: "status",
 #: "schema_version"; a check that failed writes a record of its own, :func:`record_failure`)
 CHECK_JSON_SCHEMA = 1
-#: the folder (in --out) that an earlier check's outputs are moved into when a later check of that folder fails
+#: the folder (in --out) that an earlier check's outputs are moved into when a later check of that folder starts
 EARLIER_DIR = "earlier_check_"
+#: the statuses of a check.json that records a check that did not complete (no report): a check refused, failed or
+#: interrupted, a batch's patient not checked (the batch stopped before it) or no longer in the batch
+RECORD_STATUSES = ("refused", "environment_error", "internal_error", "interrupted", "not_checked", "not_in_batch")
 
 
 def _failure_record_file(path: Path) -> bool:
@@ -167,8 +195,7 @@ def _failure_record_file(path: Path) -> bool:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(doc, dict) and doc.get("status") in ("refused", "environment_error", "internal_error",
-                                                           "not_checked")
+    return isinstance(doc, dict) and doc.get("status") in RECORD_STATUSES
 
 
 def earlier_reports(out: Path) -> list[Path]:
@@ -182,9 +209,11 @@ def earlier_reports(out: Path) -> list[Path]:
             and not (p.name == "check.json" and _failure_record_file(p))]
 
 
-def move_aside(out: Path, found: list[Path], log: Callable[[str], None]) -> Path | None:
+def move_aside(out: Path, found: list[Path], log: Callable[[str], None],
+               why: str = "are not a check of these inputs") -> Path | None:
     """Move an earlier check's outputs ``found`` into ``out/earlier_check_<date of the newest>/`` (kept, and no
-    longer where a script reads the current check's); returns that folder (None: nothing to move)."""
+    longer where a script reads the current check's); returns that folder (None: nothing to move).  ``why``: the
+    log's words for why they are moved."""
     import time
 
     if not found:
@@ -198,20 +227,25 @@ def move_aside(out: Path, found: list[Path], log: Callable[[str], None]) -> Path
     dest.mkdir()
     for p in found:
         os.replace(p, dest / p.name)
-    log(f"mcproton check: the earlier check's outputs in {out} ({', '.join(p.name for p in found)}) are not a check "
-        f"of these inputs: moved into {dest}")
+    log(f"mcproton check: the earlier check's outputs in {out} ({', '.join(p.name for p in found)}) {why}: moved "
+        f"into {dest}")
     return dest
 
 
-def record_failure(out: Path, exc: BaseException, *, ours_written: bool, started: str, inputs: dict[str, Any],
-                   invocation: dict[str, Any], log: Callable[[str], None], status: str | None = None) -> dict[str, Any]:
-    """Record in ``out/check.json`` that this check failed (``exc``): ``status`` ("refused", "environment_error",
-    "internal_error"; ``status`` where given: "not_checked" for a batch's patient no longer in it), the message,
-    the exit status, when, with what inputs; an earlier check's outputs there are moved aside (:func:`move_aside`)
-    first, unless this check already replaced them (``ours_written``).  A new or empty ``out`` gets no record
+def record_failure(out: Path | None, exc: BaseException, *, ours_written: bool, started: str | None,
+                   inputs: dict[str, Any], invocation: dict[str, Any], log: Callable[[str], None],
+                   status: str | None = None, moved_to: Path | None = None,
+                   identification: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Record in ``out/check.json`` that this check did not complete (``exc``): ``status`` ("refused",
+    "environment_error", "internal_error", "interrupted"; ``status`` where given: "not_in_batch" for a batch's patient
+    no longer in it, "not_checked" for one the batch did not reach), the message, the exit status (null for a patient
+    not checked), when, with what inputs, the patient and plan where the plan was read (``identification``); an
+    earlier check's outputs there are moved aside (:func:`move_aside`) first, unless this check already did
+    (``moved_to``: where they went) or replaced them (``ours_written``).  A new or empty ``out`` gets no record
     (nothing there could be taken for this check's result; it is removed with its lock).  Before 2026-12-06 a refused
     re-check left the earlier check's complete PASS report in --out without a word, and a script reading
-    --out/check.json read it (automation audit, F1).  Returns the record; writing it is best effort (a full or
+    --out/check.json read it (automation audit, F1); an interrupted one did until the integrators' audit (F1).
+    Returns the record (also where none is written: ``--json`` prints it); writing it is best effort (a full or
     read-only disk: named in the log)."""
     from .._io.atomic import write_bytes_atomic
     from .._io.json_out import json_text
@@ -219,12 +253,16 @@ def record_failure(out: Path, exc: BaseException, *, ours_written: bool, started
     from ..errors import exit_status, status_of
     from .record import now_text
 
+    st = status or status_of(exc)
     record: dict[str, Any] = {
-        "schema_version": CHECK_JSON_SCHEMA, "status": status or status_of(exc), "passed": False, "checks": [],
+        "schema_version": CHECK_JSON_SCHEMA, "status": st, "passed": False,
+        "exit_status": None if st in ("not_checked", "not_in_batch") else exit_status(exc), "checks": [],
         "error": " ".join(str(exc).split()) or type(exc).__name__, "error_type": type(exc).__name__,
-        **({} if status else {"exit_status": exit_status(exc)}),
         "provenance": {"mcproton_version": __version__, "check_started": started, "check_finished": now_text(),
+                       "identification": dict(identification or {}),
                        "given_inputs": {k: v for k, v in inputs.items() if v is not None}, **invocation}}
+    if moved_to is not None:
+        record["earlier_outputs_moved_to"] = str(moved_to)
     if out is None or isinstance(exc, OutDirRefused):
         return record
     from .._io.lock import FOLDER_LOCK

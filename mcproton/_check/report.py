@@ -1324,7 +1324,7 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
 def _batch_common(table: Mapping[str, Mapping[str, Any]]) -> str:
     """What the batch's checks were made with, above its index: each item's value, or its values where the rows
     differ (batch.json has each row's)."""
-    checked = [t for t in table.values() if "error" not in t]
+    checked = [t for t in table.values() if t.get("error") is None]
     items = (("mcproton", lambda t: t.get("mcproton_version")),
              ("beam model", lambda t: f"{t.get('beam_model')}"
                                       + (f" (SHA-256 {t['beam_model_sha256']})" if t.get("beam_model_sha256") else "")),
@@ -1360,7 +1360,7 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
     for name, t in table.items():
         who = " ".join(v for v in (t.get("patient_id") or "", f"({t['patient_name']})" if t.get("patient_name")
                                    else "") if v)
-        if "error" in t:
+        if t.get("error") is not None:   # every row has the key (null for a computed check's: batch.json's core)
             verdict = "ERROR" if t.get("internal_error") else "INTERRUPTED" if t.get("interrupted") else "REFUSED"
             what, link = t["error"], ""
         else:
@@ -1387,7 +1387,7 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
                     + "</tr>")
     from .batch import TOP_LEVEL
 
-    n_pass = sum(1 for t in table.values() if "error" not in t and t["passed"])
+    n_pass = sum(1 for t in table.values() if t.get("error") is None and t["passed"])
     # the row of loose top-level files is not a patient, nor is an interrupted patient checked
     n_stopped = sum(1 for k, t in table.items() if k != TOP_LEVEL and t.get("interrupted"))
     n_patients = sum(1 for k in table if k != TOP_LEVEL) - n_stopped

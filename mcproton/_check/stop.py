@@ -9,9 +9,12 @@ scheduler, ``kill``) ended it silently with status -15, leaving its lock and a l
 raises :class:`CheckStopped` at once (the file being written is removed by the atomic writer, the gamma worker
 processes are stopped by their ``with``), further ones are ignored while that unwinds, and the check ends with
 ``RunInterrupted`` (exit status 128 + signal on the command line, ``--batch`` records it) whose message says what
-this check wrote into ``--out`` and what not (the folder then holds no complete report), or, when it was stopped
-before its first write, that an earlier check's report there was left as it was and is not a check of these
-inputs (F8: "nothing was kept" read as if the folder held nothing).
+this check wrote into ``--out`` and what not (the folder then holds no complete report), and where an earlier
+check's report went (F8: "nothing was kept" read as if the folder held nothing).  A check stopped so leaves the
+record of its interruption as ``--out/check.json`` (``"status": "interrupted"``, out_dir.record_failure), the earlier
+check's outputs in ``earlier_check_<date>/`` (moved there as the check started, or now where it was stopped while
+reading its inputs): before the integrators' audit of 2026-12-06 (F1) a re-check stopped during its MC left last
+night's check.json in place, unmarked.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ class CheckRun:
         self.phase = "before the MC (reading the inputs, building the geometry)"
         self.complete = False
         self.signum: int | None = None
+        self.identification: dict[str, Any] = {}   # the patient and plan, once the plan is read (record.py)
 
     def _written(self) -> list[str]:
         """This check's files in --out (once the earlier check's were removed: every file of those names)."""
@@ -57,37 +61,43 @@ class CheckRun:
         """What --out holds now, for the message of a stop."""
         if self.out is None:
             return ""
-        if self.earlier is None or not self.earlier.removed:   # nothing of this check's written yet
-            earlier = self.earlier
+        earlier = self.earlier
+        aside = (f"; the earlier check's outputs found there ({earlier.describe()}) were moved into "
+                 f"{earlier.moved_to}: they are not the result of this check") \
+            if earlier is not None and earlier.moved_to is not None else ""
+        if earlier is None or not earlier.removed:   # nothing of this check's written yet
             if earlier is None and self.out.is_dir():   # stopped before --out was looked at: what is there
                 from .out_dir import EarlierOutputs
 
                 earlier = EarlierOutputs(self.out, [p for p in sorted(self.out.iterdir()) if p.name in REPORT_FILES
                                                     or MC_DOSE_NAME.match(p.name) or p.name == PHANTOM_DIR],
                                          lambda m: None)
-            if earlier is not None and earlier.found:
-                return (f"; nothing was written to --out {self.out}, which still holds an earlier check's outputs "
-                        f"({earlier.describe()}), left as they were: they are not the result of this check")
-            return f"; nothing was written to --out {self.out}"
+                if earlier.found:
+                    return (f"; nothing was written to --out {self.out}, which held an earlier check's outputs "
+                            f"({earlier.describe()}): they are not the result of this check")
+            return f"; nothing of this check's was written to --out {self.out}{aside}"
         written = self._written()
         expected = ["RD_mc.dcm"] + (["check.html"] if self.report else []) + ["check.json"]
         missing = [n for n in expected if n not in written]
         if not missing:
             return f"; written in --out {self.out}: {', '.join(written)} (the report was complete)"
         return (f"; written in --out {self.out}: {', '.join(written) or 'nothing'}; not written: "
-                f"{', '.join(missing)}: the folder holds no complete report (the earlier check's outputs there, if "
-                "any, were removed before the first write)")
+                f"{', '.join(missing)}: the folder holds no complete report{aside}")
 
 
 _RUN: contextvars.ContextVar[CheckRun | None] = contextvars.ContextVar("mcproton_check_run", default=None)
 
 
-def progress(phase: str | None = None, *, earlier: Any = None, complete: bool = False) -> None:
+def progress(phase: str | None = None, *, earlier: Any = None, complete: bool = False,
+             identification: dict[str, Any] | None = None) -> None:
     """Tell the running check's stop message where the check is (``phase``: "after the MC, ..."), the earlier
-    outputs found in --out (``earlier``), or that its last file is written (``complete``)."""
+    outputs found in --out (``earlier``), that its last file is written (``complete``), or the patient and plan
+    (``identification``, for the record of a check that does not complete)."""
     run = _RUN.get()
     if run is None:
         return
+    if identification is not None:
+        run.identification = dict(identification)
     if phase is not None:
         run.phase = phase
     if earlier is not None:
@@ -129,7 +139,8 @@ def _record_failure(run: CheckRun, exc: BaseException, bound: dict[str, Any], st
         how = {}
     ours = run.earlier is not None and run.earlier.removed
     return record_failure(run.out, exc, ours_written=ours, started=started, inputs=given, invocation=how,
-                          log=_log_of(bound))
+                          log=_log_of(bound), moved_to=getattr(run.earlier, "moved_to", None),
+                          identification=run.identification)
 
 
 def _log_of(bound: dict[str, Any]) -> Callable[[str], None]:
@@ -138,6 +149,18 @@ def _log_of(bound: dict[str, Any]) -> Callable[[str], None]:
 
     log = bound.get("log")
     return log if callable(log) else (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+
+
+def _recorded(stopped: BaseException, run: CheckRun, bound: dict[str, Any], started: str,
+              sig: inspect.Signature) -> BaseException:
+    """``stopped`` (the check's RunInterrupted) with its record (``check_record``) written into --out as check.json
+    (``"status": "interrupted"``), and its message saying so where written."""
+    record = _record_failure(run, stopped, bound, started, sig)
+    stopped.check_record = record   # type: ignore[attr-defined]
+    if record.get("record") and stopped.args:
+        stopped.args = (f"{stopped.args[0]}; {record['record']} records this interrupted check",
+                        *stopped.args[1:])
+    return stopped
 
 
 def stops_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -163,11 +186,13 @@ def stops_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
                 except CheckStopped as exc:
                     run.signum = exc.signum   # a further signal is ignored while this unwinds
                     name = signal.Signals(exc.signum).name
-                    raise RunInterrupted(f"interrupted by {name} {run.phase}{run.folder_note()}; the check has no "
-                                         "--resume: run it again", 128 + exc.signum) from None
+                    stopped = RunInterrupted(f"interrupted by {name} {run.phase}{run.folder_note()}; the check has "
+                                             "no --resume: run it again", 128 + exc.signum)
+                    raise _recorded(stopped, run, bound, started, sig) from None
                 except RunInterrupted as exc:   # the MC's (its message says how far it got)
                     run.signum = run.signum or signal.SIGINT
-                    raise RunInterrupted(f"{exc}{run.folder_note()}", exc.code, exc.results, exc.kept) from None
+                    stopped = RunInterrupted(f"{exc}{run.folder_note()}", exc.code, exc.results, exc.kept)
+                    raise _recorded(stopped, run, bound, started, sig) from None
                 except Exception as exc:   # refused, or failed: recorded in --out, the earlier report moved aside
                     exc.check_record = _record_failure(run, exc, bound, started, sig)   # type: ignore[attr-defined]
                     raise

@@ -506,6 +506,10 @@ def test_each_target_is_compared_with_its_own_prescription(case, tmp_path):
     assert any("PTV_other" in n and "prescription" in n for n in res.diagnostics), res.diagnostics
     assert res.provenance["prescription_gy"] == {"PTV_high": pytest.approx(0.9 * float(tps.max())),
                                                  "PTV_low": pytest.approx(0.5 * float(tps.max()))}
+    # one type whatever the number of targets: {target: Gy} (integrators' audit 2026-12-06, F6)
+    assert res.provenance["prescription_gy_by_target"] == res.provenance["prescription_gy"]
+    # each structure's ROINumber, the key a script joins on (integrators' F3)
+    assert (res.structures["PTV_high"]["roi_number"], res.structures["PTV_low"]["roi_number"]) == (1, 2)
     src = res.provenance["prescription_source"]
     assert "of each target's dose reference (ReferencedROINumber)" in src and "/ 1.1 = " in src, src
 
@@ -533,6 +537,7 @@ def test_without_a_prescription_the_tps_median_of_one_fraction_is_not_divided_ag
     ptv = res.tps_gy_zyx[res.masks["PTV"]]
     assert res.structures["PTV"]["prescription_gy"] == pytest.approx(float(np.median(ptv)))
     assert res.provenance["prescription_gy"] == pytest.approx(float(np.median(ptv)))
+    assert res.provenance["prescription_gy_by_target"] == {"PTV": pytest.approx(float(np.median(ptv)))}   # F6
     assert res.structures["PTV"]["metrics"]["V100"]["tps"] == pytest.approx(float(np.mean(ptv >= np.median(ptv))))
     assert res.structures["PTV"]["metrics"]["V100"]["tps"] < 0.6      # about half; 1.0 when it was divided by 5
 

@@ -80,7 +80,7 @@ def test_a_batch_marks_refused_and_vanished_patients_folders(refused_patient, tm
     assert res["b"].status == "refused"
     table = json.loads((out / "batch.json").read_text())
     assert table["b"]["status"] == "refused" and table["c"]["status"] == "not_in_batch"
-    for name, status in (("b", "refused"), ("c", "not_checked")):
+    for name, status in (("b", "refused"), ("c", "not_in_batch")):   # c's file as its row (integrators' F9)
         assert json.loads((out / name / "check.json").read_text())["status"] == status
         assert not (out / name / "check.html").exists() and list((out / name).glob("earlier_check_*"))
 
@@ -210,3 +210,37 @@ def test_check_json_has_a_schema_version_and_a_status():
     r = api.CheckResult(False, [], {}, {}, {}, {}, {}, [], [], {}, {}, {}, {})
     d = r.to_dict()
     assert d["schema_version"] == 1 and d["status"] == "fail" and list(d)[:2] == ["schema_version", "status"]
+    assert d["exit_status"] == 1   # in every check.json, a report's too (integrators' audit 2026-12-06, F9)
+
+
+@pytest.mark.parametrize("args", [["--gamma-points", "-1"], ["--skip-checked"], ["--batch", "--plan", "RP.dcm"]])
+def test_json_prints_a_record_for_an_option_refused(args, tmp_path, capsys):
+    """Integrators' audit of 2026-12-06, F4: an option refused while the command line was checked exited 2 with
+    nothing on stdout, so ``mcproton check ... --json | jq .status`` read no input."""
+    rc = main(["check", str(tmp_path), "--beam-model", "dcpt_v5", "--out", str(tmp_path / "o"), "--json", *args])
+    cap = capsys.readouterr()
+    assert rc == 2, cap.err
+    record = json.loads(cap.out)
+    assert record["status"] == "refused" and record["exit_status"] == 2 and record["passed"] is False
+    assert record["error"] and record["error_type"] == "ValueError" and record["schema_version"] == 1
+    assert record["provenance"]["given_inputs"]["folder"] == str(tmp_path)
+
+
+def test_json_prints_batch_json_for_an_interrupted_batch(refused_patient, monkeypatch, tmp_path, capsys):
+    """F4: ``--batch --json`` stopped by a signal printed nothing (batch.json on disk was fine)."""
+    from mcproton._run.job import RunInterrupted
+
+    pts = tmp_path / "PTS"
+    shutil.copytree(refused_patient, pts / "a")
+
+    def stop(**kw):
+        raise RunInterrupted("interrupted by SIGTERM after 4,000 of 10,000 primaries of beam 1", 143)
+
+    monkeypatch.setattr(api, "check", stop)
+    out = tmp_path / "checks"
+    rc = main(["check", str(pts), "--batch", "--beam-model", "dcpt_v5", "--out", str(out), "--json", "--quiet"])
+    cap = capsys.readouterr()
+    assert rc == 143, cap.err
+    printed = json.loads(cap.out)
+    assert printed == json.loads((out / "batch.json").read_text())
+    assert printed["a"]["status"] == "interrupted" and printed["a"]["exit_status"] == 143

@@ -292,17 +292,34 @@ def test_an_interrupt_stops_the_batch_and_is_recorded(pts, calls, monkeypatch, t
     monkeypatch.setattr(api, "check", interrupted_at_p2)
     out, logs = tmp_path / "out", []
     calls.out = out
-    with pytest.raises(RunInterrupted):
+    last_night = {"schema_version": 1, "status": "pass", "passed": True, "checks": [],
+                  "provenance": {"check_finished": "2026-12-05T23:00:00+00:00"}}
+    (out / "p3").mkdir(parents=True)   # p3's check of last night
+    (out / "p3" / "check.json").write_text(json.dumps(last_night))
+    with pytest.raises(RunInterrupted) as exc:
         api.check_batch(pts, out, log=logs.append)
+    assert exc.value.batch_json == str(out / "batch.json")   # what --json prints
     table = json.loads((out / "batch.json").read_text())
     assert table["p1"]["passed"] is True and table["p2"]["interrupted"] is True
     assert "interrupted by SIGINT" in table["p2"]["error"]
     # the long-runs audit F11: the patients not checked are in batch.json too (before: left out, so a script
     # counting its rows missed them), and the index does not count the interrupted one as checked
     assert list(table) == ["p1", "p2", "p3"]
-    assert table["p3"] == {"schema_version": 1, "status": "not_checked", "passed": False, "not_checked": True,
-                           "error": "not checked yet"}
+    assert {k: table["p3"][k] for k in ("schema_version", "status", "passed", "not_checked", "error")} == {
+        "schema_version": 1, "status": "not_checked", "passed": False, "not_checked": True, "error": "not checked yet"}
     assert table["p1"]["status"] == "pass" and table["p2"]["status"] == "interrupted"
+    # every row has the same core keys (integrators' audit 2026-12-06, F8/F9)
+    for name, row in table.items():
+        assert set(api.BATCH_ROW_KEYS) <= set(row), (name, sorted(row))
+    assert table["p2"]["exit_status"] == 130 and table["p2"]["error_type"] == "RunInterrupted"
+    assert table["p2"]["checked"] and table["p2"]["mcproton_version"] and table["p1"]["exit_status"] == 0
+    # p3 not reached: last night's PASS is no longer its check.json (integrators' F1), but set aside
+    record = json.loads((out / "p3" / "check.json").read_text())
+    assert record["status"] == "not_checked" and record["exit_status"] is None, record
+    assert "interrupted" in record["error"] and "before this patient" in record["error"]
+    (aside,) = (out / "p3").glob("earlier_check_*")
+    assert json.loads((aside / "check.json").read_text()) == last_night
+    assert record["earlier_outputs_moved_to"] == str(aside)
     page = (out / "index.html").read_text()
     assert "INTERRUPTED" in page and "not checked yet" in page and "internal" not in page
     assert "1 patient(s) checked, 1 passed every action level; 1 interrupted; 1 not checked yet." in page

@@ -65,6 +65,11 @@ def test_a_second_night_reuses_the_unchanged_patients_and_checks_the_changed_one
     (work / "b" / "RP.dcm").write_bytes((work / "b" / "RP.dcm").read_bytes() + b"\0\0")
     third = api.check_batch(work, tmp_path / "checks2", skip_checked=True, **KW)
     assert calls == ["b"] and isinstance(third["a"], api.ReusedCheck)
+    # the reused row names tonight's files (the export in another folder: before, last night's paths), says when its
+    # check was made, and has an exit status as every row (integrators' audit 2026-12-06, F8)
+    row = json.loads((tmp_path / "checks2" / "batch.json").read_text(encoding="utf-8"))["a"]
+    assert row["tps_doses"] and all(f["path"].startswith(str(work.resolve())) for f in row["tps_doses"]), row
+    assert row["checked"] == rec["provenance"]["check_finished"] and row["exit_status"] in (0, 1)
     calls.clear()
     api.check_batch(work, tmp_path / "checks2", skip_checked=True, **{**KW, "seed": 7})
     assert calls == ["a", "b"]
@@ -163,3 +168,23 @@ def test_the_build_identity_changes_with_the_physics_files(tmp_path, monkeypatch
         assert build.physics_files_sha256() != before
     finally:
         build.physics_files_sha256.cache_clear()
+
+
+def test_a_check_set_aside_by_a_stopped_batch_is_reused_the_next_night(tmp_path):
+    """A batch stopped before a patient sets its earlier check aside (integrators' audit 2026-12-06, F1: its
+    check.json says "not_checked", not last night's verdict); the next night's --skip-checked still reuses that
+    check (its key matches) and puts it back in place."""
+    key = {"k": 1}
+    d = tmp_path / "out" / "p"
+    d.mkdir(parents=True)
+    earlier = {"schema_version": 1, "status": "pass", "passed": True, "checks": [], "settings": {},
+               "provenance": {"batch_reuse_key": key, "check_finished": "2026-12-05T23:00:00+00:00"}}
+    (d / "check.json").write_text(json.dumps(earlier))
+    (d / "check.html").write_text("<html><head><title>mcproton check: PASS</title></head></html>")
+    api._pending_set_aside(tmp_path / "out", ["p"], "not checked: the batch was interrupted", lambda m: None)
+    assert json.loads((d / "check.json").read_text())["status"] == "not_checked"
+    assert api._reusable(d / "check.json", key) is None
+    assert api._reusable_in(d, {"k": 2}, lambda m: None) is None   # another key: checked again, nothing moved
+    assert list(d.glob("earlier_check_*"))
+    assert api._reusable_in(d, key, lambda m: None) == earlier
+    assert sorted(p.name for p in d.iterdir()) == ["check.html", "check.json"]   # put back

@@ -124,7 +124,13 @@ def test_a_check_stopped_during_its_gammas_says_what_was_written_and_leaves_no_l
         assert (f"mcproton: interrupted by {sig} after the MC (the comparison with the TPS dose, the gamma analysis, "
                 f"the report); written in --out {out}: RD_mc.dcm; not written: check.html, check.json: the folder "
                 "holds no complete report") in err, err
-        assert sorted(p.name for p in out.iterdir()) == ["RD_mc.dcm"]   # no lock, no partial report
+        # no lock, no partial report: the MC dose and the record of this interrupted check (integrators' audit
+        # 2026-12-06, F1: a check.json that says what happened, not nothing or an earlier verdict)
+        assert sorted(p.name for p in out.iterdir()) == ["RD_mc.dcm", "check.json"]
+        record = json.loads((out / "check.json").read_text())
+        assert record["status"] == "interrupted" and record["exit_status"] == 128 + getattr(signal, sig), record
+        assert record["passed"] is False and record["provenance"]["identification"]["PatientID"], record
+        assert f"{out / 'check.json'} records this interrupted check" in err, err
         # both workers were computing when the signal came (with one core the check computes the gammas itself,
         # without workers), and the check stopped them
         assert len(pids) == (2 if (os.cpu_count() or 1) >= 2 else 0), pids
@@ -143,10 +149,18 @@ def _earlier_report(out: Path) -> dict[str, str]:
     return {p.name: p.read_text() for p in out.iterdir()}
 
 
-def test_a_recheck_stopped_before_its_first_write_says_the_earlier_report_is_still_there(base, tmp_path):  # noqa: F811
-    """F8: a note at the start names the earlier report (it is replaced at the first write), and a check stopped
-    before that (here SIGINT while the structures are compared with the body) says the earlier report is still in
-    --out, left as it was, and is not the result of this check (before: KeyboardInterrupt, "interrupted")."""
+def _set_aside(out: Path) -> Path:
+    """The one earlier_check_<date>/ folder in ``out``."""
+    moved = list(out.glob("earlier_check_*"))
+    assert len(moved) == 1, sorted(p.name for p in out.iterdir())
+    return moved[0]
+
+
+def test_a_recheck_stopped_before_its_first_write_moves_the_earlier_report_aside(base, tmp_path):  # noqa: F811
+    """F8, and the integrators' audit of 2026-12-06, F1: the earlier report is moved into earlier_check_<date>/ as
+    the check starts, and a check stopped before its first write (here SIGINT while the structures are compared
+    with the body) leaves the record of its interruption as check.json and says where the earlier report went (before
+    F1 the earlier PASS check.json stayed in --out, unmarked, read by a script as tonight's result)."""
     out = tmp_path / "chk"
     before = _earlier_report(out)
     dose = _tps(base, "stop_plan", base["blob"])
@@ -165,15 +179,22 @@ def test_a_recheck_stopped_before_its_first_write_says_the_earlier_report_is_sti
     msg = str(exc.value)
     assert isinstance(exc.value, RunInterrupted) and exc.value.code == 130, repr(exc.value)
     assert msg.startswith("interrupted by SIGINT after the MC"), msg
-    assert (f"nothing was written to --out {out}, which still holds an earlier check's outputs (check.html, "
-            "check.json, written ") in msg and "left as they were: they are not the result of this check" in msg, msg
-    assert {p.name: p.read_text() for p in out.iterdir()} == before   # left as it was, no lock
+    moved = _set_aside(out)
+    assert (f"nothing of this check's was written to --out {out}; the earlier check's outputs found there "
+            f"(check.html, check.json, written ") in msg and f"were moved into {moved}: they are not the result of " \
+        "this check" in msg, msg
+    assert {p.name: p.read_text() for p in moved.iterdir()} == before   # kept as they were
+    assert sorted(p.name for p in out.iterdir()) == ["check.json", moved.name]   # no lock
+    record = json.loads((out / "check.json").read_text())
+    assert record["status"] == "interrupted" and record["exit_status"] == 130 and record["passed"] is False
+    assert record["earlier_outputs_moved_to"] == str(moved) and exc.value.check_record["status"] == "interrupted"
     assert any(f"--out {out} holds an earlier check's outputs (check.html, check.json, written " in m
-               and "removed just before its first write" in m for m in logs), logs
+               and "moved aside now" in m for m in logs), logs
 
 
-def test_the_mcs_interrupt_message_says_the_earlier_report_is_still_there(base, tmp_path, monkeypatch):  # noqa: F811
-    """F8: the MC's own interrupt ("... nothing was kept: run it again") gains what --out holds."""
+def test_the_mcs_interrupt_leaves_a_record_not_the_earlier_report(base, tmp_path, monkeypatch):  # noqa: F811
+    """F8 and integrators' F1: the MC's own interrupt ("... nothing was kept: run it again") gains what --out holds;
+    the earlier report is in earlier_check_<date>/, and check.json records the interruption (exit status 143)."""
     out = tmp_path / "chk"
     before = _earlier_report(out)
     dose = _tps(base, "stop_plan", base["blob"])
@@ -188,8 +209,55 @@ def test_the_mcs_interrupt_message_says_the_earlier_report_is_still_there(base, 
         api.check(plan=d / "RP.dcm", dose=dose, ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2", out=out,
                   log=lambda m: None, **FAST)
     assert exc.value.code == 143
+    moved = _set_aside(out)
     assert str(exc.value).startswith("interrupted by SIGTERM after 4,000 of 10,000 primaries of beam 1; no "
                                      "checkpoint (checkpointing is off); nothing was kept: run it again; nothing "
-                                     f"was written to --out {out}, which still holds an earlier check's outputs "
-                                     "(check.html, check.json, written "), exc.value
-    assert {p.name: p.read_text() for p in out.iterdir()} == before
+                                     f"of this check's was written to --out {out}; the earlier check's outputs "
+                                     "found there (check.html, check.json, written "), exc.value
+    assert {p.name: p.read_text() for p in moved.iterdir()} == before
+    record = json.loads((out / "check.json").read_text())
+    assert record["status"] == "interrupted" and record["exit_status"] == 143, record
+    assert record["provenance"]["identification"]["SOPInstanceUID"], record
+
+
+def test_an_internal_error_after_the_mc_moves_the_earlier_report_aside(base, tmp_path, monkeypatch):  # noqa: F811
+    """Integrators' audit of 2026-12-06, F12: an internal error after the MC (the first write done: RD_mc.dcm)
+    deleted the earlier report, though docs/check.md says it is moved into earlier_check_<date>/."""
+    from mcproton.errors import McprotonInternalError
+
+    out = tmp_path / "chk"
+    before = _earlier_report(out)
+    dose = _tps(base, "stop_plan", base["blob"])
+
+    def bug(*args, **kwargs):
+        raise McprotonInternalError("a simulated bug")
+
+    monkeypatch.setattr(api, "dose_difference", bug)
+    d = base["dir"]
+    with pytest.raises(McprotonInternalError):
+        api.check(plan=d / "RP.dcm", dose=dose, ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2",
+                  mc=_fake_mc(base, 1.05), out=out, log=lambda m: None, **FAST)
+    moved = _set_aside(out)
+    assert {p.name: p.read_text() for p in moved.iterdir()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["RD_mc.dcm", "check.json", moved.name]
+    record = json.loads((out / "check.json").read_text())
+    assert record["status"] == "internal_error" and record["exit_status"] == 4
+    assert record["earlier_outputs_moved_to"] == str(moved)
+
+
+def test_a_complete_recheck_replaces_the_earlier_report(base, tmp_path):  # noqa: F811
+    """The earlier outputs set aside as the check starts are removed once its report is complete (replaced, as
+    before): no earlier_check_<date>/ folder accumulates in a --out re-checked every night."""
+    out = tmp_path / "chk"
+    _earlier_report(out)
+    dose = _tps(base, "stop_plan", base["blob"])
+    logs: list[str] = []
+    d = base["dir"]
+    res = api.check(plan=d / "RP.dcm", dose=dose, ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2",
+                    mc=_fake_mc(base, 1.05), out=out, log=logs.append, report=False, **FAST)
+    assert not list(out.glob("earlier_check_*")), sorted(p.name for p in out.iterdir())
+    record = json.loads((out / "check.json").read_text())
+    assert record["status"] == ("pass" if res.passed else "fail")
+    assert record["exit_status"] == (0 if res.passed else 1)   # every check.json has one (integrators' F9)
+    assert any(m.startswith(f"mcproton check: removed the earlier check's outputs in {out}: check.html, check.json")
+               for m in logs), logs
