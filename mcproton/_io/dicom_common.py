@@ -231,8 +231,9 @@ def _set_patient_identity(ds, study: StudyReference, modality: str) -> None:
     file must carry the same patient identity as the CT and plan it was computed from (an archive files it by them).
     Before 2026-12-06 a PatientID over 64 characters was cut to 64 (a different ID, perhaps another patient's) while
     an over-long PatientName was copied (strings audit 19, F5).  An over-long value makes the written file invalid
-    DICOM in that value, as the input already is: one warning says so (pydicom's own per-value warnings are not
-    repeated)."""
+    DICOM in that value, as the input already is: one warning says so, once per run or check (its
+    :func:`~mcproton._io.errors.recording_warnings` block: not per object written), and pydicom's own per-value
+    warnings are not repeated."""
     import warnings
 
     name, pid = str(study.patient_name or ""), str(study.patient_id or "")
@@ -244,10 +245,13 @@ def _set_patient_identity(ds, study: StudyReference, modality: str) -> None:
         ds.PatientName = study.patient_name
         ds.PatientID = study.patient_id
     if over:
-        from .errors import McprotonRuntimeWarning, warn
+        from .errors import McprotonRuntimeWarning, said_already, warn
 
-        warn(f"the inputs' {' and '.join(over)} exceed{'s' if len(over) == 1 else ''} DICOM's "
-             f"{PATIENT_ID_MAX_CHARS} characters: copied to the {modality} as given, so that it files under the same "
+        said = f"the inputs' {' and '.join(over)} exceed{'s' if len(over) == 1 else ''} DICOM's " \
+            f"{PATIENT_ID_MAX_CHARS} characters"
+        if said_already(said):   # once per run or check, not once per RT Dose, RT Plan or CT written (review 2, F5)
+            return
+        warn(f"{said}: copied to the {modality} as given, so that it files under the same "
              "patient as the CT and plan it was computed from; that value is not valid DICOM, as in the input (a "
              "strict archive may refuse the file: correct the patient's record in the planning system)",
              McprotonRuntimeWarning, stacklevel=4)
