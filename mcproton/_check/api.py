@@ -1221,7 +1221,10 @@ def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any) -> No
     this check is given (either left out: the MC dose's own).  They were dropped without a word, and a loop over
     calibrations or beam models that reuses one MC dose found them all the same (the long-lived-process audit, F3).
     A calibration is compared by what it maps HU to (:meth:`HUCalibration.data_sha256`), a beam model by the
-    SHA-256 of its file (and table), else, for one made in memory or an MC dose recorded without them, by name."""
+    SHA-256 of its file (and table) where both the MC dose's record and the model given have it, else (a model made
+    in memory, or an MC dose recorded without its model's file) by name: the same name is accepted with a warning
+    that the model could not be matched by content.  Before, an MC dose without a file record was refused whenever
+    the model given had one, with a message naming the same model on both sides (review 2 of 2026-12-06, F7)."""
     if calibration is not None:
         from .._io.hu_calibration import HUCalibration
 
@@ -1242,9 +1245,17 @@ def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any) -> No
         want_rec = model.provenance() if hasattr(model, "provenance") else {}
         has_rec = mc.provenance.get("beam_model_file") or {}
         has_name, want_name = mc.provenance.get("beam_model"), getattr(model, "name", str(beam_model))
-        keys = [k for k in ("sha256", "table_sha256") if has_rec.get(k) or want_rec.get(k)]
+        keys = [k for k in ("sha256", "table_sha256") if has_rec.get(k) and want_rec.get(k)]
         differs = (any(has_rec.get(k) != want_rec.get(k) for k in keys) if keys
                    else has_name is not None and has_name != want_name)
+        if not keys and not differs and has_name is not None and (has_rec.get("sha256") or want_rec.get("sha256")):
+            from .._io.errors import warn
+
+            missing = "the reused MC dose (mc=) does not record" if not has_rec.get("sha256") else \
+                f"the beam model given ({want_name!r}, made in memory) has no"
+            warn(f"{missing} the SHA-256 of its beam model's file, so the beam model {want_name!r} was matched to it "
+                 "by name only: a model file changed since under the same name would not be seen (recompute the MC, "
+                 "leaving out mc=, to be sure)")
         if differs:
             def sha(r: dict) -> str:
                 return f" (SHA-256 {str(r.get('sha256'))[:12]})" if r.get("sha256") else ""
