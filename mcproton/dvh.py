@@ -248,7 +248,7 @@ def plot_dvh(dose: np.ndarray, masks: Mapping[str, np.ndarray], path: str | Path
     if title:
         ax.set_title(title, fontsize=10)
     path = Path(path)
-    with missing_glyphs_said_once():   # a name's character the font lacks: one warning, not one per character
+    with missing_glyphs_said_once(fig):   # a name's character the font lacks: one warning, not one per character
         fig.tight_layout()
         fig.savefig(path)
     plt.close(fig)

@@ -5,6 +5,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -21,39 +22,130 @@ def mpl_text(text: object) -> str:
 
 
 #: matplotlib's warning of a character that its font cannot draw (drawn as an empty box): "Glyph 23567 (\\N{CJK
-#: UNIFIED IDEOGRAPH-5C0F}) missing from font(s) DejaVu Sans."
-_GLYPH_WARNING = re.compile(r"Glyph (\d+) \(.*\) missing from font\(s\) (.*?)\.?$", re.S)
+#: UNIFIED IDEOGRAPH-5C0F}) missing from font(s) DejaVu Sans."  matplotlib gives it (``_api.warn_external``) as
+#: raised by the first caller outside matplotlib: mcproton's figure code for mcproton's figures
+_GLYPH_MESSAGE = r"Glyph \d+ \(.*\) missing from font\(s\)"
+#: the modules whose figures' missing-glyph warnings :func:`quiet_glyph_warnings` keeps quiet: mcproton's
+_OUR_MODULES = r"mcproton(\.|$)"
+#: the filter that keeps matplotlib's missing-glyph warnings of mcproton's figures quiet (those only: raised with
+#: an mcproton module as their caller; the user's own figures keep theirs), as ``warnings.filterwarnings`` puts it
+#: into ``warnings.filters``: :func:`missing_glyphs` finds the characters instead, and :func:`say_missing_glyphs`
+#: names them once
+_GLYPH_FILTER = ("ignore", re.compile(_GLYPH_MESSAGE, re.I), UserWarning, re.compile(_OUR_MODULES), 0)
 
-#: the characters a missing-glyph warning has named in this process (each said once)
+#: the characters a missing-glyph warning has named in this process outside any recording_warnings block (inside
+#: one, a run's or a check's, each is said once per block: its record holds it whatever was said before)
 _GLYPHS_SAID: set[str] = set()
+_GLYPHS_SAID_PREFIX = "the figures' font ("
+
+
+def quiet_glyph_warnings() -> None:
+    """Put :data:`_GLYPH_FILTER` first among the warning filters (where it is not already): matplotlib's
+    missing-glyph warnings of mcproton's figures are not shown, even under an "always" filter put in since.  One
+    filter, added to the filters and left there: no process-global state swapped and restored around a figure
+    (``warnings.catch_warnings`` is not thread safe: two threads drawing at once could leave every later warning of
+    the process in a dead list; and what was raised in a figure that failed was lost: review 2 of 2026-12-06,
+    F2).  Other warnings pass as they are, when they are raised."""
+    if not warnings.filters or warnings.filters[0] != _GLYPH_FILTER:
+        warnings.filterwarnings("ignore", message=_GLYPH_MESSAGE, category=UserWarning, module=_OUR_MODULES)
 
 
 @contextmanager
-def missing_glyphs_said_once() -> Iterator[None]:
-    """``with missing_glyphs_said_once():`` matplotlib's missing-glyph warnings of the figures drawn inside (a CJK
-    ROI name in DejaVu Sans) become one warning of mcproton's naming the characters, each character said once per
-    process; other warnings pass as they are.  Before 2026-12-06 each figure printed matplotlib's two-line warning
-    per character: 16 of them for one check (strings audit 19, F8)."""
-    with warnings.catch_warnings(record=True) as caught:
+def missing_glyphs_said_once(fig) -> Iterator[None]:
+    """``with missing_glyphs_said_once(fig):`` draw or save ``fig`` inside; matplotlib's missing-glyph warnings of it
+    (a CJK ROI name in DejaVu Sans) are kept quiet (:func:`quiet_glyph_warnings`) and become one warning of
+    mcproton's naming the characters (:func:`missing_glyphs`, :func:`say_missing_glyphs`), also where the drawing
+    fails.  Before 2026-12-06 each figure printed matplotlib's two-line warning per character: 16 of them for one
+    check (strings audit 19, F8)."""
+    quiet_glyph_warnings()
+    try:
         yield
-    missing: list[str] = []
-    fonts: set[str] = set()
-    for w in caught:
-        m = _GLYPH_WARNING.match(str(w.message)) if issubclass(w.category, UserWarning) else None
-        if m is None:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)   # as it was
-            continue
-        fonts.add(m.group(2))
-        ch = chr(int(m.group(1)))
-        if ch not in _GLYPHS_SAID and ch not in missing:
-            missing.append(ch)
-    if missing:
-        from ._io.errors import McprotonRuntimeWarning, warn
+    finally:
+        say_missing_glyphs(missing_glyphs(fig), stacklevel=4)
 
-        _GLYPHS_SAID.update(missing)
-        warn(f"the figures' font ({', '.join(sorted(fonts))}) has no glyph for {' '.join(missing)} (in a name from "
-             "the inputs): drawn as empty boxes in the figures; the tables, the JSON and the HDF5 hold the names as "
-             "written", McprotonRuntimeWarning, stacklevel=3)
+
+def missing_glyphs(fig) -> dict[str, str]:
+    """The characters of ``fig``'s texts that none of the fonts matplotlib draws them in has (drawn as empty boxes),
+    in order of appearance: {character: the fonts' family names}.  The fonts are those matplotlib's Agg canvas
+    uses for each text's font properties (the font and its fallbacks); whitespace and control characters, which
+    matplotlib draws no glyph for, and mathtext (mcproton's own units: input names are never mathtext, mpl_text)
+    are left out."""
+    from matplotlib.text import Text
+
+    out: dict[str, str] = {}
+    for t in fig.findobj(Text):
+        text = t.get_text()
+        if not text or not t.get_visible() or text.isascii() or t._preprocess_math(text)[1]:
+            continue
+        paths = _font_paths(t.get_fontproperties())
+        for ch in dict.fromkeys(text):
+            if ch not in out and not _drawable(ch) and not _has_glyph(paths, ch):
+                out[ch] = _family_names(paths)
+    return out
+
+
+def _drawable(ch: str) -> bool:
+    """Whether ``ch`` needs no glyph to be drawn as meant: ASCII (in every font matplotlib ships), whitespace, or a
+    control or format character."""
+    import unicodedata
+
+    return ch.isascii() or ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def _font_paths(prop) -> tuple[str, ...]:
+    """The font files matplotlib's Agg canvas draws text of font properties ``prop`` in: the font and its fallbacks
+    (matplotlib >= 3.6), else the one font."""
+    from matplotlib import font_manager
+
+    find = getattr(font_manager.fontManager, "_find_fonts_by_props", None)
+    return tuple(str(p) for p in (find(prop) if find is not None else [font_manager.findfont(prop)]))
+
+
+@lru_cache(maxsize=4096)
+def _has_glyph(paths: tuple[str, ...], ch: str) -> bool:
+    """Whether one of the fonts ``paths`` has a glyph for ``ch``."""
+    from matplotlib.font_manager import get_font
+
+    return any(get_font(p).get_char_index(ord(ch)) for p in paths)
+
+
+@lru_cache(maxsize=64)
+def _family_names(paths: tuple[str, ...]) -> str:
+    """The family names of the fonts ``paths``, as matplotlib's warning names them ("DejaVu Sans")."""
+    from matplotlib.font_manager import get_font
+
+    return ", ".join(dict.fromkeys(get_font(p).family_name for p in paths))
+
+
+def _glyph_said(ch: str) -> bool:
+    """Whether the missing glyph ``ch`` was said: in the outermost recording_warnings block open in this thread (a
+    run's or a check's: its record must hold it, whatever an earlier run in the process said), else in this
+    process."""
+    from ._io.errors import _open_blocks
+
+    blocks = _open_blocks()
+    if not blocks:
+        return ch in _GLYPHS_SAID
+    for m in blocks[0]:
+        if m.startswith(_GLYPHS_SAID_PREFIX) and " has no glyph for " in m:
+            if ch in m.split(" has no glyph for ", 1)[1].split(" (in a name", 1)[0].split(" "):
+                return True
+    return False
+
+
+def say_missing_glyphs(missing: dict[str, str], stacklevel: int = 2) -> None:
+    """One warning of mcproton's naming the characters of ``missing`` (:func:`missing_glyphs`: {character: fonts})
+    not said yet (:func:`_glyph_said`): each once per run or check, and once per process outside one."""
+    new = {ch: fonts for ch, fonts in missing.items() if not _glyph_said(ch)}
+    if not new:
+        return
+    from ._io.errors import McprotonRuntimeWarning, warn
+
+    _GLYPHS_SAID.update(new)
+    fonts = ", ".join(sorted(set(new.values())))
+    warn(f"{_GLYPHS_SAID_PREFIX}{fonts}) has no glyph for {' '.join(new)} (in a name from the inputs): drawn as "
+         "empty boxes in the figures; the tables, the JSON and the HDF5 hold the names as written",
+         McprotonRuntimeWarning, stacklevel=stacklevel + 1)
 
 
 class _Figures:
@@ -106,7 +198,7 @@ def _save(plt, fig, path: str | Path, **kw) -> Path:
     if fmt == "png":   # the mark by which an earlier run's plot is recognised (and replaced: _run/inputs.py)
         kw.setdefault("metadata", {"Software": "mcproton"})
     try:
-        with missing_glyphs_said_once():
+        with missing_glyphs_said_once(fig):
             return atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, **kw))
     finally:
         plt.close(fig)

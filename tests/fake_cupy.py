@@ -216,7 +216,7 @@ def make_fake_cupy(cpu_backend: Any, log: list | None = None) -> types.ModuleTyp
 
     def properties(i: int) -> dict:
         Device(i)  # checks the index
-        return {"name": DEVICE_NAME.encode(), "multiProcessorCount": 2}
+        return {"name": DEVICE_NAME.encode(), "multiProcessorCount": 2, "major": 9, "minor": 0}
 
     runtime = types.SimpleNamespace(
         getDeviceCount=lambda: cp.n_devices,

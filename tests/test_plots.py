@@ -253,3 +253,83 @@ def test_the_figures_leave_the_users_matplotlib_backend_and_pyplot_alone(tmp_pat
         assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
     finally:
         matplotlib.use(before)
+
+
+def _cjk_figure():
+    from mcproton.plots import _plt
+
+    fig = _plt().figure(figsize=(2, 1))
+    fig.text(0.1, 0.5, "\u5c0f\u8111")   # not in DejaVu Sans
+    return fig
+
+
+def test_warnings_of_a_figure_that_fails_are_still_shown(monkeypatch):
+    """Review 2 of 2026-12-06, F2 (a): missing_glyphs_said_once caught every warning of the figure and replayed
+    them only when the figure succeeded: a warning that explained a failure (a full disk while saving) was lost.
+    Warnings pass as they are raised now, and the missing glyphs are said also where the figure fails."""
+    import warnings
+
+    from mcproton.errors import McprotonRuntimeWarning
+
+    monkeypatch.setattr(P, "_GLYPHS_SAID", set())
+    fig = _cjk_figure()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(OSError):
+            with P.missing_glyphs_said_once(fig):
+                warnings.warn("a warning that explains the failure", UserWarning)
+                raise OSError(28, "No space left on device")
+    texts = [str(w.message) for w in caught]
+    assert "a warning that explains the failure" in texts, texts
+    ours = [str(w.message) for w in caught if issubclass(w.category, McprotonRuntimeWarning)]
+    assert len(ours) == 1 and "\u5c0f \u8111" in ours[0], texts
+
+
+def test_figures_drawn_in_two_threads_leave_the_process_warnings_alone(monkeypatch):
+    """Review 2 of 2026-12-06, F2 (b): missing_glyphs_said_once swapped the process's warning machinery
+    (warnings.catch_warnings, not thread safe) around each figure.  Two threads drawing at once, entering A, B and
+    leaving A, B, left every later warning of the process in a dead list.  Now nothing is swapped: a warning given
+    after such an interleaving is shown."""
+    import threading
+    import warnings
+
+    monkeypatch.setattr(P, "_GLYPHS_SAID", set())
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def a():
+        with P.missing_glyphs_said_once(_cjk_figure()):
+            a_in.set()
+            b_in.wait(60)
+        a_out.set()
+
+    def b():
+        a_in.wait(60)
+        with P.missing_glyphs_said_once(_cjk_figure()):
+            b_in.set()
+            a_out.wait(60)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=a), threading.Thread(target=b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        warnings.warn("a later warning of the process", UserWarning)
+    assert "a later warning of the process" in [str(w.message) for w in caught]
+
+
+def test_the_users_own_figures_keep_matplotlibs_glyph_warning(monkeypatch, tmp_path):
+    """The filter that keeps the missing-glyph warnings of mcproton's figures quiet is for those only (raised with an
+    mcproton module as their caller): a figure of the user's own, drawn after one of mcproton's, still warns."""
+    import io
+    import warnings
+
+    monkeypatch.setattr(P, "_GLYPHS_SAID", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        P._save(P._plt(), _cjk_figure(), tmp_path / "ours.png")   # mcproton's figure: its one warning
+        n_ours = len([w for w in caught if str(w.message).startswith("Glyph ")])
+        _cjk_figure().savefig(io.BytesIO(), format="png")   # the user's (this test module's) own figure
+    assert n_ours == 0
+    assert [w for w in caught if str(w.message).startswith("Glyph ")]

@@ -739,10 +739,9 @@ def _runtime_team(lib: ctypes.CDLL, n: int) -> tuple[int, str]:
     provenance said the threads asked for (the environment audit of 2026-12-06, F3)."""
     from .._io.errors import McprotonRuntimeWarning, warn
 
-    limit = int(lib.omp_get_thread_limit())
-    asked, text = n, ""
-    if 0 < limit < n:
-        text = f"{limit} OpenMP thread{'s' if limit > 1 else ''}: the OpenMP thread limit caps the {n} asked for"
+    limit, dynamic = int(lib.omp_get_thread_limit()), bool(int(lib.omp_get_dynamic()))
+    team, text = _team_text(n, limit, dynamic)
+    if team < n:
         if ("limit", n, limit) not in _TEAM_WARNED:
             _TEAM_WARNED.add(("limit", n, limit))
             env = os.environ.get("OMP_THREAD_LIMIT")
@@ -751,10 +750,8 @@ def _runtime_team(lib: ctypes.CDLL, n: int) -> tuple[int, str]:
                  f"(run.threads or OMP_NUM_THREADS): {why} caps every OpenMP team of this process; the dose is the "
                  f"same, the run slower; unset OMP_THREAD_LIMIT (or set it to at least {n}) to use {n} threads",
                  McprotonRuntimeWarning)
-        n = limit
-    if n > 1 and int(lib.omp_get_dynamic()):
-        text = (f"up to {n} OpenMP threads: " + (f"the OpenMP thread limit caps the {asked} asked for, and "
-                                                  if n < asked else "") + "OMP_DYNAMIC lets the runtime run fewer")
+        n = team
+    if n > 1 and dynamic:
         if ("dynamic", n, 0) not in _TEAM_WARNED:
             _TEAM_WARNED.add(("dynamic", n, 0))
             warn(f"OpenMP dynamic adjustment is on (OMP_DYNAMIC={os.environ.get('OMP_DYNAMIC', 'true')} in the "
@@ -762,6 +759,32 @@ def _runtime_team(lib: ctypes.CDLL, n: int) -> tuple[int, str]:
                  "while the machine is loaded, and the device text says \"up to\"; the dose is the same, the run "
                  "slower; set OMP_DYNAMIC=false to run on all of them", McprotonRuntimeWarning)
     return n, text
+
+
+def _team_text(n: int, limit: int, dynamic: bool) -> tuple[int, str]:
+    """The OpenMP threads a team of ``n`` asked for gets under the runtime's thread ``limit`` (0: none) with dynamic
+    adjustment on or off, and the device text where that is not simply ``n`` (:func:`_runtime_team`)."""
+    team, text = n, ""
+    if 0 < limit < n:
+        team = limit
+        text = f"{limit} OpenMP thread{'s' if limit > 1 else ''}: the OpenMP thread limit caps the {n} asked for"
+    if team > 1 and dynamic:
+        text = (f"up to {team} OpenMP threads: " + (f"the OpenMP thread limit caps the {n} asked for, and "
+                                                     if team < n else "") + "OMP_DYNAMIC lets the runtime run fewer")
+    return team, text
+
+
+def _env_team_text(n: int) -> str:
+    """:func:`_team_text` of the OpenMP environment (OMP_THREAD_LIMIT, OMP_DYNAMIC), which the OpenMP runtime reads
+    when the kernel library loads it: the device text of a backend before its first launch asks the runtime itself.
+    ``mcproton run``'s first line ("backend cpu on ...") said the threads asked for, then the warning and the summary
+    the thread limit's (review 2 of 2026-12-06, F8)."""
+    try:
+        limit = int(os.environ.get("OMP_THREAD_LIMIT", "").strip() or 0)
+    except ValueError:   # the runtime ignores a value it cannot read
+        limit = 0
+    dynamic = os.environ.get("OMP_DYNAMIC", "").strip().lower() in ("true", "1", "yes", "on")
+    return _team_text(n, max(limit, 0), dynamic)[1]
 
 
 _CTYPES = {"p": ctypes.c_void_p, "u64": ctypes.c_uint64, "i64": ctypes.c_int64, "i32": ctypes.c_int32,
@@ -779,7 +802,9 @@ class CpuBackend:
         # default: OMP_NUM_THREADS, else the CPUs this process may run on (its affinity: taskset, Slurm), not the
         # machine's (mcproton/_cpus.py; the deployment audit, F8, F9)
         self.threads = threads or default_threads()
-        self.device = f"CPU: {cpu_model()} ({self.threads} OpenMP threads)"
+        # the team the OpenMP environment allows (a launch asks the runtime, and says what it found: _team_size)
+        team = _env_team_text(self.threads) if self.threads > 1 else ""
+        self.device = f"CPU: {cpu_model()} ({team or f'{self.threads} OpenMP threads'})"
 
     def build_identity(self) -> dict[str, str]:
         """What identifies the transport kernel this backend runs: the compiler (its ``--version`` line), the
@@ -859,8 +884,7 @@ class CpuBackend:
             return 1
         if n > 1 and lib is not None:
             n, text = _runtime_team(lib, n)
-            if text:
-                self.device = f"CPU: {cpu_model()} ({text})"
+            self.device = f"CPU: {cpu_model()} ({text or f'{n} OpenMP threads'})"   # the runtime's word over the env's
         if n > 1:
             _TEAM_RUN = True   # before the launch: a fork from another thread during it inherits the pool
         return n

@@ -86,12 +86,28 @@ class CudaBackend:
         props = cupy.cuda.runtime.getDeviceProperties(device_id)
         name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
         self._sm = int(props["multiProcessorCount"])
+        # the architecture NVRTC compiles for (CuPy builds for the current device's compute capability)
+        self.compute_capability = (f"{props['major']}.{props['minor']}" if "major" in props and "minor" in props
+                                   else "unknown")
         extra, self.block = tuning_from_env()
         self.device = (f"GPU {device_id}: {name} ({self._sm} SMs, driver {cupy.cuda.runtime.driverGetVersion()}, "
                        f"{self.block} threads/block)")
         self.compiler = f"NVRTC {'.'.join(map(str, cupy.cuda.nvrtc.getVersion()))} (CuPy {cupy.__version__})"
         self.compile_options = CUDA_OPTIONS + extra
         self._modules: dict[str, Any] = {}
+
+    def build_identity(self) -> dict[str, str]:
+        """What decides the bits of the transport kernel this backend runs, for a checkpoint's record
+        (checkpoint.kernel_build): NVRTC's version (with CuPy's, which chooses the options it adds), the compile
+        options (MCPROTON_CUDA_MAXREG and MCPROTON_CUDA_REFILL_MIN_IDLE among them) and the GPU architecture it is
+        compiled for (compute capability).  Not the GPU's index, SM count or driver, nor the threads per block: those
+        decide where and how fast the histories run, not their arithmetic; every history's random numbers depend on
+        the seed and its index only, and the tallies are 64-bit integers, so that the dose is the same whichever
+        thread runs which history (tests/engine/test_work_distribution.py, test_transport.py: any split, thread
+        count and launch).  The device text was recorded, and a job resumed on GPU 1 of an identical node, or after
+        a driver update, was warned about as another build (review 2 of 2026-12-06, F6)."""
+        return {"compiler": self.compiler, "options": " ".join(self.compile_options),
+                "compute_capability": self.compute_capability}
 
     def device_context(self) -> Any:
         """A context in which this backend's GPU is the current device."""

@@ -1225,7 +1225,10 @@ def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any) -> No
     this check is given (either left out: the MC dose's own).  They were dropped without a word, and a loop over
     calibrations or beam models that reuses one MC dose found them all the same (the long-lived-process audit, F3).
     A calibration is compared by what it maps HU to (:meth:`HUCalibration.data_sha256`), a beam model by the
-    SHA-256 of its file (and table), else, for one made in memory or an MC dose recorded without them, by name."""
+    SHA-256 of its file (and table) where both the MC dose's record and the model given have it, else (a model made
+    in memory, or an MC dose recorded without its model's file) by name: the same name is accepted with a warning
+    that the model could not be matched by content.  Before, an MC dose without a file record was refused whenever
+    the model given had one, with a message naming the same model on both sides (review 2 of 2026-12-06, F7)."""
     if calibration is not None:
         from .._io.hu_calibration import HUCalibration
 
@@ -1246,9 +1249,17 @@ def _check_reused_mc_models(mc: MCDose, calibration: Any, beam_model: Any) -> No
         want_rec = model.provenance() if hasattr(model, "provenance") else {}
         has_rec = mc.provenance.get("beam_model_file") or {}
         has_name, want_name = mc.provenance.get("beam_model"), getattr(model, "name", str(beam_model))
-        keys = [k for k in ("sha256", "table_sha256") if has_rec.get(k) or want_rec.get(k)]
+        keys = [k for k in ("sha256", "table_sha256") if has_rec.get(k) and want_rec.get(k)]
         differs = (any(has_rec.get(k) != want_rec.get(k) for k in keys) if keys
                    else has_name is not None and has_name != want_name)
+        if not keys and not differs and has_name is not None and (has_rec.get("sha256") or want_rec.get("sha256")):
+            from .._io.errors import warn
+
+            missing = "the reused MC dose (mc=) does not record" if not has_rec.get("sha256") else \
+                f"the beam model given ({want_name!r}, made in memory) has no"
+            warn(f"{missing} the SHA-256 of its beam model's file, so the beam model {want_name!r} was matched to it "
+                 "by name only: a model file changed since under the same name would not be seen (recompute the MC, "
+                 "leaving out mc=, to be sure)")
         if differs:
             def sha(r: dict) -> str:
                 return f" (SHA-256 {str(r.get('sha256'))[:12]})" if r.get("sha256") else ""
@@ -2094,10 +2105,13 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     cpu_steps["action_levels_s"] = time.process_time() - c
     res.provenance["check_finished"] = now_text()   # as the report is written: the same time in HTML and JSON
     if out_dir is not None and report:
-        from .report import write_report
+        from .report import render_figures, write_report
 
         t, c = time.perf_counter(), time.process_time()
         with _naming_a_failed_write(out_dir, mc_rtdose), _naming_a_failed_figure(out_dir, mc_rtdose):
+            pngs = {**pngs, **render_figures(res, skip=pngs)}   # the figures not drawn yet (the gammas')
+        # the rest of the report: an error there is not the figures' (review 2 of 2026-12-06, F4)
+        with _naming_a_failed_write(out_dir, mc_rtdose), _naming_a_failed_report(out_dir, mc_rtdose):
             write_report(res, out_dir, timings, pngs=pngs)
         timings["report_s"] = time.perf_counter() - t + report_wall         # + the figures drawn before
         cpu_steps["report_s"] = time.process_time() - c + report_cpu
@@ -2183,21 +2197,35 @@ class _naming_a_failed_write:
 
 
 class _naming_a_failed_figure(_naming_a_failed_write):
-    """``with _naming_a_failed_figure(out_dir, mc_rtdose):`` an error drawing the report's figures (not the
-    machine's: an OSError, a MemoryError or a RuntimeError pass) becomes a :class:`McprotonInternalError` (exit 4)
-    that says so and that the MC dose is kept.  Before 2026-12-06 an ROI name matplotlib read as mathtext raised a
-    ValueError here, after the whole MC: the check was recorded as "refused" (bad input, exit 2) with pyparsing's
-    message only (strings audit 19, F1)."""
+    """``with _naming_a_failed_figure(out_dir, mc_rtdose):`` around the drawing of the report's figures only: an
+    error drawing them (not the machine's: an OSError, a MemoryError or a RuntimeError pass) becomes a
+    :class:`McprotonInternalError` (exit 4) that says so and that the MC dose is kept.  Before 2026-12-06 an ROI
+    name matplotlib read as mathtext raised a ValueError here, after the whole MC: the check was recorded as
+    "refused" (bad input, exit 2) with pyparsing's message only (strings audit 19, F1)."""
+
+    #: what failed, and what to do, in the message
+    failed = "could not draw the report's figures"
+    whose = "a bug in mcproton's figures"
+    advice = "; in Python, check(..., report=False) writes check.json without the figures"
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         if not isinstance(exc, Exception) or isinstance(exc, (OSError, MemoryError, RuntimeError)):
             return
         kept = (f"; the MC dose is kept in {', '.join(str(self.out_dir / v['file']) for v in self.mc_rtdose.values())}"
                 if self.mc_rtdose else "")
-        raise McprotonInternalError(f"could not draw the report's figures ({type(exc).__name__}: {printable(exc)}): a "
-                                    "bug in mcproton's figures, not in the input (rerun with --debug and report it)"
-                                    f"{kept}; in Python, check(..., report=False) writes check.json without the "
-                                    "figures") from exc
+        raise McprotonInternalError(f"{self.failed} ({type(exc).__name__}: {printable(exc)}): {self.whose}, not in "
+                                    f"the input (rerun with --debug and report it){kept}{self.advice}") from exc
+
+
+class _naming_a_failed_report(_naming_a_failed_figure):
+    """``with _naming_a_failed_report(out_dir, mc_rtdose):`` around the writing of check.html once its figures are
+    drawn: an error there (a table, the provenance, the alt text) is an internal error of the report, named as such,
+    with no advice to leave out the figures, which would not avoid it.  Before, the whole of write_report was
+    "could not draw the report's figures" (review 2 of 2026-12-06, F4)."""
+
+    failed = "could not write the report (check.html)"
+    whose = "a bug in mcproton's report"
+    advice = ""
 
 
 #: batch.json's format version (in each row: batch.json is {sub-folder: row}): raised when a key is removed or

@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ..plots import missing_glyphs_said_once, mpl_text, voxel_edges_extent
+from ..plots import missing_glyphs, missing_glyphs_said_once, mpl_text, quiet_glyph_warnings, say_missing_glyphs, \
+    voxel_edges_extent
 from .level_text import drop_zero_sign
 from .levels import FRAME, ActionLevels
 
@@ -113,11 +114,20 @@ def _colour_bar(fig, im, ax, **kw):
     return cb
 
 
-def _png(fig: Figure) -> str:
-    """The report's encoding of a figure: PNG at REPORT_DPI, base64 (for a data: URI)."""
+def _png(fig: Figure, glyphs: dict[str, str] | None = None) -> str:
+    """The report's encoding of a figure: PNG at REPORT_DPI, base64 (for a data: URI).  A character of a name that
+    the font lacks: one warning, not one per figure (plots.missing_glyphs_said_once); with ``glyphs`` (a figure
+    worker's) those characters are added to it instead, for the check to say (FigureWorkers.render)."""
     buf = io.BytesIO()
-    with missing_glyphs_said_once():   # a name's character the font lacks: one warning, not one per figure
-        fig.savefig(buf, format="png", dpi=REPORT_DPI)
+    if glyphs is not None:
+        quiet_glyph_warnings()
+        try:
+            fig.savefig(buf, format="png", dpi=REPORT_DPI)
+        finally:
+            glyphs.update((ch, f) for ch, f in missing_glyphs(fig).items() if ch not in glyphs)
+    else:
+        with missing_glyphs_said_once(fig):
+            fig.savefig(buf, format="png", dpi=REPORT_DPI)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -598,9 +608,10 @@ def figure_builders(res, names: Iterable[str] | str | None = None) -> dict[str, 
 
 
 def _glyphs_said_once(build: Callable[[], Figure]) -> Figure:
-    """``build()`` with matplotlib's missing-glyph warnings said once (plots.missing_glyphs_said_once)."""
-    with missing_glyphs_said_once():
-        return build()
+    """``build()`` with matplotlib's missing-glyph warnings kept quiet (plots.quiet_glyph_warnings): the figure's
+    characters that the font lacks are said once it is encoded (_png)."""
+    quiet_glyph_warnings()
+    return build()
 
 
 def _range_beams_cell(b: Any, r: Mapping[str, Any]) -> str:
@@ -1048,10 +1059,15 @@ class FigureWorkers:
             self.close()
             raise
 
-    def _draw(self, message: tuple[list[str], dict]) -> dict[str, str]:
-        """In a worker: its figures, each built and encoded (render_figures)."""
+    def _draw(self, message: tuple[list[str], dict]) -> tuple[dict[str, str], dict[str, str]]:
+        """In a worker: its figures, each built and encoded (render_figures), and the characters of their names
+        that the font lacks (plots.missing_glyphs), for :meth:`render` to say in the check.  A warning said here
+        would be said once per worker and never reach the check's record (check.json's warnings): what was
+        recorded depended on the machine's CPU count (review 2 of 2026-12-06, F3)."""
         names, parts = message
-        return {name: _png(build()) for name, build in figure_builders(self.result_of(parts), names).items()}
+        glyphs: dict[str, str] = {}
+        pngs = {name: _png(build(), glyphs) for name, build in figure_builders(self.result_of(parts), names).items()}
+        return pngs, glyphs
 
     def render(self, parts: dict, skip: Iterable[str] = ()) -> dict[str, str]:
         """The figures of ``result_of(parts)`` except ``skip``, {name: base64 PNG} (render_figures'), drawn by the
@@ -1067,19 +1083,23 @@ class FigureWorkers:
                 if share:
                     p.send((share, parts))
             done: dict[str, str] = {}
+            glyphs: dict[str, str] = {}
             for p, share in zip(procs, shares):
                 try:
-                    done.update(p.join() or {})
+                    pngs, missing = p.join() or ({}, {})
+                    done.update(pngs)
+                    glyphs.update((ch, f) for ch, f in missing.items() if ch not in glyphs)
                     self.cpu_s += p.process.cpu_s
                     self.used += bool(share)
                 except RuntimeError as exc:   # drawn here instead, where an error of a figure is raised as usual
                     if self.log is not None:
                         self.log(f"mcproton check: {exc}; drawing {', '.join(share)} here")
-                    done.update((name, _png(build())) for name, build in figure_builders(res, share).items())
+                    done.update((name, _png(build(), glyphs)) for name, build in figure_builders(res, share).items())
         except BaseException:
             for p in procs:
                 p.stop()
             raise
+        say_missing_glyphs(glyphs)   # here, in the check's record, once, as when the figures are drawn here
         return {name: done[name] for name in names}
 
     def close(self) -> None:

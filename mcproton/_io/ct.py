@@ -47,6 +47,7 @@ class CTImage:
     series_description: str = ""
     study_date: str = ""         # StudyDate (DA) of the first slice: an RT Dose written for the CT's study keeps it
     study_time: str = ""         # StudyTime (TM) of the first slice
+    study_timezone: str = ""     # TimezoneOffsetFromUTC of the first slice ("+HHMM"; "": none given)
     image_comments: str = ""     # ImageComments (0020,4000) of the first slice (a phantom CT names its calibration)
     image_type: str = ""         # ImageType (0008,0008) of the first slice, its values joined by "\\"
     #: the directions (+1 or -1) along x, y, z of the series' columns, rows and slice normal, from its
@@ -683,6 +684,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         slice_files=[str(f) for f, _ in chosen],
         series_description=str(ds0.get("SeriesDescription", "")),
         study_date=str(ds0.get("StudyDate", "") or ""), study_time=str(ds0.get("StudyTime", "") or ""),
+        study_timezone=str(ds0.get("TimezoneOffsetFromUTC", "") or "").strip(),
         image_comments=str(ds0.get("ImageComments", "") or ""),
         image_type=_text_values(ds0.get("ImageType", None)),
         axis_directions=(int(sx), int(sy), int(sx * sy)),
@@ -867,7 +869,7 @@ def write_ct_series_uids(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], ori
     from pydicom.uid import generate_uid
 
     from .dicom_common import PHANTOM_STUDY, TemplateFileWriter, check_grid_geometry, ds_string as _ds, \
-        new_file_dataset, now_date_time, set_patient_study_series
+        new_file_dataset, set_patient_study_series
 
     study = (study or PHANTOM_STUDY).resolved()
     patient_position = study.patient_position or "HFS"
@@ -889,7 +891,7 @@ def write_ct_series_uids(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], ori
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     series_uid = series_instance_uid or generate_uid()
-    date, time = now_date_time()
+    date, time = study.now_date_time()
     pix = hu_i.astype("<i2")    # every slice's PixelData in one conversion
     nz = hu.shape[0]
     ds, _ = new_file_dataset(out / "CT_0000.dcm", CT_IMAGE_STORAGE)

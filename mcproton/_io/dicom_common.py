@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,12 @@ class StudyReference:
     #: same study whatever time a writer gave it (its UIDs are)
     study_date: str = dataclasses.field(default="", compare=False)
     study_time: str = dataclasses.field(default="", compare=False)
+    #: TimezoneOffsetFromUTC (0008,0201) of the study date and time ("+HHMM"/"-HHMM"): a CT's own, this machine's
+    #: where :meth:`resolved` sets the study's time to now, "" where a CT gives its date and time but no offset.
+    #: PS3.3 C.12.1.1.8 makes it apply to every date and time of an object, so an object that copies a CT's study
+    #: time must not declare this machine's offset for it (a CT written at +0900 and its RT Dose written at -0500
+    #: put the same study 14 hours apart: review 2 of 2026-12-06, F1)
+    study_timezone: str = dataclasses.field(default="", compare=False)
 
     @classmethod
     def from_ct(cls, ct, **changes) -> "StudyReference":
@@ -83,7 +90,7 @@ class StudyReference:
         (:class:`mcproton.dicom.CTImage`, or anything with those attributes), with ``changes`` (e.g.
         ``plan_sop_instance_uid=...``)."""
         names = ("patient_name", "patient_id", "patient_birth_date", "patient_sex", "study_instance_uid",
-                 "frame_of_reference_uid", "patient_position", "study_date", "study_time")
+                 "frame_of_reference_uid", "patient_position", "study_date", "study_time", "study_timezone")
         axes = tuple(int(a) for a in getattr(ct, "axis_directions", None) or (1, 1, 1))
         return cls(**{**{k: str(getattr(ct, k, "") or "") for k in names}, "axis_directions": axes, **changes})
 
@@ -93,13 +100,20 @@ class StudyReference:
 
     def resolved(self) -> "StudyReference":
         """A copy with a fresh study and frame-of-reference UID where they are empty, and the study date and time
-        set to now where there is none (what a writer stores)."""
+        set to now, with this machine's offset from UTC, where there is none (what a writer stores)."""
         from pydicom.uid import generate_uid
 
-        date, time = (self.study_date, self.study_time) if self.study_date else now_date_time()
+        date, time, zone = (self.study_date, self.study_time, self.study_timezone) if self.study_date else \
+            (*now_date_time(), utc_offset())
         return self.replace(study_instance_uid=self.study_instance_uid or str(generate_uid()),
                             frame_of_reference_uid=self.frame_of_reference_uid or str(generate_uid()),
-                            study_date=date, study_time=time)
+                            study_date=date, study_time=time, study_timezone=zone)
+
+    def now_date_time(self) -> tuple[str, str]:
+        """Now as DICOM DA and TM strings in the study's time zone (:attr:`study_timezone`; local time where it has
+        none): the date and time a writer gives its own object (Series/Content/InstanceCreation), which the
+        object's one TimezoneOffsetFromUTC then describes as well as the study's."""
+        return now_date_time(self.study_timezone)
 
 
 PHANTOM_STUDY = StudyReference(patient_name="mcproton^phantom", patient_id="MCPROTON", patient_position="HFS")
@@ -144,11 +158,17 @@ def new_file_dataset(path: str | Path, sop_class_uid: str, sop_instance_uid: str
     return ds, sop_uid
 
 
-def now_date_time() -> tuple[str, str]:
-    """Today's DICOM DA and TM strings (YYYYMMDD, HHMMSS), local time."""
+def now_date_time(offset: str = "") -> tuple[str, str]:
+    """Today's DICOM DA and TM strings (YYYYMMDD, HHMMSS): local time, or the time at ``offset`` from UTC
+    ("+HHMM"/"-HHMM", as TimezoneOffsetFromUTC gives it; local time where it is empty or not of that form)."""
     import datetime as _dt
 
-    t = _dt.datetime.now()
+    m = re.fullmatch(r"\s*([+-])(\d{2})(\d{2})\s*", offset or "")
+    if m:
+        minutes = (int(m.group(2)) * 60 + int(m.group(3))) * (-1 if m.group(1) == "-" else 1)
+        t = _dt.datetime.now(_dt.timezone(_dt.timedelta(minutes=minutes)))
+    else:
+        t = _dt.datetime.now()
     return t.strftime("%Y%m%d"), t.strftime("%H%M%S")
 
 
@@ -175,10 +195,14 @@ def set_patient_study_series(ds, study: StudyReference, *, modality: str, date: 
     if not all(_latin1(v) for v in (study.patient_name, study.patient_id, series_description)):
         ds.SpecificCharacterSet = "ISO_IR 192"
     # the study's date and time (one for every object of the study: StudyReference.resolved); the object's own
-    # date and time (Series/Content) are the writer's ``date`` and ``time``
+    # date and time (Series/Content) are the writer's ``date`` and ``time``, taken in the study's zone
+    # (StudyReference.now_date_time).  The offset is the study's: a CT's own, or none where the CT gives none
+    # (this machine's would misdate the CT's study time: review 2 of 2026-12-06, F1)
     ds.StudyDate = study.study_date or date
     ds.StudyTime = study.study_time or time
-    ds.TimezoneOffsetFromUTC = utc_offset()
+    zone = study.study_timezone if study.study_date else utc_offset()
+    if zone:
+        ds.TimezoneOffsetFromUTC = zone
     ds.AccessionNumber = ""
     ds.Modality = modality
     ds.Manufacturer = "mcproton"
@@ -207,8 +231,9 @@ def _set_patient_identity(ds, study: StudyReference, modality: str) -> None:
     file must carry the same patient identity as the CT and plan it was computed from (an archive files it by them).
     Before 2026-12-06 a PatientID over 64 characters was cut to 64 (a different ID, perhaps another patient's) while
     an over-long PatientName was copied (strings audit 19, F5).  An over-long value makes the written file invalid
-    DICOM in that value, as the input already is: one warning says so (pydicom's own per-value warnings are not
-    repeated)."""
+    DICOM in that value, as the input already is: one warning says so, once per run or check (its
+    :func:`~mcproton._io.errors.recording_warnings` block: not per object written), and pydicom's own per-value
+    warnings are not repeated."""
     import warnings
 
     name, pid = str(study.patient_name or ""), str(study.patient_id or "")
@@ -220,10 +245,13 @@ def _set_patient_identity(ds, study: StudyReference, modality: str) -> None:
         ds.PatientName = study.patient_name
         ds.PatientID = study.patient_id
     if over:
-        from .errors import McprotonRuntimeWarning, warn
+        from .errors import McprotonRuntimeWarning, said_already, warn
 
-        warn(f"the inputs' {' and '.join(over)} exceed{'s' if len(over) == 1 else ''} DICOM's "
-             f"{PATIENT_ID_MAX_CHARS} characters: copied to the {modality} as given, so that it files under the same "
+        said = f"the inputs' {' and '.join(over)} exceed{'s' if len(over) == 1 else ''} DICOM's " \
+            f"{PATIENT_ID_MAX_CHARS} characters"
+        if said_already(said):   # once per run or check, not once per RT Dose, RT Plan or CT written (review 2, F5)
+            return
+        warn(f"{said}: copied to the {modality} as given, so that it files under the same "
              "patient as the CT and plan it was computed from; that value is not valid DICOM, as in the input (a "
              "strict archive may refuse the file: correct the patient's record in the planning system)",
              McprotonRuntimeWarning, stacklevel=4)

@@ -183,7 +183,7 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     from pydicom.sequence import Sequence as DSequence
     from pydicom.uid import generate_uid
 
-    from .dicom_common import check_grid_geometry, ds_string as _ds, new_file_dataset, now_date_time, \
+    from .dicom_common import check_grid_geometry, ds_string as _ds, new_file_dataset, \
         save_dataset, set_patient_study_series
 
     d = np.asarray(dose_gy_zyx, dtype=np.float64)
@@ -237,8 +237,9 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds, sop_uid = new_file_dataset(path, RT_DOSE_STORAGE)
-    date, time = now_date_time()
-    set_patient_study_series(ds, study.resolved(), modality="RTDOSE", date=date, time=time,
+    study = study.resolved()
+    date, time = study.now_date_time()
+    set_patient_study_series(ds, study, modality="RTDOSE", date=date, time=time,
                              series_description=series_description,
                              series_instance_uid=series_instance_uid or generate_uid(),
                              series_number=series_number, instance_number=instance_number)

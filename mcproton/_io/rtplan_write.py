@@ -181,7 +181,7 @@ def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: in
     from pydicom.uid import generate_uid
 
     from .atomic import atomic_write_file
-    from .dicom_common import new_file_dataset, now_date_time, save_dataset, set_patient_study_series
+    from .dicom_common import new_file_dataset, save_dataset, set_patient_study_series
 
     if isinstance(fractions, bool) or int(fractions) != fractions or fractions < 1:
         raise ValueError(f"fractions must be a whole number >= 1 (NumberOfFractionsPlanned); got {fractions!r}")
@@ -203,7 +203,7 @@ def write_rtplan(plan, path: str | Path, *, study: StudyReference, fractions: in
     study = study.resolved()
     position = (study.patient_position or "HFS").strip().upper()
     beams = [_field_beam(f, i + 1, position) for i, f in enumerate(plan.fields)]
-    date, time = now_date_time()
+    date, time = study.now_date_time()
     path = Path(path)
     ds, sop_uid = new_file_dataset(path, RT_ION_PLAN_STORAGE, sop_instance_uid)
     set_patient_study_series(ds, study, modality="RTPLAN", date=date, time=time,

@@ -102,8 +102,8 @@ BUILDS_ATTR = "kernel_builds"
 
 def kernel_build(backend: Any) -> dict[str, Any]:
     """What identifies the transport kernel a backend runs: the backend's ``build_identity()`` (the CPU's compiler,
-    options, CPU model and flags, kernel cache key), else its compiler, options and device (the GPU, whose NVRTC
-    build is for that device); with mcproton's build identity (:func:`mcproton._build.build_identity`: version,
+    options, CPU model and flags, kernel cache key; CUDA's NVRTC version, options and compute capability), else its
+    compiler, options and device; with mcproton's build identity (:func:`mcproton._build.build_identity`: version,
     kernel source, physics data)."""
     from .._build import build_identity
 
@@ -120,6 +120,7 @@ def describe_build(build: dict[str, Any] | None) -> str:
     if not build:
         return "an unknown build (a checkpoint of an mcproton that did not record it)"
     where = (f"for {build['cpu_model']} (CPU flags {str(build.get('cpu_flags_sha256'))[:12]})" if "cpu_model" in build
+             else f"for GPUs of compute capability {build['compute_capability']}" if "compute_capability" in build
              else f"for {build.get('target')}")
     key = f", kernel cache key {build['kernel_key']}" if build.get("kernel_key") else ""
     return f"{build.get('compiler') or 'an unknown compiler'} {where}{key}"

@@ -518,12 +518,16 @@ def _kernel_takes_over(builds: list[dict[str, Any]], backend: Any, states: list[
     elif builds and last != build:
         from .._io.errors import McprotonRuntimeWarning, warn
 
+        # the cause and the cure in the backend's terms (a CUDA build's are not the CPU's compiler and CPU)
+        why, same = (("another NVRTC version, other options or another GPU architecture compiles --use_fast_math "
+                      "arithmetic differently", "the same NVRTC (CuPy) version and GPU architecture")
+                     if build.get("backend") == "cuda" else
+                     ("-ffast-math rounds a few histories differently", "the same compiler and CPU"))
         warn(f"the checkpoint {ckpt} was written by another build of the transport kernel ({describe_build(last)}) "
              f"than this run's ({describe_build(build)}): the run goes on, and its dose is statistically valid, but "
-             "not bitwise identical to an uninterrupted run with either build (-ffast-math rounds a few histories "
-             "differently); both builds and the histories each ran are recorded in the output's provenance "
-             "(kernel_builds). For a bitwise-reproducible result, resume on a node with the same compiler and CPU",
-             McprotonRuntimeWarning, stacklevel=stacklevel)
+             f"not bitwise identical to an uninterrupted run with either build ({why}); both builds and the "
+             "histories each ran are recorded in the output's provenance (kernel_builds). For a bitwise-reproducible "
+             f"result, resume on a node with {same}", McprotonRuntimeWarning, stacklevel=stacklevel)
     if not builds or last != build:
         builds.append({"kernel": build, "from_histories": [int(s.next_history) for s in states]})
     return build

@@ -1701,3 +1701,24 @@ def test_likely_causes_come_before_the_remarks_under_their_own_heading(case, tmp
     assert lc < page.index("0.95", lc) < rm < page.index("Brainstem_far", rm), "causes first, then the remarks"
     notes = [ln for ln in res.summary().splitlines() if ln.startswith("  note: ")]
     assert notes == [f"  note: {d}" for d in causes + remarks], notes
+
+
+def test_a_reused_mc_dose_without_a_model_file_record_is_matched_by_name_as_documented():
+    """Review 2 of 2026-12-06, F7: check(mc=...) with an MC dose recorded without its beam model's file (an older
+    record) and beam_model="dcpt_v2" was refused with "computed with the beam model 'dcpt_v2', but this check asks
+    for 'dcpt_v2'", while the docstring said it is then compared by name.  The same name is accepted with a warning
+    that says it could not be matched by content; another name is still refused."""
+    import types
+    import warnings
+
+    from mcproton._check.api import _check_reused_mc_models
+    from mcproton._check.inputs import CheckInputError
+    from mcproton._io.errors import recording_warnings
+
+    mc = types.SimpleNamespace(provenance={"beam_model": "dcpt_v2", "calibration": "schneider2000"})
+    with recording_warnings() as said, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _check_reused_mc_models(mc, None, "dcpt_v2")
+    assert len(said) == 1 and "matched to it by name only" in said[0], said
+    with pytest.raises(CheckInputError, match="beam model 'dcpt_v2'.*asks for 'dcpt_v5'"):
+        _check_reused_mc_models(mc, None, "dcpt_v5")

@@ -872,6 +872,35 @@ def test_an_error_drawing_the_figures_is_an_internal_error_that_keeps_the_mc_dos
     assert (tmp_path / "out" / "RD_mc.dcm").exists()
 
 
+def test_an_error_of_the_report_outside_its_figures_is_named_as_the_reports(base, tmp_path, monkeypatch):  # noqa: F811
+    """Review 2 of 2026-12-06, F4: the whole of write_report was wrapped as "could not draw the report's figures",
+    with the advice to leave the figures out: a bug in a provenance table cell was reported as a figure bug, and the
+    advice did not avoid it.  Now an error outside the figures is the report's internal error, without that advice;
+    one in a figure drawn with the report (the gamma histograms) is still the figures'."""
+    from mcproton._check import report as R
+    from mcproton._check.api import check
+    from mcproton.errors import McprotonInternalError, status_of
+
+    def broken(*a, **k):
+        raise KeyError("files")   # a bug in the provenance table, no figure involved
+
+    d = base["dir"]
+    kw = dict(plan=d / "RP.dcm", ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2", mc=_fake_mc(base, 1.0),
+              **FAST)
+    with monkeypatch.context() as mp:
+        mp.setattr(R, "_calibration_text", broken)
+        with pytest.raises(McprotonInternalError) as err:
+            check(dose=[_tps(base, "rep_nf", base["blob"])], out=tmp_path / "out", **kw)
+    msg = str(err.value)
+    assert status_of(err.value) == "internal_error"
+    assert msg.startswith("could not write the report (check.html) (KeyError") and "bug in mcproton's report" in msg
+    assert "figures" not in msg and "report=False" not in msg and "RD_mc.dcm" in msg, msg
+    with monkeypatch.context() as mp:
+        mp.setattr(R, "_hist_figure", broken)
+        with pytest.raises(McprotonInternalError, match="could not draw the report's figures"):
+            check(dose=[_tps(base, "rep_hist", base["blob"])], out=tmp_path / "out2", **kw)
+
+
 def test_the_console_summary_escapes_control_characters_of_names(report):
     """Strings audit 19, F7: an ROI named "Cereb ESC[2J ESC[41mFAKE PASS ESC[0m" reached the terminal raw in the
     summary's organ-at-risk note (stdout): it cleared the screen and printed a red FAKE PASS in a FAIL; a newline

@@ -73,11 +73,15 @@ def test_a_figure_that_fails_in_a_worker_raises_its_error_as_without_workers(bas
     def broken(res, b):
         raise ValueError(f"beam {b}'s figure cannot be drawn")
 
+    from mcproton.errors import McprotonInternalError
+
     monkeypatch.setattr(report_module, "_beam_figure", broken)
     logs: list[str] = []
-    with pytest.raises(ValueError, match=r"beam \d's figure cannot be drawn") as info:
+    # a figure's error is the check's internal error naming it (strings audit 19, F1), with it as its cause
+    with pytest.raises(McprotonInternalError, match=r"figures \(ValueError: beam \d's figure cannot be drawn") as info:
         _check(base, f"rw_broken_{workers}", workers, monkeypatch, log=logs.append)
-    assert info.value.check_record["error_type"] == "ValueError"   # recorded in --out, as without workers
+    assert isinstance(info.value.__cause__, ValueError)
+    assert info.value.check_record["error_type"] == "McprotonInternalError"   # recorded in --out, as without workers
     drawn_here = [m for m in logs if "drawing the report's figures" in m]
     assert len(drawn_here) == (1 if workers else 0), logs
     assert all("ValueError: beam" in m and "cannot be drawn" in m for m in drawn_here), drawn_here
@@ -215,3 +219,32 @@ def test_a_check_stopped_while_its_workers_draw_ends_them_and_says_what_was_writ
             proc.kill()
         for pid in _session_processes(proc.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("workers", [0, 3])
+def test_a_missing_glyph_is_recorded_once_whoever_draws_the_figures(base, tmp_path, monkeypatch, capfd,  # noqa: F811
+                                                                    workers):
+    """Review 2 of 2026-12-06, F3: with figure workers (4 or more CPUs) each worker printed its own missing-glyph
+    warning and none reached check.json or CheckResult.warnings; drawn here (2 CPUs) it was said and recorded once.
+    The workers now hand the characters back and the check says them once, in its record, either way."""
+    import json
+
+    import mcproton.plots as P
+
+    orig = report_module._png
+
+    def png(fig, glyphs=None):
+        fig.text(0.5, 0.5, "\u5c0f\u8111")   # stands for a CJK ROI name drawn in every figure
+        return orig(fig, glyphs) if glyphs is not None else orig(fig)
+
+    monkeypatch.setattr(report_module, "_png", png)
+    monkeypatch.setattr(P, "_GLYPHS_SAID", set())
+    monkeypatch.setattr(report_module, "figure_worker_count", lambda figures, voxels: workers)
+    d = base["dir"]
+    res = check(plan=d / "RP.dcm", dose=[_tps(base, f"glyph{workers}", base["blob"])], ct=d / "ct",
+                struct=d / "RS.dcm", beam_model="dcpt_v2", mc=_fake_mc(base, 1.0), out=tmp_path / "out", **FAST)
+    printed = capfd.readouterr().err.count("has no glyph for")
+    recorded = [w for w in json.loads(Path(res.report_json).read_text())["warnings"] if "has no glyph" in w]
+    assert bool(res.provenance["report_workers"]) == bool(workers)
+    assert len(recorded) == 1 and "\u5c0f \u8111" in recorded[0], recorded
+    assert sum("has no glyph" in w for w in res.warnings) == 1 and printed <= 1, (res.warnings, printed)

@@ -59,3 +59,22 @@ def test_without_a_cap_the_device_says_the_threads_asked_for_and_nothing_is_warn
     out = _run(**env)
     assert "DEVICE CPU:" in out and "(2 OpenMP threads)" in out, out
     assert "WARNING" not in out or not any(k in out for k in ("OMP_THREAD_LIMIT", "OMP_DYNAMIC")), out
+
+
+@pytest.mark.parametrize("env, says", [({"OMP_THREAD_LIMIT": "1"}, "(1 OpenMP thread: the OpenMP thread limit caps "
+                                                                   "the 2 asked for)"),
+                                       ({"OMP_DYNAMIC": "true"}, "(up to 2 OpenMP threads: OMP_DYNAMIC lets"),
+                                       ({"OMP_THREAD_LIMIT": "8"}, "(2 OpenMP threads)"),
+                                       ({"OMP_THREAD_LIMIT": "x"}, "(2 OpenMP threads)")])
+def test_the_device_says_the_team_before_the_first_launch(monkeypatch, env, says):
+    """Review 2 of 2026-12-06, F8: ``mcproton run``'s first line ("backend cpu on CPU: ... (2 OpenMP threads)") is
+    the backend's device text before its first launch, which gave the threads asked for; the warning and the summary
+    that followed gave the thread limit's.  A new backend's text now says what the OpenMP environment allows (the
+    runtime reads it when the kernel loads it; the first launch then asks the runtime itself)."""
+    from mcproton._backend.cpu import CpuBackend
+
+    for k in ("OMP_THREAD_LIMIT", "OMP_DYNAMIC"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert says in CpuBackend(2).device, CpuBackend(2).device

@@ -21,7 +21,7 @@ from mcproton.dicom import StudyReference, load_ct_series, write_ct_series, writ
 
 def test_the_objects_of_one_study_share_its_date_and_time_and_say_their_offset(tmp_path, monkeypatch):
     ticks = itertools.count()
-    monkeypatch.setattr(dicom_common, "now_date_time", lambda: (f"2026120{next(ticks) % 10}", "0941" + "55"))
+    monkeypatch.setattr(dicom_common, "now_date_time", lambda offset="": (f"2026120{next(ticks) % 10}", "0941" + "55"))
     study = StudyReference(patient_name="t^t", patient_id="T1").resolved()   # the time of the study: tick 0
     hu = np.zeros((3, 4, 5))
     write_ct_series(hu, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct", study=study)   # written at tick 1
@@ -55,3 +55,60 @@ def test_utc_offset_format(monkeypatch):
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def _ct_in_zone(tmp_path, monkeypatch, zone: str | None):
+    """A CT written by a machine at ``zone`` (None: the CT then has no TimezoneOffsetFromUTC), read back."""
+    monkeypatch.setattr(dicom_common, "utc_offset", lambda: zone or "+0900")
+    write_ct_series(np.zeros((3, 4, 5)), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    if zone is None:
+        for f in (tmp_path / "ct").glob("*.dcm"):
+            ds = pydicom.dcmread(f)
+            del ds.TimezoneOffsetFromUTC
+            ds.save_as(f)
+    return load_ct_series(tmp_path / "ct")
+
+
+def test_an_rt_dose_copying_a_ct_study_time_keeps_the_ct_offset_not_this_machines(tmp_path, monkeypatch):
+    """A CT written at +0900 and its RT Dose written at -0500: the RT Dose copies the CT's study date and time, so
+    it must declare the CT's offset (PS3.3 C.12.1.1.8: one offset for every date and time of the object), and its
+    own times are taken in that zone.  It declared this machine's (-0500), which put the study 14 hours later
+    (review 2 of 2026-12-06, F1)."""
+    import datetime as dt
+
+    ct = _ct_in_zone(tmp_path, monkeypatch, "+0900")
+    assert ct.study_timezone == "+0900"
+    monkeypatch.setattr(dicom_common, "utc_offset", lambda: "-0500")   # the machine writing the RT Dose
+    write_rtdose(np.ones((3, 4, 5)), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "rd.dcm",
+                 study=StudyReference.from_ct(ct))
+    ct0, rd = pydicom.dcmread(tmp_path / "ct" / "CT_0000.dcm"), pydicom.dcmread(tmp_path / "rd.dcm")
+    assert (rd.StudyDate, rd.StudyTime) == (ct0.StudyDate, ct0.StudyTime)
+    assert rd.TimezoneOffsetFromUTC == "+0900"
+    # the RT Dose's own time is in the CT's zone: the same instant as its time at UTC (no clock needed: both are
+    # "now", so they differ by the offset, within the seconds between the two calls)
+    content = dt.datetime.strptime(rd.ContentDate + rd.ContentTime, "%Y%m%d%H%M%S")
+    utc_now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    assert abs((content - utc_now) - dt.timedelta(hours=9)) < dt.timedelta(minutes=10)
+
+
+def test_an_rt_dose_copying_a_ct_study_time_without_an_offset_writes_none(tmp_path, monkeypatch):
+    ct = _ct_in_zone(tmp_path, monkeypatch, None)
+    assert ct.study_timezone == ""
+    monkeypatch.setattr(dicom_common, "utc_offset", lambda: "-0500")
+    write_rtdose(np.ones((3, 4, 5)), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "rd.dcm",
+                 study=StudyReference.from_ct(ct))
+    rd = pydicom.dcmread(tmp_path / "rd.dcm")
+    assert "TimezoneOffsetFromUTC" not in rd, rd.TimezoneOffsetFromUTC
+    # a study mcproton dates itself gets this machine's offset
+    write_rtdose(np.ones((3, 4, 5)), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "rd2.dcm",
+                 study=StudyReference(frame_of_reference_uid="1.2.3"))
+    assert pydicom.dcmread(tmp_path / "rd2.dcm").TimezoneOffsetFromUTC == "-0500"
+
+
+def test_now_date_time_at_an_offset():
+    import datetime as dt
+
+    date, time = dicom_common.now_date_time("+1345")
+    at = dt.datetime.strptime(date + time, "%Y%m%d%H%M%S")
+    utc_now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    assert abs((at - utc_now) - dt.timedelta(hours=13, minutes=45)) < dt.timedelta(minutes=10)

@@ -201,3 +201,24 @@ def test_an_over_long_patient_id_is_copied_as_it_is_with_one_warning(tmp_path):
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(rd)
     assert ds.PatientID == long_id and str(ds.PatientName) == long_name
+
+
+def test_an_over_long_patient_id_is_warned_once_per_run_not_once_per_object(tmp_path):
+    """Review 2 of 2026-12-06, F5: a run writing an RT Dose per beam and a total said (and recorded) the over-long
+    PatientID once per file.  Within one run or check (its recording_warnings block) it is said once; another run
+    says it again (its own record needs it)."""
+    import warnings
+
+    from mcproton._io.errors import recording_warnings
+    from mcproton.errors import McprotonRuntimeWarning
+
+    study = StudyReference(patient_id="P" * 74, patient_name="Doe^John", frame_of_reference_uid="1.2.3")
+    for run in range(2):
+        with recording_warnings() as said, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for k in range(3):
+                write_rtdose(np.ones((2, 2, 2)), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tmp_path / f"rd{run}{k}.dcm",
+                             study=study)
+        ours = [str(w.message) for w in caught if issubclass(w.category, McprotonRuntimeWarning)]
+        assert len(ours) == 1 and len(said) == 1, (run, ours, said)
+        assert "PatientID (74 characters)" in said[0]

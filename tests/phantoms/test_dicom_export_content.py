@@ -104,7 +104,7 @@ def test_ct_writer_check_sees_a_changed_element(tmp_path, monkeypatch):
 def _counting_uids(monkeypatch):
     counter = itertools.count(1)
     monkeypatch.setattr(pydicom.uid, "generate_uid", lambda *a, **k: f"1.2.826.0.1.3680043.8.498.{next(counter)}")
-    monkeypatch.setattr(dicom_common, "now_date_time", lambda: ("20261204", "120000"))
+    monkeypatch.setattr(dicom_common, "now_date_time", lambda offset="": ("20261204", "120000"))
 
 
 def _old_contour_data(xyz_list):

@@ -122,3 +122,49 @@ def test_the_kernel_builds_reach_the_hdf5_provenance(tmp_path, monkeypatch):
     back = json.loads(back) if isinstance(back, str) else back
     assert len(back) == 2 and back[1]["kernel"]["kernel_key"] == "x" * 24
     assert np.isfinite(res.dose_gy_zyx).all()
+
+
+def test_a_cuda_build_is_recorded_by_what_changes_its_bits_and_warned_about_in_its_terms(monkeypatch):
+    """Review 2 of 2026-12-06, F6: the CUDA backend's build record was its device text: the GPU's index, SM count,
+    driver and block size.  A job resumed on GPU 1 of an identical node, or after a driver update, was warned about
+    as another build, with CPU advice (-ffast-math, "the same compiler and CPU").  The record is now NVRTC's version,
+    the options and the compute capability (the dose does not depend on which thread runs which history); another
+    of those is warned about in CUDA's terms.  Fake CuPy (tests/fake_cupy.py) with two identical GPUs."""
+    from pathlib import Path
+
+    from fake_cupy import install_fake_cupy
+
+    from mcproton._backend import get_backend
+    from mcproton._run.checkpoint import BeamState, kernel_build
+    from mcproton._run.engine import Accumulator
+    from mcproton._run.job import _kernel_takes_over
+    from mcproton.errors import McprotonRuntimeWarning
+
+    fake = install_fake_cupy(monkeypatch)
+    fake.n_devices = 2
+    try:
+        from mcproton._backend.cuda import CudaBackend
+
+        monkeypatch.setenv("MCPROTON_CUDA_BLOCK", "256")
+        b1 = CudaBackend(1)
+        monkeypatch.delenv("MCPROTON_CUDA_BLOCK")
+        b0 = CudaBackend(0)
+        assert kernel_build(b0) == kernel_build(b1)   # another GPU of the same kind, another block size
+        assert kernel_build(b0)["compute_capability"] == "9.0" and "target" not in kernel_build(b0)
+        builds = [{"kernel": kernel_build(b0), "from_histories": [0]}]
+        logs: list[str] = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _kernel_takes_over(builds, b1, [BeamState(Accumulator(8))], Path("ck.h5"), 1, logs.append)
+        assert not [w for w in caught if issubclass(w.category, McprotonRuntimeWarning)] and len(builds) == 1
+        monkeypatch.setenv("MCPROTON_CUDA_MAXREG", "128")   # other options: another build
+        other = CudaBackend(1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _kernel_takes_over(builds, other, [BeamState(Accumulator(8))], Path("ck.h5"), 1, logs.append)
+        said = [str(w.message) for w in caught if issubclass(w.category, McprotonRuntimeWarning)]
+        assert len(said) == 1 and len(builds) == 2, said
+        assert "compute capability 9.0" in said[0] and "NVRTC" in said[0], said[0]
+        assert "-ffast-math" not in said[0] and "compiler and CPU" not in said[0], said[0]
+    finally:
+        get_backend.cache_clear()
