@@ -11,6 +11,8 @@ tested on a machine of any size.
 """
 from __future__ import annotations
 
+import json
+
 import multiprocessing
 import os
 import pickle
@@ -211,7 +213,9 @@ def test_a_check_stopped_while_its_workers_draw_ends_them_and_says_what_was_writ
         assert (f"mcproton: interrupted by {sig} after the MC (the comparison with the TPS dose, the gamma analysis, "
                 f"the report); written in --out {out}: RD_mc.dcm; not written: check.html, check.json: the folder "
                 "holds no complete report") in err, err
-        assert sorted(p.name for p in out.iterdir()) == ["RD_mc.dcm"]
+        # check.json: the record of the interrupted check (since 2026-12-06, integrators audit F1), not a report
+        assert sorted(p.name for p in out.iterdir()) == ["RD_mc.dcm", "check.json"]
+        assert json.loads((out / "check.json").read_text())["status"] == "interrupted"
         assert len(list(marks.iterdir())) >= 1          # a worker was drawing when the signal came
         assert left == [], left                          # every worker ended with the check
     finally:   # what the check left running (the test failed): not left behind
