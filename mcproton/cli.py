@@ -138,7 +138,8 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
                 if args.resume and _already_complete(out, identity, _output_names(cfg, beams, out, rtdose, png)):
                     print(f"mcproton: already complete: {out} (same config and inputs); nothing to do",
                           file=sys.stderr)
-                    print(json_text({"schema_version": RUN_SUMMARY_SCHEMA, "output": str(out),
+                    print(json_text({"schema_version": RUN_SUMMARY_SCHEMA,
+                                     **_run_record(args, settings, identity, clock), "output": str(out),
                                      "already_complete": True}))
                     return 0
                 _note_replaced([out] + ([Path(rtdose)] if rtdose else []) + ([png] if png is not None else []), args)
@@ -364,6 +365,37 @@ def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geo
     return rc
 
 
+def _now_text() -> str:
+    """The local time now, ISO 8601 with its UTC offset to the second (as check.json's dates)."""
+    import datetime as _dt
+
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _run_record(args: argparse.Namespace, settings: Any, identity: str | None, clock: Any) -> dict[str, Any]:
+    """Who computed the run, from what, when and where, for the JSON summary (the integrator audit of 2026-12-06,
+    F10: the summary had none of it, and its paths were relative to a working folder it did not name):
+    ``mcproton_version``, ``build`` (:func:`mcproton._build.build_identity`: the version, the transport kernel's and
+    the physics files' SHA-256, as the HDF5's ``run_identity`` and check.json), ``seed`` (run.seed),
+    ``run_started`` (local time with its UTC offset; ``run_finished`` is added as the summary is printed),
+    ``working_directory`` (the folder the relative paths of the summary, ``output``, ``rtdose``, ``plot``, are
+    relative to), ``config`` (its absolute path) and ``input_files_sha256`` (the SHA-256 of every input file the
+    run read, by path: the HDF5's ``run_identity`` holds the same)."""
+    import os
+
+    from ._build import build_identity
+
+    inputs: dict[str, str] = {}
+    if identity is not None:
+        try:
+            inputs = dict(json.loads(identity).get("input_files_sha256") or {})
+        except (ValueError, AttributeError, TypeError):
+            inputs = {}
+    return {"mcproton_version": __version__, "build": build_identity(), "seed": int(settings.seed),
+            "run_started": getattr(clock, "started", None), "working_directory": os.getcwd(),
+            "config": os.path.abspath(args.config) if args.config else None, "input_files_sha256": inputs}
+
+
 def _output_names(cfg: dict, beams: list, out: Path, rtdose: str | None, png: Path | None) -> list[Path]:
     """The files the run writes: the HDF5, the RT Dose(s) (one per beam with output.rtdose_per_beam), the PNG."""
     paths = [out]
@@ -490,7 +522,8 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
     op.written.append(str(out))
 
     with phase("summary"):   # the summary's dose figures (maximum, D0.03cc, D2%: mcproton/body.py)
-        summary = {"schema_version": RUN_SUMMARY_SCHEMA, "output": str(out), "backend": total.backend,
+        summary = {"schema_version": RUN_SUMMARY_SCHEMA, **_run_record(args, settings, identity, clock),
+                   "output": str(out), "backend": total.backend,
                    "device": total.device,
                    "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
                    "protons_per_second": round(total.protons_per_second, 1),
@@ -581,6 +614,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         op.done = True   # every output written: a signal now is ignored (the summary is printed)
     if said:
         summary["warnings"] = list(dict.fromkeys(said))   # each message once
+    summary["run_finished"] = _now_text()
     summary["phase_s"] = clock.summary()   # exclusive wall times, adding up to phase_s["total"]
     summary["phase_cpu_s"] = clock.cpu_summary()   # process CPU time per phase: on a shared machine the
     # wall times include waiting for a core

@@ -110,3 +110,29 @@ def test_an_hdf5_without_late_warnings_is_written_once(tmp_path, capsys, monkeyp
     said = json.loads(capsys.readouterr().out)["warnings"]
     assert any(PRESCRIPTION_WARNING in w for w in said) and any("'small' (1)" in w for w in said), said
     assert _hdf5_warnings(out) == said and written.count("o.h5") == 1, written
+
+
+def test_the_run_summary_says_who_computed_it_from_what_when_and_where(tmp_path, capsys, monkeypatch):
+    """F10: the summary names mcproton's build (version, kernel and physics files' SHA-256), the seed, the start and
+    end, the working folder its relative paths are relative to, the config's absolute path, the input files'
+    SHA-256 and the written RT Dose's own SOP Instance and Series Instance UIDs (as read from the file).  Before,
+    it had none of them."""
+    import pydicom
+
+    from mcproton import __version__
+    from mcproton._build import build_identity
+    from mcproton.cli import main
+
+    cfg = _case(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(RuntimeWarning):   # the ROI of one voxel
+        assert main(["run", "run.toml", "--out", "o.h5", "--rtdose", "RD.dcm", "--quiet"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["mcproton_version"] == __version__ and s["build"] == build_identity() and s["seed"] == 11
+    assert s["run_started"] <= s["run_finished"] and s["run_started"][:4].isdigit() and "T" in s["run_started"]
+    assert s["working_directory"] == str(tmp_path) and s["config"] == str(cfg) and s["output"] == "o.h5"
+    assert s["input_files_sha256"] and all(len(h) == 64 for h in s["input_files_sha256"].values())
+    assert any(k.endswith("RP.dcm") for k in s["input_files_sha256"]), s["input_files_sha256"]
+    ds = pydicom.dcmread(Path(s["working_directory"]) / s["rtdose"], stop_before_pixels=True)
+    assert s["rtdose_contents"]["sop_instance_uid"] == ds.SOPInstanceUID
+    assert s["rtdose_contents"]["series_instance_uid"] == ds.SeriesInstanceUID
