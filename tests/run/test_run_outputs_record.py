@@ -45,7 +45,8 @@ def _case(tmp_path: Path, *, other_frame: bool = False) -> Path:
                      "meterset": 5.0}], frame_of_reference_uid=ct.frame_of_reference_uid), tmp_path / "RP.dcm")
     cfg = tmp_path / "run.toml"
     cfg.write_text('[run]\nprimaries = 1000\nbatches = 2\nbackend = "cpu"\nthreads = 1\nseed = 11\n[phantom]\n'
-                   'type = "ct"\nct_dir = "ct"\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\nrtstruct = "RS.dcm"\n'
+                   'type = "ct"\nct_dir = "ct"\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\n'
+                   'rtstruct = "RS.dcm"\n'
                    f'allow_other_frame = {"true" if other_frame else "false"}\n[output]\nplot = false\n')
     return cfg
 
