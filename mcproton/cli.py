@@ -1057,8 +1057,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return simt_main(args)
     res = run_bench(backend=args.backend, energy_mev=args.energy, primaries=args.primaries, voxel_mm=args.voxel_mm,
                     repeats=args.repeats)
-    if args.json:
-        print(json.dumps(res))
+    if args.json:   # strict JSON, NaN as null (mcproton/_io/json_out.py), as every JSON mcproton writes
+        from ._io.json_out import json_text
+
+        print(json_text(res, indent=None))
     else:
         print(f"mcproton bench: {res['energy_mev']:g} MeV pencil beam in water, {res['voxel_mm']:g} mm voxels, "
               f"{res['primaries']:,} primaries, full physics")
@@ -1097,7 +1099,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     info["kernel_cache"] = cache_status()
     info["optional"] = components()
     if args.json:
-        print(json.dumps(info, indent=2))
+        from ._io.json_out import json_text
+
+        print(json_text(info))
     else:
         for k, v in info.items():
             if k in ("cpus", "kernel_cache", "optional"):   # one line each

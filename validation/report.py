@@ -253,6 +253,8 @@ def write_report(out_dir: Path | str, cases: list[CaseResult], meta: dict[str, A
             (out / f.filename).write_bytes(f.png)
     meta = {"python": platform.python_version(), "platform": platform.platform(), **meta}
     summary = build_summary(cases, meta)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+    from .._io.json_out import json_text   # the one strict writer (NaN as null) of every JSON mcproton writes
+
+    (out / "summary.json").write_text(json_text(summary))
     (out / "report.html").write_text(render_html(summary, cases), encoding="utf-8")
     return summary
