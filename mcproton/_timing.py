@@ -22,6 +22,10 @@ class PhaseClock:
     """Exclusive wall time (s) per phase name since the clock was made, plus the process CPU time."""
 
     def __init__(self) -> None:
+        import datetime as _dt
+
+        #: when the clock was made (the run's start): local time, ISO 8601 with its UTC offset, to the second
+        self.started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
         self.t0 = time.perf_counter()
         self.cpu0 = time.process_time()
         self.seconds: dict[str, float] = {}

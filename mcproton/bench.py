@@ -93,14 +93,13 @@ def run_simt(backend: str = "auto", energy_mev: float = 150.0, primaries: int = 
 
 def simt_main(args) -> int:
     """``mcproton bench --simt``: print the proxy (one JSON object with ``--json``)."""
-    import json
-
+    from ._io.json_out import json_text
     from ._kernels import simt
 
     res = run_simt(backend=args.backend, energy_mev=args.energy, primaries=args.primaries or 200_000,
                    voxel_mm=args.voxel_mm)
     if args.json:
-        print(json.dumps(res))
+        print(json_text(res, indent=None))
         return 0
     m = res["modelled_launch"]
     print(f"mcproton bench --simt: {res['energy_mev']:g} MeV pencil beam in water, {res['voxel_mm']:g} mm voxels, "

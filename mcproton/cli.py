@@ -138,7 +138,8 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
                 if args.resume and _already_complete(out, identity, _output_names(cfg, beams, out, rtdose, png)):
                     print(f"mcproton: already complete: {out} (same config and inputs); nothing to do",
                           file=sys.stderr)
-                    print(json_text({"schema_version": RUN_SUMMARY_SCHEMA, "output": str(out),
+                    print(json_text({"schema_version": RUN_SUMMARY_SCHEMA,
+                                     **_run_record(args, settings, identity, clock), "output": str(out),
                                      "already_complete": True}))
                     return 0
                 _note_replaced([out] + ([Path(rtdose)] if rtdose else []) + ([png] if png is not None else []), args)
@@ -364,6 +365,37 @@ def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geo
     return rc
 
 
+def _now_text() -> str:
+    """The local time now, ISO 8601 with its UTC offset to the second (as check.json's dates)."""
+    import datetime as _dt
+
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _run_record(args: argparse.Namespace, settings: Any, identity: str | None, clock: Any) -> dict[str, Any]:
+    """Who computed the run, from what, when and where, for the JSON summary (the integrator audit of 2026-12-06,
+    F10: the summary had none of it, and its paths were relative to a working folder it did not name):
+    ``mcproton_version``, ``build`` (:func:`mcproton._build.build_identity`: the version, the transport kernel's and
+    the physics files' SHA-256, as the HDF5's ``run_identity`` and check.json), ``seed`` (run.seed),
+    ``run_started`` (local time with its UTC offset; ``run_finished`` is added as the summary is printed),
+    ``working_directory`` (the folder the relative paths of the summary, ``output``, ``rtdose``, ``plot``, are
+    relative to), ``config`` (its absolute path) and ``input_files_sha256`` (the SHA-256 of every input file the
+    run read, by path: the HDF5's ``run_identity`` holds the same)."""
+    import os
+
+    from ._build import build_identity
+
+    inputs: dict[str, str] = {}
+    if identity is not None:
+        try:
+            inputs = dict(json.loads(identity).get("input_files_sha256") or {})
+        except (ValueError, AttributeError, TypeError):
+            inputs = {}
+    return {"mcproton_version": __version__, "build": build_identity(), "seed": int(settings.seed),
+            "run_started": getattr(clock, "started", None), "working_directory": os.getcwd(),
+            "config": os.path.abspath(args.config) if args.config else None, "input_files_sha256": inputs}
+
+
 def _output_names(cfg: dict, beams: list, out: Path, rtdose: str | None, png: Path | None) -> list[Path]:
     """The files the run writes: the HDF5, the RT Dose(s) (one per beam with output.rtdose_per_beam), the PNG."""
     paths = [out]
@@ -460,6 +492,9 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
             for r in {id(r): r for r in (total, *results)}.values():   # the per-beam RT Doses' results too
                 r.provenance["body_outline"] = no_outline
         early = _mark_completeness(settings, beams, results, total)
+        # before the HDF5 is built, so that the HDF5's warnings hold it (it was warned after the HDF5 was written:
+        # the integrator audit of 2026-12-06, F2)
+        _warn_prescription(cfg, total)
     checkpointed = not args.no_checkpoint
     out_cfg = cfg.get("output", {})
     dose_to_water = out_cfg.get("dose_to") == "water"
@@ -471,7 +506,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         total.provenance[RUN_IDENTITY_KEY] = identity
     try:
         with phase("hdf5"):
-            writer = _hdf5_writer(cfg, total, dose_to_water)
+            writer = _hdf5_writer(cfg, total, dose_to_water, said)
     except MemoryError:
         ck = _ckpt(out)
         if checkpointed and ck.exists():
@@ -487,7 +522,8 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
     op.written.append(str(out))
 
     with phase("summary"):   # the summary's dose figures (maximum, D0.03cc, D2%: mcproton/body.py)
-        summary = {"schema_version": RUN_SUMMARY_SCHEMA, "output": str(out), "backend": total.backend,
+        summary = {"schema_version": RUN_SUMMARY_SCHEMA, **_run_record(args, settings, identity, clock),
+                   "output": str(out), "backend": total.backend,
                    "device": total.device,
                    "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
                    "protons_per_second": round(total.protons_per_second, 1),
@@ -562,6 +598,8 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
                 "leaves the figure out") from drawing
         raise OutputWriteError(f"could not write {' nor '.join(failed)}; the dose is safe in {out}{again}",
                                no_space=no_space)
+    if writer.set_warnings(said):   # warned while the RT Dose or the plot were written: into the HDF5 too
+        _rewrite_hdf5_warnings(writer, out)
     with phase("result_checks"):
         limited = [i for i, r in enumerate(results, start=1)
                    if r.provenance.get("stop_reason") == "time_limit" and r.primaries < settings.primaries]
@@ -574,9 +612,9 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         elif checkpointed:
             remove_checkpoint(out)
         op.done = True   # every output written: a signal now is ignored (the summary is printed)
-        _warn_prescription(cfg, total)
     if said:
         summary["warnings"] = list(dict.fromkeys(said))   # each message once
+    summary["run_finished"] = _now_text()
     summary["phase_s"] = clock.summary()   # exclusive wall times, adding up to phase_s["total"]
     summary["phase_cpu_s"] = clock.cpu_summary()   # process CPU time per phase: on a shared machine the
     # wall times include waiting for a core
@@ -775,10 +813,42 @@ def _check_paths(args: argparse.Namespace, cfg: dict) -> tuple[Path, str | None,
     return out, rtdose, png
 
 
-def _hdf5_writer(cfg: dict, total: Any, dose_to_water: bool) -> Callable[[Any, Path], Any]:
+class _Hdf5Output:
+    """The run's HDF5, built once in memory (``buf``: an ``io.BytesIO``); called as ``writer(result, path)`` it
+    writes the file atomically to ``path``.  :meth:`set_warnings` keeps the provenance attribute ``warnings`` equal
+    to the run's warnings: those issued while the file is built (the DVHs') and after it was written (the RT Dose,
+    the plot) too; before the integrator audit of 2026-12-06 (F2) the attribute held only the warnings issued up
+    to the transport's end, so the HDF5 missed the warnings about its own DVH group."""
+
+    def __init__(self, buf: Any, result: Any) -> None:
+        self.buf = buf
+        self.result = result
+        self.warnings: list[str] = list(result.provenance.get("warnings") or [])
+
+    def __call__(self, _result: Any, path: Path) -> Any:
+        from ._io.atomic import write_bytes_atomic
+
+        return write_bytes_atomic(path, self.buf.getbuffer())
+
+    def set_warnings(self, said: list[str]) -> bool:
+        """Store ``said`` (each message once) as the provenance attribute ``warnings`` of the file in memory (and
+        of the result); whether that changed it (the file, if already written, must then be written again)."""
+        now = list(dict.fromkeys(said))
+        if now == self.warnings:
+            return False
+        import h5py
+
+        with h5py.File(self.buf, "r+") as f:
+            f["provenance"].attrs["warnings"] = json.dumps(now)
+        self.warnings = now
+        self.result.provenance["warnings"] = now
+        return True
+
+
+def _hdf5_writer(cfg: dict, total: Any, dose_to_water: bool, said: list[str] | None = None) -> _Hdf5Output:
     """The HDF5 of the run, built once in memory (with the DVH per structure of plan.rtstruct), written by the
-    returned function atomically to the path it is given."""
-    from ._io.atomic import write_bytes_atomic
+    returned :class:`_Hdf5Output` atomically to the path it is given; ``said``: the run's warnings, those the DVHs
+    raised among them, stored in its provenance."""
     from ._io.hdf5 import result_hdf5_buffer
 
     buf = result_hdf5_buffer(total)
@@ -788,7 +858,26 @@ def _hdf5_writer(cfg: dict, total: Any, dose_to_water: bool) -> Callable[[Any, P
         from .config import _resolve
 
         add_dvh_to_result(total, buf, _resolve(cfg, rtstruct), dose="dose_to_water" if dose_to_water else "dose")
-    return lambda _result, path: write_bytes_atomic(path, buf.getbuffer())
+    writer = _Hdf5Output(buf, total)
+    if said is not None:   # the DVHs' warnings (ROIs with few or no voxels, a structure set of another frame)
+        writer.set_warnings(said)
+    return writer
+
+
+def _rewrite_hdf5_warnings(writer: _Hdf5Output, out: Path) -> None:
+    """Write the run's HDF5 again (atomically: the file written before stays until the new one replaces it) now that
+    its provenance holds the warnings issued after it was written; where that fails, the file written before is
+    kept, and the console says which warnings it lacks (the summary has them all)."""
+    from ._io.atomic import write_error_text
+    from ._timing import phase
+
+    try:
+        with phase("hdf5"):
+            writer(None, out)
+    except OSError as exc:
+        print(f"mcproton: note: could not write {out} again with the warnings issued after it was written "
+              f"({write_error_text(exc, out)}): its provenance attribute warnings lacks the last of them; the JSON "
+              "summary's warnings has them all", file=sys.stderr)
 
 
 def _rtdose_dose_text(cfg: dict) -> str:
@@ -968,8 +1057,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return simt_main(args)
     res = run_bench(backend=args.backend, energy_mev=args.energy, primaries=args.primaries, voxel_mm=args.voxel_mm,
                     repeats=args.repeats)
-    if args.json:
-        print(json.dumps(res))
+    if args.json:   # strict JSON, NaN as null (mcproton/_io/json_out.py), as every JSON mcproton writes
+        from ._io.json_out import json_text
+
+        print(json_text(res, indent=None))
     else:
         print(f"mcproton bench: {res['energy_mev']:g} MeV pencil beam in water, {res['voxel_mm']:g} mm voxels, "
               f"{res['primaries']:,} primaries, full physics")
@@ -1008,7 +1099,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     info["kernel_cache"] = cache_status()
     info["optional"] = components()
     if args.json:
-        print(json.dumps(info, indent=2))
+        from ._io.json_out import json_text
+
+        print(json_text(info))
     else:
         for k, v in info.items():
             if k in ("cpus", "kernel_cache", "optional"):   # one line each

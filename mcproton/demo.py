@@ -19,7 +19,6 @@ on the GPU if there is one (else the CPU: about a minute on 2 cores).  Writes to
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -41,21 +40,62 @@ DEFAULT_PRIMARIES = {"cpu": 2_500_000, "cuda": 20_000_000}
 D95_NOISE_UNCERTAINTY_PCT = 2.0
 #: D95's shift by noise of relative SD sigma, in sigma (see D95_NOISE_UNCERTAINTY_PCT)
 D95_NOISE_SHIFT_SIGMA = 1.6
+#: The relative standard error counted for a target voxel without dose in the summary's target_mean_rel_uncertainty:
+#: 1 (100 %), what the batch method gives a voxel scored in one batch only.  The engine's per-voxel figure is 0 where
+#: there is no dose (no estimate), so the target's mean fell as the statistics got worse (the integrator audit of
+#: 2026-12-06, F7: 1.5 % at 10 primaries, 29 % at 300, 64 % at 3000); a voxel without a score knows nothing about its
+#: dose, so it counts as the worst scored one, and the figure rises towards 100 % as the primaries fall.
+NO_DOSE_REL_UNCERTAINTY = 1.0
 
 
-def d95_noise_note(target_uncertainty: float, primaries: int, d95_rel: float, model_d95_rel: float) -> str | None:
+def target_rel_uncertainty(unc: np.ndarray, dose: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """The mean relative standard error over the voxels of ``mask`` (the target), a voxel without dose counted as
+    :data:`NO_DOSE_REL_UNCERTAINTY`, and the fraction of those voxels without dose; (NaN, NaN) for an empty mask."""
+    n = int(np.count_nonzero(mask))
+    if n == 0:
+        return float("nan"), float("nan")
+    u, no_dose = unc[mask], ~(dose[mask] > 0)
+    return float(np.where(no_dose, NO_DOSE_REL_UNCERTAINTY, u).mean()), float(np.count_nonzero(no_dose) / n)
+
+
+def undefined_figures(obj, prefix: str = "") -> list[str]:
+    """The dotted paths of the numbers in ``obj`` (the summary) that are not finite (NaN: a homogeneity index whose
+    D50 is 0, a mean over no voxel), written as null in summary.json, whose ``undefined_figures`` lists them."""
+    import math
+
+    out: list[str] = []
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for k, v in items:
+        path = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, (dict, list, tuple)):
+            out += undefined_figures(v, path)
+        elif isinstance(v, (float, np.floating)) and not math.isfinite(float(v)):
+            out.append(path)
+    return out
+
+
+def d95_noise_note(target_uncertainty: float, primaries: int, d95_rel: float, model_d95_rel: float,
+                   no_dose_fraction: float = 0.0) -> str | None:
     """The summary's line on a D95 lowered by the MC's noise where the target's mean relative uncertainty
-    (``target_uncertainty``, a fraction) is above :data:`D95_NOISE_UNCERTAINTY_PCT`, with the primaries that bring
-    it to 1 % (1/sqrt(N)); None below it."""
+    (``target_uncertainty``, a fraction: :func:`target_rel_uncertainty`) is above :data:`D95_NOISE_UNCERTAINTY_PCT`
+    or not known (NaN), with the primaries that bring it to 1 % (1/sqrt(N); "at least" where some of the target's
+    voxels had no dose (``no_dose_fraction``): the law holds for scored voxels only); None below it."""
     u = 100 * float(target_uncertainty)
-    if not u > D95_NOISE_UNCERTAINTY_PCT:
+    if u <= D95_NOISE_UNCERTAINTY_PCT:
         return None
-    need = int(primaries * u ** 2)   # to 1 %: N x (u / 1 %)^2
-    return (f"D95 is lowered by MC noise at this --primaries: the target's mean statistical uncertainty is {u:.1f} % "
-            f"(above {D95_NOISE_UNCERTAINTY_PCT:g} %), which lowers D95 by about {D95_NOISE_SHIFT_SIGMA * u:.0f} %; "
-            f"D95 {100 * d95_rel:.1f} % of the prescription against the plan's model D95 {100 * model_d95_rel:.1f} %, "
-            f"so d95_ok {'false here is the noise, not the plan' if d95_rel < 0.95 else 'is noisy'}; about "
-            f"{need:,} primaries bring it to 1 % (--primaries)")
+    unscored = float(no_dose_fraction) > 0
+    empty = (f", {100 * float(no_dose_fraction):.0f} % of its voxels without dose counted as "
+             f"{100 * NO_DOSE_REL_UNCERTAINTY:g} %" if unscored else "")
+    if u == u:   # a number: the primaries to 1 %, N x (u / 1 %)^2
+        need = f"{'at least ' if unscored else 'about '}{int(primaries * u ** 2):,} primaries bring it to 1 %"
+        level = (f"is {u:.1f} % (above {D95_NOISE_UNCERTAINTY_PCT:g} %{empty}), which lowers D95 by about "
+                 f"{min(100.0, D95_NOISE_SHIFT_SIGMA * u):.0f} %")
+    else:
+        need, level = "far more primaries are needed", "not known"
+    ok = "false here is the noise, not the plan" if d95_rel < 0.95 else "is noisy"
+    return (f"D95 is lowered by MC noise at this --primaries: the target's mean statistical uncertainty {level}; "
+            f"D95 {100 * d95_rel:.1f} % of the prescription against the plan's model D95 "
+            f"{100 * model_d95_rel:.1f} %, so d95_ok {ok}; {need} (--primaries)")
 
 
 def warn_d95_noise(note: str | None, d95_ok: bool) -> bool:
@@ -417,7 +457,9 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         return float((res.let_d_kev_um_zyx[mask] * w).sum() / w.sum()) if w.sum() > 0 else None
 
     c = table["CTV_PF"]
+    target_unc, no_dose = target_rel_uncertainty(unc, res.dose_gy_zyx, ctv)
     summary = {
+        "schema_version": DEMO_SUMMARY_SCHEMA, **_demo_identity(seed),
         "case": f"posterior-fossa boost, {age:g}-year-old head phantom, {voxel_mm:g} mm voxels",
         "prescription_gy_rbe": PRESCRIPTION_GY_RBE, "rbe": 1.1, "prescription_gy": pres,
         "target_volume_cm3": c["volume_cm3"],
@@ -437,7 +479,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         "model_d95_rel": plan.model_stats["d95_rel"],
         "mean_rel_uncertainty_50": res.mean_rel_uncertainty_50,
         "mean_rel_uncertainty_50_body": float(unc[hi_body].mean()) if hi_body.any() else float("nan"),
-        "target_mean_rel_uncertainty": float(unc[ctv].mean()),
+        "target_mean_rel_uncertainty": target_unc,
+        "target_voxels_without_dose_fraction": no_dose,
         "primaries": res.primaries, "total_protons_per_fraction": plan.total_protons,
         "spots": int(sum(f.n_spots for f in plan.fields)),
         "beam_model": sorted({f.machine.model.name for f in plan.fields if f.machine is not None}),
@@ -469,15 +512,45 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
                  "mean_rel_uncertainty_50 is the engine's "
                  "mean relative standard error over voxels >= 50 % of Dmax (voxels below 0.05 g/cm3 left out); "
                  "mean_rel_uncertainty_50_body restricts it to tissue (density > 0.5 g/cm3) with dose >= 50 % "
-                 "of the prescription",
+                 "of the prescription; target_mean_rel_uncertainty is the mean over every target voxel, one "
+                 "without dose counted as 100 % (target_voxels_without_dose_fraction of them): it rises as the "
+                 "primaries fall; files are relative to working_directory where --out is",
     }
-    noise = d95_noise_note(summary["target_mean_rel_uncertainty"], int(res.primaries), summary["target_d95_rel"],
-                           summary["model_d95_rel"])
+    noise = d95_noise_note(target_unc, int(res.primaries), summary["target_d95_rel"], summary["model_d95_rel"],
+                           no_dose)
     summary["d95_lowered_by_noise"] = noise is not None
     summary["d95_noise_note"] = noise
     warn_d95_noise(noise, bool(summary["d95_ok"]))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    short = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()
-             if k not in ("dvh", "fields", "files", "notes", "rtplan")}
-    print(json.dumps(short, indent=2, default=float))
+    # strict JSON (NaN is not JSON: a strict parser refuses the whole file; the integrator audit of 2026-12-06, F7):
+    # a figure that is not defined at this run is null, and undefined_figures names them
+    summary["undefined_figures"] = undefined_figures(summary)
+    summary["undefined_figures_note"] = (
+        "these figures are null: not defined for this run (NaN: e.g. a homogeneity index whose D50 is 0, a mean "
+        "over no voxel, as at a very small --primaries)" if summary["undefined_figures"] else None)
+    from ._io.atomic import write_bytes_atomic
+    from ._io.json_out import json_text
+
+    text = json_text(summary)
+    write_bytes_atomic(out / "summary.json", (text + "\n").encode())
+    print(text)   # the same as summary.json (before: rounded, without fields, rtplan, dvh, files, notes)
     return summary
+
+
+#: the format version of the demo's summary.json (and its stdout): raised when a key is removed or changes meaning
+#: (new keys do not raise it).  1: the first numbered one (2026-12-06; the integrator audit, F10)
+DEMO_SUMMARY_SCHEMA = 1
+
+
+def _demo_identity(seed: int) -> dict:
+    """What computed the demo, when and where, for its summary (the integrator audit of 2026-12-06, F10):
+    ``mcproton_version``, ``build`` (:func:`mcproton._build.build_identity`), ``seed``, ``created`` (local time with
+    its UTC offset) and ``working_directory`` (the folder the relative paths of ``files`` are relative to)."""
+    import datetime as _dt
+    import os
+
+    from . import __version__
+    from ._build import build_identity
+
+    return {"mcproton_version": __version__, "build": build_identity(), "seed": int(seed),
+            "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "working_directory": os.getcwd()}

@@ -376,3 +376,50 @@ def test_the_d95_noise_note_says_the_noise_lowers_d95_above_two_percent():
     assert "d95_ok false here is the noise, not the plan" in note
     assert "about 15,129,000 primaries" in note   # 1e5 x 12.3^2
     assert d95_noise_note(0.019, 10_000_000, 0.97, 0.994) is None
+
+
+def test_the_targets_uncertainty_counts_voxels_without_dose():
+    """The integrator audit of 2026-12-06 (F7): the engine's per-voxel uncertainty is 0 where there is no dose, so the
+    target's mean over it fell as the statistics got worse (1.5 % at 10 primaries, 64 % at 3000).  A voxel without
+    dose now counts as 100 %: the figure rises as fewer voxels are scored, and the D95 note says so."""
+    import math
+
+    from mcproton.demo import d95_noise_note, target_rel_uncertainty
+
+    mask = np.ones(100, bool)
+    dose, unc = np.ones(100), np.full(100, 0.3)
+    assert target_rel_uncertainty(unc, dose, mask) == pytest.approx((0.3, 0.0))
+    dose[:90], unc[:90] = 0.0, 0.0                       # 10 voxels scored: what the engine gives at few primaries
+    u, empty = target_rel_uncertainty(unc, dose, mask)
+    assert u == pytest.approx(0.9 + 0.1 * 0.3) and empty == pytest.approx(0.9)
+    assert all(math.isnan(v) for v in target_rel_uncertainty(unc, dose, np.zeros(100, bool)))
+    note = d95_noise_note(u, 10, 0.0, 0.994, empty)       # D95 0: the note, saying why
+    assert note and "90 % of its voxels without dose" in note and "at least" in note
+    assert "not known" in d95_noise_note(math.nan, 10, 0.0, 0.994, math.nan)
+
+
+def test_demo_summary_at_ten_primaries_is_strict_json_and_honest(tmp_path, capsys):
+    """The integrator audit of 2026-12-06 (F7, F10, F13) at ``--primaries 10`` (4 mm voxels): summary.json is strict
+    JSON (a homogeneity index whose D50 is 0 is null, named in undefined_figures, not NaN: strict parsers refused
+    the file), its target uncertainty is near 100 % (not 1.5 %) with the D95 noise note beside a D95 of 0, it says
+    which build, seed, time and folder made it, and stdout is the same JSON (before: rounded, shorter)."""
+    out = tmp_path / "demo"
+    with pytest.warns(RuntimeWarning):
+        assert cli_main(["demo", "--out", str(out), "--primaries", "10", "--voxel-mm", "4", "--backend", "cpu",
+                         "--quiet", "--seed", "3"]) == 0
+    text = (out / "summary.json").read_text()
+
+    def refuse(c):
+        raise ValueError(f"not JSON: {c}")
+
+    s = json.loads(text, parse_constant=refuse)
+    assert capsys.readouterr().out.strip() == text.strip()
+    assert s["target_d95_gy"] == 0.0 and s["target_mean_rel_uncertainty"] > 0.5
+    assert s["target_voxels_without_dose_fraction"] > 0.5
+    assert s["d95_lowered_by_noise"] and "lowered by MC noise" in s["d95_noise_note"]
+    assert s["target_homogeneity_index"] is None and "target_homogeneity_index" in s["undefined_figures"]
+    assert "null" in s["undefined_figures_note"]
+    from mcproton._build import build_identity
+
+    assert s["schema_version"] == 1 and s["build"] == build_identity() and s["seed"] == 3
+    assert s["created"][:2] == "20" and s["working_directory"]

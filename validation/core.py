@@ -6,6 +6,7 @@ provenance, energy ledger, wall time) and shows up in the report and in the ener
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,13 @@ def _jsonable(o):
     return str(o)
 
 
+def _progress(text: str) -> None:
+    """A progress line of ``mcproton validate`` (each case, each run): on stderr, as ``run``, ``check`` and ``demo``
+    say theirs; stdout holds the result (the report's paths and each case's status; the integrator audit of
+    2026-12-06, F13: the progress was on stdout)."""
+    print(text, file=sys.stderr)
+
+
 @dataclass
 class Context:
     """What every case gets: the mode, the run settings, and a recording wrapper around ``simulate``."""
@@ -174,7 +182,7 @@ class Context:
     out_dir: Path | None = None
     simulate_fn: Callable | None = None   # injectable for tests; default mcproton.run.simulate
     runs: list[dict[str, Any]] = field(default_factory=list)
-    log: Callable[[str], None] = print
+    log: Callable[[str], None] = _progress
 
     @property
     def full(self) -> bool:

@@ -29,6 +29,18 @@ def _settings_from_runs(cases: list[CaseResult]) -> dict[str, Any]:
     return {}
 
 
+def validate_exit_status(cases: list[CaseResult]) -> int:
+    """``mcproton validate``'s exit status for these cases, by the table of ``mcproton run`` and ``check``
+    (mcproton.errors): 4 (EXIT_INTERNAL) if a case raised (its status ``error``: a crash, not a measurement out of
+    tolerance), else 1 (EXIT_FAIL) if one failed, else 0.  Before (the integrator audit of 2026-12-06, F5) a crash
+    exited 1 like a failed case."""
+    from ..errors import EXIT_FAIL, EXIT_INTERNAL, EXIT_PASS
+
+    if any(c.status == "error" for c in cases):
+        return EXIT_INTERNAL
+    return EXIT_PASS if all(c.passed for c in cases) else EXIT_FAIL
+
+
 def build_summary(cases: list[CaseResult], meta: dict[str, Any]) -> dict[str, Any]:
     engine = _settings_from_runs(cases)
     spread = spread_header()
@@ -40,7 +52,9 @@ def build_summary(cases: list[CaseResult], meta: dict[str, Any]) -> dict[str, An
         "all_passed": all(c.passed for c in cases),
         "n_cases": len(cases),
         "n_passed": sum(1 for c in cases if c.status == "passed"),
-        "n_failed": sum(1 for c in cases if c.status in ("failed", "error")),
+        "n_failed": sum(1 for c in cases if c.status in ("failed", "error")),   # raised ones too (n_errors)
+        "n_errors": sum(1 for c in cases if c.status == "error"),
+        "exit_status": validate_exit_status(cases),
         "n_skipped": sum(1 for c in cases if c.status == "skipped"),
         "cases": [_case_json(c, str(meta.get("mode", "quick"))) for c in cases],
         "quick_spread": spread,
@@ -239,6 +253,8 @@ def write_report(out_dir: Path | str, cases: list[CaseResult], meta: dict[str, A
             (out / f.filename).write_bytes(f.png)
     meta = {"python": platform.python_version(), "platform": platform.platform(), **meta}
     summary = build_summary(cases, meta)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+    from .._io.json_out import json_text   # the one strict writer (NaN as null) of every JSON mcproton writes
+
+    (out / "summary.json").write_text(json_text(summary))
     (out / "report.html").write_text(render_html(summary, cases), encoding="utf-8")
     return summary

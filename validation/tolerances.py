@@ -100,6 +100,12 @@ def tolerance_basis(case: str, metric: str) -> str:
     return ""
 
 
+#: a header line of the spread file, "# seeds per case: ..." (written by :func:`main`); its prose lines ("# For
+#: comparison abs/rel ... (rel: a fraction)") are none: read as one, they gave summary.json's quick_spread a key of
+#: half a sentence (the integrator audit of 2026-12-06, F13)
+_HEADER_LINE = re.compile(r"#\s*([a-z][a-z0-9_]*(?: [a-z0-9_]+)*):(.*)")
+
+
 @lru_cache(maxsize=4)
 def _read_spread(path: str) -> tuple[dict[tuple[str, str], dict], dict[str, str]]:
     rows: dict[tuple[str, str], dict] = {}
@@ -108,10 +114,10 @@ def _read_spread(path: str) -> tuple[dict[tuple[str, str], dict], dict[str, str]
     if not p.is_file():
         return rows, header
     lines = p.read_text(encoding="utf-8").splitlines()
-    for line in lines:
-        if line.startswith("#") and ":" in line:
-            k, v = line[1:].split(":", 1)
-            header[k.strip()] = v.strip()
+    for line in lines:   # "# key: value", a key of lower-case words: the file's prose lines hold ':' too
+        m = _HEADER_LINE.fullmatch(line.strip())
+        if m:
+            header[m.group(1)] = m.group(2).strip()
     for r in csv.DictReader([ln for ln in lines if not ln.startswith("#")]):
         rows[(r["case"], r["metric"])] = {"n": int(r["n_seeds"]), "mean": float(r["mean_value"]),
                                           "sd": float(r["sd_value"]), "min": float(r["min_value"]),

@@ -1,5 +1,6 @@
-"""JSON as mcproton writes it (the run's summary, ``--check-config``, ``check.json`` and ``check --json``): strict
-JSON that any parser reads."""
+"""JSON as mcproton writes it (the run's summary, ``--check-config``, ``check.json`` and ``check --json``,
+``batch.json``, the demo's and ``validate``'s ``summary.json``, ``commission.json``, ``bench --json``,
+``info --json``): strict JSON that any parser reads."""
 from __future__ import annotations
 
 import json

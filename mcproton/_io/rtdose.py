@@ -441,7 +441,8 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     The dose outside ``body_outline`` (default the result's, :func:`mcproton.body.apply_body_outline`) is 0.
     ``series``: ``series_instance_uid``, ``series_number``, ``instance_number``, ``bits`` of
     :func:`write_rtdose`.  Returns the JSON summary entry: the path, what the file holds (``contents``'
-    summation type, fractions, beams, dose type, scale), and as read back from the file written its DoseComment,
+    summation type, fractions, beams, dose type, scale), and as read back from the file written its
+    SOPInstanceUID and SeriesInstanceUID (``sop_instance_uid``, ``series_instance_uid``), DoseComment,
     StudyInstanceUID, FrameOfReferenceUID and referenced plan: ``plan_sop_instance_uid`` (the plan given by
     ``contents`` or ``study``, None without one) and ``referenced_plan_sop_instance_uid`` (the UID the file
     refers to: that plan's, a placeholder without one, or a valid replacement of an invalid one); and the
@@ -514,12 +515,14 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
 
 def _written_references(path: Path, study: StudyReference) -> dict:
     """What the RT Dose at ``path`` says about whom it belongs to and what it holds (its header read back), for
-    the summary of :func:`write_result_rtdose`."""
+    the summary of :func:`write_result_rtdose`: its own SOP Instance and Series Instance UIDs among them."""
     import pydicom
 
     ds = pydicom.dcmread(str(path), stop_before_pixels=True)
     ref = ds.ReferencedRTPlanSequence[0]
-    return {"dose_summation_type": str(ds.DoseSummationType), "dose_comment": str(ds.DoseComment),
+    # the file's own UIDs: what a pipeline files the dose under, and finds it by in a PACS (integrator audit F10)
+    return {"sop_instance_uid": str(ds.SOPInstanceUID), "series_instance_uid": str(ds.SeriesInstanceUID),
+            "dose_summation_type": str(ds.DoseSummationType), "dose_comment": str(ds.DoseComment),
             "plan_sop_instance_uid": study.plan_sop_instance_uid or None,
             "referenced_plan_sop_instance_uid": str(ref.ReferencedSOPInstanceUID),
             "study_instance_uid": str(ds.StudyInstanceUID), "frame_of_reference_uid": str(ds.FrameOfReferenceUID)}

@@ -369,15 +369,47 @@ def test_runner_usage_errors(tmp_path, capsys):
     assert runner.main(["--list"]) == 0
 
 
-def test_runner_exit_status_nonzero_when_a_case_errors(tmp_path, monkeypatch):
+def test_runner_exit_status_nonzero_when_a_case_errors(tmp_path, monkeypatch, capsys):
+    """A case that raised is a crash: exit 4 (EXIT_INTERNAL), as run and check, not the 1 of a failed case (the
+    integrator audit of 2026-12-06, F5); summary.json says so (n_errors, exit_status), and the progress is on
+    stderr, the result on stdout (F13)."""
     fe.install_fake_modules(monkeypatch)
 
     def broken(*a, **k):
         raise RuntimeError("engine exploded")
     rc = runner.main(["--out", str(tmp_path), "--cases", "ranges_water"], simulate_fn=broken)
-    assert rc == 1
+    assert rc == 4
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["cases"][0]["status"] == "error" and "engine exploded" in s["cases"][0]["message"]
+    assert (s["n_errors"], s["n_failed"], s["exit_status"]) == (1, 1, 4)
+    cap = capsys.readouterr()
+    assert "primaries on" in cap.err and "primaries on" not in cap.out and "SOME CASES RAISED" in cap.out
+
+
+def test_validate_exit_status_ranks_a_crash_above_a_failure():
+    from mcproton.validation.report import validate_exit_status
+
+    def case(status):
+        c = CaseResult(status, status)
+        c.status = status
+        return c
+
+    assert validate_exit_status([case("passed"), case("skipped")]) == 0
+    assert validate_exit_status([case("passed"), case("failed")]) == 1
+    assert validate_exit_status([case("failed"), case("error")]) == 4
+
+
+def test_the_spread_files_prose_is_no_header_key(tmp_path):
+    """validate's summary.json quick_spread held a key of half a sentence, read from a prose line of
+    quick_spread.csv holding a colon (the integrator audit of 2026-12-06, F13)."""
+    from mcproton.validation.tolerances import SPREAD_FILE, spread_header
+
+    h = spread_header(SPREAD_FILE)
+    assert {"seeds", "mode", "kernel"} <= set(h) and all(k.replace(" ", "").isalnum() for k in h), h
+    f = tmp_path / "s.csv"
+    f.write_text("# For comparison abs/rel the values (rel: a fraction), for\n# seeds per case: a: 1 2\n"
+                 "case,metric,comparison,tolerance,primaries,n_seeds,mean_value,sd_value,min_value,max_value\n")
+    assert spread_header(f) == {"seeds per case": "a: 1 2"}
 
 
 # ------------------------------------------------------------------------------------------------ real engine
@@ -394,8 +426,9 @@ def test_quick_catana_and_slabs_with_the_engine(tmp_path):
 
 
 def test_validate_with_an_unavailable_cuda_backend_is_refused_once(tmp_path, capsys):
-    """`mcproton validate --backend cuda` without a GPU: one line and exit 2 before any case (before: every case an
-    ERROR with the same message, and a report of errors)."""
+    """`mcproton validate --backend cuda` without a GPU: one line and exit 3 (the machine's, as run, check, demo and
+    bench; 2 before the integrator audit of 2026-12-06, F5) before any case (before: every case an ERROR with the
+    same message, and a report of errors)."""
     from mcproton._backend import get_backend
 
     try:
@@ -403,7 +436,7 @@ def test_validate_with_an_unavailable_cuda_backend_is_refused_once(tmp_path, cap
         pytest.skip("a CUDA backend is available here")
     except RuntimeError:
         pass
-    assert runner.main(["--quick", "--backend", "cuda", "--out", str(tmp_path / "v")]) == 2
+    assert runner.main(["--quick", "--backend", "cuda", "--out", str(tmp_path / "v")]) == 3
     err = capsys.readouterr().err
     assert err.startswith("mcproton validate: error: backend 'cuda' requested but unavailable")
     assert "--backend cpu" in err

@@ -75,7 +75,7 @@ def test_earlier_report_replaced_whole_no_stale_figure(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("engine exploded")
 
-    assert runner.main(["--out", str(out), "--cases", CASE], simulate_fn=broken) == 1
+    assert runner.main(["--out", str(out), "--cases", CASE], simulate_fn=broken) == 4   # a crash (audit F5)
     s = json.loads((out / "summary.json").read_text())
     assert s["cases"][0]["status"] == "error" and s["cases"][0]["figures"] == []
     assert not (out / PNG).exists(), "the earlier run's figure stayed beside a report in which its case failed"

@@ -1,0 +1,139 @@
+"""What `mcproton run`'s outputs record for a pipeline that files them (the integrator audit of 2026-12-06): every
+warning of the run in the HDF5 (F2), and the run's identity in its JSON summary (F10).  A 80 mm water CT (5 mm
+voxels) with an RT Struct and a one-beam plan, 1000 primaries: seconds on a CPU."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
+from dicom_factories import make_plan, save  # noqa: E402
+
+PRESCRIPTION_WARNING = "the mean dose in 'target' is 0.5 times the prescription (a test's stand-in)"
+
+
+def _case(tmp_path: Path, *, other_frame: bool = False) -> Path:
+    """The CT, an RT Struct (a body half of the box and a one-voxel ROI: fewer than 30 voxels, a DVH warning), the
+    plan and the config; ``other_frame``: the structure set refers to another frame of reference (a warning of the
+    DVH step, with plan.allow_other_frame)."""
+    import pydicom
+
+    from mcproton.geometry import box_phantom
+    from mcproton.phantoms.dicom_export import write_phantom_ct, write_rtstruct
+
+    g = box_phantom("water", (80.0, 80.0, 80.0), (5.0, 5.0, 5.0))
+    g.origin_mm = (-37.5, -37.5, -37.5)
+    ct = write_phantom_ct(g, tmp_path / "ct")
+    xs = g.origin_mm[0] + 5.0 * np.arange(16)
+    small = np.zeros(g.shape_zyx, bool)
+    small[8, 8, 6] = True
+    write_rtstruct({"body": np.broadcast_to(xs < 0, g.shape_zyx).copy(), "small": small}, g, ct,
+                   tmp_path / "RS.dcm")
+    if other_frame:
+        ds = pydicom.dcmread(tmp_path / "RS.dcm")
+        other = "1.2.826.0.1.3680043.8.498.777"
+        ds.FrameOfReferenceUID = other
+        ds.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = other
+        for roi in ds.StructureSetROISequence:
+            roi.ReferencedFrameOfReferenceUID = other
+        ds.save_as(tmp_path / "RS.dcm")
+    save(make_plan([{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(90.0, [(0.0, 0.0)], [1.0])],
+                     "meterset": 5.0}], frame_of_reference_uid=ct.frame_of_reference_uid), tmp_path / "RP.dcm")
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[run]\nprimaries = 1000\nbatches = 2\nbackend = "cpu"\nthreads = 1\nseed = 11\n[phantom]\n'
+                   'type = "ct"\nct_dir = "ct"\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\n'
+                   'rtstruct = "RS.dcm"\n'
+                   f'allow_other_frame = {"true" if other_frame else "false"}\n[output]\nplot = false\n')
+    return cfg
+
+
+def _hdf5_warnings(path: Path) -> list[str] | None:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        w = f["provenance"].attrs.get("warnings")
+    return None if w is None else json.loads(w)
+
+
+def test_the_hdf5_holds_every_warning_of_the_run(tmp_path, capsys, monkeypatch):
+    """F2: the warnings of the DVH step (a structure set of another frame of reference, a ROI of one voxel), the
+    prescription warning and a warning issued while the RT Dose is written are in the HDF5's provenance attribute
+    ``warnings``, equal to the summary's.  Before, the attribute was written before the DVHs were computed and the
+    prescription checked, so the HDF5 held none of them (here: no attribute at all)."""
+    import mcproton._io.rtdose as rtdose
+    import mcproton._run.inputs as inputs
+    from mcproton._io.errors import McprotonRuntimeWarning, warn
+    from mcproton.cli import main
+
+    cfg = _case(tmp_path, other_frame=True)
+    monkeypatch.setattr(inputs, "prescription_check", lambda cfg, result: PRESCRIPTION_WARNING)
+    real = rtdose.write_run_rtdoses
+
+    def warning_rtdose(*a, **k):
+        warn("a warning of the RT Dose writer (a test's stand-in)", McprotonRuntimeWarning)
+        return real(*a, **k)
+
+    monkeypatch.setattr(rtdose, "write_run_rtdoses", warning_rtdose)
+    out = tmp_path / "o.h5"
+    with pytest.warns(RuntimeWarning):
+        assert main(["run", str(cfg), "--out", str(out), "--rtdose", str(tmp_path / "RD.dcm"), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    said = summary["warnings"]
+    for text in ("refers to frame of reference", "'small' (1)", PRESCRIPTION_WARNING, "RT Dose writer"):
+        assert any(text in w for w in said), (text, said)
+    assert _hdf5_warnings(out) == said
+
+
+def test_an_hdf5_without_late_warnings_is_written_once(tmp_path, capsys, monkeypatch):
+    """The HDF5 is written again only where a warning came after it was written: here none did (the DVH and
+    prescription warnings are in the file as first written)."""
+    import mcproton._io.atomic as atomic
+    import mcproton._run.inputs as inputs
+    from mcproton.cli import main
+
+    cfg = _case(tmp_path)
+    monkeypatch.setattr(inputs, "prescription_check", lambda cfg, result: PRESCRIPTION_WARNING)
+    written: list[str] = []
+    real = atomic.write_bytes_atomic
+
+    def counting(path, data, *a, **k):
+        written.append(Path(path).name)
+        return real(path, data, *a, **k)
+
+    monkeypatch.setattr(atomic, "write_bytes_atomic", counting)
+    out = tmp_path / "o.h5"
+    with pytest.warns(RuntimeWarning):
+        assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    said = json.loads(capsys.readouterr().out)["warnings"]
+    assert any(PRESCRIPTION_WARNING in w for w in said) and any("'small' (1)" in w for w in said), said
+    assert _hdf5_warnings(out) == said and written.count("o.h5") == 1, written
+
+
+def test_the_run_summary_says_who_computed_it_from_what_when_and_where(tmp_path, capsys, monkeypatch):
+    """F10: the summary names mcproton's build (version, kernel and physics files' SHA-256), the seed, the start and
+    end, the working folder its relative paths are relative to, the config's absolute path, the input files'
+    SHA-256 and the written RT Dose's own SOP Instance and Series Instance UIDs (as read from the file).  Before,
+    it had none of them."""
+    import pydicom
+
+    from mcproton import __version__
+    from mcproton._build import build_identity
+    from mcproton.cli import main
+
+    cfg = _case(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(RuntimeWarning):   # the ROI of one voxel
+        assert main(["run", "run.toml", "--out", "o.h5", "--rtdose", "RD.dcm", "--quiet"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["mcproton_version"] == __version__ and s["build"] == build_identity() and s["seed"] == 11
+    assert s["run_started"] <= s["run_finished"] and s["run_started"][:4].isdigit() and "T" in s["run_started"]
+    assert s["working_directory"] == str(tmp_path) and s["config"] == str(cfg) and s["output"] == "o.h5"
+    assert s["input_files_sha256"] and all(len(h) == 64 for h in s["input_files_sha256"].values())
+    assert any(k.endswith("RP.dcm") for k in s["input_files_sha256"]), s["input_files_sha256"]
+    ds = pydicom.dcmread(Path(s["working_directory"]) / s["rtdose"], stop_before_pixels=True)
+    assert s["rtdose_contents"]["sop_instance_uid"] == ds.SOPInstanceUID
+    assert s["rtdose_contents"]["series_instance_uid"] == ds.SeriesInstanceUID
