@@ -443,6 +443,15 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                         + (f", shared by its {len(beams)} beams" if len(beams) > 1 else "")
                         + f"; {st.elapsed_s:.3g} s of transport in this beam, resumed segments included) after "
                         f"{st.next_history:,} of {settings.primaries:,} primaries")
+                elif res.stop_reason == "tally_limit":   # the scale audit 19, F4: was an OverflowError, work lost
+                    from .._io.errors import McprotonRuntimeWarning, warn
+                    from .engine import TALLY_LIMIT_REMEDY, tally_limit_text
+
+                    warn(f"beam {wd.beam(i, beam)} ({bname}) stopped after {st.next_history:,} of "
+                         f"{settings.primaries:,} primaries: its next batch would have taken the energy summed in "
+                         f"one voxel past {tally_limit_text()}; the outputs hold the dose of the primaries done, "
+                         f"normalised to them. For more, {TALLY_LIMIT_REMEDY}", McprotonRuntimeWarning,
+                         stacklevel=opts.warn_stacklevel)
                 if getattr(st.acc, "batches", 2) < 2:   # F9 of the long-runs audit: said, not a silent NaN
                     from .._io.errors import McprotonRuntimeWarning, warn
 
