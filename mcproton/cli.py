@@ -471,15 +471,21 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
             from .run import sum_results
 
             total = sum_results(results)
+        from ._io.errors import ResultRefused
         from ._run.inputs import check_result
 
         try:
             # a zero dose, a beam that mostly missed or escaped
             check_result(total, allow_empty=args.allow_empty, beams=beams)
-        except Exception:
-            if not args.no_checkpoint:
-                remove_checkpoint(out)
-            raise
+        except ResultRefused as exc:
+            # the checkpoint of the finished run is kept (it was removed before: a correct run of hours was lost
+            # where the check was wrong, the scale audit 19, F2): --resume --allow-empty writes it, no transport
+            ck = _ckpt(out)
+            if args.no_checkpoint or not ck.exists():
+                raise
+            raise ResultRefused(f"{exc}; the finished run is kept in the checkpoint {ck}: to write its dose as it "
+                                "is, run the same command with --resume --allow-empty (no transport again); else "
+                                f"delete {ck} before running the corrected command") from None
         from .body import apply_body_outline
 
         apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask

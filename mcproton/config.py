@@ -36,8 +36,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "threads": ((int,), "CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use; at "
                             "most 4 per CPU of the machine, never fewer than 256)"),
         "gpu": ((int,), "CUDA device index for the cuda backend (default 0; Dask: one GPU per worker)"),
-        "batch_size": ((int,), "histories per batch (default primaries / batches); memory does not grow "
-                               "with it"),
+        "batch_size": ((int,), "histories per batch (default primaries / batches; at most 2^25 = 33554432, one "
+                               "launch of the kernel); memory does not grow with it"),
         "target_uncertainty": ((int, float), "stop at this mean relative uncertainty (voxels > 50 % Dmax), "
                                              "e.g. 0.01 (at least 1e-4); primaries is then the upper limit "
                                              "(default: none). "

@@ -103,7 +103,8 @@ class RunSettings:
     gpu : CUDA device index for the cuda backend (None = device 0; a Dask run gives each worker its own GPU).
     batch_size : histories per batch (None: primaries / batches, or primaries / 100 when a target
         uncertainty or a time limit is set; at most 10^6 on the CPU, 10^7 on the GPU); memory does not
-        depend on it or on the number of batches.
+        depend on it or on the number of batches.  At most MAX_BATCH_SIZE (2^25): one batch is one launch of
+        the kernel, whose 64-bit sums must not wrap.
     target_uncertainty : stop when the mean relative uncertainty over the voxels above 50 % of Dmax falls
         to this (e.g. 0.01 for 1 %); None = no target.  primaries is then the upper limit.
     time_limit_s : stop after this many seconds of transport (checked between batches, summed over
@@ -181,6 +182,16 @@ MIN_THREAD_LIMIT = 256
 #: after 1e6 primaries needs 1e10 for 0.01 %, and 1e-5 would need 1e12, beyond run.primaries' 2^40; 1e-300 ended
 #: in an OverflowError (the hostile-inputs audit of 2026-12-06, F8)
 MIN_TARGET_UNCERTAINTY = 1e-4
+#: The most histories of one batch (run.batch_size), i.e. of one launch of the transport kernel.  A launch sums its
+#: deposits and its energy ledger in 64-bit integers in units of 2^-24 MeV (kernels/params.h MCP_TALLY_SCALE), with no
+#: overflow check in the kernel: a primary brings at most 400 MeV (the physics tables' E_MAX_MEV), so 2^25 histories
+#: sum to at most 400 x 2^25 x 2^24 = 2^57.6 units, 20 times below 2^62, in the ledger, a voxel's deposit and its dose
+#: to water (stopping-power ratio below 2 for every material); the LET numerator (2^-20 MeV keV/um) stays below 2^62
+#: while the energy-weighted mean LET of a launch is below 330 keV/um (water: a few keV/um).  A batch then also fits
+#: beside a running sum at its limit (mcproton._run.engine.TALLY_SUM_LIMIT, 2^62) without wrapping int64.  The
+#: default batches are smaller (streaming.DEFAULT_MAX_BATCH: 10^6 on the CPU, 10^7 on the GPU); the scale audit 19,
+#: F2/F4: run.batch_size was not capped.
+MAX_BATCH_SIZE = 1 << 25
 
 
 def thread_limit() -> int:
@@ -265,6 +276,11 @@ def _check_stream_settings(s: RunSettings) -> None:
     if s.batch_size is not None and s.batch_size < 1:
         raise ValueError(f"run.batch_size must be a positive integer (histories per batch) or unset; "
                          f"got {s.batch_size}")
+    if s.batch_size is not None and s.batch_size > MAX_BATCH_SIZE:
+        raise ValueError(f"run.batch_size = {s.batch_size:,} is more than one batch may hold ({MAX_BATCH_SIZE:,} = "
+                         "2^25 histories: a batch is one launch of the transport kernel, whose 64-bit energy sums "
+                         f"could overflow beyond it); give at most {MAX_BATCH_SIZE:,} (a larger batch would not be "
+                         "faster), or leave it unset")
     if s.target_uncertainty is not None and not (0 < s.target_uncertainty < 1):
         raise ValueError(f"run.target_uncertainty must be a fraction in (0, 1), e.g. 0.01 for 1 %; "
                          f"got {s.target_uncertainty}")

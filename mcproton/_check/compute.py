@@ -423,6 +423,13 @@ def uncertainty_to_tps_grid(unc_rel_zyx: np.ndarray, dose_zyx: np.ndarray, geome
 
 #: Seed offset of the top-up pass (_top_up): its histories are independent of the first pass's.
 TOP_UP_SEED_OFFSET = 0x5EED5
+
+
+def top_up_seed(seed: int) -> int:
+    """The seed of the top-up pass: ``seed`` + TOP_UP_SEED_OFFSET, wrapped below 2^63 (run.seed's limit; a --seed
+    within the offset of it made the top-up fail with a ValueError after the whole first pass: the scale audit 19,
+    F6).  Never the first pass's own seed (the offset is not a multiple of 2^63)."""
+    return (int(seed) + TOP_UP_SEED_OFFSET) % 2**63
 #: Extra primaries of the top-up over the estimate (the estimate comes from a noisy uncertainty).
 TOP_UP_MARGIN = 1.10
 
@@ -500,9 +507,9 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
             progress: Any, log: Callable[[str], None]) -> tuple[list, Any]:
     """Where the plan dose's uncertainty is above ``target`` after every beam reached target x sqrt(n) in its
     own dose (beams that do not overlap in the high-dose region), run each beam again with independent random
-    numbers (seed + TOP_UP_SEED_OFFSET, the beam's own stream) for the primaries that the 1/sqrt(N) law says are
-    missing (x TOP_UP_MARGIN, within the ``limit`` per beam), and take the primaries-weighted mean of the two
-    runs per beam (their absolute errors add in quadrature: sum_results).  One top-up; the reached uncertainty
+    numbers (top_up_seed: seed + TOP_UP_SEED_OFFSET, the beam's own stream) for the primaries that the 1/sqrt(N)
+    law says are missing (x TOP_UP_MARGIN, within the ``limit`` per beam), and take the primaries-weighted mean of
+    the two runs per beam (their absolute errors add in quadrature: sum_results).  One top-up; the reached uncertainty
     is reported.  With ``settings.time_limit_s`` (--time-limit: the transport of all the beams) the top-up runs in
     what the beams left of it, shared among the beams topped up, and none where they used it all.  ``tot``: the
     plan sum of ``results``; returns the beams' results and their plan sum."""
@@ -545,7 +552,7 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
         if share_s is not None and share_s <= 0:
             out.append(r)
             continue
-        s2 = RunSettings(primaries=n2, seed=int(settings.seed) + TOP_UP_SEED_OFFSET, backend=settings.backend,
+        s2 = RunSettings(primaries=n2, seed=top_up_seed(settings.seed), backend=settings.backend,
                          threads=settings.threads, target_uncertainty=None, physics=settings.physics,
                          time_limit_s=share_s)
         log(f"top-up of beam {beam_number(b, i)} ({i + 1}/{len(beams)}): {b.name}, {n2:,} more primaries")

@@ -165,6 +165,35 @@ _WHAT = {"format": ("checkpoint format", "it was written by another mcproton ver
          "first_beam_index": ("first beam index (random stream)", "resume with the same first_beam_index")}
 
 
+#: the datasets of a beam's ledger: ``ledger`` (int64), and ``ledger_hi`` where an entry does not fit in int64
+LEDGER_DATASETS = ("ledger", "ledger_hi")
+
+
+def ledger_datasets(ledger: Any) -> dict[str, np.ndarray]:
+    """A running ledger (Python ints, engine.exact_ledger) as the checkpoint stores it: ``{"ledger": int64}`` where
+    every entry fits in int64 (as before the ledger was exact, so that such a checkpoint reads, and checksums, as
+    before), else the low 32 bits of each entry as ``ledger`` and the rest (``entry >> 32``) as ``ledger_hi``, both
+    int64: a beam's ledger reaches 2^73 units (2^40 primaries at 400 MeV, 2^-24 MeV units)."""
+    values = [int(v) for v in np.asarray(ledger).reshape(-1)]
+    if all(-2**63 <= v < 2**63 for v in values):
+        return {"ledger": np.array(values, np.int64)}
+    return {"ledger": np.array([v & 0xFFFFFFFF for v in values], np.int64),
+            "ledger_hi": np.array([v >> 32 for v in values], np.int64)}
+
+
+def ledger_from_datasets(lo: Any, hi: Any = None) -> np.ndarray:
+    """The running ledger (Python ints) of a checkpoint's ``ledger`` and, where stored, ``ledger_hi``
+    (:func:`ledger_datasets`)."""
+    from .engine import exact_ledger
+
+    if hi is None:
+        return exact_ledger(np.asarray(lo, np.int64))
+    lo, hi = np.asarray(lo, np.int64).reshape(-1), np.asarray(hi, np.int64).reshape(-1)
+    if lo.shape != hi.shape:
+        raise ValueError(f"ledger: {lo.size} low words for {hi.size} high words")
+    return exact_ledger([(int(h) << 32) + int(v) for h, v in zip(hi, lo)])
+
+
 @dataclass
 class CompactSums:
     """What a compacted BeamState keeps of its Accumulator besides the stored arrays."""
@@ -208,8 +237,9 @@ class BeamState:
         the values there), so that a large grid is hashed in its compact form, on writing and on reading."""
         a = self.acc
         # the batch weights too (stats.batch_weight: their sum and unit), which a resumed run goes on with
-        return _sha(*[stored[k] for k in sorted(stored)], a.ledger, int(a.batches), int(a.primaries),
-                    int(self.next_history), bool(self.done), self.stop_reason, int(self.batch_cap),
+        # the ledger as stored (one int64 array where it fits: the digest of a checkpoint written before it was exact)
+        return _sha(*[stored[k] for k in sorted(stored)], *ledger_datasets(a.ledger).values(), int(a.batches),
+                    int(a.primaries), int(self.next_history), bool(self.done), self.stop_reason, int(self.batch_cap),
                     repr(weight_sum_of(a)), int(getattr(a, "batch_unit", 0)))
 
     def stored_arrays(self, voxels: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -269,7 +299,8 @@ def _fill_checkpoint(f: Any, fp: dict[str, str], states: list[BeamState],
         g.attrs["n_vox"] = st.n_vox
         for name, v in stored.items():
             g.create_dataset(name, data=v, **_ARRAY_OPTS)
-        g.create_dataset("ledger", data=a.ledger)
+        for name, words in ledger_datasets(a.ledger).items():
+            g.create_dataset(name, data=words)
         g.attrs["batches"] = int(a.batches)
         g.attrs["batch_weight_sum"] = weight_sum_of(a)
         g.attrs["batch_unit"] = int(getattr(a, "batch_unit", 0))
@@ -313,10 +344,10 @@ def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[Be
             for i in range(int(fp["n_beams"])):
                 g = f[f"beam_{i:03d}"]
                 acc = Accumulator(n_vox)
-                stored = {k: g[k][()] for k in g if k != "ledger"}
+                stored = {k: g[k][()] for k in g if k not in LEDGER_DATASETS}
                 for k in acc.sums:
                     acc.sums[k] = _dense(g, stored, f"sum_{k}", np.int64)
-                acc.ledger = np.asarray(g["ledger"][()], np.int64)
+                acc.ledger = ledger_from_datasets(g["ledger"][()], g["ledger_hi"][()] if "ledger_hi" in g else None)
                 acc.sum_x = _dense(g, stored, "sum_x", np.float64)
                 acc.sum_x2 = _dense(g, stored, "sum_x2", np.float64)
                 acc.batches = int(g.attrs["batches"])

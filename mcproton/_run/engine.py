@@ -22,7 +22,7 @@ from .._kernels.layout import FLAG_MSC, FLAG_NUCLEAR, FLAG_SHARED_TALLY, FLAG_ST
     new_params, TALLY_SCALE, TOUCH_SHIFT
 from .._physics.tables import E_MAX_MEV, PhysicsTables, build_tables
 from ..geometry import VoxelGeometry
-from ..settings import RunSettings
+from ..settings import MAX_BATCH_SIZE, RunSettings
 from ..source import Beam
 from .result import at_voxels
 from .stats import batch_rel_uncertainty, batch_weight, mean_uncertainty_above_half_max, weight_sum_of
@@ -35,6 +35,62 @@ PRIVATE_TALLY_BYTES = 1 << 30
 
 #: the integer tallies of a run (kernels/params.h): the Simulation's, summed over batches by the Accumulator
 TALLIES = ("edep", "edep_water", "edep_proton", "let_num")
+
+#: The largest running sum of a voxel's integer tally (int64, units of kernels/params.h: 2^-24 MeV, 2.7e11 MeV in
+#: one voxel; the LET numerator 2^-20 MeV keV/um): a batch that would take a voxel past it is refused before anything
+#: is added (TallyLimitError).  A batch's own values stay below 2^62 (settings.MAX_BATCH_SIZE), so a sum at this limit
+#: plus one batch never wraps int64.  Integrated-depth-dose geometries (a 20 x 20 cm voxel, 1 mm deep) reach it at
+#: about 5e10 primaries (70 MeV; 7.8e10 at 230 MeV); a 1 mm voxel of a pencil beam at 1e13 (the scale audit 19, F4).
+TALLY_SUM_LIMIT = 2**62
+
+
+class TallyLimitError(OverflowError):
+    """A batch would take a voxel's running tally past TALLY_SUM_LIMIT: refused before any of it was added (the sums
+    hold every batch before it).  ``streaming.stream`` stops the run there (stop reason "tally_limit")."""
+
+
+def tally_limit_text() -> str:
+    """TALLY_SUM_LIMIT in words, for messages."""
+    return (f"the limit of a voxel's 64-bit tally ({TALLY_SUM_LIMIT / TALLY_SCALE:.3g} MeV deposited in one voxel, in "
+            "units of 2^-24 MeV)")
+
+
+#: what to do about a run that meets TALLY_SUM_LIMIT
+TALLY_LIMIT_REMEDY = ("run fewer primaries per beam (by then the statistical uncertainty is far below 0.1 %), or run "
+                      "the beam as several runs with other seeds and take the primaries-weighted mean of their doses, "
+                      "or use smaller voxels (the limit is on the energy in one voxel: a large voxel in the beam's "
+                      "path, such as the slab of an integrated depth dose, meets it first)")
+
+
+def tally_limit_message() -> str:
+    """TallyLimitError's message."""
+    return (f"this batch would take the energy summed in one voxel past {tally_limit_text()}; nothing of it was "
+            f"added: {TALLY_LIMIT_REMEDY}")
+
+
+def primaries_to_tally_limit(batch_top: int, n: int) -> float | None:
+    """The primaries after which the hottest voxel reaches TALLY_SUM_LIMIT, at the rate of a batch of ``n`` histories
+    whose largest tally value is ``batch_top`` (Accumulator.batch_top); None where the batch scored nothing."""
+    return TALLY_SUM_LIMIT * n / batch_top if batch_top > 0 and n > 0 else None
+
+
+def exact_ledger(ledger: Any) -> np.ndarray:
+    """A ledger (the kernel's int64 entries, or a running sum) as an array of Python ints (dtype object), whose sums
+    are exact however many batches they hold: int64 wraps above 2^63 units of 2^-24 MeV (5.5e11 MeV, the incident
+    energy of 2.4e9 primaries at 230 MeV; the scale audit 19, F2: the wrapped ledger refused a correct run)."""
+    return np.array([int(v) for v in np.asarray(ledger).reshape(-1)], dtype=object)
+
+
+def exact_sum(a: Any) -> int:
+    """The sum of an int64 array as a Python int, exact however large (NumPy's int64 sum wraps above 2^63): its high
+    and low 32-bit halves summed in int64 over chunks of 2^30 values, which cannot overflow."""
+    a = np.asarray(a, np.int64).reshape(-1)
+    total = 0
+    step = 1 << 30
+    for s in range(0, a.size, step):
+        c = a[s:s + step]
+        total += (int((c >> 32).sum()) << 32) + int((c & 0xFFFFFFFF).sum())
+    return total
 
 
 class Simulation:
@@ -179,6 +235,9 @@ class Simulation:
         b = self.backend
         if self._handed_over:
             raise RuntimeError("this Simulation's tallies were taken over by another (recycle=); make a new one")
+        if n > MAX_BATCH_SIZE:   # the kernel's 64-bit sums of one launch could wrap (settings.MAX_BATCH_SIZE)
+            raise ValueError(f"a launch of {n:,} histories is more than the transport kernel's 64-bit sums allow "
+                             f"({MAX_BATCH_SIZE:,}); run them as several batches")
         self.work_next.fill(0)
         b.launch("mcp_transport", n, self.params_dev, first + self.history_offset, n)
         b.synchronize()
@@ -252,10 +311,13 @@ class Accumulator:
     # for instances made by __new__), or sum_x replaced: not known, a scan.
     _scored_blocks: np.ndarray | None = None
     _scored_of: np.ndarray | None = None
+    #: the largest value of any tally in the last batch added (its units): the rate at which the hottest voxel nears
+    #: TALLY_SUM_LIMIT (streaming.stream says after its first batch when a run will meet it)
+    batch_top: int = 0
 
     def __init__(self, n_vox: int) -> None:
         self.sums = {k: np.zeros(n_vox, np.int64) for k in TALLIES}
-        self.ledger = np.zeros(N_LEDGER, np.int64)
+        self.ledger = exact_ledger(np.zeros(N_LEDGER, np.int64))   # Python ints: exact at any run size
         self.sum_x2 = np.zeros(n_vox, np.float64)   # sum over batches of w_b (edep_b / n_b)^2, MeV^2
         self.sum_x = np.zeros(n_vox, np.float64)    # sum over batches of w_b edep_b / n_b, MeV (w_b: below)
         self.batches = 0
@@ -278,7 +340,7 @@ class Accumulator:
         old.sum_x2.fill(0.0)
         out.sums, out.sum_x, out.sum_x2 = old.sums, old.sum_x, old.sum_x2
         old.sums = {}
-        out.ledger = np.zeros(N_LEDGER, np.int64)
+        out.ledger = exact_ledger(np.zeros(N_LEDGER, np.int64))
         out.batches = 0
         out.primaries = 0
         out.batch_weight_sum = None
@@ -303,34 +365,51 @@ class Accumulator:
     def add(self, batch: dict[str, np.ndarray], n: int) -> None:
         """Add one batch of ``n`` histories: whole tallies (run_histories) or, with a ``"voxels"`` entry, the
         values at those voxels only (run_histories_sparse; with its ``"blocks"``, the whole blocks are added as
-        rows); all give bitwise the same sums."""
+        rows); all give bitwise the same sums.  TallyLimitError, with nothing added, where a voxel's sum would pass
+        TALLY_SUM_LIMIT."""
         vox = batch.get("voxels")
         blocks = batch.get("blocks")
         size = 1 << TOUCH_SHIFT
         n_full = self.n_vox // size   # whole blocks of the grid (the last may be cut at its end)
         n_rows = 0 if blocks is None else int(np.searchsorted(blocks, n_full))
+        # the new sums are made and checked for every tally first, and written only when all are within the limit:
+        # a refused batch leaves the sums as they were (before, the check came after each tally's +=)
+        new: dict[str, tuple[int, np.ndarray | None, np.ndarray | None]] = {}
+        top_batch = 0
         for k in self.sums:
+            vals = batch[k]
+            b_top = int(vals.max(initial=0))
+            top_batch = max(top_batch, b_top)
+            if vox is None:
+                if b_top > TALLY_SUM_LIMIT or int(self.sums[k].max(initial=0)) + b_top > TALLY_SUM_LIMIT:
+                    if b_top > TALLY_SUM_LIMIT or int((self.sums[k] + vals).max(initial=0)) > TALLY_SUM_LIMIT:
+                        raise TallyLimitError(tally_limit_message())
+                new[k] = (0, None, None)
+                continue
+            n_r = n_rows if self.sums[k].flags.c_contiguous else 0   # (a reshape of a strided array copies)
+            part = tail_sum = None
+            top = b_top
+            if n_r:   # whole blocks as rows of a (blocks x size) view: one row copy per block, not per voxel
+                part = self.sums[k][:n_full * size].reshape(n_full, size)[blocks[:n_r]]
+                part += vals[:n_r * size].reshape(n_r, size)
+                top = max(top, int(part.max(initial=0)))
+            tail = vox[n_r * size:]
+            if tail.size:
+                tail_sum = self.sums[k][tail] + vals[n_r * size:]
+                top = max(top, int(tail_sum.max(initial=0)))
+            if top > TALLY_SUM_LIMIT:
+                raise TallyLimitError(tally_limit_message())
+            new[k] = (n_r, part, tail_sum)
+        for k, (n_r, part, tail_sum) in new.items():
             if vox is None:
                 self.sums[k] += batch[k]
-                top = self.sums[k].max(initial=0)
-            else:
-                vals = batch[k]
-                top = 0
-                n_r = n_rows if self.sums[k].flags.c_contiguous else 0   # (a reshape of a strided array copies)
-                if n_r:   # whole blocks as rows of a (blocks x size) view: one row copy per block, not per voxel
-                    rows = self.sums[k][:n_full * size].reshape(n_full, size)
-                    part = rows[blocks[:n_r]]
-                    part += vals[:n_r * size].reshape(n_r, size)
-                    rows[blocks[:n_r]] = part
-                    top = part.max(initial=0)
-                tail = vox[n_r * size:]
-                if tail.size:
-                    s = self.sums[k]
-                    s[tail] += vals[n_r * size:]
-                    top = max(top, s[tail].max(initial=0))
-            if top > 2**62:
-                raise OverflowError("a voxel tally approaches the 64-bit limit; split the run into several")
-        self.ledger += batch["ledger"]
+                continue
+            if part is not None:
+                self.sums[k][:n_full * size].reshape(n_full, size)[blocks[:n_r]] = part
+            if tail_sum is not None:
+                self.sums[k][vox[n_r * size:]] = tail_sum
+        self.batch_top = top_batch
+        self.ledger = exact_ledger(self.ledger) + exact_ledger(batch["ledger"])
         nz = np.flatnonzero(batch["edep"])
         idx = nz if vox is None else vox[nz]
         x = batch["edep"][nz].astype(np.float64) / TALLY_SCALE / n
@@ -390,7 +469,7 @@ class ScoredSums:
     sums: dict[str, np.ndarray]        # the four integer tallies' sums at the voxels (int64)
     sum_x: np.ndarray                  # the float sums at the voxels (float64)
     sum_x2: np.ndarray
-    ledger: np.ndarray
+    ledger: np.ndarray                 # Python ints (exact_ledger)
     batches: int
     primaries: int
     n_vox: int                         # voxels of the grid
@@ -401,7 +480,7 @@ class ScoredSums:
     def empty(cls, n_vox: int) -> "ScoredSums":
         """The sums of a beam that has no batch yet (all 0), without any array of the grid's size."""
         return cls(np.zeros(0, np.int64), {k: np.zeros(0, np.int64) for k in TALLIES}, np.zeros(0),
-                   np.zeros(0), np.zeros(N_LEDGER, np.int64), 0, 0, int(n_vox))
+                   np.zeros(0), exact_ledger(np.zeros(N_LEDGER, np.int64)), 0, 0, int(n_vox))
 
     def at(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """The running sums at the increasing flat voxel indices ``idx`` (0 where no voxel is scored), as
@@ -418,7 +497,7 @@ class ScoredSums:
             out.sums[k][self.voxels] = v
         out.sum_x[self.voxels] = self.sum_x
         out.sum_x2[self.voxels] = self.sum_x2
-        out.ledger = self.ledger.copy()
+        out.ledger = exact_ledger(self.ledger)
         out.batches, out.primaries = self.batches, self.primaries
         out.batch_weight_sum, out.batch_unit = weight_sum_of(self), self.batch_unit
         return out
@@ -452,7 +531,7 @@ class DeviceAccumulator:
                 self.sums = {k: xp.asarray(v) for k, v in acc.sums.items()}
                 self.sum_x = xp.asarray(acc.sum_x)
                 self.sum_x2 = xp.asarray(acc.sum_x2)
-        self.ledger = acc.ledger.copy()
+        self.ledger = exact_ledger(acc.ledger)
         self.batches = acc.batches
         self.primaries = acc.primaries
         self.batch_weight_sum = weight_sum_of(acc)
@@ -462,12 +541,23 @@ class DeviceAccumulator:
         with self._ctx():
             self._add(batch, n)
 
+    #: the largest value of any tally in the last batch added (Accumulator.batch_top)
+    batch_top: int = 0
+
     def _add(self, batch: dict[str, Any], n: int) -> None:
+        # every tally checked before any is added (a refused batch leaves the sums as they were): the largest sum
+        # plus the batch's largest value, and only where that passes the limit the exact largest new sum
+        top_batch = 0
+        for k in self.sums:
+            b_top = int(batch[k].max())
+            top_batch = max(top_batch, b_top)
+            if b_top > TALLY_SUM_LIMIT or int(self.sums[k].max()) + b_top > TALLY_SUM_LIMIT:
+                if b_top > TALLY_SUM_LIMIT or int((self.sums[k] + batch[k]).max()) > TALLY_SUM_LIMIT:
+                    raise TallyLimitError(tally_limit_message())
         for k in self.sums:
             self.sums[k] += batch[k]
-            if int(self.sums[k].max()) > 2**62:
-                raise OverflowError("a voxel tally approaches the 64-bit limit; split the run into several")
-        self.ledger += np.asarray(batch["ledger"])
+        self.batch_top = top_batch
+        self.ledger = self.ledger + exact_ledger(np.asarray(batch["ledger"]))
         x = batch["edep"].astype(np.float64) / TALLY_SCALE / n   # the same rounding as Accumulator.add
         w = batch_weight(self, n)
         if w == 1.0:
@@ -511,10 +601,10 @@ class DeviceAccumulator:
                 out.sums = {k: xp.asnumpy(v) for k, v in self.sums.items()}
                 out.sum_x = xp.asnumpy(self.sum_x)
                 out.sum_x2 = xp.asnumpy(self.sum_x2)
-                out.ledger = self.ledger.copy()
+                out.ledger = exact_ledger(self.ledger)
                 out.batches, out.primaries = self.batches, self.primaries
                 out.batch_weight_sum, out.batch_unit = self.batch_weight_sum, self.batch_unit
                 return out
             return ScoredSums(xp.asnumpy(idx), {k: xp.asnumpy(v[idx]) for k, v in self.sums.items()},
-                              xp.asnumpy(self.sum_x[idx]), xp.asnumpy(self.sum_x2[idx]), self.ledger.copy(),
+                              xp.asnumpy(self.sum_x[idx]), xp.asnumpy(self.sum_x2[idx]), exact_ledger(self.ledger),
                               self.batches, self.primaries, n, self.batch_weight_sum, self.batch_unit)

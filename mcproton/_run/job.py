@@ -24,7 +24,7 @@ from .._io.console import printable, write_stderr
 from .._signals import RunInterrupted, stop_signals, transport_handler_entered
 from .._timing import phase
 from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, describe_build, fingerprint, \
-    geometry_hash, kernel_build, load_checkpoint, physics_changed, read_builds, save_checkpoint
+    geometry_hash, is_complete, kernel_build, load_checkpoint, physics_changed, read_builds, save_checkpoint
 from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from .result import finish, scored_voxels
 from .streaming import BatchPlan, LocalExecutor, end_progress, is_out_of_memory, progress_printer, stream
@@ -443,6 +443,15 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                         + (f", shared by its {len(beams)} beams" if len(beams) > 1 else "")
                         + f"; {st.elapsed_s:.3g} s of transport in this beam, resumed segments included) after "
                         f"{st.next_history:,} of {settings.primaries:,} primaries")
+                elif res.stop_reason == "tally_limit":   # the scale audit 19, F4: was an OverflowError, work lost
+                    from .._io.errors import McprotonRuntimeWarning, warn
+                    from .engine import TALLY_LIMIT_REMEDY, tally_limit_text
+
+                    warn(f"beam {wd.beam(i, beam)} ({bname}) stopped after {st.next_history:,} of "
+                         f"{settings.primaries:,} primaries: its next batch would have taken the energy summed in "
+                         f"one voxel past {tally_limit_text()}; the outputs hold the dose of the primaries done, "
+                         f"normalised to them. For more, {TALLY_LIMIT_REMEDY}", McprotonRuntimeWarning,
+                         stacklevel=opts.warn_stacklevel)
                 if getattr(st.acc, "batches", 2) < 2:   # F9 of the long-runs audit: said, not a silent NaN
                     from .._io.errors import McprotonRuntimeWarning, warn
 
@@ -571,6 +580,10 @@ def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: 
                                       "larger run.time_limit_s (or none) to add the remaining primaries (with the "
                                       "same limit --resume writes the output of those done), or delete it to start "
                                       "afresh")
+            if is_complete(ckpt):   # a finished run whose outputs were not written (its result refused, a signal)
+                raise CheckpointError(f"{ckpt} holds a finished run{' (' + info + ')' if info else ''} whose outputs "
+                                      "were not written; add --resume to write them without transporting again (with "
+                                      "--allow-empty where its result was refused), or delete it to start afresh")
             raise CheckpointError(f"{ckpt} holds an interrupted run{' (' + info + ')' if info else ''}; add "
                                   f"--resume to continue it, or delete it to start afresh")
         states = load_checkpoint(ckpt, fp, n_vox)

@@ -239,9 +239,12 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         norm = f"Gy for {scale:.6g} protons"
     mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx.reshape(-1)[idx])
     # every ledger entry of kernels/params.h (MCP_LEDGER_ENTRIES): energies in MeV, counts as integers; the
-    # kernel leaves "deposited" at 0, it is the sum of the dose tally
-    ledger = acc.ledger.copy()
-    ledger[LEDGER["deposited"]] = sv["edep"].sum()
+    # kernel leaves "deposited" at 0, it is the sum of the dose tally.  Both in Python ints: an int64 sum wraps above
+    # 5.5e11 MeV (2.4e9 primaries at 230 MeV), and the wrapped ledger refused a correct run (scale audit 19, F2)
+    from .engine import exact_ledger, exact_sum
+
+    ledger = exact_ledger(acc.ledger)
+    ledger[LEDGER["deposited"]] = exact_sum(sv["edep"])
     led = {e.name: int(ledger[e.index]) if e.kind == "count" else float(ledger[e.index]) / TALLY_SCALE
            for e in LEDGER_ENTRIES}
     e_in = sum(led[e.name] for e in LEDGER_ENTRIES if e.kind == "energy_in")
@@ -402,8 +405,9 @@ def early_stop_note(result: Any) -> str | None:
     done = int(getattr(result, "primaries", 0) or 0)
     notes = []
     if requested and done < int(requested) and reason != "target_uncertainty":
-        why = {"time_limit": "by the time limit", "primaries": "early"}.get(reason, f"early ({reason})"
-                                                                             if reason else "early")
+        why = {"time_limit": "by the time limit", "primaries": "early",
+               "tally_limit": "at the 64-bit limit of a voxel's tally"}.get(reason, f"early ({reason})"
+                                                                           if reason else "early")
         notes.append(f"stopped {why}: {done:,} of {int(requested):,} primaries ({100 * done / int(requested):.3g} %)")
     target = prov.get("target_uncertainty")
     if target is not None and prov.get("target_reached") is False:

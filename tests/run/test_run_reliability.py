@@ -50,6 +50,29 @@ def test_allow_empty_writes_it_anyway(tmp_path, capsys):
     assert list(tmp_path.glob("*.h5"))
 
 
+def test_a_refused_result_keeps_its_checkpoint_and_says_how_to_write_it(tmp_path, capsys, monkeypatch):
+    """A finished run whose result is refused keeps its checkpoint (it was deleted: where the check was wrong, as
+    with the ledger that wrapped past 2.4e9 primaries at 230 MeV, a run of hours was lost; the scale audit 19, F2):
+    the message says so, the same command without --resume names the finished run, and --resume --allow-empty
+    writes its outputs without transporting again."""
+    from mcproton._run.checkpoint import checkpoint_path
+
+    argv = case_argv(["--set", "beam.sigma_mm=[100.0, 100.0]"], None, tmp_path, 0)
+    argv.remove("--no-checkpoint")
+    out = Path(argv[argv.index("--out") + 1])
+    ck = checkpoint_path(out)
+    assert main(argv) == 2
+    msg = _one_line(capsys)
+    assert "missed the grid" in msg and f"the finished run is kept in the checkpoint {ck}" in msg
+    assert "--resume --allow-empty" in msg and ck.exists() and not out.exists()
+    assert main(argv) == 2
+    msg = _one_line(capsys)
+    assert "holds a finished run" in msg and "--allow-empty" in msg and "--resume" in msg
+    _no_transport(monkeypatch)   # written from the checkpoint
+    assert main([*argv, "--resume", "--allow-empty"]) == 0
+    assert out.exists() and not ck.exists()
+
+
 def test_zero_dose_fails():
     from mcproton._run.inputs import check_result
 
