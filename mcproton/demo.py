@@ -532,8 +532,20 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
 
     text = json_text(summary)
     write_bytes_atomic(out / "summary.json", (text + "\n").encode())
-    print(text)   # the same as summary.json (before: rounded, without fields, rtplan, dvh, files, notes)
+    print(json_text(stdout_digest(summary, out / "summary.json")))
     return summary
+
+
+#: the tables of summary.json left out of the demo's stdout (a terminal page, not 450 lines: the first command a new
+#: user runs); summary.json holds them
+DIGEST_LEFT_OUT = ("dvh", "fields", "files", "notes", "rtplan", "variable_rbe_mcnamara")
+
+
+def stdout_digest(summary: dict, path: Path) -> dict:
+    """What the demo prints: summary.json's figures as written (not rounded: the same values, strict JSON), without
+    its tables (:data:`DIGEST_LEFT_OUT`), and ``summary_json``, the file that holds them all.  Before 2026-12-06 the
+    printed figures were rounded to 4 places (the integrator audit, F13)."""
+    return {**{k: v for k, v in summary.items() if k not in DIGEST_LEFT_OUT}, "summary_json": str(path)}
 
 
 #: the format version of the demo's summary.json (and its stdout): raised when a key is removed or changes meaning

@@ -402,7 +402,8 @@ def test_demo_summary_at_ten_primaries_is_strict_json_and_honest(tmp_path, capsy
     """The integrator audit of 2026-12-06 (F7, F10, F13) at ``--primaries 10`` (4 mm voxels): summary.json is strict
     JSON (a homogeneity index whose D50 is 0 is null, named in undefined_figures, not NaN: strict parsers refused
     the file), its target uncertainty is near 100 % (not 1.5 %) with the D95 noise note beside a D95 of 0, it says
-    which build, seed, time and folder made it, and stdout is the same JSON (before: rounded, shorter)."""
+    which build, seed, time and folder made it, and stdout holds its figures unrounded (before: rounded to 4
+    places), without its tables."""
     out = tmp_path / "demo"
     with pytest.warns(RuntimeWarning):
         assert cli_main(["demo", "--out", str(out), "--primaries", "10", "--voxel-mm", "4", "--backend", "cpu",
@@ -413,7 +414,11 @@ def test_demo_summary_at_ten_primaries_is_strict_json_and_honest(tmp_path, capsy
         raise ValueError(f"not JSON: {c}")
 
     s = json.loads(text, parse_constant=refuse)
-    assert capsys.readouterr().out.strip() == text.strip()
+    from mcproton.demo import DIGEST_LEFT_OUT
+
+    printed = json.loads(capsys.readouterr().out, parse_constant=refuse)   # strict JSON, the same figures unrounded
+    assert printed.pop("summary_json") == str(out / "summary.json")
+    assert printed == {k: v for k, v in s.items() if k not in DIGEST_LEFT_OUT} and len(printed) > 30
     assert s["target_d95_gy"] == 0.0 and s["target_mean_rel_uncertainty"] > 0.5
     assert s["target_voxels_without_dose_fraction"] > 0.5
     assert s["d95_lowered_by_noise"] and "lowered by MC noise" in s["d95_noise_note"]
