@@ -43,8 +43,10 @@
     X(EL_SIGMA, 9, "nuclear elastic scattering on nuclei heavier than H, mass cross section, cm2/g") \
     X(HARD_SIGMA, 10, "sum of NUC_SIGMA, PP_SIGMA and EL_SIGMA: all hard nuclear events (one lookup per step)") \
     X(RANGE_B, 11, "b = (1 + k) dlnE of the bin starting here, S_tot ~ E^-k inside it (range interpolation)") \
-    X(HARD_SIGMA_MAX, 12, "majorant of HARD_SIGMA over the energies one step can reach (null-collision sampling)")
-#define MCP_N_ENERGY_COLUMNS 16 /* columns 13-15 spare (16-float records) */
+    X(HARD_SIGMA_MAX, 12, "majorant of HARD_SIGMA over the energies one step can reach (null-collision sampling)") \
+    X(LET_END, 13, "track-end LET, MeV cm2/g: (1/E) x the integral of STOP from 0 to E, the dose-averaged LET of a " \
+      "proton that deposits all its energy E in one place (the residual below the cut-off)")
+#define MCP_N_ENERGY_COLUMNS 16 /* columns 14-15 spare (16-float records) */
 
 /* Columns of the per-material property record: X(NAME, index, "description") (layout.py MATERIAL_COLUMNS). */
 #define MCP_MATERIAL_COLUMNS(X) \

@@ -69,11 +69,16 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void transverse_basis(float u, float v, float w,
     }
 }
 
+/* A proton's whole remaining energy deposited in one voxel (a track that fell below the cut-off, or the sub-cut
+ * products of a p-p elastic scattering), scored with the dose-averaged LET of the track it replaces: the mean
+ * electronic stopping power over its last `energy` MeV (column LET_END), not S at `energy` (at 0.5 MeV in water
+ * 59 against 41 keV/um), so that the LETd does not depend on the cut-off. */
 MCP_FORCEINLINE MCP_HOST_DEVICE void deposit_local_proton(const Params& p, const Scorer& sc, int64_t vox, int mat, float energy)
 {
     const EnergyPoint ep = lookup_energy(p, mat, mcp_max(energy, 1e-3f));
     const float rho = p.grid.density[vox];
-    score_proton_step(sc, vox, energy, energy_column(ep, COL_SPR_W), ep.stop * rho * 0.1f);
+    score_proton_step(sc, vox, energy, energy_column(ep, COL_SPR_W),
+                      energy_column(ep, COL_LET_END) * rho * 0.1f);
 }
 
 /* Share a step's energy loss `de` among the n_seg voxels its chord crossed (replaying the walk `wk` from the
@@ -395,7 +400,8 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool lose_energy(const Params& p, const Scorer& 
     const float m = sp.m;
     const float r_after = ep.range - m;
     if (r_after <= material_prop(p, mat, MAT_RANGE_CUT)) {
-        score_proton_step(sc, vox, t.energy, energy_column(ep, COL_SPR_W), ep.stop * rho * 0.1f);
+        /* the rest of the track, all here: its dose-averaged LET (as deposit_local_proton) */
+        score_proton_step(sc, vox, t.energy, energy_column(ep, COL_SPR_W), energy_column(ep, COL_LET_END) * rho * 0.1f);
         return false;
     }
     float s1;

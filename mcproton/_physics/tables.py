@@ -4,8 +4,9 @@ For each material, on a grid uniform in ln(E):
   CSDA range R(E) = integral_0^E dE'/S_tot(E') (g/cm2, electronic + nuclear stopping; below the first
   grid point S ~ E^(1/2), see _csda_range()),
   the electronic mass stopping power, the water/medium mass stopping-power ratio, the nonelastic mass cross
-  section and the nonelastic product multiplicities (ICRU 63), plus an index table on a uniform ln(R) grid
-  for the exact inverse-range lookup.
+  section and the nonelastic product multiplicities (ICRU 63), the track-end LET (the mean electronic stopping
+  power over the last E of a track, see track_end_let()), plus an index table on a uniform ln(R) grid for the
+  exact inverse-range lookup.
 """
 from __future__ import annotations
 
@@ -131,6 +132,39 @@ def _csda_range(e: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return r, np.append(b, b[-1])
 
 
+#: sub-intervals of ln(E) between the stopping-power data's lowest energy and the table's (track_end_let())
+N_LOW_SUBGRID = 64
+
+
+def _power_law_integrals(e: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """integral of S dE over each interval [e_i, e_(i+1)] for S the power law through the end values
+    (S = S_i (E/E_i)^(-k_i)): S_i E_i dlnE h(dlnE + ln(S_(i+1)/S_i)), h(x) = (e^x - 1)/x."""
+    dl = np.diff(np.log(e))
+    return s[:-1] * e[:-1] * dl * _expm1_over_x(dl + np.log(s[1:] / s[:-1]))
+
+
+def track_end_let(e: np.ndarray, s: np.ndarray, s_low: np.ndarray, e_low: np.ndarray) -> np.ndarray:
+    """Column "let_end": L_end(E) = (1/E) integral_0^E S_el(E') dE' (MeV cm2/g) at the grid energies e, for the
+    electronic mass stopping power s there.
+
+    Why: a proton that falls below the cut-off (physics.e_cut_mev, 0.05-10 MeV) deposits its residual energy E
+    in one place.  Had it been transported to rest, every dE' of it would have been scored with LET S_el(E'), so
+    the dose-averaged LET of that energy is this mean, not S_el(E): at 0.5 MeV in water 59 keV/um against 41
+    (S_el peaks at ~0.08 MeV).  The kernel scores the residual with 0.1 rho L_end(E) keV/um, so that the LETd
+    does not depend on the cut-off (transport.cu deposit_local_proton, lose_energy).
+
+    The integral: between grid energies S_el is the power law through the node values (as the range table
+    assumes, _csda_range()); from the stopping-power data's lowest energy e_low[0] (1 keV: the ICRU 49 and
+    ICRU 90 tables begin there) up to e[0] the same, on the sub-grid e_low with the data's own values s_low
+    (the stopping-power model, not an extrapolation); below e_low[0], S_el ~ E^(1/2) (electronic stopping
+    proportional to the velocity, which the data follow at their low end: water's S_el at 1, 1.5 and 2 keV is
+    133.7, 163.8 and 189.1 MeV cm2/g, exponent 0.50; ICRU Report 49 sec. 2), giving (2/3) e_low[0] S(e_low[0]).
+    The part below 10 keV is ~1 % of the integral at 0.5 MeV."""
+    below = 2.0 / 3.0 * e_low[0] * s_low[0] + _power_law_integrals(e_low, s_low).sum()
+    cumulative = below + np.concatenate([[0.0], np.cumsum(_power_law_integrals(e, s))])
+    return cumulative / e
+
+
 def build_tables(materials: Sequence[Material | str], water_model: str = "icru90",
                  e_cut_mev: float = 0.5, nuclear_elastic: bool = True,
                  ivalue_set: str = stopping.DEFAULT_IVALUE_SET) -> PhysicsTables:
@@ -152,10 +186,14 @@ def build_tables(materials: Sequence[Material | str], water_model: str = "icru90
         # nuclear-stopping energy is deposited locally like the electronic loss.
         s_nuc = stopping.nuclear_mass_stopping_power(m, e, water_model=water_model)
         r, rb = _csda_range(e, s + s_nuc)
+        e_low = np.exp(np.linspace(np.log(stopping.E_MIN_MEV), np.log(E_MIN_MEV), N_LOW_SUBGRID + 1))
+        s_low = np.asarray(stopping.electronic_mass_stopping_power(m, e_low, water_model=water_model,
+                                                                   ivalue_set=ivalue_set), np.float64)
         nuc = nuclear.nonelastic_tables(m, e)
         table[k, :, COL["range"]] = r
         table[k, :, COL["range_b"]] = rb
         table[k, :, COL["stop"]] = s
+        table[k, :, COL["let_end"]] = track_end_let(e, s, s_low, e_low)
         table[k, :, COL["spr_w"]] = s_w / s
         table[k, :, COL["nuc_sigma"]] = nuc["sigma_cm2_g"]
         table[k, :, COL["mult_p"]] = nuc["mult_p"]

@@ -31,7 +31,8 @@ def test_the_contract_the_run_relies_on():
     assert layout.LEDGER["incident"] == 0 and layout.LEDGER["steps"] == 10 and layout.N_LEDGER == 16
     assert [e.name for e in layout.LEDGER_ENTRIES if e.kind == "energy_out"] == \
         ["deposited", "escaped", "missed", "neutral", "shifter"]
-    assert layout.ENERGY_COLUMNS["hard_sigma_max"] == 12 and layout.N_ENERGY_COLUMNS == 16
+    assert layout.ENERGY_COLUMNS["hard_sigma_max"] == 12 and layout.ENERGY_COLUMNS["let_end"] == 13
+    assert layout.N_ENERGY_COLUMNS == 16
     assert layout.FLAGS == {"straggling": 1, "msc": 2, "nuclear": 4, "shared_tally": 8}
     assert layout.TALLY_SCALE == 2.0**24 and layout.LET_SCALE == 2.0**20
     assert layout.PARAMS_DTYPE.names == ("tables", "grid", "source", "tallies", "options")
