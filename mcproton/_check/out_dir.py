@@ -198,6 +198,25 @@ def _failure_record_file(path: Path) -> bool:
     return isinstance(doc, dict) and doc.get("status") in RECORD_STATUSES
 
 
+#: the name of a folder move_aside makes: earlier_check_<YYYYmmdd-HHMMSS>[-<k>]
+EARLIER_DIR_NAME = re.compile(rf"^{EARLIER_DIR}\d{{8}}-\d{{6}}(-\d+)?$")
+
+
+def named_aside(folder: Path, doc: Any) -> Path | None:
+    """The folder ``folder/earlier_check_<date>/`` that the record ``doc`` (a check.json's content) names as where
+    an earlier check's outputs were moved (``earlier_outputs_moved_to``), where it is there; else None.  Matched by
+    its name inside ``folder``, not by the path recorded: a record written before review 5 of 2026-12-06 (F1) holds
+    it relative to the working directory of the run that wrote it, and a batch's --out may since have been moved."""
+    aside = doc.get("earlier_outputs_moved_to") if isinstance(doc, dict) else None
+    if not isinstance(aside, str) or not aside:
+        return None
+    name = Path(aside).name
+    if not EARLIER_DIR_NAME.match(name):
+        return None
+    path = folder / name
+    return path if path.is_dir() and not path.is_symlink() else None
+
+
 def earlier_reports(out: Path) -> list[Path]:
     """The outputs of an earlier check in ``out`` that mcproton wrote (check.html, check.json, the MC RT Doses, the
     phantom CT), less the record of an earlier failure (a check.json that is no report)."""
@@ -212,18 +231,20 @@ def earlier_reports(out: Path) -> list[Path]:
 def move_aside(out: Path, found: list[Path], log: Callable[[str], None],
                why: str = "are not a check of these inputs") -> Path | None:
     """Move an earlier check's outputs ``found`` into ``out/earlier_check_<date of the newest>/`` (kept, and no
-    longer where a script reads the current check's); returns that folder (None: nothing to move).  ``why``: the
-    log's words for why they are moved."""
+    longer where a script reads the current check's); returns that folder as an absolute path (None: nothing to
+    move): the records that name it (``earlier_outputs_moved_to``) are read by a later run from any working directory
+    (review 5 of 2026-12-06, F1: a path relative to a batch's --out did not resolve from the next night's).  ``why``:
+    the log's words for why they are moved."""
     import time
 
     if not found:
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(max(p.lstat().st_mtime for p in found)))
-    dest = out / f"{EARLIER_DIR}{stamp}"
+    dest = Path(os.path.abspath(out)) / f"{EARLIER_DIR}{stamp}"
     k = 1
     while dest.exists():
         k += 1
-        dest = out / f"{EARLIER_DIR}{stamp}-{k}"
+        dest = dest.parent / f"{EARLIER_DIR}{stamp}-{k}"
     dest.mkdir()
     for p in found:
         os.replace(p, dest / p.name)
