@@ -108,9 +108,20 @@ class EarlierOutputs:
 
     def set_aside(self) -> None:
         """Move the earlier outputs into ``out/earlier_check_<date>/`` now (an earlier failure record, which is no
-        report, is removed): from here on ``--out`` holds nothing that reads as this check's result until it is."""
+        report, is removed): from here on ``--out`` holds nothing that reads as this check's result until it is.
+        The ``earlier_check_<date>/`` folder a removed record names (a batch stopped before this patient set its
+        check aside there) goes with them, into the new folder: removed once this check's report is complete, kept
+        and named by its record where it does not complete (review 5 of 2026-12-06, F4: it stayed beside the new
+        report, named by nothing, holding last night's check.json)."""
         records = [p for p in self.found if p.name == "check.json" and _failure_record_file(p)]
         outputs = [p for p in self.found if p not in records]
+        for p in records:
+            try:
+                aside = named_aside(self.out, json.loads(p.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                aside = None
+            if aside is not None and aside not in outputs:
+                outputs.append(aside)
         self.moved_to = move_aside(self.out, outputs, self.log,
                                    why="set aside as this check starts (removed once its report is complete; kept "
                                        "where it does not complete)")
@@ -299,6 +310,15 @@ def record_failure(out: Path | None, exc: BaseException, *, ours_written: bool, 
         target = out / "check.json"
         if target.exists() and not _failure_record_file(target):   # this check's own, or not mcproton's
             return record
+        if target.exists() and "earlier_outputs_moved_to" not in record:
+            # the record replaced named an earlier check set aside: this one names it, so that it is not left
+            # beside the new record named by nothing (review 5 of 2026-12-06, F4)
+            try:
+                kept = named_aside(out, json.loads(target.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                kept = None
+            if kept is not None:
+                record["earlier_outputs_moved_to"] = os.path.abspath(kept)
         out.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(target, json_text(record, indent=1).encode())
         record["record"] = str(target)
