@@ -578,7 +578,7 @@ def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: 
     with a note (review 5 of 2026-12-06, F3: the corrected run was refused and told to add --resume, which was then
     refused as another run's, until the file was deleted by hand).  One of this run is never replaced."""
     other = checkpoint_difference(ckpt, fp) if ckpt is not None and ckpt.exists() else None
-    if other is not None and is_refused(ckpt):
+    if other is not None and ckpt is not None and is_refused(ckpt):
         info = describe(ckpt)
         remove_checkpoint_file(ckpt)
         log(f"mcproton: note: {ckpt} held a finished run{' (' + info + ')' if info else ''} whose result was refused, "
