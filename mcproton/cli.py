@@ -483,9 +483,13 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
             ck = _ckpt(out)
             if args.no_checkpoint or not ck.exists():
                 raise
+            from ._run.checkpoint import mark_refused
+
+            mark_refused(ck, str(exc))   # a run of another config (the corrected one) replaces it
             raise ResultRefused(f"{exc}; the finished run is kept in the checkpoint {ck}: to write its dose as it "
-                                "is, run the same command with --resume --allow-empty (no transport again); else "
-                                f"delete {ck} before running the corrected command") from None
+                                "is, run the same command with --resume --allow-empty (no transport again); a "
+                                "corrected run (another beam, phantom or config) with the same --out replaces "
+                                "it") from None
         from .body import apply_body_outline
 
         apply_body_outline(total, outline)   # no dose outside the body; the HDF5 keeps dose_raw and body_mask

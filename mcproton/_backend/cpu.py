@@ -783,8 +783,20 @@ def _env_team_text(n: int) -> str:
         limit = int(os.environ.get("OMP_THREAD_LIMIT", "").strip() or 0)
     except ValueError:   # the runtime ignores a value it cannot read
         limit = 0
-    dynamic = os.environ.get("OMP_DYNAMIC", "").strip().lower() in ("true", "1", "yes", "on")
-    return _team_text(n, max(limit, 0), dynamic)[1]
+    return _team_text(n, max(limit, 0), omp_dynamic_env(os.environ.get("OMP_DYNAMIC")))[1]
+
+
+#: the characters C's isspace() skips (the C locale): libgomp skips them around a boolean's value
+_C_SPACE = " \t\n\v\f\r"
+
+
+def omp_dynamic_env(value: str | None) -> bool:
+    """Whether the OpenMP runtime turns dynamic adjustment on for ``OMP_DYNAMIC=value``, read as libgomp (GCC's
+    runtime, which the kernel is built with: -fopenmp) reads it: after leading white space, "true" in any case is
+    on; "false", anything else and no value leave it off (libgomp says "Invalid value" and keeps its default, off:
+    "1", "yes" and "on" included; review 5 of 2026-12-06, F5, where the device text said "up to" for them while
+    the run used every thread).  Checked against libgomp's omp_get_dynamic() (tests/engine)."""
+    return value is not None and value.lstrip(_C_SPACE)[:4].lower() == "true"
 
 
 _CTYPES = {"p": ctypes.c_void_p, "u64": ctypes.c_uint64, "i64": ctypes.c_int64, "i32": ctypes.c_int32,

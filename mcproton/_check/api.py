@@ -2499,7 +2499,7 @@ def _reusable_in(folder: Path, key: dict[str, Any], log: Callable[[str], None]) 
     patient (``"status": "not_checked"``, its earlier check set aside: :func:`_pending_set_aside`), of the check set
     aside, which is then put back in place (a batch stopped at its window's end does not cost the next night the
     patients it did not reach)."""
-    from .out_dir import _failure_record_file
+    from .out_dir import _failure_record_file, named_aside
 
     record = _reusable(folder / "check.json", key)
     if record is not None:
@@ -2508,18 +2508,19 @@ def _reusable_in(folder: Path, key: dict[str, Any], log: Callable[[str], None]) 
         doc = json.loads((folder / "check.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    aside = doc.get("earlier_outputs_moved_to") if isinstance(doc, dict) and doc.get("status") == "not_checked" \
-        else None
-    if not aside or Path(aside).parent.resolve() != folder.resolve() or not Path(aside).is_dir():
+    # the folder by its name in this patient's folder: the path recorded may be relative to another night's working
+    # directory, or --out moved since (review 5 of 2026-12-06, F1)
+    aside = named_aside(folder, doc) if isinstance(doc, dict) and doc.get("status") == "not_checked" else None
+    if aside is None:
         return None
-    record = _reusable(Path(aside) / "check.json", key)
+    record = _reusable(aside / "check.json", key)
     if record is None or not _failure_record_file(folder / "check.json"):
         return None
     try:
         (folder / "check.json").unlink()
-        for f in sorted(Path(aside).iterdir()):
+        for f in sorted(aside.iterdir()):
             os.replace(f, folder / f.name)
-        Path(aside).rmdir()
+        aside.rmdir()
     except OSError as exc:
         log(f"mcproton check --batch: {folder.name}: could not put the earlier check back from {aside} ({exc}); "
             "checked again")

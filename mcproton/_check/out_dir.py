@@ -108,9 +108,20 @@ class EarlierOutputs:
 
     def set_aside(self) -> None:
         """Move the earlier outputs into ``out/earlier_check_<date>/`` now (an earlier failure record, which is no
-        report, is removed): from here on ``--out`` holds nothing that reads as this check's result until it is."""
+        report, is removed): from here on ``--out`` holds nothing that reads as this check's result until it is.
+        The ``earlier_check_<date>/`` folder a removed record names (a batch stopped before this patient set its
+        check aside there) goes with them, into the new folder: removed once this check's report is complete, kept
+        and named by its record where it does not complete (review 5 of 2026-12-06, F4: it stayed beside the new
+        report, named by nothing, holding last night's check.json)."""
         records = [p for p in self.found if p.name == "check.json" and _failure_record_file(p)]
         outputs = [p for p in self.found if p not in records]
+        for p in records:
+            try:
+                aside = named_aside(self.out, json.loads(p.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                aside = None
+            if aside is not None and aside not in outputs:
+                outputs.append(aside)
         self.moved_to = move_aside(self.out, outputs, self.log,
                                    why="set aside as this check starts (removed once its report is complete; kept "
                                        "where it does not complete)")
@@ -198,6 +209,25 @@ def _failure_record_file(path: Path) -> bool:
     return isinstance(doc, dict) and doc.get("status") in RECORD_STATUSES
 
 
+#: the name of a folder move_aside makes: earlier_check_<YYYYmmdd-HHMMSS>[-<k>]
+EARLIER_DIR_NAME = re.compile(rf"^{EARLIER_DIR}\d{{8}}-\d{{6}}(-\d+)?$")
+
+
+def named_aside(folder: Path, doc: Any) -> Path | None:
+    """The folder ``folder/earlier_check_<date>/`` that the record ``doc`` (a check.json's content) names as where
+    an earlier check's outputs were moved (``earlier_outputs_moved_to``), where it is there; else None.  Matched by
+    its name inside ``folder``, not by the path recorded: a record written before review 5 of 2026-12-06 (F1) holds
+    it relative to the working directory of the run that wrote it, and a batch's --out may since have been moved."""
+    aside = doc.get("earlier_outputs_moved_to") if isinstance(doc, dict) else None
+    if not isinstance(aside, str) or not aside:
+        return None
+    name = Path(aside).name
+    if not EARLIER_DIR_NAME.match(name):
+        return None
+    path = folder / name
+    return path if path.is_dir() and not path.is_symlink() else None
+
+
 def earlier_reports(out: Path) -> list[Path]:
     """The outputs of an earlier check in ``out`` that mcproton wrote (check.html, check.json, the MC RT Doses, the
     phantom CT), less the record of an earlier failure (a check.json that is no report)."""
@@ -212,18 +242,20 @@ def earlier_reports(out: Path) -> list[Path]:
 def move_aside(out: Path, found: list[Path], log: Callable[[str], None],
                why: str = "are not a check of these inputs") -> Path | None:
     """Move an earlier check's outputs ``found`` into ``out/earlier_check_<date of the newest>/`` (kept, and no
-    longer where a script reads the current check's); returns that folder (None: nothing to move).  ``why``: the
-    log's words for why they are moved."""
+    longer where a script reads the current check's); returns that folder as an absolute path (None: nothing to
+    move): the records that name it (``earlier_outputs_moved_to``) are read by a later run from any working directory
+    (review 5 of 2026-12-06, F1: a path relative to a batch's --out did not resolve from the next night's).  ``why``:
+    the log's words for why they are moved."""
     import time
 
     if not found:
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(max(p.lstat().st_mtime for p in found)))
-    dest = out / f"{EARLIER_DIR}{stamp}"
+    dest = Path(os.path.abspath(out)) / f"{EARLIER_DIR}{stamp}"
     k = 1
     while dest.exists():
         k += 1
-        dest = out / f"{EARLIER_DIR}{stamp}-{k}"
+        dest = dest.parent / f"{EARLIER_DIR}{stamp}-{k}"
     dest.mkdir()
     for p in found:
         os.replace(p, dest / p.name)
@@ -278,6 +310,15 @@ def record_failure(out: Path | None, exc: BaseException, *, ours_written: bool, 
         target = out / "check.json"
         if target.exists() and not _failure_record_file(target):   # this check's own, or not mcproton's
             return record
+        if target.exists() and "earlier_outputs_moved_to" not in record:
+            # the record replaced named an earlier check set aside: this one names it, so that it is not left
+            # beside the new record named by nothing (review 5 of 2026-12-06, F4)
+            try:
+                kept = named_aside(out, json.loads(target.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                kept = None
+            if kept is not None:
+                record["earlier_outputs_moved_to"] = os.path.abspath(kept)
         out.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(target, json_text(record, indent=1).encode())
         record["record"] = str(target)

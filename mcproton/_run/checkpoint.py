@@ -313,6 +313,60 @@ def _fill_checkpoint(f: Any, fp: dict[str, str], states: list[BeamState],
         g.attrs["checksum"] = st.checksum(stored)
 
 
+def _difference(old: dict[str, Any], fp: dict[str, Any]) -> str | None:
+    """How the fingerprint ``old`` (a checkpoint's) differs from ``fp`` (this run's), the most specific reason first:
+    'another beam (beams_hash a93f... != e865...): the beam/plan differs from the interrupted run's'; None where
+    they are the same."""
+    order = ("format", "version", "kernel_hash", "backend", "seed", "primaries", "n_beams",
+             "geometry_hash", "beams_hash", "config_hash")  # the most specific reason first
+    for key in sorted(set(fp) | set(old), key=lambda k: (order.index(k) if k in order else len(order), k)):
+        if old.get(key) != fp.get(key):
+            what, how = _WHAT.get(key, (key, ""))
+            return f"another {what} ({key} {str(old.get(key))[:16]} != {str(fp.get(key))[:16]}): {how}"
+    return None
+
+
+def checkpoint_difference(path: str | Path, fp: dict[str, Any]) -> str | None:
+    """How the run of checkpoint ``path`` differs from this run's fingerprint ``fp`` (:func:`_difference`); None
+    where it is this run's, or the checkpoint is unreadable (:func:`load_checkpoint` then says what is wrong)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            old = json.loads(f.attrs["fingerprint"])
+    except Exception:  # noqa: BLE001 - unreadable: load_checkpoint says so
+        return None
+    return _difference(old, fp) if isinstance(old, dict) else None
+
+
+#: the attribute of a checkpoint whose finished run's result ``mcproton run`` refused (its outputs not written; the
+#: refusal's text): the same run writes it with --resume --allow-empty, and a run of another config replaces it
+#: (review 5 of 2026-12-06, F3: the corrected run was refused until the file was deleted by hand)
+REFUSED_ATTR = "result_refused"
+
+
+def mark_refused(path: str | Path, why: str) -> None:
+    """Mark checkpoint ``path`` as holding a finished run whose result was refused (``why``); best effort."""
+    import h5py
+
+    try:
+        with h5py.File(path, "a") as f:
+            f.attrs[REFUSED_ATTR] = why
+    except Exception:  # noqa: BLE001 - unmarked, it is kept as any finished run: delete it or --resume
+        pass
+
+
+def is_refused(path: str | Path) -> bool:
+    """Whether checkpoint ``path`` is marked by :func:`mark_refused`."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return REFUSED_ATTR in f.attrs
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[BeamState]:
     """Read and verify a checkpoint; CheckpointError if it is damaged or belongs to another job."""
     import h5py
@@ -332,14 +386,9 @@ def load_checkpoint(path: str | Path, fp: dict[str, str], n_vox: int) -> list[Be
             old = json.loads(f.attrs["fingerprint"])
             if hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest() != f.attrs["fingerprint_sha"]:
                 raise CheckpointError(f"checkpoint {path} is corrupt (fingerprint checksum mismatch); {fix}")
-            order = ("format", "version", "kernel_hash", "backend", "seed", "primaries", "n_beams",
-                     "geometry_hash", "beams_hash", "config_hash")  # the most specific reason first
-            for key in sorted(set(fp) | set(old), key=lambda k: (order.index(k) if k in order else len(order), k)):
-                if old.get(key) != fp.get(key):
-                    what, how = _WHAT.get(key, (key, ""))
-                    raise CheckpointError(
-                        f"checkpoint {path} belongs to a run with another {what} ({key} {str(old.get(key))[:16]} "
-                        f"!= {str(fp.get(key))[:16]}): {how}; or {fix}")
+            other = _difference(old, fp)
+            if other is not None:
+                raise CheckpointError(f"checkpoint {path} belongs to a run with {other}; or {fix}")
             states = []
             for i in range(int(fp["n_beams"])):
                 g = f[f"beam_{i:03d}"]

@@ -23,8 +23,9 @@ from .._io.atomic import temporary_files
 from .._io.console import printable, write_stderr
 from .._signals import RunInterrupted, stop_signals, transport_handler_entered
 from .._timing import phase
-from .checkpoint import BeamState, CheckpointError, checkpoint_path, describe, describe_build, fingerprint, \
-    geometry_hash, is_complete, kernel_build, load_checkpoint, physics_changed, read_builds, save_checkpoint
+from .checkpoint import BeamState, CheckpointError, checkpoint_difference, checkpoint_path, describe, describe_build, \
+    fingerprint, geometry_hash, is_complete, is_refused, kernel_build, load_checkpoint, physics_changed, read_builds, \
+    save_checkpoint
 from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from .result import finish, scored_voxels
 from .streaming import BatchPlan, LocalExecutor, end_progress, is_out_of_memory, progress_printer, stream
@@ -571,16 +572,36 @@ def _ckpt_state(ckpt: Path | None, current: dict[str, Any]) -> str:
 
 def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: int, resume: bool,
                     log: Callable[[str], None]) -> list[BeamState]:
-    """The beams' states: those of the checkpoint ``ckpt`` (with ``resume``; refused without), else new."""
+    """The beams' states: those of the checkpoint ``ckpt`` (with ``resume``; refused without), else new.  A
+    checkpoint of another run (another config, beam, seed...) is not offered to --resume: said so; one whose finished
+    run's result was refused (:func:`~mcproton._run.checkpoint.mark_refused`) is replaced by a run of another config,
+    with a note (review 5 of 2026-12-06, F3: the corrected run was refused and told to add --resume, which was then
+    refused as another run's, until the file was deleted by hand).  One of this run is never replaced."""
+    other = checkpoint_difference(ckpt, fp) if ckpt is not None and ckpt.exists() else None
+    if other is not None and ckpt is not None and is_refused(ckpt):
+        info = describe(ckpt)
+        remove_checkpoint_file(ckpt)
+        log(f"mcproton: note: {ckpt} held a finished run{' (' + info + ')' if info else ''} whose result was refused, "
+            f"of a run with {other.split(':')[0]}: replaced by this run")
     if ckpt is not None and ckpt.exists():
         if not resume:
             info = describe(ckpt)
+            if other is not None:
+                kind = "a finished" if is_complete(ckpt) else "an interrupted"
+                raise CheckpointError(f"{ckpt} holds {kind} run{' (' + info + ')' if info else ''} of another run: "
+                                      f"it belongs to a run with {other}; --resume cannot continue it with this "
+                                      f"command: delete {ckpt} (or give another --out) to run this one")
             if info.endswith("stopped by the time limit"):
                 raise CheckpointError(f"{ckpt} holds a run stopped by run.time_limit_s ({info}); add --resume with a "
                                       "larger run.time_limit_s (or none) to add the remaining primaries (with the "
                                       "same limit --resume writes the output of those done), or delete it to start "
                                       "afresh")
-            if is_complete(ckpt):   # a finished run whose outputs were not written (its result refused, a signal)
+            if is_complete(ckpt) and is_refused(ckpt):
+                raise CheckpointError(f"{ckpt} holds a finished run of this config{' (' + info + ')' if info else ''}"
+                                      " whose result was refused (nothing written); add --resume --allow-empty to "
+                                      "write its dose as it is, without transporting again, or delete it to start "
+                                      "afresh")
+            if is_complete(ckpt):   # a finished run whose outputs were not written (a signal as they were written)
                 raise CheckpointError(f"{ckpt} holds a finished run{' (' + info + ')' if info else ''} whose outputs "
                                       "were not written; add --resume to write them without transporting again (with "
                                       "--allow-empty where its result was refused), or delete it to start afresh")
@@ -712,7 +733,11 @@ def _finish(sim: Any, st: BeamState, setup_s: float) -> Any:
 
 def remove_checkpoint(out: str | Path) -> None:
     """Delete the checkpoint of a finished job (after its output is written)."""
-    p = checkpoint_path(out)
+    remove_checkpoint_file(checkpoint_path(out))
+
+
+def remove_checkpoint_file(p: Path) -> None:
+    """Delete checkpoint ``p`` and its temporary files."""
     for q in (p, p.with_name(p.name + ".tmp"), *temporary_files(p)):
         try:
             q.unlink()

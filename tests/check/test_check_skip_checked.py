@@ -188,3 +188,30 @@ def test_a_check_set_aside_by_a_stopped_batch_is_reused_the_next_night(tmp_path)
     assert list(d.glob("earlier_check_*"))
     assert api._reusable_in(d, key, lambda m: None) == earlier
     assert sorted(p.name for p in d.iterdir()) == ["check.html", "check.json"]   # put back
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_check_set_aside_is_reused_from_another_working_directory(tmp_path, monkeypatch, legacy):
+    """Review 5 of 2026-12-06, F1: a batch run with a relative --out recorded where it set a patient's check aside
+    relative to its working directory (``out/p/earlier_check_<date>``), so that the next night's batch, started from
+    another directory (cron) or with --out absolute, did not find it and checked the patient again.  The path is
+    absolute now, and the folder is found by its name in the patient's folder (a record of before: ``legacy``)."""
+    key = {"k": 1}
+    night1 = tmp_path / "night1"
+    (night1 / "out" / "p").mkdir(parents=True)
+    monkeypatch.chdir(night1)
+    d = Path("out") / "p"
+    earlier = {"schema_version": 1, "status": "pass", "passed": True, "checks": [], "settings": {},
+               "provenance": {"batch_reuse_key": key, "check_finished": "2026-12-05T23:00:00+00:00"}}
+    (d / "check.json").write_text(json.dumps(earlier))
+    api._pending_set_aside(Path("out"), ["p"], "not checked: the batch was interrupted", lambda m: None)
+    record = json.loads((d / "check.json").read_text())
+    (aside,) = (night1 / "out" / "p").glob("earlier_check_*")
+    if legacy:   # as written before the fix: relative to night 1's working directory
+        record["earlier_outputs_moved_to"] = str(Path("out") / "p" / aside.name)
+        (d / "check.json").write_text(json.dumps(record))
+    else:
+        assert record["earlier_outputs_moved_to"] == str(aside) and aside.is_absolute()
+    monkeypatch.chdir(tmp_path)   # the next night: another working directory, --out absolute
+    assert api._reusable_in(night1 / "out" / "p", key, lambda m: None) == earlier
+    assert sorted(p.name for p in (night1 / "out" / "p").iterdir()) == ["check.json"]   # put back

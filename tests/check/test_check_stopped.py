@@ -261,3 +261,57 @@ def test_a_complete_recheck_replaces_the_earlier_report(base, tmp_path):  # noqa
     assert record["exit_status"] == (0 if res.passed else 1)   # every check.json has one (integrators' F9)
     assert any(m.startswith(f"mcproton check: removed the earlier check's outputs in {out}: check.html, check.json")
                for m in logs), logs
+
+
+def test_a_check_set_aside_by_a_stopped_batch_goes_with_its_record(tmp_path):
+    """Review 5 of 2026-12-06, F4: a batch stopped before a patient set its complete check aside into
+    earlier_check_<date>/ and wrote a not_checked record naming it; the next night's check of the patient afresh
+    removed that record, and the folder (last night's check.json and report) stayed beside tonight's complete report,
+    named by nothing.  It now goes with the earlier outputs: removed once the report is complete; where the check
+    does not complete, kept inside the folder its record names."""
+    import types
+
+    from mcproton._check import out_dir
+
+    inp = types.SimpleNamespace(plan_path=None, struct_path=None, ct_dir=None, total=None, beams={})
+    for complete in (True, False):
+        p = tmp_path / f"complete_{complete}" / "P1"
+        p.mkdir(parents=True)
+        (p / "check.json").write_text(json.dumps({"schema_version": 1, "status": "fail", "passed": False,
+                                                 "checks": [], "provenance": {}, "settings": {}}))
+        (p / "check.html").write_text("<html><head><title>mcproton check: last night</title>")
+        api._pending_set_aside(p.parent, ["P1"], "not checked: the batch stopped", lambda m: None)
+        (old,) = p.glob("earlier_check_*")
+        earlier = out_dir.prepare_out(p, inp, lambda m: None)   # tonight's check of P1, afresh
+        earlier()
+        if complete:
+            (p / "check.json").write_text(json.dumps({"status": "pass", "passed": True, "checks": [],
+                                                     "provenance": {}}))
+            (p / "check.html").write_text("<title>mcproton check: tonight</title>")
+            earlier.discard()
+            assert sorted(x.name for x in p.iterdir()) == ["check.html", "check.json"]
+            continue
+        assert not old.exists() and earlier.moved_to is not None
+        kept = earlier.moved_to / old.name
+        assert sorted(x.name for x in kept.iterdir()) == ["check.html", "check.json"]
+        rec = out_dir.record_failure(p, ValueError("refused"), ours_written=False, started=None, inputs={},
+                                     invocation={}, log=lambda m: None, moved_to=earlier.moved_to)
+        assert rec["earlier_outputs_moved_to"] == str(earlier.moved_to)
+        assert json.loads((kept / "check.json").read_text())["status"] == "fail"   # last night's, kept
+
+
+def test_a_record_replaced_keeps_naming_the_check_set_aside(tmp_path):
+    """Review 5, F4: a check that fails before it looks at --out (its inputs refused) replaces a not_checked record;
+    the earlier check that record named stays named by the new one."""
+    from mcproton._check import out_dir
+
+    p = tmp_path / "P1"
+    p.mkdir()
+    (p / "check.json").write_text(json.dumps({"schema_version": 1, "status": "pass", "passed": True, "checks": [],
+                                             "provenance": {}, "settings": {}}))
+    api._pending_set_aside(tmp_path, ["P1"], "not checked: the batch stopped", lambda m: None)
+    (old,) = p.glob("earlier_check_*")
+    rec = out_dir.record_failure(p, ValueError("refused"), ours_written=False, started=None, inputs={},
+                                 invocation={}, log=lambda m: None)
+    assert rec["status"] == "refused" and rec["earlier_outputs_moved_to"] == str(old)
+    assert json.loads((p / "check.json").read_text())["earlier_outputs_moved_to"] == str(old)

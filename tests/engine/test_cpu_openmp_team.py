@@ -78,3 +78,39 @@ def test_the_device_says_the_team_before_the_first_launch(monkeypatch, env, says
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     assert says in CpuBackend(2).device, CpuBackend(2).device
+
+
+#: OMP_DYNAMIC values: libgomp reads "true"/"false" in any case, after white space; "1", "yes", "on" are refused
+#: ("Invalid value") and leave dynamic adjustment off; "truex" is refused but leaves it on
+DYNAMIC_VALUES = ["true", "TRUE", " True ", "\ttrue", "truex", "false", "FALSE", "1", "yes", "on", ".true.", "", " "]
+
+
+@pytest.mark.parametrize("value", DYNAMIC_VALUES)
+def test_omp_dynamic_is_read_as_libgomp_reads_it(value):
+    """Review 5 of 2026-12-06, F5: the device text before the first launch took OMP_DYNAMIC=1, yes and on for on
+    ("up to 2 OpenMP threads: OMP_DYNAMIC lets the runtime run fewer"); libgomp refuses those values and keeps
+    dynamic adjustment off, so the launch, the summary and the HDF5 said "2 OpenMP threads".  Compared with
+    libgomp's own omp_get_dynamic() under each value (a fresh interpreter: libgomp reads it when loaded)."""
+    import ctypes.util
+
+    from mcproton._backend.cpu import omp_dynamic_env
+
+    if ctypes.util.find_library("gomp") is None:
+        pytest.skip("no libgomp on this machine")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    env["OMP_DYNAMIC"] = value
+    r = subprocess.run([sys.executable, "-c", "import ctypes, ctypes.util; "
+                        "print(ctypes.CDLL(ctypes.util.find_library('gomp')).omp_get_dynamic())"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert omp_dynamic_env(value) is bool(int(r.stdout.strip())), (value, r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize("value, up_to", [("1", False), ("yes", False), ("on", False), ("True", True)])
+def test_the_device_text_reads_omp_dynamic_as_libgomp(monkeypatch, value, up_to):
+    from mcproton._backend.cpu import CpuBackend
+
+    monkeypatch.delenv("OMP_THREAD_LIMIT", raising=False)
+    monkeypatch.setenv("OMP_DYNAMIC", value)
+    device = CpuBackend(2).device
+    assert ("(up to 2 OpenMP threads: OMP_DYNAMIC" in device) is up_to and ("(2 OpenMP threads)" in device) is not up_to

@@ -73,6 +73,51 @@ def test_a_refused_result_keeps_its_checkpoint_and_says_how_to_write_it(tmp_path
     assert out.exists() and not ck.exists()
 
 
+def test_a_corrected_run_replaces_the_refused_checkpoint_of_another_config(tmp_path, capsys):
+    """Review 5 of 2026-12-06, F3: after a refused result (its checkpoint kept), the corrected config was refused
+    ("holds a finished run ... add --resume"), and with --resume refused again as another run's, until the file was
+    deleted by hand: a retry script was stuck.  The refused checkpoint is marked; a run of another config replaces it
+    with a note, with or without --resume.  A checkpoint of another config that is not marked refused is named as
+    another run's, without advising --resume; one of the same config is kept."""
+    from mcproton._run.checkpoint import checkpoint_path, is_refused
+
+    argv = case_argv(["--set", "beam.sigma_mm=[100.0, 100.0]"], None, tmp_path, 0)
+    argv.remove("--no-checkpoint")
+    out = Path(argv[argv.index("--out") + 1])
+    ck = checkpoint_path(out)
+    assert main(argv) == 2 and ck.exists() and is_refused(ck)
+    assert "a corrected run (another beam, phantom or config) with the same --out replaces it" in _one_line(capsys)
+    corrected = [*argv, "--set", "beam.sigma_mm=[3.0, 3.0]"]
+    for resume in ([], ["--resume"]):
+        if resume:   # again refused, to be replaced by the corrected run with --resume
+            assert main(argv) == 2 and is_refused(ck)
+            capsys.readouterr()
+        assert main([*corrected, *resume]) == 0, capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"mcproton: note: {ck} held a finished run" in err and "whose result was refused" in err, err
+        assert "another beam" in err and "replaced by this run" in err, err
+        assert out.exists() and not ck.exists()
+        out.unlink()
+    # a finished run of another config, not refused (a signal as its outputs were written): named, not replaced
+    assert main(argv) == 2 and ck.exists()
+    import h5py
+
+    with h5py.File(ck, "a") as f:
+        del f.attrs["result_refused"]
+    capsys.readouterr()
+    assert main(corrected) == 2
+    msg = _one_line(capsys)
+    assert "of another run: it belongs to a run with another beam" in msg and f"delete {ck}" in msg, msg
+    assert "add --resume" not in msg and ck.exists()
+    # the same config, refused: kept, and told how to write it
+    from mcproton._run.checkpoint import mark_refused
+
+    mark_refused(ck, "refused")
+    assert main(argv) == 2
+    msg = _one_line(capsys)
+    assert "holds a finished run of this config" in msg and "--resume --allow-empty" in msg and ck.exists(), msg
+
+
 def test_zero_dose_fails():
     from mcproton._run.inputs import check_result
 
