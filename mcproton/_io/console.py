@@ -42,12 +42,7 @@ def reopen_closed_std_fds() -> None:
             except OSError:
                 continue
             if null != fd:
-                try:
-                    os.dup2(null, fd)
-                except OSError:
-                    pass
-                finally:
-                    os.close(null)
+                _onto(null, fd)
 
 
 def silence(stream: Any) -> None:
@@ -58,6 +53,11 @@ def silence(stream: Any) -> None:
         null = os.open(os.devnull, os.O_WRONLY)
     except (*_WRITE_ERRORS, AttributeError):
         return
+    _onto(null, fd)
+
+
+def _onto(null: int, fd: int) -> None:
+    """Make ``fd`` a copy of the open /dev/null descriptor ``null`` (where the system allows), then close ``null``."""
     try:
         os.dup2(null, fd)
     except OSError:
