@@ -68,6 +68,23 @@ def tally_limit_message() -> str:
             f"added: {TALLY_LIMIT_REMEDY}")
 
 
+def top_after_add(sums: Any, vals: Any, vals_top: int, bound: int | None,
+                  top: Callable[[Any], int] = lambda a: int(a.max(initial=0))) -> int:
+    """An upper bound on the largest of ``sums + vals`` (``vals_top``: the largest of ``vals``; ``bound``: one on the
+    largest of ``sums``, or None), without scanning ``sums`` where that bound plus ``vals_top`` stays within
+    TALLY_SUM_LIMIT; nearer the limit the largest of ``sums``, then of the sum itself, are taken exactly.
+    TallyLimitError where the sum passes the limit.  ``top``: the largest element of an array as an int (numpy's; a
+    CuPy caller passes its own)."""
+    after = None if bound is None else bound + vals_top
+    if after is None or after > TALLY_SUM_LIMIT:   # none yet, or one near the limit: the exact sums
+        after = top(sums) + vals_top
+        if after > TALLY_SUM_LIMIT:
+            after = top(sums + vals)
+            if after > TALLY_SUM_LIMIT:
+                raise TallyLimitError(tally_limit_message())
+    return after
+
+
 def primaries_to_tally_limit(batch_top: int, n: int) -> float | None:
     """The primaries after which the hottest voxel reaches TALLY_SUM_LIMIT, at the rate of a batch of ``n`` histories
     whose largest tally value is ``batch_top`` (Accumulator.batch_top); None where the batch scored nothing."""
@@ -394,14 +411,7 @@ class Accumulator:
             known = bounds.get(k)
             bound = known[1] if known is not None and known[0] is self.sums[k] else None
             if vox is None:
-                after = None if bound is None else bound + b_top   # an upper bound on the largest new sum
-                if after is None or after > TALLY_SUM_LIMIT:   # none yet, or one near the limit: the exact sums
-                    after = int(self.sums[k].max(initial=0)) + b_top
-                    if after > TALLY_SUM_LIMIT:
-                        after = int((self.sums[k] + vals).max(initial=0))
-                        if after > TALLY_SUM_LIMIT:
-                            raise TallyLimitError(tally_limit_message())
-                new_bounds[k] = after
+                new_bounds[k] = top_after_add(self.sums[k], vals, b_top, bound)
                 new[k] = (0, None, None)
                 continue
             n_r = n_rows if self.sums[k].flags.c_contiguous else 0   # (a reshape of a strided array copies)
@@ -580,14 +590,8 @@ class DeviceAccumulator:
             if b_top > TALLY_SUM_LIMIT:
                 raise TallyLimitError(tally_limit_message())
             known = bounds.get(k)
-            after = known[1] + b_top if known is not None and known[0] is self.sums[k] else None
-            if after is None or after > TALLY_SUM_LIMIT:
-                after = int(self.sums[k].max()) + b_top
-                if after > TALLY_SUM_LIMIT:
-                    after = int((self.sums[k] + batch[k]).max())
-                    if after > TALLY_SUM_LIMIT:
-                        raise TallyLimitError(tally_limit_message())
-            new_bounds[k] = after
+            bound = known[1] if known is not None and known[0] is self.sums[k] else None
+            new_bounds[k] = top_after_add(self.sums[k], batch[k], b_top, bound, lambda a: int(a.max()))
         for k in self.sums:
             self.sums[k] += batch[k]
         self._top_bounds = {k: (self.sums[k], b) for k, b in new_bounds.items()}
