@@ -25,8 +25,11 @@
 
 /* Fixed-point unit of the energy tallies and ledger: 2^-24 MeV (6e-8 MeV), range +-5.5e11 MeV. */
 #define MCP_TALLY_SCALE 16777216.0f
-/* LET numerator unit: 2^-20 MeV keV/um. */
-#define MCP_LET_SCALE 1048576.0f
+/* LET numerator unit: 2^-16 MeV x MeV cm2/g.  The numerator is the deposit times the *mass* stopping power, which
+ * does not depend on the density (5-900 MeV cm2/g for protons above the cut-off), so a deposit in air is as finely
+ * resolved as one in water; the host multiplies by 0.1 x the voxel's density for keV/um (mcproton/_run/result.py).
+ * Tallying edep x LET in keV/um (proportional to the density squared) rounded every 1 mm air deposit to 0. */
+#define MCP_LET_SCALE 65536.0f
 
 /* Columns of the per-(material, energy-bin) record of the energy table: X(NAME, index, "description").
  * Python name: the NAME in lower case (mcproton/_kernels/layout.py ENERGY_COLUMNS). */
@@ -138,7 +141,7 @@
     X(int64_t*, edep, "[nvox] energy deposited (all particles), fixed point") \
     X(int64_t*, edep_water, "[nvox] energy x (S/rho)_w/(S/rho)_m, fixed point") \
     X(int64_t*, edep_proton, "[nvox] energy deposited by protons (LET denominator), fixed point") \
-    X(int64_t*, let_num, "[nvox] sum of proton energy x LET (keV/um), MCP_LET_SCALE fixed point") \
+    X(int64_t*, let_num, "[nvox] sum of proton energy x mass stopping power (MeV cm2/g), MCP_LET_SCALE fixed point") \
     X(int64_t*, ledger, "[N_LEDGER]") \
     X(uint8_t*, touched, "see below") \
     X(int64_t*, history_steps, "see below") \

@@ -76,9 +76,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void transverse_basis(float u, float v, float w,
 MCP_FORCEINLINE MCP_HOST_DEVICE void deposit_local_proton(const Params& p, const Scorer& sc, int64_t vox, int mat, float energy)
 {
     const EnergyPoint ep = lookup_energy(p, mat, mcp_max(energy, 1e-3f));
-    const float rho = p.grid.density[vox];
-    score_proton_step(sc, vox, energy, energy_column(ep, COL_SPR_W),
-                      energy_column(ep, COL_LET_END) * rho * 0.1f);
+    score_proton_step(sc, vox, energy, energy_column(ep, COL_SPR_W), energy_column(ep, COL_LET_END));
 }
 
 /* Share a step's energy loss `de` among the n_seg voxels its chord crossed (replaying the walk `wk` from the
@@ -86,14 +84,14 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void deposit_local_proton(const Params& p, const
  * step's mass thickness m.  Along the step S is the parabola in mass depth through s0 (start), sm (at mass
  * depth m/2, from the range table) and s1 (at the mean end energy): Simpson-exact, so that the dose of a long
  * step through many small voxels follows the rising stopping power (a straight line would move up to 0.5 % of
- * the energy towards the middle of 20 %-energy-loss steps).  Each voxel's LET is S at its segment's middle
- * times its density.  One voxel: all of `de`, LET at the mean of s0 and s1. */
+ * the energy towards the middle of 20 %-energy-loss steps).  Each voxel's LET is S at its segment's middle (a mass
+ * stopping power: the host multiplies by the voxel's density).  One voxel: all of `de`, LET at the mean of s0 and s1. */
 MCP_FORCEINLINE MCP_HOST_DEVICE void score_step_segments(const Params& p, const Scorer& sc, VoxelWalk wk, int n_seg,
                                                          float s, float rho0, float m, float de, float s0, float sm,
                                                          float s1, float spr_w, float u, float v, float w)
 {
     if (n_seg == 1 || !(m > 0.0f)) {
-        score_proton_step(sc, wk.vox, de, spr_w, 0.05f * rho0 * (s0 + s1));
+        score_proton_step(sc, wk.vox, de, spr_w, 0.5f * (s0 + s1));
         return;
     }
     const float inv_m = 1.0f / m;
@@ -111,7 +109,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void score_step_segments(const Params& p, const 
         const float integral = dx * (s0 + 0.5f * a * sx + c * (x1 * x1 + x1 * x0 + x0 * x0) * 0.33333333f);
         const float ek = last ? left : mcp_min(norm * integral, left);
         const float xm = 0.5f * sx;
-        if (ek > 0.0f) score_proton_step(sc, wk.vox, ek, spr_w, 0.1f * rho_k * (s0 + xm * (a + c * xm)));
+        if (ek > 0.0f) score_proton_step(sc, wk.vox, ek, spr_w, s0 + xm * (a + c * xm));
         left -= ek;
         x0 = x1;
         t0 = t1;
@@ -401,7 +399,7 @@ MCP_FORCEINLINE MCP_HOST_DEVICE bool lose_energy(const Params& p, const Scorer& 
     const float r_after = ep.range - m;
     if (r_after <= material_prop(p, mat, MAT_RANGE_CUT)) {
         /* the rest of the track, all here: its dose-averaged LET (as deposit_local_proton) */
-        score_proton_step(sc, vox, t.energy, energy_column(ep, COL_SPR_W), energy_column(ep, COL_LET_END) * rho * 0.1f);
+        score_proton_step(sc, vox, t.energy, energy_column(ep, COL_SPR_W), energy_column(ep, COL_LET_END));
         return false;
     }
     float s1;

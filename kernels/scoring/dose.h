@@ -1,7 +1,8 @@
 /* \file scoring/dose.h
  * Scorers: energy deposited (-> dose to medium), energy x stopping-power ratio water/medium (-> dose to
  * water, Paganetti 2009 PMB 54:4399 convention D_w = D_m s_w,m), and the proton-only energy and
- * energy x LET sums (-> dose-averaged LET of protons, unrestricted electronic LET in the voxel medium).
+ * energy x mass stopping power sums (-> dose-averaged LET of protons, unrestricted electronic LET in the voxel
+ * medium: the host multiplies the mean mass stopping power by 0.1 x the voxel's density for keV/um).
  * All are fixed-point 64-bit integers (see params.h).
  */
 #pragma once
@@ -53,15 +54,17 @@ MCP_FORCEINLINE MCP_HOST_DEVICE void mark_touched(const Scorer& s, int64_t voxel
 #endif
 }
 
+/* A proton's deposit `edep_mev` in `voxel`, with its dose-to-water ratio `spr_w` and its LET as a mass electronic
+ * stopping power `let_mass` (MeV cm2/g; the voxel's density makes it keV/um on the host). */
 MCP_FORCEINLINE MCP_HOST_DEVICE void score_proton_step(const Scorer& sc, int64_t voxel, float edep_mev,
-                                                       float spr_w, float let_kev_um)
+                                                       float spr_w, float let_mass)
 {
     const int64_t e = mcp_llrint(edep_mev * MCP_TALLY_SCALE);
     mark_touched(sc, voxel);
     tally_add(sc, sc.edep + voxel, e);
     tally_add(sc, sc.edep_proton + voxel, e);
     tally_add(sc, sc.edep_water + voxel, mcp_llrint(edep_mev * spr_w * MCP_TALLY_SCALE));
-    tally_add(sc, sc.let_num + voxel, mcp_llrint(edep_mev * let_kev_um * MCP_LET_SCALE));
+    tally_add(sc, sc.let_num + voxel, mcp_llrint(edep_mev * let_mass * MCP_LET_SCALE));
 }
 
 /* Energy of heavy fragments and cut-off residues put into one voxel (no LET contribution: LET_d is that of

@@ -37,10 +37,11 @@ PRIVATE_TALLY_BYTES = 1 << 30
 TALLIES = ("edep", "edep_water", "edep_proton", "let_num")
 
 #: The largest running sum of a voxel's integer tally (int64, units of kernels/params.h: 2^-24 MeV, 2.7e11 MeV in
-#: one voxel; the LET numerator 2^-20 MeV keV/um): a batch that would take a voxel past it is refused before anything
-#: is added (TallyLimitError).  A batch's own values stay below 2^62 (settings.MAX_BATCH_SIZE), so a sum at this limit
-#: plus one batch never wraps int64.  Integrated-depth-dose geometries (a 20 x 20 cm voxel, 1 mm deep) reach it at
-#: about 5e10 primaries (70 MeV; 7.8e10 at 230 MeV); a 1 mm voxel of a pencil beam at 1e13 (the scale audit 19, F4).
+#: one voxel; the LET numerator 2^-16 MeV x MeV cm2/g): a batch that would take a voxel past it is refused before
+#: anything is added (TallyLimitError).  A batch's own values stay below 2^62 (settings.MAX_BATCH_SIZE), so a sum at
+#: this limit plus one batch never wraps int64.  Integrated-depth-dose geometries (a 20 x 20 cm voxel, 1 mm deep)
+#: reach it at about 5e10 primaries (70 MeV; 7.8e10 at 230 MeV); a 1 mm voxel of a pencil beam at 1e13 (the scale
+#: audit 19, F4).
 TALLY_SUM_LIMIT = 2**62
 
 

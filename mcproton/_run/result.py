@@ -219,14 +219,16 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         return ScoredGrid(idx, np.asarray(values, np.float64), tuple(shape))
 
     sv = acc.at(idx)   # the running sums at the voxels
-    mass_g = g.density_g_cm3_zyx.reshape(-1)[idx].astype(np.float64) * g.voxel_volume_cm3
+    rho = g.density_g_cm3_zyx.reshape(-1)[idx].astype(np.float64)
+    mass_g = rho * g.voxel_volume_cm3
     with np.errstate(divide="ignore", invalid="ignore"):
         inv_mass = np.where(mass_g > 0, 1.0 / mass_g, 0.0)
         edep = sv["edep"] / TALLY_SCALE
         dose = edep * inv_mass * MEV_PER_G_TO_GY / n
         dose_w = sv["edep_water"] / TALLY_SCALE * inv_mass * MEV_PER_G_TO_GY / n
         ep = sv["edep_proton"] / TALLY_SCALE
-        let_d = np.where(ep > 0, sv["let_num"] / LET_SCALE / np.where(ep > 0, ep, 1), 0.0)
+        # the kernel tallies deposit x mass stopping power (MeV cm2/g, params.h MCP_LET_SCALE): x 0.1 rho for keV/um
+        let_d = np.where(ep > 0, sv["let_num"] / LET_SCALE / np.where(ep > 0, ep, 1) * (0.1 * rho), 0.0)
         B = acc.batches
         sx = sv["sum_x"]
         unc = batch_rel_uncertainty(sx, sv["sum_x2"], B, weight_sum_of(acc))

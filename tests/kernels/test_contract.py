@@ -34,7 +34,7 @@ def test_the_contract_the_run_relies_on():
     assert layout.ENERGY_COLUMNS["hard_sigma_max"] == 12 and layout.ENERGY_COLUMNS["let_end"] == 13
     assert layout.N_ENERGY_COLUMNS == 16
     assert layout.FLAGS == {"straggling": 1, "msc": 2, "nuclear": 4, "shared_tally": 8}
-    assert layout.TALLY_SCALE == 2.0**24 and layout.LET_SCALE == 2.0**20
+    assert layout.TALLY_SCALE == 2.0**24 and layout.LET_SCALE == 2.0**16
     assert layout.PARAMS_DTYPE.names == ("tables", "grid", "source", "tallies", "options")
     assert [r.ctype for r in layout.PARAMS_ROLE_INFO] == \
         ["TableParams", "GridParams", "SourceParams", "TallyParams", "OptionParams"]

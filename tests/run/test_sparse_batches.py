@@ -113,7 +113,8 @@ def test_finish_on_scored_voxels_equals_whole_grid_formulas():
         dose = acc.sums["edep"] / TALLY_SCALE * inv * MEV_PER_G_TO_GY / n
         dose_w = acc.sums["edep_water"] / TALLY_SCALE * inv * MEV_PER_G_TO_GY / n
         ep = acc.sums["edep_proton"] / TALLY_SCALE
-        let_d = np.where(ep > 0, acc.sums["let_num"] / LET_SCALE / np.where(ep > 0, ep, 1), 0.0)
+        rho = g.density_g_cm3_zyx.astype(np.float64).reshape(-1)
+        let_d = np.where(ep > 0, acc.sums["let_num"] / LET_SCALE / np.where(ep > 0, ep, 1) * (0.1 * rho), 0.0)
     unc = batch_rel_uncertainty(acc.sum_x, acc.sum_x2, acc.batches)
     shape = g.shape_zyx
     assert np.array_equal(res.dose_gy_zyx, dose.reshape(shape))
