@@ -14,7 +14,7 @@ import numpy as np
 from .. import __version__
 from .._kernels.layout import LEDGER, LEDGER_ENTRIES, LET_SCALE, TALLY_SCALE
 from .._kernels.source import source_hash
-from ..geometry import VoxelGeometry
+from ..geometry import VoxelGeometry, result_copy
 from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max, weight_sum_of
 from .._io.errors import McprotonRuntimeWarning, warn
 from .._io.rtplan import beam_geometry
@@ -295,7 +295,7 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
     return DoseResult(
         dose_gy_zyx=full(dose * scale), dose_to_water_gy_zyx=full(dose_w * scale),
         let_d_kev_um_zyx=full(let_d), uncertainty_rel_zyx=full(unc),
-        mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n,
+        mean_rel_uncertainty_50=mean_unc, geometry=result_copy(g), ledger=led, provenance=prov, primaries=n,
         wall_s=wall_s, protons_per_second=pps, backend=b.name, device=b.device, normalisation=norm,
         edep_mev_zyx=full(edep / n))
 
