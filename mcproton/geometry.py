@@ -70,6 +70,10 @@ class VoxelGeometry:
     #: (:func:`mcproton._io.roi_overrides.outside_external_density`; a couch against the skin counted whole, the
     #: skin's partial blocks not at all); None where not computed (the CT's own grid: the note traces its mask)
     outside_external_g_cm3_zyx: np.ndarray | None = None
+    #: for a grid from a DICOM CT: the HU calibration that made it (:meth:`mcproton.dicom.HUCalibration.record`:
+    #: name, built-in or not, modified or not, files, data SHA-256), which a dose computed on it keeps in its
+    #: provenance (``calibration``, ``calibration_data_sha256``, ``calibration_record``); None otherwise
+    calibration: dict | None = None
 
     def __post_init__(self) -> None:
         mi = np.asarray(self.material_index_zyx)
@@ -191,6 +195,7 @@ def result_copy(geometry: VoxelGeometry) -> VoxelGeometry:
     out.materials = list(geometry.materials)
     out.label_names = dict(geometry.label_names)
     out.struct_overrides = copy.deepcopy(geometry.struct_overrides)
+    out.calibration = copy.deepcopy(geometry.calibration)
     return out
 
 
@@ -440,5 +445,6 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
                         name=f"{geometry.name} (blocks of {fx} x {fy} x {fz} voxels)", study=geometry.study,
                         tissue_heterogeneity=geometry.tissue_heterogeneity,
                         outside_fov_zyx=None if geometry.outside_fov_zyx is None else
-                        blocks_any(geometry.outside_fov_zyx, f), struct_overrides=geometry.struct_overrides)
+                        blocks_any(geometry.outside_fov_zyx, f), struct_overrides=geometry.struct_overrides,
+                        calibration=geometry.calibration)
     return out

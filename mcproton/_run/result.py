@@ -287,6 +287,11 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         "host": platform.node(), "python": platform.python_version(), "numpy": np.__version__,
         "normalisation": norm,
     }
+    cal = getattr(g, "calibration", None)
+    if cal:   # a CT's grid: the calibration that made it, by its data too (a scaled built-in says "modified")
+        prov["calibration"] = f"{cal['name']} (modified)" if cal.get("modified") else cal["name"]
+        prov["calibration_data_sha256"] = cal.get("data_sha256")
+        prov["calibration_record"] = dict(cal)
     if (sim.beam.meta or {}).get("beam_model"):   # a plan's beam: the model that made its spots (also in "beam")
         prov["beam_model"] = sim.beam.meta["beam_model"]
     if led["errors"]:
