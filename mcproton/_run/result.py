@@ -24,7 +24,7 @@ from .._io.rtplan import beam_geometry
 #: ``provenance["beam"]`` (a sum: ``provenance["summed_beams"]``): what its RT Dose holds (rtdose.dose_contents), and
 #: the beam model that made its spots (name, resolved path and SHA-256 of the file: BeamModel.provenance)
 PLAN_META_KEYS = ("beam_number", "fractions", "fractions_planned", "plan_beam_numbers", "plan_sop_instance_uid",
-                  "beam_model")
+                  "beam_model", "isocentre_shift_mm")
 
 MEV_TO_J = 1.602176634e-13  # J per MeV (SI exact, CODATA 2018)
 MEV_PER_G_TO_GY = MEV_TO_J * 1e3  # MeV/g -> J/kg
