@@ -34,6 +34,14 @@ class VoxelGeometry:
     labels_zyx : optional organ/structure label per voxel (0 = none) with ``label_names``.
     study : for a grid from a DICOM CT, the CT's patient, study, frame of reference and patient position
         (:class:`mcproton.dicom.StudyReference`): what an RT Dose of this grid refers to; None otherwise.
+
+    A result keeps the geometry it was computed on: once :func:`mcproton.simulate` has run on a geometry, its
+    per-voxel arrays (:data:`GRID_FIELDS`) are read-only, and an in-place edit (``g.density_g_cm3_zyx *= 1.035``)
+    raises ValueError ("output array is read-only") instead of silently rewriting the densities, IDD and saved HDF5
+    of the results already computed.  For another scenario build a new geometry, e.g.
+    ``dataclasses.replace(g, density_g_cm3_zyx=g.density_g_cm3_zyx * 1.035)`` (checked as a new one is) or
+    ``HUCalibration.to_geometry`` with a scaled calibration; assigning ``g.origin_mm`` or another attribute changes
+    ``g`` only, not the results (each holds its own copy of the geometry object, sharing the read-only arrays).
     """
 
     material_index_zyx: np.ndarray
@@ -62,6 +70,10 @@ class VoxelGeometry:
     #: (:func:`mcproton._io.roi_overrides.outside_external_density`; a couch against the skin counted whole, the
     #: skin's partial blocks not at all); None where not computed (the CT's own grid: the note traces its mask)
     outside_external_g_cm3_zyx: np.ndarray | None = None
+    #: for a grid from a DICOM CT: the HU calibration that made it (:meth:`mcproton.dicom.HUCalibration.record`:
+    #: name, built-in or not, modified or not, files, data SHA-256), which a dose computed on it keeps in its
+    #: provenance (``calibration``, ``calibration_data_sha256``, ``calibration_record``); None otherwise
+    calibration: dict | None = None
 
     def __post_init__(self) -> None:
         mi = np.asarray(self.material_index_zyx)
@@ -145,6 +157,46 @@ class VoxelGeometry:
     def voxel_volume_cm3(self) -> float:
         dx, dy, dz = self.voxel_size_mm
         return dx * dy * dz * 1e-3
+
+
+#: the per-voxel arrays of a VoxelGeometry, read-only once a result holds them (:func:`result_copy`)
+GRID_FIELDS = ("material_index_zyx", "density_g_cm3_zyx", "labels_zyx", "outside_fov_zyx", "outside_external_g_cm3_zyx")
+
+
+def _read_only(a: np.ndarray | None) -> np.ndarray | None:
+    """``a`` made read-only, in place (no copy: a CT's density is 4 bytes per voxel, 210 MB for 512 x 512 x 200,
+    and the results of a scenario study share it); a read-only copy only where ``a`` is a view of an array that
+    stays writable (the caller's own array, through which the data could still change)."""
+    if not isinstance(a, np.ndarray):
+        return a
+    a.flags.writeable = False
+    base = a.base
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            c = a.copy()
+            c.flags.writeable = False
+            return c
+        base = base.base
+    return a
+
+
+def result_copy(geometry: VoxelGeometry) -> VoxelGeometry:
+    """The geometry a result keeps: a copy of the object (its origin, voxel size, name, materials, labels' names,
+    study, overrides: what the caller may assign later) sharing ``geometry``'s per-voxel arrays, which are made
+    read-only (in ``geometry`` too), so that no later edit of the caller's geometry changes the result without a
+    word (robustness audit 2026-12-06, F3: a scenario loop that scaled the densities in place, or moved the
+    origin, rewrote the earlier results' saved density, IDD and grid).  Copying the arrays instead would cost 5
+    bytes per voxel and result."""
+    import copy
+
+    out = copy.copy(geometry)
+    for k in GRID_FIELDS:
+        setattr(out, k, _read_only(getattr(geometry, k, None)))
+    out.materials = list(geometry.materials)
+    out.label_names = dict(geometry.label_names)
+    out.struct_overrides = copy.deepcopy(geometry.struct_overrides)
+    out.calibration = copy.deepcopy(geometry.calibration)
+    return out
 
 
 def not_whole_voxels(size_mm: Sequence[float] | np.ndarray,
@@ -393,5 +445,6 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
                         name=f"{geometry.name} (blocks of {fx} x {fy} x {fz} voxels)", study=geometry.study,
                         tissue_heterogeneity=geometry.tissue_heterogeneity,
                         outside_fov_zyx=None if geometry.outside_fov_zyx is None else
-                        blocks_any(geometry.outside_fov_zyx, f), struct_overrides=geometry.struct_overrides)
+                        blocks_any(geometry.outside_fov_zyx, f), struct_overrides=geometry.struct_overrides,
+                        calibration=geometry.calibration)
     return out

@@ -74,6 +74,8 @@ _BUILTIN_SCANNERS = {
     "mcsquare_solidwater": "SolidWater_Phantom",
     "mcsquare_matrad_water": "matRad_water",
 }
+#: every name :meth:`HUCalibration.load` takes for a built-in calibration (lower case)
+_BUILTIN_NAMES = frozenset({"schneider2000", "schneider", "default", "dcpt_spr_brain", *_BUILTIN_SCANNERS})
 
 _ELEMENTS = {"H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar",
              "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br",
@@ -522,6 +524,9 @@ class HUCalibration:
     spr_reference_mev : set for a calibration made from a HU -> SPR table (:meth:`from_spr_files`): the energy
         at which its SPR became densities.  Its density steps at the material bounds (each material's own SPR per
         unit density) and is not held to rise with HU (the SPR table was).
+    builtin_sha256 : for a built-in calibration as :meth:`load` returned it, its :meth:`data_sha256` then (None
+        otherwise).  A copy changed in Python (``cal.seg_rho_lo *= 1.035`` for a range-error scenario) keeps it,
+        and :meth:`record` (hence a geometry's name and a result's provenance) calls it modified.
     """
 
     seg_hu_lo: np.ndarray
@@ -535,6 +540,7 @@ class HUCalibration:
     notes: list[str] = field(default_factory=list)
     spr_reference_mev: float | None = None
     files: list[dict] = field(default_factory=list)
+    builtin_sha256: str | None = None
 
     def __post_init__(self) -> None:
         lo, hi = (np.asarray(a, float) for a in (self.seg_hu_lo, self.seg_hu_hi))
@@ -586,6 +592,21 @@ class HUCalibration:
         h.update(repr(self.spr_reference_mev).encode())
         return h.hexdigest()
 
+    def record(self) -> dict:
+        """What a geometry made by :meth:`to_geometry`, and a result computed on it, record of this calibration:
+        {"name", "builtin" (one of mcproton's, by name), "modified" (a built-in whose data differ from the built-in
+        as loaded: scaled in Python for a range-error scenario; None for another calibration), "files" (those it was
+        read from, each {"path", "sha256"}), "data_sha256" (:meth:`data_sha256`, as ``mcproton check`` records it)}.
+        Before (robustness audit 2026-12-06, F2) a scaled built-in was recorded as the built-in: same geometry name,
+        same provenance."""
+        data = self.data_sha256()
+        ref = self.builtin_sha256
+        key = calibration_key(self.name).lower()
+        if ref is None and key in _BUILTIN_NAMES:   # built in Python under a built-in's name: against the built-in
+            ref = HUCalibration.load(key).data_sha256()
+        return {"name": self.name, "builtin": ref is not None, "modified": None if ref is None else data != ref,
+                "files": [dict(f) for f in self.files], "data_sha256": data}
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_points(cls, hu: Sequence[float], density: Sequence[float], bin_hu_lo: Sequence[float],
@@ -612,15 +633,19 @@ class HUCalibration:
         with the stopping powers of ``water_model`` and ``ivalue_set``: :meth:`from_spr_files`).
         """
         key = str(name_or_path)
+        cal = None
         if key.lower() in ("schneider2000", "schneider", "default"):
-            return _schneider2000()
-        if key.lower() == "dcpt_spr_brain":
-            return cls.from_spr_files(DATA_DIR / "dcpt_spr_brain_hu_spr.csv", DATA_DIR / "dcpt_spr_brain_materials.csv",
-                                      name="dcpt_spr_brain", water_model=water_model, ivalue_set=ivalue_set)
-        if key.lower() in _BUILTIN_SCANNERS:
+            cal = _schneider2000()
+        elif key.lower() == "dcpt_spr_brain":
+            cal = cls.from_spr_files(DATA_DIR / "dcpt_spr_brain_hu_spr.csv", DATA_DIR / "dcpt_spr_brain_materials.csv",
+                                     name="dcpt_spr_brain", water_model=water_model, ivalue_set=ivalue_set)
+        elif key.lower() in _BUILTIN_SCANNERS:
             sc = _BUILTIN_SCANNERS[key.lower()]
-            return cls.from_files(DATA_DIR / f"mcsquare_scanner_{sc}_hu_density.csv",
-                                  DATA_DIR / f"mcsquare_scanner_{sc}_hu_material.csv", name=key.lower())
+            cal = cls.from_files(DATA_DIR / f"mcsquare_scanner_{sc}_hu_density.csv",
+                                 DATA_DIR / f"mcsquare_scanner_{sc}_hu_material.csv", name=key.lower())
+        if cal is not None:   # a built-in: its data as shipped, to tell a copy changed in Python from it (record)
+            cal.builtin_sha256 = cal.data_sha256()
+            return cal
         p = Path(name_or_path)
         if not p.exists():
             raise CalibrationError(
@@ -835,7 +860,9 @@ class HUCalibration:
                 from ..geometry import blocks_any
 
                 fov = blocks_any(fov, f)
-        nm = name or f"CT {ct.series_instance_uid or ''} ({self.name})".strip()
+        record = self.record()
+        said = f"{self.name}, modified" if record["modified"] else self.name   # a scaled built-in is not the built-in
+        nm = name or f"CT {ct.series_instance_uid or ''} ({said})".strip()
         vs = tuple(float(v) for v in ct.voxel_size_mm)
         org = tuple(float(v) for v in ct.origin_mm)
         study = StudyReference.from_ct(ct)
@@ -845,17 +872,20 @@ class HUCalibration:
                 rho[s] = self.density_from_hu(hu[s])
                 if remap is not None:
                     idx[s] = remap[idx[s]]
-            return VoxelGeometry(idx, rho, mats, vs, org, name=nm, study=study, outside_fov_zyx=fov)
+            return VoxelGeometry(idx, rho, mats, vs, org, name=nm, study=study, outside_fov_zyx=fov,
+                                 calibration=record)
         parts = [resample_blocks(VoxelGeometry(idx[s] if remap is None else remap[idx[s]],
                                                self.density_from_hu(hu[s]), mats, vs,
                                                (org[0], org[1], org[2] + s.start * vs[2]), name=nm, study=study), f)
                  for s in slabs]
         if len(parts) == 1:
             parts[0].outside_fov_zyx = fov
+            parts[0].calibration = record
             return parts[0]
         return VoxelGeometry(np.concatenate([p.material_index_zyx for p in parts]),
                              np.concatenate([p.density_g_cm3_zyx for p in parts]), mats, parts[0].voxel_size_mm,
-                             parts[0].origin_mm, name=parts[0].name, study=study, outside_fov_zyx=fov)
+                             parts[0].origin_mm, name=parts[0].name, study=study, outside_fov_zyx=fov,
+                             calibration=record)
 
 
 # ---------------------------------------------------------------------- readers

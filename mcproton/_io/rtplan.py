@@ -1128,7 +1128,7 @@ def _layer_shifter(b: IonBeam, layer: EnergyLayer, beam_model, rs_model: str) ->
 
 def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | None = None,
                   all_fractions: bool = False, min_mu: float = 0.0, range_shifter_model: str = "transport",
-                  machine_check: bool = True) -> list:
+                  machine_check: bool = True, isocentre_shift_mm: Sequence[float] | None = None) -> list:
     """One :class:`mcproton.source.Beam` per ion beam, with spots in the patient LPS frame (mm).
 
     Spot weights are absolute protons (MU x protons/MU of the beam model at the layer's nominal energy; with
@@ -1140,8 +1140,16 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     not name (its ``machines``) is refused unless ``machine_check`` is False: another machine's model gives a
     plausible but wrong dose; one without a TreatmentMachineName (Type 2: it may be empty) is computed with a warning
     that it could not be checked.
+
+    ``isocentre_shift_mm`` = (dx, dy, dz): a set-up error for a robustness study, in the CT's patient frame (LPS,
+    mm): every beam's isocentre moves by it (its spots, range shifters and snout with it), so the dose moves by the
+    shift relative to the CT and its structures (its component along a beam moves that beam's spots only: the range
+    stays tied to the patient's surface).  The beams' ``isocenter_mm`` (and the result's provenance) give the
+    shifted isocentre, ``isocentre_shift_mm`` the shift.  The same as moving ``plan.beams[i].isocenter_mm``; not the
+    same as moving the CT (``geometry.origin_mm``), which moves the structures with the dose.
     """
     from ..source import MAX_SPREAD_SIGMAS, Beam
+    from ..geometry import _mm
 
     if range_shifter_model not in RANGE_SHIFTER_MODELS:
         raise _e(f"range_shifter_model {range_shifter_model!r} is unknown; choose one of {RANGE_SHIFTER_MODELS}")
@@ -1149,6 +1157,8 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
         from .beam_model import load_beam_model
 
         beam_model = load_beam_model(beam_model)
+    shift = (np.zeros(3) if isocentre_shift_mm is None else
+             _mm("plan_to_beams isocentre_shift_mm", isocentre_shift_mm, 3, "the set-up shift (dx, dy, dz) in LPS"))
     out = []
     nfx = plan.number_of_fractions or 1
     if beam_numbers is not None:   # each asked-for beam must be the plan's, once: none is dropped or doubled silently
@@ -1193,7 +1203,7 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
                      f"distance {L} mm")
         m = gantry_to_lps_matrix(b.gantry_angle_deg, b.table_top_angle_deg, b.patient_position or _missing_position(b))
         zg = m[:, 2]
-        iso = b.isocenter_mm
+        iso = np.asarray(b.isocenter_mm, float) + shift
         spots = []
         shifters_used: dict[str, dict] = {}
         _check_spot_tunes(b, beam_model)
@@ -1268,7 +1278,8 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
             "frame_of_reference_uid": plan.frame_of_reference_uid, "plan_sop_instance_uid": plan.sop_instance_uid,
             "fractions_planned": plan.number_of_fractions, "plan_beam_numbers": [x.number for x in plan.beams],
             "range_shifter_model": range_shifter_model, "range_shifters": shifters_used,
-            "nominal_energies_mev": sorted({float(layer.nominal_energy_mev) for layer in b.layers})}))
+            "nominal_energies_mev": sorted({float(layer.nominal_energy_mev) for layer in b.layers}),
+            **({"isocentre_shift_mm": tuple(float(v) for v in shift)} if isocentre_shift_mm is not None else {})}))
     if not out:
         raise _e(f"no beams selected (beam numbers in the plan: {[b.number for b in plan.beams]})")
     return out

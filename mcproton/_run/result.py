@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import platform
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, cast
@@ -14,7 +15,7 @@ import numpy as np
 from .. import __version__
 from .._kernels.layout import LEDGER, LEDGER_ENTRIES, LET_SCALE, TALLY_SCALE
 from .._kernels.source import source_hash
-from ..geometry import VoxelGeometry
+from ..geometry import VoxelGeometry, result_copy
 from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max, weight_sum_of
 from .._io.errors import McprotonRuntimeWarning, warn
 from .._io.rtplan import beam_geometry
@@ -23,7 +24,7 @@ from .._io.rtplan import beam_geometry
 #: ``provenance["beam"]`` (a sum: ``provenance["summed_beams"]``): what its RT Dose holds (rtdose.dose_contents), and
 #: the beam model that made its spots (name, resolved path and SHA-256 of the file: BeamModel.provenance)
 PLAN_META_KEYS = ("beam_number", "fractions", "fractions_planned", "plan_beam_numbers", "plan_sop_instance_uid",
-                  "beam_model")
+                  "beam_model", "isocentre_shift_mm")
 
 MEV_TO_J = 1.602176634e-13  # J per MeV (SI exact, CODATA 2018)
 MEV_PER_G_TO_GY = MEV_TO_J * 1e3  # MeV/g -> J/kg
@@ -203,6 +204,34 @@ def scored_voxels(acc: Any) -> Any:
     return xp.flatnonzero(used)
 
 
+def plan_dose_note(meta: dict) -> str:
+    """What the dose of an RT Ion Plan's beam (``meta`` of :func:`mcproton.dicom.plan_to_beams`) is, for its
+    ``normalisation``: "1 of 17 planned fractions; physical dose, no RBE"; "" for another beam.  A plan's
+    prescription is per course or per fraction and in Gy(RBE): without it a scenario's D95 of 1.6 Gy was compared
+    with 1.8 Gy(RBE) per fraction or 30.6 Gy(RBE) per course (robustness audit 2026-12-06, F4)."""
+    if meta.get("fractions") is None:
+        return ""
+    fx = int(meta.get("fractions") or 1)
+    planned = int(meta.get("fractions_planned") or fx)
+    return f"{fx} of {planned} planned fractions; physical dose, no RBE"
+
+
+#: a plan beam's normalisation: "Gy for N protons" and, in brackets, what the dose is (plan_dose_note)
+_PLAN_NORM = re.compile(r"^(Gy for \S+ protons) \((.*)\)$")
+
+
+def _summed_normalisation(results: list[DoseResult]) -> str:
+    """The normalisation of a sum of absolute results: each beam's, and what the dose is once where every beam says
+    the same ("Gy (sum of 2 beams: Gy for 1e9 protons; Gy for 2e9 protons; 1 of 17 planned fractions; physical
+    dose, no RBE)")."""
+    parts = [_PLAN_NORM.match(r.normalisation) for r in results]
+    notes = {m.group(2) for m in parts if m is not None}
+    if len(notes) == 1 and all(parts):
+        return (f"Gy (sum of {len(results)} beams: " + "; ".join(m.group(1) for m in parts if m is not None)
+                + f"; {notes.pop()})")
+    return f"Gy (sum of {len(results)} beams: " + "; ".join(r.normalisation for r in results) + ")"
+
+
 def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) -> DoseResult:
     """The result of the running sums ``acc`` (an Accumulator, or a ScoredSums: the sums at the scored voxels
     only, as a GPU beam copies them back) of the Simulation ``sim``.  Computed on the
@@ -239,6 +268,9 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
     if sim.beam.total_protons:
         scale = float(sim.beam.total_protons)
         norm = f"Gy for {scale:.6g} protons"
+        note = plan_dose_note(sim.beam.meta or {})
+        if note:
+            norm += f" ({note})"
     mean_unc = mean_uncertainty_above_half_max(dose, unc, g.density_g_cm3_zyx.reshape(-1)[idx])
     # every ledger entry of kernels/params.h (MCP_LEDGER_ENTRIES): energies in MeV, counts as integers; the
     # kernel leaves "deposited" at 0, it is the sum of the dose tally.  Both in Python ints: an int64 sum wraps above
@@ -287,6 +319,11 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         "host": platform.node(), "python": platform.python_version(), "numpy": np.__version__,
         "normalisation": norm,
     }
+    cal = getattr(g, "calibration", None)
+    if cal:   # a CT's grid: the calibration that made it, by its data too (a scaled built-in says "modified")
+        prov["calibration"] = f"{cal['name']} (modified)" if cal.get("modified") else cal["name"]
+        prov["calibration_data_sha256"] = cal.get("data_sha256")
+        prov["calibration_record"] = dict(cal)
     if (sim.beam.meta or {}).get("beam_model"):   # a plan's beam: the model that made its spots (also in "beam")
         prov["beam_model"] = sim.beam.meta["beam_model"]
     if led["errors"]:
@@ -295,7 +332,7 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
     return DoseResult(
         dose_gy_zyx=full(dose * scale), dose_to_water_gy_zyx=full(dose_w * scale),
         let_d_kev_um_zyx=full(let_d), uncertainty_rel_zyx=full(unc),
-        mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n,
+        mean_rel_uncertainty_50=mean_unc, geometry=result_copy(g), ledger=led, provenance=prov, primaries=n,
         wall_s=wall_s, protons_per_second=pps, backend=b.name, device=b.device, normalisation=norm,
         edep_mev_zyx=full(edep / n))
 
@@ -593,8 +630,7 @@ def sum_results(results: Iterable[DoseResult]) -> DoseResult:
         led["imbalance_rel"] = (e_in - out_e) / e_in if e_in > 0 else 0.0
     wall = float(sum(r.wall_s for r in results))
     pps = n / wall if wall > 0 else float("nan")
-    norm = ("Gy per primary (sum over beams)" if all(per_primary)
-            else f"Gy (sum of {len(results)} beams: " + "; ".join(r.normalisation for r in results) + ")")
+    norm = "Gy per primary (sum over beams)" if all(per_primary) else _summed_normalisation(results)
     prov = dict(results[0].provenance)
     prov.update({"primaries": n, "wall_s": wall, "protons_per_second": pps, "normalisation": norm,
                  "summed_beams": [r.provenance.get("beam", {}) for r in results],

@@ -1,0 +1,65 @@
+"""A dose says which HU calibration made its geometry, by its data (robustness audit 2026-12-06, F2): a range-error
+scenario with the built-in calibration scaled in Python (``cal.seg_rho_lo *= 1.035``) was recorded as the built-in,
+with a geometry name and a provenance identical to the nominal run's."""
+from __future__ import annotations
+
+import dataclasses
+
+import h5py
+import numpy as np
+import pytest
+
+import mcproton as mcp
+from mcproton.dicom import HUCalibration, load_ct_series, write_ct_series
+
+
+@pytest.fixture(scope="module")
+def ct(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ct") / "ct"
+    write_ct_series(np.zeros((6, 8, 8)), (4.0, 4.0, 4.0), (-14.0, -14.0, 0.0), d)
+    return load_ct_series(d)
+
+
+def _run(g):
+    beam = mcp.Beam.pencil(70.0, position_mm=(0, -40, 10), direction=(0, 1, 0), total_protons=1e9)
+    return mcp.simulate(g, beam, mcp.RunSettings(primaries=300, batches=2, backend="cpu", threads=1), log=None)
+
+
+def test_a_scaled_builtin_calibration_is_recorded_as_modified_by_its_data(ct, tmp_path):
+    nominal = HUCalibration.load("schneider2000")
+    up = HUCalibration.load("schneider2000")
+    up.seg_rho_lo *= 1.035
+    up.seg_rho_hi *= 1.035
+    r_nom, r_up = _run(nominal.to_geometry(ct)), _run(up.to_geometry(ct))
+    assert r_nom.geometry.name.endswith("(schneider2000)")
+    assert r_up.geometry.name.endswith("(schneider2000, modified)")
+    p_nom, p_up = r_nom.provenance, r_up.provenance
+    assert (p_nom["calibration"], p_up["calibration"]) == ("schneider2000", "schneider2000 (modified)")
+    assert p_nom["calibration_data_sha256"] == nominal.data_sha256()
+    assert p_up["calibration_data_sha256"] == up.data_sha256() != nominal.data_sha256()
+    assert (p_nom["calibration_record"]["builtin"], p_nom["calibration_record"]["modified"]) == (True, False)
+    assert (p_up["calibration_record"]["builtin"], p_up["calibration_record"]["modified"]) == (True, True)
+    r_up.save(tmp_path / "up.h5")
+    with h5py.File(tmp_path / "up.h5") as f:
+        assert f["provenance"].attrs["calibration_data_sha256"] == up.data_sha256()
+        assert "modified" in f.attrs["geometry_name"]
+    back = mcp.DoseResult.load(tmp_path / "up.h5")
+    assert back.provenance["calibration_record"]["modified"] is True
+
+
+def test_a_copy_or_a_blocks_grid_keeps_the_record_and_another_calibration_is_not_builtin(ct):
+    up = dataclasses.replace(HUCalibration.load("mcsquare_default"))
+    up.seg_rho_hi = up.seg_rho_hi * 1.02
+    g = up.to_geometry(ct, blocks=(2, 2, 2))
+    assert g.calibration["modified"] is True and "(mcsquare_default, modified)" in g.name
+    assert mcp.resample_blocks(HUCalibration.load("mcsquare_default").to_geometry(ct), (2, 2, 2)).calibration[
+        "modified"] is False
+    own = HUCalibration.from_points([-1000, 0, 3000], [0.001, 1.0, 2.5], [-1000],
+                                    [mcp.materials.get_material("water")], name="my_scanner")
+    rec = own.to_geometry(ct).calibration
+    assert (rec["name"], rec["builtin"], rec["modified"]) == ("my_scanner", False, None)
+    # made in Python under a built-in's name: compared with that built-in
+    same = HUCalibration.load("schneider2000")
+    clone = HUCalibration(same.seg_hu_lo, same.seg_hu_hi, same.seg_rho_lo, same.seg_rho_hi, same.bin_hu_lo,
+                          same.materials, name="schneider2000")
+    assert clone.record()["modified"] is False
