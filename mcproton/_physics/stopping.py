@@ -365,16 +365,30 @@ def _freeze_energy_mev(material: Material, i_ev: float) -> float:
     return float(grid[np.argmax(ok)]) if ok.any() else float(grid[-1])
 
 
-def _is_plain_water(material: Material) -> bool:
-    """H2O composition (NIST mass fractions within 2e-4) with no I-value or the I of one of the water
-    tables."""
+def _is_plain_water(material: Material, model: str) -> bool:
+    """Water that the water model's own table describes: H2O composition (NIST mass fractions within 2e-4) with no
+    I-value, with the model's I-value (:data:`WATER_MODELS`), or the library's own water (``get_material("water")``,
+    whose I-value is ICRU 90's 78 eV: under "pstar" it is PSTAR's water, as the user chose that model for water).
+    Any other I-value, the other model's included, goes through the Bethe ratio to the model's water: a water made
+    with I = 75 eV under "icru90" was computed as 78 eV water while 75.01 eV was not (R80 0.44 mm apart at 100 MeV;
+    metamorphic audit 2026-12-06, F1)."""
     mf = material.mass_fractions
     if set(k for k, v in mf.items() if v > 0) != {"H", "O"}:
         return False
     w_h = mf["H"] / (mf["H"] + mf["O"])
-    i_ok = (material.i_value_ev is None
-            or any(abs(material.i_value_ev - m[1]) < 1e-9 for m in WATER_MODELS.values()))
+    i_ok = (material.i_value_ev is None or abs(material.i_value_ev - WATER_MODELS[model][1]) < 1e-9
+            or material == _water_material())
     return abs(w_h - 0.111894) < 2e-4 and i_ok
+
+
+def water_model_i_value_ev(material: Material | str, water_model: str = "icru90",
+                           ivalue_set: str = DEFAULT_IVALUE_SET) -> float:
+    """The I-value (eV) the stopping power of ``material`` is computed with: the water model's for the water its
+    table describes (:func:`_is_plain_water`), else :func:`mean_excitation_energy_ev` (what a run's provenance
+    records as ``tables.i_values_ev``)."""
+    m = _as_material(material)
+    model = _check_model(water_model)
+    return WATER_MODELS[model][1] if _is_plain_water(m, model) else mean_excitation_energy_ev(m, ivalue_set)
 
 
 def bethe_ratio_to_water(material: Material | str, energy_mev, water_model: str = "icru90",
@@ -397,9 +411,10 @@ def electronic_mass_stopping_power(material: Material | str, energy_mev,
     """Electronic mass stopping power of ``material`` for protons (MeV cm2/g) at ``energy_mev`` (MeV,
     array-like).
 
-    Water (H2O composition with I = 75 eV, 78 eV or unset): the chosen table itself (``"icru90"``: ICRU 90, I
-    = 78 eV; ``"pstar"``: ICRU 49, I = 75 eV), interpolated with PCHIP in log-log space. Other materials: that
-    water table times the Bethe ratio material/water (module docstring). Valid, positive and continuous from 1
+    Water (H2O composition with no I-value, the chosen model's I-value, or the library's own water): the chosen
+    table itself (``"icru90"``: ICRU 90, I = 78 eV; ``"pstar"``: ICRU 49, I = 75 eV), interpolated with PCHIP in
+    log-log space. Other materials, and water of another I-value: that water table times the Bethe ratio
+    material/water (module docstring). Valid, positive and continuous from 1
     keV to 400 MeV.
     """
     material = _as_material(material)
@@ -408,13 +423,14 @@ def electronic_mass_stopping_power(material: Material | str, energy_mev,
     if np.any(~np.isfinite(e)) or np.any(e <= 0):
         raise ValueError("energy_mev must be finite and > 0")
     s_w = _water_interpolator(model)(e)
-    if _is_plain_water(material):
+    if _is_plain_water(material, model):
         return s_w
     return s_w * bethe_ratio_to_water(material, e, model, ivalue_set)
 
 
-__all__ = ["water_stopping_table", "mean_excitation_energy_ev", "electronic_mass_stopping_power",
-           "bethe_ratio_to_water", "WATER_MODELS", "IVALUE_SETS", "DEFAULT_IVALUE_SET", "E_FREEZE_MEV"]
+__all__ = ["water_stopping_table", "mean_excitation_energy_ev", "water_model_i_value_ev",
+           "electronic_mass_stopping_power", "bethe_ratio_to_water", "WATER_MODELS", "IVALUE_SETS",
+           "DEFAULT_IVALUE_SET", "E_FREEZE_MEV"]
 
 
 # --- nuclear (elastic Coulomb) stopping power

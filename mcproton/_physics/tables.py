@@ -211,7 +211,7 @@ def build_tables(materials: Sequence[Material | str], water_model: str = "icru90
         t = (np.log(e_cut_mev) - np.log(E_MIN_MEV)) / (np.log(E_MAX_MEV / E_MIN_MEV) / (N_E - 1))
         props[k, MAT["range_cut"]] = range_in_bins(t, r, rb)
         props[k, MAT["el_a"]] = nuclear.elastic_target_mass_number(m)
-        i_values[m.name] = float(stopping.mean_excitation_energy_ev(m, ivalue_set))
+        i_values[m.name] = float(stopping.water_model_i_value_ev(m, water_model, ivalue_set))
     table32 = table.astype(np.float32)
     # Ranges must be strictly increasing in float32 for the inverse lookup.
     rr = table32[:, :, COL["range"]]

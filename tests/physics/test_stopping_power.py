@@ -167,3 +167,33 @@ def test_water_with_other_i_value_is_scaled():
     w80 = dataclasses.replace(get_material("water"), name="water_i80", i_value_ev=80.0)
     r = electronic_mass_stopping_power(w80, 100.0) / electronic_mass_stopping_power("water", 100.0)
     assert 0.995 < float(r) < 0.999   # -ln(80/78)/L ~ -0.3 %
+
+
+@pytest.mark.parametrize("model", ["icru90", "pstar"])
+def test_a_water_of_another_i_value_is_not_taken_for_the_models_water(model):
+    """A water made through the Material API with the *other* model's I-value (75 eV under "icru90", 78 eV under
+    "pstar") was computed as the model's own water: S(100 MeV) jumped by 0.5 % between I = 75.00 and 75.01 eV (R80
+    0.44 mm at 100 MeV) and the provenance recorded an I that was not used (metamorphic audit 2026-12-06, F1).  Now
+    S is continuous in I (75.00 and 75.01 eV within 0.01 %, the Bethe ratio's own slope being ~0.02 % per 0.1 eV),
+    the model's I and no I give the model's table, and so does the library's water (I = 78 eV) under either
+    model; the tables record the I used."""
+    from mcproton._physics.stopping import WATER_MODELS, water_model_i_value_ev
+    from mcproton._physics.tables import build_tables
+    from mcproton.materials import Material, get_material
+
+    lib = get_material("water")
+    other = {"icru90": 75.0, "pstar": 78.0}[model]
+    own = WATER_MODELS[model][1]
+
+    def water(i):
+        return Material("my_water", 1.0, dict(lib.mass_fractions), i)
+
+    s = {i: float(electronic_mass_stopping_power(water(i), 100.0, model)) for i in (other, other + 0.01, own, None)}
+    table = float(electronic_mass_stopping_power(lib, 100.0, model))
+    assert s[other] == pytest.approx(s[other + 0.01], rel=1e-4), s
+    assert abs(s[other] / table - 1) > 3e-3, s            # 75 vs 78 eV: 0.5 % at 100 MeV
+    assert s[own] == table and s[None] == table
+    assert water_model_i_value_ev(water(other), model) == other
+    assert water_model_i_value_ev(lib, model) == own == water_model_i_value_ev(water(None), model)
+    meta = build_tables([lib, water(other)], water_model=model).meta
+    assert meta["i_values_ev"] == {"water": own, "my_water": other}
