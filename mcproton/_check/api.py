@@ -376,6 +376,21 @@ def check_grid_covers(ref_dose: np.ndarray, body: np.ndarray, name: str, thresho
                               "(External) in the beams' paths")
 
 
+def check_grids_cover(inp: CheckInputs, body: np.ndarray) -> None:
+    """:func:`check_grid_covers` on each TPS dose the check compares: the plan dose (else the sum of the per-beam
+    doses, the plan-level comparison's) and each per-beam dose against its own maximum, naming the beam.  The plan
+    dose or the first beam's alone (``inp.reference``) let a grid that cuts through another beam's entrance pass
+    with per-beam doses only, and that part of the beam go uncompared with no word (check review 2026-12-06, F1)."""
+    beams = sorted(inp.beams.items())
+    if inp.total is not None:
+        check_grid_covers(inp.total.dose_gy_zyx, body, Path(inp.total.path).name)
+    for b, d in beams:
+        check_grid_covers(d.dose_gy_zyx, body, f"{Path(d.path).name} (beam {b}'s dose)")
+    if inp.total is None and len(beams) > 1:   # overlapping beams: each within the threshold, the sum not always
+        check_grid_covers(sum(d.dose_gy_zyx for _, d in beams), body,
+                          f"the sum of the per-beam doses ({', '.join(Path(d.path).name for _, d in beams)})")
+
+
 #: Where the D95 level fails and its raw, noise-matched and MC-corrected estimates (compare.d95_verdict) disagree
 #: by more than this (percentage points), the check says the verdict is the noise's and asks for a rerun at a lower
 #: uncertainty: at 1 % noise the three agree within about 1.6 (raw -1.6 % for a correct plan), at 2 % they spread by
@@ -1667,7 +1682,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     elif mc is not None:
         density = mc.density_g_cm3_zyx
     body, body_how = body_outline(masks, types, density)
-    check_grid_covers(ref.dose_gy_zyx, body, Path(ref.path).name)
+    check_grids_cover(inp, body)
     outside_body, body_notes = _crop_targets_to_body(masks, types, body, body_how)
     targets = [nm for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
     if isinstance(rx_given, dict):   # the ROI names of --prescription ROI=GY, before the MC (a typo: refused now)

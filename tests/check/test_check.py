@@ -769,6 +769,35 @@ def test_dose_grid_not_covering_the_body(base):
     _recheck(base, _tps(base, "whole", base["blob"]), _only_inputs=True)   # the whole grid is accepted
 
 
+def test_a_grid_cutting_the_second_beam_is_refused_with_per_beam_doses_only(base):
+    """Per-beam TPS doses and no plan dose, on a grid cut at x = +30 mm: beam 1's dose (a narrow blob at the
+    centre) lies well inside it, beam 2's (gantry 90: entering the box at x = +40 mm) is cut through.  Refused,
+    naming beam 2, as the plan dose of the same grid is.  Before, only the first beam's dose (``inp.reference``)
+    was looked at and the check passed with beam 2's entrance left out (check review 2026-12-06, F1)."""
+    from mcproton._check.inputs import CheckInputError
+    from mcproton.dicom import write_rtdose
+
+    vs, org = base["grid"]
+    nz, ny, nx = base["shape"]
+    zs, ys, xs = (o + v * np.arange(n) for o, v, n in zip(org[::-1], vs[::-1], (nz, ny, nx)))
+    Z, Y, X = np.meshgrid(zs, ys, xs, indexing="ij")
+    water = base["blob"] > 0
+    b1 = 2.0 * np.exp(-(X ** 2 + Y ** 2 + Z ** 2) / (2 * 8.0 ** 2)) * water     # 1e-3 of its maximum at x = 30
+    b2 = 2.0 * np.exp(-(Y ** 2 + Z ** 2) / (2 * 8.0 ** 2)) * water               # flat along x: 100 % on the cut
+    keep = xs <= 30.0
+    study = StudyReference(frame_of_reference_uid=FOR, plan_sop_instance_uid=base["plan_uid"])
+    files = [write_rtdose(d[:, :, keep], vs, org, base["dir"] / f"cut_beam{b}.dcm", study=study,
+                          summation_type="BEAM", referenced_beam_number=b) for b, d in ((1, b1), (2, b2))]
+    with pytest.raises(CheckInputError, match=r"cut_beam2\.dcm \(beam 2's dose\) does not cover the irradiated body"):
+        _recheck(base, files)
+    plan = write_rtdose((b1 + b2)[:, :, keep], vs, org, base["dir"] / "cut_plan.dcm", study=study)
+    with pytest.raises(CheckInputError, match=r"cut_plan\.dcm does not cover the irradiated body"):
+        _recheck(base, plan)
+    whole = [write_rtdose(d, vs, org, base["dir"] / f"whole_beam{b}.dcm", study=study, summation_type="BEAM",
+                          referenced_beam_number=b) for b, d in ((1, b1), (2, b2))]
+    _recheck(base, whole, _only_inputs=True)   # the whole grid is accepted
+
+
 def test_unknown_dose_type(base):
     from mcproton._check.inputs import CheckInputError
 
