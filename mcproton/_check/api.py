@@ -59,8 +59,10 @@ class CheckResult:
     * ``dose_difference["within_2pct"]``, ``["within_3pct"]``: fraction of the voxels whose difference is within
       2 % / 3 % (the difference itself, ``mean_pct``, ``sd_pct``, ``percentiles_pct``, in %);
     * ``ranges[beam]["within_1mm"]``, ``["within_2mm"]``: fraction of the rays whose R80 difference is within
-      1 mm / 2 mm (``median_mm`` ... in mm); ``["evaluable"]`` False (and ``["note"]``) below
-      compare.MIN_RANGE_RAYS rays: the range levels are not judged;
+      1 mm / 2 mm, of the rays with a distal R80 in either dose (one in one dose only: outside; ``rays_tps``,
+      ``rays`` compared, ``rays_without_mc_edge``, ``rays_without_tps_edge``); ``median_mm`` ... in mm, of the rays
+      compared; ``["evaluable"]`` False (and ``["note"]``) below compare.MIN_RANGE_RAYS rays: the range levels
+      are not judged;
     * ``beam_dose[beam]`` (beams with a per-beam TPS dose, compare.beam_dose_ratio): ``ratio`` (median MC/TPS voxel
       ratio over the TPS beam dose's high-dose region) and ``integral_ratio`` are ratios, ``diff_pct`` and
       ``uncertainty_pct`` (its standard error from the MC's noise, for correlated voxels:
@@ -355,6 +357,20 @@ def oar_notes(structs: Mapping[str, dict], prescription_gy: float | Mapping[str,
             f"{rx_of} ({rx:.3g} {unit}) and {OAR_NOTE_SD:g} noise SD); organs at risk have no action level: review"]
 
 
+def one_edge_rays_text(r: Mapping[str, Any]) -> str:
+    """What a range result (compare.range_agreement) says of its rays with a distal R80 in one dose only: "of the
+    118 rays with a distal R80 in the TPS dose, 53 have none in the MC's", and the reverse; "" where there are none.
+    Such rays are counted outside the tolerance (``within_2mm``) and left out of the median: an MC that lost half a
+    field read "100 % within 2 mm" of the half it kept (check review 2026-12-06, F2)."""
+    said = []
+    if r.get("rays_without_mc_edge"):
+        said.append(f"of the {r['rays_tps']} rays with a distal R80 in the TPS dose, {r['rays_without_mc_edge']} "
+                    "have none in the MC's")
+    if r.get("rays_without_tps_edge"):
+        said.append(f"{r['rays_without_tps_edge']} ray(s) with a distal R80 in the MC dose have none in the TPS's")
+    return "; ".join(said)
+
+
 def check_grid_covers(ref_dose: np.ndarray, body: np.ndarray, name: str, threshold_pct: float = 10.0) -> None:
     """Refuse a TPS dose grid that cuts through the irradiated body: dose above the threshold on the grid's
     faces inside the body means that dose outside the grid is missing from the comparison."""
@@ -374,6 +390,21 @@ def check_grid_covers(ref_dose: np.ndarray, body: np.ndarray, name: str, thresho
                               f"{threshold_pct:g} % inside the body on its {', '.join(hit)}, so dose outside the grid "
                               "would be missing from the check; export the dose on a grid that covers the body "
                               "(External) in the beams' paths")
+
+
+def check_grids_cover(inp: CheckInputs, body: np.ndarray) -> None:
+    """:func:`check_grid_covers` on each TPS dose the check compares: the plan dose (else the sum of the per-beam
+    doses, the plan-level comparison's) and each per-beam dose against its own maximum, naming the beam.  The plan
+    dose or the first beam's alone (``inp.reference``) let a grid that cuts through another beam's entrance pass
+    with per-beam doses only, and that part of the beam go uncompared with no word (check review 2026-12-06, F1)."""
+    beams = sorted(inp.beams.items())
+    if inp.total is not None:
+        check_grid_covers(inp.total.dose_gy_zyx, body, Path(inp.total.path).name)
+    for b, d in beams:
+        check_grid_covers(d.dose_gy_zyx, body, f"{Path(d.path).name} (beam {b}'s dose)")
+    if inp.total is None and len(beams) > 1:   # overlapping beams: each within the threshold, the sum not always
+        check_grid_covers(sum(d.dose_gy_zyx for _, d in beams), body,
+                          f"the sum of the per-beam doses ({', '.join(Path(d.path).name for _, d in beams)})")
 
 
 #: Where the D95 level fails and its raw, noise-matched and MC-corrected estimates (compare.d95_verdict) disagree
@@ -1667,7 +1698,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     elif mc is not None:
         density = mc.density_g_cm3_zyx
     body, body_how = body_outline(masks, types, density)
-    check_grid_covers(ref.dose_gy_zyx, body, Path(ref.path).name)
+    check_grids_cover(inp, body)
     outside_body, body_notes = _crop_targets_to_body(masks, types, body, body_how)
     targets = [nm for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]
     if isinstance(rx_given, dict):   # the ROI names of --prescription ROI=GY, before the MC (a typo: refused now)
@@ -1787,9 +1818,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         one = set(pres_by.values())
         pres: float | dict[str, float] | None = (one.pop() if len(one) == 1 else dict(pres_by)) if pres_by else None
         # the metrics also on the TPS dose with the MC's noise (compare.structure_stats: noise matching)
+        rx_of_median = bool(pres_by) and rx_given is None and not rx_refs.items   # no prescription: TPS medians
         structs = structure_stats(tps, mc.total_gy_zyx, masks, types, float(np.prod(ref.voxel_size_mm)) * 1e-3,
-                                  pres_by, noise_rel=mc.uncertainty_rel_zyx, seed=seed,
-                                  rx_of_median=bool(pres_by) and rx_given is None and not rx_refs.items)
+                                  pres_by, noise_rel=mc.uncertainty_rel_zyx, seed=seed, rx_of_median=rx_of_median)
         for nm, row in structs.items():
             # the ROI's ROINumber: the key a script joins on (a duplicate name is renamed, CTV_3), as the HDF5's
             # DVH subgroups (integrators' audit 2026-12-06, F3); None: not an ROI of the structure set
@@ -1833,7 +1864,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             + _target_notes(structs)   # an unchecked position: the first suspect
         causes += outside_notes
         diagnostics += _left_out_notes(masks, types, empty_why)
-        oar = oar_notes(structs, pres, mc_dose_description(inp, mc)["unit"])   # informational (audit 18b F3)
+        # informational (audit 18b F3); without a prescription its own wording, "the target's TPS D50", not the
+        # TPS medians as "the prescription" (check review 2026-12-06, F3)
+        oar = oar_notes(structs, None if rx_of_median else pres, mc_dose_description(inp, mc)["unit"])
         diagnostics += off_volume
         if small:
             diagnostics.append(
@@ -1921,6 +1954,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                     + (f", standard error {r['uncertainty_pct']:.2f} % from the MC's noise"
                                        if "uncertainty_pct" in r else "")
                                     + f"; integral ratio {r['integral_ratio']:.4f}; {r['voxels']} voxels)")
+        shape = r["integral_ratio"] / r["ratio"] - 1 if r["ratio"] else float("nan")
+        if not abs(shape) * 100 <= lv.beam_dose_ratio_pct:   # the level reads a scale; say what it leaves out
+            checks[-1]["value_text"] += (
+                f"; the integral ratio differs from the median by {100 * shape:+.1f} %: the dose's shape differs "
+                "(range, lateral extent, a missing part), which this scale level does not judge: see the beam's "
+                "gamma and range rows")
     u = mc.mean_rel_uncertainty_50 * 100   # the MC grid's figure (%): the diagnostics below and its own level
     for nm, row in structs.items():
         if row["kind"] != "target" or row.get("outside_body_fraction", 0.0) >= 1.0:   # wholly outside: said
@@ -1983,6 +2022,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         lim = lv.range_within_2mm_min * f0
         add(f"{label}: rays with |R80 difference| <= 2 mm", 100 * r["within_2mm"], lim,
             100 * r["within_2mm"] >= lim, "%", ">=", "range_within_2mm_min")
+        one_edge = one_edge_rays_text(r)
+        if one_edge:   # said on both rows: the median is of the compared rays only (check review 2026-12-06, F2)
+            checks[-2]["value_text"] += f" (of the {r['rays']} rays compared; {one_edge})"
+            checks[-1]["value_text"] += f" ({one_edge}, counted outside 2 mm)"
         if floor:   # the level is of the rays that the MC's noise alone leaves within 2 mm
             dec = level_decimals([(100 * r["within_2mm"], checks[-1]["passed"])], lim, ">=")   # as the value's
             checks[-1]["limit_text"] = (f">= {lv.range_within_2mm_min:g} % of the {100 * f0:.1f} % that the MC's "

@@ -750,6 +750,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     noisy = None if noise_rel is None else noisy_like_mc(ref, noise_rel, np.random.default_rng(
         [int(seed) & 0xFFFFFFFF, NOISE_SEED_OFFSET, 1] + ([int(stream) & 0xFFFFFFFF] if stream else [])), mc=ev)
     keep_noise = []
+    one_sided = [0, 0]   # rays with a distal R80 of the TPS but none of the MC, and the reverse
     for s0 in range(0, ga.size, per):
         # the points in voxel units, z, y, x: (rays, samples) each
         coords = [(start[s0:s0 + per, k, None] + td[None, :, k] - org[k]) / sp[k] for k in (2, 1, 0)]
@@ -762,33 +763,55 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         r1, r2 = _distal_r80_rows(t, pr), _distal_r80_rows(t, pe, like=pr)
         if noisy is not None:   # the TPS against the TPS with the MC's noise, the same rays and estimator
             pn = map_coordinates(noisy, [c[hit] for c in coords], order=1, mode="constant", cval=0.0)
-            dn = _distal_r80_rows(t, pn, like=pr) - r1
-            keep_noise.append(dn[np.isfinite(dn)])
+            keep_noise.append(_one_edge_as_inf(_distal_r80_rows(t, pn, like=pr), r1))
         fin = np.isfinite(r1) & np.isfinite(r2)
         sel = np.flatnonzero(hit)[fin] + s0
         keep_ab.append(np.column_stack([ga[sel], gb[sel]]))
         keep_r.append(np.column_stack([r1[fin], r2[fin]]))
-    if not keep_ab or not sum(len(k) for k in keep_ab):
-        return _not_evaluable({"rays": 0, "robust_max_gy": top}, min_fraction)
+        one_sided[0] += int(np.count_nonzero(np.isfinite(r1) & ~np.isfinite(r2)))
+        one_sided[1] += int(np.count_nonzero(~np.isfinite(r1) & np.isfinite(r2)))
+    n = sum(len(k) for k in keep_ab)
+    counts = {"rays_tps": n + one_sided[0], "rays_without_mc_edge": one_sided[0],
+              "rays_without_tps_edge": one_sided[1]}
+    if not n:   # no ray compared; where one dose has edges, the rays are judged and all outside
+        nan = float("nan")
+        return _not_evaluable({"rays": 0, **counts, "robust_max_gy": top} if not sum(one_sided) else
+                              {"rays": 0, **counts, "ray_spacing_mm": ds, "median_mm": nan, "mean_mm": nan,
+                               "p5_mm": nan, "p95_mm": nan, "within_1mm": 0.0, "within_2mm": 0.0,
+                               "values_mm": np.zeros(0), "bev_uv_mm": np.zeros((0, 2)), "robust_max_gy": top},
+                              min_fraction)
     arr = np.column_stack([np.concatenate(keep_ab), np.concatenate(keep_r)])
     diff = arr[:, 3] - arr[:, 2]
-    out = {"rays": len(arr), "ray_spacing_mm": ds, "median_mm": float(np.median(diff)),
+    judged = n + sum(one_sided)   # a ray with an edge in one dose only is outside every tolerance
+    out = {"rays": len(arr), **counts, "ray_spacing_mm": ds, "median_mm": float(np.median(diff)),
            "mean_mm": float(diff.mean()), "p5_mm": float(np.percentile(diff, 5)),
-           "p95_mm": float(np.percentile(diff, 95)), "within_1mm": float(np.mean(np.abs(diff) <= 1.0)),
-           "within_2mm": float(np.mean(np.abs(diff) <= 2.0)), "values_mm": diff, "bev_uv_mm": arr[:, :2],
+           "p95_mm": float(np.percentile(diff, 95)), "within_1mm": float(np.sum(np.abs(diff) <= 1.0) / judged),
+           "within_2mm": float(np.sum(np.abs(diff) <= 2.0) / judged), "values_mm": diff, "bev_uv_mm": arr[:, :2],
            "robust_max_gy": top}
     dn = np.concatenate(keep_noise) if keep_noise else np.zeros(0)
-    if dn.size:
-        out.update({"noise_rays": int(dn.size), "noise_median_mm": float(np.median(dn)),
-                    "noise_p5_mm": float(np.percentile(dn, 5)), "noise_p95_mm": float(np.percentile(dn, 95)),
+    fin_n = np.isfinite(dn)
+    if fin_n.any():   # the noise floor's median of its compared rays, its share within 2 mm of all (as above)
+        out.update({"noise_rays": int(fin_n.sum()), "noise_median_mm": float(np.median(dn[fin_n])),
+                    "noise_p5_mm": float(np.percentile(dn[fin_n], 5)),
+                    "noise_p95_mm": float(np.percentile(dn[fin_n], 95)),
                     "noise_within_2mm": float(np.mean(np.abs(dn) <= 2.0)),
-                    "noise_matched_median_mm": float(np.median(diff) - np.median(dn))})
+                    "noise_matched_median_mm": float(np.median(diff) - np.median(dn[fin_n]))})
     return _not_evaluable(out, min_fraction)
 
 
+def _one_edge_as_inf(r2: np.ndarray, r1: np.ndarray) -> np.ndarray:
+    """``r2 - r1`` of the rays with a distal R80 in either (NaN in both: left out), a ray with one edge only as
+    infinite: outside every tolerance."""
+    either = np.isfinite(r1) | np.isfinite(r2)
+    d = r2[either] - r1[either]
+    d[~np.isfinite(d)] = np.inf
+    return d
+
+
 def _not_evaluable(out: dict[str, Any], min_fraction: float) -> dict[str, Any]:
-    """``out`` (a range_agreement result) with ``evaluable`` and, below :data:`MIN_RANGE_RAYS` rays, the ``note``."""
-    n = int(out.get("rays", 0))
+    """``out`` (a range_agreement result) with ``evaluable`` and, below :data:`MIN_RANGE_RAYS` rays with a distal
+    R80 in either dose (those compared and those with an edge in one dose only), the ``note``."""
+    n = int(out.get("rays", 0)) + int(out.get("rays_without_mc_edge", 0)) + int(out.get("rays_without_tps_edge", 0))
     out["evaluable"] = n >= MIN_RANGE_RAYS
     if not out["evaluable"]:
         out["note"] = (f"not evaluable ({n} ray{'' if n == 1 else 's'}): fewer than {MIN_RANGE_RAYS} beam's-eye-view "

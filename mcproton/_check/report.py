@@ -561,9 +561,10 @@ def _beam_figure(res, b: int) -> Figure:
         _panel_title(axs[4], f"distal R80 MC - TPS (mm)\nbeam's eye view, {ds:g} mm pixels")
         axs[5].hist(np.clip(vals, -8, 8), bins=np.linspace(-8, 8, 65), color="C2")
         axs[5].axvline(0, color="k", lw=0.8)
-        _panel_title(axs[5], f"dR80 median {rng['median_mm']:+.2f} mm\n({rng['rays']} rays)")
+        of = f" of {rng['rays_tps']}" if rng.get("rays_without_mc_edge") else ""   # the TPS's rays, where more
+        _panel_title(axs[5], f"dR80 median {rng['median_mm']:+.2f} mm\n({rng['rays']}{of} rays)")
     else:
-        axs[4].text(0.5, 0.5, "no ray with a distal edge\nin the grid", ha="center", va="center",
+        axs[4].text(0.5, 0.5, "no ray with a distal edge\nof both doses in the grid", ha="center", va="center",
                     fontsize=MIN_FONT_PT)
     # the beam's-eye-view axes in the patient (figures audit 16 F10: "u (mm)", "v (mm)" were defined nowhere)
     from .compare import _frame
@@ -612,6 +613,17 @@ def _glyphs_said_once(build: Callable[[], Figure]) -> Figure:
     characters that the font lacks are said once it is encoded (_png)."""
     quiet_glyph_warnings()
     return build()
+
+
+def _tps_rays_cell(r: Mapping[str, Any]) -> str:
+    """The range table's rays with a TPS distal R80, and in brackets those of them without an MC edge (and the rays
+    with an MC edge only); "" for a result without the counts (an older check.json)."""
+    if "rays_tps" not in r:
+        return ""
+    extra = [f"{r['rays_without_mc_edge']} no MC edge"] if r.get("rays_without_mc_edge") else []
+    if r.get("rays_without_tps_edge"):
+        extra.append(f"+{r['rays_without_tps_edge']} with an MC edge only")
+    return f"{r['rays_tps']}" + (f" ({'; '.join(extra)})" if extra else "")
 
 
 def _range_beams_cell(b: Any, r: Mapping[str, Any]) -> str:
@@ -1151,7 +1163,8 @@ def _alt(res, name: str) -> str:
     out = (f"beam {b}: TPS and MC dose, MC - TPS and 2-D gamma 2%/2mm {_beam_plane_caption(res, b)}; distal R80 "
            "MC - TPS in the beam's eye view and its histogram")
     if r.get("rays"):
-        out += (f": median {_num(r['median_mm'], '+.2f')} mm over {r['rays']} rays, "
+        of = f" of {r['rays_tps']}" if r.get("rays_without_mc_edge") else ""
+        out += (f": median {_num(r['median_mm'], '+.2f')} mm over {r['rays']}{of} rays, "
                 f"{_num(100 * r['within_2mm'], '.2f')} % within 2 mm")
     return out
 
@@ -1291,13 +1304,15 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
     parts += _beam_dose_section(res)
     parts.append("<h2>Beams: range agreement</h2>")
     nan = float("nan")
-    rows = [[_range_beams_cell(b, r), r.get("source", ""), r.get("rays", 0), _num(r.get("median_mm", nan), "+.2f"),
+    rows = [[_range_beams_cell(b, r), r.get("source", ""), _tps_rays_cell(r), r.get("rays", 0),
+             _num(r.get("median_mm", nan), "+.2f"),
              _num(r.get("p5_mm", nan), "+.2f"), _num(r.get("p95_mm", nan), "+.2f"),
              _num(100 * r.get("within_1mm", nan), ".2f"), _num(100 * r.get("within_2mm", nan), ".2f"),
              _num(r.get("noise_median_mm", nan), "+.2f"), _num(100 * r.get("noise_within_2mm", nan), ".2f"),
              _num(r.get("noise_matched_median_mm", nan), "+.2f")]
             for b, r in res.ranges.items() if r.get("same_rays_as") is None]   # beams sharing rays: one row
-    parts.append(_table(["beam", "dose compared", "rays", "median dR80 (mm)", "5 % (mm)", "95 % (mm)",
+    parts.append(_table(["beam", "dose compared", "rays with a TPS edge (no MC edge)", "rays compared",
+                         "median dR80 (mm)", "5 % (mm)", "95 % (mm)",
                          "within 1 mm (%)", "within 2 mm (%)", "MC noise alone: median (mm)",
                          "MC noise alone: within 2 mm (%)", "noise-matched median (mm)"], rows))
     parts.append("<p>\"MC noise alone\": the same comparison of the TPS dose against itself with the MC's noise "
@@ -1307,7 +1322,10 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                  "within 2 mm.</p>")
     parts.append("<p>dR80 = distal 80 % position of the MC minus the TPS along rays parallel to the beam "
                  "through each "
-                 "beam's-eye-view pixel where the TPS dose reaches 50 % of its maximum.</p>")
+                 "beam's-eye-view pixel where the TPS dose reaches 50 % of its maximum. The median and "
+                 "percentiles are of the rays compared (a distal R80 in both doses); a ray with a distal R80 in "
+                 "one dose only (\"no MC edge\": the MC's dose on it is missing or never falls) counts outside "
+                 "1 and 2 mm.</p>")
     parts.append(_beams_table(res))
     for b in sorted(res.ranges):
         parts.append(_img(res, f"beam_{b}", figs[f"beam_{b}"]))

@@ -37,9 +37,11 @@ LEVELS = {"mc_uncertainty_max_pct": 9.0, "range_within_2mm_min": 50.0, "target_d
 FAST = {"gamma_points": 600, "progress": False, "backend": "cpu"}
 
 
-def _write_rs(path: Path, plan_ds, lo=(-16.0, -16.0, -12.0), hi=(16.0, 16.0, 12.0), targets=None) -> None:
+def _write_rs(path: Path, plan_ds, lo=(-16.0, -16.0, -12.0), hi=(16.0, 16.0, 12.0), targets=None,
+              organs=()) -> None:
     """An RT Struct with a box PTV and the External (the water box); ``targets``: [(name, lo, hi), ...] instead of
-    the PTV (ROI numbers 1, 2, ... in this order, the External last)."""
+    the PTV (ROI numbers 1, 2, ... in this order, the External last); ``organs``: [(name, lo, hi), ...] boxes of
+    type ORGAN after the targets."""
     from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -54,6 +56,7 @@ def _write_rs(path: Path, plan_ds, lo=(-16.0, -16.0, -12.0), hi=(16.0, 16.0, 12.
     ds.FrameOfReferenceUID = FOR
     rois, contours, obs = [], [], []
     boxes = [(n, "PTV", a, b) for n, a, b in (targets or [("PTV", lo, hi)])]
+    boxes += [(n, "ORGAN", a, b) for n, a, b in organs]
     for num, (name, typ, a, b) in enumerate((*boxes, ("External", "EXTERNAL", (BOX[0], BOX[0], -20.0),
                                                        (BOX[1], BOX[1], 20.0))), start=1):
         r = Dataset()
@@ -310,6 +313,53 @@ def test_one_beam_of_a_per_beam_plan_scaled_by_5_percent_fails_naming_that_beam(
     assert js["levels"]["beam_dose_ratio_pct"]["value"] == 3.0
     page = Path(res.report_html).read_text()
     assert "<h2>Beams: dose level</h2>" in page and f"{res.beam_dose[2]['ratio']:.4f}" in page
+
+
+def test_rays_where_the_mc_has_no_distal_edge_count_as_failing_rays(case, tmp_path):
+    """The MC's beam 1 without dose at x > 0 (half its field lost: a spot column missing or misplaced), the TPS
+    doses the MC's own: the rays where the TPS has a distal R80 and the MC none count outside 2 mm, and the rays row
+    fails at the default 90 % (the fixture's relaxed 50 % is above what is left: 55 %).  Both counts are in the
+    result, check.json, the rows and the report; the beam's dose-level row, a scale level, says that its integral
+    ratio (0.52) is far from its median.  Before, those rays dropped out and the rows read "100 % within 2 mm" of
+    the 65 rays kept (check review 2026-12-06, F2)."""
+    import dataclasses
+    import json
+
+    from mcproton._check.api import check
+
+    d, mc = case["dir"], case["res"].mc
+    vs, org = case["grid"]
+    xs = org[0] + vs[0] * np.arange(mc.total_gy_zyx.shape[2])
+    b1 = np.where(xs > 0, 0.0, mc.beams_gy_zyx[1])
+    half = dataclasses.replace(mc, beams_gy_zyx={1: b1, 2: mc.beams_gy_zyx[2]}, total_gy_zyx=b1 + mc.beams_gy_zyx[2])
+    doses = [_tps(case, f"same_b{b}", mc.beams_gy_zyx[b], summation_type="BEAM", referenced_beam_number=b)
+             for b in (1, 2)]
+    from mcproton._check.levels import ActionLevels
+
+    res = check(plan=d / "RP.dcm", dose=doses, ct=d / "ct", struct=d / "RS.dcm", beam_model="dcpt_v2", mc=half,
+                levels=ActionLevels(**{**LEVELS, "range_within_2mm_min": 90.0}), out=tmp_path / "o",
+                log=lambda m: None, **FAST)
+    r = res.ranges[1]
+    assert r["rays_tps"] == r["rays"] + r["rays_without_mc_edge"] and r["rays_without_tps_edge"] == 0, r
+    assert 0.3 < r["rays_without_mc_edge"] / r["rays_tps"] < 0.6, r             # half the field (measured 53 of 118)
+    assert r["within_2mm"] <= r["rays"] / r["rays_tps"] + 1e-12, r
+    assert res.ranges[2]["rays_without_mc_edge"] == 0 and res.ranges[2]["rays_tps"] == res.ranges[2]["rays"]
+    rows = {c["quantity"]: c for c in res.checks}
+    row = rows["beam 1: rays with |R80 difference| <= 2 mm"]
+    said = f"of the {r['rays_tps']} rays with a distal R80 in the TPS dose, {r['rays_without_mc_edge']} have none"
+    assert not row["passed"] and said in row["value_text"], row
+    assert said in rows["beam 1: median distal R80 difference (per-beam TPS dose)"]["value_text"]
+    assert "have none" not in rows["beam 2: rays with |R80 difference| <= 2 mm"]["value_text"]
+    level = rows["beam 1: MC/TPS dose (median voxel ratio, TPS beam dose >= 50 %)"]["value_text"]
+    assert "the integral ratio differs from the median" in level, level
+    assert "differs from the median" not in rows["beam 2: MC/TPS dose (median voxel ratio, TPS beam dose >= 50 %)"][
+        "value_text"]
+    js = json.loads(Path(res.report_json).read_text())["ranges"]["1"]
+    assert (js["rays_tps"], js["rays"], js["rays_without_mc_edge"]) == (r["rays_tps"], r["rays"],
+                                                                         r["rays_without_mc_edge"])
+    page = Path(res.report_html).read_text()
+    assert "rays with a TPS edge (no MC edge)" in page and f"{r['rays_tps']} ({r['rays_without_mc_edge']} no MC edge)" \
+        in page
 
 
 def test_a_range_of_too_few_rays_is_not_judged(case, monkeypatch):
@@ -570,6 +620,33 @@ def test_without_a_prescription_each_target_is_relative_to_its_own_median(case, 
     assert "own TPS median" in res.provenance["prescription_source"]
 
 
+def test_without_a_prescription_the_organ_note_says_the_targets_tps_d50(case, tmp_path):
+    """No TargetPrescriptionDose: the organ-at-risk note's dose threshold is 2 % of the target's TPS D50, and it
+    says so.  Before, each target's TPS median (the V95/V100 reference) was passed on as "the prescription" and the
+    note read "2 % of the prescription (0.0219 Gy)" of a plan that has none (check review 2026-12-06, F3).  The MC
+    is the TPS dose 25 % higher in the organ only."""
+    import dataclasses
+
+    from mcproton._check.api import check
+
+    d = case["dir"]
+    mc = case["res"].mc
+    vs, org = case["grid"]
+    nz, ny, nx = mc.total_gy_zyx.shape
+    zs, ys, xs = (o + v * np.arange(n) for o, v, n in zip(org[::-1], vs[::-1], (nz, ny, nx)))
+    Z, Y, X = np.meshgrid(zs, ys, xs, indexing="ij")
+    cord = (np.abs(X) <= 16) & (Y >= 16) & (Y <= 28) & (np.abs(Z) <= 12)
+    hot = dataclasses.replace(mc, total_gy_zyx=np.where(cord, 1.25 * mc.total_gy_zyx, mc.total_gy_zyx))
+    _write_rs(tmp_path / "RS_cord.dcm", None, organs=[("Cord", (-16.0, 16.0, -12.0), (16.0, 28.0, 12.0))])
+    res = check(plan=d / "RP.dcm", dose=_tps(case, "rd_same", mc.total_gy_zyx), ct=d / "ct",
+                struct=tmp_path / "RS_cord.dcm", beam_model="dcpt_v2", mc=hot, levels=_levels(), **FAST)
+    assert "own TPS median" in res.provenance["prescription_source"]
+    note = [n for n in res.diagnostics if n.startswith("organ(s) at risk")]
+    assert len(note) == 1 and "Cord Dmean +25.0 %" in note[0], res.diagnostics
+    d50 = res.structures["PTV"]["metrics"]["D50"]["tps_gy"]
+    assert f"2 % of the target's TPS D50 ({d50:.3g} Gy)" in note[0] and "prescription" not in note[0], note[0]
+
+
 def test_a_given_prescription_is_used_for_all_fractions_and_checked(case, tmp_path):
     """``prescription=`` (``--prescription``): one dose for every target or {ROI: dose}, for all fractions of the plan
     (divided by the fractions where the TPS dose holds one); an unknown ROI name or a dose <= 0 is refused."""
@@ -767,6 +844,35 @@ def test_dose_grid_not_covering_the_body(base):
     with pytest.raises(CheckInputError, match="does not cover the irradiated body"):
         _recheck(base, p)
     _recheck(base, _tps(base, "whole", base["blob"]), _only_inputs=True)   # the whole grid is accepted
+
+
+def test_a_grid_cutting_the_second_beam_is_refused_with_per_beam_doses_only(base):
+    """Per-beam TPS doses and no plan dose, on a grid cut at x = +30 mm: beam 1's dose (a narrow blob at the
+    centre) lies well inside it, beam 2's (gantry 90: entering the box at x = +40 mm) is cut through.  Refused,
+    naming beam 2, as the plan dose of the same grid is.  Before, only the first beam's dose (``inp.reference``)
+    was looked at and the check passed with beam 2's entrance left out (check review 2026-12-06, F1)."""
+    from mcproton._check.inputs import CheckInputError
+    from mcproton.dicom import write_rtdose
+
+    vs, org = base["grid"]
+    nz, ny, nx = base["shape"]
+    zs, ys, xs = (o + v * np.arange(n) for o, v, n in zip(org[::-1], vs[::-1], (nz, ny, nx)))
+    Z, Y, X = np.meshgrid(zs, ys, xs, indexing="ij")
+    water = base["blob"] > 0
+    b1 = 2.0 * np.exp(-(X ** 2 + Y ** 2 + Z ** 2) / (2 * 8.0 ** 2)) * water     # 1e-3 of its maximum at x = 30
+    b2 = 2.0 * np.exp(-(Y ** 2 + Z ** 2) / (2 * 8.0 ** 2)) * water               # flat along x: 100 % on the cut
+    keep = xs <= 30.0
+    study = StudyReference(frame_of_reference_uid=FOR, plan_sop_instance_uid=base["plan_uid"])
+    files = [write_rtdose(d[:, :, keep], vs, org, base["dir"] / f"cut_beam{b}.dcm", study=study,
+                          summation_type="BEAM", referenced_beam_number=b) for b, d in ((1, b1), (2, b2))]
+    with pytest.raises(CheckInputError, match=r"cut_beam2\.dcm \(beam 2's dose\) does not cover the irradiated body"):
+        _recheck(base, files)
+    plan = write_rtdose((b1 + b2)[:, :, keep], vs, org, base["dir"] / "cut_plan.dcm", study=study)
+    with pytest.raises(CheckInputError, match=r"cut_plan\.dcm does not cover the irradiated body"):
+        _recheck(base, plan)
+    whole = [write_rtdose(d, vs, org, base["dir"] / f"whole_beam{b}.dcm", study=study, summation_type="BEAM",
+                          referenced_beam_number=b) for b, d in ((1, b1), (2, b2))]
+    _recheck(base, whole, _only_inputs=True)   # the whole grid is accepted
 
 
 def test_unknown_dose_type(base):

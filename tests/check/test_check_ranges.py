@@ -52,7 +52,8 @@ def _distal_r80_one(t: np.ndarray, prof: np.ndarray, like: np.ndarray | None = N
 
 def _range_agreement_per_ray(axes_zyx, ref, ev, direction, isocentre, *, ray_spacing_mm=None, step_mm=0.5,
                              min_fraction=0.5):
-    """range_agreement as the check computed it before: one ray at a time (the oracle)."""
+    """range_agreement one ray at a time (the oracle); a ray with a distal R80 in one dose only counts outside 1 and
+    2 mm (check review 2026-12-06, F2)."""
     from scipy.ndimage import map_coordinates
 
     z, y, x = (np.asarray(a, float) for a in axes_zyx)
@@ -75,7 +76,7 @@ def _range_agreement_per_ray(axes_zyx, ref, ev, direction, isocentre, *, ray_spa
     corners = np.array([[x[i], y[j], z[k]] for i in (0, -1) for j in (0, -1) for k in (0, -1)]) - iso
     tt = corners @ d
     t = np.arange(tt.min() - ds, tt.max() + ds, step_mm)
-    rays = []
+    rays, one_sided = [], [0, 0]
     for a in us:
         for b in vs:
             pts = iso + a * u + b * v + t[:, None] * d
@@ -88,15 +89,19 @@ def _range_agreement_per_ray(axes_zyx, ref, ev, direction, isocentre, *, ray_spa
             r1, r2 = _distal_r80_one(t, pr), _distal_r80_one(t, pe, like=pr)
             if math.isfinite(r1) and math.isfinite(r2):
                 rays.append((a, b, r1, r2))
+            elif math.isfinite(r1) or math.isfinite(r2):
+                one_sided[0 if math.isfinite(r1) else 1] += 1
     if not rays:
         return {"rays": 0}
     arr = np.array(rays)
     diff = arr[:, 3] - arr[:, 2]
-    return {"rays": len(arr), "ray_spacing_mm": ds, "median_mm": float(np.median(diff)),
+    judged = len(arr) + sum(one_sided)
+    return {"rays": len(arr), "rays_tps": len(arr) + one_sided[0], "rays_without_mc_edge": one_sided[0],
+            "rays_without_tps_edge": one_sided[1], "ray_spacing_mm": ds, "median_mm": float(np.median(diff)),
             "mean_mm": float(diff.mean()), "p5_mm": float(np.percentile(diff, 5)),
-            "p95_mm": float(np.percentile(diff, 95)), "within_1mm": float(np.mean(np.abs(diff) <= 1.0)),
-            "within_2mm": float(np.mean(np.abs(diff) <= 2.0)), "values_mm": diff, "bev_uv_mm": arr[:, :2],
-            "robust_max_gy": top, "evaluable": len(arr) >= MIN_RANGE_RAYS}
+            "p95_mm": float(np.percentile(diff, 95)), "within_1mm": float(np.sum(np.abs(diff) <= 1.0) / judged),
+            "within_2mm": float(np.sum(np.abs(diff) <= 2.0) / judged), "values_mm": diff, "bev_uv_mm": arr[:, :2],
+            "robust_max_gy": top, "evaluable": judged >= MIN_RANGE_RAYS}
 
 
 DIRECTION = np.array([0.35, 0.9, -0.25])
@@ -275,3 +280,27 @@ def test_a_range_of_fewer_rays_than_the_minimum_is_not_evaluable(cube_grid):
     assert r["note"].startswith(f"not evaluable ({r['rays']} rays)") and "not judged" in r["note"]
     full = range_agreement(axes, _analytic_beam(pts, d, iso, 80.0), _analytic_beam(pts, d, iso, 75.0), d, iso)
     assert full["evaluable"] and "note" not in full
+
+
+def test_rays_without_an_mc_edge_count_outside_the_tolerance(cube_grid):
+    """An analytic beam whose MC copy has no dose on half its field (u > 0: a spot column missing): the rays with the
+    TPS's distal R80 and none of the MC's count outside 1 and 2 mm (``within_2mm`` about a half, not 100 %) and are
+    counted (``rays_tps``, ``rays_without_mc_edge``); the median is of the rays compared.  An MC without dose on the
+    whole field: no ray compared, still judged (evaluable), none within 2 mm.  Before, such rays dropped out
+    silently (check review 2026-12-06, F2)."""
+    axes, pts = cube_grid
+    iso = np.array([0.5, -1.0, 1.5])
+    d = np.array([1.0, 0.0, 0.0])
+    u, _ = _frame(d)
+    tps = _analytic_beam(pts, d, iso, 80.0)
+    half = np.where((pts - iso) @ u > 0, 0.0, tps)
+    r = range_agreement(axes, tps, half, d, iso)
+    assert r["rays_tps"] == r["rays"] + r["rays_without_mc_edge"] and r["rays_without_tps_edge"] == 0, r
+    assert 0.4 < r["rays_without_mc_edge"] / r["rays_tps"] < 0.6, r
+    assert r["within_2mm"] == pytest.approx(r["rays"] / r["rays_tps"]) and r["within_1mm"] == r["within_2mm"]
+    assert abs(r["median_mm"]) < 0.01 and len(r["values_mm"]) == r["rays"] and r["evaluable"]
+    none = range_agreement(axes, tps, np.zeros_like(tps), d, iso)
+    assert none["rays"] == 0 and none["rays_without_mc_edge"] == r["rays_tps"], none
+    assert none["evaluable"] and none["within_2mm"] == 0.0 and math.isnan(none["median_mm"]), none
+    whole = range_agreement(axes, tps, tps, d, iso)
+    assert whole["rays_without_mc_edge"] == 0 and whole["within_2mm"] == 1.0 and whole["rays"] == r["rays_tps"]
