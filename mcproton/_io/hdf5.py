@@ -50,6 +50,8 @@ def _attr(v: Any) -> Any:
         return json.dumps(v, default=str)
     if v is None:
         return "none"
+    if isinstance(v, str) and (v == "none" or v[:1] in '[{"'):
+        return json.dumps(v)   # a string that would read back as None or as JSON: stored as a JSON string
     return v
 
 
@@ -292,7 +294,7 @@ def _py(v: Any) -> Any:
         return v.tolist()
     if isinstance(v, np.generic):
         return v.item()
-    if isinstance(v, str) and v[:1] in "[{":
+    if isinstance(v, str) and v[:1] in '[{"':   # a dict or list, or a string that _attr stored as JSON
         try:
             return json.loads(v)
         except ValueError:
