@@ -314,8 +314,8 @@ def _check_control_points(b, where: str) -> None:
                     f"{where} control point {i}: the control points are not in layer pairs (a layer's control point "
                     "with the spot weights, then one with zero weights, as Eclipse and RayStation write them), and in "
                     f"any other layout each control point's spot weights ({w[i]:.6g}) must be the rise of "
-                    f"CumulativeMetersetWeight (300A,0134) to the next ({rise:.6g}; PS3.3 C.8.8.25): control points are "
-                    "missing or shifted, or weights altered: the plan is damaged, export it again")
+                    f"CumulativeMetersetWeight (300A,0134) to the next ({rise:.6g}; PS3.3 C.8.8.25): control points "
+                    "are missing or shifted, or weights altered: the plan is damaged, export it again")
         if w[-1] != 0:
             raise DicomInputError(
                 f"{where} control point {n - 1}: the last control point carries spot weights (ScanSpotMetersetWeights "

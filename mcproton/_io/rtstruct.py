@@ -15,10 +15,10 @@ C.8.8.6; two contours that overlap without one inside the other are warned of, a
 out).  Contour planes must be axial.  Each grid slice takes the contour plane nearest to its centre if it lies
 within half the structure's plane spacing (for a single-plane structure half the CT slice it was drawn on, the
 median plane spacing of the structure set's other ROIs, or half a voxel where none gives it; at least half a voxel);
-slices beyond the first and last plane by more than that stay empty.  A plane's slab is half-open, (lower, upper]: a slice centre exactly on a
-boundary (midway between two planes, or half a spacing beyond the first or last plane, within 1e-6 mm, as on an
-outline in x and y) belongs to the lower plane only, so that on any grid whose spacing divides the slab the slices
-hold the slab's thickness (planes z_0..z_n every p mm: n + 1 planes times p).
+slices beyond the first and last plane by more than that stay empty.  A plane's slab is half-open, (lower, upper]:
+a slice centre exactly on a boundary (midway between two planes, or half a spacing beyond the first or last plane,
+within 1e-6 mm, as on an outline in x and y) belongs to the lower plane only, so that on any grid whose spacing
+divides the slab the slices hold the slab's thickness (planes z_0..z_n every p mm: n + 1 planes times p).
 
 ``write_dvh_hdf5(h5_path, dose_zyx, masks, voxel_volume_cm3)`` adds a group ``dvh`` to a result HDF5: one
 subgroup per structure (named by ``dvh_group_keys``, the ROI name in its attribute ``name``; ``read_dvh_hdf5`` reads
