@@ -11,7 +11,10 @@ standard gzip filter (level :data:`GZIP_LEVEL`; shuffle on the result grids), fi
 not stored (any HDF5 reader returns the fill value).
 
 Format version (root attribute ``format_version`` = :data:`FORMAT_VERSION`, "mcproton-dose/1"): version 1 adds
-``materials_json`` (the full definitions of the geometry's materials) and the group ``result`` (attributes
+``materials_json`` (the full definitions of the geometry's materials), ``study`` (JSON: the CT's patient, study and
+frame of reference UIDs, position, orientation and study date of a grid from a CT, ``null`` otherwise; files of
+version 1 written before 2026-12-06 lack it, and their results refuse to be written as an RT Dose without a
+``study``) and the group ``result`` (attributes
 ``primaries``, ``wall_s``, ``protons_per_second``, ``backend``, ``device``), and, when written by
 ``DoseResult.save``, the dataset ``edep_mev_per_primary`` (for ``integrated_depth_dose``).  Files written before
 the version existed (version 0) lack all of these.  Readers refuse a version they do not know.
@@ -47,6 +50,8 @@ def _attr(v: Any) -> Any:
         return json.dumps(v, default=str)
     if v is None:
         return "none"
+    if isinstance(v, str) and (v == "none" or v[:1] in '[{"'):
+        return json.dumps(v)   # a string that would read back as None or as JSON: stored as a JSON string
     return v
 
 
@@ -208,6 +213,10 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
         f.attrs["materials"] = json.dumps([m.name for m in g.materials])
         f.attrs["materials_json"] = json.dumps([asdict(m) for m in g.materials], default=dict)
         f.attrs["geometry_name"] = str(g.name)
+        # the CT's patient, study, frame of reference, position and orientation ("null": a grid without a CT), so
+        # that an RT Dose written from the loaded result lies in the CT's frame (I/O review 2026-12-06, F1)
+        study = getattr(g, "study", None)
+        f.attrs["study"] = json.dumps(asdict(study) if study is not None else None)
         f.attrs["format_version"] = FORMAT_VERSION
         if fx is not None:   # an RT Ion Plan's beams: how many of its fractions the dose holds (the RT Dose: all)
             f.attrs["fractions"], f.attrs["fractions_planned"] = fx[0], fx[1]
@@ -285,7 +294,7 @@ def _py(v: Any) -> Any:
         return v.tolist()
     if isinstance(v, np.generic):
         return v.item()
-    if isinstance(v, str) and v[:1] in "[{":
+    if isinstance(v, str) and v[:1] in '[{"':   # a dict or list, or a string that _attr stored as JSON
         try:
             return json.loads(v)
         except ValueError:
@@ -324,7 +333,8 @@ def load_result(path: str | Path):
     names = {int(k): v for k, v in json.loads(a["label_names"]).items()} if "label_names" in a else {}
     geom = VoxelGeometry(h["material_index"], h["density"], _materials(a, path),
                          tuple(float(v) for v in a["voxel_size_mm"]), tuple(float(v) for v in a["origin_mm"]),
-                         labels_zyx=labels, label_names=names, name=str(a.get("geometry_name", "voxel grid")))
+                         labels_zyx=labels, label_names=names, name=str(a.get("geometry_name", "voxel grid")),
+                         study=_study(a))
     prov = {k: _py(v) for k, v in h["provenance"].items()}
     r = {k: _py(v) for k, v in h["result"].items()}
     res = DoseResult(
@@ -338,4 +348,26 @@ def load_result(path: str | Path):
         normalisation=str(_py(a["normalisation"])), edep_mev_zyx=h.get("edep_mev_per_primary"))
     if h["dataset_attrs"]:   # dose_raw, body_mask (mcproton/body.py)
         res.extra_datasets = {k: (h[k], {n: _py(v) for n, v in at.items()}) for k, at in h["dataset_attrs"].items()}
+    if "study" not in a:   # written before the study was stored: whether it had a CT is unknown (write_result_rtdose)
+        res.study_not_stored = str(path)
     return res
+
+
+def _study(attrs: dict):
+    """The :class:`~mcproton._io.dicom_common.StudyReference` stored in the root attribute ``study`` (None for a
+    grid without a CT, or a file written before it was stored)."""
+    import dataclasses
+
+    from .dicom_common import StudyReference
+
+    v = attrs.get("study")
+    if v is None:
+        return None
+    d = json.loads(v.decode() if isinstance(v, bytes) else str(v))
+    if d is None:
+        return None
+    known = {f.name for f in dataclasses.fields(StudyReference)}
+    d = {k: v for k, v in d.items() if k in known}
+    if "axis_directions" in d:
+        d["axis_directions"] = tuple(int(x) for x in d["axis_directions"])
+    return StudyReference(**d)

@@ -21,9 +21,10 @@ verification fields are left out of the dose by rtplan._parse_plan and not check
   previous layer's energy);
 * the CumulativeMetersetWeight (300A,0134) of the control points does not start at 0, does not rise by
   exactly the spot weights of each control point, or does not end at FinalCumulativeMetersetWeight
-  (300A,010E); or the control points are not in pairs per energy layer (a layer's first control point
-  carries the spot weights, the second repeats its energy with zero weights), as Eclipse and RayStation
-  write them;
+  (300A,010E); or, for control points in pairs per energy layer as Eclipse and RayStation write them (a
+  layer's first control point carries the spot weights, the second repeats its energy with zero weights), the
+  second states another energy than the first; other layouts (one control point per layer and a closing one)
+  need zero weights in the last control point;
 * the sum of all ScanSpotMetersetWeights (300A,0396) of a beam differs from its
   FinalCumulativeMetersetWeight by more than ``WEIGHT_RTOL`` (0.1 %);
 * NumberOfRangeShifters (300A,0312) disagrees with the RangeShifterSequence, the first control point of a
@@ -296,10 +297,31 @@ def _check_control_points(b, where: str) -> None:
             f"{where} control point {n - 1}: the last CumulativeMetersetWeight (300A,0134) is {cum[-1]:.6g}, not the "
             f"FinalCumulativeMetersetWeight (300A,010E) {fcmw:.6g}; control points are missing at the end of the "
             "beam: the plan is damaged, export it again")
-    # layer pairs (Eclipse, RayStation): cp 2k carries the weights, cp 2k+1 repeats the energy with zero weights
-    if n % 2:
-        raise DicomInputError(f"{where}: {n} control points, an odd number; Eclipse and RayStation write two per "
-                              "energy layer: a control point is missing, the plan is damaged: export it again")
+    # layer pairs (Eclipse, RayStation): cp 2k carries the weights, cp 2k+1 repeats the energy with zero weights.
+    # Any other layout that the cumulative weights above describe (PS3.3 C.8.8.25 asks only that each control point's
+    # weights be the rise of CumulativeMetersetWeight to the next and the last one's be 0), e.g. one control point
+    # per layer and a closing one, reads unambiguously: each control point with weights is a layer at its own
+    # NominalBeamEnergy (checked above).  Its last control point must then carry no weights (I/O review 2026-12-06,
+    # F4: such a plan was refused as damaged)
+    if n % 2 or any(w[i] != 0 for i in range(1, n, 2)):
+        # without the pairs' zero-weight control points to tell a shift, each control point's rise must be its own
+        # weights to WEIGHT_RTOL of them (not of a mean layer: a spot weight shifted into a zero-weight control
+        # point is then caught), plus the DS rounding of the cumulative weights
+        for i in range(n - 1):
+            rise = cum[i + 1] - cum[i]
+            if abs(rise - w[i]) > WEIGHT_RTOL * w[i] + 1e-9 * fcmw:
+                raise DicomInputError(
+                    f"{where} control point {i}: the control points are not in layer pairs (a layer's control point "
+                    "with the spot weights, then one with zero weights, as Eclipse and RayStation write them), and in "
+                    f"any other layout each control point's spot weights ({w[i]:.6g}) must be the rise of "
+                    f"CumulativeMetersetWeight (300A,0134) to the next ({rise:.6g}; PS3.3 C.8.8.25): control points "
+                    "are missing or shifted, or weights altered: the plan is damaged, export it again")
+        if w[-1] != 0:
+            raise DicomInputError(
+                f"{where} control point {n - 1}: the last control point carries spot weights (ScanSpotMetersetWeights "
+                "(300A,0396) must be 0 there, PS3.3 C.8.8.25: the cumulative meterset ends at it); control points "
+                "are missing at the end of the beam: the plan is damaged, export it again")
+        return
     energy = None
     for i, cp in enumerate(cps):
         e = _num(cp.get("NominalBeamEnergy", None))

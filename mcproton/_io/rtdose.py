@@ -24,7 +24,7 @@ import numpy as np
 from .dicom_common import (INVALID_PLAN_UID_SAID, RT_DOSE_STORAGE, StudyReference, decode_long_un,
                            dicom_kind, gzip_error, is_gzip, number_values, replacement_plan_uid)
 from .dicom_common import is_valid_uid as is_valid_instance_uid
-from .errors import DicomInputError, McprotonRuntimeWarning, said_already, warn
+from .errors import DicomInputError, McprotonRuntimeWarning, McprotonWarning, said_already, warn
 
 _SUMMATION = ("PLAN", "MULTI_PLAN", "FRACTION", "BEAM", "BRACHY", "FRACTION_SESSION", "BEAM_SESSION",
               "BRACHY_SESSION", "CONTROL_POINT", "RECORD")
@@ -420,6 +420,10 @@ def beam_rtdose_path(path: str | Path, beam_number: int) -> Path:
     return p.with_name(f"{p.stem}_beam{int(beam_number)}{p.suffix or '.dcm'}")
 
 
+#: the slice thickness (mm) assumed for a single-frame RT Dose without SliceThickness, with a warning (read_rtdose)
+SINGLE_FRAME_DZ_MM = 1.0
+
+
 def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | None = None,
                         study: StudyReference | None = None, body_outline=None,
                         series_description: str = "mcproton dose", **series) -> dict:
@@ -435,7 +439,9 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
       the plan; for beams without a plan the dose to medium as simulated, PLAN, with a placeholder plan
       reference.  Always physical dose to medium unless ``contents`` says otherwise.
     * ``study`` (:class:`StudyReference`): the patient, study, frame of reference and plan; default the
-      result geometry's ``study`` (a CT's: ``HUCalibration.to_geometry`` sets it), else a new study and frame.
+      result geometry's ``study`` (a CT's: ``HUCalibration.to_geometry`` sets it; ``DoseResult.save`` stores it and
+      ``load`` restores it), else a new study and frame.  A result loaded from an HDF5 file written before the study
+      was stored (2026-12-06) raises ValueError without ``study``: whether it had a CT is unknown.
       The plan of ``contents`` is referenced when ``study`` names none.
 
     The dose outside ``body_outline`` (default the result's, :func:`mcproton.body.apply_body_outline`) is 0.
@@ -464,6 +470,13 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     contents = contents or result_dose_contents(result)
     if contents.dose_to not in ("medium", "water"):
         raise ValueError(f'contents.dose_to must be "medium" or "water"; got {contents.dose_to!r}')
+    if study is None and getattr(result.geometry, "study", None) is None and getattr(result, "study_not_stored", ""):
+        raise ValueError(f"the result was loaded from {result.study_not_stored}, written by an mcproton that did not "
+                         "store the CT's patient, study and frame of reference in the HDF5 file: the RT Dose would "
+                         "lie in a new frame of reference with no patient, so that it matches no CT; give "
+                         "study=mcproton.StudyReference.from_ct(load_ct_series(CT folder)) of the CT the dose was "
+                         "computed on (or study=mcproton.StudyReference() for a phantom without a CT), or save the "
+                         "result again with this version")
     study = study or getattr(result.geometry, "study", None) or StudyReference()
     plan_uid = contents.plan_sop_instance_uid or ""
     if plan_uid and study.plan_sop_instance_uid and plan_uid != study.plan_sop_instance_uid:
@@ -745,7 +758,14 @@ def read_rtdose(path: str | Path, *, dose_type: str | None = None) -> RTDose:
             raise DicomInputError(f"{p}: GridFrameOffsetVector is not evenly spaced; not supported")
         dz0 = float(dz[0])
     else:
-        dz0 = float(ds.get("SliceThickness", 1.0) or 1.0)
+        st = ds.get("SliceThickness", None)
+        dz0 = float(st) if st not in (None, "") else 0.0
+        if not dz0 > 0:   # a single frame has no GridFrameOffsetVector spacing: its thickness is SliceThickness only
+            warn(f"{p}: a single-frame RT Dose without a SliceThickness (0018,0050) > 0 ({st!r}): its slice is taken "
+                 f"as {SINGLE_FRAME_DZ_MM:g} mm thick, which sets the volume of each dose voxel (DVH volumes) and "
+                 "the grid's z extent, not the dose values; export the dose with its slice thickness if volumes "
+                 "matter", McprotonWarning)
+            dz0 = SINGLE_FRAME_DZ_MM
     stored_axes = axis_directions(iop, dz0 if nf > 1 else None)
     dose = arr.astype(np.float64) * scaling
     origin = ipp.copy()

@@ -765,7 +765,13 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
         _check_modulated_scan_mode_type(b, scan, where)
         _check_no_beam_modifiers(b, where, ignore_beam_limiting_devices=ignore_beam_limiting_devices)
         boli = _bolus_roi_numbers(b, where)
-        unit = str(b.get("PrimaryDosimeterUnit", "MU") or "MU")
+        unit = str(b.get("PrimaryDosimeterUnit", "") or "").strip()
+        if not unit:
+            raise _e(f"{where}: PrimaryDosimeterUnit (300A,00B3), a required (Type 1) attribute of the RT Ion Beams "
+                     "module, is missing or empty, so the plan does not say whether its BeamMeterset and spot "
+                     "weights count MU or protons (NP); taking one for the other changes the dose about 1e6-fold "
+                     "(the protons per MU).  Export the plan again, or set the unit the planning system used, e.g. "
+                     f"with DCMTK: dcmodify -m \"(300a,03a2)[{bi}].(300a,00b3)=MU\" plan.dcm (or NP)")
         if unit not in ("MU", "NP"):
             raise _e(f"{where}: PrimaryDosimeterUnit {unit!r} is not MU or NP")
         fcmw = _f(b, "FinalCumulativeMetersetWeight", where)
@@ -1267,6 +1273,8 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
             _check_spot_sizes(b, beam_model, in_air, one_size)
         if b.primary_dosimeter_unit == "NP":
             _check_np_meterset(b)
+        else:
+            _check_mu_meterset(b)
         total = float(sum(s.weight for s in spots))
         out.append(Beam(spots, total_protons=total, name=f"{b.number}:{b.name}", meta={
             "beam_number": b.number, "gantry_angle_deg": b.gantry_angle_deg, "couch_angle_deg": b.couch_angle_deg,
@@ -1303,6 +1311,13 @@ NOMINAL_SIZE_SPAN_MEV = 10.0
 #: lie 5-16 x above the MU and 1e4 x below the protons.
 NP_MIN_PROTONS_PER_BEAM = 1e6
 NP_MIN_PROTONS_PER_SPOT = 1e3
+#: An MU beam with more MU per fraction than this, or more per spot on average than MU_MAX_PER_SPOT, is warned about
+#: as protons labelled MU (the dose would be too high by the protons per MU, 1e6-1e8).  The MU plans in
+#: tests/data/dicom hold at most 6e4 MU per beam and 181 per spot on average; a 20 Gy single fraction is ~10 x a
+#: 2 Gy one; protons are 1e9-1e11 per beam and 1e6-1e8 per spot: the thresholds lie 100 x below the protons and
+#: 100-500 x above the MU.  A warning only: a machine with an unusual MU definition is not refused.
+MU_MAX_PER_BEAM = 1e7
+MU_MAX_PER_SPOT = 1e5
 
 
 def _check_spot_tunes(b: IonBeam, beam_model) -> None:
@@ -1397,6 +1412,22 @@ def _check_np_meterset(b: IonBeam) -> None:
              f"holds 1e9-1e11 and a spot 1e6-1e8; warned below {NP_MIN_PROTONS_PER_BEAM:.0e} per beam or "
              f"{NP_MIN_PROTONS_PER_SPOT:.0e} per spot): the meterset looks like MU labelled NP, which gives a dose "
              "too low by the protons per MU (1e6-1e8); check the plan's PrimaryDosimeterUnit and BeamMeterset",
+             McprotonWarning)
+
+
+def _check_mu_meterset(b: IonBeam) -> None:
+    """Warn about an MU beam whose meterset is far too large for MU: protons labelled MU (the dose would be too
+    high by the beam model's protons per MU, 1e6-1e8)."""
+    mu = np.concatenate([np.asarray(layer.spot_mu, float) for layer in b.layers])
+    n = int((mu > 0).sum())
+    total = float(mu.sum())
+    per_spot = total / max(n, 1)
+    if total > MU_MAX_PER_BEAM or per_spot > MU_MAX_PER_SPOT:
+        warn(f"beam {b.number} ({b.name!r}): PrimaryDosimeterUnit (300A,00B3) is MU, but the beam holds "
+             f"{total:.3g} MU per fraction, {per_spot:.3g} per spot on average over {n} spots (a clinical beam "
+             f"holds up to ~1e5 MU and a spot up to ~1e3; warned above {MU_MAX_PER_BEAM:.0e} per beam or "
+             f"{MU_MAX_PER_SPOT:.0e} per spot): the meterset looks like protons labelled MU, which gives a dose "
+             "too high by the protons per MU (1e6-1e8); check the plan's PrimaryDosimeterUnit and BeamMeterset",
              McprotonWarning)
 
 

@@ -63,3 +63,22 @@ def test_all_zero_and_empty_and_not_3d():
 def test_non_contiguous_input():
     a = _sparse((10, 40, 80), np.float64)[:, ::2, 1:]
     assert _roundtrip(a)[0].tobytes() == np.ascontiguousarray(a).tobytes()
+
+
+def test_provenance_strings_round_trip_as_the_same_strings(tmp_path):
+    """I/O review 2026-12-06 (minor): a provenance string "none" read back as None, and one starting with "[" or "{"
+    as the JSON it spelt ("[1, 2]" as a list).  Every string now reads back as itself; None, dicts and lists as
+    before."""
+    import h5py
+
+    from mcproton._io.hdf5 import _attr, _py
+
+    values = {"none_text": "none", "list_text": "[1, 2]", "dict_text": '{"a": 1}', "quoted": '"q"', "bad": "[x",
+              "plain": "water", "empty": "", "nothing": None, "a_list": [1, "two"], "a_dict": {"k": [1.5, None]},
+              "numbers": [1.0, 2.0], "n": 3}
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        for k, v in values.items():
+            f.attrs[k] = _attr(v)
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        back = {k: _py(f.attrs[k]) for k in values}
+    assert back == values

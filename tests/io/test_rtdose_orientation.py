@@ -336,3 +336,19 @@ def test_run_rtdose_on_a_ct_is_written_in_the_cts_orientation(tmp_path, position
     tol = got.dose_grid_scaling / 2 + 1e-6 * float(got.dose_gy_zyx.max())   # 16 bits; the HDF5's float32
     np.testing.assert_allclose(got.dose_gy_zyx[inside], res.dose_gy_zyx[inside], rtol=0, atol=tol)
     assert got.dose_gy_zyx[inside].max() > 0 and not got.dose_gy_zyx[~inside].any()
+
+
+def test_a_single_frame_dose_without_slice_thickness_says_what_it_assumes(tmp_path):
+    """I/O review 2026-12-06 (minor): a single-frame RT Dose without SliceThickness was read with 1 mm slices
+    without a word (the voxel volume, so DVH volumes, depends on it).  Now it is said."""
+    from mcproton._io.errors import McprotonWarning
+    from mcproton.dicom import write_rtdose
+
+    p = write_rtdose(np.ones((1, 4, 6)), (2.0, 3.0, 5.0), (0.0, 10.0, 20.0), tmp_path / "RD.dcm",
+                     study=StudyReference(frame_of_reference_uid="1.2.3"))
+    ds = pydicom.dcmread(p)
+    del ds.SliceThickness
+    ds.save_as(p)
+    with pytest.warns(McprotonWarning, match=r"single-frame RT Dose without a SliceThickness.*taken as 1 mm"):
+        r = read_rtdose(p)
+    assert r.voxel_size_mm == pytest.approx((2.0, 3.0, 1.0))

@@ -146,6 +146,35 @@ def test_np_meterset_is_the_number_of_protons(model):
     assert beam_all.total_protons == pytest.approx(6.0e9, rel=1e-12)
 
 
+@pytest.mark.parametrize("value", [None, ""])
+def test_missing_dosimeter_unit_is_refused(value):
+    """PrimaryDosimeterUnit (300A,00B3) is Type 1 (PS3.3 C.8.8.25): a plan without it (an anonymiser or a hand edit
+    dropped it) was read as MU without a word, so an NP plan of 2e9 protons became 2e9 MU, ~1e17 protons (I/O review
+    2026-12-06, F2).  Refused, saying what is missing, why it matters and how to set it."""
+    ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "unit": "NP", "meterset": 2.0e9,
+                     "layers": [(150.0, SPOTS, WEIGHTS)]}])
+    if value is None:
+        del ds.IonBeamSequence[0].PrimaryDosimeterUnit
+    else:
+        ds.IonBeamSequence[0].PrimaryDosimeterUnit = value
+    with pytest.raises(DicomInputError, match=r"PrimaryDosimeterUnit \(300A,00B3\).*missing or empty.*MU or "
+                                              r"protons \(NP\).*1e6-fold.*dcmodify"):
+        load_rtplan(ds)
+
+
+def test_protons_labelled_mu_are_warned_about(model):
+    """An MU beam of 2e9 "MU" (protons labelled MU: 1e6-1e8 times the dose) is warned about; the same beam with
+    2e4 MU (a clinical beam holds up to ~1e5) is not."""
+    for meterset, warned in ((2.0e9, True), (2.0e4, False)):
+        ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "unit": "MU", "meterset": meterset,
+                         "layers": [(150.0, SPOTS, WEIGHTS)]}])
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            plan_to_beams(load_rtplan(ds), model)
+        said = [str(x.message) for x in w if "looks like protons labelled MU" in str(x.message)]
+        assert bool(said) == warned, (meterset, [str(x.message) for x in w])
+
+
 def test_range_shifter_energy_only_is_an_explicit_opt_in(model):
     ds = make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
                      "rs_id": "RS_40", "rs_wet": 40.0}])

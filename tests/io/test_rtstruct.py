@@ -293,7 +293,8 @@ def test_each_grid_slice_on_a_slab_boundary_counts_once(spacing_mm):
                         origin_mm=(-18.0, -18.0, -12.0 + off))
         m = rasterise(s, g)
         counts[off] = m["b"].any(axis=(1, 2)).sum() * spacing_mm
-        assert m["one"].any(axis=(1, 2)).sum() == 1, off       # one plane: one slice, however the grid lies
+        # one plane: the CT slice it was drawn on (3 mm, the plane spacing of "b"), however the grid lies
+        assert m["one"].any(axis=(1, 2)).sum() * spacing_mm == 3.0, off
     assert set(counts.values()) == {33.0}, counts
 
 
@@ -522,7 +523,7 @@ def test_a_contour_on_voxel_centres_gives_the_same_mask_on_a_ct_stored_flipped(t
 def test_contour_volumes_are_polygon_areas_times_plane_spacing_with_holes():
     """Infant audit 2026-12-06, F3: the contour volume (what a planning system calls the structure's volume) is the
     polygon areas x the plane spacing, a contour inside another a hole (the masks' even-odd rule); a single plane
-    takes the grid's slice thickness, as its mask does."""
+    takes the CT's slice thickness (the other ROIs' plane spacing, 2 mm), as its mask does."""
     from mcproton._io.rtstruct import contour_volumes_cm3
 
     vols = contour_volumes_cm3({"box": [_rect(-10, 10, -10, 10, z) for z in (0.0, 2.0, 4.0, 6.0, 8.0)],
@@ -530,11 +531,35 @@ def test_contour_volumes_are_polygon_areas_times_plane_spacing_with_holes():
                                 "ring": [c for z in (0.0, 2.0) for c in (_rect(-10, 10, -10, 10, z),
                                                                          _rect(-5, 5, -5, 5, z))],
                                 "none": []}, 3.0)
-    assert vols == pytest.approx({"box": 400 * 5 * 2 / 1e3, "one": 400 * 3 / 1e3, "ring": 300 * 2 * 2 / 1e3})
+    assert vols == pytest.approx({"box": 400 * 5 * 2 / 1e3, "one": 400 * 2 / 1e3, "ring": 300 * 2 * 2 / 1e3})
     g = box_phantom("water", (30, 30, 15), 0.5)   # a fine grid (z 0-15 mm): the mask's volume is the contour's
     ring = {"ring": [c for z in np.arange(4.0, 10.1, 1.0) for c in (_circle(0, 0, 12, z), _circle(0, 0, 5, z))]}
     m = rasterise(ring, g)["ring"]
     assert np.count_nonzero(m) * 0.125e-3 == pytest.approx(contour_volumes_cm3(ring, 0.5)["ring"], rel=0.03)
+
+
+@pytest.mark.parametrize("grid_dz", [1.0, 3.0])
+def test_a_single_plane_structure_takes_the_ct_slice_not_the_grid_slice(grid_dz):
+    """I/O review 2026-12-06, F3: a structure drawn on one slice of a 3 mm CT took the dose grid's slice thickness,
+    mask and contour volume alike: 1/3 of the planning system's volume on a 1 mm grid, unseen by the mask/contour
+    check.  Now both take the CT slice (the plane spacing of the structure set's other ROIs, 3 mm): a 20 x 20 mm
+    square on one plane is 1.2 cm3 on a 1 mm and a 3 mm grid.  Without another ROI to give the CT's slices, the
+    grid's thickness is assumed (as before)."""
+    from types import SimpleNamespace
+
+    from mcproton._io.rtstruct import contour_volumes_cm3
+
+    body = [_rect(-19, 19, -19, 19, z) for z in (-6.0, -3.0, 0.0, 3.0, 6.0)]
+    s = {"one_plane": [_rect(-10, 10, -10, 10, 0.0)], "body": body}
+    n = int(round(30 / grid_dz))
+    g = SimpleNamespace(origin_mm=(-20, -20, -15 + grid_dz / 2), voxel_size_mm=(1.0, 1.0, grid_dz),
+                        shape_zyx=(n, 41, 41))
+    m = rasterise(s, g)["one_plane"]
+    assert m.sum() * grid_dz / 1000 == pytest.approx(1.2)
+    assert contour_volumes_cm3(s, grid_dz)["one_plane"] == pytest.approx(1.2)
+    alone = {"one_plane": s["one_plane"]}
+    assert contour_volumes_cm3(alone, grid_dz)["one_plane"] == pytest.approx(0.4 * grid_dz)
+    assert rasterise(alone, g)["one_plane"].sum() * grid_dz / 1000 == pytest.approx(0.4 * grid_dz)
 
 
 def test_run_dvh_of_tiny_structures_flags_few_voxels_empty_rois_and_contour_volume(tmp_path):

@@ -222,3 +222,50 @@ def test_an_over_long_patient_id_is_warned_once_per_run_not_once_per_object(tmp_
         ours = [str(w.message) for w in caught if issubclass(w.category, McprotonRuntimeWarning)]
         assert len(ours) == 1 and len(said) == 1, (run, ours, said)
         assert "PatientID (74 characters)" in said[0]
+
+
+def test_an_rtdose_of_a_saved_and_loaded_result_lies_in_the_cts_frame(result, tmp_path):
+    """I/O review 2026-12-06, F1: the HDF5 did not store the CT's study, so an RT Dose written from a loaded result
+    got a new random FrameOfReferenceUID and StudyInstanceUID, no patient and HFS orientation, without a word.  Now
+    the study is stored and restored: the RT Dose of the loaded result has the same frame, study, patient and
+    ImageOrientationPatient as the one written from the result itself (a prone CT: axis directions (-1, -1, 1))."""
+    from mcproton import DoseResult
+
+    prone = CT_STUDY.replace(patient_position="HFP", axis_directions=(-1, -1, 1), study_date="20260102",
+                             study_time="101500", study_timezone="+0100")
+    res = dataclasses.replace(result, geometry=dataclasses.replace(result.geometry, study=prone))
+    loaded = DoseResult.load(res.save(tmp_path / "r.h5"))
+    assert loaded.geometry.study == prone
+    assert (loaded.geometry.study.study_date, loaded.geometry.study.study_timezone) == ("20260102", "+0100")
+    keys = ("FrameOfReferenceUID", "StudyInstanceUID", "PatientID", "PatientName", "ImageOrientationPatient",
+            "StudyDate", "StudyTime")
+    got = []
+    for r, name in ((res, "RD_direct.dcm"), (loaded, "RD_loaded.dcm")):
+        write_result_rtdose(r, tmp_path / name)
+        ds = pydicom.dcmread(tmp_path / name, stop_before_pixels=True)
+        got.append([str(ds.get(k, "")) for k in keys])
+    assert got[0] == got[1]
+    assert got[0][:3] == [FRAME, STUDY, "PAED-7"] and got[0][4] == str([-1.0, 0.0, 0.0, 0.0, -1.0, 0.0])
+    # a grid without a CT stays without a study (a new frame of its own, as before the round trip)
+    box = dataclasses.replace(result, geometry=dataclasses.replace(result.geometry, study=None))
+    assert DoseResult.load(box.save(tmp_path / "box.h5")).geometry.study is None
+
+
+def test_an_rtdose_of_an_older_hdf5_without_the_study_is_refused_without_study(result, tmp_path):
+    """An HDF5 written before the study was stored: whether its dose was on a CT is unknown, so write_result_rtdose
+    refuses to invent a frame of reference (as the README advises, give ``study=``); with it, the file is written in
+    that study."""
+    import h5py
+
+    from mcproton import DoseResult
+
+    path = result.save(tmp_path / "old.h5")
+    with h5py.File(path, "r+") as f:
+        del f.attrs["study"]
+    old = DoseResult.load(path)
+    assert old.geometry.study is None
+    with pytest.raises(ValueError, match=r"did not store the CT's patient, study and frame of reference.*"
+                                         r"study=mcproton.StudyReference.from_ct"):
+        write_result_rtdose(old, tmp_path / "RD.dcm")
+    write_result_rtdose(old, tmp_path / "RD.dcm", study=CT_STUDY)
+    assert str(pydicom.dcmread(tmp_path / "RD.dcm").FrameOfReferenceUID) == FRAME
