@@ -62,6 +62,10 @@ class VoxelGeometry:
     #: (:func:`mcproton._io.roi_overrides.outside_external_density`; a couch against the skin counted whole, the
     #: skin's partial blocks not at all); None where not computed (the CT's own grid: the note traces its mask)
     outside_external_g_cm3_zyx: np.ndarray | None = None
+    #: the mcproton warnings issued when the grid was made (:meth:`mcproton.dicom.HUCalibration.to_geometry`: CT
+    #: values that the calibration does not cover, metal given a tissue's density), which a dose computed on it by
+    #: :func:`mcproton.simulate` keeps in its provenance warnings, as ``mcproton run`` keeps them in its summary
+    made_with_warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         mi = np.asarray(self.material_index_zyx)
@@ -393,5 +397,6 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
                         name=f"{geometry.name} (blocks of {fx} x {fy} x {fz} voxels)", study=geometry.study,
                         tissue_heterogeneity=geometry.tissue_heterogeneity,
                         outside_fov_zyx=None if geometry.outside_fov_zyx is None else
-                        blocks_any(geometry.outside_fov_zyx, f), struct_overrides=geometry.struct_overrides)
+                        blocks_any(geometry.outside_fov_zyx, f), struct_overrides=geometry.struct_overrides,
+                        made_with_warnings=list(geometry.made_with_warnings))
     return out

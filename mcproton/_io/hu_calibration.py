@@ -317,7 +317,7 @@ def _replaced(n: int, n_kept: int) -> str:
     return f" (of {n}: the structure set's overrides replaced the others)" if n_kept < n else ""
 
 
-def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any = None, *, error: type,
+def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any = None, *, error: type | None,
                                  what_to_give: str) -> None:
     """The CT's values that the calibration does not cover, judged on the voxels that still hold the calibration's
     values after the structure set's changes (``geometry``: the transport geometry on the CT's own voxels after
@@ -326,8 +326,9 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
 
     * below the curve's first point, where that point is not air-like (density above
       :data:`CALIBRATION_AIR_MAX_G_CM3`): air and lung (below :data:`NO_AIR_ABOVE_HU`) would take a tissue's density,
-      which is never wanted: ``error`` (with ``what_to_give``, the option that gives the calibration); other values
-      (a CT without air): a warning.  The scanner's padding below an air-like first point is air, as it should be;
+      which is never wanted: ``error`` (with ``what_to_give``, the option that gives the calibration; None: a
+      warning, as the Python route runs plausible but wrong inputs as given); other values (a CT without air): a
+      warning.  The scanner's padding below an air-like first point is air, as it should be;
     * below the first material bin, at more than an air-like density: a warning (they take its composition);
     * above the curve's end, and at the top of a 12-bit CT scale (:data:`CT_CEILINGS_HU`), where metal is clipped
       whatever its true CT number: a warning, unless the structure set's overrides replaced every such voxel.
@@ -344,7 +345,7 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
 
 
 def _check_below_calibration(hu: np.ndarray, low: float, calib: "HUCalibration", kept, voxel_cm3: float,
-                             error: type, what_to_give: str) -> None:
+                             error: type | None, what_to_give: str) -> None:
     """:func:`check_ct_against_calibration`: the CT's values below a curve whose first point is not air-like."""
     first = float(calib.seg_hu_lo[0])
     at = np.array([first])
@@ -365,10 +366,14 @@ def _check_below_calibration(hu: np.ndarray, low: float, calib: "HUCalibration",
             "full table, not its tissue part)")
     if n_air_kept:
         pad = " and the scanner's padding outside its field of view" if low < FOV_PADDING_HU else ""
-        raise error(f"{start}; {n_air_kept} of them lie below {air_below:.0f} HU: the air around and inside the "
-                    f"patient (about -1000 HU){pad} would be transported as matter of {rho0:.2f} g/cm3, so every "
-                    f"range would be too short by the air's path times that density (centimetres around a head), "
-                    f"and a beam would seem to enter the patient at the CT grid's edge; {todo}")
+        msg = (f"{start}; {n_air_kept} of them lie below {air_below:.0f} HU: the air around and inside the "
+               f"patient (about -1000 HU){pad} would be transported as matter of {rho0:.2f} g/cm3, so every "
+               f"range would be too short by the air's path times that density (centimetres around a head), "
+               f"and a beam would seem to enter the patient at the CT grid's edge; {todo}")
+        if error is not None:
+            raise error(msg)
+        warn(msg, McprotonRuntimeWarning)   # the Python route (HUCalibration.to_geometry) runs it as given
+        return
     warn(f"{start}; if they are less dense (fat, voxels at the skin) their stopping power is too high; {todo}",
          McprotonRuntimeWarning)
 
@@ -860,9 +865,8 @@ class HUCalibration:
                 best_hu = np.where(better, c, best_hu)
         return best_hu.reshape(d.shape)
 
-    @timed("hu_to_material")   # the phase of a run's summary (mcproton/_timing.py)
     def to_geometry(self, ct, *, compact: bool = False, name: str | None = None,
-                    blocks: Sequence[int] = (1, 1, 1), slab_voxels: int | None = None):
+                    blocks: Sequence[int] = (1, 1, 1), slab_voxels: int | None = None, check_coverage: bool = True):
         """A :class:`mcproton.geometry.VoxelGeometry` from a :class:`~mcproton._io.ct.CTImage`: the one
         CT -> transport geometry conversion (``mcproton run``'s CT phantom, ``mcproton check``, the slab CT).
 
@@ -878,7 +882,29 @@ class HUCalibration:
         The geometry's ``study`` is the CT's (``StudyReference.from_ct(ct)``: patient, study, frame of reference
         and patient position), so that an RT Dose of a dose on it lands in the CT's study and frame
         (:func:`mcproton.dicom.write_result_rtdose`) and the plan's patient position can be checked against it.
+
+        ``check_coverage`` (default True): the CT's values that this calibration does not cover are warned about
+        (:func:`check_ct_against_calibration`: metal above the curve's end, clipped at a 12-bit CT's top or given a
+        tissue's density on an extended scale; values below a first point or material bin that is not air), each a
+        :class:`~mcproton.McprotonRuntimeWarning` kept in the geometry's ``made_with_warnings``, which
+        :func:`mcproton.simulate` keeps in its result's provenance (highZ audit 2026-12-06, F2: the Python route gave
+        a titanium plate bone's density without the word ``mcproton run`` says).  A curve that does not reach air,
+        which ``mcproton run`` refuses, is warned about here too.  False where the caller checks the CT after the
+        structure set's overrides itself (``mcproton run``, ``mcproton check``: an overridden rod is not metal given
+        bone), so that nothing is said twice.
         """
+        from .errors import recording_warnings
+
+        with recording_warnings() as said:
+            if check_coverage:
+                check_ct_against_calibration(ct, self, None, error=None, what_to_give="the CT")
+            g = self._to_geometry(ct, compact=compact, name=name, blocks=blocks, slab_voxels=slab_voxels)
+        g.made_with_warnings = list(dict.fromkeys(said))
+        return g
+
+    @timed("hu_to_material")   # the phase of a run's summary (mcproton/_timing.py)
+    def _to_geometry(self, ct, *, compact: bool, name: str | None, blocks: Sequence[int], slab_voxels: int | None):
+        """:meth:`to_geometry`'s conversion."""
         from ..geometry import VoxelGeometry, block_factors, resample_blocks
         from .dicom_common import StudyReference
 

@@ -692,3 +692,31 @@ def test_metal_of_an_extended_scale_ct_given_bone_by_a_flat_curve_is_reported(tm
         build_geometry({"phantom": {"type": "ct", "ct_dir": str(d), "calibration": str(cal)}})
         err = capsys.readouterr().err
         assert "12-bit" not in err and "CT voxels" not in err, (v, err)
+
+
+def test_the_python_route_warns_of_metal_above_the_calibration_and_keeps_it_in_the_result(tmp_path, capsys,
+                                                                                          warnings_to_stderr):
+    """highZ audit 2026-12-06, F2: HUCalibration.to_geometry + simulate, the README's Python route for a patient
+    CT, turned an 8000 HU titanium plate into 2.84 g/cm3 bone without a McprotonWarning, and the result's provenance
+    held none: the coverage checks ran in `mcproton run` and `mcproton check` only.  to_geometry now warns, the
+    geometry keeps the messages and simulate's result keeps them in provenance["warnings"].  `mcproton run`, which
+    checks after the RT Struct's overrides itself, says it once (an overridden rod: not at all, tested above)."""
+    from mcproton import Beam, RunSettings, simulate
+    from mcproton._io.errors import McprotonRuntimeWarning
+    from mcproton.config import build_geometry
+
+    hu = np.zeros((6, 8, 8))
+    hu[:, 0, :] = -1000
+    hu[2, 3:5, 3:5] = 8000          # a titanium clip in an extended-HU CT
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    ct = load_ct_series(tmp_path / "ct")
+    said = "4 CT voxels (0.008 cm3, up to 8000 HU; x 3..4, y 3..4, z 4 mm) lie above the end of the HU calibration"
+    with pytest.warns(McprotonRuntimeWarning, match=r"lie above the end of the HU calibration 'schneider2000'"):
+        g = HUCalibration.load().to_geometry(ct)
+    assert any(said in w for w in g.made_with_warnings), g.made_with_warnings
+    res = simulate(g, Beam.pencil(70.0, position_mm=(3.5, 3.5, -5.0)),
+                   RunSettings(primaries=200, batches=4, backend="cpu", threads=1, seed=3), log=None)
+    assert any(said in w for w in res.provenance.get("warnings") or []), res.provenance.get("warnings")
+    capsys.readouterr()
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct")}})
+    assert capsys.readouterr().err.count("lie above the end of the HU calibration") == 1
