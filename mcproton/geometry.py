@@ -74,6 +74,10 @@ class VoxelGeometry:
     #: name, built-in or not, modified or not, files, data SHA-256), which a dose computed on it keeps in its
     #: provenance (``calibration``, ``calibration_data_sha256``, ``calibration_record``); None otherwise
     calibration: dict | None = None
+    #: the mcproton warnings issued when the grid was made (:meth:`mcproton.dicom.HUCalibration.to_geometry`: CT
+    #: values that the calibration does not cover, metal given a tissue's density), which a dose computed on it by
+    #: :func:`mcproton.simulate` keeps in its provenance warnings, as ``mcproton run`` keeps them in its summary
+    made_with_warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         mi = np.asarray(self.material_index_zyx)
@@ -196,6 +200,7 @@ def result_copy(geometry: VoxelGeometry) -> VoxelGeometry:
     out.label_names = dict(geometry.label_names)
     out.struct_overrides = copy.deepcopy(geometry.struct_overrides)
     out.calibration = copy.deepcopy(geometry.calibration)
+    out.made_with_warnings = list(geometry.made_with_warnings)
     return out
 
 
@@ -446,5 +451,5 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
                         tissue_heterogeneity=geometry.tissue_heterogeneity,
                         outside_fov_zyx=None if geometry.outside_fov_zyx is None else
                         blocks_any(geometry.outside_fov_zyx, f), struct_overrides=geometry.struct_overrides,
-                        calibration=geometry.calibration)
+                        calibration=geometry.calibration, made_with_warnings=list(geometry.made_with_warnings))
     return out

@@ -50,7 +50,9 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
         Python's ``warnings`` as always.
 
     The mcproton warnings issued during the call are kept in ``result.provenance["warnings"]`` (each message
-    once), as ``mcproton run`` keeps them in its output, whatever the warning filters show.
+    once), as ``mcproton run`` keeps them in its output, whatever the warning filters show; so are those issued when
+    ``geometry`` was made from a CT (``geometry.made_with_warnings``: :meth:`HUCalibration.to_geometry`'s CT values
+    that the calibration does not cover, such as metal given bone's density).
 
     Inputs that ``mcproton run`` refuses as plausible but wrong run here as given, each with a
     :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside
@@ -74,6 +76,9 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
         opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False,
                           log=_job_log(log), warn_stacklevel=3)
         res = run_job(None, settings, geometry, [beam], None, opts)[0]
+    # what was warned about when the grid was made (HUCalibration.to_geometry: metal above the calibration), then
+    # during the call
+    said = list(getattr(geometry, "made_with_warnings", None) or []) + said
     if said:   # what was warned about, beside the dose (DoseResult.save keeps it), as mcproton run keeps it
         res.provenance["warnings"] = list(dict.fromkeys(said))
     return res

@@ -266,14 +266,46 @@ def _slices_kept_by(hu: np.ndarray, calib: "HUCalibration", geometry: Any):
 
 def _count(hu: np.ndarray, where, kept) -> tuple[int, int]:
     """(voxels where ``where(slice)`` holds, of them those ``kept(z)``), slice by slice: no whole-CT temporary."""
+    n, n_kept, _ = _count_and_box(hu, where, kept)
+    return n, n_kept
+
+
+def _count_and_box(hu: np.ndarray, where, kept) -> tuple[int, int, tuple[tuple[int, int], ...] | None]:
+    """:func:`_count`, and the bounding box of the kept voxels counted, ((z0, z1), (y0, y1), (x0, x1)) in voxel
+    indices (inclusive; None where none is kept), for the message to say where they lie."""
     n = n_kept = 0
+    box: list[list[int]] | None = None
     for z in range(hu.shape[0]):
         m = where(hu[z])
         c = int(np.count_nonzero(m))
         if c:
             n += c
-            n_kept += int(np.count_nonzero(m & kept(z)))
-    return n, n_kept
+            mk = m & kept(z)
+            ck = int(np.count_nonzero(mk))
+            if ck:
+                n_kept += ck
+                ys, xs = np.flatnonzero(mk.any(axis=1)), np.flatnonzero(mk.any(axis=0))
+                if box is None:
+                    box = [[z, z], [int(ys[0]), int(ys[-1])], [int(xs[0]), int(xs[-1])]]
+                else:
+                    box[0][1] = z
+                    box[1] = [min(box[1][0], int(ys[0])), max(box[1][1], int(ys[-1]))]
+                    box[2] = [min(box[2][0], int(xs[0])), max(box[2][1], int(xs[-1]))]
+    return n, n_kept, (None if box is None else tuple((a, b) for a, b in box))
+
+
+def _where_mm(ct: Any, box: tuple[tuple[int, int], ...] | None) -> str:
+    """Where the voxels of a bounding box in voxel indices (:func:`_count_and_box`) lie, as a message gives it: "; x
+    -20..18, y 4, z 24..26 mm" (the voxel centres' patient coordinates, the CT's frame), so that a patient with a
+    rod, dental work and a clip can tell which one is meant (highZ audit 2026-12-06, F7); "" without a box."""
+    if box is None:
+        return ""
+    parts = []
+    for ax, (i0, i1) in zip("xyz", (box[2], box[1], box[0])):
+        k = "xyz".index(ax)
+        a, b = (float(ct.origin_mm[k]) + float(ct.voxel_size_mm[k]) * i for i in (i0, i1))
+        parts.append(f"{ax} {round(a, 1):g}" + (f"..{round(b, 1):g}" if i1 != i0 else ""))
+    return f"; {', '.join(parts)} mm"
 
 
 def _cm3(n: int, voxel_cm3: float) -> str:
@@ -287,7 +319,7 @@ def _replaced(n: int, n_kept: int) -> str:
     return f" (of {n}: the structure set's overrides replaced the others)" if n_kept < n else ""
 
 
-def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any = None, *, error: type,
+def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any = None, *, error: type | None,
                                  what_to_give: str) -> None:
     """The CT's values that the calibration does not cover, judged on the voxels that still hold the calibration's
     values after the structure set's changes (``geometry``: the transport geometry on the CT's own voxels after
@@ -296,8 +328,9 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
 
     * below the curve's first point, where that point is not air-like (density above
       :data:`CALIBRATION_AIR_MAX_G_CM3`): air and lung (below :data:`NO_AIR_ABOVE_HU`) would take a tissue's density,
-      which is never wanted: ``error`` (with ``what_to_give``, the option that gives the calibration); other values
-      (a CT without air): a warning.  The scanner's padding below an air-like first point is air, as it should be;
+      which is never wanted: ``error`` (with ``what_to_give``, the option that gives the calibration; None: a
+      warning, as the Python route runs plausible but wrong inputs as given); other values (a CT without air): a
+      warning.  The scanner's padding below an air-like first point is air, as it should be;
     * below the first material bin, at more than an air-like density: a warning (they take its composition);
     * above the curve's end, and at the top of a 12-bit CT scale (:data:`CT_CEILINGS_HU`), where metal is clipped
       whatever its true CT number: a warning, unless the structure set's overrides replaced every such voxel.
@@ -310,11 +343,11 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
     voxel_cm3 = float(np.prod(ct.voxel_size_mm)) / 1000.0
     _check_below_calibration(hu, low, calib, kept, voxel_cm3, error, what_to_give)
     _warn_below_first_material(hu, low, calib, kept, voxel_cm3)
-    _warn_above_calibration(hu, high, calib, kept, voxel_cm3)
+    _warn_above_calibration(ct, hu, high, calib, kept, voxel_cm3)
 
 
 def _check_below_calibration(hu: np.ndarray, low: float, calib: "HUCalibration", kept, voxel_cm3: float,
-                             error: type, what_to_give: str) -> None:
+                             error: type | None, what_to_give: str) -> None:
     """:func:`check_ct_against_calibration`: the CT's values below a curve whose first point is not air-like."""
     first = float(calib.seg_hu_lo[0])
     at = np.array([first])
@@ -335,10 +368,14 @@ def _check_below_calibration(hu: np.ndarray, low: float, calib: "HUCalibration",
             "full table, not its tissue part)")
     if n_air_kept:
         pad = " and the scanner's padding outside its field of view" if low < FOV_PADDING_HU else ""
-        raise error(f"{start}; {n_air_kept} of them lie below {air_below:.0f} HU: the air around and inside the "
-                    f"patient (about -1000 HU){pad} would be transported as matter of {rho0:.2f} g/cm3, so every "
-                    f"range would be too short by the air's path times that density (centimetres around a head), "
-                    f"and a beam would seem to enter the patient at the CT grid's edge; {todo}")
+        msg = (f"{start}; {n_air_kept} of them lie below {air_below:.0f} HU: the air around and inside the "
+               f"patient (about -1000 HU){pad} would be transported as matter of {rho0:.2f} g/cm3, so every "
+               f"range would be too short by the air's path times that density (centimetres around a head), "
+               f"and a beam would seem to enter the patient at the CT grid's edge; {todo}")
+        if error is not None:
+            raise error(msg)
+        warn(msg, McprotonRuntimeWarning)   # the Python route (HUCalibration.to_geometry) runs it as given
+        return
     warn(f"{start}; if they are less dense (fat, voxels at the skin) their stopping power is too high; {todo}",
          McprotonRuntimeWarning)
 
@@ -364,38 +401,89 @@ def _warn_below_first_material(hu: np.ndarray, low: float, calib: "HUCalibration
          "(-1000 HU) up, lung included", McprotonRuntimeWarning)
 
 
-def _warn_above_calibration(hu: np.ndarray, high: float, calib: "HUCalibration", kept, voxel_cm3: float) -> None:
-    """:func:`check_ct_against_calibration`: CT values above the curve's end, and clipped metal."""
+def _warn_above_calibration(ct: Any, hu: np.ndarray, high: float, calib: "HUCalibration", kept,
+                            voxel_cm3: float) -> None:
+    """:func:`check_ct_against_calibration`: CT values above the curve's end, clipped metal, and metal of an
+    extended-scale CT that the curve gives a tissue's density (:func:`_warn_metal_given_tissue`)."""
     top = float(calib.seg_hu_hi.max())
     spr_map = str(calib.name).split(" (")[0] in SPR_MAP_CALIBRATIONS
+    if not spr_map:
+        _warn_metal_given_tissue(ct, hu, high, calib, kept, voxel_cm3)
     clipped = not spr_map and high in CT_CEILINGS_HU and high <= top   # above the curve: the warning below
     if not (high > top or clipped):   # the usual case: no whole-CT count
         return
-    n, n_kept = _count(hu, lambda h: h > top, kept)
+    n, n_kept, box = _count_and_box(hu, lambda h: h > top, kept)
     if n_kept:
         rho = float(calib.density_from_hu(np.array([top]))[0])
         if spr_map:   # an SPR map: value = 1000 x (SPR - 1)
-            what = (f"values up to {high:.0f}, SPR {1 + high / 1000:.2f}){_replaced(n, n_kept)} lie above the end "
-                    f"of the SPR-map calibration {calib.name!r} (value {top:.0f}, SPR {1 + top / 1000:.2f})")
+            what = (f"values up to {high:.0f}, SPR {1 + high / 1000:.2f}{_where_mm(ct, box)}){_replaced(n, n_kept)} "
+                    f"lie above the end of the SPR-map calibration {calib.name!r} (value {top:.0f}, SPR "
+                    f"{1 + top / 1000:.2f})")
         else:
-            what = (f"up to {high:.0f} HU){_replaced(n, n_kept)} lie above the end of the HU calibration "
-                    f"{calib.name!r} ({top:.0f} HU)")
+            what = (f"up to {high:.0f} HU{_where_mm(ct, box)}){_replaced(n, n_kept)} lie above the end of the HU "
+                    f"calibration {calib.name!r} ({top:.0f} HU)")
         warn(f"{n_kept} CT voxels ({_cm3(n_kept, voxel_cm3)} cm3, {what} and were given its last density ({rho:.2f} "
              "g/cm3) and material: if they are metal (implants, clips) the dose behind them is wrong; check the CT or "
              "give those voxels a calibration that covers them", McprotonRuntimeWarning)
     if not clipped:
         return
-    n_sat, n_sat_kept = _count(hu, lambda h: h == high, kept)
+    n_sat, n_sat_kept, box = _count_and_box(hu, lambda h: h == high, kept)
     if not n_sat_kept:
         return   # every clipped voxel lies in an override: the structure set gives their material
     at = np.array([high])
     rho, spr = float(calib.density_from_hu(at)[0]), float(calib.spr_from_hu(at)[0])
-    warn(f"{n_sat_kept} CT voxels ({_cm3(n_sat_kept, voxel_cm3)} cm3){_replaced(n_sat, n_sat_kept)} are at {high:.0f} "
-         f"HU, the CT's highest value and the top of a 12-bit CT scale (stored 4095 with intercept {high - 4095:.0f}), "
-         "where the scanner clips metal (titanium 4.5 g/cm3, stopping-power ratio about 3.2): their true CT number is "
-         f"unknown, and the calibration {calib.name!r} gave them {rho:.2f} g/cm3 (stopping-power ratio {spr:.2f}), so "
-         "behind metal the dose reaches too deep; contour the metal and override its density in the RT Struct (ROI "
-         "physical properties, applied by plan.struct_overrides), or use a CT reconstructed with an extended CT scale",
+    where = _where_mm(ct, box)
+    warn(f"{n_sat_kept} CT voxels ({_cm3(n_sat_kept, voxel_cm3)} cm3{where}){_replaced(n_sat, n_sat_kept)} are at "
+         f"{high:.0f} HU, the CT's highest value and the top of a 12-bit CT scale (stored 4095 with intercept "
+         f"{high - 4095:.0f}), where the scanner clips metal (titanium 4.5 g/cm3, stopping-power ratio about 3.2): "
+         f"their true CT number is unknown, and the calibration {calib.name!r} gave them {rho:.2f} g/cm3 "
+         f"(stopping-power ratio {spr:.2f}), so behind metal the dose reaches too deep; {_OVERRIDE_METAL}, or use a "
+         "CT reconstructed with an extended CT scale", McprotonRuntimeWarning)
+
+
+#: The lowest mass density (g/cm3) taken as metal's: titanium (4.43-4.54 g/cm3, the lightest implant metal; steel
+#: 7.9, gold 19.3) with a margin.  A calibration whose curve stays below it above the 12-bit scale
+#: (:data:`CT_CEILINGS_HU`) gives metal a tissue's density (:func:`_warn_metal_given_tissue`).
+METAL_MIN_G_CM3 = 4.0
+
+#: What the metal warnings say to do first.
+_OVERRIDE_METAL = ("contour the metal and override its density in the RT Struct (ROI physical properties, applied by "
+                   "plan.struct_overrides)")
+
+
+def _warn_metal_given_tissue(ct: Any, hu: np.ndarray, high: float, calib: "HUCalibration", kept,
+                             voxel_cm3: float) -> None:
+    """:func:`_warn_above_calibration`: CT values above the top of a 12-bit CT scale (max :data:`CT_CEILINGS_HU`,
+    3095 HU) and up to the curve's end, where the HU calibration's curve never reaches metal's density
+    (:data:`METAL_MIN_G_CM3`) there.  Only an extended-scale CT holds such values, and in a patient only metal does
+    (cortical bone lies below about 2000 HU, dental enamel below about 3000 HU): a curve flat at a
+    bone's density beyond it (mcsquare_default: 1.825 g/cm3 from 1565 to 5000 HU) gives a titanium rod at 4000 HU
+    bone, half its stopping power, and said nothing (highZ audit 2026-12-06, F1: R80 6.6 mm too deep behind a 4 mm
+    titanium plate).  A 12-bit CT never holds a value above 3095 HU, so ordinary patients' bone and enamel are never
+    named; a curve that does reach metal above the 12-bit scale was made for metal, and its values in between
+    (metal's edges, partly filled voxels) are its author's choice.  Values above the curve's end: the warning
+    of :func:`_warn_above_calibration`."""
+    ceiling = max(CT_CEILINGS_HU)
+    top = float(calib.seg_hu_hi.max())
+    if not (high > ceiling and top > ceiling):
+        return   # no value above a 12-bit scale, or all of them above the curve's end
+    at = np.concatenate([[ceiling, top], calib.seg_hu_lo[calib.seg_hu_lo > ceiling],
+                         calib.seg_hu_hi[(calib.seg_hu_hi > ceiling) & (calib.seg_hu_hi < top)]])
+    if float(calib.density_from_hu(at).max()) >= METAL_MIN_G_CM3:
+        return
+    n, n_kept, box = _count_and_box(hu, lambda h: (h > ceiling) & (h <= top), kept)
+    if not n_kept:
+        return   # every such voxel lies in an override: the structure set gives their material
+    hi = max(float(v.max()) for v in (hu[z][(hu[z] > ceiling) & (hu[z] <= top)] for z in range(hu.shape[0])) if v.size)
+    at = np.array([hi])
+    rho, spr = float(calib.density_from_hu(at)[0]), float(calib.spr_from_hu(at)[0])
+    where = _where_mm(ct, box)
+    warn(f"{n_kept} CT voxels ({_cm3(n_kept, voxel_cm3)} cm3, up to {hi:.0f} HU{where}){_replaced(n, n_kept)} lie "
+         f"above the top of a 12-bit CT scale ({ceiling:.0f} HU), where in a patient only metal lies (titanium 4.5 "
+         f"g/cm3, stopping-power ratio about 3.2), but the calibration {calib.name!r} reaches no metal density there "
+         f"(below {METAL_MIN_G_CM3:g} g/cm3 up to its end at {top:.0f} HU) and gave them {rho:.2f} g/cm3 "
+         f"(stopping-power ratio {spr:.2f}) at {hi:.0f} HU, so behind metal the dose reaches too deep; "
+         f"{_OVERRIDE_METAL}, or give the CT a calibration whose curve reaches metal above the 12-bit scale",
          McprotonRuntimeWarning)
 
 
@@ -802,9 +890,8 @@ class HUCalibration:
                 best_hu = np.where(better, c, best_hu)
         return best_hu.reshape(d.shape)
 
-    @timed("hu_to_material")   # the phase of a run's summary (mcproton/_timing.py)
     def to_geometry(self, ct, *, compact: bool = False, name: str | None = None,
-                    blocks: Sequence[int] = (1, 1, 1), slab_voxels: int | None = None):
+                    blocks: Sequence[int] = (1, 1, 1), slab_voxels: int | None = None, check_coverage: bool = True):
         """A :class:`mcproton.geometry.VoxelGeometry` from a :class:`~mcproton._io.ct.CTImage`: the one
         CT -> transport geometry conversion (``mcproton run``'s CT phantom, ``mcproton check``, the slab CT).
 
@@ -820,7 +907,29 @@ class HUCalibration:
         The geometry's ``study`` is the CT's (``StudyReference.from_ct(ct)``: patient, study, frame of reference
         and patient position), so that an RT Dose of a dose on it lands in the CT's study and frame
         (:func:`mcproton.dicom.write_result_rtdose`) and the plan's patient position can be checked against it.
+
+        ``check_coverage`` (default True): the CT's values that this calibration does not cover are warned about
+        (:func:`check_ct_against_calibration`: metal above the curve's end, clipped at a 12-bit CT's top or given a
+        tissue's density on an extended scale; values below a first point or material bin that is not air), each a
+        :class:`~mcproton.McprotonRuntimeWarning` kept in the geometry's ``made_with_warnings``, which
+        :func:`mcproton.simulate` keeps in its result's provenance (highZ audit 2026-12-06, F2: the Python route gave
+        a titanium plate bone's density without the word ``mcproton run`` says).  A curve that does not reach air,
+        which ``mcproton run`` refuses, is warned about here too.  False where the caller checks the CT after the
+        structure set's overrides itself (``mcproton run``, ``mcproton check``: an overridden rod is not metal given
+        bone), so that nothing is said twice.
         """
+        from .errors import recording_warnings
+
+        with recording_warnings() as said:
+            if check_coverage:
+                check_ct_against_calibration(ct, self, None, error=None, what_to_give="the CT")
+            g = self._to_geometry(ct, compact=compact, name=name, blocks=blocks, slab_voxels=slab_voxels)
+        g.made_with_warnings = list(dict.fromkeys(said))
+        return g
+
+    @timed("hu_to_material")   # the phase of a run's summary (mcproton/_timing.py)
+    def _to_geometry(self, ct, *, compact: bool, name: str | None, blocks: Sequence[int], slab_voxels: int | None):
+        """:meth:`to_geometry`'s conversion."""
         from ..geometry import VoxelGeometry, block_factors, resample_blocks
         from .dicom_common import StudyReference
 

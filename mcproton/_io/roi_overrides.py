@@ -18,7 +18,8 @@ material and density come from, in this order of precedence:
   that gives that SPR at :data:`~mcproton._io.hu_calibration.SPR_REFERENCE_MEV` with mcproton's stopping powers,
   as a ``hu_spr.csv`` calibration does (:func:`~mcproton._io.hu_calibration.spr_per_density`);
 * ``REL_ELEC_DENSITY`` with a composition: that composition at the mass density of that electron density;
-* ``REL_MASS_DENSITY`` alone: the material the ROI is named after (``"titanium"``), else water, at that density;
+* ``REL_MASS_DENSITY`` alone: the material the ROI is named after (``"titanium"``, or the one library material
+  a whole word of its name names: ``"Titanium rod"``, :func:`material_named_in`), else water, at that density;
 * ``REL_ELEC_DENSITY`` alone: water at a mass density equal to it (water's stopping power per electron).
 
 Without a composition, water's stopping power per electron (or per gram) is assumed.  That holds for soft tissue
@@ -233,6 +234,8 @@ def _read_roi_overrides(struct_path: str | Path) -> tuple[list[dict], list[tuple
             r["density_g_cm3"] = v * _z_over_a(_by_z(get_material("water"))) / _z_over_a(comp)
         elif prop == "REL_MASS_DENSITY" and comp and "REL_STOP_RATIO" in given:
             r["spr_given"] = value("REL_STOP_RATIO")
+        if prop == "REL_STOP_RATIO" and "REL_MASS_DENSITY" in given:   # not applied: no composition (warn_material)
+            r["mass_density_given"] = value("REL_MASS_DENSITY")
         # what the ROI says beyond the material applied: with a composition, terms mcproton does not know; without
         # one, also what tells the material apart from water (EFFECTIVE_Z, MEAN_EXCI_ENERGY)
         known = DERIVED_PROPERTIES if comp else (prop, *_DENSITIES)
@@ -300,7 +303,43 @@ def nearest_material(roi: dict):
     try:
         return get_material(roi["name"].lower()), "by name"
     except UnknownMaterialError:
-        return get_material("water"), "water (no composition given)"
+        pass
+    named, word, _ = material_named_in(roi["name"])
+    if named is not None:
+        return named, f"by name: the word {word!r} of the ROI's name, no composition given"
+    return get_material("water"), "water (no composition given)"
+
+
+#: The shortest word of an ROI's name that :func:`material_named_in` looks up as a library material: shorter words
+#: are element symbols and abbreviations ("C" is graphite, "Ti" titanium, but "PT", "CT", "L" are not meant so);
+#: only the whole name may be one ("Ti", :func:`nearest_material`).
+NAME_WORD_MIN_LETTERS = 3
+
+
+def material_named_in(roi_name: str) -> tuple[Any, str | None, list[str]]:
+    """The library material named by a whole word of ``roi_name`` (words: runs of letters and digits, at least
+    :data:`NAME_WORD_MIN_LETTERS` long; a material's name or alias, ``titanium`` in "Titanium rod", ``lung`` in
+    "Lung_L"), where exactly one material is named: (material, word, [its name]); where none or several are,
+    (None, None, [the materials named]).  An override without a composition takes it (highZ audit 2026-12-06, F4:
+    "Titanium rod" with REL_MASS_DENSITY 4.54 became water at 4.54 g/cm3, SPR 4.54 against titanium's 3.23, the
+    range behind a 4 mm plate 5.5 mm short); two materials named ("Titanium in PMMA") are not guessed between."""
+    import re
+
+    from ..materials import UnknownMaterialError, get_material
+
+    found: dict[str, tuple[Any, str]] = {}
+    for w in re.findall(r"[a-z0-9]+", str(roi_name).lower()):
+        if len(w) < NAME_WORD_MIN_LETTERS or w.isdigit():
+            continue
+        try:
+            m = get_material(w)
+        except UnknownMaterialError:
+            continue
+        found.setdefault(m.name, (m, w))
+    if len(found) == 1:
+        (m, w), = found.values()
+        return m, w, [m.name]
+    return None, None, sorted(found)
 
 
 def _writable_arrays(geometry: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -357,7 +396,7 @@ def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
     """Warn (McprotonRuntimeWarning: kept in the run's summary and the check's report) where an applied override
     assumes water's stopping power per electron or per gram above the tissue range (:data:`RED_WATER_MAX`,
     :data:`MASS_DENSITY_WATER_MAX`), or where its composition's SPR differs from the REL_STOP_RATIO given."""
-    from .errors import McprotonRuntimeWarning, warn
+    from .errors import McprotonRuntimeWarning, McprotonWarning, warn
     from .hu_calibration import SPR_REFERENCE_MEV
 
     spr = spr_of(roi, material)
@@ -373,13 +412,28 @@ def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
         else:
             per, beyond = "gram", f"above {MASS_DENSITY_WATER_MAX:g} g/cm3 lie bone, teeth and metal"
             over = "bone's by 7-13 %, titanium's by 41 %"
+        name_hint = ""
+        if prop == "REL_MASS_DENSITY":
+            name_hint = (", or name the ROI after a library material (a whole word of its name: 'Titanium rod', "
+                         f"'Ti' alone){_names_hint(roi['name'])}")
         warn(f"{where}: {prop} {v:g} without an elemental composition is taken as water at {roi['density_g_cm3']:g} "
              f"g/cm3, i.e. water's stopping power per {per}: stopping-power ratio {spr:.3g} at "
              f"{SPR_REFERENCE_MEV:g} MeV.  That holds for soft tissue, but {beyond}, whose stopping power per {per} "
              f"is lower (their I-value is higher), so their SPR is overestimated ({over}) and the dose behind the "
              "ROI stops short; give the ROI its elemental "
              "composition (ROIElementalCompositionSequence with REL_MASS_DENSITY) or its REL_STOP_RATIO in the "
-             "planning system's export", McprotonRuntimeWarning)
+             f"planning system's export{name_hint}", McprotonRuntimeWarning)
+    if not roi["composition"] and prop != "REL_ELEC_DENSITY":
+        named, word, _ = material_named_in(roi["name"])
+        if named is material and word is not None and named.name != roi["name"].lower():
+            warn(f"{where}: {prop} {v:g} without an elemental composition: the ROI's name holds the word {word!r}, "
+                 f"the library material {material.name}, and only that one, so the ROI is {material.name} at "
+                 f"{roi['density_g_cm3']:g} g/cm3 (stopping-power ratio {spr:.3f} at {SPR_REFERENCE_MEV:g} MeV); if "
+                 "it is another material, give its elemental composition (ROIElementalCompositionSequence)",
+                 McprotonWarning)
+    rho_given = roi.get("mass_density_given")
+    if rho_given and not roi["composition"] and abs(roi["density_g_cm3"] / rho_given - 1) > SPR_GIVEN_TOLERANCE:
+        _warn_mass_density_unused(where, roi, material, spr, rho_given)
     given = roi.get("spr_given")
     if given is not None and given > 0 and abs(spr / given - 1) > SPR_GIVEN_TOLERANCE:
         d = 100 * (spr / given - 1)
@@ -387,6 +441,50 @@ def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
              f"applied) has the stopping-power ratio {spr:.3f} at {SPR_REFERENCE_MEV:g} MeV, {abs(d):.1f} % "
              f"{'below' if d < 0 else 'above'} the REL_STOP_RATIO {given:g} the ROI also gives: the two describe "
              "different materials; check the override in the planning system", McprotonRuntimeWarning)
+
+
+def _names_hint(roi_name: str) -> str:
+    """What a warning adds about an ROI name that names no library material, or several: the names it is near
+    (get_material's suggestion) or the materials it names."""
+    from ..materials import UnknownMaterialError, get_material
+
+    _, _, several = material_named_in(roi_name)
+    if len(several) > 1:
+        return f"; its name names {' and '.join(several)}, and none is chosen between them"
+    try:
+        get_material(roi_name)
+    except UnknownMaterialError as exc:
+        said = str(exc)
+        if "did you mean" in said:
+            return "; " + said[said.index("did you mean"):said.index("?") + 1]
+    return ""
+
+
+def _warn_mass_density_unused(where: str, roi: dict, material: Any, spr: float, rho_given: float) -> None:
+    """:func:`warn_material`: REL_STOP_RATIO and REL_MASS_DENSITY without a composition.  The SPR sets the density
+    (of the material named, else water), so the mass density given is not used, and where the two disagree (SPR per
+    g/cm3 not the material's) the ROI is not that material: the range behind it is right, but the multiple
+    scattering and the dose to medium in it are the material's at another density (highZ audit 2026-12-06, F3: a
+    titanium rod, 4.54 g/cm3 and SPR 3.23, as water at 3.23 g/cm3: scattering angle 0.53 of titanium's, dose to
+    medium +40 %, D_w/D_m 1.00 against 1.41).  The library materials whose SPR per g/cm3 is the ROI's are named,
+    not taken: two properties do not make a composition."""
+    from .errors import McprotonRuntimeWarning, warn
+    from .hu_calibration import SPR_REFERENCE_MEV, spr_per_density
+    from ..materials import get_material, list_materials
+
+    ratio = float(roi["value"]) / rho_given
+    alike = [n for n in list_materials() if n != "air"
+             and abs(spr_per_density(get_material(n), SPR_REFERENCE_MEV) / ratio - 1) <= SPR_GIVEN_TOLERANCE]
+    like = (f"; of the library materials {', '.join(alike)} {'has' if len(alike) == 1 else 'have'} that stopping "
+            f"power per gram (within {100 * SPR_GIVEN_TOLERANCE:g} %)" if alike else "")
+    warn(f"{where}: REL_STOP_RATIO {roi['value']:g} and REL_MASS_DENSITY {rho_given:g} without an elemental "
+         f"composition: applied as {material.name} at {roi['density_g_cm3']:.3g} g/cm3, the density that gives this "
+         f"stopping-power ratio, so the REL_MASS_DENSITY {rho_given:g} is not used.  The range behind the ROI "
+         f"follows the stopping-power ratio, but the multiple scattering and the dose to medium in it are "
+         f"{material.name}'s at {roi['density_g_cm3']:.3g} g/cm3, not those of a material of {rho_given:g} g/cm3 "
+         f"whose stopping power per gram is {ratio:.3f} of water's{like}; give the ROI its elemental composition "
+         "(ROIElementalCompositionSequence with REL_MASS_DENSITY), or name it after the library material (a whole "
+         "word of its name: 'Titanium rod')", McprotonRuntimeWarning)
 
 
 def warn_unapplied(struct_path: Any) -> None:

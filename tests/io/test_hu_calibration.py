@@ -127,6 +127,7 @@ def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys, warnin
     build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct")}})
     err = capsys.readouterr().err
     assert "4 CT voxels" in err and "8000 HU" in err and "3072 HU" in err and "metal" in err, err
+    assert "(0.008 cm3, up to 8000 HU; x 3..4, y 3..4, z 4 mm) lie above the end" in err, err   # where (F7)
     hu[2] = 0
     write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct2")
     build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct2")}})
@@ -154,7 +155,9 @@ def test_metal_clipped_at_the_top_of_a_12_bit_ct_is_reported(tmp_path, capsys, w
         return capsys.readouterr().err
 
     err = said(3071)
-    assert ("4 CT voxels (0.008 cm3) are at 3071 HU, the CT's highest value and the top of a 12-bit CT scale" in err
+    # where they lie (highZ audit 2026-12-06, F7: a patient with a rod, dental work and a clip could not tell which)
+    assert ("4 CT voxels (0.008 cm3; x 3..4, y 3..4, z 4 mm) are at 3071 HU, the CT's highest value and the top of a "
+            "12-bit CT scale" in err
             and "struct_overrides" in err and "lie above the end" not in err), err
     assert "2.84 g/cm3" in err and "stopping-power ratio 2.51" in err and "intercept -1024" in err, err
     for quiet, extra in ((3000, None), (3072, None), (3071, 8000)):
@@ -200,7 +203,8 @@ def test_values_beyond_an_spr_map_calibration_are_named_as_spr_map_values(tmp_pa
     grid = TPSDose("RD.dcm", np.zeros((3, 4, 4)), (2.0, 2.0, 4.0), (0.5, 0.5, 1.0), "", "PHYSICAL", "PLAN", None)
     build_geometry(tmp_path / "ct", "dcpt_spr_brain", grid, given=True)
     err = capsys.readouterr().err
-    assert ("4 CT voxels (0.008 cm3, values up to 2165, SPR 3.17) lie above the end of the SPR-map calibration "
+    assert ("4 CT voxels (0.008 cm3, values up to 2165, SPR 3.17; x 3..4, y 3..4, z 4 mm) lie above the end of the "
+            "SPR-map calibration "
             "'dcpt_spr_brain (HU-SPR at 100 MeV)' (value 2000, SPR 3.00) and were given its last density") in err, err
     line = next(x for x in err.splitlines() if "CT voxels" in x)
     assert "HU" not in line.split("lie above")[0] and "metal" in line
@@ -648,3 +652,71 @@ def test_an_mcsquare_material_library_is_read_again_when_its_file_or_folder_chan
     cal = HUCalibration.load(tmp_path)
     cal.materials[1].mass_fractions["H"] = 0.3
     assert HUCalibration.load(tmp_path).materials[1].mass_fractions["H"] == pytest.approx(0.111894)
+
+
+def test_metal_of_an_extended_scale_ct_given_bone_by_a_flat_curve_is_reported(tmp_path, capsys, warnings_to_stderr):
+    """highZ audit 2026-12-06, F1: mcsquare_default's curve ends at 5000 HU but is flat at 1.825 g/cm3 (bone) from
+    1565 HU, so a titanium plate at 4000 HU on an extended-scale CT was given bone (SPR 1.62 against 3.23: R80 6.6
+    mm too deep behind 4 mm) without a word, in `mcproton run` and `mcproton check` alike.  Values above a 12-bit
+    scale (3095 HU) that a curve never reaching metal density gives less than 4 g/cm3 are now named, with where
+    they lie (F7).  Values a 12-bit CT holds (3000, 3094 HU: bone, enamel) and a curve that reaches metal
+    above the 12-bit scale say nothing."""
+    from mcproton._check.compute import build_geometry as check_geometry
+    from mcproton._check.inputs import TPSDose
+    from mcproton.config import build_geometry
+
+    grid = TPSDose("RD.dcm", np.zeros((3, 4, 4)), (2.0, 2.0, 4.0), (0.5, 0.5, 1.0), "", "PHYSICAL", "PLAN", None)
+    hu = np.zeros((6, 8, 8))
+    hu[:, 0, :] = -1000
+    hu[2, 3:5, 3:5] = 4000          # a plate: 4 voxels, centres x, y = 3..4 mm, z = 4 mm
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct"), "calibration": "mcsquare_default"}})
+    err = capsys.readouterr().err
+    said = ("4 CT voxels (0.008 cm3, up to 4000 HU; x 3..4, y 3..4, z 4 mm) lie above the top of a 12-bit CT scale "
+            "(3095 HU), where in a patient only metal lies")
+    assert said in err and "'mcsquare_default' reaches no metal density" in err, err
+    assert "gave them 1.83 g/cm3 (stopping-power ratio 1.62) at 4000 HU" in err and "struct_overrides" in err, err
+    check_geometry(tmp_path / "ct", "mcsquare_default", grid, given=True)
+    assert said in capsys.readouterr().err
+    # a 12-bit CT's densest bone and enamel, and a curve that reaches titanium above 3095 HU: nothing
+    for v, cal in ((3000, "mcsquare_default"), (3094, "mcsquare_default"), (4000, "metal")):
+        hu[2, 3:5, 3:5] = v
+        d = tmp_path / f"ct_{v}_{cal}"
+        write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), d)
+        if cal == "metal":
+            cal = tmp_path / "metal"
+            cal.mkdir()
+            (cal / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.0012\n0,1.0\n1500,1.8\n3095,2.9\n"
+                                                "7000,4.5\n")
+            (cal / "hu_materials.csv").write_text("hu_lo,name,w_H,w_O\n-1000,water,0.111,0.889\n")
+        build_geometry({"phantom": {"type": "ct", "ct_dir": str(d), "calibration": str(cal)}})
+        err = capsys.readouterr().err
+        assert "12-bit" not in err and "CT voxels" not in err, (v, err)
+
+
+def test_the_python_route_warns_of_metal_above_the_calibration_and_keeps_it_in_the_result(tmp_path, capsys,
+                                                                                          warnings_to_stderr):
+    """highZ audit 2026-12-06, F2: HUCalibration.to_geometry + simulate, the README's Python route for a patient
+    CT, turned an 8000 HU titanium plate into 2.84 g/cm3 bone without a McprotonWarning, and the result's provenance
+    held none: the coverage checks ran in `mcproton run` and `mcproton check` only.  to_geometry now warns, the
+    geometry keeps the messages and simulate's result keeps them in provenance["warnings"].  `mcproton run`, which
+    checks after the RT Struct's overrides itself, says it once (an overridden rod: not at all, tested above)."""
+    from mcproton import Beam, RunSettings, simulate
+    from mcproton._io.errors import McprotonRuntimeWarning
+    from mcproton.config import build_geometry
+
+    hu = np.zeros((6, 8, 8))
+    hu[:, 0, :] = -1000
+    hu[2, 3:5, 3:5] = 8000          # a titanium clip in an extended-HU CT
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    ct = load_ct_series(tmp_path / "ct")
+    said = "4 CT voxels (0.008 cm3, up to 8000 HU; x 3..4, y 3..4, z 4 mm) lie above the end of the HU calibration"
+    with pytest.warns(McprotonRuntimeWarning, match=r"lie above the end of the HU calibration 'schneider2000'"):
+        g = HUCalibration.load().to_geometry(ct)
+    assert any(said in w for w in g.made_with_warnings), g.made_with_warnings
+    res = simulate(g, Beam.pencil(70.0, position_mm=(3.5, 3.5, -5.0)),
+                   RunSettings(primaries=200, batches=4, backend="cpu", threads=1, seed=3), log=None)
+    assert any(said in w for w in res.provenance.get("warnings") or []), res.provenance.get("warnings")
+    capsys.readouterr()
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct")}})
+    assert capsys.readouterr().err.count("lie above the end of the HU calibration") == 1

@@ -1154,3 +1154,66 @@ def test_the_outside_of_the_external_is_counted_on_the_ct_grid_for_a_coarse_dose
                 (note,) = notes
                 assert re.search(r"beam 1: its central axis crosses 9.6 mm .* outside the External 'BODY'", note), \
                     (couch, f, note)
+
+
+def _rename(path: Path, old: str, new: str) -> None:
+    ds = pydicom.dcmread(path)
+    for r in ds.StructureSetROISequence:
+        if r.ROIName == old:
+            r.ROIName = new
+    ds.save_as(path)
+
+
+@pytest.mark.parametrize("name,material,said", [
+    ("Titanium rod", "titanium", "the ROI's name holds the word 'titanium', the library material titanium, and only "
+                                 "that one, so the ROI is titanium at 4.54 g/cm3"),
+    ("Rod_Titanium", "titanium", "holds the word 'titanium'"),
+    ("Ti_rod", "water", "or name the ROI after a library material (a whole word of its name: 'Titanium rod', 'Ti' "
+                        "alone)"),
+    ("Titanium in PMMA", "water", "its name names pmma and titanium, and none is chosen between them"),
+])
+def test_a_mass_density_alone_takes_the_material_named_by_a_word_of_the_roi_name(water_ct, name, material, said):
+    """highZ audit 2026-12-06, F4: REL_MASS_DENSITY alone takes the library material the ROI is named after, but
+    only on the exact name, so "Titanium rod" became water at 4.54 g/cm3 (SPR 4.54 against titanium's 3.23, R80 5.5
+    mm short behind 4 mm), and the warning did not say that the name would fix it.  A library material named by a
+    whole word of the name (only one) is taken now, and said; a name naming none or two is water, as before, and
+    the warning says how to name it."""
+    from mcproton._io.errors import recording_warnings
+
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", rel_mass=4.54)
+    _rename(tmp / "RS.dcm", "PTV", name)
+    with recording_warnings() as warned:
+        notes = apply_overrides(g, tmp / "RS.dcm")
+    assert f"-> {material} at 4.54 g/cm3" in notes[0], notes
+    assert any(said in w for w in warned), warned
+    assert any("taken as water at 4.54" in w for w in warned) == (material == "water"), warned
+
+
+@pytest.mark.parametrize("name,spr,rho,warned", [
+    ("rod", 3.23, 4.54, True),               # titanium's SPR and density, no composition: water at 3.23 g/cm3
+    ("Titanium rod", 3.23, 4.54, False),     # titanium by name: at 4.54 g/cm3, both used
+    ("rod", 1.05, 1.04, False),              # tissue: water at 1.05 g/cm3, within 2 % of the density given
+])
+def test_a_mass_density_beside_a_stopping_power_ratio_without_composition_is_said_to_be_unused(water_ct, name, spr,
+                                                                                             rho, warned):
+    """highZ audit 2026-12-06, F3: REL_STOP_RATIO 3.23 and REL_MASS_DENSITY 4.54 (titanium) without a composition
+    gave the ROI water at 3.23 g/cm3, the mass density dropped without a word (range right; scattering in the rod
+    0.53 of titanium's, dose to medium +40 %, D_w/D_m 1.00 against 1.41).  It is warned about now, naming the
+    library material whose stopping power per gram the two give, and what to do."""
+    from mcproton._io.errors import recording_warnings
+
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", rel_mass=rho, spr=spr)
+    _rename(tmp / "RS.dcm", "PTV", name)
+    with recording_warnings() as said:
+        apply_overrides(g, tmp / "RS.dcm")
+    said = [w for w in said if "is not used" in w]
+    assert bool(said) == warned, said
+    if warned:
+        assert ("REL_STOP_RATIO 3.23 and REL_MASS_DENSITY 4.54 without an elemental composition: applied as water at "
+                "3.23 g/cm3" in said[0]), said[0]
+        assert "of the library materials titanium has that stopping power per gram" in said[0], said[0]
+        assert "multiple scattering and the dose to medium" in said[0] and "ROI 'rod'" in said[0], said[0]
