@@ -224,10 +224,13 @@ def _already_complete(out: Path, identity: str, names: list[Path]) -> bool:
             prov = dict(f["provenance"].attrs)
     except (OSError, KeyError, ValueError):
         return False
+    from ._io.hdf5 import _py
+
     stored = prov.get(RUN_IDENTITY_KEY)
     if isinstance(stored, bytes):
         stored = stored.decode("utf-8", "replace")
-    if stored != identity:
+    # read as load_result reads it: a string that would read back as JSON is stored JSON-encoded (_io/hdf5._attr)
+    if _py(stored) != identity and stored != identity:
         return False
     try:
         done, requested = int(prov.get("primaries", 0)), int(prov.get("primaries_requested", 0))
