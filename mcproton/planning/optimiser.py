@@ -2,6 +2,9 @@
 L-BFGS-B) over the dose-influence matrices of all fields (:func:`optimise_plan`)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+
 import numpy as np
 
 from ..geometry import VoxelGeometry
@@ -29,6 +32,17 @@ SMALL_TARGET_CM3 = 0.5
 #: L-BFGS-B's memory (pairs of corrections): 20 reaches a lower objective than SciPy's default 10 in the same
 #: evaluations on the demo plan (5.2e-5 against 6.3e-5 after 120 + 60 iterations), at no measurable CPU cost
 MAXCOR = 20
+#: the objective's row blocks hold at most this many matrix elements (float32: 1 MiB): a block read for A_b x is
+#: still in the core's cache (L2) for r_b A_b, so each evaluation reads the matrix from memory once, not twice; and
+#: it stays under OpenBLAS's size for threading a matrix-vector product (m n < 115,200 x GEMM_MULTITHREAD_THRESHOLD
+#: = 460,800 in 0.3.x, interface/gemv.c), so each worker's products run on its own core.  Measured on the demo plan's
+#: 6000 x 6348 matrix (2-core Intel Xeon VM, loaded): 15 ms CPU per evaluation at 2^17-2^18 elements, 60-230 ms at
+#: 2^19 (OpenBLAS's threads on each small product), 30 ms for the two whole products before (BENCHMARKS.md,
+#: twentieth session)
+OBJECTIVE_BLOCK_ELEMENTS = 1 << 18
+#: the objective's rows are split into this many contiguous ranges, each a task of a worker thread with its own
+#: partial gradient, summed in a fixed order: the plan is the same whatever the number of workers (the CPUs)
+OBJECTIVE_CHUNKS = 16
 
 
 def optimise_weights(A: np.ndarray, target_dose: np.ndarray | float, *, iterations: int = ITERATIONS,
@@ -43,7 +57,8 @@ class _NNLS:
     it on every product), scaled to a largest element of 1, and solved by L-BFGS-B with the bounds x >= 0.
 
     Each iteration costs one or a few evaluations of the objective and its gradient, two products with the matrix
-    (A x, then A^T r) each.  Until 2026-12-06 it was FISTA (accelerated projected gradient, step 1 / ||A||^2) with
+    (A x, then A^T r) each, made block by block of rows in one pass over the matrix (:meth:`objective`).  Until
+    2026-12-06 it was FISTA (accelerated projected gradient, step 1 / ||A||^2) with
     a fixed 400 + 200 iterations: on the demo plan (6000 points x 6348 spots) L-BFGS-B reaches a lower objective
     with 194 evaluations than FISTA with 662 products with A^T A; the problem is ill-conditioned (spots of 70 and
     125 MeV side by side), where FISTA's step, fixed by the largest eigenvalue, crawls along the smallest ones."""
@@ -63,12 +78,46 @@ class _NNLS:
         self.bw = bw
         #: objective + gradient evaluations of the last solve (two matrix products each)
         self.evaluations = 0
+        rows = max(1, OBJECTIVE_BLOCK_ELEMENTS // max(1, n_sp))
+        if rows >= 8:           # whole 8-row steps of the products' kernels: on the demo plan the residuals are
+            rows -= rows % 8    # then bit for bit those of the whole product A x (not so with 41-row blocks)
+        n_blocks = -(-n_pts // rows)
+        cuts = [rows * (n_blocks * c // OBJECTIVE_CHUNKS) for c in range(OBJECTIVE_CHUNKS)] + [n_pts]
+        #: (first row, end row) of each chunk of :meth:`objective`, whole blocks of ``self._rows`` rows each
+        self._chunks = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+        self._rows = rows
+        self._pool = None       # the worker threads while solve() runs (None: the chunks one after another)
+
+    def _chunk(self, x32: np.ndarray, r: np.ndarray, first: int, end: int) -> np.ndarray:
+        """The residuals A x - b of rows ``first:end`` (into ``r``) and their part of A^T r (float32), block by
+        block: r_b = A_b x, then r_b A_b while A_b is in cache."""
+        g = np.zeros(self.Aw.shape[1], np.float32)
+        for r0 in range(first, end, self._rows):
+            r1 = min(r0 + self._rows, end)
+            block = self.Aw[r0:r1]
+            rb = np.subtract(block @ x32, self.bw[r0:r1], out=r[r0:r1])
+            g += rb @ block
+        return g
 
     def objective(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """||A x - b||^2 (float64 sum of the float32 residuals) and its gradient 2 A^T (A x - b)."""
+        """||A x - b||^2 (float64 sum of the float32 residuals) and its gradient 2 A^T (A x - b), in one pass over
+        the matrix: A x and A^T r block by block of rows (:data:`OBJECTIVE_BLOCK_ELEMENTS`), the chunks of rows
+        (:data:`OBJECTIVE_CHUNKS`) in the worker threads of :meth:`solve`.  Before 2026-12-06 (twentieth session)
+        the two whole products A x, then A^T r, read the 152 MB matrix of the demo plan twice per evaluation: 7.8 s
+        of the 2 mm plan's ~14 s CPU.  The same sums in another order: the gradient's float32 terms are added
+        block by block (relative difference ~2e-6 on the demo plan), so the plan moves within the optimiser's
+        rounding."""
         self.evaluations += 1
-        r = self.Aw @ np.asarray(x, np.float32) - self.bw
-        return float(r.astype(np.float64) @ r), 2.0 * (self.Aw.T @ r).astype(np.float64)
+        x32 = np.asarray(x, np.float32)
+        r = np.empty(len(self.bw), np.float32)
+        if self._pool is None:
+            parts = [self._chunk(x32, r, a, b) for a, b in self._chunks]
+        else:
+            parts = list(self._pool.map(lambda ab: self._chunk(x32, r, *ab), self._chunks))
+        g = parts[0]
+        for p in parts[1:]:     # in chunk order: the same sum whatever the number of workers
+            g += p
+        return float(r.astype(np.float64) @ r), 2.0 * g.astype(np.float64)
 
     def solve(self, iterations: int, x0: np.ndarray | None = None, fixed_zero: np.ndarray | None = None) -> np.ndarray:
         """x >= 0 minimising the objective after ``iterations`` L-BFGS-B iterations (fewer only when the line search
@@ -91,10 +140,29 @@ class _NNLS:
             upper[np.asarray(fixed_zero, bool)] = 0.0
         x0 = np.clip(x0, 0.0, upper)
         self.evaluations = 0
-        res = minimize(self.objective, x0, jac=True, method="L-BFGS-B", bounds=Bounds(np.zeros(n_sp), upper),
-                       # ftol = gtol = 0: the iterations asked for (the caller's cost and quality), not a tolerance
-                       options={"maxiter": int(iterations), "maxcor": MAXCOR, "ftol": 0.0, "gtol": 0.0})
+        workers = min(len(self._chunks), _objective_workers())
+        with ThreadPoolExecutor(workers, thread_name_prefix="mcproton-nnls") if workers > 1 \
+                else nullcontext() as pool:
+            self._pool = pool
+            try:
+                res = minimize(self.objective, x0, jac=True, method="L-BFGS-B",
+                               bounds=Bounds(np.zeros(n_sp), upper),
+                               # ftol = gtol = 0: the iterations asked for (the caller's cost and quality), not a
+                               # tolerance
+                               options={"maxiter": int(iterations), "maxcor": MAXCOR, "ftol": 0.0, "gtol": 0.0})
+            finally:
+                self._pool = None
         return np.clip(res.x, 0.0, upper) / self.scale
+
+
+def _objective_workers() -> int:
+    """Worker threads of the objective: the CPUs this process may use, no more than ``OMP_NUM_THREADS`` where set
+    (as OpenBLAS's threads of the whole products before).  The matrix-vector products let go of the GIL."""
+    from .._cpus import omp_num_threads, usable_cpus
+
+    usable = usable_cpus()
+    omp = omp_num_threads()
+    return max(1, min(usable, omp) if omp is not None else usable)
 
 
 def _target_stats(dose: np.ndarray, pres: float) -> dict:
@@ -229,8 +297,6 @@ def optimise_plan(name: str, geometry: VoxelGeometry, target_mask: np.ndarray, f
     # pbdv, which lets go of the GIL from scipy 1.13 on and holds it before: planning/kernel.py _pbdv), while this
     # thread ray-traces and generates the next fields' spots; then the lateral factors. The same matrices as
     # influence_matrix field by field.
-    from concurrent.futures import ThreadPoolExecutor
-
     from .dose_model import CUTOFF_SIGMA, _InfluenceJob
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcproton-idd") as pool:

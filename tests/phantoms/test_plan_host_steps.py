@@ -167,3 +167,118 @@ def test_demo_plan_quality_at_2mm():
     assert st["points"] == 6000 and 5950 <= st["spots"] <= 6200
     assert st["d95_rel"] >= 0.9930 and st["d98_rel"] >= 0.9895 and st["d2_rel"] <= 1.0100
     assert st["within_5pct"] == 1.0 and abs(st["dmean_rel"] - 1.0) < 1e-3
+
+
+def _objective_before(nnls, x):
+    """_NNLS.objective as it was before the one-pass objective (optimiser.py at 6534d87), line for line."""
+    r = nnls.Aw @ np.asarray(x, np.float32) - nnls.bw
+    return float(r.astype(np.float64) @ r), 2.0 * (nnls.Aw.T @ r).astype(np.float64)
+
+
+class _Products(np.ndarray):
+    """A matrix that records the elements of each matrix product it takes part in (slices and transposes too)."""
+    log: list = []
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        args = [np.asarray(a) if isinstance(a, _Products) else a for a in inputs]
+        if ufunc is np.matmul:
+            _Products.log.append(max(a.size for a in args if a.ndim == 2))
+        return getattr(ufunc, method)(*args, **kwargs)
+
+
+def test_objective_reads_the_matrix_once_in_cache_sized_blocks(monkeypatch):
+    """One evaluation reads the matrix once (issue 15, host-time audit H1: two whole products, A x then A^T r, read
+    the demo's 152 MB matrix twice): every product is of a block of at most OBJECTIVE_BLOCK_ELEMENTS elements, each
+    block taken twice (A_b x, then r_b A_b), together the matrix's rows once each way."""
+    from mcproton.planning import optimiser as O
+
+    A = _box_problem()
+    monkeypatch.setattr(O, "OBJECTIVE_BLOCK_ELEMENTS", 16 * A.shape[1])       # 16-row blocks: 40 of them
+    nnls = O._NNLS(A, 1.0)
+    nnls.Aw = nnls.Aw.view(_Products)
+    x = np.random.default_rng(1).random(A.shape[1])
+    _Products.log = []
+    nnls.objective(x)
+    log = _Products.log
+    assert max(log) <= 16 * A.shape[1] and sum(log) == 2 * A.size, log
+
+
+def test_objective_is_the_former_one_and_its_gradient_the_derivative():
+    """The one-pass objective is ||A x - b||^2 and its gradient 2 A^T (A x - b) as before (the float32 sums in
+    another order: relative 1e-6 here), with blocks of 1 and 8 rows, one or 16 chunks, and the gradient matches
+    central differences of the float64 objective (exact for a quadratic up to rounding)."""
+    from mcproton.planning import optimiser as O
+
+    A = _box_problem()
+    x = np.random.default_rng(2).random(A.shape[1]) * 2e-3
+    ref = O._NNLS(A, 1.0)
+    f0, g0 = _objective_before(ref, x)
+    for elements in (A.shape[1], 8 * A.shape[1], O.OBJECTIVE_BLOCK_ELEMENTS):
+        nnls = O._NNLS(A, 1.0)
+        nnls._rows = max(1, elements // A.shape[1])
+        for chunks in ([(0, A.shape[0])], nnls._chunks):
+            nnls._chunks = chunks
+            f, g = nnls.objective(x)
+            assert f == pytest.approx(f0, rel=1e-6)
+            assert np.abs(g - g0).max() <= 1e-5 * np.abs(g0).max()
+    Aw, bw = ref.Aw.astype(np.float64), ref.bw.astype(np.float64)
+    f64 = lambda v: float(np.sum((Aw @ v - bw) ** 2))      # noqa: E731
+    h = 1e-4
+    for j in np.random.default_rng(3).choice(A.shape[1], 12, replace=False):
+        e = np.zeros_like(x)
+        e[j] = h
+        fd = (f64(x + e) - f64(x - e)) / (2 * h)
+        assert g[j] == pytest.approx(fd, rel=1e-4, abs=1e-6 * np.abs(g0).max())
+    assert f == pytest.approx(f64(x), rel=1e-5)
+
+
+def test_objective_and_plan_do_not_depend_on_the_worker_count(monkeypatch):
+    """The chunks' partial gradients are summed in chunk order: the objective, and so the solution, are bit for bit
+    the same with 1, 2 or 3 worker threads; the chunks are whole blocks and cover every row once."""
+    from mcproton.planning import optimiser as O
+
+    A = _box_problem()
+    monkeypatch.setattr(O, "OBJECTIVE_BLOCK_ELEMENTS", 8 * A.shape[1])
+    nnls = O._NNLS(A, 1.0)
+    rows = [r for a, b in nnls._chunks for r in range(a, b)]
+    assert rows == list(range(A.shape[0])) and len(nnls._chunks) == O.OBJECTIVE_CHUNKS
+    assert all(a % nnls._rows == 0 for a, _ in nnls._chunks)
+    out = {}
+    for workers in (1, 2, 3):
+        monkeypatch.setattr(O, "_objective_workers", lambda w=workers: w)
+        out[workers] = nnls.solve(30)
+    assert out[1].tobytes() == out[2].tobytes() == out[3].tobytes()
+
+
+def test_wide_matrix_blocks_of_one_row():
+    """A matrix wider than OBJECTIVE_BLOCK_ELEMENTS / 8 (the craniospinal plan has 25,000-84,000 spots) is read in
+    blocks of fewer rows, not rounded up to 8 (which would make each product large enough for OpenBLAS's threads)."""
+    from mcproton.planning import optimiser as O
+
+    rng = np.random.default_rng(4)
+    A = rng.random((20, O.OBJECTIVE_BLOCK_ELEMENTS // 3), dtype=np.float32)
+    nnls = O._NNLS(A, 1.0)
+    assert nnls._rows == 3
+    x = rng.random(A.shape[1])
+    f0, g0 = _objective_before(nnls, x)
+    f, g = nnls.objective(x)
+    assert f == pytest.approx(f0, rel=1e-6) and np.abs(g - g0).max() <= 1e-5 * np.abs(g0).max()
+
+
+def test_solution_matches_the_former_objective():
+    """The optimiser with the one-pass objective against the same L-BFGS-B with the two-product objective (kept
+    above line for line) on the box problem: the same objective after ITERATIONS to 1e-4 (the float32 rounding of
+    the gradient changes L-BFGS-B's path, not where it goes) and the same weights to 2 % of the largest."""
+    from mcproton.planning import optimiser as O
+
+    A = _box_problem()
+    new = O._NNLS(A, 1.0).solve(O.ITERATIONS)
+
+    class Before(O._NNLS):
+        def objective(self, x):
+            self.evaluations += 1
+            return _objective_before(self, x)
+
+    old = Before(A, 1.0).solve(O.ITERATIONS)
+    assert _objective(A, new) == pytest.approx(_objective(A, old), rel=1e-4)
+    assert np.abs(new - old).max() <= 0.02 * old.max()
