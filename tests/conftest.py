@@ -6,6 +6,7 @@ missing unless MCPROTON_REQUIRE_NVRTC=1, which CI sets so that the check can nev
 """
 from __future__ import annotations
 
+import copy
 import os
 
 import pytest
@@ -76,3 +77,22 @@ def warnings_to_stderr():
         warnings.simplefilter("always")
         warnings.showwarning = show
         yield
+
+
+@pytest.fixture(scope="session")
+def demo_plan_4mm_shared():
+    """The demo's plan (the posterior-fossa boost of mcproton/demo.py, default optimiser settings, dcpt_v5) on the
+    5-year-old head phantom at 4 mm instead of 2, as (geometry, plan): built once per session (10-30 s on 2 cores)
+    for the tests of five files that each built the same plan.  Take it through :func:`demo_plan_4mm` (or
+    ``copy.deepcopy`` it in a module fixture), never directly: a test that changed it would change the others'."""
+    from mcproton.phantoms import make_head_phantom
+    from mcproton.phantoms.reference_plans import posterior_fossa_plan
+
+    g = make_head_phantom(5, 4.0, region="head")
+    return g, posterior_fossa_plan(g)
+
+
+@pytest.fixture
+def demo_plan_4mm(demo_plan_4mm_shared):
+    """(geometry, plan) of :func:`demo_plan_4mm_shared`, a deep copy for this test alone (0.06 s)."""
+    return copy.deepcopy(demo_plan_4mm_shared)

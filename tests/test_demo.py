@@ -12,6 +12,45 @@ KEYS = {"target_mean_gy", "target_d95_gy", "target_d95_rel", "target_within_5pct
         "target_let_d_kev_um", "brainstem_let_d_kev_um", "variable_rbe_mcnamara"}
 
 
+def _the_plan_made_once(plan, geometry, kwargs):
+    """The demo's own plan (``posterior_fossa_plan(g, prescription_gy_rbe=1.8, target=ctv)`` at 4 mm, made once per
+    session: tests/conftest.py) in place of making it again (10-30 s), for the tests of the demo's helpers and its
+    errors, which are not about the plan (test_demo_small makes it): it is the demo's plan bit for bit only for the
+    demo's arguments, so any other call is refused."""
+    import numpy as np
+
+    assert set(kwargs) == {"prescription_gy_rbe", "target"} and kwargs["prescription_gy_rbe"] == 1.8, kwargs
+    assert tuple(geometry.voxel_size_mm) == (4.0, 4.0, 4.0), geometry.voxel_size_mm
+    assert np.array_equal(kwargs["target"], plan.target_mask_zyx), "another target than the demo plan's"
+    return plan
+
+
+@pytest.fixture
+def demo_plan_made_once(demo_plan_4mm_shared, monkeypatch):
+    """The demo in this process takes the plan made once (:func:`_the_plan_made_once`)."""
+    import copy
+
+    import mcproton.phantoms.reference_plans as reference_plans
+
+    monkeypatch.setattr(reference_plans, "posterior_fossa_plan", lambda g, **kw: _the_plan_made_once(
+        copy.deepcopy(demo_plan_4mm_shared[1]), g, kw))
+
+
+@pytest.fixture
+def demo_plan_prelude(demo_plan_4mm_shared, tmp_path):
+    """Lines that make a demo in a fresh interpreter take the plan made once (:func:`_the_plan_made_once`, its
+    source), from a pickle of it."""
+    import inspect
+    import pickle
+
+    path = tmp_path / "demo_plan_4mm.pickle"
+    path.write_bytes(pickle.dumps(demo_plan_4mm_shared[1]))
+    return ("import pickle\nimport mcproton.phantoms.reference_plans as _rp\n\n\n"
+            + inspect.getsource(_the_plan_made_once) + "\n\n"
+            f"_rp.posterior_fossa_plan = lambda g, **kw: _the_plan_made_once("
+            f"pickle.loads(open({str(path)!r}, 'rb').read()), g, kw)\n")
+
+
 def test_demo_small(tmp_path, capsys):
     out = tmp_path / "demo"
     rc = cli_main(["demo", "--out", str(out), "--primaries", "20000", "--voxel-mm", "4", "--backend", "cpu",
@@ -177,9 +216,9 @@ def test_forked_writer_returns_its_result_and_surfaces_its_error(tmp_path):
     assert r["unpicklable"] is not None and "writing a function failed" in r["unpicklable"]["message"]
 
 
-def test_demo_writer_error_surfaces(tmp_path, monkeypatch, capsys):
+def test_demo_writer_error_surfaces(tmp_path, monkeypatch, capsys, demo_plan_made_once):
     """An error in the demo's background CT writer (the forked process on Linux) reaches the caller: run_demo
-    raises it, the command line reports it and fails."""
+    raises it, the command line reports it and fails (the plan made once: conftest.py)."""
     from mcproton.demo import run_demo
     from mcproton.phantoms import dicom_export
 
@@ -196,7 +235,7 @@ def test_demo_writer_error_surfaces(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked writer is Linux only")
-def test_demo_files_are_the_same_with_forked_writer_and_plane_figures(tmp_path):
+def test_demo_files_are_the_same_with_forked_writer_and_plane_figures(tmp_path, demo_plan_prelude):
     """With fork the CT series, RT Struct and the two plane figures are made in child processes (the figures from
     the planes' values sent over a pipe): the same PNG bytes, dose file datasets, RT Dose pixels and DICOM
     contents (apart from the UIDs made per run and the dates) as all in this process."""
@@ -208,8 +247,8 @@ def test_demo_files_are_the_same_with_forked_writer_and_plane_figures(tmp_path):
     import pydicom
 
     # both in fresh interpreters, as `mcproton demo` runs: this test process may have other threads (e.g. Dask's,
-    # and then the demo uses a thread) and matplotlib state left by other tests
-    script = ("import sys; from mcproton.demo import BackgroundProcess, run_demo\n"
+    # and then the demo uses a thread) and matplotlib state left by other tests; both on the plan made once
+    script = (demo_plan_prelude + "import sys; from mcproton.demo import BackgroundProcess, run_demo\n"
               "if sys.argv[2] == 'thread':\n"
               "    BackgroundProcess.available = staticmethod(lambda: False)\n"
               "run_demo(sys.argv[1], primaries=3000, voxel_mm=4.0, backend='cpu', quiet=True, seed=7)\n")
@@ -299,15 +338,16 @@ sys.exit(main(["demo", "--out", sys.argv[1], "--primaries", "2000", "--voxel-mm"
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked helpers are Linux only")
 @pytest.mark.parametrize("step", ["plan", "verify"])
-def test_demo_error_in_plan_or_monte_carlo_ends_it(tmp_path, step):
+def test_demo_error_in_plan_or_monte_carlo_ends_it(tmp_path, step, demo_plan_prelude):
     """An error in the demo's plan or Monte Carlo (e.g. a kernel cache that cannot be written) is reported and
     the demo ends: its forked helpers (CT writer, plane figures) are ended, not waited for without bound (the
     deployment audit, F1: it hung for good, with no message).  In a fresh interpreter, as `mcproton demo` runs
-    (the helpers are forked only where the process has no other thread)."""
+    (the helpers are forked only where the process has no other thread); the Monte Carlo's error after the plan
+    made once (conftest.py)."""
     import sys
 
     script = tmp_path / "demo_error.py"
-    script.write_text(_DEMO_ERROR_SCRIPT)
+    script.write_text((demo_plan_prelude if step == "verify" else "") + _DEMO_ERROR_SCRIPT)
     rc, _, err = _run_to_the_end([sys.executable, str(script), str(tmp_path / "out"), step], 180)
     # a RuntimeError is the machine's (a kernel cache, a compiler): exit 3 since 2026-12-06 (mcproton.errors)
     assert rc == 3 and "mcproton: error: this step failed on purpose" in err, err
@@ -315,19 +355,22 @@ def test_demo_error_in_plan_or_monte_carlo_ends_it(tmp_path, step):
 
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked helpers are Linux only")
-def test_demo_sigint_to_its_pid_only_ends_it(tmp_path):
+def test_demo_sigint_to_its_pid_only_ends_it(tmp_path, demo_plan_prelude):
     """A SIGINT sent to the demo's process only (as a batch system, a wrapper script or a GUI stops a job; Ctrl-C
     at a terminal signals the helpers too) during the Monte Carlo: "interrupted", exit status 130 (the deployment
-    audit, F1: it hung for good)."""
+    audit, F1: it hung for good).  The command line's main in a fresh interpreter, as `mcproton demo` runs it, on
+    the plan made once (conftest.py)."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
+    script = tmp_path / "demo_cli.py"
+    script.write_text(demo_plan_prelude + "import sys\nfrom mcproton.cli import main\n\nsys.exit(main(sys.argv[1:]))\n")
     log_path = tmp_path / "demo.log"
     with open(log_path, "w") as log:
-        p = subprocess.Popen([sys.executable, "-m", "mcproton.cli", "demo", "--out", str(tmp_path / "out"),
+        p = subprocess.Popen([sys.executable, str(script), "demo", "--out", str(tmp_path / "out"),
                               "--primaries", "5000000", "--voxel-mm", "4", "--backend", "cpu"],
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:

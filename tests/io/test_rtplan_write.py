@@ -10,6 +10,7 @@ offset shrinks by 1 - L/VSAD to the beam-model plane); weights within 6e-8 relat
 (FL) within 4e-6 mm at 80 mm.  DS values carry 12 significant digits (the isocentre to 1e-10 mm)."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import shutil
 import subprocess
@@ -26,12 +27,9 @@ FRACTIONS = 17
 
 
 @pytest.fixture(scope="module")
-def demo_plan():
-    from mcproton.phantoms import make_head_phantom
-    from mcproton.phantoms.reference_plans import posterior_fossa_plan
-
-    g = make_head_phantom(5.0, 4.0, region="head")
-    return posterior_fossa_plan(g)      # the demo's plan-building code (mcproton/demo.py), 4 mm instead of 2
+def demo_plan(demo_plan_4mm_shared):
+    # the demo's plan-building code (mcproton/demo.py), 4 mm instead of 2 (tests/conftest.py), a copy of this module
+    return copy.deepcopy(demo_plan_4mm_shared[1])
 
 
 @pytest.fixture(scope="module")

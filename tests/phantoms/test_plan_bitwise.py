@@ -1,6 +1,7 @@
 """The demo plan does not move when the planner's host steps are made cheaper (issue 15 item 3): the dose-influence
 matrix (in place, the depth doses in a second thread) is compared bit for bit with its previous implementation,
 kept here line for line, and the demo plan at 4 mm is pinned by a hash."""
+import copy
 import hashlib
 import os
 import platform
@@ -10,7 +11,6 @@ import pytest
 import scipy
 
 from mcproton import planning as P
-from mcproton.phantoms import make_head_phantom
 from mcproton.phantoms import reference_plans as RP
 from mcproton.planning import dose_model as DM
 from mcproton.planning.kernel import MEV_PER_G_TO_GY, bortfeld_idd, mcs_sigma_mm, water_range_mm
@@ -73,8 +73,8 @@ def _influence_reference(field_, points_mm, wet_mm, dose_factor=None, cutoff_sig
 
 
 @pytest.fixture(scope="module")
-def head4():
-    g = make_head_phantom(5, 4.0, region="head")
+def head4(demo_plan_4mm_shared):
+    g = copy.deepcopy(demo_plan_4mm_shared[0])          # make_head_phantom(5, 4.0, region="head")
     tgt = RP.posterior_fossa_target(g)
     pts = P.voxel_centres_mm(g, tgt)
     k, j, i = np.nonzero(tgt)
@@ -136,11 +136,10 @@ def test_influence_matrix_error_in_the_depth_dose_thread_propagates(head4, monke
         DM.influence_matrix(f, pts, wet, dose_factor)
 
 
-def test_plan_with_the_pipelined_matrices_is_the_plan_field_by_field():
+def test_plan_with_the_pipelined_matrices_is_the_plan_field_by_field(demo_plan_4mm):
     """optimise_plan submits each field's depth doses while it generates the next fields' spots; the same plan
     as with influence_matrix called per field (dose_model=, the path of any other dose model)."""
-    g = make_head_phantom(5, 4.0, region="head")
-    a = RP.posterior_fossa_plan(g)
+    g, a = demo_plan_4mm                        # RP.posterior_fossa_plan(make_head_phantom(5, 4.0, region="head"))
     b = RP.optimise_plan("posterior-fossa boost", g, RP.posterior_fossa_target(g),
                          [{"name": f.name, "direction": P.gantry_direction(gd), "sigma_air_mm": 4.0,
                            "layer_spacing_mm": 4.0,
@@ -184,9 +183,8 @@ def _plan_fingerprint() -> dict:
             "threads": {k: os.environ[k] for k in _THREAD_VARS if k in os.environ}}
 
 
-def test_demo_plan_at_4mm_is_pinned():
-    g = make_head_phantom(5, 4.0, region="head")
-    plan = RP.posterior_fossa_plan(g)
+def test_demo_plan_at_4mm_is_pinned(demo_plan_4mm):
+    g, plan = demo_plan_4mm                     # RP.posterior_fossa_plan(make_head_phantom(5, 4.0, region="head"))
     h = hashlib.sha256()
     for f in plan.fields:
         for a in (f.u_mm, f.v_mm, f.energy_mev, f.nominal_energy_mev, f.weights):

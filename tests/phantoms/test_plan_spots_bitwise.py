@@ -1,6 +1,7 @@
 """A plan's engine spots made as whole arrays (issue 15 item 3: the demo's host steps) are the spots made one at a
 time before, bit for bit: every Spot attribute (value and type), every range-shifter slab, and the kernel's spot
 records.  The previous per-spot code is kept here line for line as the reference."""
+import copy
 import dataclasses
 import struct
 
@@ -8,7 +9,6 @@ import numpy as np
 import pytest
 
 from mcproton import planning as P
-from mcproton.phantoms import make_head_phantom
 from mcproton.phantoms import reference_plans as RP
 from mcproton.source import Beam, RangeShifterSlab, Spot, _rowdot, _unit_rows, make_spots
 
@@ -143,9 +143,8 @@ def test_spot_array_column_by_column_is_the_spot_by_spot_array():
 
 
 @pytest.fixture(scope="module")
-def plan4():
-    g = make_head_phantom(5, 4.0, region="head")
-    return g, RP.posterior_fossa_plan(g)
+def plan4(demo_plan_4mm_shared):
+    return copy.deepcopy(demo_plan_4mm_shared)          # the demo plan at 4 mm (tests/conftest.py)
 
 
 def test_demo_plan_spots_are_the_spot_by_spot_ones(plan4):

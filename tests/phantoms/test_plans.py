@@ -9,8 +9,13 @@ from mcproton.phantoms import reference_plans as RP
 
 
 @pytest.fixture(scope="module")
-def head4():
-    return make_head_phantom(5, 4.0, region="head")
+def csi8():
+    """The 5-year-old neuraxis phantom at 8 mm, its craniospinal target and a coarse craniospinal plan (150
+    iterations, 1500 points, spots on an 8 mm grid; 15-60 s on 2 cores): one plan for the plan's and the field
+    geometry's tests."""
+    g = make_head_phantom(5, 8.0, region="neuraxis")
+    parts = RP.craniospinal_target(g)
+    return g, parts, RP.craniospinal_plan(g, iterations=150, max_points=1500, spot_spacing_mm=8.0)
 
 
 def test_range_energy_and_bortfeld_curve():
@@ -149,8 +154,8 @@ def test_optimise_plan_takes_another_dose_model():
     assert two.total_protons == pytest.approx(ref.total_protons / 2, rel=1e-6)
 
 
-def test_posterior_fossa_plan_on_phantom(head4):
-    plan = RP.posterior_fossa_plan(head4, iterations=250)
+def test_posterior_fossa_plan_on_phantom(demo_plan_4mm):
+    head4, plan = demo_plan_4mm     # RP.posterior_fossa_plan(make_head_phantom(5, 4.0, region="head")) (conftest.py)
     assert plan.prescription_gy == pytest.approx(1.8 / 1.1)
     tgt = plan.target_mask_zyx
     assert 45 < tgt.sum() * head4.voxel_volume_cm3 < 90           # tumour bed + 1.5 cm in the posterior fossa
@@ -200,11 +205,9 @@ def test_posterior_fossa_target_is_a_medulloblastoma_boost(age):
     assert np.linalg.norm(centre - np.asarray(c)) < 12.0                 # centred on the ventricle / vermis
 
 
-def test_craniospinal_plan_coarse():
-    g = make_head_phantom(5, 8.0, region="neuraxis")
-    parts = RP.craniospinal_target(g)
+def test_craniospinal_plan_coarse(csi8):
+    g, parts, plan = csi8
     assert parts["brain"].any() and parts["spine"].any()
-    plan = RP.craniospinal_plan(g, iterations=150, max_points=1500, spot_spacing_mm=8.0)
     names = [f.name for f in plan.fields]
     assert sum(n.startswith("cranial") for n in names) == 2
     assert sum(n.startswith("spine") for n in names) >= 2          # 5 y neuraxis: ~40 cm, split in two
@@ -326,14 +329,12 @@ def _spot_xyz(f):
     return f.isocentre_mm + f.u_mm[:, None] * f.axis_x + f.v_mm[:, None] * f.axis_y
 
 
-def test_craniospinal_geometry_covers_neuraxis_and_junctions_overlap():
+def test_craniospinal_geometry_covers_neuraxis_and_junctions_overlap(csi8):
     """CSI field geometry (8 mm phantom, coarse optimisation): in beam's-eye view every CTV voxel lies within
     one spot spacing of a spot of some field, the spinal fields cover the whole thecal sac along z, and the
-    junctions (cranial/upper spine, spine/spine) overlap."""
-    g = make_head_phantom(5, 8.0, region="neuraxis")
-    parts = RP.craniospinal_target(g)
+    junctions (cranial/upper spine, spine/spine) overlap (craniospinal_plan's default overlap_mm, 50 mm)."""
+    g, parts, plan = csi8
     spacing = 8.0
-    plan = RP.craniospinal_plan(g, iterations=60, max_points=1500, overlap_mm=50.0, spot_spacing_mm=spacing)
     pts = P.voxel_centres_mm(g, parts["csi"])
     best = np.full(len(pts), np.inf)
     for f in plan.fields:

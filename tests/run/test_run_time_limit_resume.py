@@ -30,16 +30,21 @@ def _job(cfg: Path, out: Path | None, sets: list[str], resume: bool = False, log
                    log=(logs.append if logs is not None else lambda m: None))
 
 
-def test_time_limited_checkpoint_continues_with_a_larger_limit(small_cfg, tmp_path):
-    cfg = small_cfg(PRIMARIES, batch_size=BATCH)
+def test_time_limited_checkpoint_continues_with_a_larger_limit(small_cfg, tmp_path, monkeypatch):
+    """In this process on the ticking clock (one fake second per perf_counter call, :func:`_ticking_clock`): the
+    stop falls in the same batch on any machine, so 10 batches of 2000 do (the real clock needed 400,000 primaries
+    to be sure 0.3 s stopped a fast machine's run before its end; the command line's test below keeps it)."""
+    _ticking_clock(monkeypatch)
+    primaries = 10 * BATCH
+    cfg = small_cfg(primaries, batch_size=BATCH)
     out = tmp_path / "run.h5"
-    first = _job(cfg, out, ["run.time_limit_s=0.3"])[0]
+    first = _job(cfg, out, ["run.time_limit_s=4"])[0]
     n1 = first.primaries
-    assert first.provenance["stop_reason"] == "time_limit" and 0 < n1 < PRIMARIES
+    assert first.provenance["stop_reason"] == "time_limit" and 0 < n1 < primaries
     assert checkpoint_path(out).exists() and "time limit" in describe(checkpoint_path(out))
     # the same limit: nothing added, and the log says why
     logs: list[str] = []
-    same = _job(cfg, out, ["run.time_limit_s=0.3"], resume=True, logs=logs)[0]
+    same = _job(cfg, out, ["run.time_limit_s=4"], resume=True, logs=logs)[0]
     assert same.primaries == n1 and same.provenance["stop_reason"] == "time_limit"
     assert np.array_equal(same.dose_gy_zyx, first.dose_gy_zyx)
     said = " ".join(logs)
@@ -49,7 +54,7 @@ def test_time_limited_checkpoint_continues_with_a_larger_limit(small_cfg, tmp_pa
     full = _job(cfg, out, [], resume=True, logs=logs)[0]
     said = " ".join(logs)
     assert "continuing" in said and f"{n1:,}" in said, logs
-    assert full.primaries == PRIMARIES and full.provenance["stop_reason"] == "primaries"
+    assert full.primaries == primaries and full.provenance["stop_reason"] == "primaries"
     ref = _job(cfg, None, [])[0]    # uninterrupted, no limit
     assert np.array_equal(ref.dose_gy_zyx, full.dose_gy_zyx)   # the same histories, the same batches
 
