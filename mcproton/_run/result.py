@@ -549,8 +549,9 @@ def _summed_study(results: list[DoseResult]) -> tuple[VoxelGeometry, str]:
         first = known[0]
         warn(f"sum_results: the results lie in different studies: result {first[0]} in {_study_text(first[1])}, "
              + ", ".join(f"result {k} in {_study_text(s)}" for k, s in other)
-             + (f"; the sum keeps result 1's study, so its RT Dose lies there (sum the beams of one CT only)"
-                if not unknown else ""), McprotonRuntimeWarning, stacklevel=3)
+             + ("; the sum keeps result 1's study, so its RT Dose lies there" if not unknown else
+                "; the study of the others is unknown, and so is the sum's")
+             + " (sum the beams of one CT only)", McprotonRuntimeWarning, stacklevel=3)
     if not unknown:
         return g, ""
     if getattr(g, "study", None) is not None:
