@@ -627,6 +627,13 @@ def robust_max(dose: np.ndarray, where: np.ndarray | None = None) -> float:
 #: CSI audit F3); at the 2 mm ray spacing of a 2 mm grid, 20 rays are a field of 0.8 cm2.  Fewer: "not evaluable".
 MIN_RANGE_RAYS = 20
 
+#: The fraction of a dose's robust maximum that a ray must reach for that dose to have a distal edge on it
+#: (:func:`range_agreement`): the rays are those where either dose reaches ``min_fraction`` (50 %) of its maximum, and
+#: a ray where the other dose stays below this (outside its field, not merely in its penumbra: a correct plan's
+#: doses are within a few % of each other at the field's 50 % edge, and a 50 % -> 10 % penumbra is several mm wide)
+#: counts as a ray with an edge in one dose only, outside every tolerance.
+EDGE_FRACTION = 0.1
+
 #: The factor from the independent-voxel standard error of :func:`beam_dose_ratio`'s median to its ``uncertainty_pct``:
 #: the MC's voxel errors are correlated, so the median over a region scatters more.  Measured: 1.6 (noise-matching
 #: audit 2026-12-05) and 1.45 +- 0.23 (statistics audit 2026-12-06, F2: 20 seeds of the demo CT plan, seed-to-seed sd
@@ -694,9 +701,12 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
                     min_fraction: float = 0.5, chunk_samples: int = 1 << 21, noise_rel: np.ndarray | None = None,
                     seed: int = 0, stream: int = 0) -> dict[str, Any]:
     """Distal R80 of MC minus TPS along rays parallel to the beam, one per beam's-eye-view pixel where the
-    TPS dose along the ray reaches ``min_fraction`` of its maximum: its robust maximum (:func:`robust_max`, the
-    99.9th percentile of its voxels with dose; the single largest voxel let one hot voxel select one ray, CSI audit
-    F3).  ``evaluable``: at least :data:`MIN_RANGE_RAYS` rays (fewer are not judged; ``note`` says why).
+    TPS dose or the MC dose along the ray reaches ``min_fraction`` of its own maximum: its robust maximum
+    (:func:`robust_max`, the 99.9th percentile of its voxels with dose; the single largest voxel let one hot voxel
+    select one ray, CSI audit F3).  On a ray, a dose has an edge where it reaches :data:`EDGE_FRACTION` of its
+    maximum and has a distal R80; a ray with an edge in one dose only is counted (``rays_without_mc_edge``,
+    ``rays_without_tps_edge``) and outside every tolerance.  ``evaluable``: at least :data:`MIN_RANGE_RAYS` rays
+    (fewer are not judged; ``note`` says why).
 
     Noise floor (``noise_rel``: the MC's relative uncertainty per voxel of ``ev``, on the grid of ``ref``).  MC
     noise moves the distal-most 80 % crossing distally (a spike beyond the edge) and spreads the rays: on APTG
@@ -730,8 +740,10 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     top = robust_max(ref)
     if top <= 0:
         return _not_evaluable({"rays": 0}, min_fraction)
-    # BEV extent: the TPS voxels above min_fraction of the maximum projected onto the BEV plane
-    hot = np.argwhere(ref >= min_fraction * top)
+    top_ev = robust_max(ev)
+    # BEV extent: the voxels of either dose above min_fraction of its own maximum projected onto the BEV plane (the
+    # TPS's alone: an MC field wider than the TPS's was never looked at, review B of 2026-12-06, F3)
+    hot = np.argwhere((ref >= min_fraction * top) | ((ev >= min_fraction * top_ev) if top_ev > 0 else False))
     p = org + hot[:, ::-1] * sp - iso
     pu, pv = p @ u, p @ v
     ds = float(ray_spacing_mm or min(sp))
@@ -755,15 +767,22 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         # the points in voxel units, z, y, x: (rays, samples) each
         coords = [(start[s0:s0 + per, k, None] + td[None, :, k] - org[k]) / sp[k] for k in (2, 1, 0)]
         pr = map_coordinates(ref, coords, order=1, mode="constant", cval=0.0)
-        hit = pr.max(axis=1) >= min_fraction * top
+        pe = map_coordinates(ev, coords, order=1, mode="constant", cval=0.0)
+        # a ray where either dose reaches min_fraction of its own maximum; on it, a dose has an edge where it
+        # reaches EDGE_FRACTION of its own maximum and has a distal R80 (so that a dose absent from a ray, not a
+        # dose a little lower in the other's penumbra, is "without an edge")
+        in_r, in_e = pr.max(axis=1), pe.max(axis=1)
+        hit = (in_r >= min_fraction * top) | ((in_e >= min_fraction * top_ev) if top_ev > 0 else False)
         if not hit.any():
             continue
-        pr = pr[hit]
-        pe = map_coordinates(ev, [c[hit] for c in coords], order=1, mode="constant", cval=0.0)
-        r1, r2 = _distal_r80_rows(t, pr), _distal_r80_rows(t, pe, like=pr)
+        pr, pe, in_r, in_e = pr[hit], pe[hit], in_r[hit], in_e[hit]
+        has_r, has_e = in_r >= EDGE_FRACTION * top, in_e >= EDGE_FRACTION * top_ev
+        r1 = np.where(has_r, _distal_r80_rows(t, pr), np.nan)
+        # the MC's R80 at the TPS's level where the TPS has dose on the ray, else at its own top
+        r2 = np.where(has_e, np.where(has_r, _distal_r80_rows(t, pe, like=pr), _distal_r80_rows(t, pe)), np.nan)
         if noisy is not None:   # the TPS against the TPS with the MC's noise, the same rays and estimator
             pn = map_coordinates(noisy, [c[hit] for c in coords], order=1, mode="constant", cval=0.0)
-            keep_noise.append(_one_edge_as_inf(_distal_r80_rows(t, pn, like=pr), r1))
+            keep_noise.append(_one_edge_as_inf(np.where(has_r, _distal_r80_rows(t, pn, like=pr), np.nan), r1))
         fin = np.isfinite(r1) & np.isfinite(r2)
         sel = np.flatnonzero(hit)[fin] + s0
         keep_ab.append(np.column_stack([ga[sel], gb[sel]]))
@@ -815,9 +834,9 @@ def _not_evaluable(out: dict[str, Any], min_fraction: float) -> dict[str, Any]:
     out["evaluable"] = n >= MIN_RANGE_RAYS
     if not out["evaluable"]:
         out["note"] = (f"not evaluable ({n} ray{'' if n == 1 else 's'}): fewer than {MIN_RANGE_RAYS} beam's-eye-view "
-                       f"rays reach {100 * min_fraction:g} % of the TPS dose's robust maximum with a distal fall-off "
-                       "on the grid, too few for a field's range; the range levels are not judged (look at the "
-                       "beam's dose maps)")
+                       f"rays reach {100 * min_fraction:g} % of the TPS's or the MC's robust maximum with a distal "
+                       "fall-off on the grid, too few for a field's range; the range levels are not judged (look at "
+                       "the beam's dose maps)")
     return out
 
 

@@ -14,7 +14,8 @@ Format version (root attribute ``format_version`` = :data:`FORMAT_VERSION`, "mcp
 ``materials_json`` (the full definitions of the geometry's materials), ``study`` (JSON: the CT's patient, study and
 frame of reference UIDs, position, orientation and study date of a grid from a CT, ``null`` otherwise; files of
 version 1 written before 2026-12-06 lack it, and their results refuse to be written as an RT Dose without a
-``study``) and the group ``result`` (attributes
+``study``; such a result saved again, or a sum of it, still lacks it and names those files in the root attribute
+``study_not_stored``: its study stays unknown) and the group ``result`` (attributes
 ``primaries``, ``wall_s``, ``protons_per_second``, ``backend``, ``device``), and, when written by
 ``DoseResult.save``, the dataset ``edep_mev_per_primary`` (for ``integrated_depth_dose``).  Files written before
 the version existed (version 0) lack all of these.  Readers refuse a version they do not know.
@@ -216,7 +217,12 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
         # the CT's patient, study, frame of reference, position and orientation ("null": a grid without a CT), so
         # that an RT Dose written from the loaded result lies in the CT's frame (I/O review 2026-12-06, F1)
         study = getattr(g, "study", None)
-        f.attrs["study"] = json.dumps(asdict(study) if study is not None else None)
+        unknown = getattr(result, "study_not_stored", "") if study is None else ""
+        if unknown:   # loaded from (or summed from) a file without it: still unknown, so not "null" (no CT), which
+            # would write its RT Dose in a new frame with no patient, silently (review B of 2026-12-06, F1)
+            f.attrs["study_not_stored"] = unknown
+        else:
+            f.attrs["study"] = json.dumps(asdict(study) if study is not None else None)
         f.attrs["format_version"] = FORMAT_VERSION
         if fx is not None:   # an RT Ion Plan's beams: how many of its fractions the dose holds (the RT Dose: all)
             f.attrs["fractions"], f.attrs["fractions_planned"] = fx[0], fx[1]
@@ -348,8 +354,9 @@ def load_result(path: str | Path):
         normalisation=str(_py(a["normalisation"])), edep_mev_zyx=h.get("edep_mev_per_primary"))
     if h["dataset_attrs"]:   # dose_raw, body_mask (mcproton/body.py)
         res.extra_datasets = {k: (h[k], {n: _py(v) for n, v in at.items()}) for k, at in h["dataset_attrs"].items()}
-    if "study" not in a:   # written before the study was stored: whether it had a CT is unknown (write_result_rtdose)
-        res.study_not_stored = str(path)
+    if "study" not in a:   # written before the study was stored (or saved again from such a file, which it names):
+        # whether it had a CT is unknown (write_result_rtdose)
+        res.study_not_stored = str(_py(a.get("study_not_stored", "")) or path)
     return res
 
 

@@ -441,7 +441,8 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     * ``study`` (:class:`StudyReference`): the patient, study, frame of reference and plan; default the
       result geometry's ``study`` (a CT's: ``HUCalibration.to_geometry`` sets it; ``DoseResult.save`` stores it and
       ``load`` restores it), else a new study and frame.  A result loaded from an HDF5 file written before the study
-      was stored (2026-12-06) raises ValueError without ``study``: whether it had a CT is unknown.
+      was stored (2026-12-06) raises ValueError without ``study``: whether it had a CT is unknown
+      (``result.study_not_stored``); so does that result saved again and loaded, and a ``sum_results`` with it.
       The plan of ``contents`` is referenced when ``study`` names none.
 
     The dose outside ``body_outline`` (default the result's, :func:`mcproton.body.apply_body_outline`) is 0.
@@ -471,12 +472,13 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     if contents.dose_to not in ("medium", "water"):
         raise ValueError(f'contents.dose_to must be "medium" or "water"; got {contents.dose_to!r}')
     if study is None and getattr(result.geometry, "study", None) is None and getattr(result, "study_not_stored", ""):
-        raise ValueError(f"the result was loaded from {result.study_not_stored}, written by an mcproton that did not "
-                         "store the CT's patient, study and frame of reference in the HDF5 file: the RT Dose would "
-                         "lie in a new frame of reference with no patient, so that it matches no CT; give "
+        raise ValueError(f"the result was loaded (or summed) from {result.study_not_stored}, written by an mcproton "
+                         "that did not store the CT's patient, study and frame of reference in the HDF5 file: the RT "
+                         "Dose would lie in a new frame of reference with no patient, so that it matches no CT; give "
                          "study=mcproton.StudyReference.from_ct(load_ct_series(CT folder)) of the CT the dose was "
-                         "computed on (or study=mcproton.StudyReference() for a phantom without a CT), or save the "
-                         "result again with this version")
+                         "computed on (or study=mcproton.StudyReference() for a phantom without a CT); to keep it "
+                         "with the result, set result.geometry.study to that before saving it again (saved again "
+                         "without it, the result's study stays unknown)")
     study = study or getattr(result.geometry, "study", None) or StudyReference()
     plan_uid = contents.plan_sop_instance_uid or ""
     if plan_uid and study.plan_sop_instance_uid and plan_uid != study.plan_sop_instance_uid:

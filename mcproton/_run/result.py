@@ -98,7 +98,13 @@ def stored_grid(result: Any, name: str) -> Any:
 class DoseResult:
     """The result of a run.  Arrays are (z, y, x).  Dose is Gy per primary proton unless the beam gives
     ``total_protons`` (then Gy for that many protons): see ``normalisation``.  An array may be given as a
-    :class:`ScoredGrid` (``finish`` does): it becomes an ordinary array when first read."""
+    :class:`ScoredGrid` (``finish`` does): it becomes an ordinary array when first read.
+
+    ``study_not_stored``: "" unless the CT study of the result is unknown: the HDF5 file(s) it was loaded from
+    (or summed from) were written before 2026-12-06, when the study (``geometry.study``) was not stored, so
+    whether its dose was computed on a CT, and on which, is unknown.  ``save`` keeps it (the file stores no study
+    and names these files), ``sum_results`` passes it on, and ``write_result_rtdose`` refuses such a result
+    without ``study=``; setting ``geometry.study`` (``StudyReference.from_ct``) states the study."""
 
     dose_gy_zyx: np.ndarray
     dose_to_water_gy_zyx: np.ndarray
@@ -115,6 +121,7 @@ class DoseResult:
     device: str
     normalisation: str = "Gy per primary"
     edep_mev_zyx: np.ndarray | None = None
+    study_not_stored: str = ""
 
     def integrated_depth_dose(self, axis: str = "z") -> tuple[np.ndarray, np.ndarray]:
         """(depth of the voxel centres in mm from the grid's front face along ``axis``, IDD in MeV cm2/(g
@@ -515,6 +522,44 @@ def _as_results(results: Any) -> list[DoseResult]:
     return out
 
 
+def _study_text(study: Any) -> str:
+    """A result's CT study in words, for a warning: its patient and frame of reference, or "no CT"."""
+    if study is None:
+        return "no CT (a phantom)"
+    return f"patient {study.patient_id or '(none)'!r}, frame of reference {study.frame_of_reference_uid or '(none)'}"
+
+
+def _summed_study(results: list[DoseResult]) -> tuple[VoxelGeometry, str]:
+    """The geometry of the sum of ``results`` (on one grid) and its ``study_not_stored``: result 1's geometry
+    where every study is known; where any result's study is unknown (loaded from an HDF5 written before the study
+    was stored), the sum's is unknown too: a copy of result 1's geometry without a study, and the files named,
+    so that write_result_rtdose refuses it without ``study=`` as it refuses each of them (review B of
+    2026-12-06, F1: the sum of such per-beam files wrote an RT Dose in a new frame with no patient, silently).
+    Known studies that differ (patient, study or frame of reference; a CT's and no CT) are warned of: the sum
+    keeps result 1's."""
+    import copy
+
+    g = results[0].geometry
+    unknown = [r.study_not_stored for r in results if r.study_not_stored]
+    known = [(k, getattr(r.geometry, "study", None)) for k, r in enumerate(results, start=1) if not r.study_not_stored]
+    key = [(k, None if s is None else (s.patient_id, s.study_instance_uid, s.frame_of_reference_uid))
+           for k, s in known]
+    other = [(k, s) for (k, s), (_, c) in zip(known, key) if c != key[0][1]]
+    if other:
+        first = known[0]
+        warn(f"sum_results: the results lie in different studies: result {first[0]} in {_study_text(first[1])}, "
+             + ", ".join(f"result {k} in {_study_text(s)}" for k, s in other)
+             + ("; the sum keeps result 1's study, so its RT Dose lies there" if not unknown else
+                "; the study of the others is unknown, and so is the sum's")
+             + " (sum the beams of one CT only)", McprotonRuntimeWarning, stacklevel=3)
+    if not unknown:
+        return g, ""
+    if getattr(g, "study", None) is not None:
+        g = copy.copy(g)
+        g.study = None
+    return g, "; ".join(dict.fromkeys(f for u in unknown for f in u.split("; ")))
+
+
 def _copy_result(r: DoseResult) -> DoseResult:
     """A copy of ``r`` whose arrays, ledger, provenance and other attributes can be changed without changing ``r``:
     the grids copied (a grid still held as its scored voxels shares them: reading it makes a new array), the
@@ -595,6 +640,7 @@ def sum_results(results: Iterable[DoseResult]) -> DoseResult:
             warn(f"sum_results: result {k} was computed on another phantom than result 1 on the same grid: "
                  f"{' and '.join(differ)} differ; the sum keeps result 1's geometry, and adds doses of different "
                  "phantoms (sum results of one geometry only)", McprotonRuntimeWarning, stacklevel=2)
+    g, unknown = _summed_study(results)
     per_primary = [r.normalisation == "Gy per primary" for r in results]
     if any(per_primary) and not all(per_primary):
         raise ValueError("sum_results: cannot add a per-primary dose to an absolute dose; give every beam "
@@ -652,4 +698,4 @@ def sum_results(results: Iterable[DoseResult]) -> DoseResult:
         uncertainty_rel_zyx=unc,
         mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n, wall_s=wall,
         protons_per_second=pps, backend=results[0].backend, device=results[0].device, normalisation=norm,
-        edep_mev_zyx=edep)
+        edep_mev_zyx=edep, study_not_stored=unknown)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from mcproton._check.compare import MIN_RANGE_RAYS, _distal_r80_rows, _frame, range_agreement, robust_max
+from mcproton._check.compare import EDGE_FRACTION, MIN_RANGE_RAYS, _distal_r80_rows, _frame, range_agreement, \
+    robust_max
 
 
 def _distal_r80_one(t: np.ndarray, prof: np.ndarray, like: np.ndarray | None = None) -> float:
@@ -53,7 +54,8 @@ def _distal_r80_one(t: np.ndarray, prof: np.ndarray, like: np.ndarray | None = N
 def _range_agreement_per_ray(axes_zyx, ref, ev, direction, isocentre, *, ray_spacing_mm=None, step_mm=0.5,
                              min_fraction=0.5):
     """range_agreement one ray at a time (the oracle); a ray with a distal R80 in one dose only counts outside 1 and
-    2 mm (check review 2026-12-06, F2)."""
+    2 mm (check review 2026-12-06, F2); the rays are those where either dose reaches min_fraction of its own maximum,
+    a dose having an edge on one where it reaches EDGE_FRACTION of its maximum (review B of 2026-12-06, F3)."""
     from scipy.ndimage import map_coordinates
 
     z, y, x = (np.asarray(a, float) for a in axes_zyx)
@@ -67,7 +69,8 @@ def _range_agreement_per_ray(axes_zyx, ref, ev, direction, isocentre, *, ray_spa
     top = robust_max(ref)   # the TPS's top as the check takes it (since the CSI audit of 2026-12-05, F3)
     if top <= 0:
         return {"rays": 0}
-    hot = np.argwhere(ref >= min_fraction * top)
+    top_ev = robust_max(ev)
+    hot = np.argwhere((ref >= min_fraction * top) | (ev >= min_fraction * top_ev))
     p = org + hot[:, ::-1] * sp - iso
     pu, pv = p @ u, p @ v
     ds = float(ray_spacing_mm or min(sp))
@@ -83,10 +86,12 @@ def _range_agreement_per_ray(axes_zyx, ref, ev, direction, isocentre, *, ray_spa
             idx = (pts - org) / sp
             coords = [idx[:, 2], idx[:, 1], idx[:, 0]]
             pr = map_coordinates(ref, coords, order=1, mode="constant", cval=0.0)
-            if pr.max() < min_fraction * top:
-                continue
             pe = map_coordinates(ev, coords, order=1, mode="constant", cval=0.0)
-            r1, r2 = _distal_r80_one(t, pr), _distal_r80_one(t, pe, like=pr)
+            if pr.max() < min_fraction * top and pe.max() < min_fraction * top_ev:
+                continue
+            has_r, has_e = pr.max() >= EDGE_FRACTION * top, pe.max() >= EDGE_FRACTION * top_ev
+            r1 = _distal_r80_one(t, pr) if has_r else math.nan
+            r2 = (_distal_r80_one(t, pe, like=pr) if has_r else _distal_r80_one(t, pe)) if has_e else math.nan
             if math.isfinite(r1) and math.isfinite(r2):
                 rays.append((a, b, r1, r2))
             elif math.isfinite(r1) or math.isfinite(r2):
@@ -304,3 +309,24 @@ def test_rays_without_an_mc_edge_count_outside_the_tolerance(cube_grid):
     assert none["evaluable"] and none["within_2mm"] == 0.0 and math.isnan(none["median_mm"]), none
     whole = range_agreement(axes, tps, tps, d, iso)
     assert whole["rays_without_mc_edge"] == 0 and whole["within_2mm"] == 1.0 and whole["rays"] == r["rays_tps"]
+
+
+def test_rays_with_an_mc_edge_only_count_outside_the_tolerance(cube_grid):
+    """The mirror of the test above (review B of 2026-12-06, F3): the rays were picked from the TPS dose alone, so
+    ``rays_without_tps_edge`` was always 0 and an MC beam with dose where the TPS has none (a spot column the MC adds
+    or misplaces) read 100 % within 2 mm.  Now the rays are those where either dose reaches 50 % of its own maximum:
+    the TPS without the half field u > 0 against the whole MC counts that half as rays with an MC edge only, outside
+    2 mm, as the MC without it counts as rays without an MC edge (the same numbers both ways)."""
+    axes, pts = cube_grid
+    iso = np.array([0.5, -1.0, 1.5])
+    d = np.array([1.0, 0.0, 0.0])
+    u, _ = _frame(d)
+    whole = _analytic_beam(pts, d, iso, 80.0)
+    half = np.where((pts - iso) @ u > 0, 0.0, whole)
+    mc_wider = range_agreement(axes, half, whole, d, iso)
+    mc_narrower = range_agreement(axes, whole, half, d, iso)
+    assert mc_wider["rays_without_mc_edge"] == 0 and mc_wider["rays_without_tps_edge"] > 0, mc_wider
+    assert mc_wider["rays_without_tps_edge"] == mc_narrower["rays_without_mc_edge"], (mc_wider, mc_narrower)
+    assert mc_wider["rays"] == mc_narrower["rays"] and mc_wider["rays_tps"] == mc_wider["rays"]
+    assert mc_wider["within_2mm"] == pytest.approx(mc_narrower["within_2mm"]) and mc_wider["within_2mm"] < 0.6
+    assert abs(mc_wider["median_mm"]) < 0.01 and mc_wider["evaluable"]

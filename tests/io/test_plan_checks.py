@@ -160,25 +160,26 @@ def test_inconsistent_plan_is_refused(tmp_path, mutate, match):
         _load(ds, tmp_path)
 
 
-def _per_layer(ds, *, closing: bool = True) -> None:
+def _per_layer(ds, *, closing: bool = True, fmt: str = ".10g") -> None:
     """Rewrite every beam of ``ds`` as one control point per energy layer (its weighted control points, with the
-    cumulative weights rising by their weights) and, with ``closing``, a closing one with zero weights."""
+    cumulative weights rising by their weights, written with ``fmt``) and, with ``closing``, a closing one with zero
+    weights."""
     import copy
 
     for b in ds.IonBeamSequence:
         cps = list(b.IonControlPointSequence)
         new, cum = [], 0.0
         for cp in cps:
-            if not any(float(x) for x in (cp.get("ScanSpotMetersetWeights") or [])):
+            if not np.any(np.asarray(cp.get("ScanSpotMetersetWeights") or 0.0, float)):
                 continue
             c = copy.deepcopy(cp)
-            c.ControlPointIndex, c.CumulativeMetersetWeight = len(new), f"{cum:.10g}"
-            cum += sum(float(x) for x in c.ScanSpotMetersetWeights)
+            c.ControlPointIndex, c.CumulativeMetersetWeight = len(new), f"{cum:{fmt}}"
+            cum += float(np.sum(c.ScanSpotMetersetWeights))
             new.append(c)
         if closing:
             last = copy.deepcopy(cps[-1])
-            last.ControlPointIndex, last.CumulativeMetersetWeight = len(new), f"{cum:.10g}"
-            last.ScanSpotMetersetWeights = [0.0] * len(last.ScanSpotMetersetWeights)
+            last.ControlPointIndex, last.CumulativeMetersetWeight = len(new), f"{cum:{fmt}}"
+            last.ScanSpotMetersetWeights = [0.0] * int(last.NumberOfScanSpotPositions)
             new.append(last)
         b.IonControlPointSequence = new
         b.NumberOfControlPoints = len(new)
@@ -205,6 +206,54 @@ def test_one_control_point_per_layer_and_a_closing_one_is_read_as_the_pairs(tmp_
     dropped = _load(small, tmp_path, "dropped.dcm")
     assert [(x.nominal_energy_mev, x.spot_mu.tolist()) for x in dropped.beams[0].layers] == \
         [(x.nominal_energy_mev, x.spot_mu.tolist()) for x in pairs.beams[0].layers]
+
+
+def test_a_small_layer_per_layer_with_7_digit_cumulative_weights_is_read(tmp_path):
+    """Review B of 2026-12-06, F2: one control point per layer was accepted only if each rise of
+    CumulativeMetersetWeight matched its weights to 0.1 % of its own weights (+1e-9 of the beam); planning systems
+    write the cumulative weights to 7 significant digits (RP_plan05's '17479.57'), so a small layer (one spot of
+    2.417, RP_plan05's smallest, in a beam of 52 000: cumulative weights to 0.01) was refused as damaged on rounding
+    alone, while the same plan in layer pairs was read.  A spot weight moved into the next control point (the mean
+    layer's 0.1 % would not see it) is still refused."""
+    import copy
+
+    ds = pydicom.dcmread(DATA / "RP_plan05.dcm")
+    b = ds.IonBeamSequence[0]
+    cps = list(b.IonControlPointSequence)
+    extra = copy.deepcopy(cps[10])   # a weighted control point: one spot of 2.417 at 0.5 MeV below its layer
+    extra.NominalBeamEnergy = float(cps[10].NominalBeamEnergy) - 0.5
+    extra.NumberOfScanSpotPositions = 1
+    extra.ScanSpotPositionMap = list(cps[10].ScanSpotPositionMap)[:2]
+    extra.ScanSpotMetersetWeights = [2.417]
+    b.IonControlPointSequence = cps[:12] + [extra, _copy(extra, ScanSpotMetersetWeights=[0.0])] + cps[12:]
+    total = sum(float(np.sum(cp.get("ScanSpotMetersetWeights") or 0.0)) for cp in b.IonControlPointSequence)
+    b.FinalCumulativeMetersetWeight = f"{total:.7g}"
+    rb = ds.FractionGroupSequence[0].ReferencedBeamSequence[0]
+    rb.BeamMeterset = f"{float(rb.BeamMeterset) * total / (total - 2.417):.7g}"
+    _per_layer(ds, fmt=".7g")
+    cps = b.IonControlPointSequence
+    cum = [float(cp.CumulativeMetersetWeight) for cp in cps]
+    w = [float(np.sum(cp.ScanSpotMetersetWeights)) for cp in cps]
+    small = w.index(2.417)
+    assert abs(cum[small + 1] - cum[small] - 2.417) > WEIGHT_RTOL * 2.417 + 1e-9 * total   # what was refused
+    plan = _load(ds, tmp_path)
+    want = load_rtplan(DATA / "RP_plan05.dcm")
+    assert len(plan.beams[0].layers) == len(want.beams[0].layers) + 1
+    assert plan.beams[0].layers[small].spot_mu.size == 1
+    # a whole spot moved into the next control point (the cumulative weights unchanged) is still refused
+    def smallest(cp):
+        x = np.atleast_1d(np.asarray(cp.ScanSpotMetersetWeights, float))
+        return x[x > 0].min() if x.size > 1 else np.inf
+
+    k = min(range(len(cps) - 2), key=lambda i: smallest(cps[i]))   # the smallest spot (2.42) of a layer
+    sw = np.atleast_1d(np.asarray(cps[k].ScanSpotMetersetWeights, float))
+    nxt = np.atleast_1d(np.asarray(cps[k + 1].ScanSpotMetersetWeights, float))
+    j = int(np.argmin(np.where(sw > 0, sw, np.inf)))   # its smallest spot
+    nxt[0] += sw[j]
+    sw[j] = 0.0
+    cps[k].ScanSpotMetersetWeights, cps[k + 1].ScanSpotMetersetWeights = sw.tolist(), nxt.tolist()
+    with pytest.raises(DicomInputError, match=rf"control point {k}: the control points are not in layer pairs"):
+        _load(ds, tmp_path, "moved.dcm")
 
 
 def test_duplicated_beam_numbers_in_a_real_plan(tmp_path):

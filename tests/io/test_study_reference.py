@@ -269,3 +269,71 @@ def test_an_rtdose_of_an_older_hdf5_without_the_study_is_refused_without_study(r
         write_result_rtdose(old, tmp_path / "RD.dcm")
     write_result_rtdose(old, tmp_path / "RD.dcm", study=CT_STUDY)
     assert str(pydicom.dcmread(tmp_path / "RD.dcm").FrameOfReferenceUID) == FRAME
+
+
+def _old_file(result, path):
+    """``result`` saved as an HDF5 written before 2026-12-06 (format mcproton-dose/1 without ``study``)."""
+    import h5py
+
+    result.save(path)
+    with h5py.File(path, "r+") as f:
+        del f.attrs["study"]
+    return path
+
+
+def test_an_older_hdf5_stays_refused_when_saved_again_and_when_summed(result, tmp_path):
+    """Review B of 2026-12-06, F1: the refusal above was a plain attribute of the loaded result.  Saved again, the
+    file said ``study = null`` ("a grid without a CT"), and sum_results dropped it: the re-saved file's result and
+    the sum of two old per-beam files wrote an RT Dose in a new frame with no patient, silently.  The study stays
+    unknown through save/load and sum_results (any unknown input makes the sum's unknown), and the message no longer
+    advises saving again; stating the study (geometry.study) before saving keeps it."""
+    import h5py
+
+    from mcproton import DoseResult, sum_results
+
+    old1 = DoseResult.load(_old_file(result, tmp_path / "old1.h5"))
+    old2 = DoseResult.load(_old_file(result, tmp_path / "old2.h5"))
+    resaved = DoseResult.load(old1.save(tmp_path / "resaved.h5"))
+    with h5py.File(tmp_path / "resaved.h5") as f:
+        assert "study" not in f.attrs and str(f.attrs["study_not_stored"]).endswith("old1.h5")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the same beam twice: its random numbers are not independent
+        summed = sum_results([old1, old2])
+        mixed = sum_results([result, old2])   # a result of a CT with an old file's: unknown too
+    assert result.geometry.study.frame_of_reference_uid == FRAME   # the sum's geometry without a study: a copy
+    resaved_sum = DoseResult.load(summed.save(tmp_path / "sum.h5"))
+    for r, files in ((resaved, ["old1.h5"]), (summed, ["old1.h5", "old2.h5"]), (mixed, ["old2.h5"]),
+                     (resaved_sum, ["old1.h5", "old2.h5"])):
+        with pytest.raises(ValueError, match="did not store the CT's patient, study and frame of reference") as e:
+            write_result_rtdose(r, tmp_path / "RD.dcm")
+        assert all(f in str(e.value) for f in files) and "save the result again" not in str(e.value)
+        assert "saved again without it, the result's study stays unknown" in str(e.value)
+    assert not (tmp_path / "RD.dcm").exists()
+    # stating the study keeps it through save and load
+    resaved.geometry.study = result.geometry.study
+    stated = DoseResult.load(resaved.save(tmp_path / "stated.h5"))
+    assert stated.geometry.study == result.geometry.study and stated.study_not_stored == ""
+    write_result_rtdose(stated, tmp_path / "RD.dcm")
+    assert str(pydicom.dcmread(tmp_path / "RD.dcm").FrameOfReferenceUID) == FRAME
+
+
+def test_sum_results_warns_of_results_in_different_studies(result):
+    """Review B of 2026-12-06, F1 (checked): two results on one grid and phantom but of different studies (another
+    patient or frame, or a CT's and none) were summed without a word, the sum lying in result 1's study."""
+    from mcproton import sum_results
+
+    other = dataclasses.replace(result, geometry=dataclasses.replace(
+        result.geometry, study=result.geometry.study.replace(frame_of_reference_uid="1.2.826.0.1.3680043.8.498.509")))
+    none = dataclasses.replace(result, geometry=dataclasses.replace(result.geometry, study=None))
+    for r in (other, none):
+        with pytest.warns(mcproton.McprotonRuntimeWarning, match="the results lie in different studies"):
+            s = sum_results([result, r])
+        assert s.geometry.study == result.geometry.study
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sum_results([result, dataclasses.replace(result, geometry=dataclasses.replace(result.geometry))])
+    assert not [w for w in caught if "different studies" in str(w.message)]
