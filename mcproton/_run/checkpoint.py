@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,18 +276,22 @@ _ARRAY_OPTS: dict[str, Any] = {}
 
 
 def save_checkpoint(path: str | Path, fp: dict[str, str], states: list[BeamState],
-                    builds: list[dict[str, Any]] | None = None) -> Path:
+                    builds: list[dict[str, Any]] | None = None,
+                    voxels: Mapping[int, np.ndarray] | None = None) -> Path:
     """Write the states atomically (built in memory, then temp file, fsync, os.replace: mcproton._io.atomic; HDF5
     never meets a failed write, which can crash it).  On failure (disk full, no permission) the temporary file is
     removed, the previous checkpoint is left as it was, and the OSError is raised.  ``builds``: the kernel builds
-    that ran its histories (:data:`BUILDS_ATTR`)."""
+    that ran its histories (:data:`BUILDS_ATTR`).  ``voxels``: the scored voxels of some states (by index) where
+    the caller knows them (a beam just finished, a beam not started: none), so that a large grid is not scanned
+    again for them (BeamState.stored_arrays)."""
     from .._io.atomic import write_hdf5_atomic
 
-    return write_hdf5_atomic(path, lambda f: _fill_checkpoint(f, fp, states, builds))
+    return write_hdf5_atomic(path, lambda f: _fill_checkpoint(f, fp, states, builds, voxels))
 
 
 def _fill_checkpoint(f: Any, fp: dict[str, str], states: list[BeamState],
-                     builds: list[dict[str, Any]] | None = None) -> None:
+                     builds: list[dict[str, Any]] | None = None,
+                     voxels: Mapping[int, np.ndarray] | None = None) -> None:
     f.attrs["mcproton_checkpoint"] = FORMAT
     f.attrs["fingerprint"] = json.dumps(fp, sort_keys=True)
     f.attrs["fingerprint_sha"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
@@ -295,7 +300,7 @@ def _fill_checkpoint(f: Any, fp: dict[str, str], states: list[BeamState],
     for i, st in enumerate(states):
         g = f.create_group(f"beam_{i:03d}")
         a = st.acc
-        stored = st.stored_arrays()
+        stored = st.stored_arrays((voxels or {}).get(i))
         g.attrs["n_vox"] = st.n_vox
         for name, v in stored.items():
             g.create_dataset(name, data=v, **_ARRAY_OPTS)

@@ -283,10 +283,13 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     current: dict[str, Any] = {"executor": None, "device_acc": None, "ckpt_error": None, "ckpt_failures": 0,
                                "ckpt_warned": 0.0, "ckpt_written": None}
 
-    def save(i: int | None = None, pos: int = 0, elapsed: float = 0.0) -> bool:
+    def save(i: int | None = None, pos: int = 0, elapsed: float = 0.0, *,
+             voxels: dict[int, np.ndarray] | None = None) -> bool:
         """Write the checkpoint (with beam ``i`` at history ``pos`` after ``elapsed`` s); True if written.
         A failed write (disk full, quota, permissions) does not stop the run: the previous checkpoint stays
-        valid and the next one is tried at the next interval."""
+        valid and the next one is tried at the next interval.  ``voxels``: the scored voxels of beams where
+        already known (a finished beam's, found once for the checkpoint and its result); a beam not started has
+        none and is not scanned either (host-time audit 2026-12-06, H3: a whole-grid scan each)."""
         if ckpt is None:
             return False
         if i is not None and current["device_acc"] is not None:
@@ -297,8 +300,10 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
             cap = getattr(current["executor"], "cap", None)
             if cap:   # a GPU out-of-memory shrink is kept by every checkpoint, not only the last one
                 states[i].batch_cap = int(cap)
+        known = {j: _NO_VOXELS for j, s in enumerate(states) if _fresh(s.acc)}
+        known.update(voxels or {})
         try:
-            save_checkpoint(ckpt, fp, states, builds)
+            save_checkpoint(ckpt, fp, states, builds, known)
         except OSError as exc:
             current["ckpt_error"] = f"{type(exc).__name__}: {exc}"
             current["ckpt_failures"] += 1
@@ -356,8 +361,9 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                         f"before it), so {lacks} (stopped by the time limit after "
                         f"{st.next_history:,} of {settings.primaries:,} primaries)")
                     st.done, st.stop_reason = True, "time_limit"
-                    save()
-                    results.append(_finish(sim, st, time.perf_counter() - t_setup))
+                    voxels = _scored_voxels(st.acc)   # found once for the checkpoint and the result
+                    save(voxels={i: voxels})
+                    results.append(_finish(sim, st, time.perf_counter() - t_setup, voxels))
                     continue
                 if len(beams) > 1:
                     n_plan = (getattr(beam, "meta", None) or {}).get("plan_spots")
@@ -470,9 +476,12 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                          f"standard deviations, each from {b} batch means: c4({b}) = {c4(b):.3f}); use at least "
                          f"{FEW_BATCHES} batches ({wd.more_batches}) for an uncertainty to rely on",
                          McprotonRuntimeWarning, stacklevel=opts.warn_stacklevel)
-                written = save()
+                # the checkpoint first (the beam's transport kept should its result fail), then the result: the
+                # scored voxels found once for both
+                voxels = _scored_voxels(st.acc)
+                written = save(voxels={i: voxels})
                 acc_done = st.acc
-                results.append(_finish(sim, st, setup_s))   # its sums live on compactly (BeamState.compact)
+                results.append(_finish(sim, st, setup_s, voxels))   # its sums live on compactly (BeamState.compact)
                 if isinstance(acc_done, Accumulator) and st.stored is not None and "voxels" in st.stored:
                     spare = (acc_done, st.stored["voxels"])   # not when the stored form is the whole arrays
                 if dask_ctx is not None:
@@ -717,11 +726,21 @@ def _fresh(acc: Any) -> bool:
     return type(acc) is Accumulator and acc.batches == 0 and acc.primaries == 0 and not acc.ledger.any()
 
 
-def _finish(sim: Any, st: BeamState, setup_s: float) -> Any:
+#: the scored voxels of a beam not started (scored_voxels' dtype): it has none
+_NO_VOXELS = np.zeros(0, np.intp)
+
+
+def _scored_voxels(acc: Any) -> Any:
+    """scored_voxels(acc), without scanning the sums of a beam not started (all zero: :func:`_fresh`)."""
+    return _NO_VOXELS if _fresh(acc) else scored_voxels(acc)
+
+
+def _finish(sim: Any, st: BeamState, setup_s: float, voxels: np.ndarray | None = None) -> Any:
     """The beam's result; then its running sums are kept only compactly (BeamState.compact), in the result and
-    for the checkpoints.  The scored voxels are found once for both."""
+    for the checkpoints.  The scored voxels (``voxels``, where the caller found them) are found once for both."""
     t = time.perf_counter()
-    voxels = scored_voxels(st.acc)
+    if voxels is None:
+        voxels = _scored_voxels(st.acc)
     res = finish(sim, st.acc, st.elapsed_s, voxels=voxels)
     st.compact(voxels)
     res.provenance["stop_reason"] = st.stop_reason
