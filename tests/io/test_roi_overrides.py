@@ -1166,7 +1166,8 @@ def _rename(path: Path, old: str, new: str) -> None:
 
 @pytest.mark.parametrize("name,material,said", [
     ("Titanium rod", "titanium", "the ROI's name holds the word 'titanium', the library material titanium, and only "
-                                 "that one, so the ROI is titanium at 4.54 g/cm3"),
+                                 "that one, and 4.54 g/cm3 lies within a factor 1.5 of titanium's 4.54 g/cm3, so the "
+                                 "ROI is titanium at 4.54 g/cm3"),
     ("Rod_Titanium", "titanium", "holds the word 'titanium'"),
     ("Ti_rod", "water", "or name the ROI after a library material (a whole word of its name: 'Titanium rod', 'Ti' "
                         "alone)"),
@@ -1217,3 +1218,47 @@ def test_a_mass_density_beside_a_stopping_power_ratio_without_composition_is_sai
                 "3.23 g/cm3" in said[0]), said[0]
         assert "of the library materials titanium has that stopping power per gram" in said[0], said[0]
         assert "multiple scattering and the dose to medium" in said[0] and "ROI 'rod'" in said[0], said[0]
+
+
+@pytest.mark.parametrize("name,prop,value,material,rho,said", [
+    ("Rectal air", "rel_mass", 1.0, "water", 1.0, "the word 'air' of its name names air, a gas, which is never taken"),
+    ("Air_Rectum", "rel_mass", 1.0, "water", 1.0, "names air, a gas"),
+    ("Rectal air", "spr", 1.0, "water", 1.0, "names air, a gas"),
+    ("Titanium artefact", "rel_mass", 1.0, "water", 1.0,
+     "the word 'titanium' of its name names titanium, not taken: 1 g/cm3 is not within a factor 1.5 of titanium's "
+     "4.54 g/cm3"),
+    ("Lung_L", "rel_mass", 1.0, "water", 1.0, "names lung, not taken"),
+    ("Titanium rod", "rel_mass", 4.5, "titanium", 4.5, "lies within a factor 1.5 of titanium's 4.54 g/cm3"),
+    ("PMMA", "rel_mass", 1.19, "pmma", 1.19, None),   # the whole name, at its density
+])
+def test_a_material_is_taken_from_the_roi_name_only_where_the_density_fits_it(water_ct, name, prop, value, material,
+                                                                             rho, said):
+    """Review A 2026-12-06, F1: the name rule (highZ F4) took the library material named by any word of the ROI's
+    name whatever the density: "Rectal air" set to water (REL_MASS_DENSITY 1.0, the common override of a cavity)
+    became air at 1.0 g/cm3 (SPR 0.888, R80 4 mm deeper behind 32 mm), "Titanium artefact" set to water titanium
+    at 1.0 g/cm3 (SPR 0.712).  A gas is never taken from a name now, and another material only where the density
+    lies within NAME_DENSITY_FACTOR of its own; the warning says which was taken and why, or why not."""
+    from mcproton._io.errors import recording_warnings
+    from mcproton.materials import get_material
+
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", **{prop: value})
+    _rename(tmp / "RS.dcm", "PTV", name)
+    with recording_warnings() as warned:
+        notes = apply_overrides(g, tmp / "RS.dcm")
+    want = get_material(material).name
+    assert f"-> {want} at {rho:g} g/cm3" in notes[0], notes
+    c = np.argwhere(_ptv_mask_of(g, tmp / "RS.dcm", name))[0]
+    assert g.materials[g.material_index_zyx[tuple(c)]].name == want
+    assert g.density_g_cm3_zyx[tuple(c)] == pytest.approx(rho, rel=1e-5)
+    if said is not None:
+        assert any(said in w for w in warned), warned
+    if want == "water":
+        assert any("the ROI is water at 1 g/cm3" in w for w in warned), warned
+
+
+def _ptv_mask_of(g, rs: Path, name: str) -> np.ndarray:
+    from mcproton._io.rtstruct import rasterise, read_rtstruct
+
+    return rasterise(read_rtstruct(rs), g, names=[name])[name]
