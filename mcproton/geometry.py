@@ -75,8 +75,10 @@ class VoxelGeometry:
     #: provenance (``calibration``, ``calibration_data_sha256``, ``calibration_record``); None otherwise
     calibration: dict | None = None
     #: the mcproton warnings issued when the grid was made (:meth:`mcproton.dicom.HUCalibration.to_geometry`: CT
-    #: values that the calibration does not cover, metal given a tissue's density), which a dose computed on it by
-    #: :func:`mcproton.simulate` keeps in its provenance warnings, as ``mcproton run`` keeps them in its summary
+    #: values that the calibration does not cover, metal given a tissue's density, judged again after a structure
+    #: set's overrides; the overrides' own: :func:`mcproton._io.roi_overrides.apply_overrides`), which a dose
+    #: computed on it by :func:`mcproton.simulate` keeps in its provenance warnings, as ``mcproton run`` keeps them in
+    #: its summary
     made_with_warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:

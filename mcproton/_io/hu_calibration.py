@@ -346,6 +346,50 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
     _warn_above_calibration(ct, hu, high, calib, kept, voxel_cm3)
 
 
+#: Added to a CT-coverage warning of :meth:`HUCalibration.to_geometry` that could not be judged again after the
+#: structure set's overrides (:func:`rejudge_coverage`: the CT no longer held, or a grid of blocks)
+BEFORE_OVERRIDES_NOTE = (" (judged on the CT before the structure set's overrides, which may have replaced some or "
+                         "all of these voxels)")
+
+
+def _weak_ref(obj: Any) -> Any:
+    """A weak reference to ``obj`` where it takes one (a CTImage does), else a strong one (a callable as well)."""
+    import weakref
+
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
+def rejudge_coverage(geometry: Any) -> None:
+    """After the structure set's overrides changed ``geometry`` (:func:`mcproton._io.roi_overrides.apply_overrides`),
+    judge the CT-coverage warnings that :meth:`HUCalibration.to_geometry` kept in its ``made_with_warnings`` again on
+    the voxels that still hold the calibration's values (:func:`check_ct_against_calibration` with the geometry, as
+    ``mcproton run`` does), so that the kept warnings describe the geometry a dose is computed on: a titanium rod
+    given bone's density by the curve, then titanium by the RT Struct, is no longer "metal given bone" (review A
+    2026-12-06, F2: the stale warning went into every result's provenance, which said its own dose was wrong).
+    Where they cannot be judged again (the CT is no longer held, or the geometry is a grid of blocks of it) they
+    are kept, each saying that it was judged before the overrides.  A no-op for a geometry without such warnings."""
+    from .errors import recording_warnings
+
+    chk = getattr(geometry, "_coverage_check", None)
+    if not chk:
+        return
+    ct_ref, cal, said = chk
+    others = [w for w in geometry.made_with_warnings if w not in said]
+    ct = ct_ref()
+    if ct is None or tuple(np.shape(ct.hu_zyx)) != tuple(int(n) for n in geometry.material_index_zyx.shape):
+        now = [w if w.endswith(BEFORE_OVERRIDES_NOTE) else w + BEFORE_OVERRIDES_NOTE for w in said]
+        geometry._coverage_check = None
+    else:
+        with recording_warnings() as now:
+            check_ct_against_calibration(ct, cal, geometry, error=None, what_to_give="the CT")
+        now = list(dict.fromkeys(now))
+        geometry._coverage_check = (ct_ref, cal, now) if now else None
+    geometry.made_with_warnings = list(dict.fromkeys(now + others))
+
+
 def _check_below_calibration(hu: np.ndarray, low: float, calib: "HUCalibration", kept, voxel_cm3: float,
                              error: type | None, what_to_give: str) -> None:
     """:func:`check_ct_against_calibration`: the CT's values below a curve whose first point is not air-like."""
@@ -920,12 +964,28 @@ class HUCalibration:
         """
         from .errors import recording_warnings
 
+        coverage: list[str] = []
         with recording_warnings() as said:
             if check_coverage:
-                check_ct_against_calibration(ct, self, None, error=None, what_to_give="the CT")
+                with recording_warnings() as coverage:
+                    check_ct_against_calibration(ct, self, None, error=None, what_to_give="the CT")
             g = self._to_geometry(ct, compact=compact, name=name, blocks=blocks, slab_voxels=slab_voxels)
         g.made_with_warnings = list(dict.fromkeys(said))
+        if coverage:   # judged again on what the structure set's overrides leave (rejudge_coverage)
+            g._coverage_check = (_weak_ref(ct), self._snapshot(), list(dict.fromkeys(coverage)))
         return g
+
+    def _snapshot(self) -> "HUCalibration":
+        """A copy whose curve and bins a later change of this one (``cal.seg_rho_lo *= 1.035`` for the next
+        scenario) leaves as they are; the same material objects (a geometry's materials are told from an
+        override's by identity: :func:`_slices_kept_by`)."""
+        import copy
+
+        snap = copy.copy(self)
+        for k in ("seg_hu_lo", "seg_hu_hi", "seg_rho_lo", "seg_rho_hi", "bin_hu_lo"):
+            setattr(snap, k, np.array(getattr(self, k)))
+        snap.materials = list(self.materials)
+        return snap
 
     @timed("hu_to_material")   # the phase of a run's summary (mcproton/_timing.py)
     def _to_geometry(self, ct, *, compact: bool, name: str | None, blocks: Sequence[int], slab_voxels: int | None):

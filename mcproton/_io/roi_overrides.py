@@ -567,6 +567,25 @@ def warn_unapplied(struct_path: Any) -> None:
 
 
 def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) -> list[str]:
+    """:func:`_apply_overrides`, and what was warned about on the way added to the geometry's ``made_with_warnings``,
+    which :func:`mcproton.simulate` keeps in its result's provenance warnings, as ``mcproton run`` keeps them in its
+    summary (review A 2026-12-06, F6: "water at 4.54 g/cm3 ... SPR overestimated" reached the user's console only).
+    The CT-coverage warnings :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` kept there are judged
+    again on what the overrides left (:func:`~mcproton._io.hu_calibration.rejudge_coverage`: an overridden rod is
+    not metal given bone; review A, F2)."""
+    from .errors import recording_warnings
+    from .hu_calibration import rejudge_coverage
+
+    with recording_warnings() as said:
+        notes = _apply_overrides(geometry, struct_path, struct)
+    if any(r.get("voxels") for r in geometry.struct_overrides or []):
+        rejudge_coverage(geometry)
+    kept = list(getattr(geometry, "made_with_warnings", None) or [])
+    geometry.made_with_warnings = list(dict.fromkeys(kept + said))
+    return notes
+
+
+def _apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) -> list[str]:
     """Put the structure set's material overrides (:func:`roi_overrides`) into ``geometry`` (in place): each
     override ROI's voxels take its material (:func:`nearest_material`) at its density, the External first.
     ``struct``: the structure set already read (:func:`~mcproton._io.rtstruct.read_rtstruct`), else it is read.

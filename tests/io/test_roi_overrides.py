@@ -1262,3 +1262,83 @@ def _ptv_mask_of(g, rs: Path, name: str) -> np.ndarray:
     from mcproton._io.rtstruct import rasterise, read_rtstruct
 
     return rasterise(read_rtstruct(rs), g, names=[name])[name]
+
+
+def _rod_ct(tmp: Path):
+    """A water box CT (schneider2000's test box, 4 mm voxels) holding a 4000 HU titanium rod of an extended-scale CT
+    (x, y, z -6..6 mm: 64 voxels), and its geometry by mcsquare_default, which warns of it (metal above a 12-bit CT's
+    top given bone's density)."""
+    from mcproton._io.hu_calibration import HUCalibration
+    from mcproton.dicom import load_ct_series, write_ct_series
+
+    hu = np.full((14, 28, 28), -1000.0)
+    hu[:, 4:-4, 4:-4] = 0.0
+    hu[5:9, 12:16, 12:16] = 4000.0
+    write_ct_series(hu, (4.0, 4.0, 4.0), (-54.0, -54.0, -26.0), tmp / "ct")
+    ct = load_ct_series(tmp / "ct")
+    with pytest.warns(UserWarning, match="64 CT voxels"):
+        g = HUCalibration.load("mcsquare_default").to_geometry(ct)
+    assert any("64 CT voxels" in w for w in g.made_with_warnings), g.made_with_warnings
+    return ct, g
+
+
+@pytest.mark.parametrize("box,kept", [
+    (((-8.0, -8.0, -8.0), (8.0, 8.0, 8.0)), None),          # the whole rod titanium: nothing left to warn about
+    (((-8.0, -8.0, -8.0), (0.0, 8.0, 8.0)), "32 CT voxels"),  # half of it: the other half, judged again
+])
+def test_the_ct_coverage_warnings_describe_the_geometry_after_the_overrides(tmp_path, box, kept):
+    """Review A 2026-12-06, F2: on the Python route to_geometry warned that the rod (metal above a 12-bit CT's top)
+    was given bone's density, and after apply_overrides had made it titanium the warning stayed in the geometry and
+    in every result's provenance, which said its own dose was wrong.  apply_overrides judges the warnings again on
+    the voxels the overrides left, as `mcproton run` does."""
+    ct, g = _rod_ct(tmp_path)
+    _write_rs(tmp_path / "RS.dcm", None, lo=box[0], hi=box[1])
+    _override(tmp_path / "RS.dcm", "PTV", rel_mass=4.54, comp={22: 1.0})
+    _rename(tmp_path / "RS.dcm", "PTV", "Rod")
+    apply_overrides(g, tmp_path / "RS.dcm")
+    coverage = [w for w in g.made_with_warnings if "CT voxels" in w]
+    if kept is None:
+        assert not coverage, coverage
+    else:
+        assert len(coverage) == 1 and kept in coverage[0] and "64 CT voxels" not in coverage[0], coverage
+
+
+def test_coverage_warnings_not_judged_again_say_they_were_judged_before_the_overrides(tmp_path):
+    """Review A, F2: where the CT is no longer held the warnings cannot be judged again: kept, saying so."""
+    import gc
+
+    from mcproton._io.hu_calibration import BEFORE_OVERRIDES_NOTE
+
+    ct, g = _rod_ct(tmp_path)
+    del ct
+    gc.collect()
+    _write_rs(tmp_path / "RS.dcm", None, lo=(-8.0, -8.0, -8.0), hi=(8.0, 8.0, 8.0))
+    _override(tmp_path / "RS.dcm", "PTV", rel_mass=4.54, comp={22: 1.0})
+    apply_overrides(g, tmp_path / "RS.dcm")
+    coverage = [w for w in g.made_with_warnings if "64 CT voxels" in w]
+    assert len(coverage) == 1 and coverage[0].endswith(BEFORE_OVERRIDES_NOTE), g.made_with_warnings
+
+
+def test_the_override_warnings_are_kept_in_the_results_provenance(water_ct):
+    """Review A 2026-12-06, F6: on the Python route (apply_overrides, then simulate) the structure set's override
+    warnings ("water at 4.54 g/cm3 ... SPR overestimated") reached the console only, where `mcproton run` keeps them
+    in its summary: provenance["warnings"] was None.  apply_overrides keeps them in geometry.made_with_warnings,
+    which simulate keeps, as it keeps to_geometry's."""
+    import warnings
+
+    import mcproton
+
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None, lo=(-8.0, -8.0, -8.0), hi=(8.0, 8.0, 8.0))
+    _override(tmp / "RS.dcm", "PTV", rel_mass=4.54)
+    _rename(tmp / "RS.dcm", "PTV", "Implant")
+    with pytest.warns(UserWarning, match="taken as water at 4.54"):
+        apply_overrides(g, tmp / "RS.dcm")
+    said = "ROI 'Implant': REL_MASS_DENSITY 4.54 without an elemental composition is taken as water at 4.54"
+    assert any(said in w for w in g.made_with_warnings), g.made_with_warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mcproton.simulate(g, mcproton.Beam.pencil(100.0, position_mm=(0.0, -60.0, 0.0), direction=(0, 1, 0)),
+                                mcproton.RunSettings(primaries=200, batches=10, backend="cpu", threads=1, seed=1),
+                                log=None)
+    assert any(said in w for w in res.provenance.get("warnings") or []), res.provenance.get("warnings")
