@@ -76,6 +76,17 @@ _BUILTIN_SCANNERS = {
 }
 #: every name :meth:`HUCalibration.load` takes for a built-in calibration (lower case)
 _BUILTIN_NAMES = frozenset({"schneider2000", "schneider", "default", "dcpt_spr_brain", *_BUILTIN_SCANNERS})
+#: one name of each built-in calibration (HUCalibration.record compares a folder named like one with each)
+_BUILTIN_LOADABLE = ("schneider2000", "dcpt_spr_brain", *_BUILTIN_SCANNERS)
+#: the data_sha256 of each built-in as loaded (with the default water model), by name: computed once
+_BUILTIN_SHA256: dict[str, str] = {}
+
+
+def _builtin_sha256(name: str) -> str:
+    """:meth:`HUCalibration.data_sha256` of the built-in ``name`` as :meth:`HUCalibration.load` gives it."""
+    if name not in _BUILTIN_SHA256:
+        _BUILTIN_SHA256[name] = HUCalibration.load(name).data_sha256()
+    return _BUILTIN_SHA256[name]
 
 _ELEMENTS = {"H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar",
              "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br",
@@ -730,14 +741,28 @@ class HUCalibration:
         as loaded: scaled in Python for a range-error scenario; None for another calibration), "files" (those it was
         read from, each {"path", "sha256"}), "data_sha256" (:meth:`data_sha256`, as ``mcproton check`` records it)}.
         Before (robustness audit 2026-12-06, F2) a scaled built-in was recorded as the built-in: same geometry name,
-        same provenance."""
+        same provenance.
+
+        A calibration read from the user's files (a folder) is never a built-in, whatever the folder's name: an
+        MCsquare or OpenTPS scanner kept as ``Scanners/default`` (a built-in's alias) was recorded as a modified
+        built-in, "default (modified)" (review A 2026-12-06, F4).  Such a calibration whose name is a built-in's is
+        recorded by its folder's path, and "same_data_as" names the built-in whose data it holds, if any (None
+        otherwise; only for such a name)."""
         data = self.data_sha256()
         ref = self.builtin_sha256
         key = calibration_key(self.name).lower()
-        if ref is None and key in _BUILTIN_NAMES:   # built in Python under a built-in's name: against the built-in
-            ref = HUCalibration.load(key).data_sha256()
-        return {"name": self.name, "builtin": ref is not None, "modified": None if ref is None else data != ref,
-                "files": [dict(f) for f in self.files], "data_sha256": data}
+        name, same = self.name, None
+        if ref is None and key in _BUILTIN_NAMES:
+            if self.files:   # read from a folder named like a built-in: the folder, not the built-in
+                name = str(Path(self.files[0]["path"]).parent)
+                same = next((b for b in sorted(_BUILTIN_LOADABLE) if _builtin_sha256(b) == data), None)
+            else:   # built in Python under a built-in's name: against the built-in
+                ref = _builtin_sha256(key)
+        rec = {"name": name, "builtin": ref is not None, "modified": None if ref is None else data != ref,
+               "files": [dict(f) for f in self.files], "data_sha256": data}
+        if name != self.name:
+            rec["same_data_as"] = same
+        return rec
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -1030,7 +1055,8 @@ class HUCalibration:
 
                 fov = blocks_any(fov, f)
         record = self.record()
-        said = f"{self.name}, modified" if record["modified"] else self.name   # a scaled built-in is not the built-in
+        # a scaled built-in is not the built-in, nor a folder named like one (its path)
+        said = f"{record['name']}, modified" if record["modified"] else record["name"]
         nm = name or f"CT {ct.series_instance_uid or ''} ({said})".strip()
         vs = tuple(float(v) for v in ct.voxel_size_mm)
         org = tuple(float(v) for v in ct.origin_mm)

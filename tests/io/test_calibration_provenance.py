@@ -63,3 +63,26 @@ def test_a_copy_or_a_blocks_grid_keeps_the_record_and_another_calibration_is_not
     clone = HUCalibration(same.seg_hu_lo, same.seg_hu_hi, same.seg_rho_lo, same.seg_rho_hi, same.bin_hu_lo,
                           same.materials, name="schneider2000")
     assert clone.record()["modified"] is False
+
+
+def test_a_calibration_folder_named_like_a_builtin_is_recorded_by_its_path(ct, tmp_path):
+    """Review A 2026-12-06, F4: MCsquare and OpenTPS keep their scanner as Scanners/default, and "default" is an
+    alias of schneider2000: the unmodified MCsquare default scanner read from such a folder was recorded as a
+    modified built-in ("default (modified)", builtin True), although nothing of mcproton's built-in was used.  A
+    folder is never the built-in: recorded by its path, with the built-in whose data it holds named."""
+    import shutil
+
+    from mcproton._io.hu_calibration import DATA_DIR
+
+    d = tmp_path / "MCsquare" / "Scanners" / "default"
+    d.mkdir(parents=True)
+    shutil.copy(DATA_DIR / "mcsquare_scanner_default_hu_density.csv", d / "hu_density.csv")
+    shutil.copy(DATA_DIR / "mcsquare_scanner_default_hu_material.csv", d / "hu_materials.csv")
+    rec = HUCalibration.load(d).record()
+    assert (rec["name"], rec["builtin"], rec["modified"]) == (str(d.resolve()), False, None), rec
+    assert rec["same_data_as"] == "mcsquare_default"
+    g = HUCalibration.load(d).to_geometry(ct)
+    assert g.name.endswith(f"({d.resolve()})") and "modified" not in g.name, g.name
+    (d / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.0012\n0,1.0\n3000,2.5\n")   # another scanner
+    rec = HUCalibration.load(d).record()
+    assert (rec["builtin"], rec["modified"], rec["same_data_as"]) == (False, None, None), rec
