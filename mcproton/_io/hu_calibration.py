@@ -996,6 +996,10 @@ class HUCalibration:
                     check_ct_against_calibration(ct, self, None, error=None, what_to_give="the CT")
             g = self._to_geometry(ct, compact=compact, name=name, blocks=blocks, slab_voxels=slab_voxels)
         g.made_with_warnings = list(dict.fromkeys(said))
+        # the fingerprint of the arrays it made: a result tells them from densities changed after (review A, F3)
+        from ..geometry import calibration_stamped
+
+        g.calibration = calibration_stamped(g.calibration, g)
         if coverage:   # judged again on what the structure set's overrides leave (rejudge_coverage)
             g._coverage_check = (_weak_ref(ct), self._snapshot(), list(dict.fromkeys(coverage)))
         return g

@@ -576,8 +576,12 @@ def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) 
     from .errors import recording_warnings
     from .hu_calibration import rejudge_coverage
 
+    from ..geometry import calibration_intact, calibration_stamped
+
+    intact = calibration_intact(geometry)   # the calibration's arrays before: a recorded change keeps them its own
     with recording_warnings() as said:
         notes = _apply_overrides(geometry, struct_path, struct)
+    geometry.calibration = calibration_stamped(getattr(geometry, "calibration", None), geometry, intact)
     if any(r.get("voxels") for r in geometry.struct_overrides or []):
         rejudge_coverage(geometry)
     kept = list(getattr(geometry, "made_with_warnings", None) or [])
@@ -721,6 +725,9 @@ def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
         k = len(mats) - 1
     from .._run.inputs import AIR_LIKE_G_CM3   # what counts as air on a beam's way, the run's rule
 
+    from ..geometry import calibration_intact, calibration_stamped
+
+    intact = calibration_intact(geometry)   # the calibration's arrays before: a recorded change keeps them its own
     mi, rho = _writable_arrays(geometry)   # written in place: no copy of a CT's own voxels
     # counted slice by slice: no whole-grid temporary
     n = sum(int(np.count_nonzero(mask[z] & (rho[z] > AIR_LIKE_G_CM3))) for z in range(rho.shape[0]))
@@ -728,6 +735,7 @@ def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
     rho[mask] = air.density_g_cm3
     geometry.materials = mats
     geometry.tissue_heterogeneity = ("IMAGE", "ROI_OVERRIDE")
+    geometry.calibration = calibration_stamped(getattr(geometry, "calibration", None), geometry, intact)
     return n
 
 

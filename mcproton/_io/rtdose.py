@@ -605,10 +605,11 @@ def scenario_note(provenance: dict, *, short: bool = False) -> str:
                 f"beam {b.get('beam_number', i + 1)} ({xyz(b['isocentre_shift_mm'], ', ')}) mm"
                 for i, b in enumerate(beams) if b.get("isocentre_shift_mm") is not None))
     cal = str(provenance.get("calibration") or "")
-    if cal.endswith("(modified)"):
-        parts.append("cal. modified" if short else f"HU calibration {cal}")
-    elif cal.endswith("changed after)"):
-        parts.append("densities changed" if short else f"HU calibration {cal}")
+    said = cal.rsplit(" (", 1)[1].rstrip(")").split(", ") if cal.endswith(")") and " (" in cal else []
+    briefly = {"modified": "cal. modified", "densities changed after": "densities changed"}
+    changed = [briefly[w] for w in said if w in briefly]
+    if changed:
+        parts.append(", ".join(changed) if short else f"HU calibration {cal}")
     if not parts:
         return ""
     return ("scenario " if short else "robustness scenario: ") + ", ".join(parts)

@@ -1342,3 +1342,5 @@ def test_the_override_warnings_are_kept_in_the_results_provenance(water_ct):
                                 mcproton.RunSettings(primaries=200, batches=10, backend="cpu", threads=1, seed=1),
                                 log=None)
     assert any(said in w for w in res.provenance.get("warnings") or []), res.provenance.get("warnings")
+    # the overrides are a recorded change: the densities are still the calibration's, with them (review A, F3)
+    assert res.provenance["calibration"] == "schneider2000", res.provenance["calibration"]
