@@ -52,7 +52,8 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     The mcproton warnings issued during the call are kept in ``result.provenance["warnings"]`` (each message
     once), as ``mcproton run`` keeps them in its output, whatever the warning filters show; so are those issued when
     ``geometry`` was made from a CT (``geometry.made_with_warnings``: :meth:`HUCalibration.to_geometry`'s CT values
-    that the calibration does not cover, such as metal given bone's density).
+    that the calibration does not cover, such as metal given bone's density, judged again on what a structure set's
+    overrides left, and :func:`mcproton._io.roi_overrides.apply_overrides`'s own warnings).
 
     Inputs that ``mcproton run`` refuses as plausible but wrong run here as given, each with a
     :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside

@@ -187,8 +187,8 @@ MIN_TARGET_UNCERTAINTY = 1e-4
 #: overflow check in the kernel: a primary brings at most 400 MeV (the physics tables' E_MAX_MEV), so 2^25 histories
 #: sum to at most 400 x 2^25 x 2^24 = 2^57.6 units, 20 times below 2^62, in the ledger, a voxel's deposit and its dose
 #: to water (stopping-power ratio below 2 for every material); the LET numerator (2^-16 MeV x MeV cm2/g) stays below
-#: 2^62 while the energy-weighted mean mass stopping power of a launch is below 5400 MeV cm2/g (at most ~900 in water,
-#: at its peak near 0.08 MeV).  A batch then also fits
+#: 2^62 while the energy-weighted mean mass stopping power of a launch is below 2^62 / (400 x 2^25 x 2^16) = 2^21 / 400
+#: = 5243 MeV cm2/g (at most ~900 in water, at its peak near 0.08 MeV).  A batch then also fits
 #: beside a running sum at its limit (mcproton._run.engine.TALLY_SUM_LIMIT, 2^62) without wrapping int64.  The
 #: default batches are smaller (streaming.DEFAULT_MAX_BATCH: 10^6 on the CPU, 10^7 on the GPU); the scale audit 19,
 #: F2/F4: run.batch_size was not capped.

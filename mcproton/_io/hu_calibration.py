@@ -76,6 +76,17 @@ _BUILTIN_SCANNERS = {
 }
 #: every name :meth:`HUCalibration.load` takes for a built-in calibration (lower case)
 _BUILTIN_NAMES = frozenset({"schneider2000", "schneider", "default", "dcpt_spr_brain", *_BUILTIN_SCANNERS})
+#: one name of each built-in calibration (HUCalibration.record compares a folder named like one with each)
+_BUILTIN_LOADABLE = ("schneider2000", "dcpt_spr_brain", *_BUILTIN_SCANNERS)
+#: the data_sha256 of each built-in as loaded (with the default water model), by name: computed once
+_BUILTIN_SHA256: dict[str, str] = {}
+
+
+def _builtin_sha256(name: str) -> str:
+    """:meth:`HUCalibration.data_sha256` of the built-in ``name`` as :meth:`HUCalibration.load` gives it."""
+    if name not in _BUILTIN_SHA256:
+        _BUILTIN_SHA256[name] = HUCalibration.load(name).data_sha256()
+    return _BUILTIN_SHA256[name]
 
 _ELEMENTS = {"H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar",
              "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br",
@@ -344,6 +355,50 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
     _check_below_calibration(hu, low, calib, kept, voxel_cm3, error, what_to_give)
     _warn_below_first_material(hu, low, calib, kept, voxel_cm3)
     _warn_above_calibration(ct, hu, high, calib, kept, voxel_cm3)
+
+
+#: Added to a CT-coverage warning of :meth:`HUCalibration.to_geometry` that could not be judged again after the
+#: structure set's overrides (:func:`rejudge_coverage`: the CT no longer held, or a grid of blocks)
+BEFORE_OVERRIDES_NOTE = (" (judged on the CT before the structure set's overrides, which may have replaced some or "
+                         "all of these voxels)")
+
+
+def _weak_ref(obj: Any) -> Any:
+    """A weak reference to ``obj`` where it takes one (a CTImage does), else a strong one (a callable as well)."""
+    import weakref
+
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
+def rejudge_coverage(geometry: Any) -> None:
+    """After the structure set's overrides changed ``geometry`` (:func:`mcproton._io.roi_overrides.apply_overrides`),
+    judge the CT-coverage warnings that :meth:`HUCalibration.to_geometry` kept in its ``made_with_warnings`` again on
+    the voxels that still hold the calibration's values (:func:`check_ct_against_calibration` with the geometry, as
+    ``mcproton run`` does), so that the kept warnings describe the geometry a dose is computed on: a titanium rod
+    given bone's density by the curve, then titanium by the RT Struct, is no longer "metal given bone" (review A
+    2026-12-06, F2: the stale warning went into every result's provenance, which said its own dose was wrong).
+    Where they cannot be judged again (the CT is no longer held, or the geometry is a grid of blocks of it) they
+    are kept, each saying that it was judged before the overrides.  A no-op for a geometry without such warnings."""
+    from .errors import recording_warnings
+
+    chk = getattr(geometry, "_coverage_check", None)
+    if not chk:
+        return
+    ct_ref, cal, said = chk
+    others = [w for w in geometry.made_with_warnings if w not in said]
+    ct = ct_ref()
+    if ct is None or tuple(np.shape(ct.hu_zyx)) != tuple(int(n) for n in geometry.material_index_zyx.shape):
+        now = [w if w.endswith(BEFORE_OVERRIDES_NOTE) else w + BEFORE_OVERRIDES_NOTE for w in said]
+        geometry._coverage_check = None
+    else:
+        with recording_warnings() as now:
+            check_ct_against_calibration(ct, cal, geometry, error=None, what_to_give="the CT")
+        now = list(dict.fromkeys(now))
+        geometry._coverage_check = (ct_ref, cal, now) if now else None
+    geometry.made_with_warnings = list(dict.fromkeys(now + others))
 
 
 def _check_below_calibration(hu: np.ndarray, low: float, calib: "HUCalibration", kept, voxel_cm3: float,
@@ -686,14 +741,28 @@ class HUCalibration:
         as loaded: scaled in Python for a range-error scenario; None for another calibration), "files" (those it was
         read from, each {"path", "sha256"}), "data_sha256" (:meth:`data_sha256`, as ``mcproton check`` records it)}.
         Before (robustness audit 2026-12-06, F2) a scaled built-in was recorded as the built-in: same geometry name,
-        same provenance."""
+        same provenance.
+
+        A calibration read from the user's files (a folder) is never a built-in, whatever the folder's name: an
+        MCsquare or OpenTPS scanner kept as ``Scanners/default`` (a built-in's alias) was recorded as a modified
+        built-in, "default (modified)" (review A 2026-12-06, F4).  Such a calibration whose name is a built-in's is
+        recorded by its folder's path, and "same_data_as" names the built-in whose data it holds, if any (None
+        otherwise; only for such a name)."""
         data = self.data_sha256()
         ref = self.builtin_sha256
         key = calibration_key(self.name).lower()
-        if ref is None and key in _BUILTIN_NAMES:   # built in Python under a built-in's name: against the built-in
-            ref = HUCalibration.load(key).data_sha256()
-        return {"name": self.name, "builtin": ref is not None, "modified": None if ref is None else data != ref,
-                "files": [dict(f) for f in self.files], "data_sha256": data}
+        name, same = self.name, None
+        if ref is None and key in _BUILTIN_NAMES:
+            if self.files:   # read from a folder named like a built-in: the folder, not the built-in
+                name = str(Path(self.files[0]["path"]).parent)
+                same = next((b for b in sorted(_BUILTIN_LOADABLE) if _builtin_sha256(b) == data), None)
+            else:   # built in Python under a built-in's name: against the built-in
+                ref = _builtin_sha256(key)
+        rec = {"name": name, "builtin": ref is not None, "modified": None if ref is None else data != ref,
+               "files": [dict(f) for f in self.files], "data_sha256": data}
+        if name != self.name:
+            rec["same_data_as"] = same
+        return rec
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -920,12 +989,32 @@ class HUCalibration:
         """
         from .errors import recording_warnings
 
+        coverage: list[str] = []
         with recording_warnings() as said:
             if check_coverage:
-                check_ct_against_calibration(ct, self, None, error=None, what_to_give="the CT")
+                with recording_warnings() as coverage:
+                    check_ct_against_calibration(ct, self, None, error=None, what_to_give="the CT")
             g = self._to_geometry(ct, compact=compact, name=name, blocks=blocks, slab_voxels=slab_voxels)
         g.made_with_warnings = list(dict.fromkeys(said))
+        # the fingerprint of the arrays it made: a result tells them from densities changed after (review A, F3)
+        from ..geometry import calibration_stamped
+
+        g.calibration = calibration_stamped(g.calibration, g)
+        if coverage:   # judged again on what the structure set's overrides leave (rejudge_coverage)
+            g._coverage_check = (_weak_ref(ct), self._snapshot(), list(dict.fromkeys(coverage)))
         return g
+
+    def _snapshot(self) -> "HUCalibration":
+        """A copy whose curve and bins a later change of this one (``cal.seg_rho_lo *= 1.035`` for the next
+        scenario) leaves as they are; the same material objects (a geometry's materials are told from an
+        override's by identity: :func:`_slices_kept_by`)."""
+        import copy
+
+        snap = copy.copy(self)
+        for k in ("seg_hu_lo", "seg_hu_hi", "seg_rho_lo", "seg_rho_hi", "bin_hu_lo"):
+            setattr(snap, k, np.array(getattr(self, k)))
+        snap.materials = list(self.materials)
+        return snap
 
     @timed("hu_to_material")   # the phase of a run's summary (mcproton/_timing.py)
     def _to_geometry(self, ct, *, compact: bool, name: str | None, blocks: Sequence[int], slab_voxels: int | None):
@@ -970,7 +1059,8 @@ class HUCalibration:
 
                 fov = blocks_any(fov, f)
         record = self.record()
-        said = f"{self.name}, modified" if record["modified"] else self.name   # a scaled built-in is not the built-in
+        # a scaled built-in is not the built-in, nor a folder named like one (its path)
+        said = f"{record['name']}, modified" if record["modified"] else record["name"]
         nm = name or f"CT {ct.series_instance_uid or ''} ({said})".strip()
         vs = tuple(float(v) for v in ct.voxel_size_mm)
         org = tuple(float(v) for v in ct.origin_mm)

@@ -18,7 +18,8 @@ material and density come from, in this order of precedence:
   that gives that SPR at :data:`~mcproton._io.hu_calibration.SPR_REFERENCE_MEV` with mcproton's stopping powers,
   as a ``hu_spr.csv`` calibration does (:func:`~mcproton._io.hu_calibration.spr_per_density`);
 * ``REL_ELEC_DENSITY`` with a composition: that composition at the mass density of that electron density;
-* ``REL_MASS_DENSITY`` alone: the material the ROI is named after (``"titanium"``, or the one library material
+* ``REL_MASS_DENSITY`` alone: the material the ROI is named after where the density fits it and it is no gas
+  (:func:`material_by_name`: ``"titanium"``, or the one library material
   a whole word of its name names: ``"Titanium rod"``, :func:`material_named_in`), else water, at that density;
 * ``REL_ELEC_DENSITY`` alone: water at a mass density equal to it (water's stopping power per electron).
 
@@ -266,9 +267,10 @@ def nearest_material(roi: dict):
     With a composition: the library material of that composition (L1 distance of the mass fractions at most
     :data:`LIBRARY_MATCH_L1`: the same material, rounded by the export), else a material made from the composition
     given (named ``rtstruct:<ROI>``, I-value by Bragg additivity, as hu_materials.csv's rows); its density is the
-    ROI's.  Without one: water for REL_ELEC_DENSITY; the library material the ROI is named after, else water, for
-    REL_MASS_DENSITY and REL_STOP_RATIO."""
-    from ..materials import ELEMENTS, Material, UnknownMaterialError, get_material, list_materials
+    ROI's.  Without one: water for REL_ELEC_DENSITY; the library material the ROI is named after where the density
+    given fits it and it is no gas (:func:`material_by_name`), else water, for REL_MASS_DENSITY and
+    REL_STOP_RATIO."""
+    from ..materials import ELEMENTS, Material, get_material, list_materials
 
     comp = roi["composition"]
     if comp:
@@ -300,14 +302,70 @@ def nearest_material(roi: dict):
                    f"{mean_excitation_energy_ev(m):.0f} eV by Bragg additivity{nearest})")
     if roi.get("property") == "REL_ELEC_DENSITY":
         return get_material("water"), "water at the relative electron density (no composition given)"
-    try:
-        return get_material(roi["name"].lower()), "by name"
-    except UnknownMaterialError:
-        pass
-    named, word, _ = material_named_in(roi["name"])
+    named, word, refused = material_by_name(roi)
     if named is not None:
+        if word is None:
+            return named, "by name"
         return named, f"by name: the word {word!r} of the ROI's name, no composition given"
+    if refused:
+        return get_material("water"), f"water (no composition given; {refused})"
     return get_material("water"), "water (no composition given)"
+
+
+#: Factor of a library material's nominal density within which an override's density (REL_MASS_DENSITY, or the
+#: density a REL_STOP_RATIO gives that material) must lie for the ROI to take the material its name names
+#: (:func:`material_by_name`).  It spans the densities a thing so named has in a patient or a phantom: bone from
+#: trabecular 1.18 (ICRU 46) to cortical 1.92 g/cm3 about the library's 1.85, lung 0.17-0.39 about 0.26, graphites
+#: 1.6-2.26 about 1.7, titanium and its alloys 4.4-4.5 about 4.54.  It refuses the overrides that give an ROI
+#: named after what it covers another material (review A 2026-12-06, F1): "Titanium artefact" set to water (1.0
+#: g/cm3, 0.22 of titanium's density) became titanium at 1.0 g/cm3 (SPR 0.71), "Lung_L" set to water lung.
+#: A tissue or plastic of about 1 g/cm3 named (adipose, muscle, PMMA) is taken: at 1.0 g/cm3 its stopping power
+#: per gram differs from water's by at most 3.5 %, that of the material named.
+NAME_DENSITY_FACTOR = 1.5
+
+#: Nominal density (g/cm3) below which a library material is a gas (air, 0.0012): never taken from an ROI's name.
+#: An ROI named after air that a structure set gives a density is a cavity the planning system filled with water
+#: or tissue (a rectal balloon, bowel gas, contrast, a sinus): "Rectal air" set to 1.0 g/cm3 became air at 1.0
+#: g/cm3, SPR 0.888, and the range behind a 32 mm cavity 4 mm too deep (review A 2026-12-06, F1).
+NAME_GAS_MAX_G_CM3 = 0.01
+
+
+def material_by_name(roi: dict) -> tuple[Any, str | None, str | None]:
+    """The library material an override ROI without a composition takes from its name (:func:`nearest_material`):
+    (material, word, None), ``word`` None where the whole name is the material's name or alias ("titanium", "Ti"),
+    else the word of the name that names it (:func:`material_named_in`); (None, None, why not) where the name names
+    one but it is not taken: a gas (:data:`NAME_GAS_MAX_G_CM3`), or a density given that is not within a factor
+    :data:`NAME_DENSITY_FACTOR` of the material's nominal density (for REL_STOP_RATIO, the density that gives that
+    SPR with the material's stopping power); (None, None, None) where it names none (or several)."""
+    from ..materials import UnknownMaterialError, get_material
+
+    try:
+        named, word = get_material(str(roi["name"]).lower()), None
+    except UnknownMaterialError:
+        named, word, _ = material_named_in(roi["name"])
+    if named is None:
+        return None, None, None
+    said = f"the word {word!r} of its name" if word is not None else "its name"
+    if named.density_g_cm3 < NAME_GAS_MAX_G_CM3:
+        return None, None, (f"{said} names {named.name}, a gas, which is never taken from a name: an ROI given a "
+                            "density is a cavity filled with something else (a rectal balloon, bowel gas, contrast)")
+    rho = _density_as(roi, named)
+    if not named.density_g_cm3 / NAME_DENSITY_FACTOR <= rho <= named.density_g_cm3 * NAME_DENSITY_FACTOR:
+        return None, None, (f"{said} names {named.name}, not taken: {rho:.3g} g/cm3 is not within a factor "
+                            f"{NAME_DENSITY_FACTOR:g} of {named.name}'s {named.density_g_cm3:.3g} g/cm3, so the name "
+                            "says what the ROI covers (an artefact, a cavity), not what it was set to")
+    return named, word, None
+
+
+def _density_as(roi: dict, material: Any) -> float:
+    """The density an override ROI without a composition would have as ``material``: its REL_MASS_DENSITY, or the
+    density that gives its REL_STOP_RATIO with the material's stopping power per gram."""
+    v = float(roi.get("value", roi["density_g_cm3"]))
+    if roi.get("property") == "REL_STOP_RATIO":
+        from .hu_calibration import SPR_REFERENCE_MEV, spr_per_density
+
+        return v / spr_per_density(material, SPR_REFERENCE_MEV)
+    return v
 
 
 #: The shortest word of an ROI's name that :func:`material_named_in` looks up as a library material: shorter words
@@ -413,7 +471,7 @@ def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
             per, beyond = "gram", f"above {MASS_DENSITY_WATER_MAX:g} g/cm3 lie bone, teeth and metal"
             over = "bone's by 7-13 %, titanium's by 41 %"
         name_hint = ""
-        if prop == "REL_MASS_DENSITY":
+        if prop == "REL_MASS_DENSITY" and material_by_name(roi)[2] is None:   # (a name refused: said below)
             name_hint = (", or name the ROI after a library material (a whole word of its name: 'Titanium rod', "
                          f"'Ti' alone){_names_hint(roi['name'])}")
         warn(f"{where}: {prop} {v:g} without an elemental composition is taken as water at {roi['density_g_cm3']:g} "
@@ -424,13 +482,19 @@ def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
              "composition (ROIElementalCompositionSequence with REL_MASS_DENSITY) or its REL_STOP_RATIO in the "
              f"planning system's export{name_hint}", McprotonRuntimeWarning)
     if not roi["composition"] and prop != "REL_ELEC_DENSITY":
-        named, word, _ = material_named_in(roi["name"])
-        if named is material and word is not None and named.name != roi["name"].lower():
+        named, word, refused = material_by_name(roi)
+        if named is material and word is not None:
             warn(f"{where}: {prop} {v:g} without an elemental composition: the ROI's name holds the word {word!r}, "
-                 f"the library material {material.name}, and only that one, so the ROI is {material.name} at "
-                 f"{roi['density_g_cm3']:g} g/cm3 (stopping-power ratio {spr:.3f} at {SPR_REFERENCE_MEV:g} MeV); if "
-                 "it is another material, give its elemental composition (ROIElementalCompositionSequence)",
-                 McprotonWarning)
+                 f"the library material {material.name}, and only that one, and {roi['density_g_cm3']:.3g} g/cm3 "
+                 f"lies within a factor {NAME_DENSITY_FACTOR:g} of {material.name}'s {material.density_g_cm3:.3g} "
+                 f"g/cm3, so the ROI is {material.name} at {roi['density_g_cm3']:g} g/cm3 (stopping-power ratio "
+                 f"{spr:.3f} at {SPR_REFERENCE_MEV:g} MeV); if it is another material, give its elemental "
+                 "composition (ROIElementalCompositionSequence)", McprotonWarning)
+        elif refused and material.name == "water":
+            warn(f"{where}: {prop} {v:g} without an elemental composition: {refused}; the ROI is water at "
+                 f"{roi['density_g_cm3']:.3g} g/cm3 (stopping-power ratio {spr:.3f} at {SPR_REFERENCE_MEV:g} MeV), "
+                 "as a planning system computes a density without a composition; if it is another material, give "
+                 "its elemental composition (ROIElementalCompositionSequence)", McprotonWarning)
     rho_given = roi.get("mass_density_given")
     if rho_given and not roi["composition"] and abs(roi["density_g_cm3"] / rho_given - 1) > SPR_GIVEN_TOLERANCE:
         _warn_mass_density_unused(where, roi, material, spr, rho_given)
@@ -503,6 +567,29 @@ def warn_unapplied(struct_path: Any) -> None:
 
 
 def apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) -> list[str]:
+    """:func:`_apply_overrides`, and what was warned about on the way added to the geometry's ``made_with_warnings``,
+    which :func:`mcproton.simulate` keeps in its result's provenance warnings, as ``mcproton run`` keeps them in its
+    summary (review A 2026-12-06, F6: "water at 4.54 g/cm3 ... SPR overestimated" reached the user's console only).
+    The CT-coverage warnings :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` kept there are judged
+    again on what the overrides left (:func:`~mcproton._io.hu_calibration.rejudge_coverage`: an overridden rod is
+    not metal given bone; review A, F2)."""
+    from .errors import recording_warnings
+    from .hu_calibration import rejudge_coverage
+
+    from ..geometry import calibration_intact, calibration_stamped
+
+    intact = calibration_intact(geometry)   # the calibration's arrays before: a recorded change keeps them its own
+    with recording_warnings() as said:
+        notes = _apply_overrides(geometry, struct_path, struct)
+    geometry.calibration = calibration_stamped(getattr(geometry, "calibration", None), geometry, intact)
+    if any(r.get("voxels") for r in geometry.struct_overrides or []):
+        rejudge_coverage(geometry)
+    kept = list(getattr(geometry, "made_with_warnings", None) or [])
+    geometry.made_with_warnings = list(dict.fromkeys(kept + said))
+    return notes
+
+
+def _apply_overrides(geometry: Any, struct_path: str | Path, struct: Any = None) -> list[str]:
     """Put the structure set's material overrides (:func:`roi_overrides`) into ``geometry`` (in place): each
     override ROI's voxels take its material (:func:`nearest_material`) at its density, the External first.
     ``struct``: the structure set already read (:func:`~mcproton._io.rtstruct.read_rtstruct`), else it is read.
@@ -638,6 +725,9 @@ def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
         k = len(mats) - 1
     from .._run.inputs import AIR_LIKE_G_CM3   # what counts as air on a beam's way, the run's rule
 
+    from ..geometry import calibration_intact, calibration_stamped
+
+    intact = calibration_intact(geometry)   # the calibration's arrays before: a recorded change keeps them its own
     mi, rho = _writable_arrays(geometry)   # written in place: no copy of a CT's own voxels
     # counted slice by slice: no whole-grid temporary
     n = sum(int(np.count_nonzero(mask[z] & (rho[z] > AIR_LIKE_G_CM3))) for z in range(rho.shape[0]))
@@ -645,6 +735,7 @@ def set_outside_to_air(geometry: Any, mask: np.ndarray) -> int:
     rho[mask] = air.density_g_cm3
     geometry.materials = mats
     geometry.tissue_heterogeneity = ("IMAGE", "ROI_OVERRIDE")
+    geometry.calibration = calibration_stamped(getattr(geometry, "calibration", None), geometry, intact)
     return n
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -504,20 +504,28 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     from .._run.result import early_stop_note
 
     comment, early = contents.comment(), early_stop_note(result)
+    prov = getattr(result, "provenance", None) or {}
+    scenario = scenario_note(prov)
+    tags = []
     if early:   # a run stopped early, or short of its target uncertainty, says so where a planning system shows it
         short = "INCOMPLETE" if "stopped" in early else "TARGET UNC NOT REACHED"
         pct = re.search(r"\(([\d.e+-]+ %)\)", early)
-        tag = f"{short} {pct.group(1)}" if "stopped" in early and pct else short
+        tags.append(f"{short} {pct.group(1)}" if "stopped" in early and pct else short)
+        series_description = _fit_lo(f"{series_description} {tags[-1]}")
+    if scenario:   # and so does a robustness scenario, told from the nominal dose (review A, F5)
+        tags.append("SCENARIO")
+        series_description = _fit_lo(f"{series_description} {scenario_note(prov, short=True)}")
+    if tags:
+        tag = " ".join(tags)
         comment = f"{tag}; {contents.comment(64 - len(tag) - 2)}"
-        series_description = _fit_lo(f"{series_description} {tag}")
     unc = float(getattr(result, "mean_rel_uncertainty_50", float("nan")))
-    prov = getattr(result, "provenance", None) or {}
     about = (f"{int(getattr(result, 'primaries', 0) or 0):,} primaries"
              + (f" of {int(prov['primaries_requested']):,} requested" if prov.get("primaries_requested") else "")
              + (f"; stop reason: {prov['stop_reason']}" if prov.get("stop_reason") else "")
              + "; mean relative uncertainty above 50 % of the maximum: "
              + (f"{100 * unc:.3g} %" if np.isfinite(unc) else "not estimated (fewer than 2 batches)")
-             + (f"; {early.upper()}" if early else ""))
+             + (f"; {early.upper()}" if early else "")
+             + (f"; {scenario}" if scenario else ""))
     written = write_rtdose(d, g.voxel_size_mm, g.origin_mm, path, study=study,
                            summation_type=contents.summation_type, dose_type=contents.dose_type,
                            referenced_beam_number=contents.beam_numbers
@@ -573,6 +581,40 @@ def write_run_rtdoses(total, results: Sequence, beams: Sequence, out_cfg: dict, 
                                              series_number=2))
         out["rtdose_beams"] = files
     return out
+
+
+def scenario_note(provenance: dict, *, short: bool = False) -> str:
+    """What makes a result's dose a robustness scenario rather than the plan's nominal dose, from its provenance:
+    an isocentre shift (``plan_to_beams(..., isocentre_shift_mm=)``, not all zero) and a calibration that is not
+    the one named (a built-in changed in Python, "(modified)", or densities changed after the conversion); "" for
+    neither.  :func:`write_result_rtdose` puts it into the RT Dose's DoseComment (a SCENARIO tag),
+    SeriesDescription (``short``, within the 64 characters of LO) and ImageComments (in full): before, a +3 mm /
+    +3.5 % scenario's file said what the nominal's did, and imported into a planning system or a PACS it looked
+    like the plan's dose (review A 2026-12-06, F5)."""
+    beams = provenance.get("summed_beams") or [provenance.get("beam") or {}]
+    shifts = {tuple(round(float(v), 3) for v in b["isocentre_shift_mm"]) for b in beams
+              if b.get("isocentre_shift_mm") is not None and any(float(v) != 0 for v in b["isocentre_shift_mm"])}
+    def xyz(v: Any, sep: str) -> str:
+        return sep.join(f"{float(x):+g}" for x in v)
+
+    parts = []
+    if shifts:
+        if len(shifts) == 1 and all(b.get("isocentre_shift_mm") is not None for b in beams):
+            v = next(iter(shifts))
+            parts.append(f"iso {xyz(v, ',')} mm" if short else f"isocentre shifted by ({xyz(v, ', ')}) mm (LPS)")
+        else:
+            parts.append("iso shifted per beam" if short else "isocentres shifted per beam: " + "; ".join(
+                f"beam {b.get('beam_number', i + 1)} ({xyz(b['isocentre_shift_mm'], ', ')}) mm"
+                for i, b in enumerate(beams) if b.get("isocentre_shift_mm") is not None))
+    cal = str(provenance.get("calibration") or "")
+    said = cal.rsplit(" (", 1)[1].rstrip(")").split(", ") if cal.endswith(")") and " (" in cal else []
+    briefly = {"modified": "cal. modified", "densities changed after": "densities changed"}
+    changed = [briefly[w] for w in said if w in briefly]
+    if changed:
+        parts.append(", ".join(changed) if short else f"HU calibration {cal}")
+    if not parts:
+        return ""
+    return ("scenario " if short else "robustness scenario: ") + ", ".join(parts)
 
 
 def _fit_lo(text: str, note: str = "") -> str:

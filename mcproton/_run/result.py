@@ -15,7 +15,7 @@ import numpy as np
 from .. import __version__
 from .._kernels.layout import LEDGER, LEDGER_ENTRIES, LET_SCALE, TALLY_SCALE
 from .._kernels.source import source_hash
-from ..geometry import VoxelGeometry, result_copy
+from ..geometry import VoxelGeometry, calibration_as_made, result_copy
 from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max, weight_sum_of
 from .._io.errors import McprotonRuntimeWarning, warn
 from .._io.rtplan import beam_geometry
@@ -326,9 +326,12 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         "host": platform.node(), "python": platform.python_version(), "numpy": np.__version__,
         "normalisation": norm,
     }
-    cal = getattr(g, "calibration", None)
-    if cal:   # a CT's grid: the calibration that made it, by its data too (a scaled built-in says "modified")
-        prov["calibration"] = f"{cal['name']} (modified)" if cal.get("modified") else cal["name"]
+    cal = calibration_as_made(g)
+    if cal:   # a CT's grid: the calibration that made it, by its data too (a scaled built-in says "modified"), and
+        # whether its densities are still the calibration's (a dataclasses.replace scenario: review A, F3)
+        said = [w for w, on in (("modified", cal.get("modified")),
+                                ("densities changed after", cal.get("densities_changed_after"))) if on]
+        prov["calibration"] = f"{cal['name']} ({', '.join(said)})" if said else cal["name"]
         prov["calibration_data_sha256"] = cal.get("data_sha256")
         prov["calibration_record"] = dict(cal)
     if (sim.beam.meta or {}).get("beam_model"):   # a plan's beam: the model that made its spots (also in "beam")

@@ -63,3 +63,53 @@ def test_a_copy_or_a_blocks_grid_keeps_the_record_and_another_calibration_is_not
     clone = HUCalibration(same.seg_hu_lo, same.seg_hu_hi, same.seg_rho_lo, same.seg_rho_hi, same.bin_hu_lo,
                           same.materials, name="schneider2000")
     assert clone.record()["modified"] is False
+
+
+def test_a_calibration_folder_named_like_a_builtin_is_recorded_by_its_path(ct, tmp_path):
+    """Review A 2026-12-06, F4: MCsquare and OpenTPS keep their scanner as Scanners/default, and "default" is an
+    alias of schneider2000: the unmodified MCsquare default scanner read from such a folder was recorded as a
+    modified built-in ("default (modified)", builtin True), although nothing of mcproton's built-in was used.  A
+    folder is never the built-in: recorded by its path, with the built-in whose data it holds named."""
+    import shutil
+
+    from mcproton._io.hu_calibration import DATA_DIR
+
+    d = tmp_path / "MCsquare" / "Scanners" / "default"
+    d.mkdir(parents=True)
+    shutil.copy(DATA_DIR / "mcsquare_scanner_default_hu_density.csv", d / "hu_density.csv")
+    shutil.copy(DATA_DIR / "mcsquare_scanner_default_hu_material.csv", d / "hu_materials.csv")
+    rec = HUCalibration.load(d).record()
+    assert (rec["name"], rec["builtin"], rec["modified"]) == (str(d.resolve()), False, None), rec
+    assert rec["same_data_as"] == "mcsquare_default"
+    g = HUCalibration.load(d).to_geometry(ct)
+    assert g.name.endswith(f"({d.resolve()})") and "modified" not in g.name, g.name
+    (d / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.0012\n0,1.0\n3000,2.5\n")   # another scanner
+    rec = HUCalibration.load(d).record()
+    assert (rec["builtin"], rec["modified"], rec["same_data_as"]) == (False, None, None), rec
+
+
+def test_densities_changed_after_the_conversion_are_not_recorded_as_the_calibrations(ct, tmp_path):
+    """Review A 2026-12-06, F3: the README's scenario route, dataclasses.replace(g, density_g_cm3_zyx=... * 1.035),
+    kept the geometry's calibration record, and the result said the unmodified schneider2000 made densities 3.5 %
+    higher (the nominal's calibration_data_sha256).  to_geometry stores a fingerprint of the arrays it made; a
+    result on other arrays says "(densities changed after)".  The structure set's overrides and resampling to
+    blocks keep the record their own."""
+    from mcproton._io.rtdose import scenario_note
+
+    g = HUCalibration.load("schneider2000").to_geometry(ct)
+    assert "arrays_crc32" in g.calibration
+    nominal = _run(g)
+    assert nominal.provenance["calibration"] == "schneider2000"
+    assert nominal.provenance["calibration_record"]["densities_changed_after"] is False
+    up = dataclasses.replace(g, density_g_cm3_zyx=g.density_g_cm3_zyx * 1.035)
+    p = _run(up).provenance
+    assert p["calibration"] == "schneider2000 (densities changed after)"
+    assert p["calibration_record"]["densities_changed_after"] is True
+    assert scenario_note(p) == "robustness scenario: HU calibration schneider2000 (densities changed after)"
+    # an in-place edit before a run, and the same after a copy resampled to blocks
+    g2 = HUCalibration.load("schneider2000").to_geometry(ct)
+    g2.density_g_cm3_zyx[0, 0, 0] += 0.01
+    assert _run(g2).provenance["calibration"] == "schneider2000 (densities changed after)"
+    assert mcp.resample_blocks(g2, (2, 2, 2)).calibration["densities_changed_after"] is True
+    g3 = HUCalibration.load("schneider2000").to_geometry(ct)
+    assert _run(mcp.resample_blocks(g3, (2, 2, 2))).provenance["calibration"] == "schneider2000"

@@ -51,3 +51,32 @@ def test_the_dose_moves_by_the_transverse_shift():
     moved = np.subtract(cents[1], cents[0])
     assert moved[0] == pytest.approx(SHIFT[0], abs=0.1) and moved[2] == pytest.approx(SHIFT[2], abs=0.1), moved
     assert abs(moved[1]) < 0.5, moved   # along the beam: the range stays tied to the surface
+
+
+def test_a_scenarios_rt_dose_says_it_is_one(tmp_path):
+    """Review A 2026-12-06, F5: a scenario's RT Dose (isocentre shifted, calibration scaled) had the header of the
+    nominal plan dose: imported into a planning system or a PACS, a +3 mm / +3.5 % scenario looked like the plan's
+    dose.  Its DoseComment (SCENARIO, with what DICOM cannot say kept), SeriesDescription and ImageComments say so
+    now; the nominal's do not."""
+    import pydicom
+
+    from mcproton._io.rtdose import scenario_note
+
+    model = load_beam_model("dcpt_v2")
+    g = mcp.box_phantom("water", size_mm=(40, 40, 60), voxel_mm=(4, 4, 4), origin_mm=(-18, -18, -8))
+    settings = mcp.RunSettings(primaries=200, seed=5, backend="cpu", threads=1)
+    for name, shift in (("nominal", None), ("scenario", SHIFT)):
+        (beam,) = plan_to_beams(_plan(), model, isocentre_shift_mm=shift)
+        mcp.write_result_rtdose(mcp.simulate(g, beam, settings, log=None), tmp_path / f"{name}.dcm")
+    nom, scen = (pydicom.dcmread(tmp_path / f"{n}.dcm", stop_before_pixels=True) for n in ("nominal", "scenario"))
+    assert "SCENARIO" not in nom.DoseComment and "scenario" not in str(nom.get("ImageComments", ""))
+    assert scen.DoseComment.startswith("SCENARIO; ") and scen.DoseComment.endswith("to medium, physical")
+    assert scen.SeriesDescription == "mcproton dose scenario iso +6,+0,-4 mm"
+    assert "robustness scenario: isocentre shifted by (+6, +0, -4) mm (LPS)" in scen.ImageComments
+    # a calibration changed in Python, with a shift, in a sum of beams; a zero shift and the calibration as named: none
+    prov = {"calibration": "schneider2000 (modified)",
+            "summed_beams": [{"isocentre_shift_mm": (3.0, 0.0, 0.0)}, {"isocentre_shift_mm": (3.0, 0.0, 0.0)}]}
+    assert scenario_note(prov) == ("robustness scenario: isocentre shifted by (+3, +0, +0) mm (LPS), HU calibration "
+                                   "schneider2000 (modified)")
+    assert scenario_note(prov, short=True) == "scenario iso +3,+0,+0 mm, cal. modified"
+    assert scenario_note({"calibration": "schneider2000", "beam": {"isocentre_shift_mm": (0.0, 0.0, 0.0)}}) == ""

@@ -1166,7 +1166,8 @@ def _rename(path: Path, old: str, new: str) -> None:
 
 @pytest.mark.parametrize("name,material,said", [
     ("Titanium rod", "titanium", "the ROI's name holds the word 'titanium', the library material titanium, and only "
-                                 "that one, so the ROI is titanium at 4.54 g/cm3"),
+                                 "that one, and 4.54 g/cm3 lies within a factor 1.5 of titanium's 4.54 g/cm3, so the "
+                                 "ROI is titanium at 4.54 g/cm3"),
     ("Rod_Titanium", "titanium", "holds the word 'titanium'"),
     ("Ti_rod", "water", "or name the ROI after a library material (a whole word of its name: 'Titanium rod', 'Ti' "
                         "alone)"),
@@ -1217,3 +1218,129 @@ def test_a_mass_density_beside_a_stopping_power_ratio_without_composition_is_sai
                 "3.23 g/cm3" in said[0]), said[0]
         assert "of the library materials titanium has that stopping power per gram" in said[0], said[0]
         assert "multiple scattering and the dose to medium" in said[0] and "ROI 'rod'" in said[0], said[0]
+
+
+@pytest.mark.parametrize("name,prop,value,material,rho,said", [
+    ("Rectal air", "rel_mass", 1.0, "water", 1.0, "the word 'air' of its name names air, a gas, which is never taken"),
+    ("Air_Rectum", "rel_mass", 1.0, "water", 1.0, "names air, a gas"),
+    ("Rectal air", "spr", 1.0, "water", 1.0, "names air, a gas"),
+    ("Titanium artefact", "rel_mass", 1.0, "water", 1.0,
+     "the word 'titanium' of its name names titanium, not taken: 1 g/cm3 is not within a factor 1.5 of titanium's "
+     "4.54 g/cm3"),
+    ("Lung_L", "rel_mass", 1.0, "water", 1.0, "names lung, not taken"),
+    ("Titanium rod", "rel_mass", 4.5, "titanium", 4.5, "lies within a factor 1.5 of titanium's 4.54 g/cm3"),
+    ("PMMA", "rel_mass", 1.19, "pmma", 1.19, None),   # the whole name, at its density
+])
+def test_a_material_is_taken_from_the_roi_name_only_where_the_density_fits_it(water_ct, name, prop, value, material,
+                                                                             rho, said):
+    """Review A 2026-12-06, F1: the name rule (highZ F4) took the library material named by any word of the ROI's
+    name whatever the density: "Rectal air" set to water (REL_MASS_DENSITY 1.0, the common override of a cavity)
+    became air at 1.0 g/cm3 (SPR 0.888, R80 4 mm deeper behind 32 mm), "Titanium artefact" set to water titanium
+    at 1.0 g/cm3 (SPR 0.712).  A gas is never taken from a name now, and another material only where the density
+    lies within NAME_DENSITY_FACTOR of its own; the warning says which was taken and why, or why not."""
+    from mcproton._io.errors import recording_warnings
+    from mcproton.materials import get_material
+
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", **{prop: value})
+    _rename(tmp / "RS.dcm", "PTV", name)
+    with recording_warnings() as warned:
+        notes = apply_overrides(g, tmp / "RS.dcm")
+    want = get_material(material).name
+    assert f"-> {want} at {rho:g} g/cm3" in notes[0], notes
+    c = np.argwhere(_ptv_mask_of(g, tmp / "RS.dcm", name))[0]
+    assert g.materials[g.material_index_zyx[tuple(c)]].name == want
+    assert g.density_g_cm3_zyx[tuple(c)] == pytest.approx(rho, rel=1e-5)
+    if said is not None:
+        assert any(said in w for w in warned), warned
+    if want == "water":
+        assert any("the ROI is water at 1 g/cm3" in w for w in warned), warned
+
+
+def _ptv_mask_of(g, rs: Path, name: str) -> np.ndarray:
+    from mcproton._io.rtstruct import rasterise, read_rtstruct
+
+    return rasterise(read_rtstruct(rs), g, names=[name])[name]
+
+
+def _rod_ct(tmp: Path):
+    """A water box CT (schneider2000's test box, 4 mm voxels) holding a 4000 HU titanium rod of an extended-scale CT
+    (x, y, z -6..6 mm: 64 voxels), and its geometry by mcsquare_default, which warns of it (metal above a 12-bit CT's
+    top given bone's density)."""
+    from mcproton._io.hu_calibration import HUCalibration
+    from mcproton.dicom import load_ct_series, write_ct_series
+
+    hu = np.full((14, 28, 28), -1000.0)
+    hu[:, 4:-4, 4:-4] = 0.0
+    hu[5:9, 12:16, 12:16] = 4000.0
+    write_ct_series(hu, (4.0, 4.0, 4.0), (-54.0, -54.0, -26.0), tmp / "ct")
+    ct = load_ct_series(tmp / "ct")
+    with pytest.warns(UserWarning, match="64 CT voxels"):
+        g = HUCalibration.load("mcsquare_default").to_geometry(ct)
+    assert any("64 CT voxels" in w for w in g.made_with_warnings), g.made_with_warnings
+    return ct, g
+
+
+@pytest.mark.parametrize("box,kept", [
+    (((-8.0, -8.0, -8.0), (8.0, 8.0, 8.0)), None),          # the whole rod titanium: nothing left to warn about
+    (((-8.0, -8.0, -8.0), (0.0, 8.0, 8.0)), "32 CT voxels"),  # half of it: the other half, judged again
+])
+def test_the_ct_coverage_warnings_describe_the_geometry_after_the_overrides(tmp_path, box, kept):
+    """Review A 2026-12-06, F2: on the Python route to_geometry warned that the rod (metal above a 12-bit CT's top)
+    was given bone's density, and after apply_overrides had made it titanium the warning stayed in the geometry and
+    in every result's provenance, which said its own dose was wrong.  apply_overrides judges the warnings again on
+    the voxels the overrides left, as `mcproton run` does."""
+    ct, g = _rod_ct(tmp_path)
+    _write_rs(tmp_path / "RS.dcm", None, lo=box[0], hi=box[1])
+    _override(tmp_path / "RS.dcm", "PTV", rel_mass=4.54, comp={22: 1.0})
+    _rename(tmp_path / "RS.dcm", "PTV", "Rod")
+    apply_overrides(g, tmp_path / "RS.dcm")
+    coverage = [w for w in g.made_with_warnings if "CT voxels" in w]
+    if kept is None:
+        assert not coverage, coverage
+    else:
+        assert len(coverage) == 1 and kept in coverage[0] and "64 CT voxels" not in coverage[0], coverage
+
+
+def test_coverage_warnings_not_judged_again_say_they_were_judged_before_the_overrides(tmp_path):
+    """Review A, F2: where the CT is no longer held the warnings cannot be judged again: kept, saying so."""
+    import gc
+
+    from mcproton._io.hu_calibration import BEFORE_OVERRIDES_NOTE
+
+    ct, g = _rod_ct(tmp_path)
+    del ct
+    gc.collect()
+    _write_rs(tmp_path / "RS.dcm", None, lo=(-8.0, -8.0, -8.0), hi=(8.0, 8.0, 8.0))
+    _override(tmp_path / "RS.dcm", "PTV", rel_mass=4.54, comp={22: 1.0})
+    apply_overrides(g, tmp_path / "RS.dcm")
+    coverage = [w for w in g.made_with_warnings if "64 CT voxels" in w]
+    assert len(coverage) == 1 and coverage[0].endswith(BEFORE_OVERRIDES_NOTE), g.made_with_warnings
+
+
+def test_the_override_warnings_are_kept_in_the_results_provenance(water_ct):
+    """Review A 2026-12-06, F6: on the Python route (apply_overrides, then simulate) the structure set's override
+    warnings ("water at 4.54 g/cm3 ... SPR overestimated") reached the console only, where `mcproton run` keeps them
+    in its summary: provenance["warnings"] was None.  apply_overrides keeps them in geometry.made_with_warnings,
+    which simulate keeps, as it keeps to_geometry's."""
+    import warnings
+
+    import mcproton
+
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None, lo=(-8.0, -8.0, -8.0), hi=(8.0, 8.0, 8.0))
+    _override(tmp / "RS.dcm", "PTV", rel_mass=4.54)
+    _rename(tmp / "RS.dcm", "PTV", "Implant")
+    with pytest.warns(UserWarning, match="taken as water at 4.54"):
+        apply_overrides(g, tmp / "RS.dcm")
+    said = "ROI 'Implant': REL_MASS_DENSITY 4.54 without an elemental composition is taken as water at 4.54"
+    assert any(said in w for w in g.made_with_warnings), g.made_with_warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mcproton.simulate(g, mcproton.Beam.pencil(100.0, position_mm=(0.0, -60.0, 0.0), direction=(0, 1, 0)),
+                                mcproton.RunSettings(primaries=200, batches=10, backend="cpu", threads=1, seed=1),
+                                log=None)
+    assert any(said in w for w in res.provenance.get("warnings") or []), res.provenance.get("warnings")
+    # the overrides are a recorded change: the densities are still the calibration's, with them (review A, F3)
+    assert res.provenance["calibration"] == "schneider2000", res.provenance["calibration"]

@@ -297,3 +297,17 @@ def test_a_loose_bound_never_lets_a_sum_pass_the_limit(monkeypatch, form):
         added += 1
         assert all(np.array_equal(v, ref) for v in acc.sums.values())
     assert refused == 1 and added > 40   # far past the batches at which the loose bound reached the limit
+
+
+def test_the_let_bound_stated_beside_the_batch_cap_is_its_arithmetic():
+    """Review A 2026-12-06, F7: the comment above MAX_BATCH_SIZE said the LET numerator (2^-16 MeV x MeV cm2/g, 400
+    MeV a primary) stays below 2^62 up to 5400 MeV cm2/g; 2^62 / (400 x 2^25 x 2^16) is 5243, 3 % less."""
+    import re
+    from pathlib import Path
+
+    import mcproton.settings as settings_module
+
+    text = Path(settings_module.__file__).read_text()
+    said = re.search(r"stopping power of a launch is below .*?= (\d+) MeV cm2/g", text, re.S)
+    assert said, "the LET bound is no longer stated beside MAX_BATCH_SIZE"
+    assert int(said.group(1)) == round(2**62 / (400 * MAX_BATCH_SIZE * 2**16)) == 5243
