@@ -65,3 +65,28 @@ def test_the_geometry_given_by_the_caller_as_a_view_is_copied_not_shared():
     res = _run(g)
     big[:] = 2.0   # through the base: not through the geometry's read-only view
     assert float(res.geometry.density_g_cm3_zyx.max()) == 1.0
+
+
+def test_the_fingerprint_of_arrays_that_cannot_change_is_computed_once(monkeypatch):
+    """arrays_fingerprint (the calibration record's "densities changed after", asked once per beam of a plan) reads a
+    geometry's arrays once they can no longer change (read-only, no writable base: a result's), and every time while
+    they can (an in-place edit is then still seen)."""
+    import zlib
+
+    from mcproton import geometry as G
+
+    calls = []
+    real = zlib.crc32
+    monkeypatch.setattr(zlib, "crc32", lambda *a: calls.append(len(a[0]) if hasattr(a[0], "__len__") else 0)
+                        or real(*a))
+    g = mcp.box_phantom("water", (20, 20, 20), 2.0)
+    first = G.arrays_fingerprint(g)
+    g.density_g_cm3_zyx[0, 0, 0] = 1.1          # writable: edited in place, and seen
+    edited = G.arrays_fingerprint(g)
+    assert edited != first
+    n_writable = len(calls)
+    frozen = G.result_copy(g)                    # read-only now
+    assert G.arrays_fingerprint(frozen) == edited
+    n_first_frozen = len(calls) - n_writable
+    assert G.arrays_fingerprint(frozen) == edited == G.arrays_fingerprint(g)
+    assert len(calls) - n_writable - n_first_frozen == 2   # the materials' names only, twice: no array read again
