@@ -161,10 +161,27 @@ class VoxelGeometry:
         n = self.shape_zyx[2 - k]
         return self.origin_mm[k] + self.voxel_size_mm[k] * np.arange(n)
 
+    def __getstate__(self) -> dict:
+        """The state pickled (multiprocessing, joblib, a cache of results) and copied: the weak reference to the CT
+        that :meth:`mcproton.dicom.HUCalibration.to_geometry` keeps for judging its coverage warnings again after the
+        overrides (``_coverage_check``) does not pickle, so a pickled geometry holds :func:`_no_ct` instead: its
+        warnings are then kept with the note that they were judged before the overrides, as when the CT is gone
+        (review C 2026-12-06, F1: a result on a CT with metal did not pickle)."""
+        state = dict(self.__dict__)
+        chk = state.get("_coverage_check")
+        if chk:
+            state["_coverage_check"] = (_no_ct, *chk[1:])
+        return state
+
     @property
     def voxel_volume_cm3(self) -> float:
         dx, dy, dz = self.voxel_size_mm
         return dx * dy * dz * 1e-3
+
+
+def _no_ct() -> None:
+    """The CT of a pickled geometry's coverage check (:meth:`VoxelGeometry.__getstate__`): no longer held."""
+    return None
 
 
 #: CRC-32 of the (material index, density) arrays of geometries whose arrays cannot change any more (read-only, with

@@ -315,13 +315,14 @@ def nearest_material(roi: dict):
 #: Factor of a library material's nominal density within which an override's density (REL_MASS_DENSITY, or the
 #: density a REL_STOP_RATIO gives that material) must lie for the ROI to take the material its name names
 #: (:func:`material_by_name`).  It spans the densities a thing so named has in a patient or a phantom: bone from
-#: trabecular 1.18 (ICRU 46) to cortical 1.92 g/cm3 about the library's 1.85, lung 0.17-0.39 about 0.26, graphites
-#: 1.6-2.26 about 1.7, titanium and its alloys 4.4-4.5 about 4.54.  It refuses the overrides that give an ROI
-#: named after what it covers another material (review A 2026-12-06, F1): "Titanium artefact" set to water (1.0
-#: g/cm3, 0.22 of titanium's density) became titanium at 1.0 g/cm3 (SPR 0.71), "Lung_L" set to water lung.
-#: A tissue or plastic of about 1 g/cm3 named (adipose, muscle, PMMA) is taken: at 1.0 g/cm3 its stopping power
-#: per gram differs from water's by at most 3.5 %, that of the material named.
-NAME_DENSITY_FACTOR = 1.5
+#: trabecular 1.18 (ICRU 46) to cortical 1.92 g/cm3 about the library's 1.85 (1.16-2.96), lung 0.17-0.39 about 0.26
+#: (0.163-0.416), graphites 1.6-2.26 about 1.7, titanium and its alloys 4.4-4.5 about 4.54 (2.84-7.3).  (It was
+#: 1.5, whose 1.23 and 0.173 g/cm3 refused trabecular bone and the lightest lung: review C 2026-12-06, F2.)  It
+#: refuses the overrides that give an ROI named after what it covers another material (review A 2026-12-06, F1):
+#: "Titanium artefact" set to water (1.0 g/cm3, 0.22 of titanium's density) became titanium at 1.0 g/cm3 (SPR
+#: 0.71), "Lung_L" set to water lung.  A tissue or plastic of about 1 g/cm3 named (adipose, muscle, PMMA) is taken:
+#: at 1.0 g/cm3 its stopping power per gram differs from water's by at most 3.5 %, that of the material named.
+NAME_DENSITY_FACTOR = 1.6
 
 #: Nominal density (g/cm3) below which a library material is a gas (air, 0.0012): never taken from an ROI's name.
 #: An ROI named after air that a structure set gives a density is a cavity the planning system filled with water

@@ -720,3 +720,35 @@ def test_the_python_route_warns_of_metal_above_the_calibration_and_keeps_it_in_t
     capsys.readouterr()
     build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct")}})
     assert capsys.readouterr().err.count("lie above the end of the HU calibration") == 1
+
+
+def test_a_geometry_and_a_result_with_coverage_warnings_pickle(tmp_path, warnings_to_stderr):
+    """Review C 2026-12-06, F1: to_geometry keeps a weak reference to the CT for judging its coverage warnings again
+    after the overrides, and weak references do not pickle: a geometry, and a result (whose geometry is a copy), of a
+    CT with metal above the calibration failed in multiprocessing / joblib / a pickle cache, after the transport.
+    Now both pickle; the unpickled geometry's warnings, judged again, say they were judged before the overrides (its
+    CT is not held), as when the CT is gone."""
+    import pickle
+
+    from mcproton import Beam, RunSettings, simulate
+    from mcproton._io.errors import McprotonRuntimeWarning
+    from mcproton._io.hu_calibration import BEFORE_OVERRIDES_NOTE, rejudge_coverage
+
+    hu = np.zeros((6, 8, 8))
+    hu[:, 0, :] = -1000
+    hu[2, 3:5, 3:5] = 8000
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct")
+    ct = load_ct_series(tmp_path / "ct")
+    with pytest.warns(McprotonRuntimeWarning):
+        g = HUCalibration.load().to_geometry(ct)
+    assert getattr(g, "_coverage_check", None)
+    res = simulate(g, Beam.pencil(70.0, position_mm=(3.5, 3.5, -5.0)),
+                   RunSettings(primaries=200, batches=4, backend="cpu", threads=1, seed=3), log=None)
+    back = pickle.loads(pickle.dumps(res))
+    assert np.array_equal(back.dose_gy_zyx, res.dose_gy_zyx)
+    g2 = pickle.loads(pickle.dumps(g))
+    assert g2.made_with_warnings == g.made_with_warnings
+    rejudge_coverage(g2)
+    assert g2.made_with_warnings and all(w.endswith(BEFORE_OVERRIDES_NOTE) for w in g2.made_with_warnings
+                                         if "HU calibration" in w), g2.made_with_warnings
+    assert ct is not None   # the CT held here: only the pickled copy lost it

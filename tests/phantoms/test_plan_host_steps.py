@@ -159,9 +159,9 @@ def test_demo_plan_quality_at_2mm():
     """The demo's plan (2 mm): the model dose on the optimisation points.  Re-measured 2026-12-06 with L-BFGS-B
     (120 + 60 iterations, 20 corrections): D95 0.99361, D98 0.99058, D2 1.00947 of the prescription, 6124 spots on
     6000 points (after the WET integral to the grid face and the one-pass objective, 2026-12-06: D95 0.99370, D98
-    0.99057, D2 1.00930, 6071 spots); FISTA (400 + 200) gave D95 0.99330, D98 0.98972, D2 1.00957, 5908 spots, and 300 + 150 FISTA
-    iterations D95 0.9905, D98 0.9872, D2 1.0119 on the former 23.6 mL target.  The thresholds catch a weaker
-    optimisation (L-BFGS-B 100 + 50 with 10 corrections: D95 0.9918, D2 1.0110 on the same points)."""
+    0.99057, D2 1.00930, 6071 spots); FISTA (400 + 200) gave D95 0.99330, D98 0.98972, D2 1.00957, 5908 spots,
+    and 300 + 150 FISTA iterations D95 0.9905, D98 0.9872, D2 1.0119 on the former 23.6 mL target.  The thresholds
+    catch a weaker optimisation (L-BFGS-B 100 + 50 with 10 corrections: D95 0.9918, D2 1.0110 on the same points)."""
     g = make_head_phantom(5, 2.0, region="head")
     plan = RP.posterior_fossa_plan(g)
     st = plan.model_stats
