@@ -672,10 +672,10 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
 def diagnostic_kinds(diagnostics: Sequence[str], causes: Iterable[str]) -> list[str]:
     """One kind per diagnostic (CheckResult.diagnostic_kinds): "cause" for the notes that explain a level
     (``causes``: _diagnose's ratio, beam, centroid, range and range-shifter notes, beams crossing material outside the
-    External, the TPS's beams not adding up, the D95 noise note, a --time-limit stop, the CT not the planning series,
-    the constant RBE of an EFFECTIVE dose), "remark" for the others (an unchecked patient position, prescription and
-    structure notes, dose in air outside the body, ROIs left out of the table, ...): before, all of them stood under
-    "Likely causes" of a FAIL, the real cause last (audit 18b F6)."""
+    External, the TPS's beams not adding up, the D95 and range noise notes, a --time-limit stop, the CT not the
+    planning series, the constant RBE of an EFFECTIVE dose), "remark" for the others (an unchecked patient position,
+    prescription and structure notes, dose in air outside the body, ROIs left out of the table, ...): before, all of
+    them stood under "Likely causes" of a FAIL, the real cause last (audit 18b F6)."""
     cause = set(causes)
     return ["cause" if d in cause else "remark" for d in diagnostics]
 
@@ -982,6 +982,31 @@ def uniform_range_note(beam: int | str, r: dict, limit_mm: float = 1.0) -> str |
             "difference - stopping powers along the beam (the CT calibration or material overrides, a range "
             "shifter's water-equivalent thickness), the beam model's energies, or a shift along the beam; not "
             "statistical noise")
+
+
+def range_noise_note(label: str, r: Mapping[str, Any], limit_mm: float, failed: Sequence[str], u_pct: float,
+                     remedy: str) -> str | None:
+    """The note where a beam's range level failed (``failed``: the levels, "median" and/or "rays") while the MC's
+    noise alone shifts its median distal R80 (``noise_median_mm`` of compare.range_agreement) by more than the
+    median's level ``limit_mm``: the noise then decides the verdict more than the doses do (the D95 note's
+    counterpart).  The noise-matched median (``median_mm`` - ``noise_median_mm``) assumes that the noise's shift
+    adds to a true one; the MC's noise is correlated between voxels (+0.47 and +0.28 along the beam) and the noise
+    floor's is not, so the floor overstates the shift, by about a third at high noise: APTG plan03 with the gantry
+    rewritten (a correct plan) at 7.07 % read raw +3.30 mm, noise alone +5.20 mm, noise-matched -1.91 mm, a FAIL
+    with no note (smoke audit 2026-12-06, F3; at 2.45 % the same plan read +0.04 mm).  Where the noise alone stays
+    within the level (+0.5-0.8 mm at 2.4 % on plan03's beams) the error left is a fraction of it, and no note is
+    given.  None where no level failed or the noise shift is within ``limit_mm`` (or not known)."""
+    shift = r.get("noise_median_mm")
+    if not failed or shift is None or not math.isfinite(shift) or abs(shift) <= limit_mm:
+        return None
+    which = " and ".join({"median": "median distal R80", "rays": "rays-within-2 mm"}[f] for f in failed)
+    level = "levels" if len(failed) > 1 else "level"
+    return (f"{label}: the {which} {level} failed while the MC's statistical noise ({u_pct:.2f} %) alone shifts the "
+            f"median distal R80 by {shift:+.2f} mm, more than the level ({limit_mm:g} mm): the noise-matched median "
+            f"({r['noise_matched_median_mm']:+.2f} mm = raw {r['median_mm']:+.2f} mm less that shift) assumes the "
+            "noise's shift adds to a true one, which does not hold at this noise (the MC's noise is correlated "
+            "between voxels, the noise floor's is not), so the noise decides this verdict more than the range does; "
+            f"{remedy} before reading it as a range error")
 
 
 def _load_average() -> list[float] | None:
@@ -2031,6 +2056,17 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             checks[-1]["limit_text"] = (f">= {lv.range_within_2mm_min:g} % of the {100 * f0:.1f} % that the MC's "
                                         f"noise alone leaves within 2 mm (= {fixed(lim, dec)} %)")
             checks[-1]["noise_matched"] = True
+        failed = [k for k, row in (("median", checks[-2]), ("rays", checks[-1])) if not row["passed"]]
+        note = range_noise_note(label, r, lv.range_median_mm, failed, u, noise_remedy(
+            mc, target_uncertainty, primaries, time_limit_s)) if floor and failed else None
+        if note:   # the noise shift beyond the level: said on the failed rows and in a cause (smoke audit F3)
+            for row in (checks[-2], checks[-1]):   # (not ``c``: the CPU clock of this step)
+                if not row["passed"]:
+                    row["value_text"] += ("; the MC's noise alone shifts the median by more than the level: the "
+                                          "noise decides this verdict (see the note)")
+                    row["noise_decides"] = True
+            diagnostics.append(note)
+            causes.append(note)
     add("MC statistical uncertainty (mean, voxels > 50 % of the maximum)", u, lv.mc_uncertainty_max_pct,
         math.isfinite(u) and u <= lv.mc_uncertainty_max_pct, "%", "<=", "mc_uncertainty_max_pct")
     # the figure is the MC grid's; where the dose was interpolated onto the TPS grid, the compared dose is less

@@ -385,6 +385,37 @@ def test_a_range_of_too_few_rays_is_not_judged(case, monkeypatch):
     assert res.ranges[1]["evaluable"] is False and res.ranges[2]["evaluable"] is True
 
 
+def test_a_range_failed_at_high_noise_names_the_noise_on_its_row_and_in_a_cause(case, monkeypatch):
+    """Beam 1's range as APTG plan03's at 7 % (smoke audit 2026-12-06, F3: a correct plan read -1.9 mm
+    noise-matched, the noise alone +5.2 mm, a FAIL with no note where the D95 rows had one): the synthetic ramp beam
+    of test_check_noise with noise correlated along the beam.  Its failed median row says the noise decides, and a
+    cause note asks for a rerun at a lower uncertainty; beam 2 (the case's own MC) gets no note."""
+    import mcproton._check.api as api
+    from test_check_noise import _correlated_noisy, _ramp_beam
+
+    axes, tps = _ramp_beam()
+    mc, rel = _correlated_noisy(tps * 1.007, 0.07, 0, 4)
+    noisy = api.range_agreement(axes, tps, mc, (0.0, 1.0, 0.0), (0.0, 0.0, 0.0), noise_rel=rel, seed=1)
+    real = api.range_agreement
+
+    def high_noise(*a, **kw):
+        r = real(*a, **kw)
+        return dict(noisy) if kw.get("stream") == 1 and "noise_median_mm" in r else r
+
+    monkeypatch.setattr(api, "range_agreement", high_noise)
+    res = _recheck(case, [case["files"]["plan"], case["files"][1], case["files"][2]])
+    assert res.ranges[1]["noise_median_mm"] == noisy["noise_median_mm"], "the per-beam noise floor was not used"
+    row = next(c for c in res.checks if c["quantity"].startswith("beam 1: median distal R80"))
+    assert not row["passed"] and row.get("noise_decides") is True, row
+    assert row["value_text"].endswith("the noise decides this verdict (see the note)"), row["value_text"]
+    notes = [(n, k) for n, k in zip(res.diagnostics, res.diagnostic_kinds) if "noise decides this verdict" in n]
+    assert len(notes) == 1 and notes[0][0].startswith("beam 1: the median distal R80 level failed") \
+        and notes[0][1] == "cause", res.diagnostics
+    # the D95 note's remedy (noise_remedy): here --primaries stopped the MC above the default 1 % target
+    assert "; raise --primaries to about " in notes[0][0] and notes[0][0].endswith("before reading it as a range error")
+    assert not any(c.get("noise_decides") for c in res.checks if c["quantity"].startswith("beam 2:")), res.checks
+
+
 def test_beam_missing_fails_and_is_named(case):
     res = _recheck(case, _tps(case, "onebeam", case["hi"].beams_gy_zyx[1]))
     assert not res.passed and "gamma 2%/2mm" in _failed(res), res.summary()
