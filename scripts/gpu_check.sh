@@ -145,15 +145,6 @@ log "### bench primaries: $N_BENCH"
 for e in 150 70 230; do
   run_step "bench$e" 90 bench.jsonl "${PYM[@]}" bench --backend "$MODE" --energy "$e" --primaries "$N_BENCH" --json
 done
-# 3. the SIMT-efficiency proxy: per-track step counts from the transport kernel (counted on the CPU cores), grouped
-# into 32-lane warps as this GPU's launch schedules them (mcproton/_kernels/simt.py); 2e5 histories is the
-# Nsight Compute case below (one history per thread), 2e6 a grid-stride launch (two per thread)
-for n in $SIMT_N; do
-  for e in 70 150 230; do
-    run_step "simt${e}_n$n" 90 simt.jsonl "${PYM[@]}" bench --simt --backend "$MODE" --energy "$e" --primaries "$n" --json
-  done
-done
-
 # 4. the demo at 2 mm and 1 mm (summary.json has times_s: phantom, plan, CT/RT Struct writing, Monte Carlo, outputs);
 # both summaries go into demo_summary.jsonl, one line each (2 mm first)
 for v in 2 1; do
@@ -249,6 +240,17 @@ for k in 4 8; do
     "${PYM[@]}" bench --backend "$MODE" --energy 150 --primaries "$N_BENCH" --json
 done
 
+# 12. last, as it can be measured without a GPU: the SIMT-efficiency proxy, per-track step counts from the transport
+# kernel (counted on the CPU cores), grouped into 32-lane warps as this GPU's launch schedules them
+# (mcproton/_kernels/simt.py; only the launch shape comes from the GPU, and a CPU run modelling 132 SMs gives the same
+# numbers: gpuread audit 2026-12-06, F5); 2e5 histories is the Nsight Compute case (one history per thread), 2e6 a
+# grid-stride launch (two per thread)
+for n in $SIMT_N; do
+  for e in 70 150 230; do
+    run_step "simt${e}_n$n" 90 simt.jsonl "${PYM[@]}" bench --simt --backend "$MODE" --energy "$e" --primaries "$n" --json
+  done
+done
+
 # a short summary at the end of the log (and of the device call's output)
 "$PY" - "$OUT" 2>&1 << 'EOF' | tee -a "$LOG"
 import json, pathlib, sys
@@ -270,7 +272,7 @@ for d in lines("simt.jsonl"):
     print(f"simt {d['energy_mev']:g} MeV, {d['histories']:,} histories: {d['active_lanes']:.1f}/32 lanes "
           f"(efficiency {d['efficiency']:.3f}); persistent loop {32 * d.get('efficiency_persistent', 0):.1f}/32")
 for d in lines("demo_summary.jsonl"):
-    if "case" in d:
+    if "phase_s" in d:   # a head-CT run's line (the demo's summary has a "case" too, and times_s: gpuread F1)
         print(f"{d['case']}: {d.get('protons_per_second', 0):,.0f} protons/s, phases {d.get('phase_s')}")
     else:
         print(f"demo {d.get('voxel_mm', 0):g} mm: wall {d.get('wall_s', 0):.1f} s, phases {d.get('times_s')}")

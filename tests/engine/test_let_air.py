@@ -22,7 +22,7 @@ from mcproton.source import Beam
 AIR_DENSITY = 0.0012   # g/cm3, dry air near sea level (the "air" material's nominal density, rounded)
 
 
-def _air_cavity_letd(voxel_mm: float, straggling: bool) -> tuple[np.ndarray, float]:
+def _air_cavity_letd(voxel_mm: float, straggling: bool, backend: str = "cpu") -> tuple[np.ndarray, float]:
     """LETd (keV/um) in the voxels of a 20 mm air cavity 20 mm deep in water (150 MeV pencil beam, nuclear
     interactions off so that only the primaries score), and the LET expected there: 0.1 rho S_air(E), with E the
     CSDA energy after 20 mm of water (the kernel's own tables)."""
@@ -33,7 +33,7 @@ def _air_cavity_letd(voxel_mm: float, straggling: bool) -> tuple[np.ndarray, flo
     dens = np.where(air, AIR_DENSITY, 1.0).astype(np.float32).reshape(nz, 1, 1)
     g = VoxelGeometry(mat, dens, [get_material("water"), get_material("air")], (50.0, 50.0, voxel_mm))
     r = simulate(g, Beam.pencil(150.0, position_mm=(0, 0, -1)),
-                 RunSettings(primaries=2000, seed=1, backend="cpu", batches=10,
+                 RunSettings(primaries=2000, seed=1, backend=backend, batches=10,
                              physics=PhysicsSettings(nuclear=False, straggling=straggling)), progress=False)
     t = build_tables(["water", "air"])
     e_grid = np.exp(t.log_e_min + t.dlog_e * np.arange(t.n_e))
@@ -54,3 +54,12 @@ def test_letd_in_an_air_cavity_is_the_stopping_power_of_air(voxel_mm, straggling
     ratio = let_air / expected
     assert np.all(np.abs(ratio - 1) < 0.03), \
         f"LETd in air / 0.1 rho S_air at {voxel_mm} mm voxels (straggling {straggling}): {np.round(ratio, 3)}"
+
+
+def test_letd_in_an_air_cavity_on_each_backend(backend):
+    """The same on the CUDA backend (emulated in CI, the GPU's own arithmetic under the gpu marker: its
+    --use_fast_math rounding of the tally is what review 4 F2 was about; gpuread audit 2026-12-06, F4), 1 mm voxels
+    without straggling, the case the old tally rounded to 0."""
+    let_air, expected = _air_cavity_letd(1.0, False, backend)
+    ratio = let_air / expected
+    assert np.all(np.abs(ratio - 1) < 0.03), f"LETd in air / 0.1 rho S_air on {backend}: {np.round(ratio, 3)}"
