@@ -190,16 +190,20 @@ def _no_ct() -> None:
 _FROZEN_CRC: dict[tuple[int, int], tuple[Any, Any, int]] = {}
 
 
+def _writable_under(a: np.ndarray) -> bool | None:
+    """Whether an array under ``a`` (its bases) is writable: True, False, or None where the chain ends in a buffer of
+    another kind (a memory map, bytes), which could change it or not."""
+    b = a.base
+    while isinstance(b, np.ndarray):
+        if b.flags.writeable:
+            return True
+        b = b.base
+    return None if b is not None else False
+
+
 def _frozen(a: Any) -> bool:
     """Whether the array ``a`` can no longer change: read-only, and every array under it (its bases) too."""
-    if not isinstance(a, np.ndarray) or a.flags.writeable:
-        return False
-    b = a.base
-    while b is not None:
-        if not isinstance(b, np.ndarray) or b.flags.writeable:
-            return False   # a writable array, or a buffer of another kind (a memory map), could still change it
-        b = b.base
-    return True
+    return isinstance(a, np.ndarray) and not a.flags.writeable and _writable_under(a) is False
 
 
 def arrays_fingerprint(geometry: VoxelGeometry) -> str:
@@ -272,13 +276,10 @@ def _read_only(a: np.ndarray | None) -> np.ndarray | None:
     if not isinstance(a, np.ndarray):
         return a
     a.flags.writeable = False
-    base = a.base
-    while isinstance(base, np.ndarray):
-        if base.flags.writeable:
-            c = a.copy()
-            c.flags.writeable = False
-            return c
-        base = base.base
+    if _writable_under(a):
+        c = a.copy()
+        c.flags.writeable = False
+        return c
     return a
 
 

@@ -319,6 +319,12 @@ def _where_mm(ct: Any, box: tuple[tuple[int, int], ...] | None) -> str:
     return f"; {', '.join(parts)} mm"
 
 
+def _density_and_spr(calib: "HUCalibration", hu: float) -> tuple[float, float]:
+    """The calibration's density (g/cm3) and stopping-power ratio at one CT value, as the warnings quote them."""
+    at = np.array([hu])
+    return float(calib.density_from_hu(at)[0]), float(calib.spr_from_hu(at)[0])
+
+
 def _cm3(n: int, voxel_cm3: float) -> str:
     """The volume of ``n`` voxels (cm3) as a message gives it: 0.008, 9.6, 4472."""
     v = n * voxel_cm3
@@ -485,8 +491,7 @@ def _warn_above_calibration(ct: Any, hu: np.ndarray, high: float, calib: "HUCali
     n_sat, n_sat_kept, box = _count_and_box(hu, lambda h: h == high, kept)
     if not n_sat_kept:
         return   # every clipped voxel lies in an override: the structure set gives their material
-    at = np.array([high])
-    rho, spr = float(calib.density_from_hu(at)[0]), float(calib.spr_from_hu(at)[0])
+    rho, spr = _density_and_spr(calib, high)
     where = _where_mm(ct, box)
     warn(f"{n_sat_kept} CT voxels ({_cm3(n_sat_kept, voxel_cm3)} cm3{where}){_replaced(n_sat, n_sat_kept)} are at "
          f"{high:.0f} HU, the CT's highest value and the top of a 12-bit CT scale (stored 4095 with intercept "
@@ -530,8 +535,7 @@ def _warn_metal_given_tissue(ct: Any, hu: np.ndarray, high: float, calib: "HUCal
     if not n_kept:
         return   # every such voxel lies in an override: the structure set gives their material
     hi = max(float(v.max()) for v in (hu[z][(hu[z] > ceiling) & (hu[z] <= top)] for z in range(hu.shape[0])) if v.size)
-    at = np.array([hi])
-    rho, spr = float(calib.density_from_hu(at)[0]), float(calib.spr_from_hu(at)[0])
+    rho, spr = _density_and_spr(calib, hi)
     where = _where_mm(ct, box)
     warn(f"{n_kept} CT voxels ({_cm3(n_kept, voxel_cm3)} cm3, up to {hi:.0f} HU{where}){_replaced(n, n_kept)} lie "
          f"above the top of a 12-bit CT scale ({ceiling:.0f} HU), where in a patient only metal lies (titanium 4.5 "

@@ -287,18 +287,24 @@ def test_a_range_of_fewer_rays_than_the_minimum_is_not_evaluable(cube_grid):
     assert full["evaluable"] and "note" not in full
 
 
+def _half_field_beam(cube_grid):
+    """An analytic beam along +x on the cube grid, whole and without its half field u > 0 (a spot column missing):
+    (axes, direction, isocentre, whole dose, half dose)."""
+    axes, pts = cube_grid
+    iso = np.array([0.5, -1.0, 1.5])
+    d = np.array([1.0, 0.0, 0.0])
+    u, _ = _frame(d)
+    whole = _analytic_beam(pts, d, iso, 80.0)
+    return axes, d, iso, whole, np.where((pts - iso) @ u > 0, 0.0, whole)
+
+
 def test_rays_without_an_mc_edge_count_outside_the_tolerance(cube_grid):
     """An analytic beam whose MC copy has no dose on half its field (u > 0: a spot column missing): the rays with the
     TPS's distal R80 and none of the MC's count outside 1 and 2 mm (``within_2mm`` about a half, not 100 %) and are
     counted (``rays_tps``, ``rays_without_mc_edge``); the median is of the rays compared.  An MC without dose on the
     whole field: no ray compared, still judged (evaluable), none within 2 mm.  Before, such rays dropped out
     silently (check review 2026-12-06, F2)."""
-    axes, pts = cube_grid
-    iso = np.array([0.5, -1.0, 1.5])
-    d = np.array([1.0, 0.0, 0.0])
-    u, _ = _frame(d)
-    tps = _analytic_beam(pts, d, iso, 80.0)
-    half = np.where((pts - iso) @ u > 0, 0.0, tps)
+    axes, d, iso, tps, half = _half_field_beam(cube_grid)
     r = range_agreement(axes, tps, half, d, iso)
     assert r["rays_tps"] == r["rays"] + r["rays_without_mc_edge"] and r["rays_without_tps_edge"] == 0, r
     assert 0.4 < r["rays_without_mc_edge"] / r["rays_tps"] < 0.6, r
@@ -317,12 +323,7 @@ def test_rays_with_an_mc_edge_only_count_outside_the_tolerance(cube_grid):
     or misplaces) read 100 % within 2 mm.  Now the rays are those where either dose reaches 50 % of its own maximum:
     the TPS without the half field u > 0 against the whole MC counts that half as rays with an MC edge only, outside
     2 mm, as the MC without it counts as rays without an MC edge (the same numbers both ways)."""
-    axes, pts = cube_grid
-    iso = np.array([0.5, -1.0, 1.5])
-    d = np.array([1.0, 0.0, 0.0])
-    u, _ = _frame(d)
-    whole = _analytic_beam(pts, d, iso, 80.0)
-    half = np.where((pts - iso) @ u > 0, 0.0, whole)
+    axes, d, iso, whole, half = _half_field_beam(cube_grid)
     mc_wider = range_agreement(axes, half, whole, d, iso)
     mc_narrower = range_agreement(axes, whole, half, d, iso)
     assert mc_wider["rays_without_mc_edge"] == 0 and mc_wider["rays_without_tps_edge"] > 0, mc_wider
