@@ -14,7 +14,9 @@ RayStation guarantee and refuses the plan, naming the file, the beam, the contro
 and, for the beams that deliver the plan's dose (TreatmentDeliveryType TREATMENT, CONTINUATION or none; set-up and
 verification fields are left out of the dose by rtplan._parse_plan and not checked further), when:
 
-* a beam's patient setup has no PatientPosition (0018,5100) (OpenTPS writes an empty one);
+* a beam's patient setup has no PatientPosition (0018,5100) (OpenTPS writes an empty one), or its
+  ReferencedPatientSetupNumber (300C,006A) names none of several patient setups (in a plan of one setup the beam
+  takes that one, with a warning naming the reference);
 * NumberOfControlPoints (300A,0110) (when present) differs from the control points present, or a ControlPointIndex
   (300A,0112) is out of sequence;
 * a control point with spot weights does not state its NominalBeamEnergy (300A,0114) (it would inherit the
@@ -56,7 +58,7 @@ from __future__ import annotations
 
 import math
 
-from .errors import DicomInputError
+from .errors import DicomInputError, McprotonWarning, warn
 
 WEIGHT_RTOL = 1e-3
 """Relative tolerance of the meterset-weight sums (see the module docstring)."""
@@ -216,13 +218,16 @@ def _check_setups(ds, beams, labels: list[str], src: str) -> None:
     if not setups:
         raise DicomInputError(f"{src}: the plan has no PatientSetupSequence (300A,0180), so the patient position "
                               f"is unknown and IEC beam angles cannot be mapped to the CT: {_POSITION_FIX}")
+    dangling = []   # (beam, its reference, the only setup) of a one-setup plan whose beam names another setup
     for b, where in zip(beams, labels):
         ref = _num(b.get("ReferencedPatientSetupNumber", None))
         if ref is not None and math.isfinite(ref) and int(ref) in setups:
             pos, what = setups[int(ref)], f"patient setup {int(ref)}"
-        elif len(setups) == 1:
+        elif len(setups) == 1:   # no reference (Type 3; OpenTPS writes none) or one to a setup the plan lacks
             (k, pos), = setups.items()
             what = f"patient setup {k}"
+            if ref is not None:
+                dangling.append((where, b.get("ReferencedPatientSetupNumber", None), k, pos))
         else:
             raise DicomInputError(
                 f"{where}: ReferencedPatientSetupNumber (300C,006A) {b.get('ReferencedPatientSetupNumber', None)!r} "
@@ -231,6 +236,11 @@ def _check_setups(ds, beams, labels: list[str], src: str) -> None:
         if not pos:
             raise DicomInputError(f"{where}: the PatientPosition (0018,5100) of {what} is empty (OpenTPS writes it "
                                   f"so); the beam cannot be placed in the CT without it: {_POSITION_FIX}")
+    for where, ref, k, pos in dangling:   # the plan's one position is the only one to take: said, not refused
+        warn(f"{where}: ReferencedPatientSetupNumber (300C,006A) {str(ref)!r} names no patient setup of the plan, "
+             f"whose only one is patient setup {k} ({pos}); the beam is placed with that setup.  If the beam was "
+             "planned in another patient position (a beam merged from another plan?), its dose is wrong: check the "
+             "plan's set-up in the planning system and export it again", McprotonWarning)
 
 
 def _check_control_points(b, where: str) -> None:

@@ -14,9 +14,9 @@ are changing gantry and couch angles.  ScanMode MODULATED_SPEC is read only with
 (or none); LINEAR and LEAPING (dose delivered while the spot moves, PS3.3 C.8.8.25.8) are refused, and with
 ScanMode MODULATED (where the type does not belong) too.  Angles are compared modulo 360 deg (0 and 360 are one
 angle); a gantry, couch or table-top eccentric angle outside 0-360 deg (1e20, or 1800 for 180.0) is refused, not
-reduced; a gantry or couch angle missing from the first control point is refused (given later or not at all: a
-plan without PatientSupportAngle is damaged, and couch 0 would turn a couch-kicked beam), as are a
-SnoutPosition or a shifter's IsocenterToRangeShifterDistance (while IN) that change during a beam and
+reduced; a gantry or couch angle or the IsocenterPosition missing from the first control point is refused (given
+later or not at all: a plan without PatientSupportAngle is damaged, and couch 0 would turn a couch-kicked beam), as
+are a SnoutPosition or a shifter's IsocenterToRangeShifterDistance (while IN) that change during a beam and
 NumberOfPaintings 0.  Beams whose TreatmentDeliveryType is not TREATMENT or CONTINUATION (set-up and verification
 fields) are left out before any other check, with a warning, and never add to the dose.
 
@@ -825,6 +825,11 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
                     state[key] = _f(cp, kw, cw)
                     _refuse_out_of_range_angle(state[key], kw, cw)
             if cp.get("IsocenterPosition", None) not in (None, ""):
+                if ci > 0 and iso_first is None:   # 1C in the first control point, as the angles above
+                    raise _e(f"{cw}: {attribute_name('IsocenterPosition')} is given here but missing from the first "
+                             "control point (it is required there, PS3.3 C.8.8.25; a later control point may only "
+                             "repeat it), so the isocentre of the control points before it, and whether this one "
+                             "moved it, is unknown: the plan is damaged, export it again")
                 iso = _floats(cp.IsocenterPosition, "IsocenterPosition", cw)
                 if iso.size != 3:
                     raise _e(f"{cw}: IsocenterPosition must have 3 values; got {iso.tolist()}")
@@ -899,8 +904,11 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
                 spot_mu=bm * w / fcmw, number_of_paintings=npaint,
                 scan_spot_tune_id=state["tune"], scanning_spot_size_mm=state["spot_size"],
                 range_shifter_settings=[dict(v) for v in state["rs"].values()], control_point_index=ci))
-        if state["gantry"] is None or state["iso"] is None:
-            raise _e(f"{where}: the first control point lacks GantryAngle or IsocenterPosition")
+        for kw, key in (("GantryAngle", "gantry"), ("IsocenterPosition", "iso")):
+            if state[key] is None:   # 1C in the first control point (given only later: refused above)
+                raise _e(f"{where}: {attribute_name(kw)} is missing from the first control point and from every "
+                         "later one (it is required in the first, PS3.3 C.8.8.25), so the beam cannot be placed: "
+                         "the plan is damaged (a stripped tag), export it again from the planning system")
         if state["couch"] is None:   # 1C in the first control point; every planning system here writes it
             raise _e(f"{where}: {attribute_name('PatientSupportAngle')} is missing from the first control point and "
                      "from every later one (it is required in the first, PS3.3 C.8.8.25), so the couch angle is "

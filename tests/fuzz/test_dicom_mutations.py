@@ -38,6 +38,7 @@ from mcproton._io.rtplan import load_rtplan
 
 from dicom_fuzz_harness import Tally, nan_value as _nan_value, outcome as _outcome, to_bytes as _to_bytes, \
     print_counts, run_cases, walk as _walk
+from readme_counts import assert_readme_quotes
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dicom"
 # cases per plan: Eclipse 4 beams / 4 setups, RayStation with a range shifter, Eclipse one layer (small files:
@@ -317,7 +318,9 @@ def test_dicom_mutations(tmp_path):
     assert sum(tally.counts.values()) >= 200
     assert tally.counts["plan refused"] > 0 and tally.counts["ct refused"] > 0
     assert not tally.violations, "\n".join(tally.violations[:20])
+    assert_readme_quotes("test_dicom_mutations.py", sum(tally.counts.values()), tally.total("refused"),
+                         tally.total("accepted unchanged"), "python tests/fuzz/test_dicom_mutations.py")
 
 
-if __name__ == "__main__":  # print the counts (the README's reliability section quotes them)
+if __name__ == "__main__":  # print the counts (the README's reliability section quotes them; the test checks them)
     sys.exit(print_counts(run_all, report))

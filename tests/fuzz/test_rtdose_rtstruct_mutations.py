@@ -45,6 +45,7 @@ from mcproton._io.rtdose import write_rtdose
 from mcproton._io.rtstruct import rasterise, read_rtstruct
 
 from dicom_fuzz_harness import Tally, nan_value, outcome, print_counts, run_cases, to_bytes, walk
+from readme_counts import assert_readme_quotes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
 from dicom_factories import circle_contour, make_rtstruct, rect_contour  # noqa: E402  (tests/io)
@@ -406,6 +407,8 @@ def test_rtdose_rtstruct_mutations(tmp_path):
     for kind in ("rtdose", "rtstruct"):
         assert tally.counts[f"{kind} refused"] > 0 and tally.counts[f"{kind} accepted unchanged"] > 0
     assert not tally.violations, "\n".join(tally.violations[:30])
+    assert_readme_quotes("test_rtdose_rtstruct_mutations.py", tally.total(), tally.total("refused"),
+                         tally.total("accepted unchanged"), "python tests/fuzz/test_rtdose_rtstruct_mutations.py")
 
 
 if __name__ == "__main__":  # print the counts and every violation

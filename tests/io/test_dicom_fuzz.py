@@ -24,23 +24,44 @@ def _plan(tmp_path):
                 tmp_path / "plan.dcm")
 
 
+def _delivered(plan) -> tuple:
+    """What a dose calculation takes from a plan: fractions and, per beam, its set-up, MU and spots."""
+    return (plan.number_of_fractions, tuple(
+        (b.number, b.gantry_angle_deg, b.couch_angle_deg, b.isocenter_mm.tobytes(), b.patient_position,
+         b.virtual_source_axis_distances_mm, b.primary_dosimeter_unit, b.total_mu,
+         tuple((la.nominal_energy_mev, la.number_of_paintings, la.spot_xy_mm.tobytes(), la.spot_mu.tobytes())
+               for la in b.layers)) for b in plan.beams))
+
+
 def test_truncated_plan_files(tmp_path):
+    """Every cut of the file is refused with a DicomInputError (before, the test let a cut file that loaded pass:
+    tests-health audit of 2026-12-06, F6); any other exception fails too."""
     data = _plan(tmp_path).read_bytes()
     rng = np.random.default_rng(0)
     cuts = sorted(set([0, 10, 128, 132, 140, 200, len(data) // 2, len(data) - 10] +
                       rng.integers(1, len(data) - 1, 15).tolist()))
+    loaded = []
     for n in cuts:
         p = tmp_path / f"cut{n}.dcm"
         p.write_bytes(data[:n])
         try:
             load_rtplan(p)
         except DicomInputError:
-            pass  # expected; any other exception type fails the test
+            continue
+        loaded.append(n)
+    assert not loaded, f"plan files cut to {loaded} of {len(data)} bytes loaded instead of being refused"
 
 
 def test_corrupted_plan_bytes(tmp_path):
-    data = bytearray(_plan(tmp_path).read_bytes())
+    """8 random bytes of the plan overwritten, 25 times: each file is refused with a DicomInputError, or loads
+    with exactly the undamaged plan's delivered beams (a byte in a name changes no dose); a load with other beams is
+    a silent wrong dose (tests-health audit of 2026-12-06, F6: before, any load passed).  With seed 1 all 25 are
+    refused, which the count checks: a reader that became lenient shows there first."""
+    path = _plan(tmp_path)
+    reference = _delivered(load_rtplan(path))
+    data = bytearray(path.read_bytes())
     rng = np.random.default_rng(1)
+    refused, changed = 0, []
     for trial in range(25):
         d = bytearray(data)
         for i in rng.integers(132, len(d), 8):
@@ -48,9 +69,14 @@ def test_corrupted_plan_bytes(tmp_path):
         p = tmp_path / f"bad{trial}.dcm"
         p.write_bytes(bytes(d))
         try:
-            load_rtplan(p)
+            plan = load_rtplan(p)
         except DicomInputError:
-            pass
+            refused += 1
+            continue
+        if _delivered(plan) != reference:
+            changed.append(trial)
+    assert not changed, f"damaged plans {changed} loaded with other beams than the undamaged plan's"
+    assert refused == 25, f"{25 - refused} of the 25 damaged plans loaded (unchanged) where all were refused"
 
 
 def test_not_dicom_and_missing(tmp_path):

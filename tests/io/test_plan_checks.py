@@ -16,7 +16,7 @@ from pydicom.dataset import FileMetaDataset
 
 from mcproton._io.beam_model import load_beam_model
 from mcproton._io.dicom_common import is_valid_uid
-from mcproton._io.errors import DicomInputError
+from mcproton._io.errors import DicomInputError, McprotonWarning
 from mcproton._io.plan_checks import WEIGHT_RTOL
 from mcproton._io.rtplan import load_rtplan, plan_to_beams
 
@@ -158,6 +158,35 @@ def test_inconsistent_plan_is_refused(tmp_path, mutate, match):
     mutate(ds)
     with pytest.raises(DicomInputError, match=match):
         _load(ds, tmp_path)
+
+
+def _said(ds, tmp_path, name="plan.dcm"):
+    """The plan and the messages of the mcproton warnings loading it gave."""
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        plan = _load(ds, tmp_path, name)
+    return plan, [str(x.message) for x in w if issubclass(x.category, McprotonWarning)]
+
+
+def test_a_beam_naming_a_patient_setup_the_plan_lacks(tmp_path):
+    """ReferencedPatientSetupNumber 7 in a plan whose only setup is 1 was taken as setup 1 without a word
+    (re-acceptance audit of 2026-12-06, F6).  One setup is the only position to take, so the beam is placed with it,
+    but the dangling reference (a hand edit, a beam merged from another plan) is said, naming the beam and both
+    numbers; no reference at all (Type 3; OpenTPS writes none) stays silent; with two setups it is refused."""
+    ds = _ds()
+    _beam(ds).ReferencedPatientSetupNumber = 7
+    plan, said = _said(ds, tmp_path)
+    assert plan.beams[0].patient_position == "HFS"
+    hits = [m for m in said if "ReferencedPatientSetupNumber (300C,006A) '7' names no patient setup" in m]
+    assert len(hits) == 1, said
+    assert "beam 1 (F1)" in hits[0] and "patient setup 1 (HFS)" in hits[0] and "export it again" in hits[0]
+    del _beam(ds).ReferencedPatientSetupNumber
+    assert not [m for m in _said(ds, tmp_path, "noref.dcm")[1] if "ReferencedPatientSetupNumber" in m]
+    _beam(ds).ReferencedPatientSetupNumber = 7
+    ds.PatientSetupSequence.append(_copy(ds.PatientSetupSequence[0], PatientSetupNumber=2, PatientPosition="HFP"))
+    with pytest.raises(DicomInputError, match=r"ReferencedPatientSetupNumber \(300C,006A\) '7' names none of the "
+                                              r"patient setups \[1, 2\]"):
+        _load(ds, tmp_path, "two.dcm")
 
 
 def _per_layer(ds, *, closing: bool = True, fmt: str = ".10g") -> None:

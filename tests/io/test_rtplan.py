@@ -492,6 +492,30 @@ def test_isocentre_changing_between_control_points_is_refused(model):
     assert np.allclose(b.meta["isocenter_mm"], ISO, atol=0.01)
 
 
+@pytest.mark.parametrize("dx", [20.0, 0.0])
+def test_isocentre_missing_from_the_first_control_point_is_refused(dx):
+    """IsocenterPosition is required (1C) in the first control point; a later one may only repeat it.  Removed from
+    control point 0 and given in control point 2 (20 mm to the right), the plan ran with the moved isocentre, exit 0,
+    without a word (re-acceptance audit of 2026-12-06, F4).  Refused as a missing gantry or couch angle is, also when
+    the later value is the old one (the file cannot show that nothing moved)."""
+    ds = _two_layer_plan()
+    cps = ds.IonBeamSequence[0].IonControlPointSequence
+    del cps[0].IsocenterPosition
+    cps[2].IsocenterPosition = [ISO[0] + dx, ISO[1], ISO[2]]
+    with pytest.raises(DicomInputError, match=r"beam 1 \(F1\) control point 2: IsocenterPosition \(300A,012C\) is "
+                                              "given here but missing from the first control point .*: the plan is "
+                                              "damaged, export it again"):
+        load_rtplan(ds)
+
+
+def test_isocentre_missing_from_every_control_point_is_refused():
+    ds = _two_layer_plan()
+    del ds.IonBeamSequence[0].IonControlPointSequence[0].IsocenterPosition
+    with pytest.raises(DicomInputError, match=r"beam 1 \(F1\): IsocenterPosition \(300A,012C\) is missing from the "
+                                              "first control point and from every later one .* export it again"):
+        load_rtplan(ds)
+
+
 @pytest.mark.parametrize("kind", ["LINEAR", "LEAPING", "MIXED"])
 def test_line_and_leaping_scanning_refused(kind):
     """ScanMode MODULATED_SPEC with ModulatedScanModeType LINEAR (dose delivered while the spot moves) was computed

@@ -181,6 +181,10 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("PatientSupportAngle missing from every control point (a stripped tag), since 2026-12-06 (before: run at couch 0 "
      "without a word, a couch-kicked beam from another direction)", [], PLAN.replace('"RP.dcm"', '"RP_NOCOUCH.dcm"'),
      "PatientSupportAngle (300A,0122) is missing from the first control point"),
+    ("IsocenterPosition missing from control point 0 and given, 20 mm to the right, in control point 2, since "
+     "2026-12-06 (before: run with the moved isocentre without a word)", [],
+     PLAN.replace('"RP.dcm"', '"RP_ISO_CP2.dcm"'),
+     "IsocenterPosition (300A,012C) is given here but missing from the first control point"),
     # issue 17: nothing is ever destroyed
     ("--out equal to the config file", ["--out", "@cfg"], None, "config file"),
     ("--out equal to the RT Ion Plan", ["--out", "@tmp/RP.dcm"], PLAN, "plan.rtplan"),
@@ -263,6 +267,13 @@ def _isocentre_far(ds) -> None:
     ds.IonBeamSequence[0].IonControlPointSequence[0].IsocenterPosition = [0.0, -25.0, 2000.0]
 
 
+def _isocentre_only_in_a_later_control_point(ds) -> None:
+    cps = ds.IonBeamSequence[0].IonControlPointSequence
+    x, y, z = (float(v) for v in cps[0].IsocenterPosition)
+    del cps[0].IsocenterPosition
+    cps[2].IsocenterPosition = [x + 20.0, y, z]
+
+
 def _no_couch_angle(ds) -> None:
     for b in ds.IonBeamSequence:
         for cp in b.IonControlPointSequence:
@@ -275,6 +286,7 @@ PLAN_VARIANTS = {"RP_GTR4.dcm": ("RP_plan05.dcm", _machine_gtr4), "RP_E250.dcm":
                  "RP_far.dcm": ("RP_plan05.dcm", _isocentre_far), "RP_MLC.dcm": ("RP_plan05.dcm", _mlc_slit),
                  "RP_SCATTERER.dcm": ("RP_plan05.dcm", _scatterer),
                  "RP_NOCOUCH.dcm": ("RP_plan05.dcm", _no_couch_angle),
+                 "RP_ISO_CP2.dcm": ("RP_plan05.dcm", _isocentre_only_in_a_later_control_point),
                  "RP_RS_RETRACTED.dcm": ("RP_plan06_rs.dcm", _retracted)}
 
 

@@ -121,6 +121,7 @@ def test_check_out_folders_are_locked(tmp_path, capsys):
     """mcproton check --out and --batch: two checks never write one folder at once."""
     from mcproton import check
     from mcproton._check.api import check_batch
+    from mcproton._io.errors import CheckInputError
     from mcproton._io.lock import OutputLockedError
 
     sleeper = _sleeper()
@@ -138,8 +139,9 @@ def test_check_out_folders_are_locked(tmp_path, capsys):
         sleeper.kill()
         sleeper.wait()
     assert sorted(p.name for p in (tmp_path / "chk").iterdir()) == [".mcproton-lock"]   # the other run's, kept
-    # a refused check leaves no lock and no folder made for it
-    with pytest.raises(Exception):
+    # a refused check leaves no lock and no folder made for it (the refusal itself, not any error: a TypeError in the
+    # lock code passed here before, tests-health audit of 2026-12-06, F6)
+    with pytest.raises(CheckInputError, match=r"missing\.dcm.* does not exist"):
         check(plan=tmp_path / "missing.dcm", out=tmp_path / "new" / "chk")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chk", "patients"]
 
