@@ -1460,7 +1460,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     backend : "auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda".
     threads : CPU threads of the MC on the CPU backend (default None: OMP_NUM_THREADS, else all the CPUs the
         process may use).
-    levels : ActionLevels, or a TOML file with a [levels] table (default: those of examples/check.toml).
+    levels : ActionLevels, or a TOML file with a [levels] table (default: the built-in levels, which
+        ``mcproton check --print-levels`` prints as such a file to copy and edit).
     calibration : the HU calibration (a name, a file or an HUCalibration); None: the default schneider2000, with
         which a CT that mcproton wrote from densities with another one (its ImageComments name it) is refused
         (given: a warning).
