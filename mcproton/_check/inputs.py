@@ -862,9 +862,9 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
             if len(dosed) != 1:
                 what = "; ".join(f"{_plan_entry(p, headers, plans, folder)}: "
                                  f"RT Dose(s) {', '.join(refs_of(p)) or 'none'}" for p in plans)
-                known = {u for p in plans for u in plan_reference_uids(headers[p].sop)}
+                in_folder = {u for p in plans for u in plan_reference_uids(headers[p].sop)}
                 others = "; ".join(f"{', '.join(n)} refer(s) to plan {u or '(none)'}" for u, n in refs.items()
-                                   if u not in known)
+                                   if u not in in_folder)
                 raise CheckInputError(f"{len(plans)} RT Plans in {folder} ({what}"
                                       + (f"; {others}, which is not in the folder" if others else "")
                                       + (f"; not one plan's dose: {'; '.join(sums)}" if sums else "")
