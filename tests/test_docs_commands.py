@@ -135,6 +135,8 @@ def test_documented_mcproton_command_parses(where, cmd, whole):
     try:
         args = parsers[name].parse_args(argv[2:])
     except SystemExit as exc:
+        if exc.code in (0, None):   # an option that prints and exits while parsing (--help, --print-levels)
+            return
         pytest.fail(f"{where}: {cmd!r} is refused by `mcproton {name}` (exit {exc.code}); see the message above")
     # the repository files it names exist (outputs, placeholders and the user's own files are not checked)
     for w in argv[2:]:
@@ -302,10 +304,14 @@ def test_example_configs_pass_check_config(capsys):
 
 
 def test_check_config_example_loads_as_action_levels():
-    """examples/check.toml is what its header says: the defaults, readable by ``mcproton check --config``."""
+    """examples/check.toml is what its header says: the defaults, readable by ``mcproton check --config``, and
+    exactly what ``mcproton check --print-levels`` prints (the installed user's copy; audit 21 F6)."""
     import dataclasses
 
-    from mcproton._check.levels import ActionLevels
+    from mcproton._check.levels import ActionLevels, defaults_toml
+
+    assert (ROOT / "examples" / "check.toml").read_text() == defaults_toml(), \
+        "examples/check.toml differs from mcproton check --print-levels: write its output there"
 
     assert ActionLevels.load(ROOT / "examples" / "check.toml") == ActionLevels()
     assert set(dataclasses.asdict(ActionLevels())) <= set(

@@ -984,6 +984,42 @@ def uniform_range_note(beam: int | str, r: dict, limit_mm: float = 1.0) -> str |
             "statistical noise")
 
 
+#: The relative range error the range rows are to find (the issue's deliberate error; the clinical range margin is
+#: 3.5 % + 1 mm, Paganetti 2012, PMB 57 R99), in %
+RANGE_ERROR_PCT = 3.0
+#: A systematic offset of the two codes' distal R80 that the note allows for, mm: mcproton reads +0.5 mm against
+#: MCsquare on the OpenTPS head plan (+0.53 / +0.47 mm, their I-values; docs/check.md "Real third-party data")
+RANGE_OFFSET_MM = 0.5
+
+
+def shallow_range_detection_depth_mm(limit_mm: float) -> float:
+    """The distal depth beyond which a :data:`RANGE_ERROR_PCT` range error moves a beam's median distal R80 past the
+    level ``limit_mm`` even where an offset of the codes' ranges of :data:`RANGE_OFFSET_MM` cancels part of it:
+    (1 mm + 0.5 mm) / 3 % = 50 mm at the default level."""
+    return (limit_mm + RANGE_OFFSET_MM) / (RANGE_ERROR_PCT / 100)
+
+
+def shallow_range_note(label: str, depth_mm: float, limit_mm: float) -> str | None:
+    """The note of a beam whose distal edge (``distal_depth_mm`` of compare.range_agreement) is too shallow for its
+    range level to find a :data:`RANGE_ERROR_PCT` range error for sure (:func:`shallow_range_detection_depth_mm`):
+    the level is then that many % of its depth, and a PASS of its range rows does not rule such an error out (audit
+    21 F1: a 3 % error in the OpenTPS head's posterior field, 35 mm deep, passed at the defaults).  None where the
+    beam is deeper, or the depth is not known."""
+    if not (math.isfinite(depth_mm) and depth_mm > 0 and limit_mm > 0):
+        return None
+    deep = shallow_range_detection_depth_mm(limit_mm)
+    if depth_mm >= deep:
+        return None
+    err = RANGE_ERROR_PCT / 100 * depth_mm
+    return (f"{label}: its distal edge lies {depth_mm:.0f} mm deep (the TPS's distal R80, median over the rays, from "
+            f"the body surface), so the range level of {limit_mm:g} mm is {100 * limit_mm / depth_mm:.1f} % of its "
+            f"depth: a {RANGE_ERROR_PCT:g} % range error moves the median by {err:.2f} mm only, and an offset of the "
+            f"two codes' ranges of {RANGE_OFFSET_MM:g} mm (as mcproton's against MCsquare's) "
+            f"adds to it or cancels it; the range rows find a {RANGE_ERROR_PCT:g} % error for sure only beyond "
+            f"{deep:.0f} mm, so their PASS does not rule one out here: read the median's sign and the beam's depth "
+            "dose")
+
+
 def range_noise_note(label: str, r: Mapping[str, Any], limit_mm: float, failed: Sequence[str], u_pct: float,
                      remedy: str) -> str | None:
     """The note where a beam's range level failed (``failed``: the levels, "median" and/or "rays") while the MC's
@@ -1460,7 +1496,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     backend : "auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda".
     threads : CPU threads of the MC on the CPU backend (default None: OMP_NUM_THREADS, else all the CPUs the
         process may use).
-    levels : ActionLevels, or a TOML file with a [levels] table (default: those of examples/check.toml).
+    levels : ActionLevels, or a TOML file with a [levels] table (default: the built-in levels, which
+        ``mcproton check --print-levels`` prints as such a file to copy and edit).
     calibration : the HU calibration (a name, a file or an HUCalibration); None: the default schneider2000, with
         which a CT that mcproton wrote from densities with another one (its ImageComments name it) is refused
         (given: a warning).
@@ -1864,7 +1901,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             # an MC dose made before 2026-12-05 has no per-beam uncertainty: no noise floor for its beams
             if b in inp.beams:
                 r = range_agreement(axes, tps_beams[b], mc.beams_gy_zyx[b], meta["beam_direction"],
-                                    meta["isocenter_mm"], seed=seed, stream=b,
+                                    meta["isocenter_mm"], seed=seed, stream=b, body=body,
                                     noise_rel=getattr(mc, "beams_uncertainty_rel_zyx", {}).get(b))
                 r["source"] = "per-beam TPS dose"
                 beam_dose[b] = beam_dose_ratio(tps_beams[b], mc.beams_gy_zyx[b], body,
@@ -1876,8 +1913,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     continue
                 total_rays[key] = b
                 r = range_agreement(axes, tps, mc.total_gy_zyx, meta["beam_direction"], meta["isocenter_mm"],
-                                    noise_rel=mc.uncertainty_rel_zyx, seed=seed, stream=b)
+                                    noise_rel=mc.uncertainty_rel_zyx, seed=seed, stream=b, body=body)
                 r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
+            depth = r.get("distal_depth_mm")
+            if depth is not None and depth > 0:   # the range level as a relative range error (audit 21 F1)
+                r["range_level_pct_of_depth"] = 100 * lv.range_median_mm / depth
             ranges[b] = r
         _group_shared_rays(ranges, inp.plan.beams)
         u_mc = mc.mean_rel_uncertainty_50 * 100   # the centroid note only where the MC's uncertainty level passes
@@ -2037,6 +2077,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         med = r["noise_matched_median_mm"] if floor else r["median_mm"]
         add(f"{label}: median distal R80 difference ({r['source']})", med, lv.range_median_mm,
             abs(med) <= lv.range_median_mm, "mm", "|.| <=", "range_median_mm")
+        if "range_level_pct_of_depth" in r:   # what the level covers at this beam's depth (audit 21 F1)
+            checks[-1]["limit_text"] += (f" (= {r['range_level_pct_of_depth']:.1f} % of this beam's distal depth, "
+                                         f"{r['distal_depth_mm']:.0f} mm)")
+            note = shallow_range_note(label, r["distal_depth_mm"], lv.range_median_mm)
+            if note:
+                diagnostics.append(note)
         if floor:
             checks[-1]["value_text"] += (f", noise-matched (raw {fixed(r['median_mm'], 2, signed=True)} mm, the "
                                          f"MC's noise alone {fixed(r['noise_median_mm'], 2, signed=True)} mm)")

@@ -21,6 +21,20 @@ The report (check.html, check.json) and the MC dose as RT Dose (RD_mc.dcm; RD_mc
 TPS dose; on the TPS grid, in its study) go to --out; see docs/check.md."""
 
 
+class _PrintLevels(argparse.Action):
+    """``--print-levels``: print the default action levels as a --config file and exit 0, as --version does (no
+    other option needed, --out included): an installed mcproton has no examples/check.toml (audit 21 F6)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from .levels import defaults_toml
+
+        print(defaults_toml(), end="")
+        parser.exit()
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="independent MC check of a plan against its planning-system dose",
                        description="Recompute an RT Ion Plan with Monte Carlo on the planning system's dose grid "
@@ -100,7 +114,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
     c.add_argument("--config",
-                   help="TOML with a [levels] table of action levels (default: those of examples/check.toml)")
+                   help="TOML with a [levels] table of action levels (default: the built-in levels, which "
+                        "--print-levels prints as such a file to copy and edit)")
+    c.add_argument("--print-levels", action=_PrintLevels,
+                   help="print the default action levels as a --config TOML file (each with what it is) and exit")
     c.add_argument("--gamma-points", type=int, default=10000,
                    help="random subset of points for the 3-D gamma (default 10000; 0 = all)")
     c.add_argument("--gamma-workers", type=int, default=0,

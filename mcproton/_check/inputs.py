@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .._io.ct import is_localizer
-from .._io.dicom_common import dicom_kind, may_be_dicom, read_dicom_file
+from .._io.dicom_common import dicom_kind, is_valid_uid, may_be_dicom, read_dicom_file, replacement_plan_uid
 from .._io.rtstruct import struct_ct_series, struct_frame
 from .._io.errors import CheckInputError, DicomInputError, McprotonWarning, warn
 from .mc_rtdose import is_check_output
@@ -469,6 +469,26 @@ def _plans_of(d: TPSDose) -> str:
     return ", ".join(d.plan_uids) if d.plan_uids else (d.plan_uid or "(none)")
 
 
+def plan_reference_uids(sop: str) -> tuple[str, ...]:
+    """The plan UIDs an RT Dose of the plan whose SOPInstanceUID is ``sop`` may reference: ``sop``, and where that is
+    not a valid instance UID (OpenTPS writes the SOP Class UID there) also the UID mcproton's RT Dose writer
+    references in its place (:func:`~mcproton._io.dicom_common.replacement_plan_uid`, derived from ``sop``): the
+    dose ``mcproton run --rtdose``, ``write_rtdose`` or an earlier check wrote for this very plan (audit 21 F4)."""
+    return (sop, replacement_plan_uid(sop)) if sop and not is_valid_uid(sop) else (sop,)
+
+
+def _replacement_note(d: TPSDose, sop: str, name: str) -> str | None:
+    """The pairing's note where the dose ``d`` refers to the plan by the UID mcproton derives from the plan's
+    invalid SOPInstanceUID ``sop`` (:func:`plan_reference_uids`); None where it refers to ``sop`` itself."""
+    if not d.plan_uid or d.plan_uid == sop:
+        return None
+    return (f"note: RT Dose {name} refers to the plan by {d.plan_uid}, the UID mcproton's RT Dose writer references "
+            f"in place of the plan's invalid SOPInstanceUID {sop!r} (OpenTPS writes the SOP Class UID there): a dose "
+            "mcproton wrote for this plan, paired with it"
+            + (" (mcproton's own dose: the check compares mcproton with itself, not with the planning system)"
+               if d.writer.split(" ")[0] == "mcproton" else ""))
+
+
 def _plan_fraction_groups(plan_path: Path) -> list[int]:
     """The FractionGroupNumbers of the plan's FractionGroupSequence, in order (the check computes the first:
     rtplan.load_rtplan); [] where the plan does not say."""
@@ -835,12 +855,16 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                     continue
                 for u in dose_of(p).plan_uids or ("",):
                     refs.setdefault(u, []).append(_shown(p, folder))
-            dosed = [p for p in plans if headers[p].sop in refs]
+            def refs_of(p: Path) -> list[str]:   # the RT Doses that refer to plan p (by its UID or mcproton's)
+                return [n for u in plan_reference_uids(headers[p].sop) for n in refs.get(u, [])]
+
+            dosed = [p for p in plans if refs_of(p)]
             if len(dosed) != 1:
                 what = "; ".join(f"{_plan_entry(p, headers, plans, folder)}: "
-                                 f"RT Dose(s) {', '.join(refs.get(headers[p].sop, [])) or 'none'}" for p in plans)
+                                 f"RT Dose(s) {', '.join(refs_of(p)) or 'none'}" for p in plans)
+                in_folder = {u for p in plans for u in plan_reference_uids(headers[p].sop)}
                 others = "; ".join(f"{', '.join(n)} refer(s) to plan {u or '(none)'}" for u, n in refs.items()
-                                   if u not in {headers[p].sop for p in plans})
+                                   if u not in in_folder)
                 raise CheckInputError(f"{len(plans)} RT Plans in {folder} ({what}"
                                       + (f"; {others}, which is not in the folder" if others else "")
                                       + (f"; not one plan's dose: {'; '.join(sums)}" if sums else "")
@@ -868,7 +892,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     if dose is None:
         cands = found.get("RTDOSE", [])
         doses = [dose_of(p) for p in cands]
-        mine = [d for d in doses if rp.sop_instance_uid in d.plan_uids]   # any of its references (a plan sum: refused)
+        own = plan_reference_uids(rp.sop_instance_uid)
+        mine = [d for d in doses if set(own) & set(d.plan_uids)]   # any of its references (a plan sum: refused)
         for d in doses:
             if d not in mine:
                 log.append(f"skipped RT Dose {_shown(d.path, folder)}: it refers to plan {_plans_of(d)}, not this one")
@@ -876,7 +901,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
             for d in [d for d in mine if len(d.plan_uids) > 1]:
                 sop_names = {h.sop: _shown(h.path, folder) for h in headers.values()
                              if h.modality == "RTPLAN" and h.sop}
-                sop_names[rp.sop_instance_uid] = _shown(plan_path, folder)
+                sop_names.update(dict.fromkeys(own, _shown(plan_path, folder)))
                 log.append(f"skipped RT Dose {_shown(d.path, folder)}: a plan sum of "
                            f"{' and '.join(sop_names.get(u, u) for u in d.plan_uids)} (DoseSummationType "
                            f"{d.summation_type or '(missing)'}), not this plan's dose")
@@ -909,9 +934,12 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                 f"{_shown(plan_path, folder)} ({rp.sop_instance_uid}) alone; DICOM allows more than one plan reference "
                 "only for MULTI_PLAN (PS3.3 C.8.8.3); give this plan's own dose with --dose RD.dcm (export it if it is "
                 "not there)")
-        if d.plan_uid and d.plan_uid != rp.sop_instance_uid:
+        if d.plan_uid and d.plan_uid not in plan_reference_uids(rp.sop_instance_uid):
             raise CheckInputError(f"RT Dose {name} refers to the plan {d.plan_uid}, not to {_shown(plan_path, folder)} "
                                   f"({rp.sop_instance_uid}): it is another plan's dose; give the dose of this plan")
+        note = _replacement_note(d, rp.sop_instance_uid, name)
+        if note:
+            log.append(note)
         if d.fraction_group is not None and plan_groups and d.fraction_group != plan_groups[0]:
             if d.fraction_group in plan_groups:   # truly another group's dose
                 raise CheckInputError(f"RT Dose {name} ({d.summation_type}) is of fraction group {d.fraction_group} "

@@ -1,6 +1,7 @@
 """Action levels of ``mcproton check`` (pass/fail), their defaults and where each comes from.
 
-A TOML file can change any of them (``--config check.toml``, section ``[levels]``; see examples/check.toml).
+A TOML file can change any of them (``--config check.toml``, section ``[levels]``); ``mcproton check
+--print-levels`` prints the defaults as such a file (:func:`defaults_toml`; examples/check.toml is a copy).
 The frame is AAPM TG-219 (Zhu et al. 2021, Med Phys 48(10) e808-e829: independent dose calculations as the
 secondary check of every plan); the numbers are those of common practice, each with its source below.
 """
@@ -34,6 +35,23 @@ SOURCES = {
     "mc_uncertainty_max_pct": "the MC's own statistical uncertainty must stay well below the dose criteria "
                               "(2 % = twice the default 1 % target)",
 }
+
+
+#: What each level is, in the words of a comment in the defaults' TOML file (:func:`defaults_toml`), in its order
+MEANINGS = {
+    "gamma_3_2_min": "% of points, 3 %/2 mm global, body, 10 % threshold (AAPM TG-218)",
+    "gamma_2_2_min": "% of points, 2 %/2 mm global (common MC-check practice)",
+    "beam_gamma_2_2_min": "per-beam TPS doses, 2 %/2 mm",
+    "beam_dose_ratio_pct": "per-beam TPS doses: |MC/TPS - 1| of the beam's dose (median over its >= 50 % region)",
+    "target_d95_pct": "|MC - TPS| / TPS of each target's D95: raw, noise-matched and MC-corrected, all three",
+    "target_dmean_pct": "... and Dmean",
+    "range_median_mm": "|median distal R80 difference| per beam, noise-matched",
+    "range_within_2mm_min": "% of the share of beam's-eye-view rays that the MC's noise alone leaves within 2 mm",
+    "mc_uncertainty_max_pct": "the MC's own mean uncertainty above 50 % of the maximum",
+}
+
+#: How the command line and check.json name the default levels: what an installed user has to see them
+DEFAULTS_SOURCE = "the defaults (built in; mcproton check --print-levels prints them as a --config file)"
 
 
 #: The levels that are a percentage of points or rays passing (95 = 95 %), not a fraction
@@ -71,7 +89,7 @@ class ActionLevels:
 
             p = Path(path)
             doc = read_toml_file(p, f"check config {p} not found; give a TOML file with a [levels] table "
-                                    "(see examples/check.toml)")
+                                    "(mcproton check --print-levels prints one with the defaults)")
             data = dict(doc.get("levels", {}))
             extra = set(doc) - {"levels"}
             if extra:
@@ -97,3 +115,18 @@ class ActionLevels:
 
     def describe(self) -> dict[str, dict]:
         return {k: {"value": v, "source": SOURCES[k]} for k, v in asdict(self).items()}
+
+
+def defaults_toml() -> str:
+    """The default action levels as a ``--config`` file (``mcproton check --print-levels``; examples/check.toml
+    is this text): a [levels] table, each level with what it is; an installed mcproton has no examples/ folder
+    (audit 21 F6)."""
+    values = asdict(ActionLevels())
+    assert set(MEANINGS) == set(values), "levels.MEANINGS names every action level"
+    width = max(len(f"{k} = {v!r}") for k, v in values.items()) + 2
+    lines = ["# The default action levels of `mcproton check` (`mcproton check --print-levels` prints this file):",
+             "# edit a copy and give it with --config FILE; a level left out keeps its default.  The source of",
+             "# each: docs/check.md \"Action levels\", the report's last table and check.json's \"levels\".",
+             "[levels]"]
+    lines += [f"{f'{k} = {values[k]!r}':<{width}}# {m}" for k, m in MEANINGS.items()]
+    return "\n".join(lines) + "\n"

@@ -121,10 +121,10 @@ def calibration_record(cal: Any, given: Any) -> dict[str, Any]:
 
 def levels_record(levels: Any) -> dict[str, Any]:
     """Where the action levels came from: {"source": text, "path" and "sha256" of a --config file}."""
-    from .levels import ActionLevels
+    from .levels import DEFAULTS_SOURCE, ActionLevels
 
     if levels is None:
-        return {"source": "the defaults (examples/check.toml)"}
+        return {"source": DEFAULTS_SOURCE}
     if isinstance(levels, ActionLevels):
         return {"source": f"given as {levels!r} (Python)"}
     p = Path(levels)

@@ -505,6 +505,10 @@ def test_range_error_of_3_percent_in_one_beam_fails(case):
     assert "beam 1: median distal R80 difference" in failed, res.summary()
     assert "beam 2: median distal R80" not in failed
     assert res.ranges[1]["median_mm"] < -1.0    # the MC stops short of the stretched TPS dose
+    # a beam this deep (90 MeV: the distal edge ~64 mm from the surface) is one where the 1 mm level finds a 3 %
+    # range error (beyond 50 mm): no shallow-beam note (tests/check/test_check_shallow_range.py has one below it)
+    assert all(r["distal_depth_mm"] > 55 for r in res.ranges.values()), res.ranges
+    assert not any(": its distal edge lies" in n for n in res.diagnostics), res.diagnostics
     notes = [n for n in res.diagnostics if "uniform range difference" in n]
     assert len(notes) == 1 and notes[0].startswith("beam 1: the MC's distal edge lies") and "shallower" in notes[0]
     from mcproton._check.api import GENERIC_CALIBRATION_NOTE

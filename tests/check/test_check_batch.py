@@ -21,6 +21,7 @@ from test_check_pairing import _plan, make_patient
 
 from mcproton._check import api
 from mcproton._check.inputs import CheckInputError
+from mcproton._check.levels import DEFAULTS_SOURCE
 
 
 @pytest.fixture(scope="module")
@@ -384,7 +385,7 @@ def test_batch_json_identifies_each_row_and_its_report_resolves_from_its_folder(
                             check_finished="2026-12-05T10:00:00+01:00", mcproton_version="9.9",
                             beam_model="dcpt_v5", beam_model_file={"sha256": "cd" * 32}, calibration="clinic_hlut",
                             calibration_files=[{"path": "/x/hu_spr.csv", "sha256": "ef" * 32}])
-        r.settings.update(target_uncertainty=0.015, levels_config={"source": "the defaults (examples/check.toml)"})
+        r.settings.update(target_uncertainty=0.015, levels_config={"source": DEFAULTS_SOURCE})
         return r
 
     monkeypatch.setattr(api, "check", with_report)

@@ -117,3 +117,27 @@ def test_every_host_step_is_timed_in_the_json(case, monkeypatch):
     assert 1 <= p["cpus_usable"] <= p["cpu_count"]   # the CPUs it may run on (deployment audit F8)
     assert p["cpu_quota"] is None or p["cpu_quota"] > 0   # a container's CPU quota (cgroup cpu.max), in CPUs
     assert len(p["load_average_start"]) == 3 and len(p["load_average_end"]) == 3
+
+
+def test_the_documented_memory_case_names_the_mc_grid_the_block_rule_gives():
+    """docs/check.md "Memory, full 512 x 512 x 200 CT" states the MC grid its peak RSS was measured on; the peak is
+    in the transport, which scales with that grid.  It said 171 x 171 x 100 (the nearest-number blocks of
+    2026-12-04) after the block rule had changed to 256 x 256 x 100 (audit 21 F3): the figure must follow the rule
+    (compute.block_factors_for, the synthetic head's own spacing; deterministic)."""
+    import inspect
+    import re
+
+    from mcproton._check.compute import block_factors_for
+
+    defaults = inspect.signature(write_case).parameters
+    pixel, slc, tps = (defaults[k].default for k in ("pixel_mm", "slice_mm", "dose_mm"))
+    nz, ny, nx = defaults["shape_zyx"].default
+    fx, fy, fz = block_factors_for((tps,) * 3, (pixel, pixel, slc))
+    text = (Path(__file__).resolve().parents[2] / "docs" / "check.md").read_text()
+    section = text[text.index("**Memory, full 512 x 512 x 200 CT.**"):]
+    now = next(r for r in section.splitlines() if r.startswith("| now"))
+    m = re.search(r"MC grid of \*\*(\d+) x (\d+) x (\d+)\*\* blocks of (\d+) x (\d+) x (\d+) CT voxels", now)
+    assert m, f"the memory table's 'now' row does not name its MC grid: {now[:200]}"
+    assert tuple(map(int, m.groups())) == (-(-nx // fx), -(-ny // fy), -(-nz // fz), fx, fy, fz), now[:400]
+    bound = section[section.index("The bound:"):section.index("The bound:") + 1200]
+    assert f"{-(-nx // fx)} x {-(-ny // fy)} x {-(-nz // fz)} voxels" in " ".join(bound.split())

@@ -540,6 +540,66 @@ def test_a_dose_linked_by_uid_with_another_patient_id_is_paired_and_noted(folder
     assert [w for w in said if "different PatientIDs" in w and "'WTR303030'" in w and "'T1'" in w], said
 
 
+def _opentps_uid(folder: Path) -> str:
+    """Give the folder's plan the SOPInstanceUID OpenTPS writes (its SOP Class UID, not a valid instance UID) and
+    write its three doses again with mcproton's RT Dose writer, which references the UID it derives from that one;
+    returns the plan's UID."""
+    from mcproton._io.errors import McprotonWarning
+
+    ds = pydicom.dcmread(folder / "RP.dcm")
+    uid = ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID
+    ds.save_as(folder / "RP.dcm")
+    with pytest.warns(McprotonWarning, match="references .* instead"):
+        _rd(folder / "RD_plan.dcm", uid)
+        _rd(folder / "RD_beam1.dcm", uid, "BEAM", 1, scale=0.5)
+        _rd(folder / "RD_beam2.dcm", uid, "BEAM", 2, scale=0.5)
+    return str(uid)
+
+
+@pytest.mark.parametrize("how", ["folder", "--dose"])
+def test_doses_mcproton_wrote_for_a_plan_with_an_invalid_uid_are_paired_with_it(folder, how):
+    """A plan whose SOPInstanceUID is invalid (OpenTPS writes the SOP Class UID there): an RT Dose mcproton writes for
+    it (mcproton run --rtdose, write_rtdose, the check's RD_mc.dcm) references a UID derived from that one.  The check
+    pairs such a dose with the plan, in a folder and given with --dose, and says so in the pairing (audit 21 F4: it was
+    refused as "another plan's dose", or not found in the folder)."""
+    from mcproton._check.inputs import gather
+    from mcproton._io.dicom_common import replacement_plan_uid
+    from mcproton._io.errors import McprotonWarning
+
+    uid = _opentps_uid(folder)
+    derived = replacement_plan_uid(uid)
+    assert pydicom.dcmread(folder / "RD_plan.dcm").ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == derived
+    doses = ["RD_plan.dcm", "RD_beam1.dcm", "RD_beam2.dcm"]
+    with pytest.warns(McprotonWarning, match="not a valid instance UID"):
+        inp = (_gather(folder) if how == "folder" else
+               gather(plan=folder / "RP.dcm", dose=[folder / n for n in doses], ct=folder / "ct",
+                      struct=folder / "RS.dcm"))
+    assert _paired(inp) == CLEAN
+    notes = [s for s in inp.pairing if s.startswith("note: RT Dose") and derived in s and repr(uid) in s]
+    assert sorted(n for n in doses for s in notes if f"RT Dose {n} " in s) == sorted(doses), inp.pairing
+    assert all("mcproton's own dose" in s for s in notes), notes
+
+
+def test_a_dose_derived_from_another_invalid_plan_uid_is_still_another_plans(folder):
+    """Only the UID derived from this plan's own invalid UID pairs: a dose mcproton wrote for another plan with an
+    invalid UID is refused as that plan's, in a folder and given with --dose."""
+    from mcproton._check.inputs import CheckInputError, gather
+    from mcproton._io.dicom_common import replacement_plan_uid
+    from mcproton._io.errors import McprotonWarning
+
+    _opentps_uid(folder)
+    other = replacement_plan_uid("1.2.840.10008.5.1.4.1.1.481.5")   # the derived UID of another invalid plan UID
+    for p in folder.glob("RD_*.dcm"):
+        p.unlink()
+    _rd(folder / "RD_other.dcm", other)
+    with pytest.warns(McprotonWarning, match="not a valid instance UID"):
+        msg = _refused(folder, "no RT Dose in")
+    assert other in msg and "RD_other.dcm" in msg
+    with pytest.warns(McprotonWarning, match="not a valid instance UID"), \
+            pytest.raises(CheckInputError, match=f"refers to the plan {other}, .*another plan's dose"):
+        gather(plan=folder / "RP.dcm", dose=folder / "RD_other.dcm", ct=folder / "ct", struct=folder / "RS.dcm")
+
+
 # ---- 7. DICOMDIR, hidden, empty, non-DICOM, damaged, unreadable files; sub-folders
 def test_sub_folders_dicomdir_hidden_empty_and_other_files(folder):
     for sub, pattern in (("RTPLAN", "RP*"), ("RTDOSE", "RD*"), ("RTSTRUCT", "RS*")):

@@ -48,3 +48,40 @@ def test_the_command_line_refuses_a_fraction_before_reading_the_inputs(tmp_path,
     err = capsys.readouterr().err
     assert rc == 2 and "gamma_2_2_min = 0.95 is a percentage of points" in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_print_levels_prints_the_defaults_as_a_config_file_with_no_other_option(tmp_path, capsys):
+    """``mcproton check --print-levels`` (no folder, no --out) prints a --config file that loads as the defaults:
+    what an installed user has, who has no examples/check.toml (audit 21 F6)."""
+    from mcproton._check.levels import MEANINGS, defaults_toml
+    from mcproton.cli import main
+
+    with pytest.raises(SystemExit) as ex:
+        main(["check", "--print-levels"])
+    out = capsys.readouterr().out
+    assert ex.value.code in (0, None) and out == defaults_toml()
+    f = tmp_path / "mine.toml"
+    f.write_text(out)
+    assert ActionLevels.load(f) == ActionLevels()
+    for k, meaning in MEANINGS.items():   # every level, with what it is
+        assert f"{k} = {getattr(ActionLevels(), k)!r}" in out and meaning in out
+    f.write_text(out.replace("range_median_mm = 1.0", "range_median_mm = 0.7"))   # a copy edited
+    assert ActionLevels.load(f) == ActionLevels(range_median_mm=0.7)
+
+
+def test_the_default_levels_are_named_by_what_an_installed_user_has():
+    """--help, help(mcproton.check), check.json's levels_config and a missing --config file named
+    examples/check.toml, which pip does not install: each now names --print-levels (audit 21 F6)."""
+    import mcproton
+    from mcproton._check.record import levels_record
+    from mcproton.cli import command_parsers
+
+    texts = {"--help": command_parsers()["check"].format_help(),
+             "help(mcproton.check)": mcproton.check.__doc__ or "",
+             "check.json": levels_record(None)["source"]}
+    with pytest.raises(ValueError) as ex:
+        ActionLevels.load("no_such_levels.toml")
+    texts["missing --config"] = str(ex.value)
+    for where, text in texts.items():
+        flat = " ".join(text.split())
+        assert "examples/check.toml" not in flat and "--print-levels" in flat, (where, flat)
