@@ -425,12 +425,14 @@ RBE_RATIO_TOL = 0.015
 #: the MC's (smoothed over 3 voxels), by at most RBE_TEST_FLAT (|grad D| x 1 mm <= 2 % of D): there a range difference
 #: or a shift moves little dose, while at the distal edges, where the LETd is highest, a 2 mm shift alone gave a slope
 #: of 5-7 % per keV/um (on the TPS's flat region alone still 2.5 % for a 4 mm shift, tests/check).  On the
-#: demo plan (rbe audit 2026-12-06, F1; 5e5 primaries, 3 beams, 2 mm voxels, about 1200 voxels qualify; the "TPS"
-#: dose itself an MC run with 4.4 % noise): a McNamara-weighted dose (per fraction) gives +5.6 % per keV/um
-#: (alpha/beta 2 Gy) and +3.3 % (alpha/beta 10 Gy), standard error 0.2 %; 1.1 x physical +1.3 % (that "TPS" run's
-#: dose noise correlates with its own LETd, used there; with the MC's own LETd the correlation lowers the slope);
-#: the 1.1 x physical dose shifted by 2 mm along each axis -0.2 to +1.3 %.  The note needs the rise to exceed
-#: RBE_TEST_SLOPE_PCT per keV/um (relative to the mean ratio; 1.5 x the largest constant-RBE value above), and
+#: demo plan (re-measured 2026-12-06 after the track-end LET, scripts/rbe_slope_demo.py: two demo runs of 1e7
+#: primaries, 2 mm voxels, about 8300 voxels qualify, the MC at 1.3 % noise): a McNamara-weighted "TPS" dose gives
+#: +4.4 % per keV/um (alpha/beta 2 Gy) and +2.1 % (alpha/beta 10 Gy), standard error 0.04 %; 1.1 x physical
+#: -0.02 %, shifted by 2 mm along each axis -0.4 to +0.01 %.  The MC's noise biases the slope down (its dose and
+#: its LETd fluctuate together): at 5.7 % noise (5e5 primaries) by about 1.5 % per keV/um (McNamara alpha/beta 2
+#: Gy then +1.5 %, 1.1 x physical -1.5 %).  The note needs the rise to exceed
+#: RBE_TEST_SLOPE_PCT per keV/um (relative to the mean ratio; 1.5 x the largest constant-RBE value measured before
+#: the re-measurement, 1.3 %, still 5 x the largest now, 0.4 %), and
 #: RBE_TEST_SIGMAS standard errors of the slope (noise alone cannot make it: 5 sigma is 1 % at 1200 voxels, 4 %
 #: noise),
 #: and the LETd of the voxels to spread over RBE_TEST_LET_SPREAD keV/um (10th to 90th percentile) in at least
