@@ -3,6 +3,10 @@
 Markers: gpu (auto-skipped without CuPy and a CUDA device), slow (only with `-m slow`), validation,
 nvrtc (GPU compilation with NVRTC; needs cuda-bindings + nvidia-cuda-nvrtc, no GPU; skipped when they are
 missing unless MCPROTON_REQUIRE_NVRTC=1, which CI sets so that the check can never be skipped there).
+
+MCPROTON_TEST_HEADPHANTOM_CT: the folder of the DCPT head-phantom CT slices (not in the repository; examples/
+headphantom_rs.toml says where to get them); the tests that read that real CT (fixture ``dcpt_head_ct``) are skipped
+without it, saying so.
 """
 from __future__ import annotations
 
@@ -56,6 +60,30 @@ def backend(request, monkeypatch):
 
 def nvrtc_required() -> bool:
     return os.environ.get("MCPROTON_REQUIRE_NVRTC", "") == "1"
+
+
+#: the environment variable naming the DCPT head-phantom CT folder for the tests that read it (``dcpt_head_ct``)
+HEADPHANTOM_CT_VAR = "MCPROTON_TEST_HEADPHANTOM_CT"
+
+
+@pytest.fixture
+def dcpt_head_ct():
+    """The folder of the DCPT head-phantom CT (nbassler/dicomexport 7397eb6, res/test_studies/DCPT_headphantom/
+    CT.*.dcm: 512 x 512 x 177 slices, ~90 MB, so not in the repository) named by MCPROTON_TEST_HEADPHANTOM_CT; the
+    test is skipped, saying what to put where, without it, and fails where it names no folder of CT slices.  Before
+    (tests audit 21 F5) the tests read a fixed /tmp/headphantom/ct, or other sessions' audit folders, wherever
+    someone had left them."""
+    from pathlib import Path
+
+    where = os.environ.get(HEADPHANTOM_CT_VAR, "")
+    if not where:
+        pytest.skip(f"the DCPT head-phantom CT is not in the repository: set {HEADPHANTOM_CT_VAR} to a folder "
+                    "holding its slices (CT.*.dcm of res/test_studies/DCPT_headphantom/ in nbassler/dicomexport "
+                    "at 7397eb6; examples/headphantom_rs.toml says how to get them) to run this test")
+    folder = Path(where)
+    assert folder.is_dir() and any(folder.glob("CT*.dcm")), \
+        f"{HEADPHANTOM_CT_VAR}={where}: not a folder holding the head phantom's CT.*.dcm slices"
+    return folder
 
 
 @pytest.fixture

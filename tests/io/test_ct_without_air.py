@@ -48,16 +48,14 @@ def test_a_ct_with_air_or_written_by_mcproton_is_not(ct):
         warn_ct_without_air(ct, "the CT")
 
 
-def test_the_dcpt_head_phantom_has_air():
-    """The real SPR-map CT the audit used (read as an SPR map with dcpt_spr_brain) reaches -1000: no warning."""
-    folder = Path("/tmp/headphantom/ct")
-    if not folder.is_dir():
-        pytest.skip("the DCPT head-phantom CT is not on this machine")
+def test_the_dcpt_head_phantom_has_air(dcpt_head_ct):
+    """The real SPR-map CT the audit used (read as an SPR map with dcpt_spr_brain) reaches -1000: no warning.  The
+    CT is not in the repository: MCPROTON_TEST_HEADPHANTOM_CT names its folder (tests/conftest.py)."""
     from mcproton._io.ct import load_ct_series
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", McprotonRuntimeWarning)
-        warn_ct_without_air(load_ct_series(folder), "the CT")
+        warn_ct_without_air(load_ct_series(dcpt_head_ct), "the CT")
 
 
 def test_run_and_check_warn_of_a_ct_without_air(tmp_path, capsys, warnings_to_stderr):

@@ -164,8 +164,9 @@ def test_plan_with_the_pipelined_matrices_is_the_plan_field_by_field(demo_plan_4
 #: on the points before -> after: D95 0.99498 -> 0.99532, D98 0.99385 -> 0.99385, D2 1.00600 -> 1.00634, Dmean
 #: 1.000054 -> 0.999960, 5068 -> 5071 spots kept; at 2 mm D95 0.99354 -> 0.99370, D98 0.99029 -> 0.99057, D2
 #: 1.00922 -> 1.00930, Dmean 0.999943 -> 0.999982, 6119 -> 6071 spots): the BLAS products
-#: (and NumPy's SIMD loops) round differently on another CPU, thread count (OPENBLAS_NUM_THREADS=1 gives
-#: another hash) or library version, so elsewhere the test is skipped with the hash there (re-pin with it)
+#: (and NumPy's SIMD loops) may round differently on another CPU, thread count (OPENBLAS_NUM_THREADS=1 gave another
+#: hash once; on 2026-12-06, tests audit 21, the pinned one) or library version, so where both the environment and
+#: the hash differ the test is skipped with the hash there and what to check before re-pinning with it
 _PIN_4MM = ("05ab8fd2b465371f76e42a1f98e72b21e2661fe5ada270b4c9a6c752d6b593f9",
             {"numpy": "2.4.6", "scipy": "1.17.1", "machine": "x86_64", "avx512f": True, "cpus": 2, "threads": {}})
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -191,6 +192,16 @@ def test_demo_plan_at_4mm_is_pinned(demo_plan_4mm):
             h.update(np.ascontiguousarray(a, np.float64).tobytes())
     assert plan.model_stats["spots"] == sum(f.n_spots for f in plan.fields) > 1000
     fp = _plan_fingerprint()
-    if fp != _PIN_4MM[1]:
-        pytest.skip(f"the pin was taken in {_PIN_4MM[1]}; here {fp}, plan sha256 {h.hexdigest()}")
+    if fp != _PIN_4MM[1] and h.hexdigest() != _PIN_4MM[0]:
+        # a skip, not a failure: a new numpy or scipy (CI installs them unpinned), another CPU or thread count may
+        # round the planner's sums differently, which moves the bits but not the plan; where they give the pinned
+        # bits all the same, the pin holds and is checked (tests audit 21 F5: it skipped on any new version)
+        m = plan.model_stats
+        pytest.skip(f"the demo plan's hash is pinned for {_PIN_4MM[1]}; here {fp}, plan sha256 {h.hexdigest()}, "
+                    f"model D95 {m['d95_rel']:.5f}, D98 {m['d98_rel']:.5f}, D2 {m['d2_rel']:.5f} (at the pin 0.99532, "
+                    "0.99385, 1.00634).  To guard the plan's bits here, check that only the rounding moved (those "
+                    "within 1e-3, and the other plan tests of tests/phantoms pass: "
+                    "test_plan_with_the_pipelined_matrices_is_the_plan_field_by_field, "
+                    "test_posterior_fossa_plan_on_phantom, test_posterior_fossa_plan_monte_carlo_at_4mm); then put "
+                    "this hash and fingerprint in _PIN_4MM (tests/phantoms/test_plan_bitwise.py) with a line on why")
     assert h.hexdigest() == _PIN_4MM[0], "the demo plan changed: spot positions, energies or weights"

@@ -180,6 +180,31 @@ def test_posterior_fossa_plan_on_phantom(demo_plan_4mm):
     assert s["total_protons"] == pytest.approx(plan.total_protons) and len(s["fields"]) == 3
 
 
+def test_posterior_fossa_plan_monte_carlo_at_4mm(demo_plan_4mm):
+    """The CI's stand-in for the slow MC verifications below (tests audit 21 F2: the README's headline D95 and
+    MC/model of the demo were checked by no test that CI runs): the demo plan at 4 mm, 100,000 primaries (~3 s on 2
+    cores; the plan is made once per session).  Statistics (tests/plan_noise.py, 25 seeds at 100,000): MC target mean
+    / prescription 0.9984, sd 0.32 %; D95 0.90 with the noise (5.6 % per voxel), 0.989 with its shift taken back
+    (sd 0.43 %, lowest 0.981), the model's 0.995.  Windows: the mean within 1 % + 4 of this run's sd (~2.4 %: the MC
+    against the plan's model; 7 true sd from the seeds' mean), the D95 without the noise above 0.96 (6.7 sd below the
+    seeds' mean): false positives < 1e-6.  A scale error of 3 % fails on the mean; all energies 1 % low (ranges ~2 %
+    short) fail on the D95 (0.956), 2 % low on both (0.892)."""
+    from mcproton.demo import target_rel_uncertainty
+    from mcproton.settings import RunSettings
+    from plan_noise import d95_rel_without_noise, target_mean_sd   # tests/plan_noise.py
+
+    g, plan = demo_plan_4mm
+    res, st = P.verify_plan(plan, g, RunSettings(primaries=100_000, seed=12345, backend="cpu"))
+    tgt = plan.target_mask_zyx
+    sd = target_mean_sd(res.dose_gy_zyx, res.uncertainty_rel_zyx, tgt) / plan.prescription_gy
+    assert 0 < sd < 0.01
+    assert abs(st["mc_over_model_mean"] - 1) < 0.01 + 4 * sd, (st["mc_over_model_mean"], sd)
+    u, no_dose = target_rel_uncertainty(res.uncertainty_rel_zyx, res.dose_gy_zyx, tgt)
+    assert no_dose == 0 and 0.03 < u < 0.09
+    d95 = d95_rel_without_noise(st["d95_rel"], u, st["mc_over_model_mean"])
+    assert d95 > 0.96, (st["d95_rel"], u, d95)
+
+
 @pytest.mark.parametrize("age", (1, 5, 10, 15))
 def test_posterior_fossa_target_is_a_medulloblastoma_boost(age):
     """Audit 15 F1: the boost CTV was an ellipsoid at the cerebellum's centre, 98 % cerebellum, with 29-59 % of the
@@ -211,7 +236,10 @@ def test_craniospinal_plan_coarse(csi8):
     names = [f.name for f in plan.fields]
     assert sum(n.startswith("cranial") for n in names) == 2
     assert sum(n.startswith("spine") for n in names) >= 2          # 5 y neuraxis: ~40 cm, split in two
-    assert plan.model_stats["d95_rel"] > 0.85 and 0.95 < plan.model_stats["dmean_rel"] < 1.05
+    # the model's dose on the optimiser's points, no MC (no noise): D95 0.9997, Dmean 1.0000 (2026-12-06; the BLAS's
+    # rounding moves them by < 1e-3); D95 >= 95 % is the clinical criterion (was > 0.85 without a reason: tests
+    # audit 21 F7)
+    assert plan.model_stats["d95_rel"] > 0.95 and 0.98 < plan.model_stats["dmean_rel"] < 1.02
     z_spine = [P.gantry_direction(180) @ f.direction for f in plan.fields if f.name.startswith("spine")]
     assert np.allclose(z_spine, 1.0)
     for f in plan.fields:                                          # clinical energies; shifters where needed

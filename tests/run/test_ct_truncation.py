@@ -256,8 +256,8 @@ def test_a_patient_cut_by_the_field_of_view_with_air_beyond_is_warned_about(tmp_
 
 def test_an_intact_patient_and_a_body_reconstructed_beyond_the_circle_are_not_taken_for_cut(tmp_path):
     """No false alarm from the reconstruction circle: an intact head inside air (with and without the diameter), a
-    body whose tissue goes on beyond the circle (an extended field of view: the corners hold the patient), a couch
-    crossing the circle, the demo's head phantom and the DCPT head CT of tests/data."""
+    body whose tissue goes on beyond the circle (an extended field of view: the corners hold the patient) and a couch
+    crossing the circle.  The demo's head phantom: tests/test_demo.py::test_demo_small; the DCPT head CT: below."""
     intact = _ct(tmp_path, "intact", pad=-1024)
     _with_tags(tmp_path / "intact", ReconstructionDiameter="190")
     from mcproton._io.ct import fov_cut_mask
@@ -269,7 +269,12 @@ def test_an_intact_patient_and_a_body_reconstructed_beyond_the_circle_are_not_ta
     assert fov_cut_mask(load_ct_series(tmp_path / "beyond")) is None
     couch = _ct(tmp_path, "couch", couch=True, fov_r=98.0, pad=-1024)
     assert fov_cut_mask(couch) is None
-    demo = Path("/tmp/audit17/pacs/demo/ct")   # not in the repository: checked where present
-    for folder in (Path("/tmp/headphantom/ct"), demo):
-        if folder.is_dir():
-            assert fov_cut_mask(load_ct_series(folder)) is None, folder
+
+
+def test_the_dcpt_head_phantom_ct_is_not_taken_for_cut(dcpt_head_ct):
+    """The real CT of the DCPT head phantom (an SPR map, 512 x 512, the phantom inside the reconstruction circle):
+    no false alarm.  Not in the repository: MCPROTON_TEST_HEADPHANTOM_CT names its folder (tests/conftest.py); before
+    (tests audit 21 F5) it was read from a fixed /tmp path where one was left, and passed silently where none was."""
+    from mcproton._io.ct import fov_cut_mask
+
+    assert fov_cut_mask(load_ct_series(dcpt_head_ct)) is None
