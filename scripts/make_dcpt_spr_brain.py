@@ -2,8 +2,9 @@
 TOPAS table that DCPT published for its SPR-map CTs.
 
 Source: nbassler/dicomexport @ 7397eb6426f19cdd8c5928ad7eb76a6a00823706, res/spr_tables/SPRtoMaterial__Brain.txt
-(MIT licence), "stopping power ratio to material conversion for brain", generated with method C of Permatasari et
-al. 2020 (Phys Med Biol), doi:10.1088/1361-6560/ab9702.  The README of that repository converts the DCPT
+(MIT License, Copyright (c) 2025 Eurados, as the LICENSE of that repository says at that commit; the notice is in
+THIRD_PARTY_NOTICES.md), "stopping power ratio to material conversion for brain", generated with method C of
+Permatasari et al. 2020 (Phys Med Biol), doi:10.1088/1361-6560/ab9702.  The README of that repository converts the DCPT
 head phantom's CT (series "SPR_map") with this table: the CT's pixel values (after the rescale) are 1000 x (SPR - 1),
 so the table's "HU" sections are SPR sections (density = factor x (1000 + value)).
 
@@ -30,8 +31,9 @@ SYMBOL = {"Hydrogen": "H", "Helium": "He", "Lithium": "Li", "Beryllium": "Be", "
 HEADER = """\
 # DCPT SPR-map calibration for brain: materials by SPR-map value (pixel = 1000 x (SPR - 1))
 # source: nbassler/dicomexport @ 7397eb6426f19cdd8c5928ad7eb76a6a00823706 res/spr_tables/SPRtoMaterial__Brain.txt
-#   (MIT licence; Danish Centre for Particle Therapy), method C of Permatasari et al. 2020 (Phys Med Biol),
-#   doi:10.1088/1361-6560/ab9702; converted by scripts/make_dcpt_spr_brain.py on 2026-12-05
+#   (MIT License, Copyright (c) 2025 Eurados: the LICENSE of nbassler/dicomexport at that commit, reproduced in
+#   THIRD_PARTY_NOTICES.md; the table's origin: Danish Centre for Particle Therapy), method C of Permatasari et al.
+#   2020 (Phys Med Biol), doi:10.1088/1361-6560/ab9702; converted by scripts/make_dcpt_spr_brain.py on 2026-12-05
 # units: hu_lo = first SPR-map value of the section (inclusive); w_* = elemental mass fractions (sum 1);
 #   topas_density_per_spr = the table's SchneiderDensityFactor x 1000 (g/cm3 per unit SPR, Geant4 with the table's
 #   I-values; not used by mcproton, which takes density = SPR / its own SPR per g/cm3; kept for comparison)

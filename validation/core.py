@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import reference as R
+from .sources import Source, case_sources
 
 PASSED, FAILED, SKIPPED, ERROR = "passed", "failed", "skipped", "error"
 
@@ -86,6 +87,7 @@ class Figure:
     band: float | None = None      # +- pointwise tolerance drawn on the difference panel (plots.POINTWISE_LABEL)
     guide: float | None = None     # +- guide lines that are not a pointwise tolerance, with their label
     guide_label: str = ""
+    credit: str = ""               # the source of third-party data it plots (sources.figure_credit), drawn under it
 
 
 @dataclass
@@ -122,6 +124,11 @@ class CaseResult:
     def passed(self) -> bool:
         return self.status in (PASSED, SKIPPED)
 
+    @property
+    def reference_sources(self) -> tuple[Source, ...]:
+        """The third-party reference data of this case: origin, creators, licence, citation (sources.py)."""
+        return case_sources(self.name)
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "data_kind": self.data_kind, "status": self.status,
                 "passed": self.passed, "message": self.message,
@@ -130,6 +137,7 @@ class CaseResult:
                 "notes": self.notes, "tables": _jsonable(self.tables),
                 "gamma_params": _jsonable(self.gamma_params),
                 "runs": _jsonable(self.runs), "reference_files": self.reference_files,
+                "reference_sources": [s.to_json() for s in self.reference_sources],
                 "expected_failure": self.expected_failure, "beams": self.beams or REFERENCE_BEAMS,
                 "figures": [f.filename for f in self.figures], "wall_s": round(self.wall_s, 3)}
 

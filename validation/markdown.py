@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+from .sources import NO_THIRD_PARTY, SOURCES_HEADING, SOURCES_NOTE, case_sources
 from .tolerances import sd_text
 
 
@@ -20,6 +21,15 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def _sources(c: dict) -> list[dict]:
+    """A case's third-party reference sources from its summary (``reference_sources``); a summary written before
+    the field existed (2026-12-06) gets the case's current ones (sources.py: they belong to the data, not the
+    run)."""
+    if "reference_sources" in c:
+        return list(c["reference_sources"] or [])
+    return [s.to_json() for s in case_sources(str(c.get("name", "")))]
 
 
 def write_markdown(run_dir: str | Path, out_md: str | Path, figures_dir: str | Path | None = None) -> Path:
@@ -65,6 +75,10 @@ def write_markdown(run_dir: str | Path, out_md: str | Path, figures_dir: str | P
         lines += ["", f"## {c['name']}: {c['title']}", "", f"Status: **{c['status']}**. {c.get('message', '')}", ""]
         if c.get("beams"):
             lines += [f"Beams: {c['beams']}.", ""]
+        srcs = _sources(c)
+        lines += [f"Reference data from: {'; '.join(src['short'] for src in srcs)} (creators, licences, what to "
+                  f"cite: \"{SOURCES_HEADING}\" below)." if srcs else f"Third-party reference data: {NO_THIRD_PARTY}.",
+                  ""]
         ms = c.get("metrics", [])
         if ms:
             lines += ["| metric | value | reference | sd (statistical) | tolerance | pass | "
@@ -85,8 +99,21 @@ def write_markdown(run_dir: str | Path, out_md: str | Path, figures_dir: str | P
             lines += ["", f"![{png.stem}]({rel.as_posix()})"]
         for note in c.get("notes", []):
             lines += ["", f"> {note}"]
+    lines += _sources_section(s["cases"])
     out_md.write_text("\n".join(lines) + "\n")
     return out_md
+
+
+def _sources_section(cases: list[dict]) -> list[str]:
+    """The report's "Reference data: sources and licences": each source once, with the cases that use it."""
+    by: dict[str, tuple[dict, list[str]]] = {}
+    for c in cases:
+        for src in _sources(c):
+            by.setdefault(src["text"], (src, []))[1].append(c["name"])
+    out = ["", f"## {SOURCES_HEADING}", "", SOURCES_NOTE, ""]
+    for src, names in by.values():
+        out.append(f"- **{', '.join(names)}**: {src['text']}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

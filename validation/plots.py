@@ -27,14 +27,17 @@ def overlay_with_difference(title: str, top: list[Series], bottom: list[Series],
                             ylabel_top: str, ylabel_bottom: str, band: float | None = None,
                             logx: bool = False, logy: bool = False, filename: str = "",
                             guide: float | None = None, guide_label: str = "",
-                            band_label: str = POINTWISE_LABEL) -> Figure:
+                            band_label: str = POINTWISE_LABEL, credit: str = "") -> Figure:
     """Two stacked panels sharing x.
 
     ``band`` draws the +-tolerance band on the difference panel: only where the tolerance applies to each plotted
     point of that panel (e.g. each slab's range shift, each depth's sigma).  Where the criterion is not pointwise (a
     gamma index, a dose at one depth, a chi-square, a range read off the curve) give ``guide`` instead: dotted
     +-``guide`` lines with ``guide_label``, which must say what they are (e.g. "+-1 %: the gamma dose criterion,
-    not a pointwise tolerance")."""
+    not a pointwise tolerance").
+
+    ``credit`` (sources.figure_credit): the source of the third-party data the figure plots, printed under the
+    panels, so that a figure copied out of the report keeps its attribution (CC BY 4.0 asks for it)."""
     if guide is not None and not guide_label:
         raise ValueError("a guide line needs a label saying what it is (it is not a pointwise tolerance)")
     import matplotlib
@@ -65,8 +68,15 @@ def overlay_with_difference(title: str, top: list[Series], bottom: list[Series],
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    if credit:
+        import textwrap
+
+        lines = textwrap.wrap(credit, 140)
+        fig.tight_layout(rect=(0, 0.012 + 0.022 * len(lines), 1, 1))
+        fig.text(0.01, 0.008, "\n".join(lines), fontsize=6.5, color="0.3", ha="left", va="bottom")
+    else:
+        fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    return Figure(title, buf.getvalue(), filename, band=band, guide=guide, guide_label=guide_label)
+    return Figure(title, buf.getvalue(), filename, band=band, guide=guide, guide_label=guide_label, credit=credit)

@@ -11,6 +11,7 @@ from typing import Any
 
 from .._check.report import sign_off_html
 from .core import REFERENCE_BEAMS, CaseResult, _jsonable
+from .sources import NO_THIRD_PARTY, SOURCES_HEADING, SOURCES_NOTE, Source
 from .tolerances import (kernel_warnings, quick_spread, report_kernel, sd_text, spread_header, tolerance_basis,
                          why_these_tolerances)
 
@@ -173,11 +174,14 @@ def render_html(summary: dict[str, Any], cases: list[CaseResult]) -> str:
                      f"<span class='{c.status}'>{c.status}</span></h2>")
         parts.append(f"<p class='small'>Reference data ({html.escape(c.data_kind)}): "
                      f"{html.escape(', '.join(c.reference_files))}. Case time {c.wall_s:.1f} s.</p>")
+        parts.append(_case_sources_html(c))
         if c.message:
             parts.append(f"<p><b>{html.escape(c.message)}</b></p>")
         for f in c.figures:
             b64 = base64.b64encode(f.png).decode("ascii")
             parts.append(f"<div><img alt='{html.escape(f.title)}' src='data:image/png;base64,{b64}'></div>")
+            if f.credit:
+                parts.append(f"<p class='small'>{html.escape(f.credit)}</p>")
         parts.append(f"<p class='small'>Beams: {html.escape(c.beams or REFERENCE_BEAMS)}.</p>")
         if c.metrics:
             parts.append(_metrics_table(c, str(summary.get("mode", "quick"))))
@@ -196,6 +200,7 @@ def render_html(summary: dict[str, Any], cases: list[CaseResult]) -> str:
             prov = c.runs[0].get("provenance") or {}
             if prov:
                 parts.append("<p class='small'>Provenance of the first simulation of this case:</p>" + _kv_table(prov))
+    parts.append(_sources_section(cases))
     parts.append(_why(summary))
     parts.append(sign_off_html(
         "I have reviewed the results above, each failed metric and the reasons for the tolerances. This report "
@@ -225,6 +230,33 @@ def _scope(summary: dict[str, Any], cases: list[CaseResult]) -> str:
             f"{html.escape(c.name)}: {html.escape(c.expected_failure)}" for c in design)
             + ". The failure is real for this water model and is not hidden; validate with icru90.</p>")
     return "".join(out)
+
+
+def _case_sources_html(c: CaseResult) -> str:
+    """Under a case's heading: where its reference data come from, in short (the section has the rest)."""
+    if not c.reference_sources:
+        return f"<p class='small'>Third-party reference data: {html.escape(NO_THIRD_PARTY)}.</p>"
+    return (f"<p class='small'>Reference data from: {html.escape('; '.join(s.short for s in c.reference_sources))} "
+            f"(creators, licences, what to cite: <a href='#sources'>{SOURCES_HEADING}</a>).</p>")
+
+
+def _sources_section(cases: list[CaseResult]) -> str:
+    """Every third-party source of the reference data shown in the report, once, with the cases that use it: the
+    attribution a shared report must keep (CC BY 4.0 for the DCPT data)."""
+    by: dict[Source, list[str]] = {}
+    for c in cases:
+        for s in c.reference_sources:
+            by.setdefault(s, []).append(c.name)
+    head = ("<tr><th>cases</th><th>data</th><th>creators</th><th>source</th><th>licence</th><th>cite</th>"
+            "<th>changes by mcproton</th></tr>")
+    rows = "".join(f"<tr><td>{html.escape(', '.join(names))}</td><td>{html.escape(s.data)}</td>"
+                   f"<td>{html.escape(s.creators)}</td><td>{html.escape(s.origin)}</td>"
+                   f"<td>{html.escape(s.licence)}</td><td>{html.escape(s.cite)}</td>"
+                   f"<td>{html.escape(s.changes)}</td></tr>" for s, names in by.items())
+    return (f"<h2 id='sources'>{SOURCES_HEADING}</h2>"
+            f"<p class='small'>{html.escape(SOURCES_NOTE)}</p>"
+            + (f"<table class='small'>{head}{rows}</table>" if rows else
+               "<p class='small'>None of the cases run uses third-party reference data.</p>"))
 
 
 def _why(summary: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from .. import metrics as M
 from .. import reference as R
 from ..core import CaseResult, Context, Metric, pencil_idd
 from ..plots import Series, overlay_with_difference
+from ..sources import figure_credit
 
 
 #: what the scored reference is (validation audit 2026-12-06, F4): the measurement times a correction from the
@@ -127,5 +128,5 @@ def case_catana_62mev(ctx: Context) -> CaseResult:
          Series(zm, g.gamma, "gamma 2%/1mm", ":")],
         "depth in water (mm)", "relative dose", "%  |  gamma", guide=2.0,
         guide_label="+-2 %: the gamma dose criterion (2 %/1 mm), not a pointwise tolerance",
-        filename="catana_62mev.png"))
+        filename="catana_62mev.png", credit=figure_credit(cr.name)))
     return cr

@@ -9,6 +9,7 @@ import numpy as np
 from .. import reference as R
 from ..core import CaseResult, Context, Metric
 from ..plots import Series, overlay_with_difference
+from ..sources import figure_credit
 
 
 #: tolerance of the dose at 22.5 mm (isocentre, in the PMMA plate) against the five codes' mean (relative)
@@ -120,7 +121,7 @@ def case_dcpt_plan02(ctx: Context) -> CaseResult:
          Series([22.5, 22.5], [-bar, bar], f"dose tolerance at 22.5 mm only (+-{100 * DOSE_TOL:g} % of the dose "
                 "there)", "r_-", {"ms": 10, "lw": 1.5})],
         "depth from the phantom surface (mm; PMMA plate at 20-25 mm)", "dose (MeV/g per primary)", "% of max",
-        filename="dcpt_plan02_dose.png"))
+        filename="dcpt_plan02_dose.png", credit=figure_credit(cr.name)))
     lm = np.nanmean(np.vstack([np.interp(zl, *lets[c]) for c in ("sh12a", "openshieldhit")]), axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         ldiff = 100.0 * (let / lm - 1)
@@ -133,7 +134,7 @@ def case_dcpt_plan02(ctx: Context) -> CaseResult:
         [Series(zl[cut], ldiff[cut], "mcproton / mean(SH12A, OSH) - 1 (%)", "-")],
         "depth from the phantom surface (mm)", "LETd (keV/um)", "%", guide=10.0,
         guide_label="+-10 %: guide only (LETd is scored as the codes' range +-5 % at 8 depth windows)",
-        filename="dcpt_plan02_let.png"))
+        filename="dcpt_plan02_let.png", credit=figure_credit(cr.name)))
     cr.notes.append(f"mcproton: R80 {mine['R80_mm']:.2f} mm, dose at 22.5 mm {mine['dose_22.5mm_MeV_g']:.5f} "
                     f"+- {float(err[int(np.argmin(np.abs(depth - 22.5)))]):.5f} MeV/g per primary, "
                     f"peak/entrance {mine['peak_to_entrance']:.3f}.  The codes disagree on LETd by 10-40 % "

@@ -9,6 +9,7 @@ from .. import metrics as M
 from .. import reference as R
 from ..core import CaseResult, Context, Metric, pencil_idd, water_density
 from ..plots import Series, overlay_with_difference
+from ..sources import figure_credit
 
 
 def _fmt(e: float) -> str:
@@ -66,5 +67,6 @@ def case_ranges_water(ctx: Context) -> CaseResult:
     cr.figures.append(overlay_with_difference("Range-energy relation in water", top, bot, "energy (MeV)",
                                               "depth (mm)", "difference (mm)", band=0.5,
                                               band_label="tolerance of R90/R80/R20 vs TOPAS, each energy",
-                                              filename="ranges_water_range_energy.png"))
+                                              filename="ranges_water_range_energy.png",
+                                              credit=figure_credit(cr.name)))
     return cr

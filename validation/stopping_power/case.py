@@ -8,6 +8,7 @@ import numpy as np
 from .. import reference as R
 from ..core import ERROR, CaseResult, Context, Metric, engine_material
 from ..plots import Series, overlay_with_difference
+from ..sources import figure_credit
 
 SP_MATERIALS = ["water", "bone_compact_icru", "bone_cortical_icrp", "adipose_tissue_icrp",
                 "muscle_skeletal_icrp",
@@ -80,7 +81,8 @@ def case_stopping_power(ctx: Context) -> CaseResult:
     cr.figures.append(overlay_with_difference("Electronic mass stopping power: mcproton vs reference tables",
                                               top, bot,
                                               "energy (MeV)", "S_el/rho (MeV cm2/g)", "deviation (%)",
-                                              band=1.0, logx=True, logy=True, filename="stopping_power.png"))
+                                              band=1.0, logx=True, logy=True, filename="stopping_power.png",
+                                              credit=figure_credit(cr.name)))
     cr.notes.append(f"The engine's water model is '{wm}'; water is compared with both tables, each with its "
                     "own model.")
     cr.notes.append("Below 3 MeV PSTAR is a fit to measurements and Bethe theory is not expected to hold to "

@@ -9,6 +9,7 @@ from .. import metrics as M
 from .. import reference as R
 from ..core import CaseResult, Context, Metric, pencil_idd
 from ..plots import Series, overlay_with_difference
+from ..sources import figure_credit
 
 
 #: the reference's water, and what another water model does to the comparison
@@ -116,7 +117,7 @@ def case_topas_idd(ctx: Context) -> CaseResult:
                                                                     "gamma 1%/1mm", ":")],
             "depth in water (mm)", "IDD (MeV cm2 / g / primary)", "% of max  |  gamma", guide=1.0,
             guide_label="+-1 %: the gamma dose criterion (1 %/1 mm), not a pointwise tolerance",
-            filename=f"topas_idd_{e:.0f}MeV.png"))
+            filename=f"topas_idd_{e:.0f}MeV.png", credit=figure_credit(cr.name)))
     cr.notes.append("The reference is averaged over the simulation's depth bins (0.5 mm) before comparison; "
                     "near a narrow Bragg peak the bin average is several per cent below the point values.")
     cr.notes.append(WATER_NOTE)
