@@ -11,9 +11,9 @@ water scaled by the ratio of Bethe stopping powers, material / water::
   with the elemental I-value set ``physics.ivalue_set``, :func:`mean_excitation_energy_ev`, :data:`IVALUE_SETS`);
   water uses the I-value of the chosen table (78 eV for ICRU 90, 75 eV for ICRU 49).
 * ``C/Z``: shell correction, Bragg-additive over the elements (electron-weighted mean of C_i/Z_i), each C_i
-  from the empirical formula of Barkas & Berger (NASA SP-3013, 1964; as quoted in W.R. Leo, *Techniques for
-  Nuclear and Particle Physics Experiments*, 2nd ed., eq. 2.33) with the element's own I-value. The formula is
-  valid for eta = beta*gamma >= 0.13 (T >= 7.9 MeV); below, C is held at its eta = 0.13 value.
+  from the empirical formula of W. H. Barkas & M. J. Berger, "Tables of energy losses and ranges of heavy
+  charged particles", NASA SP-3013 (1964), with the element's own I-value (coefficients: :func:`_shell_correction_c`).
+  The formula is valid for eta = beta*gamma >= 0.13 (T >= 7.9 MeV); below, C is held at its eta = 0.13 value.
 * ``L_Bloch``: Bloch correction -y^2 [1.202 - y^2 (1.042 - 0.855 y^2 + 0.343 y^4)], y = z alpha / beta (PDG
   Review of Particle Physics, "Passage of particles through matter", approximation to the Bloch sum).
 * Not included: the Barkas (z^3) correction and the density effect (delta = 0 for condensed insulators below
@@ -120,58 +120,76 @@ def _table(filename: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Pchip:
-    """Piecewise cubic Hermite interpolation with Fritsch-Butland shape-preserving derivatives (PCHIP; F. N.
-    Fritsch & J. Butland, SIAM J. Sci. Stat. Comput. 5 (1984) 300; one-sided three-point derivatives at the ends),
-    on [x[0], x[-1]] only.  The arithmetic is that of SciPy's ``PchipInterpolator`` operation for operation (the
-    derivatives, the power-form coefficients on each interval and their evaluation), so that the stopping-power
-    tables are bitwise those of the SciPy class (tests/physics/test_pchip.py), without importing
-    ``scipy.interpolate`` (~0.35 s, then the largest import of every job that builds physics tables)."""
+    """Shape-preserving piecewise cubic Hermite interpolant (PCHIP) of data y(x) on [x[0], x[-1]] (the caller
+    handles x outside).  Written for mcproton from the published method:
+
+    * Each interval [x_k, x_k+1] (width h_k, secant slope delta_k = (y_k+1 - y_k) / h_k) carries the cubic Hermite
+      polynomial with the node values y_k, y_k+1 and the node slopes d_k, d_k+1, so the interpolant passes
+      through every node and its first derivative is continuous there (C1).
+    * Interior slopes (F. N. Fritsch & J. Butland, SIAM J. Sci. Stat. Comput. 5 (1984) 300, Brodlie's formula):
+      d_k = 0 where the neighbouring secants delta_k-1, delta_k differ in sign or one of them is 0 (the data have
+      a local extremum or a flat side there); else their weighted harmonic mean
+          1/d_k = a_k/delta_k-1 + (1 - a_k)/delta_k,   a_k = (h_k-1 + 2 h_k) / (3 (h_k-1 + h_k)),
+      which lies between the two secants and, as 1/3 <= a_k <= 2/3, is at most 3 times either.  A cubic whose end
+      slopes are 0 to 3 times its secant slope is monotone (F. N. Fritsch & R. E. Carlson, SIAM J. Numer. Anal. 17
+      (1980) 238), so monotone data give a monotone interpolant and no overshoot between the nodes.
+    * End slopes: the one-sided three-point difference d_0 = ((2 h_0 + h_1) delta_0 - h_0 delta_1) / (h_0 + h_1)
+      (the slope at x_0 of the parabola through the first three nodes), set to 0 if its sign differs from
+      delta_0's and limited to 3 delta_0 if delta_0 and delta_1 differ in sign; the same at the last node.  This
+      is the default end rule of Fritsch's PCHIP package (F. N. Fritsch, "Piecewise cubic Hermite interpolation
+      package, final specifications", LLNL report UCID-30194, 1982; also C. Moler, *Numerical Computing with
+      MATLAB*, SIAM 2004, sec. 3.6).
+
+    SciPy's ``PchipInterpolator`` implements the same method; tests/physics/test_pchip.py compares the two (within
+    a few 1e-15 relative: different rounding, not a different method) and checks the properties above.  SciPy is
+    not imported here: ``scipy.interpolate`` costs ~0.35 s, then the largest import of a job that builds tables.
+    """
 
     def __init__(self, x: np.ndarray, y: np.ndarray):
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-        if x.ndim != 1 or x.shape != y.shape or x.size < 3 or np.any(np.diff(x) <= 0):
+        if x.ndim != 1 or x.shape != y.shape or x.size < 3 or not np.all(np.diff(x) > 0):
             raise ValueError("PCHIP needs >= 3 points with increasing x")
-        hk = x[1:] - x[:-1]
-        mk = (y[1:] - y[:-1]) / hk
-        smk = np.sign(mk)
-        flat = (smk[1:] != smk[:-1]) | (mk[1:] == 0) | (mk[:-1] == 0)   # a local extremum or a flat side: 0
-        w1 = 2 * hk[1:] + hk[:-1]
-        w2 = hk[1:] + 2 * hk[:-1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            whmean = (w1 / mk[:-1] + w2 / mk[1:]) / (w1 + w2)   # weighted harmonic mean of the slopes
-        dk = np.zeros_like(y)
-        dk[1:-1][~flat] = 1.0 / whmean[~flat]
-        dk[0] = self._end(hk[0], hk[1], mk[0], mk[1])
-        dk[-1] = self._end(hk[-1], hk[-2], mk[-1], mk[-2])
-        t = (dk[:-1] + dk[1:] - 2 * mk) / hk
-        # power form on each interval: c0 s^3 + c1 s^2 + c2 s + c3, s = x - x[i]
-        self.x = x
-        self.c = (t / hk, (mk - dk[:-1]) / hk - t, dk[:-1], y[:-1])
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+            raise ValueError("PCHIP needs finite x and y")
+        h = np.diff(x)
+        secant = np.diff(y) / h
+        self.x, self.y, self.h = x, y, h
+        self.d = np.concatenate([self._end_slope(h[0], h[1], secant[0], secant[1]),
+                                 self._interior_slopes(h, secant),
+                                 self._end_slope(h[-1], h[-2], secant[-1], secant[-2])])
 
     @staticmethod
-    def _end(h0: float, h1: float, m0: float, m1: float) -> float:
-        """One-sided three-point derivative at an end, kept shape-preserving."""
-        d = ((2 * h0 + h1) * m0 - h0 * m1) / (h0 + h1)
-        if np.sign(d) != np.sign(m0):
-            return 0.0 * d   # a zero of d's type (SciPy assigns 0. into the array)
-        if np.sign(m0) != np.sign(m1) and abs(d) > 3.0 * abs(m0):
-            return 3.0 * m0
-        return d
+    def _interior_slopes(h: np.ndarray, secant: np.ndarray) -> np.ndarray:
+        """Fritsch-Butland slopes at x[1:-1]: 0 at an extremum or a flat side, else the weighted harmonic mean."""
+        left, right = secant[:-1], secant[1:]
+        monotone = (np.sign(left) == np.sign(right)) & (left != 0)   # same strict sign on both sides
+        span = h[:-1] + h[1:]
+        a = (h[:-1] + 2.0 * h[1:]) / (3.0 * span)         # weight of the left secant
+        b = (2.0 * h[:-1] + h[1:]) / (3.0 * span)         # weight of the right one (1 - a)
+        inv = a / np.where(monotone, left, 1.0) + b / np.where(monotone, right, 1.0)
+        return np.where(monotone, 1.0 / inv, 0.0)
+
+    @staticmethod
+    def _end_slope(h_end: float, h_next: float, s_end: float, s_next: float) -> np.ndarray:
+        """Slope at an end node (as a 1-element array): the three-point difference, kept shape-preserving."""
+        d = ((2.0 * h_end + h_next) * s_end - h_end * s_next) / (h_end + h_next)
+        if np.sign(d) != np.sign(s_end):
+            d = 0.0               # the end cubic would overshoot its end values: a flat end instead
+        elif np.sign(s_end) != np.sign(s_next) and abs(d) > 3.0 * abs(s_end):
+            d = 3.0 * s_end       # the data turn at the next node: Fritsch & Carlson's bound keeps the cubic monotone
+        return np.array([d], np.float64)
 
     def __call__(self, xq: np.ndarray) -> np.ndarray:
         """Values at ``xq`` (within [x[0], x[-1]]: the caller clips)."""
         xq = np.asarray(xq, np.float64)
-        i = np.clip(np.searchsorted(self.x, xq, side="right") - 1, 0, self.x.size - 2)
-        s = xq - self.x[i]
-        c0, c1, c2, c3 = (c[i] for c in self.c)
-        # summed from the constant term up with the powers of s built by repeated products, as SciPy's PPoly does
-        z = s
-        res = 0.0 + c3
-        res = res + c2 * z
-        z = z * s
-        res = res + c1 * z
-        z = z * s
-        return res + c0 * z
+        k = np.clip(np.searchsorted(self.x, xq, side="right") - 1, 0, self.h.size - 1)
+        h = self.h[k]
+        t = (xq - self.x[k]) / h          # 0 at x_k, 1 at x_k+1
+        u = 1.0 - t
+        # cubic Hermite basis on [0, 1]: values (1 + 2t) u^2 and t^2 (3 - 2t); slopes (times h) t u^2 and -t^2 u.
+        # At t = 0 and t = 1 every term but one is an exact 0, so the nodes are reproduced bit for bit.
+        return ((1.0 + 2.0 * t) * (u * u) * self.y[k] + (t * t) * (3.0 - 2.0 * t) * self.y[k + 1]
+                + h * (t * u) * (u * self.d[k] - t * self.d[k + 1]))
 
 
 class _LogLogInterpolator:
@@ -329,8 +347,17 @@ def _kinematics(e_mev: np.ndarray):
 
 
 def _shell_correction_c(bg2: np.ndarray, i_ev: float) -> np.ndarray:
-    """Barkas & Berger (1964) empirical shell correction C(I, eta) (I in eV), eta = beta*gamma clamped at >=
-    0.13."""
+    """Barkas & Berger (NASA SP-3013, 1964) empirical shell correction C(I, eta) [-] (I in eV), eta = beta*gamma
+    clamped at >= 0.13:
+
+        C = (0.422377 eta^-2 + 0.0304043 eta^-4 - 0.00038106 eta^-6) 1e-6 I^2
+          + (3.858019 eta^-2 - 0.1667989 eta^-4 + 0.00157955 eta^-6) 1e-9 I^3.
+
+    The coefficients as Geant4 (G4IonisParamElm's shell-correction vector, I in keV there) and the SPAR code (T. W.
+    Armstrong & K. C. Chandler, ORNL-4869, 1973) carry them.  W. R. Leo, *Techniques for Nuclear and Particle
+    Physics Experiments* (2nd ed., 1994) eq. 2.33 prints 3.850190 for the first I^3 coefficient, and codes that took
+    the formula from Leo carry that: the difference, 7.8e-12 I^3 / eta^2, is 2.0e-4 (I = 75 eV) to 5.5e-4 (I = 106
+    eV) in C at eta = 0.13, less than 1e-4 of the stopping number of a tissue (provenance audit 2026-12-06, C3)."""
     eta2 = np.maximum(bg2, 0.13 ** 2)
     e2, e4, e6 = 1.0 / eta2, 1.0 / eta2 ** 2, 1.0 / eta2 ** 3
     return ((0.422377 * e2 + 0.0304043 * e4 - 0.00038106 * e6) * 1e-6 * i_ev ** 2

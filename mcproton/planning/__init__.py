@@ -27,8 +27,10 @@ Pipeline (all in the phantom frame, mm, arrays (z, y, x)):
    local target depth (+- half a layer) are kept.
 4. **Dose-influence matrix** on the target points from an analytical pencil-beam kernel: Bortfeld's (1997)
    Bragg curve (parabolic-cylinder form, epsilon = 0) at the point's WET times a lateral Gaussian whose
-   sigma combines the spot size in air and multiple Coulomb scattering (Preston-Koehler depth shape,
-   sigma at the end of range = 0.0294 R^0.896 cm, R in g/cm2), in Gy per proton (dose to medium).
+   sigma combines the spot size in air and multiple Coulomb scattering (Preston-Koehler depth shape: the
+   Fermi-Eyges spread for a scattering power inversely proportional to the residual range; sigma at the end of
+   range = 0.0294 R^0.896 cm, R in g/cm2, an assumption without a found source: :func:`kernel.mcs_sigma_mm`), in Gy
+   per proton (dose to medium).
 5. **Weights** (protons per spot) by non-negative least squares to a uniform prescription with an
    L-BFGS-B (SciPy's bound-constrained quasi-Newton method; 120 iterations by default, then 60 for a refit);
    spots below 0.2 % of the mean weight are dropped before the refit.

@@ -1,5 +1,6 @@
 """The planner's analytical pencil-beam model in water: the engine's range-energy relation, Bortfeld's (1997)
-Bragg curve and the lateral spread from multiple Coulomb scattering (Preston-Koehler depth shape)."""
+Bragg curve and the lateral spread from multiple Coulomb scattering (a Fermi-Eyges depth shape, :func:`mcs_sigma_mm`;
+its end-of-range width is an assumption without a found source, :data:`MCS_END_A_CM`)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -8,8 +9,18 @@ import numpy as np
 
 #: MeV/g -> Gy (J/kg): 1 MeV = 1.602176634e-13 J (SI 2019, exact), 1 g = 1e-3 kg
 MEV_PER_G_TO_GY = 1.602176634e-10
-BK_ALPHA, BK_P = 0.0022, 1.77        # Bragg-Kleeman (Bortfeld 1997), cm / MeV^p
+# Bortfeld's analytical Bragg curve for water (T. Bortfeld, "An analytical approximation of the Bragg curve for
+# therapeutic proton beams", Med. Phys. 24 (1997) 2024):
+#: Bragg-Kleeman range-energy rule R = alpha E^p for water: alpha [cm MeV^-p], p [-] (Bortfeld 1997)
+BK_ALPHA, BK_P = 0.0022, 1.77
+#: beta [cm^-1]: relative loss of primary fluence per cm of water by nonelastic nuclear interactions (Bortfeld 1997);
+#: gamma [-]: fraction of the energy those interactions release that is absorbed locally (Bortfeld 1997);
+#: eps [-]: weight of the low-energy "tail" of the primary fluence; 0 is mcproton's choice (an assumption for a
+#: scanned beam, checked against the engine's depth doses: planning/__init__.py and phantoms/README.md)
 BORTFELD_BETA, BORTFELD_GAMMA, BORTFELD_EPS = 0.012, 0.6, 0.0
+#: range straggling of a monoenergetic beam in water, sigma = a R^b with sigma and the range R in cm (Bortfeld 1997,
+#: eq. 17: a = 0.012 cm^(1 - b), b = 0.935)
+STRAGGLING_A_CM, STRAGGLING_B = 0.012, 0.935
 
 
 @lru_cache(maxsize=4)
@@ -82,7 +93,8 @@ def bortfeld_idd(depth_cm: np.ndarray, energy_mev: float, energy_sigma_mev: floa
     z = np.asarray(depth_cm, dtype=np.float64)
     r0 = float(range_cm if range_cm is not None else water_range_mm(energy_mev) / 10.0)
     p, a, b, g = BK_P, BK_ALPHA, BORTFELD_BETA, BORTFELD_GAMMA
-    s_mono = 0.012 * float(straggling_range_cm if straggling_range_cm is not None else r0) ** 0.935
+    r_strag = float(straggling_range_cm if straggling_range_cm is not None else r0)
+    s_mono = STRAGGLING_A_CM * r_strag ** STRAGGLING_B   # cm
     sigma = np.sqrt(s_mono**2 + (energy_sigma_mev * a * p * energy_mev ** (p - 1)) ** 2)
     from math import gamma as _gamma, pi, sqrt
 
@@ -103,11 +115,30 @@ def bortfeld_idd(depth_cm: np.ndarray, energy_mev: float, energy_sigma_mev: floa
     return np.maximum(out, 0.0)
 
 
+#: Lateral spread (1 sigma, projected) from multiple Coulomb scattering in water at the end of range, sigma_end =
+#: a R^b with sigma_end and the CSDA range R in cm.  ASSUMPTION, source not found: the pair has been in the code since
+#: the first commit without a reference (provenance audit 2026-12-06, C1).  It is not a fit to mcproton's own
+#: Fermi-Eyges model either (validation/reference.py sigma_fermi_eyges, Gottschalk's differential Moliere scattering
+#: power: 0.05-0.72 cm at the end of range for 50-230 MeV, ~0.0225 R^0.99), from which it differs by +21 % at R = 2.2
+#: cm and -6 % at R = 33 cm.  It enters the planner's dose-influence matrix only (spot weights); the Monte Carlo
+#: transports the scattering itself.
+MCS_END_A_CM, MCS_END_B = 0.0294, 0.896
+
+
 def mcs_sigma_mm(wet_mm: np.ndarray, range_mm: float) -> np.ndarray:
     """Lateral spread (mm) from multiple Coulomb scattering in water at depth ``wet_mm`` of a beam of
-    CSDA range ``range_mm``: Preston-Koehler depth shape scaled to 0.0294 R^0.896 cm at the end of range."""
+    CSDA range ``range_mm``: sigma(z)^2 = sigma_end^2 f(t), t = z / R, with sigma_end = :data:`MCS_END_A_CM`
+    R^:data:`MCS_END_B` (an assumption, see there) and the depth shape
+
+        f(t) = 2 (1 - t)^2 ln(1 / (1 - t)) + 3 t^2 - 2 t,   f(0) = 0, f(1) = 1.
+
+    f is the Fermi-Eyges integral sigma^2(z) = int_0^z (z - z')^2 T(z') dz' for a scattering power inversely
+    proportional to the residual range, T(z') = 2 sigma_end^2 / (R^2 (R - z')) (integrate with u = R - z'): the
+    scattering power of N. Kanematsu's Gaussian beam model (arXiv:0810.1390, 2008).  The planner has called it the
+    Preston-Koehler depth shape (Preston & Koehler, Harvard Cyclotron Laboratory, 1968); that report was not at hand
+    to check, so the derivation above is the reference."""
     r_cm = range_mm / 10.0
-    s_end = 10.0 * 0.0294 * r_cm**0.896
+    s_end = 10.0 * MCS_END_A_CM * r_cm**MCS_END_B
     t = np.clip(np.asarray(wet_mm, float) / range_mm, 0.0, 0.999)
     f = 2 * (1 - t) ** 2 * np.log(1 / (1 - t)) + 3 * t**2 - 2 * t
     return s_end * np.sqrt(np.maximum(f, 0.0))
