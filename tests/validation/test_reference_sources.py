@@ -24,7 +24,7 @@ from mcproton.validation import runner  # noqa: E402
 from mcproton.validation.cases import CASE_NAMES  # noqa: E402
 from mcproton.validation.core import CaseResult, Metric  # noqa: E402
 from mcproton.validation.markdown import write_markdown  # noqa: E402
-from mcproton.validation.sources import CASE_SOURCES, SOURCES_HEADING, case_sources, figure_credit  # noqa: E402
+from mcproton.validation.sources import CASE_SOURCES, ICRU90, SOURCES_HEADING, case_sources, figure_credit  # noqa: E402
 
 VAL = Path(__file__).resolve().parents[2] / "validation"
 DOI = "doi:10.5281/zenodo.10641085"
@@ -92,6 +92,12 @@ def test_every_case_with_third_party_data_names_its_source():
             assert case_sources(name), (name, [p.name for p in data])
     for name in ("heterogeneity_slabs", "range_shifter", "tissue_spr"):   # PSTAR / ICRU 90 / Schneider tables
         assert case_sources(name), name
+    # a case whose references use the water table (ICRU 90 by default, read from libdedx) names ICRU 90 (review 2 F1:
+    # lateral_spread and heterogeneity_slabs did not)
+    for name in CASE_NAMES:
+        code = "".join(p.read_text() for p in (VAL / name).glob("*.py"))
+        if "water_table(" in code:
+            assert ICRU90 in case_sources(name), name
     for srcs in CASE_SOURCES.values():
         for s in srcs:
             assert s.data and s.origin and s.creators and s.licence and s.short
