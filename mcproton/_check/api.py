@@ -131,6 +131,18 @@ class CheckResult:
     def failed(self) -> list[dict]:
         return [c for c in self.checks if not c["passed"]]
 
+    @property
+    def self_compared(self) -> str:
+        """"" where a planning system's dose was compared; where every RT Dose compared was written by mcproton
+        (inputs.MCPROTON_ONLY_DOSE's warning, kept in check.json's ``warnings``), what the verdict line says after
+        PASS or FAIL: the check compared mcproton with itself (audit 21 review: said only in the pairing before)."""
+        from .inputs import MCPROTON_ONLY_DOSE
+
+        if any(w.startswith(MCPROTON_ONLY_DOSE) for w in self.warnings):
+            return ("against a dose mcproton wrote, not the planning system's: mcproton compared with itself, not "
+                    "an independent check")
+        return ""
+
     def diagnostics_of(self, kind: str) -> list[str]:
         """The diagnostics of ``kind`` ("cause" or "remark"), in order; without kinds (a result of before 2026-12-06)
         every diagnostic is a cause, as the report showed them."""
@@ -207,7 +219,8 @@ class CheckResult:
         from the inputs in them (an ROI, a beam, a file) are shown with their control characters escaped
         (``printable``: an ROI "Cereb ESC[2J ESC[41mFAKE PASS" cleared the terminal and printed a red FAKE PASS in
         a FAIL's summary, a newline split a note; strings audit 19, F7); check.json and check.html keep them."""
-        lines = [f"mcproton check: {'PASS' if self.passed else 'FAIL'}"]
+        lines = [f"mcproton check: {'PASS' if self.passed else 'FAIL'}"
+                 + (f" ({self.self_compared})" if self.self_compared else "")]
         for c in self.checks:
             lines.append(f"  [{'pass' if c['passed'] else 'FAIL'}] {printable(c['quantity'])}: "
                          f"{printable(c['value_text'])} (action level {c['limit_text']})")
@@ -2082,9 +2095,6 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if "range_level_pct_of_depth" in r:   # what the level covers at this beam's depth (audit 21 F1)
             checks[-1]["limit_text"] += (f" (= {r['range_level_pct_of_depth']:.1f} % of this beam's distal depth, "
                                          f"{r['distal_depth_mm']:.0f} mm)")
-            note = shallow_range_note(label, r["distal_depth_mm"], lv.range_median_mm)
-            if note:
-                diagnostics.append(note)
         if floor:
             checks[-1]["value_text"] += (f", noise-matched (raw {fixed(r['median_mm'], 2, signed=True)} mm, the "
                                          f"MC's noise alone {fixed(r['noise_median_mm'], 2, signed=True)} mm)")
@@ -2105,6 +2115,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                         f"noise alone leaves within 2 mm (= {fixed(lim, dec)} %)")
             checks[-1]["noise_matched"] = True
         failed = [k for k, row in (("median", checks[-2]), ("rays", checks[-1])) if not row["passed"]]
+        # a shallow beam's remark that its range rows' PASS does not rule out a 3 % range error: only where both
+        # passed (audit 21 review F3: it stood beside a median row that had found the error)
+        note = (shallow_range_note(label, r["distal_depth_mm"], lv.range_median_mm)
+                if "range_level_pct_of_depth" in r and not failed else None)
+        if note:
+            diagnostics.append(note)
         note = range_noise_note(label, r, lv.range_median_mm, failed, u, noise_remedy(
             mc, target_uncertainty, primaries, time_limit_s)) if floor and failed else None
         if note:   # the noise shift beyond the level: said on the failed rows and in a cause (smoke audit F3)

@@ -80,6 +80,9 @@ class TPSDose:
     #: every plan the dose references (ReferencedRTPlanSequence, in order; ``plan_uid`` is the first): more than
     #: one is a plan sum, refused by :func:`gather`
     plan_uids: tuple[str, ...] = ()
+    #: StudyInstanceUID (0020,000D): with PatientID and FrameOfReferenceUID what ties a dose that references a plan
+    #: by mcproton's stand-in UID to that plan (:func:`stand_in_mismatch`)
+    study_uid: str = ""
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -446,7 +449,7 @@ def read_tps_dose(path: str | Path, dose_type: str | None = None) -> TPSDose:
                    str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("PatientID", "") or ""), het_vals,
                    " ".join(str(ds.get(k, "") or "").strip()
                             for k in ("Manufacturer", "ManufacturerModelName")).strip(), d.axis_directions,
-                   tuple(d.referenced_plan_sop_instance_uids))
+                   tuple(d.referenced_plan_sop_instance_uids), str(ds.get("StudyInstanceUID", "") or "").strip())
 
 
 def _shown(path: str | Path, root: str | Path | None) -> str:
@@ -477,16 +480,49 @@ def plan_reference_uids(sop: str) -> tuple[str, ...]:
     return (sop, replacement_plan_uid(sop)) if sop and not is_valid_uid(sop) else (sop,)
 
 
-def _replacement_note(d: TPSDose, sop: str, name: str) -> str | None:
+def written_by_mcproton(d: TPSDose) -> bool:
+    """An RT Dose mcproton wrote (its RT Dose writer sets Manufacturer "mcproton")."""
+    return d.writer.split(" ")[0] == "mcproton"
+
+
+#: The words that begin the warning of a check whose every compared RT Dose mcproton wrote: the check's result
+#: (api.CheckResult.self_compared) looks for them to say so beside its verdict (audit 21 review, remark)
+MCPROTON_ONLY_DOSE = "every RT Dose compared was written by mcproton"
+
+
+def stand_in_mismatch(d: TPSDose, rp: Any, *, study: bool = False) -> list[str]:
+    """What of the dose ``d``, which references the plan ``rp`` by the stand-in UID mcproton derives from the plan's
+    invalid SOPInstanceUID (:func:`plan_reference_uids`), is not the plan's: its PatientID and FrameOfReferenceUID,
+    as "PatientID 'X' (the plan's 'Y')"; with ``study`` its StudyInstanceUID (where both name one) instead.  The
+    stand-in is derived from the invalid UID alone, and OpenTPS writes the same one (its SOP Class UID) for every
+    plan, so the stand-in is the same for every OpenTPS plan of every patient: the patient and frame of reference,
+    which mcproton's RT Dose writer copies from the CT (mcproton run) or the planning system's dose (the check), are
+    what ties such a dose to this plan (audit 21 review F2).  The study it copies is the CT's, which need not be
+    the plan's: a different one is warned of, not refused."""
+    out = []
+    pairs = ((("StudyInstanceUID", d.study_uid, getattr(rp, "study_instance_uid", "")),) if study else
+             (("PatientID", d.patient_id, rp.patient_id),
+              ("FrameOfReferenceUID", d.frame_of_reference_uid, rp.frame_of_reference_uid)))
+    for what, mine, plan in pairs:
+        mine, plan = str(mine or "").strip(), str(plan or "").strip()
+        if mine != plan and not (study and not (mine and plan)):
+            out.append(f"{what} {mine or '(none)'!r} (the plan's {plan or '(none)'!r})")
+    return out
+
+
+def _stand_in_note(d: TPSDose, sop: str, name: str) -> str | None:
     """The pairing's note where the dose ``d`` refers to the plan by the UID mcproton derives from the plan's
-    invalid SOPInstanceUID ``sop`` (:func:`plan_reference_uids`); None where it refers to ``sop`` itself."""
+    invalid SOPInstanceUID ``sop`` (:func:`plan_reference_uids`; its patient, study and frame of reference checked
+    already: :func:`stand_in_mismatch`); None where it refers to ``sop`` itself."""
     if not d.plan_uid or d.plan_uid == sop:
         return None
     return (f"note: RT Dose {name} refers to the plan by {d.plan_uid}, the UID mcproton's RT Dose writer references "
             f"in place of the plan's invalid SOPInstanceUID {sop!r} (OpenTPS writes the SOP Class UID there): a dose "
-            "mcproton wrote for this plan, paired with it"
+            "mcproton wrote for a plan with this invalid UID, of this plan's patient and frame of reference, "
+            "paired with it; the UID does not tell this plan from another plan with the same invalid UID on the "
+            "same CT (OpenTPS writes the same one for every plan)"
             + (" (mcproton's own dose: the check compares mcproton with itself, not with the planning system)"
-               if d.writer.split(" ")[0] == "mcproton" else ""))
+               if written_by_mcproton(d) else ""))
 
 
 def _plan_fraction_groups(plan_path: Path) -> list[int]:
@@ -893,9 +929,22 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         cands = found.get("RTDOSE", [])
         doses = [dose_of(p) for p in cands]
         own = plan_reference_uids(rp.sop_instance_uid)
-        mine = [d for d in doses if set(own) & set(d.plan_uids)]   # any of its references (a plan sum: refused)
+        # any of its references (a plan sum: refused).  mcproton's stand-in UID (a plan whose UID is invalid) only
+        # where no dose references the plan's own UID: beside the planning system's dose, a dose mcproton wrote for
+        # the plan (mcproton run --rtdose) is skipped, as before the stand-in was paired (audit 21 review F1: the
+        # two were refused as "two plan doses")
+        mine = ([d for d in doses if rp.sop_instance_uid in d.plan_uids]
+                or [d for d in doses if set(own[1:]) & set(d.plan_uids)])
         for d in doses:
-            if d not in mine:
+            if d in mine:
+                continue
+            if set(own[1:]) & set(d.plan_uids):
+                log.append(f"skipped RT Dose {_shown(d.path, folder)}: it refers to the plan by {_plans_of(d)}, the "
+                           "UID mcproton's RT Dose writer references in place of the plan's invalid SOPInstanceUID "
+                           f"{rp.sop_instance_uid!r}: a dose mcproton wrote, while "
+                           f"{', '.join(_shown(m.path, folder) for m in mine)} refer(s) to the plan itself; give it "
+                           "with --dose to compare with it instead")
+            else:
                 log.append(f"skipped RT Dose {_shown(d.path, folder)}: it refers to plan {_plans_of(d)}, not this one")
         if any(len(d.plan_uids) <= 1 for d in mine):   # the plan's own dose(s) beside a plan sum: the sum skipped
             for d in [d for d in mine if len(d.plan_uids) > 1]:
@@ -937,7 +986,23 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         if d.plan_uid and d.plan_uid not in plan_reference_uids(rp.sop_instance_uid):
             raise CheckInputError(f"RT Dose {name} refers to the plan {d.plan_uid}, not to {_shown(plan_path, folder)} "
                                   f"({rp.sop_instance_uid}): it is another plan's dose; give the dose of this plan")
-        note = _replacement_note(d, rp.sop_instance_uid, name)
+        stand_in = bool(d.plan_uid) and d.plan_uid != rp.sop_instance_uid
+        wrong = stand_in_mismatch(d, rp) if stand_in else []
+        if wrong:
+            raise CheckInputError(
+                f"RT Dose {name} refers to the plan by {d.plan_uid}, the UID mcproton's RT Dose writer references in "
+                f"place of an invalid plan SOPInstanceUID {rp.sop_instance_uid!r}, which OpenTPS writes for every "
+                f"plan: that UID does not tell which plan it is, and the dose's {'; '.join(wrong)} differ(s) from "
+                f"{_shown(plan_path, folder)}'s: it is the dose of another plan (or patient); give the dose of this "
+                "plan, or write mcproton's dose again from this plan and its CT (mcproton run --rtdose)")
+        other_study = stand_in_mismatch(d, rp, study=True) if stand_in else []
+        if other_study:
+            warn(f"RT Dose {name} refers to the plan {_shown(plan_path, folder)} by mcproton's stand-in for its "
+                 "invalid SOPInstanceUID and carries its PatientID and FrameOfReferenceUID, but its "
+                 f"{other_study[0]} is another study: mcproton's RT Dose writer takes the study of the CT it computed "
+                 "on, so make sure this dose was computed for this plan (the stand-in UID is the same for every plan "
+                 "with this invalid UID)", McprotonWarning)
+        note = _stand_in_note(d, rp.sop_instance_uid, name)
         if note:
             log.append(note)
         if d.fraction_group is not None and plan_groups and d.fraction_group != plan_groups[0]:
@@ -994,6 +1059,11 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                                   "control-point or treatment-record dose cannot be recomputed from one plan; export "
                                   "the plan dose")
     ref = total if total is not None else beams[min(beams)]
+    if all(written_by_mcproton(d) for d in doses):   # beside the verdict, not only in the pairing (audit 21 review)
+        warn(f"{MCPROTON_ONLY_DOSE} ({', '.join(_shown(d.path, folder) for d in doses)}, Manufacturer 'mcproton'): "
+             "the check compares mcproton with itself, not with the planning system, so its verdict is not an "
+             "independent check of the plan's dose; give the planning system's RT Dose (--dose RD.dcm) for that",
+             McprotonWarning)
     # ---- the grid: per-beam doses on the plan dose's grid
     for d in beams.values():
         if (d.shape_zyx != ref.shape_zyx or not np.allclose(d.origin_mm, ref.origin_mm, atol=1e-3)

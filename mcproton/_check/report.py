@@ -1194,6 +1194,10 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
         f"<style>{REPORT_CSS}{print_css(_who_line(who, date=False), who['date'])}</style></head><body>",
         (f"<h1>mcproton check: <span class=\"{'pass' if res.passed else 'fail'}\">"
          f"{'PASS' if res.passed else 'FAIL'}</span></h1>"),
+        # a check against mcproton's own dose says so under the verdict, not only in the Pairing section (audit 21
+        # review)
+        *([f'<p class="changed"><b>{html.escape(res.self_compared[0].upper() + res.self_compared[1:])}.</b></p>']
+          if getattr(res, "self_compared", "") else []),
         _identification(res),
         "<h2>Action levels</h2>",
         f"<p>{html.escape(FRAME)} Defaults and the source of each: the last table of this report.</p>",

@@ -542,8 +542,9 @@ def test_a_dose_linked_by_uid_with_another_patient_id_is_paired_and_noted(folder
 
 def _opentps_uid(folder: Path) -> str:
     """Give the folder's plan the SOPInstanceUID OpenTPS writes (its SOP Class UID, not a valid instance UID) and
-    write its three doses again with mcproton's RT Dose writer, which references the UID it derives from that one;
-    returns the plan's UID."""
+    write its three doses again with mcproton's RT Dose writer, which references the UID it derives from that one,
+    in the plan's study (as mcproton's writer records its CT's, which OpenTPS writes in the plan's study); returns
+    the plan's UID."""
     from mcproton._io.errors import McprotonWarning
 
     ds = pydicom.dcmread(folder / "RP.dcm")
@@ -553,6 +554,10 @@ def _opentps_uid(folder: Path) -> str:
         _rd(folder / "RD_plan.dcm", uid)
         _rd(folder / "RD_beam1.dcm", uid, "BEAM", 1, scale=0.5)
         _rd(folder / "RD_beam2.dcm", uid, "BEAM", 2, scale=0.5)
+    for n in ("RD_plan.dcm", "RD_beam1.dcm", "RD_beam2.dcm"):
+        rd = pydicom.dcmread(folder / n)
+        rd.StudyInstanceUID = ds.StudyInstanceUID
+        rd.save_as(folder / n)
     return str(uid)
 
 
@@ -570,34 +575,111 @@ def test_doses_mcproton_wrote_for_a_plan_with_an_invalid_uid_are_paired_with_it(
     derived = replacement_plan_uid(uid)
     assert pydicom.dcmread(folder / "RD_plan.dcm").ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == derived
     doses = ["RD_plan.dcm", "RD_beam1.dcm", "RD_beam2.dcm"]
-    with pytest.warns(McprotonWarning, match="not a valid instance UID"):
+    with pytest.warns(McprotonWarning, match="not a valid instance UID") as said:
         inp = (_gather(folder) if how == "folder" else
                gather(plan=folder / "RP.dcm", dose=[folder / n for n in doses], ct=folder / "ct",
                       struct=folder / "RS.dcm"))
     assert _paired(inp) == CLEAN
+    said = [str(w.message) for w in said]
+    assert not [w for w in said if "is another study" in w], said   # the plan's patient, frame and study
+    # every dose compared is mcproton's: a warning, which the result puts beside its verdict (audit 21 review)
+    assert [w for w in said if w.startswith("every RT Dose compared was written by mcproton (")
+            and all(n in w for n in doses)], said
     notes = [s for s in inp.pairing if s.startswith("note: RT Dose") and derived in s and repr(uid) in s]
     assert sorted(n for n in doses for s in notes if f"RT Dose {n} " in s) == sorted(doses), inp.pairing
     assert all("mcproton's own dose" in s for s in notes), notes
 
 
-def test_a_dose_derived_from_another_invalid_plan_uid_is_still_another_plans(folder):
-    """Only the UID derived from this plan's own invalid UID pairs: a dose mcproton wrote for another plan with an
-    invalid UID is refused as that plan's, in a folder and given with --dose."""
+def _another_opentps_plans_dose(folder: Path, uid: str, what: str) -> Path:
+    """An RT Dose mcproton wrote for ANOTHER OpenTPS plan: the same invalid SOPInstanceUID ``uid`` (OpenTPS writes its
+    SOP Class UID for every plan), so the same stand-in UID, but of another patient (``what`` "patient") or on
+    another CT (``what`` "frame": another FrameOfReferenceUID), and another dose (0.7 x)."""
+    from mcproton._io.errors import McprotonWarning
+
+    with pytest.warns(McprotonWarning, match="references .* instead"):
+        p = _rd(folder / "RD_other.dcm", uid, scale=0.7, patient_id="OTHER_PATIENT" if what == "patient" else "T1")
+    if what == "frame":
+        ds = pydicom.dcmread(p)
+        ds.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.99"
+        ds.save_as(p)
+    return p
+
+
+@pytest.mark.parametrize("what", ["patient", "frame"])
+def test_a_dose_mcproton_wrote_for_another_opentps_plan_is_refused(folder, what):
+    """The stand-in UID is derived from the invalid UID alone, and OpenTPS writes the same invalid UID (481.8) for
+    every plan: a dose mcproton wrote for another OpenTPS plan, of another patient or on another CT, references the
+    very same stand-in.  It is refused as another plan's dose, naming what differs, in a folder and given with
+    --dose (audit 21 review F2: it was paired, with a note that it was "a dose mcproton wrote for this plan")."""
     from mcproton._check.inputs import CheckInputError, gather
     from mcproton._io.dicom_common import replacement_plan_uid
     from mcproton._io.errors import McprotonWarning
 
-    _opentps_uid(folder)
-    other = replacement_plan_uid("1.2.840.10008.5.1.4.1.1.481.5")   # the derived UID of another invalid plan UID
+    uid = _opentps_uid(folder)
     for p in folder.glob("RD_*.dcm"):
         p.unlink()
-    _rd(folder / "RD_other.dcm", other)
-    with pytest.warns(McprotonWarning, match="not a valid instance UID"):
-        msg = _refused(folder, "no RT Dose in")
-    assert other in msg and "RD_other.dcm" in msg
-    with pytest.warns(McprotonWarning, match="not a valid instance UID"), \
-            pytest.raises(CheckInputError, match=f"refers to the plan {other}, .*another plan's dose"):
-        gather(plan=folder / "RP.dcm", dose=folder / "RD_other.dcm", ct=folder / "ct", struct=folder / "RS.dcm")
+    other = _another_opentps_plans_dose(folder, uid, what)
+    assert pydicom.dcmread(other).ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == replacement_plan_uid(uid)
+    differs = "PatientID 'OTHER_PATIENT' (the plan's 'T1')" if what == "patient" else \
+        "FrameOfReferenceUID '1.2.826.0.1.3680043.8.498.99' (the plan's"
+    for how in ("folder", "--dose"):
+        with pytest.warns(McprotonWarning, match="not a valid instance UID"), \
+                pytest.raises(CheckInputError, match="it is the dose of another plan") as exc:
+            if how == "folder":
+                _gather(folder)
+            else:
+                gather(plan=folder / "RP.dcm", dose=other, ct=folder / "ct", struct=folder / "RS.dcm")
+        msg = str(exc.value)
+        assert "RT Dose RD_other.dcm refers to the plan by" in msg and differs in msg, msg
+        assert "which OpenTPS writes for every plan" in msg, msg
+
+
+def test_a_stand_in_dose_of_another_study_is_paired_with_a_warning(folder):
+    """The study mcproton's writer records is the CT's, which need not be the plan's: a stand-in dose of the plan's
+    patient and frame of reference but another StudyInstanceUID is paired, with a warning naming the study."""
+    from mcproton._io.errors import McprotonWarning
+
+    _opentps_uid(folder)
+    ds = pydicom.dcmread(folder / "RD_beam2.dcm")
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.98"
+    ds.save_as(folder / "RD_beam2.dcm")
+    with pytest.warns(McprotonWarning) as said:
+        inp = _gather(folder)
+    assert _paired(inp) == CLEAN
+    other = [str(w.message) for w in said if "is another study" in str(w.message)]
+    assert len(other) == 1 and other[0].startswith("RT Dose RD_beam2.dcm ") and "StudyInstanceUID" in other[0], other
+
+
+def test_beside_the_planning_systems_dose_mcprotons_stand_in_dose_is_skipped(folder):
+    """A folder with an OpenTPS plan (invalid UID), the planning system's dose (which references the invalid UID
+    itself, as OpenTPS writes it) and a dose mcproton wrote for the plan (mcproton run --rtdose: the stand-in UID):
+    the planning system's dose is compared and mcproton's is skipped, said in the pairing; given with --dose,
+    mcproton's is used.  The stand-in pairs only where no dose references the plan's own UID (audit 21 review F1:
+    the two were refused as "two plan doses"; before the stand-in was paired, mcproton's was skipped)."""
+    from mcproton._check.inputs import gather
+    from mcproton._io.errors import McprotonWarning
+
+    uid = _opentps_uid(folder)
+    for n in ("RD_beam1.dcm", "RD_beam2.dcm"):
+        (folder / n).unlink()
+    (folder / "RD_plan.dcm").rename(folder / "RD_mcproton_run.dcm")
+    with pytest.warns(McprotonWarning, match="references .* instead"):
+        tps = _rd(folder / "RD.dcm", uid, scale=1.1)
+    ds = pydicom.dcmread(tps)   # as OpenTPS writes its dose: it references the plan's invalid UID, Manufacturer its own
+    ds.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID = uid
+    ds.Manufacturer, ds.ManufacturerModelName = "OpenMCsquare", "OpenTPS"
+    ds.save_as(tps)
+    with pytest.warns(McprotonWarning, match="not a valid instance UID") as said:
+        inp = _gather(folder)
+    assert inp.total is not None and Path(inp.total.path).name == "RD.dcm", inp.pairing
+    skipped = [s for s in inp.pairing if s.startswith("skipped RT Dose RD_mcproton_run.dcm: ")]
+    assert len(skipped) == 1 and "a dose mcproton wrote, while RD.dcm refer(s) to the plan itself" in skipped[0], \
+        inp.pairing
+    assert not [w for w in said if "written by mcproton" in str(w.message)]   # the planning system's dose compared
+    with pytest.warns(McprotonWarning, match="every RT Dose compared was written by mcproton"):
+        inp = gather(plan=folder / "RP.dcm", dose=folder / "RD_mcproton_run.dcm", ct=folder / "ct",
+                     struct=folder / "RS.dcm")
+    assert Path(inp.total.path).name == "RD_mcproton_run.dcm"
 
 
 # ---- 7. DICOMDIR, hidden, empty, non-DICOM, damaged, unreadable files; sub-folders

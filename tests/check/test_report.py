@@ -564,6 +564,31 @@ def test_a_passed_report_says_notes_not_likely_causes(report, tmp_path):
     assert "<title>mcproton check PASS | patient test^plan (ID T1)" in page
 
 
+def test_a_check_against_mcprotons_own_dose_says_so_beside_its_verdict(report, tmp_path):
+    """The fixture's TPS doses are written by mcproton's RT Dose writer: the check compares mcproton with itself.
+    That is said beside the verdict: in the summary's first line, in check.json's warnings and under the report's
+    heading (audit 21 review: only the Pairing section said it, so a PASS read like an independent check); a
+    result without that warning says nothing of it."""
+    import dataclasses
+
+    from mcproton._check.inputs import MCPROTON_ONLY_DOSE
+    from mcproton._check.report import write_report
+
+    said = [w for w in report.warnings if w.startswith(MCPROTON_ONLY_DOSE)]
+    assert len(said) == 1 and "rep_plan" in said[0] and "not with the planning system" in said[0], report.warnings
+    assert said[0] in json.loads(Path(report.report_json).read_text())["warnings"]
+    first = report.summary().splitlines()[0]
+    assert first == "mcproton check: FAIL (against a dose mcproton wrote, not the planning system's: mcproton " \
+                    "compared with itself, not an independent check)", first
+    page = Path(report.report_html).read_text(encoding="utf-8")
+    head = page[page.index("<h1>"):page.index("<h2>Action levels</h2>")]
+    assert "Against a dose mcproton wrote, not the planning system&#x27;s: mcproton compared with itself" in head
+    other = dataclasses.replace(report, warnings=[w for w in report.warnings if w not in said])
+    assert other.self_compared == "" and other.summary().splitlines()[0] == "mcproton check: FAIL"
+    page = write_report(other, tmp_path, dict(report.timings_s)).read_text(encoding="utf-8")
+    assert "compared with itself" not in page
+
+
 def test_action_level_rows_sign_a_difference_and_no_minus_zero(report):
     """The range median's row gets its sign as the range table does (it read "0.53 mm" beside "+0.53"), the limit
     has the value's decimals, and no value reads -0.00 (audit 13, F6/F12)."""
