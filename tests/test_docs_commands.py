@@ -80,14 +80,17 @@ PLACEHOLDERS = {"N": "4", "DIR": "some_dir", "ADDRESS": "tcp://host:8786", "B": 
 
 
 def _argv(cmd: str) -> list[str]:
-    """The argument vector of a documented command line: trailing comments, ``[optional ...]`` brackets, ``...``
-    and shell quoting removed, placeholders replaced by a value of their type."""
+    """The argument vector of a documented command line: trailing comments, ``[optional ...]`` brackets, ``...``,
+    shell quoting and a redirection or pipe with what follows it removed, placeholders replaced by a value of their
+    type."""
     cmd = re.sub(r"\s#.*$", "", cmd).replace("...", " ")
     cmd = re.sub(r"\[(--[^\]]*|[A-Z_]+)\]", r" \1 ", cmd)   # [--optional VALUE], [PLACEHOLDER]
     try:
         words = shlex.split(cmd)
     except ValueError:   # an inline snippet cut by the prose (an unmatched quote)
         words = cmd.split()
+    shell = [i for i, w in enumerate(words) if w in (">", ">>", "|")]   # a redirection or pipe: the shell's, not ours
+    words = words[:shell[0]] if shell else words
     out = []
     for w in words:
         for k, v in PLACEHOLDERS.items():

@@ -22,7 +22,8 @@ from .compare import (AGGREGATE_NOISE_FACTOR, GAMMA_CRITERIA, MIN_RANGE_RAYS, NO
                       robust_max, start_gammas, structure_stats)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
-from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, gather, refusing_superseded_plans
+from .inputs import (CLINICAL_RBE, CheckInputError, CheckInputs, gather, refusing_superseded_plans,
+                     written_by_mcproton)
 from .level_text import fixed, judged, level_decimals, level_texts, percent_or_na
 from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
@@ -45,6 +46,22 @@ if TYPE_CHECKING:
 #: Body outline without an External ROI: CT density above this (g/cm3; lung is 0.2-0.5, air 0.0012), the
 #: largest connected part with its holes filled.
 BODY_DENSITY_G_CM3 = 0.1
+
+
+#: What the verdict line, check.json's and batch.json's ``self_compared`` and the batch's console line and index row
+#: say of a check whose every compared RT Dose mcproton wrote (audit 21 review; realcheck audit F2: a batch's row
+#: read plain PASS)
+SELF_COMPARED = ("against a dose mcproton wrote, not the planning system's: mcproton compared with itself, not an "
+                 "independent check")
+
+
+def self_compared_text(warnings: Iterable[str]) -> str:
+    """:data:`SELF_COMPARED` where the check's ``warnings`` hold inputs.MCPROTON_ONLY_DOSE's warning (every RT Dose
+    compared was written by mcproton), else "": the same for a fresh check and an earlier check.json read back (one
+    written before its ``self_compared`` key keeps the warning)."""
+    from .inputs import MCPROTON_ONLY_DOSE
+
+    return SELF_COMPARED if any(str(w).startswith(MCPROTON_ONLY_DOSE) for w in warnings) else ""
 
 
 @dataclass
@@ -133,15 +150,11 @@ class CheckResult:
 
     @property
     def self_compared(self) -> str:
-        """"" where a planning system's dose was compared; where every RT Dose compared was written by mcproton
-        (inputs.MCPROTON_ONLY_DOSE's warning, kept in check.json's ``warnings``), what the verdict line says after
-        PASS or FAIL: the check compared mcproton with itself (audit 21 review: said only in the pairing before)."""
-        from .inputs import MCPROTON_ONLY_DOSE
-
-        if any(w.startswith(MCPROTON_ONLY_DOSE) for w in self.warnings):
-            return ("against a dose mcproton wrote, not the planning system's: mcproton compared with itself, not "
-                    "an independent check")
-        return ""
+        """"" where a planning system's dose was compared; where every RT Dose compared was written by mcproton,
+        what the verdict line says after PASS or FAIL: the check compared mcproton with itself (audit 21 review:
+        said only in the pairing before); check.json's ``self_compared``, batch.json's too
+        (:func:`self_compared_text`)."""
+        return self_compared_text(self.warnings)
 
     def diagnostics_of(self, kind: str) -> list[str]:
         """The diagnostics of ``kind`` ("cause" or "remark"), in order; without kinds (a result of before 2026-12-06)
@@ -157,9 +170,9 @@ class CheckResult:
 
         from .out_dir import CHECK_JSON_SCHEMA
 
-        keys = ("passed", "checks", "gamma", "dose_difference", "structures", "ranges", "beam_gamma", "diagnostics",
-                "diagnostic_kinds", "warnings", "pairing", "provenance", "timings_s", "settings", "levels", "mc_rtdose",
-                "beam_dose")
+        keys = ("passed", "self_compared", "checks", "gamma", "dose_difference", "structures", "ranges",
+                "beam_gamma", "diagnostics", "diagnostic_kinds", "warnings", "pairing", "provenance", "timings_s",
+                "settings", "levels", "mc_rtdose", "beam_dose")
         from ..errors import EXIT_FAIL, EXIT_PASS
 
         # schema_version, status and exit_status first: what a script reads before anything else (automation audit,
@@ -1002,37 +1015,47 @@ def uniform_range_note(beam: int | str, r: dict, limit_mm: float = 1.0) -> str |
 #: The relative range error the range rows are to find (the issue's deliberate error; the clinical range margin is
 #: 3.5 % + 1 mm, Paganetti 2012, PMB 57 R99), in %
 RANGE_ERROR_PCT = 3.0
-#: A systematic offset of the two codes' distal R80 that the note allows for, mm: mcproton reads +0.5 mm against
-#: MCsquare on the OpenTPS head plan (+0.53 / +0.47 mm, their I-values; docs/check.md "Real third-party data")
+#: A systematic offset between the distal R80 of the two dose calculations compared that the note allows for, mm:
+#: measured +0.5 mm between mcproton and MCsquare on the OpenTPS head plan (+0.53 / +0.47 mm, their I-values;
+#: docs/check.md "Real third-party data"); another planning system's offset is not known, and two mcproton doses
+#: made with other settings (I-values: +0.5 against +0.15 mm against MCsquare there) can differ too
 RANGE_OFFSET_MM = 0.5
 
 
 def shallow_range_detection_depth_mm(limit_mm: float) -> float:
     """The distal depth beyond which a :data:`RANGE_ERROR_PCT` range error moves a beam's median distal R80 past the
-    level ``limit_mm`` even where an offset of the codes' ranges of :data:`RANGE_OFFSET_MM` cancels part of it:
-    (1 mm + 0.5 mm) / 3 % = 50 mm at the default level."""
+    level ``limit_mm`` even where a systematic offset of the two dose calculations' ranges of
+    :data:`RANGE_OFFSET_MM` cancels part of it: (1 mm + 0.5 mm) / 3 % = 50 mm at the default level."""
     return (limit_mm + RANGE_OFFSET_MM) / (RANGE_ERROR_PCT / 100)
 
 
-def shallow_range_note(label: str, depth_mm: float, limit_mm: float) -> str | None:
+def shallow_range_note(label: str, depth_mm: float, limit_mm: float, *, self_compared: bool = False) -> str | None:
     """The note of a beam whose distal edge (``distal_depth_mm`` of compare.range_agreement) is too shallow for its
     range level to find a :data:`RANGE_ERROR_PCT` range error for sure (:func:`shallow_range_detection_depth_mm`):
     the level is then that many % of its depth, and a PASS of its range rows does not rule such an error out (audit
-    21 F1: a 3 % error in the OpenTPS head's posterior field, 35 mm deep, passed at the defaults).  None where the
-    beam is deeper, or the depth is not known."""
+    21 F1: a 3 % error in the OpenTPS head's posterior field passed at the defaults: 41 mm deep in the check, 45 mm
+    on the per-beam split dose the error was put in).  The
+    offset is worded as what it is, an allowance, not a fact of this check: the figure measured against MCsquare is
+    named as such, and left out where the check compared mcproton with itself (``self_compared``; there the offset
+    is of two mcproton doses made with other settings).  None where the beam is deeper, or the depth is not known
+    (realcheck audit F1: "an offset of the two codes' ranges of 0.5 mm (as mcproton's against MCsquare's)" stood in
+    every check, against RayStation or mcproton's own dose too)."""
     if not (math.isfinite(depth_mm) and depth_mm > 0 and limit_mm > 0):
         return None
     deep = shallow_range_detection_depth_mm(limit_mm)
     if depth_mm >= deep:
         return None
     err = RANGE_ERROR_PCT / 100 * depth_mm
+    offset = ("(both are mcproton's here: two runs with other settings, such as the beam model, the CT conversion "
+              "or the I-values, can differ by one)" if self_compared else
+              "(measured: 0.5 mm between mcproton and MCsquare on docs/check.md's OpenTPS head case)")
     return (f"{label}: its distal edge lies {depth_mm:.0f} mm deep (the TPS's distal R80, median over the rays, from "
             f"the body surface), so the range level of {limit_mm:g} mm is {100 * limit_mm / depth_mm:.1f} % of its "
-            f"depth: a {RANGE_ERROR_PCT:g} % range error moves the median by {err:.2f} mm only, and an offset of the "
-            f"two codes' ranges of {RANGE_OFFSET_MM:g} mm (as mcproton's against MCsquare's) "
-            f"adds to it or cancels it; the range rows find a {RANGE_ERROR_PCT:g} % error for sure only beyond "
-            f"{deep:.0f} mm, so their PASS does not rule one out here: read the median's sign and the beam's depth "
-            "dose")
+            f"depth: a {RANGE_ERROR_PCT:g} % range error moves the median by {err:.2f} mm, against the level of "
+            f"{limit_mm:g} mm, and a systematic offset between the two dose calculations' ranges {offset} adds to it "
+            f"or cancels it; allowing for an offset of {RANGE_OFFSET_MM:g} mm, the range rows find a "
+            f"{RANGE_ERROR_PCT:g} % error for sure only beyond {deep:.0f} mm, so their PASS does not rule one out "
+            "here: read the median's sign and the beam's depth dose")
 
 
 def range_noise_note(label: str, r: Mapping[str, Any], limit_mm: float, failed: Sequence[str], u_pct: float,
@@ -2007,6 +2030,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     # ---- action levels (and the provenance: action_levels_s)
     t, c = time.perf_counter(), time.process_time()
     checks: list[dict] = []
+    # every RT Dose compared is mcproton's own (the shallow-beam remark then names no other code: realcheck F1)
+    self_compared = all(written_by_mcproton(d) for d in (inp.total, *inp.beams.values()) if d is not None)
 
     def add(quantity: str, value: float, limit: float, ok: bool, unit: str, kind: str, level: str) -> None:
         # the value and limit with the decimals that show which side of the limit the value is (level_text: 3.004 %
@@ -2117,7 +2142,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         failed = [k for k, row in (("median", checks[-2]), ("rays", checks[-1])) if not row["passed"]]
         # a shallow beam's remark that its range rows' PASS does not rule out a 3 % range error: only where both
         # passed (audit 21 review F3: it stood beside a median row that had found the error)
-        note = (shallow_range_note(label, r["distal_depth_mm"], lv.range_median_mm)
+        note = (shallow_range_note(label, r["distal_depth_mm"], lv.range_median_mm, self_compared=self_compared)
                 if "range_level_pct_of_depth" in r and not failed else None)
         if note:
             diagnostics.append(note)
@@ -2524,6 +2549,13 @@ def _batch_record_of(p: Mapping[str, Any], st: Mapping[str, Any], label: str, ui
             "levels": (st.get("levels_config") or {}).get("source")}
 
 
+def earlier_self_compared(earlier: Mapping[str, Any]) -> str:
+    """An earlier check.json's ``self_compared`` (:data:`SELF_COMPARED` or ""); one written before the key, from its
+    warnings (:func:`self_compared_text`)."""
+    v = earlier.get("self_compared")
+    return v if isinstance(v, str) else self_compared_text(earlier.get("warnings") or [])
+
+
 def _reused_row(earlier: Mapping[str, Any], html: Path, out_dir: Path, patient: Path | None = None,
                 key: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """batch.json's row of a patient not checked again (``skip_checked``): the fields of a fresh check's row, taken
@@ -2545,7 +2577,8 @@ def _reused_row(earlier: Mapping[str, Any], html: Path, out_dir: Path, patient: 
            "statistical_uncertainty_pct": prov.get("statistical_uncertainty_pct"),
            **_batch_record_of(prov, st, ident.get("RTPlanLabel") or "", uid, html if html.exists() else None,
                               out_dir),
-           "warnings": list(earlier.get("warnings") or []), "reused": True}
+           "warnings": list(earlier.get("warnings") or []), "self_compared": earlier_self_compared(earlier),
+           "reused": True}
     if patient is not None and key is not None:
         by_hash: dict[str, str] = {}
         for rel, sha in (key.get("input_files_sha256") or {}).items():
@@ -2618,6 +2651,11 @@ class ReusedCheck:
     def checked(self) -> str | None:
         """When the reused check finished (its check.json's provenance.check_finished)."""
         return (self.record.get("provenance") or {}).get("check_finished")
+
+    @property
+    def self_compared(self) -> str:
+        """The reused check's ``self_compared`` (:func:`earlier_self_compared`)."""
+        return earlier_self_compared(self.record)
 
 
 def _reusable(check_json: Path, key: dict[str, Any]) -> dict | None:
@@ -2772,7 +2810,8 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
                              "error_type": None, "failed": [c["quantity"] for c in r.failed],
                              "gamma_2_2_pct": 100 * r.gamma["2%/2mm"]["pass_rate"],
                              "statistical_uncertainty_pct": r.provenance.get("statistical_uncertainty_pct"),
-                             **_batch_record(r, uid, out_dir), "warnings": list(r.warnings)}
+                             **_batch_record(r, uid, out_dir), "warnings": list(r.warnings),
+                             "self_compared": r.self_compared}
             if uid and uid in plans:
                 table[p.name]["duplicate_of"] = plans[uid]
                 log(f"mcproton check --batch: '{p.name}' holds the same RT Plan (SOPInstanceUID {uid}) as "

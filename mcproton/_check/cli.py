@@ -22,17 +22,28 @@ TPS dose; on the TPS grid, in its study) go to --out; see docs/check.md."""
 
 
 class _PrintLevels(argparse.Action):
-    """``--print-levels``: print the default action levels as a --config file and exit 0, as --version does (no
-    other option needed, --out included): an installed mcproton has no examples/check.toml (audit 21 F6)."""
+    """``--print-levels``: print the action levels as a --config file and exit 0, as --version does (no other option
+    needed, --out included): an installed mcproton has no examples/check.toml (audit 21 F6).  The defaults, or with
+    ``--config FILE`` (before or after it on the line) the levels that file gives over them (realcheck audit F5:
+    the defaults were printed, the config not read, without a word).  The other options are not read."""
 
     def __init__(self, option_strings: list[str], dest: str, **kw) -> None:
         super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kw)
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        from .levels import defaults_toml
+        # printed by main() once the whole line is parsed (a --config may follow); --out and the like then are not
+        # required (this parser is built for this one line: cli.build_parser)
+        namespace.print_levels = True
+        for a in parser._actions:
+            a.required = False
 
-        print(defaults_toml(), end="")
-        parser.exit()
+
+def print_levels(config: str | None) -> int:
+    """What ``--print-levels`` prints (:class:`_PrintLevels`): the defaults, or ``config``'s levels over them."""
+    from .levels import config_levels_toml, defaults_toml
+
+    print(defaults_toml() if config is None else config_levels_toml(config), end="")
+    return 0
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -117,7 +128,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="TOML with a [levels] table of action levels (default: the built-in levels, which "
                         "--print-levels prints as such a file to copy and edit)")
     c.add_argument("--print-levels", action=_PrintLevels,
-                   help="print the default action levels as a --config TOML file (each with what it is) and exit")
+                   help="print the default action levels as a --config TOML file (each with what it is) and exit; "
+                        "with --config FILE, the levels FILE gives over the defaults")
     c.add_argument("--gamma-points", type=int, default=10000,
                    help="random subset of points for the 3-D gamma (default 10000; 0 = all)")
     c.add_argument("--gamma-workers", type=int, default=0,
@@ -132,6 +144,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     from .record import invoked_as
 
+    if getattr(args, "print_levels", False):   # --print-levels: nothing checked, nothing written
+        return print_levels(args.config)
     with invoked_as(getattr(args, "command_line", None) or ["mcproton", *sys.argv[1:]]):   # in the record
         return _main(args)
 
@@ -192,6 +206,8 @@ def _checked(args: argparse.Namespace) -> int:
             for name, r in results.items():
                 word = (f"{_BATCH_WORD.get(r.status, 'ERROR')} ({r})" if isinstance(r, str) else "PASS" if r.passed
                         else "FAIL (" + "; ".join(c["quantity"] for c in r.failed) + ")")
+                if not isinstance(r, str) and r.self_compared:   # as the single check's verdict line (realcheck F2)
+                    word += f" ({r.self_compared})"
                 if getattr(r, "status", None) == "reused":
                     word += f" (reused: checked {r.checked}, same inputs and settings)"
                 print(f"{name}: {word}")

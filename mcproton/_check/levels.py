@@ -121,12 +121,31 @@ def defaults_toml() -> str:
     """The default action levels as a ``--config`` file (``mcproton check --print-levels``; examples/check.toml
     is this text): a [levels] table, each level with what it is; an installed mcproton has no examples/ folder
     (audit 21 F6)."""
-    values = asdict(ActionLevels())
+    return _levels_toml(ActionLevels(), [
+        "# The default action levels of `mcproton check` (`mcproton check --print-levels` prints this file):",
+        "# edit a copy and give it with --config FILE; a level left out keeps its default.  The source of",
+        "# each: docs/check.md \"Action levels\", the report's last table and check.json's \"levels\"."])
+
+
+def config_levels_toml(path: str | Path) -> str:
+    """The action levels that ``--config path`` gives (its [levels] over the defaults, read and refused as the
+    check reads them) as a ``--config`` file: ``mcproton check --print-levels --config FILE``.  A level other than
+    its default says the default beside it (realcheck audit F5: the defaults were printed, the config not read)."""
+    levels = ActionLevels.load(path)
+    defaults = asdict(ActionLevels())
+    return _levels_toml(levels, [
+        f"# The action levels of `mcproton check --config {path}`: its [levels] over the defaults",
+        "# (`mcproton check --print-levels --config FILE` prints this file); a level other than its default",
+        "# says the default at the end of its line.  The source of each: docs/check.md \"Action levels\"."],
+        {k: f" (default {defaults[k]!r})" for k, v in asdict(levels).items() if v != defaults[k]})
+
+
+def _levels_toml(levels: ActionLevels, header: list[str], after: dict[str, str] | None = None) -> str:
+    """``levels`` as a --config file: ``header``, then a [levels] table, each level with what it is (and
+    ``after[name]`` at the end of its line)."""
+    values = asdict(levels)
     assert set(MEANINGS) == set(values), "levels.MEANINGS names every action level"
     width = max(len(f"{k} = {v!r}") for k, v in values.items()) + 2
-    lines = ["# The default action levels of `mcproton check` (`mcproton check --print-levels` prints this file):",
-             "# edit a copy and give it with --config FILE; a level left out keeps its default.  The source of",
-             "# each: docs/check.md \"Action levels\", the report's last table and check.json's \"levels\".",
-             "[levels]"]
-    lines += [f"{f'{k} = {values[k]!r}':<{width}}# {m}" for k, m in MEANINGS.items()]
+    lines = [*header, "[levels]"]
+    lines += [f"{f'{k} = {values[k]!r}':<{width}}# {m}{(after or {}).get(k, '')}" for k, m in MEANINGS.items()]
     return "\n".join(lines) + "\n"

@@ -1419,7 +1419,9 @@ def write_batch_index(table: dict[str, dict], out_dir: str | Path, pending: Iter
         g, u = t.get("gamma_2_2_pct"), t.get("statistical_uncertainty_pct")
         doses = "; ".join(str(d.get("sop_instance_uid") or Path(str(d.get("path", ""))).name)
                           for d in t.get("tps_doses") or [])
-        cells = [name, who, t.get("plan") or "", verdict, what, "" if g is None else f"{g:.2f}",
+        shown = verdict + (f" ({t['self_compared']})" if verdict in ("PASS", "FAIL") and t.get("self_compared")
+                           else "")   # as the check's verdict line (realcheck audit F2: read plain PASS)
+        cells = [name, who, t.get("plan") or "", shown, what, "" if g is None else f"{g:.2f}",
                  "" if u is None else f"{u:.2f}", t.get("checked") or "", doses]
         rows.append("<tr" + (' class="pass"' if verdict == "PASS" else ' class="fail"') + ">"
                     + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + f"<td>{link}</td></tr>")

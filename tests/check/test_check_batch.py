@@ -447,3 +447,58 @@ def test_one_patients_treatment_course_given_to_batch_is_refused_at_once(one_pat
                        r"check each plan with mcproton check .*course --plan .*course/cranial/RP") as exc:
         api.check_batch(root, tmp_path / "out", log=lambda m: None)
     assert calls.folders == [] and "spinal/RP" in str(exc.value)
+
+
+# ---- 7. a patient checked against mcproton's own dose (realcheck audit F2)
+def test_a_patient_checked_against_mcprotons_own_dose_says_so_on_its_batch_line_row_and_index(pts, monkeypatch,
+                                                                                                tmp_path, capsys):
+    """A patient whose every RT Dose mcproton wrote (the fixture's: mcproton's RT Dose writer) is a check of mcproton
+    against itself.  The single check says so beside its verdict; a batch read plain "p1: PASS" on the console,
+    "PASS" in index.html and ``"status": "pass"`` in batch.json, with no key saying so (realcheck audit F2).  Now
+    batch.json's row has ``self_compared`` (the sentence, as check.json's; "" for a planning system's dose), and the
+    console line and the index row say it beside PASS.  p2's doses are made a planning system's (Manufacturer)."""
+    import warnings
+
+    from mcproton.cli import main
+
+    for f in (pts / "p2").glob("RD_*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds.Manufacturer = "RaySearch Laboratories"
+        ds.save_as(f)
+    out = tmp_path / "out"
+    c = Calls(out)
+
+    def with_warnings(**kw):   # the pairing's warnings kept in the result, as check() keeps them
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            r = c(**kw)
+        r.warnings = [str(w.message) for w in said]
+        return r
+
+    said = ("against a dose mcproton wrote, not the planning system's: mcproton compared with itself, not an "
+            "independent check")   # the single check's verdict line says it so (tests/check/test_report.py)
+    monkeypatch.setattr(api, "check", with_warnings)
+    assert main(["check", str(pts), "--batch", "--beam-model", "dcpt_v2", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert f"p1: PASS ({said})" in printed and "p2: PASS" in printed, printed
+    table = json.loads((out / "batch.json").read_text())
+    assert table["p1"]["self_compared"] == said and table["p2"]["self_compared"] == "", table
+    import html
+
+    page = (out / "index.html").read_text()
+    rows = {name: page[page.index(f"<td>{name}</td>"):][:page[page.index(f"<td>{name}</td>"):].index("</tr>")]
+            for name in ("p1", "p2")}
+    assert f"<td>{html.escape('PASS (' + said + ')')}</td>" in rows["p1"], rows["p1"]
+    assert "<td>PASS</td>" in rows["p2"] and "compared with itself" not in rows["p2"], rows["p2"]
+
+
+def test_a_reused_rows_self_compared_is_its_earlier_checks(tmp_path):
+    """``--skip-checked``: the row of a check not made again carries its check.json's ``self_compared``; one written
+    before that key (2026-12-06) from its warnings, which held the sentence's warning (realcheck audit F2)."""
+    from mcproton._check.inputs import MCPROTON_ONLY_DOSE
+
+    own = {"status": "pass", "passed": True, "warnings": [f"{MCPROTON_ONLY_DOSE} (RD.dcm, Manufacturer 'mcproton')"]}
+    assert api._reused_row(own, tmp_path / "check.html", tmp_path)["self_compared"] == api.SELF_COMPARED
+    assert api._reused_row({**own, "self_compared": ""}, tmp_path / "check.html", tmp_path)["self_compared"] == ""
+    assert api._reused_row({**own, "warnings": []}, tmp_path / "check.html", tmp_path)["self_compared"] == ""
+    assert api.ReusedCheck(True, [], own, "check.json").self_compared == api.SELF_COMPARED

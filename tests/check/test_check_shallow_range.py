@@ -106,6 +106,9 @@ def test_the_range_rows_say_what_relative_range_error_their_level_is_at_the_beam
     notes = [n for n in res.diagnostics if n.startswith("beam 1: its distal edge lies")]
     assert len(notes) == 1 and f"{depth:.0f} mm deep" in notes[0] and "beyond 50 mm" in notes[0], res.diagnostics
     assert "does not rule one out" in notes[0]
+    # the 'TPS' dose is mcproton's (write_rtdose): no other code named in a check of mcproton against itself
+    # (realcheck audit F1: "an offset of the two codes' ranges of 0.5 mm (as mcproton's against MCsquare's)")
+    assert "MCsquare" not in notes[0] and "two codes" not in notes[0] and "both are mcproton's" in notes[0]
     js = res.to_dict()
     assert js["ranges"]["1"]["range_level_pct_of_depth"] == pytest.approx(100 / depth)
     assert notes[0] in res.summary()
@@ -130,3 +133,23 @@ def test_a_3_percent_range_error_moves_the_median_by_3_percent_of_the_depth(shal
     row = _median_row(offset)
     assert row["passed"], row   # the detection limit: the 3 % error is not found by the range rows here
     assert any(n.startswith("beam 1: its distal edge lies") for n in offset.diagnostics), offset.diagnostics
+
+
+def test_the_shallow_beam_remark_names_the_offset_as_an_allowance_not_a_fact_of_this_check():
+    """The remark said "an offset of the two codes' ranges of 0.5 mm (as mcproton's against MCsquare's)" in every
+    check: against RayStation, Eclipse or mcproton's own dose too (realcheck audit F1).  Now it names the offset
+    between the two dose calculations, the 0.5 mm as measured against MCsquare on the OpenTPS case (the allowance
+    the 50 mm rests on), and in a check of mcproton against itself no other code."""
+    from mcproton._check.api import shallow_range_note
+
+    other = shallow_range_note("beam 1", 40.0, 1.0)
+    own = shallow_range_note("beam 1", 40.0, 1.0, self_compared=True)
+    for note in (other, own):
+        assert note is not None and "two codes" not in note and "as mcproton's against MCsquare's" not in note, note
+        assert "3 % range error moves the median by 1.20 mm, against the level of 1 mm" in note, note
+        assert "a systematic offset between the two dose calculations' ranges" in note, note
+        assert "allowing for an offset of 0.5 mm, the range rows find a 3 % error for sure only beyond 50 mm" in note
+    assert "measured: 0.5 mm between mcproton and MCsquare on docs/check.md's OpenTPS head case" in other, other
+    assert "MCsquare" not in own and "both are mcproton's here" in own, own
+    assert shallow_range_note("beam 1", 51.0, 1.0) is None and shallow_range_note("beam 1", 51.0, 1.0,
+                                                                                   self_compared=True) is None

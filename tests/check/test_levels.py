@@ -56,10 +56,9 @@ def test_print_levels_prints_the_defaults_as_a_config_file_with_no_other_option(
     from mcproton._check.levels import MEANINGS, defaults_toml
     from mcproton.cli import main
 
-    with pytest.raises(SystemExit) as ex:
-        main(["check", "--print-levels"])
+    rc = main(["check", "--print-levels"])
     out = capsys.readouterr().out
-    assert ex.value.code in (0, None) and out == defaults_toml()
+    assert rc == 0 and out == defaults_toml()
     f = tmp_path / "mine.toml"
     f.write_text(out)
     assert ActionLevels.load(f) == ActionLevels()
@@ -67,6 +66,33 @@ def test_print_levels_prints_the_defaults_as_a_config_file_with_no_other_option(
         assert f"{k} = {getattr(ActionLevels(), k)!r}" in out and meaning in out
     f.write_text(out.replace("range_median_mm = 1.0", "range_median_mm = 0.7"))   # a copy edited
     assert ActionLevels.load(f) == ActionLevels(range_median_mm=0.7)
+
+
+@pytest.mark.parametrize("config_first", [True, False])
+def test_print_levels_with_a_config_prints_the_levels_that_config_gives(tmp_path, capsys, config_first):
+    """``--print-levels --config tight.toml`` printed the defaults (range_median_mm = 1.0 where the file says 0.5)
+    without a word that the file was not read (realcheck audit F5).  Now it prints the levels the file gives over
+    the defaults, as the check reads them (a level changed says its default), on either side of --config on the
+    line, with no --out; a config the check would refuse is refused here too, with the check's message."""
+    from mcproton._check.levels import defaults_toml
+    from mcproton.cli import main
+
+    f = tmp_path / "tight.toml"
+    f.write_text("[levels]\nrange_median_mm = 0.5\n")
+    opts = ["--config", str(f), "--print-levels"] if config_first else ["--print-levels", "--config", str(f)]
+    rc = main(["check", *opts])
+    out = capsys.readouterr().out
+    assert rc == 0 and out != defaults_toml(), out
+    line = next(x for x in out.splitlines() if x.startswith("range_median_mm"))
+    assert line.startswith("range_median_mm = 0.5 ") and line.endswith("(default 1.0)"), line
+    assert str(f) in out and "(default" not in out.replace(line, "")   # the others are the defaults
+    printed = tmp_path / "printed.toml"
+    printed.write_text(out)
+    assert ActionLevels.load(printed) == ActionLevels(range_median_mm=0.5)   # a --config file itself
+    f.write_text("[levels]\nrange_median = 0.5\n")
+    rc = main(["check", *opts])
+    cap = capsys.readouterr()
+    assert rc == 2 and cap.out == "" and "unknown action level(s) ['range_median']" in cap.err, cap
 
 
 def test_the_default_levels_are_named_by_what_an_installed_user_has():

@@ -576,15 +576,19 @@ def test_a_check_against_mcprotons_own_dose_says_so_beside_its_verdict(report, t
 
     said = [w for w in report.warnings if w.startswith(MCPROTON_ONLY_DOSE)]
     assert len(said) == 1 and "rep_plan" in said[0] and "not with the planning system" in said[0], report.warnings
-    assert said[0] in json.loads(Path(report.report_json).read_text())["warnings"]
+    saved = json.loads(Path(report.report_json).read_text())
+    assert said[0] in saved["warnings"]
     first = report.summary().splitlines()[0]
     assert first == "mcproton check: FAIL (against a dose mcproton wrote, not the planning system's: mcproton " \
                     "compared with itself, not an independent check)", first
+    # and a key of its own in check.json, what a script reads (realcheck audit F2: only in the warnings' text)
+    assert saved["self_compared"] == first[len("mcproton check: FAIL ("):-1], saved.get("self_compared")
     page = Path(report.report_html).read_text(encoding="utf-8")
     head = page[page.index("<h1>"):page.index("<h2>Action levels</h2>")]
     assert "Against a dose mcproton wrote, not the planning system&#x27;s: mcproton compared with itself" in head
     other = dataclasses.replace(report, warnings=[w for w in report.warnings if w not in said])
     assert other.self_compared == "" and other.summary().splitlines()[0] == "mcproton check: FAIL"
+    assert other.to_dict()["self_compared"] == ""
     page = write_report(other, tmp_path, dict(report.timings_s)).read_text(encoding="utf-8")
     assert "compared with itself" not in page
 
