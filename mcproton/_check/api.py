@@ -22,8 +22,8 @@ from .compare import (AGGREGATE_NOISE_FACTOR, GAMMA_CRITERIA, MIN_RANGE_RAYS, NO
                       robust_max, start_gammas, structure_stats)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
-from .inputs import (CLINICAL_RBE, CheckInputError, CheckInputs, gather, refusing_superseded_plans,
-                     written_by_mcproton)
+from .inputs import (CLINICAL_RBE, MCPROTON_ONLY_DOSE, CheckInputError, CheckInputs, gather,
+                     refusing_superseded_plans)
 from .level_text import fixed, judged, level_decimals, level_texts, percent_or_na
 from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
@@ -59,8 +59,6 @@ def self_compared_text(warnings: Iterable[str]) -> str:
     """:data:`SELF_COMPARED` where the check's ``warnings`` hold inputs.MCPROTON_ONLY_DOSE's warning (every RT Dose
     compared was written by mcproton), else "": the same for a fresh check and an earlier check.json read back (one
     written before its ``self_compared`` key keeps the warning)."""
-    from .inputs import MCPROTON_ONLY_DOSE
-
     return SELF_COMPARED if any(str(w).startswith(MCPROTON_ONLY_DOSE) for w in warnings) else ""
 
 
@@ -2031,7 +2029,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     t, c = time.perf_counter(), time.process_time()
     checks: list[dict] = []
     # every RT Dose compared is mcproton's own (the shallow-beam remark then names no other code: realcheck F1)
-    self_compared = all(written_by_mcproton(d) for d in (inp.total, *inp.beams.values()) if d is not None)
+    self_compared = inp.self_compared
 
     def add(quantity: str, value: float, limit: float, ok: bool, unit: str, kind: str, level: str) -> None:
         # the value and limit with the decimals that show which side of the limit the value is (level_text: 3.004 %

@@ -117,6 +117,12 @@ class CheckInputs:
     ct_not_drawn_on: str = ""
 
     @property
+    def self_compared(self) -> bool:
+        """Every RT Dose compared was written by mcproton (:func:`written_by_mcproton`): the check compares
+        mcproton with itself (gather's warning, the verdict's words, the shallow-beam remark)."""
+        return all(written_by_mcproton(d) for d in (self.total, *self.beams.values()) if d is not None)
+
+    @property
     def reference(self) -> TPSDose:
         """The dose grid the check is done on (the plan dose, else the first per-beam dose)."""
         return self.total if self.total is not None else self.beams[min(self.beams)]
@@ -510,12 +516,10 @@ def stand_in_mismatch(d: TPSDose, rp: Any, *, study: bool = False) -> list[str]:
     return out
 
 
-def _stand_in_note(d: TPSDose, sop: str, name: str) -> str | None:
+def _stand_in_note(d: TPSDose, sop: str, name: str) -> str:
     """The pairing's note where the dose ``d`` refers to the plan by the UID mcproton derives from the plan's
     invalid SOPInstanceUID ``sop`` (:func:`plan_reference_uids`; its patient, study and frame of reference checked
-    already: :func:`stand_in_mismatch`); None where it refers to ``sop`` itself."""
-    if not d.plan_uid or d.plan_uid == sop:
-        return None
+    already: :func:`stand_in_mismatch`)."""
     return (f"note: RT Dose {name} refers to the plan by {d.plan_uid}, the UID mcproton's RT Dose writer references "
             f"in place of the plan's invalid SOPInstanceUID {sop!r} (OpenTPS writes the SOP Class UID there): a dose "
             "mcproton wrote for a plan with this invalid UID, of this plan's patient and frame of reference, "
@@ -1002,9 +1006,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                  f"{other_study[0]} is another study: mcproton's RT Dose writer takes the study of the CT it computed "
                  "on, so make sure this dose was computed for this plan (the stand-in UID is the same for every plan "
                  "with this invalid UID)", McprotonWarning)
-        note = _stand_in_note(d, rp.sop_instance_uid, name)
-        if note:
-            log.append(note)
+        if stand_in:
+            log.append(_stand_in_note(d, rp.sop_instance_uid, name))
         if d.fraction_group is not None and plan_groups and d.fraction_group != plan_groups[0]:
             if d.fraction_group in plan_groups:   # truly another group's dose
                 raise CheckInputError(f"RT Dose {name} ({d.summation_type}) is of fraction group {d.fraction_group} "

@@ -1035,10 +1035,10 @@ def _highest_range_mm(energy_mev: float, spread_mev: float) -> float:
     """The CSDA range in water (mm; the engine's ICRU 90 table, mcproton.planning.kernel.water_range_mm) of the
     protons of a layer, at its mean energy + SHIFTER_STOP_SIGMAS energy-spread sigmas, plus SHIFTER_STOP_SIGMAS
     sigmas of range straggling."""
-    from ..planning.kernel import water_range_mm
+    from ..planning.kernel import STRAGGLING_A_CM, STRAGGLING_B, water_range_mm
 
     r_cm = float(water_range_mm(energy_mev + SHIFTER_STOP_SIGMAS * max(spread_mev, 0.0))) / 10.0
-    return 10.0 * (r_cm + SHIFTER_STOP_SIGMAS * 0.012 * r_cm ** 0.935)
+    return 10.0 * (r_cm + SHIFTER_STOP_SIGMAS * STRAGGLING_A_CM * r_cm ** STRAGGLING_B)
 
 
 def _layer_names(beam: Any) -> dict[float, str]:
