@@ -28,7 +28,7 @@ from .source import Beam
 
 def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict | None = None,
              progress: bool | Callable[[int, float], None] = False, *, beam_index: int = 0,
-             log: bool | Callable[[str], None] | None = True) -> DoseResult:
+             log: bool | Callable[[str], None] | None = True, allow: tuple[str, ...] = ()) -> DoseResult:
     """Transport ``settings.primaries`` protons of ``beam`` through ``geometry`` (no checkpoint, no output
     file; stops early at ``settings.target_uncertainty`` or ``settings.time_limit_s``).
 
@@ -48,6 +48,13 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     log : where the run's messages go (a beam stopped by its target uncertainty or time limit, a GPU batch made
         smaller): True for stderr, a callable ``f(line)``, or None (or False) for none.  Warnings go through
         Python's ``warnings`` as always.
+    allow : the refusals of a patient plan below to pass, as ``mcproton run``'s ``plan.allow_*`` keys do:
+        ``"other_frame"`` (``plan.allow_other_frame``), ``"position_mismatch"`` (``plan.allow_position_mismatch``)
+        and ``"shifter_inside"`` (no key in ``mcproton run``: for a study of that error only); () for none.  The run
+        then goes on with a :class:`~mcproton.McprotonRuntimeWarning`, and the result records each refusal passed in
+        ``result.provenance["overrides"]`` (kept by ``save``, ``load`` and :func:`sum_results`), so that
+        :func:`~mcproton.write_result_rtdose` tags its RT Dose OVERRIDE (DoseComment, SeriesDescription,
+        ImageComments).
 
     The mcproton warnings issued during the call are kept in ``result.provenance["warnings"]`` (each message
     once), as ``mcproton run`` keeps them in its output, whatever the warning filters show; so are those issued when
@@ -55,33 +62,48 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     that the calibration does not cover, such as metal given bone's density, judged again on what a structure set's
     overrides left, and :func:`mcproton._io.roi_overrides.apply_overrides`'s own warnings).
 
-    Inputs that ``mcproton run`` refuses as plausible but wrong run here as given, each with a
+    On a grid from a DICOM CT (``geometry.study`` set), what ``mcproton run`` refuses as a plausible but wrong
+    patient dose is refused here too (:class:`~mcproton.config.ConfigError`, a ValueError, with ``mcproton run``'s
+    message), unless ``allow`` names it: a plan's beam (``plan_to_beams``) whose plan has another
+    FrameOfReferenceUID than the CT (its isocentre would put the dose in the wrong place: ``"other_frame"``), one set
+    up in another patient position than the CT's (HFP on an HFS CT: a beam can enter from the wrong side;
+    ``"position_mismatch"``) and a range shifter inside the patient (the tissue between the slab and the skin is
+    never crossed, so the dose lies too deep; ``"shifter_inside"``).  A plan's beams set up in different positions
+    are refused when their results are added (:func:`sum_results`).  Where the CT does not say its PatientPosition,
+    a plan's beam is warned about, as in ``mcproton run`` (its position cannot be checked).
+
+    The water-box and research inputs that ``mcproton run`` refuses run here as given, each with a
     :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside
-    the phantom, a range shifter inside it, a spot sigma larger than the grid, a divergence beyond the limit, a
-    source more than 10 m away, an energy at or below the cut-off physics.e_cut_mev (nothing is scored) or beyond
-    the physics tables, and, on a grid from a DICOM CT (``geometry.study`` set), a plan's beam
-    (``plan_to_beams``) whose plan has another FrameOfReferenceUID than the CT (its isocentre would put the dose in
-    the wrong place) or is set up in another patient position (HFP on an HFS CT: a beam can enter from the wrong
-    side); an energy above the nuclear data's 250 MeV is warned about as in ``mcproton run``, and so is, on a grid
-    from a DICOM CT, a beam entering where the CT cuts the patient off.
+    the phantom, a range shifter inside a phantom that is not a CT's, a spot sigma larger than the grid, a
+    divergence beyond the limit, a source more than 10 m away, an energy at or below the cut-off
+    physics.e_cut_mev (nothing is scored) or beyond the physics tables, a phantom of zero density everywhere; and,
+    after the run, a dose that ``mcproton run`` refuses to write (nothing scored, or most of the beam's incident
+    energy missed the grid or left it: its check_result message; ``mcproton run --allow-empty`` writes it).  An
+    energy above the nuclear data's 250 MeV is warned about as in ``mcproton run``, and so is, on a grid from a
+    DICOM CT, a beam entering where the CT cuts the patient off.
     """
     from ._io.errors import recording_warnings
+    from ._run.inputs import checked_allow
     from ._run.job import JobOptions, run_job
 
     settings = _run_settings(settings)
     _check_arguments(geometry, beam)
+    allowed = checked_allow(allow, "simulate")
     beam = _checked_beam(beam)
     with recording_warnings() as said:
-        _warn_implausible(geometry, beam, settings)
+        overrides = _check_implausible(geometry, beam, settings, allowed)
         # the run's warnings at the caller's line (simulate's caller: run_job -> simulate -> caller)
         opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False,
                           log=_job_log(log), warn_stacklevel=3)
         res = run_job(None, settings, geometry, [beam], None, opts)[0]
+        _warn_refused_result(res, beam)
     # what was warned about when the grid was made (HUCalibration.to_geometry: metal above the calibration), then
     # during the call
     said = list(getattr(geometry, "made_with_warnings", None) or []) + said
     if said:   # what was warned about, beside the dose (DoseResult.save keeps it), as mcproton run keeps it
         res.provenance["warnings"] = list(dict.fromkeys(said))
+    if overrides:   # refusals passed with allow=: write_result_rtdose tags the RT Dose OVERRIDE
+        res.provenance["overrides"] = overrides
     return res
 
 
@@ -190,30 +212,82 @@ def _check_arguments(geometry: VoxelGeometry, beam: Beam) -> None:
                          f"plan_to_beams); got a {type(beam).__name__}")
 
 
-def _warn_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSettings) -> None:
-    """The checks of the beam against the grid and of its energies that ``mcproton run`` refuses with
-    (mcproton/_run/inputs.py beam_grid_checks, check_beam_energies), here warnings: the run goes on as asked (an
-    energy at or below the cut-off scores nothing; above 250 MeV the nuclear data are extrapolated).  On a grid
-    from a DICOM CT, those of a plan's beam against the CT that it refuses too (check_frame_of_reference: the plan
-    of another CT; check_position_against_ct: a plan set up in another patient position), and its warning of a
-    patient cut off by the CT on the beam's path (check_ct_truncation; a water box is meant to touch its grid's
-    faces, so not there)."""
+#: How a script goes on past simulate's refusals of a patient plan (the ``allow`` names, mcproton._run.inputs.OVERRIDES)
+_ALLOW_TEXT = {
+    "other_frame": ", or pass allow=(\"other_frame\",) to simulate if the two frames are known to coincide (the "
+                   "result and its RT Dose then say OVERRIDE)",
+    "position_mismatch": ", or pass allow=(\"position_mismatch\",) to simulate if the plan's position is right and "
+                         "the CT's PatientPosition is known to be wrong (the result and its RT Dose then say OVERRIDE)",
+    "shifter_inside": "; to study this error, pass allow=(\"shifter_inside\",) to simulate (the result and its RT "
+                      "Dose then say OVERRIDE)",
+}
+
+
+def _check_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSettings,
+                       allowed: frozenset[str]) -> list[str]:
+    """The checks of ``mcproton run`` (mcproton/_run/inputs.py check_inputs) on one beam.  On a grid from a DICOM CT
+    (``geometry.study`` set) its refusals of a plausible but wrong patient dose are refused (ConfigError), unless
+    ``allowed`` names them: a range shifter inside the patient (check_shifters_outside), a plan of another CT
+    (check_frame_of_reference) or set up in another patient position (check_position_against_ct); the names of
+    those passed are returned (for ``provenance["overrides"]``), each warned of.  Its other refusals are warnings
+    here: the beam against the grid and its energies (beam_grid_checks, check_beam_energies: the run goes on as
+    asked; an energy at or below the cut-off scores nothing; above 250 MeV the nuclear data are extrapolated) and
+    an all-vacuum phantom.  Its warnings of a CT are given too: a plan's position that a CT without
+    PatientPosition cannot check (check_patient_position), a patient cut off by the CT on the beam's path
+    (check_ct_truncation; a water box is meant to touch its grid's faces, so not there)."""
     from ._io.errors import McprotonRuntimeWarning, warn
     from ._run.inputs import beam_grid_checks, check_beam_energies, check_ct_truncation, check_frame_of_reference, \
-        check_position_against_ct
+        check_not_vacuum, check_position_against_ct, check_shifters_outside
     from .config import ConfigError
 
-    for check in (*beam_grid_checks(geometry, [beam], "beam"), lambda: check_beam_energies([beam], settings, "beam"),
-                  # the plan's frame and setup position against the CT's (either unknown: nothing checked)
-                  lambda: check_frame_of_reference(geometry, [beam], override=""),
-                  lambda: check_position_against_ct(geometry, [beam], override="")):
+    on_ct = geometry.study is not None
+    used: list[str] = []
+    # the plan's frame and setup position against the CT's (either unknown: nothing checked) and the shifters, as
+    # mcproton run refuses them
+    refusals = (("other_frame", lambda: check_frame_of_reference(geometry, [beam], override="")),
+                ("position_mismatch", lambda: check_position_against_ct(geometry, [beam], override="")),
+                ("shifter_inside", lambda: check_shifters_outside(geometry, [beam], "beam")))
+    for name, check in refusals if on_ct else ():
+        try:
+            check()
+        except ConfigError as exc:
+            if name not in allowed:
+                raise ConfigError(f"simulate: {exc}{_ALLOW_TEXT[name]}") from None
+            used.append(name)
+            warn(f"simulate: {exc} (mcproton run refuses this; simulated as given: allow={name!r}, recorded in the "
+                 "result's provenance \"overrides\" and its RT Dose tagged OVERRIDE)", McprotonRuntimeWarning,
+                 stacklevel=3)
+    for check in (*beam_grid_checks(geometry, [beam], "beam", shifters=not on_ct),
+                  lambda: check_beam_energies([beam], settings, "beam"),
+                  lambda: check_not_vacuum(geometry, "the geometry's densities (density_g_cm3_zyx) / the HU "
+                                           "calibration")):
         try:
             check()
         except ConfigError as exc:
             warn(f"simulate: {exc} (mcproton run refuses this; simulated as given)", McprotonRuntimeWarning,
                  stacklevel=3)
-    if geometry.study is not None:
-        check_ct_truncation(geometry, [beam], "simulate: beam")
+    if not on_ct:
+        return used
+    pos = (beam.meta or {}).get("patient_position")
+    if pos and not geometry.patient_position:   # mcproton run's warning (check_patient_position)
+        warn(f"simulate: beam {beam.name!r}: the CT series has no PatientPosition, so the plan's setup position "
+             f"{str(pos).strip().upper()} cannot be checked against it", McprotonRuntimeWarning, stacklevel=3)
+    check_ct_truncation(geometry, [beam], "simulate: beam")
+    return used
+
+
+def _warn_refused_result(res: DoseResult, beam: Beam) -> None:
+    """``mcproton run``'s check of the finished run (mcproton/_run/inputs.py check_result: nothing scored, most of
+    the beam's incident energy missed the grid or left it), here a warning: a shoot-through beam can be meant, as
+    ``mcproton run --allow-empty`` says."""
+    from ._io.errors import McprotonRuntimeWarning, ResultRefused, warn
+    from ._run.inputs import check_result
+
+    try:
+        check_result(res, beams=[beam], script=True)
+    except ResultRefused as exc:
+        warn(f"simulate: {exc} (mcproton run refuses to write this dose unless --allow-empty)",
+             McprotonRuntimeWarning, stacklevel=3)
 
 
 __all__ = ["simulate", "DoseResult", "sum_results", "Simulation", "Accumulator", "DeviceAccumulator", "ScoredSums",

@@ -1,8 +1,10 @@
 """``simulate`` does what ``mcproton run`` does with the same inputs, or says why not (the Python-API audit, F2, F4,
-F5, F6, F9): it warns of a plan of another CT or patient position, runs on settings and spots checked again (a
-field assigned after the object was made bypassed every check), records what was asked and what was said in the
-result, and its messages can be silenced or redirected.  The Monte Carlo runs here are a few hundred primaries on
-the CPU."""
+F5, F6, F9; API audit 22, F1, F2, F4): it refuses a plan of another CT or patient position and a range shifter
+inside the patient unless told to go on (``allow=``, recorded and tagged OVERRIDE in the RT Dose), as
+``sum_results`` refuses a plan's beams set up in different positions, warns of what ``mcproton run`` refuses after the
+run, runs on settings and spots checked again (a field assigned after the object was made bypassed every check),
+records what was asked and what was said in the result, and its messages can be silenced or redirected.  The Monte
+Carlo runs here are a few hundred primaries on the CPU."""
 from __future__ import annotations
 
 import warnings
@@ -16,6 +18,7 @@ from mcproton._io.errors import McprotonRuntimeWarning
 
 TINY = {"primaries": 400, "batches": 10, "backend": "cpu", "threads": 1, "seed": 3}
 CT_FRAME = "1.2.826.0.1.3680043.2.1"
+PLAN_UID = "1.2.826.0.1.3680043.2.2"
 
 
 def _ct_box(position: str = "HFS"):
@@ -26,11 +29,22 @@ def _ct_box(position: str = "HFS"):
     return g
 
 
-def _plan_beam(frame: str = CT_FRAME, position: str = "HFS") -> Beam:
-    """A beam with the plan keys plan_to_beams gives it."""
-    b = Beam.pencil(70.0, position_mm=(0, 0, -5))
-    b.meta.update(frame_of_reference_uid=frame, patient_position=position)
+def _plan_beam(frame: str = CT_FRAME, position: str = "HFS", energy: float = 70.0, number: int = 1) -> Beam:
+    """A beam with the plan keys plan_to_beams gives it (its angles and direction: the result's provenance then
+    records its position, as of a plan's beam; its plan and number: its RT Dose references the plan)."""
+    b = Beam.pencil(energy, position_mm=(0, 0, -5), total_protons=1e9)
+    b.meta.update(frame_of_reference_uid=frame, patient_position=position, gantry_angle_deg=0.0,
+                  beam_direction=(0.0, 0.0, 1.0), beam_number=number, plan_sop_instance_uid=PLAN_UID)
     return b
+
+
+def _write_rtdose(result, path):
+    """write_result_rtdose of a result on a CT box, whose warning of no body outline is not the point here."""
+    from mcproton import write_result_rtdose
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return write_result_rtdose(result, path)
 
 
 def _said(rec) -> list[str]:
@@ -44,35 +58,157 @@ def _simulate_recording(*args, **kw):
     return r, rec
 
 
-# ------------------------------------------------------------------ F2: the plan's frame and position vs the CT's
-def test_simulate_warns_of_a_plan_made_on_another_ct():
-    r, rec = _simulate_recording(_ct_box(), _plan_beam(frame="1.2.3.4.5.6.7.8.9"), TINY)
-    hits = [w for w in rec if "FrameOfReferenceUID" in str(w.message)]
-    assert len(hits) == 1, _said(rec)
-    m = str(hits[0].message)
-    assert (f"plan beam 'pencil 70 MeV' refers to FrameOfReferenceUID 1.2.3.4.5.6.7.8.9 but the CT's is {CT_FRAME}"
-            in m), m
-    assert "put the dose in the wrong place" in m and "mcproton run refuses this; simulated as given" in m, m
-    assert "allow_other_frame" not in m, m   # a config key means nothing to a script
-    assert issubclass(hits[0].category, McprotonRuntimeWarning) and hits[0].filename == __file__
-    assert r.primaries == TINY["primaries"]   # run as given
+# --------------------------- F2 (2026-12-05), API audit 22 F1: the plan's frame and position vs the CT's, refused
+def test_simulate_refuses_a_plan_made_on_another_ct():
+    """Before (API audit 22, F1), simulate warned and computed the dose, and its RT Dose looked like any other."""
+    from mcproton.config import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        simulate(_ct_box(), _plan_beam(frame="1.2.3.4.5.6.7.8.9"), TINY)
+    m = str(exc.value)
+    assert (f"simulate: plan beam 'pencil 70 MeV' refers to FrameOfReferenceUID 1.2.3.4.5.6.7.8.9 but the CT's is "
+            f"{CT_FRAME}" in m), m
+    assert "put the dose in the wrong place" in m and 'pass allow=("other_frame",) to simulate' in m, m
+    assert "plan.allow_other_frame" not in m, m   # a config key means nothing to a script
 
 
-def test_simulate_warns_of_a_plan_set_up_in_another_patient_position():
-    _, rec = _simulate_recording(_ct_box("HFS"), _plan_beam(position="HFP"), TINY)
-    hits = [str(w.message) for w in rec if "set up HFP" in str(w.message)]
-    assert len(hits) == 1, _said(rec)
-    assert "but the CT was acquired HFS" in hits[0] and "a beam can enter from the wrong side" in hits[0], hits
-    assert "mcproton run refuses this" in hits[0] and "allow_position_mismatch" not in hits[0], hits
+def test_simulate_refuses_a_plan_set_up_in_another_patient_position():
+    from mcproton.config import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        simulate(_ct_box("HFS"), _plan_beam(position="HFP"), TINY)
+    m = str(exc.value)
+    assert "set up HFP" in m and "but the CT was acquired HFS" in m and "a beam can enter from the wrong side" in m, m
+    assert 'pass allow=("position_mismatch",) to simulate' in m and "plan.allow_position_mismatch" not in m, m
 
 
-def test_simulate_of_a_plan_of_the_ct_or_of_a_ct_that_does_not_say_says_nothing_of_frame_or_position():
+def test_simulate_of_a_plan_of_the_ct_or_of_a_ct_that_does_not_say_runs():
+    """The same frame and position, or no CT: nothing said of either.  A CT that does not say its PatientPosition:
+    mcproton run's warning (before API audit 22, F2, simulate said nothing; the beam could enter from the wrong
+    side unseen)."""
     for geom, beam in ((_ct_box("HFS"), _plan_beam()),                              # the same frame and position
-                       (_ct_box(""), _plan_beam(position="HFP")),                   # the CT does not say
                        (box_phantom("water", (20.0, 20.0, 40.0), (4.0, 4.0, 2.0)),  # no CT at all
                         _plan_beam(frame="1.2.3", position="FFS"))):
-        _, rec = _simulate_recording(geom, beam, TINY)
-        assert not [m for m in _said(rec) if "FrameOfReferenceUID" in m or "set up" in m], _said(rec)
+        r, rec = _simulate_recording(geom, beam, TINY, allow=("other_frame", "position_mismatch"))
+        assert not [m for m in _said(rec) if "FrameOfReferenceUID" in m or "PatientPosition" in m], _said(rec)
+        assert "overrides" not in r.provenance   # allowed, but nothing was refused: an ordinary dose
+    r, rec = _simulate_recording(_ct_box(""), _plan_beam(position="HFP"), TINY)
+    hits = [m for m in _said(rec) if "PatientPosition" in m]
+    assert hits == ["simulate: beam 'pencil 70 MeV': the CT series has no PatientPosition, so the plan's setup "
+                    "position HFP cannot be checked against it"], _said(rec)
+    assert hits[0] in r.provenance["warnings"] and "overrides" not in r.provenance
+
+
+def test_a_refusal_passed_with_allow_is_recorded_and_its_rt_dose_says_override(tmp_path):
+    """allow= (as mcproton run's plan.allow_* keys) runs it with a warning; the result records it (kept by save, load
+    and sum_results), and write_result_rtdose tags DoseComment, SeriesDescription and ImageComments OVERRIDE, as
+    an early stop is tagged INCOMPLETE: the file must not look like the nominal dose in a planning system."""
+    import pydicom
+
+    from mcproton import DoseResult, sum_results
+
+    beam = _plan_beam(frame="1.2.3.4.5.6.7.8.9", position="HFP")
+    r, rec = _simulate_recording(_ct_box("HFS"), beam, TINY, allow=("other_frame", "position_mismatch"))
+    said = [m for m in _said(rec) if "simulated as given: allow=" in m]
+    assert len(said) == 2 and "FrameOfReferenceUID" in said[0] and "set up HFP" in said[1], _said(rec)
+    assert rec[0].filename == __file__
+    assert r.provenance["overrides"] == ["other_frame", "position_mismatch"]
+    assert set(said) <= set(r.provenance["warnings"])
+    back = DoseResult.load(r.save(tmp_path / "r.h5"))
+    assert back.provenance["overrides"] == ["other_frame", "position_mismatch"]
+    second, _ = _simulate_recording(_ct_box("HFS"), _plan_beam("1.2.3.4.5.6.7.8.9", "HFP", 72.0, 2), TINY,
+                                    beam_index=1, allow=("other_frame", "position_mismatch"))
+    for res, name in ((r, "RD.dcm"), (back, "RD_back.dcm"), (sum_results([r, second]), "RD_sum.dcm")):
+        _write_rtdose(res, tmp_path / name)
+        ds = pydicom.dcmread(tmp_path / name)
+        assert ds.DoseComment.startswith("OVERRIDE frame,position; "), ds.DoseComment
+        assert "to medium, physical" in ds.DoseComment and len(ds.DoseComment) <= 64, ds.DoseComment
+        assert ds.SeriesDescription == "mcproton dose; OVERRIDE frame,position", ds.SeriesDescription
+        assert "OVERRIDE: computed past mcproton's refusal" in ds.ImageComments, ds.ImageComments
+        assert "other_frame: the plan's or structure set's FrameOfReferenceUID is not the CT's" in ds.ImageComments
+    _write_rtdose(simulate(_ct_box("HFS"), _plan_beam(), TINY), tmp_path / "RD_plain.dcm")
+    ds = pydicom.dcmread(tmp_path / "RD_plain.dcm")
+    assert "OVERRIDE" not in ds.DoseComment + ds.SeriesDescription + ds.ImageComments
+
+
+@pytest.mark.parametrize("allow,words", [
+    ("frame", "allow = 'frame'"), (True, "allow = True"), (("other_frame", "nope"), "('other_frame', 'nope')"),
+    ({"other_frame": True}, "{'other_frame': True}"),
+])
+def test_an_allow_that_names_no_refusal_is_refused(allow, words):
+    with pytest.raises(ValueError, match=r"simulate: allow = .*give a tuple of the refusals to pass, of "
+                                         r"'other_frame', 'position_mismatch', 'shifter_inside'") as exc:
+        simulate(_ct_box(), _plan_beam(), TINY, allow=allow)
+    assert words in str(exc.value)
+
+
+def test_simulate_refuses_a_range_shifter_inside_the_patient_unless_allowed():
+    """On a CT's grid as in mcproton run (the OpenTPS plan with IsocenterToRangeShifterDistance 30 instead of
+    300 mm: CTV mean +35 %, API audit 22, F1); a water box keeps the warning (tests/run/test_shifter_inside.py)."""
+    from mcproton.config import ConfigError
+    from mcproton.source import RangeShifterSlab
+
+    g = box_phantom("water", (60.0, 60.0, 100.0), 2.0, origin_mm=(-30, -30, -150))
+    g.study = StudyReference(frame_of_reference_uid=CT_FRAME, patient_position="HFS")
+    slab = RangeShifterSlab("lexan", 30.0, 1.2, 180.0, id="RS_3CM", wet_mm=34.3)   # 61 mm inside the water
+    beam = Beam([Spot(energy_mev=120.0, position_mm=(0.0, 0.0, -300.0), range_shifter=slab)], name="1:F1")
+    with pytest.raises(ConfigError, match=r"simulate: beam '1:F1': its range shifter 'RS_3CM' .*lies inside the "
+                                          r"phantom.*refused above 0.5 g/cm2.*pass allow=\(\"shifter_inside\",\)"):
+        simulate(g, beam, TINY)
+    r, rec = _simulate_recording(g, beam, TINY, allow="shifter_inside")
+    assert r.provenance["overrides"] == ["shifter_inside"]
+    assert any("lies inside the phantom" in m and "allow='shifter_inside'" in m for m in _said(rec)), _said(rec)
+
+
+def test_sum_results_refuses_beams_set_up_in_different_positions_on_a_ct(tmp_path):
+    """API audit 22, F2: the OpenTPS plan with beam 0 HFS and beam 1 HFP on its CT (no PatientPosition) was
+    summed without a word; mcproton run refuses such a plan (one CT shows the patient lying one way)."""
+    from mcproton import sum_results
+    from mcproton.config import ConfigError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the CT does not say its position: each beam warned of
+        a = simulate(_ct_box(""), _plan_beam(position="HFS"), TINY)
+        b = simulate(_ct_box(""), _plan_beam(position="HFP", energy=72.0, number=2), TINY, beam_index=1)
+    with pytest.raises(ConfigError, match=r"sum_results: the plan's beams are set up in different patient positions "
+                                          r"\(pencil 72 MeV: HFP; pencil 70 MeV: HFS\).*pass "
+                                          r"allow=\(\"position_mismatch\",\) to sum_results"):
+        sum_results([a, b])
+    with pytest.warns(McprotonRuntimeWarning, match="summed as given") as rec:
+        s = sum_results([a, b], allow=("position_mismatch",))
+    assert rec[0].filename == __file__
+    assert s.provenance["overrides"] == ["position_mismatch"]
+    assert any("summed as given" in m for m in s.provenance["warnings"])
+    assert _write_rtdose(s, tmp_path / "RD.dcm")["dose_comment"].startswith("OVERRIDE position; ")
+    # one position, or beams in a water box: summed as before
+    assert "overrides" not in sum_results([a, a]).provenance
+    box_a = simulate(_box(), _plan_beam(position="HFS"), TINY)
+    box_b = simulate(_box(), _plan_beam(position="HFP", energy=72.0, number=2), TINY, beam_index=1)
+    assert "overrides" not in sum_results([box_a, box_b]).provenance
+
+
+# ------------------------------------ API audit 22, F4: what mcproton run refuses after the run, warned of here
+@pytest.mark.parametrize("make,words", [
+    (lambda: (box_phantom("water", (40.0, 40.0, 100.0), (4.0, 4.0, 2.0)),
+              Beam.pencil(100.0, position_mm=(0, 0, -5), sigma_mm=(100.0, 100.0))),
+     r"\d+ % of the beam's incident energy missed the grid \(ledger: missed"),
+    (lambda: (box_phantom("water", (40.0, 40.0, 10.0), (4.0, 4.0, 2.0)), Beam.pencil(100.0, position_mm=(0, 0, -5))),
+     r"\d+ % of the beam's incident energy left the grid \(ledger: escaped"),
+    (lambda: (box_phantom("water", (40.0, 40.0, 40.0), (4.0, 4.0, 2.0), density_g_cm3=0.0),
+              Beam.pencil(100.0, position_mm=(0, 0, -5))),
+     r"the phantom's density is zero everywhere"),
+])
+def test_simulate_warns_where_mcproton_run_refuses_the_finished_run(make, words):
+    """Before, these returned without a word (the sigma-100 mm dose: the right depth-dose shape with 2 % of the
+    dose, plausible once normalised).  A shoot-through beam can be meant: a warning, kept in the provenance."""
+    import re
+
+    g, beam = make()
+    r, rec = _simulate_recording(g, beam, TINY)
+    hits = [m for m in _said(rec) if re.search(words, m)]
+    assert hits and all(m.startswith("simulate: ") for m in hits), _said(rec)
+    assert "nothing was written" not in hits[0] and "--allow-empty" not in hits[0].split("(mcproton run")[0], hits
+    assert set(hits) <= set(r.provenance["warnings"])
 
 
 # -------------------------------------------- F4: settings and spots checked again, as they are when simulate runs

@@ -95,6 +95,18 @@ def is_valid_uid(uid: str | None) -> bool:
     return bool(uid) and len(str(uid)) <= 64 and bool(_UID_RE.match(str(uid)))
 
 
+def plan_reference_note(uid: str | None, sop_class_uid: str) -> str:
+    """The note :func:`_plan_reference` adds to the DoseComment for the plan UID ``uid``: "" for a valid instance UID
+    (as the plan reader takes it: dicom_common.is_valid_uid, none under the DICOM root 1.2.840.10008, the standard's
+    own UIDs, so that what its warning says the RT Dose references is what it does), else why it was replaced."""
+    if not uid:
+        return "no RT Plan: placeholder plan ref"
+    uid = str(uid).strip()
+    if is_valid_uid(uid) and is_valid_instance_uid(uid) and uid != sop_class_uid:
+        return ""
+    return "invalid plan UID replaced"
+
+
 def _plan_reference(uid: str | None, sop_class_uid: str) -> tuple[str, str]:
     """(the plan SOP Instance UID to reference, a note for the DoseComment or "").  An invalid UID, or one
     under the DICOM root 1.2.840.10008 (a SOP Class UID: OpenTPS writes the RT Ion Plan Storage class there; the plan
@@ -104,12 +116,11 @@ def _plan_reference(uid: str | None, sop_class_uid: str) -> tuple[str, str]:
     warning: audit 18b F5)."""
     from pydicom.uid import generate_uid
 
+    note = plan_reference_note(uid, sop_class_uid)
     if not uid:
-        return str(generate_uid()), "no RT Plan: placeholder plan ref"
+        return str(generate_uid()), note
     uid = str(uid).strip()
-    # an instance UID as the plan reader takes it (dicom_common.is_valid_uid: none under the DICOM root
-    # 1.2.840.10008, the standard's own UIDs), so that what its warning says the RT Dose references is what it does
-    if is_valid_uid(uid) and is_valid_instance_uid(uid) and uid != sop_class_uid:
+    if not note:
         return uid, ""
     why = ("is one of the DICOM standard's own UIDs (a SOP Class UID), not an instance UID" if is_valid_uid(uid) else
            "is not a valid DICOM UID")
@@ -446,6 +457,12 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
       The plan of ``contents`` is referenced when ``study`` names none.
 
     The dose outside ``body_outline`` (default the result's, :func:`mcproton.body.apply_body_outline`) is 0.
+    DoseComment, SeriesDescription and ImageComments say when the dose is not the plan's nominal, complete one:
+    INCOMPLETE (or TARGET UNC NOT REACHED) for a run stopped early, SCENARIO for a robustness scenario
+    (:func:`scenario_note`), and OVERRIDE for a run past a refusal of a plausible but wrong dose (the result's
+    ``provenance["overrides"]``: ``simulate`` / ``sum_results`` ``allow=``, ``mcproton run``'s ``plan.allow_*``;
+    :func:`override_note`): a planning system shows the file beside the plan's doses, so the tag is kept in the
+    file rather than refused (the physicist who passed the refusal decides), and it is never an ordinary dose.
     ``series``: ``series_instance_uid``, ``series_number``, ``instance_number``, ``bits`` of
     :func:`write_rtdose`.  Returns the JSON summary entry: the path, what the file holds (``contents``'
     summation type, fractions, beams, dose type, scale), and as read back from the file written its
@@ -515,9 +532,19 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     if scenario:   # and so does a robustness scenario, told from the nominal dose (review A, F5)
         tags.append("SCENARIO")
         series_description = _fit_lo(f"{series_description} {scenario_note(prov, short=True)}")
+    # the room the plan reference's note leaves (write_rtdose adds it whole: before, a tag and the placeholder's note
+    # cut "to medium" / "physical" off the comment, which mcproton check reads back)
+    note = plan_reference_note(study.plan_sop_instance_uid or None, study.plan_sop_class_uid)
+    room = 64 - (len(note) + 2 if note else 0)
+    override = override_note(prov)
+    if override:   # and a dose computed past a refusal (simulate's allow=, plan.allow_*): API audit 22, F1
+        short_override = override_note(prov, short=True)
+        tags.append(short_override if len(" ".join([*tags, short_override])) <= room - _MIN_COMMENT - 2
+                    else "OVERRIDE")
+        series_description = _fit_lo(series_description, short_override)
     if tags:
         tag = " ".join(tags)
-        comment = f"{tag}; {contents.comment(64 - len(tag) - 2)}"
+        comment = f"{tag}; {contents.comment(room - len(tag) - 2)}"
     unc = float(getattr(result, "mean_rel_uncertainty_50", float("nan")))
     about = (f"{int(getattr(result, 'primaries', 0) or 0):,} primaries"
              + (f" of {int(prov['primaries_requested']):,} requested" if prov.get("primaries_requested") else "")
@@ -525,7 +552,8 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
              + "; mean relative uncertainty above 50 % of the maximum: "
              + (f"{100 * unc:.3g} %" if np.isfinite(unc) else "not estimated (fewer than 2 batches)")
              + (f"; {early.upper()}" if early else "")
-             + (f"; {scenario}" if scenario else ""))
+             + (f"; {scenario}" if scenario else "")
+             + (f"; {override}" if override else ""))
     written = write_rtdose(d, g.voxel_size_mm, g.origin_mm, path, study=study,
                            summation_type=contents.summation_type, dose_type=contents.dose_type,
                            referenced_beam_number=contents.beam_numbers
@@ -615,6 +643,33 @@ def scenario_note(provenance: dict, *, short: bool = False) -> str:
     if not parts:
         return ""
     return ("scenario " if short else "robustness scenario: ") + ", ".join(parts)
+
+
+#: the refusals passed (mcproton._run.inputs.OVERRIDES) in the few characters of an LO value
+_OVERRIDE_SHORT = {"other_frame": "frame", "position_mismatch": "position", "shifter_inside": "shifter"}
+#: the room a DoseComment tag leaves for what DICOM cannot say ("to medium, physical", "to water, RBE 1.1")
+_MIN_COMMENT = 21
+
+
+def override_note(provenance: dict, *, short: bool = False) -> str:
+    """What makes a result's dose one that mcproton refuses unless told to go on, from its provenance's
+    ``overrides`` (the refusals passed: ``simulate(..., allow=)``, ``sum_results(..., allow=)``, ``mcproton run``'s
+    ``plan.allow_other_frame`` / ``plan.allow_position_mismatch``): "OVERRIDE frame,position" (``short``, for LO
+    values) or the refusals in words; "" for none.  :func:`write_result_rtdose` puts it into the RT Dose's
+    DoseComment, SeriesDescription and ImageComments: such a dose passed a check whose failure means a plausible but
+    wrong dose (the plan of another CT, a patient lying otherwise, a range shifter inside the patient), so a planning
+    system or a PACS must not show it as an ordinary one (the Python-API audit of 2026-12-06, F1: the RT Dose of a
+    simulate run past those checks was labelled as the nominal one)."""
+    from .._run.inputs import OVERRIDES
+
+    said = [str(k) for k in provenance.get("overrides") or []]
+    names = [k for k in OVERRIDES if k in said] + [k for k in dict.fromkeys(said) if k not in OVERRIDES]
+    if not names:
+        return ""
+    if short:
+        return "OVERRIDE " + ",".join(_OVERRIDE_SHORT.get(k, k) for k in names)
+    return ("OVERRIDE: computed past mcproton's refusal, as told to (allow= in Python, plan.allow_* in mcproton run): "
+            + "; ".join(f"{k}: {OVERRIDES.get(k, 'not known')}" for k in names) + "; confirm the dose before use")
 
 
 def _fit_lo(text: str, note: str = "") -> str:

@@ -237,6 +237,57 @@ ALLOW_POSITION_MISMATCH = (", or set plan.allow_position_mismatch = true if the 
                            "PatientPosition is known to be wrong")
 ALLOW_OTHER_FRAME = ", or set plan.allow_other_frame = true if the two frames are known to coincide"
 
+#: The refusals of a patient plan that a run can be told to pass, by the name ``simulate(..., allow=...)`` and
+#: ``sum_results(..., allow=...)`` take (``mcproton run``: the ``plan.allow_*`` key named in each), with what was
+#: passed.  A result computed past one records its name in ``provenance["overrides"]``, and its RT Dose says
+#: OVERRIDE (mcproton/_io/rtdose.py override_note).  "shifter_inside" has no key in ``mcproton run`` (its dose is
+#: wrong: the material between the slab and the skin is never crossed): a script may study that error.
+OVERRIDES = {
+    "other_frame": "the plan's or structure set's FrameOfReferenceUID is not the CT's",
+    "position_mismatch": "the plan's patient position is not the CT's, or its beams' positions differ",
+    "shifter_inside": "a range shifter lies inside the patient",
+}
+
+
+def checked_allow(allow: Any, where: str) -> frozenset[str]:
+    """The refusals ``allow`` asks to pass (:data:`OVERRIDES` names; a name alone, a tuple or list of them, or
+    () / None for none), refused (ValueError) where one is not such a name."""
+    if allow is None:
+        return frozenset()
+    keys = [allow] if isinstance(allow, str) else allow
+    if isinstance(keys, (list, tuple, set, frozenset)) and all(isinstance(k, str) and k in OVERRIDES for k in keys):
+        return frozenset(keys)
+    names = ", ".join(repr(k) for k in OVERRIDES)
+    raise ValueError(f"{where}: allow = {allow!r}: give a tuple of the refusals to pass, of {names} (e.g. "
+                     "allow=(\"other_frame\",)), or () for none (the default)")
+
+
+def overrides_used(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> list[str]:
+    """The refusals of :func:`check_inputs` that this run passed through ``plan.allow_other_frame`` /
+    ``plan.allow_position_mismatch`` (the :data:`OVERRIDES` names; [] where the keys are off or nothing would have
+    been refused): ``mcproton run`` records them in its result as ``simulate`` does, so that its RT Dose says
+    OVERRIDE too.  Nothing is warned here (check_inputs has said what it says)."""
+    from .._io.rtplan import beams_by_position
+    from ..config import ConfigError
+
+    pl = cfg.get("plan", {})
+    if cfg.get("phantom", {}).get("type") != "ct":   # as check_inputs: a patient CT only
+        return []
+    used = []
+    ct_for = getattr(geometry, "frame_of_reference_uid", "") or ""
+    if pl.get("allow_other_frame", False) and ct_for:
+        try:
+            check_frame_of_reference(geometry, beams)
+            check_struct_frame({**cfg, "plan": {**pl, "allow_other_frame": False}}, ct_for)
+        except ConfigError:
+            used.append("other_frame")
+    if pl.get("allow_position_mismatch", False):
+        ct_pos = str(getattr(geometry, "patient_position", "") or "").strip().upper()
+        plan_pos = beams_by_position((b.name, (getattr(b, "meta", None) or {}).get("patient_position")) for b in beams)
+        if len(plan_pos) > 1 or (ct_pos and any(pos != ct_pos for pos in plan_pos)):
+            used.append("position_mismatch")
+    return used
+
 
 def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> None:
     """Refuse a plan whose setup position (PatientSetupSequence PatientPosition) differs from the CT's
@@ -388,15 +439,27 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
                           "phantom.calibration")
     if (rho < 0).any():
         raise ConfigError("the phantom has negative densities; check phantom.density_g_cm3 / the HU calibration")
-    if rho.max(initial=0.0) < 1e-6:  # MCP_VACUUM_DENSITY (kernels/transport.cu): every voxel is vacuum
-        raise ConfigError("the phantom's density is zero everywhere (below 1e-6 g/cm3, transported as vacuum), so "
-                          "no dose would be deposited; check phantom.density_g_cm3 / the HU calibration")
+    check_not_vacuum(geometry, "phantom.density_g_cm3 / the HU calibration")
     where = "beam" if "beam" in cfg else "plan"
     for check in beam_grid_checks(geometry, beams, where):
         check()
     if ph.get("type") == "ct":   # a water box or a slab phantom is meant to touch the grid's faces
         check_ct_truncation(geometry, beams, where)
     check_beam_energies(beams, settings, where)
+
+
+#: MCP_VACUUM_DENSITY (kernels/transport.cu): a voxel below this density (g/cm3) is transported as vacuum
+VACUUM_DENSITY_G_CM3 = 1e-6
+
+
+def check_not_vacuum(geometry: Any, fix: str) -> None:
+    """Refuse (ConfigError) a grid whose every voxel is vacuum: no dose would be deposited.  ``fix``: what to check
+    (``mcproton run``: phantom.density_g_cm3 / the HU calibration; ``simulate`` warns with it)."""
+    from ..config import ConfigError
+
+    if geometry.density_g_cm3_zyx.max(initial=0.0) < VACUUM_DENSITY_G_CM3:
+        raise ConfigError("the phantom's density is zero everywhere (below 1e-6 g/cm3, transported as vacuum), so "
+                          f"no dose would be deposited; check {fix}")
 
 
 def check_beam_energies(beams: list[Any], settings: Any, where: str) -> None:
@@ -687,17 +750,19 @@ def check_before_build(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"plan.rtstruct: {exc}") from None
 
 
-def beam_grid_checks(geometry: Any, beams: list[Any], where: str) -> tuple[Callable[[], None], ...]:
+def beam_grid_checks(geometry: Any, beams: list[Any], where: str, *,
+                     shifters: bool = True) -> tuple[Callable[[], None], ...]:
     """The checks of ``beams`` against the grid, in order, each a call that raises ConfigError: every spot missing
     the grid (config.check_beam_hits), spots that can only be nonsense (:func:`check_beam_sanity`), a source or a
-    range shifter inside the phantom, a beam whose every layer stops in its range shifter (the layers that do are
-    warned about: :func:`check_shifter_ranges`).  ``mcproton run`` and ``mcproton check`` refuse with them, ``simulate``
-    warns of them."""
+    range shifter inside the phantom (``shifters``: with :func:`check_shifters_outside`), a beam whose every layer
+    stops in its range shifter (the layers that do are warned about: :func:`check_shifter_ranges`).  ``mcproton run``
+    and ``mcproton check`` refuse with them; ``simulate`` warns of them, but on a CT's grid refuses a range shifter
+    inside the patient itself (``shifters=False`` here)."""
     from ..config import check_beam_hits
 
     return (lambda: check_beam_hits(geometry, beams), lambda: check_beam_sanity(geometry, beams, where),
             lambda: check_source_outside(geometry, beams, where),
-            lambda: check_shifters_outside(geometry, beams, where),
+            *((lambda: check_shifters_outside(geometry, beams, where),) if shifters else ()),
             lambda: check_shifter_ranges(beams, where))
 
 
@@ -1127,30 +1192,38 @@ def _shifter_share(led: dict, beams: list[Any] | None) -> str:
             "[[range_shifter]] entries and that the beam model is the plan's machine's")
 
 
-def check_result(result: Any, *, allow_empty: bool = False, beams: list[Any] | None = None) -> None:
+def check_result(result: Any, *, allow_empty: bool = False, beams: list[Any] | None = None,
+                 script: bool = False) -> None:
     """Refuse a finished run that scored nothing, or whose beam mostly missed the grid or left it (the ledger):
     such a dose is almost always a mistake in the config (a spot sigma in um, a position in the wrong unit).  When
     the range shifters took most of the primaries or the energy (ledger entries shifter_removed, shifter), the
     message says so and names them (``beams``: the run's, for the shifters' IDs) instead of pointing at the beam's
-    geometry and the phantom.  ``allow_empty`` (``--allow-empty``) accepts it."""
+    geometry and the phantom.  ``allow_empty`` (``--allow-empty``) accepts it.  ``script``: worded for
+    ``simulate``, which warns with it and returns the dose (nothing is written, no option to rerun with)."""
     if allow_empty:
         return
     led = result.ledger
     inc = float(led.get("incident", 0.0))
     fix = ("check the beam (energy, sigma_mm, position_mm, direction) and the phantom; if this is meant (a beam "
-           "that shoots through a thin phantom), rerun with --allow-empty")
+           "that shoots through a thin phantom), " + ("the dose is as computed" if script else
+                                                      "rerun with --allow-empty"))
+    unwritten = "" if script else ": nothing was written"
     shifter = _shifter_share(led, beams)
-    dose = np.asarray(result.dose_gy_zyx)
+    from .result import ScoredGrid, stored_grid
+
+    # a beam's result held as its scored voxels (simulate's) is not made a whole grid here
+    dose = stored_grid(result, "dose_gy_zyx")
+    dose = dose.values if isinstance(dose, ScoredGrid) else np.asarray(dose)
     if not (dose.max(initial=0.0) > 0):
         raise ResultRefused(f"the run scored no dose anywhere in the grid (incident energy {inc:.4g} MeV, deposited "
-                            f"{float(led.get('deposited', 0.0)):.4g} MeV): nothing was written; {shifter or fix}")
+                            f"{float(led.get('deposited', 0.0)):.4g} MeV){unwritten}; {shifter or fix}")
     if inc > 0:
         for key, what in (("missed", "missed the grid"), ("escaped", "left the grid")):
             f = float(led.get(key, 0.0)) / inc
             if f > MAX_LOST_ENERGY_FRACTION:
                 raise ResultRefused(f"{100 * f:.0f} % of the beam's incident energy {what} (ledger: {key} "
                                     f"{float(led[key]):.4g} of {inc:.4g} MeV; the limit is "
-                                    f"{100 * MAX_LOST_ENERGY_FRACTION:.0f} %): nothing was written; "
+                                    f"{100 * MAX_LOST_ENERGY_FRACTION:.0f} %){unwritten}; "
                                     f"{shifter + '; else ' if shifter else ''}{fix}")
 
 

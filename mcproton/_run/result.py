@@ -599,7 +599,31 @@ def _sum_completeness(prov: dict, results: list[DoseResult], mean_unc: float) ->
         prov["warnings"] = list(dict.fromkeys(said))
 
 
-def sum_results(results: Iterable[DoseResult]) -> DoseResult:
+def _positions_summed(results: list[DoseResult], allowed: frozenset[str]) -> str:
+    """Refuse (ConfigError) to add, on a CT's grid, the results of plan beams set up in different patient positions
+    (their ``provenance["beam"]`` / ``["summed_beams"]``' ``patient_position``), as ``mcproton run`` refuses such a
+    plan (mcproton/_run/inputs.py check_patient_position): one CT shows the patient lying one way.  With
+    "position_mismatch" in ``allowed``: the warning to give; "" where the positions agree (or no CT, or beams without
+    a plan)."""
+    from .._io.rtplan import beams_by_position, mixed_positions
+    from ..config import ConfigError
+
+    if getattr(results[0].geometry, "study", None) is None:   # a water box: as mcproton run, a patient CT only
+        return ""
+    beams = [b for r in results for b in (r.provenance.get("summed_beams") or [r.provenance.get("beam") or {}])]
+    by_position = beams_by_position((b.get("name", "?"), b.get("patient_position")) for b in beams
+                                    if isinstance(b, dict))
+    if len(by_position) < 2:
+        return ""
+    msg = f"sum_results: {mixed_positions(by_position)}"
+    if "position_mismatch" not in allowed:
+        raise ConfigError(f"{msg} (or pass allow=(\"position_mismatch\",) to sum_results if the CT's and the plan's "
+                          "positions are known to be right: the sum and its RT Dose then say OVERRIDE)")
+    return (f"{msg}; summed as given (allow \"position_mismatch\", plan.allow_position_mismatch in mcproton run): "
+            "recorded in the sum's provenance \"overrides\", its RT Dose tagged OVERRIDE")
+
+
+def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -> DoseResult:
     """The sum of the DoseResults of several beams on the same geometry (e.g. the beams of a plan).
 
     ``results``: a list (or a tuple, or a generator) of DoseResults on one dose grid (refused otherwise), computed
@@ -626,12 +650,23 @@ def sum_results(results: Iterable[DoseResult]) -> DoseResult:
     * absolute results ("Gy for N protons"): the energy deposited by all beams' simulated histories divided by
       their number (sum over beams of edep x primaries, over the summed primaries), a mean per simulated
       primary that does not follow the beams' absolute weights (``total_protons``) as the dose does.
+
+    On a CT's grid (``geometry.study`` set), the results of a plan's beams set up in different patient positions
+    are refused (:class:`~mcproton.config.ConfigError`), as ``mcproton run`` refuses such a plan (one CT shows the
+    patient lying one way), unless ``allow`` names ``"position_mismatch"`` (as ``plan.allow_position_mismatch``;
+    the same ``allow`` as :func:`~mcproton.simulate`'s, whose other names change nothing here): the sum is then made
+    with a warning, and its ``provenance["overrides"]`` says so.  The sum's ``overrides`` are its beams' and its
+    own: :func:`~mcproton.write_result_rtdose` tags its RT Dose OVERRIDE.
     """
+    from .inputs import OVERRIDES, checked_allow
+
+    allowed = checked_allow(allow, "sum_results")
     results = _as_results(results)
     if not results:
         raise ValueError("sum_results needs at least one DoseResult")
     if len(results) == 1:
         return _copy_result(results[0])
+    mixed = _positions_summed(results, allowed)
     g = results[0].geometry
     for k, r in enumerate(results[1:], start=2):
         rg = r.geometry
@@ -692,6 +727,14 @@ def sum_results(results: Iterable[DoseResult]) -> DoseResult:
     if any("stop_reason" in r.provenance for r in results):
         prov["stop_reason"] = combined_stop_reason(results)
     _sum_completeness(prov, results, mean_unc)
+    over = {str(o) for r in results for o in (r.provenance.get("overrides") or [])}
+    over |= {"position_mismatch"} if mixed else set()
+    prov.pop("overrides", None)
+    if over:   # refusals passed for a beam or for the sum: its RT Dose says OVERRIDE
+        prov["overrides"] = [k for k in OVERRIDES if k in over] + sorted(over - set(OVERRIDES))
+    if mixed:
+        warn(mixed, McprotonRuntimeWarning, stacklevel=2)
+        prov["warnings"] = list(dict.fromkeys([*(prov.get("warnings") or []), mixed]))
     prov["summed_beam_indices"] = [r.provenance.get("beam_index") for r in results]
     phases = [p for r in results if isinstance(p := r.provenance.get("phase_s"), dict)]
     if len(phases) == len(results):

@@ -218,9 +218,58 @@ def test_ct_and_plan_position_mismatch_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "HFP" in err and "HFS" in err and "plan.allow_position_mismatch" in err, err
     assert not out.exists()
+    rd = tmp_path / "RD.dcm"
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "run.primaries=200",
-                 "--set", "plan.allow_position_mismatch=true"]) == 0
+                 "--set", "plan.allow_position_mismatch=true", "--rtdose", str(rd)]) == 0
     assert out.exists()
+    # the run passed a refusal: its HDF5 and RT Dose say so, as a simulate(..., allow=) result's (API audit 22, F1)
+    _said_override(out, rd, "position_mismatch", "OVERRIDE position")
+
+
+def _said_override(out: Path, rd: Path, name: str, tag: str) -> None:
+    """The run's HDF5 records the refusal ``name`` passed, and its RT Dose is tagged ``tag``."""
+    import pydicom
+
+    from mcproton import DoseResult
+
+    assert DoseResult.load(out).provenance["overrides"] == [name]
+    ds = pydicom.dcmread(rd)
+    assert ds.DoseComment.startswith(f"{tag}; ") and "to medium, physical" in ds.DoseComment, ds.DoseComment
+    assert ds.SeriesDescription.endswith(tag) and "OVERRIDE: computed past" in ds.ImageComments
+
+
+def test_a_plan_in_two_positions_runs_with_the_override_and_says_so(tmp_path, capsys):
+    """A plan whose beams are set up HFS and HFP, on a CT without PatientPosition: refused by mcproton run and by
+    sum_results of its beams' simulate results; with plan.allow_position_mismatch the run's sum is made (it passes
+    the same allow to sum_results) and its outputs say OVERRIDE."""
+    import copy
+
+    import pydicom
+
+    from mcproton import DoseResult
+    from mcproton.cli import main
+
+    cfg = _write_case(tmp_path, "", "HFS", 0.0)
+    plan = pydicom.dcmread(tmp_path / "RP.dcm")
+    copy_beam = copy.deepcopy(plan.IonBeamSequence[0])
+    copy_beam.BeamNumber, copy_beam.BeamName, copy_beam.ReferencedPatientSetupNumber = 2, "F2", 2
+    plan.IonBeamSequence.append(copy_beam)
+    setup = copy.deepcopy(plan.PatientSetupSequence[0])
+    setup.PatientSetupNumber, setup.PatientPosition = 2, "HFP"
+    plan.PatientSetupSequence.append(setup)
+    fg = plan.FractionGroupSequence[0]
+    fg.NumberOfBeams = 2
+    ref = copy.deepcopy(fg.ReferencedBeamSequence[0])
+    ref.ReferencedBeamNumber = 2
+    fg.ReferencedBeamSequence.append(ref)
+    plan.save_as(tmp_path / "RP.dcm")
+    out, rd = tmp_path / "o.h5", tmp_path / "RD.dcm"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "run.primaries=200"]) == 2
+    assert "different patient positions (2:F2: HFP; 1:F1: HFS)" in capsys.readouterr().err
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "run.primaries=200",
+                 "--set", "plan.allow_position_mismatch=true", "--rtdose", str(rd)]) == 0
+    assert any("summed as given" in m for m in DoseResult.load(out).provenance["warnings"])
+    _said_override(out, rd, "position_mismatch", "OVERRIDE position")
 
 
 def test_position_check_follows_the_ct_dose_grid(tmp_path):

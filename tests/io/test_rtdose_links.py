@@ -51,8 +51,16 @@ def test_plan_on_another_frame_of_reference_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "FrameOfReferenceUID" in err and "plan.allow_other_frame" in err and "498.99" in err, err
     assert not out.exists()
-    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "plan.allow_other_frame=true"]) == 0
+    rd = tmp_path / "RD.dcm"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--set", "plan.allow_other_frame=true",
+                 "--rtdose", str(rd)]) == 0
     assert out.exists()
+    # the override is recorded, and the RT Dose is not an ordinary one (API audit 22, F1: as simulate's allow=)
+    from mcproton import DoseResult
+
+    assert DoseResult.load(out).provenance["overrides"] == ["other_frame"]
+    ds = pydicom.dcmread(rd)
+    assert ds.DoseComment.startswith("OVERRIDE frame; ") and ds.SeriesDescription.endswith("; OVERRIDE frame")
 
 
 def test_rtdose_rbe_weighted_and_bad_output_keys(tmp_path, capsys):
