@@ -688,6 +688,11 @@ SPR_REFERENCE_MEV = 100.0
 #: a CT calibration; above 3 a column of another quantity (or a HU column) is suspected.
 SPR_MAX = 3.0
 
+#: The largest SPR taken, in a HU -> SPR table's refusal, as a metal's row (an extended-HU planning system's
+#: table goes on to titanium 3.2, steel 5.5, gold 9.7, platinum 10.7 with mcproton's stopping powers) rather than
+#: a column of another quantity (per mille, HU).
+_SPR_METAL_MAX = 12.0
+
 
 def spr_per_density(material: Material, energy_mev: float, water_model: str = "icru90",
                     ivalue_set: str | None = None) -> float:
@@ -1234,7 +1239,8 @@ def _check_spr_header(fields: list[str], path: Path, lineno: int) -> None:
 
 def _read_spr_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(HU, SPR) of hu_spr.csv, read as :func:`_read_density_table` reads a density table (header, separators,
-    decimal commas); HU must increase strictly and every SPR lie in (0, :data:`SPR_MAX`]."""
+    decimal commas); HU must increase strictly and every SPR lie in (0, :data:`SPR_MAX`] (a metal's rows above it
+    are refused as such, with what to do instead)."""
     hu, spr = _read_density_table(path, quantity="SPR", check_header=_check_spr_header)
     if np.any(np.diff(hu) <= 0):
         i = int(np.where(np.diff(hu) <= 0)[0][0])
@@ -1243,6 +1249,21 @@ def _read_spr_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
     bad = np.where((spr <= 0) | (spr > SPR_MAX))[0]
     if bad.size:
         i = int(bad[0])
+        if SPR_MAX < spr[i] <= _SPR_METAL_MAX and spr.max() <= _SPR_METAL_MAX and np.all(spr > 0):
+            # a metal's rows (metal audit 2026-12-06, F5: refused as "not a stopping-power ratio", which it is)
+            more = int(np.count_nonzero(spr > SPR_MAX)) - 1
+            rows = f" and {more} more row(s) above {SPR_MAX:g}" if more else ""
+            raise CalibrationError(
+                f"{path}: SPR {spr[i]:g} at {hu[i]:g} HU{rows}: a metal's stopping-power ratio (titanium ~3.2, steel "
+                f"~5.5, gold ~9.7), not a tissue's (cortical bone ~1.7); a HU -> SPR table is taken up to SPR "
+                f"{SPR_MAX:g} (tissues) only: each HU keeps the composition of its hu_materials.csv bin, which turns "
+                "the SPR into a density, and a metal's composition (hence its density and scattering) cannot come "
+                f"from an SPR; end the table at its last row at or below {SPR_MAX:g} (higher CT numbers keep that "
+                "row's SPR and are warned about) and contour the metal and override it in the RT Struct (ROI "
+                "physical properties, applied by plan.struct_overrides: e.g. an ROI named 'Titanium rod' with "
+                "REL_MASS_DENSITY 4.54), or give a HU -> mass density table (hu_density.csv) that reaches the "
+                "metal's density at its CT number, with a metal bin (e.g. titanium, w_Ti 1) in hu_materials.csv "
+                "from the HU where the metal starts")
         raise CalibrationError(f"{path}: SPR {spr[i]:g} at {hu[i]:g} HU is not a stopping-power ratio to water (it "
                                f"must lie in 0..{SPR_MAX:g}, above 0: air is ~0.001, cortical bone ~1.7)")
     run_max = np.maximum.accumulate(spr)

@@ -535,7 +535,14 @@ def test_spr_calibration_in_the_run_geometry_step(tmp_path):
     ("HU,SPR\n0,1.0\n", None, "at least two"),
     ("HU,SPR\n-1000,0\n0,1.0\n", None, r"SPR 0 at -1000 HU .*0\.\.3"),
     ("HU,SPR\n-1000,-0.1\n0,1.0\n", None, "SPR -0.1 at"),
-    ("HU,SPR\n0,1.0\n1000,1600\n", None, "SPR 1600 at 1000 HU"),
+    ("HU,SPR\n0,1.0\n1000,1600\n", None, "SPR 1600 at 1000 HU is not a stopping-power ratio"),
+    # an extended-HU planning system's metal rows (metal audit 2026-12-06, F5: they were "not a stopping-power
+    # ratio"): named as metal, with what to do instead
+    ("HU,SPR\n-1000,0.001\n0,1.0\n3000,2.47\n8000,3.23\n", None,
+     r"SPR 3\.23 at 8000 HU: a metal's stopping-power ratio .*taken up to SPR 3 \(tissues\) only.*end the table at "
+     r"its last row at or below 3 .*override it in the RT Struct.*hu_density\.csv.*metal bin"),
+    ("HU,SPR\n-1000,0.001\n0,1.0\n3000,2.47\n8000,3.23\n20000,5.52\n", None,
+     r"SPR 3\.23 at 8000 HU and 1 more row\(s\) above 3: a metal's"),
     ("HU;SPR\n-1000;0,001\n0;1,0\n", None, "holds 3 numbers.*decimal comma"),
     ("HU,SPR\n0,1.0\n500,abc\n", None, "not 'HU SPR'"),
     ("HU,density_gcm3\n-1000,0.001\n0,1.0\n", None, "does not say .* stopping-power ratio.*hu_density.csv"),
