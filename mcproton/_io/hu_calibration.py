@@ -4,8 +4,8 @@ A calibration has two parts:
 
 * a **density curve**: piecewise-linear HU -> mass density (g/cm3) made of segments ``[hu_lo, hu_hi)``;
   values outside the curve are clamped to its end values (``mcproton run`` and ``mcproton check`` refuse a curve
-  that does not start at air on a CT with air below it, and warn of metal above its end:
-  :func:`check_ct_against_calibration`);
+  that does not start at air on a CT with air below it, and warn of metal above its end, and of voxels given a
+  metal's density with a tissue bin's composition: :func:`check_ct_against_calibration`);
 * **material bins**: HU lower bounds (inclusive) with one elemental composition each; a voxel takes the
   composition of the last bin whose lower bound is <= its HU (HU below the first bound -> first bin; warned
   where denser than air).
@@ -350,7 +350,11 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
       warning.  The scanner's padding below an air-like first point is air, as it should be;
     * below the first material bin, at more than an air-like density: a warning (they take its composition);
     * above the curve's end, and at the top of a 12-bit CT scale (:data:`CT_CEILINGS_HU`), where metal is clipped
-      whatever its true CT number: a warning, unless the structure set's overrides replaced every such voxel.
+      whatever its true CT number: a warning, unless the structure set's overrides replaced every such voxel;
+    * above a 12-bit CT scale where the curve gives less than a metal's density: a warning
+      (:func:`_warn_metal_given_tissue`);
+    * given a metal's density (:data:`METAL_MIN_G_CM3`) but the composition of a tissue bin (one that stops more
+      per gram than titanium): a warning (:func:`_warn_metal_density_given_tissue`).
 
     For a calibration of stopping-power-ratio maps (dcpt_spr_brain) the values are 1000 x (SPR - 1), not HU: said
     so, and no ceiling applies."""
@@ -361,6 +365,7 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
     _check_below_calibration(hu, low, calib, kept, voxel_cm3, error, what_to_give)
     _warn_below_first_material(hu, low, calib, kept, voxel_cm3)
     _warn_above_calibration(ct, hu, high, calib, kept, voxel_cm3)
+    _warn_metal_density_given_tissue(ct, hu, low, high, calib, kept, voxel_cm3)
 
 
 #: Added to a CT-coverage warning of :meth:`HUCalibration.to_geometry` that could not be judged again after the
@@ -483,9 +488,12 @@ def _warn_above_calibration(ct: Any, hu: np.ndarray, high: float, calib: "HUCali
         else:
             what = (f"up to {high:.0f} HU{_where_mm(ct, box)}){_replaced(n, n_kept)} lie above the end of the HU "
                     f"calibration {calib.name!r} ({top:.0f} HU)")
+        # the advice: never "a calibration that covers them" alone, which an extended density curve beside tissue
+        # bins satisfies and which gives metal a tissue's stopping power per gram (metal audit 2026-12-06, F1)
+        todo = _OVERRIDE_METAL if spr_map else f"{_OVERRIDE_METAL}, or {_METAL_CALIBRATION}"
         warn(f"{n_kept} CT voxels ({_cm3(n_kept, voxel_cm3)} cm3, {what} and were given its last density ({rho:.2f} "
-             "g/cm3) and material: if they are metal (implants, clips) the dose behind them is wrong; check the CT or "
-             "give those voxels a calibration that covers them", McprotonRuntimeWarning)
+             f"g/cm3) and material: if they are metal (implants, clips) the dose behind them is wrong: {todo}; "
+             "otherwise check the CT", McprotonRuntimeWarning)
     if not clipped:
         return
     n_sat, n_sat_kept, box = _count_and_box(hu, lambda h: h == high, kept)
@@ -510,6 +518,21 @@ METAL_MIN_G_CM3 = 4.0
 _OVERRIDE_METAL = ("contour the metal and override its density in the RT Struct (ROI physical properties, applied by "
                    "plan.struct_overrides)")
 
+#: The calibration the metal warnings ask for instead: its density curve and its material bins both a metal's there.
+#: A curve extended to metal's density beside tissue bins gives metal a tissue's stopping power per gram
+#: (:func:`_warn_metal_density_given_tissue`).
+_METAL_CALIBRATION = ("give the CT a calibration whose density curve and material bins both cover them: the metal's "
+                      "density at its CT number in hu_density.csv and a metal bin in hu_materials.csv from the HU "
+                      "where the metal starts (e.g. titanium, w_Ti 1); a curve extended to metal beside tissue bins "
+                      "gives metal a tissue's composition")
+
+#: How much more stopping power per gram than titanium's (:func:`spr_per_density` at :data:`SPR_REFERENCE_MEV`,
+#: 0.7115 with mcproton's tables) a material may have and still be taken as a metal's where the HU calibration
+#: gives a voxel a metal's density (:data:`METAL_MIN_G_CM3`).  Titanium is the implant metal that stops most per
+#: gram (Ti-6Al-4V +0.5 %; 316L steel -2 %, zirconia -5 %, gold -29 %); the densest Schneider 2000 bone stops 24 %
+#: more, water 41 % more (mcproton's stopping powers, ICRU 90 water, 100 MeV).
+METAL_SPR_PER_DENSITY_TOL = 0.05
+
 
 def _warn_metal_given_tissue(ct: Any, hu: np.ndarray, high: float, calib: "HUCalibration", kept,
                              voxel_cm3: float) -> None:
@@ -520,9 +543,11 @@ def _warn_metal_given_tissue(ct: Any, hu: np.ndarray, high: float, calib: "HUCal
     bone's density beyond it (mcsquare_default: 1.825 g/cm3 from 1565 to 5000 HU) gives a titanium rod at 4000 HU
     bone, half its stopping power, and said nothing (highZ audit 2026-12-06, F1: R80 6.6 mm too deep behind a 4 mm
     titanium plate).  A 12-bit CT never holds a value above 3095 HU, so ordinary patients' bone and enamel are never
-    named; a curve that does reach metal above the 12-bit scale was made for metal, and its values in between
-    (metal's edges, partly filled voxels) are its author's choice.  Values above the curve's end: the warning
-    of :func:`_warn_above_calibration`."""
+    named; where a curve does reach metal's density above the 12-bit scale, its values in between (metal's edges,
+    partly filled voxels) are its author's choice, and whether the voxels it gives a metal's density get a metal's
+    composition is :func:`_warn_metal_density_given_tissue`'s to judge (metal audit 2026-12-06, F1: such a curve
+    beside tissue bins was taken as made for metal).  Values above the curve's end: the warning of
+    :func:`_warn_above_calibration`."""
     ceiling = max(CT_CEILINGS_HU)
     top = float(calib.seg_hu_hi.max())
     if not (high > ceiling and top > ceiling):
@@ -542,8 +567,61 @@ def _warn_metal_given_tissue(ct: Any, hu: np.ndarray, high: float, calib: "HUCal
          f"g/cm3, stopping-power ratio about 3.2), but the calibration {calib.name!r} reaches no metal density there "
          f"(below {METAL_MIN_G_CM3:g} g/cm3 up to its end at {top:.0f} HU) and gave them {rho:.2f} g/cm3 "
          f"(stopping-power ratio {spr:.2f}) at {hi:.0f} HU, so behind metal the dose reaches too deep; "
-         f"{_OVERRIDE_METAL}, or give the CT a calibration whose curve reaches metal above the 12-bit scale",
-         McprotonRuntimeWarning)
+         f"{_OVERRIDE_METAL}, or {_METAL_CALIBRATION}", McprotonRuntimeWarning)
+
+
+def _warn_metal_density_given_tissue(ct: Any, hu: np.ndarray, low: float, high: float, calib: "HUCalibration",
+                                     kept, voxel_cm3: float) -> None:
+    """:func:`check_ct_against_calibration`: CT voxels that the calibration gives a metal's density (at least
+    :data:`METAL_MIN_G_CM3`) but the composition of a material bin that stops more per gram than titanium, the
+    implant metal that stops most per gram, by over :data:`METAL_SPR_PER_DENSITY_TOL`: a tissue's.  A user who
+    extends hu_density.csv to an extended-scale scanner's metal points (titanium 4.54 g/cm3 at 8000 HU, steel 7.9)
+    and keeps a planning system's tissue bins (Schneider's last: Marrow_Bone15 from 1500 HU) gives titanium bone's
+    stopping power per gram: its stopping-power ratio 4.02 instead of 3.23 (+24 %), the range 7.6 mm short behind
+    10 mm of it, and nothing was said (metal audit 2026-12-06, F1).  No voxel of a curve below 4 g/cm3 is named."""
+    lo_h, hi_h = calib.seg_hu_lo, calib.seg_hu_hi
+    # the curve is linear on each segment and keeps its end values beyond its ends: its largest density over the
+    # CT's values is at most that of the segments they overlap (the first and last ones for values beyond the ends)
+    over = (lo_h <= high) & (hi_h >= low)
+    over[0] |= low < lo_h[0]
+    over[-1] |= high > hi_h[-1]
+    if max(float(calib.seg_rho_lo[over].max()), float(calib.seg_rho_hi[over].max())) < METAL_MIN_G_CM3:
+        return   # the usual case: no metal density anywhere on the CT's values; no whole-CT count
+    from ..materials import get_material
+
+    k_ti = spr_per_density(get_material("titanium"), SPR_REFERENCE_MEV)
+    k = np.array([spr_per_density(m, SPR_REFERENCE_MEV) for m in calib.materials])
+    tissue = k > k_ti * (1.0 + METAL_SPR_PER_DENSITY_TOL)
+    if not tissue.any():
+        return
+
+    def metal_given_tissue(h: np.ndarray) -> np.ndarray:
+        return (calib.density_from_hu(h) >= METAL_MIN_G_CM3) & tissue[calib.material_index_from_hu(h)]
+
+    n, n_kept, box = _count_and_box(hu, metal_given_tissue, kept)
+    if not n_kept or box is None:
+        return   # none, or every such voxel lies in an override: the structure set gives their material
+    vals = np.concatenate([hu[z][metal_given_tissue(hu[z]) & kept(z)] for z in range(box[0][0], box[0][1] + 1)])
+    v_lo, v_hi = float(vals.min()), float(vals.max())
+    bins = np.unique(calib.material_index_from_hu(vals))
+    names = ("bin " if bins.size == 1 else "bins ") + ", ".join(
+        repr(calib.materials[int(i)].name) for i in bins[:3]) + (", ..." if bins.size > 3 else "")
+    dens = calib.density_from_hu(vals)
+    rho_lo, rho_hi = float(dens.min()), float(dens.max())
+    rho, spr = _density_and_spr(calib, v_hi)
+    mat = calib.materials[int(calib.material_index_from_hu(np.array([v_hi]))[0])]
+    spr_ti = rho * k_ti
+    span = f"{v_lo:.0f} to {v_hi:.0f} HU" if v_hi > v_lo else f"{v_hi:.0f} HU"
+    given = f"{rho_lo:.2f} to {rho_hi:.2f}" if f"{rho_lo:.2f}" != f"{rho_hi:.2f}" else f"{rho_hi:.2f}"
+    warn(f"{n_kept} CT voxels ({_cm3(n_kept, voxel_cm3)} cm3, {span}{_where_mm(ct, box)}){_replaced(n, n_kept)} "
+         f"were given a metal's density by the HU calibration {calib.name!r} ({given} g/cm3; a metal's is "
+         f"at least {METAL_MIN_G_CM3:g}: titanium 4.5, steel 7.9) but the composition of its material "
+         f"{names}, which stops protons {100 * (k[bins].max() / k_ti - 1):.0f} % more per gram than titanium, the "
+         f"implant metal that stops most per gram: at {v_hi:.0f} HU they have {rho:.2f} g/cm3 of {mat.name!r}, "
+         f"stopping-power ratio {spr:.2f}, where titanium of that density has {spr_ti:.2f} (steel and gold less), "
+         f"so behind the metal the dose stops short, by about {10 * (spr - spr_ti):.1f} mm or more per cm of metal; "
+         f"give hu_materials.csv a metal bin (a row whose hu_lo is the HU where "
+         f"the metal starts, e.g. titanium with w_Ti 1), or {_OVERRIDE_METAL}", McprotonRuntimeWarning)
 
 
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:
@@ -609,6 +687,11 @@ SPR_REFERENCE_MEV = 100.0
 #: Range of plausible SPR values in a HU -> SPR table (relative to water): air ~0.001, titanium ~3.2 is beyond
 #: a CT calibration; above 3 a column of another quantity (or a HU column) is suspected.
 SPR_MAX = 3.0
+
+#: The largest SPR taken, in a HU -> SPR table's refusal, as a metal's row (an extended-HU planning system's
+#: table goes on to titanium 3.2, steel 5.5, gold 9.7, platinum 10.7 with mcproton's stopping powers) rather than
+#: a column of another quantity (per mille, HU).
+_SPR_METAL_MAX = 12.0
 
 
 def spr_per_density(material: Material, energy_mev: float, water_model: str = "icru90",
@@ -983,7 +1066,8 @@ class HUCalibration:
 
         ``check_coverage`` (default True): the CT's values that this calibration does not cover are warned about
         (:func:`check_ct_against_calibration`: metal above the curve's end, clipped at a 12-bit CT's top or given a
-        tissue's density on an extended scale; values below a first point or material bin that is not air), each a
+        tissue's density on an extended scale, or given a metal's density with a tissue bin's composition; values
+        below a first point or material bin that is not air), each a
         :class:`~mcproton.McprotonRuntimeWarning` kept in the geometry's ``made_with_warnings``, which
         :func:`mcproton.simulate` keeps in its result's provenance (highZ audit 2026-12-06, F2: the Python route gave
         a titanium plate bone's density without the word ``mcproton run`` says).  A curve that does not reach air,
@@ -1155,7 +1239,8 @@ def _check_spr_header(fields: list[str], path: Path, lineno: int) -> None:
 
 def _read_spr_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(HU, SPR) of hu_spr.csv, read as :func:`_read_density_table` reads a density table (header, separators,
-    decimal commas); HU must increase strictly and every SPR lie in (0, :data:`SPR_MAX`]."""
+    decimal commas); HU must increase strictly and every SPR lie in (0, :data:`SPR_MAX`] (a metal's rows above it
+    are refused as such, with what to do instead)."""
     hu, spr = _read_density_table(path, quantity="SPR", check_header=_check_spr_header)
     if np.any(np.diff(hu) <= 0):
         i = int(np.where(np.diff(hu) <= 0)[0][0])
@@ -1164,6 +1249,21 @@ def _read_spr_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
     bad = np.where((spr <= 0) | (spr > SPR_MAX))[0]
     if bad.size:
         i = int(bad[0])
+        if SPR_MAX < spr[i] <= _SPR_METAL_MAX and spr.max() <= _SPR_METAL_MAX and np.all(spr > 0):
+            # a metal's rows (metal audit 2026-12-06, F5: refused as "not a stopping-power ratio", which it is)
+            more = int(np.count_nonzero(spr > SPR_MAX)) - 1
+            rows = f" and {more} more row(s) above {SPR_MAX:g}" if more else ""
+            raise CalibrationError(
+                f"{path}: SPR {spr[i]:g} at {hu[i]:g} HU{rows}: a metal's stopping-power ratio (titanium ~3.2, steel "
+                f"~5.5, gold ~9.7), not a tissue's (cortical bone ~1.7); a HU -> SPR table is taken up to SPR "
+                f"{SPR_MAX:g} (tissues) only: each HU keeps the composition of its hu_materials.csv bin, which turns "
+                "the SPR into a density, and a metal's composition (hence its density and scattering) cannot come "
+                f"from an SPR; end the table at its last row at or below {SPR_MAX:g} (higher CT numbers keep that "
+                "row's SPR and are warned about) and contour the metal and override it in the RT Struct (ROI "
+                "physical properties, applied by plan.struct_overrides: e.g. an ROI named 'Titanium rod' with "
+                "REL_MASS_DENSITY 4.54), or give a HU -> mass density table (hu_density.csv) that reaches the "
+                "metal's density at its CT number, with a metal bin (e.g. titanium, w_Ti 1) in hu_materials.csv "
+                "from the HU where the metal starts")
         raise CalibrationError(f"{path}: SPR {spr[i]:g} at {hu[i]:g} HU is not a stopping-power ratio to water (it "
                                f"must lie in 0..{SPR_MAX:g}, above 0: air is ~0.001, cortical bone ~1.7)")
     run_max = np.maximum.accumulate(spr)

@@ -128,6 +128,10 @@ def test_ct_numbers_beyond_the_calibration_are_reported(tmp_path, capsys, warnin
     err = capsys.readouterr().err
     assert "4 CT voxels" in err and "8000 HU" in err and "3072 HU" in err and "metal" in err, err
     assert "(0.008 cm3, up to 8000 HU; x 3..4, y 3..4, z 4 mm) lie above the end" in err, err   # where (F7)
+    # what to do: an override, or a calibration whose curve and material bins both cover them (metal audit
+    # 2026-12-06, F1: "a calibration that covers them" led to a curve extended to metal beside tissue bins)
+    assert "struct_overrides" in err and "density curve and material bins both cover them" in err, err
+    assert "a metal bin in hu_materials.csv" in err, err
     hu[2] = 0
     write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "ct2")
     build_geometry({"phantom": {"type": "ct", "ct_dir": str(tmp_path / "ct2")}})
@@ -531,7 +535,14 @@ def test_spr_calibration_in_the_run_geometry_step(tmp_path):
     ("HU,SPR\n0,1.0\n", None, "at least two"),
     ("HU,SPR\n-1000,0\n0,1.0\n", None, r"SPR 0 at -1000 HU .*0\.\.3"),
     ("HU,SPR\n-1000,-0.1\n0,1.0\n", None, "SPR -0.1 at"),
-    ("HU,SPR\n0,1.0\n1000,1600\n", None, "SPR 1600 at 1000 HU"),
+    ("HU,SPR\n0,1.0\n1000,1600\n", None, "SPR 1600 at 1000 HU is not a stopping-power ratio"),
+    # an extended-HU planning system's metal rows (metal audit 2026-12-06, F5: they were "not a stopping-power
+    # ratio"): named as metal, with what to do instead
+    ("HU,SPR\n-1000,0.001\n0,1.0\n3000,2.47\n8000,3.23\n", None,
+     r"SPR 3\.23 at 8000 HU: a metal's stopping-power ratio .*taken up to SPR 3 \(tissues\) only.*end the table at "
+     r"its last row at or below 3 .*override it in the RT Struct.*hu_density\.csv.*metal bin"),
+    ("HU,SPR\n-1000,0.001\n0,1.0\n3000,2.47\n8000,3.23\n20000,5.52\n", None,
+     r"SPR 3\.23 at 8000 HU and 1 more row\(s\) above 3: a metal's"),
     ("HU;SPR\n-1000;0,001\n0;1,0\n", None, "holds 3 numbers.*decimal comma"),
     ("HU,SPR\n0,1.0\n500,abc\n", None, "not 'HU SPR'"),
     ("HU,density_gcm3\n-1000,0.001\n0,1.0\n", None, "does not say .* stopping-power ratio.*hu_density.csv"),
@@ -692,6 +703,73 @@ def test_metal_of_an_extended_scale_ct_given_bone_by_a_flat_curve_is_reported(tm
         build_geometry({"phantom": {"type": "ct", "ct_dir": str(d), "calibration": str(cal)}})
         err = capsys.readouterr().err
         assert "12-bit" not in err and "CT voxels" not in err, (v, err)
+
+
+#: Schneider 2000's densest bone bin (Marrow_Bone15, from 1500 HU), as a planning system's material table ends
+_BONE15 = "1500,bone15,0.034,0.155,0.042,0.435,0.001,0.002,0.103,0.003,0.225,0\n"
+_MATS_HEAD = "hu_lo,name,w_H,w_C,w_N,w_O,w_Na,w_Mg,w_P,w_S,w_Ca,w_Ti\n"
+_WATER_MAT = "-1000,water,0.111894,0,0,0.888106,0,0,0,0,0,0\n"
+
+
+def test_metal_density_given_a_tissue_bin_is_reported(tmp_path, capsys, warnings_to_stderr):
+    """Metal audit 2026-12-06, F1: a density curve extended to an extended-scale scanner's metal (titanium 4.54 g/cm3
+    at 8000 HU, steel 7.9 at 20000 HU) beside a planning system's tissue bins (the last: bone from 1500 HU) gave a
+    titanium plate bone's stopping power per gram, SPR 4.02 against titanium's 3.23 (+24 %, the range 7.6 mm short
+    behind 10 mm), without a word in `mcproton run`, `mcproton check` or the Python route: the curve reaching metal
+    was taken as made for metal.  Now the voxels given a metal's density with a tissue's composition are named, with
+    the material, the SPR they get and titanium's; a titanium bin from 5000 HU, or the plate overridden to titanium
+    in the RT Struct, says nothing; a titanium bin that starts above the plate's HU does not cover it."""
+    from dicom_factories import make_rtstruct, rect_contour
+
+    from mcproton._check.compute import build_geometry as check_geometry
+    from mcproton._check.inputs import TPSDose
+    from mcproton.config import build_geometry
+
+    grid = TPSDose("RD.dcm", np.zeros((3, 4, 4)), (2.0, 2.0, 4.0), (0.5, 0.5, 1.0), "", "PHYSICAL", "PLAN", None)
+    hu = np.zeros((6, 8, 8))
+    hu[:, 0, :] = -1000
+    hu[2, 3:5, 3:5] = 8000          # a titanium plate: 4 voxels, centres x, y = 3..4 mm, z = 4 mm
+    ct = tmp_path / "ct"
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), ct)
+    dens = "HU,density_gcm3\n-1000,0.0012\n0,1.0\n1600,1.964\n3000,2.793\n8000,4.54\n20000,7.9\n"
+
+    def cal(name, ti_from=None):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "hu_density.csv").write_text(dens)
+        ti = f"{ti_from},titanium,0,0,0,0,0,0,0,0,0,1\n" if ti_from is not None else ""
+        (d / "hu_materials.csv").write_text(_MATS_HEAD + _WATER_MAT + _BONE15 + ti)
+        return d
+
+    said = ("4 CT voxels (0.008 cm3, 8000 HU; x 3..4, y 3..4, z 4 mm) were given a metal's density by the HU "
+            "calibration 'ext' (4.54 g/cm3; a metal's is at least 4: titanium 4.5, steel 7.9) but the composition of "
+            "its material bin 'bone15', which stops protons 24 % more per gram than titanium")
+    ext = cal("ext")
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct), "calibration": str(ext)}})
+    err = capsys.readouterr().err
+    assert said in err, err
+    assert ("stopping-power ratio 4.02, where titanium of that density has 3.23" in err
+            and "a metal bin" in err and "struct_overrides" in err), err
+    check_geometry(ct, str(ext), grid, given=True)
+    assert said in capsys.readouterr().err
+    g = HUCalibration.load(ext).to_geometry(load_ct_series(ct))   # the Python route keeps it with the geometry
+    assert any(said in w for w in g.made_with_warnings), g.made_with_warnings
+    capsys.readouterr()
+    # a titanium bin that covers the plate: titanium at 4.54 g/cm3, nothing to say; one above it: still bone
+    for ti_from, warned in ((5000, False), (8500, True)):
+        c = cal(f"ext_ti{ti_from}", ti_from)
+        g = build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct), "calibration": str(c)}})
+        err = capsys.readouterr().err
+        assert ("were given a metal's density" in err) == warned, (ti_from, err)
+        assert (g.materials[g.material_index_zyx[2, 3, 3]].name == "titanium") != warned
+        assert float(g.density_g_cm3_zyx[2, 3, 3]) == pytest.approx(4.54, rel=1e-6)
+    # the plate contoured and overridden to titanium in the RT Struct: the voxels are no longer the calibration's
+    rs = tmp_path / "RS.dcm"
+    make_rtstruct({"plate": [rect_contour(2.5, 4.5, 2.5, 4.5, 4.0)]}).save_as(rs, enforce_file_format=True)
+    _titanium_override(rs, "plate")
+    build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct), "calibration": str(ext)},
+                    "plan": {"rtstruct": str(rs)}})
+    assert "were given a metal's density" not in capsys.readouterr().err
 
 
 def test_the_python_route_warns_of_metal_above_the_calibration_and_keeps_it_in_the_result(tmp_path, capsys,

@@ -153,6 +153,8 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "both hu_spr.csv and hu_density.csv"),
     ("HU -> SPR table in per mille (SPR 1000 at 0 HU)", [],
      CT.replace("@EXTRA", 'calibration = "hlut_absurd"'), "not a stopping-power ratio"),
+    ("HU -> SPR table with a metal's rows (an extended-HU planning system's table to titanium, SPR 3.23 at 8000 HU)",
+     [], CT.replace("@EXTRA", 'calibration = "hlut_metal"'), "a metal's stopping-power ratio"),
     ("HU -> SPR table with HU out of order", [], CT.replace("@EXTRA", 'calibration = "hlut_order"'),
      "increase strictly"),
     ("HU -> SPR table saved as hu_density.csv", [], CT.replace("@EXTRA", 'calibration = "hlut_as_density"'),
@@ -229,6 +231,7 @@ HLUT_FOLDERS: dict[str, dict[str, str]] = {
     "hlut_both": {"hu_spr.csv": "HU,SPR\n-1000,0.001\n0,1.0\n1500,1.8\n",
                   "hu_density.csv": "HU,density_gcm3\n-1000,0.0012\n0,1.0\n1500,1.9\n"},
     "hlut_absurd": {"hu_spr.csv": "HU,SPR\n-1000,1\n0,1000\n1000,1600\n"},
+    "hlut_metal": {"hu_spr.csv": "HU,SPR\n-1000,0.001\n0,1.0\n3000,2.47\n8000,3.23\n"},
     "hlut_order": {"hu_spr.csv": "HU,SPR\n-1000,0.001\n1000,1.5\n0,1.0\n"},
     "hlut_as_density": {"hu_density.csv": "HU,SPR\n-1000,0.001\n0,1.0\n1500,1.8\n"},
 }
