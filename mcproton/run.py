@@ -53,7 +53,10 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     once), as ``mcproton run`` keeps them in its output, whatever the warning filters show; so are those issued when
     ``geometry`` was made from a CT (``geometry.made_with_warnings``: :meth:`HUCalibration.to_geometry`'s CT values
     that the calibration does not cover, such as metal given bone's density, judged again on what a structure set's
-    overrides left, and :func:`mcproton._io.roi_overrides.apply_overrides`'s own warnings).
+    overrides left, its checks of the CT, such as a phantom CT read with another calibration, an SPR map read as HU
+    or a CT without air, and :func:`mcproton._io.roi_overrides.apply_overrides`'s own warnings), and those issued
+    when ``beam`` was made from a plan (``beam.meta["warnings"]``: :func:`~mcproton.dicom.plan_to_beams` keeps the
+    plan's and the beam model's, such as VirtualSourceAxisDistances taken from the model or MU labelled NP).
 
     Inputs that ``mcproton run`` refuses as plausible but wrong run here as given, each with a
     :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside
@@ -77,9 +80,10 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
         opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False,
                           log=_job_log(log), warn_stacklevel=3)
         res = run_job(None, settings, geometry, [beam], None, opts)[0]
-    # what was warned about when the grid was made (HUCalibration.to_geometry: metal above the calibration), then
-    # during the call
-    said = list(getattr(geometry, "made_with_warnings", None) or []) + said
+    # what was warned about when the grid was made (HUCalibration.to_geometry: metal above the calibration), when the
+    # beam was made (plan_to_beams: the plan's and the beam model's, meta["warnings"]), then during the call
+    said = (list(getattr(geometry, "made_with_warnings", None) or []) + list((beam.meta or {}).get("warnings") or [])
+            + said)
     if said:   # what was warned about, beside the dose (DoseResult.save keeps it), as mcproton run keeps it
         res.provenance["warnings"] = list(dict.fromkeys(said))
     return res
