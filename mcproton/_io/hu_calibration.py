@@ -1003,10 +1003,10 @@ class HUCalibration:
         bone), so that nothing is said twice.
 
         ``check_ct`` (default True): the checks ``mcproton run`` and ``mcproton check`` make of the CT before they
-        convert it: a CT that mcproton wrote for another calibration (a phantom CT read with
-        another curve: bone ~18 % off), a dual-energy map (an SPR map) read with an HU calibration, a CT without air
-        (a wrong RescaleIntercept: every value ~1024 HU too high).  Each is a warning here, as ``mcproton run`` says
-        it where the calibration is given (a script names its calibration), kept in ``made_with_warnings`` and so in
+        convert it: a CT that mcproton wrote for another calibration (a phantom CT read with another curve: its bone
+        5-18 % off), a dual-energy map (an SPR map) read with an HU calibration, a CT without air (a wrong
+        RescaleIntercept: every value ~1024 HU too high).  Each is a warning here, as ``mcproton run`` says it where
+        the calibration is given (a script names its calibration), kept in ``made_with_warnings`` and so in
         :func:`mcproton.simulate`'s result (before 2026-12-06 the Python route said nothing: the Python-API audit,
         F3).  False where the caller makes them itself in its own terms (``mcproton run`` and ``mcproton check``,
         which refuse the first two with their default calibration), so that nothing is said twice.
