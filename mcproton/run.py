@@ -80,10 +80,11 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
         opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False,
                           log=_job_log(log), warn_stacklevel=3)
         res = run_job(None, settings, geometry, [beam], None, opts)[0]
-    # what was warned about when the grid was made (HUCalibration.to_geometry: metal above the calibration), when the
-    # beam was made (plan_to_beams: the plan's and the beam model's, meta["warnings"]), then during the call
-    said = (list(getattr(geometry, "made_with_warnings", None) or []) + list((beam.meta or {}).get("warnings") or [])
-            + said)
+    # what was warned about when the grid was made (HUCalibration.to_geometry: metal above the calibration), then
+    # during the call
+    said = list(getattr(geometry, "made_with_warnings", None) or []) + said
+    # and before those, what was warned about when the beam was made (plan_to_beams: the plan's and the beam model's)
+    said = list((beam.meta or {}).get("warnings") or []) + said
     if said:   # what was warned about, beside the dose (DoseResult.save keeps it), as mcproton run keeps it
         res.provenance["warnings"] = list(dict.fromkeys(said))
     return res
