@@ -680,7 +680,7 @@ def build_geometry(cfg: dict[str, Any]):
                 # thickness), at the cost of the full-resolution geometry in memory
                 from .geometry import resample_blocks
 
-                g_full = calib.to_geometry(ct, check_coverage=False)
+                g_full = calib.to_geometry(ct, check_coverage=False, check_ct=False)
                 _apply_struct_overrides(cfg, g_full)
                 _check_ct_against_calibration(ct, calib, g_full)
                 g = resample_blocks(g_full, blocks)
@@ -688,7 +688,7 @@ def build_geometry(cfg: dict[str, Any]):
                 g.outside_external_g_cm3_zyx = _outside_external_on_blocks(cfg, ct, blocks, lambda s: rho_full[s])
                 del g_full, rho_full
             else:
-                g = calib.to_geometry(ct, blocks=blocks, check_coverage=False)
+                g = calib.to_geometry(ct, blocks=blocks, check_coverage=False, check_ct=False)
                 _apply_struct_overrides(cfg, g)   # on blocks: only where it changes nothing (none, or ignored)
                 _check_ct_against_calibration(ct, calib, g if tuple(blocks) == (1, 1, 1) else None)
                 if tuple(blocks) != (1, 1, 1):   # the CT's own densities, slab by slab: no overrides to put in

@@ -60,7 +60,10 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     once), as ``mcproton run`` keeps them in its output, whatever the warning filters show; so are those issued when
     ``geometry`` was made from a CT (``geometry.made_with_warnings``: :meth:`HUCalibration.to_geometry`'s CT values
     that the calibration does not cover, such as metal given bone's density, judged again on what a structure set's
-    overrides left, and :func:`mcproton._io.roi_overrides.apply_overrides`'s own warnings).
+    overrides left, its checks of the CT, such as a phantom CT read with another calibration, an SPR map read as HU
+    or a CT without air, and :func:`mcproton._io.roi_overrides.apply_overrides`'s own warnings), and those issued
+    when ``beam`` was made from a plan (``beam.meta["warnings"]``: :func:`~mcproton.dicom.plan_to_beams` keeps the
+    plan's and the beam model's, such as VirtualSourceAxisDistances taken from the model or MU labelled NP).
 
     On a grid from a DICOM CT (``geometry.study`` set), what ``mcproton run`` refuses as a plausible but wrong
     patient dose is refused here too (:class:`~mcproton.config.ConfigError`, a ValueError, with ``mcproton run``'s
@@ -100,6 +103,8 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     # what was warned about when the grid was made (HUCalibration.to_geometry: metal above the calibration), then
     # during the call
     said = list(getattr(geometry, "made_with_warnings", None) or []) + said
+    # and before those, what was warned about when the beam was made (plan_to_beams: the plan's and the beam model's)
+    said = list((beam.meta or {}).get("warnings") or []) + said
     if said:   # what was warned about, beside the dose (DoseResult.save keeps it), as mcproton run keeps it
         res.provenance["warnings"] = list(dict.fromkeys(said))
     if overrides:   # refusals passed with allow=: write_result_rtdose tags the RT Dose OVERRIDE

@@ -235,12 +235,12 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     # as mcproton run does, on what the structure set's overrides left of the calibration's values
     if at_ct_resolution is None:
         check_ct_against_calibration(ct, cal, error=CheckInputError, what_to_give="--calibration")
-        g2 = cal.to_geometry(ct, compact=True, blocks=factors, check_coverage=False)
+        g2 = cal.to_geometry(ct, compact=True, blocks=factors, check_coverage=False, check_ct=False)
         rho_full = None
     else:
         from ..geometry import resample_blocks
 
-        g_full = cal.to_geometry(ct, compact=True, check_coverage=False)
+        g_full = cal.to_geometry(ct, compact=True, check_coverage=False, check_ct=False)
         at_ct_resolution(g_full)
         check_ct_against_calibration(ct, cal, g_full, error=CheckInputError, what_to_give="--calibration")
         g2 = resample_blocks(g_full, factors)

@@ -56,13 +56,15 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, ParamSpec, Sequence
 
 import numpy as np
 
 from ..source import MAX_SPREAD_SIGMAS
 from .csv_table import read_csv_table
-from .errors import BeamModelError, McprotonWarning, did_you_mean, warn
+from .errors import BeamModelError, McprotonWarning, did_you_mean, recording_warnings, warn
+
+P = ParamSpec("P")
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "beam_models"
 BUILTIN = {
@@ -281,6 +283,10 @@ class BeamModel:
     spot_tune_ids: tuple[str, ...] = ()
     #: what :meth:`at` has warned about already (each once per model)
     _warned: set = field(default_factory=set, repr=False, compare=False)
+    #: the mcproton warnings issued while the model was read (:func:`load_beam_model`, :func:`load_bdl`,
+    #: :func:`parse_bdl`) and checked (a value outside every machine known), each once: ``plan_to_beams`` keeps them
+    #: in its beams' ``meta["warnings"]``, from which ``simulate`` keeps them in its result
+    made_with_warnings: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.machines, str) or not all(isinstance(m, str) and m.strip() for m in self.machines):
@@ -347,7 +353,9 @@ class BeamModel:
                 raise BeamModelError(f"beam model {self.name!r}: virtual source-axis distances {v} must be two "
                                      f"numbers larger than the plane distance {z} mm")
             self.virtual_source_axis_distances_mm = v  # type: ignore[assignment]
-        self._check_plausible(order)
+        with recording_warnings() as said:
+            self._check_plausible(order)
+        self.made_with_warnings = list(dict.fromkeys([*self.made_with_warnings, *said]))
 
     def _where(self) -> str:
         return f"beam model {self.name!r}" + (f" ({self.path})" if self.path else "")
@@ -483,7 +491,8 @@ class BeamModel:
         inside it: ``layers`` holds (beam label, nominal energy MeV, MU) of every layer of the plan.  The warning
         says how many layers of which beams, their energy range and share of the MU, and :meth:`at` then says no
         more of that gap: it named only the first energy met, so a field whose 13 layers all lay in the gap read as
-        a one-layer nit (audit 18b F9)."""
+        a one-layer nit (audit 18b F9).  Once per call, not per model: a model reused for another plan_to_beams (the
+        next robustness scenario) says it again, and that call's beams keep it (their ``meta["warnings"]``)."""
         total = sum(float(mu) for _, _, mu in layers) or 1.0
         gaps: dict[int, list[tuple[str, float, float]]] = {}
         for beam, e, mu in layers:
@@ -492,8 +501,8 @@ class BeamModel:
                 gaps.setdefault(k, []).append((beam, float(e), float(mu)))
         E = self.nominal_energy_mev
         for k, rows in sorted(gaps.items()):
-            if ("gap", k) in self._warned:
-                continue
+            # each call (each plan_to_beams): a model reused for a second plan, or for the same plan's next robustness
+            # scenario, says it again, so that every call's beams keep it (meta["warnings"]); at() says no more of it
             self._warned.add(("gap", k))
             beams = list(dict.fromkeys(b for b, _, _ in rows))
             es = [e for _, e, _ in rows]
@@ -607,6 +616,22 @@ def warn_above_nuclear_data(what: str, energy_mev: float) -> None:
 
 
 # ------------------------------------------------------------------------------------------ loading
+def _keeping_warnings(read: Callable[P, BeamModel]) -> Callable[P, BeamModel]:
+    """Decorator of a beam-model reader: the mcproton warnings issued while it reads the model are kept in the model's
+    ``made_with_warnings`` (after those of its own checks)."""
+    import functools
+
+    @functools.wraps(read)
+    def reader(*args: P.args, **kwargs: P.kwargs) -> BeamModel:
+        with recording_warnings() as said:
+            model = read(*args, **kwargs)
+        model.made_with_warnings = list(dict.fromkeys([*model.made_with_warnings, *said]))
+        return model
+
+    return reader
+
+
+@_keeping_warnings
 def load_beam_model(name_or_path: str | Path) -> BeamModel:
     """A built-in model (``dcpt_v2``, ``dcpt_v5``, ``mcsquare_upenn_iba_dn``), a TOML model or a BDL file."""
     key = str(name_or_path)
@@ -780,6 +805,7 @@ def _load_toml(path: Path) -> BeamModel:
         raise BeamModelError(msg if str(path) in msg else f"{path}: {msg}") from None
 
 
+@_keeping_warnings
 def load_bdl(path: str | Path) -> BeamModel:
     """Parse an MCsquare beam data library (BDL) text file (single or double Gaussian)."""
     p = Path(path).resolve()
@@ -813,6 +839,7 @@ def _bdl_rs_material(value: str) -> str:
         return ""
 
 
+@_keeping_warnings
 def parse_bdl(text: str, *, name: str = "bdl", source: str = "", sha256: str = "") -> BeamModel:
     """Parse the text of an MCsquare BDL (see :func:`load_bdl`; ``source``: its file, ``sha256``: the file's).
 

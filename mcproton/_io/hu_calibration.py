@@ -213,6 +213,16 @@ def check_spr_map(ct, name: str, *, given: bool, where: str, key: str, error: ty
     raise error(f"{msg}; {todo}")
 
 
+def _ct_where(ct) -> str:
+    """The CT as a message of :meth:`HUCalibration.to_geometry` names it: by the folder of its slices (as ``mcproton
+    check`` names it: "the CT (folder)"), else its series UID."""
+    files = list(getattr(ct, "slice_files", None) or [])
+    if files:
+        return f"the CT ({Path(files[0]).parent})"
+    uid = str(getattr(ct, "series_instance_uid", "") or "")
+    return f"the CT (series {uid})" if uid else "the CT"
+
+
 #: A CT whose lowest value lies above this holds no air anywhere: air is about -1000 HU (-1000 in an SPR map's
 #: 1000 x (SPR - 1) too), and a scan's field of view always holds some around the patient.
 NO_AIR_ABOVE_HU = -500.0
@@ -1047,7 +1057,8 @@ class HUCalibration:
         return best_hu.reshape(d.shape)
 
     def to_geometry(self, ct, *, compact: bool = False, name: str | None = None,
-                    blocks: Sequence[int] = (1, 1, 1), slab_voxels: int | None = None, check_coverage: bool = True):
+                    blocks: Sequence[int] = (1, 1, 1), slab_voxels: int | None = None, check_coverage: bool = True,
+                    check_ct: bool = True):
         """A :class:`mcproton.geometry.VoxelGeometry` from a :class:`~mcproton._io.ct.CTImage`: the one
         CT -> transport geometry conversion (``mcproton run``'s CT phantom, ``mcproton check``, the slab CT).
 
@@ -1074,11 +1085,22 @@ class HUCalibration:
         which ``mcproton run`` refuses, is warned about here too.  False where the caller checks the CT after the
         structure set's overrides itself (``mcproton run``, ``mcproton check``: an overridden rod is not metal given
         bone), so that nothing is said twice.
+
+        ``check_ct`` (default True): the checks ``mcproton run`` and ``mcproton check`` make of the CT before they
+        convert it: a CT that mcproton wrote for another calibration (a phantom CT read with another curve: its bone
+        5-18 % off), a dual-energy map (an SPR map) read with an HU calibration, a CT without air (a wrong
+        RescaleIntercept: every value ~1024 HU too high).  Each is a warning here, as ``mcproton run`` says it where
+        the calibration is given (a script names its calibration), kept in ``made_with_warnings`` and so in
+        :func:`mcproton.simulate`'s result (before 2026-12-06 the Python route said nothing: the Python-API audit,
+        F3).  False where the caller makes them itself in its own terms (``mcproton run`` and ``mcproton check``,
+        which refuse the first two with their default calibration), so that nothing is said twice.
         """
         from .errors import recording_warnings
 
         coverage: list[str] = []
         with recording_warnings() as said:
+            if check_ct:
+                self._check_ct(ct)
             if check_coverage:
                 with recording_warnings() as coverage:
                     check_ct_against_calibration(ct, self, None, error=None, what_to_give="the CT")
@@ -1091,6 +1113,23 @@ class HUCalibration:
         if coverage:   # judged again on what the structure set's overrides leave (rejudge_coverage)
             g._coverage_check = (_weak_ref(ct), self._snapshot(), list(dict.fromkeys(coverage)))
         return g
+
+    def _check_ct(self, ct) -> None:
+        """:meth:`to_geometry`'s checks of the CT before it is converted (``check_ct=True``), those of ``mcproton
+        run`` and ``mcproton check`` in the form they take for a calibration given on purpose: a warning (a
+        :class:`~mcproton.McprotonWarning`) for a CT that mcproton wrote from densities with the inverse of another
+        calibration (:func:`check_calibration_written_for`), for a CT that says it is a dual-energy map read with an
+        HU calibration (:func:`check_spr_map`), and for a CT without air (:func:`warn_ct_without_air`)."""
+        where = _ct_where(ct)
+        check_calibration_written_for(
+            ct, self.name, given=True, where=where, key="the calibration converting it", error=CalibrationError,
+            anyway="converted as given (mcproton run refuses this with its default calibration)",
+            how=lambda w: ("a slab CT's CT numbers are codes of its exact calibration: build the geometry with "
+                           "mcproton.slab_ct_geometry" if w == "slab_ct" else f'use HUCalibration.load("{w}")'))
+        check_spr_map(ct, self.name, given=True, where=where, key="the calibration converting it",
+                      error=CalibrationError, anyway="converted as given (mcproton run refuses this with its default "
+                      "calibration)")
+        warn_ct_without_air(ct, where)
 
     def _snapshot(self) -> "HUCalibration":
         """A copy whose curve and bins a later change of this one (``cal.seg_rho_lo *= 1.035`` for the next

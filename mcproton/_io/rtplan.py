@@ -115,7 +115,7 @@ from .dicom_common import (
     INVALID_PLAN_UID_SAID, RT_ION_PLAN_STORAGE, RT_PLAN_STORAGE, attribute_name, is_valid_uid, number_values,
     replacement_plan_uid,
 )
-from .errors import BeamModelError, DicomInputError, McprotonRuntimeWarning, McprotonWarning, warn
+from .errors import BeamModelError, DicomInputError, McprotonRuntimeWarning, McprotonWarning, recording_warnings, warn
 from .plan_checks import check_plan, is_zero_mu_beam
 
 
@@ -237,6 +237,10 @@ class RTIonPlan:
     """What the reading supplied that the file does not say (a PatientPosition given by the user)."""
     skipped_beams: list[str] = field(default_factory=list)
     """Why each beam left out of the plan was left out (set-up and verification fields: not computed)."""
+    warnings: list[str] = field(default_factory=list)
+    """The mcproton warnings :func:`load_rtplan` issued while reading the plan (each message once):
+    :func:`plan_to_beams` keeps them in each beam's ``meta["warnings"]``, from which :func:`mcproton.simulate` keeps
+    them in its result, as ``mcproton run`` keeps them in its HDF5."""
 
 
 def _e(msg: str) -> DicomInputError:
@@ -396,7 +400,9 @@ def load_rtplan(path_or_dataset, *, patient_position: str | None = None,
         ds, given_note = _given_position(copy.deepcopy(ds) if isinstance(path_or_dataset, pydicom.Dataset) else ds,
                                          patient_position, src)
     try:
-        plan = _parse_plan(ds, src, ignore_beam_limiting_devices=ignore_beam_limiting_devices)
+        with recording_warnings() as said:   # kept with the plan, for its beams' results (RTIonPlan.warnings)
+            plan = _parse_plan(ds, src, ignore_beam_limiting_devices=ignore_beam_limiting_devices)
+        plan.warnings = list(dict.fromkeys(said))
         if given_note:
             plan.notes.append(given_note)
         return plan
@@ -1161,7 +1167,31 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     stays tied to the patient's surface).  The beams' ``isocenter_mm`` (and the result's provenance) give the
     shifted isocentre, ``isocentre_shift_mm`` the shift.  The same as moving ``plan.beams[i].isocenter_mm``; not the
     same as moving the CT (``geometry.origin_mm``), which moves the structures with the dose.
+
+    Each beam's ``meta["warnings"]`` holds what was warned about the plan and the beam model on the way (each message
+    once): :func:`load_rtplan`'s (``plan.warnings``) and the patient position it was given (``plan.notes``), those
+    made when the beam model was read (``beam_model.made_with_warnings``) and this call's own (a layer interpolated
+    across a gap of the model, MU labelled NP, a spot size unlike the model's, ...), so that
+    :func:`mcproton.simulate` keeps them in its result's provenance, as ``mcproton run`` keeps them in its HDF5
+    (before 2026-12-06 a script's result held none of them: the Python-API audit, F7).
     """
+    with recording_warnings() as said:
+        beams = _plan_to_beams(plan, beam_model, beam_numbers=beam_numbers, all_fractions=all_fractions, min_mu=min_mu,
+                               range_shifter_model=range_shifter_model, machine_check=machine_check,
+                               isocentre_shift_mm=isocentre_shift_mm)
+    where = plan.path or "the plan"
+    kept = list(dict.fromkeys([*(getattr(plan, "warnings", None) or []),
+                               *(f"{where}: {n} (load_rtplan's patient_position)" for n in plan.notes),
+                               *(getattr(beam_model, "made_with_warnings", None) or []), *said]))
+    for b in beams:
+        b.meta["warnings"] = list(kept)
+    return beams
+
+
+def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | None, all_fractions: bool,
+                   min_mu: float, range_shifter_model: str, machine_check: bool,
+                   isocentre_shift_mm: Sequence[float] | None) -> list:
+    """:func:`plan_to_beams`' beams (the arguments as there), without the warnings in their meta."""
     from ..source import MAX_SPREAD_SIGMAS, Beam
     from ..geometry import _mm
 

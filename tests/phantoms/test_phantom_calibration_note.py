@@ -52,6 +52,54 @@ def test_another_calibration_given_on_purpose_is_warned_about(ct_dir, capsys, wa
     assert "warning" in err and "mcsquare_default" in err and "schneider2000" in err
 
 
+def test_a_script_reading_it_with_another_calibration_is_warned_and_the_result_keeps_it(ct_dir):
+    """Python-API audit 2026-12-06, F3: HUCalibration.to_geometry (a script's route, which always names its
+    calibration) said nothing where mcproton run refuses or warns.  Now it warns as mcproton run does for a given
+    calibration, and the geometry and simulate's result keep it."""
+    import warnings
+
+    import mcproton
+    from mcproton._io.errors import McprotonWarning
+
+    ct = load_ct_series(ct_dir)
+    with pytest.warns(McprotonWarning, match=r"^the CT \(.*ct\) was written by mcproton from densities with the "
+                                             r"inverse of HU calibration 'mcsquare_default' .* but the calibration "
+                                             r"converting it is 'schneider2000': its densities would be another "
+                                             r"curve's; converted as given .*"
+                                             r"HUCalibration\.load\(\"mcsquare_default\"\)"):
+        g = HUCalibration.load("schneider2000").to_geometry(ct)
+    assert any("'mcsquare_default'" in w and "converted as given" in w for w in g.made_with_warnings), \
+        g.made_with_warnings
+    beam = mcproton.Beam.pencil(70.0, position_mm=(0.0, 0.0, -20.0), direction=(0.0, 0.0, 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mcproton.simulate(g, beam, mcproton.RunSettings(primaries=200, batches=2, backend="cpu", threads=1),
+                                log=None)
+    assert any("'mcsquare_default'" in w for w in res.provenance.get("warnings") or []), res.provenance.get("warnings")
+    with warnings.catch_warnings():   # with its own calibration: nothing
+        warnings.simplefilter("error", McprotonWarning)
+        assert HUCalibration.load("mcsquare_default").to_geometry(ct).made_with_warnings == []
+
+
+def test_the_command_line_says_it_once(ct_dir):
+    """mcproton run and mcproton check make the check in their own terms (to_geometry's is off there): one warning
+    with the calibration given, not two."""
+    import warnings
+
+    from mcproton._check.compute import build_geometry as check_geometry
+    from mcproton._check.inputs import TPSDose
+    from mcproton._io.errors import recording_warnings
+
+    grid = TPSDose("RD.dcm", np.zeros((3, 4, 4)), (4.0, 4.0, 4.0), (-5.0, -5.0, 1.0), "", "PHYSICAL", "PLAN", None)
+    for make in (lambda: check_geometry(ct_dir, "schneider2000", grid, given=True),
+                 lambda: build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct_dir),
+                                                     "calibration": "schneider2000"}})):
+        with recording_warnings() as said, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            make()
+        assert len([w for w in said if "was written by mcproton" in w]) == 1, said
+
+
 def test_a_slab_ct_read_as_a_patient_ct_is_refused(tmp_path):
     # a slab CT's CT numbers are codes of its exact calibration (water, PMMA, ... at their densities): read with a
     # generic calibration its slabs would get generic tissue densities
