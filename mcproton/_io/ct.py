@@ -367,6 +367,8 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     a slice (no suffix, .dicom, a numeric suffix), else (notes.txt, out.h5) skipped; see :func:`_not_dicom_files`.
     A localizer series (scout/topogram, :func:`is_localizer`) beside one axial series is skipped with a warning.
     If the folder holds more than one axial CT series, pass ``series_uid`` (SeriesInstanceUID) to choose one.
+    A slice whose stored pixel words do not fit its BitsStored/HighBit, or whose HighBit is not BitsStored - 1 where
+    that matters, is refused (:func:`_pixel_bits`, :func:`_check_stored_bits`): readers disagree on its CT numbers.
     """
     files = _list_files(folder)
     headers = []
@@ -818,7 +820,7 @@ def _pixel_bits(ds, f: Path) -> tuple[int, int, int, int]:
     BitsStored - 1 (the header puts the stored bits higher in each word than pydicom reads them, so the CT numbers
     differ between readers; the Image Pixel Module, PS3.3 C.7.6.3, requires HighBit = BitsStored - 1).  A HighBit
     below BitsStored - 1 is left to :func:`_check_stored_bits` (it matters only where a word does not fit it)."""
-    values = []
+    values: list[int] = []
     for kw, tag in (("BitsAllocated", "0028,0100"), ("BitsStored", "0028,0101"), ("HighBit", "0028,0102"),
                     ("PixelRepresentation", "0028,0103")):
         v = ds.get(kw, None)
@@ -837,7 +839,7 @@ def _pixel_bits(ds, f: Path) -> tuple[int, int, int, int]:
                    f"BitsAllocated, PixelRepresentation 0 or 1): the file is damaged; {_BITS_FIX}")
     if high > stored - 1:
         raise _err(f"{f}: {header}: the header puts the {stored} stored bits of each pixel at bits "
-                   f"{high - stored + 1}..{high} of its word, while pydicom (and most readers) take bits "
+                   f"{high - stored + 1}..{high} of its word, while pydicom ignores HighBit and takes bits "
                    f"0..{stored - 1}, so the CT numbers differ between readers (the Image Pixel Module, PS3.3 "
                    f"C.7.6.3, requires HighBit = BitsStored - 1): the header is damaged or the export wrong; "
                    f"{_BITS_FIX}")
