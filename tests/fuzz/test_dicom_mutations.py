@@ -16,7 +16,8 @@ a dropped element (anywhere in the data set); inconsistent counts (NumberOfContr
 NumberOfScanSpotPositions, NumberOfBeams, NumberOfRangeShifters); a duplicated BeamNumber; a doubled
 FinalCumulativeMetersetWeight; removed control points (one, a layer pair, a pair with the counts and indices
 made consistent); negative values where only positive ones mean something; NaN in a random numeric element.
-CT: truncation of a slice, a dropped element of a slice, NaN or negative values in its numeric elements.
+CT: truncation of a slice, a dropped element of a slice, NaN or negative values in its numeric elements, a
+BitsStored or HighBit that the stored words do not fit.
 
 Seeded (SEED) and bounded (PLANS gives the cases per plan, N_CT_CASES): about 250 cases, a few seconds.  Run this file
 as a script to print the counts: ``python tests/fuzz/test_dicom_mutations.py``.
@@ -45,7 +46,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "dicom"
 # pydicom decodes the DS spot weights of the larger plans slowly)
 PLANS = {"RN_qa_4beams.dcm": 70, "RP_plan06_rs.dcm": 40, "RN_plan02_mono.dcm": 60}
 SEED = 17
-N_CT_CASES = 60
+N_CT_CASES = 72
 MODEL_VSAD = (2000.0, 2560.0)   # the virtual source-axis distances of the shipped DCPT beam models
 
 NUMERIC_VRS = {"DS", "IS", "FL", "FD", "SL", "SS", "UL", "US"}
@@ -251,7 +252,18 @@ def c_negative(ds, data, rng):
     return ds
 
 
-CT_MUTATIONS = [c_truncate, c_drop_element, c_drop_element, c_nan, c_negative]
+def c_bits(ds, data, rng):
+    """BitsStored lowered to 8..15 with HighBit = BitsStored - 1, or HighBit moved anywhere in the word: the
+    reference's words (-1000..1500 HU, signed, intercept 0) need 12 bits, so below that pydicom 3 masked them into
+    other CT numbers without a word (the metal audit of 2026-12-06, F2); now refused, as is a HighBit above
+    BitsStored - 1 (pydicom ignored it) and one below that the words do not fit."""
+    stored = int(rng.integers(8, 16))
+    ds.BitsStored = stored
+    ds.HighBit = stored - 1 if rng.random() < 0.6 else int(rng.integers(0, 16))
+    return ds
+
+
+CT_MUTATIONS = [c_truncate, c_drop_element, c_drop_element, c_nan, c_negative, c_bits]
 
 
 # ----------------------------------------------------------------------------------------------- the harness

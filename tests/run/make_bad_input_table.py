@@ -203,6 +203,9 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("--out a folder", ["--out", "@tmp"], None, "folder"),
     # issue 17: no hang on a wrong endpoint
     ("--scheduler at a closed port", ["--scheduler", "tcp://127.0.0.1:1"], None, "Dask scheduler"),
+    ("CT whose 12-bit header (BitsStored 12) does not fit its words: metal at 8000 HU stored as 9024 (HU + 1024, "
+     "unsigned; before 2026-12-06: read as -192 HU, fat, without a word; pydicom keeps the low 12 bits)", [],
+     CT.replace('ct_dir = "ct"', 'ct_dir = "ct_b12"').replace("@EXTRA", ""), "BitsStored 16"),
 ]
 
 # Cases refused after the transport (the finished run is checked): exit status 2, one message, no output.
@@ -224,6 +227,26 @@ def _small_ct(folder: Path) -> None:
     if not folder.exists():
         write_ct_series(np.zeros((4, 8, 8), np.int16), (2.0, 2.0, 2.0), (-7.0, -7.0, 0.0), folder,
                         series_instance_uid="1.2.826.0.1.3680043.8.498.4711")
+
+
+def _ct_12_bit_header(folder: Path) -> None:
+    """:func:`_small_ct` with a titanium plate at 8000 HU in two slices, stored unsigned as HU + 1024 (intercept
+    -1024) under a 12-bit header (BitsStored 12, HighBit 11), as an extended-HU export that kept the 12-bit header
+    writes it."""
+    import numpy as np
+    import pydicom
+
+    if folder.exists():
+        return
+    _small_ct(folder)
+    for k, path in enumerate(sorted(folder.glob("*.dcm"))):
+        ds = pydicom.dcmread(path)
+        stored = np.full((8, 8), 1024, np.uint16)
+        if k in (1, 2):
+            stored[2:6, 2:6] = 8000 + 1024
+        ds.PixelRepresentation, ds.BitsStored, ds.HighBit, ds.RescaleIntercept = 0, 12, 11, -1024
+        ds.PixelData = stored.astype("<u2").tobytes()
+        ds.save_as(path)
 
 
 #: calibration folders of the HU -> SPR cases: name -> {file: text}; each beside a one-material hu_materials.csv
@@ -311,6 +334,8 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
     cfg.write_text(text)
     if 'ct_dir = "ct"' in text:
         _small_ct(tmp / "ct")
+    if 'ct_dir = "ct_b12"' in text:
+        _ct_12_bit_header(tmp / "ct_b12")
     for name, files in HLUT_FOLDERS.items():
         if f'calibration = "{name}"' in text:
             (tmp / name).mkdir(exist_ok=True)

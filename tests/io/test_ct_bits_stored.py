@@ -1,0 +1,168 @@
+"""A CT whose pixel words hold more bits than its BitsStored (0028,0101) and HighBit (0028,0102) say is refused (the
+metal audit of 2026-12-06, F2): pydicom 3 keeps the low BitsStored bits of each word (masked, or sign-extended where
+signed), a reader that takes the whole word does not, and the two differ in exactly the dense voxels.  Before, an
+extended-HU export that kept a 12-bit header was read without a word with metal at 8000 HU as fat (-192 HU) and bone
+at 1500 HU as -2596 HU (the scanner's padding outside the field of view, inside the patient: +16 mm of range behind
+10 mm of bone).  A 12-bit CT whose words fit its header reads as before, in every transfer syntax pydicom decodes
+without a plug-in."""
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+
+from mcproton._io.ct import load_ct_series, write_ct_series
+from mcproton._io.errors import DicomInputError
+
+
+def _slab_hu(metal_hu: float) -> np.ndarray:
+    """4 slices of 6 x 5 voxels: air in the first row, water, and a slab of ``metal_hu`` in rows 3-4 (as the audit's
+    slab CT: air, water, a metal slab, water)."""
+    hu = np.zeros((4, 6, 5), np.int64)
+    hu[:, 0] = -1000
+    hu[:, 3:5] = metal_hu
+    return hu
+
+
+def _ct(folder, stored, *, rep, intercept, bits=12, high=None, syntax="explicit", pad=None):
+    """A CT series in ``folder`` whose slices store the words ``stored`` (z, y, x) with PixelRepresentation ``rep``,
+    RescaleIntercept ``intercept``, BitsStored ``bits`` and HighBit ``high`` (default bits - 1), in the transfer syntax
+    ``syntax`` ("explicit" little endian, "big" endian, "deflated" or "rle"); ``pad``: a PixelPaddingValue."""
+    from pydicom.filewriter import dcmwrite
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, RLELossless
+
+    paths = write_ct_series(np.zeros(stored.shape, np.int16), (2.0, 1.0, 2.0), (0.0, 0.0, 0.0), folder)
+    dtype = "<i2" if rep else "<u2"
+    assert np.array_equal(stored[0].astype(dtype).astype(np.int64), stored[0])   # the words fit 16 bits
+    for k, p in enumerate(paths):
+        ds = pydicom.dcmread(p)
+        ds.PixelRepresentation, ds.RescaleIntercept, ds.RescaleSlope = rep, intercept, 1
+        if pad is not None:
+            ds.add_new(0x00280120, "SS" if rep else "US", pad)
+        ds.PixelData = stored[k].astype(dtype).tobytes()
+        if syntax == "rle":   # pydicom's encoder refuses words beyond BitsStored: encoded as 16 bits, then relabelled
+            ds.BitsStored, ds.HighBit = 16, 15
+            ds.compress(RLELossless)
+        ds.BitsStored, ds.HighBit = bits, bits - 1 if high is None else high
+        if syntax == "big":
+            ds.PixelData = stored[k].astype(">i2" if rep else ">u2").tobytes()
+            ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+            dcmwrite(p, ds, little_endian=False, implicit_vr=False, force_encoding=True)
+            continue
+        if syntax == "deflated":
+            ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.save_as(p)
+    return folder
+
+
+# the audit's two CTs: the words of HU + 1024 (intercept -1024) under a 12-bit header, unsigned with metal at
+# 8000 HU (word 9024) and signed with bone at 1500 HU (word 2524)
+AUDIT_CTS = {
+    "unsigned_metal_8000": (0, 8000.0, r"16/12/11, PixelRepresentation 0: 10 of the slice's 30 pixels hold stored "
+                                       r"values outside the 12-bit unsigned range 0\.\.4095 that BitsStored 12 gives; "
+                                       r"the most extreme, 9024, is 8000 HU as the whole 16-bit word but -192 HU from "
+                                       r"its low 12 bits \(masked"),
+    "signed_bone_1500": (1, 1500.0, r"16/12/11, PixelRepresentation 1: 10 of the slice's 30 pixels hold stored "
+                                    r"values outside the 12-bit signed range -2048\.\.2047 that BitsStored 12 gives; "
+                                    r"the most extreme, 2524, is 1500 HU as the whole 16-bit word but -2596 HU from "
+                                    r"its low 12 bits \(sign-extended"),
+}
+
+
+@pytest.mark.parametrize("syntax", ["explicit", "big", "deflated", "rle"])
+@pytest.mark.parametrize("case", sorted(AUDIT_CTS))
+def test_the_audits_ct_whose_words_exceed_bits_stored_is_refused(tmp_path, case, syntax):
+    """Before: read as -192 HU (metal) and -2596 HU (bone) without a word.  The message names the file, the header,
+    the most extreme word, what it reads as either way and what to do, in every transfer syntax (big endian; Deflated;
+    RLE, checked after decompression)."""
+    rep, metal, says = AUDIT_CTS[case]
+    folder = _ct(tmp_path / "ct", _slab_hu(metal) + 1024, rep=rep, intercept=-1024, syntax=syntax)
+    with pytest.raises(DicomInputError, match=r"CT_0000\.dcm: BitsAllocated/BitsStored/HighBit " + says) as exc:
+        load_ct_series(folder)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert "export the CT again with BitsStored 16 and HighBit 15" in msg and "extended-HU scale" in msg, msg
+
+
+def test_run_and_check_refuse_the_audits_ct(tmp_path):
+    """`mcproton run` (its geometry, mcproton.config.build_geometry: a config error naming [phantom]) and `mcproton
+    check` (_check/compute.py build_geometry) read the CT through load_ct_series: both refuse it."""
+    from mcproton._check.compute import build_geometry as check_geometry
+    from mcproton._check.inputs import TPSDose
+    from mcproton.config import ConfigError, build_geometry as run_geometry
+
+    folder = _ct(tmp_path / "ct", _slab_hu(8000.0) + 1024, rep=0, intercept=-1024)
+    with pytest.raises(ConfigError, match=r"\[phantom\]: .*CT_0000\.dcm: .*the most extreme, 9024, is 8000 HU"):
+        run_geometry({"phantom": {"type": "ct", "ct_dir": str(folder)}})
+    grid = TPSDose("RD.dcm", np.zeros((2, 3, 3)), (4.0, 4.0, 4.0), (1.0, 1.0, 1.0), "", "PHYSICAL", "PLAN", None)
+    with pytest.raises(DicomInputError, match="the most extreme, 9024, is 8000 HU"):
+        check_geometry(folder, "schneider2000", grid)
+
+
+@pytest.mark.parametrize("syntax", ["explicit", "big", "deflated", "rle"])
+def test_a_12_bit_ct_whose_words_fit_reads_as_before(tmp_path, syntax):
+    """Unsigned HU + 1024 up to 3071 HU (word 4095, the top of the 12-bit scale) and signed, sign-extended words
+    down to -2048 under a 12-bit header read exactly, without a warning."""
+    import warnings
+
+    hu = _slab_hu(3071.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ct = load_ct_series(_ct(tmp_path / "u", hu + 1024, rep=0, intercept=-1024, syntax=syntax))
+        assert np.array_equal(ct.hu_zyx, hu)
+        hu[:, 5] = -2048
+        hu[:, 3:5] = 2047
+        ct = load_ct_series(_ct(tmp_path / "s", hu, rep=1, intercept=0, syntax=syntax))
+        assert np.array_equal(ct.hu_zyx, hu)
+
+
+def test_signed_words_that_are_not_sign_extended_are_refused(tmp_path):
+    """-2000 HU stored in 12 signed bits without sign extension (word 2096): DICOM's reading gives -2000, the whole
+    word 2096 HU: the readers disagree, refused (a writer that fills the unused bits so is not to be guessed)."""
+    hu = _slab_hu(1000.0)
+    stored = hu.copy()
+    stored[:, 0] = -2000 & 0x0FFF   # 2096
+    with pytest.raises(DicomInputError, match=r"the most extreme, 2096, is 2096 HU as the whole 16-bit word but "
+                                              r"-2000 HU from its low 12 bits \(sign-extended"):
+        load_ct_series(_ct(tmp_path / "ct", stored, rep=1, intercept=0))
+
+
+def test_a_high_bit_above_bits_stored_minus_one_is_refused(tmp_path):
+    """BitsStored 12 with HighBit 15: the header puts the stored bits at 4..15, pydicom reads 0..11 (before: read so
+    without a word); refused whatever the words."""
+    with pytest.raises(DicomInputError, match=r"CT_0000\.dcm: BitsAllocated/BitsStored/HighBit 16/12/15, "
+                                              r"PixelRepresentation 0: the header puts the 12 stored bits of each "
+                                              r"pixel at bits 4\.\.15 .*HighBit = BitsStored - 1"):
+        load_ct_series(_ct(tmp_path / "ct", _slab_hu(1000.0) + 1024, rep=0, intercept=-1024, high=15))
+    with pytest.raises(DicomInputError, match=r"16/17/15.*not a consistent pixel header"):
+        load_ct_series(_ct(tmp_path / "ct17", _slab_hu(1000.0) + 1024, rep=0, intercept=-1024, bits=17, high=15))
+
+
+def test_a_high_bit_below_bits_stored_minus_one_checks_the_narrower_range(tmp_path):
+    """BitsStored 16 with HighBit 11: a reader that takes HighBit reads 12 bits, pydicom 16.  Words that fit 12 bits
+    read alike (accepted, exactly); a word beyond them is refused."""
+    hu = _slab_hu(3000.0)
+    ct = load_ct_series(_ct(tmp_path / "fit", hu + 1024, rep=0, intercept=-1024, bits=16, high=11))
+    assert np.array_equal(ct.hu_zyx, hu)
+    with pytest.raises(DicomInputError, match=r"16/16/11.*outside the 12-bit unsigned range 0\.\.4095 that HighBit 11 "
+                                              r"\(bits 0\.\.11, though BitsStored says 16\) gives; the most extreme, "
+                                              r"9024, is 8000 HU"):
+        load_ct_series(_ct(tmp_path / "over", _slab_hu(8000.0) + 1024, rep=0, intercept=-1024, bits=16, high=11))
+
+
+def test_a_padding_value_beyond_bits_stored_marks_the_outside(tmp_path):
+    """An unsigned 12-bit CT whose PixelPaddingValue 63536 (-2000 as 16 signed bits) lies beyond BitsStored: the
+    padding is not refused, and is read as padding (before: pydicom masked 63536 to 2096, which no longer matched the
+    padding value, so the outside of the image read as 1072 HU, bone); a word beyond BitsStored that is not the
+    padding value is still refused."""
+    from mcproton import McprotonWarning
+    from mcproton._io.ct import PADDING_REMAP_HU
+
+    stored = _slab_hu(1000.0) + 1024
+    stored[:, :, 0] = 63536   # the first column: outside the reconstructed image
+    with pytest.warns(McprotonWarning, match=r"PixelPaddingValue \(0028,0120\) .*reads as 62512 HU"):
+        ct = load_ct_series(_ct(tmp_path / "pad", stored, rep=0, intercept=-1024, pad=63536))
+    assert (ct.hu_zyx[:, :, 0] == PADDING_REMAP_HU).all() and (ct.hu_zyx[:, 1:3, 1:] == 0).all()
+    stored[:, 4, 3] = 9024
+    with pytest.raises(DicomInputError, match=r"1 of the slice's 30 pixels .* the most extreme, 9024, is 8000 HU"):
+        load_ct_series(_ct(tmp_path / "metal", stored, rep=0, intercept=-1024, pad=63536))
