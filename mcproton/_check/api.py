@@ -36,6 +36,7 @@ from .._io.errors import McprotonInternalError, McprotonWarning, recorded, recor
 from .._io.json_out import json_safe, json_text
 from .._io.lock import locks_output
 from .._io.path_text import current_folder, refuse_unwritable_paths
+from .._io.rtdose import plausible_rbe
 from .._optional import require
 from .stop import progress as _progress, stops_cleanly
 from ..settings import PhysicsSettings
@@ -1163,9 +1164,7 @@ def _check_numbers(rbe: Any, target_uncertainty: Any) -> None:
         except (TypeError, ValueError):
             return float("nan")
 
-    if rbe is not None and (isinstance(rbe, bool) or not 0.5 <= num(rbe) <= 2.0):   # as mcproton run's output.rbe
-        raise CheckInputError(f"rbe (--rbe) = {rbe!r} is not a plausible constant RBE; give 1.1 (the clinical "
-                              "convention for protons) or a value in 0.5-2, or leave it out")
+    plausible_rbe(rbe, "rbe (--rbe)", leave_out="or leave it out", error=CheckInputError)   # as output.rbe
     t = num(target_uncertainty) if target_uncertainty is not None else 0.0
     if t != 0 and not 0 < t < 1:
         hint = f" ({t:g} % is {t / 100:g})" if 1 <= t < 100 else ""
