@@ -935,8 +935,11 @@ class HUCalibration:
         Where several HU map to the same density (non-monotonic curves, flat segments), the lowest HU is
         returned.  With ``integer=True`` the integer HU whose density is closest to the target is chosen
         (so that a CT round trip reproduces densities within :attr:`density_resolution`).  Densities
-        outside the curve are clamped to its end points.
+        outside the curve are clamped to its end points.  ``integer`` takes True or False only (text is refused).
         """
+        from ..settings import _switch
+
+        integer = _switch("hu_from_density integer", integer)
         d = np.asarray(density, dtype=np.float64)
         if not np.all(np.isfinite(d)):
             raise ValueError("density contains NaN or inf")
@@ -989,8 +992,13 @@ class HUCalibration:
         a titanium plate bone's density without the word ``mcproton run`` says).  A curve that does not reach air,
         which ``mcproton run`` refuses, is warned about here too.  False where the caller checks the CT after the
         structure set's overrides itself (``mcproton run``, ``mcproton check``: an overridden rod is not metal given
-        bone), so that nothing is said twice.
+        bone), so that nothing is said twice.  ``compact`` and ``check_coverage`` take True or False only: text such
+        as "false" is refused (it would read as true).
         """
+        from ..settings import _switch
+
+        compact, check_coverage = _switch("to_geometry compact", compact), _switch("to_geometry check_coverage",
+                                                                                   check_coverage)
         from .errors import recording_warnings
 
         coverage: list[str] = []

@@ -372,12 +372,17 @@ def load_rtplan(path_or_dataset, *, patient_position: str | None = None,
     ``ignore_beam_limiting_devices``: compute a beam whose control points place an MLC, jaws or an aperture as if
     the device were open (with a warning), instead of refusing it (config ``plan.ignore_beam_limiting_devices``).
     Beams whose TreatmentDeliveryType is not TREATMENT or CONTINUATION (set-up and verification fields) are left
-    out of the plan (``skipped_beams`` says why for each; one that carries spot weights is also warned about)."""
+    out of the plan (``skipped_beams`` says why for each; one that carries spot weights is also warned about).
+    ``ignore_beam_limiting_devices`` takes True or False only: text such as "false" is refused (it would read as
+    true and compute an MLC-shaped beam as open)."""
     import copy
 
     import pydicom
 
+    from ..settings import _switch
     from .dicom_common import read_dicom_file
+
+    ignore_beam_limiting_devices = _switch("load_rtplan ignore_beam_limiting_devices", ignore_beam_limiting_devices)
 
     if isinstance(path_or_dataset, pydicom.Dataset):
         ds, src = path_or_dataset, "<dataset>"
@@ -1161,9 +1166,16 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     stays tied to the patient's surface).  The beams' ``isocenter_mm`` (and the result's provenance) give the
     shifted isocentre, ``isocentre_shift_mm`` the shift.  The same as moving ``plan.beams[i].isocenter_mm``; not the
     same as moving the CT (``geometry.origin_mm``), which moves the structures with the dose.
+
+    ``all_fractions`` and ``machine_check`` take True or False only: text such as "false" is refused (it would read
+    as true: every fraction's protons, or the machine checked where it was meant not to be).
     """
+    from ..settings import _switch
     from ..source import MAX_SPREAD_SIGMAS, Beam
     from ..geometry import _mm
+
+    all_fractions = _switch("plan_to_beams all_fractions", all_fractions)
+    machine_check = _switch("plan_to_beams machine_check", machine_check)
 
     if range_shifter_model not in RANGE_SHIFTER_MODELS:
         raise _e(f"range_shifter_model {range_shifter_model!r} is unknown; choose one of {RANGE_SHIFTER_MODELS}")
