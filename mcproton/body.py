@@ -123,7 +123,11 @@ def choose_body_roi(names: Sequence[str], types: Mapping[str, str], wanted: str 
 
     Several EXTERNAL ROIs (merged structure sets, a kept "External_old"): the one named as BODY_NAMES, else the
     first, with a warning naming them (``say``); ``strict`` (air outside the External: the wrong choice changes
-    the dose) refuses them unless exactly one is so named (a ValueError naming them and, ``remedy``, what to do)."""
+    the dose) refuses them unless exactly one is so named (a ValueError naming them and, ``remedy``, what to do).
+    ``say`` and ``strict`` take True or False only (text such as "false" is refused: it would read as true)."""
+    from .settings import _switch
+
+    say, strict = _switch("choose_body_roi say", say), _switch("choose_body_roi strict", strict)
     names = list(names)
     if wanted:   # the exact name; else a match ignoring case only where it is the one such ROI (strings audit
         # 19, F3: the first case-insensitive match was taken, so "BODY" used the ROI "body" beside the ROI "BODY")

@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: float = 5.0,
              voxel_mm: float = 2.0, threads: int | None = None, seed: int = 12345, quiet: bool = False) -> dict:
-    """Run the demo; returns the summary dict (also written to ``out/summary.json``)."""
+    """Run the demo; returns the summary dict (also written to ``out/summary.json``).  ``quiet`` takes True or
+    False only (text such as "false" is refused)."""
     from ._backend import get_backend
     from ._io.hdf5 import write_result_hdf5
     from .dicom import DoseContents, write_result_rtdose, write_rtplan
@@ -239,12 +240,13 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     from .phantoms.reference_plans import posterior_fossa_plan, posterior_fossa_target
     from .planning import verify_plan
     from .plots import let_colour_top, plane_slices, plot_dose_planes, plot_let_planes
-    from .settings import RunSettings
+    from .settings import RunSettings, _switch
 
     from .phantoms.dicom_export import check_new_ct_dir, check_outputs_replaceable, phantom_study
     from pydicom.uid import generate_uid
 
     # options refused before any work (--primaries 0 ran the default count; the others failed after the plan)
+    quiet = _switch("run_demo quiet", quiet)
     if primaries is not None and (isinstance(primaries, bool) or int(primaries) != primaries or primaries < 1):
         raise ValueError(f"--primaries must be a positive whole number of histories; got {primaries} (leave it out "
                          f"for the default: {DEFAULT_PRIMARIES['cpu']:,} on the CPU, {DEFAULT_PRIMARIES['cuda']:,} "

@@ -36,6 +36,7 @@ from .._io.errors import McprotonInternalError, McprotonWarning, recorded, recor
 from .._io.json_out import json_safe, json_text
 from .._io.lock import locks_output
 from .._io.path_text import current_folder, refuse_unwritable_paths
+from .._io.rtdose import plausible_rbe
 from .._optional import require
 from .stop import progress as _progress, stops_cleanly
 from ..settings import PhysicsSettings
@@ -1155,22 +1156,68 @@ def noise_remedy(mc: MCDose, target_uncertainty: float | None, primaries: int, t
     return fix + (f" and {opt}" if lower else "")
 
 
-def _check_numbers(rbe: Any, target_uncertainty: Any) -> None:
-    """``check(rbe=, target_uncertainty=)`` checked as given (before the target is shared among the beams)."""
-    def num(v: Any) -> float:
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            return float("nan")
+#: check()'s arguments that RunSettings checks, named as check() and mcproton check name them (no --threads there)
+_RUN_ARGUMENTS = {"primaries": "primaries (--primaries)", "seed": "seed (--seed)", "backend": "backend (--backend)",
+                  "threads": "threads", "target_uncertainty": "target_uncertainty (--target-uncertainty)"}
+#: check()'s and check_batch()'s true/false arguments: a bool only ("false" or "no" is refused, not taken as true)
+_SWITCHES = ("phantom_from_struct", "report", "machine_check", "ignore_beam_limiting_devices", "progress",
+             "keep_arrays", "skip_checked")
+#: the gamma's counts, and what 0 (or None) means for each
+_GAMMA_COUNTS = {"gamma_points": ("--gamma-points", "every point"),
+                 "gamma_workers": ("--gamma-workers", "one process per gamma up to the cores")}
 
-    if rbe is not None and (isinstance(rbe, bool) or not 0.5 <= num(rbe) <= 2.0):   # as mcproton run's output.rbe
-        raise CheckInputError(f"rbe (--rbe) = {rbe!r} is not a plausible constant RBE; give 1.1 (the clinical "
-                              "convention for protons) or a value in 0.5-2, or leave it out")
-    t = num(target_uncertainty) if target_uncertainty is not None else 0.0
+
+def _checked_arguments(**given: Any) -> dict[str, Any]:
+    """check()'s (and check_batch()'s) arguments checked as given, before anything is read: its true/false switches
+    (:data:`_SWITCHES`), ``rbe``, ``target_uncertainty``, ``time_limit_s``, the MC's ``primaries``, ``seed``,
+    ``backend`` and ``threads`` (as RunSettings checks them, named as the check names them) and the gamma's counts;
+    only the keys given are checked.  Returns them as used: the gamma's counts as ints, 0 as None (every point; one
+    worker per gamma, as ``--gamma-workers 0``).  Before 2026-12-06 (the Python-API audit, F6, F8, F9) ``"false"``
+    turned a switch on, ``gamma_points=-5`` evaluated all the points but 5, and ``primaries=0``, ``backend="gpu"`` or
+    ``target_uncertainty=1e-6`` were refused only after the DICOM was read, as "run.primaries ..." or as the
+    per-beam target (the value given x sqrt(beams))."""
+    from ..settings import RunSettings, _switch, _whole
+
+    out = dict(given)
+    for name in _SWITCHES:
+        if name in given:
+            try:
+                out[name] = _switch(name, given[name])
+            except ValueError as exc:
+                raise CheckInputError(str(exc)) from None
+    plausible_rbe(given.get("rbe"), "rbe (--rbe)", leave_out="or leave it out", error=CheckInputError)
+    target = given.get("target_uncertainty")
+    try:
+        t = 0.0 if target is None else float(target)
+    except (TypeError, ValueError):
+        t = float("nan")
     if t != 0 and not 0 < t < 1:
         hint = f" ({t:g} % is {t / 100:g})" if 1 <= t < 100 else ""
         raise CheckInputError(f"target_uncertainty (--target-uncertainty) must be a fraction in (0, 1), e.g. 0.01 "
-                              f"for 1 %; got {target_uncertainty!r}{hint}")
+                              f"for 1 %; got {target!r}{hint}")
+    _check_time_limit(given.get("time_limit_s"))
+    run = {k: given[k] for k in _RUN_ARGUMENTS if k in given}
+    if run.get("target_uncertainty") == 0:
+        run["target_uncertainty"] = None   # 0: no target (--target-uncertainty 0)
+    try:   # the value given, not the per-beam target that the MC's own RunSettings gets
+        RunSettings(**run)
+    except ValueError as exc:
+        msg = str(exc)
+        for name, key in _RUN_ARGUMENTS.items():
+            msg = msg.replace(f"run.{name}", key)
+        raise CheckInputError(msg) from None
+    for name, (opt, zero) in _GAMMA_COUNTS.items():
+        v = given.get(name)
+        if v is None:
+            continue
+        try:
+            n = _whole(name, v, "a whole number")
+        except ValueError:
+            n = -1
+        if n < 0:   # a slice [:-5] of the points (the automation audit, F8; the Python-API audit, F8)
+            raise CheckInputError(f"{name} ({opt}) = {v!r}: give a positive number (or 0: {zero})")
+        out[name] = n or None
+    return out
 
 
 def _given_prescription(prescription: Any) -> float | dict[str, float] | None:
@@ -1547,18 +1594,26 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         fractions of the plan, as DICOM's TargetPrescriptionDose (divided by the fractions where the TPS dose holds
         one); a number for every target, or {target ROI name: dose} (a simultaneous boost).  It replaces the
         plan's TargetPrescriptionDose; without either, each target's V95/V100 are relative to its own TPS median.
-    gamma_workers : processes for the independent 3-D gammas (1: here, one after the other; None: one per gamma
-        up to the cores; the same results).  The workers are fresh interpreters that import only mcproton (not the
-        calling script), so no ``if __name__ == "__main__":`` guard is needed.  While they run, this process
-        computes the structure statistics, the ranges and the report's figures that do not show the gammas.
+    gamma_workers : processes for the independent 3-D gammas (1: here, one after the other; None or 0: one per
+        gamma up to the cores, as ``--gamma-workers 0``; the same results; negative: refused).  The workers are
+        fresh interpreters that import only mcproton (not the calling script), so no ``if __name__ ==
+        "__main__":`` guard is needed.  While they run, this process computes the structure statistics, the ranges
+        and the report's figures that do not show the gammas.
     gamma_points : the size of the random (seeded) subset of points above the threshold at which each 3-D gamma
-        is evaluated (default 10 000); None or 0: every point (slow on large grids).
+        is evaluated (default 10 000); None or 0: every point (slow on large grids); negative: refused.
     progress : True (default): a progress bar of the MC on stderr; False: none.  It does not silence the status
         lines (``log``).
     log : where the status lines go ("mcproton check: ...", "beam 1/2: ...", about 15 per check): a callable
         given each line as text (no newline).  Default None: stderr.  A script silences them with
         ``log=lambda line: None``, or keeps them with ``log=logging.getLogger("mycheck").info``.  Warnings are
         not status lines: they go through Python's ``warnings`` and into ``CheckResult.warnings``.
+
+    The true/false arguments (``phantom_from_struct``, ``report``, ``machine_check``,
+    ``ignore_beam_limiting_devices``, ``progress``) take True or False only: text such as "false" is refused (it
+    would read as true).  Every argument is checked as given before anything is read: ``primaries``, ``seed``,
+    ``backend``, ``threads`` as :class:`~mcproton.settings.RunSettings` checks them, ``target_uncertainty`` also
+    against RunSettings' floor of 1e-4 (before it is shared among the beams), ``rbe``, ``time_limit_s`` and the
+    gamma's counts; a refusal is a :class:`~mcproton.errors.CheckInputError` naming the argument (and its option).
 
     The record (``provenance`` and ``settings`` of check.json, the report's identification and settings tables)
     names every input file by its resolved path, UIDs, creation date and SHA-256, the calibration's files, the
@@ -1584,6 +1639,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         raise CheckInputError(f'outside_external must be "ct" or "air"; got {outside_external!r}')
     if dose_type is not None and str(dose_type).upper() not in ("PHYSICAL", "EFFECTIVE"):
         raise CheckInputError(f'dose_type must be "PHYSICAL" or "EFFECTIVE" (what the TPS dose is); got {dose_type!r}')
+    args = _checked_arguments(phantom_from_struct=phantom_from_struct, report=report, machine_check=machine_check,
+                              ignore_beam_limiting_devices=ignore_beam_limiting_devices, progress=progress,
+                              rbe=rbe, target_uncertainty=target_uncertainty, time_limit_s=time_limit_s,
+                              primaries=primaries, seed=seed, backend=backend, threads=threads,
+                              gamma_points=gamma_points, gamma_workers=gamma_workers)
+    gamma_points, gamma_workers = args["gamma_points"], args["gamma_workers"]
     if physics is not None and not isinstance(physics, PhysicsSettings):   # checked, and made settings, once
         try:
             physics = PhysicsSettings(**dict(physics))
@@ -1606,8 +1667,6 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if ((o.exists() or o.is_symlink()) and not o.is_dir()) or not up.is_dir():
             raise OutDirRefused(f"--out {out} is a file, a broken link or under a file; the check writes a folder "
                                   "(check.html, check.json, the MC RT Dose): give a folder's name")
-    _check_numbers(rbe, target_uncertainty)
-    _check_time_limit(time_limit_s)
     rx_given = _given_prescription(prescription)
     lv = levels if isinstance(levels, ActionLevels) else ActionLevels.load(levels)
     t, c = time.perf_counter(), time.process_time()
@@ -2742,6 +2801,8 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     from .report import write_batch_index
 
     require("pymedphys", "mcproton check")   # once, not as every patient's refusal
+    # the options, once before any patient (not as every patient's refusal, nor after one's DICOM was read)
+    _checked_arguments(keep_arrays=keep_arrays, skip_checked=skip_checked, **kwargs)
     root = Path(folder)
     if not root.is_dir():
         raise CheckInputError(f"--batch: {root} is not a folder; give a folder holding one sub-folder per patient")

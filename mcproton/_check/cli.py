@@ -176,11 +176,6 @@ def _checked(args: argparse.Namespace) -> int:
     from ..errors import EXIT_FAIL, EXIT_PASS
     from .api import check, check_batch
 
-    for opt, value in (("--gamma-points", args.gamma_points), ("--gamma-workers", args.gamma_workers)):
-        if value is not None and value < 0:   # a slice [:-5] of the points, before (automation audit, F8)
-            zero = "every point" if opt == "--gamma-points" else "one process per gamma up to the cores"
-            raise ValueError(f"{opt} {value}: give a positive number (or 0: {zero})")
-
     common = {"beam_model": args.beam_model, "calibration": args.calibration,
               "phantom_from_struct": args.phantom_from_struct, "dose_to": args.dose_to, "rbe": args.rbe,
               "dose_type": args.dose_type.upper() if args.dose_type else None,

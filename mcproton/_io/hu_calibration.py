@@ -1028,8 +1028,11 @@ class HUCalibration:
         Where several HU map to the same density (non-monotonic curves, flat segments), the lowest HU is
         returned.  With ``integer=True`` the integer HU whose density is closest to the target is chosen
         (so that a CT round trip reproduces densities within :attr:`density_resolution`).  Densities
-        outside the curve are clamped to its end points.
+        outside the curve are clamped to its end points.  ``integer`` takes True or False only (text is refused).
         """
+        from ..settings import _switch
+
+        integer = _switch("hu_from_density integer", integer)
         d = np.asarray(density, dtype=np.float64)
         if not np.all(np.isfinite(d)):
             raise ValueError("density contains NaN or inf")
@@ -1093,8 +1096,15 @@ class HUCalibration:
         the calibration is given (a script names its calibration), kept in ``made_with_warnings`` and so in
         :func:`mcproton.simulate`'s result (before 2026-12-06 the Python route said nothing: the Python-API audit,
         F3).  False where the caller makes them itself in its own terms (``mcproton run`` and ``mcproton check``,
-        which refuse the first two with their default calibration), so that nothing is said twice.
+        which refuse the first two with their default calibration), so that nothing is said twice.  ``compact``,
+        ``check_coverage`` and ``check_ct`` take True or False only: text such as "false" is refused (it would read
+        as true).
         """
+        from ..settings import _switch
+
+        compact, check_coverage = _switch("to_geometry compact", compact), _switch("to_geometry check_coverage",
+                                                                                   check_coverage)
+        check_ct = _switch("to_geometry check_ct", check_ct)
         from .errors import recording_warnings
 
         coverage: list[str] = []

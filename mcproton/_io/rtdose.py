@@ -309,6 +309,38 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
 
 # ------------------------------------------------------------------------- what an RT Dose of a run holds
 DOSE_SUMMATIONS = ("plan", "fraction")
+#: the constant RBEs accepted (mcproton run's output.rbe, mcproton check's --rbe, dose_contents' rbe): 1.1 is the
+#: clinical convention for protons; a value outside this range is a slip (11 for 1.1, 0.11, 0) that writes a dose x10
+#: or /10 labelled EFFECTIVE, or the physical dose labelled RBE 0
+RBE_RANGE = (0.5, 2.0)
+
+
+def plausible_rbe(rbe: Any, key: str = "rbe", *, leave_out: str = "or leave it out for physical dose",
+                  error: type[Exception] = ValueError) -> float | None:
+    """``rbe`` as a float where it is a plausible constant RBE (a finite number in :data:`RBE_RANGE`, not a bool),
+    None for None (physical dose); anything else raises ``error`` naming ``key``, with what to give instead
+    (``leave_out``: what leaving it out means).  The one check of ``output.rbe``, ``check(rbe=)`` and
+    :func:`dose_contents`: before 2026-12-06 the Python writer took any RBE (11: a dose x11 labelled EFFECTIVE;
+    0: the physical dose labelled "RBE 0"; the Python-API audit, F5)."""
+    if rbe is None:
+        return None
+    try:   # text ("1.1") and a bool are refused as the config's type check refuses them
+        x = float("nan") if isinstance(rbe, (bool, str)) else float(rbe)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if not RBE_RANGE[0] <= x <= RBE_RANGE[1]:   # NaN and inf fail too
+        raise error(f"{key} = {rbe!r} is not a plausible constant RBE; give 1.1 (the clinical convention for protons) "
+                    f"or a value in {RBE_RANGE[0]:g}-{RBE_RANGE[1]:g}"
+                    f"{', as a number without quotes' if isinstance(rbe, str) else ''}, {leave_out}")
+    return x
+
+
+def checked_dose_to(dose_to: Any, key: str = "dose_to", *, error: type[Exception] = ValueError) -> str:
+    """``dose_to`` where it is "medium" or "water" (lower case, as ``output.dose_to``); anything else raises
+    ``error`` naming ``key``."""
+    if dose_to not in ("medium", "water"):
+        raise error(f'{key} must be "medium" or "water"; got {dose_to!r}')
+    return str(dose_to)
 
 
 @dataclass
@@ -326,6 +358,16 @@ class DoseContents:
     rbe: float | None = None
     scale: float = 1.0
     plan_sop_instance_uid: str | None = None
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self, where: str = "") -> None:
+        """Refuse a ``dose_to`` other than "medium" or "water" and an implausible ``rbe`` (:func:`plausible_rbe`),
+        naming them with ``where`` in front (``write_result_rtdose`` checks its ``contents`` again: a field may have
+        been assigned after it was made)."""
+        checked_dose_to(self.dose_to, f"{where}dose_to")
+        self.rbe = plausible_rbe(self.rbe, f"{where}rbe", leave_out="or None for physical dose")
 
     @property
     def dose_type(self) -> str:
@@ -374,6 +416,11 @@ def dose_contents(beams: Sequence, *, summation: str = "plan", dose_to: str = "m
 
     ``beam_index``: the dose of that one beam (a per-beam RT Dose): BEAM (all fractions) or BEAM_SESSION.
     Beams without a plan (a [beam] config): PLAN with a placeholder plan reference, the dose as simulated.
+
+    ``dose_to``: "medium" (default) or "water" (``output.dose_to``); ``rbe``: None (default: physical dose, DoseType
+    PHYSICAL) or a constant RBE in 0.5-2 (``output.rbe``; 1.1 is the clinical convention for protons): the RT Dose
+    then holds RBE x dose, DoseType EFFECTIVE.  Anything else (an RBE of 11, 0.11 or 0, True, NaN; "Water") is
+    refused here with a ValueError, as ``mcproton run`` refuses it, not when the file is written.
     """
     metas = [getattr(b, "meta", None) or {} for b in beams]
     return _contents_of(metas, summation, dose_to, rbe, beam_index)
@@ -399,7 +446,7 @@ def _contents_of(metas: list[dict], summation: str, dose_to: str, rbe: float | N
     if summation not in DOSE_SUMMATIONS:
         raise ValueError(f"output.dose_summation = {summation!r}: give \"plan\" (all fractions, the default) or "
                          "\"fraction\" (one fraction)")
-    kw = {"dose_to": dose_to, "rbe": None if rbe is None else float(rbe)}
+    kw = {"dose_to": dose_to, "rbe": rbe}   # checked by DoseContents
     if not metas or any("beam_number" not in m for m in metas):
         if beam_index is not None:
             raise ValueError("a per-beam RT Dose (output.rtdose_per_beam) needs an RT Ion Plan ([plan] rtplan): "
@@ -486,8 +533,7 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
                          "Dose holds Gy, so the file would be mislabelled; simulate a beam with total_protons (or a "
                          "plan) for an absolute dose")
     contents = contents or result_dose_contents(result)
-    if contents.dose_to not in ("medium", "water"):
-        raise ValueError(f'contents.dose_to must be "medium" or "water"; got {contents.dose_to!r}')
+    contents.check("contents.")
     if study is None and getattr(result.geometry, "study", None) is None and getattr(result, "study_not_stored", ""):
         raise ValueError(f"the result was loaded (or summed) from {result.study_not_stored}, written by an mcproton "
                          "that did not store the CT's patient, study and frame of reference in the HDF5 file: the RT "
@@ -512,7 +558,7 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
                          "(contents.dose_to = \"medium\")")
     src = np.asarray(d, np.float64)
     d = mask_outside(src, body_outline or getattr(result, "body_outline", None))
-    factor = contents.scale * (contents.rbe or 1.0)
+    factor = contents.scale * (1.0 if contents.rbe is None else contents.rbe)   # physical: x 1 (not `rbe or 1`)
     if d is src:   # no outline: a scaled copy (the result's dose stays as it is)
         d = d * factor
     else:          # the masked copy is ours: scaled in place (the same products), no second whole grid

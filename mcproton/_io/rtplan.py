@@ -376,12 +376,17 @@ def load_rtplan(path_or_dataset, *, patient_position: str | None = None,
     ``ignore_beam_limiting_devices``: compute a beam whose control points place an MLC, jaws or an aperture as if
     the device were open (with a warning), instead of refusing it (config ``plan.ignore_beam_limiting_devices``).
     Beams whose TreatmentDeliveryType is not TREATMENT or CONTINUATION (set-up and verification fields) are left
-    out of the plan (``skipped_beams`` says why for each; one that carries spot weights is also warned about)."""
+    out of the plan (``skipped_beams`` says why for each; one that carries spot weights is also warned about).
+    ``ignore_beam_limiting_devices`` takes True or False only: text such as "false" is refused (it would read as
+    true and compute an MLC-shaped beam as open)."""
     import copy
 
     import pydicom
 
+    from ..settings import _switch
     from .dicom_common import read_dicom_file
+
+    ignore_beam_limiting_devices = _switch("load_rtplan ignore_beam_limiting_devices", ignore_beam_limiting_devices)
 
     if isinstance(path_or_dataset, pydicom.Dataset):
         ds, src = path_or_dataset, "<dataset>"
@@ -1174,6 +1179,8 @@ def plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] | 
     across a gap of the model, MU labelled NP, a spot size unlike the model's, ...), so that
     :func:`mcproton.simulate` keeps them in its result's provenance, as ``mcproton run`` keeps them in its HDF5
     (before 2026-12-06 a script's result held none of them: the Python-API audit, F7).
+    ``all_fractions`` and ``machine_check`` take True or False only: text such as "false" is refused (it would read
+    as true: every fraction's protons, or the machine checked where it was meant not to be).
     """
     with recording_warnings() as said:
         beams = _plan_to_beams(plan, beam_model, beam_numbers=beam_numbers, all_fractions=all_fractions, min_mu=min_mu,
@@ -1192,8 +1199,12 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
                    min_mu: float, range_shifter_model: str, machine_check: bool,
                    isocentre_shift_mm: Sequence[float] | None) -> list:
     """:func:`plan_to_beams`' beams (the arguments as there), without the warnings in their meta."""
+    from ..settings import _switch
     from ..source import MAX_SPREAD_SIGMAS, Beam
     from ..geometry import _mm
+
+    all_fractions = _switch("plan_to_beams all_fractions", all_fractions)
+    machine_check = _switch("plan_to_beams machine_check", machine_check)
 
     if range_shifter_model not in RANGE_SHIFTER_MODELS:
         raise _e(f"range_shifter_model {range_shifter_model!r} is unknown; choose one of {RANGE_SHIFTER_MODELS}")

@@ -415,16 +415,14 @@ def warn_ct_outside_external(cfg: dict[str, Any], geometry: Any, beams: list[Any
 
 
 def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[Any]) -> None:
+    from .._io.rtdose import checked_dose_to, plausible_rbe
     from ..config import ConfigError
 
     ph = cfg.get("phantom", {})
     check_memory(int(geometry.material_index_zyx.size), len(beams), geometry.shape_zyx, ph.get("type") == "ct")
     out = cfg.get("output", {})
-    if out.get("dose_to", "medium") not in ("medium", "water"):
-        raise ConfigError(f'output.dose_to must be "medium" or "water"; got {out["dose_to"]!r}')
-    if "rbe" in out and not 0.5 <= float(out["rbe"]) <= 2.0:
-        raise ConfigError(f"output.rbe = {out['rbe']} is not a plausible constant RBE; give 1.1 (the clinical "
-                          "convention for protons) or a value in 0.5-2, or leave it out for physical dose")
+    checked_dose_to(out.get("dose_to", "medium"), "output.dose_to", error=ConfigError)
+    plausible_rbe(out.get("rbe"), "output.rbe", error=ConfigError)
     # a patient CT only: a slab_ct phantom is built for its plan and has a frame of its own
     ct_for = (getattr(geometry, "frame_of_reference_uid", "") or "") if ph.get("type") == "ct" else ""
     if ct_for and not cfg.get("plan", {}).get("allow_other_frame", False):

@@ -8,11 +8,15 @@ from .plan import Plan
 def verify_plan(plan: Plan, geometry: VoxelGeometry, settings=None, progress=False, normalise: bool = False):
     """Monte Carlo dose of the plan (one run of all fields).  Returns (DoseResult, target stats dict); with
     ``normalise=True`` the dose (and total protons) is rescaled so that the target mean dose equals the
-    prescription (plan normalisation) and the factor is reported as ``normalisation_factor``."""
+    prescription (plan normalisation) and the factor is reported as ``normalisation_factor``; ``normalise`` takes
+    True or False only (text such as "false" is refused: it would read as true and rescale the plan's weights)."""
     import dataclasses
 
     from ..dvh import dose_stats
     from ..run import simulate
+    from ..settings import _switch
+
+    normalise = _switch("verify_plan normalise", normalise)
 
     res = simulate(geometry, plan.beam(), settings, progress=progress)
     st = dose_stats(res.dose_gy_zyx, plan.target_mask_zyx, geometry.voxel_volume_cm3, plan.prescription_gy)

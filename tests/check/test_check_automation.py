@@ -200,10 +200,11 @@ def test_a_failed_rescue_leaves_no_empty_folder(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("option", ["--gamma-points", "--gamma-workers"])
 def test_negative_gamma_options_are_refused(option, tmp_path, capsys):
-    """F8: --gamma-points -5 evaluated all points but 5 (a slice [:-5]); --gamma-workers -3 was accepted."""
+    """F8: --gamma-points -5 evaluated all points but 5 (a slice [:-5]); --gamma-workers -3 was accepted.  Refused
+    by check() itself since 2026-12-06, so that check(gamma_points=-5) is too (the Python-API audit, F8)."""
     rc = main(["check", str(tmp_path), "--beam-model", "dcpt_v5", "--out", str(tmp_path / "o"), option, "-5"])
     err = capsys.readouterr().err
-    assert rc == 2 and f"{option} -5: give a positive number" in err, err
+    assert rc == 2 and f"({option}) = -5: give a positive number (or 0: " in err, err
 
 
 def test_check_json_has_a_schema_version_and_a_status():
@@ -213,8 +214,10 @@ def test_check_json_has_a_schema_version_and_a_status():
     assert d["exit_status"] == 1   # in every check.json, a report's too (integrators' audit 2026-12-06, F9)
 
 
-@pytest.mark.parametrize("args", [["--gamma-points", "-1"], ["--skip-checked"], ["--batch", "--plan", "RP.dcm"]])
-def test_json_prints_a_record_for_an_option_refused(args, tmp_path, capsys):
+@pytest.mark.parametrize("args, error_type", [(["--gamma-points", "-1"], "CheckInputError"),
+                                              (["--skip-checked"], "ValueError"),
+                                              (["--batch", "--plan", "RP.dcm"], "ValueError")])
+def test_json_prints_a_record_for_an_option_refused(args, error_type, tmp_path, capsys):
     """Integrators' audit of 2026-12-06, F4: an option refused while the command line was checked exited 2 with
     nothing on stdout, so ``mcproton check ... --json | jq .status`` read no input."""
     rc = main(["check", str(tmp_path), "--beam-model", "dcpt_v5", "--out", str(tmp_path / "o"), "--json", *args])
@@ -222,7 +225,7 @@ def test_json_prints_a_record_for_an_option_refused(args, tmp_path, capsys):
     assert rc == 2, cap.err
     record = json.loads(cap.out)
     assert record["status"] == "refused" and record["exit_status"] == 2 and record["passed"] is False
-    assert record["error"] and record["error_type"] == "ValueError" and record["schema_version"] == 1
+    assert record["error"] and record["error_type"] == error_type and record["schema_version"] == 1
     assert record["provenance"]["given_inputs"]["folder"] == str(tmp_path)
 
 

@@ -170,6 +170,70 @@ def test_dose_contents(beams, kw, want):
     assert len(c.comment()) <= 64
 
 
+@pytest.mark.parametrize("rbe", [11, 0.11, 0, 0.0, -1, float("nan"), float("inf"), True, "1.1", [1.1]])
+def test_an_implausible_rbe_is_refused_when_the_contents_are_made(rbe):
+    """The Python-API audit of 2026-12-06, F5: ``dose_contents``/``result_dose_contents`` took any RBE, so
+    ``write_result_rtdose`` wrote a dose x11 or x0.11 labelled EFFECTIVE, and RBE 0 the physical dose labelled
+    EFFECTIVE "RBE 0" (the factor took 0 as 1); ``mcproton run`` refuses ``output.rbe = 11`` with this message."""
+    from mcproton._io.rtdose import DoseContents, dose_contents, result_dose_contents
+
+    want = (rf"^rbe = {__import__('re').escape(repr(rbe))} is not a plausible constant RBE; give 1.1 \(the clinical "
+            r"convention for protons\) or a value in 0.5-2(, as a number without quotes)?, or None for physical dose$")
+    with pytest.raises(ValueError, match=want):
+        dose_contents([_beam(1), _beam(2), _beam(3)], rbe=rbe)
+    with pytest.raises(ValueError, match=want):
+        dose_contents([SimpleNamespace(meta={})], rbe=rbe)          # beams without a plan too
+    with pytest.raises(ValueError, match=want):
+        result_dose_contents(SimpleNamespace(provenance={}), rbe=rbe)
+    with pytest.raises(ValueError, match=want):
+        DoseContents("PLAN", rbe=rbe)
+
+
+@pytest.mark.parametrize("rbe", [0.5, 1, 1.1, 2.0, np.float32(1.1)])
+def test_a_plausible_rbe_is_kept_as_a_float(rbe):
+    from mcproton._io.rtdose import dose_contents
+
+    c = dose_contents([_beam(1), _beam(2), _beam(3)], rbe=rbe)
+    assert type(c.rbe) is float and c.rbe == float(rbe) and c.dose_type == "EFFECTIVE"
+    assert dose_contents([_beam(1)]).rbe is None and dose_contents([_beam(1)]).dose_type == "PHYSICAL"
+
+
+@pytest.mark.parametrize("dose_to", ["Water", "MEDIUM", "tissue", None])
+def test_dose_to_other_than_medium_or_water_is_refused_when_the_contents_are_made(dose_to):
+    """F5: ``dose_contents(dose_to="Water")`` was accepted and refused only when the file was written."""
+    from mcproton._io.rtdose import dose_contents, result_dose_contents
+
+    want = rf'^dose_to must be "medium" or "water"; got {__import__("re").escape(repr(dose_to))}$'
+    with pytest.raises(ValueError, match=want):
+        dose_contents([_beam(1), _beam(2), _beam(3)], dose_to=dose_to)
+    with pytest.raises(ValueError, match=want):
+        result_dose_contents(SimpleNamespace(provenance={}), dose_to=dose_to)
+
+
+def test_contents_changed_after_they_were_made_are_checked_when_written(tmp_path):
+    """An RBE assigned to the contents after they were made (``c.rbe = 0``) is refused by write_result_rtdose, not
+    written as the physical dose labelled EFFECTIVE "RBE 0"; a plausible one multiplies the dose."""
+    from mcproton import Beam, RunSettings, box_phantom, simulate
+    from mcproton._io.rtdose import dose_contents, read_rtdose, write_result_rtdose
+
+    g = box_phantom("water", (20.0, 20.0, 40.0), (4.0, 4.0, 4.0))
+    res = simulate(g, Beam.pencil(70.0, position_mm=(0, 0, -5), total_protons=1e9),
+                   RunSettings(primaries=300, seed=1, backend="cpu", threads=1), log=None)
+    c = dose_contents([SimpleNamespace(meta={})])
+    c.rbe = 0
+    with pytest.raises(ValueError, match=r"^contents.rbe = 0 is not a plausible constant RBE"):
+        write_result_rtdose(res, tmp_path / "RD0.dcm", contents=c)
+    c.rbe, c.dose_to = 1.1, "Water"
+    with pytest.raises(ValueError, match=r"""^contents.dose_to must be "medium" or "water"; got 'Water'$"""):
+        write_result_rtdose(res, tmp_path / "RDw.dcm", contents=c)
+    assert not list(tmp_path.glob("RD*.dcm"))
+    c.dose_to = "medium"
+    write_result_rtdose(res, tmp_path / "RD.dcm", contents=c)
+    rd = read_rtdose(tmp_path / "RD.dcm")
+    assert rd.dose_type == "EFFECTIVE" and "RBE 1.1" in rd.dose_comment
+    assert np.allclose(rd.dose_gy_zyx, 1.1 * res.dose_gy_zyx, rtol=0, atol=0.51 * rd.dose_grid_scaling)
+
+
 def test_long_beam_list_comment_fits_the_lo_limit():
     from mcproton._io.rtdose import dose_contents
 
