@@ -20,12 +20,20 @@ material and density come from, in this order of precedence:
 * ``REL_ELEC_DENSITY`` with a composition: that composition at the mass density of that electron density;
 * ``REL_MASS_DENSITY`` alone: the material the ROI is named after where the density fits it and it is no gas
   (:func:`material_by_name`: ``"titanium"``, or the one library material
-  a whole word of its name names: ``"Titanium rod"``, :func:`material_named_in`), else water, at that density;
-* ``REL_ELEC_DENSITY`` alone: water at a mass density equal to it (water's stopping power per electron).
+  a whole word of its name names: ``"Titanium rod"``, ``"Steel screw"``, ``"Gold fiducial"``,
+  :func:`material_named_in`; the library holds the common implant and fiducial metals: 316L steel, CoCrMo,
+  Ti-6Al-4V, titanium, gold, platinum, tantalum), else water, at that density;
+* ``REL_ELEC_DENSITY`` alone: the material the ROI is named after, as for ``REL_MASS_DENSITY``, at the mass density
+  of that electron density (as with a composition), else water at a mass density equal to it (water's stopping
+  power per electron).
 
-Without a composition, water's stopping power per electron (or per gram) is assumed.  That holds for soft tissue
-(within 3.5 %) and, per electron, for bone (2-5 %), but not for metal, whose I-value is 3-10 times water's: above
-:data:`RED_WATER_MAX` (:data:`MASS_DENSITY_WATER_MAX`) such an override is warned about.  A composition summing to
+Without a composition or a material by name, water's stopping power per electron (or per gram) is assumed.  That
+holds for soft tissue (within 3.5 %) and, per electron, for bone (2-5 %), but not for metal, whose I-value is 3-10
+times water's: above :data:`RED_WATER_MAX` (:data:`MASS_DENSITY_WATER_MAX`) such an override is warned about, with
+the overestimate of the SPR of the library's materials of that density (:func:`dense_library_materials`: titanium's
+41 % at 4.5 g/cm3, gold's 99 % at 19.3) and their names.  A ``REL_STOP_RATIO`` applied as water sets the range right,
+but above :data:`SPR_WATER_MAX` (no soft tissue or bone) the scattering and the dose to medium in the ROI are
+water's: warned about too.  A composition summing to
 about 100 is in per cent and is normalised; one summing neither to about 1 nor to about 100, or holding an element
 the physics tables lack (mercury of an amalgam), is refused, naming the ROI.
 
@@ -233,6 +241,8 @@ def _read_roi_overrides(struct_path: str | Path) -> tuple[list[dict], list[tuple
             from ..materials import get_material
 
             r["density_g_cm3"] = v * _z_over_a(_by_z(get_material("water"))) / _z_over_a(comp)
+        elif prop == "REL_ELEC_DENSITY":   # the material of the ROI's name at the mass density of that RED, else water
+            r["density_g_cm3"] = _density_as(r, nearest_material(r)[0])
         elif prop == "REL_MASS_DENSITY" and comp and "REL_STOP_RATIO" in given:
             r["spr_given"] = value("REL_STOP_RATIO")
         if prop == "REL_STOP_RATIO" and "REL_MASS_DENSITY" in given:   # not applied: no composition (warn_material)
@@ -267,9 +277,10 @@ def nearest_material(roi: dict):
     With a composition: the library material of that composition (L1 distance of the mass fractions at most
     :data:`LIBRARY_MATCH_L1`: the same material, rounded by the export), else a material made from the composition
     given (named ``rtstruct:<ROI>``, I-value by Bragg additivity, as hu_materials.csv's rows); its density is the
-    ROI's.  Without one: water for REL_ELEC_DENSITY; the library material the ROI is named after where the density
-    given fits it and it is no gas (:func:`material_by_name`), else water, for REL_MASS_DENSITY and
-    REL_STOP_RATIO."""
+    ROI's.  Without one: the library material the ROI is named after where the density it would have as that
+    material fits it and it is no gas (:func:`material_by_name`), else water (for REL_ELEC_DENSITY, water at a mass
+    density equal to the RED; a named material at the mass density of that RED: metal audit 2026-12-06, F3, "Titanium
+    rod" with REL_ELEC_DENSITY 3.74 was water at 3.74 g/cm3, SPR 16 % too high, titanium at 4.52 g/cm3 now)."""
     from ..materials import ELEMENTS, Material, get_material, list_materials
 
     comp = roi["composition"]
@@ -300,16 +311,15 @@ def nearest_material(roi: dict):
                    else "")
         return m, (f"the composition given ({top}{', ...' if len(comp) > 4 else ''}; I-value "
                    f"{mean_excitation_energy_ev(m):.0f} eV by Bragg additivity{nearest})")
-    if roi.get("property") == "REL_ELEC_DENSITY":
-        return get_material("water"), "water at the relative electron density (no composition given)"
     named, word, refused = material_by_name(roi)
     if named is not None:
         if word is None:
             return named, "by name"
         return named, f"by name: the word {word!r} of the ROI's name, no composition given"
+    water = ("water at the relative electron density" if roi.get("property") == "REL_ELEC_DENSITY" else "water")
     if refused:
-        return get_material("water"), f"water (no composition given; {refused})"
-    return get_material("water"), "water (no composition given)"
+        return get_material("water"), f"{water} (no composition given; {refused})"
+    return get_material("water"), f"{water} (no composition given)"
 
 
 #: Factor of a library material's nominal density within which an override's density (REL_MASS_DENSITY, or the
@@ -337,7 +347,8 @@ def material_by_name(roi: dict) -> tuple[Any, str | None, str | None]:
     else the word of the name that names it (:func:`material_named_in`); (None, None, why not) where the name names
     one but it is not taken: a gas (:data:`NAME_GAS_MAX_G_CM3`), or a density given that is not within a factor
     :data:`NAME_DENSITY_FACTOR` of the material's nominal density (for REL_STOP_RATIO, the density that gives that
-    SPR with the material's stopping power); (None, None, None) where it names none (or several)."""
+    SPR with the material's stopping power; for REL_ELEC_DENSITY, the mass density of that RED with its electrons per
+    gram: :func:`_density_as`); (None, None, None) where it names none (or several)."""
     from ..materials import UnknownMaterialError, get_material
 
     try:
@@ -359,13 +370,19 @@ def material_by_name(roi: dict) -> tuple[Any, str | None, str | None]:
 
 
 def _density_as(roi: dict, material: Any) -> float:
-    """The density an override ROI without a composition would have as ``material``: its REL_MASS_DENSITY, or the
-    density that gives its REL_STOP_RATIO with the material's stopping power per gram."""
+    """The density an override ROI without a composition would have as ``material``: its REL_MASS_DENSITY, the
+    density that gives its REL_STOP_RATIO with the material's stopping power per gram, or the mass density of its
+    REL_ELEC_DENSITY with the material's electrons per gram (water's: the RED itself)."""
+    from ..materials import get_material
+
     v = float(roi.get("value", roi["density_g_cm3"]))
     if roi.get("property") == "REL_STOP_RATIO":
         from .hu_calibration import SPR_REFERENCE_MEV, spr_per_density
 
         return v / spr_per_density(material, SPR_REFERENCE_MEV)
+    water = get_material("water")
+    if roi.get("property") == "REL_ELEC_DENSITY" and material is not water:
+        return v * _z_over_a(_by_z(water)) / _z_over_a(_by_z(material))
     return v
 
 
@@ -434,7 +451,8 @@ def override_note(roi: dict, material: Any, why: str, n: int, unit: str = "voxel
     from .hu_calibration import SPR_REFERENCE_MEV
 
     how = {"REL_STOP_RATIO": "the density that gives this stopping-power ratio; ",
-           "REL_ELEC_DENSITY": "the mass density of that electron density; " if roi["composition"] else ""
+           "REL_ELEC_DENSITY": ("the mass density of that electron density; "
+                                if roi["composition"] or material.name != "water" else "")
            }.get(roi["property"], "")
     given = ("" if roi.get("spr_given") is None else f"; the structure set's REL_STOP_RATIO {roi['spr_given']:g}")
     value = roi.get("value", roi["density_g_cm3"])
@@ -454,7 +472,9 @@ SPR_GIVEN_TOLERANCE = 0.02
 def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
     """Warn (McprotonRuntimeWarning: kept in the run's summary and the check's report) where an applied override
     assumes water's stopping power per electron or per gram above the tissue range (:data:`RED_WATER_MAX`,
-    :data:`MASS_DENSITY_WATER_MAX`), or where its composition's SPR differs from the REL_STOP_RATIO given."""
+    :data:`MASS_DENSITY_WATER_MAX`), or water's scattering at a stopping-power ratio no tissue has
+    (:data:`SPR_WATER_MAX`), or where its composition's SPR differs from the REL_STOP_RATIO given; say (McprotonWarning)
+    which library material a word of the ROI's name made it, or why the name was not taken."""
     from .errors import McprotonRuntimeWarning, McprotonWarning, warn
     from .hu_calibration import SPR_REFERENCE_MEV
 
@@ -464,33 +484,38 @@ def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
     water = material.name == "water" and not roi["composition"]
     if water and prop == "REL_ELEC_DENSITY" and v > RED_WATER_MAX or (
             water and prop == "REL_MASS_DENSITY" and v > MASS_DENSITY_WATER_MAX):
+        alike = dense_library_materials(roi)
         if prop == "REL_ELEC_DENSITY":
             per, beyond = "electron", (f"above a relative electron density of {RED_WATER_MAX:g} (denser than "
                                        "cortical bone) lie teeth and metal")
-            over = "titanium's by 16 %, steel's by 20 %"
+            at = f"at a relative electron density of {v:g}"
         else:
             per, beyond = "gram", f"above {MASS_DENSITY_WATER_MAX:g} g/cm3 lie bone, teeth and metal"
-            over = "bone's by 7-13 %, titanium's by 41 %"
+            at = f"at {v:g} g/cm3"
+        # by how much, for the library's materials of this density (metal audit 2026-12-06, F3: a fixed "bone's by
+        # 7-13 %, titanium's by 41 %" was said of gold at 19.3 g/cm3 too, whose SPR water overstates by 99 %)
+        over = (f" ({at}: " + ", ".join(f"{m.name}'s by {100 * (spr / (rho * _spr_per_g(m)) - 1):.0f} %"
+                                        for m, rho in alike[:4]) + ")") if alike else ""
         name_hint = ""
-        if prop == "REL_MASS_DENSITY" and material_by_name(roi)[2] is None:   # (a name refused: said below)
-            name_hint = (", or name the ROI after a library material (a whole word of its name: 'Titanium rod', "
-                         f"'Ti' alone){_names_hint(roi['name'])}")
+        if material_by_name(roi)[2] is None:   # (a name refused: said below)
+            name_hint = _names_hint(roi, [m for m, _ in alike[:4]])
         warn(f"{where}: {prop} {v:g} without an elemental composition is taken as water at {roi['density_g_cm3']:g} "
              f"g/cm3, i.e. water's stopping power per {per}: stopping-power ratio {spr:.3g} at "
              f"{SPR_REFERENCE_MEV:g} MeV.  That holds for soft tissue, but {beyond}, whose stopping power per {per} "
-             f"is lower (their I-value is higher), so their SPR is overestimated ({over}) and the dose behind the "
-             "ROI stops short; give the ROI its elemental "
-             "composition (ROIElementalCompositionSequence with REL_MASS_DENSITY) or its REL_STOP_RATIO in the "
-             f"planning system's export{name_hint}", McprotonRuntimeWarning)
-    if not roi["composition"] and prop != "REL_ELEC_DENSITY":
+             f"is lower (their I-value is higher), so their SPR is overestimated{over} and the dose behind the ROI "
+             "stops short; give the ROI its elemental composition (ROIElementalCompositionSequence with "
+             f"REL_MASS_DENSITY) or its REL_STOP_RATIO in the planning system's export{name_hint}",
+             McprotonRuntimeWarning)
+    if not roi["composition"]:
         named, word, refused = material_by_name(roi)
+        as_ = (f" ({material.name}'s mass density at that electron density)" if prop == "REL_ELEC_DENSITY" else "")
         if named is material and word is not None:
             warn(f"{where}: {prop} {v:g} without an elemental composition: the ROI's name holds the word {word!r}, "
-                 f"the library material {material.name}, and only that one, and {roi['density_g_cm3']:.3g} g/cm3 "
-                 f"lies within a factor {NAME_DENSITY_FACTOR:g} of {material.name}'s {material.density_g_cm3:.3g} "
-                 f"g/cm3, so the ROI is {material.name} at {roi['density_g_cm3']:g} g/cm3 (stopping-power ratio "
-                 f"{spr:.3f} at {SPR_REFERENCE_MEV:g} MeV); if it is another material, give its elemental "
-                 "composition (ROIElementalCompositionSequence)", McprotonWarning)
+                 f"the library material {material.name}, and only that one, and {roi['density_g_cm3']:.3g} g/cm3"
+                 f"{as_} lies within a factor {NAME_DENSITY_FACTOR:g} of {material.name}'s "
+                 f"{material.density_g_cm3:.3g} g/cm3, so the ROI is {material.name} at {roi['density_g_cm3']:g} g/cm3 "
+                 f"(stopping-power ratio {spr:.3f} at {SPR_REFERENCE_MEV:g} MeV); if it is another material, give "
+                 "its elemental composition (ROIElementalCompositionSequence)", McprotonWarning)
         elif refused and material.name == "water":
             warn(f"{where}: {prop} {v:g} without an elemental composition: {refused}; the ROI is water at "
                  f"{roi['density_g_cm3']:.3g} g/cm3 (stopping-power ratio {spr:.3f} at {SPR_REFERENCE_MEV:g} MeV), "
@@ -499,6 +524,8 @@ def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
     rho_given = roi.get("mass_density_given")
     if rho_given and not roi["composition"] and abs(roi["density_g_cm3"] / rho_given - 1) > SPR_GIVEN_TOLERANCE:
         _warn_mass_density_unused(where, roi, material, spr, rho_given)
+    elif water and prop == "REL_STOP_RATIO" and v > SPR_WATER_MAX:   # (the one above says it where it applies)
+        _warn_spr_as_water(where, roi, v)
     given = roi.get("spr_given")
     if given is not None and given > 0 and abs(spr / given - 1) > SPR_GIVEN_TOLERANCE:
         d = 100 * (spr / given - 1)
@@ -508,21 +535,117 @@ def warn_material(struct_path: Any, roi: dict, material: Any) -> None:
              "different materials; check the override in the planning system", McprotonRuntimeWarning)
 
 
-def _names_hint(roi_name: str) -> str:
-    """What a warning adds about an ROI name that names no library material, or several: the names it is near
-    (get_material's suggestion) or the materials it names."""
-    from ..materials import UnknownMaterialError, get_material
+def _spr_per_g(material: Any) -> float:
+    """The material's stopping-power ratio to water per g/cm3 at SPR_REFERENCE_MEV."""
+    from .hu_calibration import SPR_REFERENCE_MEV, spr_per_density
 
-    _, _, several = material_named_in(roi_name)
+    return spr_per_density(material, SPR_REFERENCE_MEV)
+
+
+def dense_library_materials(roi: dict) -> list[tuple[Any, float]]:
+    """The library materials denser than tissue (nominal density above :data:`MASS_DENSITY_WATER_MAX`: bone, teeth,
+    metal) that an override ROI without a composition could be, as the name rule would take them: no gas, and the
+    density it would have as that material (:func:`_density_as`: its REL_MASS_DENSITY, or the mass density of its
+    REL_ELEC_DENSITY or of its REL_STOP_RATIO as that material) within :data:`NAME_DENSITY_FACTOR` of the material's
+    nominal one.  [(material, that density)], the nearest to its nominal density first: what a warning of water at
+    such a density compares with ("Screw" at 7.9 g/cm3: stainless_steel_316l and cocrmo, "Fiducial" at 19.3:
+    gold, platinum and tantalum), and which names it suggests."""
+    from ..materials import get_material, list_materials
+
+    out = []
+    for name in list_materials():
+        m = get_material(name)
+        if m.density_g_cm3 <= MASS_DENSITY_WATER_MAX or not m.mass_fractions:
+            continue
+        rho = _density_as(roi, m)
+        if m.density_g_cm3 / NAME_DENSITY_FACTOR <= rho <= m.density_g_cm3 * NAME_DENSITY_FACTOR:
+            out.append((m, rho))
+    return sorted(out, key=lambda t: abs(math.log(t[1] / t[0].density_g_cm3)))
+
+
+def _name_word(material: Any) -> str | None:
+    """A word that names ``material`` in an ROI's name (:func:`material_named_in`): its name, else its first alias,
+    that is one word of at least NAME_WORD_MIN_LETTERS letters and digits; None where none is (the material is then
+    named only by a whole ROI name that is its name or an alias)."""
+    import re
+
+    from ..materials import material_aliases
+
+    for key, name in material_aliases().items():   # (its name first, then its aliases, in the file's order)
+        if name == material.name and re.fullmatch(r"[a-z0-9]+", key) and len(key) >= NAME_WORD_MIN_LETTERS \
+                and not key.isdigit():
+            return key
+    return None
+
+
+def _names_hint(roi: dict, alike: Sequence[Any]) -> str:
+    """What the warning of water at a density above tissue's adds about the ROI's name (it named no library material
+    that was taken): the materials it names where it names several; else the library materials of this density
+    (:func:`dense_library_materials`), each with a word that names it, and those of them that a word of the name
+    misspells (:func:`_misspelt`).  Never a tissue for a metal's density: metal audit 2026-12-06, F3, "Steel screw" at
+    7.9 g/cm3 was told to name the ROI after a library material (the library held no steel) and asked "did you mean
+    'muscle_striated_icru'" (get_material's suggestion for the whole name)."""
+    _, _, several = material_named_in(roi["name"])
     if len(several) > 1:
-        return f"; its name names {' and '.join(several)}, and none is chosen between them"
-    try:
-        get_material(roi_name)
-    except UnknownMaterialError as exc:
-        said = str(exc)
-        if "did you mean" in said:
-            return "; " + said[said.index("did you mean"):said.index("?") + 1]
-    return ""
+        return (", or name the ROI after one library material; its name names "
+                f"{' and '.join(several)}, and none is chosen between them")
+    if not alike:
+        return ""
+    said = ", ".join(f"{m.name} ({w!r})" if (w := _name_word(m)) else f"{m.name} (as the whole name)" for m in alike)
+    hint = (", or name the ROI after the library material it is (its name or an alias, as the whole name or as a "
+            f"whole word of it: 'Steel screw', 'Titanium rod'); of this density the library holds {said}")
+    near = _misspelt(roi["name"], alike)
+    return hint + (f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else "")
+
+
+#: Similarity (difflib's ratio) from which a word of an ROI's name counts as a misspelt name or alias of a library
+#: material (:func:`_misspelt`): "Stel" for steel (0.89), "Titanum" for titanium (0.93), not "Rod" for gold (0.57)
+MISSPELT_MIN_RATIO = 0.75
+
+
+def _misspelt(roi_name: str, alike: Sequence[Any]) -> list[str]:
+    """The materials of ``alike`` whose name or alias the ROI's name, or a word of it (NAME_WORD_MIN_LETTERS letters
+    or more), misspells (difflib ratio at least MISSPELT_MIN_RATIO)."""
+    import difflib
+    import re
+
+    from ..materials import _normalise_key, material_aliases
+
+    names = {m.name for m in alike}
+    keys = {k: n for k, n in material_aliases().items() if n in names}
+    words = [_normalise_key(roi_name)] + [w for w in re.findall(r"[a-z0-9]+", str(roi_name).lower())
+                                          if len(w) >= NAME_WORD_MIN_LETTERS and not w.isdigit()]
+    out = [keys[k] for w in words for k in difflib.get_close_matches(w, list(keys), n=3, cutoff=MISSPELT_MIN_RATIO)]
+    return list(dict.fromkeys(out))
+
+
+#: Stopping-power ratio above which an override applied as water (REL_STOP_RATIO without a composition or a library
+#: material by the ROI's name) is warned about: the range behind it follows the SPR, but its multiple scattering and
+#: the dose to medium in it are water's at a density no tissue has.  The densest bone's SPR is 1.7 (the library's
+#: compact and cortical bones at 1.85-1.92 g/cm3: 1.67-1.73 with mcproton's stopping powers, tests/io/
+#: test_roi_overrides.py); above 2.0 lie tooth enamel and metal (aluminium 2.1, titanium 3.2, 316L steel 5.6, gold
+#: 9.7): metal audit 2026-12-06, F4 ("Rod" with REL_STOP_RATIO 3.23, titanium's, was water at 3.23 g/cm3 without a
+#: word: the lateral spread of a pencil beam behind the 10 mm rod 5 % narrower than behind titanium).
+SPR_WATER_MAX = 2.0
+
+
+def _warn_spr_as_water(where: str, roi: dict, v: float) -> None:
+    """:func:`warn_material`: REL_STOP_RATIO above SPR_WATER_MAX applied as water (no composition, no material by
+    name): the range is right, the scattering and dose to medium in the ROI are water's."""
+    from .errors import McprotonRuntimeWarning, warn
+
+    alike = dense_library_materials(roi)
+    rho = roi["density_g_cm3"]
+    like = ("; at this stopping-power ratio the library's " + ", ".join(f"{m.name} would be {r:.3g} g/cm3"
+                                                                       for m, r in alike[:4]) if alike else "")
+    warn(f"{where}: REL_STOP_RATIO {v:g} without an elemental composition is taken as water at {rho:.3g} g/cm3, the "
+         "density that gives this stopping-power ratio.  The range behind the ROI follows the stopping-power ratio, "
+         f"but above {SPR_WATER_MAX:g} lie no soft tissue or bone, only tooth enamel and metal: the multiple "
+         f"scattering and the dose to medium in the ROI are those of water at {rho:.3g} g/cm3, not of the denser "
+         "material of higher Z (its scattering stronger, the lateral spread behind it wider, its dose to medium "
+         f"lower){like}; give the ROI its elemental composition (ROIElementalCompositionSequence with "
+         "REL_MASS_DENSITY), or name it after the library material it is (its name or an alias, as the whole name or "
+         "as a whole word of it: 'Titanium rod')", McprotonRuntimeWarning)
 
 
 def _warn_mass_density_unused(where: str, roi: dict, material: Any, spr: float, rho_given: float) -> None:
@@ -531,15 +654,17 @@ def _warn_mass_density_unused(where: str, roi: dict, material: Any, spr: float, 
     g/cm3 not the material's) the ROI is not that material: the range behind it is right, but the multiple
     scattering and the dose to medium in it are the material's at another density (highZ audit 2026-12-06, F3: a
     titanium rod, 4.54 g/cm3 and SPR 3.23, as water at 3.23 g/cm3: scattering angle 0.53 of titanium's, dose to
-    medium +40 %, D_w/D_m 1.00 against 1.41).  The library materials whose SPR per g/cm3 is the ROI's are named,
-    not taken: two properties do not make a composition."""
+    medium +40 %, D_w/D_m 1.00 against 1.41).  The library materials whose SPR per g/cm3 is the ROI's and whose
+    density the mass density given fits (within NAME_DENSITY_FACTOR, as the name rule: 316L steel's SPR per gram is
+    titanium's within 2 %, its density not) are named, not taken: two properties do not make a composition."""
     from .errors import McprotonRuntimeWarning, warn
     from .hu_calibration import SPR_REFERENCE_MEV, spr_per_density
     from ..materials import get_material, list_materials
 
     ratio = float(roi["value"]) / rho_given
     alike = [n for n in list_materials() if n != "air"
-             and abs(spr_per_density(get_material(n), SPR_REFERENCE_MEV) / ratio - 1) <= SPR_GIVEN_TOLERANCE]
+             and abs(spr_per_density(get_material(n), SPR_REFERENCE_MEV) / ratio - 1) <= SPR_GIVEN_TOLERANCE
+             and 1 / NAME_DENSITY_FACTOR <= rho_given / get_material(n).density_g_cm3 <= NAME_DENSITY_FACTOR]
     like = (f"; of the library materials {', '.join(alike)} {'has' if len(alike) == 1 else 'have'} that stopping "
             f"power per gram (within {100 * SPR_GIVEN_TOLERANCE:g} %)" if alike else "")
     warn(f"{where}: REL_STOP_RATIO {roi['value']:g} and REL_MASS_DENSITY {rho_given:g} without an elemental "

@@ -592,9 +592,11 @@ def test_each_override_record_holds_its_own_note_overlaps_included(tmp_path):
     g = _overlapping_case(tmp_path)()
     notes = apply_overrides(g, tmp_path / "RS.dcm")
     assert [r["note"] for r in g.struct_overrides] == notes
+    # (the whole name "C" is graphite's symbol, an alias: since 2026-12-06 a REL_ELEC_DENSITY alone takes the material
+    # of the ROI's name, at the mass density of that electron density, as a REL_MASS_DENSITY did; metal audit F3)
     assert [(r["roi"], r["property"], r["value"], r["material"]) for r in g.struct_overrides] == [
         ("External", "REL_MASS_DENSITY", 1.02, "water"), ("A", "REL_MASS_DENSITY", 1.19, "pmma"),
-        ("B", "REL_MASS_DENSITY", 1.6, "water"), ("C", "REL_ELEC_DENSITY", 1.1, "water"),
+        ("B", "REL_MASS_DENSITY", 1.6, "water"), ("C", "REL_ELEC_DENSITY", 1.1, "graphite"),
         ("D", "REL_MASS_DENSITY", 1.3, "water")]
     assert g.struct_overrides[4]["voxels"] == 0 and g.struct_overrides[1]["voxels"] == 40 * 40 * 30
     assert resample_blocks(g, (2, 2, 2)).struct_overrides == g.struct_overrides
@@ -744,7 +746,8 @@ def test_overrides_in_place_give_the_geometry_and_notes_of_before(tmp_path):
     notes = apply_overrides(g, tmp_path / "RS.dcm")
     assert notes == _apply_overrides_before(ref, tmp_path / "RS.dcm")
     assert "overlap the later override ROI(s) 'B', 'C'" in notes[1] and "(no voxel" in notes[4], notes
-    assert [m.name for m in g.materials] == [m.name for m in ref.materials] == ["air", "water", "pmma"]
+    # ("C", a REL_ELEC_DENSITY, is graphite by its name: test_each_override_record_holds_its_own_note_overlaps_included)
+    assert [m.name for m in g.materials] == [m.name for m in ref.materials] == ["air", "water", "pmma", "graphite"]
     for a, b in ((g.material_index_zyx, ref.material_index_zyx), (g.density_g_cm3_zyx, ref.density_g_cm3_zyx)):
         assert a.dtype == b.dtype and a.flags.c_contiguous and a.tobytes() == b.tobytes()
     assert g.tissue_heterogeneity == ("IMAGE", "ROI_OVERRIDE")
@@ -849,6 +852,10 @@ def test_a_metal_override_gets_its_own_composition_not_the_nearest_tissue(tmp_pa
     (r,) = roi_overrides(tmp_path / "RS.dcm")
     m, why = nearest_material(r)
     own = _own_material(rho, comp)
+    if case == "gold":   # the library's gold since 2026-12-06 (metal audit F3): its composition, the same SPR
+        assert m.name == "gold" and "the library's (L1 0.000)" in why, why
+        assert spr_of(r, m) == pytest.approx(rho * spr_per_density(own, 100.0), rel=1e-6)
+        return
     assert m.name == "rtstruct:PTV" and "the composition given" in why, why
     # (the fractions are float32 in DICOM: FL)
     assert dict(m.mass_fractions) == pytest.approx(dict(own.mass_fractions), abs=1e-7)
@@ -1169,9 +1176,11 @@ def _rename(path: Path, old: str, new: str) -> None:
                                  "that one, and 4.54 g/cm3 lies within a factor 1.6 of titanium's 4.54 g/cm3, so the "
                                  "ROI is titanium at 4.54 g/cm3"),
     ("Rod_Titanium", "titanium", "holds the word 'titanium'"),
-    ("Ti_rod", "water", "or name the ROI after a library material (a whole word of its name: 'Titanium rod', 'Ti' "
-                        "alone)"),
-    ("Titanium in PMMA", "water", "its name names pmma and titanium, and none is chosen between them"),
+    ("Ti_rod", "water", "or name the ROI after the library material it is (its name or an alias, as the whole name "
+                        "or as a whole word of it: 'Steel screw', 'Titanium rod'); of this density the library holds "
+                        "titanium ('titanium'), ti6al4v ('ti6al4v')"),
+    ("Titanium in PMMA", "water", "or name the ROI after one library material; its name names pmma and titanium, and "
+                                  "none is chosen between them"),
 ])
 def test_a_mass_density_alone_takes_the_material_named_by_a_word_of_the_roi_name(water_ct, name, material, said):
     """highZ audit 2026-12-06, F4: REL_MASS_DENSITY alone takes the library material the ROI is named after, but
@@ -1216,7 +1225,8 @@ def test_a_mass_density_beside_a_stopping_power_ratio_without_composition_is_sai
     if warned:
         assert ("REL_STOP_RATIO 3.23 and REL_MASS_DENSITY 4.54 without an elemental composition: applied as water at "
                 "3.23 g/cm3" in said[0]), said[0]
-        assert "of the library materials titanium has that stopping power per gram" in said[0], said[0]
+        # (316L steel has it too, within 2 %, but not at 4.54 g/cm3: only materials of that density are named)
+        assert "of the library materials titanium, ti6al4v have that stopping power per gram" in said[0], said[0]
         assert "multiple scattering and the dose to medium" in said[0] and "ROI 'rod'" in said[0], said[0]
 
 
@@ -1344,3 +1354,139 @@ def test_the_override_warnings_are_kept_in_the_results_provenance(water_ct):
     assert any(said in w for w in res.provenance.get("warnings") or []), res.provenance.get("warnings")
     # the overrides are a recorded change: the densities are still the calibration's, with them (review A, F3)
     assert res.provenance["calibration"] == "schneider2000", res.provenance["calibration"]
+
+
+# ---------------------------------------------------------------------- implant metals without a composition
+def _named_override(water_ct, name: str, **props):
+    """apply_overrides on the water box with the PTV renamed ``name`` and given ``props`` (rel_mass, rel_elec, spr):
+    (its note, the warnings recorded, the PTV's override record)."""
+    from mcproton._io.errors import recording_warnings
+
+    tmp, g = water_ct
+    _write_rs(tmp / "RS.dcm", None)
+    _override(tmp / "RS.dcm", "PTV", **props)
+    _rename(tmp / "RS.dcm", "PTV", name)
+    with recording_warnings() as said:
+        (note,) = apply_overrides(g, tmp / "RS.dcm")
+    (rec,) = g.struct_overrides
+    return note, said, rec
+
+
+@pytest.mark.parametrize("name,rho,material,spr", [
+    ("Steel screw", 7.9, "stainless_steel_316l", 5.52),
+    ("Gold fiducial", 19.3, "gold", 9.69),
+    ("Tantalum marker", 16.6, "tantalum", 8.55),
+    ("Platinum seed", 21.45, "platinum", 10.73),
+    ("CoCr stem", 8.3, "cocrmo", 5.68),
+    ("Ti6Al4V plate", 4.43, "ti6al4v", 3.17),
+])
+def test_an_implant_named_after_its_metal_is_that_metal(water_ct, name, rho, material, spr):
+    """Metal audit 2026-12-06, F3: the library held no implant metal but titanium, so "Steel screw" (REL_MASS_DENSITY
+    7.9, no composition) was water at 7.9 g/cm3, SPR 7.9 against steel's 5.5 (+43 %), "Gold fiducial" SPR 19.3
+    against gold's 9.7 (+99 %), and the warning told the user to name the ROI after a library material.  The metals
+    are in the library now, and the ROI's name selects them."""
+    note, said, rec = _named_override(water_ct, name, rel_mass=rho)
+    assert rec["material"] == material and rec["density_g_cm3"] == rho, note
+    assert rec["spr_100mev"] == pytest.approx(spr, abs=0.01), note
+    assert not [w for w in said if "taken as water" in w], said
+    assert any(f"the library material {material}, and only that one" in w for w in said), said
+
+
+@pytest.mark.parametrize("name,rho,want,not_said", [
+    ("Fiducial", 19.3, ["gold's by 99 %", "platinum's by 100 %", "tantalum's by 94 %", "gold ('gold')"],
+     ["bone's", "titanium's", "muscle"]),
+    ("Screw", 7.9, ["stainless_steel_316l's by 43 %", "cocrmo's by 46 %", "stainless_steel_316l ('steel')"],
+     ["bone's", "titanium's", "muscle", "did you mean"]),
+    ("Stel screw", 7.9, ["stainless_steel_316l's by 43 %", "did you mean 'stainless_steel_316l'?"],
+     ["muscle", "titanium's"]),
+    ("Insert", 1.6, ["bone_compact_icru's by 7 %", "bone_cortical_icrp's by 11 %"], ["titanium's", "gold"]),
+])
+def test_the_water_warning_says_the_overestimate_of_the_metals_of_that_density(water_ct, name, rho, want, not_said):
+    """Metal audit 2026-12-06, F3: the warning of water at a metal's density said "bone's by 7-13 %, titanium's by 41
+    %" whatever the density (water at a gold fiducial's 19.3 g/cm3 overstates its SPR by 99 %), and suggested a tissue
+    for a metal's ("did you mean 'muscle_striated_icru'").  It now gives the overestimate for the library's materials
+    of that density and names only them."""
+    note, said, rec = _named_override(water_ct, name, rel_mass=rho)
+    assert rec["material"] == "water", note
+    (w,) = [w for w in said if "taken as water" in w]
+    for s in want:
+        assert s in w, (s, w)
+    for s in not_said:
+        assert s not in w, (s, w)
+
+
+def test_the_overestimates_the_warning_quotes_are_the_materials_own():
+    """The figures of the warning above: water's stopping power per gram at the metal's density over the metal's own
+    SPR (mcproton's stopping powers, 100 MeV)."""
+    from mcproton._io.hu_calibration import spr_per_density
+    from mcproton.materials import get_material
+
+    over = {n: 1 / spr_per_density(get_material(n), 100.0) - 1 for n in ("gold", "platinum", "tantalum", "titanium",
+                                                                           "stainless_steel_316l")}
+    assert {n: round(100 * x) for n, x in over.items()} == {"gold": 99, "platinum": 100, "tantalum": 94,
+                                                             "titanium": 41, "stainless_steel_316l": 43}
+
+
+@pytest.mark.parametrize("name,red,material,rho", [
+    ("Titanium rod", 3.74, "titanium", 4.517),   # the same as REL_ELEC_DENSITY 3.74 with Ti's composition
+    ("Gold marker", 13.96, "gold", 19.32),
+    ("Rod", 3.74, "water", 3.74),                # no name: water per electron, warned about
+])
+def test_an_electron_density_alone_takes_the_material_of_the_roi_name(water_ct, name, red, material, rho):
+    """Metal audit 2026-12-06, F3: REL_ELEC_DENSITY alone was water at that density whatever the ROI's name:
+    "Titanium rod" with titanium's RED 3.74 got SPR 3.74 (+16 %) while REL_MASS_DENSITY 4.54 made it titanium.  Now
+    the material the name names is taken, at the mass density of that electron density, as a composition gives it."""
+    from mcproton._io.roi_overrides import _by_z, _z_over_a
+
+    note, said, rec = _named_override(water_ct, name, rel_elec=red)
+    assert rec["material"] == material and rec["density_g_cm3"] == pytest.approx(rho, abs=1e-3), note
+    if material != "water":
+        from mcproton.materials import get_material
+
+        m = get_material(material)
+        assert rec["density_g_cm3"] * _z_over_a(_by_z(m)) / _z_over_a(_by_z(get_material("water"))) == \
+            pytest.approx(red, rel=1e-12)
+        assert "the mass density of that electron density; by name" in note, note
+        assert not [w for w in said if "taken as water" in w], said
+    else:
+        assert rec["density_g_cm3"] == red and any("taken as water at 3.74" in w for w in said), said
+
+
+@pytest.mark.parametrize("name,props,warned", [
+    ("Rod", {"spr": 3.23}, True),                            # titanium's SPR, as water at 3.23 g/cm3
+    ("Rod", {"spr": 3.23, "rel_mass": 3.23}, True),          # the mass density agrees: still water at 3.23
+    ("Rod", {"spr": 1.6}, False),                            # bone's SPR: a tissue's
+    ("Titanium rod", {"spr": 3.23}, False),                  # titanium by its name
+    ("Rod", {"spr": 3.23, "rel_mass": 4.54}, False),         # said by the warning of the unused mass density
+])
+def test_a_stopping_power_ratio_no_tissue_has_applied_as_water_is_warned_about(water_ct, name, props, warned):
+    """Metal audit 2026-12-06, F4: REL_STOP_RATIO 3.23 alone (titanium's) made the ROI water at 3.23 g/cm3 without a
+    word: the range behind it is right, but its scattering (the lateral spread behind a 10 mm rod 5 % narrower than
+    titanium's) and its dose to medium are water's.  Above SPR_WATER_MAX (no soft tissue or bone) it is warned about
+    now, naming the library materials of that SPR and what to give."""
+    from mcproton._io.errors import McprotonRuntimeWarning
+
+    note, said, rec = _named_override(water_ct, name, **props)
+    mine = [w for w in said if "REL_STOP_RATIO 3.23 without an elemental composition is taken as water" in w]
+    assert bool(mine) == warned, said
+    if warned:
+        (w,) = mine
+        assert "The range behind the ROI follows the stopping-power ratio" in w and "multiple scattering" in w, w
+        assert "titanium would be 4.54 g/cm3" in w and "ROIElementalCompositionSequence" in w, w
+        assert rec["material"] == "water" and rec["density_g_cm3"] == pytest.approx(3.23), note
+        tmp, g = water_ct   # a McprotonRuntimeWarning: kept in the run's summary and the check's report
+        with pytest.warns(McprotonRuntimeWarning, match="REL_STOP_RATIO 3.23 without an elemental composition"):
+            apply_overrides(g, tmp / "RS.dcm")
+
+
+def test_no_bone_reaches_the_stopping_power_ratio_warned_about():
+    from mcproton._io.hu_calibration import spr_per_density
+    from mcproton._io.roi_overrides import SPR_WATER_MAX
+    from mcproton.materials import get_material
+
+    def spr(n):
+        m = get_material(n)
+        return m.density_g_cm3 * spr_per_density(m, 100.0)
+
+    assert max(spr(n) for n in ("bone_compact_icru", "bone_cortical_icrp", "bone_cortical_icrp_g4")) < 1.75
+    assert 1.75 < SPR_WATER_MAX < spr("aluminium") < spr("titanium")

@@ -198,3 +198,61 @@ def test_a_database_material_changed_in_place_changes_no_later_call():
     assert get_material("water").mass_fractions["H"] == h and get_material("water") is get_material("G4_WATER")
     for back in (pickle.loads(pickle.dumps(w)), copy.deepcopy(w)):
         assert back == w and dict(back.mass_fractions) == dict(w.mass_fractions)
+
+
+#: the library's materials before the implant metals were added (2026-12-06), in file order: they keep their place
+#: (list_materials, what a run's provenance and the material index of a named phantom follow) and their values
+BEFORE_IMPLANT_METALS = [
+    "water", "air", "bone_compact_icru", "bone_cortical_icrp", "bone_cortical_icrp_g4", "adipose_tissue_icrp",
+    "adipose_tissue_icrp_g4", "muscle_skeletal_icrp", "muscle_skeletal_icrp_g4", "muscle_striated_icru", "pmma", "lung",
+    "lung_tissue_icrp", "brain_icrp", "soft_tissue_icrp", "eye_lens_icrp", "skin_icrp", "blood_icrp", "polyethylene",
+    "polystyrene", "polycarbonate", "graphite", "aluminium", "titanium", "a_150", "b_100", "solid_water_gammex457"]
+
+#: name -> (density g/cm3, I-value the source column quotes (eV), names an RT Struct ROI may carry for it)
+IMPLANT_METALS = {
+    "stainless_steel_316l": (8.0, 284.4, ["steel", "Steel", "316L", "stainless steel", "SS316L"]),
+    "cocrmo": (8.4, 291.0, ["CoCr", "CoCrMo", "Co-28Cr-6Mo", "cobalt chromium"]),
+    "ti6al4v": (4.43, 227.9, ["Ti-6Al-4V", "Ti6Al4V", "Ti64", "titanium alloy"]),
+    "gold": (19.32, 790.0, ["gold", "Gold", "G4_Au"]),
+    "platinum": (21.45, 790.0, ["platinum", "G4_Pt"]),
+    "tantalum": (16.654, 718.0, ["tantalum", "G4_Ta"]),
+}
+
+
+def test_the_implant_metals_came_after_the_materials_before_them():
+    """Metal audit 2026-12-06, F3: the library had no implant metal but titanium, so "Steel screw" or "Gold fiducial"
+    without a composition became water at 7.9 or 19.3 g/cm3 (SPR 43-100 % too high).  The six metals are appended: the
+    materials before keep their order."""
+    names = list_materials()
+    assert names[:len(BEFORE_IMPLANT_METALS)] == BEFORE_IMPLANT_METALS
+    assert names[len(BEFORE_IMPLANT_METALS):] == list(IMPLANT_METALS)
+
+
+@pytest.mark.parametrize("name", sorted(IMPLANT_METALS))
+def test_an_implant_metal_has_its_cited_density_i_value_and_names(name):
+    """Density and composition as cited (PNNL-15870 Rev. 1 for 316L and Ti-6Al-4V, ASTM F75 for CoCrMo, NIST for the
+    pure metals); the alloys' I-value is left to Bragg additivity of the pure metals' I-values (stopping.py's rule for
+    an alloy) and is the one their source column quotes; the pure metals carry NIST's."""
+    from mcproton._physics.stopping import is_alloy, mean_excitation_energy_ev
+
+    rho, i_ev, aliases = IMPLANT_METALS[name]
+    m = get_material(name)
+    assert m.density_g_cm3 == rho
+    alloy = len(m.mass_fractions) > 1
+    assert (m.i_value_ev is None) == alloy and (not alloy or is_alloy(m))
+    for s in ("icru37", "elemental"):
+        assert mean_excitation_energy_ev(m, s) == pytest.approx(i_ev, abs=0.05)
+    if alloy:
+        assert f"I = {i_ev:.1f} eV by Bragg additivity" in m.source, m.source
+    for alias in aliases:
+        assert get_material(alias) is m, alias
+
+
+def test_the_alloys_compositions_are_the_cited_ones():
+    pnnl_316l = {"C": 0.0003, "Si": 0.01, "P": 0.00045, "S": 0.0003, "Cr": 0.17, "Mn": 0.02, "Fe": 0.65395, "Ni": 0.12,
+                 "Mo": 0.025}
+    assert dict(get_material("steel").mass_fractions) == pytest.approx(pnnl_316l, abs=1e-12)
+    ti64 = get_material("ti6al4v").mass_fractions
+    assert ti64["Ti"] == pytest.approx(0.89362, abs=1e-9) and ti64["Al"] == pytest.approx(0.06125, abs=1e-9)
+    assert ti64["V"] == pytest.approx(0.04, abs=1e-9)
+    assert dict(get_material("cocrmo").mass_fractions) == pytest.approx({"Co": 0.66, "Cr": 0.28, "Mo": 0.06}, abs=1e-12)

@@ -60,6 +60,17 @@ def test_relative_electron_density():
 
 @pytest.mark.parametrize("name", list_materials())
 def test_all_materials_finite(name):
+    # from polyethylene (X_S 56 g/cm2, Z/A 0.570) to the implant metals gold and platinum (X_S 6.8 and 6.7 g/cm2,
+    # Z/A 0.401 and 0.3998: Gottschalk's formula of a pure element, checked below)
     xs = scattering_length_g_cm2(name)
-    assert 10 < xs < 100
-    assert 0.40 < z_over_a(get_material(name)) < 0.60
+    assert 5 < xs < 100
+    assert 0.39 < z_over_a(get_material(name)) < 0.60
+
+
+@pytest.mark.parametrize("name", ["gold", "platinum", "tantalum", "titanium"])
+def test_a_pure_metal_of_the_library_has_gottschalks_scattering_length(name):
+    m = get_material(name)
+    (sym,) = m.mass_fractions
+    el = ELEMENTS[sym]
+    assert scattering_length_g_cm2(m) == pytest.approx(_xs_element_hand(el.Z, el.atomic_mass_g_mol), rel=1e-6)
+    assert name == "titanium" or scattering_length_g_cm2(m) < scattering_length_g_cm2("titanium")

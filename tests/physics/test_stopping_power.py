@@ -34,6 +34,16 @@ PSTAR_EXTRA = {
     "polyethylene": "pstar_polyethylene.csv",
     "polystyrene": "pstar_polystyrene.csv",
 }
+#: the library's metals that PSTAR tabulates -> (packaged file, largest |deviation| from 10 to 250 MeV, and from 90 to
+#: 250 MeV).  The ratio method has no Barkas or density-effect term and the Barkas-Berger shell correction is coarse
+#: for high Z: gold and platinum (I 790 eV) lie up to 2.6 and 2.8 % below PSTAR at 15-30 MeV, where a proton has
+#: ~0.1 g/cm2 (0.05 mm of gold) of range left, and within 0.5 % above 90 MeV (the figures of 2026-12-06)
+PSTAR_METALS = {
+    "aluminium": ("pstar_aluminum.csv", 0.004, 0.004),
+    "titanium": ("pstar_titanium.csv", 0.006, 0.006),
+    "gold": ("pstar_gold.csv", 0.03, 0.006),
+    "platinum": ("pstar_platinum.csv", 0.03, 0.006),
+}
 
 
 def _table(fname):
@@ -49,7 +59,8 @@ def _max_dev(material, fname, model, lo=10.0, hi=250.0):
 
 
 def test_packaged_tables_keep_provenance_headers():
-    for f in ["icru90_protons_water.csv", *PSTAR.values(), *PSTAR_EXTRA.values(), "pstar_water_liquid.csv"]:
+    for f in ["icru90_protons_water.csv", *PSTAR.values(), *PSTAR_EXTRA.values(), "pstar_water_liquid.csv",
+              *(f for f, _, _ in PSTAR_METALS.values())]:
         text = (SP_DIR / f).read_text(encoding="utf-8")
         assert text.startswith("#") and ("PSTAR" in text or "ICRU Report 90" in text), f
 
@@ -99,6 +110,21 @@ def test_within_one_percent_of_pstar_10_250_mev(name, model):
 def test_extra_plastics_within_one_percent_of_pstar(name):
     for model in ("icru90", "pstar"):
         assert _max_dev(get_material(name), PSTAR_EXTRA[name], model) < 0.01
+
+
+@pytest.mark.parametrize("model", ["icru90", "pstar"])
+@pytest.mark.parametrize("name", sorted(PSTAR_METALS))
+def test_the_metals_against_pstar(name, model):
+    """The library's metals with a PSTAR table (aluminium, titanium; the implant metals gold and platinum added
+    2026-12-06 with their tables, NIST 'Gold' and 'Platinum', I = 790 eV) within the deviations PSTAR_METALS states:
+    the SPR of a gold fiducial at clinical energies within 0.6 %."""
+    fname, tol_10_250, tol_90_250 = PSTAR_METALS[name]
+    m = get_material(name)
+    assert _max_dev(m, fname, model) < tol_10_250
+    assert _max_dev(m, fname, model, lo=90.0) < tol_90_250
+    # it can fail: gold with the +13 % of ICRU 37's rule for a metal bound in a compound (893 eV) is 1.9 % low
+    if name == "gold":
+        assert _max_dev(dataclasses.replace(m, i_value_ev=893.0), fname, model, lo=90.0) > 0.015
 
 
 @pytest.mark.parametrize("name", sorted(PSTAR))
