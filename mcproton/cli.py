@@ -686,10 +686,23 @@ def _config_check_summary(args: argparse.Namespace, cfg: dict, settings: Any, ge
                {"beam_models": [d for d, _ in models.values()]} if models else {}),
             # the peak host memory and what bounds it (a cgroup's limit: size a batch job's --mem from it; cluster F1)
             **memory_summary(int(geometry.material_index_zyx.size), len(beams)),
-            "primaries": settings.primaries, "seed": settings.seed, "backend": settings.backend,
+            # run.primaries is per beam: the total beside it, as the run's summary JSON counts it (csi audit F6)
+            "primaries": settings.primaries, **_primaries_total(settings, len(beams)),
+            "seed": settings.seed, "backend": settings.backend,
             "batches": settings.batches, "physics": dataclasses.asdict(settings.physics),
             "outputs": {"hdf5": None if out is None else str(out), "rtdose": rtdose,
                         "plot": None if png is None else str(png)}}
+
+
+def _primaries_total(settings: Any, n_beams: int) -> dict:
+    """--check-config's words on run.primaries, which is per beam: the total over the beams (the run summary's
+    ``primaries``) and a note that says so; with run.target_uncertainty or run.time_limit_s a run may stop sooner."""
+    total = int(settings.primaries) * n_beams
+    stops = [k for k in ("target_uncertainty", "time_limit_s") if getattr(settings, k) is not None]
+    upto = f" at most ({' or '.join(f'run.{k}' for k in stops)} may stop the run sooner)" if stops else ""
+    return {"primaries_per_beam": settings.primaries, "primaries_total": total,
+            "primaries_note": f"run.primaries is per beam: {n_beams} beam(s) x {settings.primaries} = {total} primary "
+                              f"protons in all{upto}"}
 
 
 def _plan_beam_models(beams: list) -> dict:

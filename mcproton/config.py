@@ -28,7 +28,8 @@ class ConfigError(ValueError):
 # from the same text).
 SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "run": {
-        "primaries": ((int,), "number of primary protons (default 100000)"),
+        "primaries": ((int,), "primary protons per beam: each beam of a plan runs this many, so a plan of n beams "
+                              "transports n times it (default 100000)"),
         "seed": ((int,), "run seed (same seed + backend -> same dose; default 12345)"),
         "backend": ((str,), '"auto" (default: the GPU if CuPy finds one, else the CPU), "cpu" or "cuda"'),
         "batches": ((int,), "statistical batches (>= 2; fewer than 10 are warned about) for the per-voxel "

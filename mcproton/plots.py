@@ -269,19 +269,24 @@ def near_max(dose: np.ndarray) -> float:
     return float(np.partition(hot, hot.size - rank)[hot.size - rank])
 
 
-def high_dose_centre(dose: np.ndarray, body_mask=None) -> tuple[int, int, int]:
-    """The (z, y, x) index of the dose-weighted centroid of the high-dose region (voxels with at least 90 % of
-    :func:`near_max`, inside ``body_mask`` if given): where the plane figures cut a dose without a target, instead
-    of the single hottest voxel, which at research-grade statistics is a noise spike that moves from seed to seed."""
+def high_dose_centre(dose: np.ndarray, body_mask=None, *, level: float = 0.9,
+                     median_axes: tuple[int, ...] = ()) -> tuple[int, int, int]:
+    """The (z, y, x) index of the dose-weighted centroid of the high-dose region (voxels with at least ``level``,
+    90 % by default, of :func:`near_max`, inside ``body_mask`` if given): where the plane figures cut a dose without
+    a target, instead of the single hottest voxel, which at research-grade statistics is a noise spike that moves
+    from seed to seed.  Along ``median_axes`` (0 z, 1 y, 2 x) the region's median index instead of the centroid
+    (the check's sagittal plane: through the median x of a craniospinal plan's neuraxis)."""
     d = np.nan_to_num(np.asarray(dose, dtype=np.float64), nan=0.0)
     if body_mask is not None:
         d = np.where(np.asarray(body_mask, bool), d, 0.0)
     top = near_max(d)
     if top <= 0:
         return tuple(s // 2 for s in d.shape)
-    idx = np.argwhere(d >= 0.9 * top)
+    idx = np.argwhere(d >= level * top)
     w = d[tuple(idx.T)]
     c = (idx * w[:, None]).sum(axis=0) / w.sum()
+    for ax in median_axes:
+        c[ax] = np.median(idx[:, ax])
     return tuple(int(np.clip(np.rint(v), 0, s - 1)) for v, s in zip(c, d.shape))   # type: ignore[return-value]
 
 

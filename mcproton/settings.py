@@ -94,7 +94,8 @@ class PhysicsSettings:
 class RunSettings:
     """How a simulation is run.
 
-    primaries : number of primary proton histories.
+    primaries : number of primary proton histories of one beam: ``simulate`` runs one beam; ``mcproton run``
+        runs each beam of a plan with this many (run.primaries), so a plan of n beams transports n times it.
     seed : run seed (with the history index it fixes every random number of a history).
     backend : "auto" (cuda if CuPy and a device are present, else cpu), "cpu" or "cuda".
     batches : number of statistical batches (>= 2) for the per-voxel uncertainty.
@@ -204,7 +205,7 @@ def thread_limit() -> int:
 
 
 #: the whole-number fields of RunSettings and what each counts (for the message of a value that is not one)
-_WHOLE_FIELDS = {"primaries": "the number of primary protons, e.g. 100000",
+_WHOLE_FIELDS = {"primaries": "the number of primary protons per beam, e.g. 100000",
                  "seed": "the run seed, a non-negative integer, e.g. 12345",
                  "batches": "the number of statistical batches, e.g. 10",
                  "threads": "the number of CPU threads, or None for all the CPUs the process may use",

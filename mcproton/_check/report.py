@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ..plots import missing_glyphs, missing_glyphs_said_once, mpl_text, quiet_glyph_warnings, say_missing_glyphs, \
-    voxel_edges_extent
+from ..plots import high_dose_centre, missing_glyphs, missing_glyphs_said_once, mpl_text, quiet_glyph_warnings, \
+    say_missing_glyphs, voxel_edges_extent
 from .level_text import drop_zero_sign
 from .levels import FRAME, ActionLevels
 
@@ -131,13 +131,37 @@ def _png(fig: Figure, glyphs: dict[str, str] | None = None) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _centre(res) -> tuple[int, int, int]:
-    """The plot centre: the centroid of the first target, else the TPS maximum."""
+#: Without a target, the planes of the maps cut the TPS dose's high-dose region: the body voxels of at least this
+#: fraction of its maximum (plots.near_max).  Before 2026-12-06 they went through the TPS maximum, which in a
+#: craniospinal plan without a typed target is a hot voxel of the lateral brain fields: the sagittal plane lay
+#: 22.5 mm off the spinal canal and the coronal one in front of the brain, so no map showed the spinal fields
+#: (csi audit F4).  Half the maximum takes in every field that gives the prescription, on whatever isocentre.
+CENTRE_HIGH_DOSE_LEVEL = 0.5
+
+
+def _first_target(res) -> str | None:
+    """The first target structure with voxels on the grid (the maps' centre), None without one."""
     for nm, row in res.structures.items():
         m = res.masks.get(nm)
         if row["kind"] == "target" and m is not None and m.any():
-            return tuple(int(np.rint(v)) for v in np.argwhere(m).mean(axis=0))  # type: ignore[return-value]
-    return tuple(int(v) for v in np.unravel_index(np.argmax(res.tps_gy_zyx), res.tps_gy_zyx.shape))  # type: ignore
+            return nm
+    return None
+
+
+def _centre(res) -> tuple[int, int, int]:
+    """The plot centre: the centroid of the first target; without one, the TPS dose's high-dose region (the
+    dose-weighted centroid of the body voxels at >= CENTRE_HIGH_DOSE_LEVEL of its maximum, the sagittal plane
+    through their median x): _centre_words says which."""
+    nm = _first_target(res)
+    if nm is not None:
+        return tuple(int(np.rint(v)) for v in np.argwhere(res.masks[nm]).mean(axis=0))  # type: ignore[return-value]
+    body = res.body_zyx if res.body_zyx is not None and res.body_zyx.any() else None
+    return high_dose_centre(res.tps_gy_zyx, body, level=CENTRE_HIGH_DOSE_LEVEL, median_axes=(2,))
+
+
+def _centre_words(res) -> str:
+    """What the planes of the maps go through (_centre): "the target", else "the high-dose region"."""
+    return "the target" if _first_target(res) is not None else "the high-dose region"
 
 
 def _dose(res) -> dict[str, str]:
@@ -583,7 +607,8 @@ def _beam_figure(res, b: int) -> Figure:
 def figure_builders(res, names: Iterable[str] | str | None = None) -> dict[str, Callable[[], Figure]]:
     """The report's figures by name, in the report's order (or ``names``' order), each built when called (one at
     a time: the report encodes and drops each before the next): "axial", "coronal" and "sagittal" (TPS, MC,
-    difference, the MC's statistical uncertainty and 2-D gamma in that plane through the target; one figure per
+    difference, the MC's statistical uncertainty and 2-D gamma in that plane through the target, or without one
+    through the TPS dose's high-dose region (_centre); one figure per
     plane, drawn at the printed width), "histograms" (3-D gamma and dose difference), "dvh" (when a structure has
     metrics) and "beam_<number>" per beam.  The HTML report and CheckResult.figures() / save_figures() use these;
     an unknown name is refused with the names there are."""
@@ -1127,13 +1152,20 @@ class FigureWorkers:
         self.close()
 
 
+def _no_target_planes_text() -> str:
+    """The dose maps' words where no structure is a target: where the planes go instead (_centre)."""
+    return (f"<p>No target structure: the planes go through the high-dose region of the TPS dose (the dose-weighted "
+            f"centroid of the body voxels at or above {100 * CENTRE_HIGH_DOSE_LEVEL:.0f} % of the TPS maximum, the "
+            "sagittal plane through their median x), not through a target.</p>")
+
+
 def _alt(res, name: str) -> str:
     """The alt text of the report's figure ``name``: what it shows and its numbers, so that the page read without
     its images (or by a screen reader) still says what each figure found (audit 13, F12: "DVH overlay")."""
     g = res.gamma.get("2%/2mm", {})
     dd = res.dose_difference
     if name in PLANES:
-        out = (f"{name} plane through the target: TPS and MC dose, MC - TPS and the MC's 1 sd (% of the TPS "
+        out = (f"{name} plane through {_centre_words(res)}: TPS and MC dose, MC - TPS and the MC's 1 sd (% of the TPS "
                "maximum), 2-D gamma 2%/2mm (grey pass, red fail)")
         if g:
             out += f"; in 3-D, gamma 2%/2mm {_num(100 * g['pass_rate'], '.2f')} % pass"
@@ -1238,6 +1270,7 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
                      "MC/TPS integral "
                      f"{dd['integral_ratio_mc_tps']:.4f}.</p>")
     parts += [f"<h2>Dose maps: {html.escape(desc['label'])}</h2>",
+              *([] if _first_target(res) is not None else [_no_target_planes_text()]),
               *(_img(res, name, figs[name]) for name in (*PLANES, "histograms"))]
     if res.structures:
         rows = []

@@ -378,7 +378,11 @@ def load_rtplan(path_or_dataset, *, patient_position: str | None = None,
     Beams whose TreatmentDeliveryType is not TREATMENT or CONTINUATION (set-up and verification fields) are left
     out of the plan (``skipped_beams`` says why for each; one that carries spot weights is also warned about).
     ``ignore_beam_limiting_devices`` takes True or False only: text such as "false" is refused (it would read as
-    true and compute an MLC-shaped beam as open)."""
+    true and compute an MLC-shaped beam as open).
+
+    The table-top translations (TableTopLateralPosition, TableTopLongitudinalPosition, TableTopVerticalPosition)
+    are not read: each beam's IsocenterPosition in the patient frame defines its geometry (docs/patient_workflow.md),
+    and nothing checks the couch shifts against the differences of the beams' isocentres."""
     import copy
 
     import pydicom
@@ -855,6 +859,8 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
             if cp.get("SnoutPosition", None) not in (None, ""):
                 state["snout"] = _f(cp, "SnoutPosition", cw)
                 _refuse_moving(first_seen, "SnoutPosition", ci, state["snout"], where, "the snout")
+            # the table-top translations (TableTopLateral/Longitudinal/VerticalPosition) are not read: the
+            # IsocenterPosition in the patient frame places the beam (load_rtplan; csi audit F5)
             for kw, key in (("TableTopPitchAngle", "pitch"), ("TableTopRollAngle", "roll"),
                             ("GantryPitchAngle", "gpitch"), ("TableTopEccentricAngle", "ecc")):
                 if cp.get(kw, None) not in (None, ""):

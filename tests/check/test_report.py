@@ -945,3 +945,39 @@ def test_the_console_summary_escapes_control_characters_of_names(report):
     assert sum(ln.startswith("  note: ") for ln in text.splitlines()) == 1
     assert all(ln.startswith(("mcproton check:", "  ")) for ln in text.splitlines())
     assert res.diagnostics[0] == note   # the result (check.json) keeps the name as it is
+
+
+def test_maps_without_a_target_go_through_the_high_dose_region_and_say_so(report, tmp_path):
+    """CSI audit F4: without a target the planes went through the TPS maximum, in a craniospinal plan a hot voxel of
+    the lateral brain fields, so the sagittal plane missed the spinal canal (x = 22.5 mm) and no map showed the spinal
+    fields, while every alt text said "plane through the target".  Now: the dose-weighted centroid of the body
+    voxels at >= 50 % of the TPS maximum, the sagittal plane through their median x, and the words say so; the
+    target case is as it was."""
+    import copy
+
+    from mcproton._check.report import PLANES, _alt, _centre, figure_builders, write_report
+
+    res = copy.copy(report)
+    res.structures = {nm: {**r, "kind": "oar" if r["kind"] == "target" else r["kind"]}
+                      for nm, r in report.structures.items()}
+    shape = report.tps_gy_zyx.shape
+    cz, cy, cx = (s // 2 for s in shape)
+    tps = np.zeros(shape)
+    tps[cz:, cy - 2:cy + 1, cx - 3:cx + 4] = 1.0   # "brain": the upper half, two lateral fields
+    tps[cz + 1, cy - 2, cx + 3] = 1.1              # their hot voxel, at the side: the TPS maximum
+    tps[:cz, cy + 2, cx] = 1.0                      # "spinal field": a midline column behind, in the lower half
+    res.tps_gy_zyx, res.body_zyx = tps, np.ones(shape, bool)
+    assert np.unravel_index(np.argmax(tps), shape)[2] == cx + 3   # where the sagittal plane went before
+    k, j, i = _centre(res)
+    assert i == cx and tps[:, :, i].max() > 0 and tps[:cz, cy + 2, i].all()   # it holds the spinal column
+    for name in PLANES:
+        assert _alt(res, name).startswith(f"{name} plane through the high-dose region: "), _alt(res, name)
+    pngs = {name: "" for name in figure_builders(res)}
+    page = write_report(res, tmp_path, dict(report.timings_s), pngs).read_text(encoding="utf-8")
+    assert "No target structure: the planes go through the high-dose region of the TPS dose" in page
+    assert "plane through the target" not in page
+    # with a target: its centroid and "through the target", as before
+    ptv = report.masks["PTV"]
+    assert _centre(report) == tuple(int(np.rint(v)) for v in np.argwhere(ptv).mean(axis=0))
+    assert _alt(report, "sagittal").startswith("sagittal plane through the target: ")
+    assert "No target structure" not in Path(report.report_html).read_text(encoding="utf-8")

@@ -523,3 +523,28 @@ def test_a_warning_turned_into_an_error_by_the_callers_filter_is_not_a_malformed
         with pytest.raises(McprotonWarning, match="VirtualSourceAxisDistances") as caught:
             load_rtplan(DATA / "opentps_box100" / "RP.dcm", patient_position="HFS")
     assert "malformed" not in str(caught.value)
+
+
+# ------------------------------------------------------------------------- csi audit F5: table-top translations
+def _table_top(ds):
+    for i, b in enumerate(ds.IonBeamSequence):   # couch shifts that match no isocentre difference
+        cp = b.IonControlPointSequence[0]
+        cp.TableTopLateralPosition, cp.TableTopLongitudinalPosition, cp.TableTopVerticalPosition = 0, 100 * i, -50
+
+
+def test_table_top_translations_are_not_used_and_the_docs_say_so(tmp_path):
+    """The table-top translations are read nowhere (each beam's IsocenterPosition in the patient frame places it),
+    and nothing compares them with the isocentres: the beams of a plan with and without them are the same, and
+    docs/patient_workflow.md and load_rtplan's docstring say it (before: written nowhere; csi audit F5)."""
+    model = load_beam_model("dcpt_v5")
+    plain, _ = _load(QA4)
+    shifted, said = _load(_edit(QA4, tmp_path, _table_top))
+    assert not [m for m in said if "TableTop" in m and "Position" in m]
+    for a, b in zip(plan_to_beams(plain, model), plan_to_beams(shifted, model)):
+        assert a.meta["isocenter_mm"] == b.meta["isocenter_mm"]
+        assert len(a.spots) == len(b.spots) and all(x == y for x, y in zip(a.spots, b.spots))
+    flat = " ".join((DATA.parents[2] / "docs" / "patient_workflow.md").read_text().split())
+    assert ("The table-top translations (TableTopLateralPosition, TableTopLongitudinalPosition, "
+            "TableTopVerticalPosition) are not used" in flat)
+    doc = " ".join(load_rtplan.__doc__.split())
+    assert "TableTopVerticalPosition) are not read: each beam's IsocenterPosition in the patient frame" in doc

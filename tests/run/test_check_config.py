@@ -345,3 +345,34 @@ def test_direction_words_of_an_oblique_non_coplanar_beam():
     assert d == pytest.approx([-0.5, 0.70711, -0.5], abs=1e-4)
     assert direction_words(d) == "anterior -> posterior 0.71, left -> right 0.50, superior -> inferior 0.50"
     assert direction_words([0.0, 0.0, -1.0]) == "superior -> inferior"
+
+
+def test_check_config_says_primaries_are_per_beam_and_gives_the_total(tmp_path, capsys, no_transport):
+    """CSI audit F6: run.primaries is per beam (a 4-field plan at 200000 transports 800000, the summary's
+    ``primaries``); --check-config printed the per-beam number alone as "primaries".  Now the total over the plan's
+    beams is beside it, and the key's description says per beam."""
+    import copy
+
+    import pydicom
+
+    from mcproton.config import SCHEMA
+
+    cfg = _plan_case(tmp_path)
+    rp = pydicom.dcmread(tmp_path / "RP.dcm")
+    second = copy.deepcopy(rp.IonBeamSequence[0])   # plan05's one beam twice: a plan of two beams
+    second.BeamNumber, second.BeamName = 2, "second"
+    rp.IonBeamSequence.append(second)
+    fg = rp.FractionGroupSequence[0]
+    ref = copy.deepcopy(fg.ReferencedBeamSequence[0])
+    ref.ReferencedBeamNumber = 2
+    fg.ReferencedBeamSequence.append(ref)
+    fg.NumberOfBeams = 2
+    rp.save_as(tmp_path / "RP.dcm")
+    assert main(["run", str(cfg), "--check-config", "--set", "run.primaries=3000"]) == 0, capsys.readouterr().err
+    got = json.loads(capsys.readouterr().out)
+    assert len(got["beams"]) == 2
+    assert got["primaries"] == got["primaries_per_beam"] == 3000 and got["primaries_total"] == 6000
+    assert got["primaries_note"] == "run.primaries is per beam: 2 beam(s) x 3000 = 6000 primary protons in all"
+    assert main(["run", str(cfg), "--check-config", "--set", "run.target_uncertainty=0.02"]) == 0
+    assert "in all at most (run.target_uncertainty may stop" in json.loads(capsys.readouterr().out)["primaries_note"]
+    assert SCHEMA["run"]["primaries"][1].startswith("primary protons per beam")
