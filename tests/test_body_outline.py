@@ -313,3 +313,21 @@ def test_auto_outline_on_blocks_from_a_script_and_the_many_parts_fallback():
     assert ndimage.label(many)[1] > 65535
     got = outline_from_threshold(many)
     assert got.sum() == 1 and got[0, 0, 0]                         # the first of the equal parts, as before
+
+
+def test_the_outline_on_the_cts_voxels_is_made_only_where_the_run_takes_the_automatic_one(monkeypatch, tmp_path):
+    """build_geometry finds the automatic outline on the CT's voxels (a cost of 3 bytes per CT voxel) only where
+    body_outline_for will take it: no RT Struct, output.body_outline = "ct", or an RT Struct without a body ROI."""
+    import mcproton._io.rtstruct as rts
+    from mcproton.body import auto_outline_wanted
+
+    structs = {"with.dcm": {"BODY": "EXTERNAL", "PTV": "PTV"}, "without.dcm": {"PTV": "PTV"}}
+    monkeypatch.setattr(rts, "read_rtstruct", lambda p: SimpleNamespace(
+        contours={n: [np.zeros((3, 3))] for n in structs[p.name]}, roi_types=structs[p.name], path=p))
+    base = {"phantom": {"type": "ct"}, "_base_dir": str(tmp_path)}
+    assert auto_outline_wanted(base)
+    assert not auto_outline_wanted({**base, "output": {"body_outline": "none"}})
+    assert not auto_outline_wanted({**base, "plan": {"rtstruct": "with.dcm"}})
+    assert auto_outline_wanted({**base, "plan": {"rtstruct": "without.dcm"}})
+    assert auto_outline_wanted({**base, "plan": {"rtstruct": "with.dcm"}, "output": {"body_outline": "ct"}})
+    assert not auto_outline_wanted({**base, "plan": {"rtstruct": "with.dcm"}, "output": {"body_outline": "BODY"}})
