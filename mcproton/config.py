@@ -504,6 +504,19 @@ def _outside_external_on_blocks(cfg: dict[str, Any], ct: Any, blocks: tuple[int,
         return None
 
 
+def _auto_body_on_blocks(cfg: dict[str, Any], ct: Any, calib: Any, blocks: tuple[int, int, int],
+                         density_of: Any) -> Any:
+    """For a run on a dose grid coarser than the CT whose body outline is the automatic one
+    (:func:`mcproton.body.auto_outline_wanted`): that outline found on the CT's own voxels, a block inside where
+    any of its voxels is (:func:`mcproton.body.auto_outline_on_blocks`; ``density_of(z_slice)`` the CT voxels'
+    density); None otherwise."""
+    from .body import auto_outline_on_blocks, auto_outline_wanted, auto_threshold_density
+
+    if not auto_outline_wanted(cfg):
+        return None
+    return auto_outline_on_blocks(ct.hu_zyx.shape, blocks, density_of, auto_threshold_density(calib)[0])
+
+
 def _note_struct_drawn_on_another_series(cfg: dict[str, Any], ct: Any) -> None:
     """Warn when plan.rtstruct names the CT series its contours were drawn on (RTReferencedSeriesSequence) and the
     CT read is another one: a re-scan or another phase on the same frame of reference, which may not be the CT the
@@ -687,6 +700,7 @@ def build_geometry(cfg: dict[str, Any]):
                 g = resample_blocks(g_full, blocks)
                 rho_full = g_full.density_g_cm3_zyx
                 g.outside_external_g_cm3_zyx = _outside_external_on_blocks(cfg, ct, blocks, lambda s: rho_full[s])
+                g.auto_body_zyx = _auto_body_on_blocks(cfg, ct, calib, blocks, lambda s: rho_full[s])
                 del g_full, rho_full
             else:
                 g = calib.to_geometry(ct, blocks=blocks, check_coverage=False, check_ct=False)
@@ -695,6 +709,8 @@ def build_geometry(cfg: dict[str, Any]):
                 if tuple(blocks) != (1, 1, 1):   # the CT's own densities, slab by slab: no overrides to put in
                     g.outside_external_g_cm3_zyx = _outside_external_on_blocks(
                         cfg, ct, blocks, lambda s: calib.density_from_hu(ct.hu_zyx[s]))
+                    g.auto_body_zyx = _auto_body_on_blocks(cfg, ct, calib, blocks,
+                                                           lambda s: calib.density_from_hu(ct.hu_zyx[s]))
             # g.study is the CT's (to_geometry): the RT Dose lies in its study and frame; its patient position is
             # checked against the plan's
             return g

@@ -82,6 +82,11 @@ class VoxelGeometry:
     #: computed on it by :func:`mcproton.simulate` keeps in its provenance warnings, as ``mcproton run`` keeps them in
     #: its summary
     made_with_warnings: list[str] = field(default_factory=list)
+    #: for a grid of blocks of a DICOM CT (``mcproton run`` with phantom.dose_voxel_mm) whose body outline is the
+    #: automatic one: that outline found on the CT's own voxels, a block inside where any of its CT voxels is
+    #: (:func:`mcproton.body.auto_outline_on_blocks`; the blocks' mean density put the skin's blocks outside); None
+    #: where not computed (the CT's own grid: the outline is found on its densities)
+    auto_body_zyx: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         mi = np.asarray(self.material_index_zyx)
@@ -266,7 +271,8 @@ def calibration_intact(geometry: VoxelGeometry) -> bool:
 
 
 #: the per-voxel arrays of a VoxelGeometry, read-only once a result holds them (:func:`result_copy`)
-GRID_FIELDS = ("material_index_zyx", "density_g_cm3_zyx", "labels_zyx", "outside_fov_zyx", "outside_external_g_cm3_zyx")
+GRID_FIELDS = ("material_index_zyx", "density_g_cm3_zyx", "labels_zyx", "outside_fov_zyx", "outside_external_g_cm3_zyx",
+               "auto_body_zyx")
 
 
 def _read_only(a: np.ndarray | None) -> np.ndarray | None:

@@ -238,3 +238,96 @@ def test_body_outline_by_name_takes_the_exact_name_and_refuses_an_unclear_case_m
         assert choose_body_roi(["body", "PTV"], types, "Body") == "body"
     with pytest.raises(ValueError, match=r"2 that differ from it in case only \('body', 'BODY'\)"):
         choose_body_roi(["body", "BODY", "PTV"], types, "Body")
+
+
+def _skin_slab_run(tmp_path):
+    """`mcproton run` of a 70 MeV beam along +z into a CT of 3 mm voxels: air in slices 0-2, water in 3-12, air in
+    13-15, on 6 mm dose blocks (phantom.dose_voxel_mm = 6, blocks of 2 x 2 x 2 CT voxels), no RT Struct (the
+    automatic outline).  Block slice 1 holds CT slices 2 (air) and 3 (water): the skin where the beam enters, in
+    the half of the block away from its centre; block slice 6 holds slices 12 (water) and 13 (air): where it
+    leaves.  Returns (HDF5 result, RT Dose)."""
+    from mcproton._io.hdf5 import load_result
+    from mcproton.cli import main
+    from mcproton.dicom import read_rtdose, write_ct_series
+
+    hu = np.full((16, 8, 8), -1000.0)
+    hu[3:13] = 0.0
+    write_ct_series(hu, (3.0, 3.0, 3.0), (-10.5, -10.5, 0.0), tmp_path / "ct")
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[run]\nprimaries = 400\nbackend = "cpu"\nseed = 4\nthreads = 1\n\n'
+                   '[phantom]\ntype = "ct"\nct_dir = "ct"\ndose_voxel_mm = 6.0\n'
+                   '\n[beam]\nenergy_mev = 70.0\nposition_mm = [0.0, 0.0, -20.0]\ndirection = [0.0, 0.0, 1.0]\n'
+                   'sigma_mm = [3.0, 3.0]\ntotal_protons = 1e9\n\n[output]\nplot = false\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "d.h5"), "--rtdose", str(tmp_path / "RD.dcm"),
+                 "--quiet", "--no-checkpoint"]) == 0
+    return load_result(tmp_path / "d.h5"), read_rtdose(tmp_path / "RD.dcm")
+
+
+def test_auto_outline_on_a_coarser_dose_grid_keeps_the_blocks_holding_the_skin(tmp_path):
+    """CSI audit 22, F3: with phantom.dose_voxel_mm coarser than the CT and no RT Struct, the automatic outline was
+    thresholded on the blocks' mean density, so a block half skin, half air (about 0.5 g/cm3, below the 0.619 of
+    -400 HU) lay outside and its dose was set to 0 in the HDF5, the RT Dose, the DVH and the plots, without a word
+    (1227 blocks holding tissue on one CSI field, up to 44 % of the maximum).  The outline is now found on the CT's
+    own voxels, a block inside where any of its voxels is: the first and last blocks holding water keep their dose,
+    the blocks of air only stay outside."""
+    import h5py
+
+    res, rd = _skin_slab_run(tmp_path)
+    with h5py.File(tmp_path / "d.h5", "r") as h:
+        body, said = h["body_mask"][()].astype(bool), str(h["body_mask"].attrs["outline"])
+    dose = np.asarray(res.dose_gy_zyx)
+    assert dose.shape == (8, 4, 4)
+    centre = (slice(None), slice(1, 3), slice(1, 3))   # the beam's blocks
+    along = dose[centre].max(axis=(1, 2))
+    assert along[1] > 0 and along[6] > 0                # the skin's blocks, where it enters and where it leaves
+    assert along[1] > 0.3 * along[2:6].mean()           # the block's dose (half water), not a trace
+    assert along[0] == 0 and along[7] == 0              # air only: outside
+    np.testing.assert_allclose(rd.dose_gy_zyx[centre].max(axis=(1, 2))[[1, 6]], along[[1, 6]], rtol=1e-3)
+    assert body[1:7].all() and not body[0].any() and not body[7].any()
+    assert "any of its CT voxels" in said                # the HDF5 and the summary say how blocks are judged
+
+
+def test_auto_outline_on_blocks_from_a_script_and_the_many_parts_fallback():
+    """mcproton.body.auto_body_outline(geometry, cal, ct) on a grid of blocks: the outline of mcproton run (found on
+    the CT's voxels); the labels of outline_from_threshold are 16-bit where they fit, 32-bit beyond 65535 parts
+    (the same outline either way)."""
+    from types import SimpleNamespace
+
+    from scipy import ndimage
+
+    import mcproton as mcp
+    from mcproton.body import auto_body_outline, outline_from_threshold
+
+    hu = np.full((6, 6, 6), -1000.0)
+    hu[1:5, 1:5, 3:] = 0.0                                   # water from x = 3: blocks of x 2-3 straddle the skin
+    cal = mcp.HUCalibration.load("schneider2000")
+    ct = SimpleNamespace(hu_zyx=hu, voxel_size_mm=(1.0, 1.0, 1.0))
+    g = SimpleNamespace(voxel_size_mm=(2.0, 2.0, 2.0), shape_zyx=(3, 3, 3),
+                        density_g_cm3_zyx=np.full((3, 3, 3), 0.3, np.float32))
+    o = auto_body_outline(g, cal, ct)
+    assert o.kind == "auto" and "any of its CT voxels" in o.source
+    assert o.mask[:, :, 1:].all() and not o.mask[:, :, 0].any()   # blocks of x 2-3 (1 of 2 water) and 4-5 inside
+    assert auto_body_outline(g, cal) is None                       # the blocks' mean density: 0.3, all outside
+    many = np.zeros((32, 130, 130), bool)
+    many[::2, ::2, ::2] = True                                     # 67600 single voxels, none touching
+    assert ndimage.label(many)[1] > 65535
+    got = outline_from_threshold(many)
+    assert got.sum() == 1 and got[0, 0, 0]                         # the first of the equal parts, as before
+
+
+def test_the_outline_on_the_cts_voxels_is_made_only_where_the_run_takes_the_automatic_one(monkeypatch, tmp_path):
+    """build_geometry finds the automatic outline on the CT's voxels (a cost of 3 bytes per CT voxel) only where
+    body_outline_for will take it: no RT Struct, output.body_outline = "ct", or an RT Struct without a body ROI."""
+    import mcproton._io.rtstruct as rts
+    from mcproton.body import auto_outline_wanted
+
+    structs = {"with.dcm": {"BODY": "EXTERNAL", "PTV": "PTV"}, "without.dcm": {"PTV": "PTV"}}
+    monkeypatch.setattr(rts, "read_rtstruct", lambda p: SimpleNamespace(
+        contours={n: [np.zeros((3, 3))] for n in structs[p.name]}, roi_types=structs[p.name], path=p))
+    base = {"phantom": {"type": "ct"}, "_base_dir": str(tmp_path)}
+    assert auto_outline_wanted(base)
+    assert not auto_outline_wanted({**base, "output": {"body_outline": "none"}})
+    assert not auto_outline_wanted({**base, "plan": {"rtstruct": "with.dcm"}})
+    assert auto_outline_wanted({**base, "plan": {"rtstruct": "without.dcm"}})
+    assert auto_outline_wanted({**base, "plan": {"rtstruct": "with.dcm"}, "output": {"body_outline": "ct"}})
+    assert not auto_outline_wanted({**base, "plan": {"rtstruct": "with.dcm"}, "output": {"body_outline": "BODY"}})
