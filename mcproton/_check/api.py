@@ -767,6 +767,17 @@ def _centroid(d: np.ndarray, body: np.ndarray, axes: Sequence[np.ndarray]) -> np
                      for k in range(3)])
 
 
+def _along_across(c: np.ndarray, meta: Mapping[str, Any]) -> str:
+    """A centroid difference ``c`` (x, y, z mm) split along the beam of ``meta`` (its beam_direction) and across
+    it: ", +0.4 mm along the beam and 4.6 mm across it"; "" without a direction."""
+    if meta.get("beam_direction") is None:
+        return ""
+    u = np.asarray(meta["beam_direction"], float)
+    u = u / np.linalg.norm(u)
+    along = float(c @ u)
+    return f", {along:+.1f} mm along the beam and {float(np.linalg.norm(c - along * u)):.1f} mm across it"
+
+
 def _centroid_notes(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray],
                     beams_in_tps: Mapping[int, np.ndarray]) -> list[str]:
     """The high-dose centroid of the MC against the TPS's, beyond :data:`CENTROID_NOTE_MM`: a shift (or a range
@@ -792,12 +803,7 @@ def _centroid_notes(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequenc
         c = None if m is None else diff(m, t)
         if c is None or not np.linalg.norm(c) > CENTROID_NOTE_MM:
             continue
-        where = ""
-        if b in meta and meta[b].get("beam_direction") is not None:
-            u = np.asarray(meta[b]["beam_direction"], float)
-            u = u / np.linalg.norm(u)
-            along = float(c @ u)
-            where = f", {along:+.1f} mm along the beam and {float(np.linalg.norm(c - along * u)):.1f} mm across it"
+        where = _along_across(c, meta.get(b, {}))
         notes.append(f"beam {b}: the high-dose centroid of the MC lies ({c[0]:+.1f}, {c[1]:+.1f}, {c[2]:+.1f}) mm "
                      f"(x, y, z) from the TPS's{where}: a shift of the beam (along it, also a range difference)")
     return notes
@@ -883,12 +889,7 @@ def _field_centroid_notes(ref: np.ndarray, mc: MCDose, axes: Sequence[np.ndarray
         r["centroid_mc_minus_tps_mm"] = [float(v) for v in c]
         if not np.linalg.norm(c) > FIELD_CENTROID_NOTE_MM:
             continue
-        where = ""
-        if b in meta and meta[b].get("beam_direction") is not None:
-            u = np.asarray(meta[b]["beam_direction"], float)
-            u = u / np.linalg.norm(u)
-            along = float(c @ u)
-            where = f", {along:+.1f} mm along the beam and {float(np.linalg.norm(c - along * u)):.1f} mm across it"
+        where = _along_across(c, meta.get(b, {}))
         notes.append(f"beam {b}'s field region of the plan dose (no per-beam TPS dose): the high-dose centroid of the "
                      f"MC lies ({c[0]:+.1f}, {c[1]:+.1f}, {c[2]:+.1f}) mm (x, y, z) from the TPS's{where}: a shift "
                      "of that field (along it, also a range difference) in the plan the TPS computed (its "
