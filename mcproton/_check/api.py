@@ -2176,13 +2176,17 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 total_rays[key] = b
                 # on the rays through the field of these beams only (the MC's dose of the beams of this direction
                 # and isocentre), not another field's in this direction (CSI audit 2026-12-06, F2)
+                # (every beam of the plan: the total is theirs, and the rays are those where the TPS's or the MC's
+                # dose reaches 50 %, so that TPS dose where the MC has none is still seen)
                 shared = [o for o, m in mc.beam_meta.items() if o not in inp.beams and _ray_key(m) == key]
+                whole = set(shared) >= set(mc.beams_gy_zyx)
                 r = range_agreement(axes, tps, mc.total_gy_zyx, meta["beam_direction"], meta["isocenter_mm"],
                                     noise_rel=mc.uncertainty_rel_zyx, seed=seed, stream=b, body=body,
-                                    field=sum(mc.beams_gy_zyx[o] for o in shared))
+                                    field=None if whole else sum(mc.beams_gy_zyx[o] for o in shared))
                 r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
-                r["rays_through"] = (f"the rays on which the MC's dose of beam(s) {', '.join(map(str, shared))} "
-                                     "reaches 50 % of its robust maximum")
+                if not whole:
+                    r["rays_through"] = (f"the rays on which the MC's dose of beam(s) {', '.join(map(str, shared))} "
+                                         "reaches 50 % of its robust maximum")
             depth = r.get("distal_depth_mm")
             if depth is not None and depth > 0:   # the range level as a relative range error (audit 21 F1)
                 r["range_level_pct_of_depth"] = 100 * lv.range_median_mm / depth
