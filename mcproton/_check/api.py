@@ -125,6 +125,9 @@ class CheckResult:
     mc_rtdose: dict[str, dict] = field(default_factory=dict)
     # the MC/TPS dose level of each beam with a per-beam TPS dose (compare.beam_dose_ratio)
     beam_dose: dict[int, dict] = field(default_factory=dict)
+    # the field region of each beam without a per-beam TPS dose in a plan of several beams (api.field_regions):
+    # voxels, own_fraction, judged (or why not), gamma_2_2, centroid_mc_minus_tps_mm (x, y, z); "mask" not in the JSON
+    field_regions: dict[int, dict] = field(default_factory=dict)
     # arrays (not in the JSON): the doses on the TPS grid and the body outline
     tps_gy_zyx: np.ndarray | None = field(default=None, repr=False)
     mc_gy_zyx: np.ndarray | None = field(default=None, repr=False)
@@ -172,13 +175,14 @@ class CheckResult:
         keys = ("passed", "self_compared", "checks", "gamma", "dose_difference", "structures", "ranges",
                 "beam_gamma", "diagnostics", "diagnostic_kinds", "warnings", "pairing", "provenance", "timings_s",
                 "settings", "levels", "mc_rtdose", "beam_dose")
+        regions = {b: {k: v for k, v in r.items() if k != "mask"} for b, r in self.field_regions.items()}
         from ..errors import EXIT_FAIL, EXIT_PASS
 
         # schema_version, status and exit_status first: what a script reads before anything else (automation audit,
         # F10); exit_status in every check.json, a report's too (the integrators' audit of 2026-12-06, F9)
         return json_safe({"schema_version": CHECK_JSON_SCHEMA, "status": "pass" if self.passed else "fail",
                           "exit_status": EXIT_PASS if self.passed else EXIT_FAIL,
-                          **{k: getattr(self, k) for k in keys}})
+                          **{k: getattr(self, k) for k in keys}, "field_regions": regions})
 
     def figures(self, names: Iterable[str] | str | None = None) -> dict[str, Figure]:
         """The report's figures as matplotlib Figures, built by the report's own plotting code: {"axial",
@@ -372,7 +376,11 @@ def oar_notes(structs: Mapping[str, dict], prescription_gy: float | Mapping[str,
             gy = abs(d) / 100 * float(m["tps_gy"])
             if (math.isfinite(d) and abs(d) > OAR_NOTE_PCT and gy > OAR_NOTE_RX_PCT / 100 * rx
                     and not abs(d) <= OAR_NOTE_SD * sd):
-                said.append(f"{k} {d:+.1f} % ({m['tps_gy']:.3g} -> {m['mc_gy']:.3g} {unit})")
+                if float(m["tps_gy"]) < OAR_NOTE_RX_PCT / 100 * rx:   # % of a TPS value near 0 is noise (CSI F7)
+                    said.append(f"{k} {d / 100 * float(m['tps_gy']):+.3g} {unit} ({m['tps_gy']:.3g} -> "
+                                f"{m['mc_gy']:.3g} {unit}; the TPS value below {OAR_NOTE_RX_PCT:g} % of {rx_of})")
+                else:
+                    said.append(f"{k} {d:+.1f} % ({m['tps_gy']:.3g} -> {m['mc_gy']:.3g} {unit})")
         if said:
             found.append(f"{nm} {', '.join(said)}")
     if not found:
@@ -637,7 +645,8 @@ def _constant_rbe_note(mc: MCDose) -> str:
 def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray], inputs: CheckInputs,
               beams_in_tps: dict[int, np.ndarray], ranges: dict[int, dict] | None = None,
               limit_mm: float = 1.0, generic_calibration: bool = False, beam_dose: dict[int, dict] | None = None,
-              ratio_limit_pct: float = 3.0, noise_ok: bool = True) -> list[str]:
+              ratio_limit_pct: float = 3.0, noise_ok: bool = True,
+              regions: Mapping[int, dict] | None = None) -> list[str]:
     """Likely causes of a disagreement (a global scale, a fraction mismatch, a missing beam, one beam's dose level
     off, a range shifter with tissue upstream of its face (MCDose.shifter_notes), a shift, a uniform range
     difference in a beam; ``generic_calibration``: the patient's CT was read with the default curve, not the
@@ -645,8 +654,10 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
 
     ``beam_dose``: the per-beam MC/TPS dose ratios (compare.beam_dose_ratio); a beam beyond ``ratio_limit_pct`` is
     named before any centroid note.  ``beams_in_tps``: the per-beam TPS doses; with them the high-dose centroid is
-    compared per beam (:func:`_centroid_notes`), else on the plan dose; not at all where the MC's uncertainty level
-    failed (``noise_ok`` False: the 50 % boundary then moves with the noise)."""
+    compared per beam (:func:`_centroid_notes`), else per field region (``regions``, :func:`field_regions`:
+    :func:`_field_centroid_notes`) and, where none is named, on the plan dose; not at all where the MC's
+    uncertainty level failed (``noise_ok`` False: the 50 % boundary then moves with the noise) or a beam is named
+    as missing (:func:`missing_beams`, named first)."""
     notes = []
     sel = body & (ref >= 0.1 * ref[body].max())
     s_ref, s_mc = float(ref[sel].sum()), float(mc.total_gy_zyx[sel].sum())
@@ -678,16 +689,19 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
         notes.append(f"the ratio {ratio:.3g} is close to {'1/' if ratio < 1 else ''}{n}, the plan's number of "
                      "fractions: the TPS dose is probably of one fraction while the MC has all (or the reverse); "
                      "check DoseSummationType and use fractions = 'one' / 'all'")
-    if len(mc.beams_gy_zyx) > 1:
-        for b, d in mc.beams_gy_zyx.items():
-            rest = float((mc.total_gy_zyx - d)[sel].sum())
-            if abs(rest / s_ref - 1) < 0.03 and abs(ratio - 1) > 0.05:
-                notes.append(f"the TPS dose matches the MC dose without beam {b} ({rest / s_ref:.3f}): beam {b} "
-                             "seems to be missing from the TPS dose (or from the plan the TPS computed)")
+    gone = [(b, lost) for b, lost in missing_beams(ref, mc, body) if b not in beams_in_tps]
+    for b, lost in gone:   # before any centroid note: a missing field moves the plan dose's centroid too
+        notes.append(f"the TPS dose matches the MC dose without beam {b} (voxel by voxel, far better than the MC "
+                     f"total or without any other beam; over beam {b}'s high-dose region the TPS lacks "
+                     f"{100 * lost:.0f} % of its MC dose): beam {b} seems to be missing from the TPS dose (or from "
+                     "the plan the TPS computed)")
     notes += [f"a range shifter inside the patient: {n}" for n in getattr(mc, "shifter_notes", None) or []]
     notes += _beam_dose_notes(beam_dose or {}, ranges or {}, ratio_limit_pct, limit_mm)
-    if noise_ok:
-        notes += _centroid_notes(ref, mc, body, axes, beams_in_tps)
+    if noise_ok and not gone:   # a missing beam explains a moved centroid: not also called a shift
+        field_notes = _field_centroid_notes(ref, mc, axes, regions or {})
+        notes += field_notes
+        if not field_notes:   # the plan dose's centroid: only where no field's is named
+            notes += _centroid_notes(ref, mc, body, axes, beams_in_tps)
     uniform = [note for b, r in sorted((ranges or {}).items())
                if r.get("same_rays_as") is None and (note := uniform_range_note(range_label(b, r), r, limit_mm))]
     notes += uniform
@@ -753,6 +767,17 @@ def _centroid(d: np.ndarray, body: np.ndarray, axes: Sequence[np.ndarray]) -> np
                      for k in range(3)])
 
 
+def _along_across(c: np.ndarray, meta: Mapping[str, Any]) -> str:
+    """A centroid difference ``c`` (x, y, z mm) split along the beam of ``meta`` (its beam_direction) and across
+    it: ", +0.4 mm along the beam and 4.6 mm across it"; "" without a direction."""
+    if meta.get("beam_direction") is None:
+        return ""
+    u = np.asarray(meta["beam_direction"], float)
+    u = u / np.linalg.norm(u)
+    along = float(c @ u)
+    return f", {along:+.1f} mm along the beam and {float(np.linalg.norm(c - along * u)):.1f} mm across it"
+
+
 def _centroid_notes(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.ndarray],
                     beams_in_tps: Mapping[int, np.ndarray]) -> list[str]:
     """The high-dose centroid of the MC against the TPS's, beyond :data:`CENTROID_NOTE_MM`: a shift (or a range
@@ -778,15 +803,151 @@ def _centroid_notes(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequenc
         c = None if m is None else diff(m, t)
         if c is None or not np.linalg.norm(c) > CENTROID_NOTE_MM:
             continue
-        where = ""
-        if b in meta and meta[b].get("beam_direction") is not None:
-            u = np.asarray(meta[b]["beam_direction"], float)
-            u = u / np.linalg.norm(u)
-            along = float(c @ u)
-            where = f", {along:+.1f} mm along the beam and {float(np.linalg.norm(c - along * u)):.1f} mm across it"
+        where = _along_across(c, meta.get(b, {}))
         notes.append(f"beam {b}: the high-dose centroid of the MC lies ({c[0]:+.1f}, {c[1]:+.1f}, {c[2]:+.1f}) mm "
                      f"(x, y, z) from the TPS's{where}: a shift of the beam (along it, also a range difference)")
     return notes
+
+
+#: A beam's field region on the plan dose (no per-beam TPS dose; CSI audit 2026-12-06, F1): the body voxels where
+#: the MC's beam dose is at or above FIELD_REGION_FRACTION of its robust maximum and FIELD_REGION_SHARE of the MC's
+#: total dose (the beam's own dose, not a junction or another field's); judged where it holds at least
+#: FIELD_REGION_OWN_MIN of the beam's high-dose voxels (a field of its own: a CSI's spinal fields, 0.90-0.94 on the
+#: audit's plan; not opposed or crossing fields on one target: its cranial fields, 0.14-0.15) and
+#: FIELD_REGION_MIN_VOXELS voxels; compared (gamma 2 %/2 mm, the high-dose centroid) over it and
+#: FIELD_REGION_MARGIN_MM around it (the field's penumbra and a moved edge).
+FIELD_REGION_FRACTION = 0.5
+FIELD_REGION_SHARE = 0.8
+FIELD_REGION_OWN_MIN = 0.5
+FIELD_REGION_MIN_VOXELS = 100
+FIELD_REGION_MARGIN_MM = 15.0
+#: The field region's centroid note (plan dose): a centroid of the MC this far (mm) from the TPS's is named; 2 mm,
+#: not CENTROID_NOTE_MM, as the region's edge cuts the dose of a neighbouring field (the audit's correct plan: up to
+#: 0.7 mm; a spinal field moved 5 mm: 4.6 mm, its neighbour 1.7 mm).
+FIELD_CENTROID_NOTE_MM = 2.0
+
+
+def field_regions(beams: Mapping[int, np.ndarray], total: np.ndarray, body: np.ndarray,
+                  axes: Sequence[np.ndarray], with_tps_dose: Iterable[int] = ()) -> dict[int, dict]:
+    """The field region of each beam of a plan of several beams that has no per-beam TPS dose (``with_tps_dose``:
+    those that have one are compared per beam): {beam: {"voxels", "high_dose_voxels", "own_fraction", "judged",
+    "why" (where not judged), "mask" (where judged: the region and FIELD_REGION_MARGIN_MM around it, in the body;
+    not in the JSON)}}.  ``beams``, ``total``: the MC's doses (zeroed outside the body).  A shift of one field of a
+    multi-isocentre plan checked on the plan dose alone was diluted in the plan-level rows and passed (CSI audit
+    2026-12-06, F1)."""
+    from scipy.ndimage import distance_transform_edt
+
+    out: dict[int, dict] = {}
+    if len(beams) < 2:
+        return out
+    done = set(with_tps_dose)
+    spacing = [float(a[1] - a[0]) if len(a) > 1 else 1.0 for a in axes]
+    for b, d in sorted(beams.items()):
+        if b in done:
+            continue
+        top = robust_max(d, body)
+        high = body & (d >= FIELD_REGION_FRACTION * top) & (d > 0)
+        own = high & (d >= FIELD_REGION_SHARE * total)
+        n_high, n_own = int(high.sum()), int(own.sum())
+        frac = n_own / n_high if n_high else 0.0
+        r: dict[str, Any] = {"voxels": n_own, "high_dose_voxels": n_high, "own_fraction": frac, "judged": False}
+        if n_own < FIELD_REGION_MIN_VOXELS:
+            r["why"] = (f"{n_own} voxel(s) where it gives >= {100 * FIELD_REGION_SHARE:g} % of the dose, fewer than "
+                        f"{FIELD_REGION_MIN_VOXELS}")
+        elif frac < FIELD_REGION_OWN_MIN:
+            r["why"] = (f"its field overlaps the other beams' (it gives >= {100 * FIELD_REGION_SHARE:g} % of the "
+                        f"dose in {100 * frac:.0f} % of its high-dose voxels, below "
+                        f"{100 * FIELD_REGION_OWN_MIN:g} %): the plan-level rows compare it")
+        else:
+            r["judged"] = True
+            r["mask"] = (distance_transform_edt(~own, sampling=spacing) <= FIELD_REGION_MARGIN_MM) & body
+        out[b] = r
+    return out
+
+
+def field_region_text(b: int) -> str:
+    """What a field region row is of (its value text)."""
+    return (f"the plan dose over beam {b}'s field region: the body voxels where the MC's beam {b} gives >= "
+            f"{100 * FIELD_REGION_FRACTION:g} % of its robust maximum and >= {100 * FIELD_REGION_SHARE:g} % of the MC "
+            f"total, and {FIELD_REGION_MARGIN_MM:g} mm around them (no per-beam TPS dose; a neighbouring field's "
+            "junction lies in it too)")
+
+
+def _field_centroid_notes(ref: np.ndarray, mc: MCDose, axes: Sequence[np.ndarray],
+                          regions: Mapping[int, dict]) -> list[str]:
+    """Per judged field region (:func:`field_regions`), the high-dose centroid of the MC total against the TPS plan
+    dose within it beyond :data:`FIELD_CENTROID_NOTE_MM`, split along the beam and across it."""
+    notes = []
+    meta = getattr(mc, "beam_meta", {}) or {}
+    for b, r in sorted(regions.items()):
+        if not r.get("judged") or "mask" not in r:
+            continue
+        a, t = _centroid(mc.total_gy_zyx, r["mask"], axes), _centroid(ref, r["mask"], axes)
+        if a is None or t is None:
+            continue
+        c = (a - t)[::-1]   # x, y, z
+        r["centroid_mc_minus_tps_mm"] = [float(v) for v in c]
+        if not np.linalg.norm(c) > FIELD_CENTROID_NOTE_MM:
+            continue
+        where = _along_across(c, meta.get(b, {}))
+        notes.append(f"beam {b}'s field region of the plan dose (no per-beam TPS dose): the high-dose centroid of the "
+                     f"MC lies ({c[0]:+.1f}, {c[1]:+.1f}, {c[2]:+.1f}) mm (x, y, z) from the TPS's{where}: a shift "
+                     "of that field (along it, also a range difference) in the plan the TPS computed (its "
+                     "isocentre or a couch shift); export the per-beam doses to confirm")
+    return notes
+
+
+def field_region_notes(regions: Mapping[int, dict], beam_meta: Mapping[int, Mapping[str, Any]]) -> list[str]:
+    """A remark where a plan of several isocentres is checked with beams that have no per-beam TPS dose: which are
+    compared per field region (:func:`field_regions`) and which only in the plan-level rows, and why."""
+    if not regions:
+        return []
+    isos = {tuple(np.round(np.asarray(m["isocenter_mm"], float), 1)) for m in beam_meta.values()
+            if m.get("isocenter_mm") is not None}
+    if len(isos) < 2:
+        return []
+    judged = [b for b, r in sorted(regions.items()) if r["judged"]]
+    not_judged = [f"beam {b}: {r['why']}" for b, r in sorted(regions.items()) if not r["judged"]]
+    said = [f"a plan of {len(isos)} isocentres checked without per-beam TPS doses of beam(s) "
+            f"{', '.join(map(str, sorted(regions)))}: a shift of one field is diluted in the plan-level rows"]
+    if judged:
+        said.append(f"beam(s) {', '.join(map(str, judged))} are compared over their own field region of the plan "
+                    "dose (rows 'beam N: gamma 2%/2mm pass rate in its field region of the plan dose')")
+    if not_judged:
+        said.append("no field region row for " + "; ".join(not_judged))
+    return ["; ".join(said) + "; export the per-beam RT Doses from the planning system for a per-beam check of "
+            "every field"]
+
+
+#: The missing-beam note: the TPS dose is named as without beam b where its squared difference from the MC total
+#: less beam b, over the body, is below this fraction of its squared difference from the MC total (and half of
+#: that of any other beam left out)
+MISSING_BEAM_RESIDUAL = 0.25
+
+
+def missing_beams(ref: np.ndarray, mc: MCDose, body: np.ndarray) -> list[tuple[int, float]]:
+    """The beam the TPS dose lacks, [(beam, the share of that beam's MC dose in its high-dose region that the TPS
+    lacks)], or []: the MC total less one beam that matches the TPS dose voxel by voxel far better than the MC total
+    and than leaving out any other beam.  Voxel by voxel, not over the TPS's region: a field on its own isocentre
+    puts its dose where the TPS has none, and a sum over the TPS's >= 10 % region read 1.018 without a CSI's spinal
+    field (CSI audit 2026-12-06, F2); and two crossing fields cover the same region, which sums cannot split."""
+    if len(mc.beams_gy_zyx) < 2:
+        return []
+    t = ref[body]
+    tot = mc.total_gy_zyx[body]
+    none = float(np.sum((t - tot) ** 2))
+    if not none > 0:
+        return []
+    res = {b: float(np.sum((t - tot + d[body]) ** 2)) for b, d in mc.beams_gy_zyx.items()}
+    best = min(res, key=lambda k: res[k])
+    others = [v for k, v in res.items() if k != best]
+    if not (res[best] < MISSING_BEAM_RESIDUAL * none and all(res[best] < 0.5 * v for v in others)):
+        return []
+    d = mc.beams_gy_zyx[best]
+    high = body & (d >= 0.5 * robust_max(d, body))
+    s = float(d[high].sum())
+    lost = float((mc.total_gy_zyx[high] - ref[high]).sum()) / s if s > 0 else float("nan")
+    return [(best, lost)]
 
 
 def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[str], None],
@@ -1930,6 +2091,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     beam_ids = sorted(inp.beams)
     jobs += [((axes, tps_beams[b], mc.beams_gy_zyx[b], body), {"dose_pcts": [2.0], "dist_mm": 2.0, **common})
              for b in beam_ids]
+    # the beams without a per-beam TPS dose whose field is their own (field_regions): the plan dose there, each
+    # normalised to the TPS's maximum in it (CSI audit 2026-12-06, F1)
+    regions = field_regions(mc.beams_gy_zyx, mc.total_gy_zyx, body, axes, inp.beams)
+    region_ids = [b for b, r in regions.items() if r["judged"]]
+    jobs += [((axes, np.where(regions[b]["mask"], tps, 0.0), mc.total_gy_zyx, regions[b]["mask"]),
+              {"dose_pcts": [2.0], "dist_mm": 2.0, **common}) for b in region_ids]
     n_workers = len(jobs) if gamma_workers is None else int(gamma_workers)
     n_workers = max(1, min(n_workers, len(jobs), usable_cpus()))   # the CPUs this process may run on
     from .report import GAMMA_FIGURES, PLANES, FigureWorkers, figure_worker_count
@@ -2007,9 +2174,19 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     ranges[b] = dict(ranges[total_rays[key]], same_rays_as=total_rays[key])
                     continue
                 total_rays[key] = b
+                # on the rays through the field of these beams only (the MC's dose of the beams of this direction
+                # and isocentre), not another field's in this direction (CSI audit 2026-12-06, F2)
+                # (every beam of the plan: the total is theirs, and the rays are those where the TPS's or the MC's
+                # dose reaches 50 %, so that TPS dose where the MC has none is still seen)
+                shared = [o for o, m in mc.beam_meta.items() if o not in inp.beams and _ray_key(m) == key]
+                whole = set(shared) >= set(mc.beams_gy_zyx)
                 r = range_agreement(axes, tps, mc.total_gy_zyx, meta["beam_direction"], meta["isocenter_mm"],
-                                    noise_rel=mc.uncertainty_rel_zyx, seed=seed, stream=b, body=body)
+                                    noise_rel=mc.uncertainty_rel_zyx, seed=seed, stream=b, body=body,
+                                    field=None if whole else sum(mc.beams_gy_zyx[o] for o in shared))
                 r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
+                if not whole:
+                    r["rays_through"] = (f"the rays on which the MC's dose of beam(s) {', '.join(map(str, shared))} "
+                                         "reaches 50 % of its robust maximum")
             depth = r.get("distal_depth_mm")
             if depth is not None and depth > 0:   # the range level as a relative range error (audit 21 F1)
                 r["range_level_pct_of_depth"] = 100 * lv.range_median_mm / depth
@@ -2019,11 +2196,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         causes = _diagnose(   # the notes that explain a level (ratio, centroid, range, shifter): diagnostic_kinds
             tps, mc, body, axes, inp, tps_beams, ranges, lv.range_median_mm,
             generic_calibration=generic_calibration, beam_dose=beam_dose, ratio_limit_pct=lv.beam_dose_ratio_pct,
-            noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct)
+            noise_ok=math.isfinite(u_mc) and u_mc <= lv.mc_uncertainty_max_pct, regions=regions)
         diagnostics = list(inp.position_notes) + causes + rx_notes + outside_notes + body_notes \
             + _target_notes(structs)   # an unchecked position: the first suspect
         causes += outside_notes
         diagnostics += _left_out_notes(masks, types, empty_why)
+        diagnostics += field_region_notes(regions, mc.beam_meta)
         # informational (audit 18b F3); without a prescription its own wording, "the target's TPS D50", not the
         # TPS medians as "the prescription" (check review 2026-12-06, F3)
         oar = oar_notes(structs, None if rx_of_median else pres, mc_dose_description(inp, mc)["unit"])
@@ -2081,7 +2259,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                               "max_gamma": 1.5, "interp_fraction": 5}
             found[name] = g
     gam = {name: found[name] for name, *_ in GAMMA_CRITERIA}
-    beam_gamma = {b: res_g[0] for b, res_g in zip(beam_ids, results[len(groups):])}
+    beam_gamma = {b: res_g[0] for b, res_g in zip(beam_ids, results[len(groups):len(groups) + len(beam_ids)])}
+    for b, res_g in zip(region_ids, results[len(groups) + len(beam_ids):]):
+        regions[b]["gamma_2_2"] = {k: v for k, v in res_g[0].items() if k != "gamma"}
     cpu_steps["gamma_s"] += time.process_time() - c + gamma_jobs_cpu   # + the worker processes'
     timings["gamma_s"] += time.perf_counter() - t
     # ---- action levels (and the provenance: action_levels_s)
@@ -2106,6 +2286,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         add(f"beam {b}: gamma 2%/2mm pass rate", pr, lv.beam_gamma_2_2_min,
             math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min,
             "%", ">=", "beam_gamma_2_2_min")
+    for b in region_ids:   # the plan dose per field region (no per-beam TPS dose): named by its beam
+        g = regions[b]["gamma_2_2"]
+        pr = g["pass_rate"] * 100
+        add(f"beam {b}: gamma 2%/2mm pass rate in its field region of the plan dose", pr, lv.beam_gamma_2_2_min,
+            math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min, "%", ">=", "beam_gamma_2_2_min")
+        checks[-1]["value_text"] += f" ({g['points']} points of {field_region_text(b)})"
     for b, r in beam_dose.items():   # each beam's dose level (compare.beam_dose_ratio)
         if not r.get("voxels"):
             continue
@@ -2325,7 +2511,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                       mc_gy_zyx=mc.total_gy_zyx, body_zyx=body, masks=masks, axes_zyx=axes, mc=mc_as_computed,
                       inputs=inp,
                       mc_rtdose=mc_rtdose, warnings=list(dict.fromkeys(recorded())),   # each message once
-                      beam_dose=beam_dose, diagnostic_kinds=diagnostic_kinds(diagnostics, causes))
+                      beam_dose=beam_dose, field_regions=regions,
+                      diagnostic_kinds=diagnostic_kinds(diagnostics, causes))
     timings["action_levels_s"] = time.perf_counter() - t
     cpu_steps["action_levels_s"] = time.process_time() - c
     res.provenance["check_finished"] = now_text()   # as the report is written: the same time in HTML and JSON

@@ -699,7 +699,8 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
                     direction: Sequence[float], isocentre: Sequence[float], *,
                     ray_spacing_mm: float | None = None, step_mm: float = 0.5,
                     min_fraction: float = 0.5, chunk_samples: int = 1 << 21, noise_rel: np.ndarray | None = None,
-                    seed: int = 0, stream: int = 0, body: np.ndarray | None = None) -> dict[str, Any]:
+                    seed: int = 0, stream: int = 0, body: np.ndarray | None = None,
+                    field: np.ndarray | None = None) -> dict[str, Any]:
     """Distal R80 of MC minus TPS along rays parallel to the beam, one per beam's-eye-view pixel where the
     TPS dose or the MC dose along the ray reaches ``min_fraction`` of its own maximum: its robust maximum
     (:func:`robust_max`, the 99.9th percentile of its voxels with dose; the single largest voxel let one hot voxel
@@ -707,6 +708,12 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     maximum and has a distal R80; a ray with an edge in one dose only is counted (``rays_without_mc_edge``,
     ``rays_without_tps_edge``) and outside every tolerance.  ``evaluable``: at least :data:`MIN_RANGE_RAYS` rays
     (fewer are not judged; ``note`` says why).
+
+    ``field``: the beam's own dose (the MC's, on the grid of ``ref``) where ``ref`` and ``ev`` are the plan's total
+    doses (no per-beam TPS dose): only the rays on which it reaches ``min_fraction`` of its robust maximum are
+    taken.  Along the whole total dose the rays of a beam took every other field's dose in its direction: a CSI's
+    cranial fields failed their range rows for a spinal field missing from the TPS dose, and two spinal fields of
+    one direction on different isocentres gave one identical row (CSI audit 2026-12-06, F2).
 
     Noise floor (``noise_rel``: the MC's relative uncertainty per voxel of ``ev``, on the grid of ``ref``).  MC
     noise moves the distal-most 80 % crossing distally (a spike beyond the edge) and spreads the rays: on APTG
@@ -749,7 +756,15 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     top_ev = robust_max(ev)
     # BEV extent: the voxels of either dose above min_fraction of its own maximum projected onto the BEV plane (the
     # TPS's alone: an MC field wider than the TPS's was never looked at, review B of 2026-12-06, F3)
-    hot = np.argwhere((ref >= min_fraction * top) | ((ev >= min_fraction * top_ev) if top_ev > 0 else False))
+    own = None
+    if field is not None:   # the beam's own field only (its dose along the ray, as the doses' below)
+        own = np.asarray(field, np.float64)
+        top_own = robust_max(own)
+        if top_own <= 0:
+            return _not_evaluable({"rays": 0}, min_fraction)
+        hot = np.argwhere(own >= min_fraction * top_own)
+    else:
+        hot = np.argwhere((ref >= min_fraction * top) | ((ev >= min_fraction * top_ev) if top_ev > 0 else False))
     p = org + hot[:, ::-1] * sp - iso
     pu, pv = p @ u, p @ v
     ds = float(ray_spacing_mm or min(sp))
@@ -781,6 +796,9 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         # dose a little lower in the other's penumbra, is "without an edge")
         in_r, in_e = pr.max(axis=1), pe.max(axis=1)
         hit = (in_r >= min_fraction * top) | ((in_e >= min_fraction * top_ev) if top_ev > 0 else False)
+        if own is not None:
+            on_field = map_coordinates(own, coords, order=1, mode="constant", cval=0.0).max(axis=1)
+            hit &= on_field >= min_fraction * top_own
         if not hit.any():
             continue
         pr, pe, in_r, in_e = pr[hit], pe[hit], in_r[hit], in_e[hit]

@@ -38,10 +38,10 @@ FAST = {"gamma_points": 600, "progress": False, "backend": "cpu"}
 
 
 def _write_rs(path: Path, plan_ds, lo=(-16.0, -16.0, -12.0), hi=(16.0, 16.0, 12.0), targets=None,
-              organs=()) -> None:
-    """An RT Struct with a box PTV and the External (the water box); ``targets``: [(name, lo, hi), ...] instead of
-    the PTV (ROI numbers 1, 2, ... in this order, the External last); ``organs``: [(name, lo, hi), ...] boxes of
-    type ORGAN after the targets."""
+              organs=(), external_z=(-20.0, 20.0)) -> None:
+    """An RT Struct with a box PTV and the External (the water box, ``external_z`` its extent in z); ``targets``:
+    [(name, lo, hi), ...] instead of the PTV (ROI numbers 1, 2, ... in this order, the External last); ``organs``:
+    [(name, lo, hi), ...] boxes of type ORGAN after the targets."""
     from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -57,8 +57,8 @@ def _write_rs(path: Path, plan_ds, lo=(-16.0, -16.0, -12.0), hi=(16.0, 16.0, 12.
     rois, contours, obs = [], [], []
     boxes = [(n, "PTV", a, b) for n, a, b in (targets or [("PTV", lo, hi)])]
     boxes += [(n, "ORGAN", a, b) for n, a, b in organs]
-    for num, (name, typ, a, b) in enumerate((*boxes, ("External", "EXTERNAL", (BOX[0], BOX[0], -20.0),
-                                                       (BOX[1], BOX[1], 20.0))), start=1):
+    for num, (name, typ, a, b) in enumerate((*boxes, ("External", "EXTERNAL", (BOX[0], BOX[0], external_z[0]),
+                                                       (BOX[1], BOX[1], external_z[1]))), start=1):
         r = Dataset()
         r.ROINumber, r.ROIName, r.ReferencedFrameOfReferenceUID = num, name, FOR
         rois.append(r)
