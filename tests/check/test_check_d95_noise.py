@@ -11,7 +11,7 @@ plan, six of them the audit's false FAILs.  Only compare.structure_stats and com
 seeds per MC.  Measured (2026-12-06), per verdict: before the fix 20 of 54 FAILed (37 %; these MCs are enriched in
 the audit's failures), after it 0 of 54 and 0 of 180 (95 % upper bound 1.7 %); in the audit's full checks of the
 same plan the fixed check passes seeds 4, 10, 11, 12, 15 and 19.  The bound asserted, at most 1 FAIL in 36, is
-broken before the fix (13 of 36); the seeds are fixed, so the test is deterministic; with fresh seeds, at the
+broken before the fix (14 of 36); the seeds are fixed, so the test is deterministic; with fresh seeds, at the
 measured 0 of 180, it would break with probability below 15 % even at the 1.7 % upper bound (and ~0 at the rate
 measured).  The deliberate errors x 1.04 and x 1.05 (issue 13's size) still FAIL D95 on every MC."""
 from __future__ import annotations
