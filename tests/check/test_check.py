@@ -192,6 +192,11 @@ def test_correct_dose_passes_and_writes_the_report(case):
     print(res.summary())
     assert res.passed, res.summary()
     assert not any("uniform range difference" in n for n in res.diagnostics), res.diagnostics
+    # every dose compared is mcproton's: the dose in the air is not "the planning system's (MCsquare ...)"
+    # (statistics audit 2026-12-06, F3)
+    air = [n for n in res.diagnostics if "lies outside the body outline" in n]
+    assert len(air) == 1 and "the compared dose (written by mcproton) scores dose in the air" in air[0], air
+    assert "planning system" not in air[0] and "MCsquare" not in air[0], air
     assert res.gamma["2%/2mm"]["pass_rate"] >= 0.95
     assert abs(res.structures["PTV"]["metrics"]["Dmean"]["diff_pct"]) < 3
     assert set(res.ranges) == {1, 2} and all(abs(r["median_mm"]) < 1 for r in res.ranges.values())
@@ -231,7 +236,7 @@ def test_the_target_d95_level_is_judged_raw_and_noise_matched(case):
     alone hid a real error somewhere: tests/check/test_check_noise.py), the row giving all three, the two noise
     shifts and the modelled spread; a level that the largest of them exceeds fails.  The Dmean level is on the raw
     difference.  The JSON says what each "%" is of."""
-    from mcproton._check.compare import d95_verdict
+    from mcproton._check.compare import d95_limits, d95_verdict
 
     res = case["res"]
     d95 = res.structures["PTV"]["metrics"]["D95"]
@@ -239,13 +244,18 @@ def test_the_target_d95_level_is_judged_raw_and_noise_matched(case):
     ok, value, vals = d95_verdict(d95, LEVELS["target_d95_pct"])
     assert (row["passed"], row["value"]) == (ok, value) and set(vals) == {"raw", "noise-matched", "MC-corrected"}
     assert row["value_text"].startswith(", ".join(f"{k} {x:+.2f} %" for k, x in vals.items()))
-    assert "all must be within" in row["value_text"] and row["limit_text"].endswith("% of the TPS D95")
-    assert d95["noise_shift_pct"] < -1.0 and d95["noise_sd_pct"] > 0     # the noise alone: the raw D95 reads low
+    assert "all must be within" in row["value_text"]
+    assert row["limit_text"].startswith(f"|.| <= {LEVELS['target_d95_pct']:g}")
+    assert "% of the TPS D95" in row["limit_text"]
+    # the noise alone: the raw D95 reads low (-0.93 % from the 64 draws of a target, compare.TARGET_NOISE_REALISATIONS)
+    assert d95["noise_shift_pct"] < -0.5 and d95["noise_sd_pct"] > 0
     from mcproton._check.api import check
     from mcproton._check.levels import ActionLevels
 
     d, f = case["dir"], case["files"]
-    just_below = max(abs(v) for v in vals.values()) - 0.01
+    # each estimate's own limit: the MC-corrected one's the level + 2 standard errors (compare.d95_limits)
+    lims = d95_limits(d95, LEVELS["target_d95_pct"])
+    just_below = max(abs(v) - (lims[k] - LEVELS["target_d95_pct"]) for k, v in vals.items()) - 0.01
     res2 = check(plan=d / "RP.dcm", dose=[f["plan"], f[1], f[2]], ct=d / "ct", struct=d / "RS.dcm",
                  beam_model="dcpt_v2", mc=res.mc, levels=ActionLevels(**{**LEVELS, "target_d95_pct": just_below}),
                  seed=1, **FAST)   # the fixture's seed: the same noise realisations

@@ -144,3 +144,13 @@ def test_a_check_stopped_at_its_primaries_says_so_once_in_its_own_words(case, tm
     record = json.loads((out / "check.json").read_text(encoding="utf-8"))
     assert said[0] in record["warnings"]
     assert said[0] in res.summary()
+
+
+def test_the_suggested_target_is_rounded_to_type():
+    """Statistics audit 2026-12-06, F4: a check at 1 % that reached 0.998 % said "rerun with --target-uncertainty
+    0.00499062 (0.499062 %)", a command a physicist copies: the target is given with two significant digits (an
+    exact one with three, 0.125 %, as it is)."""
+    from mcproton._check.api import noise_remedy
+
+    text = noise_remedy(_mc(0.00998124, ["target_uncertainty", "target_uncertainty"], 555_000), 0.01, 2_000_000, None)
+    assert text.startswith("rerun with --target-uncertainty 0.005 (0.5 %) and --primaries raised to about "), text
