@@ -33,8 +33,15 @@
  * separation energy of light nuclei (~8 MeV, e.g. 16O: S_p = 12.1 MeV, S_n = 15.7 MeV, 12C: 16.0/18.7 MeV;
  * AME2020) reduced for the de-excitation photons that escape. */
 #define MCP_NUC_BINDING_MEV 8.0f
-/* Evaporation temperature (MeV) and Coulomb barrier (MeV) for alphas from light nuclei (C, N, O):
- * order-of-magnitude values of evaporation spectra (Weisskopf-Ewing). */
+/* Evaporation temperature (MeV) and Coulomb barrier (MeV) for alphas from light nuclei (C, N, O), the
+ * evaporation (Maxwellian) spectrum of Weisskopf & Ewing (Phys. Rev. 57 (1940) 472):
+ *   T = sqrt(E* / a), the Fermi-gas nuclear temperature with the level-density parameter a ~ A / 8 MeV^-1
+ *   (the empirical rule of thumb of evaporation models): 16O (a = 2 MeV^-1) with ~12.5 MeV of excitation left
+ *   after the fast nucleon gives T = 2.5 MeV;
+ *   V_C = 1.44 MeV fm * z Z / (r0 (a^1/3 + A^1/3)), r0 = 1.5 fm: an alpha leaving 12C after 16O breaks up
+ *   faces 1.44 * 2 * 6 / (1.5 * (4^1/3 + 12^1/3)) = 2.97 MeV (12C + alpha), so 3 MeV.
+ * One value serves C, N and O (the same formulas give T 2.5-2.9 MeV and V_C 2.1 (8Be + alpha from 12C) to
+ * 3.0 MeV): oxygen's, the most abundant heavy nucleus in tissue. */
 #define MCP_NUC_EVAP_T_MEV 2.5f
 #define MCP_NUC_ALPHA_BARRIER_MEV 3.0f
 
@@ -140,6 +147,8 @@ MCP_FORCEINLINE MCP_HOST_DEVICE ElasticOutcome sample_nuclear_elastic(float T, f
 {
     const float mp = MCP_PROTON_MASS_MEV;
     const float M = A * MCP_AMU_MEV;
+    /* M_O of Fippel & Soukup's <|t|>_O: oxygen's standard atomic weight (IUPAC, 15.9994 u); the 16O atomic
+     * mass (AME2020, 15.99491 u) is 0.03 % lighter, far inside the parametrisation's own accuracy */
     const float m_o = 15.9994f * MCP_AMU_MEV;
     const float mean_t = 2.0f * m_o * elastic_mean_recoil_o16_mev(T) * mcp_exp(0.66666667f * mcp_log(16.0f / A));
     /* largest recoil energy (head-on): 2 M p^2 / ((mp + M)^2 + 2 M T), p^2 = T (T + 2 mp) */
