@@ -1438,10 +1438,20 @@ def test_tps_dose_outside_the_body_is_named(case):
     assert tps_outside_body(d, inside) == pytest.approx(frac, rel=1e-4)   # the file: 16-bit quantised
     # the same dose out to the grid's face, in air: a planning system that scores dose in all the grid (MCsquare)
     d[:, :, x < BOX[0] - 6] = 0.5 * d.max()
-    res = _recheck(case, _tps(case, "to_edge", d))
+    own = _tps(case, "to_edge", d)
+    res = _recheck(case, own)
     assert res.dose_difference["tps_dose_in_air_at_grid_edge"] is True
-    assert any("in air out to the edge of the dose grid" in n and "MCsquare" in n for n in res.diagnostics)
+    # a dose mcproton wrote (compared with itself): the note names no planning system (stats audit F3)
+    assert any("in air out to the edge of the dose grid" in n and "written by mcproton" in n
+               and "MCsquare" not in n and "planning system" not in n for n in res.diagnostics), res.diagnostics
     assert not any("External?" in n for n in res.diagnostics), res.diagnostics
+    # the same dose from a planning system: the note names the one known to do this (MCsquare)
+    ds = pydicom.dcmread(own)
+    ds.Manufacturer = "Some TPS"
+    ds.save_as(case["dir"] / "to_edge_tps.dcm")
+    res = _recheck(case, case["dir"] / "to_edge_tps.dcm")
+    assert any("in air out to the edge of the dose grid" in n and "MCsquare" in n for n in res.diagnostics), \
+        res.diagnostics
     # the boundary voxels (partly inside) are the TPS's too: dose one voxel outside is not counted
     edge = np.zeros_like(inside)
     edge[:, :, 1:] = inside[:, :, :-1] & ~inside[:, :, 1:]
