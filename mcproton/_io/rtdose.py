@@ -159,7 +159,8 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
                  dose_comment: str = "mcproton Monte Carlo", bits: int = 16,
                  series_instance_uid: str | None = None, series_number: int = 1,
                  instance_number: int = 1, heterogeneity: Sequence[str] = ("IMAGE",),
-                 image_comments: str = "", axis_directions: Sequence[int] | None = None) -> Path:
+                 image_comments: str = "", axis_directions: Sequence[int] | None = None,
+                 plan_note_in_comment: bool = True) -> Path:
     """Write an RT Dose file; returns its path.
 
     ``dose_gy_zyx`` is on a grid along +x, +y, +z whose first voxel centre is ``origin_mm``.  ``axis_directions``
@@ -184,9 +185,13 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     ``study`` (:class:`StudyReference`): the patient, study and frame of reference (required: the CT's, e.g.
     ``StudyReference.from_ct(ct, plan_sop_instance_uid=plan.sop_instance_uid)``; an empty study UID is
     generated) and the plan.  DICOM requires the plan reference: without ``study.plan_sop_instance_uid`` (a
-    phantom simulation without a plan) a fresh UID is referenced and the DoseComment says so; an invalid plan
-    UID is replaced by a valid one, with a warning.  ``dose_comment`` is cut to the 64 characters of the LO
-    value representation; ``image_comments`` (ImageComments, LT) says more in full.  A whole
+    phantom simulation without a plan) a fresh UID is referenced and the DoseComment says so ("no RT Plan:
+    placeholder plan ref"); an invalid plan UID is replaced by a valid one, with a warning and "invalid plan UID
+    replaced" in the DoseComment.  That note is kept whole and ``dose_comment`` is cut to the 64 characters of
+    the LO value representation left beside it; ``plan_note_in_comment=False`` puts the note into ImageComments
+    only (:func:`write_result_rtdose`, where the DoseComment has no room for it beside its tags and the dose
+    label).  ``image_comments`` (ImageComments, LT) says more in full; where it is given, the note follows it
+    there too.  A whole
     :class:`~mcproton.run.DoseResult`: :func:`write_result_rtdose` (which puts the run's primaries, stop reason and
     uncertainty there, and marks a run stopped early in the DoseComment and the SeriesDescription).
     """
@@ -286,7 +291,9 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     ref.ReferencedSOPClassUID = study.plan_sop_class_uid
     ref.ReferencedSOPInstanceUID, note = _plan_reference(study.plan_sop_instance_uid or None,
                                                          study.plan_sop_class_uid)
-    ds.DoseComment = _fit_lo(dose_comment, note)
+    ds.DoseComment = _fit_lo(dose_comment, note if plan_note_in_comment else "")
+    if note and (image_comments or not plan_note_in_comment):   # the plan reference's note, wherever else it went
+        image_comments = f"{note}; {image_comments}" if image_comments else note
     if image_comments:   # LT (10240 characters): the run's primaries, stop reason and uncertainty in full
         ds.ImageComments = str(image_comments)[:10240]
     if summation_type in _NEEDS_FRACTION_GROUP:
@@ -386,7 +393,7 @@ class DoseContents:
         b = self.beam_numbers
         beams = (f"beam {b[0]}" if len(b) == 1 else f"beams {','.join(str(x) for x in b)}") if b else (
             f"{self.n_beams} beams" if self.n_beams > 1 else None)
-        tail = [f"to {self.dose_to}", "physical" if self.rbe is None else f"RBE {self.rbe:g}"]
+        tail = [self.label()]
         tries = [["MC dose", fx, beams], ["MC dose", fx, f"{len(b)} beams" if len(b) > 1 else beams],
                  [fx, f"{len(b)} beams" if len(b) > 1 else beams], [fx], []]
         for head in tries:
@@ -394,6 +401,11 @@ class DoseContents:
             if len(text) <= room:
                 return text
         return text[:room]
+
+    def label(self) -> str:
+        """What :meth:`comment` keeps whatever the room: "to medium, physical", "to water, RBE 1.1" (at most 22
+        characters: the RBE is written with 6 significant digits at most)."""
+        return f"to {self.dose_to}, " + ("physical" if self.rbe is None else f"RBE {self.rbe:g}")
 
     def as_dict(self) -> dict:
         """For the JSON summary."""
@@ -510,8 +522,14 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     ``provenance["overrides"]``: ``simulate`` / ``sum_results`` ``allow=``, ``mcproton run``'s ``plan.allow_*``;
     :func:`override_note`): a planning system shows the file beside the plan's doses, so the tag is kept in the
     file rather than refused (the physicist who passed the refusal decides), and it is never an ordinary dose.
-    ``series``: ``series_instance_uid``, ``series_number``, ``instance_number``, ``bits`` of
-    :func:`write_rtdose`.  Returns the JSON summary entry: the path, what the file holds (``contents``'
+    Within the 64 characters of the DoseComment the dose label ("to medium, physical", "to water, RBE 1.1", which
+    ``mcproton check`` reads back) and each tag's key word are always kept whole: to make room the tags lose their
+    details (the refusals passed, then an INCOMPLETE's percentage), then the plan reference's note ("no RT Plan:
+    placeholder plan ref", "invalid plan UID replaced") moves to ImageComments (where it always is), then the
+    beams and fractions go; the SeriesDescription keeps the key words the same way (a scenario's details go after
+    the refusals passed), and only then is ``series_description`` cut, at a word boundary.
+    ``series``: ``series_instance_uid``, ``series_number``, ``instance_number``, ``bits`` of :func:`write_rtdose`.
+    Returns the JSON summary entry: the path, what the file holds (``contents``'
     summation type, fractions, beams, dose type, scale), and as read back from the file written its
     SOPInstanceUID and SeriesInstanceUID (``sop_instance_uid``, ``series_instance_uid``), DoseComment,
     StudyInstanceUID, FrameOfReferenceUID and referenced plan: ``plan_sop_instance_uid`` (the plan given by
@@ -566,31 +584,28 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     g = result.geometry
     from .._run.result import early_stop_note
 
-    comment, early = contents.comment(), early_stop_note(result)
+    early = early_stop_note(result)
     prov = getattr(result, "provenance", None) or {}
     scenario = scenario_note(prov)
-    tags = []
-    if early:   # a run stopped early, or short of its target uncertainty, says so where a planning system shows it
+    override = override_note(prov)
+    # the tags, each as its forms (longest first, its key word last), in the order they are written: a run stopped
+    # early, or short of its target uncertainty (said where a planning system shows it), a robustness scenario, told
+    # from the nominal dose (review A, F5), a dose computed past a refusal (simulate's allow=, plan.allow_*: API
+    # audit 22, F1)
+    said: list[tuple[list[str], str, list[str]]] = []   # DoseComment forms; SeriesDescription separator, forms
+    if early:
         short = "INCOMPLETE" if "stopped" in early else "TARGET UNC NOT REACHED"
         pct = re.search(r"\(([\d.e+-]+ %)\)", early)
-        tags.append(f"{short} {pct.group(1)}" if "stopped" in early and pct else short)
-        series_description = _fit_lo(f"{series_description} {tags[-1]}")
-    if scenario:   # and so does a robustness scenario, told from the nominal dose (review A, F5)
-        tags.append("SCENARIO")
-        series_description = _fit_lo(f"{series_description} {scenario_note(prov, short=True)}")
-    # the room the plan reference's note leaves (write_rtdose adds it whole: before, a tag and the placeholder's note
-    # cut "to medium" / "physical" off the comment, which mcproton check reads back)
+        forms = [f"{short} {pct.group(1)}", short] if "stopped" in early and pct else [short]
+        said.append((forms, " ", forms))
+    if scenario:
+        said.append((["SCENARIO"], " ", [scenario_note(prov, short=True), "scenario"]))
+    if override:
+        forms = [override_note(prov, short=True), "OVERRIDE"]
+        said.append((forms, "; ", forms))
     note = plan_reference_note(study.plan_sop_instance_uid or None, study.plan_sop_class_uid)
-    room = 64 - (len(note) + 2 if note else 0)
-    override = override_note(prov)
-    if override:   # and a dose computed past a refusal (simulate's allow=, plan.allow_*): API audit 22, F1
-        short_override = override_note(prov, short=True)
-        tags.append(short_override if len(" ".join([*tags, short_override])) <= room - _MIN_COMMENT - 2
-                    else "OVERRIDE")
-        series_description = _fit_lo(series_description, short_override)
-    if tags:
-        tag = " ".join(tags)
-        comment = f"{tag}; {contents.comment(room - len(tag) - 2)}"
+    comment, note_in_comment = _tagged_comment(contents, [c for c, _, _ in said], note)
+    series_description = _tagged_description(series_description, [(sep, d) for _, sep, d in said])
     unc = float(getattr(result, "mean_rel_uncertainty_50", float("nan")))
     about = (f"{int(getattr(result, 'primaries', 0) or 0):,} primaries"
              + (f" of {int(prov['primaries_requested']):,} requested" if prov.get("primaries_requested") else "")
@@ -605,7 +620,8 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
                            referenced_beam_number=contents.beam_numbers
                            if contents.summation_type in _NEEDS_BEAMS else None, dose_comment=comment,
                            series_description=series_description, image_comments=about,
-                           heterogeneity=getattr(g, "tissue_heterogeneity", ("IMAGE",)), **series)
+                           heterogeneity=getattr(g, "tissue_heterogeneity", ("IMAGE",)),
+                           plan_note_in_comment=note_in_comment, **series)
     return {"path": str(path), **contents.as_dict(), **_written_references(written, study),
             "max_dose": float(d.max())}
 
@@ -693,8 +709,6 @@ def scenario_note(provenance: dict, *, short: bool = False) -> str:
 
 #: the refusals passed (mcproton._run.inputs.OVERRIDES) in the few characters of an LO value
 _OVERRIDE_SHORT = {"other_frame": "frame", "position_mismatch": "position", "shifter_inside": "shifter"}
-#: the room a DoseComment tag leaves for what DICOM cannot say ("to medium, physical", "to water, RBE 1.1")
-_MIN_COMMENT = 21
 
 
 def override_note(provenance: dict, *, short: bool = False) -> str:
@@ -716,6 +730,53 @@ def override_note(provenance: dict, *, short: bool = False) -> str:
         return "OVERRIDE " + ",".join(_OVERRIDE_SHORT.get(k, k) for k in names)
     return ("OVERRIDE: computed past mcproton's refusal, as told to (allow= in Python, plan.allow_* in mcproton run): "
             + "; ".join(f"{k}: {OVERRIDES.get(k, 'not known')}" for k in names) + "; confirm the dose before use")
+
+
+def _shortened(forms: Sequence[Sequence[str]]):
+    """The tags to try, from each tag's forms (longest first; the last is its key word, never shortened further):
+    all longest; then the last tag's key word; then the last two's; ... (in write_result_rtdose's order: the
+    refusals passed of OVERRIDE go first, then a scenario's details, then an INCOMPLETE's percentage)."""
+    n = len(forms)
+    for k in range(n + 1):
+        yield [f[0] if i < n - k else f[-1] for i, f in enumerate(forms)]
+
+
+def _tagged_comment(contents: DoseContents, forms: Sequence[Sequence[str]], note: str) -> tuple[str, bool]:
+    """The DoseComment of :func:`write_result_rtdose`, and whether the plan reference's ``note`` stays in it: the
+    tags (``forms``: :func:`_shortened`), then what the file holds (:meth:`DoseContents.comment`), within the 64
+    characters of LO.  Kept whatever else goes: the dose label ("to medium, physical", "to water, RBE 1.1", which
+    mcproton check reads back, :meth:`DoseContents.label`), then each tag's key word; to make room the tags are
+    shortened (never cut mid-word), then the note moves to ImageComments (write_rtdose's ``plan_note_in_comment``),
+    then the contents give up their beams and fractions.  Before (the review of 2026-12-06, R3), a tag beside the
+    note cut the label to "to m" and OVERRIDE to "OVERR"; a placeholder or replaced plan reference cut the label of
+    a dose of 2 beams without any tag."""
+    label = len(contents.label())
+    for keep in ((True, False) if note else (False,)):
+        room = 64 - (len(note) + 2 if keep else 0)
+        for tags in _shortened(forms):
+            tag = " ".join(tags)
+            left = room - (len(tag) + 2 if tag else 0)
+            if left >= label:
+                return (f"{tag}; " if tag else "") + contents.comment(left), keep
+    # the longest key words ("TARGET UNC NOT REACHED SCENARIO OVERRIDE", 40) and label (22) take 64: never here
+    raise RuntimeError(f"the RT Dose's tags {' '.join(f[-1] for f in forms)!r} and its label {contents.label()!r} "
+                       "do not fit the 64 characters of its DoseComment; please report this")
+
+
+def _tagged_description(base: str, tags: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """The SeriesDescription ``base`` with the tags (each its separator and forms, :func:`_shortened`) after it,
+    within the 64 characters of LO: the tags are shortened as in the DoseComment, and only where their key words
+    leave too little room is ``base`` cut, at a word boundary (before, a scenario's note was cut to "s")."""
+    base = " ".join(str(base).replace("\\", "/").split())
+    for chosen in _shortened([f for _, f in tags]):
+        text = "".join(sep + t for (sep, _), t in zip(tags, chosen))
+        if len(base) + len(text) <= 64:
+            return base + text
+    room = 64 - len(text)
+    cut = base[:room]
+    if len(base) > room and base[room] != " " and " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return (cut.rstrip(" ,;") + text).lstrip(" ;")
 
 
 def _fit_lo(text: str, note: str = "") -> str:

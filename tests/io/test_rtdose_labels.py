@@ -375,6 +375,105 @@ def test_a_tagged_dose_comment_keeps_water_or_medium_and_the_rbe():
     assert rbe.comment(64 - 24) == "30 of 30 fx, 12 beams, to water, RBE 1.1"
 
 
+#: the tags of write_result_rtdose's DoseComment, as (what sets them in the provenance, their key words)
+_EARLY = {"none": ({}, []),
+          "INCOMPLETE 30 %": ({"primaries_requested": 1000, "stop_reason": "time_limit"}, ["INCOMPLETE"]),
+          "INCOMPLETE 0.123 %": ({"primaries_requested": 243_902, "stop_reason": "time_limit"}, ["INCOMPLETE"]),
+          "TARGET UNC NOT REACHED": ({"stop_reason": "target_uncertainty", "target_uncertainty": 1e-4,
+                                      "target_reached": False}, ["TARGET UNC NOT REACHED"])}
+_OVERRIDES = ([], ["position_mismatch"], ["other_frame", "position_mismatch", "shifter_inside"])
+_PLANS = {"valid plan": "1.2.826.0.1.3680043.8.498.4242", "no plan": None,
+          "invalid plan UID": "1.2.840.10008.5.1.4.1.1.481.8"}   # OpenTPS's: the RT Ion Plan Storage class UID
+_LABELS = {"medium, physical": ("medium", None), "water, RBE 1.1": ("water", 1.1)}   # their label: "to " + key
+
+
+@pytest.fixture(scope="module")
+def small_result():
+    import warnings
+
+    from mcproton import Beam, StudyReference, box_phantom, simulate
+
+    g = box_phantom("water", (20.0, 20.0, 40.0), (4.0, 4.0, 2.0))
+    g.study = StudyReference(frame_of_reference_uid="1.2.826.0.1.3680043.8.498.4243", patient_position="HFS")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return simulate(g, Beam.pencil(70.0, position_mm=(0, 0, -5), total_protons=1e9),
+                        {"primaries": 300, "batches": 10, "backend": "cpu", "threads": 1}, log=None)
+
+
+@pytest.mark.parametrize("plan", list(_PLANS))
+@pytest.mark.parametrize("label", list(_LABELS))
+def test_every_tag_beside_a_plan_note_keeps_its_key_word_and_the_dose_label(tmp_path, small_result, plan, label):
+    """The review of 2026-12-06, R3: with OVERRIDE and another tag beside the plan reference's note (no plan: a
+    placeholder; an invalid plan UID: replaced), the DoseComment's "to medium, physical" was cut to "to m" and OVERRIDE
+    to "OVERR" (INCOMPLETE + SCENARIO + the placeholder: "to m" before any override; INCOMPLETE alone beside it:
+    "to medium, ph"), so mcproton check no longer read it as dose to medium, and a SCENARIO's note in the
+    SeriesDescription was cut to "s".  Now, for every combination of tags, plan reference and dose label: the
+    DoseComment ends with the label and holds each tag's key word, never a word cut off; the SeriesDescription holds
+    each key word too; the note is in the DoseComment where it fits, else in ImageComments (always there); and
+    mcproton check reads the label back from the file."""
+    import copy
+    import itertools
+    import warnings
+
+    from mcproton._check.api import dose_to_statement
+    from mcproton._io.rtdose import DoseContents, write_result_rtdose
+
+    dose_to, rbe = _LABELS[label]
+    uid = _PLANS[plan]
+    contents = (DoseContents("BEAM", 30, 30, list(range(1, 13)), 12, dose_to, rbe, 30.0, uid) if uid else
+                DoseContents("PLAN", n_beams=2, dose_to=dose_to, rbe=rbe))   # the longest comments of each
+    note = {"valid plan": "", "no plan": "no RT Plan: placeholder plan ref",
+            "invalid plan UID": "invalid plan UID replaced"}[plan]
+    label_text = f"to {label}"
+    for k, ((early, (prov_early, early_words)), scenario, overrides) in enumerate(
+            itertools.product(_EARLY.items(), (False, True), _OVERRIDES)):
+        r = copy.copy(small_result)
+        r.provenance = {**small_result.provenance, **prov_early, "overrides": overrides}
+        if scenario:
+            r.provenance["beam"] = {**(r.provenance.get("beam") or {}), "isocentre_shift_mm": [3.0, 0.0, -2.5]}
+        words = early_words + ["SCENARIO"] * scenario + ["OVERRIDE"] * bool(overrides)
+        path = tmp_path / f"rd{k}.dcm"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # the replaced plan UID's warning; the result has no body outline
+            write_result_rtdose(r, path, contents=copy.deepcopy(contents))
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        dc, sd, ic = str(ds.DoseComment), str(ds.SeriesDescription), str(ds.get("ImageComments", ""))
+        case = f"{early}, scenario {scenario}, overrides {overrides}, {plan}, {label}: {dc!r} / {sd!r}"
+        assert len(dc) <= 64 and len(sd) <= 64, case
+        body = dc.removesuffix(f"; {note}") if note else dc
+        assert body.endswith(label_text) and label_text not in body[:-len(label_text)], case
+        tags = body[:-len(label_text)].split("; ")[0] if words else ""
+        assert all(w in tags for w in words) and all(w.lower() in sd.lower() for w in words), case
+        assert "OVERR" not in dc.replace("OVERRIDE", "") and "INCOMPL" not in dc.replace("INCOMPLETE", ""), case
+        if early.startswith("INCOMPLETE"):   # the percentage, where the DoseComment has no room for it
+            assert early in sd, case
+        assert (note in ic) and (not note or dc.endswith(f"; {note}") or note not in dc), case
+        if not words and note:   # no tag: the note always fits beside the label
+            assert dc.endswith(f"; {note}"), case
+        if not words:
+            assert sd == "mcproton dose", case
+        assert dose_to_statement([path])[0] == dose_to, case
+
+
+def test_tags_fit_the_longest_dose_label_and_a_long_series_description():
+    """The fitting of R3 on its limits: the longest key words ("TARGET UNC NOT REACHED SCENARIO OVERRIDE") beside
+    the longest label (an RBE of 6 significant digits, "to medium, RBE 1.23457") and either plan note fill the 64
+    characters exactly; a long series description given by the caller gives way to the tags at a word boundary."""
+    from mcproton._io.rtdose import DoseContents, _tagged_comment, _tagged_description
+
+    forms = [["TARGET UNC NOT REACHED"], ["SCENARIO"], ["OVERRIDE frame,position,shifter", "OVERRIDE"]]
+    for note in ("", "no RT Plan: placeholder plan ref", "invalid plan UID replaced"):
+        for c in (DoseContents("PLAN", dose_to="medium", rbe=1.234567),
+                  DoseContents("FRACTION_SESSION", 1, 17, [1, 2, 3], 3, "water", 0.5, 1.0, "")):
+            text, kept = _tagged_comment(c, forms, note)
+            assert not kept and text == f"TARGET UNC NOT REACHED SCENARIO OVERRIDE; {c.label()}", text
+    sd = _tagged_description("mcproton beam dose of the spinal field, upper", [
+        (" ", ["INCOMPLETE 0.123 %", "INCOMPLETE"]), (" ", ["scenario iso +3,+0,-2.5 mm, cal. modified", "scenario"]),
+        ("; ", ["OVERRIDE frame,position,shifter", "OVERRIDE"])])
+    assert sd == "mcproton beam dose of the spinal INCOMPLETE scenario; OVERRIDE", sd
+
+
 @pytest.mark.parametrize("hu, outline, why", [(0, "none", 'none (output.body_outline = "none")'),
                                               (-500, "auto", "none found (no CT voxel above -400 HU)")])
 def test_a_ct_run_without_a_body_outline_keeps_its_warnings(tmp_path, capsys, hu, outline, why):
