@@ -760,7 +760,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
                     ray_spacing_mm: float | None = None, step_mm: float = 0.5,
                     min_fraction: float = 0.5, chunk_samples: int = 1 << 21, noise_rel: np.ndarray | None = None,
                     seed: int = 0, stream: int = 0, body: np.ndarray | None = None,
-                    field: np.ndarray | None = None) -> dict[str, Any]:
+                    field: np.ndarray | None = None, field_name: str = "the beam") -> dict[str, Any]:
     """Distal R80 of MC minus TPS along rays parallel to the beam, one per beam's-eye-view pixel where the
     TPS dose or the MC dose along the ray reaches ``min_fraction`` of its own maximum: its robust maximum
     (:func:`robust_max`, the 99.9th percentile of its voxels with dose; the single largest voxel let one hot voxel
@@ -770,10 +770,15 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     (fewer are not judged; ``note`` says why).
 
     ``field``: the beam's own dose (the MC's, on the grid of ``ref``) where ``ref`` and ``ev`` are the plan's total
-    doses (no per-beam TPS dose): only the rays on which it reaches ``min_fraction`` of its robust maximum are
-    taken.  Along the whole total dose the rays of a beam took every other field's dose in its direction: a CSI's
-    cranial fields failed their range rows for a spinal field missing from the TPS dose, and two spinal fields of
-    one direction on different isocentres gave one identical row (CSI audit 2026-12-06, F2).
+    doses (no per-beam TPS dose): the rays are those on which it reaches ``min_fraction`` of its robust maximum,
+    whatever the totals reach there (``field_name``, e.g. "beam(s) 2", names it in the note).  Along the whole total
+    dose the rays of a beam took every other field's dose in its direction: a CSI's cranial fields failed their
+    range rows for a spinal field missing from the TPS dose, and two spinal fields of one direction on different
+    isocentres gave one identical row (CSI audit 2026-12-06, F2).  The totals' 50 % is not required as well: a
+    lower-dose field on its own isocentre (a nodal or elective field, a spinal segment at 40 % of the cranial
+    dose) reaches nowhere 50 % of the plan's maximum and so lost every ray and both range rows (check review
+    2026-12-06, finding 1).  On those rays each total still has an edge where it reaches :data:`EDGE_FRACTION` of
+    its own maximum: a field missing from the TPS dose gives rays without a TPS edge (outside every tolerance).
 
     Noise floor (``noise_rel``: the MC's relative uncertainty per voxel of ``ev``, on the grid of ``ref``).  MC
     noise moves the distal-most 80 % crossing distally (a spike beyond the edge) and spreads the rays: on APTG
@@ -812,7 +817,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     iso = np.asarray(isocentre, float)
     top = robust_max(ref)
     if top <= 0:
-        return _not_evaluable({"rays": 0}, min_fraction)
+        return _not_evaluable({"rays": 0}, min_fraction, field_name if field is not None else None)
     top_ev = robust_max(ev)
     # BEV extent: the voxels of either dose above min_fraction of its own maximum projected onto the BEV plane (the
     # TPS's alone: an MC field wider than the TPS's was never looked at, review B of 2026-12-06, F3)
@@ -821,7 +826,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         own = np.asarray(field, np.float64)
         top_own = robust_max(own)
         if top_own <= 0:
-            return _not_evaluable({"rays": 0}, min_fraction)
+            return _not_evaluable({"rays": 0}, min_fraction, field_name)
         hot = np.argwhere(own >= min_fraction * top_own)
     else:
         hot = np.argwhere((ref >= min_fraction * top) | ((ev >= min_fraction * top_ev) if top_ev > 0 else False))
@@ -851,14 +856,15 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         coords = [(start[s0:s0 + per, k, None] + td[None, :, k] - org[k]) / sp[k] for k in (2, 1, 0)]
         pr = map_coordinates(ref, coords, order=1, mode="constant", cval=0.0)
         pe = map_coordinates(ev, coords, order=1, mode="constant", cval=0.0)
-        # a ray where either dose reaches min_fraction of its own maximum; on it, a dose has an edge where it
-        # reaches EDGE_FRACTION of its own maximum and has a distal R80 (so that a dose absent from a ray, not a
-        # dose a little lower in the other's penumbra, is "without an edge")
+        # a ray where either dose reaches min_fraction of its own maximum (with ``field``: where the beam's own
+        # field does, alone); on it, a dose has an edge where it reaches EDGE_FRACTION of its own maximum and has a
+        # distal R80 (so that a dose absent from a ray, not a dose a little lower in the other's penumbra, is
+        # "without an edge")
         in_r, in_e = pr.max(axis=1), pe.max(axis=1)
-        hit = (in_r >= min_fraction * top) | ((in_e >= min_fraction * top_ev) if top_ev > 0 else False)
         if own is not None:
-            on_field = map_coordinates(own, coords, order=1, mode="constant", cval=0.0).max(axis=1)
-            hit &= on_field >= min_fraction * top_own
+            hit = map_coordinates(own, coords, order=1, mode="constant", cval=0.0).max(axis=1) >= min_fraction * top_own
+        else:
+            hit = (in_r >= min_fraction * top) | ((in_e >= min_fraction * top_ev) if top_ev > 0 else False)
         if not hit.any():
             continue
         pr, pe, in_r, in_e = pr[hit], pe[hit], in_r[hit], in_e[hit]
@@ -888,7 +894,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
                               {"rays": 0, **counts, "ray_spacing_mm": ds, "median_mm": nan, "mean_mm": nan,
                                "p5_mm": nan, "p95_mm": nan, "within_1mm": 0.0, "within_2mm": 0.0,
                                "values_mm": np.zeros(0), "bev_uv_mm": np.zeros((0, 2)), "robust_max_gy": top},
-                              min_fraction)
+                              min_fraction, field_name if own is not None else None)
     arr = np.column_stack([np.concatenate(keep_ab), np.concatenate(keep_r)])
     diff = arr[:, 3] - arr[:, 2]
     judged = n + sum(one_sided)   # a ray with an edge in one dose only is outside every tolerance
@@ -908,7 +914,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
                     "noise_p95_mm": float(np.percentile(dn[fin_n], 95)),
                     "noise_within_2mm": float(np.mean(np.abs(dn) <= 2.0)),
                     "noise_matched_median_mm": float(np.median(diff) - np.median(dn[fin_n]))})
-    return _not_evaluable(out, min_fraction)
+    return _not_evaluable(out, min_fraction, field_name if own is not None else None)
 
 
 def _one_edge_as_inf(r2: np.ndarray, r1: np.ndarray) -> np.ndarray:
@@ -920,16 +926,19 @@ def _one_edge_as_inf(r2: np.ndarray, r1: np.ndarray) -> np.ndarray:
     return d
 
 
-def _not_evaluable(out: dict[str, Any], min_fraction: float) -> dict[str, Any]:
+def _not_evaluable(out: dict[str, Any], min_fraction: float, field_name: str | None = None) -> dict[str, Any]:
     """``out`` (a range_agreement result) with ``evaluable`` and, below :data:`MIN_RANGE_RAYS` rays with a distal
-    R80 in either dose (those compared and those with an edge in one dose only), the ``note``."""
+    R80 in either dose (those compared and those with an edge in one dose only), the ``note``; ``field_name``: the
+    rays were those through a beam's own field (range_agreement's ``field``), which the note then names."""
     n = int(out.get("rays", 0)) + int(out.get("rays_without_mc_edge", 0)) + int(out.get("rays_without_tps_edge", 0))
     out["evaluable"] = n >= MIN_RANGE_RAYS
     if not out["evaluable"]:
+        where = (f"reach {100 * min_fraction:g} % of the TPS's or the MC's robust maximum" if field_name is None else
+                 f"cross {field_name}'s own field (where the MC's dose of {field_name} reaches "
+                 f"{100 * min_fraction:g} % of its robust maximum)")
         out["note"] = (f"not evaluable ({n} ray{'' if n == 1 else 's'}): fewer than {MIN_RANGE_RAYS} beam's-eye-view "
-                       f"rays reach {100 * min_fraction:g} % of the TPS's or the MC's robust maximum with a distal "
-                       "fall-off on the grid, too few for a field's range; the range levels are not judged (look at "
-                       "the beam's dose maps)")
+                       f"rays {where} with a distal fall-off on the grid, too few for a field's range; the range "
+                       "levels are not judged (look at the beam's dose maps)")
     return out
 
 

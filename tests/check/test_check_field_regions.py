@@ -160,3 +160,38 @@ def test_an_organ_at_risk_with_a_near_zero_tps_dose_is_given_in_gy_not_percent()
     notes = oar_notes({"lumbar": row(0.000249, 8.26), "cord": row(13.4, 21.1)}, 21.3)
     assert len(notes) == 1 and "lumbar Dmean +8.26 Gy (0.000249 -> 8.26 Gy; the TPS value below 2 %" in notes[0]
     assert "cord Dmean +57.5 % (13.4 -> 21.1 Gy)" in notes[0] and "3301" not in notes[0], notes
+
+
+def test_a_lower_dose_field_on_its_own_isocentre_keeps_its_range_rows(two_iso):
+    """Check review 2026-12-06, finding 1: field 2 at 40 % of field 1's dose (a nodal or elective field, a spinal
+    segment of lower dose) reaches nowhere 50 % of the plan's maximum.  Its rays were those where the total reached
+    50 % of its maximum *and* its own field 50 % of its own: 12 rays, "not evaluable", both rows gone (before CSI F2
+    they were field 1's rays, 868, with field 1's median).  Now its own field's rays alone: both rows, on rays other
+    than field 1's."""
+    F = two_iso["fields"]()
+    case = dict(two_iso, fields=lambda dz2=0.0: {1: F[1], 2: 0.4 * F[2]})
+    res = _check(case, "lowdose", F[1] + 0.4 * F[2])
+    assert res.passed, res.failed
+    assert all(r["evaluable"] for r in res.ranges.values()), {b: r.get("note") for b, r in res.ranges.items()}
+    r2 = _rows(res, "beam 2: ")
+    assert sum("R80" in q for q in r2) == 2 and all(r2.values()), r2
+    assert res.ranges[2]["rays"] >= 100 and res.ranges[2]["rays"] != res.ranges[1]["rays"], res.ranges[2]["rays"]
+    assert "whatever the plan's total reaches" in res.ranges[2]["rays_through"]
+
+
+def test_a_range_not_evaluable_on_a_field_says_the_rays_were_the_fields():
+    """The "not evaluable" note of rays chosen by a beam's own field names that field, not the totals' 50 %."""
+    from mcproton._check.compare import range_agreement
+
+    axes = (np.arange(20) * 2.0, np.arange(20) * 2.0, np.arange(20) * 2.0)
+    tot = np.zeros((20, 20, 20))
+    tot[5:15, 2:12, 5:15] = 1.0
+    own = np.zeros_like(tot)
+    own[9, 2:12, 9] = 1.0   # one BEV pixel (a pencil of the field): too few rays
+    r = range_agreement(axes, tot, tot, (0.0, 1.0, 0.0), (19.0, 19.0, 19.0), field=own, field_name="beam 2")
+    assert not r["evaluable"]
+    assert "cross beam 2's own field (where the MC's dose of beam 2 reaches 50 % of its robust maximum)" in r["note"]
+    r = range_agreement(axes, tot, tot, (0.0, 1.0, 0.0), (19.0, 19.0, 19.0), field=np.where(own > 0, 0.0, own))
+    assert "the beam's own field" in r["note"], r["note"]
+    r = range_agreement(axes, 0.0 * tot, tot, (0.0, 1.0, 0.0), (19.0, 19.0, 19.0))
+    assert "of the TPS's or the MC's robust maximum" in r["note"], r["note"]
