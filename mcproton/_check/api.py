@@ -126,7 +126,8 @@ class CheckResult:
     # the MC/TPS dose level of each beam with a per-beam TPS dose (compare.beam_dose_ratio)
     beam_dose: dict[int, dict] = field(default_factory=dict)
     # the field region of each beam without a per-beam TPS dose in a plan of several beams (api.field_regions):
-    # voxels, own_fraction, judged (or why not), gamma_2_2, centroid_mc_minus_tps_mm (x, y, z); "mask" not in the JSON
+    # voxels, own_fraction, judged (or why not), gamma_2_2, centroid_mc_minus_tps_mm (x, y, z); "mask" (a judged
+    # region's, on the TPS grid) not in the JSON nor in numbers_only()
     field_regions: dict[int, dict] = field(default_factory=dict)
     # arrays (not in the JSON): the doses on the TPS grid and the body outline
     tps_gy_zyx: np.ndarray | None = field(default=None, repr=False)
@@ -175,7 +176,7 @@ class CheckResult:
         keys = ("passed", "self_compared", "checks", "gamma", "dose_difference", "structures", "ranges",
                 "beam_gamma", "diagnostics", "diagnostic_kinds", "warnings", "pairing", "provenance", "timings_s",
                 "settings", "levels", "mc_rtdose", "beam_dose")
-        regions = {b: {k: v for k, v in r.items() if k != "mask"} for b, r in self.field_regions.items()}
+        regions = self._regions_without_masks()
         from ..errors import EXIT_FAIL, EXIT_PASS
 
         # schema_version, status and exit_status first: what a script reads before anything else (automation audit,
@@ -223,12 +224,18 @@ class CheckResult:
 
     def numbers_only(self) -> "CheckResult":
         """A copy that keeps the numbers (everything in ``to_dict()``, the file names) and drops the dose arrays,
-        masks, MC dose and inputs (what a batch keeps of each patient: its memory is then one patient's); its
-        ``figures()`` are refused."""
+        masks (the structures' and the field regions'), MC dose and inputs (what a batch keeps of each patient: its
+        memory is then one patient's); its ``figures()`` are refused.  The field regions' masks are full TPS-grid
+        arrays, one per judged region: a batch kept them for every multi-isocentre patient (check review 2026-12-06,
+        finding 3)."""
         import dataclasses
 
         return dataclasses.replace(self, tps_gy_zyx=None, mc_gy_zyx=None, body_zyx=None, masks={}, axes_zyx=None,
-                                   mc=None, inputs=None)
+                                   mc=None, inputs=None, field_regions=self._regions_without_masks())
+
+    def _regions_without_masks(self) -> dict[int, dict]:
+        """``field_regions`` without each region's ``mask`` (a new dict per region; the result's own keep theirs)."""
+        return {b: {k: v for k, v in r.items() if k != "mask"} for b, r in self.field_regions.items()}
 
     def summary(self) -> str:
         """The console's summary: the verdict, the action levels, the notes and warnings, one line each.  Names
@@ -2097,7 +2104,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     # normalised to the TPS's maximum in it (CSI audit 2026-12-06, F1)
     regions = field_regions(mc.beams_gy_zyx, mc.total_gy_zyx, body, axes, inp.beams)
     region_ids = [b for b, r in regions.items() if r["judged"]]
-    jobs += [((axes, np.where(regions[b]["mask"], tps, 0.0), mc.total_gy_zyx, regions[b]["mask"]),
+    # (the TPS dose itself: the gamma takes the reference in its ``body``, the region, and normalises to its maximum
+    # there; a copy of the whole grid per region, np.where(mask, tps, 0), changed nothing: check review 2026-12-06,
+    # finding 4)
+    jobs += [((axes, tps, mc.total_gy_zyx, regions[b]["mask"]),
               {"dose_pcts": [2.0], "dist_mm": 2.0, **common}) for b in region_ids]
     n_workers = len(jobs) if gamma_workers is None else int(gamma_workers)
     n_workers = max(1, min(n_workers, len(jobs), usable_cpus()))   # the CPUs this process may run on

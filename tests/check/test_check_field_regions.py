@@ -114,6 +114,11 @@ def test_a_correct_two_isocentre_plan_dose_passes_with_a_row_for_the_separate_fi
     assert res.field_regions[2]["judged"] and res.field_regions[2]["own_fraction"] > 0.5
     assert res.to_dict()["field_regions"]["2"]["gamma_2_2"]["pass_rate"] == 1.0
     assert "mask" not in res.to_dict()["field_regions"]["2"]
+    # what a batch keeps of a patient has no region masks (full-grid arrays; check review 2026-12-06, finding 3)
+    small = res.numbers_only()
+    assert not any("mask" in r for r in small.field_regions.values()), small.field_regions
+    assert small.field_regions[2]["gamma_2_2"] == res.field_regions[2]["gamma_2_2"]
+    assert res.field_regions[2]["mask"].shape == res.tps_gy_zyx.shape   # the full result keeps them
     assert not any("seems to be missing" in n or "centroid" in n for n in res.diagnostics), res.diagnostics
     assert any(n.startswith("a plan of 2 isocentres checked without per-beam TPS doses") for n in res.diagnostics)
 
