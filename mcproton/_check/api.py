@@ -663,8 +663,10 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     named before any centroid note.  ``beams_in_tps``: the per-beam TPS doses; with them the high-dose centroid is
     compared per beam (:func:`_centroid_notes`), else per field region (``regions``, :func:`field_regions`:
     :func:`_field_centroid_notes`) and, where none is named, on the plan dose; not at all where the MC's
-    uncertainty level failed (``noise_ok`` False: the 50 % boundary then moves with the noise) or a beam is named
-    as missing (:func:`missing_beams`, named first)."""
+    uncertainty level failed (``noise_ok`` False: the 50 % boundary then moves with the noise).  Where a beam is
+    named as missing (:func:`missing_beams`, named first) the field regions' and the plan dose's centroids are not
+    compared (the missing field moves them), the per-beam ones still are (a beam with its own TPS dose: before the
+    check review of 2026-12-06, finding 9, its genuine shift went unnamed there)."""
     notes = []
     sel = body & (ref >= 0.1 * ref[body].max())
     s_ref, s_mc = float(ref[sel].sum()), float(mc.total_gy_zyx[sel].sum())
@@ -704,11 +706,13 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
                      "the plan the TPS computed)")
     notes += [f"a range shifter inside the patient: {n}" for n in getattr(mc, "shifter_notes", None) or []]
     notes += _beam_dose_notes(beam_dose or {}, ranges or {}, ratio_limit_pct, limit_mm)
-    if noise_ok and not gone:   # a missing beam explains a moved centroid: not also called a shift
+    if noise_ok and beams_in_tps:   # per beam, each its own TPS dose: a missing other beam moves none of them
+        notes += _centroid_notes(ref, mc, body, axes, beams_in_tps)   # (check review 2026-12-06, finding 9)
+    if noise_ok and not gone:   # a missing beam explains a moved centroid of the plan dose: not also called a shift
         field_notes = _field_centroid_notes(ref, mc, axes, regions or {})
         notes += field_notes
-        if not field_notes:   # the plan dose's centroid: only where no field's is named
-            notes += _centroid_notes(ref, mc, body, axes, beams_in_tps)
+        if not field_notes and not beams_in_tps:   # the plan dose's centroid: only where no field's is named
+            notes += _centroid_notes(ref, mc, body, axes, {})
     uniform = [note for b, r in sorted((ranges or {}).items())
                if r.get("same_rays_as") is None and (note := uniform_range_note(range_label(b, r), r, limit_mm))]
     notes += uniform

@@ -167,3 +167,27 @@ def test_a_constant_rbe_dose_is_not_called_variable_rbe_even_shifted(shift):
         fit = let_ratio_slope(tps, mc.total_gy_zyx, mc.let_d_kev_um_zyx, body, axes)
         assert not any("variable RBE" in n for n in notes), (seed, fit)
         assert abs(fit["slope_pct_per_kev_um"]) < 1.0, fit
+
+
+def test_a_missing_beam_keeps_the_centroid_notes_of_the_beams_with_their_own_tps_dose():
+    """Check review 2026-12-06, finding 9: in a mixed export (per-beam TPS doses for beams 1 and 2, beam 3 only in
+    the plan) with beam 3 missing from the TPS dose, every centroid note was dropped, so beam 2 moved by 3 mm in
+    the MC was not named.  A missing beam moves the plan dose's centroid and its field regions', not a per-beam
+    dose's: those notes stay; the plan dose's is still left out."""
+    from scipy.special import erf
+
+    z, y, x = np.arange(0, 400.0, 4), np.arange(0, 80.0, 4), np.arange(0, 80.0, 4)
+    Z, Y, X = np.meshgrid(z, y, x, indexing="ij")
+
+    def field(z0, z1, sh=0.0):
+        def e(a, b):
+            return 0.5 * erf((a - b) / 6)
+        return (e(Z, z0) - e(Z, z1)) * (e(X, 20) - e(X, 60)) * (e(Y + sh, 20) - e(Y + sh, 60))
+
+    tps = {1: field(20, 120), 2: field(150, 250)}
+    mc = _mc({1: tps[1], 2: field(150, 250, 3.0), 3: field(280, 380)})
+    body = np.ones(Z.shape, bool)
+    notes = _diagnose(tps[1] + tps[2], mc, body, (z, y, x), SimpleNamespace(fractions=1), tps)
+    assert any("beam 3 seems to be missing from the TPS dose" in n for n in notes), notes
+    assert any(n.startswith("beam 2: the high-dose centroid") for n in notes), notes
+    assert not any("beam 1: the high-dose centroid" in n or n.startswith("the high-dose centroid") for n in notes)
