@@ -909,21 +909,28 @@ def _field_centroid_notes(ref: np.ndarray, mc: MCDose, axes: Sequence[np.ndarray
 
 
 def field_region_notes(regions: Mapping[int, dict], beam_meta: Mapping[int, Mapping[str, Any]]) -> list[str]:
-    """A remark where a plan of several isocentres is checked with beams that have no per-beam TPS dose: which are
-    compared per field region (:func:`field_regions`) and which only in the plan-level rows, and why."""
+    """A remark where beams without a per-beam TPS dose are checked in a plan of several isocentres, or get a field
+    region row in a plan of one: which are compared per field region (:func:`field_regions`) and which only in the
+    plan-level rows, and why.  The rows go by where a beam's dose is its own, not by the isocentres: fields that
+    cover separate parts of one target from one isocentre (APTG plan03's anterior and posterior halves) get them
+    too, and before the check review of 2026-12-06 (finding 6) they came with no remark there."""
     if not regions:
         return []
     isos = {tuple(np.round(np.asarray(m["isocenter_mm"], float), 1)) for m in beam_meta.values()
             if m.get("isocenter_mm") is not None}
-    if len(isos) < 2:
-        return []
     judged = [b for b, r in sorted(regions.items()) if r["judged"]]
+    if len(isos) < 2 and not judged:
+        return []
     not_judged = [f"beam {b}: {r['why']}" for b, r in sorted(regions.items()) if not r["judged"]]
-    said = [f"a plan of {len(isos)} isocentres checked without per-beam TPS doses of beam(s) "
+    plan = f"a plan of {len(isos)} isocentres" if len(isos) >= 2 else "a plan"
+    said = [f"{plan} checked without per-beam TPS doses of beam(s) "
             f"{', '.join(map(str, sorted(regions)))}: a shift of one field is diluted in the plan-level rows"]
     if judged:
         said.append(f"beam(s) {', '.join(map(str, judged))} are compared over their own field region of the plan "
-                    "dose (rows 'beam N: gamma 2%/2mm pass rate in its field region of the plan dose')")
+                    "dose (rows 'beam N: gamma 2%/2mm pass rate in its field region of the plan dose'), since each "
+                    f"gives >= {100 * FIELD_REGION_SHARE:g} % of the MC's dose in at least "
+                    f"{100 * FIELD_REGION_OWN_MIN:g} % of its own high-dose voxels: a field of its own, whatever the "
+                    "isocentres (separate fields, or fields that cover separate parts of one target)")
     if not_judged:
         said.append("no field region row for " + "; ".join(not_judged))
     return ["; ".join(said) + "; export the per-beam RT Doses from the planning system for a per-beam check of "

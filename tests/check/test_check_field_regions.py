@@ -200,3 +200,20 @@ def test_a_range_not_evaluable_on_a_field_says_the_rays_were_the_fields():
     assert "the beam's own field" in r["note"], r["note"]
     r = range_agreement(axes, 0.0 * tot, tot, (0.0, 1.0, 0.0), (19.0, 19.0, 19.0))
     assert "of the TPS's or the MC's robust maximum" in r["note"], r["note"]
+
+
+def test_field_region_rows_on_a_plan_of_one_isocentre_come_with_the_remark_that_explains_them():
+    """Check review 2026-12-06, finding 6: the rows go by where a beam's dose is its own, not by the isocentres (APTG
+    plan03: two fields from one isocentre on the target's anterior and posterior halves, 60 % of each one's
+    high-dose voxels its own), but the remark spoke only for plans of >= 2 isocentres: the rows came unexplained."""
+    from mcproton._check.api import field_region_notes
+
+    meta = {1: {"isocenter_mm": (0.0, 0.0, 0.0)}, 2: {"isocenter_mm": (0.0, 0.0, 0.0)}}
+    judged = {b: {"judged": True, "own_fraction": 0.6, "voxels": 95000} for b in (1, 2)}
+    notes = field_region_notes(judged, meta)
+    assert len(notes) == 1 and notes[0].startswith("a plan checked without per-beam TPS doses of beam(s) 1, 2"), notes
+    assert "beam(s) 1, 2 are compared over their own field region" in notes[0]
+    assert "at least 50 % of its own high-dose voxels: a field of its own, whatever the isocentres" in notes[0]
+    # opposed or crossing fields on one target from one isocentre: no row, no remark (as before)
+    why = "its field overlaps the other beams' (...)"
+    assert field_region_notes({b: {"judged": False, "why": why} for b in (1, 2)}, meta) == []
