@@ -329,13 +329,15 @@ NOISE_REALISATIONS = 4
 #: MC-side shift is the mean of these draws' shifts divided by (sqrt(2) - 1) (:data:`MC_SIDE_SCALE`), so their error
 #: is multiplied by 2.41: with 4 draws the MC-corrected D95 of a correct plan at 1 % spread by 1.97 % (1 sd) over 22
 #: seeds, and failed the 3 % level in 6 (statistics audit 2026-12-06, F1; its MC-side shift alone spread by 1.39 %).
-#: With 64 it spreads by 0.4 % of its own (the shift's standard error, ``mc_noise_shift_se_pct``, ~0.15-0.3 % at
-#: 1 %).  Cost, measured on one shared core: a 97 k-voxel target (330 cm3 at 1.5 mm: a large head target) took
+#: With 64 it spreads by 0.4 % of its own (the shift's standard error, ``mc_noise_shift_se_pct``: ~0.15-0.3 % at
+#: 1 % on the audit's 768-voxel box PTV, smaller for larger targets: 0.02 % on the OpenTPS head's CTV, 23.6 cm3 at
+#: 2 mm).  Cost, measured on one shared core: a 97 k-voxel target (330 cm3 at 1.5 mm: a large head target) took
 #: 4 s more than 4 draws, a 20 k-voxel one 0.2 s.
 TARGET_NOISE_REALISATIONS = 64
 #: The MC-corrected D95 fails the level only beyond the level plus this many of its standard errors (the draws'
 #: error of its MC-side shift): the estimator's own noise does not decide a FAIL (audit F1); at 1 % noise that
-#: standard error is ~0.2 %, so the margin is ~0.4 % of a 3 % level.
+#: standard error is ~0.2 % on a 768-voxel target, so the margin is ~0.4 % of a 3 % level there; it shrinks with
+#: the target's size (0.02 % on the OpenTPS head's 23.6 cm3 CTV: a margin of 0.04 %).
 D95_CORRECTED_SE_MULTIPLE = 2.0
 #: The sign of the noise shift of a dose-at-volume metric: zero-mean noise widens a structure's dose distribution, so
 #: its low percentiles go down and its high ones up (Kawrakow 2004, Phys Med Biol 49:1549).  An MC-side shift of the
