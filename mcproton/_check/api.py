@@ -1195,6 +1195,7 @@ def uniform_range_note(beam: int | str, r: dict, limit_mm: float = 1.0) -> str |
 RANGE_ERROR_PCT = 3.0
 #: A systematic offset between the distal R80 of the two dose calculations compared that the note allows for, mm:
 #: measured +0.5 mm between mcproton and MCsquare on the OpenTPS head plan (+0.53 / +0.47 mm, their I-values;
+#: +0.56 / +0.54 mm along the rays through each beam's own field, 2026-12-06;
 #: docs/check.md "Real third-party data"); another planning system's offset is not known, and two mcproton doses
 #: made with other settings (I-values: +0.5 against +0.15 mm against MCsquare there) can differ too
 RANGE_OFFSET_MM = 0.5
@@ -1211,8 +1212,9 @@ def shallow_range_note(label: str, depth_mm: float, limit_mm: float, *, self_com
     """The note of a beam whose distal edge (``distal_depth_mm`` of compare.range_agreement) is too shallow for its
     range level to find a :data:`RANGE_ERROR_PCT` range error for sure (:func:`shallow_range_detection_depth_mm`):
     the level is then that many % of its depth, and a PASS of its range rows does not rule such an error out (audit
-    21 F1: a 3 % error in the OpenTPS head's posterior field passed at the defaults: 41 mm deep in the check, 45 mm
-    on the per-beam split dose the error was put in).  The
+    21 F1: a 3 % error in the OpenTPS head's posterior field passed at the defaults: 41 mm deep in the check then,
+    44 mm along the rays through its own field since 2026-12-06; 45 mm on the per-beam split dose the error was put
+    in).  The
     offset is worded as what it is, an allowance, not a fact of this check: the figure measured against MCsquare is
     named as such, and left out where the check compared mcproton with itself (``self_compared``; there the offset
     is of two mcproton doses made with other settings).  None where the beam is deeper, or the depth is not known

@@ -825,8 +825,8 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     Depth (``body``: the body outline on the grid of ``ref``).  ``distal_depth_mm``: the median over the compared
     rays of the TPS's distal R80 less the ray's entry into the body (its first sample inside; the grid's edge where
     the body reaches it): how deep the beam reaches, which the range level is to be read against, since a relative
-    range error moves the R80 by that fraction of it (audit 21 F1: a 3 % error at 41 mm, the OpenTPS head's PA
-    beam in the check, is 1.24 mm).
+    range error moves the R80 by that fraction of it (audit 21 F1: a 3 % error at 44 mm, the OpenTPS head's PA
+    beam in the check, is 1.32 mm).
 
     The rays are sampled together, ``chunk_samples`` depth samples at a time (memory bounded; the values do not
     depend on it): one trilinear ``map_coordinates`` per dose and chunk, then ``_distal_r80_rows``.  The doses are
