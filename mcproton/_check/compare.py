@@ -799,10 +799,10 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
 
     ``field``: the beam's own dose (the MC's, on the grid of ``ref``) where ``ref`` and ``ev`` are the plan's total
     doses (no per-beam TPS dose): the rays are those on which it reaches ``min_fraction`` of its robust maximum,
-    whatever the totals reach there (``field_name``, e.g. "beam(s) 2", names it in the note).  Along the whole total
-    dose the rays of a beam took every other field's dose in its direction: a CSI's cranial fields failed their
-    range rows for a spinal field missing from the TPS dose, and two spinal fields of one direction on different
-    isocentres gave one identical row (CSI audit 2026-12-06, F2).  The totals' 50 % is not required as well: a
+    whatever the totals reach there (``field_name``, e.g. "beam 2" or "beams 2, 3", names it in the note).  Along
+    the whole total dose the rays of a beam took every other field's dose in its direction: a CSI's cranial fields
+    failed their range rows for a spinal field missing from the TPS dose, and two spinal fields of one direction on
+    different isocentres gave one identical row (CSI audit 2026-12-06, F2).  The totals' 50 % is not required as well: a
     lower-dose field on its own isocentre (a nodal or elective field, a spinal segment at 40 % of the cranial
     dose) reaches nowhere 50 % of the plan's maximum and so lost every ray and both range rows (check review
     2026-12-06, finding 1).  On those rays each total still has an edge where it reaches :data:`EDGE_FRACTION` of
