@@ -126,7 +126,8 @@ class CheckResult:
     # the MC/TPS dose level of each beam with a per-beam TPS dose (compare.beam_dose_ratio)
     beam_dose: dict[int, dict] = field(default_factory=dict)
     # the field region of each beam without a per-beam TPS dose in a plan of several beams (api.field_regions):
-    # voxels, own_fraction, judged (or why not), gamma_2_2, centroid_mc_minus_tps_mm (x, y, z); "mask" not in the JSON
+    # voxels, own_fraction, judged (or why not), gamma_2_2, centroid_mc_minus_tps_mm (x, y, z); "mask" (a judged
+    # region's, on the TPS grid) not in the JSON nor in numbers_only()
     field_regions: dict[int, dict] = field(default_factory=dict)
     # arrays (not in the JSON): the doses on the TPS grid and the body outline
     tps_gy_zyx: np.ndarray | None = field(default=None, repr=False)
@@ -175,7 +176,7 @@ class CheckResult:
         keys = ("passed", "self_compared", "checks", "gamma", "dose_difference", "structures", "ranges",
                 "beam_gamma", "diagnostics", "diagnostic_kinds", "warnings", "pairing", "provenance", "timings_s",
                 "settings", "levels", "mc_rtdose", "beam_dose")
-        regions = {b: {k: v for k, v in r.items() if k != "mask"} for b, r in self.field_regions.items()}
+        regions = self._regions_without_masks()
         from ..errors import EXIT_FAIL, EXIT_PASS
 
         # schema_version, status and exit_status first: what a script reads before anything else (automation audit,
@@ -223,12 +224,18 @@ class CheckResult:
 
     def numbers_only(self) -> "CheckResult":
         """A copy that keeps the numbers (everything in ``to_dict()``, the file names) and drops the dose arrays,
-        masks, MC dose and inputs (what a batch keeps of each patient: its memory is then one patient's); its
-        ``figures()`` are refused."""
+        masks (the structures' and the field regions'), MC dose and inputs (what a batch keeps of each patient: its
+        memory is then one patient's); its ``figures()`` are refused.  The field regions' masks are full TPS-grid
+        arrays, one per judged region: a batch kept them for every multi-isocentre patient (check review 2026-12-06,
+        finding 3)."""
         import dataclasses
 
         return dataclasses.replace(self, tps_gy_zyx=None, mc_gy_zyx=None, body_zyx=None, masks={}, axes_zyx=None,
-                                   mc=None, inputs=None)
+                                   mc=None, inputs=None, field_regions=self._regions_without_masks())
+
+    def _regions_without_masks(self) -> dict[int, dict]:
+        """``field_regions`` without each region's ``mask`` (a new dict per region; the result's own keep theirs)."""
+        return {b: {k: v for k, v in r.items() if k != "mask"} for b, r in self.field_regions.items()}
 
     def summary(self) -> str:
         """The console's summary: the verdict, the action levels, the notes and warnings, one line each.  Names
@@ -656,8 +663,10 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
     named before any centroid note.  ``beams_in_tps``: the per-beam TPS doses; with them the high-dose centroid is
     compared per beam (:func:`_centroid_notes`), else per field region (``regions``, :func:`field_regions`:
     :func:`_field_centroid_notes`) and, where none is named, on the plan dose; not at all where the MC's
-    uncertainty level failed (``noise_ok`` False: the 50 % boundary then moves with the noise) or a beam is named
-    as missing (:func:`missing_beams`, named first)."""
+    uncertainty level failed (``noise_ok`` False: the 50 % boundary then moves with the noise).  Where a beam is
+    named as missing (:func:`missing_beams`, named first) the field regions' and the plan dose's centroids are not
+    compared (the missing field moves them), the per-beam ones still are (a beam with its own TPS dose: before the
+    check review of 2026-12-06, finding 9, its genuine shift went unnamed there)."""
     notes = []
     sel = body & (ref >= 0.1 * ref[body].max())
     s_ref, s_mc = float(ref[sel].sum()), float(mc.total_gy_zyx[sel].sum())
@@ -697,11 +706,13 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
                      "the plan the TPS computed)")
     notes += [f"a range shifter inside the patient: {n}" for n in getattr(mc, "shifter_notes", None) or []]
     notes += _beam_dose_notes(beam_dose or {}, ranges or {}, ratio_limit_pct, limit_mm)
-    if noise_ok and not gone:   # a missing beam explains a moved centroid: not also called a shift
+    if noise_ok and beams_in_tps:   # per beam, each its own TPS dose: a missing other beam moves none of them
+        notes += _centroid_notes(ref, mc, body, axes, beams_in_tps)   # (check review 2026-12-06, finding 9)
+    if noise_ok and not gone:   # a missing beam explains a moved centroid of the plan dose: not also called a shift
         field_notes = _field_centroid_notes(ref, mc, axes, regions or {})
         notes += field_notes
-        if not field_notes:   # the plan dose's centroid: only where no field's is named
-            notes += _centroid_notes(ref, mc, body, axes, beams_in_tps)
+        if not field_notes and not beams_in_tps:   # the plan dose's centroid: only where no field's is named
+            notes += _centroid_notes(ref, mc, body, axes, {})
     uniform = [note for b, r in sorted((ranges or {}).items())
                if r.get("same_rays_as") is None and (note := uniform_range_note(range_label(b, r), r, limit_mm))]
     notes += uniform
@@ -898,21 +909,28 @@ def _field_centroid_notes(ref: np.ndarray, mc: MCDose, axes: Sequence[np.ndarray
 
 
 def field_region_notes(regions: Mapping[int, dict], beam_meta: Mapping[int, Mapping[str, Any]]) -> list[str]:
-    """A remark where a plan of several isocentres is checked with beams that have no per-beam TPS dose: which are
-    compared per field region (:func:`field_regions`) and which only in the plan-level rows, and why."""
+    """A remark where beams without a per-beam TPS dose are checked in a plan of several isocentres, or get a field
+    region row in a plan of one: which are compared per field region (:func:`field_regions`) and which only in the
+    plan-level rows, and why.  The rows go by where a beam's dose is its own, not by the isocentres: fields that
+    cover separate parts of one target from one isocentre (APTG plan03's anterior and posterior halves) get them
+    too, and before the check review of 2026-12-06 (finding 6) they came with no remark there."""
     if not regions:
         return []
     isos = {tuple(np.round(np.asarray(m["isocenter_mm"], float), 1)) for m in beam_meta.values()
             if m.get("isocenter_mm") is not None}
-    if len(isos) < 2:
-        return []
     judged = [b for b, r in sorted(regions.items()) if r["judged"]]
+    if len(isos) < 2 and not judged:
+        return []
     not_judged = [f"beam {b}: {r['why']}" for b, r in sorted(regions.items()) if not r["judged"]]
-    said = [f"a plan of {len(isos)} isocentres checked without per-beam TPS doses of beam(s) "
+    plan = f"a plan of {len(isos)} isocentres" if len(isos) >= 2 else "a plan"
+    said = [f"{plan} checked without per-beam TPS doses of beam(s) "
             f"{', '.join(map(str, sorted(regions)))}: a shift of one field is diluted in the plan-level rows"]
     if judged:
         said.append(f"beam(s) {', '.join(map(str, judged))} are compared over their own field region of the plan "
-                    "dose (rows 'beam N: gamma 2%/2mm pass rate in its field region of the plan dose')")
+                    "dose (rows 'beam N: gamma 2%/2mm pass rate in its field region of the plan dose'), since each "
+                    f"gives >= {100 * FIELD_REGION_SHARE:g} % of the MC's dose in at least "
+                    f"{100 * FIELD_REGION_OWN_MIN:g} % of its own high-dose voxels: a field of its own, whatever the "
+                    "isocentres (separate fields, or fields that cover separate parts of one target)")
     if not_judged:
         said.append("no field region row for " + "; ".join(not_judged))
     return ["; ".join(said) + "; export the per-beam RT Doses from the planning system for a per-beam check of "
@@ -1177,6 +1195,7 @@ def uniform_range_note(beam: int | str, r: dict, limit_mm: float = 1.0) -> str |
 RANGE_ERROR_PCT = 3.0
 #: A systematic offset between the distal R80 of the two dose calculations compared that the note allows for, mm:
 #: measured +0.5 mm between mcproton and MCsquare on the OpenTPS head plan (+0.53 / +0.47 mm, their I-values;
+#: +0.56 / +0.54 mm along the rays through each beam's own field, 2026-12-06;
 #: docs/check.md "Real third-party data"); another planning system's offset is not known, and two mcproton doses
 #: made with other settings (I-values: +0.5 against +0.15 mm against MCsquare there) can differ too
 RANGE_OFFSET_MM = 0.5
@@ -1193,8 +1212,9 @@ def shallow_range_note(label: str, depth_mm: float, limit_mm: float, *, self_com
     """The note of a beam whose distal edge (``distal_depth_mm`` of compare.range_agreement) is too shallow for its
     range level to find a :data:`RANGE_ERROR_PCT` range error for sure (:func:`shallow_range_detection_depth_mm`):
     the level is then that many % of its depth, and a PASS of its range rows does not rule such an error out (audit
-    21 F1: a 3 % error in the OpenTPS head's posterior field passed at the defaults: 41 mm deep in the check, 45 mm
-    on the per-beam split dose the error was put in).  The
+    21 F1: a 3 % error in the OpenTPS head's posterior field passed at the defaults: 41 mm deep in the check then,
+    44 mm along the rays through its own field since 2026-12-06; 45 mm on the per-beam split dose the error was put
+    in).  The
     offset is worded as what it is, an allowance, not a fact of this check: the figure measured against MCsquare is
     named as such, and left out where the check compared mcproton with itself (``self_compared``; there the offset
     is of two mcproton doses made with other settings).  None where the beam is deeper, or the depth is not known
@@ -2097,7 +2117,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     # normalised to the TPS's maximum in it (CSI audit 2026-12-06, F1)
     regions = field_regions(mc.beams_gy_zyx, mc.total_gy_zyx, body, axes, inp.beams)
     region_ids = [b for b, r in regions.items() if r["judged"]]
-    jobs += [((axes, np.where(regions[b]["mask"], tps, 0.0), mc.total_gy_zyx, regions[b]["mask"]),
+    # (the TPS dose itself: the gamma takes the reference in its ``body``, the region, and normalises to its maximum
+    # there; a copy of the whole grid per region, np.where(mask, tps, 0), changed nothing: check review 2026-12-06,
+    # finding 4)
+    jobs += [((axes, tps, mc.total_gy_zyx, regions[b]["mask"]),
               {"dose_pcts": [2.0], "dist_mm": 2.0, **common}) for b in region_ids]
     n_workers = len(jobs) if gamma_workers is None else int(gamma_workers)
     n_workers = max(1, min(n_workers, len(jobs), usable_cpus()))   # the CPUs this process may run on
@@ -2182,13 +2205,15 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 # dose reaches 50 %, so that TPS dose where the MC has none is still seen)
                 shared = [o for o, m in mc.beam_meta.items() if o not in inp.beams and _ray_key(m) == key]
                 whole = set(shared) >= set(mc.beams_gy_zyx)
+                named = f"beam{'s' if len(shared) > 1 else ''} {', '.join(map(str, shared))}"
                 r = range_agreement(axes, tps, mc.total_gy_zyx, meta["beam_direction"], meta["isocenter_mm"],
                                     noise_rel=mc.uncertainty_rel_zyx, seed=seed, stream=b, body=body,
-                                    field=None if whole else sum(mc.beams_gy_zyx[o] for o in shared))
+                                    field=None if whole else sum(mc.beams_gy_zyx[o] for o in shared),
+                                    field_name=named)
                 r["source"] = "total dose along the beam direction (no per-beam TPS dose)"
                 if not whole:
-                    r["rays_through"] = (f"the rays on which the MC's dose of beam(s) {', '.join(map(str, shared))} "
-                                         "reaches 50 % of its robust maximum")
+                    r["rays_through"] = (f"the rays on which the MC's dose of {named} reaches 50 % of its robust "
+                                         "maximum, whatever the plan's total reaches there")
             depth = r.get("distal_depth_mm")
             if depth is not None and depth > 0:   # the range level as a relative range error (audit 21 F1)
                 r["range_level_pct_of_depth"] = 100 * lv.range_median_mm / depth

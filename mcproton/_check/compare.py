@@ -329,13 +329,15 @@ NOISE_REALISATIONS = 4
 #: MC-side shift is the mean of these draws' shifts divided by (sqrt(2) - 1) (:data:`MC_SIDE_SCALE`), so their error
 #: is multiplied by 2.41: with 4 draws the MC-corrected D95 of a correct plan at 1 % spread by 1.97 % (1 sd) over 22
 #: seeds, and failed the 3 % level in 6 (statistics audit 2026-12-06, F1; its MC-side shift alone spread by 1.39 %).
-#: With 64 it spreads by 0.4 % of its own (the shift's standard error, ``mc_noise_shift_se_pct``, ~0.15-0.3 % at
-#: 1 %).  Cost, measured on one shared core: a 97 k-voxel target (330 cm3 at 1.5 mm: a large head target) took
+#: With 64 it spreads by 0.4 % of its own (the shift's standard error, ``mc_noise_shift_se_pct``: ~0.15-0.3 % at
+#: 1 % on the audit's 768-voxel box PTV, smaller for larger targets: 0.02 % on the OpenTPS head's CTV, 23.6 cm3 at
+#: 2 mm).  Cost, measured on one shared core: a 97 k-voxel target (330 cm3 at 1.5 mm: a large head target) took
 #: 4 s more than 4 draws, a 20 k-voxel one 0.2 s.
 TARGET_NOISE_REALISATIONS = 64
 #: The MC-corrected D95 fails the level only beyond the level plus this many of its standard errors (the draws'
 #: error of its MC-side shift): the estimator's own noise does not decide a FAIL (audit F1); at 1 % noise that
-#: standard error is ~0.2 %, so the margin is ~0.4 % of a 3 % level.
+#: standard error is ~0.2 % on a 768-voxel target, so the margin is ~0.4 % of a 3 % level there; it shrinks with
+#: the target's size (0.02 % on the OpenTPS head's 23.6 cm3 CTV: a margin of 0.04 %).
 D95_CORRECTED_SE_MULTIPLE = 2.0
 #: The sign of the noise shift of a dose-at-volume metric: zero-mean noise widens a structure's dose distribution, so
 #: its low percentiles go down and its high ones up (Kawrakow 2004, Phys Med Biol 49:1549).  An MC-side shift of the
@@ -415,6 +417,27 @@ def _metric(d: np.ndarray, m: np.ndarray, k: str | float) -> float:
     if k == "Dmax":
         return float(d[m].max())
     return dose_at_volume(d, m, float(k[1:]))
+
+
+def _metric_of(v: np.ndarray, k: str | float) -> float:
+    """:func:`_metric` of a structure's doses ``v`` (1-D: ``d[m]``, in the same order): the same value."""
+    return _metric(v, np.ones(v.shape, bool), k)
+
+
+def _positions(masks: Sequence[np.ndarray], idx: np.ndarray) -> list[np.ndarray | slice]:
+    """For each mask (a structure's, on the grid), the positions of its voxels within ``idx`` (the flat indices of
+    the union of the masks), ascending (so ``v[pos]`` is ``grid[mask]`` of ``v = grid.ravel()[idx]``, in order): one
+    array per structure, shared by the masks that are one object (a structure's metrics), the size of the
+    structure (int32 where ``idx`` allows); a structure that is the whole union (the External): ``slice(None)``."""
+    known: dict[int, np.ndarray | slice] = {}
+    out: list[np.ndarray | slice] = []
+    small = idx.size < 2 ** 31
+    for m in masks:
+        if id(m) not in known:
+            p = np.flatnonzero(np.asarray(m).ravel()[idx])
+            known[id(m)] = slice(None) if p.size == idx.size else (p.astype(np.int32) if small else p)
+        out.append(known[id(m)])
+    return out
 
 
 def structure_stats(ref: np.ndarray, ev: np.ndarray, masks: Mapping[str, np.ndarray],
@@ -500,25 +523,30 @@ def _noise_match(ref: np.ndarray, ev: np.ndarray, noise_rel: np.ndarray, evals: 
                  stream: int) -> None:
     """The noise-matched and MC-corrected values of structure_stats's ``evals`` (metric dict, mask, key, is a
     target's), from ``n`` draws of the MC's noise on the voxels of their masks only (a 1-D copy of those: no copy of
-    the whole grid per draw), seeded by ``seed`` and ``stream`` (0: the organs', as before; 1: the targets')."""
+    the whole grid per draw), seeded by ``seed`` and ``stream`` (0: the organs', as before; 1: the targets').
+
+    Each structure's voxels are kept once, as their positions within that 1-D copy (:func:`_positions`), not as a
+    mask per metric: a mask per metric over the union of the structures (the whole body where the External is
+    among them) held 3 N + 2 body-sized copies for N organs, 888 MB at the peak for 40 organs on a 4.7 M-voxel
+    body, against 312 MB before the 1-D draws (check review 2026-12-06, finding 2)."""
     where = np.zeros(ref.shape, bool)
     for _, m, _, _ in evals:
         where |= m
     idx = np.flatnonzero(where)
     r1, e1 = np.asarray(ref).ravel()[idx], np.asarray(ev).ravel()[idx]
     u1 = np.asarray(noise_rel).ravel()[idx]
-    masks = [np.asarray(m).ravel()[idx] for _, m, _, _ in evals]
+    pos = _positions([m for _, m, _, _ in evals], idx)
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, NOISE_SEED_OFFSET] + ([stream] if stream else []))
     vals = np.empty((n, len(evals)))
     for i in range(n):
         noisy = noisy_like_mc(r1, u1, rng, mc=e1)
-        vals[i] = [_metric(noisy, m, k) for (_, _, k, _), m in zip(evals, masks)]
+        vals[i] = [_metric_of(noisy[p], k) for (_, _, k, _), p in zip(evals, pos)]
     # the MC's side: its own dose with its noise added once more (noise of sqrt(2) sigma in all), whose shift
     # from the MC's is (sqrt(2) - 1) x that of sigma for a shift linear in sigma (a flat dose)
     mc_vals = np.empty((n, len(evals)))
     for i in range(n):
         noisy = noisy_like_mc(e1, u1, rng, mc=e1)
-        mc_vals[i] = [_metric(noisy, m, k) for (_, _, k, _), m in zip(evals, masks)]
+        mc_vals[i] = [_metric_of(noisy[p], k) for (_, _, k, _), p in zip(evals, pos)]
     mean = vals.mean(axis=0)
     sd = vals.std(axis=0, ddof=1) if n > 1 else np.full(len(evals), np.nan)
     se = sd / np.sqrt(n)
@@ -760,7 +788,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
                     ray_spacing_mm: float | None = None, step_mm: float = 0.5,
                     min_fraction: float = 0.5, chunk_samples: int = 1 << 21, noise_rel: np.ndarray | None = None,
                     seed: int = 0, stream: int = 0, body: np.ndarray | None = None,
-                    field: np.ndarray | None = None) -> dict[str, Any]:
+                    field: np.ndarray | None = None, field_name: str = "the beam") -> dict[str, Any]:
     """Distal R80 of MC minus TPS along rays parallel to the beam, one per beam's-eye-view pixel where the
     TPS dose or the MC dose along the ray reaches ``min_fraction`` of its own maximum: its robust maximum
     (:func:`robust_max`, the 99.9th percentile of its voxels with dose; the single largest voxel let one hot voxel
@@ -770,10 +798,15 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     (fewer are not judged; ``note`` says why).
 
     ``field``: the beam's own dose (the MC's, on the grid of ``ref``) where ``ref`` and ``ev`` are the plan's total
-    doses (no per-beam TPS dose): only the rays on which it reaches ``min_fraction`` of its robust maximum are
-    taken.  Along the whole total dose the rays of a beam took every other field's dose in its direction: a CSI's
-    cranial fields failed their range rows for a spinal field missing from the TPS dose, and two spinal fields of
-    one direction on different isocentres gave one identical row (CSI audit 2026-12-06, F2).
+    doses (no per-beam TPS dose): the rays are those on which it reaches ``min_fraction`` of its robust maximum,
+    whatever the totals reach there (``field_name``, e.g. "beam 2" or "beams 2, 3", names it in the note).  Along
+    the whole total dose the rays of a beam took every other field's dose in its direction: a CSI's cranial fields
+    failed their range rows for a spinal field missing from the TPS dose, and two spinal fields of one direction on
+    different isocentres gave one identical row (CSI audit 2026-12-06, F2).  The totals' 50 % is not required as well: a
+    lower-dose field on its own isocentre (a nodal or elective field, a spinal segment at 40 % of the cranial
+    dose) reaches nowhere 50 % of the plan's maximum and so lost every ray and both range rows (check review
+    2026-12-06, finding 1).  On those rays each total still has an edge where it reaches :data:`EDGE_FRACTION` of
+    its own maximum: a field missing from the TPS dose gives rays without a TPS edge (outside every tolerance).
 
     Noise floor (``noise_rel``: the MC's relative uncertainty per voxel of ``ev``, on the grid of ``ref``).  MC
     noise moves the distal-most 80 % crossing distally (a spike beyond the edge) and spreads the rays: on APTG
@@ -792,8 +825,8 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     Depth (``body``: the body outline on the grid of ``ref``).  ``distal_depth_mm``: the median over the compared
     rays of the TPS's distal R80 less the ray's entry into the body (its first sample inside; the grid's edge where
     the body reaches it): how deep the beam reaches, which the range level is to be read against, since a relative
-    range error moves the R80 by that fraction of it (audit 21 F1: a 3 % error at 41 mm, the OpenTPS head's PA
-    beam in the check, is 1.24 mm).
+    range error moves the R80 by that fraction of it (audit 21 F1: a 3 % error at 44 mm, the OpenTPS head's PA
+    beam in the check, is 1.32 mm).
 
     The rays are sampled together, ``chunk_samples`` depth samples at a time (memory bounded; the values do not
     depend on it): one trilinear ``map_coordinates`` per dose and chunk, then ``_distal_r80_rows``.  The doses are
@@ -812,7 +845,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
     iso = np.asarray(isocentre, float)
     top = robust_max(ref)
     if top <= 0:
-        return _not_evaluable({"rays": 0}, min_fraction)
+        return _not_evaluable({"rays": 0}, min_fraction, field_name if field is not None else None)
     top_ev = robust_max(ev)
     # BEV extent: the voxels of either dose above min_fraction of its own maximum projected onto the BEV plane (the
     # TPS's alone: an MC field wider than the TPS's was never looked at, review B of 2026-12-06, F3)
@@ -821,7 +854,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         own = np.asarray(field, np.float64)
         top_own = robust_max(own)
         if top_own <= 0:
-            return _not_evaluable({"rays": 0}, min_fraction)
+            return _not_evaluable({"rays": 0}, min_fraction, field_name)
         hot = np.argwhere(own >= min_fraction * top_own)
     else:
         hot = np.argwhere((ref >= min_fraction * top) | ((ev >= min_fraction * top_ev) if top_ev > 0 else False))
@@ -851,14 +884,15 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
         coords = [(start[s0:s0 + per, k, None] + td[None, :, k] - org[k]) / sp[k] for k in (2, 1, 0)]
         pr = map_coordinates(ref, coords, order=1, mode="constant", cval=0.0)
         pe = map_coordinates(ev, coords, order=1, mode="constant", cval=0.0)
-        # a ray where either dose reaches min_fraction of its own maximum; on it, a dose has an edge where it
-        # reaches EDGE_FRACTION of its own maximum and has a distal R80 (so that a dose absent from a ray, not a
-        # dose a little lower in the other's penumbra, is "without an edge")
+        # a ray where either dose reaches min_fraction of its own maximum (with ``field``: where the beam's own
+        # field does, alone); on it, a dose has an edge where it reaches EDGE_FRACTION of its own maximum and has a
+        # distal R80 (so that a dose absent from a ray, not a dose a little lower in the other's penumbra, is
+        # "without an edge")
         in_r, in_e = pr.max(axis=1), pe.max(axis=1)
-        hit = (in_r >= min_fraction * top) | ((in_e >= min_fraction * top_ev) if top_ev > 0 else False)
         if own is not None:
-            on_field = map_coordinates(own, coords, order=1, mode="constant", cval=0.0).max(axis=1)
-            hit &= on_field >= min_fraction * top_own
+            hit = map_coordinates(own, coords, order=1, mode="constant", cval=0.0).max(axis=1) >= min_fraction * top_own
+        else:
+            hit = (in_r >= min_fraction * top) | ((in_e >= min_fraction * top_ev) if top_ev > 0 else False)
         if not hit.any():
             continue
         pr, pe, in_r, in_e = pr[hit], pe[hit], in_r[hit], in_e[hit]
@@ -888,7 +922,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
                               {"rays": 0, **counts, "ray_spacing_mm": ds, "median_mm": nan, "mean_mm": nan,
                                "p5_mm": nan, "p95_mm": nan, "within_1mm": 0.0, "within_2mm": 0.0,
                                "values_mm": np.zeros(0), "bev_uv_mm": np.zeros((0, 2)), "robust_max_gy": top},
-                              min_fraction)
+                              min_fraction, field_name if own is not None else None)
     arr = np.column_stack([np.concatenate(keep_ab), np.concatenate(keep_r)])
     diff = arr[:, 3] - arr[:, 2]
     judged = n + sum(one_sided)   # a ray with an edge in one dose only is outside every tolerance
@@ -908,7 +942,7 @@ def range_agreement(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndar
                     "noise_p95_mm": float(np.percentile(dn[fin_n], 95)),
                     "noise_within_2mm": float(np.mean(np.abs(dn) <= 2.0)),
                     "noise_matched_median_mm": float(np.median(diff) - np.median(dn[fin_n]))})
-    return _not_evaluable(out, min_fraction)
+    return _not_evaluable(out, min_fraction, field_name if own is not None else None)
 
 
 def _one_edge_as_inf(r2: np.ndarray, r1: np.ndarray) -> np.ndarray:
@@ -920,16 +954,19 @@ def _one_edge_as_inf(r2: np.ndarray, r1: np.ndarray) -> np.ndarray:
     return d
 
 
-def _not_evaluable(out: dict[str, Any], min_fraction: float) -> dict[str, Any]:
+def _not_evaluable(out: dict[str, Any], min_fraction: float, field_name: str | None = None) -> dict[str, Any]:
     """``out`` (a range_agreement result) with ``evaluable`` and, below :data:`MIN_RANGE_RAYS` rays with a distal
-    R80 in either dose (those compared and those with an edge in one dose only), the ``note``."""
+    R80 in either dose (those compared and those with an edge in one dose only), the ``note``; ``field_name``: the
+    rays were those through a beam's own field (range_agreement's ``field``), which the note then names."""
     n = int(out.get("rays", 0)) + int(out.get("rays_without_mc_edge", 0)) + int(out.get("rays_without_tps_edge", 0))
     out["evaluable"] = n >= MIN_RANGE_RAYS
     if not out["evaluable"]:
+        where = (f"reach {100 * min_fraction:g} % of the TPS's or the MC's robust maximum" if field_name is None else
+                 f"cross {field_name}'s own field (where the MC's dose of {field_name} reaches "
+                 f"{100 * min_fraction:g} % of its robust maximum)")
         out["note"] = (f"not evaluable ({n} ray{'' if n == 1 else 's'}): fewer than {MIN_RANGE_RAYS} beam's-eye-view "
-                       f"rays reach {100 * min_fraction:g} % of the TPS's or the MC's robust maximum with a distal "
-                       "fall-off on the grid, too few for a field's range; the range levels are not judged (look at "
-                       "the beam's dose maps)")
+                       f"rays {where} with a distal fall-off on the grid, too few for a field's range; the range "
+                       "levels are not judged (look at the beam's dose maps)")
     return out
 
 

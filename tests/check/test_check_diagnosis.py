@@ -34,6 +34,13 @@ def _two_fields(shift_mm: float = 0.0):
     """A 40 cm long target of two fields along z (a CSI-like plan: 4 mm voxels) overlapping by 2 cm, so the plan
     dose's maximum (1.97 x a field's plateau) lies at their junction; ``shift_mm``: field 2 moved along y (its
     beam direction here)."""
+    axes, field = _fields_along_z()
+    return axes, {1: field(20, 220), 2: field(200, 380)}, field(200, 380, shift_mm)
+
+
+def _fields_along_z():
+    """The axes (z, y, x: 400 x 80 x 80 mm, 4 mm voxels) and field(z0, z1, shift_mm): a box field over z0..z1 mm
+    (x 20..60 mm, y 20..60 mm, erf edges), moved along y (its beam direction here) by ``shift_mm``."""
     from scipy.special import erf
 
     z, y, x = np.arange(0, 400.0, 4), np.arange(0, 80.0, 4), np.arange(0, 80.0, 4)
@@ -44,7 +51,7 @@ def _two_fields(shift_mm: float = 0.0):
             return 0.5 * erf((a - b) / 6)
         return (e(Z, z0) - e(Z, z1)) * (e(X, 20) - e(X, 60)) * (e(Y + sh, 20) - e(Y + sh, 60))
 
-    return (z, y, x), {1: field(20, 220), 2: field(200, 380)}, field(200, 380, shift_mm)
+    return (z, y, x), field
 
 
 def _mc(beams):
@@ -167,3 +174,18 @@ def test_a_constant_rbe_dose_is_not_called_variable_rbe_even_shifted(shift):
         fit = let_ratio_slope(tps, mc.total_gy_zyx, mc.let_d_kev_um_zyx, body, axes)
         assert not any("variable RBE" in n for n in notes), (seed, fit)
         assert abs(fit["slope_pct_per_kev_um"]) < 1.0, fit
+
+
+def test_a_missing_beam_keeps_the_centroid_notes_of_the_beams_with_their_own_tps_dose():
+    """Check review 2026-12-06, finding 9: in a mixed export (per-beam TPS doses for beams 1 and 2, beam 3 only in
+    the plan) with beam 3 missing from the TPS dose, every centroid note was dropped, so beam 2 moved by 3 mm in
+    the MC was not named.  A missing beam moves the plan dose's centroid and its field regions', not a per-beam
+    dose's: those notes stay; the plan dose's is still left out."""
+    axes, field = _fields_along_z()
+    tps = {1: field(20, 120), 2: field(150, 250)}
+    mc = _mc({1: tps[1], 2: field(150, 250, 3.0), 3: field(280, 380)})
+    body = np.ones(tps[1].shape, bool)
+    notes = _diagnose(tps[1] + tps[2], mc, body, axes, SimpleNamespace(fractions=1), tps)
+    assert any("beam 3 seems to be missing from the TPS dose" in n for n in notes), notes
+    assert any(n.startswith("beam 2: the high-dose centroid") for n in notes), notes
+    assert not any("beam 1: the high-dose centroid" in n or n.startswith("the high-dose centroid") for n in notes)

@@ -114,6 +114,11 @@ def test_a_correct_two_isocentre_plan_dose_passes_with_a_row_for_the_separate_fi
     assert res.field_regions[2]["judged"] and res.field_regions[2]["own_fraction"] > 0.5
     assert res.to_dict()["field_regions"]["2"]["gamma_2_2"]["pass_rate"] == 1.0
     assert "mask" not in res.to_dict()["field_regions"]["2"]
+    # what a batch keeps of a patient has no region masks (full-grid arrays; check review 2026-12-06, finding 3)
+    small = res.numbers_only()
+    assert not any("mask" in r for r in small.field_regions.values()), small.field_regions
+    assert small.field_regions[2]["gamma_2_2"] == res.field_regions[2]["gamma_2_2"]
+    assert res.field_regions[2]["mask"].shape == res.tps_gy_zyx.shape   # the full result keeps them
     assert not any("seems to be missing" in n or "centroid" in n for n in res.diagnostics), res.diagnostics
     assert any(n.startswith("a plan of 2 isocentres checked without per-beam TPS doses") for n in res.diagnostics)
 
@@ -160,3 +165,55 @@ def test_an_organ_at_risk_with_a_near_zero_tps_dose_is_given_in_gy_not_percent()
     notes = oar_notes({"lumbar": row(0.000249, 8.26), "cord": row(13.4, 21.1)}, 21.3)
     assert len(notes) == 1 and "lumbar Dmean +8.26 Gy (0.000249 -> 8.26 Gy; the TPS value below 2 %" in notes[0]
     assert "cord Dmean +57.5 % (13.4 -> 21.1 Gy)" in notes[0] and "3301" not in notes[0], notes
+
+
+def test_a_lower_dose_field_on_its_own_isocentre_keeps_its_range_rows(two_iso):
+    """Check review 2026-12-06, finding 1: field 2 at 40 % of field 1's dose (a nodal or elective field, a spinal
+    segment of lower dose) reaches nowhere 50 % of the plan's maximum.  Its rays were those where the total reached
+    50 % of its maximum *and* its own field 50 % of its own: 12 rays, "not evaluable", both rows gone (before CSI F2
+    they were field 1's rays, 868, with field 1's median).  Now its own field's rays alone: both rows, on rays other
+    than field 1's."""
+    F = two_iso["fields"]()
+    case = dict(two_iso, fields=lambda dz2=0.0: {1: F[1], 2: 0.4 * F[2]})
+    res = _check(case, "lowdose", F[1] + 0.4 * F[2])
+    assert res.passed, res.failed
+    assert all(r["evaluable"] for r in res.ranges.values()), {b: r.get("note") for b, r in res.ranges.items()}
+    r2 = _rows(res, "beam 2: ")
+    assert sum("R80" in q for q in r2) == 2 and all(r2.values()), r2
+    assert res.ranges[2]["rays"] >= 100 and res.ranges[2]["rays"] != res.ranges[1]["rays"], res.ranges[2]["rays"]
+    assert "whatever the plan's total reaches" in res.ranges[2]["rays_through"]
+
+
+def test_a_range_not_evaluable_on_a_field_says_the_rays_were_the_fields():
+    """The "not evaluable" note of rays chosen by a beam's own field names that field, not the totals' 50 %."""
+    from mcproton._check.compare import range_agreement
+
+    axes = (np.arange(20) * 2.0, np.arange(20) * 2.0, np.arange(20) * 2.0)
+    tot = np.zeros((20, 20, 20))
+    tot[5:15, 2:12, 5:15] = 1.0
+    own = np.zeros_like(tot)
+    own[9, 2:12, 9] = 1.0   # one BEV pixel (a pencil of the field): too few rays
+    r = range_agreement(axes, tot, tot, (0.0, 1.0, 0.0), (19.0, 19.0, 19.0), field=own, field_name="beam 2")
+    assert not r["evaluable"]
+    assert "cross beam 2's own field (where the MC's dose of beam 2 reaches 50 % of its robust maximum)" in r["note"]
+    r = range_agreement(axes, tot, tot, (0.0, 1.0, 0.0), (19.0, 19.0, 19.0), field=np.where(own > 0, 0.0, own))
+    assert "the beam's own field" in r["note"], r["note"]
+    r = range_agreement(axes, 0.0 * tot, tot, (0.0, 1.0, 0.0), (19.0, 19.0, 19.0))
+    assert "of the TPS's or the MC's robust maximum" in r["note"], r["note"]
+
+
+def test_field_region_rows_on_a_plan_of_one_isocentre_come_with_the_remark_that_explains_them():
+    """Check review 2026-12-06, finding 6: the rows go by where a beam's dose is its own, not by the isocentres (APTG
+    plan03: two fields from one isocentre on the target's anterior and posterior halves, 60 % of each one's
+    high-dose voxels its own), but the remark spoke only for plans of >= 2 isocentres: the rows came unexplained."""
+    from mcproton._check.api import field_region_notes
+
+    meta = {1: {"isocenter_mm": (0.0, 0.0, 0.0)}, 2: {"isocenter_mm": (0.0, 0.0, 0.0)}}
+    judged = {b: {"judged": True, "own_fraction": 0.6, "voxels": 95000} for b in (1, 2)}
+    notes = field_region_notes(judged, meta)
+    assert len(notes) == 1 and notes[0].startswith("a plan checked without per-beam TPS doses of beam(s) 1, 2"), notes
+    assert "beam(s) 1, 2 are compared over their own field region" in notes[0]
+    assert "at least 50 % of its own high-dose voxels: a field of its own, whatever the isocentres" in notes[0]
+    # opposed or crossing fields on one target from one isocentre: no row, no remark (as before)
+    why = "its field overlaps the other beams' (...)"
+    assert field_region_notes({b: {"judged": False, "why": why} for b in (1, 2)}, meta) == []

@@ -248,3 +248,39 @@ def test_a_range_failed_at_high_noise_is_said_to_be_the_noises_and_one_at_normal
     r = range_agreement(axes, tps, mc, (0.0, 1.0, 0.0), (0.0, 0.0, 0.0), noise_rel=rel, seed=1)
     assert r["noise_matched_median_mm"] < -2.5 and r["noise_median_mm"] < 0.8, r   # a true -3 mm, normal noise
     assert range_noise_note("beam 1", r, 1.0, ["median", "rays"], 2.4, "rerun") is None
+
+
+def test_the_organs_noise_draws_keep_each_structure_once_not_a_body_sized_mask_per_metric():
+    """Check review 2026-12-06, finding 2: the organs' draws (one 1-D copy of the union of the structures: the whole
+    body where the External is among them) held a body-sized mask per metric, 3 per organ: 888 MB at the peak for
+    40 organs on a 4.7 M-voxel body (312 MB without them).  Now each structure's positions within that copy, once:
+    30 more organs of 256 voxels each add their own voxels, not 30 x 3 body-sized masks.  Measured on this grid
+    (112 360 body voxels): + 10.3 MB before (90 body-sized masks), + 0.2 MB after (their metrics' dicts and their
+    own voxels); the bound: less than 3 body-sized masks in all."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    shape = (40, 64, 64)
+    _, y, x = np.indices(shape)
+    body = ((y - 32) ** 2 + (x - 32) ** 2) < 30 ** 2
+    ref = np.where(body, 1.0 + 0.01 * rng.standard_normal(shape), 0.0)
+    unc = np.full(shape, 0.01, np.float32)
+
+    def peak(organs: int) -> int:
+        masks, types = {"BODY": body}, {"BODY": "EXTERNAL"}
+        for k in range(organs):
+            m = np.zeros(shape, bool)
+            m[k:k + 4, 28:36, 28:36] = True
+            masks[f"oar{k}"], types[f"oar{k}"] = m, "ORGAN"
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            rows = structure_stats(ref, ref, masks, types, 0.008, 1.0, noise_rel=unc, seed=1, realisations=4)
+            assert rows["oar0"]["metrics"]["Dmean"]["noise_realisations"] == 4
+            return tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+
+    added = peak(33) - peak(3)
+    assert added < 3 * body.sum(), f"30 more organs added {added / 1e6:.1f} MB at the peak ({body.sum()} body voxels)"
