@@ -28,7 +28,8 @@ from .source import Beam
 
 def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict | None = None,
              progress: bool | Callable[[int, float], None] = False, *, beam_index: int = 0,
-             log: bool | Callable[[str], None] | None = True, allow: tuple[str, ...] = ()) -> DoseResult:
+             log: bool | Callable[[str], None] | None = True, allow: tuple[str, ...] = (),
+             _shoots_through: bool = False) -> DoseResult:
     """Transport ``settings.primaries`` protons of ``beam`` through ``geometry`` (no checkpoint, no output
     file; stops early at ``settings.target_uncertainty`` or ``settings.time_limit_s``).
 
@@ -84,6 +85,10 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     energy missed the grid or left it: its check_result message; ``mcproton run --allow-empty`` writes it).  An
     energy above the nuclear data's 250 MeV is warned about as in ``mcproton run``, and so is, on a grid from a
     DICOM CT, a beam entering where the CT cuts the patient off.
+
+    (``_shoots_through`` is for mcproton's own callers only, whose phantoms are built for the beam to leave them,
+    such as ``mcproton commission``'s reference-field water cut 20 mm beyond the chamber: it leaves out the
+    post-run warning of a beam that mostly left the grid.)
     """
     from ._io.errors import recording_warnings
     from ._run.inputs import checked_allow
@@ -99,7 +104,8 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
         opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False,
                           log=_job_log(log), warn_stacklevel=3)
         res = run_job(None, settings, geometry, [beam], None, opts)[0]
-        _warn_refused_result(res, beam)
+        if not _shoots_through:
+            _warn_refused_result(res, beam)
     # what was warned about when the grid was made (HUCalibration.to_geometry: metal above the calibration), then
     # during the call
     said = list(getattr(geometry, "made_with_warnings", None) or []) + said
