@@ -657,11 +657,11 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
 
     On a patient CT's grid (``geometry.study`` set; not the slab CT written for a plan, ``slab_ct_geometry``, on
     which ``mcproton run`` does not check positions either), the results of a plan's beams set up in different
-    patient positions are refused (:class:`~mcproton.config.ConfigError`), as ``mcproton run`` refuses such a plan (one CT shows the
-    patient lying one way), unless ``allow`` names ``"position_mismatch"`` (as ``plan.allow_position_mismatch``;
-    the same ``allow`` as :func:`~mcproton.simulate`'s, whose other names change nothing here): the sum is then made
-    with a warning, and its ``provenance["overrides"]`` says so.  The sum's ``overrides`` are its beams' and its
-    own: :func:`~mcproton.write_result_rtdose` tags its RT Dose OVERRIDE.
+    patient positions are refused (:class:`~mcproton.config.ConfigError`), as ``mcproton run`` refuses such a plan
+    (one CT shows the patient lying one way), unless ``allow`` names ``"position_mismatch"`` (as
+    ``plan.allow_position_mismatch``; the same ``allow`` as :func:`~mcproton.simulate`'s, whose other names change
+    nothing here): the sum is then made with a warning, and its ``provenance["overrides"]`` says so.  The sum's
+    ``overrides`` are its beams' and its own: :func:`~mcproton.write_result_rtdose` tags its RT Dose OVERRIDE.
     """
     from .inputs import OVERRIDES, checked_allow
 
