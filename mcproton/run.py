@@ -83,11 +83,10 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     the phantom, a range shifter inside a phantom that is not a CT's, a spot sigma larger than the grid, a
     divergence beyond the limit, a source more than 10 m away, an energy at or below the cut-off
     physics.e_cut_mev (nothing is scored) or beyond the physics tables, a beam whose every layer stops in its range
-    shifter, a phantom of zero density everywhere; and,
-    after the run, a dose that ``mcproton run`` refuses to write (nothing scored, or most of the beam's incident
-    energy missed the grid or left it: its check_result message; ``mcproton run --allow-empty`` writes it).  An
-    energy above the nuclear data's 250 MeV is warned about as in ``mcproton run``, and so is, on a grid from a
-    DICOM CT, a beam entering where the CT cuts the patient off.
+    shifter, a phantom of zero density everywhere; and, after the run, a dose that ``mcproton run`` refuses to
+    write (nothing scored, or most of the beam's incident energy missed the grid or left it: its check_result
+    message; ``mcproton run --allow-empty`` writes it).  An energy above the nuclear data's 250 MeV is warned about
+    as in ``mcproton run``, and so is, on a grid from a DICOM CT, a beam entering where the CT cuts the patient off.
 
     (``_shoots_through`` is for mcproton's own callers only, whose phantoms are built for the beam to leave them,
     such as ``mcproton commission``'s reference-field water cut 20 mm beyond the chamber: it leaves out the
@@ -242,9 +241,9 @@ def _check_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSetting
     """The checks of ``mcproton run`` (mcproton/_run/inputs.py check_inputs) on one beam.  On a grid from a DICOM CT
     (``geometry.study`` set) its refusals of a plausible but wrong patient dose are refused (ConfigError), unless
     ``allowed`` names them: a range shifter inside the patient (check_shifters_outside), a plan of another CT
-    (check_frame_of_reference) or set up in another patient position (check_position_against_ct; where
-    positions_checked: not on a slab CT written for its plan); the names of
-    those passed are returned (for ``provenance["overrides"]``), each warned of.  Its other refusals are warnings
+    (check_frame_of_reference) or set up in another patient position (check_position_against_ct, where
+    positions_checked: not on a slab CT written for its plan); the names of those passed are returned (for
+    ``provenance["overrides"]``), each warned of.  Its other refusals are warnings
     here: the beam against the grid and its energies (beam_grid_checks, check_beam_energies: the run goes on as
     asked; an energy at or below the cut-off scores nothing; above 250 MeV the nuclear data are extrapolated) and
     an all-vacuum phantom.  Its warnings of a CT are given too: a plan's position that a CT without
