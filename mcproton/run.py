@@ -28,7 +28,8 @@ from .source import Beam
 
 def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict | None = None,
              progress: bool | Callable[[int, float], None] = False, *, beam_index: int = 0,
-             log: bool | Callable[[str], None] | None = True, allow: tuple[str, ...] = ()) -> DoseResult:
+             log: bool | Callable[[str], None] | None = True, allow: tuple[str, ...] = (),
+             _shoots_through: bool = False) -> DoseResult:
     """Transport ``settings.primaries`` protons of ``beam`` through ``geometry`` (no checkpoint, no output
     file; stops early at ``settings.target_uncertainty`` or ``settings.time_limit_s``).
 
@@ -73,17 +74,23 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     ``"position_mismatch"``) and a range shifter inside the patient (the tissue between the slab and the skin is
     never crossed, so the dose lies too deep; ``"shifter_inside"``).  A plan's beams set up in different positions
     are refused when their results are added (:func:`sum_results`).  Where the CT does not say its PatientPosition,
-    a plan's beam is warned about, as in ``mcproton run`` (its position cannot be checked).
+    a plan's beam is warned about, as in ``mcproton run`` (its position cannot be checked).  The setup positions
+    are not checked on the CT mcproton writes for a plan (:func:`~mcproton.slab_ct_geometry`, ``phantom.type =
+    "slab_ct"``, whose slabs lie in the plan's patient coordinates), as ``mcproton run`` does not check them there.
 
     The water-box and research inputs that ``mcproton run`` refuses run here as given, each with a
     :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside
     the phantom, a range shifter inside a phantom that is not a CT's, a spot sigma larger than the grid, a
     divergence beyond the limit, a source more than 10 m away, an energy at or below the cut-off
-    physics.e_cut_mev (nothing is scored) or beyond the physics tables, a phantom of zero density everywhere; and,
-    after the run, a dose that ``mcproton run`` refuses to write (nothing scored, or most of the beam's incident
-    energy missed the grid or left it: its check_result message; ``mcproton run --allow-empty`` writes it).  An
-    energy above the nuclear data's 250 MeV is warned about as in ``mcproton run``, and so is, on a grid from a
-    DICOM CT, a beam entering where the CT cuts the patient off.
+    physics.e_cut_mev (nothing is scored) or beyond the physics tables, a beam whose every layer stops in its range
+    shifter, a phantom of zero density everywhere; and, after the run, a dose that ``mcproton run`` refuses to
+    write (nothing scored, or most of the beam's incident energy missed the grid or left it: its check_result
+    message; ``mcproton run --allow-empty`` writes it).  An energy above the nuclear data's 250 MeV is warned about
+    as in ``mcproton run``, and so is, on a grid from a DICOM CT, a beam entering where the CT cuts the patient off.
+
+    (``_shoots_through`` is for mcproton's own callers only, whose phantoms are built for the beam to leave them,
+    such as ``mcproton commission``'s reference-field water cut 20 mm beyond the chamber: it leaves out the
+    post-run warning of a beam that mostly left the grid.)
     """
     from ._io.errors import recording_warnings
     from ._run.inputs import checked_allow
@@ -99,7 +106,8 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
         opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False,
                           log=_job_log(log), warn_stacklevel=3)
         res = run_job(None, settings, geometry, [beam], None, opts)[0]
-        _warn_refused_result(res, beam)
+        if not _shoots_through:
+            _warn_refused_result(res, beam)
     # what was warned about when the grid was made (HUCalibration.to_geometry: metal above the calibration), then
     # during the call
     said = list(getattr(geometry, "made_with_warnings", None) or []) + said
@@ -233,8 +241,9 @@ def _check_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSetting
     """The checks of ``mcproton run`` (mcproton/_run/inputs.py check_inputs) on one beam.  On a grid from a DICOM CT
     (``geometry.study`` set) its refusals of a plausible but wrong patient dose are refused (ConfigError), unless
     ``allowed`` names them: a range shifter inside the patient (check_shifters_outside), a plan of another CT
-    (check_frame_of_reference) or set up in another patient position (check_position_against_ct); the names of
-    those passed are returned (for ``provenance["overrides"]``), each warned of.  Its other refusals are warnings
+    (check_frame_of_reference) or set up in another patient position (check_position_against_ct, where
+    positions_checked: not on a slab CT written for its plan); the names of those passed are returned (for
+    ``provenance["overrides"]``), each warned of.  Its other refusals are warnings
     here: the beam against the grid and its energies (beam_grid_checks, check_beam_energies: the run goes on as
     asked; an energy at or below the cut-off scores nothing; above 250 MeV the nuclear data are extrapolated) and
     an all-vacuum phantom.  Its warnings of a CT are given too: a plan's position that a CT without
@@ -242,10 +251,12 @@ def _check_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSetting
     (check_ct_truncation; a water box is meant to touch its grid's faces, so not there)."""
     from ._io.errors import McprotonRuntimeWarning, warn
     from ._run.inputs import beam_grid_checks, check_beam_energies, check_ct_truncation, check_frame_of_reference, \
-        check_not_vacuum, check_position_against_ct, check_shifters_outside
+        check_not_vacuum, check_position_against_ct, check_shifters_outside, positions_checked
     from .config import ConfigError
 
     on_ct = geometry.study is not None
+    # the setup positions on a patient's CT only, as mcproton run: not on a slab CT written for its plan
+    positions = positions_checked(geometry)
     used: list[str] = []
     # the plan's frame and setup position against the CT's (either unknown: nothing checked) and the shifters, as
     # mcproton run refuses them
@@ -253,6 +264,8 @@ def _check_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSetting
                 ("position_mismatch", lambda: check_position_against_ct(geometry, [beam], override="")),
                 ("shifter_inside", lambda: check_shifters_outside(geometry, [beam], "beam")))
     for name, check in refusals if on_ct else ():
+        if name == "position_mismatch" and not positions:
+            continue
         try:
             check()
         except ConfigError as exc:
@@ -274,7 +287,7 @@ def _check_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSetting
     if not on_ct:
         return used
     pos = (beam.meta or {}).get("patient_position")
-    if pos and not geometry.patient_position:   # mcproton run's warning (check_patient_position)
+    if pos and positions and not geometry.patient_position:   # mcproton run's warning (check_patient_position)
         warn(f"simulate: beam {beam.name!r}: the CT series has no PatientPosition, so the plan's setup position "
              f"{str(pos).strip().upper()} cannot be checked against it", McprotonRuntimeWarning, stacklevel=3)
     check_ct_truncation(geometry, [beam], "simulate: beam")

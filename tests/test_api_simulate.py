@@ -187,6 +187,40 @@ def test_sum_results_refuses_beams_set_up_in_different_positions_on_a_ct(tmp_pat
     assert "overrides" not in sum_results([box_a, box_b]).provenance
 
 
+def test_a_slab_ct_written_for_a_plan_is_not_position_checked(tmp_path):
+    """Review R2, R4 (2026-12-06): mcproton run does not check a plan's setup positions on a slab_ct phantom (it is
+    written for its plan, its slabs in the plan's patient coordinates), but simulate warned of each plan beam that
+    "the CT series has no PatientPosition" (false: the slab CT is written HFS) and sum_results refused a plan whose
+    beams are set up in different positions on it, after the transport.  One rule now (positions_checked): neither
+    warns nor refuses there, also once the results are saved and loaded; on a patient CT sum_results still refuses,
+    naming mcproton run's key beside allow=."""
+    from mcproton import DoseResult, slab_ct_geometry, sum_results
+    from mcproton._run.inputs import positions_checked
+    from mcproton.config import ConfigError
+
+    g = slab_ct_geometry([("water", 60.0)], voxel_mm=(4, 4, 4), lateral_size_mm=(40, 40), air_mm=8.0)
+    assert not positions_checked(g) and positions_checked(_ct_box(""))
+    res = []
+    for k, pos in enumerate(("HFS", "FFS")):
+        r, rec = _simulate_recording(g, _plan_beam(frame=g.frame_of_reference_uid, position=pos, number=k + 1),
+                                     TINY, beam_index=k)
+        assert _said(rec) == [], _said(rec)
+        assert not r.provenance.get("warnings") and "overrides" not in r.provenance
+        r.save(tmp_path / f"b{k}.h5")
+        res.append(r)
+    for rs in (res, [DoseResult.load(tmp_path / f"b{k}.h5") for k in range(2)]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", McprotonRuntimeWarning)
+            s = sum_results(rs)
+        assert "overrides" not in s.provenance
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the CT does not say its position: each beam warned of
+        a = simulate(_ct_box(""), _plan_beam(position="HFS"), TINY)
+        b = simulate(_ct_box(""), _plan_beam(position="FFS", number=2), TINY, beam_index=1)
+    with pytest.raises(ConfigError, match=r"or set plan.allow_position_mismatch = true in mcproton run"):
+        sum_results([a, b])
+
+
 # ------------------------------------ API audit 22, F4: what mcproton run refuses after the run, warned of here
 @pytest.mark.parametrize("make,words", [
     (lambda: (box_phantom("water", (40.0, 40.0, 100.0), (4.0, 4.0, 2.0)),

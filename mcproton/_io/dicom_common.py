@@ -83,6 +83,11 @@ class StudyReference:
     #: time must not declare this machine's offset for it (a CT written at +0900 and its RT Dose written at -0500
     #: put the same study 14 hours apart: review 2 of 2026-12-06, F1)
     study_timezone: str = dataclasses.field(default="", compare=False)
+    #: True for the CT that mcproton wrote for a plan's beams (``phantom.type = "slab_ct"``,
+    #: :func:`mcproton.slab_ct_geometry`): its slabs lie in the plan's patient coordinates whatever position a beam is
+    #: set up in, so the plan's setup positions are not checked against it (mcproton._run.inputs.positions_checked:
+    #: ``mcproton run``, ``simulate`` and ``sum_results`` alike).  Not written to DICOM; kept in a result's HDF5
+    written_for_plan: bool = dataclasses.field(default=False, compare=False)
 
     @classmethod
     def from_ct(cls, ct, **changes) -> "StudyReference":

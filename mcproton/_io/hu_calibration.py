@@ -360,7 +360,8 @@ def check_ct_against_calibration(ct: Any, calib: "HUCalibration", geometry: Any 
       warning.  The scanner's padding below an air-like first point is air, as it should be;
     * below the first material bin, at more than an air-like density: a warning (they take its composition);
     * above the curve's end, and at the top of a 12-bit CT scale (:data:`CT_CEILINGS_HU`), where metal is clipped
-      whatever its true CT number: a warning, unless the structure set's overrides replaced every such voxel;
+      whatever its true CT number: a warning, unless the structure set's overrides replaced every such voxel (above
+      the end of a curve that ends at a metal's density in a tissue bin: the last warning below names them);
     * above a 12-bit CT scale where the curve gives less than a metal's density: a warning
       (:func:`_warn_metal_given_tissue`);
     * given a metal's density (:data:`METAL_MIN_G_CM3`) but the composition of a tissue bin (one that stops more
@@ -489,7 +490,9 @@ def _warn_above_calibration(ct: Any, hu: np.ndarray, high: float, calib: "HUCali
     if not (high > top or clipped):   # the usual case: no whole-CT count
         return
     n, n_kept, box = _count_and_box(hu, lambda h: h > top, kept)
-    if n_kept:
+    # where the curve ends at a metal's density in a tissue bin, _warn_metal_density_given_tissue names these very
+    # voxels, with the same advice: one warning, not two (review R5 of 2026-12-06)
+    if n_kept and not (not spr_map and _metal_given_tissue_above(calib, high)):
         rho = float(calib.density_from_hu(np.array([top]))[0])
         if spr_map:   # an SPR map: value = 1000 x (SPR - 1)
             what = (f"values up to {high:.0f}, SPR {1 + high / 1000:.2f}{_where_mm(ct, box)}){_replaced(n, n_kept)} "
@@ -580,6 +583,25 @@ def _warn_metal_given_tissue(ct: Any, hu: np.ndarray, high: float, calib: "HUCal
          f"{_OVERRIDE_METAL}, or {_METAL_CALIBRATION}", McprotonRuntimeWarning)
 
 
+def _tissue_bins(calib: "HUCalibration") -> tuple[float, np.ndarray, np.ndarray]:
+    """The stopping power per gram (:func:`spr_per_density` at :data:`SPR_REFERENCE_MEV`) of titanium and of each
+    material bin of ``calib``, and per bin whether it stops more per gram than titanium by over
+    :data:`METAL_SPR_PER_DENSITY_TOL` (a tissue's composition)."""
+    from ..materials import get_material
+
+    k_ti = spr_per_density(get_material("titanium"), SPR_REFERENCE_MEV)
+    k = np.array([spr_per_density(m, SPR_REFERENCE_MEV) for m in calib.materials])
+    return k_ti, k, k > k_ti * (1.0 + METAL_SPR_PER_DENSITY_TOL)
+
+
+def _metal_given_tissue_above(calib: "HUCalibration", high: float) -> bool:
+    """Whether CT values above the curve's end (up to ``high``: they all get its last density and bin) are given a
+    metal's density with a tissue bin's composition, which :func:`_warn_metal_density_given_tissue` names."""
+    if float(calib.density_from_hu(np.array([high]))[0]) < METAL_MIN_G_CM3:
+        return False
+    return bool(_tissue_bins(calib)[2][int(calib.material_index_from_hu(np.array([high]))[0])])
+
+
 def _warn_metal_density_given_tissue(ct: Any, hu: np.ndarray, low: float, high: float, calib: "HUCalibration",
                                      kept, voxel_cm3: float) -> None:
     """:func:`check_ct_against_calibration`: CT voxels that the calibration gives a metal's density (at least
@@ -597,11 +619,7 @@ def _warn_metal_density_given_tissue(ct: Any, hu: np.ndarray, low: float, high: 
     over[-1] |= high > hi_h[-1]
     if max(float(calib.seg_rho_lo[over].max()), float(calib.seg_rho_hi[over].max())) < METAL_MIN_G_CM3:
         return   # the usual case: no metal density anywhere on the CT's values; no whole-CT count
-    from ..materials import get_material
-
-    k_ti = spr_per_density(get_material("titanium"), SPR_REFERENCE_MEV)
-    k = np.array([spr_per_density(m, SPR_REFERENCE_MEV) for m in calib.materials])
-    tissue = k > k_ti * (1.0 + METAL_SPR_PER_DENSITY_TOL)
+    k_ti, k, tissue = _tissue_bins(calib)
     if not tissue.any():
         return
 

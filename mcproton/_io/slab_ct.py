@@ -199,7 +199,9 @@ def slab_ct_geometry(layers, *, ct_dir: str | Path | None = None, study: StudyRe
     :func:`~mcproton._io.ct.load_ct_series` and convert it with the exact calibration: the same path as a
     patient CT.  Keyword arguments as :func:`slab_ct`; ``study`` the CT's patient, study, frame of reference
     and position (default a new phantom study, HFS).  The geometry's ``study`` holds the written CT's frame
-    of reference (an RT Dose of it lies in that frame)."""
+    of reference (an RT Dose of it lies in that frame), and says that the CT was written for its plan
+    (``written_for_plan``): a plan's setup positions are not checked against it, in ``simulate`` and
+    ``sum_results`` as in ``mcproton run`` (the slabs lie in the plan's patient coordinates)."""
     from .ct import load_ct_series, write_ct_series
     from .hu_calibration import calibration_note
 
@@ -237,5 +239,8 @@ def slab_ct_geometry(layers, *, ct_dir: str | Path | None = None, study: StudyRe
         if tmp is not None:
             tmp.cleanup()
     g = s.calibration.to_geometry(ct, compact=True, name="slab phantom CT")
-    g.study = StudyReference(frame_of_reference_uid=ct.frame_of_reference_uid)
+    # written for its plan: the plan's setup positions are not checked against it (as mcproton run does not on a
+    # slab_ct phantom; simulate warned that "the CT series has no PatientPosition", and sum_results refused a plan
+    # whose beams are set up in different positions: review R2, R4 of 2026-12-06)
+    g.study = StudyReference(frame_of_reference_uid=ct.frame_of_reference_uid, written_for_plan=True)
     return g

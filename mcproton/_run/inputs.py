@@ -281,12 +281,25 @@ def overrides_used(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> list
             check_struct_frame({**cfg, "plan": {**pl, "allow_other_frame": False}}, ct_for)
         except ConfigError:
             used.append("other_frame")
-    if pl.get("allow_position_mismatch", False):
+    if pl.get("allow_position_mismatch", False) and positions_checked(geometry):
         ct_pos = str(getattr(geometry, "patient_position", "") or "").strip().upper()
         plan_pos = beams_by_position((b.name, (getattr(b, "meta", None) or {}).get("patient_position")) for b in beams)
         if len(plan_pos) > 1 or (ct_pos and any(pos != ct_pos for pos in plan_pos)):
             used.append("position_mismatch")
     return used
+
+
+def positions_checked(geometry: Any) -> bool:
+    """Whether a plan's setup positions (PatientSetupSequence PatientPosition) are checked on ``geometry``, against
+    the CT's and against each other: the one rule of ``mcproton run`` (:func:`check_patient_position`),
+    ``simulate`` and ``sum_results``.  They are on a grid from a patient's DICOM CT (``geometry.study`` set; a CT
+    shows the patient lying one way); not on a water box or slab phantom (no study), nor on the CT mcproton wrote for
+    its plan (``phantom.type = "slab_ct"``, :func:`mcproton.slab_ct_geometry`: ``study.written_for_plan``), whose
+    slabs lie in the plan's patient coordinates whatever position a beam is set up in.  Before (review R2 of
+    2026-12-06) ``sum_results`` refused a slab CT's plan of mixed positions that ``mcproton run`` had not checked,
+    after the whole transport."""
+    study = getattr(geometry, "study", None)
+    return study is not None and not getattr(study, "written_for_plan", False)
 
 
 def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> None:
@@ -296,7 +309,7 @@ def check_patient_position(cfg: dict[str, Any], geometry: Any, beams: list[Any])
     from .._io.rtplan import beams_by_position, mixed_positions
     from ..config import ConfigError
 
-    if cfg.get("phantom", {}).get("type") != "ct":  # a slab_ct phantom is written for its plan
+    if not positions_checked(geometry):  # a patient CT only: a slab_ct phantom is written for its plan
         return
     ct_pos = str(getattr(geometry, "patient_position", "") or "").strip().upper()
     plan_pos = beams_by_position((b.name, (getattr(b, "meta", None) or {}).get("patient_position")) for b in beams)

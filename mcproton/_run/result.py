@@ -600,15 +600,18 @@ def _sum_completeness(prov: dict, results: list[DoseResult], mean_unc: float) ->
 
 
 def _positions_summed(results: list[DoseResult], allowed: frozenset[str]) -> str:
-    """Refuse (ConfigError) to add, on a CT's grid, the results of plan beams set up in different patient positions
+    """Refuse (ConfigError) to add, on a patient CT's grid (:func:`~mcproton._run.inputs.positions_checked`: not a
+    slab CT written for its plan), the results of plan beams set up in different patient positions
     (their ``provenance["beam"]`` / ``["summed_beams"]``' ``patient_position``), as ``mcproton run`` refuses such a
     plan (mcproton/_run/inputs.py check_patient_position): one CT shows the patient lying one way.  With
     "position_mismatch" in ``allowed``: the warning to give; "" where the positions agree (or no CT, or beams without
     a plan)."""
     from .._io.rtplan import beams_by_position, mixed_positions
     from ..config import ConfigError
+    from .inputs import positions_checked
 
-    if getattr(results[0].geometry, "study", None) is None:   # a water box: as mcproton run, a patient CT only
+    # as mcproton run: on a patient CT only (not a water box, not a slab CT written for its plan)
+    if not positions_checked(results[0].geometry):
         return ""
     beams = [b for r in results for b in (r.provenance.get("summed_beams") or [r.provenance.get("beam") or {}])]
     by_position = beams_by_position((b.get("name", "?"), b.get("patient_position")) for b in beams
@@ -617,8 +620,9 @@ def _positions_summed(results: list[DoseResult], allowed: frozenset[str]) -> str
         return ""
     msg = f"sum_results: {mixed_positions(by_position)}"
     if "position_mismatch" not in allowed:
-        raise ConfigError(f"{msg} (or pass allow=(\"position_mismatch\",) to sum_results if the CT's and the plan's "
-                          "positions are known to be right: the sum and its RT Dose then say OVERRIDE)")
+        raise ConfigError(f"{msg} (or, if the CT's and the plan's positions are known to be right, pass "
+                          "allow=(\"position_mismatch\",) to sum_results, or set plan.allow_position_mismatch = true "
+                          "in mcproton run: the sum and its RT Dose then say OVERRIDE)")
     return (f"{msg}; summed as given (allow \"position_mismatch\", plan.allow_position_mismatch in mcproton run): "
             "recorded in the sum's provenance \"overrides\", its RT Dose tagged OVERRIDE")
 
@@ -651,12 +655,13 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
       their number (sum over beams of edep x primaries, over the summed primaries), a mean per simulated
       primary that does not follow the beams' absolute weights (``total_protons``) as the dose does.
 
-    On a CT's grid (``geometry.study`` set), the results of a plan's beams set up in different patient positions
-    are refused (:class:`~mcproton.config.ConfigError`), as ``mcproton run`` refuses such a plan (one CT shows the
-    patient lying one way), unless ``allow`` names ``"position_mismatch"`` (as ``plan.allow_position_mismatch``;
-    the same ``allow`` as :func:`~mcproton.simulate`'s, whose other names change nothing here): the sum is then made
-    with a warning, and its ``provenance["overrides"]`` says so.  The sum's ``overrides`` are its beams' and its
-    own: :func:`~mcproton.write_result_rtdose` tags its RT Dose OVERRIDE.
+    On a patient CT's grid (``geometry.study`` set; not the slab CT written for a plan, ``slab_ct_geometry``, on
+    which ``mcproton run`` does not check positions either), the results of a plan's beams set up in different
+    patient positions are refused (:class:`~mcproton.config.ConfigError`), as ``mcproton run`` refuses such a plan
+    (one CT shows the patient lying one way), unless ``allow`` names ``"position_mismatch"`` (as
+    ``plan.allow_position_mismatch``; the same ``allow`` as :func:`~mcproton.simulate`'s, whose other names change
+    nothing here): the sum is then made with a warning, and its ``provenance["overrides"]`` says so.  The sum's
+    ``overrides`` are its beams' and its own: :func:`~mcproton.write_result_rtdose` tags its RT Dose OVERRIDE.
     """
     from .inputs import OVERRIDES, checked_allow
 

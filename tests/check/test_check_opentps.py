@@ -324,6 +324,7 @@ def test_beams_in_two_positions_are_refused_without_a_ct_and_by_run():
     every beam of each position."""
     from types import SimpleNamespace as NS
 
+    from mcproton import StudyReference
     from mcproton._check.inputs import CheckInputError, patient_position_notes
     from mcproton._run.inputs import check_patient_position
     from mcproton.config import ConfigError
@@ -337,6 +338,7 @@ def test_beams_in_two_positions_are_refused_without_a_ct_and_by_run():
              for i, b in enumerate(plan.beams, 1)]
     cfg = {"phantom": {"type": "ct"}, "plan": {}}
     with pytest.raises(ConfigError, match=r"different patient positions \(3:F3: HFP; 1:F1, 2:F2: HFS\)"):
-        check_patient_position(cfg, NS(patient_position="HFS"), beams)
+        check_patient_position(cfg, NS(patient_position="HFS", study=StudyReference(patient_position="HFS")), beams)
     with pytest.raises(ConfigError, match=r"plan beam\(s\) '1:F1', '2:F2' are set up HFS .*acquired HFP"):
-        check_patient_position(cfg, NS(patient_position="HFP"), beams[:2])
+        check_patient_position(cfg, NS(patient_position="HFP", study=StudyReference(patient_position="HFP")),
+                               beams[:2])

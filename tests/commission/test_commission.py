@@ -509,3 +509,25 @@ def test_a_wrong_energy_still_fails_on_range_alone_against_an_idd_sampled_every_
     assert row["suggested_mean_energy_mev"] == pytest.approx(row["model_mean_energy_mev"] - de, abs=0.15)
     assert row["model_depth_offset_mm"] == pytest.approx(row["model"]["R80_mm"] - row["measured"]["R80_mm"],
                                                          abs=0.1)
+
+
+def test_the_reference_field_run_is_not_warned_of_its_beam_leaving_the_water(v5, tmp_path):
+    """Review R1 (2026-12-06): the reference-field water is cut 20 mm beyond the chamber, so most of the beam's
+    energy leaves it, as meant; simulate's post-run warning ("82 % of the beam's incident energy left the grid ...
+    check the beam ... and the phantom") reached the commissioning report's warnings.  Neither the call nor the
+    report may say it."""
+    import warnings
+
+    from mcproton import McprotonRuntimeWarning
+    from mcproton.commission import model_dose_per_mu
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        dose, _ = model_dose_per_mu(v5, 150.0, 20.0, 10.0, 20.0, 300, threads=1)
+    assert dose > 0
+    p = tmp_path / "dpm.csv"
+    p.write_text("nominal_energy_mev,field_size_mm,spot_spacing_mm,depth_mm,gy_per_mu\n150,100,10,20,0.0035\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        res = commission("dcpt_v5", dose_per_mu=p, primaries=2000, threads=1)
+    assert res.provenance["warnings"] == ["none"]

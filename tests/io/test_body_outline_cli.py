@@ -96,12 +96,20 @@ def test_a_structure_set_of_another_frame_is_refused_before_the_transport(tmp_pa
 
 
 def test_a_structure_set_of_another_frame_runs_with_allow_other_frame(tmp_path, capsys, warnings_to_stderr):
-    """plan.allow_other_frame = true (the frames are known to coincide): the run goes on, with a warning."""
+    """plan.allow_other_frame = true (the frames are known to coincide): the run goes on, with a warning, and,
+    though only the structure set is on another frame (the plan is on the CT's), the run records the refusal passed
+    ("other_frame") and its RT Dose says OVERRIDE (review R7 of 2026-12-06: that branch of overrides_used was
+    untested)."""
+    import pydicom
+
+    from mcproton import DoseResult
     from mcproton.cli import main
 
     _, body = _case_with_struct_of_another_frame(tmp_path, "set")
-    out = tmp_path / "o.h5"
+    out, rd = tmp_path / "o.h5", tmp_path / "RD.dcm"
     with pytest.warns(RuntimeWarning, match="refers to frame of reference"):
-        assert main(["run", str(tmp_path / "run.toml"), "--out", str(out), "--quiet",
+        assert main(["run", str(tmp_path / "run.toml"), "--out", str(out), "--rtdose", str(rd), "--quiet",
                      "--set", "plan.allow_other_frame=true"]) == 0
     assert "warning" in capsys.readouterr().err
+    assert DoseResult.load(out).provenance.get("overrides") == ["other_frame"]
+    assert pydicom.dcmread(rd).DoseComment.startswith("OVERRIDE frame; ")

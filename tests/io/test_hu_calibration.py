@@ -772,6 +772,34 @@ def test_metal_density_given_a_tissue_bin_is_reported(tmp_path, capsys, warnings
     assert "were given a metal's density" not in capsys.readouterr().err
 
 
+def test_metal_above_a_metal_reaching_curve_with_tissue_bins_is_warned_of_once(tmp_path, capsys, warnings_to_stderr):
+    """Review R5 (2026-12-06): voxels above the end of a curve that ends at a metal's density (steel 7.9 g/cm3 at
+    20000 HU) beside tissue bins were named twice, "lie above the end of the HU calibration" and "were given a
+    metal's density ... but the composition of its material bin 'bone15'", with the same advice.  One warning now
+    (the second, which says what is wrong with them); with a titanium bin that covers them, the first as before."""
+    from mcproton.config import build_geometry
+
+    hu = np.zeros((6, 8, 8))
+    hu[:, 0, :] = -1000
+    hu[2, 3:5, 3:5] = 30000
+    ct = tmp_path / "ct"
+    write_ct_series(hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), ct)
+    for name, ti, metal_msg in (("ext", "", True), ("ext_ti", "5000,titanium,0,0,0,0,0,0,0,0,0,1\n", False)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.0012\n0,1.0\n1600,1.964\n8000,4.54\n"
+                                          "20000,7.9\n")
+        (d / "hu_materials.csv").write_text(_MATS_HEAD + _WATER_MAT + _BONE15 + ti)
+        build_geometry({"phantom": {"type": "ct", "ct_dir": str(ct), "calibration": str(d)}})
+        err = capsys.readouterr().err
+        assert err.count("4 CT voxels") == 1, (name, err)
+        assert ("were given a metal's density" in err) == metal_msg, (name, err)
+        assert ("lie above the end of the HU calibration" in err) != metal_msg, (name, err)
+        g = HUCalibration.load(d).to_geometry(load_ct_series(ct))   # the Python route: the same
+        assert len([w for w in g.made_with_warnings if "4 CT voxels" in w]) == 1, g.made_with_warnings
+        capsys.readouterr()
+
+
 def test_the_python_route_warns_of_metal_above_the_calibration_and_keeps_it_in_the_result(tmp_path, capsys,
                                                                                           warnings_to_stderr):
     """highZ audit 2026-12-06, F2: HUCalibration.to_geometry + simulate, the README's Python route for a patient

@@ -272,6 +272,44 @@ def test_a_plan_in_two_positions_runs_with_the_override_and_says_so(tmp_path, ca
     _said_override(out, rd, "position_mismatch", "OVERRIDE position")
 
 
+def test_a_slab_ct_phantom_with_a_plan_in_two_positions_runs_as_before(tmp_path, capsys):
+    """Review R2 (2026-12-06): mcproton run does not check a plan's setup positions on a slab_ct phantom (written for
+    its plan), but sum_results did: a plan with beam 1 HFS and beam 2 FFS was transported, then refused (exit 2)
+    with a Python-API message; with plan.allow_position_mismatch it ran, warned "sum_results: ..." and its RT Dose
+    said OVERRIDE position for a check that never applied.  It runs as before: no refusal, no warning, no OVERRIDE."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    from mcproton import DoseResult
+    from mcproton.cli import main
+
+    b = dict(gantry=0.0, couch=0.0, iso=(0.0, 40.0, 0.0), layers=[(100.0, [(0.0, 0.0), (5.0, 0.0)], [1.0, 1.0])],
+             machine="TR1")
+    ds = make_plan([b, dict(b)], patient_position="HFS")
+    s2 = Dataset()
+    s2.PatientPosition, s2.PatientSetupNumber = "FFS", 2
+    ds.PatientSetupSequence.append(s2)
+    ds.IonBeamSequence[1].ReferencedPatientSetupNumber = 2
+    save(ds, tmp_path / "RP.dcm")
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[run]\nprimaries = 200\nseed = 1\nbackend = "cpu"\nthreads = 1\n\n'
+                   '[phantom]\ntype = "slab_ct"\nlateral_size_mm = [40.0, 40.0]\nvoxel_mm = [4.0, 4.0, 4.0]\n'
+                   'depth_axis = "+y"\nsurface_mm = [0.0, 0.0, 0.0]\nair_mm = 8.0\n'
+                   'layers = [{material = "water", thickness_mm = 120.0}]\n\n'
+                   '[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\n\n[output]\nplot = false\n')
+    out, rd = tmp_path / "o.h5", tmp_path / "RD.dcm"
+    for extra in ([], ["--set", "plan.allow_position_mismatch=true"]):
+        capsys.readouterr()
+        assert main(["run", str(cfg), "--out", str(out), "--rtdose", str(rd), "--quiet", *extra]) == 0
+        err = capsys.readouterr().err
+        assert "position" not in err, err
+        prov = DoseResult.load(out).provenance
+        assert "overrides" not in prov and not any("position" in m for m in prov.get("warnings") or []), prov
+        assert "OVERRIDE" not in pydicom.dcmread(rd).DoseComment
+        out.unlink()
+        rd.unlink()
+
+
 def test_position_check_follows_the_ct_dose_grid(tmp_path):
     """The CT's position survives phantom.dose_voxel_mm (blocks of CT voxels), so the check still applies."""
     from mcproton.config import ConfigError, build_beams, build_geometry, load_config
@@ -406,16 +444,20 @@ def test_plan03_raystation_dose_matches_mcproton_geometry_of_its_setup(plan03_fi
 
 def test_position_check_without_ct_position_warns_and_slab_phantoms_are_not_checked(capsys, warnings_to_stderr):
     """A CT series without PatientPosition cannot be checked: a warning, not a refusal; a slab_ct phantom is
-    written for its plan and is not checked."""
+    written for its plan and is not checked (its study says so: the rule simulate and sum_results follow too)."""
     from types import SimpleNamespace
 
+    from mcproton import StudyReference
     from mcproton._run.inputs import check_patient_position
 
     beams = [SimpleNamespace(name="1:F1", meta={"patient_position": "HFP"})]
-    check_patient_position({"phantom": {"type": "ct"}}, SimpleNamespace(patient_position=""), beams)
+    check_patient_position({"phantom": {"type": "ct"}}, SimpleNamespace(patient_position="", study=StudyReference()),
+                           beams)
     err = capsys.readouterr().err
     assert "no PatientPosition" in err and "HFP" in err, err
-    check_patient_position({"phantom": {"type": "slab_ct"}}, SimpleNamespace(patient_position="HFS"), beams)
+    slab = StudyReference(patient_position="HFS", written_for_plan=True)
+    check_patient_position({"phantom": {"type": "slab_ct"}}, SimpleNamespace(patient_position="HFS", study=slab),
+                           beams)
     assert capsys.readouterr().err == ""
 
 
