@@ -125,11 +125,9 @@ def base(tmp_path_factory):
             "blob": blob, "rp": rp}
 
 
-@pytest.fixture(scope="module")
-def case(base):
-    """The 'TPS' doses (plan + per beam) of an independent mcproton run with 3x the primaries, and the check
-    of the correct doses end to end (its MC is reused by the error cases)."""
-    from mcproton._check.api import check
+def _tps_run(base, primaries: int, folder: Path):
+    """An independent mcproton run of the plan (seed 777), the 'TPS': its doses written as RT Dose (plan + per
+    beam) into ``folder``.  Returns (the MC result, {beam: path, "plan": path}, the TPS grid)."""
     from mcproton._check.compute import build_geometry, run_mc
     from mcproton._check.inputs import CheckInputs, TPSDose
     from mcproton.dicom import write_rtdose
@@ -139,17 +137,31 @@ def case(base):
     grid = TPSDose("", np.zeros(base["shape"]), vs, org, FOR, "PHYSICAL", "PLAN", rp.sop_instance_uid)
     inp = CheckInputs(str(d / "RP.dcm"), rp, grid, {}, str(d / "ct"), None, FOR, "PHYSICAL", 1, True)
     geo, _, _ = build_geometry(d / "ct", "schneider2000", grid)
-    hi = run_mc(inp, geo, "dcpt_v2", primaries=36000, target_uncertainty=None, seed=777, backend="cpu",
+    hi = run_mc(inp, geo, "dcpt_v2", primaries=primaries, target_uncertainty=None, seed=777, backend="cpu",
                 progress=False, log=lambda m: None)
-    files = {}
+    folder.mkdir(exist_ok=True)
     study = StudyReference(frame_of_reference_uid=FOR, plan_sop_instance_uid=rp.sop_instance_uid)
-    for b, dose in hi.beams_gy_zyx.items():
-        files[b] = write_rtdose(dose, vs, org, d / f"RD_beam{b}.dcm", study=study, summation_type="BEAM",
-                                referenced_beam_number=b)
-    files["plan"] = write_rtdose(hi.total_gy_zyx, vs, org, d / "RD_plan.dcm", study=study)
-    res = check(plan=d / "RP.dcm", dose=[files["plan"], files[1], files[2]], ct=d / "ct", struct=d / "RS.dcm",
-                beam_model="dcpt_v2", out=d / "out", primaries=12000, target_uncertainty=None, seed=1,
-                levels=_levels(), **FAST)
+    files: dict = {b: write_rtdose(dose, vs, org, folder / f"RD_beam{b}.dcm", study=study, summation_type="BEAM",
+                                   referenced_beam_number=b) for b, dose in hi.beams_gy_zyx.items()}
+    files["plan"] = write_rtdose(hi.total_gy_zyx, vs, org, folder / "RD_plan.dcm", study=study)
+    return hi, files, grid
+
+
+def _check_correct(base, files, **kw):
+    from mcproton._check.api import check
+
+    d = base["dir"]
+    return check(plan=d / "RP.dcm", dose=[files["plan"], files[1], files[2]], ct=d / "ct", struct=d / "RS.dcm",
+                 beam_model="dcpt_v2", seed=1, **kw, **FAST)
+
+
+@pytest.fixture(scope="module")
+def case(base):
+    """The 'TPS' doses (plan + per beam) of an independent mcproton run with 3x the primaries, and the check
+    of the correct doses end to end (its MC is reused by the other tests)."""
+    hi, files, grid = _tps_run(base, 36000, base["dir"])
+    res = _check_correct(base, files, out=base["dir"] / "out", primaries=12000, target_uncertainty=None,
+                         levels=_levels())
     return {**base, "files": files, "hi": hi, "res": res, "axes": grid.axes_mm()}
 
 
@@ -161,29 +173,12 @@ def clinical(base):
     ~1.0 %, seed 777); the check's MC stopped by the default 1 % target (--primaries 2 000 000: 10 batches of
     20 000 at least, so the 1 % rule decides, as on a clinical plan; u50 ~1.0 %, seed 1); the default ActionLevels,
     none relaxed (the D95 level too: the MC-corrected D95 fails only beyond level + 2 SE since the stats audit's F1
-    fix).  Measured on one core: ~13 s per MC."""
-    from mcproton._check.api import check
-    from mcproton._check.compute import build_geometry, run_mc
-    from mcproton._check.inputs import CheckInputs, TPSDose
+    fix).  Measured on one core: 8-15 s per MC."""
     from mcproton._check.levels import ActionLevels
-    from mcproton.dicom import write_rtdose
 
-    d, rp = base["dir"], base["rp"]
-    vs, org = base["grid"]
-    grid = TPSDose("", np.zeros(base["shape"]), vs, org, FOR, "PHYSICAL", "PLAN", rp.sop_instance_uid)
-    inp = CheckInputs(str(d / "RP.dcm"), rp, grid, {}, str(d / "ct"), None, FOR, "PHYSICAL", 1, True)
-    geo, _, _ = build_geometry(d / "ct", "schneider2000", grid)
-    hi = run_mc(inp, geo, "dcpt_v2", primaries=550_000, target_uncertainty=None, seed=777, backend="cpu",
-                progress=False, log=lambda m: None)
-    tps_dir = d / "clinical"
-    tps_dir.mkdir()
-    study = StudyReference(frame_of_reference_uid=FOR, plan_sop_instance_uid=rp.sop_instance_uid)
-    files = {b: write_rtdose(dose, vs, org, tps_dir / f"RD_beam{b}.dcm", study=study, summation_type="BEAM",
-                             referenced_beam_number=b) for b, dose in hi.beams_gy_zyx.items()}
-    files["plan"] = write_rtdose(hi.total_gy_zyx, vs, org, tps_dir / "RD_plan.dcm", study=study)
-    res = check(plan=d / "RP.dcm", dose=[files["plan"], files[1], files[2]], ct=d / "ct", struct=d / "RS.dcm",
-                beam_model="dcpt_v2", out=None, primaries=2_000_000, target_uncertainty=0.01, seed=1,
-                levels=ActionLevels(), **FAST)
+    tps_dir = base["dir"] / "clinical"
+    hi, files, grid = _tps_run(base, 550_000, tps_dir)
+    res = _check_correct(base, files, out=None, primaries=2_000_000, target_uncertainty=0.01, levels=ActionLevels())
     return {**base, "files": files, "hi": hi, "res": res, "axes": grid.axes_mm(), "tps_dir": tps_dir,
             "levels": ActionLevels()}
 
