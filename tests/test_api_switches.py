@@ -13,6 +13,7 @@ import inspect
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
@@ -20,6 +21,7 @@ from pydicom.sequence import Sequence
 
 import mcproton
 from mcproton import dicom
+from mcproton.dicom import StudyReference
 
 DATA = Path(__file__).resolve().parent / "data" / "dicom"
 PLAN02 = DATA / "RN_plan02_mono.dcm"          # Eclipse, one 160 MeV layer
@@ -61,6 +63,9 @@ CALLS = {
         lambda tmp, v: dicom.HUCalibration.load("schneider2000").to_geometry(None, check_coverage=v),
     ("HUCalibration.to_geometry", "check_ct"):
         lambda tmp, v: dicom.HUCalibration.load("schneider2000").to_geometry(None, check_ct=v),
+    ("write_rtdose", "plan_note_in_comment"):
+        lambda tmp, v: dicom.write_rtdose(np.zeros((1, 1, 1)), (1, 1, 1), (0, 0, 0), tmp / "out" / "RD.dcm",
+                                          study=StudyReference(), plan_note_in_comment=v),
     ("HUCalibration.hu_from_density", "integer"):
         lambda tmp, v: dicom.HUCalibration.load("schneider2000").hu_from_density([1.0], integer=v),
     **{("check", name): (lambda name: lambda tmp, v: _check(tmp, **{name: v}))(name)
@@ -70,7 +75,9 @@ CALLS = {
 }
 #: true/false arguments of the documented API that are not switches: a record the reader fills in, and simulate's
 #: ``progress`` / ``log``, which take a callable too (``log`` refuses anything else; mcproton/run.py)
-NOT_SWITCHES = {("RTIonPlan", "sop_instance_uid_valid"), ("simulate", "progress"), ("simulate", "log")}
+NOT_SWITCHES = {("RTIonPlan", "sop_instance_uid_valid"), ("simulate", "progress"), ("simulate", "log"),
+                # a record the slab-CT writer fills in; a private keyword of mcproton's own callers
+                ("StudyReference", "written_for_plan"), ("simulate", "_shoots_through")}
 #: the same, for functions outside the two __all__ lists that the docs name (docs/check.md, README.md)
 MORE_CALLS = {
     ("check_batch", "skip_checked"):

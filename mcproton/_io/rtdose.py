@@ -195,6 +195,9 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     :class:`~mcproton.run.DoseResult`: :func:`write_result_rtdose` (which puts the run's primaries, stop reason and
     uncertainty there, and marks a run stopped early in the DoseComment and the SeriesDescription).
     """
+    from ..settings import _switch
+
+    plan_note_in_comment = _switch("write_rtdose plan_note_in_comment", plan_note_in_comment)
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DSequence
     from pydicom.uid import generate_uid
