@@ -527,9 +527,10 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     file rather than refused (the physicist who passed the refusal decides), and it is never an ordinary dose.
     Within the 64 characters of the DoseComment the dose label ("to medium, physical", "to water, RBE 1.1", which
     ``mcproton check`` reads back) and each tag's key word are always kept whole: to make room the tags lose their
-    details (the refusals passed, then an INCOMPLETE's percentage), then the plan reference's note ("no RT Plan:
-    placeholder plan ref", "invalid plan UID replaced") moves to ImageComments (where it always is), then the
-    beams and fractions go; the SeriesDescription keeps the key words the same way (a scenario's details go after
+    details (the refusals passed, then an INCOMPLETE's percentage) and the contents give up their beams and
+    fractions, and only where the label and the key words still do not fit does the plan reference's note ("no RT
+    Plan: placeholder plan ref", "invalid plan UID replaced") move to ImageComments (where it always is); the
+    SeriesDescription keeps the key words the same way (a scenario's details go after
     the refusals passed), and only then is ``series_description`` cut, at a word boundary.
     ``series``: ``series_instance_uid``, ``series_number``, ``instance_number``, ``bits`` of :func:`write_rtdose`.
     Returns the JSON summary entry: the path, what the file holds (``contents``'
@@ -749,8 +750,9 @@ def _tagged_comment(contents: DoseContents, forms: Sequence[Sequence[str]], note
     tags (``forms``: :func:`_shortened`), then what the file holds (:meth:`DoseContents.comment`), within the 64
     characters of LO.  Kept whatever else goes: the dose label ("to medium, physical", "to water, RBE 1.1", which
     mcproton check reads back, :meth:`DoseContents.label`), then each tag's key word; to make room the tags are
-    shortened (never cut mid-word), then the note moves to ImageComments (write_rtdose's ``plan_note_in_comment``),
-    then the contents give up their beams and fractions.  Before (the review of 2026-12-06, R3), a tag beside the
+    shortened (never cut mid-word) and the contents give up their beams and fractions, and only where the label and
+    the key words still do not fit does the note move to ImageComments (write_rtdose's ``plan_note_in_comment``).
+    Before (the review of 2026-12-06, R3), a tag beside the
     note cut the label to "to m" and OVERRIDE to "OVERR"; a placeholder or replaced plan reference cut the label of
     a dose of 2 beams without any tag."""
     label = len(contents.label())
