@@ -475,12 +475,12 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
             from .run import sum_results
 
             total = sum_results(results, allow=("position_mismatch",) if pl.get("allow_position_mismatch") else ())
-        from ._run.inputs import OVERRIDES, overrides_used
+        from ._run.inputs import ordered_overrides, overrides_used
 
         # the refusals plan.allow_* passed, recorded as simulate records its allow=: the RT Dose(s) say OVERRIDE
         used = set(overrides_used(cfg, total.geometry, beams))
         for r in {id(r): r for r in (total, *results)}.values() if used else ():
-            r.provenance["overrides"] = [k for k in OVERRIDES if k in used | set(r.provenance.get("overrides") or [])]
+            r.provenance["overrides"] = ordered_overrides(used | set(r.provenance.get("overrides") or []))
         from ._io.errors import ResultRefused
         from ._run.inputs import check_result
 

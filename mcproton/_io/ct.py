@@ -873,13 +873,8 @@ def _check_stored_bits(ds, words: np.ndarray, bits_header: tuple[int, int, int, 
     if words.size == 0 or (int(words.min()) >= lo and int(words.max()) <= hi):
         return
     out = (words < lo) | (words > hi)
-    pv, limit = ds.get("PixelPaddingValue", None), ds.get("PixelPaddingRangeLimit", None)
-    with contextlib.suppress(TypeError, ValueError):   # a damaged padding value pads nothing
-        if pv not in (None, ""):
-            p_lo = int(pv)
-            p_hi = int(limit) if limit not in (None, "") else p_lo
-            p_lo, p_hi = min(p_lo, p_hi), max(p_lo, p_hi)
-            out &= (words < p_lo) | (words > p_hi)
+    if (pad := _padding_range(ds)) is not None:
+        out &= (words < pad[0]) | (words > pad[1])
     if not out.any():
         return
     bad = words[out].astype(np.int64)
@@ -901,22 +896,31 @@ def _check_stored_bits(ds, words: np.ndarray, bits_header: tuple[int, int, int, 
                f"under a {stored}-bit header?) and {_BITS_FIX}")
 
 
-def _padding_voxels(ds, arr: np.ndarray, slope: float, inter: float) -> tuple[np.ndarray, float] | None:
-    """The voxels of a slice at its PixelPaddingValue (to PixelPaddingRangeLimit where given) that are connected to
-    the slice's border through such voxels (the padding around the reconstruction circle), and the padding's HU,
-    where that HU reads as matter (:data:`PADDING_MATTER_HU`); None where there are none, or no padding value.
-    Voxels of the padding value inside the image (a padding value of 0 HU: water in the patient too) are not
-    padding and are left as they are (a review of 2026-12-05: every voxel at the value was remapped)."""
+def _padding_range(ds) -> tuple[int, int] | None:
+    """The stored words (lowest, highest) that a slice's PixelPaddingValue (to PixelPaddingRangeLimit where given)
+    marks as padding; None where there is no padding value or a damaged one (the image is then read as it is)."""
     pv = ds.get("PixelPaddingValue", None)
-    if pv is None or pv == "" or arr.dtype.kind not in "iu":
+    if pv is None or pv == "":
         return None
     try:
         lo = int(pv)
         limit = ds.get("PixelPaddingRangeLimit", None)
         hi = int(limit) if limit not in (None, "") else lo
     except (TypeError, ValueError):
-        return None   # a damaged padding value: the image is read as it is
-    lo, hi = min(lo, hi), max(lo, hi)
+        return None
+    return min(lo, hi), max(lo, hi)
+
+
+def _padding_voxels(ds, arr: np.ndarray, slope: float, inter: float) -> tuple[np.ndarray, float] | None:
+    """The voxels of a slice at its PixelPaddingValue (to PixelPaddingRangeLimit where given) that are connected to
+    the slice's border through such voxels (the padding around the reconstruction circle), and the padding's HU,
+    where that HU reads as matter (:data:`PADDING_MATTER_HU`); None where there are none, or no padding value.
+    Voxels of the padding value inside the image (a padding value of 0 HU: water in the patient too) are not
+    padding and are left as they are (a review of 2026-12-05: every voxel at the value was remapped)."""
+    pad = _padding_range(ds) if arr.dtype.kind in "iu" else None
+    if pad is None:
+        return None
+    lo, hi = pad
     pad_hu = lo * slope + inter
     if pad_hu <= PADDING_MATTER_HU:
         return None

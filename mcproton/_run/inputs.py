@@ -249,6 +249,13 @@ OVERRIDES = {
 }
 
 
+def ordered_overrides(names) -> list[str]:
+    """The refusals passed (``provenance["overrides"]``) in :data:`OVERRIDES`' order, any other name after them,
+    sorted: one order for ``mcproton run``'s record and :func:`~mcproton.sum_results`'."""
+    names = {str(n) for n in names}
+    return [k for k in OVERRIDES if k in names] + sorted(names - set(OVERRIDES))
+
+
 def checked_allow(allow: Any, where: str) -> frozenset[str]:
     """The refusals ``allow`` asks to pass (:data:`OVERRIDES` names; a name alone, a tuple or list of them, or
     () / None for none), refused (ValueError) where one is not such a name."""

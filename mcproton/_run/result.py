@@ -663,7 +663,7 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     nothing here): the sum is then made with a warning, and its ``provenance["overrides"]`` says so.  The sum's
     ``overrides`` are its beams' and its own: :func:`~mcproton.write_result_rtdose` tags its RT Dose OVERRIDE.
     """
-    from .inputs import OVERRIDES, checked_allow
+    from .inputs import checked_allow, ordered_overrides
 
     allowed = checked_allow(allow, "sum_results")
     results = _as_results(results)
@@ -736,7 +736,7 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     over |= {"position_mismatch"} if mixed else set()
     prov.pop("overrides", None)
     if over:   # refusals passed for a beam or for the sum: its RT Dose says OVERRIDE
-        prov["overrides"] = [k for k in OVERRIDES if k in over] + sorted(over - set(OVERRIDES))
+        prov["overrides"] = ordered_overrides(over)
     if mixed:
         warn(mixed, McprotonRuntimeWarning, stacklevel=2)
         prov["warnings"] = list(dict.fromkeys([*(prov.get("warnings") or []), mixed]))
