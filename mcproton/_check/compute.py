@@ -507,54 +507,91 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
             progress: Any, log: Callable[[str], None]) -> tuple[list, Any]:
     """Where the plan dose's uncertainty is above ``target`` after every beam reached target x sqrt(n) in its
     own dose (beams that do not overlap in the high-dose region), run each beam again with independent random
-    numbers (top_up_seed: seed + TOP_UP_SEED_OFFSET, the beam's own stream) for the primaries that the 1/sqrt(N)
-    law says are missing (x TOP_UP_MARGIN, within the ``limit`` per beam), and take the primaries-weighted mean of
-    the two runs per beam (their absolute errors add in quadrature: sum_results).  One top-up; the reached uncertainty
-    is reported.  With ``settings.time_limit_s`` (--time-limit: the transport of all the beams) the top-up runs in
-    what the beams left of it, shared among the beams topped up, and none where they used it all.  ``tot``: the
-    plan sum of ``results``; returns the beams' results and their plan sum."""
-    import dataclasses
-
-    from .._run.job import JobOptions, run_job
+    numbers (top_up_seed: seed + TOP_UP_SEED_OFFSET, the beam's own stream; a later pass, the offset again) for the
+    primaries that the 1/sqrt(N) law says are missing (x TOP_UP_MARGIN, within the ``limit`` per beam), and take the
+    primaries-weighted mean of the runs per beam (their absolute errors add in quadrature: sum_results).  At most
+    TOP_UP_PASSES passes, until the plan dose is at or below the target (before 2026-12-06 one pass, and none
+    within 1 % above the target: a check asked for 2 % reached 2.002-2.02 % and FAILed the MC-uncertainty level
+    of 2 % in 4 of 22 runs, statistics audit of 2026-12-06; a small top-up's 1/sqrt(N) estimate can land short, 3.02
+    % for 3 %); the reached uncertainty is reported.  With ``settings.time_limit_s`` (--time-limit: the transport
+    of all the beams) the top-ups run in what the beams left of it, shared among the beams topped up, and none
+    where they used it all.  ``tot``: the plan sum of ``results``; returns the beams' results and their plan sum."""
     from ..run import sum_results
-    from ..settings import RunSettings
 
     u = float(tot.mean_rel_uncertainty_50)
-    if not (u > target * 1.01):
+    if not (u > target):
         return results, tot
-    factor = (u / target) ** 2 - 1.0
     limit_s = getattr(settings, "time_limit_s", None)
     if warn_stopped_short(results, beams, u, target, limit, limit_s):
         return results, tot   # a beam ended at the --primaries limit (or a time limit): no room for a top-up
     # --time-limit is the transport time of all the beams, the top-up's too (it ran without a limit before: a check
     # given 60 s could take twice that)
     left_s = None if limit_s is None else float(limit_s) - sum(_transport_s(r) for r in results)
-    if left_s is not None and left_s <= 0:
-        from .._io.errors import McprotonRuntimeWarning, warn
+    seed = int(settings.seed)
+    for k in range(TOP_UP_PASSES):
+        if left_s is not None and left_s <= 0:
+            if k:   # the time limit stopped a top-up: its stop_reason says so (the MC-uncertainty row names it)
+                break
+            from .._io.errors import McprotonRuntimeWarning, warn
 
-        warn(f"the plan dose's uncertainty is {100 * u:.2f} % after every beam reached "
-             f"{100 * settings.target_uncertainty:.2f} % (target {100 * target:g} %, --target-uncertainty), and the "
-             f"beams' transport used the --time-limit of {float(limit_s):g} s, so there is no top-up; give a longer "
-             "--time-limit (or none) for the target", McprotonRuntimeWarning)
-        return results, tot
+            warn(f"the plan dose's uncertainty is {100 * u:.2f} % after every beam reached "
+                 f"{100 * settings.target_uncertainty:.2f} % (target {100 * target:g} %, --target-uncertainty), and "
+                 f"the beams' transport used the --time-limit of {float(limit_s):g} s, so there is no top-up; give a "
+                 "longer --time-limit (or none) for the target", McprotonRuntimeWarning)
+            return results, tot
+        seed = top_up_seed(seed)
+        results, left_s, grew = _top_up_pass(results, beams, geometry, settings, seed, u, target, limit, left_s,
+                                             progress, log, k)
+        if not grew:   # every beam at --primaries, or the missing primaries too few to run
+            break
+        tot = sum_results(results)
+        u = float(tot.mean_rel_uncertainty_50)
+        if not (u > target):
+            break
+    return results, tot
+
+
+#: The most top-up passes of the plan dose (_top_up): the first brings it to the target by the 1/sqrt(N) law, a
+#: second (rarely a third) the little that an estimate from a noisy uncertainty left above it.
+TOP_UP_PASSES = 3
+#: The fewest primaries of a beam's top-up run (a beam with less room below --primaries gets none).
+TOP_UP_MIN = 1000
+
+
+def _top_up_pass(results: list, beams: list, geometry: Any, settings: Any, seed: int, u: float, target: float,
+                 limit: int, left_s: float | None, progress: Any, log: Callable[[str], None],
+                 k: int) -> tuple[list, float | None, bool]:
+    """One pass of :func:`_top_up` (``k``: its index) with random-number seed ``seed``: the beams' results, merged
+    with their top-up runs, the time left of --time-limit (None: no limit) and whether any beam ran."""
+    import dataclasses
+
+    from .._run.job import JobOptions, run_job
+    from ..run import sum_results
+    from ..settings import RunSettings
+
+    factor = (u / target) ** 2 - 1.0
     log(f"mcproton check: the plan dose's uncertainty is {100 * u:.2f} % after every beam reached "
-        f"{100 * settings.target_uncertainty:.2f} % (target {100 * target:g} %: the beams overlap less in the "
-        f"high-dose region); topping up each beam by {100 * factor * TOP_UP_MARGIN:.0f} % more primaries")
+        f"{100 * settings.target_uncertainty:.2f} %" + (f" and {k} top-up(s)" if k else "")
+        + f" (target {100 * target:g} %" + (": the beams overlap less in the high-dose region" if not k else "")
+        + f"); topping up each beam by {100 * factor * TOP_UP_MARGIN:.0f} % more primaries")
     out = []
-    wanted = [min(int(math.ceil(r.primaries * factor * TOP_UP_MARGIN)), limit - int(r.primaries)) for r in results]
+    grew = False
+    # at least TOP_UP_MIN primaries (fewer make too few batches to estimate their noise; before, a beam that wanted
+    # fewer got none, so a plan dose just above its target stayed there), within the --primaries limit
+    wanted = [min(max(int(math.ceil(r.primaries * factor * TOP_UP_MARGIN)), TOP_UP_MIN), limit - int(r.primaries))
+              for r in results]
     for i, (b, r) in enumerate(zip(beams, results)):
         n2 = wanted[i]
-        if n2 < 1000:
+        if n2 < TOP_UP_MIN:
             out.append(r)
             continue
         # the time left to the check's limit, shared among this beam and the later ones to top up
-        share_s = None if left_s is None else max(left_s, 0.0) / sum(1 for n in wanted[i:] if n >= 1000)
+        share_s = None if left_s is None else max(left_s, 0.0) / sum(1 for n in wanted[i:] if n >= TOP_UP_MIN)
         if share_s is not None and share_s <= 0:
             out.append(r)
             continue
-        s2 = RunSettings(primaries=n2, seed=top_up_seed(settings.seed), backend=settings.backend,
-                         threads=settings.threads, target_uncertainty=None, physics=settings.physics,
-                         time_limit_s=share_s)
+        s2 = RunSettings(primaries=n2, seed=seed, backend=settings.backend, threads=settings.threads,
+                         target_uncertainty=None, physics=settings.physics, time_limit_s=share_s)
         log(f"top-up of beam {beam_number(b, i)} ({i + 1}/{len(beams)}): {b.name}, {n2:,} more primaries")
         r2 = run_job(None, s2, geometry, [b], None,
                      JobOptions(checkpoint=False, progress=progress, log=log, first_beam_index=i,
@@ -576,7 +613,8 @@ def _top_up(results: list, tot: Any, beams: list, geometry: Any, settings: Any, 
         merged.provenance["stop_reason"] = (f"{r.provenance.get('stop_reason')} + top-up of {n2:,} primaries"
                                             + (f" of {asked:,} (time_limit)" if n2 < asked else ""))
         out.append(merged)
-    return out, sum_results(out)
+        grew = grew or n2 > 0
+    return out, left_s, grew
 
 
 def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str = "water", rbe: float | None = None,
@@ -645,7 +683,7 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
         if per_beam_target is not None and len(beams) > 1:
             results, tot = _top_up(results, tot, beams, geometry, settings, float(target_uncertainty),
                                    int(primaries), progress, log)
-        elif per_beam_target is not None and float(tot.mean_rel_uncertainty_50) > per_beam_target * 1.01:
+        elif per_beam_target is not None and float(tot.mean_rel_uncertainty_50) > per_beam_target:
             warn_stopped_short(results, beams, float(tot.mean_rel_uncertainty_50), per_beam_target, int(primaries),
                                time_limit_s)
     timings["kernel_build_s"] = clock.seconds.get("kernel_build", 0.0)
