@@ -53,9 +53,10 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
         ``"other_frame"`` (``plan.allow_other_frame``), ``"position_mismatch"`` (``plan.allow_position_mismatch``)
         and ``"shifter_inside"`` (no key in ``mcproton run``: for a study of that error only); () for none.  The run
         then goes on with a :class:`~mcproton.McprotonRuntimeWarning`, and the result records each refusal passed in
-        ``result.provenance["overrides"]`` (kept by ``save``, ``load`` and :func:`sum_results`), so that
-        :func:`~mcproton.write_result_rtdose` tags its RT Dose OVERRIDE (DoseComment, SeriesDescription,
-        ImageComments).
+        ``result.provenance["overrides"]`` (kept by ``save``, ``load`` and :func:`sum_results`; ``[]`` for none), so
+        that :func:`~mcproton.write_result_rtdose` tags its RT Dose OVERRIDE (DoseComment, SeriesDescription,
+        ImageComments).  :func:`sum_results`' ``"mixed_builds"`` and ``"mixed_physics"`` are taken and change
+        nothing here.
 
     The mcproton warnings issued during the call are kept in ``result.provenance["warnings"]`` (each message
     once), as ``mcproton run`` keeps them in its output, whatever the warning filters show; so are those issued when

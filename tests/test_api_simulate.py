@@ -91,12 +91,12 @@ def test_simulate_of_a_plan_of_the_ct_or_of_a_ct_that_does_not_say_runs():
                         _plan_beam(frame="1.2.3", position="FFS"))):
         r, rec = _simulate_recording(geom, beam, TINY, allow=("other_frame", "position_mismatch"))
         assert not [m for m in _said(rec) if "FrameOfReferenceUID" in m or "PatientPosition" in m], _said(rec)
-        assert "overrides" not in r.provenance   # allowed, but nothing was refused: an ordinary dose
+        assert r.provenance["overrides"] == []   # allowed, but nothing was refused: an ordinary dose ([]: recorded)
     r, rec = _simulate_recording(_ct_box(""), _plan_beam(position="HFP"), TINY)
     hits = [m for m in _said(rec) if "PatientPosition" in m]
     assert hits == ["simulate: beam 'pencil 70 MeV': the CT series has no PatientPosition, so the plan's setup "
                     "position HFP cannot be checked against it"], _said(rec)
-    assert hits[0] in r.provenance["warnings"] and "overrides" not in r.provenance
+    assert hits[0] in r.provenance["warnings"] and r.provenance["overrides"] == []
 
 
 def test_a_refusal_passed_with_allow_is_recorded_and_its_rt_dose_says_override(tmp_path):
@@ -181,10 +181,10 @@ def test_sum_results_refuses_beams_set_up_in_different_positions_on_a_ct(tmp_pat
     assert any("summed as given" in m for m in s.provenance["warnings"])
     assert _write_rtdose(s, tmp_path / "RD.dcm")["dose_comment"].startswith("OVERRIDE position; ")
     # one position, or beams in a water box: summed as before
-    assert "overrides" not in sum_results([a, a]).provenance
+    assert sum_results([a, a]).provenance["overrides"] == []
     box_a = simulate(_box(), _plan_beam(position="HFS"), TINY)
     box_b = simulate(_box(), _plan_beam(position="HFP", energy=72.0, number=2), TINY, beam_index=1)
-    assert "overrides" not in sum_results([box_a, box_b]).provenance
+    assert sum_results([box_a, box_b]).provenance["overrides"] == []
 
 
 def test_a_slab_ct_written_for_a_plan_is_not_position_checked(tmp_path):
@@ -205,14 +205,14 @@ def test_a_slab_ct_written_for_a_plan_is_not_position_checked(tmp_path):
         r, rec = _simulate_recording(g, _plan_beam(frame=g.frame_of_reference_uid, position=pos, number=k + 1),
                                      TINY, beam_index=k)
         assert _said(rec) == [], _said(rec)
-        assert not r.provenance.get("warnings") and "overrides" not in r.provenance
+        assert not r.provenance.get("warnings") and r.provenance["overrides"] == []
         r.save(tmp_path / f"b{k}.h5")
         res.append(r)
     for rs in (res, [DoseResult.load(tmp_path / f"b{k}.h5") for k in range(2)]):
         with warnings.catch_warnings():
             warnings.simplefilter("error", McprotonRuntimeWarning)
             s = sum_results(rs)
-        assert "overrides" not in s.provenance
+        assert s.provenance["overrides"] == []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the CT does not say its position: each beam warned of
         a = simulate(_ct_box(""), _plan_beam(position="HFS"), TINY)

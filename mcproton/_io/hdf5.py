@@ -354,6 +354,12 @@ def load_result(path: str | Path):
         normalisation=str(_py(a["normalisation"])), edep_mev_zyx=h.get("edep_mev_per_primary"))
     if h["dataset_attrs"]:   # dose_raw, body_mask (mcproton/body.py)
         res.extra_datasets = {k: (h[k], {n: _py(v) for n, v in at.items()}) for k, at in h["dataset_attrs"].items()}
+    from .._run.inputs import OVERRIDES_NOT_RECORDED
+
+    if "overrides" not in prov and not prov.get(OVERRIDES_NOT_RECORDED):
+        # written before every result recorded the refusals it passed ([] for none): they are unknown, which
+        # write_result_rtdose and sum_results say (the compat audit of 2026-12-06, F5); DoseResult.save keeps it
+        prov[OVERRIDES_NOT_RECORDED] = str(path)
     if "study" not in a:   # written before the study was stored (or saved again from such a file, which it names):
         # whether it had a CT is unknown (write_result_rtdose)
         res.study_not_stored = str(_py(a.get("study_not_stored", "")) or path)

@@ -524,7 +524,10 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     (:func:`scenario_note`), and OVERRIDE for a run past a refusal of a plausible but wrong dose (the result's
     ``provenance["overrides"]``: ``simulate`` / ``sum_results`` ``allow=``, ``mcproton run``'s ``plan.allow_*``;
     :func:`override_note`): a planning system shows the file beside the plan's doses, so the tag is kept in the
-    file rather than refused (the physicist who passed the refusal decides), and it is never an ordinary dose.
+    file rather than refused (the physicist who passed the refusal decides), and it is never an ordinary dose.  A
+    result that does not record its overrides (a file of an older mcproton, without ``provenance["overrides"]``;
+    ``DoseResult.load`` marks it ``provenance["overrides_not_recorded"]``, and a sum with it) is written with a
+    warning and tagged "OVERRIDE unknown": it may have been computed past a refusal.
     Within the 64 characters of the DoseComment the dose label ("to medium, physical", "to water, RBE 1.1", which
     ``mcproton check`` reads back) and each tag's key word are always kept whole: to make room the tags lose their
     details (the refusals passed, then an INCOMPLETE's percentage) and the contents give up their beams and
@@ -540,6 +543,7 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     ``contents`` or ``study``, None without one) and ``referenced_plan_sop_instance_uid`` (the UID the file
     refers to: that plan's, a placeholder without one, or a valid replacement of an invalid one); and the
     maximum dose (Gy)."""
+    from .._run.inputs import overrides_not_recorded, overrides_unknown_text
     from ..body import mask_outside
 
     if (body_outline is None and getattr(result, "body_outline", None) is None
@@ -563,7 +567,9 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
                          "study=mcproton.StudyReference.from_ct(load_ct_series(CT folder)) of the CT the dose was "
                          "computed on (or study=mcproton.StudyReference() for a phantom without a CT); to keep it "
                          "with the result, set result.geometry.study to that before saving it again (saved again "
-                         "without it, the result's study stays unknown)")
+                         "without it, the result's study stays unknown)"
+                         + ("; it does not record the refusals it passed (\"overrides\") either: its RT Dose will "
+                            "say \"OVERRIDE unknown\"" if overrides_not_recorded(result.provenance or {}) else ""))
     study = study or getattr(result.geometry, "study", None) or StudyReference()
     plan_uid = contents.plan_sop_instance_uid or ""
     if plan_uid and study.plan_sop_instance_uid and plan_uid != study.plan_sop_instance_uid:
@@ -592,6 +598,11 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     prov = getattr(result, "provenance", None) or {}
     scenario = scenario_note(prov)
     override = override_note(prov)
+    unknown = overrides_not_recorded(prov)
+    if unknown:
+        who = "the result" + ("" if unknown == "its provenance" else f" (from {unknown})")
+        warn(f"write_result_rtdose: {overrides_unknown_text(who)}; its RT Dose says \"OVERRIDE unknown\"",
+             McprotonRuntimeWarning, stacklevel=2)
     # the tags, each as its forms (longest first, its key word last), in the order they are written: a run stopped
     # early, or short of its target uncertainty (said where a planning system shows it), a robustness scenario, told
     # from the nominal dose (review A, F5), a dose computed past a refusal (simulate's allow=, plan.allow_*: API
@@ -712,28 +723,36 @@ def scenario_note(provenance: dict, *, short: bool = False) -> str:
 
 
 #: the refusals passed (mcproton._run.inputs.OVERRIDES) in the few characters of an LO value
-_OVERRIDE_SHORT = {"other_frame": "frame", "position_mismatch": "position", "shifter_inside": "shifter"}
+_OVERRIDE_SHORT = {"other_frame": "frame", "position_mismatch": "position", "shifter_inside": "shifter",
+                   "mixed_builds": "builds", "mixed_physics": "physics"}
 
 
 def override_note(provenance: dict, *, short: bool = False) -> str:
     """What makes a result's dose one that mcproton refuses unless told to go on, from its provenance's
     ``overrides`` (the refusals passed: ``simulate(..., allow=)``, ``sum_results(..., allow=)``, ``mcproton run``'s
     ``plan.allow_other_frame`` / ``plan.allow_position_mismatch``): "OVERRIDE frame,position" (``short``, for LO
-    values) or the refusals in words; "" for none.  :func:`write_result_rtdose` puts it into the RT Dose's
-    DoseComment, SeriesDescription and ImageComments: such a dose passed a check whose failure means a plausible but
-    wrong dose (the plan of another CT, a patient lying otherwise, a range shifter inside the patient), so a planning
-    system or a PACS must not show it as an ordinary one (the Python-API audit of 2026-12-06, F1: the RT Dose of a
-    simulate run past those checks was labelled as the nominal one)."""
-    from .._run.inputs import OVERRIDES
+    values) or the refusals in words, with "unknown" where the result does not record them (a file of an older
+    mcproton: :func:`mcproton._run.inputs.overrides_not_recorded`); "" for none.  :func:`write_result_rtdose` puts
+    it into the RT Dose's DoseComment, SeriesDescription and ImageComments: such a dose passed a check whose failure
+    means a plausible but wrong dose (the plan of another CT, a patient lying otherwise, a range shifter inside the
+    patient, beams of other builds or physics added), so a planning system or a PACS must not show it as an ordinary
+    one (the Python-API audit of 2026-12-06, F1: the RT Dose of a simulate run past those checks was labelled as the
+    nominal one)."""
+    from .._run.inputs import OVERRIDES, overrides_not_recorded
 
     said = [str(k) for k in provenance.get("overrides") or []]
     names = [k for k in OVERRIDES if k in said] + [k for k in dict.fromkeys(said) if k not in OVERRIDES]
-    if not names:
+    unknown = overrides_not_recorded(provenance)
+    if not names and not unknown:
         return ""
     if short:
-        return "OVERRIDE " + ",".join(_OVERRIDE_SHORT.get(k, k) for k in names)
-    return ("OVERRIDE: computed past mcproton's refusal, as told to (allow= in Python, plan.allow_* in mcproton run): "
-            + "; ".join(f"{k}: {OVERRIDES.get(k, 'not known')}" for k in names) + "; confirm the dose before use")
+        return "OVERRIDE " + ",".join([_OVERRIDE_SHORT.get(k, k) for k in names] + ["unknown"] * bool(unknown))
+    passed = ("computed past mcproton's refusal, as told to (allow= in Python, plan.allow_* in mcproton run): "
+              + "; ".join(f"{k}: {OVERRIDES.get(k, 'not known')}" for k in names)) if names else ""
+    # an older mcproton's file: whether it was computed past a refusal is not known (the compat audit 2026-12-06, F5)
+    missing = (f"overrides unknown: not recorded in {unknown} (an older mcproton's), so the dose may have been "
+               "computed past a refusal") if unknown else ""
+    return "OVERRIDE: " + "; ".join(t for t in (passed, missing) if t) + "; confirm the dose before use"
 
 
 def _shortened(forms: Sequence[Sequence[str]]):

@@ -246,6 +246,11 @@ OVERRIDES = {
     "other_frame": "the plan's or structure set's FrameOfReferenceUID is not the CT's",
     "position_mismatch": "the plan's patient position is not the CT's, or its beams' positions differ",
     "shifter_inside": "a range shifter lies inside the patient",
+    # sum_results only (simulate takes the names and changes nothing for them; the beams of one mcproton run share
+    # one build and one physics, so it has no key): mcproton/_run/builds.py
+    "mixed_builds": "the results summed were computed by different builds of mcproton (kernel, physics data), or one "
+                    "does not record its build",
+    "mixed_physics": "the results summed were computed with different physics settings",
 }
 
 
@@ -254,6 +259,33 @@ def ordered_overrides(names) -> list[str]:
     sorted: one order for ``mcproton run``'s record and :func:`~mcproton.sum_results`'."""
     names = {str(n) for n in names}
     return [k for k in OVERRIDES if k in names] + sorted(names - set(OVERRIDES))
+
+
+#: the provenance key that says a result does not record the refusals it passed (``overrides``): the file it was
+#: loaded from (DoseResult.load of a file without ``overrides``; kept by ``save``), or the files of a sum's parts
+OVERRIDES_NOT_RECORDED = "overrides_not_recorded"
+
+
+def overrides_not_recorded(provenance: dict) -> str:
+    """Where a result does not record which of mcproton's refusals it passed: the files named by its provenance's
+    :data:`OVERRIDES_NOT_RECORDED`, or "its provenance" for a result of a run without ``overrides``; "" where it
+    records them (``overrides``: [] for none).  An absent record is not an empty one: ``overrides`` exists since
+    2026-12-06 (87aea33: a run past ``plan.allow_other_frame`` before wrote no trace of it), and an empty one was not
+    written until the compat audit of that day (F5), so such a file may hold a dose computed past a refusal."""
+    said = provenance.get(OVERRIDES_NOT_RECORDED)
+    if said:
+        return str(said)
+    return "its provenance" if "overrides" not in provenance and "kernel_hash" in provenance else ""
+
+
+def overrides_unknown_text(where: str) -> str:
+    """The words for a result whose ``overrides`` are not recorded (:func:`overrides_not_recorded`: ``where``)."""
+    return (f"{where} does not record whether its dose was computed past one of mcproton's refusals of a plausible "
+            "but wrong dose (a plan of another CT, a patient lying otherwise, a range shifter inside the patient): "
+            "it was written by an older mcproton, which recorded no \"overrides\" before 2026-12-06 and only those "
+            "passed until later that day; if you know which were passed (plan.allow_* in its run's config, "
+            "simulate's allow=), set result.provenance[\"overrides\"] to them ([] for none) and delete "
+            f"result.provenance[\"{OVERRIDES_NOT_RECORDED}\"]")
 
 
 def checked_allow(allow: Any, where: str) -> frozenset[str]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import __version__
 from .._kernels.layout import LEDGER, LEDGER_ENTRIES, LET_SCALE, TALLY_SCALE
+from .._build import build_identity
 from .._kernels.source import source_hash
 from ..geometry import VoxelGeometry, calibration_as_made, result_copy
 from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max, weight_sum_of
@@ -298,6 +299,8 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
     prov = {
         "package": "mcproton", "version": __version__,
         "kernel_hash": source_hash("transport.cu"),
+        # the build (version, kernel source, physics data files: mcproton/_build.py), which sum_results compares
+        "build": dict(build_identity()),
         "compile_options": " ".join(b.compile_options), "compiler": b.compiler,
         "backend": b.name, "device": b.device,
         "seed": sim.settings.seed, "beam_index": sim.beam_index, "primaries": n, "batches": acc.batches,
@@ -325,6 +328,9 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(), "python": platform.python_version(), "numpy": np.__version__,
         "normalisation": norm,
+        # the refusals passed (simulate's allow=, mcproton run's plan.allow_*): [] for none, so that a file without
+        # the key (an older mcproton's) is told apart: its overrides are unknown (write_result_rtdose, sum_results)
+        "overrides": [],
     }
     cal = calibration_as_made(g)
     if cal:   # a CT's grid: the calibration that made it, by its data too (a scaled built-in says "modified"), and
@@ -627,6 +633,88 @@ def _positions_summed(results: list[DoseResult], allowed: frozenset[str]) -> str
             "recorded in the sum's provenance \"overrides\", its RT Dose tagged OVERRIDE")
 
 
+def _builds_summed(results: list[DoseResult], allowed: frozenset[str]) -> tuple[list[str], str, list[dict]]:
+    """Refuse (ConfigError) to add results computed by different builds of mcproton (version, transport kernel
+    source, physics data files), physics tables or physics settings (mcproton/_run/builds.py): a result that does
+    not record one of these (an older mcproton's) against one that does, too.  With ``"mixed_builds"`` /
+    ``"mixed_physics"`` in ``allowed``: (the names of the mixes passed, the warning to give, every part's record
+    for the sum's ``summed_builds``); ([], "", []) where every part agrees."""
+    from ..config import ConfigError
+    from .builds import ADVICE, WHAT_DIFFERS, differences, label, part_records
+    from .inputs import OVERRIDES
+
+    ref = part_records(results[0].provenance)[0]
+    defined = {key[0]: key for key in _material_keys(results[0].geometry)}
+    found: dict[str, list[str]] = {}
+    parts = []
+    for k, r in enumerate(results, start=1):
+        # a material defined alike in both phantoms: its tables compared (another definition: a phantom difference)
+        same = {key[0] for key in _material_keys(r.geometry) if defined.get(key[0]) == key}
+        recs = part_records(r.provenance)
+        for j, rec in enumerate(recs, start=1):
+            parts.append(rec)
+            for name, said in differences(ref, rec, same).items():
+                found.setdefault(name, []).append(f"{label(k, rec, j if len(recs) > 1 else None)}: "
+                                                  + "; ".join(said))
+    if not found:
+        return [], "", []
+    names = [n for n in OVERRIDES if n in found]
+    text = "; and ".join(f"{WHAT_DIFFERS[n]} (each compared with {label(1, ref)}): {'; '.join(found[n])}"
+                         for n in names)
+    refused = [n for n in names if n not in allowed]
+    if refused:
+        raise ConfigError(f"sum_results: {text}; " + "; ".join(ADVICE[n] for n in refused)
+                          + ": the sum then keeps each part's build and physics in its provenance "
+                          "(\"summed_builds\"), and its RT Dose says OVERRIDE")
+    return names, (f"sum_results: {text}; summed as given (allow {', '.join(repr(n) for n in names)}): each part's "
+                   "build and physics recorded in the sum's provenance \"summed_builds\", its \"overrides\" and "
+                   "its RT Dose tagged OVERRIDE"), parts
+
+
+def _sum_builds(prov: dict, results: list[DoseResult], parts: list[dict]) -> None:
+    """The build and physics of the sum (``prov``, result 1's copied): where every part agrees, result 1's, and its
+    ``build`` (version, kernel source, physics data files) from whichever record holds it (``run_identity`` of an
+    older ``mcproton run``); for an allowed mix (``parts``, :func:`_builds_summed`), each part's record in
+    ``summed_builds`` and the keys on which they differ said to be mixed (before, the sum named result 1's for
+    all: the compat audit of 2026-12-06, F1)."""
+    from .builds import BUILD_KEYS, MIXED, build_record
+
+    if not isinstance(prov.get("build"), dict):
+        rec = build_record(results[0].provenance)
+        prov["build"] = {k: rec[k] for k in BUILD_KEYS if rec[k] is not None}
+    if not parts:
+        return
+    prov["summed_builds"] = parts
+    for key in ("version", "kernel_hash", "physics", "tables"):
+        if any(p.get(key) != parts[0].get(key) for p in parts):
+            prov[key] = MIXED
+    if any(p.get(k) != parts[0].get(k) for p in parts for k in BUILD_KEYS):
+        prov["build"] = MIXED
+
+
+def _sum_overrides_unknown(prov: dict, results: list[DoseResult]) -> None:
+    """The sum's record that its overrides are not known, where a part's are not (a file of an older mcproton,
+    :func:`~mcproton._run.inputs.overrides_not_recorded`): the files named, and a warning; its RT Dose then says
+    "OVERRIDE unknown" (before, the sum of such a file and a new one kept the new one's overrides alone: the compat
+    audit of 2026-12-06, F5)."""
+    from .builds import build_record, label
+    from .inputs import OVERRIDES_NOT_RECORDED, overrides_not_recorded, overrides_unknown_text
+
+    prov.pop(OVERRIDES_NOT_RECORDED, None)
+    unknown = [(k, r, overrides_not_recorded(r.provenance)) for k, r in enumerate(results, start=1)]
+    unknown = [u for u in unknown if u[2]]
+    if not unknown:
+        return
+    files = [w for _, _, w in unknown if w != "its provenance"]
+    prov[OVERRIDES_NOT_RECORDED] = "; ".join(dict.fromkeys(files)) or "a part of this sum"
+    who = ", ".join(label(k, build_record(r.provenance)) + (f" (from {w})" if w != "its provenance" else "")
+                    for k, r, w in unknown)
+    said = (f"sum_results: {overrides_unknown_text(who)}; so the sum's overrides are unknown too, and its RT Dose "
+            "says \"OVERRIDE unknown\"")
+    warn(said, McprotonRuntimeWarning, stacklevel=3)
+    prov["warnings"] = list(dict.fromkeys([*(prov.get("warnings") or []), said]))
+
+
 def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -> DoseResult:
     """The sum of the DoseResults of several beams on the same geometry (e.g. the beams of a plan).
 
@@ -662,6 +750,25 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     ``plan.allow_position_mismatch``; the same ``allow`` as :func:`~mcproton.simulate`'s, whose other names change
     nothing here): the sum is then made with a warning, and its ``provenance["overrides"]`` says so.  The sum's
     ``overrides`` are its beams' and its own: :func:`~mcproton.write_result_rtdose` tags its RT Dose OVERRIDE.
+
+    Results computed by different builds of mcproton (its version, the transport kernel's source, the SHA-256 of
+    its physics data files: ``provenance["build"]``, or ``run_identity`` of an older ``mcproton run`` output), with
+    different physics tables, or with different physics settings (``PhysicsSettings``: ``provenance["physics"]``)
+    are refused (:class:`~mcproton.config.ConfigError`, naming the key, both values and the results), unless
+    ``allow`` names ``"mixed_builds"`` (build, tables) / ``"mixed_physics"`` (settings): a beam re-run after an
+    upgrade, or with another ``water_model``, would be added to the others as if all were computed alike.  A result
+    that does not record one of these (a file of an older mcproton: the physics data's SHA-256 is in every result
+    since 2026-12-06, before in an ``mcproton run`` output's ``run_identity`` only) is of an unknown build, refused
+    the same way against one that records it; two results that both lack it are compared on what they record.  An
+    allowed mix is warned of and recorded as the other overrides are (its RT Dose says OVERRIDE), the sum keeps
+    each part's build, physics and tables in ``provenance["summed_builds"]``, and the keys on which they differ
+    (``kernel_hash``, ``physics``, ...) say "mixed".  The beams of one ``mcproton run``, one ``simulate`` session
+    or one ``mcproton check`` share one build and physics: nothing changes for them.
+
+    A result that does not record the refusals it passed (``provenance["overrides"]`` absent: a file of an older
+    mcproton, which ``DoseResult.load`` marks ``provenance["overrides_not_recorded"]``) makes the sum's overrides
+    unknown: it is summed with a warning, the sum names those files in ``overrides_not_recorded``, and its RT Dose
+    says "OVERRIDE unknown".  Every result records its overrides, ``[]`` for none.
     """
     from .inputs import checked_allow, ordered_overrides
 
@@ -672,6 +779,7 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     if len(results) == 1:
         return _copy_result(results[0])
     mixed = _positions_summed(results, allowed)
+    mixed_builds, builds_said, parts = _builds_summed(results, allowed)
     g = results[0].geometry
     for k, r in enumerate(results[1:], start=2):
         rg = r.geometry
@@ -732,14 +840,16 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     if any("stop_reason" in r.provenance for r in results):
         prov["stop_reason"] = combined_stop_reason(results)
     _sum_completeness(prov, results, mean_unc)
+    _sum_builds(prov, results, parts)
     over = {str(o) for r in results for o in (r.provenance.get("overrides") or [])}
-    over |= {"position_mismatch"} if mixed else set()
-    prov.pop("overrides", None)
-    if over:   # refusals passed for a beam or for the sum: its RT Dose says OVERRIDE
-        prov["overrides"] = ordered_overrides(over)
-    if mixed:
-        warn(mixed, McprotonRuntimeWarning, stacklevel=2)
-        prov["warnings"] = list(dict.fromkeys([*(prov.get("warnings") or []), mixed]))
+    over |= ({"position_mismatch"} if mixed else set()) | set(mixed_builds)
+    # refusals passed for a beam or for the sum: its RT Dose says OVERRIDE; [] for none (absent: not recorded)
+    prov["overrides"] = ordered_overrides(over)
+    _sum_overrides_unknown(prov, results)
+    for said in (mixed, builds_said):
+        if said:
+            warn(said, McprotonRuntimeWarning, stacklevel=2)
+            prov["warnings"] = list(dict.fromkeys([*(prov.get("warnings") or []), said]))
     prov["summed_beam_indices"] = [r.provenance.get("beam_index") for r in results]
     phases = [p for r in results if isinstance(p := r.provenance.get("phase_s"), dict)]
     if len(phases) == len(results):

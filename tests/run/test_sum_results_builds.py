@@ -1,0 +1,214 @@
+"""sum_results refuses results computed by different builds of mcproton or with different physics, unless told to
+add them (``allow=("mixed_builds",)`` / ``("mixed_physics",)``: recorded as an override, each part's build kept);
+a result whose file does not record its build, or the refusals it passed, is said to be unknown, not taken for the
+same build or for "no override" (the compat audit of 2026-12-06, F1 and F5: a beam re-run after an upgrade, or with
+``water_model = "pstar"``, was added to the other beams without a word and the sum named result 1's kernel and physics
+for all; a file written before ``provenance["overrides"]`` existed was written again as an ordinary RT Dose).  The
+old files are made here from new ones by deleting what older versions did not write.  Monte Carlo: 400 primaries on
+a 5 x 5 x 20 water box on the CPU."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import h5py
+import numpy as np
+import pydicom
+import pytest
+
+from mcproton import (Beam, DoseResult, McprotonRuntimeWarning, PhysicsSettings, RunSettings, StudyReference,
+                      box_phantom, simulate, sum_results, write_result_rtdose)
+from mcproton.config import ConfigError
+
+TINY = {"primaries": 400, "batches": 10, "backend": "cpu", "threads": 1, "seed": 3}
+PSTAR = PhysicsSettings(water_model="pstar", nuclear=False)
+
+
+def _run(beam_index: int, physics: PhysicsSettings | None = None, energy: float = 70.0):
+    g = box_phantom("water", (20.0, 20.0, 40.0), (4.0, 4.0, 2.0))
+    beam = Beam.pencil(energy, position_mm=(0, 0, -5), sigma_mm=(2, 2), total_protons=1e9)
+    beam.name = f"beam {beam_index + 1}"
+    settings = RunSettings(**TINY, **({"physics": physics} if physics else {}))
+    return simulate(g, beam, settings, beam_index=beam_index, log=None)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return _run(0), _run(1, energy=72.0)
+
+
+def _said(rec) -> list[str]:
+    return [str(w.message) for w in rec if issubclass(w.category, McprotonRuntimeWarning)]
+
+
+def _old_file(result, path, *, drop=("build",), edit=None):
+    """``result`` saved, and its file's provenance made as an older mcproton wrote it: the keys ``drop`` deleted,
+    ``edit`` ({key: value}) written instead."""
+    result.save(path)
+    with h5py.File(path, "r+") as f:
+        prov = f["provenance"].attrs
+        for k in drop:
+            if k in prov:   # (an mcproton before this test's fix wrote neither: the test then fails below)
+                del prov[k]
+        for k, v in (edit or {}).items():
+            prov[k] = json.dumps(v) if isinstance(v, dict) else v
+    return path
+
+
+def _quiet_load(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return DoseResult.load(path)
+
+
+def test_results_of_other_physics_settings_are_refused_unless_allowed(runs, tmp_path):
+    a, _ = runs
+    b = _run(1, PSTAR)
+    with pytest.raises(ConfigError) as exc:
+        sum_results([a, b])
+    msg = str(exc.value)
+    assert "the results were computed with different physics settings" in msg, msg
+    assert "result 2 (beam 'beam 2'): physics nuclear False against True, water_model 'pstar' against 'icru90'" in msg
+    assert "allow=(\"mixed_physics\",)" in msg and "mixed_builds" not in msg, msg
+    with pytest.warns(McprotonRuntimeWarning, match="summed as given") as rec:
+        s = sum_results([a, b], allow=("mixed_physics",))
+    assert rec[0].filename == __file__
+    np.testing.assert_array_equal(s.dose_gy_zyx, a.dose_gy_zyx + b.dose_gy_zyx)   # summed as asked
+    assert s.provenance["overrides"] == ["mixed_physics"]
+    # every part's physics, not result 1's alone
+    assert [p["physics"]["water_model"] for p in s.provenance["summed_builds"]] == ["icru90", "pstar"]
+    assert s.provenance["physics"].startswith("mixed") and s.provenance["tables"].startswith("mixed")
+    assert s.provenance["kernel_hash"] == a.provenance["kernel_hash"]   # one build: said once
+    back = _quiet_load(s.save(tmp_path / "mixed.h5"))
+    assert back.provenance["summed_builds"] == s.provenance["summed_builds"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dc = write_result_rtdose(back, tmp_path / "RD.dcm")["dose_comment"]
+    assert dc.startswith("OVERRIDE"), dc
+    # the mixed sum added to another result: refused again, naming the part that differs
+    with pytest.raises(ConfigError, match=r"result 1, part 2 \(beam 'beam 2'\): physics nuclear False"):
+        sum_results([s, _run(2)])
+
+
+def test_a_result_of_another_build_is_refused_naming_both_kernels(runs, tmp_path):
+    a, b = runs
+    other = "f" * 64
+    build = {**b.provenance.get("build", {}), "kernel_hash": other}
+    old = _quiet_load(_old_file(b, tmp_path / "b.h5", drop=(), edit={"kernel_hash": other, "build": build}))
+    with pytest.raises(ConfigError) as exc:
+        sum_results([a, old])
+    msg = str(exc.value)
+    assert "the results were not computed by one build of mcproton" in msg, msg
+    assert (f"result 2 (beam 'beam 2'): transport kernel source (kernel_hash) ffffffffffffffff against "
+            f"{a.provenance['kernel_hash'][:16]}") in msg, msg
+    assert "allow=(\"mixed_builds\",)" in msg, msg
+    with pytest.warns(McprotonRuntimeWarning, match="summed as given"):
+        s = sum_results([a, old], allow="mixed_builds")
+    assert s.provenance["overrides"] == ["mixed_builds"]
+    assert [p["kernel_hash"] for p in s.provenance["summed_builds"]] == [a.provenance["kernel_hash"], other]
+    assert s.provenance["kernel_hash"].startswith("mixed") and s.provenance["build"].startswith("mixed")
+    # other physics data (the same kernel): refused too
+    data = _quiet_load(_old_file(b, tmp_path / "d.h5", drop=(),
+                                 edit={"build": {**b.provenance.get("build", {}), "physics_files_sha256": "0" * 64}}))
+    with pytest.raises(ConfigError, match=r"physics data files \(physics_files_sha256\) 0000000000000000 against"):
+        sum_results([a, data])
+    # a physics table of the same material that differs (an I-value changed between the builds)
+    tables = dict(b.provenance["tables"])
+    tables["i_values_ev"] = {**tables["i_values_ev"], "water": 75.0}
+    tab = _quiet_load(_old_file(b, tmp_path / "t.h5", drop=(), edit={"tables": tables}))
+    with pytest.raises(ConfigError, match=r"physics tables: tables.i_values_ev\['water'\] 75.0 against 78.0"):
+        sum_results([a, tab])
+
+
+def test_a_result_that_does_not_record_its_build_is_unknown_not_the_same(runs, tmp_path):
+    a, b = runs
+    old = _quiet_load(_old_file(b, tmp_path / "old.h5"))       # as every result before 2026-12-06 (no "build")
+    for first, second, k in ((a, old, 2), (old, a, 1)):
+        with pytest.raises(ConfigError) as exc:
+            sum_results([first, second])
+        msg = str(exc.value)
+        assert "physics data files (physics_files_sha256)" in msg, msg
+        assert "written by an older mcproton that did not record physics_files_sha256" in msg, msg
+        said = ("physics_files_sha256) not recorded (written by" if k == 2
+                else "where result 1's is not recorded (written by")
+        assert said in msg, msg
+    # an mcproton run output of before: its build in run_identity, the same as this one's: summed
+    ident = _quiet_load(_old_file(b, tmp_path / "run.h5",
+                                  edit={"run_identity": json.dumps({"build": a.provenance["build"]})}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        s = sum_results([a, ident])
+    assert s.provenance["build"] == a.provenance["build"] and "summed_builds" not in s.provenance
+    # two results that both lack it: compared on what they record (kernel, physics, tables)
+    old2 = _quiet_load(_old_file(a, tmp_path / "old2.h5"))
+    assert sum_results([old2, old]).provenance["overrides"] == []
+
+
+def test_the_beams_of_one_run_sum_as_before(runs, tmp_path):
+    """Results of one build and physics (a plan's beams, a check's top-up, saved and loaded): no refusal, no
+    warning, the sum records the one build once."""
+    a, b = runs
+    loaded = [_quiet_load(r.save(tmp_path / f"{k}.h5")) for k, r in enumerate(runs)]
+    for rs in (runs, loaded, (a, loaded[1])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", McprotonRuntimeWarning)
+            s = sum_results(rs)
+        assert s.provenance["build"] == a.provenance["build"] and s.provenance["physics"] == a.provenance["physics"]
+        assert "summed_builds" not in s.provenance and s.provenance["overrides"] == []
+    with pytest.raises(ValueError, match="allow = 'mixed'"):
+        sum_results(runs, allow="mixed")
+
+
+def _tagged(path, tag: str) -> None:
+    """The RT Dose at ``path`` says OVERRIDE in its DoseComment (its details given up to the placeholder plan's note
+    there), ``tag`` in its SeriesDescription, and that the overrides are unknown in its ImageComments."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assert ds.DoseComment.startswith("OVERRIDE"), ds.DoseComment
+    assert ds.SeriesDescription.endswith(f"; {tag}"), ds.SeriesDescription
+    assert "overrides unknown: not recorded in" in ds.ImageComments, ds.ImageComments
+
+
+def test_every_result_records_its_overrides_even_none(runs, tmp_path):
+    """F5: [] for none, in memory and in the file, so that a file without the key is told apart."""
+    a, _ = runs
+    assert a.provenance["overrides"] == []
+    a.save(tmp_path / "a.h5")
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert "overrides" in f["provenance"].attrs
+    back = DoseResult.load(tmp_path / "a.h5")
+    assert back.provenance["overrides"] == [] and "overrides_not_recorded" not in back.provenance
+
+
+def test_a_file_without_the_overrides_record_is_written_with_overrides_unknown(runs, tmp_path):
+    """F5: a file of an mcproton before ``provenance["overrides"]`` (a run past plan.allow_other_frame left no trace)
+    was written again by write_result_rtdose as an ordinary dose, and its sum with a new result kept the new one's
+    overrides alone."""
+    a, b = runs
+    path = _old_file(b, tmp_path / "old.h5", drop=("build", "overrides"))
+    old = _quiet_load(path)
+    with pytest.warns(McprotonRuntimeWarning, match="does not record whether its dose was computed past one of "
+                                                    "mcproton's refusals") as rec:
+        write_result_rtdose(old, tmp_path / "RD_old.dcm", study=StudyReference())
+    assert any(str(path) in m and "OVERRIDE unknown" in m for m in _said(rec)), _said(rec)
+    _tagged(tmp_path / "RD_old.dcm", "OVERRIDE unknown")
+    assert "overrides" not in old.provenance and old.provenance["overrides_not_recorded"] == str(path)
+    # saved again: still unknown, naming the first file
+    again = _quiet_load(old.save(tmp_path / "again.h5"))
+    assert again.provenance["overrides_not_recorded"] == str(path)
+    # summed with a new result that passed a refusal: both said
+    a2 = _quiet_load(a.save(tmp_path / "a.h5"))
+    a2.provenance["overrides"] = ["other_frame"]
+    old.provenance["build"] = a.provenance.get("build")   # the same build: only the overrides are the point here
+    with pytest.warns(McprotonRuntimeWarning, match="the sum's overrides are unknown too"):
+        s = sum_results([a2, old])
+    assert s.provenance["overrides"] == ["other_frame"] and s.provenance["overrides_not_recorded"] == str(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_result_rtdose(s, tmp_path / "RD_sum.dcm")
+    _tagged(tmp_path / "RD_sum.dcm", "OVERRIDE frame,unknown")
+    # told what it holds: an ordinary dose again
+    old.provenance["overrides"] = []
+    del old.provenance["overrides_not_recorded"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        assert not write_result_rtdose(old, tmp_path / "RD_told.dcm")["dose_comment"].startswith("OVERRIDE")
