@@ -14,7 +14,8 @@ noise matching), the DICOM readers (``_io``), the planner and the driver are Pyt
 numbers under one kernel and one physics (the compat audit of 2026-12-06, F2: ``--skip-checked`` carried a
 verdict of the older check code forward as of "the same build").  :func:`code_sha256` is the SHA-256 of every
 Python and kernel source of the installed package, and :func:`check_build_identity` is :func:`build_identity` with
-it: what ``--skip-checked``'s reuse key records.  It is not part of :func:`build_identity`: the
+it: what a check records (its check.json's ``provenance.build``, the reuse key) and what the RT Dose mcproton
+writes names in its SoftwareVersions (:func:`software_versions`).  It is not part of :func:`build_identity`: the
 resume of ``mcproton run`` compares that, and a resume across pure Python changes of one kernel and one physics is
 bitwise right (the kernel computes every history).
 """
@@ -108,3 +109,20 @@ def check_build_identity() -> dict[str, str]:
     verdict, as its check.json records it (``provenance.build``) and ``--skip-checked`` compares it."""
     return {**build_identity(), "code_sha256": code_sha256()}
 
+
+def check_build_record() -> dict[str, str]:
+    """:func:`check_build_identity`, or {"error": why} where it cannot be computed (a source file unreadable): for
+    the records written because something failed, which must be written whatever failed."""
+    try:
+        return check_build_identity()
+    except Exception as exc:  # noqa: BLE001 - the failure's own record is written all the same
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def software_versions() -> list[str]:
+    """The RT Dose's SoftwareVersions (0018,1020; LO, each value at most 64 characters): "mcproton <version>" and
+    the first 16 hex digits of the transport kernel's, the physics data's and the code's SHA-256
+    (:func:`check_build_identity`), each named."""
+    b = check_build_identity()
+    return [f"mcproton {b['version']}", f"kernel {b['kernel_hash'][:16]}",
+            f"physics data {b['physics_files_sha256'][:16]}", f"code {b['code_sha256'][:16]}"]

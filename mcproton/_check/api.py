@@ -2482,9 +2482,13 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     diagnostics += oar
     causes += oar
     from .. import __version__
+    from .._build import check_build_identity
 
     desc = mc_dose_description(inp, mc)
-    prov = {"mcproton_version": __version__, "kernel_hash": mc.provenance.get("kernel_hash"),
+    # the build (version, kernel, physics data and code SHA-256): what tells two builds' checks apart, the version
+    # being 0.1.0 since the first commit (the compat audit of 2026-12-06, F6)
+    prov = {"mcproton_version": __version__, "build": check_build_identity(),
+            "kernel_hash": mc.provenance.get("kernel_hash"),
             "beam_model": mc.provenance.get("beam_model"), "beam_model_file": mc.provenance.get("beam_model_file"),
             "calibration": cal_name, "ct": ct_note,
             "structure_set": inp.struct_path,

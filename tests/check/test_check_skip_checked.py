@@ -220,6 +220,7 @@ def test_a_check_by_other_code_is_checked_again_with_the_reason(export, tmp_path
     api.check_batch(root, out, skip_checked=True, **kw)
     rec = json.loads((out / "a" / "check.json").read_text(encoding="utf-8"))
     assert rec["provenance"]["batch_reuse_key"]["build"]["code_sha256"] == build.code_sha256()
+    assert rec["provenance"]["build"] == build.check_build_identity()
 
     real, calls = api.check, []
 
