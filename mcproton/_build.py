@@ -8,10 +8,22 @@ source hash (as the checkpoint's fingerprint and every output's ``kernel_hash``)
 physics data files (``mcproton/data``: stopping powers, nuclear cross sections, materials, HU calibrations, beam
 models) and of its Python physics modules (``mcproton/_physics``: the tables made from those data).  It is computed
 once per process (about 700 kB of files: a few milliseconds).
+
+What decides a check's verdict is more than the physics: the check's comparison (``_check``: range rays, rows,
+noise matching), the DICOM readers (``_io``), the planner and the driver are Python too, and changed the check's
+numbers under one kernel and one physics (the compat audit of 2026-12-06, F2: ``--skip-checked`` carried a
+verdict of the older check code forward as of "the same build").  :func:`code_sha256` is the SHA-256 of every
+Python and kernel source of the installed package, and :func:`check_build_identity` is :func:`build_identity` with
+it: what a check records (its check.json's ``provenance.build``, the reuse key) and what the RT Dose mcproton
+writes names in its SoftwareVersions (:func:`software_versions`).  It is not part of :func:`build_identity`: the
+resume of ``mcproton run`` compares that, and a resume across pure Python changes of one kernel and one physics is
+bitwise right (the kernel computes every history).
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,13 +33,55 @@ _PACKAGE = Path(__file__).resolve().parent
 _PHYSICS_FILES = (("data", "*"), ("_physics", "*.py"))
 
 
-def _tree_sha256(root: Path, pattern: str) -> str:
-    """One SHA-256 over the files matching ``pattern`` under ``root`` by their relative names and contents
-    (:func:`~mcproton._io.file_hash.sha256_by_name`): a file added, removed, renamed or changed changes it."""
+#: the package's parts installed from the repository's top level (pyproject's [tool.setuptools.package-dir]): inside
+#: the package in a wheel, beside it in an editable install; each is read where it is installed, by the same names
+#: ("kernels/..."), so that both installs of one commit have one :func:`code_sha256`
+_TOP_LEVEL_PARTS = ("kernels", "phantoms", "validation")
+#: the files of the code: the Python modules and the kernels' CUDA C sources
+_CODE_PATTERNS = ("*.py", "*.cu", "*.h")
+
+
+def _tree_digests(root: Path, patterns: Iterable[str]) -> dict[str, str]:
+    """{name relative to ``root``: SHA-256} of the files matching any of ``patterns`` under ``root`` (not in
+    ``__pycache__``; :func:`~mcproton._io.file_hash.sha256_by_name`)."""
     from ._io.file_hash import sha256_by_name
 
-    digests = sha256_by_name((f for f in root.rglob(pattern) if "__pycache__" not in f.parts), root)
+    return sha256_by_name((f for pattern in patterns for f in root.rglob(pattern) if "__pycache__" not in f.parts),
+                          root)
+
+
+def _digests_sha256(digests: dict[str, str]) -> str:
+    """One SHA-256 over files by their names and contents, in the order of their names: a file added, removed,
+    renamed or changed changes it."""
     return hashlib.sha256("".join(f"{name}\0{d}\n" for name, d in sorted(digests.items())).encode()).hexdigest()
+
+
+def _tree_sha256(root: Path, pattern: str) -> str:
+    """One SHA-256 over the files matching ``pattern`` under ``root`` by their relative names and contents
+    (:func:`_digests_sha256`)."""
+    return _digests_sha256(_tree_digests(root, (pattern,)))
+
+
+def _installed_part(name: str) -> Path | None:
+    """Where the package's part ``name`` (:data:`_TOP_LEVEL_PARTS`) is installed; None where it is not."""
+    spec = importlib.util.find_spec(f"{__package__}.{name}")
+    places = list(spec.submodule_search_locations or []) if spec is not None else []
+    return Path(places[0]) if places else None
+
+
+@lru_cache(maxsize=1)
+def code_sha256() -> str:
+    """The SHA-256 of the installed package's code: every Python module under the package's folder and its
+    top-level parts (:data:`_TOP_LEVEL_PARTS`: the kernels' ``*.cu``/``*.h`` among them), by their names in the
+    package and their contents, in the order of their names.  Computed once per process (about 2.5 MB: tens of
+    milliseconds)."""
+    digests = {name: d for name, d in _tree_digests(_PACKAGE, _CODE_PATTERNS).items()
+               if name.split("/", 1)[0] not in _TOP_LEVEL_PARTS}
+    for part in _TOP_LEVEL_PARTS:
+        where = _installed_part(part)
+        if where is not None:
+            digests.update({f"{part}/{name}": d for name, d in _tree_digests(where, _CODE_PATTERNS).items()})
+    return _digests_sha256(digests)
 
 
 @lru_cache(maxsize=1)
@@ -48,3 +102,27 @@ def build_identity() -> dict[str, str]:
 
     return {"version": __version__, "kernel_hash": source_hash("transport.cu"),
             "physics_files_sha256": physics_files_sha256()}
+
+
+def check_build_identity() -> dict[str, str]:
+    """:func:`build_identity` with ``code_sha256`` (:func:`code_sha256`): the build of the code that makes a check's
+    verdict, as its check.json records it (``provenance.build``) and ``--skip-checked`` compares it."""
+    return {**build_identity(), "code_sha256": code_sha256()}
+
+
+def check_build_record() -> dict[str, str]:
+    """:func:`check_build_identity`, or {"error": why} where it cannot be computed (a source file unreadable): for
+    the records written because something failed, which must be written whatever failed."""
+    try:
+        return check_build_identity()
+    except Exception as exc:  # noqa: BLE001 - the failure's own record is written all the same
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def software_versions() -> list[str]:
+    """The RT Dose's SoftwareVersions (0018,1020; LO, each value at most 64 characters): "mcproton <version>" and
+    the first 16 hex digits of the transport kernel's, the physics data's and the code's SHA-256
+    (:func:`check_build_identity`), each named."""
+    b = check_build_identity()
+    return [f"mcproton {b['version']}", f"kernel {b['kernel_hash'][:16]}",
+            f"physics data {b['physics_files_sha256'][:16]}", f"code {b['code_sha256'][:16]}"]

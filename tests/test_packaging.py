@@ -40,6 +40,15 @@ def test_non_editable_install_has_kernels_and_data(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert str(target) in out.stdout
+    # the code's SHA-256 (check.json's build, --skip-checked's key) is the same for a wheel as for this (editable)
+    # install of the same files: the kernels, phantoms and validation are read where each is installed
+    from mcproton._build import code_sha256
+
+    code = "import mcproton._build as b; print(b.code_sha256())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == code_sha256()
 
 
 def test_licence_is_the_whole_apache_2_text():

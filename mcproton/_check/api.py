@@ -2500,9 +2500,13 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     diagnostics += oar
     causes += oar
     from .. import __version__
+    from .._build import check_build_identity
 
     desc = mc_dose_description(inp, mc)
-    prov = {"mcproton_version": __version__, "kernel_hash": mc.provenance.get("kernel_hash"),
+    # the build (version, kernel, physics data and code SHA-256): what tells two builds' checks apart, the version
+    # being 0.1.0 since the first commit (the compat audit of 2026-12-06, F6)
+    prov = {"mcproton_version": __version__, "build": check_build_identity(),
+            "kernel_hash": mc.provenance.get("kernel_hash"),
             "beam_model": mc.provenance.get("beam_model"), "beam_model_file": mc.provenance.get("beam_model_file"),
             "calibration": cal_name, "ct": ct_note,
             "structure_set": inp.struct_path,
@@ -2909,12 +2913,13 @@ def _reuse_key(patient: Path, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     patient's folder by its path there (a file added, removed or changed is another export), found by the walk the
     check reads the folder with (:func:`~mcproton._check.inputs.walk_files`: through a CT folder linked in from
     shared storage too, which Path.rglob did not enter; the new-features audit of 2026-12-06, F1), mcproton's build
-    (:func:`mcproton._build.build_identity`: the version, the kernel's source and the physics data, F3), the beam
-    model's and the calibration's files (their SHA-256), the calibration's data as read (a built-in one's too, by
-    its name before), the action levels' file and every other option.  Recorded in the patient's check.json
-    (``provenance.batch_reuse_key``)."""
+    (:func:`mcproton._build.check_build_identity`: the version, the kernel's source and the physics data, F3, and
+    the SHA-256 of the package's code, every Python and kernel source: the check's comparison and DICOM readers
+    make the verdict too, the compat audit of 2026-12-06, F2), the beam model's and the calibration's files (their
+    SHA-256), the calibration's data as read (a built-in one's too, by its name before), the action levels' file
+    and every other option.  Recorded in the patient's check.json (``provenance.batch_reuse_key``)."""
     from .. import __version__
-    from .._build import build_identity
+    from .._build import check_build_identity
     from .._io.file_hash import sha256_by_name, sha256_file
     from .._io.hu_calibration import HUCalibration
     from .inputs import walk_files
@@ -2936,7 +2941,7 @@ def _reuse_key(patient: Path, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     # the data the check converts the CT with (None: the default schneider2000, as check() reads it)
     cal_data = (cal if isinstance(cal, HUCalibration) else HUCalibration.load(cal or "schneider2000")).data_sha256()
     levels = kwargs.get("levels")
-    return {"mcproton_version": __version__, "build": build_identity(), "input_files_sha256": files,
+    return {"mcproton_version": __version__, "build": check_build_identity(), "input_files_sha256": files,
             "beam_model": model, "calibration": None if cal is None else _arg_text(cal),
             "calibration_files_sha256": cal_files, "calibration_data_sha256": cal_data,
             "levels": levels_record(levels) if not isinstance(levels, (str, Path)) or Path(levels).is_file()
@@ -2947,7 +2952,8 @@ def _reuse_key(patient: Path, kwargs: Mapping[str, Any]) -> dict[str, Any]:
 @dataclass
 class ReusedCheck:
     """A patient of ``check_batch(skip_checked=True)`` not checked again: its earlier check.json (``record``) was
-    made of the same inputs, version, beam model, calibration, levels and options (:func:`_reuse_key`)."""
+    made of the same inputs, build (version, kernel, physics data and code), beam model, calibration, levels and
+    options (:func:`_reuse_key`)."""
 
     passed: bool
     failed: list[dict]
@@ -2966,9 +2972,56 @@ class ReusedCheck:
         return earlier_self_compared(self.record)
 
 
-def _reusable(check_json: Path, key: dict[str, Any]) -> dict | None:
+#: the reuse key's parts (:func:`_reuse_key`) in words, in the order a difference is said
+_REUSE_KEY_PARTS = {"build": "mcproton's build", "mcproton_version": "mcproton's version",
+                    "input_files_sha256": "the patient's files", "beam_model": "the beam model",
+                    "calibration": "the calibration", "calibration_files_sha256": "the calibration's files",
+                    "calibration_data_sha256": "the calibration's data", "levels": "the action levels",
+                    "options": "the options"}
+#: the build's keys (:func:`mcproton._build.check_build_identity`) in words
+_BUILD_PARTS = {"version": "version", "kernel_hash": "transport kernel SHA-256",
+                "physics_files_sha256": "physics data SHA-256", "code_sha256": "code SHA-256"}
+
+
+def _names_differing(earlier: Any, now: Any, most: int = 3) -> str:
+    """The names of two {name: value} records that differ (added, removed or changed), at most ``most`` of them,
+    as " (a, b, ...)"; "" where either is not such a record."""
+    if not isinstance(earlier, dict) or not isinstance(now, dict):
+        return ""
+    names = sorted(k for k in set(earlier) | set(now) if earlier.get(k) != now.get(k))
+    more = f", {len(names) - most} more" if len(names) > most else ""
+    return f" ({', '.join(names[:most])}{more})" if names else ""
+
+
+def _reuse_key_difference(earlier: Any, key: Mapping[str, Any]) -> str:
+    """Why an earlier complete check whose reuse key is ``earlier`` is not reused for ``key`` (their difference in
+    words), for the batch's log."""
+    if not isinstance(earlier, dict):
+        return "its check.json records no reuse key (it was not written by check --batch)"
+    said = []
+    for part, words in _REUSE_KEY_PARTS.items():
+        old, new = earlier.get(part), key.get(part)
+        if old == new:
+            continue
+        if part == "build" and isinstance(old, dict) and isinstance(new, dict):
+            if "code_sha256" not in old:
+                said.append(f"{words} (the earlier check.json does not record the SHA-256 of the code that made it, "
+                            "as mcproton did not before 2026-12-06: its check and DICOM-reading code may differ)")
+                continue
+            details = [f"{w} {str(new.get(b))[:12]}, was {str(old.get(b))[:12]}" for b, w in _BUILD_PARTS.items()
+                       if old.get(b) != new.get(b)]
+            said.append(f"{words} ({'; '.join(details)})" if details else words)
+        elif part in ("input_files_sha256", "options", "calibration_files_sha256"):
+            said.append(words + _names_differing(old, new))
+        else:
+            said.append(words)
+    return "its earlier check differs in " + (", ".join(said) or "its reuse key")
+
+
+def _reusable(check_json: Path, key: dict[str, Any], why: list[str] | None = None) -> dict | None:
     """The earlier check.json at ``check_json`` where it is a complete check (PASS or FAIL, its MC not stopped by a
-    time limit) recording the reuse ``key``; else None (missing, unreadable, refused, interrupted, another key)."""
+    time limit) recording the reuse ``key``; else None (missing, unreadable, refused, interrupted, another key).
+    For a complete check of another key, what differs is appended to ``why`` (:func:`_reuse_key_difference`)."""
     try:
         record = json.loads(check_json.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -2978,7 +3031,10 @@ def _reusable(check_json: Path, key: dict[str, Any]) -> dict | None:
         return None
     if (record.get("settings") or {}).get("mc_stopped_by_time_limit"):   # incomplete: checked again
         return None
-    if (record.get("provenance") or {}).get("batch_reuse_key") != json_safe(key):
+    earlier = (record.get("provenance") or {}).get("batch_reuse_key")
+    if earlier != json_safe(key):
+        if why is not None:
+            why.append(_reuse_key_difference(earlier, json_safe(key)))
         return None
     return record
 
@@ -2987,10 +3043,17 @@ def _reusable_in(folder: Path, key: dict[str, Any], log: Callable[[str], None]) 
     """:func:`_reusable` of ``folder/check.json``; where that is the record of a batch that stopped before this
     patient (``"status": "not_checked"``, its earlier check set aside: :func:`_pending_set_aside`), of the check set
     aside, which is then put back in place (a batch stopped at its window's end does not cost the next night the
-    patients it did not reach)."""
+    patients it did not reach).  Where an earlier complete check is there but was made of another key, the log says
+    what differs (the patient is checked again)."""
     from .out_dir import _failure_record_file, named_aside
 
-    record = _reusable(folder / "check.json", key)
+    why: list[str] = []
+
+    def not_reused() -> None:
+        for line in why[-1:]:
+            log(f"mcproton check --batch: {folder.name}: checked again (--skip-checked): {line}")
+
+    record = _reusable(folder / "check.json", key, why)
     if record is not None:
         return record
     try:
@@ -3001,9 +3064,13 @@ def _reusable_in(folder: Path, key: dict[str, Any], log: Callable[[str], None]) 
     # directory, or --out moved since (review 5 of 2026-12-06, F1)
     aside = named_aside(folder, doc) if isinstance(doc, dict) and doc.get("status") == "not_checked" else None
     if aside is None:
+        not_reused()
         return None
-    record = _reusable(aside / "check.json", key)
-    if record is None or not _failure_record_file(folder / "check.json"):
+    record = _reusable(aside / "check.json", key, why)
+    if record is None:
+        not_reused()
+        return None
+    if not _failure_record_file(folder / "check.json"):
         return None
     try:
         (folder / "check.json").unlink()
@@ -3040,11 +3107,14 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     the plan is not counted twice.
 
     ``skip_checked`` (``--skip-checked``): a patient whose earlier check.json in ``out/<sub-folder>/`` records the
-    same reuse key (:func:`_reuse_key`: the SHA-256 of every file of its folder, mcproton's version, the beam model's
-    and the calibration's files, the action levels and every option; written by a batch since 2026-12-06) and is
-    complete (PASS or FAIL, its MC not stopped by a time limit) is not checked again: its result is a
+    same reuse key (:func:`_reuse_key`: the SHA-256 of every file of its folder, mcproton's build (version, kernel,
+    physics data and the SHA-256 of its code: every Python and kernel source of the installed package), the beam
+    model's and the calibration's files, the action levels and every option; written by a batch since 2026-12-06)
+    and is complete (PASS or FAIL, its MC not stopped by a time limit) is not checked again: its result is a
     :class:`ReusedCheck` and its batch.json row keeps its verdict with ``"reused": true``.  Anything else is checked
-    again (automation audit 2026-12-06, F6: a nightly batch longer than its window began at patient 1 each night)."""
+    again (automation audit 2026-12-06, F6: a nightly batch longer than its window began at patient 1 each night);
+    a complete earlier check of another key, with what differs said in the log (a check.json of before the code's
+    SHA-256 was recorded among them: the compat audit of 2026-12-06, F2)."""
     from .._io.atomic import is_unwritable, write_error_text
     from .._signals import RunInterrupted
     from ..errors import exit_status, status_of
@@ -3103,8 +3173,9 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             elif uid:
                 plans[uid] = p.name
             log(f"mcproton check --batch: {p.name}: not checked again (--skip-checked): its check of "
-                f"{prov.get('check_finished')} was of the same files, build (version, kernel and physics data), beam "
-                f"model, calibration, levels and options ({earlier['status'].upper()})")
+                f"{prov.get('check_finished')} was of the same files, build (version, kernel, physics data and "
+                f"code: the SHA-256 of every Python and kernel source of mcproton), beam model, calibration, levels "
+                f"and options ({earlier['status'].upper()})")
             write_bytes_atomic(out_dir / "batch.json", _batch_json(table, [q.name for q in subs[k:]]))
             write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
             continue

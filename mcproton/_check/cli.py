@@ -262,6 +262,7 @@ def _failure_record(exc: BaseException, args: argparse.Namespace) -> dict:
     if record is not None:
         return record
     from .. import __version__
+    from .._build import check_build_record
     from ..errors import exit_status, status_of
     from .record import now_text
     from .out_dir import CHECK_JSON_SCHEMA
@@ -269,7 +270,8 @@ def _failure_record(exc: BaseException, args: argparse.Namespace) -> dict:
     return {"schema_version": CHECK_JSON_SCHEMA, "status": status_of(exc), "passed": False,
             "exit_status": exit_status(exc), "checks": [],
             "error": " ".join(str(exc).split()) or type(exc).__name__, "error_type": type(exc).__name__,
-            "provenance": {"mcproton_version": __version__, "check_started": None, "check_finished": now_text(),
+            "provenance": {"mcproton_version": __version__, "build": check_build_record(), "check_started": None,
+                           "check_finished": now_text(),
                            "identification": {}, "given_inputs": _given(args), "out": args.out}}
 
 

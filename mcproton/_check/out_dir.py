@@ -282,6 +282,7 @@ def record_failure(out: Path | None, exc: BaseException, *, ours_written: bool, 
     from .._io.atomic import write_bytes_atomic
     from .._io.json_out import json_text
     from .. import __version__
+    from .._build import check_build_record
     from ..errors import exit_status, status_of
     from .record import now_text
 
@@ -290,7 +291,8 @@ def record_failure(out: Path | None, exc: BaseException, *, ours_written: bool, 
         "schema_version": CHECK_JSON_SCHEMA, "status": st, "passed": False,
         "exit_status": None if st in ("not_checked", "not_in_batch") else exit_status(exc), "checks": [],
         "error": " ".join(str(exc).split()) or type(exc).__name__, "error_type": type(exc).__name__,
-        "provenance": {"mcproton_version": __version__, "check_started": started, "check_finished": now_text(),
+        "provenance": {"mcproton_version": __version__, "build": check_build_record(), "check_started": started,
+                       "check_finished": now_text(),
                        "identification": dict(identification or {}),
                        "given_inputs": {k: v for k, v in inputs.items() if v is not None}, **invocation}}
     if moved_to is not None:

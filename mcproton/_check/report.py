@@ -958,7 +958,8 @@ def _settings_table(res) -> str:
 
 #: The provenance table's labels (with units) of check.json's provenance keys; a key not here is shown as it is
 PROVENANCE_LABELS = {
-    "mcproton_version": "mcproton version", "kernel_hash": "transport kernel hash", "beam_model": "beam model",
+    "mcproton_version": "mcproton version", "build": "mcproton build (version; SHA-256 of the transport kernel, "
+    "the physics data and the code)", "kernel_hash": "transport kernel hash", "beam_model": "beam model",
     "beam_model_file": "beam model file", "calibration": "HU calibration", "ct": "CT",
     "structure_set": "structure set", "statistical_uncertainty_pct":
         "MC statistical uncertainty (%, mean over the voxels above 50 % of the maximum, MC grid)",

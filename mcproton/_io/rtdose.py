@@ -191,9 +191,9 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     the LO value representation left beside it; ``plan_note_in_comment=False`` puts the note into ImageComments
     only (:func:`write_result_rtdose`, where the DoseComment has no room for it beside its tags and the dose
     label).  ``image_comments`` (ImageComments, LT) says more in full; where it is given, the note follows it
-    there too.  A whole
-    :class:`~mcproton.run.DoseResult`: :func:`write_result_rtdose` (which puts the run's primaries, stop reason and
-    uncertainty there, and marks a run stopped early in the DoseComment and the SeriesDescription).
+    there too.  SoftwareVersions names the build that wrote the file (:func:`mcproton._build.software_versions`).
+    A whole :class:`~mcproton.run.DoseResult`: :func:`write_result_rtdose` (which puts the run's primaries, stop
+    reason and uncertainty there, and marks a run stopped early in the DoseComment and the SeriesDescription).
     """
     from ..settings import _switch
 
@@ -202,6 +202,7 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     from pydicom.sequence import Sequence as DSequence
     from pydicom.uid import generate_uid
 
+    from .._build import software_versions
     from .dicom_common import check_grid_geometry, ds_string as _ds, new_file_dataset, \
         save_dataset, set_patient_study_series
 
@@ -262,6 +263,10 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
                              series_description=series_description,
                              series_instance_uid=series_instance_uid or generate_uid(),
                              series_number=series_number, instance_number=instance_number)
+    # the build that wrote the file (General Equipment, PS3.3 C.7.5.1): the version and the kernel's, the physics
+    # data's and the code's SHA-256 (16 hex digits each), the version being 0.1.0 since the first commit (the compat
+    # audit of 2026-12-06, F6)
+    ds.SoftwareVersions = software_versions()
     ds.InstanceCreationDate = date
     ds.InstanceCreationTime = time
     ds.ContentDate = date

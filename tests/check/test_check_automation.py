@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
 from test_check_pairing import make_patient
 
 import mcproton
+from mcproton._build import check_build_identity
 from mcproton._check import api
 from mcproton.cli import main
 
@@ -51,6 +52,8 @@ def test_a_refused_recheck_records_itself_and_moves_the_earlier_report_aside(ref
     assert record["status"] == printed["status"] == "refused" and record["passed"] is False
     assert record["schema_version"] == 1 and record["exit_status"] == 2 and record["error"]
     assert record["provenance"]["given_inputs"]["folder"] == str(refused_patient)
+    # the build that refused it, as a report's (compat audit 2026-12-06, F6)
+    assert record["provenance"]["build"] == check_build_identity()
     assert not (out / "check.html").exists()
     moved = list(out.glob("earlier_check_*"))
     assert len(moved) == 1 and {p.name for p in moved[0].iterdir()} == {"check.json", "check.html"}
@@ -227,6 +230,7 @@ def test_json_prints_a_record_for_an_option_refused(args, error_type, tmp_path, 
     assert record["status"] == "refused" and record["exit_status"] == 2 and record["passed"] is False
     assert record["error"] and record["error_type"] == error_type and record["schema_version"] == 1
     assert record["provenance"]["given_inputs"]["folder"] == str(tmp_path)
+    assert record["provenance"]["build"] == check_build_identity()
 
 
 def test_json_prints_batch_json_for_an_interrupted_batch(refused_patient, monkeypatch, tmp_path, capsys):

@@ -137,6 +137,9 @@ def test_the_reuse_key_holds_the_build_and_the_calibration_data(tmp_path, monkey
     kw = {"beam_model": "dcpt_v5", "calibration": "mcsquare_default"}
     key = api._reuse_key(patient, kw)
     assert key["build"]["kernel_hash"] == source_hash("transport.cu") and key["build"]["physics_files_sha256"]
+    from mcproton._build import code_sha256
+
+    assert key["build"]["code_sha256"] == code_sha256()   # the compat audit of 2026-12-06, F2
     assert api._reuse_key(patient, kw) == key, "the same build and inputs: the same key"
 
     data = tmp_path / "ct_calibration"
@@ -168,6 +171,103 @@ def test_the_build_identity_changes_with_the_physics_files(tmp_path, monkeypatch
         assert build.physics_files_sha256() != before
     finally:
         build.physics_files_sha256.cache_clear()
+
+
+def test_the_code_hash_changes_with_one_byte_of_the_check_code_or_a_kernel(tmp_path, monkeypatch):
+    """Compat audit 2026-12-06, F2: the build identity covered the kernel and the physics data only, not the check's
+    comparison or DICOM readers; one byte of ``_check/compare.py`` or of a kernel header is another code hash."""
+    import mcproton._build as build
+
+    pkg, kernels = tmp_path / "mcproton", tmp_path / "kernels"
+    shutil.copytree(Path(build.__file__).parent, pkg, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    shutil.copytree(build._installed_part("kernels"), kernels, ignore=shutil.ignore_patterns("__pycache__"))
+    part = build._installed_part
+    monkeypatch.setattr(build, "_PACKAGE", pkg)
+    monkeypatch.setattr(build, "_installed_part", lambda name: kernels if name == "kernels" else part(name))
+    build.code_sha256.cache_clear()
+    try:
+        before = build.code_sha256()
+        build.code_sha256.cache_clear()
+        assert build.code_sha256() == before, "the same files: the same hash"
+        compare = pkg / "_check" / "compare.py"
+        text = compare.read_bytes()
+        compare.write_bytes(text + b"#")
+        build.code_sha256.cache_clear()
+        assert build.code_sha256() != before
+        compare.write_bytes(text)
+        (header,) = [h for h in sorted(kernels.rglob("*.h"))][:1]
+        header.write_bytes(header.read_bytes() + b"\n")
+        build.code_sha256.cache_clear()
+        assert build.code_sha256() != before
+    finally:
+        build.code_sha256.cache_clear()
+    # not part of the run's build identity: a resume of `mcproton run` across pure Python changes of one kernel and
+    # one physics stays allowed (it is bitwise right)
+    assert "code_sha256" not in build.build_identity()
+
+
+def test_a_check_by_other_code_is_checked_again_with_the_reason(export, tmp_path, monkeypatch):
+    """Compat audit 2026-12-06, F2: ``--skip-checked`` reused a verdict of older check code (the same kernel and
+    physics data) and called it "the same build"; now another code hash, or a record of before the code hash was
+    recorded, is checked again, and the log says why."""
+    pytest.importorskip("pymedphys")
+    import mcproton._build as build
+
+    root, out = tmp_path / "export", tmp_path / "checks"
+    shutil.copytree(export / "a", root / "a")
+    said: list[str] = []
+    kw = {**KW, "log": said.append}
+    api.check_batch(root, out, skip_checked=True, **kw)
+    rec = json.loads((out / "a" / "check.json").read_text(encoding="utf-8"))
+    assert rec["provenance"]["batch_reuse_key"]["build"]["code_sha256"] == build.code_sha256()
+    assert rec["provenance"]["build"] == build.check_build_identity()
+
+    real, calls = api.check, []
+
+    def counted(**k):
+        calls.append(Path(k["folder"]).name)
+        return real(**k)
+
+    monkeypatch.setattr(api, "check", counted)
+    said.clear()
+    api.check_batch(root, out, skip_checked=True, **kw)   # the same code: reused, and the log says what was compared
+    assert calls == []
+    (line,) = [m for m in said if "not checked again" in m]
+    assert "kernel, physics data and code" in line and "(version, kernel and physics data)" not in line
+
+    new_code = "f" * 64
+    monkeypatch.setattr(build, "code_sha256", lambda: new_code)   # an upgrade that changed only Python code
+    said.clear()
+    api.check_batch(root, out, skip_checked=True, **kw)
+    assert calls == ["a"], "another code hash: checked again"
+    (line,) = [m for m in said if "checked again (--skip-checked)" in m]
+    assert line.startswith("mcproton check --batch: a: ") and "mcproton's build" in line
+    was = rec["provenance"]["batch_reuse_key"]["build"]["code_sha256"]
+    assert f"code SHA-256 {new_code[:12]}, was {was[:12]}" in line, line
+    assert "kernel" not in line.split("build", 1)[1], "only what differs is named"
+
+    # a record of before the code hash was recorded (the same version, kernel and physics data): checked again
+    rec = json.loads((out / "a" / "check.json").read_text(encoding="utf-8"))
+    assert rec["provenance"]["batch_reuse_key"]["build"]["code_sha256"] == new_code
+    del rec["provenance"]["batch_reuse_key"]["build"]["code_sha256"]
+    (out / "a" / "check.json").write_text(json.dumps(rec), encoding="utf-8")
+    calls.clear()
+    said.clear()
+    api.check_batch(root, out, skip_checked=True, **kw)
+    assert calls == ["a"]
+    (line,) = [m for m in said if "checked again (--skip-checked)" in m]
+    assert "does not record the SHA-256 of the code that made it" in line, line
+
+
+def test_the_reason_names_what_differs():
+    build = {"version": "0.1.0", "kernel_hash": "k" * 64, "physics_files_sha256": "p" * 64, "code_sha256": "c" * 64}
+    key = {"build": build, "input_files_sha256": {"RP.dcm": "1", "RD.dcm": "2"}, "options": {"seed": "1"}}
+    other = {"build": {**build, "physics_files_sha256": "q" * 64}, "input_files_sha256": {"RP.dcm": "9"},
+             "options": {"seed": "2"}}
+    why = api._reuse_key_difference(other, key)
+    assert why == ("its earlier check differs in mcproton's build (physics data SHA-256 pppppppppppp, was "
+                   "qqqqqqqqqqqq), the patient's files (RD.dcm, RP.dcm), the options (seed)"), why
+    assert "no reuse key" in api._reuse_key_difference(None, key)
 
 
 def test_a_check_set_aside_by_a_stopped_batch_is_reused_the_next_night(tmp_path):

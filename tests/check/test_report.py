@@ -83,6 +83,17 @@ def test_report_has_every_section_and_the_json_the_numbers(report):
     assert all(abs(r["median_mm"]) < 0.5 for r in js["ranges"].values())     # a scale moves no distal edge
     assert {"mcproton_version", "kernel_hash", "beam_model", "calibration", "statistical_uncertainty_pct",
             "mc_wall_s", "device"} <= set(js["provenance"])
+    # the build in every check.json, not only a batch's reuse key: the version alone ("0.1.0" since the first
+    # commit) did not tell two builds apart (compat audit 2026-12-06, F6); the MC RT Dose names it too
+    from mcproton._build import check_build_identity, software_versions
+
+    build = js["provenance"]["build"]
+    assert build == check_build_identity() and build["physics_files_sha256"] and build["code_sha256"]
+    assert "mcproton build (version; SHA-256 of" in page and build["code_sha256"] in page
+    import pydicom
+
+    mc_rd = pydicom.dcmread(Path(report.report_json).parent / "RD_mc.dcm", stop_before_pixels=True)
+    assert list(mc_rd.SoftwareVersions) == software_versions()
     assert "total_s" in js["timings_s"] and "report_s" in js["timings_s"]
     beams = js["provenance"]["beams"]        # the per-beam rows: also in the JSON
     assert set(beams) == {"1", "2"} and beams["2"]["gantry_angle_deg"] == 90.0

@@ -110,6 +110,16 @@ def test_five_fraction_plan_dose_holds_all_fractions_and_per_beam_files(tmp_path
     assert len(series) == 1 and pydicom.dcmread(tmp_path / "RD.dcm").SeriesInstanceUID not in series
     for f in ("RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm"):
         assert _dciodvfy_errors(tmp_path / f) == [], f
+    # the build that wrote them (General Equipment's SoftwareVersions; compat audit 2026-12-06, F6: none before, and
+    # the version alone is 0.1.0 whatever the build)
+    from mcproton._build import check_build_identity
+
+    b = check_build_identity()
+    for f in ("RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm"):
+        sv = list(pydicom.dcmread(tmp_path / f, stop_before_pixels=True).SoftwareVersions)
+        assert sv == [f"mcproton {b['version']}", f"kernel {b['kernel_hash'][:16]}",
+                      f"physics data {b['physics_files_sha256'][:16]}", f"code {b['code_sha256'][:16]}"], f
+        assert all(len(v) <= 64 and "\\" not in v for v in sv), sv   # LO: 64 characters, no backslash
 
 
 def test_one_fraction_is_fraction_session_and_beam_session(tmp_path, capsys):
