@@ -372,12 +372,12 @@ _RT_PLAN_BEAM_NAME = re.compile(r"^\d+:")
 
 def _fractions_not_stored(attrs: dict, prov: dict, normalisation: str, path: str | Path) -> str:
     """The files whose plan's dose does not record how many fractions it holds (``DoseResult.fractions_not_stored``):
-    ``path`` for a file written before the beams recorded ``fractions`` (in 2026-12-05; such a file stores
-    no ``study`` either: stored from 2026-12-06) that holds an absolute dose of a plan (the root attribute ``plan`` of ``mcproton demo``, or a
-    beam of an RT Ion Plan, named "N:name" by ``plan_to_beams``); the files a file saved again from one names
-    (root attribute ``fractions_not_stored``); "" where every beam records its fractions, for a dose per primary
-    and for another beam (a pencil beam: the dose as simulated).  The compat audit of 2026-12-06, F3: the demo's
-    one fraction of 17 was written again as the whole course (DoseSummationType PLAN)."""
+    ``path`` for a file written before the beams recorded ``fractions`` (in 2026-12-05; such a file stores no
+    ``study`` either: stored from 2026-12-06) that holds an absolute dose of a plan (the root attribute ``plan`` of
+    ``mcproton demo``, or a beam of an RT Ion Plan, named "N:name" by ``plan_to_beams``); the files a file saved
+    again from one names (root attribute ``fractions_not_stored``); "" where every beam records its fractions, for
+    a dose per primary and for another beam (a pencil beam: the dose as simulated).  The compat audit of
+    2026-12-06, F3: the demo's one fraction of 17 was written again as the whole course (DoseSummationType PLAN)."""
     beams = prov.get("summed_beams") if "summed_beams" in prov else [prov.get("beam")]
     beams = [b if isinstance(b, dict) else {} for b in beams or [None]]
     if all(b.get("fractions") is not None for b in beams) or str(normalisation).startswith("Gy per primary"):

@@ -81,6 +81,18 @@ def test_no_bone_in_the_field_no_test():
     assert water_medium_test(dw / 1.0, mc_w, np.ones_like(r), body, "water") is None
 
 
+def _rtdose_header(path, manufacturer: str, comment: str, series: str):
+    """An RT Dose's header with only the attributes dose_to_statement reads, written at ``path``."""
+    ds = pydicom.Dataset()
+    ds.Manufacturer, ds.DoseComment, ds.SeriesDescription = manufacturer, comment, series
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.2"
+    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 @pytest.mark.parametrize("manufacturer, comment, series, want", [
     ("mcproton", "MC dose, 1 of 1 fx, beam 1, to medium, physical", "", "medium"),
     ("Varian Medical Systems", "Dose to medium", "", "medium"),
@@ -97,15 +109,7 @@ def test_no_bone_in_the_field_no_test():
 def test_any_writers_dose_comment_is_read(tmp_path, manufacturer, comment, series, want):
     """The auditor's seven DoseComments (6 came back "not said", i.e. water) and a few more, from any writer:
     read case-insensitively, with what was read and from where; a text naming both is not taken as either."""
-    ds = pydicom.Dataset()
-    ds.Manufacturer, ds.DoseComment, ds.SeriesDescription = manufacturer, comment, series
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.2"
-    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    p = tmp_path / "RD.dcm"
-    ds.save_as(p, enforce_file_format=True)
-    got, where = dose_to_statement([p])
+    got, where = dose_to_statement([_rtdose_header(tmp_path / "RD.dcm", manufacturer, comment, series)])
     assert got == want, where
     if want is not None:
         assert "RD.dcm" in where and repr(manufacturer) in where, where
@@ -133,15 +137,8 @@ def test_an_older_mcproton_dose_comment_cut_short_is_read(tmp_path, manufacturer
     Dose of mcproton's own writer (Manufacturer "mcproton"), whose one clause "to ..." is the dose label, "to " and
     the start of "medium" or "water" before the "; " or at the end of the comment is that label cut: read so, and
     said.  "to" alone stays unknown, and another writer's text is read as before."""
-    ds = pydicom.Dataset()
-    ds.Manufacturer, ds.DoseComment, ds.SeriesDescription = manufacturer, comment, "mcproton PF boost"
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.2"
-    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    p = tmp_path / "rtdose.dcm"
-    ds.save_as(p, enforce_file_format=True)
-    got, where = dose_to_statement([p])
+    got, where = dose_to_statement([_rtdose_header(tmp_path / "rtdose.dcm", manufacturer, comment,
+                                                   "mcproton PF boost")])
     assert got == want, where
     if want is not None:
         assert repr(comment) in where and "cut" in where and "64 characters" in where, where
