@@ -1460,6 +1460,15 @@ _SAID_TO = {k: re.compile(rf"(?<![a-z0-9])(?:(?:dose[\s_-]*)?to[\s_-]*{k}|{k}[\s
                           r"(?![a-z0-9])", re.IGNORECASE) for k in ("water", "medium")}
 #: The RT Dose's free-text attributes read for it, in this order.
 DOSE_TO_FIELDS = ("DoseComment", "SeriesDescription")
+#: An older mcproton's dose label cut short: before 2026-12-06 its DoseComment ended with the label ("to medium,
+#: physical") and was cut to the 64 characters of an LO, or to make room for the plan reference's note, so that
+#: eff5010's demo says "MC dose, 1 fx, 3 beams, to med; no RT Plan: placeholder plan ref" (compat audit of 2026-12-06,
+#: F4).  Read only in the DoseComment of an RT Dose whose Manufacturer is "mcproton": its writer's one clause
+#: "to ..." is the dose label, and "m" starts only "medium", "w" only "water", so "to " and a part of the word (not
+#: the whole: _SAID_TO reads that) before the "; " of a note or at the end of the comment is that label cut; "to"
+#: alone says nothing.
+_CUT_TO = {k: re.compile(rf"(?<![a-z0-9])to ({'|'.join(k[:n] for n in range(len(k) - 1, 0, -1))})\s*(?:;|$)",
+                         re.IGNORECASE) for k in ("water", "medium")}
 
 
 def dose_to_statement(paths: Iterable[str | Path]) -> tuple[str | None, str]:
@@ -1471,13 +1480,19 @@ def dose_to_statement(paths: Iterable[str | Path]) -> tuple[str | None, str]:
     said: dict[str, list[str]] = {}
     for p in paths:
         ds = pydicom.dcmread(p, stop_before_pixels=True)
+        maker = str(ds.get("Manufacturer", ""))
         found = []
         for k in DOSE_TO_FIELDS:
             text = str(ds.get(k, "") or "")
             hits = {w for w, rx in _SAID_TO.items() if rx.search(text)}
+            cut = ""
+            if not hits and k == "DoseComment" and maker.strip().lower() == "mcproton":
+                m = {w: rx.search(text) for w, rx in _CUT_TO.items()}
+                hits = {w for w, x in m.items() if x}
+                cut = "".join(f"; its {x.group(0).rstrip('; ')!r} read as 'to {w}': the dose label of an older "
+                              "mcproton, cut by the 64 characters of the DoseComment" for w, x in m.items() if x)
             if hits:
-                maker = str(ds.get("Manufacturer", ""))
-                found.append((hits, f"{k} {text!r} of {Path(p).name} (Manufacturer {maker!r})"))
+                found.append((hits, f"{k} {text!r} of {Path(p).name} (Manufacturer {maker!r}{cut})"))
         kinds = set().union(*(h for h, _ in found)) if found else set()
         if len(kinds) != 1:
             why = ("names neither water nor medium" if not kinds else

@@ -15,14 +15,16 @@ Format version (root attribute ``format_version`` = :data:`FORMAT_VERSION`, "mcp
 frame of reference UIDs, position, orientation and study date of a grid from a CT, ``null`` otherwise; files of
 version 1 written before 2026-12-06 lack it, and their results refuse to be written as an RT Dose without a
 ``study``; such a result saved again, or a sum of it, still lacks it and names those files in the root attribute
-``study_not_stored``: its study stays unknown) and the group ``result`` (attributes
-``primaries``, ``wall_s``, ``protons_per_second``, ``backend``, ``device``), and, when written by
+``study_not_stored``: its study stays unknown; likewise ``fractions_not_stored`` names the older files of a plan's
+dose that did not record how many fractions it holds: ``DoseResult.fractions_not_stored``) and the group ``result``
+(attributes ``primaries``, ``wall_s``, ``protons_per_second``, ``backend``, ``device``), and, when written by
 ``DoseResult.save``, the dataset ``edep_mev_per_primary`` (for ``integrated_depth_dose``).  Files written before
 the version existed (version 0) lack all of these.  Readers refuse a version they do not know.
 """
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from dataclasses import asdict
 from typing import Any
@@ -223,6 +225,9 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
             f.attrs["study_not_stored"] = unknown
         else:
             f.attrs["study"] = json.dumps(asdict(study) if study is not None else None)
+        if getattr(result, "fractions_not_stored", ""):   # loaded (or summed) from an older plan's file: the
+            # fractions its dose holds stay unknown (compat audit of 2026-12-06, F3)
+            f.attrs["fractions_not_stored"] = result.fractions_not_stored
         f.attrs["format_version"] = FORMAT_VERSION
         if fx is not None:   # an RT Ion Plan's beams: how many of its fractions the dose holds (the RT Dose: all)
             f.attrs["fractions"], f.attrs["fractions_planned"] = fx[0], fx[1]
@@ -363,7 +368,31 @@ def load_result(path: str | Path):
     if "study" not in a:   # written before the study was stored (or saved again from such a file, which it names):
         # whether it had a CT is unknown (write_result_rtdose)
         res.study_not_stored = str(_py(a.get("study_not_stored", "")) or path)
+    res.fractions_not_stored = _fractions_not_stored(a, prov, res.normalisation, path)
     return res
+
+
+#: the name plan_to_beams gives the beam of an RT Ion Plan: "<beam number>:<beam name>" ("1:G90")
+_RT_PLAN_BEAM_NAME = re.compile(r"^\d+:")
+
+
+def _fractions_not_stored(attrs: dict, prov: dict, normalisation: str, path: str | Path) -> str:
+    """The files whose plan's dose does not record how many fractions it holds (``DoseResult.fractions_not_stored``):
+    ``path`` for a file written before the beams recorded ``fractions`` (in 2026-12-05; such a file stores no
+    ``study`` either: stored from 2026-12-06) that holds an absolute dose of a plan (the root attribute ``plan`` of
+    ``mcproton demo``, or a beam of an RT Ion Plan, named "N:name" by ``plan_to_beams``); the files a file saved
+    again from one names (root attribute ``fractions_not_stored``); "" where every beam records its fractions, for
+    a dose per primary and for another beam (a pencil beam: the dose as simulated).  The compat audit of
+    2026-12-06, F3: the demo's one fraction of 17 was written again as the whole course (DoseSummationType PLAN)."""
+    beams = prov.get("summed_beams") if "summed_beams" in prov else [prov.get("beam")]
+    beams = [b if isinstance(b, dict) else {} for b in beams or [None]]
+    if all(b.get("fractions") is not None for b in beams) or str(normalisation).startswith("Gy per primary"):
+        return ""
+    said = str(_py(attrs.get("fractions_not_stored", "")) or "")
+    if said:
+        return said
+    of_plan = "plan" in attrs or any(_RT_PLAN_BEAM_NAME.match(str(b.get("name", ""))) for b in beams)
+    return str(path) if "study" not in attrs and of_plan else ""
 
 
 def _study(attrs: dict):

@@ -451,11 +451,33 @@ def result_dose_contents(result, *, summation: str = "plan", dose_to: str = "med
     """What the RT Dose of ``result`` (a :class:`~mcproton.run.DoseResult`) holds, from the plan keys its beams
     left in its provenance (``provenance["beam"]``, or ``["summed_beams"]`` for a :func:`~mcproton.run.sum_results`;
     they survive ``save`` / ``load``): :func:`dose_contents` of the beams it was simulated from, as ``mcproton run``
-    writes it.  A result of beams without a plan (or of an older version that did not record them): PLAN, the
-    dose as simulated, with a placeholder plan reference."""
+    writes it; beams that record their fractions but no plan beam numbers (``mcproton demo``'s one Beam of its
+    plan's fields): the same fractions, PLAN or FRACTION_SESSION.  A result of beams without a plan: PLAN, the dose
+    as simulated, with a placeholder plan reference.
+
+    A plan's result loaded from an older HDF5 file that did not record how many fractions its dose holds
+    (``result.fractions_not_stored``: the demo's and ``mcproton run``'s files written before 2026-12-06, one
+    fraction unless ``plan.all_fractions``) raises ValueError: written as PLAN, a one-fraction dose would be read
+    as the whole course (compat audit of 2026-12-06, F3); give ``write_result_rtdose`` ``contents=``, or state the
+    fractions in the result's beam records."""
     prov = getattr(result, "provenance", None) or {}
     beams = prov.get("summed_beams") if "summed_beams" in prov else [prov.get("beam")]
     metas = [b if isinstance(b, dict) else {} for b in beams or [None]]
+    unknown = getattr(result, "fractions_not_stored", "")
+    if unknown and not all(m.get("fractions") is not None for m in metas):
+        raise ValueError(
+            f"the result was loaded (or summed) from {unknown}, the dose of a plan written by an mcproton of before "
+            "2026-12-06, which does not record how many fractions its dose holds (mcproton demo and mcproton run "
+            "simulated one fraction, or all with plan.all_fractions, and said which only in the RT Dose they wrote: "
+            "its DoseSummationType and DoseComment, e.g. FRACTION_SESSION, \"1 fx\"); written as DoseSummationType "
+            "PLAN (all fractions, the default) a one-fraction dose would be read as the whole course, N times too "
+            'low; give what it holds: contents=mcproton.dicom.DoseContents("FRACTION_SESSION", fractions=1, '
+            'fractions_planned=N) for one fraction of a plan of N fractions, or DoseContents("PLAN", fractions=N, '
+            "fractions_planned=N, scale=N) for the whole course from one simulated fraction; or state it on the "
+            'result, result.provenance["beam"].update(fractions=1, fractions_planned=N) (each item of '
+            'provenance["summed_beams"] for a sum), which is kept when it is saved again'
+            + ("; its CT study is not stored either: give study= too" if getattr(result, "study_not_stored", "")
+               else ""))
     return _contents_of(metas, summation, dose_to, rbe, None)
 
 
@@ -467,29 +489,35 @@ def _contents_of(metas: list[dict], summation: str, dose_to: str, rbe: float | N
         raise ValueError(f"output.dose_summation = {summation!r}: give \"plan\" (all fractions, the default) or "
                          "\"fraction\" (one fraction)")
     kw = {"dose_to": dose_to, "rbe": rbe}   # checked by DoseContents
-    if not metas or any("beam_number" not in m for m in metas):
-        if beam_index is not None:
-            raise ValueError("a per-beam RT Dose (output.rtdose_per_beam) needs an RT Ion Plan ([plan] rtplan): "
-                             "its beam numbers are what the file refers to")
+    numbered = bool(metas) and all("beam_number" in m for m in metas)
+    if not numbered and beam_index is not None:
+        raise ValueError("a per-beam RT Dose (output.rtdose_per_beam) needs an RT Ion Plan ([plan] rtplan): "
+                         "its beam numbers are what the file refers to")
+    if not numbered and not (metas and all(m.get("fractions") is not None for m in metas)):
         return DoseContents("PLAN", n_beams=len(metas), **kw)
     simulated = {int(m.get("fractions", 1) or 1) for m in metas}
     if len(simulated) != 1:
         raise ValueError(f"the beams were simulated for different numbers of fractions {sorted(simulated)}")
     sim = simulated.pop()
     planned = metas[0].get("fractions_planned") or (sim if sim > 1 else None)
-    all_beams = [int(b) for b in metas[0].get("plan_beam_numbers") or [m["beam_number"] for m in metas]]
-    chosen = [int(m["beam_number"]) for m in metas] if beam_index is None else [int(metas[beam_index]["beam_number"])]
-    uids = {m.get("plan_sop_instance_uid") for m in metas} - {None, ""}
-    uid = uids.pop() if len(uids) == 1 else None
-    whole = beam_index is None and sorted(chosen) == sorted(all_beams)
+    if numbered:
+        all_beams = [int(b) for b in metas[0].get("plan_beam_numbers") or [m["beam_number"] for m in metas]]
+        chosen = ([int(m["beam_number"]) for m in metas] if beam_index is None
+                  else [int(metas[beam_index]["beam_number"])])
+        uids = {m.get("plan_sop_instance_uid") for m in metas} - {None, ""}
+        uid = uids.pop() if len(uids) == 1 else None
+        whole = beam_index is None and sorted(chosen) == sorted(all_beams)
+    else:   # fractions recorded without the plan's beam numbers (mcproton demo's one Beam of all its fields): the
+        # plan's dose, its fractions as recorded (before, PLAN with the one fraction simulated: compat audit F3)
+        chosen, uid, whole = [], None, True
     if summation == "plan":
         fx = int(planned or 1)
         st = "PLAN" if whole else "BEAM"
     else:
         fx = 1
         st = "FRACTION_SESSION" if whole else "BEAM_SESSION"
-    return DoseContents(st, fx, int(planned) if planned else None, sorted(chosen), len(chosen), scale=fx / sim,
-                        plan_sop_instance_uid=uid, **kw)
+    return DoseContents(st, fx, int(planned) if planned else None, sorted(chosen), len(chosen) or len(metas),
+                        scale=fx / sim, plan_sop_instance_uid=uid, **kw)
 
 
 def beam_rtdose_path(path: str | Path, beam_number: int) -> Path:

@@ -105,7 +105,16 @@ class DoseResult:
     (or summed from) were written before 2026-12-06, when the study (``geometry.study``) was not stored, so
     whether its dose was computed on a CT, and on which, is unknown.  ``save`` keeps it (the file stores no study
     and names these files), ``sum_results`` passes it on, and ``write_result_rtdose`` refuses such a result
-    without ``study=``; setting ``geometry.study`` (``StudyReference.from_ct``) states the study."""
+    without ``study=``; setting ``geometry.study`` (``StudyReference.from_ct``) states the study.
+
+    ``fractions_not_stored``: "" unless how many fractions of its plan the dose holds is unknown: the HDF5 file(s)
+    it was loaded from (or summed from) hold a plan's dose (``mcproton demo``'s root attribute ``plan``, or beams of
+    an RT Ion Plan, named "N:name") written before the beams recorded their ``fractions`` (in 2026-12-05; the
+    run simulated one fraction unless ``plan.all_fractions``).  ``save`` and ``sum_results`` keep it as the study's,
+    and ``write_result_rtdose`` (``result_dose_contents``) refuses such a result without ``contents=``, rather than
+    writing its dose as the whole course (DoseSummationType PLAN); stating the fractions in the beam records
+    (``provenance["beam"]``, a sum's ``provenance["summed_beams"]``: ``fractions``, ``fractions_planned``) ends
+    it (compat audit of 2026-12-06, F3)."""
 
     dose_gy_zyx: np.ndarray
     dose_to_water_gy_zyx: np.ndarray
@@ -123,6 +132,7 @@ class DoseResult:
     normalisation: str = "Gy per primary"
     edep_mev_zyx: np.ndarray | None = None
     study_not_stored: str = ""
+    fractions_not_stored: str = ""
 
     def integrated_depth_dose(self, axis: str = "z") -> tuple[np.ndarray, np.ndarray]:
         """(depth of the voxel centres in mm from the grid's front face along ``axis``, IDD in MeV cm2/(g
@@ -859,4 +869,6 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
         uncertainty_rel_zyx=unc,
         mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n, wall_s=wall,
         protons_per_second=pps, backend=results[0].backend, device=results[0].device, normalisation=norm,
-        edep_mev_zyx=edep, study_not_stored=unknown)
+        edep_mev_zyx=edep, study_not_stored=unknown,
+        fractions_not_stored="; ".join(dict.fromkeys(f for r in results if r.fractions_not_stored
+                                                     for f in r.fractions_not_stored.split("; "))))

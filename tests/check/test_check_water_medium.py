@@ -81,6 +81,18 @@ def test_no_bone_in_the_field_no_test():
     assert water_medium_test(dw / 1.0, mc_w, np.ones_like(r), body, "water") is None
 
 
+def _rtdose_header(path, manufacturer: str, comment: str, series: str):
+    """An RT Dose's header with only the attributes dose_to_statement reads, written at ``path``."""
+    ds = pydicom.Dataset()
+    ds.Manufacturer, ds.DoseComment, ds.SeriesDescription = manufacturer, comment, series
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.2"
+    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 @pytest.mark.parametrize("manufacturer, comment, series, want", [
     ("mcproton", "MC dose, 1 of 1 fx, beam 1, to medium, physical", "", "medium"),
     ("Varian Medical Systems", "Dose to medium", "", "medium"),
@@ -97,15 +109,37 @@ def test_no_bone_in_the_field_no_test():
 def test_any_writers_dose_comment_is_read(tmp_path, manufacturer, comment, series, want):
     """The auditor's seven DoseComments (6 came back "not said", i.e. water) and a few more, from any writer:
     read case-insensitively, with what was read and from where; a text naming both is not taken as either."""
-    ds = pydicom.Dataset()
-    ds.Manufacturer, ds.DoseComment, ds.SeriesDescription = manufacturer, comment, series
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.2"
-    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    p = tmp_path / "RD.dcm"
-    ds.save_as(p, enforce_file_format=True)
-    got, where = dose_to_statement([p])
+    got, where = dose_to_statement([_rtdose_header(tmp_path / "RD.dcm", manufacturer, comment, series)])
     assert got == want, where
     if want is not None:
         assert "RD.dcm" in where and repr(manufacturer) in where, where
+
+
+#: what an older mcproton's writer left of its dose label: cut by the 64 characters of the DoseComment (before
+#: 2026-12-06 the label went last, and the text was cut to make room for the plan reference's note, or at 64)
+_EFF5010 = "MC dose, 1 fx, 3 beams, to med; no RT Plan: placeholder plan ref"
+
+
+@pytest.mark.parametrize("manufacturer, comment, want", [
+    ("mcproton", _EFF5010, "medium"),                                             # the demo of eff5010, c42dc68
+    ("mcproton", "INCOMPLETE 30 % SCENARIO; to m; no RT Plan: placeholder plan ref", "medium"),
+    ("MCPROTON", "MC dose, 1 fx, 3 beams, to mediu; invalid plan UID replaced", "medium"),
+    ("mcproton", "MC dose, 30 of 30 fx, beams 1,2,3,4,5,6,7,8,9,10,11,12, to wat", "water"),   # cut at the end
+    ("mcproton", "MC dose, 1 fx, 3 beams, to w; no RT Plan: placeholder plan ref", "water"),
+    ("mcproton", "MC dose, 1 fx, 3 beams, to; no RT Plan: placeholder plan ref", None),   # nothing left: unknown
+    ("mcproton", "MC dose to mediastinum", None),                                  # not cut: another word
+    ("Another TPS", _EFF5010, None),                                               # another writer: as before
+])
+def test_an_older_mcproton_dose_comment_cut_short_is_read(tmp_path, manufacturer, comment, want):
+    """The compat audit of 2026-12-06, F4: eff5010's and c42dc68's demo RT Dose (dose to medium) says "..., to med;
+    no RT Plan: ...": its label cut by the 64 characters of the DoseComment (fixed for new files on 2026-12-06).
+    Today's reader found neither water nor medium, so the check compared it as dose to water, assumed.  In an RT
+    Dose of mcproton's own writer (Manufacturer "mcproton"), whose one clause "to ..." is the dose label, "to " and
+    the start of "medium" or "water" before the "; " or at the end of the comment is that label cut: read so, and
+    said.  "to" alone stays unknown, and another writer's text is read as before."""
+    got, where = dose_to_statement([_rtdose_header(tmp_path / "rtdose.dcm", manufacturer, comment,
+                                                   "mcproton PF boost")])
+    assert got == want, where
+    if want is not None:
+        assert repr(comment) in where and "cut" in where and "64 characters" in where, where
+        assert f"to {want}" in where, where
