@@ -9,7 +9,9 @@ Reported per beam: the MC dose to water at the point (trilinear interpolation of
 voxel that contains it with its 1-sigma statistical uncertainty (batches), and the mean over the 3 x 3 x 3 voxels
 around it (7 x 7 x 9 mm) with the uncertainty of that mean (voxel errors added in quadrature: independent
 voxels assumed, a lower bound); times 1.1, because Eclipse reports proton dose as RBE-weighted dose (Gy(RBE),
-constant RBE 1.1).
+constant RBE 1.1).  The plan row adds the beams' errors in quadrature: the three runs are independent, each beam on
+the random stream of its place in the plan (``mcproton run`` since 2026-12-06); results that share a stream (runs
+made before then: every ``plan.beams=[N]`` run on stream 0) have theirs added linearly, the upper bound, and a note.
 """
 from __future__ import annotations
 
@@ -28,11 +30,14 @@ PLAN = Path(__file__).resolve().parent.parent / "tests" / "data" / "dicom" / "RN
 
 def main(pattern: str) -> None:
     ds = pydicom.dcmread(PLAN)
-    rows, tot = [], {"ecl": 0.0, "pt": 0.0, "vox": 0.0, "vox_var": 0.0, "roi": 0.0, "roi_var": 0.0}
+    rows, tot = [], {"ecl": 0.0, "pt": 0.0, "vox": 0.0, "vox_var": 0.0, "vox_lin": 0.0, "roi": 0.0, "roi_var": 0.0,
+                     "roi_lin": 0.0}
+    streams = []   # (seed, beam index) of each result: one stream shared means correlated errors
     for rb in ds.FractionGroupSequence[0].ReferencedBeamSequence:
         b, bd = int(rb.ReferencedBeamNumber), float(rb.BeamDose)
         pt = np.array(rb.BeamDoseSpecificationPoint, float)
         res = mcproton.DoseResult.load(pattern.format(b))
+        streams.append((res.provenance.get("seed"), res.provenance.get("beam_index")))
         o, v = np.asarray(res.geometry.origin_mm, float), np.asarray(res.geometry.voxel_size_mm, float)
         d, u = res.dose_to_water_gy_zyx, res.uncertainty_rel_zyx * res.dose_to_water_gy_zyx
         c = (pt - o) / v                                              # x, y, z voxel coordinates
@@ -48,6 +53,14 @@ def main(pattern: str) -> None:
             tot[key] += val
         tot["vox_var"] += r["voxel_sd"] ** 2
         tot["roi_var"] += r["roi_sd"] ** 2
+        tot["vox_lin"] += r["voxel_sd"]
+        tot["roi_lin"] += r["roi_sd"]
+    known = [s for s in streams if None not in s]
+    if len(set(known)) < len(known):   # the same random numbers: the errors do not add in quadrature
+        print(f"note: the results share random streams ((seed, beam index): {streams}; before 2026-12-06 every "
+              "plan.beams=[N] run was on stream 0): the plan's errors are added linearly (an upper bound); run the "
+              "beams again for independent ones")
+        tot["vox_var"], tot["roi_var"] = tot["vox_lin"] ** 2, tot["roi_lin"] ** 2
     print("beam | Eclipse Gy(RBE) | MC x1.1 at point | voxel x1.1 (1 sd) | 3x3x3 mean x1.1 (1 sd) | ratio ROI/Eclipse")
     for r in rows:
         print(f"{r['beam']} | {r['eclipse']:.4f} | {RBE * r['point']:.4f} | "

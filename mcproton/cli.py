@@ -190,9 +190,10 @@ def _run_identity(cfg: dict, settings: Any, geometry: Any, beams: list, names: l
     from ._io.hu_calibration import materials_sha256
     from ._run.checkpoint import fingerprint
     from ._run.inputs import input_files
-    from ._run.job import resolve_backend
+    from ._run.job import plan_beam_streams, resolve_backend
 
-    ident: dict[str, Any] = dict(fingerprint(cfg, settings, resolve_backend(settings), geometry, beams))
+    ident: dict[str, Any] = dict(fingerprint(cfg, settings, resolve_backend(settings), geometry, beams,
+                                             streams=plan_beam_streams(beams)))
     ident["materials_sha256"] = materials_sha256(geometry.materials)
     ident["output_settings"] = json.dumps(cfg.get("output", {}), sort_keys=True, default=str)
     ident["outputs"] = [os.path.abspath(p) for p in names]
@@ -329,15 +330,18 @@ def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geo
     (:func:`_run_identity`) is kept in the HDF5's provenance."""
     from ._timing import phase
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
-    from ._run.job import JobOptions, RunInterrupted, run_job
+    from ._run.job import JobOptions, RunInterrupted, plan_beam_streams, run_job
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1; got {args.workers}")
     try:
         with phase("transport"):
+            # each beam of an RT Ion Plan on the random stream of its place in the plan: plan.beams = [2] is the
+            # whole plan's beam 2 (roundtrip audit of 2026-12-06, F3: it ran on stream 0)
             results = run_job(cfg, settings, geometry, beams, out,
                               JobOptions(resume=args.resume, checkpoint=not args.no_checkpoint,
-                                         workers=args.workers, scheduler=args.scheduler, progress=not args.quiet))
+                                         workers=args.workers, scheduler=args.scheduler, progress=not args.quiet,
+                                         beam_streams=plan_beam_streams(beams)))
     except RunInterrupted as exc:
         if exc.results is None or exc.kept:   # stopped: the checkpoint holds what was done
             print(f"mcproton: {exc}", file=sys.stderr)

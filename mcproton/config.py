@@ -109,7 +109,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "plan": {
         "rtplan": ((str,), "DICOM RT Ion Plan file"),
         "beam_model": ((str,), 'beam model: "dcpt_v5", "dcpt_v2", a .toml file or an MCsquare BDL'),
-        "beams": ((list,), "beam numbers to simulate (default all)"),
+        "beams": ((list,), "beam numbers to simulate (default all); each on the random stream of its place in the "
+                           "plan, so [2] is the whole plan's beam 2 (bitwise on the CPU) and per-beam runs are "
+                           "independent (before 2026-12-06: streams 0, 1, ... in their order)"),
         "all_fractions": ((bool,), "dose for all fractions instead of one (default false)"),
         "rtstruct": ((str,), "DICOM RT Structure Set: DVH per structure in the HDF5 group dvh"),
         "struct_overrides": ((str,), '"apply" (default: the RT Struct\'s material overrides, a bolus or artifacts set '

@@ -12,7 +12,9 @@ on the GPU if there is one (else the CPU: about a minute on 2 cores).  Writes to
   ``rtplan.dcm`` (the plan as a DICOM RT Ion Plan: three beams on the beam model's machine with RS_3CM, the spots'
   MU, FRACTIONS_PLANNED fractions; ``mcproton.dicom.load_rtplan`` + ``plan_to_beams`` give back the simulated
   beams), ``rtdose.dcm`` (one fraction, FRACTION_SESSION, 0 outside the body, referencing the plan; all four in
-  one study and frame of reference), ``dose.h5`` (mcproton HDF5 with the label map and the CTV mask),
+  one study and frame of reference), ``dose.h5`` (mcproton HDF5 with the label map and the CTV mask, the CT's
+  study, the plan and its beams: ``DoseResult.load`` + ``write_result_rtdose`` give the same patient, study, frame
+  and plan as ``rtdose.dcm``),
 * ``dose_planes.png`` (dose, isodoses and structures in three planes through the target), ``dvh.png``,
 * ``summary.json`` (also printed): target dose statistics, OAR doses, uncertainty, speed, backend, times.
 """
@@ -232,7 +234,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     False only (text such as "false" is refused)."""
     from ._backend import get_backend
     from ._io.hdf5 import write_result_hdf5
-    from .dicom import DoseContents, write_result_rtdose, write_rtplan
+    from .dicom import result_dose_contents, write_result_rtdose, write_rtplan
     from .body import apply_body_outline, body_from_labels, dose_summary
     from .dvh import dvh_table, plot_dvh
     from .phantoms import label_map_to_masks, make_head_phantom
@@ -392,24 +394,28 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
         extra = {"plan": plan.summary(), "prescription_gy": pres, "prescription_gy_rbe": PRESCRIPTION_GY_RBE,
                  "rbe": 1.1}
         # one fraction of the plan's FRACTIONS_PLANNED, said in dose.h5 as mcproton run says it
-        # (_io/hdf5.plan_fractions)
-        res.provenance.setdefault("beam", {}).update(fractions=1, fractions_planned=FRACTIONS_PLANNED)
+        # (_io/hdf5.plan_fractions), with the plan written (rtplan.dcm) and its beams, as plan_to_beams records them
+        # for mcproton run; and the CT's patient, study and frame of reference (the CT written meanwhile: `study`),
+        # so that dose.h5 loaded and written as an RT Dose (write_result_rtdose) is the CT's and the plan's as
+        # rtdose.dcm is (before, it lay in a new frame of reference with no patient: roundtrip audit F1)
+        beam_numbers = [int(b["number"]) for b in rtplan["beams"]]
+        res.provenance.setdefault("beam", {}).update(fractions=1, fractions_planned=FRACTIONS_PLANNED,
+                                                     plan_beam_numbers=beam_numbers,
+                                                     plan_sop_instance_uid=rtplan["sop_instance_uid"])
+        res.geometry.study = study.replace(plan_sop_instance_uid=rtplan["sop_instance_uid"])
         write_result_hdf5(res, out / "dose.h5", extra_attrs=extra)
         import h5py
 
         with h5py.File(out / "dose.h5", "a") as f:
             f.create_dataset("ctv", data=ctv.astype(np.uint8), compression="gzip").attrs["name"] = "CTV_PF"
         t_wait = time.perf_counter()
-        ct, ct_s, rtstruct_s = writer.join()   # its error, if any, is raised here
+        _, ct_s, rtstruct_s = writer.join()   # its error, if any, is raised here (the CT: in `study`)
         times["ct_rtstruct_wait_s"] = time.perf_counter() - t_wait
         times["ct_rtstruct_background_s"] = ct_s + rtstruct_s
-        # one fraction of the plan written (rtplan.dcm): FRACTION_SESSION, referencing it and its beams
-        beam_numbers = [b["number"] for b in rtplan["beams"]]
-        contents = DoseContents("FRACTION_SESSION", fractions=1, fractions_planned=FRACTIONS_PLANNED,
-                                beam_numbers=beam_numbers, n_beams=len(beam_numbers),
-                                plan_sop_instance_uid=rtplan["sop_instance_uid"])
-        write_result_rtdose(res, out / "rtdose.dcm", contents=contents, study=ct.study,
-                            series_description="mcproton PF boost")
+        # one fraction of the plan written (rtplan.dcm): FRACTION_SESSION, referencing it and its beams, in the
+        # result's study (the CT's), what dose.h5 gives back (result_dose_contents of its provenance)
+        contents = result_dose_contents(res, summation="fraction")
+        write_result_rtdose(res, out / "rtdose.dcm", contents=contents, series_description="mcproton PF boost")
         table = dvh_table(res.dose_gy_zyx, dvh_masks, g.voxel_volume_cm3, {"CTV_PF": pres})
         plot_dvh(res.dose_gy_zyx, dvh_masks, out / "dvh.png", prescription_gy=pres,
                  title=f"PF boost, {age:g} y phantom: {n_prim:,} protons ({res.backend})",

@@ -44,7 +44,9 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     progress : True for a progress bar on stderr, or a callable ``f(done_primaries, protons_per_second)``.
     beam_index : the beam's random stream.  Give beam ``i`` of a plan ``beam_index=i``: the beams then get
         independent random numbers (the same as in ``mcproton run`` of the plan, so that ``sum_results`` of
-        the per-beam results is bitwise the job's sum on the CPU, and its uncertainty adds in quadrature).
+        the per-beam results is bitwise the job's sum on the CPU, and its uncertainty adds in quadrature; ``i``
+        is the beam's place among all the plan's beams, ``plan_to_beams(plan)``, as ``mcproton run`` gives each
+        beam of ``plan.beams`` its stream since 2026-12-06).
         Two calls with the same seed and beam index give the same random numbers.
     log : where the run's messages go (a beam stopped by its target uncertainty or time limit, a GPU batch made
         smaller): True for stderr, a callable ``f(line)``, or None (or False) for none.  Warnings go through

@@ -244,6 +244,46 @@ def test_forked_writer_returns_its_result_and_surfaces_its_error(tmp_path):
     assert r["unpicklable"] is not None and "writing a function failed" in r["unpicklable"]["message"]
 
 
+@pytest.mark.filterwarnings("ignore:D95 is lowered by MC noise")
+def test_demo_dose_h5_written_as_rt_dose_is_the_ct_s_and_the_plan_s(tmp_path, demo_plan_made_once):
+    """The demo's dose.h5, loaded and written as an RT Dose (DoseResult.load + write_result_rtdose), lies in the
+    CT's patient, study and frame of reference and references the demo's plan and its beams, as the demo's own
+    rtdose.dcm does (roundtrip audit of 2026-12-06, F1: it was written before the study was attached, so the
+    re-export had no patient, a new frame of reference and a placeholder plan reference).  One fraction asked for:
+    rtdose.dcm's pixels and DoseComment; by default the plan's 17 fractions, PLAN, as mcproton run writes a plan."""
+    import warnings
+
+    import pydicom
+
+    from mcproton import DoseResult
+    from mcproton.demo import run_demo
+    from mcproton.dicom import load_ct_series, read_rtdose, result_dose_contents, write_result_rtdose
+
+    out = tmp_path / "demo"
+    run_demo(out, primaries=2000, voxel_mm=4.0, backend="cpu", quiet=True, threads=1)
+    ct, rp, own = load_ct_series(out / "ct"), pydicom.dcmread(out / "rtplan.dcm"), pydicom.dcmread(out / "rtdose.dcm")
+    res = DoseResult.load(out / "dose.h5")
+    assert res.geometry.study is not None and res.geometry.study.plan_sop_instance_uid == rp.SOPInstanceUID
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no warning either (a missing outline, an unknown override)
+        plan = write_result_rtdose(res, tmp_path / "RD_plan.dcm")
+        one = write_result_rtdose(res, tmp_path / "RD_fx.dcm", contents=result_dose_contents(res, summation="fraction"))
+    a, b = pydicom.dcmread(tmp_path / "RD_plan.dcm"), pydicom.dcmread(tmp_path / "RD_fx.dcm")
+    for x in (a, b, own):
+        assert (x.PatientID, x.PatientName, x.StudyInstanceUID, x.FrameOfReferenceUID) == \
+            (ct.patient_id, ct.patient_name, ct.study_instance_uid, ct.frame_of_reference_uid)
+        assert x.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == rp.SOPInstanceUID
+        assert x.PatientID.startswith("MCPROTON-5Y") and "placeholder" not in x.DoseComment
+    assert plan["plan_sop_instance_uid"] == one["plan_sop_instance_uid"] == rp.SOPInstanceUID
+    assert b.DoseSummationType == own.DoseSummationType == "FRACTION_SESSION"
+    assert b.DoseComment == own.DoseComment == "MC dose, 1 of 17 fx, beams 1,2,3, to medium, physical"
+    assert b.PixelData == own.PixelData and b.DoseGridScaling == own.DoseGridScaling
+    assert a.DoseSummationType == "PLAN" and a.DoseComment == "MC dose, 17 of 17 fx, beams 1,2,3, to medium, physical"
+    d_plan, d_one = read_rtdose(tmp_path / "RD_plan.dcm"), read_rtdose(out / "rtdose.dcm")
+    assert np.abs(d_plan.dose_gy_zyx - 17 * d_one.dose_gy_zyx).max() <= \
+        0.51 * (float(a.DoseGridScaling) + 17 * float(own.DoseGridScaling))   # each within half its step
+
+
 def test_demo_writer_error_surfaces(tmp_path, monkeypatch, capsys, demo_plan_made_once):
     """An error in the demo's background CT writer (the forked process on Linux) reaches the caller: run_demo
     raises it, the command line reports it and fails (the plan made once: conftest.py)."""

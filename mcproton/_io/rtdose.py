@@ -451,9 +451,10 @@ def result_dose_contents(result, *, summation: str = "plan", dose_to: str = "med
     """What the RT Dose of ``result`` (a :class:`~mcproton.run.DoseResult`) holds, from the plan keys its beams
     left in its provenance (``provenance["beam"]``, or ``["summed_beams"]`` for a :func:`~mcproton.run.sum_results`;
     they survive ``save`` / ``load``): :func:`dose_contents` of the beams it was simulated from, as ``mcproton run``
-    writes it; beams that record their fractions but no plan beam numbers (``mcproton demo``'s one Beam of its
-    plan's fields): the same fractions, PLAN or FRACTION_SESSION.  A result of beams without a plan: PLAN, the dose
-    as simulated, with a placeholder plan reference.
+    writes it; beams that record their fractions but no beam number (``mcproton demo``'s one Beam of its plan's
+    fields): the same fractions, PLAN or FRACTION_SESSION, referencing the plan and its beams where they record
+    them (``plan_sop_instance_uid``, ``plan_beam_numbers``: the demo's ``dose.h5`` since 2026-12-06).  A result of
+    beams without a plan: PLAN, the dose as simulated, with a placeholder plan reference.
 
     A plan's result loaded from an older HDF5 file that did not record how many fractions its dose holds
     (``result.fractions_not_stored``: the demo's and ``mcproton run``'s files written before 2026-12-06, one
@@ -507,9 +508,13 @@ def _contents_of(metas: list[dict], summation: str, dose_to: str, rbe: float | N
         uids = {m.get("plan_sop_instance_uid") for m in metas} - {None, ""}
         uid = uids.pop() if len(uids) == 1 else None
         whole = beam_index is None and sorted(chosen) == sorted(all_beams)
-    else:   # fractions recorded without the plan's beam numbers (mcproton demo's one Beam of all its fields): the
-        # plan's dose, its fractions as recorded (before, PLAN with the one fraction simulated: compat audit F3)
-        chosen, uid, whole = [], None, True
+    else:   # fractions recorded without a beam number (mcproton demo's one Beam of all its fields): the plan's
+        # dose, its fractions as recorded (before, PLAN with the one fraction simulated: compat audit F3), and the
+        # plan and its beams where every beam records the same (the demo's dose.h5 since 2026-12-06: roundtrip F1)
+        plans = {(tuple(int(b) for b in m.get("plan_beam_numbers") or ()), m.get("plan_sop_instance_uid") or "")
+                 for m in metas}
+        numbers, plan = plans.pop() if len(plans) == 1 else ((), "")
+        chosen, uid, whole = list(numbers), plan or None, True
     if summation == "plan":
         fx = int(planned or 1)
         st = "PLAN" if whole else "BEAM"

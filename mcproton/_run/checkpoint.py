@@ -24,7 +24,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -81,18 +81,27 @@ def beams_hash(beams: list[Any]) -> str:
 
 
 def fingerprint(cfg: dict[str, Any] | None, settings: Any, backend: str, geometry: Any,
-                beams: list[Any], first_beam_index: int = 0) -> dict[str, str]:
+                beams: list[Any], first_beam_index: int = 0, *, streams: Sequence[int] | None = None) -> dict[str, str]:
+    """What identifies a job (its checkpoint's fingerprint): ``streams``, the beams' random streams (default
+    ``first_beam_index + i``), are recorded as ``first_beam_index`` where they run on from it (absent from 0: as
+    before the key existed), else as ``beam_streams`` (e.g. "0,2": plan.beams = [1, 3] of a three-beam plan)."""
     from .. import __version__
     from .._kernels.source import source_hash
 
+    streams = [int(k) for k in streams] if streams is not None else \
+        [int(first_beam_index) + i for i in range(len(beams))]
+    first = streams[0] if streams else 0
+    on_from_first = streams == list(range(first, first + len(streams)))
     return {
         "format": str(FORMAT), "version": __version__, "kernel_hash": source_hash("transport.cu"),
         "config_hash": config_hash(cfg) if cfg is not None else "none",
         "geometry_hash": geometry_hash(geometry), "beams_hash": beams_hash(beams),
         "backend": backend, "seed": str(settings.seed), "primaries": str(settings.primaries),
         "n_beams": str(len(beams)),
-        # the beams' random streams (JobOptions.first_beam_index); absent when 0, as before it existed
-        **({"first_beam_index": str(int(first_beam_index))} if first_beam_index else {}),
+        # the beams' random streams (JobOptions.first_beam_index / beam_streams); absent for 0, 1, ..., as before
+        # the key existed
+        **({"first_beam_index": str(first)} if on_from_first and first else {}),
+        **({} if on_from_first else {"beam_streams": ",".join(map(str, streams))}),
     }
 
 
@@ -152,6 +161,11 @@ def physics_changed(builds: list[dict[str, Any]] | None, current: dict[str, Any]
     return old is not None and old != (current.get("mcproton") or {}).get("physics_files_sha256")
 
 
+#: how to resume a checkpoint whose beams ran on other random streams
+_STREAMS_HOW = ("its beams ran on other random streams: since 2026-12-06 mcproton run runs each beam of an RT Ion "
+                "Plan on the stream of its place in the plan, and a checkpoint of some of a plan's beams (plan.beams) "
+                "written before then ran them on streams 0, 1, ..., so continued its histories and this run's would "
+                "not be one run's (from Python: resume with the same JobOptions first_beam_index / beam_streams)")
 _WHAT = {"format": ("checkpoint format", "it was written by another mcproton version"),
          "version": ("mcproton version", "resume with the version that wrote it"),
          "kernel_hash": ("transport kernel", "the kernel source changed since; resume with the same build"),
@@ -163,7 +177,8 @@ _WHAT = {"format": ("checkpoint format", "it was written by another mcproton ver
          "seed": ("seed", "resume with the same run.seed"),
          "primaries": ("number of primaries", "resume with the same run.primaries"),
          "n_beams": ("number of beams", "resume with the same plan"),
-         "first_beam_index": ("first beam index (random stream)", "resume with the same first_beam_index")}
+         "first_beam_index": ("first beam index (random stream)", _STREAMS_HOW),
+         "beam_streams": ("random streams of the beams", _STREAMS_HOW)}
 
 
 #: the datasets of a beam's ledger: ``ledger`` (int64), and ``ledger_hi`` where an entry does not fit in int64

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -217,6 +217,11 @@ class JobOptions:
     first_beam_index : the random stream of ``beams[0]``; beam ``i`` of the job gets stream
         ``first_beam_index + i`` (its own range of history indices), so that the beams of a plan run as
         separate jobs (``simulate(..., beam_index=i)``) get the random numbers they get in one job.
+    beam_streams : the random stream of each beam (one distinct stream a beam, in place of ``first_beam_index +
+        i``): ``mcproton run`` gives each beam of an RT Ion Plan the stream of its place in the plan
+        (:func:`plan_beam_streams`), so that a run of some of its beams (``plan.beams``) gets the random numbers
+        those beams get in the run of the whole plan.  Recorded in each result's ``provenance["beam_index"]`` and in
+        the checkpoint's fingerprint.
     handle_signals : SIGINT/SIGTERM/SIGHUP (:func:`stop_signals`) finish the batch in flight, write a checkpoint
         and raise RunInterrupted (``mcproton run``); False leaves the signals alone (``simulate``: Ctrl-C raises
         KeyboardInterrupt).
@@ -238,10 +243,48 @@ class JobOptions:
     progress: bool | Callable[[int, float], None] = True
     log: Callable[[str], None] | None = None
     first_beam_index: int = 0
+    beam_streams: Sequence[int] | None = None
     handle_signals: bool = True
     warn_stacklevel: int = 1
     out_of_reach: Callable[[float, float, int, int], bool] | None = None
     wording: RunWording = dataclasses.field(default_factory=RunWording)
+
+
+def plan_beam_streams(beams: Sequence[Any]) -> list[int] | None:
+    """The random stream of each of ``beams`` (:class:`~mcproton.source.Beam`) from the RT Ion Plan they come from
+    (``plan_to_beams``: ``meta`` with ``beam_number`` and ``plan_beam_numbers``): the beam's place in the plan, the
+    stream it has in the run of the whole plan.  ``plan.beams = [2]`` then runs beam 2 on stream 1, not 0: bitwise
+    the plan run's beam 2 on the CPU, and separate runs of a plan's beams are independent (before 2026-12-06 each
+    run's beams took streams 0, 1, ... in their order, so the runs of ``plan.beams = [1]`` and ``[2]`` shared their
+    random numbers: roundtrip audit F3).  None (streams 0, 1, ... in the order given) for beams that are not all
+    of one plan, or whose places are not distinct."""
+    metas = [getattr(b, "meta", None) or {} for b in beams]
+    if not metas or not all("beam_number" in m and m.get("plan_beam_numbers") for m in metas):
+        return None
+    plans = {tuple(int(n) for n in m["plan_beam_numbers"]) for m in metas}
+    if len(plans) != 1:
+        return None
+    numbers = list(plans.pop())
+    if len(set(numbers)) != len(numbers) or any(int(m["beam_number"]) not in numbers for m in metas):
+        return None
+    streams = [numbers.index(int(m["beam_number"])) for m in metas]
+    return streams if len(set(streams)) == len(streams) else None
+
+
+def job_streams(opts: JobOptions, n_beams: int) -> list[int]:
+    """The random stream of each of the job's ``n_beams`` beams: ``opts.beam_streams``, else
+    ``opts.first_beam_index + i``; ValueError for a list of another length, repeated streams, or one given beside a
+    first_beam_index."""
+    if opts.beam_streams is None:
+        return [int(opts.first_beam_index) + i for i in range(n_beams)]
+    streams = list(opts.beam_streams)
+    if opts.first_beam_index:
+        raise ValueError("JobOptions: give beam_streams or first_beam_index, not both")
+    if len(streams) != n_beams or len(set(streams)) != len(streams) or \
+            any(isinstance(k, bool) or int(k) != k or k < 0 for k in streams):
+        raise ValueError(f"JobOptions.beam_streams = {streams}: give one distinct stream (a whole number >= 0) for "
+                         f"each of the {n_beams} beams (two beams on one stream share their random numbers)")
+    return [int(k) for k in streams]
 
 
 def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: list[Any],
@@ -263,7 +306,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     backend = resolve_backend(settings)
     ckpt = checkpoint_path(out) if (out is not None and opts.checkpoint) else None
     # the job's identity, checked on resume (hashes of the geometry and the beams: only with a checkpoint)
-    fp = {} if ckpt is None else fingerprint(cfg, settings, backend, geometry, beams, opts.first_beam_index)
+    streams = job_streams(opts, len(beams))
+    fp = {} if ckpt is None else fingerprint(cfg, settings, backend, geometry, beams, streams=streams)
     n_vox = int(np.prod(geometry.shape_zyx))
     resumed = ckpt is not None and ckpt.exists()
     states = _initial_states(ckpt, fp, n_vox, len(beams), resume, log)
@@ -340,7 +384,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 bname = printable(beam.name)   # a control character in a BeamName is shown escaped, never sent
                 st = states[i]
                 t_setup = time.perf_counter()
-                sim = Simulation(geometry, beam, settings, beam_index=opts.first_beam_index + i, recycle=prev_sim)
+                sim = Simulation(geometry, beam, settings, beam_index=streams[i], recycle=prev_sim)
                 prev_backend = sim.backend
                 prev_sim = sim if sim.sparse_batches and dask_ctx is None else None
                 if spare is not None and _fresh(st.acc) and sim.sparse_batches:
@@ -387,7 +431,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     # each worker's Simulation must be of this geometry, beam and backend (WorkerMismatchError)
                     geo = fp.get("geometry_hash") or current.get("geometry_hash") or geometry_hash(geometry)
                     current["geometry_hash"] = geo
-                    executor = dask_ctx.executor(cfg, i, plan, settings, opts.first_beam_index + i,
+                    executor = dask_ctx.executor(cfg, i, plan, settings, streams[i],
                                                  expect=job_identity(geo, beam, backend))
                 else:
                     if sim.keeps_tallies_on_device:

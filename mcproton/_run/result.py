@@ -388,7 +388,8 @@ def _stream_groups(results: list[DoseResult]) -> list[list[DoseResult]]:
              f"{', '.join(map(str, shared))}), so their statistical errors are correlated and "
              "cannot be added in quadrature; their standard errors are added linearly (an upper "
              "bound). Give each beam its own stream: simulate(..., beam_index=i) for beam i, as "
-             "mcproton run does.",
+             "mcproton run does (its runs of one beam each, plan.beams = [N], all ran on stream 0 before "
+             "2026-12-06: run those again).",
              McprotonRuntimeWarning, stacklevel=3)
     return list(groups.values())
 

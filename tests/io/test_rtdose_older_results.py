@@ -149,3 +149,23 @@ def test_todays_demo_dose_written_again_says_its_fractions():
     assert c.comment().startswith("MC dose, 17 of 17 fx, to medium")
     one = result_dose_contents(r, summation="fraction")
     assert (one.summation_type, one.fractions, one.fractions_planned, one.scale) == ("FRACTION_SESSION", 1, 17, 1.0)
+
+
+def test_todays_demo_dose_references_its_plan_and_beams():
+    """The demo's dose.h5 records its plan and the plan's beam numbers beside the fractions since 2026-12-06
+    (roundtrip audit F1): written again it references them, as the demo's rtdose.dcm ("1 of 17 fx, beams 1,2,3");
+    beams that disagree on the plan reference none (as before)."""
+    from mcproton.dicom import result_dose_contents
+
+    uid = "1.2.826.0.1.3680043.8.498.1"
+    r = _result({"name": "posterior-fossa boost", "fractions": 1, "fractions_planned": 17,
+                 "plan_beam_numbers": [1, 2, 3], "plan_sop_instance_uid": uid})
+    one = result_dose_contents(r, summation="fraction")
+    assert (one.summation_type, one.beam_numbers, one.plan_sop_instance_uid) == ("FRACTION_SESSION", [1, 2, 3], uid)
+    assert one.comment() == "MC dose, 1 of 17 fx, beams 1,2,3, to medium, physical"
+    c = result_dose_contents(r)
+    assert (c.summation_type, c.fractions, c.scale, c.beam_numbers, c.plan_sop_instance_uid) == \
+        ("PLAN", 17, 17.0, [1, 2, 3], uid)
+    other = dict(r.provenance["beam"], plan_sop_instance_uid="1.2.826.0.1.3680043.8.498.2")
+    r.provenance = {"summed_beams": [r.provenance["beam"], other]}
+    assert (result_dose_contents(r).beam_numbers, result_dose_contents(r).plan_sop_instance_uid) == ([], None)
