@@ -30,8 +30,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dicom_factories import make_plan, save, spot_grid
-from test_check import BOX, FOR, _write_rs
+from dicom_factories import spot_grid
+from test_check import FOR
+from test_check_shallow_range import box_case
 
 from mcproton._check.reference_noise import JudgedAgainst, flat_fail_share, reference_noise_notes
 from mcproton.dicom import StudyReference
@@ -194,28 +195,13 @@ def test_no_note_where_the_levels_pass_or_the_d95_difference_is_not_the_referenc
 def box(tmp_path_factory):
     """The water box of test_check.py (4 x 2 x 4 mm voxels), its External and a box PTV, one beam along +y of three
     layers, and an MC dose of it (PRIMARIES protons)."""
-    from mcproton._check.compute import build_geometry, run_mc
-    from mcproton._check.inputs import CheckInputs, TPSDose
-    from mcproton._io.rtplan import load_rtplan
-    from mcproton.dicom import write_ct_series
+    from mcproton._check.compute import run_mc
 
     d = tmp_path_factory.mktemp("refnoise")
     vs = (4.0, 2.0, 4.0)
-    xs, ys, zs = (np.arange(-lim, lim, v) + v / 2 for lim, v in ((56.0, vs[0]), (56.0, vs[1]), (28.0, vs[2])))
-    hu = np.full((zs.size, ys.size, xs.size), -1000.0)
-    hu[np.ix_(np.abs(zs) <= 20, (ys >= BOX[0]) & (ys <= BOX[1]), (xs >= BOX[0]) & (xs <= BOX[1]))] = 0.0
-    org = (xs[0], ys[0], zs[0])
-    write_ct_series(hu, vs, org, d / "ct", study=StudyReference(frame_of_reference_uid=FOR))
-    _write_rs(d / "RS.dcm", None)
     spots = spot_grid(5, 8.0)
-    plan = make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 20.0,
-                       "layers": [(90.0, spots, [1.0] * 25), (85.0, spots, [0.7] * 25), (80.0, spots, [0.6] * 25)]}],
-                     frame_of_reference_uid=FOR)
-    save(plan, d / "RP.dcm")
-    rp = load_rtplan(d / "RP.dcm")
-    grid = TPSDose("", np.zeros(hu.shape), vs, org, FOR, "PHYSICAL", "PLAN", rp.sop_instance_uid)
-    inp = CheckInputs(str(d / "RP.dcm"), rp, grid, {}, str(d / "ct"), None, FOR, "PHYSICAL", 1, True)
-    geo, _, _ = build_geometry(d / "ct", "schneider2000", grid)
+    rp, inp, geo, org = box_case(d, vs, [(90.0, spots, [1.0] * 25), (85.0, spots, [0.7] * 25),
+                                         (80.0, spots, [0.6] * 25)])
     mc = run_mc(inp, geo, "dcpt_v2", primaries=PRIMARIES, target_uncertainty=None, seed=4321, backend="cpu",
                 progress=False, log=lambda m: None)
     return {"dir": d, "rp": rp, "mc": mc, "grid": (vs, org)}
