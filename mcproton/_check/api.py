@@ -1918,8 +1918,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if getattr(d, "stated_uncertainty_pct", None) is not None:
             log(f"mcproton check: the {role} {printable(Path(d.path).name)} is itself a Monte Carlo dose: it states "
                 f"its own statistical uncertainty, {d.stated_uncertainty_pct:.2f} % (its "
-                f"{printable(d.stated_uncertainty_source)}); a failed gamma or D95 level that this noise explains is "
-                "said among the likely causes")
+                f"{printable(d.stated_uncertainty_source)}); a failed gamma or D95 level that this noise can explain "
+                "is said among the likely causes")
     input_files = [dicom_input("RT Ion Plan", inp.plan_path)] \
         + [{**dicom_input(role, d.path), **stated_uncertainty_record(d)} for role, d in tps_doses] \
         + ([dicom_input("RT Struct", inp.struct_path)] if inp.struct_path else [])

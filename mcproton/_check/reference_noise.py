@@ -3,8 +3,8 @@
 :func:`mcproton._io.rtdose.stated_uncertainty`) fails the gamma and D95 levels by that noise, whatever the MC does.
 
 The roundtrip audit of 2026-12-06 (F4): the demo's own RT Dose at 3 mm, 2.74 % noise as its ImageComments say,
-failed gamma 2 %/2 mm (92.8 % with the check's MC at 1 %, 92.4 % at 0.5 %) and read a D95 +2.5 to +3.8 % above it,
-and the only note blamed the MC's noise.  Where such a reference's stated noise is large enough to explain a failed
+failed gamma 2 %/2 mm (92.8 % with the check's MC at 1 %, 92.4 % at 0.5 %), the MC's D95 read +2.5 to +3.8 % above
+its, and the only note blamed the MC's noise.  Where such a reference's stated noise is large enough to explain a failed
 level, one note (a likely cause) per reference file says so, with the numbers:
 
 - gamma (dose criterion dD, global, % of the maximum): where the dose is flat, a reference voxel whose own error
@@ -48,10 +48,10 @@ GOAL_OF_D95_LEVEL = 1.0 / 6.0
 class JudgedAgainst:
     """A level row of the check (``row``: its quantity, value, limit, passed, value_text) and the TPS RT Dose it
     compares the MC with: ``reference`` its file's name, ``stated_pct`` / ``stated_where`` the uncertainty that file
-    states of itself (None: none).  ``label`` names the row in the note ("gamma 2%/2mm of the plan dose").  A gamma
-    row gives its dose criterion (``gamma_dose_pct``, % of the maximum), a target's D95 row its estimates and their
-    limits (``d95``: compare.d95_verdict's values, compare.d95_limits; the raw value alone where the noise could not
-    be matched)."""
+    states of itself (None: none).  ``label`` names the row in the note ("the plan dose", "beam 2", "beam 2's field
+    region", "target 'CTV' D95").  A gamma row gives its criterion (``gamma_dose_pct``, % of the maximum, and
+    ``gamma_distance_mm``), a target's D95 row its estimates and their limits (``d95``: compare.d95_verdict's
+    values, compare.d95_limits; the raw value alone where the noise could not be matched)."""
 
     row: Mapping[str, Any]
     reference: str
