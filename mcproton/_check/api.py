@@ -29,6 +29,7 @@ from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
                      plan_label)
 from .prescription import median_source, plan_dose_references, plan_prescriptions
+from .reference_noise import JudgedAgainst, reference_d95_clause, reference_noise_notes
 from .._cpus import cpu_quota, usable_cpus
 from .._io.atomic import write_bytes_atomic
 from .._io.console import printable
@@ -1518,6 +1519,16 @@ WATER_MEDIUM_TEXT = ("in soft tissue the two differ by 0-3 % (fat 3 %), in bone 
                      "cortical bone 1.11 at 100 MeV, up to 1.16 near the end of range), in metal by 40-60 %")
 
 
+def stated_uncertainty_record(d: Any) -> dict[str, Any]:
+    """What check.json's record of a TPS RT Dose (``provenance.inputs``) adds where the file states its own
+    statistical uncertainty (rtdose.stated_uncertainty: a dose mcproton wrote): ``stated_uncertainty_pct`` and
+    ``stated_uncertainty_source`` (the attribute and the words read); {} for a dose that states none."""
+    pct = getattr(d, "stated_uncertainty_pct", None)
+    if pct is None:
+        return {}
+    return {"stated_uncertainty_pct": float(pct), "stated_uncertainty_source": d.stated_uncertainty_source}
+
+
 def _tps_files(inp: CheckInputs) -> list:
     return ([inp.total.path] if inp.total is not None else []) + [d.path for d in inp.beams.values()]
 
@@ -1903,7 +1914,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     # the files compared, by path, UIDs, creation date and SHA-256 (the CT's once it is read)
     tps_doses = ([("TPS RT Dose (plan)", inp.total)] if inp.total is not None else []) \
         + [(f"TPS RT Dose (beam {b})", inp.beams[b]) for b in sorted(inp.beams)]
-    input_files = [dicom_input("RT Ion Plan", inp.plan_path)] + [dicom_input(role, d.path) for role, d in tps_doses] \
+    for role, d in tps_doses:   # a reference that is itself a noisy MC dose (roundtrip audit F4): said and recorded
+        if getattr(d, "stated_uncertainty_pct", None) is not None:
+            log(f"mcproton check: the {role} {printable(Path(d.path).name)} is itself a Monte Carlo dose: it states "
+                f"its own statistical uncertainty, {d.stated_uncertainty_pct:.2f} % (its "
+                f"{printable(d.stated_uncertainty_source)}); a failed gamma or D95 level that this noise can explain "
+                "is said among the likely causes")
+    input_files = [dicom_input("RT Ion Plan", inp.plan_path)] \
+        + [{**dicom_input(role, d.path), **stated_uncertainty_record(d)} for role, d in tps_doses] \
         + ([dicom_input("RT Struct", inp.struct_path)] if inp.struct_path else [])
     ident = identification(inp.plan_path)
     _progress(identification=ident)   # the record of a check that does not complete names the patient and plan
@@ -2341,21 +2359,35 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         checks.append({"quantity": quantity, "value": value, "limit": limit, "passed": bool(ok), "level": level,
                        "value_text": value_text, "limit_text": limit_text})
 
+    # the gamma and D95 rows with the TPS dose each compares with: a reference that states its own noise (an MC dose
+    # mcproton wrote) is named where that noise explains a failed one (reference_noise.py; roundtrip audit F4)
+    plan_ref = inp.total if inp.total is not None else (inp.beams[min(inp.beams)] if len(inp.beams) == 1 else None)
+    ref_rows: list[JudgedAgainst] = []
+
+    def against(d: Any, label: str, **kw: Any) -> None:   # the row just added, compared with the TPS dose d
+        ref_rows.append(JudgedAgainst(checks[-1], Path(d.path).name if d is not None else "",
+                                    getattr(d, "stated_uncertainty_pct", None),
+                                    getattr(d, "stated_uncertainty_source", ""), label, **kw))
+
     for name, key in (("3%/2mm", "gamma_3_2_min"), ("2%/2mm", "gamma_2_2_min")):
         pr = gam[name]["pass_rate"] * 100
         add(f"gamma {name} global pass rate (body, 10 % threshold)", pr, getattr(lv, key),
             math.isfinite(pr) and pr >= getattr(lv, key), "%", ">=", key)
+        crit = gam[name]["criterion"]
+        against(plan_ref, "the plan dose", gamma_dose_pct=crit["dose_pct"], gamma_distance_mm=crit["distance_mm"])
     for b, g in beam_gamma.items():
         pr = g["pass_rate"] * 100
         add(f"beam {b}: gamma 2%/2mm pass rate", pr, lv.beam_gamma_2_2_min,
             math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min,
             "%", ">=", "beam_gamma_2_2_min")
+        against(inp.beams[b], f"beam {b}", gamma_dose_pct=2.0, gamma_distance_mm=2.0)
     for b in region_ids:   # the plan dose per field region (no per-beam TPS dose): named by its beam
         g = regions[b]["gamma_2_2"]
         pr = g["pass_rate"] * 100
         add(f"beam {b}: gamma 2%/2mm pass rate in its field region of the plan dose", pr, lv.beam_gamma_2_2_min,
             math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min, "%", ">=", "beam_gamma_2_2_min")
         checks[-1]["value_text"] += f" ({g['points']} points of {field_region_text(b)})"
+        against(plan_ref, f"beam {b}'s field region", gamma_dose_pct=2.0, gamma_distance_mm=2.0)
     for b, r in beam_dose.items():   # each beam's dose level (compare.beam_dose_ratio)
         if not r.get("voxels"):
             continue
@@ -2383,6 +2415,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 v = m["diff_pct"]
                 add(f"{nm} {met} difference", v, lim, math.isfinite(v) and abs(v) <= lim, f"% of the TPS {met}",
                     "|.| <=", key)
+                if met == "D95":
+                    against(plan_ref, f"target {nm!r} D95", d95=({"raw": v}, {"raw": lim}))
                 continue
             # D95: the raw, the noise-matched and the MC-corrected differences all within the level
             # (compare.d95_verdict: each estimate of the noise's effect errs where another holds; the matched value
@@ -2391,6 +2425,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             ok, v, vals = d95_verdict(m, lim)
             lims = d95_limits(m, lim)
             add(f"{nm} {met} difference", v, lim, ok, f"% of the TPS {met}", "|.| <=", key)
+            against(plan_ref, f"target {nm!r} D95", d95=(vals, lims))
             dec = level_decimals([(x, judged(x, lims[k], "|.| <=")) for k, x in vals.items()], lim, "|.| <=")
             checks[-1]["limit_text"] = f"|.| <= {fixed(lim, dec)} % of the TPS {met}"
             if not math.isfinite(u):   # no noise estimate (one batch): nothing to match, not "noise-matched" (F2)
@@ -2425,7 +2460,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     f"({', '.join(f'{k} {x:+.2f} %' for k, x in vals.items())}): the MC's statistical noise "
                     f"({u:.2f} %) decides this verdict more than the doses do; "
                     f"{noise_remedy(mc, target_uncertainty, primaries, time_limit_s)} before reading it as a dose "
-                    "error")
+                    "error" + reference_d95_clause(ref_rows[-1]))
     for b, r in ranges.items():
         if r.get("same_rays_as") is not None:   # one comparison of beams sharing a direction: its first beam's row
             continue
@@ -2505,8 +2540,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             causes.append(diagnostics[-1])
     passed = all(c["passed"] for c in checks)
     ct_notes = not_planning_ct_diagnostics(inp, checks)
-    diagnostics[:0] = ct_notes   # the first suspect of a failed range or dose level
-    causes += ct_notes + [d for d in diagnostics if "the D95 level failed" in d]   # the noise decides a D95 level
+    # the first suspects of a failed range or dose level: the CT, then a reference dose whose own noise fails it
+    ref_notes = reference_noise_notes(ref_rows)
+    diagnostics[:0] = ct_notes + ref_notes
+    causes += ct_notes + ref_notes + [d for d in diagnostics if "the D95 level failed" in d]   # the noise decides D95
     if not passed and inp.dose_type == "EFFECTIVE" and not any("variable RBE" in d for d in diagnostics):
         diagnostics.append(_constant_rbe_note(mc))   # the assumption behind every EFFECTIVE comparison (rbe audit F1)
         causes.append(diagnostics[-1])

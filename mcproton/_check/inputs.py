@@ -83,6 +83,11 @@ class TPSDose:
     #: StudyInstanceUID (0020,000D): with PatientID and FrameOfReferenceUID what ties a dose that references a plan
     #: by mcproton's stand-in UID to that plan (:func:`stand_in_mismatch`)
     study_uid: str = ""
+    #: the statistical uncertainty (%) the file states of itself, and where (rtdose.stated_uncertainty: a dose that
+    #: mcproton wrote, itself a Monte Carlo dose); None for a planning system's dose: the check names a reference
+    #: this noisy where it explains a failed gamma or D95 level (api, reference_noise.py; roundtrip audit F4)
+    stated_uncertainty_pct: float | None = None
+    stated_uncertainty_source: str = ""
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -420,7 +425,7 @@ def read_tps_dose(path: str | Path, dose_type: str | None = None) -> TPSDose:
     is, standing in for a missing DoseType; a dose whose maximum is below :data:`TPS_DOSE_FLOOR_GY` is refused."""
     import pydicom
 
-    from .._io.rtdose import read_rtdose
+    from .._io.rtdose import read_rtdose, stated_uncertainty
 
     d = read_rtdose(path, dose_type=dose_type)   # a gzip-compressed file is named as such there
     ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -455,7 +460,8 @@ def read_tps_dose(path: str | Path, dose_type: str | None = None) -> TPSDose:
                    str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("PatientID", "") or ""), het_vals,
                    " ".join(str(ds.get(k, "") or "").strip()
                             for k in ("Manufacturer", "ManufacturerModelName")).strip(), d.axis_directions,
-                   tuple(d.referenced_plan_sop_instance_uids), str(ds.get("StudyInstanceUID", "") or "").strip())
+                   tuple(d.referenced_plan_sop_instance_uids), str(ds.get("StudyInstanceUID", "") or "").strip(),
+                   *(stated_uncertainty(ds) or (None, "")))
 
 
 def _shown(path: str | Path, root: str | Path | None) -> str:

@@ -832,7 +832,10 @@ def _files_table(inputs: list[dict]) -> str:
     """The files checked (check.json provenance.inputs): role, resolved path, UIDs, creation date, SHA-256."""
     if not inputs:
         return ""
-    rows = [[f.get("role", ""), f.get("path", "") + (f" ({f['slices']} slices)" if f.get("slices") else ""),
+    # a TPS dose that states its own noise (an MC dose mcproton wrote: api.stated_uncertainty_record) says so
+    rows = [[f.get("role", "") + (f" (an MC dose stating {f['stated_uncertainty_pct']:.2f} % statistical uncertainty)"
+                                  if f.get("stated_uncertainty_pct") is not None else ""),
+             f.get("path", "") + (f" ({f['slices']} slices)" if f.get("slices") else ""),
              "; ".join(f"{k} {f[key]}" for k, key in (("SOP", "sop_instance_uid"), ("series", "series_instance_uid"))
                        if f.get(key)) or "none",
              f.get("created") or "not given", f.get("sha256", "") + (f" ({f['sha256_of']})" if f.get("sha256_of")

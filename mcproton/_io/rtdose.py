@@ -535,6 +535,49 @@ def beam_rtdose_path(path: str | Path, beam_number: int) -> Path:
 SINGLE_FRAME_DZ_MM = 1.0
 
 
+#: How :func:`write_result_rtdose` states the dose's own statistical uncertainty in the ImageComments (LT), after
+#: the primaries and the stop reason: "...; mean relative uncertainty above 50 % of the maximum: 2.74 %" (or "not
+#: estimated (fewer than 2 batches)"); :func:`stated_uncertainty` reads it back, so that ``mcproton check`` of such a
+#: dose (the demo's, a run's) knows how noisy its reference is (roundtrip audit of 2026-12-06, F4)
+UNCERTAINTY_STATEMENT = "mean relative uncertainty above 50 % of the maximum: "
+_STATED_IN_IMAGE_COMMENTS = re.compile(
+    r"mean\s+relative\s+uncertainty\s+above\s+50\s*%\s+of\s+the\s+maximum\s*:\s*"
+    r"([0-9]+(?:\.[0-9]*)?(?:e[+-]?[0-9]+)?)\s*%", re.IGNORECASE)
+#: the check's own MC RT Dose (``RD_mc.dcm``; mcproton/_check/mc_rtdose.dose_comment) in its DoseComment: "mcproton
+#: check MC to water, physical, 0.88% 1sd, 0 outside body, ..." (read only from a file whose Manufacturer is mcproton)
+_STATED_IN_CHECK_COMMENT = re.compile(r"(?<![0-9.])([0-9]+(?:\.[0-9]+)?)\s*%\s*1sd\b", re.IGNORECASE)
+
+
+def stated_uncertainty(ds: Any) -> tuple[float, str] | None:
+    """The statistical uncertainty an RT Dose (``ds``: its header) states of itself, as (percent, where: the
+    attribute and the words read), or None where it states none.  Read: the ImageComments statement of
+    :func:`write_result_rtdose` (:data:`UNCERTAINTY_STATEMENT`: ``mcproton run``, ``mcproton demo``,
+    ``sum_results`` and the API; the mean relative uncertainty, 1 sd, over the voxels above 50 % of the dose's
+    maximum), anywhere in the text (a plan reference's note may come before it), in any case and spacing, the
+    number with or without an exponent; and the DoseComment of the check's own MC RT Dose ("0.88% 1sd", only in a
+    file whose Manufacturer is mcproton).  "not estimated", a number that is not finite or is negative: None.  No
+    planning system's RT Dose is known to state its noise in a form that can be read (RayStation's MC dose of
+    tests/data/dicom/aptg_plan03 and OpenTPS's MCsquare dose of tests/data/dicom/opentps_head say none): None."""
+    found = []
+    text = str(ds.get("ImageComments", "") or "")
+    m = _STATED_IN_IMAGE_COMMENTS.search(text)
+    if m:
+        found.append((m.group(1), f"ImageComments ({' '.join(m.group(0).split())!r})"))
+    if str(ds.get("Manufacturer", "") or "").strip() == "mcproton":
+        comment = str(ds.get("DoseComment", "") or "")
+        m = _STATED_IN_CHECK_COMMENT.search(comment)
+        if m:
+            found.append((m.group(1), f"DoseComment ({comment.strip()!r})"))
+    for number, where in found:
+        try:
+            pct = float(number)
+        except ValueError:
+            continue
+        if np.isfinite(pct) and pct >= 0:
+            return pct, where
+    return None
+
+
 def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | None = None,
                         study: StudyReference | None = None, body_outline=None,
                         series_description: str = "mcproton dose", **series) -> dict:
@@ -663,7 +706,7 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     about = (f"{int(getattr(result, 'primaries', 0) or 0):,} primaries"
              + (f" of {int(prov['primaries_requested']):,} requested" if prov.get("primaries_requested") else "")
              + (f"; stop reason: {prov['stop_reason']}" if prov.get("stop_reason") else "")
-             + "; mean relative uncertainty above 50 % of the maximum: "
+             + "; " + UNCERTAINTY_STATEMENT
              + (f"{100 * unc:.3g} %" if np.isfinite(unc) else "not estimated (fewer than 2 batches)")
              + (f"; {early.upper()}" if early else "")
              + (f"; {scenario}" if scenario else "")

@@ -37,31 +37,42 @@ FAST = {"gamma_points": 600, "progress": False, "backend": "cpu", "beam_model": 
         "log": lambda m: None}
 
 
-@pytest.fixture(scope="module")
-def shallow(tmp_path_factory):
-    """The water box of test_check.py on 4 x 1 x 4 mm voxels (1 mm along the beam: on 2 mm the R80 of a narrow
-    Bragg peak moves with the peak's place within a voxel by a few tenths of a mm), its External and a box PTV, and
-    one ENERGY_MEV beam along +y (gantry 0)."""
-    from mcproton._check.compute import build_geometry, run_mc
+def box_case(d: Path, vs: tuple[float, float, float], layers: list) -> tuple:
+    """The water box of test_check.py on ``vs`` voxels (its CT in ``d``/ct), its External and a box PTV (RS.dcm), and
+    a plan of one beam along +y (gantry 0) of ``layers`` ([(energy, spots, weights), ...]; RP.dcm): (the plan read,
+    the check's inputs for an MC of it, the geometry the MC runs on, the grid's origin).  Also
+    tests/check/test_check_reference_noise.py's case."""
+    from mcproton._check.compute import build_geometry
     from mcproton._check.inputs import CheckInputs, TPSDose
     from mcproton._io.rtplan import load_rtplan
     from mcproton.dicom import write_ct_series
 
-    d = tmp_path_factory.mktemp("shallow")
-    vs = (4.0, 1.0, 4.0)
     xs, ys, zs = (np.arange(-lim, lim, v) + v / 2 for lim, v in ((56.0, vs[0]), (56.0, vs[1]), (28.0, vs[2])))
     hu = np.full((zs.size, ys.size, xs.size), -1000.0)
     hu[np.ix_(np.abs(zs) <= 20, (ys >= BOX[0]) & (ys <= BOX[1]), (xs >= BOX[0]) & (xs <= BOX[1]))] = 0.0
     org = (xs[0], ys[0], zs[0])
     write_ct_series(hu, vs, org, d / "ct", study=StudyReference(frame_of_reference_uid=FOR))
     _write_rs(d / "RS.dcm", None)
-    plan = make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 20.0,
-                       "layers": [(ENERGY_MEV, spot_grid(3, 8.0), [1.0] * 9)]}], frame_of_reference_uid=FOR)
+    plan = make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 20.0, "layers": layers}],
+                     frame_of_reference_uid=FOR)
     save(plan, d / "RP.dcm")
     rp = load_rtplan(d / "RP.dcm")
     grid = TPSDose("", np.zeros(hu.shape), vs, org, FOR, "PHYSICAL", "PLAN", rp.sop_instance_uid)
     inp = CheckInputs(str(d / "RP.dcm"), rp, grid, {}, str(d / "ct"), None, FOR, "PHYSICAL", 1, True)
     geo, _, _ = build_geometry(d / "ct", "schneider2000", grid)
+    return rp, inp, geo, org
+
+
+@pytest.fixture(scope="module")
+def shallow(tmp_path_factory):
+    """The water box of test_check.py on 4 x 1 x 4 mm voxels (1 mm along the beam: on 2 mm the R80 of a narrow
+    Bragg peak moves with the peak's place within a voxel by a few tenths of a mm), its External and a box PTV, and
+    one ENERGY_MEV beam along +y (gantry 0)."""
+    from mcproton._check.compute import run_mc
+
+    d = tmp_path_factory.mktemp("shallow")
+    vs = (4.0, 1.0, 4.0)
+    rp, inp, geo, org = box_case(d, vs, [(ENERGY_MEV, spot_grid(3, 8.0), [1.0] * 9)])
 
     def mc_of(range_factor: float):   # the MC with every path length range_factor x longer (densities / it)
         g = geo if range_factor == 1.0 else dataclasses.replace(
