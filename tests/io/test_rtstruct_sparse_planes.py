@@ -140,3 +140,23 @@ def test_phantom_round_trip_every_roi_reads_back_as_its_label(tmp_path):
         assert cv[name] == pytest.approx(want.sum() * g.voxel_volume_cm3, rel=1e-9), name
     assert np.array_equal(masks["body"], g.labels_zyx != 0)
 
+
+def test_a_body_contoured_on_every_other_slice_is_warned_of(tmp_path):
+    """A body ROI with slices left out: each contour stands for its own CT slice, so those slices are outside the
+    body outline and get no dose; `mcproton run`'s outline warns, naming the ROI and the slices (before, a body on
+    every other slice filled the slices between; one on every slice gives no warning)."""
+    from mcproton.body import body_from_rtstruct
+
+    target = [_rect(-5, 5, -5, 5, z) for z in np.arange(-6.0, 6.1, 2.0)]   # every 2 mm slice
+    every = {"BODY": [_rect(-20, 20, -20, 20, z) for z in np.arange(-10.0, 10.1, 2.0)], "CTV": target}
+    other = {"BODY": [_rect(-20, 20, -20, 20, z) for z in np.arange(-10.0, 10.1, 4.0)], "CTV": target}
+    g = box_phantom("water", (50, 50, 22), 2.0, origin_mm=(-24.0, -24.0, -10.0))   # slices z -10..10
+    save(make_rtstruct(every), tmp_path / "every.dcm")
+    save(make_rtstruct(other), tmp_path / "other.dcm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert body_from_rtstruct(str(tmp_path / "every.dcm"), g).mask.any(axis=(1, 2)).sum() == 11
+    with pytest.warns(RuntimeWarning, match=r"the body ROI 'BODY' .* has no contour on 5 of the grid's slices "
+                                            r"between its first and last \(z = -8, -4, 0, 4, 8 mm\)"):
+        out = body_from_rtstruct(str(tmp_path / "other.dcm"), g)
+    assert out.mask.any(axis=(1, 2)).sum() == 6
