@@ -36,11 +36,11 @@ def test_four_one_slice_discs_read_back_as_written(tmp_path):
         m[z, 8:12, 8:12] = True
     path = _write_ct_and_struct(tmp_path, g, {"discs": m})
     rs = read_rtstruct(path)
-    assert image_slice_mm(rs, 3.0) == pytest.approx(3.0)
     r = rasterise(rs, g)["discs"]
     assert np.flatnonzero(r.any(axis=(1, 2))).tolist() == [4, 8, 12, 16]
     assert np.array_equal(r, m)
     assert contour_volumes_cm3(rs, 3.0)["discs"] == pytest.approx(1.728)
+    assert image_slice_mm(rs, 3.0) == pytest.approx(3.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.array_equal(load_rtstruct_masks(path, g, ["discs"])["discs"], m)
