@@ -1,7 +1,7 @@
 """An ROI drawn on scattered CT slices (intervertebral discs, fiducials, several small lesions in one ROI): each of
 its contour planes stands for its own CT slice, and the slices between them stay empty (round-trip audit 23, F2:
 the slab of a plane was half the ROI's OWN median plane spacing, so four one-slice discs 12 mm apart on a 3 mm CT
-were read back as one 45 mm column, 4 x their volume, and the contour volume said the same)."""
+were read back as one 48 mm column, 4 x their volume, and the contour volume said the same)."""
 from __future__ import annotations
 
 import random
