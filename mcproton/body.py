@@ -194,6 +194,7 @@ def body_from_rtstruct(struct: Any, geometry: Any, wanted: str | None = None) ->
         raise ValueError(f"the body ROI {name!r} of the RT Structure Set {s.path} covers no voxel of the dose grid "
                          "(a structure set of another CT?); check the files, or set output.body_outline = \"auto\" "
                          "(from the CT) or \"none\"")
+    warn_body_slices_missing(mask, geometry, name, s.path)
     typ = s.roi_types.get(name, "") or "no type"
     targets = [n for n in s.contours if n != name and s.contours[n] and is_target(n, s.roi_types.get(n))]
     if targets:
@@ -204,6 +205,28 @@ def body_from_rtstruct(struct: Any, geometry: Any, wanted: str | None = None) ->
                              "output.body_outline to the body ROI's name, \"ct\" (from the CT) or \"none\"")
         warn_targets_partly_outside(mask, tmasks, f"RT Struct ROI {name!r}")
     return BodyOutline(mask, f"RT Struct ROI {name!r} ({typ})", "rtstruct")
+
+
+def warn_body_slices_missing(mask: np.ndarray, geometry: Any, name: str, where: str) -> None:
+    """Warn where the body ROI's mask ``mask`` (on ``geometry``'s grid) has slices without a voxel between its first
+    and last: each contour plane stands for its own CT slice (:func:`mcproton._io.rtstruct.rasterise`), so a body
+    contoured on every other slice, or with a slice left out, leaves those slices outside the body outline, where
+    the dose is set to 0 (round-trip audit 23, F2: before, an ROI whose planes lay further apart than the CT's
+    slices filled the slices between them)."""
+    on = np.asarray(np.asarray(mask).any(axis=(1, 2)), bool)   # per slice: any voxel of the body
+    k = np.flatnonzero(on)
+    if k.size < 2:
+        return
+    gap = k[0] + np.flatnonzero(~on[k[0]:k[-1] + 1])
+    if not gap.size:
+        return
+    z = float(geometry.origin_mm[2]) + float(geometry.voxel_size_mm[2]) * gap
+    zs = ", ".join(f"{v:g}" for v in z[:8]) + (" ..." if z.size > 8 else "")
+    warn(f"the body ROI {name!r} of the RT Structure Set {where} has no contour on {gap.size} of the grid's slices "
+         f"between its first and last (z = {zs} mm): a contour stands for its own CT slice, so those slices lie "
+         "outside the body outline: their dose is set to 0 (and plan.outside_external = \"air\" makes them air); "
+         "contour the body on every CT slice in the planning system, or set output.body_outline = \"ct\" (the "
+         "outline found on the CT) and plan.outside_external = \"ct\"", McprotonRuntimeWarning, stacklevel=3)
 
 
 #: Share of a target's voxels outside the body outline above which `mcproton run` warns that its DVH metrics hold

@@ -40,7 +40,7 @@ import numpy as np
 SMALL_STRUCTURE_VOXELS = 30
 
 #: The mask volume of a structure (its voxels, each in or out by its centre) over its contour volume (polygon areas x
-#: plane spacing, what a planning system calls the structure's volume) outside this range is noted by ``mcproton run``
+#: slice thickness, what a planning system calls the structure's volume) outside this range is noted by ``mcproton run``
 #: and ``mcproton check``: its DVH is of a different volume than the one planned (a lens on a 4 mm grid: 0.47, its
 #: mask one voxel; infant audit 2026-12-06, F3).  0.8-1.25: a factor 1.25 either way.
 MASK_CONTOUR_RATIO_RANGE = (0.8, 1.25)

@@ -1687,7 +1687,7 @@ def _contour_volume_off(structs: dict[str, dict], voxel_mm) -> list[str]:
         return []
     size = " x ".join(f"{float(v):g}" for v in voxel_mm)
     return [f"the mask volume of {len(off)} structure(s) on the TPS dose grid ({size} mm) differs from its contour "
-            f"volume (polygon areas x plane spacing, the planning system's volume) by more than a factor {hi:g}: "
+            f"volume (polygon areas x slice thickness, the planning system's volume) by more than a factor {hi:g}: "
             f"{'; '.join(off)}; their metrics are of the voxels whose centres lie inside the contours (the same "
             "voxels for TPS and MC, so the comparison is fair), not of the structure's planned volume"]
 

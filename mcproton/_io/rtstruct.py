@@ -12,13 +12,20 @@ centre on the outline (within 1e-6 mm above it, so that float noise in the grid'
 the polygon if it is on its upper x or y side: each axis half-open, (lower, upper], whichever way the contour runs;
 even-odd rule across the contours of one plane, so that a contour inside another is a hole as in DICOM PS3.3
 C.8.8.6; two contours that overlap without one inside the other are warned of, as the rule leaves their overlap
-out).  Contour planes must be axial.  Each grid slice takes the contour plane nearest to its centre if it lies
-within half the structure's plane spacing (for a single-plane structure half the CT slice it was drawn on, the
-median plane spacing of the structure set's other ROIs, or half a voxel where none gives it; at least half a voxel);
-slices beyond the first and last plane by more than that stay empty.  A plane's slab is half-open, (lower, upper]:
-a slice centre exactly on a boundary (midway between two planes, or half a spacing beyond the first or last plane,
-within 1e-6 mm, as on an outline in x and y) belongs to the lower plane only, so that on any grid whose spacing
-divides the slab the slices hold the slab's thickness (planes z_0..z_n every p mm: n + 1 planes times p).
+out).  Contour planes must be axial.  Each contour plane stands for the CT slice it was drawn on, as planning
+systems take it (dicompyler-core: each plane the structure's smallest plane spacing): its slab is that slice (the
+CT's slice spacing, :func:`image_slice_mm`: the median plane spacing of the structure set's ROIs, or the spacing its
+references to the CT's slices give, whichever is less; the grid's slice where neither gives one), or the structure's
+own median plane spacing where that is less, cut at the midpoints to its neighbouring planes; a single-plane
+structure's slab is at least a grid slice.  Each grid slice takes the plane whose slab holds its centre; a slice the
+structure has no contour on stays empty (an ROI on scattered slices, intervertebral discs, fiducials or several
+small lesions, is not filled between them; before audit 23 (2026-12-06) a plane's slab was the structure's own
+median plane spacing, and discs 12 mm apart on a 3 mm CT were read back as one column: round-trip audit 23, F2), as
+do slices beyond the first and last plane by more than half a slab.  A plane's slab is half-open, (lower, upper]: a
+slice centre exactly on a boundary (midway between two planes, or half a slab beyond the first or last plane, within
+1e-6 mm, as on an outline in x and y) belongs to the lower plane only, so that on any grid whose spacing divides the
+slab the slices hold the slab's thickness (planes z_0..z_n every p mm: n + 1 planes times p).
+:func:`contour_volumes_cm3` takes the same slabs.
 
 ``write_dvh_hdf5(h5_path, dose_zyx, masks, voxel_volume_cm3)`` adds a group ``dvh`` to a result HDF5: one
 subgroup per structure (named by ``dvh_group_keys``, the ROI name in its attribute ``name``; ``read_dvh_hdf5`` reads
@@ -64,8 +71,15 @@ class RTStruct:
     #: ContourImageSequence); a series' list also takes the ContourImageSequence of each contour where the structure
     #: set names one series only ("" where it names none)
     referenced_slices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: {SOPInstanceUID of a CT slice a closed contour names (its ContourImageSequence): the z (mm) of that contour's
+    #: plane, NaN where contours of two planes name it}: with the series' slice list of ``referenced_slices``, the
+    #: CT's slice spacing (:func:`referenced_slice_mm`)
+    slice_z: dict[str, float] = field(default_factory=dict)
     #: masks made by ``rasterise`` from these contours: {(grid, name): (z, y, x) bool}
     masks: dict = field(default_factory=dict, repr=False, compare=False)
+    #: the CT's slice spacing that these contours and references give (:func:`image_slice_mm`), once asked: [mm] or
+    #: [None]; found once for the masks, the contour volumes and each empty ROI's reason
+    image_slice_memo: list = field(default_factory=list, repr=False, compare=False)
 
     def frames_of_contours(self) -> dict[str, str]:
         """{ROI name: the frame of reference its contours are in} of the ROIs with contours: the ROI's own
@@ -253,6 +267,7 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
             types[names[ref]] = str(o.RTROIInterpretedType or "")
     contours: dict[str, list[np.ndarray]] = {nm: [] for nm in names.values()}
     not_closed: dict[str, dict[str, int]] = {}   # ROI -> {OPEN_PLANAR: n, POINT: n, ...}: contours without volume
+    slice_z: dict[str, float] = {}   # CT slice UID -> z of the contour plane that names it (RTStruct.slice_z)
     seen: set[int] = set()
     for i, rc in enumerate(ds.get("ROIContourSequence", []) or []):
         if "ReferencedROINumber" not in rc:
@@ -293,9 +308,14 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
                                       f"but ContourData (3006,0050) holds {pts.size // 3} points; points are missing "
                                       "or the count is wrong: the structure set is damaged, re-export it")
             contours[nm].append(pts.reshape(-1, 3))
+            refs = c.get("ContourImageSequence", None) or []
+            uid = str(refs[0].get("ReferencedSOPInstanceUID", "") or "") if len(refs) == 1 else ""
+            if uid:
+                z = _plane_z(contours[nm][-1])
+                slice_z[uid] = z if slice_z.get(uid, z) == z else float("nan")
     _warn_without_volume(src, contours, types, not_closed)
     return RTStruct(contours, {v: k for k, v in names.items()}, types, struct_frame(ds), src,
-                    {names[k]: f for k, f in frames.items()}, not_closed, _referenced_slices(ds))
+                    {names[k]: f for k, f in frames.items()}, not_closed, _referenced_slices(ds), slice_z)
 
 
 def _referenced_slices(ds) -> dict[str, tuple[str, ...]]:
@@ -434,8 +454,9 @@ def _int(value, src: str, what: str) -> int:
 
 def empty_mask_reason(struct: RTStruct, name: str, geometry) -> str:
     """Why ROI ``name`` of ``struct`` has no voxel on the grid of ``geometry`` (its mask there is empty), in words
-    for a note or the HDF5: no contours at all, only open / point contours, contours wholly outside the grid, or
-    contours between the voxel centres (smaller than a voxel: the mask takes a voxel whose centre is inside)."""
+    for a note or the HDF5: no contours at all, only open / point contours, contours wholly outside the grid,
+    contour planes (each its CT slice thick) between the grid's slice centres, or contours between the voxel
+    centres (smaller than a voxel: the mask takes a voxel whose centre is inside)."""
     cl = struct.contours.get(name) or []
     if not cl:
         other = struct.not_closed.get(name)
@@ -449,6 +470,13 @@ def empty_mask_reason(struct: RTStruct, name: str, geometry) -> str:
     g_hi = org + vox * (np.array(shape[::-1]) - 0.5)
     if np.any(hi < g_lo) or np.any(lo > g_hi):
         return "has its contours outside the dose grid"
+    pz = np.unique([_plane_z(c) for c in cl])
+    slice_mm = image_slice_mm(struct, float(vox[2]))
+    z_lo, z_hi = _slabs(pz, slice_mm, float(vox[2]))
+    zs = org[2] + vox[2] * np.arange(shape[0]) - _TIE_MM   # as _rasterise takes them
+    if not np.any((zs[None, :] > z_lo[:, None]) & (zs[None, :] <= z_hi[:, None])):
+        return (f"has its contour planes ({pz.size}, each standing for its CT slice of {slice_mm:g} mm) between the "
+                f"grid's slice centres ({float(vox[2]):g} mm apart): no slice of the grid lies within them")
     return ("has no voxel centre inside its contours (smaller than a voxel, or between voxel centres; a voxel "
             "belongs to a structure when its centre lies inside)")
 
@@ -543,21 +571,76 @@ def _plane_z(c) -> float:
     return float(np.round(np.asarray(c, float)[:, 2].mean(), 3))
 
 
-def single_plane_mm(contours: Mapping[str, list[np.ndarray]], grid_mm: float) -> float:
-    """The thickness (mm) of the slab of a structure drawn on one plane only: the CT slice it was drawn on, as a
-    planning system takes it.  The CT's slice spacing is the median spacing of the contour planes of the structure
-    set's ROIs that span several planes (each drawn on the CT's slices); a structure set whose ROIs all lie on one
-    plane each gives none, and ``grid_mm`` (the grid's slice thickness) is assumed.  Before 2026-12-06 it was
-    always the grid's: a one-slice lesion on a 1 mm dose grid over a 3 mm CT had a third of the planning system's
-    volume (I/O review F3)."""
+#: The thinnest CT slice (mm) that :func:`referenced_slice_mm` gives: a spacing below it comes from a slice list
+#: that does not run along z as its contours' planes suggest, not from a CT
+_THINNEST_SLICE_MM = 0.1
+
+
+def referenced_slice_mm(struct: RTStruct) -> float | None:
+    """The CT's slice spacing (mm) as the structure set's own references to the CT's slices give it, or None.  It
+    names the slices of its CT series (RTReferencedSeriesSequence > ContourImageSequence, every slice of the series
+    as mcproton and RayStation write it) and, per contour, the slice the contour lies on.  Where the structure set
+    names one series whose list runs along z (the contours' planes at z_0 + k x spacing for their slices' places k
+    in the list, within 0.01 mm, over at least 3 planes), that spacing; a set of ROIs that all lie on scattered
+    slices (discs 12 mm apart on a 3 mm CT) gives the CT's slices no other way.  None where the list is missing,
+    names several series, runs in another order or holds fewer than 3 of the contours' planes."""
+    lists = [refs for refs in struct.referenced_slices.values() if refs]
+    if len(lists) != 1 or not struct.slice_z:
+        return None
+    place = {uid: k for k, uid in enumerate(lists[0])}
+    pairs = sorted((place[uid], z) for uid, z in struct.slice_z.items() if uid in place)
+    if len(pairs) < 3:
+        return None
+    k = np.array([p[0] for p in pairs], float)
+    z = np.array([p[1] for p in pairs], float)
+    if not np.all(np.isfinite(z)):   # one slice named by contours of two planes
+        return None
+    step = (z[-1] - z[0]) / (k[-1] - k[0])
+    if not abs(step) >= _THINNEST_SLICE_MM or np.max(np.abs(z - z[0] - step * (k - k[0]))) > _PLANE_TOL_MM:
+        return None
+    return float(abs(step))
+
+
+def image_slice_mm(struct: Mapping[str, list[np.ndarray]] | RTStruct, grid_mm: float) -> float:
+    """The slice spacing (mm) of the image (the CT) the structures were drawn on: the thickness of the slab each
+    contour plane stands for, as a planning system takes it (a contour stands for its CT slice).  The smaller of
+    the median spacing of the contour planes of the structure set's ROIs that span several planes (each drawn on
+    the CT's slices; the External, on every slice, gives the spacing itself) and, for an :class:`RTStruct`, the
+    spacing its references to the CT's slices give (:func:`referenced_slice_mm`: the one source where every ROI lies
+    on scattered slices); ``grid_mm`` (the grid's slice thickness) where neither gives one.  Before 2026-12-06 a
+    single-plane structure took the grid's (I/O review F3), and before audit 23 (2026-12-06) an ROI of several
+    planes its own median plane spacing, so that one on scattered slices filled the slices between them (round-trip
+    audit 23, F2: the intervertebral discs at 3.4-4 x their volume)."""
+    if not isinstance(struct, RTStruct):
+        found = _contours_slice_mm(struct, None)
+    else:
+        if not struct.image_slice_memo:
+            struct.image_slice_memo.append(_contours_slice_mm(struct.contours, referenced_slice_mm(struct)))
+        found = struct.image_slice_memo[0]
+    return float(grid_mm) if found is None else float(found)
+
+
+def _contours_slice_mm(contours: Mapping[str, list[np.ndarray]], referenced_mm: float | None) -> float | None:
+    """:func:`image_slice_mm` of ``contours`` and the spacing ``referenced_mm`` of their references (None: none),
+    or None where neither gives one."""
     steps: list[np.ndarray] = []
     for cl in contours.values():
         pz = np.unique([_plane_z(c) for c in cl if len(c)]) if cl else np.empty(0)
         if pz.size > 1:
             steps.append(np.diff(pz))
-    if not steps:
-        return float(grid_mm)
-    return float(np.median(np.concatenate(steps)))
+    found = [float(np.median(np.concatenate(steps)))] if steps else []
+    found += [referenced_mm] if referenced_mm is not None else []
+    return min(found) if found else None
+
+
+def _slabs(pz: np.ndarray, slice_mm: float, least_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The (lower, upper) z bounds (mm) of the slabs of one ROI's contour planes ``pz`` (ascending): each plane
+    stands for the image slice it was drawn on, ``slice_mm`` thick (:func:`image_slice_mm`; the ROI's own median
+    plane spacing where that is less), cut at the midpoints to its neighbouring planes; a single plane at least
+    ``least_mm``.  A slice the ROI has no contour on stays outside it."""
+    half = 0.5 * (min(float(np.median(np.diff(pz))), slice_mm) if pz.size > 1 else max(slice_mm, least_mm))
+    mid = 0.5 * (pz[1:] + pz[:-1])
+    return np.maximum(np.r_[-np.inf, mid], pz - half), np.minimum(np.r_[mid, np.inf], pz + half)
 
 
 def contour_volumes_cm3(struct: Mapping[str, list[np.ndarray]] | RTStruct,
@@ -565,13 +648,12 @@ def contour_volumes_cm3(struct: Mapping[str, list[np.ndarray]] | RTStruct,
     """{ROI name: contour volume (cm3)} of the ROIs with closed contours: on each contour plane the polygons' areas
     (a contour inside an odd number of the plane's other contours is a hole and counts negative: the even-odd rule of
     the masks, exact for contours that do not cross) times the thickness of the plane's slab as the masks take it
-    (``_rasterise``: the plane spacing, the median one, cut at the midpoints to the neighbouring planes; a
-    single-plane structure the CT's slice thickness, :func:`single_plane_mm`, or ``slice_mm``, the grid's slice
-    thickness, where the structure set does not give it).  What a planning system calls the
-    structure's volume, to compare with the mask's (voxels, each in or out by its centre): on a coarse grid a
-    lens or a cochlea has a mask of 47-57 % of it (infant audit 2026-12-06, F3)."""
+    (:func:`_slabs`: the CT's slice thickness, :func:`image_slice_mm`, or ``slice_mm``, the grid's slice
+    thickness, where the structure set does not give it; cut at the midpoints to the ROI's neighbouring planes).
+    What a planning system calls the structure's volume, to compare with the mask's (voxels, each in or out by
+    its centre): on a coarse grid a lens or a cochlea has a mask of 47-57 % of it (infant audit 2026-12-06, F3)."""
     contours = struct.contours if isinstance(struct, RTStruct) else struct
-    one_plane_mm = single_plane_mm(contours, slice_mm)
+    ct_slice_mm = image_slice_mm(struct, slice_mm)
     out: dict[str, float] = {}
     for nm, cl in contours.items():
         if not cl:
@@ -580,11 +662,9 @@ def contour_volumes_cm3(struct: Mapping[str, list[np.ndarray]] | RTStruct,
         for c in cl:
             planes.setdefault(_plane_z(c), []).append(np.asarray(c, float)[:, :2])
         pz = np.array(sorted(planes))
-        half = 0.5 * (float(np.median(np.diff(pz))) if pz.size > 1 else one_plane_mm)
-        mid = 0.5 * (pz[1:] + pz[:-1])
-        thick = np.minimum(np.r_[mid, np.inf], pz + half) - np.maximum(np.r_[-np.inf, mid], pz - half)
+        lo, hi = _slabs(pz, ct_slice_mm)
         vol = 0.0
-        for z, t in zip(pz, thick):
+        for z, t in zip(pz, hi - lo):
             polys = planes[float(z)]
             for poly, depth in zip(polys, _nesting_depths(polys)):
                 vol += (-1.0 if depth % 2 else 1.0) * _polygon_area(poly) * float(t)
@@ -685,7 +765,8 @@ def rasterise(struct: Mapping[str, list[np.ndarray]] | RTStruct, geometry,
     if todo:
         for key in [k for k in struct.masks if k[0] != grid]:   # the masks of one grid at a time are kept
             del struct.masks[key]
-        for nm, m in _rasterise(struct.contours, org, vox, shape, todo).items():
+        slice_mm = image_slice_mm(struct, float(vox[2]))   # with the structure set's references to the CT's slices
+        for nm, m in _rasterise(struct.contours, org, vox, shape, todo, slice_mm).items():
             struct.masks[(grid, nm)] = m
     return {nm: struct.masks[(grid, nm)].copy() for nm in want}
 
@@ -704,19 +785,24 @@ def mask_unkept(struct: Mapping[str, list[np.ndarray]] | RTStruct, geometry, nam
             view = kept.view()
             view.flags.writeable = False
             return view
-        struct = struct.contours
-    return _rasterise(struct, org, vox, shape, [name]).get(name)
+    slice_mm = image_slice_mm(struct, float(vox[2]))
+    contours = struct.contours if isinstance(struct, RTStruct) else struct
+    return _rasterise(contours, org, vox, shape, [name], slice_mm).get(name)
 
 
 @timed("structures")
 def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: np.ndarray,
-               shape: tuple[int, int, int], names: list[str] | None) -> dict[str, np.ndarray]:
+               shape: tuple[int, int, int], names: list[str] | None,
+               slice_mm: float | None = None) -> dict[str, np.ndarray]:
+    """The masks of :func:`rasterise`; ``slice_mm``: the CT's slice thickness (:func:`image_slice_mm` of the
+    structure set, which the caller gives for an :class:`RTStruct`: its slice references; None: of ``contours``)."""
+    if slice_mm is None:
+        slice_mm = image_slice_mm(contours, float(vox[2]))
     nz, ny, nx = shape
     xs = org[0] + vox[0] * np.arange(nx)
     ys = org[1] + vox[1] * np.arange(ny)
     zs = org[2] + vox[2] * np.arange(nz)
     xt, yt = xs - _TIE_MM, ys - _TIE_MM   # a centre within _TIE_MM of an outline is on it (as in z below)
-    one_plane_mm = single_plane_mm(contours, float(vox[2]))   # the CT slice of a single-plane structure
     out: dict[str, np.ndarray] = {}
     for nm, cl in contours.items():
         if names is not None and nm not in names:
@@ -734,14 +820,11 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
             zc = float(np.round(z.mean(), 3))
             planes.setdefault(zc, []).append(c[:, :2])
         pz = np.array(sorted(planes))
-        # a single plane: the CT slice it was drawn on, and at least one grid slice (a marker on a 1 mm CT slice is
-        # not lost on a 3 mm grid; its contour volume, the CT slice's, then tells the mask's excess)
-        half = 0.5 * (float(np.median(np.diff(pz))) if pz.size > 1 else max(one_plane_mm, float(vox[2])))
-        # plane j holds the slices with centres in (lo_j, hi_j]: the nearest plane within `half`, half-open so that
-        # a centre on a boundary (between two planes or at an end) goes to one plane only (to the lower of two)
-        mid = 0.5 * (pz[1:] + pz[:-1])
-        z_lo = np.maximum(np.r_[-np.inf, mid], pz - half)
-        z_hi = np.minimum(np.r_[mid, np.inf], pz + half)
+        # each plane its CT slice; a single plane at least one grid slice (a marker on a 1 mm CT slice is not lost
+        # on a 3 mm grid; its contour volume, the CT slice's, then tells the mask's excess).  Plane j holds the
+        # slices with centres in (lo_j, hi_j]: half-open, so that a centre on a boundary (between two planes or at
+        # an end) goes to one plane only (to the lower of two)
+        z_lo, z_hi = _slabs(pz, slice_mm, float(vox[2]))
         done: dict[int, int] = {}   # contour plane -> the grid slice that has it (planes thicker than slices)
         overlapping: list[float] = []   # the planes with two contours that cross
         for k, z in enumerate(zs):
@@ -1029,6 +1112,6 @@ def warn_dvh_volumes(stats: Mapping[str, Mapping], empty_reasons: Mapping[str, s
            if st["n_voxels"] and "mask_to_contour_volume" in st and not lo <= st["mask_to_contour_volume"] <= hi]
     if off:
         warn(f"the mask volume of {len(off)} structure(s) on {grid} ({size}) differs from its contour volume (polygon "
-             f"areas x plane spacing, the planning system's volume) by more than a factor {hi:g}: {'; '.join(off)}; "
+             f"areas x slice thickness, the planning system's volume) by more than a factor {hi:g}: {'; '.join(off)}; "
              "their DVH is of the voxels whose centres lie inside the contours, not of the structure's volume: a "
              "finer dose grid brings the two together", McprotonRuntimeWarning, stacklevel=3)
