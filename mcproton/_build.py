@@ -15,7 +15,8 @@ numbers under one kernel and one physics (the compat audit of 2026-12-06, F2: ``
 verdict of the older check code forward as of "the same build").  :func:`code_sha256` is the SHA-256 of every
 Python and kernel source of the installed package, and :func:`check_build_identity` is :func:`build_identity` with
 it: what a check records (its check.json's ``provenance.build``, the reuse key) and what the RT Dose mcproton
-writes names in its SoftwareVersions (:func:`software_versions`).  It is not part of :func:`build_identity`: the
+writes names in its SoftwareVersions (:func:`software_versions`; of a dose computed by another build, that build's
+version, kernel and physics data, and the writer's as "written by").  It is not part of :func:`build_identity`: the
 resume of ``mcproton run`` compares that, and a resume across pure Python changes of one kernel and one physics is
 bitwise right (the kernel computes every history).
 """
@@ -23,9 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 #: the package's folder
 _PACKAGE = Path(__file__).resolve().parent
@@ -119,10 +121,62 @@ def check_build_record() -> dict[str, str]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def software_versions() -> list[str]:
-    """The RT Dose's SoftwareVersions (0018,1020; LO, each value at most 64 characters): "mcproton <version>" and
+#: what an RT Dose's SoftwareVersions names of the build that computed its dose: each key of
+#: :func:`build_identity`, its name there and how much of its value (the hashes' first 16 hex digits; None: all)
+_DOSE_BUILD_NAMES = (("version", "mcproton", None), ("kernel_hash", "kernel", 16),
+                     ("physics_files_sha256", "physics data", 16))
+#: DICOM's LO (SoftwareVersions' value representation): at most 64 characters a value, no backslash
+_LO_MAX = 64
+
+
+def _lo_value(v: object, digits: int | None) -> str:
+    """A build key's value for SoftwareVersions: "unknown" where not recorded, "mixed" where a sum's provenance says
+    its parts differ (:data:`mcproton._run.builds.MIXED`), else its text (its first ``digits`` characters), without
+    a backslash (LO's value separator)."""
+    from ._run.builds import MIXED
+
+    if v is None or str(v) == "":
+        return "unknown"
+    if str(v) == MIXED:
+        return "mixed"
+    return str(v)[:digits].replace("\\", "/")
+
+
+def software_versions(dose_provenance: Mapping[str, Any] | None = None) -> list[str]:
+    """The RT Dose's SoftwareVersions (0018,1020; LO, each value at most 64 characters).
+
+    For a dose computed by the running build (``dose_provenance`` None, or a result's provenance that records this
+    build's version, kernel and physics data, as every result this mcproton computes does): "mcproton <version>" and
     the first 16 hex digits of the transport kernel's, the physics data's and the code's SHA-256
-    (:func:`check_build_identity`), each named."""
+    (:func:`check_build_identity`), each named.
+
+    For a result computed by another build (``dose_provenance``: its provenance, which ``DoseResult.save`` and
+    ``load`` keep: an older dose.h5 re-exported, or a ``sum_results(..., allow=("mixed_builds",))``),
+    "mcproton", "kernel" and "physics data" name the build that computed the dose, as the result records it
+    (``provenance["build"]``, a sum's parts in ``["summed_builds"]``: :func:`mcproton._run.builds.part_records`):
+    "unknown" where it does not record one (a file of an older mcproton), "mixed: <each part's>" where the parts of
+    a sum differ ("mixed" alone where they do not fit in 64 characters); then "written by mcproton <version> code
+    <16 hex>": the mcproton that wrote the file (before, the writer's build was named as the dose's: the check
+    review of 2026-12-06, R3).  The code's SHA-256 is the writer's in both forms: a result does not record it."""
     b = check_build_identity()
-    return [f"mcproton {b['version']}", f"kernel {b['kernel_hash'][:16]}",
-            f"physics data {b['physics_files_sha256'][:16]}", f"code {b['code_sha256'][:16]}"]
+    code = f"code {b['code_sha256'][:16]}"
+    own = [f"{name} {_lo_value(b[key], digits)}" for key, name, digits in _DOSE_BUILD_NAMES]
+    if dose_provenance is None:
+        return [*own, code]
+    from ._run.builds import BUILD_KEYS, part_records
+
+    parts = part_records(dict(dose_provenance))
+    if all(p.get(k) == b[k] for p in parts for k in BUILD_KEYS):
+        return [*own, code]
+    out = []
+    for key, name, digits in _DOSE_BUILD_NAMES:
+        values = list(dict.fromkeys(_lo_value(p.get(key), digits) for p in parts))
+        if len(values) == 1:
+            out.append(f"{name} {values[0]}"[:_LO_MAX])
+        else:
+            listed = f"{name} mixed: {', '.join(values)}"
+            out.append(listed if len(listed) <= _LO_MAX else f"{name} mixed")
+    writer = f"written by mcproton {_lo_value(b['version'], None)} {code}"
+    out += ([writer] if len(writer) <= _LO_MAX
+            else [f"written by mcproton {_lo_value(b['version'], None)}"[:_LO_MAX], f"written by {code}"])
+    return out

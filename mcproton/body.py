@@ -207,26 +207,35 @@ def body_from_rtstruct(struct: Any, geometry: Any, wanted: str | None = None) ->
     return BodyOutline(mask, f"RT Struct ROI {name!r} ({typ})", "rtstruct")
 
 
-def warn_body_slices_missing(mask: np.ndarray, geometry: Any, name: str, where: str) -> None:
+#: what :func:`warn_body_slices_missing` says of the slices outside the body for ``mcproton run``, and what to do
+RUN_SLICES_OUTSIDE = "their dose is set to 0 (and plan.outside_external = \"air\" makes them air)"
+RUN_SLICES_REMEDY = ("contour the body on every CT slice in the planning system, or set output.body_outline = \"ct\" "
+                     "(the outline found on the CT) and plan.outside_external = \"ct\"")
+
+
+def warn_body_slices_missing(mask: np.ndarray, geometry: Any, name: str, where: str, *,
+                             outcome: str = RUN_SLICES_OUTSIDE, remedy: str = RUN_SLICES_REMEDY,
+                             stacklevel: int = 3) -> int:
     """Warn where the body ROI's mask ``mask`` (on ``geometry``'s grid) has slices without a voxel between its first
     and last: each contour plane stands for its own CT slice (:func:`mcproton._io.rtstruct.rasterise`), so a body
     contoured on every other slice, or with a slice left out, leaves those slices outside the body outline, where
     the dose is set to 0 (round-trip audit 23, F2: before, an ROI whose planes lay further apart than the CT's
-    slices filled the slices between them)."""
+    slices filled the slices between them).  ``outcome``: what becomes of those slices, ``remedy``: what to do
+    (default ``mcproton run``'s; ``mcproton check`` says its own: its body outline, and the air of
+    ``--outside-external air``).  Returns the number of such slices (0: nothing said)."""
     on = np.asarray(np.asarray(mask).any(axis=(1, 2)), bool)   # per slice: any voxel of the body
     k = np.flatnonzero(on)
     if k.size < 2:
-        return
+        return 0
     gap = k[0] + np.flatnonzero(~on[k[0]:k[-1] + 1])
     if not gap.size:
-        return
+        return 0
     z = float(geometry.origin_mm[2]) + float(geometry.voxel_size_mm[2]) * gap
     zs = ", ".join(f"{v:g}" for v in z[:8]) + (" ..." if z.size > 8 else "")
     warn(f"the body ROI {name!r} of the RT Structure Set {where} has no contour on {gap.size} of the grid's slices "
          f"between its first and last (z = {zs} mm): a contour stands for its own CT slice, so those slices lie "
-         "outside the body outline: their dose is set to 0 (and plan.outside_external = \"air\" makes them air); "
-         "contour the body on every CT slice in the planning system, or set output.body_outline = \"ct\" (the "
-         "outline found on the CT) and plan.outside_external = \"ct\"", McprotonRuntimeWarning, stacklevel=3)
+         f"outside the body outline: {outcome}; {remedy}", McprotonRuntimeWarning, stacklevel=stacklevel)
+    return int(gap.size)
 
 
 #: Share of a target's voxels outside the body outline above which `mcproton run` warns that its DVH metrics hold

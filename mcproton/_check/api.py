@@ -256,14 +256,28 @@ class CheckResult:
         return "\n".join(lines)
 
 
+#: what the check's warning of an External's missing slices (mcproton.body.warn_body_slices_missing) says becomes of
+#: them, and what to do: in its body outline (dose not compared) and, with --outside-external air, in the MC
+BODY_SLICES_OUTSIDE = "both doses are set to 0 there and not compared (the check's body outline)"
+BODY_SLICES_REMEDY = "contour the body on every CT slice in the planning system"
+AIR_SLICES_OUTSIDE = ("--outside-external air makes the patient's material on those slices of the CT air in the MC "
+                      "(slabs of air across the patient, which the beams cross: the MC dose beyond them is not the "
+                      "patient's), and both doses there are set to 0 and not compared (the check's body outline)")
+AIR_SLICES_REMEDY = (f"{BODY_SLICES_REMEDY}, or give --outside-external ct (the CT as it is outside the External)")
+
+
 def body_outline(masks: dict[str, np.ndarray], types: dict[str, str],
-                 density_zyx: np.ndarray | None) -> tuple[np.ndarray, str]:
+                 density_zyx: np.ndarray | None, grid: Any = None, struct_path: Any = "",
+                 slices_said: bool = False) -> tuple[np.ndarray, str]:
     """The body on the TPS grid: the body ROI (mcproton.body.choose_body_roi, the rule of ``mcproton run`` and of
     the check's "outside the External": typed EXTERNAL, else named as mcproton.body.BODY_NAMES; several EXTERNAL
     ROIs: a warning naming the one used) among the ROIs with a voxel on the grid, else the CT density above
     BODY_DENSITY_G_CM3 (largest connected part, holes filled slice by slice: mcproton.body.outline_from_threshold,
-    as mcproton run)."""
-    from ..body import check_targets_inside, choose_body_roi
+    as mcproton run).  With ``grid`` (the TPS grid: ``origin_mm``, ``voxel_size_mm``), a body ROI without a contour
+    on some slices between its first and last is warned of (mcproton.body.warn_body_slices_missing, as mcproton run
+    warns; those slices lie outside the body outline, where neither dose is compared), unless ``slices_said`` (the
+    warning of --outside-external air, on the CT's slices, said it)."""
+    from ..body import check_targets_inside, choose_body_roi, warn_body_slices_missing
 
     nm = choose_body_roi([n for n, m in masks.items() if m.any()], types,
                          remedy="rename or remove the others in the structure set (the check has no option to "
@@ -271,6 +285,9 @@ def body_outline(masks: dict[str, np.ndarray], types: dict[str, str],
     if nm is not None:
         check_targets_inside(masks[nm], masks, types, f"External ROI {nm!r}", CheckInputError,
                              "check the structure set's ROI types (RTROIInterpretedType EXTERNAL)")
+        if grid is not None and not slices_said:
+            warn_body_slices_missing(masks[nm], grid, nm, str(struct_path), outcome=BODY_SLICES_OUTSIDE,
+                                     remedy=BODY_SLICES_REMEDY, stacklevel=2)
         return masks[nm], f"External ROI {nm!r}"
     if density_zyx is None:
         raise CheckInputError("no body outline: give a structure set with an External ROI or a CT")
@@ -973,16 +990,28 @@ def missing_beams(ref: np.ndarray, mc: MCDose, body: np.ndarray) -> list[tuple[i
 def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[str], None],
                       overridden: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """What lies outside the External ROI: with ``how`` "air" set to air (the notes say how many voxels held
-    material); with "ct" kept, and each beam whose central axis crosses more than 1 mm of water-equivalent of it
-    before the isocentre named (:func:`~mcproton._io.roi_overrides.outside_external_beam_notes`; `mcproton run`
-    warns the same).  Returns (diagnostic notes, geometry notes); both logged."""
+    material, and a warning names the slices between the External's first and last that it has no contour on: each
+    contour stands for its own CT slice, so those slices of the patient become air,
+    :func:`~mcproton.body.warn_body_slices_missing`, as `mcproton run` warns); with "ct" kept, and each beam whose
+    central axis crosses more than 1 mm of water-equivalent of it before the isocentre named
+    (:func:`~mcproton._io.roi_overrides.outside_external_beam_notes`; `mcproton run` warns the same).  Returns
+    (diagnostic notes, geometry notes); both logged."""
     from .._io.roi_overrides import outside_external, outside_external_beam_notes, set_outside_to_air
     from .._io.rtplan import beam_direction_lps
     from .._io.rtstruct import read_rtstruct
+    from ..body import warn_body_slices_missing
+
+    gaps: list[int] = []
+
+    def slices_of(name: str, mask: np.ndarray) -> None:   # the External's own slices, on the CT's voxels
+        if how == "air":   # (with "ct" they stay the CT's: the body outline's warning says what else they are)
+            gaps.append(warn_body_slices_missing(mask, geometry, name, str(inp.struct_path),
+                                                 outcome=AIR_SLICES_OUTSIDE, remedy=AIR_SLICES_REMEDY, stacklevel=2))
 
     try:   # the body ROI as the body outline chooses it (its warning, of several EXTERNAL ROIs, comes from there)
         found = outside_external(geometry, read_rtstruct(inp.struct_path), also_keep=overridden, strict=how == "air",
-                                 remedy="give --outside-external ct (the CT as it is outside them)")
+                                 remedy="give --outside-external ct (the CT as it is outside them)",
+                                 external_seen=slices_of)
     except ValueError as exc:
         raise CheckInputError(f"--outside-external air: {exc}") from None
     if found is None:
@@ -997,7 +1026,9 @@ def _outside_external(geometry: Any, inp: CheckInputs, how: str, log: Callable[[
             n = set_outside_to_air(geometry, mask)
         except ValueError as exc:
             raise CheckInputError(f"--outside-external air: {exc}") from None
-        notes = [f"outside the External {ext!r}{also}: air (--outside-external air; {n} voxels held material)"]
+        gap = (f"; among them {gaps[0]} CT slice(s) between its first and last contour with no contour of it: air "
+               "across the patient, warned of" if gaps and gaps[0] else "")
+        notes = [f"outside the External {ext!r}{also}: air (--outside-external air; {n} voxels held material{gap})"]
         for n_ in notes:
             log(f"mcproton check: {n_}")
         return [], notes
@@ -1948,6 +1979,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     notes_geo: list[str] = []
     outside_notes: list[str] = []   # beams crossing CT material outside the External: for the diagnostics
     beam_notes: list[str] = []      # the same, kept with the MC dose (mc.provenance)
+    air_notes: list[str] = []       # --outside-external air's (its warning of an External's missing slices made)
     geometry = None
     ct_extent: tuple[tuple[float, float], ...] | None = None   # the CT's outer faces (grid_extent_mm) where it is read
     ct_note = f"{inp.ct_dir} (series {inp.ct_series or 'not read: the MC dose is reused'})" if inp.ct_dir \
@@ -1975,7 +2007,6 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             for nline in notes_geo:
                 log(f"mcproton check: phantom: {nline}")
         override_notes: list[str] = []
-        air_notes: list[str] = []
         overridden: list[str] = []
         hook = None
         if inp.ct_dir is not None and inp.struct_path is not None:   # a patient's CT: the TPS's overrides too
@@ -2088,7 +2119,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         density, _ = to_tps_grid(geometry.density_g_cm3_zyx.astype(np.float64), geometry, ref, rim=False)
     elif mc is not None:
         density = mc.density_g_cm3_zyx
-    body, body_how = body_outline(masks, types, density)
+    body, body_how = body_outline(masks, types, density, ref, inp.struct_path, slices_said=bool(air_notes))
     check_grids_cover(inp, body)
     outside_body, body_notes = _crop_targets_to_body(masks, types, body, body_how)
     targets = [nm for nm, m in masks.items() if classify(nm, types.get(nm, "")) == "target" and m.any()]

@@ -60,10 +60,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "__MACOSX are skipped and named)")
     c.add_argument("--skip-checked", action="store_true",
                    help="with --batch: a patient whose earlier check.json in OUT/<sub-folder>/ records the same "
-                        "files (SHA-256), build (version, kernel and physics data), beam model, calibration, action "
-                        "levels and options, and "
-                        "is complete (PASS or FAIL, not stopped by --time-limit), is not checked again: its verdict "
-                        "goes into the summary marked reused; anything else is checked")
+                        "files (SHA-256), build (version, kernel, physics data and code: the SHA-256 of every "
+                        "Python and kernel source of mcproton), beam model, calibration, action levels and options, "
+                        "and is complete (PASS or FAIL, not stopped by --time-limit), is not checked again: its "
+                        "verdict goes into the summary marked reused; anything else (an upgrade that changed only "
+                        "Python code among it) is checked")
     c.add_argument("--ct", help="folder of the plan's CT series")
     c.add_argument("--ct-series", metavar="UID",
                    help="SeriesInstanceUID of the plan's CT where the folder holds several CT series (default: the "

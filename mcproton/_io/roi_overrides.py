@@ -811,14 +811,17 @@ KEPT_OUTSIDE_EXTERNAL = ("SUPPORT", "FIXATION", "BOLUS")
 
 
 def outside_external(geometry: Any, struct: Any, also_keep: Sequence[str] = (), *, wanted: str | None = None,
-                     strict: bool = False, remedy: str = "set output.body_outline to the ROI's name"
+                     strict: bool = False, remedy: str = "set output.body_outline to the ROI's name",
+                     external_seen: Callable[[str, np.ndarray], Any] | None = None
                      ) -> tuple[np.ndarray, str, list[str]] | None:
     """The voxels of ``geometry`` outside the structure set's External (its body ROI, chosen as the body outline
     chooses it: :func:`mcproton.body.choose_body_roi`, with ``wanted``, ``strict`` and ``remedy``; no warning of
     several EXTERNAL ROIs here, the body outline gives it), its SUPPORT / FIXATION / BOLUS ROIs
     (``KEPT_OUTSIDE_EXTERNAL``) and the ROIs named in ``also_keep`` (those whose material override was applied:
     the planning system put that material there): (mask, the External's name, the kept ROIs' names); None without
-    a body ROI with contours.  ValueError where ``strict`` refuses several EXTERNAL ROIs."""
+    a body ROI with contours.  ValueError where ``strict`` refuses several EXTERNAL ROIs.  ``external_seen``: called
+    with the External's name and its own mask (not to be changed; before the kept ROIs are added), e.g. to warn of the
+    slices it has no contour on (:func:`mcproton.body.warn_body_slices_missing`)."""
     from ..body import external_roi_name
     from .rtstruct import mask_unkept
 
@@ -831,6 +834,8 @@ def outside_external(geometry: Any, struct: Any, also_keep: Sequence[str] = (), 
     for nm in [ext] + kept:   # one mask at a time, not kept with the structure set (a byte per voxel each)
         mask = mask_unkept(struct, geometry, nm)
         if mask is not None:   # (every one has contours)
+            if nm == ext and external_seen is not None:
+                external_seen(ext, mask)
             inside |= mask
         del mask   # freed before the next is made
     return np.logical_not(inside, out=inside), ext, kept

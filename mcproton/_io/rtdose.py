@@ -160,7 +160,7 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
                  series_instance_uid: str | None = None, series_number: int = 1,
                  instance_number: int = 1, heterogeneity: Sequence[str] = ("IMAGE",),
                  image_comments: str = "", axis_directions: Sequence[int] | None = None,
-                 plan_note_in_comment: bool = True) -> Path:
+                 plan_note_in_comment: bool = True, dose_provenance: dict | None = None) -> Path:
     """Write an RT Dose file; returns its path.
 
     ``dose_gy_zyx`` is on a grid along +x, +y, +z whose first voxel centre is ``origin_mm``.  ``axis_directions``
@@ -191,7 +191,12 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     the LO value representation left beside it; ``plan_note_in_comment=False`` puts the note into ImageComments
     only (:func:`write_result_rtdose`, where the DoseComment has no room for it beside its tags and the dose
     label).  ``image_comments`` (ImageComments, LT) says more in full; where it is given, the note follows it
-    there too.  SoftwareVersions names the build that wrote the file (:func:`mcproton._build.software_versions`).
+    there too.  SoftwareVersions names the build that computed the dose and the one that wrote the file
+    (:func:`mcproton._build.software_versions`): ``dose_provenance`` None, the running build, which computed it
+    (``mcproton check``'s MC doses); else the provenance of the :class:`~mcproton.run.DoseResult` whose dose it is
+    (its ``build``, a sum's ``summed_builds``), and where that names another build, that build's version, kernel and
+    physics data ("unknown" where it records none, "mixed" for a sum of several builds) and "written by mcproton
+    <version> code <16 hex>" (:func:`write_result_rtdose` gives the result's).
     A whole :class:`~mcproton.run.DoseResult`: :func:`write_result_rtdose` (which puts the run's primaries, stop
     reason and uncertainty there, and marks a run stopped early in the DoseComment and the SeriesDescription).
     """
@@ -263,10 +268,11 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
                              series_description=series_description,
                              series_instance_uid=series_instance_uid or generate_uid(),
                              series_number=series_number, instance_number=instance_number)
-    # the build that wrote the file (General Equipment, PS3.3 C.7.5.1): the version and the kernel's, the physics
-    # data's and the code's SHA-256 (16 hex digits each), the version being 0.1.0 since the first commit (the compat
-    # audit of 2026-12-06, F6)
-    ds.SoftwareVersions = software_versions()
+    # the build that computed the dose and wrote the file (General Equipment, PS3.3 C.7.5.1): the version and the
+    # kernel's, the physics data's and the code's SHA-256 (16 hex digits each), the version being 0.1.0 since the
+    # first commit (the compat audit of 2026-12-06, F6); of a result computed by another build, that build's and
+    # "written by" this one (check review 2026-12-06, R3: the writer's build was named as the dose's)
+    ds.SoftwareVersions = software_versions(dose_provenance)
     ds.InstanceCreationDate = date
     ds.InstanceCreationTime = time
     ds.ContentDate = date
@@ -608,7 +614,11 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     file rather than refused (the physicist who passed the refusal decides), and it is never an ordinary dose.  A
     result that does not record its overrides (a file of an older mcproton, without ``provenance["overrides"]``;
     ``DoseResult.load`` marks it ``provenance["overrides_not_recorded"]``, and a sum with it) is written with a
-    warning and tagged "OVERRIDE unknown": it may have been computed past a refusal.
+    warning and tagged "OVERRIDE unknown": it may have been computed past a refusal.  SoftwareVersions names the
+    build that computed the dose as the result records it (``provenance["build"]``, a mixed sum's
+    ``["summed_builds"]``; "unknown" where it does not, "mixed" where its parts differ) and, where that is not the
+    running build, the writer as "written by mcproton <version> code <16 hex>"
+    (:func:`mcproton._build.software_versions`).
     Within the 64 characters of the DoseComment the dose label ("to medium, physical", "to water, RBE 1.1", which
     ``mcproton check`` reads back) and each tag's key word are always kept whole: to make room the tags lose their
     details (the refusals passed, then an INCOMPLETE's percentage) and the contents give up their beams and
@@ -717,7 +727,7 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
                            if contents.summation_type in _NEEDS_BEAMS else None, dose_comment=comment,
                            series_description=series_description, image_comments=about,
                            heterogeneity=getattr(g, "tissue_heterogeneity", ("IMAGE",)),
-                           plan_note_in_comment=note_in_comment, **series)
+                           plan_note_in_comment=note_in_comment, dose_provenance=prov, **series)
     return {"path": str(path), **contents.as_dict(), **_written_references(written, study),
             "max_dose": float(d.max())}
 

@@ -9,6 +9,7 @@ case (water box 32 x 32 x 40 mm, box PTV 32 x 32 x 24 mm, External = the box); e
 from __future__ import annotations
 
 import copy
+import re
 import sys
 from pathlib import Path
 
@@ -135,3 +136,55 @@ def test_targets_by_type_first_and_the_report_says_which_came_from_the_name(base
             .report_json.replace("check.json", "check.html"))
     text = Path(html).read_text()
     assert "target (by its name; typed ORGAN)" in text and "target (by its type)" not in text
+
+
+def _external_with_slices_left_out(base) -> Path:  # noqa: F811
+    """test_check's RS.dcm with the External's contours at z 3-9 mm left out: its mask on the 4 mm CT (and TPS) grid
+    has no voxel on the slices z = 6 and 10 mm, between its first and last."""
+    import pydicom
+
+    ds = pydicom.dcmread(base["dir"] / "RS.dcm")
+    rc = ds.ROIContourSequence[-1]   # the External: last
+    rc.ContourSequence = pydicom.sequence.Sequence([c for c in rc.ContourSequence
+                                                    if not 2.0 < float(c.ContourData[2]) < 10.0])
+    path = base["dir"] / "RS_external_gaps.dcm"
+    ds.save_as(path)
+    return path
+
+
+def test_an_external_with_slices_left_out_is_warned_of_and_air_says_what_becomes_air(base, monkeypatch):  # noqa: F811
+    """Check review 2026-12-06, R7: since each contour plane stands for its own CT slice (fix/rtstructz), an External
+    with slices left out leaves those slices outside the body; `mcproton run` warns of it, the check did not, and
+    with --outside-external air those slices of the patient became air in the MC with no word.  Now the check gives
+    the run's warning (mcproton.body.warn_body_slices_missing) with what it does there: not compared (its body
+    outline) and, with --outside-external air, air in the MC (said once, with the CT's slices)."""
+    from mcproton._check import api
+
+    gaps = _external_with_slices_left_out(base)
+    said = r"the body ROI 'External' of the RT Structure Set .* has no contour on 2 of the grid's slices .*z = 6, 10 mm"
+    # the body outline (a reused MC dose; the same with --outside-external ct): not compared there
+    res = _check(base, gaps, _fake_mc(base, 1.0))
+    (w,) = [w for w in res.warnings if "has no contour on" in w]
+    assert re.search(said, w) and "both doses are set to 0 there and not compared" in w, w
+    assert "contour the body on every CT slice" in w and "plan.outside_external" not in w, w
+    # the External on every slice: nothing said
+    res = _check(base, base["dir"] / "RS.dcm", _fake_mc(base, 1.0))
+    assert not [w for w in res.warnings if "has no contour on" in w], res.warnings
+    # --outside-external air: those slices of the CT become air in the MC, said in the warning (once) and the note
+    seen = {}
+
+    def fake_run_mc(inp, geometry, *a, **k):   # the MC's geometry kept; the analytic MC dose
+        seen["density"] = geometry.density_g_cm3_zyx.copy()
+        return _fake_mc(base, 1.0)
+
+    monkeypatch.setattr(api, "run_mc", fake_run_mc)
+    res = _check(base, gaps, None, outside_external="air")
+    (w,) = [w for w in res.warnings if "has no contour on" in w]
+    assert re.search(said, w), w
+    assert "--outside-external air makes the patient's material on those slices of the CT air in the MC" in w, w
+    assert "or give --outside-external ct" in w, w
+    (note,) = [n for n in res.provenance["geometry_notes"] if "--outside-external air" in n]
+    assert "among them 2 CT slice(s) between its first and last contour with no contour of it: air across" in note, \
+        note
+    rho = seen["density"][:, seen["density"].shape[1] // 2, seen["density"].shape[2] // 2]   # the box's axis
+    assert rho[8] < 0.01 and rho[9] < 0.01 and rho[7] > 0.9 and rho[10] > 0.9, rho   # z = 6, 10 mm: air

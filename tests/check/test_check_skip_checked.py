@@ -270,6 +270,19 @@ def test_the_reason_names_what_differs():
     assert "no reuse key" in api._reuse_key_difference(None, key)
 
 
+def test_the_help_says_what_the_reuse_key_compares():
+    """``mcproton check --help`` for --skip-checked names what the reuse key compares of the build, the code's
+    SHA-256 too, as the batch's log line does (check review 2026-12-06, R5: the help still said "build (version,
+    kernel and physics data)", the wording the compat audit's F2 found wrong)."""
+    from mcproton.cli import command_parsers
+
+    flat = " ".join(command_parsers()["check"].format_help().split())
+    said = flat[flat.index("--skip-checked with --batch"):]
+    said = said[:said.index(" --ct ")]
+    assert "(version, kernel and physics data)" not in said, said
+    assert "build (version, kernel, physics data and code: the SHA-256 of every Python and kernel source" in said, said
+
+
 def test_a_check_set_aside_by_a_stopped_batch_is_reused_the_next_night(tmp_path):
     """A batch stopped before a patient sets its earlier check aside (integrators' audit 2026-12-06, F1: its
     check.json says "not_checked", not last night's verdict); the next night's --skip-checked still reuses that

@@ -212,3 +212,56 @@ def test_a_file_without_the_overrides_record_is_written_with_overrides_unknown(r
     with warnings.catch_warnings():
         warnings.simplefilter("error", McprotonRuntimeWarning)
         assert not write_result_rtdose(old, tmp_path / "RD_told.dcm")["dose_comment"].startswith("OVERRIDE")
+
+
+def _software_versions(path) -> list[str]:
+    return list(pydicom.dcmread(path, stop_before_pixels=True).SoftwareVersions)
+
+
+def test_the_rt_dose_names_the_build_that_computed_its_dose(runs, tmp_path):
+    """SoftwareVersions names the build that computed the dose (the result's ``provenance["build"]``, a mixed sum's
+    parts), "unknown" where the result does not record it, and the mcproton that wrote the file as "written by";
+    a dose of this build as before (check review 2026-12-06, R3: a re-exported older result, and a sum of mixed
+    builds, were stamped with the writer's kernel and physics data)."""
+    from mcproton._build import check_build_identity, software_versions
+
+    a, b = runs
+    me = check_build_identity()
+    version, kernel, data, code = me["version"], me["kernel_hash"][:16], me["physics_files_sha256"][:16], \
+        me["code_sha256"][:16]
+    writer = f"written by mcproton {version} code {code}"
+
+    def written(result, name):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # the OVERRIDE of a mixed sum, said elsewhere
+            write_result_rtdose(result, tmp_path / name)
+        sv = _software_versions(tmp_path / name)
+        assert all(len(v) <= 64 and "\\" not in v for v in sv), sv   # LO: 64 characters, no backslash
+        return sv
+
+    # this build's dose, in memory and re-exported from its file: as before (the check's RD_mc.dcm too)
+    own = [f"mcproton {version}", f"kernel {kernel}", f"physics data {data}", f"code {code}"]
+    assert software_versions() == own
+    assert written(a, "RD_a.dcm") == own
+    assert written(_quiet_load(a.save(tmp_path / "a.h5")), "RD_a_again.dcm") == own
+    # a result of another kernel (an older dose.h5 re-exported): its kernel, this build's physics data
+    other = "f" * 64
+    old = _quiet_load(_old_file(b, tmp_path / "b.h5", drop=(), edit={
+        "kernel_hash": other, "build": {**b.provenance["build"], "kernel_hash": other,
+                                        "physics_files_sha256": "1" * 64}}))
+    assert written(old, "RD_old.dcm") == [f"mcproton {version}", "kernel ffffffffffffffff",
+                                          "physics data 1111111111111111", writer]
+    # a result that does not record its build (before 2026-12-06): the kernel it records, its physics data unknown
+    unrecorded = _quiet_load(_old_file(b, tmp_path / "u.h5"))
+    assert written(unrecorded, "RD_u.dcm") == [f"mcproton {version}", f"kernel {kernel}", "physics data unknown",
+                                               writer]
+    # a sum of mixed builds: each part's where they fit, "mixed" alone where they do not
+    with pytest.warns(McprotonRuntimeWarning, match="summed as given"):
+        mixed = sum_results([a, old], allow="mixed_builds")
+    assert written(mixed, "RD_mixed.dcm") == [f"mcproton {version}", f"kernel mixed: {kernel}, ffffffffffffffff",
+                                              f"physics data mixed: {data}, 1111111111111111", writer]
+    third = _quiet_load(_old_file(b, tmp_path / "e.h5", edit={"kernel_hash": "e" * 64}))   # no build either
+    with pytest.warns(McprotonRuntimeWarning, match="summed as given"):
+        three = sum_results([mixed, third], allow="mixed_builds")
+    assert written(three, "RD_three.dcm") == [f"mcproton {version}", "kernel mixed",    # 66 characters listed
+                                              f"physics data mixed: {data}, 1111111111111111, unknown", writer]
