@@ -158,7 +158,13 @@ def software_versions(dose_provenance: Mapping[str, Any] | None = None) -> list[
     a sum differ ("mixed" alone where they do not fit in 64 characters); then "written by mcproton <version> code
     <16 hex>": the mcproton that wrote the file (before, the writer's build was named as the dose's: the check
     review of 2026-12-06, R3).  The code's SHA-256 is the writer's in both forms: a result does not record it."""
-    b = check_build_identity()
+    try:
+        b = check_build_identity()
+    except Exception:  # noqa: BLE001 - an unreadable source file must not lose a dose computed already
+        # (the RT Dose of mcproton run is written after the MC: run review of 2026-12-06, F5)
+        from . import __version__
+
+        return [f"mcproton {__version__}", "build unknown: a source file could not be read"]
     code = f"code {b['code_sha256'][:16]}"
     own = [f"{name} {_lo_value(b[key], digits)}" for key, name, digits in _DOSE_BUILD_NAMES]
     if dose_provenance is None:

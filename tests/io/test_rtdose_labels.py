@@ -533,3 +533,27 @@ def test_a_ct_runs_rt_dose_to_medium_by_default_is_said_and_recorded(tmp_path, c
     assert "rtdose_note" not in s and "RT Dose holds dose to medium" not in out.err
     with h5py.File(tmp_path / "o.h5") as f:
         assert f["provenance"].attrs["rtdose_dose"].startswith("dose to water, RBE-weighted (constant RBE 1.1)")
+
+
+def test_an_unreadable_source_file_does_not_lose_the_rt_dose(tmp_path, monkeypatch):
+    """The RT Dose's SoftwareVersions hash every source file of mcproton (code_sha256); one that cannot be read made
+    every RT Dose write fail, for mcproton run after the whole MC (run review of 2026-12-06, F5).  Now the file is
+    written, saying the build is unknown."""
+    from mcproton import _build
+    from mcproton.dicom import write_result_rtdose
+    from mcproton.geometry import box_phantom
+    from mcproton.run import simulate
+    from mcproton.settings import RunSettings
+    from mcproton.source import Beam
+
+    def unreadable() -> str:
+        raise PermissionError("[Errno 13] Permission denied: 'mcproton/_check/compare.py'")
+
+    monkeypatch.setattr(_build, "code_sha256", unreadable)
+    said = _build.software_versions()
+    assert said[0].startswith("mcproton ") and "build unknown" in said[1]
+    g = box_phantom("water", (20.0, 20.0, 30.0), (4.0, 4.0, 3.0))
+    r = simulate(g, Beam.pencil(60.0, position_mm=(0, 0, -5), total_protons=1e9),
+                 RunSettings(primaries=2000, seed=3, backend="cpu", threads=1, batches=10))
+    write_result_rtdose(r, tmp_path / "RD.dcm")
+    assert "build unknown" in str(pydicom.dcmread(tmp_path / "RD.dcm").SoftwareVersions)
