@@ -464,14 +464,26 @@ def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
         from ._io.roi_overrides import outside_external, set_outside_to_air
         from ._io.rtstruct import read_rtstruct
 
-        from .body import body_roi_wanted
+        from .body import body_roi_wanted, warn_body_slices_missing
+
+        def slices_of(name: str, mask: Any) -> None:
+            # an External with slices left out makes those slices air (each contour is its own CT slice); where the
+            # body outline is the RT Struct's (output.body_outline "auto" or an ROI) its warning says so already
+            if str(cfg.get("output", {}).get("body_outline", "auto")).lower() in ("ct", "none"):
+                warn_body_slices_missing(
+                    mask, geometry, name, str(path), stacklevel=2,
+                    outcome="plan.outside_external = \"air\" makes the patient's material on those CT slices air "
+                            "(slabs of air across the patient, which the beams cross: the dose beyond them is not "
+                            "the patient's)",
+                    remedy="contour the body on every CT slice in the planning system, or set "
+                           "plan.outside_external = \"ct\" (the CT as it is outside the External)")
 
         try:
             found = outside_external(geometry, read_rtstruct(path),
                                      also_keep=[r["name"] for r in roi_overrides(path)] if how == "apply" else (),
                                      wanted=body_roi_wanted(cfg), strict=True,
                                      remedy="name the patient's outline in output.body_outline (it is then the "
-                                            "External too)")
+                                            "External too)", external_seen=slices_of)
         except ValueError as exc:
             raise ConfigError(f'plan.outside_external = "air": {exc}') from None
         if found is None:

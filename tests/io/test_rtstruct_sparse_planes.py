@@ -160,3 +160,30 @@ def test_a_body_contoured_on_every_other_slice_is_warned_of(tmp_path):
                                             r"between its first and last \(z = -8, -4, 0, 4, 8 mm\)"):
         out = body_from_rtstruct(str(tmp_path / "other.dcm"), g)
     assert out.mask.any(axis=(1, 2)).sum() == 6
+
+
+@pytest.mark.parametrize("outline,warned", [("ct", True), ("none", True), ("auto", False)])
+def test_a_gapped_external_made_air_by_a_run_is_warned_of_before_the_mc(tmp_path, outline, warned):
+    """mcproton run with plan.outside_external = "air": an External contoured on every other slice makes the slices
+    between air (each contour is its own CT slice).  Where the body outline is not the RT Struct's
+    (output.body_outline "ct" / "none") nothing said so; now the geometry step warns, before the transport (the
+    check review of 2026-12-06: the check warns of it, the run did not).  With "auto" the RT Struct's outline warns
+    of the same slices later (body_from_rtstruct, above): not said twice."""
+    from mcproton.config import _apply_struct_overrides
+
+    other = {"BODY": [_rect(-20, 20, -20, 20, z) for z in np.arange(-10.0, 10.1, 4.0)],
+             "CTV": [_rect(-5, 5, -5, 5, z) for z in np.arange(-6.0, 6.1, 2.0)]}
+    g = box_phantom("water", (50, 50, 22), 2.0, origin_mm=(-24.0, -24.0, -10.0))
+    save(make_rtstruct(other), tmp_path / "other.dcm")
+    cfg = {"plan": {"rtstruct": str(tmp_path / "other.dcm"), "outside_external": "air"},
+           "output": {"body_outline": outline}, "_base_dir": str(tmp_path)}
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        _apply_struct_overrides(cfg, g)
+    texts = [str(w.message) for w in said if "has no contour on 5 of the grid's slices" in str(w.message)]
+    assert len(texts) == (1 if warned else 0), [str(w.message) for w in said]
+    if warned:
+        assert "makes the patient's material on those CT slices air" in texts[0]
+        assert 'plan.outside_external = "ct"' in texts[0]
+    dens = np.asarray(g.density_g_cm3_zyx)
+    assert (dens[[1, 3, 5, 7, 9]] < 0.01).all() and (dens[[0, 2, 4, 6, 8, 10], 12, 12] > 0.9).all()
