@@ -162,10 +162,13 @@ def physics_changed(builds: list[dict[str, Any]] | None, current: dict[str, Any]
 
 
 #: how to resume a checkpoint whose beams ran on other random streams
-_STREAMS_HOW = ("its beams ran on other random streams: since 2026-12-06 mcproton run runs each beam of an RT Ion "
-                "Plan on the stream of its place in the plan, and a checkpoint of some of a plan's beams (plan.beams) "
-                "written before then ran them on streams 0, 1, ..., so continued its histories and this run's would "
-                "not be one run's (from Python: resume with the same JobOptions first_beam_index / beam_streams)")
+_STREAMS_HOW = ("its beams ran on other random streams, so continued its histories and this run's would not be one "
+                "run's: resume with the same random streams (JobOptions first_beam_index / beam_streams)")
+#: the same, for a checkpoint of mcproton run's plan.beams written before each beam ran on its place in the plan
+_OLD_STREAMS_HOW = ("its beams ran on other random streams: since 2026-12-06 mcproton run runs each beam of an RT Ion "
+                    "Plan on the stream of its place in the plan, and a checkpoint of some of a plan's beams "
+                    "(plan.beams) written before then ran them on streams 0, 1, ..., so continued its histories and "
+                    "this run's would not be one run's")
 _WHAT = {"format": ("checkpoint format", "it was written by another mcproton version"),
          "version": ("mcproton version", "resume with the version that wrote it"),
          "kernel_hash": ("transport kernel", "the kernel source changed since; resume with the same build"),
@@ -342,6 +345,10 @@ def _difference(old: dict[str, Any], fp: dict[str, Any]) -> str | None:
     for key in sorted(set(fp) | set(old), key=lambda k: (order.index(k) if k in order else len(order), k)):
         if old.get(key) != fp.get(key):
             what, how = _WHAT.get(key, (key, ""))
+            if (key in ("first_beam_index", "beam_streams") and fp.get("config_hash", "none") != "none"
+                    and not {"first_beam_index", "beam_streams"} & set(old)):
+                # an mcproton run checkpoint on streams 0, 1, ...: plan.beams before 2026-12-06 (run review F4)
+                how = _OLD_STREAMS_HOW
             return f"another {what} ({key} {str(old.get(key))[:16]} != {str(fp.get(key))[:16]}): {how}"
     return None
 

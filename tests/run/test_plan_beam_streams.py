@@ -154,3 +154,18 @@ def test_plan_beam_streams_and_job_streams():
     assert keys() == {} == keys(streams=[0, 1])                  # as before the streams were recorded
     assert keys(first_beam_index=2) == {"first_beam_index": "2"} == keys(streams=[2, 3])
     assert keys(streams=[0, 2]) == {"beam_streams": "0,2"}
+
+
+def test_a_python_resume_with_other_streams_is_told_to_keep_them_not_the_plan_beams_history():
+    """The stream mismatch of a checkpoint: the history of mcproton run's plan.beams (before 2026-12-06 on streams
+    0, 1, ...) is told only of an mcproton run checkpoint on those streams; a Python job resumed with another
+    first_beam_index is told to resume with the same streams (run review of 2026-12-06, F4: it got the history)."""
+    from mcproton._run.checkpoint import _difference
+
+    base = {"format": "1", "config_hash": "none", "seed": "1"}
+    py = _difference({**base, "first_beam_index": "1"}, {**base, "first_beam_index": "2"})
+    assert "resume with the same random streams" in py and "plan.beams" not in py
+    run = {**base, "config_hash": "abc"}
+    old = _difference(run, {**run, "first_beam_index": "1"})
+    assert "plan.beams" in old and "place in the plan" in old
+    assert "plan.beams" not in _difference({**run, "beam_streams": "0,2"}, {**run, "beam_streams": "1,2"})
