@@ -720,6 +720,8 @@ def _sum_overrides_unknown(prov: dict, results: list[DoseResult]) -> None:
     prov[OVERRIDES_NOT_RECORDED] = "; ".join(dict.fromkeys(files)) or "a part of this sum"
     who = ", ".join(label(k, build_record(r.provenance)) + (f" (from {w})" if w != "its provenance" else "")
                     for k, r, w in unknown)
+    if len(unknown) > 1:   # "result 1 (...), result 2 (...) does not record whether its dose": one subject
+        who = f"each of {who}"
     said = (f"sum_results: {overrides_unknown_text(who)}; so the sum's overrides are unknown too, and its RT Dose "
             "says \"OVERRIDE unknown\"")
     warn(said, McprotonRuntimeWarning, stacklevel=3)
