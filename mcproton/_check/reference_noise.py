@@ -51,7 +51,7 @@ a gamma level where F is at least :data:`REMARK_FAIL_SHARE`, a D95 level with a 
 higher by no more than its limit + 1.645 s (without the noise's shift it might have passed).
 
 Neither where the stated noise is at or below the remedy's goal (a failed level's reference then needs no
-regenerating): a quarter of a failed gamma's dose criterion (:data:`GOAL_OF_GAMMA_DOSE`; F then 3e-9) and a sixth
+regenerating): a quarter of a failed gamma's dose criterion (:data:`GOAL_OF_GAMMA_DOSE`; F then 2e-10) and a sixth
 of a failed D95 level (:data:`GOAL_OF_D95_LEVEL`; its D95 then lowered by at most 0.27 of the level), 0.5 % at the
 defaults.  The remedy names that goal and the primaries it takes ((s / goal)^2 times the reference's own: the noise
 falls as 1 / sqrt(primaries)); a lower MC uncertainty (``--target-uncertainty``) does not remove the reference's
@@ -229,8 +229,8 @@ def reference_d95_clause(j: JudgedAgainst, found: Found) -> str:
 
 def reference_noise_notes(judged: Sequence[JudgedAgainst], found: Found | None = None) -> ReferenceNoise:
     """The notes on the TPS doses whose stated noise bears on failed gamma or D95 levels compared with them (the
-    module's rules), per reference file in the order of the rows: a cause where the noise explains every such level
-    of the file, a remark for those it only contributes to; none where no file states its noise."""
+    module's rules), per reference file in the order of the rows: a cause for the levels its noise explains, a
+    remark for those it only contributes to; none where no file states its noise."""
     found = found if found is not None else Found()
     by_ref: dict[str, dict[str, list[JudgedAgainst]]] = {}
     for j in judged:
