@@ -29,7 +29,7 @@ from .levels import ActionLevels
 from .record import (calibration_record, ct_input, dicom_input, identification, invocation, levels_record, now_text,
                      plan_label)
 from .prescription import median_source, plan_dose_references, plan_prescriptions
-from .reference_noise import JudgedAgainst, reference_d95_clause, reference_noise_notes
+from .reference_noise import Found, JudgedAgainst, reference_d95_clause, reference_noise_notes
 from .._cpus import cpu_quota, usable_cpus
 from .._io.atomic import write_bytes_atomic
 from .._io.console import printable
@@ -1550,6 +1550,20 @@ WATER_MEDIUM_TEXT = ("in soft tissue the two differ by 0-3 % (fat 3 %), in bone 
                      "cortical bone 1.11 at 100 MeV, up to 1.16 near the end of range), in metal by 40-60 %")
 
 
+def _ratios_compared(rows: Sequence[JudgedAgainst], beam_dose: Mapping[int, dict], tps: np.ndarray, mc: MCDose,
+                     body: np.ndarray) -> dict[int | None, Mapping[str, float]]:
+    """The median MC/TPS voxel ratios (compare.beam_dose_ratio) that reference_noise judges a noisy reference's
+    failed rows by: each beam's with a per-beam TPS dose (``beam_dose``), and the plan dose's (``tps`` against the
+    MC total), computed only where a row's TPS dose states its own noise and failed ({} otherwise)."""
+    if not any(j.stated_pct is not None and not j.row.get("passed") for j in rows):
+        return {}
+    out: dict[int | None, Mapping[str, float]] = {b: r for b, r in beam_dose.items() if r.get("voxels")}
+    r = beam_dose_ratio(tps, mc.total_gy_zyx, body, mc.uncertainty_rel_zyx)
+    if r.get("voxels"):
+        out[None] = r
+    return out
+
+
 def stated_uncertainty_record(d: Any) -> dict[str, Any]:
     """What check.json's record of a TPS RT Dose (``provenance.inputs``) adds where the file states its own
     statistical uncertainty (rtdose.stated_uncertainty: a dose mcproton wrote): ``stated_uncertainty_pct`` and
@@ -1949,8 +1963,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         if getattr(d, "stated_uncertainty_pct", None) is not None:
             log(f"mcproton check: the {role} {printable(Path(d.path).name)} is itself a Monte Carlo dose: it states "
                 f"its own statistical uncertainty, {d.stated_uncertainty_pct:.2f} % (its "
-                f"{printable(d.stated_uncertainty_source)}); a failed gamma or D95 level that this noise can explain "
-                "is said among the likely causes")
+                f"{printable(d.stated_uncertainty_source)}); a failed gamma or D95 level that the data show to be "
+                "consistent with this noise alone is said among the likely causes, one it contributes to in a "
+                "remark")
     input_files = [dicom_input("RT Ion Plan", inp.plan_path)] \
         + [{**dicom_input(role, d.path), **stated_uncertainty_record(d)} for role, d in tps_doses] \
         + ([dicom_input("RT Struct", inp.struct_path)] if inp.struct_path else [])
@@ -2391,9 +2406,13 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                        "value_text": value_text, "limit_text": limit_text})
 
     # the gamma and D95 rows with the TPS dose each compares with: a reference that states its own noise (an MC dose
-    # mcproton wrote) is named where that noise explains a failed one (reference_noise.py; roundtrip audit F4)
+    # mcproton wrote) is named where the data are consistent with that noise alone, else at most remarked on as
+    # contributing (reference_noise.py; roundtrip audit F4, review of 2026-12-06 R1): judged against the likely
+    # causes found so far (concrete differences: _diagnose's, material outside the External, the TPS's beam sum)
     plan_ref = inp.total if inp.total is not None else (inp.beams[min(inp.beams)] if len(inp.beams) == 1 else None)
     ref_rows: list[JudgedAgainst] = []
+    found_notes = list(causes)
+    d95_noise_notes: list[tuple[int, JudgedAgainst]] = []   # (diagnostics' index, the row): the clause added below
 
     def against(d: Any, label: str, **kw: Any) -> None:   # the row just added, compared with the TPS dose d
         ref_rows.append(JudgedAgainst(checks[-1], Path(d.path).name if d is not None else "",
@@ -2411,14 +2430,14 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         add(f"beam {b}: gamma 2%/2mm pass rate", pr, lv.beam_gamma_2_2_min,
             math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min,
             "%", ">=", "beam_gamma_2_2_min")
-        against(inp.beams[b], f"beam {b}", gamma_dose_pct=2.0, gamma_distance_mm=2.0)
+        against(inp.beams[b], f"beam {b}", gamma_dose_pct=2.0, gamma_distance_mm=2.0, beam=b)
     for b in region_ids:   # the plan dose per field region (no per-beam TPS dose): named by its beam
         g = regions[b]["gamma_2_2"]
         pr = g["pass_rate"] * 100
         add(f"beam {b}: gamma 2%/2mm pass rate in its field region of the plan dose", pr, lv.beam_gamma_2_2_min,
             math.isfinite(pr) and pr >= lv.beam_gamma_2_2_min, "%", ">=", "beam_gamma_2_2_min")
         checks[-1]["value_text"] += f" ({g['points']} points of {field_region_text(b)})"
-        against(plan_ref, f"beam {b}'s field region", gamma_dose_pct=2.0, gamma_distance_mm=2.0)
+        against(plan_ref, f"beam {b}'s field region", gamma_dose_pct=2.0, gamma_distance_mm=2.0, beam=b)
     for b, r in beam_dose.items():   # each beam's dose level (compare.beam_dose_ratio)
         if not r.get("voxels"):
             continue
@@ -2491,7 +2510,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                     f"({', '.join(f'{k} {x:+.2f} %' for k, x in vals.items())}): the MC's statistical noise "
                     f"({u:.2f} %) decides this verdict more than the doses do; "
                     f"{noise_remedy(mc, target_uncertainty, primaries, time_limit_s)} before reading it as a dose "
-                    "error" + reference_d95_clause(ref_rows[-1]))
+                    "error")
+                d95_noise_notes.append((len(diagnostics) - 1, ref_rows[-1]))
     for b, r in ranges.items():
         if r.get("same_rays_as") is not None:   # one comparison of beams sharing a direction: its first beam's row
             continue
@@ -2571,10 +2591,17 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             causes.append(diagnostics[-1])
     passed = all(c["passed"] for c in checks)
     ct_notes = not_planning_ct_diagnostics(inp, checks)
-    # the first suspects of a failed range or dose level: the CT, then a reference dose whose own noise fails it
-    ref_notes = reference_noise_notes(ref_rows)
-    diagnostics[:0] = ct_notes + ref_notes
-    causes += ct_notes + ref_notes + [d for d in diagnostics if "the D95 level failed" in d]   # the noise decides D95
+    # a reference dose whose own stated noise the data are consistent with alone: a cause, after those that name a
+    # concrete difference (for another beam); one it only contributes to: a remark (review of 2026-12-06, R1)
+    not_noise = Found(ratios=_ratios_compared(ref_rows, beam_dose, tps, mc, body), notes=found_notes + ct_notes,
+                      failed_ranges=[c["quantity"] for c in checks if c["level"] == "range_median_mm"
+                                     and not c["passed"] and not c.get("noise_decides")])
+    ref_notes = reference_noise_notes(ref_rows, not_noise)
+    for i, j in d95_noise_notes:   # the MC-noise note of a D95 level that the reference's noise explains too
+        diagnostics[i] += reference_d95_clause(j, not_noise)
+    diagnostics[:0] = ct_notes   # the first suspect of a failed range or dose level
+    diagnostics += ref_notes.causes + ref_notes.remarks
+    causes += ct_notes + ref_notes.causes + [d for d in diagnostics if "the D95 level failed" in d]   # noise: D95
     if not passed and inp.dose_type == "EFFECTIVE" and not any("variable RBE" in d for d in diagnostics):
         diagnostics.append(_constant_rbe_note(mc))   # the assumption behind every EFFECTIVE comparison (rbe audit F1)
         causes.append(diagnostics[-1])

@@ -558,6 +558,24 @@ TOP_UP_PASSES = 3
 TOP_UP_MIN = 1000
 
 
+def _top_up_said(wanted: Sequence[int], results: Sequence[Any], estimate_pct: float) -> str:
+    """How much the top-up pass runs, as the log says it: the primaries each beam is given (``wanted``, of the
+    ``results``' own), in % of its own; where the TOP_UP_MIN floor or the --primaries limit makes that differ from
+    the 1/sqrt(N) estimate (``estimate_pct``, with TOP_UP_MARGIN), both (review of 2026-12-06, R6: "by 10 % more
+    primaries" where the floor made it 1,000 of 6,500, 15 %)."""
+    run = [(n, int(r.primaries)) for n, r in zip(wanted, results) if n >= TOP_UP_MIN and int(r.primaries) > 0]
+    if not run:
+        return "no beam has primaries left to top up within the --primaries limit"
+    pcts = sorted({round(100 * n / p) for n, p in run})
+    said = f"{pcts[0]}" if len(pcts) == 1 else f"{pcts[0]}-{pcts[-1]}"
+    text = (f"topping up {'each beam' if len(run) == len(results) else f'{len(run)} of the {len(results)} beams'} "
+            f"by {said} % more primaries")
+    if pcts != [round(estimate_pct)]:
+        text += (f" (the estimate {estimate_pct:.0f} %, at least {TOP_UP_MIN:,} primaries a beam and within the "
+                 "--primaries limit)")
+    return text
+
+
 def _top_up_pass(results: list, beams: list, geometry: Any, settings: Any, seed: int, u: float, target: float,
                  limit: int, left_s: float | None, progress: Any, log: Callable[[str], None],
                  k: int) -> tuple[list, float | None, bool]:
@@ -570,16 +588,16 @@ def _top_up_pass(results: list, beams: list, geometry: Any, settings: Any, seed:
     from ..settings import RunSettings
 
     factor = (u / target) ** 2 - 1.0
-    log(f"mcproton check: the plan dose's uncertainty is {100 * u:.2f} % after every beam reached "
-        f"{100 * settings.target_uncertainty:.2f} %" + (f" and {k} top-up(s)" if k else "")
-        + f" (target {100 * target:g} %" + (": the beams overlap less in the high-dose region" if not k else "")
-        + f"); topping up each beam by {100 * factor * TOP_UP_MARGIN:.0f} % more primaries")
-    out = []
-    grew = False
     # at least TOP_UP_MIN primaries (fewer make too few batches to estimate their noise; before, a beam that wanted
     # fewer got none, so a plan dose just above its target stayed there), within the --primaries limit
     wanted = [min(max(int(math.ceil(r.primaries * factor * TOP_UP_MARGIN)), TOP_UP_MIN), limit - int(r.primaries))
               for r in results]
+    log(f"mcproton check: the plan dose's uncertainty is {100 * u:.2f} % after every beam reached "
+        f"{100 * settings.target_uncertainty:.2f} %" + (f" and {k} top-up(s)" if k else "")
+        + f" (target {100 * target:g} %" + (": the beams overlap less in the high-dose region" if not k else "")
+        + f"); {_top_up_said(wanted, results, 100 * factor * TOP_UP_MARGIN)}")
+    out = []
+    grew = False
     for i, (b, r) in enumerate(zip(beams, results)):
         n2 = wanted[i]
         if n2 < TOP_UP_MIN:

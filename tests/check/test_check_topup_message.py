@@ -162,3 +162,40 @@ def test_the_top_up_runs_within_what_the_time_limit_left():
             assert _top_up(results, tot, fields, None, s, 0.01, 10**7, False, lambda m: None) == (results, tot)
     assert asked == [] and len(said) == 1
     assert "used the --time-limit of 60 s, so there is no top-up" in said[0]
+
+
+@pytest.mark.parametrize("primaries, said", [
+    (6_500, "topping up each beam by 15 % more primaries (the estimate 10 %, at least 1,000 primaries a beam and "
+            "within the --primaries limit)"),   # the review's topup_prov.py: 1,000 of 6,500
+    (100_000, "topping up each beam by 10 % more primaries"),   # the estimate itself: nothing more to say
+])
+def test_the_top_up_log_says_the_primaries_it_runs(primaries, said):
+    """The log's percentage is what each beam is given, not the 1/sqrt(N) estimate before the TOP_UP_MIN floor of
+    1,000 primaries (review of 2026-12-06, R6: "by 10 % more primaries", then 1,000 of 6,500, 15 %).  No transport:
+    run_job is replaced by one that stops the top-up once asked."""
+    import math
+
+    from mcproton._check.compute import TOP_UP_MARGIN
+    from mcproton._run import job
+    from mcproton.settings import PhysicsSettings
+
+    class Ran(Exception):
+        pass
+
+    def fake_run_job(*args, **kwargs):
+        raise Ran
+
+    results = [SimpleNamespace(provenance={"stop_reason": "target_uncertainty"}, primaries=primaries)
+               for _ in range(2)]
+    s = SimpleNamespace(target_uncertainty=0.0141, seed=1, time_limit_s=None, backend="cpu", threads=1,
+                        physics=PhysicsSettings())
+    u = 0.01 * math.sqrt(1 + 0.10 / TOP_UP_MARGIN)   # the estimate: 10 % more primaries with the margin
+    fields = [SimpleNamespace(name=f"F{k}", meta={"beam_number": k}) for k in (1, 2)]
+    logs: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(job, "run_job", fake_run_job)
+        with pytest.raises(Ran):
+            _top_up(results, SimpleNamespace(mean_rel_uncertainty_50=u), fields, None, s, 0.01, 10**7, False,
+                    logs.append)
+    assert logs[0].endswith(f"(target 1 %: the beams overlap less in the high-dose region); {said}"), logs
+    assert f"top-up of beam 1 (1/2): F1, {max(math.ceil(primaries * 0.10), 1000):,} more primaries" == logs[1]
