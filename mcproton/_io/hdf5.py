@@ -376,6 +376,13 @@ def load_result(path: str | Path):
 _RT_PLAN_BEAM_NAME = re.compile(r"^\d+:")
 
 
+def beam_records(provenance: dict) -> list[dict]:
+    """The beam records of a result's provenance: ``["summed_beams"]`` for a sum (sum_results), else
+    ``["beam"]`` alone; an item that is not a dict (or a missing one) as {}."""
+    beams = provenance.get("summed_beams") if "summed_beams" in provenance else [provenance.get("beam")]
+    return [b if isinstance(b, dict) else {} for b in beams or [None]]
+
+
 def _fractions_not_stored(attrs: dict, prov: dict, normalisation: str, path: str | Path) -> str:
     """The files whose plan's dose does not record how many fractions it holds (``DoseResult.fractions_not_stored``):
     ``path`` for a file written before the beams recorded ``fractions`` (in 2026-12-05; such a file stores no
@@ -384,8 +391,7 @@ def _fractions_not_stored(attrs: dict, prov: dict, normalisation: str, path: str
     again from one names (root attribute ``fractions_not_stored``); "" where every beam records its fractions, for
     a dose per primary and for another beam (a pencil beam: the dose as simulated).  The compat audit of
     2026-12-06, F3: the demo's one fraction of 17 was written again as the whole course (DoseSummationType PLAN)."""
-    beams = prov.get("summed_beams") if "summed_beams" in prov else [prov.get("beam")]
-    beams = [b if isinstance(b, dict) else {} for b in beams or [None]]
+    beams = beam_records(prov)
     if all(b.get("fractions") is not None for b in beams) or str(normalisation).startswith("Gy per primary"):
         return ""
     said = str(_py(attrs.get("fractions_not_stored", "")) or "")

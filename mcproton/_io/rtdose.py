@@ -467,9 +467,9 @@ def result_dose_contents(result, *, summation: str = "plan", dose_to: str = "med
     fraction unless ``plan.all_fractions``) raises ValueError: written as PLAN, a one-fraction dose would be read
     as the whole course (compat audit of 2026-12-06, F3); give ``write_result_rtdose`` ``contents=``, or state the
     fractions in the result's beam records."""
-    prov = getattr(result, "provenance", None) or {}
-    beams = prov.get("summed_beams") if "summed_beams" in prov else [prov.get("beam")]
-    metas = [b if isinstance(b, dict) else {} for b in beams or [None]]
+    from .hdf5 import beam_records
+
+    metas = beam_records(getattr(result, "provenance", None) or {})
     unknown = getattr(result, "fractions_not_stored", "")
     if unknown and not all(m.get("fractions") is not None for m in metas):
         raise ValueError(

@@ -43,8 +43,9 @@ def _mapping(v: Any) -> dict | None:
 
 
 def _beams(prov: dict) -> list[str]:
-    beams = prov.get("summed_beams") or [prov.get("beam") or {}]
-    return [str(b.get("name")) for b in beams if isinstance(b, dict) and b.get("name")]
+    from .._io.hdf5 import beam_records
+
+    return [str(b.get("name")) for b in beam_records(prov) if b.get("name")]
 
 
 def build_record(prov: dict) -> dict:

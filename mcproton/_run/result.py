@@ -577,7 +577,13 @@ def _summed_study(results: list[DoseResult]) -> tuple[VoxelGeometry, str]:
     if getattr(g, "study", None) is not None:
         g = copy.copy(g)
         g.study = None
-    return g, "; ".join(dict.fromkeys(f for u in unknown for f in u.split("; ")))
+    return g, _files_named(unknown)
+
+
+def _files_named(texts: Iterable[str]) -> str:
+    """The files named by ``texts`` (each "" or "a.h5; b.h5", as a result's study_not_stored and
+    fractions_not_stored say them), once each, in order: "a.h5; b.h5; c.h5"."""
+    return "; ".join(dict.fromkeys(f for t in texts if t for f in t.split("; ")))
 
 
 def _copy_result(r: DoseResult) -> DoseResult:
@@ -873,5 +879,4 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
         mean_rel_uncertainty_50=mean_unc, geometry=g, ledger=led, provenance=prov, primaries=n, wall_s=wall,
         protons_per_second=pps, backend=results[0].backend, device=results[0].device, normalisation=norm,
         edep_mev_zyx=edep, study_not_stored=unknown,
-        fractions_not_stored="; ".join(dict.fromkeys(f for r in results if r.fractions_not_stored
-                                                     for f in r.fractions_not_stored.split("; "))))
+        fractions_not_stored=_files_named([r.fractions_not_stored for r in results]))
