@@ -211,6 +211,13 @@ def body_from_rtstruct(struct: Any, geometry: Any, wanted: str | None = None) ->
 RUN_SLICES_OUTSIDE = "their dose is set to 0 (and plan.outside_external = \"air\" makes them air)"
 RUN_SLICES_REMEDY = ("contour the body on every CT slice in the planning system, or set output.body_outline = \"ct\" "
                      "(the outline found on the CT) and plan.outside_external = \"ct\"")
+#: the same where plan.outside_external = "air" makes those slices air and the body outline is not the RT Struct's
+#: (output.body_outline "ct" / "none": mcproton.config warns before the transport)
+RUN_AIR_SLICES_OUTSIDE = ("plan.outside_external = \"air\" makes the patient's material on those CT slices air "
+                          "(slabs of air across the patient, which the beams cross: the dose beyond them is not the "
+                          "patient's)")
+RUN_AIR_SLICES_REMEDY = ("contour the body on every CT slice in the planning system, or set plan.outside_external = "
+                         "\"ct\" (the CT as it is outside the External)")
 
 
 def warn_body_slices_missing(mask: np.ndarray, geometry: Any, name: str, where: str, *,

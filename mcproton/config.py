@@ -464,19 +464,15 @@ def _apply_struct_overrides(cfg: dict[str, Any], geometry: Any) -> None:
         from ._io.roi_overrides import outside_external, set_outside_to_air
         from ._io.rtstruct import read_rtstruct
 
-        from .body import body_roi_wanted, warn_body_slices_missing
+        from .body import (RUN_AIR_SLICES_OUTSIDE, RUN_AIR_SLICES_REMEDY, body_roi_wanted,
+                           warn_body_slices_missing)
 
         def slices_of(name: str, mask: Any) -> None:
             # an External with slices left out makes those slices air (each contour is its own CT slice); where the
             # body outline is the RT Struct's (output.body_outline "auto" or an ROI) its warning says so already
             if str(cfg.get("output", {}).get("body_outline", "auto")).lower() in ("ct", "none"):
-                warn_body_slices_missing(
-                    mask, geometry, name, str(path), stacklevel=2,
-                    outcome="plan.outside_external = \"air\" makes the patient's material on those CT slices air "
-                            "(slabs of air across the patient, which the beams cross: the dose beyond them is not "
-                            "the patient's)",
-                    remedy="contour the body on every CT slice in the planning system, or set "
-                           "plan.outside_external = \"ct\" (the CT as it is outside the External)")
+                warn_body_slices_missing(mask, geometry, name, str(path), stacklevel=2,
+                                         outcome=RUN_AIR_SLICES_OUTSIDE, remedy=RUN_AIR_SLICES_REMEDY)
 
         try:
             found = outside_external(geometry, read_rtstruct(path),
