@@ -1175,6 +1175,12 @@ input file), 3 the machine or the output (the output busy, the disk full or read
 143 SIGTERM, 129 SIGHUP; the checkpoint is kept for --resume).  See mcproton.errors and docs/check.md."""
 
 
+#: the attribute of an option that is required except with another option (argparse has no such rule, so the
+#: command checks it itself): ``setattr(action, REQUIRED_UNLESS, "--list")``; the README's table marks the option
+#: "(required unless `--list`)" (audit 24 "docs" F5: validate's --out showed as optional)
+REQUIRED_UNLESS = "required_unless"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mcproton", description="GPU Monte Carlo proton transport for proton therapy")
     p.add_argument("--version", action="version", version=f"mcproton {__version__}")
@@ -1258,12 +1264,6 @@ def command_parsers() -> dict[str, argparse.ArgumentParser]:
     return {"run": sub.choices["run"], "check": sub.choices["check"], "demo": demo_parser(),
             "phantom": phantom_parser(), "validate": validate_parser(), "bench": sub.choices["bench"],
             "info": sub.choices["info"], "commission": sub.choices["commission"]}
-
-
-#: the attribute of an option that is required except with another option (argparse has no such rule, so the
-#: command checks it itself): ``setattr(action, REQUIRED_UNLESS, "--list")``; the README's table marks the option
-#: "(required unless `--list`)" (audit 24 "docs" F5: validate's --out showed as optional)
-REQUIRED_UNLESS = "required_unless"
 
 
 def commands_markdown() -> str:
