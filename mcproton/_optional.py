@@ -4,6 +4,7 @@ and a refusal that names the pip command before a command that needs one reads a
 the deployment audit of 2026-12-05, F3)."""
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 import sys
@@ -51,14 +52,39 @@ def install_hint(module: str) -> str:
     return hint
 
 
+#: the optional packages that ``mcproton info`` imports, not only finds: pymedphys's import is cheap (~0.1 s) and a
+#: broken install (found, with its version, but its import failing) was listed as fine while ``mcproton check``
+#: refused (audit 24 "docs" F1).  CuPy's import takes seconds, so it is only found; none is imported by
+#: ``import mcproton``.
+IMPORTED_BY_INFO = ("pymedphys",)
+
+
+def import_error(module: str) -> str | None:
+    """Why ``module`` cannot be imported ("ExcType: message"), or None where it imports.  Any exception counts: a
+    broken install can raise more than ImportError."""
+    try:
+        importlib.import_module(module)
+    except Exception as exc:   # noqa: BLE001 - reported, not raised: mcproton info describes the installation
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def components() -> dict[str, str]:
-    """Each optional package: its version and what it serves, or "missing" with the pip command."""
+    """Each optional package: its version and what it serves, "missing" with the pip command, or (pymedphys,
+    which is imported here) "installed but cannot be imported: <reason>"."""
     out = {}
     for module, (dists, needed_by, _) in OPTIONAL.items():
-        if present(module):
-            out[module] = f"{_version(dists) or 'installed'}, for {needed_by}"
-        else:
+        if not present(module):
             out[module] = f"missing (for {needed_by}): {install_hint(module)}"
+            continue
+        version = _version(dists)
+        why = import_error(module) if module in IMPORTED_BY_INFO else None
+        if why is not None:
+            out[module] = (f"installed{f' ({version})' if version else ''} but cannot be imported: {why} "
+                           f"(for {needed_by}): fix what the reason names, or reinstall it: "
+                           f"{install_hint(module).replace('pip install', 'pip install --force-reinstall', 1)}")
+        else:
+            out[module] = f"{version or 'installed'}, for {needed_by}"
     return out
 
 

@@ -37,15 +37,18 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "threads": ((int,), "CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use; at "
                             "most 4 per CPU of the machine, never fewer than 256)"),
         "gpu": ((int,), "CUDA device index for the cuda backend (default 0; Dask: one GPU per worker)"),
-        "batch_size": ((int,), "histories per batch (default primaries / batches; at most 2^25 = 33554432, one "
-                               "launch of the kernel); memory does not grow with it"),
+        "batch_size": ((int,), "histories per batch (default primaries / batches, or primaries / 100 with a "
+                               "target uncertainty or a time limit, and at most 10^6 on the CPU, 10^7 on the GPU: a "
+                               "10^8-proton CPU run has 100 batches; at most 2^25 = 33554432 when set, one launch of "
+                               "the kernel); memory does not grow with it"),
         "target_uncertainty": ((int, float), "stop at this mean relative uncertainty (voxels > 50 % Dmax), "
                                              "e.g. 0.01 (at least 1e-4); primaries is then the upper limit "
                                              "(default: none). "
                                              "It is judged from the 10th batch, and batches are primaries / 100 "
-                                             "unless batch_size is set, so the run never stops before ~10 % of "
-                                             "primaries: give a batch_size of about a tenth of the primaries the "
-                                             "target needs to stop sooner"),
+                                             "(at most 10^6 on the CPU, 10^7 on the GPU) unless batch_size is set, "
+                                             "so the run never stops before ~10 % of primaries (or 10^7 on the "
+                                             "CPU, 10^8 on the GPU, where that is fewer): give a batch_size of "
+                                             "about a tenth of the primaries the target needs to stop sooner"),
         "time_limit_s": ((int, float), "stop after this many seconds of transport of the whole run, its beams "
                                        "sharing it (checked between batches, resumed segments included; default: "
                                        "none)"),

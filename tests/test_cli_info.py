@@ -73,3 +73,28 @@ def test_info_shows_the_cpus_with_a_cpu_quota(fresh_backends, monkeypatch, capsy
     assert info["cpus"]["usable"] == 2 and info["cpus"]["affinity"] == 64
     assert info["cpus"]["quota"] == "2 CPUs' time (cgroup CPU quota)"
     assert info["cpu_device"].endswith("(2 OpenMP threads)"), info["cpu_device"]
+
+
+def test_info_says_a_pymedphys_that_is_installed_but_cannot_be_imported(monkeypatch, tmp_path, capsys):
+    """A broken pymedphys (found, its distribution's version known, its import failing) was listed with its version,
+    while mcproton check refused for it (audit 24 "docs" F1): info now tries the import and gives the reason."""
+    shadow = tmp_path / "site" / "pymedphys"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("a broken pymedphys (test)")\n')
+    for name in [m for m in sys.modules if m == "pymedphys" or m.startswith("pymedphys.")]:
+        monkeypatch.delitem(sys.modules, name)   # restored after the test
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    main(["info"])
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("pymedphys:"))
+    assert "installed" in line and "but cannot be imported: ImportError: a broken pymedphys (test)" in line, line
+    assert "for mcproton check's 3-D gamma" in line and "pip install --force-reinstall 'pymedphys>=0.41'" in line
+    assert "pymedphys" not in sys.modules   # the failed import left nothing behind
+
+
+def test_info_imports_pymedphys_only_when_asked():
+    """``import mcproton`` does not import pymedphys (info does, when run)."""
+    import subprocess
+
+    code = "import sys, mcproton, mcproton.cli; print('pymedphys' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"

@@ -380,6 +380,41 @@ def test_readme_commands_table_is_commands_markdown():
     assert table == commands_markdown(), "README commands table differs: paste mcproton.cli.commands_markdown()"
 
 
+def test_an_option_required_unless_another_is_marked_so(capsys):
+    """validate's --out is required unless --list (the runner refuses without it, exit 2), run's unless
+    --check-config: argparse cannot say so, and the README's table showed them as optional (audit 24 "docs" F5)."""
+    from mcproton.cli import commands_markdown
+    from mcproton.validation.runner import main as validate_main
+
+    rows = {ln.split(" | ")[0].strip("|` "): ln for ln in commands_markdown().splitlines()[2:]}
+    assert "`--out OUT` (required unless `--list`)" in rows["mcproton validate"]
+    assert "`--out OUT` (required unless `--check-config`)" in rows["mcproton run CONFIG"]
+    from mcproton.cli import REQUIRED_UNLESS
+
+    for name, p in _parsers().items():
+        for a in p._actions:
+            unless = getattr(a, REQUIRED_UNLESS, None)
+            if unless:   # the other option exists, and the help says so too
+                assert unless in p._option_string_actions and unless in (a.help or ""), (name, a.option_strings)
+    assert validate_main(["--quick"]) == 2 and "--out DIR is required" in capsys.readouterr().err
+    assert validate_main(["--list"]) == 0
+
+
+def test_the_quick_validation_time_is_the_same_everywhere():
+    """README.md said "`validate --quick` 31 s" (the budgets before 2026-12-05) beside 76 s for today's, where
+    validation/README.md and ``mcproton validate --help`` said about 1.5 minutes (audit 24 "docs" F5)."""
+    from mcproton.validation.runner import build_parser
+
+    quick = next(a for a in build_parser()._actions if "--quick" in a.option_strings)
+    texts = {"README.md": (ROOT / "README.md").read_text(encoding="utf-8"),
+             "validation/README.md": (ROOT / "validation" / "README.md").read_text(encoding="utf-8"),
+             "mcproton validate --help": quick.help or ""}
+    said = {k: re.findall(r"about (\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)?) min(?:utes)? on 2 CPU cores", " ".join(v.split()))
+            for k, v in texts.items()}
+    assert all(said.values()) and len({x for v in said.values() for x in v}) == 1, said
+    assert not re.search(r"`validate --quick` \d+ s\b", " ".join(texts["README.md"].split()))
+
+
 def test_every_option_is_documented_and_every_documented_option_exists():
     """The reverse of the parse test: each option of each command appears in the README, docs/ or
     phantoms/README.md (with the command, or in a table of its options), and each ``--option`` written there

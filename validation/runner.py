@@ -30,14 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="cases: " + ", ".join(CASE_NAMES))
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                   help="few energies and ~6e6 protons in all (default; about 1.5 minutes on 2 CPU cores)")
+                   help="few energies and ~6e6 protons in all (default; about 1.5-3.5 minutes on 2 CPU cores)")
     g.add_argument("--full", dest="mode", action="store_const", const="full",
                    help="all energies, sub-percent statistics")
     p.set_defaults(mode="quick")
     p.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto (default: the GPU if CuPy finds one, else the CPU), cpu or cuda")
-    p.add_argument("--out", required=False,
-                   help="output folder for report.html, summary.json and the figures (created; required)")
+    out = p.add_argument("--out", required=False,   # but for --list: main() says so (exit status 2)
+                         help="output folder for report.html, summary.json and the figures (created; required "
+                              "unless --list)")
+    setattr(out, "required_unless", "--list")   # mcproton.cli.REQUIRED_UNLESS: the README's table marks it
     p.add_argument("--cases", default="", help="comma-separated subset of the cases (default: all; see --list)")
     p.add_argument("--seed", type=int, default=20240611, help="random seed of the runs (default 20240611)")
     p.add_argument("--batches", type=int, default=10,

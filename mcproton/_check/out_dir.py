@@ -271,14 +271,14 @@ def record_failure(out: Path | None, exc: BaseException, *, ours_written: bool, 
     """Record in ``out/check.json`` that this check did not complete (``exc``): ``status`` ("refused",
     "environment_error", "internal_error", "interrupted"; ``status`` where given: "not_in_batch" for a batch's patient
     no longer in it, "not_checked" for one the batch did not reach), the message, the exit status (null for a patient
-    not checked), when, with what inputs, the patient and plan where the plan was read (``identification``); an
-    earlier check's outputs there are moved aside (:func:`move_aside`) first, unless this check already did
-    (``moved_to``: where they went) or replaced them (``ours_written``).  A new or empty ``out`` gets no record
-    (nothing there could be taken for this check's result; it is removed with its lock).  Before 2026-12-06 a refused
-    re-check left the earlier check's complete PASS report in --out without a word, and a script reading
-    --out/check.json read it (automation audit, F1); an interrupted one did until the integrators' audit (F1).
-    Returns the record (also where none is written: ``--json`` prints it); writing it is best effort (a full or
-    read-only disk: named in the log)."""
+    not checked), when, with what inputs and ``out``, the patient and plan where the plan was read
+    (``identification``); an earlier check's outputs there are moved aside (:func:`move_aside`) first, unless this
+    check already did (``moved_to``: where they went) or replaced them (``ours_written``).  A new or empty ``out``
+    gets no record (nothing there could be taken for this check's result; it is removed with its lock).  Before
+    2026-12-06 a refused re-check left the earlier check's complete PASS report in --out without a word, and a
+    script reading --out/check.json read it (automation audit, F1); an interrupted one did until the integrators'
+    audit (F1).  Returns the record (also where none is written: ``--json`` prints it); writing it is best effort
+    (a full or read-only disk: named in the log)."""
     from .._io.atomic import write_bytes_atomic
     from .._io.json_out import json_text
     from .. import __version__
@@ -294,7 +294,9 @@ def record_failure(out: Path | None, exc: BaseException, *, ours_written: bool, 
         "provenance": {"mcproton_version": __version__, "build": check_build_record(), "check_started": started,
                        "check_finished": now_text(),
                        "identification": dict(identification or {}),
-                       "given_inputs": {k: v for k, v in inputs.items() if v is not None}, **invocation}}
+                       "given_inputs": {k: v for k, v in inputs.items() if v is not None},
+                       # --out, as the CLI's record of a refused option has it (audit 24 "docs" F4: missing here)
+                       "out": None if out is None else str(out), **invocation}}
     if moved_to is not None:
         record["earlier_outputs_moved_to"] = str(moved_to)
     if out is None or isinstance(exc, OutDirRefused):

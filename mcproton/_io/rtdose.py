@@ -367,8 +367,9 @@ def checked_dose_to(dose_to: Any, key: str = "dose_to", *, error: type[Exception
 @dataclass
 class DoseContents:
     """What an RT Dose holds: its DoseSummationType, the fractions and beams, dose to medium or water,
-    physical or RBE-weighted, and the factor from the simulated dose (``scale``: the run simulates what
-    ``plan.all_fractions`` says, one fraction by default)."""
+    physical or RBE-weighted, and the fractions' factor from the simulated dose (``scale``: the run simulates what
+    ``plan.all_fractions`` says, one fraction by default); the file holds :attr:`factor` (``scale`` x the RBE)
+    times the simulated dose."""
 
     summation_type: str
     fractions: int | None = None            # fractions the file holds (None: no plan)
@@ -393,6 +394,14 @@ class DoseContents:
     @property
     def dose_type(self) -> str:
         return "PHYSICAL" if self.rbe is None else "EFFECTIVE"
+
+    @property
+    def factor(self) -> float:
+        """The whole factor from the simulated dose (Gy, physical, per simulated fraction: the result's dose) to
+        the file's values: ``scale`` (the fractions) x the RBE (1 for physical dose).  The summary's
+        ``scale_from_simulated_dose``: it was ``scale`` alone, 10 % low for an RBE-weighted file (audit 24 "docs"
+        F2)."""
+        return self.scale * (1.0 if self.rbe is None else self.rbe)   # physical: x 1 (not `rbe or 1`)
 
     def comment(self, room: int = 64) -> str:
         """The DoseComment (LO, at most 64 characters; ``room``: fewer, where a tag goes in front of it).  What
@@ -422,12 +431,13 @@ class DoseContents:
         return f"to {self.dose_to}, " + ("physical" if self.rbe is None else f"RBE {self.rbe:g}")
 
     def as_dict(self) -> dict:
-        """For the JSON summary."""
+        """For the JSON summary (``scale_from_simulated_dose`` is :attr:`factor`: the file's values over the
+        simulated dose, the RBE included)."""
         return {"dose_summation_type": self.summation_type, "fractions": self.fractions,
                 "fractions_planned": self.fractions_planned, "beams": list(self.beam_numbers) or self.n_beams,
                 "plan_sop_instance_uid": self.plan_sop_instance_uid,
                 "dose_to": self.dose_to, "dose_type": self.dose_type, "rbe": self.rbe,
-                "unit": "Gy" if self.rbe is None else "Gy(RBE)", "scale_from_simulated_dose": self.scale,
+                "unit": "Gy" if self.rbe is None else "Gy(RBE)", "scale_from_simulated_dose": self.factor,
                 "dose_comment": self.comment()}
 
 
@@ -677,7 +687,7 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
                          "(contents.dose_to = \"medium\")")
     src = np.asarray(d, np.float64)
     d = mask_outside(src, body_outline or getattr(result, "body_outline", None))
-    factor = contents.scale * (1.0 if contents.rbe is None else contents.rbe)   # physical: x 1 (not `rbe or 1`)
+    factor = contents.factor   # the summary's scale_from_simulated_dose: the fractions x the RBE
     if d is src:   # no outline: a scaled copy (the result's dose stays as it is)
         d = d * factor
     else:          # the masked copy is ours: scaled in place (the same products), no second whole grid

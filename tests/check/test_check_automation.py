@@ -52,6 +52,7 @@ def test_a_refused_recheck_records_itself_and_moves_the_earlier_report_aside(ref
     assert record["status"] == printed["status"] == "refused" and record["passed"] is False
     assert record["schema_version"] == 1 and record["exit_status"] == 2 and record["error"]
     assert record["provenance"]["given_inputs"]["folder"] == str(refused_patient)
+    assert record["provenance"]["out"] == printed["provenance"]["out"] == str(out)   # audit 24 "docs" F4
     # the build that refused it, as a report's (compat audit 2026-12-06, F6)
     assert record["provenance"]["build"] == check_build_identity()
     assert not (out / "check.html").exists()
@@ -230,6 +231,9 @@ def test_json_prints_a_record_for_an_option_refused(args, error_type, tmp_path, 
     assert record["status"] == "refused" and record["exit_status"] == 2 and record["passed"] is False
     assert record["error"] and record["error_type"] == error_type and record["schema_version"] == 1
     assert record["provenance"]["given_inputs"]["folder"] == str(tmp_path)
+    # docs/check.md promises `out` too (audit 24 "docs" F4: a --gamma-points refusal, recorded by check() itself,
+    # had none)
+    assert record["provenance"]["out"] == str(tmp_path / "o")
     assert record["provenance"]["build"] == check_build_identity()
 
 

@@ -57,3 +57,13 @@ def test_on_python_313_the_refusal_says_which_pythons_pymedphys_installs_on(no_p
     monkeypatch.setattr(sys, "version_info", (3, 13, 0, "final", 0))
     with pytest.raises(RuntimeError, match=r"pip install 'pymedphys>=0.41' \(pymedphys 0.41.*Python 3.10-3.12"):
         mcproton.check(folder=tmp_path / "no_such_patient", beam_model="dcpt_v5")
+
+
+def test_the_docs_give_the_refusals_exit_status():
+    """docs/check.md said "exit status 2" for the refusal without pymedphys, the code exits 3 (audit 24 "docs" F1)."""
+    from mcproton.errors import EXIT_ENVIRONMENT
+
+    text = " ".join((ROOT / "docs" / "check.md").read_text(encoding="utf-8").split())
+    sentence = text[text.index("Where it cannot be imported, `mcproton check`"):]
+    sentence = sentence[:sentence.index("`mcproton info` lists it")]
+    assert f"(exit status {EXIT_ENVIRONMENT}," in sentence, sentence

@@ -135,11 +135,32 @@ def test_one_fraction_is_fraction_session_and_beam_session(tmp_path, capsys):
     assert rd.dose_summation_type == "FRACTION_SESSION" and rd.referenced_fraction_group_number == 1
     assert rd.referenced_beam_numbers == [] and rd.dose_type == "EFFECTIVE"
     assert "1 of 5 fx" in rd.dose_comment and "to water" in rd.dose_comment and "RBE 1.1" in rd.dose_comment
-    assert s["rtdose_contents"]["scale_from_simulated_dose"] == 1 and s["rtdose_contents"]["unit"] == "Gy(RBE)"
+    # the whole factor from the simulated dose, the RBE included (audit 24 "docs" F2: it was 1, the fractions' only)
+    assert s["rtdose_contents"]["scale_from_simulated_dose"] == 1.1 and s["rtdose_contents"]["unit"] == "Gy(RBE)"
     b2 = read_rtdose(tmp_path / "RD_beam2.dcm")
     assert b2.dose_summation_type == "BEAM_SESSION" and b2.referenced_beam_numbers == [2]
     for f in ("RD.dcm", "RD_beam2.dcm"):
         assert _dciodvfy_errors(tmp_path / f) == [], f
+
+
+@pytest.mark.parametrize("summation, factor", [("plan", 5 * 1.1), ("fraction", 1.1)])
+def test_scale_from_simulated_dose_is_the_files_values_over_the_simulated_dose(tmp_path, capsys, summation, factor):
+    """``scale_from_simulated_dose`` is the whole factor from the simulated dose (physical, per simulated fraction)
+    to the file: the fractions x the RBE.  It left the RBE out (audit 24 "docs" F2): 5 (or 1) for a file holding
+    5.5 (or 1.1) x the simulated dose, so a script dividing the RT Dose by it got a dose 10 % high."""
+    from mcproton._io.hdf5 import read_dose_hdf5
+    from mcproton.dicom import read_rtdose
+
+    cfg, _ = _case(tmp_path, 5)
+    s = _run(tmp_path, cfg, capsys, "output.rbe=1.1", f'output.dose_summation="{summation}"')
+    c = s["rtdose_contents"]
+    assert (c["rbe"], c["unit"], c["dose_type"]) == (1.1, "Gy(RBE)", "EFFECTIVE")
+    assert c["scale_from_simulated_dose"] == pytest.approx(factor, rel=1e-15)
+    assert c["max_dose"] == pytest.approx(s["max_dose_gy"] * c["scale_from_simulated_dose"], rel=1e-12)
+    simulated = read_dose_hdf5(tmp_path / "o.h5")["dose"]   # physical, per simulated fraction
+    rd = read_rtdose(tmp_path / "RD.dcm")
+    assert np.allclose(rd.dose_gy_zyx, c["scale_from_simulated_dose"] * simulated, rtol=0,
+                       atol=0.51 * rd.dose_grid_scaling)
 
 
 def test_bad_output_options_are_refused_before_the_transport(tmp_path, capsys):
