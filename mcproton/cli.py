@@ -106,7 +106,8 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     if rtdose and cfg.get("output", {}).get("rtdose_per_beam"):   # the per-beam RT Doses' names, known now
         from ._run.inputs import check_replaceable
 
-        check_replaceable([("the per-beam RT Dose", p) for p in _output_names(cfg, beams, Path("-"), rtdose, None)[2:]])
+        check_replaceable([("the per-beam RT Dose", p, "rtdose")
+                           for p in _output_names(cfg, beams, Path("-"), rtdose, None)[2:]])
     if out is not None and not args.check_config:
         from ._run.inputs import check_disk_space
 
@@ -822,7 +823,7 @@ def _rtdose_path(args: argparse.Namespace, cfg: dict) -> str | None:
     if rtdose:
         outputs = [("--rtdose" if args.rtdose else "output.rtdose", Path(rtdose))]
         check_output_paths(outputs, input_paths(cfg, args.config))
-        check_replaceable(outputs)
+        check_replaceable([(what, p, "rtdose") for what, p in outputs])
     return rtdose
 
 
@@ -846,7 +847,9 @@ def _check_paths(args: argparse.Namespace, cfg: dict) -> tuple[Path, str | None,
         outputs.append(("the plot (written beside --out)", png))
     check_output_paths(outputs + ([] if args.no_checkpoint else [("the checkpoint (beside --out)", _ckpt(out))]),
                        input_paths(cfg, args.config))
-    check_replaceable(outputs)   # only mcproton's own earlier outputs are replaced (the checkpoint: run_job's rules)
+    # only mcproton's own earlier outputs, each of its kind, are replaced (the checkpoint: run_job's rules)
+    kinds = ["hdf5"] + (["rtdose"] if rtdose else []) + (["png"] if png is not None else [])
+    check_replaceable([(what, p, kind) for (what, p), kind in zip(outputs, kinds)])
     return out, rtdose, png
 
 
