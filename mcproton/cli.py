@@ -124,7 +124,10 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     # one run per file at a time: a second run that would write any file of this one (its --out, RT Dose(s), plot or
     # checkpoint: --out x.h5 and --out x.hdf5 share x.ckpt.h5 and x.png) is refused naming this one; the locks are
     # held until the outputs are written (mcproton/_io/lock.py)
-    written, roles = _locked_files(cfg, beams, out, rtdose, png)
+    # an earlier run's per-beam RT Doses of --rtdose's name that this run does not write (RD_beam3.dcm of a run of
+    # three beams, re-run with two): removed with the other earlier outputs, locked as they are (identity audit F5)
+    earlier, kept = _earlier_beam_doses(cfg, beams, out, rtdose, png)
+    written, roles = _locked_files(cfg, beams, out, rtdose, png, earlier)
     import contextlib
 
     try:
@@ -143,10 +146,10 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
                                      **_run_record(args, settings, identity, clock), "output": str(out),
                                      "already_complete": True}))
                     return 0
-                _note_replaced([out] + ([Path(rtdose)] if rtdose else []) + ([png] if png is not None else []), args)
+                _note_replaced(_output_names(cfg, beams, out, rtdose, png), args, earlier, kept)
                 _say_backend(args, settings)
                 return _transport_and_write(args, cfg, settings, geometry, beams, out, rtdose, png, outline, clock,
-                                            said, identity)
+                                            said, identity, earlier)
     except StopSignal as exc:
         # a SIGTERM/SIGHUP once the locks were taken and before the transport began (its start-up: the kernel
         # compiled, the backend chosen) killed the run with its lock files left behind (CI 2026-12-05)
@@ -254,44 +257,82 @@ def _say_backend(args: argparse.Namespace, settings: Any) -> None:
         print(f"mcproton: backend {be.name} on {be.device}{why}", file=sys.stderr)
 
 
-def _locked_files(cfg: dict, beams: list, out: Path, rtdose: str | None,
-                  png: Path | None) -> tuple[list[Path], dict[Path, str]]:
+def _locked_files(cfg: dict, beams: list, out: Path, rtdose: str | None, png: Path | None,
+                  earlier: list[Path] | None = None) -> tuple[list[Path], dict[Path, str]]:
     """Every file the run writes (the HDF5, the RT Dose(s), the plot, the checkpoint: their temporary files are
-    named after them), and what each is to this run, for the lock files (a refusal names it to both runs).  The
-    checkpoint is locked also with --no-checkpoint: the run removes an earlier one's temporary files."""
+    named after them) or removes (``earlier``: :func:`_earlier_beam_doses`), and what each is to this run, for the
+    lock files (a refusal names it to both runs).  The checkpoint is locked also with --no-checkpoint: the run
+    removes an earlier one's temporary files."""
     names = _output_names(cfg, beams, out, rtdose, png)
     roles = {p: "the RT Dose" if i == 1 else "a per-beam RT Dose" for i, p in enumerate(names) if 0 < i}
+    for p in earlier or []:
+        roles[p] = f"an earlier run's per-beam RT Dose of the RT Dose {rtdose}, removed by this run"
     roles[out] = f"--out {out}"
     if png is not None:
         roles[png] = f"the plot of --out {out}"
     ckpt = _ckpt(out)
     roles[ckpt] = f"the checkpoint of --out {out}"
-    return names + [ckpt], roles
+    return names + list(earlier or []) + [ckpt], roles
+
+
+def _earlier_beam_doses(cfg: dict, beams: list, out: Path, rtdose: str | None,
+                        png: Path | None) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files named as per-beam RT Doses of the RT Dose ``rtdose`` (``RD_beam<N>.dcm``) that this run does not
+    write: ``(earlier, kept)``, the RT Doses of an earlier run (removed with its other earlier outputs) and the
+    other files with what they are (left as they are) (mcproton/_io/rtdose.py :func:`earlier_beam_rtdoses`)."""
+    if not rtdose:
+        return [], []
+    from ._io.rtdose import earlier_beam_rtdoses
+
+    return earlier_beam_rtdoses(rtdose, _output_names(cfg, beams, out, rtdose, png))
 
 
 def _note(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _note_replaced(paths: list[Path], args: argparse.Namespace) -> None:
+def _note_replaced(paths: list[Path], args: argparse.Namespace, earlier: list[Path] | None = None,
+                   kept: list[tuple[Path, str]] | None = None) -> None:
     """F13 of the long-runs audit: an earlier output of the same name is replaced by this run's; say so up front
     (its date), so that a result is never replaced without a word (the earlier files are removed once the
-    transport has finished, before the new ones are written: _remove_earlier_outputs)."""
+    transport has finished, before the new ones are written: _remove_earlier_outputs).  Every file is named: the
+    per-beam RT Doses replaced, and ``earlier``, an earlier run's per-beam RT Doses that this run removes without
+    writing their names (:func:`_earlier_beam_doses`; the identity audit of 2026-12-07, F5: the note named only the
+    plan's RT Dose); ``kept``, files of such names that are not mcproton's RT Doses, are named as left alone."""
     import time
 
+    def dated(files: list[Path]) -> str:
+        return ", ".join(f"{p} ({time.strftime('%Y-%m-%d %H:%M', time.localtime(p.stat().st_mtime))})"
+                         for p in files)
+
     old = [p for p in paths if p.is_file()]
-    if not old:
-        return
-    when = ", ".join(f"{p} ({time.strftime('%Y-%m-%d %H:%M', time.localtime(p.stat().st_mtime))})" for p in old)
-    what = ("of the interrupted run, or of an earlier one" if args.resume else "of an earlier run")
-    _note(f"mcproton: note: replacing the existing output(s) {what}: {when}; they are removed when this run's "
-          "transport has finished, just before its outputs are written (give another --out to keep them)")
+    whose = ("of the interrupted run, or of an earlier one" if args.resume else "of an earlier run")
+    said = [f"replacing the existing output(s) {whose}: {dated(old)}"] if old else []
+    if earlier:
+        said.append(f"removing the per-beam RT Dose(s) {whose} that this run does not write: {dated(list(earlier))}")
+    if said:
+        said[-1] += ("; they are removed when this run's transport has finished, just before its outputs are "
+                     "written (give other output names, --out and --rtdose, to keep them)")
+    if kept:
+        said.append("left as they are, though named as per-beam RT Doses of this run's: " + ", ".join(
+            f"{p} ({why})" for p, why in kept))
+    if said:
+        _note("mcproton: note: " + "; ".join(said))
 
 
-def _remove_earlier_outputs(paths: list[Path]) -> None:
+def _remove_earlier_outputs(paths: list[Path], earlier: list[Path] | None = None) -> None:
     """Remove the earlier files of this run's output names once its transport has finished: an output phase that
     is interrupted or fails (a full disk) then leaves this run's files or none, never an earlier run's RT Dose or
-    PNG beside this run's HDF5 (the long-runs audit, F2)."""
+    PNG beside this run's HDF5 (the long-runs audit, F2); and ``earlier``, an earlier run's per-beam RT Doses that
+    this run does not write (:func:`_earlier_beam_doses`), where they are still RT Doses mcproton wrote (another
+    program may have written one meanwhile: left, with a note)."""
+    from ._io.ownership import other_kind, written_by_mcproton
+
+    for p in earlier or []:
+        if p.is_file() and not (written_by_mcproton(p)[0] and not other_kind(p, "rtdose")):
+            _note(f"mcproton: note: {p} is no longer an RT Dose that mcproton wrote: left as it is")
+            continue
+        paths = [*paths, p]
     for p in paths:
         try:
             if p.is_file() or p.is_symlink():
@@ -326,9 +367,10 @@ class _OutputPhase(RaiseOnStopSignals):
 
 def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geometry: Any, beams: list,
                          out: Path, rtdose: str | None, png: Path | None, outline: Any, clock: Any,
-                         said: list[str], identity: str | None = None) -> int:
+                         said: list[str], identity: str | None = None, earlier: list[Path] | None = None) -> int:
     """The transport and the outputs of ``mcproton run``, holding the output's lock; ``identity``
-    (:func:`_run_identity`) is kept in the HDF5's provenance."""
+    (:func:`_run_identity`) is kept in the HDF5's provenance; ``earlier``: an earlier run's per-beam RT Doses,
+    removed with the earlier outputs (:func:`_earlier_beam_doses`)."""
     from ._timing import phase
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import JobOptions, RunInterrupted, plan_beam_streams, run_job
@@ -361,7 +403,7 @@ def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geo
     with _OutputPhase() as op:
         try:
             rc = _check_and_write(args, cfg, settings, beams, results, out, rtdose, png, outline, clock, said, op,
-                                  identity)
+                                  identity, earlier)
         except _OutputInterrupted as exc:
             print(_interrupted_writing(exc.signum, op.written, _output_names(cfg, beams, out, rtdose, png), out,
                                        checkpointed=not args.no_checkpoint), file=sys.stderr)
@@ -466,9 +508,10 @@ def _mark_completeness(settings: Any, beams: list, results: list, total: Any) ->
 
 def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: list, results: list, out: Path,
                      rtdose: str | None, png: Path | None, outline: Any, clock: Any, said: list[str],
-                     op: _OutputPhase, identity: str | None = None) -> int:
+                     op: _OutputPhase, identity: str | None = None, earlier: list[Path] | None = None) -> int:
     """The finished run checked (no dose, energy lost) and its outputs written; the JSON summary printed.
-    ``identity``: what the run computed from (:func:`_run_identity`), kept in the HDF5's provenance for --resume."""
+    ``identity``: what the run computed from (:func:`_run_identity`), kept in the HDF5's provenance for --resume;
+    ``earlier``: an earlier run's per-beam RT Doses, removed with the earlier outputs (:func:`_earlier_beam_doses`)."""
     from ._io.json_out import json_text
     from ._run.job import remove_checkpoint
     from ._timing import phase
@@ -541,7 +584,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         raise
     # the earlier files of these names go now, not when each is replaced: an output phase interrupted or failing
     # half-way leaves this run's files or none, never an earlier run's RT Dose or PNG beside this run's HDF5
-    _remove_earlier_outputs(_output_names(cfg, beams, out, rtdose, png))
+    _remove_earlier_outputs(_output_names(cfg, beams, out, rtdose, png), earlier)
     with phase("hdf5"):
         _write_output_or_explain(writer, total, out, checkpointed)
     op.written.append(str(out))

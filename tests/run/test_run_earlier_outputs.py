@@ -71,6 +71,50 @@ def _note(err: str) -> str:
     return note
 
 
+# --- F5: an earlier run's per-beam RT Doses ------------------------------------------------------------------
+
+def test_a_rerun_of_fewer_beams_removes_the_earlier_runs_per_beam_rt_dose(three_beams, tmp_path, capsys):
+    """Three beams, then ``plan.beams = [1, 2]`` on the same --rtdose: RD_beam3.dcm of the first run is gone (it
+    stayed, another run's dose, beside the new files), and the note names every earlier file, the per-beam RT
+    Doses replaced (RD_beam1/2.dcm) and removed (RD_beam3.dcm) among them."""
+    res = tmp_path / "res"
+    out, rd = res / "RD.h5", res / "RD.dcm"
+    assert main(_run(three_beams, out, rd)) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in res.glob("*.dcm")) == ["RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"]
+    first = _header(res / "RD_beam3.dcm").SOPInstanceUID
+    capsys.readouterr()
+    assert main(_run(three_beams, out, rd, "--set", "plan.beams=[1, 2]")) == 0
+    note = _note(capsys.readouterr().err)
+    assert not (res / "RD_beam3.dcm").exists(), f"the earlier run's {first} is still there"
+    assert sorted(p.name for p in res.glob("*.dcm")) == ["RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm"]
+    for name in ("RD.h5", "RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"):
+        assert str(res / name) in note, (name, note)
+    assert "per-beam RT Dose" in note and "does not write" in note, note
+    # the two per-beam files left are this run's: one series
+    assert _header(res / "RD_beam1.dcm").SeriesInstanceUID == _header(res / "RD_beam2.dcm").SeriesInstanceUID
+
+
+def test_a_rerun_without_per_beam_doses_removes_them_all_and_keeps_other_files(three_beams, tmp_path, capsys):
+    """The earlier run's RD_beam1..3.dcm go when the same --rtdose is written without output.rtdose_per_beam; a file
+    of such a name that mcproton did not write (a planning system's), or an RT Dose of another name
+    (RD_beam1_kept.dcm), is left as it is, the former named in the note as left alone."""
+    res = tmp_path / "res"
+    out, rd = res / "RD.h5", res / "RD.dcm"
+    assert main(_run(three_beams, out, rd)) == 0, capsys.readouterr().err
+    shutil.copy(res / "RD_beam1.dcm", res / "RD_beam1_kept.dcm")
+    shutil.copy(TPS_DOSE, res / "RD_beam7.dcm")
+    tps = (res / "RD_beam7.dcm").read_bytes()
+    capsys.readouterr()
+    assert main(_run(three_beams, out, rd, "--set", "output.rtdose_per_beam=false")) == 0
+    note = _note(capsys.readouterr().err)
+    assert sorted(p.name for p in res.glob("*.dcm")) == ["RD.dcm", "RD_beam1_kept.dcm", "RD_beam7.dcm"]
+    assert (res / "RD_beam7.dcm").read_bytes() == tps
+    for name in ("RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"):
+        assert str(res / name) in note, (name, note)
+    assert "left as they are" in note and f"{res / 'RD_beam7.dcm'} (mcproton did not write it" in note, note
+    assert "RD_beam1_kept" not in note, note
+
+
 # --- F7: an output replaces only an output of its own kind ---------------------------------------------------
 
 def _mcproton_files(folder: Path) -> dict[str, Path]:
