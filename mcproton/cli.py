@@ -19,17 +19,19 @@ from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport
 RUN_SUMMARY_SCHEMA = 1
 
 
-def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out: Path, checkpointed: bool) -> None:
-    """Write the run's output; if that fails (disk full, no permission), never lose the finished run: point to
-    the checkpoint that holds it (``--resume`` then only writes the output), or, without a finished checkpoint,
-    write the result to the temporary folder instead, and say so.  The remedy follows the cause ("free disk space"
-    only for a full disk or quota)."""
+def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out: Path,
+                             checkpointed: bool) -> _Rescue | None:
+    """Write the run's output (None: written); if that fails (disk full, no permission), never lose the finished
+    run: point to the checkpoint that holds it (``--resume`` then only writes the outputs), or, without a finished
+    checkpoint, write the result to the temporary folder instead and return a :class:`_Rescue` saying so: the other
+    outputs (the RT Doses, the plot) then go there too, and :meth:`_Rescue.error` is raised once they are written.
+    The remedy follows the cause ("free disk space" only for a full disk or quota)."""
     from ._io.atomic import is_no_space, is_unwritable, rescue_path, write_error_text
     from ._io.errors import OutputWriteError
 
     try:
         write(result, out)
-        return
+        return None
     except OSError as exc:
         why = write_error_text(exc, out)
         fix = "free disk space" if is_no_space(exc) else "remove the cause named above"
@@ -41,19 +43,112 @@ def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out
                            f"({describe(ckpt)}): {fix} (or fix the folder's permissions) and run the same command "
                            "with --resume, which writes the output without transporting again")
     rescue = rescue_path(out)
-    partial = (f" (the older checkpoint {ckpt}, {describe(ckpt)}, is left in place: delete it once the result is "
-               "safe)") if checkpointed and ckpt.exists() else ""
     try:
         write(result, rescue)
     except OSError as exc2:
-        fix2 = "free disk space" if is_no_space(exc2) else "remove the cause named above"
-        later = (f"; --resume continues from the checkpoint {ckpt} ({describe(ckpt)})" if checkpointed
-                 and ckpt.exists() else f"; {fix2} and run again")
-        raise OutputWriteError(f"could not write {out}: {why}; nor the rescue copy {rescue}: "
-                               f"{write_error_text(exc2, rescue)}: this run's result is lost{later}",
-                               no_space=is_unwritable(exc2)) from exc2
-    raise OutputWriteError(f"could not write {out}: {why}; the result was written to {rescue} instead: move it "
-                       f"where it belongs{partial}")
+        return _Rescue(out, why, checkpointed, None, lost=f"nor the rescue copy {rescue}: "
+                       f"{write_error_text(exc2, rescue)}", fix=("free disk space" if is_no_space(exc2) else
+                                                                 "remove the cause named above"),
+                       cause=exc2, no_space=is_unwritable(exc2))
+    return _Rescue(out, why, checkpointed, rescue)
+
+
+class _Rescue:
+    """The outputs of a finished run whose HDF5 could not be written at ``--out`` while no finished checkpoint holds
+    the run (:func:`_write_output_or_explain`): the HDF5 went to the temporary folder (``copy``; None: nor there,
+    ``lost`` says why), and so do the RT Doses and the plot (:meth:`path`); :meth:`record` keeps where each went
+    or why it was not written, :meth:`summary_keys` gives the summary's ``failed_outputs`` and ``rescued_outputs``,
+    and :meth:`error` the one message naming every output.  Before, the RT Doses were not attempted, the message
+    did not name them and no summary was printed: the per-beam doses, which the HDF5 does not hold, were lost (the
+    identity audit of 2026-12-07, F6)."""
+
+    def __init__(self, out: Path, why: str, checkpointed: bool, copy: Path | None, *, lost: str = "",
+                 fix: str = "", cause: BaseException | None = None, no_space: bool = False) -> None:
+        self.out, self.why, self.checkpointed, self.copy = out, why, checkpointed, copy
+        self.lost, self.fix, self.cause, self.no_space = lost, fix, cause, no_space
+        #: each output not written where it belongs: (what, its path, where it went or None, why not there)
+        self.outputs: list[tuple[str, Path, Path | None, str]] = [("the HDF5", out, copy, why)]
+
+    @staticmethod
+    def path(p: str | Path) -> Path:
+        """Where the output ``p`` goes instead: ``mcproton-rescued-<pid>-<name>`` in the temporary folder."""
+        from ._io.atomic import rescue_path
+
+        return rescue_path(p)
+
+    def record(self, items: list[tuple[str, Path, Path]], exc: BaseException | None = None) -> None:
+        """The outputs ``items`` (what, path, its rescue copy: "the RT Dose", ...) written in this order; ``exc``:
+        the error that stopped them (those before the copy it names were written; that one and the rest not)."""
+        from ._io.atomic import write_error_text
+
+        failed_at = len(items)
+        if exc is not None:
+            name = getattr(exc, "filename", None)
+            failed_at = next((i for i, (_, _, c) in enumerate(items) if name is not None and str(c) == str(name)), 0)
+        for i, (what, p, c) in enumerate(items):
+            if i < failed_at:
+                self.outputs.append((what, p, c, ""))
+            elif i == failed_at and isinstance(exc, OSError):
+                self.outputs.append((what, p, None, f"nor its rescue copy {c}: {write_error_text(exc, c)}"))
+            elif i == failed_at and exc is not None:   # a bug drawing the figure
+                self.outputs.append((what, p, None, f"not drawn: {type(exc).__name__}: {printable(exc)}, a bug in "
+                                     "mcproton's figure (rerun with --debug and report it)"))
+            else:
+                self.outputs.append((what, p, None, "not written after that"))
+
+    def moved(self) -> dict[str, str]:
+        return {str(p): str(c) for _, p, c, _ in self.outputs if c is not None}
+
+    def summary_keys(self) -> dict[str, Any]:
+        """``failed_outputs`` (each output not written where it belongs, and why) and ``rescued_outputs`` (each
+        written elsewhere: its path to where it is), for the summary."""
+        return {"failed_outputs": [f"{what} {p} ({why or 'not written there: the HDF5 could not be'}"
+                                   + (f"; written to {c} instead)" if c is not None else ")")
+                                   for what, p, c, why in self.outputs],
+                "rescued_outputs": self.moved()}
+
+    def error(self) -> Exception:
+        """The one message: what could not be written, where each output went or that it was not written, and
+        what to do (move them; --resume from an older checkpoint)."""
+        from ._io.errors import OutputWriteError
+        from ._run.checkpoint import checkpoint_path, describe
+
+        ckpt = checkpoint_path(self.out)
+        older = self.checkpointed and ckpt.exists()
+        others = [(p, c) for _, p, c, _ in self.outputs[1:] if c is not None]
+        missing = [(what, p, why) for what, p, c, why in self.outputs[1:] if c is None]
+        beams_lost = any(what == "the per-beam RT Dose" for what, _, _ in missing)
+        gone = ("; not written: " + ", ".join(f"{what} {p} ({why})" for what, p, why in missing)
+                + (": the per-beam doses are lost (the HDF5 holds the plan's dose only)" if beams_lost else "")
+                if missing else "")
+        moved = ", ".join(f"{p} -> {c}" for p, c in others)
+        if self.copy is None:   # nor the HDF5's rescue copy: what the RT Doses kept, if anything
+            later = (f"; --resume continues from the checkpoint {ckpt} ({describe(ckpt)})" if older
+                     else f"; {self.fix} and run again")
+            dose = any(what.endswith("RT Dose") for what, _, c, _ in self.outputs[1:] if c is not None)
+            kept = (f"; the HDF5 is lost, the other outputs were written to the temporary folder instead: {moved}: "
+                    f"move them where they belong{' (the dose is kept in the RT Doses)' if dose else ''}" if others
+                    else ": this run's result is lost")
+            err = OutputWriteError(f"could not write {self.out}: {self.why}; {self.lost}{kept}{gone}{later}",
+                                   no_space=self.no_space)
+            err.__cause__ = self.cause
+            return err
+        partial = (f" (the older checkpoint {ckpt}, {describe(ckpt)}, is left in place: delete it once the result "
+                   "is safe)") if older else ""
+        beside = f", and the other outputs beside it: {moved}" if others else ""
+        return OutputWriteError(f"could not write {self.out}: {self.why}; the result was written to {self.copy} "
+                                f"instead{beside}: move {'them' if others else 'it'} where "
+                                f"{'they belong' if others else 'it belongs'}{gone}{partial}")
+
+
+def _record_rtdoses(rescue: _Rescue, cfg: dict, beams: list, out: Path, rtdose: str,
+                    exc: BaseException | None = None) -> None:
+    """Record in ``rescue`` where the RT Dose and the per-beam RT Doses went (their rescue copies, in the order
+    write_run_rtdoses writes them), or, with ``exc``, which were not written."""
+    names = _output_names(cfg, beams, out, rtdose, None)[1:]
+    copies = _output_names(cfg, beams, out, str(rescue.path(rtdose)), None)[1:]
+    whats = ["the RT Dose"] + ["the per-beam RT Dose"] * (len(names) - 1)
+    rescue.record(list(zip(whats, names, copies)), exc)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -586,12 +681,16 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
     # half-way leaves this run's files or none, never an earlier run's RT Dose or PNG beside this run's HDF5
     _remove_earlier_outputs(_output_names(cfg, beams, out, rtdose, png), earlier)
     with phase("hdf5"):
-        _write_output_or_explain(writer, total, out, checkpointed)
-    op.written.append(str(out))
+        rescue = _write_output_or_explain(writer, total, out, checkpointed)
+    if rescue is None:
+        op.written.append(str(out))
+    elif rescue.copy is not None:   # the other outputs go beside it, into the temporary folder
+        op.written.append(str(rescue.copy))
 
     with phase("summary"):   # the summary's dose figures (maximum, D0.03cc, D2%: mcproton/body.py)
         summary = {"schema_version": RUN_SUMMARY_SCHEMA, **_run_record(args, settings, identity, clock),
-                   "output": str(out), "backend": total.backend,
+                   "output": str(out) if rescue is None else None if rescue.copy is None else str(rescue.copy),
+                   "backend": total.backend,
                    "device": total.device,
                    "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
                    "protons_per_second": round(total.protons_per_second, 1),
@@ -616,37 +715,57 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
     if rtdose:   # what it holds: output.dose_summation, rtdose_per_beam, dose_to, rbe (mcproton/_io/rtdose.py)
         from ._io.rtdose import write_run_rtdoses
 
+        # the RT Dose(s) where they belong, or beside the HDF5's rescue copy (the per-beam doses are in no other file)
+        rd = Path(rtdose) if rescue is None else rescue.path(rtdose)
         try:
             with phase("rtdose"):
-                summary.update(write_run_rtdoses(total, results, beams, out_cfg, Path(rtdose)))
+                summary.update(write_run_rtdoses(total, results, beams, out_cfg, rd))
             if (note := _default_medium_note(cfg)) is not None:
                 print(f"mcproton: {note}", file=sys.stderr)
                 summary["rtdose_note"] = note
-            op.written += [str(p) for p in _output_names(cfg, beams, out, rtdose, None)[1:]]
+            op.written += [str(p) for p in _output_names(cfg, beams, out, str(rd), None)[1:]]
+            if rescue is not None:
+                _record_rtdoses(rescue, cfg, beams, out, rtdose)
         except OSError as exc:   # one line, naming the file (a per-beam one where that failed; audit F7)
-            failed.append(f"the RT Dose {exc.filename or rtdose} ({write_error_text(exc, exc.filename or rtdose)})")
+            if rescue is not None:
+                _record_rtdoses(rescue, cfg, beams, out, rtdose, exc)
+            else:
+                failed.append(f"the RT Dose {exc.filename or rtdose} "
+                              f"({write_error_text(exc, exc.filename or rtdose)})")
             no_space |= is_no_space(exc)
     if png is not None:
         from .plots import plot_depth_dose
 
+        drawn = png if rescue is None else rescue.path(png)
         try:
             with phase("plot"):
                 if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
-                    _plot_run_planes(cfg, total, beams, png, outline, rtdose)   # says an early stop too
+                    _plot_run_planes(cfg, total, beams, drawn, outline, rtdose)   # says an early stop too
                 else:
-                    plot_depth_dose(total, png)
-            summary["plot"] = str(png)
-            op.written.append(str(png))
+                    plot_depth_dose(total, drawn)
+            summary["plot"] = str(drawn)
+            op.written.append(str(drawn))
+            if rescue is not None:
+                rescue.record([("the plot", png, drawn)])
         except OSError as exc:
-            failed.append(f"the plot {png} ({write_error_text(exc, png)})")
+            if rescue is not None:
+                rescue.record([("the plot", png, drawn)], exc)
+            else:
+                failed.append(f"the plot {png} ({write_error_text(exc, png)})")
             no_space |= is_no_space(exc)
         except (MemoryError, RuntimeError):   # the machine's (or an error of ours already named as such)
             raise
         except Exception as exc:   # noqa: BLE001 - a bug drawing the figure: the dose and the summary are kept
             # before 2026-12-06 an ROI name matplotlib read as mathtext raised a ValueError here: no summary, exit 2
             # "refused: bad input" after the whole transport (strings audit 19, F1)
-            failed.append(f"the plot {png} ({type(exc).__name__}: {printable(exc)})")
-            drawing = exc
+            if rescue is not None:
+                rescue.record([("the plot", png, drawn)], exc)
+            else:
+                failed.append(f"the plot {png} ({type(exc).__name__}: {printable(exc)})")
+                drawing = exc
+    if rescue is not None:   # the HDF5 not written at --out: the summary all the same, then the one message
+        print(json_text({**summary, **rescue.summary_keys()}))
+        raise rescue.error()
     if failed:   # the HDF5 holds the run; the checkpoint, if any, stays until every output is written
         # the summary all the same (what was written, and what not), then the error (the long-runs audit, F14)
         print(json_text({**summary, "failed_outputs": failed}))

@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from run_helpers import write_cfg
+from run_helpers import read_h5, write_cfg
 
 from mcproton.cli import main
 
@@ -201,3 +202,119 @@ def test_an_rt_dose_of_mcprotons_is_still_replaced(tmp_path, capsys):
     capsys.readouterr()
     assert main(first[:3] + [str(tmp_path / "b.h5")] + first[4:]) == 0
     assert str(tmp_path / "RD.dcm") in _note(capsys.readouterr().err)
+
+
+# --- F6: a full output file system, no finished checkpoint ---------------------------------------------------
+
+def _dose(path: Path) -> np.ndarray:
+    ds = pydicom.dcmread(path)
+    return ds.pixel_array * float(ds.DoseGridScaling)
+
+
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["no-checkpoint", "checkpoints-fail-too"])
+def test_a_full_disk_rescues_the_rt_doses_with_the_hdf5(checkpoint, three_beams, tmp_path, capsys, monkeypatch):
+    """The output folder full (its checkpoints fail too): the HDF5, the plan's RT Dose and each per-beam RT Dose
+    are written to the temporary folder, the per-beam doses the same as a run that could write them; the message
+    names every output and where it went; the summary is printed with failed_outputs and rescued_outputs."""
+    import tempfile
+
+    from full_disk import full_disk_in   # tests/full_disk.py
+
+    good = tmp_path / "good"
+    assert main(_run(three_beams, good / "RD.h5", good / "RD.dcm", "--no-checkpoint")) == 0
+    capsys.readouterr()
+    rescue = tmp_path / "rescue"
+    rescue.mkdir()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
+    res = tmp_path / "full"
+    res.mkdir()
+    full_disk_in(monkeypatch, res)
+    assert main(_run(three_beams, res / "RD.h5", res / "RD.dcm", *([] if checkpoint else ["--no-checkpoint"]))) == 3
+    cap = capsys.readouterr()
+    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
+    names = ["RD.h5", "RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"]
+    rescued = {n: next(rescue.glob(f"mcproton-rescued-*-{n}")) for n in names}
+    assert f"could not write {res / 'RD.h5'}: no space left on device" in msg, msg
+    assert f"written to {rescued['RD.h5']} instead" in msg, msg
+    for n in names[1:]:
+        assert f"{res / n} -> {rescued[n]}" in msg, (n, msg)
+    assert "move them where they belong" in msg, msg
+    assert not list(res.glob("*.dcm")) and not (res / "RD.h5").exists()
+    for n in names[2:]:   # the per-beam doses are kept, as a run that could write them wrote them
+        assert np.array_equal(_dose(rescued[n]), _dose(good / n)), n
+    assert np.array_equal(_dose(rescued["RD.dcm"]), _dose(good / "RD.dcm"))
+    assert np.array_equal(read_h5(rescued["RD.h5"])["dose"], read_h5(good / "RD.h5")["dose"])
+    summary = json.loads(cap.out)
+    assert summary["rescued_outputs"] == {str(res / n): str(rescued[n]) for n in names}
+    assert {f.split(" (")[0].split(" ")[-1] for f in summary["failed_outputs"]} == {str(res / n) for n in names}
+    assert summary["output"] == str(rescued["RD.h5"]) and summary["rtdose"] == str(rescued["RD.dcm"])
+
+
+def test_a_full_disk_says_which_outputs_were_not_written_anywhere(three_beams, tmp_path, capsys, monkeypatch):
+    """The temporary folder cannot take the RT Doses either: the HDF5 is rescued, and the message names each RT Dose
+    as not written (and that its per-beam dose is lost), instead of saying nothing of them."""
+    import tempfile
+
+    from full_disk import full_disk_in
+
+    rescue = tmp_path / "rescue"
+    rescue.mkdir()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
+    res = tmp_path / "full"
+    res.mkdir()
+    full_disk_in(monkeypatch, res)
+    from mcproton._io import atomic
+
+    h5_only = atomic.atomic_write_file   # the rescue folder takes the HDF5, not the RT Doses
+
+    def no_dicom(target, write):
+        if Path(target).parent == rescue and Path(target).suffix == ".dcm":
+            raise OSError(28, "No space left on device", str(target))
+        return h5_only(target, write)
+
+    monkeypatch.setattr(atomic, "atomic_write_file", no_dicom)
+    assert main(_run(three_beams, res / "RD.h5", res / "RD.dcm", "--no-checkpoint")) == 3
+    cap = capsys.readouterr()
+    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
+    (h5,) = rescue.glob("mcproton-rescued-*-RD.h5")
+    assert f"written to {h5} instead" in msg, msg
+    for n in ("RD.dcm", "RD_beam1.dcm"):
+        assert str(res / n) in msg, (n, msg)
+    assert "not written" in msg and "per-beam doses are lost" in msg, msg
+    assert not list(rescue.glob("*.dcm"))
+    assert json.loads(cap.out)["rescued_outputs"] == {str(res / "RD.h5"): str(h5)}
+
+
+def test_the_rt_dose_and_plot_keep_the_dose_where_no_hdf5_can_be_written(tmp_path, capsys, monkeypatch):
+    """No HDF5 can be written anywhere (every .h5 fails), no checkpoint: the RT Dose and the plot go to the temporary
+    folder, and the message says that the dose is kept there, not that "this run's result is lost"."""
+    import errno
+    import tempfile
+
+    from mcproton._io import atomic
+
+    rescue = tmp_path / "rescue"
+    rescue.mkdir()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
+    real = atomic.atomic_write_file
+
+    def no_hdf5(target, write):
+        if Path(target).suffix == ".h5":
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return real(target, write)
+
+    monkeypatch.setattr(atomic, "atomic_write_file", no_hdf5)
+    cfg = write_cfg(tmp_path / "job.toml", 2000)
+    out, rd = tmp_path / "o.h5", tmp_path / "RD.dcm"
+    assert main(["run", str(cfg), "--out", str(out), "--rtdose", str(rd), "--set", "output.plot=true", "--quiet",
+                 "--no-checkpoint", *ABSOLUTE]) == 3
+    cap = capsys.readouterr()
+    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
+    (copy,) = rescue.glob("mcproton-rescued-*-RD.dcm")
+    (png,) = rescue.glob("mcproton-rescued-*-o.png")
+    assert f"{rd} -> {copy}" in msg and f"{out.with_suffix('.png')} -> {png}" in msg, msg
+    assert "the HDF5 is lost" in msg and "result is lost" not in msg, msg
+    assert _dose(copy).max() > 0 and not rd.exists() and not out.exists()
+    summary = json.loads(cap.out)
+    assert summary["output"] is None and summary["plot"] == str(png)
+    assert summary["rescued_outputs"] == {str(rd): str(copy), str(out.with_suffix(".png")): str(png)}
