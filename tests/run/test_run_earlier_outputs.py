@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from run_helpers import read_h5, write_cfg
+from run_helpers import read_h5, refused_before_transport as _refused, write_cfg
 
 from mcproton.cli import main
 
@@ -139,20 +139,6 @@ def _mcproton_files(folder: Path) -> dict[str, Path]:
             "an RT Ion Plan": folder / "RP.dcm"}
 
 
-def _refused(argv: list[str], capsys, monkeypatch) -> str:
-    import mcproton.run
-
-    def transported(*a, **k):
-        raise AssertionError("a refused output reached the transport")
-
-    monkeypatch.setattr(mcproton.run.Simulation, "run_histories", transported)
-    monkeypatch.setattr(mcproton.run.Simulation, "run_histories_sparse", transported)
-    assert main(argv) == 2
-    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("mcproton:")]
-    assert len(err) == 1, err
-    return err[0]
-
-
 @pytest.mark.parametrize("kind", ["a CT slice", "an RT Struct", "an RT Ion Plan"])
 def test_rtdose_does_not_replace_another_dicom_object_mcproton_wrote(kind, tmp_path, capsys, monkeypatch):
     """--rtdose naming a CT slice of another (mcproton) CT series, its RT Struct or an RT Ion Plan mcproton wrote:
@@ -206,6 +192,22 @@ def test_an_rt_dose_of_mcprotons_is_still_replaced(tmp_path, capsys):
 
 # --- F6: a full output file system, no finished checkpoint ---------------------------------------------------
 
+def _full_output_folder(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """``tmp_path/full``, where every file written fails as on a full disk (tests/full_disk.py), and the temporary
+    folder ``tmp_path/rescue``, which has room."""
+    import tempfile
+
+    from full_disk import full_disk_in
+
+    rescue = tmp_path / "rescue"
+    rescue.mkdir()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
+    res = tmp_path / "full"
+    res.mkdir()
+    full_disk_in(monkeypatch, res)
+    return res, rescue
+
+
 def _dose(path: Path) -> np.ndarray:
     ds = pydicom.dcmread(path)
     return ds.pixel_array * float(ds.DoseGridScaling)
@@ -216,19 +218,10 @@ def test_a_full_disk_rescues_the_rt_doses_with_the_hdf5(checkpoint, three_beams,
     """The output folder full (its checkpoints fail too): the HDF5, the plan's RT Dose and each per-beam RT Dose
     are written to the temporary folder, the per-beam doses the same as a run that could write them; the message
     names every output and where it went; the summary is printed with failed_outputs and rescued_outputs."""
-    import tempfile
-
-    from full_disk import full_disk_in   # tests/full_disk.py
-
     good = tmp_path / "good"
     assert main(_run(three_beams, good / "RD.h5", good / "RD.dcm", "--no-checkpoint")) == 0
     capsys.readouterr()
-    rescue = tmp_path / "rescue"
-    rescue.mkdir()
-    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
-    res = tmp_path / "full"
-    res.mkdir()
-    full_disk_in(monkeypatch, res)
+    res, rescue = _full_output_folder(tmp_path, monkeypatch)
     assert main(_run(three_beams, res / "RD.h5", res / "RD.dcm", *([] if checkpoint else ["--no-checkpoint"]))) == 3
     cap = capsys.readouterr()
     msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
@@ -253,17 +246,9 @@ def test_a_full_disk_rescues_the_rt_doses_with_the_hdf5(checkpoint, three_beams,
 def test_a_full_disk_says_which_outputs_were_not_written_anywhere(three_beams, tmp_path, capsys, monkeypatch):
     """The temporary folder cannot take the RT Doses either: the HDF5 is rescued, and the message names each RT Dose
     as not written (and that its per-beam dose is lost), instead of saying nothing of them."""
-    import tempfile
-
-    from full_disk import full_disk_in
-
-    rescue = tmp_path / "rescue"
-    rescue.mkdir()
-    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
-    res = tmp_path / "full"
-    res.mkdir()
-    full_disk_in(monkeypatch, res)
     from mcproton._io import atomic
+
+    res, rescue = _full_output_folder(tmp_path, monkeypatch)
 
     h5_only = atomic.atomic_write_file   # the rescue folder takes the HDF5, not the RT Doses
 
