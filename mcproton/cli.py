@@ -19,17 +19,19 @@ from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport
 RUN_SUMMARY_SCHEMA = 1
 
 
-def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out: Path, checkpointed: bool) -> None:
-    """Write the run's output; if that fails (disk full, no permission), never lose the finished run: point to
-    the checkpoint that holds it (``--resume`` then only writes the output), or, without a finished checkpoint,
-    write the result to the temporary folder instead, and say so.  The remedy follows the cause ("free disk space"
-    only for a full disk or quota)."""
+def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out: Path,
+                             checkpointed: bool) -> _Rescue | None:
+    """Write the run's output (None: written); if that fails (disk full, no permission), never lose the finished
+    run: point to the checkpoint that holds it (``--resume`` then only writes the outputs), or, without a finished
+    checkpoint, write the result to the temporary folder instead and return a :class:`_Rescue` saying so: the other
+    outputs (the RT Doses, the plot) then go there too, and :meth:`_Rescue.error` is raised once they are written.
+    The remedy follows the cause ("free disk space" only for a full disk or quota)."""
     from ._io.atomic import is_no_space, is_unwritable, rescue_path, write_error_text
     from ._io.errors import OutputWriteError
 
     try:
         write(result, out)
-        return
+        return None
     except OSError as exc:
         why = write_error_text(exc, out)
         fix = "free disk space" if is_no_space(exc) else "remove the cause named above"
@@ -41,19 +43,112 @@ def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out
                            f"({describe(ckpt)}): {fix} (or fix the folder's permissions) and run the same command "
                            "with --resume, which writes the output without transporting again")
     rescue = rescue_path(out)
-    partial = (f" (the older checkpoint {ckpt}, {describe(ckpt)}, is left in place: delete it once the result is "
-               "safe)") if checkpointed and ckpt.exists() else ""
     try:
         write(result, rescue)
     except OSError as exc2:
-        fix2 = "free disk space" if is_no_space(exc2) else "remove the cause named above"
-        later = (f"; --resume continues from the checkpoint {ckpt} ({describe(ckpt)})" if checkpointed
-                 and ckpt.exists() else f"; {fix2} and run again")
-        raise OutputWriteError(f"could not write {out}: {why}; nor the rescue copy {rescue}: "
-                               f"{write_error_text(exc2, rescue)}: this run's result is lost{later}",
-                               no_space=is_unwritable(exc2)) from exc2
-    raise OutputWriteError(f"could not write {out}: {why}; the result was written to {rescue} instead: move it "
-                       f"where it belongs{partial}")
+        return _Rescue(out, why, checkpointed, None, lost=f"nor the rescue copy {rescue}: "
+                       f"{write_error_text(exc2, rescue)}", fix=("free disk space" if is_no_space(exc2) else
+                                                                 "remove the cause named above"),
+                       cause=exc2, no_space=is_unwritable(exc2))
+    return _Rescue(out, why, checkpointed, rescue)
+
+
+class _Rescue:
+    """The outputs of a finished run whose HDF5 could not be written at ``--out`` while no finished checkpoint holds
+    the run (:func:`_write_output_or_explain`): the HDF5 went to the temporary folder (``copy``; None: nor there,
+    ``lost`` says why), and so do the RT Doses and the plot (:meth:`path`); :meth:`record` keeps where each went
+    or why it was not written, :meth:`summary_keys` gives the summary's ``failed_outputs`` and ``rescued_outputs``,
+    and :meth:`error` the one message naming every output.  Before, the RT Doses were not attempted, the message
+    did not name them and no summary was printed: the per-beam doses, which the HDF5 does not hold, were lost (the
+    identity audit of 2026-12-07, F6)."""
+
+    def __init__(self, out: Path, why: str, checkpointed: bool, copy: Path | None, *, lost: str = "",
+                 fix: str = "", cause: BaseException | None = None, no_space: bool = False) -> None:
+        self.out, self.why, self.checkpointed, self.copy = out, why, checkpointed, copy
+        self.lost, self.fix, self.cause, self.no_space = lost, fix, cause, no_space
+        #: each output not written where it belongs: (what, its path, where it went or None, why not there)
+        self.outputs: list[tuple[str, Path, Path | None, str]] = [("the HDF5", out, copy, why)]
+
+    @staticmethod
+    def path(p: str | Path) -> Path:
+        """Where the output ``p`` goes instead: ``mcproton-rescued-<pid>-<name>`` in the temporary folder."""
+        from ._io.atomic import rescue_path
+
+        return rescue_path(p)
+
+    def record(self, items: list[tuple[str, Path, Path]], exc: BaseException | None = None) -> None:
+        """The outputs ``items`` (what, path, its rescue copy: "the RT Dose", ...) written in this order; ``exc``:
+        the error that stopped them (those before the copy it names were written; that one and the rest not)."""
+        from ._io.atomic import write_error_text
+
+        failed_at = len(items)
+        if exc is not None:
+            name = getattr(exc, "filename", None)
+            failed_at = next((i for i, (_, _, c) in enumerate(items) if name is not None and str(c) == str(name)), 0)
+        for i, (what, p, c) in enumerate(items):
+            if i < failed_at:
+                self.outputs.append((what, p, c, ""))
+            elif i == failed_at and isinstance(exc, OSError):
+                self.outputs.append((what, p, None, f"nor its rescue copy {c}: {write_error_text(exc, c)}"))
+            elif i == failed_at and exc is not None:   # a bug drawing the figure
+                self.outputs.append((what, p, None, f"not drawn: {type(exc).__name__}: {printable(exc)}, a bug in "
+                                     "mcproton's figure (rerun with --debug and report it)"))
+            else:
+                self.outputs.append((what, p, None, "not written after that"))
+
+    def moved(self) -> dict[str, str]:
+        return {str(p): str(c) for _, p, c, _ in self.outputs if c is not None}
+
+    def summary_keys(self) -> dict[str, Any]:
+        """``failed_outputs`` (each output not written where it belongs, and why) and ``rescued_outputs`` (each
+        written elsewhere: its path to where it is), for the summary."""
+        return {"failed_outputs": [f"{what} {p} ({why or 'not written there: the HDF5 could not be'}"
+                                   + (f"; written to {c} instead)" if c is not None else ")")
+                                   for what, p, c, why in self.outputs],
+                "rescued_outputs": self.moved()}
+
+    def error(self) -> Exception:
+        """The one message: what could not be written, where each output went or that it was not written, and
+        what to do (move them; --resume from an older checkpoint)."""
+        from ._io.errors import OutputWriteError
+        from ._run.checkpoint import checkpoint_path, describe
+
+        ckpt = checkpoint_path(self.out)
+        older = self.checkpointed and ckpt.exists()
+        others = [(p, c) for _, p, c, _ in self.outputs[1:] if c is not None]
+        missing = [(what, p, why) for what, p, c, why in self.outputs[1:] if c is None]
+        beams_lost = any(what == "the per-beam RT Dose" for what, _, _ in missing)
+        gone = ("; not written: " + ", ".join(f"{what} {p} ({why})" for what, p, why in missing)
+                + (": the per-beam doses are lost (the HDF5 holds the plan's dose only)" if beams_lost else "")
+                if missing else "")
+        moved = ", ".join(f"{p} -> {c}" for p, c in others)
+        if self.copy is None:   # nor the HDF5's rescue copy: what the RT Doses kept, if anything
+            later = (f"; --resume continues from the checkpoint {ckpt} ({describe(ckpt)})" if older
+                     else f"; {self.fix} and run again")
+            dose = any(what.endswith("RT Dose") for what, _, c, _ in self.outputs[1:] if c is not None)
+            kept = (f"; the HDF5 is lost, the other outputs were written to the temporary folder instead: {moved}: "
+                    f"move them where they belong{' (the dose is kept in the RT Doses)' if dose else ''}" if others
+                    else ": this run's result is lost")
+            err = OutputWriteError(f"could not write {self.out}: {self.why}; {self.lost}{kept}{gone}{later}",
+                                   no_space=self.no_space)
+            err.__cause__ = self.cause
+            return err
+        partial = (f" (the older checkpoint {ckpt}, {describe(ckpt)}, is left in place: delete it once the result "
+                   "is safe)") if older else ""
+        beside = f", and the other outputs beside it: {moved}" if others else ""
+        return OutputWriteError(f"could not write {self.out}: {self.why}; the result was written to {self.copy} "
+                                f"instead{beside}: move {'them' if others else 'it'} where "
+                                f"{'they belong' if others else 'it belongs'}{gone}{partial}")
+
+
+def _record_rtdoses(rescue: _Rescue, cfg: dict, beams: list, out: Path, rtdose: str,
+                    exc: BaseException | None = None) -> None:
+    """Record in ``rescue`` where the RT Dose and the per-beam RT Doses went (their rescue copies, in the order
+    write_run_rtdoses writes them), or, with ``exc``, which were not written."""
+    names = _output_names(cfg, beams, out, rtdose, None)[1:]
+    copies = _output_names(cfg, beams, out, str(rescue.path(rtdose)), None)[1:]
+    whats = ["the RT Dose"] + ["the per-beam RT Dose"] * (len(names) - 1)
+    rescue.record(list(zip(whats, names, copies)), exc)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -106,7 +201,8 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     if rtdose and cfg.get("output", {}).get("rtdose_per_beam"):   # the per-beam RT Doses' names, known now
         from ._run.inputs import check_replaceable
 
-        check_replaceable([("the per-beam RT Dose", p) for p in _output_names(cfg, beams, Path("-"), rtdose, None)[2:]])
+        check_replaceable([("the per-beam RT Dose", p, "rtdose")
+                           for p in _output_names(cfg, beams, Path("-"), rtdose, None)[2:]])
     if out is not None and not args.check_config:
         from ._run.inputs import check_disk_space
 
@@ -123,7 +219,10 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     # one run per file at a time: a second run that would write any file of this one (its --out, RT Dose(s), plot or
     # checkpoint: --out x.h5 and --out x.hdf5 share x.ckpt.h5 and x.png) is refused naming this one; the locks are
     # held until the outputs are written (mcproton/_io/lock.py)
-    written, roles = _locked_files(cfg, beams, out, rtdose, png)
+    # an earlier run's per-beam RT Doses of --rtdose's name that this run does not write (RD_beam3.dcm of a run of
+    # three beams, re-run with two): removed with the other earlier outputs, locked as they are (identity audit F5)
+    earlier, kept = _earlier_beam_doses(cfg, beams, out, rtdose, png)
+    written, roles = _locked_files(cfg, beams, out, rtdose, png, earlier)
     import contextlib
 
     try:
@@ -142,10 +241,10 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
                                      **_run_record(args, settings, identity, clock), "output": str(out),
                                      "already_complete": True}))
                     return 0
-                _note_replaced([out] + ([Path(rtdose)] if rtdose else []) + ([png] if png is not None else []), args)
+                _note_replaced(_output_names(cfg, beams, out, rtdose, png), args, earlier, kept)
                 _say_backend(args, settings)
                 return _transport_and_write(args, cfg, settings, geometry, beams, out, rtdose, png, outline, clock,
-                                            said, identity)
+                                            said, identity, earlier)
     except StopSignal as exc:
         # a SIGTERM/SIGHUP once the locks were taken and before the transport began (its start-up: the kernel
         # compiled, the backend chosen) killed the run with its lock files left behind (CI 2026-12-05)
@@ -253,44 +352,82 @@ def _say_backend(args: argparse.Namespace, settings: Any) -> None:
         print(f"mcproton: backend {be.name} on {be.device}{why}", file=sys.stderr)
 
 
-def _locked_files(cfg: dict, beams: list, out: Path, rtdose: str | None,
-                  png: Path | None) -> tuple[list[Path], dict[Path, str]]:
+def _locked_files(cfg: dict, beams: list, out: Path, rtdose: str | None, png: Path | None,
+                  earlier: list[Path] | None = None) -> tuple[list[Path], dict[Path, str]]:
     """Every file the run writes (the HDF5, the RT Dose(s), the plot, the checkpoint: their temporary files are
-    named after them), and what each is to this run, for the lock files (a refusal names it to both runs).  The
-    checkpoint is locked also with --no-checkpoint: the run removes an earlier one's temporary files."""
+    named after them) or removes (``earlier``: :func:`_earlier_beam_doses`), and what each is to this run, for the
+    lock files (a refusal names it to both runs).  The checkpoint is locked also with --no-checkpoint: the run
+    removes an earlier one's temporary files."""
     names = _output_names(cfg, beams, out, rtdose, png)
     roles = {p: "the RT Dose" if i == 1 else "a per-beam RT Dose" for i, p in enumerate(names) if 0 < i}
+    for p in earlier or []:
+        roles[p] = f"an earlier run's per-beam RT Dose of the RT Dose {rtdose}, removed by this run"
     roles[out] = f"--out {out}"
     if png is not None:
         roles[png] = f"the plot of --out {out}"
     ckpt = _ckpt(out)
     roles[ckpt] = f"the checkpoint of --out {out}"
-    return names + [ckpt], roles
+    return names + list(earlier or []) + [ckpt], roles
+
+
+def _earlier_beam_doses(cfg: dict, beams: list, out: Path, rtdose: str | None,
+                        png: Path | None) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files named as per-beam RT Doses of the RT Dose ``rtdose`` (``RD_beam<N>.dcm``) that this run does not
+    write: ``(earlier, kept)``, the RT Doses of an earlier run (removed with its other earlier outputs) and the
+    other files with what they are (left as they are) (mcproton/_io/rtdose.py :func:`earlier_beam_rtdoses`)."""
+    if not rtdose:
+        return [], []
+    from ._io.rtdose import earlier_beam_rtdoses
+
+    return earlier_beam_rtdoses(rtdose, _output_names(cfg, beams, out, rtdose, png))
 
 
 def _note(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _note_replaced(paths: list[Path], args: argparse.Namespace) -> None:
+def _note_replaced(paths: list[Path], args: argparse.Namespace, earlier: list[Path] | None = None,
+                   kept: list[tuple[Path, str]] | None = None) -> None:
     """F13 of the long-runs audit: an earlier output of the same name is replaced by this run's; say so up front
     (its date), so that a result is never replaced without a word (the earlier files are removed once the
-    transport has finished, before the new ones are written: _remove_earlier_outputs)."""
+    transport has finished, before the new ones are written: _remove_earlier_outputs).  Every file is named: the
+    per-beam RT Doses replaced, and ``earlier``, an earlier run's per-beam RT Doses that this run removes without
+    writing their names (:func:`_earlier_beam_doses`; the identity audit of 2026-12-07, F5: the note named only the
+    plan's RT Dose); ``kept``, files of such names that are not mcproton's RT Doses, are named as left alone."""
     import time
 
+    def dated(files: list[Path]) -> str:
+        return ", ".join(f"{p} ({time.strftime('%Y-%m-%d %H:%M', time.localtime(p.stat().st_mtime))})"
+                         for p in files)
+
     old = [p for p in paths if p.is_file()]
-    if not old:
-        return
-    when = ", ".join(f"{p} ({time.strftime('%Y-%m-%d %H:%M', time.localtime(p.stat().st_mtime))})" for p in old)
-    what = ("of the interrupted run, or of an earlier one" if args.resume else "of an earlier run")
-    _note(f"mcproton: note: replacing the existing output(s) {what}: {when}; they are removed when this run's "
-          "transport has finished, just before its outputs are written (give another --out to keep them)")
+    whose = ("of the interrupted run, or of an earlier one" if args.resume else "of an earlier run")
+    said = [f"replacing the existing output(s) {whose}: {dated(old)}"] if old else []
+    if earlier:
+        said.append(f"removing the per-beam RT Dose(s) {whose} that this run does not write: {dated(list(earlier))}")
+    if said:
+        said[-1] += ("; they are removed when this run's transport has finished, just before its outputs are "
+                     "written (give other output names, --out and --rtdose, to keep them)")
+    if kept:
+        said.append("left as they are, though named as per-beam RT Doses of this run's: " + ", ".join(
+            f"{p} ({why})" for p, why in kept))
+    if said:
+        _note("mcproton: note: " + "; ".join(said))
 
 
-def _remove_earlier_outputs(paths: list[Path]) -> None:
+def _remove_earlier_outputs(paths: list[Path], earlier: list[Path] | None = None) -> None:
     """Remove the earlier files of this run's output names once its transport has finished: an output phase that
     is interrupted or fails (a full disk) then leaves this run's files or none, never an earlier run's RT Dose or
-    PNG beside this run's HDF5 (the long-runs audit, F2)."""
+    PNG beside this run's HDF5 (the long-runs audit, F2); and ``earlier``, an earlier run's per-beam RT Doses that
+    this run does not write (:func:`_earlier_beam_doses`), where they are still RT Doses mcproton wrote (another
+    program may have written one meanwhile: left, with a note)."""
+    from ._io.ownership import other_kind, written_by_mcproton
+
+    for p in earlier or []:
+        if p.is_file() and not (written_by_mcproton(p)[0] and not other_kind(p, "rtdose")):
+            _note(f"mcproton: note: {p} is no longer an RT Dose that mcproton wrote: left as it is")
+            continue
+        paths = [*paths, p]
     for p in paths:
         try:
             if p.is_file() or p.is_symlink():
@@ -325,9 +462,10 @@ class _OutputPhase(RaiseOnStopSignals):
 
 def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geometry: Any, beams: list,
                          out: Path, rtdose: str | None, png: Path | None, outline: Any, clock: Any,
-                         said: list[str], identity: str | None = None) -> int:
+                         said: list[str], identity: str | None = None, earlier: list[Path] | None = None) -> int:
     """The transport and the outputs of ``mcproton run``, holding the output's lock; ``identity``
-    (:func:`_run_identity`) is kept in the HDF5's provenance."""
+    (:func:`_run_identity`) is kept in the HDF5's provenance; ``earlier``: an earlier run's per-beam RT Doses,
+    removed with the earlier outputs (:func:`_earlier_beam_doses`)."""
     from ._timing import phase
     # streaming batches, checkpoints beside the output, --resume, Dask (mcproton/_run/job.py)
     from ._run.job import JobOptions, RunInterrupted, plan_beam_streams, run_job
@@ -360,7 +498,7 @@ def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geo
     with _OutputPhase() as op:
         try:
             rc = _check_and_write(args, cfg, settings, beams, results, out, rtdose, png, outline, clock, said, op,
-                                  identity)
+                                  identity, earlier)
         except _OutputInterrupted as exc:
             print(_interrupted_writing(exc.signum, op.written, _output_names(cfg, beams, out, rtdose, png), out,
                                        checkpointed=not args.no_checkpoint), file=sys.stderr)
@@ -465,9 +603,10 @@ def _mark_completeness(settings: Any, beams: list, results: list, total: Any) ->
 
 def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: list, results: list, out: Path,
                      rtdose: str | None, png: Path | None, outline: Any, clock: Any, said: list[str],
-                     op: _OutputPhase, identity: str | None = None) -> int:
+                     op: _OutputPhase, identity: str | None = None, earlier: list[Path] | None = None) -> int:
     """The finished run checked (no dose, energy lost) and its outputs written; the JSON summary printed.
-    ``identity``: what the run computed from (:func:`_run_identity`), kept in the HDF5's provenance for --resume."""
+    ``identity``: what the run computed from (:func:`_run_identity`), kept in the HDF5's provenance for --resume;
+    ``earlier``: an earlier run's per-beam RT Doses, removed with the earlier outputs (:func:`_earlier_beam_doses`)."""
     from ._io.json_out import json_text
     from ._run.job import remove_checkpoint
     from ._timing import phase
@@ -540,14 +679,18 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         raise
     # the earlier files of these names go now, not when each is replaced: an output phase interrupted or failing
     # half-way leaves this run's files or none, never an earlier run's RT Dose or PNG beside this run's HDF5
-    _remove_earlier_outputs(_output_names(cfg, beams, out, rtdose, png))
+    _remove_earlier_outputs(_output_names(cfg, beams, out, rtdose, png), earlier)
     with phase("hdf5"):
-        _write_output_or_explain(writer, total, out, checkpointed)
-    op.written.append(str(out))
+        rescue = _write_output_or_explain(writer, total, out, checkpointed)
+    if rescue is None:
+        op.written.append(str(out))
+    elif rescue.copy is not None:   # the other outputs go beside it, into the temporary folder
+        op.written.append(str(rescue.copy))
 
     with phase("summary"):   # the summary's dose figures (maximum, D0.03cc, D2%: mcproton/body.py)
         summary = {"schema_version": RUN_SUMMARY_SCHEMA, **_run_record(args, settings, identity, clock),
-                   "output": str(out), "backend": total.backend,
+                   "output": str(out) if rescue is None else None if rescue.copy is None else str(rescue.copy),
+                   "backend": total.backend,
                    "device": total.device,
                    "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
                    "protons_per_second": round(total.protons_per_second, 1),
@@ -572,37 +715,57 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
     if rtdose:   # what it holds: output.dose_summation, rtdose_per_beam, dose_to, rbe (mcproton/_io/rtdose.py)
         from ._io.rtdose import write_run_rtdoses
 
+        # the RT Dose(s) where they belong, or beside the HDF5's rescue copy (the per-beam doses are in no other file)
+        rd = Path(rtdose) if rescue is None else rescue.path(rtdose)
         try:
             with phase("rtdose"):
-                summary.update(write_run_rtdoses(total, results, beams, out_cfg, Path(rtdose)))
+                summary.update(write_run_rtdoses(total, results, beams, out_cfg, rd))
             if (note := _default_medium_note(cfg)) is not None:
                 print(f"mcproton: {note}", file=sys.stderr)
                 summary["rtdose_note"] = note
-            op.written += [str(p) for p in _output_names(cfg, beams, out, rtdose, None)[1:]]
+            op.written += [str(p) for p in _output_names(cfg, beams, out, str(rd), None)[1:]]
+            if rescue is not None:
+                _record_rtdoses(rescue, cfg, beams, out, rtdose)
         except OSError as exc:   # one line, naming the file (a per-beam one where that failed; audit F7)
-            failed.append(f"the RT Dose {exc.filename or rtdose} ({write_error_text(exc, exc.filename or rtdose)})")
+            if rescue is not None:
+                _record_rtdoses(rescue, cfg, beams, out, rtdose, exc)
+            else:
+                failed.append(f"the RT Dose {exc.filename or rtdose} "
+                              f"({write_error_text(exc, exc.filename or rtdose)})")
             no_space |= is_no_space(exc)
     if png is not None:
         from .plots import plot_depth_dose
 
+        drawn = png if rescue is None else rescue.path(png)
         try:
             with phase("plot"):
                 if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
-                    _plot_run_planes(cfg, total, beams, png, outline, rtdose)   # says an early stop too
+                    _plot_run_planes(cfg, total, beams, drawn, outline, rtdose)   # says an early stop too
                 else:
-                    plot_depth_dose(total, png)
-            summary["plot"] = str(png)
-            op.written.append(str(png))
+                    plot_depth_dose(total, drawn)
+            summary["plot"] = str(drawn)
+            op.written.append(str(drawn))
+            if rescue is not None:
+                rescue.record([("the plot", png, drawn)])
         except OSError as exc:
-            failed.append(f"the plot {png} ({write_error_text(exc, png)})")
+            if rescue is not None:
+                rescue.record([("the plot", png, drawn)], exc)
+            else:
+                failed.append(f"the plot {png} ({write_error_text(exc, png)})")
             no_space |= is_no_space(exc)
         except (MemoryError, RuntimeError):   # the machine's (or an error of ours already named as such)
             raise
         except Exception as exc:   # noqa: BLE001 - a bug drawing the figure: the dose and the summary are kept
             # before 2026-12-06 an ROI name matplotlib read as mathtext raised a ValueError here: no summary, exit 2
             # "refused: bad input" after the whole transport (strings audit 19, F1)
-            failed.append(f"the plot {png} ({type(exc).__name__}: {printable(exc)})")
-            drawing = exc
+            if rescue is not None:
+                rescue.record([("the plot", png, drawn)], exc)
+            else:
+                failed.append(f"the plot {png} ({type(exc).__name__}: {printable(exc)})")
+                drawing = exc
+    if rescue is not None:   # the HDF5 not written at --out: the summary all the same, then the one message
+        print(json_text({**summary, **rescue.summary_keys()}))
+        raise rescue.error()
     if failed:   # the HDF5 holds the run; the checkpoint, if any, stays until every output is written
         # the summary all the same (what was written, and what not), then the error (the long-runs audit, F14)
         print(json_text({**summary, "failed_outputs": failed}))
@@ -822,7 +985,7 @@ def _rtdose_path(args: argparse.Namespace, cfg: dict) -> str | None:
     if rtdose:
         outputs = [("--rtdose" if args.rtdose else "output.rtdose", Path(rtdose))]
         check_output_paths(outputs, input_paths(cfg, args.config))
-        check_replaceable(outputs)
+        check_replaceable([(what, p, "rtdose") for what, p in outputs])
     return rtdose
 
 
@@ -846,7 +1009,9 @@ def _check_paths(args: argparse.Namespace, cfg: dict) -> tuple[Path, str | None,
         outputs.append(("the plot (written beside --out)", png))
     check_output_paths(outputs + ([] if args.no_checkpoint else [("the checkpoint (beside --out)", _ckpt(out))]),
                        input_paths(cfg, args.config))
-    check_replaceable(outputs)   # only mcproton's own earlier outputs are replaced (the checkpoint: run_job's rules)
+    # only mcproton's own earlier outputs, each of its kind, are replaced (the checkpoint: run_job's rules)
+    kinds = ["hdf5"] + (["rtdose"] if rtdose else []) + (["png"] if png is not None else [])
+    check_replaceable([(what, p, kind) for (what, p), kind in zip(outputs, kinds)])
     return out, rtdose, png
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .inputs import CheckInputError
-from .mc_rtdose import is_check_output
+from .mc_rtdose import MC_SERIES_DESCRIPTION, PHANTOM_SERIES_DESCRIPTION, is_check_output
 
 #: the report's files, and the folder of the phantom CT built by --phantom-from-struct
 REPORT_FILES = ("check.html", "check.json")
@@ -53,13 +53,18 @@ def _inputs(inp: Any) -> set[str]:
     return {_real(p) for p in paths if p}
 
 
-def _ours(path: Path) -> bool:
-    """Whether ``path`` (a file or the phantom folder) is what an earlier ``mcproton check`` wrote."""
+def _ours(path: Path, phantom_slice: bool = False) -> bool:
+    """Whether ``path`` (a file or the phantom folder) is what an earlier ``mcproton check`` wrote under that name:
+    an ``RD_mc*.dcm`` its MC RT Dose, a file of ``phantom_ct/`` (``phantom_slice``) a CT slice of its phantom (a
+    slice of the check's phantom CT named RD_mc.dcm, or an MC dose in phantom_ct/, is not: it was moved aside and
+    deleted with the check's outputs; the identity audit of 2026-12-07, F7)."""
     import pydicom
+
+    from .._io.dicom_common import CT_IMAGE_STORAGE, RT_DOSE_STORAGE
 
     if path.is_dir():   # the phantom CT: every file mcproton's phantom series
         files = [f for f in path.iterdir()]
-        return bool(files) and all(f.is_file() and _ours(f) for f in files)
+        return bool(files) and all(f.is_file() and _ours(f, phantom_slice=True) for f in files)
     if path.name == "check.json":
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
@@ -73,9 +78,22 @@ def _ours(path: Path) -> bool:
         except OSError:
             return False
     try:
-        return is_check_output(pydicom.dcmread(path, stop_before_pixels=True))
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception:  # noqa: BLE001 - not DICOM, unreadable: not ours
         return False
+    kind = (CT_IMAGE_STORAGE, PHANTOM_SERIES_DESCRIPTION) if phantom_slice else (RT_DOSE_STORAGE, MC_SERIES_DESCRIPTION)
+    return is_check_output(ds) and (str(ds.get("SOPClassUID", "")), str(ds.get("SeriesDescription", ""))) == kind
+
+
+def _what_else(p: Path) -> str:
+    """For a refused file of the check's names that mcproton wrote as something else: " as its MC RT Dose (it is a
+    CT slice that mcproton wrote ...)"; "" otherwise."""
+    from .._io.ownership import other_kind, written_by_mcproton
+
+    if p.is_dir() or not p.name.lower().endswith(".dcm") or not written_by_mcproton(p)[0]:
+        return ""
+    other = other_kind(p, "rtdose")
+    return f" as its MC RT Dose (it is {other or 'an RT Dose of another mcproton command'})"
 
 
 class EarlierOutputs:
@@ -172,8 +190,10 @@ def prepare_out(out: str | Path, inp: Any, log: Callable[[str], None]) -> Earlie
                                   "outputs (or rename the input)")
     for p in found:
         if not _ours(p):
-            raise OutDirRefused(f"--out {out}: {p.name} is there and was not written by mcproton check: the check "
-                                  f"would overwrite it; give another folder for the check's outputs (or move {p})")
+            other = _what_else(p)
+            raise OutDirRefused(f"--out {out}: {p.name} is there and was not written by mcproton check"
+                                  f"{other}: the check would overwrite it; give another folder for the check's "
+                                  f"outputs (or move {p})")
     earlier = EarlierOutputs(out, found, log)
     if found:
         log(f"mcproton check: note: --out {out} holds an earlier check's outputs ({earlier.describe()}); they are "

@@ -4,11 +4,16 @@ One rule for ``mcproton phantom`` / ``mcproton demo`` (their output folder, phan
 ``mcproton run`` (its --out, RT Dose(s) and plot, mcproton/_run/inputs.py check_replaceable): a planning system's
 RT Dose, structure set or plan, or a user's HDF5 or figure, of an output's name is refused, never replaced (the
 phantom audit F4; the hostile-inputs audit of 2026-12-06, F3: ``mcproton run`` replaced any file, a TPS RT Dose
-among them, calling it "the existing output of an earlier run").
+among them, calling it "the existing output of an earlier run"); and an output replaces only a file of its own
+kind (:func:`other_kind`: an RT Dose only an RT Dose, not a CT slice or an RT Ion Plan that mcproton wrote; the
+identity audit of 2026-12-07, F7).
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+from .dicom_common import (CT_IMAGE_STORAGE, RT_DOSE_STORAGE, RT_ION_PLAN_STORAGE, RT_PLAN_STORAGE,
+                           RT_STRUCTURE_SET_STORAGE)
 
 #: PNG chunk keyword and text with which matplotlib names itself in a PNG (a figure drawn before 2026-12-06)
 _MATPLOTLIB_PNG_SOFTWARE = (b"Software", b"Matplotlib")
@@ -98,3 +103,61 @@ def written_by_mcproton(path) -> tuple[bool, str]:
     except Exception as exc:  # noqa: BLE001 - not readable as what its name says: not ours
         return False, f"unreadable as {kind[1:].upper() or 'what its name says'}: {type(exc).__name__}"
     return False, "not a file mcproton writes"
+
+
+#: what each kind of output of ``mcproton run`` is, in a message ("... not an RT Dose")
+OUTPUT_KINDS = {"rtdose": "an RT Dose", "hdf5": "a dose HDF5 of mcproton run", "png": "a figure"}
+
+#: the kinds of DICOM object mcproton writes, by SOP class, in a message
+_DICOM_OBJECTS = {CT_IMAGE_STORAGE: "a CT slice", RT_DOSE_STORAGE: "an RT Dose",
+                  RT_STRUCTURE_SET_STORAGE: "an RT Struct", RT_PLAN_STORAGE: "an RT Plan",
+                  RT_ION_PLAN_STORAGE: "an RT Ion Plan"}
+
+
+def other_kind(path, output: str) -> str:
+    """For a file ``path`` that mcproton wrote (:func:`written_by_mcproton`), what it is where an output of kind
+    ``output`` (a key of :data:`OUTPUT_KINDS`) must not replace it, e.g. "a CT slice that mcproton wrote (SOP class
+    1.2.840.10008.5.1.4.1.1.2)"; "" where it is an earlier output of that kind, which the output may replace.  An RT
+    Dose replaces only an RT Dose (not a CT slice of another series, an RT Struct or an RT Ion Plan that mcproton
+    wrote: the identity audit of 2026-12-07, F7), the dose HDF5 only a dose HDF5 (not a phantom file of ``mcproton
+    phantom``, nor a DICOM file), the plot only a figure."""
+    p = Path(path)
+    kind = _kind(p)
+    if output == "png":
+        return "" if kind == ".png" else f"{_described(p, kind)} that mcproton wrote"
+    if kind == ".dcm":
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID", "Modality"])
+            sop = str(ds.get("SOPClassUID", "") or "")
+            modality = str(ds.get("Modality", "") or "")
+        except Exception as exc:  # noqa: BLE001 - not readable: not replaced
+            return f"a DICOM file that mcproton wrote, unreadable now ({type(exc).__name__})"
+        if output == "rtdose" and sop == RT_DOSE_STORAGE:
+            return ""
+        what = _DICOM_OBJECTS.get(sop) or f"a DICOM object of Modality {modality or 'none'}"
+        return f"{what} that mcproton wrote (SOP class {sop or 'none'})"
+    if kind == ".h5":
+        from .hdf5 import FORMAT_NAME   # the dose HDF5's ("mcproton-dose"): --out replaces only such a file
+
+        version = _hdf5_version(p)
+        if output == "hdf5" and (version.startswith(FORMAT_NAME) or not version):   # no version: an older layout
+            return ""
+        return "an HDF5 file that mcproton wrote" + (f" (format_version {version!r})" if version else "")
+    return f"{_described(p, kind)} that mcproton wrote"
+
+
+def _described(p: Path, kind: str) -> str:
+    return {".dcm": "a DICOM file", ".h5": "an HDF5 file", ".png": "a PNG image", ".json": "a JSON file"}.get(
+        kind, f"a file ({p.suffix or 'no suffix'})")
+
+
+def _hdf5_version(p: Path) -> str:
+    try:
+        import h5py
+
+        with h5py.File(p, "r") as f:
+            return str(f.attrs.get("format_version", ""))
+    except Exception:  # noqa: BLE001 - written_by_mcproton read it a moment ago
+        return ""

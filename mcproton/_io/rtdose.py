@@ -547,6 +547,35 @@ def beam_rtdose_path(path: str | Path, beam_number: int) -> Path:
     return p.with_name(f"{p.stem}_beam{int(beam_number)}{p.suffix or '.dcm'}")
 
 
+def earlier_beam_rtdoses(path: str | Path, written: Sequence[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files beside the RT Dose ``path`` named as its per-beam RT Doses (``RD_beam<N>.dcm`` beside ``RD.dcm``:
+    :func:`beam_rtdose_path`) that are not among ``written`` (a run's outputs): ``(earlier, kept)``, ``earlier`` the
+    RT Doses that mcproton wrote (an earlier run's per-beam doses, of beams this run does not write or of a run
+    with ``output.rtdose_per_beam``: ``mcproton run`` removes them with its other earlier outputs, so that no other
+    run's beam dose, perhaps another patient's, stays beside its files; the identity audit of 2026-12-07, F5),
+    ``kept`` the others with what they are (not mcproton's, or not an RT Dose: left as they are)."""
+    import os
+
+    from .ownership import other_kind, written_by_mcproton
+
+    p = Path(path)
+    name = re.compile(re.escape(p.stem) + r"_beam\d+" + re.escape(p.suffix or ".dcm") + r"\Z")
+    mine = {os.path.abspath(q) for q in written}
+    try:
+        found = sorted(q for q in p.parent.iterdir() if name.match(q.name) and os.path.abspath(q) not in mine)
+    except OSError:   # the folder not there (yet) or not readable: nothing of an earlier run to find
+        return [], []
+    earlier, kept = [], []
+    for q in found:
+        ours, why = written_by_mcproton(q)
+        other = other_kind(q, "rtdose") if ours else f"mcproton did not write it: {why}"
+        if other:
+            kept.append((q, other))
+        else:
+            earlier.append(q)
+    return earlier, kept
+
+
 #: the slice thickness (mm) assumed for a single-frame RT Dose without SliceThickness, with a warning (read_rtdose)
 SINGLE_FRAME_DZ_MM = 1.0
 

@@ -670,19 +670,23 @@ def check_output_paths(outputs: list[tuple[str, Path]], inputs: list[tuple[str, 
                               "output could not be saved there; give a path in a folder you can write to")
 
 
-def check_replaceable(outputs: list[tuple[str, Path]]) -> None:
+def check_replaceable(outputs: list[tuple[str, Path] | tuple[str, Path, str]]) -> None:
     """Refuse, before the transport, an output path where a file exists that mcproton did not write
     (mcproton/_io/ownership.py :func:`written_by_mcproton`: a planning system's RT Dose, a user's HDF5 or PNG):
     ``mcproton run`` replaces only its own earlier outputs (the hostile-inputs audit of 2026-12-06, F3: a config's
     ``output.rtdose`` replaced a TPS's RT Dose, and --out thesis.h5 a user's file and the PNG beside it, with a note
     calling them "the existing output of an earlier run").  A PNG that only matplotlib marks (any figure a user drew
-    with it) is taken as the plot of an earlier run where the HDF5 of the same name beside it is mcproton's too."""
+    with it) is taken as the plot of an earlier run where the HDF5 of the same name beside it is mcproton's too.
+    Each output is ``(what, path)`` or ``(what, path, kind)``: with its kind ("rtdose", "hdf5", "png"), a file that
+    mcproton wrote is replaced only where it is an earlier output of that kind (:func:`other_kind`: an RT Dose
+    replaces an RT Dose, not a CT slice of another series or an RT Ion Plan that mcproton wrote; the identity audit
+    of 2026-12-07, F7)."""
     import os
 
-    from .._io.ownership import png_marked_by_mcproton, written_by_mcproton
+    from .._io.ownership import OUTPUT_KINDS, other_kind, png_marked_by_mcproton, written_by_mcproton
     from ..config import ConfigError
 
-    for what, p in outputs:
+    for what, p, *kind in outputs:
         p = Path(p)
         if not os.path.lexists(p):
             continue
@@ -694,6 +698,11 @@ def check_replaceable(outputs: list[tuple[str, Path]]) -> None:
         if not ours:
             raise ConfigError(f"{what} {p} exists and mcproton did not write it ({why}): it is not replaced; give "
                               "another path, or delete or move that file yourself if it is no longer needed")
+        other = other_kind(p, kind[0]) if kind else ""
+        if other:
+            raise ConfigError(f"{what} {p} exists and is {other}, not {OUTPUT_KINDS[kind[0]]}: it is not replaced "
+                              f"(an output replaces only an earlier output of its own kind); give another path, or "
+                              "delete or move that file yourself if it is no longer needed")
 
 
 def _read_only(folder: Path) -> bool:

@@ -65,3 +65,15 @@ def no_transport(monkeypatch) -> None:
 
     monkeypatch.setattr(mcproton.run.Simulation, "run_histories", transported)
     monkeypatch.setattr(mcproton.run.Simulation, "run_histories_sparse", transported)
+
+
+def refused_before_transport(argv: list[str], capsys, monkeypatch) -> str:
+    """Run ``mcproton`` in-process with ``argv``, expecting a refusal before any transport (exit 2) of one line
+    (any transport fails the test); returns that line."""
+    from mcproton.cli import main
+
+    no_transport(monkeypatch)
+    assert main(argv) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("mcproton:")]
+    assert len(err) == 1, err
+    return err[0]

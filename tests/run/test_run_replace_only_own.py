@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from run_helpers import read_h5, write_cfg
+from run_helpers import read_h5, refused_before_transport as _refused, write_cfg
 
 from mcproton.cli import main
 
@@ -19,20 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 #: a planning system's RT Dose (RayStation export of tests/data/dicom/aptg_plan03)
 TPS_DOSE = next((ROOT / "tests" / "data" / "dicom" / "aptg_plan03").glob("RD*.dcm"))
 ABSOLUTE = ["--set", "beam.total_protons=1e9"]   # the RT Dose holds Gy
-
-
-def _refused(argv: list[str], capsys, monkeypatch) -> str:
-    import mcproton.run
-
-    def transported(*a, **k):
-        raise AssertionError("a refused output reached the transport")
-
-    monkeypatch.setattr(mcproton.run.Simulation, "run_histories", transported)
-    monkeypatch.setattr(mcproton.run.Simulation, "run_histories_sparse", transported)
-    assert main(argv) == 2
-    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("mcproton:")]
-    assert len(err) == 1, err
-    return err[0]
 
 
 def test_a_planning_systems_rt_dose_is_not_replaced(tmp_path, capsys, monkeypatch):

@@ -1,0 +1,305 @@
+"""What ``mcproton run`` does with the files of its output names (the identity audit of 2026-12-07, F5-F7).
+
+* F5: a re-used ``--rtdose RD.dcm`` kept an earlier run's per-beam RT Dose that this run does not write
+  (``RD_beam3.dcm`` of a three-beam run, re-run with ``plan.beams = [1, 2]``: another patient's dose beside the new
+  files), and the note named only RD.dcm, not the per-beam files it replaced.  Now the earlier run's per-beam RT
+  Doses of that name (``RD_beam<N>.dcm``, RT Doses mcproton wrote) are removed with its other outputs, and the note
+  names every file replaced or removed.
+* F6: with the output's file system full and no finished checkpoint, the HDF5 was rescued to the temporary folder,
+  but the RT Dose and the per-beam RT Doses were never attempted (the per-beam doses were lost for good: the HDF5
+  holds the plan's dose only), the message did not name them, and no summary was printed.  Now every output goes to
+  the temporary folder, the message names each and where it went, and the summary is printed with
+  ``failed_outputs`` and ``rescued_outputs``.
+* F7: an output RT Dose replaced any DICOM file mcproton wrote (a CT slice of another series, an RT Ion Plan), as
+  "an output of an earlier run".  Now an RT Dose output replaces only an RT Dose mcproton wrote, and ``--out`` only
+  a dose HDF5 of mcproton's; anything else is refused (exit 2) naming what it is.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from run_helpers import read_h5, refused_before_transport as _refused, write_cfg
+
+from mcproton.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+#: a planning system's RT Dose (RayStation export of tests/data/dicom/aptg_plan03)
+TPS_DOSE = next((ROOT / "tests" / "data" / "dicom" / "aptg_plan03").glob("RD*.dcm"))
+ABSOLUTE = ["--set", "beam.total_protons=1e9"]   # the RT Dose holds Gy
+
+
+@pytest.fixture
+def three_beams(tmp_path):
+    """A 16^3 water CT (5 mm) in ``tmp_path/case`` and a plan of three one-spot beams; 1500 primaries a beam on the
+    CPU, one thread; returns the config."""
+    sys.path.insert(0, str(ROOT / "tests" / "io"))
+    from dicom_factories import make_plan, save
+
+    from mcproton.geometry import box_phantom
+    from mcproton.phantoms.dicom_export import write_phantom_ct
+
+    case = tmp_path / "case"
+    g = box_phantom("water", (80.0, 80.0, 80.0), (5.0, 5.0, 5.0))
+    g.origin_mm = (-37.5, -37.5, -37.5)
+    ct = write_phantom_ct(g, case / "ct")
+    beam = {"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(70.0, [(0.0, 0.0)], [1.0])],
+            "meterset": 5.0}
+    save(make_plan([beam, dict(beam, gantry=180.0), dict(beam, gantry=270.0)],
+                   frame_of_reference_uid=ct.frame_of_reference_uid, n_fractions=5), case / "RP.dcm")
+    cfg = case / "run.toml"
+    cfg.write_text('[run]\nprimaries = 1500\nbatch_size = 150\nseed = 11\nbackend = "cpu"\nthreads = 1\n'
+                   '[phantom]\ntype = "ct"\nct_dir = "ct"\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\n'
+                   '[output]\nplot = false\nrtdose_per_beam = true\n')
+    return cfg
+
+
+def _run(cfg: Path, out: Path, rtdose: Path, *extra: str) -> list[str]:
+    return ["run", str(cfg), "--out", str(out), "--rtdose", str(rtdose), "--quiet", *extra]
+
+
+def _header(path: Path):
+    return pydicom.dcmread(path, stop_before_pixels=True)
+
+
+def _note(err: str) -> str:
+    (note,) = [ln for ln in err.splitlines() if "replacing the existing output(s)" in ln]
+    return note
+
+
+# --- F5: an earlier run's per-beam RT Doses ------------------------------------------------------------------
+
+def test_a_rerun_of_fewer_beams_removes_the_earlier_runs_per_beam_rt_dose(three_beams, tmp_path, capsys):
+    """Three beams, then ``plan.beams = [1, 2]`` on the same --rtdose: RD_beam3.dcm of the first run is gone (it
+    stayed, another run's dose, beside the new files), and the note names every earlier file, the per-beam RT
+    Doses replaced (RD_beam1/2.dcm) and removed (RD_beam3.dcm) among them."""
+    res = tmp_path / "res"
+    out, rd = res / "RD.h5", res / "RD.dcm"
+    assert main(_run(three_beams, out, rd)) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in res.glob("*.dcm")) == ["RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"]
+    first = _header(res / "RD_beam3.dcm").SOPInstanceUID
+    capsys.readouterr()
+    assert main(_run(three_beams, out, rd, "--set", "plan.beams=[1, 2]")) == 0
+    note = _note(capsys.readouterr().err)
+    assert not (res / "RD_beam3.dcm").exists(), f"the earlier run's {first} is still there"
+    assert sorted(p.name for p in res.glob("*.dcm")) == ["RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm"]
+    for name in ("RD.h5", "RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"):
+        assert str(res / name) in note, (name, note)
+    assert "per-beam RT Dose" in note and "does not write" in note, note
+    # the two per-beam files left are this run's: one series
+    assert _header(res / "RD_beam1.dcm").SeriesInstanceUID == _header(res / "RD_beam2.dcm").SeriesInstanceUID
+
+
+def test_a_rerun_without_per_beam_doses_removes_them_all_and_keeps_other_files(three_beams, tmp_path, capsys):
+    """The earlier run's RD_beam1..3.dcm go when the same --rtdose is written without output.rtdose_per_beam; a file
+    of such a name that mcproton did not write (a planning system's), or an RT Dose of another name
+    (RD_beam1_kept.dcm), is left as it is, the former named in the note as left alone."""
+    res = tmp_path / "res"
+    out, rd = res / "RD.h5", res / "RD.dcm"
+    assert main(_run(three_beams, out, rd)) == 0, capsys.readouterr().err
+    shutil.copy(res / "RD_beam1.dcm", res / "RD_beam1_kept.dcm")
+    shutil.copy(TPS_DOSE, res / "RD_beam7.dcm")
+    tps = (res / "RD_beam7.dcm").read_bytes()
+    capsys.readouterr()
+    assert main(_run(three_beams, out, rd, "--set", "output.rtdose_per_beam=false")) == 0
+    note = _note(capsys.readouterr().err)
+    assert sorted(p.name for p in res.glob("*.dcm")) == ["RD.dcm", "RD_beam1_kept.dcm", "RD_beam7.dcm"]
+    assert (res / "RD_beam7.dcm").read_bytes() == tps
+    for name in ("RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"):
+        assert str(res / name) in note, (name, note)
+    assert "left as they are" in note and f"{res / 'RD_beam7.dcm'} (mcproton did not write it" in note, note
+    assert "RD_beam1_kept" not in note, note
+
+
+# --- F7: an output replaces only an output of its own kind ---------------------------------------------------
+
+def _mcproton_files(folder: Path) -> dict[str, Path]:
+    """A CT slice, an RT Struct and an RT Ion Plan that mcproton wrote (Manufacturer mcproton), of another case."""
+    sys.path.insert(0, str(ROOT / "tests" / "io"))
+    from dicom_factories import make_plan, save
+
+    from mcproton.geometry import box_phantom
+    from mcproton.phantoms.dicom_export import write_phantom_ct, write_rtstruct
+
+    g = box_phantom("water", (20.0, 20.0, 10.0), (5.0, 5.0, 5.0))
+    ct = write_phantom_ct(g, folder / "ct")
+    mask = np.zeros(g.shape_zyx, bool)
+    mask[:, 1:3, 1:3] = True
+    rs = write_rtstruct({"BODY": mask}, g, ct, folder / "RS.dcm")
+    plan = make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(70.0, [(0.0, 0.0)], [1.0])],
+                       "meterset": 5.0}])
+    plan.Manufacturer = "mcproton"
+    save(plan, folder / "RP.dcm")
+    return {"a CT slice": sorted((folder / "ct").glob("*.dcm"))[0], "an RT Struct": Path(rs),
+            "an RT Ion Plan": folder / "RP.dcm"}
+
+
+@pytest.mark.parametrize("kind", ["a CT slice", "an RT Struct", "an RT Ion Plan"])
+def test_rtdose_does_not_replace_another_dicom_object_mcproton_wrote(kind, tmp_path, capsys, monkeypatch):
+    """--rtdose naming a CT slice of another (mcproton) CT series, its RT Struct or an RT Ion Plan mcproton wrote:
+    refused before the transport naming what the file is (before: replaced by the RT Dose, exit 0: the CT series
+    then had a gap, the plan its RT Doses reference was gone)."""
+    victim = _mcproton_files(tmp_path / "other")[kind]
+    before = victim.read_bytes()
+    cfg = write_cfg(tmp_path / "job.toml", 2000)
+    msg = _refused(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--rtdose", str(victim), "--quiet",
+                    "--no-checkpoint", *ABSOLUTE], capsys, monkeypatch)
+    assert f"--rtdose {victim}" in msg and f"{kind} that mcproton wrote" in msg and "not an RT Dose" in msg, msg
+    assert victim.read_bytes() == before and not (tmp_path / "o.h5").exists()
+
+
+def test_a_per_beam_name_does_not_replace_a_ct_slice_mcproton_wrote(three_beams, tmp_path, capsys, monkeypatch):
+    """The per-beam RT Dose's name (RD_beam2.dcm) holding a CT slice mcproton wrote: refused, naming it."""
+    victim = tmp_path / "res" / "RD_beam2.dcm"
+    victim.parent.mkdir()
+    shutil.copy(sorted((three_beams.parent / "ct").glob("*.dcm"))[0], victim)
+    msg = _refused(_run(three_beams, tmp_path / "res" / "RD.h5", tmp_path / "res" / "RD.dcm"), capsys, monkeypatch)
+    assert f"the per-beam RT Dose {victim}" in msg and "a CT slice that mcproton wrote" in msg, msg
+
+
+def test_out_does_not_replace_a_dicom_file_or_a_phantom_mcproton_wrote(tmp_path, capsys, monkeypatch):
+    """--out (the dose HDF5) naming a CT slice mcproton wrote, or a phantom HDF5 of ``mcproton phantom``: refused
+    (before: replaced by the dose HDF5)."""
+    from mcproton.geometry import box_phantom
+    from mcproton.phantoms.export import write_phantom_hdf5
+
+    cfg = write_cfg(tmp_path / "job.toml", 2000)
+    ct = _mcproton_files(tmp_path / "other")["a CT slice"]
+    msg = _refused(["run", str(cfg), "--out", str(ct), "--quiet", "--no-checkpoint"], capsys, monkeypatch)
+    assert f"--out {ct}" in msg and "a CT slice that mcproton wrote" in msg, msg
+    ph = tmp_path / "phantom.h5"
+    write_phantom_hdf5(box_phantom("water", (20.0, 20.0, 10.0), (5.0, 5.0, 5.0)), ph)
+    msg = _refused(["run", str(cfg), "--out", str(ph), "--quiet", "--no-checkpoint"], capsys, monkeypatch)
+    assert f"--out {ph}" in msg and "mcproton-phantom" in msg and "not a dose HDF5" in msg, msg
+
+
+def test_an_rt_dose_of_mcprotons_is_still_replaced(tmp_path, capsys):
+    """An RT Dose that mcproton wrote (another run's, of another name: the demo's rtdose.dcm) is still replaced,
+    with the note."""
+    cfg = write_cfg(tmp_path / "job.toml", 2000)
+    first = ["run", str(cfg), "--out", str(tmp_path / "a.h5"), "--rtdose", str(tmp_path / "RD.dcm"), "--quiet",
+             "--no-checkpoint", *ABSOLUTE]
+    assert main(first) == 0
+    capsys.readouterr()
+    assert main(first[:3] + [str(tmp_path / "b.h5")] + first[4:]) == 0
+    assert str(tmp_path / "RD.dcm") in _note(capsys.readouterr().err)
+
+
+# --- F6: a full output file system, no finished checkpoint ---------------------------------------------------
+
+def _full_output_folder(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """``tmp_path/full``, where every file written fails as on a full disk (tests/full_disk.py), and the temporary
+    folder ``tmp_path/rescue``, which has room."""
+    import tempfile
+
+    from full_disk import full_disk_in
+
+    rescue = tmp_path / "rescue"
+    rescue.mkdir()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
+    res = tmp_path / "full"
+    res.mkdir()
+    full_disk_in(monkeypatch, res)
+    return res, rescue
+
+
+def _dose(path: Path) -> np.ndarray:
+    ds = pydicom.dcmread(path)
+    return ds.pixel_array * float(ds.DoseGridScaling)
+
+
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["no-checkpoint", "checkpoints-fail-too"])
+def test_a_full_disk_rescues_the_rt_doses_with_the_hdf5(checkpoint, three_beams, tmp_path, capsys, monkeypatch):
+    """The output folder full (its checkpoints fail too): the HDF5, the plan's RT Dose and each per-beam RT Dose
+    are written to the temporary folder, the per-beam doses the same as a run that could write them; the message
+    names every output and where it went; the summary is printed with failed_outputs and rescued_outputs."""
+    good = tmp_path / "good"
+    assert main(_run(three_beams, good / "RD.h5", good / "RD.dcm", "--no-checkpoint")) == 0
+    capsys.readouterr()
+    res, rescue = _full_output_folder(tmp_path, monkeypatch)
+    assert main(_run(three_beams, res / "RD.h5", res / "RD.dcm", *([] if checkpoint else ["--no-checkpoint"]))) == 3
+    cap = capsys.readouterr()
+    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
+    names = ["RD.h5", "RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"]
+    rescued = {n: next(rescue.glob(f"mcproton-rescued-*-{n}")) for n in names}
+    assert f"could not write {res / 'RD.h5'}: no space left on device" in msg, msg
+    assert f"written to {rescued['RD.h5']} instead" in msg, msg
+    for n in names[1:]:
+        assert f"{res / n} -> {rescued[n]}" in msg, (n, msg)
+    assert "move them where they belong" in msg, msg
+    assert not list(res.glob("*.dcm")) and not (res / "RD.h5").exists()
+    for n in names[2:]:   # the per-beam doses are kept, as a run that could write them wrote them
+        assert np.array_equal(_dose(rescued[n]), _dose(good / n)), n
+    assert np.array_equal(_dose(rescued["RD.dcm"]), _dose(good / "RD.dcm"))
+    assert np.array_equal(read_h5(rescued["RD.h5"])["dose"], read_h5(good / "RD.h5")["dose"])
+    summary = json.loads(cap.out)
+    assert summary["rescued_outputs"] == {str(res / n): str(rescued[n]) for n in names}
+    assert {f.split(" (")[0].split(" ")[-1] for f in summary["failed_outputs"]} == {str(res / n) for n in names}
+    assert summary["output"] == str(rescued["RD.h5"]) and summary["rtdose"] == str(rescued["RD.dcm"])
+
+
+def test_a_full_disk_says_which_outputs_were_not_written_anywhere(three_beams, tmp_path, capsys, monkeypatch):
+    """The temporary folder cannot take the RT Doses either: the HDF5 is rescued, and the message names each RT Dose
+    as not written (and that its per-beam dose is lost), instead of saying nothing of them."""
+    from mcproton._io import atomic
+
+    res, rescue = _full_output_folder(tmp_path, monkeypatch)
+
+    h5_only = atomic.atomic_write_file   # the rescue folder takes the HDF5, not the RT Doses
+
+    def no_dicom(target, write):
+        if Path(target).parent == rescue and Path(target).suffix == ".dcm":
+            raise OSError(28, "No space left on device", str(target))
+        return h5_only(target, write)
+
+    monkeypatch.setattr(atomic, "atomic_write_file", no_dicom)
+    assert main(_run(three_beams, res / "RD.h5", res / "RD.dcm", "--no-checkpoint")) == 3
+    cap = capsys.readouterr()
+    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
+    (h5,) = rescue.glob("mcproton-rescued-*-RD.h5")
+    assert f"written to {h5} instead" in msg, msg
+    for n in ("RD.dcm", "RD_beam1.dcm"):
+        assert str(res / n) in msg, (n, msg)
+    assert "not written" in msg and "per-beam doses are lost" in msg, msg
+    assert not list(rescue.glob("*.dcm"))
+    assert json.loads(cap.out)["rescued_outputs"] == {str(res / "RD.h5"): str(h5)}
+
+
+def test_the_rt_dose_and_plot_keep_the_dose_where_no_hdf5_can_be_written(tmp_path, capsys, monkeypatch):
+    """No HDF5 can be written anywhere (every .h5 fails), no checkpoint: the RT Dose and the plot go to the temporary
+    folder, and the message says that the dose is kept there, not that "this run's result is lost"."""
+    import errno
+    import tempfile
+
+    from mcproton._io import atomic
+
+    rescue = tmp_path / "rescue"
+    rescue.mkdir()
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
+    real = atomic.atomic_write_file
+
+    def no_hdf5(target, write):
+        if Path(target).suffix == ".h5":
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return real(target, write)
+
+    monkeypatch.setattr(atomic, "atomic_write_file", no_hdf5)
+    cfg = write_cfg(tmp_path / "job.toml", 2000)
+    out, rd = tmp_path / "o.h5", tmp_path / "RD.dcm"
+    assert main(["run", str(cfg), "--out", str(out), "--rtdose", str(rd), "--set", "output.plot=true", "--quiet",
+                 "--no-checkpoint", *ABSOLUTE]) == 3
+    cap = capsys.readouterr()
+    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
+    (copy,) = rescue.glob("mcproton-rescued-*-RD.dcm")
+    (png,) = rescue.glob("mcproton-rescued-*-o.png")
+    assert f"{rd} -> {copy}" in msg and f"{out.with_suffix('.png')} -> {png}" in msg, msg
+    assert "the HDF5 is lost" in msg and "result is lost" not in msg, msg
+    assert _dose(copy).max() > 0 and not rd.exists() and not out.exists()
+    summary = json.loads(cap.out)
+    assert summary["output"] is None and summary["plot"] == str(png)
+    assert summary["rescued_outputs"] == {str(rd): str(copy), str(out.with_suffix(".png")): str(png)}
