@@ -96,16 +96,24 @@ RESCUE_STEM_MAX = 40
 
 def rescue_path(out: str | Path, folder: str | Path | None = None) -> Path:
     """Where an output ``out`` that could not be written goes instead: ``mcproton-rescued-<pid>-<stem><suffix>``
-    in the temporary folder (``folder``), the stem cut to :data:`RESCUE_STEM_MAX` bytes and tagged with a hash of
-    the whole name where longer, so that the name fits any file system whatever ``out``'s length
-    (``mcproton-rescued-<pid>-<name>`` did not, and the rescue of a long name failed too: deployment audit F6)."""
+    in the temporary folder (``folder``; ``-<pid>-2-``, ``-3-``, ... where that name exists), the stem cut to
+    :data:`RESCUE_STEM_MAX` bytes and tagged with a hash of the whole name where longer, so that the name fits any
+    file system whatever ``out``'s length (``mcproton-rescued-<pid>-<name>`` did not, and the rescue of a long name
+    failed too: deployment audit F6)."""
     out = Path(out)
     stem, suffix = out.stem, out.suffix if len(out.suffix) <= 8 else ""
     raw = os.fsencode(stem)
     if len(raw) > RESCUE_STEM_MAX:   # cut on a character boundary (UTF-8)
         stem = f"{raw[:RESCUE_STEM_MAX // 2].decode('utf-8', 'ignore')}-{name_tag(out.name)}"
     base = Path(folder) if folder is not None else Path(tempfile.gettempdir())
-    return base / f"mcproton-rescued-{os.getpid()}-{stem}{suffix}"
+    # never an existing name: a restarted container runs as the same pid (1), and an earlier run's rescued result
+    # there was replaced by the next one's (run outputs fixer's note, 2026-12-07): -2, -3, ... after the pid
+    for n in range(1, 10_000):
+        tag = str(os.getpid()) if n == 1 else f"{os.getpid()}-{n}"
+        path = base / f"mcproton-rescued-{tag}-{stem}{suffix}"
+        if not os.path.lexists(path):
+            return path
+    raise OSError(errno.EEXIST, f"{base} holds 9,999 rescued copies of {out.name}: move them where they belong")
 
 
 def write_error_text(exc: BaseException, path: str | Path | None = None) -> str:

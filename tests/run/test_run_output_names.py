@@ -77,6 +77,20 @@ def test_rescue_names_are_short_whatever_the_outputs_length(tmp_path):
     assert len(os.fsencode(r.name)) < 80 and "\ufffd" not in r.name
 
 
+def test_a_rescue_copy_never_replaces_an_earlier_one(tmp_path):
+    """A restarted container runs as the same pid: the rescued result of the run before must stay (failed before
+    2026-12-07: the same name, replaced)."""
+    from mcproton._io.atomic import rescue_path
+
+    first = rescue_path(tmp_path / "o.h5", tmp_path)
+    first.write_bytes(b"earlier run's rescued result")
+    second = rescue_path(tmp_path / "o.h5", tmp_path)
+    assert second != first and second.name == f"mcproton-rescued-{os.getpid()}-2-o.h5"
+    second.write_bytes(b"x")
+    assert rescue_path(tmp_path / "o.h5", tmp_path).name == f"mcproton-rescued-{os.getpid()}-3-o.h5"
+    assert first.read_bytes() == b"earlier run's rescued result"
+
+
 def test_a_long_name_that_cannot_be_written_is_rescued(tmp_path, capsys, monkeypatch):
     """The HDF5 of a long name fails (a full disk here): its rescue copy in the temporary folder is written (its
     name, mcproton-rescued-<pid>-<name>, no longer goes past NAME_MAX)."""
