@@ -146,7 +146,9 @@ def dicom_kind(ds) -> tuple[str, str]:
 
 def new_file_dataset(path: str | Path, sop_class_uid: str, sop_instance_uid: str | None = None):
     """An empty FileDataset (explicit VR little endian, 128-byte preamble) with its file meta information
-    and SOP Class / Instance UIDs and character set set; returns ``(dataset, sop_instance_uid)``."""
+    and SOP Class / Instance UIDs and character set set; returns ``(dataset, sop_instance_uid)``.  The character set
+    starts as ISO_IR 100 (Latin-1); :func:`save_dataset` (and :class:`TemplateFileWriter`) settle it from the text the
+    file holds when it is saved (:func:`settle_charset`)."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
@@ -194,11 +196,9 @@ def set_patient_study_series(ds, study: StudyReference, *, modality: str, date: 
                              instance_number: int) -> None:
     """The Patient, General Study, General Series, General Equipment and Frame of Reference attributes that
     every mcproton writer sets the same way (the writers add their modality's own).  ``study`` must be
-    :meth:`StudyReference.resolved` (its study and frame UIDs set).  The character set stays ISO_IR 100 (Latin-1)
-    unless a name or description needs more (a Greek, Cyrillic or Japanese patient name, as a planning system's
-    file gives it): then ISO_IR 192 (UTF-8), so that the name is written as it is, not as question marks."""
-    if not all(_latin1(v) for v in (study.patient_name, study.patient_id, series_description)):
-        ds.SpecificCharacterSet = "ISO_IR 192"
+    :meth:`StudyReference.resolved` (its study and frame UIDs set).  The character set is not decided here: the
+    writer adds text after this (plan, beam and ROI names), so :func:`save_dataset` decides it from every text element
+    of the finished data set (:func:`settle_charset`)."""
     # the study's date and time (one for every object of the study: StudyReference.resolved); the object's own
     # date and time (Series/Content) are the writer's ``date`` and ``time``, taken in the study's zone
     # (StudyReference.now_date_time).  The offset is the study's: a CT's own, or none where the CT gives none
@@ -271,6 +271,80 @@ def _latin1(text: str) -> bool:
     return True
 
 
+# ------------------------------------------------------------------------------------------- character sets
+#: The VRs whose values are text in the data set's character set, SpecificCharacterSet (PS3.5 6.1.2.3); the values of
+#: the other VRs (CS, DA, UI, DS, ...) are ASCII by definition
+CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "PN", "UC", "UT"})
+#: The two character sets mcproton writes: ISO_IR 100 (Latin-1, the default of the files it writes) and ISO_IR 192
+#: (UTF-8, for text that Latin-1 cannot hold)
+LATIN1_CHARSET, UTF8_CHARSET = "ISO_IR 100", "ISO_IR 192"
+
+
+def _text_elements(ds):
+    """(data set, tag, VR, element) of every standard (not private) text element (:data:`CHARSET_VRS`) of ``ds``
+    and of its sequences' items, elements still raw left raw (an RT Struct's million contour numbers are not
+    converted: they are DS, and never looked at).  Iterative: a deeply nested file cannot exhaust the stack."""
+    from pydicom.datadict import dictionary_VR
+
+    stack = [ds]
+    while stack:
+        d = stack.pop()
+        for tag in list(d._dict):
+            if tag.is_private or tag.group == 0x0002:
+                continue
+            elem = d._dict[tag]
+            vr = elem.VR
+            if vr is None:   # a raw element of an implicit-VR file: the dictionary's VR
+                try:
+                    vr = dictionary_VR(tag)
+                except KeyError:
+                    continue
+            if vr == "SQ":
+                stack.extend(item for item in (d[tag].value or []) if item is not None)
+            elif vr in CHARSET_VRS:
+                yield d, tag, vr, elem
+
+
+def _values(v) -> list:
+    """The values of an element's value: itself, or each value of a multi-valued one."""
+    from pydicom.multival import MultiValue
+
+    return list(v) if isinstance(v, (list, tuple, MultiValue)) else [v]
+
+
+def _text_of(d, tag, elem) -> list[str]:
+    """The text values of a (converted or raw) text element, as written (each value of a multi-valued one)."""
+    from pydicom.dataelem import RawDataElement
+
+    if isinstance(elem, RawDataElement):
+        if elem.value is None or bytes(elem.value).isascii():
+            return []     # nothing that depends on the character set
+        elem = d[tag]     # converted in the data set's own character set
+    return [str(x) for x in _values(elem.value) if x is not None]
+
+
+def settle_charset(ds) -> str:
+    """Set the SpecificCharacterSet (0008,0005) of a data set mcproton writes from every text element it holds, its
+    sequences' items included, and return it: ISO_IR 100 (Latin-1) where all of them are Latin-1, else ISO_IR 192
+    (UTF-8).  Called once, just before a file is saved (:func:`save_dataset`, :class:`TemplateFileWriter`), so that
+    every writer (RT Dose, CT, RT Struct, RT Plan) declares the character set its text needs.  Before 2026-12-07 the
+    writers chose it from the patient's name and ID and the series description only: a Greek plan or beam name for
+    a patient named in Latin letters was written as "?????" (identity audit 24, F9).  A data set without one whose
+    text is all ASCII (DICOM's default repertoire) is left without ("" returned): mcproton's writers start from
+    ISO_IR 100 (:func:`new_file_dataset`), so only a data set built otherwise (a test's) stays as it was."""
+    charset = ""
+    for d, tag, _, elem in _text_elements(ds):
+        texts = [t for t in _text_of(d, tag, elem) if not t.isascii()]
+        if not all(_latin1(t) for t in texts):
+            charset = UTF8_CHARSET
+            break
+        if texts:
+            charset = LATIN1_CHARSET
+    if charset or "SpecificCharacterSet" in ds:
+        ds.SpecificCharacterSet = charset or LATIN1_CHARSET
+    return str(ds.get("SpecificCharacterSet", "") or "")
+
+
 def ds_string(v: float) -> str:
     """A DICOM DS string (at most 16 characters) for a float, with as many digits as fit."""
     for prec in range(12, 0, -1):
@@ -296,7 +370,8 @@ def _save_part10(ds, target) -> None:
 
 
 def save_dataset(ds, path: str | Path) -> Path:
-    """Write ``ds`` as a DICOM Part 10 file."""
+    """Write ``ds`` as a DICOM Part 10 file, its SpecificCharacterSet settled from its text (:func:`settle_charset`)."""
+    settle_charset(ds)
     _save_part10(ds, path)
     return Path(path)
 
@@ -316,6 +391,7 @@ class TemplateFileWriter:
         from pydicom.filewriter import correct_ambiguous_vr
 
         correct_ambiguous_vr(template, True)   # what pydicom does before writing (PixelData OB or OW -> OW)
+        settle_charset(template)               # the fixed text is encoded once, here (save_dataset does it per file)
         self.ds, self.variable = template, tuple(variable)
         self._encoding = template.get("SpecificCharacterSet", "iso8859")
         var_tags = {int(tag_for_keyword(k) or -1) for k in self.variable}
