@@ -42,6 +42,8 @@ class CTImage:
     series_instance_uid: str = ""
     patient_name: str = ""
     patient_id: str = ""
+    patient_birth_date: str = ""   # PatientBirthDate (DA) of the first slice: the RT Dose and HDF5 study keep it
+    patient_sex: str = ""          # PatientSex (M, F, O) of the first slice
     patient_position: str = ""
     slice_sop_instance_uids: list[str] = field(default_factory=list)
     series_description: str = ""
@@ -691,6 +693,8 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         study_timezone=str(ds0.get("TimezoneOffsetFromUTC", "") or "").strip(),
         image_comments=str(ds0.get("ImageComments", "") or ""),
         image_type=_text_values(ds0.get("ImageType", None)),
+        patient_birth_date=str(ds0.get("PatientBirthDate", "") or "").strip(),
+        patient_sex=str(ds0.get("PatientSex", "") or "").strip(),
         axis_directions=(int(sx), int(sy), int(sx * sy)),
         fov_circle_mm=_fov_circle(ds0, origin, (float(ps0[1]), float(ps0[0])), (cols0, rows0)),
     )
