@@ -275,9 +275,12 @@ def _latin1(text: str) -> bool:
 #: The VRs whose values are text in the data set's character set, SpecificCharacterSet (PS3.5 6.1.2.3); the values of
 #: the other VRs (CS, DA, UI, DS, ...) are ASCII by definition
 CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "PN", "UC", "UT"})
-#: The two character sets mcproton writes: ISO_IR 100 (Latin-1, the default of the files it writes) and ISO_IR 192
-#: (UTF-8, for text that Latin-1 cannot hold)
+#: The two character sets mcproton writes (and assumes for an input that declares none): ISO_IR 100 (Latin-1, the
+#: default of the files it writes) and ISO_IR 192 (UTF-8, for text that Latin-1 cannot hold)
 LATIN1_CHARSET, UTF8_CHARSET = "ISO_IR 100", "ISO_IR 192"
+#: The words of the warning about an input read with an assumed character set (:func:`assume_input_charset`), after
+#: the file's name: said once per file in a run or check (the plan is read by several readers)
+NO_CHARSET_SAID = "no SpecificCharacterSet (0008,0005)"
 
 
 def _text_elements(ds):
@@ -343,6 +346,94 @@ def settle_charset(ds) -> str:
     if charset or "SpecificCharacterSet" in ds:
         ds.SpecificCharacterSet = charset or LATIN1_CHARSET
     return str(ds.get("SpecificCharacterSet", "") or "")
+
+
+def _raw_text_bytes(elem) -> bytes | None:
+    """The bytes a text element was read as: a raw element's value; a converted one's value encoded back with
+    pydicom's default (Latin-1, lossless: what a file without SpecificCharacterSet was decoded with); None where the
+    value cannot be (text decoded otherwise)."""
+    from pydicom.dataelem import RawDataElement
+
+    if isinstance(elem, RawDataElement):
+        return bytes(elem.value) if elem.value is not None else None
+    v = elem.value
+    original = getattr(v, "original_string", None)
+    if isinstance(original, (bytes, bytearray)):
+        return bytes(original)
+    try:
+        return "\\".join("" if x is None else str(x) for x in _values(v)).encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+
+
+def _assume_charset(ds) -> str:
+    """Decode the text of a data set that declares no character set (see :func:`assume_input_charset`); returns
+    what was assumed ("" where nothing had to be)."""
+    from pydicom.charset import convert_encodings
+    from pydicom.dataelem import RawDataElement
+    from pydicom.datadict import keyword_for_tag
+
+    declared = ds.get("SpecificCharacterSet", None)
+    if any(str(v or "").strip() for v in _values(declared)):
+        return ""
+    found = []
+    for d, tag, vr, elem in _text_elements(ds):
+        raw = _raw_text_bytes(elem)
+        if raw is not None and not raw.isascii():
+            found.append((d, tag, vr, raw))
+    if not found:
+        return ""
+    try:
+        for *_, raw in found:
+            raw.decode("utf-8")
+        charset, how = UTF8_CHARSET, "UTF-8 (ISO_IR 192), as those bytes are valid UTF-8"
+    except UnicodeDecodeError:
+        charset, how = LATIN1_CHARSET, "Latin-1 (ISO_IR 100), as those bytes are not valid UTF-8"
+    encodings = convert_encodings([charset])
+    try:    # pydicom 3
+        from pydicom.dataelem import convert_raw_data_element
+
+        def convert(raw_elem, d):
+            return convert_raw_data_element(raw_elem, encoding=encodings, ds=d)
+    except ImportError:   # pragma: no cover - pydicom 2
+        from pydicom.dataelem import DataElement_from_raw
+
+        def convert(raw_elem, d):
+            return DataElement_from_raw(raw_elem, encodings, d)
+    for d, tag, vr, raw in found:
+        d[tag] = convert(RawDataElement(tag, vr, len(raw), raw, 0, False, True), d)
+    ds.SpecificCharacterSet = charset
+    names = list(dict.fromkeys(attribute_name(keyword_for_tag(tag) or "") or str(tag) for _, tag, _, _ in found))
+    return f"{', '.join(names)} {'holds' if len(names) == 1 else 'hold'} bytes above 0x7F: read as {how}"
+
+
+def assume_input_charset(ds, src: str | Path, *, say: bool = True) -> str:
+    """The one rule by which every reader of an input's identity and text (the CT, the RT Plan, the RT Struct and
+    the RT Doses of ``mcproton check``) reads a file that declares no SpecificCharacterSet (0008,0005) while a text
+    element (PatientName, PatientID, a plan, beam or ROI name; :data:`CHARSET_VRS`) holds bytes above 0x7F: decoded
+    as UTF-8 where every such value is valid UTF-8 (practically never by accident for Latin-1 text), else as
+    Latin-1, in place, and the data set's SpecificCharacterSet set to what was assumed; the written files then
+    declare a character set that holds the text (:func:`settle_charset`).  pydicom alone reads such bytes as
+    Latin-1: a UTF-8 name ("Παπαδόπουλος") became "Î Î±Ï..." in the RT Dose, RD_mc.dcm and the signed report,
+    declared ISO_IR 100, without a word (identity audit 24, F4).
+
+    Returns what was assumed ("" where the file declares its character set or its text is ASCII); the first call
+    decides (:func:`read_dicom_file` calls it for every file, silently) and later calls return the same.  ``say``:
+    warn, naming the file, the attributes and what was assumed (once per file in a run or check); the CT reader
+    says it once for the slices of a series instead.  A data set given in Python (``load_rtplan(ds)``) is read as
+    it is."""
+    note = getattr(ds, "_mcproton_assumed_charset", None)
+    if note is None:
+        note = _assume_charset(ds)
+        ds._mcproton_assumed_charset = note
+    if note and say:
+        from .errors import McprotonWarning, said_already, warn
+
+        if not said_already(f"{Path(str(src)).name}: {NO_CHARSET_SAID}"):
+            warn(f"{src}: {NO_CHARSET_SAID}, but {note}; the outputs declare the character set they are written "
+                 "in: check the names in them against the planning system, and have the exporting system declare "
+                 "its SpecificCharacterSet", McprotonWarning, stacklevel=2)
+    return note
 
 
 def ds_string(v: float) -> str:
@@ -894,7 +985,9 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
     decompress it), else the pydicom Dataset.
     ``check=False`` skips the structure walk (for a second read of a file already checked).
     ``max_inflated_bytes``, ``inflated_what``: the bound of a Deflated data set, checked with the structure
-    (:func:`check_complete`).  Running out of memory is a MemoryError, never called a damaged file."""
+    (:func:`check_complete`).  Running out of memory is a MemoryError, never called a damaged file.
+    A file that declares no SpecificCharacterSet but holds text bytes above 0x7F has that text decoded by
+    :func:`assume_input_charset` (silently: the readers of identity say it), so every reader reads it alike."""
     import io
 
     import pydicom
@@ -938,6 +1031,7 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
             setattr(ds, attr, None)
     try:
         decode_long_un(ds)
+        assume_input_charset(ds, p, say=False)   # the readers of identity and text say it (CT: once per series)
     except MemoryError:
         raise
     except Exception as exc:  # a sequence pydicom cannot parse: the same message as a file pydicom cannot read

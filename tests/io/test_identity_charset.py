@@ -1,8 +1,14 @@
-"""The patient's identity from the CT into `mcproton run`'s RT Dose and HDF5 study (identity audit 24, F3).
+"""The patient's identity from the CT into `mcproton run`'s RT Dose and HDF5 study, and inputs that declare no
+character set (identity audit 24, F3 and F4).
 
 F3: the CT's PatientBirthDate and PatientSex were not read (CTImage had no fields for them), so every RT Dose of
 `mcproton run` and its HDF5 ``study`` had them empty, although the Patient module is copied so that the dose files
 under the CT's patient.
+
+F4: an input without SpecificCharacterSet (0008,0005) whose PatientName holds bytes above 0x7F was read by pydicom
+as Latin-1: a UTF-8 name became mojibake, written with an explicit ISO_IR 100 into the RT Dose, without a word.  Now
+every reader of identity decodes such text as UTF-8 where it is valid UTF-8, else as Latin-1, and warns naming the
+file, the attribute and what was assumed; the outputs declare the character set of what they hold.
 
 Cost: a 16 x 16 x 16 CT of 5 mm voxels, one beam, 1000 primaries per run (about a second each)."""
 from __future__ import annotations
@@ -11,8 +17,9 @@ import json
 
 import numpy as np
 import pydicom
+import pytest
 
-from dicom_factories import make_plan, save
+from dicom_factories import make_plan, make_rtstruct, rect_contour, save
 
 FRAME = "1.2.826.0.1.3680043.8.498.77"
 GREEK = "Παπαδόπουλος^Ελένη"
@@ -82,3 +89,78 @@ def test_the_rtdose_and_the_hdf5_study_keep_the_cts_birth_date_and_sex(tmp_path,
         assert (str(ds.PatientName), ds.PatientID) == ("Child^Test", "PAED-042")
     study = DoseResult.load(tmp_path / "o.h5").geometry.study
     assert (study.patient_birth_date, study.patient_sex) == ("20190304", "F")
+    assert "SpecificCharacterSet" not in err   # declared inputs: nothing to say
+
+
+def test_an_undeclared_utf8_name_is_read_as_utf8_and_said(tmp_path, capsys):
+    """The audit's nocs_utf8: the RT Doses read back the Greek name with ISO_IR 192 (before: 'Î Î±Ï...' with
+    ISO_IR 100), the HDF5 study holds it, and the run's warnings name the files, PatientName and UTF-8."""
+    from mcproton import DoseResult
+
+    case(tmp_path, GREEK.encode("utf-8"))
+    rc, err, summary = run(tmp_path, capsys)
+    assert rc == 0, err
+    for name in ("RD.dcm", "RD_beam1.dcm"):
+        ds = pydicom.dcmread(tmp_path / name)
+        assert ds.SpecificCharacterSet == "ISO_IR 192" and str(ds.PatientName) == GREEK, name
+    assert DoseResult.load(tmp_path / "o.h5").geometry.study.patient_name == GREEK
+    said = [w for w in summary["warnings"] if "no SpecificCharacterSet (0008,0005)" in w]
+    assert len(said) == 2, summary["warnings"]      # the CT (once for its 16 slices) and the plan
+    ct_said, = [w for w in said if "CT slices" in w]
+    plan_said, = [w for w in said if "RP.dcm" in w]
+    for w in (ct_said, plan_said):
+        assert "PatientName (0010,0010)" in w and "read as UTF-8 (ISO_IR 192)" in w, w
+    assert str(tmp_path / "ct") in ct_said and "16 of the 16 CT slices" in ct_said
+
+
+def test_an_undeclared_latin1_name_is_read_as_latin1_and_said(tmp_path, capsys):
+    """The audit's nocs_latin1: bytes that are not valid UTF-8 are read as Latin-1, as before (the name reads back
+    right), but now it is said that Latin-1 was assumed."""
+    case(tmp_path, LATIN.encode("latin-1"))
+    rc, err, summary = run(tmp_path, capsys)
+    assert rc == 0, err
+    ds = pydicom.dcmread(tmp_path / "RD.dcm")
+    assert ds.SpecificCharacterSet == "ISO_IR 100" and str(ds.PatientName) == LATIN
+    said = [w for w in summary["warnings"] if "no SpecificCharacterSet (0008,0005)" in w]
+    assert len(said) == 2 and all("read as Latin-1 (ISO_IR 100), as those bytes are not valid UTF-8" in w
+                                  for w in said), said
+
+
+@pytest.mark.parametrize("reader", ["plan", "struct"])
+def test_the_plan_and_struct_readers_read_an_undeclared_name_alike(tmp_path, reader):
+    """The one rule (dicom_common.assume_input_charset) in the RT Plan and RT Struct readers: the warning names the
+    file and the attribute, and a ROI name in the structure set's sequences is decoded with the same guess."""
+    from mcproton._io.errors import recording_warnings
+    from mcproton.dicom import load_rtplan
+    from mcproton._io.rtstruct import read_rtstruct
+
+    if reader == "plan":
+        plan = make_plan([{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0),
+                           "layers": [(70.0, [(0.0, 0.0)], [1.0])], "meterset": 5.0}], frame_of_reference_uid=FRAME)
+        path = save(plan, tmp_path / "RP.dcm")
+        undeclare(path, PatientName=GREEK.encode("utf-8"))
+        with recording_warnings() as said:
+            assert load_rtplan(path).patient_name == GREEK
+    else:
+        rs = make_rtstruct({"Όγκος": [rect_contour(-10, 10, -10, 10, 0.0)]})   # a Greek ROI name
+        rs.PatientName = GREEK
+        path = save(rs, tmp_path / "RS.dcm")      # written in UTF-8 (ISO_IR 192)
+        undeclare(path, PatientName=GREEK.encode("utf-8"))   # the same bytes, now undeclared
+        with recording_warnings() as said:
+            assert "Όγκος" in read_rtstruct(path).contours
+    assert len(said) == 1 and said[0].startswith(f"{path}: no SpecificCharacterSet (0008,0005), but PatientName "
+                                                 "(0010,0010)"), said
+    assert "read as UTF-8 (ISO_IR 192)" in said[0] and ("ROIName (3006,0026)" in said[0]) == (reader == "struct")
+
+
+def test_the_real_dicom_files_need_no_assumed_character_set():
+    """The third-party files under tests/data/dicom declare their character set or hold ASCII text only: the rule
+    above gives them no new warning."""
+    from pathlib import Path
+
+    from mcproton._io.dicom_common import assume_input_charset, read_dicom_file
+
+    files = sorted((Path(__file__).resolve().parents[1] / "data" / "dicom").rglob("*.dcm"))
+    assert len(files) >= 10
+    for f in files:
+        assert assume_input_charset(read_dicom_file(f, stop_before_pixels=True), f, say=False) == "", f
