@@ -76,9 +76,13 @@ def _header(p: Path):
     """The few elements the survey needs, or None (not DICOM, damaged: the check itself reports those)."""
     import pydicom
 
+    from .._io.dicom_common import assume_input_charset
+
     try:
-        return pydicom.dcmread(p, stop_before_pixels=True, specific_tags=[
+        ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=[
             "Modality", "SOPInstanceUID", "SOPClassUID", "ReferencedRTPlanSequence", "PatientID"])
+        assume_input_charset(ds, p, say=False)   # a PatientID read as the check reads it (said by the check)
+        return ds
     except Exception:  # noqa: BLE001 - a survey only: the patient's check reads and reports every file
         return None
 

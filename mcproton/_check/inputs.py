@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 
 from .._io.ct import is_localizer
-from .._io.dicom_common import dicom_kind, is_valid_uid, may_be_dicom, read_dicom_file, replacement_plan_uid
+from .._io.dicom_common import (assume_input_charset, dicom_kind, is_valid_uid, may_be_dicom, read_dicom_file,
+                                 replacement_plan_uid)
 from .._io.rtstruct import struct_ct_series, struct_frame
 from .._io.errors import CheckInputError, DicomInputError, McprotonWarning, warn
 from .mc_rtdose import is_check_output
@@ -134,15 +135,21 @@ class CheckInputs:
 
 
 def _dcm_header(path: Path):
+    """A file's header, its text read as every reader of identity reads it (assume_input_charset), or None."""
     import pydicom
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception:  # noqa: BLE001 - any file in a patient folder may be there; not DICOM -> skipped
         try:
-            return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
         except Exception:  # noqa: BLE001
             return None
+    try:
+        assume_input_charset(ds, path, say=False)   # its readers say it (the plan's, the RT Struct's)
+    except Exception:  # noqa: BLE001 - a header read forcibly may not be parsable further; as read
+        pass
+    return ds
 
 
 #: RTPlanRelationship (300A,0055) values by which a plan says it replaces the plan it references (DICOM PS3.3
@@ -429,6 +436,7 @@ def read_tps_dose(path: str | Path, dose_type: str | None = None) -> TPSDose:
 
     d = read_rtdose(path, dose_type=dose_type)   # a gzip-compressed file is named as such there
     ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assume_input_charset(ds, path)   # its PatientID compared with the plan's and the CT's, decoded alike
     beams: list[int] = []
     for ref in ds.get("ReferencedRTPlanSequence", []) or []:
         for fg in ref.get("ReferencedFractionGroupSequence", []) or []:

@@ -37,9 +37,10 @@ def tps_study(path: str | Path, plan_sop_instance_uid: str):
     """The patient, study and frame of reference of a TPS RT Dose, referencing the plan: where the MC dose goes."""
     import pydicom
 
-    from .._io.dicom_common import StudyReference
+    from .._io.dicom_common import StudyReference, assume_input_charset
 
     ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assume_input_charset(ds, path)   # no SpecificCharacterSet: UTF-8 or Latin-1, said (once; read_tps_dose read it)
     return StudyReference(patient_name=str(ds.get("PatientName", "") or ""),
                           patient_id=str(ds.get("PatientID", "") or ""),
                           patient_birth_date=str(ds.get("PatientBirthDate", "") or ""),

@@ -92,6 +92,9 @@ def identification(plan_path: str | Path) -> dict[str, str]:
     ds = _header(plan_path, IDENTIFICATION_KEYS)   # not the spots
     if ds is None:
         return {}
+    from .._io.dicom_common import assume_input_charset
+
+    assume_input_charset(ds, plan_path)   # the name as the plan reader read it (no SpecificCharacterSet: said there)
     return {"plan_file": str(Path(plan_path).resolve()), **{k: str(ds.get(k, "") or "") for k in IDENTIFICATION_KEYS}}
 
 

@@ -42,6 +42,8 @@ class CTImage:
     series_instance_uid: str = ""
     patient_name: str = ""
     patient_id: str = ""
+    patient_birth_date: str = ""   # PatientBirthDate (DA) of the first slice: the RT Dose and HDF5 study keep it
+    patient_sex: str = ""          # PatientSex (M, F, O) of the first slice
     patient_position: str = ""
     slice_sop_instance_uids: list[str] = field(default_factory=list)
     series_description: str = ""
@@ -273,6 +275,28 @@ def _warn_lossy(chosen: list, folder) -> None:
          "uncompressed or losslessly compressed)", McprotonWarning, stacklevel=3)
 
 
+def _warn_assumed_charset(chosen: list, folder) -> None:
+    """One warning for the slices of the series read with an assumed character set (no SpecificCharacterSet, text
+    bytes above 0x7F: :func:`~mcproton._io.dicom_common.assume_input_charset`, applied as each file was read), naming
+    the slices, the attributes and what was assumed, instead of one per slice."""
+    from .dicom_common import NO_CHARSET_SAID, assume_input_charset
+    from .errors import said_already
+
+    notes: dict[str, list[str]] = {}
+    for f, ds in chosen:
+        note = assume_input_charset(ds, f, say=False)
+        if note:
+            notes.setdefault(note, []).append(Path(f).name)
+    for note, names in notes.items():
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        said = f"{folder}: {len(names)} of the {len(chosen)} CT slices ({shown}) have {NO_CHARSET_SAID}, but their " \
+            f"{note}"
+        if not said_already(said):   # once in a run or check that reads the CT twice
+            warn(f"{said}; the outputs declare the character set they are written in: check the names in them "
+                 "against the planning system, and have the exporting system declare its SpecificCharacterSet",
+                 McprotonWarning, stacklevel=3)
+
+
 def _image_folders(root: Path, n: int = 4) -> str:
     """The first ``n`` folders under ``root`` that hold files, relative to it (the series folders of a media export:
     PT000000/ST000000/SE000000)."""
@@ -470,6 +494,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         chosen = next(iter(axial.values()))
     _not_dicom_files(not_dicom, chosen, folder)
     _warn_lossy(chosen, folder)
+    _warn_assumed_charset(chosen, folder)
 
     # --- frame of reference: one per series; warn when there is none ---
     fors = {str(ds.get("FrameOfReferenceUID", "") or "") for _, ds in chosen}
@@ -691,6 +716,8 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         study_timezone=str(ds0.get("TimezoneOffsetFromUTC", "") or "").strip(),
         image_comments=str(ds0.get("ImageComments", "") or ""),
         image_type=_text_values(ds0.get("ImageType", None)),
+        patient_birth_date=str(ds0.get("PatientBirthDate", "") or "").strip(),
+        patient_sex=str(ds0.get("PatientSex", "") or "").strip(),
         axis_directions=(int(sx), int(sy), int(sx * sy)),
         fov_circle_mm=_fov_circle(ds0, origin, (float(ps0[1]), float(ps0[0])), (cols0, rows0)),
     )

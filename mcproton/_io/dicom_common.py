@@ -146,7 +146,9 @@ def dicom_kind(ds) -> tuple[str, str]:
 
 def new_file_dataset(path: str | Path, sop_class_uid: str, sop_instance_uid: str | None = None):
     """An empty FileDataset (explicit VR little endian, 128-byte preamble) with its file meta information
-    and SOP Class / Instance UIDs and character set set; returns ``(dataset, sop_instance_uid)``."""
+    and SOP Class / Instance UIDs and character set set; returns ``(dataset, sop_instance_uid)``.  The character set
+    starts as ISO_IR 100 (Latin-1); :func:`save_dataset` (and :class:`TemplateFileWriter`) settle it from the text the
+    file holds when it is saved (:func:`settle_charset`)."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
@@ -194,11 +196,9 @@ def set_patient_study_series(ds, study: StudyReference, *, modality: str, date: 
                              instance_number: int) -> None:
     """The Patient, General Study, General Series, General Equipment and Frame of Reference attributes that
     every mcproton writer sets the same way (the writers add their modality's own).  ``study`` must be
-    :meth:`StudyReference.resolved` (its study and frame UIDs set).  The character set stays ISO_IR 100 (Latin-1)
-    unless a name or description needs more (a Greek, Cyrillic or Japanese patient name, as a planning system's
-    file gives it): then ISO_IR 192 (UTF-8), so that the name is written as it is, not as question marks."""
-    if not all(_latin1(v) for v in (study.patient_name, study.patient_id, series_description)):
-        ds.SpecificCharacterSet = "ISO_IR 192"
+    :meth:`StudyReference.resolved` (its study and frame UIDs set).  The character set is not decided here: the
+    writer adds text after this (plan, beam and ROI names), so :func:`save_dataset` decides it from every text element
+    of the finished data set (:func:`settle_charset`)."""
     # the study's date and time (one for every object of the study: StudyReference.resolved); the object's own
     # date and time (Series/Content) are the writer's ``date`` and ``time``, taken in the study's zone
     # (StudyReference.now_date_time).  The offset is the study's: a CT's own, or none where the CT gives none
@@ -271,6 +271,171 @@ def _latin1(text: str) -> bool:
     return True
 
 
+# ------------------------------------------------------------------------------------------- character sets
+#: The VRs whose values are text in the data set's character set, SpecificCharacterSet (PS3.5 6.1.2.3); the values of
+#: the other VRs (CS, DA, UI, DS, ...) are ASCII by definition
+CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "PN", "UC", "UT"})
+#: The two character sets mcproton writes (and assumes for an input that declares none): ISO_IR 100 (Latin-1, the
+#: default of the files it writes) and ISO_IR 192 (UTF-8, for text that Latin-1 cannot hold)
+LATIN1_CHARSET, UTF8_CHARSET = "ISO_IR 100", "ISO_IR 192"
+#: The words of the warning about an input read with an assumed character set (:func:`assume_input_charset`), after
+#: the file's name: said once per file in a run or check (the plan is read by several readers)
+NO_CHARSET_SAID = "no SpecificCharacterSet (0008,0005)"
+
+
+def _text_elements(ds):
+    """(data set, tag, VR, element) of every standard (not private) text element (:data:`CHARSET_VRS`) of ``ds``
+    and of its sequences' items, elements still raw left raw (an RT Struct's million contour numbers are not
+    converted: they are DS, and never looked at).  Iterative: a deeply nested file cannot exhaust the stack."""
+    from pydicom.datadict import dictionary_VR
+
+    stack = [ds]
+    while stack:
+        d = stack.pop()
+        for tag in list(d._dict):
+            if tag.is_private or tag.group == 0x0002:
+                continue
+            elem = d._dict[tag]
+            vr = elem.VR
+            if vr is None:   # a raw element of an implicit-VR file: the dictionary's VR
+                try:
+                    vr = dictionary_VR(tag)
+                except KeyError:
+                    continue
+            if vr == "SQ":
+                stack.extend(item for item in (d[tag].value or []) if item is not None)
+            elif vr in CHARSET_VRS:
+                yield d, tag, vr, elem
+
+
+def _values(v) -> list:
+    """The values of an element's value: itself, or each value of a multi-valued one."""
+    from pydicom.multival import MultiValue
+
+    return list(v) if isinstance(v, (list, tuple, MultiValue)) else [v]
+
+
+def _text_of(d, tag, elem) -> list[str]:
+    """The text values of a (converted or raw) text element, as written (each value of a multi-valued one)."""
+    from pydicom.dataelem import RawDataElement
+
+    if isinstance(elem, RawDataElement):
+        if elem.value is None or bytes(elem.value).isascii():
+            return []     # nothing that depends on the character set
+        elem = d[tag]     # converted in the data set's own character set
+    return [str(x) for x in _values(elem.value) if x is not None]
+
+
+def settle_charset(ds) -> str:
+    """Set the SpecificCharacterSet (0008,0005) of a data set mcproton writes from every text element it holds, its
+    sequences' items included, and return it: ISO_IR 100 (Latin-1) where all of them are Latin-1, else ISO_IR 192
+    (UTF-8).  Called once, just before a file is saved (:func:`save_dataset`, :class:`TemplateFileWriter`), so that
+    every writer (RT Dose, CT, RT Struct, RT Plan) declares the character set its text needs.  Before 2026-12-07 the
+    writers chose it from the patient's name and ID and the series description only: a Greek plan or beam name for
+    a patient named in Latin letters was written as "?????" (identity audit 24, F9).  A data set without one whose
+    text is all ASCII (DICOM's default repertoire) is left without ("" returned): mcproton's writers start from
+    ISO_IR 100 (:func:`new_file_dataset`), so only a data set built otherwise (a test's) stays as it was."""
+    charset = ""
+    for d, tag, _, elem in _text_elements(ds):
+        texts = [t for t in _text_of(d, tag, elem) if not t.isascii()]
+        if not all(_latin1(t) for t in texts):
+            charset = UTF8_CHARSET
+            break
+        if texts:
+            charset = LATIN1_CHARSET
+    if charset or "SpecificCharacterSet" in ds:
+        ds.SpecificCharacterSet = charset or LATIN1_CHARSET
+    return str(ds.get("SpecificCharacterSet", "") or "")
+
+
+def _raw_text_bytes(elem) -> bytes | None:
+    """The bytes a text element was read as: a raw element's value; a converted one's value encoded back with
+    pydicom's default (Latin-1, lossless: what a file without SpecificCharacterSet was decoded with); None where the
+    value cannot be (text decoded otherwise)."""
+    from pydicom.dataelem import RawDataElement
+
+    if isinstance(elem, RawDataElement):
+        return bytes(elem.value) if elem.value is not None else None
+    v = elem.value
+    original = getattr(v, "original_string", None)
+    if isinstance(original, (bytes, bytearray)):
+        return bytes(original)
+    try:
+        return "\\".join("" if x is None else str(x) for x in _values(v)).encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+
+
+def _assume_charset(ds) -> str:
+    """Decode the text of a data set that declares no character set (see :func:`assume_input_charset`); returns
+    what was assumed ("" where nothing had to be)."""
+    from pydicom.charset import convert_encodings
+    from pydicom.dataelem import RawDataElement
+    from pydicom.datadict import keyword_for_tag
+
+    declared = ds.get("SpecificCharacterSet", None)
+    if any(str(v or "").strip() for v in _values(declared)):
+        return ""
+    found = []
+    for d, tag, vr, elem in _text_elements(ds):
+        raw = _raw_text_bytes(elem)
+        if raw is not None and not raw.isascii():
+            found.append((d, tag, vr, raw))
+    if not found:
+        return ""
+    try:
+        for *_, raw in found:
+            raw.decode("utf-8")
+        charset, how = UTF8_CHARSET, "UTF-8 (ISO_IR 192), as those bytes are valid UTF-8"
+    except UnicodeDecodeError:
+        charset, how = LATIN1_CHARSET, "Latin-1 (ISO_IR 100), as those bytes are not valid UTF-8"
+    encodings = convert_encodings([charset])
+    try:    # pydicom 3
+        from pydicom.dataelem import convert_raw_data_element
+
+        def convert(raw_elem, d):
+            return convert_raw_data_element(raw_elem, encoding=encodings, ds=d)
+    except ImportError:   # pragma: no cover - pydicom 2
+        from pydicom.dataelem import DataElement_from_raw
+
+        def convert(raw_elem, d):
+            return DataElement_from_raw(raw_elem, encodings, d)
+    for d, tag, vr, raw in found:
+        d[tag] = convert(RawDataElement(tag, vr, len(raw), raw, 0, False, True), d)
+    ds.SpecificCharacterSet = charset
+    names = list(dict.fromkeys(attribute_name(keyword_for_tag(tag) or "") or str(tag) for _, tag, _, _ in found))
+    return f"{', '.join(names)} {'holds' if len(names) == 1 else 'hold'} bytes above 0x7F: read as {how}"
+
+
+def assume_input_charset(ds, src: str | Path, *, say: bool = True) -> str:
+    """The one rule by which every reader of an input's identity and text (the CT, the RT Plan, the RT Struct and
+    the RT Doses of ``mcproton check``) reads a file that declares no SpecificCharacterSet (0008,0005) while a text
+    element (PatientName, PatientID, a plan, beam or ROI name; :data:`CHARSET_VRS`) holds bytes above 0x7F: decoded
+    as UTF-8 where every such value is valid UTF-8 (practically never by accident for Latin-1 text), else as
+    Latin-1, in place, and the data set's SpecificCharacterSet set to what was assumed; the written files then
+    declare a character set that holds the text (:func:`settle_charset`).  pydicom alone reads such bytes as
+    Latin-1: a UTF-8 name ("Παπαδόπουλος") became "Î Î±Ï..." in the RT Dose, RD_mc.dcm and the signed report,
+    declared ISO_IR 100, without a word (identity audit 24, F4).
+
+    Returns what was assumed ("" where the file declares its character set or its text is ASCII); the first call
+    decides (:func:`read_dicom_file` calls it for every file, silently) and later calls return the same.  ``say``:
+    warn, naming the file, the attributes and what was assumed (once per file in a run or check); the CT reader
+    says it once for the slices of a series instead.  A data set given in Python (``load_rtplan(ds)``) is read as
+    it is."""
+    note = getattr(ds, "_mcproton_assumed_charset", None)
+    if note is None:
+        note = _assume_charset(ds)
+        ds._mcproton_assumed_charset = note
+    if note and say:
+        from .errors import McprotonWarning, said_already, warn
+
+        if not said_already(f"{Path(str(src)).name}: {NO_CHARSET_SAID}"):
+            warn(f"{src}: {NO_CHARSET_SAID}, but {note}; the outputs declare the character set they are written "
+                 "in: check the names in them against the planning system, and have the exporting system declare "
+                 "its SpecificCharacterSet", McprotonWarning, stacklevel=2)
+    return note
+
+
 def ds_string(v: float) -> str:
     """A DICOM DS string (at most 16 characters) for a float, with as many digits as fit."""
     for prec in range(12, 0, -1):
@@ -296,7 +461,8 @@ def _save_part10(ds, target) -> None:
 
 
 def save_dataset(ds, path: str | Path) -> Path:
-    """Write ``ds`` as a DICOM Part 10 file."""
+    """Write ``ds`` as a DICOM Part 10 file, its SpecificCharacterSet settled from its text (:func:`settle_charset`)."""
+    settle_charset(ds)
     _save_part10(ds, path)
     return Path(path)
 
@@ -316,6 +482,7 @@ class TemplateFileWriter:
         from pydicom.filewriter import correct_ambiguous_vr
 
         correct_ambiguous_vr(template, True)   # what pydicom does before writing (PixelData OB or OW -> OW)
+        settle_charset(template)               # the fixed text is encoded once, here (save_dataset does it per file)
         self.ds, self.variable = template, tuple(variable)
         self._encoding = template.get("SpecificCharacterSet", "iso8859")
         var_tags = {int(tag_for_keyword(k) or -1) for k in self.variable}
@@ -818,7 +985,9 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
     decompress it), else the pydicom Dataset.
     ``check=False`` skips the structure walk (for a second read of a file already checked).
     ``max_inflated_bytes``, ``inflated_what``: the bound of a Deflated data set, checked with the structure
-    (:func:`check_complete`).  Running out of memory is a MemoryError, never called a damaged file."""
+    (:func:`check_complete`).  Running out of memory is a MemoryError, never called a damaged file.
+    A file that declares no SpecificCharacterSet but holds text bytes above 0x7F has that text decoded by
+    :func:`assume_input_charset` (silently: the readers of identity say it), so every reader reads it alike."""
     import io
 
     import pydicom
@@ -862,6 +1031,7 @@ def read_dicom_file(path: str | Path, *, stop_before_pixels: bool = False, check
             setattr(ds, attr, None)
     try:
         decode_long_un(ds)
+        assume_input_charset(ds, p, say=False)   # the readers of identity and text say it (CT: once per series)
     except MemoryError:
         raise
     except Exception as exc:  # a sequence pydicom cannot parse: the same message as a file pydicom cannot read

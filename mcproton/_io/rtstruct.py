@@ -93,7 +93,7 @@ def _read(path_or_ds):
     a file without the 128-byte preamble / file meta (e.g. pydicom's rtstruct.dcm) is read as before."""
     import pydicom
 
-    from .dicom_common import read_dicom_file
+    from .dicom_common import assume_input_charset, read_dicom_file
 
     if isinstance(path_or_ds, pydicom.Dataset):
         return path_or_ds, "<dataset>"
@@ -103,6 +103,7 @@ def _read(path_or_ds):
     ds = read_dicom_file(src)
     if ds is None:
         raise DicomInputError(f"{src}: not a DICOM file (no DICOM preamble and no data set at its start)")
+    assume_input_charset(ds, src)   # said: no SpecificCharacterSet but non-ASCII names (read as UTF-8/Latin-1)
     return ds, src
 
 

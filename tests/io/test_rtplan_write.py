@@ -227,3 +227,28 @@ def test_the_prescription_and_each_beams_dose_are_written(demo_plan, tmp_path):
         with pytest.raises(ValueError, match="target_roi_number"):
             write_rtplan(demo_plan, tmp_path / "x.dcm", study=PHANTOM_STUDY.resolved(), target_roi_number=bad,
                          structure_set_sop_instance_uid="1.2.826.0.1.3680043.8.498.1")
+
+
+def test_greek_plan_and_beam_names_round_trip(demo_plan, tmp_path):
+    """A plan and a field named in Greek for a patient named in Latin letters (identity audit 24, F9): the writer
+    decides the character set from every text element it writes, the beams' names in the IonBeamSequence included,
+    so the file declares ISO_IR 192 and the names read back as written (before: ISO_IR 100, chosen from the
+    patient's name, and '????? PF', '????? 1', with pydicom's warning of replacement characters)."""
+    import pydicom
+
+    plan = copy.deepcopy(demo_plan)
+    plan.name = "Πλάνο PF"
+    plan.fields[0].name = "Πεδίο 1"
+    plan.target_name = "Όγκος"
+    study = dataclasses.replace(PHANTOM_STUDY, patient_name="Smith^Anna", patient_id="S1").resolved()
+    path = tmp_path / "rp_greek.dcm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # no "Failed to encode value" from pydicom
+        write_rtplan(plan, path, study=study, fractions=FRACTIONS, label="PF",
+                     structure_set_sop_instance_uid="1.2.826.0.1.3680043.8.498.1")
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assert ds.SpecificCharacterSet == "ISO_IR 192"
+    assert ds.RTPlanName == "Πλάνο PF" and ds.DoseReferenceSequence[0].DoseReferenceDescription == "Όγκος"
+    assert str(ds.PatientName) == "Smith^Anna"
+    back, _ = read_back(path)
+    assert [b.name for b in back.beams][:1] == ["Πεδίο 1"] and back.label == "PF"

@@ -163,6 +163,41 @@ def test_a_name_outside_latin1_is_written_in_utf8_not_as_question_marks(tmp_path
     assert ds.SpecificCharacterSet == "ISO_IR 100" and str(ds.PatientName) == "Müller^Jörg"
 
 
+def test_the_written_character_set_is_decided_from_every_text_element(tmp_path):
+    """settle_charset (save_dataset, for every writer): text in a sequence item that Latin-1 cannot hold makes the
+    file ISO_IR 192 whatever the patient's name is (before: only the name, ID and series description were looked
+    at, identity audit 24 F9); Latin-1 text alone keeps ISO_IR 100; raw values (an RT Struct's ContourData) are not
+    decoded on the way."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.tag import Tag
+
+    from mcproton._io.dicom_common import RT_STRUCTURE_SET_STORAGE, new_file_dataset, save_dataset, settle_charset
+
+    def written(roi_name: str):
+        ds, _ = new_file_dataset(tmp_path / "rs.dcm", RT_STRUCTURE_SET_STORAGE)
+        ds.PatientName, ds.PatientID = "Smith^Anna", "S1"
+        roi = Dataset()
+        roi.ROINumber, roi.ROIName = 1, roi_name
+        contour = Dataset()
+        contour[0x30060050] = RawDataElement(Tag(0x30060050), "DS", 8, b"1.0\\2.0 ", 0, False, True)
+        rc = Dataset()
+        rc.ContourSequence = Sequence([contour])
+        ds.StructureSetROISequence = Sequence([roi])
+        ds.ROIContourSequence = Sequence([rc])
+        settle_charset(ds)
+        assert isinstance(contour._dict[Tag(0x30060050)], RawDataElement)   # left raw
+        save_dataset(ds, tmp_path / "rs.dcm")       # settles it again, as every writer's file
+        return pydicom.dcmread(tmp_path / "rs.dcm")
+
+    greek = written("Εγκέφαλος")
+    assert greek.SpecificCharacterSet == "ISO_IR 192" and greek.StructureSetROISequence[0].ROIName == "Εγκέφαλος"
+    latin = written("Gehirn Übergang")
+    assert latin.SpecificCharacterSet == "ISO_IR 100" and latin.StructureSetROISequence[0].ROIName == "Gehirn Übergang"
+    assert latin.ROIContourSequence[0].ContourSequence[0].ContourData == [1.0, 2.0]
+
+
 def test_a_dose_per_primary_is_not_written_as_gy(tmp_path):
     """A result of a beam without total_protons is in Gy per primary proton: written as an RT Dose (which holds Gy)
     it would be mislabelled by a factor of ~1e11, so write_result_rtdose refuses it (mcproton run refuses --rtdose
