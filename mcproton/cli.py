@@ -68,13 +68,18 @@ class _Rescue:
         self.lost, self.fix, self.cause, self.no_space = lost, fix, cause, no_space
         #: each output not written where it belongs: (what, its path, where it went or None, why not there)
         self.outputs: list[tuple[str, Path, Path | None, str]] = [("the HDF5", out, copy, why)]
+        self._paths: dict[str, Path] = {}   # each output's rescue copy, chosen once (:meth:`path`)
 
-    @staticmethod
-    def path(p: str | Path) -> Path:
-        """Where the output ``p`` goes instead: ``mcproton-rescued-<pid>-<name>`` in the temporary folder."""
+    def path(self, p: str | Path) -> Path:
+        """Where the output ``p`` goes instead: ``mcproton-rescued-<pid>-<name>`` in the temporary folder, chosen
+        once per output (a rescue copy never replaces an existing file, so a second choice after the first was
+        written would name another file: the per-beam names follow the RT Dose's)."""
         from ._io.atomic import rescue_path
 
-        return rescue_path(p)
+        key = str(p)
+        if key not in self._paths:
+            self._paths[key] = rescue_path(p)
+        return self._paths[key]
 
     def record(self, items: list[tuple[str, Path, Path]], exc: BaseException | None = None) -> None:
         """The outputs ``items`` (what, path, its rescue copy: "the RT Dose", ...) written in this order; ``exc``:

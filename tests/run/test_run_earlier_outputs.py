@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -222,11 +223,18 @@ def test_a_full_disk_rescues_the_rt_doses_with_the_hdf5(checkpoint, three_beams,
     assert main(_run(three_beams, good / "RD.h5", good / "RD.dcm", "--no-checkpoint")) == 0
     capsys.readouterr()
     res, rescue = _full_output_folder(tmp_path, monkeypatch)
+    # an earlier run's rescued result under the same pid (a restarted container runs as pid 1): kept, not replaced
+    earlier = {rescue / f"mcproton-rescued-{os.getpid()}-{n}": f"earlier {n}".encode() for n in ("RD.h5", "RD.dcm")}
+    for p, data in earlier.items():
+        p.write_bytes(data)
     assert main(_run(three_beams, res / "RD.h5", res / "RD.dcm", *([] if checkpoint else ["--no-checkpoint"]))) == 3
     cap = capsys.readouterr()
     msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
     names = ["RD.h5", "RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"]
-    rescued = {n: next(rescue.glob(f"mcproton-rescued-*-{n}")) for n in names}
+    rescued = {n: next(p for p in rescue.glob(f"mcproton-rescued-*-{n}") if p not in earlier) for n in names}
+    assert all(p.read_bytes() == data for p, data in earlier.items())
+    # one run's copies are named alike: the per-beam names follow its RT Dose's
+    assert {rescued[n].name.removesuffix(n) for n in names} == {f"mcproton-rescued-{os.getpid()}-2-"}
     assert f"could not write {res / 'RD.h5'}: no space left on device" in msg, msg
     assert f"written to {rescued['RD.h5']} instead" in msg, msg
     for n in names[1:]:
