@@ -35,6 +35,46 @@ def _interp_algo() -> str:
     return "pymedphys" if importlib.util.find_spec("numba") is not None else "scipy"
 
 
+def _gamma_cut(ref: np.ndarray, body: np.ndarray, threshold_pct: float) -> tuple[float, float]:
+    """The global normalisation of a gamma (the reference's maximum in the body; 0 without one) and its lower dose
+    cutoff (pymedphys's lower_dose_cutoff, the same expression)."""
+    norm = float(ref[body].max()) if body.any() else 0.0
+    return norm, threshold_pct / 100 * norm
+
+
+def gamma_evaluable_points(ref: np.ndarray, body: np.ndarray, threshold_pct: float = 10.0) -> int:
+    """The points a gamma of the reference ``ref`` in ``body`` evaluates with every point (``points`` None): those
+    in the body at or above ``threshold_pct`` % of its maximum there (:func:`_gamma_reference`'s evaluable points;
+    0 where the reference has no dose), counted without a copy of the grid."""
+    norm, cut = _gamma_cut(ref, body, threshold_pct)
+    return int(np.count_nonzero(body & (ref >= cut))) if norm > 0 else 0
+
+
+#: CPU seconds per point and gamma search (one gamma_3d_multi job: pymedphys with numba, max_gamma 1.5,
+#: interp_fraction 5), low and high, for the time said before a check's gammas with every point: measured by the
+#: scale audit of 2026-12-07 (2-core VM, 2 worker processes) from its checks' gamma_workers_cpu_s: on a 2 mm TPS grid
+#: (177 x 123 x 270) three searches of all 66,485 points took 54.9 CPU s and of 10,000-point subsets 13.1 s (0.25 ms
+#: a point beyond ~6 s of start-up); on a 1 mm grid (353 x 245 x 181) three 10,000-point subsets took 28.8 s (~0.8
+#: ms a point).  It grows with the failing points (their search goes out to max_gamma) and a slower CPU.
+GAMMA_CPU_S_PER_POINT = (0.25e-3, 0.8e-3)
+#: Above this many points in all, a check whose gammas evaluate every point says how long they may take.
+GAMMA_ESTIMATE_POINTS = 100_000
+
+
+def _shares(n_jobs: int, workers: int) -> list[list[int]]:
+    """The jobs (by index) of each of ``workers`` gamma worker processes: every ``workers``-th, in order."""
+    return [list(range(n_jobs))[i::workers] for i in range(workers)]
+
+
+def gamma_time_estimate(points: Sequence[int], workers: int) -> tuple[float, float, int]:
+    """(low, high) wall seconds of gamma jobs of ``points`` points each (:func:`gamma_evaluable_points`) in
+    ``workers`` processes (:class:`GammaRun`'s shares; 1: one after the other), at :data:`GAMMA_CPU_S_PER_POINT`,
+    and the points of the busiest process."""
+    w = max(1, min(int(workers), len(points))) if points else 1
+    busiest = max(sum(points[i] for i in idx) for idx in _shares(len(points), w)) if points else 0
+    return busiest * GAMMA_CPU_S_PER_POINT[0], busiest * GAMMA_CPU_S_PER_POINT[1], busiest
+
+
 def _gamma_reference(ref: np.ndarray, body: np.ndarray, threshold_pct: float, points: int | None,
                      seed: int) -> tuple[np.ndarray, float, int, int | None]:
     """The reference dose that pymedphys evaluates: the TPS dose in the body, and with a random subset only the
@@ -46,9 +86,8 @@ def _gamma_reference(ref: np.ndarray, body: np.ndarray, threshold_pct: float, po
     run concurrently.  The reference dose at a point that is not evaluated is never read by pymedphys (the
     normalisation is given), so the gamma values are the same.  Returns (reference, normalisation, evaluable
     points, subset size or None)."""
-    norm = float(ref[body].max()) if body.any() else 0.0
+    norm, cut = _gamma_cut(ref, body, threshold_pct)
     r = np.where(body, ref, 0.0)
-    cut = threshold_pct / 100 * norm           # pymedphys's lower_dose_cutoff, the same expression
     above = np.ravel(r >= cut)
     n_eval = int(np.count_nonzero(above))
     subset = points if points and n_eval > points else None
@@ -182,7 +221,7 @@ class GammaRun:
         code = (f"import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); import sys; "
                 f"sys.path.insert(0, {root!r}); "
                 "from mcproton._check.compare import _gamma_worker_main; _gamma_worker_main()")
-        self._order = [list(range(len(self.jobs)))[i::self.workers] for i in range(self.workers)]
+        self._order = _shares(len(self.jobs), self.workers)
         threads = max(1, usable_cpus() // self.workers)   # the CPUs this process may run on, shared
         for k, idx in enumerate(self._order):
             pr = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -204,6 +243,15 @@ class GammaRun:
             self._answers[k] = (pr.wait(), data)
         except Exception as exc:  # noqa: BLE001 - handed to result(), which falls back to computing here
             self._answers[k] = exc
+
+    def waiting(self) -> str:
+        """What :meth:`result` would wait for now: "workers" (still computing), "here" (it computes the jobs itself,
+        one after the other) or "" (the results are in)."""
+        if self._done is not None:
+            return ""
+        if self._procs and self._failed is None:
+            return "workers" if any(th.is_alive() for th in self._threads) else ""
+        return "here"
 
     def result(self) -> tuple[list[list[dict[str, Any]]], float, int]:
         """The results in the jobs' order, the CPU seconds the jobs took in worker processes (0 when computed
