@@ -6,15 +6,20 @@ warnings once (the build's reading says them).  The available memory is monkeypa
 files."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from mcproton._io import ct as ct_module
 from mcproton._io.ct import write_ct_series
 from mcproton._io.errors import recording_warnings
 from mcproton._run import inputs
 from mcproton.cli import main
 from mcproton.config import build_geometry, load_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
+from test_ct_memory import _count_pixel_reads  # noqa: E402  (how many files the pixel pass read)
 
 VOXEL_MM = (0.9765625, 0.9765625, 1.5)
 
@@ -56,19 +61,6 @@ def _cfg(tmp_path, extra: str = ""):
     return path
 
 
-def _pixel_reads(monkeypatch) -> list[int]:
-    """How many files the CT reader's pixel pass read (its header pass reads without pixels)."""
-    calls = [0]
-    read = ct_module._read
-
-    def counted(path, *, pixels):
-        calls[0] += pixels
-        return read(path, pixels=pixels)
-
-    monkeypatch.setattr(ct_module, "_read", counted)
-    return calls
-
-
 def test_a_ct_grid_too_large_for_the_memory_is_refused_before_a_pixel_is_read(tmp_path, monkeypatch, capsys):
     """Memory for reading the CT (its own check, mcproton/_io/ct.py) but not for the run's grid: refused from the
     headers, no pixel read, naming the grid (of the dose_voxel_mm blocks where given) and phantom.dose_voxel_mm.
@@ -76,7 +68,7 @@ def test_a_ct_grid_too_large_for_the_memory_is_refused_before_a_pixel_is_read(tm
     _ct(tmp_path, (64, 128, 128))
     need = inputs.host_memory_estimate(64 * 128 * 128)   # 0.3 GB + 1 M voxels x 99 B
     monkeypatch.setattr(inputs, "available_memory", lambda: inputs.Memory(0.9 * need, 0.0, "the test's limit"))
-    calls = _pixel_reads(monkeypatch)
+    calls = _count_pixel_reads(monkeypatch)
     assert main(["run", str(_cfg(tmp_path)), "--check-config"]) == 2
     err = capsys.readouterr().err
     assert calls[0] == 0, f"{calls[0]} CT files read with their pixels before the refusal"
