@@ -4,8 +4,10 @@ A :class:`PhaseClock` made current with :func:`use_clock` collects the time spen
 blocks.  The times are *exclusive*: a phase entered inside another (the CT import inside the geometry, the
 structure rasterisation inside the DVH) is charged to itself only, and its time is taken off the enclosing
 phase, so that the phases of a job add up to its wall time (the part outside every phase is ``other``).
-Without a current clock ``phase`` costs one context-variable lookup, so library code can mark its phases
-(``load_ct_series``, ``resample_blocks``, ...) whoever calls it.
+Without a current clock ``phase`` costs two context-variable lookups, so library code can mark its phases
+(``load_ct_series``, ``resample_blocks``, ...) whoever calls it.  A caller that logs its progress has those marks
+say a line as they start with :func:`announcing` (``mcproton check``: the CT's reading, its conversion to
+materials).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import contextlib
 import contextvars
 import functools
 import time
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -84,8 +86,30 @@ def use_clock(clock: PhaseClock) -> Iterator[PhaseClock]:
         _CURRENT.reset(token)
 
 
+_ANNOUNCED: contextvars.ContextVar[tuple[Mapping[str, str], Callable[[str], Any], set[str]] | None] = \
+    contextvars.ContextVar("mcproton_phase_announcements", default=None)
+
+
+@contextlib.contextmanager
+def announcing(lines: Mapping[str, str], say: Callable[[str], Any]) -> Iterator[None]:
+    """Inside the block, the first :func:`phase` of each name in ``lines`` calls ``say(lines[name])`` as it starts:
+    a long step of library code, wherever it marks itself, announced in its caller's log (``mcproton check``'s
+    "reading the CT ...", "converting the CT to materials and densities ...": the scale audit of 2026-12-07, F4,
+    found a minute without a line before the MC of a large CT)."""
+    token = _ANNOUNCED.set((dict(lines), say, set()))
+    try:
+        yield
+    finally:
+        _ANNOUNCED.reset(token)
+
+
 def phase(name: str) -> contextlib.AbstractContextManager:
-    """Charge the block's wall time to ``name`` on the current clock (nothing without one)."""
+    """Charge the block's wall time to ``name`` on the current clock (nothing without one); inside
+    :func:`announcing`, say the phase's line as it starts."""
+    told = _ANNOUNCED.get()
+    if told is not None and name in told[0] and name not in told[2]:
+        told[2].add(name)
+        told[1](told[0][name])
     clock = _CURRENT.get()
     return clock.phase(name) if clock is not None else contextlib.nullcontext()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -576,12 +577,25 @@ def _check_ct_against_calibration(ct: Any, calib: Any, geometry: Any) -> None:
     check_ct_against_calibration(ct, calib, geometry, error=ConfigError, what_to_give="phantom.calibration")
 
 
-def _ct_block_factors(ct: Any, want_mm: list[float]) -> tuple[int, int, int]:
-    """The blocks of whole CT voxels nearest to ``want_mm`` (phantom.dose_voxel_mm), as (fx, fy, fz)."""
+def _ct_dose_blocks(ph: dict[str, Any], shape_zyx: Sequence[int],
+                    voxel_size_mm: Sequence[float]) -> tuple[int, int, int]:
+    """The blocks (fx, fy, fz) of CT voxels that a CT run's dose voxels are, for a CT of ``shape_zyx`` and
+    ``voxel_size_mm``: phantom.dose_voxel_mm's (:func:`_ct_block_factors`), else (1, 1, 1).  The dose grid is then
+    :func:`mcproton.geometry.blocked_shape` of them, as :func:`build_geometry` makes it and as
+    mcproton/_run/inputs.py estimates it from the CT's headers before the CT is read."""
+    if "dose_voxel_mm" not in ph:
+        return 1, 1, 1
+    return _ct_block_factors(shape_zyx, voxel_size_mm, _vec(ph, "dose_voxel_mm", 3, None, "phantom"))
+
+
+def _ct_block_factors(shape_zyx: Sequence[int], voxel_size_mm: Sequence[float],
+                      want_mm: list[float]) -> tuple[int, int, int]:
+    """The blocks of whole CT voxels nearest to ``want_mm`` (phantom.dose_voxel_mm), as (fx, fy, fz), on a CT of
+    ``shape_zyx`` voxels of ``voxel_size_mm``."""
     if not all(math.isfinite(v) and v > 0 for v in want_mm):
         raise ConfigError(f"phantom.dose_voxel_mm must be positive numbers (mm); got {want_mm}")
-    vs = tuple(float(v) for v in ct.voxel_size_mm)
-    nz, ny, nx = ct.hu_zyx.shape
+    vs = tuple(float(v) for v in voxel_size_mm)
+    nz, ny, nx = shape_zyx
     for ax, w, v, n in zip("xyz", want_mm, vs, (nx, ny, nz)):
         if w > n * v * (1 + 1e-9):
             raise ConfigError(f"phantom.dose_voxel_mm {ax} = {w:g} mm is larger than the CT itself ({n} voxels of "
@@ -698,9 +712,7 @@ def build_geometry(cfg: dict[str, Any]):
                           key="phantom.calibration", error=ConfigError, anyway="run anyway (phantom.calibration is "
                           "given)")
             warn_ct_without_air(ct, f"the CT in phantom.ct_dir ({ct_dir})")   # a wrong RescaleIntercept
-            blocks = (1, 1, 1)
-            if "dose_voxel_mm" in ph:
-                blocks = _ct_block_factors(ct, _vec(ph, "dose_voxel_mm", 3, None, "phantom"))
+            blocks = _ct_dose_blocks(ph, ct.hu_zyx.shape, ct.voxel_size_mm)
             # the CT grid or its blocks, converted slab by slab (the same conversion as `mcproton check`)
             if tuple(blocks) != (1, 1, 1) and _struct_changes_geometry(cfg):
                 # the structure set's overrides on the CT's own voxels, then the blocks (a thin bolus keeps its

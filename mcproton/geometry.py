@@ -479,12 +479,21 @@ def block_factors(factors: Sequence[int]) -> tuple[int, int, int]:
     return f[0], f[1], f[2]
 
 
+def blocked_shape(shape_zyx: Sequence[int], factors: Sequence[int]) -> tuple[int, int, int]:
+    """The shape (z, y, x) of the grid of blocks of ``factors`` = (fx, fy, fz) voxels of a grid of ``shape_zyx``, the
+    far ends padded to whole blocks: the grid :func:`resample_blocks` makes (and ``mcproton run``'s estimate of a CT's
+    dose grid from the CT's headers, before the CT is read: mcproton/_run/inputs.py)."""
+    fx, fy, fz = block_factors(factors)
+    nz, ny, nx = (int(n) for n in shape_zyx)
+    return -(-nz // fz), -(-ny // fy), -(-nx // fx)
+
+
 def _block_view(a: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     """``a`` (z, y, x) as blocks of ``factors`` = (fx, fy, fz) voxels, (NZ, fz, NY, fy, NX, fx), padded with zeros
     at the far ends to whole blocks (as :func:`resample_blocks` makes its grid)."""
     fx, fy, fz = block_factors(factors)
     nz, ny, nx = a.shape
-    NZ, NY, NX = -(-nz // fz), -(-ny // fy), -(-nx // fx)
+    NZ, NY, NX = blocked_shape(a.shape, factors)
     return np.pad(a, ((0, NZ * fz - nz), (0, NY * fy - ny), (0, NX * fx - nx))).reshape(NZ, fz, NY, fy, NX, fx)
 
 
@@ -512,7 +521,7 @@ def resample_blocks(geometry: VoxelGeometry, factors: Sequence[int],
         return geometry
     fx, fy, fz = f
     nz, ny, nx = geometry.shape_zyx
-    NZ, NY, NX = -(-nz // fz), -(-ny // fy), -(-nx // fx)
+    NZ, NY, NX = blocked_shape(geometry.shape_zyx, f)
     pad = ((0, NZ * fz - nz), (0, NY * fy - ny), (0, NX * fx - nx))
 
     def block_sum(a: np.ndarray) -> np.ndarray:

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..dvh import MASK_CONTOUR_RATIO_RANGE, SMALL_STRUCTURE_VOXELS
-from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_CRITERIA, MIN_RANGE_RAYS,
-                      NOISE_REALISATIONS, NOISE_SEED_OFFSET, beam_dose_ratio, beam_summary, classify, d95_limits,
-                      d95_verdict, dose_difference, range_agreement, robust_max, start_gammas, structure_stats)
+from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_CPU_S_PER_POINT, GAMMA_CRITERIA,
+                      GAMMA_ESTIMATE_POINTS, MIN_RANGE_RAYS, NOISE_REALISATIONS, NOISE_SEED_OFFSET,
+                      TARGET_NOISE_REALISATIONS, beam_dose_ratio, beam_summary, classify, d95_limits, d95_verdict,
+                      dose_difference, gamma_evaluable_points, gamma_time_estimate, range_agreement, robust_max,
+                      start_gammas, structure_stats)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
 from .inputs import (CLINICAL_RBE, MCPROTON_ONLY_DOSE, CheckInputError, CheckInputs, gather,
@@ -1578,6 +1580,37 @@ def _tps_files(inp: CheckInputs) -> list:
     return ([inp.total.path] if inp.total is not None else []) + [d.path for d in inp.beams.values()]
 
 
+def _gamma_step_lines(jobs: Sequence[tuple[tuple, dict]], gamma_points: int | None, workers: int, n_plan: int,
+                      n_beams: int, n_regions: int) -> list[str]:
+    """The step lines of the 3-D gammas as they start (``mcproton check``'s log): how many, on how many points, where;
+    with every point (``gamma_points`` None: --gamma-points 0) and more than :data:`GAMMA_ESTIMATE_POINTS` of them, a
+    second line with the time to expect (:func:`mcproton._check.compare.gamma_time_estimate`, at the measured
+    :data:`GAMMA_CPU_S_PER_POINT`)."""
+    from .._run.streaming import duration
+
+    counted: dict[tuple[int, int], int] = {}   # the plan dose's searches share their reference and body
+    for args, _ in jobs:   # (axes, reference, evaluated, body)
+        counted.setdefault((id(args[1]), id(args[3])), gamma_evaluable_points(args[1], args[3]))
+    points = [counted[id(args[1]), id(args[3])] for args, _ in jobs]
+    used = [min(n, gamma_points) if gamma_points else n for n in points]
+    plan = f"for the plan dose's {len(GAMMA_CRITERIA)} criteria"
+    more = [f"{n} {what}" for n, what in ((n_beams, "per beam"), (n_regions, "per field region")) if n]
+    searches = f"{len(jobs)} searches " + (f"({n_plan} {plan}, {', '.join(more)})" if more else plan)
+    subset = f"at most {gamma_points:,} per search, at random among" if gamma_points else "every one of"
+    where = (f"in {workers} worker processes beside the next steps" if workers > 1 else
+             "in this process after the next steps")
+    lines = [f"3-D gammas: {searches} on {sum(used):,} points in all ({subset} the points above 10 % of each one's "
+             f"TPS dose maximum), {where} ..."]
+    if not gamma_points and sum(points) > GAMMA_ESTIMATE_POINTS:
+        lo, hi, busiest = gamma_time_estimate(points, workers)
+        lines.append(f"3-D gammas of every point (--gamma-points 0): {sum(points):,} points, {busiest:,} of them in "
+                     f"the busiest process; expect about {duration(lo).strip()} to {duration(hi).strip()} for them "
+                     f"({GAMMA_CPU_S_PER_POINT[0] * 1e3:.2f}-{GAMMA_CPU_S_PER_POINT[1] * 1e3:.1f} ms of CPU per point "
+                     "and search, measured on 1-2 mm clinical TPS grids: mcproton/_check/compare.py); a subset "
+                     "(--gamma-points N, default 10000) bounds it")
+    return lines
+
+
 def _dose_to_of(inp: CheckInputs, dose_to: str | None, log: Callable[[str], None]) -> str:
     """The dose the check compares, to water or medium: as given; else what the TPS doses say
     (:func:`dose_to_statement`, any writer); else water, what clinical proton planning systems report, said in the
@@ -1872,8 +1905,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         and the report's figures that do not show the gammas.
     gamma_points : the size of the random (seeded) subset of points above the threshold at which each 3-D gamma
         is evaluated (default 10 000); None or 0: every point (slow on large grids); negative: refused.
-    progress : True (default): a progress bar of the MC on stderr; False: none.  It does not silence the status
-        lines (``log``).
+    progress : True (default): a progress bar of the MC on stderr and a step line in ``log`` as each long step
+        starts (reading the CT, its conversion to materials, the structures, the MC doses to the TPS grid, the 3-D
+        gammas with their number of points and, with every point and more than 100 000 of them, the time to
+        expect, the DVH metrics, the ranges, the figures, the report); False (``--quiet``): neither.  It does not
+        silence the other status lines (``log``).
     log : where the status lines go ("mcproton check: ...", "beam 1/2: ...", about 15 per check): a callable
         given each line as text (no newline).  Default None: stderr.  A script silences them with
         ``log=lambda line: None``, or keeps them with ``log=logging.getLogger("mycheck").info``.  Warnings are
@@ -1916,6 +1952,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                               primaries=primaries, seed=seed, backend=backend, threads=threads,
                               gamma_points=gamma_points, gamma_workers=gamma_workers)
     gamma_points, gamma_workers = args["gamma_points"], args["gamma_workers"]
+    # a line as each long step starts (progress; --quiet: none): a clinical check was silent for a minute before and
+    # after its MC (the scale audit of 2026-12-07, F4)
+    step: Callable[[str], Any] = (lambda m: log(f"mcproton check: {m}")) if progress else (lambda m: None)
     if physics is not None and not isinstance(physics, PhysicsSettings):   # checked, and made settings, once
         try:
             physics = PhysicsSettings(**dict(physics))
@@ -2040,10 +2079,15 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
 
             return outside_external_density(ct_grid, read_rtstruct(inp.struct_path), factors, density_of, overridden)
         wants_outside = inp.ct_dir is not None and inp.struct_path is not None and outside_external == "ct"
-        geometry, cal, ct_img = build_geometry(ct_dir, "schneider2000" if calibration is None else calibration,
-                                               ref, timings, given=calibration is not None, series_uid=inp.ct_series,
-                                               at_ct_resolution=hook,
-                                               outside_external_of=outside_of if wants_outside else None)
+        from .._timing import announcing
+
+        # the phases that mcproton/_io/ct.py and hu_calibration.py mark, said as they start
+        with announcing({"ct_import": f"reading the CT ({printable(str(ct_dir))}) ...",
+                         "hu_to_material": "converting the CT's HU to materials and densities ..."}, step):
+            geometry, cal, ct_img = build_geometry(ct_dir, "schneider2000" if calibration is None else calibration,
+                                                   ref, timings, given=calibration is not None,
+                                                   series_uid=inp.ct_series, at_ct_resolution=hook,
+                                                   outside_external_of=outside_of if wants_outside else None)
         ct_note = (f"phantom built from the structure set's ROI material overrides ({ct_dir})" if inp.ct_dir is None
                    else f"{Path(ct_dir).resolve()}: series {ct_img.series_instance_uid} "
                         f"({ct_img.series_description!r}, "
@@ -2113,6 +2157,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     contour_vols: dict[str, float] = {}   # {ROI: contour volume, cm3} (rtstruct.contour_volumes_cm3)
     if inp.struct_path:
         from .._io.rtstruct import contour_volumes_cm3, empty_mask_reason, rasterise, read_rtstruct
+
+        nz_, ny_, nx_ = ref.shape_zyx
+        step(f"structures: the ROIs of {printable(Path(inp.struct_path).name)} on the TPS grid ({nx_} x {ny_} x "
+             f"{nz_}) ...")
 
         s = read_rtstruct(inp.struct_path)
         types = dict(s.roi_types)
@@ -2237,6 +2285,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     n_figures = 0
     if out_dir is not None and report:
         n_figures = figure_worker_count(len(PLANES) + 1 + len(mc.beam_meta), tps.size)
+    for line in _gamma_step_lines(jobs, gamma_points, n_workers, len(groups), len(beam_ids), len(region_ids)):
+        step(line)
     t_gamma0 = time.perf_counter()
     # an error or a stop signal before the results stops the figure and gamma workers
     with FigureWorkers(early_result, n_figures, log) as figure_run, start_gammas(jobs, n_workers, log=log) as gamma_run:
@@ -2265,6 +2315,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         pres: float | dict[str, float] | None = (one.pop() if len(one) == 1 else dict(pres_by)) if pres_by else None
         # the metrics also on the TPS dose with the MC's noise (compare.structure_stats: noise matching)
         rx_of_median = bool(pres_by) and rx_given is None and not rx_refs.items   # no prescription: TPS medians
+        n_structs = sum(classify(nm, types.get(nm, "")) != "other" and bool(m.any()) for nm, m in masks.items())
+        if n_structs:
+            drawn = (f", each with {NOISE_REALISATIONS} draws of the MC's noise ({TARGET_NOISE_REALISATIONS} for the "
+                     "targets)" if mc.uncertainty_rel_zyx is not None else "")
+            step(f"DVH metrics of {n_structs} structure{'s' if n_structs != 1 else ''}{drawn} ...")
         structs = structure_stats(tps, mc.total_gy_zyx, masks, types, float(np.prod(ref.voxel_size_mm)) * 1e-3,
                                   pres_by, noise_rel=mc.uncertainty_rel_zyx, seed=seed, rx_of_median=rx_of_median)
         for nm, row in structs.items():
@@ -2280,6 +2335,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         ranges: dict[int, dict] = {}
         total_rays: dict[tuple, int] = {}   # (direction, isocentre): the first beam compared on the total dose
         beam_dose: dict[int, dict] = {}   # the MC/TPS dose level of each beam with a per-beam TPS dose
+        step(f"distal ranges (R80) of {len(mc.beam_meta)} beam{'s' if len(mc.beam_meta) != 1 else ''} ...")
         for b, meta in sorted(mc.beam_meta.items()):
             # the noise floor (compare.range_agreement): the TPS against itself with the MC's noise of that dose;
             # an MC dose made before 2026-12-05 has no per-beam uncertainty: no noise floor for its beams
@@ -2369,6 +2425,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         pngs: dict[str, str] = {}
         report_wall = report_cpu = 0.0
         if out_dir is not None and report:   # the report's figures that do not show the 3-D gammas
+            step("the report's figures ...")
             t, c = time.perf_counter(), time.process_time()
             # what the figures need of what was computed after the fork (not the difference's voxel values: those
             # are the gamma histograms' figure's, drawn with the report)
@@ -2378,6 +2435,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                                          skip=GAMMA_FIGURES)
             report_wall, report_cpu = time.perf_counter() - t, time.process_time() - c + figure_run.cpu_s
         t, c = time.perf_counter(), time.process_time()
+        waiting = gamma_run.waiting()
+        if waiting:
+            step("3-D gammas: " + ("waiting for the worker processes" if waiting == "workers" else
+                                   "computing them in this process") + " ...")
         results, gamma_jobs_cpu, n_workers = gamma_run.result()
     gamma_elapsed = time.perf_counter() - t_gamma0
     found: dict[str, dict] = {}
@@ -2698,6 +2759,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         from .report import render_figures, write_report
 
         t, c = time.perf_counter(), time.process_time()
+        step(f"writing the report ({printable(str(out_dir / 'check.html'))}) ...")
         with _naming_a_failed_write(out_dir, mc_rtdose), _naming_a_failed_figure(out_dir, mc_rtdose):
             pngs = {**pngs, **render_figures(res, skip=pngs)}   # the figures not drawn yet (the gammas')
         # the rest of the report: an error there is not the figures' (review 2 of 2026-12-06, F4)

@@ -137,7 +137,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="processes for the six 3-D gammas (default 0: one per gamma up to the cores; 1: in this "
                         "process; the same results either way)")
     c.add_argument("--json", action="store_true", help="print the JSON report instead of the summary")
-    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no step lines (reading the CT, the gammas, the report ...)")
     c.set_defaults(func=main)
     return c
 

@@ -35,6 +35,46 @@ def _interp_algo() -> str:
     return "pymedphys" if importlib.util.find_spec("numba") is not None else "scipy"
 
 
+def _gamma_cut(ref: np.ndarray, body: np.ndarray, threshold_pct: float) -> tuple[float, float]:
+    """The global normalisation of a gamma (the reference's maximum in the body; 0 without one) and its lower dose
+    cutoff (pymedphys's lower_dose_cutoff, the same expression)."""
+    norm = float(ref[body].max()) if body.any() else 0.0
+    return norm, threshold_pct / 100 * norm
+
+
+def gamma_evaluable_points(ref: np.ndarray, body: np.ndarray, threshold_pct: float = 10.0) -> int:
+    """The points a gamma of the reference ``ref`` in ``body`` evaluates with every point (``points`` None): those
+    in the body at or above ``threshold_pct`` % of its maximum there (:func:`_gamma_reference`'s evaluable points;
+    0 where the reference has no dose), counted without a copy of the grid."""
+    norm, cut = _gamma_cut(ref, body, threshold_pct)
+    return int(np.count_nonzero(body & (ref >= cut))) if norm > 0 else 0
+
+
+#: CPU seconds per point and gamma search (one gamma_3d_multi job: pymedphys with numba, max_gamma 1.5,
+#: interp_fraction 5), low and high, for the time said before a check's gammas with every point: measured by the
+#: scale audit of 2026-12-07 (2-core VM, 2 worker processes) from its checks' gamma_workers_cpu_s: on a 2 mm TPS grid
+#: (177 x 123 x 270) three searches of all 66,485 points took 54.9 CPU s and of 10,000-point subsets 13.1 s (0.25 ms
+#: a point beyond ~6 s of start-up); on a 1 mm grid (353 x 245 x 181) three 10,000-point subsets took 28.8 s (~0.8
+#: ms a point).  It grows with the failing points (their search goes out to max_gamma) and a slower CPU.
+GAMMA_CPU_S_PER_POINT = (0.25e-3, 0.8e-3)
+#: Above this many points in all, a check whose gammas evaluate every point says how long they may take.
+GAMMA_ESTIMATE_POINTS = 100_000
+
+
+def _shares(n_jobs: int, workers: int) -> list[list[int]]:
+    """The jobs (by index) of each of ``workers`` gamma worker processes: every ``workers``-th, in order."""
+    return [list(range(n_jobs))[i::workers] for i in range(workers)]
+
+
+def gamma_time_estimate(points: Sequence[int], workers: int) -> tuple[float, float, int]:
+    """(low, high) wall seconds of gamma jobs of ``points`` points each (:func:`gamma_evaluable_points`) in
+    ``workers`` processes (:class:`GammaRun`'s shares; 1: one after the other), at :data:`GAMMA_CPU_S_PER_POINT`,
+    and the points of the busiest process."""
+    w = max(1, min(int(workers), len(points))) if points else 1
+    busiest = max(sum(points[i] for i in idx) for idx in _shares(len(points), w)) if points else 0
+    return busiest * GAMMA_CPU_S_PER_POINT[0], busiest * GAMMA_CPU_S_PER_POINT[1], busiest
+
+
 def _gamma_reference(ref: np.ndarray, body: np.ndarray, threshold_pct: float, points: int | None,
                      seed: int) -> tuple[np.ndarray, float, int, int | None]:
     """The reference dose that pymedphys evaluates: the TPS dose in the body, and with a random subset only the
@@ -46,9 +86,8 @@ def _gamma_reference(ref: np.ndarray, body: np.ndarray, threshold_pct: float, po
     run concurrently.  The reference dose at a point that is not evaluated is never read by pymedphys (the
     normalisation is given), so the gamma values are the same.  Returns (reference, normalisation, evaluable
     points, subset size or None)."""
-    norm = float(ref[body].max()) if body.any() else 0.0
+    norm, cut = _gamma_cut(ref, body, threshold_pct)
     r = np.where(body, ref, 0.0)
-    cut = threshold_pct / 100 * norm           # pymedphys's lower_dose_cutoff, the same expression
     above = np.ravel(r >= cut)
     n_eval = int(np.count_nonzero(above))
     subset = points if points and n_eval > points else None
@@ -182,7 +221,7 @@ class GammaRun:
         code = (f"import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); import sys; "
                 f"sys.path.insert(0, {root!r}); "
                 "from mcproton._check.compare import _gamma_worker_main; _gamma_worker_main()")
-        self._order = [list(range(len(self.jobs)))[i::self.workers] for i in range(self.workers)]
+        self._order = _shares(len(self.jobs), self.workers)
         threads = max(1, usable_cpus() // self.workers)   # the CPUs this process may run on, shared
         for k, idx in enumerate(self._order):
             pr = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -204,6 +243,15 @@ class GammaRun:
             self._answers[k] = (pr.wait(), data)
         except Exception as exc:  # noqa: BLE001 - handed to result(), which falls back to computing here
             self._answers[k] = exc
+
+    def waiting(self) -> str:
+        """What :meth:`result` would wait for now: "workers" (still computing), "here" (it computes the jobs itself,
+        one after the other) or "" (the results are in)."""
+        if self._done is not None:
+            return ""
+        if self._procs and self._failed is None:
+            return "workers" if any(th.is_alive() for th in self._threads) else ""
+        return "here"
 
     def result(self) -> tuple[list[list[dict[str, Any]]], float, int]:
         """The results in the jobs' order, the CPU seconds the jobs took in worker processes (0 when computed
@@ -424,6 +472,24 @@ def _metric_of(v: np.ndarray, k: str | float) -> float:
     return _metric(v, np.ones(v.shape, bool), k)
 
 
+def _metrics_of(v: np.ndarray, keys: Sequence[str | float]) -> list[float]:
+    """:func:`_metric_of` of each of ``keys`` on one structure's doses ``v``: the same numbers, its dose-at-volume
+    metrics (D98 ... D2) all read from one ``np.sort`` of ``v`` (:func:`mcproton.dvh.dose_at_volume`'s ranks)
+    instead of an ``np.partition`` each.  Besides the repeated work (a target's four per noise draw), numpy's
+    partition slows down on many equal values: on the scale audit's External (2.4 M voxels, 88 % of them at 0 Gy)
+    it took 1.0 s per call where the sort takes 0.07-0.2 s (2026-12-07)."""
+    from ..dvh import _nth_largest, _rank_percent, _refuse_nan
+
+    ranked = [isinstance(k, str) and k not in ("Dmean", "Dmax") for k in keys]
+    s = None
+    if any(ranked) and v.size:
+        d = np.asarray(v, dtype=np.float64)   # as dose_at_volume reads them
+        s = np.sort(d)
+        _refuse_nan(d, s)
+    return [(_nth_largest(v, _rank_percent(v.size, float(str(k)[1:])), s) if s is not None else float("nan"))
+            if r else _metric_of(v, k) for k, r in zip(keys, ranked)]
+
+
 def _positions(masks: Sequence[np.ndarray], idx: np.ndarray) -> list[np.ndarray | slice]:
     """For each mask (a structure's, on the grid), the positions of its voxels within ``idx`` (the flat indices of
     the union of the masks), ascending (so ``v[pos]`` is ``grid[mask]`` of ``v = grid.ravel()[idx]``, in order): one
@@ -493,22 +559,21 @@ def structure_stats(ref: np.ndarray, ev: np.ndarray, masks: Mapping[str, np.ndar
         row: dict[str, Any] = {"kind": kind, "type": types.get(nm, ""),
                                "volume_cm3": float(n_vox * voxel_volume_cm3), "voxels": n_vox,
                                "few_voxels": n_vox < SMALL_STRUCTURE_VOXELS, "metrics": {}}
-        for k in keys:
-            tps, mc = _metric(ref, m, k), _metric(ev, m, k)
+        rx = prescription_gy.get(nm) if isinstance(prescription_gy, Mapping) else prescription_gy
+        levels = [lv / 100 * rx for lv in (95, 100)] if kind == "target" and rx else []
+        # each dose's values in the structure once, sorted once for all its metrics (_metrics_of)
+        tps_all, mc_all = (_metrics_of(np.asarray(d)[m], [*keys, *levels]) for d in (ref, ev))
+        for k, tps, mc in zip(keys, tps_all, mc_all):
             row["metrics"][k] = {"tps_gy": tps, "mc_gy": mc, "diff_gy": mc - tps,
                                  "diff_pct": (mc - tps) / tps * 100 if tps > 0 else float("nan")}
             evals.append((row["metrics"][k], m, k, kind == "target"))
-        rx = prescription_gy.get(nm) if isinstance(prescription_gy, Mapping) else prescription_gy
         if kind == "target":
             row["prescription_gy"] = rx or None
-        if kind == "target" and rx:
-            for lv in (95, 100):
-                x = lv / 100 * rx
-                tps, mc = _metric(ref, m, x), _metric(ev, m, x)
-                row["metrics"][f"V{lv}"] = {"tps": tps, "mc": mc, "diff_points": (mc - tps) * 100,
-                                            "of": "the TPS median" if rx_of_median else "the prescription",
-                                            "label": f"V{lv} of the TPS median" if rx_of_median else f"V{lv}"}
-                evals.append((row["metrics"][f"V{lv}"], m, x, True))
+        for lv, x, tps, mc in zip((95, 100), levels, tps_all[len(keys):], mc_all[len(keys):]):
+            row["metrics"][f"V{lv}"] = {"tps": tps, "mc": mc, "diff_points": (mc - tps) * 100,
+                                        "of": "the TPS median" if rx_of_median else "the prescription",
+                                        "label": f"V{lv} of the TPS median" if rx_of_median else f"V{lv}"}
+            evals.append((row["metrics"][f"V{lv}"], m, x, True))
         rows[nm] = row
     if noise_rel is not None and evals:
         tgt = [e for e in evals if e[3]]
@@ -536,17 +601,26 @@ def _noise_match(ref: np.ndarray, ev: np.ndarray, noise_rel: np.ndarray, evals: 
     r1, e1 = np.asarray(ref).ravel()[idx], np.asarray(ev).ravel()[idx]
     u1 = np.asarray(noise_rel).ravel()[idx]
     pos = _positions([m for _, m, _, _ in evals], idx)
+    # the metrics of each structure together (its positions, one object per structure: _positions), so that each
+    # draw's doses in a structure are selected and sorted once for all its metrics (_metrics_of)
+    by_structure: dict[int, tuple[Any, list[int]]] = {}
+    for j, p in enumerate(pos):
+        by_structure.setdefault(id(p), (p, []))[1].append(j)
+    groups = [(p, js, [evals[j][2] for j in js]) for p, js in by_structure.values()]
+
+    def metrics(noisy: np.ndarray, out: np.ndarray) -> None:
+        for p, js, keys in groups:
+            out[js] = _metrics_of(noisy[p], keys)
+
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, NOISE_SEED_OFFSET] + ([stream] if stream else []))
     vals = np.empty((n, len(evals)))
     for i in range(n):
-        noisy = noisy_like_mc(r1, u1, rng, mc=e1)
-        vals[i] = [_metric_of(noisy[p], k) for (_, _, k, _), p in zip(evals, pos)]
+        metrics(noisy_like_mc(r1, u1, rng, mc=e1), vals[i])
     # the MC's side: its own dose with its noise added once more (noise of sqrt(2) sigma in all), whose shift
     # from the MC's is (sqrt(2) - 1) x that of sigma for a shift linear in sigma (a flat dose)
     mc_vals = np.empty((n, len(evals)))
     for i in range(n):
-        noisy = noisy_like_mc(e1, u1, rng, mc=e1)
-        mc_vals[i] = [_metric_of(noisy[p], k) for (_, _, k, _), p in zip(evals, pos)]
+        metrics(noisy_like_mc(e1, u1, rng, mc=e1), mc_vals[i])
     mean = vals.mean(axis=0)
     sd = vals.std(axis=0, ddof=1) if n > 1 else np.full(len(evals), np.nan)
     se = sd / np.sqrt(n)

@@ -707,6 +707,8 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     timings["kernel_build_s"] = clock.seconds.get("kernel_build", 0.0)
     timings["transport_s"] = time.perf_counter() - t - timings["kernel_build_s"]
     transport_cpu_s = time.process_time() - cpu   # CPU time of this process's threads (host side on a GPU)
+    if progress:   # a step line (api.check: 7 s on a clinical grid, the scale audit of 2026-12-07, F4)
+        log("mcproton check: the MC doses and their uncertainties to the TPS grid ...")
     t = time.perf_counter()
     per_beam: dict[int, np.ndarray] = {}
     per_beam_unc: dict[int, np.ndarray] = {}

@@ -5,8 +5,10 @@ class to tell input problems apart from programming errors.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import threading
+from collections.abc import Iterator
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -97,12 +99,28 @@ def _open_blocks() -> list[list[str]]:
 def warn(message: str, category: type[McprotonWarning] = McprotonWarning, stacklevel: int = 1) -> None:
     """Issue one of mcproton's warnings (``warnings.warn``; ``stacklevel`` as there, counted from the caller) and
     add its message to every :func:`recording_warnings` block open in this thread, whatever the warning filters
-    show: a signed report (``mcproton check``) and a run's outputs keep what was said during them."""
+    show: a signed report (``mcproton check``) and a run's outputs keep what was said during them.  Inside
+    :func:`muted_warnings` (in this thread) it says and records nothing."""
     import warnings
 
+    if getattr(_LOCAL, "muted", 0):
+        return
     for rec in _open_blocks():
         rec.append(str(message))
     warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
+@contextlib.contextmanager
+def muted_warnings() -> Iterator[None]:
+    """``with muted_warnings():`` mcproton's warnings (:func:`warn`) issued in this thread inside the block are
+    neither shown nor recorded: for a pass over inputs that is made again later with its warnings (the CT's headers
+    read to size a run's dose grid before the CT itself is read: mcproton/_io/ct.py ct_series_grid), so that
+    each is said once."""
+    _LOCAL.muted = getattr(_LOCAL, "muted", 0) + 1
+    try:
+        yield
+    finally:
+        _LOCAL.muted -= 1
 
 
 class recording_warnings:

@@ -83,23 +83,28 @@ def memory_summary(n_vox: int, n_beams: int) -> dict[str, Any]:
 def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: bool, *,
                  fix: str | None = None) -> None:
     """Refuse a run whose grid cannot fit in memory (it would be killed after the transport, losing it), and warn
-    when it would use most of it.  ``fix``: what to do, where not a run's config keys (``mcproton check``)."""
+    when it would use most of it.  ``fix``: what to do, where not a run's config keys (``mcproton check``).
+    ``n_beams`` 0: the beams are not read yet (:func:`check_before_build`): the need of one beam, said so, and only
+    refused (the warning is the check's after the build, with the beams counted: said once)."""
     from ..config import ConfigError
 
     need = host_memory_estimate(n_vox, n_beams)
     nz, ny, nx = shape_zyx
     fix = fix or (("use coarser voxels (phantom.dose_voxel_mm for a CT: blocks of whole CT voxels)" if ct
                    else "use coarser voxels (phantom.voxel_mm)") + " or free memory (or ask the batch system for more)")
-    what = (f"the dose grid of {nx} x {ny} x {nz} = {n_vox / 1e6:.1f} M voxels ({n_beams} beam"
-            f"{'s' if n_beams > 1 else ''}) needs about {need / 1e9:.1f} GB of memory")
-    check_memory_for(need, what, fix, ConfigError)
+    beams = (f"one beam; each further beam adds {n_vox * HOST_BYTES_PER_VOXEL_AND_BEAM / 1e9:.1f} GB" if n_beams < 1
+             else f"{n_beams} beam{'s' if n_beams > 1 else ''}")
+    what = f"the dose grid of {nx} x {ny} x {nz} = {n_vox / 1e6:.1f} M voxels ({beams}) needs about {need / 1e9:.1f} " \
+        "GB of memory"
+    check_memory_for(need, what, fix, ConfigError, warn_near=n_beams >= 1)
 
 
-def check_memory_for(need: float, what: str, fix: str, error: Callable[[str], Exception]) -> None:
+def check_memory_for(need: float, what: str, fix: str, error: Callable[[str], Exception], *,
+                     warn_near: bool = True) -> None:
     """Raise ``error`` when ``need`` bytes exceed the memory this process may allocate (:func:`available_memory`,
-    swap included), and warn when they are more than 80 % of it: "``what``, but only X GB are available ...:
-    ``fix``".  The one memory check of a run's dose grid (:func:`check_memory`) and of a CT before its pixels are
-    read (mcproton/_io/ct.py)."""
+    swap included), and warn when they are more than 80 % of it (``warn_near``): "``what``, but only X GB are
+    available ...: ``fix``".  The one memory check of a run's dose grid (:func:`check_memory`) and of a CT before
+    its pixels are read (mcproton/_io/ct.py)."""
     mem = available_memory()
     if mem is None:
         return
@@ -107,7 +112,7 @@ def check_memory_for(need: float, what: str, fix: str, error: Callable[[str], Ex
     if need > avail + swap:
         raise error(f"{what}, but only {avail / 1e9:.1f} GB are available ({swap / 1e9:.1f} GB of swap), "
                     f"bounded by {mem.limit}: {fix}")
-    if need > 0.8 * avail:
+    if warn_near and need > 0.8 * avail:
         warn(f"{what} of the {avail / 1e9:.1f} GB available (bounded by {mem.limit}); the run may swap or be "
              f"killed: {fix}", McprotonRuntimeWarning)
 
@@ -739,8 +744,8 @@ _PAEDIATRIC_EXTENT_18Y_MM = (364.0, 300.0, 896.0)
 
 def _config_grid_shape(ph: dict[str, Any]) -> tuple[int, int, int] | None:
     """Shape (z, y, x) of the grid a box / slab / slab_ct / paediatric phantom config asks for (before it is
-    allocated); None when the config does not say (a CT: its own size) or its values are not numbers (the builder
-    then refuses them)."""
+    allocated); None when the config does not say (a CT: :func:`_ct_grid_shape`) or its values are not numbers (the
+    builder then refuses them)."""
     import math
 
     from .._io.slab_ct import MAX_AIR_MM
@@ -784,15 +789,38 @@ def _config_grid_shape(ph: dict[str, Any]) -> tuple[int, int, int] | None:
     return nz, ny, nx
 
 
+def _ct_grid_shape(cfg: dict[str, Any]) -> tuple[int, int, int] | None:
+    """Shape (z, y, x) of the dose grid of a phantom.type = "ct" config, from the CT series' headers alone (no pixel
+    is read: mcproton/_io/ct.py ct_series_grid) and phantom.dose_voxel_mm, with the arithmetic the build uses
+    (config._ct_dose_blocks, geometry.blocked_shape), so that the two cannot disagree.  None where the headers
+    cannot say (no ct_dir, a series the reader refuses, dose voxels it refuses): the build then refuses with its
+    own words.  Before, a CT's grid was known only once the CT was read and converted: the 140 GB grid of a
+    1024 x 1024 x 800 CT was refused after 35 s and 6.9 GB of it (the scale audit of 2026-12-07, F3)."""
+    from .._io.ct import ct_series_grid
+    from ..config import _ct_dose_blocks, _resolve
+    from ..geometry import blocked_shape
+
+    ph = cfg.get("phantom", {})
+    if not isinstance(ph.get("ct_dir"), str):
+        return None
+    try:
+        shape, voxel_mm = ct_series_grid(_resolve(cfg, ph["ct_dir"]), series_uid=ph.get("ct_series"))
+        return blocked_shape(shape, _ct_dose_blocks(ph, shape, voxel_mm))
+    except (ValueError, TypeError, KeyError, OSError):   # refused by the build, which says why
+        return None
+
+
 def check_before_build(cfg: dict[str, Any]) -> None:
     """Checks that need no geometry, run before it is built: the memory of the grid the config asks for (a grid
-    too large for memory is refused before it is allocated) and the files named by [plan] (a missing structure
-    set is reported now, not after the transport)."""
+    too large for memory is refused before it is allocated; a CT's from its headers, before its pixels are read)
+    and the files named by [plan] (a missing structure set is reported now, not after the transport)."""
     from ..config import ConfigError, _resolve, relative_path_note
 
-    shape = _config_grid_shape(cfg.get("phantom", {}))
+    ph = cfg.get("phantom", {})
+    ct = ph.get("type") == "ct"
+    shape = _ct_grid_shape(cfg) if ct else _config_grid_shape(ph)
     if shape is not None:
-        check_memory(int(np.prod(shape, dtype=float)), 1, shape, False)
+        check_memory(int(np.prod(shape, dtype=float)), 0, shape, ct)   # the beams are read later
     pl = cfg.get("plan", {})
     for key, what in (("rtplan", "an RT Ion Plan file"), ("rtstruct", "an RT Structure Set file")):
         if isinstance(pl.get(key), str):
