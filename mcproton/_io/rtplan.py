@@ -237,6 +237,10 @@ class RTIonPlan:
     """What the reading supplied that the file does not say (a PatientPosition given by the user)."""
     skipped_beams: list[str] = field(default_factory=list)
     """Why each beam left out of the plan was left out (set-up and verification fields: not computed)."""
+    referenced_structure_sets: tuple[str, ...] = ()
+    """The SOPInstanceUIDs of the RT Structure Sets the plan names (ReferencedStructureSetSequence): where the plan
+    gives no FrameOfReferenceUID, ``mcproton run`` links it to the CT through the one of them given as plan.rtstruct
+    (mcproton/_run/inputs.py :func:`~mcproton._run.inputs.plan_frame_unlinked`)."""
     warnings: list[str] = field(default_factory=list)
     """The mcproton warnings :func:`load_rtplan` issued while reading the plan (each message once):
     :func:`plan_to_beams` keeps them in each beam's ``meta["warnings"]``, from which :func:`mcproton.simulate` keeps
@@ -977,7 +981,13 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
         label=str(ds.get("RTPlanLabel", "")), patient_name=str(ds.get("PatientName", "")),
         patient_id=str(ds.get("PatientID", "")), number_of_fractions=n_fx, beams=beams,
         study_instance_uid=str(ds.get("StudyInstanceUID", "")), path=src, sop_instance_uid_valid=uid_ok,
-        skipped_beams=skipped)
+        skipped_beams=skipped, referenced_structure_sets=_referenced_structure_sets(ds))
+
+
+def _referenced_structure_sets(ds) -> tuple[str, ...]:
+    """:attr:`RTIonPlan.referenced_structure_sets` of a plan's data set."""
+    return tuple(uid for r in ds.get("ReferencedStructureSetSequence", []) or []
+                 if (uid := str(r.get("ReferencedSOPInstanceUID", "") or "")))
 
 
 # --------------------------------------------------------------------------------------- geometry
@@ -1342,6 +1352,7 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
             "plan_spots": int(sum((layer.spot_mu > min_mu).sum() for layer in b.layers)),   # the spots simulated
             "fractions": nfx if all_fractions else 1, "machine": b.machine, "beam_model": beam_model.provenance(),
             "frame_of_reference_uid": plan.frame_of_reference_uid, "plan_sop_instance_uid": plan.sop_instance_uid,
+            "plan_structure_sets": list(getattr(plan, "referenced_structure_sets", ())),
             "fractions_planned": plan.number_of_fractions, "plan_beam_numbers": [x.number for x in plan.beams],
             "range_shifter_model": range_shifter_model, "range_shifters": shifters_used,
             "nominal_energies_mev": sorted({float(layer.nominal_energy_mev) for layer in b.layers}),
