@@ -247,8 +247,7 @@ def _check_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSetting
     ``allowed`` names them: a range shifter inside the patient (check_shifters_outside), a plan of another CT
     (check_frame_of_reference) or of no stated frame (check_plan_frame_of), or set up in another patient position
     (check_position_against_ct, where positions_checked: not on a slab CT written for its plan); the names of
-    those passed are returned (for
-    ``provenance["overrides"]``), each warned of.  Its other refusals are warnings
+    those passed are returned (for ``provenance["overrides"]``), each warned of.  Its other refusals are warnings
     here: the beam against the grid and its energies (beam_grid_checks, check_beam_energies: the run goes on as
     asked; an energy at or below the cut-off scores nothing; above 250 MeV the nuclear data are extrapolated) and
     an all-vacuum phantom.  Its warnings of a CT are given too: a plan's position that a CT without
