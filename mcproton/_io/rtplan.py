@@ -1448,7 +1448,7 @@ def spot_tune_check_record(beams: Sequence[IonBeam], beam_model, sized: set[int]
     if not tunes:
         return f"not possible: the plan gives no ScanSpotTuneID (300A,0390); beam model {beam_model.name!r} " \
                f"declares {declared}"
-    yes = f"ScanSpotTuneID {tunes} of beam model {beam_model.name!r}'s spot tunes ({declared})"
+    yes = f"ScanSpotTuneID {tunes} is among the spot tunes of beam model {beam_model.name!r} ({declared})"
     if untuned:
         return f"yes for the layers that give a ScanSpotTuneID: {yes}; not possible for {untuned} layer(s) without one"
     return f"yes: {yes}"

@@ -432,6 +432,8 @@ def test_a_model_that_names_no_machines_checks_nothing_and_says_so(model):
     size was not compared either), not a refusal; each beam's meta (hence the result's provenance and check.json's
     settings) records what was done: "not possible: ..." here, "yes: ..." where the model names the plan's machine,
     "off ..." with machine_check=False.  A plan and a model that both name no machine: recorded, not warned."""
+    import copy
+
     iba = load_beam_model("mcsquare_upenn_iba_dn")
     assert iba.machines == () and iba.spot_tune_ids == ()
     gtr4 = load_rtplan(make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
@@ -454,6 +456,11 @@ def test_a_model_that_names_no_machines_checks_nothing_and_says_so(model):
     tr1 = load_rtplan(make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)]}]))
     (beam,) = plan_to_beams(tr1, model)
     assert beam.meta["machine_check"] == "yes: TreatmentMachineName 'TR1' is of beam model 'dcpt_v2' (TR1, TR2, TR3)"
+    tuned = copy.copy(model)
+    tuned.spot_tune_ids = ("4.0",)
+    (beam,) = plan_to_beams(tr1, tuned)
+    assert beam.meta["spot_tune_check"] == ("yes: ScanSpotTuneID '4.0' is among the spot tunes of beam model "
+                                            "'dcpt_v2' ('4.0')")
     nameless = load_rtplan(make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
                                        "machine": ""}]))
     with warnings.catch_warnings():
