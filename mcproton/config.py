@@ -123,7 +123,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "outside_external": ((str,), '"ct" (default: the CT outside the RT Struct\'s External, e.g. a couch, is '
                                      'transported) or "air" (air outside the External and its SUPPORT/FIXATION/BOLUS '
                                      'ROIs, as a planning system that computes inside them only)'),
-        "allow_other_frame": ((bool,), "run a plan or structure set whose FrameOfReferenceUID differs from the CT's "
+        "allow_other_frame": ((bool,), "run a plan or structure set whose FrameOfReferenceUID differs from the CT's, "
+                                       "or a plan that gives none and names no plan.rtstruct of the CT's frame "
                                        "(default: refused)"),
         "patient_position": ((str,), "the PatientPosition (HFS, HFP, FFS, ...) of patient setups that have none in "
                                      "the plan (OpenTPS leaves it empty; refused without this)"),

@@ -72,7 +72,8 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     On a grid from a DICOM CT (``geometry.study`` set), what ``mcproton run`` refuses as a plausible but wrong
     patient dose is refused here too (:class:`~mcproton.config.ConfigError`, a ValueError, with ``mcproton run``'s
     message), unless ``allow`` names it: a plan's beam (``plan_to_beams``) whose plan has another
-    FrameOfReferenceUID than the CT (its isocentre would put the dose in the wrong place: ``"other_frame"``), one set
+    FrameOfReferenceUID than the CT, or gives none (nothing shows it was made on this CT; not on the CT mcproton
+    writes for a plan), so that its isocentre may put the dose in the wrong place (``"other_frame"``), one set
     up in another patient position than the CT's (HFP on an HFS CT: a beam can enter from the wrong side;
     ``"position_mismatch"``) and a range shifter inside the patient (the tissue between the slab and the skin is
     never crossed, so the dose lies too deep; ``"shifter_inside"``).  A plan's beams set up in different positions
@@ -244,9 +245,9 @@ def _check_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSetting
     """The checks of ``mcproton run`` (mcproton/_run/inputs.py check_inputs) on one beam.  On a grid from a DICOM CT
     (``geometry.study`` set) its refusals of a plausible but wrong patient dose are refused (ConfigError), unless
     ``allowed`` names them: a range shifter inside the patient (check_shifters_outside), a plan of another CT
-    (check_frame_of_reference) or set up in another patient position (check_position_against_ct, where
-    positions_checked: not on a slab CT written for its plan); the names of those passed are returned (for
-    ``provenance["overrides"]``), each warned of.  Its other refusals are warnings
+    (check_frame_of_reference) or of no stated frame (check_plan_frame_of), or set up in another patient position
+    (check_position_against_ct, where positions_checked: not on a slab CT written for its plan); the names of
+    those passed are returned (for ``provenance["overrides"]``), each warned of.  Its other refusals are warnings
     here: the beam against the grid and its energies (beam_grid_checks, check_beam_energies: the run goes on as
     asked; an energy at or below the cut-off scores nothing; above 250 MeV the nuclear data are extrapolated) and
     an all-vacuum phantom.  Its warnings of a CT are given too: a plan's position that a CT without
@@ -254,7 +255,7 @@ def _check_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSetting
     (check_ct_truncation; a water box is meant to touch its grid's faces, so not there)."""
     from ._io.errors import McprotonRuntimeWarning, warn
     from ._run.inputs import beam_grid_checks, check_beam_energies, check_ct_truncation, check_frame_of_reference, \
-        check_not_vacuum, check_position_against_ct, check_shifters_outside, positions_checked
+        check_not_vacuum, check_plan_frame_of, check_position_against_ct, check_shifters_outside, positions_checked
     from .config import ConfigError
 
     on_ct = geometry.study is not None
@@ -264,6 +265,7 @@ def _check_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSetting
     # the plan's frame and setup position against the CT's (either unknown: nothing checked) and the shifters, as
     # mcproton run refuses them
     refusals = (("other_frame", lambda: check_frame_of_reference(geometry, [beam], override="")),
+                ("other_frame", lambda: check_plan_frame_of(geometry, [beam])),   # a plan that gives no frame
                 ("position_mismatch", lambda: check_position_against_ct(geometry, [beam], override="")),
                 ("shifter_inside", lambda: check_shifters_outside(geometry, [beam], "beam")))
     for name, check in refusals if on_ct else ():
@@ -274,7 +276,7 @@ def _check_implausible(geometry: VoxelGeometry, beam: Beam, settings: RunSetting
         except ConfigError as exc:
             if name not in allowed:
                 raise ConfigError(f"simulate: {exc}{_ALLOW_TEXT[name]}") from None
-            used.append(name)
+            used += [name] if name not in used else []
             warn(f"simulate: {exc} (mcproton run refuses this; simulated as given: allow={name!r}, recorded in the "
                  "result's provenance \"overrides\" and its RT Dose tagged OVERRIDE)", McprotonRuntimeWarning,
                  stacklevel=3)

@@ -1642,6 +1642,17 @@ def _dose_to_source(inp: CheckInputs, given: str | None) -> str:
             else f"the default (dose to water, what clinical proton planning systems report), assumed: {where}")
 
 
+def plan_checks_done(mc: MCDose, machine_check: bool) -> dict[str, str]:
+    """check.json's ``settings.machine_check`` and ``settings.spot_tune_check``: what was checked of the plan
+    against the beam model (the MC's provenance, from plan_to_beams: "yes: ...", "not possible: ...", "off ..."),
+    not the option alone (audit 24 swallow, F2: a model that names no machines was recorded as checked)."""
+    prov = mc.provenance or {}
+    unknown = "not recorded with the reused MC dose"
+    return {"machine_check": "off (--no-machine-check)" if not machine_check
+            else str(prov.get("machine_check") or unknown),
+            "spot_tune_check": str(prov.get("spot_tune_check") or unknown)}
+
+
 def _check_defaults() -> dict[str, Any]:
     """check()'s parameters and their defaults (the record's Python call lists the others)."""
     import inspect
@@ -2743,7 +2754,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
                 "calibration_given": None if call_args["calibration"] is None
                 else str(getattr(call_args["calibration"], "name", call_args["calibration"])),
                 "levels_config": levels_record(levels),
-                "ct_series": ct_series, "phantom_from_struct": phantom_from_struct, "machine_check": machine_check,
+                "ct_series": ct_series, "phantom_from_struct": phantom_from_struct,
+                **plan_checks_done(mc, machine_check),
                 "ignore_beam_limiting_devices": ignore_beam_limiting_devices}
     res = CheckResult(passed, checks, gam, diff, structs, ranges, beam_gamma, diagnostics, inp.pairing, prov, timings,
                       settings, lv.describe(), str(out_dir) if out_dir else None, tps_gy_zyx=tps,

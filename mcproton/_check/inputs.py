@@ -1225,6 +1225,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         raise CheckInputError(f"the inputs are on different frames of reference ({lines}): the plan's isocentre "
                               "would be placed in another patient coordinate system; give the CT, dose and "
                               "structures that belong to this plan")
+    link_unframed_plan(rp, plan_path, doses, fors, log, folder)
     # before any output is written or the CT is read: the set-up against the CT's position (no CT: only the beams
     # against each other)
     ct_positions: list[str] = []
@@ -1239,6 +1240,30 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                        str(struct) if struct is not None else None, rp.frame_of_reference_uid, dtype, nfx, all_fx,
                        log, ct_series=ct_uid or None, position_notes=position_notes,
                        ct_not_drawn_on=not_planning_ct_note(ct_uid, struct_series, Path(struct or "").name))
+
+
+def link_unframed_plan(rp: Any, plan_path: Path, doses: Sequence[TPSDose], fors: dict[str, str], log: list[str],
+                       folder: str | Path | None) -> None:
+    """A plan that gives no FrameOfReferenceUID (0020,0052; optional in the RT Ion Plan IOD, stripped by some
+    anonymisers), with a CT of a known frame (``fors["CT"]``): the TPS RT Dose links it to the CT, since every dose
+    compared must refer to this plan (ReferencedRTPlanSequence; read_tps_dose refuses one without, :func:`gather`
+    one of another plan) and its FrameOfReferenceUID (Type 1) is the CT's (gather compared them): which dose is said
+    in the pairing notes, as ``mcproton run`` says its link (mcproton/_run/inputs.py check_plan_frame_given, which
+    refuses a plan linked by nothing; audit 24 swallow, F1).  Should no dose link it, it is refused."""
+    ct_for = fors.get("CT", "")
+    if rp.frame_of_reference_uid or not ct_for:
+        return
+    own = plan_reference_uids(rp.sop_instance_uid)
+    by_dose = sorted((d for d in doses if d.plan_uid and d.plan_uid in own and d.frame_of_reference_uid == ct_for),
+                     key=lambda d: d.summation_type not in PLAN_DOSE_TYPES)   # the plan dose named first
+    if not by_dose:
+        raise CheckInputError(f"the plan {_shown(plan_path, folder)} gives no FrameOfReferenceUID (0020,0052), and no "
+                              f"RT Dose that refers to it lies in the CT's frame ({ct_for}): nothing shows that it "
+                              "was made on this CT; give the planning system's RT Dose of this plan, or export the "
+                              "plan again with its FrameOfReferenceUID")
+    log.append(f"note: the plan gives no FrameOfReferenceUID (0020,0052): it is linked to the CT by its RT Dose "
+               f"{_shown(by_dose[0].path, folder)}, which refers to the plan (ReferencedRTPlanSequence) and lies in "
+               f"the CT's frame of reference {ct_for}")
 
 
 def not_planning_ct_note(ct_uid: str | None, struct_series: Sequence[str], struct_name: str) -> str:

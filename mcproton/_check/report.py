@@ -947,7 +947,8 @@ def _settings_table(res) -> str:
          "--config"],
         ["CT series", st.get("ct_series") or "not given (the folder's axial series)", "--ct-series"],
         ["phantom from the RT Struct", st.get("phantom_from_struct"), "--phantom-from-struct"],
-        ["machine check", st.get("machine_check"), "--no-machine-check turns it off"],
+        ["machine check", _plan_check_text(st.get("machine_check")), "--no-machine-check turns it off"],
+        ["spot-tune check", _plan_check_text(st.get("spot_tune_check")), "the beam model's spot_tune_ids"],
         ["beam-limiting devices (MLC, jaws) placed in the plan", "computed as open (warned)"
          if st.get("ignore_beam_limiting_devices") else "refused", "--ignore-beam-limiting-devices"],
         ["backend, threads",
@@ -957,6 +958,16 @@ def _settings_table(res) -> str:
     return "<h2>Settings</h2>" + _table(["setting", "value as used", "source"],
                                         [[k, _readable(v) if not isinstance(v, str) else v, w]
                                          for k, v, w in rows])
+
+
+def _plan_check_text(done: Any) -> str:
+    """A Settings row of what was checked of the plan against the beam model (settings.machine_check /
+    spot_tune_check: "yes: ...", "not possible: ..."); a check.json of an older mcproton holds the option alone
+    (true / false), which did not say whether anything could be compared."""
+    if isinstance(done, bool) or done is None:
+        return ("on (not recorded whether the beam model named anything to compare with)" if done
+                else "off" if done is False else "not recorded")
+    return str(done)
 
 
 #: The provenance table's labels (with units) of check.json's provenance keys; a key not here is shown as it is

@@ -347,6 +347,7 @@ def load_result(path: str | Path):
                          labels_zyx=labels, label_names=names, name=str(a.get("geometry_name", "voxel grid")),
                          study=_study(a))
     prov = {k: _py(v) for k, v in h["provenance"].items()}
+    _restore_heterogeneity(geom, prov)
     r = {k: _py(v) for k, v in h["result"].items()}
     res = DoseResult(
         dose_gy_zyx=h["dose"], dose_to_water_gy_zyx=h["dose_to_water"], let_d_kev_um_zyx=h["let_d"],
@@ -370,6 +371,16 @@ def load_result(path: str | Path):
         res.study_not_stored = str(_py(a.get("study_not_stored", "")) or path)
     res.fractions_not_stored = _fractions_not_stored(a, prov, res.normalisation, path)
     return res
+
+
+def _restore_heterogeneity(geom: Any, prov: dict) -> None:
+    """Give a loaded result's geometry what its dose was computed with (``provenance["tissue_heterogeneity"]``:
+    IMAGE, or IMAGE and ROI_OVERRIDE), as the run's geometry had it; before, a loaded geometry said IMAGE whatever
+    the run's said, and its RT Dose (write_result_rtdose) and a sum of loaded results with it (audit 24 swallow,
+    F3).  A file that does not record it keeps the default."""
+    said = prov.get("tissue_heterogeneity")
+    if isinstance(said, list) and said and all(isinstance(v, str) and v for v in said):
+        geom.tissue_heterogeneity = tuple(said)
 
 
 #: the name plan_to_beams gives the beam of an RT Ion Plan: "<beam number>:<beam name>" ("1:G90")

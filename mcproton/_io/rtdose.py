@@ -765,10 +765,22 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
                            referenced_beam_number=contents.beam_numbers
                            if contents.summation_type in _NEEDS_BEAMS else None, dose_comment=comment,
                            series_description=series_description, image_comments=about,
-                           heterogeneity=getattr(g, "tissue_heterogeneity", ("IMAGE",)),
+                           heterogeneity=result_heterogeneity(result),
                            plan_note_in_comment=note_in_comment, dose_provenance=prov, **series)
     return {"path": str(path), **contents.as_dict(), **_written_references(written, study),
             "max_dose": float(d.max())}
+
+
+def result_heterogeneity(result) -> tuple[str, ...]:
+    """What ``result``'s dose was computed with, as its RT Dose says it (TissueHeterogeneityCorrection): the value its
+    provenance records (``tissue_heterogeneity``, from the geometry it was computed on: IMAGE, or IMAGE and
+    ROI_OVERRIDE where a structure set's overrides or air outside the External changed the CT), else its geometry's.
+    Before, the geometry's alone was read: a result loaded from its HDF5 (whose geometry did not keep it) was
+    written as IMAGE although the run's own RT Dose said IMAGE\\ROI_OVERRIDE (audit 24 swallow, F3)."""
+    said = (getattr(result, "provenance", None) or {}).get("tissue_heterogeneity")
+    if isinstance(said, (list, tuple)) and said and all(isinstance(v, str) and v for v in said):
+        return tuple(said)
+    return tuple(getattr(result.geometry, "tissue_heterogeneity", ("IMAGE",)))
 
 
 def _written_references(path: Path, study: StudyReference) -> dict:

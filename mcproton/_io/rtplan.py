@@ -237,6 +237,10 @@ class RTIonPlan:
     """What the reading supplied that the file does not say (a PatientPosition given by the user)."""
     skipped_beams: list[str] = field(default_factory=list)
     """Why each beam left out of the plan was left out (set-up and verification fields: not computed)."""
+    referenced_structure_sets: tuple[str, ...] = ()
+    """The SOPInstanceUIDs of the RT Structure Sets the plan names (ReferencedStructureSetSequence): where the plan
+    gives no FrameOfReferenceUID, ``mcproton run`` links it to the CT through the one of them given as plan.rtstruct
+    (mcproton/_run/inputs.py :func:`~mcproton._run.inputs.plan_frame_unlinked`)."""
     warnings: list[str] = field(default_factory=list)
     """The mcproton warnings :func:`load_rtplan` issued while reading the plan (each message once):
     :func:`plan_to_beams` keeps them in each beam's ``meta["warnings"]``, from which :func:`mcproton.simulate` keeps
@@ -978,7 +982,13 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
         label=str(ds.get("RTPlanLabel", "")), patient_name=str(ds.get("PatientName", "")),
         patient_id=str(ds.get("PatientID", "")), number_of_fractions=n_fx, beams=beams,
         study_instance_uid=str(ds.get("StudyInstanceUID", "")), path=src, sop_instance_uid_valid=uid_ok,
-        skipped_beams=skipped)
+        skipped_beams=skipped, referenced_structure_sets=_referenced_structure_sets(ds))
+
+
+def _referenced_structure_sets(ds) -> tuple[str, ...]:
+    """:attr:`RTIonPlan.referenced_structure_sets` of a plan's data set."""
+    return tuple(uid for r in ds.get("ReferencedStructureSetSequence", []) or []
+                 if (uid := str(r.get("ReferencedSOPInstanceUID", "") or "")))
 
 
 # --------------------------------------------------------------------------------------- geometry
@@ -1243,6 +1253,7 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
              "was planned for one of them: another machine's beam model gives a plausible but wrong dose",
              McprotonWarning)
     one_size, nominal_sizes = _one_spot_size(plan)
+    sized: set[int] = set()   # the beams whose ScanningSpotSize was compared with the model's (_check_spot_sizes)
     # the layers in a gap of the model's energies: one warning per gap, with their count, beams and energies (at()
     # would name only the first energy met)
     beam_model.warn_energy_gaps([(str(b.number), float(layer.nominal_energy_mev), float(np.sum(layer.spot_mu)))
@@ -1327,6 +1338,8 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
             raise _e(f"beam {b.number}: no spot with MU > {min_mu}")
         if not nominal_sizes:
             _check_spot_sizes(b, beam_model, in_air, one_size)
+        if not nominal_sizes and any(layer.scanning_spot_size_mm is not None for layer in in_air):
+            sized.add(b.number)
         if b.primary_dosimeter_unit == "NP":
             _check_np_meterset(b)
         else:
@@ -1340,12 +1353,19 @@ def _plan_to_beams(plan: RTIonPlan, beam_model, *, beam_numbers: Sequence[int] |
             "plan_spots": int(sum((layer.spot_mu > min_mu).sum() for layer in b.layers)),   # the spots simulated
             "fractions": nfx if all_fractions else 1, "machine": b.machine, "beam_model": beam_model.provenance(),
             "frame_of_reference_uid": plan.frame_of_reference_uid, "plan_sop_instance_uid": plan.sop_instance_uid,
+            "plan_structure_sets": list(getattr(plan, "referenced_structure_sets", ())),
             "fractions_planned": plan.number_of_fractions, "plan_beam_numbers": [x.number for x in plan.beams],
             "range_shifter_model": range_shifter_model, "range_shifters": shifters_used,
             "nominal_energies_mev": sorted({float(layer.nominal_energy_mev) for layer in b.layers}),
             **({"isocentre_shift_mm": tuple(float(v) for v in shift)} if isocentre_shift_mm is not None else {})}))
     if not out:
         raise _e(f"no beams selected (beam numbers in the plan: {[b.number for b in plan.beams]})")
+    chosen = [b for b in plan.beams if beam_numbers is None or b.number in beam_numbers]
+    done = {"machine_check": machine_check_record(chosen, beam_model, machine_check),
+            "spot_tune_check": spot_tune_check_record(chosen, beam_model, sized)}
+    for beam in out:
+        beam.meta.update(done)
+    warn_unchecked_machine_and_tunes(chosen, beam_model, machine_check, sized)
     return out
 
 
@@ -1374,6 +1394,93 @@ NP_MIN_PROTONS_PER_SPOT = 1e3
 #: 100-500 x above the MU.  A warning only: a machine with an unusual MU definition is not refused.
 MU_MAX_PER_BEAM = 1e7
 MU_MAX_PER_SPOT = 1e5
+
+
+def _names(values) -> str:
+    return ", ".join(repr(v) for v in sorted(set(values)))
+
+
+def _beams_text(beams: Sequence[IonBeam]) -> str:
+    return ", ".join(f"{b.number} ({b.name!r})" for b in beams)
+
+
+def machine_check_record(beams: Sequence[IonBeam], beam_model, machine_check: bool) -> str:
+    """What the machine check of ``beams`` (TreatmentMachineName against the beam model's ``machines``) did, for a
+    result's provenance and the check's Settings (``machine_check``): "yes: ...", "off", "not possible: ..." where
+    nothing could be compared (a model that names no machines, a plan that names none), or both for a plan whose
+    beams differ.  Before, a check that could compare nothing was recorded as on ("yes"; audit 24 swallow, F2)."""
+    if not machine_check:
+        return "off (machine_check = false: the plan's TreatmentMachineName was not compared with the beam model)"
+    named = [b for b in beams if (b.machine or "").strip()]
+    given = _names(b.machine.strip() for b in named)
+    if not beam_model.machines:
+        return (f"not possible: beam model {beam_model.name!r} names no treatment machines (`machines`)"
+                + (f"; the plan's TreatmentMachineName: {given}" if named else
+                   "; the plan gives no TreatmentMachineName either"))
+    models = ", ".join(beam_model.machines)
+    if not named:
+        return (f"not possible: the plan gives no TreatmentMachineName (300A,00B2); beam model {beam_model.name!r} "
+                f"is of {models}")
+    yes = f"TreatmentMachineName {given} is of beam model {beam_model.name!r} ({models})"
+    unnamed = [b for b in beams if not (b.machine or "").strip()]
+    if unnamed:
+        return f"yes for beam(s) {_beams_text(named)}: {yes}; not possible for beam(s) {_beams_text(unnamed)}: no " \
+               "TreatmentMachineName"
+    return f"yes: {yes}"
+
+
+def spot_tune_check_record(beams: Sequence[IonBeam], beam_model, sized: set[int]) -> str:
+    """What the spot-tune check of ``beams`` (each layer's ScanSpotTuneID against the beam model's
+    ``spot_tune_ids``: :func:`_check_spot_tunes`) did, as :func:`machine_check_record` says the machine check's
+    (``spot_tune_check``); ``sized``: the numbers of the beams whose ScanningSpotSize was compared with the model's
+    spot (:func:`_check_spot_sizes`), named where the tune could not be checked."""
+    layers = [layer for b in beams for layer in b.layers]
+    tunes = _names(layer.scan_spot_tune_id for layer in layers if layer.scan_spot_tune_id)
+    untuned = sum(not layer.scan_spot_tune_id for layer in layers)
+    if not beam_model.spot_tune_ids:
+        size = ("; the plan's ScanningSpotSize was compared with the model's spot instead"
+                + ("" if all(b.number in sized for b in beams) else
+                   f" for beam(s) {_beams_text([b for b in beams if b.number in sized])}")
+                if sized else "")
+        return (f"not possible: beam model {beam_model.name!r} declares no spot tunes (`spot_tune_ids`)"
+                + (f"; the plan's ScanSpotTuneID: {tunes}" if tunes else
+                   "; the plan gives no ScanSpotTuneID either") + size)
+    declared = _names(beam_model.spot_tune_ids)
+    if not tunes:
+        return f"not possible: the plan gives no ScanSpotTuneID (300A,0390); beam model {beam_model.name!r} " \
+               f"declares {declared}"
+    yes = f"ScanSpotTuneID {tunes} is among the spot tunes of beam model {beam_model.name!r} ({declared})"
+    if untuned:
+        return f"yes for the layers that give a ScanSpotTuneID: {yes}; not possible for {untuned} layer(s) without one"
+    return f"yes: {yes}"
+
+
+def warn_unchecked_machine_and_tunes(beams: Sequence[IonBeam], beam_model, machine_check: bool,
+                                     sized: set[int]) -> None:
+    """One warning (a run's, a check's) where the machine check is on, the plan names its treatment machine and the
+    beam model names none (``machines``: an MCsquare BDL cannot, a TOML model may leave them out), so nothing tied
+    the model to the plan's machine; it also names the spot tunes not checked (no ``spot_tune_ids``) of the beams
+    whose spot size was not compared with the model's either.  Before, this passed without a word, and the check's
+    report said "machine check: yes" (audit 24 swallow, F2).  Not refused (such a model is allowed).  A model that
+    names its machines but no spot tunes (the shipped DCPT models: their sources do not say which tune they were
+    measured for) is not warned about for the tunes alone: what was checked is recorded
+    (:func:`spot_tune_check_record`)."""
+    named = _names(b.machine.strip() for b in beams if (b.machine or "").strip())
+    if not (machine_check and not beam_model.machines and named):
+        return
+    msg = (f"beam model {beam_model.name!r} names no treatment machines (`machines`), so the plan's "
+           f"TreatmentMachineName {named} was not checked against it")
+    # a beam of several tunes is warned about as such (_check_spot_tunes)
+    untuned = [b for b in beams if b.number not in sized
+               and len({layer.scan_spot_tune_id for layer in b.layers if layer.scan_spot_tune_id}) == 1]
+    if not beam_model.spot_tune_ids and untuned:
+        tunes = _names(layer.scan_spot_tune_id for b in untuned for layer in b.layers if layer.scan_spot_tune_id)
+        msg += (f"; nor was the ScanSpotTuneID {tunes} of beam(s) {_beams_text(untuned)} (the model declares no "
+                "`spot_tune_ids`), nor their spot size (the plan gives no ScanningSpotSize of each energy in air to "
+                "compare with the model's)")
+    warn(f"{msg}: another machine's beam model gives a plausible but wrong dose; make sure the model is of the "
+         "plan's machine, and give a TOML model its `machines` (and `spot_tune_ids`; docs/beam_model.md; an MCsquare "
+         "BDL can name neither)", McprotonWarning)
 
 
 def _check_spot_tunes(b: IonBeam, beam_model) -> None:

@@ -248,7 +248,8 @@ ALLOW_OTHER_FRAME = ", or set plan.allow_other_frame = true if the two frames ar
 #: OVERRIDE (mcproton/_io/rtdose.py override_note).  "shifter_inside" has no key in ``mcproton run`` (its dose is
 #: wrong: the material between the slab and the skin is never crossed): a script may study that error.
 OVERRIDES = {
-    "other_frame": "the plan's or structure set's FrameOfReferenceUID is not the CT's",
+    "other_frame": "the plan's or structure set's FrameOfReferenceUID is not the CT's, or the plan gives none and "
+                   "nothing links it to the CT",
     "position_mismatch": "the plan's patient position is not the CT's, or its beams' positions differ",
     "shifter_inside": "a range shifter lies inside the patient",
     # sum_results only (simulate takes the names and changes nothing for them; the beams of one mcproton run share
@@ -323,6 +324,8 @@ def overrides_used(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> list
         try:
             check_frame_of_reference(geometry, beams)
             check_struct_frame({**cfg, "plan": {**pl, "allow_other_frame": False}}, ct_for)
+            if plan_frame_unlinked(cfg, ct_for, beams)[0]:   # a plan that gives no frame, nothing linking it
+                used.append("other_frame")
         except ConfigError:
             used.append("other_frame")
     if pl.get("allow_position_mismatch", False) and positions_checked(geometry):
@@ -440,6 +443,112 @@ def check_struct_frame(cfg: dict[str, Any], ct_for: str) -> None:
                       "frames are known to coincide")
 
 
+def unframed_plan_beams(beams: list[Any]) -> list[Any]:
+    """The beams of an RT Ion Plan (:func:`~mcproton.dicom.plan_to_beams`, whose ``meta`` holds the plan's
+    ``frame_of_reference_uid``) whose plan gives no FrameOfReferenceUID (0020,0052): the Frame of Reference module
+    is optional (U) in the RT Ion Plan IOD, and an anonymiser may strip it.  A beam of [beam] or of mcproton's
+    planning (no such key) is none of them."""
+    return [b for b in beams if "frame_of_reference_uid" in (getattr(b, "meta", None) or {})
+            and not b.meta["frame_of_reference_uid"]]
+
+
+def unframed_plan_text(beams: list[Any], ct_for: str, plan: str = "the RT Ion Plan", why: str = "") -> str:
+    """What is wrong with a plan of ``beams`` (:func:`unframed_plan_beams`) on a CT of frame ``ct_for`` (``why``: what
+    else does not link it, "" for nothing said): one text for ``mcproton run`` and ``simulate``."""
+    names = ", ".join(repr(b.name) for b in beams)
+    return (f"{plan} (beam(s) {names}) gives no FrameOfReferenceUID (0020,0052){', and ' + why if why else ''}: "
+            f"nothing shows that it was made on this CT (FrameOfReferenceUID {ct_for}), and a plan of another CT, or "
+            "of another patient, would be computed with its isocentre coordinates in this CT's frame, the dose in "
+            "the wrong place")
+
+
+def plan_frame_unlinked(cfg: dict[str, Any], ct_for: str, beams: list[Any]) -> tuple[str, str]:
+    """(what is wrong, what links it): ("", "") where the CT gives no frame (``ct_for`` "") or every plan beam's
+    plan gives one (:func:`check_frame_of_reference` compares it); ("", the words of the link) where a plan that
+    gives none names (ReferencedStructureSetSequence) the RT Structure Set given as plan.rtstruct and that set's
+    contours lie in the CT's frame; else (the refusal's text, "").  Audit 24 swallow, F1: such a plan was computed
+    on any CT without a word."""
+    unframed = unframed_plan_beams(beams)
+    if not ct_for or not unframed:
+        return "", ""
+    from ..config import _resolve
+
+    pl = cfg.get("plan", {})
+    rts = pl.get("rtstruct")
+    plan = (f"plan.rtplan {_resolve(cfg, pl['rtplan'])}" if isinstance(pl.get("rtplan"), str)
+            else "the RT Ion Plan")
+    named = sorted({uid for b in unframed for uid in (b.meta.get("plan_structure_sets") or ())})
+    if not isinstance(rts, str):
+        why = ("no plan.rtstruct links it to this CT"
+               + (f" (the plan names the structure set {', '.join(named)})" if named else ""))
+    else:
+        path = _resolve(cfg, rts)
+        sop, frames = _struct_identity(path)
+        if not all(sop and sop in (b.meta.get("plan_structure_sets") or ()) for b in unframed):
+            why = (f"plan.rtstruct {path} (SOPInstanceUID {sop or '(none)'}) is not the structure set it names "
+                   + (f"({', '.join(named)})" if named else "(it names none: no ReferencedStructureSetSequence)"))
+        elif frames != {ct_for}:
+            where = f"frame(s) of reference {', '.join(sorted(frames))}" if frames else "no stated frame of reference"
+            why = f"plan.rtstruct {path}, which it names, lies in {where}, not the CT's"
+        else:
+            return "", (f"the plan names (ReferencedStructureSetSequence) plan.rtstruct {path} (SOPInstanceUID {sop}), "
+                        f"whose contours lie in the CT's frame of reference {ct_for}")
+    return unframed_plan_text(unframed, ct_for, plan, why), ""
+
+
+def _struct_identity(path: Path) -> tuple[str, set[str]]:
+    """(SOPInstanceUID, the frames of reference its contours and header give) of an RT Structure Set file."""
+    import pydicom
+
+    from .._io.rtstruct import read_rtstruct
+
+    rs = read_rtstruct(path)
+    sop = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+              .get("SOPInstanceUID", "") or "")
+    return sop, ({rs.frame_of_reference_uid} | set(rs.frames_of_contours().values())) - {""}
+
+
+def check_plan_frame_of(geometry: Any, beams: list[Any]) -> None:
+    """``simulate``'s :func:`check_plan_frame_given`: refuse (ConfigError) a plan beam whose plan gives no
+    FrameOfReferenceUID on a grid from a patient's DICOM CT that has one (a script has no plan.rtstruct to link
+    them: simulate's allow=("other_frame",) passes it).  Not on the CT mcproton writes for a plan (slab_ct: its
+    frame is its own, and its slabs lie in the plan's coordinates)."""
+    from ..config import ConfigError
+
+    study = getattr(geometry, "study", None)
+    ct_for = getattr(geometry, "frame_of_reference_uid", "") or ""
+    unframed = unframed_plan_beams(beams)
+    if study is None or getattr(study, "written_for_plan", False) or not ct_for or not unframed:
+        return
+    raise ConfigError(f"{unframed_plan_text(unframed, ct_for)}; export the plan again with its FrameOfReferenceUID "
+                      "(mcproton run also takes the structure set the plan names, given as plan.rtstruct, as the link)")
+
+
+def check_plan_frame_given(cfg: dict[str, Any], ct_for: str, beams: list[Any]) -> None:
+    """``mcproton run``: a plan that gives no FrameOfReferenceUID on a CT that has one (:func:`plan_frame_unlinked`)
+    is refused (ConfigError) unless something links it to the CT (the structure set it names, given as
+    plan.rtstruct, in the CT's frame: said in a note which) or plan.allow_other_frame = true (a warning; the outputs
+    say OVERRIDE: :func:`overrides_used`).  Before, it was computed on whatever CT was given, without a word, while
+    the same plan with its UID was refused on that CT (audit 24 swallow, F1)."""
+    import sys
+
+    from ..config import ConfigError
+
+    wrong, link = plan_frame_unlinked(cfg, ct_for, beams)
+    if link:
+        sys.stderr.write(f"mcproton: note: the plan gives no FrameOfReferenceUID (0020,0052); it is linked to the CT "
+                         f"because {link}\n")
+    if not wrong:
+        return
+    if cfg.get("plan", {}).get("allow_other_frame", False):
+        warn(f"{wrong}; run anyway (plan.allow_other_frame = true: the outputs say OVERRIDE)", McprotonRuntimeWarning)
+        return
+    raise ConfigError(f"{wrong}; export the plan again with its FrameOfReferenceUID, or give as "
+                      "plan.rtstruct the structure set the plan names (ReferencedStructureSetSequence) if it lies in "
+                      "this CT's frame, or set plan.allow_other_frame = true if the plan is known to be of this CT "
+                      "(the outputs then say OVERRIDE)")
+
+
 def warn_ct_outside_external(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> None:
     """With plan.rtstruct and plan.outside_external = "ct" (the default): warn of each plan beam whose central axis
     crosses CT material outside the External (a couch, a head rest), as `mcproton check` notes it
@@ -485,6 +594,7 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
     if ct_for and not cfg.get("plan", {}).get("allow_other_frame", False):
         check_frame_of_reference(geometry, beams)
     check_struct_frame(cfg, ct_for)
+    check_plan_frame_given(cfg, ct_for, beams)
     check_patient_position(cfg, geometry, beams)
     if ph.get("type") == "ct":
         warn_ct_outside_external(cfg, geometry, beams)

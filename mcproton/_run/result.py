@@ -27,6 +27,11 @@ from .._io.rtplan import beam_geometry
 PLAN_META_KEYS = ("beam_number", "fractions", "fractions_planned", "plan_beam_numbers", "plan_sop_instance_uid",
                   "beam_model", "isocentre_shift_mm")
 
+#: the keys of a plan beam's ``meta`` that say what :func:`~mcproton.dicom.plan_to_beams` checked of the plan against
+#: its beam model ("yes: ...", "off ...", "not possible: ..."): a result keeps them in its provenance (audit 24
+#: swallow, F2: a model that names no machines was checked as "yes")
+PLAN_CHECK_KEYS = ("machine_check", "spot_tune_check")
+
 MEV_TO_J = 1.602176634e-13  # J per MeV (SI exact, CODATA 2018)
 MEV_PER_G_TO_GY = MEV_TO_J * 1e3  # MeV/g -> J/kg
 
@@ -352,6 +357,9 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
         prov["calibration_record"] = dict(cal)
     if (sim.beam.meta or {}).get("beam_model"):   # a plan's beam: the model that made its spots (also in "beam")
         prov["beam_model"] = sim.beam.meta["beam_model"]
+    for key in PLAN_CHECK_KEYS:   # what plan_to_beams could check of the plan against that model
+        if (sim.beam.meta or {}).get(key):
+            prov[key] = sim.beam.meta[key]
     if led["errors"]:
         warn(f"{led['errors']} track(s) stopped on a numerical error (step limit); their energy was "
              "deposited locally. Please report this with the input.", McprotonRuntimeWarning, stacklevel=2)

@@ -920,6 +920,41 @@ def test_target_uncertainty_and_rbe_checked_as_given(case, tmp_path):
             check(rbe=bad, **kw)
 
 
+def test_the_report_says_what_the_machine_check_did(case, tmp_path):
+    """Audit 24 swallow F2: with a beam model that names no machines the check's record said "machine check: yes"
+    (``settings.machine_check`` true: the option, not what was done) and nothing was warned.  Now check.json's
+    settings and the report's Settings table say what was checked of the plan against the model (machine and spot
+    tunes), and the check warns once; with the DCPT model of the plan's machine, "yes"."""
+    from mcproton._check.api import check
+    from mcproton._io.beam_model import BUILTIN
+
+    js = json.loads(Path(case["res"].report_json).read_text())
+    assert js["settings"]["machine_check"] == ("yes: TreatmentMachineName 'TR1' is of beam model 'dcpt_v2' (TR1, "
+                                               "TR2, TR3)")
+    assert js["settings"]["spot_tune_check"].startswith("not possible: beam model 'dcpt_v2' declares no spot tunes")
+    src = BUILTIN["dcpt_v2"]   # the same model, its `machines` left out
+    text = src.read_text()
+    assert 'machines = ["TR1", "TR2", "TR3"]' in text
+    (tmp_path / "m.toml").write_text(text.replace('machines = ["TR1", "TR2", "TR3"]', "")
+                                     .replace('name = "dcpt_v2"', 'name = "no_machines"'))
+    for f in src.parent.glob("*.csv"):
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    f = case["files"]
+    res = check(plan=case["dir"] / "RP.dcm", dose=[f["plan"], f[1], f[2]], ct=case["dir"] / "ct",
+                struct=case["dir"] / "RS.dcm", beam_model=tmp_path / "m.toml", levels=_levels(), primaries=2000,
+                target_uncertainty=None, seed=2, out=tmp_path / "out", **FAST)
+    js = json.loads(Path(res.report_json).read_text())
+    done = js["settings"]["machine_check"]
+    assert done == ("not possible: beam model 'no_machines' names no treatment machines (`machines`); the plan's "
+                    "TreatmentMachineName: 'TR1'"), done
+    said = [w for w in js["warnings"] if "names no treatment machines" in w]
+    assert len(said) == 1 and "'TR1' was not checked" in said[0], js["warnings"]
+    page = Path(res.report_html).read_text()
+    row = page[page.index("<td>machine check</td>"):][:400]
+    assert f"<td>{html.escape(done)}</td>" in row and "<td>yes</td>" not in row, row
+    assert "<td>spot-tune check</td><td>not possible: beam model &#x27;no_machines&#x27; declares no spot" in page
+
+
 def test_plan_and_dose_on_different_frames(base):
     from mcproton._check.inputs import CheckInputError
 

@@ -489,6 +489,30 @@ def test_a_structure_set_of_unknown_frame_alone_is_kept(folder):
     assert _paired(_gather(folder)) == CLEAN
 
 
+def test_a_plan_without_a_frame_is_linked_to_the_ct_by_its_dose_and_the_pairing_says_so(folder):
+    """Audit 24 swallow F1: a plan without FrameOfReferenceUID (optional in the RT Ion Plan IOD; stripped by some
+    anonymisers) was paired with the CT without a word (and ``mcproton run`` computed it on any CT).  In the check
+    the TPS dose links it: a compared dose must refer to the plan and lies, Type 1, in the CT's frame (a dose that
+    refers to no plan is refused when read); the pairing notes say which dose linked it."""
+    ds = pydicom.dcmread(folder / "RP.dcm")
+    del ds.FrameOfReferenceUID
+    ds.save_as(folder / "RP.dcm")
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN
+    assert [s for s in inp.pairing if "gives no FrameOfReferenceUID" in s] == [
+        f"note: the plan gives no FrameOfReferenceUID (0020,0052): it is linked to the CT by its RT Dose RD_plan.dcm, "
+        f"which refers to the plan (ReferencedRTPlanSequence) and lies in the CT's frame of reference {FOR}"], \
+        inp.pairing
+    bare = folder / "RD_bare.dcm"   # a dose given by hand that refers to no plan: refused when read
+    ds = pydicom.dcmread(_rd(bare, ""))
+    del ds.ReferencedRTPlanSequence
+    ds.save_as(bare)
+    from mcproton._io.errors import DicomInputError
+
+    with pytest.raises(DicomInputError, match="no ReferencedRTPlanSequence"):
+        _gather(None, plan=folder / "RP.dcm", dose=bare, ct=folder / "ct")
+
+
 def test_the_structure_set_the_plan_references_wins(folder):
     _rs(folder / "RS_new.dcm")
     ds = pydicom.dcmread(folder / "RP.dcm")

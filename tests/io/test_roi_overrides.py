@@ -557,6 +557,49 @@ def test_a_run_on_a_geometry_with_overrides_says_so_in_its_provenance(water_ct):
     assert mcproton.simulate(g, beam, settings).provenance["tissue_heterogeneity"] == ["IMAGE", "ROI_OVERRIDE"]
 
 
+@pytest.mark.parametrize("how", ["overrides", "outside_external_air"])
+def test_an_rt_dose_written_from_a_loaded_result_says_what_its_dose_was_computed_with(water_ct, tmp_path, how):
+    """Audit 24 swallow F3: a run with a structure set's overrides (or plan.outside_external = "air", which
+    config.build_geometry does with set_outside_to_air) writes its RT Dose as IMAGE\\ROI_OVERRIDE; its result saved,
+    loaded and written again (to rescale fractions, to sum runs, dose to water) said IMAGE: the loaded geometry did
+    not keep it, and write_result_rtdose read the geometry's.  Now the loaded geometry has it again, and the RT Dose
+    is written from the provenance's record (a sum of loaded results included)."""
+    import warnings
+
+    import mcproton
+    from mcproton._io.roi_overrides import set_outside_to_air
+    from mcproton.dicom import write_result_rtdose
+    from mcproton.run import DoseResult, sum_results
+
+    tmp, g = water_ct
+    if how == "overrides":
+        _write_rs(tmp / "RS.dcm", None)
+        _override(tmp / "RS.dcm", "PTV", rel_mass=1.19, comp=PMMA_Z)
+        apply_overrides(g, tmp / "RS.dcm")
+    else:
+        outside = np.zeros(g.shape_zyx, bool)
+        outside[:, :, :6] = True   # water voxels "outside the External" (x < -34 mm)
+        assert set_outside_to_air(g, outside) > 0
+    both = ["IMAGE", "ROI_OVERRIDE"]
+    assert list(g.tissue_heterogeneity) == both
+    beam = mcproton.Beam.pencil(70.0, position_mm=(0.0, -60.0, 0.0), direction=(0.0, 1.0, 0.0), total_protons=1e9)
+    r = mcproton.simulate(g, beam, mcproton.RunSettings(primaries=200, batches=2, backend="cpu", seed=3))
+    assert r.provenance["tissue_heterogeneity"] == both
+    r.save(tmp_path / "r.h5")
+    loaded = DoseResult.load(tmp_path / "r.h5")
+    assert list(loaded.geometry.tissue_heterogeneity) == both
+    with warnings.catch_warnings():   # one result twice: the sum warns of correlated errors; no body outline
+        warnings.simplefilter("ignore")
+        summed = sum_results([loaded, DoseResult.load(tmp_path / "r.h5")])
+        written = {"direct": write_result_rtdose(r, tmp_path / "direct.dcm")["path"],
+                   "loaded": write_result_rtdose(loaded, tmp_path / "loaded.dcm")["path"],
+                   "sum of loaded": write_result_rtdose(summed, tmp_path / "sum.dcm")["path"]}
+        loaded.geometry.tissue_heterogeneity = ("IMAGE",)   # the record is the provenance's, whatever the geometry
+        written["provenance"] = write_result_rtdose(loaded, tmp_path / "prov.dcm")["path"]
+    for what, path in written.items():
+        assert list(pydicom.dcmread(path).TissueHeterogeneityCorrection) == both, what
+
+
 def test_the_overrides_applied_are_kept_with_the_geometry_and_the_provenance(water_ct, tmp_path):
     """Which overrides were applied (ROI, property and value, material, density, how it was chosen, voxels) go with
     the geometry into the provenance of a dose computed on it (HDF5, `DoseResult.save`), not only to the console

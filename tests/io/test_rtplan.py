@@ -419,10 +419,75 @@ def test_a_plan_for_another_treatment_machine_is_refused(tmp_path, model):
         assert len(plan_to_beams(plan(""), model, beam_numbers=[1])) == 1
     bdl = parse_bdl(bdl_text_from_csv(BUILTIN["mcsquare_upenn_iba_dn"].parent
                                       / "beam_model_mcsquare_upenn_iba_dedicated_nozzle.csv"))
-    assert bdl.machines == () and len(plan_to_beams(plan("GTR4"), bdl)) == 2
+    # a model that names no machines: computed, with a warning that nothing was checked (audit 24 swallow F2; before:
+    # silent); test_a_model_that_names_no_machines_checks_nothing_and_says_so
+    with pytest.warns(McprotonWarning, match=r"names no treatment machines .*'GTR4', 'TR1' was not checked"):
+        assert bdl.machines == () and len(plan_to_beams(plan("GTR4"), bdl)) == 2
+
+
+def test_a_model_that_names_no_machines_checks_nothing_and_says_so(model):
+    """Audit 24 swallow F2: a beam model without ``machines`` (the bundled mcsquare_upenn_iba_dn, every MCsquare BDL)
+    accepted a plan for any TreatmentMachineName without a word, and the check's report said "machine check: yes".
+    Now: one warning naming the machine(s) not checked (and, for such a model, the spot tunes of beams whose spot
+    size was not compared either), not a refusal; each beam's meta (hence the result's provenance and check.json's
+    settings) records what was done: "not possible: ..." here, "yes: ..." where the model names the plan's machine,
+    "off ..." with machine_check=False.  A plan and a model that both name no machine: recorded, not warned."""
+    import copy
+
+    iba = load_beam_model("mcsquare_upenn_iba_dn")
+    assert iba.machines == () and iba.spot_tune_ids == ()
+    gtr4 = load_rtplan(make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
+                                   "machine": "GTR4"}]))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        (beam,) = plan_to_beams(gtr4, iba)
+    ours = [str(w.message) for w in said if "names no treatment machines" in str(w.message)]
+    assert len(ours) == 1, [str(w.message) for w in said]   # once
+    assert ours[0].startswith("beam model 'mcsquare_upenn_iba_dn' names no treatment machines (`machines`), so the "
+                              "plan's TreatmentMachineName 'GTR4' was not checked against it; nor was the "
+                              "ScanSpotTuneID '4.0' of beam(s) 1 ('F1')"), ours
+    assert "plausible but wrong dose" in ours[0] and "`machines`" in ours[0]
+    assert beam.meta["machine_check"] == ("not possible: beam model 'mcsquare_upenn_iba_dn' names no treatment "
+                                          "machines (`machines`); the plan's TreatmentMachineName: 'GTR4'")
+    assert beam.meta["spot_tune_check"].startswith("not possible: beam model 'mcsquare_upenn_iba_dn' declares no "
+                                                   "spot tunes (`spot_tune_ids`); the plan's ScanSpotTuneID: '4.0'")
+    (beam,) = plan_to_beams(gtr4, iba, machine_check=False)
+    assert beam.meta["machine_check"].startswith("off")
+    tr1 = load_rtplan(make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)]}]))
+    (beam,) = plan_to_beams(tr1, model)
+    assert beam.meta["machine_check"] == "yes: TreatmentMachineName 'TR1' is of beam model 'dcpt_v2' (TR1, TR2, TR3)"
+    tuned = copy.copy(model)
+    tuned.spot_tune_ids = ("4.0",)
+    (beam,) = plan_to_beams(tr1, tuned)
+    assert beam.meta["spot_tune_check"] == ("yes: ScanSpotTuneID '4.0' is among the spot tunes of beam model "
+                                            "'dcpt_v2' ('4.0')")
+    nameless = load_rtplan(make_plan([{"gantry": 0, "couch": 0, "iso": ISO, "layers": [(150.0, SPOTS, WEIGHTS)],
+                                       "machine": ""}]))
     with warnings.catch_warnings():
-        warnings.simplefilter("error", McprotonWarning)
-        assert len(plan_to_beams(plan(""), bdl)) == 2
+        warnings.simplefilter("error", McprotonWarning)   # nothing either side could name: recorded only
+        (beam,) = plan_to_beams(nameless, iba)
+    assert beam.meta["machine_check"].startswith("not possible: beam model 'mcsquare_upenn_iba_dn' names no "
+                                                 "treatment machines") and "gives no TreatmentMachineName" in \
+        beam.meta["machine_check"]
+
+
+def test_what_the_machine_check_did_is_kept_in_the_result(tmp_path):
+    """The run's provenance (its HDF5) records what plan_to_beams could check (audit 24 swallow F2)."""
+    import mcproton
+    from mcproton.run import DoseResult
+
+    gtr4 = load_rtplan(make_plan([{"gantry": 0, "couch": 0, "iso": (0.0, 0.0, 0.0),
+                                   "layers": [(150.0, SPOTS[:1], [1.0])], "machine": "GTR4"}]))
+    with pytest.warns(McprotonWarning, match="names no treatment machines"):
+        (beam,) = plan_to_beams(gtr4, "mcsquare_upenn_iba_dn")
+    g = mcproton.box_phantom("water", size_mm=(40, 40, 40), voxel_mm=(4, 4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = mcproton.simulate(g, beam, mcproton.RunSettings(primaries=200, batches=2, backend="cpu", seed=1))
+    r.save(tmp_path / "r.h5")
+    for res in (r, DoseResult.load(tmp_path / "r.h5")):
+        assert res.provenance["machine_check"].startswith("not possible: beam model 'mcsquare_upenn_iba_dn' names no")
+        assert res.provenance["spot_tune_check"].startswith("not possible: beam model 'mcsquare_upenn_iba_dn' declares")
 
 
 @pytest.mark.parametrize("value, match", [('"TR1"', "machines must be a list"), ('["TR1", ""]', "machines must be"),

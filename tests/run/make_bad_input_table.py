@@ -46,6 +46,8 @@ CT = _RUN + '[phantom]\ntype = "ct"\nct_dir = "ct"\n@EXTRA\n\n[beam]' + BASE.spl
 SLAB_CT = (_RUN + '[phantom]\ntype = "slab_ct"\nlateral_size_mm = [40.0, 40.0]\nvoxel_mm = [4.0, 4.0, 2.0]\n'
            'layers = [{material = "water", thickness_mm = 100.0}]\n@EXTRA\n\n[beam]' + BASE.split("[beam]")[1])
 PLAN = BASE.split("[beam]")[0] + '[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v5"\n'
+#: a plan on the small CT (its frame of reference and patient position are the CT's own)
+CT_PLAN = _RUN + '[phantom]\ntype = "ct"\nct_dir = "ct"\n\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v5"\n'
 
 # (case, extra command-line arguments, config text or None for BASE, text the message must contain);
 # in the arguments @cfg, @out and @tmp stand for the config, the default output and the case's folder; a config
@@ -163,6 +165,9 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
     ("plan.beams naming a beam twice", ["--set", "plan.beams=[1, 1]"], PLAN, "named twice"),
     ("plan for another treatment machine than the beam model's (GTR4, dcpt_v5 is of TR1-TR3)", [],
      PLAN.replace('"RP.dcm"', '"RP_GTR4.dcm"'), "plan.machine_check"),
+    ("plan without FrameOfReferenceUID (0020,0052; optional in the RT Ion Plan, stripped by some anonymisers) on a "
+     "CT, nothing linking the two (before 2026-12-07: computed on any CT without a word)", [],
+     CT_PLAN.replace('"RP.dcm"', '"RP_NOFRAME.dcm"'), "gives no FrameOfReferenceUID"),
     # real plans changed as real plans differ (PLAN_VARIANTS), since 2026-12-05: before, each ran without a word
     ("an MLC closing the field to a 1 cm slit (IonBeamLimitingDeviceSequence MLCX, BeamLimitingDevicePositionSequence "
      "in control point 0)", [], PLAN.replace('"RP.dcm"', '"RP_MLC.dcm"'), "plan.ignore_beam_limiting_devices"),
@@ -218,15 +223,17 @@ RUN_CASES: list[tuple[str, list[str], str | None, str]] = [
 
 
 def _small_ct(folder: Path) -> None:
-    """A 8 x 8 x 4 CT series of water (0 HU), 2 mm voxels, in ``folder`` (a fixed SeriesInstanceUID: messages
-    that list the series stay the same from run to run)."""
+    """A 8 x 8 x 4 CT series of water (0 HU), 2 mm voxels, in ``folder`` (a fixed SeriesInstanceUID and
+    FrameOfReferenceUID: messages that list the series or name the frame stay the same from run to run)."""
     import numpy as np
 
+    from mcproton._io.dicom_common import PHANTOM_STUDY
     from mcproton.dicom import write_ct_series
 
     if not folder.exists():
         write_ct_series(np.zeros((4, 8, 8), np.int16), (2.0, 2.0, 2.0), (-7.0, -7.0, 0.0), folder,
-                        series_instance_uid="1.2.826.0.1.3680043.8.498.4711")
+                        series_instance_uid="1.2.826.0.1.3680043.8.498.4711",
+                        study=PHANTOM_STUDY.replace(frame_of_reference_uid="1.2.826.0.1.3680043.8.498.4712"))
 
 
 def _ct_12_bit_header(folder: Path) -> None:
@@ -284,6 +291,10 @@ def _machine_gtr4(ds) -> None:   # the same plan, for another clinic's machine
         b.TreatmentMachineName = "GTR4"
 
 
+def _no_frame(ds) -> None:   # the plan's Frame of Reference module left out (U in the RT Ion Plan IOD)
+    del ds.FrameOfReferenceUID
+
+
 def _energy_250(ds) -> None:
     cps = ds.IonBeamSequence[0].IonControlPointSequence
     cps[4].NominalBeamEnergy = cps[5].NominalBeamEnergy = 250.0
@@ -313,7 +324,8 @@ PLAN_VARIANTS = {"RP_GTR4.dcm": ("RP_plan05.dcm", _machine_gtr4), "RP_E250.dcm":
                  "RP_SCATTERER.dcm": ("RP_plan05.dcm", _scatterer),
                  "RP_NOCOUCH.dcm": ("RP_plan05.dcm", _no_couch_angle),
                  "RP_ISO_CP2.dcm": ("RP_plan05.dcm", _isocentre_only_in_a_later_control_point),
-                 "RP_RS_RETRACTED.dcm": ("RP_plan06_rs.dcm", _retracted)}
+                 "RP_RS_RETRACTED.dcm": ("RP_plan06_rs.dcm", _retracted),
+                 "RP_NOFRAME.dcm": ("RP_plan05.dcm", _no_frame)}
 
 
 #: beam model file named in a case's config -> the change of dcpt_v5's TOML that makes it (the table beside it)
