@@ -118,8 +118,8 @@ class PatientFindings:
 
 
 #: what a PatientName that differs with the same ID, birth date and sex is taken to be (the warning's words)
-NAME_ONLY = ("with the same PatientID, birth date and sex (a scanner and a planning system may spell one name "
-             "differently); make sure they are one patient's files")
+NAME_ONLY = ("and no difference of PatientID, birth date or sex (a scanner and a planning system may spell one "
+             "name differently); make sure they are one patient's files")
 
 
 def _listed(files: Sequence[PatientFile], get) -> str:
@@ -136,9 +136,10 @@ def compare_patients(files: Sequence[PatientFile]) -> PatientFindings:
     else:   # no file linked by UID names an ID: those paired by the frame must agree among themselves
         alien = by_frame if len({f.identity.patient_id for f in by_frame}) > 1 else []
     if alien:
+        others = " and the files linked to it by UID" if sum(f.linked for f in files) > 1 else ""
         found.refusal = (f"belong to different patients (PatientID: {_listed(files, lambda i: i.patient_id)}): "
-                         f"{', '.join(f.what for f in alien)} share{'s' if len(alien) == 1 else ''} only the frame "
-                         "of reference with the plan, so another patient's files were mixed in")
+                         f"{', '.join(f.what for f in alien)} {'is' if len(alien) == 1 else 'are'} of another "
+                         f"patient than the plan{others}, so another patient's files were mixed in")
         return found
     if len(linked_ids) > 1:
         said = _listed([f for f in files if f.linked], lambda i: i.patient_id)

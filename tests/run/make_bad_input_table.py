@@ -46,6 +46,7 @@ CT = _RUN + '[phantom]\ntype = "ct"\nct_dir = "ct"\n@EXTRA\n\n[beam]' + BASE.spl
 SLAB_CT = (_RUN + '[phantom]\ntype = "slab_ct"\nlateral_size_mm = [40.0, 40.0]\nvoxel_mm = [4.0, 4.0, 2.0]\n'
            'layers = [{material = "water", thickness_mm = 100.0}]\n@EXTRA\n\n[beam]' + BASE.split("[beam]")[1])
 PLAN = BASE.split("[beam]")[0] + '[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v5"\n'
+CT_PLAN = _RUN + '[phantom]\ntype = "ct"\nct_dir = "ct"\n\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v5"\n'
 
 # (case, extra command-line arguments, config text or None for BASE, text the message must contain);
 # in the arguments @cfg, @out and @tmp stand for the config, the default output and the case's folder; a config
@@ -144,6 +145,11 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "not empty"),
     ("missing plan.rtstruct (reported before the transport)", [], PLAN + 'rtstruct = "no_such_RS.dcm"\n',
      "plan.rtstruct"),
+    # audit 24 (identity F1, F8): before 2026-12-07 both ran without a word, the RT Dose named the CT's (first
+    # slice's) patient
+    ("RT Ion Plan of another patient (PatientID) than the CT", [], CT_PLAN, "plan.allow_other_patient"),
+    ("CT series with a slice of another patient (PatientID)", [],
+     CT.replace('ct_dir = "ct"', 'ct_dir = "ct_mixed"').replace("@EXTRA", ""), "name different patients"),
     ("beam model file that does not exist (a relative path: from the config file's folder)", [],
      PLAN.replace('"dcpt_v5"', '"models/my_machine.toml"'), "looked for the file"),
     ("HU calibration folder that does not exist", [], CT.replace("@EXTRA", 'calibration = "my_scanner"'),
@@ -227,6 +233,19 @@ def _small_ct(folder: Path) -> None:
     if not folder.exists():
         write_ct_series(np.zeros((4, 8, 8), np.int16), (2.0, 2.0, 2.0), (-7.0, -7.0, 0.0), folder,
                         series_instance_uid="1.2.826.0.1.3680043.8.498.4711")
+
+
+def _ct_of_two_patients(folder: Path) -> None:
+    """:func:`_small_ct` whose third slice names another patient (PatientID OTHER-9)."""
+    import pydicom
+
+    if folder.exists():
+        return
+    _small_ct(folder)
+    path = sorted(folder.glob("*.dcm"))[2]
+    ds = pydicom.dcmread(path)
+    ds.PatientID, ds.PatientName = "OTHER-9", "Other^Patient"
+    ds.save_as(path)
 
 
 def _ct_12_bit_header(folder: Path) -> None:
@@ -336,6 +355,8 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
         _small_ct(tmp / "ct")
     if 'ct_dir = "ct_b12"' in text:
         _ct_12_bit_header(tmp / "ct_b12")
+    if 'ct_dir = "ct_mixed"' in text:
+        _ct_of_two_patients(tmp / "ct_mixed")
     for name, files in HLUT_FOLDERS.items():
         if f'calibration = "{name}"' in text:
             (tmp / name).mkdir(exist_ok=True)
