@@ -1196,7 +1196,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     if struct is not None:
         rs_hdr = _dcm_header(Path(struct))
         rs_named = _plan_names_struct(plan_path, str(getattr(rs_hdr, "SOPInstanceUID", "") or ""))
-        files.append(PatientFile(f"RT Struct {_shown(struct, folder)}", PatientIdentity.of(rs_hdr), linked=rs_named))
+        files.append(PatientFile(f"RT Struct {_shown(struct, folder)}", ident(struct), linked=rs_named))
     if ct is not None:
         mixed = series_patients([(h.path.name, h.identity) for h in chosen])
         if mixed:

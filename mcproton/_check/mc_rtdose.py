@@ -58,16 +58,11 @@ def mc_dose_study(inp: Any):
     by gather: a study holds one patient).  ``patient`` is check.json's record of it (``mc_rtdose``: the DICOM
     attributes and ``from``, which says whose they are).  Before (audit 24, identity F2) RD_mc.dcm named the TPS
     dose's patient while the report named the plan's: one check, two patients."""
-    import pydicom
-
-    from .._io.patients import PatientIdentity
+    from .._io.patients import PatientIdentity, read_header
 
     ref = inp.reference
     study = tps_study(ref.path, inp.plan.sop_instance_uid)
-    try:
-        plan_ds = pydicom.dcmread(str(inp.plan_path), stop_before_pixels=True)
-    except Exception:  # noqa: BLE001 - the plan was read by gather: only its identity is wanted here
-        plan_ds = None
+    plan_ds = read_header(inp.plan_path)   # as the report's identification reads it
     plan = PatientIdentity.of(plan_ds)
     tps = PatientIdentity(study.patient_id, study.patient_name, study.patient_birth_date, study.patient_sex)
     dose_name = Path(ref.path).name

@@ -60,16 +60,21 @@ class PatientIdentity:
                 "PatientSex": self.sex}
 
 
-def read_identity(path: Any) -> PatientIdentity:
-    """The identity a DICOM file names (empty where it cannot be read)."""
-    import pydicom
+def read_header(path: Any) -> Any:
+    """A DICOM file's header as mcproton's readers read it (:func:`~mcproton._io.dicom_common.read_dicom_file`: its
+    text decoded by one rule, so that names compare alike whoever read them), or None where it cannot be read (its
+    own reader reads it, and refuses it where damaged)."""
+    from .dicom_common import read_dicom_file
 
     try:
-        return PatientIdentity.of(pydicom.dcmread(str(path), stop_before_pixels=True,
-                                                  specific_tags=["SpecificCharacterSet", "PatientID", "PatientName",
-                                                                 "PatientBirthDate", "PatientSex"]))
-    except Exception:  # noqa: BLE001 - the file is read (and refused where damaged) by its own reader
-        return PatientIdentity()
+        return read_dicom_file(path, stop_before_pixels=True, check=False)
+    except Exception:  # noqa: BLE001 - see above
+        return None
+
+
+def read_identity(path: Any) -> PatientIdentity:
+    """The identity a DICOM file names (empty where it cannot be read)."""
+    return PatientIdentity.of(read_header(path))
 
 
 def name_key(name: str) -> tuple[tuple[str, ...], ...]:

@@ -445,9 +445,7 @@ def patient_files(cfg: dict[str, Any], geometry: Any) -> list[Any]:
     (mcproton/_io/patients.py): the plan (plan.rtplan), the structure set (plan.rtstruct; linked to the plan where
     its ReferencedStructureSetSequence names it) and the CT (``geometry.study``: its slices agree, load_ct_series);
     [] on any other phantom (a slab CT is written for its plan, a box has no patient)."""
-    import pydicom
-
-    from .._io.patients import PatientFile, PatientIdentity
+    from .._io.patients import PatientFile, PatientIdentity, read_header
     from ..config import _resolve
 
     study = getattr(geometry, "study", None)
@@ -459,9 +457,8 @@ def patient_files(cfg: dict[str, Any], geometry: Any) -> list[Any]:
     for key in ("rtplan", "rtstruct"):
         if not isinstance(pl.get(key), str):
             continue
-        try:
-            ds = pydicom.dcmread(str(_resolve(cfg, pl[key])), stop_before_pixels=True)
-        except Exception:  # noqa: BLE001 - read (and refused where damaged) by its own reader
+        ds = read_header(_resolve(cfg, pl[key]))
+        if ds is None:   # read (and refused where damaged) by its own reader
             continue
         if key == "rtplan":
             named = {str(r.get("ReferencedSOPInstanceUID", "") or "")
