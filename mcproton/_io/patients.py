@@ -111,6 +111,8 @@ class PatientFile:
     what: str
     identity: PatientIdentity
     linked: bool = True
+    key: str = ""    # where it was given (mcproton run: "plan.rtplan", "plan.rtstruct", "phantom.ct_dir")
+    path: str = ""   # the file or folder as given
 
 
 @dataclass
@@ -194,8 +196,8 @@ def series_patients(slices: Sequence[tuple[str, PatientIdentity]]) -> str:
         groups: dict[Any, list[tuple[str, str]]] = {}
         for name, ident in slices:
             value = get(ident)
-            if key != "PatientID" and not value:
-                continue   # not given: no difference (an ID given by some slices only is one)
+            if not value:
+                continue   # not given (an anonymiser's blank): no difference, as between files
             groups.setdefault(same(value) if same else value, []).append((name, value))
         if len(groups) < 2:
             continue

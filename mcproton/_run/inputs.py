@@ -464,11 +464,13 @@ def patient_files(cfg: dict[str, Any], geometry: Any) -> list[Any]:
             named = {str(r.get("ReferencedSOPInstanceUID", "") or "")
                      for r in (ds.get("ReferencedStructureSetSequence", None) or [])}
         linked = key == "rtplan" or str(ds.get("SOPInstanceUID", "") or "") in named - {""}
-        files.append(PatientFile(f"plan.{key} {pl[key]}", PatientIdentity.of(ds), linked=linked))
+        files.append(PatientFile(f"plan.{key} {pl[key]}", PatientIdentity.of(ds), linked=linked, key=f"plan.{key}",
+                                 path=str(pl[key])))
     ct = PatientIdentity(str(study.patient_id or ""), str(study.patient_name or ""),
                          str(getattr(study, "patient_birth_date", "") or "").strip(),
                          str(getattr(study, "patient_sex", "") or "").strip().upper())
-    files.append(PatientFile(f"the CT (phantom.ct_dir {cfg['phantom'].get('ct_dir')})", ct, linked=False))
+    ct_dir = str(cfg["phantom"].get("ct_dir"))
+    files.append(PatientFile(f"the CT (phantom.ct_dir {ct_dir})", ct, linked=False, key="phantom.ct_dir", path=ct_dir))
     return files
 
 
@@ -507,9 +509,10 @@ def check_patients(cfg: dict[str, Any], geometry: Any, *, quiet: bool = False) -
 
 def input_patients(cfg: dict[str, Any], geometry: Any) -> list[dict[str, str]]:
     """Whom each input file of a run on a patient's CT names (:func:`patient_files`), for the HDF5's provenance
-    ``input_patients``: [{"file", "PatientID", "PatientName"}, ...] (the plan, the structure set, the CT); [] on
-    another phantom.  The RT Dose names the CT's patient: this says whose plan and structures it holds."""
-    return [{"file": f.what, "PatientID": f.identity.patient_id, "PatientName": f.identity.name}
+    ``input_patients``: [{"key", "file", "PatientID", "PatientName"}, ...] (the plan, the structure set, the CT: its
+    config key and path as given); [] on another phantom.  The RT Dose names the CT's patient: this says whose plan
+    and structures it holds."""
+    return [{"key": f.key, "file": f.path, "PatientID": f.identity.patient_id, "PatientName": f.identity.name}
             for f in patient_files(cfg, geometry)]
 
 

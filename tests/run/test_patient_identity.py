@@ -118,8 +118,9 @@ def test_allow_other_patient_runs_and_says_override(demo, tmp_path, capsys, warn
     assert rd.DoseComment.startswith("OVERRIDE patient") and "OVERRIDE patient" in rd.SeriesDescription
     prov = DoseResult.load(tmp_path / "o.h5").provenance
     assert prov["overrides"] == ["other_patient"]
-    ids = {p["file"].split()[0]: p["PatientID"] for p in prov["input_patients"]}
-    assert ids == {"plan.rtplan": "B-2", "plan.rtstruct": "C-3", "the": "A-1"}, prov["input_patients"]
+    ids = {(p["key"], p["file"]): p["PatientID"] for p in prov["input_patients"]}
+    assert ids == {("plan.rtplan", "RP.dcm"): "B-2", ("plan.rtstruct", "RS.dcm"): "C-3",
+                   ("phantom.ct_dir", "ct"): "A-1"}, prov["input_patients"]
     assert any("allow_other_patient" in w for w in summary["warnings"])
 
 
@@ -255,3 +256,20 @@ def test_the_real_exports_pass_the_rule():
                                                                 and k.endswith(".dcm"))[:3])]
     found = compare_patients(head)
     assert not found.refusal and not found.warnings, found
+
+
+def test_one_series_is_one_patient():
+    """F8: the slices of one series must name one patient; a blank value (an anonymiser's) and a name spelled in
+    other case are no difference, another ID, name, birth date or sex is, naming the fewest slices first."""
+    from mcproton._io.patients import PatientIdentity, series_patients
+
+    one = PatientIdentity("P1", "Doe^Jane", "20180101", "F")
+    slices = [(f"CT_{k:04d}.dcm", one) for k in range(10)]
+    assert series_patients(slices + [("CT_0010.dcm", PatientIdentity("", "DOE^JANE^", "", ""))]) == ""
+    others = ((PatientIdentity("P2", "Doe^Jane"), "PatientID"), (PatientIdentity("P1", "Roe^John"), "PatientName"),
+              (PatientIdentity("P1", "Doe^Jane", "20170101"), "PatientBirthDate"),
+              (PatientIdentity("P1", "Doe^Jane", "", "M"), "PatientSex"))
+    for other, key in others:
+        said = series_patients(slices + [("CT_0010.dcm", other)])
+        assert said.startswith(f"the slices of one CT series name different patients ({key} ") and \
+            said.index("CT_0010.dcm") < said.index("CT_0000.dcm"), said
