@@ -629,6 +629,13 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         used = set(overrides_used(cfg, total.geometry, beams))
         for r in {id(r): r for r in (total, *results)}.values() if used else ():
             r.provenance["overrides"] = ordered_overrides(used | set(r.provenance.get("overrides") or []))
+        from ._run.inputs import input_patients
+
+        # whose plan and structures the dose holds (the RT Dose names the CT's patient): the plan's, the RT Struct's
+        # and the CT's PatientID in the HDF5 (audit 24, identity F1)
+        patients = input_patients(cfg, total.geometry)
+        if patients:
+            total.provenance["input_patients"] = patients
         from ._io.errors import ResultRefused
         from ._run.inputs import check_result
 

@@ -126,6 +126,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "allow_other_frame": ((bool,), "run a plan or structure set whose FrameOfReferenceUID differs from the CT's, "
                                        "or a plan that gives none and names no plan.rtstruct of the CT's frame "
                                        "(default: refused)"),
+        "allow_other_patient": ((bool,), "run a plan or structure set of another patient (PatientID, birth date or "
+                                         "sex) than the CT's, e.g. a phantom's plan on purpose (default: refused; "
+                                         "allow_other_frame does not imply it)"),
         "patient_position": ((str,), "the PatientPosition (HFS, HFP, FFS, ...) of patient setups that have none in "
                                      "the plan (OpenTPS leaves it empty; refused without this)"),
         "allow_position_mismatch": ((bool,),

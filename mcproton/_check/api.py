@@ -2709,7 +2709,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             "geometry_notes": mc.provenance.get("geometry_notes", []), "python": platform.python_version(),
             "host": platform.node(), "date": mc.provenance.get("date"),
             # what was checked and how (record.py): a signed report traced to its files a year later
-            "identification": ident, "working_directory": os.getcwd(),
+            "identification": ident,
+            # the patient rule's warnings (files linked by UID with other PatientIDs, a name spelled differently):
+            # the report's header says them too (audit 24, identity F2)
+            "patient_identity_warnings": list(inp.patient_warnings), "working_directory": os.getcwd(),
             "inputs": input_files + ([ct_record] if ct_record else []),
             "calibration_builtin": cal_record.get("builtin"), "calibration_files": cal_record.get("files", []),
             "calibration_data_sha256": cal_record.get("data_sha256"),

@@ -44,6 +44,7 @@ from .._io.dicom_common import (assume_input_charset, dicom_kind, is_valid_uid, 
                                  replacement_plan_uid)
 from .._io.rtstruct import struct_ct_series, struct_frame
 from .._io.errors import CheckInputError, DicomInputError, McprotonWarning, warn
+from .._io.patients import PatientFile, PatientIdentity, compare_patients, read_identity, series_patients
 from .mc_rtdose import is_check_output
 
 #: Summation types whose dose covers all fractions of the plan / one fraction (see the module docstring).
@@ -121,6 +122,10 @@ class CheckInputs:
     #: the CT read is not the series the structure set was drawn on: the diagnostic of a failed range or dose level
     #: (:func:`not_planning_ct_note`)
     ct_not_drawn_on: str = ""
+    #: the warnings of the patient rule (mcproton/_io/patients.py: files linked by UID with other PatientIDs, a name
+    #: spelled differently under one ID): check.json's provenance and the report's header say them, not only its
+    #: warnings (audit 24, identity F2)
+    patient_warnings: list[str] = field(default_factory=list)
 
     @property
     def self_compared(self) -> bool:
@@ -212,6 +217,7 @@ class _Header:
     position: str = ""                      # CT: PatientPosition (0018,5100)
     ref_series: tuple[str, ...] = ()        # RT Struct: the CT series its contours were drawn on
     plan: PlanFacts | None = None           # RT Plan: what a physicist tells plans apart by
+    identity: PatientIdentity = field(default_factory=PatientIdentity)   # whom the file names (patients.py)
 
 
 #: How a gzip-compressed file in a patient folder is named (the check reads only DICOM files as they are)
@@ -331,7 +337,8 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
                                  localizer=mod == "CT" and is_localizer([ds]),
                                  position=str(ds.get("PatientPosition", "") or "").strip().upper() if mod == "CT"
                                  else "",
-                                 ref_series=struct_ct_series(ds) if mod == "RTSTRUCT" else ())
+                                 ref_series=struct_ct_series(ds) if mod == "RTSTRUCT" else (),
+                                 identity=PatientIdentity.of(ds))
             if mod == "RTPLAN":
                 headers[p].plan = PlanFacts.of(ds)
     if notes is not None:
@@ -661,8 +668,9 @@ def _refuse_split_series(groups: dict[tuple[Path, str], list[Path]], headers: di
 
 def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, log: list[str], *,
              want: str | None = None, struct_series: Sequence[str] = (),
-             struct_name: str = "") -> tuple[Path, str, str]:
-    """The plan's CT series among the CT slices of a folder: (its folder, its SeriesInstanceUID, its PatientID).
+             struct_name: str = "") -> tuple[Path, str]:
+    """The plan's CT series among the CT slices of a folder: (its folder, its SeriesInstanceUID); whom its slices
+    name is compared by the caller, over every slice (mcproton/_io/patients.py).
 
     ``want`` (``--ct-series``) names the series.  Else localizer (scout) series are skipped, and of the series
     left, the one on the plan's frame of reference (the only series: taken, its frame compared with the plan's
@@ -728,7 +736,7 @@ def _pick_ct(files: list[Path], headers: dict[Path, _Header], plan_frame: str, l
                "reference), give its folder (--ct) so that the check uses the planning CT")
         warn(msg, McprotonWarning)
         log.append(f"note: {msg}")
-    return where, uid, headers[chosen[0]].patient
+    return where, uid
 
 
 def _plan_names_struct(plan_path: Path, sop: str) -> bool:
@@ -1158,7 +1166,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         sp = Path(struct)
         struct_series = (headers[sp].ref_series if sp in headers
                          else struct_ct_series(_dcm_header(sp)) if sp.is_file() else ())
-    ct_patient, ct_uid = "", None
+    ct_uid = None
     if ct is not None:   # a given CT folder: its own slices (not its sub-folders), the same choice of series
         ct = Path(ct)
         if not ct.is_dir():
@@ -1168,11 +1176,11 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         if not ct_files:
             raise CheckInputError(f"no CT slices in {ct}; give --ct with the folder of the plan's CT series")
         headers.update(ct_headers)
-        ct, ct_uid, ct_patient = _pick_ct(ct_files, headers, rp.frame_of_reference_uid, log, want=ct_series,
-                                          struct_series=struct_series, struct_name=_shown(struct or "", folder))
+        ct, ct_uid = _pick_ct(ct_files, headers, rp.frame_of_reference_uid, log, want=ct_series,
+                              struct_series=struct_series, struct_name=_shown(struct or "", folder))
     elif found.get("CT"):
-        ct, ct_uid, ct_patient = _pick_ct(found["CT"], headers, rp.frame_of_reference_uid, log, want=ct_series,
-                                          struct_series=struct_series, struct_name=_shown(struct or "", folder))
+        ct, ct_uid = _pick_ct(found["CT"], headers, rp.frame_of_reference_uid, log, want=ct_series,
+                              struct_series=struct_series, struct_name=_shown(struct or "", folder))
     elif ct_series is not None:
         raise CheckInputError(f"--ct-series {ct_series}: there is no CT to choose from (no CT slices"
                               f"{' in ' + str(folder) if folder is not None else ''}); give --ct")
@@ -1182,35 +1190,38 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         ct_frames = {h.frame for h in chosen}
         fors["CT"] = sorted(ct_frames)[0] if len(ct_frames) == 1 else ""
         log.append(f"CT: {ct} (FrameOfReferenceUID {fors['CT']})")
-    # ---- one patient: the files the UIDs link (plan, its doses, the structure set it names) give the patient's
-    # PatientID(s) (real exports differ there: APTG plan03's plan says 'test_LET_ramp', its dose and RS
-    # 'WTR303030'; noted); a CT or structure set paired by the frame of reference alone must carry one of them
-    linked = {f"plan {_shown(plan_path, folder)}": rp.patient_id, **{f"RT Dose {_shown(d.path, folder)}": d.patient_id
-                                                          for d in doses}}
-    by_frame: dict[str, str] = {}
-    if ct is not None:
-        by_frame[f"CT {ct}"] = ct_patient
+    # ---- one patient (mcproton/_io/patients.py, the rule mcproton run applies to its CT, plan and RT Struct): the
+    # files the UIDs link (plan, its doses, the structure set it names) give the patient's PatientID(s) (real exports
+    # differ there: APTG plan03's plan says 'test_LET_ramp', its dose and RS 'WTR303030'; noted); a CT or structure
+    # set paired by the frame of reference alone must carry one of them; birth date and sex must agree, the name is
+    # warned of.  The CT: every slice of the series read (one series of two patients refused), not the first's
+    def ident(p: str | Path) -> PatientIdentity:
+        h = headers.get(Path(p))
+        return h.identity if h is not None else read_identity(p)
+
+    files = [PatientFile(f"plan {_shown(plan_path, folder)}", ident(plan_path)),
+             *[PatientFile(f"RT Dose {_shown(d.path, folder)}", ident(d.path)) for d in doses]]
     if struct is not None:
         rs_hdr = _dcm_header(Path(struct))
-        rs_pid = str(getattr(rs_hdr, "PatientID", "") or "")
         rs_named = _plan_names_struct(plan_path, str(getattr(rs_hdr, "SOPInstanceUID", "") or ""))
-        (linked if rs_named else by_frame)[f"RT Struct {_shown(struct, folder)}"] = rs_pid
-    ids = {v for v in linked.values() if v}
-    alien = {k: v for k, v in by_frame.items() if v and ids and v not in ids}
-    if alien:
-        lines = "; ".join(f"{k}: {v!r}" for k, v in {**linked, **by_frame}.items() if v)
-        raise CheckInputError(f"the paired files belong to different patients (PatientID: {lines}): "
-                              f"{', '.join(alien)} share(s) only the frame of reference with the plan, and another "
-                              "patient's files were mixed in; remove them from the folder, or give the files of this "
-                              "patient (--plan, --dose, --ct, --struct)")
-    if len(ids) > 1:
-        said = "; ".join(f"{k}: {v!r}" for k, v in linked.items() if v)
-        log.append(f"note: the files linked by UID carry different PatientIDs ({said}); paired by their UIDs")
-        # a warning too (check.json's warnings, the report's warnings box, the summary): a wrong-patient pairing is
-        # the first thing a second check should show, not a line of the Pairing section (audit 18b, F3b)
-        warn(f"the files linked by UID carry different PatientIDs ({said}): paired by their UIDs, as the plan and "
-             "the dose reference each other; make sure they are this patient's files (a file of another patient, "
-             "or one re-identified or anonymised apart from the others)", McprotonWarning)
+        files.append(PatientFile(f"RT Struct {_shown(struct, folder)}", ident(struct), linked=rs_named))
+    if ct is not None:
+        mixed = series_patients([(h.path.name, h.identity) for h in chosen])
+        if mixed:
+            raise CheckInputError(f"CT {ct}: {mixed}")
+        ct_identity = PatientIdentity()
+        for h in chosen:
+            ct_identity = ct_identity.merged(h.identity)
+        files.append(PatientFile(f"CT {ct}", ct_identity, linked=False))
+    found = compare_patients(files)
+    if found.refusal:
+        raise CheckInputError(f"the paired files {found.refusal}; remove the other patient's files from the folder, "
+                              "or give this patient's files (--plan, --dose, --ct, --struct)")
+    for said in found.warnings:
+        log.append(f"note: {said}")
+        # a warning too (check.json's warnings, the report's warnings box and header, the summary): a wrong-patient
+        # pairing is the first thing a second check should show, not a line of the Pairing section (audit 18b, F3b)
+        warn(said, McprotonWarning)
     if struct is not None:
         from .._io.rtstruct import read_rtstruct
 
@@ -1239,7 +1250,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     return CheckInputs(str(plan_path), rp, total, beams, str(ct) if ct is not None else None,
                        str(struct) if struct is not None else None, rp.frame_of_reference_uid, dtype, nfx, all_fx,
                        log, ct_series=ct_uid or None, position_notes=position_notes,
-                       ct_not_drawn_on=not_planning_ct_note(ct_uid, struct_series, Path(struct or "").name))
+                       ct_not_drawn_on=not_planning_ct_note(ct_uid, struct_series, Path(struct or "").name),
+                       patient_warnings=list(found.warnings))
 
 
 def link_unframed_plan(rp: Any, plan_path: Path, doses: Sequence[TPSDose], fors: dict[str, str], log: list[str],

@@ -2,7 +2,8 @@
 for each beam the TPS gave a dose of, on the TPS dose grid and in its orientation (each file with the
 ImageOrientationPatient, ImagePositionPatient and frame order of the TPS file of the same dose, so that the two
 arrays match index by index: before 2026-12-05 a prone TPS dose's MC twin was written [1,0,0,0,1,0], its rows and
-columns reversed, CSI audit F4), in the TPS dose's patient, study and frame of reference, referencing the plan,
+columns reversed, CSI audit F4), in the TPS dose's study and frame of reference, naming the patient the report
+names (the plan's: :func:`mc_dose_study`), referencing the plan,
 with the TPS file's DoseType and DoseSummationType (the MC dose is computed to hold what the TPS dose holds: physical
 or RBE-weighted, all fractions or one).  A physicist opens them beside the planning system's dose in the planning
 system or a viewer, and archives them with the signed report.
@@ -50,6 +51,40 @@ def tps_study(path: str | Path, plan_sop_instance_uid: str):
                           plan_sop_instance_uid=str(plan_sop_instance_uid or ""))
 
 
+def mc_dose_study(inp: Any):
+    """Where the check's MC RT Doses go, and whom they name: ``(study, patient)``.  The patient is the plan's, the
+    one the report's header names (record.identification), with the values the plan leaves empty taken from the TPS
+    dose where both give one PatientID; the study and frame of reference are the TPS dose's (the MC dose lies on its
+    grid), or the plan's study where the plan and the TPS dose name different PatientIDs (linked by UID, warned of
+    by gather: a study holds one patient).  ``patient`` is check.json's record of it (``mc_rtdose``: the DICOM
+    attributes and ``from``, which says whose they are).  Before (audit 24, identity F2) RD_mc.dcm named the TPS
+    dose's patient while the report named the plan's: one check, two patients."""
+    from .._io.patients import PatientIdentity, read_header
+
+    ref = inp.reference
+    study = tps_study(ref.path, inp.plan.sop_instance_uid)
+    plan_ds = read_header(inp.plan_path)   # as the report's identification reads it
+    plan = PatientIdentity.of(plan_ds)
+    tps = PatientIdentity(study.patient_id, study.patient_name, study.patient_birth_date, study.patient_sex)
+    dose_name = Path(ref.path).name
+    changes: dict[str, str] = {}
+    if plan.patient_id and tps.patient_id and plan.patient_id != tps.patient_id:
+        who, how = plan, (f"the plan's patient (the report's), in the plan's study: the TPS dose {dose_name} names "
+                          f"another, PatientID {tps.patient_id!r}")
+        changes["study_instance_uid"] = str(getattr(plan_ds, "StudyInstanceUID", "") or study.study_instance_uid)
+    else:
+        who = plan.merged(tps)
+        filled = [k for k, a, b in (("PatientID", plan.patient_id, who.patient_id),
+                                    ("PatientName", plan.name, who.name),
+                                    ("PatientBirthDate", plan.birth_date, who.birth_date),
+                                    ("PatientSex", plan.sex, who.sex)) if a != b]
+        how = "the plan's patient (the report's)" + (f"; {', '.join(filled)} from the TPS dose {dose_name}, which "
+                                                      "the plan does not give" if filled else "")
+    study = study.replace(patient_id=who.patient_id, patient_name=who.name, patient_birth_date=who.birth_date,
+                          patient_sex=who.sex, **changes)
+    return study, {**who.record(), "from": how}
+
+
 #: DICOM's limit on a DoseComment (LO: 64 characters)
 DOSE_COMMENT_MAX = 64
 
@@ -84,14 +119,15 @@ def session_type(inp: Any, summation_type: str) -> str:
 def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
     """Write the MC doses (``mc``: :class:`~mcproton._check.compute.MCDose`, as compared: zero outside the body)
     of the check of ``inp`` (:class:`~mcproton._check.inputs.CheckInputs`) into ``out_dir``; returns
-    {"plan": {...}, "beam <N>": {...}}, each with the file name, DoseSummationType, DoseType and the maximum dose."""
+    {"plan": {...}, "beam <N>": {...}}, each with the file name, DoseSummationType, DoseType, the maximum dose and
+    the patient the file names (:func:`mc_dose_study`)."""
     from pydicom.uid import generate_uid
 
     from .._io.rtdose import beam_rtdose_path, write_rtdose
 
     ref = inp.reference
     out = Path(out_dir)
-    study = tps_study(ref.path, inp.plan.sop_instance_uid)
+    study, patient = mc_dose_study(inp)
     series = str(generate_uid())
     from .compute import mc_dose_description
 
@@ -123,5 +159,5 @@ def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
                      heterogeneity=mc.provenance.get("tissue_heterogeneity") or ("IMAGE",), axis_directions=axes)
         written[key] = {"file": path.name, "dose_summation_type": summation, "dose_type": inp.dose_type,
                         "dose": desc["quantity"], "unit": desc["unit"], "dose_comment": comment,
-                        "max_gy": float(dose.max())}
+                        "max_gy": float(dose.max()), "patient": dict(patient)}
     return written

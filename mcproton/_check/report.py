@@ -1245,6 +1245,10 @@ def write_report(res, out_dir: str | Path, timings: dict, pngs: dict[str, str] |
         # review)
         *([f'<p class="changed"><b>{html.escape(res.self_compared[0].upper() + res.self_compared[1:])}.</b></p>']
           if getattr(res, "self_compared", "") else []),
+        # whom the files name, where they differ (mcproton/_io/patients.py: refused where the ID, birth date or sex
+        # differ; a name spelled otherwise, or files linked by UID with other IDs, are said here, above the levels)
+        *[f'<p class="changed"><b>Patient identity: {html.escape(w)}.</b></p>'
+          for w in res.provenance.get("patient_identity_warnings") or []],
         _identification(res),
         "<h2>Action levels</h2>",
         f"<p>{html.escape(FRAME)} Defaults and the source of each: the last table of this report.</p>",

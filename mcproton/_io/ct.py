@@ -529,6 +529,13 @@ def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str |
         raise _err(f"the slices of CT series {chosen[0][1].get('SeriesInstanceUID', '')} give {len(positions)} "
                    f"different PatientPositions (0018,5100) {positions}; a patient lies one way during a scan: the "
                    "series is mixed or damaged, re-export it")
+    # --- patient: one per series (audit 24, identity F8: a slice of another PatientID was computed on silently,
+    # and the first slice's patient named the RT Dose's) ---
+    from .patients import PatientIdentity, series_patients
+
+    mixed = series_patients([(f.name, PatientIdentity.of(ds)) for f, ds in chosen])
+    if mixed:
+        raise _err(f"{folder}: {mixed}")
 
     # --- geometry checks on the headers ---
     f0, ds0 = chosen[0]

@@ -865,21 +865,21 @@ def scenario_note(provenance: dict, *, short: bool = False) -> str:
 
 
 #: the refusals passed (mcproton._run.inputs.OVERRIDES) in the few characters of an LO value
-_OVERRIDE_SHORT = {"other_frame": "frame", "position_mismatch": "position", "shifter_inside": "shifter",
-                   "mixed_builds": "builds", "mixed_physics": "physics"}
+_OVERRIDE_SHORT = {"other_frame": "frame", "other_patient": "patient", "position_mismatch": "position",
+                   "shifter_inside": "shifter", "mixed_builds": "builds", "mixed_physics": "physics"}
 
 
 def override_note(provenance: dict, *, short: bool = False) -> str:
     """What makes a result's dose one that mcproton refuses unless told to go on, from its provenance's
     ``overrides`` (the refusals passed: ``simulate(..., allow=)``, ``sum_results(..., allow=)``, ``mcproton run``'s
-    ``plan.allow_other_frame`` / ``plan.allow_position_mismatch``): "OVERRIDE frame,position" (``short``, for LO
-    values) or the refusals in words, with "unknown" where the result does not record them (a file of an older
-    mcproton: :func:`mcproton._run.inputs.overrides_not_recorded`); "" for none.  :func:`write_result_rtdose` puts
-    it into the RT Dose's DoseComment, SeriesDescription and ImageComments: such a dose passed a check whose failure
-    means a plausible but wrong dose (the plan of another CT, a patient lying otherwise, a range shifter inside the
-    patient, beams of other builds or physics added), so a planning system or a PACS must not show it as an ordinary
-    one (the Python-API audit of 2026-12-06, F1: the RT Dose of a simulate run past those checks was labelled as the
-    nominal one)."""
+    ``plan.allow_other_frame`` / ``plan.allow_other_patient`` / ``plan.allow_position_mismatch``): "OVERRIDE
+    frame,position" (``short``, for LO values) or the refusals in words, with "unknown" where the result does not
+    record them (a file of an older mcproton: :func:`mcproton._run.inputs.overrides_not_recorded`); "" for none.
+    :func:`write_result_rtdose` puts it into the RT Dose's DoseComment, SeriesDescription and ImageComments: such a
+    dose passed a check whose failure means a plausible but wrong dose (the plan of another CT or patient, a patient
+    lying otherwise, a range shifter inside the patient, beams of other builds or physics added), so a planning
+    system or a PACS must not show it as an ordinary one (the Python-API audit of 2026-12-06, F1: the RT Dose of a
+    simulate run past those checks was labelled as the nominal one)."""
     from .._run.inputs import OVERRIDES, overrides_not_recorded
 
     said = [str(k) for k in provenance.get("overrides") or []]

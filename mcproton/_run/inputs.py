@@ -250,6 +250,9 @@ ALLOW_OTHER_FRAME = ", or set plan.allow_other_frame = true if the two frames ar
 OVERRIDES = {
     "other_frame": "the plan's or structure set's FrameOfReferenceUID is not the CT's, or the plan gives none and "
                    "nothing links it to the CT",
+    # mcproton run only (plan.allow_other_patient: check_patients); simulate has no files to compare, so it takes
+    # the name and changes nothing for it
+    "other_patient": "the plan's or structure set's patient (PatientID, birth date or sex) is not the CT's",
     "position_mismatch": "the plan's patient position is not the CT's, or its beams' positions differ",
     "shifter_inside": "a range shifter lies inside the patient",
     # sum_results only (simulate takes the names and changes nothing for them; the beams of one mcproton run share
@@ -328,6 +331,8 @@ def overrides_used(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> list
                 used.append("other_frame")
         except ConfigError:
             used.append("other_frame")
+    if pl.get("allow_other_patient", False) and check_patients(cfg, geometry, quiet=True):
+        used.append("other_patient")
     if pl.get("allow_position_mismatch", False) and positions_checked(geometry):
         ct_pos = str(getattr(geometry, "patient_position", "") or "").strip().upper()
         plan_pos = beams_by_position((b.name, (getattr(b, "meta", None) or {}).get("patient_position")) for b in beams)
@@ -549,6 +554,82 @@ def check_plan_frame_given(cfg: dict[str, Any], ct_for: str, beams: list[Any]) -
                       "(the outputs then say OVERRIDE)")
 
 
+def patient_files(cfg: dict[str, Any], geometry: Any) -> list[Any]:
+    """The files of a run on a patient's CT (``phantom.type = "ct"``) whose patients must agree
+    (mcproton/_io/patients.py): the plan (plan.rtplan), the structure set (plan.rtstruct; linked to the plan where
+    its ReferencedStructureSetSequence names it) and the CT (``geometry.study``: its slices agree, load_ct_series);
+    [] on any other phantom (a slab CT is written for its plan, a box has no patient)."""
+    from .._io.patients import PatientFile, PatientIdentity, read_header
+    from ..config import _resolve
+
+    study = getattr(geometry, "study", None)
+    if cfg.get("phantom", {}).get("type") != "ct" or study is None:
+        return []
+    pl = cfg.get("plan", {})
+    files: list[PatientFile] = []
+    named: set[str] = set()
+    for key in ("rtplan", "rtstruct"):
+        if not isinstance(pl.get(key), str):
+            continue
+        ds = read_header(_resolve(cfg, pl[key]))
+        if ds is None:   # read (and refused where damaged) by its own reader
+            continue
+        if key == "rtplan":
+            named = {str(r.get("ReferencedSOPInstanceUID", "") or "")
+                     for r in (ds.get("ReferencedStructureSetSequence", None) or [])}
+        linked = key == "rtplan" or str(ds.get("SOPInstanceUID", "") or "") in named - {""}
+        files.append(PatientFile(f"plan.{key} {pl[key]}", PatientIdentity.of(ds), linked=linked, key=f"plan.{key}",
+                                 path=str(pl[key])))
+    ct = PatientIdentity(str(study.patient_id or ""), str(study.patient_name or ""),
+                         str(getattr(study, "patient_birth_date", "") or "").strip(),
+                         str(getattr(study, "patient_sex", "") or "").strip().upper())
+    ct_dir = str(cfg["phantom"].get("ct_dir"))
+    files.append(PatientFile(f"the CT (phantom.ct_dir {ct_dir})", ct, linked=False, key="phantom.ct_dir", path=ct_dir))
+    return files
+
+
+def check_patients(cfg: dict[str, Any], geometry: Any, *, quiet: bool = False) -> bool:
+    """Refuse (ConfigError) a run whose CT, plan and structure set are not one patient's (the rule of
+    mcproton/_io/patients.py, as ``mcproton check`` applies it to its files): another PatientID, birth date or sex.
+    Warn of a name spelled differently under one ID, and of a plan and the structure set it names carrying different
+    IDs.  ``plan.allow_other_patient = true`` (another patient's or a phantom's plan on this CT, on purpose) makes
+    the refusal a warning; the RT Dose is filed under the CT's patient and tagged OVERRIDE (overrides_used).
+    Returns whether the refusal applies (``quiet``: nothing raised or warned).  Audit 24, identity F1: the run
+    compared no patient, and filed patient B's plan dose under CT patient A without a word."""
+    from .._io.patients import compare_patients
+    from ..config import ConfigError
+
+    files = patient_files(cfg, geometry)
+    if not files:
+        return False
+    found = compare_patients(files)
+    if quiet:
+        return bool(found.refusal)
+    for text in found.warnings:
+        warn(text)
+    if not found.refusal:
+        return False
+    ct_pid = files[-1].identity.patient_id
+    msg = f"the run's input files {found.refusal}"
+    if cfg.get("plan", {}).get("allow_other_patient", False):
+        warn(f"{msg}; run anyway (plan.allow_other_patient = true): the RT Dose is filed under the CT's patient "
+             f"({ct_pid!r}), and it and the HDF5 say OVERRIDE")
+        return True
+    raise ConfigError(f"{msg}; give this patient's CT (phantom.ct_dir), plan (plan.rtplan) and structure set "
+                      "(plan.rtstruct), or set plan.allow_other_patient = true to compute another patient's or a "
+                      "phantom's plan or structure set on this CT on purpose (research: the RT Dose is then filed "
+                      f"under the CT's patient ({ct_pid!r}) and tagged OVERRIDE)")
+
+
+def input_patients(cfg: dict[str, Any], geometry: Any) -> list[dict[str, str]]:
+    """Whom each input file of a run on a patient's CT names (:func:`patient_files`), for the HDF5's provenance
+    ``input_patients``: [{"key", "file", "PatientID", "PatientName"}, ...] (the plan, the structure set, the CT: its
+    config key and path as given); [] on another phantom.  The RT Dose names the CT's patient: this says whose plan
+    and structures it holds."""
+    return [{"key": f.key, "file": f.path, "PatientID": f.identity.patient_id, "PatientName": f.identity.name}
+            for f in patient_files(cfg, geometry)]
+
+
 def warn_ct_outside_external(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> None:
     """With plan.rtstruct and plan.outside_external = "ct" (the default): warn of each plan beam whose central axis
     crosses CT material outside the External (a couch, a head rest), as `mcproton check` notes it
@@ -591,6 +672,7 @@ def check_inputs(cfg: dict[str, Any], settings: Any, geometry: Any, beams: list[
     plausible_rbe(out.get("rbe"), "output.rbe", error=ConfigError)
     # a patient CT only: a slab_ct phantom is built for its plan and has a frame of its own
     ct_for = (getattr(geometry, "frame_of_reference_uid", "") or "") if ph.get("type") == "ct" else ""
+    check_patients(cfg, geometry)   # first: another patient's plan is on another frame too, and that says less
     if ct_for and not cfg.get("plan", {}).get("allow_other_frame", False):
         check_frame_of_reference(geometry, beams)
     check_struct_frame(cfg, ct_for)

@@ -1376,8 +1376,9 @@ def test_the_mc_dose_comment_fits_dicom_and_keeps_what_matters():
 
 
 def test_the_check_writes_its_mc_dose_as_rt_dose_beside_the_tps_dose(case):
-    """RD_mc.dcm (plan) and RD_mc_beam<N>.dcm: the TPS grid, the TPS dose's study and frame, the plan referenced,
-    the TPS files' DoseType and DoseSummationType, the compared dose to within the 16-bit quantisation."""
+    """RD_mc.dcm (plan) and RD_mc_beam<N>.dcm: the TPS grid, the TPS dose's study and frame, the report's patient,
+    the plan referenced, the TPS files' DoseType and DoseSummationType, the compared dose to within the 16-bit
+    quantisation."""
     import json
     import shutil
     import subprocess
@@ -1403,7 +1404,10 @@ def test_the_check_writes_its_mc_dose_as_rt_dose_beside_the_tps_dose(case):
         assert dose.max() > 0 and (dose[~res.body_zyx] == 0).all()        # as compared: zero outside the body
         np.testing.assert_allclose(rd.dose_gy_zyx, dose, rtol=0, atol=rd.dose_grid_scaling / 2 * (1 + 1e-9))
         hdr = pydicom.dcmread(out / name, stop_before_pixels=True)
-        assert hdr.StudyInstanceUID == tps_hdr.StudyInstanceUID and hdr.PatientID == tps_hdr.PatientID
+        # the TPS dose's study; the patient the report names, the plan's (here the TPS dose gives no PatientID; audit
+        # 24 identity F2: RD_mc.dcm named the TPS dose's patient, the report the plan's)
+        assert hdr.StudyInstanceUID == tps_hdr.StudyInstanceUID
+        assert hdr.PatientID == res.provenance["identification"]["PatientID"] != tps_hdr.get("PatientID", "")
         assert hdr.TissueHeterogeneityCorrection == "IMAGE"   # the CT as it is: its structure set has no override
         # each file's own statistical uncertainty, and its beam (before 2026-12-05 every per-beam file carried the
         # plan dose's, smaller, and no beam: interop audit F3)

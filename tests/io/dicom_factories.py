@@ -27,15 +27,23 @@ def _new_file(sop_class: str, name: str) -> FileDataset:
     return ds
 
 
+#: the patient of the CT mcproton's writers give without a study (write_ct_series, write_phantom_ct:
+#: mcproton._io.dicom_common.PHANTOM_STUDY): ``make_plan(..., **PHANTOM_PATIENT)`` for a plan `mcproton run` computes on
+#: such a CT
+PHANTOM_PATIENT = {"patient_id": "MCPROTON", "patient_name": "mcproton^phantom"}
+
+
 def make_plan(beams: list[dict], *, patient_position: str = "HFS", frame_of_reference_uid: str | None = None,
-              n_fractions: int = 1) -> FileDataset:
+              n_fractions: int = 1, patient_id: str = "T1", patient_name: str = "test^plan") -> FileDataset:
     """beams: dicts with gantry, couch, iso (x,y,z), layers [(energy, [(x,y),...], [w,...])], optional
     vsad (x,y), meterset (MU), rs_id + rs_wet (range shifter IN on every layer), scan_mode, radiation, machine
-    (TreatmentMachineName, default TR1)."""
+    (TreatmentMachineName, default TR1).  ``patient_id`` / ``patient_name``: whom it names (`mcproton run` refuses a
+    plan of another patient than its CT's: give the CT's, e.g. ``**PHANTOM_PATIENT`` for write_phantom_ct's and
+    write_ct_series' default)."""
     ds = _new_file(RT_ION_PLAN, "plan.dcm")
     ds.Modality = "RTPLAN"
-    ds.PatientName = "test^plan"
-    ds.PatientID = "T1"
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.FrameOfReferenceUID = frame_of_reference_uid or generate_uid()

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from dicom_factories import make_plan, save
+from dicom_factories import PHANTOM_PATIENT, make_plan, save
 
 
 def test_dose_outside_the_body_roi_is_not_reported(tmp_path, capsys):
@@ -30,7 +30,8 @@ def test_dose_outside_the_body_roi_is_not_reported(tmp_path, capsys):
     ring[6:10, 6:10, 2:6] = True
     write_rtstruct({"body": body, "target": ring}, g, ct, tmp_path / "RS.dcm")   # "body" -> EXTERNAL
     save(make_plan([{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(90.0, [(0.0, 0.0)], [1.0])],
-                     "meterset": 5.0}], frame_of_reference_uid=ct.frame_of_reference_uid), tmp_path / "RP.dcm")
+                     "meterset": 5.0}], frame_of_reference_uid=ct.frame_of_reference_uid,
+                     **PHANTOM_PATIENT), tmp_path / "RP.dcm")
     (tmp_path / "run.toml").write_text('[run]\nprimaries = 1000\nbatches = 2\nbackend = "cpu"\n[phantom]\n'
                                        'type = "ct"\nct_dir = "ct"\n[plan]\nrtplan = "RP.dcm"\nbeam_model = '
                                        '"dcpt_v2"\nrtstruct = "RS.dcm"\n[output]\nplot = false\n')
@@ -73,7 +74,8 @@ def _case_with_struct_of_another_frame(tmp_path, where: str):
     ds.StructureSetROISequence[0].ReferencedFrameOfReferenceUID = other
     ds.save_as(tmp_path / "RS.dcm")
     save(make_plan([{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(90.0, [(0.0, 0.0)], [1.0])],
-                     "meterset": 5.0}], frame_of_reference_uid=ct.frame_of_reference_uid), tmp_path / "RP.dcm")
+                     "meterset": 5.0}], frame_of_reference_uid=ct.frame_of_reference_uid,
+                     **PHANTOM_PATIENT), tmp_path / "RP.dcm")
     (tmp_path / "run.toml").write_text('[run]\nprimaries = 1000\nbatches = 2\nbackend = "cpu"\n[phantom]\n'
                                        'type = "ct"\nct_dir = "ct"\n[plan]\nrtplan = "RP.dcm"\nbeam_model = '
                                        '"dcpt_v2"\nrtstruct = "RS.dcm"\n[output]\nplot = false\n')

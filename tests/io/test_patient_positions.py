@@ -13,7 +13,7 @@ from mcproton._io.errors import DicomInputError
 from mcproton._io.rtplan import (PATIENT_POSITIONS, beam_direction_lps, gantry_to_lps_matrix, load_rtplan,
                                  plan_to_beams)
 
-from dicom_factories import make_plan, save
+from dicom_factories import PHANTOM_PATIENT, make_plan, save
 
 ALL = ("HFS", "HFP", "HFDL", "HFDR", "FFS", "FFP", "FFDL", "FFDR")
 
@@ -157,7 +157,7 @@ def _write_case(tmp_path, ct_position: str, plan_position: str, gantry: float, *
                     study=PHANTOM_STUDY.replace(frame_of_reference_uid=frame, patient_position=ct_position))
     plan = make_plan([{"gantry": gantry, "couch": 0.0, "iso": (0.0, 0.0, 0.0),
                        "layers": [(70.0, [(spot_x, 0.0)], [1.0])], "meterset": 5.0}],
-                     patient_position=plan_position, frame_of_reference_uid=frame)
+                     patient_position=plan_position, frame_of_reference_uid=frame, **PHANTOM_PATIENT)
     save(plan, tmp_path / "RP.dcm")
     cfg = tmp_path / "run.toml"
     cfg.write_text('[run]\nprimaries = 2000\nbackend = "cpu"\nseed = 7\n\n[phantom]\ntype = "ct"\nct_dir = "ct"\n'

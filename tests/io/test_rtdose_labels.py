@@ -14,7 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_factories import make_plan, save
+from dicom_factories import PHANTOM_PATIENT, make_plan, save
 
 DCIODVFY = shutil.which("dciodvfy")
 
@@ -36,7 +36,7 @@ def _case(tmp_path, n_fractions: int = 5):
                     study=PHANTOM_STUDY.replace(frame_of_reference_uid=frame))
     plan = make_plan([{"gantry": g, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(70.0, [(0.0, 0.0)], [1.0])],
                        "meterset": 5.0} for g in (90.0, 270.0)], frame_of_reference_uid=frame,
-                     n_fractions=n_fractions)
+                     n_fractions=n_fractions, **PHANTOM_PATIENT)
     save(plan, tmp_path / "RP.dcm")
     (tmp_path / "run.toml").write_text('[run]\nprimaries = 600\nbatches = 2\nbackend = "cpu"\n\n[phantom]\n'
                                        'type = "ct"\nct_dir = "ct"\n\n[plan]\nrtplan = "RP.dcm"\n'

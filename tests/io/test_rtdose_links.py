@@ -19,7 +19,7 @@ def _case(tmp_path, plan_frame: str | None):
                                          study_instance_uid="1.2.826.0.1.3680043.8.498.78"))
     plan = make_plan([{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0),
                        "layers": [(70.0, [(0.0, 0.0)], [1.0])], "meterset": 5.0}],
-                     frame_of_reference_uid=plan_frame or ct_frame)
+                     frame_of_reference_uid=plan_frame or ct_frame, patient_id="PAED-042", patient_name="Child^Test")
     save(plan, tmp_path / "RP.dcm")
     (tmp_path / "run.toml").write_text('[run]\nprimaries = 1000\nbackend = "cpu"\n\n[phantom]\ntype = "ct"\n'
                                        'ct_dir = "ct"\n\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\n\n'

@@ -115,7 +115,7 @@ def test_cli_writes_dvh_group(tmp_path, capsys):
     """[plan] rtstruct: the CLI adds one DVH per structure to the output HDF5."""
     import h5py
 
-    from dicom_factories import make_plan
+    from dicom_factories import PHANTOM_PATIENT, make_plan
     from mcproton.cli import main
     from mcproton._io.dicom_common import PHANTOM_STUDY
     from mcproton.dicom import write_ct_series
@@ -128,7 +128,7 @@ def test_cli_writes_dvh_group(tmp_path, capsys):
     (cal / "hu_density.csv").write_text("HU,density_gcm3\n-1000,0.0012\n0,1.0\n1000,2.0\n")
     (cal / "hu_materials.csv").write_text("hu_lo,name,w_H,w_O\n-2000,water,0.111894,0.888106\n")
     save(make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(70.0, [(0.0, 0.0)], [1.0])]}],
-                   frame_of_reference_uid=for_uid), tmp_path / "RP.dcm")
+                   frame_of_reference_uid=for_uid, **PHANTOM_PATIENT), tmp_path / "RP.dcm")
     # beam along +y from y = -20: "entrance" 0..8 mm deep, "outside" a column far off the beam
     rois = {"entrance": [_rect(-7, 7, -21, -11, z) for z in (-2.0, 2.0)],       # 4 x 2 x 2 voxels
             "outside": [_rect(11, 20, -20, 20, z) for z in (-14.0, -10.0)]}
@@ -458,7 +458,7 @@ def test_run_writes_dvh_of_rois_whose_names_meet_in_hdf5(tmp_path, capsys):
     """`mcproton run` with ROIs "Optic/Chiasm", "Optic_Chiasm" and "." (one HDF5 name before): the run writes its
     HDF5 with a DVH for each, found by ROI name (structure audit F5; before: "name already exists" after the
     transport, no result); an ROI off the grid says why it has no voxel (F7)."""
-    from dicom_factories import make_plan
+    from dicom_factories import PHANTOM_PATIENT, make_plan
     from mcproton._io.dicom_common import PHANTOM_STUDY
     from mcproton._io.rtstruct import read_dvh_hdf5
     from mcproton.cli import main
@@ -468,7 +468,7 @@ def test_run_writes_dvh_of_rois_whose_names_meet_in_hdf5(tmp_path, capsys):
     write_ct_series(np.zeros((12, 12, 12)), (4.0, 4.0, 4.0), (-22.0, -22.0, -22.0), tmp_path / "ct",
                     study=PHANTOM_STUDY.replace(frame_of_reference_uid=for_uid))
     save(make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(70.0, [(0.0, 0.0)], [1.0])]}],
-                   frame_of_reference_uid=for_uid), tmp_path / "RP.dcm")
+                   frame_of_reference_uid=for_uid, **PHANTOM_PATIENT), tmp_path / "RP.dcm")
     rois = {"Optic/Chiasm": [_rect(-7, 7, -7, 7, z) for z in (-2.0, 2.0)],
             "Optic_Chiasm": [_rect(-7, 1, -7, 1, z) for z in (-2.0, 2.0)],
             ".": [_rect(-3, 3, -3, 3, 2.0)], "far": [_rect(300, 310, 300, 310, 2.0)]}

@@ -146,6 +146,11 @@ CASES: list[tuple[str, list[str], str | None, str]] = [
      "not empty"),
     ("missing plan.rtstruct (reported before the transport)", [], PLAN + 'rtstruct = "no_such_RS.dcm"\n',
      "plan.rtstruct"),
+    # audit 24 (identity F1, F8): before 2026-12-07 both ran without a word, the RT Dose named the CT's (first
+    # slice's) patient
+    ("RT Ion Plan of another patient (PatientID) than the CT", [], CT_PLAN, "plan.allow_other_patient"),
+    ("CT series with a slice of another patient (PatientID)", [],
+     CT.replace('ct_dir = "ct"', 'ct_dir = "ct_mixed"').replace("@EXTRA", ""), "name different patients"),
     ("beam model file that does not exist (a relative path: from the config file's folder)", [],
      PLAN.replace('"dcpt_v5"', '"models/my_machine.toml"'), "looked for the file"),
     ("HU calibration folder that does not exist", [], CT.replace("@EXTRA", 'calibration = "my_scanner"'),
@@ -236,6 +241,19 @@ def _small_ct(folder: Path) -> None:
                         study=PHANTOM_STUDY.replace(frame_of_reference_uid="1.2.826.0.1.3680043.8.498.4712"))
 
 
+def _ct_of_two_patients(folder: Path) -> None:
+    """:func:`_small_ct` whose third slice names another patient (PatientID OTHER-9)."""
+    import pydicom
+
+    if folder.exists():
+        return
+    _small_ct(folder)
+    path = sorted(folder.glob("*.dcm"))[2]
+    ds = pydicom.dcmread(path)
+    ds.PatientID, ds.PatientName = "OTHER-9", "Other^Patient"
+    ds.save_as(path)
+
+
 def _ct_12_bit_header(folder: Path) -> None:
     """:func:`_small_ct` with a titanium plate at 8000 HU in two slices, stored unsigned as HU + 1024 (intercept
     -1024) under a 12-bit header (BitsStored 12, HighBit 11), as an extended-HU export that kept the 12-bit header
@@ -292,7 +310,11 @@ def _machine_gtr4(ds) -> None:   # the same plan, for another clinic's machine
 
 
 def _no_frame(ds) -> None:   # the plan's Frame of Reference module left out (U in the RT Ion Plan IOD)
+    from mcproton._io.dicom_common import PHANTOM_STUDY
+
     del ds.FrameOfReferenceUID
+    # of the small CT's patient, so that the refusal shown is the frame's, not the patient rule's (checked first)
+    ds.PatientID, ds.PatientName = PHANTOM_STUDY.patient_id, PHANTOM_STUDY.patient_name
 
 
 def _energy_250(ds) -> None:
@@ -348,6 +370,8 @@ def case_argv(args: list[str], text: str | None, tmp: Path, i: int) -> list[str]
         _small_ct(tmp / "ct")
     if 'ct_dir = "ct_b12"' in text:
         _ct_12_bit_header(tmp / "ct_b12")
+    if 'ct_dir = "ct_mixed"' in text:
+        _ct_of_two_patients(tmp / "ct_mixed")
     for name, files in HLUT_FOLDERS.items():
         if f'calibration = "{name}"' in text:
             (tmp / name).mkdir(exist_ok=True)

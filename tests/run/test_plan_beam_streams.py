@@ -24,7 +24,7 @@ def twin_plan(tmp_path):
     """A 16^3 water CT (5 mm) and a plan of three one-spot beams, 1 and 2 identical (gantry 90), 3 at gantry 270;
     3000 primaries a beam in batches of 300, on the CPU, one thread."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
-    from dicom_factories import make_plan, save
+    from dicom_factories import PHANTOM_PATIENT, make_plan, save
 
     from mcproton.geometry import box_phantom
     from mcproton.phantoms.dicom_export import write_phantom_ct
@@ -35,7 +35,7 @@ def twin_plan(tmp_path):
     twin = {"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(70.0, [(0.0, 0.0)], [1.0])],
             "meterset": 5.0}
     save(make_plan([twin, dict(twin), dict(twin, gantry=270.0)], frame_of_reference_uid=ct.frame_of_reference_uid,
-                   n_fractions=5), tmp_path / "RP.dcm")
+                   n_fractions=5, **PHANTOM_PATIENT), tmp_path / "RP.dcm")
     cfg = tmp_path / "run.toml"
     cfg.write_text('[run]\nprimaries = 3000\nbatch_size = 300\nseed = 11\nbackend = "cpu"\nthreads = 1\n'
                    '[phantom]\ntype = "ct"\nct_dir = "ct"\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\n'

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
-from dicom_factories import make_plan, save  # noqa: E402
+from dicom_factories import PHANTOM_PATIENT, make_plan, save  # noqa: E402
 
 PRESCRIPTION_WARNING = "the mean dose in 'target' is 0.5 times the prescription (a test's stand-in)"
 
@@ -42,7 +42,8 @@ def _case(tmp_path: Path, *, other_frame: bool = False) -> Path:
             roi.ReferencedFrameOfReferenceUID = other
         ds.save_as(tmp_path / "RS.dcm")
     save(make_plan([{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(90.0, [(0.0, 0.0)], [1.0])],
-                     "meterset": 5.0}], frame_of_reference_uid=ct.frame_of_reference_uid), tmp_path / "RP.dcm")
+                     "meterset": 5.0}], frame_of_reference_uid=ct.frame_of_reference_uid,
+                     **PHANTOM_PATIENT), tmp_path / "RP.dcm")
     cfg = tmp_path / "run.toml"
     cfg.write_text('[run]\nprimaries = 1000\nbatches = 2\nbackend = "cpu"\nthreads = 1\nseed = 11\n[phantom]\n'
                    'type = "ct"\nct_dir = "ct"\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\n'

@@ -84,7 +84,7 @@ def test_resume_after_the_structure_set_changed_runs_again(tmp_path, monkeypatch
     import numpy as np
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "io"))
-    from dicom_factories import make_plan, save
+    from dicom_factories import PHANTOM_PATIENT, make_plan, save
 
     from mcproton.geometry import box_phantom
     from mcproton.phantoms.dicom_export import write_phantom_ct, write_rtstruct
@@ -95,7 +95,8 @@ def test_resume_after_the_structure_set_changed_runs_again(tmp_path, monkeypatch
     xs = g.origin_mm[0] + 5.0 * np.arange(16)
     write_rtstruct({"body": np.broadcast_to(xs < 0, g.shape_zyx).copy()}, g, ct, tmp_path / "RS.dcm")
     save(make_plan([{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(90.0, [(0.0, 0.0)], [1.0])],
-                     "meterset": 5.0}], frame_of_reference_uid=ct.frame_of_reference_uid), tmp_path / "RP.dcm")
+                     "meterset": 5.0}], frame_of_reference_uid=ct.frame_of_reference_uid,
+                     **PHANTOM_PATIENT), tmp_path / "RP.dcm")
     cfg = tmp_path / "run.toml"
     cfg.write_text('[run]\nprimaries = 1000\nbatches = 2\nbackend = "cpu"\nthreads = 1\n[phantom]\ntype = "ct"\n'
                    'ct_dir = "ct"\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\nrtstruct = "RS.dcm"\n'
