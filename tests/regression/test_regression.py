@@ -34,3 +34,15 @@ def test_regression(case, request):
     if old["sha256"] != new["sha256"]:
         pytest.fail(f"{case}: the CPU result moved (tests/regression/README.md says when to rewrite it)\n"
                     + harness.differences(old, new), pytrace=False)
+
+
+@pytest.mark.parametrize("case", harness.cases())
+def test_regression_inputs_are_accepted_by_mcproton_run(case, tmp_path, capsys):
+    """Each case's inputs pass ``mcproton run --check-config``, every refusal of bad input included: the harness
+    builds the job without the CLI's input checks, so a case that the command refuses would pin the dose of an input
+    no user can run (ct_plan's plan named another patient than its CT until 2026-12-07)."""
+    from mcproton.cli import main
+
+    rc = main(["run", str(harness.HERE / case / "run.toml"), "--check-config"])
+    err = capsys.readouterr().err
+    assert rc == 0, f"{case}: mcproton run --check-config refused its inputs (exit {rc}):\n{err}"

@@ -44,7 +44,9 @@ def main() -> None:
     w = [1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0]
     beams = [{"gantry": g, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 10.0,
               "layers": [(75.0, spots, w), (85.0, spots, [2 * v for v in w])]} for g in (0.0, 90.0)]
-    save(make_plan(beams, frame_of_reference_uid=FOR_UID), HERE / "RP.dcm")
+    # the CT's patient (mcproton run refuses a plan of another patient since 2026-12-07; the dose does not depend on it)
+    save(make_plan(beams, frame_of_reference_uid=FOR_UID, patient_id="REG16", patient_name="regression^ct_plan"),
+         HERE / "RP.dcm")
 
 
 if __name__ == "__main__":
