@@ -70,15 +70,16 @@ class _Rescue:
         self.outputs: list[tuple[str, Path, Path | None, str]] = [("the HDF5", out, copy, why)]
         self._paths: dict[str, Path] = {}   # each output's rescue copy, chosen once (:meth:`path`)
 
-    def path(self, p: str | Path) -> Path:
+    def path(self, p: str | Path, derived: Callable[[Path], list[Path]] | None = None) -> Path:
         """Where the output ``p`` goes instead: ``mcproton-rescued-<pid>-<name>`` in the temporary folder, chosen
         once per output (a rescue copy never replaces an existing file, so a second choice after the first was
-        written would name another file: the per-beam names follow the RT Dose's)."""
+        written would name another file: the per-beam names follow the RT Dose's; ``derived``: the files named after
+        it, which must be free too: rescue_path)."""
         from ._io.atomic import rescue_path
 
         key = str(p)
         if key not in self._paths:
-            self._paths[key] = rescue_path(p)
+            self._paths[key] = rescue_path(p, derived=derived)
         return self._paths[key]
 
     def record(self, items: list[tuple[str, Path, Path]], exc: BaseException | None = None) -> None:
@@ -728,7 +729,8 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         from ._io.rtdose import write_run_rtdoses
 
         # the RT Dose(s) where they belong, or beside the HDF5's rescue copy (the per-beam doses are in no other file)
-        rd = Path(rtdose) if rescue is None else rescue.path(rtdose)
+        rd = (Path(rtdose) if rescue is None else   # the per-beam copies are named after the RT Dose's: free too
+              rescue.path(rtdose, lambda p: _output_names(cfg, beams, out, str(p), None)[2:]))
         try:
             with phase("rtdose"):
                 summary.update(write_run_rtdoses(total, results, beams, out_cfg, rd))

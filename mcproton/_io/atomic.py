@@ -94,12 +94,14 @@ def name_too_long(path: str | Path, suffixes: tuple[str, ...] = ("",)) -> str | 
 RESCUE_STEM_MAX = 40
 
 
-def rescue_path(out: str | Path, folder: str | Path | None = None) -> Path:
+def rescue_path(out: str | Path, folder: str | Path | None = None, *,
+                derived: Callable[[Path], list[Path]] | None = None) -> Path:
     """Where an output ``out`` that could not be written goes instead: ``mcproton-rescued-<pid>-<stem><suffix>``
     in the temporary folder (``folder``; ``-<pid>-2-``, ``-3-``, ... where that name exists), the stem cut to
     :data:`RESCUE_STEM_MAX` bytes and tagged with a hash of the whole name where longer, so that the name fits any
     file system whatever ``out``'s length (``mcproton-rescued-<pid>-<name>`` did not, and the rescue of a long name
-    failed too: deployment audit F6)."""
+    failed too: deployment audit F6).  ``derived``: the files named after the copy that are written beside it (a
+    plan RT Dose's per-beam copies): they must not exist either."""
     out = Path(out)
     stem, suffix = out.stem, out.suffix if len(out.suffix) <= 8 else ""
     raw = os.fsencode(stem)
@@ -111,7 +113,7 @@ def rescue_path(out: str | Path, folder: str | Path | None = None) -> Path:
     for n in range(1, 10_000):
         tag = str(os.getpid()) if n == 1 else f"{os.getpid()}-{n}"
         path = base / f"mcproton-rescued-{tag}-{stem}{suffix}"
-        if not os.path.lexists(path):
+        if not any(os.path.lexists(p) for p in [path, *(derived(path) if derived is not None else ())]):
             return path
     raise OSError(errno.EEXIST, f"{base} holds 9,999 rescued copies of {out.name}: move them where they belong")
 

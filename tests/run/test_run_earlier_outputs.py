@@ -40,7 +40,7 @@ def three_beams(tmp_path):
     """A 16^3 water CT (5 mm) in ``tmp_path/case`` and a plan of three one-spot beams; 1500 primaries a beam on the
     CPU, one thread; returns the config."""
     sys.path.insert(0, str(ROOT / "tests" / "io"))
-    from dicom_factories import make_plan, save
+    from dicom_factories import PHANTOM_PATIENT, make_plan, save
 
     from mcproton.geometry import box_phantom
     from mcproton.phantoms.dicom_export import write_phantom_ct
@@ -52,7 +52,7 @@ def three_beams(tmp_path):
     beam = {"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": [(70.0, [(0.0, 0.0)], [1.0])],
             "meterset": 5.0}
     save(make_plan([beam, dict(beam, gantry=180.0), dict(beam, gantry=270.0)],
-                   frame_of_reference_uid=ct.frame_of_reference_uid, n_fractions=5), case / "RP.dcm")
+                   frame_of_reference_uid=ct.frame_of_reference_uid, n_fractions=5, **PHANTOM_PATIENT), case / "RP.dcm")
     cfg = case / "run.toml"
     cfg.write_text('[run]\nprimaries = 1500\nbatch_size = 150\nseed = 11\nbackend = "cpu"\nthreads = 1\n'
                    '[phantom]\ntype = "ct"\nct_dir = "ct"\n[plan]\nrtplan = "RP.dcm"\nbeam_model = "dcpt_v2"\n'
@@ -224,7 +224,9 @@ def test_a_full_disk_rescues_the_rt_doses_with_the_hdf5(checkpoint, three_beams,
     capsys.readouterr()
     res, rescue = _full_output_folder(tmp_path, monkeypatch)
     # an earlier run's rescued result under the same pid (a restarted container runs as pid 1): kept, not replaced
-    earlier = {rescue / f"mcproton-rescued-{os.getpid()}-{n}": f"earlier {n}".encode() for n in ("RD.h5", "RD.dcm")}
+    pid = os.getpid()
+    earlier = {rescue / f"mcproton-rescued-{pid}-{n}": f"earlier {n}".encode() for n in ("RD.h5", "RD.dcm")}
+    earlier[rescue / f"mcproton-rescued-{pid}-2-RD_beam2.dcm"] = b"earlier per-beam copy, without its plan's"
     for p, data in earlier.items():
         p.write_bytes(data)
     assert main(_run(three_beams, res / "RD.h5", res / "RD.dcm", *([] if checkpoint else ["--no-checkpoint"]))) == 3
@@ -233,8 +235,9 @@ def test_a_full_disk_rescues_the_rt_doses_with_the_hdf5(checkpoint, three_beams,
     names = ["RD.h5", "RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"]
     rescued = {n: next(p for p in rescue.glob(f"mcproton-rescued-*-{n}") if p not in earlier) for n in names}
     assert all(p.read_bytes() == data for p, data in earlier.items())
-    # one run's copies are named alike: the per-beam names follow its RT Dose's
-    assert {rescued[n].name.removesuffix(n) for n in names} == {f"mcproton-rescued-{os.getpid()}-2-"}
+    # one run's RT Doses are named alike (the per-beam names follow the plan dose's), on a tag free for all of them
+    assert rescued["RD.h5"].name == f"mcproton-rescued-{pid}-2-RD.h5"
+    assert {rescued[n].name.removesuffix(n) for n in names[1:]} == {f"mcproton-rescued-{pid}-3-"}
     assert f"could not write {res / 'RD.h5'}: no space left on device" in msg, msg
     assert f"written to {rescued['RD.h5']} instead" in msg, msg
     for n in names[1:]:
