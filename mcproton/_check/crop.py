@@ -96,32 +96,45 @@ def _beam_axis(beam: Any, spots: dict[str, np.ndarray]) -> tuple[np.ndarray | No
     return (None if iso is None else np.asarray(iso, float)), axis
 
 
+#: Steps of the integral of the scattering power through a range shifter (_shifter_sigma_mm)
+_SHIFTER_STEPS = 64
+
+
 def _shifter_sigma_mm(spots: dict[str, np.ndarray], far_mm: np.ndarray) -> np.ndarray:
-    """An upper bound of the spread (mm, projected) a spot's range shifter adds at ``far_mm`` along its ray from the
-    source plane: the angle of multiple scattering over the slab's whole mass thickness at the scattering power of
-    its exit energy, where it is largest (Gottschalk's T = (E_s / pv)^2 / X_S, mcproton/_physics/scattering.py), times
-    the lever from the slab's upstream face; 0 without a shifter, or where the protons stop in it."""
+    """The spread (mm, projected) a spot's range shifter adds at ``far_mm`` along its ray from the source plane:
+    Fermi-Eyges, sigma^2 = int (L - s)^2 T(s) rho ds over the slab (L: from its upstream face to ``far_mm``), with
+    Gottschalk's scattering power T = (E_s / pv)^2 / X_S (Med Phys 37 (2010) 352; mcproton/_physics/scattering.py's
+    X_S) at the energy along the slab, from the residual water range falling linearly with depth by the slab's WET
+    (the engine's shifter_wet_mm and ICRU 90 water); 0 without a shifter, or where the protons stop in it."""
     from .._physics.scattering import scattering_length_g_cm2
     from .._run.inputs import shifter_wet_mm
     from ..planning.kernel import energy_for_range_mm, water_range_mm
 
     out = np.zeros(len(far_mm))
-    cache: dict[Any, tuple[float, float]] = {}
+    moments: dict[Any, tuple[float, float, float] | None] = {}
     for i, rs in enumerate(spots["shifter"]):
         if rs is None:
             continue
-        key = (rs.material_name, float(rs.thickness_mm), float(rs.density_g_cm3))
-        if key not in cache:
-            cache[key] = (shifter_wet_mm(rs), float(rs.thickness_mm) / 10.0 * float(rs.density_g_cm3)
-                          / scattering_length_g_cm2(rs.material))
-        wet, t_over_xs = cache[key]
-        residual = float(water_range_mm(spots["mean_energy"][i])) - wet
-        if residual <= 1.0:
-            continue   # the protons stop in the shifter (check_shifter_ranges warns of such a layer)
-        e = float(energy_for_range_mm(residual))
-        pv = e * (e + 2 * _PROTON_MASS_MEV) / (e + _PROTON_MASS_MEV)
+        t_mm = float(rs.thickness_mm)
+        key = (float(spots["mean_energy"][i]), rs.material_name, t_mm, float(rs.density_g_cm3))
+        if key not in moments:   # int T rho ds, int s T rho ds, int s^2 T rho ds over the slab (s from its face, mm)
+            r_in = float(water_range_mm(key[0]))
+            wet = shifter_wet_mm(rs)
+            if r_in - wet <= 1.0:
+                moments[key] = None   # the protons stop in the shifter (check_shifter_ranges warns of such a layer)
+            else:
+                s = (np.arange(_SHIFTER_STEPS) + 0.5) * t_mm / _SHIFTER_STEPS
+                e = np.asarray(energy_for_range_mm(r_in - wet * s / t_mm), float)
+                pv = e * (e + 2 * _PROTON_MASS_MEV) / (e + _PROTON_MASS_MEV)
+                # rad^2 per mm of the slab: (E_s / pv)^2 / X_S x rho, X_S in g/cm2 and rho in g/cm3 (/10: per mm)
+                tr = (_E_S_MEV / pv) ** 2 * float(rs.density_g_cm3) / scattering_length_g_cm2(rs.material) / 10.0
+                ds = t_mm / _SHIFTER_STEPS
+                moments[key] = (float(np.sum(tr) * ds), float(np.sum(s * tr) * ds), float(np.sum(s * s * tr) * ds))
+        m = moments[key]
+        if m is None:
+            continue
         lever = max(0.0, float(far_mm[i]) - float(rs.upstream_face_mm))
-        out[i] = _E_S_MEV / pv * math.sqrt(t_over_xs) * lever
+        out[i] = math.sqrt(max(0.0, lever * lever * m[0] - 2 * lever * m[1] + m[2]))
     return out
 
 
