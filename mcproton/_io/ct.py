@@ -138,8 +138,8 @@ CT_BLOCKS_SLAB_BYTES_PER_VOXEL = 60
 #: voxel the full-resolution geometry (bin 1, density 4) and one ROI mask at a time (1); per block the resampling's
 #: float64 sums and its result (24); and the slabs' temporaries as above.  Measured 2026-12-07 (tracemalloc, without
 #: the masks, the CTs above): blocks of 2 x 2 x 2: 268 and 577 MB, of 2 x 2 x 1: 315 and 774 MB (3.3 bytes per added
-#: voxel, 23 per block, 0.17 GB); the estimate gives 391 / 844 and 441 / 1045 MB.  The scale audit's 839 M voxels with an
-#: override ROI: 7.06 GB peak in the whole check, the HU included (the estimate: 1.7 + 5.9 GB).
+#: voxel, 23 per block, 0.17 GB); the estimate gives 391 / 844 and 441 / 1045 MB.  The scale audit's 839 M voxels with
+#: an override ROI: 7.06 GB peak in the whole check, the HU included (the estimate: 1.7 + 5.9 GB).
 CT_FULL_BLOCKS_BYTES_PER_VOXEL = 6
 CT_FULL_BLOCKS_BYTES_PER_BLOCK = 24
 
