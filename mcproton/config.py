@@ -690,8 +690,21 @@ def build_geometry(cfg: dict[str, Any]):
                                   f"{'is a file' if ct_dir.exists() else 'does not exist'}"
                                   f"{relative_path_note(cfg, ph['ct_dir'])}; give the folder that holds the CT slices")
             sel = ph.get("ct_series")
+
+            def conversion(grid: Any) -> tuple[float, str, str]:   # its memory, checked before the pixels are read
+                from ._io.ct import conversion_memory_estimate
+
+                f = _ct_dose_blocks(ph, grid.shape_zyx, grid.voxel_size_mm)
+                full = f == (1, 1, 1) or _struct_changes_geometry(cfg)
+                need = conversion_memory_estimate(grid.shape_zyx, f, full_resolution=full)
+                if f == (1, 1, 1):
+                    return need, "the geometry at the CT's own resolution", \
+                        "or use coarser dose voxels (phantom.dose_voxel_mm: blocks of whole CT voxels)"
+                what = f"the geometry in blocks of {' x '.join(map(str, f))} CT voxels (phantom.dose_voxel_mm)"
+                return (need, what + (", first on the CT's own voxels (plan.rtstruct's overrides or "
+                                      "plan.outside_external = \"air\" are put in there)" if full else ""), "")
             try:
-                ct = load_ct_series(ct_dir, series_uid=sel)
+                ct = load_ct_series(ct_dir, series_uid=sel, conversion=conversion)
             except ValueError as exc:   # DicomInputError: name the config key that chose the missing series
                 if sel is not None and f"CT series {sel} is not in" in str(exc):
                     raise ConfigError(f"phantom.ct_series = {sel!r}: {exc}") from None

@@ -24,6 +24,7 @@ from .compare import (AGGREGATE_NOISE_FACTOR, D95_CORRECTED_SE_MULTIPLE, GAMMA_C
                       start_gammas, structure_stats)
 from .compute import (MCDose, build_geometry, grid_extent_mm, mc_dose_description, mc_rbe, phantom_ct_from_struct,
                       run_mc, to_tps_grid)
+from .compute import plan_beams as beams_of_plan
 from .inputs import (CLINICAL_RBE, MCPROTON_ONLY_DOSE, CheckInputError, CheckInputs, gather,
                      refusing_superseded_plans)
 from .level_text import fixed, judged, level_decimals, level_texts, percent_or_na
@@ -2047,6 +2048,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     air_notes: list[str] = []       # --outside-external air's (its warning of an External's missing slices made)
     geometry = None
     ct_extent: tuple[tuple[float, float], ...] | None = None   # the CT's outer faces (grid_extent_mm) where it is read
+    planned: tuple[Any, list] | None = None   # (beam model, the plan's beams) where made before the geometry
+    planned_s = 0.0
+    transport: dict = {}   # the transport grid's record (compute.transport_record)
     ct_note = f"{inp.ct_dir} (series {inp.ct_series or 'not read: the MC dose is reused'})" if inp.ct_dir \
         else "none"
     if mc is None:
@@ -2090,6 +2094,10 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
 
             return outside_external_density(ct_grid, read_rtstruct(inp.struct_path), factors, density_of, overridden)
         wants_outside = inp.ct_dir is not None and inp.struct_path is not None and outside_external == "ct"
+        if beam_model is not None:   # the beams first: the transport grid holds the CT's slices they and the TPS need
+            t_plan = time.perf_counter()
+            planned = beams_of_plan(inp, beam_model, machine_check=machine_check)
+            planned_s = time.perf_counter() - t_plan
         from .._timing import announcing
 
         # the phases that mcproton/_io/ct.py and hu_calibration.py mark, said as they start
@@ -2098,7 +2106,11 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             geometry, cal, ct_img = build_geometry(ct_dir, "schneider2000" if calibration is None else calibration,
                                                    ref, timings, given=calibration is not None,
                                                    series_uid=inp.ct_series, at_ct_resolution=hook,
-                                                   outside_external_of=outside_of if wants_outside else None)
+                                                   outside_external_of=outside_of if wants_outside else None,
+                                                   beams=None if planned is None else planned[1],
+                                                   transport=transport)
+        if transport.get("cropped"):
+            log(f"mcproton check: the transport grid holds {transport['said']}")
         ct_note = (f"phantom built from the structure set's ROI material overrides ({ct_dir})" if inp.ct_dir is None
                    else f"{Path(ct_dir).resolve()}: series {ct_img.series_instance_uid} "
                         f"({ct_img.series_description!r}, "
@@ -2156,7 +2168,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             outside_notes += _heterogeneity_notes(inp, has_overrides, struct_overrides, log)
     # a patient CT read with the default curve, not one given: a uniform range difference then names it first
     generic_calibration = inp.ct_dir is not None and calibration is None and cal_name == "schneider2000"
-    timings["geometry_s"] = time.perf_counter() - t - timings.get("read_ct_s", 0.0)   # without the CT reading
+    # without the CT reading and the beams (timed with the MC's beams_s)
+    timings["geometry_s"] = time.perf_counter() - t - timings.get("read_ct_s", 0.0) - planned_s
     cpu_steps["ct_geometry_s"] = time.process_time() - c   # with the CT reading
     # ---- structures and the body outline on the TPS grid
     t, c = time.perf_counter(), time.process_time()
@@ -2212,7 +2225,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         mc = run_mc(inp, geometry, beam_model, dose_to=dose_to, rbe=rbe, primaries=primaries,
                     target_uncertainty=target_uncertainty, seed=seed, backend=backend, threads=threads,
                     progress=progress, log=log, timings=timings, density_tps_zyx=density,
-                    machine_check=machine_check, physics=physics, ct_extent_mm=ct_extent, time_limit_s=time_limit_s)
+                    machine_check=machine_check, physics=physics, ct_extent_mm=ct_extent, time_limit_s=time_limit_s,
+                    planned=planned, transport_grid=transport or None)
+        timings["beams_s"] = timings.get("beams_s", 0.0) + planned_s
         mc.provenance["calibration"] = cal_name
         mc.provenance["calibration_record"] = cal_record
         mc.provenance["ct_input"] = ct_record
@@ -2701,6 +2716,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
             "dose": desc["quantity"], "dose_unit": desc["unit"], "dose_fractions": desc["fractions"],
             "dose_values": f"every dose in this JSON (keys *_gy) is the {desc['label']}, in {desc['unit']}",
             "fractions": inp.fractions if inp.all_fractions else 1, "grid": mc.grid_note,
+            "transport_grid": mc.provenance.get("transport_grid"),
             "body_outline": body_how, "prescription_gy": pres,
             # one type always: {target: Gy} (prescription_gy is a number where every target has one dose, as
             # before; integrators' audit 2026-12-06, F6)

@@ -201,11 +201,19 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
                    given: bool = True, series_uid: str | None = None,
                    at_ct_resolution: Callable[[Any], None] | None = None,
                    outside_external_of: Callable[[Any, Sequence[int], Callable[[slice], np.ndarray]],
-                                                 np.ndarray | None] | None = None):
+                                                 np.ndarray | None] | None = None,
+                   beams: Sequence[Any] | None = None, transport: dict | None = None):
     """The transport geometry: the CT in blocks of whole CT voxels no larger than the TPS spacing
     (:func:`block_factors_for`), converted slab
     by slab by :meth:`~mcproton._io.hu_calibration.HUCalibration.to_geometry` (the conversion of ``mcproton
-    run`` too).  Returns (geometry, calibration, CT); ``timings["read_ct_s"]``: the CT reading.
+    run`` too).  Returns (geometry, calibration, CT: the whole series read); ``timings["read_ct_s"]``: the CT reading.
+
+    ``beams`` (the plan's, :func:`plan_beams`): the geometry holds only the CT's slices that the TPS grid and the
+    beams' way to it need, with a margin (:func:`mcproton._check.crop.transport_crop`; all of them where they need
+    all); None: the whole CT.  The memory of the conversion (in blocks, or on the CT's own voxels with
+    ``at_ct_resolution``) over those slices is checked with the CT's reading, before its pixels are read
+    (McprotonEnvironmentError).  ``transport``: a dict that receives the transport grid's record (check.json's
+    ``provenance.transport_grid``: its shape, the CT slices it holds and why).
 
     A CT that mcproton wrote from densities names the calibration whose inverse gave its CT numbers
     (ImageComments): read with another one it is refused if ``given`` is false (the default calibration, no
@@ -216,11 +224,22 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
     than the CT, the CT's material outside the External per block (counted on the CT's own voxels,
     ``density_of(z_slice)`` their density: :func:`mcproton._io.roi_overrides.outside_external_density`), kept as the
     geometry's ``outside_external_g_cm3_zyx`` for the outside-External note."""
+    import dataclasses
+
     from .._io.ct import load_ct_series
     from .._io.hu_calibration import HUCalibration
 
+    crops: list[Any] = []
+
+    def conversion(grid: Any) -> tuple[float, str, str]:   # the slices kept, and their conversion's memory
+        from .crop import transport_crop
+
+        f = block_factors_for(ref.voxel_size_mm, grid.voxel_size_mm)
+        crops.append(None if beams is None else transport_crop(grid, ref, beams, f))
+        return conversion_memory(grid, f, crops[-1], at_ct_resolution is not None)
+
     t = time.perf_counter()
-    ct = load_ct_series(ct_dir, series_uid=series_uid)
+    ct = load_ct_series(ct_dir, series_uid=series_uid, conversion=conversion)
     if timings is not None:
         timings["read_ct_s"] = time.perf_counter() - t
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
@@ -231,6 +250,12 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
                   anyway="checked anyway (--calibration is given)")
     warn_ct_without_air(ct, f"the CT ({ct_dir})")   # a wrong RescaleIntercept, as mcproton run says
     factors = block_factors_for(ref.voxel_size_mm, ct.voxel_size_mm)
+    crop = crops[-1] if crops else None
+    whole = ct
+    if crop is not None and crop.removes:   # the slices kept (a view: the whole series stays the caller's)
+        o = ct.origin_mm
+        ct = dataclasses.replace(ct, hu_zyx=ct.hu_zyx[crop.slices()],
+                                 origin_mm=(o[0], o[1], o[2] + crop.first * ct.voxel_size_mm[2]))
     # what the calibration does not cover (a curve without air: refused; metal above it or clipped: warned), judged,
     # as mcproton run does, on what the structure set's overrides left of the calibration's values
     if at_ct_resolution is None:
@@ -250,7 +275,52 @@ def build_geometry(ct_dir: str | Path, calibration: Any, ref: TPSDose, timings: 
         g2.outside_external_g_cm3_zyx = outside_external_of(
             ct, factors, (lambda s: cal.density_from_hu(ct.hu_zyx[s])) if rho_full is None else
             (lambda s: rho_full[s]))
-    return g2, cal, ct   # g2.study: the CT's (to_geometry; resample_blocks keeps it)
+    if transport is not None:
+        transport.clear()
+        transport.update(transport_record(g2, whole, factors, crop))
+    return g2, cal, whole   # g2.study: the CT's (to_geometry; resample_blocks keeps it)
+
+
+def conversion_memory(grid: Any, factors: Sequence[int], crop: Any, full_resolution: bool) -> tuple[float, str, str]:
+    """What converting the CT of ``grid`` (its headers', :class:`~mcproton._io.ct.CTGrid`) to the check's transport
+    geometry adds to the memory (:func:`~mcproton._io.ct.conversion_memory_estimate`): (bytes, what it converts to,
+    what else the user can do), for :func:`~mcproton._io.ct.load_ct_series`'s ``conversion``: over the slices of
+    ``crop`` (None: all), in blocks of ``factors``, or on the CT's own voxels first (``full_resolution``: the structure
+    set's overrides or air outside the External)."""
+    from .._io.ct import conversion_memory_estimate
+
+    nz, ny, nx = (int(v) for v in grid.shape_zyx)
+    if crop is not None:
+        nz = crop.stop - crop.first
+    need = conversion_memory_estimate((nz, ny, nx), factors, full_resolution=full_resolution)
+    over = (f"over {nz} of its {grid.shape_zyx[0]} slices (those the TPS grid and the beams need)" if nz <
+            int(grid.shape_zyx[0]) else "over all its slices")
+    blocks = " x ".join(str(int(f)) for f in factors)
+    if full_resolution and tuple(int(f) for f in factors) != (1, 1, 1):
+        in_blocks = conversion_memory_estimate((nz, ny, nx), factors, full_resolution=False)
+        return need, (f"the transport geometry {over}, first on the CT's own voxels (the structure set's material "
+                      f"overrides and --outside-external air are put in there, then blocks of {blocks} CT voxels "
+                      "formed)"), (f"without the overrides on the CT's own voxels (--struct-overrides ignore, "
+                                   f"--outside-external ct) the conversion in blocks would need about "
+                                   f"{in_blocks / 1e9:.1f} GB, but then they are not in the dose")
+    return need, f"the transport geometry {over}, in blocks of {blocks} CT voxels", ""
+
+
+def transport_record(geometry: Any, ct: Any, factors: Sequence[int], crop: Any) -> dict:
+    """check.json's ``provenance.transport_grid``: the transport grid (shape, voxel size, origin), the CT and the
+    blocks it is made of, the CT slices it holds and why (``crop``: :class:`mcproton._check.crop.TransportCrop`;
+    None: the whole CT, no plan's beams given)."""
+    nz, ny, nx = (int(v) for v in ct.shape_zyx)
+    out = {"shape_zyx": [int(v) for v in geometry.shape_zyx],
+           "voxel_size_mm": [round(float(v), 4) for v in geometry.voxel_size_mm],
+           "origin_mm": [round(float(v), 3) for v in geometry.origin_mm],
+           "blocks_of_ct_voxels": [int(f) for f in factors],
+           "ct_shape_zyx": [nz, ny, nx], "ct_voxel_size_mm": [round(float(v), 4) for v in ct.voxel_size_mm]}
+    if crop is None:
+        return {**out, "ct_slices": [1, nz], "ct_slices_of": nz, "cropped": False,
+                "said": f"all {nz} slices of the CT (no plan's beams given to crop it to), over its whole axial field "
+                        "of view"}
+    return {**out, **crop.record()}
 
 
 def _check_calibration_written_for(ct: Any, cal: Any, *, given: bool) -> None:
@@ -635,30 +705,12 @@ def _top_up_pass(results: list, beams: list, geometry: Any, settings: Any, seed:
     return out, left_s, grew
 
 
-def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str = "water", rbe: float | None = None,
-           primaries: int = 10_000_000, target_uncertainty: float | None = 0.01, seed: int = 12345,
-           backend: str = "auto", threads: int | None = None, progress: bool = True,
-           log: Callable[[str], None] | None = None, timings: dict | None = None,
-           density_tps_zyx: np.ndarray | None = None, machine_check: bool = True,
-           physics: Any = None, ct_extent_mm: Sequence[tuple[float, float]] | None = None,
-           time_limit_s: float | None = None) -> MCDose:
-    """Run every beam of the plan and place the doses on the TPS grid (``density_tps_zyx``: the geometry's
-    density on the TPS grid where the caller has it already; ``machine_check``: see plan_to_beams; ``physics``:
-    :class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, None for the defaults; ``ct_extent_mm``:
-    the CT's outer faces (grid_extent_mm), within which a TPS voxel beyond the MC voxel centres takes the edge
-    voxel's dose (to_tps_grid), None: the MC grid's; ``time_limit_s``: the transport time of all the beams, as
-    ``mcproton run``'s run.time_limit_s, each beam its share (mcproton._run.job); no top-up after it stopped one)."""
-    t = time.perf_counter()   # beams_s: with these imports (the first check in a process pays them)
+def plan_beams(inputs: CheckInputs, beam_model: Any, *, machine_check: bool = True) -> tuple[Any, list]:
+    """The beam model (loaded where a name or file is given) and the plan's beams as the MC transports them
+    (:func:`~mcproton._io.rtplan.plan_to_beams`; ``machine_check``: see there); refused without a beam model."""
     from .._io.beam_model import load_beam_model
     from .._io.rtplan import plan_to_beams
-    from .._run.inputs import beam_grid_checks, check_ct_truncation, check_memory
-    from .._run.job import JobOptions, run_job
-    from .._timing import PhaseClock, use_clock
-    from ..run import sum_results
-    from ..settings import PhysicsSettings, RunSettings
 
-    log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
-    timings = timings if timings is not None else {}
     if beam_model is None:
         from .._io.beam_model import BUILTIN
 
@@ -666,15 +718,82 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                               f"protons; give --beam-model (built-in: {', '.join(BUILTIN)}; or a .toml / MCsquare "
                               "BDL file)")
     model = beam_model if hasattr(beam_model, "at") else load_beam_model(beam_model)
-    beams = plan_to_beams(inputs.plan, model, all_fractions=inputs.all_fractions, machine_check=machine_check)
+    return model, plan_to_beams(inputs.plan, model, all_fractions=inputs.all_fractions, machine_check=machine_check)
+
+
+def check_transport_memory(geometry: Any, n_beams: int, ref: TPSDose, record: dict | None) -> None:
+    """Refuse a transport grid whose run cannot fit in memory (McprotonEnvironmentError; the estimate of ``mcproton
+    run``, mcproton/_run/inputs.py host_memory_estimate), naming the grid for what it is: the CT's slices it holds in
+    blocks of CT voxels, where they come from (``record``: :func:`transport_record`), and the TPS grid; and what the
+    user can do (scale audit of 2026-12-07, F1: "config error: the dose grid of 512 x 512 x 360 ... the check computes
+    on the planning system's dose grid" named the whole CT and only more memory)."""
+    from .._io.errors import McprotonEnvironmentError
+    from .._run.inputs import check_memory_for, host_memory_estimate
+
+    n = int(geometry.material_index_zyx.size)
+    need = host_memory_estimate(n, n_beams)
+    nz, ny, nx = geometry.shape_zyx
+    vs = " x ".join(f"{v:g}" for v in geometry.voxel_size_mm)
+    tps = " x ".join(str(int(v)) for v in tuple(ref.shape_zyx)[::-1])
+    tps_vs = " x ".join(f"{float(v):g}" for v in ref.voxel_size_mm)
+    what = (f"the transport grid of {nx} x {ny} x {nz} = {n / 1e6:.1f} M voxels of {vs} mm ({n_beams} beam"
+            f"{'s' if n_beams > 1 else ''}) needs about {need / 1e9:.1f} GB of memory")
+    fix = "free memory or use a machine with more (or ask the batch system for more)"
+    if record is not None:
+        f = record["blocks_of_ct_voxels"]
+        cz, cy, cx = record["ct_shape_zyx"]
+        ct_vs = " x ".join(f"{v:g}" for v in record["ct_voxel_size_mm"])
+        what += (f": {record['said']}, of the CT's {cx} x {cy} x {cz} voxels of {ct_vs} mm in blocks of "
+                 f"{' x '.join(map(str, f))} (the most CT voxels within the TPS grid's {tps_vs} mm voxels); the TPS "
+                 f"grid is {tps} voxels of {tps_vs} mm")
+        coarser = block_factors_for([2 * float(v) for v in ref.voxel_size_mm], record["ct_voxel_size_mm"])
+        if list(coarser) != list(f):
+            kept = (record["ct_slices"][1] - record["ct_slices"][0] + 1, cy, cx)
+            n2 = math.prod(-(-int(a) // int(b)) for a, b in zip(kept, coarser[::-1]))
+            fix += (f"; or export the TPS dose on a coarser grid (the transport blocks follow its voxels: "
+                    f"{2 * float(ref.voxel_size_mm[0]):g} mm voxels would give blocks of "
+                    f"{' x '.join(map(str, coarser))} CT voxels, about {n2 / 1e6:.1f} M voxels and "
+                    f"{host_memory_estimate(n2, n_beams) / 1e9:.1f} GB)")
+        fix += ("; or a TPS dose grid over a shorter length along z (the transport grid holds the CT's slices over "
+                "the TPS grid's z range and the beams' way to it, with a margin)")
+    else:
+        fix += f"; the TPS grid is {tps} voxels of {tps_vs} mm"
+    check_memory_for(need, what, fix, McprotonEnvironmentError)
+
+
+def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str = "water", rbe: float | None = None,
+           primaries: int = 10_000_000, target_uncertainty: float | None = 0.01, seed: int = 12345,
+           backend: str = "auto", threads: int | None = None, progress: bool = True,
+           log: Callable[[str], None] | None = None, timings: dict | None = None,
+           density_tps_zyx: np.ndarray | None = None, machine_check: bool = True,
+           physics: Any = None, ct_extent_mm: Sequence[tuple[float, float]] | None = None,
+           time_limit_s: float | None = None, planned: tuple[Any, list] | None = None,
+           transport_grid: dict | None = None) -> MCDose:
+    """Run every beam of the plan and place the doses on the TPS grid (``density_tps_zyx``: the geometry's
+    density on the TPS grid where the caller has it already; ``machine_check``: see plan_to_beams; ``physics``:
+    :class:`~mcproton.settings.PhysicsSettings` or a dict of its fields, None for the defaults; ``ct_extent_mm``:
+    the CT's outer faces (grid_extent_mm), within which a TPS voxel beyond the MC voxel centres takes the edge
+    voxel's dose (to_tps_grid), None: the MC grid's; ``time_limit_s``: the transport time of all the beams, as
+    ``mcproton run``'s run.time_limit_s, each beam its share (mcproton._run.job); no top-up after it stopped one;
+    ``planned``: (beam model, beams) of :func:`plan_beams` where the caller made them (then not in
+    ``timings["beams_s"]``); ``transport_grid``: the geometry's record (build_geometry's ``transport``), named in
+    the memory check's message and kept in the provenance)."""
+    t = time.perf_counter()   # beams_s: with these imports (the first check in a process pays them)
+    from .._run.inputs import beam_grid_checks, check_ct_truncation
+    from .._run.job import JobOptions, run_job
+    from .._timing import PhaseClock, use_clock
+    from ..run import sum_results
+    from ..settings import PhysicsSettings, RunSettings
+
+    log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+    timings = timings if timings is not None else {}
+    model, beams = planned if planned is not None else plan_beams(inputs, beam_model, machine_check=machine_check)
     shifter_notes: list[str] = []   # a range shifter's face with tissue upstream (warned): a likely cause to name
     for check in beam_grid_checks(geometry, beams, "plan beam"):   # as mcproton run refuses them
         if isinstance(said := check(), list):
             shifter_notes += said
     check_ct_truncation(geometry, beams, "plan beam")   # a warning, as mcproton run's
-    check_memory(int(geometry.material_index_zyx.size), len(beams), geometry.shape_zyx, True,
-                 fix="free memory or use a machine with more (or ask the batch system for more): the check computes "
-                 "on the planning system's dose grid, which a config's voxel keys do not change")
+    check_transport_memory(geometry, len(beams), inputs.reference, transport_grid)
     rbe = mc_rbe(inputs.dose_type, rbe)
     # The target is the plan dose's: n beams that overlap with equal weights in the high-dose region, each with
     # relative uncertainty e there, add up to e / sqrt(n); so each beam runs to target x sqrt(n) (with unequal
@@ -718,6 +837,8 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
         d = r.dose_to_water_gy_zyx if dose_to == "water" else r.dose_gy_zyx
         num = int(b.meta["beam_number"])
         per_beam[num], note = to_tps_grid(d * rbe, geometry, inputs.reference, extent_mm=ct_extent_mm)
+        if transport_grid is not None and transport_grid.get("cropped"):   # the slices of the CT transported
+            note += f"; the transport grid holds {transport_grid['said']}"
         per_beam_unc[num] = uncertainty_to_tps_grid(r.uncertainty_rel_zyx, d * rbe, geometry, inputs.reference,
                                                     per_beam[num], extent_mm=ct_extent_mm).astype(np.float32)
         meta[num] = {**b.meta, "primaries": r.primaries, "stop_reason": r.provenance.get("stop_reason"),
@@ -757,6 +878,7 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                  # what the MC dose was computed for, so that a check that reuses it (check(mc=...)) can be refused
                  # where it is another grid, other fractions or another plan (rtdose audit F3)
                  "tps_grid": reuse_key(inputs)["tps_grid"], "fractions_computed": reuse_key(inputs)["fractions"],
+                 "transport_grid": transport_grid,
                  "plan_sop_instance_uid": inputs.plan.sop_instance_uid})
     return MCDose(total, per_beam, unc, tot.mean_rel_uncertainty_50, tot.primaries, tot.wall_s, tot.device,
                   tot.backend, prov, note, meta, rho, per_beam_unc, let_d, w_m, shifter_notes)

@@ -982,7 +982,8 @@ PROVENANCE_LABELS = {
     "primaries": "primaries (all beams)", "mc_wall_s": "MC wall time (s)",
     "mc_process_cpu_s": "MC CPU time of this process (s)", "device": "device", "backend": "backend", "seed": "seed",
     "dose": "dose compared", "dose_unit": "dose unit", "dose_fractions": "fractions of the dose",
-    "dose_values": "dose values", "fractions": "fractions computed", "grid": "MC grid", "body_outline":
+    "dose_values": "dose values", "fractions": "fractions computed", "grid": "MC grid",
+    "transport_grid": "MC transport grid (the CT's slices transported, and why)", "body_outline":
         "body outline", "prescription_source": "prescription from", "geometry_notes": "geometry notes",
     "python": "Python", "host": "host", "date": "MC dose computed (UTC)", "working_directory": "working directory",
     "physics": "physics (PhysicsSettings)", "check_started": "check started", "check_finished": "check finished",
@@ -994,6 +995,10 @@ def _provenance_rows(p: Mapping[str, Any], unit: str) -> list[list[str]]:
     have tables of their own)."""
     labels = {**PROVENANCE_LABELS, "prescription_gy": f"prescription ({unit})"}
     shown = {"calibration": _calibration_text(p)}   # with its files (calibration_files, calibration_builtin)
+    tg = p.get("transport_grid")
+    if isinstance(tg, Mapping) and tg.get("shape_zyx"):   # its shape and what it holds (check.json: all of it)
+        shown["transport_grid"] = (" x ".join(str(v) for v in tg["shape_zyx"][::-1]) + " voxels of "
+                                   + " x ".join(f"{v:g}" for v in tg["voxel_size_mm"]) + f" mm: {tg.get('said', '')}")
     return [[labels.get(k, k.replace("_", " ")), shown.get(k, _readable(v))] for k, v in p.items()
             if k not in ("beams", "inputs", "identification", "calibration_files", "calibration_builtin")]
 

@@ -14,7 +14,7 @@ import contextlib
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 from pydicom.multival import MultiValue
@@ -114,12 +114,34 @@ MAX_CT_LENGTH_MM = 3000.0
 #: The most a Deflated CT slice may inflate to (bytes): a slice of MAX_CT_ROWS_COLUMNS^2 32-bit pixels and 16 MB of
 #: header.  The header pass inflates each file; beyond this it is refused before more is inflated.
 MAX_CT_SLICE_INFLATED_BYTES = MAX_CT_ROWS_COLUMNS ** 2 * 4 + 16 * 2 ** 20
-#: Memory of a CT, bytes per voxel beyond the HU volume (2: int16; 4: float32 where a RescaleSlope or
-#: RescaleIntercept is not an integer): its conversion to a geometry at its own resolution
+#: Memory of a CT's conversion to a geometry at its own resolution, bytes per CT voxel beyond the HU volume
 #: (HUCalibration.to_geometry: the calibration bin, 1, the density, float32, 4, the out-of-field-of-view masks, 2).
 #: Measured 2026-12-06 on a 512 x 512 x 150 CT (39 M voxels, int16): load_ct_series + to_geometry raised the peak
-#: RSS by 8.2 B per voxel (2.6 of them the reading); the estimate gives 9.
+#: RSS by 8.2 B per voxel (2.6 of them the reading); the estimate gives 9.  The scale audit of 2026-12-07: with an
+#: override ROI (the check's overrides on the CT's own voxels, then blocks) 7.06 GB peak on 839 M voxels, against
+#: 2 + 7 bytes per voxel = 7.6 GB.
 CT_GEOMETRY_BYTES_PER_VOXEL = 7
+#: ... and its conversion into blocks of CT voxels (HUCalibration.to_geometry with blocks, slab by slab): per CT voxel
+#: the calibration bin (1 byte) and the out-of-field-of-view mask or, after it, the External's masks on the CT's voxels
+#: that the outside-External density is counted on (1 + 1); per block its material and density (5 bytes), twice while
+#: the slabs' blocks are joined; and the slabs' float64 temporaries (CT_BLOCKS_SLAB_BYTES_PER_VOXEL per voxel of a slab
+#: of hu_calibration.CT_SLAB_VOXELS: 0.24 GB).  Measured 2026-12-07 (tracemalloc, a 512 x 512 x 64 head CT and the
+#: same 4 x longer): blocks of 2 x 2 x 2: 212 and 294 MB, of 2 x 2 x 1: 254 and 368 MB (about 1 byte per added CT voxel,
+#: 5 per block and 0.22 GB); the estimate gives 294 / 458 and 316 / 542 MB.  The scale audit's 1024 x 1024 x 800 CT
+#: (839 M voxels in blocks of 4 x 4 x 2) peaked at 3.83 GB in the whole check, its HU included (the estimate: 1.7 GB
+#: of HU + 2.2 GB), where 2 + 7 bytes per voxel had refused it under 8 GB (F2).
+CT_BLOCKS_BYTES_PER_VOXEL = 2
+CT_BLOCKS_BYTES_PER_BLOCK = 10
+CT_BLOCKS_SLAB_BYTES_PER_VOXEL = 60
+#: ... and its conversion on the CT's own voxels first, then into blocks (a structure set's overrides or air outside
+#: the External put in on the CT's own voxels: mcproton check and mcproton run with phantom.dose_voxel_mm): per CT
+#: voxel the full-resolution geometry (bin 1, density 4) and one ROI mask at a time (1); per block the resampling's
+#: float64 sums and its result (24); and the slabs' temporaries as above.  Measured 2026-12-07 (tracemalloc, without
+#: the masks, the CTs above): blocks of 2 x 2 x 2: 268 and 577 MB, of 2 x 2 x 1: 315 and 774 MB (3.3 bytes per added
+#: voxel, 23 per block, 0.17 GB); the estimate gives 391 / 844 and 441 / 1045 MB.  The scale audit's 839 M voxels with
+#: an override ROI: 7.06 GB peak in the whole check, the HU included (the estimate: 1.7 + 5.9 GB).
+CT_FULL_BLOCKS_BYTES_PER_VOXEL = 6
+CT_FULL_BLOCKS_BYTES_PER_BLOCK = 24
 
 
 def _read(path: Path, *, pixels: bool):
@@ -327,11 +349,13 @@ def _series_size(n_slices: int, rows: int, cols: int, dz: float) -> str:
 
 
 def ct_memory_estimate(chosen: list, rows: int, cols: int) -> float:
-    """Bytes of memory that reading the series ``chosen`` ((file, header) per slice) and converting it to densities
-    at its own resolution need at the peak, from the headers alone: the HU volume (int16, or float32 where a
-    RescaleSlope or RescaleIntercept is not an integer), :data:`CT_GEOMETRY_BYTES_PER_VOXEL`, and the slices in flight
-    in the reader (each file's bytes and its decoded pixels, :data:`_READ_THREADS` x 2 + 1 of them, and one slice
-    rescaled in 64 bits and flipped)."""
+    """Bytes of memory that reading the series ``chosen`` ((file, header) per slice) needs at the peak, from the
+    headers alone: the HU volume (int16, or float32 where a RescaleSlope or RescaleIntercept is not an integer) and
+    the slices in flight in the reader (each file's bytes and its decoded pixels, :data:`_READ_THREADS` x 2 + 1 of
+    them, and one slice rescaled in 64 bits and flipped).  The conversion to densities is the caller's, whose form
+    (blocks or the CT's own voxels, over which slices) only it knows (:func:`conversion_memory_estimate`; before
+    2026-12-07 the CT's own resolution was counted here for every caller, which refused a CT that the check converts in
+    blocks: the scale audit's F2)."""
     def integer(v) -> bool:
         try:
             return float(v) == int(float(v))
@@ -343,8 +367,42 @@ def ct_memory_estimate(chosen: list, rows: int, cols: int) -> float:
     except (TypeError, ValueError):
         stored = 2
     per_slice = rows * cols
-    return (len(chosen) * per_slice * ((2 if integral else 4) + CT_GEOMETRY_BYTES_PER_VOXEL)
+    return (len(chosen) * per_slice * (2 if integral else 4)
             + (2 * _READ_THREADS + 1) * per_slice * 2 * stored + per_slice * 16)
+
+
+def conversion_memory_estimate(shape_zyx: Sequence[int], blocks: Sequence[int] = (1, 1, 1), *,
+                               full_resolution: bool = False) -> float:
+    """Bytes of memory beyond the HU volume that converting CT voxels of ``shape_zyx`` (the slices converted) to a
+    transport geometry needs at the peak: at the CT's own resolution (``blocks`` (1, 1, 1))
+    :data:`CT_GEOMETRY_BYTES_PER_VOXEL` per voxel; in blocks :data:`CT_BLOCKS_BYTES_PER_VOXEL` and
+    :data:`CT_BLOCKS_BYTES_PER_BLOCK`, or with ``full_resolution`` (a structure set's overrides or air outside the
+    External put in on the CT's own voxels before the blocks are formed) :data:`CT_FULL_BLOCKS_BYTES_PER_VOXEL` and
+    :data:`CT_FULL_BLOCKS_BYTES_PER_BLOCK`, with the slabs' temporaries (:data:`CT_BLOCKS_SLAB_BYTES_PER_VOXEL`)."""
+    from ..geometry import block_factors
+    from .hu_calibration import CT_SLAB_VOXELS
+
+    nz, ny, nx = (int(v) for v in shape_zyx)
+    fx, fy, fz = block_factors(blocks)
+    n = nz * ny * nx
+    if (fx, fy, fz) == (1, 1, 1):
+        return float(n * CT_GEOMETRY_BYTES_PER_VOXEL)
+    n_blocks = -(-nz // fz) * -(-ny // fy) * -(-nx // fx)
+    slabs = min(n, CT_SLAB_VOXELS) * CT_BLOCKS_SLAB_BYTES_PER_VOXEL
+    if full_resolution:
+        return float(n * CT_FULL_BLOCKS_BYTES_PER_VOXEL + n_blocks * CT_FULL_BLOCKS_BYTES_PER_BLOCK + slabs)
+    return float(n * CT_BLOCKS_BYTES_PER_VOXEL + n_blocks * CT_BLOCKS_BYTES_PER_BLOCK + slabs)
+
+
+@dataclass(frozen=True)
+class CTGrid:
+    """A CT series' grid from its headers alone (before its pixels are read): what :func:`load_ct_series`'s
+    ``conversion`` is given.  ``origin_mm``, ``voxel_size_mm`` and ``shape_zyx`` are those of the
+    :class:`CTImage` it then returns."""
+
+    shape_zyx: tuple[int, int, int]
+    voxel_size_mm: tuple[float, float, float]
+    origin_mm: tuple[float, float, float]
 
 
 #: what to do about a CT too large for the memory
@@ -352,11 +410,13 @@ _CT_MEMORY_FIX = ("free memory or use a machine with more (or ask the batch syst
                   "fewer slices or coarser pixels first")
 
 
-def _check_size(chosen: list, rows: int, cols: int, dz: float, folder) -> None:
+def _check_size(chosen: list, rows: int, cols: int, dz: float, folder,
+                conversion: tuple[float, str, str] | None = None) -> None:
     """Before any pixel is read: refuse a series longer than :data:`MAX_CT_LENGTH_MM`, and one whose reading
-    (:func:`ct_memory_estimate`) needs more memory than this process may allocate (mcproton/_run/inputs.py
-    check_memory_for, the dose grid's check).  Before, the CT was read first: 10^4 slices of 512 x 512 took 5 GB
-    and a minute before running out of memory (the hostile-input audit, F4)."""
+    (:func:`ct_memory_estimate`), with the caller's ``conversion`` (bytes, what it is, what else to do), needs more
+    memory than this process may allocate (mcproton/_run/inputs.py check_memory_for, the dose grid's check).
+    Before, the CT was read first: 10^4 slices of 512 x 512 took 5 GB and a minute before running out of memory
+    (the hostile-input audit, F4)."""
     from .._run.inputs import check_memory_for
     from .errors import McprotonEnvironmentError
 
@@ -366,9 +426,16 @@ def _check_size(chosen: list, rows: int, cols: int, dz: float, folder) -> None:
                    f"{MAX_CT_LENGTH_MM / 1e3:g} m is no patient's (a whole-body CT is about 2 m): the series is "
                    "damaged or mixes slices of several scans (ImagePositionPatient, the slice spacing); export it "
                    "again")
-    need = ct_memory_estimate(chosen, rows, cols)
-    check_memory_for(need, f"the CT series in {folder} ({size}) needs about {need / 1e9:.1f} GB of memory to be "
-                     "read and converted to densities", _CT_MEMORY_FIX, McprotonEnvironmentError)
+    read = ct_memory_estimate(chosen, rows, cols)
+    if conversion is None:
+        check_memory_for(read, f"the CT series in {folder} ({size}) needs about {read / 1e9:.1f} GB of memory to be "
+                         "read", _CT_MEMORY_FIX, McprotonEnvironmentError)
+        return
+    more, what, fix = conversion
+    need = read + more
+    check_memory_for(need, f"the CT series in {folder} ({size}) needs about {need / 1e9:.1f} GB of memory to be read "
+                     f"({read / 1e9:.1f} GB) and converted to {what} ({more / 1e9:.1f} GB)",
+                     _CT_MEMORY_FIX + (f"; {fix}" if fix else ""), McprotonEnvironmentError)
 
 
 def _out_of_memory(exc: MemoryError, chosen: list, rows: int, cols: int, dz: float, folder) -> MemoryError:
@@ -378,8 +445,8 @@ def _out_of_memory(exc: MemoryError, chosen: list, rows: int, cols: int, dz: flo
 
     need = ct_memory_estimate(chosen, rows, cols)
     return PhaseMemoryError(f"out of memory while reading the pixels of the CT series in {folder} "
-                            f"({_series_size(len(chosen), rows, cols, dz)}: about {need / 1e9:.1f} GB with its "
-                            f"conversion to densities; {type(exc).__name__}: {exc or 'no detail'}): {_CT_MEMORY_FIX}")
+                            f"({_series_size(len(chosen), rows, cols, dz)}: about {need / 1e9:.1f} GB to read it; "
+                            f"{type(exc).__name__}: {exc or 'no detail'}): {_CT_MEMORY_FIX}")
 
 
 class _SeriesHeaders(NamedTuple):
@@ -650,7 +717,8 @@ def ct_series_grid(folder: str | Path | Sequence[str | Path], *,
 
 
 @timed("ct_import")
-def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str | None = None) -> CTImage:
+def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str | None = None,
+                   conversion: Callable[[CTGrid], tuple[float, str, str] | None] | None = None) -> CTImage:
     """Read an axial CT series from a folder (or a list of files).
 
     DICOM objects that are not images (RT Plan, RT Struct, RT Dose) are ignored.  A file that is not DICOM is
@@ -661,11 +729,27 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     A slice whose stored pixel words do not fit its BitsStored/HighBit, or whose HighBit is not BitsStored - 1 where
     that matters, is refused (:func:`_pixel_bits`, :func:`_check_stored_bits`): readers disagree on its CT numbers.
     The grid it makes is known from the headers alone: :func:`ct_series_grid`.
+
+    Before any pixel is read, a series whose reading needs more memory than this process may allocate is refused
+    (:func:`_check_size`).  ``conversion(grid)``: what the caller's conversion of the CT will add, from the series'
+    grid (:class:`CTGrid`, the headers') as (bytes, what it converts to, what else the user can do), or None; it is
+    checked with the reading, so that a CT that cannot be converted is refused before its pixels are read
+    (``mcproton check`` and ``mcproton run``, which know whether they convert in blocks and over which slices).
     """
     h = _series_headers(folder, series_uid)
     chosen, rows0, cols0, dz, ps0 = h.chosen, h.rows, h.cols, h.dz, h.pixel_spacing
     normal, sx, sy, ipps_sorted, positions = h.normal, h.sx, h.sy, h.ipps_sorted, h.positions
-    _check_size(chosen, rows0, cols0, dz, folder)
+    # the axes whose direction cosine is negative are flipped below (each slice) so that the grid runs along +x, +y;
+    # the slices are put in z order (reversed where z decreases with the sort key)
+    origin = ipps_sorted[0].copy()
+    if sx < 0:
+        origin[0] = origin[0] - (cols0 - 1) * float(ps0[1])
+    if sy < 0:
+        origin[1] = origin[1] - (rows0 - 1) * float(ps0[0])
+    if normal[2] < 0:
+        origin[2] = ipps_sorted[-1][2]
+    grid = CTGrid(h.shape_zyx, h.voxel_size_mm, (float(origin[0]), float(origin[1]), float(origin[2])))
+    _check_size(chosen, rows0, cols0, dz, folder, None if conversion is None else conversion(grid))
 
     # --- pixels: each slice rescaled into the volume as it is read (the stored slices are not kept: the reading
     # peaked at 3.1 x the volume before, audit F7), placed where the axis flips below put it ---
@@ -746,20 +830,13 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
              f"reconstructed image and are read as {PADDING_REMAP_HU} HU (outside the field of view: air, and the edge "
              "of the field of view for the check of a patient cut off by the CT)", McprotonWarning)
 
-    # the axes whose direction cosine is negative were flipped above (each slice) so that the grid runs along +x, +y
-    origin = ipps_sorted[0].copy()
-    if sx < 0:
-        origin[0] = origin[0] - (cols0 - 1) * float(ps0[1])
-    if sy < 0:
-        origin[1] = origin[1] - (rows0 - 1) * float(ps0[0])
     if normal[2] < 0:  # z decreasing with the sort key: the slices were put in reverse so that z increases
-        origin[2] = ipps_sorted[-1][2]
         chosen = chosen[::-1]
     ds0 = chosen[0][1]
     return CTImage(
         hu_zyx=hu,
-        voxel_size_mm=h.voxel_size_mm,   # as ct_series_grid says it
-        origin_mm=(float(origin[0]), float(origin[1]), float(origin[2])),
+        voxel_size_mm=grid.voxel_size_mm,   # as ct_series_grid says it
+        origin_mm=grid.origin_mm,
         frame_of_reference_uid=str(ds0.get("FrameOfReferenceUID", "")),
         study_instance_uid=str(ds0.get("StudyInstanceUID", "")),
         series_instance_uid=str(ds0.get("SeriesInstanceUID", "")),

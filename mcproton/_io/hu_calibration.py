@@ -213,6 +213,23 @@ def check_spr_map(ct, name: str, *, given: bool, where: str, key: str, error: ty
     raise error(f"{msg}; {todo}")
 
 
+def _check_conversion_memory(ct, blocks: Sequence[int]) -> None:
+    """Refuse a conversion of ``ct`` (in ``blocks``) that needs more memory than this process may allocate
+    (:func:`~mcproton._io.ct.conversion_memory_estimate`; the CT's own HU are held already)."""
+    from .._run.inputs import check_memory_for
+    from .ct import conversion_memory_estimate
+    from .errors import McprotonEnvironmentError
+
+    shape = tuple(int(v) for v in np.shape(ct.hu_zyx))
+    need = conversion_memory_estimate(shape, blocks)
+    how = ("at its own resolution" if tuple(int(f) for f in blocks) == (1, 1, 1)
+           else f"in blocks of {' x '.join(str(int(f)) for f in blocks)} CT voxels")
+    check_memory_for(need, f"converting {_ct_where(ct)} ({shape[2]} x {shape[1]} x {shape[0]} voxels) {how} needs "
+                     f"about {need / 1e9:.1f} GB of memory", "free memory or use a machine with more (or ask the batch "
+                     "system for more), or convert it in coarser blocks (to_geometry's blocks=)",
+                     McprotonEnvironmentError)
+
+
 def _ct_where(ct) -> str:
     """The CT as a message of :meth:`HUCalibration.to_geometry` names it: by the folder of its slices (as ``mcproton
     check`` names it: "the CT (folder)"), else its series UID."""
@@ -1113,10 +1130,13 @@ class HUCalibration:
         RescaleIntercept: every value ~1024 HU too high).  Each is a warning here, as ``mcproton run`` says it where
         the calibration is given (a script names its calibration), kept in ``made_with_warnings`` and so in
         :func:`mcproton.simulate`'s result (before 2026-12-06 the Python route said nothing: the Python-API audit,
-        F3).  False where the caller makes them itself in its own terms (``mcproton run`` and ``mcproton check``,
-        which refuse the first two with their default calibration), so that nothing is said twice.  ``compact``,
-        ``check_coverage`` and ``check_ct`` take True or False only: text such as "false" is refused (it would read
-        as true).
+        F3).  With it, a conversion that needs more memory than this process may allocate is refused
+        (McprotonEnvironmentError; :func:`~mcproton._io.ct.conversion_memory_estimate`, which ``mcproton run`` and
+        ``mcproton check`` make before the CT's pixels are read: :func:`~mcproton._io.ct.load_ct_series`'s
+        ``conversion``).  False where the caller makes them itself in its own terms (``mcproton run`` and ``mcproton
+        check``, which refuse the first two with their default calibration), so that nothing is said twice.
+        ``compact``, ``check_coverage`` and ``check_ct`` take True or False only: text such as "false" is refused (it
+        would read as true).
         """
         from ..settings import _switch
 
@@ -1129,6 +1149,7 @@ class HUCalibration:
         with recording_warnings() as said:
             if check_ct:
                 self._check_ct(ct)
+                _check_conversion_memory(ct, blocks)
             if check_coverage:
                 with recording_warnings() as coverage:
                     check_ct_against_calibration(ct, self, None, error=None, what_to_give="the CT")

@@ -21,9 +21,17 @@ HEAD_MM = (75.0, 90.0, 100.0)
 SHELL_MM = 6.0
 
 
+#: the radius (mm) of the neck/torso cylinder below the head (write_case's ``torso``)
+TORSO_RADIUS_MM = 60.0
+
+
 def write_case(out: str | Path, *, shape_zyx=(200, 512, 512), pixel_mm: float = 0.9766,
-               slice_mm: float = 1.25, dose_mm: float = 2.5) -> dict:
-    """Write CT/ (one file per slice), RP.dcm and RD.dcm into ``out``; returns their paths and the grids."""
+               slice_mm: float = 1.25, dose_mm: float = 2.5, torso: bool = False,
+               beams: list[dict] | None = None) -> dict:
+    """Write CT/ (one file per slice), RP.dcm and RD.dcm into ``out``; returns their paths and the grids.
+    ``torso``: soft tissue in a cylinder of TORSO_RADIUS_MM below the head to the CT's end (a CT scanned longer than
+    the head, over which the RT Dose, the head's, is a part); ``beams``: the plan's beams (make_plan's), default one
+    120 MeV field at gantry 90."""
     from mcproton._io.dicom_common import StudyReference
     from mcproton.dicom import write_ct_series, write_rtdose
 
@@ -41,11 +49,13 @@ def write_case(out: str | Path, *, shape_zyx=(200, 512, 512), pixel_mm: float = 
         inner = (xs[None, :] / (a - SHELL_MM)) ** 2 + (ys[:, None] / (b - SHELL_MM)) ** 2 \
             + (z / (c - SHELL_MM)) ** 2
         sl = hu[k]
+        if torso and z < 0:                    # the neck and torso below the head's centre
+            sl[(xs[None, :] ** 2 + ys[:, None] ** 2) <= TORSO_RADIUS_MM ** 2] = 30
         sl[r2 <= 1.0] = 1000                   # cortical-like bone shell
         sl[inner <= 1.0] = 20                  # brain-like soft tissue
     write_ct_series(hu, vs, org, out / "CT", study=StudyReference(frame_of_reference_uid=FOR))
-    plan = make_plan([{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 10.0,
-                       "layers": [(120.0, spot_grid(3, 8.0), [1.0] * 9)]}], frame_of_reference_uid=FOR)
+    plan = make_plan(beams or [{"gantry": 90.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "meterset": 10.0,
+                                "layers": [(120.0, spot_grid(3, 8.0), [1.0] * 9)]}], frame_of_reference_uid=FOR)
     save(plan, out / "RP.dcm")
     from mcproton._io.rtplan import load_rtplan
 

@@ -48,14 +48,15 @@ def test_series_beyond_the_memory_is_refused_before_its_pixels(tmp_path, monkeyp
     monkeypatch.setattr(inputs, "available_memory", lambda: inputs.Memory(10e3, 0.0, "the test's limit"))
     calls = _count_pixel_reads(monkeypatch)
     with pytest.raises(McprotonEnvironmentError, match=r"\(3 slices of 16 x 16 = 768 voxels, 0\.01 m long\) needs "
-                       r"about 0\.0 GB of memory to be read and converted to densities, but only 0\.0 GB are available"
+                       r"about 0\.0 GB of memory to be read, but only 0\.0 GB are available"
                        r" \(0\.0 GB of swap\), bounded by the test's limit: free memory") as e:
         load_ct_series(folder)
     assert calls[0] == 0
     assert "resample the CT" in str(e.value)
-    # the estimate from the headers alone: 768 voxels x (2 + 7) bytes and the slices in flight in the reader
+    # the estimate from the headers alone: 768 voxels x 2 bytes and the slices in flight in the reader; the
+    # conversion to densities is the caller's (load_ct_series' conversion=; before 2026-12-07 768 x (2 + 7) here)
     need = ct_module.ct_memory_estimate([(None, pydicom.dcmread(next(folder.iterdir())))] * 3, 16, 16)
-    assert need == 768 * 9 + 9 * 256 * 2 * 2 + 256 * 16
+    assert need == 768 * 2 + 9 * 256 * 2 * 2 + 256 * 16
     monkeypatch.setattr(inputs, "available_memory", lambda: inputs.Memory(1.5 * need, 0.0))
     assert load_ct_series(folder).hu_zyx.shape == (3, 16, 16)   # enough: read
     assert calls[0] == 3
