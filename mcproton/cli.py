@@ -15,8 +15,12 @@ from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport
 
 
 #: the format version of ``mcproton run``'s summary JSON (stdout): raised when a key is removed or changes meaning
-#: (new keys do not raise it).  1: the first numbered one (2026-12-06; automation audit, F10)
-RUN_SUMMARY_SCHEMA = 1
+#: (new keys do not raise it).  1: the first numbered one (2026-12-06; automation audit, F10).  2 (2026-12-07):
+#: ``rtdose_contents``' and each ``rtdose_beams`` entry's ``scale_from_simulated_dose`` is the whole factor from the
+#: simulated dose to the file, the RBE included (1.1 x the fractions with ``output.rbe = 1.1``; the fractions alone
+#: in 1: audit 24 "docs" F2); a script that divided by it and then by ``rbe`` divides by the RBE twice in 2 (the
+#: review of 2026-12-07, F7)
+RUN_SUMMARY_SCHEMA = 2
 
 
 def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out: Path,
