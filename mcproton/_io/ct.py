@@ -745,7 +745,8 @@ def _kept_header_pass(folder: str | Path | Sequence[str | Path], series_uid: str
     """The headers :func:`ct_series_grid` read of these same files, its warnings said now (None: read them)."""
     if not _HEADER_PASS:
         return None
-    kept = _HEADER_PASS.pop(_header_pass_key(folder, series_uid), None)
+    key = _header_pass_key(folder, series_uid)
+    kept = None if key is None else _HEADER_PASS.pop(key, None)
     _HEADER_PASS.clear()   # used once, or not at all
     if kept is None:
         return None
