@@ -209,6 +209,27 @@ def _full_output_folder(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
     return res, rescue
 
 
+def _no_space_where(monkeypatch, where) -> None:
+    """Every atomic write of a file for which ``where(path)`` is true fails at once with ENOSPC (on top of the
+    writes already made to fail)."""
+    import errno
+
+    from mcproton._io import atomic
+
+    before = atomic.atomic_write_file
+
+    def failing(target, write):
+        if where(Path(target)):
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return before(target, write)
+
+    monkeypatch.setattr(atomic, "atomic_write_file", failing)
+
+
+def _error(err: str) -> str:
+    return [ln for ln in err.splitlines() if ln.startswith("mcproton: error:")][-1]
+
+
 def _dose(path: Path) -> np.ndarray:
     ds = pydicom.dcmread(path)
     return ds.pixel_array * float(ds.DoseGridScaling)
@@ -231,7 +252,7 @@ def test_a_full_disk_rescues_the_rt_doses_with_the_hdf5(checkpoint, three_beams,
         p.write_bytes(data)
     assert main(_run(three_beams, res / "RD.h5", res / "RD.dcm", *([] if checkpoint else ["--no-checkpoint"]))) == 3
     cap = capsys.readouterr()
-    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
+    msg = _error(cap.err)
     names = ["RD.h5", "RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"]
     rescued = {n: next(p for p in rescue.glob(f"mcproton-rescued-*-{n}") if p not in earlier) for n in names}
     assert all(p.read_bytes() == data for p, data in earlier.items())
@@ -261,21 +282,12 @@ def test_a_full_disk_says_which_outputs_were_not_written_anywhere(hdf5_rescued, 
     per-beam dose is lost), instead of saying nothing of them.  With the HDF5 rescued the message adds that it holds
     the plan's dose only; where it could not be rescued either, it does not (the review of 2026-12-07, F5: it said so
     after "this run's result is lost", as if the plan dose were kept somewhere)."""
-    from mcproton._io import atomic
-
     res, rescue = _full_output_folder(tmp_path, monkeypatch)
-
-    h5_only = atomic.atomic_write_file   # the rescue folder takes the HDF5 (or nothing), not the RT Doses
-
-    def no_dicom(target, write):
-        if Path(target).parent == rescue and (Path(target).suffix == ".dcm" or not hdf5_rescued):
-            raise OSError(28, "No space left on device", str(target))
-        return h5_only(target, write)
-
-    monkeypatch.setattr(atomic, "atomic_write_file", no_dicom)
+    # the rescue folder takes the HDF5 (or nothing), not the RT Doses
+    _no_space_where(monkeypatch, lambda p: p.parent == rescue and (p.suffix == ".dcm" or not hdf5_rescued))
     assert main(_run(three_beams, res / "RD.h5", res / "RD.dcm", "--no-checkpoint")) == 3
     cap = capsys.readouterr()
-    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
+    msg = _error(cap.err)
     for n in ("RD.dcm", "RD_beam1.dcm"):
         assert str(res / n) in msg, (n, msg)
     assert "not written" in msg and "per-beam doses are lost" in msg, msg
@@ -296,29 +308,19 @@ def test_the_rt_dose_and_plot_keep_the_dose_where_no_hdf5_can_be_written(own_fol
     they belong (the review of 2026-12-07, F4: they went to the temporary folder) or, where their folder is full too,
     to the temporary folder; the message says that the dose is kept, and where, not that "this run's result is
     lost"."""
-    import errno
     import tempfile
-
-    from mcproton._io import atomic
 
     rescue = tmp_path / "rescue"
     rescue.mkdir()
     monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
-    real = atomic.atomic_write_file
-
-    def no_hdf5(target, write):
-        if Path(target).suffix == ".h5" or (own_folder == "full" and Path(target).parent == tmp_path):
-            raise OSError(errno.ENOSPC, "No space left on device", str(target))
-        return real(target, write)
-
-    monkeypatch.setattr(atomic, "atomic_write_file", no_hdf5)
+    _no_space_where(monkeypatch, lambda p: p.suffix == ".h5" or (own_folder == "full" and p.parent == tmp_path))
     cfg = write_cfg(tmp_path / "job.toml", 2000)
     out, rd = tmp_path / "o.h5", tmp_path / "RD.dcm"
     png = out.with_suffix(".png")
     assert main(["run", str(cfg), "--out", str(out), "--rtdose", str(rd), "--set", "output.plot=true", "--quiet",
                  "--no-checkpoint", *ABSOLUTE]) == 3
     cap = capsys.readouterr()
-    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
+    msg = _error(cap.err)
     assert "the HDF5 is lost, the dose is kept in the RT Doses" in msg and "result is lost" not in msg, msg
     summary = json.loads(cap.out)
     assert summary["output"] is None and not out.exists()
@@ -345,7 +347,7 @@ def test_a_full_output_folder_leaves_the_rt_doses_where_they_belong(three_beams,
     other = tmp_path / "other"
     assert main(_run(three_beams, res / "RD.h5", other / "RD.dcm", "--no-checkpoint")) == 3
     cap = capsys.readouterr()
-    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
+    msg = _error(cap.err)
     (h5,) = rescue.iterdir()
     assert h5.name.endswith("-RD.h5")
     names = ["RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"]
@@ -365,21 +367,12 @@ def test_only_the_rt_dose_that_fails_where_it_belongs_is_rescued(three_beams, tm
     """Each RT Dose is tried where it belongs: one that fails there (RD_beam2.dcm: the disk filled as it was written)
     goes to its rescue copy, named as the run's other rescued RT Doses would be, and the next is tried where it
     belongs again."""
-    from mcproton._io import atomic
-
     res, rescue = _full_output_folder(tmp_path, monkeypatch)
     other = tmp_path / "other"
-    full_there = atomic.atomic_write_file
-
-    def beam2_fails(target, write):
-        if Path(target) == other / "RD_beam2.dcm":
-            raise OSError(28, "No space left on device", str(target))
-        return full_there(target, write)
-
-    monkeypatch.setattr(atomic, "atomic_write_file", beam2_fails)
+    _no_space_where(monkeypatch, lambda p: p == other / "RD_beam2.dcm")
     assert main(_run(three_beams, res / "RD.h5", other / "RD.dcm", "--no-checkpoint")) == 3
     cap = capsys.readouterr()
-    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
+    msg = _error(cap.err)
     (h5,) = rescue.glob("*-RD.h5")
     (b2,) = rescue.glob("*-RD_beam2.dcm")
     assert b2.name == h5.name.replace("-RD.h5", "-RD_beam2.dcm")
