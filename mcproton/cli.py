@@ -15,17 +15,22 @@ from ._signals import RaiseOnStopSignals, StopSignal, UntilTheTransport
 
 
 #: the format version of ``mcproton run``'s summary JSON (stdout): raised when a key is removed or changes meaning
-#: (new keys do not raise it).  1: the first numbered one (2026-12-06; automation audit, F10)
-RUN_SUMMARY_SCHEMA = 1
+#: (new keys do not raise it).  1: the first numbered one (2026-12-06; automation audit, F10).  2 (2026-12-07):
+#: ``rtdose_contents``' and each ``rtdose_beams`` entry's ``scale_from_simulated_dose`` is the whole factor from the
+#: simulated dose to the file, the RBE included (1.1 x the fractions with ``output.rbe = 1.1``; the fractions alone
+#: in 1: audit 24 "docs" F2); a script that divided by it and then by ``rbe`` divides by the RBE twice in 2 (the
+#: review of 2026-12-07, F7)
+RUN_SUMMARY_SCHEMA = 2
 
 
 def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out: Path,
                              checkpointed: bool) -> _Rescue | None:
     """Write the run's output (None: written); if that fails (disk full, no permission), never lose the finished
     run: point to the checkpoint that holds it (``--resume`` then only writes the outputs), or, without a finished
-    checkpoint, write the result to the temporary folder instead and return a :class:`_Rescue` saying so: the other
-    outputs (the RT Doses, the plot) then go there too, and :meth:`_Rescue.error` is raised once they are written.
-    The remedy follows the cause ("free disk space" only for a full disk or quota)."""
+    checkpoint, write the result to the temporary folder instead and return a :class:`_Rescue` saying so: each other
+    output (the RT Doses, the plot) is then written where it belongs, or beside it where that fails too
+    (:meth:`_Rescue.write`), and :meth:`_Rescue.error` is raised once they are written.  The remedy follows the
+    cause ("free disk space" only for a full disk or quota)."""
     from ._io.atomic import is_no_space, is_unwritable, rescue_path, write_error_text
     from ._io.errors import OutputWriteError
 
@@ -53,20 +58,29 @@ def _write_output_or_explain(write: Callable[[Any, Path], Any], result: Any, out
     return _Rescue(out, why, checkpointed, rescue)
 
 
+def _written_there(placed: list[Path]) -> str:
+    """"; written where they belong: A, B" (those of :class:`_Rescue`'s outputs that are), or ""."""
+    return (f"; written where {'it belongs' if len(placed) == 1 else 'they belong'}: {', '.join(map(str, placed))}"
+            if placed else "")
+
+
 class _Rescue:
     """The outputs of a finished run whose HDF5 could not be written at ``--out`` while no finished checkpoint holds
     the run (:func:`_write_output_or_explain`): the HDF5 went to the temporary folder (``copy``; None: nor there,
-    ``lost`` says why), and so do the RT Doses and the plot (:meth:`path`); :meth:`record` keeps where each went
-    or why it was not written, :meth:`summary_keys` gives the summary's ``failed_outputs`` and ``rescued_outputs``,
-    and :meth:`error` the one message naming every output.  Before, the RT Doses were not attempted, the message
-    did not name them and no summary was printed: the per-beam doses, which the HDF5 does not hold, were lost (the
-    identity audit of 2026-12-07, F6)."""
+    ``lost`` says why); each RT Dose and the plot is written where it belongs, and only where that fails to its
+    rescue copy beside the HDF5's (:meth:`write`, :meth:`path`); :attr:`outputs` keeps where each went or why it was
+    not written, :meth:`summary_keys` gives the summary's ``failed_outputs`` and ``rescued_outputs``, and
+    :meth:`error` the one message naming every output.  Before, the RT Doses were not attempted, the message did
+    not name them and no summary was printed: the per-beam doses, which the HDF5 does not hold, were lost (the
+    identity audit of 2026-12-07, F6); and from then until the review of 2026-12-07 (F4) every RT Dose and the plot
+    went to the temporary folder even where their own folder had room."""
 
     def __init__(self, out: Path, why: str, checkpointed: bool, copy: Path | None, *, lost: str = "",
                  fix: str = "", cause: BaseException | None = None, no_space: bool = False) -> None:
         self.out, self.why, self.checkpointed, self.copy = out, why, checkpointed, copy
         self.lost, self.fix, self.cause, self.no_space = lost, fix, cause, no_space
-        #: each output not written where it belongs: (what, its path, where it went or None, why not there)
+        #: each output: (what, its path, where it was written (its path: where it belongs; else its rescue copy) or
+        #: None, why it is not where it belongs ("" where it is))
         self.outputs: list[tuple[str, Path, Path | None, str]] = [("the HDF5", out, copy, why)]
         self._paths: dict[str, Path] = {}   # each output's rescue copy, chosen once (:meth:`path`)
 
@@ -82,79 +96,138 @@ class _Rescue:
             self._paths[key] = rescue_path(p, derived=derived)
         return self._paths[key]
 
-    def record(self, items: list[tuple[str, Path, Path]], exc: BaseException | None = None) -> None:
-        """The outputs ``items`` (what, path, its rescue copy: "the RT Dose", ...) written in this order; ``exc``:
-        the error that stopped them (those before the copy it names were written; that one and the rest not)."""
+    def write(self, what: str, p: Path, write: Callable[[Path], Any], copy: Callable[[], Path]) -> tuple[Any, Path]:
+        """Write the output ``p`` ("the RT Dose", ...) where it belongs (``write(p)``), or, where that raises an
+        OSError, to its rescue copy (``copy()``); returns what ``write`` returned and where it wrote.  Recorded
+        either way; an OSError at the rescue copy too is recorded and raised (any other error is the caller's)."""
         from ._io.atomic import write_error_text
 
-        failed_at = len(items)
-        if exc is not None:
-            name = getattr(exc, "filename", None)
-            failed_at = next((i for i, (_, _, c) in enumerate(items) if name is not None and str(c) == str(name)), 0)
-        for i, (what, p, c) in enumerate(items):
-            if i < failed_at:
-                self.outputs.append((what, p, c, ""))
-            elif i == failed_at and isinstance(exc, OSError):
-                self.outputs.append((what, p, None, f"nor its rescue copy {c}: {write_error_text(exc, c)}"))
-            elif i == failed_at and exc is not None:   # a bug drawing the figure
-                self.outputs.append((what, p, None, f"not drawn: {type(exc).__name__}: {printable(exc)}, a bug in "
-                                     "mcproton's figure (rerun with --debug and report it)"))
-            else:
-                self.outputs.append((what, p, None, "not written after that"))
+        try:
+            result = write(p)
+        except OSError as exc:
+            why = write_error_text(exc, p)
+        else:
+            self.outputs.append((what, p, p, ""))
+            return result, p
+        try:
+            c = copy()
+        except OSError as exc:   # no free rescue name
+            self.outputs.append((what, p, None, f"{why}; nor a rescue copy: {write_error_text(exc)}"))
+            raise
+        try:
+            result = write(c)
+        except OSError as exc:
+            self.outputs.append((what, p, None, f"{why}; nor its rescue copy {c}: {write_error_text(exc, c)}"))
+            raise
+        self.outputs.append((what, p, c, why))
+        return result, c
+
+    def not_written(self, items: list[tuple[str, Path]], why: str = "not written after that") -> None:
+        """The outputs ``items`` (what, path) not recorded yet: not written, ``why``."""
+        done = {str(p) for _, p, _, _ in self.outputs}
+        self.outputs += [(what, p, None, why) for what, p in items if str(p) not in done]
 
     def moved(self) -> dict[str, str]:
-        return {str(p): str(c) for _, p, c, _ in self.outputs if c is not None}
+        """Each output written elsewhere than where it belongs: its path to its rescue copy."""
+        return {str(p): str(c) for _, p, c, _ in self.outputs if c is not None and c != p}
 
     def summary_keys(self) -> dict[str, Any]:
-        """``failed_outputs`` (each output not written where it belongs, and why) and ``rescued_outputs`` (each
-        written elsewhere: its path to where it is), for the summary."""
-        return {"failed_outputs": [f"{what} {p} ({why or 'not written there: the HDF5 could not be'}"
-                                   + (f"; written to {c} instead)" if c is not None else ")")
-                                   for what, p, c, why in self.outputs],
+        """``failed_outputs`` (each output not written where it belongs, why, and where it is instead, if anywhere)
+        and ``rescued_outputs`` (each written to its rescue copy: its path to where it is), for the summary; an
+        output written where it belongs is in neither (the summary's ``rtdose``, ``rtdose_beams`` and ``plot`` name
+        where each is)."""
+        return {"failed_outputs": [f"{what} {p} ({why}" + (f"; written to {c} instead)" if c is not None else ")")
+                                   for what, p, c, why in self.outputs if c != p],
                 "rescued_outputs": self.moved()}
 
+    def _parts(self) -> tuple[list[Path], str, str, bool]:
+        """The other outputs than the HDF5: those written where they belong; those rescued ("p -> c", with their own
+        reason where it is not the HDF5's); those not written (and the per-beam doses lost); whether an RT Dose
+        holds the dose."""
+        placed = [p for _, p, c, _ in self.outputs[1:] if c == p]
+        moved = ", ".join(f"{p} -> {c}" + (f" ({why})" if why != self.why else "")
+                          for _, p, c, why in self.outputs[1:] if c is not None and c != p)
+        missing = [(what, p, why) for what, p, c, why in self.outputs[1:] if c is None]
+        beams_lost = any(what == "the per-beam RT Dose" for what, _, _ in missing)
+        # the HDF5 holds the plan's dose only where there is one (the review of 2026-12-07, F5: said without one)
+        gone = ("; not written: " + ", ".join(f"{what} {p} ({why})" for what, p, why in missing)
+                + (": the per-beam doses are lost" + (" (the HDF5 holds the plan's dose only)"
+                                                       if self.copy is not None else "") if beams_lost else "")
+                if missing else "")
+        dose = any(what.endswith("RT Dose") for what, _, c, _ in self.outputs[1:] if c is not None)
+        return placed, moved, gone, dose
+
     def error(self) -> Exception:
-        """The one message: what could not be written, where each output went or that it was not written, and
-        what to do (move them; --resume from an older checkpoint)."""
+        """The one message: what could not be written, where each output went (where it belongs, or its rescue copy)
+        or that it was not written, and what to do (move the rescue copies; --resume from an older checkpoint)."""
         from ._io.errors import OutputWriteError
         from ._run.checkpoint import checkpoint_path, describe
 
         ckpt = checkpoint_path(self.out)
         older = self.checkpointed and ckpt.exists()
-        others = [(p, c) for _, p, c, _ in self.outputs[1:] if c is not None]
-        missing = [(what, p, why) for what, p, c, why in self.outputs[1:] if c is None]
-        beams_lost = any(what == "the per-beam RT Dose" for what, _, _ in missing)
-        gone = ("; not written: " + ", ".join(f"{what} {p} ({why})" for what, p, why in missing)
-                + (": the per-beam doses are lost (the HDF5 holds the plan's dose only)" if beams_lost else "")
-                if missing else "")
-        moved = ", ".join(f"{p} -> {c}" for p, c in others)
+        placed, moved, gone, dose = self._parts()
+        there = _written_there(placed)
         if self.copy is None:   # nor the HDF5's rescue copy: what the RT Doses kept, if anything
             later = (f"; --resume continues from the checkpoint {ckpt} ({describe(ckpt)})" if older
                      else f"; {self.fix} and run again")
-            dose = any(what.endswith("RT Dose") for what, _, c, _ in self.outputs[1:] if c is not None)
-            kept = (f"; the HDF5 is lost, the other outputs were written to the temporary folder instead: {moved}: "
-                    f"move them where they belong{' (the dose is kept in the RT Doses)' if dose else ''}" if others
-                    else ": this run's result is lost")
+            kept = (f"; the HDF5 is lost{', the dose is kept in the RT Doses' if dose else ''}{there}"
+                    + (f"; the other outputs were written to the temporary folder instead: {moved}: move them where "
+                       "they belong" if moved else "") if placed or moved else ": this run's result is lost")
             err = OutputWriteError(f"could not write {self.out}: {self.why}; {self.lost}{kept}{gone}{later}",
                                    no_space=self.no_space)
             err.__cause__ = self.cause
             return err
         partial = (f" (the older checkpoint {ckpt}, {describe(ckpt)}, is left in place: delete it once the result "
                    "is safe)") if older else ""
-        beside = f", and the other outputs beside it: {moved}" if others else ""
+        beside = f", and the other outputs that could not be written where they belong beside it: {moved}" if moved \
+            else ""
         return OutputWriteError(f"could not write {self.out}: {self.why}; the result was written to {self.copy} "
-                                f"instead{beside}: move {'them' if others else 'it'} where "
-                                f"{'they belong' if others else 'it belongs'}{gone}{partial}")
+                                f"instead{beside}: move {'them' if moved else 'it'} where "
+                                f"{'they belong' if moved else 'it belongs'}{there}{gone}{partial}")
+
+    def interrupted(self, signum: int, names: list[Path]) -> str:
+        """The message of a SIGINT/SIGTERM while the outputs ``names`` (the HDF5 first, each where it belongs) were
+        written: where the finished result is and that it is to be moved, where the others went, which were not
+        written and how to get them (before, the generic message said "no checkpoint holds the run: run it again",
+        and neither where the result was nor to move it: the review of 2026-12-07, F10)."""
+        from ._run.checkpoint import checkpoint_path, describe
+
+        done = {str(p) for _, p, c, _ in self.outputs if c is not None}
+        missing = [p for p in names[1:] if str(p) not in done]
+        placed, moved, _, _ = self._parts()
+        if self.copy is not None:
+            kept = (f"the finished result was written to {self.copy} instead: move it where it belongs"
+                    + (f"; written to the temporary folder instead: {moved}: move them where they belong too"
+                       if moved else ""))
+        else:
+            kept = (f"{self.lost}: the HDF5 is lost"
+                    + (f"; written to the temporary folder instead: {moved}: move them where they belong"
+                       if moved else ""))
+        there = _written_there(placed)
+        ckpt = checkpoint_path(self.out)
+        again = (f"--resume continues from the checkpoint {ckpt} ({describe(ckpt)})"
+                 if self.checkpointed and ckpt.exists() else "no checkpoint holds the run: run it again for them")
+        rest = f"; not written: {', '.join(map(str, missing))} (no partial file is left; {again})" if missing else ""
+        return (f"mcproton: {signal.Signals(signum).name} received while writing the outputs: could not write "
+                f"{self.out} ({self.why}); {kept}{there}{rest}")
 
 
-def _record_rtdoses(rescue: _Rescue, cfg: dict, beams: list, out: Path, rtdose: str,
-                    exc: BaseException | None = None) -> None:
-    """Record in ``rescue`` where the RT Dose and the per-beam RT Doses went (their rescue copies, in the order
-    write_run_rtdoses writes them), or, with ``exc``, which were not written."""
-    names = _output_names(cfg, beams, out, rtdose, None)[1:]
-    copies = _output_names(cfg, beams, out, str(rescue.path(rtdose)), None)[1:]
-    whats = ["the RT Dose"] + ["the per-beam RT Dose"] * (len(names) - 1)
-    rescue.record(list(zip(whats, names, copies)), exc)
+def _rescued_rtdose(rescue: _Rescue, cfg: dict, beams: list, out: Path, rtdose: str, whats: dict[Path, str],
+                    op: _OutputPhase) -> Callable[[Path, Callable[[Path], dict]], dict]:
+    """How write_run_rtdoses writes each RT Dose once the HDF5 was rescued: where it belongs, or, where that fails,
+    to its rescue copy (:meth:`_Rescue.write`: named after the plan RT Dose's copy, whose name is chosen where every
+    per-beam copy's name is free too); ``whats``: each file's path to what it is ("the RT Dose", ...)."""
+    def copy(p: Path) -> Path:
+        base = rescue.path(rtdose, lambda c: _output_names(cfg, beams, out, str(c), None)[2:])
+        names = _output_names(cfg, beams, out, rtdose, None)[1:]
+        return dict(zip(names, _output_names(cfg, beams, out, str(base), None)[1:]))[p]
+
+    def place(p: Path, write: Callable[[Path], dict]) -> dict:
+        entry, where = rescue.write(whats[p], p, write, lambda: copy(p))
+        op.written.append(str(where))
+        return entry
+
+    return place
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -461,6 +534,8 @@ class _OutputPhase(RaiseOnStopSignals):
         super().__init__()
         self.written: list[str] = []
         self.done = False
+        #: the outputs' rescue once the HDF5 could not be written at --out (a stop then says where the result is)
+        self.rescue: _Rescue | None = None
 
     def quiet(self) -> bool:
         return self.done
@@ -506,8 +581,9 @@ def _transport_and_write(args: argparse.Namespace, cfg: dict, settings: Any, geo
             rc = _check_and_write(args, cfg, settings, beams, results, out, rtdose, png, outline, clock, said, op,
                                   identity, earlier)
         except _OutputInterrupted as exc:
-            print(_interrupted_writing(exc.signum, op.written, _output_names(cfg, beams, out, rtdose, png), out,
-                                       checkpointed=not args.no_checkpoint), file=sys.stderr)
+            names = _output_names(cfg, beams, out, rtdose, png)
+            print(_interrupted_writing(exc.signum, op.written, names, out, checkpointed=not args.no_checkpoint)
+                  if op.rescue is None else op.rescue.interrupted(exc.signum, names), file=sys.stderr)
             return 128 + exc.signum
     if stopped:
         print(f"mcproton: interrupted by {signal.Signals(stopped - 128).name} as the transport finished: the outputs "
@@ -697,8 +773,10 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         rescue = _write_output_or_explain(writer, total, out, checkpointed)
     if rescue is None:
         op.written.append(str(out))
-    elif rescue.copy is not None:   # the other outputs go beside it, into the temporary folder
-        op.written.append(str(rescue.copy))
+    else:   # the other outputs where they belong, or beside the HDF5's rescue copy; a stop signal says where it is
+        op.rescue = rescue
+        if rescue.copy is not None:
+            op.written.append(str(rescue.copy))
 
     with phase("summary"):   # the summary's dose figures (maximum, D0.03cc, D2%: mcproton/body.py)
         summary = {"schema_version": RUN_SUMMARY_SCHEMA, **_run_record(args, settings, identity, clock),
@@ -728,21 +806,23 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
     if rtdose:   # what it holds: output.dose_summation, rtdose_per_beam, dose_to, rbe (mcproton/_io/rtdose.py)
         from ._io.rtdose import write_run_rtdoses
 
-        # the RT Dose(s) where they belong, or beside the HDF5's rescue copy (the per-beam doses are in no other file)
-        rd = (Path(rtdose) if rescue is None else   # the per-beam copies are named after the RT Dose's: free too
-              rescue.path(rtdose, lambda p: _output_names(cfg, beams, out, str(p), None)[2:]))
+        # the RT Dose(s) where they belong; with the HDF5 rescued, each that cannot be written there goes beside the
+        # HDF5's rescue copy (the per-beam doses are in no other file)
+        names = _output_names(cfg, beams, out, rtdose, None)[1:]
+        kinds = ["the RT Dose"] + ["the per-beam RT Dose"] * (len(names) - 1)
+        place = None if rescue is None else _rescued_rtdose(rescue, cfg, beams, out, rtdose, dict(zip(names, kinds)),
+                                                            op)
         try:
             with phase("rtdose"):
-                summary.update(write_run_rtdoses(total, results, beams, out_cfg, rd))
+                summary.update(write_run_rtdoses(total, results, beams, out_cfg, rtdose, place=place))
             if (note := _default_medium_note(cfg)) is not None:
                 print(f"mcproton: {note}", file=sys.stderr)
                 summary["rtdose_note"] = note
-            op.written += [str(p) for p in _output_names(cfg, beams, out, str(rd), None)[1:]]
-            if rescue is not None:
-                _record_rtdoses(rescue, cfg, beams, out, rtdose)
+            if rescue is None:
+                op.written += [str(p) for p in names]
         except OSError as exc:   # one line, naming the file (a per-beam one where that failed; audit F7)
             if rescue is not None:
-                _record_rtdoses(rescue, cfg, beams, out, rtdose, exc)
+                rescue.not_written(list(zip(kinds, names)))
             else:
                 failed.append(f"the RT Dose {exc.filename or rtdose} "
                               f"({write_error_text(exc, exc.filename or rtdose)})")
@@ -750,21 +830,23 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
     if png is not None:
         from .plots import plot_depth_dose
 
-        drawn = png if rescue is None else rescue.path(png)
+        def draw(target: Path) -> None:
+            if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
+                _plot_run_planes(cfg, total, beams, target, outline, rtdose)   # says an early stop too
+            else:
+                plot_depth_dose(total, target)
+
         try:
             with phase("plot"):
-                if "plan" in cfg or cfg.get("phantom", {}).get("type") in ("ct", "paediatric"):
-                    _plot_run_planes(cfg, total, beams, drawn, outline, rtdose)   # says an early stop too
-                else:
-                    plot_depth_dose(total, drawn)
+                if rescue is None:
+                    draw(png)
+                    drawn = png
+                else:   # where it belongs, or beside the HDF5's rescue copy
+                    drawn = rescue.write("the plot", png, draw, lambda: rescue.path(png))[1]
             summary["plot"] = str(drawn)
             op.written.append(str(drawn))
-            if rescue is not None:
-                rescue.record([("the plot", png, drawn)])
         except OSError as exc:
-            if rescue is not None:
-                rescue.record([("the plot", png, drawn)], exc)
-            else:
+            if rescue is None:
                 failed.append(f"the plot {png} ({write_error_text(exc, png)})")
             no_space |= is_no_space(exc)
         except (MemoryError, RuntimeError):   # the machine's (or an error of ours already named as such)
@@ -773,12 +855,16 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
             # before 2026-12-06 an ROI name matplotlib read as mathtext raised a ValueError here: no summary, exit 2
             # "refused: bad input" after the whole transport (strings audit 19, F1)
             if rescue is not None:
-                rescue.record([("the plot", png, drawn)], exc)
+                rescue.not_written([("the plot", png)], f"not drawn: {type(exc).__name__}: {printable(exc)}, a bug "
+                                   "in mcproton's figure (rerun with --debug and report it)")
             else:
                 failed.append(f"the plot {png} ({type(exc).__name__}: {printable(exc)})")
                 drawing = exc
     if rescue is not None:   # the HDF5 not written at --out: the summary all the same, then the one message
-        print(json_text({**summary, **rescue.summary_keys()}))
+        if rescue.copy is not None and writer.set_warnings(said):   # warned while the others were written: into
+            _rewrite_hdf5_warnings(writer, rescue.copy)   # the rescued HDF5 too, as the normal path's (review F10)
+        print(json_text({**summary, **rescue.summary_keys(),
+                         **({"warnings": list(dict.fromkeys(said))} if said else {})}))
         raise rescue.error()
     if failed:   # the HDF5 holds the run; the checkpoint, if any, stays until every output is written
         # the summary all the same (what was written, and what not), then the error (the long-runs audit, F14)

@@ -2311,8 +2311,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     n_figures = 0
     if out_dir is not None and report:
         n_figures = figure_worker_count(len(PLANES) + 1 + len(mc.beam_meta), tps.size)
-    for line in _gamma_step_lines(jobs, gamma_points, n_workers, len(groups), len(beam_ids), len(region_ids)):
-        step(line)
+    if progress:   # counted only where said: each reference's evaluable points are a pass over the grid
+        for line in _gamma_step_lines(jobs, gamma_points, n_workers, len(groups), len(beam_ids), len(region_ids)):
+            step(line)
     t_gamma0 = time.perf_counter()
     # an error or a stop signal before the results stops the figure and gamma workers
     with FigureWorkers(early_result, n_figures, log) as figure_run, start_gammas(jobs, n_workers, log=log) as gamma_run:

@@ -37,8 +37,9 @@ def _interp_algo() -> str:
 
 def _gamma_cut(ref: np.ndarray, body: np.ndarray, threshold_pct: float) -> tuple[float, float]:
     """The global normalisation of a gamma (the reference's maximum in the body; 0 without one) and its lower dose
-    cutoff (pymedphys's lower_dose_cutoff, the same expression)."""
-    norm = float(ref[body].max()) if body.any() else 0.0
+    cutoff (pymedphys's lower_dose_cutoff, the same expression).  The maximum is taken in place (``ref[body]`` made
+    a float copy of the body's voxels: ~60 MB on a 1 mm head grid; the review of 2026-12-07, F8)."""
+    norm = float(np.max(ref, where=body, initial=-np.inf)) if body.any() else 0.0
     return norm, threshold_pct / 100 * norm
 
 

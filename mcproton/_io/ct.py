@@ -11,6 +11,7 @@ returned grid always has axes along +x, +y, +z with positive spacings.
 from __future__ import annotations
 
 import contextlib
+import os
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -705,15 +706,54 @@ def ct_series_grid(folder: str | Path | Sequence[str | Path], *,
     (z, y, x) and voxel size (dx, dy, dz) in mm, from the slices' headers alone (no pixel is read: ~0.4 s for 360
     slices of 512 x 512, where reading them takes 1-2 s and converting them to densities ~10 s).  Its refusals are
     those of :func:`load_ct_series`; its warnings are not said (the reading says them): ``mcproton run`` sizes its
-    dose grid with it before the CT is read (mcproton/_run/inputs.py check_before_build)."""
+    dose grid with it before the CT is read (mcproton/_run/inputs.py check_before_build).  The headers it read are
+    kept for the next :func:`load_ct_series` of the same files (:data:`_HEADER_PASS`), which reads no header again."""
     import warnings
 
     from .errors import muted_warnings
 
-    with muted_warnings(), warnings.catch_warnings():
+    key = _header_pass_key(folder, series_uid)   # before the reading: a file changed during it is read again
+    unsaid: list = []
+    with muted_warnings(unsaid), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         h = _series_headers(folder, series_uid)
+    _HEADER_PASS.clear()
+    if key is not None:
+        _HEADER_PASS[key] = (h, unsaid)
     return h.shape_zyx, h.voxel_size_mm
+
+
+#: The header pass of the last :func:`ct_series_grid` and the warnings it did not say, kept for the
+#: :func:`load_ct_series` of the same series that follows it (``mcproton run`` sizes its dose grid from the headers
+#: before it reads the CT): one entry, used once, keyed by the series asked for and each file's path, device, inode,
+#: size and modification time (a file added, removed or rewritten in between: read again).  Before, a run read every
+#: slice's header twice (the review of 2026-12-07, F6: the pass that is slow on a network share).
+_HEADER_PASS: dict[tuple, tuple[_SeriesHeaders, list]] = {}
+
+
+def _header_pass_key(folder: str | Path | Sequence[str | Path], series_uid: str | None) -> tuple | None:
+    """The key of :data:`_HEADER_PASS` for these files now (None where they cannot be listed: the reading says
+    why)."""
+    try:
+        stats = [(os.path.abspath(f), f.stat()) for f in _list_files(folder)]
+    except (OSError, DicomInputError):
+        return None
+    return series_uid, tuple((p, s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns) for p, s in stats)
+
+
+def _kept_header_pass(folder: str | Path | Sequence[str | Path], series_uid: str | None) -> _SeriesHeaders | None:
+    """The headers :func:`ct_series_grid` read of these same files, its warnings said now (None: read them)."""
+    if not _HEADER_PASS:
+        return None
+    key = _header_pass_key(folder, series_uid)
+    kept = None if key is None else _HEADER_PASS.pop(key, None)
+    _HEADER_PASS.clear()   # used once, or not at all
+    if kept is None:
+        return None
+    h, unsaid = kept
+    for message, category in unsaid:
+        warn(message, category, stacklevel=2)
+    return h
 
 
 @timed("ct_import")
@@ -736,7 +776,7 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     checked with the reading, so that a CT that cannot be converted is refused before its pixels are read
     (``mcproton check`` and ``mcproton run``, which know whether they convert in blocks and over which slices).
     """
-    h = _series_headers(folder, series_uid)
+    h = _kept_header_pass(folder, series_uid) or _series_headers(folder, series_uid)
     chosen, rows0, cols0, dz, ps0 = h.chosen, h.rows, h.cols, h.dz, h.pixel_spacing
     normal, sx, sy, ipps_sorted, positions = h.normal, h.sx, h.sy, h.ipps_sorted, h.positions
     # the axes whose direction cosine is negative are flipped below (each slice) so that the grid runs along +x, +y;

@@ -100,10 +100,13 @@ def warn(message: str, category: type[McprotonWarning] = McprotonWarning, stackl
     """Issue one of mcproton's warnings (``warnings.warn``; ``stacklevel`` as there, counted from the caller) and
     add its message to every :func:`recording_warnings` block open in this thread, whatever the warning filters
     show: a signed report (``mcproton check``) and a run's outputs keep what was said during them.  Inside
-    :func:`muted_warnings` (in this thread) it says and records nothing."""
+    :func:`muted_warnings` (in this thread) it says and records nothing (it is kept where that block asks)."""
     import warnings
 
     if getattr(_LOCAL, "muted", 0):
+        kept = getattr(_LOCAL, "kept", None)
+        if kept is not None:
+            kept.append((str(message), category))
         return
     for rec in _open_blocks():
         rec.append(str(message))
@@ -111,16 +114,19 @@ def warn(message: str, category: type[McprotonWarning] = McprotonWarning, stackl
 
 
 @contextlib.contextmanager
-def muted_warnings() -> Iterator[None]:
+def muted_warnings(kept: list[tuple[str, type[McprotonWarning]]] | None = None) -> Iterator[None]:
     """``with muted_warnings():`` mcproton's warnings (:func:`warn`) issued in this thread inside the block are
-    neither shown nor recorded: for a pass over inputs that is made again later with its warnings (the CT's headers
-    read to size a run's dose grid before the CT itself is read: mcproton/_io/ct.py ct_series_grid), so that
-    each is said once."""
+    neither shown nor recorded: for a pass over inputs whose warnings are said later (the CT's headers read to size
+    a run's dose grid before the CT itself is read: mcproton/_io/ct.py ct_series_grid), so that each is said once.
+    ``kept``: a list that receives each muted warning's (message, category), for the caller to say them later."""
+    before = getattr(_LOCAL, "kept", None)
     _LOCAL.muted = getattr(_LOCAL, "muted", 0) + 1
+    _LOCAL.kept = kept
     try:
         yield
     finally:
         _LOCAL.muted -= 1
+        _LOCAL.kept = before
 
 
 class recording_warnings:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -798,12 +798,17 @@ def _written_references(path: Path, study: StudyReference) -> dict:
             "study_instance_uid": str(ds.StudyInstanceUID), "frame_of_reference_uid": str(ds.FrameOfReferenceUID)}
 
 
-def write_run_rtdoses(total, results: Sequence, beams: Sequence, out_cfg: dict, path: str | Path) -> dict:
+def write_run_rtdoses(total, results: Sequence, beams: Sequence, out_cfg: dict, path: str | Path, *,
+                      place: Callable[[Path, Callable[[Path], dict]], dict] | None = None) -> dict:
     """The RT Dose(s) of a ``mcproton run`` (``output`` keys ``dose_to``, ``rbe``, ``dose_summation``,
     ``rtdose_per_beam``): the plan dose at ``path`` and, with ``rtdose_per_beam``, one per beam beside it
     (:func:`beam_rtdose_path`, BEAM or BEAM_SESSION, one series), all through :func:`write_result_rtdose` in
-    one study.  The dose outside the body outline of ``total`` (mcproton.body) is 0 in every file.  Returns
-    the JSON summary entries."""
+    one study.  The dose outside the body outline of ``total`` (mcproton.body) is 0 in every file.  ``place(its
+    path, write)``: how each file is written (default ``write(its path)``; ``mcproton run`` writes a file that
+    cannot be written there beside its rescued HDF5: mcproton/cli.py _Rescue.write).  Returns the JSON summary
+    entries (``rtdose`` and each entry's ``path``: where the file was written)."""
+    import functools
+
     from pydicom.uid import generate_uid
 
     dose_to = out_cfg.get("dose_to", "medium")
@@ -812,8 +817,9 @@ def write_run_rtdoses(total, results: Sequence, beams: Sequence, out_cfg: dict, 
     study = (getattr(total.geometry, "study", None) or StudyReference()).resolved()   # one study, every file
     outline = getattr(total, "body_outline", None)
     plan = dose_contents(beams, summation=summation, dose_to=dose_to, rbe=rbe)
-    out = {"rtdose": str(path),
-           "rtdose_contents": write_result_rtdose(total, Path(path), contents=plan, study=study)}
+    put = place or (lambda p, write: write(p))
+    entry = put(Path(path), functools.partial(write_result_rtdose, total, contents=plan, study=study))
+    out = {"rtdose": entry["path"], "rtdose_contents": entry}
     if out_cfg.get("rtdose_per_beam"):
         if len(results) != len(beams):
             raise ValueError(f"{len(results)} beam results for {len(beams)} beams")
@@ -821,11 +827,11 @@ def write_run_rtdoses(total, results: Sequence, beams: Sequence, out_cfg: dict, 
         files = []
         for i, res in enumerate(results):   # 0 outside the plan dose's outline too
             c = dose_contents(beams, summation=summation, dose_to=dose_to, rbe=rbe, beam_index=i)
-            files.append(write_result_rtdose(res, beam_rtdose_path(path, c.beam_numbers[0]), contents=c,
-                                             study=study, body_outline=outline,
-                                             series_instance_uid=series,
-                                             instance_number=i + 1, series_description="mcproton beam dose",
-                                             series_number=2))
+            files.append(put(Path(beam_rtdose_path(path, c.beam_numbers[0])),
+                             functools.partial(write_result_rtdose, res, contents=c, study=study,
+                                               body_outline=outline, series_instance_uid=series,
+                                               instance_number=i + 1, series_description="mcproton beam dose",
+                                               series_number=2)))
         out["rtdose_beams"] = files
     return out
 

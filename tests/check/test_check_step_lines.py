@@ -94,11 +94,46 @@ def test_every_gamma_point_says_how_long_to_expect(monkeypatch):
     assert len(api._gamma_step_lines(jobs[:1], None, 2, 1, 0, 0)) == 2
 
 
-def test_the_cli_says_them_and_not_with_quiet(case, tmp_path, capsys):
+def test_the_gamma_maximum_takes_no_copy_of_the_grid():
+    """The gamma's normalisation is the reference's maximum in the body, taken in place: the same value as before
+    (``ref[body].max()``), without a float copy of the body's voxels (8 bytes a voxel: ~60 MB on a 1 mm head grid;
+    the review of 2026-12-07, F8); the evaluable points are counted with boolean temporaries only."""
+    import tracemalloc
+
+    import mcproton._check.compare as compare
+
+    rng = np.random.default_rng(3)
+    ref = rng.normal(1.0, 2.0, (40, 50, 60))
+    body = rng.random(ref.shape) < 0.9
+    assert compare._gamma_cut(ref, body, 10.0) == (float(ref[body].max()), 0.1 * float(ref[body].max()))
+    assert compare._gamma_cut(-np.abs(ref), body, 10.0)[0] == float((-np.abs(ref))[body].max())   # all below 0
+    assert compare._gamma_cut(ref, np.zeros(ref.shape, bool), 10.0) == (0.0, 0.0)
+    tracemalloc.start()
+    try:
+        compare._gamma_cut(ref, body, 10.0)
+        cut_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        n = compare.gamma_evaluable_points(ref, body)
+        count_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert n == int(np.count_nonzero(body & (ref >= 0.1 * ref[body].max())))
+    assert cut_peak < ref.size, (cut_peak, ref.nbytes)   # a copy of the body's voxels: 7.2 x ref.size bytes
+    assert count_peak < 3 * ref.size, (count_peak, ref.nbytes)   # two boolean temporaries at most
+
+
+def test_the_cli_says_them_and_not_with_quiet(case, tmp_path, capsys, monkeypatch):
     """``mcproton check`` on the terminal: the lines on stderr (the gammas in worker processes where there are two
-    CPUs); --quiet (``progress=False``): none, the other status lines as before."""
+    CPUs); --quiet (``progress=False``): none, the other status lines as before, and the gammas' points are not
+    counted for a line that is not said (each reference's maximum and points were computed for nothing: the review
+    of 2026-12-07, F8)."""
     pytest.importorskip("pymedphys")
+    import mcproton._check.api as api
     from mcproton.cli import main
+
+    counted = []
+    real = api._gamma_step_lines
+    monkeypatch.setattr(api, "_gamma_step_lines", lambda *a: counted.append(1) or real(*a))
 
     argv = ["check", "--plan", str(case["plan"]), "--dose", str(case["dose"]), "--ct", str(case["ct"]), "--struct",
             str(case["struct"]), "--beam-model", "dcpt_v5", "--primaries", "2000", "--target-uncertainty", "0",
@@ -106,6 +141,8 @@ def test_the_cli_says_them_and_not_with_quiet(case, tmp_path, capsys):
     main(argv + ["--out", str(tmp_path / "a")])
     err = capsys.readouterr().err
     assert all(s in err for s in STEPS), err
+    assert len(counted) == 1
     main(argv + ["--out", str(tmp_path / "b"), "--quiet", "--gamma-workers", "1"])
     err = capsys.readouterr().err
     assert not any(s in err for s in STEPS) and "mcproton check: plan RP.dcm" in err, err
+    assert len(counted) == 1, "the gamma step lines were computed with --quiet"

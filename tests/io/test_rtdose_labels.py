@@ -147,13 +147,16 @@ def test_one_fraction_is_fraction_session_and_beam_session(tmp_path, capsys):
 def test_scale_from_simulated_dose_is_the_files_values_over_the_simulated_dose(tmp_path, capsys, summation, factor):
     """``scale_from_simulated_dose`` is the whole factor from the simulated dose (physical, per simulated fraction)
     to the file: the fractions x the RBE.  It left the RBE out (audit 24 "docs" F2): 5 (or 1) for a file holding
-    5.5 (or 1.1) x the simulated dose, so a script dividing the RT Dose by it got a dose 10 % high."""
+    5.5 (or 1.1) x the simulated dose, so a script dividing the RT Dose by it got a dose 10 % high.  The key changed
+    meaning, so the run summary's schema_version went from 1 to 2 (the review of 2026-12-07, F7: a script written
+    against 1 could not tell)."""
     from mcproton._io.hdf5 import read_dose_hdf5
     from mcproton.dicom import read_rtdose
 
     cfg, _ = _case(tmp_path, 5)
     s = _run(tmp_path, cfg, capsys, "output.rbe=1.1", f'output.dose_summation="{summation}"')
     c = s["rtdose_contents"]
+    assert s["schema_version"] == 2
     assert (c["rbe"], c["unit"], c["dose_type"]) == (1.1, "Gy(RBE)", "EFFECTIVE")
     assert c["scale_from_simulated_dose"] == pytest.approx(factor, rel=1e-15)
     assert c["max_dose"] == pytest.approx(s["max_dose_gy"] * c["scale_from_simulated_dose"], rel=1e-12)

@@ -126,3 +126,62 @@ def test_the_header_pass_says_its_warnings_once(tmp_path):
         assert said == []
         build_geometry(cfg)
     assert sum("IMG0099" in w for w in said) == 1, said
+
+
+def _count_reads(monkeypatch) -> dict[tuple[str, bool], int]:
+    """How often each CT file is read, by (file name, with its pixels)."""
+    from collections import Counter
+
+    from mcproton._io import ct as ct_module
+
+    counts: Counter = Counter()
+    read = ct_module._read
+
+    def counted(path, *, pixels):
+        counts[(Path(path).name, pixels)] += 1
+        return read(path, pixels=pixels)
+
+    monkeypatch.setattr(ct_module, "_read", counted)
+    return counts
+
+
+def test_a_run_reads_each_slices_header_once(tmp_path, monkeypatch, capsys):
+    """A whole run (the grid sized from the headers, then the CT read and the dose written) reads each slice's header
+    once and its pixels once: the reading uses the header pass made to size the grid (the review of 2026-12-07, F6:
+    every header was read twice, the pass that is slow on a network share), and says that pass's warnings once."""
+    _ct(tmp_path)
+    (tmp_path / "ct" / "IMG0099").write_text("not a slice")
+    counts = _count_reads(monkeypatch)
+    with recording_warnings() as said:
+        assert main(["run", str(_cfg(tmp_path)), "--out", str(tmp_path / "o.h5"), "--quiet", "--no-checkpoint",
+                     "--allow-empty"]) == 0   # the beam leaves this thin CT
+    slices = sorted(p.name for p in (tmp_path / "ct").glob("*.dcm"))
+    assert len(slices) == 13
+    assert {n: counts[(n, False)] for n in slices} == {n: 1 for n in slices}, counts
+    assert {n: counts[(n, True)] for n in slices} == {n: 1 for n in slices}, counts
+    assert sum("IMG0099" in w for w in said) == 1, said
+
+
+def test_a_slice_changed_after_the_header_pass_is_read_again(tmp_path, monkeypatch):
+    """The header pass is used only for the same files as they were: a slice rewritten (or a file added) between
+    the grid's estimate and the reading makes the reading read every header again, so that it reads what is there."""
+    import os
+
+    from mcproton._io.ct import ct_series_grid, load_ct_series
+
+    _ct(tmp_path)
+    folder = tmp_path / "ct"
+    counts = _count_reads(monkeypatch)
+    ct_series_grid(folder)
+    load_ct_series(folder)
+    first = sorted(folder.glob("*.dcm"))[0]
+    assert counts[(first.name, False)] == 1, counts
+    ct_series_grid(folder)
+    st = first.stat()
+    os.utime(first, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))   # rewritten: another modification time
+    load_ct_series(folder)
+    assert counts[(first.name, False)] == 3, counts
+    ct_series_grid(folder)
+    (folder / "notes.txt").write_text("added")
+    load_ct_series(folder)
+    assert counts[(first.name, False)] == 5, counts

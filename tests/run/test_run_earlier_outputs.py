@@ -209,6 +209,27 @@ def _full_output_folder(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
     return res, rescue
 
 
+def _no_space_where(monkeypatch, where) -> None:
+    """Every atomic write of a file for which ``where(path)`` is true fails at once with ENOSPC (on top of the
+    writes already made to fail)."""
+    import errno
+
+    from mcproton._io import atomic
+
+    before = atomic.atomic_write_file
+
+    def failing(target, write):
+        if where(Path(target)):
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return before(target, write)
+
+    monkeypatch.setattr(atomic, "atomic_write_file", failing)
+
+
+def _error(err: str) -> str:
+    return [ln for ln in err.splitlines() if ln.startswith("mcproton: error:")][-1]
+
+
 def _dose(path: Path) -> np.ndarray:
     ds = pydicom.dcmread(path)
     return ds.pixel_array * float(ds.DoseGridScaling)
@@ -231,7 +252,7 @@ def test_a_full_disk_rescues_the_rt_doses_with_the_hdf5(checkpoint, three_beams,
         p.write_bytes(data)
     assert main(_run(three_beams, res / "RD.h5", res / "RD.dcm", *([] if checkpoint else ["--no-checkpoint"]))) == 3
     cap = capsys.readouterr()
-    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
+    msg = _error(cap.err)
     names = ["RD.h5", "RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"]
     rescued = {n: next(p for p in rescue.glob(f"mcproton-rescued-*-{n}") if p not in earlier) for n in names}
     assert all(p.read_bytes() == data for p, data in earlier.items())
@@ -254,63 +275,178 @@ def test_a_full_disk_rescues_the_rt_doses_with_the_hdf5(checkpoint, three_beams,
     assert summary["output"] == str(rescued["RD.h5"]) and summary["rtdose"] == str(rescued["RD.dcm"])
 
 
-def test_a_full_disk_says_which_outputs_were_not_written_anywhere(three_beams, tmp_path, capsys, monkeypatch):
-    """The temporary folder cannot take the RT Doses either: the HDF5 is rescued, and the message names each RT Dose
-    as not written (and that its per-beam dose is lost), instead of saying nothing of them."""
-    from mcproton._io import atomic
-
+@pytest.mark.parametrize("hdf5_rescued", [True, False], ids=["hdf5-rescued", "nothing-rescued"])
+def test_a_full_disk_says_which_outputs_were_not_written_anywhere(hdf5_rescued, three_beams, tmp_path, capsys,
+                                                                  monkeypatch):
+    """The temporary folder cannot take the RT Doses either: each RT Dose is named as not written (and that its
+    per-beam dose is lost), instead of saying nothing of them.  With the HDF5 rescued the message adds that it holds
+    the plan's dose only; where it could not be rescued either, it does not (the review of 2026-12-07, F5: it said so
+    after "this run's result is lost", as if the plan dose were kept somewhere)."""
     res, rescue = _full_output_folder(tmp_path, monkeypatch)
-
-    h5_only = atomic.atomic_write_file   # the rescue folder takes the HDF5, not the RT Doses
-
-    def no_dicom(target, write):
-        if Path(target).parent == rescue and Path(target).suffix == ".dcm":
-            raise OSError(28, "No space left on device", str(target))
-        return h5_only(target, write)
-
-    monkeypatch.setattr(atomic, "atomic_write_file", no_dicom)
+    # the rescue folder takes the HDF5 (or nothing), not the RT Doses
+    _no_space_where(monkeypatch, lambda p: p.parent == rescue and (p.suffix == ".dcm" or not hdf5_rescued))
     assert main(_run(three_beams, res / "RD.h5", res / "RD.dcm", "--no-checkpoint")) == 3
     cap = capsys.readouterr()
-    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
-    (h5,) = rescue.glob("mcproton-rescued-*-RD.h5")
-    assert f"written to {h5} instead" in msg, msg
+    msg = _error(cap.err)
     for n in ("RD.dcm", "RD_beam1.dcm"):
         assert str(res / n) in msg, (n, msg)
     assert "not written" in msg and "per-beam doses are lost" in msg, msg
     assert not list(rescue.glob("*.dcm"))
-    assert json.loads(cap.out)["rescued_outputs"] == {str(res / "RD.h5"): str(h5)}
+    if hdf5_rescued:
+        (h5,) = rescue.glob("mcproton-rescued-*-RD.h5")
+        assert f"written to {h5} instead" in msg and "(the HDF5 holds the plan's dose only)" in msg, msg
+        assert json.loads(cap.out)["rescued_outputs"] == {str(res / "RD.h5"): str(h5)}
+    else:
+        assert not list(rescue.iterdir())
+        assert "this run's result is lost" in msg and "the HDF5 holds" not in msg, msg
+        assert json.loads(cap.out)["rescued_outputs"] == {}
 
 
-def test_the_rt_dose_and_plot_keep_the_dose_where_no_hdf5_can_be_written(tmp_path, capsys, monkeypatch):
-    """No HDF5 can be written anywhere (every .h5 fails), no checkpoint: the RT Dose and the plot go to the temporary
-    folder, and the message says that the dose is kept there, not that "this run's result is lost"."""
-    import errno
+@pytest.mark.parametrize("own_folder", ["has room", "full"])
+def test_the_rt_dose_and_plot_keep_the_dose_where_no_hdf5_can_be_written(own_folder, tmp_path, capsys, monkeypatch):
+    """No HDF5 can be written anywhere (every .h5 fails), no checkpoint: the RT Dose and the plot are written where
+    they belong (the review of 2026-12-07, F4: they went to the temporary folder) or, where their folder is full too,
+    to the temporary folder; the message says that the dose is kept, and where, not that "this run's result is
+    lost"."""
     import tempfile
-
-    from mcproton._io import atomic
 
     rescue = tmp_path / "rescue"
     rescue.mkdir()
     monkeypatch.setattr(tempfile, "gettempdir", lambda: str(rescue))
-    real = atomic.atomic_write_file
-
-    def no_hdf5(target, write):
-        if Path(target).suffix == ".h5":
-            raise OSError(errno.ENOSPC, "No space left on device", str(target))
-        return real(target, write)
-
-    monkeypatch.setattr(atomic, "atomic_write_file", no_hdf5)
+    _no_space_where(monkeypatch, lambda p: p.suffix == ".h5" or (own_folder == "full" and p.parent == tmp_path))
     cfg = write_cfg(tmp_path / "job.toml", 2000)
     out, rd = tmp_path / "o.h5", tmp_path / "RD.dcm"
+    png = out.with_suffix(".png")
     assert main(["run", str(cfg), "--out", str(out), "--rtdose", str(rd), "--set", "output.plot=true", "--quiet",
                  "--no-checkpoint", *ABSOLUTE]) == 3
     cap = capsys.readouterr()
-    msg = [ln for ln in cap.err.splitlines() if ln.startswith("mcproton: error:")][-1]
-    (copy,) = rescue.glob("mcproton-rescued-*-RD.dcm")
-    (png,) = rescue.glob("mcproton-rescued-*-o.png")
-    assert f"{rd} -> {copy}" in msg and f"{out.with_suffix('.png')} -> {png}" in msg, msg
-    assert "the HDF5 is lost" in msg and "result is lost" not in msg, msg
-    assert _dose(copy).max() > 0 and not rd.exists() and not out.exists()
+    msg = _error(cap.err)
+    assert "the HDF5 is lost, the dose is kept in the RT Doses" in msg and "result is lost" not in msg, msg
     summary = json.loads(cap.out)
-    assert summary["output"] is None and summary["plot"] == str(png)
-    assert summary["rescued_outputs"] == {str(rd): str(copy), str(out.with_suffix(".png")): str(png)}
+    assert summary["output"] is None and not out.exists()
+    if own_folder == "has room":
+        assert f"written where they belong: {rd}, {png}" in msg and "temporary folder" not in msg, msg
+        assert _dose(rd).max() > 0 and png.is_file() and not list(rescue.iterdir())
+        assert summary["rtdose"] == str(rd) and summary["plot"] == str(png) and summary["rescued_outputs"] == {}
+        assert summary["failed_outputs"] == [f"the HDF5 {out} (no space left on device)"]
+        return
+    (copy,) = rescue.glob("mcproton-rescued-*-RD.dcm")
+    (png_copy,) = rescue.glob("mcproton-rescued-*-o.png")
+    assert f"{rd} -> {copy}" in msg and f"{png} -> {png_copy}" in msg and "written where" not in msg, msg
+    assert _dose(copy).max() > 0 and not rd.exists() and not png.exists()
+    assert summary["rtdose"] == str(copy) and summary["plot"] == str(png_copy)
+    assert summary["rescued_outputs"] == {str(rd): str(copy), str(png): str(png_copy)}
+
+
+def test_a_full_output_folder_leaves_the_rt_doses_where_they_belong(three_beams, tmp_path, capsys, monkeypatch):
+    """--out on a full file system, --rtdose on another with room (the review of 2026-12-07, F4): the HDF5 is
+    rescued to the temporary folder, and the RT Dose and the per-beam RT Doses are written where they belong (they
+    all went to the temporary folder, to be renamed and moved by hand); the message, failed_outputs and
+    rescued_outputs tell the one rescued output from those written where they belong."""
+    res, rescue = _full_output_folder(tmp_path, monkeypatch)
+    other = tmp_path / "other"
+    assert main(_run(three_beams, res / "RD.h5", other / "RD.dcm", "--no-checkpoint")) == 3
+    cap = capsys.readouterr()
+    msg = _error(cap.err)
+    (h5,) = rescue.iterdir()
+    assert h5.name.endswith("-RD.h5")
+    names = ["RD.dcm", "RD_beam1.dcm", "RD_beam2.dcm", "RD_beam3.dcm"]
+    assert sorted(p.name for p in other.iterdir()) == names
+    assert f"the result was written to {h5} instead: move it where it belongs; written where they belong: " \
+           + ", ".join(str(other / n) for n in names) in msg, msg
+    assert "->" not in msg and "not written" not in msg, msg
+    summary = json.loads(cap.out)
+    assert summary["output"] == str(h5) and summary["rtdose"] == str(other / "RD.dcm")
+    assert [b["path"] for b in summary["rtdose_beams"]] == [str(other / n) for n in names[1:]]
+    assert summary["rescued_outputs"] == {str(res / "RD.h5"): str(h5)}
+    assert summary["failed_outputs"] == [f"the HDF5 {res / 'RD.h5'} (no space left on device; written to {h5} "
+                                         "instead)"]
+
+
+def test_only_the_rt_dose_that_fails_where_it_belongs_is_rescued(three_beams, tmp_path, capsys, monkeypatch):
+    """Each RT Dose is tried where it belongs: one that fails there (RD_beam2.dcm: the disk filled as it was written)
+    goes to its rescue copy, named as the run's other rescued RT Doses would be, and the next is tried where it
+    belongs again."""
+    res, rescue = _full_output_folder(tmp_path, monkeypatch)
+    other = tmp_path / "other"
+    _no_space_where(monkeypatch, lambda p: p == other / "RD_beam2.dcm")
+    assert main(_run(three_beams, res / "RD.h5", other / "RD.dcm", "--no-checkpoint")) == 3
+    cap = capsys.readouterr()
+    msg = _error(cap.err)
+    (h5,) = rescue.glob("*-RD.h5")
+    (b2,) = rescue.glob("*-RD_beam2.dcm")
+    assert b2.name == h5.name.replace("-RD.h5", "-RD_beam2.dcm")
+    assert sorted(p.name for p in other.iterdir()) == ["RD.dcm", "RD_beam1.dcm", "RD_beam3.dcm"]
+    assert f"beside it: {other / 'RD_beam2.dcm'} -> {b2}: move them where they belong; written where they " \
+           f"belong: {other / 'RD.dcm'}, {other / 'RD_beam1.dcm'}, {other / 'RD_beam3.dcm'}" in msg, msg
+    summary = json.loads(cap.out)
+    assert summary["rescued_outputs"] == {str(res / "RD.h5"): str(h5), str(other / "RD_beam2.dcm"): str(b2)}
+    assert [b["path"] for b in summary["rtdose_beams"]] == [str(other / "RD_beam1.dcm"), str(b2),
+                                                            str(other / "RD_beam3.dcm")]
+    assert _dose(b2).max() > 0
+
+
+def test_the_rescued_hdf5_holds_the_warnings_said_while_the_rt_doses_were_written(three_beams, tmp_path, capsys,
+                                                                                 monkeypatch):
+    """A warning said while the RT Doses are written reaches the rescued HDF5's provenance and the summary, as a
+    run that wrote its HDF5 where it belongs keeps it (the review of 2026-12-07, F10: the rescued HDF5 lacked it,
+    and the summary had no warnings)."""
+    import h5py
+
+    import mcproton._io.rtdose as rtdose
+    from mcproton._io.errors import McprotonRuntimeWarning, warn
+
+    res, rescue = _full_output_folder(tmp_path, monkeypatch)
+    real = rtdose.write_run_rtdoses
+
+    def warning_rtdose(*a, **k):
+        warn("a warning of the RT Dose writer (a test's stand-in)", McprotonRuntimeWarning)
+        return real(*a, **k)
+
+    monkeypatch.setattr(rtdose, "write_run_rtdoses", warning_rtdose)
+    with pytest.warns(RuntimeWarning, match="a test's stand-in"):
+        assert main(_run(three_beams, res / "RD.h5", tmp_path / "other" / "RD.dcm", "--no-checkpoint")) == 3
+    said = json.loads(capsys.readouterr().out)["warnings"]
+    assert any("a test's stand-in" in w for w in said), said
+    (h5,) = rescue.glob("*-RD.h5")
+    with h5py.File(h5, "r") as f:
+        assert json.loads(f["provenance"].attrs["warnings"]) == said
+
+
+def test_a_stop_signal_while_the_rescued_outputs_are_written_says_where_the_result_is(three_beams, tmp_path, capsys,
+                                                                                     monkeypatch):
+    """SIGINT while the RT Doses go to the temporary folder beside the rescued HDF5: the message says where the
+    finished result is and to move it, where the RT Doses written so far are and which were not written (the review
+    of 2026-12-07, F10: it said "no checkpoint holds the run: run it again", neither where the result was nor to
+    move it); no partial file is left."""
+    import signal
+
+    import mcproton._io.dicom_common as dicom_common
+
+    res, rescue = _full_output_folder(tmp_path, monkeypatch)
+    real = dicom_common.save_dataset
+    rescued: list[Path] = []
+
+    def stop_at_beam2(ds, tmp):   # the third RT Dose in the rescue folder: RD_beam2's copy
+        if Path(tmp).parent == rescue and len(rescued) == 2:
+            Path(tmp).write_bytes(b"half an RT Dose")
+            os.kill(os.getpid(), signal.SIGINT)
+            raise AssertionError("the signal did not stop the writing")
+        if Path(tmp).parent == rescue:
+            rescued.append(Path(tmp))
+        return real(ds, tmp)
+
+    monkeypatch.setattr(dicom_common, "save_dataset", stop_at_beam2)
+    assert main(_run(three_beams, res / "RD.h5", res / "RD.dcm", "--no-checkpoint")) == 128 + signal.SIGINT
+    err = capsys.readouterr().err
+    (h5,) = rescue.glob("*-RD.h5")
+    copies = {n: rescue / h5.name.replace("-RD.h5", f"-{n}") for n in ("RD.dcm", "RD_beam1.dcm")}
+    (line,) = [ln for ln in err.splitlines() if "received while writing the outputs" in ln]
+    assert line == (f"mcproton: SIGINT received while writing the outputs: could not write {res / 'RD.h5'} (no space "
+                    f"left on device); the finished result was written to {h5} instead: move it where it belongs; "
+                    f"written to the temporary folder instead: {res / 'RD.dcm'} -> {copies['RD.dcm']}, "
+                    f"{res / 'RD_beam1.dcm'} -> {copies['RD_beam1.dcm']}: move them where they belong too; not "
+                    f"written: {res / 'RD_beam2.dcm'}, {res / 'RD_beam3.dcm'} (no partial file is left; no "
+                    "checkpoint holds the run: run it again for them)"), line
+    assert sorted(p.name for p in rescue.iterdir()) == sorted([h5.name, *(c.name for c in copies.values())])
+    assert read_h5(h5)["dose"].max() > 0

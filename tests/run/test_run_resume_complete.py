@@ -36,7 +36,7 @@ def test_resume_of_a_complete_output_does_nothing(finished, monkeypatch, capsys)
     assert f"already complete: {out} (same config and inputs); nothing to do" in cap.err, cap.err
     said = json.loads(cap.out)   # with the run's identity (mcproton_version, build, seed, ...: integrator audit F10)
     assert {k: said[k] for k in ("schema_version", "output", "already_complete")} == {
-        "schema_version": 1, "output": str(out), "already_complete": True}, said
+        "schema_version": 2, "output": str(out), "already_complete": True}, said
     assert said["mcproton_version"] and said["build"]["kernel_hash"] and "working_directory" in said, said
     assert out.read_bytes() == before
 
