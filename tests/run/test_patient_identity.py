@@ -132,6 +132,31 @@ def test_run_refuses_one_id_with_another_birth_date_and_sex(demo, tmp_path, caps
     assert "'20100505'" in err and "'20180101'" in err and "one PatientID ('X-1')" in err, err
 
 
+#: review of 2026-12-07, R1: the plan relabelled with another patient's ID, name, birth date and sex; the structure
+#: set it names (ReferencedStructureSetSequence) and the CT are A-1, sex M (the demo's).  The IDs alone are only
+#: warned of between files linked by UID (APTG plan03's differ), but another sex and birth date are another person
+PLAN_B = {"all": {"PatientID": "A-1", "PatientName": "Alpha^Anna"},
+          "rp": {"PatientID": "B-2", "PatientName": "Beta^Bob", "PatientBirthDate": "20100505", "PatientSex": "F"}}
+
+
+def test_run_refuses_a_linked_plan_of_another_id_birth_date_and_sex(demo, tmp_path, capsys):
+    """R1: before, exit 0 with one warning that named the IDs only (the sex F against M was never compared)."""
+    case = _case(demo, tmp_path / "planB", PLAN_B)
+    rc, err, _ = _run(case, tmp_path, capsys, check_config=True)
+    assert rc == 2, err
+    assert "name different patients: PatientSex" in err and "'F'" in err and "'M'" in err, err
+    assert "'B-2'" in err and "'A-1'" in err and "plan.allow_other_patient" in err, err
+
+
+def test_check_refuses_a_linked_plan_of_another_id_birth_date_and_sex(demo, tmp_path, capsys):
+    """R1 in ``mcproton check``: the plan B-2 (F), its structure set, TPS dose and CT A-1 (M): refused before the
+    MC (before: checked, the difference nowhere but in a warning about the IDs)."""
+    rc, err = _check(_case(demo, tmp_path / "planB", PLAN_B), tmp_path / "chk", capsys)
+    assert rc == 2, err
+    assert "name different patients: PatientSex" in err and "'F'" in err and "'B-2'" in err, err
+    assert not (tmp_path / "chk" / "RD_mc.dcm").exists()
+
+
 def test_run_warns_of_a_name_spelled_otherwise(demo, tmp_path, capsys):
     """A name-only difference (same ID, birth date and sex) runs, with a warning in the run's warnings (summary and
     HDF5); the RT Dose names the CT's patient."""
@@ -227,6 +252,39 @@ def test_the_rule_refuses_ids_birth_dates_and_sexes_and_warns_of_names():
     named = compare_patients([plan, PatientFile("CT", PatientIdentity("P1", "Doe-Smith^Jane", "20180101", "F"),
                                                 linked=False)])
     assert not named.refusal and "name the patient differently" in named.warnings[0]
+
+
+def test_linked_files_of_two_ids_are_compared_for_birth_date_and_sex():
+    """R1: files of different PatientIDs linked by UID are compared for birth date and sex too: another value is two
+    people, refused; the same values (APTG plan03: two IDs, one birth date 20221122 and sex O) only warned of."""
+    from mcproton._io.patients import PatientFile, PatientIdentity, compare_patients
+
+    plan = PatientFile("plan", PatientIdentity("B-2", "Beta^Bob", "20100505", "F"))
+    rs = PatientFile("RS", PatientIdentity("A-1", "Alpha^Anna", "", "M"))
+    ct = PatientFile("CT", PatientIdentity("A-1", "Alpha^Anna", "20180101", "M"), linked=False)
+    found = compare_patients([plan, rs, ct])
+    said = found.refusal
+    assert said.startswith("name different patients: ") and "PatientBirthDate plan: '20100505'; CT: '20180101'" in said
+    assert "PatientSex plan: 'F'; RS: 'M'; CT: 'M'" in said and "PatientID plan: 'B-2'; RS: 'A-1'; CT: 'A-1'" in said
+    assert not found.warnings   # the refusal names the IDs: no second message about them
+    same = compare_patients([PatientFile("plan", PatientIdentity("test_LET_ramp", "", "20221122", "O")),
+                             PatientFile("dose", PatientIdentity("WTR303030", "", "20221122", "O")),
+                             PatientFile("RS", PatientIdentity("WTR303030", "", "20221122", "O"))])
+    assert not same.refusal and len(same.warnings) == 1 and "different PatientIDs" in same.warnings[0]
+
+
+def test_files_paired_by_the_frame_that_differ_when_the_plan_names_nobody():
+    """R5: a plan without PatientID (OpenTPS's box plan) and two files paired by the frame that name different
+    patients: the refusal says that they differ and that the plan names none (before: "are of another patient than
+    the plan", which names nobody)."""
+    from mcproton._io.patients import PatientFile, PatientIdentity, compare_patients
+
+    found = compare_patients([PatientFile("plan.rtplan RP.dcm", PatientIdentity("")),
+                              PatientFile("plan.rtstruct RS.dcm", PatientIdentity("OTHER"), linked=False),
+                              PatientFile("the CT (phantom.ct_dir ct)", PatientIdentity("MCPROTON"), linked=False)])
+    assert "plan.rtstruct RS.dcm, the CT (phantom.ct_dir ct) name different patients, and the plan names none " \
+        "(no PatientID)" in found.refusal, found.refusal
+    assert "another patient than the plan" not in found.refusal
 
 
 def test_the_real_exports_pass_the_rule():
