@@ -232,3 +232,22 @@ def test_each_file_without_character_set_is_said_once_by_its_path(tmp_path):
     assert len(said) == 4, said
     for (path, how), w in zip(files.items(), said):
         assert w.startswith(f"{path.resolve()}: no SpecificCharacterSet (0008,0005)") and f"read as {how}" in w, w
+
+
+def test_the_contours_are_not_parsed_for_the_character_set(tmp_path):
+    """R2: an RT Struct without SpecificCharacterSet: the walk for text bytes leaves its ContourSequence items
+    unparsed (they hold no text); before, every contour of the file was parsed (4.4 s for a 20 MB structure set, at
+    each of the check's header reads)."""
+    from pydicom.dataelem import RawDataElement
+
+    from mcproton._io.dicom_common import assume_input_charset
+
+    rs = make_rtstruct({"Όγκος": [rect_contour(-10, 10, -10, 10, z) for z in (0.0, 2.0, 4.0)],
+                        "body": [rect_contour(-50, 50, -50, 50, z) for z in (0.0, 2.0, 4.0)]})
+    path = save(rs, tmp_path / "RS.dcm")
+    undeclare(path, PatientName=GREEK.encode("utf-8"))
+    ds = pydicom.dcmread(path)
+    assert "PatientName (0010,0010), ROIName (3006,0026)" in assume_input_charset(ds, path, say=False)
+    assert [r.ROIName for r in ds.StructureSetROISequence] == ["Όγκος", "body"]   # the text is decoded
+    items = list(ds.ROIContourSequence)
+    assert items and all(isinstance(item._dict[0x30060040], RawDataElement) for item in items)

@@ -103,15 +103,21 @@ def test_allow_other_frame_does_not_pass_another_patients_plan(demo, tmp_path, c
     assert rc == 2 and "different patients" in err and "'A-1'" in err and "'B-2'" in err, err
 
 
-def test_allow_other_patient_runs_and_says_override(demo, tmp_path, capsys, warnings_to_stderr):
+def test_allow_other_patient_runs_and_says_override(demo, tmp_path, capsys, warnings_to_stderr, monkeypatch):
     """plan.allow_other_patient = true (a phantom's or another patient's plan on this CT, on purpose): the run goes on,
     the RT Dose is filed under the CT's patient and tagged OVERRIDE, and the HDF5 records the override and whose plan
     and structures it holds."""
+    import mcproton._io.patients as patients
     from mcproton import DoseResult
 
     case = _case(demo, tmp_path / "mix", MIX_ABC)
+    read = []
+    real_read = patients.read_header
+    monkeypatch.setattr(patients, "read_header", lambda path: read.append(Path(path).name) or real_read(path))
     rc, err, summary = _run(case, tmp_path, capsys, "plan.allow_other_patient=true")
     assert rc == 0, err
+    # each file's identity read once in the run (review R2: again for the override record and after the transport)
+    assert sorted(read) == ["RP.dcm", "RS.dcm"], read
     assert "plan.allow_other_patient = true" in err and "'B-2'" in err
     rd = pydicom.dcmread(tmp_path / "RD_run.dcm", stop_before_pixels=True)
     assert rd.PatientID == "A-1" and str(rd.PatientName) == "Alpha^Anna"
@@ -122,6 +128,22 @@ def test_allow_other_patient_runs_and_says_override(demo, tmp_path, capsys, warn
     assert ids == {("plan.rtplan", "RP.dcm"): "B-2", ("plan.rtstruct", "RS.dcm"): "C-3",
                    ("phantom.ct_dir", "ct"): "A-1"}, prov["input_patients"]
     assert any("allow_other_patient" in w for w in summary["warnings"])
+
+
+def test_a_check_config_reads_the_structure_set_whole_twice(demo, tmp_path, capsys, monkeypatch):
+    """Review R2: the run's patient check reads the attributes of identity only (not the contours): the RT Struct
+    is read whole twice in ``--check-config`` (its CT series check and its reader), as before the patient rule;
+    the rule made it three (a 20 MB structure set: about 5 s each)."""
+    import mcproton._io.dicom_common as dicom_common
+
+    case = _case(demo, tmp_path / "base", {})
+    whole = []
+    real_read = dicom_common.read_dicom_file
+    monkeypatch.setattr(dicom_common, "read_dicom_file",
+                        lambda path, **kw: whole.append(Path(path).name) or real_read(path, **kw))
+    rc, err, _ = _run(case, tmp_path, capsys, check_config=True)
+    assert rc == 0, err
+    assert whole.count("RS.dcm") == 2 and whole.count("RP.dcm") == 1, whole
 
 
 def test_run_refuses_one_id_with_another_birth_date_and_sex(demo, tmp_path, capsys):
