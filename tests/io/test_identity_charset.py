@@ -251,3 +251,19 @@ def test_the_contours_are_not_parsed_for_the_character_set(tmp_path):
     assert [r.ROIName for r in ds.StructureSetROISequence] == ["Όγκος", "body"]   # the text is decoded
     items = list(ds.ROIContourSequence)
     assert items and all(isinstance(item._dict[0x30060040], RawDataElement) for item in items)
+
+
+def test_the_cts_birth_date_and_sex_come_from_the_slices_that_give_them(tmp_path):
+    """R6: the first slice of the series has a blank PatientBirthDate and PatientSex (the others 20190304, F): the
+    CT's, and so the RT Dose's, are 20190304 and F, as the check merges them (a blank is not a value).  Before, the
+    first slice's blanks were taken."""
+    from mcproton.dicom import load_ct_series
+
+    case(tmp_path)
+    first = sorted((tmp_path / "ct").glob("*.dcm"),
+                   key=lambda f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))[0]
+    ds = pydicom.dcmread(first)
+    ds.PatientBirthDate, ds.PatientSex = "", ""
+    ds.save_as(first, enforce_file_format=True)
+    ct = load_ct_series(tmp_path / "ct")
+    assert (ct.patient_birth_date, ct.patient_sex) == ("20190304", "F")
