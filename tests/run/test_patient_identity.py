@@ -222,17 +222,23 @@ def test_check_refuses_two_patients_under_one_id_and_a_mixed_series(demo, tmp_pa
     assert not (tmp_path / "chk" / "RD_mc.dcm").exists()
 
 
+OTHER_STUDY = "1.2.826.0.1.3680043.8.498.4242"
+
+
 @pytest.mark.parametrize("changes, what", [
     (NAME_ONLY, "name the patient differently"),
     # the plan and its TPS dose linked by UID with different PatientIDs (warned, as before): RD_mc.dcm named the TPS
     # dose's patient Y-2 while the report named the plan's X-1
-    ({"all": {"PatientID": "X-1", "PatientName": "Xavier^Ann"}, "rd": {"PatientID": "Y-2", "PatientName": "Young^Bea"}},
+    # (the TPS dose in a study of its own: RD_mc.dcm goes into the plan's, as a study holds one patient)
+    ({"all": {"PatientID": "X-1", "PatientName": "Xavier^Ann"},
+      "rd": {"PatientID": "Y-2", "PatientName": "Young^Bea", "StudyInstanceUID": OTHER_STUDY}},
      "different PatientIDs")], ids=["name-only", "dose-of-another-id"])
 def test_check_rd_mc_names_the_patient_the_report_names(demo, tmp_path, capsys, changes, what):
     """F2: RD_mc.dcm carries the identity of the report's header (the plan's), check.json says whose it is, and the
     identity warning is in check.json's warnings, its provenance and the report's header."""
     out = tmp_path / "chk"
-    rc, err = _check(_case(demo, tmp_path / "p", changes), out, capsys)
+    case = _case(demo, tmp_path / "p", changes)
+    rc, err = _check(case, out, capsys)
     assert rc in (0, 1), err
     js = json.loads((out / "check.json").read_text())
     ident = js["provenance"]["identification"]
@@ -244,6 +250,31 @@ def test_check_rd_mc_names_the_patient_the_report_names(demo, tmp_path, capsys, 
     assert [w for w in js["warnings"] if what in w], js["warnings"]
     assert [w for w in js["provenance"]["patient_identity_warnings"] if what in w]
     assert "Patient identity: " in (out / "check.html").read_text(encoding="utf-8")
+    plan_study = pydicom.dcmread(case / "RP.dcm", stop_before_pixels=True).StudyInstanceUID
+    assert rd.StudyInstanceUID == plan_study   # the plan's (the report's patient); the TPS dose's when one patient
+    assert (pydicom.dcmread(case / "RD.dcm", stop_before_pixels=True).StudyInstanceUID == OTHER_STUDY) == \
+        (what == "different PatientIDs")
+
+
+def test_rd_mc_of_another_patients_tps_dose_is_never_filed_in_its_study(demo, tmp_path):
+    """Review R8: the plan (X-1) gives no StudyInstanceUID and its TPS dose names Y-2: RD_mc.dcm, named for X-1, goes
+    into a new study (before: silently into the TPS dose's, one study of two patients), and ``from`` says so."""
+    from types import SimpleNamespace
+
+    from mcproton._check.mc_rtdose import mc_dose_study
+
+    case = _case(demo, tmp_path / "p", {"all": {"PatientID": "X-1", "PatientName": "Xavier^Ann"},
+                                        "rd": {"PatientID": "Y-2", "PatientName": "Young^Bea",
+                                               "StudyInstanceUID": OTHER_STUDY}})
+    rp = pydicom.dcmread(case / "RP.dcm")
+    del rp.StudyInstanceUID
+    rp.save_as(case / "RP.dcm", enforce_file_format=True)
+    inp = SimpleNamespace(reference=SimpleNamespace(path=str(case / "RD.dcm")), plan_path=str(case / "RP.dcm"),
+                          plan=SimpleNamespace(sop_instance_uid=str(rp.SOPInstanceUID)))
+    study, patient = mc_dose_study(inp)
+    assert study.patient_id == "X-1" and study.study_instance_uid == "" and study.study_date == ""
+    assert study.resolved().study_instance_uid not in ("", OTHER_STUDY)
+    assert "in a new study (the plan gives no StudyInstanceUID)" in patient["from"], patient
 
 
 # ---- the rule itself
