@@ -55,10 +55,12 @@ def mc_dose_study(inp: Any):
     """Where the check's MC RT Doses go, and whom they name: ``(study, patient)``.  The patient is the plan's, the
     one the report's header names (record.identification), with the values the plan leaves empty taken from the TPS
     dose where both give one PatientID; the study and frame of reference are the TPS dose's (the MC dose lies on its
-    grid), or the plan's study where the plan and the TPS dose name different PatientIDs (linked by UID, warned of
-    by gather: a study holds one patient).  ``patient`` is check.json's record of it (``mc_rtdose``: the DICOM
-    attributes and ``from``, which says whose they are).  Before (audit 24, identity F2) RD_mc.dcm named the TPS
-    dose's patient while the report named the plan's: one check, two patients."""
+    grid), or the plan's study (its UID, date and time) where the plan and the TPS dose name different PatientIDs
+    (linked by UID, warned of by gather: a study holds one patient), a new study where the plan then gives none
+    (before, review of 2026-12-07 R8: the TPS dose's, which holds the other patient).  ``patient`` is check.json's
+    record of it (``mc_rtdose``: the DICOM attributes and ``from``, which says whose they are).  Before (audit 24,
+    identity F2) RD_mc.dcm named the TPS dose's patient while the report named the plan's: one check, two
+    patients."""
     from .._io.patients import PatientIdentity, read_header
 
     ref = inp.reference
@@ -69,9 +71,17 @@ def mc_dose_study(inp: Any):
     dose_name = Path(ref.path).name
     changes: dict[str, str] = {}
     if plan.patient_id and tps.patient_id and plan.patient_id != tps.patient_id:
-        who, how = plan, (f"the plan's patient (the report's), in the plan's study: the TPS dose {dose_name} names "
-                          f"another, PatientID {tps.patient_id!r}")
-        changes["study_instance_uid"] = str(getattr(plan_ds, "StudyInstanceUID", "") or study.study_instance_uid)
+        # the plan's study, with its date and time; where the plan gives none, never the TPS dose's study (it holds
+        # the other patient) but a new one, dated when written (StudyReference.resolved)
+        plan_study = str(getattr(plan_ds, "StudyInstanceUID", "") or "")
+        where = "in the plan's study" if plan_study else "in a new study (the plan gives no StudyInstanceUID)"
+        who, how = plan, (f"the plan's patient (the report's), {where}: the TPS dose {dose_name} names another, "
+                          f"PatientID {tps.patient_id!r}")
+        changes.update({"study_instance_uid": plan_study, "study_date": "", "study_time": "", "study_timezone": ""})
+        if plan_study:
+            changes.update(study_date=str(getattr(plan_ds, "StudyDate", "") or ""),
+                           study_time=str(getattr(plan_ds, "StudyTime", "") or ""),
+                           study_timezone=str(getattr(plan_ds, "TimezoneOffsetFromUTC", "") or "").strip())
     else:
         who = plan.merged(tps)
         filled = [k for k, a, b in (("PatientID", plan.patient_id, who.patient_id),

@@ -43,8 +43,10 @@ class CTImage:
     series_instance_uid: str = ""
     patient_name: str = ""
     patient_id: str = ""
-    patient_birth_date: str = ""   # PatientBirthDate (DA) of the first slice: the RT Dose and HDF5 study keep it
-    patient_sex: str = ""          # PatientSex (M, F, O) of the first slice
+    # the patient of the series (its slices agree: load_ct_series), each value from the first slice that gives it (a
+    # blank is not a value: before, a blank first slice left the RT Dose without birth date and sex, review R6)
+    patient_birth_date: str = ""   # PatientBirthDate (DA): the RT Dose and HDF5 study keep it
+    patient_sex: str = ""          # PatientSex (M, F, O)
     patient_position: str = ""
     slice_sop_instance_uids: list[str] = field(default_factory=list)
     series_description: str = ""
@@ -873,6 +875,11 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
     if normal[2] < 0:  # z decreasing with the sort key: the slices were put in reverse so that z increases
         chosen = chosen[::-1]
     ds0 = chosen[0][1]
+    from .patients import PatientIdentity
+
+    who = PatientIdentity()   # each value from the first slice that gives it, as the check takes it (review R6)
+    for _, ds in chosen:
+        who = who.merged(PatientIdentity.of(ds))
     return CTImage(
         hu_zyx=hu,
         voxel_size_mm=grid.voxel_size_mm,   # as ct_series_grid says it
@@ -880,8 +887,8 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         frame_of_reference_uid=str(ds0.get("FrameOfReferenceUID", "")),
         study_instance_uid=str(ds0.get("StudyInstanceUID", "")),
         series_instance_uid=str(ds0.get("SeriesInstanceUID", "")),
-        patient_name=str(ds0.get("PatientName", "")),
-        patient_id=str(ds0.get("PatientID", "")),
+        patient_name=who.name,
+        patient_id=who.patient_id,
         patient_position=positions[0] if positions else "",
         slice_sop_instance_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in chosen],
         slice_files=[str(f) for f, _ in chosen],
@@ -890,8 +897,8 @@ def load_ct_series(folder: str | Path | Sequence[str | Path], *, series_uid: str
         study_timezone=str(ds0.get("TimezoneOffsetFromUTC", "") or "").strip(),
         image_comments=str(ds0.get("ImageComments", "") or ""),
         image_type=_text_values(ds0.get("ImageType", None)),
-        patient_birth_date=str(ds0.get("PatientBirthDate", "") or "").strip(),
-        patient_sex=str(ds0.get("PatientSex", "") or "").strip(),
+        patient_birth_date=who.birth_date,
+        patient_sex=who.sex,
         axis_directions=(int(sx), int(sy), int(sx * sy)),
         fov_circle_mm=_fov_circle(ds0, origin, (float(ps0[1]), float(ps0[0])), (cols0, rows0)),
     )

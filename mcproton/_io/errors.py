@@ -155,12 +155,13 @@ def recorded() -> list[str]:
     return list(blocks[-1]) if blocks else []
 
 
-def said_already(text: str) -> bool:
-    """Whether a warning holding ``text`` was recorded by a :func:`recording_warnings` block open in this thread (the
-    outermost holds what the inner ones hold): a writer that would repeat what a reader said earlier in the same call
-    keeps silent (one fact, one warning), and nothing is kept once the call's block closes."""
+def said_already(text: str, *, at_start: bool = False) -> bool:
+    """Whether a warning holding ``text`` (``at_start``: beginning with it) was recorded by a
+    :func:`recording_warnings` block open in this thread (the outermost holds what the inner ones hold): a writer
+    that would repeat what a reader said earlier in the same call keeps silent (one fact, one warning), and nothing
+    is kept once the call's block closes."""
     blocks = _open_blocks()
-    return bool(blocks) and any(text in m for m in blocks[0])
+    return bool(blocks) and any((m.startswith(text) if at_start else text in m) for m in blocks[0])
 
 
 def records_warnings(fn):

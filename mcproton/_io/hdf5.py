@@ -378,9 +378,20 @@ def _restore_heterogeneity(geom: Any, prov: dict) -> None:
     IMAGE, or IMAGE and ROI_OVERRIDE), as the run's geometry had it; before, a loaded geometry said IMAGE whatever
     the run's said, and its RT Dose (write_result_rtdose) and a sum of loaded results with it (audit 24 swallow,
     F3).  A file that does not record it keeps the default."""
-    said = prov.get("tissue_heterogeneity")
-    if isinstance(said, list) and said and all(isinstance(v, str) and v for v in said):
-        geom.tissue_heterogeneity = tuple(said)
+    said = recorded_heterogeneity(prov)
+    if said:
+        geom.tissue_heterogeneity = said
+
+
+def recorded_heterogeneity(provenance: dict) -> tuple[str, ...]:
+    """What a result's provenance records its dose was computed with (``tissue_heterogeneity``: IMAGE, or IMAGE and
+    ROI_OVERRIDE), () where it records nothing usable (absent, empty, or not a list of non-empty strings): the one
+    reading of the record for a loaded result's geometry (:func:`_restore_heterogeneity`) and its RT Dose
+    (mcproton/_io/rtdose.py ``result_heterogeneity``)."""
+    said = (provenance or {}).get("tissue_heterogeneity")
+    if isinstance(said, (list, tuple)) and said and all(isinstance(v, str) and v for v in said):
+        return tuple(said)
+    return ()
 
 
 #: the name plan_to_beams gives the beam of an RT Ion Plan: "<beam number>:<beam name>" ("1:G90")

@@ -9,9 +9,11 @@ The rule (audit 24, identity F1, F2, F8):
   ReferencedStructureSetSequence names) may carry other IDs than the plan (real exports do: APTG plan03's plan says
   'test_LET_ramp', its dose and structure set 'WTR303030'): a warning.  A file paired by the frame of reference alone
   (the CT; a structure set the plan does not name) whose ID is none of theirs is another patient's: refused.
-- **PatientBirthDate** and **PatientSex**, where both files give one, between files of one PatientID (or where
-  either gives none): a difference is two patients under one ID (another hospital's ID range, a sibling's ID reused),
-  refused.
+- **PatientBirthDate** and **PatientSex**, between every two files that both give one, whatever their PatientIDs: a
+  difference is two people (under one ID: another hospital's ID range, a sibling's ID reused; under two linked IDs:
+  a plan relabelled with another patient's record), refused.  Before (review of 2026-12-07, R1) files of different
+  IDs were not compared, so a plan of another ID, sex and birth date linked to the structure set by UID ran with a
+  warning about the IDs only.  APTG plan03's files, of two IDs, give one birth date and sex: they pass.
 - **PatientName**, likewise, after normalisation (:func:`name_key`: case, the whitespace around each component and
   trailing empty components ignored): with the same ID, birth date and sex a difference is a warning only, as a
   scanner and a planning system may spell one name differently.
@@ -60,14 +62,29 @@ class PatientIdentity:
                 "PatientSex": self.sex}
 
 
+#: The attributes a header of identity is read with (:func:`read_header`): whom a file names, the UIDs that link it
+#: (its SOPInstanceUID, the structure set a plan names) and the study it is in (the check's RD_mc.dcm may go into
+#: the plan's: mcproton/_check/mc_rtdose.py); SpecificCharacterSet is added by pydicom
+IDENTITY_TAGS = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "SOPInstanceUID",
+                 "ReferencedStructureSetSequence", "StudyInstanceUID", "StudyDate", "StudyTime",
+                 "TimezoneOffsetFromUTC")
+
+
 def read_header(path: Any) -> Any:
-    """A DICOM file's header as mcproton's readers read it (:func:`~mcproton._io.dicom_common.read_dicom_file`: its
-    text decoded by one rule, so that names compare alike whoever read them), or None where it cannot be read (its
-    own reader reads it, and refuses it where damaged)."""
-    from .dicom_common import read_dicom_file
+    """A DICOM file's attributes of identity (:data:`IDENTITY_TAGS`, nothing else: an RT Struct's contours are
+    neither parsed nor walked), their text decoded by the one rule of every reader
+    (:func:`~mcproton._io.dicom_common.assume_input_charset`, which decides each value by its own bytes, so that
+    this partial read and a full read give a name alike), or None where it cannot be read (its own reader reads it,
+    and refuses it where damaged).  Before (review of 2026-12-07, R2) the whole file was read: a 20 MB structure set
+    cost about 5 s per read, and a run read it for its identity two or three times."""
+    import pydicom
+
+    from .dicom_common import assume_input_charset
 
     try:
-        return read_dicom_file(path, stop_before_pixels=True, check=False)
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(IDENTITY_TAGS), force=True)
+        assume_input_charset(ds, path, say=False)
+        return ds
     except Exception:  # noqa: BLE001 - see above
         return None
 
@@ -143,29 +160,36 @@ def compare_patients(files: Sequence[PatientFile]) -> PatientFindings:
     else:   # no file linked by UID names an ID: those paired by the frame must agree among themselves
         alien = by_frame if len({f.identity.patient_id for f in by_frame}) > 1 else []
     if alien:
-        others = " and the files linked to it by UID" if sum(f.linked for f in files) > 1 else ""
-        found.refusal = (f"belong to different patients (PatientID: {_listed(files, lambda i: i.patient_id)}): "
-                         f"{', '.join(f.what for f in alien)} {'is' if len(alien) == 1 else 'are'} of another "
-                         f"patient than the plan{others}, so another patient's files were mixed in")
+        listed = _listed(files, lambda i: i.patient_id)
+        if linked_ids:
+            others = " and the files linked to it by UID" if sum(f.linked for f in files) > 1 else ""
+            found.refusal = (f"belong to different patients (PatientID: {listed}): "
+                             f"{', '.join(f.what for f in alien)} {'is' if len(alien) == 1 else 'are'} of another "
+                             f"patient than the plan{others}, so another patient's files were mixed in")
+        else:   # the plan names nobody: the files paired by the frame differ among themselves (review R5)
+            found.refusal = (f"belong to different patients (PatientID: {listed}): {', '.join(f.what for f in alien)} "
+                             "name different patients, and the plan names none (no PatientID), so at least one of "
+                             "them is another patient's")
         return found
     if len(linked_ids) > 1:
         said = _listed([f for f in files if f.linked], lambda i: i.patient_id)
         found.warnings.append(f"the files linked by UID carry different PatientIDs ({said}): paired by their UIDs, "
                               "as they reference each other; make sure they are this patient's files (a file of "
                               "another patient, or one re-identified or anonymised apart from the others)")
-    # the demographics, between files that may be of one patient: the same ID, or one of them without an ID
+    # the demographics: birth date and sex between every two files that both give one, whatever their IDs (two
+    # linked IDs of one person, as APTG plan03's, give one birth date and sex); the name between files that may be
+    # of one patient (the same ID, or one of them without an ID: names of two IDs differ, and the IDs are said)
     clashes: dict[str, list[PatientFile]] = {}
     names_differ: list[PatientFile] = []
     for i, a in enumerate(files):
         for b in files[i + 1:]:
             ia, ib = a.identity, b.identity
-            if ia.patient_id and ib.patient_id and ia.patient_id != ib.patient_id:
-                continue   # judged by their IDs above
             for key, va, vb in (("PatientBirthDate", ia.birth_date, ib.birth_date), ("PatientSex", ia.sex, ib.sex)):
                 if va and vb and va != vb:
                     clashes.setdefault(key, [])
                     clashes[key] += [f for f in (a, b) if f not in clashes[key]]
-            if not same_name(ia.name, ib.name):
+            if (not ia.patient_id or not ib.patient_id or ia.patient_id == ib.patient_id) and \
+                    not same_name(ia.name, ib.name):
                 names_differ += [f for f in (a, b) if f not in names_differ]
     ids = sorted({f.identity.patient_id for f in files if f.identity.patient_id})
     pid = repr(ids[0]) if len(ids) == 1 else _listed(files, lambda i: i.patient_id) or "none given"
@@ -173,10 +197,18 @@ def compare_patients(files: Sequence[PatientFile]) -> PatientFindings:
         get = {"PatientBirthDate": lambda i: i.birth_date, "PatientSex": lambda i: i.sex}
         what = "; ".join(f"{key} {_listed(fs, get[key])}" for key, fs in clashes.items())
         names = _listed(files, lambda i: i.name)
-        found.refusal = (f"name different patients under one PatientID ({pid}): {what}"
-                         + (f"; PatientName {names}" if names else "")
-                         + ": two patients under one ID (another hospital's ID range, a sibling's ID reused), or a "
-                           "file of another patient given this ID")
+        named = f"; PatientName {names}" if names else ""
+        if len({f.identity.patient_id for fs in clashes.values() for f in fs} - {""}) > 1:
+            # files of different IDs, linked by UID (their IDs alone were warned of above: this says more)
+            found.warnings.clear()
+            found.refusal = (f"name different patients: {what}; PatientID {pid}{named}: files of different "
+                             "PatientIDs that also differ in birth date or sex are two people's, even where the plan "
+                             "links them by UID (a plan or structure set of another patient, or relabelled with "
+                             "another patient's record)")
+        else:
+            found.refusal = (f"name different patients under one PatientID ({pid}): {what}{named}: two patients "
+                             "under one ID (another hospital's ID range, a sibling's ID reused), or a file of another "
+                             "patient given this ID")
         return found
     if names_differ:
         names = _listed(names_differ, lambda i: i.name)

@@ -777,10 +777,10 @@ def result_heterogeneity(result) -> tuple[str, ...]:
     ROI_OVERRIDE where a structure set's overrides or air outside the External changed the CT), else its geometry's.
     Before, the geometry's alone was read: a result loaded from its HDF5 (whose geometry did not keep it) was
     written as IMAGE although the run's own RT Dose said IMAGE\\ROI_OVERRIDE (audit 24 swallow, F3)."""
-    said = (getattr(result, "provenance", None) or {}).get("tissue_heterogeneity")
-    if isinstance(said, (list, tuple)) and said and all(isinstance(v, str) and v for v in said):
-        return tuple(said)
-    return tuple(getattr(result.geometry, "tissue_heterogeneity", ("IMAGE",)))
+    from .hdf5 import recorded_heterogeneity
+
+    said = recorded_heterogeneity(getattr(result, "provenance", None) or {})
+    return said or tuple(getattr(result.geometry, "tissue_heterogeneity", ("IMAGE",)))
 
 
 def _written_references(path: Path, study: StudyReference) -> dict:

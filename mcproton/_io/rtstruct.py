@@ -75,6 +75,9 @@ class RTStruct:
     #: plane, NaN where contours of two planes name it}: with the series' slice list of ``referenced_slices``, the
     #: CT's slice spacing (:func:`referenced_slice_mm`)
     slice_z: dict[str, float] = field(default_factory=dict)
+    #: SOPInstanceUID (0008,0018) of the structure set ("" where it gives none): what a plan's
+    #: ReferencedStructureSetSequence names
+    sop_instance_uid: str = ""
     #: masks made by ``rasterise`` from these contours: {(grid, name): (z, y, x) bool}
     masks: dict = field(default_factory=dict, repr=False, compare=False)
     #: the CT's slice spacing that these contours and references give (:func:`image_slice_mm`), once asked: [mm] or
@@ -316,7 +319,8 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
                 slice_z[uid] = z if slice_z.get(uid, z) == z else float("nan")
     _warn_without_volume(src, contours, types, not_closed)
     return RTStruct(contours, {v: k for k, v in names.items()}, types, struct_frame(ds), src,
-                    {names[k]: f for k, f in frames.items()}, not_closed, _referenced_slices(ds), slice_z)
+                    {names[k]: f for k, f in frames.items()}, not_closed, _referenced_slices(ds), slice_z,
+                    sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""))
 
 
 def _referenced_slices(ds) -> dict[str, tuple[str, ...]]:

@@ -311,10 +311,12 @@ def checked_allow(allow: Any, where: str) -> frozenset[str]:
 
 
 def overrides_used(cfg: dict[str, Any], geometry: Any, beams: list[Any]) -> list[str]:
-    """The refusals of :func:`check_inputs` that this run passed through ``plan.allow_other_frame`` /
-    ``plan.allow_position_mismatch`` (the :data:`OVERRIDES` names; [] where the keys are off or nothing would have
-    been refused): ``mcproton run`` records them in its result as ``simulate`` does, so that its RT Dose says
-    OVERRIDE too.  Nothing is warned here (check_inputs has said what it says)."""
+    """The refusals of :func:`check_inputs` that this run passed through ``plan.allow_other_frame``,
+    ``plan.allow_other_patient`` or ``plan.allow_position_mismatch`` (the :data:`OVERRIDES` names "other_frame",
+    "other_patient", "position_mismatch"; [] where the keys are off or nothing would have been refused):
+    ``mcproton run`` records them in its result as ``simulate`` does, so that its RT Dose says OVERRIDE too.  Nothing
+    is warned here (check_inputs has said what it says), and no input file is read again for the patients
+    (:func:`patient_files`: those check_inputs compared)."""
     from .._io.rtplan import beams_by_position
     from ..config import ConfigError
 
@@ -502,15 +504,12 @@ def plan_frame_unlinked(cfg: dict[str, Any], ct_for: str, beams: list[Any]) -> t
 
 
 def _struct_identity(path: Path) -> tuple[str, set[str]]:
-    """(SOPInstanceUID, the frames of reference its contours and header give) of an RT Structure Set file."""
-    import pydicom
-
+    """(SOPInstanceUID, the frames of reference its contours and header give) of an RT Structure Set file, from the
+    structure set as read for the run (:func:`~mcproton._io.rtstruct.read_rtstruct`, which keeps it: not read again)."""
     from .._io.rtstruct import read_rtstruct
 
     rs = read_rtstruct(path)
-    sop = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-              .get("SOPInstanceUID", "") or "")
-    return sop, ({rs.frame_of_reference_uid} | set(rs.frames_of_contours().values())) - {""}
+    return rs.sop_instance_uid, ({rs.frame_of_reference_uid} | set(rs.frames_of_contours().values())) - {""}
 
 
 def check_plan_frame_of(geometry: Any, beams: list[Any]) -> None:
@@ -554,17 +553,40 @@ def check_plan_frame_given(cfg: dict[str, Any], ct_for: str, beams: list[Any]) -
                       "(the outputs then say OVERRIDE)")
 
 
+#: the private config key (not part of the run's fingerprint: mcproton/_run/checkpoint.py drops "_" keys) under which
+#: :func:`patient_files` keeps the files it compared, with what they were found for
+PATIENT_FILES_KEY = "_patient_files"
+
+
 def patient_files(cfg: dict[str, Any], geometry: Any) -> list[Any]:
     """The files of a run on a patient's CT (``phantom.type = "ct"``) whose patients must agree
     (mcproton/_io/patients.py): the plan (plan.rtplan), the structure set (plan.rtstruct; linked to the plan where
     its ReferencedStructureSetSequence names it) and the CT (``geometry.study``: its slices agree, load_ct_series);
-    [] on any other phantom (a slab CT is written for its plan, a box has no patient)."""
-    from .._io.patients import PatientFile, PatientIdentity, read_header
-    from ..config import _resolve
-
+    [] on any other phantom (a slab CT is written for its plan, a box has no patient).  Found once per run: kept in
+    ``cfg`` (:data:`PATIENT_FILES_KEY`) for the same plan, structure set and CT patient, so that
+    :func:`overrides_used` and :func:`input_patients` (after the transport) record the files check_inputs compared
+    and read none of them again (review of 2026-12-07, R2: a 20 MB structure set was read whole twice more per
+    run for its PatientID)."""
     study = getattr(geometry, "study", None)
     if cfg.get("phantom", {}).get("type") != "ct" or study is None:
         return []
+    pl = cfg.get("plan", {})
+    for_what = (pl.get("rtplan"), pl.get("rtstruct"), cfg["phantom"].get("ct_dir"), cfg.get("_base_dir"),
+                str(study.patient_id or ""), str(study.patient_name or ""),
+                str(getattr(study, "patient_birth_date", "") or ""), str(getattr(study, "patient_sex", "") or ""))
+    kept = cfg.get(PATIENT_FILES_KEY)
+    if kept is not None and kept[0] == for_what:
+        return list(kept[1])
+    files = _patient_files(cfg, study)
+    cfg[PATIENT_FILES_KEY] = (for_what, tuple(files))
+    return files
+
+
+def _patient_files(cfg: dict[str, Any], study: Any) -> list[Any]:
+    """:func:`patient_files`, read: each file's attributes of identity only (``read_header``: not its contours)."""
+    from .._io.patients import PatientFile, PatientIdentity, read_header
+    from ..config import _resolve
+
     pl = cfg.get("plan", {})
     files: list[PatientFile] = []
     named: set[str] = set()

@@ -600,6 +600,27 @@ def test_an_rt_dose_written_from_a_loaded_result_says_what_its_dose_was_computed
         assert list(pydicom.dcmread(path).TissueHeterogeneityCorrection) == both, what
 
 
+@pytest.mark.parametrize("said", [["IMAGE", "ROI_OVERRIDE"], ("IMAGE", "ROI_OVERRIDE"), [], ["IMAGE", ""], "IMAGE",
+                                  [1, 2], None])
+def test_a_loaded_geometry_and_an_rt_dose_read_one_heterogeneity_record(said):
+    """Review of 2026-12-07, R8: the loaded geometry (hdf5._restore_heterogeneity) and the RT Dose of a result
+    (rtdose.result_heterogeneity) read ``provenance["tissue_heterogeneity"]`` by one rule (hdf5.recorded_heterogeneity:
+    a non-empty list of non-empty strings), where each had its own copy: a tuple was taken by the one, not the other."""
+    from types import SimpleNamespace
+
+    from mcproton._io.hdf5 import _restore_heterogeneity
+    from mcproton._io.rtdose import result_heterogeneity
+
+    prov = {} if said is None else {"tissue_heterogeneity": said}
+    geom = SimpleNamespace(tissue_heterogeneity=("IMAGE",))
+    _restore_heterogeneity(geom, prov)
+    written = result_heterogeneity(SimpleNamespace(provenance=prov, geometry=SimpleNamespace(
+        tissue_heterogeneity=("IMAGE",))))
+    assert tuple(geom.tissue_heterogeneity) == written
+    valid = isinstance(said, (list, tuple)) and bool(said) and all(isinstance(v, str) and v for v in said)
+    assert written == (tuple(said) if valid else ("IMAGE",))
+
+
 def test_the_overrides_applied_are_kept_with_the_geometry_and_the_provenance(water_ct, tmp_path):
     """Which overrides were applied (ROI, property and value, material, density, how it was chosen, voxels) go with
     the geometry into the provenance of a dose computed on it (HDF5, `DoseResult.save`), not only to the console

@@ -103,15 +103,21 @@ def test_allow_other_frame_does_not_pass_another_patients_plan(demo, tmp_path, c
     assert rc == 2 and "different patients" in err and "'A-1'" in err and "'B-2'" in err, err
 
 
-def test_allow_other_patient_runs_and_says_override(demo, tmp_path, capsys, warnings_to_stderr):
+def test_allow_other_patient_runs_and_says_override(demo, tmp_path, capsys, warnings_to_stderr, monkeypatch):
     """plan.allow_other_patient = true (a phantom's or another patient's plan on this CT, on purpose): the run goes on,
     the RT Dose is filed under the CT's patient and tagged OVERRIDE, and the HDF5 records the override and whose plan
     and structures it holds."""
+    import mcproton._io.patients as patients
     from mcproton import DoseResult
 
     case = _case(demo, tmp_path / "mix", MIX_ABC)
+    read = []
+    real_read = patients.read_header
+    monkeypatch.setattr(patients, "read_header", lambda path: read.append(Path(path).name) or real_read(path))
     rc, err, summary = _run(case, tmp_path, capsys, "plan.allow_other_patient=true")
     assert rc == 0, err
+    # each file's identity read once in the run (review R2: again for the override record and after the transport)
+    assert sorted(read) == ["RP.dcm", "RS.dcm"], read
     assert "plan.allow_other_patient = true" in err and "'B-2'" in err
     rd = pydicom.dcmread(tmp_path / "RD_run.dcm", stop_before_pixels=True)
     assert rd.PatientID == "A-1" and str(rd.PatientName) == "Alpha^Anna"
@@ -124,12 +130,53 @@ def test_allow_other_patient_runs_and_says_override(demo, tmp_path, capsys, warn
     assert any("allow_other_patient" in w for w in summary["warnings"])
 
 
+def test_a_check_config_reads_the_structure_set_whole_twice(demo, tmp_path, capsys, monkeypatch):
+    """Review R2: the run's patient check reads the attributes of identity only (not the contours): the RT Struct
+    is read whole twice in ``--check-config`` (its CT series check and its reader), as before the patient rule;
+    the rule made it three (a 20 MB structure set: about 5 s each)."""
+    import mcproton._io.dicom_common as dicom_common
+
+    case = _case(demo, tmp_path / "base", {})
+    whole = []
+    real_read = dicom_common.read_dicom_file
+    monkeypatch.setattr(dicom_common, "read_dicom_file",
+                        lambda path, **kw: whole.append(Path(path).name) or real_read(path, **kw))
+    rc, err, _ = _run(case, tmp_path, capsys, check_config=True)
+    assert rc == 0, err
+    assert whole.count("RS.dcm") == 2 and whole.count("RP.dcm") == 1, whole
+
+
 def test_run_refuses_one_id_with_another_birth_date_and_sex(demo, tmp_path, capsys):
     """F2 in the run: the plan names X-1 born 2010-05-05, M; the CT and RT Struct X-1 born 2018-01-01, F."""
     case = _case(demo, tmp_path / "same", SAME_ID)
     rc, err, _ = _run(case, tmp_path, capsys, check_config=True)
     assert rc == 2, err
     assert "'20100505'" in err and "'20180101'" in err and "one PatientID ('X-1')" in err, err
+
+
+#: review of 2026-12-07, R1: the plan relabelled with another patient's ID, name, birth date and sex; the structure
+#: set it names (ReferencedStructureSetSequence) and the CT are A-1, sex M (the demo's).  The IDs alone are only
+#: warned of between files linked by UID (APTG plan03's differ), but another sex and birth date are another person
+PLAN_B = {"all": {"PatientID": "A-1", "PatientName": "Alpha^Anna"},
+          "rp": {"PatientID": "B-2", "PatientName": "Beta^Bob", "PatientBirthDate": "20100505", "PatientSex": "F"}}
+
+
+def test_run_refuses_a_linked_plan_of_another_id_birth_date_and_sex(demo, tmp_path, capsys):
+    """R1: before, exit 0 with one warning that named the IDs only (the sex F against M was never compared)."""
+    case = _case(demo, tmp_path / "planB", PLAN_B)
+    rc, err, _ = _run(case, tmp_path, capsys, check_config=True)
+    assert rc == 2, err
+    assert "name different patients: PatientSex" in err and "'F'" in err and "'M'" in err, err
+    assert "'B-2'" in err and "'A-1'" in err and "plan.allow_other_patient" in err, err
+
+
+def test_check_refuses_a_linked_plan_of_another_id_birth_date_and_sex(demo, tmp_path, capsys):
+    """R1 in ``mcproton check``: the plan B-2 (F), its structure set, TPS dose and CT A-1 (M): refused before the
+    MC (before: checked, the difference nowhere but in a warning about the IDs)."""
+    rc, err = _check(_case(demo, tmp_path / "planB", PLAN_B), tmp_path / "chk", capsys)
+    assert rc == 2, err
+    assert "name different patients: PatientSex" in err and "'F'" in err and "'B-2'" in err, err
+    assert not (tmp_path / "chk" / "RD_mc.dcm").exists()
 
 
 def test_run_warns_of_a_name_spelled_otherwise(demo, tmp_path, capsys):
@@ -175,17 +222,23 @@ def test_check_refuses_two_patients_under_one_id_and_a_mixed_series(demo, tmp_pa
     assert not (tmp_path / "chk" / "RD_mc.dcm").exists()
 
 
+OTHER_STUDY = "1.2.826.0.1.3680043.8.498.4242"
+
+
 @pytest.mark.parametrize("changes, what", [
     (NAME_ONLY, "name the patient differently"),
     # the plan and its TPS dose linked by UID with different PatientIDs (warned, as before): RD_mc.dcm named the TPS
     # dose's patient Y-2 while the report named the plan's X-1
-    ({"all": {"PatientID": "X-1", "PatientName": "Xavier^Ann"}, "rd": {"PatientID": "Y-2", "PatientName": "Young^Bea"}},
+    # (the TPS dose in a study of its own: RD_mc.dcm goes into the plan's, as a study holds one patient)
+    ({"all": {"PatientID": "X-1", "PatientName": "Xavier^Ann"},
+      "rd": {"PatientID": "Y-2", "PatientName": "Young^Bea", "StudyInstanceUID": OTHER_STUDY}},
      "different PatientIDs")], ids=["name-only", "dose-of-another-id"])
 def test_check_rd_mc_names_the_patient_the_report_names(demo, tmp_path, capsys, changes, what):
     """F2: RD_mc.dcm carries the identity of the report's header (the plan's), check.json says whose it is, and the
     identity warning is in check.json's warnings, its provenance and the report's header."""
     out = tmp_path / "chk"
-    rc, err = _check(_case(demo, tmp_path / "p", changes), out, capsys)
+    case = _case(demo, tmp_path / "p", changes)
+    rc, err = _check(case, out, capsys)
     assert rc in (0, 1), err
     js = json.loads((out / "check.json").read_text())
     ident = js["provenance"]["identification"]
@@ -197,6 +250,31 @@ def test_check_rd_mc_names_the_patient_the_report_names(demo, tmp_path, capsys, 
     assert [w for w in js["warnings"] if what in w], js["warnings"]
     assert [w for w in js["provenance"]["patient_identity_warnings"] if what in w]
     assert "Patient identity: " in (out / "check.html").read_text(encoding="utf-8")
+    plan_study = pydicom.dcmread(case / "RP.dcm", stop_before_pixels=True).StudyInstanceUID
+    assert rd.StudyInstanceUID == plan_study   # the plan's (the report's patient); the TPS dose's when one patient
+    assert (pydicom.dcmread(case / "RD.dcm", stop_before_pixels=True).StudyInstanceUID == OTHER_STUDY) == \
+        (what == "different PatientIDs")
+
+
+def test_rd_mc_of_another_patients_tps_dose_is_never_filed_in_its_study(demo, tmp_path):
+    """Review R8: the plan (X-1) gives no StudyInstanceUID and its TPS dose names Y-2: RD_mc.dcm, named for X-1, goes
+    into a new study (before: silently into the TPS dose's, one study of two patients), and ``from`` says so."""
+    from types import SimpleNamespace
+
+    from mcproton._check.mc_rtdose import mc_dose_study
+
+    case = _case(demo, tmp_path / "p", {"all": {"PatientID": "X-1", "PatientName": "Xavier^Ann"},
+                                        "rd": {"PatientID": "Y-2", "PatientName": "Young^Bea",
+                                               "StudyInstanceUID": OTHER_STUDY}})
+    rp = pydicom.dcmread(case / "RP.dcm")
+    del rp.StudyInstanceUID
+    rp.save_as(case / "RP.dcm", enforce_file_format=True)
+    inp = SimpleNamespace(reference=SimpleNamespace(path=str(case / "RD.dcm")), plan_path=str(case / "RP.dcm"),
+                          plan=SimpleNamespace(sop_instance_uid=str(rp.SOPInstanceUID)))
+    study, patient = mc_dose_study(inp)
+    assert study.patient_id == "X-1" and study.study_instance_uid == "" and study.study_date == ""
+    assert study.resolved().study_instance_uid not in ("", OTHER_STUDY)
+    assert "in a new study (the plan gives no StudyInstanceUID)" in patient["from"], patient
 
 
 # ---- the rule itself
@@ -227,6 +305,39 @@ def test_the_rule_refuses_ids_birth_dates_and_sexes_and_warns_of_names():
     named = compare_patients([plan, PatientFile("CT", PatientIdentity("P1", "Doe-Smith^Jane", "20180101", "F"),
                                                 linked=False)])
     assert not named.refusal and "name the patient differently" in named.warnings[0]
+
+
+def test_linked_files_of_two_ids_are_compared_for_birth_date_and_sex():
+    """R1: files of different PatientIDs linked by UID are compared for birth date and sex too: another value is two
+    people, refused; the same values (APTG plan03: two IDs, one birth date 20221122 and sex O) only warned of."""
+    from mcproton._io.patients import PatientFile, PatientIdentity, compare_patients
+
+    plan = PatientFile("plan", PatientIdentity("B-2", "Beta^Bob", "20100505", "F"))
+    rs = PatientFile("RS", PatientIdentity("A-1", "Alpha^Anna", "", "M"))
+    ct = PatientFile("CT", PatientIdentity("A-1", "Alpha^Anna", "20180101", "M"), linked=False)
+    found = compare_patients([plan, rs, ct])
+    said = found.refusal
+    assert said.startswith("name different patients: ") and "PatientBirthDate plan: '20100505'; CT: '20180101'" in said
+    assert "PatientSex plan: 'F'; RS: 'M'; CT: 'M'" in said and "PatientID plan: 'B-2'; RS: 'A-1'; CT: 'A-1'" in said
+    assert not found.warnings   # the refusal names the IDs: no second message about them
+    same = compare_patients([PatientFile("plan", PatientIdentity("test_LET_ramp", "", "20221122", "O")),
+                             PatientFile("dose", PatientIdentity("WTR303030", "", "20221122", "O")),
+                             PatientFile("RS", PatientIdentity("WTR303030", "", "20221122", "O"))])
+    assert not same.refusal and len(same.warnings) == 1 and "different PatientIDs" in same.warnings[0]
+
+
+def test_files_paired_by_the_frame_that_differ_when_the_plan_names_nobody():
+    """R5: a plan without PatientID (OpenTPS's box plan) and two files paired by the frame that name different
+    patients: the refusal says that they differ and that the plan names none (before: "are of another patient than
+    the plan", which names nobody)."""
+    from mcproton._io.patients import PatientFile, PatientIdentity, compare_patients
+
+    found = compare_patients([PatientFile("plan.rtplan RP.dcm", PatientIdentity("")),
+                              PatientFile("plan.rtstruct RS.dcm", PatientIdentity("OTHER"), linked=False),
+                              PatientFile("the CT (phantom.ct_dir ct)", PatientIdentity("MCPROTON"), linked=False)])
+    assert "plan.rtstruct RS.dcm, the CT (phantom.ct_dir ct) name different patients, and the plan names none " \
+        "(no PatientID)" in found.refusal, found.refusal
+    assert "another patient than the plan" not in found.refusal
 
 
 def test_the_real_exports_pass_the_rule():
