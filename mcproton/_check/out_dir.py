@@ -211,8 +211,10 @@ class OutDirRefused(CheckInputError):
 
 #: check.json's format version: raised when a key is removed or changes meaning (new keys do not raise it), so
 #: that a script can tell (automation audit 2026-12-06, F10).  1: the first numbered one (2026-12-06: "status",
-#: "schema_version"; a check that failed writes a record of its own, :func:`record_failure`)
-CHECK_JSON_SCHEMA = 1
+#: "schema_version"; a check that failed writes a record of its own, :func:`record_failure`).  2 (2026-12-07):
+#: ``settings.machine_check`` is text saying what was checked ("yes: ...", "off ...", "not possible: ..."), and
+#: ``settings.spot_tune_check`` is new; in 1 ``machine_check`` was the option, true or false
+CHECK_JSON_SCHEMA = 2
 #: the folder (in --out) that an earlier check's outputs are moved into when a later check of that folder starts
 EARLIER_DIR = "earlier_check_"
 #: the statuses of a check.json that records a check that did not complete (no report): a check refused, failed or

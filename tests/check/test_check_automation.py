@@ -50,7 +50,7 @@ def test_a_refused_recheck_records_itself_and_moves_the_earlier_report_aside(ref
     printed = json.loads(cap.out)
     record = json.loads((out / "check.json").read_text())
     assert record["status"] == printed["status"] == "refused" and record["passed"] is False
-    assert record["schema_version"] == 1 and record["exit_status"] == 2 and record["error"]
+    assert record["schema_version"] == 2 and record["exit_status"] == 2 and record["error"]
     assert record["provenance"]["given_inputs"]["folder"] == str(refused_patient)
     assert record["provenance"]["out"] == printed["provenance"]["out"] == str(out)   # audit 24 "docs" F4
     # the build that refused it, as a report's (compat audit 2026-12-06, F6)
@@ -214,7 +214,7 @@ def test_negative_gamma_options_are_refused(option, tmp_path, capsys):
 def test_check_json_has_a_schema_version_and_a_status():
     r = api.CheckResult(False, [], {}, {}, {}, {}, {}, [], [], {}, {}, {}, {})
     d = r.to_dict()
-    assert d["schema_version"] == 1 and d["status"] == "fail" and list(d)[:2] == ["schema_version", "status"]
+    assert d["schema_version"] == 2 and d["status"] == "fail" and list(d)[:2] == ["schema_version", "status"]
     assert d["exit_status"] == 1   # in every check.json, a report's too (integrators' audit 2026-12-06, F9)
 
 
@@ -229,7 +229,7 @@ def test_json_prints_a_record_for_an_option_refused(args, error_type, tmp_path, 
     assert rc == 2, cap.err
     record = json.loads(cap.out)
     assert record["status"] == "refused" and record["exit_status"] == 2 and record["passed"] is False
-    assert record["error"] and record["error_type"] == error_type and record["schema_version"] == 1
+    assert record["error"] and record["error_type"] == error_type and record["schema_version"] == 2
     assert record["provenance"]["given_inputs"]["folder"] == str(tmp_path)
     # docs/check.md promises `out` too (audit 24 "docs" F4: a --gamma-points refusal, recorded by check() itself,
     # had none)
