@@ -62,12 +62,12 @@ def mc_dose_study(inp: Any):
     """Where the check's MC RT Doses go, and whom they name: ``(study, patient)``.  The patient is the plan's, the
     one the report's header names (record.identification), with the values the plan leaves empty taken from the TPS
     dose where both give one PatientID; the study (its UID, date, time and offset) and frame of reference are the
-    TPS dose's (the MC dose lies on its grid), or the plan's study (its UID, date and time) where the plan and the TPS dose name different PatientIDs
-    (linked by UID, warned of by gather: a study holds one patient), a new study where the plan then gives none
-    (before, review of 2026-12-07 R8: the TPS dose's, which holds the other patient).  ``patient`` is check.json's
-    record of it (``mc_rtdose``: the DICOM attributes and ``from``, which says whose they are).  Before (audit 24,
-    identity F2) RD_mc.dcm named the TPS dose's patient while the report named the plan's: one check, two
-    patients."""
+    TPS dose's (the MC dose lies on its grid), or the plan's study (its UID, date and time) where the plan and the
+    TPS dose name different PatientIDs (linked by UID, warned of by gather: a study holds one patient), a new study
+    where the plan then gives none (before, review of 2026-12-07 R8: the TPS dose's, which holds the other
+    patient).  ``patient`` is check.json's record of it (``mc_rtdose``: the DICOM attributes and ``from``, which
+    says whose they are).  Before (audit 24, identity F2) RD_mc.dcm named the TPS dose's patient while the report
+    named the plan's: one check, two patients."""
     from .._io.patients import PatientIdentity, read_header
 
     ref = inp.reference
