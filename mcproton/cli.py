@@ -340,7 +340,7 @@ def _refuse_unwritable_paths(args: argparse.Namespace, cfg: dict) -> None:
     from ._io.path_text import current_folder, refuse_unwritable_paths
     from ._run.inputs import input_paths
 
-    rtdose = args.rtdose or cfg.get("output", {}).get("rtdose")
+    rtdose = _rtdose_given(args, cfg)
     refuse_unwritable_paths([current_folder(), ("--out", args.out), ("the RT Dose (--rtdose, output.rtdose)", rtdose),
                              ("the config's folder", cfg.get("_base_dir")),
                              *input_paths(cfg, args.config, every_ct_file=False)])
@@ -935,10 +935,13 @@ def _config_check_summary(args: argparse.Namespace, cfg: dict, settings: Any, ge
     """What ``mcproton run CONFIG --check-config`` prints: the config was read and every check that runs before
     the transport passed; the grid, the beams and the settings the run would use.  Nothing is written."""
     from ._run.inputs import memory_summary
+    from .config import relative_paths_summary
 
     nz, ny, nx = geometry.shape_zyx
     models = _plan_beam_models(beams)
     return {"config": str(args.config), "config_ok": True,
+            # where the relative paths were taken from: the config file's folder (a symbolic link's own; audit 25, F11)
+            "relative_paths": relative_paths_summary(cfg),
             "note": "checked without transport: nothing written; run again without --check-config (with --out) "
                     "to compute the dose",
             "phantom": cfg.get("phantom", {}).get("type", "water"),
@@ -1076,12 +1079,25 @@ def _ckpt(out: Path) -> Path:
     return checkpoint_path(out)
 
 
+def _rtdose_given(args: argparse.Namespace, cfg: dict) -> str | None:
+    """The RT Dose path given: --rtdose (the shell expanded its ``~``), else output.rtdose with ``~`` expanded as in
+    the config's input paths (config._resolve), taken from the current folder where relative.  Before (audit 25,
+    F8) ``output.rtdose = "~/RD.dcm"`` wrote into a folder named ``~`` in the current folder, and the summary's
+    ``rtdose`` named it as if it were in the home folder."""
+    import os
+
+    if args.rtdose:
+        return args.rtdose
+    given = cfg.get("output", {}).get("rtdose")
+    return os.path.expanduser(given) if isinstance(given, str) and given else given
+
+
 def _rtdose_path(args: argparse.Namespace, cfg: dict) -> str | None:
     """The RT Dose the run writes (--rtdose, else output.rtdose; None: none), refused where it would destroy an input
     or is not a regular file; for --check-config without --out (:func:`_check_paths` checks it with the others)."""
     from ._run.inputs import check_output_paths, check_replaceable, input_paths
 
-    rtdose = args.rtdose or cfg.get("output", {}).get("rtdose")
+    rtdose = _rtdose_given(args, cfg)
     if rtdose:
         outputs = [("--rtdose" if args.rtdose else "output.rtdose", Path(rtdose))]
         check_output_paths(outputs, input_paths(cfg, args.config))
@@ -1098,7 +1114,7 @@ def _check_paths(args: argparse.Namespace, cfg: dict) -> tuple[Path, str | None,
 
     out = Path(args.out)
     out_cfg = cfg.get("output", {})
-    rtdose = args.rtdose or out_cfg.get("rtdose")
+    rtdose = _rtdose_given(args, cfg)
     if out.name.lower().endswith(CHECKPOINT_SUFFIX):   # another --out's checkpoint: it would be taken for one
         raise ConfigError(f"--out {out}: a name ending in {CHECKPOINT_SUFFIX} is a checkpoint's (the run with --out "
                           f"{out.name[:-len(CHECKPOINT_SUFFIX)]}.h5 keeps its checkpoint under this name, and would "

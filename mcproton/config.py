@@ -146,7 +146,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "rbe": ((int, float), "constant RBE (e.g. 1.1): the RT Dose holds RBE x dose, DoseType EFFECTIVE, Gy(RBE); "
                               "default: physical dose"),
         "rtdose": ((str,), "path of a DICOM RT Dose to write (a relative path: from the current folder, as "
-                             "--out; --rtdose wins)"),
+                             "--out; ~ is the home folder; --rtdose wins)"),
         "plot": ((bool,), "write a PNG of the depth-dose / dose planes beside the HDF5 (default true); the planes: the "
                           "HDF5 dose (physical, to medium, the fractions simulated: the title says which, and how "
                           "the RT Dose differs) through the first target of plan.rtstruct, isodoses and outlines"),
@@ -305,24 +305,37 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         p = Path(path)
         cfg = read_toml_file(p, f"config file {str(p)!r} not found; give the path of a TOML run config "
                                 "(see examples/)")
-        cfg["_base_dir"] = str(p.resolve().parent)
-    base = cfg.pop("_base_dir", None)
+        # relative paths are taken from the folder the config file is in as given (where the user put it): for a
+        # symbolic link, the link's own folder, not its target's (audit 25, F11: a patient folder's run.toml linked
+        # to a shared template took ct_dir = "ct" from the template's folder); that folder itself is resolved
+        cfg["_base_dir"] = str(p.absolute().parent.resolve())
+        if p.is_symlink():
+            cfg[CONFIG_LINK_KEY] = str(p.resolve())
+    private = {k: cfg.pop(k) for k in ("_base_dir", CONFIG_LINK_KEY) if k in cfg}
     cfg = copy.deepcopy(cfg)
     for o in overrides or []:
         sec, key, val = parse_override(o)
         cfg.setdefault(sec, {})[key] = val
     validate_config(cfg)
-    if base:
-        cfg["_base_dir"] = base
+    cfg.update(private)
     return cfg
 
 
+#: the key (not a TOML section: it starts with "_") under which :func:`load_config` keeps the target of a config file
+#: that is a symbolic link, for the messages that say where relative paths are taken from
+CONFIG_LINK_KEY = "_config_link_target"
+
+
 def _resolve(cfg: dict[str, Any], p: str) -> Path:
-    """The path ``p`` of the config: a relative one from the config file's folder, else from the current folder.
+    """The path ``p`` of the config: a relative one from the config file's folder (the folder of the config as given:
+    a symbolic link's own, :func:`load_config`), else from the current folder.
     Under a locale that is not UTF-8 (Latin-1, EUC-JP), where a non-ASCII name is not found as the locale encodes
     it, its UTF-8 spelling (a folder named on a UTF-8 system) is tried: the config is read as UTF-8, and such names
     were found before 2026-12-05 only because the config was decoded with the locale's encoding too (deployment
-    audit F10)."""
+    audit F10).  A name not found as written is then looked for in other Unicode normalizations (a folder copied
+    from a Mac has its names in NFD, a config typed elsewhere gives NFC; Linux tells them apart): the one path that
+    differs from ``p`` only so is taken (:func:`_normalization_twins`; before audit 25, F12, "does not exist" for
+    a folder that ``ls`` shows with the same name); several are named by :func:`relative_path_note`."""
     found = _resolve_as_given(cfg, p)
     if _exists(found):
         return found
@@ -331,7 +344,8 @@ def _resolve(cfg: dict[str, Any], p: str) -> Path:
         other = _resolve_as_given(cfg, utf8)
         if _exists(other):
             return other
-    return found
+    twins = _config_path_twins(cfg, p)
+    return twins[0] if len(twins) == 1 else found
 
 
 def _resolve_as_given(cfg: dict[str, Any], p: str) -> Path:
@@ -348,6 +362,55 @@ def _exists(p: Path) -> bool:
         return p.exists()
     except (OSError, UnicodeError):   # a name the file system's encoding cannot hold
         return False
+
+
+def _config_path_twins(cfg: dict[str, Any], p: str) -> list[Path]:
+    """The paths that spell the config's path ``p`` in another Unicode normalization (:func:`_normalization_twins`),
+    from the config file's folder, else (none there) from the current folder, as :func:`_resolve_as_given`."""
+    if p.isascii():
+        return []
+    q = Path(p).expanduser()
+    where = ([Path(cfg["_base_dir"]) / q] if not q.is_absolute() and cfg.get("_base_dir") else []) + [q]
+    for cand in where:
+        twins = _normalization_twins(cand)
+        if twins:
+            return twins
+    return []
+
+
+#: the most paths of one name in other Unicode normalizations looked at (each accented letter of a name can be
+#: written two ways)
+MAX_NORMALIZATION_TWINS = 8
+
+
+def _normalization_twins(p: Path) -> list[Path]:
+    """The existing paths that differ from ``p``, which does not exist, only in the Unicode normalization of their
+    names (NFC "é" against NFD "e" + combining acute, and mixtures): each component of ``p`` that does not exist as
+    written is matched against the names in its folder of the same NFC form.  [] where ``p`` exists or is ASCII, or
+    none (or more than :data:`MAX_NORMALIZATION_TWINS`) is found."""
+    import os
+    import unicodedata
+
+    if str(p).isascii() or _exists(p):
+        return []
+    parts = p.parts
+    found = [Path(parts[0])] if p.is_absolute() else [Path()]
+    for part in parts[1:] if p.is_absolute() else parts:
+        nxt: list[Path] = []
+        for cur in found:
+            if os.path.lexists(cur / part):
+                nxt.append(cur / part)
+            elif not part.isascii():
+                key = unicodedata.normalize("NFC", part)
+                try:
+                    names = [e.name for e in os.scandir(cur)]
+                except (OSError, UnicodeError):
+                    continue
+                nxt += [cur / n for n in sorted(names) if unicodedata.normalize("NFC", n) == key]
+        if not nxt or len(nxt) > MAX_NORMALIZATION_TWINS:
+            return []
+        found = nxt
+    return [f for f in found if f != p and _exists(f)]
 
 
 def _utf8_name(p: str) -> str:
@@ -369,14 +432,36 @@ def _utf8_name(p: str) -> str:
 
 def relative_path_note(cfg: dict[str, Any], given: str) -> str:
     """For a message about a path of the config that was not found: how a relative path was resolved (from the
-    config file's folder, else from the current folder; README "Config reference")."""
+    config file's folder, else from the current folder; README "Config reference"; for a config that is a symbolic
+    link, that its own folder is meant, not its target's), and the paths of the same name in other Unicode
+    normalizations where there are several (one is taken: :func:`_resolve`)."""
+    twins = _config_path_twins(cfg, given) if isinstance(given, str) else []
+    same = (f"; {len(twins)} paths of the same name in other Unicode normalizations (NFC/NFD: an accented letter "
+            f"written as one character or as a letter and a combining mark) exist: "
+            f"{', '.join(ascii(str(t)) for t in twins)}; rename all but one, or give one exactly"
+            if len(twins) > 1 else "")
     if Path(given).expanduser().is_absolute():
-        return ""
+        return same
     base = cfg.get("_base_dir")
+    link = cfg.get(CONFIG_LINK_KEY)
+    link_note = (f": the config is a symbolic link to {link}, and relative paths are taken from the folder of the "
+                 "link, not of its target" if link else "")
     if base:
         return (f" (a relative path in the config is taken from the config file's folder {base}, else from the "
-                f"current folder {Path.cwd()})")
-    return f" (a relative path is taken from the current folder {Path.cwd()})"
+                f"current folder {Path.cwd()}{link_note})" + same)
+    return f" (a relative path is taken from the current folder {Path.cwd()})" + same
+
+
+def relative_paths_summary(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Where the config's relative paths are taken from (``mcproton run --check-config``'s ``relative_paths``):
+    its input paths from the config file's folder (a symbolic link's own folder), else from the current folder;
+    output.rtdose, --out and --rtdose from the current folder."""
+    cwd = str(Path.cwd())
+    base = cfg.get("_base_dir")
+    return {"inputs_from": base or cwd, **({"inputs_else_from": cwd} if base else {}), "outputs_from": cwd,
+            **({"config_link_target": cfg[CONFIG_LINK_KEY],
+                "note": "the config is a symbolic link: relative input paths are taken from the link's folder, "
+                        "not from its target's"} if cfg.get(CONFIG_LINK_KEY) else {})}
 
 
 def run_settings(cfg: dict[str, Any]) -> RunSettings:

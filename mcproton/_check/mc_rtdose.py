@@ -35,7 +35,11 @@ def is_check_output(ds: Any) -> bool:
 
 
 def tps_study(path: str | Path, plan_sop_instance_uid: str):
-    """The patient, study and frame of reference of a TPS RT Dose, referencing the plan: where the MC dose goes."""
+    """The patient, study and frame of reference of a TPS RT Dose, referencing the plan: where the MC dose goes.
+    The study's StudyDate, StudyTime and TimezoneOffsetFromUTC are the TPS dose's too: RD_mc.dcm joins that study,
+    so it gives it the date and time its other objects give it (before, audit 25 F5: the check's date and time and
+    this machine's offset, so that one study had two StudyDates, the second depending on where and when the check
+    ran).  A TPS dose without a StudyDate leaves them to :meth:`StudyReference.resolved` (the time it is written)."""
     import pydicom
 
     from .._io.dicom_common import StudyReference, assume_input_charset
@@ -48,19 +52,22 @@ def tps_study(path: str | Path, plan_sop_instance_uid: str):
                           patient_sex=str(ds.get("PatientSex", "") or ""),
                           study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
                           frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
+                          study_date=str(ds.get("StudyDate", "") or "").strip(),
+                          study_time=str(ds.get("StudyTime", "") or "").strip(),
+                          study_timezone=str(ds.get("TimezoneOffsetFromUTC", "") or "").strip(),
                           plan_sop_instance_uid=str(plan_sop_instance_uid or ""))
 
 
 def mc_dose_study(inp: Any):
     """Where the check's MC RT Doses go, and whom they name: ``(study, patient)``.  The patient is the plan's, the
     one the report's header names (record.identification), with the values the plan leaves empty taken from the TPS
-    dose where both give one PatientID; the study and frame of reference are the TPS dose's (the MC dose lies on its
-    grid), or the plan's study (its UID, date and time) where the plan and the TPS dose name different PatientIDs
-    (linked by UID, warned of by gather: a study holds one patient), a new study where the plan then gives none
-    (before, review of 2026-12-07 R8: the TPS dose's, which holds the other patient).  ``patient`` is check.json's
-    record of it (``mc_rtdose``: the DICOM attributes and ``from``, which says whose they are).  Before (audit 24,
-    identity F2) RD_mc.dcm named the TPS dose's patient while the report named the plan's: one check, two
-    patients."""
+    dose where both give one PatientID; the study (its UID, date, time and offset) and frame of reference are the
+    TPS dose's (the MC dose lies on its grid), or the plan's study (its UID, date and time) where the plan and the
+    TPS dose name different PatientIDs (linked by UID, warned of by gather: a study holds one patient), a new study
+    where the plan then gives none (before, review of 2026-12-07 R8: the TPS dose's, which holds the other
+    patient).  ``patient`` is check.json's record of it (``mc_rtdose``: the DICOM attributes and ``from``, which
+    says whose they are).  Before (audit 24, identity F2) RD_mc.dcm named the TPS dose's patient while the report
+    named the plan's: one check, two patients."""
     from .._io.patients import PatientIdentity, read_header
 
     ref = inp.reference

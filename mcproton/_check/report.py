@@ -723,9 +723,27 @@ def _sign_off(who: Mapping[str, str]) -> str:
     return sign_off_html(SIGN_OFF_INTRO, identity=html.escape(_who_line(who)), action=SIGN_OFF_ACTION)
 
 
+def check_date(provenance: Mapping[str, Any]) -> str:
+    """The date of the check (YYYY-MM-DD) that a printed page names: the local date it started, ``check_started``
+    (local time with its offset, as check.json gives it); for a result without it, the MC dose's ``date`` (UTC)
+    in this machine's local time.  Before (audit 25, F7) the pages gave the UTC date of the MC dose without saying
+    so: in the evening in the Americas the day after the check, unlike check.json and RD_mc.dcm."""
+    import datetime as _dt
+
+    started = str(provenance.get("check_started") or "")
+    if len(started) >= 10 and started[4] == "-" and started[7] == "-" and started[:4].isdigit():
+        return started[:10]
+    date = str(provenance.get("date") or "")
+    try:
+        when = _dt.datetime.fromisoformat(date)
+    except ValueError:
+        return date[:10]
+    return (when.astimezone() if when.tzinfo is not None else when).date().isoformat()
+
+
 def _who(res) -> dict[str, str]:
     """What a printed page of the report names: the verdict, the patient (name, ID), the plan (its label, else its
-    name, else its file) and the date of the check (YYYY-MM-DD)."""
+    name, else its file) and the local date of the check (YYYY-MM-DD: :func:`check_date`)."""
     from .record import identification, plan_label
 
     inp = res.inputs
@@ -733,7 +751,7 @@ def _who(res) -> dict[str, str]:
     plan = plan_label(d, str(getattr(inp.plan, "label", "") or "")) or Path(inp.plan_path).name
     return {"verdict": "PASS" if res.passed else "FAIL", "patient": d.get("PatientName", ""),
             "patient_id": d.get("PatientID") or "none", "plan": plan,
-            "date": str(res.provenance.get("date") or "")[:10]}
+            "date": check_date(res.provenance)}
 
 
 def _who_line(who: Mapping[str, str], date: bool = True) -> str:

@@ -73,8 +73,9 @@ class StudyReference:
     axis_directions: tuple[int, int, int] = (1, 1, 1)
     #: StudyDate (DA) and StudyTime (TM) of the study: one for every object of it (a CT's own; "": set to the time
     #: of :meth:`resolved`, so that the CT, RT Struct, RT Plan and RT Dose written together share them; before,
-    #: each object took its own "now": the environment audit of 2026-12-06, F7).  Not compared: the study is the
-    #: same study whatever time a writer gave it (its UIDs are)
+    #: each object took its own "now": the environment audit of 2026-12-06, F7).  A study with a date and an empty
+    #: time (a CT's StudyTime is Type 2) is written with an empty StudyTime.  Not compared: the study is the same
+    #: study whatever time a writer gave it (its UIDs are)
     study_date: str = dataclasses.field(default="", compare=False)
     study_time: str = dataclasses.field(default="", compare=False)
     #: TimezoneOffsetFromUTC (0008,0201) of the study date and time ("+HHMM"/"-HHMM"): a CT's own, this machine's
@@ -202,9 +203,11 @@ def set_patient_study_series(ds, study: StudyReference, *, modality: str, date: 
     # the study's date and time (one for every object of the study: StudyReference.resolved); the object's own
     # date and time (Series/Content) are the writer's ``date`` and ``time``, taken in the study's zone
     # (StudyReference.now_date_time).  The offset is the study's: a CT's own, or none where the CT gives none
-    # (this machine's would misdate the CT's study time: review 2 of 2026-12-06, F1)
+    # (this machine's would misdate the CT's study time: review 2 of 2026-12-06, F1).  A study with a date but an
+    # empty StudyTime (Type 2: a CT may leave it empty) keeps it empty: the time this object is written is not the
+    # study's (before, audit 25 F6: each RT Dose gave the CT's study another time, its own)
     ds.StudyDate = study.study_date or date
-    ds.StudyTime = study.study_time or time
+    ds.StudyTime = study.study_time if study.study_date else time
     zone = study.study_timezone if study.study_date else utc_offset()
     if zone:
         ds.TimezoneOffsetFromUTC = zone

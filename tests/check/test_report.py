@@ -539,7 +539,8 @@ def test_the_page_prints_on_a4_each_page_naming_the_patient_plan_and_verdict(rep
     pages, the patient on page 1 only and the sign-off on page 8."""
     page = Path(report.report_html).read_text(encoding="utf-8")
     title = re.search(r"<title>([^<]*)</title>", page).group(1)
-    assert title == "mcproton check FAIL | patient test^plan (ID T1) | plan test | 2026-12-04", title
+    day = report.provenance["check_started"][:10]   # the local date of the check (the MC dose's UTC date: 2026-12-04)
+    assert title == f"mcproton check FAIL | patient test^plan (ID T1) | plan test | {day}", title
     assert page.index("<title>") < 4096 - 100             # out_dir recognises a report by its title's start
     css = re.search(r"<style>(.*)</style>", page, re.S).group(1)
     assert "@page{size:A4;margin:" in css and "break-inside:avoid" in css and ".details{break-before:page}" in css
@@ -550,10 +551,40 @@ def test_the_page_prints_on_a4_each_page_naming_the_patient_plan_and_verdict(rep
         assert part in summary, part
     assert "Gamma (3-D)" in details and "data:image" not in summary
     sign = summary[summary.index("<h2>Sign-off</h2>"):]
-    assert "<caption>mcproton check FAIL | patient test^plan (ID T1) | plan test | 2026-12-04</caption>" in sign
+    assert f"<caption>mcproton check FAIL | patient test^plan (ID T1) | plan test | {day}</caption>" in sign
+    assert f'@top-right{{content:"{day}"' in css
     mm = [float(h) for h in re.findall(r"\.sign td\{height:([\d.]+)mm", css)]
     assert mm and min(mm) >= 12                           # room for a handwritten signature (5.3 mm before)
     assert re.search(r"\.sign th:nth-child\(4\)\{width:(\d+)%", css).group(1) >= "30"
+
+
+def test_the_pages_give_the_local_date_of_the_check_not_the_utc_date_of_the_mc_dose(monkeypatch):
+    """Audit 25, F7: the title, the sign-off's caption and each printed page's corner gave the MC dose's UTC date
+    (``provenance.date``) without saying so: a check at 21:13 in New York was dated the next day, unlike check.json's
+    ``check_started`` and RD_mc.dcm.  Now the date the check started, in its local time (with its offset); a result
+    without check_started: the UTC date converted to local time."""
+    import time
+    from types import SimpleNamespace
+
+    from mcproton._check.report import _who
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        def res(**prov):
+            ident = {"PatientName": "test^plan", "PatientID": "T1", "RTPlanLabel": "test"}
+            return SimpleNamespace(inputs=SimpleNamespace(plan_path="RP.dcm", plan=SimpleNamespace(label="test")),
+                                   passed=True, provenance={"identification": ident, **prov})
+
+        utc = "2026-12-07T02:13:53+00:00"
+        assert _who(res(date=utc))["date"] == "2026-12-06"
+        assert _who(res(date=utc, check_started="2026-12-06T21:13:47-05:00"))["date"] == "2026-12-06"
+        # the date the check started where it ran (check.json's), whatever zone the report is written in
+        assert _who(res(date=utc, check_started="2026-12-07T16:13:47+14:00"))["date"] == "2026-12-07"
+        assert _who(res(date="2026-12-04"))["date"] == "2026-12-04"   # an older result's date without a time
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
 
 
 def test_css_strings_escape_what_would_end_them():

@@ -112,3 +112,47 @@ def test_now_date_time_at_an_offset():
     at = dt.datetime.strptime(date + time, "%Y%m%d%H%M%S")
     utc_now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     assert abs((at - utc_now) - dt.timedelta(hours=13, minutes=45)) < dt.timedelta(minutes=10)
+
+
+def test_a_study_with_a_date_and_an_empty_time_keeps_the_time_empty(tmp_path, monkeypatch):
+    """A CT gives StudyDate but leaves StudyTime (Type 2) empty: its RT Dose wrote the time it was written as the
+    study's time (audit 25, F6), so each RT Dose gave the study another time.  Now the StudyTime stays empty."""
+    monkeypatch.setattr(dicom_common, "now_date_time", lambda offset="": ("20991231", "235959"))
+    write_rtdose(np.ones((3, 4, 5)), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "rd.dcm",
+                 study=StudyReference(study_date="20200102", study_time="", study_timezone="+0900",
+                                      frame_of_reference_uid="1.2.3"))
+    rd = pydicom.dcmread(tmp_path / "rd.dcm")
+    assert (rd.StudyDate, rd.StudyTime) == ("20200102", "")
+    assert rd.TimezoneOffsetFromUTC == "+0900"
+    assert (rd.ContentDate, rd.ContentTime) == ("20991231", "235959")   # the object's own date and time
+
+
+def test_the_checks_mc_dose_joins_the_tps_dose_study_with_its_date_time_and_offset(tmp_path, monkeypatch):
+    """RD_mc.dcm goes into the TPS dose's study (its StudyInstanceUID): it must give that study the date, time and
+    offset the TPS dose gives it.  It gave it the date and time of the check and this machine's offset (audit 25, F5:
+    StudyDate 20261207 +1400 beside the plan's and TPS dose's 20261205, for one StudyInstanceUID)."""
+    from types import SimpleNamespace
+
+    from mcproton._check.mc_rtdose import mc_dose_study
+
+    for zone in ("", "+0100"):
+        tps = StudyReference(patient_name="Doe^Jane", patient_id="P1", study_instance_uid="1.2.826.0.1.3680043.9.7",
+                             frame_of_reference_uid="1.2.826.0.1.3680043.9.8", study_date="20261205",
+                             study_time="093514.395075", study_timezone=zone)
+        rd_path = write_rtdose(np.ones((3, 4, 5)), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), tmp_path / f"RD{zone}.dcm",
+                               study=tps)
+        rp = pydicom.dcmread(rd_path)   # a plan of the same patient and study (its identity is what is read)
+        rp.SOPInstanceUID = "1.2.826.0.1.3680043.9.9"
+        rp.save_as(tmp_path / "RP.dcm", enforce_file_format=True)
+        inp = SimpleNamespace(reference=SimpleNamespace(path=str(rd_path)), plan_path=str(tmp_path / "RP.dcm"),
+                              plan=SimpleNamespace(sop_instance_uid=str(rp.SOPInstanceUID)))
+        # the check runs on another day, on a machine at +1400
+        monkeypatch.setattr(dicom_common, "now_date_time", lambda offset="": ("20261207", "161027"))
+        monkeypatch.setattr(dicom_common, "utc_offset", lambda: "+1400")
+        study, _ = mc_dose_study(inp)
+        write_rtdose(np.ones((3, 4, 5)), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), tmp_path / "RD_mc.dcm", study=study)
+        mc = pydicom.dcmread(tmp_path / "RD_mc.dcm")
+        assert mc.StudyInstanceUID == "1.2.826.0.1.3680043.9.7"
+        assert (mc.StudyDate, mc.StudyTime) == ("20261205", "093514.395075")
+        assert mc.get("TimezoneOffsetFromUTC", "") == zone
+        monkeypatch.undo()

@@ -1,0 +1,117 @@
+"""Where a run config's paths lead (audit 25: F8, F11, F12): ``~`` in output.rtdose is the home folder, as in the
+input keys; a config that is a symbolic link takes its relative paths from the link's folder, and --check-config
+says which folder; a folder whose name differs from the config's only by its Unicode normalization (NFD, as a Mac
+writes it, against NFC) is found, and where several such exist the message names them."""
+from __future__ import annotations
+
+import json
+import os
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from make_bad_input_table import BASE, CT
+from run_helpers import no_transport as _refuse_transport
+
+from mcproton.cli import main
+
+
+@pytest.fixture
+def no_transport(monkeypatch):
+    _refuse_transport(monkeypatch)
+
+
+def _ct(folder: Path, slices: int) -> Path:
+    from mcproton.dicom import write_ct_series
+
+    write_ct_series(np.zeros((slices, 8, 8)), (2.0, 2.0, 2.0), (-7.0, -7.0, 0.0), folder)
+    return folder
+
+
+def test_a_tilde_in_output_rtdose_is_the_home_folder(tmp_path, capsys, monkeypatch):
+    """F8: ``output.rtdose = "~/rd_tilde/RD.dcm"`` wrote ./~/rd_tilde/RD.dcm (a folder named "~" in the current
+    folder), and the summary said "~/rd_tilde/RD.dcm"; phantom.ct_dir and the other input keys expand ``~``."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    cfg = work / "job.toml"
+    cfg.write_text(BASE.replace("sigma_mm = [3.0, 3.0]", "sigma_mm = [3.0, 3.0]\ntotal_protons = 1e9")
+                   + 'rtdose = "~/rd_tilde/RD.dcm"\n')
+    want = home / "rd_tilde" / "RD.dcm"
+    assert main(["run", str(cfg), "--check-config"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["outputs"]["rtdose"] == str(want)
+    assert main(["run", str(cfg), "--out", str(work / "o.h5"), "--quiet", "--no-checkpoint",
+                 "--set", "run.primaries=200"]) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert want.is_file() and not (work / "~").exists()
+    assert summary["rtdose"] == str(want)
+
+
+def test_a_linked_config_takes_relative_paths_from_the_links_folder(tmp_path, capsys, monkeypatch, no_transport):
+    """F11: pat1/run.toml -> ../protocols/std.toml (a shared template) with ct_dir = "ct": the CT is pat1/ct, not
+    protocols/ct (before: the link's target's folder, the template's phantom CT, without a word), and --check-config
+    names the folder the relative paths were taken from."""
+    protocols, pat1, elsewhere = tmp_path / "protocols", tmp_path / "pat1", tmp_path / "elsewhere"
+    for d in (protocols, pat1, elsewhere):
+        d.mkdir()
+    (protocols / "std.toml").write_text(CT.replace("@EXTRA", ""))
+    _ct(protocols / "ct", 4)
+    _ct(pat1 / "ct", 6)
+    (pat1 / "run.toml").symlink_to(Path("..") / "protocols" / "std.toml")
+    monkeypatch.chdir(elsewhere)
+    assert main(["run", str(pat1 / "run.toml"), "--check-config"]) == 0, capsys.readouterr().err
+    got = json.loads(capsys.readouterr().out)
+    assert got["grid_xyz"][2] == 6   # pat1's 6 slices, not the template folder's 4
+    rel = got["relative_paths"]
+    assert rel["inputs_from"] == str(pat1.resolve()) and rel["outputs_from"] == str(elsewhere.resolve())
+    assert rel["config_link_target"] == str((protocols / "std.toml").resolve()) and "link's folder" in rel["note"]
+    # the template itself: its own folder
+    assert main(["run", str(protocols / "std.toml"), "--check-config"]) == 0, capsys.readouterr().err
+    got = json.loads(capsys.readouterr().out)
+    assert got["grid_xyz"][2] == 4 and got["relative_paths"]["inputs_from"] == str(protocols.resolve())
+    assert "config_link_target" not in got["relative_paths"]
+    # a relative path found in neither folder: the message says the link's folder is meant
+    (pat1 / "ct").rename(pat1 / "ct_moved")
+    assert main(["run", str(pat1 / "run.toml"), "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert f"config file's folder {pat1.resolve()}" in err and "symbolic link to" in err, err
+
+
+NFC = unicodedata.normalize("NFC", "Müller_é")
+NFD = unicodedata.normalize("NFD", "Müller_é")
+
+
+def test_a_folder_named_in_another_unicode_normalization_is_found(tmp_path, capsys, no_transport):
+    """F12: ct_dir = "Müller_é/ct" typed in NFC, the folder copied from a Mac named in NFD: "the CT folder ...
+    does not exist", with the same name shown as ``ls`` shows.  Now it is found; where two folders of that name in
+    other normalizations exist, the message names both."""
+    assert NFC != NFD
+    _ct(tmp_path / NFD / "ct", 5)
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(CT.replace('ct_dir = "ct"', f'ct_dir = "{NFC}/ct"').replace("@EXTRA", ""), encoding="utf-8")
+    assert main(["run", str(cfg), "--check-config"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["grid_xyz"][2] == 5
+    mixed = unicodedata.normalize("NFD", "Müller_") + unicodedata.normalize("NFC", "é")   # a third spelling
+    assert len({mixed, NFC, NFD}) == 3
+    _ct(tmp_path / mixed / "ct", 3)
+    assert main(["run", str(cfg), "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "2 paths of the same name in other Unicode normalizations" in err, err
+    assert ascii(str(tmp_path / NFD / "ct")) in err and ascii(str(tmp_path / mixed / "ct")) in err
+
+
+def test_normalization_twins_match_each_component(tmp_path):
+    """Each component not found as written is matched by its NFC form: a parent in NFC, the folder in it in NFD;
+    a path that exists as written is itself, an ASCII one is not looked for."""
+    from mcproton.config import _normalization_twins
+
+    (tmp_path / NFC / NFD).mkdir(parents=True)
+    asked = tmp_path / NFD / NFC   # both components in the other normalization
+    assert _normalization_twins(asked) == [tmp_path / NFC / NFD]
+    assert _normalization_twins(tmp_path / NFC / NFD) == []   # exists
+    assert _normalization_twins(tmp_path / "nothing" / NFC) == []
+    rel = Path(os.path.relpath(asked, Path.cwd()))
+    assert [p.resolve() for p in _normalization_twins(rel)] == [(tmp_path / NFC / NFD).resolve()]
