@@ -55,8 +55,8 @@ def decode_utf8(raw: bytes, path: str | Path, error: type[Exception], *, advice:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         first = exc.start
-    lines = raw.split(b"\n")
     if comments is not None:
+        lines = raw.split(b"\n")
         out = []
         for i, line in enumerate(lines):
             if comments == "line":
