@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from .._io.ct import is_localizer
-from .._io.dicom_common import (assume_input_charset, dicom_kind, is_valid_uid, may_be_dicom, read_dicom_file,
-                                 replacement_plan_uid)
+from .._io.dicom_common import (assume_input_charset, dangling_links, dangling_links_message, dicom_kind, is_valid_uid,
+                                 links_listed, may_be_dicom, named_like_dicom, read_dicom_file, replacement_plan_uid)
 from .._io.rtstruct import struct_ct_series, struct_frame
 from .._io.errors import CheckInputError, DicomInputError, McprotonWarning, warn
 from .._io.patients import PatientFile, PatientIdentity, compare_patients, read_identity, series_patients
@@ -235,11 +235,18 @@ def listed(names: Sequence[str], n: int = 8) -> str:
 MAX_FOLDER_DEPTH = 32
 
 
-def walk_files(root: Path, skipped: list[str] | None = None) -> list[Path]:
+#: what links to files that do not exist in a patient folder may be, and what the check without them would do
+_DANGLING_FILES = ("CT slices, the RT Plan or an RT Dose, and without them the check would read a shorter CT (a slice "
+                   "missing at either end of the series leaves no gap to be seen) or compare another plan or dose")
+
+
+def walk_files(root: Path, skipped: list[str] | None = None, dangling: list[Path] | None = None) -> list[Path]:
     """Every file under ``root``, sorted, through linked folders too (a CT folder linked into the patient folder
     from shared storage; Path.rglob does not follow them on Python < 3.13).  A linked folder that leads to a folder
     already read (a loop, or a second link to one folder) is not read again; ``skipped`` gets a line naming it.
-    The walk is iterative and stops :data:`MAX_FOLDER_DEPTH` folders down (``skipped`` names where)."""
+    The walk is iterative and stops :data:`MAX_FOLDER_DEPTH` folders down (``skipped`` names where).
+    ``dangling`` gets the symbolic links to files that do not exist, which are not among the files (:func:`_scan`
+    refuses those named like DICOM: locale audit 2026-12-07, F1)."""
     import os
 
     seen: set[tuple[int, int]] = set()
@@ -274,6 +281,8 @@ def walk_files(root: Path, skipped: list[str] | None = None) -> list[Path]:
                                f"{MAX_FOLDER_DEPTH} levels below the patient folder")
             continue
         stack.extend((d, depth + 1) for d in reversed(dirs))
+    if dangling is not None:
+        dangling.extend(sorted(dangling_links(files)))
     return sorted(p for p in files if p.is_file())
 
 
@@ -295,7 +304,17 @@ def _scan(folder: str | Path, *, outputs_too: bool = False, notes: list[str] | N
     relabelled: dict[str, list[str]] = {}
     unused: dict[str, list[str]] = {}   # DICOM objects the check does not read (a treatment record, a registration)
     skipped: list[str] = []   # files of such objects that cannot be read (damaged, nested too deep)
-    for p in walk_files(root, notes):
+    dangling: list[Path] = []
+    files = walk_files(root, notes, dangling)
+    # a CT slice, the plan or a dose that is a link to a file that is gone was left out without a word (locale audit
+    # 2026-12-07, F1: "107 slices" of 109, the CT's ends cut off); other such links are named in the notes
+    refused = [p for p in dangling if named_like_dicom(p.name)]
+    if refused:
+        raise CheckInputError(dangling_links_message(refused, f"in the patient folder {root}", _DANGLING_FILES, root))
+    if dangling:
+        skipped.append(f"skipped {len(dangling)} symbolic link(s) to files that do not exist: "
+                       f"{links_listed(dangling, root)}")
+    for p in files:
         if p.suffix.lower() == ".gz":   # RD.dcm.gz: named, with what to do (before: not a word)
             not_dicom.append(f"{p.relative_to(root)} ({GZIP_NOTE})")
             continue

@@ -63,6 +63,7 @@ import numpy as np
 from ..source import MAX_SPREAD_SIGMAS
 from .csv_table import read_csv_table
 from .errors import BeamModelError, McprotonWarning, did_you_mean, recording_warnings, warn
+from .text_file import TABLE_ADVICE, is_number, refuse_utf16
 
 P = ParamSpec("P")
 
@@ -647,7 +648,9 @@ def load_beam_model(name_or_path: str | Path) -> BeamModel:
         raise BeamModelError(f"{p} is a folder; give the beam-model file (.toml or MCsquare BDL .txt)")
     if p.suffix.lower() == ".toml":
         return _load_toml(p)
-    head = p.read_bytes()[:4096].decode("utf-8", errors="replace")
+    raw = p.read_bytes()[:4096]
+    refuse_utf16(raw, p, BeamModelError, TABLE_ADVICE)   # "unknown beam-model format" said nothing of the cause
+    head = raw.decode("utf-8", errors="replace")
     if "Isocenter distance" in head or "Beam parameters" in head or "beam model" in head.lower():
         return load_bdl(p)
     raise BeamModelError(f"{p}: unknown beam-model format; give a .toml model or an MCsquare BDL text file")
@@ -807,7 +810,10 @@ def _load_toml(path: Path) -> BeamModel:
 
 @_keeping_warnings
 def load_bdl(path: str | Path) -> BeamModel:
-    """Parse an MCsquare beam data library (BDL) text file (single or double Gaussian)."""
+    """Parse an MCsquare beam data library (BDL) text file (single or double Gaussian).  Read as UTF-8 with a
+    leading byte-order mark dropped (as a Windows editor's "UTF-8 with BOM" writes it: it stood before the first
+    section's name, which was then "missing": locale audit 2026-12-07, F9); bytes that are not UTF-8 (a Windows-1252
+    comment) are replaced (the numbers and section names read are ASCII); a UTF-16 file is refused."""
     p = Path(path).resolve()
     try:
         raw = p.read_bytes()
@@ -815,7 +821,8 @@ def load_bdl(path: str | Path) -> BeamModel:
         raise BeamModelError(f"cannot read BDL file {p}: {exc}") from exc
     import hashlib
 
-    return parse_bdl(raw.decode("utf-8", errors="replace"), name=p.stem, source=str(p),
+    refuse_utf16(raw, p, BeamModelError, TABLE_ADVICE)
+    return parse_bdl(raw.decode("utf-8-sig", errors="replace"), name=p.stem, source=str(p),
                      sha256=hashlib.sha256(raw).hexdigest())
 
 
@@ -921,7 +928,7 @@ def parse_bdl(text: str, *, name: str = "bdl", source: str = "", sha256: str = "
                 raise BeamModelError(f"{source or name}: 'Beam parameters' announces {n_e} energies but "
                                      f"{len(table_rows)} rows follow; the file is truncated")
             extra = []
-            while j < n and (not lines[j].strip() or _is_number(lines[j].split()[0])):
+            while j < n and (not lines[j].strip() or is_number(lines[j].split()[0])):
                 if lines[j].strip():
                     extra.append(lines[j].split()[0])
                 j += 1
@@ -1029,11 +1036,3 @@ def _bdl_table(header: list[str], rows: list[list[str]], where: str) -> tuple[np
     except ValueError as exc:
         raise BeamModelError(f"{where}: non-numeric beam-parameter value ({exc})") from exc
     return tab, ncomp
-
-
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True

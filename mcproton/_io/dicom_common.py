@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 # The SOP classes (DICOM PS3.4 B.5) of the objects mcproton reads and writes (the readers import them from here)
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -955,6 +957,27 @@ def named_like_dicom(name: str) -> bool:
     """Whether a file named ``name`` is DICOM by its name (:data:`DICOM_SUFFIXES`, or a numeric suffix)."""
     suffix = Path(name).suffix.lower()
     return suffix in DICOM_SUFFIXES or suffix[1:].isdigit()
+
+
+def dangling_links(files: Sequence[Path]) -> list[Path]:
+    """The symbolic links among ``files`` whose targets do not exist (a moved or unmounted store, a link loop):
+    ``Path.is_file()`` is False for them, so a folder's listing leaves them out without a word."""
+    return [f for f in files if f.is_symlink() and not f.exists()]
+
+
+def links_listed(links: Sequence[Path], root: Path | None = None) -> str:
+    """"name -> target, ..." of the first few symbolic ``links`` (named from ``root``, else by their names)."""
+    return ", ".join(f"{f.relative_to(root) if root else f.name} -> {os.readlink(f)}" for f in links[:4]) + (
+        f" and {len(links) - 4} more" if len(links) > 4 else "")
+
+
+def dangling_links_message(links: Sequence[Path], where: str, what: str, root: Path | None = None) -> str:
+    """Why ``links`` (:func:`dangling_links`, named like DICOM: :func:`named_like_dicom`) ``where`` ("in the CT folder
+    F") are refused: they may be ``what`` (and what reading the folder without them would do), and what to do;
+    ``root``: as :func:`links_listed`."""
+    return (f"{len(links)} file(s) {where} named like DICOM files are symbolic links to files that do not exist: "
+            f"{links_listed(links, root)}; they may be {what}: make their targets available again (mount the storage "
+            "they point to) or copy the files themselves into the folder, or remove the links if they are not needed")
 
 
 def may_be_dicom(path: str | Path) -> bool:

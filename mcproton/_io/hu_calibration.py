@@ -35,7 +35,10 @@ material library, bundled), or with a density CSV (columns ``HU,density_gcm3``) 
 ``hu_lo,name,w_H,w_C,...`` as mass fractions or percent), see :meth:`HUCalibration.from_files`.  The density
 table's header must name HU and the mass density in g/cm3: a HU -> stopping-power-ratio or relative-electron-density
 table, or a density in mg/cm3 or kg/m3, is refused (its values would be read as g/cm3), and so is a row of more
-than two numbers (a decimal comma splits a number in two).
+than two numbers (a decimal comma splits a number in two); a line of HU_Material_Conversion.txt that holds a third
+number likewise.  The material CSV is read as every CSV table (:func:`~mcproton._io.csv_table.read_csv_table`: ','
+between the columns, every row giving every column).  The files are UTF-8 (a '#' comment may hold any bytes; a byte
+that is not UTF-8 elsewhere, or a file saved as UTF-16, is refused naming the line).
 
 A planning system's HU -> stopping-power-ratio curve: a folder with ``hu_spr.csv`` (header ``HU,SPR``) instead of
 ``hu_density.csv``, beside ``hu_materials.csv`` (:meth:`HUCalibration.from_spr_files`).  Each HU keeps the material
@@ -45,8 +48,7 @@ table's SPR at that energy.
 """
 from __future__ import annotations
 
-import csv
-import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -56,7 +58,9 @@ import numpy as np
 from .._timing import timed
 from ..materials import Material
 from .errors import CalibrationError, McprotonRuntimeWarning, warn
+from .csv_table import read_csv_table
 from .file_hash import file_record
+from .text_file import TABLE_ADVICE, decode_utf8, is_number
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "ct_calibration"
 
@@ -669,32 +673,34 @@ def _warn_metal_density_given_tissue(ct: Any, hu: np.ndarray, low: float, high: 
          f"the metal starts, e.g. titanium with w_Ti 1), or {_OVERRIDE_METAL}", McprotonRuntimeWarning)
 
 
+def _read_text(path: Path) -> str:
+    """The text of a calibration file (MCsquare text or CSV): UTF-8, a leading byte-order mark dropped; its '#'
+    comments are not read and may be in any encoding; elsewhere a byte that is not UTF-8, or a file saved as UTF-16,
+    is refused naming the line (:func:`~mcproton._io.text_file.decode_utf8`; before, such bytes were replaced
+    without a word, and a UTF-16 file was "line 1: (two replacement characters) is not 'HU density'": locale audit
+    2026-12-07, F10)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
+    return decode_utf8(raw, path, CalibrationError, advice=TABLE_ADVICE, comments="inline")
+
+
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV with '#' comment lines; header = first non-comment line."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as exc:
-        raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if len(lines) < 2:
-        raise CalibrationError(f"{path}: no data rows (need a header line and at least one row)")
-    rdr = csv.DictReader(io.StringIO("\n".join(lines)))
-    return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in rdr]
+    """Rows of a CSV with '#' comment lines; header = first non-comment line (:func:`read_csv_table`: a row with more
+    or fewer values than the header, ';' or tabs between the columns, a repeated column name or a file that is not
+    UTF-8 is refused naming the line)."""
+    return read_csv_table(path, CalibrationError)[0]
 
 
-def _read_whitespace_table(path: Path) -> list[list[str]]:
-    """MCsquare-style text: whitespace/comma separated numbers, '#' starts a comment (kept as last field)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as exc:
-        raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
+def _read_whitespace_table(text: str) -> list[tuple[int, list[str]]]:
+    """MCsquare-style text: (line number, fields) of each line with fields, the fields separated by whitespace,
+    commas or semicolons; '#' starts a comment, which is not read."""
     rows = []
-    for ln in text.splitlines():
-        body, _, comment = ln.partition("#")
-        toks = body.replace(",", " ").replace(";", " ").split()
-        if not toks:
-            continue
-        rows.append(toks + ([comment.strip()] if comment.strip() else []))
+    for lineno, ln in enumerate(text.splitlines(), 1):
+        toks = ln.partition("#")[0].replace(",", " ").replace(";", " ").split()
+        if toks:
+            rows.append((lineno, toks))
     return rows
 
 
@@ -1374,10 +1380,7 @@ def _read_density_table(path: Path, *, quantity: str = "density",
     unit = " (g/cm3)" if quantity == "density" else ""
     if not path.exists():
         raise CalibrationError(f"HU -> {quantity} file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as exc:
-        raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
+    text = _read_text(path)
     pts = []
     for lineno, ln in enumerate(text.splitlines(), 1):
         body = ln.partition("#")[0]
@@ -1441,22 +1444,43 @@ def _mcsquare_library(path: str | Path | None) -> dict[int, Material]:
 
 
 def _read_material_table(path: Path, mcsquare_materials) -> tuple[list[float], list[Material]]:
+    """(HU lower bounds, materials) of a HU -> material table: a composition CSV (``hu_lo,name,w_H,...``, any column
+    named ``w_<element>``: :func:`_read_composition_csv`), or MCsquare's HU_Material_Conversion.txt (``HU_lo
+    material_id`` per line, then optionally the material's name; '#' comments; the IDs of ``mcsquare_materials``).
+    A line of the latter that holds a third number is refused, as the density table refuses one: a decimal comma in
+    the HU bound (``120,50 48``) was read as HU 120 -> material 50 (locale audit 2026-12-07, F3)."""
     if not path.exists():
         raise CalibrationError(f"HU -> material file {path} does not exist")
-    head = next((ln for ln in path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
-                 if ln.strip() and not ln.lstrip().startswith("#")), "")
-    if any(h.strip().startswith("w_") for h in head.split(",")):
+    text = _read_text(path)
+    head = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
+    # the composition CSV by its header's w_ columns, whatever separates them: a table saved with ';' or tabs is
+    # then refused by the CSV reader naming its delimiter (before: "line '-1024 DCPT_brain_01 0 ...' is not
+    # 'HU_lo material_id'", F4)
+    if any(h.strip().startswith("w_") for h in re.split(r"[,;\t]", head)):
         return _read_composition_csv(path)
     lib = _mcsquare_library(mcsquare_materials)
     bins: list[float] = []
     mats: list[Material] = []
-    for r in _read_whitespace_table(path):
+    all_lines = text.splitlines()
+    for lineno, r in _read_whitespace_table(text):
+        body = all_lines[lineno - 1].partition("#")[0].strip()
         try:
-            hu_lo, mid = float(r[0]), int(float(r[1]))
+            hu_lo, mid_value = float(r[0]), float(r[1])
         except (ValueError, IndexError):
             if bins or not any(c.isalpha() for c in r[0]):
-                raise CalibrationError(f"{path}: line {' '.join(r)!r} is not 'HU_lo material_id'") from None
+                raise CalibrationError(f"{path} line {lineno}: {body!r} is not 'HU_lo material_id'") from None
             continue
+        numbers = sum(is_number(t) for t in r)
+        if numbers > 2 and is_number(r[2]):
+            raise CalibrationError(
+                f"{path} line {lineno}: {body!r} holds {numbers} numbers; a HU -> material table has two, HU_lo and a "
+                "material ID (then, optionally, the material's name). A decimal comma (120,5) or a space in a number "
+                "(1 000) splits it in two: write decimal points and no thousands separators, with commas, "
+                "semicolons or spaces between the columns")
+        if not mid_value.is_integer():
+            raise CalibrationError(f"{path} line {lineno}: material ID {r[1]!r} is not a whole number; a HU -> "
+                                   "material table has HU_lo and a material ID of the MCsquare material library")
+        mid = int(mid_value)
         if mid not in lib:
             raise CalibrationError(f"{path}: material ID {mid} is not in the MCsquare material library "
                                    f"({min(lib)}..{max(lib)}); pass mcsquare_materials= with your list")
@@ -1474,10 +1498,13 @@ def _read_material_table(path: Path, mcsquare_materials) -> tuple[list[float], l
 
 
 def _read_composition_csv(path: Path, name_prefix: str = "") -> tuple[list[float], list[Material]]:
-    rows = _read_csv_rows(path)
+    """(HU lower bounds, materials) of a composition CSV, hu_materials.csv (``hu_lo,name,w_H,...``), read by
+    :func:`read_csv_table` (before, a row with one value more, a decimal comma, was "internal error: AttributeError",
+    and one with a value less was taken with the rest moved: locale audit 2026-12-07, F4)."""
+    rows, lines = read_csv_table(path, CalibrationError)
     bins, mats = [], []
-    for i, row in enumerate(rows):
-        hu_lo = _num(row.get("hu_lo", ""), f"row {i + 1} hu_lo", path)
+    for i, (line, row) in enumerate(zip(lines, rows)):
+        hu_lo = _num(row.get("hu_lo", ""), f"line {line}: hu_lo", path)
         fr = {}
         for k, v in row.items():
             if not k.startswith("w_") or v == "":
@@ -1485,21 +1512,21 @@ def _read_composition_csv(path: Path, name_prefix: str = "") -> tuple[list[float
             el = k[2:].replace("_pct", "")
             if el not in _ELEMENTS:
                 raise CalibrationError(f"{path}: column {k!r} does not name a chemical element")
-            x = _num(v, f"row {i + 1} {k}", path)
+            x = _num(v, f"line {line}: {k}", path)
             if x < 0:
-                raise CalibrationError(f"{path}: row {i + 1}: negative mass fraction {k} = {x}")
+                raise CalibrationError(f"{path}: line {line}: negative mass fraction {k} = {x}")
             if x > 0:
                 fr[el] = x
         s = sum(fr.values())
         if s <= 0:
-            raise CalibrationError(f"{path}: row {i + 1} has no elements")
+            raise CalibrationError(f"{path}: line {line} has no elements")
         if not (0.95 <= s <= 1.05 or 95 <= s <= 105):
-            raise CalibrationError(f"{path}: row {i + 1} mass fractions sum to {s:g}; they must sum to 1 "
+            raise CalibrationError(f"{path}: line {line}: the mass fractions sum to {s:g}; they must sum to 1 "
                                    "(or 100 %)")
         fr = {k: v / s for k, v in fr.items()}
         nm = row.get("name") or f"bin{i + 1}"
         dens = row.get("density_gcm3", "") or row.get("density_g_cm3", "")
-        mats.append(Material(f"{name_prefix}{nm}", _num(dens, f"row {i + 1} density_gcm3", path) if dens else 1.0,
+        mats.append(Material(f"{name_prefix}{nm}", _num(dens, f"line {line}: density_gcm3", path) if dens else 1.0,
                              fr, None, str(path)))
         bins.append(hu_lo)
     return bins, mats

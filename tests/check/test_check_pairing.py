@@ -725,6 +725,46 @@ def test_sub_folders_dicomdir_hidden_empty_and_other_files(folder):
     assert len(skipped) == 1 and "empty.dcm" in skipped[0] and "0 bytes" in skipped[0], inp.pairing
 
 
+def _linked_ct(folder: Path, store: Path) -> list[Path]:
+    """The patient's CT slices moved to ``store`` and linked into its ct/ (``cp -s``); the slices in z order."""
+    shutil.move(folder / "ct", store)
+    (folder / "ct").mkdir()
+    slices = sorted(store.iterdir(), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    for p in slices:
+        (folder / "ct" / p.name).symlink_to(p)
+    return slices
+
+
+def test_links_to_ct_slices_or_a_dose_that_are_gone_are_refused_naming_them(folder, tmp_path):
+    """CT slices linked from a store whose end slices' targets are gone (moved, unmounted): before, the check read
+    the CT without them ("107 slices of 81 x 99" for 109) and said nothing, as it would of a linked plan dose (locale
+    audit 2026-12-07, F1).  Now such links named like DICOM are refused, naming them."""
+    import os
+
+    slices = _linked_ct(folder, tmp_path / "store")
+    assert _paired(_gather(folder)) == CLEAN
+    for p in (slices[0], slices[-1]):   # the lowest and the highest slice
+        p.rename(p.with_name(p.name + ".moved"))
+    msg = _refused(folder, "named like DICOM files are symbolic links to files that do not exist")
+    assert msg.startswith(f"2 file(s) in the patient folder {folder} named like DICOM"), msg
+    assert f"ct/{slices[0].name} -> {slices[0]}" in msg and f"ct/{slices[-1].name}" in msg, msg
+    assert "a shorter CT" in msg and "remove the links if they are not needed" in msg, msg
+    for p in (slices[0], slices[-1]):
+        p.with_name(p.name + ".moved").rename(p)
+    os.symlink(tmp_path / "gone" / "RD_plan.dcm", folder / "RD_old.dcm")   # a linked dose whose target is gone
+    assert "RD_old.dcm -> " in _refused(folder, "named like DICOM files are symbolic links")
+
+
+def test_a_link_of_another_name_whose_target_is_gone_is_named_in_the_pairing(folder, tmp_path):
+    store = tmp_path / "store"
+    _linked_ct(folder, store)
+    (folder / "notes.txt").symlink_to(store / "notes.txt")   # a target that never existed: named, not refused
+    inp = _gather(folder)
+    assert _paired(inp) == CLEAN and Path(inp.ct_dir) == folder / "ct"
+    assert f"skipped 1 symbolic link(s) to files that do not exist: notes.txt -> {store / 'notes.txt'}" \
+        in inp.pairing, inp.pairing
+
+
 def test_a_damaged_dicom_file_is_refused(folder):
     """A DICOM file cut inside its header (a copy that broke off): before, skipped in silence (if it was the plan
     dose, the check went on with the per-beam doses only)."""

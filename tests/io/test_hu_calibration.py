@@ -98,8 +98,8 @@ def test_user_composition_csv(tmp_path):
     (None, "hu_lo,name,w_H,w_Xx\n0,a,0.5,0.5\n", "element"),
     (None, "hu_lo,name,w_H,w_O\n0,a,0.5,0.2\n", "sum"),
     (None, "-1000 999\n", "not in the MCsquare"),
-    # a material's density that is not a number: named with the file and row (it was a bare ValueError)
-    (None, "hu_lo,name,density_gcm3,w_H,w_O\n-1000,water,1.0o,0.111,0.889\n", r"row 1 density_gcm3 '1.0o' is not a"),
+    # a material's density that is not a number: named with the file and line (it was a bare ValueError)
+    (None, "hu_lo,name,density_gcm3,w_H,w_O\n-1000,water,1.0o,0.111,0.889\n", r"line 2: density_gcm3 '1.0o' is not a"),
 ])
 def test_bad_calibration_files(tmp_path, dens, mat, match):
     d = tmp_path / "hu_density.csv"
