@@ -168,11 +168,11 @@ def said_in_this_call(text: str, said: set, key: object = None, *, at_start: boo
     """Whether a warning holding ``text`` (``at_start``: beginning with it) is not to be said again now: in a
     :func:`recording_warnings` block open in this thread (a run's, a check's, a ``plan_to_beams`` call's), when the
     outermost block open has recorded it (:func:`said_already`), so that every run's and check's record holds it,
-    whatever an earlier one in this process said; outside one, when ``key`` (default ``text``) is in ``said``, the caller's set
-    of what it said (per process, or per beam model).  ``key`` is added to ``said`` either way.  The rule of the
-    missing glyphs (mcproton/plots.py ``_glyph_said``); before 2026-12-07 the OpenMP warnings and the beam model's
-    "above 250 MeV" were said once per process or model, so a second run's or check's record lacked them (in-process
-    audit 25, F2 and F4)."""
+    whatever an earlier one in this process said; outside one, when ``key`` (default ``text``) is in ``said``, the
+    caller's set of what it said (per process, or per beam model).  ``key`` is added to ``said`` either way.  The
+    rule of the missing glyphs (mcproton/plots.py ``_glyph_said``); before 2026-12-07 the OpenMP warnings and the beam
+    model's "above 250 MeV" were said once per process or model, so a second run's or check's record lacked them
+    (in-process audit 25, F2 and F4)."""
     k = text if key is None else key
     before = k in said
     said.add(k)
