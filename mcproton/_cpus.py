@@ -224,22 +224,24 @@ def unset_blank_omp_num_threads() -> None:
         del os.environ[OMP_NUM_THREADS]
 
 
-#: the OMP_NUM_THREADS values already warned of as more than the CPUs (once per value and process)
+#: the OMP_NUM_THREADS values already warned of as more than the CPUs (once per value and process outside a run or
+#: check; in one, once per run or check: errors.said_in_this_call)
 _OVERSUBSCRIBED: set[tuple[int, int]] = set()
 
 
 def default_threads() -> int:
     """The CPU backend's default OpenMP thread count: ``OMP_NUM_THREADS`` (:func:`omp_num_threads`), else
     :func:`usable_cpus`.  An ``OMP_NUM_THREADS`` above the CPUs this process may use is taken as given (the user's
-    choice), with a warning once per value: 64 threads on 2 CPUs ran 2.2-2.6 x slower than 2, with no word (the
+    choice), with a warning once per value in each run or check (its record holds it: in-process audit 25, F4), and
+    once per value and process outside one: 64 threads on 2 CPUs ran 2.2-2.6 x slower than 2, with no word (the
     automation audit of 2026-12-06, F7: a value copied from a larger server, or a container's host count)."""
-    omp, usable = omp_num_threads(), usable_cpus()
-    if omp is not None and omp > usable and (omp, usable) not in _OVERSUBSCRIBED:
-        from ._io.errors import McprotonWarning, warn
+    from ._io.errors import McprotonWarning, said_in_this_call, warn
 
-        _OVERSUBSCRIBED.add((omp, usable))
-        warn(f"{OMP_NUM_THREADS}={omp} is more than the {usable} CPU(s) this process may use (its CPU affinity and "
-             f"quota): the threads take turns on them, which is slower than {usable} thread(s) (2.2-2.6 x with 64 "
-             f"threads on 2 CPUs); set {OMP_NUM_THREADS} to at most {usable}, or unset it", McprotonWarning,
-             stacklevel=2)
+    omp, usable = omp_num_threads(), usable_cpus()
+    said = f"{OMP_NUM_THREADS}={omp} is more than the {usable} CPU(s) this process may use"
+    if omp is not None and omp > usable and not said_in_this_call(said, _OVERSUBSCRIBED, (omp, usable),
+                                                                  at_start=True):
+        warn(f"{said} (its CPU affinity and quota): the threads take turns on them, which is slower than {usable} "
+             f"thread(s) (2.2-2.6 x with 64 threads on 2 CPUs); set {OMP_NUM_THREADS} to at most {usable}, or unset "
+             "it", McprotonWarning, stacklevel=2)
     return omp or usable

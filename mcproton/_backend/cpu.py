@@ -57,13 +57,15 @@ _TEAM_RUN = False
 #: a pool whose threads do not exist in it, so the child's first team of more than one thread waits for them for
 #: ever (the Python-API audit, F1: multiprocessing workers hung without a word).  Such a child runs on one thread.
 _FORKED_AFTER_TEAM = False
-_FORK_WARNED = False
+#: whether :func:`_warn_forked` has said it in this process ({"forked"} or empty): outside a run or check once per
+#: process, in one once per run or check (errors.said_in_this_call)
+_FORK_WARNED: set[str] = set()
 
 
 def _after_fork_in_child() -> None:
-    global _FORKED_AFTER_TEAM, _FORK_WARNED
+    global _FORKED_AFTER_TEAM
     _FORKED_AFTER_TEAM = _FORKED_AFTER_TEAM or _TEAM_RUN
-    _FORK_WARNED = False   # each process says it once
+    _FORK_WARNED.clear()   # each process says it
 
 
 if hasattr(os, "register_at_fork"):   # POSIX; imported before the first kernel runs, so before any team exists
@@ -71,18 +73,18 @@ if hasattr(os, "register_at_fork"):   # POSIX; imported before the first kernel 
 
 
 def _warn_forked(threads: int) -> None:
-    """Say once per process why a forked child runs on one thread, and how to get its threads."""
-    global _FORK_WARNED
-    if _FORK_WARNED:
-        return
-    _FORK_WARNED = True
-    from .._io.errors import McprotonRuntimeWarning, warn
+    """Say why a forked child runs on one thread, and how to get its threads: once in each run or check (its record
+    holds it: in-process audit 25, F4; before, a pool worker's second task said nothing), once per process outside
+    one."""
+    from .._io.errors import McprotonRuntimeWarning, said_in_this_call, warn
 
-    warn("this process was forked from one that had run the CPU backend on several OpenMP threads (multiprocessing's "
-         "\"fork\" start method, the default on Linux before Python 3.14); the OpenMP runtime is not fork-safe, and a "
-         "team of several threads here would wait for ever for the parent's threads, so the CPU backend runs on 1 "
-         f"thread in this process instead of {threads}; for {threads} threads per worker, start the workers with "
-         "multiprocessing.get_context(\"spawn\") or get_context(\"forkserver\") (e.g. "
+    said = "this process was forked from one that had run the CPU backend on several OpenMP threads"
+    if said_in_this_call(said, _FORK_WARNED, "forked", at_start=True):
+        return
+    warn(f"{said} (multiprocessing's \"fork\" start method, the default on Linux before Python 3.14); the OpenMP "
+         "runtime is not fork-safe, and a team of several threads here would wait for ever for the parent's threads, "
+         f"so the CPU backend runs on 1 thread in this process instead of {threads}; for {threads} threads per worker, "
+         "start the workers with multiprocessing.get_context(\"spawn\") or get_context(\"forkserver\") (e.g. "
          "ProcessPoolExecutor(mp_context=multiprocessing.get_context(\"spawn\"))); RunSettings(threads=1) in the "
          "workers runs them on 1 thread without this warning", McprotonRuntimeWarning)
 
@@ -725,7 +727,8 @@ def _toolchain() -> tuple[str | None, str, str]:
     return cxx, compiler_version(cxx), compiler_version(cxx)
 
 
-#: what :func:`_runtime_team` has said in this process (each case once)
+#: what :func:`_runtime_team` has said in this process (each case once outside a run or check; in one, once per run
+#: or check: errors.said_in_this_call)
 _TEAM_WARNED: set[tuple[str, int, int]] = set()
 
 
@@ -734,30 +737,29 @@ def _runtime_team(lib: ctypes.CDLL, n: int) -> tuple[int, str]:
     (libgomp, libomp; asked through its handle), and the device text where that is not simply ``n``: the runtime's
     thread limit (OMP_THREAD_LIMIT, set by some cluster environments) caps the team, and dynamic adjustment
     (OMP_DYNAMIC=true) lets it run fewer threads on a loaded machine, as many as it sees fit for each launch (which
-    the kernel does not report: the text says "up to").  Either is warned about once per process: the dose is the
-    same (bitwise: it does not depend on the thread count), the run slower.  Before, the device text and the
-    provenance said the threads asked for (the environment audit of 2026-12-06, F3)."""
-    from .._io.errors import McprotonRuntimeWarning, warn
+    the kernel does not report: the text says "up to").  Either is warned about once in each run or check (its
+    record holds it: in-process audit 25, F4) and once per process outside one: the dose is the same (bitwise: it
+    does not depend on the thread count), the run slower.  Before, the device text and the provenance said the
+    threads asked for (the environment audit of 2026-12-06, F3)."""
+    from .._io.errors import McprotonRuntimeWarning, said_in_this_call, warn
 
     limit, dynamic = int(lib.omp_get_thread_limit()), bool(int(lib.omp_get_dynamic()))
     team, text = _team_text(n, limit, dynamic)
     if team < n:
-        if ("limit", n, limit) not in _TEAM_WARNED:
-            _TEAM_WARNED.add(("limit", n, limit))
+        said = f"the CPU backend runs on {limit} OpenMP thread{'s' if limit > 1 else ''}, not the {n} asked for "
+        if not said_in_this_call(said, _TEAM_WARNED, ("limit", n, limit), at_start=True):
             env = os.environ.get("OMP_THREAD_LIMIT")
             why = f"OMP_THREAD_LIMIT={env} in the environment" if env is not None else "the OpenMP runtime's limit"
-            warn(f"the CPU backend runs on {limit} OpenMP thread{'s' if limit > 1 else ''}, not the {n} asked for "
-                 f"(run.threads or OMP_NUM_THREADS): {why} caps every OpenMP team of this process; the dose is the "
-                 f"same, the run slower; unset OMP_THREAD_LIMIT (or set it to at least {n}) to use {n} threads",
+            warn(f"{said}(run.threads or OMP_NUM_THREADS): {why} caps every OpenMP team of this process; the dose "
+                 f"is the same, the run slower; unset OMP_THREAD_LIMIT (or set it to at least {n}) to use {n} threads",
                  McprotonRuntimeWarning)
         n = team
     if n > 1 and dynamic:
-        if ("dynamic", n, 0) not in _TEAM_WARNED:
-            _TEAM_WARNED.add(("dynamic", n, 0))
+        said = f"the OpenMP runtime may run the CPU backend on fewer than the {n} threads asked for "
+        if not said_in_this_call(said, _TEAM_WARNED, ("dynamic", n, 0)):
             warn(f"OpenMP dynamic adjustment is on (OMP_DYNAMIC={os.environ.get('OMP_DYNAMIC', 'true')} in the "
-                 f"environment): the OpenMP runtime may run the CPU backend on fewer than the {n} threads asked for "
-                 "while the machine is loaded, and the device text says \"up to\"; the dose is the same, the run "
-                 "slower; set OMP_DYNAMIC=false to run on all of them", McprotonRuntimeWarning)
+                 f"environment): {said}while the machine is loaded, and the device text says \"up to\"; the dose is "
+                 "the same, the run slower; set OMP_DYNAMIC=false to run on all of them", McprotonRuntimeWarning)
     return n, text
 
 

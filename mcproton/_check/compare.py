@@ -12,9 +12,13 @@ cores.)  All three are stated in the report.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import os
+import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +37,71 @@ def _interp_algo() -> str:
     import importlib.util
 
     return "pymedphys" if importlib.util.find_spec("numba") is not None else "scipy"
+
+
+class _PymedphysRecords(logging.Filter):
+    """Drops the log records of pymedphys's code (``pathname`` in its package) issued by a thread inside
+    :func:`_pymedphys_logging_kept_in`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (threading.get_ident() in _GAMMA_THREADS and _PYMEDPHYS_DIR
+                    and os.path.normcase(record.pathname).startswith(_PYMEDPHYS_DIR))
+
+
+#: the threads inside :func:`_pymedphys_logging_kept_in` ({thread ident: depth}), under :data:`_GAMMA_LOCK`
+_GAMMA_THREADS: dict[int, int] = {}
+_GAMMA_LOCK = threading.Lock()
+_QUIET = _PymedphysRecords()
+#: put on the root logger while a gamma runs where it has no handler (and taken off after): pymedphys's
+#: ``logging.info`` would otherwise call ``logging.basicConfig()`` on it
+_NULL = logging.NullHandler()
+#: the folder of the pymedphys package (normcase, with a trailing separator), set at the first gamma
+_PYMEDPHYS_DIR = ""
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a gamma worker, a figure process) gets a lock of its own: the parent's may have been held by
+    another thread at the fork."""
+    global _GAMMA_LOCK
+    _GAMMA_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@contextlib.contextmanager
+def _pymedphys_logging_kept_in() -> Iterator[None]:
+    """``with _pymedphys_logging_kept_in(): pymedphys.gamma(...)``: the caller's logging as it was.  pymedphys logs
+    through the root logger's module functions (``logging.info``, pymedphys/_gamma/implementation/shell.py), which
+    call ``logging.basicConfig()`` where the root logger has no handler: a script's or notebook's own
+    ``logging.basicConfig(filename=...)`` after a check did nothing; and under the caller's INFO logging each gamma
+    printed pymedphys's lines and, with several dose criteria in one search (``gamma_3d_multi``), a "--- Logging error
+    ---" traceback (arrays formatted with "%.3f"), three per check (in-process audit 25, F3).  Here the root logger
+    gets a NullHandler for the duration where it has none, and a filter that drops the records of pymedphys's code
+    run by this thread; both are taken off when the last gamma running (in any thread) ends."""
+    global _PYMEDPHYS_DIR
+    import pymedphys
+
+    root, me = logging.getLogger(), threading.get_ident()
+    with _GAMMA_LOCK:
+        if not _PYMEDPHYS_DIR:
+            _PYMEDPHYS_DIR = os.path.join(os.path.normcase(os.path.dirname(os.path.abspath(pymedphys.__file__))), "")
+        if not _GAMMA_THREADS:
+            root.addFilter(_QUIET)
+            if not root.handlers:
+                root.addHandler(_NULL)
+        _GAMMA_THREADS[me] = _GAMMA_THREADS.get(me, 0) + 1
+    try:
+        yield
+    finally:
+        with _GAMMA_LOCK:
+            _GAMMA_THREADS[me] -= 1
+            if not _GAMMA_THREADS[me]:
+                del _GAMMA_THREADS[me]
+            if not _GAMMA_THREADS:
+                root.removeFilter(_QUIET)
+                root.removeHandler(_NULL)
 
 
 def _gamma_cut(ref: np.ndarray, body: np.ndarray, threshold_pct: float) -> tuple[float, float]:
@@ -116,7 +185,7 @@ def gamma_3d_multi(axes_zyx: Sequence[np.ndarray], ref: np.ndarray, ev: np.ndarr
     if norm <= 0:
         return [{"pass_rate": float("nan"), "points": 0, "gamma": np.zeros(0)} for _ in dose_pcts]
     dps = [float(d) for d in dose_pcts]
-    with warnings.catch_warnings():   # pymedphys 0.41 announces that `quiet` will be deprecated
+    with warnings.catch_warnings(), _pymedphys_logging_kept_in():   # pymedphys 0.41: `quiet` will be deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
         g = pymedphys.gamma(tuple(axes_zyx), r, tuple(axes_zyx), ev, dps if len(dps) > 1 else dps[0], dist_mm,
                             lower_percent_dose_cutoff=threshold_pct, interp_fraction=interp_fraction,
@@ -326,7 +395,7 @@ def gamma_plane(ax2: Sequence[np.ndarray], ref2: np.ndarray, ev2: np.ndarray, bo
     r = np.where(body2, ref2, 0.0)
     if norm <= 0 or not (r >= threshold_pct / 100 * norm).any():
         return np.full(ref2.shape, np.nan)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _pymedphys_logging_kept_in():
         warnings.simplefilter("ignore", DeprecationWarning)
         return pymedphys.gamma(tuple(ax2), r, tuple(ax2), ev2, dose_pct, dist_mm,
                                lower_percent_dose_cutoff=threshold_pct, interp_fraction=5, max_gamma=1.5,

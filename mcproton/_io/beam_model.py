@@ -62,7 +62,7 @@ import numpy as np
 
 from ..source import MAX_SPREAD_SIGMAS
 from .csv_table import read_csv_table
-from .errors import BeamModelError, McprotonWarning, did_you_mean, recording_warnings, warn
+from .errors import BeamModelError, McprotonWarning, did_you_mean, recording_warnings, said_in_this_call, warn
 from .text_file import TABLE_ADVICE, is_number, refuse_utf16
 
 P = ParamSpec("P")
@@ -282,7 +282,8 @@ class BeamModel:
     #: the ScanSpotTuneIDs (300A,0390) of the plans the model is for (() : not stated, any tune is taken): a plan
     #: layer of another tune, whose spots have another size, is refused (``plan_to_beams``, :meth:`covers_tune`)
     spot_tune_ids: tuple[str, ...] = ()
-    #: what :meth:`at` has warned about already (each once per model)
+    #: what :meth:`at` has warned about already (each once per model; above the nuclear data once per model outside a
+    #: run, check or ``plan_to_beams`` call, once per call in one)
     _warned: set = field(default_factory=set, repr=False, compare=False)
     #: the mcproton warnings issued while the model was read (:func:`load_beam_model`, :func:`load_bdl`,
     #: :func:`parse_bdl`) and checked (a value outside every machine known), each once: ``plan_to_beams`` keeps them
@@ -546,9 +547,12 @@ class BeamModel:
                                     (float(np.clip(cx[k], -1, 1)), float(np.clip(cy[k], -1, 1))))
                       for k in range(w.size) if w[k] > 0)
         mean = ip(self.mean_energy_mev)
-        if mean > NUCLEAR_DATA_MAX_MEV and "above_nuclear" not in self._warned:
-            self._warned.add("above_nuclear")
-            warn_above_nuclear_data(f"{self._where()}: the mean energy at nominal energy {e:g} MeV", mean)
+        # once per run, check or plan_to_beams call (its record: the beams' meta["warnings"], the report), as the gap
+        # warning; once per model outside one (in-process audit 25, F2: a model reused for a second plan or check
+        # said it for the first only, and nothing else says it for a plan's beams)
+        head = f"{self._where()}: the mean energy at nominal energy "
+        if mean > NUCLEAR_DATA_MAX_MEV and not said_in_this_call(head, self._warned, "above_nuclear", at_start=True):
+            warn_above_nuclear_data(f"{head}{e:g} MeV", mean)
         return BeamModelEntry(e, mean, ip(self.energy_spread_mev), ip(self.protons_per_mu), comps)
 
     def provenance(self) -> dict[str, str]:
@@ -610,7 +614,8 @@ def _same_label(a: str, b: str) -> bool:
 
 
 def warn_above_nuclear_data(what: str, energy_mev: float) -> None:
-    """Warn that ``what`` = ``energy_mev`` lies above the nuclear data (once per model or run: the callers)."""
+    """Warn that ``what`` = ``energy_mev`` lies above the nuclear data (how often: the callers; a model's energies
+    once per run, check or plan_to_beams call, :meth:`BeamModel.at`)."""
     warn(f"{what} = {energy_mev:g} MeV is above {NUCLEAR_DATA_MAX_MEV:g} MeV, where mcproton's nuclear data end: the "
          f"nuclear cross sections and secondary yields are held at their {NUCLEAR_DATA_MAX_MEV:g} MeV values "
          "(mcproton/_physics/nuclear.py), so this dose is not validated above it", McprotonWarning)

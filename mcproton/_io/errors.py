@@ -164,6 +164,55 @@ def said_already(text: str, *, at_start: bool = False) -> bool:
     return bool(blocks) and any((m.startswith(text) if at_start else text in m) for m in blocks[0])
 
 
+def said_in_this_call(text: str, said: set, key: object = None, *, at_start: bool = False) -> bool:
+    """Whether a warning holding ``text`` (``at_start``: beginning with it) is not to be said again now: in a
+    :func:`recording_warnings` block open in this thread (a run's, a check's, a ``plan_to_beams`` call's), when the
+    outermost block open has recorded it (:func:`said_already`), so that every run's and check's record holds it,
+    whatever an earlier one in this process said; outside one, when ``key`` (default ``text``) is in ``said``, the
+    caller's set of what it said (per process, or per beam model).  ``key`` is added to ``said`` either way.  The
+    rule of the missing glyphs (mcproton/plots.py ``_glyph_said``); before 2026-12-07 the OpenMP warnings and the beam
+    model's "above 250 MeV" were said once per process or model, so a second run's or check's record lacked them
+    (in-process audit 25, F2 and F4)."""
+    k = text if key is None else key
+    before = k in said
+    said.add(k)
+    return said_already(text, at_start=at_start) if _open_blocks() else before
+
+
+@contextlib.contextmanager
+def kept_apart(kept: list[tuple[str, type[McprotonWarning]]]) -> Iterator[None]:
+    """``with kept_apart(kept):`` mcproton's warnings issued in this thread inside the block are neither shown nor
+    recorded, each appended to ``kept`` as (message, category), as if no run or check were open (:func:`said_already`
+    finds nothing inside it): for a reading whose result is cached, so that everything it would say is kept with it
+    and said by each run or check that uses it (:func:`say_unsaid`), whatever the call that read it first had said
+    before it (in-process audit 25, F1: a structure set read from the cache said nothing, so a second check's report
+    lacked its warnings)."""
+    blocks = _open_blocks()
+    _LOCAL.blocks = []
+    try:
+        with muted_warnings(kept):
+            yield
+    finally:
+        _LOCAL.blocks = blocks
+
+
+def in_a_call() -> bool:
+    """Whether a :func:`recording_warnings` block (a run's, a check's) is open in this thread."""
+    return bool(_open_blocks())
+
+
+def say_unsaid(kept: list[tuple[str, type[McprotonWarning]]], stacklevel: int = 1, *,
+               heads: tuple[str, ...] = ()) -> None:
+    """Say each warning of ``kept`` (:func:`kept_apart`: (message, category)) that the :func:`recording_warnings`
+    block open in this thread has not recorded (all of them outside one); ``stacklevel`` as :func:`warn`'s.  A
+    message beginning with one of ``heads`` counts as said where any recorded one begins with that head (a fact said
+    once per run or check, whichever reader said it: the character set assumed for a file)."""
+    for message, category in kept:
+        head = next((h for h in heads if message.startswith(h)), message)
+        if not said_already(head, at_start=True):
+            warn(message, category, stacklevel=stacklevel + 1)
+
+
 def records_warnings(fn):
     """Decorator: ``fn`` runs inside its own :func:`recording_warnings` block, and reads it with :func:`recorded`
     (``mcproton.check`` puts what was said during it into its report)."""

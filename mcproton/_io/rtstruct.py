@@ -134,9 +134,10 @@ def _contour_data(item) -> np.ndarray:
     return np.asarray([float(v) for v in data], float) if data is not None else np.zeros(0)
 
 
-#: read_rtstruct's last results by (real path, modification time, size): one job reads its structure set for
-#: the input checks, the body outline, the DVH and the prescription check; it is parsed once.
-_CACHE: dict[tuple, RTStruct] = {}
+#: read_rtstruct's last results by (real path, modification time, size), each with the warnings its reading gave
+#: ((message, category)): one job reads its structure set for the input checks, the body outline, the DVH and the
+#: prescription check; it is parsed once, and each run or check that takes it from here says them (once in it).
+_CACHE: dict[tuple, tuple[RTStruct, list]] = {}
 _CACHE_SIZE = 2
 
 
@@ -185,18 +186,36 @@ def file_key(path_or_ds) -> tuple | None:
 def read_rtstruct(path_or_ds) -> RTStruct:
     """Read an RT Structure Set (file path or pydicom Dataset).  A file read before (same path, modification
     time and size) is not parsed again: the same :class:`RTStruct` is returned (its contour arrays are
-    read-only), with the masks ``rasterise`` made from it."""
+    read-only), with the masks ``rasterise`` made from it.  Its warnings (two ROIs of one name, a body or target
+    without closed contours, names read without a declared character set) are kept with it: each run or check
+    (:func:`~mcproton._io.errors.recording_warnings`) that reads the file says them once, a second one in the same
+    process, or in a worker forked from it, as the first (in-process audit 25, F1: they were said by the first
+    reading only); outside a run or check they are said when the file is parsed."""
+    from .dicom_common import NO_CHARSET_SAID
+    from .errors import in_a_call, kept_apart, say_unsaid
+
     key = file_key(path_or_ds)
+    # the character set assumed for the file is said once per run or check, by whichever of its readers reads it
+    # first (dicom_common.assume_input_charset), whatever tags that reader read
+    heads = () if key is None else (f"{Path(key[0]).resolve()}: {NO_CHARSET_SAID}",)
     if key is not None and key in _CACHE:
-        return _CACHE[key]
-    s = _read_rtstruct(path_or_ds)
+        s, kept = _CACHE[key]
+        if in_a_call():
+            say_unsaid(kept, stacklevel=2, heads=heads)
+        return s
+    kept: list = []
+    try:
+        with kept_apart(kept):
+            s = _read_rtstruct(path_or_ds)
+    finally:   # a refused file: what its reading said before the refusal is said too
+        say_unsaid(kept, stacklevel=2, heads=heads)
     if key is not None:
         for cl in s.contours.values():
             for c in cl:
                 c.flags.writeable = False
         while len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = s
+        _CACHE[key] = (s, kept)
     return s
 
 

@@ -757,7 +757,7 @@ def check_beam_energies(beams: list[Any], settings: Any, where: str) -> None:
                 raise ConfigError(f"{name} = {s.energy_mev:g} MeV is at or below the cut-off physics.e_cut_mev = "
                                   f"{cut:g} MeV, so no proton would be transported; {fix} or lower "
                                   "physics.e_cut_mev")
-    if where == "beam":   # a plan's energies: BeamModel.at warns, once per model
+    if where == "beam":   # a plan's energies: BeamModel.at warns, once per run, check or plan_to_beams call
         from .._io.beam_model import NUCLEAR_DATA_MAX_MEV, warn_above_nuclear_data
 
         e_top = max((s.energy_mev for b in beams for s in b.spots), default=0.0)

@@ -114,3 +114,39 @@ def test_the_device_text_reads_omp_dynamic_as_libgomp(monkeypatch, value, up_to)
     monkeypatch.setenv("OMP_DYNAMIC", value)
     device = CpuBackend(2).device
     assert ("(up to 2 OpenMP threads: OMP_DYNAMIC" in device) is up_to and ("(2 OpenMP threads)" in device) is not up_to
+
+
+def test_the_team_and_fork_warnings_are_in_the_record_of_each_run(monkeypatch):
+    """In-process audit 25, F4: the thread limit, dynamic adjustment and forked-child warnings were said once per
+    process, so that only the first run or check of a process (a notebook, a pool worker's first task) recorded them
+    in its provenance and report.  Now once in each run or check (a recording_warnings block), however many launches
+    it makes, and once per process outside one."""
+    import warnings
+
+    from mcproton._backend import cpu
+    from mcproton._io.errors import recording_warnings
+
+    class Lib:   # the OpenMP runtime's answers, as the kernel library's handle gives them
+        def __init__(self, limit: int, dynamic: int) -> None:
+            self.omp_get_thread_limit, self.omp_get_dynamic = (lambda: limit), (lambda: dynamic)
+
+    monkeypatch.setattr(cpu, "_TEAM_WARNED", set())
+    monkeypatch.setattr(cpu, "_FORK_WARNED", set())
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "1")
+    monkeypatch.setenv("OMP_DYNAMIC", "true")
+    records = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(2):
+            with recording_warnings() as said:
+                for _ in range(2):   # two launches (beams) of one run: each said once
+                    assert cpu._runtime_team(Lib(1, 0), 4)[0] == 1
+                    assert cpu._runtime_team(Lib(0, 1), 4)[0] == 4
+                    cpu._warn_forked(4)
+            records.append(said)
+    assert [len(r) for r in records] == [3, 3] and records[0] == records[1], records
+    assert records[0][0].startswith("the CPU backend runs on 1 OpenMP thread, not the 4 asked for")
+    assert "OMP_DYNAMIC=true" in records[0][1] and records[0][2].startswith("this process was forked"), records
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # outside a run or check: once per process, said already
+        cpu._runtime_team(Lib(1, 0), 4), cpu._runtime_team(Lib(0, 1), 4), cpu._warn_forked(4)

@@ -236,3 +236,23 @@ def test_a_blank_omp_num_threads_is_unset_for_the_openmp_runtime_too(value):
     assert p.returncode == 0, p.stderr
     assert "OMP_NUM_THREADS" not in p.stderr, p.stderr
     assert json.loads(p.stdout.strip().splitlines()[-1])["threads"] == _cpus.usable_cpus()
+
+
+def test_each_run_of_a_process_records_omp_num_threads_above_the_cpus(affinity, monkeypatch):
+    """In-process audit 25, F4: the warning was said once per value and process, so a second simulate (a notebook's
+    next cell) had nothing in its provenance of the oversubscribed threads it ran on."""
+    import mcproton as mcp
+
+    affinity({0})
+    monkeypatch.setattr(_cpus, "_OVERSUBSCRIBED", set())
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    geom = mcp.box_phantom("water", (20, 20, 40), 2.0)
+    beam = mcp.Beam.pencil(60.0, position_mm=(0, 0, -1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs = [mcp.simulate(geom, beam, mcp.RunSettings(primaries=200, backend="cpu", seed=1), log=None)
+                for _ in range(2)]
+    for r in runs:
+        said = r.provenance.get("warnings", [])
+        assert sum(w.startswith("OMP_NUM_THREADS=2 is more than the 1 CPU(s) this process may use") for w in said) \
+            == 1, said

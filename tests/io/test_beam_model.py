@@ -442,6 +442,31 @@ def test_sparse_model_and_energies_above_the_nuclear_data_warned_once(tmp_path):
         "nuclear data end" in said[0], said
 
 
+def test_a_model_reused_for_another_plan_says_it_is_above_the_nuclear_data_again(tmp_path):
+    """In-process audit 25, F2: "above 250 MeV, not validated" was said once per model object, so a model loaded
+    once and reused for a second plan or check (a script looping over plans) left it out of the second call's beams
+    (``meta["warnings"]``, from which simulate's result takes them) and the second check's report, while nothing
+    else says it for a plan's beams.  Now once per plan_to_beams call (and run or check), as the gap warning."""
+    import warnings
+
+    from dicom_factories import make_plan, spot_grid
+
+    from mcproton._io.rtplan import load_rtplan, plan_to_beams
+
+    csv = "E,Em,dE,ppmu,sx,sy,dx,dy,cx,cy\n" + "".join(
+        f"{e},{e + 0.3},1.0,2e7,4,4,0.003,0.003,0.1,0.1\n" for e in range(160, 340, 10))
+    m = _model(tmp_path, csv=csv)
+    said = "the mean energy at nominal energy 300 MeV = 300.3 MeV is above 250 MeV, where mcproton's nuclear data end"
+    for layers in ([(300.0, spot_grid(1, 8.0), [1.0]), (200.0, spot_grid(1, 8.0), [1.0])],
+                   [(300.0, spot_grid(2, 8.0), [1.0] * 4)]):
+        plan = load_rtplan(make_plan([{"gantry": 0.0, "couch": 0.0, "iso": (0.0, 0.0, 0.0), "layers": layers,
+                                       "meterset": 10.0}]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            beams = plan_to_beams(plan, m)
+        assert sum(said in w for w in beams[0].meta["warnings"]) == 1, beams[0].meta["warnings"]
+
+
 def test_shipped_models_load_without_a_warning():
     from mcproton._io.beam_model import BUILTIN
 

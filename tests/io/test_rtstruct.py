@@ -231,6 +231,33 @@ def test_contour_data_fast_parse_and_cache(tmp_path):
     assert set(read_rtstruct(path).contours) == {"other"}
 
 
+def test_a_structure_set_read_again_says_its_warnings_in_each_run_or_check(tmp_path):
+    """In-process audit 25, F1: a file taken from the cache said nothing, so a second check or run of it in the
+    same process (or in a worker forked from it) had no "both named" warning in its record.  Its warnings are kept
+    with it: each run or check (a recording_warnings block) says them once, however often it reads the file;
+    outside one they are said when the file is parsed.  What was said before a refusal is still said."""
+    from mcproton._io.errors import McprotonRuntimeWarning, recording_warnings
+
+    ds = make_rtstruct({"PTV": [_rect(-8, 8, -8, 8, 0.0)], "CTV": [_rect(-4, 4, -4, 4, 0.0)]})
+    ds.StructureSetROISequence[1].ROIName = "PTV"
+    p = save(ds, tmp_path / "RS_dup.dcm")
+    blocks = []
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            with recording_warnings() as said:
+                read_rtstruct(p)
+                read_rtstruct(p)   # the check reads it three times: said once
+            blocks.append(said)
+        n_shown = len(shown)
+        read_rtstruct(p)           # outside a run or check: said when parsed, not again
+    assert len(blocks[0]) == 1 and "ROIs 1 and 2 are both named 'PTV'" in blocks[0][0], blocks
+    assert blocks[1] == blocks[0] and n_shown == 2 and len(shown) == 2, [str(w.message) for w in shown]
+    ds.ROIContourSequence[1].ReferencedROINumber = 9
+    with pytest.warns(McprotonRuntimeWarning, match="both named 'PTV'"), pytest.raises(DicomInputError):
+        read_rtstruct(save(ds, tmp_path / "RS_dup_refused.dcm"))
+
+
 def _two_roi_struct(tmp_path):
     """An RT Struct with a target box (ROI 1, x -20..-10) and an organ box (ROI 2, x 10..20) on three planes."""
     rois = {"PTV": [_rect(-20, -10, -5, 5, z) for z in (0.0, 2.0, 4.0)],
