@@ -92,7 +92,8 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside
     the phantom, a range shifter inside a phantom that is not a CT's, a spot sigma larger than the grid, a
     divergence beyond the limit, a source more than 10 m away, an energy at or below the cut-off
-    physics.e_cut_mev (nothing is scored) or beyond the physics tables, a beam whose every layer stops in its range
+    physics.e_cut_mev (nothing is scored; an energy spread that puts more than 1e-6 of the primaries at or below it is
+    warned about in both) or beyond the physics tables, a beam whose every layer stops in its range
     shifter, a phantom of zero density everywhere; and, after the run, a dose that ``mcproton run`` refuses to
     write (nothing scored, or most of the beam's incident energy missed the grid or left it: its check_result
     message; ``mcproton run --allow-empty`` writes it).  An energy above the nuclear data's 250 MeV is warned about

@@ -56,7 +56,9 @@ class PhysicsSettings:
         (O, C, Ca, ...; on by default; off only to study its effect).
     straggling : Gaussian energy-loss straggling (Bohr variance with relativistic correction).
     msc : multiple Coulomb scattering (Gottschalk differential Highland scattering power).
-    e_cut_mev : protons below this kinetic energy deposit their energy locally (MeV).
+    e_cut_mev : protons below this kinetic energy deposit their energy locally (MeV); a primary sampled at or below
+        it is not transported (no dose, its energy counted as missed; a beam with more than 1e-6 of its primaries
+        there is warned about: docs/physics.md).
     max_eloss_fraction : largest fractional energy loss per step.
     max_step_mm : longest step (mm); steps also end where the material changes (they may cross voxels of one material).
     """
