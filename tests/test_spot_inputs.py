@@ -62,7 +62,8 @@ def test_an_ordinary_direction_is_normalised_as_before_bit_for_bit():
     """The scaling is for extreme lengths only: every ordinary vector keeps a / norm(a) exactly (the regression
     doses depend on the bits of the directions)."""
     rng = np.random.default_rng(3)
-    for a in [(0.0, 1.0, 1.0), (1e-100, 0.0, 3.0), *rng.normal(size=(200, 3)) * 10.0 ** rng.uniform(-100, 100, (200, 1))]:
+    scaled = rng.normal(size=(200, 3)) * 10.0 ** rng.uniform(-100, 100, (200, 1))
+    for a in [(0.0, 1.0, 1.0), (1e-100, 0.0, 3.0), *scaled]:
         a = np.asarray(a, float)
         assert np.array_equal(Spot(100.0, direction=a).direction, a / np.linalg.norm(a))
     with pytest.raises(ValueError, match="must be a non-zero finite 3-vector"):
