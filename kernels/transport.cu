@@ -342,7 +342,9 @@ MCP_FORCEINLINE MCP_HOST_DEVICE StepPlan plan_step(const Params& p, const TrackS
     const Track& t = ts.t;
     StepPlan sp;
     const float m_phys = p.options.max_eloss_fraction * t.energy / ep.stop;
-    const float m_nuc = ts.nuc_left / ep.hard_max;
+    /* No hard nuclear event below a hydrogen-free material's thresholds (hard_max == 0): never 0/0 = NaN when the
+     * exponential sample is exactly 0 (u == 1, once in 2^24 draws), which made every later step zero-length. */
+    const float m_nuc = ep.hard_max > 0.0f ? ts.nuc_left / ep.hard_max : MCP_INFINITY;
     int limit = m_nuc < m_phys ? LIMIT_NUCLEAR : LIMIT_PHYSICS;
     const float m_lim = mcp_min(m_phys, m_nuc);
     sp.walk0 = walk_begin(p, ts.vi, vox, t.x, t.y, t.z, t.u, t.v, t.w);
@@ -513,7 +515,7 @@ MCP_HOST_DEVICE bool traverse_shifter(const Params& p, const Spot& sp, Primary& 
         if (cz < MCP_SHIFTER_MIN_COS) break;  /* turned back or sideways: ends here */
         const EnergyPoint ep = lookup_energy(p, mat, t.energy);
         const float m_phys = p.options.max_eloss_fraction * t.energy / ep.stop;
-        const float m_nuc = nuc_left / ep.hard_max;
+        const float m_nuc = ep.hard_max > 0.0f ? nuc_left / ep.hard_max : MCP_INFINITY;  /* never 0/0: plan_step */
         int limit = m_nuc < m_phys ? LIMIT_NUCLEAR : LIMIT_PHYSICS;
         float s = mcp_min(m_phys, m_nuc) / rho;
         if (p.options.max_step < s) { s = p.options.max_step; limit = LIMIT_PHYSICS; }

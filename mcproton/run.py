@@ -69,6 +69,12 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     when ``beam`` was made from a plan (``beam.meta["warnings"]``: :func:`~mcproton.dicom.plan_to_beams` keeps the
     plan's and the beam model's, such as VirtualSourceAxisDistances taken from the model or MU labelled NP).
 
+    A dose grid whose run would not fit in the memory this process may use (``mcproton run``'s estimate for one beam,
+    about 100 bytes per voxel; the machine's free memory, or less under ``ulimit -v`` or a cgroup limit) is refused
+    before anything is allocated, with ``mcproton run``'s message (:class:`~mcproton.config.ConfigError`, a
+    ValueError: the grid, the estimate, what is available, what bounds it and what to do); one that takes most of it
+    is warned about.
+
     On a grid from a DICOM CT (``geometry.study`` set), what ``mcproton run`` refuses as a plausible but wrong
     patient dose is refused here too (:class:`~mcproton.config.ConfigError`, a ValueError, with ``mcproton run``'s
     message), unless ``allow`` names it: a plan's beam (``plan_to_beams``) whose plan has another
@@ -86,7 +92,8 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     :class:`~mcproton.McprotonRuntimeWarning` saying what is wrong: every spot missing the grid, a source inside
     the phantom, a range shifter inside a phantom that is not a CT's, a spot sigma larger than the grid, a
     divergence beyond the limit, a source more than 10 m away, an energy at or below the cut-off
-    physics.e_cut_mev (nothing is scored) or beyond the physics tables, a beam whose every layer stops in its range
+    physics.e_cut_mev (nothing is scored; an energy spread that puts more than 1e-6 of the primaries at or below it is
+    warned about in both) or beyond the physics tables, a beam whose every layer stops in its range
     shifter, a phantom of zero density everywhere; and, after the run, a dose that ``mcproton run`` refuses to
     write (nothing scored, or most of the beam's incident energy missed the grid or left it: its check_result
     message; ``mcproton run --allow-empty`` writes it).  An energy above the nuclear data's 250 MeV is warned about
@@ -105,6 +112,7 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     allowed = checked_allow(allow, "simulate")
     beam = _checked_beam(beam)
     with recording_warnings() as said:
+        _check_memory(geometry)
         overrides = _check_implausible(geometry, beam, settings, allowed)
         # the run's warnings at the caller's line (simulate's caller: run_job -> simulate -> caller)
         opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False,
@@ -227,6 +235,25 @@ def _check_arguments(geometry: VoxelGeometry, beam: Beam) -> None:
     if not isinstance(beam, Beam):
         raise ValueError(f"simulate: beam must be a mcproton.Beam (Beam.pencil, Beam([spot, ...]) or one of "
                          f"plan_to_beams); got a {type(beam).__name__}")
+
+
+def _check_memory(geometry: VoxelGeometry) -> None:
+    """``mcproton run``'s memory check of the dose grid (mcproton/_run/inputs.py check_memory, one beam), before
+    anything of the run is allocated: a grid that cannot fit is refused (ConfigError, a ValueError, naming the grid,
+    the estimate, what is available and what bounds it) and one that takes most of the memory is warned about.
+    Before, simulate had no such check: numpy's bare MemoryError at the first tally, or a run started on pages mapped
+    lazily and killed after its transport (the edges audit of 2026-12-07, F2)."""
+    from ._run.inputs import check_memory
+    from .config import ConfigError
+
+    fix = ("use coarser voxels (a larger voxel_mm of box_phantom / slab_phantom, HUCalibration.to_geometry's blocks=, "
+           "or mcproton.resample_blocks(geometry, (2, 2, 1)) for blocks of whole voxels) or free memory (or ask the "
+           "batch system for more)")
+    try:
+        check_memory(int(geometry.material_index_zyx.size), 1, geometry.shape_zyx, geometry.study is not None,
+                     fix=fix)
+    except ConfigError as exc:
+        raise ConfigError(f"simulate: {exc}") from None
 
 
 #: How a script goes on past simulate's refusals of a patient plan (the ``allow`` names, mcproton._run.inputs.OVERRIDES)

@@ -56,7 +56,9 @@ class PhysicsSettings:
         (O, C, Ca, ...; on by default; off only to study its effect).
     straggling : Gaussian energy-loss straggling (Bohr variance with relativistic correction).
     msc : multiple Coulomb scattering (Gottschalk differential Highland scattering power).
-    e_cut_mev : protons below this kinetic energy deposit their energy locally (MeV).
+    e_cut_mev : protons below this kinetic energy deposit their energy locally (MeV); a primary sampled at or below
+        it is not transported (no dose, its energy counted as missed; a beam with more than 1e-6 of its primaries
+        there is warned about: docs/physics.md).
     max_eloss_fraction : largest fractional energy loss per step.
     max_step_mm : longest step (mm); steps also end where the material changes (they may cross voxels of one material).
     """
@@ -146,8 +148,9 @@ class RunSettings:
         _check_stream_settings(self)
         if self.primaries < 1:
             raise ValueError(f"run.primaries must be a positive integer; got {self.primaries}")
-        if self.primaries >= 2**40:
-            raise ValueError(f"run.primaries {self.primaries} is too large (max 2^40); split the run")
+        if self.primaries > MAX_PRIMARIES:
+            raise ValueError(f"run.primaries {self.primaries} is too large (at most 2^40 - 1 = {MAX_PRIMARIES}); "
+                             "split the run")
         if not (0 <= self.seed < 2**63):
             raise ValueError(f"run.seed must be a non-negative integer below 2^63; got {self.seed}")
         if self.backend not in BACKENDS:
@@ -180,9 +183,12 @@ class RunSettings:
 MAX_THREADS_PER_CPU = 4
 MIN_THREAD_LIMIT = 256
 #: run.target_uncertainty below this (a fraction; 1e-4 = 0.01 %) is refused: by the 1/sqrt(N) law a plan at 1 %
-#: after 1e6 primaries needs 1e10 for 0.01 %, and 1e-5 would need 1e12, beyond run.primaries' 2^40; 1e-300 ended
-#: in an OverflowError (the hostile-inputs audit of 2026-12-06, F8)
+#: after 1e6 primaries needs 1e10 for 0.01 %, and 1e-5 would need 1e12, about run.primaries' largest (2^40 - 1);
+#: 1e-300 ended in an OverflowError (the hostile-inputs audit of 2026-12-06, F8)
 MIN_TARGET_UNCERTAINTY = 1e-4
+#: The largest run.primaries, 2^40 - 1: a beam's histories are indexed below 2^40 (each beam of a plan has its own
+#: range of 2^40 history indices: mcproton/_run/engine.py)
+MAX_PRIMARIES = 2**40 - 1
 #: The most histories of one batch (run.batch_size), i.e. of one launch of the transport kernel.  A launch sums its
 #: deposits and its energy ledger in 64-bit integers in units of 2^-24 MeV (kernels/params.h MCP_TALLY_SCALE), with no
 #: overflow check in the kernel: a primary brings at most 400 MeV (the physics tables' E_MAX_MEV), so 2^25 histories
@@ -290,8 +296,8 @@ def _check_stream_settings(s: RunSettings) -> None:
         raise ValueError(f"run.target_uncertainty = {s.target_uncertainty:g} is below {MIN_TARGET_UNCERTAINTY:g} "
                          f"({100 * MIN_TARGET_UNCERTAINTY:g} %), which no run reaches: the uncertainty falls as "
                          "1/sqrt(primaries), so a plan at 1 % after 1e6 primaries needs 1e10 for 0.01 % and 1e12 "
-                         "(run.primaries' maximum, 2^40) for 0.001 %; give e.g. 0.01 for 1 % (0.005 to 0.02 is "
-                         "usual)")
+                         "(about run.primaries' largest, 2^40 - 1) for 0.001 %; give e.g. 0.01 for 1 % (0.005 to 0.02 "
+                         "is usual)")
     if s.time_limit_s is not None and not (s.time_limit_s > 0 and math.isfinite(s.time_limit_s)):
         raise ValueError(f"run.time_limit_s must be a positive number of seconds or unset; "
                          f"got {s.time_limit_s}")

@@ -33,14 +33,23 @@ def _numbers(v: Any) -> np.ndarray | None:
     return raw.astype(float) if raw.dtype.kind in "iuf" else None
 
 
+#: A vector whose largest component lies outside [1 / _UNIT_SAFE, _UNIT_SAFE] is scaled by it before its norm is
+#: taken: the sum of the squares would overflow (1e300: the norm inf, the direction (0, 0, 0)) or lose digits in
+#: subnormals (1e-160: 6e-6 off unit), and a vector of 1e-300 read as zero (the edges audit of 2026-12-07, F5).
+#: Within it the norm is taken as it always was, so that every ordinary vector gives bitwise the same unit vector.
+_UNIT_SAFE = 1e150
+
+
 def _unit(v: Sequence[float], what: str) -> np.ndarray:
     a = _numbers(v)
     if a is None:
         raise ValueError(f"{what} must be a non-zero finite 3-vector of numbers; got {v!r}")
-    n = np.linalg.norm(a) if a.shape == (3,) else 0.0
-    if a.shape != (3,) or not np.all(np.isfinite(a)) or n == 0:
+    if a.shape != (3,) or not np.all(np.isfinite(a)) or not np.any(a):
         raise ValueError(f"{what} must be a non-zero finite 3-vector; got {v}")
-    return a / n
+    big = float(np.max(np.abs(a)))
+    if not 1.0 / _UNIT_SAFE <= big <= _UNIT_SAFE:
+        a = a / big
+    return a / np.linalg.norm(a)
 
 
 def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:

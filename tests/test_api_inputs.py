@@ -53,6 +53,18 @@ def test_run_settings_refuse_what_is_not_a_number_of_the_right_kind(field, value
     assert words in str(exc.value)
 
 
+def test_the_most_primaries_the_message_names_are_accepted():
+    """'too large (max 2^40)' refused 2^40 itself (the edges audit of 2026-12-07, F5): the largest is 2^40 - 1, and
+    the message and the target-uncertainty refusal say so."""
+    assert RunSettings(primaries=2**40 - 1).primaries == 2**40 - 1
+    with pytest.raises(ValueError) as exc:
+        RunSettings(primaries=2**40)
+    assert "run.primaries 1099511627776 is too large (at most 2^40 - 1 = 1099511627775)" in str(exc.value)
+    with pytest.raises(ValueError) as exc:
+        RunSettings(target_uncertainty=1e-5)
+    assert "max" not in str(exc.value) and "run.primaries' largest, 2^40 - 1" in str(exc.value)
+
+
 @pytest.mark.parametrize("threads", [1000, 100_000, 10**18])
 def test_run_settings_refuse_thousands_of_threads(threads, monkeypatch):
     """run.threads = 1000 aborted in libgomp and 100000 segfaulted, --check-config saying OK (the hostile-inputs

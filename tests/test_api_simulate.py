@@ -434,3 +434,36 @@ def test_simulate_log_takes_the_stop_lines_or_silences_them(capsys):
         assert capsys.readouterr().err == "" and len(lines) == 1 and "stopped by the time limit" in lines[0], lines
     with pytest.raises(ValueError, match=r"log must be True \(stderr\), a callable f\(line\) or None"):
         simulate(_box(), beam, TINY, log="quiet")
+
+
+def _memory(monkeypatch, gb: float) -> None:
+    """This process may allocate ``gb`` GB (no swap), bounded by a named test limit."""
+    from mcproton._run import inputs
+
+    monkeypatch.setattr(inputs, "available_memory", lambda: inputs.Memory(gb * 1e9, 0.0, "the test's limit"))
+
+
+def test_simulate_refuses_a_grid_too_large_for_memory_before_allocating(monkeypatch):
+    """As ``mcproton run`` (the edges audit of 2026-12-07, F2): 10^6 voxels need about 0.4 GB (one beam), refused
+    with 0.35 GB available before the run starts, naming the grid, the estimate, the limit and the fix.  Before:
+    numpy's bare MemoryError at the first tally, or a run killed after its transport."""
+    from mcproton._run import job
+
+    g = box_phantom("water", (100.0, 100.0, 100.0), 1.0)
+    _memory(monkeypatch, 0.35)
+    monkeypatch.setattr(job, "run_job", lambda *a, **k: pytest.fail("simulate allocated the run"))
+    with pytest.raises(ValueError) as exc:
+        simulate(g, Beam.pencil(100.0, position_mm=(0, 0, -1)), TINY, log=None)
+    msg = str(exc.value)
+    assert msg.startswith("simulate: the dose grid of 100 x 100 x 100 = 1.0 M voxels (1 beam) needs about 0.4 GB")
+    assert "only 0.3 GB are available" in msg and "the test's limit" in msg   # 0.35 GB shown to one decimal
+    assert "coarser voxels" in msg and "resample_blocks" in msg
+
+
+def test_simulate_warns_of_a_grid_that_takes_most_of_the_memory(monkeypatch):
+    """0.4 GB of 0.45 GB (over 80 %): the run goes on, with mcproton run's warning kept in the provenance."""
+    g = box_phantom("water", (100.0, 100.0, 100.0), (10.0, 10.0, 0.01))   # 10^6 voxels
+    _memory(monkeypatch, 0.45)
+    with pytest.warns(McprotonRuntimeWarning, match="needs about 0.4 GB of memory of the 0.5 GB available"):
+        r = simulate(g, Beam.pencil(10.0, position_mm=(0, 0, -1)), TINY | {"primaries": 40}, log=None)
+    assert any("of the 0.5 GB available" in w for w in r.provenance["warnings"])

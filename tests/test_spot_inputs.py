@@ -44,6 +44,32 @@ def test_a_direction_of_any_length_is_normalised():
     assert np.allclose(s.axis_x, t.axis_x, rtol=0, atol=1e-15)
 
 
+@pytest.mark.parametrize("scale", [1e300, 1.7e308, 1e-160, 1e-300, 5e-324])
+def test_a_direction_of_any_finite_length_is_normalised_without_overflow(scale):
+    """The edges audit of 2026-12-07, F5: (1e300, 0, 1e300) overflowed in the norm (numpy's RuntimeWarning) and became
+    (0, 0, 0), "every spot misses the phantom"; (1e-300, 0, 1e-300) was refused as zero and (1e-160, 0, 1e-160) came
+    out 6e-6 off unit length (subnormal squares).  Each is now the 45-degree unit vector meant."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no overflow or underflow warning
+        d = np.array(Spot(100.0, direction=(scale, 0.0, scale) if scale > 5e-324 else (scale, 0.0, 0.0)).direction)
+    want = (np.sqrt(0.5), 0.0, np.sqrt(0.5)) if scale > 5e-324 else (1.0, 0.0, 0.0)
+    assert np.allclose(d, want, rtol=0, atol=1e-15), d
+
+
+def test_an_ordinary_direction_is_normalised_as_before_bit_for_bit():
+    """The scaling is for extreme lengths only: every ordinary vector keeps a / norm(a) exactly (the regression
+    doses depend on the bits of the directions)."""
+    rng = np.random.default_rng(3)
+    scaled = rng.normal(size=(200, 3)) * 10.0 ** rng.uniform(-100, 100, (200, 1))
+    for a in [(0.0, 1.0, 1.0), (1e-100, 0.0, 3.0), *scaled]:
+        a = np.asarray(a, float)
+        assert np.array_equal(Spot(100.0, direction=a).direction, a / np.linalg.norm(a))
+    with pytest.raises(ValueError, match="must be a non-zero finite 3-vector"):
+        Spot(100.0, direction=(0.0, -0.0, 0.0))
+
+
 def _spot(z: float, direction=(0.0, 0.0, 1.0)):
     return Beam([Spot(100.0, position_mm=(0.0, 0.0, z), direction=direction)])
 

@@ -7,9 +7,12 @@ at 100 MeV).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
+from mcproton._backend import get_backend
 from mcproton.geometry import box_phantom, slab_phantom
 from mcproton.materials import get_material
 from mcproton.run import simulate
@@ -270,3 +273,34 @@ def test_let_stays_physical_across_many_material_faces():
     d = r.dose_gy_zyx
     plateau = let[:40][d[:40] > 0.2 * d.max()]
     assert 0.5 < float(np.median(plateau)) < 2.0
+
+
+#: a seed whose first random number of history 0, track 0 (the primary's nuclear mean-free-path sample) is u == 1
+#: exactly: -log(u) = 0 (found by searching Philox4x32-10 keys; the audit of 2026-12-07, edges F1)
+_SEED_U_EQUALS_1 = 16390493
+
+
+@pytest.mark.parametrize("material,energy,voxel_mm,max_step_mm", [("graphite", 4.0, 10.0, None),
+                                                                   ("air", 2.5, 10.0, None),
+                                                                   ("air", 2.5, 1.0, 1.0)])
+def test_zero_nuclear_sample_below_the_threshold_of_a_hydrogen_free_material(backend, material, energy, voxel_mm,
+                                                                             max_step_mm):
+    """A nuclear mean-free-path sample of exactly 0 (u == 1, once in 2^24 draws) in a material without hydrogen
+    below its nuclear thresholds (no hard nuclear cross section: graphite below 4.9 MeV, air below 2.95 MeV):
+    the step limit was 0/0 = NaN, and the track took 200,000 zero-length steps to the step limit, then counted a
+    numerical error ("Please report this").  Now it has no nuclear limit there and stops in a few steps."""
+    b = get_backend("cpu")
+    probe = np.array([[0, 0, 0, 0, _SEED_U_EQUALS_1 & 0xFFFFFFFF, _SEED_U_EQUALS_1 >> 32]], np.uint32)
+    out = b.zeros(4, np.uint32)
+    b.launch("mcp_probe_philox", 1, b.asarray(probe.reshape(-1)), out, 1)
+    assert int(b.to_host(out)[0]) >> 8 == 0xFFFFFF, "the seed no longer gives u == 1 as its first draw"
+    g = box_phantom(material, (100, 100, 200), voxel_mm)
+    phys = PhysicsSettings(**({"max_step_mm": max_step_mm} if max_step_mm else {}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one primary: one batch, no uncertainty
+        r = simulate(g, Beam.pencil(energy, position_mm=(0.3, 0.3, -10)),
+                     RunSettings(primaries=1, backend=backend, threads=1, seed=_SEED_U_EQUALS_1, physics=phys),
+                     log=None)
+    assert r.ledger["errors"] == 0
+    assert r.ledger["steps"] < 100, r.ledger["steps"]
+    assert r.ledger["deposited"] == pytest.approx(energy, rel=1e-6)

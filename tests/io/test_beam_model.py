@@ -396,6 +396,36 @@ def test_implausible_values_refused(tmp_path, col, e, value, match):
     assert str(tmp_path / "m.toml") in str(exc.value)   # the file named
 
 
+@pytest.mark.parametrize("edits, match", [
+    # a NaN nominal energy was reported as mean energies not increasing with it ("at nominal energy nan MeV")
+    ([(100, "E", "nan")], r"nominal_energy \(column 'E'\) = nan \(line 5 of t.csv\) is NaN or infinite"),
+    ([(150, "Em", "inf")], r"mean_energy \(column 'Em'\) = inf at nominal energy 150 MeV \(line 10 of t.csv\) is "
+                           "NaN or infinite"),
+    # any other: "contains NaN/inf values; check the table", with no line, column or energy
+    ([(200, "sx", "-inf")], r"sigma_x \(column 'sx'\) = -inf at nominal energy 200 MeV \(line 15 of t.csv\)"),
+    ([(80, "ppmu", "NaN")], r"protons_per_mu \(column 'ppmu'\) = nan at nominal energy 80 MeV \(line 3 of t.csv\)"),
+    # the first in the file's order: line 4's last column before line 9's first
+    ([(140, "E", "nan"), (90, "cy", "nan")], r"correlation_y \(column 'cy'\) = nan at nominal energy 90 MeV "
+                                             r"\(line 4 of t.csv\)"),
+])
+def test_nan_or_inf_refused_naming_its_line_column_and_energy(tmp_path, edits, match):
+    """The edges audit of 2026-12-07, F5: before any other check, naming the first non-finite value's place."""
+    csv = GOOD_CSV
+    for e, col, value in edits:
+        csv = _edit_row(csv, e, col, value)
+    with pytest.raises(BeamModelError, match=match) as exc:
+        _model(tmp_path, csv=csv)
+    assert str(tmp_path / "m.toml") in str(exc.value) and "does not increase" not in str(exc.value)
+    assert "must be a finite number; correct the table" in str(exc.value)
+
+
+def test_nan_in_a_bdl_names_its_row_and_column():
+    text = bdl_text_from_csv(MCSQ_CSV).replace("\t0.948\t", "\tnan\t", 1)
+    with pytest.raises(BeamModelError, match=r"weight of component 1 \(column 'Weight1'\) = nan at nominal energy "
+                                             r"\d+ MeV \(row \d+ of 'Beam parameters'\) is NaN or infinite"):
+        parse_bdl(text)
+
+
 def _scaled(csv, col, f):
     lines = csv.splitlines()
     k = lines[0].split(",").index(col)
