@@ -180,7 +180,7 @@ class _Figures:
         return colormaps[name]
 
 
-#: the oldest matplotlib that draws mcproton's figures, as pyproject's dependency says (``matplotlib>=3.8``; kept
+#: the oldest matplotlib that draws all of mcproton's figures, as pyproject's dependency says (``matplotlib>=3.8``; kept
 #: equal by tests/test_plots.py): the plane figures outline their isodoses with ``ContourSet.set_path_effects``, and
 #: ContourSet became an Artist, with that method, in matplotlib 3.8.  Under 3.7, which the dependency allowed until
 #: 2026-12-07, ``mcproton demo`` failed after its whole Monte Carlo, without its summary or plane figures (the
@@ -216,8 +216,9 @@ def matplotlib_problem() -> str | None:
 
 
 def require_matplotlib() -> None:
-    """:func:`matplotlib_problem` as an error of the machine (exit status 3 on the command line): where a command
-    draws figures, before its work (``mcproton demo``) and before each figure."""
+    """:func:`matplotlib_problem` as an error of the machine (exit status 3 on the command line): before each plane
+    figure (the figures that need 3.8; the others, the check's report among them, draw with older ones too), and
+    before the work of a command that draws them (``mcproton demo``)."""
     why = matplotlib_problem()
     if why is not None:
         from ._io.errors import McprotonEnvironmentError
@@ -226,9 +227,7 @@ def require_matplotlib() -> None:
 
 
 def _plt() -> _Figures:
-    """matplotlib's figure and Agg canvas imported (the first import takes ~0.4 s), and the calls the figures use;
-    a matplotlib older than :data:`MATPLOTLIB_MIN` refused (:func:`require_matplotlib`)."""
-    require_matplotlib()
+    """matplotlib's figure and Agg canvas imported (the first import takes ~0.4 s), and the calls the figures use."""
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401
 
@@ -465,7 +464,9 @@ def _plot_planes(result, plane, path, centre_zyx, title, structures, vmax, level
     values and the voxels shown of one plane (computed per plane, not over the whole grid); ``levels`` drawn
     as labelled contour lines; ``notes`` (with the orientation, NaN and saturation notes) under the panels.
     Images are drawn with their voxel edges as extent, so they, the isodoses and the outlines (at the voxel
-    centres) line up."""
+    centres) line up.  A matplotlib older than :data:`MATPLOTLIB_MIN` (no ``ContourSet.set_path_effects``) is
+    refused (:func:`require_matplotlib`)."""
+    require_matplotlib()
     plt = _plt()
     from matplotlib import patheffects
     from matplotlib.colors import ListedColormap

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 def spine_profile(dose: np.ndarray, spine: np.ndarray, z_mm: np.ndarray, pres: float) -> dict:
     """Mean dose per axial slice of the spinal-canal CTV (relative to the prescription): min / max over the
     slices below the foramen magnum and where they are (junction check)."""

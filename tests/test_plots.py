@@ -340,8 +340,8 @@ def test_a_matplotlib_older_than_the_isodose_outlines_need_is_refused_with_the_p
     """The isodose lines' outline is ContourSet.set_path_effects, which matplotlib has since 3.8 (ContourSet an
     Artist): under 3.7.0, which pyproject allowed, the demo failed after its Monte Carlo with "'QuadContourSet' object
     has no attribute 'set_path_effects'" (the packaging audit of 2026-12-07, F1).  pyproject now asks for 3.8, and a
-    figure under an older matplotlib (one pip left in place: --no-deps, a distribution's) is refused in one line
-    naming the version needed and the pip command, an error of the machine (exit status 3)."""
+    plane figure under an older matplotlib (one pip left in place: --no-deps, a distribution's) is refused in one
+    line naming the version needed and the pip command, an error of the machine (exit status 3)."""
     from mcproton._io.errors import McprotonEnvironmentError
 
     monkeypatch.setattr(P, "_matplotlib_version", lambda: "3.7.0")
