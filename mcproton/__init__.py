@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"   # the one source of the version: pyproject reads it ([tool.setuptools.dynamic])
 
 #: public name -> the module that defines it (imported on first use)
 _LAZY = {

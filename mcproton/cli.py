@@ -1388,10 +1388,33 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+#: seconds after which ``mcproton info`` says that it is building the CPU kernel (loading a cached one takes ms)
+INFO_BUILD_NOTE_AFTER_S = 2.0
+
+
+def _load_cpu_kernel(cpu: Any) -> None:
+    """The CPU backend's kernel loaded as a run loads it: from the kernel cache, else built (once per kernel source,
+    compiler and CPU), with a line on stderr where that takes more than :data:`INFO_BUILD_NOTE_AFTER_S`.  A compiler
+    that was found but cannot build the kernel (one without OpenMP, a $CXX that is not a compiler) left info saying
+    ``cpu: True`` with exit status 0, and the first run failed (the packaging audit of 2026-12-07, F3)."""
+    import threading
+
+    note = threading.Timer(INFO_BUILD_NOTE_AFTER_S, lambda: write_stderr(
+        "mcproton info: building the CPU kernel for this CPU (once per kernel source, compiler and CPU; it is kept in "
+        "the kernel cache)...\n"))
+    note.daemon = True
+    note.start()
+    try:
+        cpu.compile()
+    finally:
+        note.cancel()
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     """Version, backends, devices, compilers, the CPU kernel cache and the optional packages.  Exit status 1 where
-    no backend is usable (no compiler and no cached kernel, no GPU): a script that asks before a long job learns it
-    from the status (the deployment audit of 2026-12-05, F12)."""
+    no backend is usable (no compiler and no cached kernel, or a compiler that cannot build the CPU kernel; no GPU):
+    a script that asks before a long job learns it from the status (the deployment audit of 2026-12-05, F12).  The
+    CPU kernel is loaded as a run loads it, and built where the kernel cache has none (:func:`_load_cpu_kernel`)."""
     from ._backend import cuda_available, get_backend
     from ._backend.cpu import cache_status
     from ._cpus import cpu_status
@@ -1405,6 +1428,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         cpu = get_backend("cpu")
         info["cpu_device"] = cpu.device
         info["cpu_compiler"] = cpu.compiler
+        _load_cpu_kernel(cpu)
     except RuntimeError as exc:
         info["backends"]["cpu"] = False
         info["cpu_error"] = str(exc)

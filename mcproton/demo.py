@@ -232,7 +232,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
              voxel_mm: float = 2.0, threads: int | None = None, seed: int = 12345, quiet: bool = False) -> dict:
     """Run the demo; returns the summary dict (also written to ``out/summary.json``).  ``quiet`` takes True or
     False only (text such as "false" is refused)."""
-    from ._backend import get_backend
+    from ._backend import get_backend, refuse_unusable
     from ._io.hdf5 import write_result_hdf5
     from .dicom import result_dose_contents, write_result_rtdose, write_rtplan
     from .body import apply_body_outline, body_from_labels, dose_summary
@@ -241,7 +241,7 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     from .phantoms.dicom_export import write_phantom_ct, write_rtstruct
     from .phantoms.reference_plans import posterior_fossa_plan, posterior_fossa_target
     from .planning import verify_plan
-    from .plots import let_colour_top, plane_slices, plot_dose_planes, plot_let_planes
+    from .plots import let_colour_top, plane_slices, plot_dose_planes, plot_let_planes, require_matplotlib
     from .settings import RunSettings, _switch
 
     from .phantoms.dicom_export import check_new_ct_dir, check_outputs_replaceable, phantom_study
@@ -261,6 +261,13 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     check_new_ct_dir(out / "ct", "the demo's CT folder (in --out)")
     # a planning system's structure set or plan saved there is not replaced (phantom audit F4): only our own files
     check_outputs_replaceable(out, [name for _, name in OUTPUT_FILES], "the demo's output folder (--out)")
+    # what the machine lacks, refused before the phantom and before --out is made (the packaging audit of 2026-12-07:
+    # F1, a matplotlib too old for the figures failed after the Monte Carlo; F5, a backend that cannot run here was
+    # refused after the phantom, a compiler that cannot build the CPU kernel after the plan, leaving the CT series,
+    # the RT Struct and the plan in --out): the figures' matplotlib, and the backend (the CPU kernel loaded, built
+    # once into the kernel cache; CuPy for cuda), without a CUDA call, before the helpers are forked
+    require_matplotlib()
+    refuse_unusable(backend, threads)
     out.mkdir(parents=True, exist_ok=True)
 
     _log(f"phantom: {age:g}-year-old head, {voxel_mm:g} mm voxels", quiet)

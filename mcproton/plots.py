@@ -180,6 +180,52 @@ class _Figures:
         return colormaps[name]
 
 
+#: the oldest matplotlib that draws all of mcproton's figures, as pyproject's dependency says (``matplotlib>=3.8``; kept
+#: equal by tests/test_plots.py): the plane figures outline their isodoses with ``ContourSet.set_path_effects``, and
+#: ContourSet became an Artist, with that method, in matplotlib 3.8.  Under 3.7, which the dependency allowed until
+#: 2026-12-07, ``mcproton demo`` failed after its whole Monte Carlo, without its summary or plane figures (the
+#: packaging audit of 2026-12-07, F1: measured with the lowest allowed numpy, scipy, h5py and pydicom, the demo
+#: failed at 3.7.0 and passed at 3.8.0)
+MATPLOTLIB_MIN = (3, 8)
+
+
+def _matplotlib_version() -> str | None:
+    """The installed matplotlib's version, read without importing it (None where it is not installed)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("matplotlib")
+    except importlib.metadata.PackageNotFoundError:   # a copy without its metadata: asked on import
+        try:
+            import matplotlib
+        except ImportError:
+            return None
+        return str(getattr(matplotlib, "__version__", "")) or None
+
+
+def matplotlib_problem() -> str | None:
+    """Why the installed matplotlib cannot draw mcproton's figures (older than :data:`MATPLOTLIB_MIN`), with the pip
+    command; None where it can (or where its version cannot be read: its import then says)."""
+    ver = _matplotlib_version()
+    m = re.match(r"(\d+)\.(\d+)", ver or "")
+    if m is None or (int(m.group(1)), int(m.group(2))) >= MATPLOTLIB_MIN:
+        return None
+    least = ".".join(map(str, MATPLOTLIB_MIN))
+    return (f"matplotlib {ver} is installed, and mcproton's figures need matplotlib >= {least} (the isodose outlines "
+            f"use ContourSet.set_path_effects, new in {least}): pip install 'matplotlib>={least}'")
+
+
+def require_matplotlib() -> None:
+    """:func:`matplotlib_problem` as an error of the machine (exit status 3 on the command line): before each plane
+    figure (the figures that need 3.8; the others, the check's report among them, draw with older ones too), and
+    before the work of a command that draws them (``mcproton demo``)."""
+    why = matplotlib_problem()
+    if why is not None:
+        from ._io.errors import McprotonEnvironmentError
+
+        raise McprotonEnvironmentError(why)
+
+
 def _plt() -> _Figures:
     """matplotlib's figure and Agg canvas imported (the first import takes ~0.4 s), and the calls the figures use."""
     import matplotlib.backends.backend_agg  # noqa: F401
@@ -418,7 +464,9 @@ def _plot_planes(result, plane, path, centre_zyx, title, structures, vmax, level
     values and the voxels shown of one plane (computed per plane, not over the whole grid); ``levels`` drawn
     as labelled contour lines; ``notes`` (with the orientation, NaN and saturation notes) under the panels.
     Images are drawn with their voxel edges as extent, so they, the isodoses and the outlines (at the voxel
-    centres) line up."""
+    centres) line up.  A matplotlib older than :data:`MATPLOTLIB_MIN` (no ``ContourSet.set_path_effects``) is
+    refused (:func:`require_matplotlib`)."""
+    require_matplotlib()
     plt = _plt()
     from matplotlib import patheffects
     from matplotlib.colors import ListedColormap

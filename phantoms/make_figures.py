@@ -164,13 +164,23 @@ def table_rows(measured: dict[float, dict]) -> str:
     return "\n".join(lines)
 
 
+def in_checkout(folder: Path) -> bool:
+    """Whether ``folder`` (this module's) is a checkout's phantoms/ (an editable install), not an installed package:
+    the repository's pyproject.toml beside it."""
+    return (folder.parent / "pyproject.toml").is_file() and (folder.parent / "mcproton").is_dir()
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    argparse.ArgumentParser(prog="python -m mcproton.phantoms.make_figures",
-                            description="Regenerate the phantom figures (phantoms/figures/phantom_age{1,5,10,15}.png) "
-                                        "and the size table in phantoms/README.md, in the package's own folder "
-                                        f"({HERE}): a developer's tool (from an editable install).").parse_args(argv)
+    p = argparse.ArgumentParser(prog="python -m mcproton.phantoms.make_figures",
+                                description="Regenerate the phantom figures (phantoms/figures/phantom_age{1,5,10,15}"
+                                            ".png) and the size table in phantoms/README.md, in the package's own "
+                                            f"folder ({HERE}): a developer's tool (from an editable install).")
+    p.parse_args(argv)
+    if not in_checkout(HERE):   # it wrote into site-packages (the packaging audit of 2026-12-07, F4)
+        p.error(f"{HERE} is an installed package, not a checkout's phantoms/ folder: the figures and the README table "
+                "it regenerates are the repository's; run it from an editable install of a checkout (pip install -e .)")
     (HERE / "figures").mkdir(exist_ok=True)
     measured = {}
     for age in AGES:

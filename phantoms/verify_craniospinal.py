@@ -1,14 +1,18 @@
-"""Monte Carlo verification of the craniospinal (CSI) example plan; writes figures/craniospinal_dose.png and a
-summary JSON.
+"""Monte Carlo verification of the craniospinal (CSI) example plan; writes craniospinal_dose.png and a summary JSON.
 
     python -m mcproton.phantoms.verify_craniospinal [--voxel-mm 6] [--primaries 16e6] [--threads 1] [--out DIR]
+        [--figure PNG]
 
 (from an install, e.g. the README's editable ``pip install -e .``; the folder is the package
-mcproton.phantoms). 5-year-old neuraxis phantom, ``craniospinal_plan`` (2 cranial + 2 spinal fields at 5 y, on
-the clinical beam model dcpt_v5 with its range shifters RS_5CM / RS_3CM transported as slabs), one MC run of
-all fields (CPU by default), target statistics for the whole CTV_CSI and for its brain and spinal-canal parts,
-the spinal-canal dose profile along z (junctions) and the dose in three planes (sagittal through the spinal
-canal).
+mcproton.phantoms).  The figure goes to ``--out`` (with summary.json), else to the working folder; never into the
+installed package (the packaging audit of 2026-12-07, F4: it went to the package's figures/ folder, which a
+read-only install refused with a traceback after the whole run, and which ``pip uninstall`` left behind).  The
+phantoms README's figure is regenerated from a checkout with ``--figure phantoms/figures/craniospinal_dose.png``.
+
+5-year-old neuraxis phantom, ``craniospinal_plan`` (2 cranial + 2 spinal fields at 5 y, on the clinical beam model
+dcpt_v5 with its range shifters RS_5CM / RS_3CM transported as slabs), one MC run of all fields (CPU by default),
+target statistics for the whole CTV_CSI and for its brain and spinal-canal parts, the spinal-canal dose profile along
+z (junctions) and the dose in three planes (sagittal through the spinal canal).
 """
 from __future__ import annotations
 
@@ -20,8 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-HERE = Path(__file__).resolve().parent
 
 
 def spine_profile(dose: np.ndarray, spine: np.ndarray, z_mm: np.ndarray, pres: float) -> dict:
@@ -47,9 +49,10 @@ def relative_stats(stats: dict, prescription_gy: float) -> dict:
 
 def verify_craniospinal(voxel_mm: float = 6.0, primaries: int = 16_000_000, *, age: float = 5.0,
                         threads: int | None = 1, backend: str = "cpu", seed: int = 12345,
-                        figure: str | Path | None = HERE / "figures" / "craniospinal_dose.png",
+                        figure: str | Path | None = None,
                         progress: bool = False, plan_kw: dict | None = None) -> tuple[dict, object, object]:
-    """Plan + MC; returns (summary dict, plan, DoseResult)."""
+    """Plan + MC; returns (summary dict, plan, DoseResult); ``figure``: the PNG of the dose in three planes (None:
+    none)."""
     from mcproton.dvh import dose_stats
     from mcproton.phantoms import make_head_phantom
     from mcproton.phantoms.reference_plans import craniospinal_plan, craniospinal_target
@@ -107,20 +110,45 @@ def verify_craniospinal(voxel_mm: float = 6.0, primaries: int = 16_000_000, *, a
     return summary, plan, res
 
 
+#: the figure's name in ``--out``, else in the working folder
+FIGURE_NAME = "craniospinal_dose.png"
+
+
+def _writable_folder(folder: Path, what: str) -> str | None:
+    """``folder`` created where missing; why it cannot take ``what`` (None where it can)."""
+    import os
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{what}: the folder {folder} cannot be created ({exc.strerror or exc})"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{what}: the folder {folder} cannot be written by this user"
+    return None
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m mcproton.phantoms.verify_craniospinal",
+                                description=__doc__.splitlines()[0])
     p.add_argument("--voxel-mm", type=float, default=6.0)
     p.add_argument("--primaries", type=float, default=16e6)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--backend", default="cpu")
-    p.add_argument("--figure", default=str(HERE / "figures" / "craniospinal_dose.png"))
-    p.add_argument("--out", default=None, help="write summary.json here")
+    p.add_argument("--out", default=None, help="write summary.json and the figure here")
+    p.add_argument("--figure", default=None,
+                   help=f"the figure's file (default: {FIGURE_NAME} in --out, else in the working folder)")
     a = p.parse_args(argv)
+    figure = Path(a.figure) if a.figure else Path(a.out or ".") / FIGURE_NAME
+    # the outputs' folders before the plan and the MC (minutes): one that cannot be written stopped the run after
+    # them with a traceback, and lost the summary (the packaging audit of 2026-12-07, F4)
+    for folder, what in [*([(Path(a.out), "--out")] if a.out else []), (figure.parent, "--figure")]:
+        why = _writable_folder(folder, what)
+        if why is not None:
+            p.error(f"{why}; give another with {what}")
     s, _, _ = verify_craniospinal(a.voxel_mm, int(a.primaries), threads=a.threads, backend=a.backend,
-                                  figure=a.figure, progress=True)
+                                  figure=figure, progress=True)
     txt = json.dumps(s, indent=1, default=float)
     if a.out:
-        Path(a.out).mkdir(parents=True, exist_ok=True)
         (Path(a.out) / "summary.json").write_text(txt)
     short = {k: v for k, v in s.items() if k not in ("fields", "spine_profile")}
     print(json.dumps(short, indent=1, default=float))

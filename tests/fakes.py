@@ -29,3 +29,26 @@ def cgroup_fs(root: Path, proc_cgroup: str, files: dict[str, str]) -> Path:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(text)
     return root
+
+
+#: a C++ compiler without OpenMP (clang++ without libomp-dev, as the packaging audit of 2026-12-07 found, F3): its
+#: ``--version`` answers, and a compile fails as clang's does there
+NO_OPENMP_CXX = """#!/bin/sh
+case "$*" in *--version*) echo "Debian clang version 14.0.6 (fake, no OpenMP)"; exit 0;; esac
+for a in "$@"; do case "$a" in *.cpp)
+  echo "$a:40:10: fatal error: 'omp.h' file not found" >&2; echo "#include <omp.h>" >&2
+  echo "1 error generated." >&2; exit 1;; esac; done
+exit 1
+"""
+
+
+def no_openmp_compiler_on_path(folder: Path, monkeypatch) -> Path:
+    """:data:`NO_OPENMP_CXX` as ``clang++`` in ``folder``, the only compiler on the PATH (``CXX`` unset: a compiler
+    that mcproton finds itself); returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cxx = folder / "clang++"
+    cxx.write_text(NO_OPENMP_CXX)
+    cxx.chmod(0o755)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(folder))
+    return cxx

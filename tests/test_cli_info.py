@@ -1,6 +1,7 @@
 """mcproton info (the deployment audit of 2026-12-05, F5 and F12): with no usable backend it says auto_backend: none
-and exits 1 (it said cpu and exited 0 with no compiler); it shows the kernel cache and whether it can be written,
-and the optional packages."""
+and exits 1 (it said cpu and exited 0 with no compiler; and with a compiler that cannot build the CPU kernel until
+the packaging audit of 2026-12-07, F3); it shows the kernel cache and whether it can be written, and the optional
+packages."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,8 @@ import pytest
 import mcproton._backend as backends
 import mcproton._backend.cpu as cpu
 from mcproton.cli import main
+
+from fakes import no_openmp_compiler_on_path   # tests/fakes.py
 
 
 @pytest.fixture
@@ -33,8 +36,50 @@ def test_info_with_no_backend_says_none_and_exits_1(fresh_backends, monkeypatch,
     assert "no C++ compiler" in info["cpu_error"] and cpu.CACHE_ENV in info["cpu_error"]
 
 
+def test_info_with_a_compiler_that_cannot_build_the_kernel_says_cpu_false_and_exits_1(fresh_backends, monkeypatch,
+                                                                                       tmp_path, capsys):
+    """A compiler that is found but cannot build the CPU kernel (clang++ without libomp-dev; on macOS, g++ is Apple
+    clang) left info saying cpu: True, auto_backend cpu, exit status 0, and the first run failed after its phantom
+    and plan (the packaging audit of 2026-12-07, F3).  Now info loads the kernel as a run does (built where the
+    cache has none): cpu False, the compiler's error with what to do about the missing OpenMP, and exit status 1."""
+    no_openmp_compiler_on_path(tmp_path / "bin", monkeypatch)
+    monkeypatch.setenv(cpu.CACHE_ENV, str(tmp_path / "empty"))
+    monkeypatch.setattr(backends, "cuda_available", lambda: (False, "no GPU (test)"))
+    cpu.compiler_version.cache_clear()   # by the compiler's name: "clang++" here is the fake
+    try:
+        assert main(["info", "--json"]) == 1
+    finally:
+        cpu.compiler_version.cache_clear()
+    info = json.loads(capsys.readouterr().out)
+    assert info["backends"] == {"cpu": False, "cuda": False} and info["auto_backend"] == "none"
+    assert info["cpu_compiler"].startswith("Debian clang version 14.0.6 (fake")
+    err = info["cpu_error"]
+    assert "compiling kernels/transport.cu for the CPU with clang++ failed (exit status 1" in err, err
+    assert "fatal error: 'omp.h' file not found" in err
+    assert "clang++ has no OpenMP" in err and "libomp-dev for clang++" in err and "set CXX to" in err
+    assert not list((tmp_path / "empty").glob("transport-*.so"))
+
+
+def test_info_says_when_it_builds_the_cpu_kernel(fresh_backends, monkeypatch, capsys):
+    """Building the CPU kernel takes ~15 s (more on a loaded machine): where loading it takes longer than
+    INFO_BUILD_NOTE_AFTER_S, info says on stderr what it is doing; loading a cached one says nothing."""
+    import time
+
+    import mcproton.cli as cli
+
+    monkeypatch.setattr(backends, "cuda_available", lambda: (False, "no GPU (test)"))
+    monkeypatch.setattr(cli, "INFO_BUILD_NOTE_AFTER_S", 0.05)
+    monkeypatch.setattr(cpu.CpuBackend, "compile", lambda self: time.sleep(0.5))
+    assert main(["info"]) == 0
+    assert "mcproton info: building the CPU kernel for this CPU" in capsys.readouterr().err
+    monkeypatch.setattr(cpu.CpuBackend, "compile", lambda self: None)
+    assert main(["info"]) == 0
+    assert "building" not in capsys.readouterr().err
+
+
 def test_info_shows_the_kernel_cache_and_the_optional_packages(fresh_backends, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv(cpu.CACHE_ENV, str(tmp_path / "k"))
+    monkeypatch.setattr(cpu.CpuBackend, "compile", lambda self: None)   # not built into the empty cache (~15 s)
     monkeypatch.setattr(backends, "cuda_available", lambda: (False, "no GPU (test)"))
     assert main(["info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

@@ -539,3 +539,47 @@ def test_demo_summary_at_ten_primaries_is_strict_json_and_honest(tmp_path, capsy
 
     assert s["schema_version"] == 1 and s["build"] == build_identity() and s["seed"] == 3
     assert s["created"][:2] == "20" and s["working_directory"]
+
+
+@pytest.mark.parametrize("lack", ["CuPy for --backend cuda", "a compiler with OpenMP", "matplotlib >= 3.8"])
+def test_demo_refuses_what_the_machine_lacks_before_any_work(tmp_path, monkeypatch, capsys, lack):
+    """What the machine lacks is refused before the phantom is made and before --out is created (the packaging audit
+    of 2026-12-07): --backend cuda without CuPy was refused after the phantom, a compiler that cannot build the CPU
+    kernel (no OpenMP) after the plan, each leaving a 4 MB CT series, the RT Struct (and the plan) in --out (F5); a
+    matplotlib 3.7 failed after the whole Monte Carlo (F1).  Exit status 3 (the machine), one line saying what to
+    do."""
+    import sys
+
+    import mcproton._backend as backends
+    import mcproton._backend.cpu as cpu
+    import mcproton.phantoms as phantoms
+    import mcproton.plots as plots
+
+    from fakes import no_openmp_compiler_on_path   # tests/fakes.py
+
+    def no_phantom(*a, **k):
+        raise AssertionError("the phantom was made before the refusal")
+
+    monkeypatch.setattr(phantoms, "make_head_phantom", no_phantom)
+    backend = "cpu"
+    if lack == "CuPy for --backend cuda":
+        monkeypatch.setitem(sys.modules, "cupy", None)   # not importable, as on a machine without it
+        backend, said = "cuda", "backend 'cuda' requested but unavailable: CuPy is not installed. Install CuPy"
+    elif lack == "a compiler with OpenMP":
+        no_openmp_compiler_on_path(tmp_path / "bin", monkeypatch)
+        monkeypatch.setenv(cpu.CACHE_ENV, str(tmp_path / "empty"))
+        said = "clang++ has no OpenMP, which the CPU kernel is built with: install its OpenMP runtime"
+    else:
+        monkeypatch.setattr(plots, "_matplotlib_version", lambda: "3.7.0")
+        said = "matplotlib 3.7.0 is installed, and mcproton's figures need matplotlib >= 3.8"
+    backends.get_backend.cache_clear()
+    cpu.compiler_version.cache_clear()
+    try:
+        rc = cli_main(["demo", "--out", str(tmp_path / "out"), "--primaries", "2000", "--voxel-mm", "4",
+                       "--backend", backend, "--quiet"])
+    finally:
+        backends.get_backend.cache_clear()
+        cpu.compiler_version.cache_clear()
+    err = capsys.readouterr().err
+    assert rc == 3 and err.startswith("mcproton: error: ") and said in err, err
+    assert not (tmp_path / "out").exists()

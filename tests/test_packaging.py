@@ -3,12 +3,26 @@ with the third-party notices."""
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
+import pytest
+
+import mcproton
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 #: the files that pyproject's license-files puts into the wheel and the sdist
 LICENCE_FILES = ("LICENSE", "THIRD_PARTY_NOTICES.md")
 
@@ -21,7 +35,8 @@ def test_non_editable_install_has_kernels_and_data(tmp_path):
     src = {p.relative_to(ROOT / "kernels") for p in (ROOT / "kernels").rglob("*") if p.suffix in (".h", ".cu")}
     inst = {p.relative_to(pkg / "kernels") for p in (pkg / "kernels").rglob("*") if p.suffix in (".h", ".cu")}
     assert src and src == inst, f"kernel sources missing from the wheel: {sorted(map(str, src - inst))}"
-    for rel in ("data/stopping_power/icru90_protons_water.csv", "data/nuclear/icru63_nonelastic_p_elements.csv",
+    for rel in ("py.typed",   # PEP 561: a user's mypy reads the package's annotations (packaging audit 2026-12-07, F7)
+                "data/stopping_power/icru90_protons_water.csv", "data/nuclear/icru63_nonelastic_p_elements.csv",
                 "data/nuclear/pp_elastic.csv", "data/nuclear/barashenkov_proton_nucleus.csv",
                 "data/materials/materials.csv",
                 "phantoms/data/tissues.csv", "validation/topas_idd/idd_mc_topas_matrad_generic_water_subset.csv"):
@@ -32,6 +47,7 @@ def test_non_editable_install_has_kernels_and_data(tmp_path):
         assert (dist / "licenses" / name).read_bytes() == (ROOT / name).read_bytes(), f"{name} not in the wheel"
     meta = (dist / "METADATA").read_text(encoding="utf-8")
     assert "License-Expression: Apache-2.0" in meta
+    assert f"\nVersion: {mcproton.__version__}\n" in meta   # the one version (mcproton.__version__)
     assert all(f"License-File: {name}" in meta for name in LICENCE_FILES)
     # the installed package compiles and finds its kernels from anywhere
     code = ("import mcproton._kernels.source as s; t = s.assemble('transport.cu'); "
@@ -101,3 +117,109 @@ def test_every_shipped_third_party_data_file_is_in_the_notices():
         if not any(rel.startswith(n) if n.endswith("/") else fnmatch.fnmatch(rel, n) for n in names):
             missing.append(rel)
     assert checked >= 50 and not missing, missing
+
+
+#: the version a copy of the checkout is given by its mcproton/__init__.py alone, to show that the built metadata
+#: takes it from there (:func:`built`)
+BUMPED_VERSION = "99.1.2"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """(sdist, wheel, the build's output) of a copy of this checkout's files (tracked, and new ones git does not
+    ignore; no .git, as in an unpacked archive) whose mcproton/__version__ alone is changed to
+    :data:`BUMPED_VERSION`, built by setuptools' own backend in the version pyproject's build-system asks for
+    (installed into a folder of its own, as pip's build isolation installs it)."""
+    tmp = tmp_path_factory.mktemp("build")
+    tools = tmp / "tools"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(tools),
+                    *PYPROJECT["build-system"]["requires"]], check=True, capture_output=True, timeout=300)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    src = tmp / "src"
+    for rel in filter(None, listed):
+        if (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, src / rel)
+    init = src / "mcproton" / "__init__.py"
+    text = init.read_text(encoding="utf-8")
+    assert f'__version__ = "{mcproton.__version__}"' in text
+    init.write_text(text.replace(f'__version__ = "{mcproton.__version__}"', f'__version__ = "{BUMPED_VERSION}"'))
+    code = ("import sys, setuptools.build_meta as b; out = sys.argv[1]; "
+            "print('SDIST', b.build_sdist(out)); print('WHEEL', b.build_wheel(out))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp / "dist")], cwd=src, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(tools)}, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    names = dict(line.split(" ", 1) for line in out.stdout.splitlines() if line.startswith(("SDIST ", "WHEEL ")))
+    return tmp / "dist" / names["SDIST"], tmp / "dist" / names["WHEEL"], out.stdout + out.stderr
+
+
+def test_the_version_is_mcproton_s_version_alone(built):
+    """One source of the version (packaging audit 2026-12-07, F9: pyproject and __init__.py each held it, and a copy
+    with only pyproject bumped installed as 0.2.0 while ``mcproton --version`` said 0.1.0): pyproject reads
+    mcproton.__version__, and the installed metadata says the same."""
+    import importlib.metadata
+
+    assert "version" not in PYPROJECT["project"] and PYPROJECT["project"]["dynamic"] == ["version"]
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "mcproton.__version__"}
+    sdist, wheel, _ = built
+    assert sdist.name == f"mcproton-{BUMPED_VERSION}.tar.gz" and wheel.name.startswith(f"mcproton-{BUMPED_VERSION}-")
+    with zipfile.ZipFile(wheel) as z:
+        assert f"\nVersion: {BUMPED_VERSION}\n" in z.read(f"mcproton-{BUMPED_VERSION}.dist-info/METADATA").decode()
+    # this (editable) install: reinstall it (pip install -e .) after changing the version
+    assert importlib.metadata.version("mcproton") == mcproton.__version__
+
+
+def test_the_build_is_quiet_about_data_folders(built):
+    """The kernels' header folders and the data folders are package data, not packages: setuptools warned "Package
+    would be ignored" 15 times for them (packaging audit 2026-12-07, F6)."""
+    assert "would be ignored" not in built[2] and "is absent from the `packages` configuration" not in built[2]
+
+
+def test_the_sdist_has_no_partial_test_suite_and_the_readme_s_links_lead_to_files(built):
+    """The sdist holds no tests (setuptools put 27 of the 302 files of tests/ into it, which could not run: packaging
+    audit 2026-12-07, F6; they are run from a clone), and every file the README links to."""
+    sdist, wheel, _ = built
+    with tarfile.open(sdist) as t:
+        top = f"mcproton-{BUMPED_VERSION}/"
+        names = {m.name[len(top):] for m in t.getmembers() if m.isfile()}
+    assert not [n for n in names if n.startswith("tests/")]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = {m.split("#")[0] for m in re.findall(r"\]\(([^)\s]+)\)", readme)}
+    targets = {t for t in targets if t and not re.match(r"[a-z]+:", t)}
+    assert targets, "the README's relative links were not found"
+    missing = sorted(t for t in targets if t.rstrip("/") not in names and not any(n.startswith(t.rstrip("/") + "/")
+                                                                                 for n in names))
+    assert not missing, f"the sdist lacks what the README links to: {missing}"
+    with zipfile.ZipFile(wheel) as z:   # the wheel: the package only (no docs, examples or tests)
+        wheel_names = z.namelist()
+    assert "mcproton/py.typed" in wheel_names and "mcproton/__main__.py" in wheel_names
+    assert not [n for n in wheel_names if n.split("/", 1)[0] in ("docs", "examples", "tests")]
+
+
+def test_every_pymedphys_requirement_leaves_out_the_pythons_it_does_not_install_on():
+    """pymedphys 0.41 declares Python < 3.13 (mcproton._optional.PYMEDPHYS_PYTHON): every requirement of it, in the
+    dependencies and in every extra, carries that marker, so that `pip install -e ".[test]"` (README step 2) resolves
+    on every Python that requires-python allows (packaging audit 2026-12-07, F2: the test and validation extras had
+    no marker, and pip's resolver refused them on 3.13)."""
+    from mcproton._optional import PYMEDPHYS_PYTHON
+
+    marker = "python_version<'%d.%d'" % PYMEDPHYS_PYTHON
+    project = PYPROJECT["project"]
+    reqs = [("dependencies", r) for r in project["dependencies"]]
+    reqs += [(f"[{extra}]", r) for extra, rs in project["optional-dependencies"].items() for r in rs]
+    found = [(where, r) for where, r in reqs if re.match(r"pymedphys\b", r)]
+    assert {w for w, _ in found} >= {"dependencies", "[test]"}, found
+    wrong = [(where, r) for where, r in found if r.replace(" ", "").partition(";")[2] != marker]
+    assert not wrong, f"pymedphys without the marker {marker}: {wrong}"
+
+
+def test_python_m_mcproton_is_the_command_line(tmp_path):
+    """``python -m mcproton`` runs the command line (packaging audit 2026-12-07, F8: "No module named
+    mcproton.__main__"), for where the ``mcproton`` script is not on the PATH."""
+    out = subprocess.run([sys.executable, "-m", "mcproton", "--version"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == f"mcproton {mcproton.__version__}", out.stderr
+    out = subprocess.run([sys.executable, "-m", "mcproton", "no-such-command"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and "usage: mcproton " in out.stderr, out.stderr

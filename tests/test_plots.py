@@ -333,3 +333,41 @@ def test_the_users_own_figures_keep_matplotlibs_glyph_warning(monkeypatch, tmp_p
         _cjk_figure().savefig(io.BytesIO(), format="png")   # the user's (this test module's) own figure
     assert n_ours == 0
     assert [w for w in caught if str(w.message).startswith("Glyph ")]
+
+
+def test_a_matplotlib_older_than_the_isodose_outlines_need_is_refused_with_the_pip_command(captured, tmp_path,
+                                                                                             monkeypatch):
+    """The isodose lines' outline is ContourSet.set_path_effects, which matplotlib has since 3.8 (ContourSet an
+    Artist): under 3.7.0, which pyproject allowed, the demo failed after its Monte Carlo with "'QuadContourSet' object
+    has no attribute 'set_path_effects'" (the packaging audit of 2026-12-07, F1).  pyproject now asks for 3.8, and a
+    plane figure under an older matplotlib (one pip left in place: --no-deps, a distribution's) is refused in one
+    line naming the version needed and the pip command, an error of the machine (exit status 3)."""
+    from mcproton._io.errors import McprotonEnvironmentError
+
+    monkeypatch.setattr(P, "_matplotlib_version", lambda: "3.7.0")
+    with pytest.raises(McprotonEnvironmentError, match=r"matplotlib 3\.7\.0 is installed, and mcproton's figures "
+                                                       r"need matplotlib >= 3\.8 \(.*set_path_effects.*\): "
+                                                       r"pip install 'matplotlib>=3\.8'"):
+        P.plot_dose_planes(_result(_block()), tmp_path / "p.png", (4, 0, 0), reference_gy=1.0)
+    assert not captured
+    for ver in ("3.8.0", "3.10.0rc1", "4.0", "unknown"):
+        monkeypatch.setattr(P, "_matplotlib_version", lambda: ver)
+        assert P.matplotlib_problem() is None, ver
+    # the isodoses are drawn with their outline by the matplotlib installed here (the feature 3.8 is needed for)
+    P.plot_dose_planes(_result(_block()), tmp_path / "p.png", (4, 0, 0), reference_gy=1.0)   # isodoses of 1 Gy
+    (contours,) = [c for c in captured[0].axes[0].get_children() if type(c).__name__.endswith("ContourSet")]
+    assert contours.get_path_effects(), "the isodoses drawn without their outline"
+
+
+def test_the_matplotlib_pyproject_asks_for_is_the_oldest_the_figures_work_with():
+    """pyproject's matplotlib lower bound is mcproton.plots.MATPLOTLIB_MIN (3.8: see there)."""
+    import re
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:   # Python 3.10
+        import tomli as tomllib
+
+    deps = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    (req,) = [d for d in deps["project"]["dependencies"] if re.match(r"matplotlib\b", d)]
+    assert req == "matplotlib>=" + ".".join(map(str, P.MATPLOTLIB_MIN)), req

@@ -23,6 +23,35 @@ def get_backend(name: str = "auto", threads: int | None = None, gpu: int | None 
     return _get_backend(name, threads, gpu)
 
 
+def _unknown(name: object) -> str:
+    return f"unknown backend {name!r}; use 'auto', 'cpu' or 'cuda'"
+
+
+def cuda_unavailable(why: str) -> Exception:
+    """The error of ``backend cuda`` asked for where it cannot run (``why``: no CuPy, no device), with what to do."""
+    from .._io.errors import BackendUnavailableError
+
+    return BackendUnavailableError(f"backend 'cuda' requested but unavailable: {why}. Install CuPy for your CUDA "
+                                   "version (pip install 'mcproton[cuda12]' or '[cuda13]') or use --backend cpu")
+
+
+def refuse_unusable(name: str, threads: int | None = None) -> None:
+    """Refuse, before a command's work, the backend ``name`` ("auto", "cpu", "cuda") where it cannot run here,
+    without a CUDA call (a process that forks helpers after this has no GPU context yet): the CPU backend (asked
+    for, or "auto" where CuPy is not installed) has its kernel loaded (built once per kernel source, compiler and
+    CPU into the kernel cache; a compiler that cannot build it, such as one without OpenMP, is refused here), and
+    ``cuda`` needs CuPy installed.  A CuPy without a GPU is found where the backend is made (:func:`get_backend`)."""
+    from .._optional import present
+
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(_unknown(name))
+    if name == "cuda" or (name == "auto" and present("cupy")):
+        if not present("cupy"):
+            raise cuda_unavailable("CuPy is not installed")
+        return
+    get_backend("cpu", threads).compile()
+
+
 @lru_cache(maxsize=16)
 def _get_backend(name: str, threads: int | None, gpu: int | None) -> Backend:
     """:func:`get_backend` of a resolved name (and thread count), kept: a backend holds its loaded kernels."""
@@ -33,11 +62,7 @@ def _get_backend(name: str, threads: int | None, gpu: int | None) -> Backend:
     if name == "cuda":
         ok, why = cuda_available()
         if not ok:
-            from .._io.errors import BackendUnavailableError
-
-            raise BackendUnavailableError(f"backend 'cuda' requested but unavailable: {why}. Install CuPy for your "
-                                          "CUDA version (pip install 'mcproton[cuda12]' or '[cuda13]') or use "
-                                          "--backend cpu")
+            raise cuda_unavailable(why)
         from .cuda import CudaBackend, device_count
 
         n = device_count()
@@ -47,10 +72,10 @@ def _get_backend(name: str, threads: int | None, gpu: int | None) -> Backend:
             raise BackendUnavailableError(f"run.gpu = {gpu}: this machine has {n} CUDA device(s), numbered "
                                           f"0..{n - 1}; choose one of them or leave run.gpu unset (device 0)")
         return CudaBackend(int(gpu or 0))
-    raise ValueError(f"unknown backend {name!r}; use 'auto', 'cpu' or 'cuda'")
+    raise ValueError(_unknown(name))
 
 
 get_backend.cache_clear = _get_backend.cache_clear  # type: ignore[attr-defined]   # the tests drop the kept backends
 
 
-__all__ = ["Backend", "get_backend", "cuda_available"]
+__all__ = ["Backend", "get_backend", "cuda_available", "cuda_unavailable", "refuse_unusable"]

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import signal
@@ -450,7 +451,8 @@ def _compile(entry: str, src: str, ident: dict[str, Any], folder: Path, cxx: str
             if proc.returncode != 0:
                 raise RuntimeError(
                     f"{what} kernels/{entry} for the CPU with {cxx} failed (exit status {proc.returncode}"
-                    f"{'' if said else ', and no message'}; the command: {shlex.join(cmd)}){_not_a_cxx_advice(cxx)}"
+                    f"{'' if said else ', and no message'}; the command: {shlex.join(cmd)})"
+                    f"{_no_openmp_advice(cxx, said) or _not_a_cxx_advice(cxx)}"
                     + (f":\n{said[-6000:]}" if said else ""))
             if not out.is_file():
                 raise RuntimeError(
@@ -480,6 +482,22 @@ def _compile(entry: str, src: str, ident: dict[str, Any], folder: Path, cxx: str
     path = write_bytes_atomic(folder / f"{stem}-{ident['key']}.json", (json.dumps(manifest, indent=1) + "\n").encode())
     os.chmod(path, _MANIFEST_MODE)
     return so
+
+
+#: what a compiler without OpenMP says when it builds the kernel (-fopenmp, #include <omp.h>, linking libgomp or
+#: libomp): clang++ without libomp-dev, "fatal error: 'omp.h' file not found"; Apple clang (macOS's g++),
+#: "unsupported option '-fopenmp'"; a g++ without libgomp, "cannot find -lgomp"
+_NO_OPENMP = re.compile(r"omp\.h|'-fopenmp'|-lgomp|-lomp\b|libgomp|libomp")
+
+
+def _no_openmp_advice(cxx: str, said: str) -> str:
+    """Where the compiler's output ``said`` shows that it has no OpenMP (:data:`_NO_OPENMP`), what to do; else "".
+    The packaging audit of 2026-12-07, F3: a clang++ without libomp-dev (or macOS's g++, Apple clang) failed with
+    "'omp.h' file not found" and no advice."""
+    if not _NO_OPENMP.search(said):
+        return ""
+    return (f"; {cxx} has no OpenMP, which the CPU kernel is built with: install its OpenMP runtime (libgomp for g++, "
+            "e.g. `apt-get install g++`; libomp-dev for clang++), or set CXX to a compiler that has it, such as g++")
 
 
 def _not_a_cxx_advice(cxx: str, ask: bool = True) -> str:

@@ -99,6 +99,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.needs_pymedphys   # the check in a subprocess, or its skip caught (tests/conftest.py)
 @pytest.mark.parametrize("sig, to", [("SIGTERM", "self"), ("SIGINT", "group"), ("SIGHUP", "self")])
 def test_a_check_stopped_during_its_gammas_says_what_was_written_and_leaves_no_lock(base, tmp_path, sig, to):  # noqa: F811
     """SIGTERM (a scheduler, kill) or SIGHUP (an ssh session dropped) to the check, or Ctrl-C in a terminal (SIGINT
@@ -156,6 +157,7 @@ def _set_aside(out: Path) -> Path:
     return moved[0]
 
 
+@pytest.mark.needs_pymedphys   # the check in a subprocess, or its skip caught (tests/conftest.py)
 def test_a_recheck_stopped_before_its_first_write_moves_the_earlier_report_aside(base, tmp_path):  # noqa: F811
     """F8, and the integrators' audit of 2026-12-06, F1: the earlier report is moved into earlier_check_<date>/ as
     the check starts, and a check stopped before its first write (here SIGINT while the structures are compared

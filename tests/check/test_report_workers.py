@@ -190,6 +190,7 @@ def _session_processes(sid: int) -> list[int]:
     return out
 
 
+@pytest.mark.needs_pymedphys   # the check in a subprocess, or its skip caught (tests/conftest.py)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the figure workers are forked (Linux)")
 @pytest.mark.parametrize("sig, to", [("SIGTERM", "self"), ("SIGINT", "group")])
 def test_a_check_stopped_while_its_workers_draw_ends_them_and_says_what_was_written(base, tmp_path, sig, to):  # noqa: F811

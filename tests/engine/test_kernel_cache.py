@@ -19,6 +19,8 @@ import pytest
 
 import mcproton._backend.cpu as cpu
 
+from fakes import no_openmp_compiler_on_path   # tests/fakes.py
+
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                                 reason="needs a C++ compiler")
 
@@ -325,6 +327,25 @@ def test_cxx_that_is_not_a_working_cpp_compiler_is_named_and_nothing_is_cached(t
     with pytest.raises(RuntimeError, match=f"(?s){expected}; set CXX to a C[+][+] compiler, such as g[+][+]"):
         cpu.load_kernel("transport.cu", cpu.find_compiler())
     assert not list((tmp_path / "cache").glob("transport-*.so")) and not list((tmp_path / "cache").glob("*.json"))
+
+
+def test_a_compiler_without_openmp_is_named_with_what_to_do(tmp_path, monkeypatch):
+    """A compiler found on the PATH (not $CXX) that has no OpenMP (clang++ without libomp-dev; macOS's g++, Apple
+    clang) failed with its "'omp.h' file not found" and no advice (the packaging audit of 2026-12-07, F3): the
+    error now says that it has no OpenMP and what to install, or which compiler to set; nothing is cached."""
+    no_openmp_compiler_on_path(tmp_path / "bin", monkeypatch)
+    monkeypatch.setenv(cpu.CACHE_ENV, str(tmp_path / "cache"))
+    cpu.compiler_version.cache_clear()   # by the compiler's name: "clang++" here is the fake
+    try:
+        with pytest.raises(RuntimeError, match=r"(?s)compiling kernels/transport.cu for the CPU with clang[+][+] "
+                                               r"failed .*[)]; clang[+][+] has no OpenMP, which the CPU kernel is "
+                                               r"built with: install its OpenMP runtime \(libgomp for g[+][+], .*; "
+                                               r"libomp-dev for clang[+][+]\), or set CXX to a compiler that has it, "
+                                               r"such as g[+][+]:\n.*'omp.h' file not found"):
+            cpu.load_kernel("transport.cu", cpu.find_compiler())
+    finally:
+        cpu.compiler_version.cache_clear()
+    assert not list((tmp_path / "cache").glob("transport-*.so"))
 
 
 def test_a_built_kernel_is_readable_by_all_whatever_the_umask(tmp_path):
