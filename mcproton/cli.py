@@ -354,8 +354,9 @@ def _run_identity(cfg: dict, settings: Any, geometry: Any, beams: list, names: l
                   config_path: str | None = None) -> str:
     """What this run computes from and writes, as the JSON kept in its HDF5's provenance (``run_identity``): the
     checkpoint's fingerprint (mcproton version, kernel source, the config and --set options less the keys that do
-    not change the dose, the geometry (the CT's voxels and densities), the beams (spots), backend, seed, primaries),
-    the materials in full (a HU calibration that changes a composition but not a name), the [output] settings and
+    not change the dose, the geometry (the CT's voxels and densities), the materials in full (a HU calibration that
+    changes a composition but not a name), the physics settings in effect, the beams (spots, range shifters' materials),
+    backend, seed, primaries: mcproton._run.checkpoint.fingerprint), the [output] settings and
     the absolute paths of every output.  ``--resume`` compares it to call an output complete (the cluster audit,
     F10).  With them, the SHA-256 of every input file the run reads (:func:`mcproton._run.inputs.input_files`: an
     RT Struct re-contoured in place changes the DVHs and the body outline, not the geometry), the beam models'
@@ -365,14 +366,12 @@ def _run_identity(cfg: dict, settings: Any, geometry: Any, beams: list, names: l
 
     from ._build import build_identity
     from ._io.file_hash import sha256_by_name
-    from ._io.hu_calibration import materials_sha256
     from ._run.checkpoint import fingerprint
     from ._run.inputs import input_files
     from ._run.job import plan_beam_streams, resolve_backend
 
     ident: dict[str, Any] = dict(fingerprint(cfg, settings, resolve_backend(settings), geometry, beams,
                                              streams=plan_beam_streams(beams)))
-    ident["materials_sha256"] = materials_sha256(geometry.materials)
     ident["output_settings"] = json.dumps(cfg.get("output", {}), sort_keys=True, default=str)
     ident["outputs"] = [os.path.abspath(p) for p in names]
     ident["build"] = build_identity()
