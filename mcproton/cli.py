@@ -1407,7 +1407,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         cpu = get_backend("cpu")
         info["cpu_device"] = cpu.device
         info["cpu_compiler"] = cpu.compiler
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:   # ValueError: an OMP_NUM_THREADS that a run would refuse (_cpus.py)
         info["backends"]["cpu"] = False
         info["cpu_error"] = str(exc)
     if ok:
