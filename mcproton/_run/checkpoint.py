@@ -135,7 +135,7 @@ def fingerprint(cfg: dict[str, Any] | None, settings: Any, backend: str, geometr
         "physics_settings": physics_settings_text(settings), "beams_hash": beams_hash(beams),
         "backend": backend, "seed": str(settings.seed), "primaries": str(settings.primaries),
         "n_beams": str(len(beams)),
-        # absent without range shifters (the key was added with materials_sha256)
+        # absent without range shifters (so a checkpoint of before 2026-12-07 without any has none either)
         **({"shifter_materials_sha256": materials_sha256(shifters)} if (shifters := shifter_materials(beams)) else {}),
         # the beams' random streams (JobOptions.first_beam_index / beam_streams); absent for 0, 1, ..., as before
         # the key existed
