@@ -203,9 +203,9 @@ def omp_num_threads(environ: Mapping[str, str] | None = None) -> int | None:
     raw = env.get(OMP_NUM_THREADS, "").strip()
     if not raw:
         return None
-    parts = [p.strip() for p in raw.split(",")]
-    if all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts):
-        return int(parts[0])
+    n = _parsed_omp(raw)
+    if n is not None:
+        return n
     from ._io.errors import McprotonWarning, warn
 
     warn(f"{OMP_NUM_THREADS}={raw!r} is ignored: it is not a positive whole number (or a list of them, such as "
@@ -214,13 +214,46 @@ def omp_num_threads(environ: Mapping[str, str] | None = None) -> int | None:
     return None
 
 
-def unset_blank_omp_num_threads() -> None:
-    """Remove ``OMP_NUM_THREADS`` from this process's environment where it is empty or blank, before the OpenMP
-    runtime (libgomp, loaded with the CPU kernel) reads it: mcproton takes such a value as unset, and libgomp printed
-    "libgomp: Invalid value for environment variable OMP_NUM_THREADS" with no word from mcproton (``export
-    OMP_NUM_THREADS=$N`` with N unset; the environment audit 19, F8).  Unset and blank mean the same to both then."""
+def _parsed_omp(raw: str) -> int | None:
+    """The thread count of an ``OMP_NUM_THREADS`` value (stripped, not blank): its first element where it is a
+    positive whole number or a list of them, else None."""
+    parts = [p.strip() for p in raw.split(",")]
+    if all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0])
+    return None
+
+
+def refuse_too_many_omp_threads(environ: Mapping[str, str] | None = None) -> None:
+    """ValueError where ``OMP_NUM_THREADS`` asks for more threads than mcproton accepts (``settings.thread_limit``,
+    as it caps run.threads): 40000 made libgomp abort the process ("Thread creation failed", exit status 1, which
+    means a FAIL to a script) and 99999999999 ran out of memory, with no mcproton message, the locks left behind and no
+    record of a check (the concurrency audit 25, F6).  A value that is not a thread count is :func:`omp_num_threads`'s
+    to warn of."""
+    env = os.environ if environ is None else environ
+    raw = env.get(OMP_NUM_THREADS, "").strip()
+    n = _parsed_omp(raw) if raw else None
+    if n is None:
+        return
+    from .settings import MAX_THREADS_PER_CPU, MIN_THREAD_LIMIT, thread_limit
+
+    limit = thread_limit()
+    if n > limit:
+        raise ValueError(f"{OMP_NUM_THREADS}={raw} asks for {n:,} CPU threads, more than mcproton accepts here "
+                         f"({limit}: {MAX_THREADS_PER_CPU} per CPU of this machine's {machine_cpus()} CPUs, never "
+                         f"fewer than {MIN_THREAD_LIMIT}); each thread needs its own stack, and thousands make the "
+                         "OpenMP runtime abort the run (\"libgomp: Thread creation failed\") with no result: set "
+                         f"{OMP_NUM_THREADS} to at most the {usable_cpus()} CPU(s) this process may use, or unset it")
+
+
+def unset_unusable_omp_num_threads() -> None:
+    """Remove ``OMP_NUM_THREADS`` from this process's environment where it is not a thread count (empty, blank,
+    ``abc``, ``0``, ``-1``, ``2.5``: :func:`omp_num_threads` ignores it, with a warning), before the OpenMP runtime
+    (libgomp, loaded with the CPU kernel) reads it: libgomp printed "libgomp: Invalid value for environment variable
+    OMP_NUM_THREADS" beside mcproton's own word, or with none for a blank one (``export OMP_NUM_THREADS=$N`` with N
+    unset; the environment audit 19, F8; the concurrency audit 25, F6).  Unset and ignored mean the same to both
+    then."""
     raw = os.environ.get(OMP_NUM_THREADS)
-    if raw is not None and not raw.strip():
+    if raw is not None and (not raw.strip() or _parsed_omp(raw.strip()) is None):
         del os.environ[OMP_NUM_THREADS]
 
 
@@ -234,9 +267,11 @@ def default_threads() -> int:
     :func:`usable_cpus`.  An ``OMP_NUM_THREADS`` above the CPUs this process may use is taken as given (the user's
     choice), with a warning once per value in each run or check (its record holds it: in-process audit 25, F4), and
     once per value and process outside one: 64 threads on 2 CPUs ran 2.2-2.6 x slower than 2, with no word (the
-    automation audit of 2026-12-06, F7: a value copied from a larger server, or a container's host count)."""
+    automation audit of 2026-12-06, F7: a value copied from a larger server, or a container's host count).  One above
+    what mcproton accepts (:func:`refuse_too_many_omp_threads`) is refused with a ValueError."""
     from ._io.errors import McprotonWarning, said_in_this_call, warn
 
+    refuse_too_many_omp_threads()
     omp, usable = omp_num_threads(), usable_cpus()
     said = f"{OMP_NUM_THREADS}={omp} is more than the {usable} CPU(s) this process may use"
     if omp is not None and omp > usable and not said_in_this_call(said, _OVERSUBSCRIBED, (omp, usable),

@@ -238,7 +238,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # (ct_import, hu_to_material, resampling, structures) inside these.  mcproton's warnings during the run are
     # kept in the HDF5's provenance and the summary ("warnings"), as well as printed
     with use_clock(PhaseClock()) as clock, recording_warnings() as said:
-        return _run_timed(args, clock, said)
+        try:
+            # from the start to the transport's own handler (run_job's _StopFlag), a stop signal ends the run with one
+            # line: SIGTERM/SIGHUP while the inputs were read (the config, the CT, the geometry, the plan: minutes on
+            # a patient's CT) ended it by the default action with no word (concurrency audit 25, F7), and once the
+            # locks are taken it gives them back (a SIGTERM there left them: CI 2026-12-05)
+            with UntilTheTransport():
+                return _run_timed(args, clock, said)
+        except StopSignal as exc:
+            print(f"mcproton: {signal.Signals(exc.signum).name} received before the transport began: nothing was "
+                  "computed", file=sys.stderr)
+            return 128 + exc.signum
 
 
 def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
@@ -304,32 +314,25 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
     written, roles = _locked_files(cfg, beams, out, rtdose, png, earlier)
     import contextlib
 
-    try:
-        with contextlib.ExitStack() as locked:
-            # from the locks to the transport's own handler (run_job's _StopFlag), a stop signal gives the locks back
-            with UntilTheTransport():
-                locked.enter_context(OutputLock(written, "the output", log=_note, roles=roles))
-                remove_stale_temporaries(written, log=_note)
-                with phase("input_checks"):   # the input files' SHA-256 (a CT: ~0.3 s), in the phase times
-                    identity = _run_identity(cfg, settings, geometry, beams,
-                                             _output_names(cfg, beams, out, rtdose, png), args.config)
-                if args.resume and _already_complete(out, identity, _output_names(cfg, beams, out, rtdose, png)):
-                    print(f"mcproton: already complete: {out} (same config and inputs); nothing to do",
-                          file=sys.stderr)
-                    print(json_text({"schema_version": RUN_SUMMARY_SCHEMA,
-                                     **_run_record(args, settings, identity, clock), "output": str(out),
-                                     "already_complete": True}))
-                    return 0
-                _note_replaced(_output_names(cfg, beams, out, rtdose, png), args, earlier, kept)
-                _say_backend(args, settings)
-                return _transport_and_write(args, cfg, settings, geometry, beams, out, rtdose, png, outline, clock,
-                                            said, identity, earlier)
-    except StopSignal as exc:
-        # a SIGTERM/SIGHUP once the locks were taken and before the transport began (its start-up: the kernel
-        # compiled, the backend chosen) killed the run with its lock files left behind (CI 2026-12-05)
-        print(f"mcproton: {signal.Signals(exc.signum).name} received before the transport began: nothing was "
-              "computed", file=sys.stderr)
-        return 128 + exc.signum
+    # a stop signal from here to the transport raises StopSignal (_cmd_run's UntilTheTransport): the locks are given
+    # back as it passes
+    with contextlib.ExitStack() as locked:
+        locked.enter_context(OutputLock(written, "the output", log=_note, roles=roles))
+        remove_stale_temporaries(written, log=_note)
+        with phase("input_checks"):   # the input files' SHA-256 (a CT: ~0.3 s), in the phase times
+            identity = _run_identity(cfg, settings, geometry, beams,
+                                     _output_names(cfg, beams, out, rtdose, png), args.config)
+        if args.resume and _already_complete(out, identity, _output_names(cfg, beams, out, rtdose, png)):
+            print(f"mcproton: already complete: {out} (same config and inputs); nothing to do",
+                  file=sys.stderr)
+            print(json_text({"schema_version": RUN_SUMMARY_SCHEMA,
+                             **_run_record(args, settings, identity, clock), "output": str(out),
+                             "already_complete": True}))
+            return 0
+        _note_replaced(_output_names(cfg, beams, out, rtdose, png), args, earlier, kept)
+        _say_backend(args, settings)
+        return _transport_and_write(args, cfg, settings, geometry, beams, out, rtdose, png, outline, clock,
+                                    said, identity, earlier)
 
 
 def _refuse_unwritable_paths(args: argparse.Namespace, cfg: dict) -> None:
@@ -354,8 +357,9 @@ def _run_identity(cfg: dict, settings: Any, geometry: Any, beams: list, names: l
                   config_path: str | None = None) -> str:
     """What this run computes from and writes, as the JSON kept in its HDF5's provenance (``run_identity``): the
     checkpoint's fingerprint (mcproton version, kernel source, the config and --set options less the keys that do
-    not change the dose, the geometry (the CT's voxels and densities), the beams (spots), backend, seed, primaries),
-    the materials in full (a HU calibration that changes a composition but not a name), the [output] settings and
+    not change the dose, the geometry (the CT's voxels and densities), the materials in full (a HU calibration that
+    changes a composition but not a name), the physics settings in effect, the beams (spots, range shifters' materials),
+    backend, seed, primaries: mcproton._run.checkpoint.fingerprint), the [output] settings and
     the absolute paths of every output.  ``--resume`` compares it to call an output complete (the cluster audit,
     F10).  With them, the SHA-256 of every input file the run reads (:func:`mcproton._run.inputs.input_files`: an
     RT Struct re-contoured in place changes the DVHs and the body outline, not the geometry), the beam models'
@@ -365,14 +369,12 @@ def _run_identity(cfg: dict, settings: Any, geometry: Any, beams: list, names: l
 
     from ._build import build_identity
     from ._io.file_hash import sha256_by_name
-    from ._io.hu_calibration import materials_sha256
     from ._run.checkpoint import fingerprint
     from ._run.inputs import input_files
     from ._run.job import plan_beam_streams, resolve_backend
 
     ident: dict[str, Any] = dict(fingerprint(cfg, settings, resolve_backend(settings), geometry, beams,
                                              streams=plan_beam_streams(beams)))
-    ident["materials_sha256"] = materials_sha256(geometry.materials)
     ident["output_settings"] = json.dumps(cfg.get("output", {}), sort_keys=True, default=str)
     ident["outputs"] = [os.path.abspath(p) for p in names]
     ident["build"] = build_identity()
@@ -1429,7 +1431,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         info["cpu_device"] = cpu.device
         info["cpu_compiler"] = cpu.compiler
         _load_cpu_kernel(cpu)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:   # ValueError: an OMP_NUM_THREADS that a run would refuse (_cpus.py)
         info["backends"]["cpu"] = False
         info["cpu_error"] = str(exc)
     if ok:

@@ -36,7 +36,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "batches": ((int,), "statistical batches (>= 2; fewer than 10 are warned about) for the per-voxel "
                             "uncertainty (default 10)"),
         "threads": ((int,), "CPU threads (default: OMP_NUM_THREADS, else all the CPUs the process may use; at "
-                            "most 4 per CPU of the machine, never fewer than 256)"),
+                            "most 4 per CPU of the machine, never fewer than 256, and so is an OMP_NUM_THREADS "
+                            "taken for it)"),
         "gpu": ((int,), "CUDA device index for the cuda backend (default 0; Dask: one GPU per worker)"),
         "batch_size": ((int,), "histories per batch (default primaries / batches, or primaries / 100 with a "
                                "target uncertainty or a time limit, and at most 10^6 on the CPU, 10^7 on the GPU: a "

@@ -255,6 +255,10 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
                          "on the GPU)")
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be >= 1 (or left out: all the CPUs it may use); got {threads}")
+    try:   # the thread count (and OMP_NUM_THREADS, its default) as a run's, refused now and named as the demo names
+        RunSettings(backend=backend, threads=threads)   # it: "run.threads = 1000" came after the plan was made
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("run.threads", "--threads").replace("run.backend", "--backend")) from None
     t0, cpu0 = time.perf_counter(), time.process_time()
     times: dict[str, float] = {}
     out = Path(out)

@@ -102,7 +102,8 @@ class RunSettings:
     backend : "auto" (cuda if CuPy and a device are present, else cpu), "cpu" or "cuda".
     batches : number of statistical batches (>= 2) for the per-voxel uncertainty.
     threads : CPU threads (None = OMP_NUM_THREADS, else all the CPUs the process may use: its CPU affinity,
-        as taskset or a Slurm allocation sets it, not every CPU of the machine).
+        as taskset or a Slurm allocation sets it, not every CPU of the machine).  At most :func:`thread_limit`; so is
+        an OMP_NUM_THREADS taken for it (more is refused, naming the variable).
     gpu : CUDA device index for the cuda backend (None = device 0; a Dask run gives each worker its own GPU).
     batch_size : histories per batch (None: primaries / batches, or primaries / 100 when a target
         uncertainty or a time limit is set; at most 10^6 on the CPU, 10^7 on the GPU); memory does not
@@ -170,6 +171,10 @@ class RunSettings:
                              "abort or crash the run, while more threads than CPUs only share them: leave run.threads "
                              "unset to use "
                              "every CPU the process may use, or give at most the number of CPUs")
+        if self.threads is None and self.backend != "cuda":   # the CPU backend's default: OMP_NUM_THREADS, capped alike
+            from ._cpus import refuse_too_many_omp_threads
+
+            refuse_too_many_omp_threads()
         if self.gpu is not None and self.gpu < 0:
             raise ValueError(f"run.gpu must be a CUDA device index (0, 1, ...) or unset; got {self.gpu!r}")
 

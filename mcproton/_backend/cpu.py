@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .._cpus import default_threads, unset_blank_omp_num_threads
+from .._cpus import default_threads, unset_unusable_omp_num_threads
 from .._io.atomic import _fsync_dir, write_bytes_atomic
 from .._kernels.layout import ENTRY_POINTS
 from .._kernels.source import assemble
@@ -707,7 +707,7 @@ def _no_kernel(conf: Path | None, unreadable: list[str] | None = None) -> str:
 def load_kernel(entry: str, cxx: str | None) -> ctypes.CDLL:
     """The kernel library of ``entry``, loaded.  One that the loader refuses (a cache copied from another machine, a
     missing runtime library) is rebuilt once where a compiler is present, with a note."""
-    unset_blank_omp_num_threads()   # before the OpenMP runtime, loaded with the kernel, reads it
+    unset_unusable_omp_num_threads()   # before the OpenMP runtime, loaded with the kernel, reads it
     path = _kernel_path(entry, cxx)
     try:
         return ctypes.CDLL(str(path))

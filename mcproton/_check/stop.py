@@ -81,8 +81,20 @@ class CheckRun:
         missing = [n for n in expected if n not in written]
         if not missing:
             return f"; written in --out {self.out}: {', '.join(written)} (the report was complete)"
-        return (f"; written in --out {self.out}: {', '.join(written) or 'nothing'}; not written: "
-                f"{', '.join(missing)}: the folder holds no complete report{aside}")
+        # the report and the result named as such: check.json is then written as the record of this interrupted
+        # check, which the message says after this (concurrency audit 25, F7: "not written: ..., check.json" and
+        # "check.json records this interrupted check" in one message)
+        files = [n for n in missing if n not in _REPORT_WORDS]
+        reports = [_REPORT_WORDS[n] for n in _REPORT_WORDS if n in missing]
+        lacking = "; ".join(([f"not written: {', '.join(files)}"] if files else [])
+                            + ([f"{' and '.join(reports)} {'were' if len(reports) > 1 else 'was'} written"]
+                               if reports else []))
+        return (f"; written in --out {self.out}: {', '.join(written) or 'nothing'}; {lacking}: the folder holds no "
+                f"complete report{aside}")
+
+
+#: the report files of a check as a stop's message names them where they were not written
+_REPORT_WORDS = {"check.html": "no report (check.html)", "check.json": "no result (check.json)"}
 
 
 _RUN: contextvars.ContextVar[CheckRun | None] = contextvars.ContextVar("mcproton_check_run", default=None)
@@ -158,7 +170,7 @@ def _recorded(stopped: BaseException, run: CheckRun, bound: dict[str, Any], star
     record = _record_failure(run, stopped, bound, started, sig)
     stopped.check_record = record   # type: ignore[attr-defined]
     if record.get("record") and stopped.args:
-        stopped.args = (f"{stopped.args[0]}; {record['record']} records this interrupted check",
+        stopped.args = (f"{stopped.args[0]}; {record['record']} records this interrupted check (not a result)",
                         *stopped.args[1:])
     return stopped
 

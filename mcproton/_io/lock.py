@@ -216,6 +216,7 @@ class OutputLock:
         self.held: list[Path] = []
         self.wrote: dict[Path, bytes] = {}   # the content of each lock file held
         self.made: list[Path] = []   # folders made for the locks, removed again if still empty at the end
+        self.taken_over: list[tuple[Path, dict[str, Any], str]] = []   # stale locks taken over: (lock, holder, why)
 
     def _content(self, path: Path) -> bytes:
         info = {"pid": os.getpid(), "host": socket.gethostname(),
@@ -329,8 +330,24 @@ class OutputLock:
             aside.unlink(missing_ok=True)
             return
         aside.unlink(missing_ok=True)
-        self.log(f"mcproton: note: took over the lock {path} of an earlier run that ended without removing it "
-                 f"({describe_holder(info)}: {why})")
+        self.taken_over.append((path, info, why))
+
+    def _say_taken_over(self) -> None:
+        """One note per earlier run whose stale locks were taken over, naming it once and listing its lock files
+        (before, a note per lock file, each with the run's whole command line: four after a SIGKILLed run with a
+        plot and an RT Dose; the concurrency audit 25, F7)."""
+        runs: dict[tuple[Any, ...], list[tuple[Path, dict[str, Any], str]]] = {}
+        for entry in self.taken_over:
+            runs.setdefault(tuple(str(entry[1].get(k)) for k in _HOLDER), []).append(entry)
+        self.taken_over = []
+        for entries in runs.values():
+            path, info, why = entries[0]
+            if len(entries) == 1:
+                self.log(f"mcproton: note: took over the lock {path} of an earlier run that ended without removing it "
+                         f"({describe_holder(info)}: {why})")
+            else:
+                self.log(f"mcproton: note: took over the {len(entries)} locks of an earlier run that ended without "
+                         f"removing them ({describe_holder(info)}: {why}): {', '.join(str(p) for p, _, _ in entries)}")
 
     def __enter__(self) -> "OutputLock":
         try:
@@ -339,6 +356,8 @@ class OutputLock:
         except BaseException:
             self.release()
             raise
+        finally:   # those taken over before a refusal too: they are gone
+            self._say_taken_over()
         return self
 
     def release(self) -> None:

@@ -8,7 +8,10 @@ the seed and its index, and batches are consecutive history ranges, so this inde
 Writes are built in memory, go to a temporary ``.<name>.*.tmp`` beside it, are fsync'ed and renamed over the old
 checkpoint (``os.replace``): a kill at any moment leaves either the previous or the new checkpoint, never a
 partial one.  A checksum over every array and counter detects a damaged file; a fingerprint (config, version,
-kernel, geometry, beams, backend, seed) refuses a checkpoint of another job.
+kernel, geometry, the materials in full, the physics settings in effect, beams, backend, seed) refuses a checkpoint of
+another job: of everything that changes the physics of the dose (:func:`fingerprint`), a resume with any part changed
+is refused, naming it (and where the transport's data come from mcproton's own files, by the physics data's SHA-256
+of the kernel builds below).
 
 Beside the fingerprint, a checkpoint records the *builds* of the transport kernel that ran its histories
 (:func:`kernel_build`: compiler, options, the CPU or GPU it was built for, the kernel cache's key, mcproton's build
@@ -80,12 +83,45 @@ def beams_hash(beams: list[Any]) -> str:
     return _sha(*[x for b in beams for x in (b.spot_array(), b.spot_cdf(), b.total_protons)])
 
 
+def physics_settings_text(settings: Any) -> str:
+    """The physics settings a run transports with (``settings.physics``, its defaults included), as JSON: the config's
+    [physics] as written is in the config hash, but a default changed by another mcproton is not."""
+    import dataclasses
+
+    phys = getattr(settings, "physics", None)
+    fields = dataclasses.asdict(phys) if dataclasses.is_dataclass(phys) and not isinstance(phys, type) else {}
+    return json.dumps(fields, sort_keys=True, default=str)
+
+
+def shifter_materials(beams: list[Any]) -> list[Any]:
+    """The range shifters' materials of ``beams`` (each once by name, in order of first use): a beams hash holds only
+    their index (Beam.spot_array), not their compositions."""
+    out: dict[str, Any] = {}
+    for b in beams:
+        for m in b.shifter_materials():
+            out.setdefault(m.name, m)
+    return list(out.values())
+
+
 def fingerprint(cfg: dict[str, Any] | None, settings: Any, backend: str, geometry: Any,
                 beams: list[Any], first_beam_index: int = 0, *, streams: Sequence[int] | None = None) -> dict[str, str]:
     """What identifies a job (its checkpoint's fingerprint): ``streams``, the beams' random streams (default
     ``first_beam_index + i``), are recorded as ``first_beam_index`` where they run on from it (absent from 0: as
-    before the key existed), else as ``beam_streams`` (e.g. "0,2": plan.beams = [1, 3] of a three-beam plan)."""
+    before the key existed), else as ``beam_streams`` (e.g. "0,2": plan.beams = [1, 3] of a three-beam plan).
+
+    Everything that changes the physics of the dose is in it: the kernel source (``kernel_hash``), the config less the
+    keys that do not change the result (``config_hash``), the geometry's voxels, densities and material names
+    (``geometry_hash``), the materials in full: compositions, I-values, nominal densities (``materials_sha256``: a
+    HU calibration's hu_materials.csv or an RT Struct's ROIElementalComposition corrected under the same names; the
+    concurrency audit 25, F1: a resume mixed two physics in one dose), the physics settings in effect, defaults
+    included (``physics_settings``), the beams' spots and protons (``beams_hash``) and their range shifters'
+    materials (``shifter_materials_sha256``, where there are any), the backend, seed and primaries.  The physics
+    tables are made from these and from mcproton's physics data, whose SHA-256 each kernel build records
+    (:func:`physics_changed`: another one is refused too).  The input files themselves are not: what of them the
+    transport sees is the geometry, materials and beams above (an RT Struct re-contoured in place changes the DVHs,
+    computed from the final dose, not the transport)."""
     from .. import __version__
+    from .._io.hu_calibration import materials_sha256
     from .._kernels.source import source_hash
 
     streams = [int(k) for k in streams] if streams is not None else \
@@ -95,9 +131,12 @@ def fingerprint(cfg: dict[str, Any] | None, settings: Any, backend: str, geometr
     return {
         "format": str(FORMAT), "version": __version__, "kernel_hash": source_hash("transport.cu"),
         "config_hash": config_hash(cfg) if cfg is not None else "none",
-        "geometry_hash": geometry_hash(geometry), "beams_hash": beams_hash(beams),
+        "geometry_hash": geometry_hash(geometry), "materials_sha256": materials_sha256(geometry.materials),
+        "physics_settings": physics_settings_text(settings), "beams_hash": beams_hash(beams),
         "backend": backend, "seed": str(settings.seed), "primaries": str(settings.primaries),
         "n_beams": str(len(beams)),
+        # absent without range shifters (so a checkpoint of before 2026-12-07 without any has none either)
+        **({"shifter_materials_sha256": materials_sha256(shifters)} if (shifters := shifter_materials(beams)) else {}),
         # the beams' random streams (JobOptions.first_beam_index / beam_streams); absent for 0, 1, ..., as before
         # the key existed
         **({"first_beam_index": str(first)} if on_from_first and first else {}),
@@ -175,6 +214,19 @@ _WHAT = {"format": ("checkpoint format", "it was written by another mcproton ver
          "config_hash": ("config", "resume with the same config and --set options (only run.threads, run.gpu, "
                                    "run.time_limit_s, run.checkpoint_interval_s and [output] may change)"),
          "geometry_hash": ("geometry", "the phantom/CT differs from the interrupted run's"),
+         "materials_sha256": ("material table", "the materials of the geometry differ from the interrupted run's in "
+                              "composition (mass fractions), I-value or nominal density under the same names: the HU "
+                              "calibration's hu_materials.csv (phantom.calibration) or the RT Struct's material "
+                              "overrides (ROIElementalComposition) changed since it was interrupted, and a resume "
+                              "would add the new physics's histories to the old's in one dose: resume with the "
+                              "materials of the interrupted run (put its calibration back)"),
+         "shifter_materials_sha256": ("range shifter material", "a range shifter's material differs from the "
+                                      "interrupted run's in composition or I-value (the beam's range shifter changed "
+                                      "since): resume with the interrupted run's"),
+         "physics_settings": ("physics settings", "the physics settings in effect differ from the interrupted run's "
+                              "while the config is the same: mcproton's defaults of [physics] changed (another "
+                              "mcproton); resume with the mcproton that wrote it, or give the interrupted run's values "
+                              "in [physics]"),
          "beams_hash": ("beam", "the beam/plan differs from the interrupted run's"),
          "backend": ("backend", "resume on the same backend (--set run.backend=...)"),
          "seed": ("seed", "resume with the same run.seed"),
@@ -341,16 +393,42 @@ def _difference(old: dict[str, Any], fp: dict[str, Any]) -> str | None:
     'another beam (beams_hash a93f... != e865...): the beam/plan differs from the interrupted run's'; None where
     they are the same."""
     order = ("format", "version", "kernel_hash", "backend", "seed", "primaries", "n_beams",
-             "geometry_hash", "beams_hash", "config_hash")  # the most specific reason first
+             "geometry_hash", "materials_sha256", "beams_hash", "shifter_materials_sha256", "config_hash",
+             "physics_settings")  # the most specific reason first ([physics] changed in the config: the config)
     for key in sorted(set(fp) | set(old), key=lambda k: (order.index(k) if k in order else len(order), k)):
         if old.get(key) != fp.get(key):
             what, how = _WHAT.get(key, (key, ""))
+            if key in _RECORDED_SINCE and key not in old:
+                return (f"a {what} it does not record (it was written by an mcproton before {_RECORDED_SINCE[key]}, "
+                        f"which did not record {key}), so whether it is this run's cannot be told, and a resume "
+                        f"with another would mix two physics in one dose: resume with the mcproton that wrote it")
+            if key == "physics_settings":
+                return f"other {what} ({_settings_changes(old.get(key), fp.get(key))}): {how}"
             if (key in ("first_beam_index", "beam_streams") and fp.get("config_hash", "none") != "none"
                     and not {"first_beam_index", "beam_streams"} & set(old)):
                 # an mcproton run checkpoint on streams 0, 1, ...: plan.beams before 2026-12-06 (run review F4)
                 how = _OLD_STREAMS_HOW
             return f"another {what} ({key} {str(old.get(key))[:16]} != {str(fp.get(key))[:16]}): {how}"
     return None
+
+
+#: the fingerprint's keys that a checkpoint of an older mcproton lacks, and since when they are recorded: such a
+#: checkpoint is refused (its materials or physics settings cannot be compared); shifter_materials_sha256 is not
+#: among them (absent where there are no range shifters)
+_RECORDED_SINCE = {"materials_sha256": "2026-12-07", "physics_settings": "2026-12-07"}
+
+
+def _settings_changes(old: Any, new: Any) -> str:
+    """The physics settings that differ between two :func:`physics_settings_text` (``physics.e_cut_mev 0.5 !=
+    1.0``)."""
+    try:
+        a, b = json.loads(old), json.loads(new)
+    except (TypeError, ValueError):
+        return "(unreadable)"
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return "(unreadable)"
+    return ", ".join(f"physics.{k} {a.get(k)!r} != {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                     if a.get(k) != b.get(k))
 
 
 def checkpoint_difference(path: str | Path, fp: dict[str, Any]) -> str | None:

@@ -123,8 +123,8 @@ def test_a_check_stopped_during_its_gammas_says_what_was_written_and_leaves_no_l
         assert proc.returncode == 128 + getattr(signal, sig), err
         assert "Traceback" not in err, err
         assert (f"mcproton: interrupted by {sig} after the MC (the comparison with the TPS dose, the gamma analysis, "
-                f"the report); written in --out {out}: RD_mc.dcm; not written: check.html, check.json: the folder "
-                "holds no complete report") in err, err
+                f"the report); written in --out {out}: RD_mc.dcm; no report (check.html) and no result (check.json) "
+                "were written: the folder holds no complete report") in err, err
         # no lock, no partial report: the MC dose and the record of this interrupted check (integrators' audit
         # 2026-12-06, F1: a check.json that says what happened, not nothing or an earlier verdict)
         assert sorted(p.name for p in out.iterdir()) == ["RD_mc.dcm", "check.json"]
@@ -317,3 +317,33 @@ def test_a_record_replaced_keeps_naming_the_check_set_aside(tmp_path):
                                  invocation={}, log=lambda m: None)
     assert rec["status"] == "refused" and rec["earlier_outputs_moved_to"] == str(old)
     assert json.loads((p / "check.json").read_text())["earlier_outputs_moved_to"] == str(old)
+
+
+def test_the_message_of_a_check_stopped_after_its_mc_does_not_call_check_json_both_written_and_not(tmp_path):
+    """The concurrency audit 25, F7: a check stopped after its MC said "... not written: check.html, check.json ...;
+    chk/check.json records this interrupted check": the same message called check.json both not written and written.
+    It now says that no report and no result were written, and that check.json records the interruption."""
+    from mcproton._check.out_dir import EarlierOutputs
+    from mcproton._check.stop import CheckStopped, progress, stops_cleanly
+
+    out = tmp_path / "chk"
+
+    @stops_cleanly
+    def stopped_check(out=None, report=True, log=None):
+        out.mkdir()
+        earlier = EarlierOutputs(out, [], log)
+        progress("after the MC (the comparison with the TPS dose, the gamma analysis, the report)", earlier=earlier)
+        earlier()   # this check's first write
+        (out / "RD_mc.dcm").write_bytes(b"the MC dose")
+        raise CheckStopped(signal.SIGTERM)
+
+    with pytest.raises(RunInterrupted) as exc:
+        stopped_check(out=out, log=lambda m: None)
+    msg = str(exc.value)
+    assert exc.value.code == 128 + signal.SIGTERM
+    assert (f"interrupted by SIGTERM after the MC (the comparison with the TPS dose, the gamma analysis, the report); "
+            f"written in --out {out}: RD_mc.dcm; no report (check.html) and no result (check.json) were written: the "
+            "folder holds no complete report; the check has no --resume: run it again; "
+            f"{out / 'check.json'} records this interrupted check (not a result)") == msg, msg
+    assert "not written: check.html, check.json" not in msg
+    assert json.loads((out / "check.json").read_text())["status"] == "interrupted"

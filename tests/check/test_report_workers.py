@@ -212,8 +212,8 @@ def test_a_check_stopped_while_its_workers_draw_ends_them_and_says_what_was_writ
         assert proc.returncode == 128 + getattr(signal, sig), err
         assert "Traceback" not in err, err
         assert (f"mcproton: interrupted by {sig} after the MC (the comparison with the TPS dose, the gamma analysis, "
-                f"the report); written in --out {out}: RD_mc.dcm; not written: check.html, check.json: the folder "
-                "holds no complete report") in err, err
+                f"the report); written in --out {out}: RD_mc.dcm; no report (check.html) and no result (check.json) "
+                "were written: the folder holds no complete report") in err, err
         # check.json: the record of the interrupted check (since 2026-12-06, integrators audit F1), not a report
         assert sorted(p.name for p in out.iterdir()) == ["RD_mc.dcm", "check.json"]
         assert json.loads((out / "check.json").read_text())["status"] == "interrupted"

@@ -207,6 +207,18 @@ def test_info_runs_with_an_openmp_list_or_a_bad_value(value):
         assert "(4 OpenMP threads)" in p.stdout, p.stdout
 
 
+def test_info_says_that_the_cpu_backend_refuses_omp_num_threads_above_the_limit():
+    """`mcproton info` with OMP_NUM_THREADS=100000: the CPU backend a run would use is refused (the concurrency audit
+    25, F6), so info says so (cpu: False, the refusal as cpu_error) and, with no GPU, exits 1 as with no usable
+    backend, instead of printing "100000 OpenMP threads" and exit status 0."""
+    env = dict(os.environ, OMP_NUM_THREADS="100000")
+    p = subprocess.run([sys.executable, "-m", "mcproton.cli", "info", "--json"], capture_output=True, text=True,
+                       env=env, timeout=300)
+    info = json.loads(p.stdout)
+    assert info["backends"]["cpu"] is False and "OMP_NUM_THREADS=100000 asks for" in info["cpu_error"], info
+    assert p.returncode == (0 if info["backends"]["cuda"] else 1), p.stderr
+
+
 def test_no_work_is_sized_by_the_machines_cpu_count():
     """Every count of CPUs that sizes work (threads, workers) is usable_cpus(), not os.cpu_count(): the only
     os.cpu_count() left are _cpus.py's fall-back and check.json's record of the machine (beside cpus_usable)."""
@@ -224,18 +236,74 @@ def test_no_work_is_sized_by_the_machines_cpu_count():
     assert len(found) == 1 and '"cpu_count": os.cpu_count()' in found[0], found
 
 
-@pytest.mark.parametrize("value", ["", "  "])
-def test_a_blank_omp_num_threads_is_unset_for_the_openmp_runtime_too(value):
+@pytest.mark.parametrize("value", ["", "  ", "abc", "0", "-1", "2.5", "4,abc"])
+def test_a_blank_or_bad_omp_num_threads_is_unset_for_the_openmp_runtime_too(value):
     """OMP_NUM_THREADS= (``export OMP_NUM_THREADS=$N`` with N unset): mcproton takes it as unset, and libgomp, loaded
     with the kernel, printed "libgomp: Invalid value for environment variable OMP_NUM_THREADS" with no word from
     mcproton (the environment audit 19, F8); now it is removed from the process's environment before the kernel is
-    loaded, and the run says nothing about it."""
+    loaded, and the run says nothing about it.  So is a value that is not a thread count (``abc``, ``0``, ``-1``,
+    ``2.5``): mcproton says once that it ignores it, and libgomp said it again in its own words (the concurrency
+    audit 25, F6)."""
     code = AFFINITY_CODE.replace("os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n", "")
     env = dict(os.environ, OMP_NUM_THREADS=value)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
-    assert "OMP_NUM_THREADS" not in p.stderr, p.stderr
+    assert "libgomp" not in p.stderr, p.stderr
+    if value.strip():
+        assert p.stderr.count("is ignored") == 1 and f"OMP_NUM_THREADS={value!r} is ignored" in p.stderr, p.stderr
+    else:
+        assert "OMP_NUM_THREADS" not in p.stderr, p.stderr
     assert json.loads(p.stdout.strip().splitlines()[-1])["threads"] == _cpus.usable_cpus()
+
+
+@pytest.mark.parametrize("value", ["100000", "40000,1", "99999999999"])
+def test_omp_num_threads_above_the_thread_limit_is_refused_as_run_threads_is(affinity, monkeypatch, value):
+    """The concurrency audit 25, F6: run.threads = 1000 is refused ("thousands abort or crash the run"), but the same
+    count from OMP_NUM_THREADS (the only way to set mcproton check's threads) was taken with a warning of
+    oversubscription: 40000 made libgomp abort the process (exit status 1, a FAIL to a script, the locks left
+    behind), and 99999999999 ran out of memory after a warning that "the dose is the same, the run slower".  It is
+    refused now (a ValueError: exit status 2), naming the variable, where the settings are made and where the CPU
+    backend takes its default; a count given (run.threads) or the GPU backend does not use it."""
+    from mcproton._backend.cpu import CpuBackend
+    from mcproton.settings import RunSettings, thread_limit
+
+    affinity({0, 1})   # 64 CPUs in the machine: the limit is 256
+    assert thread_limit() == 256
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    for make in (RunSettings, CpuBackend, _cpus.default_threads):
+        with pytest.raises(ValueError, match=rf"OMP_NUM_THREADS={value} asks for [0-9,]+ CPU threads, more than "
+                                             r"mcproton accepts here \(256: .* set OMP_NUM_THREADS to at most the 2 "
+                                             r"CPU\(s\) this process may use, or unset it"):
+            make()
+    assert RunSettings(threads=2).threads == 2 and RunSettings(backend="cuda").threads is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "256")   # at the limit: taken (with the oversubscription warning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert RunSettings().threads is None and _cpus.default_threads() == 256
+
+
+def test_a_run_and_a_check_refuse_omp_num_threads_above_the_limit_before_anything_is_locked(tmp_path):
+    """The audit's reproduction: ``OMP_NUM_THREADS=40000 mcproton run`` exited 1 with libgomp's line and its lock
+    files left, and ``mcproton check --json`` printed nothing and recorded nothing.  Now both exit 2 before any lock
+    or transport, ``run --check-config`` too, and the check's --json prints its record ("refused")."""
+    cfg = tmp_path / "w.toml"
+    cfg.write_text('[run]\nprimaries = 100\nbackend = "cpu"\n\n[phantom]\ntype = "water"\n'
+                   'size_mm = [10.0, 10.0, 20.0]\nvoxel_mm = [2.0, 2.0, 2.0]\n\n[beam]\nenergy_mev = 60.0\n'
+                   'position_mm = [0.0, 0.0, -1.0]\n\n[output]\nplot = false\n')
+    env = dict(os.environ, OMP_NUM_THREADS="100000")
+    for extra in (["--check-config"], ["--out", str(tmp_path / "o" / "w.h5"), "--quiet"]):
+        p = subprocess.run([sys.executable, "-m", "mcproton.cli", "run", str(cfg), *extra], capture_output=True,
+                           text=True, env=env, timeout=300)
+        assert p.returncode == 2 and "OMP_NUM_THREADS=100000 asks for 100,000 CPU threads" in p.stderr, p.stderr
+        assert "\nlibgomp" not in p.stderr and p.stderr.count("\n") == 1, p.stderr   # one line: mcproton's
+    assert not (tmp_path / "o").exists(), "refused before any lock or output"
+    out = tmp_path / "chk"
+    p = subprocess.run([sys.executable, "-m", "mcproton.cli", "check", str(tmp_path / "patient"), "--out", str(out),
+                        "--json", "--quiet"], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 2, p.stderr
+    record = json.loads(p.stdout)
+    assert record["status"] == "refused" and "OMP_NUM_THREADS=100000" in record["error"], record
+    assert not out.exists() or not list(out.glob("*.lock")) and not (out / ".mcproton-lock").exists()
 
 
 def test_each_run_of_a_process_records_omp_num_threads_above_the_cpus(affinity, monkeypatch):

@@ -525,3 +525,115 @@ def test_the_second_signal_promises_a_checkpoint_only_where_one_exists(tmp_path,
     else:
         assert "stays valid" not in p.stderr and "--resume" not in p.stderr, p.stderr
         assert f"no checkpoint was written yet, {ckpt}: run it again from the start" in p.stderr, p.stderr
+
+
+#: a HU calibration folder of one material: a water-like "tissue" (hu_materials.csv) on a linear density curve
+_HU_DENSITY = "HU,density_gcm3\n-1000,0.0012\n0,1.0\n1000,2.0\n"
+_HU_MATERIALS = "hu_lo,name,w_H,w_O\n-2000,tissue,{h},{o}\n"
+
+
+def _ct_case(tmp_path: Path) -> tuple[Path, Path]:
+    """A CT run with a user calibration folder (``cal``): a 10 x 10 x 30 CT (2 mm voxels) of water (0 HU) in air, a
+    70 MeV beam along +z; (config, --out)."""
+    from mcproton.dicom import write_ct_series
+
+    hu = np.full((30, 10, 10), -1000, np.int16)
+    hu[3:, 1:-1, 1:-1] = 0   # water in air
+    write_ct_series(hu, (2.0, 2.0, 2.0), (-9.0, -9.0, 0.0), tmp_path / "ct")
+    (tmp_path / "cal").mkdir()
+    (tmp_path / "cal" / "hu_density.csv").write_text(_HU_DENSITY)
+    (tmp_path / "cal" / "hu_materials.csv").write_text(_HU_MATERIALS.format(h=0.111894, o=0.888106))
+    cfg = tmp_path / "ct.toml"
+    cfg.write_text('[run]\nprimaries = 2000\nseed = 3\nbackend = "cpu"\nthreads = 1\nbatches = 10\nbatch_size = 200\n'
+                   'checkpoint_interval_s = 0\n\n[phantom]\ntype = "ct"\nct_dir = "ct"\ncalibration = "cal"\n\n'
+                   '[beam]\nenergy_mev = 70.0\nposition_mm = [0.0, 0.0, -5.0]\ndirection = [0.0, 0.0, 1.0]\n'
+                   'sigma_mm = [2.0, 2.0]\n\n[output]\nplot = false\n')
+    return cfg, tmp_path / "o.h5"
+
+
+def test_resume_with_other_material_compositions_is_refused(tmp_path, capsys):
+    """The concurrency audit 25, F1 (critical): the fingerprint named the materials but not their compositions or
+    I-values, so a run interrupted, its hu_materials.csv corrected (one mass fraction), then resumed was continued
+    without a word: one dose of two physics (two Bragg peaks 8 mm apart), its provenance naming the new calibration
+    only.  The resume is refused now, naming the material table; with the same table it continues."""
+    from mcproton.cli import main
+
+    cfg, out = _ct_case(tmp_path)
+    ckpt = checkpoint_path(out)
+    argv = ["run", str(cfg), "--out", str(out), "--quiet"]
+    # stopped after its first batch by the time limit: the checkpoint is kept (deterministically, no signal)
+    assert main(argv + ["--set", "run.time_limit_s=1e-9"]) == 0
+    capsys.readouterr()
+    assert ckpt.exists() and describe(ckpt).startswith("200 of 2,000"), describe(ckpt)
+    good = ckpt.read_bytes()
+    # a mass fraction corrected meanwhile (same material name, same densities: the geometry is the same)
+    (tmp_path / "cal" / "hu_materials.csv").write_text(_HU_MATERIALS.format(h=0.05, o=0.95))
+    assert main(argv + ["--resume", "--set", "run.time_limit_s=1000"]) == 2
+    err = capsys.readouterr().err
+    assert "another material table" in err and "composition" in err and str(ckpt) in err, err
+    assert ckpt.read_bytes() == good, "a refused resume leaves the checkpoint as it was"
+    # an I-value given where there was none (through the API: a CSV has no I-value column): refused too
+    import dataclasses
+
+    from mcproton._run.job import run_job
+    from mcproton.config import build_beams, build_geometry, load_config, run_settings
+
+    (tmp_path / "cal" / "hu_materials.csv").write_text(_HU_MATERIALS.format(h=0.111894, o=0.888106))
+    c = load_config(cfg)
+    g = build_geometry(c)
+    g2 = dataclasses.replace(g, materials=[dataclasses.replace(m, i_value_ev=75.0) for m in g.materials])
+    with pytest.raises(CheckpointError, match="another material table"):
+        run_job(c, run_settings(c), g2, build_beams(c), out, resume=True, progress=False)
+    # the table of the interrupted run: resumed to the end
+    (tmp_path / "cal" / "hu_materials.csv").write_text(_HU_MATERIALS.format(h=0.111894, o=0.888106))
+    assert main(argv + ["--resume", "--set", "run.time_limit_s=1000"]) == 0
+    assert "resuming from" in capsys.readouterr().err
+    assert not ckpt.exists() and read_h5(out)["provenance"]["primaries"] == 2000
+
+
+def test_the_fingerprint_covers_every_physics_input_and_refuses_an_older_checkpoint_without_them():
+    """The concurrency audit 25, F1: besides the material table, the physics settings in effect (a default of
+    [physics] changed by another mcproton, the config the same) and the range shifters' materials (the beams hash
+    holds their index only) are in the fingerprint, each named when it differs; a checkpoint of an older mcproton,
+    which recorded neither the materials in full nor the physics settings, is refused (whether its materials are
+    this run's cannot be told), not resumed."""
+    import dataclasses
+
+    from mcproton._run.checkpoint import _difference, fingerprint
+    from mcproton.geometry import box_phantom
+    from mcproton.materials import Material, get_material
+    from mcproton.settings import PhysicsSettings, RunSettings
+    from mcproton.source import Beam, RangeShifterSlab, Spot
+
+    g = box_phantom("water", (8.0, 8.0, 8.0), (4.0, 4.0, 4.0))
+    s = RunSettings(primaries=100, seed=1, backend="cpu")
+    beams = [Beam.pencil(70.0)]
+    fp = fingerprint({"run": {}}, s, "cpu", g, beams)
+    assert {"materials_sha256", "physics_settings"} <= set(fp) and "shifter_materials_sha256" not in fp
+    # the materials' I-values, under the same names and voxels
+    g2 = dataclasses.replace(g, materials=[dataclasses.replace(m, i_value_ev=80.0) for m in g.materials])
+    fp2 = fingerprint({"run": {}}, s, "cpu", g2, beams)
+    assert fp2["geometry_hash"] == fp["geometry_hash"]
+    assert _difference(fp, fp2).startswith("another material table (materials_sha256 ")
+    # a physics default changed (the config the same)
+    s2 = dataclasses.replace(s, physics=PhysicsSettings(e_cut_mev=1.0))
+    why = _difference(fp, fingerprint({"run": {}}, s2, "cpu", g, beams))
+    assert why.startswith("other physics settings (physics.e_cut_mev 0.5 != 1.0)"), why
+    # a range shifter of another composition, the same name and density
+    pmma = get_material("pmma")
+    other = dataclasses.replace(pmma, mass_fractions={"H": 0.1, "C": 0.6, "O": 0.3})
+    assert isinstance(other, Material)
+
+    def shifted(m):
+        rs = RangeShifterSlab(m, 20.0, 1.19, 5.0)
+        return [Beam([Spot(100.0, position_mm=(0, 0, -10), range_shifter=rs)])]
+
+    a, b = (fingerprint({"run": {}}, s, "cpu", g, shifted(m)) for m in (pmma, other))
+    assert a["beams_hash"] == b["beams_hash"] and "shifter_materials_sha256" in a
+    assert _difference(a, b).startswith("another range shifter material"), _difference(a, b)
+    # a checkpoint of an older mcproton (no materials_sha256, no physics_settings): refused, with what to do
+    old = {k: v for k, v in fp.items() if k not in ("materials_sha256", "physics_settings")}
+    why = _difference(old, fp)
+    assert why is not None and "material table it does not record" in why and "before 2026-12-07" in why, why
+    assert "resume with the mcproton that wrote it" in why, why
+    assert _difference(fp, dict(fp)) is None

@@ -82,3 +82,30 @@ def test_sighup_does_not_stop_the_writing_of_the_outputs():
         assert signal.getsignal(signal.SIGTERM) == op._handle == signal.getsignal(signal.SIGINT)
         os.kill(os.getpid(), signal.SIGHUP)          # ignored: the block goes on
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_stop_signal_while_the_inputs_are_read_says_so(small_cfg, tmp_path, sig):
+    """The concurrency audit 25, F7: SIGTERM or SIGHUP to ``mcproton run`` before its locks are taken (the config, the
+    CT, the geometry, the plan: seconds on a 109-slice CT, minutes on a patient's) ended it by the default action,
+    with no message and exit status -15 / -1, while SIGINT there said "mcproton: interrupted".  Each now ends it with
+    one line saying so and 128 + the signal.  The signal is sent from the geometry's build, in a child process
+    (SIGTERM's default action would end the test process)."""
+    if not hasattr(signal, sig):
+        pytest.skip(f"no {sig} on this platform")
+    cfg = small_cfg(2000)
+    script = ("import os, signal, sys\n"
+              "signal.signal(signal.SIGHUP, signal.SIG_DFL)   # as in a terminal (a test runner under nohup)\n"
+              "import mcproton.config as config\n"
+              "real = config.build_geometry\n"
+              "def build(*a, **k):\n"
+              f"    os.kill(os.getpid(), signal.{sig})\n"
+              "    return real(*a, **k)\n"
+              "config.build_geometry = build\n"
+              "from mcproton.cli import main\n"
+              f"sys.exit(main(['run', {str(cfg)!r}, '--out', {str(tmp_path / 'o' / 'x.h5')!r}, '--quiet']))\n")
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    num = getattr(signal, sig)
+    assert p.returncode == 128 + num, (p.returncode, p.stderr[-2000:])
+    assert p.stderr == f"mcproton: {sig} received before the transport began: nothing was computed\n", p.stderr
+    assert not (tmp_path / "o").exists()

@@ -432,3 +432,32 @@ def test_the_locks_of_a_run_on_another_node_are_named_in_one_refusal(small_cfg, 
     for lock in locks:
         lock.unlink()
     assert main(["run", str(cfg), "--out", str(tmp_path / "o.h5"), "--quiet"]) == 0, capsys.readouterr().err
+
+
+def test_the_locks_of_a_killed_run_taken_over_are_said_in_one_note(small_cfg, tmp_path, capsys):
+    """The concurrency audit 25, F7: after a run was killed (SIGKILL), the next one printed one "took over the lock"
+    note per lock file (4 with a plot and an RT Dose), each repeating the killed run's whole command line.  One note
+    now names the run once and lists its lock files; a stale lock of another run gets its own note."""
+    cfg = small_cfg(2000)
+    text = cfg.read_text().replace("plot = false", "plot = true")
+    cfg.write_text(text.replace("[beam]\n", "[beam]\ntotal_protons = 1e9\n"))   # absolute dose: an RT Dose too
+    out = tmp_path / "o.h5"
+    sleeper = _sleeper()
+    sleeper.kill()
+    sleeper.wait()
+    other = _sleeper()
+    other.kill()
+    other.wait()
+    locks = [tmp_path / n for n in ("o.h5.lock", "o.ckpt.h5.lock", "o.png.lock")]
+    for p in locks:
+        p.write_text(_lock_of(sleeper.pid))
+    (tmp_path / "rd.dcm.lock").write_text(_lock_of(other.pid, command="mcproton run third.toml"))
+    assert main(["run", str(cfg), "--out", str(out), "--rtdose", str(tmp_path / "rd.dcm"), "--quiet"]) == 0
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if "took over" in ln]
+    assert len(notes) == 2, notes
+    mine = next(n for n in notes if f"pid {sleeper.pid} " in n)
+    assert mine.count("mcproton run other.toml") == 1 and "took over the 3 locks of an earlier run" in mine, mine
+    assert all(str(p) in mine for p in locks) and f"pid {sleeper.pid} no longer exists" in mine, mine
+    theirs = next(n for n in notes if f"pid {other.pid} " in n)
+    assert theirs.startswith(f"mcproton: note: took over the lock {tmp_path / 'rd.dcm.lock'} of an earlier run"), theirs
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".lock")]
