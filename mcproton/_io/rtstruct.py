@@ -12,7 +12,9 @@ centre on the outline (within 1e-6 mm above it, so that float noise in the grid'
 the polygon if it is on its upper x or y side: each axis half-open, (lower, upper], whichever way the contour runs;
 even-odd rule across the contours of one plane, so that a contour inside another is a hole as in DICOM PS3.3
 C.8.8.6; two contours that overlap without one inside the other are warned of, as the rule leaves their overlap
-out).  Contour planes must be axial.  Each contour plane stands for the CT slice it was drawn on, as planning
+out).  Contour planes must be axial: a contour's points within 0.01 mm in z; the contours whose mean z lie within
+0.01 mm of each other are one plane (:func:`_planes`; two planes of an ROI closer than 0.1 mm, as no CT's slices
+are, are warned of when the file is read).  Each contour plane stands for the CT slice it was drawn on, as planning
 systems take it (dicompyler-core: each plane the structure's smallest plane spacing): its slab is that slice (the
 CT's slice spacing, :func:`image_slice_mm`: the median plane spacing of the structure set's ROIs, or the spacing its
 references to the CT's slices give, whichever is less; the grid's slice where neither gives one), or the structure's
@@ -334,9 +336,10 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
             refs = c.get("ContourImageSequence", None) or []
             uid = str(refs[0].get("ReferencedSOPInstanceUID", "") or "") if len(refs) == 1 else ""
             if uid:
-                z = _plane_z(contours[nm][-1])
-                slice_z[uid] = z if slice_z.get(uid, z) == z else float("nan")
+                z = _plane_z(contours[nm][-1])   # contours of one slice within the planes' tolerance: one plane
+                slice_z[uid] = z if abs(slice_z.get(uid, z) - z) <= _PLANE_TOL_MM else float("nan")
     _warn_without_volume(src, contours, types, not_closed)
+    _warn_irregular_planes(src, contours)
     return RTStruct(contours, {v: k for k, v in names.items()}, types, struct_frame(ds), src,
                     {names[k]: f for k, f in frames.items()}, not_closed, _referenced_slices(ds), slice_z,
                     sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""))
@@ -467,6 +470,25 @@ def _warn_without_volume(src: str, contours: dict, types: dict, not_closed: dict
              "ROI's contours)", McprotonRuntimeWarning, stacklevel=3)
 
 
+def _warn_irregular_planes(src: str, contours: dict) -> None:
+    """One warning naming the ROIs with two contour planes closer than :data:`_THINNEST_SLICE_MM`
+    (:func:`irregular_planes`): their contours' z are neither one slice's (within :data:`_PLANE_TOL_MM`) nor two CT
+    slices apart, so each plane gets a slab of its own, cut midway to the other, and the holes and islands drawn on
+    one are not applied on the other's grid slices (dvhgeo audit 25, F1: before, such contours were split silently,
+    down to 0.0005 mm apart)."""
+    found = {nm: pairs for nm, cl in contours.items() if cl and (pairs := irregular_planes(cl))}
+    if not found:
+        return
+    named = [f"{nm!r} ({len(p)} pair(s), e.g. z = {p[0][0]:g} and {p[0][1]:g} mm)" for nm, p in found.items()]
+    warn(f"{src}: {len(found)} ROI(s) have contour planes closer than {_THINNEST_SLICE_MM:g} mm, farther apart than "
+         f"the contours of one plane may lie ({_PLANE_TOL_MM:g} mm) and nearer than any two CT slices: "
+         f"{', '.join(named[:8])}{' and more' if len(named) > 8 else ''}; each such plane is taken as a slice of its "
+         "own, its slab cut midway to the other, so a hole or island drawn on one is not applied on the grid slices "
+         "the other takes, and the ROI's mask and volume may be wrong; the ROI's planes are left out of the CT's slice "
+         "spacing.  Check the contours' z in the planning system (contours carried over by a registration, or "
+         "z rounded differently) and export the structure set again", McprotonRuntimeWarning, stacklevel=3)
+
+
 def _int(value, src: str, what: str) -> int:
     """``int(value)`` of a DICOM IS, or a DicomInputError naming ``what``."""
     try:
@@ -494,7 +516,7 @@ def empty_mask_reason(struct: RTStruct, name: str, geometry) -> str:
     g_hi = org + vox * (np.array(shape[::-1]) - 0.5)
     if np.any(hi < g_lo) or np.any(lo > g_hi):
         return "has its contours outside the dose grid"
-    pz = np.unique([_plane_z(c) for c in cl])
+    pz, _ = _planes(cl)
     slice_mm = image_slice_mm(struct, float(vox[2]))
     z_lo, z_hi = _slabs(pz, slice_mm, float(vox[2]))
     zs = org[2] + vox[2] * np.arange(shape[0]) - _TIE_MM   # as _rasterise takes them
@@ -591,13 +613,57 @@ def _nesting_depths(polys: list[np.ndarray]) -> list[int]:
 
 
 def _plane_z(c) -> float:
-    """The z (mm, rounded to 1e-3) of an axial contour's plane, as the masks and contour volumes group them."""
+    """The z (mm, rounded to 1e-3) of one axial contour (the mean of its points'); the masks and contour volumes group
+    an ROI's contours into planes by :func:`_planes`."""
     return float(np.round(np.asarray(c, float)[:, 2].mean(), 3))
 
 
+def _planes(cl) -> tuple[np.ndarray, list[list[int]]]:
+    """The contour planes of one ROI's contours ``cl`` ((n, 3) arrays): (their z (mm) ascending, and for each the
+    indices of its contours in ``cl``, in their order there).  A plane is a run of contours whose mean z (each
+    contour's own points lie within :data:`_PLANE_TOL_MM` in z: the axial test) lie within :data:`_PLANE_TOL_MM` of
+    the run's lowest, the tolerance of the axial test, so that the contours of one CT slice are one plane whatever
+    float noise or carried-over jitter their z have; its z is the middle of its contours' mean z, rounded to 1e-3 mm
+    (contours of identical z: that z rounded, as before).  Until audit 25 (2026-12-07, dvhgeo F1) each contour's mean
+    z rounded to 1e-3 mm was its plane: an outline and its hole 0.0006 mm apart (or 12.3455 and
+    12.345500000000001) were two planes, the hole lost, each a slab of 0.001 mm, and the structure set's slice
+    spacing fell below the CT's, so that a CTV drawn on every slice had no voxel on a grid between the CT's slices."""
+    if not cl:
+        return np.empty(0), []
+    zm = np.array([float(np.asarray(c, float)[:, 2].mean()) if len(c) else np.nan for c in cl])
+    order = [int(i) for i in np.argsort(zm, kind="stable") if np.isfinite(zm[i])]
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and zm[i] - zm[groups[-1][0]] <= _PLANE_TOL_MM:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    pz = np.array([float(np.round(0.5 * (zm[g[0]] + zm[g[-1]]), 3)) for g in groups])
+    return pz, [sorted(g) for g in groups]
+
+
 #: The thinnest CT slice (mm) that :func:`referenced_slice_mm` gives: a spacing below it comes from a slice list
-#: that does not run along z as its contours' planes suggest, not from a CT
+#: that does not run along z as its contours' planes suggest, not from a CT; two contour planes of one ROI closer
+#: than it are not two CT slices (:func:`irregular_planes`): such an ROI's steps are left out of the CT's slice
+#: spacing (:func:`image_slice_mm`) where another ROI gives one, and the step of such a pair out of its own slabs
 _THINNEST_SLICE_MM = 0.1
+
+
+def _slice_steps(pz: np.ndarray) -> np.ndarray:
+    """The steps (mm) between the contour planes ``pz`` (ascending) that can be steps between CT slices: those of at
+    least :data:`_THINNEST_SLICE_MM` (all of them where none is)."""
+    d = np.diff(pz)
+    keep = d[d >= _THINNEST_SLICE_MM]
+    return keep if keep.size else d
+
+
+def irregular_planes(cl) -> list[tuple[float, float]]:
+    """The pairs (z, z) (mm) of neighbouring contour planes (:func:`_planes`) of one ROI's contours ``cl`` that lie
+    closer than :data:`_THINNEST_SLICE_MM`: farther apart than the contours of one plane may be, yet not two CT
+    slices."""
+    pz, _ = _planes(cl)
+    k = np.flatnonzero(np.diff(pz) < _THINNEST_SLICE_MM)
+    return [(float(pz[i]), float(pz[i + 1])) for i in k]
 
 
 def referenced_slice_mm(struct: RTStruct) -> float | None:
@@ -628,8 +694,10 @@ def referenced_slice_mm(struct: RTStruct) -> float | None:
 def image_slice_mm(struct: Mapping[str, list[np.ndarray]] | RTStruct, grid_mm: float) -> float:
     """The slice spacing (mm) of the image (the CT) the structures were drawn on: the thickness of the slab each
     contour plane stands for, as a planning system takes it (a contour stands for its CT slice).  The smaller of
-    the median spacing of the contour planes of the structure set's ROIs that span several planes (each drawn on
-    the CT's slices; the External, on every slice, gives the spacing itself) and, for an :class:`RTStruct`, the
+    the median spacing of the contour planes (:func:`_planes`) of the structure set's ROIs that span several planes
+    (each drawn on the CT's slices; the External, on every slice, gives the spacing itself; an ROI with two planes
+    closer than any CT's slices, :func:`irregular_planes`, only where no other ROI gives one, without those steps)
+    and, for an :class:`RTStruct`, the
     spacing its references to the CT's slices give (:func:`referenced_slice_mm`: the one source where every ROI lies
     on scattered slices); ``grid_mm`` (the grid's slice thickness) where neither gives one.  Before 2026-12-06 a
     single-plane structure took the grid's (I/O review F3), and before audit 23 (2026-12-06) an ROI of several
@@ -648,10 +716,13 @@ def _contours_slice_mm(contours: Mapping[str, list[np.ndarray]], referenced_mm: 
     """:func:`image_slice_mm` of ``contours`` and the spacing ``referenced_mm`` of their references (None: none),
     or None where neither gives one."""
     steps: list[np.ndarray] = []
+    irregular: list[np.ndarray] = []   # of ROIs with planes closer than any CT's slices: where no other ROI gives one
     for cl in contours.values():
-        pz = np.unique([_plane_z(c) for c in cl if len(c)]) if cl else np.empty(0)
+        pz, _ = _planes(cl)
         if pz.size > 1:
-            steps.append(np.diff(pz))
+            d = np.diff(pz)
+            (steps if d.min() >= _THINNEST_SLICE_MM else irregular).append(_slice_steps(pz))
+    steps = steps or irregular
     found = [float(np.median(np.concatenate(steps)))] if steps else []
     found += [referenced_mm] if referenced_mm is not None else []
     return min(found) if found else None
@@ -662,7 +733,7 @@ def _slabs(pz: np.ndarray, slice_mm: float, least_mm: float = 0.0) -> tuple[np.n
     stands for the image slice it was drawn on, ``slice_mm`` thick (:func:`image_slice_mm`; the ROI's own median
     plane spacing where that is less), cut at the midpoints to its neighbouring planes; a single plane at least
     ``least_mm``.  A slice the ROI has no contour on stays outside it."""
-    half = 0.5 * (min(float(np.median(np.diff(pz))), slice_mm) if pz.size > 1 else max(slice_mm, least_mm))
+    half = 0.5 * (min(float(np.median(_slice_steps(pz))), slice_mm) if pz.size > 1 else max(slice_mm, least_mm))
     mid = 0.5 * (pz[1:] + pz[:-1])
     return np.maximum(np.r_[-np.inf, mid], pz - half), np.minimum(np.r_[mid, np.inf], pz + half)
 
@@ -682,14 +753,11 @@ def contour_volumes_cm3(struct: Mapping[str, list[np.ndarray]] | RTStruct,
     for nm, cl in contours.items():
         if not cl:
             continue
-        planes: dict[float, list[np.ndarray]] = {}
-        for c in cl:
-            planes.setdefault(_plane_z(c), []).append(np.asarray(c, float)[:, :2])
-        pz = np.array(sorted(planes))
+        pz, groups = _planes(cl)
         lo, hi = _slabs(pz, ct_slice_mm)
         vol = 0.0
-        for z, t in zip(pz, hi - lo):
-            polys = planes[float(z)]
+        for g, t in zip(groups, hi - lo):
+            polys = [np.asarray(cl[i], float)[:, :2] for i in g]
             for poly, depth in zip(polys, _nesting_depths(polys)):
                 vol += (-1.0 if depth % 2 else 1.0) * _polygon_area(poly) * float(t)
         out[nm] = max(vol, 0.0) * 1e-3
@@ -835,15 +903,12 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
         out[nm] = mask
         if not cl:
             continue
-        planes: dict[float, list[np.ndarray]] = {}
         for c in cl:
             z = c[:, 2]
             if np.ptp(z) > _PLANE_TOL_MM:
                 raise DicomInputError(f"structure {nm!r}: a contour is not axial (z spans {np.ptp(z):.3f} mm); "
                                       "only axial contours are supported")
-            zc = float(np.round(z.mean(), 3))
-            planes.setdefault(zc, []).append(c[:, :2])
-        pz = np.array(sorted(planes))
+        pz, groups = _planes(cl)
         # each plane its CT slice; a single plane at least one grid slice (a marker on a 1 mm CT slice is not lost
         # on a 3 mm grid; its contour volume, the CT slice's, then tells the mask's excess).  Plane j holds the
         # slices with centres in (lo_j, hi_j]: half-open, so that a centre on a boundary (between two planes or at
@@ -862,7 +927,7 @@ def _rasterise(contours: Mapping[str, list[np.ndarray]], org: np.ndarray, vox: n
             done[j] = k
             sl = mask[k]
             parts: list[tuple[int, int, np.ndarray]] = []
-            for poly in planes[float(pz[j])]:
+            for poly in (cl[i][:, :2] for i in groups[j]):
                 lo, hi = poly.min(axis=0), poly.max(axis=0)
                 # the columns and rows of the contour's bounding box (and a voxel around it), found by bisection in
                 # the ascending centres: the work per contour scales with its box, not with the slice (an ROI of
