@@ -1,8 +1,10 @@
 """DICOM RT Structure Set import, rasterisation onto a voxel grid, and DVHs in the output HDF5.
 
 ``load_rtstruct(path)`` returns ``{ROI name: [contour, ...]}`` where each contour is an (n, 3) array of
-(x, y, z) points in the patient frame (LPS, mm) of a CLOSED_PLANAR contour; ROIs with only POINT or OPEN
-contours (isocentre markers, ...) are returned with an empty list.  ``read_rtstruct`` also gives the frame of
+(x, y, z) points in the patient frame (LPS, mm) of a closed contour (CLOSED_PLANAR, or CLOSEDPLANAR_XOR, which
+the same even-odd rule combines) of 3 or more points; ROIs with only POINT or OPEN contours (isocentre markers, ...)
+are returned with an empty list.  A closed contour of 1 or 2 points (no area) and a contour of a
+ContourGeometricType that DICOM does not define are left out with a warning.  ``read_rtstruct`` also gives the frame of
 reference and the ROI numbers and types.
 
 ``rasterise(struct, geometry)`` turns the contours into boolean masks (z, y, x) on a
@@ -58,7 +60,7 @@ _TIE_MM = 1e-6
 
 @dataclass
 class RTStruct:
-    """Contours of an RT Structure Set (closed planar contours only, (n, 3) arrays in mm)."""
+    """Contours of an RT Structure Set (closed contours of 3 or more points only, (n, 3) arrays in mm)."""
 
     contours: dict[str, list[np.ndarray]]
     roi_numbers: dict[str, int] = field(default_factory=dict)
@@ -67,7 +69,9 @@ class RTStruct:
     path: str = ""
     #: ReferencedFrameOfReferenceUID (3006,0024) of each ROI ("" where the ROI gives none)
     roi_frames: dict[str, str] = field(default_factory=dict)
-    #: {ROI name: {ContourGeometricType: count}} of the contours that are not CLOSED_PLANAR (no volume)
+    #: {ROI name: {ContourGeometricType: count}} of the contours without volume: POINT, OPEN_PLANAR, OPEN_NONPLANAR,
+    #: a type DICOM does not define (warned of), and closed contours of 1 or 2 points (no area; counted as
+    #: "CLOSED_PLANAR of < 3 points", :data:`FEW_POINTS`, warned of)
     not_closed: dict[str, dict[str, int]] = field(default_factory=dict)
     #: {SeriesInstanceUID: the SOPInstanceUIDs of its slices the contours were drawn on} (RTReferencedSeriesSequence >
     #: ContourImageSequence); a series' list also takes the ContourImageSequence of each contour where the structure
@@ -113,6 +117,17 @@ def _read(path_or_ds):
 
 
 _CONTOUR_DATA = 0x30060050
+
+#: The ContourGeometricTypes (3006,0042) of closed contours (DICOM PS3.3 C.8.8.6.1): each contour plane's closed
+#: contours are combined by the even-odd rule (a contour inside another is a hole), which is the exclusive or
+#: (XOR) that CLOSEDPLANAR_XOR states, so both are read alike.  Until audit 25 (2026-12-07, dvhgeo F2)
+#: CLOSEDPLANAR_XOR contours were taken as having no volume.
+CLOSED_TYPES = ("CLOSED_PLANAR", "CLOSEDPLANAR_XOR")
+#: Every ContourGeometricType DICOM defines (PS3.3 C.8.8.6.1); a contour of another type is left out, with a warning
+GEOMETRIC_TYPES = ("POINT", "OPEN_PLANAR", "OPEN_NONPLANAR") + CLOSED_TYPES
+#: The end of the key of :attr:`RTStruct.not_closed` under which the closed contours of 1 or 2 points (no area) are
+#: counted: "CLOSED_PLANAR of < 3 points"
+FEW_POINTS = " of < 3 points"
 
 
 def _contour_data(item) -> np.ndarray:
@@ -292,6 +307,7 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
             types[names[ref]] = str(o.RTROIInterpretedType or "")
     contours: dict[str, list[np.ndarray]] = {nm: [] for nm in names.values()}
     not_closed: dict[str, dict[str, int]] = {}   # ROI -> {OPEN_PLANAR: n, POINT: n, ...}: contours without volume
+    unknown: dict[str, dict[str, int]] = {}   # a ContourGeometricType DICOM does not define -> {ROI: contours}
     slice_z: dict[str, float] = {}   # CT slice UID -> z of the contour plane that names it (RTStruct.slice_z)
     seen: set[int] = set()
     for i, rc in enumerate(ds.get("ROIContourSequence", []) or []):
@@ -317,14 +333,16 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
                 raise DicomInputError(f"{src}: ROI {nm!r} contour {ci}: no ContourGeometricType (3006,0042), so it "
                                       "cannot be told whether it is a closed contour (part of the ROI's volume) or "
                                       "points or an open line: the structure set is damaged, re-export it")
-            if gt != "CLOSED_PLANAR":
+            if gt not in CLOSED_TYPES:
                 not_closed.setdefault(nm, {})[gt] = not_closed.get(nm, {}).get(gt, 0) + 1
+                if gt not in GEOMETRIC_TYPES:
+                    unknown.setdefault(gt, {})[nm] = unknown.get(gt, {}).get(nm, 0) + 1
                 continue
             try:
                 pts = _contour_data(c)
             except (TypeError, ValueError):
                 raise DicomInputError(f"{src}: ROI {nm!r} contour {ci}: ContourData is not numeric") from None
-            if pts.size % 3 or pts.size < 9 or not np.all(np.isfinite(pts)):
+            if pts.size % 3 or not pts.size or not np.all(np.isfinite(pts)):
                 raise DicomInputError(f"{src}: ROI {nm!r} contour {ci}: ContourData needs >= 3 finite (x, y, z) "
                                       f"points; got {pts.size} values")
             npts = c.get("NumberOfContourPoints", None)
@@ -332,12 +350,19 @@ def _read_rtstruct(path_or_ds) -> RTStruct:
                 raise DicomInputError(f"{src}: ROI {nm!r} contour {ci}: NumberOfContourPoints (3006,0046) is {npts} "
                                       f"but ContourData (3006,0050) holds {pts.size // 3} points; points are missing "
                                       "or the count is wrong: the structure set is damaged, re-export it")
+            if pts.size < 9:   # a closed contour of 1 or 2 points encloses no area: no voxel, no volume (F3)
+                key = gt + FEW_POINTS
+                not_closed.setdefault(nm, {})[key] = not_closed.get(nm, {}).get(key, 0) + 1
+                continue
             contours[nm].append(pts.reshape(-1, 3))
             refs = c.get("ContourImageSequence", None) or []
             uid = str(refs[0].get("ReferencedSOPInstanceUID", "") or "") if len(refs) == 1 else ""
             if uid:
                 z = _plane_z(contours[nm][-1])   # contours of one slice within the planes' tolerance: one plane
                 slice_z[uid] = z if abs(slice_z.get(uid, z) - z) <= _PLANE_TOL_MM else float("nan")
+    _warn_unknown_types(src, unknown)
+    _warn_few_points(src, {nm: n for nm, k in not_closed.items()
+                           if (n := sum(v for g, v in k.items() if g.endswith(FEW_POINTS)))})
     _warn_without_volume(src, contours, types, not_closed)
     _warn_irregular_planes(src, contours)
     return RTStruct(contours, {v: k for k, v in names.items()}, types, struct_frame(ds), src,
@@ -453,17 +478,47 @@ def check_contours_near_ct(path_or_ds, ct, where: str) -> None:
 TARGET_TYPES = ("PTV", "CTV", "GTV", "ITV")
 
 
+def _roi_counts(counts: Mapping[str, int], most: int = 8) -> str:
+    """{ROI: contours} as "'A' (2), 'B' (1)", at most ``most`` ROIs, then how many more."""
+    shown = [f"{nm!r} ({n})" for nm, n in list(counts.items())[:most]]
+    return ", ".join(shown) + (f" and {len(counts) - most} more ROI(s)" if len(counts) > most else "")
+
+
+def _warn_unknown_types(src: str, unknown: Mapping[str, Mapping[str, int]]) -> None:
+    """One warning per ContourGeometricType that DICOM does not define (a misspelt "CLOSEDPLANAR", a vendor's own),
+    naming its ROIs: their contours are left out, so they add no volume (before audit 25, 2026-12-07, dvhgeo F2:
+    left out without a word, an organ at risk's DVH empty)."""
+    for gt, rois in unknown.items():
+        warn(f"{src}: ContourGeometricType (3006,0042) {gt!r} of {sum(rois.values())} contour(s) of ROI(s) "
+             f"{_roi_counts(rois)} is not a type DICOM defines ({', '.join(GEOMETRIC_TYPES)}): whether they are "
+             "closed is unknown, so they are left out and add no volume to their ROI (an ROI of only such contours "
+             "has no voxel and no DVH); correct the type (a closed contour is CLOSED_PLANAR) and export the structure "
+             "set again", McprotonRuntimeWarning, stacklevel=3)
+
+
+def _warn_few_points(src: str, few: Mapping[str, int]) -> None:
+    """One warning naming the ROIs with closed contours of 1 or 2 points, which enclose no area and are left out
+    (tools that turn segmentation masks into contours write them for one- or two-voxel islands).  Before audit 25
+    (2026-12-07, dvhgeo F3) one such contour refused the whole structure set."""
+    if few:
+        warn(f"{src}: {sum(few.values())} closed contour(s) of fewer than 3 points (a point or a line: no area, so no "
+             f"voxel and no volume) left out of ROI(s) {_roi_counts(few)}; the ROIs' other contours are read as "
+             "they are (an island of one or two voxels of a segmentation is lost: check the ROI in the planning "
+             "system if it matters)", McprotonRuntimeWarning, stacklevel=3)
+
+
 def _warn_without_volume(src: str, contours: dict, types: dict, not_closed: dict) -> None:
-    """Warn of each EXTERNAL or target ROI that has no CLOSED_PLANAR contour (only OPEN_PLANAR or POINT ones, or none
-    at all): it has no volume, so a target gets an empty DVH and no target metrics (before: without a word), and an
-    EXTERNAL ROI cannot be the body outline (before: reported as "the RT Struct has no EXTERNAL / BODY ROI")."""
+    """Warn of each EXTERNAL or target ROI that has no closed contour of 3 or more points (only OPEN_PLANAR or POINT
+    ones, closed ones of 1 or 2 points, ones of an unknown type, or none at all): it has no volume, so a target gets
+    an empty DVH and no target metrics (before: without a word), and an EXTERNAL ROI cannot be the body outline
+    (before: reported as "the RT Struct has no EXTERNAL / BODY ROI")."""
     for nm, closed in contours.items():
         typ = str(types.get(nm, "") or "").strip().upper()
         if closed or typ not in ("EXTERNAL",) + TARGET_TYPES:
             continue
         other = not_closed.get(nm)
-        what = (f"only {', '.join(f'{n} {g}' for g, n in other.items())} contour(s), no CLOSED_PLANAR one" if other
-                else "no contours")
+        what = (f"only {', '.join(f'{n} {g}' for g, n in other.items())} contour(s), no closed one (CLOSED_PLANAR "
+                "or CLOSEDPLANAR_XOR) of 3 or more points" if other else "no contours")
         why = ("so it cannot be the body outline" if typ == "EXTERNAL" else
                "so it has no volume: its DVH is empty and it gets no target metrics (D50, the prescription check)")
         warn(f"{src}: ROI {nm!r} is {typ} but has {what}, {why}; check the structure set (re-export it with the "
