@@ -917,6 +917,21 @@ def _slabs(pz: np.ndarray, slice_mm: float, least_mm: float = 0.0) -> tuple[np.n
     return np.maximum(np.r_[-np.inf, mid], pz - half), np.minimum(np.r_[mid, np.inf], pz + half)
 
 
+def slab_extents_z(struct: Mapping[str, list[np.ndarray]] | RTStruct, grid_mm: float) -> dict[str, tuple[float, float]]:
+    """{ROI name: (lowest, highest) z (mm) of its slabs} of the ROIs with closed contours: the z range the masks give
+    the ROI on a grid of ``grid_mm`` slices (:func:`_slabs`, with :func:`image_slice_mm`), half a CT slice beyond its
+    first and last contour planes.  A grid whose outer faces lie within it holds the whole ROI along z."""
+    contours = struct.contours if isinstance(struct, RTStruct) else struct
+    slice_mm = image_slice_mm(struct, grid_mm)
+    out: dict[str, tuple[float, float]] = {}
+    for nm, cl in contours.items():
+        pz, _ = _planes(cl)
+        if pz.size:
+            lo, hi = _slabs(pz, slice_mm, float(grid_mm))
+            out[nm] = (float(lo[0]), float(hi[-1]))
+    return out
+
+
 def contour_volumes_cm3(struct: Mapping[str, list[np.ndarray]] | RTStruct,
                         slice_mm: float) -> dict[str, float]:
     """{ROI name: contour volume (cm3)} of the ROIs with closed contours: on each contour plane the area its contours
