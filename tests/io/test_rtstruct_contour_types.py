@@ -33,6 +33,13 @@ def _ctv_and_brainstem(tmp_path, geometric: str, label: str):
     return save(ds, tmp_path / f"rs_{label}.dcm")
 
 
+def _read_saying(p):
+    """(the structure set read from ``p``, the McprotonRuntimeWarnings its reading gave)."""
+    with pytest.warns(McprotonRuntimeWarning) as rec:
+        s = read_rtstruct(p)
+    return s, [str(w.message) for w in rec if issubclass(w.category, McprotonRuntimeWarning)]
+
+
 def test_closedplanar_xor_contours_are_closed_contours(tmp_path):
     """CLOSEDPLANAR_XOR: the same masks and contour volumes as CLOSED_PLANAR (the annulus keeps its hole), no warning
     (before: the CTV warned of as having no volume, the Brainstem empty: "has no closed contours (only 6
@@ -59,9 +66,7 @@ def test_a_contour_type_dicom_does_not_define_is_named(tmp_path):
     for c in ds.ROIContourSequence[1].ContourSequence:
         c.ContourGeometricType = "CLOSEDPLANAR"
     p = save(ds, tmp_path / "rs_bad2.dcm")
-    with pytest.warns(McprotonRuntimeWarning) as rec:
-        s = read_rtstruct(p)
-    said = [str(w.message) for w in rec if issubclass(w.category, McprotonRuntimeWarning)]
+    s, said = _read_saying(p)
     assert said == [f"{p}: ContourGeometricType (3006,0042) 'CLOSEDPLANAR' of 6 contour(s) of ROI(s) 'Brainstem' (6) "
                     "is not a type DICOM defines (POINT, OPEN_PLANAR, OPEN_NONPLANAR, CLOSED_PLANAR, "
                     "CLOSEDPLANAR_XOR): whether they are closed is unknown, so they are left out and add no volume to "
@@ -83,9 +88,7 @@ def test_a_closed_contour_of_one_or_two_points_is_left_out_with_a_warning(tmp_pa
     c = ds.ROIContourSequence[1].ContourSequence[0]
     c.ContourData, c.NumberOfContourPoints = c.ContourData[:3 * npts], npts
     p = save(ds, tmp_path / f"rs_{npts}.dcm")
-    with pytest.warns(McprotonRuntimeWarning) as rec:
-        s = read_rtstruct(p)
-    said = [str(w.message) for w in rec if issubclass(w.category, McprotonRuntimeWarning)]
+    s, said = _read_saying(p)
     assert said == [f"{p}: 1 closed contour(s) of fewer than 3 points (a point or a line: no area, so no voxel and no "
                     "volume) left out of ROI(s) 'Cochlea' (1); the ROIs' other contours are read as they are (an "
                     "island of one or two voxels of a segmentation is lost: check the ROI in the planning system if "
