@@ -610,8 +610,8 @@ def _polygon_area(poly: np.ndarray) -> float:
 
 
 #: At most this many (edge, strip) entries in :func:`_even_odd_area` for one contour plane (about 100 MB of work
-#: arrays); a plane that would need more (tens of thousands of contours spread along y) is summed by
-#: :func:`_nested_area` instead
+#: arrays), and as many again for its strips in which edges cross; a plane that would need more (tens of thousands of
+#: contours spread along y, a contour crossing itself thousands of times) is summed by :func:`_nested_area` instead
 _EVEN_ODD_ENTRIES = 2_000_000
 #: Two edges of a strip of :func:`_even_odd_area` whose order in x differs by less than this (mm) at one end of the
 #: strip and not at all at the other are taken as meeting there, not crossing inside it (float noise of a shared vertex)
@@ -637,10 +637,10 @@ def _even_odd_area(polys: list[np.ndarray]) -> float | None:
     strip no edge ends, so the width inside at height y is the alternating sum of the edges' x sorted at y, linear in
     y while no two edges cross: the strip's area is the mean of its two end widths times its height; a strip in which
     two edges cross is cut again at every crossing.  None where the strips would hold more than
-    :data:`_EVEN_ODD_ENTRIES` (edge, strip) entries.  Before audit 25 (2026-12-07, dvhgeo F5) the contour volume was
-    each contour's area, counted negative where the contour's first vertex lay inside an odd number of the others:
-    a self-intersecting bowtie or two overlapping circles gave 0, and a hole touching its outline counted positive or
-    negative by which vertex came first."""
+    :data:`_EVEN_ODD_ENTRIES` (edge, strip) entries, or the strips in which edges cross as much work again.  Before
+    audit 25 (2026-12-07, dvhgeo F5) the contour volume was each contour's area, counted negative where the contour's
+    first vertex lay inside an odd number of the others: a self-intersecting bowtie or two overlapping circles gave
+    0, and a hole touching its outline counted positive or negative by which vertex came first."""
     a = np.concatenate([np.asarray(p, float)[:, :2] for p in polys])
     b = np.concatenate([np.roll(np.asarray(p, float)[:, :2], -1, axis=0) for p in polys])
     keep = a[:, 1] != b[:, 1]   # a horizontal edge crosses no strip
@@ -666,21 +666,32 @@ def _even_odd_area(polys: list[np.ndarray]) -> float | None:
     area = 0.5 * (w0 + w1) * np.diff(ys)
     same = strip[1:] == strip[:-1]   # the x order at the middle must hold at both ends, or two edges cross inside
     crossed = same & ((x0[1:] - x0[:-1] < -_CROSS_TOL_MM) | (x1[1:] - x1[:-1] < -_CROSS_TOL_MM))
+    budget = [_EVEN_ODD_ENTRIES]   # the work left for the strips in which edges cross
     for k in np.unique(strip[1:][crossed]):
         sel = strip == k
-        area[k] = _crossed_strip_area(x0[sel], x1[sel], float(ys[k + 1] - ys[k]))
+        got = _crossed_strip_area(x0[sel], x1[sel], float(ys[k + 1] - ys[k]), budget)
+        if got is None:
+            return None
+        area[k] = got
     return float(area.sum())
 
 
-def _crossed_strip_area(x0: np.ndarray, x1: np.ndarray, height: float) -> float:
+def _crossed_strip_area(x0: np.ndarray, x1: np.ndarray, height: float, budget: list[int]) -> float | None:
     """The even-odd area (mm2) of one strip of :func:`_even_odd_area` of ``height`` mm whose edges run from x0 (its
     lower end) to x1 (its upper end) and cross inside it: cut at every crossing (the fractions t of the height where
-    two edges meet), in each piece the edges keep their order."""
+    two edges meet), in each piece the edges keep their order.  None where the pairs of edges and then the pieces
+    times the edges would exceed ``budget[0]`` (which is reduced by them)."""
+    budget[0] -= x0.size ** 2
+    if budget[0] < 0:
+        return None
     d0 = x0[None, :] - x0[:, None]
     dd = (x1 - x0)[:, None] - (x1 - x0)[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         t = d0 / dd   # x_i(t) = x_j(t): x0_i + t (x1_i - x0_i) = x0_j + t (x1_j - x0_j)
     t = np.unique(t[np.isfinite(t) & (t > 0.0) & (t < 1.0)])
+    budget[0] -= (t.size + 1) * x0.size
+    if budget[0] < 0:
+        return None
     cuts = np.r_[0.0, t, 1.0]
     lo, hi = cuts[:-1, None], cuts[1:, None]
     xa, xb = x0 + lo * (x1 - x0), x0 + hi * (x1 - x0)   # (pieces, edges)
@@ -750,10 +761,9 @@ def _nesting_depths(polys: list[np.ndarray]) -> list[int]:
     """For each of the polygons ``polys`` ((n, 2) each, one plane's contours), how many of the others contain a point
     inside it (:func:`_interior_points`, :func:`_inside_polygon`): odd, a hole.  Only the polygons whose bounding box
     holds that point are tested (outside its box the crossing-number rule answers no), found through a grid of cells
-    that the boxes are
-    entered in, so that the work scales with the contours and their boxes, not with the pairs of the plane: every
-    pair was tested before, and a plane of 2000 small contours took a minute of the output phase, 10^5 of them
-    (the hostile-input audit's F6 structure set) days."""
+    that the boxes are entered in, so that the work scales with the contours and their boxes, not with the pairs of
+    the plane: every pair was tested before, and a plane of 2000 small contours took a minute of the output phase,
+    10^5 of them (the hostile-input audit's F6 structure set) days."""
     n = len(polys)
     if n < 2:
         return [0] * n
@@ -876,12 +886,11 @@ def image_slice_mm(struct: Mapping[str, list[np.ndarray]] | RTStruct, grid_mm: f
     the median spacing of the contour planes (:func:`_planes`) of the structure set's ROIs that span several planes
     (each drawn on the CT's slices; the External, on every slice, gives the spacing itself; an ROI with two planes
     closer than any CT's slices, :func:`irregular_planes`, only where no other ROI gives one, without those steps)
-    and, for an :class:`RTStruct`, the
-    spacing its references to the CT's slices give (:func:`referenced_slice_mm`: the one source where every ROI lies
-    on scattered slices); ``grid_mm`` (the grid's slice thickness) where neither gives one.  Before 2026-12-06 a
-    single-plane structure took the grid's (I/O review F3), and before audit 23 (2026-12-06) an ROI of several
-    planes its own median plane spacing, so that one on scattered slices filled the slices between them (round-trip
-    audit 23, F2: the intervertebral discs at 3.4-4 x their volume)."""
+    and, for an :class:`RTStruct`, the spacing its references to the CT's slices give (:func:`referenced_slice_mm`:
+    the one source where every ROI lies on scattered slices); ``grid_mm`` (the grid's slice thickness) where neither
+    gives one.  Before 2026-12-06 a single-plane structure took the grid's (I/O review F3), and before audit 23
+    (2026-12-06) an ROI of several planes its own median plane spacing, so that one on scattered slices filled the
+    slices between them (round-trip audit 23, F2: the intervertebral discs at 3.4-4 x their volume)."""
     if not isinstance(struct, RTStruct):
         found = _contours_slice_mm(struct, None)
     else:
@@ -938,9 +947,9 @@ def contour_volumes_cm3(struct: Mapping[str, list[np.ndarray]] | RTStruct,
     enclose by the even-odd rule of the masks (:func:`_even_odd_area`: a contour inside another is a hole, and
     contours that cross or touch, or cross themselves, count as the masks take them; a plane of tens of thousands of
     contours spread along y, :func:`_nested_area`: exact where no two contours cross) times the thickness of the
-    plane's slab as the masks take it
-    (:func:`_slabs`: the CT's slice thickness, :func:`image_slice_mm`, or ``slice_mm``, the grid's slice
-    thickness, where the structure set does not give it; cut at the midpoints to the ROI's neighbouring planes).
+    plane's slab as the masks take it (:func:`_slabs`: the CT's slice thickness, :func:`image_slice_mm`, or
+    ``slice_mm``, the grid's slice thickness, where the structure set does not give it; cut at the midpoints to the
+    ROI's neighbouring planes).
     What a planning system calls the structure's volume, to compare with the mask's (voxels, each in or out by
     its centre): on a coarse grid a lens or a cochlea has a mask of 47-57 % of it (infant audit 2026-12-06, F3)."""
     contours = struct.contours if isinstance(struct, RTStruct) else struct

@@ -79,3 +79,12 @@ def test_a_plane_too_large_for_the_strips_counts_a_touching_hole_by_a_point_insi
     for start in range(4):
         cl = [c for z in _ZS for c in (_square(-20, 20, -20, 20, z), _square(10, 20, -5, 5, z, start))]
         assert contour_volumes_cm3({"A": cl}, 2.0)["A"] == pytest.approx(33.0, rel=1e-12)
+
+
+def test_strips_whose_edges_cross_too_often_are_left_to_the_signed_sum(monkeypatch):
+    """The work on strips in which edges cross is bounded too (a contour crossing itself thousands of times): past
+    the budget the plane's area is left to the signed sum (None here), not computed at any cost."""
+    bow = np.array([[-10, -10], [10, 10], [10, -10], [-10, 10]], float)
+    assert rtstruct._even_odd_area([bow]) == pytest.approx(200.0)
+    monkeypatch.setattr(rtstruct, "_EVEN_ODD_ENTRIES", 4)   # its 4 (edge, strip) entries, not their 16 pairs
+    assert rtstruct._even_odd_area([bow]) is None
