@@ -117,3 +117,32 @@ def test_plot_dvh_curves_differ_in_style_and_empty_masks_are_named(tmp_path, mon
     assert len({(ln.get_linestyle(), ln.get_marker()) for ln in lines}) == 2
     assert all(ln.get_marker() not in ("None", "", None) for ln in lines)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["all", "half", "none (no voxels)"]
+
+
+def test_the_check_documents_the_rank_convention_it_uses():
+    """docs/check.md states what D_v and V95/V100 are (audit 25 dvhgeo, F4: only this module's docstring did: voxel
+    ranks, no interpolation, so a planning system's interpolated D50 of a gradient reads up to half a voxel's dose
+    step apart), and the numbers it quotes are this module's: the 1..100 Gy ramp and a 40 mm box of 2 mm voxels in
+    a gradient of 0.01 Gy/mm about 2 Gy."""
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "check.md").read_text().split())
+    for said in ("D_v (D98, D95, D50, D2) is the dose of the voxel of rank ceil(v/100 x N) among the structure's N "
+                 "voxels, hottest first, with no interpolation between voxels",
+                 "for doses 1, 2, ..., 100 Gy in 100 voxels, D98 = 3 Gy, D95 = 6 Gy, D50 = 51 Gy and D2 = 99 Gy",
+                 "V95 and V100 are the fractions of the structure's voxels with a dose at or above 95 and 100 % of "
+                 "the prescription",
+                 "D50 2.01 Gy here, 2.00 Gy interpolated, +0.5 %",
+                 "the MC - TPS differences are not affected, as both sides take the same rule"):
+        assert said in text, said
+    from mcproton._check.compare import structure_stats
+
+    dose, mask = _ramp()
+    st = dose_stats(dose, mask)
+    assert (st["d98"], st["d95"], st["d50"], st["d2"]) == (3.0, 6.0, 51.0, 99.0)
+    c = -19.0 + 2.0 * np.arange(20)   # voxel centres of the box, x -20..20 mm
+    box = 2.0 + 0.01 * np.broadcast_to(c[None, None, :], (20, 20, 20))
+    row = structure_stats(box, box, {"PTV": np.ones(box.shape, bool)}, {"PTV": "PTV"}, 0.008, 2.0)["PTV"]["metrics"]
+    assert round(row["D50"]["tps_gy"], 6) == 2.01 and round(row["D50"]["tps_gy"] / 2.0 - 1, 3) == 0.005
+    # the voxels at or above 2.0 and 1.9 Gy: 10 and 15 of the 20 columns, no interpolation
+    assert row["V100"]["tps"] == 0.5 and row["V95"]["tps"] == 0.75

@@ -1162,14 +1162,25 @@ def tps_dose_in_air_at_grid_edge(tps: np.ndarray, body: np.ndarray, density: np.
     return bool(sel[[0, -1]].any() or sel[:, [0, -1]].any() or sel[:, :, [0, -1]].any())
 
 
-def contours_beyond_grid(contours: dict[str, list[np.ndarray]], ref: Any, tol_mm: float = 0.01) -> set[str]:
-    """The structures with contour points outside the TPS dose grid's extent (its voxels' outer faces): their DVH
-    metrics on that grid are of the part on it (an organ at risk cut by the grid is common; the report says so)."""
+def contours_beyond_grid(contours: Any, ref: Any, tol_mm: float = 0.01) -> set[str]:
+    """The structures of ``contours`` (an :class:`~mcproton._io.rtstruct.RTStruct`, or {ROI: contours}) that reach
+    beyond the TPS dose grid's extent (its voxels' outer faces): contour points outside it, or, along z, the slab of
+    a first or last contour plane (each plane its CT slice, as the masks take it:
+    :func:`~mcproton._io.rtstruct.slab_extents_z`) running past the grid's end face.  Their DVH metrics on that grid
+    are of the part on it (an organ at risk cut by the grid is common; the report says so).  Before audit 25
+    (2026-12-07, dvhgeo F6) only the contour points were compared: an ROI whose last plane lay on the grid's end
+    face, half its end slab beyond it, was not marked."""
+    from .._io.rtstruct import RTStruct, slab_extents_z
+
     lo = np.asarray(ref.origin_mm, float) - np.asarray(ref.voxel_size_mm, float) / 2
     hi = lo + np.asarray(ref.voxel_size_mm, float) * np.array(ref.shape_zyx[::-1])
+    cl_of = contours.contours if isinstance(contours, RTStruct) else contours
     out = set()
-    for nm, cs in contours.items():
+    for nm, cs in cl_of.items():
         if cs and any(((c < lo - tol_mm) | (c > hi + tol_mm)).any() for c in cs):
+            out.add(nm)
+    for nm, (z_lo, z_hi) in slab_extents_z(contours, float(ref.voxel_size_mm[2])).items():
+        if z_lo < lo[2] - tol_mm or z_hi > hi[2] + tol_mm:
             out.add(nm)
     return out
 
@@ -2189,7 +2200,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         s = read_rtstruct(inp.struct_path)
         types = dict(s.roi_types)
         roi_numbers = dict(s.roi_numbers)
-        partly_off = contours_beyond_grid(s.contours, ref)
+        partly_off = contours_beyond_grid(s, ref)
 
         class _G:
             origin_mm = ref.origin_mm

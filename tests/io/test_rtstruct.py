@@ -374,9 +374,10 @@ def test_a_target_or_external_roi_without_closed_contours_is_warned_about(tmp_pa
     said = [str(w.message) for w in rec if issubclass(w.category, McprotonRuntimeWarning)]
     assert said == [f"{p}: ROI 'BODY' is EXTERNAL but has no contours, so it cannot be the body outline; check the "
                     "structure set (re-export it with the ROI's contours)",
-                    f"{p}: ROI 'CTV' is CTV but has only 3 OPEN_PLANAR contour(s), no CLOSED_PLANAR one, so it has no "
-                    "volume: its DVH is empty and it gets no target metrics (D50, the prescription check); check the "
-                    "structure set (re-export it with the ROI's contours)"], said
+                    f"{p}: ROI 'CTV' is CTV but has only 3 OPEN_PLANAR contour(s), no closed one (CLOSED_PLANAR or "
+                    "CLOSEDPLANAR_XOR) of 3 or more points, so it has no volume: its DVH is empty and it gets no "
+                    "target metrics (D50, the prescription check); check the structure set (re-export it with the "
+                    "ROI's contours)"], said
     assert s.contours["CTV"] == [] and s.contours["BODY"] == [] and s.contours["Mark"] == []
     p2 = _typed_struct(tmp_path, {"BODY": "EXTERNAL", "CTV": "PTV", "Mark": "ORGAN"}, {"Mark": "POINT"},
                        empty=("Mark",))

@@ -106,8 +106,10 @@ def test_ten_thousand_small_contours_compare_no_pair(monkeypatch):
 
 
 def _every_pair_depths(polys: list[np.ndarray]) -> list[int]:
-    """The nesting depths as contour_volumes_cm3 took them before: every other contour of the plane tested."""
-    return [sum(rtstruct._inside_polygon(p[0], q) for j, q in enumerate(polys) if j != i) for i, p in enumerate(polys)]
+    """The nesting depths by testing every other contour of the plane (as contour_volumes_cm3 did before), each at
+    the point inside its contour that _nesting_depths takes (before audit 25: its first vertex)."""
+    pts = rtstruct._interior_points(polys)
+    return [sum(rtstruct._inside_polygon(pts[i], q) for j, q in enumerate(polys) if j != i) for i in range(len(polys))]
 
 
 @pytest.mark.parametrize("seed", range(4))
