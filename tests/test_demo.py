@@ -539,3 +539,99 @@ def test_demo_summary_at_ten_primaries_is_strict_json_and_honest(tmp_path, capsy
 
     assert s["schema_version"] == 1 and s["build"] == build_identity() and s["seed"] == 3
     assert s["created"][:2] == "20" and s["working_directory"]
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked helpers are Linux only")
+def test_demo_sigterm_ends_it_and_its_helpers_and_leaves_no_earlier_demo_beside_it(tmp_path, demo_plan_made_once,
+                                                                                    demo_plan_prelude):
+    """SIGTERM (a batch scheduler, ``kill``) to a demo re-run into an earlier demo's folder, during its Monte Carlo
+    (the concurrency audit of 2026-12-07, F5): before, the demo was killed at once without a word, its plane-figure
+    processes printed BrokenPipeError tracebacks, its CT writer went on alone, and the folder held the new CT and RT
+    Struct (a new frame of reference) beside the earlier demo's RT Dose, dose.h5 and summary.json.  Now: exit status
+    143 and a message saying what --out holds, no helper left running, and only this demo's files (the earlier
+    demo's were removed as it started, with a note), all in one frame of reference."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pydicom
+
+    from mcproton.demo import run_demo
+
+    out = tmp_path / "out"
+    run_demo(out, primaries=2000, voxel_mm=4.0, backend="cpu", quiet=True, threads=1)   # the earlier demo
+    assert (out / "rtdose.dcm").is_file() and (out / "summary.json").is_file()
+    script = tmp_path / "demo_cli.py"
+    script.write_text(demo_plan_prelude + "import sys\nfrom mcproton.cli import main\n\nsys.exit(main(sys.argv[1:]))\n")
+    log_path = tmp_path / "demo.log"
+    with open(log_path, "w") as log:
+        p = subprocess.Popen([sys.executable, str(script), "demo", "--out", str(out), "--primaries", "5000000",
+                              "--voxel-mm", "4", "--backend", "cpu", "--threads", "1", "--seed", "7"],
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            for _ in range(1200):   # up to 2 min for the phantom and the plan
+                if "Monte Carlo" in log_path.read_text() or p.poll() is not None:
+                    break
+                time.sleep(0.1)
+            assert p.poll() is None and "Monte Carlo" in log_path.read_text(), log_path.read_text()
+            time.sleep(1.0)                     # into the transport; the plane-figure helpers wait for their message
+            helpers = _children(p.pid)
+            p.send_signal(signal.SIGTERM)
+            rc = p.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 90 s after a SIGTERM (hung): {log_path.read_text()[-1000:]}")
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    text = log_path.read_text()
+    assert rc == 143, text
+    assert "mcproton demo: note: removed the earlier demo's outputs" in text, text
+    assert "mcproton: interrupted by SIGTERM: --out" in text and "not written: rtdose.dcm, dose.h5" in text, text
+    assert "Traceback" not in text and "BrokenPipeError" not in text, text
+    assert helpers, "no helper process was seen"
+    for _ in range(100):
+        if not any(_running(h) for h in helpers):
+            break
+        time.sleep(0.1)
+    assert not any(_running(h) for h in helpers), [h for h in helpers if _running(h)]
+    # one demo in the folder: no earlier RT Dose, dose or summary beside this one's CT, RT Struct and plan
+    assert sorted(p.name for p in out.iterdir()) == ["ct", "rtplan.dcm", "rtstruct.dcm"], sorted(out.iterdir())
+    frames = {pydicom.dcmread(f, stop_before_pixels=True).FrameOfReferenceUID
+              for f in [*sorted((out / "ct").glob("CT_*.dcm"))[:1], out / "rtplan.dcm"]}
+    rs = pydicom.dcmread(out / "rtstruct.dcm", stop_before_pixels=True)
+    frames.add(rs.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID)
+    assert len(frames) == 1, frames
+
+
+def test_a_second_demo_into_a_folder_being_written_is_refused(tmp_path, capsys):
+    """Two demos on one --out (the concurrency audit of 2026-12-07, F3: both exited 0, and the first one's summary
+    named files holding the second one's results): the folder's lock is held, the second is refused at once."""
+    from mcproton._io.lock import OutputLock
+
+    out = tmp_path / "out"
+    with OutputLock(out, "--out", folder=True):
+        rc = cli_main(["demo", "--out", str(out), "--primaries", "2000", "--voxel-mm", "4", "--backend", "cpu",
+                       "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 3 and "is being written by another run now" in err and f"pid {__import__('os').getpid()}" in err, err
+    assert not out.exists() or not any(p.name != ".mcproton-lock" for p in out.iterdir())
