@@ -428,6 +428,17 @@ def test_demo_sigint_to_its_pid_only_ends_it(tmp_path, demo_plan_prelude):
     at a terminal signals the helpers too) during the Monte Carlo: "interrupted", exit status 130 (the deployment
     audit, F1: it hung for good).  The command line's main in a fresh interpreter, as `mcproton demo` runs it, on
     the plan made once (conftest.py)."""
+    import signal
+
+    rc, text, _ = _demo_stopped(tmp_path, demo_plan_prelude, tmp_path / "out", signal.SIGINT)
+    assert rc == 130 and "mcproton: interrupted" in text, text
+
+
+def _demo_stopped(tmp_path, prelude: str, out, sig: int, *args: str) -> tuple[int, str, list[int]]:
+    """The command line's demo into ``out`` (``args`` added) in a fresh interpreter, as `mcproton demo` runs it, on
+    the plan made once (``prelude``: conftest.py), sent ``sig`` to its PID only (as a batch system or a wrapper
+    stops a job; Ctrl-C at a terminal signals the helpers too) 1 s into its Monte Carlo: ``(exit status, its
+    output, the pids of its helper processes then)``; a demo still running 90 s after the signal (hung) fails."""
     import os
     import signal
     import subprocess
@@ -435,30 +446,29 @@ def test_demo_sigint_to_its_pid_only_ends_it(tmp_path, demo_plan_prelude):
     import time
 
     script = tmp_path / "demo_cli.py"
-    script.write_text(demo_plan_prelude + "import sys\nfrom mcproton.cli import main\n\nsys.exit(main(sys.argv[1:]))\n")
+    script.write_text(prelude + "import sys\nfrom mcproton.cli import main\n\nsys.exit(main(sys.argv[1:]))\n")
     log_path = tmp_path / "demo.log"
     with open(log_path, "w") as log:
-        p = subprocess.Popen([sys.executable, str(script), "demo", "--out", str(tmp_path / "out"),
-                              "--primaries", "5000000", "--voxel-mm", "4", "--backend", "cpu"],
+        p = subprocess.Popen([sys.executable, str(script), "demo", "--out", str(out), "--primaries", "5000000",
+                              "--voxel-mm", "4", "--backend", "cpu", *args],
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             for _ in range(1200):   # up to 2 min for the phantom and the plan
                 if "Monte Carlo" in log_path.read_text() or p.poll() is not None:
                     break
                 time.sleep(0.1)
-            assert p.poll() is None, log_path.read_text()
-            assert "Monte Carlo" in log_path.read_text(), log_path.read_text()
-            time.sleep(1.0)                     # into the transport
-            p.send_signal(signal.SIGINT)        # to the demo's PID, not to its process group
+            assert p.poll() is None and "Monte Carlo" in log_path.read_text(), log_path.read_text()
+            time.sleep(1.0)                     # into the transport; the plane-figure helpers wait for their message
+            helpers = _children(p.pid)
+            p.send_signal(sig)                  # to the demo's PID, not to its process group
             rc = p.wait(timeout=90)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"still running 90 s after a SIGINT (hung): {log_path.read_text()[-1000:]}")
+            pytest.fail(f"still running 90 s after {signal.Signals(sig).name} (hung): {log_path.read_text()[-1000:]}")
         finally:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
-    text = log_path.read_text()
-    assert rc == 130 and "mcproton: interrupted" in text, text
+    return rc, log_path.read_text(), helpers
 
 
 def test_the_d95_noise_note_is_a_warning_only_where_d95_ok_is_false():
@@ -567,10 +577,7 @@ def test_demo_sigterm_ends_it_and_its_helpers_and_leaves_no_earlier_demo_beside_
     Struct (a new frame of reference) beside the earlier demo's RT Dose, dose.h5 and summary.json.  Now: exit status
     143 and a message saying what --out holds, no helper left running, and only this demo's files (the earlier
     demo's were removed as it started, with a note), all in one frame of reference."""
-    import os
     import signal
-    import subprocess
-    import sys
     import time
 
     import pydicom
@@ -580,30 +587,8 @@ def test_demo_sigterm_ends_it_and_its_helpers_and_leaves_no_earlier_demo_beside_
     out = tmp_path / "out"
     run_demo(out, primaries=2000, voxel_mm=4.0, backend="cpu", quiet=True, threads=1)   # the earlier demo
     assert (out / "rtdose.dcm").is_file() and (out / "summary.json").is_file()
-    script = tmp_path / "demo_cli.py"
-    script.write_text(demo_plan_prelude + "import sys\nfrom mcproton.cli import main\n\nsys.exit(main(sys.argv[1:]))\n")
-    log_path = tmp_path / "demo.log"
-    with open(log_path, "w") as log:
-        p = subprocess.Popen([sys.executable, str(script), "demo", "--out", str(out), "--primaries", "5000000",
-                              "--voxel-mm", "4", "--backend", "cpu", "--threads", "1", "--seed", "7"],
-                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            for _ in range(1200):   # up to 2 min for the phantom and the plan
-                if "Monte Carlo" in log_path.read_text() or p.poll() is not None:
-                    break
-                time.sleep(0.1)
-            assert p.poll() is None and "Monte Carlo" in log_path.read_text(), log_path.read_text()
-            time.sleep(1.0)                     # into the transport; the plane-figure helpers wait for their message
-            helpers = _children(p.pid)
-            p.send_signal(signal.SIGTERM)
-            rc = p.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"still running 90 s after a SIGTERM (hung): {log_path.read_text()[-1000:]}")
-        finally:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-    text = log_path.read_text()
+    rc, text, helpers = _demo_stopped(tmp_path, demo_plan_prelude, out, signal.SIGTERM, "--threads", "1",
+                                      "--seed", "7")
     assert rc == 143, text
     assert "mcproton demo: note: removed the earlier demo's outputs" in text, text
     assert "mcproton: interrupted by SIGTERM: --out" in text and "not written: rtdose.dcm, dose.h5" in text, text

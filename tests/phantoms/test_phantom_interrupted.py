@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from stop_signal import signal_at_mark
 
 from mcproton._io import dicom_common
 from mcproton._io.atomic import TEMP_PREFIX
@@ -59,21 +58,7 @@ def _phantom_stopped(tmp_path: Path, out: Path, sig: int) -> tuple[int, str]:
     mark = tmp_path / "mark"
     script = tmp_path / "phantom_slow.py"
     script.write_text(_SCRIPT.format(slices=SLICES, mark=str(mark)))
-    p = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
-    try:
-        for _ in range(600):
-            if mark.exists() or p.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert mark.exists(), p.communicate(timeout=60)
-        p.send_signal(sig)
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-    return p.returncode, err
+    return signal_at_mark([sys.executable, str(script), str(out)], mark, sig)
 
 
 def test_a_series_stopped_part_way_leaves_no_slice(tmp_path, monkeypatch):

@@ -21,13 +21,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import fake_engine as fe
 import pytest
+from stop_signal import signal_at_mark
 
 from mcproton.validation import report, runner
 
@@ -62,21 +61,7 @@ def _stopped(tmp_path: Path, out: Path, sig: int) -> tuple[int, str]:
     mark = tmp_path / "mark"
     script = tmp_path / "validate_slow.py"
     script.write_text(_SCRIPT.format(here=str(HERE), mark=str(mark), case=CASE))
-    p = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
-    try:
-        for _ in range(1200):
-            if mark.exists() or p.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert mark.exists(), p.communicate(timeout=60)
-        p.send_signal(sig)
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-    return p.returncode, err
+    return signal_at_mark([sys.executable, str(script), str(out)], mark, sig)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals as on Linux")
