@@ -107,32 +107,43 @@ def _earlier_report(out: Path) -> tuple[list[Path], str | None]:
     return old, None
 
 
+_FIX = "give another folder (a new one, or one with an earlier mcproton validate report, which is replaced)"
+
+
+def _misplaced(out: Path) -> str | None:
+    """Why ``out`` is no place for the report whatever it holds (a file, below a file, inside mcproton's own input
+    folders), or None: refused before the folder's lock is taken (which would be made there)."""
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            what = "is a file" if p == out else f"lies below {p}, which is a file"
+            return f"--out {out} {what}, not a folder; {_FIX}"
+    real = out.resolve()
+    for folder in _input_folders():
+        if real == folder or folder in real.parents:
+            return (f"--out {out} lies inside {folder}, one of mcproton's own input folders (the package, the "
+                    "validation cases' reference data and the committed report's figures): the report and its "
+                    "figures would be written among them; give a folder outside it")
+    return None
+
+
 def check_out_dir(out: Path) -> tuple[list[Path], str | None]:
     """Check the report folder before any case runs: ``(files of an earlier report there, to be replaced by the
     new one, error message or None)``.  Refused: a file; a folder inside mcproton's own input folders; a folder
     holding a summary.json or report.html that an earlier ``mcproton validate`` did not write; a folder that
     cannot be made or written."""
-    fix = "give another folder (a new one, or one with an earlier mcproton validate report, which is replaced)"
-    for p in (out, *out.parents):
-        if p.exists() and not p.is_dir():
-            what = "is a file" if p == out else f"lies below {p}, which is a file"
-            return [], f"--out {out} {what}, not a folder; {fix}"
-    real = out.resolve()
-    for folder in _input_folders():
-        if real == folder or folder in real.parents:
-            return [], (f"--out {out} lies inside {folder}, one of mcproton's own input folders (the package, the "
-                        "validation cases' reference data and the committed report's figures): the report and "
-                        "its figures would be written among them; give a folder outside it")
+    why = _misplaced(out)
+    if why:
+        return [], why
     old, why = _earlier_report(out) if out.is_dir() else ([], None)
     if why:
-        return [], f"--out {out}: {why}, and writing the report would replace it; {fix}"
+        return [], f"--out {out}: {why}, and writing the report would replace it; {_FIX}"
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".mcproton-validate-{os.getpid()}.tmp"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        return [], f"--out {out} cannot be written ({type(exc).__name__}: {exc}); {fix}"
+        return [], f"--out {out} cannot be written ({type(exc).__name__}: {exc}); {_FIX}"
     return old, None
 
 
@@ -195,6 +206,10 @@ def main(argv: list[str] | None = None, simulate_fn=None) -> int:
             return EXIT_ENVIRONMENT
     from .._io.errors import McprotonEnvironmentError
 
+    why = _misplaced(Path(args.out))   # before the folder's lock (made in it) is taken
+    if why:
+        print(f"mcproton validate: error: {why}", file=sys.stderr)
+        return 2
     try:
         return _validate(args.out, args, argv, names, simulate_fn)
     except McprotonEnvironmentError as exc:   # --out locked by another validation (or demo, phantom) running now
