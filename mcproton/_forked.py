@@ -45,7 +45,6 @@ def _end_with_parent(parent: int) -> None:
     RT Struct writer, its parent killed, went on alone and wrote into the output folder after the parent had gone
     (the concurrency audit of 2026-12-07, F5).  Elsewhere (no prctl) nothing is done."""
     import ctypes
-    import os
     import signal
 
     try:

@@ -264,8 +264,8 @@ def _stopped(signum: int, out: Path, started: float) -> str:
     names = [("ct", "ct/"), *((n, n) for _, n in OUTPUT_FILES)]
     ours = []
     for path, shown in names:
-        try:
-            if (out / path).stat().st_mtime >= started - 1:
+        try:   # ct/: only a series (an earlier demo's emptied ct/ folder is no CT)
+            if (out / path).stat().st_mtime >= started - 1 and (path != "ct" or any((out / path).glob("CT_*.dcm"))):
                 ours.append(shown)
         except OSError:
             pass
