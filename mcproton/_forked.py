@@ -9,6 +9,7 @@ makes.  Fork with other Python threads running is not done (:meth:`BackgroundPro
 such a thread at the fork would stay locked in the child."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -23,17 +24,36 @@ STOP_WAIT_S = 2.0
 
 
 
-def _child_signals() -> None:
+def _child_signals(parent: int) -> None:
     """In a forked helper that its parent stops (``own_signals``): SIGINT ignored (a terminal's Ctrl-C reaches
     the whole process group; the parent ends its helpers on its own), SIGTERM and SIGHUP (unless ignored:
     ``nohup``) back to their default action, ending it: it must not run the parent's stop handlers (those of
-    ``mcproton check`` record the stop for the parent's output folder) on the parent's data."""
+    ``mcproton check`` record the stop for the parent's output folder) on the parent's data.  And it ends with its
+    parent (pid ``parent``), even one killed with SIGKILL (:func:`_end_with_parent`)."""
     import signal
 
     from ._signals import stop_signals
 
     for s in stop_signals():
         signal.signal(s, signal.SIG_IGN if s == signal.SIGINT else signal.SIG_DFL)
+    _end_with_parent(parent)
+
+
+def _end_with_parent(parent: int) -> None:
+    """Linux: this helper gets SIGTERM (its default action: it ends) when its parent ends, however it ends
+    (``prctl(PR_SET_PDEATHSIG)``); where the parent ended before that was set, it ends now.  Before, the demo's CT and
+    RT Struct writer, its parent killed, went on alone and wrote into the output folder after the parent had gone
+    (the concurrency audit of 2026-12-07, F5).  Elsewhere (no prctl) nothing is done."""
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    pr_set_pdeathsig = 1   # linux/prctl.h
+    if prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) == 0 and os.getppid() != parent:
+        os._exit(128 + int(signal.SIGTERM))   # the parent is already gone
 
 
 def _close_inherited() -> None:
@@ -72,6 +92,7 @@ class BackgroundProcess:
         self._answer: tuple | None = None
         ctx = multiprocessing.get_context("fork")
         recv, send = ctx.Pipe(duplex=False)
+        parent = os.getpid()
 
         def child() -> None:
             import traceback
@@ -79,7 +100,7 @@ class BackgroundProcess:
             recv.close()
             _close_inherited()
             if own_signals:
-                _child_signals()
+                _child_signals(parent)
             t, c = time.perf_counter(), time.process_time()
             try:
                 answer: tuple = ("ok", func(), "")
@@ -87,11 +108,18 @@ class BackgroundProcess:
                 answer = ("error", exc, traceback.format_exc())
             times = (time.perf_counter() - t, time.process_time() - c)
             try:
-                send.send((*answer, *times))
-            except Exception as exc:       # an answer that does not pickle: its text
-                err = answer[1] if answer[0] == "error" else exc
-                send.send(("error", RuntimeError(f"{type(err).__name__}: {err}"), answer[2], *times))
-            send.close()
+                try:
+                    send.send((*answer, *times))
+                except (BrokenPipeError, ConnectionResetError):
+                    raise
+                except Exception as exc:       # an answer that does not pickle: its text
+                    err = answer[1] if answer[0] == "error" else exc
+                    send.send(("error", RuntimeError(f"{type(err).__name__}: {err}"), answer[2], *times))
+                send.close()
+            except (BrokenPipeError, ConnectionResetError):
+                # the parent is gone (or has stopped listening): nobody to tell; ended quietly, not with two
+                # BrokenPipeError tracebacks on the terminal (the concurrency audit of 2026-12-07, F5)
+                pass
 
         for stream in (sys.stdout, sys.stderr):   # or the child would flush the parent's buffered output again
             stream.flush()

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from ._forked import _PARENT_ENDS, STOP_WAIT_S, BackgroundProcess, MessageProcess  # noqa: F401
+from ._io.atomic import TEMP_PREFIX, name_tag
+from ._io.lock import locks_output
 
 PRESCRIPTION_GY_RBE = 1.8
 #: NumberOfFractionsPlanned of the demo's RT Ion Plan: a posterior-fossa boost of standard-risk medulloblastoma
@@ -194,27 +196,29 @@ def _stop_helpers(writer, planes: list[PlanesProcess]) -> None:
 
 def _clean_after_failure(out: Path, n_slices: int) -> None:
     """After an error or an interrupt, once the helpers are stopped: the temporary files that the plane-figure
-    processes (ended mid-write) and the other outputs' atomic writes left in ``out`` are removed, and a CT series
-    that the writer did not finish (a full disk, ended after its grace time) is removed and said to be, so that no
-    hidden ``.mcp-*.tmp`` files and no shorter series that loads as a shorter head are left (the environment audit
-    of 2026-12-06, F6)."""
+    processes (ended mid-write) and the other outputs' atomic writes left in ``out`` are removed, and so is the
+    temporary folder of a CT series that the writer did not finish (a full disk, ended after its grace time: the
+    series is written into it and renamed to ``ct/`` once whole), said to be; a series cut short in ``ct/`` itself
+    (written there by an mcproton before 2026-12-07) is removed too, so that no hidden ``.mcp-*.tmp`` files and no
+    shorter series that loads as a shorter head are left (the environment audit of 2026-12-06, F6)."""
     import contextlib
 
-    from ._io.atomic import temporary_files
     from ._io.console import write_stderr
+    from ._io.lock import remove_stale_temporaries
 
-    for _, name in OUTPUT_FILES:
-        for tmp in temporary_files(out / name):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
     ct = out / "ct"
+    gone = remove_stale_temporaries([*(out / name for _, name in OUTPUT_FILES), ct])
+    unfinished = [p for p in gone if p.name.startswith(f"{TEMP_PREFIX}{name_tag(ct.name)}-")]
     slices = sorted(ct.glob("CT_*.dcm")) if ct.is_dir() else []
-    if len(slices) < n_slices:
+    if 0 < len(slices) < n_slices:
         for f in slices:
             with contextlib.suppress(OSError):
                 f.unlink()
         write_stderr(f"mcproton: the CT series in {ct} was cut short ({len(slices)} of {n_slices} slices written when "
                      "the demo stopped): it was removed, and the outputs in that folder are incomplete\n")
+    elif unfinished and not slices:
+        write_stderr(f"mcproton: the CT series being written to {ct} was not finished when the demo stopped: its "
+                     "slices (in a temporary folder) were removed, and the outputs in that folder are incomplete\n")
 
 
 def _log(msg: str, quiet: bool) -> None:
@@ -228,12 +232,66 @@ def main(argv: list[str] | None = None) -> int:
                          voxel_mm=args.voxel_mm, threads=args.threads, seed=args.seed, quiet=args.quiet) else 1
 
 
+def _stops_cleanly(fn):
+    """Decorator of :func:`run_demo`: a SIGINT, SIGTERM or SIGHUP (:func:`mcproton._signals.stop_signals`) ends the
+    demo with :class:`~mcproton.errors.RunInterrupted` (exit status 128 + the signal on the command line) whose
+    message says what ``out`` holds (:func:`_stopped`), once its helpers are ended and its unfinished files removed
+    (run_demo's ``except BaseException``).  Before, only Ctrl-C was handled: SIGTERM and SIGHUP ended the demo at once,
+    its plane-figure processes printed BrokenPipeError tracebacks and its CT writer went on writing alone (the
+    concurrency audit of 2026-12-07, F5)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(out, **kwargs):
+        from ._signals import RaiseOnStopSignals, RunInterrupted, StopSignal
+
+        started = time.time()
+        with RaiseOnStopSignals():
+            try:
+                return fn(out, **kwargs)
+            except StopSignal as exc:
+                raise RunInterrupted(_stopped(exc.signum, Path(out), started), 128 + exc.signum) from None
+
+    return wrapper
+
+
+def _stopped(signum: int, out: Path, started: float) -> str:
+    """The message of a demo stopped by ``signum``: what of it ``out`` holds (the files written since ``started``;
+    each whole: written to a temporary file or folder and renamed) and what not."""
+    import signal
+
+    name = signal.Signals(signum).name
+    names = [("ct", "ct/"), *((n, n) for _, n in OUTPUT_FILES)]
+    ours = []
+    for path, shown in names:
+        try:   # ct/: only a series (an earlier demo's emptied ct/ folder is no CT)
+            if (out / path).stat().st_mtime >= started - 1 and (path != "ct" or any((out / path).glob("CT_*.dcm"))):
+                ours.append(shown)
+        except OSError:
+            pass
+    if not ours:
+        return f"interrupted by {name}: nothing of this demo was written to --out {out}; run it again"
+    missing = [shown for _, shown in names if shown not in ours]
+    return (f"interrupted by {name}: --out {out} holds this demo's {', '.join(ours)} (each whole); not written: "
+            f"{', '.join(missing)}: the demo's outputs are incomplete (no earlier demo's file is left beside them: "
+            "those were removed as it started); run it again")
+
+
+@_stops_cleanly
+@locks_output()
 def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: float = 5.0,
              voxel_mm: float = 2.0, threads: int | None = None, seed: int = 12345, quiet: bool = False) -> dict:
     """Run the demo; returns the summary dict (also written to ``out/summary.json``).  ``quiet`` takes True or
-    False only (text such as "false" is refused)."""
+    False only (text such as "false" is refused).
+
+    It holds the lock of ``out`` (a second demo, validation or phantom on the folder is refused: OutputLockedError,
+    exit status 3; before, two demos both exited 0 and one's summary named the other's files: the concurrency audit
+    of 2026-12-07, F3), removes an earlier demo's files there before it writes its first (the folder then holds one
+    demo, whole or in part, never two mixed: F5), writes every file whole (a temporary file, the CT series a
+    temporary folder, renamed into place), and a stop signal ends it with RunInterrupted (:func:`_stops_cleanly`)."""
     from ._backend import get_backend, refuse_unusable
-    from ._io.hdf5 import write_result_hdf5
+    from ._io.atomic import write_bytes_atomic
+    from ._io.hdf5 import result_hdf5_buffer
     from .dicom import result_dose_contents, write_result_rtdose, write_rtplan
     from .body import apply_body_outline, body_from_labels, dose_summary
     from .dvh import dvh_table, plot_dvh
@@ -244,7 +302,10 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     from .plots import let_colour_top, plane_slices, plot_dose_planes, plot_let_planes, require_matplotlib
     from .settings import RunSettings, _switch
 
-    from .phantoms.dicom_export import check_new_ct_dir, check_outputs_replaceable, phantom_study
+    from .phantoms.dicom_export import check_new_ct_dir, check_outputs_replaceable, phantom_study, \
+        remove_earlier_outputs
+    from ._io.console import write_stderr
+    from ._io.lock import remove_stale_temporaries
     from pydicom.uid import generate_uid
 
     # options refused before any work (--primaries 0 ran the default count; the others failed after the plan)
@@ -262,7 +323,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     t0, cpu0 = time.perf_counter(), time.process_time()
     times: dict[str, float] = {}
     out = Path(out)
-    check_new_ct_dir(out / "ct", "the demo's CT folder (in --out)")
+    earlier_ct = len(list((out / "ct").glob("CT_*.dcm"))) if (out / "ct").is_dir() else 0
+    check_new_ct_dir(out / "ct", "the demo's CT folder (in --out)")   # an earlier phantom CT there: removed
     # a planning system's structure set or plan saved there is not replaced (phantom audit F4): only our own files
     check_outputs_replaceable(out, [name for _, name in OUTPUT_FILES], "the demo's output folder (--out)")
     # what the machine lacks, refused before the phantom and before --out is made (the packaging audit of 2026-12-07:
@@ -273,6 +335,16 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     require_matplotlib()
     refuse_unusable(backend, threads)
     out.mkdir(parents=True, exist_ok=True)
+    # what a demo killed with SIGKILL left (the temporary folder of its CT series, temporary files), and an earlier
+    # demo's files: removed before the first new file, so that a demo stopped part-way leaves its own files beside
+    # none of an earlier one's (F5: a new CT and RT Struct beside the earlier plan, RT Dose and summary)
+    remove_stale_temporaries([out / "ct", *(out / name for _, name in OUTPUT_FILES)],
+                             log=lambda m: write_stderr(m + "\n"))
+    gone = ([f"ct/ ({earlier_ct} slices)"] if earlier_ct else []) \
+        + remove_earlier_outputs(out, [name for _, name in OUTPUT_FILES])
+    if gone:
+        write_stderr(f"mcproton demo: note: removed the earlier demo's outputs in {out} ({', '.join(gone)}): this "
+                     "demo writes its own\n")
 
     _log(f"phantom: {age:g}-year-old head, {voxel_mm:g} mm voxels", quiet)
     t = time.perf_counter()
@@ -306,18 +378,6 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
             _plt()
         except Exception:
             pass
-
-    # The CT series and the RT Struct are written while the plan is made and the Monte Carlo runs (the RT Dose
-    # needs the CT's UIDs: joined before it).  In a forked process where there is fork (Linux): pydicom's
-    # Python work then does not take turns with the plan's for the interpreter lock (a thread added its whole
-    # ~1 s to the plan at 2 mm); the child is started before any thread or GPU context exists here.
-    in_process = BackgroundProcess.available()
-    if in_process:
-        writer: Background | BackgroundProcess = BackgroundProcess(write_ct_and_rtstruct,
-                                                                   "the phantom's CT series and RT Struct")
-    else:
-        writer = Background(lambda: (write_ct_and_rtstruct(), import_matplotlib())[0],
-                            "the phantom's CT series and RT Struct")
 
     oar_names = ["brainstem", "cochlea_left", "cochlea_right", "spinal_cord"]
     dvh_masks = {"CTV_PF": ctv, **{n: organs[n] for n in oar_names if n in organs}}
@@ -354,6 +414,21 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
             return time.perf_counter() - t_draw
         return draw_from
 
+    # The CT series and the RT Struct are written while the plan is made and the Monte Carlo runs (the RT Dose
+    # needs the CT's UIDs: joined before it).  In a forked process where there is fork (Linux): pydicom's
+    # Python work then does not take turns with the plan's for the interpreter lock (a thread added its whole
+    # ~1 s to the plan at 2 mm); the child is started before any thread or GPU context exists here.
+    # (forked just before the block that ends it on an error or a stop signal)
+    in_process = BackgroundProcess.available()
+    if in_process:
+        # own_signals: SIGINT ignored, SIGTERM ends it, and it ends with this process (mcproton._forked)
+        writer: Background | BackgroundProcess = BackgroundProcess(write_ct_and_rtstruct,
+                                                                   "the phantom's CT series and RT Struct",
+                                                                   own_signals=True)
+    else:
+        writer = Background(lambda: (write_ct_and_rtstruct(), import_matplotlib())[0],
+                            "the phantom's CT series and RT Struct")
+
     # each plane figure (~0.3 s of matplotlib at 2 mm) in a forked process of its own, drawn while the parent
     # writes the other outputs
     planes: list[PlanesProcess] = []
@@ -363,7 +438,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     try:
         if in_process:
             for draw, what in ((draw_dose_planes, "dose"), (draw_let_planes, "LET")):
-                planes.append(PlanesProcess(from_planes(draw), import_matplotlib, f"the {what} plane figure"))
+                planes.append(PlanesProcess(from_planes(draw), import_matplotlib, f"the {what} plane figure",
+                                            own_signals=True))
         be = get_backend(backend, threads)
         n_prim = int(primaries or DEFAULT_PRIMARIES.get(be.name, DEFAULT_PRIMARIES["cpu"]))
 
@@ -414,11 +490,12 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
                                                      plan_beam_numbers=beam_numbers,
                                                      plan_sop_instance_uid=rtplan["sop_instance_uid"])
         res.geometry.study = study.replace(plan_sop_instance_uid=rtplan["sop_instance_uid"])
-        write_result_hdf5(res, out / "dose.h5", extra_attrs=extra)
         import h5py
 
-        with h5py.File(out / "dose.h5", "a") as f:
+        buf = result_hdf5_buffer(res, extra_attrs=extra)   # with the CTV, then written whole (not opened again)
+        with h5py.File(buf, "a") as f:
             f.create_dataset("ctv", data=ctv.astype(np.uint8), compression="gzip").attrs["name"] = "CTV_PF"
+        write_bytes_atomic(out / "dose.h5", buf.getbuffer())
         t_wait = time.perf_counter()
         _, ct_s, rtstruct_s = writer.join()   # its error, if any, is raised here (the CT: in `study`)
         times["ct_rtstruct_wait_s"] = time.perf_counter() - t_wait
@@ -546,7 +623,6 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     summary["undefined_figures_note"] = (
         "these figures are null: not defined for this run (NaN: e.g. a homogeneity index whose D50 is 0, a mean "
         "over no voxel, as at a very small --primaries)" if summary["undefined_figures"] else None)
-    from ._io.atomic import write_bytes_atomic
     from ._io.json_out import json_text
 
     text = json_text(summary)

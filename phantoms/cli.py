@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 import time
+from pathlib import Path
+
+from .._io.lock import locks_output
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,13 +29,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .dicom_export import export_phantom
-    from .coverage import labels_off_volume, make_head_phantom, missing_labels
-
     args = build_parser().parse_args(argv)
+    return _phantom(args.out, args)
+
+
+@locks_output()
+def _phantom(out: str, args: argparse.Namespace) -> int:
+    """The phantom of ``args`` into ``out``, holding its lock (a second phantom or demo on the folder is refused,
+    exit status 3); a SIGINT, SIGTERM or SIGHUP stops it with a message saying what ``out`` holds, exit status
+    128 + the signal (before, SIGTERM ended it without a word, and a CT series cut short was left: the concurrency
+    audit of 2026-12-07, F4; the series is now written whole or not at all)."""
+    from .._io.lock import remove_stale_temporaries
+    from .._signals import RaiseOnStopSignals, RunInterrupted, StopSignal
+    from .coverage import labels_off_volume, make_head_phantom, missing_labels
+    from .dicom_export import PHANTOM_FILES, export_phantom
+
+    folder = Path(out)
+    # what a phantom killed with SIGKILL left: the temporary folder of its CT series, its files' temporary files
+    remove_stale_temporaries([folder / "ct", *(folder / n for n in PHANTOM_FILES)],
+                             log=lambda m: print(m, file=sys.stderr))
     t0 = time.perf_counter()
-    g = make_head_phantom(args.age, args.voxel_mm, sex=args.sex, region=args.region)
-    res = export_phantom(g, args.out, calibration=args.calibration, rtstruct=not args.no_rtstruct)
+    writing = False
+    with RaiseOnStopSignals():
+        try:
+            g = make_head_phantom(args.age, args.voxel_mm, sex=args.sex, region=args.region)
+            writing = True
+            res = export_phantom(g, folder, calibration=args.calibration, rtstruct=not args.no_rtstruct)
+        except StopSignal as exc:
+            raise RunInterrupted(_stopped(exc.signum, folder, args, writing), 128 + exc.signum) from None
     summary = {"phantom": g.name, "shape_zyx": list(g.shape_zyx), "voxel_mm": args.voxel_mm,
                "origin_mm": list(g.origin_mm), "ct": str(res["ct_dir"]), "slices": len(res["ct"].sop_instance_uids),
                "frame_of_reference_uid": res["ct"].frame_of_reference_uid,
@@ -41,3 +67,23 @@ def main(argv: list[str] | None = None) -> int:
                "wall_s": round(time.perf_counter() - t0, 2)}
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _stopped(signum: int, out: Path, args: argparse.Namespace, writing: bool) -> str:
+    """The message of a phantom stopped by ``signum``: what ``out`` holds now (each file, the CT series as a whole,
+    is written whole or not at all), where it was ``writing`` (else nothing was written)."""
+    name = signal.Signals(signum).name
+    if not writing:
+        return (f"interrupted by {name} while the phantom was made, before any of its files was written (--out "
+                f"{out} is as it was); run mcproton phantom again")
+    want = ["ct/"] + (["rtstruct.dcm"] if not args.no_rtstruct else []) + ["phantom.h5"]
+    ct = out / "ct"
+    n = len(list(ct.glob("CT_*.dcm"))) if ct.is_dir() else 0
+    there = {f: bool(n) if f == "ct/" else (out / f).is_file() for f in want}
+    have = [f"ct/ ({n} slices, the whole series)" if f == "ct/" else f for f in want if there[f]]
+    missing = [f for f in want if not there[f]]
+    held = f"--out {out} holds {', '.join(have)}" if have else f"nothing was written to --out {out}"
+    return (f"interrupted by {name} while the phantom was written: {held}"
+            + (f"; not written: {', '.join(missing)}" if missing else "")
+            + " (no file is cut short: each, the CT series as a whole, is written whole or not at all); run "
+            "mcproton phantom again")

@@ -150,6 +150,22 @@ def check_outputs_replaceable(out_dir, names, what: str = "the output folder") -
                          "replace: give a new output folder, or move those files out of it yourself")
 
 
+def remove_earlier_outputs(out_dir, names) -> list[str]:
+    """Remove the files of ``names`` in ``out_dir`` that mcproton wrote (:func:`written_by_mcproton`: an earlier
+    phantom's or demo's; any other is left) as a new one starts writing, as :func:`check_new_ct_dir` empties the CT
+    folder: a phantom or demo stopped part-way then leaves its own files and none of an earlier one's beside them
+    (the concurrency audit of 2026-12-07, F5: a demo stopped after its CT left the new CT and RT Struct, of a new
+    frame of reference, beside the earlier demo's plan, RT Dose and summary).  Returns the names removed."""
+    d = Path(out_dir)
+    gone = []
+    for name in names:
+        p = d / name
+        if p.is_file() and not p.is_symlink() and written_by_mcproton(p)[0]:
+            p.unlink()
+            gone.append(name)
+    return gone
+
+
 def write_phantom_ct(geometry: VoxelGeometry, out_dir, *, calibration="schneider2000",
                      study: StudyReference | None = None,
                      series_description: str | None = None) -> CTSeriesRef:
@@ -330,6 +346,7 @@ def write_rtstruct(masks: Mapping[str, np.ndarray], geometry: VoxelGeometry, ct:
     from pydicom.sequence import Sequence as DSeq
     from pydicom.uid import generate_uid
 
+    from .._io.atomic import atomic_write_file
     from .._io.dicom_common import new_file_dataset, now_date_time, save_dataset, set_patient_study_series
 
     nz = geometry.shape_zyx[0]
@@ -414,7 +431,9 @@ def write_rtstruct(masks: Mapping[str, np.ndarray], geometry: VoxelGeometry, ct:
     ds.ROIContourSequence = DSeq(roi_contours)
     ds.RTROIObservationsSequence = DSeq(observations)
     ds.ApprovalStatus = "UNAPPROVED"
-    return save_dataset(ds, path)
+    # a temporary file renamed into place: a writer stopped part-way leaves no truncated RT Struct
+    atomic_write_file(path, lambda tmp: save_dataset(ds, tmp))
+    return Path(path)
 
 
 def read_rtstruct_contours(path) -> dict[str, list[np.ndarray]]:
@@ -430,6 +449,10 @@ def read_rtstruct_contours(path) -> dict[str, list[np.ndarray]]:
     return out
 
 
+#: the files :func:`export_phantom` writes into its folder beside ``ct/``
+PHANTOM_FILES = ("rtstruct.dcm", "phantom.h5")
+
+
 def export_phantom(geometry: VoxelGeometry, out_dir, *, calibration="schneider2000", rtstruct: bool = True,
                    extra_masks: Mapping[str, np.ndarray] | None = None, hdf5: bool = True) -> dict:
     """``out_dir/ct/`` (CT series), ``out_dir/rtstruct.dcm`` (one ROI per label + ``extra_masks``) and
@@ -438,7 +461,10 @@ def export_phantom(geometry: VoxelGeometry, out_dir, *, calibration="schneider20
     Whatever would refuse the phantom is checked before anything is written or a folder made (a refusal leaves no
     empty ``out_dir`` behind, phantom audit F6.4): the calibration (known, covering the phantom's densities), the
     CT folder (:func:`check_new_ct_dir`), and the files it would replace (:func:`check_outputs_replaceable`: only
-    files that mcproton wrote, F4)."""
+    files that mcproton wrote, F4).  An earlier phantom's files there are removed before the first new one is
+    written (:func:`remove_earlier_outputs`), and each file (the CT series as a whole) is written whole or not at
+    all: an export stopped part-way leaves some of this phantom's files, never a shorter series or another
+    phantom's RT Struct beside them."""
     from ..dicom import HUCalibration
     from .export import label_map_to_masks, write_phantom_hdf5
 
@@ -446,8 +472,9 @@ def export_phantom(geometry: VoxelGeometry, out_dir, *, calibration="schneider20
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
     check_calibration_covers(geometry, cal)
     check_new_ct_dir(out / "ct")
-    check_outputs_replaceable(out, [name for name, on in (("rtstruct.dcm", rtstruct), ("phantom.h5", hdf5)) if on])
+    check_outputs_replaceable(out, [name for name, on in zip(PHANTOM_FILES, (rtstruct, hdf5)) if on])
     out.mkdir(parents=True, exist_ok=True)
+    remove_earlier_outputs(out, PHANTOM_FILES)   # also an earlier one of those not written now (--no-rtstruct)
     ct = write_phantom_ct(geometry, out / "ct", calibration=cal)
     res = {"ct": ct, "ct_dir": out / "ct"}
     if rtstruct:

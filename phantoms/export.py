@@ -45,10 +45,11 @@ def write_phantom_hdf5(geometry: VoxelGeometry, path) -> Path:
     subgroup per material (index order) holding name, density, I-value, source and the element mass fractions.
     Each dataset says its unit or where its values are named (``lookup``: the attribute or group that names a
     label or material index; the interop audit 2026-12-05 read the file with h5py alone, F4)."""
-    import h5py
+    from .._io.atomic import write_hdf5_atomic
 
     path = Path(path)
-    with h5py.File(path, "w") as f:
+
+    def fill(f) -> None:   # built in memory, written whole (no partial file where the writer is stopped)
         opts = dict(compression="gzip", compression_opts=4, shuffle=True)
         f.create_dataset("material_index", data=geometry.material_index_zyx, **opts)
         f["material_index"].attrs["lookup"] = "group materials (subgroup = index, zero-padded: 000, 001, ...)"
@@ -76,6 +77,8 @@ def write_phantom_hdf5(geometry: VoxelGeometry, path) -> Path:
             gm.attrs["i_value_ev"] = np.nan if m.i_value_ev is None else m.i_value_ev
             gm.attrs["source"] = m.source
             gm.attrs["mass_fractions"] = json.dumps(dict(m.mass_fractions))
+
+    write_hdf5_atomic(path, fill)
     return path
 
 

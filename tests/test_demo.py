@@ -428,6 +428,17 @@ def test_demo_sigint_to_its_pid_only_ends_it(tmp_path, demo_plan_prelude):
     at a terminal signals the helpers too) during the Monte Carlo: "interrupted", exit status 130 (the deployment
     audit, F1: it hung for good).  The command line's main in a fresh interpreter, as `mcproton demo` runs it, on
     the plan made once (conftest.py)."""
+    import signal
+
+    rc, text, _ = _demo_stopped(tmp_path, demo_plan_prelude, tmp_path / "out", signal.SIGINT)
+    assert rc == 130 and "mcproton: interrupted" in text, text
+
+
+def _demo_stopped(tmp_path, prelude: str, out, sig: int, *args: str) -> tuple[int, str, list[int]]:
+    """The command line's demo into ``out`` (``args`` added) in a fresh interpreter, as `mcproton demo` runs it, on
+    the plan made once (``prelude``: conftest.py), sent ``sig`` to its PID only (as a batch system or a wrapper
+    stops a job; Ctrl-C at a terminal signals the helpers too) 1 s into its Monte Carlo: ``(exit status, its
+    output, the pids of its helper processes then)``; a demo still running 90 s after the signal (hung) fails."""
     import os
     import signal
     import subprocess
@@ -435,30 +446,29 @@ def test_demo_sigint_to_its_pid_only_ends_it(tmp_path, demo_plan_prelude):
     import time
 
     script = tmp_path / "demo_cli.py"
-    script.write_text(demo_plan_prelude + "import sys\nfrom mcproton.cli import main\n\nsys.exit(main(sys.argv[1:]))\n")
+    script.write_text(prelude + "import sys\nfrom mcproton.cli import main\n\nsys.exit(main(sys.argv[1:]))\n")
     log_path = tmp_path / "demo.log"
     with open(log_path, "w") as log:
-        p = subprocess.Popen([sys.executable, str(script), "demo", "--out", str(tmp_path / "out"),
-                              "--primaries", "5000000", "--voxel-mm", "4", "--backend", "cpu"],
+        p = subprocess.Popen([sys.executable, str(script), "demo", "--out", str(out), "--primaries", "5000000",
+                              "--voxel-mm", "4", "--backend", "cpu", *args],
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             for _ in range(1200):   # up to 2 min for the phantom and the plan
                 if "Monte Carlo" in log_path.read_text() or p.poll() is not None:
                     break
                 time.sleep(0.1)
-            assert p.poll() is None, log_path.read_text()
-            assert "Monte Carlo" in log_path.read_text(), log_path.read_text()
-            time.sleep(1.0)                     # into the transport
-            p.send_signal(signal.SIGINT)        # to the demo's PID, not to its process group
+            assert p.poll() is None and "Monte Carlo" in log_path.read_text(), log_path.read_text()
+            time.sleep(1.0)                     # into the transport; the plane-figure helpers wait for their message
+            helpers = _children(p.pid)
+            p.send_signal(sig)                  # to the demo's PID, not to its process group
             rc = p.wait(timeout=90)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"still running 90 s after a SIGINT (hung): {log_path.read_text()[-1000:]}")
+            pytest.fail(f"still running 90 s after {signal.Signals(sig).name} (hung): {log_path.read_text()[-1000:]}")
         finally:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
-    text = log_path.read_text()
-    assert rc == 130 and "mcproton: interrupted" in text, text
+    return rc, log_path.read_text(), helpers
 
 
 def test_the_d95_noise_note_is_a_warning_only_where_d95_ok_is_false():
@@ -583,3 +593,74 @@ def test_demo_refuses_what_the_machine_lacks_before_any_work(tmp_path, monkeypat
     err = capsys.readouterr().err
     assert rc == 3 and err.startswith("mcproton: error: ") and said in err, err
     assert not (tmp_path / "out").exists()
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the forked helpers are Linux only")
+def test_demo_sigterm_ends_it_and_its_helpers_and_leaves_no_earlier_demo_beside_it(tmp_path, demo_plan_made_once,
+                                                                                    demo_plan_prelude):
+    """SIGTERM (a batch scheduler, ``kill``) to a demo re-run into an earlier demo's folder, during its Monte Carlo
+    (the concurrency audit of 2026-12-07, F5): before, the demo was killed at once without a word, its plane-figure
+    processes printed BrokenPipeError tracebacks, its CT writer went on alone, and the folder held the new CT and RT
+    Struct (a new frame of reference) beside the earlier demo's RT Dose, dose.h5 and summary.json.  Now: exit status
+    143 and a message saying what --out holds, no helper left running, and only this demo's files (the earlier
+    demo's were removed as it started, with a note), all in one frame of reference."""
+    import signal
+    import time
+
+    import pydicom
+
+    from mcproton.demo import run_demo
+
+    out = tmp_path / "out"
+    run_demo(out, primaries=2000, voxel_mm=4.0, backend="cpu", quiet=True, threads=1)   # the earlier demo
+    assert (out / "rtdose.dcm").is_file() and (out / "summary.json").is_file()
+    rc, text, helpers = _demo_stopped(tmp_path, demo_plan_prelude, out, signal.SIGTERM, "--threads", "1",
+                                      "--seed", "7")
+    assert rc == 143, text
+    assert "mcproton demo: note: removed the earlier demo's outputs" in text, text
+    assert "mcproton: interrupted by SIGTERM: --out" in text and "not written: rtdose.dcm, dose.h5" in text, text
+    assert "Traceback" not in text and "BrokenPipeError" not in text, text
+    assert helpers, "no helper process was seen"
+    for _ in range(100):
+        if not any(_running(h) for h in helpers):
+            break
+        time.sleep(0.1)
+    assert not any(_running(h) for h in helpers), [h for h in helpers if _running(h)]
+    # one demo in the folder: no earlier RT Dose, dose or summary beside this one's CT, RT Struct and plan
+    assert sorted(p.name for p in out.iterdir()) == ["ct", "rtplan.dcm", "rtstruct.dcm"], sorted(out.iterdir())
+    frames = {pydicom.dcmread(f, stop_before_pixels=True).FrameOfReferenceUID
+              for f in [*sorted((out / "ct").glob("CT_*.dcm"))[:1], out / "rtplan.dcm"]}
+    rs = pydicom.dcmread(out / "rtstruct.dcm", stop_before_pixels=True)
+    frames.add(rs.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID)
+    assert len(frames) == 1, frames
+
+
+def test_a_second_demo_into_a_folder_being_written_is_refused(tmp_path, capsys):
+    """Two demos on one --out (the concurrency audit of 2026-12-07, F3: both exited 0, and the first one's summary
+    named files holding the second one's results): the folder's lock is held, the second is refused at once."""
+    from mcproton._io.lock import OutputLock
+
+    out = tmp_path / "out"
+    with OutputLock(out, "--out", folder=True):
+        rc = cli_main(["demo", "--out", str(out), "--primaries", "2000", "--voxel-mm", "4", "--backend", "cpu",
+                       "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 3 and "is being written by another run now" in err and f"pid {__import__('os').getpid()}" in err, err
+    assert not out.exists() or not any(p.name != ".mcproton-lock" for p in out.iterdir())

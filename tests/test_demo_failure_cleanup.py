@@ -35,3 +35,18 @@ def test_a_whole_series_is_kept_without_a_word(tmp_path, capsys):
         (out / "ct" / f"CT_{k:04d}.dcm").write_bytes(b"slice")
     _clean_after_failure(out, 4)
     assert len(list((out / "ct").glob("CT_*.dcm"))) == 4 and "CT series" not in capsys.readouterr().err
+
+
+def test_an_unfinished_series_in_its_temporary_folder_is_removed_and_said(tmp_path, capsys):
+    """Since 2026-12-07 the writer fills a temporary folder beside ct/ and renames it once whole (the concurrency
+    audit, F4/F5): a writer ended before that leaves the folder, which is removed and said to be; ct/ holds none of
+    it, and an earlier run's temporary folder of another output is not taken for it."""
+    out = tmp_path / "demo"
+    unfinished = out / f"{TEMP_PREFIX}{name_tag('ct')}-abc123.tmp"
+    unfinished.mkdir(parents=True)
+    for k in range(3):
+        (unfinished / f"CT_{k:04d}.dcm").write_bytes(b"slice")
+    _clean_after_failure(out, 10)
+    assert not unfinished.exists() and not (out / "ct").exists()
+    err = capsys.readouterr().err
+    assert "CT series being written to" in err and "not finished" in err and "removed" in err, err

@@ -16,6 +16,10 @@ from .tolerances import (kernel_warnings, quick_spread, report_kernel, sd_text, 
                          why_these_tolerances)
 
 SCHEMA_VERSION = 1
+#: summary.json's ``status`` (new keys do not raise SCHEMA_VERSION): "complete", a whole report; "interrupted", the
+#: record of a validation stopped by a signal (no report, no cases, ``all_passed`` false: validation/runner.py),
+#: which a script must not take for a result
+COMPLETE, INTERRUPTED = "complete", "interrupted"
 #: the report page's heading (a folder holding report.html with it holds an earlier report: runner.check_out_dir)
 REPORT_TITLE = "mcproton validation and commissioning report"
 
@@ -47,6 +51,7 @@ def build_summary(cases: list[CaseResult], meta: dict[str, Any]) -> dict[str, An
     spread = spread_header()
     return {
         "schema_version": SCHEMA_VERSION,
+        "status": COMPLETE,
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **_jsonable(meta),
         "engine": _jsonable(_settings_from_runs(cases)),
@@ -274,19 +279,29 @@ def _why(summary: dict[str, Any]) -> str:
             f"<ul class='small'>{items}</ul>")
 
 
-def write_report(out_dir: Path | str, cases: list[CaseResult], meta: dict[str, Any]) -> dict[str, Any]:
-    """Write summary.json, report.html and one PNG per figure into ``out_dir``; returns the summary."""
+def write_report(out_dir: Path | str, cases: list[CaseResult], meta: dict[str, Any],
+                 written: list[Path] | None = None) -> dict[str, Any]:
+    """Write one PNG per figure, report.html and, last, summary.json into ``out_dir``; returns the summary.  Each
+    file is written atomically (a temporary file renamed into place: a reader, or a validation stopped while
+    writing, never sees a truncated summary.json or report.html under its name: the concurrency audit of
+    2026-12-07, F3), and appended to ``written`` (where given) once it is."""
+    from .._io.atomic import write_bytes_atomic
+    from .._io.json_out import json_text   # the one strict writer (NaN as null) of every JSON mcproton writes
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    done = written if written is not None else []
+
+    def put(name: str, data: bytes) -> None:
+        done.append(write_bytes_atomic(out / name, data))
+
     for c in cases:
         for i, f in enumerate(c.figures):
             if not f.filename:
                 f.filename = f"{c.name}_{i}.png"
-            (out / f.filename).write_bytes(f.png)
+            put(f.filename, f.png)
     meta = {"python": platform.python_version(), "platform": platform.platform(), **meta}
     summary = build_summary(cases, meta)
-    from .._io.json_out import json_text   # the one strict writer (NaN as null) of every JSON mcproton writes
-
-    (out / "summary.json").write_text(json_text(summary))
-    (out / "report.html").write_text(render_html(summary, cases), encoding="utf-8")
+    put("report.html", render_html(summary, cases).encode("utf-8"))
+    put("summary.json", json_text(summary).encode("utf-8"))   # last: what a script reads says the report is whole
     return summary

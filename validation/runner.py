@@ -6,22 +6,33 @@
 Writes DIR/report.html (self-contained), DIR/summary.json and DIR/*.png; the progress goes to stderr, the result
 (the report's paths, each case's status) to stdout.  Exit status, as ``mcproton run`` and ``mcproton check``
 (mcproton.errors): 0 if every case passed (or was skipped), 1 if a case failed, 2 for a usage error (an option,
---out), 3 for the machine (``--backend cuda`` without a usable GPU), 4 if a case raised (a crash: the report
-names it; it outranks a failed case).
+--out), 3 for the machine (``--backend cuda`` without a usable GPU) or a DIR that another validation, demo or
+phantom is writing now (its lock), 4 if a case raised (a crash: the report names it; it outranks a failed case),
+128 + the signal when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+
+An earlier report in DIR is moved into DIR/earlier_validate_<date>/ as the validation starts and removed once the
+new report is complete.  A validation stopped by a signal writes no report: DIR/summary.json then records the stop
+(``"status": "interrupted"``, ``all_passed`` false, ``exit_status`` 128 + the signal, the cases done), the earlier
+report stays in earlier_validate_<date>/, and the message says so; a complete report's summary.json has
+``"status": "complete"``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from .._io.lock import locks_output
+from .._io.set_aside import set_aside
+from .._signals import RaiseOnStopSignals, StopSignal
 from .cases import CASE_NAMES, CASES
 from .core import ERROR, CaseResult, Context
-from .report import REPORT_TITLE, write_report
+from .report import INTERRUPTED, REPORT_TITLE, SCHEMA_VERSION, write_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,37 +107,50 @@ def _earlier_report(out: Path) -> tuple[list[Path], str | None]:
     return old, None
 
 
+_FIX = "give another folder (a new one, or one with an earlier mcproton validate report, which is replaced)"
+
+
+def _misplaced(out: Path) -> str | None:
+    """Why ``out`` is no place for the report whatever it holds (a file, below a file, inside mcproton's own input
+    folders), or None: refused before the folder's lock is taken (which would be made there)."""
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            what = "is a file" if p == out else f"lies below {p}, which is a file"
+            return f"--out {out} {what}, not a folder; {_FIX}"
+    real = out.resolve()
+    for folder in _input_folders():
+        if real == folder or folder in real.parents:
+            return (f"--out {out} lies inside {folder}, one of mcproton's own input folders (the package, the "
+                    "validation cases' reference data and the committed report's figures): the report and its "
+                    "figures would be written among them; give a folder outside it")
+    return None
+
+
 def check_out_dir(out: Path) -> tuple[list[Path], str | None]:
     """Check the report folder before any case runs: ``(files of an earlier report there, to be replaced by the
     new one, error message or None)``.  Refused: a file; a folder inside mcproton's own input folders; a folder
     holding a summary.json or report.html that an earlier ``mcproton validate`` did not write; a folder that
     cannot be made or written."""
-    fix = "give another folder (a new one, or one with an earlier mcproton validate report, which is replaced)"
-    for p in (out, *out.parents):
-        if p.exists() and not p.is_dir():
-            what = "is a file" if p == out else f"lies below {p}, which is a file"
-            return [], f"--out {out} {what}, not a folder; {fix}"
-    real = out.resolve()
-    for folder in _input_folders():
-        if real == folder or folder in real.parents:
-            return [], (f"--out {out} lies inside {folder}, one of mcproton's own input folders (the package, the "
-                        "validation cases' reference data and the committed report's figures): the report and "
-                        "its figures would be written among them; give a folder outside it")
+    why = _misplaced(out)
+    if why:
+        return [], why
     old, why = _earlier_report(out) if out.is_dir() else ([], None)
     if why:
-        return [], f"--out {out}: {why}, and writing the report would replace it; {fix}"
+        return [], f"--out {out}: {why}, and writing the report would replace it; {_FIX}"
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".mcproton-validate-{os.getpid()}.tmp"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        return [], f"--out {out} cannot be written ({type(exc).__name__}: {exc}); {fix}"
+        return [], f"--out {out} cannot be written ({type(exc).__name__}: {exc}); {_FIX}"
     return old, None
 
 
-def run_cases(ctx: Context, names: list[str]) -> list[CaseResult]:
-    results = []
+def run_cases(ctx: Context, names: list[str], results: list[CaseResult] | None = None) -> list[CaseResult]:
+    """Run the cases ``names`` (in the order of CASES); each result is appended to ``results`` (a new list where
+    None) as its case ends, so that a caller stopped part-way knows the cases done.  Returns the list."""
+    results = [] if results is None else results
     for spec in CASES:
         if spec.name not in names:
             continue
@@ -149,8 +173,9 @@ def run_cases(ctx: Context, names: list[str]) -> list[CaseResult]:
 
 def main(argv: list[str] | None = None, simulate_fn=None) -> int:
     p = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = p.parse_args(sys.argv[1:] if argv is None else argv)
+        args = p.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) and 2
     if args.list:
@@ -179,10 +204,60 @@ def main(argv: list[str] | None = None, simulate_fn=None) -> int:
 
             print(f"mcproton validate: error: {exc}", file=sys.stderr)
             return EXIT_ENVIRONMENT
-    earlier, why = check_out_dir(Path(args.out))   # before any case: no run lost to an unwritable folder
+    from .._io.errors import McprotonEnvironmentError
+
+    why = _misplaced(Path(args.out))   # before the folder's lock (made in it) is taken
     if why:
         print(f"mcproton validate: error: {why}", file=sys.stderr)
         return 2
+    try:
+        return _validate(args.out, args, argv, names, simulate_fn)
+    except McprotonEnvironmentError as exc:   # --out locked by another validation (or demo, phantom) running now
+        from ..errors import EXIT_ENVIRONMENT
+
+        print(f"mcproton validate: error: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+
+
+#: the folder in --out that an earlier report is moved into as a new validation starts (removed once the new report
+#: is complete; kept, and named by the record of a validation that does not complete)
+EARLIER_DIR = "earlier_validate_"
+
+
+class _Stopped(StopSignal):
+    """SIGINT/SIGTERM/SIGHUP during a validation."""
+
+
+class _StopHandlers(RaiseOnStopSignals):
+    """The stop signals raise :class:`_Stopped` (the first one; none once the report is complete)."""
+
+    exc = _Stopped
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.complete = False
+
+    def quiet(self) -> bool:
+        return self.complete
+
+
+@locks_output()
+def _validate(out: str, args: argparse.Namespace, argv: list[str], names: list[str], simulate_fn) -> int:
+    """The validation of ``args`` into ``out``, holding the lock of that folder: a second validation (or a demo, a
+    phantom) on it is refused, exit status 3 (before, both ran and one result was lost: the concurrency audit of
+    2026-12-07, F3).  An earlier report there is set aside into ``earlier_validate_<date>/`` before the first case
+    and removed once this report is complete; a stop signal ends the validation with a ``summary.json`` that records
+    it (``"status": "interrupted"``, ``all_passed`` false), a message saying what ``out`` holds and exit status
+    128 + the signal (before, SIGTERM and SIGHUP ended it without a word and the earlier ALL PASSED report stayed in
+    place, unmarked: F2)."""
+    from .._io.lock import remove_stale_temporaries
+
+    folder = Path(out)
+    earlier, why = check_out_dir(folder)   # before any case: no run lost to an unwritable folder
+    if why:
+        print(f"mcproton validate: error: {why}", file=sys.stderr)
+        return 2
+    remove_stale_temporaries([folder / n for n in REPORT_FILES], log=_say)   # of a validation killed while writing
     physics = None
     try:
         from ..settings import PhysicsSettings
@@ -190,21 +265,28 @@ def main(argv: list[str] | None = None, simulate_fn=None) -> int:
     except Exception as exc:  # pragma: no cover - settings module always present in the package
         print(f"warning: physics settings unavailable ({exc})", file=sys.stderr)
     ctx = Context(mode=args.mode, backend=args.backend, seed=args.seed, batches=args.batches, physics=physics,
-                  out_dir=Path(args.out), simulate_fn=simulate_fn)
-    t0 = time.perf_counter()
-    results = run_cases(ctx, names)
+                  out_dir=folder, simulate_fn=simulate_fn)
     meta = {"mode": args.mode, "backend_requested": args.backend, "seed": args.seed, "batches": args.batches,
             "physics": vars(physics) if physics is not None else None,
-            "command": "mcproton validate " + " ".join(sys.argv[1:] if argv is None else argv),
-            "total_wall_s": round(time.perf_counter() - t0, 2)}
-    for f in earlier:   # the earlier report's files: none of its figures stays beside the new report
-        f.unlink(missing_ok=True)
-    if earlier:
-        print(f"mcproton validate: the earlier report in {args.out} ({len(earlier)} files) was replaced",
-              file=sys.stderr)
-    summary = write_report(args.out, results, meta)
-    out = Path(args.out)
-    print(f"report: {out / 'report.html'}\nsummary: {out / 'summary.json'}")
+            "command": "mcproton validate " + " ".join(argv)}
+    results: list[CaseResult] = []
+    written: list[Path] = []
+    aside: list[Path | None] = [None]
+    stop = _StopHandlers()
+    with stop:
+        try:
+            aside[0] = _set_aside(folder, earlier)
+            t0 = time.perf_counter()
+            run_cases(ctx, names, results)
+            meta["total_wall_s"] = round(time.perf_counter() - t0, 2)
+            summary = write_report(folder, results, meta, written=written)
+            stop.complete = True
+        except (_Stopped, KeyboardInterrupt) as exc:
+            stop.complete = True   # a further signal is ignored while the record is written
+            signum = getattr(exc, "signum", signal.SIGINT)
+            return _interrupted(folder, signum, names, results, written, aside[0], earlier, meta)
+        _discard(folder, aside[0], earlier)
+    print(f"report: {folder / 'report.html'}\nsummary: {folder / 'summary.json'}")
     for c in results:
         print(f"  {c.status:8s} {c.name}{'  ' + c.message if c.message else ''}")
     for w in summary.get("kernel_warnings", []):
@@ -216,6 +298,86 @@ def main(argv: list[str] | None = None, simulate_fn=None) -> int:
         print(f"  of them failed by design with --water-model {ctx.water_model()}: {', '.join(by_design)} (their "
               "references were computed with ICRU 90 water, I = 78 eV); the exit status stays 1")
     return int(summary["exit_status"])
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _interrupted_record(path: Path) -> bool:
+    """Whether ``path`` is the summary.json of a validation that was stopped (:func:`_interrupted`), not a report."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return path.name == "summary.json" and isinstance(doc, dict) and doc.get("status") == INTERRUPTED
+
+
+def _set_aside(out: Path, earlier: list[Path]) -> Path | None:
+    """Move the earlier report's files into ``out/earlier_validate_<date>/`` (an earlier record of a stopped
+    validation is removed, the folder it names moved with them: mcproton._io.set_aside, as ``mcproton check`` sets
+    its earlier outputs aside); returns that folder (None: nothing moved)."""
+    if not earlier:
+        return None
+    return set_aside(out, earlier, _say, is_record=_interrupted_record, prefix=EARLIER_DIR,
+                     whose="mcproton validate: note: the earlier validation's report",
+                     why="is not the result of this validation: set aside as it starts (removed once its report is "
+                         "complete; kept where it does not complete)")
+
+
+def _discard(out: Path, aside: Path | None, earlier: list[Path]) -> None:
+    """This report is complete: the earlier one set aside is removed (replaced), and said to be."""
+    import shutil
+
+    if aside is None:
+        return
+    try:
+        shutil.rmtree(aside)
+    except OSError as exc:
+        _say(f"mcproton validate: could not remove the earlier report set aside in {aside} ({exc}); this "
+             "validation's report is complete beside it")
+        return
+    _say(f"mcproton validate: the earlier report in {out} ({len(earlier)} files) was replaced")
+
+
+def _interrupted(out: Path, signum: int, names: list[str], results: list[CaseResult], written: list[Path],
+                 aside: Path | None, earlier: list[Path], meta: dict) -> int:
+    """A validation stopped by ``signum``: the report files it wrote (the report was not complete) are removed,
+    ``out/summary.json`` records the stop (``"status": "interrupted"``, ``all_passed`` false, ``exit_status``
+    128 + the signal, the cases done and not, where the earlier report went), and the message says what ``out``
+    holds.  Returns the exit status."""
+    import datetime as _dt
+
+    from .._io.atomic import write_bytes_atomic
+    from .._io.json_out import json_text
+
+    code = 128 + signum
+    name = signal.Signals(signum).name
+    for f in written:
+        f.unlink(missing_ok=True)
+    done = {c.name: c.status for c in results}
+    order = [spec.name for spec in CASES if spec.name in names]
+    left = [n for n in order if n not in done]
+    where = f"during case {left[0]}" if left else "while writing the report"
+    done_text = ", ".join(f"{n} {s}" for n, s in done.items()) or "none"
+    kept = (f"; the earlier report found there ({len(earlier)} files) was moved into {aside}: it is not the result "
+            "of this validation") if aside is not None else ""
+    record = {"schema_version": SCHEMA_VERSION, "status": INTERRUPTED,
+              "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **meta,
+              "all_passed": False, "exit_status": code, "signal": name,
+              "n_cases": len(order), "cases_done": [{"name": n, "status": s} for n, s in done.items()],
+              "cases_not_done": left, "cases": [],
+              "earlier_outputs_moved_to": None if aside is None else str(aside)}
+    msg = (f"interrupted by {name} {where} (cases done: {done_text}; not done: {', '.join(left) or 'none'}): no "
+           f"report was written to --out {out}{kept}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(out / "summary.json", (json_text({**record, "message": msg}) + "\n").encode())
+        msg += f"; {out / 'summary.json'} records this interrupted validation (all_passed false)"
+    except OSError as exc:
+        msg += f"; its record could not be written to {out / 'summary.json'} ({exc})"
+    _say(f"mcproton validate: {msg}; run it again")
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._io.set_aside import aside_pattern, move_aside as _move_aside, named_aside as _named_aside, set_aside
 from .inputs import CheckInputError
 from .mc_rtdose import MC_SERIES_DESCRIPTION, PHANTOM_SERIES_DESCRIPTION, is_check_output
 
@@ -131,20 +132,11 @@ class EarlierOutputs:
         check aside there) goes with them, into the new folder: removed once this check's report is complete, kept
         and named by its record where it does not complete (review 5 of 2026-12-06, F4: it stayed beside the new
         report, named by nothing, holding last night's check.json)."""
-        records = [p for p in self.found if p.name == "check.json" and _failure_record_file(p)]
-        outputs = [p for p in self.found if p not in records]
-        for p in records:
-            try:
-                aside = named_aside(self.out, json.loads(p.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
-                aside = None
-            if aside is not None and aside not in outputs:
-                outputs.append(aside)
-        self.moved_to = move_aside(self.out, outputs, self.log,
-                                   why="set aside as this check starts (removed once its report is complete; kept "
-                                       "where it does not complete)")
-        for p in records:
-            p.unlink()
+        self.moved_to = set_aside(self.out, self.found, self.log,
+                                  is_record=lambda p: p.name == "check.json" and _failure_record_file(p),
+                                  prefix=EARLIER_DIR, whose=EARLIER_WHOSE,
+                                  why="set aside as this check starts (removed once its report is complete; kept "
+                                      "where it does not complete)")
 
     def __call__(self) -> list[str]:
         """This check's first write is next (the earlier outputs were set aside when it started)."""
@@ -232,22 +224,16 @@ def _failure_record_file(path: Path) -> bool:
 
 
 #: the name of a folder move_aside makes: earlier_check_<YYYYmmdd-HHMMSS>[-<k>]
-EARLIER_DIR_NAME = re.compile(rf"^{EARLIER_DIR}\d{{8}}-\d{{6}}(-\d+)?$")
+EARLIER_DIR_NAME = aside_pattern(EARLIER_DIR)
+#: what the log calls the outputs move_aside moves
+EARLIER_WHOSE = "mcproton check: the earlier check's outputs"
 
 
 def named_aside(folder: Path, doc: Any) -> Path | None:
     """The folder ``folder/earlier_check_<date>/`` that the record ``doc`` (a check.json's content) names as where
-    an earlier check's outputs were moved (``earlier_outputs_moved_to``), where it is there; else None.  Matched by
-    its name inside ``folder``, not by the path recorded: a record written before review 5 of 2026-12-06 (F1) holds
-    it relative to the working directory of the run that wrote it, and a batch's --out may since have been moved."""
-    aside = doc.get("earlier_outputs_moved_to") if isinstance(doc, dict) else None
-    if not isinstance(aside, str) or not aside:
-        return None
-    name = Path(aside).name
-    if not EARLIER_DIR_NAME.match(name):
-        return None
-    path = folder / name
-    return path if path.is_dir() and not path.is_symlink() else None
+    an earlier check's outputs were moved (``earlier_outputs_moved_to``), where it is there; else None
+    (mcproton._io.set_aside.named_aside)."""
+    return _named_aside(folder, doc, EARLIER_DIR)
 
 
 def earlier_reports(out: Path) -> list[Path]:
@@ -265,25 +251,8 @@ def move_aside(out: Path, found: list[Path], log: Callable[[str], None],
                why: str = "are not a check of these inputs") -> Path | None:
     """Move an earlier check's outputs ``found`` into ``out/earlier_check_<date of the newest>/`` (kept, and no
     longer where a script reads the current check's); returns that folder as an absolute path (None: nothing to
-    move): the records that name it (``earlier_outputs_moved_to``) are read by a later run from any working directory
-    (review 5 of 2026-12-06, F1: a path relative to a batch's --out did not resolve from the next night's).  ``why``:
-    the log's words for why they are moved."""
-    import time
-
-    if not found:
-        return None
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(max(p.lstat().st_mtime for p in found)))
-    dest = Path(os.path.abspath(out)) / f"{EARLIER_DIR}{stamp}"
-    k = 1
-    while dest.exists():
-        k += 1
-        dest = dest.parent / f"{EARLIER_DIR}{stamp}-{k}"
-    dest.mkdir()
-    for p in found:
-        os.replace(p, dest / p.name)
-    log(f"mcproton check: the earlier check's outputs in {out} ({', '.join(p.name for p in found)}) {why}: moved "
-        f"into {dest}")
-    return dest
+    move); ``why``: the log's words for why they are moved (mcproton._io.set_aside.move_aside)."""
+    return _move_aside(out, found, log, prefix=EARLIER_DIR, whose=EARLIER_WHOSE, why=why)
 
 
 def record_failure(out: Path | None, exc: BaseException, *, ours_written: bool, started: str | None,

@@ -43,7 +43,8 @@ def name_tag(name: str) -> str:
 
 def temporary_files(path: str | Path) -> list[Path]:
     """The temporary files that atomic writes of ``path`` may have left beside it (a writer killed with SIGKILL):
-    ``.mcp-<tag of its name>-*.tmp``, and ``.<name>.*.tmp`` of mcproton before 2026-12-05."""
+    ``.mcp-<tag of its name>-*.tmp`` (a folder where ``path`` is one: :func:`atomic_write_folder`), and
+    ``.<name>.*.tmp`` of mcproton before 2026-12-05."""
     path = Path(path)
     found = set(path.parent.glob(f"{TEMP_PREFIX}{name_tag(path.name)}-*.tmp"))
     found.update(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
@@ -162,10 +163,14 @@ def is_unwritable(exc: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
-def _umask_mode() -> int:
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def _umask_mode() -> int:
+    return 0o666 & ~_umask()
 
 
 def check_target(path: str | Path) -> Path:
@@ -250,6 +255,32 @@ def write_bytes_atomic(path: str | Path, data: bytes | memoryview) -> Path:
             fh.write(view[i:i + _CHUNK])
 
     return atomic_write(path, w)
+
+
+def atomic_write_folder(path: str | Path, write: Callable[[Path], Any]) -> Any:
+    """A folder written whole or not at all: ``write(tmp)`` fills a new temporary folder beside ``path`` (named as an
+    atomic write's temporary file, ``.mcp-<tag>-<random>.tmp``: :func:`temporary_files` finds one that a killed
+    writer left), which is then renamed to ``path``; returns what ``write`` returns.  ``path`` must not exist or be
+    an empty folder (replaced; a link to one: the folder it names).  On any exception, an interrupt included, the
+    temporary folder is removed and ``path`` is left as it was.  For a CT series: before, a phantom stopped while
+    writing its slices left those written so far, a shorter series that ``mcproton run`` loaded as a shorter head
+    without a word (the concurrency audit of 2026-12-07, F4)."""
+    import shutil
+
+    real = Path(os.path.realpath(path))
+    real.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=real.parent, prefix=f"{TEMP_PREFIX}{name_tag(real.name)}-", suffix=".tmp"))
+    try:
+        result = write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())   # mkdtemp's folder is 0700: a folder's usual mode instead
+        if os.name == "nt" and real.is_dir():   # POSIX rename replaces an empty folder itself
+            real.rmdir()
+        os.replace(tmp, real)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(real.parent)
+    return result
 
 
 def hdf5_buffer(fill: Callable[[Any], Any]) -> io.BytesIO:

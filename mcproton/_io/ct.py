@@ -1196,8 +1196,17 @@ def write_ct_series_uids(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], ori
 
     One template data set holds what every slice shares; each file changes only SOPInstanceUID,
     InstanceNumber, ImagePositionPatient, SliceLocation and PixelData (:class:`TemplateFileWriter`: the bytes
-    pydicom writes for the slice's own data set, ~20x faster)."""
+    pydicom writes for the slice's own data set, ~20x faster).
+
+    Into a new or empty ``out_dir`` the series is written whole or not at all: into a temporary folder beside it,
+    renamed to ``out_dir`` once every slice is written (:func:`mcproton._io.atomic.atomic_write_folder`), so that
+    a writer stopped part-way (Ctrl-C, SIGTERM, SIGKILL, a full disk) leaves no shorter series that loads as a
+    shorter patient (the concurrency audit of 2026-12-07, F4: ``mcproton phantom`` stopped after 31 of 109 slices
+    left them, and ``mcproton run`` ran on the shorter head without a word).  Into a folder that holds other files
+    the slices are written in place, and those written are removed again if the series is not finished."""
     from pydicom.uid import generate_uid
+
+    from .atomic import atomic_write_folder
 
     from .dicom_common import PHANTOM_STUDY, TemplateFileWriter, check_grid_geometry, ds_string as _ds, \
         new_file_dataset, set_patient_study_series
@@ -1220,7 +1229,9 @@ def write_ct_series_uids(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], ori
         raise ValueError(f"patient_position {patient_position!r} is not a DICOM patient position (e.g. HFS)")
     out = Path(out_dir)
     made = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    whole = made or (out.is_dir() and not any(out.iterdir()))   # a folder of its own: written whole
+    if not whole:
+        out.mkdir(parents=True, exist_ok=True)
     series_uid = series_instance_uid or generate_uid()
     date, time = study.now_date_time()
     pix = hu_i.astype("<i2")    # every slice's PixelData in one conversion
@@ -1259,22 +1270,36 @@ def write_ct_series_uids(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], ori
     ds.PixelData = pix[0].tobytes()
     writer = TemplateFileWriter(ds, ("SOPInstanceUID", "InstanceNumber", "ImagePositionPatient", "SliceLocation",
                                      "PixelData"))
-    paths: list[Path] = []
-    sops, zs = [], []
-    try:
-        for k in range(nz):
-            path = out / f"CT_{k:04d}.dcm"
-            sop_uid = str(generate_uid())
-            z = _ds(org[2] + k * vs[2])
-            writer.write(path, SOPInstanceUID=sop_uid, InstanceNumber=k + 1,
-                         ImagePositionPatient=[_ds(org[0]), _ds(org[1]), z], SliceLocation=z,
-                         PixelData=pix[k].tobytes())
-            paths.append(path)
-            sops.append(sop_uid)
-            zs.append(float(z))
-    except OSError as exc:
-        raise _series_cut_short(exc, out, [*paths, out / f"CT_{len(paths):04d}.dcm"], len(paths), nz, made) from exc
-    return paths, sops, zs
+    sops: list[str] = []
+    zs: list[float] = []
+
+    def write_slices(folder: Path) -> None:
+        written: list[Path] = []
+        try:
+            for k in range(nz):
+                path = folder / f"CT_{k:04d}.dcm"
+                sop_uid = str(generate_uid())
+                z = _ds(org[2] + k * vs[2])
+                writer.write(path, SOPInstanceUID=sop_uid, InstanceNumber=k + 1,
+                             ImagePositionPatient=[_ds(org[0]), _ds(org[1]), z], SliceLocation=z,
+                             PixelData=pix[k].tobytes())
+                written.append(path)
+                sops.append(sop_uid)
+                zs.append(float(z))
+        except OSError as exc:
+            raise _series_cut_short(exc, out, [*written, folder / f"CT_{len(written):04d}.dcm"], len(written), nz,
+                                    made) from exc
+        except BaseException:   # an interrupt: no slice of a series cut short is left (the whole one: its folder)
+            for f in [*written, folder / f"CT_{len(written):04d}.dcm"]:
+                with contextlib.suppress(OSError):
+                    f.unlink()
+            raise
+
+    if whole:
+        atomic_write_folder(out, write_slices)
+    else:
+        write_slices(out)
+    return [out / f"CT_{k:04d}.dcm" for k in range(nz)], sops, zs
 
 
 class CTSeriesWriteError(OSError):

@@ -378,8 +378,11 @@ class OutputLock:
 
 def remove_stale_temporaries(targets: list[str | Path], log: Callable[[str], None] | None = None) -> list[Path]:
     """Remove the temporary files (mcproton._io.atomic.temporary_files) that an atomic write of ``targets`` left
-    when it was killed
-    (call it holding the targets' locks: a running writer's temporary file looks the same).  Returns them."""
+    when it was killed, and the temporary folders of a folder written whole (a CT series:
+    mcproton._io.atomic.atomic_write_folder) (call it holding the targets' locks: a running writer's temporary file
+    looks the same).  Returns them."""
+    import shutil
+
     gone = []
     for t in targets:
         t = Path(t)
@@ -387,7 +390,10 @@ def remove_stale_temporaries(targets: list[str | Path], log: Callable[[str], Non
             continue
         for q in temporary_files(t):
             try:
-                q.unlink()
+                if q.is_dir() and not q.is_symlink():
+                    shutil.rmtree(q)
+                else:
+                    q.unlink()
                 gone.append(q)
             except OSError:
                 pass
