@@ -519,12 +519,13 @@ def test_the_targets_uncertainty_counts_voxels_without_dose():
     assert "not known" in d95_noise_note(math.nan, 10, 0.0, 0.994, math.nan)
 
 
-def test_demo_summary_at_ten_primaries_is_strict_json_and_honest(tmp_path, capsys):
+def test_demo_summary_at_ten_primaries_is_strict_json_and_honest(tmp_path, capsys, demo_plan_made_once):
     """The integrator audit of 2026-12-06 (F7, F10, F13) at ``--primaries 10`` (4 mm voxels): summary.json is strict
     JSON (a homogeneity index whose D50 is 0 is null, named in undefined_figures, not NaN: strict parsers refused
     the file), its target uncertainty is near 100 % (not 1.5 %) with the D95 noise note beside a D95 of 0, it says
     which build, seed, time and folder made it, and stdout holds its figures unrounded (before: rounded to 4
-    places), without its tables."""
+    places), without its tables.  On the plan made once (conftest.py; the summary, not the plan, is tested here:
+    test_demo_small makes the plan)."""
     out = tmp_path / "demo"
     with pytest.warns(RuntimeWarning):
         assert cli_main(["demo", "--out", str(out), "--primaries", "10", "--voxel-mm", "4", "--backend", "cpu",

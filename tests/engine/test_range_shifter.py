@@ -48,7 +48,8 @@ def _slab(gap_mm, material="pmma", t=PMMA_T, rho=PMMA_RHO):
 def test_shifter_widens_the_spot_as_highland_predicts_and_shifts_the_range_by_its_wet(backend):
     r0, s0, r80_0 = _run(backend, None)
     assert s0 == pytest.approx(SIGMA0, rel=0.03)
-    wet, _ = water_equivalent_thickness(pstar("pmma"), PMMA_RHO, PMMA_T, E0, icru90_water())
+    # 0.1 mm steps: 34.915575 mm, within 1e-7 mm of the default 0.01 mm, ten times fewer PCHIP look-ups
+    wet, _ = water_equivalent_thickness(pstar("pmma"), PMMA_RHO, PMMA_T, E0, icru90_water(), step_mm=0.1)
     sig = {}
     for gap in (100.0, 300.0):
         r, s, r80 = _run(backend, _slab(gap))

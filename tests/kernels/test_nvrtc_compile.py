@@ -5,6 +5,7 @@ MCPROTON_REQUIRE_NVRTC=1 so that a missing NVRTC fails instead of skipping.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -42,7 +43,10 @@ def _out_buffer(n: int) -> bytes:
     return bytes(bytearray(max(int(n), 2)))
 
 
+@functools.lru_cache(maxsize=None)
 def compile_ptx(entry: str, arch: str = "compute_90", extra: tuple[str, ...] = ()) -> str:
+    """The PTX of ``entry`` (NVRTC is deterministic for one source and options: each is compiled once per session;
+    transport.cu's default PTX, 2-5 s, was compiled by two tests)."""
     nvrtc = _nvrtc()
     src = assemble(entry).encode()
     err, prog = nvrtc.nvrtcCreateProgram(src, entry.encode(), 0, [], [])

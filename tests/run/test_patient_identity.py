@@ -4,8 +4,9 @@ its RT Dose filing B's plan dose under A); `mcproton check` compared the Patient
 birth dates and sexes ran without a word, and its report named the plan's patient while RD_mc.dcm named the TPS
 dose's); a CT series with a slice of another patient was computed on by both.
 
-The cases are mutations of the demo's files (the 5-year-old head phantom at 3 mm: CT, RT Struct, RT Ion Plan of 3
-beams, RT Dose), run with a few hundred primaries per beam."""
+The cases are mutations of the demo's files (the 5-year-old head phantom at 4 mm, on the demo's plan made once per
+session: tests/conftest.py; CT, RT Struct, RT Ion Plan of 3 beams, RT Dose), run with a few hundred primaries per
+beam."""
 from __future__ import annotations
 
 import json
@@ -35,12 +36,28 @@ plot = false
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """The demo's CT, RT Struct, plan and RT Dose at 3 mm (written once for the module)."""
+def demo(tmp_path_factory, demo_plan_4mm_shared):
+    """The demo's CT, RT Struct, plan and RT Dose at 4 mm (written once for the module), on the demo's plan made
+    once per session (tests/conftest.py) instead of optimising it again: the identity of the files is what these
+    tests are about, not the plan or the voxel size (3 mm and its own plan: 18 s of set-up, and larger CTs for every
+    run and check below)."""
+    import copy
+
+    import numpy as np
+
+    import mcproton.phantoms.reference_plans as reference_plans
     from mcproton.demo import run_demo
 
+    def the_plan_made_once(g, **kw):   # the demo's call (mcproton/demo.py) on its 4 mm phantom, or refused
+        plan = copy.deepcopy(demo_plan_4mm_shared[1])
+        assert set(kw) == {"prescription_gy_rbe", "target"} and tuple(g.voxel_size_mm) == (4.0, 4.0, 4.0), kw
+        assert np.array_equal(kw["target"], plan.target_mask_zyx), "another target than the demo plan's"
+        return plan
+
     out = tmp_path_factory.mktemp("demo") / "demo"
-    run_demo(out, primaries=2000, voxel_mm=3.0, backend="cpu", quiet=True, threads=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reference_plans, "posterior_fossa_plan", the_plan_made_once)
+        run_demo(out, primaries=2000, voxel_mm=4.0, backend="cpu", quiet=True, threads=1)
     return out
 
 

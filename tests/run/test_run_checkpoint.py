@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from run_helpers import cli, cli_popen, read_h5
+from run_helpers import cli, cli_popen, read_h5, write_cfg
 
 from mcproton._run.checkpoint import CheckpointError, checkpoint_path, describe, load_checkpoint
 
@@ -46,12 +46,22 @@ def _kill_midway(cfg: Path, out: Path, sig: int) -> tuple[int, str]:
     return proc.returncode, err
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """(config text, result) of :func:`_job`'s run uninterrupted, made once for the three signals of
+    test_killed_run_resumes_bitwise (each made the same 80,000-primary reference of the same config)."""
+    cfg = write_cfg(tmp_path_factory.mktemp("uninterrupted") / "job.toml", PRIMARIES, batch_size=2000,
+                    checkpoint_interval_s=0)
+    return cfg.read_text(), _reference(cfg)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
-def test_killed_run_resumes_bitwise(small_cfg, tmp_path, sig):
+def test_killed_run_resumes_bitwise(small_cfg, tmp_path, sig, uninterrupted):
     """SIGHUP (the terminal closed, an ssh session dropped) as SIGTERM: checkpoint, exit 129 (the long-runs audit 2,
     F10: it killed the run without the checkpoint of the batches done)."""
     cfg = _job(small_cfg)
-    ref = _reference(cfg)
+    cfg_text, ref = uninterrupted
+    assert cfg.read_text() == cfg_text   # the reference is of this very config
     out = tmp_path / "run.h5"
     rc, err = _kill_midway(cfg, out, sig)
     ckpt = checkpoint_path(out)

@@ -82,9 +82,16 @@ def test_guide_lines_need_a_label():
 
 
 def test_range_shifter_figure_one_style_per_material(monkeypatch):
+    """Each shifter material has one colour and one marker in both panels of the case's figure (fake engine).  The
+    case's WET references are integrated in 0.1 mm steps here, not 0.01 mm: the same WETs to 1e-8 mm (34 mm PMMA
+    39.5701463 mm, 40 mm polyethylene 40.1010704 mm, 26 mm graphite 39.7116094 mm at 150 MeV), and 30,000 PCHIP
+    look-ups fewer (20-30 s of this test; the figure's styles do not depend on them)."""
     fe.install_fake_modules(monkeypatch)
     from mcproton.validation.core import Context
     from mcproton.validation.range_shifter import case as RS
+
+    wet = RS.R.water_equivalent_thickness
+    monkeypatch.setattr(RS.R, "water_equivalent_thickness", lambda *a, **k: wet(*a, **{**k, "step_mm": 0.1}))
 
     seen = {}
 
