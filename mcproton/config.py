@@ -338,14 +338,56 @@ def _resolve(cfg: dict[str, Any], p: str) -> Path:
     a folder that ``ls`` shows with the same name); several are named by :func:`relative_path_note`."""
     found = _resolve_as_given(cfg, p)
     if _exists(found):
-        return found
+        return _not_also_beside_link_target(cfg, p, found)
     utf8 = _utf8_name(p)
     if utf8 != p:
         other = _resolve_as_given(cfg, utf8)
         if _exists(other):
-            return other
+            return _not_also_beside_link_target(cfg, utf8, other)
     twins = _config_path_twins(cfg, p)
     return twins[0] if len(twins) == 1 else found
+
+
+def _not_also_beside_link_target(cfg: dict[str, Any], p: str, found: Path) -> Path:
+    """``found``, the existing path that the config's relative path ``p`` leads to; ConfigError where the config is a
+    symbolic link and ``p`` also exists, as another file or folder, beside the link's target (review of 2026-12-07,
+    R1: from 2026-12-07 the link's folder is taken, before it the target's; a same-named ``ct/`` in either folder
+    was taken without a word, another patient's CT).  The user says which: an absolute path, or one of the two
+    removed."""
+    import os
+
+    link = cfg.get(CONFIG_LINK_KEY)
+    q = Path(p).expanduser()
+    if not link or q.is_absolute():
+        return found
+    beside_target = Path(link).parent / q
+    if not _exists(beside_target):
+        return found
+    try:
+        if os.path.samefile(found, beside_target):
+            return found
+    except OSError:
+        pass
+    base = cfg.get("_base_dir")
+    where = ("beside the link" if base and found == Path(base) / q
+             else "in the current folder (none is beside the link)")
+    raise ConfigError(
+        f"{_config_key_of(cfg, p)} = {p!r}: the config is a symbolic link to {link}, and {p!r} exists both {where} "
+        f"({found}) and beside its target ({beside_target}); relative paths are taken from the link's folder (before "
+        "2026-12-07 from the target's), so which one is meant is not clear: give an absolute path in the config (or "
+        "with --set), or remove or rename the one that is not meant")
+
+
+#: the keys of the config that name input files or folders (README "Config reference": relative to the config file)
+INPUT_PATH_KEYS = ("phantom.ct_dir", "phantom.calibration", "plan.rtplan", "plan.rtstruct", "plan.beam_model")
+
+
+def _config_key_of(cfg: dict[str, Any], p: str) -> str:
+    """The input-path key (:data:`INPUT_PATH_KEYS`) whose value is ``p``, for a message; the keys joined by " and "
+    where several are; "a path of the config" where none is."""
+    keys = [k for k in INPUT_PATH_KEYS
+            if isinstance(cfg.get(k.split(".")[0]), dict) and cfg[k.split(".")[0]].get(k.split(".")[1]) == p]
+    return " and ".join(keys) or "a path of the config"
 
 
 def _resolve_as_given(cfg: dict[str, Any], p: str) -> Path:
@@ -446,6 +488,10 @@ def relative_path_note(cfg: dict[str, Any], given: str) -> str:
     link = cfg.get(CONFIG_LINK_KEY)
     link_note = (f": the config is a symbolic link to {link}, and relative paths are taken from the folder of the "
                  "link, not of its target" if link else "")
+    beside_target = Path(link).parent / Path(given).expanduser() if link else None
+    if beside_target is not None and _exists(beside_target):   # the folder taken before 2026-12-07 (review R1)
+        link_note += (f"; the target's folder has one: {beside_target} (before 2026-12-07 that was taken): give its "
+                      "absolute path if it is the one meant")
     if base:
         return (f" (a relative path in the config is taken from the config file's folder {base}, else from the "
                 f"current folder {Path.cwd()}{link_note})" + same)

@@ -53,31 +53,74 @@ def test_a_tilde_in_output_rtdose_is_the_home_folder(tmp_path, capsys, monkeypat
 def test_a_linked_config_takes_relative_paths_from_the_links_folder(tmp_path, capsys, monkeypatch, no_transport):
     """F11: pat1/run.toml -> ../protocols/std.toml (a shared template) with ct_dir = "ct": the CT is pat1/ct, not
     protocols/ct (before: the link's target's folder, the template's phantom CT, without a word), and --check-config
-    names the folder the relative paths were taken from."""
+    names the folder the relative paths were taken from.  Where both folders hold a ct/, the run is refused
+    (review R1: :func:`test_a_relative_path_beside_both_a_linked_config_and_its_target_is_refused`)."""
     protocols, pat1, elsewhere = tmp_path / "protocols", tmp_path / "pat1", tmp_path / "elsewhere"
     for d in (protocols, pat1, elsewhere):
         d.mkdir()
     (protocols / "std.toml").write_text(CT.replace("@EXTRA", ""))
-    _ct(protocols / "ct", 4)
+    _ct(protocols / "ct_template", 4)
     _ct(pat1 / "ct", 6)
     (pat1 / "run.toml").symlink_to(Path("..") / "protocols" / "std.toml")
     monkeypatch.chdir(elsewhere)
     assert main(["run", str(pat1 / "run.toml"), "--check-config"]) == 0, capsys.readouterr().err
     got = json.loads(capsys.readouterr().out)
-    assert got["grid_xyz"][2] == 6   # pat1's 6 slices, not the template folder's 4
+    assert got["grid_xyz"][2] == 6   # pat1's 6 slices
     rel = got["relative_paths"]
     assert rel["inputs_from"] == str(pat1.resolve()) and rel["outputs_from"] == str(elsewhere.resolve())
     assert rel["config_link_target"] == str((protocols / "std.toml").resolve()) and "link's folder" in rel["note"]
     # the template itself: its own folder
+    (protocols / "ct_template").rename(protocols / "ct")
+    (pat1 / "ct").rename(pat1 / "ct_moved")
     assert main(["run", str(protocols / "std.toml"), "--check-config"]) == 0, capsys.readouterr().err
     got = json.loads(capsys.readouterr().out)
     assert got["grid_xyz"][2] == 4 and got["relative_paths"]["inputs_from"] == str(protocols.resolve())
     assert "config_link_target" not in got["relative_paths"]
-    # a relative path found in neither folder: the message says the link's folder is meant
-    (pat1 / "ct").rename(pat1 / "ct_moved")
+    # a relative path found only beside the target: the message says the link's folder is meant, and names the
+    # target's (taken before 2026-12-07)
     assert main(["run", str(pat1 / "run.toml"), "--check-config"]) == 2
     err = capsys.readouterr().err
     assert f"config file's folder {pat1.resolve()}" in err and "symbolic link to" in err, err
+    assert f"the target's folder has one: {(protocols / 'ct').resolve()}" in err, err
+
+
+def test_a_relative_path_beside_both_a_linked_config_and_its_target_is_refused(tmp_path, capsys, monkeypatch,
+                                                                              no_transport):
+    """Review of 2026-12-07, R1: work/current.toml -> ../pat1/run.toml, run from work/, which still holds the ct/
+    of an earlier case.  Before 2026-12-07 pat1/ct was read, after F11 work/ct, each without a word (another
+    patient's CT for a beam-only config): now the run is refused naming both folders, and an absolute path (here
+    by --set) or removing one of them chooses."""
+    pat1, work = tmp_path / "pat1", tmp_path / "work"
+    pat1.mkdir()
+    (pat1 / "run.toml").write_text(CT.replace("@EXTRA", ""))
+    _ct(pat1 / "ct", 6)
+    _ct(work / "ct", 4)
+    (work / "current.toml").symlink_to(Path("..") / "pat1" / "run.toml")
+    monkeypatch.chdir(work)
+    assert main(["run", "current.toml", "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "phantom.ct_dir = 'ct'" in err and "exists both beside the link" in err, err
+    assert str(work.resolve() / "ct") in err and str(pat1.resolve() / "ct") in err, err
+    assert "give an absolute path" in err and "remove or rename" in err, err
+    # an absolute path chooses
+    assert main(["run", "current.toml", "--check-config", "--set", f'phantom.ct_dir="{pat1 / "ct"}"']) == 0, \
+        capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["grid_xyz"][2] == 6
+    # the link's folder without a ct/, the config run from another folder that has one: that one and the target's
+    (work / "ct").rename(tmp_path / "old_ct")
+    _ct(tmp_path / "cwd" / "ct", 3)
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert main(["run", str(work / "current.toml"), "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "in the current folder" in err and str(pat1.resolve() / "ct") in err, err
+    # one of them removed: no question
+    (tmp_path / "cwd" / "ct").rename(tmp_path / "cwd" / "ct_other")
+    assert main(["run", str(work / "current.toml"), "--check-config"]) == 2   # found only beside the target
+    assert "the target's folder has one" in capsys.readouterr().err
+    # a link in the target's own folder: one folder, nothing to choose
+    (pat1 / "same.toml").symlink_to("run.toml")
+    assert main(["run", str(pat1 / "same.toml"), "--check-config"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["grid_xyz"][2] == 6
 
 
 NFC = unicodedata.normalize("NFC", "Müller_é")
