@@ -17,6 +17,7 @@ is not text at all (a DICOM or HDF5 file given in place of a table) is "not a te
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -88,11 +89,14 @@ def refuse_utf16(raw: bytes, path: str | Path, error: type[Exception], advice: s
 
 
 def decode_utf8(raw: bytes, path: str | Path, error: type[Exception], *, advice: str = TOML_ADVICE,
-                comments: Literal["line", "inline"] | None = None) -> str:
+                comments: Literal["line", "inline"] | None = None, fields: int | None = None) -> str:
     """``raw`` (the bytes of the file ``path``) decoded as UTF-8 without a leading byte-order mark; ``error``
     naming the file, the line and the byte where it is not UTF-8, or saying that it is UTF-16, with ``advice``.
     ``comments``: "line" (a line whose first other character is '#') or "inline" (from a '#' to the line's end) are
-    comments, which are not read: their bytes may be in another encoding (decoded with replacement characters)."""
+    comments, which are not read: their bytes may be in another encoding (decoded with replacement characters).
+    ``fields`` (with ``comments``): only the first so many fields of a line (separated by white space, ',' or ';')
+    are read, the rest of it is not, like a comment (MCsquare's HU_Material_Conversion.txt: HU_lo and the material
+    ID, then a name that is never read: review of 2026-12-07, R5)."""
     if raw.startswith(UTF8_BOM):
         raw = raw[len(UTF8_BOM):]
     refuse_utf16(raw, path, error, advice)
@@ -109,6 +113,10 @@ def decode_utf8(raw: bytes, path: str | Path, error: type[Exception], *, advice:
             else:   # '#' (0x23) is never part of a multi-byte UTF-8 character
                 cut = line.find(b"#")
                 body, rest = (line, b"") if cut < 0 else (line[:cut], line[cut:])
+            if fields is not None:   # white space, ',' and ';' are never part of a multi-byte UTF-8 character
+                read = re.match(rb"(?:[\s,;]*[^\s,;]+){0,%d}" % fields, body)
+                end = read.end() if read else 0
+                body, rest = body[:end], body[end:] + rest
             try:
                 out.append(body.decode("utf-8") + rest.decode("utf-8", errors="replace"))
             except UnicodeDecodeError as exc:

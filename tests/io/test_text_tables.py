@@ -301,6 +301,31 @@ def test_calibration_comments_may_hold_any_bytes_and_names_must_be_utf8(tmp_path
     assert str(exc.value) == f"{tmp_path / 'cal' / 'hu_materials.csv'}: not UTF-8 at line 2 (byte 0xe4); {SAVE_AS}"
 
 
+def test_a_material_name_after_the_id_is_not_read_and_may_be_in_any_encoding(tmp_path):
+    """Review of 2026-12-07, R5: MCsquare's HU_Material_Conversion.txt as mcsquare_default's, saved as Latin-1 with
+    ``-950 40 Lunge_ä`` (the name after the ID, which is never read: the ID gives the material, and OpenTPS's reader
+    takes the first two fields).  Loaded before 2026-12-07; then refused "not UTF-8 at line 2 (byte 0xe4)".  Read
+    again, with mcsquare_default's materials; a byte that is not UTF-8 in the HU bound or the ID, and a third
+    number, are still refused."""
+    ref = HUCalibration.load("mcsquare_default")
+    lines = MATERIALS.splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("-950 40"))
+    lines[i] = "-950 40 Lunge_ä"
+    d = _mcsquare_folder(tmp_path, "")
+    (d / "HU_Material_Conversion.txt").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    cal = HUCalibration.load(d)
+    assert [m.name for m in cal.materials] == [m.name for m in ref.materials]
+    assert [m.mass_fractions for m in cal.materials] == [m.mass_fractions for m in ref.materials]
+    for bad, complaint in (("-950 4\xe40 Lunge", f"not UTF-8 at line {i + 1} (byte 0xe4)"),
+                           ("-950\xe4 40 Lunge", f"not UTF-8 at line {i + 1} (byte 0xe4)"),
+                           ("-950 40 41 Lunge_\xe4", f"line {i + 1}: '-950 40 41 Lunge_\ufffd' holds 3 numbers")):
+        lines[i] = bad
+        (d / "HU_Material_Conversion.txt").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+        with pytest.raises(CalibrationError) as exc:
+            HUCalibration.load(d)
+        assert complaint in str(exc.value), exc.value
+
+
 def test_decode_utf8_comments():
     raw = "# Gerät\nHU,rho # für\nx,y\n".encode("cp1252")
     assert decode_utf8(raw, "f", ValueError, comments="inline") == "# Ger\ufffdt\nHU,rho # f\ufffdr\nx,y\n"
