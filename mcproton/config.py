@@ -427,9 +427,11 @@ MAX_NORMALIZATION_TWINS = 8
 
 def _normalization_twins(p: Path) -> list[Path]:
     """The existing paths that differ from ``p``, which does not exist, only in the Unicode normalization of their
-    names (NFC "é" against NFD "e" + combining acute, and mixtures): each component of ``p`` that does not exist as
-    written is matched against the names in its folder of the same NFC form.  [] where ``p`` exists or is ASCII, or
-    none (or more than :data:`MAX_NORMALIZATION_TWINS`) is found."""
+    names (NFC "é" against NFD "e" + combining acute, and mixtures): each non-ASCII component of ``p`` is matched
+    against every name in its folder of the same NFC form, the one as written among them where it exists (an empty
+    NFC ``Zoë/`` beside the NFD ``Zoë/`` that holds the path: before the review of 2026-12-07, R6, the walk took
+    the first only and found nothing); the paths that do not exist are left out at the end.  [] where ``p`` exists
+    or is ASCII, or none (or more than :data:`MAX_NORMALIZATION_TWINS` at any component) is found."""
     import os
     import unicodedata
 
@@ -440,15 +442,18 @@ def _normalization_twins(p: Path) -> list[Path]:
     for part in parts[1:] if p.is_absolute() else parts:
         nxt: list[Path] = []
         for cur in found:
-            if os.path.lexists(cur / part):
-                nxt.append(cur / part)
-            elif not part.isascii():
-                key = unicodedata.normalize("NFC", part)
+            names = None
+            if not part.isascii():
                 try:
                     names = [e.name for e in os.scandir(cur)]
-                except (OSError, UnicodeError):
-                    continue
-                nxt += [cur / n for n in sorted(names) if unicodedata.normalize("NFC", n) == key]
+                except (OSError, UnicodeError):   # a folder that cannot be listed: the name as written only
+                    pass
+            if names is None:
+                if os.path.lexists(cur / part):
+                    nxt.append(cur / part)
+                continue
+            key = unicodedata.normalize("NFC", part)
+            nxt += [cur / n for n in sorted(names) if unicodedata.normalize("NFC", n) == key]
         if not nxt or len(nxt) > MAX_NORMALIZATION_TWINS:
             return []
         found = nxt

@@ -127,7 +127,22 @@ NFC = unicodedata.normalize("NFC", "Müller_é")
 NFD = unicodedata.normalize("NFD", "Müller_é")
 
 
-def test_a_folder_named_in_another_unicode_normalization_is_found(tmp_path, capsys, no_transport):
+@pytest.fixture
+def keeps_normalizations(tmp_path):
+    """Skip where the file system takes names that differ only in their Unicode normalization for one name (macOS
+    APFS and HFS+, ZFS with normalization=formD): there an NFC and an NFD folder of one name are the same folder
+    (review of 2026-12-07, R7)."""
+    probe = tmp_path / "probe"
+    (probe / NFD).mkdir(parents=True)
+    folds = (probe / NFC).exists()
+    (probe / NFD).rmdir()
+    probe.rmdir()
+    if folds:
+        pytest.skip("this file system folds Unicode normalization: an NFC and an NFD name are one name")
+
+
+def test_a_folder_named_in_another_unicode_normalization_is_found(tmp_path, capsys, no_transport,
+                                                                  keeps_normalizations):
     """F12: ct_dir = "Müller_é/ct" typed in NFC, the folder copied from a Mac named in NFD: "the CT folder ...
     does not exist", with the same name shown as ``ls`` shows.  Now it is found; where two folders of that name in
     other normalizations exist, the message names both."""
@@ -146,7 +161,7 @@ def test_a_folder_named_in_another_unicode_normalization_is_found(tmp_path, caps
     assert ascii(str(tmp_path / NFD / "ct")) in err and ascii(str(tmp_path / mixed / "ct")) in err
 
 
-def test_normalization_twins_match_each_component(tmp_path):
+def test_normalization_twins_match_each_component(tmp_path, keeps_normalizations):
     """Each component not found as written is matched by its NFC form: a parent in NFC, the folder in it in NFD;
     a path that exists as written is itself, an ASCII one is not looked for."""
     from mcproton.config import _normalization_twins
@@ -158,3 +173,20 @@ def test_normalization_twins_match_each_component(tmp_path):
     assert _normalization_twins(tmp_path / "nothing" / NFC) == []
     rel = Path(os.path.relpath(asked, Path.cwd()))
     assert [p.resolve() for p in _normalization_twins(rel)] == [(tmp_path / NFC / NFD).resolve()]
+
+
+def test_a_twin_is_found_beside_an_empty_folder_of_the_name_as_written(tmp_path, capsys, no_transport,
+                                                                       keeps_normalizations):
+    """Review of 2026-12-07, R6: ``Zoë/`` in NFC, empty (made by hand or by a script), beside ``Zoë/`` in NFD that
+    holds ``ct/`` (copied from a Mac), ct_dir = "Zoë/ct" typed in NFC.  The walk took the NFC folder, which exists
+    as written, and looked no further: "does not exist" with no word of the other.  Now the NFD path is found."""
+    from mcproton.config import _normalization_twins
+
+    nfc, nfd = unicodedata.normalize("NFC", "Zoë"), unicodedata.normalize("NFD", "Zoë")
+    (tmp_path / nfc).mkdir()
+    _ct(tmp_path / nfd / "ct", 5)
+    assert _normalization_twins(tmp_path / nfc / "ct") == [tmp_path / nfd / "ct"]
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(CT.replace('ct_dir = "ct"', f'ct_dir = "{nfc}/ct"').replace("@EXTRA", ""), encoding="utf-8")
+    assert main(["run", str(cfg), "--check-config"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["grid_xyz"][2] == 5
