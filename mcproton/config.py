@@ -505,11 +505,13 @@ def relative_path_note(cfg: dict[str, Any], given: str) -> str:
 
 def relative_paths_summary(cfg: dict[str, Any]) -> dict[str, Any]:
     """Where the config's relative paths are taken from (``mcproton run --check-config``'s ``relative_paths``):
-    its input paths from the config file's folder (a symbolic link's own folder), else from the current folder;
-    output.rtdose, --out and --rtdose from the current folder."""
+    its input paths from the config file's folder (a symbolic link's own folder), else from the current folder
+    (``inputs_else_from``, left out where it is that folder); output.rtdose, --out and --rtdose from the current
+    folder."""
     cwd = str(Path.cwd())
     base = cfg.get("_base_dir")
-    return {"inputs_from": base or cwd, **({"inputs_else_from": cwd} if base else {}), "outputs_from": cwd,
+    return {"inputs_from": base or cwd, **({"inputs_else_from": cwd} if base and base != cwd else {}),
+            "outputs_from": cwd,
             **({"config_link_target": cfg[CONFIG_LINK_KEY],
                 "note": "the config is a symbolic link: relative input paths are taken from the link's folder, "
                         "not from its target's"} if cfg.get(CONFIG_LINK_KEY) else {})}

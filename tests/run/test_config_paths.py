@@ -68,6 +68,7 @@ def test_a_linked_config_takes_relative_paths_from_the_links_folder(tmp_path, ca
     assert got["grid_xyz"][2] == 6   # pat1's 6 slices
     rel = got["relative_paths"]
     assert rel["inputs_from"] == str(pat1.resolve()) and rel["outputs_from"] == str(elsewhere.resolve())
+    assert rel["inputs_else_from"] == str(elsewhere.resolve())
     assert rel["config_link_target"] == str((protocols / "std.toml").resolve()) and "link's folder" in rel["note"]
     # the template itself: its own folder
     (protocols / "ct_template").rename(protocols / "ct")
@@ -190,3 +191,13 @@ def test_a_twin_is_found_beside_an_empty_folder_of_the_name_as_written(tmp_path,
     cfg.write_text(CT.replace('ct_dir = "ct"', f'ct_dir = "{nfc}/ct"').replace("@EXTRA", ""), encoding="utf-8")
     assert main(["run", str(cfg), "--check-config"]) == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["grid_xyz"][2] == 5
+
+
+def test_check_config_names_the_current_folder_once_where_it_is_the_configs(tmp_path, capsys, monkeypatch,
+                                                                             no_transport):
+    """Review of 2026-12-07, R7: a config in the current folder: ``inputs_else_from`` said the same folder again."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job.toml").write_text(BASE)
+    assert main(["run", "job.toml", "--check-config"]) == 0, capsys.readouterr().err
+    rel = json.loads(capsys.readouterr().out)["relative_paths"]
+    assert rel == {"inputs_from": str(tmp_path.resolve()), "outputs_from": str(tmp_path.resolve())}, rel
