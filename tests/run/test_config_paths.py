@@ -29,6 +29,14 @@ def _ct(folder: Path, slices: int) -> Path:
     return folder
 
 
+def _linked_config(target: Path, link: Path) -> None:
+    """The CT config (ct_dir = "ct") at ``target`` and a relative symbolic link to it at ``link``."""
+    for d in (target.parent, link.parent):
+        d.mkdir(parents=True, exist_ok=True)
+    target.write_text(CT.replace("@EXTRA", ""))
+    link.symlink_to(os.path.relpath(target, link.parent))
+
+
 def test_a_tilde_in_output_rtdose_is_the_home_folder(tmp_path, capsys, monkeypatch):
     """F8: ``output.rtdose = "~/rd_tilde/RD.dcm"`` wrote ./~/rd_tilde/RD.dcm (a folder named "~" in the current
     folder), and the summary said "~/rd_tilde/RD.dcm"; phantom.ct_dir and the other input keys expand ``~``."""
@@ -56,12 +64,10 @@ def test_a_linked_config_takes_relative_paths_from_the_links_folder(tmp_path, ca
     names the folder the relative paths were taken from.  Where both folders hold a ct/, the run is refused
     (review R1: :func:`test_a_relative_path_beside_both_a_linked_config_and_its_target_is_refused`)."""
     protocols, pat1, elsewhere = tmp_path / "protocols", tmp_path / "pat1", tmp_path / "elsewhere"
-    for d in (protocols, pat1, elsewhere):
-        d.mkdir()
-    (protocols / "std.toml").write_text(CT.replace("@EXTRA", ""))
+    _linked_config(protocols / "std.toml", pat1 / "run.toml")
     _ct(protocols / "ct_template", 4)
     _ct(pat1 / "ct", 6)
-    (pat1 / "run.toml").symlink_to(Path("..") / "protocols" / "std.toml")
+    elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert main(["run", str(pat1 / "run.toml"), "--check-config"]) == 0, capsys.readouterr().err
     got = json.loads(capsys.readouterr().out)
@@ -92,11 +98,9 @@ def test_a_relative_path_beside_both_a_linked_config_and_its_target_is_refused(t
     patient's CT for a beam-only config): now the run is refused naming both folders, and an absolute path (here
     by --set) or removing one of them chooses."""
     pat1, work = tmp_path / "pat1", tmp_path / "work"
-    pat1.mkdir()
-    (pat1 / "run.toml").write_text(CT.replace("@EXTRA", ""))
+    _linked_config(pat1 / "run.toml", work / "current.toml")
     _ct(pat1 / "ct", 6)
     _ct(work / "ct", 4)
-    (work / "current.toml").symlink_to(Path("..") / "pat1" / "run.toml")
     monkeypatch.chdir(work)
     assert main(["run", "current.toml", "--check-config"]) == 2
     err = capsys.readouterr().err
