@@ -339,14 +339,56 @@ def _resolve(cfg: dict[str, Any], p: str) -> Path:
     a folder that ``ls`` shows with the same name); several are named by :func:`relative_path_note`."""
     found = _resolve_as_given(cfg, p)
     if _exists(found):
-        return found
+        return _not_also_beside_link_target(cfg, p, found)
     utf8 = _utf8_name(p)
     if utf8 != p:
         other = _resolve_as_given(cfg, utf8)
         if _exists(other):
-            return other
+            return _not_also_beside_link_target(cfg, utf8, other)
     twins = _config_path_twins(cfg, p)
     return twins[0] if len(twins) == 1 else found
+
+
+def _not_also_beside_link_target(cfg: dict[str, Any], p: str, found: Path) -> Path:
+    """``found``, the existing path that the config's relative path ``p`` leads to; ConfigError where the config is a
+    symbolic link and ``p`` also exists, as another file or folder, beside the link's target (review of 2026-12-07,
+    R1: from 2026-12-07 the link's folder is taken, before it the target's; a same-named ``ct/`` in either folder
+    was taken without a word, another patient's CT).  The user says which: an absolute path, or one of the two
+    removed."""
+    import os
+
+    link = cfg.get(CONFIG_LINK_KEY)
+    q = Path(p).expanduser()
+    if not link or q.is_absolute():
+        return found
+    beside_target = Path(link).parent / q
+    if not _exists(beside_target):
+        return found
+    try:
+        if os.path.samefile(found, beside_target):
+            return found
+    except OSError:
+        pass
+    base = cfg.get("_base_dir")
+    where = ("beside the link" if base and found == Path(base) / q
+             else "in the current folder (none is beside the link)")
+    raise ConfigError(
+        f"{_config_key_of(cfg, p)} = {p!r}: the config is a symbolic link to {link}, and {p!r} exists both {where} "
+        f"({found}) and beside its target ({beside_target}); relative paths are taken from the link's folder (before "
+        "2026-12-07 from the target's), so which one is meant is not clear: give an absolute path in the config (or "
+        "with --set), or remove or rename the one that is not meant")
+
+
+#: the keys of the config that name input files or folders (README "Config reference": relative to the config file)
+INPUT_PATH_KEYS = ("phantom.ct_dir", "phantom.calibration", "plan.rtplan", "plan.rtstruct", "plan.beam_model")
+
+
+def _config_key_of(cfg: dict[str, Any], p: str) -> str:
+    """The input-path key (:data:`INPUT_PATH_KEYS`) whose value is ``p``, for a message; the keys joined by " and "
+    where several are; "a path of the config" where none is."""
+    keys = [k for k in INPUT_PATH_KEYS
+            if isinstance(cfg.get(k.split(".")[0]), dict) and cfg[k.split(".")[0]].get(k.split(".")[1]) == p]
+    return " and ".join(keys) or "a path of the config"
 
 
 def _resolve_as_given(cfg: dict[str, Any], p: str) -> Path:
@@ -386,9 +428,11 @@ MAX_NORMALIZATION_TWINS = 8
 
 def _normalization_twins(p: Path) -> list[Path]:
     """The existing paths that differ from ``p``, which does not exist, only in the Unicode normalization of their
-    names (NFC "é" against NFD "e" + combining acute, and mixtures): each component of ``p`` that does not exist as
-    written is matched against the names in its folder of the same NFC form.  [] where ``p`` exists or is ASCII, or
-    none (or more than :data:`MAX_NORMALIZATION_TWINS`) is found."""
+    names (NFC "é" against NFD "e" + combining acute, and mixtures): each non-ASCII component of ``p`` is matched
+    against every name in its folder of the same NFC form, the one as written among them where it exists (an empty
+    NFC ``Zoë/`` beside the NFD ``Zoë/`` that holds the path: before the review of 2026-12-07, R6, the walk took
+    the first only and found nothing); the paths that do not exist are left out at the end.  [] where ``p`` exists
+    or is ASCII, or none (or more than :data:`MAX_NORMALIZATION_TWINS` at any component) is found."""
     import os
     import unicodedata
 
@@ -399,15 +443,18 @@ def _normalization_twins(p: Path) -> list[Path]:
     for part in parts[1:] if p.is_absolute() else parts:
         nxt: list[Path] = []
         for cur in found:
-            if os.path.lexists(cur / part):
-                nxt.append(cur / part)
-            elif not part.isascii():
-                key = unicodedata.normalize("NFC", part)
+            names = None
+            if not part.isascii():
                 try:
                     names = [e.name for e in os.scandir(cur)]
-                except (OSError, UnicodeError):
-                    continue
-                nxt += [cur / n for n in sorted(names) if unicodedata.normalize("NFC", n) == key]
+                except (OSError, UnicodeError):   # a folder that cannot be listed: the name as written only
+                    pass
+            if names is None:
+                if os.path.lexists(cur / part):
+                    nxt.append(cur / part)
+                continue
+            key = unicodedata.normalize("NFC", part)
+            nxt += [cur / n for n in sorted(names) if unicodedata.normalize("NFC", n) == key]
         if not nxt or len(nxt) > MAX_NORMALIZATION_TWINS:
             return []
         found = nxt
@@ -447,6 +494,10 @@ def relative_path_note(cfg: dict[str, Any], given: str) -> str:
     link = cfg.get(CONFIG_LINK_KEY)
     link_note = (f": the config is a symbolic link to {link}, and relative paths are taken from the folder of the "
                  "link, not of its target" if link else "")
+    beside_target = Path(link).parent / Path(given).expanduser() if link else None
+    if beside_target is not None and _exists(beside_target):   # the folder taken before 2026-12-07 (review R1)
+        link_note += (f"; the target's folder has one: {beside_target} (before 2026-12-07 that was taken): give its "
+                      "absolute path if it is the one meant")
     if base:
         return (f" (a relative path in the config is taken from the config file's folder {base}, else from the "
                 f"current folder {Path.cwd()}{link_note})" + same)
@@ -455,11 +506,13 @@ def relative_path_note(cfg: dict[str, Any], given: str) -> str:
 
 def relative_paths_summary(cfg: dict[str, Any]) -> dict[str, Any]:
     """Where the config's relative paths are taken from (``mcproton run --check-config``'s ``relative_paths``):
-    its input paths from the config file's folder (a symbolic link's own folder), else from the current folder;
-    output.rtdose, --out and --rtdose from the current folder."""
+    its input paths from the config file's folder (a symbolic link's own folder), else from the current folder
+    (``inputs_else_from``, left out where it is that folder); output.rtdose, --out and --rtdose from the current
+    folder."""
     cwd = str(Path.cwd())
     base = cfg.get("_base_dir")
-    return {"inputs_from": base or cwd, **({"inputs_else_from": cwd} if base else {}), "outputs_from": cwd,
+    return {"inputs_from": base or cwd, **({"inputs_else_from": cwd} if base and base != cwd else {}),
+            "outputs_from": cwd,
             **({"config_link_target": cfg[CONFIG_LINK_KEY],
                 "note": "the config is a symbolic link: relative input paths are taken from the link's folder, "
                         "not from its target's"} if cfg.get(CONFIG_LINK_KEY) else {})}

@@ -69,11 +69,12 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     when ``beam`` was made from a plan (``beam.meta["warnings"]``: :func:`~mcproton.dicom.plan_to_beams` keeps the
     plan's and the beam model's, such as VirtualSourceAxisDistances taken from the model or MU labelled NP).
 
-    A dose grid whose run would not fit in the memory this process may use (``mcproton run``'s estimate for one beam,
-    about 100 bytes per voxel; the machine's free memory, or less under ``ulimit -v`` or a cgroup limit) is refused
-    before anything is allocated, with ``mcproton run``'s message (:class:`~mcproton.config.ConfigError`, a
-    ValueError: the grid, the estimate, what is available, what bounds it and what to do); one that takes most of it
-    is warned about.
+    A dose grid that cannot fit in the memory this process may use (the machine's free memory, or less under
+    ``ulimit -v`` or a cgroup limit) however little of it gets dose (3 bytes per voxel; under ``ulimit -v`` what is
+    allocated, 80) is refused before anything is allocated (:class:`~mcproton.config.ConfigError`, a ValueError:
+    the grid, the estimate, what is available, what bounds it and what to do); one whose dose, if it covered the
+    whole grid (240 bytes per voxel), would take most of that memory is warned about
+    (mcproton/_run/inputs.py ``SIMULATE_BYTES_*``, measured).
 
     On a grid from a DICOM CT (``geometry.study`` set), what ``mcproton run`` refuses as a plausible but wrong
     patient dose is refused here too (:class:`~mcproton.config.ConfigError`, a ValueError, with ``mcproton run``'s
@@ -112,7 +113,7 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     allowed = checked_allow(allow, "simulate")
     beam = _checked_beam(beam)
     with recording_warnings() as said:
-        _check_memory(geometry)
+        _check_memory(geometry, settings)
         overrides = _check_implausible(geometry, beam, settings, allowed)
         # the run's warnings at the caller's line (simulate's caller: run_job -> simulate -> caller)
         opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False,
@@ -237,21 +238,33 @@ def _check_arguments(geometry: VoxelGeometry, beam: Beam) -> None:
                          f"plan_to_beams); got a {type(beam).__name__}")
 
 
-def _check_memory(geometry: VoxelGeometry) -> None:
-    """``mcproton run``'s memory check of the dose grid (mcproton/_run/inputs.py check_memory, one beam), before
-    anything of the run is allocated: a grid that cannot fit is refused (ConfigError, a ValueError, naming the grid,
-    the estimate, what is available and what bounds it) and one that takes most of the memory is warned about.
-    Before, simulate had no such check: numpy's bare MemoryError at the first tally, or a run started on pages mapped
-    lazily and killed after its transport (the edges audit of 2026-12-07, F2)."""
-    from ._run.inputs import check_memory
+def _check_memory(geometry: VoxelGeometry, settings: RunSettings) -> None:
+    """simulate's memory check of the dose grid (mcproton/_run/inputs.py check_simulate_memory), before anything of
+    the run is allocated: a grid that cannot fit however little of it gets dose is refused (ConfigError, a
+    ValueError, naming the grid, the estimate, what is available and what bounds it), and one whose dose, if it
+    covered the whole grid, would take most of the memory is warned about.  Before the edges audit of 2026-12-07
+    (F2), simulate had no such check: numpy's bare MemoryError at the first tally, or a run started on pages mapped
+    lazily and killed after its transport.  Its first check took ``mcproton run``'s estimate (with the output
+    buffers and the sum of the beams, about 4 times what a pencil beam used) and refused grids that ran (review of
+    2026-12-07, R2)."""
+    import os
+
+    from ._cpus import OMP_NUM_THREADS, usable_cpus
+    from ._run.engine import cpu_tally_slots
+    from ._run.inputs import check_simulate_memory
     from .config import ConfigError
 
     fix = ("use coarser voxels (a larger voxel_mm of box_phantom / slab_phantom, HUCalibration.to_geometry's blocks=, "
            "or mcproton.resample_blocks(geometry, (2, 2, 1)) for blocks of whole voxels) or free memory (or ask the "
            "batch system for more)")
+    n_vox = int(geometry.material_index_zyx.size)
+    # the CPU backend's threads (_cpus.default_threads, read here without its warnings, which the run gives)
+    omp = os.environ.get(OMP_NUM_THREADS, "").split(",")[0].strip()
+    threads = settings.threads or (int(omp) if omp.isascii() and omp.isdigit() and int(omp) > 0 else usable_cpus())
+    if settings.backend not in ("cpu", "auto"):
+        threads = 1
     try:
-        check_memory(int(geometry.material_index_zyx.size), 1, geometry.shape_zyx, geometry.study is not None,
-                     fix=fix)
+        check_simulate_memory(n_vox, geometry.shape_zyx, cpu_tally_slots(n_vox, threads), fix)
     except ConfigError as exc:
         raise ConfigError(f"simulate: {exc}") from None
 

@@ -39,35 +39,61 @@ def _interp_algo() -> str:
     return "pymedphys" if importlib.util.find_spec("numba") is not None else "scipy"
 
 
-class _PymedphysRecords(logging.Filter):
-    """Drops the log records of pymedphys's code (``pathname`` in its package) issued by a thread inside
-    :func:`_pymedphys_logging_kept_in`."""
+#: the logger that pymedphys's gamma code logs to while mcproton runs a gamma in that thread: its own (not the root
+#: logger's module functions, which call ``logging.basicConfig()``), not propagated, with a NullHandler (so that
+#: neither the caller's handlers nor ``logging.lastResort`` get its lines)
+_PYMEDPHYS_LOGGER = logging.getLogger("mcproton.check.pymedphys_gamma")
+_PYMEDPHYS_LOGGER.propagate = False
+_PYMEDPHYS_LOGGER.addHandler(logging.NullHandler())
+#: the modules of pymedphys whose module-level ``logging.info`` ... a gamma runs (pymedphys 0.41)
+_PYMEDPHYS_LOGGING_MODULES = ("pymedphys._gamma.implementation.shell",)
+#: per thread, how many :func:`_pymedphys_logging_kept_in` it is inside (``depth``)
+_IN_GAMMA = threading.local()
+_SHIM_LOCK = threading.Lock()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (threading.get_ident() in _GAMMA_THREADS and _PYMEDPHYS_DIR
-                    and os.path.normcase(record.pathname).startswith(_PYMEDPHYS_DIR))
+
+class _LoggingForPymedphys:
+    """Stands in for the ``logging`` module in pymedphys's gamma code (:data:`_PYMEDPHYS_LOGGING_MODULES`): in a
+    thread inside :func:`_pymedphys_logging_kept_in`, its log functions (``logging.info`` ...) are those of
+    :data:`_PYMEDPHYS_LOGGER`; in every other thread, and for every other name, the logging module's own, so that
+    pymedphys called by the caller itself logs as before."""
+
+    _FUNCTIONS = {"debug": "debug", "info": "info", "warning": "warning", "warn": "warning", "error": "error",
+                  "exception": "exception", "critical": "critical", "fatal": "critical", "log": "log"}
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._FUNCTIONS and getattr(_IN_GAMMA, "depth", 0):
+            return getattr(_PYMEDPHYS_LOGGER, self._FUNCTIONS[name])
+        return getattr(logging, name)
 
 
-#: the threads inside :func:`_pymedphys_logging_kept_in` ({thread ident: depth}), under :data:`_GAMMA_LOCK`
-_GAMMA_THREADS: dict[int, int] = {}
-_GAMMA_LOCK = threading.Lock()
-_QUIET = _PymedphysRecords()
-#: put on the root logger while a gamma runs where it has no handler (and taken off after): pymedphys's
-#: ``logging.info`` would otherwise call ``logging.basicConfig()`` on it
-_NULL = logging.NullHandler()
-#: the folder of the pymedphys package (normcase, with a trailing separator), set at the first gamma
-_PYMEDPHYS_DIR = ""
+_LOGGING_FOR_PYMEDPHYS = _LoggingForPymedphys()
 
 
 def _after_fork_in_child() -> None:
     """A forked child (a gamma worker, a figure process) gets a lock of its own: the parent's may have been held by
     another thread at the fork."""
-    global _GAMMA_LOCK
-    _GAMMA_LOCK = threading.Lock()
+    global _SHIM_LOCK
+    _SHIM_LOCK = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _route_pymedphys_logging() -> None:
+    """Put :class:`_LoggingForPymedphys` in place of ``logging`` in pymedphys's gamma modules (once; it stays, and
+    outside a gamma of mcproton it is the logging module itself)."""
+    import importlib
+
+    with _SHIM_LOCK:
+        for name in _PYMEDPHYS_LOGGING_MODULES:
+            try:
+                mod = importlib.import_module(name)
+            except ImportError:   # another pymedphys: the gammas run, their logging is not kept in
+                continue
+            if getattr(mod, "logging", None) is logging:
+                mod.logging = _LOGGING_FOR_PYMEDPHYS   # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -77,31 +103,17 @@ def _pymedphys_logging_kept_in() -> Iterator[None]:
     call ``logging.basicConfig()`` where the root logger has no handler: a script's or notebook's own
     ``logging.basicConfig(filename=...)`` after a check did nothing; and under the caller's INFO logging each gamma
     printed pymedphys's lines and, with several dose criteria in one search (``gamma_3d_multi``), a "--- Logging error
-    ---" traceback (arrays formatted with "%.3f"), three per check (in-process audit 25, F3).  Here the root logger
-    gets a NullHandler for the duration where it has none, and a filter that drops the records of pymedphys's code
-    run by this thread; both are taken off when the last gamma running (in any thread) ends."""
-    global _PYMEDPHYS_DIR
-    import pymedphys
-
-    root, me = logging.getLogger(), threading.get_ident()
-    with _GAMMA_LOCK:
-        if not _PYMEDPHYS_DIR:
-            _PYMEDPHYS_DIR = os.path.join(os.path.normcase(os.path.dirname(os.path.abspath(pymedphys.__file__))), "")
-        if not _GAMMA_THREADS:
-            root.addFilter(_QUIET)
-            if not root.handlers:
-                root.addHandler(_NULL)
-        _GAMMA_THREADS[me] = _GAMMA_THREADS.get(me, 0) + 1
+    ---" traceback (arrays formatted with "%.3f"), three per check (in-process audit 25, F3).  Here those calls go,
+    in this thread only, to a logger of their own (:data:`_PYMEDPHYS_LOGGER`): the root logger is not touched.
+    (Before the review of 2026-12-07, R3, the root logger got a NullHandler and a filter while any gamma ran: other
+    threads' records were lost instead of reaching ``logging.lastResort``, their ``logging.basicConfig()`` did
+    nothing, and a child forked meanwhile kept both.)"""
+    _route_pymedphys_logging()
+    _IN_GAMMA.depth = getattr(_IN_GAMMA, "depth", 0) + 1
     try:
         yield
     finally:
-        with _GAMMA_LOCK:
-            _GAMMA_THREADS[me] -= 1
-            if not _GAMMA_THREADS[me]:
-                del _GAMMA_THREADS[me]
-            if not _GAMMA_THREADS:
-                root.removeFilter(_QUIET)
-                root.removeHandler(_NULL)
+        _IN_GAMMA.depth = max(0, _IN_GAMMA.depth - 1)
 
 
 def _gamma_cut(ref: np.ndarray, body: np.ndarray, threshold_pct: float) -> tuple[float, float]:

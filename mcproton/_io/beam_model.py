@@ -63,7 +63,7 @@ import numpy as np
 from ..source import MAX_SPREAD_SIGMAS
 from .csv_table import read_csv_table
 from .errors import BeamModelError, McprotonWarning, did_you_mean, recording_warnings, said_in_this_call, warn
-from .text_file import TABLE_ADVICE, is_number, refuse_utf16
+from .text_file import TABLE_ADVICE, binary_kind, is_number, refuse_utf16
 
 P = ParamSpec("P")
 
@@ -689,6 +689,11 @@ def load_beam_model(name_or_path: str | Path) -> BeamModel:
     if p.suffix.lower() == ".toml":
         return _load_toml(p)
     raw = p.read_bytes()[:4096]
+    kind = binary_kind(raw)   # an RT Plan given as the beam model (plan.beam_model for plan.rtplan), a dose result
+    if kind:
+        what = {"a DICOM file": "a DICOM file (an RT Plan?)", "an HDF5 file": "an HDF5 file (a dose result?)"}
+        raise BeamModelError(f"{p}: unknown beam-model format: {what.get(kind, kind)}, not a beam model; give a "
+                             ".toml model or an MCsquare BDL text file")
     refuse_utf16(raw, p, BeamModelError, TABLE_ADVICE)   # "unknown beam-model format" said nothing of the cause
     head = raw.decode("utf-8", errors="replace")
     if "Isocenter distance" in head or "Beam parameters" in head or "beam model" in head.lower():

@@ -97,24 +97,35 @@ _DANGLING_SLICES = ("CT slices, and without them the CT would be shorter (a slic
 
 
 def _list_files(folder: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The files of the CT folder ``folder`` (not hidden), or the files given (:func:`_list_folder`)."""
+    return _list_folder(folder)[0]
+
+
+def _list_folder(folder: str | Path | Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+    """(the files of the CT folder ``folder``, not hidden, or the files given; the folder's symbolic links to files
+    that do not exist that are not named like slices: skipped, and named by :func:`_series_headers`), from one
+    listing of the folder (review of 2026-12-07, R7: the header pass listed it again for those links)."""
+    other: list[Path] = []
     if isinstance(folder, (str, Path)):
         p = Path(folder)
         if not p.exists():
             raise _err(f"CT folder {p} does not exist; give the folder that holds the CT slices")
         if p.is_file():
-            return [p]
+            return [p], []
         entries = [f for f in p.iterdir() if not f.name.startswith(".")]
         # a slice that is a link to a file that is gone (is_file() is False) was left out without a word, and the CT
         # read without it (locale audit 2026-12-07, F1): refused where it is named like DICOM, as an empty slice is
-        dangling = [f for f in dangling_links(entries) if _slice_like(f.name)]
+        gone = dangling_links(entries)
+        dangling = [f for f in gone if _slice_like(f.name)]
         if dangling:
             raise _err(dangling_links_message(sorted(dangling), f"in the CT folder {p}", _DANGLING_SLICES))
+        other = sorted(gone)
         files = sorted(f for f in entries if f.is_file())
     else:
         files = [Path(f) for f in folder]
     if not files:
         raise _err(f"no files in {folder}; give the folder that holds the CT slices (*.dcm)")
-    return files
+    return files, other
 
 
 #: The largest Rows or Columns of a CT slice read: scanners reconstruct 512 x 512 (1024 x 1024, 2048 x 2048 in
@@ -490,12 +501,10 @@ class _SeriesHeaders(NamedTuple):
 def _series_headers(folder: str | Path | Sequence[str | Path], series_uid: str | None) -> _SeriesHeaders:
     """The header pass of :func:`load_ct_series`, with its checks and warnings: the series it reads and its grid,
     before any pixel is read."""
-    files = _list_files(folder)
-    if isinstance(folder, (str, Path)) and Path(folder).is_dir():   # links named otherwise: skipped, and named
-        other = sorted(dangling_links([f for f in Path(folder).iterdir() if not f.name.startswith(".")]))
-        if other:
-            warn(f"{folder}: skipped {len(other)} symbolic link(s) to files that do not exist: {links_listed(other)}",
-                 McprotonWarning, stacklevel=2)
+    files, other = _list_folder(folder)
+    if other:   # links named otherwise: skipped, and named
+        warn(f"{folder}: skipped {len(other)} symbolic link(s) to files that do not exist: {links_listed(other)}",
+             McprotonWarning, stacklevel=2)
     headers = []
     skipped_modalities: dict[str, int] = {}
     odd_modality: dict[str, list[str]] = {}

@@ -673,17 +673,18 @@ def _warn_metal_density_given_tissue(ct: Any, hu: np.ndarray, low: float, high: 
          f"the metal starts, e.g. titanium with w_Ti 1), or {_OVERRIDE_METAL}", McprotonRuntimeWarning)
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, fields: int | None = None) -> str:
     """The text of a calibration file (MCsquare text or CSV): UTF-8, a leading byte-order mark dropped; its '#'
     comments are not read and may be in any encoding; elsewhere a byte that is not UTF-8, or a file saved as UTF-16,
     is refused naming the line (:func:`~mcproton._io.text_file.decode_utf8`; before, such bytes were replaced
     without a word, and a UTF-16 file was "line 1: (two replacement characters) is not 'HU density'": locale audit
-    2026-12-07, F10)."""
+    2026-12-07, F10).  ``fields``: only the first so many fields of a line are read, the rest may be in any
+    encoding too (HU_Material_Conversion.txt's material name after the ID)."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
-    return decode_utf8(raw, path, CalibrationError, advice=TABLE_ADVICE, comments="inline")
+    return decode_utf8(raw, path, CalibrationError, advice=TABLE_ADVICE, comments="inline", fields=fields)
 
 
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:
@@ -1448,10 +1449,13 @@ def _read_material_table(path: Path, mcsquare_materials) -> tuple[list[float], l
     named ``w_<element>``: :func:`_read_composition_csv`), or MCsquare's HU_Material_Conversion.txt (``HU_lo
     material_id`` per line, then optionally the material's name; '#' comments; the IDs of ``mcsquare_materials``).
     A line of the latter that holds a third number is refused, as the density table refuses one: a decimal comma in
-    the HU bound (``120,50 48``) was read as HU 120 -> material 50 (locale audit 2026-12-07, F3)."""
+    the HU bound (``120,50 48``) was read as HU 120 -> material 50 (locale audit 2026-12-07, F3).  Its name after
+    the ID is not read (the ID gives the material; OpenTPS's reader also takes the first two fields), so it may be
+    in any encoding, as before 2026-12-07 (review R5: a Windows-1252 ``Lunge_ä`` there was refused); the HU bound
+    and the ID must be UTF-8, and a composition CSV is read whole by its own reader."""
     if not path.exists():
         raise CalibrationError(f"HU -> material file {path} does not exist")
-    text = _read_text(path)
+    text = _read_text(path, fields=2)
     head = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
     # the composition CSV by its header's w_ columns, whatever separates them: a table saved with ';' or tabs is
     # then refused by the CSV reader naming its delimiter (before: "line '-1024 DCPT_brain_01 0 ...' is not

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .dicom_common import (CT_IMAGE_STORAGE, RT_DOSE_STORAGE, RT_ION_PLAN_STORAGE, RT_PLAN_STORAGE,
                            RT_STRUCTURE_SET_STORAGE)
+from .text_file import HDF5_SIGNATURE as _HDF5_SIGNATURE
 
 #: PNG chunk keyword and text with which matplotlib names itself in a PNG (a figure drawn before 2026-12-06)
 _MATPLOTLIB_PNG_SOFTWARE = (b"Software", b"Matplotlib")
@@ -21,7 +22,6 @@ _MATPLOTLIB_PNG_SOFTWARE = (b"Software", b"Matplotlib")
 #: mcproton/commission.py): keyword "Software", text starting "mcproton"
 MCPROTON_PNG_SOFTWARE = (b"Software", b"mcproton")
 
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

@@ -111,6 +111,15 @@ def exact_sum(a: Any) -> int:
     return total
 
 
+def cpu_tally_slots(n_vox: int, threads: int) -> int:
+    """The CPU backend's tally slots for ``threads`` threads on ``n_vox`` voxels: one per thread while they fit in
+    :data:`PRIVATE_TALLY_BYTES` (4 int64 tallies per voxel, padded to whole blocks), at least one."""
+    if threads <= 1:
+        return 1
+    slot_bytes = -(-n_vox >> TOUCH_SHIFT << TOUCH_SHIFT) * 4 * 8
+    return int(min(threads, max(1, PRIVATE_TALLY_BYTES // slot_bytes)))
+
+
 class Simulation:
     """A prepared simulation: tables, geometry and source on the backend.  ``run_histories`` can be called
     repeatedly with disjoint history ranges (used by batching, checkpointing and distributed runs)."""
@@ -157,11 +166,8 @@ class Simulation:
         # allows; else as many slots as fit, each shared by a few threads with atomic adds (fewer threads
         # contending for one cache line than with a single tally).  The GPU has one shared tally with atomic
         # adds.
-        self.slots = 1
         threads = int(getattr(b, "threads", 1)) if b.name == "cpu" else 1
-        if threads > 1:
-            slot_bytes = -(-self.n_vox >> TOUCH_SHIFT << TOUCH_SHIFT) * 4 * 8
-            self.slots = int(min(threads, max(1, PRIVATE_TALLY_BYTES // slot_bytes)))
+        self.slots = cpu_tally_slots(self.n_vox, threads)
         # Tallies padded to whole blocks of 2**TOUCH_SHIFT (32) voxels; the kernel flags every block it scores
         # into (``touched``), so that a batch on a large, mostly empty grid (a patient CT) costs the host work
         # of its dose footprint, not of the grid (run_histories_sparse).

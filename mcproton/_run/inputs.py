@@ -26,11 +26,81 @@ def host_memory_estimate(n_vox: int, n_beams: int = 1) -> float:
     return HOST_BYTES_BASE + n_vox * (HOST_BYTES_PER_VOXEL + HOST_BYTES_PER_VOXEL_AND_BEAM * max(1, n_beams))
 
 
+#: Host memory of one ``mcproton.simulate`` call beyond what its caller holds (the geometry), bytes (review of
+#: 2026-12-07, R2: simulate had been checked with ``mcproton run``'s figure above, about 4 times what a pencil beam
+#: used, and refused grids that ran).  It follows the dose's footprint, not the grid: the arrays of the grid are
+#: mapped lazily and take memory only where written (in 2 MB pages where transparent huge pages are on, so a beam
+#: takes whole slices of them).  Measured 2026-12-07 (peak RSS of the process, VmHWM reset after the geometry was
+#: built; water boxes of 1 mm voxels, CPU, 1 thread):
+#:
+#: - a 30 MeV pencil beam, a few voxels scored, on 3.4, 15.6 and 27 M voxels: 26, 76 and 114 MB (3.3 to 4.0 B per
+#:   voxel: scans of the grid): :data:`SIMULATE_BYTES_PER_VOXEL_MIN`, what any run needs;
+#: - a 100 MeV pencil beam (200 primaries) on 8 and 27 M voxels: 0.29 and 0.64 GB (the audit's case: 23 B/voxel;
+#:   the tallies and running sums of the slices its dose reaches);
+#: - a 230 MeV field over the whole grid, every voxel scored (50 000 and 250 000 primaries), on 1 and 8 M voxels:
+#:   0.25 and 1.93 GB, 240 B per voxel: the 4 integer tallies (32), the running sums (48), a batch's copies of its
+#:   voxels and the result's arrays at every voxel (finish): :data:`SIMULATE_BYTES_PER_VOXEL_MAX`, the most a run
+#:   needs (with more than one CPU thread, each further private tally slot adds 32 per voxel, 1 GiB in all at most:
+#:   engine.PRIVATE_TALLY_BYTES);
+#: - the tables and the modules a first run imports: 0.01 to 0.06 GB: :data:`SIMULATE_BYTES_BASE`.
+#:
+#: Under an address-space limit (``ulimit -v``) what is allocated counts, written or not: the tallies and the
+#: running sums at once (:data:`SIMULATE_BYTES_PER_VOXEL_ALLOCATED`, a tally slot per CPU thread as above).
+SIMULATE_BYTES_BASE = 0.1e9
+SIMULATE_BYTES_PER_VOXEL_MIN = 3
+SIMULATE_BYTES_PER_VOXEL_MAX = 240
+SIMULATE_BYTES_PER_VOXEL_ALLOCATED = 80
+#: bytes per voxel of one CPU tally slot (4 int64 tallies: mcproton/_run/engine.py)
+TALLY_SLOT_BYTES_PER_VOXEL = 32
+
+
+def simulate_memory_estimate(n_vox: int, tally_slots: int = 1, *, allocated: bool = False) -> tuple[float, float]:
+    """(least, most) bytes of host memory one ``mcproton.simulate`` call on ``n_vox`` voxels needs at its peak, with
+    ``tally_slots`` CPU tally slots (the measurements above): the least, where almost no voxel gets dose; the most,
+    where every voxel does.  ``allocated``: under an address-space limit, where what is allocated counts (the least
+    is then the tallies and the running sums whole)."""
+    extra_slots = max(0, tally_slots - 1) * TALLY_SLOT_BYTES_PER_VOXEL * n_vox
+    least = n_vox * (SIMULATE_BYTES_PER_VOXEL_ALLOCATED if allocated else SIMULATE_BYTES_PER_VOXEL_MIN)
+    return least + (extra_slots if allocated else 0.0), SIMULATE_BYTES_BASE + n_vox * SIMULATE_BYTES_PER_VOXEL_MAX \
+        + extra_slots
+
+
+def check_simulate_memory(n_vox: int, shape_zyx: tuple[int, int, int], tally_slots: int, fix: str) -> None:
+    """``mcproton.simulate``'s memory check (:func:`simulate_memory_estimate`): ConfigError where even the least it
+    needs cannot fit in what this process may allocate (:func:`available_memory`, swap included); a warning where the
+    most (every voxel with dose) is more than 80 % of it.  Unlike ``mcproton run`` (:func:`check_memory`: a run's
+    peak with its output buffers and the sum of its beams), a grid is not refused because a dose over all of it
+    could not fit: a beam's dose covers a part of most grids, and such runs fit and ran."""
+    from ..config import ConfigError
+
+    mem = available_memory()
+    if mem is None:
+        return
+    least, most = simulate_memory_estimate(n_vox, tally_slots, allocated=mem.allocated_counts)
+    nz, ny, nx = shape_zyx
+    grid = f"the dose grid of {nx} x {ny} x {nz} = {n_vox / 1e6:.1f} M voxels"
+    avail, swap = mem.available, mem.swap
+    if least > avail + swap:
+        what = ("the tallies and running sums it allocates" if mem.allocated_counts
+                else "however few of its voxels get dose")
+        raise ConfigError(f"{grid} needs at least {least / 1e9:.1f} GB of memory ({what}; up to about "
+                          f"{most / 1e9:.1f} GB where every voxel gets dose), but only {avail / 1e9:.1f} GB are "
+                          f"available ({swap / 1e9:.1f} GB of swap), bounded by {mem.limit}: {fix}")
+    if most > 0.8 * avail:
+        warn(f"{grid} needs up to about {most / 1e9:.1f} GB of memory where the dose covers the whole grid (about "
+             f"{SIMULATE_BYTES_PER_VOXEL_MAX} bytes per voxel with dose; a beam whose dose covers a part of the grid "
+             f"needs less) of the {avail / 1e9:.1f} GB available (bounded by {mem.limit}); the run may swap or be "
+             f"killed if its dose covers much of the grid: {fix}", McprotonRuntimeWarning)
+
+
 class Memory(NamedTuple):
-    """What a run may allocate: ``available`` and ``swap`` bytes, and ``limit``, the words naming what bounds it."""
+    """What a run may allocate: ``available`` and ``swap`` bytes, and ``limit``, the words naming what bounds it;
+    ``allocated_counts``: an address-space limit (``ulimit -v``) bounds it, under which memory counts once
+    allocated, not only once written."""
     available: float
     swap: float
     limit: str = "the machine's free memory (MemAvailable in /proc/meminfo)"
+    allocated_counts: bool = False
 
 
 def available_memory() -> Memory | None:
@@ -60,14 +130,14 @@ def available_memory() -> Memory | None:
             if left < mem.available + mem.swap:
                 mem = Memory(min(mem.available, left), 0.0,
                              f"the address-space limit (ulimit -v) of {lim / 1e9:.1f} GB, {used / 1e9:.1f} GB of it "
-                             "in use")
+                             "in use", allocated_counts=True)
     except (ImportError, OSError, ValueError):
         pass
     from .._cpus import cgroup_memory
 
     cgroup = cgroup_memory()
     if cgroup is not None and cgroup[0] < mem.available + mem.swap:
-        mem = Memory(min(mem.available, cgroup[0]), 0.0, cgroup[1])
+        mem = Memory(min(mem.available, cgroup[0]), 0.0, cgroup[1], mem.allocated_counts)
     return mem
 
 

@@ -77,3 +77,21 @@ def test_a_link_loop_named_like_a_slice_is_refused(tmp_path):
     (ct / "CT_loop.dcm").symlink_to(ct / "CT_loop.dcm")
     with pytest.raises(DicomInputError, match=r"1 file\(s\) in the CT folder .* CT_loop\.dcm -> "):
         load_ct_series(ct)
+
+
+def test_the_ct_folder_is_listed_once(tmp_path, monkeypatch):
+    """Review of 2026-12-07, R7: the header pass listed the CT folder a second time (and lstat()ed every entry again)
+    for its links of other names; on network storage each listing is a round trip.  Those links are still named."""
+    ct, _ = _linked_series(tmp_path)
+    (ct / "notes.txt").symlink_to(tmp_path / "nowhere" / "notes.txt")
+    listed: list[Path] = []
+    iterdir = Path.iterdir
+
+    def counting(self):
+        listed.append(self)
+        return iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", counting)
+    with pytest.warns(McprotonWarning, match=r"skipped 1 symbolic link\(s\) to files that do not exist: notes\.txt"):
+        load_ct_series(ct)
+    assert listed.count(ct) == 1, listed

@@ -239,9 +239,51 @@ def test_a_csv_saved_as_utf16_is_named(tmp_path):
                               f"0xff 0xfe, as a spreadsheet's 'Unicode text' export does); {SAVE_AS}"), exc.value
     p = tmp_path / "idd.csv"
     p.write_bytes("\n".join(_idd_rows(comma_row=False)).encode("utf-16-le"))   # no byte-order mark
-    with pytest.raises(CommissionInputError, match=r"idd\.csv: holds a NUL byte at line 1: not a text file \(UTF-16 "
-                                                   r"without a byte-order mark\?\); save it as UTF-8"):
+    with pytest.raises(CommissionInputError, match=r"idd\.csv: saved as UTF-16 without a byte-order mark \(every "
+                                                   r"other byte is 0, from line 1\); save it as UTF-8"):
         read_idd_csv(p)
+    p.write_bytes("\n".join(_idd_rows(comma_row=False)).encode("utf-16-be"))
+    with pytest.raises(CommissionInputError, match=r"idd\.csv: saved as UTF-16 without a byte-order mark"):
+        read_idd_csv(p)
+
+
+# ---- review of 2026-12-07, R4: a file that is not text is not "saved as UTF-16"
+RP = Path(__file__).resolve().parents[1] / "data" / "dicom" / "RP_plan05.dcm"
+
+
+def test_an_rt_plan_or_a_dose_result_given_as_the_beam_model_is_named_as_such(tmp_path):
+    """The RT Plan as the beam model (plan.beam_model and plan.rtplan mixed up): before, "holds a NUL byte at line
+    1: not a text file (UTF-16 without a byte-order mark?); save it as UTF-8 (a spreadsheet's 'Save as' ...)", which
+    points at the wrong thing (before 2026-12-07: "unknown beam-model format").  An HDF5 dose and another binary
+    file the same way."""
+    with pytest.raises(BeamModelError) as exc:
+        load_beam_model(RP)
+    assert str(exc.value) == (f"{RP}: unknown beam-model format: a DICOM file (an RT Plan?), not a beam model; give "
+                              "a .toml model or an MCsquare BDL text file"), exc.value
+    h5 = tmp_path / "result.h5"
+    h5.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4)
+    png = tmp_path / "bdl.txt"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    for p, kind in ((h5, "an HDF5 file (a dose result?)"), (png, "a binary file")):
+        with pytest.raises(BeamModelError) as exc:
+            load_beam_model(p)
+        assert str(exc.value).startswith(f"{p}: unknown beam-model format: {kind}, not a beam model"), exc.value
+    for p in (RP, h5, png):
+        with pytest.raises(BeamModelError) as exc:
+            load_beam_model(p)
+        assert "UTF" not in str(exc.value) and "spreadsheet" not in str(exc.value), exc.value
+
+
+def test_a_binary_file_given_as_a_table_is_not_a_text_file(tmp_path):
+    """A DICOM file as a CSV table (the readers of commissioning, calibration and beam-model tables): "not a text
+    file", no advice to save it as UTF-8."""
+    p = tmp_path / "idd.csv"
+    p.write_bytes(RP.read_bytes())
+    with pytest.raises(CommissionInputError) as exc:
+        read_idd_csv(p)
+    assert "idd.csv: not a text file (a DICOM file: it holds a NUL byte at line 1); give the text file meant " \
+        "here" in str(exc.value), exc.value
+    assert "UTF" not in str(exc.value) and "spreadsheet" not in str(exc.value)
 
 
 def test_calibration_comments_may_hold_any_bytes_and_names_must_be_utf8(tmp_path):
@@ -257,6 +299,31 @@ def test_calibration_comments_may_hold_any_bytes_and_names_must_be_utf8(tmp_path
     with pytest.raises(CalibrationError) as exc:
         HUCalibration.load(_composition_folder(tmp_path, "\n".join(rows) + "\n", encoding="cp1252"))
     assert str(exc.value) == f"{tmp_path / 'cal' / 'hu_materials.csv'}: not UTF-8 at line 2 (byte 0xe4); {SAVE_AS}"
+
+
+def test_a_material_name_after_the_id_is_not_read_and_may_be_in_any_encoding(tmp_path):
+    """Review of 2026-12-07, R5: MCsquare's HU_Material_Conversion.txt as mcsquare_default's, saved as Latin-1 with
+    ``-950 40 Lunge_ä`` (the name after the ID, which is never read: the ID gives the material, and OpenTPS's reader
+    takes the first two fields).  Loaded before 2026-12-07; then refused "not UTF-8 at line 2 (byte 0xe4)".  Read
+    again, with mcsquare_default's materials; a byte that is not UTF-8 in the HU bound or the ID, and a third
+    number, are still refused."""
+    ref = HUCalibration.load("mcsquare_default")
+    lines = MATERIALS.splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("-950 40"))
+    lines[i] = "-950 40 Lunge_ä"
+    d = _mcsquare_folder(tmp_path, "")
+    (d / "HU_Material_Conversion.txt").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    cal = HUCalibration.load(d)
+    assert [m.name for m in cal.materials] == [m.name for m in ref.materials]
+    assert [m.mass_fractions for m in cal.materials] == [m.mass_fractions for m in ref.materials]
+    for bad, complaint in (("-950 4\xe40 Lunge", f"not UTF-8 at line {i + 1} (byte 0xe4)"),
+                           ("-950\xe4 40 Lunge", f"not UTF-8 at line {i + 1} (byte 0xe4)"),
+                           ("-950 40 41 Lunge_\xe4", f"line {i + 1}: '-950 40 41 Lunge_\ufffd' holds 3 numbers")):
+        lines[i] = bad
+        (d / "HU_Material_Conversion.txt").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+        with pytest.raises(CalibrationError) as exc:
+            HUCalibration.load(d)
+        assert complaint in str(exc.value), exc.value
 
 
 def test_decode_utf8_comments():

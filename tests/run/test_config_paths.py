@@ -29,6 +29,14 @@ def _ct(folder: Path, slices: int) -> Path:
     return folder
 
 
+def _linked_config(target: Path, link: Path) -> None:
+    """The CT config (ct_dir = "ct") at ``target`` and a relative symbolic link to it at ``link``."""
+    for d in (target.parent, link.parent):
+        d.mkdir(parents=True, exist_ok=True)
+    target.write_text(CT.replace("@EXTRA", ""))
+    link.symlink_to(os.path.relpath(target, link.parent))
+
+
 def test_a_tilde_in_output_rtdose_is_the_home_folder(tmp_path, capsys, monkeypatch):
     """F8: ``output.rtdose = "~/rd_tilde/RD.dcm"`` wrote ./~/rd_tilde/RD.dcm (a folder named "~" in the current
     folder), and the summary said "~/rd_tilde/RD.dcm"; phantom.ct_dir and the other input keys expand ``~``."""
@@ -53,38 +61,93 @@ def test_a_tilde_in_output_rtdose_is_the_home_folder(tmp_path, capsys, monkeypat
 def test_a_linked_config_takes_relative_paths_from_the_links_folder(tmp_path, capsys, monkeypatch, no_transport):
     """F11: pat1/run.toml -> ../protocols/std.toml (a shared template) with ct_dir = "ct": the CT is pat1/ct, not
     protocols/ct (before: the link's target's folder, the template's phantom CT, without a word), and --check-config
-    names the folder the relative paths were taken from."""
+    names the folder the relative paths were taken from.  Where both folders hold a ct/, the run is refused
+    (review R1: :func:`test_a_relative_path_beside_both_a_linked_config_and_its_target_is_refused`)."""
     protocols, pat1, elsewhere = tmp_path / "protocols", tmp_path / "pat1", tmp_path / "elsewhere"
-    for d in (protocols, pat1, elsewhere):
-        d.mkdir()
-    (protocols / "std.toml").write_text(CT.replace("@EXTRA", ""))
-    _ct(protocols / "ct", 4)
+    _linked_config(protocols / "std.toml", pat1 / "run.toml")
+    _ct(protocols / "ct_template", 4)
     _ct(pat1 / "ct", 6)
-    (pat1 / "run.toml").symlink_to(Path("..") / "protocols" / "std.toml")
+    elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert main(["run", str(pat1 / "run.toml"), "--check-config"]) == 0, capsys.readouterr().err
     got = json.loads(capsys.readouterr().out)
-    assert got["grid_xyz"][2] == 6   # pat1's 6 slices, not the template folder's 4
+    assert got["grid_xyz"][2] == 6   # pat1's 6 slices
     rel = got["relative_paths"]
     assert rel["inputs_from"] == str(pat1.resolve()) and rel["outputs_from"] == str(elsewhere.resolve())
+    assert rel["inputs_else_from"] == str(elsewhere.resolve())
     assert rel["config_link_target"] == str((protocols / "std.toml").resolve()) and "link's folder" in rel["note"]
     # the template itself: its own folder
+    (protocols / "ct_template").rename(protocols / "ct")
+    (pat1 / "ct").rename(pat1 / "ct_moved")
     assert main(["run", str(protocols / "std.toml"), "--check-config"]) == 0, capsys.readouterr().err
     got = json.loads(capsys.readouterr().out)
     assert got["grid_xyz"][2] == 4 and got["relative_paths"]["inputs_from"] == str(protocols.resolve())
     assert "config_link_target" not in got["relative_paths"]
-    # a relative path found in neither folder: the message says the link's folder is meant
-    (pat1 / "ct").rename(pat1 / "ct_moved")
+    # a relative path found only beside the target: the message says the link's folder is meant, and names the
+    # target's (taken before 2026-12-07)
     assert main(["run", str(pat1 / "run.toml"), "--check-config"]) == 2
     err = capsys.readouterr().err
     assert f"config file's folder {pat1.resolve()}" in err and "symbolic link to" in err, err
+    assert f"the target's folder has one: {(protocols / 'ct').resolve()}" in err, err
+
+
+def test_a_relative_path_beside_both_a_linked_config_and_its_target_is_refused(tmp_path, capsys, monkeypatch,
+                                                                              no_transport):
+    """Review of 2026-12-07, R1: work/current.toml -> ../pat1/run.toml, run from work/, which still holds the ct/
+    of an earlier case.  Before 2026-12-07 pat1/ct was read, after F11 work/ct, each without a word (another
+    patient's CT for a beam-only config): now the run is refused naming both folders, and an absolute path (here
+    by --set) or removing one of them chooses."""
+    pat1, work = tmp_path / "pat1", tmp_path / "work"
+    _linked_config(pat1 / "run.toml", work / "current.toml")
+    _ct(pat1 / "ct", 6)
+    _ct(work / "ct", 4)
+    monkeypatch.chdir(work)
+    assert main(["run", "current.toml", "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "phantom.ct_dir = 'ct'" in err and "exists both beside the link" in err, err
+    assert str(work.resolve() / "ct") in err and str(pat1.resolve() / "ct") in err, err
+    assert "give an absolute path" in err and "remove or rename" in err, err
+    # an absolute path chooses
+    assert main(["run", "current.toml", "--check-config", "--set", f'phantom.ct_dir="{pat1 / "ct"}"']) == 0, \
+        capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["grid_xyz"][2] == 6
+    # the link's folder without a ct/, the config run from another folder that has one: that one and the target's
+    (work / "ct").rename(tmp_path / "old_ct")
+    _ct(tmp_path / "cwd" / "ct", 3)
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert main(["run", str(work / "current.toml"), "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "in the current folder" in err and str(pat1.resolve() / "ct") in err, err
+    # one of them removed: no question
+    (tmp_path / "cwd" / "ct").rename(tmp_path / "cwd" / "ct_other")
+    assert main(["run", str(work / "current.toml"), "--check-config"]) == 2   # found only beside the target
+    assert "the target's folder has one" in capsys.readouterr().err
+    # a link in the target's own folder: one folder, nothing to choose
+    (pat1 / "same.toml").symlink_to("run.toml")
+    assert main(["run", str(pat1 / "same.toml"), "--check-config"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["grid_xyz"][2] == 6
 
 
 NFC = unicodedata.normalize("NFC", "Müller_é")
 NFD = unicodedata.normalize("NFD", "Müller_é")
 
 
-def test_a_folder_named_in_another_unicode_normalization_is_found(tmp_path, capsys, no_transport):
+@pytest.fixture
+def keeps_normalizations(tmp_path):
+    """Skip where the file system takes names that differ only in their Unicode normalization for one name (macOS
+    APFS and HFS+, ZFS with normalization=formD): there an NFC and an NFD folder of one name are the same folder
+    (review of 2026-12-07, R7)."""
+    probe = tmp_path / "probe"
+    (probe / NFD).mkdir(parents=True)
+    folds = (probe / NFC).exists()
+    (probe / NFD).rmdir()
+    probe.rmdir()
+    if folds:
+        pytest.skip("this file system folds Unicode normalization: an NFC and an NFD name are one name")
+
+
+def test_a_folder_named_in_another_unicode_normalization_is_found(tmp_path, capsys, no_transport,
+                                                                  keeps_normalizations):
     """F12: ct_dir = "Müller_é/ct" typed in NFC, the folder copied from a Mac named in NFD: "the CT folder ...
     does not exist", with the same name shown as ``ls`` shows.  Now it is found; where two folders of that name in
     other normalizations exist, the message names both."""
@@ -103,7 +166,7 @@ def test_a_folder_named_in_another_unicode_normalization_is_found(tmp_path, caps
     assert ascii(str(tmp_path / NFD / "ct")) in err and ascii(str(tmp_path / mixed / "ct")) in err
 
 
-def test_normalization_twins_match_each_component(tmp_path):
+def test_normalization_twins_match_each_component(tmp_path, keeps_normalizations):
     """Each component not found as written is matched by its NFC form: a parent in NFC, the folder in it in NFD;
     a path that exists as written is itself, an ASCII one is not looked for."""
     from mcproton.config import _normalization_twins
@@ -115,3 +178,30 @@ def test_normalization_twins_match_each_component(tmp_path):
     assert _normalization_twins(tmp_path / "nothing" / NFC) == []
     rel = Path(os.path.relpath(asked, Path.cwd()))
     assert [p.resolve() for p in _normalization_twins(rel)] == [(tmp_path / NFC / NFD).resolve()]
+
+
+def test_a_twin_is_found_beside_an_empty_folder_of_the_name_as_written(tmp_path, capsys, no_transport,
+                                                                       keeps_normalizations):
+    """Review of 2026-12-07, R6: ``Zoë/`` in NFC, empty (made by hand or by a script), beside ``Zoë/`` in NFD that
+    holds ``ct/`` (copied from a Mac), ct_dir = "Zoë/ct" typed in NFC.  The walk took the NFC folder, which exists
+    as written, and looked no further: "does not exist" with no word of the other.  Now the NFD path is found."""
+    from mcproton.config import _normalization_twins
+
+    nfc, nfd = unicodedata.normalize("NFC", "Zoë"), unicodedata.normalize("NFD", "Zoë")
+    (tmp_path / nfc).mkdir()
+    _ct(tmp_path / nfd / "ct", 5)
+    assert _normalization_twins(tmp_path / nfc / "ct") == [tmp_path / nfd / "ct"]
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(CT.replace('ct_dir = "ct"', f'ct_dir = "{nfc}/ct"').replace("@EXTRA", ""), encoding="utf-8")
+    assert main(["run", str(cfg), "--check-config"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["grid_xyz"][2] == 5
+
+
+def test_check_config_names_the_current_folder_once_where_it_is_the_configs(tmp_path, capsys, monkeypatch,
+                                                                             no_transport):
+    """Review of 2026-12-07, R7: a config in the current folder: ``inputs_else_from`` said the same folder again."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job.toml").write_text(BASE)
+    assert main(["run", "job.toml", "--check-config"]) == 0, capsys.readouterr().err
+    rel = json.loads(capsys.readouterr().out)["relative_paths"]
+    assert rel == {"inputs_from": str(tmp_path.resolve()), "outputs_from": str(tmp_path.resolve())}, rel
