@@ -149,8 +149,12 @@ def image_comments(what: str, rel_uncertainty: float | None, mc: Any, beam: int 
     unc = (f"{100 * float(rel_uncertainty):.4g} %" if rel_uncertainty is not None and np.isfinite(rel_uncertainty)
            else "not estimated (fewer than 2 batches)")
     seed = (mc.provenance or {}).get("seed")
+    own = (mc.beam_meta.get(beam) or {}).get("primaries") if beam is not None else None
+    primaries = (f"{int(own):,} primaries" if own is not None else
+                 f"{int(mc.primaries):,} primaries" + (" (all beams)" if beam is not None or len(mc.beams_gy_zyx) > 1
+                                                      else ""))
     return (f"mcproton check MC dose{f' of beam {beam}' if beam is not None else ''}, {what}, 0 outside the body "
-            f"outline; {int(mc.primaries):,} primaries" + (f", seed {seed}" if seed is not None else "")
+            f"outline; {primaries}" + (f", seed {seed}" if seed is not None else "")
             + f"; {UNCERTAINTY_STATEMENT}{unc}")
 
 

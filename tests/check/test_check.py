@@ -1429,6 +1429,13 @@ def test_the_check_writes_its_mc_dose_as_rt_dose_beside_the_tps_dose(case):
         unc = res.mc.mean_rel_uncertainty_50 if not beams else res.mc.beam_meta[beams[0]]["mean_rel_uncertainty_50"]
         assert f"{100 * unc:.2f}% 1sd" in hdr.DoseComment and len(hdr.DoseComment) <= 64, hdr.DoseComment
         assert (f"beam {beams[0]}, to water" in hdr.DoseComment) if beams else "beam" not in hdr.DoseComment
+        # and in full in ImageComments, with the file's own primaries (audit 25 provenance, F3, F4)
+        from mcproton._io.rtdose import stated_uncertainty
+
+        own = res.mc.primaries if not beams else res.mc.beam_meta[beams[0]]["primaries"]
+        assert f"{own:,} primaries" in hdr.ImageComments, hdr.ImageComments
+        assert stated_uncertainty(hdr)[0] == pytest.approx(100 * unc, rel=1e-3), hdr.ImageComments
+        assert res.mc_rtdose[key]["sop_instance_uid"] == hdr.SOPInstanceUID
         series.add(hdr.SeriesInstanceUID)
         sops.add(hdr.SOPInstanceUID)
         if shutil.which("dciodvfy"):

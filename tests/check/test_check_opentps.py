@@ -369,8 +369,8 @@ def test_rd_mc_states_its_uncertainty_and_check_json_records_what_was_written(ch
         if key == "plan":
             assert f"{unc:.2f}% 1sd" in rd.DoseComment, rd.DoseComment
             assert stated_uncertainty(rd)[0] == pytest.approx(unc, rel=1e-3), rd.ImageComments
+            assert f"{checked.mc.primaries:,} primaries (all beams), seed 7" in rd.ImageComments
         assert "% 1sd" in rd.DoseComment and "uncertainty above 50 % of the maximum" in rd.ImageComments
-        assert f"{checked.mc.primaries:,} primaries, seed 7" in rd.ImageComments
         assert entry["sop_instance_uid"] == rd.SOPInstanceUID and entry["series_instance_uid"] == rd.SeriesInstanceUID
         assert entry["referenced_plan_sop_instance_uid"] == rd.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID
         assert entry["sha256"] == sha256_file(out / entry["file"])
