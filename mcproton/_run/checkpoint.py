@@ -139,14 +139,19 @@ def describe_build(build: dict[str, Any] | None) -> str:
 def read_builds(path: str | Path) -> list[dict[str, Any]] | None:
     """The kernel builds a checkpoint records (:data:`BUILDS_ATTR`); None for one written before they were
     recorded (or unreadable)."""
+    return _json_list_attr(path, BUILDS_ATTR)
+
+
+def _json_list_attr(path: str | Path, name: str) -> list[Any] | None:
+    """The JSON list a checkpoint holds in its attribute ``name``; None where it has none (or it is unreadable)."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            if BUILDS_ATTR not in f.attrs:
+            if name not in f.attrs:
                 return None
-            builds = json.loads(f.attrs[BUILDS_ATTR])
-            return builds if isinstance(builds, list) else None
+            value = json.loads(f.attrs[name])
+            return value if isinstance(value, list) else None
     except (OSError, ValueError, TypeError):
         return None
 
@@ -159,16 +164,7 @@ SEGMENTS_ATTR = "segments"
 def read_segments(path: str | Path) -> list[dict[str, Any]] | None:
     """The parts of the run a checkpoint records (:data:`SEGMENTS_ATTR`); None for one written before they were
     recorded (or unreadable)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            if SEGMENTS_ATTR not in f.attrs:
-                return None
-            segments = json.loads(f.attrs[SEGMENTS_ATTR])
-            return segments if isinstance(segments, list) else None
-    except (OSError, ValueError, TypeError):
-        return None
+    return _json_list_attr(path, SEGMENTS_ATTR)
 
 
 def physics_changed(builds: list[dict[str, Any]] | None, current: dict[str, Any]) -> bool:
