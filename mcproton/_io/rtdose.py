@@ -759,6 +759,8 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     about = (f"{int(getattr(result, 'primaries', 0) or 0):,} primaries"
              + (f" of {int(prov['primaries_requested']):,} requested" if prov.get("primaries_requested") else "")
              + (f"; stop reason: {prov['stop_reason']}" if prov.get("stop_reason") else "")
+             # the seed: with the UIDs the HDF5 records, what ties the file to its run (audit 25 provenance, F10)
+             + (f"; seed {prov['seed']}" if prov.get("seed") is not None else "")
              + "; " + UNCERTAINTY_STATEMENT
              + (f"{100 * unc:.3g} %" if np.isfinite(unc) else "not estimated (fewer than 2 batches)")
              + (f"; {early.upper()}" if early else "")
