@@ -665,7 +665,7 @@ def _command_record(args: argparse.Namespace, cfg: dict | None = None) -> dict[s
 
         try:
             file_sha = sha256_file(path)
-        except OSError:   # read already: gone since (the summary of --check-config names no file it did not read)
+        except OSError:   # read a moment ago, gone or unreadable since: its hash is not known
             file_sha = None
     rec: dict[str, Any] = {"invocation": shlex.join(argv) if argv else None, "working_directory": os.getcwd(),
                            "config": path, "config_file_sha256": file_sha, "set_options": list(args.set or [])}
@@ -816,8 +816,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
         total.provenance["warnings"] = list(dict.fromkeys(said))
     if identity is not None:   # for a later --resume of the same command: "already complete"
         total.provenance[RUN_IDENTITY_KEY] = identity
-    # the command line, the --set options and the config that ran, as in the summary (audit 25 provenance, F1), and
-    # the build with the code's SHA-256 (F5)
+    # the command line, the --set options and the config that ran, as in the summary (audit 25 provenance, F1)
     total.provenance.update({k: v for k, v in _command_record(args).items() if k in COMMAND_RECORD_KEYS})
     try:
         with phase("hdf5"):
