@@ -14,7 +14,8 @@ noise matching), the DICOM readers (``_io``), the planner and the driver are Pyt
 numbers under one kernel and one physics (the compat audit of 2026-12-06, F2: ``--skip-checked`` carried a
 verdict of the older check code forward as of "the same build").  :func:`code_sha256` is the SHA-256 of every
 Python and kernel source of the installed package, and :func:`check_build_identity` is :func:`build_identity` with
-it: what a check records (its check.json's ``provenance.build``, the reuse key) and what the RT Dose mcproton
+it: what a check records (its check.json's ``provenance.build``, the reuse key), what every result's
+``provenance["build"]`` and ``mcproton run``'s summary record (since 2026-12-07), and what the RT Dose mcproton
 writes names in its SoftwareVersions (:func:`software_versions`; of a dose computed by another build, that build's
 version, kernel and physics data, and the writer's as "written by").  It is not part of :func:`build_identity`: the
 resume of ``mcproton run`` compares that, and a resume across pure Python changes of one kernel and one physics is
@@ -97,8 +98,11 @@ def physics_files_sha256() -> str:
 
 @lru_cache(maxsize=1)
 def build_identity() -> dict[str, str]:
-    """{"version", "kernel_hash" (the assembled transport kernel's SHA-256), "physics_files_sha256"}: two builds
-    that may compute another dose differ in it.  Cached: computed once per process."""
+    """{"version", "kernel_hash" (the assembled transport kernel's SHA-256), "physics_files_sha256"}: what the
+    transport computes with, which ``mcproton run --resume`` and ``sum_results`` compare.  Not all that may change a
+    dose: the Python that makes a plan's spots or converts a CT is in :func:`check_build_identity` (``code_sha256``),
+    which every result's ``provenance["build"]`` and ``mcproton run``'s summary record (audit 25 provenance, F5: they
+    recorded this one, and a Python change of the dose left them the same).  Cached: computed once per process."""
     from . import __version__
     from ._kernels.source import source_hash
 
@@ -108,8 +112,19 @@ def build_identity() -> dict[str, str]:
 
 def check_build_identity() -> dict[str, str]:
     """:func:`build_identity` with ``code_sha256`` (:func:`code_sha256`): the build of the code that makes a check's
-    verdict, as its check.json records it (``provenance.build``) and ``--skip-checked`` compares it."""
+    verdict, as its check.json records it (``provenance.build``) and ``--skip-checked`` compares it; and of the code
+    that made a result's dose, as its ``provenance["build"]`` and ``mcproton run``'s summary record it."""
     return {**build_identity(), "code_sha256": code_sha256()}
+
+
+def result_build_identity() -> dict[str, str]:
+    """:func:`check_build_identity` for a result's ``provenance["build"]`` and ``mcproton run``'s summary: where a
+    source file cannot be read (:func:`code_sha256` fails), :func:`build_identity` with ``code_sha256_unknown``
+    saying why, so that a dose computed already is never lost to it (as :func:`software_versions`)."""
+    try:
+        return check_build_identity()
+    except Exception as exc:  # noqa: BLE001 - an unreadable source file must not lose a dose computed already
+        return {**build_identity(), "code_sha256_unknown": f"{type(exc).__name__}: {exc}"}
 
 
 def check_build_record() -> dict[str, str]:

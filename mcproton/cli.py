@@ -263,6 +263,7 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
 
     with phase("config"):
         cfg = load_config(args.config, args.set)
+        args.command_record = _command_record(args, cfg)   # the config that runs, as read (before it is used)
         _refuse_unwritable_paths(args, cfg)
         settings = run_settings(cfg)
         if "phantom" not in cfg:
@@ -604,15 +605,18 @@ def _now_text() -> str:
 def _run_record(args: argparse.Namespace, settings: Any, identity: str | None, clock: Any) -> dict[str, Any]:
     """Who computed the run, from what, when and where, for the JSON summary (the integrator audit of 2026-12-06,
     F10: the summary had none of it, and its paths were relative to a working folder it did not name):
-    ``mcproton_version``, ``build`` (:func:`mcproton._build.build_identity`: the version, the transport kernel's and
-    the physics files' SHA-256, as the HDF5's ``run_identity`` and check.json), ``seed`` (run.seed),
-    ``run_started`` (local time with its UTC offset; ``run_finished`` is added as the summary is printed),
-    ``working_directory`` (the folder the relative paths of the summary, ``output``, ``rtdose``, ``plot``, are
-    relative to), ``config`` (its absolute path) and ``input_files_sha256`` (the SHA-256 of every input file the
-    run read, by path: the HDF5's ``run_identity`` holds the same)."""
+    ``mcproton_version``, ``build`` (:func:`mcproton._build.result_build_identity`: the version, the transport
+    kernel's, the physics files' and the code's SHA-256, as check.json and the RT Dose's SoftwareVersions; the code
+    was left out before, so that a change of the Python that makes the spots changed the dose and not the ``build``:
+    audit 25 provenance, F5), ``seed`` (run.seed), ``run_started`` (local time with its UTC offset; ``run_finished``
+    is added as the summary is printed), ``working_directory`` (the folder the relative paths of the summary,
+    ``output``, ``rtdose``, ``plot``, are relative to), the command and config that ran (:func:`_command_record`:
+    ``invocation``, ``config``, ``config_file_sha256``, ``set_options``, ``config_effective`` and its SHA-256) and
+    ``input_files_sha256`` (the SHA-256 of every input file the run read, by path: the HDF5's ``run_identity``
+    holds the same)."""
     import os
 
-    from ._build import build_identity
+    from ._build import result_build_identity
 
     inputs: dict[str, str] = {}
     if identity is not None:
@@ -620,9 +624,58 @@ def _run_record(args: argparse.Namespace, settings: Any, identity: str | None, c
             inputs = dict(json.loads(identity).get("input_files_sha256") or {})
         except (ValueError, AttributeError, TypeError):
             inputs = {}
-    return {"mcproton_version": __version__, "build": build_identity(), "seed": int(settings.seed),
+    return {"mcproton_version": __version__, "build": result_build_identity(), "seed": int(settings.seed),
             "run_started": getattr(clock, "started", None), "working_directory": os.getcwd(),
-            "config": os.path.abspath(args.config) if args.config else None, "input_files_sha256": inputs}
+            **_command_record(args), "input_files_sha256": inputs}
+
+
+#: the keys of :func:`_command_record`, in the JSON summary and the HDF5's provenance alike
+COMMAND_RECORD_KEYS = ("invocation", "working_directory", "config", "config_file_sha256", "set_options",
+                       "config_effective", "config_effective_sha256")
+
+
+def effective_config_text(cfg: dict) -> str:
+    """The config a run computes from, ``--set`` options applied (:func:`mcproton.config.load_config`), as the one
+    JSON text whose SHA-256 is recorded as ``config_effective_sha256``: every section and key, sorted, without the
+    keys mcproton keeps for itself (``_base_dir``: the folder relative paths are taken from, recorded as the
+    config's path)."""
+    return json.dumps({k: v for k, v in cfg.items() if not str(k).startswith("_")}, sort_keys=True, default=str)
+
+
+def _command_record(args: argparse.Namespace, cfg: dict | None = None) -> dict[str, Any]:
+    """How ``mcproton run`` was started and the config it computed from, for the JSON summary and the HDF5's
+    provenance (before, audit 25 provenance F1, neither held a ``--set`` option: a run with ``--set
+    beam.energy_mev=100`` was recorded as its config file's 150 MeV run): ``invocation`` (the command line as typed,
+    quoted as a shell needs it; re-run from ``working_directory``, with another ``--out``, it is this run),
+    ``config`` (the file's absolute path), ``config_file_sha256`` (the file as read, before the ``--set`` options:
+    the file's hash, not what ran, where there are any), ``set_options`` (each ``--set`` as given, in order),
+    ``config_effective`` (the config with the options applied, as :func:`effective_config_text`) and
+    ``config_effective_sha256`` (the SHA-256 of that text: what ran).  Made once the config is read
+    (``args.command_record``); ``cfg`` the config as loaded."""
+    import hashlib
+    import os
+    import shlex
+
+    made = getattr(args, "command_record", None)
+    if made is not None:
+        return dict(made)
+    argv = getattr(args, "command_line", None)
+    path = os.path.abspath(args.config) if args.config else None
+    file_sha = None
+    if path is not None:
+        from ._io.file_hash import sha256_file
+
+        try:
+            file_sha = sha256_file(path)
+        except OSError:   # read a moment ago, gone or unreadable since: its hash is not known
+            file_sha = None
+    rec: dict[str, Any] = {"invocation": shlex.join(argv) if argv else None, "working_directory": os.getcwd(),
+                           "config": path, "config_file_sha256": file_sha, "set_options": list(args.set or [])}
+    if cfg is not None:
+        text = effective_config_text(cfg)
+        rec["config_effective"] = json.loads(text)
+        rec["config_effective_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    return rec
 
 
 def _output_names(cfg: dict, beams: list, out: Path, rtdose: str | None, png: Path | None) -> list[Path]:
@@ -752,12 +805,21 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
     checkpointed = not args.no_checkpoint
     out_cfg = cfg.get("output", {})
     dose_to_water = out_cfg.get("dose_to") == "water"
+    rt_uids = None
     if rtdose:   # which dose the run's RT Dose holds, in the HDF5 too (the summary's rtdose_contents is not kept)
         total.provenance["rtdose_dose"] = _rtdose_dose_text(cfg)
+        from ._io.rtdose import run_rtdose_uids
+
+        # and the RT Dose's own UIDs, chosen now: the HDF5, written first, names the file that goes with it where the
+        # summary is lost (audit 25 provenance, F10)
+        rt_uids = run_rtdose_uids(total)
+        total.provenance["rtdose_uids"] = rt_uids.record()
     if said:   # what was warned about up to here, in the HDF5 beside the dose
         total.provenance["warnings"] = list(dict.fromkeys(said))
     if identity is not None:   # for a later --resume of the same command: "already complete"
         total.provenance[RUN_IDENTITY_KEY] = identity
+    # the command line, the --set options and the config that ran, as in the summary (audit 25 provenance, F1)
+    total.provenance.update({k: v for k, v in _command_record(args).items() if k in COMMAND_RECORD_KEYS})
     try:
         with phase("hdf5"):
             writer = _hdf5_writer(cfg, total, dose_to_water, said)
@@ -785,7 +847,13 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
                    "output": str(out) if rescue is None else None if rescue.copy is None else str(rescue.copy),
                    "backend": total.backend,
                    "device": total.device,
-                   "primaries": total.primaries, "wall_s": round(total.wall_s, 3),
+                   "primaries": total.primaries,
+                   # the batches of the uncertainty (their number, run.batch_size as set), whether the run was
+                   # resumed and each part's settings and histories, and the kernel build that ran it (audit 25
+                   # provenance, F6-F8), as in the HDF5's provenance
+                   **{k: total.provenance.get(k) for k in ("batches", "batch_size", "resumed", "segments",
+                                                           "kernel_build") if k in total.provenance},
+                   "wall_s": round(total.wall_s, 3),
                    "protons_per_second": round(total.protons_per_second, 1),
                    "mean_rel_uncertainty_50": total.mean_rel_uncertainty_50,
                    "primaries_requested": total.provenance["primaries_requested"],
@@ -816,7 +884,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
                                                             op)
         try:
             with phase("rtdose"):
-                summary.update(write_run_rtdoses(total, results, beams, out_cfg, rtdose, place=place))
+                summary.update(write_run_rtdoses(total, results, beams, out_cfg, rtdose, place=place, uids=rt_uids))
             if (note := _default_medium_note(cfg)) is not None:
                 print(f"mcproton: {note}", file=sys.stderr)
                 summary["rtdose_note"] = note

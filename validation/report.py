@@ -66,7 +66,36 @@ def build_summary(cases: list[CaseResult], meta: dict[str, Any]) -> dict[str, An
         "quick_spread": spread,
         "kernel_warnings": kernel_warnings(str(engine.get("kernel_hash") or ""), spread.get("kernel", ""),
                                            report_kernel()),
+        **validation_provenance(cases),
     }
+
+
+#: what summary.json's ``engine`` is (``engine_note``): the settings of one simulation, not the build
+ENGINE_NOTE = ("engine: the settings of the first simulation of the cases run (its seed and primaries are that "
+               "simulation's; {} where no case ran a simulation); the build that validated is build")
+
+
+def validation_provenance(cases: list[CaseResult]) -> dict[str, Any]:
+    """What ties a validation's result to what it validated, whatever cases ran: ``mcproton_version``, ``build``
+    (:func:`mcproton._build.check_build_identity`: the version and the SHA-256 of the transport kernel, of the
+    physics data files and of the code; ``{"error": ...}`` where a source file cannot be read),
+    ``reference_files_sha256`` ({name: SHA-256} of every case's reference data file, by its name under the validation
+    folder; None for one not found) and ``engine_note`` (what ``engine`` is).  Before (audit 25 provenance, F2), a
+    validation of only cases without a simulation (stopping_power, which validates the physics data) recorded
+    ``"engine": {}`` and no version, so that two physics data sets gave two PASS reports no field told apart; the
+    reference files were named without a hash."""
+    from .. import __version__
+    from .._build import check_build_record
+    from .._io.file_hash import sha256_file
+    from .reference import HERE
+
+    files: dict[str, str | None] = {}
+    for c in cases:
+        for name in c.reference_files:
+            where = HERE / name
+            files[name] = sha256_file(where) if where.is_file() else None
+    return {"mcproton_version": __version__, "build": check_build_record(), "reference_files_sha256": files,
+            "engine_note": ENGINE_NOTE}
 
 
 def _case_json(c: CaseResult, mode: str) -> dict[str, Any]:
@@ -166,6 +195,10 @@ def render_html(summary: dict[str, Any], cases: list[CaseResult]) -> str:
              _kv_table({k: summary.get(k) for k in ("mode", "backend_requested", "seed", "batches", "physics",
                                                       "command", "python", "platform", "total_wall_s")}),
              "<p class='small'>Engine provenance (first simulation):</p>", _kv_table(summary.get("engine", {})),
+             "<p class='small'>Build validated (mcproton version; SHA-256 of the transport kernel, the physics data "
+             "files and the code):</p>", _kv_table(summary.get("build") or {}),
+             "<p class='small'>Reference data files (SHA-256):</p>",
+             _kv_table(summary.get("reference_files_sha256") or {}),
              "".join(f"<p class='failed'>Warning: {html.escape(w)}</p>" for w in summary.get("kernel_warnings", [])),
              "<h2>Summary</h2><table><tr><th>case</th><th>title</th><th>reference data</th><th>result</th>"
              "<th>metrics failed</th></tr>"]

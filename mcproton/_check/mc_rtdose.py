@@ -106,21 +106,56 @@ def mc_dose_study(inp: Any):
 DOSE_COMMENT_MAX = 64
 
 
-def dose_comment(what: str, rel_uncertainty: float | None, model: str, beam: int | None = None) -> str:
+def dose_comment(what: str, rel_uncertainty: float | None, model: str, beam: int | None = None,
+                 room: int = DOSE_COMMENT_MAX) -> str | None:
     """The DoseComment of an MC RT Dose: what DICOM's attributes do not say (dose to water or medium and the RBE
     constant: ``what``), the dose's own mean statistical uncertainty (1 sd, above 50 % of its maximum: the plan
     dose's, or the beam's for a per-beam file, which is larger: each per-beam file carried the plan's before
     2026-12-05, interop audit F3), that it is 0 outside the body, the beam's number, and the beam model where
-    there is room (64 characters)."""
+    there is room (64 characters).  ``room``: fewer characters, where the plan reference's note follows it
+    (:func:`comment_and_note`): the "mcproton check" prefix, then "0 outside body" give way, the uncertainty never;
+    None where even that does not fit (only with ``room`` below 64)."""
     unc = (f"{100 * float(rel_uncertainty):.2f}% 1sd" if rel_uncertainty is not None
            and np.isfinite(rel_uncertainty) else "1sd n/a")
-    core = (f"beam {beam}, " if beam is not None else "") + f"{what}, {unc}, 0 outside body"
-    text = f"mcproton check MC {core}"
-    if len(text) > DOSE_COMMENT_MAX:
-        text = f"MC {core}"
-    if len(text) + len(model) + 2 <= DOSE_COMMENT_MAX:
-        text += f", {model}"
-    return text[:DOSE_COMMENT_MAX]
+    core = (f"beam {beam}, " if beam is not None else "") + f"{what}, {unc}"
+    for text in (f"mcproton check MC {core}, 0 outside body", f"MC {core}, 0 outside body", f"MC {core}"):
+        if len(text) <= room:
+            return text + f", {model}" if model and len(text) + len(model) + 2 <= room else text
+    return None if room < DOSE_COMMENT_MAX else f"MC {core}, 0 outside body"[:DOSE_COMMENT_MAX]
+
+
+def comment_and_note(what: str, rel_uncertainty: float | None, model: str, beam: int | None,
+                     note: str) -> tuple[str, bool]:
+    """The DoseComment of an MC RT Dose (:func:`dose_comment`) and whether the plan reference's ``note`` ("invalid
+    plan UID replaced", :func:`~mcproton._io.rtdose.plan_reference_note`; "" for none) goes into it too: where the
+    comment, uncertainty included, fits before it; else the note goes into ImageComments only (where it always is).
+    Before (audit 25 provenance, F3), write_rtdose cut the comment to make room for the note, and the RD_mc.dcm of
+    an OpenTPS plan lost its uncertainty while check.json said it had it."""
+    if note:
+        fitted = dose_comment(what, rel_uncertainty, model, beam, room=DOSE_COMMENT_MAX - len("; " + note))
+        if fitted is not None:
+            return fitted, True
+    return str(dose_comment(what, rel_uncertainty, model, beam)), not note
+
+
+def image_comments(what: str, rel_uncertainty: float | None, mc: Any, beam: int | None = None) -> str:
+    """The ImageComments (LT) of an MC RT Dose: what it holds, the primaries and seed of the check's MC, and its
+    uncertainty in full as :func:`mcproton._io.rtdose.write_result_rtdose` states it
+    (:data:`~mcproton._io.rtdose.UNCERTAINTY_STATEMENT`, which :func:`~mcproton._io.rtdose.stated_uncertainty`
+    reads), so that the file states its noise whatever its DoseComment could hold (audit 25 provenance, F3, F4:
+    RD_mc.dcm had no ImageComments)."""
+    from .._io.rtdose import UNCERTAINTY_STATEMENT
+
+    unc = (f"{100 * float(rel_uncertainty):.4g} %" if rel_uncertainty is not None and np.isfinite(rel_uncertainty)
+           else "not estimated (fewer than 2 batches)")
+    seed = (mc.provenance or {}).get("seed")
+    own = (mc.beam_meta.get(beam) or {}).get("primaries") if beam is not None else None
+    primaries = (f"{int(own):,} primaries" if own is not None else
+                 f"{int(mc.primaries):,} primaries" + (" (all beams)" if beam is not None or len(mc.beams_gy_zyx) > 1
+                                                      else ""))
+    return (f"mcproton check MC dose{f' of beam {beam}' if beam is not None else ''}, {what}, 0 outside the body "
+            f"outline; {primaries}" + (f", seed {seed}" if seed is not None else "")
+            + f"; {UNCERTAINTY_STATEMENT}{unc}")
 
 
 def session_type(inp: Any, summation_type: str) -> str:
@@ -136,11 +171,12 @@ def session_type(inp: Any, summation_type: str) -> str:
 def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
     """Write the MC doses (``mc``: :class:`~mcproton._check.compute.MCDose`, as compared: zero outside the body)
     of the check of ``inp`` (:class:`~mcproton._check.inputs.CheckInputs`) into ``out_dir``; returns
-    {"plan": {...}, "beam <N>": {...}}, each with the file name, DoseSummationType, DoseType, the maximum dose and
-    the patient the file names (:func:`mc_dose_study`)."""
+    {"plan": {...}, "beam <N>": {...}}, each with the file name, DoseSummationType, DoseType, what the file says and
+    is, read back from it (:func:`written_header`: DoseComment, ImageComments, its UIDs, the plan it references, its
+    SHA-256), the maximum dose and the patient the file names (:func:`mc_dose_study`)."""
     from pydicom.uid import generate_uid
 
-    from .._io.rtdose import beam_rtdose_path, write_rtdose
+    from .._io.rtdose import beam_rtdose_path, plan_reference_note, write_rtdose
 
     ref = inp.reference
     out = Path(out_dir)
@@ -164,17 +200,38 @@ def write_mc_rtdoses(inp: Any, mc: Any, out_dir: str | Path) -> dict[str, dict]:
         t = inp.beams[b]
         jobs.append((f"beam {b}", beam_rtdose_path(out / MC_PLAN_FILE, b), mc.beams_gy_zyx[b],
                      session_type(inp, t.summation_type), b, t.fraction_group, t.axis_directions))
+    note = plan_reference_note(study.plan_sop_instance_uid or None, study.plan_sop_class_uid)
     written: dict[str, dict] = {}
     for k, (key, path, dose, summation, beam, group, axes) in enumerate(jobs, start=1):
         unc = mc.mean_rel_uncertainty_50 if beam is None else (mc.beam_meta.get(beam) or {}).get(
             "mean_rel_uncertainty_50")
-        comment = dose_comment(what, unc, model, beam)
+        comment, note_in_comment = comment_and_note(what, unc, model, beam, note)
         write_rtdose(dose, ref.voxel_size_mm, ref.origin_mm, path, study=study, summation_type=summation,
                      dose_type=inp.dose_type, referenced_beam_number=beam,
                      referenced_fraction_group_number=group or 1, series_description=MC_SERIES_DESCRIPTION,
                      dose_comment=comment, series_instance_uid=series, instance_number=k,
-                     heterogeneity=mc.provenance.get("tissue_heterogeneity") or ("IMAGE",), axis_directions=axes)
+                     heterogeneity=mc.provenance.get("tissue_heterogeneity") or ("IMAGE",), axis_directions=axes,
+                     image_comments=image_comments(what, unc, mc, beam), plan_note_in_comment=note_in_comment)
         written[key] = {"file": path.name, "dose_summation_type": summation, "dose_type": inp.dose_type,
-                        "dose": desc["quantity"], "unit": desc["unit"], "dose_comment": comment,
+                        "dose": desc["quantity"], "unit": desc["unit"], **written_header(path),
                         "max_gy": float(dose.max()), "patient": dict(patient)}
     return written
+
+
+def written_header(path: Path) -> dict[str, Any]:
+    """What an MC RT Dose says, read back from the file written (as ``mcproton run`` records its RT Dose): its
+    ``dose_comment`` and ``image_comments`` (before, audit 25 provenance F3, check.json gave the comment asked for,
+    not the one written), its own ``sop_instance_uid`` and ``series_instance_uid``, the plan it references
+    (``referenced_plan_sop_instance_uid``: a replacement where the plan's UID is not valid) and the file's
+    ``sha256``: what ties a copy of the file, imported into a planning system or a PACS, to this check.json (F4)."""
+    import pydicom
+
+    from .._io.file_hash import sha256_file
+
+    ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    refs = ds.get("ReferencedRTPlanSequence") or []
+    return {"dose_comment": str(ds.get("DoseComment", "") or ""),
+            "image_comments": str(ds.get("ImageComments", "") or ""),
+            "sop_instance_uid": str(ds.SOPInstanceUID), "series_instance_uid": str(ds.SeriesInstanceUID),
+            "referenced_plan_sop_instance_uid": str(refs[0].ReferencedSOPInstanceUID) if refs else None,
+            "sha256": sha256_file(path)}

@@ -160,7 +160,8 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
                  series_instance_uid: str | None = None, series_number: int = 1,
                  instance_number: int = 1, heterogeneity: Sequence[str] = ("IMAGE",),
                  image_comments: str = "", axis_directions: Sequence[int] | None = None,
-                 plan_note_in_comment: bool = True, dose_provenance: dict | None = None) -> Path:
+                 plan_note_in_comment: bool = True, dose_provenance: dict | None = None,
+                 sop_instance_uid: str | None = None) -> Path:
     """Write an RT Dose file; returns its path.
 
     ``dose_gy_zyx`` is on a grid along +x, +y, +z whose first voxel centre is ``origin_mm``.  ``axis_directions``
@@ -199,6 +200,8 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     <version> code <16 hex>" (:func:`write_result_rtdose` gives the result's).
     A whole :class:`~mcproton.run.DoseResult`: :func:`write_result_rtdose` (which puts the run's primaries, stop
     reason and uncertainty there, and marks a run stopped early in the DoseComment and the SeriesDescription).
+    ``sop_instance_uid`` (and ``series_instance_uid``): the file's own UIDs, where the caller recorded them before
+    (``mcproton run``'s HDF5, written first, names its RT Dose's); default new ones.
     """
     from ..settings import _switch
 
@@ -261,7 +264,7 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds, sop_uid = new_file_dataset(path, RT_DOSE_STORAGE)
+    ds, sop_uid = new_file_dataset(path, RT_DOSE_STORAGE, sop_instance_uid)
     study = study.resolved()
     date, time = study.now_date_time()
     set_patient_study_series(ds, study, modality="RTDOSE", date=date, time=time,
@@ -665,7 +668,8 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     Plan: placeholder plan ref", "invalid plan UID replaced") move to ImageComments (where it always is); the
     SeriesDescription keeps the key words the same way (a scenario's details go after
     the refusals passed), and only then is ``series_description`` cut, at a word boundary.
-    ``series``: ``series_instance_uid``, ``series_number``, ``instance_number``, ``bits`` of :func:`write_rtdose`.
+    ``series``: ``series_instance_uid``, ``series_number``, ``instance_number``, ``bits``, ``sop_instance_uid`` of
+    :func:`write_rtdose`.
     Returns the JSON summary entry: the path, what the file holds (``contents``'
     summation type, fractions, beams, dose type, scale), and as read back from the file written its
     SOPInstanceUID and SeriesInstanceUID (``sop_instance_uid``, ``series_instance_uid``), DoseComment,
@@ -755,6 +759,8 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     about = (f"{int(getattr(result, 'primaries', 0) or 0):,} primaries"
              + (f" of {int(prov['primaries_requested']):,} requested" if prov.get("primaries_requested") else "")
              + (f"; stop reason: {prov['stop_reason']}" if prov.get("stop_reason") else "")
+             # the seed: with the UIDs the HDF5 records, what ties the file to its run (audit 25 provenance, F10)
+             + (f"; seed {prov['seed']}" if prov.get("seed") is not None else "")
              + "; " + UNCERTAINTY_STATEMENT
              + (f"{100 * unc:.3g} %" if np.isfinite(unc) else "not estimated (fewer than 2 batches)")
              + (f"; {early.upper()}" if early else "")
@@ -798,15 +804,42 @@ def _written_references(path: Path, study: StudyReference) -> dict:
             "study_instance_uid": str(ds.StudyInstanceUID), "frame_of_reference_uid": str(ds.FrameOfReferenceUID)}
 
 
+@dataclass(frozen=True)
+class RunRtdoseUids:
+    """The study (resolved: its UID and date) and the plan RT Dose's own SOP Instance and Series Instance UIDs of a
+    ``mcproton run``'s RT Dose, chosen before its HDF5 is written, so that the HDF5 names the file that goes with it
+    (``provenance["rtdose_uids"]``: audit 25 provenance, F10)."""
+
+    study: StudyReference
+    sop_instance_uid: str
+    series_instance_uid: str
+
+    def record(self) -> dict[str, str]:
+        """The UIDs as the HDF5's provenance records them."""
+        return {"sop_instance_uid": self.sop_instance_uid, "series_instance_uid": self.series_instance_uid,
+                "study_instance_uid": self.study.study_instance_uid}
+
+
+def run_rtdose_uids(total) -> RunRtdoseUids:
+    """New UIDs for the RT Dose of ``total`` (its geometry's study, resolved; a new study for a phantom)."""
+    from pydicom.uid import generate_uid
+
+    study = (getattr(total.geometry, "study", None) or StudyReference()).resolved()
+    return RunRtdoseUids(study, str(generate_uid()), str(generate_uid()))
+
+
 def write_run_rtdoses(total, results: Sequence, beams: Sequence, out_cfg: dict, path: str | Path, *,
-                      place: Callable[[Path, Callable[[Path], dict]], dict] | None = None) -> dict:
+                      place: Callable[[Path, Callable[[Path], dict]], dict] | None = None,
+                      uids: RunRtdoseUids | None = None) -> dict:
     """The RT Dose(s) of a ``mcproton run`` (``output`` keys ``dose_to``, ``rbe``, ``dose_summation``,
     ``rtdose_per_beam``): the plan dose at ``path`` and, with ``rtdose_per_beam``, one per beam beside it
     (:func:`beam_rtdose_path`, BEAM or BEAM_SESSION, one series), all through :func:`write_result_rtdose` in
     one study.  The dose outside the body outline of ``total`` (mcproton.body) is 0 in every file.  ``place(its
     path, write)``: how each file is written (default ``write(its path)``; ``mcproton run`` writes a file that
     cannot be written there beside its rescued HDF5: mcproton/cli.py _Rescue.write).  Returns the JSON summary
-    entries (``rtdose`` and each entry's ``path``: where the file was written)."""
+    entries (``rtdose`` and each entry's ``path``: where the file was written).  ``uids``
+    (:func:`run_rtdose_uids`): the study and the plan RT Dose's own UIDs, given before (the HDF5 records them);
+    default new ones."""
     import functools
 
     from pydicom.uid import generate_uid
@@ -814,11 +847,14 @@ def write_run_rtdoses(total, results: Sequence, beams: Sequence, out_cfg: dict, 
     dose_to = out_cfg.get("dose_to", "medium")
     rbe = out_cfg.get("rbe")
     summation = out_cfg.get("dose_summation", "plan")
-    study = (getattr(total.geometry, "study", None) or StudyReference()).resolved()   # one study, every file
+    uids = uids or run_rtdose_uids(total)
+    study = uids.study   # one study, every file
     outline = getattr(total, "body_outline", None)
     plan = dose_contents(beams, summation=summation, dose_to=dose_to, rbe=rbe)
     put = place or (lambda p, write: write(p))
-    entry = put(Path(path), functools.partial(write_result_rtdose, total, contents=plan, study=study))
+    entry = put(Path(path), functools.partial(write_result_rtdose, total, contents=plan, study=study,
+                                              sop_instance_uid=uids.sop_instance_uid,
+                                              series_instance_uid=uids.series_instance_uid))
     out = {"rtdose": entry["path"], "rtdose_contents": entry}
     if out_cfg.get("rtdose_per_beam"):
         if len(results) != len(beams):

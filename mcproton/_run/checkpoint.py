@@ -178,16 +178,32 @@ def describe_build(build: dict[str, Any] | None) -> str:
 def read_builds(path: str | Path) -> list[dict[str, Any]] | None:
     """The kernel builds a checkpoint records (:data:`BUILDS_ATTR`); None for one written before they were
     recorded (or unreadable)."""
+    return _json_list_attr(path, BUILDS_ATTR)
+
+
+def _json_list_attr(path: str | Path, name: str) -> list[Any] | None:
+    """The JSON list a checkpoint holds in its attribute ``name``; None where it has none (or it is unreadable)."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            if BUILDS_ATTR not in f.attrs:
+            if name not in f.attrs:
                 return None
-            builds = json.loads(f.attrs[BUILDS_ATTR])
-            return builds if isinstance(builds, list) else None
+            value = json.loads(f.attrs[name])
+            return value if isinstance(value, list) else None
     except (OSError, ValueError, TypeError):
         return None
+
+
+#: the checkpoint attribute holding the parts of the run so far (JSON list: mcproton._run.job._segment_end), which a
+#: resumed run's outputs record (``segments``)
+SEGMENTS_ATTR = "segments"
+
+
+def read_segments(path: str | Path) -> list[dict[str, Any]] | None:
+    """The parts of the run a checkpoint records (:data:`SEGMENTS_ATTR`); None for one written before they were
+    recorded (or unreadable)."""
+    return _json_list_attr(path, SEGMENTS_ATTR)
 
 
 def physics_changed(builds: list[dict[str, Any]] | None, current: dict[str, Any]) -> bool:
@@ -347,26 +363,30 @@ _ARRAY_OPTS: dict[str, Any] = {}
 
 def save_checkpoint(path: str | Path, fp: dict[str, str], states: list[BeamState],
                     builds: list[dict[str, Any]] | None = None,
-                    voxels: Mapping[int, np.ndarray] | None = None) -> Path:
+                    voxels: Mapping[int, np.ndarray] | None = None, *,
+                    segments: list[dict[str, Any]] | None = None) -> Path:
     """Write the states atomically (built in memory, then temp file, fsync, os.replace: mcproton._io.atomic; HDF5
     never meets a failed write, which can crash it).  On failure (disk full, no permission) the temporary file is
     removed, the previous checkpoint is left as it was, and the OSError is raised.  ``builds``: the kernel builds
     that ran its histories (:data:`BUILDS_ATTR`).  ``voxels``: the scored voxels of some states (by index) where
     the caller knows them (a beam just finished, a beam not started: none), so that a large grid is not scanned
-    again for them (BeamState.stored_arrays)."""
+    again for them (BeamState.stored_arrays).  ``segments``: the parts of the run so far (:data:`SEGMENTS_ATTR`)."""
     from .._io.atomic import write_hdf5_atomic
 
-    return write_hdf5_atomic(path, lambda f: _fill_checkpoint(f, fp, states, builds, voxels))
+    return write_hdf5_atomic(path, lambda f: _fill_checkpoint(f, fp, states, builds, voxels, segments))
 
 
 def _fill_checkpoint(f: Any, fp: dict[str, str], states: list[BeamState],
                      builds: list[dict[str, Any]] | None = None,
-                     voxels: Mapping[int, np.ndarray] | None = None) -> None:
+                     voxels: Mapping[int, np.ndarray] | None = None,
+                     segments: list[dict[str, Any]] | None = None) -> None:
     f.attrs["mcproton_checkpoint"] = FORMAT
     f.attrs["fingerprint"] = json.dumps(fp, sort_keys=True)
     f.attrs["fingerprint_sha"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
     if builds is not None:
         f.attrs[BUILDS_ATTR] = json.dumps(builds, sort_keys=True)
+    if segments is not None:
+        f.attrs[SEGMENTS_ATTR] = json.dumps(segments, sort_keys=True, default=str)
     for i, st in enumerate(states):
         g = f.create_group(f"beam_{i:03d}")
         a = st.acc

@@ -25,7 +25,7 @@ from .._signals import RunInterrupted, stop_signals, transport_handler_entered
 from .._timing import phase
 from .checkpoint import BeamState, CheckpointError, checkpoint_difference, checkpoint_path, describe, describe_build, \
     fingerprint, geometry_hash, is_complete, is_refused, kernel_build, load_checkpoint, physics_changed, read_builds, \
-    save_checkpoint
+    read_segments, save_checkpoint
 from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from .result import finish, scored_voxels
 from .streaming import BatchPlan, LocalExecutor, end_progress, is_out_of_memory, progress_printer, stream
@@ -313,6 +313,12 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     states = _initial_states(ckpt, fp, n_vox, len(beams), resume, log)
     # the kernel builds that ran the histories (checkpoint.BUILDS_ATTR): this run's joins at its first transport
     builds = _checkpoint_builds(ckpt, len(states)) if resumed and ckpt is not None else []
+    # the parts of the run: the checkpoint's earlier ones and this one (what set its batches, where it started and
+    # stopped), kept in the checkpoint and in every result's provenance ("segments", "resumed"; audit 25
+    # provenance, F6: a resumed run looked uninterrupted, and its uncertainty, of batches of two sizes, could not be
+    # re-done)
+    earlier = (_checkpoint_segments(ckpt, states) if resume and ckpt is not None and ckpt.exists() else [])
+    segment = _segment(settings, backend, states)
 
     dask_ctx = None
     if cfg is not None and (workers or scheduler or client is not None):
@@ -347,7 +353,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
         known = {j: _NO_VOXELS for j, s in enumerate(states) if _fresh(s.acc)}
         known.update(voxels or {})
         try:
-            save_checkpoint(ckpt, fp, states, builds, known)
+            save_checkpoint(ckpt, fp, states, builds, known,
+                            segments=[*earlier, _segment_end(segment, states, current.get("build"))])
         except OSError as exc:
             current["ckpt_error"] = f"{type(exc).__name__}: {exc}"
             current["ckpt_failures"] += 1
@@ -545,9 +552,62 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
             current.get("build") or (kernel_build(prev_backend) if prev_backend is not None else None))):
         for r in results:   # a resume by another build (or of an unknown one): which ran which histories
             r.provenance["kernel_builds"] = [dict(b) for b in builds]
+    # the build of the kernel that ran (the last) histories: the CPU's compiler, flags and kernel cache key decide the
+    # bits under -march=native -ffast-math (audit 25 provenance, F8: in the checkpoint only); a Dask run's workers
+    # built their own (not known here)
+    ran = current.get("build") or (builds[-1]["kernel"] if builds else None) or (
+        kernel_build(prev_backend) if prev_backend is not None and dask_ctx is None else None)
+    parts = [*earlier, _segment_end(segment, states, current.get("build"))]
     for r in results:
         mark_completeness(r, settings, settings.primaries)
+        r.provenance["resumed"] = len(parts) > 1
+        r.provenance["segments"] = [dict(p) for p in parts]
+        if ran is not None and dask_ctx is None:
+            r.provenance["kernel_build"] = dict(ran)
     return results
+
+
+def _segment(settings: Any, backend: str, states: list[BeamState]) -> dict[str, Any]:
+    """This part of the run as it starts (:func:`_segment_end` adds where it stopped): ``started`` (local time),
+    each beam's first history and batches done before (``from_histories``, ``from_batches``: 0 for a run that is not
+    resumed), and what sets its batches and its stop: ``primaries``, ``batches`` and ``batch_size`` as set
+    (run.batches, run.batch_size: None where not set), ``batch_histories`` (the histories of this part's batches, the
+    streaming plan's: the last batch of a beam, or one of run.batches' equal split, may be shorter by what does not
+    divide), ``time_limit_s`` and ``target_uncertainty`` (with either, the batches are a hundredth of the
+    primaries)."""
+    import datetime as _dt
+
+    # local time with its UTC offset, as the summary's run_started
+    return {"started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "from_histories": [int(s.next_history) for s in states],
+            "from_batches": [int(getattr(s.acc, "batches", 0)) for s in states],
+            "primaries": int(settings.primaries), "batches": int(settings.batches),
+            "batch_size": None if settings.batch_size is None else int(settings.batch_size),
+            "batch_histories": int(BatchPlan.from_settings(settings, backend).size),
+            "time_limit_s": settings.time_limit_s, "target_uncertainty": settings.target_uncertainty}
+
+
+def _segment_end(segment: dict[str, Any], states: list[BeamState], build: dict[str, Any] | None) -> dict[str, Any]:
+    """``segment`` (:func:`_segment`) with where each beam is now (``to_histories``, ``to_batches``), the batch size a
+    GPU out-of-memory shrink left (``batch_caps``, where any) and the kernel build that ran it (``kernel_build``:
+    None where it transported nothing)."""
+    caps = [int(s.batch_cap or 0) for s in states]
+    return {**segment, "to_histories": [int(s.next_history) for s in states],
+            "to_batches": [int(getattr(s.acc, "batches", 0)) for s in states],
+            **({"batch_caps": caps} if any(caps) else {}), "kernel_build": None if build is None else dict(build)}
+
+
+def _checkpoint_segments(ckpt: Path, states: list[BeamState]) -> list[dict[str, Any]]:
+    """The parts of the run that the checkpoint being resumed records (:func:`~mcproton._run.checkpoint.read_segments`);
+    for one written before they were recorded, one part of unknown settings that ran up to the checkpoint's
+    histories."""
+    known = read_segments(ckpt)
+    if known is not None:
+        return known
+    return [{"unknown": "the checkpoint was written by an mcproton that did not record the parts of its run",
+             "from_histories": [0] * len(states), "from_batches": [0] * len(states),
+             "to_histories": [int(s.next_history) for s in states],
+             "to_batches": [int(getattr(s.acc, "batches", 0)) for s in states]}]
 
 
 def _checkpoint_builds(ckpt: Path, n_beams: int) -> list[dict[str, Any]]:

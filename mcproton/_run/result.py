@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import __version__
 from .._kernels.layout import LEDGER, LEDGER_ENTRIES, LET_SCALE, TALLY_SCALE
-from .._build import build_identity
+from .._build import result_build_identity
 from .._kernels.source import source_hash
 from ..geometry import VoxelGeometry, calibration_as_made, result_copy
 from .stats import batch_rel_uncertainty, mean_uncertainty_above_half_max, weight_sum_of
@@ -314,11 +314,17 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
     prov = {
         "package": "mcproton", "version": __version__,
         "kernel_hash": source_hash("transport.cu"),
-        # the build (version, kernel source, physics data files: mcproton/_build.py), which sum_results compares
-        "build": dict(build_identity()),
+        # the build (version, kernel source, physics data files: mcproton/_build.py), which sum_results compares,
+        # and the code's SHA-256 (every Python and kernel source), as the RT Dose's SoftwareVersions names it: the
+        # Python that makes the spots changes the dose without changing the three others (audit 25 provenance, F5)
+        "build": dict(result_build_identity()),
         "compile_options": " ".join(b.compile_options), "compiler": b.compiler,
         "backend": b.name, "device": b.device,
         "seed": sim.settings.seed, "beam_index": sim.beam_index, "primaries": n, "batches": acc.batches,
+        # run.batch_size as set (None: the primaries split into run.batches, or a hundredth of them with a target
+        # uncertainty or a time limit): with the batches, what the uncertainty is made of (audit 25 provenance, F7);
+        # each part of a resumed run's batches in "segments" (mcproton/_run/job.py)
+        "batch_size": None if sim.settings.batch_size is None else int(sim.settings.batch_size),
         "physics": asdict(sim.settings.physics),
         "tables": sim.tables.meta,
         "materials": [m.name for m in g.materials],
@@ -696,6 +702,24 @@ def _builds_summed(results: list[DoseResult], allowed: frozenset[str]) -> tuple[
                    "its RT Dose tagged OVERRIDE"), parts
 
 
+#: the sum's ``build["code_sha256_of_parts"]`` where its parts were computed by different code (or one does not
+#: record its code: a result of an mcproton before 2026-12-07)
+MIXED_CODE = "differ or not recorded: each part's own provenance names its code"
+
+
+def _code_sha256(prov: dict) -> str | None:
+    """The code's SHA-256 a result's provenance records (its ``build``, else an ``mcproton run`` output's
+    ``run_identity`` build, as :func:`mcproton._run.builds.build_record` reads the build); None where it records none
+    (a result of an mcproton before 2026-12-07)."""
+    from .builds import _mapping
+
+    build = _mapping(prov.get("build"))
+    if build is None:
+        build = _mapping((_mapping(prov.get("run_identity")) or {}).get("build")) or {}
+    code = build.get("code_sha256")
+    return None if code is None else str(code)
+
+
 def _sum_builds(prov: dict, results: list[DoseResult], parts: list[dict]) -> None:
     """The build and physics of the sum (``prov``, result 1's copied): where every part agrees, result 1's, and its
     ``build`` (version, kernel source, physics data files) from whichever record holds it (``run_identity`` of an
@@ -707,6 +731,12 @@ def _sum_builds(prov: dict, results: list[DoseResult], parts: list[dict]) -> Non
     if not isinstance(prov.get("build"), dict):
         rec = build_record(results[0].provenance)
         prov["build"] = {k: rec[k] for k in BUILD_KEYS if rec[k] is not None}
+    else:   # the code's SHA-256 (not compared: pure Python changes are summed) is the sum's where every part's is one
+        prov["build"] = dict(prov["build"])
+        codes = [_code_sha256(r.provenance) for r in results]
+        if None in codes or len(set(codes)) > 1:
+            prov["build"].pop("code_sha256", None)
+            prov["build"]["code_sha256_of_parts"] = MIXED_CODE
     if not parts:
         return
     prov["summed_builds"] = parts

@@ -1380,6 +1380,21 @@ def test_the_mc_dose_comment_fits_dicom_and_keeps_what_matters():
     assert "1sd n/a" in dose_comment("to water, physical", float("nan"), "", beam=1)
 
 
+def test_the_plan_reference_note_never_costs_the_mc_dose_comment_its_uncertainty():
+    """Audit 25 provenance, F3: the note of a replaced plan UID ("invalid plan UID replaced") goes into the
+    DoseComment only where the comment, its uncertainty included, fits before it; else into ImageComments only
+    (write_rtdose cut the comment to make room for it before, and the uncertainty went)."""
+    from mcproton._check.mc_rtdose import comment_and_note
+
+    note = "invalid plan UID replaced"
+    c, in_comment = comment_and_note("to water, physical", 0.1643, "BDL_default_DN_RangeShifter", None, note)
+    assert in_comment and "16.43% 1sd" in c and len(f"{c}; {note}") <= 64, c
+    c, in_comment = comment_and_note("to medium, RBE 1.1, 1 of 30 fx", 0.1234, "dcpt_v5", 12, note)
+    assert not in_comment and "12.34% 1sd" in c and "beam 12" in c and len(c) <= 64, c
+    assert comment_and_note("to water, physical", 0.0099, "dcpt_v5", None, "") == (
+        "mcproton check MC to water, physical, 0.99% 1sd, 0 outside body", True)
+
+
 def test_the_check_writes_its_mc_dose_as_rt_dose_beside_the_tps_dose(case):
     """RD_mc.dcm (plan) and RD_mc_beam<N>.dcm: the TPS grid, the TPS dose's study and frame, the report's patient,
     the plan referenced, the TPS files' DoseType and DoseSummationType, the compared dose to within the 16-bit
@@ -1419,6 +1434,13 @@ def test_the_check_writes_its_mc_dose_as_rt_dose_beside_the_tps_dose(case):
         unc = res.mc.mean_rel_uncertainty_50 if not beams else res.mc.beam_meta[beams[0]]["mean_rel_uncertainty_50"]
         assert f"{100 * unc:.2f}% 1sd" in hdr.DoseComment and len(hdr.DoseComment) <= 64, hdr.DoseComment
         assert (f"beam {beams[0]}, to water" in hdr.DoseComment) if beams else "beam" not in hdr.DoseComment
+        # and in full in ImageComments, with the file's own primaries (audit 25 provenance, F3, F4)
+        from mcproton._io.rtdose import stated_uncertainty
+
+        own = res.mc.primaries if not beams else res.mc.beam_meta[beams[0]]["primaries"]
+        assert f"{own:,} primaries" in hdr.ImageComments, hdr.ImageComments
+        assert stated_uncertainty(hdr)[0] == pytest.approx(100 * unc, rel=1e-3), hdr.ImageComments
+        assert res.mc_rtdose[key]["sop_instance_uid"] == hdr.SOPInstanceUID
         series.add(hdr.SeriesInstanceUID)
         sops.add(hdr.SOPInstanceUID)
         if shutil.which("dciodvfy"):

@@ -342,3 +342,35 @@ def test_beams_in_two_positions_are_refused_without_a_ct_and_by_run():
     with pytest.raises(ConfigError, match=r"plan beam\(s\) '1:F1', '2:F2' are set up HFS .*acquired HFP"):
         check_patient_position(cfg, NS(patient_position="HFP", study=StudyReference(patient_position="HFP")),
                                beams[:2])
+
+
+def test_rd_mc_states_its_uncertainty_and_check_json_records_what_was_written(checked, with_position, tmp_path):
+    """Audit 25 provenance, F3, F4: the plan's SOP Instance UID is a SOP Class UID (OpenTPS), so RD_mc.dcm references
+    a replacement and says so.  Before, write_rtdose cut the DoseComment to fit that note: the file lost its
+    statistical uncertainty ("mcproton check MC to water, physical; invalid plan UID replaced"), had no
+    ImageComments, and check.json recorded the comment asked for, with the uncertainty, not the one written; nor did
+    it record the file's UIDs.  Now the DoseComment keeps the uncertainty (and the note, where both fit), the
+    ImageComments state it in full, and check.json records what the file says and is, read back from it."""
+    from mcproton._check.api import check
+    from mcproton._io.file_hash import sha256_file
+    from mcproton._io.rtdose import stated_uncertainty
+
+    out = tmp_path / "out"
+    check(folder=with_position, beam_model=BDL, calibration="mcsquare_default", dose_type="PHYSICAL",
+          mc=checked.mc, out=out, report=False, progress=False, gamma_points=500, gamma_workers=1,
+          log=lambda m: None)
+    js = json.loads((out / "check.json").read_text())
+    unc = 100 * checked.mc.mean_rel_uncertainty_50
+    for key, entry in js["mc_rtdose"].items():
+        rd = pydicom.dcmread(out / entry["file"], stop_before_pixels=True)
+        assert entry["dose_comment"] == rd.DoseComment and len(rd.DoseComment) <= 64, (entry, rd.DoseComment)
+        assert entry["image_comments"] == rd.ImageComments
+        assert "invalid plan UID replaced" in rd.ImageComments
+        if key == "plan":
+            assert f"{unc:.2f}% 1sd" in rd.DoseComment, rd.DoseComment
+            assert stated_uncertainty(rd)[0] == pytest.approx(unc, rel=1e-3), rd.ImageComments
+            assert f"{checked.mc.primaries:,} primaries (all beams), seed 7" in rd.ImageComments
+        assert "% 1sd" in rd.DoseComment and "uncertainty above 50 % of the maximum" in rd.ImageComments
+        assert entry["sop_instance_uid"] == rd.SOPInstanceUID and entry["series_instance_uid"] == rd.SeriesInstanceUID
+        assert entry["referenced_plan_sop_instance_uid"] == rd.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID
+        assert entry["sha256"] == sha256_file(out / entry["file"])

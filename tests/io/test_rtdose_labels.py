@@ -579,5 +579,7 @@ def test_an_unreadable_source_file_does_not_lose_the_rt_dose(tmp_path, monkeypat
     g = box_phantom("water", (20.0, 20.0, 30.0), (4.0, 4.0, 3.0))
     r = simulate(g, Beam.pencil(60.0, position_mm=(0, 0, -5), total_protons=1e9),
                  RunSettings(primaries=2000, seed=3, backend="cpu", threads=1, batches=10))
+    # the result records its build less the code, and why (audit 25 provenance, F5: the code is recorded)
+    assert "PermissionError" in r.provenance["build"]["code_sha256_unknown"] and r.provenance["build"]["kernel_hash"]
     write_result_rtdose(r, tmp_path / "RD.dcm")
     assert "build unknown" in str(pydicom.dcmread(tmp_path / "RD.dcm").SoftwareVersions)

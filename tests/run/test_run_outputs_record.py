@@ -122,7 +122,7 @@ def test_the_run_summary_says_who_computed_it_from_what_when_and_where(tmp_path,
     import pydicom
 
     from mcproton import __version__
-    from mcproton._build import build_identity
+    from mcproton._build import check_build_identity
     from mcproton.cli import main
 
     cfg = _case(tmp_path)
@@ -130,7 +130,8 @@ def test_the_run_summary_says_who_computed_it_from_what_when_and_where(tmp_path,
     with pytest.warns(RuntimeWarning):   # the ROI of one voxel
         assert main(["run", "run.toml", "--out", "o.h5", "--rtdose", "RD.dcm", "--quiet"]) == 0
     s = json.loads(capsys.readouterr().out)
-    assert s["mcproton_version"] == __version__ and s["build"] == build_identity() and s["seed"] == 11
+    # the build with the code's SHA-256 (audit 25 provenance, F5), as the RT Dose's SoftwareVersions names it
+    assert s["mcproton_version"] == __version__ and s["build"] == check_build_identity() and s["seed"] == 11
     assert s["run_started"] <= s["run_finished"] and s["run_started"][:4].isdigit() and "T" in s["run_started"]
     assert s["working_directory"] == str(tmp_path) and s["config"] == str(cfg) and s["output"] == "o.h5"
     assert s["input_files_sha256"] and all(len(h) == 64 for h in s["input_files_sha256"].values())
@@ -138,3 +139,70 @@ def test_the_run_summary_says_who_computed_it_from_what_when_and_where(tmp_path,
     ds = pydicom.dcmread(Path(s["working_directory"]) / s["rtdose"], stop_before_pixels=True)
     assert s["rtdose_contents"]["sop_instance_uid"] == ds.SOPInstanceUID
     assert s["rtdose_contents"]["series_instance_uid"] == ds.SeriesInstanceUID
+    # the HDF5 names its RT Dose too, where the summary is lost (audit 25 provenance, F10), and which input is the
+    # config (F1)
+    prov = _provenance(tmp_path / "o.h5")
+    assert prov["rtdose_uids"] == {"sop_instance_uid": ds.SOPInstanceUID, "series_instance_uid": ds.SeriesInstanceUID,
+                                   "study_instance_uid": ds.StudyInstanceUID}
+    assert prov["config"] == str(cfg) and prov["config"] in json.loads(prov["run_identity"])["input_files_sha256"]
+    assert "; seed 11;" in ds.ImageComments, ds.ImageComments   # the RT Dose names its run's seed too
+
+
+def _provenance(path: Path) -> dict:
+    import h5py
+
+    from mcproton._io.hdf5 import _py
+
+    with h5py.File(path, "r") as f:
+        return {k: _py(v) for k, v in f["provenance"].attrs.items()}
+
+
+def test_a_run_with_set_options_is_rebuilt_from_its_record_alone(tmp_path, capsys, monkeypatch):
+    """Audit 25 provenance, F1: neither the summary nor the HDF5 held a --set option, and both named the unchanged
+    config file and its SHA-256 as what the run computed from: a run with --set beam.energy_mev=70 was recorded as
+    the file's 90 MeV run.  Now both record the command line (``invocation``), the config file with its own SHA-256
+    (``config_file_sha256``), the ``set_options``, and the config that ran with its SHA-256 (``config_effective``,
+    ``config_effective_sha256``): the run made again from them alone is bitwise the same.  Also recorded (F5, F7,
+    F8): the build with the code's SHA-256, run.batch_size as set, and the kernel build that ran."""
+    import hashlib
+    import shlex
+
+    from run_helpers import write_cfg
+
+    from mcproton._backend import get_backend
+    from mcproton._build import check_build_identity
+    from mcproton._io.file_hash import sha256_file
+    from mcproton.cli import COMMAND_RECORD_KEYS, effective_config_text, main
+    from mcproton.config import load_config
+
+    write_cfg(tmp_path / "run.toml", 2000)   # 90 MeV
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "run.toml", "--out", "o.h5", "--quiet", "--set", "beam.energy_mev=70",
+            "--set", "run.batch_size=300"]
+    assert main(argv) == 0
+    s = json.loads(capsys.readouterr().out)
+    prov = _provenance(tmp_path / "o.h5")
+    assert s["invocation"] == shlex.join(["mcproton", *argv]) and s["working_directory"] == str(tmp_path)
+    assert s["set_options"] == ["beam.energy_mev=70", "run.batch_size=300"]
+    assert s["config"] == str(tmp_path / "run.toml") and s["config_file_sha256"] == sha256_file(tmp_path / "run.toml")
+    assert s["config_effective"]["beam"]["energy_mev"] == 70 and s["config_effective"]["run"]["batch_size"] == 300
+    text = effective_config_text(load_config(s["config"], s["set_options"]))
+    assert s["config_effective_sha256"] == hashlib.sha256(text.encode()).hexdigest() != s["config_file_sha256"]
+    assert {k: prov[k] for k in COMMAND_RECORD_KEYS} == {k: s[k] for k in COMMAND_RECORD_KEYS}
+    assert prov["build"] == s["build"] == check_build_identity()                                # F5
+    assert prov["batch_size"] == s["batch_size"] == 300 and prov["batches"] == s["batches"] == 7   # F7
+    assert prov["kernel_build"] == s["kernel_build"]                                             # F8
+    assert prov["kernel_build"]["kernel_key"] == get_backend("cpu", 1).build_identity()["kernel_key"]
+    assert prov["resumed"] is False and len(prov["segments"]) == 1
+    # made again from the HDF5's record alone (in another folder, without the summary): bitwise the same
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["run", prov["config"], "--out", "again.h5", "--quiet",
+                 *[w for o in prov["set_options"] for w in ("--set", o)]]) == 0
+    capsys.readouterr()
+    import h5py
+
+    with h5py.File(tmp_path / "o.h5", "r") as a, h5py.File(elsewhere / "again.h5", "r") as b:
+        for k in ("dose", "dose_to_water", "uncertainty", "let_d"):
+            assert np.array_equal(a[k][()], b[k][()]), k

@@ -59,6 +59,35 @@ def test_time_limited_checkpoint_continues_with_a_larger_limit(small_cfg, tmp_pa
     assert np.array_equal(ref.dose_gy_zyx, full.dose_gy_zyx)   # the same histories, the same batches
 
 
+def test_a_resumed_run_records_each_part(small_cfg, tmp_path, monkeypatch):
+    """Audit 25 provenance, F6: a run stopped by its time limit and resumed without one looked uninterrupted in its
+    outputs, and its uncertainty (batches of a hundredth of the primaries with the limit, a tenth without) could not
+    be re-done from them.  Now each result records ``resumed`` and ``segments``: each part's settings (time limit,
+    batch size as set and the histories of its batches), where each beam started and stopped (histories, batches)
+    and the kernel build that ran it; the checkpoint carries the earlier parts to the resume."""
+    _ticking_clock(monkeypatch)
+    primaries = 20_000
+    cfg = small_cfg(primaries)   # no run.batch_size: a hundredth of the primaries with a time limit, a tenth without
+    out = tmp_path / "run.h5"
+    first = _job(cfg, out, ["run.time_limit_s=4"])[0]
+    n1, b1 = first.primaries, first.provenance["batches"]
+    assert 0 < n1 < primaries and first.provenance["resumed"] is False
+    [only] = first.provenance["segments"]
+    assert (only["from_histories"], only["to_histories"], only["to_batches"]) == ([0], [n1], [b1]), only
+    full = _job(cfg, out, [], resume=True)[0]
+    prov = full.provenance
+    assert prov["resumed"] is True and prov["batch_size"] is None
+    one, two = prov["segments"]
+    assert (one["time_limit_s"], one["batch_size"], one["batch_histories"]) == (4, None, primaries // 100), one
+    assert (one["from_histories"], one["to_histories"], one["from_batches"], one["to_batches"]) == (
+        [0], [n1], [0], [b1]), one
+    assert (two["time_limit_s"], two["batch_histories"]) == (None, primaries // 10), two
+    assert (two["from_histories"], two["to_histories"], two["from_batches"], two["to_batches"]) == (
+        [n1], [primaries], [b1], [prov["batches"]]), two
+    assert one["started"] <= two["started"] and two["kernel_build"] == prov["kernel_build"]
+    assert prov["kernel_build"]["kernel_key"] and prov["kernel_build"]["mcproton"]["kernel_hash"]
+
+
 def test_cli_time_limited_run_keeps_its_checkpoint_and_resumes(small_cfg, tmp_path):
     cfg = small_cfg(PRIMARIES, batch_size=BATCH, time_limit_s=0.3)
     out = tmp_path / "run.h5"

@@ -265,3 +265,24 @@ def test_the_rt_dose_names_the_build_that_computed_its_dose(runs, tmp_path):
         three = sum_results([mixed, third], allow="mixed_builds")
     assert written(three, "RD_three.dcm") == [f"mcproton {version}", "kernel mixed",    # 66 characters listed
                                               f"physics data mixed: {data}, 1111111111111111, unknown", writer]
+
+
+def test_a_sum_names_the_code_only_where_every_part_was_computed_by_it(runs):
+    """Audit 25 provenance, F5: a result's ``build`` records the code's SHA-256 (the Python that makes the spots and
+    converts the CT changes the dose without changing the kernel or the physics data).  It is not compared (pure
+    Python changes are summed, as before), so a sum keeps it only where every part records the same; else it says the
+    parts differ, never result 1's for all."""
+    import copy
+
+    from mcproton._build import check_build_identity
+    from mcproton._run.result import MIXED_CODE
+
+    a, b = runs
+    assert a.provenance["build"] == check_build_identity()
+    assert sum_results([a, b]).provenance["build"] == check_build_identity()
+    other = copy.copy(b)
+    other.provenance = {**b.provenance, "build": {**b.provenance["build"], "code_sha256": "0" * 64}}
+    s = sum_results([a, other]).provenance["build"]
+    assert "code_sha256" not in s and s["code_sha256_of_parts"] == MIXED_CODE
+    assert {k: s[k] for k in ("version", "kernel_hash", "physics_files_sha256")} == {
+        k: a.provenance["build"][k] for k in ("version", "kernel_hash", "physics_files_sha256")}
