@@ -195,9 +195,9 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     there too.  SoftwareVersions names the build that computed the dose and the one that wrote the file
     (:func:`mcproton._build.software_versions`): ``dose_provenance`` None, the running build, which computed it
     (``mcproton check``'s MC doses); else the provenance of the :class:`~mcproton.run.DoseResult` whose dose it is
-    (its ``build``, a sum's ``summed_builds``), and where that names another build, that build's version, kernel and
-    physics data ("unknown" where it records none, "mixed" for a sum of several builds) and "written by mcproton
-    <version> code <16 hex>" (:func:`write_result_rtdose` gives the result's).
+    (its ``build``, a sum's ``summed_builds``), and where that names another build or other code, that build's
+    version, kernel, physics data and code ("unknown" where it records none, "mixed" for a sum of several) and
+    "written by mcproton <version> code <16 hex>" (:func:`write_result_rtdose` gives the result's).
     A whole :class:`~mcproton.run.DoseResult`: :func:`write_result_rtdose` (which puts the run's primaries, stop
     reason and uncertainty there, and marks a run stopped early in the DoseComment and the SeriesDescription).
     ``sop_instance_uid`` (and ``series_instance_uid``): the file's own UIDs, where the caller recorded them before
@@ -657,9 +657,9 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     result that does not record its overrides (a file of an older mcproton, without ``provenance["overrides"]``;
     ``DoseResult.load`` marks it ``provenance["overrides_not_recorded"]``, and a sum with it) is written with a
     warning and tagged "OVERRIDE unknown": it may have been computed past a refusal.  SoftwareVersions names the
-    build that computed the dose as the result records it (``provenance["build"]``, a mixed sum's
+    build and code that computed the dose as the result records them (``provenance["build"]``, a mixed sum's
     ``["summed_builds"]``; "unknown" where it does not, "mixed" where its parts differ) and, where that is not the
-    running build, the writer as "written by mcproton <version> code <16 hex>"
+    running build and code, the writer as "written by mcproton <version> code <16 hex>"
     (:func:`mcproton._build.software_versions`).
     Within the 64 characters of the DoseComment the dose label ("to medium, physical", "to water, RBE 1.1", which
     ``mcproton check`` reads back) and each tag's key word are always kept whole: to make room the tags lose their

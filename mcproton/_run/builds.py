@@ -48,10 +48,16 @@ def _beams(prov: dict) -> list[str]:
     return [str(b.get("name")) for b in beam_records(prov) if b.get("name")]
 
 
+#: a build record's ``code_sha256`` (:func:`build_record`) where the result is a sum of parts computed by different
+#: code (or of one that does not record its code)
+CODE_MIXED = "mixed"
+
+
 def build_record(prov: dict) -> dict:
     """What a result's provenance records of what computed it: ``beams`` (the beam names), each of
-    :data:`BUILD_KEYS` (None where not recorded), ``physics`` and ``tables`` (None where not recorded).  The build's
-    keys are read from ``provenance["build"]`` (every result since 2026-12-06), else from an ``mcproton run``
+    :data:`BUILD_KEYS` (None where not recorded), ``code_sha256`` (None where not recorded, :data:`CODE_MIXED` for a
+    sum of different code), ``physics`` and ``tables`` (None where not recorded).  The build's keys are read from
+    ``provenance["build"]`` (every result since 2026-12-06; the code since 2026-12-07), else from an ``mcproton run``
     output's ``run_identity`` (its ``build``), else ``version`` and ``kernel_hash`` from the provenance itself."""
     build = _mapping(prov.get("build"))
     if build is None:
@@ -60,6 +66,12 @@ def build_record(prov: dict) -> dict:
     for k in BUILD_KEYS:
         v = build.get(k, prov.get(k) if k != "physics_files_sha256" else None)
         rec[k] = None if v is None else str(v)
+    # the code's SHA-256 (not compared: pure Python changes are summed), as the RT Dose's SoftwareVersions names the
+    # code that computed the dose (review 2b, R2): "mixed" for a sum of parts of different code
+    # (``code_sha256_of_parts``), None where not recorded (a result of an mcproton before 2026-12-07)
+    code = build.get("code_sha256")
+    rec["code_sha256"] = (str(code) if code is not None else
+                          CODE_MIXED if build.get("code_sha256_of_parts") is not None else None)
     rec["physics"] = _mapping(prov.get("physics"))
     rec["tables"] = _mapping(prov.get("tables"))
     return rec

@@ -250,21 +250,52 @@ def test_the_rt_dose_names_the_build_that_computed_its_dose(runs, tmp_path):
         "kernel_hash": other, "build": {**b.provenance["build"], "kernel_hash": other,
                                         "physics_files_sha256": "1" * 64}}))
     assert written(old, "RD_old.dcm") == [f"mcproton {version}", "kernel ffffffffffffffff",
-                                          "physics data 1111111111111111", writer]
-    # a result that does not record its build (before 2026-12-06): the kernel it records, its physics data unknown
+                                          "physics data 1111111111111111", f"code {code}", writer]
+    # a result that does not record its build (before 2026-12-06): the kernel it records, its physics data and code
+    # unknown
     unrecorded = _quiet_load(_old_file(b, tmp_path / "u.h5"))
     assert written(unrecorded, "RD_u.dcm") == [f"mcproton {version}", f"kernel {kernel}", "physics data unknown",
-                                               writer]
+                                               "code unknown", writer]
     # a sum of mixed builds: each part's where they fit, "mixed" alone where they do not
     with pytest.warns(McprotonRuntimeWarning, match="summed as given"):
         mixed = sum_results([a, old], allow="mixed_builds")
     assert written(mixed, "RD_mixed.dcm") == [f"mcproton {version}", f"kernel mixed: {kernel}, ffffffffffffffff",
-                                              f"physics data mixed: {data}, 1111111111111111", writer]
+                                              f"physics data mixed: {data}, 1111111111111111", f"code {code}", writer]
     third = _quiet_load(_old_file(b, tmp_path / "e.h5", edit={"kernel_hash": "e" * 64}))   # no build either
     with pytest.warns(McprotonRuntimeWarning, match="summed as given"):
         three = sum_results([mixed, third], allow="mixed_builds")
     assert written(three, "RD_three.dcm") == [f"mcproton {version}", "kernel mixed",    # 66 characters listed
-                                              f"physics data mixed: {data}, 1111111111111111, unknown", writer]
+                                              f"physics data mixed: {data}, 1111111111111111, unknown",
+                                              f"code mixed: {code}, unknown", writer]
+
+
+def test_the_rt_dose_names_the_code_that_computed_its_dose(runs, tmp_path):
+    """Review 2b, R2: a result records the code's SHA-256 that computed it (audit 25 provenance, F5: the Python that
+    makes the spots changes the dose without changing the kernel or the physics data), but SoftwareVersions compared
+    only the version, kernel and physics data and named the writer's code as the dose's: a dose.h5 of another
+    install's Python, re-exported, said "code <writer's>" with no "written by".  Now the dose's code is named, then
+    the writer; a sum of parts of different code says "code mixed"."""
+    import copy
+
+    from mcproton._build import check_build_identity
+
+    a, b = runs
+    me = check_build_identity()
+    own = [f"mcproton {me['version']}", f"kernel {me['kernel_hash'][:16]}",
+           f"physics data {me['physics_files_sha256'][:16]}"]
+    writer = f"written by mcproton {me['version']} code {me['code_sha256'][:16]}"
+    loaded = _quiet_load(a.save(tmp_path / "a.h5"))
+    loaded.provenance["build"] = {**loaded.provenance["build"], "code_sha256": "0" * 64}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        write_result_rtdose(loaded, tmp_path / "RD_other_code.dcm")
+    assert _software_versions(tmp_path / "RD_other_code.dcm") == [*own, "code 0000000000000000", writer]
+    other = copy.copy(b)
+    other.provenance = {**b.provenance, "build": {**b.provenance["build"], "code_sha256": "0" * 64}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        write_result_rtdose(sum_results([a, other]), tmp_path / "RD_mixed_code.dcm")
+    assert _software_versions(tmp_path / "RD_mixed_code.dcm") == [*own, "code mixed", writer]
 
 
 def test_a_sum_names_the_code_only_where_every_part_was_computed_by_it(runs):
