@@ -326,9 +326,12 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
         if args.resume and _already_complete(out, identity, _output_names(cfg, beams, out, rtdose, png)):
             print(f"mcproton: already complete: {out} (same config and inputs); nothing to do",
                   file=sys.stderr)
+            # the build that computed the output (its HDF5's), not the installed one: a resume across a pure Python
+            # change is complete (review 2b, R3)
+            record = _run_record(args, settings, identity, clock)
             print(json_text({"schema_version": RUN_SUMMARY_SCHEMA,
-                             **_run_record(args, settings, identity, clock), "output": str(out),
-                             "already_complete": True}))
+                             **record, "build": _recorded_build(out, record["build"]), "build_now": record["build"],
+                             "output": str(out), "already_complete": True}))
             return 0
         _note_replaced(_output_names(cfg, beams, out, rtdose, png), args, earlier, kept)
         _say_backend(args, settings)
@@ -421,6 +424,24 @@ def _already_complete(out: Path, identity: str, names: list[Path]) -> bool:
     if prov.get("target_uncertainty") is not None:   # asked for a target: done when it was reached
         return bool(prov.get("target_reached"))
     return requested > 0 and done >= requested
+
+
+def _recorded_build(out: Path, installed: dict) -> Any:
+    """The build that computed the output ``out`` (an HDF5 found complete by :func:`_already_complete`), as its
+    provenance records it (``build``, else its ``run_identity``'s, without the code: an mcproton before 2026-12-07);
+    ``installed`` less its code where neither can be read."""
+    from ._io.hdf5 import _py
+    from ._run.builds import _mapping
+
+    try:
+        import h5py
+
+        with h5py.File(out, "r") as f:
+            prov = {k: _py(v) for k, v in f["provenance"].attrs.items() if k in ("build", RUN_IDENTITY_KEY)}
+    except (OSError, KeyError, ValueError):
+        prov = {}
+    build = _mapping(prov.get("build")) or _mapping((_mapping(prov.get(RUN_IDENTITY_KEY)) or {}).get("build"))
+    return build if build is not None else {k: v for k, v in installed.items() if not k.startswith("code_sha256")}
 
 
 def _say_backend(args: argparse.Namespace, settings: Any) -> None:
