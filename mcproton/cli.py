@@ -871,9 +871,10 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
                    "primaries": total.primaries,
                    # the batches of the uncertainty (their number, run.batch_size as set), whether the run was
                    # resumed and each part's settings and histories, and the kernel build that ran it (audit 25
-                   # provenance, F6-F8), as in the HDF5's provenance
+                   # provenance, F6-F8), as in the HDF5's provenance; each beam's where the beams differ (their
+                   # batches with a target uncertainty or a time limit: summed_runs, review 2b R1)
                    **{k: total.provenance.get(k) for k in ("batches", "batch_size", "resumed", "segments",
-                                                           "kernel_build") if k in total.provenance},
+                                                           "kernel_build", "summed_runs") if k in total.provenance},
                    "wall_s": round(total.wall_s, 3),
                    "protons_per_second": round(total.protons_per_second, 1),
                    "mean_rel_uncertainty_50": total.mean_rel_uncertainty_50,

@@ -726,6 +726,7 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     else:          # the masked copy is ours: scaled in place (the same products), no second whole grid
         d *= factor
     g = result.geometry
+    from .._run.builds import recorded_seeds
     from .._run.result import early_stop_note
 
     early = early_stop_note(result)
@@ -756,11 +757,13 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     comment, note_in_comment = _tagged_comment(contents, [c for c, _, _ in said], note)
     series_description = _tagged_description(series_description, [(sep, d) for _, sep, d in said])
     unc = float(getattr(result, "mean_rel_uncertainty_50", float("nan")))
+    seeds = recorded_seeds(prov)
     about = (f"{int(getattr(result, 'primaries', 0) or 0):,} primaries"
              + (f" of {int(prov['primaries_requested']):,} requested" if prov.get("primaries_requested") else "")
              + (f"; stop reason: {prov['stop_reason']}" if prov.get("stop_reason") else "")
-             # the seed: with the UIDs the HDF5 records, what ties the file to its run (audit 25 provenance, F10)
-             + (f"; seed {prov['seed']}" if prov.get("seed") is not None else "")
+             # the seed: with the UIDs the HDF5 records, what ties the file to its run (audit 25 provenance, F10); a
+             # sum's parts' seeds, each (review 2b, R1: result 1's alone)
+             + (f"; seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}" if seeds else "")
              + "; " + UNCERTAINTY_STATEMENT
              + (f"{100 * unc:.3g} %" if np.isfinite(unc) else "not estimated (fewer than 2 batches)")
              + (f"; {early.upper()}" if early else "")

@@ -171,3 +171,76 @@ ADVICE = {
 #: the refusal's opening, by the ``allow=`` name
 WHAT_DIFFERS = {"mixed_builds": "the results were not computed by one build of mcproton",
                 "mixed_physics": "the results were computed with different physics settings"}
+
+
+# --- the records of the run that computed a result, and of a sum's runs -----------------------------------------------
+
+#: the provenance keys of how one ``mcproton run`` was started and what it wrote (its command record, mcproton/cli.py
+#: COMMAND_RECORD_KEYS; its ``run_identity``, which ``--resume`` compares; its RT Dose's UIDs and contents): a run's,
+#: never a sum's, which keeps them of each part in ``summed_runs``
+RUN_FILE_KEYS = ("invocation", "working_directory", "config", "config_file_sha256", "set_options", "config_effective",
+                 "config_effective_sha256", "run_identity", "rtdose_uids", "rtdose_dose")
+#: the provenance keys of a run's random numbers, batches, parts and kernel build (mcproton/_run/result.py finish,
+#: mcproton/_run/job.py): a sum's where every part records the same (the beams of one run), else :data:`RUNS_DIFFER`
+#: (``resumed``: true where any part was resumed)
+RUN_SHARED_KEYS = ("seed", "batches", "batch_size", "segments", "resumed", "kernel_build", "kernel_builds")
+#: what a sum records in a key of :data:`RUN_SHARED_KEYS` that its parts record differently
+RUNS_DIFFER = "differ: each part's in summed_runs"
+
+
+def run_record(prov: dict) -> dict:
+    """The keys of :data:`RUN_FILE_KEYS` and :data:`RUN_SHARED_KEYS` that ``prov`` records."""
+    return {k: prov[k] for k in (*RUN_FILE_KEYS, *RUN_SHARED_KEYS) if k in prov}
+
+
+def run_parts(prov: dict) -> list[dict]:
+    """The run records of a result's parts: of a sum of several runs, each part's (``summed_runs``); else the
+    result's own (:func:`run_record`)."""
+    parts = prov.get("summed_runs")
+    if isinstance(parts, list) and parts and all(isinstance(p, dict) for p in parts):
+        return [dict(p) for p in parts]
+    return [run_record(prov)]
+
+
+def _same(values: list[Any]) -> bool:
+    """Whether ``values`` are one value (compared as JSON: a record loaded from an HDF5 against one in memory)."""
+    texts = {json.dumps(v, sort_keys=True, default=str) for v in values}
+    return len(texts) == 1
+
+
+def sum_run_records(prov: dict, provs: list[dict]) -> None:
+    """The run records of the sum (``prov``, result 1's copied) of results of provenance ``provs``: no
+    :data:`RUN_FILE_KEYS` (a sum was not started by a command and wrote no RT Dose: result 1's invocation, config
+    and RT Dose UIDs were kept before, review 2b R1); each of :data:`RUN_SHARED_KEYS` where every part records the
+    same, else :data:`RUNS_DIFFER` (``resumed``: true where any part was, false where every part says false); and
+    where any of them differs or a part is an ``mcproton run`` output, each part's record in ``summed_runs`` (the
+    parts of a part that is itself such a sum, each)."""
+    parts = [p for q in provs for p in run_parts(q)]
+    for k in (*RUN_FILE_KEYS, "summed_runs"):
+        prov.pop(k, None)
+    differ = False
+    for k in RUN_SHARED_KEYS:
+        values = [p[k] for p in parts if k in p]
+        prov.pop(k, None)
+        if k == "resumed":
+            if any(v is True for v in values):
+                prov[k] = True
+            elif len(values) == len(parts) and all(v is False for v in values):
+                prov[k] = False
+            differ |= len(values) > 0 and not (len(values) == len(parts) and _same(values))
+        elif len(values) == len(parts) and _same(values):
+            prov[k] = values[0]
+        elif values:
+            prov[k] = RUNS_DIFFER
+            differ = True
+    if differ or any(k in p for p in parts for k in RUN_FILE_KEYS):
+        prov["summed_runs"] = parts
+
+
+def recorded_seeds(prov: dict) -> list[str]:
+    """The random-number seeds of a result's runs (:func:`run_parts`), each once, in order ("unknown" for a part that
+    does not record its seed); [] where none records one."""
+    seeds = [p.get("seed") for p in run_parts(prov)]
+    if all(s is None for s in seeds):
+        return []
+    return list(dict.fromkeys("unknown" if s is None else str(s) for s in seeds))
