@@ -329,9 +329,10 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
             # the build that computed the output (its HDF5's), not the installed one: a resume across a pure Python
             # change is complete (review 2b, R3)
             record = _run_record(args, settings, identity, clock)
-            print(json_text({"schema_version": RUN_SUMMARY_SCHEMA,
-                             **record, "build": _recorded_build(out, record["build"]), "build_now": record["build"],
-                             "output": str(out), "already_complete": True}))
+            summary = {"schema_version": RUN_SUMMARY_SCHEMA, **record, "build": _recorded_build(out, record["build"]),
+                       "build_now": record["build"], "output": str(out), "already_complete": True}
+            _summary_config(summary)
+            print(json_text(summary))
             return 0
         _note_replaced(_output_names(cfg, beams, out, rtdose, png), args, earlier, kept)
         _say_backend(args, settings)
@@ -699,6 +700,25 @@ def _command_record(args: argparse.Namespace, cfg: dict | None = None) -> dict[s
     return rec
 
 
+#: the most characters (as JSON) of ``config_effective`` that the JSON summary prints: a larger one (a beam's spots
+#: inline: 228 kB for 3000 spots, review 2b R5) is in the HDF5's provenance only
+SUMMARY_CONFIG_MAX = 16_384
+
+
+def _summary_config(summary: dict[str, Any]) -> None:
+    """``summary`` (a run's JSON summary) without its ``config_effective`` where that is longer than
+    :data:`SUMMARY_CONFIG_MAX` characters and the HDF5 named in ``output`` holds it: ``config_effective_omitted``
+    says so and where (``config_effective_sha256`` stays).  Kept where no HDF5 was written (its only record)."""
+    cfg = summary.get("config_effective")
+    if cfg is None or not summary.get("output") or len(text := json.dumps(cfg)) <= SUMMARY_CONFIG_MAX:
+        return
+    del summary["config_effective"]
+    summary["config_effective_omitted"] = (
+        f"{len(text):,} characters of JSON, more than the summary prints ({SUMMARY_CONFIG_MAX:,}): the HDF5 "
+        f"{summary['output']} holds it (provenance attribute config_effective; mcproton.config.config_toml writes it "
+        "as TOML), its SHA-256 is config_effective_sha256")
+
+
 def _output_names(cfg: dict, beams: list, out: Path, rtdose: str | None, png: Path | None) -> list[Path]:
     """The files the run writes: the HDF5, the RT Dose(s) (one per beam with output.rtdose_per_beam), the PNG."""
     paths = [out]
@@ -886,6 +906,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
                    **({"incomplete": early} if early else {}),
                    "normalisation": total.normalisation, "energy_imbalance_rel": total.ledger["imbalance_rel"],
                    **_beams_geometry(beams), **_dose_description(total, beams, outline)}
+        _summary_config(summary)   # a config of thousands of inline spots: in the HDF5 only (review 2b, R5)
         if outline is None and "body_outline" in total.provenance:   # a CT without one: said why (none asked/found)
             summary["body_outline"] = total.provenance["body_outline"]
         if "struct_overrides_applied" in total.provenance:   # the RT Struct's material overrides it was computed with
