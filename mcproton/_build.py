@@ -17,9 +17,9 @@ Python and kernel source of the installed package, and :func:`check_build_identi
 it: what a check records (its check.json's ``provenance.build``, the reuse key), what every result's
 ``provenance["build"]`` and ``mcproton run``'s summary record (since 2026-12-07), and what the RT Dose mcproton
 writes names in its SoftwareVersions (:func:`software_versions`; of a dose computed by another build or other code,
-that build's version, kernel, physics data and code, and the writer's as "written by").  It is not part of :func:`build_identity`: the
-resume of ``mcproton run`` compares that, and a resume across pure Python changes of one kernel and one physics is
-bitwise right (the kernel computes every history).
+that build's version, kernel, physics data and code, and the writer's as "written by").  It is not part of
+:func:`build_identity`: the resume of ``mcproton run`` compares that, and a resume across pure Python changes of one
+kernel and one physics is bitwise right (the kernel computes every history).
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ that records it (two results that both lack it are compared on what they record)
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 #: the keys of a build that change the dose (:func:`mcproton._build.build_identity`): a hash of pure Python code (a
 #: change that does not touch the physics) is not among them, as ``mcproton run --resume`` goes on across one
@@ -80,10 +80,15 @@ def build_record(prov: dict) -> dict:
 def part_records(prov: dict) -> list[dict]:
     """The records of the parts of a result: of a sum made of several builds or physics (``summed_builds``), each
     part's; else the result's own (:func:`build_record`)."""
-    parts = prov.get("summed_builds")
+    return _kept_parts(prov, "summed_builds", build_record)
+
+
+def _kept_parts(prov: dict, key: str, own: Callable[[dict], dict]) -> list[dict]:
+    """The records a sum keeps of its parts under ``key`` (a list of dicts), copied; else ``[own(prov)]``."""
+    parts = prov.get(key)
     if isinstance(parts, list) and parts and all(isinstance(p, dict) for p in parts):
         return [dict(p) for p in parts]
-    return [build_record(prov)]
+    return [own(prov)]
 
 
 def _short(v: Any) -> str:
@@ -196,10 +201,7 @@ def run_record(prov: dict) -> dict:
 def run_parts(prov: dict) -> list[dict]:
     """The run records of a result's parts: of a sum of several runs, each part's (``summed_runs``); else the
     result's own (:func:`run_record`)."""
-    parts = prov.get("summed_runs")
-    if isinstance(parts, list) and parts and all(isinstance(p, dict) for p in parts):
-        return [dict(p) for p in parts]
-    return [run_record(prov)]
+    return _kept_parts(prov, "summed_runs", run_record)
 
 
 def _same(values: list[Any]) -> bool:

@@ -68,7 +68,7 @@ def test_the_hdf5_holds_every_warning_of_the_run(tmp_path, capsys, monkeypatch):
     import mcproton._io.rtdose as rtdose
     import mcproton._run.inputs as inputs
     from mcproton._io.errors import McprotonRuntimeWarning, warn
-    from mcproton.cli import SUMMARY_CONFIG_MAX, main
+    from mcproton.cli import main
 
     cfg = _case(tmp_path, other_frame=True)
     monkeypatch.setattr(inputs, "prescription_check", lambda cfg, result: PRESCRIPTION_WARNING)
@@ -94,7 +94,7 @@ def test_an_hdf5_without_late_warnings_is_written_once(tmp_path, capsys, monkeyp
     prescription warnings are in the file as first written)."""
     import mcproton._io.atomic as atomic
     import mcproton._run.inputs as inputs
-    from mcproton.cli import SUMMARY_CONFIG_MAX, main
+    from mcproton.cli import main
 
     cfg = _case(tmp_path)
     monkeypatch.setattr(inputs, "prescription_check", lambda cfg, result: PRESCRIPTION_WARNING)
@@ -123,7 +123,7 @@ def test_the_run_summary_says_who_computed_it_from_what_when_and_where(tmp_path,
 
     from mcproton import __version__
     from mcproton._build import check_build_identity
-    from mcproton.cli import SUMMARY_CONFIG_MAX, main
+    from mcproton.cli import main
 
     cfg = _case(tmp_path)
     monkeypatch.chdir(tmp_path)
