@@ -365,7 +365,7 @@ def _toml_value(v: Any, where: str) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        return ("nan" if math.isnan(v) else "inf" if v > 0 else "-inf") if not math.isfinite(v) else repr(v)
+        return ("nan" if math.isnan(v) else "inf" if v > 0 else "-inf") if not math.isfinite(v) else repr(float(v))
     if isinstance(v, str):
         return _toml_string(v)
     if isinstance(v, (list, tuple)):

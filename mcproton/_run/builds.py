@@ -12,6 +12,11 @@ version; the SHA-256 of the physics data files (``physics_files_sha256``, :func:
 every result's ``provenance["build"]`` since 2026-12-06 (the fix of that audit), and before that in an
 ``mcproton run`` output's ``run_identity`` only.  What a result does not record is unknown: refused against a result
 that records it (two results that both lack it are compared on what they record).
+
+The records of the run that computed a result (its seed, batches, parts, kernel build, and of an ``mcproton run``
+output its command, config and RT Dose UIDs) are a sum's only where they are every part's
+(:func:`sum_run_records`): else each part's is kept in ``provenance["summed_runs"]`` (review 2b, R1: a sum named
+result 1's for all).
 """
 from __future__ import annotations
 
@@ -225,11 +230,10 @@ def sum_run_records(prov: dict, provs: list[dict]) -> None:
         values = [p[k] for p in parts if k in p]
         prov.pop(k, None)
         if k == "resumed":
-            if any(v is True for v in values):
-                prov[k] = True
-            elif len(values) == len(parts) and all(v is False for v in values):
-                prov[k] = False
-            differ |= len(values) > 0 and not (len(values) == len(parts) and _same(values))
+            flags = [bool(v) for v in values]
+            if any(flags) or (flags and len(flags) == len(parts)):
+                prov[k] = any(flags)
+            differ |= bool(flags) and (len(set(flags)) > 1 or len(flags) < len(parts))
         elif len(values) == len(parts) and _same(values):
             prov[k] = values[0]
         elif values:
