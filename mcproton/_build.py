@@ -16,10 +16,10 @@ verdict of the older check code forward as of "the same build").  :func:`code_sh
 Python and kernel source of the installed package, and :func:`check_build_identity` is :func:`build_identity` with
 it: what a check records (its check.json's ``provenance.build``, the reuse key), what every result's
 ``provenance["build"]`` and ``mcproton run``'s summary record (since 2026-12-07), and what the RT Dose mcproton
-writes names in its SoftwareVersions (:func:`software_versions`; of a dose computed by another build, that build's
-version, kernel and physics data, and the writer's as "written by").  It is not part of :func:`build_identity`: the
-resume of ``mcproton run`` compares that, and a resume across pure Python changes of one kernel and one physics is
-bitwise right (the kernel computes every history).
+writes names in its SoftwareVersions (:func:`software_versions`; of a dose computed by another build or other code,
+that build's version, kernel, physics data and code, and the writer's as "written by").  It is not part of
+:func:`build_identity`: the resume of ``mcproton run`` compares that, and a resume across pure Python changes of one
+kernel and one physics is bitwise right (the kernel computes every history).
 """
 from __future__ import annotations
 
@@ -137,9 +137,9 @@ def check_build_record() -> dict[str, str]:
 
 
 #: what an RT Dose's SoftwareVersions names of the build that computed its dose: each key of
-#: :func:`build_identity`, its name there and how much of its value (the hashes' first 16 hex digits; None: all)
+#: :func:`check_build_identity`, its name there and how much of its value (the hashes' first 16 hex digits; None: all)
 _DOSE_BUILD_NAMES = (("version", "mcproton", None), ("kernel_hash", "kernel", 16),
-                     ("physics_files_sha256", "physics data", 16))
+                     ("physics_files_sha256", "physics data", 16), ("code_sha256", "code", 16))
 #: DICOM's LO (SoftwareVersions' value representation): at most 64 characters a value, no backslash
 _LO_MAX = 64
 
@@ -161,18 +161,20 @@ def software_versions(dose_provenance: Mapping[str, Any] | None = None) -> list[
     """The RT Dose's SoftwareVersions (0018,1020; LO, each value at most 64 characters).
 
     For a dose computed by the running build (``dose_provenance`` None, or a result's provenance that records this
-    build's version, kernel and physics data, as every result this mcproton computes does): "mcproton <version>" and
-    the first 16 hex digits of the transport kernel's, the physics data's and the code's SHA-256
+    build's version, kernel, physics data and code, as every result this mcproton computes does): "mcproton
+    <version>" and the first 16 hex digits of the transport kernel's, the physics data's and the code's SHA-256
     (:func:`check_build_identity`), each named.
 
-    For a result computed by another build (``dose_provenance``: its provenance, which ``DoseResult.save`` and
-    ``load`` keep: an older dose.h5 re-exported, or a ``sum_results(..., allow=("mixed_builds",))``),
-    "mcproton", "kernel" and "physics data" name the build that computed the dose, as the result records it
-    (``provenance["build"]``, a sum's parts in ``["summed_builds"]``: :func:`mcproton._run.builds.part_records`):
-    "unknown" where it does not record one (a file of an older mcproton), "mixed: <each part's>" where the parts of
-    a sum differ ("mixed" alone where they do not fit in 64 characters); then "written by mcproton <version> code
-    <16 hex>": the mcproton that wrote the file (before, the writer's build was named as the dose's: the check
-    review of 2026-12-06, R3).  The code's SHA-256 is the writer's in both forms: a result does not record it."""
+    For a result computed by another build or other code (``dose_provenance``: its provenance, which
+    ``DoseResult.save`` and ``load`` keep: an older dose.h5 re-exported, a dose.h5 of another install whose Python
+    differs, or a ``sum_results(..., allow=("mixed_builds",))``), "mcproton", "kernel", "physics data" and "code"
+    name the build that computed the dose, as the result records it (``provenance["build"]``, a sum's parts in
+    ``["summed_builds"]``: :func:`mcproton._run.builds.part_records`): "unknown" where it does not record one (a
+    file of an older mcproton: the code since 2026-12-07), "mixed: <each part's>" where the parts of a sum differ
+    ("mixed" alone where they do not fit in 64 characters, or where a sum of one build records only that its parts'
+    code differs); then "written by mcproton <version> code <16 hex>": the mcproton that wrote the file (before,
+    the writer's build was named as the dose's: the check review of 2026-12-06, R3; and the writer's code as the
+    dose's code, though every result records its own since 2026-12-07: review 2b, R2)."""
     try:
         b = check_build_identity()
     except Exception:  # noqa: BLE001 - an unreadable source file must not lose a dose computed already
@@ -180,15 +182,14 @@ def software_versions(dose_provenance: Mapping[str, Any] | None = None) -> list[
         from . import __version__
 
         return [f"mcproton {__version__}", "build unknown: a source file could not be read"]
-    code = f"code {b['code_sha256'][:16]}"
     own = [f"{name} {_lo_value(b[key], digits)}" for key, name, digits in _DOSE_BUILD_NAMES]
     if dose_provenance is None:
-        return [*own, code]
-    from ._run.builds import BUILD_KEYS, part_records
+        return own
+    from ._run.builds import part_records
 
     parts = part_records(dict(dose_provenance))
-    if all(p.get(k) == b[k] for p in parts for k in BUILD_KEYS):
-        return [*own, code]
+    if all(p.get(key) == b[key] for p in parts for key, _, _ in _DOSE_BUILD_NAMES):
+        return own
     out = []
     for key, name, digits in _DOSE_BUILD_NAMES:
         values = list(dict.fromkeys(_lo_value(p.get(key), digits) for p in parts))
@@ -197,6 +198,7 @@ def software_versions(dose_provenance: Mapping[str, Any] | None = None) -> list[
         else:
             listed = f"{name} mixed: {', '.join(values)}"
             out.append(listed if len(listed) <= _LO_MAX else f"{name} mixed")
+    code = f"code {b['code_sha256'][:16]}"
     writer = f"written by mcproton {_lo_value(b['version'], None)} {code}"
     out += ([writer] if len(writer) <= _LO_MAX
             else [f"written by mcproton {_lo_value(b['version'], None)}"[:_LO_MAX], f"written by {code}"])

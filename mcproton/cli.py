@@ -326,9 +326,13 @@ def _run_timed(args: argparse.Namespace, clock: Any, said: list[str]) -> int:
         if args.resume and _already_complete(out, identity, _output_names(cfg, beams, out, rtdose, png)):
             print(f"mcproton: already complete: {out} (same config and inputs); nothing to do",
                   file=sys.stderr)
-            print(json_text({"schema_version": RUN_SUMMARY_SCHEMA,
-                             **_run_record(args, settings, identity, clock), "output": str(out),
-                             "already_complete": True}))
+            # the build that computed the output (its HDF5's), not the installed one: a resume across a pure Python
+            # change is complete (review 2b, R3)
+            record = _run_record(args, settings, identity, clock)
+            summary = {"schema_version": RUN_SUMMARY_SCHEMA, **record, "build": _recorded_build(out, record["build"]),
+                       "build_now": record["build"], "output": str(out), "already_complete": True}
+            _summary_config(summary)
+            print(json_text(summary))
             return 0
         _note_replaced(_output_names(cfg, beams, out, rtdose, png), args, earlier, kept)
         _say_backend(args, settings)
@@ -421,6 +425,24 @@ def _already_complete(out: Path, identity: str, names: list[Path]) -> bool:
     if prov.get("target_uncertainty") is not None:   # asked for a target: done when it was reached
         return bool(prov.get("target_reached"))
     return requested > 0 and done >= requested
+
+
+def _recorded_build(out: Path, installed: dict) -> Any:
+    """The build that computed the output ``out`` (an HDF5 found complete by :func:`_already_complete`), as its
+    provenance records it (``build``, else its ``run_identity``'s, without the code: an mcproton before 2026-12-07);
+    ``installed`` less its code where neither can be read."""
+    from ._io.hdf5 import _py
+    from ._run.builds import _mapping
+
+    try:
+        import h5py
+
+        with h5py.File(out, "r") as f:
+            prov = {k: _py(v) for k, v in f["provenance"].attrs.items() if k in ("build", RUN_IDENTITY_KEY)}
+    except (OSError, KeyError, ValueError):
+        prov = {}
+    build = _mapping(prov.get("build")) or _mapping((_mapping(prov.get(RUN_IDENTITY_KEY)) or {}).get("build"))
+    return build if build is not None else {k: v for k, v in installed.items() if not k.startswith("code_sha256")}
 
 
 def _say_backend(args: argparse.Namespace, settings: Any) -> None:
@@ -678,6 +700,25 @@ def _command_record(args: argparse.Namespace, cfg: dict | None = None) -> dict[s
     return rec
 
 
+#: the most characters (as JSON) of ``config_effective`` that the JSON summary prints: a larger one (a beam's spots
+#: inline: 228 kB for 3000 spots, review 2b R5) is in the HDF5's provenance only
+SUMMARY_CONFIG_MAX = 16_384
+
+
+def _summary_config(summary: dict[str, Any]) -> None:
+    """``summary`` (a run's JSON summary) without its ``config_effective`` where that is longer than
+    :data:`SUMMARY_CONFIG_MAX` characters and the HDF5 named in ``output`` holds it: ``config_effective_omitted``
+    says so and where (``config_effective_sha256`` stays).  Kept where no HDF5 was written (its only record)."""
+    cfg = summary.get("config_effective")
+    if cfg is None or not summary.get("output") or len(text := json.dumps(cfg)) <= SUMMARY_CONFIG_MAX:
+        return
+    del summary["config_effective"]
+    summary["config_effective_omitted"] = (
+        f"{len(text):,} characters of JSON, more than the summary prints ({SUMMARY_CONFIG_MAX:,}): the HDF5 "
+        f"{summary['output']} holds it (provenance attribute config_effective; mcproton.config.config_toml writes it "
+        "as TOML), its SHA-256 is config_effective_sha256")
+
+
 def _output_names(cfg: dict, beams: list, out: Path, rtdose: str | None, png: Path | None) -> list[Path]:
     """The files the run writes: the HDF5, the RT Dose(s) (one per beam with output.rtdose_per_beam), the PNG."""
     paths = [out]
@@ -850,9 +891,10 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
                    "primaries": total.primaries,
                    # the batches of the uncertainty (their number, run.batch_size as set), whether the run was
                    # resumed and each part's settings and histories, and the kernel build that ran it (audit 25
-                   # provenance, F6-F8), as in the HDF5's provenance
+                   # provenance, F6-F8), as in the HDF5's provenance; each beam's where the beams differ (their
+                   # batches with a target uncertainty or a time limit: summed_runs, review 2b R1)
                    **{k: total.provenance.get(k) for k in ("batches", "batch_size", "resumed", "segments",
-                                                           "kernel_build") if k in total.provenance},
+                                                           "kernel_build", "summed_runs") if k in total.provenance},
                    "wall_s": round(total.wall_s, 3),
                    "protons_per_second": round(total.protons_per_second, 1),
                    "mean_rel_uncertainty_50": total.mean_rel_uncertainty_50,
@@ -864,6 +906,7 @@ def _check_and_write(args: argparse.Namespace, cfg: dict, settings: Any, beams: 
                    **({"incomplete": early} if early else {}),
                    "normalisation": total.normalisation, "energy_imbalance_rel": total.ledger["imbalance_rel"],
                    **_beams_geometry(beams), **_dose_description(total, beams, outline)}
+        _summary_config(summary)   # a config of thousands of inline spots: in the HDF5 only (review 2b, R5)
         if outline is None and "body_outline" in total.provenance:   # a CT without one: said why (none asked/found)
             summary["body_outline"] = total.provenance["body_outline"]
         if "struct_overrides_applied" in total.provenance:   # the RT Struct's material overrides it was computed with

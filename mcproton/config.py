@@ -322,6 +322,62 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return cfg
 
 
+def config_toml(cfg: dict[str, Any]) -> str:
+    """A run config as the text of a TOML file that :func:`load_config` reads back as the same config: the config
+    that an ``mcproton run`` output records (``provenance["config_effective"]``, its ``--set`` options applied), to
+    run it again where its file is gone or was changed since (review 2b, R5: nothing wrote it back).  Its
+    ``config_effective_sha256`` is the same (:func:`mcproton.cli.effective_config_text`): the run made from it
+    records it.  The keys mcproton keeps for itself (starting with "_") are left out.  Relative paths in it (a CT
+    folder, an RT Plan) are taken from the folder the file is written into, as for any config: write it beside the
+    recorded ``config`` (its folder), or make them absolute.  ValueError naming the key for a value TOML cannot
+    hold (None, an object)."""
+    lines = [f"{_toml_key(k)} = {_toml_value(v, str(k))}" for k, v in cfg.items()
+             if not str(k).startswith("_") and not isinstance(v, dict)]
+    for sec, table in cfg.items():
+        if str(sec).startswith("_") or not isinstance(table, dict):
+            continue
+        lines += ["", f"[{_toml_key(sec)}]"] if lines else [f"[{_toml_key(sec)}]"]
+        lines += [f"{_toml_key(k)} = {_toml_value(v, f'{sec}.{k}')}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+#: the escapes of a TOML basic string (TOML 1.0): the quotation mark, the backslash and the control characters
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    return '"' + "".join(_TOML_ESCAPES.get(c) or (f"\\u{ord(c):04X}" if ord(c) < 0x20 or ord(c) == 0x7F else c)
+                         for c in text) + '"'
+
+
+def _toml_key(key: Any) -> str:
+    """A key as TOML writes it: bare where it may be, else quoted."""
+    k = str(key)
+    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else _toml_string(k)
+
+
+def _toml_value(v: Any, where: str) -> str:
+    """A config value as TOML writes it (``where``: its key, for the error)."""
+    import datetime as _dt
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return ("nan" if math.isnan(v) else "inf" if v > 0 else "-inf") if not math.isfinite(v) else repr(float(v))
+    if isinstance(v, str):
+        return _toml_string(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x, f"{where}[{i}]") for i, x in enumerate(v)) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x, f'{where}.{k}')}" for k, x in v.items()) + "}"
+    if isinstance(v, (_dt.datetime, _dt.date, _dt.time)):
+        return v.isoformat()
+    raise ValueError(f"config key {where}: {v!r} ({type(v).__name__}) cannot be written as TOML (a config holds "
+                     "text, numbers, true/false, lists, tables and dates)")
+
+
 #: the key (not a TOML section: it starts with "_") under which :func:`load_config` keeps the target of a config file
 #: that is a symbolic link, for the messages that say where relative paths are taken from
 CONFIG_LINK_KEY = "_config_link_target"

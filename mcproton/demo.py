@@ -650,14 +650,16 @@ DEMO_SUMMARY_SCHEMA = 1
 
 def _demo_identity(seed: int) -> dict:
     """What computed the demo, when and where, for its summary (the integrator audit of 2026-12-06, F10):
-    ``mcproton_version``, ``build`` (:func:`mcproton._build.build_identity`), ``seed``, ``created`` (local time with
-    its UTC offset) and ``working_directory`` (the folder the relative paths of ``files`` are relative to)."""
+    ``mcproton_version``, ``build`` (:func:`mcproton._build.result_build_identity`: the version, the kernel's, the
+    physics data's and the code's SHA-256, as its dose.h5's ``provenance["build"]`` and ``mcproton run``'s summary;
+    before, review 2b R4, without the code), ``seed``, ``created`` (local time with its UTC offset) and
+    ``working_directory`` (the folder the relative paths of ``files`` are relative to)."""
     import datetime as _dt
     import os
 
     from . import __version__
-    from ._build import build_identity
+    from ._build import result_build_identity
 
-    return {"mcproton_version": __version__, "build": build_identity(), "seed": int(seed),
+    return {"mcproton_version": __version__, "build": result_build_identity(), "seed": int(seed),
             "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "working_directory": os.getcwd()}

@@ -249,7 +249,7 @@ def _check_memory(geometry: VoxelGeometry, settings: RunSettings) -> None:
     2026-12-07, R2)."""
     import os
 
-    from ._cpus import OMP_NUM_THREADS, usable_cpus
+    from ._cpus import OMP_NUM_THREADS, _parsed_omp, usable_cpus
     from ._run.engine import cpu_tally_slots
     from ._run.inputs import check_simulate_memory
     from .config import ConfigError
@@ -258,9 +258,10 @@ def _check_memory(geometry: VoxelGeometry, settings: RunSettings) -> None:
            "or mcproton.resample_blocks(geometry, (2, 2, 1)) for blocks of whole voxels) or free memory (or ask the "
            "batch system for more)")
     n_vox = int(geometry.material_index_zyx.size)
-    # the CPU backend's threads (_cpus.default_threads, read here without its warnings, which the run gives)
-    omp = os.environ.get(OMP_NUM_THREADS, "").split(",")[0].strip()
-    threads = settings.threads or (int(omp) if omp.isascii() and omp.isdigit() and int(omp) > 0 else usable_cpus())
+    # the CPU backend's threads (_cpus.default_threads, read here by its parser without its warnings, which the run
+    # gives: a second parser here took "4,abc" as 4 threads, which the run ignores; review 2b, R6)
+    omp = os.environ.get(OMP_NUM_THREADS, "").strip()
+    threads = settings.threads or (_parsed_omp(omp) if omp else None) or usable_cpus()
     if settings.backend not in ("cpu", "auto"):
         threads = 1
     try:

@@ -484,6 +484,33 @@ def test_simulate_refuses_only_a_grid_that_cannot_fit_however_little_gets_dose(m
         _check_memory(huge, RunSettings(**TINY))
 
 
+def test_simulate_s_memory_check_counts_the_threads_the_run_uses(monkeypatch):
+    """Review 2b, R6: simulate's memory check read ``OMP_NUM_THREADS`` with a parser of its own, which took the
+    first element of ``4,abc`` (4 threads), where the run (mcproton/_cpus.py, the one parser) ignores that value
+    with a warning and uses the CPUs it may run on.  Now both read it alike: the tally slots the check counts are
+    the threads the CPU backend runs."""
+    from types import SimpleNamespace
+
+    import mcproton._cpus as cpus
+    import mcproton._run.engine as engine
+    from mcproton.run import _check_memory
+
+    _memory(monkeypatch, 2.0)
+    monkeypatch.setattr(cpus, "usable_cpus", lambda: 3)
+    seen: list[int] = []
+    real = engine.cpu_tally_slots
+    monkeypatch.setattr(engine, "cpu_tally_slots", lambda n, t: seen.append(t) or real(n, t))
+    g = SimpleNamespace(material_index_zyx=np.zeros((10, 10, 10), np.uint8), shape_zyx=(10, 10, 10))
+    cases = (("4,abc", 3), (" 4 ,1", 4), ("2", 2), ("", 3), ("0", 3), ("-1", 3))
+    for value, threads in cases:
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert (cpus.omp_num_threads() or cpus.usable_cpus()) == threads, value   # what the run uses
+        _check_memory(g, RunSettings(**(TINY | {"threads": None})))
+    assert seen == [t for _, t in cases], seen
+
+
 def test_simulate_runs_a_grid_that_fits_though_mcproton_run_s_estimate_does_not(monkeypatch):
     """Review R2: simulate's check took ``mcproton run``'s estimate (0.3 GB + 99 B/voxel, with the output buffers
     and the sum of the beams: 3.0 GB for 27 M voxels) and refused, with 2 GB available (a 2 GB container), the

@@ -870,6 +870,9 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
                  # the file that made the spots: its resolved path and SHA-256 (two versions of my_machine.toml differ)
                  "beam_model_file": model.provenance() if hasattr(model, "provenance") else None,
                  "rbe": rbe, "dose_to": dose_to,
+                 # the check's seed (--seed), from which its top-ups' derive (top_up_seed): a sum of a beam and its
+                 # top-up records its parts' seeds as differing (review 2b, R1)
+                 "seed": int(seed),
                  "target_uncertainty": target_uncertainty, "target_uncertainty_per_beam": per_beam_target,
                  "time_limit_s": time_limit_s,
                  "primaries_limit": int(primaries),

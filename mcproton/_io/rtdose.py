@@ -195,9 +195,9 @@ def write_rtdose(dose_gy_zyx: np.ndarray, voxel_size_mm: Sequence[float], origin
     there too.  SoftwareVersions names the build that computed the dose and the one that wrote the file
     (:func:`mcproton._build.software_versions`): ``dose_provenance`` None, the running build, which computed it
     (``mcproton check``'s MC doses); else the provenance of the :class:`~mcproton.run.DoseResult` whose dose it is
-    (its ``build``, a sum's ``summed_builds``), and where that names another build, that build's version, kernel and
-    physics data ("unknown" where it records none, "mixed" for a sum of several builds) and "written by mcproton
-    <version> code <16 hex>" (:func:`write_result_rtdose` gives the result's).
+    (its ``build``, a sum's ``summed_builds``), and where that names another build or other code, that build's
+    version, kernel, physics data and code ("unknown" where it records none, "mixed" for a sum of several) and
+    "written by mcproton <version> code <16 hex>" (:func:`write_result_rtdose` gives the result's).
     A whole :class:`~mcproton.run.DoseResult`: :func:`write_result_rtdose` (which puts the run's primaries, stop
     reason and uncertainty there, and marks a run stopped early in the DoseComment and the SeriesDescription).
     ``sop_instance_uid`` (and ``series_instance_uid``): the file's own UIDs, where the caller recorded them before
@@ -657,9 +657,9 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     result that does not record its overrides (a file of an older mcproton, without ``provenance["overrides"]``;
     ``DoseResult.load`` marks it ``provenance["overrides_not_recorded"]``, and a sum with it) is written with a
     warning and tagged "OVERRIDE unknown": it may have been computed past a refusal.  SoftwareVersions names the
-    build that computed the dose as the result records it (``provenance["build"]``, a mixed sum's
+    build and code that computed the dose as the result records them (``provenance["build"]``, a mixed sum's
     ``["summed_builds"]``; "unknown" where it does not, "mixed" where its parts differ) and, where that is not the
-    running build, the writer as "written by mcproton <version> code <16 hex>"
+    running build and code, the writer as "written by mcproton <version> code <16 hex>"
     (:func:`mcproton._build.software_versions`).
     Within the 64 characters of the DoseComment the dose label ("to medium, physical", "to water, RBE 1.1", which
     ``mcproton check`` reads back) and each tag's key word are always kept whole: to make room the tags lose their
@@ -726,6 +726,7 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     else:          # the masked copy is ours: scaled in place (the same products), no second whole grid
         d *= factor
     g = result.geometry
+    from .._run.builds import recorded_seeds
     from .._run.result import early_stop_note
 
     early = early_stop_note(result)
@@ -756,11 +757,13 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
     comment, note_in_comment = _tagged_comment(contents, [c for c, _, _ in said], note)
     series_description = _tagged_description(series_description, [(sep, d) for _, sep, d in said])
     unc = float(getattr(result, "mean_rel_uncertainty_50", float("nan")))
+    seeds = recorded_seeds(prov)
     about = (f"{int(getattr(result, 'primaries', 0) or 0):,} primaries"
              + (f" of {int(prov['primaries_requested']):,} requested" if prov.get("primaries_requested") else "")
              + (f"; stop reason: {prov['stop_reason']}" if prov.get("stop_reason") else "")
-             # the seed: with the UIDs the HDF5 records, what ties the file to its run (audit 25 provenance, F10)
-             + (f"; seed {prov['seed']}" if prov.get("seed") is not None else "")
+             # the seed: with the UIDs the HDF5 records, what ties the file to its run (audit 25 provenance, F10); a
+             # sum's parts' seeds, each (review 2b, R1: result 1's alone)
+             + (f"; seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}" if seeds else "")
              + "; " + UNCERTAINTY_STATEMENT
              + (f"{100 * unc:.3g} %" if np.isfinite(unc) else "not estimated (fewer than 2 batches)")
              + (f"; {early.upper()}" if early else "")

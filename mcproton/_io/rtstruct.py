@@ -562,7 +562,13 @@ def empty_mask_reason(struct: RTStruct, name: str, geometry) -> str:
     if not cl:
         other = struct.not_closed.get(name)
         if other:
-            return (f"has no closed contours (only {', '.join(f'{n} {g}' for g, n in other.items())}): no volume")
+            # closed contours of 1 or 2 points (FEW_POINTS) are closed but enclose no area: "has no closed contours
+            # (only 1 CLOSED_PLANAR of < 3 points)" read as if a closed contour were there (review 2b, R7)
+            said = ", ".join(f"{n} {g[:-len(FEW_POINTS)]} contour(s) of fewer than 3 points" if g.endswith(FEW_POINTS)
+                             else f"{n} {g}" for g, n in other.items())
+            lead = ("has no closed contour that encloses an area" if any(g.endswith(FEW_POINTS) for g in other)
+                    else "has no closed contours")
+            return f"{lead} (only {said}): no volume"
         return "has no closed contours (no contours at all): no volume"
     org, vox, shape = _grid(geometry)
     pts = np.concatenate([np.asarray(c, float) for c in cl])

@@ -12,11 +12,16 @@ version; the SHA-256 of the physics data files (``physics_files_sha256``, :func:
 every result's ``provenance["build"]`` since 2026-12-06 (the fix of that audit), and before that in an
 ``mcproton run`` output's ``run_identity`` only.  What a result does not record is unknown: refused against a result
 that records it (two results that both lack it are compared on what they record).
+
+The records of the run that computed a result (its seed, batches, parts, kernel build, and of an ``mcproton run``
+output its command, config and RT Dose UIDs) are a sum's only where they are every part's
+(:func:`sum_run_records`): else each part's is kept in ``provenance["summed_runs"]`` (review 2b, R1: a sum named
+result 1's for all).
 """
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 #: the keys of a build that change the dose (:func:`mcproton._build.build_identity`): a hash of pure Python code (a
 #: change that does not touch the physics) is not among them, as ``mcproton run --resume`` goes on across one
@@ -48,10 +53,16 @@ def _beams(prov: dict) -> list[str]:
     return [str(b.get("name")) for b in beam_records(prov) if b.get("name")]
 
 
+#: a build record's ``code_sha256`` (:func:`build_record`) where the result is a sum of parts computed by different
+#: code (or of one that does not record its code)
+CODE_MIXED = "mixed"
+
+
 def build_record(prov: dict) -> dict:
     """What a result's provenance records of what computed it: ``beams`` (the beam names), each of
-    :data:`BUILD_KEYS` (None where not recorded), ``physics`` and ``tables`` (None where not recorded).  The build's
-    keys are read from ``provenance["build"]`` (every result since 2026-12-06), else from an ``mcproton run``
+    :data:`BUILD_KEYS` (None where not recorded), ``code_sha256`` (None where not recorded, :data:`CODE_MIXED` for a
+    sum of different code), ``physics`` and ``tables`` (None where not recorded).  The build's keys are read from
+    ``provenance["build"]`` (every result since 2026-12-06; the code since 2026-12-07), else from an ``mcproton run``
     output's ``run_identity`` (its ``build``), else ``version`` and ``kernel_hash`` from the provenance itself."""
     build = _mapping(prov.get("build"))
     if build is None:
@@ -60,6 +71,12 @@ def build_record(prov: dict) -> dict:
     for k in BUILD_KEYS:
         v = build.get(k, prov.get(k) if k != "physics_files_sha256" else None)
         rec[k] = None if v is None else str(v)
+    # the code's SHA-256 (not compared: pure Python changes are summed), as the RT Dose's SoftwareVersions names the
+    # code that computed the dose (review 2b, R2): "mixed" for a sum of parts of different code
+    # (``code_sha256_of_parts``), None where not recorded (a result of an mcproton before 2026-12-07)
+    code = build.get("code_sha256")
+    rec["code_sha256"] = (str(code) if code is not None else
+                          CODE_MIXED if build.get("code_sha256_of_parts") is not None else None)
     rec["physics"] = _mapping(prov.get("physics"))
     rec["tables"] = _mapping(prov.get("tables"))
     return rec
@@ -68,10 +85,15 @@ def build_record(prov: dict) -> dict:
 def part_records(prov: dict) -> list[dict]:
     """The records of the parts of a result: of a sum made of several builds or physics (``summed_builds``), each
     part's; else the result's own (:func:`build_record`)."""
-    parts = prov.get("summed_builds")
+    return _kept_parts(prov, "summed_builds", build_record)
+
+
+def _kept_parts(prov: dict, key: str, own: Callable[[dict], dict]) -> list[dict]:
+    """The records a sum keeps of its parts under ``key`` (a list of dicts), copied; else ``[own(prov)]``."""
+    parts = prov.get(key)
     if isinstance(parts, list) and parts and all(isinstance(p, dict) for p in parts):
         return [dict(p) for p in parts]
-    return [build_record(prov)]
+    return [own(prov)]
 
 
 def _short(v: Any) -> str:
@@ -159,3 +181,72 @@ ADVICE = {
 #: the refusal's opening, by the ``allow=`` name
 WHAT_DIFFERS = {"mixed_builds": "the results were not computed by one build of mcproton",
                 "mixed_physics": "the results were computed with different physics settings"}
+
+
+# --- the records of the run that computed a result, and of a sum's runs -----------------------------------------------
+
+#: the provenance keys of how one ``mcproton run`` was started and what it wrote (its command record, mcproton/cli.py
+#: COMMAND_RECORD_KEYS; its ``run_identity``, which ``--resume`` compares; its RT Dose's UIDs and contents): a run's,
+#: never a sum's, which keeps them of each part in ``summed_runs``
+RUN_FILE_KEYS = ("invocation", "working_directory", "config", "config_file_sha256", "set_options", "config_effective",
+                 "config_effective_sha256", "run_identity", "rtdose_uids", "rtdose_dose")
+#: the provenance keys of a run's random numbers, batches, parts and kernel build (mcproton/_run/result.py finish,
+#: mcproton/_run/job.py): a sum's where every part records the same (the beams of one run), else :data:`RUNS_DIFFER`
+#: (``resumed``: true where any part was resumed)
+RUN_SHARED_KEYS = ("seed", "batches", "batch_size", "segments", "resumed", "kernel_build", "kernel_builds")
+#: what a sum records in a key of :data:`RUN_SHARED_KEYS` that its parts record differently
+RUNS_DIFFER = "differ: each part's in summed_runs"
+
+
+def run_record(prov: dict) -> dict:
+    """The keys of :data:`RUN_FILE_KEYS` and :data:`RUN_SHARED_KEYS` that ``prov`` records."""
+    return {k: prov[k] for k in (*RUN_FILE_KEYS, *RUN_SHARED_KEYS) if k in prov}
+
+
+def run_parts(prov: dict) -> list[dict]:
+    """The run records of a result's parts: of a sum of several runs, each part's (``summed_runs``); else the
+    result's own (:func:`run_record`)."""
+    return _kept_parts(prov, "summed_runs", run_record)
+
+
+def _same(values: list[Any]) -> bool:
+    """Whether ``values`` are one value (compared as JSON: a record loaded from an HDF5 against one in memory)."""
+    texts = {json.dumps(v, sort_keys=True, default=str) for v in values}
+    return len(texts) == 1
+
+
+def sum_run_records(prov: dict, provs: list[dict]) -> None:
+    """The run records of the sum (``prov``, result 1's copied) of results of provenance ``provs``: no
+    :data:`RUN_FILE_KEYS` (a sum was not started by a command and wrote no RT Dose: result 1's invocation, config
+    and RT Dose UIDs were kept before, review 2b R1); each of :data:`RUN_SHARED_KEYS` where every part records the
+    same, else :data:`RUNS_DIFFER` (``resumed``: true where any part was, false where every part says false); and
+    where any of them differs or a part is an ``mcproton run`` output, each part's record in ``summed_runs`` (the
+    parts of a part that is itself such a sum, each)."""
+    parts = [p for q in provs for p in run_parts(q)]
+    for k in (*RUN_FILE_KEYS, "summed_runs"):
+        prov.pop(k, None)
+    differ = False
+    for k in RUN_SHARED_KEYS:
+        values = [p[k] for p in parts if k in p]
+        prov.pop(k, None)
+        if k == "resumed":
+            flags = [bool(v) for v in values]
+            if any(flags) or (flags and len(flags) == len(parts)):
+                prov[k] = any(flags)
+            differ |= bool(flags) and (len(set(flags)) > 1 or len(flags) < len(parts))
+        elif len(values) == len(parts) and _same(values):
+            prov[k] = values[0]
+        elif values:
+            prov[k] = RUNS_DIFFER
+            differ = True
+    if differ or any(k in p for p in parts for k in RUN_FILE_KEYS):
+        prov["summed_runs"] = parts
+
+
+def recorded_seeds(prov: dict) -> list[str]:
+    """The random-number seeds of a result's runs (:func:`run_parts`), each once, in order ("unknown" for a part that
+    does not record its seed); [] where none records one."""
+    seeds = [p.get("seed") for p in run_parts(prov)]
+    if all(s is None for s in seeds):
+        return []
+    return list(dict.fromkeys("unknown" if s is None else str(s) for s in seeds))

@@ -826,7 +826,16 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     mcproton, which ``DoseResult.load`` marks ``provenance["overrides_not_recorded"]``) makes the sum's overrides
     unknown: it is summed with a warning, the sum names those files in ``overrides_not_recorded``, and its RT Dose
     says "OVERRIDE unknown".  Every result records its overrides, ``[]`` for none.
+
+    The records of the run that computed a result (mcproton/_run/builds.py): the sum has none of an ``mcproton run``'s
+    command and files (``invocation``, ``set_options``, ``config_effective``, ``run_identity``, ``rtdose_uids``, ...:
+    the sum was not started by a command and wrote no RT Dose); its ``seed``, ``batches``, ``batch_size``,
+    ``segments``, ``kernel_build`` are its parts' where every part records the same (the beams of one run), else
+    "differ: each part's in summed_runs", and ``resumed`` is true where any part was resumed; where any of them
+    differs, or a part is an ``mcproton run`` output, ``provenance["summed_runs"]`` holds each part's record (before,
+    review 2b R1, the sum kept result 1's, and its RT Dose stated result 1's seed for all).
     """
+    from .builds import sum_run_records
     from .inputs import checked_allow, ordered_overrides
 
     allowed = checked_allow(allow, "sum_results")
@@ -894,6 +903,7 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
     prov.pop("beam", None)
     prov.pop("beam_index", None)
     prov.pop("next_history", None)   # of beam 1 only; each beam's is its primaries (summed_primaries)
+    sum_run_records(prov, [r.provenance for r in results])   # not result 1's command, RT Dose, seed (review 2b, R1)
     if any("stop_reason" in r.provenance for r in results):
         prov["stop_reason"] = combined_stop_reason(results)
     _sum_completeness(prov, results, mean_unc)

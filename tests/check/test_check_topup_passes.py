@@ -52,6 +52,10 @@ def test_a_plan_dose_just_above_its_target_is_topped_up_to_it():
     assert merged.primaries == 2000 + compute.TOP_UP_MIN   # at least TOP_UP_MIN (the estimate asked for 18)
     assert float(tot.mean_rel_uncertainty_50) <= target
     assert "top-up of 1,000 primaries" in merged.provenance["stop_reason"]
+    # the beam's record names both runs' seeds, not the first pass's alone (review 2b, R1)
+    from mcproton._run.builds import RUNS_DIFFER, recorded_seeds
+
+    assert merged.provenance["seed"] == RUNS_DIFFER and recorded_seeds(merged.provenance) == ["4", str(seeds[0])]
 
 
 def test_a_top_up_that_lands_short_gets_another_pass_with_its_own_random_numbers():

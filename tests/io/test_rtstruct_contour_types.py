@@ -94,8 +94,9 @@ def test_a_closed_contour_of_one_or_two_points_is_left_out_with_a_warning(tmp_pa
                     "island of one or two voxels of a segmentation is lost: check the ROI in the planning system if "
                     "it matters)"], said
     assert s.contours["Cochlea"] == [] and s.not_closed == {"Cochlea": {"CLOSED_PLANAR of < 3 points": 1}}
-    assert empty_mask_reason(s, "Cochlea", _G) == ("has no closed contours (only 1 CLOSED_PLANAR of < 3 points): no "
-                                                   "volume")
+    # review 2b, R7: not "has no closed contours (only 1 CLOSED_PLANAR of < 3 points)", as if one were there
+    assert empty_mask_reason(s, "Cochlea", _G) == ("has no closed contour that encloses an area (only 1 CLOSED_PLANAR "
+                                                   "contour(s) of fewer than 3 points): no volume")
     assert np.array_equal(rasterise(s, _G)["CTV"], rasterise(ref, _G)["CTV"])
 
 

@@ -194,15 +194,73 @@ def test_a_run_with_set_options_is_rebuilt_from_its_record_alone(tmp_path, capsy
     assert prov["kernel_build"] == s["kernel_build"]                                             # F8
     assert prov["kernel_build"]["kernel_key"] == get_backend("cpu", 1).build_identity()["kernel_key"]
     assert prov["resumed"] is False and len(prov["segments"]) == 1
-    # made again from the HDF5's record alone (in another folder, without the summary): bitwise the same
+    # made again from the HDF5's record alone, its config file gone (review 2b, R5: the test ran the recorded config
+    # file again, with its --set options, never config_effective): config_effective written back as TOML
+    # (mcproton.config.config_toml) and run in another folder, without the summary, is bitwise the same run
+    from mcproton.config import config_toml
+
+    (tmp_path / "run.toml").unlink()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    assert main(["run", prov["config"], "--out", "again.h5", "--quiet",
-                 *[w for o in prov["set_options"] for w in ("--set", o)]]) == 0
+    (elsewhere / "rebuilt.toml").write_text(config_toml(prov["config_effective"]), encoding="utf-8")
+    assert main(["run", "rebuilt.toml", "--out", "again.h5", "--quiet"]) == 0
     capsys.readouterr()
+    again = _provenance(elsewhere / "again.h5")
+    assert again["config_effective"] == prov["config_effective"] and again["set_options"] == []
+    assert again["config_effective_sha256"] == prov["config_effective_sha256"]
     import h5py
 
     with h5py.File(tmp_path / "o.h5", "r") as a, h5py.File(elsewhere / "again.h5", "r") as b:
         for k in ("dose", "dose_to_water", "uncertainty", "let_d"):
             assert np.array_equal(a[k][()], b[k][()]), k
+
+
+def test_a_config_is_written_back_as_toml_that_reads_as_the_same_config():
+    """Review 2b, R5: :func:`mcproton.config.config_toml` writes a config (an output's ``config_effective``) as TOML
+    that reads back as the same values and types: integers and floats apart, inf, text with quotes, backslashes,
+    control characters and non-ASCII, lists of lists and of tables (a beam's spots), keys that are not bare words;
+    the keys mcproton keeps for itself are left out, and a value TOML cannot hold is refused naming its key."""
+    import math
+    import tomllib
+
+    from mcproton.config import config_toml
+
+    cfg = {"run": {"primaries": 1000, "seed": 7, "time_limit_s": 1e9, "target_uncertainty": 0.01, "x": math.inf},
+           "beam": {"energy_mev": 100, "sigma_mm": [3.0, 3.0],
+                    "spots": [{"x": 0.0, "y": 1.5, "w": 1}, {"x": -2, "y": 0.0, "w": 2.5}]},
+           "output": {"rtdose": 'a "quoted" \\ path\nline\x7f\x01 é 😀', "plot": False},
+           "phantom": {"a.b c": [], "nested": {"k": [1, [2, 3]], "s": ""}, "tiny": 1e-300, "neg": -0.0},
+           "_base_dir": "/somewhere"}
+    back = tomllib.loads(config_toml(cfg))
+    assert back == {k: v for k, v in cfg.items() if k != "_base_dir"}
+    assert isinstance(back["beam"]["energy_mev"], int) and isinstance(back["run"]["time_limit_s"], float)
+    with pytest.raises(ValueError, match=r"config key beam.spots\[0\].w: None \(NoneType\) cannot be written as TOML"):
+        config_toml({"beam": {"spots": [{"w": None}]}})
+
+
+def test_the_summary_leaves_a_large_effective_config_to_the_hdf5(tmp_path, capsys, monkeypatch):
+    """Review 2b, R5: the summary printed the whole effective config, 228 kB of JSON for a beam of 3000 inline spots
+    (the summary grew from 2.6 kB to 521 kB).  Above ``SUMMARY_CONFIG_MAX`` characters it is left to the HDF5, which
+    holds it in full: the summary says so and where, and keeps its SHA-256; the "already complete" summary of a
+    --resume the same.  (400 inline spots, 1000 primaries.)"""
+    from mcproton.cli import SUMMARY_CONFIG_MAX, main
+
+    spots = ",\n".join(f"{{energy_mev = {80.0 + k % 20:.1f}, position_mm = [{-5.0 + k % 10:.2f}, "
+                       f"{-5.0 + k // 40:.2f}, -10.0], weight = {1.0 + k / 1000:.3f}}}" for k in range(400))
+    (tmp_path / "spots.toml").write_text(
+        '[run]\nprimaries = 1000\nseed = 5\nbackend = "cpu"\nbatches = 10\nthreads = 1\n[phantom]\ntype = "water"\n'
+        'size_mm = [40.0, 40.0, 100.0]\nvoxel_mm = [4.0, 4.0, 2.0]\n[beam]\nenergy_spread_mev = 0.5\n'
+        'direction = [0.0, 0.0, 1.0]\nsigma_mm = [3.0, 3.0]\ntotal_protons = 1e9\n'
+        f"spots = [\n{spots}\n]\n[output]\nplot = false\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    for extra in ([], ["--resume"]):
+        assert main(["run", "spots.toml", "--out", "o.h5", "--quiet", *extra]) == 0
+        s = json.loads(capsys.readouterr().out)
+        assert s.get("already_complete", False) == bool(extra), s
+        prov = _provenance(tmp_path / "o.h5")
+        assert len(json.dumps(prov["config_effective"])) > SUMMARY_CONFIG_MAX
+        assert len(prov["config_effective"]["beam"]["spots"]) == 400
+        assert "config_effective" not in s and s["config_effective_sha256"] == prov["config_effective_sha256"]
+        assert "the HDF5 o.h5 holds it (provenance attribute config_effective" in s["config_effective_omitted"], s
+        assert len(json.dumps(s)) < 20_000

@@ -41,6 +41,24 @@ def test_resume_of_a_complete_output_does_nothing(finished, monkeypatch, capsys)
     assert out.read_bytes() == before
 
 
+def test_resume_of_a_complete_output_reports_the_build_that_computed_it(finished, monkeypatch, capsys):
+    """Review 2b, R3: a resume across a pure Python change is "already complete" (the run identity compares the
+    version, kernel and physics data, not the code), and its summary gave the installed code's ``build`` as the
+    run's, though the output was computed by the code its HDF5 records.  Now ``build`` is the output's, and
+    ``build_now`` the installed one."""
+    import mcproton._build as build
+    from mcproton import DoseResult
+
+    cfg, out = finished
+    computed = DoseResult.load(out).provenance["build"]
+    monkeypatch.setattr(build, "code_sha256", lambda: "0" * 64)   # another install's Python, the same kernel
+    no_transport(monkeypatch)
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--resume"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["already_complete"] and said["build"] == computed and computed["code_sha256"] != "0" * 64, said
+    assert said["build_now"] == {**computed, "code_sha256": "0" * 64}, said
+
+
 @pytest.mark.parametrize("change", [["--set", "run.seed=7"], ["--set", "run.primaries=2400"],
                                     ["--set", "beam.energy_mev=95.0"], ["--set", "phantom.voxel_mm=[4.0,4.0,4.0]"]])
 def test_resume_with_another_config_or_input_runs_again(finished, capsys, change):

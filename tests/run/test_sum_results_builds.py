@@ -250,21 +250,52 @@ def test_the_rt_dose_names_the_build_that_computed_its_dose(runs, tmp_path):
         "kernel_hash": other, "build": {**b.provenance["build"], "kernel_hash": other,
                                         "physics_files_sha256": "1" * 64}}))
     assert written(old, "RD_old.dcm") == [f"mcproton {version}", "kernel ffffffffffffffff",
-                                          "physics data 1111111111111111", writer]
-    # a result that does not record its build (before 2026-12-06): the kernel it records, its physics data unknown
+                                          "physics data 1111111111111111", f"code {code}", writer]
+    # a result that does not record its build (before 2026-12-06): the kernel it records, its physics data and code
+    # unknown
     unrecorded = _quiet_load(_old_file(b, tmp_path / "u.h5"))
     assert written(unrecorded, "RD_u.dcm") == [f"mcproton {version}", f"kernel {kernel}", "physics data unknown",
-                                               writer]
+                                               "code unknown", writer]
     # a sum of mixed builds: each part's where they fit, "mixed" alone where they do not
     with pytest.warns(McprotonRuntimeWarning, match="summed as given"):
         mixed = sum_results([a, old], allow="mixed_builds")
     assert written(mixed, "RD_mixed.dcm") == [f"mcproton {version}", f"kernel mixed: {kernel}, ffffffffffffffff",
-                                              f"physics data mixed: {data}, 1111111111111111", writer]
+                                              f"physics data mixed: {data}, 1111111111111111", f"code {code}", writer]
     third = _quiet_load(_old_file(b, tmp_path / "e.h5", edit={"kernel_hash": "e" * 64}))   # no build either
     with pytest.warns(McprotonRuntimeWarning, match="summed as given"):
         three = sum_results([mixed, third], allow="mixed_builds")
     assert written(three, "RD_three.dcm") == [f"mcproton {version}", "kernel mixed",    # 66 characters listed
-                                              f"physics data mixed: {data}, 1111111111111111, unknown", writer]
+                                              f"physics data mixed: {data}, 1111111111111111, unknown",
+                                              f"code mixed: {code}, unknown", writer]
+
+
+def test_the_rt_dose_names_the_code_that_computed_its_dose(runs, tmp_path):
+    """Review 2b, R2: a result records the code's SHA-256 that computed it (audit 25 provenance, F5: the Python that
+    makes the spots changes the dose without changing the kernel or the physics data), but SoftwareVersions compared
+    only the version, kernel and physics data and named the writer's code as the dose's: a dose.h5 of another
+    install's Python, re-exported, said "code <writer's>" with no "written by".  Now the dose's code is named, then
+    the writer; a sum of parts of different code says "code mixed"."""
+    import copy
+
+    from mcproton._build import check_build_identity
+
+    a, b = runs
+    me = check_build_identity()
+    own = [f"mcproton {me['version']}", f"kernel {me['kernel_hash'][:16]}",
+           f"physics data {me['physics_files_sha256'][:16]}"]
+    writer = f"written by mcproton {me['version']} code {me['code_sha256'][:16]}"
+    loaded = _quiet_load(a.save(tmp_path / "a.h5"))
+    loaded.provenance["build"] = {**loaded.provenance["build"], "code_sha256": "0" * 64}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        write_result_rtdose(loaded, tmp_path / "RD_other_code.dcm")
+    assert _software_versions(tmp_path / "RD_other_code.dcm") == [*own, "code 0000000000000000", writer]
+    other = copy.copy(b)
+    other.provenance = {**b.provenance, "build": {**b.provenance["build"], "code_sha256": "0" * 64}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        write_result_rtdose(sum_results([a, other]), tmp_path / "RD_mixed_code.dcm")
+    assert _software_versions(tmp_path / "RD_mixed_code.dcm") == [*own, "code mixed", writer]
 
 
 def test_a_sum_names_the_code_only_where_every_part_was_computed_by_it(runs):
@@ -286,3 +317,67 @@ def test_a_sum_names_the_code_only_where_every_part_was_computed_by_it(runs):
     assert "code_sha256" not in s and s["code_sha256_of_parts"] == MIXED_CODE
     assert {k: s[k] for k in ("version", "kernel_hash", "physics_files_sha256")} == {
         k: a.provenance["build"][k] for k in ("version", "kernel_hash", "physics_files_sha256")}
+
+
+def test_a_sum_of_run_outputs_records_each_run_not_result_1s_for_all(small_cfg, tmp_path, monkeypatch, capsys):
+    """Review 2b, R1: the sum of two ``mcproton run`` outputs (the documented per-beam runs, ``plan.beams = [N]``)
+    copied result 1's run records as the sum's: its command line, ``--set`` options and effective config, its RT
+    Dose's UIDs (the sum's HDF5 then named a file that holds result 1's dose alone), ``resumed`` false and one
+    segment although part 2 was resumed, and the sum's RT Dose said "seed 777" though part 2 used seed 778.  Now the
+    sum has no command or RT Dose record of its own, the records that differ say so, each part's is in
+    ``summed_runs`` (also through a save and a second sum), and its RT Dose names both seeds.  (Water box, 4000
+    primaries a run; part 2 stopped by its time limit on a ticking clock and resumed.)"""
+    from test_run_time_limit_resume import _ticking_clock
+
+    from mcproton._run.builds import RUN_FILE_KEYS, RUNS_DIFFER, run_record
+    from mcproton.cli import COMMAND_RECORD_KEYS, main
+
+    assert set(COMMAND_RECORD_KEYS) <= set(RUN_FILE_KEYS)
+    cfg = small_cfg(4000)
+    monkeypatch.chdir(tmp_path)
+    absolute = ["--set", "beam.total_protons=1e9"]
+    assert main(["run", str(cfg), "--out", "a.h5", "--rtdose", "a_rd.dcm", "--quiet", "--set", "run.seed=777",
+                 "--set", "beam.energy_mev=100", *absolute]) == 0
+    b_run = ["run", str(cfg), "--out", "b.h5", "--quiet", "--set", "run.seed=778", "--set", "beam.energy_mev=80",
+             *absolute]
+    with monkeypatch.context() as m:
+        _ticking_clock(m)
+        assert main([*b_run, "--set", "run.time_limit_s=4"]) == 0
+        assert main([*b_run, "--resume"]) == 0
+    capsys.readouterr()
+    a, b = _quiet_load(tmp_path / "a.h5"), _quiet_load(tmp_path / "b.h5")
+    assert b.provenance["resumed"] is True and len(b.provenance["segments"]) == 2 and "rtdose_uids" in a.provenance
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", McprotonRuntimeWarning)
+        s = sum_results([a, b])
+    p = s.provenance
+    assert not [k for k in RUN_FILE_KEYS if k in p], [k for k in RUN_FILE_KEYS if k in p]
+    assert p["resumed"] is True
+    assert {k: p[k] for k in ("seed", "segments", "batches")} == dict.fromkeys(("seed", "segments", "batches"),
+                                                                               RUNS_DIFFER)
+    assert p["kernel_build"] == a.provenance["kernel_build"] and p["batch_size"] is None   # the same in both
+    assert p["summed_runs"] == [run_record(a.provenance), run_record(b.provenance)]
+    assert [r["seed"] for r in p["summed_runs"]] == [777, 778]
+    assert [r["set_options"] for r in p["summed_runs"]] == [
+        ["run.seed=777", "beam.energy_mev=100", "beam.total_protons=1e9"],
+        ["run.seed=778", "beam.energy_mev=80", "beam.total_protons=1e9"]]
+    back = _quiet_load(s.save(tmp_path / "sum.h5"))
+    assert "rtdose_uids" not in back.provenance and back.provenance["summed_runs"] == p["summed_runs"]
+    write_result_rtdose(back, tmp_path / "sum_rd.dcm")
+    said = pydicom.dcmread(tmp_path / "sum_rd.dcm", stop_before_pixels=True).ImageComments
+    assert "; seeds 777, 778;" in said and "seed 777;" not in said, said
+    # a sum of the sum and a run: each run once more, flattened
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # a and a share their random numbers (said elsewhere)
+        again = sum_results([back, a]).provenance
+    assert [r["seed"] for r in again["summed_runs"]] == [777, 778, 777] and "invocation" not in again
+
+
+def test_the_beams_of_one_run_keep_their_run_records(runs):
+    """Review 2b, R1: the beams of one run (one seed, one batching, one kernel) sum to the run's records, with no
+    ``summed_runs``, as ``mcproton run``'s total has always recorded them."""
+    a, b = runs
+    p = sum_results(runs).provenance
+    assert {k: p[k] for k in ("seed", "batches", "batch_size", "resumed", "segments", "kernel_build")} == {
+        k: a.provenance[k] for k in ("seed", "batches", "batch_size", "resumed", "segments", "kernel_build")}
+    assert "summed_runs" not in p and p["seed"] == 3 and p["resumed"] is False
