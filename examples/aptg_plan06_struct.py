@@ -5,7 +5,7 @@ RayStation beam dose (data/resources/plans/plan06_sobp_4d/), but its RT Struct a
 This script writes an RT Struct of the phantom its docs/geometry.md gives ("Geometry F": solid water from 4.37 cm
 above the isocentre to 1.80 cm below it, a 5 mm PMMA plate, solid water to 16.13 cm below it; 30 x 30 cm
 laterally), in the plan's frame of reference (HFS, gantry 0: depth along +y; isocentre y = -55 mm), with
-RayStation's material overrides taken from plan03's structure set (tests/data/dicom/aptg_check/RS_plan03.dcm: the
+RayStation's material overrides taken from plan03's structure set (examples/data/RS_plan03.dcm: the
 same DCPT phantom, Gammex 457 solid water and PMMA, with their elemental compositions).
 
 The solid water's density is the one assumption (the plan06 structure set that would say it is not public):
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
 PLAN_DIR = "data/resources/plans/plan06_sobp_4d"
 PLAN = "RP1.2.752.243.1.1.20260105182345801.4870.23686.dcm"
 DOSE = "RD1.2.752.243.1.1.20260105182345802.4890.40881.dcm"
@@ -42,7 +42,7 @@ BOXES = {"External": (-150.0, 150.0, ISO_Y - 43.7, ISO_Y + 161.3), "PMMA": (-150
 
 
 def make_struct(plan_path: Path, out: Path, density_g_cm3: float) -> None:
-    rs = pydicom.dcmread(ROOT / "tests/data/dicom/aptg_check/RS_plan03.dcm")
+    rs = pydicom.dcmread(HERE / "data" / "RS_plan03.dcm")
     plan = pydicom.dcmread(plan_path)
     names = {int(r.ROINumber): str(r.ROIName) for r in rs.StructureSetROISequence}
     keep = {n for n, name in names.items() if name in BOXES}

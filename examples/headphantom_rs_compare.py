@@ -25,7 +25,7 @@ from scipy.ndimage import map_coordinates
 import mcproton
 
 RBE = 1.1
-PLAN = Path(__file__).resolve().parent.parent / "tests" / "data" / "dicom" / "RN_headphantom_rs.dcm"
+PLAN = Path(__file__).resolve().parent / "data" / "RN_headphantom_rs.dcm"   # the plan examples/headphantom_rs.toml runs
 
 
 def main(pattern: str) -> None:

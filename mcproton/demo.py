@@ -286,9 +286,12 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
 
     It holds the lock of ``out`` (a second demo, validation or phantom on the folder is refused: OutputLockedError,
     exit status 3; before, two demos both exited 0 and one's summary named the other's files: the concurrency audit
-    of 2026-12-07, F3), removes an earlier demo's files there before it writes its first (the folder then holds one
-    demo, whole or in part, never two mixed: F5), writes every file whole (a temporary file, the CT series a
-    temporary folder, renamed into place), and a stop signal ends it with RunInterrupted (:func:`_stops_cleanly`)."""
+    of 2026-12-07, F3), makes every refusal (its options, the machine, the files in ``out`` it would replace, the
+    phantom's age and voxel size) before it removes anything there, then removes an earlier demo's files there in
+    one step just before it writes its first (the folder then holds one demo, whole or in part, never two mixed: F5;
+    a refused demo leaves the earlier one as it was: review 2a of 2026-12-07, R1), writes every file whole (a
+    temporary file, the CT series a temporary folder, renamed into place), and a stop signal ends it with
+    RunInterrupted (:func:`_stops_cleanly`)."""
     from ._backend import get_backend, refuse_unusable
     from ._io.atomic import write_bytes_atomic
     from ._io.hdf5 import result_hdf5_buffer
@@ -302,8 +305,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     from .plots import let_colour_top, plane_slices, plot_dose_planes, plot_let_planes, require_matplotlib
     from .settings import RunSettings, _switch
 
-    from .phantoms.dicom_export import check_new_ct_dir, check_outputs_replaceable, phantom_study, \
-        remove_earlier_outputs
+    from .phantoms.dicom_export import check_new_ct_dir, check_outputs_replaceable, earlier_phantom_ct, \
+        phantom_study, remove_earlier_outputs
     from ._io.console import write_stderr
     from ._io.lock import remove_stale_temporaries
     from pydicom.uid import generate_uid
@@ -323,9 +326,12 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     t0, cpu0 = time.perf_counter(), time.process_time()
     times: dict[str, float] = {}
     out = Path(out)
-    earlier_ct = len(list((out / "ct").glob("CT_*.dcm"))) if (out / "ct").is_dir() else 0
-    check_new_ct_dir(out / "ct", "the demo's CT folder (in --out)")   # an earlier phantom CT there: removed
-    # a planning system's structure set or plan saved there is not replaced (phantom audit F4): only our own files
+    # every refusal before anything in --out is removed (review 2a of 2026-12-07, R1: the earlier demo's CT, and
+    # then its other files, were removed before a refused --age 200, a --backend cuda without CuPy, a matplotlib
+    # too old or a compiler without OpenMP, leaving the earlier plan, RT Dose and summary of a CT that was gone).
+    # A folder or files there that the demo would replace and did not write: refused (an earlier demo's CT series
+    # is replaced whole; a planning system's structure set or plan saved there is not: phantom audit F4)
+    earlier_phantom_ct(out / "ct", "the demo's CT folder (in --out)")
     check_outputs_replaceable(out, [name for _, name in OUTPUT_FILES], "the demo's output folder (--out)")
     # what the machine lacks, refused before the phantom and before --out is made (the packaging audit of 2026-12-07:
     # F1, a matplotlib too old for the figures failed after the Monte Carlo; F5, a backend that cannot run here was
@@ -334,18 +340,8 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     # once into the kernel cache; CuPy for cuda), without a CUDA call, before the helpers are forked
     require_matplotlib()
     refuse_unusable(backend, threads)
-    out.mkdir(parents=True, exist_ok=True)
-    # what a demo killed with SIGKILL left (the temporary folder of its CT series, temporary files), and an earlier
-    # demo's files: removed before the first new file, so that a demo stopped part-way leaves its own files beside
-    # none of an earlier one's (F5: a new CT and RT Struct beside the earlier plan, RT Dose and summary)
-    remove_stale_temporaries([out / "ct", *(out / name for _, name in OUTPUT_FILES)],
-                             log=lambda m: write_stderr(m + "\n"))
-    gone = ([f"ct/ ({earlier_ct} slices)"] if earlier_ct else []) \
-        + remove_earlier_outputs(out, [name for _, name in OUTPUT_FILES])
-    if gone:
-        write_stderr(f"mcproton demo: note: removed the earlier demo's outputs in {out} ({', '.join(gone)}): this "
-                     "demo writes its own\n")
 
+    # the phantom (in memory only) with its argument checks (--age, --voxel-mm): refused before anything is removed
     _log(f"phantom: {age:g}-year-old head, {voxel_mm:g} mm voxels", quiet)
     t = time.perf_counter()
     g = make_head_phantom(age, voxel_mm, region="head")
@@ -361,6 +357,20 @@ def run_demo(out, *, backend: str = "auto", primaries: int | None = None, age: f
     # (written by this process) references the RT Struct that the writer (a forked process) writes meanwhile
     study = phantom_study(g).resolved()   # the phantom's own patient ID, sex and age
     rtstruct_uid = str(generate_uid())
+
+    out.mkdir(parents=True, exist_ok=True)
+    # what a demo killed with SIGKILL left (the temporary folder of its CT series, temporary files), and an earlier
+    # demo's files, removed in one step just before the first new file (the CT writer, forked below), so that a demo
+    # stopped part-way leaves its own files beside none of an earlier one's (F5: a new CT and RT Struct beside the
+    # earlier plan, RT Dose and summary)
+    remove_stale_temporaries([out / "ct", *(out / name for _, name in OUTPUT_FILES)],
+                             log=lambda m: write_stderr(m + "\n"))
+    earlier_ct = check_new_ct_dir(out / "ct", "the demo's CT folder (in --out)")
+    gone = ([f"ct/ ({len(earlier_ct)} slices)"] if earlier_ct else []) \
+        + remove_earlier_outputs(out, [name for _, name in OUTPUT_FILES])
+    if gone:
+        write_stderr(f"mcproton demo: note: removed the earlier demo's outputs in {out} ({', '.join(gone)}): this "
+                     "demo writes its own\n")
 
     def write_ct_and_rtstruct():
         t_ct = time.perf_counter()

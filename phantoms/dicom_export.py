@@ -79,19 +79,24 @@ def _own_slice(path: Path) -> bool:
     return str(ds.get("Modality", "")) == "CT" and str(ds.get("Manufacturer", "")) == "mcproton"
 
 
-def check_new_ct_dir(ct_dir, what: str = "the CT folder") -> None:
-    """Make sure a phantom's CT series goes into a folder of its own.  A folder holding only an earlier mcproton
-    phantom series (CT_<n>.dcm slices that mcproton wrote, e.g. a previous `mcproton demo` into the same --out) is
-    emptied first: the new series replaces it whole.  A folder holding anything else (a patient's CT, other files)
-    is refused and left as it is: a series written into it would overwrite the files of the same names and leave
-    the others, two series of two frames of reference in one folder."""
+def earlier_phantom_ct(ct_dir, what: str = "the CT folder") -> list[Path]:
+    """The check of :func:`check_new_ct_dir`, which removes nothing: the slices of an earlier mcproton phantom series
+    in ``ct_dir`` (CT_<n>.dcm that mcproton wrote: a previous `mcproton demo` into the same --out), which the new
+    series replaces; a folder holding anything else (a patient's CT, other files) is refused: a series written into
+    it would overwrite the files of the same names and leave the others, two series of two frames of reference in one
+    folder.  The temporary folder that a killed series writer left there (``.mcp-*.tmp``) is not refused: the next
+    writer holding the folder's lock removes it (mcproton._io.lock.remove_stale_temporaries).  Called before
+    anything else that may refuse, so that a refusal removes nothing (review 2a of 2026-12-07, R1: the demo emptied
+    ``ct/`` and then refused --age 200)."""
+    from .._io.atomic import is_temporary_name
+
     d = Path(ct_dir)
     if not d.exists():
-        return
+        return []
     if not d.is_dir():
         raise ValueError(f"{what} {d} is not a folder: the phantom's CT series is written to a folder; give another "
                          "output folder")
-    files = list(d.iterdir())
+    files = [f for f in d.iterdir() if not (is_temporary_name(f.name) and f.is_dir() and not f.is_symlink())]
     foreign = [f for f in files if not _own_slice(f)]
     if foreign:
         raise ValueError(f"{what} {d} already holds {len(foreign)} file(s) that are not an earlier mcproton phantom "
@@ -99,8 +104,16 @@ def check_new_ct_dir(ct_dir, what: str = "the CT folder") -> None:
                          "folder, or one holding only an earlier phantom series (which it replaces), since slices "
                          "left from another series would mix two series of two frames of reference; give a new "
                          "output folder, or move those files yourself")
+    return files
+
+
+def check_new_ct_dir(ct_dir, what: str = "the CT folder") -> list[Path]:
+    """Make sure a phantom's CT series goes into a folder of its own (:func:`earlier_phantom_ct`), and empty it of an
+    earlier mcproton phantom series: the new series replaces it whole.  Returns the slices removed."""
+    files = earlier_phantom_ct(ct_dir, what)
     for f in files:   # our own earlier series: replaced whole, none of its slices left beside the new one
         f.unlink()
+    return files
 
 
 #: A phantom's PatientAge (DICOM AS) in months below this age (years), in completed years from it
@@ -134,7 +147,7 @@ def check_outputs_replaceable(out_dir, names, what: str = "the output folder") -
     a phantom or the demo writes) were not written by mcproton (:func:`written_by_mcproton`): a planning system's
     structure set or plan saved there as rtstruct.dcm or rtplan.dcm would be replaced without a word (phantom audit
     F4).  Files of ours (an earlier phantom or demo into the same folder) are replaced, as the CT folder's are
-    (:func:`check_new_ct_dir`)."""
+    (:func:`earlier_phantom_ct`)."""
     d = Path(out_dir)
     if d.exists() and not d.is_dir():
         raise ValueError(f"{what} {d} is not a folder: give a new output folder")
@@ -471,7 +484,7 @@ def export_phantom(geometry: VoxelGeometry, out_dir, *, calibration="schneider20
     out = Path(out_dir)
     cal = calibration if isinstance(calibration, HUCalibration) else HUCalibration.load(calibration)
     check_calibration_covers(geometry, cal)
-    check_new_ct_dir(out / "ct")
+    earlier_phantom_ct(out / "ct")   # emptied by write_phantom_ct, after every check
     check_outputs_replaceable(out, [name for name, on in zip(PHANTOM_FILES, (rtstruct, hdf5)) if on])
     out.mkdir(parents=True, exist_ok=True)
     remove_earlier_outputs(out, PHANTOM_FILES)   # also an earlier one of those not written now (--no-rtstruct)

@@ -600,6 +600,56 @@ def test_demo_refuses_what_the_machine_lacks_before_any_work(tmp_path, monkeypat
     assert not (tmp_path / "out").exists()
 
 
+def test_a_refused_demo_leaves_an_earlier_demo_s_folder_as_it_was(tmp_path, monkeypatch, capsys, demo_plan_made_once):
+    """A demo into an earlier demo's folder that is refused (its --age, CuPy for --backend cuda, a matplotlib too old,
+    a compiler without OpenMP) removes nothing there: every file, the CT's slices among them, is left byte for byte
+    (review 2a of 2026-12-07, R1: --age 200 removed all nine outputs before it was refused, and the machine's
+    refusals emptied ct/, leaving the earlier plan, RT Dose and summary of a CT that was gone)."""
+    import contextlib
+    import sys
+
+    import mcproton._backend as backends
+    import mcproton._backend.cpu as cpu
+    import mcproton.plots as plots
+    from mcproton.demo import OUTPUT_FILES, run_demo
+
+    from fakes import no_openmp_compiler_on_path   # tests/fakes.py
+
+    out = tmp_path / "demo"
+    run_demo(out, primaries=2000, voxel_mm=4.0, backend="cpu", quiet=True, threads=1)   # the earlier demo
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert {n for _, n in OUTPUT_FILES} <= {str(p) for p in before}, sorted(before)
+    assert len([p for p in before if p.parts[0] == "ct"]) > 20
+
+    def lacks(what: str, m: pytest.MonkeyPatch) -> tuple[list[str], int, str]:
+        if what == "age":
+            return ["--backend", "cpu", "--age", "200"], 2, "age_years must be within 0.5..18.0 y"
+        if what == "cupy":
+            m.setitem(sys.modules, "cupy", None)
+            return ["--backend", "cuda"], 3, "CuPy is not installed"
+        if what == "matplotlib":
+            m.setattr(plots, "_matplotlib_version", lambda: "3.7.0")
+            return ["--backend", "cpu"], 3, "mcproton's figures need matplotlib >= 3.8"
+        no_openmp_compiler_on_path(tmp_path / "bin", m)
+        m.setenv(cpu.CACHE_ENV, str(tmp_path / "empty"))
+        return ["--backend", "cpu"], 3, "has no OpenMP, which the CPU kernel is built with"
+
+    for what in ("age", "cupy", "matplotlib", "openmp"):
+        capsys.readouterr()
+        with monkeypatch.context() as m, contextlib.ExitStack() as undo:
+            args, code, said = lacks(what, m)
+            backends.get_backend.cache_clear()
+            cpu.compiler_version.cache_clear()
+            undo.callback(cpu.compiler_version.cache_clear)
+            undo.callback(backends.get_backend.cache_clear)
+            rc = cli_main(["demo", "--out", str(out), "--primaries", "2000", "--voxel-mm", "4", "--threads", "1",
+                           "--quiet", *args])
+        err = capsys.readouterr().err
+        assert rc == code and said in err and "removed the earlier demo's outputs" not in err, (what, err)
+        after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert after.keys() == before.keys() and after == before, (what, sorted(set(before) ^ set(after)))
+
+
 def _children(pid: int) -> list[int]:
     """The child processes of ``pid`` (Linux /proc)."""
     try:

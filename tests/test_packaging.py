@@ -178,12 +178,24 @@ def test_the_build_is_quiet_about_data_folders(built):
 
 def test_the_sdist_has_no_partial_test_suite_and_the_readme_s_links_lead_to_files(built):
     """The sdist holds no tests (setuptools put 27 of the 302 files of tests/ into it, which could not run: packaging
-    audit 2026-12-07, F6; they are run from a clone), and every file the README links to."""
+    audit 2026-12-07, F6; they are run from a clone), and every file the README links to.  No example reads a file of
+    the tests (review 2a of 2026-12-07, R4: examples/headphantom_rs.toml, headphantom_rs_compare.py and
+    aptg_plan06_struct.py read tests/data, which the sdist leaves out): none of its scripts and configs names
+    ``tests`` (as "tests/..." or as a path part, "tests" / "data"); the DICOM they read are in examples/data/."""
     sdist, wheel, _ = built
     with tarfile.open(sdist) as t:
         top = f"mcproton-{BUMPED_VERSION}/"
         names = {m.name[len(top):] for m in t.getmembers() if m.isfile()}
+        examples = {n: t.extractfile(top + n).read().decode("utf-8") for n in names
+                    if n.startswith("examples/") and n.endswith((".py", ".toml"))}
     assert not [n for n in names if n.startswith("tests/")]
+    assert len(examples) >= 6, sorted(examples)
+    naming = sorted(n for n, text in examples.items() if re.search(r"\btests\b", text))
+    assert not naming, f"examples that read the tests' files, which the sdist does not hold: {naming}"
+    named = {(n, f) for n, text in examples.items()   # the files of examples/data/ they name are there
+             for f in re.findall(r"\bdata/([\w.]+\.dcm)", text) + re.findall(r"\"data\" / \"([\w.]+\.dcm)\"", text)}
+    assert {f for _, f in named} >= {"RN_headphantom_rs.dcm", "RS_plan03.dcm", "RN_plan02_mono.dcm"}, named
+    assert not [(n, f) for n, f in named if f"examples/data/{f}" not in names]
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     targets = {m.split("#")[0] for m in re.findall(r"\]\(([^)\s]+)\)", readme)}
     targets = {t for t in targets if t and not re.match(r"[a-z]+:", t)}

@@ -9,7 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .report import INTERRUPTED
+from .report import FAILED, INTERRUPTED
 from .sources import NO_THIRD_PARTY, SOURCES_HEADING, SOURCES_NOTE, case_sources
 from .tolerances import sd_text
 
@@ -36,9 +36,9 @@ def _sources(c: dict) -> list[dict]:
 def write_markdown(run_dir: str | Path, out_md: str | Path, figures_dir: str | Path | None = None) -> Path:
     run_dir, out_md = Path(run_dir), Path(out_md)
     s = json.loads((run_dir / "summary.json").read_text())
-    if s.get("status") == INTERRUPTED:   # the record of a stopped validation: no report to summarise
+    if s.get("status") in (INTERRUPTED, FAILED):   # the record of a stopped or failed validation: no report
         raise ValueError(f"{run_dir / 'summary.json'} records a validation that was stopped before its report was "
-                         f"complete ({s.get('message', 'interrupted')}); run mcproton validate again")
+                         f"complete ({s.get('message', s['status'])}); run mcproton validate again")
     fig_dir = Path(figures_dir) if figures_dir else out_md.parent / "report_figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     eng = s.get("engine", {})

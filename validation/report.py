@@ -17,9 +17,9 @@ from .tolerances import (kernel_warnings, quick_spread, report_kernel, sd_text, 
 
 SCHEMA_VERSION = 1
 #: summary.json's ``status`` (new keys do not raise SCHEMA_VERSION): "complete", a whole report; "interrupted", the
-#: record of a validation stopped by a signal (no report, no cases, ``all_passed`` false: validation/runner.py),
-#: which a script must not take for a result
-COMPLETE, INTERRUPTED = "complete", "interrupted"
+#: record of a validation stopped by a signal, and "failed", of one ended by an error (its ``error``), each with no
+#: report, no cases and ``all_passed`` false (validation/runner.py), which a script must not take for a result
+COMPLETE, INTERRUPTED, FAILED = "complete", "interrupted", "failed"
 #: the report page's heading (a folder holding report.html with it holds an earlier report: runner.check_out_dir)
 REPORT_TITLE = "mcproton validation and commissioning report"
 

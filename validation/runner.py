@@ -13,8 +13,9 @@ phantom is writing now (its lock), 4 if a case raised (a crash: the report names
 An earlier report in DIR is moved into DIR/earlier_validate_<date>/ as the validation starts and removed once the
 new report is complete.  A validation stopped by a signal writes no report: DIR/summary.json then records the stop
 (``"status": "interrupted"``, ``all_passed`` false, ``exit_status`` 128 + the signal, the cases done), the earlier
-report stays in earlier_validate_<date>/, and the message says so; a complete report's summary.json has
-``"status": "complete"``.
+report stays in earlier_validate_<date>/, and the message says so; one ended by an error (a full disk while the
+report is written) leaves the same record with ``"status": "failed"`` and the ``error``, and the error is raised on;
+a complete report's summary.json has ``"status": "complete"``.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from .._io.set_aside import set_aside
 from .._signals import RaiseOnStopSignals, StopSignal
 from .cases import CASE_NAMES, CASES
 from .core import ERROR, CaseResult, Context
-from .report import INTERRUPTED, REPORT_TITLE, SCHEMA_VERSION, write_report
+from .report import FAILED, INTERRUPTED, REPORT_TITLE, SCHEMA_VERSION, write_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,7 +250,9 @@ def _validate(out: str, args: argparse.Namespace, argv: list[str], names: list[s
     and removed once this report is complete; a stop signal ends the validation with a ``summary.json`` that records
     it (``"status": "interrupted"``, ``all_passed`` false), a message saying what ``out`` holds and exit status
     128 + the signal (before, SIGTERM and SIGHUP ended it without a word and the earlier ALL PASSED report stayed in
-    place, unmarked: F2)."""
+    place, unmarked: F2).  Any other error (a full disk while the report is written) leaves the same record,
+    ``"status": "failed"`` with the error, and is raised on (before, the earlier report stayed set aside, named by
+    nothing, beside the new figures: review 2a of 2026-12-07, R3)."""
     from .._io.lock import remove_stale_temporaries
 
     folder = Path(out)
@@ -284,8 +287,12 @@ def _validate(out: str, args: argparse.Namespace, argv: list[str], names: list[s
         except (_Stopped, KeyboardInterrupt) as exc:
             stop.complete = True   # a further signal is ignored while the record is written
             signum = getattr(exc, "signum", signal.SIGINT)
-            return _interrupted(folder, signum, names, results, written, aside[0], earlier, meta)
-        _discard(folder, aside[0], earlier)
+            return _interrupted(folder, signum, names, results, written, aside[0], meta)
+        except BaseException as exc:   # an error: a full disk while the report is written, a bug in build_summary
+            stop.complete = True
+            _failed(folder, exc, names, results, written, aside[0], meta)
+            raise
+        _discard(folder, aside[0])
     print(f"report: {folder / 'report.html'}\nsummary: {folder / 'summary.json'}")
     for c in results:
         print(f"  {c.status:8s} {c.name}{'  ' + c.message if c.message else ''}")
@@ -305,12 +312,13 @@ def _say(msg: str) -> None:
 
 
 def _interrupted_record(path: Path) -> bool:
-    """Whether ``path`` is the summary.json of a validation that was stopped (:func:`_interrupted`), not a report."""
+    """Whether ``path`` is the summary.json of a validation that was stopped or failed (:func:`_unfinished`), not a
+    report."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return path.name == "summary.json" and isinstance(doc, dict) and doc.get("status") == INTERRUPTED
+    return path.name == "summary.json" and isinstance(doc, dict) and doc.get("status") in (INTERRUPTED, FAILED)
 
 
 def _set_aside(out: Path, earlier: list[Path]) -> Path | None:
@@ -325,34 +333,66 @@ def _set_aside(out: Path, earlier: list[Path]) -> Path | None:
                          "complete; kept where it does not complete)")
 
 
-def _discard(out: Path, aside: Path | None, earlier: list[Path]) -> None:
-    """This report is complete: the earlier one set aside is removed (replaced), and said to be."""
+def _discard(out: Path, aside: Path | None) -> None:
+    """This report is complete: the earlier one set aside is removed (replaced), and said to be, with the number of
+    its files (before, the number of files found in ``out``: "(1 files)" where that was the record of a stopped
+    validation, whose folder held the 3 files of the report replaced: review 2a of 2026-12-07, R3)."""
     import shutil
 
     if aside is None:
         return
+    n = _files_text(aside)
     try:
         shutil.rmtree(aside)
     except OSError as exc:
         _say(f"mcproton validate: could not remove the earlier report set aside in {aside} ({exc}); this "
              "validation's report is complete beside it")
         return
-    _say(f"mcproton validate: the earlier report in {out} ({len(earlier)} files) was replaced")
+    _say(f"mcproton validate: the earlier report in {out} ({n}) was replaced")
+
+
+def _files_text(aside: Path) -> str:
+    """"N file(s)": the files of the earlier report set aside in ``aside`` (those of a report whose record a stopped
+    validation left: in the folder moved into it)."""
+    n = sum(1 for p in aside.rglob("*") if not p.is_dir())
+    return f"{n} file{'s' if n != 1 else ''}"
 
 
 def _interrupted(out: Path, signum: int, names: list[str], results: list[CaseResult], written: list[Path],
-                 aside: Path | None, earlier: list[Path], meta: dict) -> int:
-    """A validation stopped by ``signum``: the report files it wrote (the report was not complete) are removed,
-    ``out/summary.json`` records the stop (``"status": "interrupted"``, ``all_passed`` false, ``exit_status``
-    128 + the signal, the cases done and not, where the earlier report went), and the message says what ``out``
-    holds.  Returns the exit status."""
+                 aside: Path | None, meta: dict) -> int:
+    """A validation stopped by ``signum``: :func:`_unfinished` with ``"status": "interrupted"`` and exit status
+    128 + the signal, which is returned."""
+    name = signal.Signals(signum).name
+    code = 128 + signum
+    _unfinished(out, INTERRUPTED, f"interrupted by {name}", "run it again", code, {"signal": name}, names, results,
+                written, aside, meta)
+    return code
+
+
+def _failed(out: Path, exc: BaseException, names: list[str], results: list[CaseResult], written: list[Path],
+            aside: Path | None, meta: dict) -> None:
+    """A validation ended by the error ``exc`` (not a stop signal; raised on by the caller): :func:`_unfinished`
+    with ``"status": "failed"``, the error, and the exit status the command line gives it."""
+    from ..errors import exit_status
+
+    error = f"{type(exc).__name__}: {exc}"
+    _unfinished(out, FAILED, f"stopped by an error ({error})", "see the error below", exit_status(exc),
+                {"error": error}, names, results, written, aside, meta)
+
+
+def _unfinished(out: Path, status: str, how: str, todo: str, code: int, extra: dict, names: list[str],
+                results: list[CaseResult], written: list[Path], aside: Path | None, meta: dict) -> None:
+    """A validation that did not complete (``status``: stopped by a signal, or failed): the report files it wrote
+    (the report was not complete) are removed, ``out/summary.json`` records it (``status``, ``all_passed`` false,
+    ``exit_status`` ``code``, the cases done and not, where the earlier report went: ``earlier_outputs_moved_to``,
+    which the next validation removes with the record), and the message says what ``out`` holds.  Where the record
+    cannot be written (a full disk), the earlier report is moved back into ``out`` instead, so that it is never left
+    in a folder that nothing names."""
     import datetime as _dt
 
     from .._io.atomic import write_bytes_atomic
     from .._io.json_out import json_text
 
-    code = 128 + signum
-    name = signal.Signals(signum).name
     for f in written:
         f.unlink(missing_ok=True)
     done = {c.name: c.status for c in results}
@@ -360,24 +400,41 @@ def _interrupted(out: Path, signum: int, names: list[str], results: list[CaseRes
     left = [n for n in order if n not in done]
     where = f"during case {left[0]}" if left else "while writing the report"
     done_text = ", ".join(f"{n} {s}" for n, s in done.items()) or "none"
-    kept = (f"; the earlier report found there ({len(earlier)} files) was moved into {aside}: it is not the result "
+    kept = (f"; the earlier report found there ({_files_text(aside)}) was moved into {aside}: it is not the result "
             "of this validation") if aside is not None else ""
-    record = {"schema_version": SCHEMA_VERSION, "status": INTERRUPTED,
+    record = {"schema_version": SCHEMA_VERSION, "status": status,
               "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **meta,
-              "all_passed": False, "exit_status": code, "signal": name,
+              "all_passed": False, "exit_status": code, **extra,
               "n_cases": len(order), "cases_done": [{"name": n, "status": s} for n, s in done.items()],
               "cases_not_done": left, "cases": [],
               "earlier_outputs_moved_to": None if aside is None else str(aside)}
-    msg = (f"interrupted by {name} {where} (cases done: {done_text}; not done: {', '.join(left) or 'none'}): no "
-           f"report was written to --out {out}{kept}")
+    msg = (f"{how} {where} (cases done: {done_text}; not done: {', '.join(left) or 'none'}): no report was written to "
+           f"--out {out}")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(out / "summary.json", (json_text({**record, "message": msg}) + "\n").encode())
-        msg += f"; {out / 'summary.json'} records this interrupted validation (all_passed false)"
+        write_bytes_atomic(out / "summary.json", (json_text({**record, "message": msg + kept}) + "\n").encode())
+        msg += f"{kept}; {out / 'summary.json'} records this {status} validation (all_passed false)"
     except OSError as exc:
-        msg += f"; its record could not be written to {out / 'summary.json'} ({exc})"
-    _say(f"mcproton validate: {msg}; run it again")
-    return code
+        msg += f"; its record could not be written to {out / 'summary.json'} ({exc})" + _moved_back(out, aside)
+    _say(f"mcproton validate: {msg}; {todo}")
+
+
+def _moved_back(out: Path, aside: Path | None) -> str:
+    """The earlier report set aside in ``aside`` moved back into ``out`` (where no record names the folder); the
+    words that say so."""
+    if aside is None:
+        return ""
+    back = []
+    try:
+        for p in sorted(aside.iterdir()):
+            if not (out / p.name).exists():
+                os.replace(p, out / p.name)
+                back.append(p.name)
+        aside.rmdir()
+    except OSError as exc:
+        return (f"; the earlier report found there is in {aside} ({', '.join(back) or 'nothing'} moved back into "
+                f"--out before {exc})")
+    return f"; the earlier report found there ({', '.join(back)}) was moved back into --out"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -246,8 +246,13 @@ def walk_files(root: Path, skipped: list[str] | None = None, dangling: list[Path
     already read (a loop, or a second link to one folder) is not read again; ``skipped`` gets a line naming it.
     The walk is iterative and stops :data:`MAX_FOLDER_DEPTH` folders down (``skipped`` names where).
     ``dangling`` gets the symbolic links to files that do not exist, which are not among the files (:func:`_scan`
-    refuses those named like DICOM: locale audit 2026-12-07, F1)."""
+    refuses those named like DICOM: locale audit 2026-12-07, F1).  mcproton's own temporary files and folders
+    (``.mcp-*.tmp``: what a writer killed with SIGKILL leaves, e.g. the hidden folder of a CT series beside
+    ``ct/``) are not read, and ``skipped`` names them (review 2a of 2026-12-07, R6: their partial slices counted as
+    CT files)."""
     import os
+
+    from .._io.atomic import is_temporary_name
 
     seen: set[tuple[int, int]] = set()
     files: list[Path] = []
@@ -271,6 +276,12 @@ def walk_files(root: Path, skipped: list[str] | None = None, dangling: list[Path
                 is_dir = d.is_dir()   # follows links
             except OSError:
                 is_dir = False
+            if is_temporary_name(d.name):
+                if skipped is not None:
+                    skipped.append(f"skipped {Path(d.path).relative_to(root)}: an unfinished temporary "
+                                   f"{'folder' if is_dir else 'file'} of mcproton (a writer stopped before it "
+                                   "finished), not an input: remove it")
+                continue
             if is_dir:
                 dirs.append(d.path)
             else:

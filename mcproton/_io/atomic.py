@@ -43,12 +43,23 @@ def name_tag(name: str) -> str:
 
 def temporary_files(path: str | Path) -> list[Path]:
     """The temporary files that atomic writes of ``path`` may have left beside it (a writer killed with SIGKILL):
-    ``.mcp-<tag of its name>-*.tmp`` (a folder where ``path`` is one: :func:`atomic_write_folder`), and
+    ``.mcp-<tag of its name>-*.tmp`` (a folder where ``path`` is one: :func:`atomic_write_folder`; inside ``path``
+    too where it is an existing folder, which :func:`atomic_write_folder` fills through one), and
     ``.<name>.*.tmp`` of mcproton before 2026-12-05."""
     path = Path(path)
-    found = set(path.parent.glob(f"{TEMP_PREFIX}{name_tag(path.name)}-*.tmp"))
+    pattern = f"{TEMP_PREFIX}{name_tag(path.name)}-*.tmp"
+    found = set(path.parent.glob(pattern))
     found.update(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    if path.is_dir():
+        found.update(q for q in path.glob(pattern) if q.is_dir() and not q.is_symlink())
     return sorted(found)
+
+
+def is_temporary_name(name: str) -> bool:
+    """Whether ``name`` is that of an atomic write's temporary file or folder (``.mcp-*.tmp``): what a writer killed
+    with SIGKILL leaves, never an output (a reader of a folder skips it, and a CT folder holding one is refused:
+    mcproton._io.ct)."""
+    return name.startswith(TEMP_PREFIX) and name.endswith(".tmp")
 
 
 def name_max(folder: str | Path) -> int:
@@ -258,28 +269,76 @@ def write_bytes_atomic(path: str | Path, data: bytes | memoryview) -> Path:
 
 
 def atomic_write_folder(path: str | Path, write: Callable[[Path], Any]) -> Any:
-    """A folder written whole or not at all: ``write(tmp)`` fills a new temporary folder beside ``path`` (named as an
-    atomic write's temporary file, ``.mcp-<tag>-<random>.tmp``: :func:`temporary_files` finds one that a killed
-    writer left), which is then renamed to ``path``; returns what ``write`` returns.  ``path`` must not exist or be
-    an empty folder (replaced; a link to one: the folder it names).  On any exception, an interrupt included, the
-    temporary folder is removed and ``path`` is left as it was.  For a CT series: before, a phantom stopped while
+    """A folder written whole or not at all: ``write(tmp)`` fills a new temporary folder (named as an atomic write's
+    temporary file, ``.mcp-<tag>-<random>.tmp``: :func:`temporary_files` finds one that a killed writer left), whose
+    files then become ``path``'s; returns what ``write`` returns.  For a CT series: before, a phantom stopped while
     writing its slices left those written so far, a shorter series that ``mcproton run`` loaded as a shorter head
-    without a word (the concurrency audit of 2026-12-07, F4)."""
+    without a word (the concurrency audit of 2026-12-07, F4).
+
+    * ``path`` does not exist: the temporary folder is made beside it and renamed to ``path`` (one rename).
+    * ``path`` is an existing empty folder (a link to one: the folder it names): the temporary folder is made
+      *inside* it (hidden), on its file system, and once ``write`` is done its files are renamed up into ``path``,
+      :func:`_move_order` first (same-file-system renames, milliseconds for a series), and it is removed.  ``path``
+      itself is kept, with its owner and mode.  Before (review 2a of 2026-12-07, R2) the folder beside it was
+      renamed over ``path``, which failed where the old writer into ``path`` had worked: a ``path`` that is a mount
+      point (a container volume: EBUSY; another file system: EXDEV) or whose parent cannot be written (an
+      administrator's ``patient/ct`` under a read-only share: EACCES, EPERM).
+
+    On any exception, an interrupt included, the temporary folder and the files already moved into ``path`` are
+    removed, and ``path`` is left as it was (a new one is not made)."""
     import shutil
 
     real = Path(os.path.realpath(path))
+    if real.is_dir():
+        return _fill_folder(real, write)
     real.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=real.parent, prefix=f"{TEMP_PREFIX}{name_tag(real.name)}-", suffix=".tmp"))
     try:
         result = write(tmp)
         os.chmod(tmp, 0o777 & ~_umask())   # mkdtemp's folder is 0700: a folder's usual mode instead
-        if os.name == "nt" and real.is_dir():   # POSIX rename replaces an empty folder itself
-            real.rmdir()
         os.replace(tmp, real)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir(real.parent)
+    return result
+
+
+def _move_order(names: list[str]) -> list[str]:
+    """The order in which :func:`_fill_folder` moves a series' files into place: the first and the last (sorted by
+    name: CT_0000.dcm, CT_<n-1>.dcm), then the others.  A writer killed with SIGKILL among the renames leaves the
+    hidden temporary folder in the folder, for which mcproton's CT reader refuses it (mcproton._io.ct); for another
+    reader, the slices in place are then both ends with a gap between them from the third slice moved on (a gap
+    that mcproton's reader calls "missing slice(s)"), not a shorter series whose end is cut off without a gap."""
+    names = sorted(names)
+    return names if len(names) < 3 else [names[0], names[-1], *names[1:-1]]
+
+
+def _fill_folder(real: Path, write: Callable[[Path], Any]) -> Any:
+    """:func:`atomic_write_folder` into the existing empty folder ``real``: through a temporary folder inside it."""
+    import shutil
+
+    tmp = Path(tempfile.mkdtemp(dir=real, prefix=f"{TEMP_PREFIX}{name_tag(real.name)}-", suffix=".tmp"))
+    moved: list[Path] = []
+    try:
+        result = write(tmp)
+        for name in _move_order([q.name for q in tmp.iterdir()]):
+            dest = real / name
+            if os.path.lexists(dest):   # the folder was empty: a file of another writer is not replaced
+                raise OSError(errno.EEXIST, f"{dest} appeared while the folder was written (another writer?)",
+                              str(dest))
+            os.rename(tmp / name, dest)
+            moved.append(dest)
+        tmp.rmdir()
+    except BaseException:
+        for q in moved:
+            try:
+                q.unlink()
+            except OSError:
+                pass
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(real)
     return result
 
 

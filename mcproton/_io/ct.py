@@ -104,7 +104,8 @@ def _list_files(folder: str | Path | Sequence[str | Path]) -> list[Path]:
 def _list_folder(folder: str | Path | Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
     """(the files of the CT folder ``folder``, not hidden, or the files given; the folder's symbolic links to files
     that do not exist that are not named like slices: skipped, and named by :func:`_series_headers`), from one
-    listing of the folder (review of 2026-12-07, R7: the header pass listed it again for those links)."""
+    listing of the folder (review of 2026-12-07, R7: the header pass listed it again for those links).  A folder
+    holding the temporary folder of an mcproton series writer (:func:`_unfinished_series`) is refused."""
     other: list[Path] = []
     if isinstance(folder, (str, Path)):
         p = Path(folder)
@@ -112,7 +113,9 @@ def _list_folder(folder: str | Path | Sequence[str | Path]) -> tuple[list[Path],
             raise _err(f"CT folder {p} does not exist; give the folder that holds the CT slices")
         if p.is_file():
             return [p], []
-        entries = [f for f in p.iterdir() if not f.name.startswith(".")]
+        listing = list(p.iterdir())
+        _unfinished_series(p, listing)
+        entries = [f for f in listing if not f.name.startswith(".")]
         # a slice that is a link to a file that is gone (is_file() is False) was left out without a word, and the CT
         # read without it (locale audit 2026-12-07, F1): refused where it is named like DICOM, as an empty slice is
         gone = dangling_links(entries)
@@ -126,6 +129,25 @@ def _list_folder(folder: str | Path | Sequence[str | Path]) -> tuple[list[Path],
     if not files:
         raise _err(f"no files in {folder}; give the folder that holds the CT slices (*.dcm)")
     return files, other
+
+
+def _unfinished_series(folder: Path, listing: list[Path]) -> None:
+    """Refuse the CT folder ``folder`` (its entries ``listing``) where it holds the hidden temporary folder
+    (``.mcp-*.tmp``) that an mcproton CT series writer fills inside an existing folder
+    (mcproton._io.atomic.atomic_write_folder) and leaves only when it is killed (SIGKILL, a power cut) before the
+    series is in place: the slices beside it, if any, may be part of a series (review 2a of 2026-12-07, R2, R6).
+    Other hidden entries are skipped, as before."""
+    from .atomic import is_temporary_name
+
+    left = sorted(f.name for f in listing if is_temporary_name(f.name) and f.is_dir() and not f.is_symlink())
+    if not left:
+        return
+    n = sum(1 for f in listing if not f.name.startswith("."))
+    held = f"beside {n} other file(s), which may be only part of a series" if n else "and no slice"
+    raise _err(f"CT folder {folder} holds {', '.join(left)}, the temporary folder of an mcproton CT series writer that "
+               f"was stopped (killed) before its series was whole, {held}: write the series again (the next "
+               "mcproton phantom or demo into its --out removes that folder), or, if the slices there are the whole "
+               "series, remove that hidden folder")
 
 
 #: The largest Rows or Columns of a CT slice read: scanners reconstruct 512 x 512 (1024 x 1024, 2048 x 2048 in
@@ -1207,12 +1229,15 @@ def write_ct_series_uids(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], ori
     InstanceNumber, ImagePositionPatient, SliceLocation and PixelData (:class:`TemplateFileWriter`: the bytes
     pydicom writes for the slice's own data set, ~20x faster).
 
-    Into a new or empty ``out_dir`` the series is written whole or not at all: into a temporary folder beside it,
-    renamed to ``out_dir`` once every slice is written (:func:`mcproton._io.atomic.atomic_write_folder`), so that
-    a writer stopped part-way (Ctrl-C, SIGTERM, SIGKILL, a full disk) leaves no shorter series that loads as a
+    Into a new or empty ``out_dir`` the series is written whole or not at all
+    (:func:`mcproton._io.atomic.atomic_write_folder`): a new one into a temporary folder beside it, renamed to
+    ``out_dir`` once every slice is written; an existing empty one (a mount point, one whose parent cannot be
+    written) through a hidden temporary folder inside it, whose slices are renamed up into it once all are written.
+    So a writer stopped part-way (Ctrl-C, SIGTERM, SIGKILL, a full disk) leaves no shorter series that loads as a
     shorter patient (the concurrency audit of 2026-12-07, F4: ``mcproton phantom`` stopped after 31 of 109 slices
     left them, and ``mcproton run`` ran on the shorter head without a word).  Into a folder that holds other files
-    the slices are written in place, and those written are removed again if the series is not finished."""
+    the slices are written in place, and those written are removed again if the series is not finished.  A series
+    that cannot be written raises :class:`CTSeriesWriteError`, which says why and what to do."""
     from pydicom.uid import generate_uid
 
     from .atomic import atomic_write_folder
@@ -1305,7 +1330,12 @@ def write_ct_series_uids(hu_zyx: np.ndarray, voxel_size_mm: Sequence[float], ori
             raise
 
     if whole:
-        atomic_write_folder(out, write_slices)
+        try:
+            atomic_write_folder(out, write_slices)
+        except CTSeriesWriteError:   # a slice could not be written: said by write_slices
+            raise
+        except OSError as exc:   # the temporary folder could not be made, or the slices not put into place
+            raise _series_not_written(exc, out, made) from exc
     else:
         write_slices(out)
     return [out / f"CT_{k:04d}.dcm" for k in range(nz)], sops, zs
@@ -1325,24 +1355,44 @@ def _series_cut_short(exc: OSError, out: Path, written: list[Path], done: int, n
     """Remove the slices of a series whose writing failed (and its folder, where this call made it and it is left
     empty), and the error that says so.  Before, a full disk left 37 of 109 slices (the last truncated) and the bare
     "[Errno 28] No space left on device" (the environment audit of 2026-12-06, F6)."""
-    import errno as _errno
-
-    from .atomic import unwrap_os_error
-
     for f in written:
         with contextlib.suppress(OSError):
             f.unlink()
     if made:
         with contextlib.suppress(OSError):
             out.rmdir()
+    code, why, todo = _write_failure(exc)
+    return CTSeriesWriteError(code, f"the CT series could not be written to {out}: {why} (after {done} of {nz} "
+                                    f"slices); the series is incomplete and the {done} slice(s) written were removed, "
+                                    f"so that no partial series is left; {todo}")
+
+
+def _series_not_written(exc: OSError, out: Path, made: bool) -> CTSeriesWriteError:
+    """The error of a series whose temporary folder could not be made or whose slices could not be put into place
+    (:func:`mcproton._io.atomic.atomic_write_folder`), in words and with what to do: before (review 2a of
+    2026-12-07, R2) the bare "[Errno 16] Device or resource busy: '.../.mcp-...tmp' -> '.../ct'", naming a hidden
+    temporary path.  Nothing of the series is left (``out`` as it was; not made, where it did not exist)."""
+    code, why, todo = _write_failure(exc)
+    where = f"{out} (a new folder, to be made in {out.parent})" if made else str(out)
+    return CTSeriesWriteError(code, f"the CT series could not be written to {where}: {why}; nothing of it was "
+                                    f"written; {todo}")
+
+
+def _write_failure(exc: BaseException) -> tuple[int | None, str, str]:
+    """(errno, what went wrong in words, what to do) of a CT series that could not be written."""
+    import errno as _errno
+
+    from .atomic import unwrap_os_error, write_error_text
+
     err = unwrap_os_error(exc)
     code = getattr(err, "errno", None)
     why = {_errno.ENOSPC: "the disk of that folder is full", _errno.EDQUOT: "the disk quota of that folder is used up",
            _errno.EFBIG: "a file-size limit (ulimit -f) was reached",
-           _errno.EROFS: "that folder is on a read-only file system"}.get(code or -1, str(getattr(err, "strerror", "")
-                                                                                   or err))
+           _errno.EROFS: "that folder is on a read-only file system",
+           _errno.EACCES: "permission denied (that folder, or the one it is made in, cannot be written)",
+           _errno.EPERM: "the operation is not permitted (that folder, or the one it is made in, cannot be written)"
+           }.get(code or -1, write_error_text(err))
     todo = ("free space there or give another output folder" if code in (_errno.ENOSPC, _errno.EDQUOT, _errno.EFBIG)
+            else "make that folder writable, or give another output folder" if code in (_errno.EACCES, _errno.EPERM)
             else "give another output folder")
-    return CTSeriesWriteError(code, f"the CT series could not be written to {out}: {why} (after {done} of {nz} "
-                                    f"slices); the series is incomplete and the {done} slice(s) written were removed, "
-                                    f"so that no partial series is left; {todo}")
+    return code, why, todo

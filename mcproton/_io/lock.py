@@ -66,6 +66,19 @@ def drop_held_locks() -> None:
         _HELD.pop(p, None)
 
 
+def command_line(argv: list[str] | None = None) -> str:
+    """This process's command line as a user types it (``argv``: sys.argv), for a lock file's ``command``, which
+    refusals and stale-lock notes show: ``mcproton ...`` for the ``mcproton`` script and for ``python -m mcproton``
+    (``argv[0]`` is then ``.../mcproton/__main__.py``, or ``.../mcproton/cli.py`` under ``python -m mcproton.cli``:
+    before, that path was recorded, a command nobody can type: review 2a of 2026-12-07, R5); otherwise the line
+    as it is (a script of the user's)."""
+    argv = list(sys.argv if argv is None else argv)
+    first = Path(argv[0]) if argv and argv[0] else Path("")
+    ours = first.name.startswith("mcproton") or (first.name in ("__main__.py", "cli.py")
+                                                 and first.parent.name == "mcproton")
+    return " ".join(["mcproton", *argv[1:]]) if ours else " ".join(argv)
+
+
 class OutputLockedError(McprotonEnvironmentError):
     """The output is locked by another run that is (or may be) still running; the message names it."""
 
@@ -220,8 +233,7 @@ class OutputLock:
 
     def _content(self, path: Path) -> bytes:
         info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(["mcproton", *sys.argv[1:]])
-                if Path(sys.argv[0]).name.startswith("mcproton") else " ".join(sys.argv),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": command_line(),
                 "proc_start": _proc_start(os.getpid()), "boot_id": _boot_id(), "pid_ns": _pid_namespace()}
         if path in self.roles:
             info["role"] = self.roles[path]

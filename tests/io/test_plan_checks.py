@@ -25,7 +25,7 @@ from dicom_factories import make_plan, save
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "dicom"
 REAL_PLANS = sorted(DATA.glob("*.dcm")) + [ROOT / "validation" / "dcpt_plan02" / "RN_plan02_mono.dcm"] + \
-    sorted((ROOT / "examples" / "data").glob("*.dcm"))
+    sorted((ROOT / "examples" / "data").glob("R[NP]_*.dcm"))   # its plans (RS_plan03.dcm: a structure set)
 SPOTS = [(0.0, 0.0), (10.0, 0.0), (0.0, 10.0)]
 LAYERS = [(150.0, SPOTS, [1.0, 2.0, 3.0]), (140.0, SPOTS, [2.0, 2.0, 2.0]), (130.0, SPOTS, [3.0, 1.0, 1.0])]
 

@@ -134,3 +134,34 @@ def test_a_second_phantom_into_a_folder_being_written_is_refused(tmp_path, capsy
     err = capsys.readouterr().err
     assert rc == 3 and "is being written by another run now" in err and f"pid {os.getpid()}" in err, err
     assert not list(out.rglob("CT_*.dcm"))
+
+
+@linux_only
+def test_a_phantom_killed_while_it_replaces_a_series_leaves_a_folder_that_is_refused_and_tidied(tmp_path, capsys):
+    """A phantom killed with SIGKILL while it writes its series into the ``ct/`` of an earlier phantom (an existing
+    folder, filled through a hidden temporary folder inside it: review 2a of 2026-12-07, R2): ``ct/`` holds no slice
+    but that hidden folder, which the CT reader refuses, saying what to do; ``mcproton check``'s scan of the patient
+    folder does not count its partial slices as CT files, and names it (R6); the next phantom removes it."""
+    from mcproton._check.inputs import _scan
+    from mcproton.cli import main
+    from mcproton.dicom import load_ct_series
+    from mcproton.errors import DicomInputError
+
+    out = tmp_path / "p"
+    assert main(["phantom", "--age", "5", "--voxel-mm", "8", "--region", "head", "--out", str(out)]) == 0
+    rc, err = _phantom_stopped(tmp_path, out, signal.SIGKILL)
+    assert rc == -signal.SIGKILL, err
+    ct = out / "ct"
+    left = _temporaries(ct)
+    assert not list(ct.glob("CT_*.dcm")) and len(left) == 1 and left[0].is_dir(), sorted(ct.iterdir())
+    assert len(list(left[0].glob("CT_*.dcm"))) >= SLICES
+    with pytest.raises(DicomInputError, match="stopped \\(killed\\) before its series was whole"):
+        load_ct_series(ct)
+    notes: list[str] = []
+    found, _, _ = _scan(out, notes=notes)
+    assert found["CT"] == [], found["CT"]
+    assert any(left[0].name in n and "unfinished temporary folder of mcproton" in n for n in notes), notes
+    capsys.readouterr()
+    assert main(["phantom", "--age", "5", "--voxel-mm", "8", "--region", "head", "--out", str(out)]) == 0
+    assert "removed 1 temporary file(s) left by an earlier run" in capsys.readouterr().err
+    assert not _temporaries(ct) and len(list(ct.glob("CT_*.dcm"))) == 31

@@ -94,6 +94,22 @@ def test_phantom_refuses_a_file_it_did_not_write_before_writing_anything(tmp_pat
     assert (out / name).read_bytes() == before
 
 
+def test_phantom_refused_for_a_foreign_file_leaves_the_earlier_phantom_s_ct(tmp_path, capsys):
+    """An earlier phantom's folder where a planning system's structure set was saved as rtstruct.dcm: the refusal
+    comes before anything is removed, so the earlier series is left whole (review 2a of 2026-12-07, R1: the CT folder
+    was emptied by its check, before the structure set was refused)."""
+    out = tmp_path / "ph"
+    args = ["phantom", "--age", "5", "--region", "head", "--voxel-mm", "6", "--out", str(out)]
+    assert cli_main(args) == 0
+    _foreign_rtstruct(out / "rtstruct.dcm")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert len([p for p in before if p.parts[0] == "ct"]) > 20
+    capsys.readouterr()
+    assert cli_main(args) == 2
+    assert "mcproton did not write" in capsys.readouterr().err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_phantom_replaces_its_own_earlier_files(tmp_path, capsys):
     import pydicom
 

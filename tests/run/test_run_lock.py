@@ -156,6 +156,22 @@ def test_lock_file_names_the_holder(tmp_path):
     assert not (tmp_path / "a").exists()   # made for the lock, empty again: removed
 
 
+@pytest.mark.parametrize("argv0, command", [
+    ("/venv/lib/python3.12/site-packages/mcproton/__main__.py", "mcproton demo --out D6 --primaries 2000"),   # -m
+    ("/work/main/mcproton/cli.py", "mcproton demo --out D6 --primaries 2000"),   # python -m mcproton.cli
+    ("/venv/bin/mcproton", "mcproton demo --out D6 --primaries 2000"),           # the script
+    ("my_batch.py", "my_batch.py demo --out D6 --primaries 2000"),               # a script of the user's
+])
+def test_the_lock_records_the_command_as_it_is_typed(tmp_path, monkeypatch, argv0, command):
+    """Under ``python -m mcproton`` the lock's command, shown in refusals and stale-lock notes, was the path of
+    mcproton/__main__.py, which nobody can type (review 2a of 2026-12-07, R5): it is now ``mcproton ...``."""
+    from mcproton._io.lock import OutputLock
+
+    monkeypatch.setattr(sys, "argv", [argv0, "demo", "--out", "D6", "--primaries", "2000"])
+    with OutputLock(tmp_path / "D6", "--out", folder=True):
+        assert json.loads((tmp_path / "D6" / ".mcproton-lock").read_text())["command"] == command
+
+
 def _unshare_ok() -> bool:
     try:
         return subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True,

@@ -159,3 +159,78 @@ def test_the_report_files_are_written_atomically(tmp_path, monkeypatch):
         report.write_report(out, [], {"mode": "quick"})
     assert (out / "summary.json").read_text() == '{"old": true}'
     assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+
+
+def _write_report_until_the_disk_is_full(monkeypatch):
+    """validate's write_report, made to write the case's figure and then fail as a full disk fails."""
+    import errno
+
+    def write_report(out_dir, cases, meta, written=None):
+        (Path(out_dir) / PNG).write_bytes(b"\x89PNG half")
+        written.append(Path(out_dir) / PNG)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runner, "write_report", write_report)
+
+
+def test_a_validation_ended_by_an_error_records_it_and_names_the_earlier_report(tmp_path, monkeypatch, capsys):
+    """An error that is not a stop signal (a full disk while the report is written): before (review 2a of 2026-12-07,
+    R3) the earlier report stayed in earlier_validate_<date>/, named by nothing and never removed, beside the new
+    figure and no summary.json.  Now the new figure is removed, summary.json records the failed validation
+    (``"status": "failed"``, the error, ``all_passed`` false, the folder of the earlier report), the error is raised
+    on (exit status 3, a full disk), and the next validation removes the record and that folder, counting the files
+    of the report it replaced (before: "(1 files)", the record)."""
+    from mcproton.cli import main as cli_main
+
+    out = tmp_path / "v"
+    first = _earlier_report(out)
+    (out / "notes.txt").write_text("the user's own")
+    _write_report_until_the_disk_is_full(monkeypatch)
+    capsys.readouterr()
+    rc = cli_main(["validate", "--out", str(out), "--cases", CASE])
+    err = capsys.readouterr().err
+    assert rc == 3, err
+    assert "mcproton validate: stopped by an error (OSError: [Errno 28] No space left on device) while writing the " \
+           "report" in err and "records this failed validation" in err, err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "failed" and s["all_passed"] is False and s["exit_status"] == 3, s
+    assert "No space left on device" in s["error"] and s["cases"] == [], s
+    aside = Path(s["earlier_outputs_moved_to"])
+    assert aside.parent == out and aside.name.startswith("earlier_validate_")
+    assert sorted(p.name for p in out.iterdir()) == sorted([aside.name, "notes.txt", "summary.json"])
+    kept = json.loads((aside / "summary.json").read_text())
+    assert kept["generated"] == first["generated"] and (aside / "report.html").is_file() and (aside / PNG).is_file()
+    from mcproton.validation.markdown import write_markdown
+
+    with pytest.raises(ValueError, match="stopped before its report was complete"):
+        write_markdown(out, tmp_path / "REPORT.md", tmp_path / "figs")
+
+    monkeypatch.undo()
+    assert runner.main(["--out", str(out), "--cases", CASE], simulate_fn=fe.fake_simulate) == 0
+    assert f"the earlier report in {out} (3 files) was replaced" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(["notes.txt", "report.html", "summary.json", PNG])
+    assert json.loads((out / "summary.json").read_text())["status"] == "complete"
+
+
+def test_a_validation_whose_record_cannot_be_written_puts_the_earlier_report_back(tmp_path, monkeypatch, capsys):
+    """Where not even the record can be written (the disk stays full), the earlier report goes back where it was,
+    rather than into a folder that nothing names."""
+    import errno
+
+    from mcproton._io import atomic
+
+    out = tmp_path / "v"
+    first = _earlier_report(out)
+    _write_report_until_the_disk_is_full(monkeypatch)
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic, "write_bytes_atomic", full)
+    capsys.readouterr()
+    with pytest.raises(OSError, match="No space left"):
+        runner.main(["--out", str(out), "--cases", CASE], simulate_fn=fe.fake_simulate)
+    err = capsys.readouterr().err
+    assert "its record could not be written" in err and "was moved back into --out" in err, err
+    assert sorted(p.name for p in out.iterdir()) == sorted(["report.html", "summary.json", PNG])
+    assert json.loads((out / "summary.json").read_text())["generated"] == first["generated"]
