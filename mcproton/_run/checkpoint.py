@@ -368,8 +368,9 @@ def save_checkpoint(path: str | Path, fp: dict[str, str], states: list[BeamState
     """Write the states atomically (the HDF5 metadata built in memory, then it and the sums, from their own arrays,
     written to a temp file, fsync, os.replace: mcproton._io.atomic.write_hdf5_streamed; HDF5 never meets a failed
     write, which can crash it, and the sums are not copied into an in-memory image first: that image, 48 bytes per
-    voxel of each beam's sums, was a plan run's peak memory, audit 25 memory).  On failure (disk full, no permission) the temporary file is
-    removed, the previous checkpoint is left as it was, and the OSError is raised.  ``builds``: the kernel builds
+    voxel of each beam's sums, was a plan run's peak memory, audit 25 memory).  On failure (disk full, no
+    permission) the temporary file is removed, the previous checkpoint is left as it was, and the OSError is
+    raised.  ``builds``: the kernel builds
     that ran its histories (:data:`BUILDS_ATTR`).  ``voxels``: the scored voxels of some states (by index) where
     the caller knows them (a beam just finished, a beam not started: none), so that a large grid is not scanned
     again for them (BeamState.stored_arrays).  ``segments``: the parts of the run so far (:data:`SEGMENTS_ATTR`)."""
