@@ -18,12 +18,12 @@ from .._io.errors import McprotonRuntimeWarning, ResultRefused, warn
 #: 0.3 GB + 65 + 34 per beam, and runs it passed were lost after the transport):
 #:
 #: - one beam's transport sets the peak: the 4 integer tallies (32), the running sums (48), a batch's tallies and
-#:   its sums' temporaries: a 230 MeV field over the whole grid, 1.0, 4.1 and 8.0 M voxels: 0.26, 0.78 and 1.46 GB
+#:   its sums' temporaries: a 230 MeV field over the whole grid, 1.0, 4.1 and 8.0 M voxels: 0.26, 0.78 and 1.45 GB
 #:   (175 B per voxel above the interpreter's 0.06 GB): :data:`HOST_BYTES_PER_VOXEL`, with a margin;
 #: - each finished beam keeps its result (5 float64 at each voxel with dose, and its index: 48) and its sums as the
 #:   checkpoint stores them (48 where more than half the grid has dose) until the beams are added:
-#:   :data:`HOST_BYTES_PER_VOXEL_AND_BEAM` (the 3-beam plan on a 3.0 M-voxel water phantom, 51-89 % of voxels with
-#:   dose: 1.03 GB; on 2.2 M voxels: see the commit);
+#:   :data:`HOST_BYTES_PER_VOXEL_AND_BEAM` (a 3-beam plan, tests/data/dicom/RN_headphantom_rs.dcm, on water phantoms
+#:   of 3.0 and 2.2 M voxels, 51-89 % of the voxels with dose: 1.03 and 0.65 GB);
 #: - the outputs (the beams' sum, HDF5, RT Doses, plot) stay below the transport's peak.
 #:
 #: A pencil beam on a large CT needs far less (its dose covers a small part: 5.5 GB for one beam on 52 M voxels, where
