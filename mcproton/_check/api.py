@@ -1922,7 +1922,8 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         one); a number for every target, or {target ROI name: dose} (a simultaneous boost).  It replaces the
         plan's TargetPrescriptionDose; without either, each target's V95/V100 are relative to its own TPS median.
     gamma_workers : processes for the independent 3-D gammas (1: here, one after the other; None or 0: one per
-        gamma up to the cores, as ``--gamma-workers 0``; the same results; negative: refused).  The workers are
+        gamma up to the cores, as ``--gamma-workers 0``; the same results; negative: refused); at most as many as the
+        memory available holds (compare.gamma_worker_count).  The workers are
         fresh interpreters that import only mcproton (not the calling script), so no ``if __name__ ==
         "__main__":`` guard is needed.  While they run, this process computes the structure statistics, the ranges
         and the report's figures that do not show the gammas.
@@ -2306,7 +2307,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
               {"dose_pcts": [2.0], "dist_mm": 2.0, **common}) for b in region_ids]
     n_workers = len(jobs) if gamma_workers is None else int(gamma_workers)
     n_workers = max(1, min(n_workers, len(jobs), usable_cpus()))   # the CPUs this process may run on
-    from .report import GAMMA_FIGURES, PLANES, FigureWorkers, figure_worker_count
+    from .compare import gamma_worker_count
+    from .report import FIGURE_WORKER_GRIDS, FIGURE_WORKER_MB, GAMMA_FIGURES, PLANES, FigureWorkers, \
+        figure_worker_count
 
     def early_result(parts: dict) -> CheckResult:
         """The result the report's figures that do not show the gammas are drawn from (FigureWorkers: here or in
@@ -2322,6 +2325,9 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     n_figures = 0
     if out_dir is not None and report:
         n_figures = figure_worker_count(len(PLANES) + 1 + len(mc.beam_meta), tps.size)
+    # as many gamma workers as the memory holds beside the figure workers (audit 25 memory: ~0.24 GB each, uncounted)
+    n_workers = gamma_worker_count(n_workers, tps.size, n_figures * (FIGURE_WORKER_MB * 1e6
+                                                                     + FIGURE_WORKER_GRIDS * 8 * tps.size))
     if progress:   # counted only where said: each reference's evaluable points are a pass over the grid
         for line in _gamma_step_lines(jobs, gamma_points, n_workers, len(groups), len(beam_ids), len(region_ids)):
             step(line)

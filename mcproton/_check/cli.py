@@ -134,8 +134,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--gamma-points", type=int, default=10000,
                    help="random subset of points for the 3-D gamma (default 10000; 0 = all)")
     c.add_argument("--gamma-workers", type=int, default=0,
-                   help="processes for the six 3-D gammas (default 0: one per gamma up to the cores; 1: in this "
-                        "process; the same results either way)")
+                   help="processes for the six 3-D gammas (default 0: one per gamma up to the cores and as many as the "
+                        "memory holds; 1: in this process; the same results either way)")
     c.add_argument("--json", action="store_true", help="print the JSON report instead of the summary")
     c.add_argument("--quiet", action="store_true",
                    help="no progress bar and no step lines (reading the CT, the gammas, the report ...)")

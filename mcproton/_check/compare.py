@@ -385,6 +385,36 @@ class GammaRun:
         self.close()
 
 
+#: The memory one gamma worker process (GammaRun, a fresh interpreter) needs (audit 25 memory: the check's memory
+#: check did not count them): its imports, pymedphys' working chunks (ram_available, 128 MB) and the arrays it is
+#: sent.  Measured on the OpenTPS head (TPS grid 0.87 M voxels): 0.24 GB of its own (USS) per worker, of which about
+#: 0.19 GB does not grow with the grid (imports 61 MB, the 128 MB chunk); with a margin: GAMMA_WORKER_MB plus
+#: GAMMA_WORKER_GRIDS float64 grids of the TPS grid's size (the reference, the evaluated dose, the mask and the
+#: gamma's interpolation: 57 bytes per voxel measured).  Measured at one grid size only: the per-voxel part is a
+#: bound from it, not a fit.
+GAMMA_WORKER_MB = 200.0
+GAMMA_WORKER_GRIDS = 8
+#: The share of the memory available (mcproton._run.inputs.available_memory), less what the report's figure workers
+#: take, that the gamma workers may take together.
+GAMMA_WORKER_MEMORY_SHARE = 0.8
+
+
+def gamma_worker_count(workers: int, grid_voxels: int, reserved_bytes: float = 0.0) -> int:
+    """How many gamma worker processes run (at least 1: the gammas then run in this process, one after the other):
+    ``workers`` (one per gamma up to the CPUs), at most as many as GAMMA_WORKER_MEMORY_SHARE of the memory available
+    holds after ``reserved_bytes`` (the figure workers'), GAMMA_WORKER_MB and GAMMA_WORKER_GRIDS grids of
+    ``grid_voxels`` each.  Before (audit 25 memory), one per gamma up to the cores whatever the memory: 0.81 GB for
+    the process tree of a check whose memory check counted 0.42 GB."""
+    from .._run.inputs import available_memory
+
+    n = int(workers)
+    mem = available_memory()
+    if n > 1 and mem is not None:
+        each = GAMMA_WORKER_MB * 1e6 + GAMMA_WORKER_GRIDS * 8 * int(grid_voxels)
+        n = min(n, int(max(0.0, GAMMA_WORKER_MEMORY_SHARE * mem.available - reserved_bytes) // each))
+    return max(1, n)
+
+
 def start_gammas(jobs: Sequence[tuple[tuple, dict]], workers: int = 1, log: Any = None) -> GammaRun:
     """Start the gamma jobs (``GammaRun``): in ``workers`` worker processes when more than one."""
     return GammaRun(jobs, workers, log)

@@ -722,30 +722,32 @@ def plan_beams(inputs: CheckInputs, beam_model: Any, *, machine_check: bool = Tr
 
 
 def check_transport_memory(geometry: Any, n_beams: int, ref: TPSDose, record: dict | None) -> None:
-    """Refuse a transport grid whose run cannot fit in memory (McprotonEnvironmentError; the estimate of ``mcproton
-    run``, mcproton/_run/inputs.py host_memory_estimate), naming the grid for what it is: the CT's slices it holds in
+    """Refuse a transport grid whose run cannot fit in memory however little of it gets dose, and warn where its dose
+    over the whole grid would take more than 80 % (McprotonEnvironmentError; the rule and estimates of ``mcproton
+    run``, mcproton/_run/inputs.py check_memory), naming the grid for what it is: the CT's slices it holds in
     blocks of CT voxels, where they come from (``record``: :func:`transport_record`), and the TPS grid; and what the
     user can do (scale audit of 2026-12-07, F1: "config error: the dose grid of 512 x 512 x 360 ... the check computes
     on the planning system's dose grid" named the whole CT and only more memory)."""
     from .._io.errors import McprotonEnvironmentError
-    from .._run.inputs import check_memory_for, host_memory_estimate
+    from .._run.inputs import RUN_MOST_NOTE, check_memory_for, host_memory_estimate, host_memory_least
 
     n = int(geometry.material_index_zyx.size)
-    need = host_memory_estimate(n, n_beams)
+    need = host_memory_estimate(n, n_beams)   # the most: every voxel with dose (refused only below the least)
     nz, ny, nx = geometry.shape_zyx
     vs = " x ".join(f"{v:g}" for v in geometry.voxel_size_mm)
     tps = " x ".join(str(int(v)) for v in tuple(ref.shape_zyx)[::-1])
     tps_vs = " x ".join(f"{float(v):g}" for v in ref.voxel_size_mm)
     what = (f"the transport grid of {nx} x {ny} x {nz} = {n / 1e6:.1f} M voxels of {vs} mm ({n_beams} beam"
-            f"{'s' if n_beams > 1 else ''}) needs about {need / 1e9:.1f} GB of memory")
+            f"{'s' if n_beams > 1 else ''})")
     fix = "free memory or use a machine with more (or ask the batch system for more)"
+    detail = ""
     if record is not None:
         f = record["blocks_of_ct_voxels"]
         cz, cy, cx = record["ct_shape_zyx"]
         ct_vs = " x ".join(f"{v:g}" for v in record["ct_voxel_size_mm"])
-        what += (f": {record['said']}, of the CT's {cx} x {cy} x {cz} voxels of {ct_vs} mm in blocks of "
-                 f"{' x '.join(map(str, f))} (the most CT voxels within the TPS grid's {tps_vs} mm voxels); the TPS "
-                 f"grid is {tps} voxels of {tps_vs} mm")
+        detail = (f": {record['said']}, of the CT's {cx} x {cy} x {cz} voxels of {ct_vs} mm in blocks of "
+                  f"{' x '.join(map(str, f))} (the most CT voxels within the TPS grid's {tps_vs} mm voxels); the TPS "
+                  f"grid is {tps} voxels of {tps_vs} mm")
         coarser = block_factors_for([2 * float(v) for v in ref.voxel_size_mm], record["ct_voxel_size_mm"])
         if list(coarser) != list(f):
             kept = (record["ct_slices"][1] - record["ct_slices"][0] + 1, cy, cx)
@@ -753,12 +755,14 @@ def check_transport_memory(geometry: Any, n_beams: int, ref: TPSDose, record: di
             fix += (f"; or export the TPS dose on a coarser grid (the transport blocks follow its voxels: "
                     f"{2 * float(ref.voxel_size_mm[0]):g} mm voxels would give blocks of "
                     f"{' x '.join(map(str, coarser))} CT voxels, about {n2 / 1e6:.1f} M voxels and "
-                    f"{host_memory_estimate(n2, n_beams) / 1e9:.1f} GB)")
+                    f"up to {host_memory_estimate(n2, n_beams) / 1e9:.1f} GB)")
         fix += ("; or a TPS dose grid over a shorter length along z (the transport grid holds the CT's slices over "
                 "the TPS grid's z range and the beams' way to it, with a margin)")
     else:
         fix += f"; the TPS grid is {tps} voxels of {tps_vs} mm"
-    check_memory_for(need, what, fix, McprotonEnvironmentError)
+    check_memory_for(need, what, fix, McprotonEnvironmentError,
+                     least=lambda allocated: host_memory_least(n, allocated=allocated), detail=detail,
+                     most_note=RUN_MOST_NOTE)
 
 
 def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str = "water", rbe: float | None = None,

@@ -357,6 +357,104 @@ def write_hdf5_atomic(path: str | Path, fill: Callable[[Any], Any]) -> Path:
     return write_bytes_atomic(path, hdf5_buffer(fill).getbuffer())
 
 
+class _MetadataImage:
+    """A file object for h5py (its "fileobj" driver) that keeps what the HDF5 library writes, in order, as
+    (offset, bytes): the file's metadata and small datasets, where the large arrays' space is allocated but never
+    written by HDF5 (:func:`write_hdf5_streamed`).  Reads see these writes and zeros elsewhere (a sparse file)."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[int, bytes]] = []
+        self.pos = 0
+        self.size = 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else self.pos + offset if whence == 1 else self.size + offset
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def write(self, data: Any) -> int:
+        b = bytes(data)
+        self.parts.append((self.pos, b))
+        self.pos += len(b)
+        self.size = max(self.size, self.pos)
+        return len(b)
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        lo, hi = self.pos, self.pos + len(view)
+        view[:] = bytes(len(view))
+        for off, b in self.parts:   # in the order written: a later write over an earlier one wins
+            a, z = max(lo, off), min(hi, off + len(b))
+            if a < z:
+                view[a - lo:z - lo] = b[a - off:z - off]
+        self.pos = hi
+        return len(view)
+
+    def read(self, n: int = -1) -> bytes:
+        buf = bytearray(max(self.size - self.pos, 0) if n is None or n < 0 else n)
+        self.readinto(buf)
+        return bytes(buf)
+
+    def truncate(self, size: int | None = None) -> int:
+        self.size = self.pos if size is None else size
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+
+#: arrays smaller than this (bytes) are written by HDF5 into the in-memory image as usual (write_hdf5_streamed)
+_STREAM_MIN_BYTES = 1 << 16
+
+
+def write_hdf5_streamed(path: str | Path, fill: Callable[[Any, Callable[[Any, str, Any], Any]], Any]) -> Path:
+    """Write an HDF5 file atomically to ``path`` without a copy of its large arrays in memory: ``fill(f, put)``
+    fills the ``h5py.File`` ``f`` and calls ``put(group, name, array)`` for each large array (a dataset of the
+    array's shape and dtype, contiguous, uncompressed).  HDF5 builds the file in memory (:class:`_MetadataImage`)
+    with each large array's space allocated but not written; then the image and the arrays, from their own memory,
+    are written to the file with plain ``write`` calls (:func:`atomic_write`).  The HDF5 library thus never meets
+    a failed write (the module's docstring), and the file no longer needs the memory of all its arrays a second time
+    (:func:`write_hdf5_atomic`: a plan's checkpoint, 48 bytes per voxel of every beam's sums, was the run's peak;
+    audit 25 memory).  Small arrays (under :data:`_STREAM_MIN_BYTES`) and non-numeric ones are written by HDF5."""
+    import h5py
+    import numpy as np
+
+    image = _MetadataImage()
+    arrays: list[tuple[int, Any]] = []
+
+    def put(group: Any, name: str, array: Any) -> Any:
+        a = np.ascontiguousarray(array)
+        if a.nbytes < _STREAM_MIN_BYTES or a.dtype.kind not in "iuf" or not a.dtype.isnative:
+            return group.create_dataset(name, data=a)
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)   # its place in the file now, and never filled by HDF5
+        ds = group.create_dataset(name, shape=a.shape, dtype=a.dtype, dcpl=dcpl, fill_time="never")
+        offset = ds.id.get_offset()
+        if offset is None or ds.id.get_storage_size() != a.nbytes:
+            raise RuntimeError(f"write_hdf5_streamed: HDF5 gave the dataset {name!r} no contiguous place in the file")
+        arrays.append((int(offset), a))
+        return ds
+
+    with h5py.File(image, "w", driver="fileobj") as f:
+        fill(f, put)
+    end = max([image.size, *(off + a.nbytes for off, a in arrays)])
+
+    def w(fh: BinaryIO) -> None:
+        for off, b in image.parts:
+            fh.seek(off)
+            fh.write(b)
+        for off, a in arrays:
+            view = memoryview(a.reshape(-1)).cast("B")
+            fh.seek(off)
+            for i in range(0, len(view), _CHUNK):
+                fh.write(view[i:i + _CHUNK])
+        fh.truncate(end)
+
+    return atomic_write(path, w)
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         dfd = os.open(folder, os.O_RDONLY)

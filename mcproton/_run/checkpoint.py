@@ -27,7 +27,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -365,21 +365,27 @@ def save_checkpoint(path: str | Path, fp: dict[str, str], states: list[BeamState
                     builds: list[dict[str, Any]] | None = None,
                     voxels: Mapping[int, np.ndarray] | None = None, *,
                     segments: list[dict[str, Any]] | None = None) -> Path:
-    """Write the states atomically (built in memory, then temp file, fsync, os.replace: mcproton._io.atomic; HDF5
-    never meets a failed write, which can crash it).  On failure (disk full, no permission) the temporary file is
-    removed, the previous checkpoint is left as it was, and the OSError is raised.  ``builds``: the kernel builds
+    """Write the states atomically (the HDF5 metadata built in memory, then it and the sums, from their own arrays,
+    written to a temp file, fsync, os.replace: mcproton._io.atomic.write_hdf5_streamed; HDF5 never meets a failed
+    write, which can crash it, and the sums are not copied into an in-memory image first: that image, 48 bytes per
+    voxel of each beam's sums, was a plan run's peak memory, audit 25 memory).  On failure (disk full, no
+    permission) the temporary file is removed, the previous checkpoint is left as it was, and the OSError is
+    raised.  ``builds``: the kernel builds
     that ran its histories (:data:`BUILDS_ATTR`).  ``voxels``: the scored voxels of some states (by index) where
     the caller knows them (a beam just finished, a beam not started: none), so that a large grid is not scanned
     again for them (BeamState.stored_arrays).  ``segments``: the parts of the run so far (:data:`SEGMENTS_ATTR`)."""
-    from .._io.atomic import write_hdf5_atomic
+    from .._io.atomic import write_hdf5_streamed
 
-    return write_hdf5_atomic(path, lambda f: _fill_checkpoint(f, fp, states, builds, voxels, segments))
+    return write_hdf5_streamed(path, lambda f, put: _fill_checkpoint(f, fp, states, builds, voxels, segments, put))
 
 
 def _fill_checkpoint(f: Any, fp: dict[str, str], states: list[BeamState],
                      builds: list[dict[str, Any]] | None = None,
                      voxels: Mapping[int, np.ndarray] | None = None,
-                     segments: list[dict[str, Any]] | None = None) -> None:
+                     segments: list[dict[str, Any]] | None = None,
+                     put: Callable[[Any, str, np.ndarray], Any] | None = None) -> None:
+    """Fill the checkpoint file ``f``; ``put(group, name, array)`` creates the sums' datasets (write_hdf5_streamed's),
+    else ``group.create_dataset``."""
     f.attrs["mcproton_checkpoint"] = FORMAT
     f.attrs["fingerprint"] = json.dumps(fp, sort_keys=True)
     f.attrs["fingerprint_sha"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
@@ -393,7 +399,10 @@ def _fill_checkpoint(f: Any, fp: dict[str, str], states: list[BeamState],
         stored = st.stored_arrays((voxels or {}).get(i))
         g.attrs["n_vox"] = st.n_vox
         for name, v in stored.items():
-            g.create_dataset(name, data=v, **_ARRAY_OPTS)
+            if put is not None and not _ARRAY_OPTS:
+                put(g, name, v)
+            else:
+                g.create_dataset(name, data=v, **_ARRAY_OPTS)
         for name, words in ledger_datasets(a.ledger).items():
             g.create_dataset(name, data=words)
         g.attrs["batches"] = int(a.batches)

@@ -11,19 +11,42 @@ import numpy as np
 
 from .._io.errors import McprotonRuntimeWarning, ResultRefused, warn
 
-#: Host memory of a run (CLI path), bytes: a base, per voxel the tallies, the running beam's sums, the sum of the
-#: beams and the output buffers (65), and per beam and voxel what stays until the beams are added: its result
-#: arrays and its compacted sums (34).  Measured 2026-11-26 on a 512 x 512 x 200 grid (52 M voxels), pencil beams,
-#: run_job + sum_results + write_result_hdf5: peak RSS 5.47 / 8.97 GB for 1 / 3 beams (12.88 GB for 3 before
-#: finished beams were compacted and the beams added one by one); the estimate gives 5.5 / 9.0 GB.
-HOST_BYTES_BASE = 0.3e9
-HOST_BYTES_PER_VOXEL = 65
-HOST_BYTES_PER_VOXEL_AND_BEAM = 34
+#: Host memory of a run (CLI path) at its peak where every beam's dose covers the whole grid (the most it needs),
+#: bytes: a base, per voxel for the first beam (200) and per voxel for each further beam (100).  Measured 2026-12-07
+#: (audit 25 memory; peak RSS, VmHWM, of ``mcproton run``, CPU, 1 thread; /tmp/audit25/memfix), after a beam's
+#: finish was computed in chunks and the checkpoint streamed to its file (before: 1.9 x the estimate of then,
+#: 0.3 GB + 65 + 34 per beam, and runs it passed were lost after the transport):
+#:
+#: - one beam's transport sets the peak: the 4 integer tallies (32), the running sums (48), a batch's tallies and
+#:   its sums' temporaries: a 230 MeV field over the whole grid, 1.0, 4.1 and 8.0 M voxels: 0.26, 0.78 and 1.45 GB
+#:   (175 B per voxel above the interpreter's 0.06 GB): :data:`HOST_BYTES_PER_VOXEL`, with a margin;
+#: - each finished beam keeps its result (5 float64 at each voxel with dose, and its index: 48) and its sums as the
+#:   checkpoint stores them (48 where more than half the grid has dose) until the beams are added:
+#:   :data:`HOST_BYTES_PER_VOXEL_AND_BEAM` (a 3-beam plan, tests/data/dicom/RN_headphantom_rs.dcm, on water phantoms
+#:   of 3.0 and 2.2 M voxels, 51-89 % of the voxels with dose: 1.03 and 0.65 GB);
+#: - the outputs (the beams' sum, HDF5, RT Doses, plot) stay below the transport's peak.
+#:
+#: A pencil beam on a large CT needs far less (its dose covers a small part: 5.5 GB for one beam on 52 M voxels, where
+#: this gives 10.6 GB), so a run is refused only where even the least cannot fit (:func:`host_memory_least`) and
+#: warned about where this most is above 80 % of what is available (:func:`check_memory`), as simulate's check.
+#: With more than one CPU thread each further private tally slot adds 32 per voxel, 1 GiB in all at most
+#: (engine.PRIVATE_TALLY_BYTES), not counted here.
+HOST_BYTES_BASE = 0.15e9
+HOST_BYTES_PER_VOXEL = 200
+HOST_BYTES_PER_VOXEL_AND_BEAM = 100
 
 
 def host_memory_estimate(n_vox: int, n_beams: int = 1) -> float:
-    """Bytes of host memory a run of ``n_beams`` beams on ``n_vox`` voxels needs at its peak (an estimate)."""
-    return HOST_BYTES_BASE + n_vox * (HOST_BYTES_PER_VOXEL + HOST_BYTES_PER_VOXEL_AND_BEAM * max(1, n_beams))
+    """Bytes of host memory a run of ``n_beams`` beams on ``n_vox`` voxels needs at its peak where every beam's dose
+    covers the whole grid (the most it needs: the measurements above)."""
+    return HOST_BYTES_BASE + n_vox * (HOST_BYTES_PER_VOXEL + HOST_BYTES_PER_VOXEL_AND_BEAM * (max(1, n_beams) - 1))
+
+
+def host_memory_least(n_vox: int, *, allocated: bool = False) -> float:
+    """Bytes of host memory a run on ``n_vox`` voxels needs however little of its grid gets dose (simulate's least,
+    :func:`simulate_memory_estimate`: the scans of the grid); under an address-space limit (``allocated``) the
+    tallies and running sums it allocates whole."""
+    return n_vox * (SIMULATE_BYTES_PER_VOXEL_ALLOCATED if allocated else SIMULATE_BYTES_PER_VOXEL_MIN)
 
 
 #: Host memory of one ``mcproton.simulate`` call beyond what its caller holds (the geometry), bytes (review of
@@ -68,29 +91,17 @@ def simulate_memory_estimate(n_vox: int, tally_slots: int = 1, *, allocated: boo
 def check_simulate_memory(n_vox: int, shape_zyx: tuple[int, int, int], tally_slots: int, fix: str) -> None:
     """``mcproton.simulate``'s memory check (:func:`simulate_memory_estimate`): ConfigError where even the least it
     needs cannot fit in what this process may allocate (:func:`available_memory`, swap included); a warning where the
-    most (every voxel with dose) is more than 80 % of it.  Unlike ``mcproton run`` (:func:`check_memory`: a run's
-    peak with its output buffers and the sum of its beams), a grid is not refused because a dose over all of it
-    could not fit: a beam's dose covers a part of most grids, and such runs fit and ran."""
+    most (every voxel with dose) is more than 80 % of it.  A grid is not refused because a dose over all of it could
+    not fit: a beam's dose covers a part of most grids, and such runs fit and ran (``mcproton run``'s check,
+    :func:`check_memory`, follows the same rule since audit 25 memory)."""
     from ..config import ConfigError
 
-    mem = available_memory()
-    if mem is None:
-        return
-    least, most = simulate_memory_estimate(n_vox, tally_slots, allocated=mem.allocated_counts)
     nz, ny, nx = shape_zyx
-    grid = f"the dose grid of {nx} x {ny} x {nz} = {n_vox / 1e6:.1f} M voxels"
-    avail, swap = mem.available, mem.swap
-    if least > avail + swap:
-        what = ("the tallies and running sums it allocates" if mem.allocated_counts
-                else "however few of its voxels get dose")
-        raise ConfigError(f"{grid} needs at least {least / 1e9:.1f} GB of memory ({what}; up to about "
-                          f"{most / 1e9:.1f} GB where every voxel gets dose), but only {avail / 1e9:.1f} GB are "
-                          f"available ({swap / 1e9:.1f} GB of swap), bounded by {mem.limit}: {fix}")
-    if most > 0.8 * avail:
-        warn(f"{grid} needs up to about {most / 1e9:.1f} GB of memory where the dose covers the whole grid (about "
-             f"{SIMULATE_BYTES_PER_VOXEL_MAX} bytes per voxel with dose; a beam whose dose covers a part of the grid "
-             f"needs less) of the {avail / 1e9:.1f} GB available (bounded by {mem.limit}); the run may swap or be "
-             f"killed if its dose covers much of the grid: {fix}", McprotonRuntimeWarning)
+    check_memory_for(simulate_memory_estimate(n_vox, tally_slots)[1],
+                     f"the dose grid of {nx} x {ny} x {nz} = {n_vox / 1e6:.1f} M voxels", fix, ConfigError,
+                     least=lambda allocated: simulate_memory_estimate(n_vox, tally_slots, allocated=allocated)[0],
+                     most_note=f"about {SIMULATE_BYTES_PER_VOXEL_MAX} bytes per voxel with dose; a beam whose dose "
+                               "covers a part of the grid needs less")
 
 
 class Memory(NamedTuple):
@@ -152,39 +163,64 @@ def memory_summary(n_vox: int, n_beams: int) -> dict[str, Any]:
 
 def check_memory(n_vox: int, n_beams: int, shape_zyx: tuple[int, int, int], ct: bool, *,
                  fix: str | None = None) -> None:
-    """Refuse a run whose grid cannot fit in memory (it would be killed after the transport, losing it), and warn
-    when it would use most of it.  ``fix``: what to do, where not a run's config keys (``mcproton check``).
-    ``n_beams`` 0: the beams are not read yet (:func:`check_before_build`): the need of one beam, said so, and only
-    refused (the warning is the check's after the build, with the beams counted: said once)."""
+    """Refuse a run whose grid cannot fit in memory however little of it gets dose (:func:`host_memory_least`), and
+    warn where its peak if every beam's dose covered the whole grid (:func:`host_memory_estimate`) is above 80 % of
+    what is available: the rule of simulate's check (:func:`check_simulate_memory`).  Before (audit 25 memory), a
+    run was refused above an estimate of a pencil beam's peak, and a run whose dose filled the grid passed it and was
+    lost after the transport (1.9 x that estimate).  ``fix``: what to do, where not a run's config keys (``mcproton
+    check``).  ``n_beams`` 0: the beams are not read yet (:func:`check_before_build`): the need of one beam, said
+    so, and only refused (the warning is the check's after the build, with the beams counted: said once)."""
     from ..config import ConfigError
 
-    need = host_memory_estimate(n_vox, n_beams)
     nz, ny, nx = shape_zyx
     fix = fix or (("use coarser voxels (phantom.dose_voxel_mm for a CT: blocks of whole CT voxels)" if ct
                    else "use coarser voxels (phantom.voxel_mm)") + " or free memory (or ask the batch system for more)")
-    beams = (f"one beam; each further beam adds {n_vox * HOST_BYTES_PER_VOXEL_AND_BEAM / 1e9:.1f} GB" if n_beams < 1
-             else f"{n_beams} beam{'s' if n_beams > 1 else ''}")
-    what = f"the dose grid of {nx} x {ny} x {nz} = {n_vox / 1e6:.1f} M voxels ({beams}) needs about {need / 1e9:.1f} " \
-        "GB of memory"
-    check_memory_for(need, what, fix, ConfigError, warn_near=n_beams >= 1)
+    beams = (f"one beam; each further beam adds up to {n_vox * HOST_BYTES_PER_VOXEL_AND_BEAM / 1e9:.1f} GB"
+             if n_beams < 1 else f"{n_beams} beam{'s' if n_beams > 1 else ''}")
+    grid = f"the dose grid of {nx} x {ny} x {nz} = {n_vox / 1e6:.1f} M voxels ({beams})"
+    check_memory_for(host_memory_estimate(n_vox, n_beams), grid, fix, ConfigError, warn_near=n_beams >= 1,
+                     least=lambda allocated: host_memory_least(n_vox, allocated=allocated), most_note=RUN_MOST_NOTE)
 
 
 def check_memory_for(need: float, what: str, fix: str, error: Callable[[str], Exception], *,
-                     warn_near: bool = True) -> None:
+                     warn_near: bool = True, least: Callable[[bool], float] | None = None,
+                     detail: str = "", most_note: str = "") -> None:
     """Raise ``error`` when ``need`` bytes exceed the memory this process may allocate (:func:`available_memory`,
     swap included), and warn when they are more than 80 % of it (``warn_near``): "``what``, but only X GB are
-    available ...: ``fix``".  The one memory check of a run's dose grid (:func:`check_memory`) and of a CT before
-    its pixels are read (mcproton/_io/ct.py)."""
+    available ...: ``fix``" (a CT before its pixels are read: mcproton/_io/ct.py).  With ``least`` (a run's dose
+    grid, :func:`check_memory`; the check's transport grid), ``need`` is the most the run needs (every voxel with
+    dose) and ``what`` names the grid: refused only where ``least(allocated)`` (what it needs however little of the
+    grid gets dose; ``allocated``: under an address-space limit) cannot fit, warned where ``need`` is above 80 %;
+    ``detail`` follows the figures (where the grid comes from); ``most_note`` says in the warning what the most is
+    made of."""
     mem = available_memory()
     if mem is None:
         return
     avail, swap = mem.available, mem.swap
-    if need > avail + swap:
-        raise error(f"{what}, but only {avail / 1e9:.1f} GB are available ({swap / 1e9:.1f} GB of swap), "
-                    f"bounded by {mem.limit}: {fix}")
+    if least is None:
+        if need > avail + swap:
+            raise error(f"{what}, but only {avail / 1e9:.1f} GB are available ({swap / 1e9:.1f} GB of swap), "
+                        f"bounded by {mem.limit}: {fix}")
+        if warn_near and need > 0.8 * avail:
+            warn(f"{what} of the {avail / 1e9:.1f} GB available (bounded by {mem.limit}); the run may swap or be "
+                 f"killed: {fix}", McprotonRuntimeWarning)
+        return
+    low = least(mem.allocated_counts)
+    if low > avail + swap:
+        how = ("the tallies and running sums it allocates" if mem.allocated_counts
+               else "however few of its voxels get dose")
+        raise error(f"{what} needs at least {low / 1e9:.1f} GB of memory ({how}; up to about {need / 1e9:.1f} GB "
+                    f"where every voxel gets dose){detail}, but only {avail / 1e9:.1f} GB are available "
+                    f"({swap / 1e9:.1f} GB of swap), bounded by {mem.limit}: {fix}")
     if warn_near and need > 0.8 * avail:
-        warn(f"{what} of the {avail / 1e9:.1f} GB available (bounded by {mem.limit}); the run may swap or be "
-             f"killed: {fix}", McprotonRuntimeWarning)
+        warn(f"{what} needs up to about {need / 1e9:.1f} GB of memory where the dose covers the whole grid "
+             f"({most_note}){detail} of the {avail / 1e9:.1f} GB available (bounded by {mem.limit}); the run may swap "
+             f"or be killed if its dose covers much of the grid: {fix}", McprotonRuntimeWarning)
+
+
+#: what the most of a run (host_memory_estimate) is made of, in its memory warning
+RUN_MOST_NOTE = (f"about {HOST_BYTES_PER_VOXEL} bytes per voxel, {HOST_BYTES_PER_VOXEL_AND_BEAM} more for each further "
+                 "beam; a dose over a part of the grid needs less")
 
 
 #: Disk space of a run beside its output, bytes per voxel (upper bounds, before compression):

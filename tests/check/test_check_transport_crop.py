@@ -87,12 +87,13 @@ def test_transport_grid_holds_the_tps_z_range_and_a_margin_only(long_case, monke
     np.testing.assert_array_equal(g.material_index_zyx, g0.material_index_zyx[first:first + g.shape_zyx[0]])
     assert [m.name for m in g.materials] == [m.name for m in g0.materials]
     assert "the TPS grid's z range -105.0..105.0 mm" in record["said"] and "margin" in record["said"]
-    # the memory: between the whole CT's estimate and the cropped one's
-    whole = run_inputs.host_memory_estimate(g0.material_index_zyx.size, 1)
-    cropped = run_inputs.host_memory_estimate(g.material_index_zyx.size, 1)
-    assert cropped < whole - 0.5 * (whole - run_inputs.HOST_BYTES_BASE)
+    # the memory: between the whole CT's least and the cropped one's (under an address-space limit: the tallies and
+    # running sums it allocates; the refusal is of what cannot fit however little gets dose, audit 25 memory)
+    whole = run_inputs.host_memory_least(g0.material_index_zyx.size, allocated=True)
+    cropped = run_inputs.host_memory_least(g.material_index_zyx.size, allocated=True)
+    assert cropped < 0.5 * whole
     monkeypatch.setattr(run_inputs, "available_memory",
-                        lambda: run_inputs.Memory(0.5 * (whole + cropped), 0.0, "the test's limit"))
+                        lambda: run_inputs.Memory(0.5 * (whole + cropped), 0.0, "the test's limit", True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the > 80 % warning
         compute.check_transport_memory(g, 1, ref, record)
@@ -232,8 +233,10 @@ def test_the_memory_refusal_names_the_transport_grid_and_what_to_do(long_case, t
     from mcproton._run import inputs as run_inputs
     from mcproton.cli import main
 
-    # enough for the CT's reading and conversion (a few MB), not for the transport (0.3 GB + ~100 bytes a voxel)
-    monkeypatch.setattr(run_inputs, "available_memory", lambda: run_inputs.Memory(0.2e9, 0.0, "the test's limit"))
+    # enough for the CT's reading and conversion (a few MB), not for the transport's tallies and running sums (80 bytes
+    # a voxel, allocated whole: under an address-space limit)
+    monkeypatch.setattr(run_inputs, "available_memory",
+                        lambda: run_inputs.Memory(0.05e9, 0.0, "the test's limit", True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rc = main(["check", "--ct", str(long_case["ct"]), "--plan", str(long_case["plan"]), "--dose",
@@ -242,7 +245,9 @@ def test_the_memory_refusal_names_the_transport_grid_and_what_to_do(long_case, t
     err = " ".join(capsys.readouterr().err.split())
     assert rc == 3, err
     assert "config error" not in err and "config's voxel keys" not in err
-    assert "the transport grid of 96 x 96 x 108 = 1.0 M voxels of 2.5 x 2.5 x 2.5 mm (1 beam) needs about" in err
+    assert "the transport grid of 96 x 96 x 108 = 1.0 M voxels of 2.5 x 2.5 x 2.5 mm (1 beam) needs at least 0.1 GB " \
+        "of memory (the tallies and running sums it allocates; up to about 0.3 GB where every voxel gets dose): " \
+        "the CT's slices" in err
     assert "the CT's slices 73-180 of 252 (z -135.0..135.0 mm: the TPS grid's z range -105.0..105.0 mm" in err
     assert "blocks of 1 x 1 x 1 (the most CT voxels within the TPS grid's 2.5 x 2.5 x 2.5 mm voxels)" in err
     assert "the TPS grid is 64 x 76 x 84 voxels of 2.5 x 2.5 x 2.5 mm" in err

@@ -66,21 +66,22 @@ def test_a_ct_grid_too_large_for_the_memory_is_refused_before_a_pixel_is_read(tm
     headers, no pixel read, naming the grid (of the dose_voxel_mm blocks where given) and phantom.dose_voxel_mm.
     Before: the CT was read and converted, then refused by the same check after the build."""
     _ct(tmp_path, (64, 128, 128))
-    need = inputs.host_memory_estimate(64 * 128 * 128)   # 0.3 GB + 1 M voxels x 99 B
-    monkeypatch.setattr(inputs, "available_memory", lambda: inputs.Memory(0.9 * need, 0.0, "the test's limit"))
+    least = inputs.host_memory_least(64 * 128 * 128, allocated=True)   # 1 M voxels x 80 B (ulimit -v: allocated)
+    monkeypatch.setattr(inputs, "available_memory", lambda: inputs.Memory(0.9 * least, 0.0, "the test's limit", True))
     calls = _count_pixel_reads(monkeypatch)
     assert main(["run", str(_cfg(tmp_path)), "--check-config"]) == 2
     err = capsys.readouterr().err
     assert calls[0] == 0, f"{calls[0]} CT files read with their pixels before the refusal"
-    assert "the dose grid of 128 x 128 x 64 = 1.0 M voxels (one beam; each further beam adds 0.0 GB) needs about " \
-           "0.4 GB of memory" in err and "bounded by the test's limit" in err, err
+    assert "the dose grid of 128 x 128 x 64 = 1.0 M voxels (one beam; each further beam adds up to 0.1 GB) needs at " \
+           "least 0.1 GB of memory (the tallies and running sums it allocates; up to about 0.4 GB where every voxel " \
+           "gets dose)" in err and "bounded by the test's limit" in err, err
     assert "phantom.dose_voxel_mm" in err, err
     # blocks of 2 x 2 x 1 CT voxels: a grid of 64 x 64 x 64 voxels fits in the same memory, and the CT is read; it
     # takes more than 80 % of it: warned once, after the build (with the beams counted), not before it too
     with recording_warnings() as said:
         assert main(["run", str(_cfg(tmp_path, "dose_voxel_mm = [1.953125, 1.953125, 1.5]")), "--check-config"]) == 0
     assert calls[0] == 64
-    near = [w for w in said if "GB of memory of the" in w]
+    near = [w for w in said if "where the dose covers the whole grid" in w]
     assert len(near) == 1 and "64 x 64 x 64 = 0.3 M voxels (1 beam)" in near[0], said
 
 
