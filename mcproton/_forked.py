@@ -101,6 +101,7 @@ class BackgroundProcess:
             _close_inherited()
             if own_signals:
                 _child_signals(parent)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)   # a stop signal held since the fork: now its own
             t, c = time.perf_counter(), time.process_time()
             try:
                 answer: tuple = ("ok", func(), "")
@@ -124,6 +125,14 @@ class BackgroundProcess:
         for stream in (sys.stdout, sys.stderr):   # or the child would flush the parent's buffered output again
             stream.flush()
         self._proc = ctx.Process(target=child, name=f"mcproton: {what}", daemon=True)
+        # a stop signal (the parent ending its helpers as a step fails) that reached the child between the fork and
+        # _child_signals ran the parent's own handler there, and the helper printed a traceback: held (blocked)
+        # across the fork, in the parent until the child exists, in the child until its own handlers are set
+        import signal
+
+        from ._signals import stop_signals
+
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals()) if own_signals else set()
         try:
             with warnings.catch_warnings():  # Python >= 3.12: fork() with native (BLAS) threads: none in the child
                 warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
@@ -132,6 +141,9 @@ class BackgroundProcess:
             recv.close()
             send.close()
             raise
+        finally:
+            if own_signals:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         send.close()                         # the parent's copy: recv sees EOF if the child dies
         self._recv = recv
         _PARENT_ENDS.append(recv)            # not inherited by the helpers forked after this one
