@@ -361,9 +361,13 @@ class DaskSession:
                     cluster_cls, self.cluster_kind = LocalCUDACluster, "LocalCUDACluster (dask-cuda)"
                 except ImportError:   # without it, worker_gpu() spreads the workers over the GPUs
                     pass
+            # silence_logs CRITICAL, not ERROR: a worker whose heartbeat meets the scheduler closing at the end of
+            # a run (a Ctrl-C's checkpoint, under load) logged "Failed to communicate with scheduler during
+            # heartbeat" with a 30-line traceback (CI, 2026-12-07).  A task's error reaches this process through
+            # its future (raised here, with its message), a lost worker as KilledWorker: nothing is hidden.
             with _workers_ignore_sigint(processes):
                 self._cluster = cluster_cls(n_workers=int(workers or 1), threads_per_worker=1, processes=processes,
-                                            dashboard_address=None, silence_logs=logging.ERROR)
+                                            dashboard_address=None, silence_logs=logging.CRITICAL)
                 self.client = Client(self._cluster)
                 self.client.wait_for_workers(int(workers or 1))
         if log:
