@@ -353,3 +353,18 @@ def test_an_axial_series_turned_in_plane_is_told_to_rotate_not_reformat(tmp_path
         load_ct_series(tmp_path)
     msg = str(exc.value)
     assert "rotate the slices in their plane" in msg and "[1, 0, 0, 0, 1, 0]" in msg and "not axial" not in msg
+
+
+def test_an_axial_series_turned_half_a_degree_is_told_to_resample_not_to_transpose(tmp_path):
+    """A series turned 0.5 deg in its plane (beyond the 0.06 deg tolerance) is refused, as before, but was told "a
+    transpose or a turn of each image ... no reformat is needed" (audit 26 "iecgeom" F1): no transpose exists for
+    0.5 deg, and rewriting the tag alone would move the anatomy by 2.2 mm at 250 mm.  It is told to resample."""
+    c, s = np.cos(np.radians(0.5)), np.sin(np.radians(0.5))
+    for p in _series(tmp_path):
+        ds = pydicom.dcmread(p)
+        ds.ImageOrientationPatient = [c, s, 0.0, -s, c, 0.0]
+        ds.save_as(p)
+    with pytest.raises(DicomInputError, match=r"rows run at 0\.5 deg to x") as exc:
+        load_ct_series(tmp_path)
+    msg = str(exc.value)
+    assert "resample" in msg and "no reformat is needed" not in msg and "transpose" not in msg
