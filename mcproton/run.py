@@ -106,7 +106,7 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     """
     from ._io.errors import recording_warnings
     from ._run.inputs import checked_allow
-    from ._run.job import JobOptions, run_job
+    from ._run.job import JobOptions, RunWording, run_job
 
     settings = _run_settings(settings)
     _check_arguments(geometry, beam)
@@ -116,8 +116,11 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
         _check_memory(geometry, settings)
         overrides = _check_implausible(geometry, beam, settings, allowed)
         # the run's warnings at the caller's line (simulate's caller: run_job -> simulate -> caller)
+        # a run of more than a day is told of the settings' fields, not of mcproton run's keys and --resume (a call has
+        # no checkpoint: the progress-log audit 26, F2)
         opts = JobOptions(checkpoint=False, progress=progress, first_beam_index=beam_index, handle_signals=False,
-                          log=_job_log(log), warn_stacklevel=3)
+                          log=_job_log(log), warn_stacklevel=3,
+                          wording=RunWording(long_run=_SIMULATE_LONG_RUN_REMEDY, target="settings.target_uncertainty"))
         res = run_job(None, settings, geometry, [beam], None, opts)[0]
         if not _shoots_through:
             _warn_refused_result(res, beam)
@@ -131,6 +134,11 @@ def simulate(geometry: VoxelGeometry, beam: Beam, settings: RunSettings | dict |
     if overrides:   # refusals passed with allow=: write_result_rtdose tags the RT Dose OVERRIDE
         res.provenance["overrides"] = overrides
     return res
+
+
+#: what simulate's warning of a run of more than a day (streaming.LONG_RUN_S) says to do: its settings' fields
+_SIMULATE_LONG_RUN_REMEDY = ("give the settings a time_limit_s (RunSettings(time_limit_s=...): the call then returns "
+                             "the dose of the primaries done) or fewer primaries (RunSettings(primaries=...))")
 
 
 def _job_log(log: bool | Callable[[str], None] | None) -> Callable[[str], None] | None:

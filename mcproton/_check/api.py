@@ -7,7 +7,6 @@ import math
 import os
 import platform
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from .prescription import median_source, plan_dose_references, plan_prescription
 from .reference_noise import Found, JudgedAgainst, reference_d95_clause, reference_noise_notes
 from .._cpus import cpu_quota, usable_cpus
 from .._io.atomic import write_bytes_atomic
-from .._io.console import printable
+from .._io.console import log_line, printable
 from .._io.errors import (McprotonInternalError, McprotonRuntimeWarning, McprotonWarning, recorded,
                           records_warnings, warn)
 from .._io.json_out import json_safe, json_text
@@ -1958,7 +1957,7 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
     # its gamma's pymedphys, before anything is read or transported: missing, it stopped the check after the whole
     # Monte Carlo (the deployment audit of 2026-12-05, F3)
     require("pymedphys", "mcproton check")
-    log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+    log = log or log_line
     timings: dict[str, float] = {}
     cpu_steps: dict[str, float] = {}   # CPU seconds per step (all threads; the gamma's worker processes too)
     if dose_to not in (None, "water", "medium"):
@@ -3337,9 +3336,11 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     a complete earlier check of another key, with what differs said in the log (a check.json of before the code's
     SHA-256 was recorded among them: the compat audit of 2026-12-06, F2)."""
     from .._io.atomic import is_unwritable, write_error_text
+    from .._io.errors import muted_warnings
     from .._signals import RunInterrupted
     from ..errors import exit_status, status_of
     from .batch import TOP_LEVEL, survey
+    from .batch_log import patient_warnings, said_for_the_batch, verdict_line
     from .report import write_batch_index
 
     require("pymedphys", "mcproton check")   # once, not as every patient's refusal
@@ -3348,7 +3349,7 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
     root = Path(folder)
     if not root.is_dir():
         raise CheckInputError(f"--batch: {root} is not a folder; give a folder holding one sub-folder per patient")
-    log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+    log = log or log_line
     out_dir = Path(out)
     found = survey(root, out_dir)
     subs = found.patients
@@ -3376,10 +3377,14 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
         table[name] = row
     plans: dict[str, str] = {}   # RT Plan SOPInstanceUID -> the first patient checked with it
     stop_all: str | None = None   # why the remaining patients are not checked (a full or read-only output disk)
+    # the warnings that every patient's check gives alike, said once here (the progress-log audit 26, F5)
+    batch_wide = said_for_the_batch(kwargs) if subs else []
     for k, p in enumerate(subs, start=1):
         log(f"mcproton check --batch: {p.name} ({k} of {len(subs)})")
-        try:
-            key: dict | None = _reuse_key(p, kwargs)
+        t_patient = time.perf_counter()
+        try:   # its beam model read without a word: the check reads it again, and says what it has to say (F5)
+            with muted_warnings():
+                key: dict | None = _reuse_key(p, kwargs)
         except Exception:  # noqa: BLE001 - an unreadable file or beam model: the check says what (no reuse)
             key = None
         earlier = _reusable_in(out_dir / p.name, key, log) if skip_checked and key is not None else None
@@ -3399,9 +3404,12 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
                 f"and options ({earlier['status'].upper()})")
             write_bytes_atomic(out_dir / "batch.json", _batch_json(table, [q.name for q in subs[k:]]))
             write_batch_index(table, out_dir, pending=[q.name for q in subs[k:]], skipped=found.skipped)
+            log(verdict_line(p.name, results[p.name]))
             continue
         try:
-            with refusing_superseded_plans():   # a re-plan's old version is refused, not a plain row (F1)
+            # a re-plan's old version is refused, not a plain row (F1); the warnings shown with [p.name] in front, the
+            # batch's (said above) not again (audit 26, F5)
+            with refusing_superseded_plans(), patient_warnings(p.name, batch_wide):
                 r = check(folder=p, out=out_dir / p.name, log=log, **kwargs)
             if getattr(r, "report_json", None) and key is not None:   # what it was made of, for --skip-checked
                 r.provenance["batch_reuse_key"] = key
@@ -3455,6 +3463,9 @@ def check_batch(folder: str | Path, out: str | Path, *, log: Callable[[str], Non
             if getattr(exc, "no_space", False) or is_unwritable(exc):   # the next patient's outputs fail the same way
                 stop_all = (f"not checked: the output disk of {out_dir} is full or read-only ({p.name}: "
                             f"{write_error_text(exc)}); free space and run the batch again")
+        # its verdict as it ends, not only after the last patient (the progress-log audit 26, F4: an interrupted
+        # batch's log held no outcome, and a refusal's reason came after the whole night)
+        log(verdict_line(p.name, results[p.name], time.perf_counter() - t_patient))
         pending = [q.name for q in subs[k:]]
         if stop_all is not None:
             for q in pending:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 EPILOG = """examples:
@@ -174,7 +176,6 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _checked(args: argparse.Namespace) -> int:
-    from .._signals import RunInterrupted
     from ..errors import EXIT_FAIL, EXIT_PASS
     from .api import check, check_batch
 
@@ -196,18 +197,15 @@ def _checked(args: argparse.Namespace) -> int:
         if not args.folder or args.plan or args.dose or args.ct or args.struct or args.ct_series:
             raise ValueError("--batch takes one folder holding one sub-folder per patient, and no --plan/--dose/--ct/"
                              "--ct-series/--struct")
-        results = check_batch(args.folder, args.out, skip_checked=args.skip_checked, **common)
+        from .batch_log import verdict_word
+
+        with _warnings_as_they_come():   # each patient's warnings named by check_batch ([p1] ...)
+            results = check_batch(args.folder, args.out, skip_checked=args.skip_checked, **common)
         if args.json:   # batch.json's record (automation audit, F9: --json was ignored)
             print((Path(args.out) / "batch.json").read_text(encoding="utf-8"))
-        else:
+        else:   # the verdicts again, together (each was said on stderr as its patient ended)
             for name, r in results.items():
-                word = (f"{_BATCH_WORD.get(r.status, 'ERROR')} ({r})" if isinstance(r, str) else "PASS" if r.passed
-                        else "FAIL (" + "; ".join(c["quantity"] for c in r.failed) + ")")
-                if not isinstance(r, str) and r.self_compared:   # as the single check's verdict line (realcheck F2)
-                    word += f" ({r.self_compared})"
-                if getattr(r, "status", None) == "reused":
-                    word += f" (reused: checked {r.checked}, same inputs and settings)"
-                print(f"{name}: {word}")
+                print(f"{name}: {verdict_word(r)}")
             print(f"summary: {Path(args.out) / 'index.html'}\n         {Path(args.out) / 'batch.json'}")
         # the worst status of its patients (mcproton.errors): 4 internal > 3 environment > 2 refused > 1 FAIL > 0
         return max((r.exit_status if isinstance(r, str) else EXIT_PASS if r.passed else EXIT_FAIL
@@ -220,27 +218,18 @@ def _checked(args: argparse.Namespace) -> int:
                          "see mcproton check --help")
     from .._io.json_out import json_text
 
-    import warnings
-
-    from .._io.errors import McprotonWarning, recording_warnings
-
-    # mcproton's warnings once on the terminal (audit 18b F13: each was printed on stderr as it happened and again in
-    # the summary): in full in the summary on stdout (what is read and pasted; check.html and check.json keep them),
-    # a count on stderr; where the check does not finish, in full on stderr, as there is no summary
-    with recording_warnings() as said, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=McprotonWarning)
-        try:
-            res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder,
-                        out=args.out, prescription=_prescription_arg(args.prescription), ct_series=args.ct_series,
-                        **common)
-        except (Exception, RunInterrupted):   # --json: the record of the failure on stdout (_main)
-            for w in dict.fromkeys(said):
-                print(f"mcproton: warning: {w}", file=sys.stderr)
-            raise
+    # mcproton's warnings on stderr as each is raised, each once (the progress-log audit 26, F1: they were held back to
+    # the summary, so the warning that the run would take 32 h came when it ended, and a check killed with SIGKILL
+    # left a log without any), and gathered again in the summary on stdout (what is read and pasted; check.html and
+    # check.json keep them), with a count on stderr at the end
+    with _warnings_as_they_come():
+        res = check(plan=args.plan, dose=args.dose, ct=args.ct, struct=args.struct, folder=args.folder,
+                    out=args.out, prescription=_prescription_arg(args.prescription), ct_series=args.ct_series,
+                    **common)
     if res.warnings:
         where = "check.json's warnings" if args.json else "the summary below"
-        print(f"mcproton check: {len(res.warnings)} warning(s) during the check: in full in {where}"
-              + (f" and in {res.report_html}" if res.report_html else ""), file=sys.stderr)
+        print(f"mcproton check: {len(res.warnings)} warning(s) during the check, each said above as it came: in full "
+              f"in {where}" + (f" and in {res.report_html}" if res.report_html else ""), file=sys.stderr)
     if args.json:
         print(json_text(res.to_dict(), indent=1))
     else:
@@ -251,9 +240,33 @@ def _checked(args: argparse.Namespace) -> int:
     return EXIT_PASS if res.passed else EXIT_FAIL
 
 
-#: the summary's word for a patient that was not checked, by its status
-_BATCH_WORD = {"refused": "REFUSED", "environment_error": "ERROR", "internal_error": "ERROR",
-               "not_checked": "NOT CHECKED"}
+@contextlib.contextmanager
+def _warnings_as_they_come() -> Iterator[None]:
+    """``with _warnings_as_they_come():`` each of mcproton's warnings raised in the block is written to stderr at once
+    (flushed: a log file holds it however the process ends later, SIGKILL included), as the command line writes it
+    (``mcproton: warning: ...``), and each text once in the block (a check that says one thing twice is not shown it
+    twice).  Other warnings are shown as before."""
+    import warnings
+
+    from .._io.console import write_stderr
+    from .._io.errors import McprotonWarning
+
+    said: set[str] = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", McprotonWarning)   # each time it is raised (the command line's rule)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            if not (isinstance(category, type) and issubclass(category, McprotonWarning)):
+                shown(message, category, filename, lineno, file, line)
+                return
+            if str(message) in said:
+                return
+            said.add(str(message))
+            write_stderr(warnings.formatwarning(message, category, filename, lineno, line))
+
+        warnings.showwarning = show
+        yield
 
 
 def _failure_record(exc: BaseException, args: argparse.Namespace) -> dict:

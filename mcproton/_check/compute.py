@@ -11,7 +11,6 @@ stated in the report); a TPS centre inside the CT but beyond the MC voxel centre
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .inputs import CLINICAL_RBE, CheckInputError, CheckInputs, TPSDose
+from .._io.console import log_line
 from .._io.errors import McprotonWarning, warn
 
 
@@ -515,16 +515,33 @@ def beam_number(beam: Any, i: int) -> Any:
 _BATCHES = "the check's batches are --primaries / 100, at most 10^6 primaries on the CPU and 10^7 on the GPU"
 
 
+#: what to do about a check whose MC would take more than a day (streaming.LONG_RUN_S), in the check's options: it has
+#: no run.* keys, no checkpoint and no --resume (the progress-log audit 26, F2)
+CHECK_LONG_RUN_REMEDY = ("give --time-limit SECONDS (Python: time_limit_s=; the check then goes on with the dose "
+                         "reached, and its report says so) or a smaller --primaries; a check keeps no checkpoint: one "
+                         "that is stopped is run again from the start")
+
+
 def check_wording() -> Any:
-    """How the check's beam runs word an early stop and few batches (run_job's ``wording``): beams by BeamNumber, as
-    the report names them, and the check's options, --time-limit and --primaries (the run.* config keys are no
-    options of mcproton check: docs audit of 2026-12-06, F2)."""
+    """How the check's beam runs word an early stop, few batches and a run of more than a day (run_job's ``wording``):
+    beams by BeamNumber, as the report names them, and the check's options, --time-limit and --primaries (the run.*
+    config keys are no options of mcproton check: docs audit of 2026-12-06, F2; nor are a checkpoint and --resume
+    there: the progress-log audit 26, F2)."""
     from .._run.job import RunWording
 
     return RunWording(beam=lambda i, beam: beam_number(beam, i), time_limit="--time-limit {limit:g} s",
                       more_batches=f"a longer --time-limit, or a smaller --primaries: {_BATCHES}",
                       one_batch=f"give a longer --time-limit, or a smaller --primaries ({_BATCHES}, so a smaller "
-                                "--primaries fits more of them in the time limit)")
+                                "--primaries fits more of them in the time limit)",
+                      long_run=CHECK_LONG_RUN_REMEDY, target="--target-uncertainty")
+
+
+def per_beam_target_text(target: float, n_beams: int) -> str:
+    """The check's target uncertainty of the plan dose and each beam's share of it, in words ("5 % plan target =
+    7.07 % per beam for 2 beams"): the beams' bars show the per-beam figure (the progress-log audit 26, F7: a check
+    asked for 5 % showed "to 7.07107 %" with no word of where it came from)."""
+    return (f"{100 * target:.3g} % plan target = {100 * target * math.sqrt(n_beams):.3g} % per beam for {n_beams} "
+            "beams")
 
 
 def primaries_to_target(primaries: int, uncertainty: float, target: float) -> int:
@@ -789,7 +806,7 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     from ..run import sum_results
     from ..settings import PhysicsSettings, RunSettings
 
-    log = log or (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
+    log = log or log_line
     timings = timings if timings is not None else {}
     model, beams = planned if planned is not None else plan_beams(inputs, beam_model, machine_check=machine_check)
     shifter_notes: list[str] = []   # a range shifter's face with tissue upstream (warned): a likely cause to name
@@ -812,6 +829,11 @@ def run_mc(inputs: CheckInputs, geometry: Any, beam_model: Any, *, dose_to: str 
     phys = physics if isinstance(physics, PhysicsSettings) else PhysicsSettings(**(physics or {}))
     settings = RunSettings(primaries=int(primaries), seed=int(seed), backend=backend, threads=threads,
                            target_uncertainty=per_beam_target, physics=phys, time_limit_s=time_limit_s)
+    if progress and per_beam_target is not None and len(beams) > 1:   # what the beams' bars stop at, and why
+        said = per_beam_target_text(float(target_uncertainty), len(beams))
+        log(f"mcproton check: the MC of {len(beams)} beams: {said} (beams that overlap in the high-dose region add up "
+            f"to the plan's target; a top-up follows where they overlap less), at most {int(primaries):,} primaries "
+            "per beam (--primaries)")
     timings["beams_s"] = time.perf_counter() - t
     t, cpu = time.perf_counter(), time.process_time()
     # the kernel build (C++ or NVRTC, seconds on a cold kernel cache: a fresh machine, a new version) is a step of

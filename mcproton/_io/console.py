@@ -147,6 +147,25 @@ def stderr_is_terminal() -> bool:
         return False
 
 
+def time_of_day(tty: bool | None = None) -> str:
+    """``"[05:21:09] "``, the local time of day, where stderr is not a terminal (``tty``; default: whether stderr is
+    one): the start of a step line or a progress line in a log file or a pipe, so that the log of a night's run or
+    batch says when each patient, phase and beam began and which was slow (the progress-log audit 26, F6: no line had
+    a time, and a stalled check's log could not say since when).  "" on a terminal, whose reader watches it."""
+    if stderr_is_terminal() if tty is None else tty:
+        return ""
+    import time
+
+    return time.strftime("[%H:%M:%S] ")
+
+
+def log_line(message: str) -> None:
+    """One line of a command's log on stderr (:func:`write_stderr`: flushed, never raising), the time of day in
+    front in a log file (:func:`time_of_day`): the default ``log`` of ``mcproton run``'s and ``mcproton check``'s
+    messages.  A ``log`` callable given from Python gets the messages as they are."""
+    write_stderr(time_of_day() + message + "\n")
+
+
 @contextmanager
 def dropping_std_streams() -> Iterator[None]:
     """``sys.stdout`` and ``sys.stderr`` as :class:`DroppingStream` for the block (the command line: every

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from .._io.atomic import temporary_files
-from .._io.console import printable, write_stderr
+from .._io.console import log_line, printable, write_stderr
 from .._signals import RunInterrupted, stop_signals, transport_handler_entered
 from .._timing import phase
 from .checkpoint import BeamState, CheckpointError, checkpoint_difference, checkpoint_path, describe, describe_build, \
@@ -28,7 +28,8 @@ from .checkpoint import BeamState, CheckpointError, checkpoint_difference, check
     read_segments, save_checkpoint
 from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from .result import finish, scored_voxels
-from .streaming import BatchPlan, LocalExecutor, end_progress, is_out_of_memory, progress_printer, stream
+from .streaming import RUN_LONG_RUN_REMEDY, BatchPlan, LocalExecutor, bar_open, end_progress, is_out_of_memory, \
+    long_run_judge, progress_printer, stream
 from .stats import FEW_BATCHES, c4
 
 if TYPE_CHECKING:
@@ -113,8 +114,8 @@ class _StopFlag:
 
                 drop_held_locks()
                 kept = self._kept()
-                write_stderr(f"\nmcproton: {signal.Signals(b).name} received again: stopped at once, the batch in "
-                             f"flight is lost{kept}\n")
+                write_stderr(f"{_new_line()}mcproton: {signal.Signals(b).name} received again: stopped at once, the "
+                             f"batch in flight is lost{kept}\n")
                 os._exit(128 + b)
 
     def _kept(self) -> str:
@@ -134,8 +135,8 @@ class _StopFlag:
         then = "writing a checkpoint" if self.checkpoint else "stopping (no checkpoint: nothing is kept)"
         again = ("send it again to stop at once" if HARD_STOP_ON_SECOND_SIGNAL else
                  "send it again to stop after the batch without a checkpoint")
-        write_stderr(f"\nmcproton: {signal.Signals(signum).name} received: finishing the batch in flight and "
-                     f"{then} ({again})\n")
+        write_stderr(f"{_new_line()}mcproton: {signal.Signals(signum).name} received: finishing the batch in flight "
+                     f"and {then} ({again})\n")
 
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.signum is not None and (self._watcher is None or not HARD_STOP_ON_SECOND_SIGNAL):
@@ -168,8 +169,15 @@ class _StopFlag:
             signal.signal(s, h)
 
 
+def _new_line() -> str:
+    """A line break before a message of the stop signal where a progress bar drawn in place has its line open (the
+    message then starts on a line of its own), else nothing: not a blank line in a log file or under --quiet (the
+    progress-log audit 26, F8)."""
+    return "\n" if bar_open() else ""
+
+
 def _log_to_stderr(message: str) -> None:
-    write_stderr(message + "\n")
+    log_line(message)   # stderr, the time of day in front in a log file (audit 26, F6)
 
 
 def resolve_backend(settings: Any) -> str:
@@ -200,6 +208,10 @@ class RunWording:
     more_batches: str = "run.batches, or a smaller run.batch_size"
     #: what to do when one batch only was completed
     one_batch: str = "give a longer run.time_limit_s, a smaller run.batch_size or more run.batches"
+    #: what to do about a run that would take more than streaming.LONG_RUN_S (the progress-log audit 26, F2)
+    long_run: str = RUN_LONG_RUN_REMEDY
+    #: the target uncertainty's name in that warning ("unless ... stops the run earlier")
+    target: str = "run.target_uncertainty"
 
 
 @dataclass
@@ -379,6 +391,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
         return True
 
     results = []
+    long_run = long_run_judge(wd.long_run, wd.target)   # judged once for the run, all its beams (audit 26, F3)
     # CPU: the previous beam's Simulation and running sums (its arrays, once its result is made) serve the next
     # beam, so that a large grid's tallies and sums are not faulted in again per beam (Simulation recycle=,
     # Accumulator.cleared)
@@ -400,6 +413,9 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 if st.done and not _reopen_time_limited(st, settings, i, log, sum(s.elapsed_s for s in states)):
                     results.append(_finish(sim, st, time.perf_counter() - t_setup))
                     continue
+                if i and stop():   # a signal during this beam's setup: not announced, not started (audit 26, F8)
+                    raise _stopped_after_beam(stop.signum, i - 1, beams, states, settings, results, ckpt, save(),
+                                              current)
                 budget = _time_budget(states, i, settings)
                 if budget is not None and budget[0] <= 0:   # the run's time limit is used up: not started
                     used = sum(s.elapsed_s for s in states)
@@ -473,7 +489,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                                  checkpoint=functools.partial(save, i) if ckpt is not None else None,
                                  should_stop=stop, progress=show,
                                  time_limit=None if budget is None else _beam_time_limit(st.elapsed_s, *budget),
-                                 out_of_reach=opts.out_of_reach)
+                                 out_of_reach=opts.out_of_reach, long_run=long_run, later_primaries=later)
                 finally:
                     if current["device_acc"] is not None:
                         st.acc = current["device_acc"].host()

@@ -20,11 +20,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .._io.console import stderr_is_terminal, write_stderr
+from .._io.console import log_line, stderr_is_terminal, time_of_day, write_stderr
 from .._kernels.layout import TALLY_SCALE
 from . import engine
 from .engine import TallyLimitError
-from .stats import InverseMass, inverse_mass, mean_rel_uncertainty_50
+from .stats import InverseMass, c4, inverse_mass, mean_rel_uncertainty_50
 
 #: the uncertainty target is tested only once this many batches are in (a 2-batch estimate is too noisy)
 MIN_BATCHES_FOR_TARGET = 10
@@ -36,7 +36,7 @@ EARLY_STOP_BATCHES = 100
 
 
 def _log(msg: str) -> None:
-    write_stderr(msg + "\n")   # a broken pipe or a closed terminal drops the line, never stops the run
+    log_line(msg)   # a broken pipe or a closed terminal drops the line, never stops the run
 
 
 def batch_plan(primaries: int, batches: int) -> list[tuple[int, int]]:
@@ -217,19 +217,39 @@ def duration(seconds: float) -> str:
     return f"{seconds:6.1f} s"   # not reached
 
 
+#: whether a progress bar drawn in place (on a terminal) has its line open: a message written now starts on a new line
+_BAR = {"open": False}
+
+
+def bar_open() -> bool:
+    """Whether a :func:`progress_printer` bar drawn in place is on the terminal's current line (not ended by
+    :func:`end_progress`): a message written now must start with a line break, and only then (the progress-log audit
+    26, F8: the SIGTERM note began with a blank line in a log file and under --quiet, where no bar was drawn)."""
+    return _BAR["open"]
+
+
 def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None,
                      target: float | None = None, time_limit_s: float | None = None,
                      elapsed_before_s: float = 0.0, beam: str = "", later_primaries: int = 0) -> Callable[..., None]:
-    """A progress bar on stderr, ``show(done_primaries, protons_per_second[, mean_rel_uncertainty])``; the rate
-    counts the primaries done since it was made (``start_done``: those of a resumed run before).  On a terminal
-    (``tty``; default: whether stderr is one) the bar is redrawn in place and the caller ends its line
+    """A progress bar on stderr, ``show(done_primaries, protons_per_second[, mean_rel_uncertainty][, batches=])``.
+    The rate is timed from the end of the first batch (the primaries done since then): the first batch carries the
+    beam's one-off setup (threads started, the tallies' memory first touched), which made the first ETAs several
+    times too long (the progress-log audit 26, F7: "ETA 93.9 s" for a beam that ended 8 s later); the first line
+    itself has only that batch's rate (counted from ``start_done``: the primaries of a resumed run before).  On a
+    terminal (``tty``; default: whether stderr is one) the bar is redrawn in place and the caller ends its line
     (:func:`end_progress`); in a log file or a pipe it is a line of its own at the first batch, every 10 %, at
     least every :data:`LOG_EVERY_S` seconds and at the end, so that a batch job's log does not become one line of
-    thousands of carriage returns, nor stay silent for hours.
+    thousands of carriage returns, nor stay silent for hours, each line starting with the time of day
+    (:func:`~mcproton._io.console.time_of_day`, ``[05:21:09]``).
 
-    With a ``target`` uncertainty the run stops at it, mostly long before ``total`` (the cap): once the current
-    uncertainty is known, the bar and the ETA go to the primaries the 1/sqrt(N) law says the target needs
+    With a ``target`` uncertainty the run stops at it, mostly long before ``total`` (the cap): once an uncertainty
+    is known, the bar and the ETA go to the primaries the 1/sqrt(N) law says the target needs
     (``done`` x (uncertainty / target)^2, at most the cap) and the line says so; before, the ETA says "to the cap".
+    The run tests its target from :data:`MIN_BATCHES_FOR_TARGET` batches on; the ETA uses the uncertainty from 2
+    ``batches`` on (the stream passes it), divided by c4(batches) (a mean of per-voxel standard deviations of few
+    batches reads low by that factor) and marked "rough" below :data:`MIN_BATCHES_FOR_TARGET` batches (before, the
+    ETA stayed "to the cap" for the first tenth of the cap, and a run that met its target in that time never logged
+    an estimate of its end: the audit 26, F7).  The target is printed to 3 significant digits.
     With ``time_limit_s`` (the transport time allowed, of which ``elapsed_before_s`` was used by earlier segments
     of a resumed run) the ETA is to whichever comes first and says "to the time limit" when that is the limit.
     ETAs of hours or days are given in h or d.
@@ -242,16 +262,20 @@ def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None
     in_place = stderr_is_terminal() if tty is None else tty
     next_tenth = [0]
     last_line = [t0]
+    first: list[tuple[float, int]] = []   # (time, primaries done) at the end of the first batch
 
-    def show(done: int, _pps: float, uncertainty: float = float("nan")) -> None:
+    def show(done: int, _pps: float, uncertainty: float = float("nan"), batches: int | None = None) -> None:
         now = time.perf_counter()
         el = now - t0
-        rate = (done - start_done) / el if el > 0 else 0.0
+        rate = progress_rate(first, t0, now, done, start_done)
         goal, to = total, ""
         if target is not None:
-            if math.isfinite(uncertainty) and uncertainty > 0:
-                goal = min(total, max(done, int(math.ceil(done * (uncertainty / target) ** 2))))
-                to = f" to {100 * target:g} % (now {100 * uncertainty:.2f} %)" if goal < total else " to the cap"
+            rough = batches is not None and batches < MIN_BATCHES_FOR_TARGET
+            est = uncertainty / c4(batches) if rough and batches is not None and batches >= 2 else uncertainty
+            if math.isfinite(est) and est > 0:
+                goal = min(total, max(done, int(math.ceil(done * (est / target) ** 2))))
+                to = (f" to {100 * target:.3g} % (now {100 * uncertainty:.2f} %"
+                      + (f"; rough, from {batches} batches" if rough else "") + ")" if goal < total else " to the cap")
             else:
                 to = " to the cap"
         later = later_primaries if target is None else 0
@@ -268,6 +292,7 @@ def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None
         line = (f"  {beam + ' ' if beam else ''}[{bar:<30}] {done:>12,d}/{total:,d} protons  {rate:,.0f} p/s  "
                 f"ETA {duration(eta)}{to}")
         if in_place:
+            _BAR["open"] = True
             write_stderr("\r" + line)
         else:
             tenth = int(10 * min(done, goal) / max(goal, 1))
@@ -275,34 +300,73 @@ def progress_printer(total: int, start_done: int = 0, *, tty: bool | None = None
                 return
             next_tenth[0] = max(next_tenth[0], tenth + 1)
             last_line[0] = now
-            write_stderr(line + "\n")
+            write_stderr(time_of_day(tty=False) + line + "\n")
 
     show.wants_uncertainty = target is not None   # type: ignore[attr-defined]  (stream passes it then)
     return show
 
 
+def progress_rate(first: list[tuple[float, int]], t0: float, now: float, done: int, start_done: int) -> float:
+    """The protons/s of a :func:`progress_printer` at ``now`` with ``done`` primaries: from the end of the first batch
+    (``first``, filled at the first call with (now, done)), so that its one-off setup is left out; at the first call,
+    the first batch's own rate (from ``t0``, the printer's start, and ``start_done``)."""
+    if not first:
+        first.append((now, done))
+        return (done - start_done) / (now - t0) if now > t0 else 0.0
+    t1, d1 = first[0]
+    if now > t1 and done > d1:
+        return (done - d1) / (now - t1)
+    return (done - start_done) / (now - t0) if now > t0 else 0.0
+
+
 def end_progress() -> None:
     """End the line of a :func:`progress_printer` bar drawn in place (nothing to do in a log file)."""
+    _BAR["open"] = False
     if stderr_is_terminal():
         write_stderr("\n")
 
 
-def _warn_long_run(done: int, seconds: float, left: int, target: float | None) -> bool:
-    """After the first batch: warn when the rest of the run would take more than :data:`LONG_RUN_S` at this speed
-    without a time limit (the long-runs audit, F8: 10^12 primaries, 94 days at one thread, started without a word).
-    Returns True once the speed was known (the check is made once)."""
+#: what to do about a long run, in ``mcproton run``'s words (its config keys; it keeps a checkpoint)
+RUN_LONG_RUN_REMEDY = ("set run.time_limit_s (the run then writes its output and keeps a checkpoint to continue with "
+                       "--resume) or fewer run.primaries")
+
+
+def _warn_long_run(done: int, seconds: float, left: int, target: float | None, later: int = 0, *,
+                   remedy: str = RUN_LONG_RUN_REMEDY, target_name: str = "run.target_uncertainty") -> bool:
+    """After the first batch: warn when the rest of the run, this beam's ``left`` primaries and the ``later`` beams'
+    (those after it), would take more than :data:`LONG_RUN_S` at this speed without a time limit (the long-runs
+    audit, F8: 10^12 primaries, 94 days at one thread, started without a word; the progress-log audit 26, F3: each
+    beam was judged alone, so a plan of beams of hours each was never warned about, however long the run).  The
+    advice is ``remedy`` and the target uncertainty is named ``target_name``: the words of the command or call that
+    runs it (audit 26, F2: a check was told of run.time_limit_s and --resume, which it has not).  Returns True once
+    the speed was known (the check is made once)."""
     if done <= 0 or seconds <= 0:
         return False
-    need = left * seconds / done
+    need = (left + later) * seconds / done
     if need > LONG_RUN_S:
         from .._io.errors import McprotonRuntimeWarning, warn
 
-        warn(f"the remaining {left:,} primaries would take about {duration(need).strip()} at this speed "
-             f"({done / seconds:,.0f} protons/s in the first batch)"
-             + (", unless run.target_uncertainty stops the run earlier" if target is not None else "")
-             + "; set run.time_limit_s (the run then writes its output and keeps a checkpoint to continue with "
-             "--resume) or fewer run.primaries", McprotonRuntimeWarning)
+        what = (f"the remaining {left + later:,} primaries of the run ({left:,} of this beam and {later:,} of the "
+                "beams after it)" if later else f"the remaining {left:,} primaries")
+        warn(f"{what} would take about {duration(need).strip()} at this speed ({done / seconds:,.0f} protons/s in "
+             "the first batch)" + (f", unless {target_name} stops the run earlier" if target is not None else "")
+             + f"; {remedy}", McprotonRuntimeWarning)
     return True
+
+
+def long_run_judge(remedy: str = RUN_LONG_RUN_REMEDY,
+                   target_name: str = "run.target_uncertainty") -> Callable[[int, float, int, int, float | None], bool]:
+    """:func:`stream`'s ``long_run`` for one run of one or more beams: :func:`_warn_long_run` with the run's words,
+    judged once, at the first batch of the first beam transported (the remaining primaries of every beam then; a
+    later beam's stream finds it judged: the run is warned about once, not once per beam)."""
+    judged = [False]
+
+    def judge(done: int, seconds: float, left: int, later: int, target: float | None) -> bool:
+        if not judged[0]:
+            judged[0] = _warn_long_run(done, seconds, left, target, later, remedy=remedy, target_name=target_name)
+        return judged[0]
+
+    return judge
 
 
 #: a batch longer than this (and than run.checkpoint_interval_s) is warned about, s: a checkpoint and the stop on
@@ -365,12 +429,24 @@ def _warn_tally_limit(acc: Any, n: int, done: int, total: int) -> None:
          f"the primaries done. To avoid it, {engine.TALLY_LIMIT_REMEDY}", McprotonRuntimeWarning)
 
 
+def _eta_uncertainty(acc: Any, unc: float, inv_mass: Any, geometry: Any) -> tuple[float, int]:
+    """The uncertainty and its number of batches for a progress bar's ETA (``progress(done, pps, u, batches=b)``):
+    the one the stop rule computed after the batch before (``unc``), else, before it is computed (fewer than
+    :data:`MIN_BATCHES_FOR_TARGET` batches), this batch's own from 2 batches on (the ETA's, never the stop's)."""
+    batches = int(getattr(acc, "batches", 0) or 0)
+    if math.isnan(unc) and batches >= 2 and inv_mass is not None:
+        return mean_rel_uncertainty_50(acc, inv_mass, geometry.density_g_cm3_zyx), batches
+    return unc, max(batches - 1, 0)
+
+
 def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: Any, *, start: int = 0,
            elapsed_s: float = 0.0, checkpoint: Callable[[int, float], object] | None = None,
            checkpoint_interval_s: float | None = None, should_stop: Callable[[], bool] | None = None,
            progress: Callable[[int, float], None] | None = None,
            time_limit: Callable[[int, float], float] | None = None,
-           out_of_reach: Callable[[float, float, int, int], bool] | None = None) -> StreamResult:
+           out_of_reach: Callable[[float, float, int, int], bool] | None = None,
+           long_run: Callable[[int, float, int, int, float | None], bool] | None = None,
+           later_primaries: int = 0) -> StreamResult:
     """Add the batches of ``plan`` from history ``start`` into ``acc`` until a stopping criterion holds.
 
     checkpoint : called as ``checkpoint(next_history, elapsed_s)`` every ``checkpoint_interval_s`` seconds
@@ -385,6 +461,15 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
         primaries; default :func:`_warn_target_out_of_reach`, worded for ``mcproton run``'s config keys (a check,
         whose options differ and whose plan dose's target is not the beam's, says it once for the plan: audit 18b,
         F7).
+    long_run : without a time limit, called after each batch as ``long_run(done, seconds, left, later, target)`` until
+        it returns True (it has judged): the warning of a run that would take more than :data:`LONG_RUN_S`; ``left``
+        is this beam's primaries to its cap, ``later`` (``later_primaries``) those of the beams after it in the run
+        (the run is judged whole); default :func:`long_run_judge` in ``mcproton run``'s words (``run_job`` gives one
+        judge per run, in the words of its command).
+    progress : called as ``progress(done, protons_per_second)`` after each batch; one that ``wants_uncertainty``
+        (:func:`progress_printer` with a target) as ``progress(done, protons_per_second, uncertainty,
+        batches=...)``, with the uncertainty from 2 batches on, for its ETA only (the target is tested from
+        :data:`MIN_BATCHES_FOR_TARGET` batches on).
     """
     target = settings.target_uncertainty
     limit = settings.time_limit_s
@@ -396,6 +481,7 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
     unc = float("nan")
     warn_out_of_reach = out_of_reach or _warn_target_out_of_reach
     said_out_of_reach = [False]
+    judge_long_run = long_run or long_run_judge()
 
     def reason_now(elapsed: float) -> str | None:
         nonlocal unc
@@ -439,13 +525,17 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
                 now = time.perf_counter()
                 elapsed = elapsed_s + (now - t0)
                 if not warned_long and limit is None:
-                    warned_long = _warn_long_run(pos - start, now - t0, plan.total - pos, target)
+                    warned_long = judge_long_run(pos - start, now - t0, plan.total - pos, later_primaries, target)
                 if checkpoint is not None and not warned_batch:
                     warned_batch = _warn_long_batch(n, now - t_batch, interval)
                 t_batch = now
                 if progress is not None:   # with the uncertainty of the batch before (the ETA's estimate)
                     pps = (pos - start) / (now - t0) if now > t0 else 0.0
-                    progress(pos, pps, unc) if getattr(progress, "wants_uncertainty", False) else progress(pos, pps)
+                    if getattr(progress, "wants_uncertainty", False):
+                        u, b = _eta_uncertainty(acc, unc, inv_mass, geometry)
+                        progress(pos, pps, u, batches=b)
+                    else:
+                        progress(pos, pps)
                 reason = reason_now(elapsed)
                 if reason is not None:
                     break
@@ -466,4 +556,4 @@ def stream(acc: Any, plan: BatchPlan, executor: Any, settings: Any, geometry: An
 
 __all__ = ["BatchPlan", "LocalExecutor", "StreamResult", "batch_plan", "is_out_of_memory",
            "mean_rel_uncertainty_50", "run_batch", "run_shrinking", "shrunk_cap", "stream",
-           "progress_printer", "end_progress", "inverse_mass", "TALLY_SCALE", "duration"]
+           "progress_printer", "end_progress", "inverse_mass", "TALLY_SCALE", "duration", "long_run_judge", "bar_open"]
