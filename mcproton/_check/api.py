@@ -1143,9 +1143,6 @@ GENERIC_CALIBRATION_NOTE = (
 
 #: the share of the TPS dose (voxels above 10 % of its maximum) outside the body outline above which the check says so
 OUTSIDE_BODY_NOTE = 0.01
-#: the largest |sum of the TPS beam doses - TPS plan dose| (fraction of its maximum) above which the check says so;
-#: RayStation's plan03 files agree to 2e-5 (their 16-bit quantisation)
-TPS_SUM_NOTE = 0.005
 
 
 def tps_outside_body(tps: np.ndarray, body: np.ndarray) -> float:
@@ -2473,17 +2470,12 @@ def check(plan: str | Path | None = None, dose: str | Path | Sequence[str | Path
         diff["tps_dose_in_air_at_grid_edge"] = in_air_to_edge
         plan_beams = {b.number for b in inp.plan.beams}
         if inp.total is not None and inp.beams and set(inp.beams) >= plan_beams:
-            # the planning system's own files must agree: its beam doses add up to its plan dose
+            # the planning system's own files agree (its beam doses add up to its plan dose: inputs.beams_against_plan
+            # refused them beyond inputs.TPS_SUM_TOL before the MC, audit 26 F2): the figure, for the record
             top = float(inp.total.dose_gy_zyx.max())
             dev = float(np.abs(sum(d.dose_gy_zyx for d in inp.beams.values()) - inp.total.dose_gy_zyx).max()) / top \
                 if top > 0 else 0.0
             diff["tps_beams_minus_plan_max_pct"] = 100 * dev
-            if dev > TPS_SUM_NOTE:
-                diagnostics.append(f"the TPS's beam doses do not add up to its plan dose (largest difference "
-                                   f"{100 * dev:.1f} % of its maximum): they are not of one calculation (another "
-                                   "plan version or dose grid?); the plan and the beam comparisons disagree about "
-                                   "which TPS dose is checked")
-                causes.append(diagnostics[-1])
         timings["structures_ranges_s"] = time.perf_counter() - t   # with the diagnostics
         cpu_steps["structures_ranges_s"] = time.process_time() - c
         pngs: dict[str, str] = {}

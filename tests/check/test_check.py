@@ -1750,17 +1750,23 @@ def test_a_target_off_the_dose_grid_is_named(case, tmp_path):
     assert "'PTV' mask" not in notes
 
 
-def test_tps_beam_doses_that_do_not_add_up_to_the_plan_dose_are_named(case):
+def test_tps_beam_doses_that_do_not_add_up_to_the_plan_dose_are_refused(case):
     """Plan dose and per-beam doses of the planning system that disagree with each other (not of one calculation)
-    are named; the correct ones (one calculation) agree to the quantisation."""
+    are refused before the comparison, naming the files (audit 26, F2: before, a note beside a PASS); the correct
+    ones (one calculation) agree to the quantisation, recorded in the JSON and the pairing.  tests/check/
+    test_check_beam_doses_agree.py tests the rule on its own (a beam's dose missing, the tolerance, real data)."""
+    from mcproton._check.inputs import CheckInputError
+
     assert case["res"].dose_difference["tps_beams_minus_plan_max_pct"] < 0.01
-    assert not any("do not add up" in n for n in case["res"].diagnostics)
+    assert any(n.startswith("the TPS per-beam doses add up to the plan dose") for n in case["res"].pairing)
     hi = case["hi"]
     beams = [_tps(case, f"b{b}_x", hi.beams_gy_zyx[b] * (1.1 if b == 1 else 1.0), summation_type="BEAM",
                   referenced_beam_number=b) for b in (1, 2)]
-    res = _recheck(case, [case["files"]["plan"], *beams])
-    assert res.dose_difference["tps_beams_minus_plan_max_pct"] > 1
-    assert any(n.startswith("the TPS's beam doses do not add up to its plan dose") for n in res.diagnostics)
+    with pytest.raises(CheckInputError, match=r"the TPS per-beam doses \(b1_x\.dcm, b2_x\.dcm\) do not add up to "
+                                              r"the plan dose RD_plan\.dcm: they differ by up to \d+\.\d\d % of its "
+                                              r"maximum .*export the plan dose and the per-beam doses again from one "
+                                              r"calculation"):
+        _recheck(case, [case["files"]["plan"], *beams])
 
 
 def test_a_structure_cut_by_the_dose_grid_is_labelled(case, tmp_path):
