@@ -510,13 +510,14 @@ def read_tps_dose(path: str | Path, dose_type: str | None = None, *, floor: bool
                               "recomputes on the CT, so the two would differ by the patient's heterogeneities; give "
                               "the dose computed on the patient's CT (IMAGE)")
     out = TPSDose(str(path), d.dose_gy_zyx, tuple(d.voxel_size_mm), tuple(d.origin_mm), d.frame_of_reference_uid,
-                   (d.dose_type or "").upper(), (d.dose_summation_type or "").upper(),
-                   d.referenced_plan_sop_instance_uid, beams, d.referenced_fraction_group_number,
-                   str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("PatientID", "") or ""), het_vals,
-                   " ".join(str(ds.get(k, "") or "").strip()
-                            for k in ("Manufacturer", "ManufacturerModelName")).strip(), d.axis_directions,
-                   tuple(d.referenced_plan_sop_instance_uids), str(ds.get("StudyInstanceUID", "") or "").strip(),
-                   *(stated_uncertainty(ds) or (None, "")), float(d.dose_grid_scaling))
+                  (d.dose_type or "").upper(), (d.dose_summation_type or "").upper(),
+                  d.referenced_plan_sop_instance_uid, beams, d.referenced_fraction_group_number,
+                  str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("PatientID", "") or ""), het_vals,
+                  " ".join(str(ds.get(k, "") or "").strip()
+                           for k in ("Manufacturer", "ManufacturerModelName")).strip(), d.axis_directions,
+                  tuple(d.referenced_plan_sop_instance_uids), str(ds.get("StudyInstanceUID", "") or "").strip(),
+                  *(stated_uncertainty(ds) or (None, "")))
+    out.dose_grid_scaling = float(d.dose_grid_scaling)   # for the zero floor's message (refuse_empty)
     if floor:
         refuse_empty(out, path)
     return out
@@ -528,8 +529,8 @@ def read_tps_dose(path: str | Path, dose_type: str | None = None, *, floor: bool
 #: step of 0.0015 % of the plan dose's maximum) give plan - beam 1 >= -0.0014 % of it over the whole grid, also
 #: where beam 1 alone gives dose (its entrance, beyond the opposed beam 2's range): the plan dose is the sum of the
 #: beams' doses, their Monte Carlo noise included (an independent calculation's noise would put it a percent below
-#: beam 1 there).  0.5 % is over 300 such steps (room for the rounding of each beam of any plan), and a sixth of the
-#: 3 % dose levels, which a plan dose and beam doses that differ less cannot move far
+#: beam 1 there).  0.5 % is over 300 such steps (room for the rounding of each beam of any plan) and a sixth of the
+#: 3 % dose levels: the plan rows and the beam rows then judge TPS doses that differ by no more than that
 TPS_SUM_TOL = 0.005
 
 
