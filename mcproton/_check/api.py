@@ -747,6 +747,7 @@ def _diagnose(ref: np.ndarray, mc: MCDose, body: np.ndarray, axes: Sequence[np.n
                      f"{100 * lost:.0f} % of its MC dose): beam {b} seems to be missing from the TPS dose (or from "
                      "the plan the TPS computed)")
     notes += [f"a range shifter inside the patient: {n}" for n in getattr(mc, "shifter_notes", None) or []]
+    notes += _swapped_beam_notes(mc, body, beams_in_tps, beam_dose or {}, inputs, ratio_limit_pct)
     notes += _beam_dose_notes(beam_dose or {}, ranges or {}, ratio_limit_pct, limit_mm)
     if noise_ok and beams_in_tps:   # per beam, each its own TPS dose: a missing other beam moves none of them
         notes += _centroid_notes(ref, mc, body, axes, beams_in_tps)   # (check review 2026-12-06, finding 9)
@@ -781,6 +782,58 @@ def not_planning_ct_diagnostics(inp: CheckInputs, checks: Sequence[Mapping[str, 
     note = getattr(inp, "ct_not_drawn_on", "")
     failed = any(not c["passed"] and c.get("level") != "mc_uncertainty_max_pct" for c in checks)
     return [note] if note and failed else []
+
+
+def _swapped_beam_notes(mc: MCDose, body: np.ndarray, beams_in_tps: Mapping[int, np.ndarray],
+                        beam_dose: Mapping[int, dict], inputs: CheckInputs, limit_pct: float) -> list[str]:
+    """Per-beam TPS doses paired with the wrong beam (audit 26, F6: two files' ReferencedBeamNumbers exchanged in
+    an export or a renaming read as "MU/output ... or the beam model's calibration" and "a shift of the beam"): each
+    beam whose dose level (compare.beam_dose_ratio) is beyond ``limit_pct`` is compared with the MC doses of the
+    other beams, on its TPS dose's high-dose region; one that agrees within the level, in its median voxel ratio and
+    in its integral ratio over that region (the shape too), is named, and two beams whose files each match the
+    other's MC dose are named as swapped."""
+    failed = [b for b, r in sorted(beam_dose.items()) if r.get("voxels") and math.isfinite(r.get("diff_pct", math.nan))
+              and abs(r["diff_pct"]) > limit_pct and b in beams_in_tps]
+    match: dict[int, tuple[int, dict]] = {}
+    for b in failed:
+        best = None
+        for o, ev in sorted(mc.beams_gy_zyx.items()):
+            if o == b:
+                continue
+            r = beam_dose_ratio(beams_in_tps[b], ev, body)
+            if (r.get("voxels") and abs(r["diff_pct"]) <= limit_pct
+                    and abs(r["integral_ratio"] - 1) * 100 <= limit_pct
+                    and (best is None or abs(r["diff_pct"]) < abs(best[1]["diff_pct"]))):
+                best = (o, r)
+        if best is not None:
+            match[b] = best
+    tps_beams = getattr(inputs, "beams", None) or {}
+
+    def name(b: int) -> str:
+        return Path(tps_beams[b].path).name if b in tps_beams else f"the TPS dose of beam {b}"
+
+    def fits(b: int) -> str:
+        o, r = match[b]
+        return (f"{name(b)} matches the MC dose of beam {o} (MC/TPS {r['ratio']:.4f}, integral "
+                f"{r['integral_ratio']:.4f})")
+
+    notes, said = [], set()
+    for b in sorted(match):
+        o = match[b][0]
+        if b in said:
+            continue
+        if match.get(o, (None,))[0] == b:   # each file the other beam's dose: swapped
+            notes.append(f"the TPS doses of beams {b} and {o} look swapped: {fits(b)} and {fits(o)}, not their own "
+                         f"beams' (MC/TPS {beam_dose[b]['ratio']:.4f} and {beam_dose[o]['ratio']:.4f}): their "
+                         "ReferencedBeamNumbers (or the files) exchanged in the export or a renaming? Give each "
+                         "beam's own dose")
+            said |= {b, o}
+        else:
+            notes.append(f"{fits(b)}, not that of beam {b}, which it names (MC/TPS {beam_dose[b]['ratio']:.4f}): it "
+                         f"looks like beam {o}'s dose, its ReferencedBeamNumber wrong or the file of another beam "
+                         f"given as beam {b}'s? Give beam {b}'s own dose")
+            said.add(b)
+    return notes
 
 
 def _beam_dose_notes(beam_dose: Mapping[int, dict], ranges: Mapping[int, dict], limit_pct: float,

@@ -1769,6 +1769,32 @@ def test_tps_beam_doses_that_do_not_add_up_to_the_plan_dose_are_refused(case):
         _recheck(case, [case["files"]["plan"], *beams])
 
 
+def test_per_beam_doses_paired_with_the_wrong_beam_are_named(case):
+    """Two per-beam files whose ReferencedBeamNumbers were exchanged (an export or renaming slip; the plan dose right,
+    so they still add up to it): each beam's level fails, and the first note says the two look swapped, each file
+    matching the other beam's MC dose (audit 26, F6: the causes read "MU/output ... or the beam model's calibration"
+    and a shift of the beam).  One beam's file given as another's (beam 2's dose named beam 1, beam 2's own missing):
+    named as looking like beam 2's.  The correct doses: no such note."""
+    hi = case["hi"]
+    assert not any("look swapped" in n or "looks like beam" in n for n in case["res"].diagnostics)
+    says = {b: _tps(case, f"b{b}_says{3 - b}", hi.beams_gy_zyx[b], summation_type="BEAM",
+                    referenced_beam_number=3 - b) for b in (1, 2)}
+    res = _recheck(case, [case["files"]["plan"], says[1], says[2]])
+    failed = _failed(res)
+    assert "beam 1: MC/TPS dose" in failed and "beam 2: MC/TPS dose" in failed, failed
+    causes = res.diagnostics_of("cause")
+    swapped = [k for k, n in enumerate(causes) if n.startswith("the TPS doses of beams 1 and 2 look swapped: "
+                                                               "b2_says1.dcm matches the MC dose of beam 2 (MC/TPS")]
+    assert len(swapped) == 1 and "b1_says2.dcm matches the MC dose of beam 1" in causes[swapped[0]], causes
+    assert "ReferencedBeamNumbers (or the files) exchanged" in causes[swapped[0]], causes[swapped[0]]
+    mu = [k for k, n in enumerate(causes) if "MU/output" in n]
+    assert all(swapped[0] < k for k in mu), causes   # before the dose-level causes it explains
+    res = _recheck(case, [case["files"]["plan"], says[2]])
+    notes = [n for n in res.diagnostics_of("cause") if "looks like beam 2's dose" in n]
+    assert len(notes) == 1 and notes[0].startswith("b2_says1.dcm matches the MC dose of beam 2 (MC/TPS"), \
+        res.diagnostics
+
+
 def test_a_structure_cut_by_the_dose_grid_is_labelled(case, tmp_path):
     """An organ whose contours run beyond the TPS grid: its metrics are of the part on the grid, and the JSON and
     the report say so; structures inside the grid are not labelled."""
