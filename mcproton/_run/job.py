@@ -814,7 +814,7 @@ def _stopped_where(ckpt: Path | None, written: bool, current: dict[str, Any]) ->
 
 def _stopped_after_beam(signum: int | None, i: int, beams: list[Any], states: list[BeamState], settings: Any,
                         results: list[Any], ckpt: Path | None, written: bool,
-                        current: dict[str, Any], wd: RunWording) -> RunInterrupted:
+                        current: dict[str, Any], wd: RunWording | None = None) -> RunInterrupted:
     """The RunInterrupted of a stop signal that came in the batch that finished beam ``i`` (the long-runs audit 2,
     F3: the beam ended normally and the signal, acknowledged with "writing a checkpoint", was forgotten: ``mcproton
     run`` wrote its outputs and exited 0, ``mcproton check`` went on with its top-up, gamma and report).  After the
@@ -822,6 +822,7 @@ def _stopped_after_beam(signum: int | None, i: int, beams: list[Any], states: li
     (``--no-checkpoint``) can still write its outputs (mcproton.cli)."""
     sig = signal.Signals(signum or signal.SIGINT)
     where, again = _stopped_where(ckpt, written, current)
+    wd = wd or RunWording()   # how the beam is named (the check: by BeamNumber); mcproton run's by default
     last = i == len(beams) - 1
     if not last:
         return RunInterrupted(f"interrupted by {sig.name} after {_beam_of(wd, i, beams[i], len(beams), ' of ')} "

@@ -24,7 +24,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_check_pairing import ORIGIN, STUDY, VS, XS, ZS, folder, patient  # noqa: F401 - the fixtures
+from test_check_pairing import ORIGIN, STUDY, VS, XS, ZS, folder, patient, set_up_beam  # noqa: F401 - the fixtures
 
 from mcproton._check.inputs import TPS_SUM_TOL, CheckInputError, gather
 
@@ -155,13 +155,7 @@ def _plan_with_a_zero_mu_beam_and_a_set_up_beam(folder: Path) -> None:
     for cp in zero.IonControlPointSequence:
         cp.ScanSpotMetersetWeights = [0.0] * len(cp.ScanSpotMetersetWeights)
         cp.CumulativeMetersetWeight = 0.0
-    setup = copy.deepcopy(ds.IonBeamSequence[0])
-    setup.BeamNumber, setup.BeamName, setup.TreatmentDeliveryType, setup.ScanMode = 9, "SETUP kV", "SETUP", "NONE"
-    cp0 = setup.IonControlPointSequence[0]
-    for k in ("ScanSpotMetersetWeights", "ScanSpotPositionMap", "NumberOfScanSpotPositions"):
-        delattr(cp0, k)
-    setup.IonControlPointSequence, setup.NumberOfControlPoints = [cp0], 1
-    ds.IonBeamSequence.extend([zero, setup])
+    ds.IonBeamSequence.extend([zero, set_up_beam(ds, 9)])
     ref = Dataset()
     ref.ReferencedBeamNumber, ref.BeamMeterset = 3, 0.0
     fg = ds.FractionGroupSequence[0]
