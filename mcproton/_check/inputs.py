@@ -30,7 +30,7 @@ What the TPS dose holds:
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -90,6 +90,8 @@ class TPSDose:
     #: this noisy where it explains a failed gamma or D95 level (api, reference_noise.py; roundtrip audit F4)
     stated_uncertainty_pct: float | None = None
     stated_uncertainty_source: str = ""
+    #: DoseGridScaling (3004,000E), Gy per pixel value: named where the dose is refused as zero (:func:`refuse_empty`)
+    dose_grid_scaling: float = float("nan")
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -464,9 +466,23 @@ def no_plan_message(folder: str | Path | None, found: dict[str, list[Path]], not
 TPS_DOSE_FLOOR_GY = 1e-6
 
 
-def read_tps_dose(path: str | Path, dose_type: str | None = None) -> TPSDose:
+def refuse_empty(d: TPSDose, name: str | Path | None = None) -> None:
+    """Refuse a TPS dose whose maximum is below :data:`TPS_DOSE_FLOOR_GY` (``name``: how the message names it, by
+    default its path)."""
+    top = float(d.dose_gy_zyx.max()) if d.dose_gy_zyx.size else 0.0
+    if not top >= TPS_DOSE_FLOOR_GY:
+        raise CheckInputError(f"{name or d.path}: the TPS dose is {'zero everywhere' if top == 0 else 'all but zero'} "
+                              f"(maximum {top:.3g} Gy, DoseGridScaling {d.dose_grid_scaling:g} Gy per pixel value; "
+                              f"below {TPS_DOSE_FLOOR_GY:g} Gy): an empty export or a wrong DoseGridScaling, not "
+                              "the dose of a plan; export the dose again")
+
+
+def read_tps_dose(path: str | Path, dose_type: str | None = None, *, floor: bool = True) -> TPSDose:
     """Read one TPS RT Dose with the attributes the check needs.  ``dose_type`` (``--dose-type``): what the dose
-    is, standing in for a missing DoseType; a dose whose maximum is below :data:`TPS_DOSE_FLOOR_GY` is refused."""
+    is, standing in for a missing DoseType; a dose whose maximum is below :data:`TPS_DOSE_FLOOR_GY` is refused
+    (:func:`refuse_empty`) unless ``floor`` is False: :func:`gather` pairs first and refuses only the doses it
+    compares, so that the empty per-beam dose of a 0-MU beam, or of another plan in the folder, is skipped with a
+    note (audit 26, F4)."""
     import pydicom
 
     from .._io.rtdose import read_rtdose, stated_uncertainty
@@ -493,20 +509,84 @@ def read_tps_dose(path: str | Path, dose_type: str | None = None) -> TPSDose:
                               "system computed this dose with the whole volume as water, not on the CT; the check "
                               "recomputes on the CT, so the two would differ by the patient's heterogeneities; give "
                               "the dose computed on the patient's CT (IMAGE)")
-    top = float(d.dose_gy_zyx.max()) if d.dose_gy_zyx.size else 0.0
-    if not top >= TPS_DOSE_FLOOR_GY:
-        raise CheckInputError(f"{path}: the TPS dose is {'zero everywhere' if top == 0 else 'all but zero'} "
-                              f"(maximum {top:.3g} Gy, DoseGridScaling {d.dose_grid_scaling:g} Gy per pixel value; "
-                              f"below {TPS_DOSE_FLOOR_GY:g} Gy): an empty export or a wrong DoseGridScaling, not "
-                              "the dose of a plan; export the dose again")
-    return TPSDose(str(path), d.dose_gy_zyx, tuple(d.voxel_size_mm), tuple(d.origin_mm), d.frame_of_reference_uid,
-                   (d.dose_type or "").upper(), (d.dose_summation_type or "").upper(),
-                   d.referenced_plan_sop_instance_uid, beams, d.referenced_fraction_group_number,
-                   str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("PatientID", "") or ""), het_vals,
-                   " ".join(str(ds.get(k, "") or "").strip()
-                            for k in ("Manufacturer", "ManufacturerModelName")).strip(), d.axis_directions,
-                   tuple(d.referenced_plan_sop_instance_uids), str(ds.get("StudyInstanceUID", "") or "").strip(),
-                   *(stated_uncertainty(ds) or (None, "")))
+    out = TPSDose(str(path), d.dose_gy_zyx, tuple(d.voxel_size_mm), tuple(d.origin_mm), d.frame_of_reference_uid,
+                  (d.dose_type or "").upper(), (d.dose_summation_type or "").upper(),
+                  d.referenced_plan_sop_instance_uid, beams, d.referenced_fraction_group_number,
+                  str(ds.get("SOPInstanceUID", "") or ""), str(ds.get("PatientID", "") or ""), het_vals,
+                  " ".join(str(ds.get(k, "") or "").strip()
+                           for k in ("Manufacturer", "ManufacturerModelName")).strip(), d.axis_directions,
+                  tuple(d.referenced_plan_sop_instance_uids), str(ds.get("StudyInstanceUID", "") or "").strip(),
+                  *(stated_uncertainty(ds) or (None, "")))
+    out.dose_grid_scaling = float(d.dose_grid_scaling)   # for the zero floor's message (refuse_empty)
+    if floor:
+        refuse_empty(out, path)
+    return out
+
+
+#: How far (a fraction of the plan dose's maximum) the TPS plan dose may lie below the sum of the per-beam doses
+#: given with it, and, with every beam's dose given, differ from their sum either way (:func:`beams_against_plan`).
+#: Doses of one calculation differ by their rounding alone: APTG plan03's RayStation files (16-bit pixel values, a
+#: step of 0.0015 % of the plan dose's maximum) give plan - beam 1 >= -0.0014 % of it over the whole grid, also
+#: where beam 1 alone gives dose (its entrance, beyond the opposed beam 2's range): the plan dose is the sum of the
+#: beams' doses, their Monte Carlo noise included (an independent calculation's noise would put it a percent below
+#: beam 1 there).  0.5 % is over 300 such steps (room for the rounding of each beam of any plan) and a sixth of the
+#: 3 % dose levels: the plan rows and the beam rows then judge TPS doses that differ by no more than that
+TPS_SUM_TOL = 0.005
+
+
+def beams_against_plan(total: TPSDose | None, beams: Mapping[int, TPSDose], plan_beams: set[int],
+                       log: list[str], folder: str | Path | None = None) -> float | None:
+    """Refuse a TPS plan dose and per-beam doses that are not of one calculation (audit 26, F2; before, a note
+    beside the verdict, and nothing where a beam's dose was missing): the plan dose must nowhere lie below the sum of
+    the per-beam doses given with it by more than :data:`TPS_SUM_TOL` of its maximum (a plan dose holds each of its
+    beams' doses: one below a beam's own dose is stale, or one beam's dose labelled PLAN), and, with every beam's
+    dose given, differ from their sum by no more than that anywhere.  The grids are one (checked before).  Returns
+    the largest |plan - sum| as a fraction of the plan dose's maximum where every beam is given, else None; the
+    pairing says what was compared."""
+    if total is None or not beams:
+        return None
+    top = float(total.dose_gy_zyx.max())
+    acc = np.zeros(total.shape_zyx)
+    for d in beams.values():
+        acc += d.dose_gy_zyx
+    diff = total.dose_gy_zyx - acc   # plan - sum of the given beams (Gy)
+    plan_name = _shown(total.path, folder)
+    names = ", ".join(_shown(beams[b].path, folder) for b in sorted(beams))
+    every = set(beams) >= plan_beams
+
+    def where(k: int) -> str:
+        iz, iy, ix = np.unravel_index(k, diff.shape)
+        z, y, x = (ax[i] for ax, i in zip(total.axes_mm(), (iz, iy, ix)))
+        return (f"the plan dose {float(total.dose_gy_zyx[iz, iy, ix]):.4g} Gy, the beams' {float(acc[iz, iy, ix]):.4g}"
+                f" Gy at x, y, z = ({x:.1f}, {y:.1f}, {z:.1f}) mm")
+
+    redo = ("the plan rows and the beam rows would judge different TPS doses, one of them not the plan's; export the "
+            "plan dose and the per-beam doses again from one calculation of the plan, and give those")
+    if every:   # every beam's dose: the sum is the plan dose, either way
+        big = int(np.argmax(np.abs(diff)))
+        dev = abs(float(diff.flat[big])) / top
+        if dev > TPS_SUM_TOL:
+            raise CheckInputError(
+                f"the TPS per-beam doses ({names}) do not add up to the plan dose {plan_name}: they differ by up to "
+                f"{100 * dev:.2f} % of its maximum ({where(big)}), beyond the {100 * TPS_SUM_TOL:g} % that the "
+                "rounding of the doses of one calculation may leave: they are of different calculations (a stale "
+                f"plan or beam dose, another plan version), and {redo}")
+        log.append(f"the TPS per-beam doses add up to the plan dose: largest difference {100 * dev:.3f} % of its "
+                   f"maximum (at most {100 * TPS_SUM_TOL:g} %: one calculation)")
+        return dev
+    low = int(np.argmin(diff))   # some beams' doses: the plan dose holds them, and the others' on top
+    if diff.flat[low] < -TPS_SUM_TOL * top:
+        raise CheckInputError(
+            f"the TPS plan dose {plan_name} lies below the sum of the per-beam doses given with it ({names}) by up to "
+            f"{-100 * diff.flat[low] / top:.2f} % of its maximum ({where(low)}): a plan's dose holds each of its "
+            f"beams' doses, so doses of one calculation never do that (beyond their rounding, {100 * TPS_SUM_TOL:g} %"
+            " allowed): the plan dose is of another calculation (a stale export, another plan version) or not the "
+            f"plan's dose (one beam's dose labelled {total.summation_type or 'PLAN'}?), and {redo}")
+    missing = sorted(plan_beams - set(beams))
+    log.append(f"the TPS plan dose is at least the sum of the per-beam doses given ({names}) everywhere, within "
+               f"{100 * TPS_SUM_TOL:g} % of its maximum (beam(s) {missing} without a per-beam dose: the rest of the "
+               "plan dose is theirs, not tested)")
+    return None
 
 
 def _shown(path: str | Path, root: str | Path | None) -> str:
@@ -923,7 +1003,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
 
     def dose_of(path: Path) -> TPSDose:   # each RT Dose of the folder read once
         if path not in folder_doses:
-            folder_doses[path] = read_tps_dose(path, dose_type)
+            folder_doses[path] = read_tps_dose(path, dose_type, floor=False)   # the floor after the pairing
         return folder_doses[path]
 
     by_dir: dict[Path, int] = {}
@@ -1019,7 +1099,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
         doses = mine
     else:
         paths = [dose] if isinstance(dose, (str, Path)) else list(dose)
-        doses = [read_tps_dose(p, dose_type) for p in paths]
+        doses = [read_tps_dose(p, dose_type, floor=False) for p in paths]
     if not doses:
         gz = [n for n in not_dicom if n.endswith(f"({GZIP_NOTE})")]
         raise CheckInputError("no RT Dose of the planning system to check against; give --dose RD.dcm (the RT Dose "
@@ -1030,6 +1110,8 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
     beams: dict[int, TPSDose] = {}
     plan_beams = {b.number for b in rp.beams}
     plan_groups = _plan_fraction_groups(plan_path)
+    not_computed = rp.skipped_beam_numbers   # set-up and 0-MU beams: BeamNumber -> what it is
+    skipped_doses: list[TPSDose] = []
     for d in doses:
         name = _shown(d.path, folder)
         if len(d.plan_uids) > 1:   # a plan sum (PS3.3 C.8.8.3: one item unless MULTI_PLAN), whatever its type says
@@ -1077,6 +1159,22 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                                       "beam; export one dose per beam, or the plan dose (PLAN)"
                                       + (" (these are all the plan's beams)" if set(d.beam_numbers) == plan_beams
                                          else ""))
+            why = not_computed.get(d.beam_numbers[0]) if len(d.beam_numbers) == 1 else None
+            if why is not None:   # paired first, then judged (audit 26, F4: refused as "zero everywhere" before)
+                top = float(d.dose_gy_zyx.max()) if d.dose_gy_zyx.size else 0.0
+                if not top >= TPS_DOSE_FLOOR_GY:   # the empty dose of a beam that delivers nothing: what it is
+                    log.append(f"skipped RT Dose {name} ({d.summation_type}): the dose of beam {d.beam_numbers[0]}, "
+                               f"which {why} in the plan {_shown(plan_path, folder)} and is not computed; it is "
+                               "zero, as it should be: not compared")
+                    skipped_doses.append(d)
+                    continue
+                raise CheckInputError(
+                    f"RT Dose {name} is a per-beam dose (DoseSummationType {d.summation_type}) of beam "
+                    f"{d.beam_numbers[0]}, which {why} in the plan {_shown(plan_path, folder)} (so the check does not "
+                    f"compute it), yet it holds a dose (maximum {top:.4g} Gy): it is not this plan's dose of that "
+                    f"beam (a dose of another plan version, in which beam {d.beam_numbers[0]} delivered MU?); give "
+                    "the doses computed for this version of the plan (its plan dose, or the per-beam doses of its "
+                    f"treated beams {sorted(plan_beams)})")
             if len(d.beam_numbers) != 1 or d.beam_numbers[0] not in plan_beams:
                 raise CheckInputError(f"RT Dose {name} is a per-beam dose (DoseSummationType {d.summation_type}) for "
                                       f"beam(s) {d.beam_numbers}, but the plan's beams are {sorted(plan_beams)}: it "
@@ -1091,7 +1189,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
             beams[d.beam_numbers[0]] = d
             log.append(f"TPS dose of beam {d.beam_numbers[0]}: {name} ({d.summation_type})")
         elif d.summation_type in PLAN_DOSE_TYPES:
-            if d.beam_numbers and set(d.beam_numbers) != plan_beams:
+            if d.beam_numbers and set(d.beam_numbers) - set(not_computed) != plan_beams:
                 raise CheckInputError(
                     f"RT Dose {name} is a plan dose (DoseSummationType {d.summation_type}), but its "
                     f"ReferencedBeamSequence names beam(s) {sorted(set(d.beam_numbers))} of the plan's "
@@ -1113,6 +1211,15 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                                   "supported (PLAN, FRACTION, FRACTION_SESSION, BEAM or BEAM_SESSION): a multi-plan, "
                                   "control-point or treatment-record dose cannot be recomputed from one plan; export "
                                   "the plan dose")
+    if total is None and not beams:   # only doses of beams the plan does not compute
+        which = "; ".join(f"{_shown(d.path, folder)} of beam {d.beam_numbers[0]}, which "
+                          f"{not_computed[d.beam_numbers[0]]}" for d in skipped_doses)
+        raise CheckInputError(f"no RT Dose to compare with: the only ones are the empty doses of beams that the plan "
+                              f"{_shown(plan_path, folder)} does not compute ({which}); give its plan dose or the "
+                              f"per-beam doses of its treated beams {sorted(plan_beams)}")
+    doses = [d for d in doses if not any(d is s for s in skipped_doses)]   # the doses compared
+    for d in doses:   # the zero-dose floor, on the doses compared only (after the pairing: audit 26, F4)
+        refuse_empty(d, _shown(d.path, folder))
     ref = total if total is not None else beams[min(beams)]
     if all(written_by_mcproton(d) for d in doses):   # beside the verdict, not only in the pairing (audit 21 review)
         warn(f"{MCPROTON_ONLY_DOSE} ({', '.join(_shown(d.path, folder) for d in doses)}, Manufacturer 'mcproton'): "
@@ -1179,6 +1286,7 @@ def gather(*, plan: str | Path | None = None, dose: str | Path | Sequence[str | 
                    f"{nfx}: then use fractions = 'one'")
     log.append(f"dose to compute: {dtype.lower()}, {'all ' + str(nfx) if all_fx else 'one of ' + str(nfx)} "
                f"fraction(s)")
+    beams_against_plan(total, beams, plan_beams, log, folder)   # files of one calculation (audit 26, F2)
     if total is None and set(beams) != plan_beams:   # the sum of some beams is not the plan's dose
         missing = sorted(plan_beams - set(beams))
         raise CheckInputError(f"per-beam TPS doses of beam(s) {sorted(beams)} only, and no plan dose, but the plan "

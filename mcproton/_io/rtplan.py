@@ -237,6 +237,10 @@ class RTIonPlan:
     """What the reading supplied that the file does not say (a PatientPosition given by the user)."""
     skipped_beams: list[str] = field(default_factory=list)
     """Why each beam left out of the plan was left out (set-up and verification fields: not computed)."""
+    skipped_beam_numbers: dict[int, str] = field(default_factory=dict)
+    """The BeamNumbers of those beams, each with what it is ("delivers 0 MU", "is a set-up beam
+    (TreatmentDeliveryType SETUP)"): a per-beam RT Dose naming one is not a dose the check computes
+    (mcproton/_check/inputs.py, audit 26 F4)."""
     referenced_structure_sets: tuple[str, ...] = ()
     """The SOPInstanceUIDs of the RT Structure Sets the plan names (ReferencedStructureSetSequence): where the plan
     gives no FrameOfReferenceUID, ``mcproton run`` links it to the CT through the one of them given as plan.rtstruct
@@ -753,6 +757,7 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
 
     beams = []
     skipped: list[str] = []
+    skipped_numbers: dict[int, str] = {}
     untilted: list[str] = []     # beams whose first control point leaves out the table-top pitch or roll angle
     untilted_kws: set[str] = set()
     no_vsad: list[str] = []      # beams whose VirtualSourceAxisDistances are [0, 0] (OpenTPS: no value)
@@ -763,12 +768,15 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
         ttype = str(b.get("TreatmentDeliveryType", "") or "").strip().upper()
         if ttype not in _TREATMENT_DELIVERY_TYPES:
             skipped.append(_skip_non_treatment_beam(b, num, ttype, src, meterset))
+            skipped_numbers[num] = (f"is {'a set-up beam' if ttype == 'SETUP' else 'not a treatment beam'} "
+                                    f"(TreatmentDeliveryType {ttype})")
             continue
         if is_zero_mu_beam(b, meterset.get(num)):   # a field left at 0 MU: it delivers nothing, left out as above
             msg = (f"{src}: beam {num} {str(b.get('BeamName', '') or '')!r} delivers 0 MU "
                    "(FinalCumulativeMetersetWeight and BeamMeterset 0, no spot weight): not computed")
             warn(msg, McprotonWarning)
             skipped.append(msg)
+            skipped_numbers[num] = "delivers 0 MU"
             continue
         rad = str(b.get("RadiationType", "") or "")
         if rad != "PROTON":
@@ -982,7 +990,8 @@ def _parse_plan(ds, src: str, *, ignore_beam_limiting_devices: bool = False) -> 
         label=str(ds.get("RTPlanLabel", "")), patient_name=str(ds.get("PatientName", "")),
         patient_id=str(ds.get("PatientID", "")), number_of_fractions=n_fx, beams=beams,
         study_instance_uid=str(ds.get("StudyInstanceUID", "")), path=src, sop_instance_uid_valid=uid_ok,
-        skipped_beams=skipped, referenced_structure_sets=_referenced_structure_sets(ds))
+        skipped_beams=skipped, skipped_beam_numbers=skipped_numbers,
+        referenced_structure_sets=_referenced_structure_sets(ds))
 
 
 def _referenced_structure_sets(ds) -> tuple[str, ...]:

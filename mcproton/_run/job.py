@@ -193,6 +193,14 @@ def _beam_position(i: int, beam: Any) -> Any:
     return i + 1
 
 
+def _beam_of(wd: RunWording, i: int, beam: Any, n: int, sep: str = "/") -> str:
+    """A beam and its place among the ``n`` of the run, as the step lines and the progress bar name it: "beam 2/3"
+    where its number (``wd.beam``) is its position (``mcproton run``), else "beam 12 (1/3)" (a check: by BeamNumber,
+    as its other lines and its report name it; audit 26, F5).  ``sep`` " of ": "beam 2 of 3", "beam 12 (1 of 3)"."""
+    num, where = wd.beam(i, beam), f"{i + 1}{sep}{n}"
+    return f"beam {where}" if num == i + 1 else f"beam {num} ({where})"
+
+
 @dataclass(frozen=True)
 class RunWording:
     """How run_job's messages of an early stop and of few batches name a beam and the options that change them:
@@ -410,7 +418,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                 if spare is not None and _fresh(st.acc) and sim.sparse_batches:
                     st.acc = Accumulator.cleared(*spare)
                 spare = None
-                if st.done and not _reopen_time_limited(st, settings, i, log, sum(s.elapsed_s for s in states)):
+                if st.done and not _reopen_time_limited(st, settings, wd.beam(i, beam), log,
+                                                        sum(s.elapsed_s for s in states)):
                     results.append(_finish(sim, st, time.perf_counter() - t_setup))
                     continue
                 if i and stop():   # a signal during this beam's setup: not announced, not started (audit 26, F8)
@@ -423,8 +432,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                             "not continued: the run's time limit is used up")
                     lacks = ("the outputs lack its dose" if st.next_history == 0 else
                              "the outputs hold its dose of the primaries done before")
-                    log(f"mcproton: beam {i + 1} ({bname}) {what} "
-                        f"(run.time_limit_s = {settings.time_limit_s:g} s; {used:.3g} s of transport by the beams "
+                    log(f"mcproton: beam {wd.beam(i, beam)} ({bname}) {what} "
+                        f"({wd.time_limit.format(limit=settings.time_limit_s)}; {used:.3g} s of transport by the beams "
                         f"before it), so {lacks} (stopped by the time limit after "
                         f"{st.next_history:,} of {settings.primaries:,} primaries)")
                     st.done, st.stop_reason = True, "time_limit"
@@ -434,9 +443,10 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     continue
                 if len(beams) > 1:
                     n_plan = (getattr(beam, "meta", None) or {}).get("plan_spots")
-                    log(f"beam {i + 1}/{len(beams)}: {bname} ({len(beam.spots)} spots)" if not n_plan
-                        or n_plan == len(beam.spots) else f"beam {i + 1}/{len(beams)}: {bname} ({n_plan} spots "
-                        f"of the plan, {len(beam.spots)} Gaussian spots of the beam model)")
+                    which = _beam_of(wd, i, beam, len(beams))
+                    log(f"{which}: {bname} ({len(beam.spots)} spots)" if not n_plan or n_plan == len(beam.spots)
+                        else f"{which}: {bname} ({n_plan} spots of the plan, {len(beam.spots)} Gaussian spots of the "
+                        "beam model)")
                 with phase("kernel_build"):   # its own phase (mcproton run's phase_s, the check's timings_s): on a
                     sim.backend.compile()       # cold kernel cache the C++/NVRTC build, seconds, is not transport
                 if dask_ctx is None and current.get("build") is None:
@@ -479,7 +489,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     show = progress_printer(settings.primaries, st.next_history, target=settings.target_uncertainty,
                                             time_limit_s=settings.time_limit_s,
                                             elapsed_before_s=sum(s.elapsed_s for s in states),
-                                            beam=f"beam {i + 1}/{len(beams)}" if len(beams) > 1 else "",
+                                            beam=_beam_of(wd, i, beam, len(beams)) if len(beams) > 1 else "",
                                             later_primaries=later)
                 elif callable(progress):
                     show = progress
@@ -504,11 +514,11 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     where, again = _stopped_where(ckpt, written, current)
                     raise RunInterrupted(
                         f"interrupted by {signal.Signals(stop.signum or signal.SIGINT).name} after "
-                        f"{st.next_history:,} of {settings.primaries:,} primaries of beam {i + 1} ({bname}); "
-                        f"{where}; {again}", code)
+                        f"{st.next_history:,} of {settings.primaries:,} primaries of beam {wd.beam(i, beam)} "
+                        f"({bname}); {where}; {again}", code)
                 st.done, st.stop_reason = True, res.stop_reason
                 if res.stop_reason == "target_uncertainty":
-                    log(f"mcproton: beam {i + 1} ({bname}) reached the target uncertainty after "
+                    log(f"mcproton: beam {wd.beam(i, beam)} ({bname}) reached the target uncertainty after "
                         f"{st.next_history:,} primaries (mean relative uncertainty above 50 % Dmax "
                         f"{res.mean_rel_uncertainty_50:.4g} <= {settings.target_uncertainty:g})")
                 elif res.stop_reason == "time_limit":
@@ -555,10 +565,10 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     results[-1].provenance["distributed"] = dask_ctx.describe()
                 if stop():   # the signal came in the batch that finished the beam: honoured now, not forgotten
                     raise _stopped_after_beam(stop.signum, i, beams, states, settings, results, ckpt, written,
-                                              current)
+                                              current, wd)
             if stop():   # ... or while the last beams were finished without transport (done before, not started)
                 raise _stopped_after_beam(stop.signum, len(beams) - 1, beams, states, settings, results, ckpt,
-                                          save(), current)
+                                          save(), current, wd)
     finally:
         if dask_ctx is not None:
             dask_ctx.close()
@@ -744,7 +754,8 @@ def _initial_states(ckpt: Path | None, fp: dict[str, str], n_vox: int, n_beams: 
     return [BeamState(Accumulator(n_vox)) for _ in range(n_beams)]
 
 
-def _reopen_time_limited(st: BeamState, settings: Any, i: int, log: Callable[[str], None], used_s: float) -> bool:
+def _reopen_time_limited(st: BeamState, settings: Any, number: Any, log: Callable[[str], None],
+                         used_s: float) -> bool:
     """A beam of a checkpoint that the time limit stopped before its primaries: continue it (True) when this run's
     run.time_limit_s is larger than the transport time the run has used (``used_s``: every beam's, resumed segments
     included), or unset; else say why nothing is added."""
@@ -753,11 +764,11 @@ def _reopen_time_limited(st: BeamState, settings: Any, i: int, log: Callable[[st
     limit = settings.time_limit_s
     done = f"{st.next_history:,} of {settings.primaries:,} primaries"
     if limit is not None and used_s >= limit:
-        log(f"mcproton: beam {i + 1} was stopped by the time limit after {done}; the run has used {used_s:.3g} s of "
+        log(f"mcproton: beam {number} was stopped by the time limit after {done}; the run has used {used_s:.3g} s of "
             f"transport (every beam, resumed segments included), at or above this run's run.time_limit_s = "
             f"{limit:g} s: no primaries added; give a larger run.time_limit_s (or none) with --resume to continue it")
         return False
-    log(f"mcproton: beam {i + 1} was stopped by the time limit after {done} ({st.elapsed_s:.3g} s of transport); "
+    log(f"mcproton: beam {number} was stopped by the time limit after {done} ({st.elapsed_s:.3g} s of transport); "
         f"continuing from history {st.next_history:,} with "
         + ("no time limit" if limit is None else f"run.time_limit_s = {limit:g} s (the run's transport time in total, "
            f"{used_s:.3g} s used)"))
@@ -819,7 +830,7 @@ def _stopped_where(ckpt: Path | None, written: bool, current: dict[str, Any]) ->
 
 def _stopped_after_beam(signum: int | None, i: int, beams: list[Any], states: list[BeamState], settings: Any,
                         results: list[Any], ckpt: Path | None, written: bool,
-                        current: dict[str, Any]) -> RunInterrupted:
+                        current: dict[str, Any], wd: RunWording | None = None) -> RunInterrupted:
     """The RunInterrupted of a stop signal that came in the batch that finished beam ``i`` (the long-runs audit 2,
     F3: the beam ended normally and the signal, acknowledged with "writing a checkpoint", was forgotten: ``mcproton
     run`` wrote its outputs and exited 0, ``mcproton check`` went on with its top-up, gamma and report).  After the
@@ -827,9 +838,11 @@ def _stopped_after_beam(signum: int | None, i: int, beams: list[Any], states: li
     (``--no-checkpoint``) can still write its outputs (mcproton.cli)."""
     sig = signal.Signals(signum or signal.SIGINT)
     where, again = _stopped_where(ckpt, written, current)
+    wd = wd or RunWording()   # how the beam is named (the check: by BeamNumber); mcproton run's by default
     last = i == len(beams) - 1
     if not last:
-        return RunInterrupted(f"interrupted by {sig.name} after beam {i + 1} of {len(beams)} ({beams[i].name}) "
+        return RunInterrupted(f"interrupted by {sig.name} after {_beam_of(wd, i, beams[i], len(beams), ' of ')} "
+                              f"({beams[i].name}) "
                               f"finished ({states[i].next_history:,} primaries); {where}; {again}", 128 + sig)
     for r in results:
         mark_completeness(r, settings, settings.primaries)

@@ -867,20 +867,26 @@ def test_a_copy_of_the_plan_is_counted_once_and_objects_not_read_are_named(folde
     assert "differ (in RTPlanLabel, ApprovalStatus)" in msg and "--plan" in msg, msg
 
 
-def test_a_set_up_beam_in_the_plan_leaves_the_beam_doses_paired(folder):
-    """An Eclipse kV set-up field (TreatmentDeliveryType SETUP, ScanMode NONE, no spots, not in the fraction group)
-    refused the whole check as "passive scattering" (audit of 2026-12-05, F3); now it is left out with a note, and the
-    TPS's per-beam doses still pair with the treatment beams by number."""
+def set_up_beam(ds, number: int = 9):
+    """An Eclipse kV set-up field numbered ``number`` made from ``ds``'s first beam (TreatmentDeliveryType SETUP,
+    ScanMode NONE, no spots; not added to the fraction group): append it to ``ds.IonBeamSequence``."""
     import copy
 
-    ds = pydicom.dcmread(folder / "RP.dcm")
     b = copy.deepcopy(ds.IonBeamSequence[0])
-    b.BeamNumber, b.BeamName, b.TreatmentDeliveryType, b.ScanMode = 9, "SETUP kV", "SETUP", "NONE"
+    b.BeamNumber, b.BeamName, b.TreatmentDeliveryType, b.ScanMode = number, "SETUP kV", "SETUP", "NONE"
     cp0 = b.IonControlPointSequence[0]
     for k in ("ScanSpotMetersetWeights", "ScanSpotPositionMap", "NumberOfScanSpotPositions"):
         delattr(cp0, k)
     b.IonControlPointSequence, b.NumberOfControlPoints = [cp0], 1
-    ds.IonBeamSequence.append(b)
+    return b
+
+
+def test_a_set_up_beam_in_the_plan_leaves_the_beam_doses_paired(folder):
+    """An Eclipse kV set-up field (TreatmentDeliveryType SETUP, ScanMode NONE, no spots, not in the fraction group)
+    refused the whole check as "passive scattering" (audit of 2026-12-05, F3); now it is left out with a note, and the
+    TPS's per-beam doses still pair with the treatment beams by number."""
+    ds = pydicom.dcmread(folder / "RP.dcm")
+    ds.IonBeamSequence.append(set_up_beam(ds))
     ds.save_as(folder / "RP.dcm")
     inp = _gather(folder)
     assert _paired(inp) == CLEAN and [x.number for x in inp.plan.beams] == [1, 2]

@@ -363,7 +363,8 @@ def test_a_check_against_a_noisy_mc_dose_names_its_noise_among_the_likely_causes
     """The 'TPS' differs from the MC by its own 8 % noise alone: gamma 2 %/2 mm fails; nothing systematic is found
     (the plan dose's median MC/TPS ratio within 1 %, no shift or range cause), and the pass rates are what such a
     reference gives (the model: 18.8 % of the points fail at 2 %/2 mm, 16.2 % did): the note names the file's
-    stated 8 % among the likely causes, with the numbers, and the MC-noise note of the failed D95 points to it;
+    stated 8 % among the likely causes, with the numbers, the failed D95 level among them (no MC-noise note for it:
+    every estimate fails, audit 26 F1; before, that note asked for more MC primaries and then pointed here);
     check.json's input record of the dose keeps it, and the report's files table says it.  The same dose stating
     nothing: the same verdict, no such note, no such record."""
     res = _check_noisy(box, "RD_noisy", True, out=tmp_path / "out")
@@ -378,10 +379,11 @@ def test_a_check_against_a_noisy_mc_dose_names_its_noise_among_the_likely_causes
     assert "gamma 2 %/2 mm (the plan dose 83.83 %): a reference this noisy fails about 18.8 % of the points" in note
     assert "regenerate the reference dose at a statistical uncertainty of at most 0.5 %" in note
     assert note in res.summary()
-    causes = res.diagnostics_of("cause")
-    d95 = [n for n in causes if "the D95 level failed" in n]
-    assert len(d95) == 1 and "but the TPS dose's own stated noise (8.00 %) lowers the TPS's D95 by up to 13.2 %" \
-        in d95[0], d95
+    # the D95 level (raw +5.4, noise-matched +6.6, MC-corrected +8.2 %: every estimate beyond its limit, so the MC's
+    # noise cannot turn it) is this note's, not the MC-noise note's, whose rerun of the MC would not remove it
+    # (audit 26, F1; where an estimate is within its limit, that note keeps reference_d95_clause, tested above)
+    assert "target 'PTV' D95 (raw +" in note and "its own noise lowers the TPS's D95 by up to 13.2 %" in note, note
+    assert not any("the D95 level failed" in n for n in res.diagnostics), res.diagnostics
     js = json.loads((tmp_path / "out" / "check.json").read_text())
     (rec,) = [f for f in js["provenance"]["inputs"] if f["role"] == "TPS RT Dose (plan)"]
     assert rec["stated_uncertainty_pct"] == pytest.approx(8.0)
