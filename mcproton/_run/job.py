@@ -424,7 +424,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     continue
                 if i and stop():   # a signal during this beam's setup: not announced, not started (audit 26, F8)
                     raise _stopped_after_beam(stop.signum, i - 1, beams, states, settings, results, ckpt, save(),
-                                              current)
+                                              current, wd)
                 budget = _time_budget(states, i, settings)
                 if budget is not None and budget[0] <= 0:   # the run's time limit is used up: not started
                     used = sum(s.elapsed_s for s in states)
