@@ -561,7 +561,8 @@ def beams_against_plan(total: TPSDose | None, beams: Mapping[int, TPSDose], plan
                 f" Gy at x, y, z = ({x:.1f}, {y:.1f}, {z:.1f}) mm")
 
     redo = ("the plan rows and the beam rows would judge different TPS doses, one of them not the plan's; export the "
-            "plan dose and the per-beam doses again from one calculation of the plan, and give those")
+            "plan dose and the per-beam doses again from one calculation of the plan, and give those (or check the "
+            "plan dose alone, or the per-beam doses alone, where the planning system computes them apart)")
     if every:   # every beam's dose: the sum is the plan dose, either way
         big = int(np.argmax(np.abs(diff)))
         dev = abs(float(diff.flat[big])) / top

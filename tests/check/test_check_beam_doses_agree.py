@@ -85,7 +85,8 @@ def test_a_stale_plan_dose_beside_every_beams_dose_is_refused(folder):
                    **_doses(folder, plan=BEAM[1] + 1.05 * BEAM[2]))
     assert "beyond the 0.5 % that the rounding of the doses of one calculation may leave" in msg, msg
     assert msg.endswith("export the plan dose and the per-beam doses again from one calculation of the plan, and "
-                        "give those"), msg
+                        "give those (or check the plan dose alone, or the per-beam doses alone, where the planning "
+                        "system computes them apart)"), msg
 
 
 def test_a_plan_dose_below_the_beams_given_is_refused_with_a_beams_dose_missing(folder):
