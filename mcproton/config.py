@@ -395,14 +395,49 @@ def _resolve(cfg: dict[str, Any], p: str) -> Path:
     a folder that ``ls`` shows with the same name); several are named by :func:`relative_path_note`."""
     found = _resolve_as_given(cfg, p)
     if _exists(found):
-        return _not_also_beside_link_target(cfg, p, found)
+        return _one_of_its_name(cfg, p, found)
     utf8 = _utf8_name(p)
     if utf8 != p:
         other = _resolve_as_given(cfg, utf8)
         if _exists(other):
-            return _not_also_beside_link_target(cfg, utf8, other)
+            return _one_of_its_name(cfg, utf8, other)
     twins = _config_path_twins(cfg, p)
     return twins[0] if len(twins) == 1 else found
+
+
+def _one_of_its_name(cfg: dict[str, Any], p: str, found: Path) -> Path:
+    """``found``, the existing path that the config's relative path ``p`` leads to, where no other file or folder of
+    that name could be meant (:func:`_not_also_in_the_current_folder`, :func:`_not_also_beside_link_target`);
+    else ConfigError naming both."""
+    return _not_also_beside_link_target(cfg, p, _not_also_in_the_current_folder(cfg, p, found))
+
+
+def _not_also_in_the_current_folder(cfg: dict[str, Any], p: str, found: Path) -> Path:
+    """``found``, the existing path that the config's relative path ``p`` leads to; ConfigError where it is the
+    config file's folder's and ``p`` also exists, as another file or folder, in the current folder (audit 26
+    interact, F2: ``--set plan.rtplan=rtplan.dcm`` typed in a folder that holds a replanned rtplan.dcm read the
+    config folder's old plan without a word, as the config's folder is looked in first).  The user says which: an
+    absolute path, or one of the two removed or renamed.  Nothing to choose where the two are one (the config run
+    from its own folder, a link to it)."""
+    import os
+
+    base = cfg.get("_base_dir")
+    q = Path(p).expanduser()
+    if not base or q.is_absolute() or found != Path(base) / q:
+        return found
+    here = Path.cwd() / q
+    if not _exists(here):
+        return found
+    try:
+        if os.path.samefile(found, here):
+            return found
+    except OSError:
+        pass
+    raise ConfigError(
+        f"{_config_key_of(cfg, p)} = {p!r}: {p!r} exists both in the config file's folder ({found}) and in the "
+        f"current folder ({here}), as two different files or folders; a relative path is taken from the config "
+        "file's folder first (a --set path too, though typed in the current folder), so which one is meant is not "
+        "clear: give an absolute path (in the config or with --set), or remove or rename the one that is not meant")
 
 
 def _not_also_beside_link_target(cfg: dict[str, Any], p: str, found: Path) -> Path:
@@ -437,6 +472,27 @@ def _not_also_beside_link_target(cfg: dict[str, Any], p: str, found: Path) -> Pa
 
 #: the keys of the config that name input files or folders (README "Config reference": relative to the config file)
 INPUT_PATH_KEYS = ("phantom.ct_dir", "phantom.calibration", "plan.rtplan", "plan.rtstruct", "plan.beam_model")
+
+
+def resolved_input_paths(cfg: dict[str, Any]) -> dict[str, str]:
+    """The absolute path that each input-path key of the config (:data:`INPUT_PATH_KEYS`) leads to (:func:`_resolve`),
+    for the run's record (``input_paths`` in its summary and its HDF5's provenance: which file was read, where a
+    relative path could be taken from two folders; audit 26 interact, F2); a beam model or calibration given by a
+    built-in name (no such file or folder) is left out.  ConfigError where a path is not clear
+    (:func:`_one_of_its_name`)."""
+    import os
+
+    found: dict[str, str] = {}
+    for key in INPUT_PATH_KEYS:
+        sec, name = key.split(".")
+        value = cfg.get(sec, {}).get(name) if isinstance(cfg.get(sec), dict) else None
+        if not isinstance(value, str):
+            continue
+        path = _resolve(cfg, value)
+        if key in ("phantom.calibration", "plan.beam_model") and not _exists(path):
+            continue
+        found[key] = os.path.abspath(path)
+    return found
 
 
 def _config_key_of(cfg: dict[str, Any], p: str) -> str:
