@@ -52,8 +52,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                              "CPU, 10^8 on the GPU, where that is fewer): give a batch_size of "
                                              "about a tenth of the primaries the target needs to stop sooner"),
         "time_limit_s": ((int, float), "stop after this many seconds of transport of the whole run, its beams "
-                                       "sharing it (checked between batches, resumed segments included; default: "
-                                       "none)"),
+                                       "sharing it (checked between batches, resumed segments included; the "
+                                       "kernel build is not transport, nor, with `--workers`, the workers' start "
+                                       "before their first batch; default: none)"),
         "checkpoint_interval_s": ((int, float), "seconds between checkpoints of a CLI run (0 = every batch; default "
                                                 "60)"),
     },
