@@ -420,25 +420,30 @@ def _not_also_in_the_current_folder(cfg: dict[str, Any], p: str, found: Path) ->
     config folder's old plan without a word, as the config's folder is looked in first).  The user says which: an
     absolute path, or one of the two removed or renamed.  Nothing to choose where the two are one (the config run
     from its own folder, a link to it)."""
-    import os
-
     base = cfg.get("_base_dir")
     q = Path(p).expanduser()
     if not base or q.is_absolute() or found != Path(base) / q:
         return found
     here = Path.cwd() / q
-    if not _exists(here):
+    if not _another_one(found, here):
         return found
-    try:
-        if os.path.samefile(found, here):
-            return found
-    except OSError:
-        pass
     raise ConfigError(
         f"{_config_key_of(cfg, p)} = {p!r}: {p!r} exists both in the config file's folder ({found}) and in the "
         f"current folder ({here}), as two different files or folders; a relative path is taken from the config "
         "file's folder first (a --set path too, though typed in the current folder), so which one is meant is not "
         "clear: give an absolute path (in the config or with --set), or remove or rename the one that is not meant")
+
+
+def _another_one(found: Path, other: Path) -> bool:
+    """Whether ``other`` exists and is not ``found`` (another file or folder, not the same one by another path)."""
+    import os
+
+    if not _exists(other):
+        return False
+    try:
+        return not os.path.samefile(found, other)
+    except OSError:
+        return True
 
 
 def _not_also_beside_link_target(cfg: dict[str, Any], p: str, found: Path) -> Path:
@@ -447,20 +452,13 @@ def _not_also_beside_link_target(cfg: dict[str, Any], p: str, found: Path) -> Pa
     R1: from 2026-12-07 the link's folder is taken, before it the target's; a same-named ``ct/`` in either folder
     was taken without a word, another patient's CT).  The user says which: an absolute path, or one of the two
     removed."""
-    import os
-
     link = cfg.get(CONFIG_LINK_KEY)
     q = Path(p).expanduser()
     if not link or q.is_absolute():
         return found
     beside_target = Path(link).parent / q
-    if not _exists(beside_target):
+    if not _another_one(found, beside_target):
         return found
-    try:
-        if os.path.samefile(found, beside_target):
-            return found
-    except OSError:
-        pass
     base = cfg.get("_base_dir")
     where = ("beside the link" if base and found == Path(base) / q
              else "in the current folder (none is beside the link)")
