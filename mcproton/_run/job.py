@@ -23,9 +23,9 @@ from .._io.atomic import temporary_files
 from .._io.console import printable, write_stderr
 from .._signals import RunInterrupted, stop_signals, transport_handler_entered
 from .._timing import phase
-from .checkpoint import BeamState, CheckpointError, checkpoint_difference, checkpoint_path, describe, describe_build, \
-    fingerprint, geometry_hash, is_complete, is_refused, kernel_build, load_checkpoint, physics_changed, read_builds, \
-    read_segments, save_checkpoint
+from .checkpoint import WORKER_BUILDS_DIFFER, WORKER_BUILDS_NOTE, BeamState, CheckpointError, checkpoint_difference, \
+    checkpoint_path, describe, describe_build, fingerprint, geometry_hash, is_complete, is_refused, kernel_build, \
+    load_checkpoint, physics_changed, read_builds, read_segments, save_checkpoint, with_unrecorded_builds
 from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from .result import finish, scored_voxels
 from .streaming import BatchPlan, LocalExecutor, end_progress, is_out_of_memory, progress_printer, stream
@@ -318,7 +318,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     # provenance, F6: a resumed run looked uninterrupted, and its uncertainty, of batches of two sizes, could not be
     # re-done)
     earlier = (_checkpoint_segments(ckpt, states) if resume and ckpt is not None and ckpt.exists() else [])
-    builds = _with_unrecorded_builds(builds, earlier)
+    builds = with_unrecorded_builds(builds, earlier)
     segment = _segment(settings, backend, states)
 
     dask_ctx = None
@@ -592,38 +592,12 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     return results
 
 
-#: the note of a kernel build that Dask workers ran beside another in one part of a run (the checkpoint's and the
-#: provenance's ``kernel_builds``): their batches interleave, so ``from_histories`` is where it was first seen
-WORKER_BUILDS_NOTE = ("the Dask workers of this part of the run ran several builds, their batches interleaved: "
-                      "from_histories is where this one was first seen")
-#: ``kernel_build`` (provenance, segments) of a part of a run whose Dask workers ran several builds
-WORKER_BUILDS_DIFFER = "differ: the Dask workers ran several builds, each in kernel_builds"
-
-
 def _part_build(current: dict[str, Any]) -> dict[str, Any] | str | None:
     """The kernel build that ran this part of the run: its own (a local run's, or its Dask workers' one),
     :data:`WORKER_BUILDS_DIFFER` where its Dask workers ran several, None where it transported nothing."""
     if len(current.get("worker_builds") or []) > 1:
         return WORKER_BUILDS_DIFFER
     return current.get("build")
-
-
-def _with_unrecorded_builds(builds: list[dict[str, Any]], segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``builds`` (the checkpoint's, being resumed) with an unknown build (``kernel`` None) where a part of the run
-    transported histories but records no build (``kernel_build`` None: a --workers run of an mcproton before
-    2026-12-07, whose workers' builds were not known), in its place in time: its resume says that whether it is
-    bitwise an uninterrupted run cannot be verified, and records ``kernel_builds`` (audit 26 interact, F3)."""
-    out = list(builds)
-    for seg in segments:
-        frm, to = seg.get("from_histories"), seg.get("to_histories")
-        if "kernel_build" not in seg or seg["kernel_build"] is not None or not frm or not to or list(frm) == list(to):
-            continue
-        entry = {"kernel": None, "from_histories": [int(h) for h in frm]}
-        if any(b.get("kernel") is None and b.get("from_histories") == entry["from_histories"] for b in out):
-            continue
-        at = sum(frm)   # the histories only grow: the builds that took over before it come first
-        out.insert(sum(1 for b in out if sum(b.get("from_histories") or [0]) <= at), entry)
-    return out
 
 
 def _segment(settings: Any, backend: str, states: list[BeamState]) -> dict[str, Any]:

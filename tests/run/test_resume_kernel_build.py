@@ -194,7 +194,7 @@ def test_a_checkpoint_part_without_its_build_cannot_be_verified_and_says_so(tmp_
 
 def test_a_part_without_its_build_is_placed_in_time():
     """The unknown build of a part that records none goes between the builds before and after it."""
-    from mcproton._run.job import _with_unrecorded_builds
+    from mcproton._run.checkpoint import with_unrecorded_builds
 
     a, b = {"compiler": "a"}, {"compiler": "b"}
     builds = [{"kernel": a, "from_histories": [0, 0]}, {"kernel": b, "from_histories": [900, 400]}]
@@ -202,6 +202,6 @@ def test_a_part_without_its_build_is_placed_in_time():
              {"from_histories": [900, 0], "to_histories": [900, 400], "kernel_build": None},
              {"from_histories": [900, 400], "to_histories": [900, 500], "kernel_build": b},
              {"from_histories": [900, 500], "to_histories": [900, 500], "kernel_build": None}]   # ran nothing
-    got = _with_unrecorded_builds(builds, parts)
+    got = with_unrecorded_builds(builds, parts)
     assert [x["kernel"] for x in got] == [a, None, b] and got[1]["from_histories"] == [900, 0]
-    assert _with_unrecorded_builds(got, parts) == got   # once
+    assert with_unrecorded_builds(got, parts) == got   # once

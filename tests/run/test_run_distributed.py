@@ -218,7 +218,7 @@ def test_dask_workers_of_two_builds_are_recorded_as_differing(small_cfg, monkeyp
     statistically valid but not bitwise reproducible: said, ``kernel_build`` "differ", both in ``kernel_builds``."""
     from mcproton._backend import cpu
     from mcproton._run import distributed as dist
-    from mcproton._run.job import WORKER_BUILDS_DIFFER
+    from mcproton._run.checkpoint import WORKER_BUILDS_DIFFER
     from mcproton.errors import McprotonRuntimeWarning
 
     own = cpu.CpuBackend.build_identity
