@@ -653,7 +653,7 @@ def _run_record(args: argparse.Namespace, settings: Any, identity: str | None, c
 
 #: the keys of :func:`_command_record`, in the JSON summary and the HDF5's provenance alike
 COMMAND_RECORD_KEYS = ("invocation", "working_directory", "config", "config_file_sha256", "set_options",
-                       "config_effective", "config_effective_sha256")
+                       "config_effective", "config_effective_sha256", "input_paths")
 
 
 def effective_config_text(cfg: dict) -> str:
@@ -672,7 +672,8 @@ def _command_record(args: argparse.Namespace, cfg: dict | None = None) -> dict[s
     ``config`` (the file's absolute path), ``config_file_sha256`` (the file as read, before the ``--set`` options:
     the file's hash, not what ran, where there are any), ``set_options`` (each ``--set`` as given, in order),
     ``config_effective`` (the config with the options applied, as :func:`effective_config_text`) and
-    ``config_effective_sha256`` (the SHA-256 of that text: what ran).  Made once the config is read
+    ``config_effective_sha256`` (the SHA-256 of that text: what ran) and ``input_paths`` (the absolute path each
+    input-path key was read from: :func:`mcproton.config.resolved_input_paths`).  Made once the config is read
     (``args.command_record``); ``cfg`` the config as loaded."""
     import hashlib
     import os
@@ -694,9 +695,14 @@ def _command_record(args: argparse.Namespace, cfg: dict | None = None) -> dict[s
     rec: dict[str, Any] = {"invocation": shlex.join(argv) if argv else None, "working_directory": os.getcwd(),
                            "config": path, "config_file_sha256": file_sha, "set_options": list(args.set or [])}
     if cfg is not None:
+        from .config import resolved_input_paths
+
         text = effective_config_text(cfg)
         rec["config_effective"] = json.loads(text)
         rec["config_effective_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+        # the file or folder each input path was read from (a relative one from the config's folder, else the
+        # current folder: audit 26 interact, F2)
+        rec["input_paths"] = resolved_input_paths(cfg)
     return rec
 
 
@@ -1048,13 +1054,15 @@ def _config_check_summary(args: argparse.Namespace, cfg: dict, settings: Any, ge
     """What ``mcproton run CONFIG --check-config`` prints: the config was read and every check that runs before
     the transport passed; the grid, the beams and the settings the run would use.  Nothing is written."""
     from ._run.inputs import memory_summary
-    from .config import relative_paths_summary
+    from .config import relative_paths_summary, resolved_input_paths
 
     nz, ny, nx = geometry.shape_zyx
     models = _plan_beam_models(beams)
     return {"config": str(args.config), "config_ok": True,
             # where the relative paths were taken from: the config file's folder (a symbolic link's own; audit 25, F11)
             "relative_paths": relative_paths_summary(cfg),
+            # and the file or folder each input path leads to, as the run records it (audit 26 interact, F2)
+            "input_paths": resolved_input_paths(cfg),
             "note": "checked without transport: nothing written; run again without --check-config (with --out) "
                     "to compute the dose",
             "phantom": cfg.get("phantom", {}).get("type", "water"),

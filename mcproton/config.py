@@ -52,8 +52,9 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
                                              "CPU, 10^8 on the GPU, where that is fewer): give a batch_size of "
                                              "about a tenth of the primaries the target needs to stop sooner"),
         "time_limit_s": ((int, float), "stop after this many seconds of transport of the whole run, its beams "
-                                       "sharing it (checked between batches, resumed segments included; default: "
-                                       "none)"),
+                                       "sharing it (checked between batches, resumed segments included; the "
+                                       "kernel build is not transport, nor, with `--workers`, the workers' start "
+                                       "before their first batch; default: none)"),
         "checkpoint_interval_s": ((int, float), "seconds between checkpoints of a CLI run (0 = every batch; default "
                                                 "60)"),
     },
@@ -395,14 +396,54 @@ def _resolve(cfg: dict[str, Any], p: str) -> Path:
     a folder that ``ls`` shows with the same name); several are named by :func:`relative_path_note`."""
     found = _resolve_as_given(cfg, p)
     if _exists(found):
-        return _not_also_beside_link_target(cfg, p, found)
+        return _one_of_its_name(cfg, p, found)
     utf8 = _utf8_name(p)
     if utf8 != p:
         other = _resolve_as_given(cfg, utf8)
         if _exists(other):
-            return _not_also_beside_link_target(cfg, utf8, other)
+            return _one_of_its_name(cfg, utf8, other)
     twins = _config_path_twins(cfg, p)
     return twins[0] if len(twins) == 1 else found
+
+
+def _one_of_its_name(cfg: dict[str, Any], p: str, found: Path) -> Path:
+    """``found``, the existing path that the config's relative path ``p`` leads to, where no other file or folder of
+    that name could be meant (:func:`_not_also_in_the_current_folder`, :func:`_not_also_beside_link_target`);
+    else ConfigError naming both."""
+    return _not_also_beside_link_target(cfg, p, _not_also_in_the_current_folder(cfg, p, found))
+
+
+def _not_also_in_the_current_folder(cfg: dict[str, Any], p: str, found: Path) -> Path:
+    """``found``, the existing path that the config's relative path ``p`` leads to; ConfigError where it is the
+    config file's folder's and ``p`` also exists, as another file or folder, in the current folder (audit 26
+    interact, F2: ``--set plan.rtplan=rtplan.dcm`` typed in a folder that holds a replanned rtplan.dcm read the
+    config folder's old plan without a word, as the config's folder is looked in first).  The user says which: an
+    absolute path, or one of the two removed or renamed.  Nothing to choose where the two are one (the config run
+    from its own folder, a link to it)."""
+    base = cfg.get("_base_dir")
+    q = Path(p).expanduser()
+    if not base or q.is_absolute() or found != Path(base) / q:
+        return found
+    here = Path.cwd() / q
+    if not _another_one(found, here):
+        return found
+    raise ConfigError(
+        f"{_config_key_of(cfg, p)} = {p!r}: {p!r} exists both in the config file's folder ({found}) and in the "
+        f"current folder ({here}), as two different files or folders; a relative path is taken from the config "
+        "file's folder first (a --set path too, though typed in the current folder), so which one is meant is not "
+        "clear: give an absolute path (in the config or with --set), or remove or rename the one that is not meant")
+
+
+def _another_one(found: Path, other: Path) -> bool:
+    """Whether ``other`` exists and is not ``found`` (another file or folder, not the same one by another path)."""
+    import os
+
+    if not _exists(other):
+        return False
+    try:
+        return not os.path.samefile(found, other)
+    except OSError:
+        return True
 
 
 def _not_also_beside_link_target(cfg: dict[str, Any], p: str, found: Path) -> Path:
@@ -411,20 +452,13 @@ def _not_also_beside_link_target(cfg: dict[str, Any], p: str, found: Path) -> Pa
     R1: from 2026-12-07 the link's folder is taken, before it the target's; a same-named ``ct/`` in either folder
     was taken without a word, another patient's CT).  The user says which: an absolute path, or one of the two
     removed."""
-    import os
-
     link = cfg.get(CONFIG_LINK_KEY)
     q = Path(p).expanduser()
     if not link or q.is_absolute():
         return found
     beside_target = Path(link).parent / q
-    if not _exists(beside_target):
+    if not _another_one(found, beside_target):
         return found
-    try:
-        if os.path.samefile(found, beside_target):
-            return found
-    except OSError:
-        pass
     base = cfg.get("_base_dir")
     where = ("beside the link" if base and found == Path(base) / q
              else "in the current folder (none is beside the link)")
@@ -437,6 +471,27 @@ def _not_also_beside_link_target(cfg: dict[str, Any], p: str, found: Path) -> Pa
 
 #: the keys of the config that name input files or folders (README "Config reference": relative to the config file)
 INPUT_PATH_KEYS = ("phantom.ct_dir", "phantom.calibration", "plan.rtplan", "plan.rtstruct", "plan.beam_model")
+
+
+def resolved_input_paths(cfg: dict[str, Any]) -> dict[str, str]:
+    """The absolute path that each input-path key of the config (:data:`INPUT_PATH_KEYS`) leads to (:func:`_resolve`),
+    for the run's record (``input_paths`` in its summary and its HDF5's provenance: which file was read, where a
+    relative path could be taken from two folders; audit 26 interact, F2); a beam model or calibration given by a
+    built-in name (no such file or folder) is left out.  ConfigError where a path is not clear
+    (:func:`_one_of_its_name`)."""
+    import os
+
+    found: dict[str, str] = {}
+    for key in INPUT_PATH_KEYS:
+        sec, name = key.split(".")
+        value = cfg.get(sec, {}).get(name) if isinstance(cfg.get(sec), dict) else None
+        if not isinstance(value, str):
+            continue
+        path = _resolve(cfg, value)
+        if key in ("phantom.calibration", "plan.beam_model") and not _exists(path):
+            continue
+        found[key] = os.path.abspath(path)
+    return found
 
 
 def _config_key_of(cfg: dict[str, Any], p: str) -> str:

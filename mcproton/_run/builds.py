@@ -189,7 +189,7 @@ WHAT_DIFFERS = {"mixed_builds": "the results were not computed by one build of m
 #: COMMAND_RECORD_KEYS; its ``run_identity``, which ``--resume`` compares; its RT Dose's UIDs and contents): a run's,
 #: never a sum's, which keeps them of each part in ``summed_runs``
 RUN_FILE_KEYS = ("invocation", "working_directory", "config", "config_file_sha256", "set_options", "config_effective",
-                 "config_effective_sha256", "run_identity", "rtdose_uids", "rtdose_dose")
+                 "config_effective_sha256", "input_paths", "run_identity", "rtdose_uids", "rtdose_dose")
 #: the provenance keys of a run's random numbers, batches, parts and kernel build (mcproton/_run/result.py finish,
 #: mcproton/_run/job.py): a sum's where every part records the same (the beams of one run), else :data:`RUNS_DIFFER`
 #: (``resumed``: true where any part was resumed)

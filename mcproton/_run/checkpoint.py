@@ -18,7 +18,9 @@ Beside the fingerprint, a checkpoint records the *builds* of the transport kerne
 identity), each with the history position of every beam where it took over.  A run resumed by another build (a
 Slurm requeue onto a node with another compiler, or another CPU: -march=native) is not refused: its dose is
 statistically valid, but not bitwise equal to an uninterrupted run of either build; the run says so and its
-provenance records the builds (``kernel_builds``).  One resumed with other physics data is refused.
+provenance records the builds (``kernel_builds``).  One resumed with other physics data is refused.  A Dask run's
+builds are its workers' (each chunk names its worker's: mcproton._run.distributed); a part of a run that records no
+build (a --workers run before 2026-12-07) is an unknown one on resume (:func:`with_unrecorded_builds`).
 """
 from __future__ import annotations
 
@@ -162,6 +164,32 @@ def kernel_build(backend: Any) -> dict[str, Any]:
         "options": " ".join(map(str, getattr(backend, "compile_options", ()))),
         "target": str(getattr(backend, "device", ""))}
     return {"backend": str(getattr(backend, "name", "")), **kernel, "mcproton": build_identity()}
+
+
+#: the note of a kernel build that Dask workers ran beside another in one part of a run (the checkpoint's and the
+#: provenance's ``kernel_builds``): their batches interleave, so ``from_histories`` is where it was first seen
+WORKER_BUILDS_NOTE = ("the Dask workers of this part of the run ran several builds, their batches interleaved: "
+                      "from_histories is where this one was first seen")
+#: ``kernel_build`` (provenance, segments) of a part of a run whose Dask workers ran several builds
+WORKER_BUILDS_DIFFER = "differ: the Dask workers ran several builds, each in kernel_builds"
+
+
+def with_unrecorded_builds(builds: list[dict[str, Any]], segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``builds`` (the checkpoint's, being resumed) with an unknown build (``kernel`` None) where a part of the run
+    transported histories but records no build (``kernel_build`` None: a --workers run of an mcproton before
+    2026-12-07, whose workers' builds were not known), in its place in time: its resume says that whether it is
+    bitwise an uninterrupted run cannot be verified, and records ``kernel_builds`` (audit 26 interact, F3)."""
+    out = list(builds)
+    for seg in segments:
+        frm, to = seg.get("from_histories"), seg.get("to_histories")
+        if "kernel_build" not in seg or seg["kernel_build"] is not None or not frm or not to or list(frm) == list(to):
+            continue
+        entry = {"kernel": None, "from_histories": [int(h) for h in frm]}
+        if any(b.get("kernel") is None and b.get("from_histories") == entry["from_histories"] for b in out):
+            continue
+        at = sum(frm)   # the histories only grow: the builds that took over before it come first
+        out.insert(sum(1 for b in out if sum(b.get("from_histories") or [0]) <= at), entry)
+    return out
 
 
 def describe_build(build: dict[str, Any] | None) -> str:

@@ -15,6 +15,14 @@ the client's, so that ``run.backend = "auto"`` resolves alike) and refuses to ru
 own provenance, so a worker of another install or with another CT at the same path would give a plausible but
 wrong dose.
 
+Worker build: each chunk's result names the kernel build of the worker that ran it (checkpoint.kernel_build: the
+compiler, options and CPU that decide the bits under -march=native -ffast-math), recorded as a local run's build
+(``kernel_build``; workers of several builds: ``kernel_builds``; before 2026-12-07 a --workers run recorded none:
+audit 26 interact, F3), and its transport time.  The time to the first chunk's result less its transport is the
+workers' start (the task sent, the worker's Simulation built: geometry, beam, kernel compile), not transport: the
+run's time limit does not count it, as a local run's kernel build is not counted (nor the batches that faster
+workers ran meanwhile; F5).
+
 Worker loss: Dask re-runs the tasks of a lost worker elsewhere.  Results are keyed by chunk (its first history
 index); only the first result of a chunk is summed, so nothing is counted twice.  At most a window of
 ``2 x workers`` chunks is in flight, so the client's memory stays bounded whatever the number of chunks.
@@ -26,6 +34,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import uuid
 from typing import Any, Callable, Iterator
 
@@ -158,16 +167,34 @@ def _unpack(p: dict[str, tuple]) -> dict[str, np.ndarray]:
     return out
 
 
-def run_chunk(key: str, spec: dict[str, Any], first: int, n: int) -> tuple[int, int, dict[str, tuple]]:
+def _sim_build(sim: Any) -> dict[str, Any]:
+    """The kernel build of a worker's Simulation (checkpoint.kernel_build), found once per Simulation."""
+    build = getattr(sim, "_mcproton_kernel_build", None)
+    if build is None:
+        from .checkpoint import kernel_build
+
+        build = sim._mcproton_kernel_build = kernel_build(sim.backend)
+    return build
+
+
+def run_chunk(key: str, spec: dict[str, Any], first: int, n: int
+              ) -> tuple[int, int, dict[str, tuple], dict[str, Any]]:
     """Dask task: histories [first, first + n) on this worker's cached Simulation (GPU out-of-memory: the
-    chunk is split into smaller launches whose integer tallies are summed, which changes nothing)."""
+    chunk is split into smaller launches whose integer tallies are summed, which changes nothing).  Returns the
+    chunk's first history, its histories, its packed tallies and ``{"kernel_build": the worker's build, "setup_s":
+    the seconds it took to build the Simulation before the chunk (0 for one reused), "transport_s": the seconds of
+    its transport}``."""
     key = f"{key}@{_worker_name()}"   # per worker: workers sharing a process (threads) keep their own GPU
+    t0 = time.perf_counter()
     sim = _acquire(key, spec)
     try:
+        build = _sim_build(sim)
+        t1 = time.perf_counter()
         t, _ = run_shrinking(sim, first, n, cap=None)   # each chunk starts whole; an OOM shrink is per chunk
+        t2 = time.perf_counter()
     finally:
         _release(key, sim)
-    return first, n, _pack(t)
+    return first, n, _pack(t), {"kernel_build": build, "setup_s": t1 - t0, "transport_s": t2 - t1}
 
 
 def _worker_name() -> str:
@@ -183,13 +210,23 @@ class DaskExecutor:
     """Runs the batches of a plan as Dask tasks and yields their tallies in history order."""
 
     def __init__(self, client: Any, spec: dict[str, Any], plan: BatchPlan, window: int | None = None,
-                 on_result: Callable[[int, int], None] | None = None) -> None:
+                 on_result: Callable[[int, int], None] | None = None,
+                 on_build: Callable[[dict[str, Any], int], None] | None = None) -> None:
         self.client, self.spec, self.plan = client, spec, plan
         self.key = _spec_key(spec)
         self.job = uuid.uuid4().hex[:12]
         nw = max(1, len(client.scheduler_info().get("workers", {})))
         self.window = window or max(4, 2 * nw)
         self.on_result = on_result  # test hook: called with (first, n) as each chunk's result arrives
+        # called with (a worker's kernel build, the first history of its chunk) for each build not seen before
+        # among the chunks counted (mcproton._run.job records it: kernel_build, kernel_builds)
+        self.on_build = on_build
+        self._builds: set[str] = set()
+        # the seconds from the first submission to the result of the first chunk (the one yielded first), less its
+        # transport on its worker: the workers' start (the task sent and scheduled, the worker's Simulation built:
+        # geometry, beam, kernel compile), not transport; stream() leaves it out of the time-limit clock (audit 26
+        # interact, F5: with --workers, a 3 s limit was spent on the workers' start, and 2 of 3 beams not run)
+        self.startup_s = 0.0
         self._inflight: dict[Any, tuple[int, int]] = {}
         self.cap = None
         self.duplicates = 0
@@ -199,6 +236,7 @@ class DaskExecutor:
 
         chunks = self.plan.iter_from(pos)
         ac = as_completed()
+        started = time.perf_counter()
 
         def submit_next() -> None:
             nxt = next(chunks, None)
@@ -218,12 +256,17 @@ class DaskExecutor:
             while self._inflight:
                 fut = next(ac)
                 first, n = self._inflight.pop(fut)
-                r_first, r_n, packed = fut.result()
+                r_first, r_n, packed, info = fut.result()
                 fut.release()
+                if r_first == pos and pos not in done and pos not in pending:
+                    # the first chunk's: the batches that other workers ran while its worker started come with it
+                    # (they ran beside that start, which is not counted)
+                    self.startup_s = max(0.0, time.perf_counter() - started - float(info.get("transport_s") or 0.0))
                 if r_first in done or r_first in pending or r_first < next_pos:
                     self.duplicates += 1  # a chunk counted once only
                 else:
                     pending[r_first] = (r_n, packed)
+                    self._note_build(info.get("kernel_build"), r_first)
                 if self.on_result is not None:
                     self.on_result(r_first, r_n)
                 submit_next()
@@ -234,6 +277,16 @@ class DaskExecutor:
                     next_pos += n
         finally:
             self.close()
+
+    def _note_build(self, build: dict[str, Any] | None, first: int) -> None:
+        """Call ``on_build`` for a worker's kernel build not seen before by this executor."""
+        if build is None:
+            return
+        text = json.dumps(build, sort_keys=True, default=str)
+        if text not in self._builds:
+            self._builds.add(text)
+            if self.on_build is not None:
+                self.on_build(build, first)
 
     def close(self) -> None:
         if self._inflight:
@@ -375,16 +428,18 @@ class DaskSession:
             log(f"mcproton: distributed run on {nw} Dask worker(s) ({self.client.scheduler.address})")
 
     def executor(self, cfg: dict[str, Any], beam_index: int, plan: BatchPlan, settings: Any,
-                 stream: int | None = None, expect: dict[str, str] | None = None) -> DaskExecutor:
+                 stream: int | None = None, expect: dict[str, str] | None = None,
+                 on_build: Callable[[dict[str, Any], int], None] | None = None) -> DaskExecutor:
         """The executor of beam ``beam_index`` of ``cfg``, on the random stream ``stream`` (default: the beam
         index; JobOptions.first_beam_index).  ``expect``: the client's job_identity of the beam, which each
-        worker's Simulation must match (WorkerMismatchError)."""
+        worker's Simulation must match (WorkerMismatchError).  ``on_build``: called with each worker kernel build
+        not seen before and the first history of its chunk (:class:`DaskExecutor`)."""
         threads = cfg.get("run", {}).get("threads") or None
         if threads is None and self.local:
             threads = 1  # a LocalCluster has one worker per core: one OpenMP thread each
         spec = {"cfg": cfg, "beam": beam_index, "threads": threads,
                 "stream": beam_index if stream is None else int(stream), "expect": dict(expect or {})}
-        return DaskExecutor(self.client, spec, plan)
+        return DaskExecutor(self.client, spec, plan, on_build=on_build)
 
     def describe(self) -> dict[str, Any]:
         return {"scheduler": str(self.client.scheduler.address), "cluster": self.cluster_kind,

@@ -23,9 +23,9 @@ from .._io.atomic import temporary_files
 from .._io.console import log_line, printable, write_stderr
 from .._signals import RunInterrupted, stop_signals, transport_handler_entered
 from .._timing import phase
-from .checkpoint import BeamState, CheckpointError, checkpoint_difference, checkpoint_path, describe, describe_build, \
-    fingerprint, geometry_hash, is_complete, is_refused, kernel_build, load_checkpoint, physics_changed, read_builds, \
-    read_segments, save_checkpoint
+from .checkpoint import WORKER_BUILDS_DIFFER, WORKER_BUILDS_NOTE, BeamState, CheckpointError, checkpoint_difference, \
+    checkpoint_path, describe, describe_build, fingerprint, geometry_hash, is_complete, is_refused, kernel_build, \
+    load_checkpoint, physics_changed, read_builds, read_segments, save_checkpoint, with_unrecorded_builds
 from .engine import Accumulator, DeviceAccumulator, ScoredSums, Simulation
 from .result import finish, scored_voxels
 from .streaming import RUN_LONG_RUN_REMEDY, BatchPlan, LocalExecutor, bar_open, end_progress, is_out_of_memory, \
@@ -338,6 +338,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
     # provenance, F6: a resumed run looked uninterrupted, and its uncertainty, of batches of two sizes, could not be
     # re-done)
     earlier = (_checkpoint_segments(ckpt, states) if resume and ckpt is not None and ckpt.exists() else [])
+    builds = with_unrecorded_builds(builds, earlier)
     segment = _segment(settings, backend, states)
 
     dask_ctx = None
@@ -374,7 +375,7 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
         known.update(voxels or {})
         try:
             save_checkpoint(ckpt, fp, states, builds, known,
-                            segments=[*earlier, _segment_end(segment, states, current.get("build"))])
+                            segments=[*earlier, _segment_end(segment, states, _part_build(current))])
         except OSError as exc:
             current["ckpt_error"] = f"{type(exc).__name__}: {exc}"
             current["ckpt_failures"] += 1
@@ -397,6 +398,29 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
             current["ckpt_failures"] = 0
         current["ckpt_written"] = time.strftime("%H:%M:%S")
         return True
+
+    def _worker_build(i: int, build: dict[str, Any], first: int) -> None:
+        """A Dask worker's kernel build, seen for the first time in this run at history ``first`` of beam ``i``:
+        the first takes over as a local run's build does (:func:`_kernel_takes_over`: the checkpoint's other build
+        warned about); another is recorded beside it, with a warning (audit 26 interact, F3: a --workers run
+        recorded no build)."""
+        seen = current.setdefault("worker_builds", [])
+        if build in seen:
+            return
+        seen.append(build)
+        if len(seen) == 1:
+            current["build"] = _kernel_takes_over(builds, build, states, ckpt, opts.warn_stacklevel, log)
+            return
+        at = [int(s.next_history) for s in states]
+        at[i] = int(first)
+        builds.append({"kernel": dict(build), "from_histories": at, "interleaved": WORKER_BUILDS_NOTE})
+        from .._io.errors import McprotonRuntimeWarning, warn
+
+        warn(f"the Dask workers run different builds of the transport kernel ({describe_build(seen[0])}; "
+             f"{describe_build(build)}): the dose is statistically valid, but not bitwise reproducible (which worker "
+             "runs which batch varies); the builds are recorded in the output's provenance (kernel_builds). For a "
+             "bitwise-reproducible result, give every worker the same compiler and CPU (GPU: the same NVRTC and "
+             "GPU architecture)", McprotonRuntimeWarning, stacklevel=opts.warn_stacklevel)
 
     results = []
     long_run = long_run_judge(wd.long_run, wd.target)   # judged once for the run, all its beams (audit 26, F3)
@@ -465,7 +489,8 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
                     geo = fp.get("geometry_hash") or current.get("geometry_hash") or geometry_hash(geometry)
                     current["geometry_hash"] = geo
                     executor = dask_ctx.executor(cfg, i, plan, settings, streams[i],
-                                                 expect=job_identity(geo, beam, backend))
+                                                 expect=job_identity(geo, beam, backend),
+                                                 on_build=functools.partial(_worker_build, i))
                 else:
                     if sim.keeps_tallies_on_device:
                         # GPU: the batches are summed on the device; host copies for checkpoints and the end
@@ -574,23 +599,31 @@ def run_job(cfg: dict[str, Any] | None, settings: Any, geometry: Any, beams: lis
             dask_ctx.close()
         if current["ckpt_failures"]:   # still failing at the end: said once more (F11)
             log(f"mcproton: warning: {_ckpt_state(ckpt, current)}")
-    if builds and dask_ctx is None and (len(builds) > 1 or builds[-1]["kernel"] != (
-            current.get("build") or (kernel_build(prev_backend) if prev_backend is not None else None))):
+    # the build of the kernel that ran (the last) histories: the CPU's compiler, flags and kernel cache key decide the
+    # bits under -march=native -ffast-math (audit 25 provenance, F8: in the checkpoint only); a Dask run's, its
+    # workers' (each chunk names it: audit 26 interact, F3), "differ" where they ran several
+    own = _part_build(current) or (
+        kernel_build(prev_backend) if prev_backend is not None and dask_ctx is None else None)
+    ran = own or (builds[-1]["kernel"] if builds else None)
+    if builds and (len(builds) > 1 or (own is not None and builds[-1]["kernel"] != own)):
         for r in results:   # a resume by another build (or of an unknown one): which ran which histories
             r.provenance["kernel_builds"] = [dict(b) for b in builds]
-    # the build of the kernel that ran (the last) histories: the CPU's compiler, flags and kernel cache key decide the
-    # bits under -march=native -ffast-math (audit 25 provenance, F8: in the checkpoint only); a Dask run's workers
-    # built their own (not known here)
-    ran = current.get("build") or (builds[-1]["kernel"] if builds else None) or (
-        kernel_build(prev_backend) if prev_backend is not None and dask_ctx is None else None)
-    parts = [*earlier, _segment_end(segment, states, current.get("build"))]
+    parts = [*earlier, _segment_end(segment, states, _part_build(current))]
     for r in results:
         mark_completeness(r, settings, settings.primaries)
         r.provenance["resumed"] = len(parts) > 1
         r.provenance["segments"] = [dict(p) for p in parts]
-        if ran is not None and dask_ctx is None:
-            r.provenance["kernel_build"] = dict(ran)
+        if ran is not None:
+            r.provenance["kernel_build"] = ran if isinstance(ran, str) else dict(ran)
     return results
+
+
+def _part_build(current: dict[str, Any]) -> dict[str, Any] | str | None:
+    """The kernel build that ran this part of the run: its own (a local run's, or its Dask workers' one),
+    :data:`WORKER_BUILDS_DIFFER` where its Dask workers ran several, None where it transported nothing."""
+    if len(current.get("worker_builds") or []) > 1:
+        return WORKER_BUILDS_DIFFER
+    return current.get("build")
 
 
 def _segment(settings: Any, backend: str, states: list[BeamState]) -> dict[str, Any]:
@@ -613,14 +646,16 @@ def _segment(settings: Any, backend: str, states: list[BeamState]) -> dict[str, 
             "time_limit_s": settings.time_limit_s, "target_uncertainty": settings.target_uncertainty}
 
 
-def _segment_end(segment: dict[str, Any], states: list[BeamState], build: dict[str, Any] | None) -> dict[str, Any]:
+def _segment_end(segment: dict[str, Any], states: list[BeamState],
+                 build: dict[str, Any] | str | None) -> dict[str, Any]:
     """``segment`` (:func:`_segment`) with where each beam is now (``to_histories``, ``to_batches``), the batch size a
     GPU out-of-memory shrink left (``batch_caps``, where any) and the kernel build that ran it (``kernel_build``:
-    None where it transported nothing)."""
+    None where it transported nothing; :data:`WORKER_BUILDS_DIFFER` where its Dask workers ran several)."""
     caps = [int(s.batch_cap or 0) for s in states]
     return {**segment, "to_histories": [int(s.next_history) for s in states],
             "to_batches": [int(getattr(s.acc, "batches", 0)) for s in states],
-            **({"batch_caps": caps} if any(caps) else {}), "kernel_build": None if build is None else dict(build)}
+            **({"batch_caps": caps} if any(caps) else {}),
+            "kernel_build": build if build is None or isinstance(build, str) else dict(build)}
 
 
 def _checkpoint_segments(ckpt: Path, states: list[BeamState]) -> list[dict[str, Any]]:
@@ -653,18 +688,21 @@ def _checkpoint_builds(ckpt: Path, n_beams: int) -> list[dict[str, Any]]:
 
 def _kernel_takes_over(builds: list[dict[str, Any]], backend: Any, states: list[BeamState], ckpt: Path | None,
                        stacklevel: int, log: Callable[[str], None]) -> dict[str, Any]:
-    """This run's kernel build (checkpoint.kernel_build), added to ``builds`` where it is not the last one there,
-    with the history each beam is at: a checkpoint written by another build (a requeue onto a node with another
-    compiler or CPU) is continued, with a warning that the dose is statistically valid but not bitwise equal to an
-    uninterrupted run (the README's promise holds for one build); one that does not record its build, with a note
-    that this cannot be verified (the environment audit, F2)."""
-    build = kernel_build(backend)
+    """This run's kernel build (checkpoint.kernel_build of ``backend``, or ``backend`` itself where it is a build:
+    a Dask worker's), added to ``builds`` where it is not the last one there, with the history each beam is at: a
+    checkpoint written by another build (a requeue onto a node with another compiler or CPU) is continued, with a
+    warning that the dose is statistically valid but not bitwise equal to an uninterrupted run (the README's promise
+    holds for one build); one that does not record the build of all its histories, with a note that this cannot be
+    verified (the environment audit, F2)."""
+    build = dict(backend) if isinstance(backend, dict) else kernel_build(backend)
     last = builds[-1]["kernel"] if builds else None
-    if builds and last is None:
-        log(f"mcproton: note: the checkpoint {ckpt} does not record the transport kernel build that wrote it (an "
-            "older mcproton): whether this build (" + describe_build(build) + ") is the same, and so whether the "
-            "resumed dose is bitwise identical to an uninterrupted run, cannot be verified")
-    elif builds and last != build:
+    if any(b.get("kernel") is None for b in builds):
+        log(f"mcproton: note: the checkpoint {ckpt} does not record the transport kernel build that ran "
+            + ("its histories" if last is None and len(builds) == 1 else "some of its histories")
+            + " (an older mcproton, or an mcproton run --workers before 2026-12-07): whether this build ("
+            + describe_build(build) + ") is the same, and so whether the resumed dose is bitwise identical to an "
+            "uninterrupted run, cannot be verified")
+    if builds and last is not None and last != build:
         from .._io.errors import McprotonRuntimeWarning, warn
 
         # the cause and the cure in the backend's terms (a CUDA build's are not the CPU's compiler and CPU)

@@ -205,3 +205,66 @@ def test_check_config_names_the_current_folder_once_where_it_is_the_configs(tmp_
     assert main(["run", "job.toml", "--check-config"]) == 0, capsys.readouterr().err
     rel = json.loads(capsys.readouterr().out)["relative_paths"]
     assert rel == {"inputs_from": str(tmp_path.resolve()), "outputs_from": str(tmp_path.resolve())}, rel
+
+
+def test_a_relative_path_in_both_the_configs_folder_and_the_current_folder_is_refused(tmp_path, capsys, monkeypatch,
+                                                                                     no_transport):
+    """Audit 26 interact, F2: ``--set phantom.ct_dir="ct"`` (or plan.rtplan, plan.rtstruct) typed in a folder that
+    holds its own ct/ read the config folder's ct/ without a word, as a relative path is looked for in the config's
+    folder first: a replanned plan silently replaced by the old one.  Where both folders hold the name, as two
+    different files or folders, the run is refused naming both; an absolute path chooses, and the run records the
+    path it read (``input_paths``).  One folder (the config run from its own folder, or the current folder's ct a
+    link to the config's) is no question."""
+    cfg_dir, work = tmp_path / "cfg", tmp_path / "work"
+    cfg_dir.mkdir()
+    (cfg_dir / "run.toml").write_text(CT.replace("@EXTRA", ""))
+    _ct(cfg_dir / "ct", 6)
+    _ct(work / "ct", 4)
+    monkeypatch.chdir(work)
+    for extra in (["--set", 'phantom.ct_dir="ct"'], []):   # typed in the shell, or the config's own
+        assert main(["run", "../cfg/run.toml", "--check-config", *extra]) == 2, capsys.readouterr().out
+        err = capsys.readouterr().err
+        assert "phantom.ct_dir = 'ct'" in err and "exists both in the config file's folder" in err, err
+        assert str(cfg_dir.resolve() / "ct") in err and str(work.resolve() / "ct") in err, err
+        assert "give an absolute path" in err and "remove or rename" in err, err
+    # an absolute path chooses, and the folder read is named
+    assert main(["run", "../cfg/run.toml", "--check-config", "--set", f'phantom.ct_dir="{work / "ct"}"']) == 0, \
+        capsys.readouterr().err
+    got = json.loads(capsys.readouterr().out)
+    assert got["grid_xyz"][2] == 4 and got["input_paths"] == {"phantom.ct_dir": str(work / "ct")}
+    # the config run from its own folder: one folder
+    monkeypatch.chdir(cfg_dir)
+    assert main(["run", "run.toml", "--check-config"]) == 0, capsys.readouterr().err
+    got = json.loads(capsys.readouterr().out)
+    assert got["grid_xyz"][2] == 6 and got["input_paths"] == {"phantom.ct_dir": str(cfg_dir.resolve() / "ct")}
+    # the current folder's ct a link to the config's: one folder
+    (work / "ct").rename(tmp_path / "old_ct")
+    (work / "ct").symlink_to(cfg_dir / "ct")
+    monkeypatch.chdir(work)
+    assert main(["run", "../cfg/run.toml", "--check-config", "--set", 'phantom.ct_dir="ct"']) == 0, \
+        capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["grid_xyz"][2] == 6
+
+
+def test_the_run_records_the_input_paths_it_read(tmp_path, capsys, monkeypatch):
+    """Audit 26 interact, F2: the summary's ``relative_paths`` is null outside --check-config, so nothing in a run's
+    output said which folder a relative path was taken from (its SHA-256s are by path, of files only).  The summary
+    and the HDF5's provenance record ``input_paths``: the absolute path each input-path key was read from (a plan
+    given with --set from the current folder, where the config's folder has none)."""
+    import h5py
+
+    from mcproton.dicom import write_ct_series
+
+    cfg_dir, work = tmp_path / "cfg", tmp_path / "work"
+    cfg_dir.mkdir()
+    (cfg_dir / "run.toml").write_text(CT.replace("@EXTRA", "").replace("primaries = 1000", "primaries = 200"))
+    write_ct_series(np.zeros((20, 12, 12)), (4.0, 4.0, 4.0), (-22.0, -22.0, 0.0), cfg_dir / "ct")
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["run", "../cfg/run.toml", "--out", "o.h5", "--quiet", "--no-checkpoint",
+                 "--set", "beam.energy_mev=70"]) == 0, \
+        capsys.readouterr().err
+    s = json.loads(capsys.readouterr().out)
+    assert s["input_paths"] == {"phantom.ct_dir": str(cfg_dir.resolve() / "ct")}
+    with h5py.File(work / "o.h5", "r") as f:
+        assert json.loads(f["provenance"].attrs["input_paths"]) == s["input_paths"]

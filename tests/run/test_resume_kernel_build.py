@@ -168,3 +168,40 @@ def test_a_cuda_build_is_recorded_by_what_changes_its_bits_and_warned_about_in_i
         assert "-ffast-math" not in said[0] and "compiler and CPU" not in said[0], said[0]
     finally:
         get_backend.cache_clear()
+
+
+def test_a_checkpoint_part_without_its_build_cannot_be_verified_and_says_so(tmp_path):
+    """Audit 26 interact, F3: an ``mcproton run --workers`` before 2026-12-07 recorded no kernel build: its
+    checkpoint's builds were [] and its part's ``kernel_build`` None, and a resume without Dask recorded the local
+    build alone, as if it had run every history, without a word.  Such a part is an unknown build now: the resume
+    says that it cannot be verified and records ``kernel_builds``."""
+    from mcproton._run.checkpoint import SEGMENTS_ATTR
+
+    g, beams, out = _interrupted(tmp_path)
+    with h5py.File(checkpoint_path(out), "r+") as f:   # as a --workers run wrote it
+        f.attrs[BUILDS_ATTR] = "[]"
+        parts = json.loads(f.attrs[SEGMENTS_ATTR])
+        parts[0]["kernel_build"] = None
+        f.attrs[SEGMENTS_ATTR] = json.dumps(parts)
+    res, said, _ = _resume(g, beams, out)
+    note = [m for m in said if "does not record the transport kernel build" in m]
+    assert note and "cannot be verified" in note[0] and "--workers" in note[0], said
+    kb = res.provenance["kernel_builds"]
+    assert [b["kernel"] is None for b in kb] == [True, False] and kb[0]["from_histories"] == [0], kb
+    assert res.provenance["kernel_build"] == kb[1]["kernel"]
+    assert res.provenance["segments"][0]["kernel_build"] is None
+
+
+def test_a_part_without_its_build_is_placed_in_time():
+    """The unknown build of a part that records none goes between the builds before and after it."""
+    from mcproton._run.checkpoint import with_unrecorded_builds
+
+    a, b = {"compiler": "a"}, {"compiler": "b"}
+    builds = [{"kernel": a, "from_histories": [0, 0]}, {"kernel": b, "from_histories": [900, 400]}]
+    parts = [{"from_histories": [0, 0], "to_histories": [900, 0], "kernel_build": a},
+             {"from_histories": [900, 0], "to_histories": [900, 400], "kernel_build": None},
+             {"from_histories": [900, 400], "to_histories": [900, 500], "kernel_build": b},
+             {"from_histories": [900, 500], "to_histories": [900, 500], "kernel_build": None}]   # ran nothing
+    got = with_unrecorded_builds(builds, parts)
+    assert [x["kernel"] for x in got] == [a, None, b] and got[1]["from_histories"] == [900, 0]
+    assert with_unrecorded_builds(got, parts) == got   # once

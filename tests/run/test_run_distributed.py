@@ -190,3 +190,72 @@ def test_worker_backend_is_the_clients(small_cfg, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(RuntimeError, match="backend 'cuda' requested but unavailable"):
         dist._build_sim({**spec, "expect": {**expect, "backend": "cuda"}})
+
+
+def _two_workers():
+    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+
+
+def test_a_dask_run_records_its_workers_kernel_build(small_cfg, tmp_path):
+    """Audit 26 interact, F3: a --workers run recorded no ``kernel_build`` (the build that decides the bits under
+    -march=native -ffast-math), in its provenance, its part of the run or its checkpoint.  Each chunk names its
+    worker's build now, recorded as a local run's (here the same build: in-process workers)."""
+    from mcproton._run.checkpoint import checkpoint_path, read_builds
+
+    job = _job(small_cfg(4000, checkpoint_interval_s=0), "run.batch_size=1000")
+    local = run_job(*job, tmp_path / "local.h5", progress=False, log=lambda m: None)[0]
+    want = local.provenance["kernel_build"]
+    with _two_workers() as cluster, distributed.Client(cluster) as client:
+        r = run_job(*job, tmp_path / "dask.h5", client=client, progress=False, log=lambda m: None)[0]
+    assert want and r.provenance["kernel_build"] == want, r.provenance.get("kernel_build")
+    assert r.provenance["segments"][0]["kernel_build"] == want and "kernel_builds" not in r.provenance
+    assert [b["kernel"] for b in read_builds(checkpoint_path(tmp_path / "dask.h5")) or []] == [want]
+    assert np.array_equal(r.dose_gy_zyx, local.dose_gy_zyx)
+
+
+def test_dask_workers_of_two_builds_are_recorded_as_differing(small_cfg, monkeypatch):
+    """Audit 26 interact, F3: workers of two builds (two nodes with other compilers or CPUs) give a dose that is
+    statistically valid but not bitwise reproducible: said, ``kernel_build`` "differ", both in ``kernel_builds``."""
+    from mcproton._backend import cpu
+    from mcproton._run import distributed as dist
+    from mcproton._run.checkpoint import WORKER_BUILDS_DIFFER
+    from mcproton.errors import McprotonRuntimeWarning
+
+    own = cpu.CpuBackend.build_identity
+
+    def per_worker(self):   # as on two nodes
+        name = dist._worker_name()
+        return {**own(self), "compiler": f"compiler of worker {name}"} if name else own(self)
+
+    monkeypatch.setattr(cpu.CpuBackend, "build_identity", per_worker)
+    job = _job(small_cfg(8000), "run.batch_size=500")
+    with _two_workers() as cluster, distributed.Client(cluster) as client:
+        client.wait_for_workers(2)
+        with pytest.warns(McprotonRuntimeWarning, match="different builds of the transport kernel"):
+            r = run_job(*job, None, client=client, progress=False, log=lambda m: None)[0]
+    assert r.provenance["kernel_build"] == WORKER_BUILDS_DIFFER == r.provenance["segments"][0]["kernel_build"]
+    kb = r.provenance["kernel_builds"]
+    assert sorted(b["kernel"]["compiler"] for b in kb) == ["compiler of worker 0", "compiler of worker 1"], kb
+    assert "interleaved" in kb[1] and r.primaries == 8000
+
+
+def test_the_time_limit_leaves_out_the_workers_start_up(small_cfg, monkeypatch):
+    """Audit 26 interact, F5: with --workers, the workers' start-up (their Simulation: geometry, beam, kernel
+    compile) was counted as the first batch's transport: a 3 s limit stopped beam 1 after 400 of 40,000 primaries,
+    and beams 2 and 3 were not run.  Locally the kernel build is not counted; on the workers neither, now.  A
+    worker start of 3 s (slept here) against a limit of 2 s: every primary is run."""
+    import time
+
+    from mcproton._run import distributed as dist
+
+    build = dist._build_sim
+
+    def start_slowly(spec):
+        time.sleep(3.0)
+        return build(spec)
+
+    monkeypatch.setattr(dist, "_build_sim", start_slowly)
+    job = _job(small_cfg(4000), "run.batch_size=1000", "run.time_limit_s=2.0")
+    with _two_workers() as cluster, distributed.Client(cluster) as client:
+        r = run_job(*job, None, client=client, progress=False, log=lambda m: None)[0]
+    assert r.provenance["stop_reason"] == "primaries" and r.primaries == 4000, r.provenance["stop_reason"]
