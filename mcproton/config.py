@@ -315,11 +315,16 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             cfg[CONFIG_LINK_KEY] = str(p.resolve())
     private = {k: cfg.pop(k) for k in ("_base_dir", CONFIG_LINK_KEY) if k in cfg}
     cfg = copy.deepcopy(cfg)
+    typed = []
     for o in overrides or []:
         sec, key, val = parse_override(o)
         cfg.setdefault(sec, {})[key] = val
+        if isinstance(val, str):
+            typed.append(val)
     validate_config(cfg)
     cfg.update(private)
+    if typed:   # the values typed in the shell (--set): a relative path among them is the current folder's too
+        cfg[SET_VALUES_KEY] = typed
     return cfg
 
 
@@ -383,6 +388,11 @@ def _toml_value(v: Any, where: str) -> str:
 #: that is a symbolic link, for the messages that say where relative paths are taken from
 CONFIG_LINK_KEY = "_config_link_target"
 
+#: the key (private, as :data:`CONFIG_LINK_KEY`) under which :func:`load_config` keeps the string values given with
+#: ``--set``: typed in the shell, a relative path among them may mean the current folder's file
+#: (:func:`_not_also_in_the_current_folder`)
+SET_VALUES_KEY = "_set_values"
+
 
 def _resolve(cfg: dict[str, Any], p: str) -> Path:
     """The path ``p`` of the config: a relative one from the config file's folder (the folder of the config as given:
@@ -414,15 +424,17 @@ def _one_of_its_name(cfg: dict[str, Any], p: str, found: Path) -> Path:
 
 
 def _not_also_in_the_current_folder(cfg: dict[str, Any], p: str, found: Path) -> Path:
-    """``found``, the existing path that the config's relative path ``p`` leads to; ConfigError where it is the
-    config file's folder's and ``p`` also exists, as another file or folder, in the current folder (audit 26
+    """``found``, the existing path that the relative path ``p``, given with ``--set``, leads to; ConfigError where it
+    is the config file's folder's and ``p`` also exists, as another file or folder, in the current folder (audit 26
     interact, F2: ``--set plan.rtplan=rtplan.dcm`` typed in a folder that holds a replanned rtplan.dcm read the
     config folder's old plan without a word, as the config's folder is looked in first).  The user says which: an
     absolute path, or one of the two removed or renamed.  Nothing to choose where the two are one (the config run
-    from its own folder, a link to it)."""
+    from its own folder, a link to it).  A path written in the config file itself is the config folder's, as
+    documented, wherever the command is run from (a patient's run.toml run from another patient's folder that has
+    its own ct/ is not refused)."""
     base = cfg.get("_base_dir")
     q = Path(p).expanduser()
-    if not base or q.is_absolute() or found != Path(base) / q:
+    if not base or q.is_absolute() or found != Path(base) / q or p not in cfg.get(SET_VALUES_KEY, ()):
         return found
     here = Path.cwd() / q
     if not _another_one(found, here):

@@ -212,8 +212,9 @@ def test_a_relative_path_in_both_the_configs_folder_and_the_current_folder_is_re
     """Audit 26 interact, F2: ``--set phantom.ct_dir="ct"`` (or plan.rtplan, plan.rtstruct) typed in a folder that
     holds its own ct/ read the config folder's ct/ without a word, as a relative path is looked for in the config's
     folder first: a replanned plan silently replaced by the old one.  Where both folders hold the name, as two
-    different files or folders, the run is refused naming both; an absolute path chooses, and the run records the
-    path it read (``input_paths``).  One folder (the config run from its own folder, or the current folder's ct a
+    different files or folders, a path given with --set is refused naming both (a path written in the config is the
+    config folder's, as documented); an absolute path chooses, and the run records the path it read
+    (``input_paths``).  One folder (the config run from its own folder, or the current folder's ct a
     link to the config's) is no question."""
     cfg_dir, work = tmp_path / "cfg", tmp_path / "work"
     cfg_dir.mkdir()
@@ -221,12 +222,17 @@ def test_a_relative_path_in_both_the_configs_folder_and_the_current_folder_is_re
     _ct(cfg_dir / "ct", 6)
     _ct(work / "ct", 4)
     monkeypatch.chdir(work)
-    for extra in (["--set", 'phantom.ct_dir="ct"'], []):   # typed in the shell, or the config's own
-        assert main(["run", "../cfg/run.toml", "--check-config", *extra]) == 2, capsys.readouterr().out
-        err = capsys.readouterr().err
-        assert "phantom.ct_dir = 'ct'" in err and "exists both in the config file's folder" in err, err
-        assert str(cfg_dir.resolve() / "ct") in err and str(work.resolve() / "ct") in err, err
-        assert "give an absolute path" in err and "remove or rename" in err, err
+    assert main(["run", "../cfg/run.toml", "--check-config", "--set", 'phantom.ct_dir="ct"']) == 2, \
+        capsys.readouterr().out   # typed in the shell
+    err = capsys.readouterr().err
+    assert "phantom.ct_dir = 'ct'" in err and "exists both in the config file's folder" in err, err
+    assert str(cfg_dir.resolve() / "ct") in err and str(work.resolve() / "ct") in err, err
+    assert "give an absolute path" in err and "remove or rename" in err, err
+    # the config's own relative path is the config folder's, as documented, wherever it is run from (a patient's
+    # run.toml run from another patient's folder with its own ct/ is not refused), and the run says which it read
+    assert main(["run", "../cfg/run.toml", "--check-config"]) == 0, capsys.readouterr().err
+    got = json.loads(capsys.readouterr().out)
+    assert got["grid_xyz"][2] == 6 and got["input_paths"] == {"phantom.ct_dir": str(cfg_dir.resolve() / "ct")}
     # an absolute path chooses, and the folder read is named
     assert main(["run", "../cfg/run.toml", "--check-config", "--set", f'phantom.ct_dir="{work / "ct"}"']) == 0, \
         capsys.readouterr().err
