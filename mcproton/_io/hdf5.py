@@ -148,6 +148,13 @@ LET_D_ATTRS = {
 }
 
 
+def dose_unit(result: Any) -> str:
+    """The ``unit`` attribute of a result's dose datasets (``dose``, ``dose_to_water``, ``dose_raw``): "Gy per
+    primary" for a dose per primary proton (:func:`mcproton.run.is_per_primary`: a beam without ``total_protons``,
+    or a sum of such beams), else "Gy"."""
+    return "Gy per primary" if is_per_primary(result) else "Gy"
+
+
 def plan_fractions(provenance: dict) -> tuple[int, int, str] | None:
     """(fractions the dose holds, fractions planned, their description e.g. "1 of 3 planned fractions (one
     fraction)") of a result of an RT Ion Plan's beams (their meta kept in ``provenance["beam"]`` or
@@ -182,7 +189,8 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
 
     # a beam without total_protons gives Gy per primary proton (the file's normalisation attribute): say so on the
     # datasets too, where a reader looks first
-    gy = "Gy per primary" if getattr(result, "normalisation", "") == "Gy per primary" else "Gy"
+    # (a sum of such beams too: "Gy per primary (sum over beams)", audit 26 F2)
+    gy = dose_unit(result)
 
     fx = plan_fractions(result.provenance)
 
@@ -405,6 +413,13 @@ def beam_records(provenance: dict) -> list[dict]:
     return [b if isinstance(b, dict) else {} for b in beams or [None]]
 
 
+def is_per_primary(result: Any) -> bool:
+    """:func:`mcproton.run.is_per_primary` (imported when called: this module is read without mcproton.run)."""
+    from .._run.result import is_per_primary as per_primary
+
+    return per_primary(result)
+
+
 def _fractions_not_stored(attrs: dict, prov: dict, normalisation: str, path: str | Path) -> str:
     """The files whose plan's dose does not record how many fractions it holds (``DoseResult.fractions_not_stored``):
     ``path`` for a file written before the beams recorded ``fractions`` (in 2026-12-05; such a file stores no
@@ -414,7 +429,7 @@ def _fractions_not_stored(attrs: dict, prov: dict, normalisation: str, path: str
     a dose per primary and for another beam (a pencil beam: the dose as simulated).  The compat audit of
     2026-12-06, F3: the demo's one fraction of 17 was written again as the whole course (DoseSummationType PLAN)."""
     beams = beam_records(prov)
-    if all(b.get("fractions") is not None for b in beams) or str(normalisation).startswith("Gy per primary"):
+    if all(b.get("fractions") is not None for b in beams) or is_per_primary(normalisation):
         return ""
     said = str(_py(attrs.get("fractions_not_stored", "")) or "")
     if said:

@@ -713,10 +713,12 @@ def write_result_rtdose(result, path: str | Path, *, contents: DoseContents | No
              "body_outline=mcproton.body.auto_body_outline(result.geometry, calibration) (the CT's voxels above "
              "-400 HU, as mcproton run) or mcproton.body.body_from_rtstruct(rtstruct, result.geometry), or apply it "
              "to the result first (mcproton.body.apply_body_outline)", McprotonRuntimeWarning, stacklevel=2)
-    if getattr(result, "normalisation", "") == "Gy per primary":
-        raise ValueError("this result's dose is in Gy per primary proton (its beam gives no total_protons): an RT "
-                         "Dose holds Gy, so the file would be mislabelled; simulate a beam with total_protons (or a "
-                         "plan) for an absolute dose")
+    from .._run.result import is_per_primary
+
+    if is_per_primary(result):   # a sum of such beams too (audit 26, F2)
+        raise ValueError(f"this result's dose is in Gy per primary proton ({result.normalisation}: its beams give "
+                         "no total_protons): an RT Dose holds Gy, so the file would be mislabelled; simulate a beam "
+                         "with total_protons (or a plan) for an absolute dose")
     contents = contents or result_dose_contents(result)
     contents.check("contents.")
     if study is None and getattr(result.geometry, "study", None) is None and getattr(result, "study_not_stored", ""):

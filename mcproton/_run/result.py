@@ -100,6 +100,23 @@ def stored_grid(result: Any, name: str) -> Any:
     return d["_" + name] if "_" + name in d else getattr(result, name)
 
 
+#: the normalisation of a dose per primary proton (a beam without ``total_protons``); a sum of such results says
+#: "Gy per primary (sum over beams)" (:func:`sum_results`)
+PER_PRIMARY = "Gy per primary"
+
+
+def is_per_primary(result: Any) -> bool:
+    """Whether the dose of ``result`` (a DoseResult, or its ``normalisation`` text) is per primary proton, not
+    absolute: its normalisation names "Gy per primary" ("Gy per primary", a sum's "Gy per primary (sum over
+    beams)", and the "Gy (sum of 2 beams: Gy per primary ...)" that sum_results gave a sum of such sums before
+    2026-12-07, which is per primary too).  The one test for every place that treats the two apart (the HDF5's
+    ``unit`` attributes, write_result_rtdose, mcnamara_of_result, sum_results, the prescription check, mcproton
+    check's top-up, the dose plot): before (audit 26, F2), each compared the text with "Gy per primary", so a
+    per-primary sum was taken for an absolute dose (written as an RT Dose in Gy, given a McNamara RBE of 1.4-2.9)."""
+    norm = result if isinstance(result, str) else getattr(result, "normalisation", "")
+    return PER_PRIMARY in str(norm or "")
+
+
 @dataclass
 class DoseResult:
     """The result of a run.  Arrays are (z, y, x).  Dose is Gy per primary proton unless the beam gives
@@ -134,7 +151,7 @@ class DoseResult:
     protons_per_second: float
     backend: str
     device: str
-    normalisation: str = "Gy per primary"
+    normalisation: str = PER_PRIMARY
     edep_mev_zyx: np.ndarray | None = None
     study_not_stored: str = ""
     fractions_not_stored: str = ""
@@ -307,7 +324,7 @@ def finish(sim: Any, acc: Any, wall_s: float, voxels: np.ndarray | None = None) 
             edep[c] = ed / n
         deposited += exact_sum(sv["edep"])
     scale = 1.0
-    norm = "Gy per primary"
+    norm = PER_PRIMARY
     if sim.beam.total_protons:
         scale = float(sim.beam.total_protons)
         norm = f"Gy for {scale:.6g} protons"
@@ -944,10 +961,12 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
                  f"{' and '.join(differ)} differ; the sum keeps result 1's geometry, and adds doses of different "
                  "phantoms (sum results of one geometry only)", McprotonRuntimeWarning, stacklevel=2)
     g, unknown = _summed_study(results)
-    per_primary = [r.normalisation == "Gy per primary" for r in results]
+    per_primary = [is_per_primary(r) for r in results]
     if any(per_primary) and not all(per_primary):
-        raise ValueError("sum_results: cannot add a per-primary dose to an absolute dose; give every beam "
-                         "total_protons (plans do)")
+        which = ", ".join(f"result {k} ({r.normalisation})" for k, r in enumerate(results, start=1)
+                          if is_per_primary(r))
+        raise ValueError(f"sum_results: cannot add a per-primary dose ({which}) to an absolute dose; give every "
+                         "beam total_protons (plans do)")
     groups = _stream_groups(results)
     n = int(sum(r.primaries for r in results))
     first = stored_grid(results[0], "dose_gy_zyx")
@@ -979,7 +998,7 @@ def sum_results(results: Iterable[DoseResult], *, allow: tuple[str, ...] = ()) -
         led["imbalance_rel"] = (e_in - out_e) / e_in if e_in > 0 else 0.0
     wall = float(sum(r.wall_s for r in results))
     pps = n / wall if wall > 0 else float("nan")
-    norm = "Gy per primary (sum over beams)" if all(per_primary) else _summed_normalisation(results)
+    norm = f"{PER_PRIMARY} (sum over beams)" if all(per_primary) else _summed_normalisation(results)
     prov = dict(results[0].provenance)
     prov.update({"primaries": n, "wall_s": wall, "protons_per_second": pps, "normalisation": norm,
                  **_summed_beam_lists(results)})
