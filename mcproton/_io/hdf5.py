@@ -47,15 +47,68 @@ class DoseFileError(ValueError):
     """An HDF5 file that is not a dose file this version of mcproton can read."""
 
 
+#: how an attribute holds None: JSON's ``null`` (so that ``json.loads`` of it gives None; files written before
+#: 2026-12-07 hold "none", read as None too)
+NULL = "null"
+_NULL_TEXTS = (NULL, "none")
+
+
 def _attr(v: Any) -> Any:
+    """An attribute's value as stored: a dict or list (but a list of numbers: an HDF5 array) as JSON text, None as
+    JSON ``null``, a string that would read back as None or as JSON as its JSON string, else as it is."""
     if isinstance(v, (dict, list, tuple)) and not (isinstance(v, (list, tuple)) and v and
                                                    all(isinstance(x, (int, float)) for x in v)):
         return json.dumps(v, default=str)
     if v is None:
-        return "none"
-    if isinstance(v, str) and (v == "none" or v[:1] in '[{"'):
+        return NULL
+    if isinstance(v, str) and (v in _NULL_TEXTS or v[:1] in '[{"'):
         return json.dumps(v)   # a string that would read back as None or as JSON: stored as a JSON string
     return v
+
+
+#: the provenance key of what an ``mcproton run`` computed from and wrote (mcproton/cli.py ``_run_identity``, which
+#: ``--resume`` compares)
+RUN_IDENTITY = "run_identity"
+
+
+def run_identity_record(v: Any) -> dict | None:
+    """A run's ``run_identity`` as one JSON object (None where ``v`` is not one): ``mcproton run`` makes it as JSON
+    text, whose ``output_settings`` is JSON text and ``beam_models`` a list of JSON texts; files written before
+    2026-12-07 stored that text as a JSON string (decoded twice, and the nested texts again: audit 26 h5schema,
+    F4).  Here every level is decoded, so that the HDF5 stores (and ``DoseResult.load`` gives) one object whose
+    ``input_files_sha256`` is read with a single ``json.loads``, and ``--resume`` compares the objects."""
+    for _ in range(3):   # the text, or the JSON string of it (older files)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        if not isinstance(v, str):
+            break
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return None
+    if not isinstance(v, dict):
+        return None
+    out = dict(v)
+
+    def decoded(x: Any) -> Any:
+        try:
+            return json.loads(x) if isinstance(x, str) else x
+        except ValueError:
+            return x
+
+    if "output_settings" in out:
+        out["output_settings"] = decoded(out["output_settings"])
+    if isinstance(out.get("beam_models"), list):
+        out["beam_models"] = [decoded(m) for m in out["beam_models"]]
+    return out
+
+
+def _provenance_attr(key: str, v: Any) -> Any:
+    """A provenance item as stored (:func:`_attr`): the run identity as one JSON object
+    (:func:`run_identity_record`)."""
+    if key == RUN_IDENTITY:
+        v = run_identity_record(v) or v
+    return _attr(v)
 
 
 #: gzip (deflate) level of the grids: every HDF5 reader has gzip.  Level 1 against the former 4 on the 46 M-voxel
@@ -248,7 +301,7 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
         f.attrs["mean_rel_uncertainty_50"] = result.mean_rel_uncertainty_50
         pg = f.create_group("provenance")
         for k, v in result.provenance.items():
-            pg.attrs[k] = _attr(v)
+            pg.attrs[k] = _provenance_attr(k, v)
         lg = f.create_group("ledger")
         for k, v in result.ledger.items():
             lg.attrs[k] = v
@@ -318,7 +371,7 @@ def _py(v: Any) -> Any:
             return json.loads(v)
         except ValueError:
             return v
-    return None if v == "none" else v
+    return None if v in _NULL_TEXTS else v
 
 
 def _materials(attrs: dict, path: str | Path) -> list:
@@ -355,6 +408,8 @@ def load_result(path: str | Path):
                          labels_zyx=labels, label_names=names, name=str(a.get("geometry_name", "voxel grid")),
                          study=_study(a))
     prov = {k: _py(v) for k, v in h["provenance"].items()}
+    if RUN_IDENTITY in prov:   # one object, also of a file that stored it as a JSON string (before 2026-12-07)
+        prov[RUN_IDENTITY] = run_identity_record(prov[RUN_IDENTITY]) or prov[RUN_IDENTITY]
     _restore_heterogeneity(geom, prov)
     r = {k: _py(v) for k, v in h["result"].items()}
     res = DoseResult(
