@@ -312,9 +312,43 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
     return hdf5_buffer(fill)
 
 
+#: the ``format_version`` of a phantom file (mcproton/phantoms/export.py PHANTOM_FORMAT_VERSION, "mcproton-phantom/1")
+PHANTOM_FORMAT_NAME = "mcproton-phantom"
+#: the root attribute of a checkpoint (mcproton/_run/checkpoint.py)
+CHECKPOINT_ATTR = "mcproton_checkpoint"
+
+
+def other_mcproton_file(f: Any, path: str | Path) -> str | None:
+    """What an open HDF5 file written by mcproton that is not a dose file is, and what to do with it (for a
+    message: "<path> is ..."): a checkpoint (root attribute ``mcproton_checkpoint``) or a phantom file
+    (``format_version`` "mcproton-phantom/N"); None for anything else.  Before (audit 26 h5schema, F5), a checkpoint
+    given for a result was "not an mcproton dose file ... give a file written by mcproton", and a phantom file
+    "not an mcproton dose format"."""
+    if CHECKPOINT_ATTR in f.attrs:
+        from .._run.checkpoint import CHECKPOINT_SUFFIX
+
+        name = Path(path).name
+        out = (f" (of --out {name[:-len(CHECKPOINT_SUFFIX)]}.h5, beside it)" if name.endswith(CHECKPOINT_SUFFIX)
+               else "")
+        return (f"{path} is the checkpoint of an mcproton run{out} that was interrupted, stopped by its time limit or "
+                "refused at its end (root attribute mcproton_checkpoint): running sums, not a result; run the same "
+                "mcproton run command with --resume to finish the run and write its result (the HDF5 of its --out), "
+                "and read that")
+    v = f.attrs.get("format_version")
+    v = v.decode() if isinstance(v, bytes) else v
+    if isinstance(v, str) and v.startswith(PHANTOM_FORMAT_NAME + "/"):
+        return (f"{path} is an mcproton phantom file (format_version {v!r}: its materials, densities and labels, no "
+                "dose), not a dose file: read it with mcproton.phantoms.read_phantom_hdf5")
+    return None
+
+
 def format_version(f: Any, path: str | Path) -> int:
     """The layout version of an open dose file: 1 for :data:`FORMAT_VERSION`, 0 for a file written before the
-    version existed that holds the version-0 datasets; anything else raises :class:`DoseFileError`."""
+    version existed that holds the version-0 datasets; anything else raises :class:`DoseFileError` (saying what a
+    checkpoint or a phantom file is: :func:`other_mcproton_file`)."""
+    other = other_mcproton_file(f, path)
+    if other:
+        raise DoseFileError(other)
     v = f.attrs.get("format_version")
     if v is None:
         missing = [k for k in V0_DATASETS if k not in f] + [k for k in V0_ATTRS if k not in f.attrs]
@@ -333,6 +367,27 @@ def format_version(f: Any, path: str | Path) -> int:
                         "file written by mcproton")
 
 
+def open_hdf5(path: str | Path, what: str = "an mcproton dose file") -> Any:
+    """``h5py.File(path, "r")``; a file HDF5 cannot open although it is HDF5 (truncated: an interrupted copy or
+    download, a full disk; damaged) raises :class:`DoseFileError` (a ValueError) saying so, not h5py's OSError
+    ("Unable to synchronously open file (truncated file: eof = ...)": audit 26 h5schema, F5).  ``what``: the kind
+    of file expected, for the message.  A missing file raises FileNotFoundError as before."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if not Path(path).is_file():
+            raise
+        size = Path(path).stat().st_size
+        raise DoseFileError(f"{path} ({size:,} bytes) is an HDF5 file that cannot be read: truncated or damaged (an "
+                            "interrupted copy or download, or a disk that filled while another program wrote it: "
+                            "mcproton writes its files whole or not at all); copy it again from where it came from, "
+                            f"or write it again; expected {what} (h5py: {exc})") from None
+
+
 def read_dose_hdf5(path: str | Path) -> dict[str, Any]:
     """Read back the arrays and attributes written by :func:`write_result_hdf5` (``format_version``: the layout
     version, 0 for a file written before it existed; an unknown version raises :class:`DoseFileError`)."""
@@ -342,7 +397,7 @@ def read_dose_hdf5(path: str | Path) -> dict[str, Any]:
         raise DoseFileError(f"{path} is not an HDF5 file, so not an mcproton dose file; give a file written by "
                             "DoseResult.save or mcproton run (an .h5 file)")
     out: dict[str, Any] = {}
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path) as f:
         out["format_version"] = format_version(f, path)
         for k in ("dose", "dose_to_water", "let_d", "uncertainty", "density", "material_index", "labels", "dose_raw",
                   "body_mask", "edep_mev_per_primary"):

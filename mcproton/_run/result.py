@@ -216,8 +216,11 @@ class DoseResult:
         ``mcproton run`` or ``mcproton demo``, ``edep_mev_zyx`` is None and ``integrated_depth_dose`` raises
         ValueError.
 
-        A file that is not HDF5, not written by mcproton, or of an unknown format version (a newer mcproton)
-        raises ``mcproton._io.hdf5.DoseFileError`` (a ``ValueError``).  A file written before the format had a
+        A file that is not HDF5, a truncated or damaged HDF5 (an interrupted copy), one not written by mcproton, or
+        of an unknown format version (a newer mcproton) raises ``mcproton._io.hdf5.DoseFileError`` (a
+        ``ValueError``), as do mcproton's other files, each named with what to do: a run's checkpoint
+        (``<out>.ckpt.h5``: run the command again with ``--resume`` to write its result) and a phantom file (read
+        it with ``mcproton.phantoms.read_phantom_hdf5``).  A file written before the format had a
         version is read as version 0 with a warning: it lacks the deposited energy, primaries, wall time and
         backend (taken from the provenance) and the definitions of materials that are not in the database
         (placeholders by name, not for transport)."""
