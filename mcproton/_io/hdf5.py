@@ -1,14 +1,16 @@
 """HDF5 output of a run (h5py).
 
-Layout: datasets ``dose`` (Gy), ``dose_to_water`` (Gy), ``let_d`` (keV/um), ``uncertainty`` (relative
-standard error), ``density`` (g/cm3) and ``material_index``, all with axes (z, y, x); root attributes
-``voxel_size_mm`` (dx, dy, dz), ``origin_mm`` (x, y, z of the centre of the first voxel), ``axes`` =
-"zyx", ``normalisation``, and for the beams of an RT Ion Plan ``fractions`` and ``fractions_planned`` (the dose
-datasets' ``fractions_note`` says the same: "1 of 3 planned fractions (one fraction)"); groups ``provenance``
-(attributes; nested dicts as JSON strings) and ``ledger``; the datasets a result carries in ``extra_datasets``
-(``dose_raw``, ``body_mask``: mcproton/body.py). The grids are stored in chunks (:data:`GRID_CHUNK`) with the
-standard gzip filter (level :data:`GZIP_LEVEL`; shuffle on the result grids), fill value 0; a chunk that is all 0 is
-not stored (any HDF5 reader returns the fill value).
+Layout (every item, with its dtype, unit and attributes: README "Output (HDF5)", whose table
+tests/test_hdf5_schema.py compares with the files written): datasets ``dose`` (Gy, float64), ``dose_to_water``
+(Gy), ``let_d`` (keV/um), ``uncertainty`` (relative standard error), ``density`` (g/cm3) and ``material_index`` (and
+``labels``), all with axes (z, y, x) (each dataset's attribute ``axes`` = "zyx"); root attributes ``voxel_size_mm``
+(dx, dy, dz), ``origin_mm`` (x, y, z of the centre of the first voxel), ``axes`` = "zyx", ``normalisation``, and
+for the beams of an RT Ion Plan ``fractions`` and ``fractions_planned`` (the dose datasets' ``fractions_note`` says
+the same: "1 of 3 planned fractions (one fraction)"); groups ``provenance`` (attributes; dicts and lists as JSON
+text, None as JSON ``null``; ``run_identity`` one JSON object) and ``ledger``; the datasets a result carries in
+``extra_datasets`` (``dose_raw``, ``body_mask``: mcproton/body.py). The grids are stored in chunks
+(:data:`GRID_CHUNK`) with the standard gzip filter (level :data:`GZIP_LEVEL`; shuffle on the result grids), fill
+value 0; a chunk that is all 0 is not stored (any HDF5 reader returns the fill value).
 
 Format version (root attribute ``format_version`` = :data:`FORMAT_VERSION`, "mcproton-dose/1"): version 1 adds
 ``materials_json`` (the full definitions of the geometry's materials), ``study`` (JSON: the CT's patient, study and
@@ -208,6 +210,21 @@ def dose_unit(result: Any) -> str:
     return "Gy per primary" if is_per_primary(result) else "Gy"
 
 
+#: the ``description`` of the ``uncertainty`` dataset
+UNCERTAINTY_DESCRIPTION = ("relative standard error of the dose in each voxel (standard error / dose), from the spread "
+                           "of the statistical batches; 0 where no dose, NaN where the run had one batch (no "
+                           "estimate); outside body_mask (where dose is set to 0) the relative standard error of "
+                           "dose_raw, the dose as computed there")
+#: the ``description`` of the phantom's grids
+GEOMETRY_DESCRIPTIONS = {
+    "density": "mass density of each voxel (float32, the density the transport used)",
+    "material_index": "each voxel's material: an index (0-based) into the root attributes materials (names) and "
+                      "materials_json (definitions)",
+    "labels": "each voxel's organ or structure label of the phantom (0: outside air); names in the root attribute "
+              "label_names (JSON {label: name})",
+}
+
+
 def plan_fractions(provenance: dict) -> tuple[int, int, str] | None:
     """(fractions the dose holds, fractions planned, their description e.g. "1 of 3 planned fractions (one
     fraction)") of a result of an RT Ion Plan's beams (their meta kept in ``provenance["beam"]`` or
@@ -261,15 +278,20 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
                 d.attrs["description"] = DOSE_DESCRIPTIONS[name]
             if name == "let_d":   # what the number is, where a reader of the file looks (rbe audit 2026-12-06, F5)
                 d.attrs.update(LET_D_ATTRS)
+            if name == "uncertainty":
+                d.attrs["description"] = UNCERTAINTY_DESCRIPTION
         for name, (arr, attrs) in (getattr(result, "extra_datasets", None) or {}).items():   # e.g. dose_raw
             ds = write_grid(f, name, arr, shuffle=np.asarray(arr).dtype.kind == "f")
             for k, v in attrs.items():
                 ds.attrs[k] = _attr(v)
-        write_grid(f, "density", g.density_g_cm3_zyx, shuffle=False).attrs["unit"] = "g/cm3"
-        write_grid(f, "material_index", g.material_index_zyx, shuffle=False)
+        # the phantom's grids carry their axes as the dose grids do (audit 26 h5schema, F6: they had none)
+        grids = [("density", g.density_g_cm3_zyx, {"unit": "g/cm3"}), ("material_index", g.material_index_zyx, {})]
         if g.labels_zyx is not None:
-            write_grid(f, "labels", g.labels_zyx, shuffle=False)
+            grids.append(("labels", g.labels_zyx, {}))
             f.attrs["label_names"] = json.dumps({str(k): v for k, v in g.label_names.items()})
+        for name, arr, attrs in grids:
+            ds = write_grid(f, name, arr, shuffle=False)
+            ds.attrs.update({**attrs, "axes": "zyx", "description": GEOMETRY_DESCRIPTIONS[name]})
         f.attrs["voxel_size_mm"] = np.asarray(g.voxel_size_mm, np.float64)
         f.attrs["origin_mm"] = np.asarray(g.origin_mm, np.float64)
         f.attrs["axes"] = "zyx"
@@ -297,7 +319,7 @@ def result_hdf5_buffer(result, extra_attrs: dict | None = None, *, edep: bool = 
             rg.attrs[k] = getattr(result, k)
         if edep and result.edep_mev_zyx is not None:
             write_grid(f, "edep_mev_per_primary", np.asarray(result.edep_mev_zyx, np.float64)
-                       ).attrs["unit"] = "MeV per primary"
+                       ).attrs.update({"unit": "MeV per primary", "axes": "zyx"})
         f.attrs["mean_rel_uncertainty_50"] = result.mean_rel_uncertainty_50
         pg = f.create_group("provenance")
         for k, v in result.provenance.items():
