@@ -519,8 +519,7 @@ def apply_body_outline(result: Any, outline: BodyOutline | None) -> Any:
     """Zero the dose and dose to water of ``result`` outside ``outline`` (in place; returns ``result``).
     The dose as computed is kept (float32) as ``result.dose_raw_gy_zyx`` and, with the mask, handed to the HDF5 writer
     (``result.extra_datasets``: ``dose_raw``, in the dose's unit, :data:`DOSE_RAW_DESCRIPTION`; ``body_mask``);
-    the 50 %-of-Dmax uncertainty figure is
-    recomputed inside the outline.  ``outline`` None: nothing changes."""
+    the 50 %-of-Dmax uncertainty figure is recomputed inside the outline.  ``outline`` None: nothing changes."""
     if outline is None:
         return result
     from .run import mean_uncertainty_above_half_max

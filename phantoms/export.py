@@ -101,10 +101,10 @@ def read_phantom_hdf5(path) -> VoxelGeometry:
                              "mcproton.DoseResult.load (its geometry, the phantom the dose was computed on, is the "
                              "result's .geometry)")
         if version is not None and str(version) != PHANTOM_FORMAT_VERSION:
-            newer = str(version).startswith(PHANTOM_FORMAT_VERSION.split("/")[0] + "/")
+            phantom = str(version).startswith(PHANTOM_FORMAT_VERSION.split("/")[0] + "/")   # another version
             raise ValueError(f"{path} has format_version {str(version)!r}, not {PHANTOM_FORMAT_VERSION!r}: "
                              + ("it was written by another version of mcproton; read it with that version, or write "
-                                "the phantom again (mcproton phantom)" if newer else
+                                "the phantom again (mcproton phantom)" if phantom else
                                 "not an mcproton phantom file; give one written by mcproton phantom or "
                                 "mcproton.phantoms.write_phantom_hdf5"))
         missing = [k for k in ("materials", "material_index", "density") if k not in f] + [

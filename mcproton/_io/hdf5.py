@@ -350,8 +350,8 @@ def other_mcproton_file(f: Any, path: str | Path) -> str | None:
         from .._run.checkpoint import CHECKPOINT_SUFFIX
 
         name = Path(path).name
-        out = (f" (of --out {name[:-len(CHECKPOINT_SUFFIX)]}.h5, beside it)" if name.endswith(CHECKPOINT_SUFFIX)
-               else "")
+        stem = name[:-len(CHECKPOINT_SUFFIX)] if name.endswith(CHECKPOINT_SUFFIX) else ""
+        out = f" (its --out: {stem}.h5, {stem}.hdf5 or {stem}, in the same folder)" if stem else ""
         return (f"{path} is the checkpoint of an mcproton run{out} that was interrupted, stopped by its time limit or "
                 "refused at its end (root attribute mcproton_checkpoint): running sums, not a result; run the same "
                 "mcproton run command with --resume to finish the run and write its result (the HDF5 of its --out), "

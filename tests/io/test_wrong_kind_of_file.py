@@ -38,8 +38,8 @@ def files(tmp_path_factory):
 
 def test_a_checkpoint_is_named_as_one_by_every_reader(files):
     ck = files["w.ckpt"]
-    what = (rf"{ck} is the checkpoint of an mcproton run \(of --out w\.h5, beside it\).*not a result; run the same "
-            r"mcproton run command with --resume")
+    what = (rf"{ck} is the checkpoint of an mcproton run \(its --out: w\.h5, w\.hdf5 or w, in the same folder\).*not "
+            r"a result; run the same mcproton run command with --resume")
     with pytest.raises(DoseFileError, match=what):
         DoseResult.load(ck)
     with pytest.raises(DoseFileError, match=what):
